@@ -1,0 +1,153 @@
+# deepseek.h — build, test and check.
+#
+#   make              static library build/libdeepseek.a, build/ds, examples
+#   make test         the whole suite; ends with "N passed, N failed, N skipped"
+#   make check        test + amalgamation checks (STYLE.md)
+#   make amalgamation regenerate dist/deepseek.c
+#   make fuzz         build the libFuzzer targets (clang) into build-fuzz/
+#   make SAN=1 test   the suite under ASan + UBSan (objects in build-san/)
+#   make CUDA=1       also compile and link the CUDA part (nvcc)
+#   make install      PREFIX=/usr/local
+
+CC      ?= cc
+NVCC    ?= nvcc
+PREFIX  ?= /usr/local
+PYTHON  ?= python3
+OPT     ?= -O2
+CFLAGS_BASE = -std=c11 -Wall -Wextra -g $(OPT) -pthread -I.
+LDLIBS  = -lsodium -lm -lpthread
+
+ifeq ($(SAN),1)
+  BUILD   = build-san
+  SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+  BUILD   = build
+  SANFLAGS =
+endif
+
+CFLAGS_ALL = $(CFLAGS_BASE) $(SANFLAGS) $(CFLAGS)
+LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
+
+# The library sources, in amalgamation order (tools/amalgamate reads this list).
+LIB_SRCS = \
+	deepseek_impl/util.c \
+	deepseek_impl/json.c \
+	deepseek_impl/safetensors.c \
+	deepseek_impl/quant.c \
+	deepseek_impl/crypto.c \
+	deepseek_impl/container.c \
+	deepseek_impl/config.c \
+	deepseek_impl/model.c \
+	deepseek_impl/convert.c
+
+LIB_HDRS = deepseek.h deepseek_impl/internal.h
+LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
+
+ifeq ($(CUDA),1)
+  # The toolkit is the one whose nvcc is found (symlinks resolved), else
+  # /usr/local/cuda. Override with CUDA_HOME=... or NVCC=/path/to/nvcc.
+  NVCC_PATH := $(shell command -v $(NVCC) 2>/dev/null)
+  CUDA_HOME ?= $(if $(NVCC_PATH),$(patsubst %/bin/nvcc,%,$(realpath $(NVCC_PATH))),/usr/local/cuda)
+  CUDA_LIBDIR ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib) $(CUDA_HOME)/lib64)
+  CUDA_SRCS = kernels/cuda/backend.cu
+  CUDA_HDRS = kernels/cuda/common.cuh
+  CUDA_OBJS = $(CUDA_SRCS:%.cu=$(BUILD)/%.o)
+  CUDA_LIBS = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcudart -lcublas -lstdc++
+  # A100 (sm_80) and H100/H200 (sm_90) code, plus sm_90 PTX for newer GPUs.
+  CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+               -gencode arch=compute_90,code=compute_90
+  CFLAGS_ALL += -DDS_CUDA=1
+else
+  CUDA_OBJS =
+  CUDA_LIBS =
+endif
+
+# C unit tests: one binary per module.
+TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert
+TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
+
+EXAMPLES = $(BUILD)/simple
+
+.PHONY: all test check amalgamation fuzz install clean testdata
+all: $(BUILD)/libdeepseek.a $(BUILD)/ds $(EXAMPLES)
+
+$(BUILD)/%.o: %.c $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu $(LIB_HDRS) $(CUDA_HDRS)
+	@mkdir -p $(dir $@)
+	$(NVCC) -O2 -I. $(CUDA_ARCH) -c $< -o $@
+
+$(BUILD)/libdeepseek.a: $(LIB_OBJS) $(CUDA_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/ds: tools/ds.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+
+$(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+
+# Generated test checkpoints and containers (tests/gen/make_checkpoint.py).
+TESTDATA = $(BUILD)/testdata/.stamp
+$(TESTDATA): tests/gen/make_checkpoint.py
+	@mkdir -p $(BUILD)/testdata
+	$(PYTHON) tests/gen/make_checkpoint.py --all $(BUILD)/testdata
+	@touch $@
+testdata: $(TESTDATA)
+
+test: all $(TEST_BINS) $(TESTDATA)
+	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BINS)
+
+# ---- amalgamation --------------------------------------------------------
+# dist/deepseek.c is generated but committed: vendoring users take it with
+# deepseek.h. `make check` fails when it is stale (tools/check_amalgamation.sh).
+AMALG_BUILD = $(BUILD)/amalg
+AMALG_TEST_BINS = $(TESTS:%=$(AMALG_BUILD)/tests/%)
+AMALG_DEPS = $(LIB_SRCS) $(LIB_HDRS) $(wildcard deepseek_impl/*.h kernels/cpu/*.h) tools/amalgamate
+
+.PHONY: test-amalg amalgamation-sources
+amalgamation: dist/deepseek.c
+dist/deepseek.c: $(AMALG_DEPS) Makefile
+	$(PYTHON) tools/amalgamate --out $@ $(LIB_SRCS)
+
+# The unit tests call dsi_* functions, which are static in the amalgamation,
+# so each test is one translation unit: dist/deepseek.c, then the test
+# (tests/amalg_unit.c). Same test data as `make test`.
+$(AMALG_BUILD)/tests/%: tests/%.c tests/amalg_unit.c tests/test.h dist/deepseek.c deepseek.h $(CUDA_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DTEST_SOURCE='"$*.c"' tests/amalg_unit.c -o $@ $(CUDA_OBJS) $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+
+test-amalg: $(AMALG_TEST_BINS) $(TESTDATA)
+	@BUILD=$(BUILD) sh tests/run_tests.sh $(AMALG_TEST_BINS)
+
+amalgamation-sources:
+	@echo $(LIB_SRCS)
+
+check: test
+	@CC="$(CC)" CXX="$(CXX)" PYTHON="$(PYTHON)" BUILD="$(BUILD)" LIB_SRCS="$(LIB_SRCS)" \
+		sh tools/check_amalgamation.sh
+
+# ---- fuzzing (clang + libFuzzer) -----------------------------------------
+FUZZ_CC ?= clang
+FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container
+FUZZ_FLAGS = -std=c11 -g -O1 -I. -fsanitize=fuzzer,address,undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION=1
+fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(LIB_SRCS) -o $@ $(LDLIBS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 deepseek.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libdeepseek.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/ds $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' deepseek.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/deepseek.pc
+
+clean:
+	rm -rf build build-san build-fuzz

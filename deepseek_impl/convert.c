@@ -1,0 +1,818 @@
+/*
+ * convert.c — Hugging Face checkpoint -> .dsm container.
+ *
+ * One streaming pass: plan the layout from the safetensors headers (every
+ * tensor's output dtype, size and place in its segment), then for each segment
+ * read the source tensors in row groups, decode them to F32 (F16, BF16, or
+ * FP8 e4m3 x 128x128 block scale), re-encode (F32 / F16 / Q8_0), and seal the
+ * stream chunk by chunk. Memory stays at a few row groups plus one chunk,
+ * whatever the model size. The output goes to a temporary file that is
+ * renamed into place only when everything succeeded.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#define DSI_ROW_GROUP_BYTES ((size_t)4 << 20)   /* F32 bytes decoded at once */
+#define DSI_MAX_TEXT_FILE ((size_t)256 << 20)    /* config/tokenizer JSON */
+
+DS_API ds_convert_params ds_convert_default_params(void) {
+    ds_convert_params p;
+    memset(&p, 0, sizeof p);
+    p.quant = DS_QUANT_Q8_0;
+    p.encrypt = 1;
+    return p;
+}
+
+/* ==== Source checkpoint ================================================== */
+typedef struct dsi_shard {
+    char *path;
+    int fd;
+    dsi_st_header *h;
+} dsi_shard;
+
+/* A source tensor: which shard, which entry. Sorted by name for lookups. */
+typedef struct dsi_src {
+    const char *name;
+    uint32_t shard;
+    const dsi_st_tensor *t;
+    bool used;
+} dsi_src;
+
+/* One planned output tensor. */
+typedef struct dsi_plan {
+    const dsi_tensor_spec *spec;
+    dsi_src *src;
+    dsi_src *scale;          /* FP8 block scales, or NULL */
+    ds_dtype dtype;
+    uint64_t rows, cols, row_bytes, nbytes;
+    uint32_t segment;
+    uint64_t offset;         /* inside the segment's plaintext */
+} dsi_plan;
+
+typedef struct dsi_conv {
+    dsi_alloc al;
+    const ds_convert_params *p;
+    dsi_err *e;
+    char *hf_dir;
+    ds_model_config cfg;
+    char *config_json, *tok_json, *tokcfg_json;
+    size_t config_len, tok_len, tokcfg_len;
+    dsi_shard *shards;
+    size_t n_shards;
+    dsi_src *srcs;
+    size_t n_srcs;
+    dsi_tensor_spec *specs;
+    size_t n_specs;
+    dsi_plan *plan;
+    dsi_segment *segs;
+    size_t n_segs;
+    /* output */
+    int fd;
+    char *tmp_path;
+    uint64_t pos;
+    dsi_secure_buf keybuf;
+    dsi_keys *keys;
+    dsi_header hdr;
+    uint32_t chunk_bytes;
+    uint8_t *chunk_plain, *chunk_out;   /* chunk_plain lives in a secure buffer */
+    dsi_secure_buf plainbuf;
+    size_t fill;
+    /* the segment being written */
+    dsi_chunk_ad ad;
+    uint64_t seg_done;
+    /* row-group scratch */
+    uint8_t *raw;
+    float *f32;
+    uint8_t *enc;
+    size_t raw_cap, f32_cap, enc_cap;
+    /* progress */
+    uint64_t tensors_done;
+} dsi_conv;
+
+static char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = dsi_malloc(al, a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}
+
+/* Reads a whole (small) text file. *missing is set when it does not exist. */
+static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t *len, bool *missing) {
+    *out = NULL;
+    *len = 0;
+    if (missing) *missing = false;
+    char *path = dsi_path_join(&c->al, c->hf_dir, name);
+    if (!path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    ds_status s = DS_OK;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) {
+        if (errno == ENOENT && missing) *missing = true;
+        else s = dsi_fail(c->e, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    } else if (fstat(fd, &st) != 0) {
+        s = dsi_fail(c->e, DS_ERR_IO, "%s: %s", path, strerror(errno));
+    } else if ((uint64_t)st.st_size > DSI_MAX_TEXT_FILE) {
+        s = dsi_fail(c->e, DS_ERR_LIMIT, "%s: %llu bytes is too large for a JSON file", path,
+                     (unsigned long long)st.st_size);
+    } else {
+        size_t n = (size_t)st.st_size, done = 0;
+        char *buf = dsi_malloc(&c->al, n + 1);
+        if (!buf) s = dsi_fail(c->e, DS_ERR_NOMEM, "out of memory reading %s", path);
+        while (!s && done < n) {
+            ssize_t r = read(fd, buf + done, n - done);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) s = dsi_fail(c->e, DS_ERR_IO, "%s: read failed", path);
+            else done += (size_t)r;
+        }
+        if (s) dsi_free(&c->al, buf);
+        else {
+            buf[n] = 0;
+            *out = buf;
+            *len = n;
+        }
+    }
+    if (fd >= 0) close(fd);
+    dsi_free(&c->al, path);
+    return s;
+}
+
+static int dsi_cmp_src(const void *a, const void *b) {
+    return strcmp(((const dsi_src *)a)->name, ((const dsi_src *)b)->name);
+}
+
+static dsi_src *dsi_find_src(dsi_conv *c, const char *name) {
+    dsi_src key = {name, 0, NULL, false};
+    return bsearch(&key, c->srcs, c->n_srcs, sizeof *c->srcs, dsi_cmp_src);
+}
+
+static ds_status dsi_open_shard(dsi_conv *c, const char *file) {
+    /* shard names come from an index file: no directories, no escapes */
+    if (!*file || strchr(file, '/') || strcmp(file, "..") == 0 || strcmp(file, ".") == 0)
+        return dsi_fail(c->e, DS_ERR_SAFETENSORS, "model.safetensors.index.json: bad shard file name '%s'", file);
+    for (size_t i = 0; i < c->n_shards; i++) {
+        const char *base = strrchr(c->shards[i].path, '/');
+        if (strcmp(base ? base + 1 : c->shards[i].path, file) == 0) return DS_OK;
+    }
+    dsi_shard *ns = dsi_realloc(&c->al, c->shards, (c->n_shards + 1) * sizeof *ns);
+    if (!ns) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    c->shards = ns;
+    dsi_shard *sh = &c->shards[c->n_shards];
+    memset(sh, 0, sizeof *sh);
+    sh->fd = -1;
+    sh->path = dsi_path_join(&c->al, c->hf_dir, file);
+    if (!sh->path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    c->n_shards++;
+    ds_status s = dsi_st_open(sh->path, &c->al, &sh->h, c->e);
+    if (s) return s;
+    sh->fd = open(sh->path, O_RDONLY | O_CLOEXEC);
+    if (sh->fd < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: cannot open: %s", sh->path, strerror(errno));
+    return DS_OK;
+}
+
+static ds_status dsi_open_checkpoint(dsi_conv *c) {
+    char *index = NULL;
+    size_t index_len = 0;
+    bool missing = false;
+    ds_status s = dsi_read_text(c, "model.safetensors.index.json", &index, &index_len, &missing);
+    if (s) return s;
+    if (missing) {
+        char *single = dsi_path_join(&c->al, c->hf_dir, "model.safetensors");
+        if (!single) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+        bool exists = access(single, F_OK) == 0;
+        dsi_free(&c->al, single);
+        if (!exists)
+            return dsi_fail(c->e, DS_ERR_IO, "%s: neither model.safetensors nor model.safetensors.index.json found",
+                            c->hf_dir);
+        s = dsi_open_shard(c, "model.safetensors");
+    } else {
+        dsi_json_doc *doc = NULL;
+        s = dsi_json_parse(index, index_len, &c->al, &doc, c->e);
+        if (s) dsi_prefix(c->e, "model.safetensors.index.json");
+        const dsi_json *wm = s ? NULL : dsi_json_get(dsi_json_root(doc), "weight_map");
+        if (!s && (!wm || wm->type != DSI_JSON_OBJECT))
+            s = dsi_fail(c->e, DS_ERR_JSON, "model.safetensors.index.json: weight_map is missing or not an object");
+        for (uint32_t i = 0; !s && i < wm->n; i++) {
+            if (wm->kids[i].type != DSI_JSON_STRING)
+                s = dsi_fail(c->e, DS_ERR_JSON, "model.safetensors.index.json: weight_map entry %s is not a string",
+                             wm->kids[i].key);
+            else s = dsi_open_shard(c, wm->kids[i].str);
+        }
+        dsi_json_free(doc);
+        dsi_free(&c->al, index);
+        if (s) return s;
+    }
+    if (s) return s;
+
+    /* One sorted table of every source tensor across shards. */
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_shards; i++) n += c->shards[i].h->n;
+    c->srcs = dsi_calloc(&c->al, n ? n : 1, sizeof *c->srcs);
+    if (!c->srcs) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < c->n_shards; i++)
+        for (size_t k = 0; k < c->shards[i].h->n; k++) {
+            dsi_src *d = &c->srcs[c->n_srcs++];
+            d->name = c->shards[i].h->t[k].name;
+            d->shard = (uint32_t)i;
+            d->t = &c->shards[i].h->t[k];
+        }
+    qsort(c->srcs, c->n_srcs, sizeof *c->srcs, dsi_cmp_src);
+    for (size_t i = 1; i < c->n_srcs; i++)
+        if (strcmp(c->srcs[i - 1].name, c->srcs[i].name) == 0)
+            return dsi_fail(c->e, DS_ERR_SAFETENSORS, "tensor %s appears in two shards", c->srcs[i].name);
+    return DS_OK;
+}
+
+/* ==== Layout plan ======================================================== */
+static const char *dsi_st_name(const dsi_st_tensor *t) { return t->dtype_name ? t->dtype_name : "?"; }
+
+static ds_status dsi_make_plan(dsi_conv *c) {
+    ds_status s = dsi_arch_tensor_specs(&c->cfg, &c->al, &c->specs, &c->n_specs, c->e);
+    if (s) return s;
+    c->plan = dsi_calloc(&c->al, c->n_specs, sizeof *c->plan);
+    c->segs = dsi_calloc(&c->al, c->n_specs, sizeof *c->segs);   /* at most one segment per tensor */
+    if (!c->plan || !c->segs) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    int f16_fallback = 0;
+    for (size_t i = 0; i < c->n_specs; i++) {
+        const dsi_tensor_spec *sp = &c->specs[i];
+        dsi_plan *pl = &c->plan[i];
+        pl->spec = sp;
+        pl->src = dsi_find_src(c, sp->name);
+        if (!pl->src) return dsi_fail(c->e, DS_ERR_MISSING_TENSOR, "tensor %s is missing from the checkpoint", sp->name);
+        const dsi_st_tensor *t = pl->src->t;
+        pl->src->used = true;
+        bool same = t->ndim == sp->n_dims;
+        for (int d = 0; same && d < sp->n_dims; d++) same = t->shape[d] == sp->dims[d];
+        if (!same) {
+            char got[96] = "";
+            size_t o = 0;
+            for (int d = 0; d < t->ndim && o < sizeof got - 24; d++)
+                o += (size_t)snprintf(got + o, sizeof got - o, "%s%llu", d ? "x" : "", (unsigned long long)t->shape[d]);
+            if (sp->n_dims == 2)
+                return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: expected %llux%llu, got %s", sp->name,
+                                (unsigned long long)sp->dims[0], (unsigned long long)sp->dims[1], t->ndim ? got : "a scalar");
+            return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: expected %llu, got %s", sp->name,
+                            (unsigned long long)sp->dims[0], t->ndim ? got : "a scalar");
+        }
+        pl->rows = sp->n_dims == 2 ? sp->dims[0] : 1;
+        pl->cols = sp->dims[sp->n_dims - 1];
+        switch (t->dtype) {
+        case DSI_ST_F32: case DSI_ST_F16: case DSI_ST_BF16: break;
+        case DSI_ST_F8_E4M3: {
+            /* DeepSeek-V3 release format: 128x128 blocks, scale_inv multiplies */
+            char sname[128];
+            snprintf(sname, sizeof sname, "%s_scale_inv", sp->name);
+            pl->scale = dsi_find_src(c, sname);
+            if (!pl->scale)
+                return dsi_fail(c->e, DS_ERR_MISSING_TENSOR, "tensor %s is F8_E4M3 but %s is missing", sp->name, sname);
+            const dsi_st_tensor *st = pl->scale->t;
+            uint64_t br = (pl->rows + 127) / 128, bc = (pl->cols + 127) / 128;
+            if (sp->n_dims != 2 || st->ndim != 2 || st->shape[0] != br || st->shape[1] != bc ||
+                (st->dtype != DSI_ST_F32 && st->dtype != DSI_ST_BF16))
+                return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: expected F32 %llux%llu block scales", sname,
+                                (unsigned long long)br, (unsigned long long)bc);
+            pl->scale->used = true;
+            break;
+        }
+        default:
+            return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: dtype %s is not supported (F32, F16, BF16, F8_E4M3)",
+                            sp->name, dsi_st_name(t));
+        }
+        if (sp->keep_f32 || c->p->quant == DS_QUANT_F32) pl->dtype = DS_DTYPE_F32;
+        else if (c->p->quant == DS_QUANT_F16) pl->dtype = DS_DTYPE_F16;
+        else if (pl->cols % DSI_Q8_BLOCK == 0) pl->dtype = DS_DTYPE_Q8_0;
+        else {
+            pl->dtype = DS_DTYPE_F16;
+            f16_fallback++;
+        }
+        if (!dsi_dtype_row_bytes(pl->dtype, pl->cols, &pl->row_bytes) ||
+            !dsi_mul_u64(pl->row_bytes, pl->rows, &pl->nbytes))
+            return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large", sp->name);
+
+        /* segments: consecutive specs with the same (kind, layer, expert) */
+        dsi_segment *cur = c->n_segs ? &c->segs[c->n_segs - 1] : NULL;
+        if (!cur || cur->kind != sp->seg_kind || cur->layer != sp->layer || cur->expert != sp->expert) {
+            cur = &c->segs[c->n_segs++];
+            cur->kind = sp->seg_kind;
+            cur->layer = sp->layer;
+            cur->expert = sp->expert;
+        }
+        pl->segment = (uint32_t)(c->n_segs - 1);
+        uint64_t off = (cur->plain_bytes + DSI_TENSOR_ALIGN - 1) / DSI_TENSOR_ALIGN * DSI_TENSOR_ALIGN;
+        pl->offset = off;
+        if (!dsi_add_u64(off, pl->nbytes, &cur->plain_bytes))
+            return dsi_fail(c->e, DS_ERR_LIMIT, "segment too large");
+    }
+    for (size_t i = 0; i < c->n_segs; i++)
+        if (!dsi_stored_bytes(c->segs[i].plain_bytes, c->chunk_bytes, &c->segs[i].stored_bytes, &c->segs[i].n_chunks))
+            return dsi_fail(c->e, DS_ERR_LIMIT, "segment %zu too large", i);
+    if (f16_fallback)
+        dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
+                "%d tensor(s) have a row length that is not a multiple of 32; stored as F16 instead of Q8_0",
+                f16_fallback);
+
+    /* Report what the architecture does not use: MTP layers and strays. */
+    size_t mtp = 0, other = 0;
+    const char *first_other = NULL;
+    int first_mtp = -1;
+    for (size_t i = 0; i < c->n_srcs; i++) {
+        if (c->srcs[i].used) continue;
+        int layer;
+        if (sscanf(c->srcs[i].name, "model.layers.%d.", &layer) == 1 && layer >= c->cfg.n_layers) {
+            mtp++;
+            if (first_mtp < 0 || layer < first_mtp) first_mtp = layer;
+        } else {
+            other++;
+            if (!first_other) first_other = c->srcs[i].name;
+        }
+    }
+    if (mtp)
+        dsi_log(c->p->log, c->p->log_user, DS_LOG_INFO,
+                "skipping %zu tensor(s) of multi-token-prediction layer(s) from index %d (not used for inference)", mtp,
+                first_mtp);
+    if (other)
+        dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN, "ignoring %zu tensor(s) the architecture does not use (e.g. %s)",
+                other, first_other);
+    return DS_OK;
+}
+
+/* ==== Output stream ====================================================== */
+static ds_status dsi_write_all(dsi_conv *c, const void *buf, size_t n) {
+    const uint8_t *p = buf;
+    while (n) {
+        ssize_t w = write(c->fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return dsi_fail(c->e, DS_ERR_IO, "%s: write failed: %s", c->tmp_path, strerror(errno));
+        p += w;
+        n -= (size_t)w;
+        c->pos += (uint64_t)w;
+    }
+    return DS_OK;
+}
+
+static ds_status dsi_pad_file(dsi_conv *c, uint64_t align) {
+    static const uint8_t zeros[4096];
+    while (c->pos % align) {
+        size_t n = (size_t)(align - c->pos % align);
+        ds_status s = dsi_write_all(c, zeros, n < sizeof zeros ? n : sizeof zeros);
+        if (s) return s;
+    }
+    return DS_OK;
+}
+
+static ds_status dsi_flush_chunk(dsi_conv *c) {
+    uint8_t tag[DSI_TAG_BYTES];
+    c->ad.last = c->seg_done == c->ad.seg_plain_bytes;
+    ds_status s = dsi_chunk_seal(c->keys, &c->ad, c->chunk_plain, c->chunk_out, c->fill, tag, c->e);
+    if (!s) s = dsi_write_all(c, c->chunk_out, c->fill);
+    if (!s) s = dsi_write_all(c, tag, sizeof tag);
+    c->ad.chunk++;
+    c->fill = 0;
+    return s;
+}
+
+/* Appends plaintext to the current segment (NULL = zeros), sealing full chunks. */
+static ds_status dsi_seg_put(dsi_conv *c, const uint8_t *data, size_t n) {
+    while (n) {
+        size_t take = c->chunk_bytes - c->fill;
+        if (take > n) take = n;
+        if (c->seg_done + take > c->ad.seg_plain_bytes)
+            return dsi_fail(c->e, DS_ERR_INTERNAL, "segment overrun while writing");
+        if (data) memcpy(c->chunk_plain + c->fill, data, take);
+        else memset(c->chunk_plain + c->fill, 0, take);
+        c->fill += take;
+        c->seg_done += take;
+        if (data) data += take;
+        n -= take;
+        if (c->fill == c->chunk_bytes) {
+            ds_status s = dsi_flush_chunk(c);
+            if (s) return s;
+        }
+    }
+    return DS_OK;
+}
+
+static ds_status dsi_seg_begin(dsi_conv *c, uint32_t index, const dsi_segment *sg, dsi_chunk_ad *ad_proto) {
+    ds_status s = dsi_pad_file(c, DSI_SEG_ALIGN);
+    if (s) return s;
+    memset(&c->ad, 0, sizeof c->ad);
+    if (ad_proto) c->ad = *ad_proto;
+    else {
+        c->ad.segment = index;
+        c->ad.kind = sg->kind;
+        c->ad.layer = sg->layer;
+        c->ad.expert = sg->expert;
+        c->ad.seg_plain_bytes = sg->plain_bytes;
+    }
+    c->ad.chunk = 0;
+    c->seg_done = 0;
+    c->fill = 0;
+    return DS_OK;
+}
+
+static ds_status dsi_seg_end(dsi_conv *c, uint32_t n_chunks) {
+    if (c->seg_done != c->ad.seg_plain_bytes) return dsi_fail(c->e, DS_ERR_INTERNAL, "segment underrun while writing");
+    if (c->fill || c->ad.chunk == 0) {
+        ds_status s = dsi_flush_chunk(c);
+        if (s) return s;
+    }
+    if (c->ad.chunk != n_chunks) return dsi_fail(c->e, DS_ERR_INTERNAL, "segment chunk count mismatch");
+    return DS_OK;
+}
+
+/* ==== Tensor conversion ================================================== */
+static ds_status dsi_grow(dsi_conv *c, void **buf, size_t *cap, size_t need) {
+    if (*cap >= need) return DS_OK;
+    void *p = dsi_realloc(&c->al, *buf, need);
+    if (!p) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory for a %zu-byte row buffer", need);
+    *buf = p;
+    *cap = need;
+    return DS_OK;
+}
+
+static ds_status dsi_pread_all(dsi_conv *c, const dsi_shard *sh, void *buf, size_t n, uint64_t off) {
+    uint8_t *p = buf;
+    while (n) {
+        ssize_t r = pread(sh->fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: read failed: %s", sh->path, strerror(errno));
+        if (r == 0) return dsi_fail(c->e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", sh->path);
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return DS_OK;
+}
+
+static float dsi_decode(dsi_st_dtype t, const uint8_t *p, size_t i) {
+    switch (t) {
+    case DSI_ST_F32: { float f; memcpy(&f, p + 4 * i, 4); return f; }
+    case DSI_ST_F16: return dsi_f16_to_f32(dsi_rd16(p + 2 * i));
+    case DSI_ST_BF16: return dsi_bf16_to_f32(dsi_rd16(p + 2 * i));
+    case DSI_ST_F8_E4M3: return dsi_fp8_e4m3_to_f32(p[i]);
+    default: return NAN;
+    }
+}
+
+static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
+    const dsi_st_tensor *t = pl->src->t;
+    const dsi_shard *sh = &c->shards[pl->src->shard];
+    size_t esz = dsi_st_dtype_size(t->dtype);
+    size_t cols = (size_t)pl->cols;
+    /* FP8 goes 128 rows at a time so each group shares one row of block scales */
+    size_t group = t->dtype == DSI_ST_F8_E4M3 ? 128 : DSI_ROW_GROUP_BYTES / (cols * 4);
+    if (group == 0) group = 1;
+    if (group > pl->rows) group = (size_t)pl->rows;
+    ds_status s = dsi_grow(c, (void **)&c->raw, &c->raw_cap, group * cols * esz);
+    if (!s) s = dsi_grow(c, (void **)&c->f32, &c->f32_cap, group * cols * sizeof(float));
+    if (!s) s = dsi_grow(c, (void **)&c->enc, &c->enc_cap, group * (size_t)pl->row_bytes);
+    if (s) return s;
+
+    float *scales = NULL;
+    size_t n_bc = (cols + 127) / 128;
+    if (pl->scale) {
+        scales = dsi_calloc(&c->al, n_bc, sizeof *scales);
+        if (!scales) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    }
+    const dsi_shard *ssh = pl->scale ? &c->shards[pl->scale->shard] : NULL;
+    for (uint64_t r0 = 0; r0 < pl->rows && !s; r0 += group) {
+        size_t g = (size_t)(pl->rows - r0 < group ? pl->rows - r0 : group);
+        s = dsi_pread_all(c, sh, c->raw, g * cols * esz, sh->h->data_start + t->begin + r0 * cols * esz);
+        if (!s && scales) {
+            const dsi_st_tensor *st = pl->scale->t;
+            size_t ssz = dsi_st_dtype_size(st->dtype);
+            uint8_t sraw[4 * 1024];
+            uint64_t base = ssh->h->data_start + st->begin + (r0 / 128) * n_bc * ssz;
+            for (size_t b0 = 0; !s && b0 < n_bc; b0 += sizeof sraw / ssz) {
+                size_t nb = n_bc - b0 < sizeof sraw / ssz ? n_bc - b0 : sizeof sraw / ssz;
+                s = dsi_pread_all(c, ssh, sraw, nb * ssz, base + b0 * ssz);
+                for (size_t k = 0; !s && k < nb; k++) scales[b0 + k] = dsi_decode(st->dtype, sraw, k);
+            }
+        }
+        if (s) break;
+        /* decode to F32 and refuse values the formats cannot hold */
+        for (size_t r = 0; r < g && !s; r++) {
+            float *y = c->f32 + r * cols;
+            const uint8_t *x = c->raw + r * cols * esz;
+            for (size_t k = 0; k < cols; k++) {
+                float v = dsi_decode(t->dtype, x, k);
+                if (scales) v *= scales[k / 128];
+                if (!isfinite(v) || (pl->dtype == DS_DTYPE_F16 && fabsf(v) > 65504.0f)) {
+                    s = dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: value %g at row %llu column %zu %s", pl->spec->name,
+                                 (double)v, (unsigned long long)(r0 + r), k,
+                                 isfinite(v) ? "does not fit F16 (use --quant f32 or q8)" : "is not finite");
+                    break;
+                }
+                y[k] = v;
+            }
+        }
+        if (s) break;
+        for (size_t r = 0; r < g; r++) {
+            const float *y = c->f32 + r * cols;
+            uint8_t *o = c->enc + r * pl->row_bytes;
+            switch (pl->dtype) {
+            case DS_DTYPE_F32:
+                for (size_t k = 0; k < cols; k++) {
+                    uint32_t u;
+                    memcpy(&u, &y[k], 4);
+                    dsi_wr32(o + 4 * k, u);
+                }
+                break;
+            case DS_DTYPE_F16:
+                for (size_t k = 0; k < cols; k++) dsi_wr16(o + 2 * k, dsi_f32_to_f16(y[k]));
+                break;
+            case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(y, o, cols); break;
+            }
+        }
+        s = dsi_seg_put(c, c->enc, g * (size_t)pl->row_bytes);
+        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->pos))
+            s = dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
+    }
+    dsi_free(&c->al, scales);
+    return s;
+}
+
+/* ==== Metadata =========================================================== */
+static void dsi_put_record(dsi_buf *b, uint32_t tag, const void *data, size_t len) {
+    dsi_buf_u32(b, tag);
+    dsi_buf_u32(b, 0);
+    dsi_buf_u64(b, len);
+    dsi_buf_put(b, data, len);
+    dsi_buf_pad(b, 8);
+}
+
+static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
+    dsi_buf t, sg;
+    dsi_buf_init(&t, &c->al);
+    dsi_buf_init(&sg, &c->al);
+    dsi_buf_u32(&t, (uint32_t)c->n_specs);
+    dsi_buf_u32(&t, 0);
+    for (size_t i = 0; i < c->n_specs; i++) {
+        const dsi_plan *pl = &c->plan[i];
+        size_t nl = strlen(pl->spec->name);
+        dsi_buf_u32(&t, (uint32_t)nl);
+        dsi_buf_u32(&t, pl->dtype);
+        dsi_buf_u32(&t, (uint32_t)pl->spec->n_dims);
+        dsi_buf_u32(&t, pl->segment);
+        for (int d = 0; d < 4; d++) dsi_buf_u64(&t, d < pl->spec->n_dims ? pl->spec->dims[d] : 0);
+        dsi_buf_u64(&t, pl->offset);
+        dsi_buf_u64(&t, pl->nbytes);
+        dsi_buf_u64(&t, 0);
+        dsi_buf_put(&t, pl->spec->name, nl);
+        dsi_buf_pad(&t, 8);
+    }
+    dsi_buf_u32(&sg, (uint32_t)c->n_segs);
+    dsi_buf_u32(&sg, 0);
+    for (size_t i = 0; i < c->n_segs; i++) {
+        const dsi_segment *s = &c->segs[i];
+        dsi_buf_u32(&sg, s->kind);
+        dsi_buf_u32(&sg, (uint32_t)s->layer);
+        dsi_buf_u32(&sg, (uint32_t)s->expert);
+        dsi_buf_u32(&sg, s->n_chunks);
+        dsi_buf_u64(&sg, s->offset);
+        dsi_buf_u64(&sg, s->plain_bytes);
+        dsi_buf_u64(&sg, s->stored_bytes);
+    }
+    char src[256];
+    static const char *qn[] = {"f32", "f16", "q8_0"};
+    int sl = snprintf(src, sizeof src, "{\"converter\": \"deepseek.h %s\", \"quant\": \"%s\"}", DS_VERSION_STRING,
+                      qn[c->p->quant]);
+    dsi_put_record(meta, DSI_REC_CONFIG_JSON, c->config_json, c->config_len);
+    dsi_put_record(meta, DSI_REC_TOKENIZER_JSON, c->tok_json, c->tok_len);
+    if (c->tokcfg_json) dsi_put_record(meta, DSI_REC_TOKENIZER_CONFIG, c->tokcfg_json, c->tokcfg_len);
+    dsi_put_record(meta, DSI_REC_TENSORS, t.data, t.len);
+    dsi_put_record(meta, DSI_REC_SEGMENTS, sg.data, sg.len);
+    dsi_put_record(meta, DSI_REC_SOURCE, src, (size_t)sl);
+    bool failed = t.failed || sg.failed || meta->failed;
+    dsi_buf_free(&t);
+    dsi_buf_free(&sg);
+    return failed ? dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building metadata") : DS_OK;
+}
+
+/* ==== Driver ============================================================= */
+static ds_status dsi_setup_keys(dsi_conv *c) {
+    const ds_convert_params *p = c->p;
+    ds_status s = dsi_secure_alloc(&c->keybuf, sizeof(dsi_keys), c->e);
+    if (s) return s;
+    c->keys = (dsi_keys *)c->keybuf.ptr;
+    dsi_header *h = &c->hdr;
+    randombytes_buf(h->salt, sizeof h->salt);
+    if (!p->encrypt) {
+        h->cipher = DS_CIPHER_NONE;
+        h->kdf = DS_KDF_NONE;
+        return dsi_keys_derive(c->keys, DS_CIPHER_NONE, NULL, 0, h->salt, c->e);
+    }
+    h->cipher = DS_CIPHER_AES256GCM;
+    uint8_t master[32];
+    if (p->passphrase) {
+        h->kdf = DS_KDF_ARGON2ID;
+        h->argon_ops = p->argon_opslimit ? p->argon_opslimit : crypto_pwhash_OPSLIMIT_INTERACTIVE;
+        h->argon_mem = p->argon_memlimit ? p->argon_memlimit : crypto_pwhash_MEMLIMIT_INTERACTIVE;
+        randombytes_buf(h->argon_salt, sizeof h->argon_salt);
+        s = dsi_passphrase_key(master, p->passphrase, p->passphrase_len, h->argon_salt, h->argon_ops, h->argon_mem,
+                               c->e);
+    } else {
+        h->kdf = DS_KDF_RAW_KEY;
+        memcpy(master, p->key, 32);
+    }
+    if (!s) s = dsi_keys_derive(c->keys, DS_CIPHER_AES256GCM, master, 32, h->salt, c->e);
+    sodium_memzero(master, sizeof master);
+    if (!s) memcpy(h->key_check, c->keys->check, 32);
+    return s;
+}
+
+static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
+    const ds_convert_params *p = c->p;
+    ds_status s;
+    /* 1. inputs */
+    if ((s = dsi_read_text(c, "config.json", &c->config_json, &c->config_len, NULL))) return s;
+    if ((s = dsi_config_parse(c->config_json, c->config_len, &c->al, &c->cfg, c->e)))
+        return dsi_prefix(c->e, "config.json");
+    if ((s = dsi_read_text(c, "tokenizer.json", &c->tok_json, &c->tok_len, NULL))) return s;
+    {
+        /* the runtime parses it at open: refuse a broken one now */
+        dsi_json_doc *doc = NULL;
+        if ((s = dsi_json_parse(c->tok_json, c->tok_len, &c->al, &doc, c->e))) return dsi_prefix(c->e, "tokenizer.json");
+        const dsi_json *vocab = dsi_json_get(dsi_json_get(dsi_json_root(doc), "model"), "vocab");
+        bool ok = vocab && vocab->type == DSI_JSON_OBJECT;
+        dsi_json_free(doc);
+        if (!ok) return dsi_fail(c->e, DS_ERR_JSON, "tokenizer.json: model.vocab is missing or not an object");
+    }
+    bool missing;
+    if ((s = dsi_read_text(c, "tokenizer_config.json", &c->tokcfg_json, &c->tokcfg_len, &missing))) return s;
+    if (c->tokcfg_json) {
+        dsi_json_doc *doc = NULL;
+        if ((s = dsi_json_parse(c->tokcfg_json, c->tokcfg_len, &c->al, &doc, c->e)))
+            return dsi_prefix(c->e, "tokenizer_config.json");
+        dsi_json_free(doc);
+    }
+    if ((s = dsi_open_checkpoint(c))) return s;
+    if ((s = dsi_make_plan(c))) return s;
+    if ((s = dsi_setup_keys(c))) return s;
+
+    /* 2. output: a temporary file beside the destination */
+    size_t ol = strlen(out_path);
+    c->tmp_path = dsi_malloc(&c->al, ol + 16);
+    if (!c->tmp_path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    snprintf(c->tmp_path, ol + 16, "%s.tmp.XXXXXX", out_path);
+    c->fd = mkstemp(c->tmp_path);
+    if (c->fd < 0) {
+        s = dsi_fail(c->e, DS_ERR_IO, "%s: cannot create a temporary file beside it: %s", out_path, strerror(errno));
+        dsi_free(&c->al, c->tmp_path);
+        c->tmp_path = NULL;
+        return s;
+    }
+    (void)fchmod(c->fd, 0644);
+    if ((s = dsi_secure_alloc(&c->plainbuf, c->chunk_bytes, c->e))) return s;
+    c->chunk_plain = c->plainbuf.ptr;
+    c->chunk_out = dsi_malloc(&c->al, c->chunk_bytes);
+    if (!c->chunk_out) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    static const uint8_t zero_page[DSI_HEADER_AREA];   /* header placeholder, written last */
+    if ((s = dsi_write_all(c, zero_page, sizeof zero_page))) return s;
+
+    /* 3. segments, in plan order */
+    size_t ti = 0;
+    for (uint32_t si = 0; si < c->n_segs; si++) {
+        dsi_segment *sg = &c->segs[si];
+        if ((s = dsi_seg_begin(c, si, sg, NULL))) return s;
+        sg->offset = c->pos;
+        for (; ti < c->n_specs && c->plan[ti].segment == si; ti++) {
+            const dsi_plan *pl = &c->plan[ti];
+            if (pl->offset > c->seg_done && (s = dsi_seg_put(c, NULL, (size_t)(pl->offset - c->seg_done)))) return s;
+            if ((s = dsi_convert_tensor(c, pl))) return s;
+            c->tensors_done++;
+        }
+        if ((s = dsi_seg_end(c, sg->n_chunks))) return s;
+    }
+    if (p->progress && p->progress(p->progress_user, c->n_specs, c->n_specs, c->pos))
+        return dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
+
+    /* 4. metadata at the tail, bound to the final header */
+    dsi_buf meta;
+    dsi_buf_init(&meta, &c->al);
+    if ((s = dsi_build_metadata(c, &meta))) {
+        dsi_buf_free(&meta);
+        return s;
+    }
+    if ((s = dsi_pad_file(c, DSI_SEG_ALIGN))) {
+        dsi_buf_free(&meta);
+        return s;
+    }
+    dsi_header *h = &c->hdr;
+    h->version = DS_FORMAT_VERSION;
+    h->chunk_bytes = c->chunk_bytes;
+    h->meta_offset = c->pos;
+    h->meta_plain_bytes = meta.len;
+    uint32_t nch = 0;
+    dsi_stored_bytes(meta.len, c->chunk_bytes, &h->meta_bytes, &nch);
+    h->file_bytes = h->meta_offset + h->meta_bytes;
+    uint8_t raw[DSI_HEADER_BYTES];
+    dsi_header_write(h, raw);
+    dsi_chunk_ad ad = {DSI_META_SEGMENT, 0, -1, -1, 0, meta.len, 0, h->raw, DSI_HEADER_BYTES};
+    s = dsi_seg_begin(c, 0, NULL, &ad);
+    if (!s) s = dsi_seg_put(c, meta.data, meta.len);
+    if (!s) s = dsi_seg_end(c, nch);
+    dsi_buf_free(&meta);
+    if (s) return s;
+    if (c->pos != h->file_bytes) return dsi_fail(c->e, DS_ERR_INTERNAL, "file size mismatch after writing");
+
+    /* 5. header, flush, rename into place */
+    uint8_t page[DSI_HEADER_AREA] = {0};
+    memcpy(page, raw, sizeof raw);
+    if (pwrite(c->fd, page, sizeof page, 0) != (ssize_t)sizeof page)
+        return dsi_fail(c->e, DS_ERR_IO, "%s: cannot write the header: %s", c->tmp_path, strerror(errno));
+    if (fsync(c->fd) != 0) return dsi_fail(c->e, DS_ERR_IO, "%s: fsync failed: %s", c->tmp_path, strerror(errno));
+    if (close(c->fd) != 0) {
+        c->fd = -1;
+        return dsi_fail(c->e, DS_ERR_IO, "%s: close failed: %s", c->tmp_path, strerror(errno));
+    }
+    c->fd = -1;
+    if (rename(c->tmp_path, out_path) != 0)
+        return dsi_fail(c->e, DS_ERR_IO, "cannot rename %s to %s: %s", c->tmp_path, out_path, strerror(errno));
+    dsi_free(&c->al, c->tmp_path);
+    c->tmp_path = NULL;
+    return DS_OK;
+}
+
+static void dsi_conv_free(dsi_conv *c) {
+    if (c->fd >= 0) close(c->fd);
+    if (c->tmp_path) {
+        unlink(c->tmp_path);   /* nothing is left behind on failure */
+        dsi_free(&c->al, c->tmp_path);
+    }
+    for (size_t i = 0; i < c->n_shards; i++) {
+        if (c->shards[i].fd >= 0) close(c->shards[i].fd);
+        dsi_st_free(c->shards[i].h);
+        dsi_free(&c->al, c->shards[i].path);
+    }
+    dsi_free(&c->al, c->shards);
+    dsi_free(&c->al, c->srcs);
+    dsi_free(&c->al, c->specs);
+    dsi_free(&c->al, c->plan);
+    dsi_free(&c->al, c->segs);
+    dsi_free(&c->al, c->config_json);
+    dsi_free(&c->al, c->tok_json);
+    dsi_free(&c->al, c->tokcfg_json);
+    dsi_free(&c->al, c->chunk_out);
+    /* row buffers held plaintext weights */
+    if (c->raw) sodium_memzero(c->raw, c->raw_cap);
+    if (c->f32) sodium_memzero(c->f32, c->f32_cap);
+    if (c->enc) sodium_memzero(c->enc, c->enc_cap);
+    dsi_free(&c->al, c->raw);
+    dsi_free(&c->al, c->f32);
+    dsi_free(&c->al, c->enc);
+    dsi_secure_free(&c->plainbuf);
+    dsi_secure_free(&c->keybuf);
+    dsi_free(&c->al, c->hf_dir);
+}
+
+DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_convert_params *params) {
+    dsi_err e = {0};
+    ds_convert_params defaults = ds_convert_default_params();
+    const ds_convert_params *p = params ? params : &defaults;
+    if (!hf_dir || !out_path) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: hf_dir and out_path must not be NULL");
+        return dsi_publish(&e);
+    }
+    if ((unsigned)p->quant > DS_QUANT_Q8_0) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: unknown quantization %d", (int)p->quant);
+        return dsi_publish(&e);
+    }
+    if (p->encrypt ? (!p->key == !p->passphrase) : (p->key || p->passphrase)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, p->encrypt ? "ds_convert: encryption needs exactly one of a key or a passphrase"
+                                                    : "ds_convert: a key or passphrase was given with encrypt = 0");
+        return dsi_publish(&e);
+    }
+    if (p->key && p->key_len != DS_KEY_BYTES) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: key must be %d bytes, got %zu", DS_KEY_BYTES, p->key_len);
+        return dsi_publish(&e);
+    }
+    uint32_t chunk = p->chunk_bytes ? p->chunk_bytes : DSI_DEFAULT_CHUNK;
+    if (chunk < DSI_MIN_CHUNK || chunk > DSI_MAX_CHUNK || chunk % 64) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: chunk size %u must be a multiple of 64 in [%u, %u]", chunk,
+                 DSI_MIN_CHUNK, DSI_MAX_CHUNK);
+        return dsi_publish(&e);
+    }
+    dsi_conv c;
+    memset(&c, 0, sizeof c);
+    c.fd = -1;
+    c.p = p;
+    c.e = &e;
+    c.chunk_bytes = chunk;
+    if (dsi_alloc_init(&c.al, &p->allocator, &e) || dsi_crypto_init(&e)) return dsi_publish(&e);
+    c.hf_dir = dsi_strndup(&c.al, hf_dir, strlen(hf_dir));
+    ds_status s = c.hf_dir ? dsi_convert_run(&c, out_path) : dsi_fail(&e, DS_ERR_NOMEM, "out of memory");
+    dsi_conv_free(&c);
+    return s ? dsi_publish(&e) : DS_OK;
+}

@@ -1,0 +1,119 @@
+/*
+ * quant.c — number formats: IEEE half, bfloat16, FP8 e4m3 (decode only), and
+ * the Q8_0 block format (32 int8 values with one F16 scale, as llama.cpp's
+ * Q8_0, so the same quantized numbers can be compared across runtimes).
+ */
+#include "internal.h"
+
+#include <math.h>
+
+/* ==== Half precision ===================================================== */
+static inline uint32_t dsi_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float dsi_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+DSI_FUNC float dsi_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    if (exp == 0) {
+        /* zero or subnormal: value = man * 2^-24 */
+        float v = (float)man * (1.0f / 16777216.0f);
+        return sign ? -v : v;
+    }
+    if (exp == 31) return dsi_bits_f32(sign | 0x7f800000u | (man << 13));  /* inf / NaN */
+    return dsi_bits_f32(sign | ((exp + 112) << 23) | (man << 13));
+}
+
+DSI_FUNC uint16_t dsi_f32_to_f16(float f) {
+    uint32_t x = dsi_f32_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf or NaN (keep NaN quiet) */
+        return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);  /* rounds to >= 65520: overflow to inf */
+    if (ax < 0x38800000u) {
+        /* result is subnormal (or zero): scale into units of 2^-24 and round to even */
+        float v = dsi_bits_f32(ax) * 16777216.0f;   /* exact: power-of-two scale */
+        uint32_t r = (uint32_t)v;
+        float frac = v - (float)r;
+        if (frac > 0.5f || (frac == 0.5f && (r & 1))) r++;
+        return (uint16_t)(sign | r);                  /* r == 0x400 becomes the smallest normal */
+    }
+    /* normal: drop 13 mantissa bits with round-to-nearest-even */
+    uint32_t e = ((ax >> 23) - 112) << 10;
+    uint32_t m = (ax >> 13) & 0x3ff;
+    uint32_t rest = ax & 0x1fff;
+    uint32_t h = e | m;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;  /* carry may bump the exponent: correct */
+    return (uint16_t)(sign | h);
+}
+
+DSI_FUNC float dsi_bf16_to_f32(uint16_t h) { return dsi_bits_f32((uint32_t)h << 16); }
+
+DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v) {
+    /* OCP FP8 e4m3fn: 1 sign, 4 exponent (bias 7), 3 mantissa; no infinities;
+     * S.1111.111 is NaN. */
+    uint32_t sign = v & 0x80;
+    uint32_t exp = (v >> 3) & 0xf;
+    uint32_t man = v & 7;
+    float r;
+    if (exp == 15 && man == 7) return NAN;
+    if (exp == 0) r = (float)man * (1.0f / 512.0f);         /* subnormal: man * 2^-9 */
+    else r = ldexpf(1.0f + (float)man / 8.0f, (int)exp - 7);
+    return sign ? -r : r;
+}
+
+/* ==== Row formats ======================================================== */
+DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out) {
+    switch (t) {
+    case DS_DTYPE_F32: return dsi_mul_u64(cols, 4, out);
+    case DS_DTYPE_F16: return dsi_mul_u64(cols, 2, out);
+    case DS_DTYPE_Q8_0:
+        if (cols % DSI_Q8_BLOCK) return false;
+        return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q8_BLOCK_BYTES, out);
+    }
+    return false;
+}
+
+DSI_FUNC void dsi_quantize_row_q8_0(const float *x, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        uint8_t *ob = out + b * DSI_Q8_BLOCK_BYTES;
+        float amax = 0.0f;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            float a = fabsf(xb[i]);
+            if (a > amax) amax = a;
+        }
+        /* Round the scale UP to the next F16 so |x/scale| <= 127 and the
+         * error bound scale/2 holds for the scale actually stored. */
+        float want = amax / 127.0f;
+        uint16_t s16 = dsi_f32_to_f16(want);
+        if ((s16 & 0x7c00) == 0x7c00) s16 = 0x7bff;          /* clamp to the largest finite half */
+        else if (dsi_f16_to_f32(s16) < want) s16++;
+        float scale = dsi_f16_to_f32(s16);
+        float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+        dsi_wr16(ob, s16);
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            float q = nearbyintf(xb[i] * inv);
+            if (q > 127.0f) q = 127.0f;
+            if (q < -127.0f) q = -127.0f;
+            ob[2 + i] = (uint8_t)(int8_t)q;
+        }
+    }
+}
+
+DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q8_BLOCK_BYTES;
+        float scale = dsi_f16_to_f32(dsi_rd16(ib));
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) y[b * DSI_Q8_BLOCK + i] = (float)(int8_t)ib[2 + i] * scale;
+    }
+}
+
+DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = dsi_f32_to_f16(x[i]);
+}
+
+DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = dsi_f16_to_f32(in[i]);
+}

@@ -1,0 +1,307 @@
+/*
+ * util.c — errors, allocation, secure buffers, byte buffers, CPU features,
+ * version and status text.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+#ifndef DS_MALLOC
+#define DS_MALLOC(n) malloc(n)
+#endif
+#ifndef DS_REALLOC
+#define DS_REALLOC(p, n) realloc((p), (n))
+#endif
+#ifndef DS_FREE
+#define DS_FREE(p) free(p)
+#endif
+
+#ifndef DS_SOURCE_ID
+#define DS_SOURCE_ID "multi-file build"
+#endif
+
+/* ---- version -------------------------------------------------------------- */
+DS_API int ds_version_number(void) { return DS_VERSION_NUMBER; }
+DS_API const char *ds_version_string(void) { return DS_VERSION_STRING; }
+DS_API const char *ds_source_id(void) { return DS_SOURCE_ID; }
+
+/* ---- status text ---------------------------------------------------------- */
+DS_API const char *ds_status_string(ds_status s) {
+    switch (s) {
+    case DS_OK: return "ok";
+    case DS_ERR_NOMEM: return "out of memory";
+    case DS_ERR_INVALID_ARG: return "invalid argument";
+    case DS_ERR_IO: return "I/O error";
+    case DS_ERR_UNSUPPORTED: return "unsupported";
+    case DS_ERR_LIMIT: return "size limit exceeded";
+    case DS_ERR_CANCELLED: return "cancelled";
+    case DS_ERR_EXISTS: return "file exists";
+    case DS_ERR_INTERNAL: return "internal error";
+    case DS_ERR_NOT_DSM: return "not a deepseek.h model file";
+    case DS_ERR_VERSION: return "newer container format version";
+    case DS_ERR_TRUNCATED: return "truncated file";
+    case DS_ERR_CORRUPT: return "corrupt container";
+    case DS_ERR_JSON: return "malformed JSON";
+    case DS_ERR_SAFETENSORS: return "malformed safetensors file";
+    case DS_ERR_MISSING_TENSOR: return "missing tensor";
+    case DS_ERR_SHAPE: return "tensor shape or dtype mismatch";
+    case DS_ERR_ARCH: return "unsupported architecture";
+    case DS_ERR_CONFIG: return "invalid model config";
+    case DS_ERR_WRONG_KEY: return "wrong key";
+    case DS_ERR_AUTH: return "authentication failed (tampered or damaged data)";
+    case DS_ERR_NEED_KEY: return "file is encrypted and no key was given";
+    case DS_ERR_NO_AES: return "CPU lacks AES instructions";
+    case DS_ERR_CRYPTO: return "crypto failure";
+    case DS_ERR_BACKEND: return "backend failure";
+    case DS_ERR_NO_DEVICE: return "no such device";
+    case DS_ERR_MISUSE: return "API misuse";
+    }
+    return "unknown status";
+}
+
+/* ---- errors --------------------------------------------------------------- */
+/* The only per-thread state: the message of the last failed call. */
+static _Thread_local char dsi_last_msg[512];
+
+DS_API const char *ds_last_error(void) { return dsi_last_msg; }
+
+
+DSI_FUNC ds_status dsi_fail(dsi_err *e, ds_status s, const char *fmt, ...) {
+    if (!e) return s;
+    e->status = s;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+DSI_FUNC ds_status dsi_prefix(dsi_err *e, const char *fmt, ...) {
+    char pre[256], old[sizeof e->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    memcpy(old, e->msg, sizeof old);
+    old[sizeof old - 1] = 0;
+    /* "pre: old", cut to fit (spelled out: snprintf of two long strings warns) */
+    size_t pl = strnlen(pre, sizeof e->msg - 3);
+    memcpy(e->msg, pre, pl);
+    e->msg[pl] = ':';
+    e->msg[pl + 1] = ' ';
+    size_t ol = strnlen(old, sizeof e->msg - pl - 3);
+    memcpy(e->msg + pl + 2, old, ol);
+    e->msg[pl + 2 + ol] = 0;
+    return e->status;
+}
+
+DSI_FUNC ds_status dsi_publish(const dsi_err *e) {
+    snprintf(dsi_last_msg, sizeof dsi_last_msg, "%s", e->msg);
+    return e->status;
+}
+
+DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) {
+    if (!fn) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fn(user, lvl, msg);
+}
+
+/* ---- allocation ----------------------------------------------------------- */
+static void *dsi_default_malloc(size_t n, void *u) { (void)u; return DS_MALLOC(n); }
+static void *dsi_default_realloc(void *p, size_t n, void *u) { (void)u; return DS_REALLOC(p, n); }
+static void dsi_default_free(void *p, void *u) { (void)u; DS_FREE(p); }
+
+DSI_FUNC ds_status dsi_alloc_init(dsi_alloc *out, const ds_allocator *in, dsi_err *e) {
+    if (!in || (!in->malloc_fn && !in->realloc_fn && !in->free_fn)) {
+        out->malloc_fn = dsi_default_malloc;
+        out->realloc_fn = dsi_default_realloc;
+        out->free_fn = dsi_default_free;
+        out->user = NULL;
+        return DS_OK;
+    }
+    if (!in->malloc_fn || !in->realloc_fn || !in->free_fn)
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "allocator: malloc_fn, realloc_fn and free_fn must all be set or all be NULL");
+    out->malloc_fn = in->malloc_fn;
+    out->realloc_fn = in->realloc_fn;
+    out->free_fn = in->free_fn;
+    out->user = in->user;
+    return DS_OK;
+}
+
+DSI_FUNC void *dsi_malloc(const dsi_alloc *a, size_t n) { return a->malloc_fn(n ? n : 1, a->user); }
+
+DSI_FUNC void *dsi_calloc(const dsi_alloc *a, size_t count, size_t size) {
+    if (size && count > SIZE_MAX / size) return NULL;
+    size_t n = count * size;
+    void *p = dsi_malloc(a, n);
+    if (p) memset(p, 0, n ? n : 1);
+    return p;
+}
+
+DSI_FUNC void *dsi_realloc(const dsi_alloc *a, void *p, size_t n) { return a->realloc_fn(p, n ? n : 1, a->user); }
+
+DSI_FUNC void dsi_free(const dsi_alloc *a, void *p) {
+    if (p) a->free_fn(p, a->user);
+}
+
+DSI_FUNC char *dsi_strndup(const dsi_alloc *a, const char *s, size_t n) {
+    if (n == SIZE_MAX) return NULL;
+    char *d = dsi_malloc(a, n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+DSI_FUNC bool dsi_mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    if (a && b > UINT64_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+
+DSI_FUNC bool dsi_add_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    if (b > UINT64_MAX - a) return false;
+    *out = a + b;
+    return true;
+}
+
+DS_API void ds_memzero(void *p, size_t n) {
+    if (p && n) sodium_memzero(p, n);
+}
+
+/* ---- secure buffers ------------------------------------------------------- */
+DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e) {
+    memset(b, 0, sizeof *b);
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t page = pg > 0 ? (size_t)pg : 4096;
+    if (size == 0) size = 1;
+    if (size > SIZE_MAX - page) return dsi_fail(e, DS_ERR_NOMEM, "secure buffer of %zu bytes is too large", size);
+    size_t len = (size + page - 1) / page * page;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return dsi_fail(e, DS_ERR_NOMEM, "cannot map %zu bytes for plaintext weights: %s", len, strerror(errno));
+#ifdef MADV_DONTDUMP
+    b->dontdump = madvise(p, len, MADV_DONTDUMP) == 0;
+#endif
+    b->ptr = p;
+    b->size = len;
+    return DS_OK;
+}
+
+DSI_FUNC void dsi_secure_free(dsi_secure_buf *b) {
+    if (!b || !b->ptr) return;
+    sodium_memzero(b->ptr, b->size);
+    munmap(b->ptr, b->size);
+    b->ptr = NULL;
+    b->size = 0;
+}
+
+/* ---- byte buffer ---------------------------------------------------------- */
+DSI_FUNC void dsi_buf_init(dsi_buf *b, const dsi_alloc *al) {
+    memset(b, 0, sizeof *b);
+    b->al = al;
+}
+
+DSI_FUNC void dsi_buf_put(dsi_buf *b, const void *p, size_t n) {
+    if (b->failed || n == 0) return;
+    if (n > SIZE_MAX - b->len) { b->failed = true; return; }
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n) {
+            if (cap > SIZE_MAX / 2) { b->failed = true; return; }
+            cap *= 2;
+        }
+        uint8_t *d = dsi_realloc(b->al, b->data, cap);
+        if (!d) { b->failed = true; return; }
+        b->data = d;
+        b->cap = cap;
+    }
+    if (p) memcpy(b->data + b->len, p, n);
+    else memset(b->data + b->len, 0, n);
+    b->len += n;
+}
+
+DSI_FUNC void dsi_buf_u32(dsi_buf *b, uint32_t v) {
+    uint8_t t[4];
+    dsi_wr32(t, v);
+    dsi_buf_put(b, t, 4);
+}
+
+DSI_FUNC void dsi_buf_u64(dsi_buf *b, uint64_t v) {
+    uint8_t t[8];
+    dsi_wr64(t, v);
+    dsi_buf_put(b, t, 8);
+}
+
+DSI_FUNC void dsi_buf_pad(dsi_buf *b, size_t align) {
+    size_t r = b->len % align;
+    if (r) dsi_buf_put(b, NULL, align - r);
+}
+
+DSI_FUNC void dsi_buf_free(dsi_buf *b) {
+    dsi_free(b->al, b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- CPU features --------------------------------------------------------- */
+/* Detected once; the mask is a test hook (e.g. pretend the CPU lacks AES). */
+static uint32_t dsi_cpu_cached;
+static int dsi_cpu_done;
+static uint32_t dsi_cpu_masked;
+
+static uint32_t dsi_cpu_detect(void) {
+    uint32_t f = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (__get_cpuid(1, &a, &b, &c, &d)) {
+        if (c & (1u << 25)) f |= DSI_CPU_AES;
+        if (c & (1u << 12)) f |= DSI_CPU_FMA;
+        if (c & (1u << 29)) f |= DSI_CPU_F16C;
+        bool osxsave = (c & (1u << 27)) != 0;
+        if (osxsave && __get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+            if (b & (1u << 5)) f |= DSI_CPU_AVX2;
+            if (b & (1u << 16)) f |= DSI_CPU_AVX512F;
+        }
+    }
+#endif
+    return f;
+}
+
+DSI_FUNC uint32_t dsi_cpu_features(void) {
+    if (!__atomic_load_n(&dsi_cpu_done, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&dsi_cpu_cached, dsi_cpu_detect(), __ATOMIC_RELAXED);
+        __atomic_store_n(&dsi_cpu_done, 1, __ATOMIC_RELEASE);
+    }
+    return __atomic_load_n(&dsi_cpu_cached, __ATOMIC_RELAXED) & ~__atomic_load_n(&dsi_cpu_masked, __ATOMIC_RELAXED);
+}
+
+DSI_FUNC void dsi_cpu_features_mask(uint32_t mask) { __atomic_store_n(&dsi_cpu_masked, mask, __ATOMIC_RELAXED); }
+
+/* ---- misc ----------------------------------------------------------------- */
+DSI_FUNC int dsi_num_cpus(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+DSI_FUNC double dsi_now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

@@ -1,0 +1,34 @@
+#!/bin/sh
+# Runs the C test binaries given as arguments and adds up their RESULT lines
+# into the closing line "N passed, N failed, N skipped".
+# Tests find generated data in $DS_TESTDATA (default $BUILD/testdata).
+BUILD=${BUILD:-build}
+DS_TESTDATA=${DS_TESTDATA:-$BUILD/testdata}
+export DS_TESTDATA
+DS_TOKENIZERS=${DS_TOKENIZERS:-../shared/tokenizers}
+export DS_TOKENIZERS
+passed=0; failed=0; skipped=0
+log=$(mktemp)
+for t in "$@"; do
+    "$t" > "$log" 2>&1
+    rc=$?
+    grep -v '^RESULT ' "$log"
+    line=$(grep '^RESULT ' "$log" | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "FAIL $t: exited with status $rc before reporting a RESULT line"
+        failed=$((failed + 1))
+        continue
+    fi
+    echo "$line"
+    p=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped.*/\1/p')
+    f=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped.*/\2/p')
+    s=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped.*/\3/p')
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "FAIL $t: exit status $rc"
+        failed=$((failed + 1))
+    fi
+done
+rm -f "$log"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

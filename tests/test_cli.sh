@@ -1,0 +1,387 @@
+#!/bin/sh
+# shellcheck disable=SC2016,SC2012,SC2086
+# test_cli.sh — end-to-end tests of the ds command-line tool (build/ds).
+#
+# Uses the checkpoints made by tests/gen/make_checkpoint.py --all in
+# ${DS_TESTDATA:-$BUILD/testdata}: one Hugging Face directory per family.
+# Prints "ok <id>" or "FAIL <id>: ..." per case and ends with
+#     RESULT test_cli: N passed, N failed, N skipped
+# (the closing line of tests/test.h); exits 1 when anything failed.
+#
+#   sh tests/test_cli.sh            (after make build/ds testdata)
+#   DS=path/to/ds DS_TESTDATA=dir sh tests/test_cli.sh
+
+set -u
+BUILD=${BUILD:-build}
+DS=${DS:-$BUILD/ds}
+TD=${DS_TESTDATA:-$BUILD/testdata}
+FAMILIES="v2lite v2 v3 moe16b v2lite_sharded yarn"
+
+passed=0
+failed=0
+skipped=0
+T=$(mktemp -d "${TMPDIR:-/tmp}/test_cli.XXXXXX") || { echo "FAIL cli-0: mktemp -d failed"; exit 1; }
+trap 'rm -rf "$T"' EXIT
+trap 'exit 1' INT TERM HUP
+
+# ==== Harness ===============================================================
+
+ok() { passed=$((passed + 1)); echo "ok $1"; }
+skip() { skipped=$((skipped + 1)); echo "SKIP $1: $2"; }
+# bad <id> <what>: a failure, with the last command's stderr for context.
+bad() {
+    failed=$((failed + 1))
+    echo "FAIL $1: $2"
+    if [ -s "$T/err" ]; then sed -e 's/^/    stderr: /' "$T/err" | head -n 5; fi
+}
+
+# run <args...>: runs ds; stdout in $T/out, stderr in $T/err, status in $rc.
+run() {
+    "$DS" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
+
+# expect <id> <status> <args...>: runs ds and checks its exit status.
+# Returns 0 when it matched, so callers can chain further checks.
+expect() {
+    e_id=$1
+    e_want=$2
+    shift 2
+    run "$@"
+    if [ "$rc" -eq "$e_want" ]; then
+        ok "$e_id"
+        return 0
+    fi
+    bad "$e_id" "ds $* exited $rc, want $e_want"
+    return 1
+}
+
+# check <id> <description> <shell test...>: a case that is a plain condition.
+check() {
+    c_id=$1
+    c_what=$2
+    shift 2
+    if "$@"; then ok "$c_id"; else bad "$c_id" "$c_what"; fi
+}
+
+has() { grep -q -- "$2" "$1"; }       # has <file> <basic regex>
+hasi() { grep -qi -- "$2" "$1"; }     # case-insensitive
+
+file_mode() { stat -c %a "$1" 2>/dev/null || stat -f %Lp "$1"; }
+file_size() { wc -c <"$1" | tr -d ' '; }
+
+# flip <file> <offset>: xors one byte with 0x01 in place.
+flip() {
+    _b=$(dd if="$1" bs=1 skip="$2" count=1 2>/dev/null | od -An -tu1 | tr -d ' \n')
+    [ -n "$_b" ] || return 1
+    # shellcheck disable=SC2059
+    printf "\\$(printf '%03o' $((_b ^ 1)))" | dd of="$1" bs=1 seek="$2" count=1 conv=notrunc 2>/dev/null
+}
+
+# only_file <dir> <name>: the directory holds exactly that one entry
+# (the converter left no temporary file behind).
+only_file() { [ "$(ls -A "$1")" = "$2" ]; }
+
+# hf_dir <family>: the checkpoint directory of a family, or "" if absent.
+hf_dir() {
+    for _d in "$TD/$1" "$TD/$1/hf"; do
+        if [ -f "$_d/config.json" ]; then echo "$_d"; return; fi
+    done
+    echo ""
+}
+
+# section <file> <title-prefix>: the lines of one table of `ds inspect`
+# (after its title and column header, up to the blank line).
+section() {
+    awk -v t="$2" 'index($0, t) == 1 { on = 1; hdr = 1; next }
+                   on && hdr { hdr = 0; next }
+                   on && NF == 0 { exit }
+                   on { print }' "$1"
+}
+
+if [ ! -x "$DS" ]; then
+    echo "FAIL cli-0: $DS is not built (make $DS)"
+    echo "RESULT test_cli: 0 passed, 1 failed, 0 skipped"
+    exit 1
+fi
+
+# ==== 1. Usage, help, version ===============================================
+
+expect usage-1.1 2
+expect usage-1.2 2 frobnicate
+expect usage-1.3 0 --help && check usage-1.3b "--help lists the commands" has "$T/out" "convert"
+expect usage-1.4 0 --version && check usage-1.4b "--version prints a version" has "$T/out" "[0-9]\.[0-9]*\.[0-9]"
+n=0
+for c in convert keygen inspect verify; do
+    n=$((n + 1))
+    expect "usage-1.5.$n" 0 "$c" --help && check "usage-1.5.${n}b" "$c --help prints usage" has "$T/out" "usage: ds $c"
+done
+expect usage-1.6 2 --bogus
+
+# ---- convert ----
+expect usage-2.1 2 convert
+expect usage-2.2 2 convert "$T/nope"
+expect usage-2.3 2 convert "$T/nope" "$T/x.dsm" \
+    && check usage-2.3b "missing sealing option is named" has "$T/err" "--no-encrypt"
+expect usage-2.4 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --quant q4
+expect usage-2.5 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --chunk-kb abc
+expect usage-2.6 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --chunk-kb -64
+expect usage-2.7 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --chunk-kb 64k
+expect usage-2.8 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --chunk-kb ""
+expect usage-2.9 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --chunk-kb 0
+expect usage-2.10 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --chunk-kb 99999999999999999999999
+expect usage-2.11 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --key-file "$T/k"
+expect usage-2.12 2 convert "$T/nope" "$T/x.dsm" --key-file "$T/k" --passphrase-env PW
+expect usage-2.13 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --frobnicate
+expect usage-2.14 2 convert "$T/nope" "$T/x.dsm" "$T/y.dsm" --no-encrypt
+expect usage-2.15 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --quant
+expect usage-2.16 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --quant f16 --quant q8
+check usage-2.17 "usage errors created no output" test ! -e "$T/x.dsm"
+
+# ---- keygen, inspect, verify ----
+expect usage-3.1 2 keygen
+expect usage-3.2 2 keygen "$T/a" "$T/b"
+expect usage-3.3 2 keygen --force "$T/a"
+expect usage-3.4 2 inspect
+expect usage-3.5 2 inspect "$T/m.dsm" --no-encrypt
+expect usage-3.6 2 inspect "$T/m.dsm" --bogus
+expect usage-3.7 2 verify
+expect usage-3.8 2 verify "$T/m.dsm" --threads -1
+expect usage-3.9 2 verify "$T/m.dsm" --threads 2x
+expect usage-3.10 2 verify "$T/m.dsm" --threads " 3"
+expect usage-3.11 2 verify "$T/m.dsm" --threads
+expect usage-3.12 2 verify "$T/m.dsm" --key-file "$T/k" --passphrase-env PW
+expect usage-3.13 2 verify "$T/m.dsm" "$T/n.dsm"
+
+# ---- failures that are not usage errors ----
+expect fail-1.1 1 inspect "$T/does-not-exist.dsm" && check fail-1.1b "message names the command" has "$T/err" "^ds inspect: "
+printf 'not a container at all, just some text padding it out to a decent size\n' >"$T/junk.dsm"
+expect fail-1.2 1 inspect "$T/junk.dsm"
+expect fail-1.3 1 verify "$T/junk.dsm"
+expect fail-1.4 1 keygen "$T/no/such/dir/key"
+
+# ==== 2. keygen =============================================================
+
+K1=$T/k1.key
+K2=$T/k2.key
+expect keygen-1.1 0 keygen "$K1"
+check keygen-1.2 "key file is 32 bytes" test "$(file_size "$K1" 2>/dev/null)" = 32
+check keygen-1.3 "key file mode is 600, not $(file_mode "$K1")" test "$(file_mode "$K1")" = 600
+cp "$K1" "$T/k1.bak"
+if expect keygen-2.1 1 keygen "$K1"; then
+    check keygen-2.2 "refusal says the file exists" hasi "$T/err" "exist"
+fi
+check keygen-2.3 "refused keygen left the key unchanged" cmp -s "$K1" "$T/k1.bak"
+expect keygen-3.1 0 keygen "$K2"
+check keygen-3.2 "two generated keys differ" sh -c '! cmp -s "$1" "$2"' sh "$K1" "$K2"
+
+# ==== 3. convert, inspect, verify: per family and sealing ===================
+
+PW_FAST="--argon-ops 1 --argon-mem-mb 8"
+DS_TEST_PW='correct horse battery staple'
+export DS_TEST_PW
+DS_TEST_PW_WRONG='correct horse battery stapler'
+export DS_TEST_PW_WRONG
+
+# convert_case <id> <hf_dir> <name> <quant> <mode: key|pass|plain> [extra...]
+# Converts into a fresh directory; on success sets $M to the output file.
+convert_case() {
+    _id=$1 _src=$2 _name=$3 _q=$4 _mode=$5
+    shift 5
+    _dir=$T/out_$_name
+    mkdir -p "$_dir"
+    M=$_dir/$_name.dsm
+    case $_mode in
+        key) set -- --key-file "$K1" "$@" ;;
+        pass) set -- --passphrase-env DS_TEST_PW $PW_FAST "$@" ;;
+        plain) set -- --no-encrypt "$@" ;;
+    esac
+    expect "$_id" 0 convert "$_src" "$M" --quant "$_q" "$@" || { M=""; return 1; }
+    check "$_id.b" "convert printed no summary line" has "$T/out" "MB/s"
+    check "$_id.c" "output directory holds only $_name.dsm: $(ls -A "$_dir" | tr '\n' ' ')" only_file "$_dir" "$_name.dsm"
+    return 0
+}
+
+# key_args <mode>: the key options for inspect/verify.
+key_args() {
+    case $1 in
+        key) echo "--key-file $K1" ;;
+        pass) echo "--passphrase-env DS_TEST_PW" ;;
+        plain) echo "" ;;
+    esac
+}
+
+# inspect_verify <id> <hf_dir> <file> <quant> <mode>
+inspect_verify() {
+    _id=$1 _src=$2 _m=$3 _q=$4 _mode=$5
+    _ka=$(key_args "$_mode")
+
+    # ---- the public header, no key ----
+    if expect "$_id.1" 0 inspect "$_m"; then
+        check "$_id.1b" "header shows the format version" has "$T/out" "format version"
+        case $_mode in
+            plain) check "$_id.1c" "plaintext file shows cipher none" has "$T/out" "^cipher  *none"
+                   check "$_id.1d" "plaintext file shows tensors without a key" has "$T/out" "^tensors (" ;;
+            *) check "$_id.1c" "encrypted file shows its cipher" hasi "$T/out" "^cipher  *aes"
+               check "$_id.1d" "no key: no tensor directory" sh -c '! grep -q "^tensors (" "$1"' sh "$T/out" ;;
+        esac
+        [ "$_mode" = pass ] && check "$_id.1e" "argon parameters shown" has "$T/out" "opslimit 1,"
+    fi
+
+    # ---- with the key: config, tensors, segments ----
+    # shellcheck disable=SC2086
+    if expect "$_id.2" 0 inspect "$_m" $_ka; then
+        cp "$T/out" "$T/inspect.txt"
+        _arch=$(awk '$1 == "architecture" { print $2 }' "$T/inspect.txt")
+        check "$_id.2b" "architecture '$_arch' is the one in config.json" \
+            sh -c '[ -n "$1" ] && grep -q "\"$1\"" "$2"' sh "$_arch" "$_src/config.json"
+        _miss=""
+        for w in "^tensors (" "^segments (" "expert segments" "dense bytes" "n_routed_experts" "merges" \
+                 "chat template" "model.embed_tokens.weight"; do
+            has "$T/inspect.txt" "$w" || _miss="$_miss '$w'"
+        done
+        check "$_id.2c" "inspect output lacks$_miss" test -z "$_miss"
+        section "$T/inspect.txt" "tensors (" | awk '{ print $2 }' | sort -u >"$T/dtypes"
+        case $_q in
+            f32) check "$_id.2d" "f32 file has only f32 tensors: $(tr '\n' ' ' <"$T/dtypes")" \
+                     sh -c '[ "$(cat "$1")" = f32 ]' sh "$T/dtypes" ;;
+            f16) check "$_id.2d" "f16 file has f16 and no q8 tensors: $(tr '\n' ' ' <"$T/dtypes")" \
+                     sh -c 'grep -qi f16 "$1" && ! grep -qi q8 "$1"' sh "$T/dtypes" ;;
+            q8) check "$_id.2d" "q8 file has q8 tensors: $(tr '\n' ' ' <"$T/dtypes")" \
+                     grep -qi q8 "$T/dtypes" ;;
+        esac
+        _nseg=$(section "$T/inspect.txt" "segments (" | wc -l | tr -d ' ')
+        _nexp=$(section "$T/inspect.txt" "segments (" | awk '$(NF-4) == "expert"' | wc -l | tr -d ' ')
+        check "$_id.2e" "segment table has dense and expert segments ($_nseg, $_nexp experts)" \
+            test "$_nseg" -gt "$_nexp" -a "$_nexp" -gt 0
+        # shellcheck disable=SC2086
+        if command -v python3 >/dev/null 2>&1 && run inspect "$_m" $_ka --json; then
+            check "$_id.2f" "inspect --json is valid JSON" python3 -m json.tool "$T/out" /dev/null
+        fi
+    fi
+
+    # ---- verify ----
+    # shellcheck disable=SC2086
+    expect "$_id.3" 0 verify "$_m" $_ka --threads 2 &&
+        check "$_id.3b" "verify prints its summary" has "$T/out" "^verified $_nseg segments, .* MB in .* s (.* GB/s)"
+}
+
+# ---- every family: sealed with the key file, q8 ----
+for fam in $FAMILIES; do
+    src=$(hf_dir "$fam")
+    if [ -z "$src" ]; then
+        skip "conv-$fam" "no checkpoint $TD/$fam (run make testdata)"
+        continue
+    fi
+    convert_case "conv-$fam" "$src" "$fam-key-q8" q8 key --chunk-kb 16 &&
+        inspect_verify "iv-$fam" "$src" "$M" q8 key
+done
+
+# ---- v2lite and v3: every quant with every sealing ----
+for fam in v2lite v3; do
+    src=$(hf_dir "$fam")
+    [ -n "$src" ] || continue
+    for q in f32 f16 q8; do
+        for mode in key pass plain; do
+            [ "$mode" = key ] && [ "$q" = q8 ] && continue   # done above
+            convert_case "conv-$fam-$q-$mode" "$src" "$fam-$mode-$q" "$q" "$mode" &&
+                inspect_verify "iv-$fam-$q-$mode" "$src" "$M" "$q" "$mode"
+        done
+    done
+done
+
+# ==== 4. Damage and wrong keys ==============================================
+
+src=$(hf_dir v2lite)
+SEALED=$T/out_v2lite-key-q8/v2lite-key-q8.dsm
+PLAIN=$T/out_v2lite-plain-f16/v2lite-plain-f16.dsm
+PASSF=$T/out_v2lite-pass-q8/v2lite-pass-q8.dsm
+
+# tamper <id> <file> [key args...]: flips one byte in the middle of the middle
+# segment of a copy; verify must fail and name a segment.
+tamper() {
+    _id=$1 _m=$2
+    shift 2
+    if [ ! -f "$_m" ]; then
+        skip "$_id" "no converted $_m"
+        return
+    fi
+    run inspect "$_m" "$@"
+    section "$T/out" "segments (" >"$T/segs"
+    _n=$(wc -l <"$T/segs" | tr -d ' ')
+    _line=$(sed -n "$((_n / 2 + 1))p" "$T/segs")
+    _off=$(echo "$_line" | awk '{ print $(NF-3) + int($(NF-1) / 2) }')
+    _name=$(echo "$_line" | awk '{ s = $2; for (i = 3; i <= NF - 5; i++) s = s " " $i; print s }')
+    cp "$_m" "$T/tampered.dsm"
+    if [ -z "$_off" ] || ! flip "$T/tampered.dsm" "$_off"; then
+        bad "$_id" "could not find a segment to damage in the inspect output"
+        return
+    fi
+    if expect "$_id" 1 verify "$T/tampered.dsm" "$@"; then
+        check "$_id.b" "message names a segment (damaged '$_name')" \
+            grep -qiE "segment|layer|embeddings|output" "$T/err"
+    fi
+    # the header of the damaged file is intact, so inspect still works
+    expect "$_id.c" 0 inspect "$T/tampered.dsm" "$@"
+    rm -f "$T/tampered.dsm"
+}
+tamper tamper-1 "$SEALED" --key-file "$K1"
+tamper tamper-2 "$PLAIN"
+
+# A damaged public header or metadata is caught on open.
+if [ -f "$SEALED" ]; then
+    cp "$SEALED" "$T/hdr.dsm"
+    flip "$T/hdr.dsm" 40
+    expect tamper-3 1 inspect "$T/hdr.dsm"
+    cp "$SEALED" "$T/meta.dsm"
+    run inspect "$SEALED"
+    moff=$(awk '$1 == "metadata" { gsub(",", "", $3); print $3 + int($4 / 2) }' "$T/out")
+    if [ -n "$moff" ] && flip "$T/meta.dsm" "$moff"; then
+        expect tamper-4 1 inspect "$T/meta.dsm" --key-file "$K1"
+    else
+        bad tamper-4 "no metadata offset in the inspect output"
+    fi
+    rm -f "$T/hdr.dsm" "$T/meta.dsm"
+
+    # ---- wrong and missing keys ----
+    expect key-1.1 1 inspect "$SEALED" --key-file "$K2" &&
+        check key-1.1b "wrong key is called a key problem" hasi "$T/err" "key"
+    expect key-1.2 1 verify "$SEALED" --key-file "$K2" &&
+        check key-1.2b "wrong key is called a key problem" hasi "$T/err" "key"
+    expect key-1.3 1 verify "$SEALED" &&
+        check key-1.3b "missing key is called a key problem" hasi "$T/err" "key"
+    printf 'short' >"$T/short.key"
+    expect key-1.4 1 verify "$SEALED" --key-file "$T/short.key"
+    expect key-1.5 1 verify "$SEALED" --key-file "$T/no-such.key"
+    expect key-1.6 1 verify "$SEALED" --passphrase-env DS_TEST_PW_UNSET_VARIABLE
+fi
+if [ -f "$PASSF" ]; then
+    expect key-2.1 1 verify "$PASSF" --passphrase-env DS_TEST_PW_WRONG &&
+        check key-2.1b "wrong passphrase is called a key problem" grep -qiE "key|passphrase" "$T/err"
+    expect key-2.2 1 verify "$PASSF" --key-file "$K1"
+fi
+
+# ==== 5. A checkpoint the converter must refuse =============================
+
+if [ -n "$src" ]; then
+    mkdir -p "$T/bogus" "$T/out_bogus"
+    cp -R "$src/." "$T/bogus/"
+    sed -e 's/Deepseek[A-Za-z0-9]*ForCausalLM/BogusNetForCausalLM/g' \
+        -e 's/"model_type"[ ]*:[ ]*"[^"]*"/"model_type": "bogus_net"/' \
+        "$src/config.json" >"$T/bogus/config.json"
+    if expect bogus-1 1 convert "$T/bogus" "$T/out_bogus/b.dsm" --no-encrypt; then
+        check bogus-1b "error names the architecture problem" grep -qiE "arch|bogus" "$T/err"
+    fi
+    check bogus-1c "nothing left behind: $(ls -A "$T/out_bogus" | tr '\n' ' ')" \
+        test -z "$(ls -A "$T/out_bogus")"
+    expect bogus-2 1 convert "$T/does-not-exist" "$T/out_bogus/c.dsm" --no-encrypt
+    check bogus-2b "nothing left behind" test -z "$(ls -A "$T/out_bogus")"
+    # the passphrase variable must exist
+    expect bogus-3 1 convert "$src" "$T/out_bogus/d.dsm" --passphrase-env DS_TEST_PW_UNSET_VARIABLE
+    check bogus-3b "nothing left behind" test -z "$(ls -A "$T/out_bogus")"
+else
+    skip bogus-1 "no v2lite checkpoint"
+fi
+
+echo "RESULT test_cli: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,111 @@
+/*
+ * test_quant.c — number formats against independent references: the
+ * compiler's _Float16 conversions (hardware rounding), exact FP8 e4m3 and
+ * bfloat16 values from their definitions, and the Q8_0 error bound.
+ */
+#include "../deepseek_impl/internal.h"
+#include "test.h"
+
+#include <math.h>
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rng(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+static void test_f16(void) {
+    /* 1.1: every half converts to float and back unchanged (NaNs stay NaN) */
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = dsi_f16_to_f32((uint16_t)h);
+        uint16_t back = dsi_f32_to_f16(f);
+        bool nan = ((h & 0x7c00) == 0x7c00) && (h & 0x3ff);
+        if (nan ? !isnan(f) : back != h) bad++;
+    }
+    T_CHECK("quant-1.1", bad == 0, "%d halves did not round-trip", bad);
+
+#if defined(__FLT16_MAX__)
+    /* 1.2: float -> half rounding agrees with the compiler's _Float16 on
+     * random bit patterns across the whole range (normals, subnormals,
+     * overflow, ties). */
+    bad = 0;
+    for (int i = 0; i < 2000000; i++) {
+        uint32_t u = rng();
+        if (i % 4 == 0) u = (u & 0x807fffffu) | ((uint32_t)(100 + rng() % 50) << 23); /* near half's range */
+        float f;
+        memcpy(&f, &u, 4);
+        if (isnan(f)) continue;
+        _Float16 ref = (_Float16)f;
+        uint16_t rb;
+        memcpy(&rb, &ref, 2);
+        if (dsi_f32_to_f16(f) != rb) {
+            if (bad < 3) printf("  f=%a ours=%04x ref=%04x\n", (double)f, dsi_f32_to_f16(f), rb);
+            bad++;
+        }
+    }
+    T_CHECK("quant-1.2", bad == 0, "%d conversions differ from _Float16", bad);
+#else
+    T_SKIP("quant-1.2", "compiler has no _Float16");
+#endif
+}
+
+static void test_bf16_fp8(void) {
+    T_CHECK("quant-2.1", dsi_bf16_to_f32(0x3f80) == 1.0f, "bf16 0x3f80 != 1");
+    T_CHECK("quant-2.2", dsi_bf16_to_f32(0xc0a0) == -5.0f, "bf16 0xc0a0 != -5");
+    /* e4m3fn: bias 7, 3 mantissa bits, max 448, min subnormal 2^-9 */
+    T_CHECK("quant-2.3", dsi_fp8_e4m3_to_f32(0x38) == 1.0f, "e4m3 0x38");
+    T_CHECK("quant-2.4", dsi_fp8_e4m3_to_f32(0xb8) == -1.0f, "e4m3 0xb8");
+    T_CHECK("quant-2.5", dsi_fp8_e4m3_to_f32(0x7e) == 448.0f, "e4m3 0x7e = %g", (double)dsi_fp8_e4m3_to_f32(0x7e));
+    T_CHECK("quant-2.6", dsi_fp8_e4m3_to_f32(0x01) == ldexpf(1.0f, -9), "e4m3 0x01");
+    T_CHECK("quant-2.7", dsi_fp8_e4m3_to_f32(0x08) == ldexpf(1.0f, -6), "e4m3 0x08");
+    T_CHECK("quant-2.8", dsi_fp8_e4m3_to_f32(0x3c) == 1.5f, "e4m3 0x3c");
+    T_CHECK("quant-2.9", isnan(dsi_fp8_e4m3_to_f32(0x7f)) && isnan(dsi_fp8_e4m3_to_f32(0xff)), "e4m3 NaN");
+    T_CHECK("quant-2.10", dsi_fp8_e4m3_to_f32(0x00) == 0.0f && dsi_fp8_e4m3_to_f32(0x80) == 0.0f, "e4m3 zero");
+    /* monotone over the positive codes */
+    int bad = 0;
+    for (int v = 1; v < 0x7f; v++)
+        if (!(dsi_fp8_e4m3_to_f32((uint8_t)v) > dsi_fp8_e4m3_to_f32((uint8_t)(v - 1)))) bad++;
+    T_CHECK("quant-2.11", bad == 0, "e4m3 not monotone in %d places", bad);
+}
+
+static void test_q8(void) {
+    enum { N = 32 * 64 };
+    static float x[N], y[N];
+    static uint8_t q[N / 32 * 34];
+    int bad_bound = 0, bad_scale = 0;
+    for (int trial = 0; trial < 200; trial++) {
+        float mag = ldexpf(1.0f, (int)(rng() % 30) - 20);
+        for (int i = 0; i < N; i++) x[i] = ((float)(rng() % 200001) / 100000.0f - 1.0f) * mag;
+        if (trial % 7 == 0) for (int i = 0; i < 32; i++) x[i] = 0.0f;   /* an all-zero block */
+        if (trial % 5 == 0) x[3] = 127.0f * mag;                        /* exact multiples */
+        dsi_quantize_row_q8_0(x, q, N);
+        dsi_dequantize_row_q8_0(q, y, N);
+        for (int b = 0; b < N / 32; b++) {
+            float scale = dsi_f16_to_f32(dsi_rd16(q + b * 34));
+            float amax = 0;
+            for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[b * 32 + i]));
+            /* the stored scale is the smallest half >= amax/127 */
+            float want = amax / 127.0f;
+            uint16_t s16 = dsi_rd16(q + b * 34);
+            if (scale < want || (s16 > 0 && dsi_f16_to_f32((uint16_t)(s16 - 1)) >= want && want > 0)) bad_scale++;
+            for (int i = 0; i < 32; i++)
+                if (fabsf(x[b * 32 + i] - y[b * 32 + i]) > scale * 0.5f * (1.0f + 1e-6f)) bad_bound++;
+        }
+    }
+    T_CHECK("quant-3.1", bad_bound == 0, "%d values outside scale/2", bad_bound);
+    T_CHECK("quant-3.2", bad_scale == 0, "%d blocks with a scale that is not the smallest half >= amax/127", bad_scale);
+    uint64_t rb = 0;
+    T_CHECK("quant-3.3", dsi_dtype_row_bytes(DS_DTYPE_Q8_0, 64, &rb) && rb == 68, "row bytes %llu", (unsigned long long)rb);
+    T_CHECK("quant-3.4", !dsi_dtype_row_bytes(DS_DTYPE_Q8_0, 65, &rb), "Q8_0 accepted 65 columns");
+    T_CHECK("quant-3.5", !dsi_dtype_row_bytes(DS_DTYPE_F32, UINT64_MAX / 2, &rb), "overflow not caught");
+}
+
+int main(void) {
+    test_f16();
+    test_bf16_fp8();
+    test_q8();
+    return t_finish("test_quant");
+}

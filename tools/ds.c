@@ -1,0 +1,1101 @@
+/*
+ * ds.c — the deepseek.h command-line tool.
+ *
+ *     ds convert <hf_dir> <out.dsm> [--quant f32|f16|q8]
+ *                [--key-file F | --passphrase-env VAR | --no-encrypt] [--chunk-kb N]
+ *     ds keygen  <file>
+ *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--json]
+ *     ds verify  <model.dsm> [--key-file F | --passphrase-env VAR] [--threads N]
+ *
+ * A program, not the library: it prints, and it exits with
+ *     0  success
+ *     1  the operation failed ("ds <cmd>: <message>" on stderr)
+ *     2  the command line was wrong (usage on stderr)
+ *
+ * It uses only the public API in deepseek.h. Secrets (key bytes, passphrase
+ * copies) are wiped with ds_memzero before exit; a passphrase is only ever
+ * read from an environment variable, never from argv (which other users can
+ * see in ps).
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "deepseek.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+
+/* ==== Small helpers ======================================================= */
+
+/* Seconds on a monotonic clock. */
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Decimal megabytes (10^6), as in "MB/s"; GB likewise (10^9). */
+static double mb(uint64_t bytes) { return (double)bytes / 1e6; }
+
+/* The library's message for the last failure, or the status text if the
+ * library left none. */
+static const char *errmsg(ds_status s) {
+    const char *m = ds_last_error();
+    return (m && m[0]) ? m : ds_status_string(s);
+}
+
+/* "ds <cmd>: <message>" on stderr; returns the failure exit code. */
+static int fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "ds %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_FAILURE;
+}
+
+/* A usage problem: the message, a pointer to --help, exit status 2. */
+static int usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "ds %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'ds %s --help'.\n", cmd);
+    return EXIT_USAGE;
+}
+
+/* Strict unsigned parse: only decimal digits, no sign, no spaces, no
+ * suffix, no overflow, value <= max. Returns 1 on success. */
+static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
+    uint64_t v = 0;
+    if (!s || !*s) return 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9') return 0;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10) return 0;
+        v = v * 10 + d;
+    }
+    if (v > max) return 0;
+    *out = v;
+    return 1;
+}
+
+/* ==== Command-line scanning =============================================== */
+/*
+ * Each subcommand walks its argv with these. Options may come before or after
+ * the positional arguments; "--opt value" and "--opt=value" both work; "--"
+ * ends the options. Anything starting with '-' that no subcommand knows is a
+ * usage error.
+ */
+typedef struct argscan {
+    const char *cmd;
+    int argc;
+    char **argv;
+    int i;              /* index of the current argument */
+    int only_pos;       /* after "--" */
+    int bad;            /* a usage error was already reported (exit 2) */
+} argscan;
+
+/* Is the current argument the flag `name` (no value)? */
+static int is_flag(argscan *a, const char *name) {
+    return !a->only_pos && strcmp(a->argv[a->i], name) == 0;
+}
+
+/* Is the current argument the option `name` taking a value? On a match
+ * stores the value (consuming the next argument when not "--name=value") and
+ * returns 1; reports a usage error and sets a->bad when the value is absent. */
+static int is_opt(argscan *a, const char *name, const char **val) {
+    const char *arg = a->argv[a->i];
+    size_t n = strlen(name);
+    if (a->only_pos || strncmp(arg, name, n) != 0) return 0;
+    if (arg[n] == '=') {
+        *val = arg + n + 1;
+        return 1;
+    }
+    if (arg[n] != '\0') return 0;
+    if (a->i + 1 >= a->argc) {
+        usage_error(a->cmd, "option %s needs a value", name);
+        a->bad = 1;
+        *val = NULL;
+        return 1;
+    }
+    *val = a->argv[++a->i];
+    return 1;
+}
+
+/* Option that must not be repeated (a second --quant is probably a typo). */
+static int set_once(argscan *a, const char **slot, const char *val, const char *name) {
+    if (a->bad) return 0;
+    if (*slot) {
+        usage_error(a->cmd, "option %s given twice", name);
+        a->bad = 1;
+        return 0;
+    }
+    *slot = val;
+    return 1;
+}
+
+/* Is the current argument a positional one? (A lone "-" counts as one.) */
+static int is_positional(argscan *a) {
+    const char *arg = a->argv[a->i];
+    if (a->only_pos) return 1;
+    if (strcmp(arg, "--") == 0) {
+        a->only_pos = 1;
+        return -1; /* consumed; not itself a positional */
+    }
+    return arg[0] != '-' || arg[1] == '\0';
+}
+
+static int unknown_option(argscan *a) {
+    a->bad = 1;
+    return usage_error(a->cmd, "unknown option '%s'", a->argv[a->i]);
+}
+
+/* ==== Keys and passphrases ================================================ */
+
+/* Where the key material comes from; at most one of the three. */
+typedef struct key_opts {
+    const char *key_file;
+    const char *pass_env;     /* name of the environment variable */
+    int no_encrypt;           /* convert only */
+    int encrypt;              /* convert only: explicit --encrypt */
+} key_opts;
+
+/* Secret material held by the tool; wiped by secret_wipe. */
+typedef struct secret {
+    unsigned char key[DS_KEY_BYTES];
+    int have_key;
+    char *pass;               /* malloc'd copy of the passphrase */
+    size_t pass_len;
+} secret;
+
+static void secret_wipe(secret *s) {
+    ds_memzero(s->key, sizeof s->key);
+    if (s->pass) {
+        ds_memzero(s->pass, s->pass_len);
+        free(s->pass);
+    }
+    s->pass = NULL;
+    s->pass_len = 0;
+    s->have_key = 0;
+}
+
+/* Recognises --key-file / --passphrase-env (and --no-encrypt when allowed).
+ * Returns 1 when the current argument was one of them. */
+static int key_option(argscan *a, key_opts *k, int allow_no_encrypt) {
+    const char *v;
+    if (is_opt(a, "--key-file", &v)) {
+        set_once(a, &k->key_file, v, "--key-file");
+        return 1;
+    }
+    if (is_opt(a, "--passphrase-env", &v)) {
+        set_once(a, &k->pass_env, v, "--passphrase-env");
+        return 1;
+    }
+    if (allow_no_encrypt && is_flag(a, "--no-encrypt")) {
+        k->no_encrypt = 1;
+        return 1;
+    }
+    /* "--encrypt" (as in DESIGN.md's example) only insists on a key */
+    if (allow_no_encrypt && is_flag(a, "--encrypt")) {
+        k->encrypt = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Checks the key options are not contradictory. Returns 0 or EXIT_USAGE. */
+static int key_opts_check(const char *cmd, const key_opts *k) {
+    int n = (k->key_file != NULL) + (k->pass_env != NULL) + (k->no_encrypt != 0);
+    if (n > 1)
+        return usage_error(cmd, "--key-file, --passphrase-env and --no-encrypt exclude each other");
+    if (k->encrypt && k->no_encrypt) return usage_error(cmd, "--encrypt and --no-encrypt exclude each other");
+    if (k->pass_env && !k->pass_env[0]) return usage_error(cmd, "--passphrase-env needs a variable name");
+    if (k->key_file && !k->key_file[0]) return usage_error(cmd, "--key-file needs a file name");
+    return 0;
+}
+
+/* Loads the key file or copies the passphrase out of the environment.
+ * Returns 0 or EXIT_FAILURE (message printed). */
+static int secret_load(const char *cmd, const key_opts *k, secret *s) {
+    memset(s, 0, sizeof *s);
+    if (k->key_file) {
+        ds_status st = ds_key_file_read(k->key_file, s->key);
+        if (st != DS_OK) return fail(cmd, "%s", errmsg(st));
+        s->have_key = 1;
+    } else if (k->pass_env) {
+        const char *p = getenv(k->pass_env);
+        if (!p) return fail(cmd, "environment variable %s (the passphrase) is not set", k->pass_env);
+        if (!p[0]) return fail(cmd, "environment variable %s (the passphrase) is empty", k->pass_env);
+        s->pass_len = strlen(p);
+        s->pass = malloc(s->pass_len + 1);
+        if (!s->pass) return fail(cmd, "out of memory");
+        memcpy(s->pass, p, s->pass_len + 1);
+    }
+    return 0;
+}
+
+/* ==== Terminal progress line ============================================== */
+/*
+ * One line on stderr, redrawn in place with '\r' at most ten times a second,
+ * and only when stderr is a terminal (logs and pipes get no spam). The
+ * library may report from worker threads, hence the mutex.
+ */
+typedef struct progress {
+    pthread_mutex_t mu;
+    int enabled;              /* stderr is a terminal */
+    double t0, last_draw;
+    int width;                /* characters of the line on screen (0 = none) */
+    const char *what;         /* "tensors" or "segments" */
+    const char *verb;         /* "written" or "checked" */
+} progress;
+
+/* Set by SIGINT/SIGTERM; the progress callbacks then ask the library to stop,
+ * so the converter removes its temporary file. */
+static volatile sig_atomic_t g_interrupted;
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+static void install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static void progress_init(progress *p, const char *what, const char *verb) {
+    pthread_mutex_init(&p->mu, NULL);
+    p->enabled = isatty(STDERR_FILENO);
+    p->t0 = now_s();
+    p->last_draw = 0;
+    p->width = 0;
+    p->what = what;
+    p->verb = verb;
+}
+
+/* Erases the line (caller holds the mutex or is single-threaded). */
+static void progress_clear_locked(progress *p) {
+    if (p->width > 0) {
+        fprintf(stderr, "\r%*s\r", p->width, "");
+        fflush(stderr);
+        p->width = 0;
+    }
+}
+
+static void progress_clear(progress *p) {
+    pthread_mutex_lock(&p->mu);
+    progress_clear_locked(p);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void progress_destroy(progress *p) {
+    progress_clear(p);
+    pthread_mutex_destroy(&p->mu);
+}
+
+/* The ds_progress_fn shared by convert and verify. */
+static int progress_cb(void *user, uint64_t done, uint64_t total, uint64_t bytes) {
+    progress *p = user;
+    if (p->enabled) {
+        pthread_mutex_lock(&p->mu);
+        double t = now_s();
+        if (t - p->last_draw >= 0.1 || (total && done == total)) {
+            double el = t - p->t0;
+            char line[160];
+            int n = snprintf(line, sizeof line, "%s %llu/%llu, %.1f MB %s, %.1f MB/s", p->what,
+                             (unsigned long long)done, (unsigned long long)total, mb(bytes), p->verb,
+                             el > 0 ? mb(bytes) / el : 0.0);
+            if (n < 0) n = 0;
+            if (n >= (int)sizeof line) n = (int)sizeof line - 1;
+            /* pad over a longer previous line */
+            fprintf(stderr, "\r%s%*s", line, p->width > n ? p->width - n : 0, "");
+            fflush(stderr);
+            if (n > p->width) p->width = n;
+            p->last_draw = t;
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+    return g_interrupted ? 1 : 0;
+}
+
+/* ==== Log callback ======================================================== */
+
+typedef struct log_ctx {
+    const char *cmd;
+    int verbose;
+    progress *prog;           /* cleared before a message, may be NULL */
+} log_ctx;
+
+static void log_cb(void *user, ds_log_level level, const char *msg) {
+    log_ctx *l = user;
+    const char *tag = "notice";
+    if (level == DS_LOG_DEBUG && !l->verbose) return;
+    if (level == DS_LOG_ERROR) tag = "error";
+    else if (level == DS_LOG_WARN) tag = "warning";
+    else if (level == DS_LOG_DEBUG) tag = "debug";
+    if (l->prog) pthread_mutex_lock(&l->prog->mu);
+    if (l->prog) progress_clear_locked(l->prog);
+    fprintf(stderr, "ds %s: %s: %s\n", l->cmd, tag, msg);
+    if (l->prog) pthread_mutex_unlock(&l->prog->mu);
+}
+
+/* ==== Names for enums ===================================================== */
+
+static const char *kdf_name(ds_kdf k) {
+    switch (k) {
+    case DS_KDF_NONE: return "none";
+    case DS_KDF_RAW_KEY: return "raw-key";
+    case DS_KDF_ARGON2ID: return "argon2id";
+    }
+    return "unknown";
+}
+
+static const char *arch_name(ds_arch a) {
+    switch (a) {
+    case DS_ARCH_DEEPSEEK_V2: return "DeepseekV2ForCausalLM";
+    case DS_ARCH_DEEPSEEK_V3: return "DeepseekV3ForCausalLM";
+    case DS_ARCH_DEEPSEEK_MOE: return "DeepseekForCausalLM";
+    case DS_ARCH_UNKNOWN: break;
+    }
+    return "unknown";
+}
+
+static const char *topk_name(ds_topk_method t) {
+    switch (t) {
+    case DS_TOPK_GREEDY: return "greedy";
+    case DS_TOPK_GROUP_LIMITED_GREEDY: return "group_limited_greedy";
+    case DS_TOPK_NOAUX_TC: return "noaux_tc";
+    }
+    return "unknown";
+}
+
+static const char *scoring_name(ds_scoring s) {
+    switch (s) {
+    case DS_SCORING_SOFTMAX: return "softmax";
+    case DS_SCORING_SIGMOID: return "sigmoid";
+    }
+    return "unknown";
+}
+
+static const char *segkind_name(ds_segment_kind k) {
+    switch (k) {
+    case DS_SEGMENT_DENSE: return "dense";
+    case DS_SEGMENT_EXPERT: return "expert";
+    }
+    return "unknown";
+}
+
+/* The integer and float fields of ds_model_config, in print order. */
+#define DS_CFG_INTS(X)                                                                         \
+    X(vocab_size) X(hidden_size) X(intermediate_size) X(moe_intermediate_size) X(n_layers)     \
+    X(n_heads) X(n_kv_heads) X(n_routed_experts) X(n_shared_experts) X(n_experts_per_tok)      \
+    X(first_k_dense_replace) X(moe_layer_freq) X(q_lora_rank) X(kv_lora_rank)                  \
+    X(qk_nope_head_dim) X(qk_rope_head_dim) X(v_head_dim) X(head_dim) X(n_group) X(topk_group) \
+    X(norm_topk_prob) X(max_position_embeddings) X(rope_scaling_yarn)                          \
+    X(rope_original_max_position) X(tie_word_embeddings) X(bos_token_id) X(eos_token_id)
+#define DS_CFG_FLOATS(X)                                                                       \
+    X(routed_scaling_factor) X(rms_norm_eps) X(rope_theta) X(rope_factor) X(rope_beta_fast)    \
+    X(rope_beta_slow) X(rope_mscale) X(rope_mscale_all_dim)
+
+/* ==== JSON output helpers (inspect --json) ================================ */
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+            else fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+/* JSON has no NaN or infinity. */
+static void json_float(FILE *f, double v) {
+    if (isfinite(v)) fprintf(f, "%.9g", v);
+    else fputs("null", f);
+}
+
+/* ==== ds keygen =========================================================== */
+
+static const char keygen_help[] =
+    "usage: ds keygen <file>\n"
+    "\n"
+    "Writes a new random 32-byte key (from the OS CSPRNG) to <file> with mode\n"
+    "0600. Refuses to overwrite an existing file.\n";
+
+static int cmd_keygen(int argc, char **argv) {
+    argscan a = {"keygen", argc, argv, 0, 0, 0};
+    const char *path = NULL;
+    for (a.i = 1; a.i < argc && !a.bad; a.i++) {
+        int pos = is_positional(&a);
+        if (pos < 0) continue;
+        if (pos) {
+            if (path) return usage_error("keygen", "too many arguments ('%s')", argv[a.i]);
+            path = argv[a.i];
+        } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
+            fputs(keygen_help, stdout);
+            return 0;
+        } else {
+            return unknown_option(&a);
+        }
+    }
+    if (a.bad) return EXIT_USAGE;
+    if (!path) return usage_error("keygen", "missing <file>");
+
+    unsigned char key[DS_KEY_BYTES];
+    ds_status st = ds_key_generate(key);
+    if (st == DS_OK) st = ds_key_file_write(path, key);
+    ds_memzero(key, sizeof key);
+    if (st == DS_ERR_EXISTS) {
+        const char *m = errmsg(st);
+        if (strstr(m, "exist")) return fail("keygen", "%s", m);
+        return fail("keygen", "%s: file exists; refusing to overwrite it", path);
+    }
+    if (st != DS_OK) return fail("keygen", "%s", errmsg(st));
+    printf("wrote a %d-byte key to %s (mode 0600)\n", DS_KEY_BYTES, path);
+    return 0;
+}
+
+/* ==== ds convert ========================================================== */
+
+static const char convert_help[] =
+    "usage: ds convert <hf_dir> <out.dsm> [options]\n"
+    "\n"
+    "Converts a Hugging Face DeepSeek checkpoint (config.json, tokenizer.json,\n"
+    "safetensors) into a sealed container. Exactly one of these is required:\n"
+    "  --key-file F          encrypt (AES-256-GCM) with the 32-byte key in F\n"
+    "  --passphrase-env VAR  encrypt with a passphrase (Argon2id) read from the\n"
+    "                        environment variable VAR (never from the command line)\n"
+    "  --no-encrypt          plaintext container, integrity tags only\n"
+    "(--encrypt is accepted and only insists on --key-file or --passphrase-env.)\n"
+    "Options:\n"
+    "  --quant f32|f16|q8    storage of the weight matrices (default q8)\n"
+    "  --chunk-kb N          plaintext KiB per sealed chunk (default 1024)\n"
+    "  --argon-ops N         Argon2id opslimit (default: libsodium MODERATE)\n"
+    "  --argon-mem-mb N      Argon2id memory in MiB (default: libsodium MODERATE)\n"
+    "  -v, --verbose         also print the converter's debug messages\n"
+    "Progress is shown on stderr when it is a terminal. MB = 10^6 bytes.\n";
+
+static int cmd_convert(int argc, char **argv) {
+    const char *cmd = "convert";
+    argscan a = {cmd, argc, argv, 0, 0, 0};
+    key_opts ko = {0};
+    const char *pos[2] = {0}, *quant_s = NULL, *chunk_s = NULL, *ops_s = NULL, *mem_s = NULL;
+    int npos = 0, verbose = 0;
+
+    /* ---- parse the command line ---- */
+    for (a.i = 1; a.i < argc && !a.bad; a.i++) {
+        const char *v;
+        int p = is_positional(&a);
+        if (p < 0) continue;
+        if (p) {
+            if (npos == 2) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
+            pos[npos++] = argv[a.i];
+        } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
+            fputs(convert_help, stdout);
+            return 0;
+        } else if (key_option(&a, &ko, 1)) {
+        } else if (is_opt(&a, "--quant", &v)) {
+            set_once(&a, &quant_s, v, "--quant");
+        } else if (is_opt(&a, "--chunk-kb", &v)) {
+            set_once(&a, &chunk_s, v, "--chunk-kb");
+        } else if (is_opt(&a, "--argon-ops", &v)) {
+            set_once(&a, &ops_s, v, "--argon-ops");
+        } else if (is_opt(&a, "--argon-mem-mb", &v)) {
+            set_once(&a, &mem_s, v, "--argon-mem-mb");
+        } else if (is_flag(&a, "--verbose") || is_flag(&a, "-v")) {
+            verbose = 1;
+        } else {
+            return unknown_option(&a);
+        }
+    }
+    if (a.bad) return EXIT_USAGE;
+    if (npos < 2) return usage_error(cmd, "needs <hf_dir> and <out.dsm>");
+
+    ds_convert_params cp = ds_convert_default_params();
+    cp.quant = DS_QUANT_Q8_0;
+    if (quant_s) {
+        if (strcmp(quant_s, "f32") == 0) cp.quant = DS_QUANT_F32;
+        else if (strcmp(quant_s, "f16") == 0) cp.quant = DS_QUANT_F16;
+        else if (strcmp(quant_s, "q8") == 0 || strcmp(quant_s, "q8_0") == 0) cp.quant = DS_QUANT_Q8_0;
+        else return usage_error(cmd, "--quant must be f32, f16 or q8, not '%s'", quant_s);
+    }
+    if (chunk_s) {
+        uint64_t kb;
+        /* the chunk size is a uint32_t of bytes */
+        if (!parse_u64(chunk_s, UINT32_MAX / 1024, &kb) || kb == 0)
+            return usage_error(cmd, "--chunk-kb needs a positive whole number of KiB, not '%s'", chunk_s);
+        cp.chunk_bytes = (uint32_t)(kb * 1024);
+    }
+    if (ops_s) {
+        uint64_t v;
+        if (!parse_u64(ops_s, UINT32_MAX, &v) || v == 0)
+            return usage_error(cmd, "--argon-ops needs a positive whole number, not '%s'", ops_s);
+        cp.argon_opslimit = v;
+    }
+    if (mem_s) {
+        uint64_t v;
+        if (!parse_u64(mem_s, (uint64_t)1 << 22, &v) || v == 0)
+            return usage_error(cmd, "--argon-mem-mb needs a positive whole number of MiB, not '%s'", mem_s);
+        cp.argon_memlimit = v << 20;
+    }
+    int rc = key_opts_check(cmd, &ko);
+    if (rc) return rc;
+    if (!ko.key_file && !ko.pass_env && !ko.no_encrypt)
+        return usage_error(cmd, "one of --key-file F, --passphrase-env VAR or --no-encrypt is required");
+    if ((ops_s || mem_s) && !ko.pass_env)
+        return usage_error(cmd, "--argon-ops and --argon-mem-mb only apply with --passphrase-env");
+
+    /* ---- key material ---- */
+    secret sec;
+    if (secret_load(cmd, &ko, &sec)) {
+        secret_wipe(&sec);
+        return EXIT_FAILURE;
+    }
+    cp.encrypt = !ko.no_encrypt;
+    if (sec.have_key) {
+        cp.key = sec.key;
+        cp.key_len = sizeof sec.key;
+    } else if (sec.pass) {
+        cp.passphrase = sec.pass;
+        cp.passphrase_len = sec.pass_len;
+    }
+
+    /* ---- run the converter ---- */
+    progress prog;
+    progress_init(&prog, "tensors", "written");
+    log_ctx lc = {cmd, verbose, &prog};
+    cp.progress = progress_cb;
+    cp.progress_user = &prog;
+    cp.log = log_cb;
+    cp.log_user = &lc;
+    install_signals();
+
+    double t0 = now_s();
+    ds_status st = ds_convert(pos[0], pos[1], &cp);
+    double el = now_s() - t0;
+    progress_destroy(&prog);
+    secret_wipe(&sec);
+
+    if (st == DS_ERR_CANCELLED && g_interrupted) return fail(cmd, "interrupted; no output written");
+    if (st != DS_OK) return fail(cmd, "%s", errmsg(st));
+
+    /* ---- summary ---- */
+    struct stat sb;
+    uint64_t size = 0;
+    if (stat(pos[1], &sb) == 0) size = (uint64_t)sb.st_size;
+    printf("wrote %s: %.1f MB in %.2f s (%.1f MB/s)\n", pos[1], mb(size), el, el > 0 ? mb(size) / el : 0.0);
+    return 0;
+}
+
+/* ==== Opening a model (inspect, verify) =================================== */
+
+/* Opens `path` metadata-only with the given secret. On failure prints the
+ * message (with a hint when the kind of key does not fit the file) and
+ * returns NULL. */
+static ds_model *open_meta(const char *cmd, const char *path, const ds_file_info *fi, const secret *sec,
+                           log_ctx *lc, int n_threads) {
+    ds_model_params mp = ds_model_default_params();
+    ds_model *m = NULL;
+    mp.load_weights = 0;
+    mp.n_threads = n_threads;
+    mp.log = log_cb;
+    mp.log_user = lc;
+    if (fi->cipher != DS_CIPHER_NONE) {
+        if (sec->have_key) {
+            mp.key = sec->key;
+            mp.key_len = sizeof sec->key;
+        } else if (sec->pass) {
+            mp.passphrase = sec->pass;
+            mp.passphrase_len = sec->pass_len;
+        }
+    }
+    ds_status st = ds_model_open(&m, path, &mp);
+    if (st != DS_OK) {
+        const char *hint = "";
+        if (fi->kdf == DS_KDF_ARGON2ID && sec->have_key)
+            hint = " (this file was sealed with a passphrase: use --passphrase-env VAR)";
+        else if (fi->kdf == DS_KDF_RAW_KEY && sec->pass)
+            hint = " (this file was sealed with a key file: use --key-file F)";
+        fail(cmd, "%s%s", errmsg(st), hint);
+        return NULL;
+    }
+    return m;
+}
+
+/* ==== ds inspect ========================================================== */
+
+static const char inspect_help[] =
+    "usage: ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--json]\n"
+    "\n"
+    "Without a key, prints the public header (format, cipher, KDF, chunk size,\n"
+    "sizes). With the key (or for a plaintext container) also prints the model\n"
+    "config, tokenizer summary, tensor directory and segment table. Nothing is\n"
+    "decrypted beyond the metadata.\n"
+    "  --json   one JSON object on stdout instead of text\n";
+
+/* Sums over the segment table. */
+typedef struct seg_totals {
+    uint64_t dense_bytes, expert_bytes, stored_bytes;
+    size_t n_dense, n_expert;
+} seg_totals;
+
+static seg_totals segment_totals(const ds_model *m) {
+    seg_totals t = {0};
+    size_t n = ds_model_segment_count(m);
+    for (size_t i = 0; i < n; i++) {
+        ds_segment_info si;
+        if (ds_model_segment_info(m, i, &si) != DS_OK) continue;
+        t.stored_bytes += si.stored_bytes;
+        if (si.kind == DS_SEGMENT_EXPERT) {
+            t.expert_bytes += si.plain_bytes;
+            t.n_expert++;
+        } else {
+            t.dense_bytes += si.plain_bytes;
+            t.n_dense++;
+        }
+    }
+    return t;
+}
+
+/* "1408x2048" */
+static void dims_str(const ds_tensor_info *ti, char *buf, size_t len) {
+    size_t at = 0;
+    buf[0] = 0;
+    for (int d = 0; d < ti->n_dims && d < 4 && at < len; d++) {
+        int n = snprintf(buf + at, len - at, "%s%llu", d ? "x" : "", (unsigned long long)ti->dims[d]);
+        if (n < 0) break;
+        at += (size_t)n;
+    }
+}
+
+/* ---- text output ---- */
+
+static void print_header_text(const char *path, const ds_file_info *fi) {
+    printf("file             %s\n", path);
+    printf("format version   %u\n", fi->format_version);
+    printf("cipher           %s\n", ds_cipher_name(fi->cipher));
+    printf("kdf              %s\n", kdf_name(fi->kdf));
+    printf("chunk size       %u bytes (%u KiB)\n", fi->chunk_bytes, fi->chunk_bytes / 1024);
+    printf("file size        %llu bytes (%.1f MB)\n", (unsigned long long)fi->file_bytes, mb(fi->file_bytes));
+    printf("metadata         offset %llu, %llu bytes\n", (unsigned long long)fi->meta_offset,
+           (unsigned long long)fi->meta_bytes);
+    if (fi->kdf == DS_KDF_ARGON2ID)
+        printf("argon2id         opslimit %llu, memlimit %llu bytes (%llu MiB)\n",
+               (unsigned long long)fi->argon_opslimit, (unsigned long long)fi->argon_memlimit,
+               (unsigned long long)(fi->argon_memlimit >> 20));
+}
+
+static void print_model_text(const ds_model *m, const ds_model_config *c) {
+    /* ---- config ---- */
+    printf("\nconfig\n");
+    printf("  %-28s %s\n", "architecture", arch_name(c->arch));
+#define X(f) printf("  %-28s %d\n", #f, c->f);
+    DS_CFG_INTS(X)
+#undef X
+    printf("  %-28s %s\n", "topk_method", topk_name(c->topk_method));
+    printf("  %-28s %s\n", "scoring_func", scoring_name(c->scoring_func));
+#define X(f) printf("  %-28s %g\n", #f, (double)c->f);
+    DS_CFG_FLOATS(X)
+#undef X
+
+    /* ---- tokenizer ---- */
+    printf("\ntokenizer\n");
+    printf("  %-28s %d\n", "vocab entries", c->tok_vocab);
+    printf("  %-28s %d\n", "merges", c->tok_merges);
+    printf("  %-28s %d\n", "added tokens", c->tok_added);
+    printf("  %-28s %s\n", "chat template", c->has_chat_template ? "yes" : "no");
+
+    /* ---- tensor directory ---- */
+    size_t nt = ds_model_tensor_count(m);
+    int w = 4;
+    for (size_t i = 0; i < nt; i++) {
+        ds_tensor_info ti;
+        if (ds_model_tensor_info(m, i, &ti) == DS_OK && ti.name && (int)strlen(ti.name) > w)
+            w = (int)strlen(ti.name);
+    }
+    printf("\ntensors (%zu)\n", nt);
+    printf("  %-*s %-5s %-20s %7s %12s %12s\n", w, "name", "dtype", "dims", "segment", "offset", "bytes");
+    for (size_t i = 0; i < nt; i++) {
+        ds_tensor_info ti;
+        char dims[96];
+        if (ds_model_tensor_info(m, i, &ti) != DS_OK) {
+            printf("  (tensor %zu: %s)\n", i, ds_last_error());
+            continue;
+        }
+        dims_str(&ti, dims, sizeof dims);
+        printf("  %-*s %-5s %-20s %7u %12llu %12llu\n", w, ti.name ? ti.name : "?", ds_dtype_name(ti.dtype), dims,
+               ti.segment, (unsigned long long)ti.offset, (unsigned long long)ti.nbytes);
+    }
+
+    /* ---- segment table ---- */
+    size_t ns = ds_model_segment_count(m);
+    printf("\nsegments (%zu)\n", ns);
+    printf("  %6s  %-24s %-6s %14s %12s %12s %7s\n", "index", "name", "kind", "file offset", "plain", "stored",
+           "chunks");
+    for (size_t i = 0; i < ns; i++) {
+        ds_segment_info si;
+        char name[64];
+        if (ds_model_segment_info(m, i, &si) != DS_OK) {
+            printf("  %6zu  (%s)\n", i, ds_last_error());
+            continue;
+        }
+        ds_model_segment_name(m, i, name, sizeof name);
+        printf("  %6zu  %-24s %-6s %14llu %12llu %12llu %7u\n", i, name, segkind_name(si.kind),
+               (unsigned long long)si.file_offset, (unsigned long long)si.plain_bytes,
+               (unsigned long long)si.stored_bytes, si.n_chunks);
+    }
+
+    /* ---- totals ---- */
+    seg_totals t = segment_totals(m);
+    printf("\ntotals\n");
+    printf("  %-28s %llu (%.1f MB) in %zu segments\n", "dense bytes", (unsigned long long)t.dense_bytes,
+           mb(t.dense_bytes), t.n_dense);
+    printf("  %-28s %llu (%.1f MB)\n", "expert bytes", (unsigned long long)t.expert_bytes, mb(t.expert_bytes));
+    printf("  %-28s %zu\n", "expert segments", t.n_expert);
+    printf("  %-28s %llu (%.1f MB)\n", "stored bytes", (unsigned long long)t.stored_bytes, mb(t.stored_bytes));
+}
+
+/* ---- JSON output ---- */
+
+static void print_header_json(const char *path, const ds_file_info *fi) {
+    printf("{\n  \"file\": ");
+    json_str(stdout, path);
+    printf(",\n  \"header\": {\"format_version\": %u, \"cipher\": ", fi->format_version);
+    json_str(stdout, ds_cipher_name(fi->cipher));
+    printf(", \"kdf\": ");
+    json_str(stdout, kdf_name(fi->kdf));
+    printf(", \"chunk_bytes\": %u, \"file_bytes\": %llu, \"meta_offset\": %llu, \"meta_bytes\": %llu",
+           fi->chunk_bytes, (unsigned long long)fi->file_bytes, (unsigned long long)fi->meta_offset,
+           (unsigned long long)fi->meta_bytes);
+    if (fi->kdf == DS_KDF_ARGON2ID)
+        printf(", \"argon_opslimit\": %llu, \"argon_memlimit\": %llu", (unsigned long long)fi->argon_opslimit,
+               (unsigned long long)fi->argon_memlimit);
+    printf("}");
+}
+
+static void print_model_json(const ds_model *m, const ds_model_config *c) {
+    /* ---- config ---- */
+    printf(",\n  \"config\": {\"architecture\": ");
+    json_str(stdout, arch_name(c->arch));
+#define X(f) printf(", \"" #f "\": %d", c->f);
+    DS_CFG_INTS(X)
+#undef X
+    printf(", \"topk_method\": ");
+    json_str(stdout, topk_name(c->topk_method));
+    printf(", \"scoring_func\": ");
+    json_str(stdout, scoring_name(c->scoring_func));
+#define X(f) printf(", \"" #f "\": "), json_float(stdout, (double)c->f);
+    DS_CFG_FLOATS(X)
+#undef X
+    printf("},\n  \"tokenizer\": {\"vocab\": %d, \"merges\": %d, \"added\": %d, \"chat_template\": %s}",
+           c->tok_vocab, c->tok_merges, c->tok_added, c->has_chat_template ? "true" : "false");
+
+    /* ---- tensors ---- */
+    size_t nt = ds_model_tensor_count(m);
+    printf(",\n  \"tensors\": [");
+    for (size_t i = 0; i < nt; i++) {
+        ds_tensor_info ti;
+        if (ds_model_tensor_info(m, i, &ti) != DS_OK) continue;
+        printf("%s\n    {\"name\": ", i ? "," : "");
+        json_str(stdout, ti.name ? ti.name : "");
+        printf(", \"dtype\": ");
+        json_str(stdout, ds_dtype_name(ti.dtype));
+        printf(", \"dims\": [");
+        for (int d = 0; d < ti.n_dims && d < 4; d++)
+            printf("%s%llu", d ? ", " : "", (unsigned long long)ti.dims[d]);
+        printf("], \"segment\": %u, \"offset\": %llu, \"bytes\": %llu}", ti.segment, (unsigned long long)ti.offset,
+               (unsigned long long)ti.nbytes);
+    }
+    printf("\n  ]");
+
+    /* ---- segments ---- */
+    size_t ns = ds_model_segment_count(m);
+    printf(",\n  \"segments\": [");
+    for (size_t i = 0; i < ns; i++) {
+        ds_segment_info si;
+        char name[64];
+        if (ds_model_segment_info(m, i, &si) != DS_OK) continue;
+        ds_model_segment_name(m, i, name, sizeof name);
+        printf("%s\n    {\"index\": %zu, \"name\": ", i ? "," : "", i);
+        json_str(stdout, name);
+        printf(", \"kind\": ");
+        json_str(stdout, segkind_name(si.kind));
+        printf(", \"layer\": %d, \"expert\": %d, \"file_offset\": %llu, \"plain_bytes\": %llu, "
+               "\"stored_bytes\": %llu, \"chunks\": %u}",
+               si.layer, si.expert, (unsigned long long)si.file_offset, (unsigned long long)si.plain_bytes,
+               (unsigned long long)si.stored_bytes, si.n_chunks);
+    }
+    printf("\n  ]");
+
+    /* ---- totals ---- */
+    seg_totals t = segment_totals(m);
+    printf(",\n  \"totals\": {\"dense_bytes\": %llu, \"expert_bytes\": %llu, \"expert_segments\": %zu, "
+           "\"dense_segments\": %zu, \"stored_bytes\": %llu}",
+           (unsigned long long)t.dense_bytes, (unsigned long long)t.expert_bytes, t.n_expert, t.n_dense,
+           (unsigned long long)t.stored_bytes);
+}
+
+static int cmd_inspect(int argc, char **argv) {
+    const char *cmd = "inspect";
+    argscan a = {cmd, argc, argv, 0, 0, 0};
+    key_opts ko = {0};
+    const char *path = NULL;
+    int json = 0;
+
+    /* ---- parse the command line ---- */
+    for (a.i = 1; a.i < argc && !a.bad; a.i++) {
+        int p = is_positional(&a);
+        if (p < 0) continue;
+        if (p) {
+            if (path) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
+            path = argv[a.i];
+        } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
+            fputs(inspect_help, stdout);
+            return 0;
+        } else if (key_option(&a, &ko, 0)) {
+        } else if (is_flag(&a, "--json")) {
+            json = 1;
+        } else {
+            return unknown_option(&a);
+        }
+    }
+    if (a.bad) return EXIT_USAGE;
+    if (!path) return usage_error(cmd, "missing <model.dsm>");
+    int rc = key_opts_check(cmd, &ko);
+    if (rc) return rc;
+
+    /* ---- public header: needs no key ---- */
+    ds_file_info fi;
+    ds_status st = ds_file_info_read(path, &fi);
+    if (st != DS_OK) return fail(cmd, "%s", errmsg(st));
+
+    int have_secret = ko.key_file || ko.pass_env;
+    int full = have_secret || fi.cipher == DS_CIPHER_NONE;
+    secret sec;
+    memset(&sec, 0, sizeof sec);
+    ds_model *m = NULL;
+    ds_model_config cfg;
+    log_ctx lc = {cmd, 0, NULL};
+
+    /* ---- with a key (or plaintext): open metadata-only ---- */
+    if (full) {
+        if (have_secret && fi.cipher == DS_CIPHER_NONE)
+            fprintf(stderr, "ds %s: notice: the file is not encrypted; the key is not needed\n", cmd);
+        if (have_secret && fi.cipher != DS_CIPHER_NONE && secret_load(cmd, &ko, &sec)) {
+            secret_wipe(&sec);
+            return EXIT_FAILURE;
+        }
+        m = open_meta(cmd, path, &fi, &sec, &lc, 0);
+        secret_wipe(&sec);
+        if (!m) return EXIT_FAILURE;
+        st = ds_model_get_config(m, &cfg);
+        if (st != DS_OK) {
+            rc = fail(cmd, "%s", errmsg(st));
+            ds_model_close(m);
+            return rc;
+        }
+    }
+
+    /* ---- print ---- */
+    if (json) {
+        print_header_json(path, &fi);
+        if (m) print_model_json(m, &cfg);
+        printf(",\n  \"locked\": %s\n}\n", m ? "false" : "true");
+    } else {
+        print_header_text(path, &fi);
+        if (m) print_model_text(m, &cfg);
+        else printf("\n(encrypted: give --key-file F or --passphrase-env VAR to see the config, tensors and segments)\n");
+    }
+    ds_model_close(m);
+    if (fflush(stdout) != 0) return fail(cmd, "writing to stdout: %s", strerror(errno));
+    return 0;
+}
+
+/* ==== ds verify =========================================================== */
+
+static const char verify_help[] =
+    "usage: ds verify <model.dsm> [--key-file F | --passphrase-env VAR] [--threads N]\n"
+    "\n"
+    "Authenticates every chunk of every segment (nothing decrypted is kept).\n"
+    "Exits 0 only when all pass; otherwise names the first bad segment.\n"
+    "  --threads N   worker threads (default 0 = all online CPUs)\n";
+
+static int cmd_verify(int argc, char **argv) {
+    const char *cmd = "verify";
+    argscan a = {cmd, argc, argv, 0, 0, 0};
+    key_opts ko = {0};
+    const char *path = NULL, *threads_s = NULL;
+
+    /* ---- parse the command line ---- */
+    for (a.i = 1; a.i < argc && !a.bad; a.i++) {
+        const char *v;
+        int p = is_positional(&a);
+        if (p < 0) continue;
+        if (p) {
+            if (path) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
+            path = argv[a.i];
+        } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
+            fputs(verify_help, stdout);
+            return 0;
+        } else if (key_option(&a, &ko, 0)) {
+        } else if (is_opt(&a, "--threads", &v)) {
+            set_once(&a, &threads_s, v, "--threads");
+        } else {
+            return unknown_option(&a);
+        }
+    }
+    if (a.bad) return EXIT_USAGE;
+    if (!path) return usage_error(cmd, "missing <model.dsm>");
+    int rc = key_opts_check(cmd, &ko);
+    if (rc) return rc;
+    uint64_t threads = 0;
+    if (threads_s && !parse_u64(threads_s, 4096, &threads))
+        return usage_error(cmd, "--threads needs a whole number from 0 to 4096, not '%s'", threads_s);
+
+    /* ---- header, key, open ---- */
+    ds_file_info fi;
+    ds_status st = ds_file_info_read(path, &fi);
+    if (st != DS_OK) return fail(cmd, "%s", errmsg(st));
+    int have_secret = ko.key_file || ko.pass_env;
+    if (fi.cipher != DS_CIPHER_NONE && !have_secret)
+        return fail(cmd, "%s is encrypted: give --key-file F or --passphrase-env VAR", path);
+    if (fi.cipher == DS_CIPHER_NONE && have_secret)
+        fprintf(stderr, "ds %s: notice: the file is not encrypted; the key is not needed\n", cmd);
+
+    secret sec;
+    memset(&sec, 0, sizeof sec);
+    if (fi.cipher != DS_CIPHER_NONE && secret_load(cmd, &ko, &sec)) {
+        secret_wipe(&sec);
+        return EXIT_FAILURE;
+    }
+    progress prog;
+    progress_init(&prog, "segments", "checked");
+    log_ctx lc = {cmd, 0, &prog};
+    ds_model *m = open_meta(cmd, path, &fi, &sec, &lc, (int)threads);
+    secret_wipe(&sec);
+    if (!m) {
+        progress_destroy(&prog);
+        return EXIT_FAILURE;
+    }
+
+    /* ---- authenticate everything ---- */
+    size_t nseg = ds_model_segment_count(m);
+    seg_totals t = segment_totals(m);
+    install_signals();
+    double t0 = now_s();
+    prog.t0 = t0;
+    st = ds_model_verify(m, (int)threads, progress_cb, &prog);
+    double el = now_s() - t0;
+    progress_destroy(&prog);
+    if (st != DS_OK) {
+        /* the message names the first bad segment; copy it before close */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", errmsg(st));
+        if (!strcmp(msg, ds_status_string(st)) && ds_model_errmsg(m)[0])
+            snprintf(msg, sizeof msg, "%s", ds_model_errmsg(m));
+        ds_model_close(m);
+        if (st == DS_ERR_CANCELLED && g_interrupted) return fail(cmd, "interrupted");
+        return fail(cmd, "%s", msg);
+    }
+    ds_model_close(m);
+    printf("verified %zu segments, %.1f MB in %.2f s (%.2f GB/s)\n", nseg, mb(t.stored_bytes), el,
+           el > 0 ? (double)t.stored_bytes / 1e9 / el : 0.0);
+    return 0;
+}
+
+/* ==== main ================================================================ */
+
+static const char main_help[] =
+    "usage: ds <command> [arguments]\n"
+    "\n"
+    "Commands:\n"
+    "  convert <hf_dir> <out.dsm>   convert a Hugging Face checkpoint into a container\n"
+    "  keygen <file>                write a new random key file (mode 0600)\n"
+    "  inspect <model.dsm>          print the header, config, tensors and segments\n"
+    "  verify <model.dsm>           authenticate every segment of a container\n"
+    "\n"
+    "  ds <command> --help          options of one command\n"
+    "  ds --version                 library version and source id\n"
+    "\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+typedef struct subcommand {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} subcommand;
+
+static const subcommand commands[] = {
+    {"convert", cmd_convert, convert_help},
+    {"keygen", cmd_keygen, keygen_help},
+    {"inspect", cmd_inspect, inspect_help},
+    {"verify", cmd_verify, verify_help},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(main_help, stderr);
+        return EXIT_USAGE;
+    }
+    const char *c = argv[1];
+    if (!strcmp(c, "--help") || !strcmp(c, "-h")) {
+        fputs(main_help, stdout);
+        return 0;
+    }
+    if (!strcmp(c, "--version") || !strcmp(c, "-V")) {
+        printf("ds %s (library %s, source %s)\n", DS_VERSION_STRING, ds_version_string(), ds_source_id());
+        return 0;
+    }
+    if (!strcmp(c, "help")) {
+        /* "ds help <command>" */
+        if (argc == 2) {
+            fputs(main_help, stdout);
+            return 0;
+        }
+        for (size_t i = 0; i < N_COMMANDS; i++)
+            if (!strcmp(argv[2], commands[i].name)) {
+                fputs(commands[i].help, stdout);
+                return 0;
+            }
+        fprintf(stderr, "ds: unknown command '%s'\nTry 'ds --help'.\n", argv[2]);
+        return EXIT_USAGE;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(c, commands[i].name)) {
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            if (fflush(stdout) != 0 && rc == 0) {
+                fprintf(stderr, "ds %s: writing to stdout: %s\n", c, strerror(errno));
+                rc = EXIT_FAILURE;
+            }
+            return rc;
+        }
+    if (c[0] == '-') fprintf(stderr, "ds: unknown option '%s'\nTry 'ds --help'.\n", c);
+    else fprintf(stderr, "ds: unknown command '%s'\nTry 'ds --help'.\n", c);
+    return EXIT_USAGE;
+}
