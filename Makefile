@@ -63,12 +63,12 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert
+TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple
 
-.PHONY: all test check amalgamation fuzz install clean testdata
+.PHONY: all test check amalgamation fuzz install clean testdata demo
 all: $(BUILD)/libdeepseek.a $(BUILD)/ds $(EXAMPLES)
 
 $(BUILD)/%.o: %.c $(LIB_HDRS)
@@ -102,7 +102,19 @@ $(TESTDATA): tests/gen/make_checkpoint.py
 testdata: $(TESTDATA)
 
 test: all $(TEST_BINS) $(TESTDATA)
-	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BINS)
+	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh
+
+# The main job until a demo model ships: generate a small random V2-Lite-like
+# checkpoint, seal it with a fresh key, inspect and verify it.
+DEMO = $(BUILD)/demo
+demo: all
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(PYTHON) tests/gen/make_checkpoint.py --family v2lite $(DEMO)/hf
+	$(BUILD)/ds keygen $(DEMO)/demo.key
+	$(BUILD)/ds convert $(DEMO)/hf $(DEMO)/model.dsm --quant q8 --key-file $(DEMO)/demo.key
+	$(BUILD)/ds inspect $(DEMO)/model.dsm
+	$(BUILD)/ds inspect $(DEMO)/model.dsm --key-file $(DEMO)/demo.key | head -n 40
+	$(BUILD)/ds verify $(DEMO)/model.dsm --key-file $(DEMO)/demo.key
 
 # ---- amalgamation --------------------------------------------------------
 # dist/deepseek.c is generated but committed: vendoring users take it with

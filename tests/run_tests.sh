@@ -12,7 +12,7 @@ log=$(mktemp)
 for t in "$@"; do
     "$t" > "$log" 2>&1
     rc=$?
-    grep -v '^RESULT ' "$log"
+    grep -v -e '^RESULT ' -e '^ok ' "$log"
     line=$(grep '^RESULT ' "$log" | tail -n 1)
     if [ -z "$line" ]; then
         echo "FAIL $t: exited with status $rc before reporting a RESULT line"

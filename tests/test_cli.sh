@@ -244,7 +244,7 @@ inspect_verify() {
         section "$T/inspect.txt" "tensors (" | awk '{ print $2 }' | sort -u >"$T/dtypes"
         case $_q in
             f32) check "$_id.2d" "f32 file has only f32 tensors: $(tr '\n' ' ' <"$T/dtypes")" \
-                     sh -c '[ "$(cat "$1")" = f32 ]' sh "$T/dtypes" ;;
+                     sh -c '[ "$(tr A-Z a-z <"$1")" = f32 ]' sh "$T/dtypes" ;;
             f16) check "$_id.2d" "f16 file has f16 and no q8 tensors: $(tr '\n' ' ' <"$T/dtypes")" \
                      sh -c 'grep -qi f16 "$1" && ! grep -qi q8 "$1"' sh "$T/dtypes" ;;
             q8) check "$_id.2d" "q8 file has q8 tensors: $(tr '\n' ' ' <"$T/dtypes")" \

@@ -339,14 +339,14 @@ static int progress_cb(void *user, uint64_t done, uint64_t total, uint64_t bytes
 
 typedef struct log_ctx {
     const char *cmd;
-    int verbose;
+    ds_log_level max;         /* messages above this level are dropped */
     progress *prog;           /* cleared before a message, may be NULL */
 } log_ctx;
 
 static void log_cb(void *user, ds_log_level level, const char *msg) {
     log_ctx *l = user;
     const char *tag = "notice";
-    if (level == DS_LOG_DEBUG && !l->verbose) return;
+    if (level > l->max) return;
     if (level == DS_LOG_ERROR) tag = "error";
     else if (level == DS_LOG_WARN) tag = "warning";
     else if (level == DS_LOG_DEBUG) tag = "debug";
@@ -588,7 +588,8 @@ static int cmd_convert(int argc, char **argv) {
     /* ---- run the converter ---- */
     progress prog;
     progress_init(&prog, "tensors", "written");
-    log_ctx lc = {cmd, verbose, &prog};
+    /* notices (skipped tensors, ...) are worth showing; debug only with -v */
+    log_ctx lc = {cmd, verbose ? DS_LOG_DEBUG : DS_LOG_INFO, &prog};
     cp.progress = progress_cb;
     cp.progress_user = &prog;
     cp.log = log_cb;
@@ -656,7 +657,8 @@ static const char inspect_help[] =
     "sizes). With the key (or for a plaintext container) also prints the model\n"
     "config, tokenizer summary, tensor directory and segment table. Nothing is\n"
     "decrypted beyond the metadata.\n"
-    "  --json   one JSON object on stdout instead of text\n";
+    "  --json         one JSON object on stdout instead of text\n"
+    "  -v, --verbose  also print the library's notices\n";
 
 /* Sums over the segment table. */
 typedef struct seg_totals {
@@ -865,7 +867,7 @@ static int cmd_inspect(int argc, char **argv) {
     argscan a = {cmd, argc, argv, 0, 0, 0};
     key_opts ko = {0};
     const char *path = NULL;
-    int json = 0;
+    int json = 0, verbose = 0;
 
     /* ---- parse the command line ---- */
     for (a.i = 1; a.i < argc && !a.bad; a.i++) {
@@ -880,6 +882,8 @@ static int cmd_inspect(int argc, char **argv) {
         } else if (key_option(&a, &ko, 0)) {
         } else if (is_flag(&a, "--json")) {
             json = 1;
+        } else if (is_flag(&a, "--verbose") || is_flag(&a, "-v")) {
+            verbose = 1;
         } else {
             return unknown_option(&a);
         }
@@ -900,7 +904,8 @@ static int cmd_inspect(int argc, char **argv) {
     memset(&sec, 0, sizeof sec);
     ds_model *m = NULL;
     ds_model_config cfg;
-    log_ctx lc = {cmd, 0, NULL};
+    /* the library's open notices are chatter here; warnings are not */
+    log_ctx lc = {cmd, verbose ? DS_LOG_DEBUG : DS_LOG_WARN, NULL};
 
     /* ---- with a key (or plaintext): open metadata-only ---- */
     if (full) {
@@ -943,13 +948,15 @@ static const char verify_help[] =
     "\n"
     "Authenticates every chunk of every segment (nothing decrypted is kept).\n"
     "Exits 0 only when all pass; otherwise names the first bad segment.\n"
-    "  --threads N   worker threads (default 0 = all online CPUs)\n";
+    "  --threads N    worker threads (default 0 = all online CPUs)\n"
+    "  -v, --verbose  also print the library's notices\n";
 
 static int cmd_verify(int argc, char **argv) {
     const char *cmd = "verify";
     argscan a = {cmd, argc, argv, 0, 0, 0};
     key_opts ko = {0};
     const char *path = NULL, *threads_s = NULL;
+    int verbose = 0;
 
     /* ---- parse the command line ---- */
     for (a.i = 1; a.i < argc && !a.bad; a.i++) {
@@ -965,6 +972,8 @@ static int cmd_verify(int argc, char **argv) {
         } else if (key_option(&a, &ko, 0)) {
         } else if (is_opt(&a, "--threads", &v)) {
             set_once(&a, &threads_s, v, "--threads");
+        } else if (is_flag(&a, "--verbose") || is_flag(&a, "-v")) {
+            verbose = 1;
         } else {
             return unknown_option(&a);
         }
@@ -995,7 +1004,7 @@ static int cmd_verify(int argc, char **argv) {
     }
     progress prog;
     progress_init(&prog, "segments", "checked");
-    log_ctx lc = {cmd, 0, &prog};
+    log_ctx lc = {cmd, verbose ? DS_LOG_DEBUG : DS_LOG_WARN, &prog};
     ds_model *m = open_meta(cmd, path, &fi, &sec, &lc, (int)threads);
     secret_wipe(&sec);
     if (!m) {

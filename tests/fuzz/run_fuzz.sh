@@ -1,0 +1,49 @@
+#!/bin/sh
+# Builds the libFuzzer targets and runs each for a bounded time.
+#   sh tests/fuzz/run_fuzz.sh [seconds per target]   (default 30)
+# Seeds: the small files in tests/fuzz/corpus/<target>/, plus, for the
+# container target, seeds cut from a plaintext container converted from the
+# generated v2lite checkpoint ($DS_TESTDATA, default build/testdata).
+# Exits non-zero when a target finds a crash.
+set -eu
+secs=${1:-30}
+DS_TESTDATA=${DS_TESTDATA:-build/testdata}
+make -s fuzz build/ds
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for t in json safetensors container; do
+    mkdir -p "$work/$t"
+    [ -d "tests/fuzz/corpus/$t" ] && cp tests/fuzz/corpus/$t/* "$work/$t/" 2>/dev/null || true
+done
+if [ -f "$DS_TESTDATA/v2lite/config.json" ]; then
+    ./build/ds convert "$DS_TESTDATA/v2lite" "$work/plain.dsm" --quant q8 --no-encrypt >/dev/null
+    python3 - "$work/plain.dsm" "$work/container" <<'PY'
+import struct, sys
+data = open(sys.argv[1], 'rb').read()
+out = sys.argv[2]
+open(out + '/header', 'wb').write(b'\x00' + data[:4096])
+meta_off, meta_bytes, meta_plain = struct.unpack_from('<QQQ', data, 40)
+chunk = struct.unpack_from('<I', data, 24)[0]
+# plaintext files: the metadata is the stored bytes without the 16-byte tags
+plain, pos = b'', meta_off
+while len(plain) < meta_plain:
+    n = min(chunk, meta_plain - len(plain))
+    plain += data[pos:pos + n]
+    pos += n + 16
+open(out + '/meta', 'wb').write(b'\x01' + plain)
+open(out + '/file', 'wb').write(b'\x02' + data)
+PY
+fi
+status=0
+for t in json safetensors container; do
+    echo "fuzz_$t: ${secs}s"
+    if ! ./build-fuzz/fuzz_$t -max_total_time="$secs" -max_len=1048576 -rss_limit_mb=2048 \
+            -artifact_prefix="$work/crash-$t-" "$work/$t" > "$work/log-$t" 2>&1; then
+        echo "fuzz_$t FAILED:"; tail -n 40 "$work/log-$t"
+        mkdir -p build-fuzz/crashes && cp "$work"/crash-$t-* build-fuzz/crashes/ 2>/dev/null || true
+        status=1
+    else
+        grep -E '^#[0-9]+.*(DONE|pulse)' "$work/log-$t" | tail -n 1
+    fi
+done
+exit $status
