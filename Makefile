@@ -104,6 +104,10 @@ testdata: $(TESTDATA)
 test: all $(TEST_BINS) $(TESTDATA)
 	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh
 
+# Benchmarks (figures, not tests).
+$(BUILD)/bench_container: tests/bench/bench_container.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+
 # The main job until a demo model ships: generate a small random V2-Lite-like
 # checkpoint, seal it with a fresh key, inspect and verify it.
 DEMO = $(BUILD)/demo

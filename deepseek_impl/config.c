@@ -35,7 +35,7 @@
 #include <stdio.h>
 
 /* ==== Architectures and their defaults ===================================== */
-typedef struct dsi_arch_info {
+typedef struct dsc_arch_info {
     const char *hf_name;
     ds_arch arch;
     /* defaults when the field is absent */
@@ -48,9 +48,9 @@ typedef struct dsi_arch_info {
     int norm_topk_prob;
     float routed_scaling_factor;
     int max_position_embeddings;
-} dsi_arch_info;
+} dsc_arch_info;
 
-static const dsi_arch_info dsi_archs[] = {
+static const dsc_arch_info dsc_archs[] = {
     /* deepseek-ai DeepSeek-V2 configuration_deepseek.py: n_routed_experts None
      * (a dense model), topk_method 'gready' (sic, read as greedy). */
     {"DeepseekV2ForCausalLM", DS_ARCH_DEEPSEEK_V2, 11008, 1407, 0, 0, -1, 0, -1, -1, DS_TOPK_GREEDY,
@@ -63,23 +63,23 @@ static const dsi_arch_info dsi_archs[] = {
     {"DeepseekForCausalLM", DS_ARCH_DEEPSEEK_MOE, 11008, 1407, 0, 0, -1, 0, 1, 1, DS_TOPK_GREEDY,
      DS_SCORING_SOFTMAX, 0, 1.0f, 2048},
 };
-#define DSI_N_ARCHS (sizeof dsi_archs / sizeof dsi_archs[0])
-#define DSI_ARCH_LIST "DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, DeepseekForCausalLM"
+#define DSC_N_ARCHS (sizeof dsc_archs / sizeof dsc_archs[0])
+#define DSC_ARCH_LIST "DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, DeepseekForCausalLM"
 
 /* DeepSeek-V2/V3 MLA defaults (identical in both families). */
-#define DSI_DEF_Q_LORA 1536
-#define DSI_DEF_KV_LORA 512
-#define DSI_DEF_QK_NOPE 128
-#define DSI_DEF_QK_ROPE 64
-#define DSI_DEF_V_HEAD 128
+#define DSC_DEF_Q_LORA 1536
+#define DSC_DEF_KV_LORA 512
+#define DSC_DEF_QK_NOPE 128
+#define DSC_DEF_QK_ROPE 64
+#define DSC_DEF_V_HEAD 128
 /* DeepseekV2YarnRotaryEmbedding's keyword defaults. */
-#define DSI_DEF_YARN_ORIG_MAX 4096
-#define DSI_DEF_YARN_BETA_FAST 32.0
-#define DSI_DEF_YARN_BETA_SLOW 1.0
-#define DSI_DEF_YARN_MSCALE 1.0
-#define DSI_DEF_YARN_MSCALE_ALL_DIM 0.0
+#define DSC_DEF_YARN_ORIG_MAX 4096
+#define DSC_DEF_YARN_BETA_FAST 32.0
+#define DSC_DEF_YARN_BETA_SLOW 1.0
+#define DSC_DEF_YARN_MSCALE 1.0
+#define DSC_DEF_YARN_MSCALE_ALL_DIM 0.0
 
-#define DSI_DIM_MAX ((int64_t)DS_MAX_DIM)
+#define DSC_DIM_MAX ((int64_t)DS_MAX_DIM)
 
 /* ==== Typed field readers ================================================== */
 /* Each reads one member of obj (named prefix + key in messages), applies the
@@ -87,7 +87,7 @@ static const dsi_arch_info dsi_archs[] = {
  * DS_ERR_CONFIG naming the field. */
 
 /* Copies s into buf for a message: at most 64 bytes, control bytes as '?'. */
-static const char *dsi_cfg_quote(const char *s, size_t n, char *buf, size_t cap) {
+static const char *dsc_quote(const char *s, size_t n, char *buf, size_t cap) {
     size_t k = 0;
     for (size_t i = 0; i < n && k + 4 < cap; i++) {
         if (i == 64) {
@@ -102,7 +102,7 @@ static const char *dsi_cfg_quote(const char *s, size_t n, char *buf, size_t cap)
     return buf;
 }
 
-static ds_status dsi_cfg_int(const dsi_json *obj, const char *prefix, const char *key, bool required, int64_t def,
+static ds_status dsc_int(const dsi_json *obj, const char *prefix, const char *key, bool required, int64_t def,
                              int64_t lo, int64_t hi, int *out, dsi_err *e) {
     int64_t v = 0;
     int r = dsi_json_get_int(obj, key, &v);
@@ -119,7 +119,7 @@ static ds_status dsi_cfg_int(const dsi_json *obj, const char *prefix, const char
 }
 
 /* Floats: finite, within [lo, hi]; lo itself excluded when lo_open. */
-static ds_status dsi_cfg_num(const dsi_json *obj, const char *prefix, const char *key, double def, double lo,
+static ds_status dsc_num(const dsi_json *obj, const char *prefix, const char *key, double def, double lo,
                              bool lo_open, double hi, float *out, dsi_err *e) {
     double v = def;
     int r = dsi_json_get_num(obj, key, &v);
@@ -132,7 +132,7 @@ static ds_status dsi_cfg_num(const dsi_json *obj, const char *prefix, const char
     return DS_OK;
 }
 
-static ds_status dsi_cfg_bool(const dsi_json *obj, const char *key, bool def, int *out, dsi_err *e) {
+static ds_status dsc_bool(const dsi_json *obj, const char *key, bool def, int *out, dsi_err *e) {
     bool v = def;
     int r = dsi_json_get_bool(obj, key, &v);
     if (r < 0) return dsi_fail(e, DS_ERR_CONFIG, "field '%s' must be true or false", key);
@@ -141,7 +141,7 @@ static ds_status dsi_cfg_bool(const dsi_json *obj, const char *key, bool def, in
 }
 
 /* String field: *out NULL when absent or null. */
-static ds_status dsi_cfg_str(const dsi_json *obj, const char *prefix, const char *key, const char **out, size_t *len,
+static ds_status dsc_str(const dsi_json *obj, const char *prefix, const char *key, const char **out, size_t *len,
                              dsi_err *e) {
     *out = NULL;
     *len = 0;
@@ -151,13 +151,13 @@ static ds_status dsi_cfg_str(const dsi_json *obj, const char *prefix, const char
     return DS_OK;
 }
 
-static bool dsi_str_is(const char *s, size_t n, const char *lit) {
+static bool dsc_str_is(const char *s, size_t n, const char *lit) {
     return s && n == strlen(lit) && memcmp(s, lit, n) == 0;
 }
 
 /* bos/eos: an integer, or (eos in some configs) a list whose first entry is
  * used; -1 when absent. */
-static ds_status dsi_cfg_token_id(const dsi_json *root, const char *key, int vocab, int *out, dsi_err *e) {
+static ds_status dsc_token_id(const dsi_json *root, const char *key, int vocab, int *out, dsi_err *e) {
     const dsi_json *v = dsi_json_get(root, key);
     *out = -1;
     if (!v || v->type == DSI_JSON_NULL) return DS_OK;
@@ -179,7 +179,7 @@ static ds_status dsi_cfg_token_id(const dsi_json *root, const char *key, int voc
 /* rope_scaling: null, or {"type" or "rope_type": "yarn", factor, ...}. A
  * config re-saved by recent transformers may carry "rope_parameters" instead
  * (with rope_theta inside and rope_type "default" for no scaling). */
-static ds_status dsi_cfg_rope(const dsi_json *root, ds_model_config *c, dsi_err *e) {
+static ds_status dsc_rope(const dsi_json *root, ds_model_config *c, dsi_err *e) {
     const char *field = "rope_scaling";
     const dsi_json *rs = dsi_json_get(root, "rope_scaling");
     if (!rs || rs->type == DSI_JSON_NULL) {
@@ -192,10 +192,10 @@ static ds_status dsi_cfg_rope(const dsi_json *root, ds_model_config *c, dsi_err 
     c->rope_scaling_yarn = 0;
     c->rope_factor = 1.0f;
     c->rope_original_max_position = c->max_position_embeddings;
-    c->rope_beta_fast = (float)DSI_DEF_YARN_BETA_FAST;
-    c->rope_beta_slow = (float)DSI_DEF_YARN_BETA_SLOW;
-    c->rope_mscale = (float)DSI_DEF_YARN_MSCALE;
-    c->rope_mscale_all_dim = (float)DSI_DEF_YARN_MSCALE_ALL_DIM;
+    c->rope_beta_fast = (float)DSC_DEF_YARN_BETA_FAST;
+    c->rope_beta_slow = (float)DSC_DEF_YARN_BETA_SLOW;
+    c->rope_mscale = (float)DSC_DEF_YARN_MSCALE;
+    c->rope_mscale_all_dim = (float)DSC_DEF_YARN_MSCALE_ALL_DIM;
     if (!rs || rs->type == DSI_JSON_NULL) return DS_OK;
     if (rs->type != DSI_JSON_OBJECT) return dsi_fail(e, DS_ERR_CONFIG, "field '%s' must be an object or null", field);
 
@@ -203,34 +203,34 @@ static ds_status dsi_cfg_rope(const dsi_json *root, ds_model_config *c, dsi_err 
     snprintf(prefix, sizeof prefix, "%s.", field);
     ds_status s;
     if (rs == dsi_json_get(root, "rope_parameters") &&
-        (s = dsi_cfg_num(rs, prefix, "rope_theta", c->rope_theta, 0.0, true, 1e12, &c->rope_theta, e)))
+        (s = dsc_num(rs, prefix, "rope_theta", c->rope_theta, 0.0, true, 1e12, &c->rope_theta, e)))
         return s;
 
     const char *type = NULL;
     size_t tlen = 0;
-    if ((s = dsi_cfg_str(rs, prefix, "type", &type, &tlen, e))) return s;
-    if (!type && (s = dsi_cfg_str(rs, prefix, "rope_type", &type, &tlen, e))) return s;
+    if ((s = dsc_str(rs, prefix, "type", &type, &tlen, e))) return s;
+    if (!type && (s = dsc_str(rs, prefix, "rope_type", &type, &tlen, e))) return s;
     if (!type) return dsi_fail(e, DS_ERR_CONFIG, "field '%s' has no 'type'", field);
-    if (dsi_str_is(type, tlen, "default")) return DS_OK;
-    if (!dsi_str_is(type, tlen, "yarn")) {
+    if (dsc_str_is(type, tlen, "default")) return DS_OK;
+    if (!dsc_str_is(type, tlen, "yarn")) {
         char q[80];
         return dsi_fail(e, DS_ERR_CONFIG, "%s type '%s' is not supported (only 'yarn')", field,
-                        dsi_cfg_quote(type, tlen, q, sizeof q));
+                        dsc_quote(type, tlen, q, sizeof q));
     }
     c->rope_scaling_yarn = 1;
     double factor = 0;
     int r = dsi_json_get_num(rs, "factor", &factor);
     if (r == 0) return dsi_fail(e, DS_ERR_CONFIG, "required field '%sfactor' is missing", prefix);
-    if ((s = dsi_cfg_num(rs, prefix, "factor", 1.0, 1.0, false, 1e6, &c->rope_factor, e))) return s;
-    if ((s = dsi_cfg_int(rs, prefix, "original_max_position_embeddings", false, DSI_DEF_YARN_ORIG_MAX, 1, INT32_MAX,
+    if ((s = dsc_num(rs, prefix, "factor", 1.0, 1.0, false, 1e6, &c->rope_factor, e))) return s;
+    if ((s = dsc_int(rs, prefix, "original_max_position_embeddings", false, DSC_DEF_YARN_ORIG_MAX, 1, INT32_MAX,
                          &c->rope_original_max_position, e)))
         return s;
-    if ((s = dsi_cfg_num(rs, prefix, "beta_fast", DSI_DEF_YARN_BETA_FAST, 0.0, true, 1e6, &c->rope_beta_fast, e)))
+    if ((s = dsc_num(rs, prefix, "beta_fast", DSC_DEF_YARN_BETA_FAST, 0.0, true, 1e6, &c->rope_beta_fast, e)))
         return s;
-    if ((s = dsi_cfg_num(rs, prefix, "beta_slow", DSI_DEF_YARN_BETA_SLOW, 0.0, true, 1e6, &c->rope_beta_slow, e)))
+    if ((s = dsc_num(rs, prefix, "beta_slow", DSC_DEF_YARN_BETA_SLOW, 0.0, true, 1e6, &c->rope_beta_slow, e)))
         return s;
-    if ((s = dsi_cfg_num(rs, prefix, "mscale", DSI_DEF_YARN_MSCALE, 0.0, false, 1e6, &c->rope_mscale, e))) return s;
-    if ((s = dsi_cfg_num(rs, prefix, "mscale_all_dim", DSI_DEF_YARN_MSCALE_ALL_DIM, 0.0, false, 1e6,
+    if ((s = dsc_num(rs, prefix, "mscale", DSC_DEF_YARN_MSCALE, 0.0, false, 1e6, &c->rope_mscale, e))) return s;
+    if ((s = dsc_num(rs, prefix, "mscale_all_dim", DSC_DEF_YARN_MSCALE_ALL_DIM, 0.0, false, 1e6,
                          &c->rope_mscale_all_dim, e)))
         return s;
     if (c->rope_beta_slow > c->rope_beta_fast)
@@ -240,7 +240,7 @@ static ds_status dsi_cfg_rope(const dsi_json *root, ds_model_config *c, dsi_err 
 }
 
 /* ==== Router =============================================================== */
-static ds_status dsi_cfg_router(const dsi_json *root, const dsi_arch_info *a, ds_model_config *c, dsi_err *e) {
+static ds_status dsc_router(const dsi_json *root, const dsc_arch_info *a, ds_model_config *c, dsi_err *e) {
     ds_status s;
     const char *str;
     size_t len;
@@ -248,12 +248,12 @@ static ds_status dsi_cfg_router(const dsi_json *root, const dsi_arch_info *a, ds
 
     /* scoring_func: the reference code implements exactly one per family */
     c->scoring_func = a->scoring;
-    if ((s = dsi_cfg_str(root, "", "scoring_func", &str, &len, e))) return s;
+    if ((s = dsc_str(root, "", "scoring_func", &str, &len, e))) return s;
     if (str) {
-        if (dsi_str_is(str, len, "softmax")) c->scoring_func = DS_SCORING_SOFTMAX;
-        else if (dsi_str_is(str, len, "sigmoid")) c->scoring_func = DS_SCORING_SIGMOID;
+        if (dsc_str_is(str, len, "softmax")) c->scoring_func = DS_SCORING_SOFTMAX;
+        else if (dsc_str_is(str, len, "sigmoid")) c->scoring_func = DS_SCORING_SIGMOID;
         else
-            return dsi_fail(e, DS_ERR_CONFIG, "scoring_func '%s' is not supported", dsi_cfg_quote(str, len, q, sizeof q));
+            return dsi_fail(e, DS_ERR_CONFIG, "scoring_func '%s' is not supported", dsc_quote(str, len, q, sizeof q));
         if (c->scoring_func != a->scoring)
             return dsi_fail(e, DS_ERR_CONFIG, "%s supports scoring_func '%s' only", a->hf_name,
                             a->scoring == DS_SCORING_SOFTMAX ? "softmax" : "sigmoid");
@@ -262,14 +262,14 @@ static ds_status dsi_cfg_router(const dsi_json *root, const dsi_arch_info *a, ds
     /* topk_method: DeepSeek-MoE has none (plain top-k) */
     c->topk_method = a->topk_method;
     if (a->arch != DS_ARCH_DEEPSEEK_MOE) {
-        if ((s = dsi_cfg_str(root, "", "topk_method", &str, &len, e))) return s;
+        if ((s = dsc_str(root, "", "topk_method", &str, &len, e))) return s;
         if (str) {
-            if (dsi_str_is(str, len, "greedy") || dsi_str_is(str, len, "gready")) c->topk_method = DS_TOPK_GREEDY;
-            else if (dsi_str_is(str, len, "group_limited_greedy")) c->topk_method = DS_TOPK_GROUP_LIMITED_GREEDY;
-            else if (dsi_str_is(str, len, "noaux_tc")) c->topk_method = DS_TOPK_NOAUX_TC;
+            if (dsc_str_is(str, len, "greedy") || dsc_str_is(str, len, "gready")) c->topk_method = DS_TOPK_GREEDY;
+            else if (dsc_str_is(str, len, "group_limited_greedy")) c->topk_method = DS_TOPK_GROUP_LIMITED_GREEDY;
+            else if (dsc_str_is(str, len, "noaux_tc")) c->topk_method = DS_TOPK_NOAUX_TC;
             else
                 return dsi_fail(e, DS_ERR_CONFIG, "topk_method '%s' is not supported",
-                                dsi_cfg_quote(str, len, q, sizeof q));
+                                dsc_quote(str, len, q, sizeof q));
         }
         if (a->arch == DS_ARCH_DEEPSEEK_V2 && c->topk_method == DS_TOPK_NOAUX_TC)
             return dsi_fail(e, DS_ERR_CONFIG, "%s supports topk_method 'greedy' or 'group_limited_greedy' only",
@@ -278,10 +278,10 @@ static ds_status dsi_cfg_router(const dsi_json *root, const dsi_arch_info *a, ds
             return dsi_fail(e, DS_ERR_CONFIG, "%s supports topk_method 'noaux_tc' only", a->hf_name);
     }
 
-    if ((s = dsi_cfg_bool(root, "norm_topk_prob", a->norm_topk_prob != 0, &c->norm_topk_prob, e))) return s;
+    if ((s = dsc_bool(root, "norm_topk_prob", a->norm_topk_prob != 0, &c->norm_topk_prob, e))) return s;
     c->routed_scaling_factor = a->routed_scaling_factor;
     if (a->arch != DS_ARCH_DEEPSEEK_MOE &&
-        (s = dsi_cfg_num(root, "", "routed_scaling_factor", a->routed_scaling_factor, 0.0, true, 1e6,
+        (s = dsc_num(root, "", "routed_scaling_factor", a->routed_scaling_factor, 0.0, true, 1e6,
                          &c->routed_scaling_factor, e)))
         return s;
 
@@ -290,7 +290,7 @@ static ds_status dsi_cfg_router(const dsi_json *root, const dsi_arch_info *a, ds
         c->n_group = c->topk_group = 1;
         return DS_OK;
     }
-    if ((s = dsi_cfg_int(root, "", "num_experts_per_tok", a->n_experts_per_tok < 0, a->n_experts_per_tok, 1,
+    if ((s = dsc_int(root, "", "num_experts_per_tok", a->n_experts_per_tok < 0, a->n_experts_per_tok, 1,
                          c->n_routed_experts, &c->n_experts_per_tok, e)))
         return s;
 
@@ -300,8 +300,8 @@ static ds_status dsi_cfg_router(const dsi_json *root, const dsi_arch_info *a, ds
         return DS_OK;
     }
     bool req = a->n_group < 0;
-    if ((s = dsi_cfg_int(root, "", "n_group", req, a->n_group, 1, c->n_routed_experts, &c->n_group, e))) return s;
-    if ((s = dsi_cfg_int(root, "", "topk_group", req, a->topk_group, 1, c->n_group, &c->topk_group, e))) return s;
+    if ((s = dsc_int(root, "", "n_group", req, a->n_group, 1, c->n_routed_experts, &c->n_group, e))) return s;
+    if ((s = dsc_int(root, "", "topk_group", req, a->topk_group, 1, c->n_group, &c->topk_group, e))) return s;
     if (c->n_routed_experts % c->n_group != 0)
         return dsi_fail(e, DS_ERR_CONFIG, "n_group (%d) does not divide n_routed_experts (%d)", c->n_group,
                         c->n_routed_experts);
@@ -318,7 +318,7 @@ static ds_status dsi_cfg_router(const dsi_json *root, const dsi_arch_info *a, ds
 }
 
 /* ==== config.json ========================================================== */
-static ds_status dsi_cfg_fill(const dsi_json *root, ds_model_config *c, dsi_err *e) {
+static ds_status dsc_fill(const dsi_json *root, ds_model_config *c, dsi_err *e) {
     ds_status s;
     char q[80];
     if (!root || root->type != DSI_JSON_OBJECT) return dsi_fail(e, DS_ERR_CONFIG, "the top level is not a JSON object");
@@ -326,78 +326,78 @@ static ds_status dsi_cfg_fill(const dsi_json *root, ds_model_config *c, dsi_err 
     /* architecture */
     const dsi_json *archs = dsi_json_get(root, "architectures");
     if (!archs || archs->type == DSI_JSON_NULL)
-        return dsi_fail(e, DS_ERR_ARCH, "no 'architectures' entry (supported: " DSI_ARCH_LIST ")");
+        return dsi_fail(e, DS_ERR_ARCH, "no 'architectures' entry (supported: " DSC_ARCH_LIST ")");
     if (archs->type != DSI_JSON_ARRAY || archs->n == 0 || archs->kids[0].type != DSI_JSON_STRING)
-        return dsi_fail(e, DS_ERR_ARCH, "'architectures' must be a non-empty list of names (supported: " DSI_ARCH_LIST ")");
+        return dsi_fail(e, DS_ERR_ARCH, "'architectures' must be a non-empty list of names (supported: " DSC_ARCH_LIST ")");
     const dsi_json *an = &archs->kids[0];
-    const dsi_arch_info *a = NULL;
-    for (size_t i = 0; i < DSI_N_ARCHS; i++)
-        if (dsi_str_is(an->str, an->n, dsi_archs[i].hf_name)) a = &dsi_archs[i];
+    const dsc_arch_info *a = NULL;
+    for (size_t i = 0; i < DSC_N_ARCHS; i++)
+        if (dsc_str_is(an->str, an->n, dsc_archs[i].hf_name)) a = &dsc_archs[i];
     if (!a)
-        return dsi_fail(e, DS_ERR_ARCH, "unsupported architecture '%s' (supported: " DSI_ARCH_LIST ")",
-                        dsi_cfg_quote(an->str, an->n, q, sizeof q));
+        return dsi_fail(e, DS_ERR_ARCH, "unsupported architecture '%s' (supported: " DSC_ARCH_LIST ")",
+                        dsc_quote(an->str, an->n, q, sizeof q));
     c->arch = a->arch;
     bool mla = a->arch != DS_ARCH_DEEPSEEK_MOE;
 
     /* features no DeepSeek checkpoint uses and the runtime does not implement */
     const char *str;
     size_t len;
-    if ((s = dsi_cfg_str(root, "", "hidden_act", &str, &len, e))) return s;
-    if (str && !dsi_str_is(str, len, "silu"))
+    if ((s = dsc_str(root, "", "hidden_act", &str, &len, e))) return s;
+    if (str && !dsc_str_is(str, len, "silu"))
         return dsi_fail(e, DS_ERR_CONFIG, "hidden_act '%s' is not supported (only 'silu')",
-                        dsi_cfg_quote(str, len, q, sizeof q));
+                        dsc_quote(str, len, q, sizeof q));
     int flag = 0;
-    if ((s = dsi_cfg_bool(root, "attention_bias", false, &flag, e))) return s;
+    if ((s = dsc_bool(root, "attention_bias", false, &flag, e))) return s;
     if (flag) return dsi_fail(e, DS_ERR_CONFIG, "attention_bias true is not supported");
 
     /* sizes */
-    if ((s = dsi_cfg_int(root, "", "vocab_size", true, 0, 1, DSI_DIM_MAX, &c->vocab_size, e))) return s;
-    if ((s = dsi_cfg_int(root, "", "hidden_size", true, 0, 1, DSI_DIM_MAX, &c->hidden_size, e))) return s;
-    if ((s = dsi_cfg_int(root, "", "num_hidden_layers", true, 0, 1, DS_MAX_LAYERS, &c->n_layers, e))) return s;
-    if ((s = dsi_cfg_int(root, "", "num_attention_heads", true, 0, 1, DSI_DIM_MAX, &c->n_heads, e))) return s;
-    if ((s = dsi_cfg_int(root, "", "num_key_value_heads", false, c->n_heads, 1, c->n_heads, &c->n_kv_heads, e)))
+    if ((s = dsc_int(root, "", "vocab_size", true, 0, 1, DSC_DIM_MAX, &c->vocab_size, e))) return s;
+    if ((s = dsc_int(root, "", "hidden_size", true, 0, 1, DSC_DIM_MAX, &c->hidden_size, e))) return s;
+    if ((s = dsc_int(root, "", "num_hidden_layers", true, 0, 1, DS_MAX_LAYERS, &c->n_layers, e))) return s;
+    if ((s = dsc_int(root, "", "num_attention_heads", true, 0, 1, DSC_DIM_MAX, &c->n_heads, e))) return s;
+    if ((s = dsc_int(root, "", "num_key_value_heads", false, c->n_heads, 1, c->n_heads, &c->n_kv_heads, e)))
         return s;
-    if ((s = dsi_cfg_int(root, "", "intermediate_size", false, a->intermediate_size, 1, DSI_DIM_MAX,
+    if ((s = dsc_int(root, "", "intermediate_size", false, a->intermediate_size, 1, DSC_DIM_MAX,
                          &c->intermediate_size, e)))
         return s;
-    if ((s = dsi_cfg_int(root, "", "max_position_embeddings", false, a->max_position_embeddings, 1, INT32_MAX,
+    if ((s = dsc_int(root, "", "max_position_embeddings", false, a->max_position_embeddings, 1, INT32_MAX,
                          &c->max_position_embeddings, e)))
         return s;
 
     /* experts */
-    if ((s = dsi_cfg_int(root, "", "n_routed_experts", false, a->n_routed_experts, 0, DS_MAX_EXPERTS,
+    if ((s = dsc_int(root, "", "n_routed_experts", false, a->n_routed_experts, 0, DS_MAX_EXPERTS,
                          &c->n_routed_experts, e)))
         return s;
-    if ((s = dsi_cfg_int(root, "", "n_shared_experts", false, a->n_shared_experts, 0, DS_MAX_EXPERTS,
+    if ((s = dsc_int(root, "", "n_shared_experts", false, a->n_shared_experts, 0, DS_MAX_EXPERTS,
                          &c->n_shared_experts, e)))
         return s;
-    if ((s = dsi_cfg_int(root, "", "moe_intermediate_size", false, a->moe_intermediate_size, 1, DSI_DIM_MAX,
+    if ((s = dsc_int(root, "", "moe_intermediate_size", false, a->moe_intermediate_size, 1, DSC_DIM_MAX,
                          &c->moe_intermediate_size, e)))
         return s;
-    if ((int64_t)c->moe_intermediate_size * c->n_shared_experts > DSI_DIM_MAX)
+    if ((int64_t)c->moe_intermediate_size * c->n_shared_experts > DSC_DIM_MAX)
         return dsi_fail(e, DS_ERR_CONFIG, "shared experts: moe_intermediate_size * n_shared_experts exceeds %lld",
-                        (long long)DSI_DIM_MAX);
-    if ((s = dsi_cfg_int(root, "", "first_k_dense_replace", false, a->first_k_dense_replace, 0, DS_MAX_LAYERS,
+                        (long long)DSC_DIM_MAX);
+    if ((s = dsc_int(root, "", "first_k_dense_replace", false, a->first_k_dense_replace, 0, DS_MAX_LAYERS,
                          &c->first_k_dense_replace, e)))
         return s;
-    if ((s = dsi_cfg_int(root, "", "moe_layer_freq", false, 1, 1, DS_MAX_LAYERS, &c->moe_layer_freq, e))) return s;
-    if ((s = dsi_cfg_router(root, a, c, e))) return s;
+    if ((s = dsc_int(root, "", "moe_layer_freq", false, 1, 1, DS_MAX_LAYERS, &c->moe_layer_freq, e))) return s;
+    if ((s = dsc_router(root, a, c, e))) return s;
 
     /* attention */
     if (mla) {
         const dsi_json *ql = dsi_json_get(root, "q_lora_rank");
         if (ql && ql->type == DSI_JSON_NULL) c->q_lora_rank = 0;
-        else if ((s = dsi_cfg_int(root, "", "q_lora_rank", false, DSI_DEF_Q_LORA, 0, DSI_DIM_MAX, &c->q_lora_rank, e)))
+        else if ((s = dsc_int(root, "", "q_lora_rank", false, DSC_DEF_Q_LORA, 0, DSC_DIM_MAX, &c->q_lora_rank, e)))
             return s;
-        if ((s = dsi_cfg_int(root, "", "kv_lora_rank", false, DSI_DEF_KV_LORA, 1, DSI_DIM_MAX, &c->kv_lora_rank, e)))
+        if ((s = dsc_int(root, "", "kv_lora_rank", false, DSC_DEF_KV_LORA, 1, DSC_DIM_MAX, &c->kv_lora_rank, e)))
             return s;
-        if ((s = dsi_cfg_int(root, "", "qk_nope_head_dim", false, DSI_DEF_QK_NOPE, 1, DSI_DIM_MAX,
+        if ((s = dsc_int(root, "", "qk_nope_head_dim", false, DSC_DEF_QK_NOPE, 1, DSC_DIM_MAX,
                              &c->qk_nope_head_dim, e)))
             return s;
-        if ((s = dsi_cfg_int(root, "", "qk_rope_head_dim", false, DSI_DEF_QK_ROPE, 1, DSI_DIM_MAX,
+        if ((s = dsc_int(root, "", "qk_rope_head_dim", false, DSC_DEF_QK_ROPE, 1, DSC_DIM_MAX,
                              &c->qk_rope_head_dim, e)))
             return s;
-        if ((s = dsi_cfg_int(root, "", "v_head_dim", false, DSI_DEF_V_HEAD, 1, DSI_DIM_MAX, &c->v_head_dim, e)))
+        if ((s = dsc_int(root, "", "v_head_dim", false, DSC_DEF_V_HEAD, 1, DSC_DIM_MAX, &c->v_head_dim, e)))
             return s;
         if (c->qk_rope_head_dim % 2)
             return dsi_fail(e, DS_ERR_CONFIG, "qk_rope_head_dim (%d) must be even for rotary embeddings",
@@ -405,10 +405,10 @@ static ds_status dsi_cfg_fill(const dsi_json *root, ds_model_config *c, dsi_err 
         /* q/k head: the non-rotary and rotary parts side by side */
         c->head_dim = c->qk_nope_head_dim + c->qk_rope_head_dim;
         int64_t nh = c->n_heads;
-        if (nh * c->head_dim > DSI_DIM_MAX || nh * ((int64_t)c->qk_nope_head_dim + c->v_head_dim) > DSI_DIM_MAX ||
-            nh * c->v_head_dim > DSI_DIM_MAX || (int64_t)c->kv_lora_rank + c->qk_rope_head_dim > DSI_DIM_MAX)
+        if (nh * c->head_dim > DSC_DIM_MAX || nh * ((int64_t)c->qk_nope_head_dim + c->v_head_dim) > DSC_DIM_MAX ||
+            nh * c->v_head_dim > DSC_DIM_MAX || (int64_t)c->kv_lora_rank + c->qk_rope_head_dim > DSC_DIM_MAX)
             return dsi_fail(e, DS_ERR_CONFIG, "attention projections of %d heads exceed the dimension limit %lld",
-                            c->n_heads, (long long)DSI_DIM_MAX);
+                            c->n_heads, (long long)DSC_DIM_MAX);
     } else {
         /* DeepSeek-MoE: multi-head attention with full-width rotary heads */
         if (c->hidden_size % c->n_heads)
@@ -429,12 +429,12 @@ static ds_status dsi_cfg_fill(const dsi_json *root, ds_model_config *c, dsi_err 
     }
 
     /* norms, RoPE, tokens */
-    if ((s = dsi_cfg_num(root, "", "rms_norm_eps", 1e-6, 0.0, true, 1.0, &c->rms_norm_eps, e))) return s;
-    if ((s = dsi_cfg_num(root, "", "rope_theta", 10000.0, 0.0, true, 1e12, &c->rope_theta, e))) return s;
-    if ((s = dsi_cfg_rope(root, c, e))) return s;
-    if ((s = dsi_cfg_bool(root, "tie_word_embeddings", false, &c->tie_word_embeddings, e))) return s;
-    if ((s = dsi_cfg_token_id(root, "bos_token_id", c->vocab_size, &c->bos_token_id, e))) return s;
-    if ((s = dsi_cfg_token_id(root, "eos_token_id", c->vocab_size, &c->eos_token_id, e))) return s;
+    if ((s = dsc_num(root, "", "rms_norm_eps", 1e-6, 0.0, true, 1.0, &c->rms_norm_eps, e))) return s;
+    if ((s = dsc_num(root, "", "rope_theta", 10000.0, 0.0, true, 1e12, &c->rope_theta, e))) return s;
+    if ((s = dsc_rope(root, c, e))) return s;
+    if ((s = dsc_bool(root, "tie_word_embeddings", false, &c->tie_word_embeddings, e))) return s;
+    if ((s = dsc_token_id(root, "bos_token_id", c->vocab_size, &c->bos_token_id, e))) return s;
+    if ((s = dsc_token_id(root, "eos_token_id", c->vocab_size, &c->eos_token_id, e))) return s;
     return DS_OK;
 }
 
@@ -446,7 +446,7 @@ DSI_FUNC ds_status dsi_config_parse(const char *json, size_t len, const dsi_allo
     if (s) return s;
     ds_model_config c;
     memset(&c, 0, sizeof c);
-    s = dsi_cfg_fill(dsi_json_root(doc), &c, e);
+    s = dsc_fill(dsi_json_root(doc), &c, e);
     dsi_json_free(doc);
     if (s) return s;
     *cfg = c;
@@ -459,17 +459,17 @@ DSI_FUNC bool dsi_config_is_moe_layer(const ds_model_config *cfg, int layer) {
 }
 
 /* ==== Tensor specs ========================================================= */
-typedef struct dsi_spec_list {
+typedef struct dsc_spec_list {
     dsi_tensor_spec *v;
     size_t n, cap;        /* cap == 0: counting pass only */
     bool overflow;        /* a name did not fit */
-} dsi_spec_list;
+} dsc_spec_list;
 
-static void dsi_spec_add(dsi_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
+static void dsc_spec_add(dsc_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
                          uint64_t d1, const char *fmt, ...) DSI_PRINTF(8, 9);
 
 /* d1 == 0 means a 1-D tensor of d0 elements. */
-static void dsi_spec_add(dsi_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
+static void dsc_spec_add(dsc_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
                          uint64_t d1, const char *fmt, ...) {
     if (l->n < l->cap) {
         dsi_tensor_spec *t = &l->v[l->n];
@@ -490,64 +490,64 @@ static void dsi_spec_add(dsi_spec_list *l, int layer, int expert, uint32_t kind,
 }
 
 /* One pass over the architecture; with cap == 0 it only counts. */
-static void dsi_spec_walk(const ds_model_config *c, dsi_spec_list *l) {
+static void dsc_spec_walk(const ds_model_config *c, dsc_spec_list *l) {
     const uint32_t D = DS_SEGMENT_DENSE, X = DS_SEGMENT_EXPERT;
     const uint64_t H = (uint64_t)c->hidden_size, nh = (uint64_t)c->n_heads;
-    dsi_spec_add(l, -1, -1, D, false, (uint64_t)c->vocab_size, H, "model.embed_tokens.weight");
+    dsc_spec_add(l, -1, -1, D, false, (uint64_t)c->vocab_size, H, "model.embed_tokens.weight");
     for (int i = 0; i < c->n_layers; i++) {
-        dsi_spec_add(l, i, -1, D, true, H, 0, "model.layers.%d.input_layernorm.weight", i);
+        dsc_spec_add(l, i, -1, D, true, H, 0, "model.layers.%d.input_layernorm.weight", i);
         if (c->arch == DS_ARCH_DEEPSEEK_MOE) {
             uint64_t hd = (uint64_t)c->head_dim, kvh = (uint64_t)c->n_kv_heads;
-            dsi_spec_add(l, i, -1, D, false, nh * hd, H, "model.layers.%d.self_attn.q_proj.weight", i);
-            dsi_spec_add(l, i, -1, D, false, kvh * hd, H, "model.layers.%d.self_attn.k_proj.weight", i);
-            dsi_spec_add(l, i, -1, D, false, kvh * hd, H, "model.layers.%d.self_attn.v_proj.weight", i);
-            dsi_spec_add(l, i, -1, D, false, H, nh * hd, "model.layers.%d.self_attn.o_proj.weight", i);
+            dsc_spec_add(l, i, -1, D, false, nh * hd, H, "model.layers.%d.self_attn.q_proj.weight", i);
+            dsc_spec_add(l, i, -1, D, false, kvh * hd, H, "model.layers.%d.self_attn.k_proj.weight", i);
+            dsc_spec_add(l, i, -1, D, false, kvh * hd, H, "model.layers.%d.self_attn.v_proj.weight", i);
+            dsc_spec_add(l, i, -1, D, false, H, nh * hd, "model.layers.%d.self_attn.o_proj.weight", i);
         } else {
             uint64_t qk = (uint64_t)c->qk_nope_head_dim + (uint64_t)c->qk_rope_head_dim;
             uint64_t kl = (uint64_t)c->kv_lora_rank;
             if (c->q_lora_rank > 0) {
                 uint64_t ql = (uint64_t)c->q_lora_rank;
-                dsi_spec_add(l, i, -1, D, false, ql, H, "model.layers.%d.self_attn.q_a_proj.weight", i);
-                dsi_spec_add(l, i, -1, D, true, ql, 0, "model.layers.%d.self_attn.q_a_layernorm.weight", i);
-                dsi_spec_add(l, i, -1, D, false, nh * qk, ql, "model.layers.%d.self_attn.q_b_proj.weight", i);
+                dsc_spec_add(l, i, -1, D, false, ql, H, "model.layers.%d.self_attn.q_a_proj.weight", i);
+                dsc_spec_add(l, i, -1, D, true, ql, 0, "model.layers.%d.self_attn.q_a_layernorm.weight", i);
+                dsc_spec_add(l, i, -1, D, false, nh * qk, ql, "model.layers.%d.self_attn.q_b_proj.weight", i);
             } else {
-                dsi_spec_add(l, i, -1, D, false, nh * qk, H, "model.layers.%d.self_attn.q_proj.weight", i);
+                dsc_spec_add(l, i, -1, D, false, nh * qk, H, "model.layers.%d.self_attn.q_proj.weight", i);
             }
-            dsi_spec_add(l, i, -1, D, false, kl + (uint64_t)c->qk_rope_head_dim, H,
+            dsc_spec_add(l, i, -1, D, false, kl + (uint64_t)c->qk_rope_head_dim, H,
                          "model.layers.%d.self_attn.kv_a_proj_with_mqa.weight", i);
-            dsi_spec_add(l, i, -1, D, true, kl, 0, "model.layers.%d.self_attn.kv_a_layernorm.weight", i);
-            dsi_spec_add(l, i, -1, D, false, nh * ((uint64_t)c->qk_nope_head_dim + (uint64_t)c->v_head_dim), kl,
+            dsc_spec_add(l, i, -1, D, true, kl, 0, "model.layers.%d.self_attn.kv_a_layernorm.weight", i);
+            dsc_spec_add(l, i, -1, D, false, nh * ((uint64_t)c->qk_nope_head_dim + (uint64_t)c->v_head_dim), kl,
                          "model.layers.%d.self_attn.kv_b_proj.weight", i);
-            dsi_spec_add(l, i, -1, D, false, H, nh * (uint64_t)c->v_head_dim, "model.layers.%d.self_attn.o_proj.weight",
+            dsc_spec_add(l, i, -1, D, false, H, nh * (uint64_t)c->v_head_dim, "model.layers.%d.self_attn.o_proj.weight",
                          i);
         }
-        dsi_spec_add(l, i, -1, D, true, H, 0, "model.layers.%d.post_attention_layernorm.weight", i);
+        dsc_spec_add(l, i, -1, D, true, H, 0, "model.layers.%d.post_attention_layernorm.weight", i);
         if (dsi_config_is_moe_layer(c, i)) {
             uint64_t E = (uint64_t)c->n_routed_experts, mi = (uint64_t)c->moe_intermediate_size;
-            dsi_spec_add(l, i, -1, D, true, E, H, "model.layers.%d.mlp.gate.weight", i);
+            dsc_spec_add(l, i, -1, D, true, E, H, "model.layers.%d.mlp.gate.weight", i);
             if (c->topk_method == DS_TOPK_NOAUX_TC)
-                dsi_spec_add(l, i, -1, D, true, E, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", i);
+                dsc_spec_add(l, i, -1, D, true, E, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", i);
             if (c->n_shared_experts > 0) {
                 uint64_t si = mi * (uint64_t)c->n_shared_experts;
-                dsi_spec_add(l, i, -1, D, false, si, H, "model.layers.%d.mlp.shared_experts.gate_proj.weight", i);
-                dsi_spec_add(l, i, -1, D, false, si, H, "model.layers.%d.mlp.shared_experts.up_proj.weight", i);
-                dsi_spec_add(l, i, -1, D, false, H, si, "model.layers.%d.mlp.shared_experts.down_proj.weight", i);
+                dsc_spec_add(l, i, -1, D, false, si, H, "model.layers.%d.mlp.shared_experts.gate_proj.weight", i);
+                dsc_spec_add(l, i, -1, D, false, si, H, "model.layers.%d.mlp.shared_experts.up_proj.weight", i);
+                dsc_spec_add(l, i, -1, D, false, H, si, "model.layers.%d.mlp.shared_experts.down_proj.weight", i);
             }
             for (int x = 0; x < c->n_routed_experts; x++) {
-                dsi_spec_add(l, i, x, X, false, mi, H, "model.layers.%d.mlp.experts.%d.gate_proj.weight", i, x);
-                dsi_spec_add(l, i, x, X, false, mi, H, "model.layers.%d.mlp.experts.%d.up_proj.weight", i, x);
-                dsi_spec_add(l, i, x, X, false, H, mi, "model.layers.%d.mlp.experts.%d.down_proj.weight", i, x);
+                dsc_spec_add(l, i, x, X, false, mi, H, "model.layers.%d.mlp.experts.%d.gate_proj.weight", i, x);
+                dsc_spec_add(l, i, x, X, false, mi, H, "model.layers.%d.mlp.experts.%d.up_proj.weight", i, x);
+                dsc_spec_add(l, i, x, X, false, H, mi, "model.layers.%d.mlp.experts.%d.down_proj.weight", i, x);
             }
         } else {
             uint64_t I = (uint64_t)c->intermediate_size;
-            dsi_spec_add(l, i, -1, D, false, I, H, "model.layers.%d.mlp.gate_proj.weight", i);
-            dsi_spec_add(l, i, -1, D, false, I, H, "model.layers.%d.mlp.up_proj.weight", i);
-            dsi_spec_add(l, i, -1, D, false, H, I, "model.layers.%d.mlp.down_proj.weight", i);
+            dsc_spec_add(l, i, -1, D, false, I, H, "model.layers.%d.mlp.gate_proj.weight", i);
+            dsc_spec_add(l, i, -1, D, false, I, H, "model.layers.%d.mlp.up_proj.weight", i);
+            dsc_spec_add(l, i, -1, D, false, H, I, "model.layers.%d.mlp.down_proj.weight", i);
         }
     }
-    dsi_spec_add(l, c->n_layers, -1, D, true, H, 0, "model.norm.weight");
+    dsc_spec_add(l, c->n_layers, -1, D, true, H, 0, "model.norm.weight");
     if (!c->tie_word_embeddings)
-        dsi_spec_add(l, c->n_layers, -1, D, false, (uint64_t)c->vocab_size, H, "lm_head.weight");
+        dsc_spec_add(l, c->n_layers, -1, D, false, (uint64_t)c->vocab_size, H, "lm_head.weight");
 }
 
 DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
@@ -567,8 +567,8 @@ DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_a
         cfg->moe_layer_freq < 1 || cfg->first_k_dense_replace < 0)
         return dsi_fail(e, DS_ERR_CONFIG, "model config is out of range");
 
-    dsi_spec_list l = {0};
-    dsi_spec_walk(cfg, &l);
+    dsc_spec_list l = {0};
+    dsc_spec_walk(cfg, &l);
     if (l.n > DS_MAX_TENSORS)
         return dsi_fail(e, DS_ERR_LIMIT, "the architecture needs %zu tensors, more than DS_MAX_TENSORS (%u)", l.n,
                         (unsigned)DS_MAX_TENSORS);
@@ -577,7 +577,7 @@ DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_a
     if (!l.v) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a list of %zu tensors", count);
     l.cap = count;
     l.n = 0;
-    dsi_spec_walk(cfg, &l);
+    dsc_spec_walk(cfg, &l);
     if (l.overflow || l.n != count) {
         dsi_free(al, l.v);
         return dsi_fail(e, DS_ERR_INTERNAL, "tensor name longer than %zu bytes", sizeof l.v[0].name - 1);

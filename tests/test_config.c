@@ -370,8 +370,10 @@ static void test_required_and_types(void) {
     for (size_t i = 0; i < sizeof req / sizeof req[0]; i++) {
         char id[32];
         snprintf(id, sizeof id, "config-3.%zu", i + 1);
-        t_bad(id, t_mk(T_V2, T_NV2, req[i], T_DEL, NULL), DS_ERR_CONFIG, req[i]);
-        t_bad(id, t_mk(T_V2, T_NV2, req[i], "null", NULL), DS_ERR_CONFIG, req[i]);
+        char needle[80];
+        snprintf(needle, sizeof needle, "required field '%s' is missing", req[i]);
+        t_bad(id, t_mk(T_V2, T_NV2, req[i], T_DEL, NULL), DS_ERR_CONFIG, needle);
+        t_bad(id, t_mk(T_V2, T_NV2, req[i], "null", NULL), DS_ERR_CONFIG, needle);
     }
     /* group-limited routing in V2 has no default groups */
     t_bad("config-3.6", t_mk(T_V2, T_NV2, "topk_method", "\"group_limited_greedy\"", "n_group", T_DEL, NULL),

@@ -637,12 +637,14 @@ static ds_model *open_meta(const char *cmd, const char *path, const ds_file_info
     }
     ds_status st = ds_model_open(&m, path, &mp);
     if (st != DS_OK) {
-        const char *hint = "";
-        if (fi->kdf == DS_KDF_ARGON2ID && sec->have_key)
-            hint = " (this file was sealed with a passphrase: use --passphrase-env VAR)";
-        else if (fi->kdf == DS_KDF_RAW_KEY && sec->pass)
-            hint = " (this file was sealed with a key file: use --key-file F)";
-        fail(cmd, "%s%s", errmsg(st), hint);
+        /* name the right option when the kind of secret does not fit the
+         * file (unless the library's message already says so) */
+        const char *msg = errmsg(st), *hint = "";
+        if (fi->kdf == DS_KDF_ARGON2ID && sec->have_key && !strstr(msg, "--passphrase-env"))
+            hint = " (the file is sealed with a passphrase: use --passphrase-env VAR)";
+        else if (fi->kdf == DS_KDF_RAW_KEY && sec->pass && !strstr(msg, "--key-file"))
+            hint = " (the file is sealed with a key: use --key-file F)";
+        fail(cmd, "%s%s", msg, hint);
         return NULL;
     }
     return m;

@@ -247,9 +247,8 @@ def make_tokenizer(vocab_size):
     n_chat = len(CHAT_TOKENS)
     n_merges = top - 3 - 256 - N_PLACEHOLDERS - n_chat
     assert n_merges > 0
-    _, b2u_list = bytes_to_unicode()
-    bs, _ = bytes_to_unicode()
-    b2u = {b: c for b, c in zip(bs, b2u_list)}
+    bs, b2u_list = bytes_to_unicode()
+    b2u = dict(zip(bs, b2u_list))
     vocab = {BOS: 0, EOS: 1, PAD: 2}
     for i, ch in enumerate(b2u_list):
         vocab[ch] = 3 + i
@@ -788,7 +787,8 @@ def write_big(outdir, gb, seed, verbose):
     # offsets, so tensors (and experts) differ without generating every value.
     rng = np.random.default_rng([seed, 1000])
     pool_n = 1 << 23
-    pool = f32_to_bf16_bits(0.02 * rng.standard_normal(pool_n, dtype=np.float32))
+    pool = np.concatenate([f32_to_bf16_bits(0.02 * rng.standard_normal(1 << 20, dtype=np.float32))
+                           for _ in range(pool_n >> 20)])
     chunk = 1 << 22
     weight_map = {}
     for k, items in enumerate(shards):
