@@ -465,6 +465,42 @@ static float dsi_decode(dsi_st_dtype t, const uint8_t *p, size_t i) {
     }
 }
 
+/* Decodes one source row to F32 (times FP8 block scales when given): one
+ * loop per dtype, so the hot loop has no switch. Returns the index of the
+ * first non-finite value, or n. */
+static size_t dsi_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t n, const float *scales) {
+    switch (t) {
+    case DSI_ST_F32:
+        for (size_t k = 0; k < n; k++) {
+            uint32_t u = dsi_rd32(p + 4 * k);
+            memcpy(&y[k], &u, 4);
+        }
+        break;
+    case DSI_ST_BF16:
+        for (size_t k = 0; k < n; k++) {
+            uint32_t u = (uint32_t)dsi_rd16(p + 2 * k) << 16;
+            memcpy(&y[k], &u, 4);
+        }
+        break;
+    case DSI_ST_F16:
+        for (size_t k = 0; k < n; k++) y[k] = dsi_f16_to_f32(dsi_rd16(p + 2 * k));
+        break;
+    case DSI_ST_F8_E4M3: {
+        float lut[256];
+        for (int v = 0; v < 256; v++) lut[v] = dsi_fp8_e4m3_to_f32((uint8_t)v);
+        for (size_t k = 0; k < n; k++) y[k] = lut[p[k]] * scales[k / 128];
+        break;
+    }
+    default:
+        for (size_t k = 0; k < n; k++) y[k] = NAN;
+        break;
+    }
+    size_t bad = n;
+    for (size_t k = n; k-- > 0;)
+        if (!isfinite(y[k])) bad = k;
+    return bad;
+}
+
 static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
     const dsi_st_tensor *t = pl->src->t;
     const dsi_shard *sh = &c->shards[pl->src->shard];
@@ -504,18 +540,14 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
         /* decode to F32 and refuse values the formats cannot hold */
         for (size_t r = 0; r < g && !s; r++) {
             float *y = c->f32 + r * cols;
-            const uint8_t *x = c->raw + r * cols * esz;
-            for (size_t k = 0; k < cols; k++) {
-                float v = dsi_decode(t->dtype, x, k);
-                if (scales) v *= scales[k / 128];
-                if (!isfinite(v) || (pl->dtype == DS_DTYPE_F16 && fabsf(v) > 65504.0f)) {
-                    s = dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: value %g at row %llu column %zu %s", pl->spec->name,
-                                 (double)v, (unsigned long long)(r0 + r), k,
-                                 isfinite(v) ? "does not fit F16 (use --quant f32 or q8)" : "is not finite");
-                    break;
-                }
-                y[k] = v;
-            }
+            size_t k = dsi_decode_row(t->dtype, c->raw + r * cols * esz, y, cols, scales);
+            if (k == cols && pl->dtype == DS_DTYPE_F16)
+                for (size_t j = 0; j < cols && k == cols; j++)
+                    if (fabsf(y[j]) > 65504.0f) k = j;
+            if (k < cols)
+                s = dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: value %g at row %llu column %zu %s", pl->spec->name,
+                             (double)y[k], (unsigned long long)(r0 + r), k,
+                             isfinite(y[k]) ? "does not fit F16 (use --quant f32 or q8)" : "is not finite");
         }
         if (s) break;
         for (size_t r = 0; r < g; r++) {

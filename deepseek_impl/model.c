@@ -596,12 +596,32 @@ static void *dsi_verify_worker(void *arg) {
     return NULL;
 }
 
+/* The bytes no tag covers (the rest of the header page, the padding between
+ * segments) must be zero, so that a flipped bit anywhere in the file is
+ * reported by verify. */
+static ds_status dsi_check_padding(const ds_model *m, dsi_err *e) {
+    uint64_t from = DSI_HEADER_BYTES;
+    for (size_t i = 0; i <= m->meta.n_segments; i++) {
+        uint64_t to = i < m->meta.n_segments ? m->meta.segments[i].offset : m->hdr.meta_offset;
+        for (uint64_t o = from; o < to; o++)
+            if (m->map[o]) {
+                char name[64] = "the metadata";
+                if (i < m->meta.n_segments) dsi_segment_describe(&m->meta.segments[i], m->cfg.n_layers, name, sizeof name);
+                return dsi_fail(e, DS_ERR_CORRUPT, "non-zero padding byte at offset %llu (before %s): the file was modified",
+                                (unsigned long long)o, name);
+            }
+        if (i < m->meta.n_segments) from = m->meta.segments[i].offset + m->meta.segments[i].stored_bytes;
+    }
+    return DS_OK;
+}
+
 DS_API ds_status ds_model_verify(const ds_model *m, int n_threads, ds_progress_fn progress, void *user) {
     dsi_err e = {0};
     if (!m) {
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_verify: model is NULL");
         return dsi_publish(&e);
     }
+    if (dsi_check_padding(m, &e)) return dsi_model_fail(m, &e);
     dsi_verify_job j;
     memset(&j, 0, sizeof j);
     j.m = m;

@@ -283,6 +283,24 @@ static void test_segment_damage(ds_model *ref) {
     T_CHECK("container-4.3", dense_ok == dense_cases && dense_cases > 0, "%zu of %zu damaged dense segments opened",
             dense_cases - dense_ok, dense_cases);
 
+    /* padding between segments (no tag covers it): verify still notices */
+    {
+        ds_segment_info s0, s1;
+        (void)!ds_model_segment_info(ref, 0, &s0);
+        (void)!ds_model_segment_info(ref, 1, &s1);
+        uint64_t gap = s0.file_offset + s0.stored_bytes;
+        if (gap < s1.file_offset) {
+            memcpy(b, orig, orig_len);
+            b[gap] ^= 1;
+            T_STATUS("container-4.11", try_bytes(b, orig_len, key, 1), DS_ERR_CORRUPT, ds_last_error());
+        } else {
+            T_SKIP("container-4.11", "no padding after segment 0");
+        }
+        memcpy(b, orig, orig_len);
+        b[1000] ^= 1;   /* the unused rest of the header page */
+        T_STATUS("container-4.12", try_bytes(b, orig_len, key, 1), DS_ERR_CORRUPT, ds_last_error());
+    }
+
     /* metadata at the tail */
     ds_file_info fi;
     (void)!ds_file_info_read(tmp_path("good.dsm"), &fi);
