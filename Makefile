@@ -38,6 +38,9 @@ LIB_SRCS = \
 	deepseek_impl/container.c \
 	deepseek_impl/config.c \
 	deepseek_impl/model.c \
+	deepseek_impl/threadpool.c \
+	kernels/cpu/ops.c \
+	deepseek_impl/forward.c \
 	deepseek_impl/convert.c
 
 LIB_HDRS = deepseek.h deepseek_impl/internal.h
@@ -63,7 +66,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc
+TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple

@@ -354,6 +354,143 @@ DS_API void ds_model_segment_name(const ds_model *m, size_t i, char *buf, size_t
  * total, bytes done). Uses up to n_threads threads. */
 DS_API DS_WARN_UNUSED ds_status ds_model_verify(const ds_model *m, int n_threads, ds_progress_fn progress, void *user);
 
+/* ==== Tokenizer ========================================================== */
+/* Byte-level BPE as described by the model's tokenizer.json (DeepSeek's
+ * pre-tokenizer, added and special tokens, byte-level decoding). A model owns
+ * its tokenizer; a tokenizer can also be built from tokenizer.json text alone.
+ * All functions are thread-safe on a shared tokenizer. */
+typedef struct ds_tokenizer ds_tokenizer;
+
+/* The model's tokenizer (valid until ds_model_close). Never NULL for an open model. */
+DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m);
+
+/* Builds a tokenizer from tokenizer.json text (and optionally
+ * tokenizer_config.json text, for the chat template and BOS/EOS; may be NULL).
+ * allocator may be NULL. Free with ds_tokenizer_free. */
+DS_API DS_WARN_UNUSED ds_status ds_tokenizer_new(ds_tokenizer **out, const char *tokenizer_json, size_t len,
+                                                 const char *tokenizer_config_json, size_t config_len,
+                                                 const ds_allocator *allocator);
+DS_API void ds_tokenizer_free(ds_tokenizer *t);
+
+enum {
+    DS_TOKENIZE_BOS = 1,          /* prepend the BOS token */
+    DS_TOKENIZE_NO_SPECIAL = 2    /* treat special-token text as plain text */
+};
+
+/* Encodes UTF-8 text. *n_out receives the number of ids; when cap is too
+ * small (ids may be NULL with cap 0) the call returns DS_ERR_LIMIT with
+ * *n_out set to the count needed. Invalid UTF-8 is DS_ERR_INVALID_ARG with
+ * the byte offset in the message. */
+DS_API DS_WARN_UNUSED ds_status ds_tokenizer_encode(const ds_tokenizer *t, const char *text, size_t len, int flags,
+                                                    int32_t *ids, size_t cap, size_t *n_out);
+
+/* Decodes ids to UTF-8 text (bytes of incomplete characters at the end are
+ * kept as U+FFFD, as the reference does). Same buffer rules as encode
+ * (*len_out excludes the terminating NUL, which is written when room). */
+DS_API DS_WARN_UNUSED ds_status ds_tokenizer_decode(const ds_tokenizer *t, const int32_t *ids, size_t n, char *buf,
+                                                    size_t cap, size_t *len_out);
+
+/* Streaming decode: feed one id at a time; emits only whole UTF-8
+ * characters, holding back the bytes of a character split across tokens.
+ * Zero-initialise the state. buf needs at least 64 bytes + the longest token. */
+typedef struct ds_detok_state { unsigned char pending[8]; int n_pending; } ds_detok_state;
+DS_API DS_WARN_UNUSED ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_state *st, int32_t id,
+                                                           char *buf, size_t cap, size_t *len_out);
+
+DS_API int ds_tokenizer_vocab_size(const ds_tokenizer *t);   /* largest id + 1 */
+DS_API int32_t ds_tokenizer_bos(const ds_tokenizer *t);      /* -1 if none */
+DS_API int32_t ds_tokenizer_eos(const ds_tokenizer *t);      /* -1 if none */
+
+/* Chat templates of the DeepSeek V2 and V3 families (chosen from the model's
+ * chat template; DS_ERR_UNSUPPORTED when it is neither). Roles: "system",
+ * "user", "assistant". Same buffer rules as decode. */
+typedef struct ds_chat_message { const char *role; const char *content; } ds_chat_message;
+DS_API DS_WARN_UNUSED ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const ds_chat_message *msgs,
+                                                                 size_t n, int add_generation_prompt, char *buf,
+                                                                 size_t cap, size_t *len_out);
+
+/* ==== Inference context ================================================== */
+/* A conversation: its own KV cache (MLA keeps the compressed latent and the
+ * rope key per token) and scratch. Belongs to one thread at a time; many
+ * contexts may share one model from different threads. */
+typedef struct ds_context ds_context;
+
+typedef struct ds_context_params {
+    int n_ctx;                    /* maximum tokens (prompt + generated); 0 = min(4096, model max) */
+    int n_threads;                /* 0 = the model's n_threads */
+} ds_context_params;
+
+DS_API ds_context_params ds_context_default_params(void);
+DS_API DS_WARN_UNUSED ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_params *params);
+DS_API void ds_context_free(ds_context *c);
+DS_API const char *ds_context_errmsg(const ds_context *c);
+/* The model the context was created on (NULL for a NULL context). The
+ * context does not own it: it stays valid until ds_model_close, which refuses
+ * while contexts still use it. */
+DS_API ds_model *ds_context_model(const ds_context *c);
+
+/* Appends tokens to the context and runs them through the model (a batch:
+ * prefill; one token: decode). logits, when not NULL, receives vocab_size
+ * floats for the last token (all_logits = 0) or n * vocab_size floats, one
+ * row per token (all_logits = 1). Errors: DS_ERR_LIMIT when the context would
+ * overflow (nothing is appended), DS_ERR_INVALID_ARG for an id outside the
+ * vocabulary. */
+DS_API DS_WARN_UNUSED ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n, float *logits,
+                                                int all_logits);
+DS_API int ds_context_n_past(const ds_context *c);
+DS_API int ds_context_n_ctx(const ds_context *c);
+/* Forgets all tokens (keeps the memory). */
+DS_API void ds_context_reset(ds_context *c);
+
+/* ==== Sampler ============================================================ */
+typedef struct ds_sampler_params {
+    float temperature;            /* 0 = greedy (argmax) */
+    int top_k;                    /* 0 = off */
+    float top_p;                  /* 1 = off */
+    float min_p;                  /* 0 = off */
+    float repetition_penalty;     /* 1 = off (CTRL-style: divide positive logits, multiply negative) */
+    float frequency_penalty;      /* 0 = off (subtract count * penalty) */
+    float presence_penalty;       /* 0 = off (subtract penalty once per seen token) */
+    int penalty_last_n;           /* window for penalties; 0 = whole history */
+    uint64_t seed;
+} ds_sampler_params;
+
+typedef struct ds_sampler ds_sampler;
+DS_API ds_sampler_params ds_sampler_default_params(void);
+/* Validates the parameters (DS_ERR_INVALID_ARG names the bad one). */
+DS_API DS_WARN_UNUSED ds_status ds_sampler_new(ds_sampler **out, const ds_sampler_params *params);
+DS_API void ds_sampler_free(ds_sampler *s);
+/* Picks a token from n_vocab logits (not modified), given the ids so far. */
+DS_API DS_WARN_UNUSED ds_status ds_sampler_sample(ds_sampler *s, const float *logits, int n_vocab,
+                                                  const int32_t *history, size_t n_history, int32_t *out);
+
+/* ==== Generation ========================================================= */
+typedef struct ds_generate_stats {
+    int n_prompt;
+    int n_generated;
+    double prompt_seconds;
+    double generate_seconds;
+} ds_generate_stats;
+
+/* Called with each generated token and its text piece (whole UTF-8
+ * characters only; may be empty). Return non-zero to stop. */
+typedef int (*ds_token_fn)(void *user, int32_t token, const char *piece, size_t len);
+
+/* Starts the context afresh (ds_context_reset), tokenizes prompt with a
+ * leading BOS (not doubled when the text already begins with the BOS token,
+ * as a rendered chat template does), evaluates it, then samples up to
+ * max_tokens tokens, calling on_token for each (on_token may be NULL). Stops
+ * at EOS (not passed to on_token), after max_tokens, when the context is
+ * full, or when on_token returns non-zero; all of these return DS_OK. The
+ * history the sampler's penalties see is the prompt plus the tokens so far.
+ * Only ids the tokenizer knows are sampled (the model's vocabulary may be
+ * padded beyond it). Errors: DS_ERR_LIMIT when the prompt does not fit the
+ * context, DS_ERR_INVALID_ARG for a NULL argument, max_tokens < 0 or invalid
+ * UTF-8, and whatever evaluation or sampling reports. stats may be NULL; it
+ * is filled in on success and failure alike. */
+DS_API DS_WARN_UNUSED ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, int max_tokens,
+                                            ds_token_fn on_token, void *user, ds_generate_stats *stats);
+
 /* ==== Converter ========================================================== */
 typedef enum ds_quant {
     DS_QUANT_F32 = 0,

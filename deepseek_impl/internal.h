@@ -436,6 +436,56 @@ typedef struct dsi_tensor_spec {
 DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
                                          size_t *n, dsi_err *e);
 
+/* ==== Compute: weights, kernels, thread pool ============================= */
+/* A matrix as the kernels see it: rows of `cols` values in `dtype`. */
+typedef struct dsi_weight {
+    const uint8_t *data;           /* NULL for expert weights until acquired */
+    ds_dtype dtype;
+    int rows, cols;
+    size_t row_bytes;
+    uint64_t offset;               /* inside its segment (expert weights) */
+} dsi_weight;
+
+/* Where one routed expert lives: its segment and its three matrices. */
+typedef struct dsi_expert_ref {
+    uint32_t segment;
+    uint64_t off[3];               /* gate_proj, up_proj, down_proj */
+} dsi_expert_ref;
+
+typedef struct dsi_layer {
+    dsi_weight attn_norm, ffn_norm;
+    /* MLA (V2/V3) */
+    dsi_weight q_proj, q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b;
+    /* multi-head attention (DeepSeek-MoE) */
+    dsi_weight wq, wk, wv;
+    dsi_weight wo;
+    /* dense MLP, or the shared experts of a MoE layer */
+    dsi_weight gate, up, down;
+    bool moe;
+    dsi_weight router;             /* (n_routed, hidden) F32 */
+    dsi_weight bias;               /* e_score_correction_bias (n_routed) F32, V3 only */
+    dsi_weight exp_gate, exp_up, exp_down;   /* shapes and dtypes of the routed experts (no data) */
+    dsi_expert_ref *experts;       /* n_routed entries */
+} dsi_layer;
+
+/* Kernels (kernels/cpu/ops.c). */
+DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x);
+DSI_FUNC void dsi_dequant_row(const dsi_weight *w, const uint8_t *row, float *y);
+/* y[i] += a * W[row i]... : x += a * row (dequantized), n = cols */
+DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, float *y);
+DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+DSI_FUNC void dsi_softmax(float *x, int n);
+DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n);
+
+/* A persistent pool: run(fn, ctx, n) calls fn(ctx, i, worker) for i in [0, n)
+ * on all workers (the caller is worker 0) and returns when all are done. */
+typedef struct dsi_pool dsi_pool;
+typedef void (*dsi_task_fn)(void *ctx, int i, int worker);
+DSI_FUNC ds_status dsi_pool_new(dsi_pool **out, int n_threads, const dsi_alloc *al, dsi_err *e);
+DSI_FUNC void dsi_pool_free(dsi_pool *p);
+DSI_FUNC void dsi_pool_run(dsi_pool *p, dsi_task_fn fn, void *ctx, int n);
+DSI_FUNC int dsi_pool_size(const dsi_pool *p);
+
 /* ==== Model =============================================================== */
 struct ds_model {
     dsi_alloc al;
@@ -456,7 +506,23 @@ struct ds_model {
     ds_log_fn log;
     void *log_user;
     int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
+    ds_tokenizer *tok;          /* built from the metadata at open */
+    /* bound weights (load_weights only) */
+    dsi_weight embed, out_norm, lm_head;
+    dsi_layer *layers;          /* n_layers */
 };
+
+/* Pointer to the plaintext of routed expert (layer, e), decrypting it if it
+ * is not resident; release when the forward pass is done with it. */
+DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);
+DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
+/* Resolves the tensors the forward pass uses (forward.c); undone by unbind. */
+DSI_FUNC ds_status dsi_model_bind(ds_model *m, dsi_err *e);
+DSI_FUNC void dsi_model_unbind(ds_model *m);
+/* Routing for one token: router logits (E) -> n_experts_per_tok experts and
+ * their weights. scratch holds 3 * E floats. */
+DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const float *bias, float *scratch, int *sel,
+                        float *w);
 
 /* Decrypts and authenticates one segment into dst (at least plain_bytes).
  * Messages name the segment. Thread-safe. */

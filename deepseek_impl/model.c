@@ -325,7 +325,7 @@ static ds_status dsi_model_load_dense(ds_model *m, dsi_err *e) {
     if (!m->dense) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < m->meta.n_segments; i++) {
         const dsi_segment *s = &m->meta.segments[i];
-        if (s->kind != DS_SEGMENT_DENSE) continue;
+        /* routed experts stay resident too until the expert cache exists */
         ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
         if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
         if (st) return st;
@@ -334,11 +334,12 @@ static ds_status dsi_model_load_dense(ds_model *m, dsi_err *e) {
         (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(s->offset + s->stored_bytes - a), MADV_DONTNEED);
     }
     m->weights_loaded = true;
-    return DS_OK;
+    return dsi_model_bind(m, e);
 }
 
 static void dsi_model_free(ds_model *m) {
     if (!m) return;
+    dsi_model_unbind(m);
     if (m->dense) {
         for (size_t i = 0; i < m->meta.n_segments; i++) dsi_secure_free(&m->dense[i]);
         dsi_free(&m->al, m->dense);

@@ -1,0 +1,710 @@
+/*
+ * forward.c — the CPU forward pass: weight binding, contexts with their KV
+ * cache, MLA attention in the absorbed form (the cache holds the normalised
+ * compressed latent and the roped key per token, never expanded K/V),
+ * multi-head attention for DeepSeek-MoE, dense and MoE feed-forward layers
+ * with every routing variant, and the LM head.
+ *
+ * Shapes (per token): hidden D; heads H; MLA: q/k head = nope dn + rope dr,
+ * value dv, latent R (kv_lora_rank), q-LoRA Rq; MHA: head dim hd.
+ * A batch of T tokens runs each matrix as a matrix-matrix product (rows are
+ * dequantized once per batch); MoE tokens are grouped per expert.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
+
+/* ==== Weight binding ===================================================== */
+static ds_status dsi_bind(const ds_model *m, dsi_weight *w, dsi_err *e, const char *fmt, ...) DSI_PRINTF(4, 5);
+static ds_status dsi_bind(const ds_model *m, dsi_weight *w, dsi_err *e, const char *fmt, ...) {
+    char name[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    size_t idx;
+    if (ds_model_tensor_find(m, name, &idx) != DS_OK)
+        return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
+    const dsi_tensor *t = &m->meta.tensors[idx];
+    w->dtype = (ds_dtype)t->dtype;
+    w->rows = t->n_dims == 2 ? (int)t->dims[0] : 1;
+    w->cols = (int)t->dims[t->n_dims - 1];
+    uint64_t rb = 0;
+    dsi_dtype_row_bytes(w->dtype, (uint64_t)w->cols, &rb);
+    w->row_bytes = (size_t)rb;
+    w->offset = t->offset;
+    w->data = dsi_model_tensor_data(m, idx);   /* NULL for routed experts */
+    return DS_OK;
+}
+
+static ds_status dsi_bind_expert_ref(const ds_model *m, int l, int x, dsi_expert_ref *r, dsi_err *e) {
+    static const char *part[3] = {"gate_proj", "up_proj", "down_proj"};
+    for (int k = 0; k < 3; k++) {
+        char name[128];
+        size_t idx;
+        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s.weight", l, x, part[k]);
+        if (ds_model_tensor_find(m, name, &idx) != DS_OK)
+            return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
+        const dsi_tensor *t = &m->meta.tensors[idx];
+        if (k == 0) r->segment = t->segment;
+        else if (t->segment != r->segment)
+            return dsi_fail(e, DS_ERR_CORRUPT, "expert %d of layer %d is split across segments", x, l);
+        r->off[k] = t->offset;
+    }
+    return DS_OK;
+}
+
+/* Resolves every tensor the forward pass uses (after the dense segments are
+ * resident). Expert matrices keep only their offsets and shapes. */
+DSI_FUNC ds_status dsi_model_bind(ds_model *m, dsi_err *e) {
+    const ds_model_config *c = &m->cfg;
+    ds_status s;
+    if ((s = dsi_bind(m, &m->embed, e, "model.embed_tokens.weight"))) return s;
+    if ((s = dsi_bind(m, &m->out_norm, e, "model.norm.weight"))) return s;
+    if (c->tie_word_embeddings) m->lm_head = m->embed;
+    else if ((s = dsi_bind(m, &m->lm_head, e, "lm_head.weight"))) return s;
+    m->layers = dsi_calloc(&m->al, (size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < c->n_layers; l++) {
+        dsi_layer *L = &m->layers[l];
+#define B(w, ...) if ((s = dsi_bind(m, w, e, "model.layers.%d." __VA_ARGS__))) return s
+        B(&L->attn_norm, "input_layernorm.weight", l);
+        B(&L->ffn_norm, "post_attention_layernorm.weight", l);
+        if (c->kv_lora_rank > 0) {
+            if (c->q_lora_rank > 0) {
+                B(&L->q_a, "self_attn.q_a_proj.weight", l);
+                B(&L->q_a_norm, "self_attn.q_a_layernorm.weight", l);
+                B(&L->q_b, "self_attn.q_b_proj.weight", l);
+            } else {
+                B(&L->q_proj, "self_attn.q_proj.weight", l);
+            }
+            B(&L->kv_a, "self_attn.kv_a_proj_with_mqa.weight", l);
+            B(&L->kv_a_norm, "self_attn.kv_a_layernorm.weight", l);
+            B(&L->kv_b, "self_attn.kv_b_proj.weight", l);
+        } else {
+            B(&L->wq, "self_attn.q_proj.weight", l);
+            B(&L->wk, "self_attn.k_proj.weight", l);
+            B(&L->wv, "self_attn.v_proj.weight", l);
+        }
+        B(&L->wo, "self_attn.o_proj.weight", l);
+        L->moe = dsi_config_is_moe_layer(c, l);
+        if (!L->moe) {
+            B(&L->gate, "mlp.gate_proj.weight", l);
+            B(&L->up, "mlp.up_proj.weight", l);
+            B(&L->down, "mlp.down_proj.weight", l);
+            continue;
+        }
+        B(&L->router, "mlp.gate.weight", l);
+        if (c->topk_method == DS_TOPK_NOAUX_TC) B(&L->bias, "mlp.gate.e_score_correction_bias", l);
+        if (c->n_shared_experts > 0) {
+            B(&L->gate, "mlp.shared_experts.gate_proj.weight", l);
+            B(&L->up, "mlp.shared_experts.up_proj.weight", l);
+            B(&L->down, "mlp.shared_experts.down_proj.weight", l);
+        }
+        B(&L->exp_gate, "mlp.experts.0.gate_proj.weight", l);
+        B(&L->exp_up, "mlp.experts.0.up_proj.weight", l);
+        B(&L->exp_down, "mlp.experts.0.down_proj.weight", l);
+#undef B
+        L->experts = dsi_calloc(&m->al, (size_t)c->n_routed_experts, sizeof *L->experts);
+        if (!L->experts) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+        for (int x = 0; x < c->n_routed_experts; x++)
+            if ((s = dsi_bind_expert_ref(m, l, x, &L->experts[x], e))) return s;
+    }
+    return DS_OK;
+}
+
+DSI_FUNC void dsi_model_unbind(ds_model *m) {
+    if (!m->layers) return;
+    for (int l = 0; l < m->cfg.n_layers; l++) dsi_free(&m->al, m->layers[l].experts);
+    dsi_free(&m->al, m->layers);
+    m->layers = NULL;
+}
+
+/* Resident experts (the expert cache arrives with the pager). */
+DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int x, const uint8_t **base, dsi_err *e) {
+    const dsi_expert_ref *r = &m->layers[layer].experts[x];
+    const dsi_secure_buf *b = &m->dense[r->segment];
+    if (!b->ptr) return dsi_fail(e, DS_ERR_INTERNAL, "expert %d of layer %d is not resident", x, layer);
+    *base = b->ptr;
+    return DS_OK;
+}
+
+DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int x) {
+    (void)m;
+    (void)layer;
+    (void)x;
+}
+
+/* ==== Context ============================================================ */
+struct ds_context {
+    ds_model *m;
+    dsi_err err;
+    int n_ctx, n_past;
+    dsi_pool *pool;
+    int n_workers;
+    /* KV cache, per layer: MLA latent (n_ctx, R) and rope key (n_ctx, dr);
+     * MHA keys and values (n_ctx, Hkv * hd) */
+    float *kv_a, *kv_b;
+    size_t kv_a_stride, kv_b_stride;   /* floats per layer */
+    int kv_a_dim, kv_b_dim;            /* floats per token */
+    /* rotary tables */
+    float *inv_freq;                   /* (rope_dim / 2) */
+    int rope_dim;
+    float rope_mscale;                 /* on cos/sin (YaRN) */
+    float attn_scale;
+    /* scratch for a batch of up to DSI_MAX_BATCH tokens */
+    float *x, *xn, *q, *qa, *kva, *att, *tmp, *g, *u, *router, *xe, *ye;
+    int *sel;                          /* (T, topk) selected experts */
+    float *selw;                       /* (T, topk) their weights */
+    int *etok;                         /* tokens grouped per expert */
+    float *ework;                      /* per worker: max(cols) + attention scratch */
+    size_t ework_stride;
+    bool counted;                      /* included in the model's n_contexts */
+};
+
+DS_API ds_context_params ds_context_default_params(void) {
+    ds_context_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+DS_API const char *ds_context_errmsg(const ds_context *c) { return c ? c->err.msg : "no context"; }
+DS_API int ds_context_n_past(const ds_context *c) { return c ? c->n_past : 0; }
+DS_API int ds_context_n_ctx(const ds_context *c) { return c ? c->n_ctx : 0; }
+DS_API ds_model *ds_context_model(const ds_context *c) { return c ? c->m : NULL; }
+DS_API void ds_context_reset(ds_context *c) {
+    if (c) c->n_past = 0;
+}
+
+static ds_status dsi_ctx_fail(ds_context *c, const dsi_err *e) {
+    c->err = *e;
+    return dsi_publish(e);
+}
+
+/* YaRN helpers, as the reference implementations define them. */
+static double dsi_yarn_mscale(double scale, double mscale) {
+    return scale <= 1.0 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
+static double dsi_yarn_corr_dim(double n_rot, int dim, double base, double max_pos) {
+    return (dim * log(max_pos / (n_rot * 2.0 * M_PI))) / (2.0 * log(base));
+}
+
+static void dsi_rope_init(ds_context *c) {
+    const ds_model_config *cf = &c->m->cfg;
+    int dim = c->rope_dim, half = dim / 2;
+    c->rope_mscale = 1.0f;
+    for (int i = 0; i < half; i++) {
+        /* the references compute the exponent and power in float32 */
+        float ex = (float)(2 * i) / (float)dim;
+        c->inv_freq[i] = 1.0f / powf(cf->rope_theta, ex);
+    }
+    if (!cf->rope_scaling_yarn) return;
+    double factor = cf->rope_factor;
+    double lo = floor(dsi_yarn_corr_dim(cf->rope_beta_fast, dim, cf->rope_theta, cf->rope_original_max_position));
+    double hi = ceil(dsi_yarn_corr_dim(cf->rope_beta_slow, dim, cf->rope_theta, cf->rope_original_max_position));
+    if (lo < 0) lo = 0;
+    if (hi > dim - 1) hi = dim - 1;
+    if (lo == hi) hi += 0.001;
+    for (int i = 0; i < half; i++) {
+        float extra = c->inv_freq[i];
+        float inter = 1.0f / ((float)factor * powf(cf->rope_theta, (float)(2 * i) / (float)dim));
+        float ramp = (float)(((double)i - lo) / (hi - lo));
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        float mask = 1.0f - ramp;   /* 1 keeps the original (high) frequency */
+        c->inv_freq[i] = inter * (1.0f - mask) + extra * mask;
+    }
+    c->rope_mscale = (float)(dsi_yarn_mscale(factor, cf->rope_mscale) / dsi_yarn_mscale(factor, cf->rope_mscale_all_dim));
+}
+
+/* Rotates in place. interleaved: pairs (2i, 2i+1) (DeepSeek-V2/V3: the
+ * references permute to halves first, which leaves dot products between
+ * equally treated q and k unchanged); otherwise pairs (i, i + d/2). */
+static void dsi_rope(const ds_context *c, float *x, int pos, bool interleaved) {
+    int half = c->rope_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float ang = (float)pos * c->inv_freq[i];
+        float cs = cosf(ang) * c->rope_mscale, sn = sinf(ang) * c->rope_mscale;
+        int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        float xa = x[a], xb = x[b];
+        x[a] = xa * cs - xb * sn;
+        x[b] = xb * cs + xa * sn;
+    }
+}
+
+static size_t dsi_max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_params *params) {
+    dsi_err e = {0};
+    if (!out || !m) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_new: out and model must not be NULL");
+        return dsi_publish(&e);
+    }
+    *out = NULL;
+    if (!m->weights_loaded || !m->layers) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_context_new: the model was opened with load_weights = 0");
+        return dsi_publish(&e);
+    }
+    ds_context_params def = ds_context_default_params();
+    const ds_context_params *p = params ? params : &def;
+    const ds_model_config *cf = &m->cfg;
+    int n_ctx = p->n_ctx > 0 ? p->n_ctx : (cf->max_position_embeddings < 4096 ? cf->max_position_embeddings : 4096);
+    if (p->n_ctx < 0 || n_ctx > (1 << 22)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_new: n_ctx %d out of range", p->n_ctx);
+        return dsi_publish(&e);
+    }
+    const dsi_alloc *al = &m->al;
+    ds_context *c = dsi_calloc(al, 1, sizeof *c);
+    if (!c) {
+        dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context");
+        return dsi_publish(&e);
+    }
+    c->m = m;
+    c->n_ctx = n_ctx;
+    int D = cf->hidden_size, H = cf->n_heads, Lr = cf->n_layers;
+    bool mla = cf->kv_lora_rank > 0;
+    int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
+    c->rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
+    c->kv_a_dim = mla ? cf->kv_lora_rank : cf->n_kv_heads * hd;
+    c->kv_b_dim = mla ? cf->qk_rope_head_dim : cf->n_kv_heads * hd;
+    c->kv_a_stride = (size_t)n_ctx * (size_t)c->kv_a_dim;
+    c->kv_b_stride = (size_t)n_ctx * (size_t)c->kv_b_dim;
+    c->attn_scale = 1.0f / sqrtf((float)hd);
+    if (mla && cf->rope_scaling_yarn && cf->rope_mscale_all_dim > 0) {
+        float ms = (float)dsi_yarn_mscale(cf->rope_factor, cf->rope_mscale_all_dim);
+        c->attn_scale *= ms * ms;
+    }
+    int T = DSI_MAX_BATCH, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+    int qdim = mla ? H * hd : H * hd;
+    int inter = cf->intermediate_size > cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1)
+                    ? cf->intermediate_size
+                    : cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
+    if (inter < cf->moe_intermediate_size) inter = cf->moe_intermediate_size;
+    int kva_dim = mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd;
+    int att_dim = mla ? H * cf->v_head_dim : H * hd;
+    int widest = D;
+    widest = widest > cf->kv_lora_rank ? widest : cf->kv_lora_rank;
+    widest = widest > inter ? widest : inter;
+    widest = widest > att_dim ? widest : att_dim;
+    widest = widest > cf->q_lora_rank ? widest : cf->q_lora_rank;
+    int n_threads = p->n_threads > 0 ? p->n_threads : m->n_threads;
+    ds_status s = dsi_pool_new(&c->pool, n_threads, al, &e);
+    if (s) {
+        dsi_free(al, c);
+        return dsi_publish(&e);
+    }
+    c->n_workers = dsi_pool_size(c->pool);
+    /* per worker: a dequantized row, the latent query, the attention
+     * weights over the context, the latent output, a rope scratch */
+    c->ework_stride = (size_t)widest + (size_t)cf->kv_lora_rank + (size_t)n_ctx + (size_t)cf->kv_lora_rank +
+                      2u * (size_t)hd + 3u * (size_t)E + 64;
+    size_t T_ = (size_t)T;
+    c->kv_a = dsi_calloc(al, (size_t)Lr, c->kv_a_stride * sizeof(float));
+    c->kv_b = dsi_calloc(al, (size_t)Lr, c->kv_b_stride * sizeof(float));
+    c->inv_freq = dsi_calloc(al, (size_t)c->rope_dim / 2 + 1, sizeof(float));
+    c->x = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
+    c->xn = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
+    c->q = dsi_calloc(al, T_ * (size_t)dsi_max_sz((size_t)qdim, (size_t)cf->q_lora_rank), sizeof(float));
+    c->qa = dsi_calloc(al, T_ * (size_t)(cf->q_lora_rank > 0 ? cf->q_lora_rank : 1), sizeof(float));
+    c->kva = dsi_calloc(al, T_ * (size_t)kva_dim, sizeof(float));
+    c->att = dsi_calloc(al, T_ * (size_t)att_dim, sizeof(float));
+    c->tmp = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
+    c->g = dsi_calloc(al, T_ * (size_t)inter, sizeof(float));
+    c->u = dsi_calloc(al, T_ * (size_t)inter, sizeof(float));
+    c->router = dsi_calloc(al, T_ * (size_t)(E > 0 ? E : 1), sizeof(float));
+    c->xe = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
+    c->ye = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
+    c->sel = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(int));
+    c->selw = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(float));
+    c->etok = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(int));
+    c->ework = dsi_calloc(al, (size_t)c->n_workers, c->ework_stride * sizeof(float));
+    if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
+        !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
+        !c->ework) {
+        dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
+                 (double)Lr * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
+        ds_context_free(c);
+        return dsi_publish(&e);
+    }
+    dsi_rope_init(c);
+    __atomic_add_fetch(&m->n_contexts, 1, __ATOMIC_ACQ_REL);
+    c->counted = true;
+    *out = c;
+    return DS_OK;
+}
+
+DS_API void ds_context_free(ds_context *c) {
+    if (!c) return;
+    const dsi_alloc *al = &c->m->al;
+    dsi_pool_free(c->pool);
+    float *bufs[] = {c->kv_a, c->kv_b, c->inv_freq, c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp,
+                     c->g, c->u, c->router, c->xe, c->ye, c->selw, c->ework};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsi_free(al, bufs[i]);
+    dsi_free(al, c->sel);
+    dsi_free(al, c->etok);
+    ds_model *m = c->m;
+    bool counted = c->counted;
+    dsi_free(al, c);
+    if (counted) __atomic_sub_fetch(&m->n_contexts, 1, __ATOMIC_ACQ_REL);
+}
+
+/* ==== Matrix products ==================================================== */
+typedef struct dsi_mm_job {
+    const ds_context *c;
+    const dsi_weight *w;
+    const uint8_t *base;     /* the weight's bytes */
+    const float *X;          /* (T, ldx) */
+    int T, ldx;
+    float *Y;                /* (T, ldy) */
+    int ldy;
+    int rows_per_task;
+} dsi_mm_job;
+
+static void dsi_mm_task(void *arg, int task, int worker) {
+    const dsi_mm_job *j = arg;
+    const dsi_weight *w = j->w;
+    int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
+    if (r1 > w->rows) r1 = w->rows;
+    float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
+        if (j->T == 1) {
+            j->Y[r] = dsi_dot_row(w, rp, j->X);
+        } else {
+            /* dequantize the row once, use it for every token of the batch */
+            dsi_dequant_row(w, rp, row);
+            for (int t = 0; t < j->T; t++)
+                j->Y[(size_t)t * j->ldy + r] = dsi_dot_f32(row, j->X + (size_t)t * j->ldx, w->cols);
+        }
+    }
+}
+
+/* Y (T, rows) = X (T, cols) W^T */
+static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
+                       int ldx, float *Y, int ldy) {
+    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0};
+    int tasks = c->n_workers * 4;
+    j.rows_per_task = (w->rows + tasks - 1) / tasks;
+    if (j.rows_per_task < 8) j.rows_per_task = 8;
+    tasks = (w->rows + j.rows_per_task - 1) / j.rows_per_task;
+    dsi_pool_run(c->pool, dsi_mm_task, &j, tasks);
+}
+
+static const float *dsi_wf32(const dsi_weight *w) { return (const float *)(const void *)w->data; }
+
+/* ==== Attention ========================================================== */
+typedef struct dsi_att_job {
+    ds_context *c;
+    const dsi_layer *L;
+    int layer, T, pos0;
+} dsi_att_job;
+
+/* MLA, absorbed: one (token, head) per task. */
+static void dsi_mla_task(void *arg, int task, int worker) {
+    const dsi_att_job *j = arg;
+    ds_context *c = j->c;
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_weight *kvb = &j->L->kv_b;
+    int H = cf->n_heads, dn = cf->qk_nope_head_dim, dr = cf->qk_rope_head_dim, dv = cf->v_head_dim;
+    int R = cf->kv_lora_rank, hd = dn + dr;
+    int t = task / H, h = task % H, pos = j->pos0 + t, n = pos + 1;
+    float *w = c->ework + (size_t)worker * c->ework_stride;
+    float *qlat = w, *scores = qlat + R, *lat = scores + n, *qpe = lat + R;
+    const float *qh = c->q + (size_t)t * H * hd + (size_t)h * hd;
+    memcpy(qpe, qh + dn, (size_t)dr * sizeof(float));
+    dsi_rope(c, qpe, pos, true);
+    /* q_lat = W_uk(h)^T q_nope: latent-space query */
+    memset(qlat, 0, (size_t)R * sizeof(float));
+    const uint8_t *rows = kvb->data + (size_t)h * (dn + dv) * kvb->row_bytes;
+    for (int i = 0; i < dn; i++) dsi_axpy_row(kvb, rows + (size_t)i * kvb->row_bytes, qh[i], qlat);
+    const float *ca = c->kv_a + (size_t)j->layer * c->kv_a_stride;
+    const float *cb = c->kv_b + (size_t)j->layer * c->kv_b_stride;
+    for (int s = 0; s < n; s++)
+        scores[s] = (dsi_dot_f32(qlat, ca + (size_t)s * R, R) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
+                    c->attn_scale;
+    dsi_softmax(scores, n);
+    memset(lat, 0, (size_t)R * sizeof(float));
+    for (int s = 0; s < n; s++) {
+        const float *cs = ca + (size_t)s * R;
+        float p = scores[s];
+        for (int i = 0; i < R; i++) lat[i] += p * cs[i];
+    }
+    /* back to value space: out = W_uv(h) lat */
+    float *out = c->att + (size_t)t * H * dv + (size_t)h * dv;
+    const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
+    for (int i = 0; i < dv; i++) out[i] = dsi_dot_row(kvb, vrows + (size_t)i * kvb->row_bytes, lat);
+}
+
+/* Multi-head attention (DeepSeek-MoE): one (token, head) per task. */
+static void dsi_mha_task(void *arg, int task, int worker) {
+    const dsi_att_job *j = arg;
+    ds_context *c = j->c;
+    const ds_model_config *cf = &c->m->cfg;
+    int H = cf->n_heads, Hk = cf->n_kv_heads, hd = cf->head_dim;
+    int t = task / H, h = task % H, pos = j->pos0 + t, n = pos + 1, kh = h / (H / Hk);
+    float *scores = c->ework + (size_t)worker * c->ework_stride;
+    const float *qh = c->q + (size_t)t * H * hd + (size_t)h * hd;
+    const float *K = c->kv_a + (size_t)j->layer * c->kv_a_stride;
+    const float *V = c->kv_b + (size_t)j->layer * c->kv_b_stride;
+    size_t kd = (size_t)Hk * hd;
+    for (int s = 0; s < n; s++) scores[s] = dsi_dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * c->attn_scale;
+    dsi_softmax(scores, n);
+    float *out = c->att + (size_t)t * H * hd + (size_t)h * hd;
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int s = 0; s < n; s++) {
+        const float *v = V + s * kd + (size_t)kh * hd;
+        for (int i = 0; i < hd; i++) out[i] += scores[s] * v[i];
+    }
+}
+
+static void dsi_attention(ds_context *c, int l, int T, int pos0) {
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_layer *L = &c->m->layers[l];
+    int D = cf->hidden_size, H = cf->n_heads;
+    float eps = cf->rms_norm_eps;
+    for (int t = 0; t < T; t++)
+        dsi_rmsnorm(c->xn + (size_t)t * D, c->x + (size_t)t * D, dsi_wf32(&L->attn_norm), D, eps);
+    dsi_att_job j = {c, L, l, T, pos0};
+    if (cf->kv_lora_rank > 0) {
+        int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
+        if (cf->q_lora_rank > 0) {
+            int Rq = cf->q_lora_rank;
+            dsi_matmul(c, &L->q_a, NULL, c->xn, T, D, c->qa, Rq);
+            for (int t = 0; t < T; t++)
+                dsi_rmsnorm(c->qa + (size_t)t * Rq, c->qa + (size_t)t * Rq, dsi_wf32(&L->q_a_norm), Rq, eps);
+            dsi_matmul(c, &L->q_b, NULL, c->qa, T, Rq, c->q, H * hd);
+        } else {
+            dsi_matmul(c, &L->q_proj, NULL, c->xn, T, D, c->q, H * hd);
+        }
+        dsi_matmul(c, &L->kv_a, NULL, c->xn, T, D, c->kva, R + dr);
+        /* the cache keeps the normalised latent and the roped shared key */
+        for (int t = 0; t < T; t++) {
+            const float *kv = c->kva + (size_t)t * (R + dr);
+            float *ca = c->kv_a + (size_t)l * c->kv_a_stride + (size_t)(pos0 + t) * R;
+            float *cb = c->kv_b + (size_t)l * c->kv_b_stride + (size_t)(pos0 + t) * dr;
+            dsi_rmsnorm(ca, kv, dsi_wf32(&L->kv_a_norm), R, eps);
+            memcpy(cb, kv + R, (size_t)dr * sizeof(float));
+            dsi_rope(c, cb, pos0 + t, true);
+        }
+        dsi_pool_run(c->pool, dsi_mla_task, &j, T * H);
+        dsi_matmul(c, &L->wo, NULL, c->att, T, H * cf->v_head_dim, c->tmp, D);
+    } else {
+        int hd = cf->head_dim, Hk = cf->n_kv_heads, kd = Hk * hd;
+        dsi_matmul(c, &L->wq, NULL, c->xn, T, D, c->q, H * hd);
+        float *kt = c->kva, *vt = c->kva + (size_t)T * kd;
+        dsi_matmul(c, &L->wk, NULL, c->xn, T, D, kt, kd);
+        dsi_matmul(c, &L->wv, NULL, c->xn, T, D, vt, kd);
+        for (int t = 0; t < T; t++) {
+            for (int h = 0; h < H; h++) dsi_rope(c, c->q + (size_t)t * H * hd + (size_t)h * hd, pos0 + t, false);
+            for (int h = 0; h < Hk; h++) dsi_rope(c, kt + (size_t)t * kd + (size_t)h * hd, pos0 + t, false);
+            memcpy(c->kv_a + (size_t)l * c->kv_a_stride + (size_t)(pos0 + t) * kd, kt + (size_t)t * kd,
+                   (size_t)kd * sizeof(float));
+            memcpy(c->kv_b + (size_t)l * c->kv_b_stride + (size_t)(pos0 + t) * kd, vt + (size_t)t * kd,
+                   (size_t)kd * sizeof(float));
+        }
+        dsi_pool_run(c->pool, dsi_mha_task, &j, T * H);
+        dsi_matmul(c, &L->wo, NULL, c->att, T, H * hd, c->tmp, D);
+    }
+    for (size_t i = 0; i < (size_t)T * D; i++) c->x[i] += c->tmp[i];
+}
+
+/* ==== Feed-forward ======================================================= */
+static float dsi_silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* down(silu(gate X) * up X) for T rows of X, into Y (T, D). */
+static void dsi_mlp(ds_context *c, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
+                    const uint8_t *gb, const uint8_t *ub, const uint8_t *db, const float *X, int T, float *Y) {
+    int D = c->m->cfg.hidden_size, I = gate->rows;
+    dsi_matmul(c, gate, gb, X, T, D, c->g, I);
+    dsi_matmul(c, up, ub, X, T, D, c->u, I);
+    for (size_t i = 0; i < (size_t)T * I; i++) c->g[i] = dsi_silu(c->g[i]) * c->u[i];
+    dsi_matmul(c, down, db, c->g, T, I, Y, D);
+}
+
+/* Top-k of v (n values) into idx (k), largest first; ties to the lower index. */
+static void dsi_topk(const float *v, int n, int k, int *idx) {
+    for (int i = 0; i < k; i++) idx[i] = -1;
+    for (int x = 0; x < n; x++) {
+        int p = k;
+        while (p > 0 && (idx[p - 1] < 0 || v[x] > v[idx[p - 1]])) p--;
+        if (p >= k) continue;
+        for (int q = k - 1; q > p; q--) idx[q] = idx[q - 1];
+        idx[p] = x;
+    }
+}
+
+/* Routing for one token: logits (E) -> K experts and weights. */
+DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const float *bias, float *scratch, int *sel,
+                        float *w) {
+    int E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+    float *scores = scratch, *choice = scratch + E, *gs = scratch + 2 * E;
+    for (int x = 0; x < E; x++) scores[x] = logits[x];
+    if (cf->scoring_func == DS_SCORING_SIGMOID)
+        for (int x = 0; x < E; x++) scores[x] = 1.0f / (1.0f + expf(-scores[x]));
+    else
+        dsi_softmax(scores, E);
+    /* selection scores: the bias (noaux_tc) steers selection only */
+    for (int x = 0; x < E; x++) choice[x] = scores[x] + (bias ? bias[x] : 0.0f);
+    if (cf->topk_method != DS_TOPK_GREEDY && cf->n_group > 1) {
+        int G = cf->n_group, per = E / G;
+        for (int g = 0; g < G; g++) {
+            const float *v = choice + g * per;
+            if (cf->topk_method == DS_TOPK_NOAUX_TC) {
+                int two[2];
+                dsi_topk(v, per, 2, two);
+                gs[g] = v[two[0]] + v[two[1]];
+            } else {
+                float mx = v[0];
+                for (int i = 1; i < per; i++) mx = v[i] > mx ? v[i] : mx;
+                gs[g] = mx;
+            }
+        }
+        int keep[64];
+        int kg = cf->topk_group < 64 ? cf->topk_group : 64;
+        dsi_topk(gs, G, kg, keep);
+        /* experts outside the chosen groups are masked to 0.0, as the
+         * reference implementations do (not -inf) */
+        for (int g = 0; g < G; g++) {
+            bool kept = false;
+            for (int i = 0; i < kg; i++) kept |= keep[i] == g;
+            if (!kept)
+                for (int i = 0; i < per; i++) choice[g * per + i] = 0.0f;
+        }
+    }
+    dsi_topk(choice, E, K, sel);
+    float sum = 0;
+    for (int k = 0; k < K; k++) {
+        w[k] = scores[sel[k]];
+        sum += w[k];
+    }
+    bool norm = K > 1 && cf->norm_topk_prob;
+    if (norm)
+        for (int k = 0; k < K; k++) w[k] /= sum + 1e-20f;
+    /* V3 always scales; V2 (and DeepSeek-MoE, factor 1) only without normalisation */
+    if (cf->arch == DS_ARCH_DEEPSEEK_V3 || !norm)
+        for (int k = 0; k < K; k++) w[k] *= cf->routed_scaling_factor;
+}
+
+static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_layer *L = &c->m->layers[l];
+    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+    dsi_matmul(c, &L->router, NULL, c->xn, T, D, c->router, E);
+    float *scratch = c->ework;   /* worker 0's area: 3 * E floats fit (E <= widest) */
+    for (int t = 0; t < T; t++)
+        dsi_route(cf, c->router + (size_t)t * E, L->bias.data ? dsi_wf32(&L->bias) : NULL, scratch, c->sel + t * K,
+                  c->selw + t * K);
+    memset(c->tmp, 0, (size_t)T * D * sizeof(float));
+    /* tokens grouped per expert: each expert's matrices run once per batch */
+    for (int x = 0; x < E; x++) {
+        int n = 0;
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < K; k++)
+                if (c->sel[t * K + k] == x) c->etok[n++] = t * K + k;
+        if (!n) continue;
+        for (int i = 0; i < n; i++)
+            memcpy(c->xe + (size_t)i * D, c->xn + (size_t)(c->etok[i] / K) * D, (size_t)D * sizeof(float));
+        const uint8_t *base = NULL;
+        ds_status s = dsi_expert_acquire(c->m, l, x, &base, e);
+        if (s) return s;
+        const dsi_expert_ref *r = &L->experts[x];
+        dsi_mlp(c, &L->exp_gate, &L->exp_up, &L->exp_down, base + r->off[0], base + r->off[1], base + r->off[2], c->xe,
+                n, c->ye);
+        dsi_expert_release(c->m, l, x);
+        for (int i = 0; i < n; i++) {
+            int tk = c->etok[i];
+            float wgt = c->selw[tk];
+            float *dst = c->tmp + (size_t)(tk / K) * D;
+            const float *src = c->ye + (size_t)i * D;
+            for (int d = 0; d < D; d++) dst[d] += wgt * src[d];
+        }
+    }
+    if (cf->n_shared_experts > 0) {
+        dsi_mlp(c, &L->gate, &L->up, &L->down, NULL, NULL, NULL, c->xn, T, c->ye);
+        for (size_t i = 0; i < (size_t)T * D; i++) c->tmp[i] += c->ye[i];
+    }
+    return DS_OK;
+}
+
+static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_layer *L = &c->m->layers[l];
+    int D = cf->hidden_size;
+    for (int t = 0; t < T; t++)
+        dsi_rmsnorm(c->xn + (size_t)t * D, c->x + (size_t)t * D, dsi_wf32(&L->ffn_norm), D, cf->rms_norm_eps);
+    if (L->moe) {
+        ds_status s = dsi_moe(c, l, T, e);
+        if (s) return s;
+    } else {
+        dsi_mlp(c, &L->gate, &L->up, &L->down, NULL, NULL, NULL, c->xn, T, c->tmp);
+    }
+    for (size_t i = 0; i < (size_t)T * D; i++) c->x[i] += c->tmp[i];
+    return DS_OK;
+}
+
+/* ==== Evaluation ========================================================= */
+/* Runs T tokens at positions n_past..; logits for rows [first_out, T) go to
+ * out (row-major, vocab each) when out is not NULL. */
+static ds_status dsi_forward(ds_context *c, const int32_t *tok, int T, float *out, int first_out, dsi_err *e) {
+    ds_model *m = c->m;
+    const ds_model_config *cf = &m->cfg;
+    int D = cf->hidden_size;
+    for (int t = 0; t < T; t++)
+        dsi_dequant_row(&m->embed, m->embed.data + (size_t)tok[t] * m->embed.row_bytes, c->x + (size_t)t * D);
+    for (int l = 0; l < cf->n_layers; l++) {
+        dsi_attention(c, l, T, c->n_past);
+        ds_status s = dsi_ffn(c, l, T, e);
+        if (s) return s;
+    }
+    c->n_past += T;
+    if (!out) return DS_OK;
+    int n_out = T - first_out;
+    for (int t = 0; t < n_out; t++)
+        dsi_rmsnorm(c->xn + (size_t)t * D, c->x + (size_t)(first_out + t) * D, dsi_wf32(&m->out_norm), D,
+                    cf->rms_norm_eps);
+    dsi_matmul(c, &m->lm_head, NULL, c->xn, n_out, D, out, cf->vocab_size);
+    return DS_OK;
+}
+
+DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n, float *logits, int all_logits) {
+    dsi_err e = {0};
+    if (!c || (!tokens && n)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_eval: NULL argument");
+        return c ? dsi_ctx_fail(c, &e) : dsi_publish(&e);
+    }
+    const ds_model_config *cf = &c->m->cfg;
+    if (n == 0) return DS_OK;
+    if (n > (size_t)(c->n_ctx - c->n_past)) {
+        dsi_fail(&e, DS_ERR_LIMIT, "%zu tokens do not fit: %d of the context's %d are used", n, c->n_past, c->n_ctx);
+        return dsi_ctx_fail(c, &e);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= cf->vocab_size) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "token %zu: id %d is outside the vocabulary [0, %d)", i, (int)tokens[i],
+                     cf->vocab_size);
+            return dsi_ctx_fail(c, &e);
+        }
+    int start = c->n_past;
+    for (size_t done = 0; done < n;) {
+        int T = (int)(n - done < DSI_MAX_BATCH ? n - done : DSI_MAX_BATCH);
+        bool last = done + (size_t)T == n;
+        float *out = NULL;
+        int first = 0;
+        if (logits && all_logits) out = logits + done * (size_t)cf->vocab_size;
+        else if (logits && last) {
+            out = logits;
+            first = T - 1;
+        }
+        ds_status s = dsi_forward(c, tokens + done, T, out, first, &e);
+        if (s) {
+            c->n_past = start;   /* nothing half-appended */
+            return dsi_ctx_fail(c, &e);
+        }
+        done += (size_t)T;
+    }
+    return DS_OK;
+}

@@ -1,0 +1,115 @@
+/*
+ * ops.c — portable C kernels: dot products of one stored row (F32, F16 or
+ * Q8_0, dequantized inside the loop, never expanded into a copy of the
+ * matrix) with an F32 vector, RMSNorm, softmax. F32 accumulation throughout.
+ * ISA-specific versions (AVX2/F16C/FMA) come later behind the same calls.
+ */
+#include "../../deepseek_impl/internal.h"
+
+#include <math.h>
+
+/* ==== Dot products ======================================================= */
+DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
+    /* four partial sums: lets the compiler vectorise and shortens the
+     * dependency chain */
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static float dsi_dot_q8(const uint8_t *row, const float *x, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        const int8_t *q = (const int8_t *)(blk + 2);
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i += 4) {
+            s0 += (float)q[i] * xb[i];
+            s1 += (float)q[i + 1] * xb[i + 1];
+            s2 += (float)q[i + 2] * xb[i + 2];
+            s3 += (float)q[i + 3] * xb[i + 3];
+        }
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * ((s0 + s1) + (s2 + s3));
+    }
+    return sum;
+}
+
+static float dsi_dot_f16(const uint8_t *row, const float *x, int n) {
+    float s0 = 0, s1 = 0;
+    int i = 0;
+    for (; i + 2 <= n; i += 2) {
+        s0 += dsi_f16_to_f32(dsi_rd16(row + 2 * i)) * x[i];
+        s1 += dsi_f16_to_f32(dsi_rd16(row + 2 * i + 2)) * x[i + 1];
+    }
+    for (; i < n; i++) s0 += dsi_f16_to_f32(dsi_rd16(row + 2 * i)) * x[i];
+    return s0 + s1;
+}
+
+DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x) {
+    switch (w->dtype) {
+    case DS_DTYPE_F32: return dsi_dot_f32((const float *)(const void *)row, x, w->cols);
+    case DS_DTYPE_F16: return dsi_dot_f16(row, x, w->cols);
+    case DS_DTYPE_Q8_0: return dsi_dot_q8(row, x, w->cols);
+    }
+    return 0;
+}
+
+DSI_FUNC void dsi_dequant_row(const dsi_weight *w, const uint8_t *row, float *y) {
+    switch (w->dtype) {
+    case DS_DTYPE_F32: memcpy(y, row, (size_t)w->cols * sizeof(float)); break;
+    case DS_DTYPE_F16: dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)w->cols); break;
+    case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)w->cols); break;
+    }
+}
+
+DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, float *y) {
+    int n = w->cols;
+    switch (w->dtype) {
+    case DS_DTYPE_F32: {
+        const float *r = (const float *)(const void *)row;
+        for (int i = 0; i < n; i++) y[i] += a * r[i];
+        break;
+    }
+    case DS_DTYPE_F16:
+        for (int i = 0; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
+        break;
+    case DS_DTYPE_Q8_0:
+        for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+            const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+            float as = a * dsi_f16_to_f32(dsi_rd16(blk));
+            const int8_t *q = (const int8_t *)(blk + 2);
+            float *yb = y + b * DSI_Q8_BLOCK;
+            for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)q[i];
+        }
+        break;
+    }
+}
+
+/* ==== Normalisation ====================================================== */
+DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    /* as the references: mean of squares in float32, then x * rsqrt * w */
+    float ss = 0;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+}
+
+DSI_FUNC void dsi_softmax(float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
