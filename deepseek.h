@@ -455,12 +455,29 @@ typedef struct ds_sampler_params {
     uint64_t seed;
 } ds_sampler_params;
 
+/* A sampler applies, in this order: the penalties over the last
+ * penalty_last_n ids of the history; then temperature 0 = argmax (lowest id
+ * on ties); otherwise logits / temperature, top-k, softmax, top-p (the
+ * smallest head of the sorted distribution whose mass reaches top_p, at
+ * least one token), min-p (relative to the most likely token), and a draw
+ * from what is left with the sampler's own generator (xoshiro256**): the
+ * same seed and inputs give the same tokens on every platform. A sampler
+ * belongs to one thread at a time. */
 typedef struct ds_sampler ds_sampler;
+/* temperature 1, top_k 0, top_p 1, min_p 0, penalties off (1, 0, 0),
+ * penalty_last_n 64, seed 0. */
 DS_API ds_sampler_params ds_sampler_default_params(void);
-/* Validates the parameters (DS_ERR_INVALID_ARG names the bad one). */
+/* Validates the parameters (DS_ERR_INVALID_ARG names the bad one: temperature
+ * finite and >= 0, top_k >= 0, 0 < top_p <= 1, 0 <= min_p < 1,
+ * repetition_penalty finite and > 0, other penalties finite, penalty_last_n
+ * >= 0). params may be NULL for the defaults. Free with ds_sampler_free. */
 DS_API DS_WARN_UNUSED ds_status ds_sampler_new(ds_sampler **out, const ds_sampler_params *params);
 DS_API void ds_sampler_free(ds_sampler *s);
-/* Picks a token from n_vocab logits (not modified), given the ids so far. */
+/* Picks a token from n_vocab logits (not modified), given the ids so far
+ * (history may be NULL when n_history is 0). A logit of -infinity masks its
+ * token. DS_ERR_INVALID_ARG for a NaN or +infinity logit, all logits
+ * -infinity, n_vocab <= 0, or a history id outside [0, n_vocab);
+ * DS_ERR_NOMEM when the scratch for a larger vocabulary cannot be had. */
 DS_API DS_WARN_UNUSED ds_status ds_sampler_sample(ds_sampler *s, const float *logits, int n_vocab,
                                                   const int32_t *history, size_t n_history, int32_t *out);
 

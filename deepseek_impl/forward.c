@@ -566,13 +566,16 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
         int keep[64];
         int kg = cf->topk_group < 64 ? cf->topk_group : 64;
         dsi_topk(gs, G, kg, keep);
-        /* experts outside the chosen groups are masked to 0.0, as the
-         * reference implementations do (not -inf) */
+        /* experts outside the chosen groups are masked: V3 (noaux_tc) with
+         * -inf as transformers and DeepSeek's inference/model.py do; V2 with
+         * 0.0 as transformers' and the Hub's V2 code do (the two differ
+         * only when fewer than top_k kept experts score above zero) */
+        float masked = cf->topk_method == DS_TOPK_NOAUX_TC ? -INFINITY : 0.0f;
         for (int g = 0; g < G; g++) {
             bool kept = false;
             for (int i = 0; i < kg; i++) kept |= keep[i] == g;
             if (!kept)
-                for (int i = 0; i < per; i++) choice[g * per + i] = 0.0f;
+                for (int i = 0; i < per; i++) choice[g * per + i] = masked;
         }
     }
     dsi_topk(choice, E, K, sel);

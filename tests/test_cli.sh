@@ -383,5 +383,206 @@ else
     skip bogus-1 "no v2lite checkpoint"
 fi
 
+# ==== 6. Inference: tokenize, logits, run, chat =============================
+
+# bpe_ref <tokenizer.json> <text>: token ids of TEXT by an independent
+# byte-level BPE written here with json only (text of ASCII letters and
+# single spaces, so the pre-tokenizer just splits before each space).
+bpe_ref() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1], encoding="utf-8"))
+vocab, merges = t["model"]["vocab"], t["model"]["merges"]
+rank = {}
+for i, m in enumerate(merges):
+    a, b = m.split(" ") if isinstance(m, str) else m
+    rank.setdefault((a, b), i)
+bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+cs, n = bs[:], 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+bmap = dict(zip(bs, map(chr, cs)))
+def bpe(word):
+    parts = [bmap[b] for b in word.encode("utf-8")]
+    while len(parts) > 1:
+        best = min((rank.get((parts[i], parts[i + 1]), 1 << 60), i) for i in range(len(parts) - 1))
+        if best[0] == 1 << 60:
+            break
+        i = best[1]
+        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+    return [vocab[p] for p in parts]
+ids = []
+for k, w in enumerate(sys.argv[2].split(" ")):
+    ids += bpe(w if k == 0 else " " + w)
+print(" ".join(map(str, ids)))
+PY
+}
+
+# config_int <config.json> <key>
+config_int() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+# stat_field <file> <prompt|generated>: N from the stats line.
+stat_field() { sed -n "s/.*$2: \([0-9]*\) tokens.*/\1/p" "$1" | tail -n 1; }
+
+STATS_RE='^prompt: [0-9][0-9]* tokens, [0-9.]* tok/s; generated: [0-9][0-9]* tokens, [0-9.]* tok/s$'
+
+n=0
+for c in run chat tokenize logits; do
+    n=$((n + 1))
+    expect "usage-4.$n" 0 "$c" --help && check "usage-4.${n}b" "$c --help prints usage" has "$T/out" "usage: ds $c"
+done
+expect usage-4.5 2 run "$T/m.dsm"                                  # no -p
+expect usage-4.6 2 run "$T/m.dsm" -p hi --top-p 0 &&
+    check usage-4.6b "the bad parameter is named" has "$T/err" "top_p"
+expect usage-4.7 2 run "$T/m.dsm" -p hi --top-p 1.5
+expect usage-4.8 2 run "$T/m.dsm" -p hi --temp -1
+expect usage-4.9 2 run "$T/m.dsm" -p hi --temp abc
+expect usage-4.10 2 run "$T/m.dsm" -p hi --min-p 1
+expect usage-4.11 2 run "$T/m.dsm" -p hi --repeat-penalty 0
+expect usage-4.12 2 run "$T/m.dsm" -p hi --top-k -3
+expect usage-4.13 2 run "$T/m.dsm" -p hi -n -1
+expect usage-4.14 2 run "$T/m.dsm" -p hi --ctx 0
+expect usage-4.15 2 run "$T/m.dsm" -p hi --seed 1x
+expect usage-4.16 2 run "$T/m.dsm" -p hi -p again
+expect usage-4.17 2 tokenize "$T/m.dsm"                            # no TEXT
+expect usage-4.18 2 tokenize "$T/m.dsm" a b
+expect usage-4.19 2 logits "$T/m.dsm" --out "$T/x.bin"             # no --tokens
+expect usage-4.20 2 logits "$T/m.dsm" --tokens 1,2                  # no --out
+k=0
+for bad_list in "1,,2" "1," ",1" "-1" "a" "1 2" "" "1,2x" "99999999999"; do
+    k=$((k + 1))
+    expect "usage-4.21.$k" 2 logits "$T/m.dsm" --tokens "$bad_list" --out "$T/x.bin"
+done
+expect usage-4.22 2 chat "$T/m.dsm" --bogus
+check usage-4.23 "usage errors created no output" test ! -e "$T/x.bin"
+
+src=$(hf_dir v2lite)
+if [ -z "$src" ] || ! command -v python3 >/dev/null 2>&1; then
+    skip infer "no v2lite checkpoint or no python3"
+else
+    mkdir -p "$T/inf"
+    IM=$T/inf/m.dsm
+    VOCAB=$(config_int "$src/config.json" vocab_size)
+    BOS=$(config_int "$src/config.json" bos_token_id)
+    expect infer-0 0 convert "$src" "$IM" --no-encrypt --quant f32
+
+    # ---- tokenize ----
+    k=0
+    for text in "hello world" "The experts of the token" "selfke perts"; do
+        k=$((k + 1))
+        want=$(bpe_ref "$src/tokenizer.json" "$text")
+        if expect "tok-1.$k" 0 tokenize "$IM" "$text"; then
+            check "tok-1.${k}b" "'$text': ids '$(cat "$T/out")', reference '$want'" test "$(cat "$T/out")" = "$want"
+        fi
+    done
+    NHW=$(bpe_ref "$src/tokenizer.json" "hello world" | wc -w | tr -d ' ')
+    want=$(bpe_ref "$src/tokenizer.json" "hello")
+    expect tok-2 0 tokenize "$IM" --bos hello &&
+        check tok-2b "--bos: '$(cat "$T/out")', want '$BOS $want'" test "$(cat "$T/out")" = "$BOS $want"
+    expect tok-3 0 tokenize "$IM" "" && check tok-3b "empty text gives an empty line" test "$(cat "$T/out")" = ""
+    if [ -f "$SEALED" ]; then
+        expect tok-4 1 tokenize "$SEALED" hello &&
+            check tok-4b "missing key is called a key problem" hasi "$T/err" "key"
+        expect tok-5 0 tokenize "$SEALED" --key-file "$K1" hello &&
+            check tok-5b "sealed file tokenizes the same" test "$(cat "$T/out")" = "$want"
+    fi
+
+    # ---- logits ----
+    LF=$T/inf/logits.bin
+    if expect logits-1 0 logits "$IM" --tokens "$BOS,5,7,42" --out "$LF"; then
+        check logits-1b "size $(file_size "$LF"), want 4 x $VOCAB x 4" test "$(file_size "$LF")" -eq $((4 * VOCAB * 4))
+        check logits-1c "logits are finite and not all equal" python3 -c '
+import math, struct, sys
+d = open(sys.argv[1], "rb").read()
+v = struct.unpack("<%df" % (len(d) // 4), d)
+sys.exit(0 if all(math.isfinite(x) for x in v) and max(v) > min(v) else 1)' "$LF"
+        check logits-1d "only logits.bin and m.dsm in the directory: $(ls -A "$T/inf" | tr '\n' ' ')" \
+            test "$(ls -A "$T/inf" | tr '\n' ' ')" = "logits.bin m.dsm "
+        # causal: the rows of a prefix do not depend on what follows
+        if expect logits-2 0 logits "$IM" --tokens "$BOS,5" --out "$T/inf/prefix.bin"; then
+            check logits-2b "prefix rows match the first rows of the longer run" python3 -c '
+import struct, sys
+a = open(sys.argv[1], "rb").read(); b = open(sys.argv[2], "rb").read()
+x = struct.unpack("<%df" % (len(a) // 4), a); y = struct.unpack("<%df" % (len(a) // 4), b[:len(a)])
+sys.exit(0 if max(abs(p - q) for p, q in zip(x, y)) <= 1e-4 * max(1.0, max(map(abs, x))) else 1)' \
+                "$T/inf/prefix.bin" "$LF"
+            rm -f "$T/inf/prefix.bin"
+        fi
+    fi
+    expect logits-3 1 logits "$IM" --tokens "$BOS,$VOCAB" --out "$T/inf/oob.bin" &&
+        check logits-3b "message names the id" has "$T/err" "$VOCAB"
+    check logits-3c "failed run left no file: $(ls -A "$T/inf" | tr '\n' ' ')" test ! -e "$T/inf/oob.bin" -a \
+        "$(ls -A "$T/inf" | wc -l | tr -d ' ')" = 2
+
+    # ---- run ----
+    if expect run-1 0 run "$IM" -p "hello world" -n 8 --temp 0; then
+        cp "$T/out" "$T/run1.txt"
+        check run-1b "stats line on stderr: $(tail -n 1 "$T/err")" grep -q "$STATS_RE" "$T/err"
+        g=$(stat_field "$T/err" generated)
+        check run-1c "generated $g tokens, want 1..8" test -n "$g" -a "${g:-0}" -le 8
+        check run-1d "prompt of $(stat_field "$T/err" prompt) tokens, want BOS + $NHW" \
+            test "$(stat_field "$T/err" prompt)" = $((NHW + 1))
+        expect run-2 0 run "$IM" -p "hello world" -n 8 --temp 0 &&
+            check run-2b "greedy twice gives the same text" cmp -s "$T/out" "$T/run1.txt"
+        expect run-3 0 run "$IM" -p "hello world" -n 8 --temp 0 --threads 1 &&
+            check run-3b "one thread gives the same greedy text" cmp -s "$T/out" "$T/run1.txt"
+    fi
+    if expect run-4 0 run "$IM" -p "hello" -n 16 --temp 1.0 --top-k 40 --top-p 0.9 --seed 7; then
+        cp "$T/out" "$T/run4.txt"
+        expect run-4b 0 run "$IM" -p "hello" -n 16 --temp 1.0 --top-k 40 --top-p 0.9 --seed 7 &&
+            check run-4c "the same seed gives the same text" cmp -s "$T/out" "$T/run4.txt"
+    fi
+    expect run-5 0 run "$IM" -p "hello" -n 0 &&
+        check run-5b "-n 0 generates nothing" test "$(stat_field "$T/err" generated)" = 0
+    expect run-6 1 run "$IM" -p "the experts of the token and the experts of the token" --ctx 4 &&
+        check run-6b "clear message: $(head -n 1 "$T/err")" has "$T/err" "prompt of [0-9]* tokens exceeds the context of 4"
+    # a context just big enough for the prompt still generates a token
+    expect run-7 0 run "$IM" -p "hello world" --ctx $((NHW + 1)) -n 5 --temp 0 &&
+        check run-7b "a full context stops generation" test "$(stat_field "$T/err" generated)" -le 1
+    expect run-8 0 run "$IM" -p "hello" -n 8 --temp 0.7 --min-p 0.1 --repeat-penalty 1.3 --repeat-last-n 16 \
+        --frequency-penalty 0.2 --presence-penalty 0.1 --seed 1
+    if [ -f "$SEALED" ]; then
+        expect run-9 1 run "$SEALED" -p hello -n 4 &&
+            check run-9b "missing key is called a key problem" hasi "$T/err" "key"
+        expect run-10 0 run "$SEALED" --key-file "$K1" -p hello -n 4 --temp 0 --cache-mb 1
+    fi
+
+    # ---- chat ----
+    "$DS" chat "$IM" -n 6 --temp 0 --stats >"$T/out" 2>"$T/err" <<'IN'
+hello there
+
+how are you
+IN
+    rc=$?
+    check chat-1 "chat exited $rc, want 0" test "$rc" -eq 0
+    check chat-1b "two replies, two stats lines: $(grep -c "$STATS_RE" "$T/err")" \
+        test "$(grep -c "$STATS_RE" "$T/err")" = 2
+    p1=$(sed -n 1p "$T/err" | sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p')
+    p2=$(sed -n 2p "$T/err" | sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p')
+    check chat-1c "the second turn sees the first ($p1 then $p2 prompt tokens)" test "${p2:-0}" -gt "${p1:-0}"
+    "$DS" chat "$IM" -n 4 --temp 0 --stats --system "Be brief." >"$T/out" 2>"$T/err" <<'IN'
+first
+/reset
+first
+/exit
+never read
+IN
+    rc=$?
+    check chat-2 "chat with /reset, /exit exited $rc, want 0" test "$rc" -eq 0
+    check chat-2b "/exit stops reading: $(grep -c "$STATS_RE" "$T/err") replies" \
+        test "$(grep -c "$STATS_RE" "$T/err")" = 2
+    p1=$(grep "$STATS_RE" "$T/err" | sed -n 1p | sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p')
+    p2=$(grep "$STATS_RE" "$T/err" | sed -n 2p | sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p')
+    check chat-2c "/reset forgets the conversation ($p1 and $p2 prompt tokens)" test -n "$p1" -a "$p1" = "$p2"
+    printf 'a long message that cannot fit\n' | "$DS" chat "$IM" --ctx 4 >"$T/out" 2>"$T/err"
+    rc=$?
+    check chat-3 "an oversize turn is reported and chat goes on to exit 0 (rc $rc)" test "$rc" -eq 0
+    check chat-3b "the oversize turn is named" has "$T/err" "exceeds the context"
+    : | "$DS" chat "$IM" >"$T/out" 2>"$T/err"
+    rc=$?
+    check chat-4 "empty input: exit $rc, want 0" test "$rc" -eq 0
+fi
+
 echo "RESULT test_cli: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -3,11 +3,18 @@
  * seeds reproduce, draws follow the softmax (chi-square over 100k draws),
  * top-k / top-p / min-p cut where they should, penalties move the choice
  * the way CTRL and the OpenAI-style penalties say, and bad input is refused.
+ * Then ds_generate on a generated checkpoint: the same tokens as a
+ * hand-written eval/argmax loop, streamed pieces that spell the decoded text,
+ * the stopping rules, and its error paths.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L   /* mkdtemp */
+#endif
 #include "../deepseek.h"
 #include "test.h"
 
 #include <math.h>
+#include <unistd.h>
 
 /* ==== Helpers ============================================================= */
 
@@ -536,6 +543,206 @@ static void test_large(void) {
     free(h);
 }
 
+
+/* ==== 9. Generation ======================================================= */
+/* ds_generate on the generated v2lite checkpoint (converted here, F32),
+ * checked against a hand-written loop over ds_context_eval and argmax. */
+
+typedef struct collect {
+    int32_t ids[256];
+    int n;
+    char text[8192];
+    size_t len;
+    int stop_after;           /* return non-zero after this many tokens (0 = never) */
+} collect;
+
+static int on_tok(void *user, int32_t token, const char *piece, size_t len) {
+    collect *c = user;
+    if (c->n < 256) c->ids[c->n++] = token;
+    if (c->len + len < sizeof c->text) {
+        memcpy(c->text + c->len, piece, len);
+        c->len += len;
+        c->text[c->len] = 0;
+    }
+    return c->stop_after && c->n >= c->stop_after;
+}
+
+static void test_generate(void) {
+    const char *td = getenv("DS_TESTDATA");
+    char dir[512], path[600], tmp[] = "/tmp/ds-test-sampler-XXXXXX";
+    snprintf(dir, sizeof dir, "%s/v2lite", td ? td : "");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *probe = td ? fopen(path, "rb") : NULL;
+    if (!probe) {
+        T_SKIP("generate", "no generated checkpoints ($DS_TESTDATA)");
+        return;
+    }
+    fclose(probe);
+    if (!mkdtemp(tmp)) {
+        T_SKIP("generate", "mkdtemp failed");
+        return;
+    }
+    snprintf(path, sizeof path, "%s/v2lite-f32.dsm", tmp);
+    ds_convert_params cp = ds_convert_default_params();
+    cp.quant = DS_QUANT_F32;
+    cp.encrypt = 0;
+    ds_model *m = NULL;
+    ds_context *c = NULL, *small = NULL;
+    ds_status st = ds_convert(dir, path, &cp);
+    T_STATUS("generate-0.1", st, DS_OK, ds_last_error());
+    ds_model_params mp = ds_model_default_params();
+    mp.n_threads = 2;
+    if (st == DS_OK) st = ds_model_open(&m, path, &mp);
+    T_STATUS("generate-0.2", st, DS_OK, ds_last_error());
+    ds_context_params xp = ds_context_default_params();
+    if (st == DS_OK) st = ds_context_new(&c, m, &xp);
+    xp.n_ctx = 4;
+    if (st == DS_OK) st = ds_context_new(&small, m, &xp);
+    T_STATUS("generate-0.3", st, DS_OK, ds_last_error());
+    if (st != DS_OK) goto out;
+    T_CHECK("generate-0.4", ds_context_model(c) == m, "ds_context_model is not the model");
+
+    const ds_tokenizer *tok = ds_model_tokenizer(m);
+    ds_model_config cfg;
+    if (ds_model_get_config(m, &cfg) != DS_OK) goto out;
+    ds_sampler_params gp = params_t(0.0f, 1);
+    ds_sampler *greedy = mk(&gp);
+    ds_generate_stats gs;
+    collect col;
+    const char *prompt = "The experts of the token";
+
+    /* ---- 1: errors ---- */
+    T_STATUS("generate-1.1", ds_generate(NULL, greedy, prompt, 4, NULL, NULL, NULL), DS_ERR_INVALID_ARG,
+             ds_last_error());
+    T_STATUS("generate-1.2", ds_generate(c, NULL, prompt, 4, NULL, NULL, NULL), DS_ERR_INVALID_ARG, ds_last_error());
+    T_STATUS("generate-1.3", ds_generate(c, greedy, NULL, 4, NULL, NULL, NULL), DS_ERR_INVALID_ARG, ds_last_error());
+    T_STATUS("generate-1.4", ds_generate(c, greedy, prompt, -1, NULL, NULL, NULL), DS_ERR_INVALID_ARG,
+             ds_last_error());
+    st = ds_generate(small, greedy, prompt, 4, NULL, NULL, &gs);
+    T_CHECK("generate-1.5", st == DS_ERR_LIMIT && strstr(ds_last_error(), "exceeds the context of 4"),
+            "oversize prompt: status %d, message '%s'", (int)st, ds_last_error());
+    T_CHECK("generate-1.6", gs.n_generated == 0 && gs.n_prompt > 4, "stats after the oversize prompt: %d, %d",
+            gs.n_prompt, gs.n_generated);
+    T_STATUS("generate-1.7", ds_generate(c, greedy, "ok \xff\xfe", 4, NULL, NULL, NULL), DS_ERR_INVALID_ARG,
+             ds_last_error());
+
+    /* ---- 2: greedy generation equals a hand-written loop ---- */
+    size_t n_enc = 0;
+    int32_t ref[64 + 32];
+    st = ds_tokenizer_encode(tok, prompt, strlen(prompt), DS_TOKENIZE_BOS, ref, 64, &n_enc);
+    T_STATUS("generate-2.1", st, DS_OK, ds_last_error());
+    memset(&col, 0, sizeof col);
+    st = ds_generate(c, greedy, prompt, 16, on_tok, &col, &gs);
+    T_STATUS("generate-2.2", st, DS_OK, ds_last_error());
+    T_CHECK("generate-2.3", gs.n_prompt == (int)n_enc && gs.n_generated == col.n && col.n <= 16,
+            "stats: prompt %d (want %zu), generated %d (callback saw %d)", gs.n_prompt, n_enc, gs.n_generated, col.n);
+    T_CHECK("generate-2.4", gs.prompt_seconds >= 0 && gs.generate_seconds >= 0, "negative times");
+    {
+        int n_sample = ds_tokenizer_vocab_size(tok) < cfg.vocab_size ? ds_tokenizer_vocab_size(tok) : cfg.vocab_size;
+        float *lg = malloc((size_t)cfg.vocab_size * sizeof *lg);
+        int32_t want[16];
+        int n_want = 0;
+        ds_context_reset(c);
+        st = lg ? ds_context_eval(c, ref, n_enc, lg, 0) : DS_ERR_NOMEM;
+        while (st == DS_OK && n_want < 16) {
+            int best = 0;
+            for (int i = 1; i < n_sample; i++)
+                if (lg[i] > lg[best]) best = i;
+            if (best == ds_tokenizer_eos(tok)) break;
+            want[n_want++] = best;
+            int32_t t = best;
+            if (n_want < 16) st = ds_context_eval(c, &t, 1, lg, 0);
+        }
+        free(lg);
+        T_CHECK("generate-2.5", st == DS_OK && n_want == col.n && !memcmp(want, col.ids, sizeof(int32_t) * (size_t)n_want),
+                "ds_generate gave %d tokens, the hand loop %d (first %d vs %d)", col.n, n_want, col.n ? col.ids[0] : -1,
+                n_want ? want[0] : -1);
+    }
+    /* the streamed pieces spell what decoding all ids at once gives (unless
+     * the random model stopped inside a UTF-8 character) */
+    {
+        char dec[8192];
+        size_t dlen = 0;
+        st = ds_tokenizer_decode(tok, col.ids, (size_t)col.n, dec, sizeof dec, &dlen);
+        int partial = dlen >= 3 && !memcmp(dec + dlen - 3, "\xef\xbf\xbd", 3);
+        T_CHECK("generate-2.6",
+                st == DS_OK && (partial ? col.len <= dlen && !memcmp(dec, col.text, col.len)
+                                        : dlen == col.len && !memcmp(dec, col.text, dlen)),
+                "streamed '%s' but decode gives '%.*s'", col.text, (int)dlen, dec);
+    }
+    /* the same again: the context is reset, not appended to */
+    collect col2;
+    memset(&col2, 0, sizeof col2);
+    st = ds_generate(c, greedy, prompt, 16, on_tok, &col2, NULL);
+    T_CHECK("generate-2.7", st == DS_OK && col2.n == col.n && !memcmp(col.ids, col2.ids, sizeof(int32_t) * (size_t)col.n),
+            "a second greedy run differs (%d vs %d tokens)", col2.n, col.n);
+
+    /* ---- 3: stopping ---- */
+    memset(&col, 0, sizeof col);
+    col.stop_after = 1;
+    st = ds_generate(c, greedy, prompt, 16, on_tok, &col, &gs);
+    T_CHECK("generate-3.1", st == DS_OK && col.n <= 1 && gs.n_generated == col.n, "callback stop: %d tokens, status %d",
+            col.n, (int)st);
+    st = ds_generate(c, greedy, prompt, 0, on_tok, &col, &gs);
+    T_CHECK("generate-3.2", st == DS_OK && gs.n_generated == 0 && gs.n_prompt == (int)n_enc, "max_tokens 0: %d, %d",
+            gs.n_prompt, gs.n_generated);
+    /* a context that holds just the prompt: one more token can be sampled
+     * from the prompt's logits, then generation stops */
+    {
+        ds_context *fit = NULL;
+        ds_context_params fp = ds_context_default_params();
+        fp.n_ctx = (int)n_enc;
+        st = ds_context_new(&fit, m, &fp);
+        if (st == DS_OK) st = ds_generate(fit, greedy, prompt, 16, NULL, NULL, &gs);
+        T_CHECK("generate-3.3", st == DS_OK && gs.n_prompt == (int)n_enc && gs.n_generated <= 1,
+                "full context: status %d (%s), prompt %d, generated %d", (int)st, ds_last_error(), gs.n_prompt,
+                gs.n_generated);
+        T_CHECK("generate-3.4", fit && ds_context_n_past(fit) == (int)n_enc, "n_past %d, want %zu",
+                fit ? ds_context_n_past(fit) : -1, n_enc);
+        ds_context_free(fit);
+    }
+
+    /* ---- 4: a prompt that already begins with BOS (a rendered chat
+     * template) does not get a second one ---- */
+    {
+        int32_t bos = ds_tokenizer_bos(tok);
+        char btxt[256], p2[512];
+        size_t blen = 0;
+        if (bos >= 0 && ds_tokenizer_decode(tok, &bos, 1, btxt, sizeof btxt, &blen) == DS_OK) {
+            snprintf(p2, sizeof p2, "%s%s", btxt, prompt);
+            st = ds_generate(c, greedy, p2, 0, NULL, NULL, &gs);
+            T_CHECK("generate-4.1", st == DS_OK && gs.n_prompt == (int)n_enc, "BOS text + prompt: %d tokens, want %zu",
+                    gs.n_prompt, n_enc);
+        } else {
+            T_SKIP("generate-4.1", "no BOS token");
+        }
+    }
+
+    /* ---- 5: sampling with a seed reproduces ---- */
+    {
+        ds_sampler_params sp = params_t(1.0f, 77);
+        sp.repetition_penalty = 1.3f;
+        ds_sampler *a = mk(&sp), *b = mk(&sp);
+        memset(&col, 0, sizeof col);
+        memset(&col2, 0, sizeof col2);
+        ds_status s1 = ds_generate(c, a, prompt, 24, on_tok, &col, NULL);
+        ds_status s2 = ds_generate(c, b, prompt, 24, on_tok, &col2, NULL);
+        T_CHECK("generate-5.1",
+                s1 == DS_OK && s2 == DS_OK && col.n == col2.n && !memcmp(col.ids, col2.ids, sizeof(int32_t) * (size_t)col.n),
+                "seeded runs differ");
+        ds_sampler_free(a);
+        ds_sampler_free(b);
+    }
+    ds_sampler_free(greedy);
+
+out:
+    ds_context_free(small);
+    ds_context_free(c);
+    ds_model_close(m);
+    unlink(path);
+    rmdir(tmp);
+}
+
 int main(void) {
     test_params();
     test_bad_input();
@@ -545,5 +752,6 @@ int main(void) {
     test_truncation();
     test_penalties();
     test_large();
+    test_generate();
     return t_finish("test_sampler");
 }

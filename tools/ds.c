@@ -6,6 +6,12 @@
  *     ds keygen  <file>
  *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--json]
  *     ds verify  <model.dsm> [--key-file F | --passphrase-env VAR] [--threads N]
+ *     ds run     <model.dsm> [key] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
+ *                [--min-p P] [--repeat-penalty R] [--seed S] [--threads N] [--ctx N]
+ *                [--cache-mb M]
+ *     ds chat    <model.dsm> [key] [--system TEXT] [sampling and model options as run]
+ *     ds tokenize <model.dsm> [key] [--bos] TEXT
+ *     ds logits  <model.dsm> [key] --tokens 1,2,3 --out FILE
  *
  * A program, not the library: it prints, and it exits with
  *     0  success
@@ -1039,6 +1045,792 @@ static int cmd_verify(int argc, char **argv) {
     return 0;
 }
 
+/* ==== Inference commands: shared options ================================== */
+/*
+ * run, chat, tokenize and logits open a model the same way; these gather the
+ * options they share and turn them into model and context parameters.
+ */
+
+typedef struct model_opts {
+    key_opts ko;
+    const char *threads_s, *ctx_s, *cache_s;
+    int verbose;
+    /* parsed */
+    int threads, n_ctx;
+    uint64_t cache_bytes;
+} model_opts;
+
+/* Recognises the model options (those allowed by the flags). Returns 1 when
+ * the current argument was one of them. */
+enum { MO_THREADS = 1, MO_CTX = 2, MO_CACHE = 4 };
+static int model_option(argscan *a, model_opts *o, int which) {
+    const char *v;
+    if (key_option(a, &o->ko, 0)) return 1;
+    if ((which & MO_THREADS) && is_opt(a, "--threads", &v)) return set_once(a, &o->threads_s, v, "--threads"), 1;
+    if ((which & MO_CTX) && is_opt(a, "--ctx", &v)) return set_once(a, &o->ctx_s, v, "--ctx"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--cache-mb", &v)) return set_once(a, &o->cache_s, v, "--cache-mb"), 1;
+    if (is_flag(a, "--verbose") || is_flag(a, "-v")) {
+        o->verbose = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Parses the numbers. Returns 0 or EXIT_USAGE. */
+static int model_opts_check(const char *cmd, model_opts *o) {
+    int rc = key_opts_check(cmd, &o->ko);
+    if (rc) return rc;
+    uint64_t v;
+    if (o->threads_s) {
+        if (!parse_u64(o->threads_s, 4096, &v))
+            return usage_error(cmd, "--threads needs a whole number from 0 to 4096, not '%s'", o->threads_s);
+        o->threads = (int)v;
+    }
+    if (o->ctx_s) {
+        if (!parse_u64(o->ctx_s, 1u << 22, &v) || v == 0)
+            return usage_error(cmd, "--ctx needs a whole number of tokens from 1 to 4194304, not '%s'", o->ctx_s);
+        o->n_ctx = (int)v;
+    }
+    if (o->cache_s) {
+        if (!parse_u64(o->cache_s, UINT64_MAX >> 20, &v))
+            return usage_error(cmd, "--cache-mb needs a whole number of MiB (0 = all experts resident), not '%s'",
+                               o->cache_s);
+        o->cache_bytes = v << 20;
+    }
+    return 0;
+}
+
+/* Opens a model for the inference commands: checks that an encrypted file
+ * has a secret, loads it, opens (with or without the weights) and wipes the
+ * secret. Prints the message and returns NULL on failure. */
+static ds_model *open_model(const char *cmd, const char *path, const model_opts *o, int load_weights, log_ctx *lc) {
+    ds_file_info fi;
+    ds_status st = ds_file_info_read(path, &fi);
+    if (st != DS_OK) {
+        fail(cmd, "%s", errmsg(st));
+        return NULL;
+    }
+    int have_secret = o->ko.key_file || o->ko.pass_env;
+    if (fi.cipher != DS_CIPHER_NONE && !have_secret) {
+        fail(cmd, "%s is encrypted: give --key-file F or --passphrase-env VAR", path);
+        return NULL;
+    }
+    secret sec;
+    memset(&sec, 0, sizeof sec);
+    if (fi.cipher != DS_CIPHER_NONE && secret_load(cmd, &o->ko, &sec)) {
+        secret_wipe(&sec);
+        return NULL;
+    }
+    ds_model_params mp = ds_model_default_params();
+    ds_model *m = NULL;
+    mp.load_weights = load_weights;
+    mp.n_threads = o->threads;
+    mp.expert_cache_bytes = o->cache_bytes;
+    mp.log = log_cb;
+    mp.log_user = lc;
+    if (sec.have_key) {
+        mp.key = sec.key;
+        mp.key_len = sizeof sec.key;
+    } else if (sec.pass) {
+        mp.passphrase = sec.pass;
+        mp.passphrase_len = sec.pass_len;
+    }
+    st = ds_model_open(&m, path, &mp);
+    secret_wipe(&sec);
+    if (st != DS_OK) {
+        const char *msg = errmsg(st), *hint = "";
+        if (fi.kdf == DS_KDF_ARGON2ID && o->ko.key_file && !strstr(msg, "--passphrase-env"))
+            hint = " (the file is sealed with a passphrase: use --passphrase-env VAR)";
+        else if (fi.kdf == DS_KDF_RAW_KEY && o->ko.pass_env && !strstr(msg, "--key-file"))
+            hint = " (the file is sealed with a key: use --key-file F)";
+        fail(cmd, "%s%s", msg, hint);
+        return NULL;
+    }
+    return m;
+}
+
+/* Opens the model with its weights and a context on it. Returns 0, or
+ * EXIT_FAILURE with nothing left open. */
+static int open_inference(const char *cmd, const char *path, const model_opts *o, int n_ctx, log_ctx *lc,
+                          ds_model **m, ds_context **c) {
+    *m = open_model(cmd, path, o, 1, lc);
+    *c = NULL;
+    if (!*m) return EXIT_FAILURE;
+    ds_context_params cp = ds_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_threads = o->threads;
+    ds_status st = ds_context_new(c, *m, &cp);
+    if (st != DS_OK) {
+        int rc = fail(cmd, "%s", errmsg(st));
+        ds_model_close(*m);
+        *m = NULL;
+        return rc;
+    }
+    return 0;
+}
+
+/* ==== Sampling options (run, chat) ======================================== */
+
+typedef struct sample_opts {
+    const char *n_s, *temp_s, *top_k_s, *top_p_s, *min_p_s, *rep_s, *rep_n_s, *freq_s, *pres_s, *seed_s;
+} sample_opts;
+
+static int sample_option(argscan *a, sample_opts *o) {
+    const char *v;
+    if (is_opt(a, "-n", &v) || is_opt(a, "--max-tokens", &v)) return set_once(a, &o->n_s, v, "-n"), 1;
+    if (is_opt(a, "--temp", &v)) return set_once(a, &o->temp_s, v, "--temp"), 1;
+    if (is_opt(a, "--top-k", &v)) return set_once(a, &o->top_k_s, v, "--top-k"), 1;
+    if (is_opt(a, "--top-p", &v)) return set_once(a, &o->top_p_s, v, "--top-p"), 1;
+    if (is_opt(a, "--min-p", &v)) return set_once(a, &o->min_p_s, v, "--min-p"), 1;
+    if (is_opt(a, "--repeat-penalty", &v)) return set_once(a, &o->rep_s, v, "--repeat-penalty"), 1;
+    if (is_opt(a, "--repeat-last-n", &v)) return set_once(a, &o->rep_n_s, v, "--repeat-last-n"), 1;
+    if (is_opt(a, "--frequency-penalty", &v)) return set_once(a, &o->freq_s, v, "--frequency-penalty"), 1;
+    if (is_opt(a, "--presence-penalty", &v)) return set_once(a, &o->pres_s, v, "--presence-penalty"), 1;
+    if (is_opt(a, "--seed", &v)) return set_once(a, &o->seed_s, v, "--seed"), 1;
+    return 0;
+}
+
+/* Strict float parse: a whole finite decimal number, nothing around it. */
+static int parse_float(const char *s, float *out) {
+    if (!s || !*s || !(s[0] == '-' || s[0] == '+' || s[0] == '.' || (s[0] >= '0' && s[0] <= '9'))) return 0;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !end || *end || !isfinite(v) || v > 3.4e38 || v < -3.4e38) return 0;
+    *out = (float)v;
+    return 1;
+}
+
+/* A seed when none is given: differs from run to run. */
+static uint64_t fresh_seed(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 40);
+    x ^= x >> 31;
+    x *= 0x9e3779b97f4a7c15ull;
+    return x ^ (x >> 29);
+}
+
+/* Builds the sampler and the token budget. Bad values are usage errors
+ * (exit 2): the library's validation names the parameter. */
+static int sample_opts_make(const char *cmd, const sample_opts *o, int default_n, ds_sampler **out, int *max_tokens) {
+    ds_sampler_params sp = ds_sampler_default_params();
+    uint64_t v;
+    *out = NULL;
+    *max_tokens = default_n;
+    if (o->n_s) {
+        if (!parse_u64(o->n_s, INT32_MAX, &v))
+            return usage_error(cmd, "-n needs a whole number of tokens, not '%s'", o->n_s);
+        *max_tokens = (int)v;
+    }
+    struct {
+        const char *s, *name;
+        float *dst;
+    } fl[] = {{o->temp_s, "--temp", &sp.temperature},          {o->top_p_s, "--top-p", &sp.top_p},
+              {o->min_p_s, "--min-p", &sp.min_p},              {o->rep_s, "--repeat-penalty", &sp.repetition_penalty},
+              {o->freq_s, "--frequency-penalty", &sp.frequency_penalty},
+              {o->pres_s, "--presence-penalty", &sp.presence_penalty}};
+    for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++)
+        if (fl[i].s && !parse_float(fl[i].s, fl[i].dst))
+            return usage_error(cmd, "%s needs a number, not '%s'", fl[i].name, fl[i].s);
+    if (o->top_k_s) {
+        if (!parse_u64(o->top_k_s, INT32_MAX, &v))
+            return usage_error(cmd, "--top-k needs a whole number (0 = off), not '%s'", o->top_k_s);
+        sp.top_k = (int)v;
+    }
+    if (o->rep_n_s) {
+        if (!parse_u64(o->rep_n_s, INT32_MAX, &v))
+            return usage_error(cmd, "--repeat-last-n needs a whole number (0 = all), not '%s'", o->rep_n_s);
+        sp.penalty_last_n = (int)v;
+    }
+    if (o->seed_s) {
+        if (!parse_u64(o->seed_s, UINT64_MAX, &v))
+            return usage_error(cmd, "--seed needs a whole number, not '%s'", o->seed_s);
+        sp.seed = v;
+    } else {
+        sp.seed = fresh_seed();
+    }
+    ds_status st = ds_sampler_new(out, &sp);
+    if (st == DS_ERR_INVALID_ARG) return usage_error(cmd, "%s", errmsg(st));
+    if (st != DS_OK) return fail(cmd, "%s", errmsg(st));
+    return 0;
+}
+
+/* ==== Streaming output ==================================================== */
+
+/* What the token callback of run and chat carries. */
+typedef struct stream {
+    const char *cmd;
+    int write_failed;
+    char *text;               /* chat: the reply so far (NUL-terminated), else NULL */
+    size_t len, cap;
+    int keep;                 /* collect into text */
+    int oom;
+} stream;
+
+/* ds_token_fn: prints the piece at once (streaming) and, for chat, keeps it.
+ * Ctrl-C stops the generation. */
+static int on_piece(void *user, int32_t token, const char *piece, size_t len) {
+    stream *s = user;
+    (void)token;
+    if (len) {
+        if (fwrite(piece, 1, len, stdout) != len || fflush(stdout) != 0) {
+            s->write_failed = 1;
+            return 1;
+        }
+        if (s->keep) {
+            if (s->len + len + 1 > s->cap) {
+                size_t cap = s->cap ? s->cap : 256;
+                while (cap < s->len + len + 1) cap *= 2;
+                char *p = realloc(s->text, cap);
+                if (!p) {
+                    s->oom = 1;
+                    return 1;
+                }
+                s->text = p;
+                s->cap = cap;
+            }
+            memcpy(s->text + s->len, piece, len);
+            s->len += len;
+            s->text[s->len] = '\0';
+        }
+    }
+    return g_interrupted ? 1 : 0;
+}
+
+static void print_stats(const ds_generate_stats *gs) {
+    fprintf(stderr, "prompt: %d tokens, %.2f tok/s; generated: %d tokens, %.2f tok/s\n", gs->n_prompt,
+            gs->prompt_seconds > 0 ? gs->n_prompt / gs->prompt_seconds : 0.0, gs->n_generated,
+            gs->generate_seconds > 0 ? gs->n_generated / gs->generate_seconds : 0.0);
+}
+
+/* ==== ds run ============================================================== */
+
+static const char run_help[] =
+    "usage: ds run <model.dsm> [--key-file F | --passphrase-env VAR] -p PROMPT [options]\n"
+    "\n"
+    "Generates a continuation of PROMPT, streaming it to stdout as it comes,\n"
+    "and ends with a statistics line on stderr:\n"
+    "    prompt: N tokens, X tok/s; generated: N tokens, Y tok/s\n"
+    "Generation stops at the end-of-sentence token, after -n tokens, when the\n"
+    "context is full, or on Ctrl-C.\n"
+    "Options:\n"
+    "  -p, --prompt TEXT         the prompt (required)\n"
+    "  -n N                      most tokens to generate (default 128)\n"
+    "  --temp T                  temperature; 0 = greedy (default 1)\n"
+    "  --top-k K                 keep the K most likely tokens (0 = off, default)\n"
+    "  --top-p P                 nucleus: the smallest set with mass P, 0 < P <= 1 (default 1 = off)\n"
+    "  --min-p P                 drop tokens below P x the most likely one (default 0 = off)\n"
+    "  --repeat-penalty R        CTRL-style repetition penalty (default 1 = off)\n"
+    "  --repeat-last-n N         tokens the penalties look back over (default 64; 0 = all)\n"
+    "  --frequency-penalty F     subtract F per earlier occurrence (default 0)\n"
+    "  --presence-penalty F      subtract F once per token seen (default 0)\n"
+    "  --seed S                  random seed (default: a fresh one each run)\n"
+    "  --threads N               compute threads (default 0 = all online CPUs)\n"
+    "  --ctx N                   context size in tokens (default min(4096, model maximum))\n"
+    "  --cache-mb M              routed-expert cache budget in MiB (default 0 = all resident)\n"
+    "  -v, --verbose             also print the library's notices\n";
+
+static int cmd_run(int argc, char **argv) {
+    const char *cmd = "run";
+    argscan a = {cmd, argc, argv, 0, 0, 0};
+    model_opts mo;
+    sample_opts so;
+    memset(&mo, 0, sizeof mo);
+    memset(&so, 0, sizeof so);
+    const char *path = NULL, *prompt = NULL;
+
+    /* ---- parse the command line ---- */
+    for (a.i = 1; a.i < argc && !a.bad; a.i++) {
+        const char *v;
+        int p = is_positional(&a);
+        if (p < 0) continue;
+        if (p) {
+            if (path) return usage_error(cmd, "too many arguments ('%s'); the prompt goes after -p", argv[a.i]);
+            path = argv[a.i];
+        } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
+            fputs(run_help, stdout);
+            return 0;
+        } else if (is_opt(&a, "-p", &v) || is_opt(&a, "--prompt", &v)) {
+            set_once(&a, &prompt, v, "-p");
+        } else if (model_option(&a, &mo, MO_THREADS | MO_CTX | MO_CACHE) || sample_option(&a, &so)) {
+        } else {
+            return unknown_option(&a);
+        }
+    }
+    if (a.bad) return EXIT_USAGE;
+    if (!path) return usage_error(cmd, "missing <model.dsm>");
+    if (!prompt) return usage_error(cmd, "missing -p PROMPT");
+    int rc = model_opts_check(cmd, &mo);
+    if (rc) return rc;
+    ds_sampler *smp = NULL;
+    int max_tokens = 0;
+    if ((rc = sample_opts_make(cmd, &so, 128, &smp, &max_tokens)) != 0) return rc;
+
+    /* ---- model and context ---- */
+    log_ctx lc = {cmd, mo.verbose ? DS_LOG_DEBUG : DS_LOG_WARN, NULL};
+    ds_model *m = NULL;
+    ds_context *c = NULL;
+    if ((rc = open_inference(cmd, path, &mo, mo.n_ctx, &lc, &m, &c)) != 0) {
+        ds_sampler_free(smp);
+        return rc;
+    }
+
+    /* ---- generate, streaming ---- */
+    install_signals();
+    stream out = {cmd, 0, NULL, 0, 0, 0, 0};
+    ds_generate_stats gs;
+    ds_status st = ds_generate(c, smp, prompt, max_tokens, on_piece, &out, &gs);
+    if (st == DS_OK || gs.n_generated > 0) putchar('\n');
+    if (st != DS_OK) rc = fail(cmd, "%s", errmsg(st));
+    else if (out.write_failed) rc = fail(cmd, "writing to stdout: %s", strerror(errno));
+    else print_stats(&gs);
+    ds_context_free(c);
+    ds_model_close(m);
+    ds_sampler_free(smp);
+    return rc;
+}
+
+/* ==== ds chat ============================================================= */
+
+static const char chat_help[] =
+    "usage: ds chat <model.dsm> [--key-file F | --passphrase-env VAR] [options]\n"
+    "\n"
+    "An interactive conversation: each line read from stdin is a user message;\n"
+    "the reply streams to stdout. The conversation is rendered with the model's\n"
+    "chat template. Commands on a line of their own:\n"
+    "  /reset   forget the conversation\n"
+    "  /exit    quit (as does end of input)\n"
+    "Options:\n"
+    "  --system TEXT             a system message at the start of the conversation\n"
+    "  -n N                      most tokens per reply (default 512)\n"
+    "  --stats                   a statistics line on stderr after each reply\n"
+    "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
+    "  --frequency-penalty, --presence-penalty, --seed, --threads, --ctx,\n"
+    "  --cache-mb, -v            as for ds run\n";
+
+/* The conversation: messages with owned contents. */
+typedef struct chat_log {
+    ds_chat_message *msg;
+    size_t n, cap;
+} chat_log;
+
+static int chat_push(chat_log *h, const char *role, const char *text) {
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        ds_chat_message *p = realloc(h->msg, cap * sizeof *p);
+        if (!p) return 0;
+        h->msg = p;
+        h->cap = cap;
+    }
+    char *copy = strdup(text ? text : "");
+    if (!copy) return 0;
+    h->msg[h->n].role = role;
+    h->msg[h->n].content = copy;
+    h->n++;
+    return 1;
+}
+
+static void chat_pop(chat_log *h) {
+    if (h->n) free((char *)h->msg[--h->n].content);
+}
+
+/* Keeps the first `keep` messages (the system message). */
+static void chat_truncate(chat_log *h, size_t keep) {
+    while (h->n > keep) chat_pop(h);
+}
+
+/* Renders the conversation with the generation prompt into *buf. */
+static ds_status chat_render(const ds_tokenizer *tok, const chat_log *h, char **buf, size_t *cap) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        size_t len = 0;
+        ds_status st = ds_tokenizer_apply_chat_template(tok, h->msg, h->n, 1, *buf, *cap, &len);
+        if (st == DS_OK && len < *cap) return DS_OK;
+        if (st != DS_OK && st != DS_ERR_LIMIT) return st;
+        size_t ncap = len + 1 > *cap * 2 ? len + 1 : *cap * 2;
+        char *p = realloc(*buf, ncap);
+        if (!p) return DS_ERR_NOMEM;
+        *buf = p;
+        *cap = ncap;
+    }
+    return DS_ERR_INTERNAL;
+}
+
+static int cmd_chat(int argc, char **argv) {
+    const char *cmd = "chat";
+    argscan a = {cmd, argc, argv, 0, 0, 0};
+    model_opts mo;
+    sample_opts so;
+    memset(&mo, 0, sizeof mo);
+    memset(&so, 0, sizeof so);
+    const char *path = NULL, *system = NULL;
+    int stats = 0;
+
+    /* ---- parse the command line ---- */
+    for (a.i = 1; a.i < argc && !a.bad; a.i++) {
+        const char *v;
+        int p = is_positional(&a);
+        if (p < 0) continue;
+        if (p) {
+            if (path) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
+            path = argv[a.i];
+        } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
+            fputs(chat_help, stdout);
+            return 0;
+        } else if (is_opt(&a, "--system", &v)) {
+            set_once(&a, &system, v, "--system");
+        } else if (is_flag(&a, "--stats")) {
+            stats = 1;
+        } else if (model_option(&a, &mo, MO_THREADS | MO_CTX | MO_CACHE) || sample_option(&a, &so)) {
+        } else {
+            return unknown_option(&a);
+        }
+    }
+    if (a.bad) return EXIT_USAGE;
+    if (!path) return usage_error(cmd, "missing <model.dsm>");
+    int rc = model_opts_check(cmd, &mo);
+    if (rc) return rc;
+    ds_sampler *smp = NULL;
+    int max_tokens = 0;
+    if ((rc = sample_opts_make(cmd, &so, 512, &smp, &max_tokens)) != 0) return rc;
+
+    log_ctx lc = {cmd, mo.verbose ? DS_LOG_DEBUG : DS_LOG_WARN, NULL};
+    ds_model *m = NULL;
+    ds_context *c = NULL;
+    if ((rc = open_inference(cmd, path, &mo, mo.n_ctx, &lc, &m, &c)) != 0) {
+        ds_sampler_free(smp);
+        return rc;
+    }
+    const ds_tokenizer *tok = ds_model_tokenizer(m);
+
+    chat_log hist = {NULL, 0, 0};
+    size_t keep = 0;
+    char *line = NULL, *rendered = NULL;
+    size_t line_cap = 0, rendered_cap = 0;
+    int tty = isatty(STDIN_FILENO);
+    if (system && system[0]) {
+        if (!chat_push(&hist, "system", system)) {
+            rc = fail(cmd, "out of memory");
+            goto done;
+        }
+        keep = 1;
+    }
+    install_signals();
+
+    /* ---- one turn per line ---- */
+    for (;;) {
+        if (tty) {
+            fputs("> ", stdout);
+            fflush(stdout);
+        }
+        g_interrupted = 0;
+        errno = 0;
+        ssize_t n = getline(&line, &line_cap, stdin);
+        if (n < 0) {
+            if (tty) putchar('\n');
+            break;   /* end of input, or Ctrl-C at the prompt */
+        }
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+        if (n == 0) continue;
+        if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
+        if (!strcmp(line, "/reset")) {
+            chat_truncate(&hist, keep);
+            fprintf(stderr, "(conversation cleared)\n");
+            continue;
+        }
+        if (!chat_push(&hist, "user", line)) {
+            rc = fail(cmd, "out of memory");
+            break;
+        }
+
+        /* Simple and correct: re-render and re-evaluate the whole
+         * conversation each turn (ds_generate resets the context). Reusing
+         * the KV cache of the common prefix is a later optimisation. */
+        ds_status st = chat_render(tok, &hist, &rendered, &rendered_cap);
+        if (st != DS_OK) {
+            rc = fail(cmd, "chat template: %s", st == DS_ERR_NOMEM ? "out of memory" : errmsg(st));
+            break;
+        }
+        stream out = {cmd, 0, NULL, 0, 0, 1, 0};
+        ds_generate_stats gs;
+        st = ds_generate(c, smp, rendered, max_tokens, on_piece, &out, &gs);
+        if (gs.n_generated > 0 || st == DS_OK) putchar('\n');
+        fflush(stdout);
+        if (st == DS_ERR_LIMIT) {
+            /* the conversation outgrew the context: drop this turn, go on */
+            fprintf(stderr, "ds %s: %s; /reset starts a new conversation\n", cmd, errmsg(st));
+            chat_pop(&hist);
+            free(out.text);
+            continue;
+        }
+        if (st != DS_OK || out.write_failed || out.oom) {
+            rc = st != DS_OK ? fail(cmd, "%s", errmsg(st))
+                 : out.oom   ? fail(cmd, "out of memory")
+                             : fail(cmd, "writing to stdout: %s", strerror(errno));
+            free(out.text);
+            break;
+        }
+        if (stats) print_stats(&gs);
+        int pushed = chat_push(&hist, "assistant", out.text ? out.text : "");
+        free(out.text);
+        if (!pushed) {
+            rc = fail(cmd, "out of memory");
+            break;
+        }
+    }
+
+done:
+    chat_truncate(&hist, 0);
+    free(hist.msg);
+    free(line);
+    free(rendered);
+    ds_context_free(c);
+    ds_model_close(m);
+    ds_sampler_free(smp);
+    return rc;
+}
+
+/* ==== ds tokenize ========================================================= */
+
+static const char tokenize_help[] =
+    "usage: ds tokenize <model.dsm> [--key-file F | --passphrase-env VAR] [--bos] [--no-special] TEXT\n"
+    "\n"
+    "Prints the token ids of TEXT (UTF-8) as one line of space-separated\n"
+    "integers. Only the metadata is decrypted (the tokenizer lives there).\n"
+    "  --bos          prepend the begin-of-sentence token\n"
+    "  --no-special   treat special-token text as plain text\n";
+
+static int cmd_tokenize(int argc, char **argv) {
+    const char *cmd = "tokenize";
+    argscan a = {cmd, argc, argv, 0, 0, 0};
+    model_opts mo;
+    memset(&mo, 0, sizeof mo);
+    const char *pos[2] = {0};
+    int npos = 0, flags = 0;
+
+    for (a.i = 1; a.i < argc && !a.bad; a.i++) {
+        int p = is_positional(&a);
+        if (p < 0) continue;
+        if (p) {
+            if (npos == 2) return usage_error(cmd, "too many arguments ('%s'); quote the text", argv[a.i]);
+            pos[npos++] = argv[a.i];
+        } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
+            fputs(tokenize_help, stdout);
+            return 0;
+        } else if (is_flag(&a, "--bos")) {
+            flags |= DS_TOKENIZE_BOS;
+        } else if (is_flag(&a, "--no-special")) {
+            flags |= DS_TOKENIZE_NO_SPECIAL;
+        } else if (model_option(&a, &mo, 0)) {
+        } else {
+            return unknown_option(&a);
+        }
+    }
+    if (a.bad) return EXIT_USAGE;
+    if (npos < 2) return usage_error(cmd, "needs <model.dsm> and TEXT");
+    int rc = model_opts_check(cmd, &mo);
+    if (rc) return rc;
+
+    log_ctx lc = {cmd, mo.verbose ? DS_LOG_DEBUG : DS_LOG_WARN, NULL};
+    ds_model *m = open_model(cmd, pos[0], &mo, 0, &lc);
+    if (!m) return EXIT_FAILURE;
+    const ds_tokenizer *tok = ds_model_tokenizer(m);
+    const char *text = pos[1];
+    size_t len = strlen(text), n = 0, cap = len + 2;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    ds_status st = ids ? ds_tokenizer_encode(tok, text, len, flags, ids, cap, &n) : DS_ERR_NOMEM;
+    if (st == DS_ERR_LIMIT && n > cap) {
+        int32_t *p = realloc(ids, n * sizeof *ids);
+        if (p) {
+            ids = p;
+            cap = n;
+            st = ds_tokenizer_encode(tok, text, len, flags, ids, cap, &n);
+        } else {
+            st = DS_ERR_NOMEM;
+        }
+    }
+    if (st == DS_OK) {
+        for (size_t i = 0; i < n; i++) printf("%s%ld", i ? " " : "", (long)ids[i]);
+        putchar('\n');
+    } else {
+        rc = fail(cmd, "%s", st == DS_ERR_NOMEM ? "out of memory" : errmsg(st));
+    }
+    free(ids);
+    ds_model_close(m);
+    return rc;
+}
+
+/* ==== ds logits =========================================================== */
+
+static const char logits_help[] =
+    "usage: ds logits <model.dsm> [--key-file F | --passphrase-env VAR] --tokens ID,ID,... --out FILE\n"
+    "\n"
+    "Evaluates the token ids from an empty context and writes the logits of\n"
+    "every position to FILE: n_tokens x vocab_size float32 values,\n"
+    "little-endian, row by row (no header). The file is written beside FILE\n"
+    "under a temporary name and renamed into place when complete.\n"
+    "  --tokens LIST   comma-separated token ids, e.g. 0,1234,42\n"
+    "  --out FILE      where to write\n"
+    "  --threads N, --cache-mb M, -v   as for ds run\n";
+
+/* Strict "1,2,3": decimal ids, single commas, nothing else. */
+static int parse_token_list(const char *s, int32_t **out, size_t *n) {
+    size_t count = 1;
+    *out = NULL;
+    *n = 0;
+    if (!s || !*s) return 0;
+    for (const char *p = s; *p; p++) count += *p == ',';
+    int32_t *ids = malloc(count * sizeof *ids);
+    if (!ids) return -1;
+    size_t k = 0;
+    const char *p = s;
+    for (;;) {
+        const char *q = p;
+        uint64_t v = 0;
+        while (*q >= '0' && *q <= '9') {
+            v = v * 10 + (uint64_t)(*q - '0');
+            if (v > INT32_MAX) {
+                free(ids);
+                return 0;
+            }
+            q++;
+        }
+        if (q == p || (*q != ',' && *q != '\0')) {
+            free(ids);
+            return 0;
+        }
+        ids[k++] = (int32_t)v;
+        if (*q == '\0') break;
+        p = q + 1;
+    }
+    *out = ids;
+    *n = k;
+    return 1;
+}
+
+/* Writes n floats as little-endian float32. */
+static int write_f32le(FILE *f, const float *x, size_t n) {
+    const uint32_t one = 1;
+    if (*(const unsigned char *)&one == 1) return fwrite(x, sizeof *x, n, f) == n;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        unsigned char b[4] = {(unsigned char)u, (unsigned char)(u >> 8), (unsigned char)(u >> 16),
+                              (unsigned char)(u >> 24)};
+        if (fwrite(b, 1, 4, f) != 4) return 0;
+    }
+    return 1;
+}
+
+/* Writes the data to a temporary file beside path, then renames it. */
+static int write_file_atomic(const char *cmd, const char *path, const float *x, size_t n) {
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) return fail(cmd, "out of memory");
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int rc = fail(cmd, "%s: cannot create a temporary file: %s", tmp, strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    /* mkstemp makes the file 0600; give it the mode a plain create would */
+    mode_t um = umask(0);
+    umask(um);
+    (void)fchmod(fd, 0666 & ~um);
+    FILE *f = fdopen(fd, "wb");
+    int ok = f && write_f32le(f, x, n);
+    if (f) ok = (fflush(f) == 0) && ok && fsync(fileno(f)) == 0;
+    int err = errno;
+    if (f) {
+        if (fclose(f) != 0) ok = 0;
+    } else {
+        close(fd);
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        err = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        free(tmp);
+        return fail(cmd, "%s: %s", path, strerror(err));
+    }
+    free(tmp);
+    return 0;
+}
+
+static int cmd_logits(int argc, char **argv) {
+    const char *cmd = "logits";
+    argscan a = {cmd, argc, argv, 0, 0, 0};
+    model_opts mo;
+    memset(&mo, 0, sizeof mo);
+    const char *path = NULL, *tokens_s = NULL, *out_path = NULL;
+
+    for (a.i = 1; a.i < argc && !a.bad; a.i++) {
+        const char *v;
+        int p = is_positional(&a);
+        if (p < 0) continue;
+        if (p) {
+            if (path) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
+            path = argv[a.i];
+        } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
+            fputs(logits_help, stdout);
+            return 0;
+        } else if (is_opt(&a, "--tokens", &v)) {
+            set_once(&a, &tokens_s, v, "--tokens");
+        } else if (is_opt(&a, "--out", &v) || is_opt(&a, "-o", &v)) {
+            set_once(&a, &out_path, v, "--out");
+        } else if (model_option(&a, &mo, MO_THREADS | MO_CACHE)) {
+        } else {
+            return unknown_option(&a);
+        }
+    }
+    if (a.bad) return EXIT_USAGE;
+    if (!path) return usage_error(cmd, "missing <model.dsm>");
+    if (!tokens_s) return usage_error(cmd, "missing --tokens ID,ID,...");
+    if (!out_path || !out_path[0]) return usage_error(cmd, "missing --out FILE");
+    int rc = model_opts_check(cmd, &mo);
+    if (rc) return rc;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int pr = parse_token_list(tokens_s, &ids, &n);
+    if (pr < 0) return fail(cmd, "out of memory");
+    if (pr == 0)
+        return usage_error(cmd, "--tokens needs comma-separated token ids (0 to 2147483647), not '%s'", tokens_s);
+    if (n > (1u << 22)) {
+        free(ids);
+        return usage_error(cmd, "--tokens: %zu ids is more than a context can hold", n);
+    }
+
+    /* ---- a context exactly as long as the input ---- */
+    log_ctx lc = {cmd, mo.verbose ? DS_LOG_DEBUG : DS_LOG_WARN, NULL};
+    ds_model *m = NULL;
+    ds_context *c = NULL;
+    if ((rc = open_inference(cmd, path, &mo, (int)n, &lc, &m, &c)) != 0) {
+        free(ids);
+        return rc;
+    }
+    ds_model_config cfg;
+    ds_status st = ds_model_get_config(m, &cfg);
+    float *logits = NULL;
+    if (st != DS_OK) {
+        rc = fail(cmd, "%s", errmsg(st));
+    } else if ((size_t)cfg.vocab_size > SIZE_MAX / sizeof(float) / n ||
+               !(logits = malloc(n * (size_t)cfg.vocab_size * sizeof *logits))) {
+        rc = fail(cmd, "out of memory for %zu x %d logits", n, cfg.vocab_size);
+    } else if ((st = ds_context_eval(c, ids, n, logits, 1)) != DS_OK) {
+        rc = fail(cmd, "%s", errmsg(st));
+    } else if ((rc = write_file_atomic(cmd, out_path, logits, n * (size_t)cfg.vocab_size)) == 0) {
+        printf("wrote %zu x %d float32 logits to %s\n", n, cfg.vocab_size, out_path);
+    }
+    free(logits);
+    free(ids);
+    ds_context_free(c);
+    ds_model_close(m);
+    return rc;
+}
+
 /* ==== main ================================================================ */
 
 static const char main_help[] =
@@ -1049,6 +1841,10 @@ static const char main_help[] =
     "  keygen <file>                write a new random key file (mode 0600)\n"
     "  inspect <model.dsm>          print the header, config, tensors and segments\n"
     "  verify <model.dsm>           authenticate every segment of a container\n"
+    "  run <model.dsm> -p PROMPT    generate text from a prompt\n"
+    "  chat <model.dsm>             an interactive conversation (lines on stdin)\n"
+    "  tokenize <model.dsm> TEXT    print the token ids of TEXT\n"
+    "  logits <model.dsm> --tokens IDS --out FILE   write the logits of every position\n"
     "\n"
     "  ds <command> --help          options of one command\n"
     "  ds --version                 library version and source id\n"
@@ -1066,6 +1862,10 @@ static const subcommand commands[] = {
     {"keygen", cmd_keygen, keygen_help},
     {"inspect", cmd_inspect, inspect_help},
     {"verify", cmd_verify, verify_help},
+    {"run", cmd_run, run_help},
+    {"chat", cmd_chat, chat_help},
+    {"tokenize", cmd_tokenize, tokenize_help},
+    {"logits", cmd_logits, logits_help},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

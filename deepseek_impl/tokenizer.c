@@ -1,0 +1,3028 @@
+/*
+ * tokenizer.c — byte-level BPE as a Hugging Face tokenizer.json describes it,
+ * with the same ids as the `tokenizers` library (PyPI), plus the chat
+ * templates of the DeepSeek V2 and V3 families.
+ *
+ * Encoding follows the reference step by step:
+ *   1. added tokens are cut out of the text (leftmost-longest, first the
+ *      tokens with normalized=false, then the rest, as AddedVocabulary does);
+ *   2. each remaining segment goes through the pre-tokenizer: a sequence of
+ *      regex Splits (our own backtracking engine with Oniguruma's semantics:
+ *      leftmost-first alternation, greedy quantifiers, lookahead, Ruby-syntax
+ *      anchors), Digits and ByteLevel steps;
+ *   3. each piece is encoded with BPE over its bytes (GPT-2's byte-to-char
+ *      mapping), merging the lowest-ranked pair first.
+ * Decoding maps tokens back to bytes and replaces invalid UTF-8 exactly as
+ * Rust's String::from_utf8_lossy does.
+ *
+ * A tokenizer is immutable after ds_tokenizer_new; every call allocates its
+ * own scratch space, so one tokenizer may be shared by many threads.
+ */
+#include "internal.h"
+#include "unicode_tables.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ==== Limits ============================================================== */
+/* Token ids above this are refused (a hostile file could otherwise make us
+ * allocate per-id tables of any size). DeepSeek uses about 129k ids. */
+#ifndef DS_MAX_TOKEN_ID
+#define DS_MAX_TOKEN_ID (1u << 24)
+#endif
+/* Backtracking steps one regex search may take before giving up, as
+ * Oniguruma's retry limit (10M) does, so hostile text cannot hang a call. */
+#define RX_STEP_LIMIT 10000000u
+/* Regex program size and nesting (patterns come from untrusted files). */
+#define RX_MAX_INSTS (1u << 20)
+#define RX_MAX_DEPTH 64
+#define RX_MAX_REPEAT 100000u
+
+/* ==== Unicode ============================================================= */
+static int uc_category(uint32_t cp) {
+    if (cp > 0x10FFFF) return UC_Cn;
+    size_t lo = 0, hi = UC_NRUNS;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uc_cat_runs[mid] >> 5) <= cp) lo = mid; else hi = mid;
+    }
+    return (int)(uc_cat_runs[lo] & 31u);
+}
+
+#define UC_MASK(c) (1u << (c))
+#define UC_L (UC_MASK(UC_Lu) | UC_MASK(UC_Ll) | UC_MASK(UC_Lt) | UC_MASK(UC_Lm) | UC_MASK(UC_Lo))
+#define UC_M (UC_MASK(UC_Mn) | UC_MASK(UC_Mc) | UC_MASK(UC_Me))
+#define UC_N (UC_MASK(UC_Nd) | UC_MASK(UC_Nl) | UC_MASK(UC_No))
+#define UC_P (UC_MASK(UC_Pc) | UC_MASK(UC_Pd) | UC_MASK(UC_Ps) | UC_MASK(UC_Pe) | UC_MASK(UC_Pi) | \
+              UC_MASK(UC_Pf) | UC_MASK(UC_Po))
+#define UC_S (UC_MASK(UC_Sm) | UC_MASK(UC_Sc) | UC_MASK(UC_Sk) | UC_MASK(UC_So))
+#define UC_Z (UC_MASK(UC_Zs) | UC_MASK(UC_Zl) | UC_MASK(UC_Zp))
+#define UC_C (UC_MASK(UC_Cn) | UC_MASK(UC_Cc) | UC_MASK(UC_Cf) | UC_MASK(UC_Cs) | UC_MASK(UC_Co))
+
+/* The White_Space property (what Oniguruma's \s and Rust's is_whitespace
+ * match); not a general category, so listed here. Stable since Unicode 6.3. */
+static const uint32_t uc_space_ranges[][2] = {
+    {0x09, 0x0D}, {0x20, 0x20}, {0x85, 0x85}, {0xA0, 0xA0}, {0x1680, 0x1680}, {0x2000, 0x200A},
+    {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000},
+};
+#define UC_NSPACE (sizeof uc_space_ranges / sizeof uc_space_ranges[0])
+
+static bool uc_is_space(uint32_t c) {
+    if (c < 0x80) return c == 0x20 || (c >= 0x09 && c <= 0x0D);
+    for (size_t i = 2; i < UC_NSPACE; i++)
+        if (c >= uc_space_ranges[i][0] && c <= uc_space_ranges[i][1]) return true;
+    return false;
+}
+
+/* Letters that are symbols by category but Alphabetic by property (circled
+ * and squared Latin letters): Oniguruma's \w includes them. */
+static const uint32_t uc_alpha_symbols[][2] = {
+    {0x24B6, 0x24E9}, {0x1F130, 0x1F149}, {0x1F150, 0x1F169}, {0x1F170, 0x1F189},
+};
+
+/* \w: Oniguruma's Word (letters, marks, numbers, connector punctuation). */
+static bool uc_is_word(uint32_t c) {
+    if ((UC_MASK(uc_category(c)) & (UC_L | UC_M | UC_N | UC_MASK(UC_Pc))) != 0) return true;
+    for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
+        if (c >= uc_alpha_symbols[i][0] && c <= uc_alpha_symbols[i][1]) return true;
+    return false;
+}
+
+/* ==== UTF-8 =============================================================== */
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is invalid or
+ * cut short. Rejects overlong forms, surrogates and values above U+10FFFF. */
+static size_t utf8_valid(const uint8_t *s, size_t n, uint32_t *cp) {
+    uint8_t c = s[0];
+    if (c < 0x80) { *cp = c; return 1; }
+    if (c >= 0xC2 && c <= 0xDF) {
+        if (n < 2 || (s[1] & 0xC0) != 0x80) return 0;
+        *cp = ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F);
+        return 2;
+    }
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && s[1] < 0xA0) return 0;
+        if (c == 0xED && s[1] > 0x9F) return 0;
+        *cp = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+        if (c == 0xF0 && s[1] < 0x90) return 0;
+        if (c == 0xF4 && s[1] > 0x8F) return 0;
+        *cp = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) | ((uint32_t)(s[2] & 0x3F) << 6) |
+              (s[3] & 0x3F);
+        return 4;
+    }
+    return 0;
+}
+
+static size_t utf8_put(uint8_t *o, uint32_t cp) {
+    if (cp < 0x80) { o[0] = (uint8_t)cp; return 1; }
+    if (cp < 0x800) { o[0] = (uint8_t)(0xC0 | (cp >> 6)); o[1] = (uint8_t)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        o[0] = (uint8_t)(0xE0 | (cp >> 12));
+        o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (uint8_t)(0xF0 | (cp >> 18));
+    o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* For lossy decoding: how many bytes at s form the longest prefix of some
+ * valid sequence (Rust's Utf8Chunks rule). Returns the full length when the
+ * sequence is complete and valid, else the length of the invalid part to
+ * replace by one U+FFFD; *incomplete is set when the bytes are a valid but
+ * unfinished prefix that reached the end of the buffer. */
+static size_t utf8_lossy_step(const uint8_t *s, size_t n, bool *valid, bool *incomplete) {
+    uint8_t c = s[0];
+    *valid = false;
+    *incomplete = false;
+    if (c < 0x80) { *valid = true; return 1; }
+    size_t w = (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+    if (w == 0) return 1;
+    if (n < 2) { *incomplete = true; return 1; }
+    uint8_t d = s[1];
+    bool ok2;
+    if (w == 2) ok2 = (d & 0xC0) == 0x80;
+    else if (w == 3)
+        ok2 = (c == 0xE0) ? (d >= 0xA0 && d <= 0xBF) : (c == 0xED) ? (d >= 0x80 && d <= 0x9F) : ((d & 0xC0) == 0x80);
+    else
+        ok2 = (c == 0xF0) ? (d >= 0x90 && d <= 0xBF) : (c == 0xF4) ? (d >= 0x80 && d <= 0x8F) : ((d & 0xC0) == 0x80);
+    if (!ok2) return 1;
+    if (w == 2) { *valid = true; return 2; }
+    if (n < 3) { *incomplete = true; return 2; }
+    if ((s[2] & 0xC0) != 0x80) return 2;
+    if (w == 3) { *valid = true; return 3; }
+    if (n < 4) { *incomplete = true; return 3; }
+    if ((s[3] & 0xC0) != 0x80) return 3;
+    *valid = true;
+    return 4;
+}
+
+/* ==== GPT-2 byte <-> char mapping ========================================= */
+/* Printable bytes map to themselves; the others to U+0100 + k in byte order,
+ * so every byte becomes a visible character in the vocabulary. */
+static uint32_t bl_byte_to_cp(uint8_t b) {
+    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE)) return b;
+    /* count the non-printable bytes below b */
+    uint32_t k;
+    if (b <= 0x20) k = b;                         /* 0x00..0x20: 33 of them */
+    else if (b <= 0xA0) k = 33 + (uint32_t)(b - 0x7F); /* 0x7F..0xA0: 34 */
+    else k = 67;                                  /* 0xAD */
+    return 0x100 + k;
+}
+
+/* Inverse: the byte for a mapped char, or -1. */
+static int bl_cp_to_byte(uint32_t cp) {
+    if (cp < 0x100) {
+        uint8_t b = (uint8_t)cp;
+        return bl_byte_to_cp(b) == cp ? (int)cp : -1;
+    }
+    if (cp < 0x100 + 33) return (int)(cp - 0x100);
+    if (cp < 0x100 + 67) return (int)(cp - 0x100 - 33 + 0x7F);
+    if (cp == 0x100 + 67) return 0xAD;
+    return -1;
+}
+
+/* ==== Range sets ========================================================== */
+/* Character classes are compiled to sorted, disjoint code-point ranges, with a
+ * bitmap for the Basic Multilingual Plane so that testing a character there
+ * costs one load. */
+typedef struct rr_list {
+    uint32_t *v;          /* pairs lo, hi */
+    size_t n, cap;        /* pairs */
+    const dsi_alloc *al;
+    bool failed;
+} rr_list;
+
+static void rr_add(rr_list *r, uint32_t lo, uint32_t hi) {
+    if (r->failed) return;
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? r->cap * 2 : 16;
+        uint32_t *nv = dsi_realloc(r->al, r->v, nc * 2 * sizeof *nv);
+        if (!nv) { r->failed = true; return; }
+        r->v = nv;
+        r->cap = nc;
+    }
+    r->v[2 * r->n] = lo;
+    r->v[2 * r->n + 1] = hi;
+    r->n++;
+}
+
+static void rr_add_cats(rr_list *r, uint32_t mask) {
+    for (size_t i = 0; i < UC_NRUNS; i++) {
+        if (!(mask & UC_MASK(uc_cat_runs[i] & 31u))) continue;
+        uint32_t lo = uc_cat_runs[i] >> 5;
+        uint32_t hi = i + 1 < UC_NRUNS ? (uc_cat_runs[i + 1] >> 5) - 1 : 0x10FFFF;
+        rr_add(r, lo, hi);
+    }
+}
+
+static int rr_cmp(const void *a, const void *b) {
+    uint32_t x = ((const uint32_t *)a)[0], y = ((const uint32_t *)b)[0];
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts and merges overlapping or adjacent ranges. */
+static void rr_normalize(rr_list *r) {
+    if (r->failed || r->n == 0) return;
+    qsort(r->v, r->n, 2 * sizeof(uint32_t), rr_cmp);
+    size_t o = 0;
+    for (size_t i = 1; i < r->n; i++) {
+        if (r->v[2 * i] <= r->v[2 * o + 1] + 1) {
+            if (r->v[2 * i + 1] > r->v[2 * o + 1]) r->v[2 * o + 1] = r->v[2 * i + 1];
+        } else {
+            o++;
+            r->v[2 * o] = r->v[2 * i];
+            r->v[2 * o + 1] = r->v[2 * i + 1];
+        }
+    }
+    r->n = o + 1;
+}
+
+/* Complement within [0, U+10FFFF] of a normalized list, in place. */
+static void rr_negate(rr_list *r) {
+    if (r->failed) return;
+    rr_list t = {NULL, 0, 0, r->al, false};
+    uint32_t next = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->v[2 * i] > next) rr_add(&t, next, r->v[2 * i] - 1);
+        next = r->v[2 * i + 1] + 1;
+    }
+    if (next <= 0x10FFFF) rr_add(&t, next, 0x10FFFF);
+    dsi_free(r->al, r->v);
+    *r = t;
+    if (t.failed) { dsi_free(r->al, t.v); r->v = NULL; r->n = r->cap = 0; r->failed = true; }
+}
+
+/* Appends another list (b's entries) to a. */
+static void rr_append(rr_list *a, const rr_list *b) {
+    if (b->failed) { a->failed = true; return; }
+    for (size_t i = 0; i < b->n; i++) rr_add(a, b->v[2 * i], b->v[2 * i + 1]);
+}
+
+typedef struct rx_set {
+    uint32_t *v;          /* normalized pairs */
+    size_t n;
+    uint64_t *bmp;        /* 1024 words: U+0000..U+FFFF */
+} rx_set;
+
+static bool rx_set_has(const rx_set *s, uint32_t c) {
+    if (c < 0x10000) return (s->bmp[c >> 6] >> (c & 63)) & 1u;
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c < s->v[2 * mid]) hi = mid;
+        else if (c > s->v[2 * mid + 1]) lo = mid + 1;
+        else return true;
+    }
+    return false;
+}
+
+/* ==== Regex: syntax tree ================================================== */
+/*
+ * A small backtracking regex engine over code points, matching what the
+ * `tokenizers` library gets from Oniguruma (Ruby syntax): literals and
+ * escapes, classes with ranges and negation, \p{..}/\P{..} general
+ * categories, \s \S \d \D \w \W \h \H, '.', alternation (leftmost first),
+ * groups, greedy/lazy/possessive quantifiers ? * + {m} {m,} {m,n} {,n},
+ * atomic groups, lookahead and fixed-length lookbehind, anchors ^ $ \A \z \Z
+ * \b \B ('^' and '$' are line anchors, as in Ruby). Anything else fails with
+ * DS_ERR_UNSUPPORTED naming the construct.
+ */
+enum { RN_EMPTY, RN_CHAR, RN_SET, RN_CAT, RN_ALT, RN_REP, RN_LOOK, RN_ATOMIC, RN_ASSERT };
+enum { RA_BOL, RA_EOL, RA_BOS, RA_EOS, RA_EOS_NL, RA_WORDB, RA_NWORDB };
+
+typedef struct rx_node {
+    uint8_t type;
+    uint8_t lazy;          /* RN_REP */
+    uint8_t neg;           /* RN_LOOK: negative; */
+    uint8_t behind;        /* RN_LOOK: lookbehind */
+    uint32_t val;          /* RN_CHAR: code point; RN_SET: set index; RN_ASSERT: kind */
+    uint32_t min, max;     /* RN_REP (max UINT32_MAX = unbounded) */
+    int32_t kid;           /* first child (CAT, ALT, REP, LOOK, ATOMIC) */
+    int32_t next;          /* next sibling */
+} rx_node;
+
+enum { OP_CHAR, OP_SET, OP_ANY, OP_SPLIT, OP_JMP, OP_MATCH, OP_ASSERT, OP_LOOK, OP_ATOMIC, OP_REP, OP_SAVE,
+       OP_EMPTYCHK, OP_BACK };
+
+typedef struct rx_inst {
+    uint8_t op;
+    uint8_t flag;          /* OP_LOOK: 1 = negative; OP_REP: bit0 lazy, bit1 set (else char/any) */
+    uint32_t a, b, c;
+} rx_inst;
+
+typedef struct rx_prog {
+    rx_inst *code;
+    uint32_t n_code;
+    rx_set *sets;
+    uint32_t n_sets;
+    uint32_t n_slots;      /* saved positions for empty-loop checks */
+    int first_set;         /* set of characters that can start a match, or -1 */
+} rx_prog;
+
+typedef struct rx_parser {
+    const uint32_t *p;
+    size_t i, n;
+    rx_node *nodes;
+    size_t n_nodes, cap_nodes;
+    rx_prog *prog;         /* sets are added here while parsing */
+    const dsi_alloc *al;
+    dsi_err *e;
+    const char *what;      /* for messages: "pre_tokenizer[2] regex" */
+    int depth;
+} rx_parser;
+
+static ds_status rx_nomem(rx_parser *P) { return dsi_fail(P->e, DS_ERR_NOMEM, "%s: out of memory", P->what); }
+
+static ds_status rx_syntax(rx_parser *P, ds_status s, const char *why) {
+    return dsi_fail(P->e, s, "%s: %s at character %zu", P->what, why, P->i);
+}
+
+static int32_t rx_new_node(rx_parser *P, uint8_t type) {
+    if (P->n_nodes == P->cap_nodes) {
+        size_t nc = P->cap_nodes ? P->cap_nodes * 2 : 64;
+        if (nc > RX_MAX_INSTS) return -1;
+        rx_node *nn = dsi_realloc(P->al, P->nodes, nc * sizeof *nn);
+        if (!nn) return -1;
+        P->nodes = nn;
+        P->cap_nodes = nc;
+    }
+    rx_node *nd = &P->nodes[P->n_nodes];
+    memset(nd, 0, sizeof *nd);
+    nd->type = type;
+    nd->kid = nd->next = -1;
+    return (int32_t)P->n_nodes++;
+}
+
+/* Turns a range list into a set of the program (takes ownership of r->v). */
+static int32_t rx_add_set(rx_parser *P, rr_list *r) {
+    rr_normalize(r);
+    if (r->failed) return -1;
+    rx_prog *G = P->prog;
+    rx_set *ns = dsi_realloc(P->al, G->sets, (G->n_sets + 1) * sizeof *ns);
+    if (!ns) return -1;
+    G->sets = ns;
+    rx_set *s = &G->sets[G->n_sets];
+    s->bmp = dsi_calloc(P->al, 1024, sizeof(uint64_t));
+    if (!s->bmp) return -1;
+    s->v = r->v;
+    s->n = r->n;
+    r->v = NULL;
+    r->n = r->cap = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        uint32_t lo = s->v[2 * i], hi = s->v[2 * i + 1];
+        if (lo > 0xFFFF) break;
+        if (hi > 0xFFFF) hi = 0xFFFF;
+        for (uint32_t c = lo; c <= hi; c++) s->bmp[c >> 6] |= (uint64_t)1 << (c & 63);
+    }
+    return (int32_t)G->n_sets++;
+}
+
+/* Property names: general categories (short or long, any case, '_', '-' and
+ * ' ' ignored, as Oniguruma compares them). Returns a category mask or 0. */
+static uint32_t rx_property_mask(const uint32_t *name, size_t n) {
+    char buf[40];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = name[i];
+        if (c == '_' || c == '-' || c == ' ') continue;
+        if (c >= 0x80 || k + 1 >= sizeof buf) return 0;
+        buf[k++] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+    }
+    buf[k] = 0;
+    static const struct { const char *name; uint32_t mask; } longs[] = {
+        {"l", UC_L}, {"letter", UC_L}, {"m", UC_M}, {"mark", UC_M}, {"combiningmark", UC_M},
+        {"n", UC_N}, {"number", UC_N}, {"p", UC_P}, {"punctuation", UC_P}, {"punct", UC_P},
+        {"s", UC_S}, {"symbol", UC_S}, {"z", UC_Z}, {"separator", UC_Z}, {"c", UC_C}, {"other", UC_C},
+        {"any", 0x3FFFFFFFu},
+        {"uppercaseletter", UC_MASK(UC_Lu)}, {"lowercaseletter", UC_MASK(UC_Ll)},
+        {"titlecaseletter", UC_MASK(UC_Lt)}, {"modifierletter", UC_MASK(UC_Lm)},
+        {"otherletter", UC_MASK(UC_Lo)}, {"nonspacingmark", UC_MASK(UC_Mn)},
+        {"spacingmark", UC_MASK(UC_Mc)}, {"enclosingmark", UC_MASK(UC_Me)},
+        {"decimalnumber", UC_MASK(UC_Nd)}, {"digit", UC_MASK(UC_Nd)}, {"letternumber", UC_MASK(UC_Nl)},
+        {"othernumber", UC_MASK(UC_No)}, {"connectorpunctuation", UC_MASK(UC_Pc)},
+        {"dashpunctuation", UC_MASK(UC_Pd)}, {"openpunctuation", UC_MASK(UC_Ps)},
+        {"closepunctuation", UC_MASK(UC_Pe)}, {"initialpunctuation", UC_MASK(UC_Pi)},
+        {"finalpunctuation", UC_MASK(UC_Pf)}, {"otherpunctuation", UC_MASK(UC_Po)},
+        {"mathsymbol", UC_MASK(UC_Sm)}, {"currencysymbol", UC_MASK(UC_Sc)},
+        {"modifiersymbol", UC_MASK(UC_Sk)}, {"othersymbol", UC_MASK(UC_So)},
+        {"spaceseparator", UC_MASK(UC_Zs)}, {"lineseparator", UC_MASK(UC_Zl)},
+        {"paragraphseparator", UC_MASK(UC_Zp)}, {"control", UC_MASK(UC_Cc)}, {"cntrl", UC_MASK(UC_Cc)},
+        {"format", UC_MASK(UC_Cf)}, {"surrogate", UC_MASK(UC_Cs)}, {"privateuse", UC_MASK(UC_Co)},
+        {"unassigned", UC_MASK(UC_Cn)},
+    };
+    for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
+        if (strcmp(buf, longs[i].name) == 0) return longs[i].mask;
+    if (k == 2)
+        for (int c = 0; c < UC_NCATS; c++)
+            if (buf[0] == uc_cat_names[c][0] + 32 && buf[1] == uc_cat_names[c][1]) return UC_MASK(c);
+    return 0;
+}
+
+/* Adds a predefined class (\s \d \w \h \p{..}; neg for the capital forms) to
+ * r. Returns DS_OK or an error. */
+static ds_status rx_class_escape(rx_parser *P, uint32_t c, rr_list *r) {
+    rr_list t = {NULL, 0, 0, P->al, false};
+    bool neg = false;
+    switch (c) {
+    case 'S': neg = true; /* fall through */
+    case 's':
+        for (size_t i = 0; i < UC_NSPACE; i++) rr_add(&t, uc_space_ranges[i][0], uc_space_ranges[i][1]);
+        break;
+    case 'D': neg = true; /* fall through */
+    case 'd': rr_add_cats(&t, UC_MASK(UC_Nd)); break;
+    case 'W': neg = true; /* fall through */
+    case 'w':
+        rr_add_cats(&t, UC_L | UC_M | UC_N | UC_MASK(UC_Pc));
+        for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
+            rr_add(&t, uc_alpha_symbols[i][0], uc_alpha_symbols[i][1]);
+        break;
+    case 'H': neg = true; /* fall through */
+    case 'h': rr_add(&t, '0', '9'); rr_add(&t, 'A', 'F'); rr_add(&t, 'a', 'f'); break;
+    case 'P': neg = true; /* fall through */
+    case 'p': {
+        if (P->i >= P->n || P->p[P->i] != '{') return rx_syntax(P, DS_ERR_UNSUPPORTED, "\\p without {name}");
+        size_t start = ++P->i;
+        while (P->i < P->n && P->p[P->i] != '}') P->i++;
+        if (P->i >= P->n) return rx_syntax(P, DS_ERR_JSON, "unterminated \\p{");
+        size_t end = P->i++;
+        if (start < end && P->p[start] == '^') { neg = !neg; start++; }
+        uint32_t mask = rx_property_mask(P->p + start, end - start);
+        if (!mask) {
+            char nm[48];
+            size_t k = 0;
+            for (size_t i = start; i < end && k + 5 < sizeof nm; i++) k += utf8_put((uint8_t *)nm + k, P->p[i]);
+            nm[k] = 0;
+            dsi_free(P->al, t.v);
+            return dsi_fail(P->e, DS_ERR_UNSUPPORTED, "%s: unsupported character property \\p{%s}", P->what, nm);
+        }
+        rr_add_cats(&t, mask);
+        break;
+    }
+    default: return DS_ERR_INTERNAL;
+    }
+    if (neg) { rr_normalize(&t); rr_negate(&t); }
+    rr_append(r, &t);
+    dsi_free(P->al, t.v);
+    return r->failed ? rx_nomem(P) : DS_OK;
+}
+
+static int rx_hexval(uint32_t c) {
+    if (c >= '0' && c <= '9') return (int)(c - '0');
+    if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
+    if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
+    return -1;
+}
+
+/* A single-character escape after '\' (P->i at the letter). Returns 1 with
+ * *cp set, 0 when it is not a plain character (class escapes, anchors), or
+ * a negative status. in_class: \b means backspace. */
+static int rx_char_escape(rx_parser *P, bool in_class, uint32_t *cp, ds_status *st) {
+    uint32_t c = P->p[P->i];
+    *st = DS_OK;
+    switch (c) {
+    case 't': *cp = 9; P->i++; return 1;
+    case 'n': *cp = 10; P->i++; return 1;
+    case 'r': *cp = 13; P->i++; return 1;
+    case 'f': *cp = 12; P->i++; return 1;
+    case 'v': *cp = 11; P->i++; return 1;
+    case 'a': *cp = 7; P->i++; return 1;
+    case 'e': *cp = 27; P->i++; return 1;
+    case 'b': if (in_class) { *cp = 8; P->i++; return 1; } return 0;
+    case 'x': {
+        P->i++;
+        uint32_t v = 0;
+        if (P->i < P->n && P->p[P->i] == '{') {
+            P->i++;
+            int nd = 0;
+            while (P->i < P->n && rx_hexval(P->p[P->i]) >= 0 && nd < 8) { v = v * 16 + (uint32_t)rx_hexval(P->p[P->i++]); nd++; }
+            if (P->i >= P->n || P->p[P->i] != '}' || nd == 0) { *st = rx_syntax(P, DS_ERR_JSON, "bad \\x{...}"); return -1; }
+            P->i++;
+        } else {
+            int nd = 0;
+            while (nd < 2 && P->i < P->n && rx_hexval(P->p[P->i]) >= 0) { v = v * 16 + (uint32_t)rx_hexval(P->p[P->i++]); nd++; }
+        }
+        if (v > 0x10FFFF) { *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "code point above U+10FFFF"); return -1; }
+        *cp = v;
+        return 1;
+    }
+    case 'u': {
+        uint32_t v = 0;
+        if (P->i + 4 < P->n + 0 && rx_hexval(P->p[P->i + 1]) >= 0 && rx_hexval(P->p[P->i + 2]) >= 0 &&
+            rx_hexval(P->p[P->i + 3]) >= 0 && rx_hexval(P->p[P->i + 4]) >= 0) {
+            for (int k = 1; k <= 4; k++) v = v * 16 + (uint32_t)rx_hexval(P->p[P->i + (size_t)k]);
+            P->i += 5;
+            *cp = v;
+            return 1;
+        }
+        *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "bad \\u escape");
+        return -1;
+    }
+    case '0': {
+        P->i++;
+        uint32_t v = 0;
+        for (int k = 0; k < 2 && P->i < P->n && P->p[P->i] >= '0' && P->p[P->i] <= '7'; k++) v = v * 8 + (P->p[P->i++] - '0');
+        *cp = v;
+        return 1;
+    }
+    default: break;
+    }
+    if (c >= '1' && c <= '9') {
+        /* Oniguruma reads \1.. as a back reference, or as octal when there
+         * are that many digits; we support only the octal form \ooo. */
+        if (c <= '7' && P->i + 2 < P->n && P->p[P->i + 1] >= '0' && P->p[P->i + 1] <= '7' && P->p[P->i + 2] >= '0' &&
+            P->p[P->i + 2] <= '7') {
+            *cp = (c - '0') * 64 + (P->p[P->i + 1] - '0') * 8 + (P->p[P->i + 2] - '0');
+            P->i += 3;
+            return 1;
+        }
+        *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "back references");
+        return -1;
+    }
+    if (strchr("sSdDwWhHpP", (int)(c < 128 ? c : 0)) && c < 128) return 0;
+    if (!in_class && c < 128 && strchr("AzZbBG", (int)c)) return 0;
+    if (c < 128 && strchr("kgKRXNOyYcCM", (int)c)) {
+        *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "escape sequence not supported");
+        return -1;
+    }
+    /* Oniguruma (Ruby syntax) takes any other escaped character literally. */
+    *cp = c;
+    P->i++;
+    return 1;
+}
+
+/* '[' ... ']' (P->i just after '['). */
+static ds_status rx_parse_class(rx_parser *P, int32_t *out) {
+    rr_list r = {NULL, 0, 0, P->al, false};
+    bool neg = false;
+    ds_status st = DS_OK;
+    if (P->i < P->n && P->p[P->i] == '^') { neg = true; P->i++; }
+    bool first = true;
+    for (;;) {
+        if (P->i >= P->n) { st = rx_syntax(P, DS_ERR_JSON, "premature end of character class"); goto fail; }
+        uint32_t c = P->p[P->i];
+        if (c == ']' && !first) { P->i++; break; }
+        first = false;
+        if (c == '[') { st = rx_syntax(P, DS_ERR_UNSUPPORTED, "nested character classes and [:posix:]"); goto fail; }
+        if (c == '&' && P->i + 1 < P->n && P->p[P->i + 1] == '&') {
+            st = rx_syntax(P, DS_ERR_UNSUPPORTED, "character class intersection &&");
+            goto fail;
+        }
+        uint32_t lo;
+        if (c == '\\') {
+            P->i++;
+            if (P->i >= P->n) { st = rx_syntax(P, DS_ERR_JSON, "pattern ends with \\"); goto fail; }
+            int k = rx_char_escape(P, true, &lo, &st);
+            if (k < 0) goto fail;
+            if (k == 0) {
+                uint32_t e = P->p[P->i++];
+                st = rx_class_escape(P, e, &r);
+                if (st) goto fail;
+                if (P->i + 1 < P->n && P->p[P->i] == '-' && P->p[P->i + 1] != ']') {
+                    st = rx_syntax(P, DS_ERR_JSON, "unmatched range specifier in character class");
+                    goto fail;
+                }
+                continue;
+            }
+        } else {
+            lo = c;
+            P->i++;
+        }
+        uint32_t hi = lo;
+        if (P->i + 1 < P->n && P->p[P->i] == '-' && P->p[P->i + 1] != ']') {
+            P->i++;
+            uint32_t d = P->p[P->i];
+            if (d == '\\') {
+                P->i++;
+                if (P->i >= P->n) { st = rx_syntax(P, DS_ERR_JSON, "pattern ends with \\"); goto fail; }
+                int k = rx_char_escape(P, true, &hi, &st);
+                if (k < 0) goto fail;
+                if (k == 0) { st = rx_syntax(P, DS_ERR_JSON, "unmatched range specifier in character class"); goto fail; }
+            } else if (d == '[') {
+                st = rx_syntax(P, DS_ERR_UNSUPPORTED, "nested character classes");
+                goto fail;
+            } else {
+                hi = d;
+                P->i++;
+            }
+            if (hi < lo) { st = rx_syntax(P, DS_ERR_JSON, "empty range in character class"); goto fail; }
+        }
+        rr_add(&r, lo, hi);
+    }
+    rr_normalize(&r);
+    if (neg) rr_negate(&r);
+    if (r.failed) { st = rx_nomem(P); goto fail; }
+    int32_t si = rx_add_set(P, &r);
+    if (si < 0) { st = rx_nomem(P); goto fail; }
+    int32_t nd = rx_new_node(P, RN_SET);
+    if (nd < 0) { st = rx_nomem(P); goto fail; }
+    P->nodes[nd].val = (uint32_t)si;
+    *out = nd;
+    return DS_OK;
+fail:
+    dsi_free(P->al, r.v);
+    return st;
+}
+
+static ds_status rx_parse_alt(rx_parser *P, int32_t *out);
+
+/* Reads a {m}, {m,}, {m,n} or {,n} interval at P->i ('{'). Returns false
+ * (and leaves P->i) when the text is not an interval: then '{' is literal. */
+static bool rx_interval(rx_parser *P, uint32_t *mn, uint32_t *mx, bool *too_big) {
+    size_t i = P->i + 1;
+    uint64_t a = 0, b = 0;
+    bool has_a = false, has_b = false, comma = false;
+    *too_big = false;
+    while (i < P->n && P->p[i] >= '0' && P->p[i] <= '9') { a = a * 10 + (P->p[i] - '0'); if (a > 1000000) a = 1000000; i++; has_a = true; }
+    if (i < P->n && P->p[i] == ',') {
+        comma = true;
+        i++;
+        while (i < P->n && P->p[i] >= '0' && P->p[i] <= '9') { b = b * 10 + (P->p[i] - '0'); if (b > 1000000) b = 1000000; i++; has_b = true; }
+    }
+    if (i >= P->n || P->p[i] != '}') return false;
+    if (!has_a && !has_b) return false;            /* "{}" and "{,}" are literal */
+    if (!comma) b = a;
+    else if (!has_b) b = UINT32_MAX;
+    if (!has_a) a = 0;
+    if (a > RX_MAX_REPEAT || (b != UINT32_MAX && b > RX_MAX_REPEAT)) *too_big = true;
+    if (b != UINT32_MAX && b < a) { uint64_t t = a; a = b; b = t; }   /* Oniguruma accepts {3,1} as {1,3} */
+    *mn = (uint32_t)a;
+    *mx = (uint32_t)b;
+    P->i = i + 1;
+    return true;
+}
+
+/* atom ::= '(' alt ')' | '[' class ']' | '.' | '^' | '$' | escape | char */
+static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
+    uint32_t c = P->p[P->i];
+    ds_status st;
+    int32_t nd;
+    if (c == '(') {
+        P->i++;
+        uint8_t kind = 0;   /* 0 group, 1 lookahead, 2 lookbehind, 3 atomic */
+        bool neg = false;
+        if (P->i < P->n && P->p[P->i] == '?') {
+            uint32_t d = P->i + 1 < P->n ? P->p[P->i + 1] : 0;
+            if (d == ':') { P->i += 2; }
+            else if (d == '=' || d == '!') { kind = 1; neg = d == '!'; P->i += 2; }
+            else if (d == '>') { kind = 3; P->i += 2; }
+            else if (d == '<' && P->i + 2 < P->n && (P->p[P->i + 2] == '=' || P->p[P->i + 2] == '!')) {
+                kind = 2; neg = P->p[P->i + 2] == '!'; P->i += 3;
+            } else if (d == '<' || d == 'P' || d == '\'') {
+                /* named group: skip the name, treat as a plain group */
+                uint32_t close = d == '\'' ? '\'' : '>';
+                size_t j = P->i + (d == 'P' ? 3 : 2);
+                while (j < P->n && P->p[j] != close) j++;
+                if (j >= P->n) return rx_syntax(P, DS_ERR_JSON, "bad group name");
+                P->i = j + 1;
+            } else return rx_syntax(P, DS_ERR_UNSUPPORTED, "group options (?...)");
+        }
+        if (++P->depth > RX_MAX_DEPTH) return rx_syntax(P, DS_ERR_LIMIT, "groups nested too deeply");
+        int32_t body;
+        st = rx_parse_alt(P, &body);
+        P->depth--;
+        if (st) return st;
+        if (P->i >= P->n || P->p[P->i] != ')') return rx_syntax(P, DS_ERR_JSON, "unmatched parenthesis");
+        P->i++;
+        if (kind == 0) { *out = body; return DS_OK; }
+        nd = rx_new_node(P, kind == 3 ? RN_ATOMIC : RN_LOOK);
+        if (nd < 0) return rx_nomem(P);
+        P->nodes[nd].kid = body;
+        P->nodes[nd].neg = neg;
+        P->nodes[nd].behind = kind == 2;
+        *out = nd;
+        return DS_OK;
+    }
+    if (c == '[') {
+        P->i++;
+        return rx_parse_class(P, out);
+    }
+    if (c == '*' || c == '+' || c == '?') return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is not specified");
+    if (c == '{') {
+        uint32_t a, b;
+        bool big;
+        size_t save = P->i;
+        if (rx_interval(P, &a, &b, &big)) { P->i = save; return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is not specified"); }
+    }
+    if (c == '.' || c == '^' || c == '$') {
+        P->i++;
+        if (c == '.') {
+            nd = rx_new_node(P, RN_SET);
+            if (nd < 0) return rx_nomem(P);
+            P->nodes[nd].type = RN_CHAR;
+            P->nodes[nd].val = UINT32_MAX;   /* any character but '\n' */
+        } else {
+            nd = rx_new_node(P, RN_ASSERT);
+            if (nd < 0) return rx_nomem(P);
+            P->nodes[nd].val = c == '^' ? RA_BOL : RA_EOL;
+        }
+        *out = nd;
+        return DS_OK;
+    }
+    uint32_t cp = c;
+    if (c == '\\') {
+        P->i++;
+        if (P->i >= P->n) return rx_syntax(P, DS_ERR_JSON, "pattern ends with \\");
+        int k = rx_char_escape(P, false, &cp, &st);
+        if (k < 0) return st;
+        if (k == 0) {
+            uint32_t e = P->p[P->i++];
+            const char *anch = "AzZbB";
+            const char *hit = e < 128 ? strchr(anch, (int)e) : NULL;
+            if (e == 'G') return rx_syntax(P, DS_ERR_UNSUPPORTED, "\\G");
+            if (hit) {
+                static const uint8_t kinds[] = {RA_BOS, RA_EOS, RA_EOS_NL, RA_WORDB, RA_NWORDB};
+                nd = rx_new_node(P, RN_ASSERT);
+                if (nd < 0) return rx_nomem(P);
+                P->nodes[nd].val = kinds[hit - anch];
+                *out = nd;
+                return DS_OK;
+            }
+            rr_list r = {NULL, 0, 0, P->al, false};
+            st = rx_class_escape(P, e, &r);
+            if (st) { dsi_free(P->al, r.v); return st; }
+            int32_t si = rx_add_set(P, &r);
+            dsi_free(P->al, r.v);
+            if (si < 0) return rx_nomem(P);
+            nd = rx_new_node(P, RN_SET);
+            if (nd < 0) return rx_nomem(P);
+            P->nodes[nd].val = (uint32_t)si;
+            *out = nd;
+            return DS_OK;
+        }
+    } else {
+        P->i++;
+    }
+    nd = rx_new_node(P, RN_CHAR);
+    if (nd < 0) return rx_nomem(P);
+    P->nodes[nd].val = cp;
+    *out = nd;
+    return DS_OK;
+}
+
+/* seq ::= (atom quantifier*)* ; stops at '|', ')' or the end. */
+static ds_status rx_parse_seq(rx_parser *P, int32_t *out) {
+    int32_t cat = rx_new_node(P, RN_CAT);
+    if (cat < 0) return rx_nomem(P);
+    int32_t last = -1;
+    while (P->i < P->n && P->p[P->i] != '|' && P->p[P->i] != ')') {
+        int32_t atom = -1;
+        ds_status st = rx_parse_atom(P, &atom);
+        if (st) return st;
+        for (;;) {
+            if (P->i >= P->n) break;
+            uint32_t q = P->p[P->i];
+            uint32_t mn, mx;
+            bool interval = false;
+            if (q == '*') { mn = 0; mx = UINT32_MAX; P->i++; }
+            else if (q == '+') { mn = 1; mx = UINT32_MAX; P->i++; }
+            else if (q == '?') { mn = 0; mx = 1; P->i++; }
+            else if (q == '{') {
+                bool big;
+                if (!rx_interval(P, &mn, &mx, &big)) break;
+                if (big) return rx_syntax(P, DS_ERR_LIMIT, "too big number for repeat range");
+                interval = true;
+            } else break;
+            int32_t rep = rx_new_node(P, RN_REP);
+            if (rep < 0) return rx_nomem(P);
+            P->nodes[rep].kid = atom;
+            P->nodes[rep].min = mn;
+            P->nodes[rep].max = mx;
+            if (P->i < P->n && P->p[P->i] == '?') { P->nodes[rep].lazy = 1; P->i++; }
+            else if (!interval && P->i < P->n && P->p[P->i] == '+') {
+                /* possessive: an atomic group around the greedy repeat */
+                P->i++;
+                int32_t at = rx_new_node(P, RN_ATOMIC);
+                if (at < 0) return rx_nomem(P);
+                P->nodes[at].kid = rep;
+                rep = at;
+            }
+            atom = rep;
+        }
+        if (last < 0) P->nodes[cat].kid = atom; else P->nodes[last].next = atom;
+        last = atom;
+    }
+    *out = cat;
+    return DS_OK;
+}
+
+/* alt ::= seq ('|' seq)* */
+static ds_status rx_parse_alt(rx_parser *P, int32_t *out) {
+    int32_t first;
+    ds_status st = rx_parse_seq(P, &first);
+    if (st) return st;
+    if (P->i >= P->n || P->p[P->i] != '|') { *out = first; return DS_OK; }
+    int32_t alt = rx_new_node(P, RN_ALT);
+    if (alt < 0) return rx_nomem(P);
+    P->nodes[alt].kid = first;
+    int32_t last = first;
+    while (P->i < P->n && P->p[P->i] == '|') {
+        P->i++;
+        int32_t s;
+        st = rx_parse_seq(P, &s);
+        if (st) return st;
+        P->nodes[last].next = s;
+        last = s;
+    }
+    *out = alt;
+    return DS_OK;
+}
+
+/* ==== Regex: compiler ===================================================== */
+typedef struct rx_compiler {
+    rx_parser *P;
+    rx_inst *code;
+    size_t n, cap;
+    bool failed;            /* out of memory or too large */
+    bool too_big;
+} rx_compiler;
+
+static uint32_t rx_emit(rx_compiler *C, uint8_t op, uint8_t flag, uint32_t a, uint32_t b, uint32_t c) {
+    if (C->failed) return 0;
+    if (C->n >= RX_MAX_INSTS) { C->failed = C->too_big = true; return 0; }
+    if (C->n == C->cap) {
+        size_t nc = C->cap ? C->cap * 2 : 64;
+        rx_inst *ni = dsi_realloc(C->P->al, C->code, nc * sizeof *ni);
+        if (!ni) { C->failed = true; return 0; }
+        C->code = ni;
+        C->cap = nc;
+    }
+    rx_inst *I = &C->code[C->n];
+    I->op = op;
+    I->flag = flag;
+    I->a = a;
+    I->b = b;
+    I->c = c;
+    return (uint32_t)C->n++;
+}
+
+/* Whether a node can match the empty string (for empty-loop checks). */
+static bool rx_nullable(const rx_parser *P, int32_t id) {
+    const rx_node *nd = &P->nodes[id];
+    switch (nd->type) {
+    case RN_EMPTY: case RN_ASSERT: case RN_LOOK: return true;
+    case RN_CHAR: case RN_SET: return false;
+    case RN_CAT:
+        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next)
+            if (!rx_nullable(P, k)) return false;
+        return true;
+    case RN_ALT:
+        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next)
+            if (rx_nullable(P, k)) return true;
+        return false;
+    case RN_REP: return nd->min == 0 || rx_nullable(P, nd->kid);
+    case RN_ATOMIC: return rx_nullable(P, nd->kid);
+    }
+    return true;
+}
+
+/* Length in characters every match of the node has, or -1 if it varies
+ * (lookbehind needs a fixed length). */
+static long rx_fixed_len(const rx_parser *P, int32_t id) {
+    const rx_node *nd = &P->nodes[id];
+    switch (nd->type) {
+    case RN_EMPTY: case RN_ASSERT: case RN_LOOK: return 0;
+    case RN_CHAR: case RN_SET: return 1;
+    case RN_CAT: {
+        long t = 0;
+        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next) {
+            long l = rx_fixed_len(P, k);
+            if (l < 0 || t > 1000000) return -1;
+            t += l;
+        }
+        return t;
+    }
+    case RN_ALT: {
+        long t = -2;
+        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next) {
+            long l = rx_fixed_len(P, k);
+            if (l < 0 || (t != -2 && l != t)) return -1;
+            t = l;
+        }
+        return t < 0 ? 0 : t;
+    }
+    case RN_REP: {
+        if (nd->min != nd->max) return -1;
+        long l = rx_fixed_len(P, nd->kid);
+        if (l < 0 || (l && nd->min > 1000000 / (unsigned long)l)) return -1;
+        return l * (long)nd->min;
+    }
+    case RN_ATOMIC: return rx_fixed_len(P, nd->kid);
+    }
+    return -1;
+}
+
+static void rx_compile_node(rx_compiler *C, int32_t id, int depth);
+
+static void rx_compile_rep(rx_compiler *C, const rx_node *nd, int depth) {
+    rx_parser *P = C->P;
+    const rx_node *kid = &P->nodes[nd->kid];
+    if (kid->type == RN_CHAR || kid->type == RN_SET) {
+        /* one instruction for a repeated single character: it consumes the
+         * longest run, then gives characters back one at a time */
+        uint8_t flag = (uint8_t)(nd->lazy ? 1 : 0);
+        uint32_t a = kid->val;
+        if (kid->type == RN_SET) flag |= 2;
+        rx_emit(C, OP_REP, flag, a, nd->min, nd->max);
+        return;
+    }
+    for (uint32_t i = 0; i < nd->min && !C->failed; i++) rx_compile_node(C, nd->kid, depth + 1);
+    if (nd->max == nd->min) return;
+    if (nd->max == UINT32_MAX) {
+        /* L: SPLIT body, exit ; body: [SAVE s] x [EMPTYCHK s, exit] JMP L ; exit: */
+        bool nullable = rx_nullable(P, nd->kid);
+        uint32_t slot = 0;
+        if (nullable) slot = C->P->prog->n_slots++;
+        uint32_t L = rx_emit(C, OP_SPLIT, 0, 0, 0, 0);
+        uint32_t body = (uint32_t)C->n;
+        if (nullable) rx_emit(C, OP_SAVE, 0, slot, 0, 0);
+        rx_compile_node(C, nd->kid, depth + 1);
+        uint32_t chk = 0;
+        if (nullable) chk = rx_emit(C, OP_EMPTYCHK, 0, slot, 0, 0);
+        rx_emit(C, OP_JMP, 0, L, 0, 0);
+        if (C->failed) return;
+        uint32_t exit = (uint32_t)C->n;
+        if (nullable) C->code[chk].b = exit;
+        C->code[L].a = nd->lazy ? exit : body;
+        C->code[L].b = nd->lazy ? body : exit;
+        return;
+    }
+    /* (max - min) nested optional copies, each skipping to the common exit */
+    uint32_t k = nd->max - nd->min;
+    size_t first_split = C->n;
+    uint32_t *splits = dsi_malloc(P->al, (size_t)k * sizeof *splits);
+    if (!splits) { C->failed = true; return; }
+    for (uint32_t i = 0; i < k && !C->failed; i++) {
+        splits[i] = rx_emit(C, OP_SPLIT, 0, 0, 0, 0);
+        rx_compile_node(C, nd->kid, depth + 1);
+    }
+    (void)first_split;
+    if (!C->failed) {
+        uint32_t exit = (uint32_t)C->n;
+        for (uint32_t i = 0; i < k; i++) {
+            uint32_t body = splits[i] + 1;
+            C->code[splits[i]].a = nd->lazy ? exit : body;
+            C->code[splits[i]].b = nd->lazy ? body : exit;
+        }
+    }
+    dsi_free(P->al, splits);
+}
+
+static void rx_compile_node(rx_compiler *C, int32_t id, int depth) {
+    if (C->failed) return;
+    if (depth > 4 * RX_MAX_DEPTH + 16) { C->failed = C->too_big = true; return; }
+    rx_parser *P = C->P;
+    const rx_node nd = P->nodes[id];
+    switch (nd.type) {
+    case RN_EMPTY: break;
+    case RN_CHAR:
+        if (nd.val == UINT32_MAX) rx_emit(C, OP_ANY, 0, 0, 0, 0);
+        else rx_emit(C, OP_CHAR, 0, nd.val, 0, 0);
+        break;
+    case RN_SET: rx_emit(C, OP_SET, 0, nd.val, 0, 0); break;
+    case RN_ASSERT: rx_emit(C, OP_ASSERT, 0, nd.val, 0, 0); break;
+    case RN_CAT:
+        for (int32_t k = nd.kid; k >= 0 && !C->failed; k = P->nodes[k].next) rx_compile_node(C, k, depth + 1);
+        break;
+    case RN_ALT: {
+        /* SPLIT L1, N1 ; L1: x1 ; JMP end ; N1: SPLIT L2, N2 ; ... ; xk ; end: */
+        uint32_t jumps_head = UINT32_MAX;   /* chain of JMPs to patch through their 'a' field */
+        for (int32_t k = nd.kid; k >= 0 && !C->failed; k = P->nodes[k].next) {
+            if (P->nodes[k].next >= 0) {
+                uint32_t s = rx_emit(C, OP_SPLIT, 0, 0, 0, 0);
+                rx_compile_node(C, k, depth + 1);
+                uint32_t j = rx_emit(C, OP_JMP, 0, jumps_head, 0, 0);
+                if (C->failed) return;
+                jumps_head = j;
+                C->code[s].a = s + 1;
+                C->code[s].b = (uint32_t)C->n;
+            } else {
+                rx_compile_node(C, k, depth + 1);
+            }
+        }
+        if (C->failed) return;
+        uint32_t end = (uint32_t)C->n;
+        while (jumps_head != UINT32_MAX) {
+            uint32_t nx = C->code[jumps_head].a;
+            C->code[jumps_head].a = end;
+            jumps_head = nx;
+        }
+        break;
+    }
+    case RN_REP: rx_compile_rep(C, &nd, depth); break;
+    case RN_LOOK:
+    case RN_ATOMIC: {
+        /* LOOK/ATOMIC a=body b=continuation c=lookbehind length+1 ; body ... MATCH ; cont: */
+        uint32_t behind = 0;
+        if (nd.type == RN_LOOK && nd.behind) {
+            long l = rx_fixed_len(P, nd.kid);
+            if (l < 0) { C->failed = true; C->too_big = false; P->e->status = DS_ERR_UNSUPPORTED; return; }
+            behind = (uint32_t)l + 1;
+        }
+        uint32_t at = rx_emit(C, nd.type == RN_LOOK ? OP_LOOK : OP_ATOMIC, nd.neg, 0, 0, behind);
+        rx_compile_node(C, nd.kid, depth + 1);
+        if (behind) rx_emit(C, OP_BACK, 0, 0, 0, 0);
+        rx_emit(C, OP_MATCH, 0, 0, 0, 0);
+        if (C->failed) return;
+        C->code[at].a = at + 1;
+        C->code[at].b = (uint32_t)C->n;
+        break;
+    }
+    }
+}
+
+/* The characters that can begin a match, collected by following the
+ * program's empty moves from the start. Returns false when the start is
+ * nullable or guarded by an assertion (then every position must be tried). */
+static bool rx_first_chars(const rx_prog *G, const rx_inst *code, uint32_t n, rr_list *r, const dsi_alloc *al) {
+    uint8_t *seen = dsi_calloc(al, n ? n : 1, 1);
+    uint32_t *stack = dsi_malloc(al, (size_t)(n ? n : 1) * 2 * sizeof *stack);
+    bool ok = seen && stack;
+    size_t sp = 0;
+    if (ok) stack[sp++] = 0;
+    while (ok && sp) {
+        uint32_t pc = stack[--sp];
+        if (pc >= n || seen[pc]) continue;
+        seen[pc] = 1;
+        const rx_inst *I = &code[pc];
+        switch (I->op) {
+        case OP_CHAR: rr_add(r, I->a, I->a); break;
+        case OP_ANY: rr_add(r, 0, 9); rr_add(r, 11, 0x10FFFF); break;
+        case OP_SET: rr_append(r, &(rr_list){G->sets[I->a].v, G->sets[I->a].n, 0, al, false}); break;
+        case OP_REP:
+            if (I->flag & 2) rr_append(r, &(rr_list){G->sets[I->a].v, G->sets[I->a].n, 0, al, false});
+            else if (I->a == UINT32_MAX) { rr_add(r, 0, 9); rr_add(r, 11, 0x10FFFF); }
+            else rr_add(r, I->a, I->a);
+            if (I->b == 0) stack[sp++] = pc + 1;
+            break;
+        case OP_SPLIT: stack[sp++] = I->a; stack[sp++] = I->b; break;
+        case OP_JMP: stack[sp++] = I->a; break;
+        case OP_SAVE: stack[sp++] = pc + 1; break;
+        case OP_EMPTYCHK: stack[sp++] = pc + 1; stack[sp++] = I->b; break;
+        case OP_ATOMIC: stack[sp++] = I->a; break;
+        default: ok = false; break;   /* MATCH (nullable), ASSERT, LOOK, BACK */
+        }
+    }
+    dsi_free(al, seen);
+    dsi_free(al, stack);
+    return ok && !r->failed;
+}
+
+static void rx_prog_free(const dsi_alloc *al, rx_prog *G) {
+    if (!G) return;
+    for (uint32_t i = 0; i < G->n_sets; i++) {
+        dsi_free(al, G->sets[i].v);
+        dsi_free(al, G->sets[i].bmp);
+    }
+    dsi_free(al, G->sets);
+    dsi_free(al, G->code);
+    dsi_free(al, G);
+}
+
+/* Compiles a pattern (UTF-8, n bytes). literal: match the text itself (a
+ * Split with a String pattern). */
+static ds_status rx_compile(const char *pat, size_t n, bool literal, const dsi_alloc *al, const char *what,
+                            rx_prog **out, dsi_err *e) {
+    *out = NULL;
+    ds_status st = DS_OK;
+    uint32_t *cps = dsi_malloc(al, (n + 1) * sizeof *cps);
+    rx_prog *G = dsi_calloc(al, 1, sizeof *G);
+    rx_parser P = {0};
+    rx_compiler C = {0};
+    if (!cps || !G) { st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what); goto done; }
+    size_t m = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = utf8_valid((const uint8_t *)pat + i, n - i, &cp);
+        if (!k) { st = dsi_fail(e, DS_ERR_JSON, "%s: invalid UTF-8", what); goto done; }
+        cps[m++] = cp;
+        i += k;
+    }
+    P.p = cps;
+    P.n = m;
+    P.prog = G;
+    P.al = al;
+    P.e = e;
+    P.what = what;
+    int32_t root;
+    if (literal) {
+        root = rx_new_node(&P, RN_CAT);
+        if (root < 0) { st = rx_nomem(&P); goto done; }
+        int32_t last = -1;
+        for (size_t i = 0; i < m; i++) {
+            int32_t c = rx_new_node(&P, RN_CHAR);
+            if (c < 0) { st = rx_nomem(&P); goto done; }
+            P.nodes[c].val = cps[i];
+            if (last < 0) P.nodes[root].kid = c; else P.nodes[last].next = c;
+            last = c;
+        }
+    } else {
+        st = rx_parse_alt(&P, &root);
+        if (st) goto done;
+        if (P.i < P.n) { st = rx_syntax(&P, DS_ERR_JSON, "unmatched close parenthesis"); goto done; }
+    }
+    C.P = &P;
+    e->status = DS_OK;
+    rx_compile_node(&C, root, 0);
+    rx_emit(&C, OP_MATCH, 0, 0, 0, 0);
+    if (C.failed) {
+        if (e->status == DS_ERR_UNSUPPORTED) st = dsi_fail(e, DS_ERR_UNSUPPORTED, "%s: lookbehind of variable length", what);
+        else if (C.too_big) st = dsi_fail(e, DS_ERR_LIMIT, "%s: pattern too large", what);
+        else st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what);
+        goto done;
+    }
+    G->code = C.code;
+    G->n_code = (uint32_t)C.n;
+    C.code = NULL;
+    G->first_set = -1;
+    rr_list fr = {NULL, 0, 0, al, false};
+    if (rx_first_chars(G, G->code, G->n_code, &fr, al)) {
+        int32_t si = rx_add_set(&P, &fr);
+        if (si < 0) { dsi_free(al, fr.v); st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what); goto done; }
+        G->first_set = si;
+    }
+    dsi_free(al, fr.v);
+    if (fr.failed) { st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what); goto done; }
+    *out = G;
+    G = NULL;
+done:
+    dsi_free(al, C.code);
+    dsi_free(al, P.nodes);
+    dsi_free(al, cps);
+    rx_prog_free(al, G);
+    return st;
+}
+
+/* ==== Regex: matcher ====================================================== */
+enum { BT_BRANCH, BT_SLOT, BT_REP, BT_REPLAZY };
+
+typedef struct rx_bt {
+    uint32_t kind, pc;
+    size_t pos, aux;
+} rx_bt;
+
+/* Per-call matching state (scratch owned by the encode call). */
+typedef struct rx_ctx {
+    const dsi_alloc *al;
+    const uint32_t *s;     /* the piece being split */
+    size_t n;
+    rx_bt *stack;
+    size_t sp, cap;
+    size_t *slots;
+    size_t n_slots;
+    uint64_t steps;
+} rx_ctx;
+
+#define RX_NOMEM (-1)
+#define RX_LIMIT (-2)
+
+static bool rx_push(rx_ctx *X, uint32_t kind, uint32_t pc, size_t pos, size_t aux) {
+    if (X->sp == X->cap) {
+        size_t nc = X->cap ? X->cap * 2 : 256;
+        rx_bt *ns = dsi_realloc(X->al, X->stack, nc * sizeof *ns);
+        if (!ns) return false;
+        X->stack = ns;
+        X->cap = nc;
+    }
+    rx_bt *b = &X->stack[X->sp++];
+    b->kind = kind;
+    b->pc = pc;
+    b->pos = pos;
+    b->aux = aux;
+    return true;
+}
+
+static bool rx_char_ok(const rx_prog *G, const rx_inst *I, uint32_t c) {
+    if (I->flag & 2) return rx_set_has(&G->sets[I->a], c);
+    if (I->a == UINT32_MAX) return c != '\n';
+    return c == I->a;
+}
+
+static bool rx_assert(const rx_ctx *X, uint32_t kind, size_t pos) {
+    switch (kind) {
+    case RA_BOL: return pos == 0 || X->s[pos - 1] == '\n';
+    case RA_EOL: return pos == X->n || X->s[pos] == '\n';
+    case RA_BOS: return pos == 0;
+    case RA_EOS: return pos == X->n;
+    case RA_EOS_NL: return pos == X->n || (pos + 1 == X->n && X->s[pos] == '\n');
+    case RA_WORDB:
+    case RA_NWORDB: {
+        bool a = pos > 0 && uc_is_word(X->s[pos - 1]);
+        bool b = pos < X->n && uc_is_word(X->s[pos]);
+        return (a != b) == (kind == RA_WORDB);
+    }
+    }
+    return false;
+}
+
+/* Runs the program from pc at pos. Returns 1 (match, end in *end), 0 (no
+ * match) or RX_NOMEM / RX_LIMIT. Backtrack entries above the entry depth
+ * are dropped on return, so lookaround and atomic bodies never backtrack
+ * into the caller. */
+static int rx_run(const rx_prog *G, rx_ctx *X, uint32_t pc, size_t pos, size_t *end) {
+    const size_t base = X->sp;
+    for (;;) {
+        if (++X->steps > RX_STEP_LIMIT) { X->sp = base; return RX_LIMIT; }
+        const rx_inst *I = &G->code[pc];
+        switch (I->op) {
+        case OP_CHAR:
+            if (pos < X->n && X->s[pos] == I->a) { pos++; pc++; continue; }
+            goto fail;
+        case OP_ANY:
+            if (pos < X->n && X->s[pos] != '\n') { pos++; pc++; continue; }
+            goto fail;
+        case OP_SET:
+            if (pos < X->n && rx_set_has(&G->sets[I->a], X->s[pos])) { pos++; pc++; continue; }
+            goto fail;
+        case OP_JMP: pc = I->a; continue;
+        case OP_SPLIT:
+            if (!rx_push(X, BT_BRANCH, I->b, pos, 0)) { X->sp = base; return RX_NOMEM; }
+            pc = I->a;
+            continue;
+        case OP_MATCH:
+            *end = pos;
+            X->sp = base;
+            return 1;
+        case OP_ASSERT:
+            if (rx_assert(X, I->a, pos)) { pc++; continue; }
+            goto fail;
+        case OP_LOOK:
+        case OP_ATOMIC: {
+            size_t e = 0, from = pos;
+            if (I->c) {               /* lookbehind: the body must end exactly here */
+                if (pos < I->c - 1) { if (I->flag) { pc = I->b; continue; } goto fail; }
+                from = pos - (I->c - 1);
+            }
+            int r = rx_run(G, X, I->a, from, &e);
+            if (r < 0) { X->sp = base; return r; }
+            if (I->c && r == 1 && e != pos) r = 0;
+            if (I->op == OP_ATOMIC) {
+                if (r) { pos = e; pc = I->b; continue; }
+                goto fail;
+            }
+            if ((r == 1) != (I->flag != 0)) { pc = I->b; continue; }
+            goto fail;
+        }
+        case OP_BACK: pc++; continue;   /* end of a lookbehind body: position checked by the caller */
+        case OP_REP: {
+            size_t k = 0, lim = X->n - pos;
+            if (I->c < lim) lim = I->c;
+            if (I->flag & 1) {        /* lazy: take the minimum, offer more later */
+                while (k < I->b && k < lim && rx_char_ok(G, I, X->s[pos + k])) k++;
+                if (k < I->b) goto fail;
+                if (k < lim && !rx_push(X, BT_REPLAZY, pc, pos, k)) { X->sp = base; return RX_NOMEM; }
+            } else {
+                while (k < lim && rx_char_ok(G, I, X->s[pos + k])) k++;
+                if (k < I->b) goto fail;
+                if (k > I->b && !rx_push(X, BT_REP, pc, pos, k)) { X->sp = base; return RX_NOMEM; }
+            }
+            pos += k;
+            pc++;
+            continue;
+        }
+        case OP_SAVE:
+            if (!rx_push(X, BT_SLOT, I->a, X->slots[I->a], 0)) { X->sp = base; return RX_NOMEM; }
+            X->slots[I->a] = pos;
+            pc++;
+            continue;
+        case OP_EMPTYCHK:
+            /* an iteration that matched nothing ends the loop (Oniguruma) */
+            pc = X->slots[I->a] == pos ? I->b : pc + 1;
+            continue;
+        }
+    fail:
+        for (;;) {
+            if (X->sp == base) return 0;
+            rx_bt *b = &X->stack[X->sp - 1];
+            if (b->kind == BT_BRANCH) {
+                pc = b->pc;
+                pos = b->pos;
+                X->sp--;
+                break;
+            }
+            if (b->kind == BT_SLOT) {
+                X->slots[b->pc] = b->pos;
+                X->sp--;
+                continue;
+            }
+            const rx_inst *R = &G->code[b->pc];
+            if (b->kind == BT_REP) {
+                b->aux--;
+                pos = b->pos + b->aux;
+                pc = b->pc + 1;
+                if (b->aux <= R->b) X->sp--;
+                break;
+            }
+            /* BT_REPLAZY: one more character, if it matches */
+            if (b->aux < R->c && b->pos + b->aux < X->n && rx_char_ok(G, R, X->s[b->pos + b->aux])) {
+                b->aux++;
+                pos = b->pos + b->aux;
+                pc = b->pc + 1;
+                if (b->aux >= R->c || b->pos + b->aux >= X->n) X->sp--;
+                break;
+            }
+            X->sp--;
+        }
+        if (++X->steps > RX_STEP_LIMIT) { X->sp = base; return RX_LIMIT; }
+    }
+}
+
+/* Leftmost match starting at or after from. Returns 1/0/negative. */
+static int rx_search(const rx_prog *G, rx_ctx *X, size_t from, size_t *ms, size_t *me) {
+    const rx_set *fs = G->first_set >= 0 ? &G->sets[G->first_set] : NULL;
+    for (size_t p = from; p <= X->n; p++) {
+        if (fs) {
+            while (p < X->n && !rx_set_has(fs, X->s[p])) p++;
+            if (p >= X->n) return 0;
+        }
+        int r = rx_run(G, X, 0, p, me);
+        if (r) {
+            *ms = p;
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* ==== Hash maps =========================================================== */
+static uint64_t tk_hash_bytes(const void *p, size_t n) {
+    /* FNV-1a, then a final mix so that the low bits are usable as an index */
+    const uint8_t *s = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ull;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 32);
+}
+
+static uint64_t tk_hash_u64(uint64_t x) {
+    x ^= x >> 31;
+    x *= 0x9e3779b97f4a7c15ull;
+    return x ^ (x >> 29);
+}
+
+/* Strings live in one growing byte pool and are named by offset, so the pool
+ * may move while maps that refer to it are built. */
+typedef struct tk_pool {
+    uint8_t *p;
+    size_t n, cap;
+} tk_pool;
+
+typedef struct tk_sent {
+    uint32_t off, len;      /* string in the pool */
+    int32_t val;
+    uint32_t aux;           /* map-specific */
+} tk_sent;
+
+typedef struct tk_smap {
+    tk_sent *ent;
+    uint32_t n, cap;
+    uint32_t *tab;          /* entry index + 1; 0 = empty */
+    uint32_t mask;
+} tk_smap;
+
+static bool tk_pool_put(const dsi_alloc *al, tk_pool *P, const void *s, size_t n, uint32_t *off) {
+    if (n > UINT32_MAX - P->n || P->n + n > UINT32_MAX) return false;
+    if (P->n + n > P->cap) {
+        size_t nc = P->cap ? P->cap : 4096;
+        while (nc < P->n + n) nc *= 2;
+        uint8_t *np = dsi_realloc(al, P->p, nc);
+        if (!np) return false;
+        P->p = np;
+        P->cap = nc;
+    }
+    if (n) memcpy(P->p + P->n, s, n);
+    *off = (uint32_t)P->n;
+    P->n += n;
+    return true;
+}
+
+static int64_t tk_smap_find(const tk_smap *m, const tk_pool *P, const void *s, size_t n) {
+    if (!m->tab) return -1;
+    uint32_t i = (uint32_t)tk_hash_bytes(s, n) & m->mask;
+    for (;;) {
+        uint32_t k = m->tab[i];
+        if (!k) return -1;
+        const tk_sent *e = &m->ent[k - 1];
+        if (e->len == n && memcmp(P->p + e->off, s, n) == 0) return (int64_t)(k - 1);
+        i = (i + 1) & m->mask;
+    }
+}
+
+static bool tk_smap_rehash(const dsi_alloc *al, tk_smap *m, const tk_pool *P, uint32_t size) {
+    uint32_t *tab = dsi_calloc(al, size, sizeof *tab);
+    if (!tab) return false;
+    for (uint32_t k = 0; k < m->n; k++) {
+        const tk_sent *e = &m->ent[k];
+        uint32_t i = (uint32_t)tk_hash_bytes(P->p + e->off, e->len) & (size - 1);
+        while (tab[i]) i = (i + 1) & (size - 1);
+        tab[i] = k + 1;
+    }
+    dsi_free(al, m->tab);
+    m->tab = tab;
+    m->mask = size - 1;
+    return true;
+}
+
+/* Adds an entry for pool string (off, len) known to be absent. */
+static int64_t tk_smap_add(const dsi_alloc *al, tk_smap *m, const tk_pool *P, uint32_t off, uint32_t len, int32_t val) {
+    if (m->n == m->cap) {
+        uint32_t nc = m->cap ? m->cap * 2 : 64;
+        if (nc < m->cap) return -1;
+        tk_sent *ne = dsi_realloc(al, m->ent, (size_t)nc * sizeof *ne);
+        if (!ne) return -1;
+        m->ent = ne;
+        m->cap = nc;
+    }
+    m->ent[m->n] = (tk_sent){off, len, val, 0};
+    m->n++;
+    if (!m->tab || (uint64_t)m->n * 2 > (uint64_t)m->mask + 1) {
+        uint32_t size = m->tab ? (m->mask + 1) * 2 : 128;
+        while ((uint64_t)m->n * 2 > size) size *= 2;
+        if (!tk_smap_rehash(al, m, P, size)) { m->n--; return -1; }
+    } else {
+        uint32_t i = (uint32_t)tk_hash_bytes(P->p + off, len) & m->mask;
+        while (m->tab[i]) i = (i + 1) & m->mask;
+        m->tab[i] = m->n;
+    }
+    return (int64_t)(m->n - 1);
+}
+
+static void tk_smap_free(const dsi_alloc *al, tk_smap *m) {
+    dsi_free(al, m->ent);
+    dsi_free(al, m->tab);
+    memset(m, 0, sizeof *m);
+}
+
+/* ==== Added-token trie ==================================================== */
+typedef struct tk_tnode {
+    uint32_t child, sibling;   /* node indices; 0 = none (0 is the root) */
+    int32_t tok;               /* index into ds_tokenizer.added, or -1 */
+    uint8_t byte;
+} tk_tnode;
+
+typedef struct tk_trie {
+    tk_tnode *nodes;
+    uint32_t n, cap;
+    uint32_t first[256];       /* root's child for each first byte */
+} tk_trie;
+
+static bool tk_trie_insert(const dsi_alloc *al, tk_trie *T, const uint8_t *s, size_t n, int32_t tok) {
+    if (n == 0) return true;
+    if (!T->nodes) {
+        T->nodes = dsi_malloc(al, 64 * sizeof *T->nodes);
+        if (!T->nodes) return false;
+        T->cap = 64;
+        T->n = 1;
+        T->nodes[0] = (tk_tnode){0, 0, -1, 0};
+    }
+    uint32_t cur = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t nx = 0;
+        if (cur == 0) nx = T->first[s[i]];
+        else
+            for (uint32_t c = T->nodes[cur].child; c; c = T->nodes[c].sibling)
+                if (T->nodes[c].byte == s[i]) { nx = c; break; }
+        if (!nx) {
+            if (T->n == T->cap) {
+                if (T->cap > UINT32_MAX / 2) return false;
+                tk_tnode *nn = dsi_realloc(al, T->nodes, (size_t)T->cap * 2 * sizeof *nn);
+                if (!nn) return false;
+                T->nodes = nn;
+                T->cap *= 2;
+            }
+            nx = T->n++;
+            T->nodes[nx] = (tk_tnode){0, 0, -1, s[i]};
+            if (cur == 0) T->first[s[i]] = nx;
+            else {
+                T->nodes[nx].sibling = T->nodes[cur].child;
+                T->nodes[cur].child = nx;
+            }
+        }
+        cur = nx;
+    }
+    /* the first token with this content wins (the reference builds its
+     * matcher from distinct contents) */
+    if (T->nodes[cur].tok < 0) T->nodes[cur].tok = tok;
+    return true;
+}
+
+/* Longest token starting at s[0]: its length (0 if none) and index. */
+static size_t tk_trie_longest(const tk_trie *T, const uint8_t *s, size_t n, int32_t *tok) {
+    if (!T->nodes || n == 0) return 0;
+    uint32_t cur = T->first[s[0]];
+    size_t best = 0;
+    for (size_t i = 1; cur; i++) {
+        if (T->nodes[cur].tok >= 0) { best = i; *tok = T->nodes[cur].tok; }
+        if (i >= n) break;
+        uint32_t nx = 0;
+        for (uint32_t c = T->nodes[cur].child; c; c = T->nodes[c].sibling)
+            if (T->nodes[c].byte == s[i]) { nx = c; break; }
+        cur = nx;
+    }
+    return best;
+}
+
+/* ==== The tokenizer ======================================================= */
+enum { ST_SPLIT, ST_BYTELEVEL, ST_DIGITS };
+enum { BH_ISOLATED, BH_REMOVED, BH_MERGED_PREV, BH_MERGED_NEXT, BH_CONTIGUOUS };
+
+typedef struct tk_step {
+    uint8_t kind;
+    uint8_t behavior;
+    uint8_t invert;
+    uint8_t add_prefix_space;   /* ByteLevel */
+    uint8_t use_regex;          /* ByteLevel */
+    uint8_t individual;         /* Digits */
+    rx_prog *prog;              /* Split; ByteLevel with use_regex (shared, not owned) */
+} tk_step;
+
+typedef struct tk_added {
+    uint32_t off, len;          /* content in the pool */
+    int32_t id;
+    uint8_t special, lstrip, rstrip, single_word, normalized;
+    uint8_t special_content;    /* content is in the reference's special set */
+} tk_added;
+
+enum { CHAT_NONE, CHAT_V2, CHAT_V25, CHAT_V3 };
+
+struct ds_tokenizer {
+    dsi_alloc al;
+    tk_pool pool;               /* every string below */
+    /* model.vocab */
+    tk_smap vocab;              /* string -> id */
+    uint32_t model_vocab_size;  /* distinct strings in model.vocab */
+    /* model.merges: (left id, right id) -> (rank, merged id) */
+    uint64_t *mkey, *mval;
+    uint32_t mmask;
+    uint32_t n_merges;
+    /* model options */
+    int32_t unk_id;             /* -1: none; -2: named but absent from the vocab */
+    bool fuse_unk, byte_fallback, ignore_merges;
+    int32_t byte_id[256];       /* id of GPT-2 char of each byte, -1 if absent */
+    int32_t fallback_id[256];   /* "<0xAB>" tokens for byte_fallback */
+    int32_t low_id[0x180];      /* id of each single character below U+0180 */
+    /* added tokens */
+    tk_added *added;
+    uint32_t n_added;
+    tk_trie trie[2];            /* [0]: normalized = false, [1]: normalized = true */
+    /* id -> decoded bytes */
+    uint32_t n_ids;             /* largest id + 1 */
+    uint32_t *dec_off, *dec_len;
+    uint32_t max_dec;           /* longest decoded token */
+    /* pre-tokenizer */
+    tk_step *steps;
+    uint32_t n_steps;
+    rx_prog **progs;            /* owned programs */
+    uint32_t n_progs;
+    uint32_t max_slots;
+    /* tokenizer_config.json */
+    int32_t bos, eos;
+    bool add_bos;
+    uint32_t bos_off, bos_len, eos_off, eos_len;   /* token texts; len 0 = none */
+    bool has_bos_text, has_eos_text;
+    int chat;                   /* CHAT_* */
+    bool chat_join_systems;     /* V3: systems joined with "\n\n" (else the last wins) */
+    bool chat_strip_think;      /* R1: assistant content after the last "</think>" */
+    bool chat_think_prompt;     /* R1: generation prompt ends with "<think>\n" */
+};
+
+DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m) {
+#ifdef DSI_TOKENIZER_STANDALONE
+    (void)m;
+    return NULL;
+#else
+    return m ? m->tok : NULL;
+#endif
+}
+
+static int32_t tk_vocab_get(const ds_tokenizer *t, const void *s, size_t n) {
+    int64_t k = tk_smap_find(&t->vocab, &t->pool, s, n);
+    return k < 0 ? -1 : t->vocab.ent[k].val;
+}
+
+static bool tk_merge_get(const ds_tokenizer *t, int32_t a, int32_t b, uint32_t *rank, int32_t *nid) {
+    if (!t->mkey) return false;
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    uint32_t i = (uint32_t)tk_hash_u64(key) & t->mmask;
+    for (;;) {
+        uint64_t k = t->mkey[i];
+        if (k == UINT64_MAX) return false;
+        if (k == key) {
+            *rank = (uint32_t)(t->mval[i] >> 32);
+            *nid = (int32_t)(uint32_t)t->mval[i];
+            return true;
+        }
+        i = (i + 1) & t->mmask;
+    }
+}
+
+/* Inserts or overwrites (a later duplicate merge takes the later rank, as
+ * the reference's HashMap collect does). */
+static void tk_merge_put(ds_tokenizer *t, int32_t a, int32_t b, uint32_t rank, int32_t nid) {
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    uint32_t i = (uint32_t)tk_hash_u64(key) & t->mmask;
+    while (t->mkey[i] != UINT64_MAX && t->mkey[i] != key) i = (i + 1) & t->mmask;
+    t->mkey[i] = key;
+    t->mval[i] = ((uint64_t)rank << 32) | (uint32_t)nid;
+}
+
+/* ==== Construction: model ================================================= */
+static ds_status tk_load_vocab(ds_tokenizer *t, const dsi_json *vocab, dsi_err *e) {
+    if (!vocab || vocab->type != DSI_JSON_OBJECT)
+        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.vocab is missing or not an object");
+    for (uint32_t i = 0; i < vocab->n; i++) {
+        const dsi_json *v = &vocab->kids[i];
+        if (v->type != DSI_JSON_NUMBER || !v->is_int || v->i < 0)
+            return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.vocab entry %u: id is not a non-negative integer", i);
+        if ((uint64_t)v->i >= DS_MAX_TOKEN_ID)
+            return dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: model.vocab id %lld exceeds %u", (long long)v->i,
+                            (unsigned)DS_MAX_TOKEN_ID);
+        int64_t k = tk_smap_find(&t->vocab, &t->pool, v->key, v->key_len);
+        if (k >= 0) {                 /* duplicate key: the last value wins */
+            t->vocab.ent[k].val = (int32_t)v->i;
+            continue;
+        }
+        uint32_t off;
+        if (!tk_pool_put(&t->al, &t->pool, v->key, v->key_len, &off) ||
+            tk_smap_add(&t->al, &t->vocab, &t->pool, off, v->key_len, (int32_t)v->i) < 0)
+            return dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for the vocabulary");
+    }
+    t->model_vocab_size = t->vocab.n;
+    return DS_OK;
+}
+
+static ds_status tk_load_merges(ds_tokenizer *t, const dsi_json *merges, dsi_err *e) {
+    if (!merges || merges->type != DSI_JSON_ARRAY)
+        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.merges is missing or not an array");
+    uint32_t size = 64;
+    while (size < (uint64_t)merges->n * 2 + 2) size *= 2;
+    t->mkey = dsi_malloc(&t->al, (size_t)size * sizeof *t->mkey);
+    t->mval = dsi_malloc(&t->al, (size_t)size * sizeof *t->mval);
+    if (!t->mkey || !t->mval) return dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for the merges");
+    memset(t->mkey, 0xFF, (size_t)size * sizeof *t->mkey);
+    t->mmask = size - 1;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    uint32_t rank = 0;
+    ds_status st = DS_OK;
+    for (uint32_t i = 0; i < merges->n; i++) {
+        const dsi_json *m = &merges->kids[i];
+        const char *a, *b;
+        size_t la, lb;
+        if (m->type == DSI_JSON_STRING) {
+            /* "a b": exactly one space (the reference splits on ' ' and wants
+             * two parts); "#version" lines are skipped */
+            if (m->n >= 8 && memcmp(m->str, "#version", 8) == 0) continue;
+            const char *sp = memchr(m->str, ' ', m->n);
+            if (!sp || memchr(sp + 1, ' ', m->n - (size_t)(sp + 1 - m->str))) {
+                st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: merge %u is not \"left right\"", i);
+                goto done;
+            }
+            a = m->str;
+            la = (size_t)(sp - m->str);
+            b = sp + 1;
+            lb = m->n - la - 1;
+        } else if (m->type == DSI_JSON_ARRAY && m->n == 2 && m->kids[0].type == DSI_JSON_STRING &&
+                   m->kids[1].type == DSI_JSON_STRING) {
+            a = m->kids[0].str;
+            la = m->kids[0].n;
+            b = m->kids[1].str;
+            lb = m->kids[1].n;
+        } else {
+            st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: merge %u is neither \"a b\" nor [\"a\", \"b\"]", i);
+            goto done;
+        }
+        int32_t ia = tk_vocab_get(t, a, la), ib = tk_vocab_get(t, b, lb);
+        if (la + lb > cap) {
+            size_t nc = (la + lb) * 2 + 64;
+            uint8_t *nb = dsi_realloc(&t->al, buf, nc);
+            if (!nb) { st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory"); goto done; }
+            buf = nb;
+            cap = nc;
+        }
+        memcpy(buf, a, la);
+        memcpy(buf + la, b, lb);
+        int32_t in = tk_vocab_get(t, buf, la + lb);
+        if (ia < 0 || ib < 0 || in < 0) {
+            const char *which = ia < 0 ? a : ib < 0 ? b : (const char *)buf;
+            int wl = (int)(ia < 0 ? la : ib < 0 ? lb : la + lb);
+            if (wl > 64) wl = 64;
+            st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: merge %u: \"%.*s\" is not in the vocabulary", i, wl, which);
+            goto done;
+        }
+        tk_merge_put(t, ia, ib, rank++, in);
+    }
+    t->n_merges = rank;
+done:
+    dsi_free(&t->al, buf);
+    return st;
+}
+
+/* Reads an AddedToken's boolean flag (absent = default). */
+static ds_status tk_flag(const dsi_json *o, const char *key, bool def, uint8_t *out, uint32_t i, dsi_err *e) {
+    bool v = def;
+    if (dsi_json_get_bool(o, key, &v) < 0)
+        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u].%s is not a boolean", i, key);
+    *out = v;
+    return DS_OK;
+}
+
+/* added_tokens, with the reference's id rules: a content already in the
+ * vocabulary keeps that id, a new one gets the next id after the model's
+ * vocabulary; the ids written in the file are not trusted. */
+static ds_status tk_load_added(ds_tokenizer *t, const dsi_json *arr, dsi_err *e) {
+    if (!arr || arr->type == DSI_JSON_NULL) return DS_OK;
+    if (arr->type != DSI_JSON_ARRAY) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens is not an array");
+    tk_smap cmap = {0};          /* content -> id (val), aux = special-set flag */
+    uint32_t *rtab = NULL;       /* id -> index into t->added, open addressing (index+1) */
+    uint32_t rmask = 0;
+    ds_status st = DS_OK;
+    uint32_t size = 16;
+    while (size < (uint64_t)arr->n * 2 + 2) size *= 2;
+    rtab = dsi_calloc(&t->al, size, sizeof *rtab);
+    t->added = dsi_calloc(&t->al, arr->n ? arr->n : 1, sizeof *t->added);
+    if (!rtab || !t->added) { st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for added_tokens"); goto done; }
+    rmask = size - 1;
+    uint64_t next_id = t->model_vocab_size;
+    for (uint32_t i = 0; i < arr->n; i++) {
+        const dsi_json *o = &arr->kids[i];
+        const char *content;
+        size_t clen;
+        if (o->type != DSI_JSON_OBJECT || dsi_json_get_str(o, "content", &content, &clen) != 1) {
+            st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u] has no content string", i);
+            goto done;
+        }
+        tk_added tok = {0};
+        if ((st = tk_flag(o, "special", false, &tok.special, i, e)) || (st = tk_flag(o, "lstrip", false, &tok.lstrip, i, e)) ||
+            (st = tk_flag(o, "rstrip", false, &tok.rstrip, i, e)) ||
+            (st = tk_flag(o, "single_word", false, &tok.single_word, i, e)) ||
+            (st = tk_flag(o, "normalized", !tok.special, &tok.normalized, i, e)))
+            goto done;
+        if (clen == 0) continue;
+        int64_t ck = tk_smap_find(&cmap, &t->pool, content, clen);
+        int64_t id;
+        if (ck >= 0) id = cmap.ent[ck].val;
+        else {
+            id = tk_vocab_get(t, content, clen);
+            if (id < 0) {
+                if (next_id >= DS_MAX_TOKEN_ID) {
+                    st = dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: too many added tokens");
+                    goto done;
+                }
+                id = (int64_t)next_id++;
+            }
+            uint32_t off;
+            if (!tk_pool_put(&t->al, &t->pool, content, clen, &off) ||
+                (ck = tk_smap_add(&t->al, &cmap, &t->pool, off, (uint32_t)clen, (int32_t)id)) < 0) {
+                st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for added_tokens");
+                goto done;
+            }
+        }
+        tok.off = cmap.ent[ck].off;
+        tok.len = (uint32_t)clen;
+        tok.id = (int32_t)id;
+        if (tok.special) cmap.ent[ck].aux = 1;
+        /* id -> token: a later token with the same id replaces the earlier */
+        uint32_t h = (uint32_t)tk_hash_u64((uint64_t)id) & rmask;
+        while (rtab[h] && t->added[rtab[h] - 1].id != (int32_t)id) h = (h + 1) & rmask;
+        if (rtab[h]) t->added[rtab[h] - 1] = tok;
+        else {
+            t->added[t->n_added] = tok;
+            rtab[h] = ++t->n_added;
+        }
+    }
+    /* the special set is by content */
+    for (uint32_t k = 0; k < t->n_added; k++) {
+        tk_added *a = &t->added[k];
+        int64_t ck = tk_smap_find(&cmap, &t->pool, t->pool.p + a->off, a->len);
+        a->special_content = ck >= 0 && cmap.ent[ck].aux;
+        if (!tk_trie_insert(&t->al, &t->trie[a->normalized ? 1 : 0], t->pool.p + a->off, a->len, (int32_t)k)) {
+            st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for added_tokens");
+            goto done;
+        }
+    }
+done:
+    tk_smap_free(&t->al, &cmap);
+    dsi_free(&t->al, rtab);
+    return st;
+}
+
+/* id -> decoded bytes, for every id of the vocabulary and the added tokens.
+ * The ByteLevel decoder maps a token's characters back to bytes when every
+ * character is one of the 256 byte characters, and keeps its UTF-8 text
+ * otherwise (so "<｜User｜>" decodes to itself). */
+static ds_status tk_build_decoder(ds_tokenizer *t, dsi_err *e) {
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < t->vocab.n; k++)
+        if ((uint32_t)t->vocab.ent[k].val + 1 > n) n = (uint32_t)t->vocab.ent[k].val + 1;
+    for (uint32_t k = 0; k < t->n_added; k++)
+        if ((uint32_t)t->added[k].id + 1 > n) n = (uint32_t)t->added[k].id + 1;
+    t->n_ids = n;
+    uint32_t *src_off = dsi_malloc(&t->al, (size_t)(n ? n : 1) * sizeof *src_off);
+    uint32_t *src_len = dsi_malloc(&t->al, (size_t)(n ? n : 1) * sizeof *src_len);
+    t->dec_off = dsi_calloc(&t->al, n ? n : 1, sizeof *t->dec_off);
+    t->dec_len = dsi_calloc(&t->al, n ? n : 1, sizeof *t->dec_len);
+    ds_status st = DS_OK;
+    if (!src_off || !src_len || !t->dec_off || !t->dec_len) {
+        st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory for the id table");
+        goto done;
+    }
+    memset(src_len, 0xFF, (size_t)(n ? n : 1) * sizeof *src_len);   /* UINT32_MAX = no token */
+    /* the vocabulary's string for an id: the first entry in file order */
+    for (uint32_t k = t->vocab.n; k-- > 0;) {
+        src_off[t->vocab.ent[k].val] = t->vocab.ent[k].off;
+        src_len[t->vocab.ent[k].val] = t->vocab.ent[k].len;
+    }
+    for (uint32_t k = 0; k < t->n_added; k++) {
+        src_off[t->added[k].id] = t->added[k].off;
+        src_len[t->added[k].id] = t->added[k].len;
+    }
+    for (uint32_t id = 0; id < n; id++) {
+        if (src_len[id] == UINT32_MAX) continue;
+        /* decoded form: at most as long as the text (a byte char is 1-2 bytes) */
+        uint8_t *tmp = dsi_malloc(&t->al, src_len[id] + 1);
+        if (!tmp) { st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); goto done; }
+        const uint8_t *s = t->pool.p + src_off[id];
+        size_t L = src_len[id], o = 0;
+        bool all = true;
+        for (size_t i = 0; i < L;) {
+            uint32_t cp;
+            size_t k = utf8_valid(s + i, L - i, &cp);
+            int b = k ? bl_cp_to_byte(cp) : -1;
+            if (b < 0) { all = false; break; }
+            tmp[o++] = (uint8_t)b;
+            i += k;
+        }
+        const uint8_t *use = all ? tmp : s;
+        size_t ulen = all ? o : L;
+        uint32_t off;
+        /* re-read s after a pool move: tk_pool_put may realloc */
+        bool ok;
+        if (all) ok = tk_pool_put(&t->al, &t->pool, use, ulen, &off);
+        else { off = src_off[id]; ok = true; }
+        dsi_free(&t->al, tmp);
+        if (!ok) { st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); goto done; }
+        t->dec_off[id] = off;
+        t->dec_len[id] = (uint32_t)ulen;
+        if (ulen > t->max_dec) t->max_dec = (uint32_t)ulen;
+    }
+done:
+    dsi_free(&t->al, src_off);
+    dsi_free(&t->al, src_len);
+    return st;
+}
+
+/* ==== Construction: pre-tokenizer, normalizer, decoder ==================== */
+static const char tk_gpt2_regex[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+static ds_status tk_add_prog(ds_tokenizer *t, rx_prog *G, dsi_err *e) {
+    rx_prog **np = dsi_realloc(&t->al, t->progs, (t->n_progs + 1) * sizeof *np);
+    if (!np) { rx_prog_free(&t->al, G); return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); }
+    t->progs = np;
+    t->progs[t->n_progs++] = G;
+    if (G->n_slots > t->max_slots) t->max_slots = G->n_slots;
+    return DS_OK;
+}
+
+static ds_status tk_add_step(ds_tokenizer *t, const tk_step *s, dsi_err *e) {
+    if (t->n_steps >= 256) return dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: more than 256 pre-tokenizer steps");
+    tk_step *ns = dsi_realloc(&t->al, t->steps, (t->n_steps + 1) * sizeof *ns);
+    if (!ns) return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    t->steps = ns;
+    t->steps[t->n_steps++] = *s;
+    return DS_OK;
+}
+
+static ds_status tk_type(const dsi_json *o, const char *where, const char **type, size_t *len, dsi_err *e) {
+    if (!o || o->type != DSI_JSON_OBJECT || dsi_json_get_str(o, "type", type, len) != 1)
+        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: %s has no type", where);
+    return DS_OK;
+}
+
+static ds_status tk_load_pretok(ds_tokenizer *t, const dsi_json *pt, int depth, dsi_err *e) {
+    if (!pt || pt->type == DSI_JSON_NULL) return DS_OK;
+    if (depth > 16) return dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: pre_tokenizer nested too deeply");
+    const char *type;
+    size_t tl;
+    ds_status st = tk_type(pt, "pre_tokenizer", &type, &tl, e);
+    if (st) return st;
+    tk_step s = {0};
+    bool b;
+    if (strcmp(type, "Sequence") == 0) {
+        const dsi_json *arr = dsi_json_get(pt, "pretokenizers");
+        if (!arr || arr->type != DSI_JSON_ARRAY)
+            return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: pre_tokenizer Sequence without pretokenizers");
+        for (uint32_t i = 0; i < arr->n; i++)
+            if ((st = tk_load_pretok(t, &arr->kids[i], depth + 1, e))) return st;
+        return DS_OK;
+    }
+    if (strcmp(type, "Split") == 0) {
+        const dsi_json *pat = dsi_json_get(pt, "pattern");
+        const char *p;
+        size_t pl;
+        bool literal;
+        if (dsi_json_get_str(pat, "Regex", &p, &pl) == 1) literal = false;
+        else if (dsi_json_get_str(pat, "String", &p, &pl) == 1) literal = true;
+        else return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: Split pattern is neither {Regex} nor {String}");
+        const char *bh;
+        size_t bl;
+        if (dsi_json_get_str(pt, "behavior", &bh, &bl) != 1)
+            return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: Split without behavior");
+        static const char *const names[] = {"Isolated", "Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+        int k = -1;
+        for (int i = 0; i < 5; i++)
+            if (strcmp(bh, names[i]) == 0) k = i;
+        if (k < 0) return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: Split behavior \"%.40s\"", bh);
+        s.kind = ST_SPLIT;
+        s.behavior = (uint8_t)k;
+        b = false;
+        if (dsi_json_get_bool(pt, "invert", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: Split invert is not a boolean");
+        s.invert = b;
+        char what[64];
+        snprintf(what, sizeof what, "tokenizer.json: pre-tokenizer %u pattern", t->n_steps);
+        rx_prog *G;
+        if ((st = rx_compile(p, pl, literal, &t->al, what, &G, e))) return st;
+        if ((st = tk_add_prog(t, G, e))) return st;
+        s.prog = G;
+        return tk_add_step(t, &s, e);
+    }
+    if (strcmp(type, "ByteLevel") == 0) {
+        s.kind = ST_BYTELEVEL;
+        b = true;                   /* the reference's defaults */
+        if (dsi_json_get_bool(pt, "add_prefix_space", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: ByteLevel add_prefix_space");
+        s.add_prefix_space = b;
+        b = true;
+        if (dsi_json_get_bool(pt, "use_regex", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: ByteLevel use_regex");
+        s.use_regex = b;
+        if (s.use_regex) {
+            rx_prog *G;
+            if ((st = rx_compile(tk_gpt2_regex, sizeof tk_gpt2_regex - 1, false, &t->al, "ByteLevel regex", &G, e))) return st;
+            if ((st = tk_add_prog(t, G, e))) return st;
+            s.prog = G;
+        }
+        return tk_add_step(t, &s, e);
+    }
+    if (strcmp(type, "Digits") == 0) {
+        s.kind = ST_DIGITS;
+        b = false;
+        if (dsi_json_get_bool(pt, "individual_digits", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: Digits individual_digits");
+        s.individual = b;
+        return tk_add_step(t, &s, e);
+    }
+    return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: pre-tokenizer type \"%.40s\" is not supported", type);
+}
+
+/* Only normalizers that change nothing: null and (nested) empty Sequences. */
+static ds_status tk_check_normalizer(const dsi_json *n, int depth, dsi_err *e) {
+    if (!n || n->type == DSI_JSON_NULL) return DS_OK;
+    if (depth > 16) return dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: normalizer nested too deeply");
+    const char *type;
+    size_t tl;
+    ds_status st = tk_type(n, "normalizer", &type, &tl, e);
+    if (st) return st;
+    if (strcmp(type, "Sequence") != 0)
+        return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: normalizer type \"%.40s\" is not supported", type);
+    const dsi_json *arr = dsi_json_get(n, "normalizers");
+    if (!arr || arr->type != DSI_JSON_ARRAY) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: normalizer Sequence without normalizers");
+    for (uint32_t i = 0; i < arr->n; i++)
+        if ((st = tk_check_normalizer(&arr->kids[i], depth + 1, e))) return st;
+    return DS_OK;
+}
+
+static ds_status tk_load_model(ds_tokenizer *t, const dsi_json *m, dsi_err *e) {
+    if (!m || m->type != DSI_JSON_OBJECT) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: no model object");
+    const char *type;
+    size_t tl;
+    int r = dsi_json_get_str(m, "type", &type, &tl);
+    if (r < 0 || (r == 1 && strcmp(type, "BPE") != 0))
+        return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: model type \"%.40s\" is not supported (BPE only)",
+                        r == 1 ? type : "?");
+    double dropout = 0;
+    if (dsi_json_get_num(m, "dropout", &dropout) < 0 || dropout < 0 || dropout > 1)
+        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.dropout is invalid");
+    if (dropout > 0) return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: BPE dropout (random segmentation)");
+    const char *s;
+    size_t sl;
+    if (dsi_json_get_str(m, "continuing_subword_prefix", &s, &sl) != 0 || dsi_json_get_str(m, "end_of_word_suffix", &s, &sl) != 0)
+        return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: BPE continuing_subword_prefix / end_of_word_suffix");
+    bool b = false;
+    if (dsi_json_get_bool(m, "fuse_unk", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.fuse_unk");
+    t->fuse_unk = b;
+    b = false;
+    if (dsi_json_get_bool(m, "byte_fallback", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.byte_fallback");
+    t->byte_fallback = b;
+    b = false;
+    if (dsi_json_get_bool(m, "ignore_merges", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.ignore_merges");
+    t->ignore_merges = b;
+    ds_status st;
+    if ((st = tk_load_vocab(t, dsi_json_get(m, "vocab"), e))) return st;
+    if ((st = tk_load_merges(t, dsi_json_get(m, "merges"), e))) return st;
+    t->unk_id = -1;
+    r = dsi_json_get_str(m, "unk_token", &s, &sl);
+    if (r < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.unk_token is not a string");
+    if (r == 1) {
+        t->unk_id = tk_vocab_get(t, s, sl);
+        if (t->unk_id < 0) t->unk_id = -2;
+    }
+    /* per-byte and per-character lookups used on every encode */
+    for (int i = 0; i < 256; i++) {
+        uint8_t u[4];
+        size_t k = utf8_put(u, bl_byte_to_cp((uint8_t)i));
+        t->byte_id[i] = tk_vocab_get(t, u, k);
+        char fb[8];
+        snprintf(fb, sizeof fb, "<0x%02X>", i);
+        t->fallback_id[i] = tk_vocab_get(t, fb, 6);
+    }
+    for (uint32_t c = 0; c < 0x180; c++) {
+        uint8_t u[4];
+        size_t k = utf8_put(u, c);
+        t->low_id[c] = tk_vocab_get(t, u, k);
+    }
+    return DS_OK;
+}
+
+/* ==== Construction: tokenizer_config.json ================================= */
+/* bos_token / eos_token: a string or {"content": ...}. */
+static ds_status tk_special_text(ds_tokenizer *t, const dsi_json *cfg, const char *key, uint32_t *off, uint32_t *len,
+                                 bool *has, int32_t *id, dsi_err *e) {
+    *has = false;
+    *id = -1;
+    const dsi_json *v = dsi_json_get(cfg, key);
+    const char *s = NULL;
+    size_t n = 0;
+    if (!v || v->type == DSI_JSON_NULL) return DS_OK;
+    if (v->type == DSI_JSON_STRING) { s = v->str; n = v->n; }
+    else if (v->type == DSI_JSON_OBJECT && dsi_json_get_str(v, "content", &s, &n) == 1) {}
+    else return dsi_fail(e, DS_ERR_JSON, "tokenizer_config.json: %s is neither a string nor {content}", key);
+    if (!tk_pool_put(&t->al, &t->pool, s, n, off)) return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    *len = (uint32_t)n;
+    *has = true;
+    /* token_to_id: added tokens first, then the vocabulary */
+    for (uint32_t k = 0; k < t->n_added; k++)
+        if (t->added[k].len == n && memcmp(t->pool.p + t->added[k].off, s, n) == 0) { *id = t->added[k].id; return DS_OK; }
+    *id = tk_vocab_get(t, s, n);
+    return DS_OK;
+}
+
+/* Chooses the chat template family from the Jinja text (we do not run Jinja:
+ * the DeepSeek templates differ only in a few literal choices). */
+static void tk_detect_chat(ds_tokenizer *t, const char *tpl, size_t n) {
+    (void)n;
+    if (strstr(tpl, "'User: ' + message['content']")) { t->chat = CHAT_V2; return; }
+    if (strstr(tpl, "<\xEF\xBD\x9CUser\xEF\xBD\x9C>") && strstr(tpl, "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>")) {
+        if (strstr(tpl, "ns.system_prompt")) {
+            t->chat = CHAT_V3;
+            t->chat_join_systems = strstr(tpl, "is_first_sp") != NULL;
+            t->chat_strip_think = strstr(tpl, "split('</think>')") != NULL;
+            t->chat_think_prompt = strstr(tpl, "\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C><think>\\n'") != NULL;
+        } else {
+            t->chat = CHAT_V25;
+        }
+    }
+}
+
+static ds_status tk_load_config(ds_tokenizer *t, const char *json, size_t len, dsi_err *e) {
+    t->bos = t->eos = -1;
+    if (!json) return DS_OK;
+    dsi_json_doc *doc = NULL;
+    ds_status st = dsi_json_parse(json, len, &t->al, &doc, e);
+    if (st) return dsi_prefix(e, "tokenizer_config.json");
+    const dsi_json *root = dsi_json_root(doc);
+    if (root->type != DSI_JSON_OBJECT) {
+        st = dsi_fail(e, DS_ERR_JSON, "tokenizer_config.json: not an object");
+        goto done;
+    }
+    if ((st = tk_special_text(t, root, "bos_token", &t->bos_off, &t->bos_len, &t->has_bos_text, &t->bos, e))) goto done;
+    if ((st = tk_special_text(t, root, "eos_token", &t->eos_off, &t->eos_len, &t->has_eos_text, &t->eos, e))) goto done;
+    bool b = true;
+    if (dsi_json_get_bool(root, "add_bos_token", &b) < 0) {
+        st = dsi_fail(e, DS_ERR_JSON, "tokenizer_config.json: add_bos_token is not a boolean");
+        goto done;
+    }
+    t->add_bos = b && t->bos >= 0;
+    const dsi_json *ct = dsi_json_get(root, "chat_template");
+    if (ct && ct->type == DSI_JSON_STRING) tk_detect_chat(t, ct->str, ct->n);
+    else if (ct && ct->type == DSI_JSON_ARRAY) {
+        /* [{"name": "default", "template": ...}, ...] */
+        const char *tpl = NULL;
+        size_t tl = 0;
+        for (uint32_t i = 0; i < ct->n; i++) {
+            const char *nm, *tx;
+            size_t nl, xl;
+            if (dsi_json_get_str(&ct->kids[i], "template", &tx, &xl) != 1) continue;
+            if (!tpl) { tpl = tx; tl = xl; }
+            if (dsi_json_get_str(&ct->kids[i], "name", &nm, &nl) == 1 && strcmp(nm, "default") == 0) { tpl = tx; tl = xl; }
+        }
+        if (tpl) tk_detect_chat(t, tpl, tl);
+    }
+done:
+    dsi_json_free(doc);
+    return st;
+}
+
+/* ==== Construction ======================================================== */
+DS_API void ds_tokenizer_free(ds_tokenizer *t) {
+    if (!t) return;
+    dsi_alloc al = t->al;
+    for (uint32_t i = 0; i < t->n_progs; i++) rx_prog_free(&al, t->progs[i]);
+    dsi_free(&al, t->progs);
+    dsi_free(&al, t->steps);
+    dsi_free(&al, t->trie[0].nodes);
+    dsi_free(&al, t->trie[1].nodes);
+    dsi_free(&al, t->added);
+    dsi_free(&al, t->dec_off);
+    dsi_free(&al, t->dec_len);
+    dsi_free(&al, t->mkey);
+    dsi_free(&al, t->mval);
+    tk_smap_free(&al, &t->vocab);
+    dsi_free(&al, t->pool.p);
+    dsi_free(&al, t);
+}
+
+static ds_status tk_new(ds_tokenizer **out, const char *json, size_t len, const char *cfg, size_t cfg_len,
+                        const ds_allocator *allocator, dsi_err *e) {
+    *out = NULL;
+    dsi_alloc al;
+    ds_status st = dsi_alloc_init(&al, allocator, e);
+    if (st) return st;
+    if (!json) return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_tokenizer_new: tokenizer_json is NULL");
+    ds_tokenizer *t = dsi_calloc(&al, 1, sizeof *t);
+    if (!t) return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    t->al = al;
+    t->bos = t->eos = -1;
+    dsi_json_doc *doc = NULL;
+    if ((st = dsi_json_parse(json, len, &t->al, &doc, e))) { dsi_prefix(e, "tokenizer.json"); goto fail; }
+    const dsi_json *root = dsi_json_root(doc);
+    if (root->type != DSI_JSON_OBJECT) { st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: not an object"); goto fail; }
+    const dsi_json *trunc = dsi_json_get(root, "truncation");
+    if (trunc && trunc->type != DSI_JSON_NULL) {
+        st = dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: truncation is not supported");
+        goto fail;
+    }
+    if ((st = tk_check_normalizer(dsi_json_get(root, "normalizer"), 0, e))) goto fail;
+    const dsi_json *dec = dsi_json_get(root, "decoder");
+    const char *dtype = "null";
+    size_t dl;
+    if (dec && dec->type != DSI_JSON_NULL && (st = tk_type(dec, "decoder", &dtype, &dl, e))) goto fail;
+    if (strcmp(dtype, "ByteLevel") != 0) {
+        st = dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: decoder \"%.40s\" is not supported (ByteLevel only)", dtype);
+        goto fail;
+    }
+    if ((st = tk_load_model(t, dsi_json_get(root, "model"), e))) goto fail;
+    if ((st = tk_load_added(t, dsi_json_get(root, "added_tokens"), e))) goto fail;
+    if ((st = tk_load_pretok(t, dsi_json_get(root, "pre_tokenizer"), 0, e))) goto fail;
+    if ((st = tk_build_decoder(t, e))) goto fail;
+    dsi_json_free(doc);
+    doc = NULL;
+    if ((st = tk_load_config(t, cfg, cfg_len, e))) goto fail;
+    *out = t;
+    return DS_OK;
+fail:
+    dsi_json_free(doc);
+    ds_tokenizer_free(t);
+    return st;
+}
+
+DS_API ds_status ds_tokenizer_new(ds_tokenizer **out, const char *tokenizer_json, size_t len,
+                                  const char *tokenizer_config_json, size_t config_len, const ds_allocator *allocator) {
+    dsi_err e = {DS_OK, ""};
+    if (!out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_new: out is NULL");
+        return dsi_publish(&e);
+    }
+    ds_status st = tk_new(out, tokenizer_json, len, tokenizer_config_json, config_len, allocator, &e);
+    if (st) return dsi_publish(&e);
+    return DS_OK;
+}
+
+DS_API int ds_tokenizer_vocab_size(const ds_tokenizer *t) { return t ? (int)t->n_ids : 0; }
+DS_API int32_t ds_tokenizer_bos(const ds_tokenizer *t) { return t ? t->bos : -1; }
+DS_API int32_t ds_tokenizer_eos(const ds_tokenizer *t) { return t ? t->eos : -1; }
+
+/* ==== Encoding: scratch =================================================== */
+typedef struct tk_piece {
+    uint32_t off, len;          /* code points in the run's arena */
+    uint8_t bl;                 /* 0 text; 1 text whose UTF-8 bytes are to be byte-mapped;
+                                   2 already byte-mapped characters */
+} tk_piece;
+
+typedef struct tk_iv {
+    uint32_t s, e;
+    uint8_t flag;               /* is a match / is removed */
+} tk_iv;
+
+typedef struct tk_seg {
+    size_t s, e;                /* bytes of the text */
+    int32_t id;                 /* added token id, or -1 for text */
+} tk_seg;
+
+typedef struct tk_sym {
+    int32_t id;
+    int32_t prev, next;
+    uint32_t len;               /* 0 = merged away */
+} tk_sym;
+
+typedef struct tk_hitem {
+    uint32_t rank, pos;
+    int32_t nid;
+} tk_hitem;
+
+typedef struct tk_run {
+    const ds_tokenizer *t;
+    const dsi_alloc *al;
+    dsi_err *e;
+    int32_t *ids;
+    size_t n_ids, cap_ids;
+    uint32_t *cps;
+    size_t n_cps, cap_cps;
+    tk_piece *pa, *pb;
+    size_t na, nb, cap_pa, cap_pb;
+    tk_iv *iv;
+    size_t niv, cap_iv;
+    tk_iv *iv2;
+    size_t niv2, cap_iv2;
+    tk_seg *seg;
+    size_t nseg, cap_seg;
+    tk_sym *sym;
+    size_t cap_sym;
+    tk_hitem *heap;
+    size_t cap_heap;
+    uint8_t *word;
+    size_t cap_word;
+    rx_ctx rx;
+} tk_run;
+
+/* Makes room for need elements in *p (capacity *cap). */
+static bool tk_grow(const dsi_alloc *al, void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return true;
+    size_t nc = *cap ? *cap : 16;
+    while (nc < need) {
+        if (nc > SIZE_MAX / 2 / elem) return false;
+        nc *= 2;
+    }
+    void *np = dsi_realloc(al, *p, nc * elem);
+    if (!np) return false;
+    *p = np;
+    *cap = nc;
+    return true;
+}
+
+#define TK_PUSH(R, arr, n, cap, val)                                                                 \
+    do {                                                                                             \
+        if (!tk_grow((R)->al, (void **)&(R)->arr, &(R)->cap, (R)->n + 1, sizeof *(R)->arr))          \
+            return dsi_fail((R)->e, DS_ERR_NOMEM, "tokenizer: out of memory");                       \
+        (R)->arr[(R)->n++] = (val);                                                                  \
+    } while (0)
+
+static void tk_run_free(tk_run *R) {
+    const dsi_alloc *al = R->al;
+    dsi_free(al, R->ids);
+    dsi_free(al, R->cps);
+    dsi_free(al, R->pa);
+    dsi_free(al, R->pb);
+    dsi_free(al, R->iv);
+    dsi_free(al, R->iv2);
+    dsi_free(al, R->seg);
+    dsi_free(al, R->sym);
+    dsi_free(al, R->heap);
+    dsi_free(al, R->word);
+    dsi_free(al, R->rx.stack);
+    dsi_free(al, R->rx.slots);
+}
+
+static ds_status tk_emit(tk_run *R, int32_t id) {
+    TK_PUSH(R, ids, n_ids, cap_ids, id);
+    return DS_OK;
+}
+
+/* ==== Encoding: added tokens ============================================== */
+/* Rust regex \w (used by single_word): Alphabetic, marks, decimal digits,
+ * connector punctuation, joiners. Alphabetic is approximated by L, Nl and
+ * the alphabetic symbols. */
+static bool tk_rust_word(uint32_t c) {
+    uint32_t m = UC_MASK(uc_category(c));
+    if (m & (UC_L | UC_M | UC_MASK(UC_Nd) | UC_MASK(UC_Nl) | UC_MASK(UC_Pc))) return true;
+    if (c == 0x200C || c == 0x200D) return true;
+    for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
+        if (c >= uc_alpha_symbols[i][0] && c <= uc_alpha_symbols[i][1]) return true;
+    return false;
+}
+
+/* Last / first character of valid UTF-8 text. */
+static uint32_t tk_last_cp(const uint8_t *s, size_t n) {
+    size_t i = n;
+    while (i > 0 && (s[i - 1] & 0xC0) == 0x80) i--;
+    if (i == 0) return 0;
+    uint32_t cp = 0;
+    utf8_valid(s + i - 1, n - i + 1, &cp);
+    return cp;
+}
+
+static uint32_t tk_first_cp(const uint8_t *s, size_t n, size_t *len) {
+    uint32_t cp = 0;
+    *len = utf8_valid(s, n, &cp);
+    return cp;
+}
+
+/* Splits text[s, e) on the added tokens of one trie, as the reference's
+ * AddedVocabulary::find_matches: leftmost-longest, non-overlapping, then
+ * single_word / lstrip / rstrip adjustments. Appends to R->seg. */
+static ds_status tk_split_added(tk_run *R, const uint8_t *text, size_t s, size_t e, const tk_trie *T, bool no_special) {
+    const ds_tokenizer *t = R->t;
+    size_t start_offset = s, p = s;
+    while (p < e) {
+        int32_t tok = -1;
+        if (!T->nodes || !T->first[text[p]]) { p++; continue; }
+        size_t L = tk_trie_longest(T, text + p, e - p, &tok);
+        if (!L) { p++; continue; }
+        size_t ms = p, me = p + L;
+        p = me;
+        const tk_added *a = &t->added[tok];
+        if (no_special && a->special_content) continue;
+        if (a->single_word) {
+            bool start_space = ms == s || !tk_rust_word(tk_last_cp(text + s, ms - s));
+            size_t cl;
+            bool stop_space = me == e || !tk_rust_word(tk_first_cp(text + me, e - me, &cl));
+            if (!start_space || !stop_space) continue;
+        }
+        if (a->lstrip) {
+            size_t ns = ms;
+            while (ns > s) {
+                size_t j = ns;
+                while (j > s && (text[j - 1] & 0xC0) == 0x80) j--;
+                if (j == s) break;
+                uint32_t cp;
+                if (!utf8_valid(text + j - 1, ns - j + 1, &cp) || !uc_is_space(cp)) break;
+                ns = j - 1;
+            }
+            ms = ns > start_offset ? ns : start_offset;
+        }
+        if (a->rstrip) {
+            while (me < e) {
+                size_t cl;
+                uint32_t cp = tk_first_cp(text + me, e - me, &cl);
+                if (!cl || !uc_is_space(cp)) break;
+                me += cl;
+            }
+        }
+        if (start_offset < ms) TK_PUSH(R, seg, nseg, cap_seg, ((tk_seg){start_offset, ms, -1}));
+        TK_PUSH(R, seg, nseg, cap_seg, ((tk_seg){ms, me, a->id}));
+        start_offset = me;
+    }
+    if (start_offset < e) TK_PUSH(R, seg, nseg, cap_seg, ((tk_seg){start_offset, e, -1}));
+    return DS_OK;
+}
+
+/* ==== Encoding: pre-tokenizer ============================================= */
+static ds_status tk_nomem(tk_run *R) { return dsi_fail(R->e, DS_ERR_NOMEM, "tokenizer: out of memory"); }
+
+/* Replaces a piece of text by its byte-mapped characters (bl = 2). */
+static ds_status tk_materialize(tk_run *R, tk_piece *pc) {
+    size_t need = R->n_cps + (size_t)pc->len * 4;
+    if (!tk_grow(R->al, (void **)&R->cps, &R->cap_cps, need, sizeof *R->cps)) return tk_nomem(R);
+    size_t start = R->n_cps;
+    for (uint32_t i = 0; i < pc->len; i++) {
+        uint8_t u[4];
+        size_t k = utf8_put(u, R->cps[pc->off + i]);
+        for (size_t j = 0; j < k; j++) R->cps[R->n_cps++] = bl_byte_to_cp(u[j]);
+    }
+    if (R->n_cps - start > UINT32_MAX) return dsi_fail(R->e, DS_ERR_LIMIT, "tokenizer: text too long");
+    pc->off = (uint32_t)start;
+    pc->len = (uint32_t)(R->n_cps - start);
+    pc->bl = 2;
+    return DS_OK;
+}
+
+/* Regex find-all over a piece with the semantics of the onig crate's
+ * find_iter as the reference uses it: an empty match right where the
+ * previous match ended is skipped by advancing one character; other empty
+ * matches count (and so split the text). Fills R->iv with intervals
+ * covering the piece, flag = matched. */
+static ds_status tk_find_regex(tk_run *R, const rx_prog *G, const tk_piece *pc) {
+    R->niv = 0;
+    R->rx.s = R->cps + pc->off;
+    R->rx.n = pc->len;
+    R->rx.steps = 0;
+    size_t n = pc->len, pos = 0, prev = 0, last_end = SIZE_MAX;
+    while (pos <= n) {
+        size_t ms, me;
+        int r = rx_search(G, &R->rx, pos, &ms, &me);
+        if (r == RX_NOMEM) return tk_nomem(R);
+        if (r == RX_LIMIT)
+            return dsi_fail(R->e, DS_ERR_LIMIT, "tokenizer: regex backtracking limit exceeded (text too pathological)");
+        if (r == 0) break;
+        R->rx.steps = 0;
+        if (ms == me && last_end == me) { pos++; continue; }
+        if (prev != ms) TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){(uint32_t)prev, (uint32_t)ms, 0}));
+        TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){(uint32_t)ms, (uint32_t)me, 1}));
+        prev = pos = last_end = me;
+    }
+    if (prev != n) TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){(uint32_t)prev, (uint32_t)n, 0}));
+    return DS_OK;
+}
+
+/* Digits: every numeric character (Nd, Nl, No: Rust's char::is_numeric) is
+ * its own match. */
+static ds_status tk_find_digits(tk_run *R, const tk_piece *pc) {
+    R->niv = 0;
+    const uint32_t *s = R->cps + pc->off;
+    uint32_t last = 0;
+    for (uint32_t i = 0; i < pc->len; i++) {
+        uint32_t c = s[i];
+        bool num = c < 0x80 ? (c >= '0' && c <= '9') : (UC_MASK(uc_category(c)) & UC_N) != 0;
+        if (!num) continue;
+        if (last < i) TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){last, i, 0}));
+        TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){i, i + 1, 1}));
+        last = i + 1;
+    }
+    if (last < pc->len) TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){last, pc->len, 0}));
+    return DS_OK;
+}
+
+/* Applies a split behavior to R->iv (flag = matched) and appends the kept,
+ * non-empty pieces to R->pb (NormalizedString::split). */
+static ds_status tk_apply_behavior(tk_run *R, const tk_piece *pc, int behavior, bool invert) {
+    if (invert)
+        for (size_t i = 0; i < R->niv; i++) R->iv[i].flag ^= 1;
+    R->niv2 = 0;
+    bool prev = false;
+    switch (behavior) {
+    case BH_ISOLATED:
+        for (size_t i = 0; i < R->niv; i++) TK_PUSH(R, iv2, niv2, cap_iv2, ((tk_iv){R->iv[i].s, R->iv[i].e, 0}));
+        break;
+    case BH_REMOVED:
+        for (size_t i = 0; i < R->niv; i++) TK_PUSH(R, iv2, niv2, cap_iv2, R->iv[i]);
+        break;
+    case BH_CONTIGUOUS:
+        for (size_t i = 0; i < R->niv; i++) {
+            bool m = R->iv[i].flag;
+            if (m == prev && R->niv2) R->iv2[R->niv2 - 1].e = R->iv[i].e;
+            else TK_PUSH(R, iv2, niv2, cap_iv2, ((tk_iv){R->iv[i].s, R->iv[i].e, 0}));
+            prev = m;
+        }
+        break;
+    case BH_MERGED_PREV:
+        for (size_t i = 0; i < R->niv; i++) {
+            bool m = R->iv[i].flag;
+            if (m && !prev && R->niv2) R->iv2[R->niv2 - 1].e = R->iv[i].e;
+            else TK_PUSH(R, iv2, niv2, cap_iv2, ((tk_iv){R->iv[i].s, R->iv[i].e, 0}));
+            prev = m;
+        }
+        break;
+    case BH_MERGED_NEXT:
+        for (size_t i = R->niv; i-- > 0;) {
+            bool m = R->iv[i].flag;
+            if (m && !prev && R->niv2) R->iv2[R->niv2 - 1].s = R->iv[i].s;
+            else TK_PUSH(R, iv2, niv2, cap_iv2, ((tk_iv){R->iv[i].s, R->iv[i].e, 0}));
+            prev = m;
+        }
+        for (size_t i = 0, j = R->niv2; i < j / 2; i++) {   /* back to text order */
+            tk_iv x = R->iv2[i];
+            R->iv2[i] = R->iv2[j - 1 - i];
+            R->iv2[j - 1 - i] = x;
+        }
+        break;
+    }
+    for (size_t i = 0; i < R->niv2; i++) {
+        const tk_iv *v = &R->iv2[i];
+        if (v->flag || v->e <= v->s) continue;
+        TK_PUSH(R, pb, nb, cap_pb, ((tk_piece){pc->off + v->s, v->e - v->s, pc->bl}));
+    }
+    return DS_OK;
+}
+
+/* Runs one pre-tokenizer step over R->pa into R->pb, then swaps them. */
+static ds_status tk_step_run(tk_run *R, const tk_step *S) {
+    R->nb = 0;
+    ds_status st;
+    for (size_t i = 0; i < R->na; i++) {
+        tk_piece pc = R->pa[i];
+        if (S->kind == ST_SPLIT || S->kind == ST_DIGITS) {
+            /* later steps see the byte-mapped text */
+            if (pc.bl == 1 && (st = tk_materialize(R, &pc))) return st;
+            st = S->kind == ST_SPLIT ? tk_find_regex(R, S->prog, &pc) : tk_find_digits(R, &pc);
+            if (st) return st;
+            if ((st = tk_apply_behavior(R, &pc, S->kind == ST_SPLIT ? S->behavior
+                                                 : S->individual ? BH_ISOLATED : BH_CONTIGUOUS,
+                                        S->kind == ST_SPLIT && S->invert)))
+                return st;
+            continue;
+        }
+        /* ByteLevel */
+        if (pc.bl == 1 && (st = tk_materialize(R, &pc))) return st;
+        if (S->add_prefix_space && (pc.len == 0 || R->cps[pc.off] != ' ')) {
+            if (!tk_grow(R->al, (void **)&R->cps, &R->cap_cps, R->n_cps + pc.len + 1, sizeof *R->cps)) return tk_nomem(R);
+            size_t start = R->n_cps;
+            R->cps[R->n_cps++] = ' ';
+            memcpy(R->cps + R->n_cps, R->cps + pc.off, (size_t)pc.len * sizeof *R->cps);
+            R->n_cps += pc.len;
+            pc.off = (uint32_t)start;
+            pc.len++;
+        }
+        if (S->use_regex) {
+            size_t first = R->nb;
+            if ((st = tk_find_regex(R, S->prog, &pc))) return st;
+            if ((st = tk_apply_behavior(R, &pc, BH_ISOLATED, false))) return st;
+            for (size_t k = first; k < R->nb; k++) R->pb[k].bl = 1;
+        } else {
+            pc.bl = 1;
+            TK_PUSH(R, pb, nb, cap_pb, pc);
+        }
+    }
+    tk_piece *tp = R->pa;
+    R->pa = R->pb;
+    R->pb = tp;
+    size_t tc = R->cap_pa;
+    R->cap_pa = R->cap_pb;
+    R->cap_pb = tc;
+    R->na = R->nb;
+    R->nb = 0;
+    return DS_OK;
+}
+
+/* ==== Encoding: BPE ======================================================= */
+static bool tk_heap_less(const tk_hitem *a, const tk_hitem *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static ds_status tk_heap_push(tk_run *R, size_t *n, tk_hitem it) {
+    if (!tk_grow(R->al, (void **)&R->heap, &R->cap_heap, *n + 1, sizeof *R->heap)) return tk_nomem(R);
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!tk_heap_less(&it, &R->heap[p])) break;
+        R->heap[i] = R->heap[p];
+        i = p;
+    }
+    R->heap[i] = it;
+    return DS_OK;
+}
+
+static tk_hitem tk_heap_pop(tk_run *R, size_t *n) {
+    tk_hitem top = R->heap[0], last = R->heap[--(*n)];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && tk_heap_less(&R->heap[c + 1], &R->heap[c])) c++;
+        if (!tk_heap_less(&R->heap[c], &last)) break;
+        R->heap[i] = R->heap[c];
+        i = c;
+    }
+    if (*n) R->heap[i] = last;
+    return top;
+}
+
+typedef struct tk_word {
+    size_t n;                   /* symbols */
+    int32_t unk_id;
+    uint32_t unk_len;           /* 0: no pending unknown */
+} tk_word;
+
+static ds_status tk_sym_add(tk_run *R, tk_word *w, int32_t id, uint32_t len) {
+    if (!tk_grow(R->al, (void **)&R->sym, &R->cap_sym, w->n + 1, sizeof *R->sym)) return tk_nomem(R);
+    R->sym[w->n] = (tk_sym){id, (int32_t)w->n - 1, (int32_t)w->n + 1, len};
+    w->n++;
+    return DS_OK;
+}
+
+/* One character of the word: its vocabulary id, or the reference's
+ * byte_fallback / unk handling (merge_word). s: the character's UTF-8. */
+static ds_status tk_word_char(tk_run *R, tk_word *w, int32_t id, const uint8_t *s, size_t n) {
+    const ds_tokenizer *t = R->t;
+    ds_status st;
+    if (id >= 0) {
+        if (w->unk_len) {
+            if ((st = tk_sym_add(R, w, w->unk_id, w->unk_len))) return st;
+            w->unk_len = 0;
+        }
+        return tk_sym_add(R, w, id, (uint32_t)n);
+    }
+    if (t->byte_fallback) {
+        bool all = true;
+        for (size_t i = 0; i < n; i++)
+            if (t->fallback_id[s[i]] < 0) all = false;
+        if (all) {
+            /* as the reference: a pending unknown stays pending */
+            for (size_t i = 0; i < n; i++)
+                if ((st = tk_sym_add(R, w, t->fallback_id[s[i]], 1))) return st;
+            return DS_OK;
+        }
+    }
+    if (t->unk_id == -1) return DS_OK;         /* no unk token: dropped */
+    if (t->unk_id < 0) return dsi_fail(R->e, DS_ERR_INVALID_ARG, "tokenizer: the unk token is not in the vocabulary");
+    if (w->unk_len && t->fuse_unk) { w->unk_len += (uint32_t)n; return DS_OK; }
+    if (w->unk_len && (st = tk_sym_add(R, w, w->unk_id, w->unk_len))) return st;
+    w->unk_id = t->unk_id;
+    w->unk_len = (uint32_t)n;
+    return DS_OK;
+}
+
+static int32_t tk_char_id(const ds_tokenizer *t, uint32_t cp, uint8_t *u, size_t *k) {
+    *k = utf8_put(u, cp);
+    if (cp < 0x180) return t->low_id[cp];
+    return tk_vocab_get(t, u, *k);
+}
+
+/* Encodes one pre-tokenized piece with BPE and appends its ids. */
+static ds_status tk_bpe(tk_run *R, const tk_piece *pc) {
+    const ds_tokenizer *t = R->t;
+    const uint32_t *cps = R->cps + pc->off;
+    ds_status st;
+    if (pc->len == 0) return DS_OK;
+    if (t->ignore_merges) {
+        /* the whole piece, if it is a token, is the answer */
+        size_t need = (size_t)pc->len * 8;
+        if (!tk_grow(R->al, (void **)&R->word, &R->cap_word, need, 1)) return tk_nomem(R);
+        size_t o = 0;
+        for (uint32_t i = 0; i < pc->len; i++) {
+            if (pc->bl == 1) {
+                uint8_t u[4];
+                size_t k = utf8_put(u, cps[i]);
+                for (size_t j = 0; j < k; j++) o += utf8_put(R->word + o, bl_byte_to_cp(u[j]));
+            } else {
+                o += utf8_put(R->word + o, cps[i]);
+            }
+        }
+        int32_t id = tk_vocab_get(t, R->word, o);
+        if (id >= 0) return tk_emit(R, id);
+    }
+    tk_word w = {0, -1, 0};
+    for (uint32_t i = 0; i < pc->len; i++) {
+        uint8_t u[4], m[4];
+        size_t k;
+        if (pc->bl == 1) {
+            k = utf8_put(u, cps[i]);
+            for (size_t j = 0; j < k; j++) {
+                int32_t id = t->byte_id[u[j]];
+                if (id >= 0) st = tk_word_char(R, &w, id, NULL, 1);
+                else {
+                    size_t mk = utf8_put(m, bl_byte_to_cp(u[j]));
+                    st = tk_word_char(R, &w, -1, m, mk);
+                }
+                if (st) return st;
+            }
+        } else {
+            int32_t id = tk_char_id(t, cps[i], u, &k);
+            if ((st = tk_word_char(R, &w, id, u, k))) return st;
+        }
+    }
+    if (w.unk_len && (st = tk_sym_add(R, &w, w.unk_id, w.unk_len))) return st;
+    if (w.n == 0) return DS_OK;
+    tk_sym *sym = R->sym;
+    sym[w.n - 1].next = -1;
+    /* merge the lowest-ranked pair first; ties go to the leftmost */
+    size_t hn = 0;
+    for (size_t i = 0; i + 1 < w.n; i++) {
+        uint32_t rank;
+        int32_t nid;
+        if (tk_merge_get(t, sym[i].id, sym[i + 1].id, &rank, &nid) &&
+            (st = tk_heap_push(R, &hn, (tk_hitem){rank, (uint32_t)i, nid})))
+            return st;
+    }
+    while (hn) {
+        tk_hitem top = tk_heap_pop(R, &hn);
+        sym = R->sym;
+        tk_sym *L = &sym[top.pos];
+        if (L->len == 0 || L->next < 0) continue;
+        tk_sym *Rt = &sym[L->next];
+        uint32_t rank;
+        int32_t nid;
+        /* a stale entry: the pair changed since it was queued */
+        if (!tk_merge_get(t, L->id, Rt->id, &rank, &nid) || nid != top.nid) continue;
+        L->id = top.nid;
+        L->len += Rt->len;
+        Rt->len = 0;
+        L->next = Rt->next;
+        if (L->next >= 0) sym[L->next].prev = (int32_t)top.pos;
+        if (L->prev >= 0 && tk_merge_get(t, sym[L->prev].id, L->id, &rank, &nid) &&
+            (st = tk_heap_push(R, &hn, (tk_hitem){rank, (uint32_t)L->prev, nid})))
+            return st;
+        sym = R->sym;
+        L = &sym[top.pos];
+        if (L->next >= 0 && tk_merge_get(t, L->id, sym[L->next].id, &rank, &nid) &&
+            (st = tk_heap_push(R, &hn, (tk_hitem){rank, top.pos, nid})))
+            return st;
+    }
+    sym = R->sym;
+    for (int32_t i = 0; i >= 0; i = sym[i].next)
+        if ((st = tk_emit(R, sym[i].id))) return st;
+    return DS_OK;
+}
+
+/* ==== Encoding ============================================================ */
+/* Pre-tokenizes and encodes text[s, e) (no added tokens inside). */
+static ds_status tk_encode_text(tk_run *R, const uint8_t *text, size_t s, size_t e) {
+    const ds_tokenizer *t = R->t;
+    ds_status st;
+    if (e - s > UINT32_MAX / 8) return dsi_fail(R->e, DS_ERR_LIMIT, "tokenizer: text segment longer than 512 MB");
+    R->n_cps = 0;
+    if (!tk_grow(R->al, (void **)&R->cps, &R->cap_cps, e - s, sizeof *R->cps)) return tk_nomem(R);
+    for (size_t i = s; i < e;) {
+        uint32_t cp;
+        size_t k = utf8_valid(text + i, e - i, &cp);
+        R->cps[R->n_cps++] = cp;
+        i += k;
+    }
+    R->na = 0;
+    TK_PUSH(R, pa, na, cap_pa, ((tk_piece){0, (uint32_t)R->n_cps, 0}));
+    for (uint32_t k = 0; k < t->n_steps; k++)
+        if ((st = tk_step_run(R, &t->steps[k]))) return st;
+    for (size_t i = 0; i < R->na; i++) {
+        tk_piece pc = R->pa[i];
+        if ((st = tk_bpe(R, &pc))) return st;
+    }
+    return DS_OK;
+}
+
+static ds_status tk_encode(const ds_tokenizer *t, const char *text, size_t len, int flags, tk_run *R) {
+    ds_status st;
+    const uint8_t *s = (const uint8_t *)text;
+    /* the reference only sees valid UTF-8 (Rust strings) */
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        if (s[i] < 0x80) { i++; continue; }
+        size_t k = utf8_valid(s + i, len - i, &cp);
+        if (!k) return dsi_fail(R->e, DS_ERR_INVALID_ARG, "tokenizer: invalid UTF-8 at byte offset %zu", i);
+        i += k;
+    }
+    if ((flags & DS_TOKENIZE_BOS) && t->add_bos && t->bos >= 0 && (st = tk_emit(R, t->bos))) return st;
+    if (len == 0) return DS_OK;
+    bool no_special = (flags & DS_TOKENIZE_NO_SPECIAL) != 0;
+    /* pass 1: added tokens with normalized = false, on the whole text */
+    R->nseg = 0;
+    if ((st = tk_split_added(R, s, 0, len, &t->trie[0], no_special))) return st;
+    /* pass 2: the others, inside each remaining piece */
+    size_t n1 = R->nseg;
+    for (size_t i = 0; i < n1; i++) {
+        tk_seg g = R->seg[i];
+        if (g.id >= 0) TK_PUSH(R, seg, nseg, cap_seg, g);
+        else if ((st = tk_split_added(R, s, g.s, g.e, &t->trie[1], no_special))) return st;
+    }
+    for (size_t i = n1; i < R->nseg; i++) {
+        tk_seg g = R->seg[i];
+        if (g.id >= 0) st = tk_emit(R, g.id);
+        else st = tk_encode_text(R, s, g.s, g.e);
+        if (st) return st;
+    }
+    return DS_OK;
+}
+
+DS_API ds_status ds_tokenizer_encode(const ds_tokenizer *t, const char *text, size_t len, int flags, int32_t *ids,
+                                     size_t cap, size_t *n_out) {
+    dsi_err e = {DS_OK, ""};
+    if (n_out) *n_out = 0;
+    if (!t || !n_out || (!text && len) || (!ids && cap)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_encode: NULL argument");
+        return dsi_publish(&e);
+    }
+    tk_run R;
+    memset(&R, 0, sizeof R);
+    R.t = t;
+    R.al = &t->al;
+    R.e = &e;
+    R.rx.al = &t->al;
+    ds_status st = DS_OK;
+    if (t->max_slots) {
+        R.rx.slots = dsi_calloc(&t->al, t->max_slots, sizeof *R.rx.slots);
+        if (!R.rx.slots) st = dsi_fail(&e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    if (!st) st = tk_encode(t, text, len, flags, &R);
+    if (!st) {
+        *n_out = R.n_ids;
+        if (R.n_ids > cap) st = dsi_fail(&e, DS_ERR_LIMIT, "ds_tokenizer_encode: %zu ids do not fit in %zu", R.n_ids, cap);
+        else if (R.n_ids) memcpy(ids, R.ids, R.n_ids * sizeof *ids);
+    }
+    tk_run_free(&R);
+    return st ? dsi_publish(&e) : DS_OK;
+}
+
+/* ==== Decoding ============================================================ */
+/* Writes the lossy UTF-8 form of in[0, n) to out (NULL: only count), each
+ * invalid sequence replaced by U+FFFD as String::from_utf8_lossy does. With
+ * hold, a valid but unfinished sequence at the end is not converted and its
+ * length is returned in *held. Returns the output length. */
+static size_t tk_lossy(const uint8_t *in, size_t n, uint8_t *out, bool hold, size_t *held) {
+    size_t o = 0, i = 0;
+    if (held) *held = 0;
+    while (i < n) {
+        bool valid, incomplete;
+        size_t k = utf8_lossy_step(in + i, n - i, &valid, &incomplete);
+        if (valid) {
+            if (out) memcpy(out + o, in + i, k);
+            o += k;
+        } else if (incomplete && hold && i + k == n) {
+            *held = k;
+            break;
+        } else {
+            if (out) memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+        }
+        i += k;
+    }
+    return o;
+}
+
+/* Copies a result into the caller's buffer: DS_ERR_LIMIT (with the needed
+ * length in *len_out) when it does not fit, a NUL after it when room. */
+static ds_status tk_copy_out(const uint8_t *src, size_t n, char *buf, size_t cap, size_t *len_out, dsi_err *e,
+                             const char *fn) {
+    *len_out = n;
+    if (n > cap) return dsi_fail(e, DS_ERR_LIMIT, "%s: %zu bytes do not fit in %zu", fn, n, cap);
+    if (n) memcpy(buf, src, n);
+    if (cap > n) buf[n] = 0;
+    return DS_OK;
+}
+
+DS_API ds_status ds_tokenizer_decode(const ds_tokenizer *t, const int32_t *ids, size_t n, char *buf, size_t cap,
+                                     size_t *len_out) {
+    dsi_err e = {DS_OK, ""};
+    if (len_out) *len_out = 0;
+    if (!t || !len_out || (!ids && n) || (!buf && cap)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_decode: NULL argument");
+        return dsi_publish(&e);
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || (uint32_t)ids[i] >= t->n_ids) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_decode: id %d at position %zu is outside the vocabulary (0..%u)",
+                     (int)ids[i], i, t->n_ids ? t->n_ids - 1 : 0);
+            return dsi_publish(&e);
+        }
+        total += t->dec_len[ids[i]];
+    }
+    uint8_t *raw = dsi_malloc(&t->al, total ? total : 1);
+    if (!raw) {
+        dsi_fail(&e, DS_ERR_NOMEM, "ds_tokenizer_decode: out of memory");
+        return dsi_publish(&e);
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(raw + o, t->pool.p + t->dec_off[ids[i]], t->dec_len[ids[i]]);
+        o += t->dec_len[ids[i]];
+    }
+    size_t outlen = tk_lossy(raw, total, NULL, false, NULL);
+    ds_status st = DS_OK;
+    if (outlen == total) st = tk_copy_out(raw, total, buf, cap, len_out, &e, "ds_tokenizer_decode");
+    else {
+        uint8_t *fixed = dsi_malloc(&t->al, outlen);
+        if (!fixed) st = dsi_fail(&e, DS_ERR_NOMEM, "ds_tokenizer_decode: out of memory");
+        else {
+            tk_lossy(raw, total, fixed, false, NULL);
+            st = tk_copy_out(fixed, outlen, buf, cap, len_out, &e, "ds_tokenizer_decode");
+            dsi_free(&t->al, fixed);
+        }
+    }
+    dsi_free(&t->al, raw);
+    return st ? dsi_publish(&e) : DS_OK;
+}
+
+DS_API ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_state *st_, int32_t id, char *buf,
+                                            size_t cap, size_t *len_out) {
+    dsi_err e = {DS_OK, ""};
+    if (len_out) *len_out = 0;
+    if (!t || !st_ || !len_out || (!buf && cap) || st_->n_pending < 0 || st_->n_pending > 3) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_decode_stream: NULL argument or corrupt state");
+        return dsi_publish(&e);
+    }
+    if (id == -1) {
+        /* flush: held bytes can no longer complete */
+        uint8_t rep[3] = {0xEF, 0xBF, 0xBD};
+        ds_status s = tk_copy_out(rep, st_->n_pending ? 3 : 0, buf, cap, len_out, &e, "ds_tokenizer_decode_stream");
+        if (s) return dsi_publish(&e);
+        st_->n_pending = 0;
+        return DS_OK;
+    }
+    if (id < 0 || (uint32_t)id >= t->n_ids) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_decode_stream: id %d is outside the vocabulary (0..%u)", (int)id,
+                 t->n_ids ? t->n_ids - 1 : 0);
+        return dsi_publish(&e);
+    }
+    size_t np = (size_t)st_->n_pending, tl = t->dec_len[id], total = np + tl;
+    uint8_t small[256];
+    uint8_t *raw = total <= sizeof small ? small : dsi_malloc(&t->al, total);
+    if (!raw) {
+        dsi_fail(&e, DS_ERR_NOMEM, "ds_tokenizer_decode_stream: out of memory");
+        return dsi_publish(&e);
+    }
+    memcpy(raw, st_->pending, np);
+    memcpy(raw + np, t->pool.p + t->dec_off[id], tl);
+    size_t held;
+    size_t outlen = tk_lossy(raw, total, NULL, true, &held);
+    ds_status s = DS_OK;
+    *len_out = outlen;
+    if (outlen > cap) s = dsi_fail(&e, DS_ERR_LIMIT, "ds_tokenizer_decode_stream: %zu bytes do not fit in %zu", outlen, cap);
+    else {
+        tk_lossy(raw, total, (uint8_t *)buf, true, &held);
+        if (cap > outlen) buf[outlen] = 0;
+        memcpy(st_->pending, raw + total - held, held);
+        st_->n_pending = (int)held;
+    }
+    if (raw != small) dsi_free(&t->al, raw);
+    return s ? dsi_publish(&e) : DS_OK;
+}
+
+/* ==== Chat templates ====================================================== */
+/*
+ * The DeepSeek families' Jinja templates, rendered without a Jinja engine
+ * (only system/user/assistant messages; tool calls are not supported):
+ *
+ *   V2 (V2-Chat, V2-Lite-Chat):
+ *       bos, then per message: system "C\n\n", user "User: C\n\n",
+ *       assistant "Assistant: C" + eos; generation prompt "Assistant:".
+ *   V2.5 (V2-Chat-0628, V2.5):
+ *       bos, then system "C\n\n", user "<｜User｜>C", assistant
+ *       "<｜Assistant｜>C" + eos; generation prompt "<｜Assistant｜>".
+ *   V3 (V3, R1): bos + the system prompt (V3: all system messages joined
+ *       by "\n\n"; R1: the last one), then user "<｜User｜>C", assistant
+ *       "<｜Assistant｜>C<｜end▁of▁sentence｜>" (R1: C after its last
+ *       "</think>"); generation prompt "<｜Assistant｜>" (R1: + "<think>\n").
+ */
+#define TK_USER "<\xEF\xBD\x9CUser\xEF\xBD\x9C>"
+#define TK_ASSISTANT "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"
+#define TK_EOS_LIT "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"
+
+static void tk_put(dsi_buf *b, const char *s) { dsi_buf_put(b, s, strlen(s)); }
+
+DS_API ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const ds_chat_message *msgs, size_t n,
+                                                  int add_generation_prompt, char *buf, size_t cap, size_t *len_out) {
+    dsi_err e = {DS_OK, ""};
+    if (len_out) *len_out = 0;
+    if (!t || !len_out || (!msgs && n) || (!buf && cap)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_apply_chat_template: NULL argument");
+        return dsi_publish(&e);
+    }
+    if (t->chat == CHAT_NONE) {
+        dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: none, or not of the DeepSeek V2/V3 families");
+        return dsi_publish(&e);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *r = msgs[i].role;
+        if (!r || !msgs[i].content) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "chat template: message %zu has no role or content", i);
+            return dsi_publish(&e);
+        }
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
+            dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: message %zu: role \"%.32s\" is not supported", i, r);
+            return dsi_publish(&e);
+        }
+    }
+    dsi_buf b;
+    dsi_buf_init(&b, &t->al);
+    const char *pool = (const char *)t->pool.p;
+    if (t->has_bos_text) dsi_buf_put(&b, pool + t->bos_off, t->bos_len);
+    if (t->chat == CHAT_V3) {
+        bool first = true;
+        const char *last = NULL;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(msgs[i].role, "system")) continue;
+            if (t->chat_join_systems) {
+                if (!first) tk_put(&b, "\n\n");
+                tk_put(&b, msgs[i].content);
+                first = false;
+            } else last = msgs[i].content;
+        }
+        if (last) tk_put(&b, last);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *r = msgs[i].role, *c = msgs[i].content;
+        if (!strcmp(r, "system")) {
+            if (t->chat != CHAT_V3) { tk_put(&b, c); tk_put(&b, "\n\n"); }
+        } else if (!strcmp(r, "user")) {
+            if (t->chat == CHAT_V2) { tk_put(&b, "User: "); tk_put(&b, c); tk_put(&b, "\n\n"); }
+            else { tk_put(&b, TK_USER); tk_put(&b, c); }
+        } else {
+            if (t->chat == CHAT_V2) tk_put(&b, "Assistant: ");
+            else tk_put(&b, TK_ASSISTANT);
+            if (t->chat == CHAT_V3 && t->chat_strip_think) {
+                const char *k = c, *f;
+                while ((f = strstr(k, "</think>"))) k = f + 8;
+                c = k;
+            }
+            tk_put(&b, c);
+            if (t->chat == CHAT_V3) tk_put(&b, TK_EOS_LIT);
+            else if (t->has_eos_text) dsi_buf_put(&b, pool + t->eos_off, t->eos_len);
+        }
+    }
+    if (add_generation_prompt) {
+        if (t->chat == CHAT_V2) tk_put(&b, "Assistant:");
+        else {
+            tk_put(&b, TK_ASSISTANT);
+            if (t->chat == CHAT_V3 && t->chat_think_prompt) tk_put(&b, "<think>\n");
+        }
+    }
+    ds_status st;
+    if (b.failed) st = dsi_fail(&e, DS_ERR_NOMEM, "chat template: out of memory");
+    else st = tk_copy_out(b.data, b.len, buf, cap, len_out, &e, "ds_tokenizer_apply_chat_template");
+    dsi_buf_free(&b);
+    return st ? dsi_publish(&e) : DS_OK;
+}
