@@ -37,10 +37,13 @@ LIB_SRCS = \
 	deepseek_impl/crypto.c \
 	deepseek_impl/container.c \
 	deepseek_impl/config.c \
+	deepseek_impl/tokenizer.c \
 	deepseek_impl/model.c \
 	deepseek_impl/threadpool.c \
 	kernels/cpu/ops.c \
 	deepseek_impl/forward.c \
+	deepseek_impl/sampler.c \
+	deepseek_impl/generate.c \
 	deepseek_impl/convert.c
 
 LIB_HDRS = deepseek.h deepseek_impl/internal.h

@@ -340,6 +340,7 @@ static ds_status dsi_model_load_dense(ds_model *m, dsi_err *e) {
 static void dsi_model_free(ds_model *m) {
     if (!m) return;
     dsi_model_unbind(m);
+    ds_tokenizer_free(m->tok);
     if (m->dense) {
         for (size_t i = 0; i < m->meta.n_segments; i++) dsi_secure_free(&m->dense[i]);
         dsi_free(&m->al, m->dense);
@@ -419,6 +420,15 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
         goto fail;
     }
     if ((s = dsi_tokenizer_summary(m, &e))) goto fail;
+    {
+        /* the tokenizer lives in the metadata: built for every open */
+        ds_allocator a = {m->al.malloc_fn, m->al.realloc_fn, m->al.free_fn, m->al.user};
+        if ((s = ds_tokenizer_new(&m->tok, m->meta.tokenizer_json, m->meta.tokenizer_len, m->meta.tokcfg_json,
+                                  m->meta.tokcfg_len, &a))) {
+            dsi_fail(&e, s, "%s", ds_last_error());
+            goto fail;
+        }
+    }
     if ((s = dsi_check_directory(m, &e))) goto fail;
     if (p->load_weights && (s = dsi_model_load_dense(m, &e))) goto fail;
     dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,

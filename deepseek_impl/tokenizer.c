@@ -3026,3 +3026,53 @@ DS_API ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const d
     dsi_buf_free(&b);
     return st ? dsi_publish(&e) : DS_OK;
 }
+
+/* ==== Test hook =========================================================== */
+/* Splits text with one Split pre-tokenizer step (behavior: 0 Isolated,
+ * 1 Removed, 2 MergedWithPrevious, 3 MergedWithNext, 4 Contiguous) and
+ * writes each piece's byte range [bounds[2i], bounds[2i+1]). For the regex
+ * tests; not used by the library. */
+DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int behavior, bool invert, const char *text,
+                                       size_t len, size_t *bounds, size_t cap_pairs, size_t *n_pairs, dsi_err *e) {
+    dsi_alloc al;
+    ds_status st = dsi_alloc_init(&al, NULL, e);
+    if (st) return st;
+    *n_pairs = 0;
+    if (behavior < 0 || behavior > 4) return dsi_fail(e, DS_ERR_INVALID_ARG, "bad behavior");
+    rx_prog *G = NULL;
+    if ((st = rx_compile(pattern, plen, false, &al, "test pattern", &G, e))) return st;
+    tk_run R;
+    memset(&R, 0, sizeof R);
+    R.al = &al;
+    R.e = e;
+    R.rx.al = &al;
+    size_t *boff = dsi_malloc(&al, (len + 1) * sizeof *boff);
+    R.rx.slots = dsi_calloc(&al, G->n_slots + 1, sizeof *R.rx.slots);
+    if (!boff || !R.rx.slots || !tk_grow(&al, (void **)&R.cps, &R.cap_cps, len + 1, sizeof *R.cps)) {
+        st = dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t k = utf8_valid((const uint8_t *)text + i, len - i, &cp);
+        if (!k) { st = dsi_fail(e, DS_ERR_INVALID_ARG, "invalid UTF-8"); goto done; }
+        boff[R.n_cps] = i;
+        R.cps[R.n_cps++] = cp;
+        i += k;
+    }
+    boff[R.n_cps] = len;
+    tk_piece pc = {0, (uint32_t)R.n_cps, 0};
+    if ((st = tk_find_regex(&R, G, &pc)) || (st = tk_apply_behavior(&R, &pc, behavior, invert))) goto done;
+    for (size_t i = 0; i < R.nb; i++) {
+        if (i < cap_pairs) {
+            bounds[2 * i] = boff[R.pb[i].off];
+            bounds[2 * i + 1] = boff[R.pb[i].off + R.pb[i].len];
+        }
+    }
+    *n_pairs = R.nb;
+done:
+    dsi_free(&al, boff);
+    tk_run_free(&R);
+    rx_prog_free(&al, G);
+    return st;
+}
