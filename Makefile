@@ -41,6 +41,7 @@ LIB_SRCS = \
 	deepseek_impl/model.c \
 	deepseek_impl/threadpool.c \
 	kernels/cpu/ops.c \
+	deepseek_impl/pager.c \
 	deepseek_impl/forward.c \
 	deepseek_impl/sampler.c \
 	deepseek_impl/generate.c \

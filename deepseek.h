@@ -209,6 +209,12 @@ DS_API const char *ds_cipher_name(ds_cipher c);
 /* ==== Model ============================================================== */
 typedef struct ds_model ds_model;
 
+/* Eviction policy of the routed-expert cache. */
+typedef enum ds_evict_policy {
+    DS_EVICT_LRU = 0,             /* least recently used */
+    DS_EVICT_LFU_DECAY = 1        /* least frequently used, with exponentially decaying counts */
+} ds_evict_policy;
+
 typedef struct ds_model_params {
     const unsigned char *key;     /* DS_KEY_BYTES raw bytes; copied, caller may wipe after open */
     size_t key_len;
@@ -216,7 +222,11 @@ typedef struct ds_model_params {
     size_t passphrase_len;
     int load_weights;             /* 1 (default): decrypt dense weights; 0: metadata only
                                      (inspect, verify, tensor directory) */
-    uint64_t expert_cache_bytes;  /* routed-expert cache budget; 0 = all resident */
+    uint64_t expert_cache_bytes;  /* routed-expert cache budget; 0 = all resident. Otherwise experts
+                                     are decrypted on demand into at most this many bytes of slots
+                                     (at least 2 experts' worth) */
+    int prefetch;                 /* 1 (default): decrypt predicted experts ahead on a worker thread */
+    ds_evict_policy evict_policy; /* default DS_EVICT_LRU */
     int n_threads;                /* 0 = number of online CPUs */
     ds_allocator allocator;       /* all NULL = C library */
     ds_log_fn log;                /* NULL = silent */
@@ -353,6 +363,29 @@ DS_API void ds_model_segment_name(const ds_model *m, size_t i, char *buf, size_t
  * and a message naming the first bad segment. progress gets (segments done,
  * total, bytes done). Uses up to n_threads threads. */
 DS_API DS_WARN_UNUSED ds_status ds_model_verify(const ds_model *m, int n_threads, ds_progress_fn progress, void *user);
+
+/* ==== Expert cache statistics =========================================== */
+typedef struct ds_cache_stats {
+    uint64_t budget_bytes, slot_bytes;
+    int n_slots;                  /* 0: experts are resident (no cache) */
+    uint64_t hits;                /* expert found in the cache */
+    uint64_t misses;              /* decrypted while the forward pass waited */
+    uint64_t prefetch_issued;     /* experts queued for prefetch */
+    uint64_t prefetch_hits;       /* prefetched experts later used */
+    uint64_t prefetch_wasted;     /* prefetched experts evicted unused */
+    uint64_t prefetch_dropped;    /* prefetches skipped: every slot busy */
+    uint64_t evictions;
+    uint64_t bytes_decrypted;
+    double decrypt_seconds;       /* summed over threads */
+    double wait_seconds;          /* the forward pass waiting for experts */
+    uint64_t predicted;           /* (layer, expert) pairs predicted for the next layer */
+    uint64_t predicted_hits;      /* of those, used by that layer */
+} ds_cache_stats;
+
+/* Statistics of the model's expert cache, summed over all contexts since
+ * open or the last reset. Thread-safe. */
+DS_API DS_WARN_UNUSED ds_status ds_model_cache_stats(const ds_model *m, ds_cache_stats *out);
+DS_API void ds_model_cache_stats_reset(ds_model *m);
 
 /* ==== Tokenizer ========================================================== */
 /* Byte-level BPE as described by the model's tokenizer.json (DeepSeek's

@@ -124,8 +124,9 @@ DSI_FUNC void dsi_model_unbind(ds_model *m) {
     m->layers = NULL;
 }
 
-/* Resident experts (the expert cache arrives with the pager). */
+/* Routed experts: from the expert cache, or resident. */
 DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int x, const uint8_t **base, dsi_err *e) {
+    if (m->pager) return dsi_pager_acquire(m->pager, layer, x, base, e);
     const dsi_expert_ref *r = &m->layers[layer].experts[x];
     const dsi_secure_buf *b = &m->dense[r->segment];
     if (!b->ptr) return dsi_fail(e, DS_ERR_INTERNAL, "expert %d of layer %d is not resident", x, layer);
@@ -134,9 +135,7 @@ DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int x, const
 }
 
 DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int x) {
-    (void)m;
-    (void)layer;
-    (void)x;
+    if (m->pager) dsi_pager_release(m->pager, layer, x);
 }
 
 /* ==== Context ============================================================ */
@@ -592,6 +591,33 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
         for (int k = 0; k < K; k++) w[k] *= cf->routed_scaling_factor;
 }
 
+/* With an expert cache: queue this layer's chosen experts (the prefetch
+ * thread decrypts them while this thread handles the first), and predict the
+ * next MoE layer's experts by applying its router to this layer's normalised
+ * input, so they decrypt while this layer and the next attention compute. */
+static void dsi_moe_prefetch(ds_context *c, int l, int T) {
+    const ds_model_config *cf = &c->m->cfg;
+    int E = cf->n_routed_experts, K = cf->n_experts_per_tok, D = cf->hidden_size;
+    int *uniq = c->etok, nu = 0;
+    for (int t = 0; t < T * K; t++) {
+        bool seen = false;
+        for (int i = 0; i < nu && !seen; i++) seen = uniq[i] == c->sel[t];
+        if (!seen) uniq[nu++] = c->sel[t];
+    }
+    dsi_pager_prefetch(c->m->pager, l, uniq, nu, false);
+    if (T > 4 || K > 64 || l + 1 >= cf->n_layers || !c->m->layers[l + 1].moe) return;
+    const dsi_layer *N = &c->m->layers[l + 1];
+    float *logits = c->ye, *scratch = c->ework;
+    int pred[64];
+    for (int t = 0; t < T; t++) {
+        for (int x = 0; x < E; x++) logits[x] = dsi_dot_row(&N->router, N->router.data + (size_t)x * N->router.row_bytes,
+                                                           c->xn + (size_t)t * D);
+        float w[64];
+        dsi_route(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, scratch, pred, w);
+        dsi_pager_prefetch(c->m->pager, l + 1, pred, K < 64 ? K : 64, true);
+    }
+}
+
 static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_layer *L = &c->m->layers[l];
@@ -602,6 +628,7 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
         dsi_route(cf, c->router + (size_t)t * E, L->bias.data ? dsi_wf32(&L->bias) : NULL, scratch, c->sel + t * K,
                   c->selw + t * K);
     memset(c->tmp, 0, (size_t)T * D * sizeof(float));
+    if (c->m->pager) dsi_moe_prefetch(c, l, T);
     /* tokens grouped per expert: each expert's matrices run once per batch */
     for (int x = 0; x < E; x++) {
         int n = 0;

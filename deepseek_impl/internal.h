@@ -486,6 +486,16 @@ DSI_FUNC void dsi_pool_free(dsi_pool *p);
 DSI_FUNC void dsi_pool_run(dsi_pool *p, dsi_task_fn fn, void *ctx, int n);
 DSI_FUNC int dsi_pool_size(const dsi_pool *p);
 
+/* ==== Expert pager (pager.c) ============================================ */
+typedef struct dsi_pager dsi_pager;
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds_evict_policy policy, dsi_err *e);
+DSI_FUNC void dsi_pager_free(ds_model *m);
+DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
+DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
+/* Queues experts for decryption ahead of use; prediction = guessed for a
+ * later layer (counted for the accuracy statistics). */
+DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction);
+
 /* ==== Model =============================================================== */
 struct ds_model {
     dsi_alloc al;
@@ -507,6 +517,7 @@ struct ds_model {
     void *log_user;
     int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
     ds_tokenizer *tok;          /* built from the metadata at open */
+    dsi_pager *pager;           /* NULL: routed experts are resident */
     /* bound weights (load_weights only) */
     dsi_weight embed, out_norm, lm_head;
     dsi_layer *layers;          /* n_layers */

@@ -42,6 +42,7 @@ DS_API ds_model_params ds_model_default_params(void) {
     ds_model_params p;
     memset(&p, 0, sizeof p);
     p.load_weights = 1;
+    p.prefetch = 1;
     return p;
 }
 
@@ -320,12 +321,12 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     return DS_OK;
 }
 
-static ds_status dsi_model_load_dense(ds_model *m, dsi_err *e) {
+static ds_status dsi_model_load_dense(ds_model *m, bool experts_too, dsi_err *e) {
     m->dense = dsi_calloc(&m->al, m->meta.n_segments, sizeof *m->dense);
     if (!m->dense) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < m->meta.n_segments; i++) {
         const dsi_segment *s = &m->meta.segments[i];
-        /* routed experts stay resident too until the expert cache exists */
+        if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
         ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
         if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
         if (st) return st;
@@ -339,6 +340,7 @@ static ds_status dsi_model_load_dense(ds_model *m, dsi_err *e) {
 
 static void dsi_model_free(ds_model *m) {
     if (!m) return;
+    dsi_pager_free(m);
     dsi_model_unbind(m);
     ds_tokenizer_free(m->tok);
     if (m->dense) {
@@ -430,7 +432,10 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
         }
     }
     if ((s = dsi_check_directory(m, &e))) goto fail;
-    if (p->load_weights && (s = dsi_model_load_dense(m, &e))) goto fail;
+    if (p->load_weights && (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0, &e))) goto fail;
+    if (p->load_weights && p->expert_cache_bytes &&
+        (s = dsi_pager_new(m, p->expert_cache_bytes, p->prefetch != 0, p->evict_policy, &e)))
+        goto fail;
     dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
             m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
     *out = m;

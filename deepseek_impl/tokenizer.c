@@ -1594,14 +1594,7 @@ struct ds_tokenizer {
     bool chat_think_prompt;     /* R1: generation prompt ends with "<think>\n" */
 };
 
-DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m) {
-#ifdef DSI_TOKENIZER_STANDALONE
-    (void)m;
-    return NULL;
-#else
-    return m ? m->tok : NULL;
-#endif
-}
+DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m) { return m ? m->tok : NULL; }
 
 static int32_t tk_vocab_get(const ds_tokenizer *t, const void *s, size_t n) {
     int64_t k = tk_smap_find(&t->vocab, &t->pool, s, n);
@@ -1831,6 +1824,7 @@ static ds_status tk_build_decoder(ds_tokenizer *t, dsi_err *e) {
     t->dec_off = dsi_calloc(&t->al, n ? n : 1, sizeof *t->dec_off);
     t->dec_len = dsi_calloc(&t->al, n ? n : 1, sizeof *t->dec_len);
     ds_status st = DS_OK;
+    uint8_t *tmp = NULL;
     if (!src_off || !src_len || !t->dec_off || !t->dec_len) {
         st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory for the id table");
         goto done;
@@ -1845,11 +1839,14 @@ static ds_status tk_build_decoder(ds_tokenizer *t, dsi_err *e) {
         src_off[t->added[k].id] = t->added[k].off;
         src_len[t->added[k].id] = t->added[k].len;
     }
+    size_t longest = 0;
+    for (uint32_t id = 0; id < n; id++)
+        if (src_len[id] != UINT32_MAX && src_len[id] > longest) longest = src_len[id];
+    tmp = dsi_malloc(&t->al, longest + 1);
+    if (!tmp) { st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); goto done; }
     for (uint32_t id = 0; id < n; id++) {
         if (src_len[id] == UINT32_MAX) continue;
         /* decoded form: at most as long as the text (a byte char is 1-2 bytes) */
-        uint8_t *tmp = dsi_malloc(&t->al, src_len[id] + 1);
-        if (!tmp) { st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); goto done; }
         const uint8_t *s = t->pool.p + src_off[id];
         size_t L = src_len[id], o = 0;
         bool all = true;
@@ -1864,17 +1861,16 @@ static ds_status tk_build_decoder(ds_tokenizer *t, dsi_err *e) {
         const uint8_t *use = all ? tmp : s;
         size_t ulen = all ? o : L;
         uint32_t off;
-        /* re-read s after a pool move: tk_pool_put may realloc */
         bool ok;
-        if (all) ok = tk_pool_put(&t->al, &t->pool, use, ulen, &off);
+        if (all) ok = tk_pool_put(&t->al, &t->pool, use, ulen, &off);   /* may move the pool; tmp is ours */
         else { off = src_off[id]; ok = true; }
-        dsi_free(&t->al, tmp);
         if (!ok) { st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); goto done; }
         t->dec_off[id] = off;
         t->dec_len[id] = (uint32_t)ulen;
         if (ulen > t->max_dec) t->max_dec = (uint32_t)ulen;
     }
 done:
+    dsi_free(&t->al, tmp);
     dsi_free(&t->al, src_off);
     dsi_free(&t->al, src_len);
     return st;

@@ -1,0 +1,361 @@
+/*
+ * pager.c — the routed-expert cache: a fixed budget of slots, each able to
+ * hold one expert's plaintext. A miss decrypts the expert's segment from the
+ * file mapping into a free or evicted slot; slots in use by a running forward
+ * pass are pinned; a prefetch thread decrypts the experts predicted for the
+ * next layer while the current one computes. After a segment is decrypted its
+ * ciphertext pages are dropped from the page cache, so the sealed file does
+ * not swell the machine's memory either.
+ *
+ * Concurrency: one mutex guards the slot table; decryption runs outside it
+ * with the slot marked LOADING, and threads that want a LOADING slot wait on
+ * a condition variable. Contexts on several threads may share the cache.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+enum { DSI_SLOT_EMPTY = 0, DSI_SLOT_LOADING = 1, DSI_SLOT_READY = 2 };
+#define DSI_PREFETCH_QUEUE 1024
+#define DSI_LFU_DECAY 0.95          /* per use of any expert: older uses weigh less */
+
+typedef struct dsi_slot {
+    int layer, expert;              /* -1 when empty */
+    int state;
+    int pins;                       /* forward passes using it now */
+    bool prefetched;                /* loaded by the prefetcher ... */
+    bool used;                      /* ... and used since it was loaded */
+    uint64_t last_use;              /* LRU clock */
+    double score;                   /* LFU with decay: sum of decay^(age) over uses */
+    uint64_t score_at;              /* clock of the last score update */
+} dsi_slot;
+
+struct dsi_pager {
+    ds_model *m;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;         /* a slot became READY or was unpinned */
+    pthread_cond_t work;            /* prefetch queue not empty, or quit */
+    dsi_secure_buf mem;
+    size_t slot_bytes;
+    int n_slots;
+    dsi_slot *slots;
+    int *where;                     /* (layer * n_experts + expert) -> slot or -1 */
+    int n_experts;
+    uint64_t clock;
+    ds_evict_policy policy;
+    /* prefetch */
+    bool prefetch;
+    pthread_t thread;
+    bool thread_started, quit;
+    int queue[DSI_PREFETCH_QUEUE];  /* layer * n_experts + expert */
+    int q_head, q_len;
+    /* statistics (under lock) */
+    ds_cache_stats st;
+    /* prediction accuracy: the experts predicted for each layer */
+    unsigned char *predicted;       /* (layer * n_experts + expert) -> 1 */
+};
+
+/* ==== Victim choice ====================================================== */
+static double dsi_slot_score(const dsi_pager *p, const dsi_slot *s) {
+    if (p->policy == DS_EVICT_LRU) return (double)s->last_use;
+    /* LFU with exponential decay, evaluated at the current clock */
+    return s->score * pow(DSI_LFU_DECAY, (double)(p->clock - s->score_at));
+}
+
+/* A slot to (re)fill: an empty one, else the lowest-scoring unpinned READY
+ * one. -1 when every slot is pinned or loading. Under lock. */
+static int dsi_pick_victim(const dsi_pager *p) {
+    int best = -1;
+    double best_score = INFINITY;
+    for (int i = 0; i < p->n_slots; i++) {
+        const dsi_slot *s = &p->slots[i];
+        if (s->state == DSI_SLOT_EMPTY) return i;
+        if (s->state != DSI_SLOT_READY || s->pins) continue;
+        double sc = dsi_slot_score(p, s);
+        if (sc < best_score) {
+            best_score = sc;
+            best = i;
+        }
+    }
+    return best;
+}
+
+static void dsi_touch(dsi_pager *p, dsi_slot *s) {
+    p->clock++;
+    s->last_use = p->clock;
+    s->score = dsi_slot_score(p, s) + 1.0;
+    s->score_at = p->clock;
+}
+
+/* Takes slot i for (layer, expert), evicting what it held. Under lock. */
+static void dsi_claim(dsi_pager *p, int i, int layer, int expert, bool prefetched) {
+    dsi_slot *s = &p->slots[i];
+    if (s->layer >= 0) {
+        p->where[s->layer * p->n_experts + s->expert] = -1;
+        p->st.evictions++;
+        if (s->prefetched && !s->used) p->st.prefetch_wasted++;
+    }
+    s->layer = layer;
+    s->expert = expert;
+    s->state = DSI_SLOT_LOADING;
+    s->prefetched = prefetched;
+    s->used = false;
+    s->score = 0;
+    s->score_at = p->clock;
+    p->where[layer * p->n_experts + expert] = i;
+}
+
+/* Decrypts (layer, expert) into slot i; outside the lock. */
+static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *secs, dsi_err *e) {
+    const ds_model *m = p->m;
+    uint8_t *dst = (uint8_t *)p->mem.ptr + (size_t)i * p->slot_bytes;
+    const dsi_expert_ref *r = &m->layers[layer].experts[expert];
+    double t0 = dsi_now_seconds();
+    ds_status s = dsi_segment_read(m, r->segment, dst, p->slot_bytes, e);
+    *secs = dsi_now_seconds() - t0;
+    /* the ciphertext is not needed again soon: drop it from the page cache
+     * (and from this process's page tables) */
+    const dsi_segment *sg = &m->meta.segments[r->segment];
+    uint64_t a = sg->offset & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(sg->offset + sg->stored_bytes - a), MADV_DONTNEED);
+    (void)posix_fadvise(m->fd, (off_t)sg->offset, (off_t)sg->stored_bytes, POSIX_FADV_DONTNEED);
+    return s;
+}
+
+/* Marks slot i READY (or empty on failure) and wakes waiters. Under lock. */
+static void dsi_filled(dsi_pager *p, int i, ds_status s, double secs, uint64_t bytes) {
+    dsi_slot *sl = &p->slots[i];
+    p->st.decrypt_seconds += secs;
+    if (s) {
+        p->where[sl->layer * p->n_experts + sl->expert] = -1;
+        sl->layer = sl->expert = -1;
+        sl->state = DSI_SLOT_EMPTY;
+        sl->pins = 0;
+    } else {
+        sl->state = DSI_SLOT_READY;
+        p->st.bytes_decrypted += bytes;
+    }
+    pthread_cond_broadcast(&p->changed);
+}
+
+/* ==== Acquire and release ================================================ */
+DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e) {
+    const dsi_segment *sg = &p->m->meta.segments[p->m->layers[layer].experts[expert].segment];
+    double waited = 0;
+    pthread_mutex_lock(&p->lock);
+    int key = layer * p->n_experts + expert;
+    if (p->predicted[key]) {
+        p->st.predicted_hits++;
+        p->predicted[key] = 0;
+    }
+    for (;;) {
+        int i = p->where[key];
+        if (i >= 0 && p->slots[i].state == DSI_SLOT_READY) {
+            dsi_slot *s = &p->slots[i];
+            s->pins++;
+            if (s->prefetched && !s->used) p->st.prefetch_hits++;
+            else p->st.hits++;
+            s->used = true;
+            dsi_touch(p, s);
+            p->st.wait_seconds += waited;
+            pthread_mutex_unlock(&p->lock);
+            *base = (const uint8_t *)p->mem.ptr + (size_t)i * p->slot_bytes;
+            return DS_OK;
+        }
+        int v = i < 0 ? dsi_pick_victim(p) : -1;
+        if (i >= 0 || v < 0) {
+            /* loading elsewhere (prefetch or another context), or every slot
+             * is busy: wait for a change */
+            double t0 = dsi_now_seconds();
+            pthread_cond_wait(&p->changed, &p->lock);
+            waited += dsi_now_seconds() - t0;
+            continue;
+        }
+        /* a miss: decrypt it here */
+        dsi_claim(p, v, layer, expert, false);
+        p->slots[v].pins = 1;
+        p->slots[v].used = true;
+        p->st.misses++;
+        pthread_mutex_unlock(&p->lock);
+        double secs = 0;
+        ds_status s = dsi_fill(p, v, layer, expert, &secs, e);
+        pthread_mutex_lock(&p->lock);
+        dsi_filled(p, v, s, secs, sg->plain_bytes);
+        if (!s) dsi_touch(p, &p->slots[v]);
+        p->st.wait_seconds += waited + secs;
+        pthread_mutex_unlock(&p->lock);
+        if (s) return s;
+        *base = (const uint8_t *)p->mem.ptr + (size_t)v * p->slot_bytes;
+        return DS_OK;
+    }
+}
+
+DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert) {
+    pthread_mutex_lock(&p->lock);
+    int i = p->where[layer * p->n_experts + expert];
+    if (i >= 0 && p->slots[i].pins > 0) {
+        p->slots[i].pins--;
+        if (!p->slots[i].pins) pthread_cond_broadcast(&p->changed);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ==== Prefetch =========================================================== */
+DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction) {
+    if (!p->prefetch) return;
+    pthread_mutex_lock(&p->lock);
+    for (int k = 0; k < n; k++) {
+        int key = layer * p->n_experts + experts[k];
+        if (prediction && !p->predicted[key]) {
+            p->predicted[key] = 1;
+            p->st.predicted++;
+        }
+        if (p->where[key] >= 0 || p->q_len == DSI_PREFETCH_QUEUE) continue;
+        bool queued = false;
+        for (int q = 0; q < p->q_len && !queued; q++) queued = p->queue[(p->q_head + q) % DSI_PREFETCH_QUEUE] == key;
+        if (queued) continue;
+        p->queue[(p->q_head + p->q_len) % DSI_PREFETCH_QUEUE] = key;
+        p->q_len++;
+        p->st.prefetch_issued++;
+    }
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void *dsi_prefetch_main(void *arg) {
+    dsi_pager *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->quit && !p->q_len) pthread_cond_wait(&p->work, &p->lock);
+        if (p->quit) break;
+        int key = p->queue[p->q_head];
+        p->q_head = (p->q_head + 1) % DSI_PREFETCH_QUEUE;
+        p->q_len--;
+        if (p->where[key] >= 0) continue;   /* arrived meanwhile */
+        int v = dsi_pick_victim(p);
+        if (v < 0) {
+            p->st.prefetch_dropped++;       /* everything is busy: a guess is not worth waiting for */
+            continue;
+        }
+        int layer = key / p->n_experts, expert = key % p->n_experts;
+        dsi_claim(p, v, layer, expert, true);
+        dsi_touch(p, &p->slots[v]);
+        pthread_mutex_unlock(&p->lock);
+        dsi_err e = {0};
+        double secs = 0;
+        ds_status s = dsi_fill(p, v, layer, expert, &secs, &e);
+        const dsi_segment *sg = &p->m->meta.segments[p->m->layers[layer].experts[expert].segment];
+        pthread_mutex_lock(&p->lock);
+        dsi_filled(p, v, s, secs, sg->plain_bytes);
+        if (s) dsi_log(p->m->log, p->m->log_user, DS_LOG_WARN, "prefetch of layer %d expert %d failed: %s", layer,
+                       expert, e.msg);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* ==== Life cycle ========================================================= */
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds_evict_policy policy, dsi_err *e) {
+    const ds_model_config *cf = &m->cfg;
+    size_t slot = 0;
+    for (size_t i = 0; i < m->meta.n_segments; i++)
+        if (m->meta.segments[i].kind == DS_SEGMENT_EXPERT && m->meta.segments[i].plain_bytes > slot)
+            slot = (size_t)m->meta.segments[i].plain_bytes;
+    slot = (slot + 4095) / 4096 * 4096;
+    if (!slot) return DS_OK;   /* no routed experts: nothing to page */
+    uint64_t n = budget / slot;
+    if (n < 2)
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "expert cache budget of %llu bytes is too small: one expert needs %zu bytes and the cache "
+                        "needs at least 2 slots (%zu bytes)",
+                        (unsigned long long)budget, slot, 2 * slot);
+    uint64_t total = (uint64_t)cf->n_layers * (uint64_t)cf->n_routed_experts;
+    if (n > total) n = total;
+    dsi_pager *p = dsi_calloc(&m->al, 1, sizeof *p);
+    if (!p) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    p->m = m;
+    p->slot_bytes = slot;
+    p->n_slots = (int)n;
+    p->n_experts = cf->n_routed_experts;
+    p->policy = policy;
+    p->prefetch = prefetch;
+    p->slots = dsi_calloc(&m->al, (size_t)n, sizeof *p->slots);
+    p->where = dsi_calloc(&m->al, (size_t)total, sizeof *p->where);
+    p->predicted = dsi_calloc(&m->al, (size_t)total, 1);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->changed, NULL);
+    pthread_cond_init(&p->work, NULL);
+    m->pager = p;   /* from here dsi_pager_free cleans up */
+    if (!p->slots || !p->where || !p->predicted) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    for (uint64_t i = 0; i < total; i++) p->where[i] = -1;
+    for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
+    ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
+    if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
+    p->st.budget_bytes = budget;
+    p->st.slot_bytes = slot;
+    p->st.n_slots = p->n_slots;
+    if (prefetch) {
+        if (pthread_create(&p->thread, NULL, dsi_prefetch_main, p) != 0)
+            return dsi_fail(e, DS_ERR_UNSUPPORTED, "cannot start the prefetch thread");
+        p->thread_started = true;
+    }
+    return DS_OK;
+}
+
+DSI_FUNC void dsi_pager_free(ds_model *m) {
+    dsi_pager *p = m->pager;
+    if (!p) return;
+    if (p->thread_started) {
+        pthread_mutex_lock(&p->lock);
+        p->quit = true;
+        pthread_cond_broadcast(&p->work);
+        pthread_mutex_unlock(&p->lock);
+        pthread_join(p->thread, NULL);
+    }
+    dsi_secure_free(&p->mem);   /* wipes every slot */
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->changed);
+    pthread_cond_destroy(&p->work);
+    dsi_free(&m->al, p->slots);
+    dsi_free(&m->al, p->where);
+    dsi_free(&m->al, p->predicted);
+    dsi_free(&m->al, p);
+    m->pager = NULL;
+}
+
+/* ==== Statistics ========================================================= */
+DS_API ds_status ds_model_cache_stats(const ds_model *m, ds_cache_stats *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_cache_stats: NULL argument");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    dsi_pager *p = m->pager;
+    if (!p) return DS_OK;
+    pthread_mutex_lock(&p->lock);
+    *out = p->st;
+    pthread_mutex_unlock(&p->lock);
+    return DS_OK;
+}
+
+DS_API void ds_model_cache_stats_reset(ds_model *m) {
+    dsi_pager *p = m ? m->pager : NULL;
+    if (!p) return;
+    pthread_mutex_lock(&p->lock);
+    ds_cache_stats keep = p->st;
+    memset(&p->st, 0, sizeof p->st);
+    p->st.budget_bytes = keep.budget_bytes;
+    p->st.slot_bytes = keep.slot_bytes;
+    p->st.n_slots = keep.n_slots;
+    memset(p->predicted, 0, (size_t)m->cfg.n_layers * (size_t)p->n_experts);
+    pthread_mutex_unlock(&p->lock);
+}

@@ -1,0 +1,753 @@
+/*
+ * test_tokenizer.c — the tokenizer against the reference (`tokenizers` from
+ * PyPI, goldens made by tests/tok/make_corpus.py and make_chat_goldens.py):
+ *
+ *   tokenizer-1  ../shared/tokenizers/deepseek-v3/golden.jsonl, exact ids
+ *   tokenizer-2  tests/tok/corpus_v3.jsonl (>= 2000 strings), exact ids,
+ *                decode round trip, streaming decode
+ *   tokenizer-3  decode goldens (random ids, invalid UTF-8 -> U+FFFD)
+ *   tokenizer-4  the tiny generated tokenizer and the V2-style and
+ *                GPT-2-style pre-tokenizers (committed tokenizer.json files)
+ *   tokenizer-5  regex engine: Split cases against the reference's pieces
+ *   tokenizer-6  chat templates (V3 golden with ids; V2, V2.5, R1, V3)
+ *   tokenizer-7  errors and buffer rules
+ *   tokenizer-8  allocation failures (fail the Nth allocation, for all N)
+ *   INFO line    encode speed (MB/s) on ~1 MB of text
+ *
+ * Data: $DS_TOKENIZERS (default ../shared/tokenizers; skipped when absent)
+ * and $DS_TESTDATA (the generated checkpoints, for the tiny tokenizer).
+ */
+#include "../deepseek_impl/internal.h"
+#include "test.h"
+
+#include <sodium.h>
+#include <time.h>
+
+/* Test hook defined in deepseek_impl/tokenizer.c. */
+DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int behavior, bool invert, const char *text,
+                                       size_t len, size_t *bounds, size_t cap_pairs, size_t *n_pairs, dsi_err *e);
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    for (;;) {
+        if (n + 4096 > cap) {
+            cap *= 2;
+            b = realloc(b, cap);
+        }
+        size_t k = fread(b + n, 1, cap - n - 1, f);
+        if (k == 0) break;
+        n += k;
+    }
+    fclose(f);
+    b[n] = 0;
+    *len = n;
+    return b;
+}
+
+static const char *tok_root(void) {
+    const char *d = getenv("DS_TOKENIZERS");
+    return d && *d ? d : "../shared/tokenizers";
+}
+
+/* Loads dir/tokenizer.json and, if present, dir/tokenizer_config.json. */
+static ds_tokenizer *load_dir(const char *dir, bool with_config) {
+    char p[1024];
+    size_t n, cn = 0;
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    char *j = read_file(p, &n);
+    if (!j) return NULL;
+    char *c = NULL;
+    if (with_config) {
+        snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+        c = read_file(p, &cn);
+    }
+    ds_tokenizer *t = NULL;
+    ds_status s = ds_tokenizer_new(&t, j, n, c, cn, NULL);
+    if (s) printf("load %s: %s\n", dir, ds_last_error());
+    free(j);
+    free(c);
+    return t;
+}
+
+/* Prints text with control and non-ASCII bytes escaped (failure messages). */
+static void show(const char *s, size_t n) {
+    putchar('"');
+    for (size_t i = 0; i < n && i < 160; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') putchar(c);
+        else printf("\\x%02x", c);
+    }
+    printf(n > 160 ? "...\"" : "\"");
+}
+
+static void show_ids(const int32_t *ids, size_t n) {
+    printf("[");
+    for (size_t i = 0; i < n && i < 24; i++) printf("%s%d", i ? "," : "", (int)ids[i]);
+    printf(n > 24 ? ",...]" : "]");
+}
+
+/* Iterates over the JSON lines of a file. */
+typedef struct jl {
+    char *buf, *p;
+    size_t len;
+    dsi_json_doc *doc;
+    dsi_alloc al;
+} jl;
+
+static bool jl_open(jl *J, const char *path) {
+    memset(J, 0, sizeof *J);
+    J->buf = read_file(path, &J->len);
+    J->p = J->buf;
+    dsi_err e;
+    dsi_alloc_init(&J->al, NULL, &e);
+    return J->buf != NULL;
+}
+
+static const dsi_json *jl_next(jl *J) {
+    dsi_json_free(J->doc);
+    J->doc = NULL;
+    while (J->p && J->p < J->buf + J->len) {
+        char *nl = memchr(J->p, '\n', (size_t)(J->buf + J->len - J->p));
+        size_t n = nl ? (size_t)(nl - J->p) : (size_t)(J->buf + J->len - J->p);
+        char *line = J->p;
+        J->p = nl ? nl + 1 : NULL;
+        if (n == 0) continue;
+        dsi_err e;
+        if (dsi_json_parse(line, n, &J->al, &J->doc, &e) != DS_OK) {
+            printf("bad JSON line: %s\n", e.msg);
+            continue;
+        }
+        return dsi_json_root(J->doc);
+    }
+    return NULL;
+}
+
+static void jl_close(jl *J) {
+    dsi_json_free(J->doc);
+    free(J->buf);
+}
+
+static size_t json_ids(const dsi_json *arr, int32_t *out, size_t cap) {
+    size_t n = 0;
+    for (uint32_t i = 0; arr && i < arr->n && n < cap; i++) out[n++] = (int32_t)arr->kids[i].i;
+    return n;
+}
+
+static bool utf8_ok(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i], k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!k || i + k > n) return false;
+        for (unsigned j = 1; j < k; j++)
+            if ((p[i + j] & 0xC0) != 0x80) return false;
+        i += k;
+    }
+    return true;
+}
+
+/* Streams ids through decode_stream; checks every piece is whole UTF-8 and
+ * that the pieces (plus the flush) equal the one-shot decode. */
+static bool stream_matches(const ds_tokenizer *t, const int32_t *ids, size_t n, const char *want, size_t want_len) {
+    ds_detok_state st = {{0}, 0};
+    char *acc = malloc(want_len + 64);
+    size_t al = 0;
+    bool ok = true;
+    char piece[4096];
+    for (size_t i = 0; i <= n && ok; i++) {
+        size_t len;
+        if (ds_tokenizer_decode_stream(t, &st, i < n ? ids[i] : -1, piece, sizeof piece, &len) != DS_OK) { ok = false; break; }
+        if (!utf8_ok(piece, len) || al + len > want_len) { ok = false; break; }
+        memcpy(acc + al, piece, len);
+        al += len;
+    }
+    ok = ok && al == want_len && memcmp(acc, want, al) == 0;
+    free(acc);
+    return ok;
+}
+
+/* Encodes every {"text", "ids"} line and compares. Returns lines checked. */
+static int check_corpus(const char *case_id, const ds_tokenizer *t, const char *path, bool roundtrip, int *bad_out) {
+    jl J;
+    if (!jl_open(&J, path)) {
+        T_CHECK(case_id, 0, "cannot read %s", path);
+        return 0;
+    }
+    int total = 0, bad = 0, bad_rt = 0, bad_stream = 0;
+    size_t cap = 1 << 16;
+    int32_t *got = malloc(cap * sizeof *got), *want = malloc(cap * sizeof *want);
+    char *dec = malloc(1 << 20);
+    const dsi_json *r;
+    while ((r = jl_next(&J))) {
+        const dsi_json *text = dsi_json_get(r, "text"), *ids = dsi_json_get(r, "ids");
+        if (!text || !ids) continue;
+        bool ns = false;
+        dsi_json_get_bool(r, "no_special", &ns);
+        size_t nw = json_ids(ids, want, cap), ng = 0;
+        total++;
+        ds_status s = ds_tokenizer_encode(t, text->str, text->n, ns ? DS_TOKENIZE_NO_SPECIAL : 0, got, cap, &ng);
+        if (s != DS_OK || ng != nw || memcmp(got, want, nw * sizeof *got) != 0) {
+            if (bad++ < 5) {
+                printf("  %s mismatch on ", case_id);
+                show(text->str, text->n);
+                printf("%s\n    want ", ns ? " (no_special)" : "");
+                show_ids(want, nw);
+                printf("\n    got  ");
+                show_ids(got, ng);
+                printf(" status %d %s\n", s, s ? ds_last_error() : "");
+            }
+            continue;
+        }
+        if (!roundtrip) continue;
+        size_t dl;
+        if (ds_tokenizer_decode(t, got, ng, dec, 1 << 20, &dl) != DS_OK || dl != text->n ||
+            memcmp(dec, text->str, dl) != 0) {
+            if (bad_rt++ < 3) {
+                printf("  %s decode round trip differs on ", case_id);
+                show(text->str, text->n);
+                printf("\n");
+            }
+            continue;
+        }
+        if (!stream_matches(t, got, ng, text->str, text->n) && bad_stream++ < 3) {
+            printf("  %s streaming decode differs on ", case_id);
+            show(text->str, text->n);
+            printf("\n");
+        }
+    }
+    printf("INFO %s: %d/%d lines give the reference's ids (%s)\n", case_id, total - bad, total, path);
+    if (roundtrip)
+        T_CHECK(case_id, bad_rt == 0 && bad_stream == 0, "%d decode round trips and %d streams differ", bad_rt, bad_stream);
+    free(got);
+    free(want);
+    free(dec);
+    jl_close(&J);
+    *bad_out = bad;
+    return total;
+}
+
+/* ---- speed --------------------------------------------------------------- */
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void bench(const ds_tokenizer *t, const char *corpus_path) {
+    static const char *const words[] = {
+        "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on",
+        "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they",
+        "you", "were", "their", "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when",
+        "will", "would", "who", "so", "no", "model", "expert", "routing", "tokenizer", "attention", "layer",
+        "memory", "compressed", "latent", "cache", "sealed", "container", "decrypt", "segments", "prefetch"};
+    size_t target = 1 << 20;
+    char *en = malloc(target + 64);
+    size_t n = 0;
+    uint32_t x = 12345;
+    while (n < target) {
+        x = x * 1103515245u + 12345u;
+        const char *w = words[(x >> 16) % (sizeof words / sizeof words[0])];
+        size_t k = strlen(w);
+        memcpy(en + n, w, k);
+        n += k;
+        x = x * 1103515245u + 12345u;
+        uint32_t r = (x >> 16) % 100;
+        en[n++] = r < 6 ? ',' : r < 10 ? '.' : r < 11 ? '\n' : ' ';
+        if (r < 10) en[n++] = ' ';
+        if (r >= 97) { n += (size_t)snprintf(en + n, 16, "%u ", x % 100000); }
+    }
+    size_t en_len = n;
+    /* mixed: the corpus texts, repeated to ~1 MB */
+    char *mix = malloc(target + (1 << 16));
+    size_t ml = 0;
+    jl J;
+    if (jl_open(&J, corpus_path)) {
+        const dsi_json *r;
+        while (ml < target) {
+            bool any = false;
+            J.p = J.buf;
+            while ((r = jl_next(&J)) && ml < target) {
+                const dsi_json *text = dsi_json_get(r, "text");
+                if (!text || text->n > (1 << 15)) continue;
+                memcpy(mix + ml, text->str, text->n);
+                ml += text->n;
+                mix[ml++] = '\n';
+                any = true;
+            }
+            if (!any) break;
+        }
+        jl_close(&J);
+    }
+    size_t cap = 1 << 20;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    const char *names[2] = {"English", "mixed-script corpus"};
+    const char *bufs[2] = {en, mix};
+    size_t lens[2] = {en_len, ml};
+    for (int k = 0; k < 2; k++) {
+        if (!lens[k]) continue;
+        size_t nid = 0;
+        double best = 1e9;
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = now_s();
+            ds_status s = ds_tokenizer_encode(t, bufs[k], lens[k], 0, ids, cap, &nid);
+            double dt = now_s() - t0;
+            if (s != DS_OK) { printf("bench: %s\n", ds_last_error()); break; }
+            if (dt < best) best = dt;
+        }
+        printf("INFO tokenizer encode speed: %.2f MB of %s text -> %zu ids in %.3f s = %.1f MB/s (one core)\n",
+               lens[k] / 1e6, names[k], nid, best, lens[k] / 1e6 / best);
+    }
+    free(ids);
+    free(en);
+    free(mix);
+}
+
+/* ---- regex cases --------------------------------------------------------- */
+static void test_regex(const char *path) {
+    jl J;
+    if (!jl_open(&J, path)) {
+        T_CHECK("tokenizer-5.0", 0, "cannot read %s", path);
+        return;
+    }
+    static const char *const beh[] = {"Isolated", "Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+    int total = 0, bad = 0;
+    const dsi_json *r;
+    while ((r = jl_next(&J))) {
+        const char *pat, *bs;
+        size_t pl, bl;
+        bool inv = false;
+        dsi_json_get_str(r, "pattern", &pat, &pl);
+        dsi_json_get_str(r, "behavior", &bs, &bl);
+        dsi_json_get_bool(r, "invert", &inv);
+        const dsi_json *text = dsi_json_get(r, "text"), *pieces = dsi_json_get(r, "pieces");
+        int b = 0;
+        for (int i = 0; i < 5; i++)
+            if (strcmp(bs, beh[i]) == 0) b = i;
+        size_t bounds[512], np = 0;
+        dsi_err e = {DS_OK, ""};
+        ds_status s = dsi_tokenizer_split(pat, pl, b, inv, text->str, text->n, bounds, 256, &np, &e);
+        bool ok = s == DS_OK && np == pieces->n;
+        for (size_t i = 0; ok && i < np; i++) {
+            const dsi_json *want = &pieces->kids[i];
+            size_t len = bounds[2 * i + 1] - bounds[2 * i];
+            ok = len == want->n && memcmp(text->str + bounds[2 * i], want->str, len) == 0;
+        }
+        total++;
+        if (!ok && bad++ < 8) {
+            printf("  tokenizer-5 /%s/ %s%s on ", pat, bs, inv ? " inverted" : "");
+            show(text->str, text->n);
+            printf(": status %d %s; got", s, e.msg);
+            for (size_t i = 0; i < np && i < 16; i++) {
+                printf(" ");
+                show(text->str + bounds[2 * i], bounds[2 * i + 1] - bounds[2 * i]);
+            }
+            printf(" want %u pieces\n", pieces->n);
+        }
+    }
+    T_CHECK("tokenizer-5.1", bad == 0 && total > 50, "%d of %d regex split cases differ", bad, total);
+    jl_close(&J);
+
+    /* patterns the reference rejects or that we do not support */
+    static const struct { const char *pat; ds_status want; } errs[] = {
+        {"(", DS_ERR_JSON}, {")", DS_ERR_JSON}, {"*a", DS_ERR_JSON}, {"[a", DS_ERR_JSON}, {"[z-a]", DS_ERR_JSON},
+        {"\\", DS_ERR_JSON}, {"a{1,100001}", DS_ERR_LIMIT}, {"(?i)a", DS_ERR_UNSUPPORTED},
+        {"\\p{Greek}", DS_ERR_UNSUPPORTED}, {"(a)\\1", DS_ERR_UNSUPPORTED}, {"[[:alpha:]]", DS_ERR_UNSUPPORTED},
+        {"(?<=a+)b", DS_ERR_UNSUPPORTED}, {"[\\d-z]", DS_ERR_JSON},
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        size_t bounds[8], np;
+        dsi_err e = {DS_OK, ""};
+        ds_status s = dsi_tokenizer_split(errs[i].pat, strlen(errs[i].pat), 0, false, "ab", 2, bounds, 4, &np, &e);
+        T_CHECK("tokenizer-5.2", s == errs[i].want, "pattern %s: status %d (%s), want %d", errs[i].pat, s, e.msg,
+                errs[i].want);
+    }
+}
+
+/* ---- chat templates ------------------------------------------------------ */
+static ds_tokenizer *with_config(const char *tok_json, size_t tok_len, const char *bos, const char *eos,
+                                 const char *tpl, size_t tpl_len) {
+    dsi_alloc al;
+    dsi_err e;
+    dsi_alloc_init(&al, NULL, &e);
+    dsi_buf b;
+    dsi_buf_init(&b, &al);
+    dsi_buf_put(&b, "{\"bos_token\":", 13);
+    dsi_json_write_string(&b, bos, strlen(bos));
+    dsi_buf_put(&b, ",\"eos_token\":{\"content\":", 24);
+    dsi_json_write_string(&b, eos, strlen(eos));
+    dsi_buf_put(&b, "},\"chat_template\":", 18);
+    dsi_json_write_string(&b, tpl, tpl_len);
+    dsi_buf_put(&b, "}", 1);
+    ds_tokenizer *t = NULL;
+    if (ds_tokenizer_new(&t, tok_json, tok_len, (const char *)b.data, b.len, NULL) != DS_OK)
+        printf("chat config: %s\n", ds_last_error());
+    dsi_buf_free(&b);
+    return t;
+}
+
+static bool render(const ds_tokenizer *t, const dsi_json *msgs, bool gen, char *out, size_t cap, size_t *len,
+                   ds_status *st) {
+    ds_chat_message m[32];
+    size_t n = 0;
+    for (uint32_t i = 0; i < msgs->n && n < 32; i++) {
+        const char *role = NULL, *content = NULL;
+        dsi_json_get_str(&msgs->kids[i], "role", &role, NULL);
+        dsi_json_get_str(&msgs->kids[i], "content", &content, NULL);
+        m[n].role = role;
+        m[n].content = content;
+        n++;
+    }
+    *st = ds_tokenizer_apply_chat_template(t, m, n, gen, out, cap, len);
+    return *st == DS_OK;
+}
+
+static void test_chat(const ds_tokenizer *v3) {
+    char out[8192];
+    size_t len;
+    ds_status st;
+    /* V3 golden: text and ids (the rendered text already holds the BOS) */
+    char p[1024];
+    snprintf(p, sizeof p, "%s/deepseek-v3/chat_template_golden.jsonl", tok_root());
+    jl J;
+    if (v3 && jl_open(&J, p)) {
+        int total = 0, bad = 0;
+        const dsi_json *r;
+        while ((r = jl_next(&J))) {
+            bool gen = false;
+            dsi_json_get_bool(r, "add_generation_prompt", &gen);
+            const dsi_json *text = dsi_json_get(r, "text"), *ids = dsi_json_get(r, "ids");
+            total++;
+            int32_t want[4096], got[4096];
+            size_t nw = json_ids(ids, want, 4096), ng = 0;
+            bool ok = render(v3, dsi_json_get(r, "messages"), gen, out, sizeof out, &len, &st) && len == text->n &&
+                      memcmp(out, text->str, len) == 0;
+            ok = ok && ds_tokenizer_encode(v3, out, len, 0, got, 4096, &ng) == DS_OK && ng == nw &&
+                 memcmp(got, want, nw * sizeof *got) == 0;
+            if (!ok && bad++ < 3) {
+                printf("  tokenizer-6.1 V3 chat golden %d: ", total);
+                show(out, len);
+                printf("\n");
+            }
+        }
+        T_CHECK("tokenizer-6.1", bad == 0 && total > 0, "%d of %d V3 chat goldens differ", bad, total);
+        jl_close(&J);
+    } else {
+        T_SKIP("tokenizer-6.1", "no DeepSeek-V3 tokenizer ($DS_TOKENIZERS)");
+    }
+
+    /* the families, rendered by Jinja (tests/tok/make_chat_goldens.py) */
+    size_t tl, cl;
+    char *tok = read_file("tests/tok/v2style/tokenizer.json", &tl);
+    char *tpls = read_file("tests/tok/chat_templates.json", &cl);
+    if (!tok || !tpls || !jl_open(&J, "tests/tok/chat_golden.jsonl")) {
+        T_CHECK("tokenizer-6.2", 0, "cannot read tests/tok chat files");
+        free(tok);
+        free(tpls);
+        return;
+    }
+    dsi_alloc al;
+    dsi_err e;
+    dsi_alloc_init(&al, NULL, &e);
+    dsi_json_doc *tdoc = NULL;
+    dsi_json_parse(tpls, cl, &al, &tdoc, &e);
+    const dsi_json *troot = dsi_json_root(tdoc);
+    int total = 0, bad = 0;
+    const dsi_json *r;
+    while ((r = jl_next(&J))) {
+        const char *fam, *bos, *eos;
+        size_t fl;
+        dsi_json_get_str(r, "family", &fam, &fl);
+        dsi_json_get_str(r, "bos", &bos, NULL);
+        dsi_json_get_str(r, "eos", &eos, NULL);
+        const dsi_json *tpl = dsi_json_get(troot, fam);
+        ds_tokenizer *t = tpl ? with_config(tok, tl, bos, eos, tpl->str, tpl->n) : NULL;
+        bool gen = false;
+        dsi_json_get_bool(r, "add_generation_prompt", &gen);
+        const dsi_json *text = dsi_json_get(r, "text");
+        total++;
+        bool ok = t && render(t, dsi_json_get(r, "messages"), gen, out, sizeof out, &len, &st) && len == text->n &&
+                  memcmp(out, text->str, len) == 0;
+        if (!ok && bad++ < 5) {
+            printf("  tokenizer-6.2 %s: got ", fam);
+            show(out, t ? len : 0);
+            printf("\n    want ");
+            show(text->str, text->n);
+            printf("\n");
+        }
+        ds_tokenizer_free(t);
+    }
+    printf("INFO chat templates: %d/%d Jinja-rendered goldens match\n", total - bad, total);
+    T_CHECK("tokenizer-6.2", bad == 0 && total >= 20, "%d of %d chat goldens differ", bad, total);
+    jl_close(&J);
+
+    /* roles other than system/user/assistant; unknown templates; buffer */
+    const dsi_json *v3tpl = dsi_json_get(troot, "v3");
+    ds_tokenizer *t = with_config(tok, tl, "<s>", "</s>", v3tpl->str, v3tpl->n);
+    ds_chat_message tool[] = {{"user", "hi"}, {"tool", "{}"}};
+    st = ds_tokenizer_apply_chat_template(t, tool, 2, 1, out, sizeof out, &len);
+    T_STATUS("tokenizer-6.3", st, DS_ERR_UNSUPPORTED, ds_last_error());
+    ds_chat_message one[] = {{"user", "hi"}};
+    st = ds_tokenizer_apply_chat_template(t, one, 1, 1, out, 3, &len);
+    T_CHECK("tokenizer-6.4", st == DS_ERR_LIMIT && len == strlen("<s><\xEF\xBD\x9CUser\xEF\xBD\x9C>hi<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"),
+            "small buffer: status %d len %zu", st, len);
+    ds_tokenizer_free(t);
+    t = with_config(tok, tl, "<s>", "</s>", "{{ messages }}", 14);
+    st = ds_tokenizer_apply_chat_template(t, one, 1, 1, out, sizeof out, &len);
+    T_STATUS("tokenizer-6.5", st, DS_ERR_UNSUPPORTED, ds_last_error());
+    ds_tokenizer_free(t);
+    dsi_json_free(tdoc);
+    free(tok);
+    free(tpls);
+}
+
+/* ---- errors --------------------------------------------------------------- */
+static void test_errors(const ds_tokenizer *v3) {
+    int32_t ids[64];
+    size_t n;
+    char buf[256];
+    ds_status s = ds_tokenizer_encode(v3, "abc\xff", 4, 0, ids, 64, &n);
+    T_STATUS("tokenizer-7.1", s, DS_ERR_INVALID_ARG, ds_last_error());
+    T_CHECK("tokenizer-7.1", strstr(ds_last_error(), "offset 3") != NULL, "message: %s", ds_last_error());
+    s = ds_tokenizer_encode(v3, "ok \xed\xa0\x80", 6, 0, ids, 64, &n);   /* a surrogate */
+    T_STATUS("tokenizer-7.2", s, DS_ERR_INVALID_ARG, ds_last_error());
+    s = ds_tokenizer_encode(v3, "Hello, world!", 13, 0, ids, 2, &n);
+    T_CHECK("tokenizer-7.3", s == DS_ERR_LIMIT && n == 4, "small buffer: status %d n %zu", s, n);
+    s = ds_tokenizer_encode(v3, "Hello, world!", 13, 0, NULL, 0, &n);
+    T_CHECK("tokenizer-7.3", s == DS_ERR_LIMIT && n == 4, "count only: status %d n %zu", s, n);
+    s = ds_tokenizer_encode(v3, "", 0, 0, NULL, 0, &n);
+    T_CHECK("tokenizer-7.4", s == DS_OK && n == 0, "empty text: status %d n %zu", s, n);
+    s = ds_tokenizer_encode(v3, "Hi", 2, DS_TOKENIZE_BOS, ids, 64, &n);
+    T_CHECK("tokenizer-7.5", s == DS_OK && n >= 2 && ids[0] == ds_tokenizer_bos(v3) && ids[0] == 0, "BOS: status %d", s);
+    const char *eos = "a<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>";
+    s = ds_tokenizer_encode(v3, eos, strlen(eos), 0, ids, 64, &n);
+    T_CHECK("tokenizer-7.6", s == DS_OK && n == 2 && ids[1] == 1, "special token: n %zu", n);
+    s = ds_tokenizer_encode(v3, eos, strlen(eos), DS_TOKENIZE_NO_SPECIAL, ids, 64, &n);
+    bool has1 = false;
+    for (size_t i = 0; i < n; i++) has1 |= ids[i] == 1;
+    T_CHECK("tokenizer-7.6", s == DS_OK && n > 2 && !has1, "NO_SPECIAL: n %zu", n);
+    T_CHECK("tokenizer-7.7", ds_tokenizer_vocab_size(v3) == 128815 && ds_tokenizer_eos(v3) == 1,
+            "vocab %d eos %d", ds_tokenizer_vocab_size(v3), ds_tokenizer_eos(v3));
+    int32_t bad[2] = {5, 128815};
+    size_t len;
+    s = ds_tokenizer_decode(v3, bad, 2, buf, sizeof buf, &len);
+    T_STATUS("tokenizer-7.8", s, DS_ERR_INVALID_ARG, ds_last_error());
+    int32_t hw[4] = {19923, 14, 2058, 3};
+    s = ds_tokenizer_decode(v3, hw, 4, buf, 5, &len);
+    T_CHECK("tokenizer-7.9", s == DS_ERR_LIMIT && len == 13, "small decode buffer: status %d len %zu", s, len);
+    s = ds_tokenizer_decode(v3, hw, 4, buf, 13, &len);
+    T_CHECK("tokenizer-7.9", s == DS_OK && len == 13 && memcmp(buf, "Hello, world!", 13) == 0, "exact buffer: %d", s);
+    ds_detok_state ds = {{0}, 0};
+    s = ds_tokenizer_decode_stream(v3, &ds, -5, buf, sizeof buf, &len);
+    T_STATUS("tokenizer-7.10", s, DS_ERR_INVALID_ARG, ds_last_error());
+    ds_tokenizer_free(NULL);
+    T_CHECK("tokenizer-7.11", ds_tokenizer_vocab_size(NULL) == 0 && ds_tokenizer_bos(NULL) == -1, "NULL tokenizer");
+
+    /* what we refuse in tokenizer.json, by name */
+    static const struct { const char *json; ds_status want; const char *word; } refuse[] = {
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"decoder\":{\"type\":\"ByteLevel\"},"
+         "\"pre_tokenizer\":{\"type\":\"Metaspace\"}}", DS_ERR_UNSUPPORTED, "Metaspace"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"decoder\":{\"type\":\"ByteLevel\"},"
+         "\"normalizer\":{\"type\":\"NFKC\"}}", DS_ERR_UNSUPPORTED, "NFKC"},
+        {"{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0}},\"decoder\":{\"type\":\"ByteLevel\"}}",
+         DS_ERR_UNSUPPORTED, "WordPiece"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"decoder\":{\"type\":\"ByteLevel\"},"
+         "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(?i)x\"},\"behavior\":\"Isolated\"}}",
+         DS_ERR_UNSUPPORTED, "group options"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a b\"]},\"decoder\":{\"type\":\"ByteLevel\"}}",
+         DS_ERR_JSON, "vocabulary"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"decoder\":{\"type\":\"WordPiece\"}}",
+         DS_ERR_UNSUPPORTED, "WordPiece"},
+        {"[1,2", DS_ERR_JSON, "tokenizer.json"},
+    };
+    for (size_t i = 0; i < sizeof refuse / sizeof refuse[0]; i++) {
+        ds_tokenizer *t = NULL;
+        s = ds_tokenizer_new(&t, refuse[i].json, strlen(refuse[i].json), NULL, 0, NULL);
+        T_CHECK("tokenizer-7.12", s == refuse[i].want && !t && strstr(ds_last_error(), refuse[i].word),
+                "case %zu: status %d, message %s", i, s, ds_last_error());
+    }
+    ds_tokenizer *t = NULL;
+    s = ds_tokenizer_new(&t, NULL, 0, NULL, 0, NULL);
+    T_STATUS("tokenizer-7.13", s, DS_ERR_INVALID_ARG, ds_last_error());
+}
+
+/* ---- allocation failures -------------------------------------------------- */
+static long fail_at = -1, count, live;
+static void *f_malloc(size_t n, void *u) {
+    (void)u;
+    if (count++ == fail_at) return NULL;
+    void *p = malloc(n);
+    if (p) live++;
+    return p;
+}
+static void *f_realloc(void *p, size_t n, void *u) {
+    (void)u;
+    if (count++ == fail_at) return NULL;
+    void *q = realloc(p, n);
+    if (q && !p) live++;
+    return q;
+}
+static void f_free(void *p, void *u) {
+    (void)u;
+    if (p) live--;
+    free(p);
+}
+
+static void test_alloc(void) {
+    size_t tl;
+    char *tok = read_file("tests/tok/gpt2style/tokenizer.json", &tl);
+    const char *cfg = "{\"bos_token\":\"<\xEF\xBD\x9C" "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>\","
+                      "\"chat_template\":\"'User: ' + message['content']\"}";
+    if (!tok) {
+        T_CHECK("tokenizer-8.0", 0, "cannot read tests/tok/gpt2style/tokenizer.json");
+        return;
+    }
+    ds_allocator fa = {f_malloc, f_realloc, f_free, NULL};
+    long runs = 0, bad = 0, leaks = 0;
+    ds_tokenizer *t = NULL;
+    for (fail_at = 0; fail_at < 200000; fail_at++) {
+        count = live = 0;
+        t = NULL;
+        ds_status s = ds_tokenizer_new(&t, tok, tl, cfg, strlen(cfg), &fa);
+        runs++;
+        if (s == DS_OK) break;
+        if (live) leaks++;
+        if (s != DS_ERR_NOMEM || t) bad++;
+    }
+    T_CHECK("tokenizer-8.1", bad == 0 && leaks == 0 && t && runs > 20, "%ld runs: %ld misreported, %ld leaked", runs,
+            bad, leaks);
+    /* encode / decode / chat with the failing allocator */
+    const char *text = "Hello  world's 123 !!\n\n<\xEF\xBD\x9CUser\xEF\xBD\x9C> caf\xC3\xA9 \xE4\xB8\xAD\xE6\x96\x87 x";
+    int32_t ids[256];
+    size_t n = 0, len;
+    char buf[512];
+    long base_live;
+    bad = leaks = runs = 0;
+    for (long k = 0; k < 10000 && t; k++) {
+        fail_at = count + k;
+        base_live = live;
+        ds_status s = ds_tokenizer_encode(t, text, strlen(text), 0, ids, 256, &n);
+        runs++;
+        if (live != base_live) leaks++;
+        if (s == DS_OK) break;
+        if (s != DS_ERR_NOMEM) bad++;
+    }
+    T_CHECK("tokenizer-8.2", bad == 0 && leaks == 0 && runs > 3, "encode: %ld runs: %ld misreported, %ld leaked", runs,
+            bad, leaks);
+    for (long k = 0; k < 100 && t; k++) {
+        fail_at = count + k;
+        base_live = live;
+        ds_status s = ds_tokenizer_decode(t, ids, n, buf, sizeof buf, &len);
+        if (live != base_live) leaks++;
+        if (s == DS_OK) break;
+        if (s != DS_ERR_NOMEM) bad++;
+    }
+    T_CHECK("tokenizer-8.3", bad == 0 && leaks == 0, "decode: %ld misreported, %ld leaked", bad, leaks);
+    fail_at = -1;
+    ds_tokenizer_free(t);
+    T_CHECK("tokenizer-8.4", live == 0, "%ld allocations left after free", live);
+    free(tok);
+}
+
+int main(void) {
+    if (sodium_init() < 0) return 1;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/deepseek-v3", tok_root());
+    double t0 = now_s();
+    ds_tokenizer *v3 = load_dir(dir, true);
+    double load_s = now_s() - t0;
+    int bad = 0;
+    if (!v3) {
+        T_SKIP("tokenizer-1", "no DeepSeek-V3 tokenizer ($DS_TOKENIZERS)");
+        T_SKIP("tokenizer-2", "no DeepSeek-V3 tokenizer ($DS_TOKENIZERS)");
+        T_SKIP("tokenizer-3", "no DeepSeek-V3 tokenizer ($DS_TOKENIZERS)");
+        T_SKIP("tokenizer-7", "no DeepSeek-V3 tokenizer ($DS_TOKENIZERS)");
+    } else {
+        printf("INFO DeepSeek-V3 tokenizer.json loaded in %.3f s\n", load_s);
+        char p[1200];
+        snprintf(p, sizeof p, "%s/golden.jsonl", dir);
+        int n = check_corpus("tokenizer-1", v3, p, true, &bad);
+        T_CHECK("tokenizer-1", n >= 80 && bad == 0, "%d of %d golden lines differ", bad, n);
+        n = check_corpus("tokenizer-2", v3, "tests/tok/corpus_v3.jsonl", true, &bad);
+        T_CHECK("tokenizer-2", n >= 2000 && bad == 0, "%d of %d corpus lines differ", bad, n);
+
+        /* decode goldens */
+        jl J;
+        int total = 0, dbad = 0;
+        if (jl_open(&J, "tests/tok/decode_v3.jsonl")) {
+            const dsi_json *r;
+            char out[65536];
+            while ((r = jl_next(&J))) {
+                int32_t ids[256];
+                size_t ni = json_ids(dsi_json_get(r, "ids"), ids, 256), len = 0;
+                const dsi_json *text = dsi_json_get(r, "text");
+                total++;
+                ds_status s = ds_tokenizer_decode(v3, ids, ni, out, sizeof out, &len);
+                bool ok = s == DS_OK && len == text->n && memcmp(out, text->str, len) == 0 &&
+                          stream_matches(v3, ids, ni, text->str, text->n);
+                if (!ok && dbad++ < 3) {
+                    printf("  tokenizer-3 ids ");
+                    show_ids(ids, ni);
+                    printf(": got ");
+                    show(out, len);
+                    printf(" want ");
+                    show(text->str, text->n);
+                    printf("\n");
+                }
+            }
+            jl_close(&J);
+        }
+        T_CHECK("tokenizer-3", total >= 300 && dbad == 0, "%d of %d decode goldens differ", dbad, total);
+        test_errors(v3);
+    }
+
+    /* the tiny generated tokenizer (only if it is the one the goldens were made with) */
+    const char *td = getenv("DS_TESTDATA");
+    char tp[1024];
+    snprintf(tp, sizeof tp, "%s/v2lite/tokenizer.json", td ? td : "");
+    size_t tlen;
+    char *tj = td ? read_file(tp, &tlen) : NULL;
+    jl J;
+    if (!tj) T_SKIP("tokenizer-4.1", "no generated checkpoints ($DS_TESTDATA)");
+    else if (jl_open(&J, "tests/tok/corpus_tiny.jsonl")) {
+        const dsi_json *r = jl_next(&J);
+        const char *want_sha = NULL;
+        dsi_json_get_str(r, "tokenizer_sha256", &want_sha, NULL);
+        unsigned char h[32];
+        char hex[65];
+        crypto_hash_sha256(h, (const unsigned char *)tj, tlen);
+        for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
+        bool same = want_sha && strcmp(want_sha, hex) == 0;
+        jl_close(&J);
+        if (!same) T_SKIP("tokenizer-4.1", "the generated tiny tokenizer changed: rerun tests/tok/make_corpus.py");
+        else {
+            char d[1100];
+            snprintf(d, sizeof d, "%s/v2lite", td);
+            ds_tokenizer *t = load_dir(d, true);
+            int n = t ? check_corpus("tokenizer-4.1", t, "tests/tok/corpus_tiny.jsonl", false, &bad) : 0;
+            T_CHECK("tokenizer-4.1", t && n >= 300 && bad == 0, "%d of %d tiny corpus lines differ", bad, n);
+            ds_tokenizer_free(t);
+        }
+    }
+    free(tj);
+    static const char *const styles[2] = {"v2style", "gpt2style"};
+    for (int k = 0; k < 2; k++) {
+        char d[256], c[256];
+        snprintf(d, sizeof d, "tests/tok/%s", styles[k]);
+        snprintf(c, sizeof c, "tests/tok/corpus_%s.jsonl", styles[k]);
+        ds_tokenizer *t = load_dir(d, false);
+        int n = t ? check_corpus(k ? "tokenizer-4.3" : "tokenizer-4.2", t, c, false, &bad) : 0;
+        T_CHECK(k ? "tokenizer-4.3" : "tokenizer-4.2", t && n >= 300 && bad == 0, "%s: %d of %d lines differ",
+                styles[k], bad, n);
+        ds_tokenizer_free(t);
+    }
+
+    test_regex("tests/tok/regex_cases.jsonl");
+    test_chat(v3);
+    test_alloc();
+    if (v3) bench(v3, "tests/tok/corpus_v3.jsonl");
+    ds_tokenizer_free(v3);
+    return t_finish("test_tokenizer");
+}
