@@ -41,6 +41,7 @@ LIB_SRCS = \
 	deepseek_impl/model.c \
 	deepseek_impl/threadpool.c \
 	kernels/cpu/ops.c \
+	kernels/cpu/ops_avx2.c \
 	deepseek_impl/pager.c \
 	deepseek_impl/forward.c \
 	deepseek_impl/sampler.c \
@@ -70,7 +71,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler
+TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_kernels
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple

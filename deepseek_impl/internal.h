@@ -476,6 +476,15 @@ DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, flo
 DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 DSI_FUNC void dsi_softmax(float *x, int n);
 DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n);
+/* Portable versions (the reference for the ISA-specific ones). */
+DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n);
+DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n);
+/* AVX2 + FMA + F16C (kernels/cpu/ops_avx2.c); only call when dsi_have_avx2(). */
+DSI_FUNC bool dsi_have_avx2(void);
+DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
+DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
 
 /* A persistent pool: run(fn, ctx, n) calls fn(ctx, i, worker) for i in [0, n)
  * on all workers (the caller is worker 0) and returns when all are done. */

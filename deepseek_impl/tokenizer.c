@@ -2807,9 +2807,10 @@ DS_API ds_status ds_tokenizer_encode(const ds_tokenizer *t, const char *text, si
  * invalid sequence replaced by U+FFFD as String::from_utf8_lossy does. With
  * hold, a valid but unfinished sequence at the end is not converted and its
  * length is returned in *held. Returns the output length. */
-static size_t tk_lossy(const uint8_t *in, size_t n, uint8_t *out, bool hold, size_t *held) {
+static size_t tk_lossy(const uint8_t *in, size_t n, uint8_t *out, bool hold, size_t *held, size_t *n_bad) {
     size_t o = 0, i = 0;
     if (held) *held = 0;
+    if (n_bad) *n_bad = 0;
     while (i < n) {
         bool valid, incomplete;
         size_t k = utf8_lossy_step(in + i, n - i, &valid, &incomplete);
@@ -2822,6 +2823,7 @@ static size_t tk_lossy(const uint8_t *in, size_t n, uint8_t *out, bool hold, siz
         } else {
             if (out) memcpy(out + o, "\xEF\xBF\xBD", 3);
             o += 3;
+            if (n_bad) (*n_bad)++;
         }
         i += k;
     }
@@ -2866,14 +2868,15 @@ DS_API ds_status ds_tokenizer_decode(const ds_tokenizer *t, const int32_t *ids, 
         memcpy(raw + o, t->pool.p + t->dec_off[ids[i]], t->dec_len[ids[i]]);
         o += t->dec_len[ids[i]];
     }
-    size_t outlen = tk_lossy(raw, total, NULL, false, NULL);
+    size_t n_bad;
+    size_t outlen = tk_lossy(raw, total, NULL, false, NULL, &n_bad);
     ds_status st = DS_OK;
-    if (outlen == total) st = tk_copy_out(raw, total, buf, cap, len_out, &e, "ds_tokenizer_decode");
+    if (n_bad == 0) st = tk_copy_out(raw, total, buf, cap, len_out, &e, "ds_tokenizer_decode");
     else {
         uint8_t *fixed = dsi_malloc(&t->al, outlen);
         if (!fixed) st = dsi_fail(&e, DS_ERR_NOMEM, "ds_tokenizer_decode: out of memory");
         else {
-            tk_lossy(raw, total, fixed, false, NULL);
+            tk_lossy(raw, total, fixed, false, NULL, NULL);
             st = tk_copy_out(fixed, outlen, buf, cap, len_out, &e, "ds_tokenizer_decode");
             dsi_free(&t->al, fixed);
         }
@@ -2913,12 +2916,12 @@ DS_API ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_stat
     memcpy(raw, st_->pending, np);
     memcpy(raw + np, t->pool.p + t->dec_off[id], tl);
     size_t held;
-    size_t outlen = tk_lossy(raw, total, NULL, true, &held);
+    size_t outlen = tk_lossy(raw, total, NULL, true, &held, NULL);
     ds_status s = DS_OK;
     *len_out = outlen;
     if (outlen > cap) s = dsi_fail(&e, DS_ERR_LIMIT, "ds_tokenizer_decode_stream: %zu bytes do not fit in %zu", outlen, cap);
     else {
-        tk_lossy(raw, total, (uint8_t *)buf, true, &held);
+        tk_lossy(raw, total, (uint8_t *)buf, true, &held, NULL);
         if (cap > outlen) buf[outlen] = 0;
         memcpy(st_->pending, raw + total - held, held);
         st_->n_pending = (int)held;

@@ -9,7 +9,7 @@
 #include <math.h>
 
 /* ==== Dot products ======================================================= */
-DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
+DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n) {
     /* four partial sums: lets the compiler vectorise and shortens the
      * dependency chain */
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -24,7 +24,7 @@ DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
     return (s0 + s1) + (s2 + s3);
 }
 
-static float dsi_dot_q8(const uint8_t *row, const float *x, int n) {
+DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n) {
     float sum = 0;
     for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
         const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
@@ -42,7 +42,7 @@ static float dsi_dot_q8(const uint8_t *row, const float *x, int n) {
     return sum;
 }
 
-static float dsi_dot_f16(const uint8_t *row, const float *x, int n) {
+DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n) {
     float s0 = 0, s1 = 0;
     int i = 0;
     for (; i + 2 <= n; i += 2) {
@@ -53,11 +53,17 @@ static float dsi_dot_f16(const uint8_t *row, const float *x, int n) {
     return s0 + s1;
 }
 
+/* The ISA is picked at run time (detected once, see dsi_cpu_features). */
+DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
+    return dsi_have_avx2() ? dsi_dot_f32_avx2(a, b, n) : dsi_dot_f32_c(a, b, n);
+}
+
 DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x) {
+    bool v = dsi_have_avx2();
     switch (w->dtype) {
     case DS_DTYPE_F32: return dsi_dot_f32((const float *)(const void *)row, x, w->cols);
-    case DS_DTYPE_F16: return dsi_dot_f16(row, x, w->cols);
-    case DS_DTYPE_Q8_0: return dsi_dot_q8(row, x, w->cols);
+    case DS_DTYPE_F16: return v ? dsi_dot_f16_avx2(row, x, w->cols) : dsi_dot_f16_c(row, x, w->cols);
+    case DS_DTYPE_Q8_0: return v ? dsi_dot_q8_avx2(row, x, w->cols) : dsi_dot_q8_c(row, x, w->cols);
     }
     return 0;
 }

@@ -18,7 +18,7 @@
  * ../shared/tokenizers); without it mode 0 uses the V2-style tokenizer.
  *
  *   clang -std=c11 -g -O1 -I. -fsanitize=fuzzer,address,undefined \
- *       tests/fuzz/fuzz_tokenizer.c deepseek_impl/*.c ... -lsodium -lm -lpthread
+ *       tests/fuzz/fuzz_tokenizer.c $(LIB_SRCS) -lsodium -lm -lpthread
  *   ./fuzz_tokenizer -max_len=4096 tests/fuzz/corpus/tokenizer
  */
 #include "deepseek_impl/internal.h"

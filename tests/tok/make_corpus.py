@@ -392,6 +392,22 @@ def main():
         k = rng.randint(1, 12)
         ids = [rng.randrange(n_ids) if rng.random() < 0.6 else rng.randrange(3, 300) for _ in range(k)]
         rows.append({"ids": ids, "text": v3.decode(ids, skip_special_tokens=False)})
+    # truncated and broken UTF-8 sequences from byte tokens, some of them
+    # exactly as long as their U+FFFD replacements
+    bs = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    for b in range(256):
+        if b not in bs:
+            cs.append(256 + len(bs) - 188)   # GPT-2: the k-th unprintable byte -> U+0100 + k
+            bs.append(b)
+    byte_id = {b: v3.token_to_id(chr(c)) for b, c in zip(bs, cs)}
+    broken = [[0xF0, 0x9D, 0x91, 0x6F], [0xE2, 0x82, 0x78], [0xE2, 0x82], [0xF0], [0xC3], [0x80, 0x80],
+              [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xC0, 0xAF], [0xE0, 0x80, 0xAF], [0xF0, 0x9F, 0x98],
+              [0xF0, 0x9F, 0x98, 0x80], [0xE4, 0xBD, 0xA0, 0xE5], [0xFF, 0xFE], [0xF8, 0x88, 0x80, 0x80, 0x80]]
+    for seq in broken:
+        for tail in ([], [byte_id[0x41]], [0]):
+            ids = [byte_id[b] for b in seq] + tail
+            rows.append({"ids": ids, "text": v3.decode(ids, skip_special_tokens=False)})
     dump(os.path.join(a.out, "decode_v3.jsonl"), rows)
 
     tiny_path = os.path.join(a.tiny, "tokenizer.json")
