@@ -399,33 +399,55 @@ DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m);
 
 /* Builds a tokenizer from tokenizer.json text (and optionally
  * tokenizer_config.json text, for the chat template and BOS/EOS; may be NULL).
- * allocator may be NULL. Free with ds_tokenizer_free. */
+ * allocator may be NULL. Free with ds_tokenizer_free.
+ * Encodes exactly as the `tokenizers` library does. Supported: model BPE
+ * (merges as "a b" or ["a","b"]; unk_token, fuse_unk, byte_fallback,
+ * ignore_merges); pre-tokenizers Sequence, Split (Regex or String pattern,
+ * every behavior, invert), ByteLevel (add_prefix_space, use_regex), Digits;
+ * normalizer null or an empty Sequence; decoder ByteLevel. Split regexes use
+ * Oniguruma's syntax and semantics (Unicode 15.1 categories for \p{..}).
+ * Added tokens take the ids the reference gives them (an id in the vocabulary
+ * for content found there, else the next free id), not the file's.
+ * Without tokenizer_config.json there is no BOS/EOS and no chat template.
+ * Errors: DS_ERR_JSON (malformed file, a merge naming a token not in the
+ * vocabulary, a bad regex), DS_ERR_UNSUPPORTED (naming the component or regex
+ * construct), DS_ERR_LIMIT (ids above 2^24, oversized patterns), DS_ERR_NOMEM. */
 DS_API DS_WARN_UNUSED ds_status ds_tokenizer_new(ds_tokenizer **out, const char *tokenizer_json, size_t len,
                                                  const char *tokenizer_config_json, size_t config_len,
                                                  const ds_allocator *allocator);
 DS_API void ds_tokenizer_free(ds_tokenizer *t);
 
 enum {
-    DS_TOKENIZE_BOS = 1,          /* prepend the BOS token */
+    DS_TOKENIZE_BOS = 1,          /* prepend the BOS token (when tokenizer_config.json
+                                     has one and add_bos_token is not false) */
     DS_TOKENIZE_NO_SPECIAL = 2    /* treat special-token text as plain text */
 };
 
 /* Encodes UTF-8 text. *n_out receives the number of ids; when cap is too
  * small (ids may be NULL with cap 0) the call returns DS_ERR_LIMIT with
  * *n_out set to the count needed. Invalid UTF-8 is DS_ERR_INVALID_ARG with
- * the byte offset in the message. */
+ * the byte offset in the message. Added and special tokens in the text are
+ * matched first (longest match, as the reference), special ones unless
+ * DS_TOKENIZE_NO_SPECIAL. A regex that backtracks more than 10 million steps
+ * on one search (hostile text) fails with DS_ERR_LIMIT. */
 DS_API DS_WARN_UNUSED ds_status ds_tokenizer_encode(const ds_tokenizer *t, const char *text, size_t len, int flags,
                                                     int32_t *ids, size_t cap, size_t *n_out);
 
 /* Decodes ids to UTF-8 text (bytes of incomplete characters at the end are
  * kept as U+FFFD, as the reference does). Same buffer rules as encode
- * (*len_out excludes the terminating NUL, which is written when room). */
+ * (*len_out excludes the terminating NUL, which is written when room).
+ * Added and special tokens decode to their text. An id outside
+ * [0, ds_tokenizer_vocab_size) is DS_ERR_INVALID_ARG. */
 DS_API DS_WARN_UNUSED ds_status ds_tokenizer_decode(const ds_tokenizer *t, const int32_t *ids, size_t n, char *buf,
                                                     size_t cap, size_t *len_out);
 
 /* Streaming decode: feed one id at a time; emits only whole UTF-8
  * characters, holding back the bytes of a character split across tokens.
- * Zero-initialise the state. buf needs at least 64 bytes + the longest token. */
+ * Zero-initialise the state. buf needs at least 64 bytes + the longest token.
+ * Bytes that can never complete a character become U+FFFD, so the pieces of
+ * a stream concatenate to exactly what ds_tokenizer_decode gives for all the
+ * ids. Pass id -1 at the end to flush: a character still held back is then
+ * emitted as U+FFFD. On DS_ERR_LIMIT the state is unchanged. */
 typedef struct ds_detok_state { unsigned char pending[8]; int n_pending; } ds_detok_state;
 DS_API DS_WARN_UNUSED ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_state *st, int32_t id,
                                                            char *buf, size_t cap, size_t *len_out);
@@ -436,7 +458,14 @@ DS_API int32_t ds_tokenizer_eos(const ds_tokenizer *t);      /* -1 if none */
 
 /* Chat templates of the DeepSeek V2 and V3 families (chosen from the model's
  * chat template; DS_ERR_UNSUPPORTED when it is neither). Roles: "system",
- * "user", "assistant". Same buffer rules as decode. */
+ * "user", "assistant" (others: DS_ERR_UNSUPPORTED; tool calls are not
+ * rendered). Same buffer rules as decode. The text starts with the BOS token's
+ * text, so encode it without DS_TOKENIZE_BOS. Families, recognised from the
+ * Jinja text: V2-Chat/V2-Lite-Chat ("User: ...\n\nAssistant: ..."),
+ * V2-Chat-0628/V2.5 (the full-width-bar User/Assistant marker tokens, with
+ * inline system prompts), V3 (system prompts first, joined by blank lines)
+ * and R1 (the last system prompt; reasoning before "</think>" dropped from
+ * assistant turns; generation prompt ends with "<think>\n"). */
 typedef struct ds_chat_message { const char *role; const char *content; } ds_chat_message;
 DS_API DS_WARN_UNUSED ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const ds_chat_message *msgs,
                                                                  size_t n, int add_generation_prompt, char *buf,

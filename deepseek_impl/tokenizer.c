@@ -303,6 +303,7 @@ typedef struct rx_node {
     uint8_t lazy;          /* RN_REP */
     uint8_t neg;           /* RN_LOOK: negative; */
     uint8_t behind;        /* RN_LOOK: lookbehind */
+    uint8_t bag;           /* the body of a capturing group (a valid repeat target) */
     uint32_t val;          /* RN_CHAR: code point; RN_SET: set index; RN_ASSERT: kind */
     uint32_t min, max;     /* RN_REP (max UINT32_MAX = unbounded) */
     int32_t kid;           /* first child (CAT, ALT, REP, LOOK, ATOMIC) */
@@ -635,11 +636,12 @@ static ds_status rx_parse_alt(rx_parser *P, int32_t *out);
 
 /* Reads a {m}, {m,}, {m,n} or {,n} interval at P->i ('{'). Returns false
  * (and leaves P->i) when the text is not an interval: then '{' is literal. */
-static bool rx_interval(rx_parser *P, uint32_t *mn, uint32_t *mx, bool *too_big) {
+static bool rx_interval(rx_parser *P, uint32_t *mn, uint32_t *mx, bool *too_big, bool *swapped) {
     size_t i = P->i + 1;
     uint64_t a = 0, b = 0;
     bool has_a = false, has_b = false, comma = false;
     *too_big = false;
+    *swapped = false;
     while (i < P->n && P->p[i] >= '0' && P->p[i] <= '9') { a = a * 10 + (P->p[i] - '0'); if (a > 1000000) a = 1000000; i++; has_a = true; }
     if (i < P->n && P->p[i] == ',') {
         comma = true;
@@ -652,7 +654,12 @@ static bool rx_interval(rx_parser *P, uint32_t *mn, uint32_t *mx, bool *too_big)
     else if (!has_b) b = UINT32_MAX;
     if (!has_a) a = 0;
     if (a > RX_MAX_REPEAT || (b != UINT32_MAX && b > RX_MAX_REPEAT)) *too_big = true;
-    if (b != UINT32_MAX && b < a) { uint64_t t = a; a = b; b = t; }   /* Oniguruma accepts {3,1} as {1,3} */
+    if (b != UINT32_MAX && b < a) {   /* Oniguruma reads {3,1} as a possessive {1,3} */
+        uint64_t t = a;
+        a = b;
+        b = t;
+        *swapped = true;
+    }
     *mn = (uint32_t)a;
     *mx = (uint32_t)b;
     P->i = i + 1;
@@ -667,9 +674,10 @@ static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
     if (c == '(') {
         P->i++;
         uint8_t kind = 0;   /* 0 group, 1 lookahead, 2 lookbehind, 3 atomic */
-        bool neg = false;
+        bool neg = false, capture = true;
         if (P->i < P->n && P->p[P->i] == '?') {
             uint32_t d = P->i + 1 < P->n ? P->p[P->i + 1] : 0;
+            capture = false;
             if (d == ':') { P->i += 2; }
             else if (d == '=' || d == '!') { kind = 1; neg = d == '!'; P->i += 2; }
             else if (d == '>') { kind = 3; P->i += 2; }
@@ -677,6 +685,7 @@ static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
                 kind = 2; neg = P->p[P->i + 2] == '!'; P->i += 3;
             } else if (d == '<' || d == 'P' || d == '\'') {
                 /* named group: skip the name, treat as a plain group */
+                capture = true;
                 uint32_t close = d == '\'' ? '\'' : '>';
                 size_t j = P->i + (d == 'P' ? 3 : 2);
                 while (j < P->n && P->p[j] != close) j++;
@@ -691,7 +700,11 @@ static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
         if (st) return st;
         if (P->i >= P->n || P->p[P->i] != ')') return rx_syntax(P, DS_ERR_JSON, "unmatched parenthesis");
         P->i++;
-        if (kind == 0) { *out = body; return DS_OK; }
+        if (kind == 0) {
+            P->nodes[body].bag = capture;
+            *out = body;
+            return DS_OK;
+        }
         nd = rx_new_node(P, kind == 3 ? RN_ATOMIC : RN_LOOK);
         if (nd < 0) return rx_nomem(P);
         P->nodes[nd].kid = body;
@@ -707,9 +720,9 @@ static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
     if (c == '*' || c == '+' || c == '?') return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is not specified");
     if (c == '{') {
         uint32_t a, b;
-        bool big;
+        bool big, sw;
         size_t save = P->i;
-        if (rx_interval(P, &a, &b, &big)) { P->i = save; return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is not specified"); }
+        if (rx_interval(P, &a, &b, &big, &sw)) { P->i = save; return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is not specified"); }
     }
     if (c == '.' || c == '^' || c == '$') {
         P->i++;
@@ -767,6 +780,27 @@ static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
     return DS_OK;
 }
 
+/* Oniguruma refuses to repeat an anchor or lookaround, also through
+ * non-capturing groups and in any branch of an alternation (its
+ * is_invalid_quantifier_target); a sequence of two or more nodes, a
+ * capturing or atomic group, is fine. */
+static bool rx_bad_repeat_target(const rx_parser *P, int32_t id) {
+    const rx_node *nd = &P->nodes[id];
+    if (nd->bag) return false;
+    switch (nd->type) {
+    case RN_ASSERT: case RN_LOOK: return true;
+    case RN_CAT: {
+        int32_t k = nd->kid;
+        return k >= 0 && P->nodes[k].next < 0 && rx_bad_repeat_target(P, k);
+    }
+    case RN_ALT:
+        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next)
+            if (rx_bad_repeat_target(P, k)) return true;
+        return false;
+    default: return false;
+    }
+}
+
 /* seq ::= (atom quantifier*)* ; stops at '|', ')' or the end. */
 static ds_status rx_parse_seq(rx_parser *P, int32_t *out) {
     int32_t cat = rx_new_node(P, RN_CAT);
@@ -780,22 +814,29 @@ static ds_status rx_parse_seq(rx_parser *P, int32_t *out) {
             if (P->i >= P->n) break;
             uint32_t q = P->p[P->i];
             uint32_t mn, mx;
-            bool interval = false;
+            bool interval = false, swapped = false;
             if (q == '*') { mn = 0; mx = UINT32_MAX; P->i++; }
             else if (q == '+') { mn = 1; mx = UINT32_MAX; P->i++; }
             else if (q == '?') { mn = 0; mx = 1; P->i++; }
             else if (q == '{') {
                 bool big;
-                if (!rx_interval(P, &mn, &mx, &big)) break;
+                if (!rx_interval(P, &mn, &mx, &big, &swapped)) break;
                 if (big) return rx_syntax(P, DS_ERR_LIMIT, "too big number for repeat range");
                 interval = true;
             } else break;
+            if (rx_bad_repeat_target(P, atom)) return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is invalid");
             int32_t rep = rx_new_node(P, RN_REP);
             if (rep < 0) return rx_nomem(P);
             P->nodes[rep].kid = atom;
             P->nodes[rep].min = mn;
             P->nodes[rep].max = mx;
-            if (P->i < P->n && P->p[P->i] == '?') { P->nodes[rep].lazy = 1; P->i++; }
+            if (swapped) {
+                /* possessive; a following ? or + is another quantifier */
+                int32_t at = rx_new_node(P, RN_ATOMIC);
+                if (at < 0) return rx_nomem(P);
+                P->nodes[at].kid = rep;
+                rep = at;
+            } else if (P->i < P->n && P->p[P->i] == '?') { P->nodes[rep].lazy = 1; P->i++; }
             else if (!interval && P->i < P->n && P->p[P->i] == '+') {
                 /* possessive: an atomic group around the greedy repeat */
                 P->i++;
@@ -1899,6 +1940,8 @@ static ds_status tk_add_step(ds_tokenizer *t, const tk_step *s, dsi_err *e) {
 }
 
 static ds_status tk_type(const dsi_json *o, const char *where, const char **type, size_t *len, dsi_err *e) {
+    *type = "";   /* defined on every path (gcc cannot see it through the amalgamation) */
+    *len = 0;
     if (!o || o->type != DSI_JSON_OBJECT || dsi_json_get_str(o, "type", type, len) != 1)
         return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: %s has no type", where);
     return DS_OK;

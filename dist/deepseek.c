@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 5f075dd20d6dfc13: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 99d47fef77379e2a: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -24,10 +24,15 @@
  *     deepseek_impl/crypto.c
  *     deepseek_impl/container.c
  *     deepseek_impl/config.c
+ *     deepseek_impl/tokenizer.c
  *     deepseek_impl/model.c
  *     deepseek_impl/threadpool.c
  *     kernels/cpu/ops.c
+ *     kernels/cpu/ops_avx2.c
+ *     deepseek_impl/pager.c
  *     deepseek_impl/forward.c
+ *     deepseek_impl/sampler.c
+ *     deepseek_impl/generate.c
  *     deepseek_impl/convert.c
  *
  * License: MIT (see LICENSE). Copyright (c) 2026 the deepseek.h authors.
@@ -39,7 +44,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "5f075dd20d6dfc13"
+#define DS_SOURCE_ID "99d47fef77379e2a"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -525,6 +530,15 @@ DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, flo
 DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 DSI_FUNC void dsi_softmax(float *x, int n);
 DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n);
+/* Portable versions (the reference for the ISA-specific ones). */
+DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n);
+DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n);
+/* AVX2 + FMA + F16C (kernels/cpu/ops_avx2.c); only call when dsi_have_avx2(). */
+DSI_FUNC bool dsi_have_avx2(void);
+DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
+DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
 
 /* A persistent pool: run(fn, ctx, n) calls fn(ctx, i, worker) for i in [0, n)
  * on all workers (the caller is worker 0) and returns when all are done. */
@@ -534,6 +548,16 @@ DSI_FUNC ds_status dsi_pool_new(dsi_pool **out, int n_threads, const dsi_alloc *
 DSI_FUNC void dsi_pool_free(dsi_pool *p);
 DSI_FUNC void dsi_pool_run(dsi_pool *p, dsi_task_fn fn, void *ctx, int n);
 DSI_FUNC int dsi_pool_size(const dsi_pool *p);
+
+/* ==== Expert pager (pager.c) ============================================ */
+typedef struct dsi_pager dsi_pager;
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds_evict_policy policy, dsi_err *e);
+DSI_FUNC void dsi_pager_free(ds_model *m);
+DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
+DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
+/* Queues experts for decryption ahead of use; prediction = guessed for a
+ * later layer (counted for the accuracy statistics). */
+DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction);
 
 /* ==== Model =============================================================== */
 struct ds_model {
@@ -556,6 +580,7 @@ struct ds_model {
     void *log_user;
     int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
     ds_tokenizer *tok;          /* built from the metadata at open */
+    dsi_pager *pager;           /* NULL: routed experts are resident */
     /* bound weights (load_weights only) */
     dsi_weight embed, out_norm, lm_head;
     dsi_layer *layers;          /* n_layers */
@@ -2230,7 +2255,26 @@ DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
  * crypto.c — the one small crypto interface the rest of the library uses:
  * key derivation, and sealing/opening one chunk with its associated data.
  *
- * Provider: libsodium (AES-256-GCM with AES-NI, BLAKE2b, Argon2id).
+ * Providers. AES-256-GCM comes from one of two libraries, chosen when the
+ * library is compiled:
+ *     default                   libsodium (crypto_aead_aes256gcm_*, AES-NI + PCLMUL)
+ *     -DDS_CRYPTO_OPENSSL=1     OpenSSL's libcrypto (EVP AES-256-GCM; link -lcrypto)
+ * Only the three AEAD steps below ("Provider") differ: the key schedule, seal
+ * and open. Key derivation (keyed BLAKE2b), Argon2id, random keys and the
+ * CIPHER_NONE integrity tags use libsodium in both builds, so libsodium stays
+ * a dependency. Both providers write and read the same bytes (test_crypto
+ * checks golden ciphertexts made with an independent implementation, and
+ * tests/test_crypto_cross.sh seals with one build and opens with the other).
+ * OpenSSL is there for speed: its AES-GCM is 2-4x faster per core than
+ * libsodium 1.0.18's (tests/bench/bench_crypto.c), and decryption is what
+ * the expert pager waits for.
+ *
+ * AES instructions. Both providers refuse AES-256-GCM with DS_ERR_NO_AES when
+ * the CPU lacks AES instructions (DSI_CPU_AES; the tests mask it to check the
+ * refusal). OpenSSL would fall back to a table-based software AES, but that is
+ * several times slower and not constant-time, so the library keeps the same
+ * clear refusal in both builds: a model that opens with one build opens with
+ * the other on the same machine.
  *
  * Keys. The user's 32-byte master key never touches data directly. For each
  * file (random 32-byte salt) we derive with keyed BLAKE2b-256:
@@ -2241,8 +2285,8 @@ DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
  * Plaintext files (cipher none) derive an integrity key from the salt alone;
  * their chunks carry BLAKE2b-128 tags over the same associated data.
  *
- * Nonces. AES-GCM nonce = u32 segment index || u64 chunk index (LE): unique
- * within a file, and keys are unique per file.
+ * Nonces. AES-GCM nonce (12 bytes) = u32 segment index || u64 chunk index
+ * (LE): unique within a file, and keys are unique per file. Tags are 16 bytes.
  */
 /* #include "internal.h": pasted above */
 
@@ -2253,15 +2297,195 @@ DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
 
 #include <sodium.h>
 
+#if defined(DS_CRYPTO_OPENSSL) && DS_CRYPTO_OPENSSL
+#  include <openssl/err.h>
+#  include <openssl/evp.h>
+#  include <openssl/opensslv.h>
+#  define DSI_OPENSSL 1
+#else
+#  define DSI_OPENSSL 0
+#endif
+
 /* ==== Initialisation ===================================================== */
 DSI_FUNC ds_status dsi_crypto_init(dsi_err *e) {
     if (sodium_init() < 0) return dsi_fail(e, DS_ERR_CRYPTO, "libsodium failed to initialise");
     return DS_OK;
 }
 
-static bool dsi_aes_available(void) {
-    return crypto_aead_aes256gcm_is_available() && (dsi_cpu_features() & DSI_CPU_AES);
+/* ==== Provider: AES-256-GCM ============================================== */
+/*
+ * Three steps, one implementation per provider:
+ *   dsi_aead_expand(k)                     key schedule into k, after k->enc is set
+ *   dsi_aead_seal(k, nonce, ad, in -> out, tag)
+ *   dsi_aead_open(k, nonce, ad, in -> out, tag)   DS_ERR_AUTH on a bad tag, out wiped
+ * in == out is allowed for both. ad is the fixed 40 bytes plus the extra bytes.
+ */
+#if DSI_OPENSSL
+
+/*
+ * OpenSSL. An EVP_CIPHER_CTX must not be shared between threads, and the
+ * model's keys are (several contexts and the prefetch thread open chunks at
+ * once), so each call makes its own context, initialises it with the key and
+ * nonce and frees it (which wipes its copy of the key schedule). Measured on
+ * a Xeon (Ice Lake) with OpenSSL 3.0: a fresh context per call costs about
+ * 0.1 us over reusing one, 2% on a 1 MiB chunk and 7% on a 4 KiB one, and
+ * leaves no key schedule behind between calls (nothing in dsi_keys needs
+ * freeing). What does matter is fetching the cipher once: the implicit fetch
+ * of EVP_aes_256_gcm() in every init costs about 0.4 us more and takes a lock
+ * that all threads share. The fetched cipher is kept for the life of the
+ * process, like libsodium's one-time initialisation.
+ */
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+static EVP_CIPHER *dsi_gcm_cipher;   /* fetched once (atomic), never freed */
+
+static const EVP_CIPHER *dsi_ossl_cipher(void) {
+    EVP_CIPHER *c = __atomic_load_n(&dsi_gcm_cipher, __ATOMIC_ACQUIRE);
+    if (c) return c;
+    c = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    if (!c) return NULL;
+    EVP_CIPHER *expected = NULL;
+    if (!__atomic_compare_exchange_n(&dsi_gcm_cipher, &expected, c, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        EVP_CIPHER_free(c);   /* another thread won the race: use its copy */
+        return expected;
+    }
+    return c;
 }
+#else
+static const EVP_CIPHER *dsi_ossl_cipher(void) { return EVP_aes_256_gcm(); }
+#endif
+
+/* Fails with OpenSSL's reason appended, and clears the thread's OpenSSL
+ * error queue so the entries this call left do not confuse the application's
+ * own OpenSSL error checks later. */
+static ds_status dsi_ossl_fail(dsi_err *e, const char *what) {
+    char reason[256];
+    unsigned long code = ERR_peek_last_error();
+    if (code) ERR_error_string_n(code, reason, sizeof reason);
+    ERR_clear_error();
+    return dsi_fail(e, DS_ERR_CRYPTO, "AES-256-GCM (%s): %s: %s", OpenSSL_version(OPENSSL_VERSION), what,
+                    code ? reason : "no detail from OpenSSL");
+}
+
+/* EVP takes int lengths: feed big buffers in pieces (chunks are <= 64 MiB,
+ * but the interface takes size_t). */
+#define DSI_EVP_PIECE ((size_t)1 << 30)
+
+static ds_status dsi_aead_expand(dsi_keys *k, dsi_err *e) {
+    (void)k;   /* the schedule is made per call from k->enc */
+    if (!dsi_ossl_cipher()) return dsi_ossl_fail(e, "the cipher is not available");
+    return DS_OK;
+}
+
+static ds_status dsi_aead_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+                               size_t ad_len, const uint8_t *in, uint8_t *out, size_t n, uint8_t tag[DSI_TAG_BYTES],
+                               dsi_err *e) {
+    const EVP_CIPHER *cipher = dsi_ossl_cipher();
+    if (!cipher) return dsi_ossl_fail(e, "the cipher is not available");
+    EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+    if (!x) return dsi_ossl_fail(e, "cannot allocate a cipher context");
+    const char *step = "init";
+    int len = 0;
+    uint8_t fin[32];
+    /* GCM's default nonce length in EVP is 12 bytes, the length we use */
+    if (EVP_EncryptInit_ex(x, cipher, NULL, k->enc, nonce) != 1) goto fail;
+    step = "associated data";
+    if (EVP_EncryptUpdate(x, NULL, &len, adb, (int)ad_len) != 1) goto fail;
+    step = "encrypt";
+    for (size_t done = 0; done < n;) {
+        size_t piece = n - done < DSI_EVP_PIECE ? n - done : DSI_EVP_PIECE;
+        if (EVP_EncryptUpdate(x, out + done, &len, in + done, (int)piece) != 1 || (size_t)len != piece) goto fail;
+        done += piece;
+    }
+    step = "final";
+    if (EVP_EncryptFinal_ex(x, fin, &len) != 1 || len != 0) goto fail;
+    step = "tag";
+    if (EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_GET_TAG, DSI_TAG_BYTES, tag) != 1) goto fail;
+    EVP_CIPHER_CTX_free(x);
+    return DS_OK;
+fail:
+    EVP_CIPHER_CTX_free(x);
+    sodium_memzero(tag, DSI_TAG_BYTES);
+    return dsi_ossl_fail(e, step);
+}
+
+static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+                               size_t ad_len, const uint8_t *in, uint8_t *out, size_t n,
+                               const uint8_t tag[DSI_TAG_BYTES], uint64_t chunk, dsi_err *e) {
+    const EVP_CIPHER *cipher = dsi_ossl_cipher();
+    if (!cipher) return dsi_ossl_fail(e, "the cipher is not available");
+    EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+    if (!x) return dsi_ossl_fail(e, "cannot allocate a cipher context");
+    const char *step = "init";
+    int len = 0;
+    uint8_t fin[32], want[DSI_TAG_BYTES];
+    memcpy(want, tag, DSI_TAG_BYTES);   /* SET_TAG takes a non-const pointer */
+    if (EVP_DecryptInit_ex(x, cipher, NULL, k->enc, nonce) != 1) goto fail;
+    step = "tag";
+    if (EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_SET_TAG, DSI_TAG_BYTES, want) != 1) goto fail;
+    step = "associated data";
+    if (EVP_DecryptUpdate(x, NULL, &len, adb, (int)ad_len) != 1) goto fail;
+    step = "decrypt";
+    for (size_t done = 0; done < n;) {
+        size_t piece = n - done < DSI_EVP_PIECE ? n - done : DSI_EVP_PIECE;
+        if (EVP_DecryptUpdate(x, out + done, &len, in + done, (int)piece) != 1 || (size_t)len != piece) goto fail;
+        done += piece;
+    }
+    /* Final compares the tag; a mismatch is the only way it fails once the
+     * updates went through. Nothing it leaves in the queue is ours to keep. */
+    if (EVP_DecryptFinal_ex(x, fin, &len) != 1) {
+        EVP_CIPHER_CTX_free(x);
+        ERR_clear_error();
+        sodium_memzero(out, n);   /* no unauthenticated plaintext, as libsodium */
+        return dsi_fail(e, DS_ERR_AUTH, "authentication failed for chunk %llu", (unsigned long long)chunk);
+    }
+    EVP_CIPHER_CTX_free(x);
+    return DS_OK;
+fail:
+    EVP_CIPHER_CTX_free(x);
+    sodium_memzero(out, n);
+    return dsi_ossl_fail(e, step);
+}
+
+#else /* libsodium */
+
+/*
+ * libsodium. crypto_aead_aes256gcm_beforenm expands the key once into
+ * k->aes_state (which lives in the model's secure buffer, wiped on close);
+ * the *_afternm calls only read it, so threads can share it.
+ */
+static ds_status dsi_aead_expand(dsi_keys *k, dsi_err *e) {
+    if (!crypto_aead_aes256gcm_is_available())
+        return dsi_fail(e, DS_ERR_NO_AES,
+                        "this CPU lacks the AES-NI and PCLMUL instructions that AES-256-GCM needs; "
+                        "re-seal the model for this machine or use a CPU with AES support");
+    if (sizeof k->aes_state < crypto_aead_aes256gcm_statebytes())
+        return dsi_fail(e, DS_ERR_INTERNAL, "AES-GCM state larger than expected");
+    crypto_aead_aes256gcm_beforenm((crypto_aead_aes256gcm_state *)(void *)k->aes_state, k->enc);
+    return DS_OK;
+}
+
+static ds_status dsi_aead_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+                               size_t ad_len, const uint8_t *in, uint8_t *out, size_t n, uint8_t tag[DSI_TAG_BYTES],
+                               dsi_err *e) {
+    unsigned long long maclen = 0;
+    if (crypto_aead_aes256gcm_encrypt_detached_afternm(out, tag, &maclen, in, n, adb, ad_len, NULL, nonce,
+                                                        (const crypto_aead_aes256gcm_state *)(const void *)k->aes_state) != 0)
+        return dsi_fail(e, DS_ERR_CRYPTO, "AES-256-GCM encryption failed");
+    return DS_OK;
+}
+
+static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+                               size_t ad_len, const uint8_t *in, uint8_t *out, size_t n,
+                               const uint8_t tag[DSI_TAG_BYTES], uint64_t chunk, dsi_err *e) {
+    if (crypto_aead_aes256gcm_decrypt_detached_afternm(out, NULL, in, n, tag, adb, ad_len, nonce,
+                                                        (const crypto_aead_aes256gcm_state *)(const void *)k->aes_state) != 0) {
+        sodium_memzero(out, n);   /* libsodium wipes too; be sure in every version */
+        return dsi_fail(e, DS_ERR_AUTH, "authentication failed for chunk %llu", (unsigned long long)chunk);
+    }
+    return DS_OK;
+}
+
+#endif /* provider */
 
 /* ==== Key derivation ===================================================== */
 static void dsi_kdf(uint8_t out[32], const uint8_t *key, size_t key_len, const char *label,
@@ -2287,18 +2511,17 @@ DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t 
     if (cipher != DS_CIPHER_AES256GCM) return dsi_fail(e, DS_ERR_UNSUPPORTED, "unknown cipher id %d", (int)cipher);
     if (!master || master_len != DS_KEY_BYTES)
         return dsi_fail(e, DS_ERR_INVALID_ARG, "a key must be exactly %d bytes (got %zu)", DS_KEY_BYTES, master_len);
-    if (!dsi_aes_available())
+    /* The same refusal in both builds (see the top of this file). */
+    if (!(dsi_cpu_features() & DSI_CPU_AES))
         return dsi_fail(e, DS_ERR_NO_AES,
-                        "this CPU lacks the AES-NI and PCLMUL instructions that AES-256-GCM needs; "
+                        "this CPU lacks the AES instructions that AES-256-GCM needs; "
                         "re-seal the model for this machine or use a CPU with AES support");
     dsi_kdf(k->enc, master, master_len, "deepseek.h dsm v1 enc", salt);
     dsi_kdf(k->check, master, master_len, "deepseek.h dsm v1 check", salt);
-    if (sizeof k->aes_state < crypto_aead_aes256gcm_statebytes())
-        return dsi_fail(e, DS_ERR_INTERNAL, "AES-GCM state larger than expected");
-    crypto_aead_aes256gcm_beforenm((crypto_aead_aes256gcm_state *)(void *)k->aes_state, k->enc);
-    return DS_OK;
+    s = dsi_aead_expand(k, e);
+    if (s) sodium_memzero(k, sizeof *k);
+    return s;
 }
-
 DSI_FUNC ds_status dsi_passphrase_key(uint8_t out[32], const char *pw, size_t pw_len, const uint8_t salt[16],
                                       uint64_t opslimit, uint64_t memlimit, dsi_err *e) {
     ds_status s = dsi_crypto_init(e);
@@ -2357,12 +2580,7 @@ DSI_FUNC ds_status dsi_chunk_seal(const dsi_keys *k, const dsi_chunk_ad *ad, con
     }
     if (ad->extra_len) memcpy(adb + DSI_AD_BYTES, ad->extra, ad->extra_len);
     dsi_nonce(ad, nonce);
-    unsigned long long maclen = 0;
-    if (crypto_aead_aes256gcm_encrypt_detached_afternm(out, tag, &maclen, in, n, adb, DSI_AD_BYTES + ad->extra_len,
-                                                        NULL, nonce,
-                                                        (const crypto_aead_aes256gcm_state *)(const void *)k->aes_state) != 0)
-        return dsi_fail(e, DS_ERR_CRYPTO, "AES-256-GCM encryption failed");
-    return DS_OK;
+    return dsi_aead_seal(k, nonce, adb, DSI_AD_BYTES + ad->extra_len, in, out, n, tag, e);
 }
 
 DSI_FUNC ds_status dsi_chunk_open(const dsi_keys *k, const dsi_chunk_ad *ad, const uint8_t *in, uint8_t *out,
@@ -2384,10 +2602,7 @@ DSI_FUNC ds_status dsi_chunk_open(const dsi_keys *k, const dsi_chunk_ad *ad, con
     if (ad->extra_len) memcpy(adb + DSI_AD_BYTES, ad->extra, ad->extra_len);
     dsi_nonce(ad, nonce);
     if (!out) return dsi_fail(e, DS_ERR_INTERNAL, "AES-GCM open needs an output buffer");
-    if (crypto_aead_aes256gcm_decrypt_detached_afternm(out, NULL, in, n, tag, adb, DSI_AD_BYTES + ad->extra_len, nonce,
-                                                        (const crypto_aead_aes256gcm_state *)(const void *)k->aes_state) != 0)
-        return dsi_fail(e, DS_ERR_AUTH, "authentication failed for chunk %llu", (unsigned long long)ad->chunk);
-    return DS_OK;
+    return dsi_aead_open(k, nonce, adb, DSI_AD_BYTES + ad->extra_len, in, out, n, tag, ad->chunk, e);
 }
 
 /* ==== Random keys and key files ========================================= */
@@ -3370,6 +3585,3536 @@ DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_a
 }
 /* ==== End deepseek_impl/config.c ==== */
 
+/* ==== Begin deepseek_impl/tokenizer.c ==== */
+/*
+ * tokenizer.c — byte-level BPE as a Hugging Face tokenizer.json describes it,
+ * with the same ids as the `tokenizers` library (PyPI), plus the chat
+ * templates of the DeepSeek V2 and V3 families.
+ *
+ * Encoding follows the reference step by step:
+ *   1. added tokens are cut out of the text (leftmost-longest, first the
+ *      tokens with normalized=false, then the rest, as AddedVocabulary does);
+ *   2. each remaining segment goes through the pre-tokenizer: a sequence of
+ *      regex Splits (our own backtracking engine with Oniguruma's semantics:
+ *      leftmost-first alternation, greedy quantifiers, lookahead, Ruby-syntax
+ *      anchors), Digits and ByteLevel steps;
+ *   3. each piece is encoded with BPE over its bytes (GPT-2's byte-to-char
+ *      mapping), merging the lowest-ranked pair first.
+ * Decoding maps tokens back to bytes and replaces invalid UTF-8 exactly as
+ * Rust's String::from_utf8_lossy does.
+ *
+ * A tokenizer is immutable after ds_tokenizer_new; every call allocates its
+ * own scratch space, so one tokenizer may be shared by many threads.
+ */
+/* #include "internal.h": pasted above */
+/* ==== Begin deepseek_impl/unicode_tables.h ==== */
+/*
+ * unicode_tables.h - general category of every code point (Unicode 15.1.0),
+ * as runs sorted by first code point: entry = (first << 5) | category.
+ * Generated by tools/gen_unicode.py; do not edit.
+ */
+#ifndef DS_UNICODE_TABLES_H
+#define DS_UNICODE_TABLES_H
+
+#define UC_UNICODE_VERSION "15.1.0"
+
+enum {
+    UC_Cn = 0, UC_Lu = 1, UC_Ll = 2, UC_Lt = 3, UC_Lm = 4, UC_Lo = 5, UC_Mn = 6, UC_Mc = 7,
+    UC_Me = 8, UC_Nd = 9, UC_Nl = 10, UC_No = 11, UC_Pc = 12, UC_Pd = 13, UC_Ps = 14, UC_Pe = 15,
+    UC_Pi = 16, UC_Pf = 17, UC_Po = 18, UC_Sm = 19, UC_Sc = 20, UC_Sk = 21, UC_So = 22, UC_Zs = 23,
+    UC_Zl = 24, UC_Zp = 25, UC_Cc = 26, UC_Cf = 27, UC_Cs = 28, UC_Co = 29,
+    UC_NCATS = 30
+};
+
+static const char uc_cat_names[UC_NCATS][3] = {
+    "Cn", "Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So", "Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co"
+};
+
+#define UC_NRUNS 4009
+static const uint32_t uc_cat_runs[UC_NRUNS] = {
+    0x1a, 0x417, 0x432, 0x494, 0x4b2, 0x50e, 0x52f, 0x552, 0x573, 0x592, 0x5ad, 0x5d2, 0x609, 0x752,
+    0x793, 0x7f2, 0x821, 0xb6e, 0xb92, 0xbaf, 0xbd5, 0xbec, 0xc15, 0xc22, 0xf6e, 0xf93, 0xfaf,
+    0xfd3, 0xffa, 0x1417, 0x1432, 0x1454, 0x14d6, 0x14f2, 0x1515, 0x1536, 0x1545, 0x1570, 0x1593,
+    0x15bb, 0x15d6, 0x15f5, 0x1616, 0x1633, 0x164b, 0x1695, 0x16a2, 0x16d2, 0x1715, 0x172b, 0x1745,
+    0x1771, 0x178b, 0x17f2, 0x1801, 0x1af3, 0x1b01, 0x1be2, 0x1ef3, 0x1f02, 0x2001, 0x2022, 0x2041,
+    0x2062, 0x2081, 0x20a2, 0x20c1, 0x20e2, 0x2101, 0x2122, 0x2141, 0x2162, 0x2181, 0x21a2, 0x21c1,
+    0x21e2, 0x2201, 0x2222, 0x2241, 0x2262, 0x2281, 0x22a2, 0x22c1, 0x22e2, 0x2301, 0x2322, 0x2341,
+    0x2362, 0x2381, 0x23a2, 0x23c1, 0x23e2, 0x2401, 0x2422, 0x2441, 0x2462, 0x2481, 0x24a2, 0x24c1,
+    0x24e2, 0x2501, 0x2522, 0x2541, 0x2562, 0x2581, 0x25a2, 0x25c1, 0x25e2, 0x2601, 0x2622, 0x2641,
+    0x2662, 0x2681, 0x26a2, 0x26c1, 0x26e2, 0x2721, 0x2742, 0x2761, 0x2782, 0x27a1, 0x27c2, 0x27e1,
+    0x2802, 0x2821, 0x2842, 0x2861, 0x2882, 0x28a1, 0x28c2, 0x28e1, 0x2902, 0x2941, 0x2962, 0x2981,
+    0x29a2, 0x29c1, 0x29e2, 0x2a01, 0x2a22, 0x2a41, 0x2a62, 0x2a81, 0x2aa2, 0x2ac1, 0x2ae2, 0x2b01,
+    0x2b22, 0x2b41, 0x2b62, 0x2b81, 0x2ba2, 0x2bc1, 0x2be2, 0x2c01, 0x2c22, 0x2c41, 0x2c62, 0x2c81,
+    0x2ca2, 0x2cc1, 0x2ce2, 0x2d01, 0x2d22, 0x2d41, 0x2d62, 0x2d81, 0x2da2, 0x2dc1, 0x2de2, 0x2e01,
+    0x2e22, 0x2e41, 0x2e62, 0x2e81, 0x2ea2, 0x2ec1, 0x2ee2, 0x2f01, 0x2f42, 0x2f61, 0x2f82, 0x2fa1,
+    0x2fc2, 0x3021, 0x3062, 0x3081, 0x30a2, 0x30c1, 0x3102, 0x3121, 0x3182, 0x31c1, 0x3242, 0x3261,
+    0x32a2, 0x32c1, 0x3322, 0x3381, 0x33c2, 0x33e1, 0x3422, 0x3441, 0x3462, 0x3481, 0x34a2, 0x34c1,
+    0x3502, 0x3521, 0x3542, 0x3581, 0x35a2, 0x35c1, 0x3602, 0x3621, 0x3682, 0x36a1, 0x36c2, 0x36e1,
+    0x3722, 0x3765, 0x3781, 0x37a2, 0x3805, 0x3881, 0x38a3, 0x38c2, 0x38e1, 0x3903, 0x3922, 0x3941,
+    0x3963, 0x3982, 0x39a1, 0x39c2, 0x39e1, 0x3a02, 0x3a21, 0x3a42, 0x3a61, 0x3a82, 0x3aa1, 0x3ac2,
+    0x3ae1, 0x3b02, 0x3b21, 0x3b42, 0x3b61, 0x3b82, 0x3bc1, 0x3be2, 0x3c01, 0x3c22, 0x3c41, 0x3c62,
+    0x3c81, 0x3ca2, 0x3cc1, 0x3ce2, 0x3d01, 0x3d22, 0x3d41, 0x3d62, 0x3d81, 0x3da2, 0x3dc1, 0x3de2,
+    0x3e21, 0x3e43, 0x3e62, 0x3e81, 0x3ea2, 0x3ec1, 0x3f22, 0x3f41, 0x3f62, 0x3f81, 0x3fa2, 0x3fc1,
+    0x3fe2, 0x4001, 0x4022, 0x4041, 0x4062, 0x4081, 0x40a2, 0x40c1, 0x40e2, 0x4101, 0x4122, 0x4141,
+    0x4162, 0x4181, 0x41a2, 0x41c1, 0x41e2, 0x4201, 0x4222, 0x4241, 0x4262, 0x4281, 0x42a2, 0x42c1,
+    0x42e2, 0x4301, 0x4322, 0x4341, 0x4362, 0x4381, 0x43a2, 0x43c1, 0x43e2, 0x4401, 0x4422, 0x4441,
+    0x4462, 0x4481, 0x44a2, 0x44c1, 0x44e2, 0x4501, 0x4522, 0x4541, 0x4562, 0x4581, 0x45a2, 0x45c1,
+    0x45e2, 0x4601, 0x4622, 0x4641, 0x4662, 0x4741, 0x4782, 0x47a1, 0x47e2, 0x4821, 0x4842, 0x4861,
+    0x48e2, 0x4901, 0x4922, 0x4941, 0x4962, 0x4981, 0x49a2, 0x49c1, 0x49e2, 0x5285, 0x52a2, 0x5604,
+    0x5855, 0x58c4, 0x5a55, 0x5c04, 0x5cb5, 0x5d84, 0x5db5, 0x5dc4, 0x5df5, 0x6006, 0x6e01, 0x6e22,
+    0x6e41, 0x6e62, 0x6e84, 0x6eb5, 0x6ec1, 0x6ee2, 0x6f00, 0x6f44, 0x6f62, 0x6fd2, 0x6fe1, 0x7000,
+    0x7095, 0x70c1, 0x70f2, 0x7101, 0x7160, 0x7181, 0x71a0, 0x71c1, 0x7202, 0x7221, 0x7440, 0x7461,
+    0x7582, 0x79e1, 0x7a02, 0x7a41, 0x7aa2, 0x7b01, 0x7b22, 0x7b41, 0x7b62, 0x7b81, 0x7ba2, 0x7bc1,
+    0x7be2, 0x7c01, 0x7c22, 0x7c41, 0x7c62, 0x7c81, 0x7ca2, 0x7cc1, 0x7ce2, 0x7d01, 0x7d22, 0x7d41,
+    0x7d62, 0x7d81, 0x7da2, 0x7dc1, 0x7de2, 0x7e81, 0x7ea2, 0x7ed3, 0x7ee1, 0x7f02, 0x7f21, 0x7f62,
+    0x7fa1, 0x8602, 0x8c01, 0x8c22, 0x8c41, 0x8c62, 0x8c81, 0x8ca2, 0x8cc1, 0x8ce2, 0x8d01, 0x8d22,
+    0x8d41, 0x8d62, 0x8d81, 0x8da2, 0x8dc1, 0x8de2, 0x8e01, 0x8e22, 0x8e41, 0x8e62, 0x8e81, 0x8ea2,
+    0x8ec1, 0x8ee2, 0x8f01, 0x8f22, 0x8f41, 0x8f62, 0x8f81, 0x8fa2, 0x8fc1, 0x8fe2, 0x9001, 0x9022,
+    0x9056, 0x9066, 0x9108, 0x9141, 0x9162, 0x9181, 0x91a2, 0x91c1, 0x91e2, 0x9201, 0x9222, 0x9241,
+    0x9262, 0x9281, 0x92a2, 0x92c1, 0x92e2, 0x9301, 0x9322, 0x9341, 0x9362, 0x9381, 0x93a2, 0x93c1,
+    0x93e2, 0x9401, 0x9422, 0x9441, 0x9462, 0x9481, 0x94a2, 0x94c1, 0x94e2, 0x9501, 0x9522, 0x9541,
+    0x9562, 0x9581, 0x95a2, 0x95c1, 0x95e2, 0x9601, 0x9622, 0x9641, 0x9662, 0x9681, 0x96a2, 0x96c1,
+    0x96e2, 0x9701, 0x9722, 0x9741, 0x9762, 0x9781, 0x97a2, 0x97c1, 0x97e2, 0x9801, 0x9842, 0x9861,
+    0x9882, 0x98a1, 0x98c2, 0x98e1, 0x9902, 0x9921, 0x9942, 0x9961, 0x9982, 0x99a1, 0x99c2, 0x9a01,
+    0x9a22, 0x9a41, 0x9a62, 0x9a81, 0x9aa2, 0x9ac1, 0x9ae2, 0x9b01, 0x9b22, 0x9b41, 0x9b62, 0x9b81,
+    0x9ba2, 0x9bc1, 0x9be2, 0x9c01, 0x9c22, 0x9c41, 0x9c62, 0x9c81, 0x9ca2, 0x9cc1, 0x9ce2, 0x9d01,
+    0x9d22, 0x9d41, 0x9d62, 0x9d81, 0x9da2, 0x9dc1, 0x9de2, 0x9e01, 0x9e22, 0x9e41, 0x9e62, 0x9e81,
+    0x9ea2, 0x9ec1, 0x9ee2, 0x9f01, 0x9f22, 0x9f41, 0x9f62, 0x9f81, 0x9fa2, 0x9fc1, 0x9fe2, 0xa001,
+    0xa022, 0xa041, 0xa062, 0xa081, 0xa0a2, 0xa0c1, 0xa0e2, 0xa101, 0xa122, 0xa141, 0xa162, 0xa181,
+    0xa1a2, 0xa1c1, 0xa1e2, 0xa201, 0xa222, 0xa241, 0xa262, 0xa281, 0xa2a2, 0xa2c1, 0xa2e2, 0xa301,
+    0xa322, 0xa341, 0xa362, 0xa381, 0xa3a2, 0xa3c1, 0xa3e2, 0xa401, 0xa422, 0xa441, 0xa462, 0xa481,
+    0xa4a2, 0xa4c1, 0xa4e2, 0xa501, 0xa522, 0xa541, 0xa562, 0xa581, 0xa5a2, 0xa5c1, 0xa5e2, 0xa600,
+    0xa621, 0xaae0, 0xab24, 0xab52, 0xac02, 0xb132, 0xb14d, 0xb160, 0xb1b6, 0xb1f4, 0xb200, 0xb226,
+    0xb7cd, 0xb7e6, 0xb812, 0xb826, 0xb872, 0xb886, 0xb8d2, 0xb8e6, 0xb900, 0xba05, 0xbd60, 0xbde5,
+    0xbe72, 0xbea0, 0xc01b, 0xc0d3, 0xc132, 0xc174, 0xc192, 0xc1d6, 0xc206, 0xc372, 0xc39b, 0xc3b2,
+    0xc405, 0xc804, 0xc825, 0xc966, 0xcc09, 0xcd52, 0xcdc5, 0xce06, 0xce25, 0xda92, 0xdaa5, 0xdac6,
+    0xdbbb, 0xdbd6, 0xdbe6, 0xdca4, 0xdce6, 0xdd36, 0xdd46, 0xddc5, 0xde09, 0xdf45, 0xdfb6, 0xdfe5,
+    0xe012, 0xe1c0, 0xe1fb, 0xe205, 0xe226, 0xe245, 0xe606, 0xe960, 0xe9a5, 0xf4c6, 0xf625, 0xf640,
+    0xf809, 0xf945, 0xfd66, 0xfe84, 0xfed6, 0xfef2, 0xff44, 0xff60, 0xffa6, 0xffd4, 0x10005,
+    0x102c6, 0x10344, 0x10366, 0x10484, 0x104a6, 0x10504, 0x10526, 0x105c0, 0x10612, 0x107e0,
+    0x10805, 0x10b26, 0x10b80, 0x10bd2, 0x10be0, 0x10c05, 0x10d60, 0x10e05, 0x11115, 0x11125,
+    0x111e0, 0x1121b, 0x11240, 0x11306, 0x11405, 0x11924, 0x11946, 0x11c5b, 0x11c66, 0x12067,
+    0x12085, 0x12746, 0x12767, 0x12786, 0x127a5, 0x127c7, 0x12826, 0x12927, 0x129a6, 0x129c7,
+    0x12a05, 0x12a26, 0x12b05, 0x12c46, 0x12c92, 0x12cc9, 0x12e12, 0x12e24, 0x12e45, 0x13026,
+    0x13047, 0x13080, 0x130a5, 0x131a0, 0x131e5, 0x13220, 0x13265, 0x13520, 0x13545, 0x13620,
+    0x13645, 0x13660, 0x136c5, 0x13740, 0x13786, 0x137a5, 0x137c7, 0x13826, 0x138a0, 0x138e7,
+    0x13920, 0x13967, 0x139a6, 0x139c5, 0x139e0, 0x13ae7, 0x13b00, 0x13b85, 0x13bc0, 0x13be5,
+    0x13c46, 0x13c80, 0x13cc9, 0x13e05, 0x13e54, 0x13e8b, 0x13f56, 0x13f74, 0x13f85, 0x13fb2,
+    0x13fc6, 0x13fe0, 0x14026, 0x14067, 0x14080, 0x140a5, 0x14160, 0x141e5, 0x14220, 0x14265,
+    0x14520, 0x14545, 0x14620, 0x14645, 0x14680, 0x146a5, 0x146e0, 0x14705, 0x14740, 0x14786,
+    0x147a0, 0x147c7, 0x14826, 0x14860, 0x148e6, 0x14920, 0x14966, 0x149c0, 0x14a26, 0x14a40,
+    0x14b25, 0x14ba0, 0x14bc5, 0x14be0, 0x14cc9, 0x14e06, 0x14e45, 0x14ea6, 0x14ed2, 0x14ee0,
+    0x15026, 0x15067, 0x15080, 0x150a5, 0x151c0, 0x151e5, 0x15240, 0x15265, 0x15520, 0x15545,
+    0x15620, 0x15645, 0x15680, 0x156a5, 0x15740, 0x15786, 0x157a5, 0x157c7, 0x15826, 0x158c0,
+    0x158e6, 0x15927, 0x15940, 0x15967, 0x159a6, 0x159c0, 0x15a05, 0x15a20, 0x15c05, 0x15c46,
+    0x15c80, 0x15cc9, 0x15e12, 0x15e34, 0x15e40, 0x15f25, 0x15f46, 0x16000, 0x16026, 0x16047,
+    0x16080, 0x160a5, 0x161a0, 0x161e5, 0x16220, 0x16265, 0x16520, 0x16545, 0x16620, 0x16645,
+    0x16680, 0x166a5, 0x16740, 0x16786, 0x167a5, 0x167c7, 0x167e6, 0x16807, 0x16826, 0x168a0,
+    0x168e7, 0x16920, 0x16967, 0x169a6, 0x169c0, 0x16aa6, 0x16ae7, 0x16b00, 0x16b85, 0x16bc0,
+    0x16be5, 0x16c46, 0x16c80, 0x16cc9, 0x16e16, 0x16e25, 0x16e4b, 0x16f00, 0x17046, 0x17065,
+    0x17080, 0x170a5, 0x17160, 0x171c5, 0x17220, 0x17245, 0x172c0, 0x17325, 0x17360, 0x17385,
+    0x173a0, 0x173c5, 0x17400, 0x17465, 0x174a0, 0x17505, 0x17560, 0x175c5, 0x17740, 0x177c7,
+    0x17806, 0x17827, 0x17860, 0x178c7, 0x17920, 0x17947, 0x179a6, 0x179c0, 0x17a05, 0x17a20,
+    0x17ae7, 0x17b00, 0x17cc9, 0x17e0b, 0x17e76, 0x17f34, 0x17f56, 0x17f60, 0x18006, 0x18027,
+    0x18086, 0x180a5, 0x181a0, 0x181c5, 0x18220, 0x18245, 0x18520, 0x18545, 0x18740, 0x18786,
+    0x187a5, 0x187c6, 0x18827, 0x188a0, 0x188c6, 0x18920, 0x18946, 0x189c0, 0x18aa6, 0x18ae0,
+    0x18b05, 0x18b60, 0x18ba5, 0x18bc0, 0x18c05, 0x18c46, 0x18c80, 0x18cc9, 0x18e00, 0x18ef2,
+    0x18f0b, 0x18ff6, 0x19005, 0x19026, 0x19047, 0x19092, 0x190a5, 0x191a0, 0x191c5, 0x19220,
+    0x19245, 0x19520, 0x19545, 0x19680, 0x196a5, 0x19740, 0x19786, 0x197a5, 0x197c7, 0x197e6,
+    0x19807, 0x198a0, 0x198c6, 0x198e7, 0x19920, 0x19947, 0x19986, 0x199c0, 0x19aa7, 0x19ae0,
+    0x19ba5, 0x19be0, 0x19c05, 0x19c46, 0x19c80, 0x19cc9, 0x19e00, 0x19e25, 0x19e67, 0x19e80,
+    0x1a006, 0x1a047, 0x1a085, 0x1a1a0, 0x1a1c5, 0x1a220, 0x1a245, 0x1a766, 0x1a7a5, 0x1a7c7,
+    0x1a826, 0x1a8a0, 0x1a8c7, 0x1a920, 0x1a947, 0x1a9a6, 0x1a9c5, 0x1a9f6, 0x1aa00, 0x1aa85,
+    0x1aae7, 0x1ab0b, 0x1abe5, 0x1ac46, 0x1ac80, 0x1acc9, 0x1ae0b, 0x1af36, 0x1af45, 0x1b000,
+    0x1b026, 0x1b047, 0x1b080, 0x1b0a5, 0x1b2e0, 0x1b345, 0x1b640, 0x1b665, 0x1b780, 0x1b7a5,
+    0x1b7c0, 0x1b805, 0x1b8e0, 0x1b946, 0x1b960, 0x1b9e7, 0x1ba46, 0x1baa0, 0x1bac6, 0x1bae0,
+    0x1bb07, 0x1bc00, 0x1bcc9, 0x1be00, 0x1be47, 0x1be92, 0x1bea0, 0x1c025, 0x1c626, 0x1c645,
+    0x1c686, 0x1c760, 0x1c7f4, 0x1c805, 0x1c8c4, 0x1c8e6, 0x1c9f2, 0x1ca09, 0x1cb52, 0x1cb80,
+    0x1d025, 0x1d060, 0x1d085, 0x1d0a0, 0x1d0c5, 0x1d160, 0x1d185, 0x1d480, 0x1d4a5, 0x1d4c0,
+    0x1d4e5, 0x1d626, 0x1d645, 0x1d686, 0x1d7a5, 0x1d7c0, 0x1d805, 0x1d8a0, 0x1d8c4, 0x1d8e0,
+    0x1d906, 0x1d9e0, 0x1da09, 0x1db40, 0x1db85, 0x1dc00, 0x1e005, 0x1e036, 0x1e092, 0x1e276,
+    0x1e292, 0x1e2b6, 0x1e306, 0x1e356, 0x1e409, 0x1e54b, 0x1e696, 0x1e6a6, 0x1e6d6, 0x1e6e6,
+    0x1e716, 0x1e726, 0x1e74e, 0x1e76f, 0x1e78e, 0x1e7af, 0x1e7c7, 0x1e805, 0x1e900, 0x1e925,
+    0x1eda0, 0x1ee26, 0x1efe7, 0x1f006, 0x1f0b2, 0x1f0c6, 0x1f105, 0x1f1a6, 0x1f300, 0x1f326,
+    0x1f7a0, 0x1f7d6, 0x1f8c6, 0x1f8f6, 0x1f9a0, 0x1f9d6, 0x1fa12, 0x1fab6, 0x1fb32, 0x1fb60,
+    0x20005, 0x20567, 0x205a6, 0x20627, 0x20646, 0x20707, 0x20726, 0x20767, 0x207a6, 0x207e5,
+    0x20809, 0x20952, 0x20a05, 0x20ac7, 0x20b06, 0x20b45, 0x20bc6, 0x20c25, 0x20c47, 0x20ca5,
+    0x20ce7, 0x20dc5, 0x20e26, 0x20ea5, 0x21046, 0x21067, 0x210a6, 0x210e7, 0x211a6, 0x211c5,
+    0x211e7, 0x21209, 0x21347, 0x213a6, 0x213d6, 0x21401, 0x218c0, 0x218e1, 0x21900, 0x219a1,
+    0x219c0, 0x21a02, 0x21f72, 0x21f84, 0x21fa2, 0x22005, 0x24920, 0x24945, 0x249c0, 0x24a05,
+    0x24ae0, 0x24b05, 0x24b20, 0x24b45, 0x24bc0, 0x24c05, 0x25120, 0x25145, 0x251c0, 0x25205,
+    0x25620, 0x25645, 0x256c0, 0x25705, 0x257e0, 0x25805, 0x25820, 0x25845, 0x258c0, 0x25905,
+    0x25ae0, 0x25b05, 0x26220, 0x26245, 0x262c0, 0x26305, 0x26b60, 0x26ba6, 0x26c12, 0x26d2b,
+    0x26fa0, 0x27005, 0x27216, 0x27340, 0x27401, 0x27ec0, 0x27f02, 0x27fc0, 0x2800d, 0x28025,
+    0x2cdb6, 0x2cdd2, 0x2cde5, 0x2d017, 0x2d025, 0x2d36e, 0x2d38f, 0x2d3a0, 0x2d405, 0x2dd72,
+    0x2ddca, 0x2de25, 0x2df20, 0x2e005, 0x2e246, 0x2e2a7, 0x2e2c0, 0x2e3e5, 0x2e646, 0x2e687,
+    0x2e6b2, 0x2e6e0, 0x2e805, 0x2ea46, 0x2ea80, 0x2ec05, 0x2eda0, 0x2edc5, 0x2ee20, 0x2ee46,
+    0x2ee80, 0x2f005, 0x2f686, 0x2f6c7, 0x2f6e6, 0x2f7c7, 0x2f8c6, 0x2f8e7, 0x2f926, 0x2fa92,
+    0x2fae4, 0x2fb12, 0x2fb74, 0x2fb85, 0x2fba6, 0x2fbc0, 0x2fc09, 0x2fd40, 0x2fe0b, 0x2ff40,
+    0x30012, 0x300cd, 0x300f2, 0x30166, 0x301db, 0x301e6, 0x30209, 0x30340, 0x30405, 0x30864,
+    0x30885, 0x30f20, 0x31005, 0x310a6, 0x310e5, 0x31526, 0x31545, 0x31560, 0x31605, 0x31ec0,
+    0x32005, 0x323e0, 0x32406, 0x32467, 0x324e6, 0x32527, 0x32580, 0x32607, 0x32646, 0x32667,
+    0x32726, 0x32780, 0x32816, 0x32820, 0x32892, 0x328c9, 0x32a05, 0x32dc0, 0x32e05, 0x32ea0,
+    0x33005, 0x33580, 0x33605, 0x33940, 0x33a09, 0x33b4b, 0x33b60, 0x33bd6, 0x34005, 0x342e6,
+    0x34327, 0x34366, 0x34380, 0x343d2, 0x34405, 0x34aa7, 0x34ac6, 0x34ae7, 0x34b06, 0x34be0,
+    0x34c06, 0x34c27, 0x34c46, 0x34c67, 0x34ca6, 0x34da7, 0x34e66, 0x34fa0, 0x34fe6, 0x35009,
+    0x35140, 0x35209, 0x35340, 0x35412, 0x354e4, 0x35512, 0x355c0, 0x35606, 0x357c8, 0x357e6,
+    0x359e0, 0x36006, 0x36087, 0x360a5, 0x36686, 0x366a7, 0x366c6, 0x36767, 0x36786, 0x367a7,
+    0x36846, 0x36867, 0x368a5, 0x369a0, 0x36a09, 0x36b52, 0x36c36, 0x36d66, 0x36e96, 0x36fb2,
+    0x36fe0, 0x37006, 0x37047, 0x37065, 0x37427, 0x37446, 0x374c7, 0x37506, 0x37547, 0x37566,
+    0x375c5, 0x37609, 0x37745, 0x37cc6, 0x37ce7, 0x37d06, 0x37d47, 0x37da6, 0x37dc7, 0x37de6,
+    0x37e47, 0x37e80, 0x37f92, 0x38005, 0x38487, 0x38586, 0x38687, 0x386c6, 0x38700, 0x38772,
+    0x38809, 0x38940, 0x389a5, 0x38a09, 0x38b45, 0x38f04, 0x38fd2, 0x39002, 0x39120, 0x39201,
+    0x39760, 0x397a1, 0x39812, 0x39900, 0x39a06, 0x39a72, 0x39a86, 0x39c27, 0x39c46, 0x39d25,
+    0x39da6, 0x39dc5, 0x39e86, 0x39ea5, 0x39ee7, 0x39f06, 0x39f45, 0x39f60, 0x3a002, 0x3a584,
+    0x3ad62, 0x3af04, 0x3af22, 0x3b364, 0x3b806, 0x3c001, 0x3c022, 0x3c041, 0x3c062, 0x3c081,
+    0x3c0a2, 0x3c0c1, 0x3c0e2, 0x3c101, 0x3c122, 0x3c141, 0x3c162, 0x3c181, 0x3c1a2, 0x3c1c1,
+    0x3c1e2, 0x3c201, 0x3c222, 0x3c241, 0x3c262, 0x3c281, 0x3c2a2, 0x3c2c1, 0x3c2e2, 0x3c301,
+    0x3c322, 0x3c341, 0x3c362, 0x3c381, 0x3c3a2, 0x3c3c1, 0x3c3e2, 0x3c401, 0x3c422, 0x3c441,
+    0x3c462, 0x3c481, 0x3c4a2, 0x3c4c1, 0x3c4e2, 0x3c501, 0x3c522, 0x3c541, 0x3c562, 0x3c581,
+    0x3c5a2, 0x3c5c1, 0x3c5e2, 0x3c601, 0x3c622, 0x3c641, 0x3c662, 0x3c681, 0x3c6a2, 0x3c6c1,
+    0x3c6e2, 0x3c701, 0x3c722, 0x3c741, 0x3c762, 0x3c781, 0x3c7a2, 0x3c7c1, 0x3c7e2, 0x3c801,
+    0x3c822, 0x3c841, 0x3c862, 0x3c881, 0x3c8a2, 0x3c8c1, 0x3c8e2, 0x3c901, 0x3c922, 0x3c941,
+    0x3c962, 0x3c981, 0x3c9a2, 0x3c9c1, 0x3c9e2, 0x3ca01, 0x3ca22, 0x3ca41, 0x3ca62, 0x3ca81,
+    0x3caa2, 0x3cac1, 0x3cae2, 0x3cb01, 0x3cb22, 0x3cb41, 0x3cb62, 0x3cb81, 0x3cba2, 0x3cbc1,
+    0x3cbe2, 0x3cc01, 0x3cc22, 0x3cc41, 0x3cc62, 0x3cc81, 0x3cca2, 0x3ccc1, 0x3cce2, 0x3cd01,
+    0x3cd22, 0x3cd41, 0x3cd62, 0x3cd81, 0x3cda2, 0x3cdc1, 0x3cde2, 0x3ce01, 0x3ce22, 0x3ce41,
+    0x3ce62, 0x3ce81, 0x3cea2, 0x3cec1, 0x3cee2, 0x3cf01, 0x3cf22, 0x3cf41, 0x3cf62, 0x3cf81,
+    0x3cfa2, 0x3cfc1, 0x3cfe2, 0x3d001, 0x3d022, 0x3d041, 0x3d062, 0x3d081, 0x3d0a2, 0x3d0c1,
+    0x3d0e2, 0x3d101, 0x3d122, 0x3d141, 0x3d162, 0x3d181, 0x3d1a2, 0x3d1c1, 0x3d1e2, 0x3d201,
+    0x3d222, 0x3d241, 0x3d262, 0x3d281, 0x3d2a2, 0x3d3c1, 0x3d3e2, 0x3d401, 0x3d422, 0x3d441,
+    0x3d462, 0x3d481, 0x3d4a2, 0x3d4c1, 0x3d4e2, 0x3d501, 0x3d522, 0x3d541, 0x3d562, 0x3d581,
+    0x3d5a2, 0x3d5c1, 0x3d5e2, 0x3d601, 0x3d622, 0x3d641, 0x3d662, 0x3d681, 0x3d6a2, 0x3d6c1,
+    0x3d6e2, 0x3d701, 0x3d722, 0x3d741, 0x3d762, 0x3d781, 0x3d7a2, 0x3d7c1, 0x3d7e2, 0x3d801,
+    0x3d822, 0x3d841, 0x3d862, 0x3d881, 0x3d8a2, 0x3d8c1, 0x3d8e2, 0x3d901, 0x3d922, 0x3d941,
+    0x3d962, 0x3d981, 0x3d9a2, 0x3d9c1, 0x3d9e2, 0x3da01, 0x3da22, 0x3da41, 0x3da62, 0x3da81,
+    0x3daa2, 0x3dac1, 0x3dae2, 0x3db01, 0x3db22, 0x3db41, 0x3db62, 0x3db81, 0x3dba2, 0x3dbc1,
+    0x3dbe2, 0x3dc01, 0x3dc22, 0x3dc41, 0x3dc62, 0x3dc81, 0x3dca2, 0x3dcc1, 0x3dce2, 0x3dd01,
+    0x3dd22, 0x3dd41, 0x3dd62, 0x3dd81, 0x3dda2, 0x3ddc1, 0x3dde2, 0x3de01, 0x3de22, 0x3de41,
+    0x3de62, 0x3de81, 0x3dea2, 0x3dec1, 0x3dee2, 0x3df01, 0x3df22, 0x3df41, 0x3df62, 0x3df81,
+    0x3dfa2, 0x3dfc1, 0x3dfe2, 0x3e101, 0x3e202, 0x3e2c0, 0x3e301, 0x3e3c0, 0x3e402, 0x3e501,
+    0x3e602, 0x3e701, 0x3e802, 0x3e8c0, 0x3e901, 0x3e9c0, 0x3ea02, 0x3eb00, 0x3eb21, 0x3eb40,
+    0x3eb61, 0x3eb80, 0x3eba1, 0x3ebc0, 0x3ebe1, 0x3ec02, 0x3ed01, 0x3ee02, 0x3efc0, 0x3f002,
+    0x3f103, 0x3f202, 0x3f303, 0x3f402, 0x3f503, 0x3f602, 0x3f6a0, 0x3f6c2, 0x3f701, 0x3f783,
+    0x3f7b5, 0x3f7c2, 0x3f7f5, 0x3f842, 0x3f8a0, 0x3f8c2, 0x3f901, 0x3f983, 0x3f9b5, 0x3fa02,
+    0x3fa80, 0x3fac2, 0x3fb01, 0x3fb80, 0x3fbb5, 0x3fc02, 0x3fd01, 0x3fdb5, 0x3fe00, 0x3fe42,
+    0x3fea0, 0x3fec2, 0x3ff01, 0x3ff83, 0x3ffb5, 0x3ffe0, 0x40017, 0x4017b, 0x4020d, 0x402d2,
+    0x40310, 0x40331, 0x4034e, 0x40370, 0x403b1, 0x403ce, 0x403f0, 0x40412, 0x40518, 0x40539,
+    0x4055b, 0x405f7, 0x40612, 0x40730, 0x40751, 0x40772, 0x407ec, 0x40832, 0x40893, 0x408ae,
+    0x408cf, 0x408f2, 0x40a53, 0x40a72, 0x40a8c, 0x40ab2, 0x40bf7, 0x40c1b, 0x40ca0, 0x40cdb,
+    0x40e0b, 0x40e24, 0x40e40, 0x40e8b, 0x40f53, 0x40fae, 0x40fcf, 0x40fe4, 0x4100b, 0x41153,
+    0x411ae, 0x411cf, 0x411e0, 0x41204, 0x413a0, 0x41414, 0x41820, 0x41a06, 0x41ba8, 0x41c26,
+    0x41c48, 0x41ca6, 0x41e20, 0x42016, 0x42041, 0x42076, 0x420e1, 0x42116, 0x42142, 0x42161,
+    0x421c2, 0x42201, 0x42262, 0x42296, 0x422a1, 0x422d6, 0x42313, 0x42321, 0x423d6, 0x42481,
+    0x424b6, 0x424c1, 0x424f6, 0x42501, 0x42536, 0x42541, 0x425d6, 0x425e2, 0x42601, 0x42682,
+    0x426a5, 0x42722, 0x42756, 0x42782, 0x427c1, 0x42813, 0x428a1, 0x428c2, 0x42956, 0x42973,
+    0x42996, 0x429c2, 0x429f6, 0x42a0b, 0x42c0a, 0x43061, 0x43082, 0x430aa, 0x4312b, 0x43156,
+    0x43180, 0x43213, 0x432b6, 0x43353, 0x43396, 0x43413, 0x43436, 0x43473, 0x43496, 0x434d3,
+    0x434f6, 0x435d3, 0x435f6, 0x439d3, 0x43a16, 0x43a53, 0x43a76, 0x43a93, 0x43ab6, 0x43e93,
+    0x46016, 0x4610e, 0x4612f, 0x4614e, 0x4616f, 0x46196, 0x46413, 0x46456, 0x4652e, 0x4654f,
+    0x46576, 0x46f93, 0x46fb6, 0x47373, 0x47696, 0x47b93, 0x47c56, 0x484e0, 0x48816, 0x48960,
+    0x48c0b, 0x49396, 0x49d4b, 0x4a016, 0x4b6f3, 0x4b716, 0x4b833, 0x4b856, 0x4bf13, 0x4c016,
+    0x4cdf3, 0x4ce16, 0x4ed0e, 0x4ed2f, 0x4ed4e, 0x4ed6f, 0x4ed8e, 0x4edaf, 0x4edce, 0x4edef,
+    0x4ee0e, 0x4ee2f, 0x4ee4e, 0x4ee6f, 0x4ee8e, 0x4eeaf, 0x4eecb, 0x4f296, 0x4f813, 0x4f8ae,
+    0x4f8cf, 0x4f8f3, 0x4fcce, 0x4fcef, 0x4fd0e, 0x4fd2f, 0x4fd4e, 0x4fd6f, 0x4fd8e, 0x4fdaf,
+    0x4fdce, 0x4fdef, 0x4fe13, 0x50016, 0x52013, 0x5306e, 0x5308f, 0x530ae, 0x530cf, 0x530ee,
+    0x5310f, 0x5312e, 0x5314f, 0x5316e, 0x5318f, 0x531ae, 0x531cf, 0x531ee, 0x5320f, 0x5322e,
+    0x5324f, 0x5326e, 0x5328f, 0x532ae, 0x532cf, 0x532ee, 0x5330f, 0x53333, 0x53b0e, 0x53b2f,
+    0x53b4e, 0x53b6f, 0x53b93, 0x53f8e, 0x53faf, 0x53fd3, 0x56016, 0x56613, 0x568b6, 0x568f3,
+    0x569b6, 0x56e80, 0x56ed6, 0x572c0, 0x572f6, 0x58001, 0x58602, 0x58c01, 0x58c22, 0x58c41,
+    0x58ca2, 0x58ce1, 0x58d02, 0x58d21, 0x58d42, 0x58d61, 0x58d82, 0x58da1, 0x58e22, 0x58e41,
+    0x58e62, 0x58ea1, 0x58ec2, 0x58f84, 0x58fc1, 0x59022, 0x59041, 0x59062, 0x59081, 0x590a2,
+    0x590c1, 0x590e2, 0x59101, 0x59122, 0x59141, 0x59162, 0x59181, 0x591a2, 0x591c1, 0x591e2,
+    0x59201, 0x59222, 0x59241, 0x59262, 0x59281, 0x592a2, 0x592c1, 0x592e2, 0x59301, 0x59322,
+    0x59341, 0x59362, 0x59381, 0x593a2, 0x593c1, 0x593e2, 0x59401, 0x59422, 0x59441, 0x59462,
+    0x59481, 0x594a2, 0x594c1, 0x594e2, 0x59501, 0x59522, 0x59541, 0x59562, 0x59581, 0x595a2,
+    0x595c1, 0x595e2, 0x59601, 0x59622, 0x59641, 0x59662, 0x59681, 0x596a2, 0x596c1, 0x596e2,
+    0x59701, 0x59722, 0x59741, 0x59762, 0x59781, 0x597a2, 0x597c1, 0x597e2, 0x59801, 0x59822,
+    0x59841, 0x59862, 0x59881, 0x598a2, 0x598c1, 0x598e2, 0x59901, 0x59922, 0x59941, 0x59962,
+    0x59981, 0x599a2, 0x599c1, 0x599e2, 0x59a01, 0x59a22, 0x59a41, 0x59a62, 0x59a81, 0x59aa2,
+    0x59ac1, 0x59ae2, 0x59b01, 0x59b22, 0x59b41, 0x59b62, 0x59b81, 0x59ba2, 0x59bc1, 0x59be2,
+    0x59c01, 0x59c22, 0x59c41, 0x59c62, 0x59cb6, 0x59d61, 0x59d82, 0x59da1, 0x59dc2, 0x59de6,
+    0x59e41, 0x59e62, 0x59e80, 0x59f32, 0x59fab, 0x59fd2, 0x5a002, 0x5a4c0, 0x5a4e2, 0x5a500,
+    0x5a5a2, 0x5a5c0, 0x5a605, 0x5ad00, 0x5ade4, 0x5ae12, 0x5ae20, 0x5afe6, 0x5b005, 0x5b2e0,
+    0x5b405, 0x5b4e0, 0x5b505, 0x5b5e0, 0x5b605, 0x5b6e0, 0x5b705, 0x5b7e0, 0x5b805, 0x5b8e0,
+    0x5b905, 0x5b9e0, 0x5ba05, 0x5bae0, 0x5bb05, 0x5bbe0, 0x5bc06, 0x5c012, 0x5c050, 0x5c071,
+    0x5c090, 0x5c0b1, 0x5c0d2, 0x5c130, 0x5c151, 0x5c172, 0x5c190, 0x5c1b1, 0x5c1d2, 0x5c2ed,
+    0x5c312, 0x5c34d, 0x5c372, 0x5c390, 0x5c3b1, 0x5c3d2, 0x5c410, 0x5c431, 0x5c44e, 0x5c46f,
+    0x5c48e, 0x5c4af, 0x5c4ce, 0x5c4ef, 0x5c50e, 0x5c52f, 0x5c552, 0x5c5e4, 0x5c612, 0x5c74d,
+    0x5c792, 0x5c80d, 0x5c832, 0x5c84e, 0x5c872, 0x5ca16, 0x5ca52, 0x5caae, 0x5cacf, 0x5caee,
+    0x5cb0f, 0x5cb2e, 0x5cb4f, 0x5cb6e, 0x5cb8f, 0x5cbad, 0x5cbc0, 0x5d016, 0x5d340, 0x5d376,
+    0x5de80, 0x5e016, 0x5fac0, 0x5fe16, 0x60017, 0x60032, 0x60096, 0x600a4, 0x600c5, 0x600ea,
+    0x6010e, 0x6012f, 0x6014e, 0x6016f, 0x6018e, 0x601af, 0x601ce, 0x601ef, 0x6020e, 0x6022f,
+    0x60256, 0x6028e, 0x602af, 0x602ce, 0x602ef, 0x6030e, 0x6032f, 0x6034e, 0x6036f, 0x6038d,
+    0x603ae, 0x603cf, 0x60416, 0x6042a, 0x60546, 0x605c7, 0x6060d, 0x60624, 0x606d6, 0x6070a,
+    0x60764, 0x60785, 0x607b2, 0x607d6, 0x60800, 0x60825, 0x612e0, 0x61326, 0x61375, 0x613a4,
+    0x613e5, 0x6140d, 0x61425, 0x61f72, 0x61f84, 0x61fe5, 0x62000, 0x620a5, 0x62600, 0x62625,
+    0x631e0, 0x63216, 0x6324b, 0x632d6, 0x63405, 0x63816, 0x63c80, 0x63df6, 0x63e05, 0x64016,
+    0x643e0, 0x6440b, 0x64556, 0x6490b, 0x64a16, 0x64a2b, 0x64c16, 0x6500b, 0x65156, 0x6562b,
+    0x65816, 0x68005, 0x9b816, 0x9c005, 0x1402a4, 0x1402c5, 0x1491a0, 0x149216, 0x1498e0, 0x149a05,
+    0x149f04, 0x149fd2, 0x14a005, 0x14c184, 0x14c1b2, 0x14c205, 0x14c409, 0x14c545, 0x14c580,
+    0x14c801, 0x14c822, 0x14c841, 0x14c862, 0x14c881, 0x14c8a2, 0x14c8c1, 0x14c8e2, 0x14c901,
+    0x14c922, 0x14c941, 0x14c962, 0x14c981, 0x14c9a2, 0x14c9c1, 0x14c9e2, 0x14ca01, 0x14ca22,
+    0x14ca41, 0x14ca62, 0x14ca81, 0x14caa2, 0x14cac1, 0x14cae2, 0x14cb01, 0x14cb22, 0x14cb41,
+    0x14cb62, 0x14cb81, 0x14cba2, 0x14cbc1, 0x14cbe2, 0x14cc01, 0x14cc22, 0x14cc41, 0x14cc62,
+    0x14cc81, 0x14cca2, 0x14ccc1, 0x14cce2, 0x14cd01, 0x14cd22, 0x14cd41, 0x14cd62, 0x14cd81,
+    0x14cda2, 0x14cdc5, 0x14cde6, 0x14ce08, 0x14ce72, 0x14ce86, 0x14cfd2, 0x14cfe4, 0x14d001,
+    0x14d022, 0x14d041, 0x14d062, 0x14d081, 0x14d0a2, 0x14d0c1, 0x14d0e2, 0x14d101, 0x14d122,
+    0x14d141, 0x14d162, 0x14d181, 0x14d1a2, 0x14d1c1, 0x14d1e2, 0x14d201, 0x14d222, 0x14d241,
+    0x14d262, 0x14d281, 0x14d2a2, 0x14d2c1, 0x14d2e2, 0x14d301, 0x14d322, 0x14d341, 0x14d362,
+    0x14d384, 0x14d3c6, 0x14d405, 0x14dcca, 0x14de06, 0x14de52, 0x14df00, 0x14e015, 0x14e2e4,
+    0x14e415, 0x14e441, 0x14e462, 0x14e481, 0x14e4a2, 0x14e4c1, 0x14e4e2, 0x14e501, 0x14e522,
+    0x14e541, 0x14e562, 0x14e581, 0x14e5a2, 0x14e5c1, 0x14e5e2, 0x14e641, 0x14e662, 0x14e681,
+    0x14e6a2, 0x14e6c1, 0x14e6e2, 0x14e701, 0x14e722, 0x14e741, 0x14e762, 0x14e781, 0x14e7a2,
+    0x14e7c1, 0x14e7e2, 0x14e801, 0x14e822, 0x14e841, 0x14e862, 0x14e881, 0x14e8a2, 0x14e8c1,
+    0x14e8e2, 0x14e901, 0x14e922, 0x14e941, 0x14e962, 0x14e981, 0x14e9a2, 0x14e9c1, 0x14e9e2,
+    0x14ea01, 0x14ea22, 0x14ea41, 0x14ea62, 0x14ea81, 0x14eaa2, 0x14eac1, 0x14eae2, 0x14eb01,
+    0x14eb22, 0x14eb41, 0x14eb62, 0x14eb81, 0x14eba2, 0x14ebc1, 0x14ebe2, 0x14ec01, 0x14ec22,
+    0x14ec41, 0x14ec62, 0x14ec81, 0x14eca2, 0x14ecc1, 0x14ece2, 0x14ed01, 0x14ed22, 0x14ed41,
+    0x14ed62, 0x14ed81, 0x14eda2, 0x14edc1, 0x14ede2, 0x14ee04, 0x14ee22, 0x14ef21, 0x14ef42,
+    0x14ef61, 0x14ef82, 0x14efa1, 0x14efe2, 0x14f001, 0x14f022, 0x14f041, 0x14f062, 0x14f081,
+    0x14f0a2, 0x14f0c1, 0x14f0e2, 0x14f104, 0x14f135, 0x14f161, 0x14f182, 0x14f1a1, 0x14f1c2,
+    0x14f1e5, 0x14f201, 0x14f222, 0x14f241, 0x14f262, 0x14f2c1, 0x14f2e2, 0x14f301, 0x14f322,
+    0x14f341, 0x14f362, 0x14f381, 0x14f3a2, 0x14f3c1, 0x14f3e2, 0x14f401, 0x14f422, 0x14f441,
+    0x14f462, 0x14f481, 0x14f4a2, 0x14f4c1, 0x14f4e2, 0x14f501, 0x14f522, 0x14f541, 0x14f5e2,
+    0x14f601, 0x14f6a2, 0x14f6c1, 0x14f6e2, 0x14f701, 0x14f722, 0x14f741, 0x14f762, 0x14f781,
+    0x14f7a2, 0x14f7c1, 0x14f7e2, 0x14f801, 0x14f822, 0x14f841, 0x14f862, 0x14f881, 0x14f902,
+    0x14f921, 0x14f942, 0x14f960, 0x14fa01, 0x14fa22, 0x14fa40, 0x14fa62, 0x14fa80, 0x14faa2,
+    0x14fac1, 0x14fae2, 0x14fb01, 0x14fb22, 0x14fb40, 0x14fe44, 0x14fea1, 0x14fec2, 0x14fee5,
+    0x14ff04, 0x14ff42, 0x14ff65, 0x150046, 0x150065, 0x1500c6, 0x1500e5, 0x150166, 0x150185,
+    0x150467, 0x1504a6, 0x1504e7, 0x150516, 0x150586, 0x1505a0, 0x15060b, 0x1506d6, 0x150714,
+    0x150736, 0x150740, 0x150805, 0x150e92, 0x150f00, 0x151007, 0x151045, 0x151687, 0x151886,
+    0x1518c0, 0x1519d2, 0x151a09, 0x151b40, 0x151c06, 0x151e45, 0x151f12, 0x151f65, 0x151f92,
+    0x151fa5, 0x151fe6, 0x152009, 0x152145, 0x1524c6, 0x1525d2, 0x152605, 0x1528e6, 0x152a47,
+    0x152a80, 0x152bf2, 0x152c05, 0x152fa0, 0x153006, 0x153067, 0x153085, 0x153666, 0x153687,
+    0x1536c6, 0x153747, 0x153786, 0x1537c7, 0x153832, 0x1539c0, 0x1539e4, 0x153a09, 0x153b40,
+    0x153bd2, 0x153c05, 0x153ca6, 0x153cc4, 0x153ce5, 0x153e09, 0x153f45, 0x153fe0, 0x154005,
+    0x154526, 0x1545e7, 0x154626, 0x154667, 0x1546a6, 0x1546e0, 0x154805, 0x154866, 0x154885,
+    0x154986, 0x1549a7, 0x1549c0, 0x154a09, 0x154b40, 0x154b92, 0x154c05, 0x154e04, 0x154e25,
+    0x154ef6, 0x154f45, 0x154f67, 0x154f86, 0x154fa7, 0x154fc5, 0x155606, 0x155625, 0x155646,
+    0x1556a5, 0x1556e6, 0x155725, 0x1557c6, 0x155805, 0x155826, 0x155845, 0x155860, 0x155b65,
+    0x155ba4, 0x155bd2, 0x155c05, 0x155d67, 0x155d86, 0x155dc7, 0x155e12, 0x155e45, 0x155e64,
+    0x155ea7, 0x155ec6, 0x155ee0, 0x156025, 0x1560e0, 0x156125, 0x1561e0, 0x156225, 0x1562e0,
+    0x156405, 0x1564e0, 0x156505, 0x1565e0, 0x156602, 0x156b75, 0x156b84, 0x156c02, 0x156d24,
+    0x156d55, 0x156d80, 0x156e02, 0x157805, 0x157c67, 0x157ca6, 0x157cc7, 0x157d06, 0x157d27,
+    0x157d72, 0x157d87, 0x157da6, 0x157dc0, 0x157e09, 0x157f40, 0x158005, 0x1af480, 0x1af605,
+    0x1af8e0, 0x1af965, 0x1aff80, 0x1b001c, 0x1c001d, 0x1f2005, 0x1f4dc0, 0x1f4e05, 0x1f5b40,
+    0x1f6002, 0x1f60e0, 0x1f6262, 0x1f6300, 0x1f63a5, 0x1f63c6, 0x1f63e5, 0x1f6533, 0x1f6545,
+    0x1f66e0, 0x1f6705, 0x1f67a0, 0x1f67c5, 0x1f67e0, 0x1f6805, 0x1f6840, 0x1f6865, 0x1f68a0,
+    0x1f68c5, 0x1f7655, 0x1f7860, 0x1f7a65, 0x1fa7cf, 0x1fa7ee, 0x1fa816, 0x1faa05, 0x1fb200,
+    0x1fb245, 0x1fb900, 0x1fb9f6, 0x1fba00, 0x1fbe05, 0x1fbf94, 0x1fbfb6, 0x1fc006, 0x1fc212,
+    0x1fc2ee, 0x1fc30f, 0x1fc332, 0x1fc340, 0x1fc406, 0x1fc612, 0x1fc62d, 0x1fc66c, 0x1fc6ae,
+    0x1fc6cf, 0x1fc6ee, 0x1fc70f, 0x1fc72e, 0x1fc74f, 0x1fc76e, 0x1fc78f, 0x1fc7ae, 0x1fc7cf,
+    0x1fc7ee, 0x1fc80f, 0x1fc82e, 0x1fc84f, 0x1fc86e, 0x1fc88f, 0x1fc8b2, 0x1fc8ee, 0x1fc90f,
+    0x1fc932, 0x1fc9ac, 0x1fca12, 0x1fca60, 0x1fca92, 0x1fcb0d, 0x1fcb2e, 0x1fcb4f, 0x1fcb6e,
+    0x1fcb8f, 0x1fcbae, 0x1fcbcf, 0x1fcbf2, 0x1fcc53, 0x1fcc6d, 0x1fcc93, 0x1fcce0, 0x1fcd12,
+    0x1fcd34, 0x1fcd52, 0x1fcd80, 0x1fce05, 0x1fcea0, 0x1fcec5, 0x1fdfa0, 0x1fdffb, 0x1fe000,
+    0x1fe032, 0x1fe094, 0x1fe0b2, 0x1fe10e, 0x1fe12f, 0x1fe152, 0x1fe173, 0x1fe192, 0x1fe1ad,
+    0x1fe1d2, 0x1fe209, 0x1fe352, 0x1fe393, 0x1fe3f2, 0x1fe421, 0x1fe76e, 0x1fe792, 0x1fe7af,
+    0x1fe7d5, 0x1fe7ec, 0x1fe815, 0x1fe822, 0x1feb6e, 0x1feb93, 0x1febaf, 0x1febd3, 0x1febee,
+    0x1fec0f, 0x1fec32, 0x1fec4e, 0x1fec6f, 0x1fec92, 0x1fecc5, 0x1fee04, 0x1fee25, 0x1ff3c4,
+    0x1ff405, 0x1ff7e0, 0x1ff845, 0x1ff900, 0x1ff945, 0x1ffa00, 0x1ffa45, 0x1ffb00, 0x1ffb45,
+    0x1ffba0, 0x1ffc14, 0x1ffc53, 0x1ffc75, 0x1ffc96, 0x1ffcb4, 0x1ffce0, 0x1ffd16, 0x1ffd33,
+    0x1ffdb6, 0x1ffde0, 0x1fff3b, 0x1fff96, 0x1fffc0, 0x200005, 0x200180, 0x2001a5, 0x2004e0,
+    0x200505, 0x200760, 0x200785, 0x2007c0, 0x2007e5, 0x2009c0, 0x200a05, 0x200bc0, 0x201005,
+    0x201f60, 0x202012, 0x202060, 0x2020eb, 0x202680, 0x2026f6, 0x20280a, 0x202eab, 0x202f36,
+    0x20314b, 0x203196, 0x2031e0, 0x203216, 0x2033a0, 0x203416, 0x203420, 0x203a16, 0x203fa6,
+    0x203fc0, 0x205005, 0x2053a0, 0x205405, 0x205a20, 0x205c06, 0x205c2b, 0x205f80, 0x206005,
+    0x20640b, 0x206480, 0x2065a5, 0x20682a, 0x206845, 0x20694a, 0x206960, 0x206a05, 0x206ec6,
+    0x206f60, 0x207005, 0x2073c0, 0x2073f2, 0x207405, 0x207880, 0x207905, 0x207a12, 0x207a2a,
+    0x207ac0, 0x208001, 0x208502, 0x208a05, 0x2093c0, 0x209409, 0x209540, 0x209601, 0x209a80,
+    0x209b02, 0x209f80, 0x20a005, 0x20a500, 0x20a605, 0x20ac80, 0x20adf2, 0x20ae01, 0x20af60,
+    0x20af81, 0x20b160, 0x20b181, 0x20b260, 0x20b281, 0x20b2c0, 0x20b2e2, 0x20b440, 0x20b462,
+    0x20b640, 0x20b662, 0x20b740, 0x20b762, 0x20b7a0, 0x20c005, 0x20e6e0, 0x20e805, 0x20eac0,
+    0x20ec05, 0x20ed00, 0x20f004, 0x20f0c0, 0x20f0e4, 0x20f620, 0x20f644, 0x20f760, 0x210005,
+    0x2100c0, 0x210105, 0x210120, 0x210145, 0x2106c0, 0x2106e5, 0x210720, 0x210785, 0x2107a0,
+    0x2107e5, 0x210ac0, 0x210af2, 0x210b0b, 0x210c05, 0x210ef6, 0x210f2b, 0x211005, 0x2113e0,
+    0x2114eb, 0x211600, 0x211c05, 0x211e60, 0x211e85, 0x211ec0, 0x211f6b, 0x212005, 0x2122cb,
+    0x212380, 0x2123f2, 0x212405, 0x212740, 0x2127f2, 0x212800, 0x213005, 0x213700, 0x21378b,
+    0x2137c5, 0x21380b, 0x213a00, 0x213a4b, 0x214005, 0x214026, 0x214080, 0x2140a6, 0x2140e0,
+    0x214186, 0x214205, 0x214280, 0x2142a5, 0x214300, 0x214325, 0x2146c0, 0x214706, 0x214760,
+    0x2147e6, 0x21480b, 0x214920, 0x214a12, 0x214b20, 0x214c05, 0x214fab, 0x214ff2, 0x215005,
+    0x2153ab, 0x215400, 0x215805, 0x215916, 0x215925, 0x215ca6, 0x215ce0, 0x215d6b, 0x215e12,
+    0x215ee0, 0x216005, 0x2166c0, 0x216732, 0x216805, 0x216ac0, 0x216b0b, 0x216c05, 0x216e60,
+    0x216f0b, 0x217005, 0x217240, 0x217332, 0x2173a0, 0x21752b, 0x217600, 0x218005, 0x218920,
+    0x219001, 0x219660, 0x219802, 0x219e60, 0x219f4b, 0x21a005, 0x21a486, 0x21a500, 0x21a609,
+    0x21a740, 0x21cc0b, 0x21cfe0, 0x21d005, 0x21d540, 0x21d566, 0x21d5ad, 0x21d5c0, 0x21d605,
+    0x21d640, 0x21dfa6, 0x21e005, 0x21e3ab, 0x21e4e5, 0x21e500, 0x21e605, 0x21e8c6, 0x21ea2b,
+    0x21eab2, 0x21eb40, 0x21ee05, 0x21f046, 0x21f0d2, 0x21f140, 0x21f605, 0x21f8ab, 0x21f980,
+    0x21fc05, 0x21fee0, 0x220007, 0x220026, 0x220047, 0x220065, 0x220706, 0x2208f2, 0x2209c0,
+    0x220a4b, 0x220cc9, 0x220e06, 0x220e25, 0x220e66, 0x220ea5, 0x220ec0, 0x220fe6, 0x221047,
+    0x221065, 0x221607, 0x221666, 0x2216e7, 0x221726, 0x221772, 0x2217bb, 0x2217d2, 0x221846,
+    0x221860, 0x2219bb, 0x2219c0, 0x221a05, 0x221d20, 0x221e09, 0x221f40, 0x222006, 0x222065,
+    0x2224e6, 0x222587, 0x2225a6, 0x2226a0, 0x2226c9, 0x222812, 0x222885, 0x2228a7, 0x2228e5,
+    0x222900, 0x222a05, 0x222e66, 0x222e92, 0x222ec5, 0x222ee0, 0x223006, 0x223047, 0x223065,
+    0x223667, 0x2236c6, 0x2237e7, 0x223825, 0x2238b2, 0x223926, 0x2239b2, 0x2239c7, 0x2239e6,
+    0x223a09, 0x223b45, 0x223b72, 0x223b85, 0x223bb2, 0x223c00, 0x223c2b, 0x223ea0, 0x224005,
+    0x224240, 0x224265, 0x224587, 0x2245e6, 0x224647, 0x224686, 0x2246a7, 0x2246c6, 0x224712,
+    0x2247c6, 0x2247e5, 0x224826, 0x224840, 0x225005, 0x2250e0, 0x225105, 0x225120, 0x225145,
+    0x2251c0, 0x2251e5, 0x2253c0, 0x2253e5, 0x225532, 0x225540, 0x225605, 0x225be6, 0x225c07,
+    0x225c66, 0x225d60, 0x225e09, 0x225f40, 0x226006, 0x226047, 0x226080, 0x2260a5, 0x2261a0,
+    0x2261e5, 0x226220, 0x226265, 0x226520, 0x226545, 0x226620, 0x226645, 0x226680, 0x2266a5,
+    0x226740, 0x226766, 0x2267a5, 0x2267c7, 0x226806, 0x226827, 0x2268a0, 0x2268e7, 0x226920,
+    0x226967, 0x2269c0, 0x226a05, 0x226a20, 0x226ae7, 0x226b00, 0x226ba5, 0x226c47, 0x226c80,
+    0x226cc6, 0x226da0, 0x226e06, 0x226ea0, 0x228005, 0x2286a7, 0x228706, 0x228807, 0x228846,
+    0x2288a7, 0x2288c6, 0x2288e5, 0x228972, 0x228a09, 0x228b52, 0x228b80, 0x228bb2, 0x228bc6,
+    0x228be5, 0x228c40, 0x229005, 0x229607, 0x229666, 0x229727, 0x229746, 0x229767, 0x2297e6,
+    0x229827, 0x229846, 0x229885, 0x2298d2, 0x2298e5, 0x229900, 0x229a09, 0x229b40, 0x22b005,
+    0x22b5e7, 0x22b646, 0x22b6c0, 0x22b707, 0x22b786, 0x22b7c7, 0x22b7e6, 0x22b832, 0x22bb05,
+    0x22bb86, 0x22bbc0, 0x22c005, 0x22c607, 0x22c666, 0x22c767, 0x22c7a6, 0x22c7c7, 0x22c7e6,
+    0x22c832, 0x22c885, 0x22c8a0, 0x22ca09, 0x22cb40, 0x22cc12, 0x22cda0, 0x22d005, 0x22d566,
+    0x22d587, 0x22d5a6, 0x22d5c7, 0x22d606, 0x22d6c7, 0x22d6e6, 0x22d705, 0x22d732, 0x22d740,
+    0x22d809, 0x22d940, 0x22e005, 0x22e360, 0x22e3a6, 0x22e407, 0x22e446, 0x22e4c7, 0x22e4e6,
+    0x22e580, 0x22e609, 0x22e74b, 0x22e792, 0x22e7f6, 0x22e805, 0x22e8e0, 0x230005, 0x230587,
+    0x2305e6, 0x230707, 0x230726, 0x230772, 0x230780, 0x231401, 0x231802, 0x231c09, 0x231d4b,
+    0x231e60, 0x231fe5, 0x2320e0, 0x232125, 0x232140, 0x232185, 0x232280, 0x2322a5, 0x2322e0,
+    0x232305, 0x232607, 0x2326c0, 0x2326e7, 0x232720, 0x232766, 0x2327a7, 0x2327c6, 0x2327e5,
+    0x232807, 0x232825, 0x232847, 0x232866, 0x232892, 0x2328e0, 0x232a09, 0x232b40, 0x233405,
+    0x233500, 0x233545, 0x233a27, 0x233a86, 0x233b00, 0x233b46, 0x233b87, 0x233c06, 0x233c25,
+    0x233c52, 0x233c65, 0x233c87, 0x233ca0, 0x234005, 0x234026, 0x234165, 0x234666, 0x234727,
+    0x234745, 0x234766, 0x2347f2, 0x2348e6, 0x234900, 0x234a05, 0x234a26, 0x234ae7, 0x234b26,
+    0x234b85, 0x235146, 0x2352e7, 0x235306, 0x235352, 0x2353a5, 0x2353d2, 0x235460, 0x235605,
+    0x235f20, 0x236012, 0x236140, 0x238005, 0x238120, 0x238145, 0x2385e7, 0x238606, 0x2386e0,
+    0x238706, 0x2387c7, 0x2387e6, 0x238805, 0x238832, 0x2388c0, 0x238a09, 0x238b4b, 0x238da0,
+    0x238e12, 0x238e45, 0x239200, 0x239246, 0x239500, 0x239527, 0x239546, 0x239627, 0x239646,
+    0x239687, 0x2396a6, 0x2396e0, 0x23a005, 0x23a0e0, 0x23a105, 0x23a140, 0x23a165, 0x23a626,
+    0x23a6e0, 0x23a746, 0x23a760, 0x23a786, 0x23a7c0, 0x23a7e6, 0x23a8c5, 0x23a8e6, 0x23a900,
+    0x23aa09, 0x23ab40, 0x23ac05, 0x23acc0, 0x23ace5, 0x23ad20, 0x23ad45, 0x23b147, 0x23b1e0,
+    0x23b206, 0x23b240, 0x23b267, 0x23b2a6, 0x23b2c7, 0x23b2e6, 0x23b305, 0x23b320, 0x23b409,
+    0x23b540, 0x23dc05, 0x23de66, 0x23dea7, 0x23def2, 0x23df20, 0x23e006, 0x23e045, 0x23e067,
+    0x23e085, 0x23e220, 0x23e245, 0x23e687, 0x23e6c6, 0x23e760, 0x23e7c7, 0x23e806, 0x23e827,
+    0x23e846, 0x23e872, 0x23ea09, 0x23eb40, 0x23f605, 0x23f620, 0x23f80b, 0x23fab6, 0x23fbb4,
+    0x23fc36, 0x23fe40, 0x23fff2, 0x240005, 0x247340, 0x24800a, 0x248de0, 0x248e12, 0x248ea0,
+    0x249005, 0x24a880, 0x25f205, 0x25fe32, 0x25fe60, 0x260005, 0x26861b, 0x268806, 0x268825,
+    0x2688e6, 0x268ac0, 0x288005, 0x28c8e0, 0x2d0005, 0x2d4720, 0x2d4805, 0x2d4be0, 0x2d4c09,
+    0x2d4d40, 0x2d4dd2, 0x2d4e05, 0x2d57e0, 0x2d5809, 0x2d5940, 0x2d5a05, 0x2d5dc0, 0x2d5e06,
+    0x2d5eb2, 0x2d5ec0, 0x2d6005, 0x2d6606, 0x2d66f2, 0x2d6796, 0x2d6804, 0x2d6892, 0x2d68b6,
+    0x2d68c0, 0x2d6a09, 0x2d6b40, 0x2d6b6b, 0x2d6c40, 0x2d6c65, 0x2d6f00, 0x2d6fa5, 0x2d7200,
+    0x2dc801, 0x2dcc02, 0x2dd00b, 0x2dd2f2, 0x2dd360, 0x2de005, 0x2de960, 0x2de9e6, 0x2dea05,
+    0x2dea27, 0x2df100, 0x2df1e6, 0x2df264, 0x2df400, 0x2dfc04, 0x2dfc52, 0x2dfc64, 0x2dfc86,
+    0x2dfca0, 0x2dfe07, 0x2dfe40, 0x2e0005, 0x30ff00, 0x310005, 0x319ac0, 0x31a005, 0x31a120,
+    0x35fe04, 0x35fe80, 0x35fea4, 0x35ff80, 0x35ffa4, 0x35ffe0, 0x360005, 0x362460, 0x362645,
+    0x362660, 0x362a05, 0x362a60, 0x362aa5, 0x362ac0, 0x362c85, 0x362d00, 0x362e05, 0x365f80,
+    0x378005, 0x378d60, 0x378e05, 0x378fa0, 0x379005, 0x379120, 0x379205, 0x379340, 0x379396,
+    0x3793a6, 0x3793f2, 0x37941b, 0x379480, 0x39e006, 0x39e5c0, 0x39e606, 0x39e8e0, 0x39ea16,
+    0x39f880, 0x3a0016, 0x3a1ec0, 0x3a2016, 0x3a24e0, 0x3a2536, 0x3a2ca7, 0x3a2ce6, 0x3a2d56,
+    0x3a2da7, 0x3a2e7b, 0x3a2f66, 0x3a3076, 0x3a30a6, 0x3a3196, 0x3a3546, 0x3a35d6, 0x3a3d60,
+    0x3a4016, 0x3a4846, 0x3a48b6, 0x3a48c0, 0x3a580b, 0x3a5a80, 0x3a5c0b, 0x3a5e80, 0x3a6016,
+    0x3a6ae0, 0x3a6c0b, 0x3a6f20, 0x3a8001, 0x3a8342, 0x3a8681, 0x3a89c2, 0x3a8aa0, 0x3a8ac2,
+    0x3a8d01, 0x3a9042, 0x3a9381, 0x3a93a0, 0x3a93c1, 0x3a9400, 0x3a9441, 0x3a9460, 0x3a94a1,
+    0x3a94e0, 0x3a9521, 0x3a95a0, 0x3a95c1, 0x3a96c2, 0x3a9740, 0x3a9762, 0x3a9780, 0x3a97a2,
+    0x3a9880, 0x3a98a2, 0x3a9a01, 0x3a9d42, 0x3aa081, 0x3aa0c0, 0x3aa0e1, 0x3aa160, 0x3aa1a1,
+    0x3aa2a0, 0x3aa2c1, 0x3aa3a0, 0x3aa3c2, 0x3aa701, 0x3aa740, 0x3aa761, 0x3aa7e0, 0x3aa801,
+    0x3aa8a0, 0x3aa8c1, 0x3aa8e0, 0x3aa941, 0x3aaa20, 0x3aaa42, 0x3aad81, 0x3ab0c2, 0x3ab401,
+    0x3ab742, 0x3aba81, 0x3abdc2, 0x3ac101, 0x3ac442, 0x3ac781, 0x3acac2, 0x3ace01, 0x3ad142,
+    0x3ad4c0, 0x3ad501, 0x3ad833, 0x3ad842, 0x3adb73, 0x3adb82, 0x3adc41, 0x3adf73, 0x3adf82,
+    0x3ae2b3, 0x3ae2c2, 0x3ae381, 0x3ae6b3, 0x3ae6c2, 0x3ae9f3, 0x3aea02, 0x3aeac1, 0x3aedf3,
+    0x3aee02, 0x3af133, 0x3af142, 0x3af201, 0x3af533, 0x3af542, 0x3af873, 0x3af882, 0x3af941,
+    0x3af962, 0x3af980, 0x3af9c9, 0x3b0016, 0x3b4006, 0x3b46f6, 0x3b4766, 0x3b4db6, 0x3b4ea6,
+    0x3b4ed6, 0x3b5086, 0x3b50b6, 0x3b50f2, 0x3b5180, 0x3b5366, 0x3b5400, 0x3b5426, 0x3b5600,
+    0x3be002, 0x3be145, 0x3be162, 0x3be3e0, 0x3be4a2, 0x3be560, 0x3c0006, 0x3c00e0, 0x3c0106,
+    0x3c0320, 0x3c0366, 0x3c0440, 0x3c0466, 0x3c04a0, 0x3c04c6, 0x3c0560, 0x3c0604, 0x3c0dc0,
+    0x3c11e6, 0x3c1200, 0x3c2005, 0x3c25a0, 0x3c2606, 0x3c26e4, 0x3c27c0, 0x3c2809, 0x3c2940,
+    0x3c29c5, 0x3c29f6, 0x3c2a00, 0x3c5205, 0x3c55c6, 0x3c55e0, 0x3c5805, 0x3c5d86, 0x3c5e09,
+    0x3c5f40, 0x3c5ff4, 0x3c6000, 0x3c9a05, 0x3c9d64, 0x3c9d86, 0x3c9e09, 0x3c9f40, 0x3cfc05,
+    0x3cfce0, 0x3cfd05, 0x3cfd80, 0x3cfda5, 0x3cfde0, 0x3cfe05, 0x3cffe0, 0x3d0005, 0x3d18a0,
+    0x3d18eb, 0x3d1a06, 0x3d1ae0, 0x3d2001, 0x3d2442, 0x3d2886, 0x3d2964, 0x3d2980, 0x3d2a09,
+    0x3d2b40, 0x3d2bd2, 0x3d2c00, 0x3d8e2b, 0x3d9596, 0x3d95ab, 0x3d9614, 0x3d962b, 0x3d96a0,
+    0x3da02b, 0x3da5d6, 0x3da5eb, 0x3da7c0, 0x3dc005, 0x3dc080, 0x3dc0a5, 0x3dc400, 0x3dc425,
+    0x3dc460, 0x3dc485, 0x3dc4a0, 0x3dc4e5, 0x3dc500, 0x3dc525, 0x3dc660, 0x3dc685, 0x3dc700,
+    0x3dc725, 0x3dc740, 0x3dc765, 0x3dc780, 0x3dc845, 0x3dc860, 0x3dc8e5, 0x3dc900, 0x3dc925,
+    0x3dc940, 0x3dc965, 0x3dc980, 0x3dc9a5, 0x3dca00, 0x3dca25, 0x3dca60, 0x3dca85, 0x3dcaa0,
+    0x3dcae5, 0x3dcb00, 0x3dcb25, 0x3dcb40, 0x3dcb65, 0x3dcb80, 0x3dcba5, 0x3dcbc0, 0x3dcbe5,
+    0x3dcc00, 0x3dcc25, 0x3dcc60, 0x3dcc85, 0x3dcca0, 0x3dcce5, 0x3dcd60, 0x3dcd85, 0x3dce60,
+    0x3dce85, 0x3dcf00, 0x3dcf25, 0x3dcfa0, 0x3dcfc5, 0x3dcfe0, 0x3dd005, 0x3dd140, 0x3dd165,
+    0x3dd380, 0x3dd425, 0x3dd480, 0x3dd4a5, 0x3dd540, 0x3dd565, 0x3dd780, 0x3dde13, 0x3dde40,
+    0x3e0016, 0x3e0580, 0x3e0616, 0x3e1280, 0x3e1416, 0x3e15e0, 0x3e1636, 0x3e1800, 0x3e1836,
+    0x3e1a00, 0x3e1a36, 0x3e1ec0, 0x3e200b, 0x3e21b6, 0x3e35c0, 0x3e3cd6, 0x3e4060, 0x3e4216,
+    0x3e4780, 0x3e4816, 0x3e4920, 0x3e4a16, 0x3e4a40, 0x3e4c16, 0x3e4cc0, 0x3e6016, 0x3e7f75,
+    0x3e8016, 0x3edb00, 0x3edb96, 0x3edda0, 0x3ede16, 0x3edfa0, 0x3ee016, 0x3eeee0, 0x3eef76,
+    0x3efb40, 0x3efc16, 0x3efd80, 0x3efe16, 0x3efe20, 0x3f0016, 0x3f0180, 0x3f0216, 0x3f0900,
+    0x3f0a16, 0x3f0b40, 0x3f0c16, 0x3f1100, 0x3f1216, 0x3f15c0, 0x3f1616, 0x3f1640, 0x3f2016,
+    0x3f4a80, 0x3f4c16, 0x3f4dc0, 0x3f4e16, 0x3f4fa0, 0x3f5016, 0x3f5120, 0x3f5216, 0x3f57c0,
+    0x3f57f6, 0x3f58c0, 0x3f59d6, 0x3f5b80, 0x3f5c16, 0x3f5d20, 0x3f5e16, 0x3f5f20, 0x3f6016,
+    0x3f7260, 0x3f7296, 0x3f7960, 0x3f7e09, 0x3f7f40, 0x400005, 0x54dc00, 0x54e005, 0x56e740,
+    0x56e805, 0x5703c0, 0x570405, 0x59d440, 0x59d605, 0x5d7c20, 0x5d7e05, 0x5dcbc0, 0x5f0005,
+    0x5f43c0, 0x600005, 0x626960, 0x626a05, 0x647600, 0x1c0003b, 0x1c00040, 0x1c0041b, 0x1c01000,
+    0x1c02006, 0x1c03e00, 0x1e0001d, 0x1ffffc0, 0x200001d, 0x21fffc0,
+};
+
+#endif
+/* ==== End deepseek_impl/unicode_tables.h ==== */
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ==== Limits ============================================================== */
+/* Token ids above this are refused (a hostile file could otherwise make us
+ * allocate per-id tables of any size). DeepSeek uses about 129k ids. */
+#ifndef DS_MAX_TOKEN_ID
+#define DS_MAX_TOKEN_ID (1u << 24)
+#endif
+/* Backtracking steps one regex search may take before giving up, as
+ * Oniguruma's retry limit (10M) does, so hostile text cannot hang a call. */
+#define RX_STEP_LIMIT 10000000u
+/* Regex program size and nesting (patterns come from untrusted files). */
+#define RX_MAX_INSTS (1u << 20)
+#define RX_MAX_DEPTH 64
+#define RX_MAX_REPEAT 100000u
+
+/* ==== Unicode ============================================================= */
+static int uc_category(uint32_t cp) {
+    if (cp > 0x10FFFF) return UC_Cn;
+    size_t lo = 0, hi = UC_NRUNS;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uc_cat_runs[mid] >> 5) <= cp) lo = mid; else hi = mid;
+    }
+    return (int)(uc_cat_runs[lo] & 31u);
+}
+
+#define UC_MASK(c) (1u << (c))
+#define UC_L (UC_MASK(UC_Lu) | UC_MASK(UC_Ll) | UC_MASK(UC_Lt) | UC_MASK(UC_Lm) | UC_MASK(UC_Lo))
+#define UC_M (UC_MASK(UC_Mn) | UC_MASK(UC_Mc) | UC_MASK(UC_Me))
+#define UC_N (UC_MASK(UC_Nd) | UC_MASK(UC_Nl) | UC_MASK(UC_No))
+#define UC_P (UC_MASK(UC_Pc) | UC_MASK(UC_Pd) | UC_MASK(UC_Ps) | UC_MASK(UC_Pe) | UC_MASK(UC_Pi) | \
+              UC_MASK(UC_Pf) | UC_MASK(UC_Po))
+#define UC_S (UC_MASK(UC_Sm) | UC_MASK(UC_Sc) | UC_MASK(UC_Sk) | UC_MASK(UC_So))
+#define UC_Z (UC_MASK(UC_Zs) | UC_MASK(UC_Zl) | UC_MASK(UC_Zp))
+#define UC_C (UC_MASK(UC_Cn) | UC_MASK(UC_Cc) | UC_MASK(UC_Cf) | UC_MASK(UC_Cs) | UC_MASK(UC_Co))
+
+/* The White_Space property (what Oniguruma's \s and Rust's is_whitespace
+ * match); not a general category, so listed here. Stable since Unicode 6.3. */
+static const uint32_t uc_space_ranges[][2] = {
+    {0x09, 0x0D}, {0x20, 0x20}, {0x85, 0x85}, {0xA0, 0xA0}, {0x1680, 0x1680}, {0x2000, 0x200A},
+    {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000},
+};
+#define UC_NSPACE (sizeof uc_space_ranges / sizeof uc_space_ranges[0])
+
+static bool uc_is_space(uint32_t c) {
+    if (c < 0x80) return c == 0x20 || (c >= 0x09 && c <= 0x0D);
+    for (size_t i = 2; i < UC_NSPACE; i++)
+        if (c >= uc_space_ranges[i][0] && c <= uc_space_ranges[i][1]) return true;
+    return false;
+}
+
+/* Letters that are symbols by category but Alphabetic by property (circled
+ * and squared Latin letters): Oniguruma's \w includes them. */
+static const uint32_t uc_alpha_symbols[][2] = {
+    {0x24B6, 0x24E9}, {0x1F130, 0x1F149}, {0x1F150, 0x1F169}, {0x1F170, 0x1F189},
+};
+
+/* \w: Oniguruma's Word (letters, marks, numbers, connector punctuation). */
+static bool uc_is_word(uint32_t c) {
+    if ((UC_MASK(uc_category(c)) & (UC_L | UC_M | UC_N | UC_MASK(UC_Pc))) != 0) return true;
+    for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
+        if (c >= uc_alpha_symbols[i][0] && c <= uc_alpha_symbols[i][1]) return true;
+    return false;
+}
+
+/* ==== UTF-8 =============================================================== */
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is invalid or
+ * cut short. Rejects overlong forms, surrogates and values above U+10FFFF. */
+static size_t utf8_valid(const uint8_t *s, size_t n, uint32_t *cp) {
+    uint8_t c = s[0];
+    if (c < 0x80) { *cp = c; return 1; }
+    if (c >= 0xC2 && c <= 0xDF) {
+        if (n < 2 || (s[1] & 0xC0) != 0x80) return 0;
+        *cp = ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F);
+        return 2;
+    }
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && s[1] < 0xA0) return 0;
+        if (c == 0xED && s[1] > 0x9F) return 0;
+        *cp = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+        if (c == 0xF0 && s[1] < 0x90) return 0;
+        if (c == 0xF4 && s[1] > 0x8F) return 0;
+        *cp = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) | ((uint32_t)(s[2] & 0x3F) << 6) |
+              (s[3] & 0x3F);
+        return 4;
+    }
+    return 0;
+}
+
+static size_t utf8_put(uint8_t *o, uint32_t cp) {
+    if (cp < 0x80) { o[0] = (uint8_t)cp; return 1; }
+    if (cp < 0x800) { o[0] = (uint8_t)(0xC0 | (cp >> 6)); o[1] = (uint8_t)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        o[0] = (uint8_t)(0xE0 | (cp >> 12));
+        o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (uint8_t)(0xF0 | (cp >> 18));
+    o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* For lossy decoding: how many bytes at s form the longest prefix of some
+ * valid sequence (Rust's Utf8Chunks rule). Returns the full length when the
+ * sequence is complete and valid, else the length of the invalid part to
+ * replace by one U+FFFD; *incomplete is set when the bytes are a valid but
+ * unfinished prefix that reached the end of the buffer. */
+static size_t utf8_lossy_step(const uint8_t *s, size_t n, bool *valid, bool *incomplete) {
+    uint8_t c = s[0];
+    *valid = false;
+    *incomplete = false;
+    if (c < 0x80) { *valid = true; return 1; }
+    size_t w = (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+    if (w == 0) return 1;
+    if (n < 2) { *incomplete = true; return 1; }
+    uint8_t d = s[1];
+    bool ok2;
+    if (w == 2) ok2 = (d & 0xC0) == 0x80;
+    else if (w == 3)
+        ok2 = (c == 0xE0) ? (d >= 0xA0 && d <= 0xBF) : (c == 0xED) ? (d >= 0x80 && d <= 0x9F) : ((d & 0xC0) == 0x80);
+    else
+        ok2 = (c == 0xF0) ? (d >= 0x90 && d <= 0xBF) : (c == 0xF4) ? (d >= 0x80 && d <= 0x8F) : ((d & 0xC0) == 0x80);
+    if (!ok2) return 1;
+    if (w == 2) { *valid = true; return 2; }
+    if (n < 3) { *incomplete = true; return 2; }
+    if ((s[2] & 0xC0) != 0x80) return 2;
+    if (w == 3) { *valid = true; return 3; }
+    if (n < 4) { *incomplete = true; return 3; }
+    if ((s[3] & 0xC0) != 0x80) return 3;
+    *valid = true;
+    return 4;
+}
+
+/* ==== GPT-2 byte <-> char mapping ========================================= */
+/* Printable bytes map to themselves; the others to U+0100 + k in byte order,
+ * so every byte becomes a visible character in the vocabulary. */
+static uint32_t bl_byte_to_cp(uint8_t b) {
+    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE)) return b;
+    /* count the non-printable bytes below b */
+    uint32_t k;
+    if (b <= 0x20) k = b;                         /* 0x00..0x20: 33 of them */
+    else if (b <= 0xA0) k = 33 + (uint32_t)(b - 0x7F); /* 0x7F..0xA0: 34 */
+    else k = 67;                                  /* 0xAD */
+    return 0x100 + k;
+}
+
+/* Inverse: the byte for a mapped char, or -1. */
+static int bl_cp_to_byte(uint32_t cp) {
+    if (cp < 0x100) {
+        uint8_t b = (uint8_t)cp;
+        return bl_byte_to_cp(b) == cp ? (int)cp : -1;
+    }
+    if (cp < 0x100 + 33) return (int)(cp - 0x100);
+    if (cp < 0x100 + 67) return (int)(cp - 0x100 - 33 + 0x7F);
+    if (cp == 0x100 + 67) return 0xAD;
+    return -1;
+}
+
+/* ==== Range sets ========================================================== */
+/* Character classes are compiled to sorted, disjoint code-point ranges, with a
+ * bitmap for the Basic Multilingual Plane so that testing a character there
+ * costs one load. */
+typedef struct rr_list {
+    uint32_t *v;          /* pairs lo, hi */
+    size_t n, cap;        /* pairs */
+    const dsi_alloc *al;
+    bool failed;
+} rr_list;
+
+static void rr_add(rr_list *r, uint32_t lo, uint32_t hi) {
+    if (r->failed) return;
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? r->cap * 2 : 16;
+        uint32_t *nv = dsi_realloc(r->al, r->v, nc * 2 * sizeof *nv);
+        if (!nv) { r->failed = true; return; }
+        r->v = nv;
+        r->cap = nc;
+    }
+    r->v[2 * r->n] = lo;
+    r->v[2 * r->n + 1] = hi;
+    r->n++;
+}
+
+static void rr_add_cats(rr_list *r, uint32_t mask) {
+    for (size_t i = 0; i < UC_NRUNS; i++) {
+        if (!(mask & UC_MASK(uc_cat_runs[i] & 31u))) continue;
+        uint32_t lo = uc_cat_runs[i] >> 5;
+        uint32_t hi = i + 1 < UC_NRUNS ? (uc_cat_runs[i + 1] >> 5) - 1 : 0x10FFFF;
+        rr_add(r, lo, hi);
+    }
+}
+
+static int rr_cmp(const void *a, const void *b) {
+    uint32_t x = ((const uint32_t *)a)[0], y = ((const uint32_t *)b)[0];
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts and merges overlapping or adjacent ranges. */
+static void rr_normalize(rr_list *r) {
+    if (r->failed || r->n == 0) return;
+    qsort(r->v, r->n, 2 * sizeof(uint32_t), rr_cmp);
+    size_t o = 0;
+    for (size_t i = 1; i < r->n; i++) {
+        if (r->v[2 * i] <= r->v[2 * o + 1] + 1) {
+            if (r->v[2 * i + 1] > r->v[2 * o + 1]) r->v[2 * o + 1] = r->v[2 * i + 1];
+        } else {
+            o++;
+            r->v[2 * o] = r->v[2 * i];
+            r->v[2 * o + 1] = r->v[2 * i + 1];
+        }
+    }
+    r->n = o + 1;
+}
+
+/* Complement within [0, U+10FFFF] of a normalized list, in place. */
+static void rr_negate(rr_list *r) {
+    if (r->failed) return;
+    rr_list t = {NULL, 0, 0, r->al, false};
+    uint32_t next = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->v[2 * i] > next) rr_add(&t, next, r->v[2 * i] - 1);
+        next = r->v[2 * i + 1] + 1;
+    }
+    if (next <= 0x10FFFF) rr_add(&t, next, 0x10FFFF);
+    dsi_free(r->al, r->v);
+    *r = t;
+    if (t.failed) { dsi_free(r->al, t.v); r->v = NULL; r->n = r->cap = 0; r->failed = true; }
+}
+
+/* Appends another list (b's entries) to a. */
+static void rr_append(rr_list *a, const rr_list *b) {
+    if (b->failed) { a->failed = true; return; }
+    for (size_t i = 0; i < b->n; i++) rr_add(a, b->v[2 * i], b->v[2 * i + 1]);
+}
+
+typedef struct rx_set {
+    uint32_t *v;          /* normalized pairs */
+    size_t n;
+    uint64_t *bmp;        /* 1024 words: U+0000..U+FFFF */
+} rx_set;
+
+static bool rx_set_has(const rx_set *s, uint32_t c) {
+    if (c < 0x10000) return (s->bmp[c >> 6] >> (c & 63)) & 1u;
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c < s->v[2 * mid]) hi = mid;
+        else if (c > s->v[2 * mid + 1]) lo = mid + 1;
+        else return true;
+    }
+    return false;
+}
+
+/* ==== Regex: syntax tree ================================================== */
+/*
+ * A small backtracking regex engine over code points, matching what the
+ * `tokenizers` library gets from Oniguruma (Ruby syntax): literals and
+ * escapes, classes with ranges and negation, \p{..}/\P{..} general
+ * categories, \s \S \d \D \w \W \h \H, '.', alternation (leftmost first),
+ * groups, greedy/lazy/possessive quantifiers ? * + {m} {m,} {m,n} {,n},
+ * atomic groups, lookahead and fixed-length lookbehind, anchors ^ $ \A \z \Z
+ * \b \B ('^' and '$' are line anchors, as in Ruby). Anything else fails with
+ * DS_ERR_UNSUPPORTED naming the construct.
+ */
+enum { RN_EMPTY, RN_CHAR, RN_SET, RN_CAT, RN_ALT, RN_REP, RN_LOOK, RN_ATOMIC, RN_ASSERT };
+enum { RA_BOL, RA_EOL, RA_BOS, RA_EOS, RA_EOS_NL, RA_WORDB, RA_NWORDB };
+
+typedef struct rx_node {
+    uint8_t type;
+    uint8_t lazy;          /* RN_REP */
+    uint8_t neg;           /* RN_LOOK: negative; */
+    uint8_t behind;        /* RN_LOOK: lookbehind */
+    uint32_t val;          /* RN_CHAR: code point; RN_SET: set index; RN_ASSERT: kind */
+    uint32_t min, max;     /* RN_REP (max UINT32_MAX = unbounded) */
+    int32_t kid;           /* first child (CAT, ALT, REP, LOOK, ATOMIC) */
+    int32_t next;          /* next sibling */
+} rx_node;
+
+enum { OP_CHAR, OP_SET, OP_ANY, OP_SPLIT, OP_JMP, OP_MATCH, OP_ASSERT, OP_LOOK, OP_ATOMIC, OP_REP, OP_SAVE,
+       OP_EMPTYCHK, OP_BACK };
+
+typedef struct rx_inst {
+    uint8_t op;
+    uint8_t flag;          /* OP_LOOK: 1 = negative; OP_REP: bit0 lazy, bit1 set (else char/any) */
+    uint32_t a, b, c;
+} rx_inst;
+
+typedef struct rx_prog {
+    rx_inst *code;
+    uint32_t n_code;
+    rx_set *sets;
+    uint32_t n_sets;
+    uint32_t n_slots;      /* saved positions for empty-loop checks */
+    int first_set;         /* set of characters that can start a match, or -1 */
+} rx_prog;
+
+typedef struct rx_parser {
+    const uint32_t *p;
+    size_t i, n;
+    rx_node *nodes;
+    size_t n_nodes, cap_nodes;
+    rx_prog *prog;         /* sets are added here while parsing */
+    const dsi_alloc *al;
+    dsi_err *e;
+    const char *what;      /* for messages: "pre_tokenizer[2] regex" */
+    int depth;
+} rx_parser;
+
+static ds_status rx_nomem(rx_parser *P) { return dsi_fail(P->e, DS_ERR_NOMEM, "%s: out of memory", P->what); }
+
+static ds_status rx_syntax(rx_parser *P, ds_status s, const char *why) {
+    return dsi_fail(P->e, s, "%s: %s at character %zu", P->what, why, P->i);
+}
+
+static int32_t rx_new_node(rx_parser *P, uint8_t type) {
+    if (P->n_nodes == P->cap_nodes) {
+        size_t nc = P->cap_nodes ? P->cap_nodes * 2 : 64;
+        if (nc > RX_MAX_INSTS) return -1;
+        rx_node *nn = dsi_realloc(P->al, P->nodes, nc * sizeof *nn);
+        if (!nn) return -1;
+        P->nodes = nn;
+        P->cap_nodes = nc;
+    }
+    rx_node *nd = &P->nodes[P->n_nodes];
+    memset(nd, 0, sizeof *nd);
+    nd->type = type;
+    nd->kid = nd->next = -1;
+    return (int32_t)P->n_nodes++;
+}
+
+/* Turns a range list into a set of the program (takes ownership of r->v). */
+static int32_t rx_add_set(rx_parser *P, rr_list *r) {
+    rr_normalize(r);
+    if (r->failed) return -1;
+    rx_prog *G = P->prog;
+    rx_set *ns = dsi_realloc(P->al, G->sets, (G->n_sets + 1) * sizeof *ns);
+    if (!ns) return -1;
+    G->sets = ns;
+    rx_set *s = &G->sets[G->n_sets];
+    s->bmp = dsi_calloc(P->al, 1024, sizeof(uint64_t));
+    if (!s->bmp) return -1;
+    s->v = r->v;
+    s->n = r->n;
+    r->v = NULL;
+    r->n = r->cap = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        uint32_t lo = s->v[2 * i], hi = s->v[2 * i + 1];
+        if (lo > 0xFFFF) break;
+        if (hi > 0xFFFF) hi = 0xFFFF;
+        for (uint32_t c = lo; c <= hi; c++) s->bmp[c >> 6] |= (uint64_t)1 << (c & 63);
+    }
+    return (int32_t)G->n_sets++;
+}
+
+/* Property names: general categories (short or long, any case, '_', '-' and
+ * ' ' ignored, as Oniguruma compares them). Returns a category mask or 0. */
+static uint32_t rx_property_mask(const uint32_t *name, size_t n) {
+    char buf[40];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = name[i];
+        if (c == '_' || c == '-' || c == ' ') continue;
+        if (c >= 0x80 || k + 1 >= sizeof buf) return 0;
+        buf[k++] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+    }
+    buf[k] = 0;
+    static const struct { const char *name; uint32_t mask; } longs[] = {
+        {"l", UC_L}, {"letter", UC_L}, {"m", UC_M}, {"mark", UC_M}, {"combiningmark", UC_M},
+        {"n", UC_N}, {"number", UC_N}, {"p", UC_P}, {"punctuation", UC_P}, {"punct", UC_P},
+        {"s", UC_S}, {"symbol", UC_S}, {"z", UC_Z}, {"separator", UC_Z}, {"c", UC_C}, {"other", UC_C},
+        {"any", 0x3FFFFFFFu},
+        {"uppercaseletter", UC_MASK(UC_Lu)}, {"lowercaseletter", UC_MASK(UC_Ll)},
+        {"titlecaseletter", UC_MASK(UC_Lt)}, {"modifierletter", UC_MASK(UC_Lm)},
+        {"otherletter", UC_MASK(UC_Lo)}, {"nonspacingmark", UC_MASK(UC_Mn)},
+        {"spacingmark", UC_MASK(UC_Mc)}, {"enclosingmark", UC_MASK(UC_Me)},
+        {"decimalnumber", UC_MASK(UC_Nd)}, {"digit", UC_MASK(UC_Nd)}, {"letternumber", UC_MASK(UC_Nl)},
+        {"othernumber", UC_MASK(UC_No)}, {"connectorpunctuation", UC_MASK(UC_Pc)},
+        {"dashpunctuation", UC_MASK(UC_Pd)}, {"openpunctuation", UC_MASK(UC_Ps)},
+        {"closepunctuation", UC_MASK(UC_Pe)}, {"initialpunctuation", UC_MASK(UC_Pi)},
+        {"finalpunctuation", UC_MASK(UC_Pf)}, {"otherpunctuation", UC_MASK(UC_Po)},
+        {"mathsymbol", UC_MASK(UC_Sm)}, {"currencysymbol", UC_MASK(UC_Sc)},
+        {"modifiersymbol", UC_MASK(UC_Sk)}, {"othersymbol", UC_MASK(UC_So)},
+        {"spaceseparator", UC_MASK(UC_Zs)}, {"lineseparator", UC_MASK(UC_Zl)},
+        {"paragraphseparator", UC_MASK(UC_Zp)}, {"control", UC_MASK(UC_Cc)}, {"cntrl", UC_MASK(UC_Cc)},
+        {"format", UC_MASK(UC_Cf)}, {"surrogate", UC_MASK(UC_Cs)}, {"privateuse", UC_MASK(UC_Co)},
+        {"unassigned", UC_MASK(UC_Cn)},
+    };
+    for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
+        if (strcmp(buf, longs[i].name) == 0) return longs[i].mask;
+    if (k == 2)
+        for (int c = 0; c < UC_NCATS; c++)
+            if (buf[0] == uc_cat_names[c][0] + 32 && buf[1] == uc_cat_names[c][1]) return UC_MASK(c);
+    return 0;
+}
+
+/* Adds a predefined class (\s \d \w \h \p{..}; neg for the capital forms) to
+ * r. Returns DS_OK or an error. */
+static ds_status rx_class_escape(rx_parser *P, uint32_t c, rr_list *r) {
+    rr_list t = {NULL, 0, 0, P->al, false};
+    bool neg = false;
+    switch (c) {
+    case 'S': neg = true; /* fall through */
+    case 's':
+        for (size_t i = 0; i < UC_NSPACE; i++) rr_add(&t, uc_space_ranges[i][0], uc_space_ranges[i][1]);
+        break;
+    case 'D': neg = true; /* fall through */
+    case 'd': rr_add_cats(&t, UC_MASK(UC_Nd)); break;
+    case 'W': neg = true; /* fall through */
+    case 'w':
+        rr_add_cats(&t, UC_L | UC_M | UC_N | UC_MASK(UC_Pc));
+        for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
+            rr_add(&t, uc_alpha_symbols[i][0], uc_alpha_symbols[i][1]);
+        break;
+    case 'H': neg = true; /* fall through */
+    case 'h': rr_add(&t, '0', '9'); rr_add(&t, 'A', 'F'); rr_add(&t, 'a', 'f'); break;
+    case 'P': neg = true; /* fall through */
+    case 'p': {
+        if (P->i >= P->n || P->p[P->i] != '{') return rx_syntax(P, DS_ERR_UNSUPPORTED, "\\p without {name}");
+        size_t start = ++P->i;
+        while (P->i < P->n && P->p[P->i] != '}') P->i++;
+        if (P->i >= P->n) return rx_syntax(P, DS_ERR_JSON, "unterminated \\p{");
+        size_t end = P->i++;
+        if (start < end && P->p[start] == '^') { neg = !neg; start++; }
+        uint32_t mask = rx_property_mask(P->p + start, end - start);
+        if (!mask) {
+            char nm[48];
+            size_t k = 0;
+            for (size_t i = start; i < end && k + 5 < sizeof nm; i++) k += utf8_put((uint8_t *)nm + k, P->p[i]);
+            nm[k] = 0;
+            dsi_free(P->al, t.v);
+            return dsi_fail(P->e, DS_ERR_UNSUPPORTED, "%s: unsupported character property \\p{%s}", P->what, nm);
+        }
+        rr_add_cats(&t, mask);
+        break;
+    }
+    default: return DS_ERR_INTERNAL;
+    }
+    if (neg) { rr_normalize(&t); rr_negate(&t); }
+    rr_append(r, &t);
+    dsi_free(P->al, t.v);
+    return r->failed ? rx_nomem(P) : DS_OK;
+}
+
+static int rx_hexval(uint32_t c) {
+    if (c >= '0' && c <= '9') return (int)(c - '0');
+    if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
+    if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
+    return -1;
+}
+
+/* A single-character escape after '\' (P->i at the letter). Returns 1 with
+ * *cp set, 0 when it is not a plain character (class escapes, anchors), or
+ * a negative status. in_class: \b means backspace. */
+static int rx_char_escape(rx_parser *P, bool in_class, uint32_t *cp, ds_status *st) {
+    uint32_t c = P->p[P->i];
+    *st = DS_OK;
+    switch (c) {
+    case 't': *cp = 9; P->i++; return 1;
+    case 'n': *cp = 10; P->i++; return 1;
+    case 'r': *cp = 13; P->i++; return 1;
+    case 'f': *cp = 12; P->i++; return 1;
+    case 'v': *cp = 11; P->i++; return 1;
+    case 'a': *cp = 7; P->i++; return 1;
+    case 'e': *cp = 27; P->i++; return 1;
+    case 'b': if (in_class) { *cp = 8; P->i++; return 1; } return 0;
+    case 'x': {
+        P->i++;
+        uint32_t v = 0;
+        if (P->i < P->n && P->p[P->i] == '{') {
+            P->i++;
+            int nd = 0;
+            while (P->i < P->n && rx_hexval(P->p[P->i]) >= 0 && nd < 8) { v = v * 16 + (uint32_t)rx_hexval(P->p[P->i++]); nd++; }
+            if (P->i >= P->n || P->p[P->i] != '}' || nd == 0) { *st = rx_syntax(P, DS_ERR_JSON, "bad \\x{...}"); return -1; }
+            P->i++;
+        } else {
+            int nd = 0;
+            while (nd < 2 && P->i < P->n && rx_hexval(P->p[P->i]) >= 0) { v = v * 16 + (uint32_t)rx_hexval(P->p[P->i++]); nd++; }
+        }
+        if (v > 0x10FFFF) { *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "code point above U+10FFFF"); return -1; }
+        *cp = v;
+        return 1;
+    }
+    case 'u': {
+        uint32_t v = 0;
+        if (P->i + 4 < P->n + 0 && rx_hexval(P->p[P->i + 1]) >= 0 && rx_hexval(P->p[P->i + 2]) >= 0 &&
+            rx_hexval(P->p[P->i + 3]) >= 0 && rx_hexval(P->p[P->i + 4]) >= 0) {
+            for (int k = 1; k <= 4; k++) v = v * 16 + (uint32_t)rx_hexval(P->p[P->i + (size_t)k]);
+            P->i += 5;
+            *cp = v;
+            return 1;
+        }
+        *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "bad \\u escape");
+        return -1;
+    }
+    case '0': {
+        P->i++;
+        uint32_t v = 0;
+        for (int k = 0; k < 2 && P->i < P->n && P->p[P->i] >= '0' && P->p[P->i] <= '7'; k++) v = v * 8 + (P->p[P->i++] - '0');
+        *cp = v;
+        return 1;
+    }
+    default: break;
+    }
+    if (c >= '1' && c <= '9') {
+        /* Oniguruma reads \1.. as a back reference, or as octal when there
+         * are that many digits; we support only the octal form \ooo. */
+        if (c <= '7' && P->i + 2 < P->n && P->p[P->i + 1] >= '0' && P->p[P->i + 1] <= '7' && P->p[P->i + 2] >= '0' &&
+            P->p[P->i + 2] <= '7') {
+            *cp = (c - '0') * 64 + (P->p[P->i + 1] - '0') * 8 + (P->p[P->i + 2] - '0');
+            P->i += 3;
+            return 1;
+        }
+        *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "back references");
+        return -1;
+    }
+    if (strchr("sSdDwWhHpP", (int)(c < 128 ? c : 0)) && c < 128) return 0;
+    if (!in_class && c < 128 && strchr("AzZbBG", (int)c)) return 0;
+    if (c < 128 && strchr("kgKRXNOyYcCM", (int)c)) {
+        *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "escape sequence not supported");
+        return -1;
+    }
+    /* Oniguruma (Ruby syntax) takes any other escaped character literally. */
+    *cp = c;
+    P->i++;
+    return 1;
+}
+
+/* '[' ... ']' (P->i just after '['). */
+static ds_status rx_parse_class(rx_parser *P, int32_t *out) {
+    rr_list r = {NULL, 0, 0, P->al, false};
+    bool neg = false;
+    ds_status st = DS_OK;
+    if (P->i < P->n && P->p[P->i] == '^') { neg = true; P->i++; }
+    bool first = true;
+    for (;;) {
+        if (P->i >= P->n) { st = rx_syntax(P, DS_ERR_JSON, "premature end of character class"); goto fail; }
+        uint32_t c = P->p[P->i];
+        if (c == ']' && !first) { P->i++; break; }
+        first = false;
+        if (c == '[') { st = rx_syntax(P, DS_ERR_UNSUPPORTED, "nested character classes and [:posix:]"); goto fail; }
+        if (c == '&' && P->i + 1 < P->n && P->p[P->i + 1] == '&') {
+            st = rx_syntax(P, DS_ERR_UNSUPPORTED, "character class intersection &&");
+            goto fail;
+        }
+        uint32_t lo;
+        if (c == '\\') {
+            P->i++;
+            if (P->i >= P->n) { st = rx_syntax(P, DS_ERR_JSON, "pattern ends with \\"); goto fail; }
+            int k = rx_char_escape(P, true, &lo, &st);
+            if (k < 0) goto fail;
+            if (k == 0) {
+                uint32_t e = P->p[P->i++];
+                st = rx_class_escape(P, e, &r);
+                if (st) goto fail;
+                if (P->i + 1 < P->n && P->p[P->i] == '-' && P->p[P->i + 1] != ']') {
+                    st = rx_syntax(P, DS_ERR_JSON, "unmatched range specifier in character class");
+                    goto fail;
+                }
+                continue;
+            }
+        } else {
+            lo = c;
+            P->i++;
+        }
+        uint32_t hi = lo;
+        if (P->i + 1 < P->n && P->p[P->i] == '-' && P->p[P->i + 1] != ']') {
+            P->i++;
+            uint32_t d = P->p[P->i];
+            if (d == '\\') {
+                P->i++;
+                if (P->i >= P->n) { st = rx_syntax(P, DS_ERR_JSON, "pattern ends with \\"); goto fail; }
+                int k = rx_char_escape(P, true, &hi, &st);
+                if (k < 0) goto fail;
+                if (k == 0) { st = rx_syntax(P, DS_ERR_JSON, "unmatched range specifier in character class"); goto fail; }
+            } else if (d == '[') {
+                st = rx_syntax(P, DS_ERR_UNSUPPORTED, "nested character classes");
+                goto fail;
+            } else {
+                hi = d;
+                P->i++;
+            }
+            if (hi < lo) { st = rx_syntax(P, DS_ERR_JSON, "empty range in character class"); goto fail; }
+        }
+        rr_add(&r, lo, hi);
+    }
+    rr_normalize(&r);
+    if (neg) rr_negate(&r);
+    if (r.failed) { st = rx_nomem(P); goto fail; }
+    int32_t si = rx_add_set(P, &r);
+    if (si < 0) { st = rx_nomem(P); goto fail; }
+    int32_t nd = rx_new_node(P, RN_SET);
+    if (nd < 0) { st = rx_nomem(P); goto fail; }
+    P->nodes[nd].val = (uint32_t)si;
+    *out = nd;
+    return DS_OK;
+fail:
+    dsi_free(P->al, r.v);
+    return st;
+}
+
+static ds_status rx_parse_alt(rx_parser *P, int32_t *out);
+
+/* Reads a {m}, {m,}, {m,n} or {,n} interval at P->i ('{'). Returns false
+ * (and leaves P->i) when the text is not an interval: then '{' is literal. */
+static bool rx_interval(rx_parser *P, uint32_t *mn, uint32_t *mx, bool *too_big, bool *swapped) {
+    size_t i = P->i + 1;
+    uint64_t a = 0, b = 0;
+    bool has_a = false, has_b = false, comma = false;
+    *too_big = false;
+    *swapped = false;
+    while (i < P->n && P->p[i] >= '0' && P->p[i] <= '9') { a = a * 10 + (P->p[i] - '0'); if (a > 1000000) a = 1000000; i++; has_a = true; }
+    if (i < P->n && P->p[i] == ',') {
+        comma = true;
+        i++;
+        while (i < P->n && P->p[i] >= '0' && P->p[i] <= '9') { b = b * 10 + (P->p[i] - '0'); if (b > 1000000) b = 1000000; i++; has_b = true; }
+    }
+    if (i >= P->n || P->p[i] != '}') return false;
+    if (!has_a && !has_b) return false;            /* "{}" and "{,}" are literal */
+    if (!comma) b = a;
+    else if (!has_b) b = UINT32_MAX;
+    if (!has_a) a = 0;
+    if (a > RX_MAX_REPEAT || (b != UINT32_MAX && b > RX_MAX_REPEAT)) *too_big = true;
+    if (b != UINT32_MAX && b < a) {   /* Oniguruma reads {3,1} as a possessive {1,3} */
+        uint64_t t = a;
+        a = b;
+        b = t;
+        *swapped = true;
+    }
+    *mn = (uint32_t)a;
+    *mx = (uint32_t)b;
+    P->i = i + 1;
+    return true;
+}
+
+/* atom ::= '(' alt ')' | '[' class ']' | '.' | '^' | '$' | escape | char */
+static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
+    uint32_t c = P->p[P->i];
+    ds_status st;
+    int32_t nd;
+    if (c == '(') {
+        P->i++;
+        uint8_t kind = 0;   /* 0 group, 1 lookahead, 2 lookbehind, 3 atomic */
+        bool neg = false;
+        if (P->i < P->n && P->p[P->i] == '?') {
+            uint32_t d = P->i + 1 < P->n ? P->p[P->i + 1] : 0;
+            if (d == ':') { P->i += 2; }
+            else if (d == '=' || d == '!') { kind = 1; neg = d == '!'; P->i += 2; }
+            else if (d == '>') { kind = 3; P->i += 2; }
+            else if (d == '<' && P->i + 2 < P->n && (P->p[P->i + 2] == '=' || P->p[P->i + 2] == '!')) {
+                kind = 2; neg = P->p[P->i + 2] == '!'; P->i += 3;
+            } else if (d == '<' || d == 'P' || d == '\'') {
+                /* named group: skip the name, treat as a plain group */
+                uint32_t close = d == '\'' ? '\'' : '>';
+                size_t j = P->i + (d == 'P' ? 3 : 2);
+                while (j < P->n && P->p[j] != close) j++;
+                if (j >= P->n) return rx_syntax(P, DS_ERR_JSON, "bad group name");
+                P->i = j + 1;
+            } else return rx_syntax(P, DS_ERR_UNSUPPORTED, "group options (?...)");
+        }
+        if (++P->depth > RX_MAX_DEPTH) return rx_syntax(P, DS_ERR_LIMIT, "groups nested too deeply");
+        int32_t body;
+        st = rx_parse_alt(P, &body);
+        P->depth--;
+        if (st) return st;
+        if (P->i >= P->n || P->p[P->i] != ')') return rx_syntax(P, DS_ERR_JSON, "unmatched parenthesis");
+        P->i++;
+        if (kind == 0) { *out = body; return DS_OK; }
+        nd = rx_new_node(P, kind == 3 ? RN_ATOMIC : RN_LOOK);
+        if (nd < 0) return rx_nomem(P);
+        P->nodes[nd].kid = body;
+        P->nodes[nd].neg = neg;
+        P->nodes[nd].behind = kind == 2;
+        *out = nd;
+        return DS_OK;
+    }
+    if (c == '[') {
+        P->i++;
+        return rx_parse_class(P, out);
+    }
+    if (c == '*' || c == '+' || c == '?') return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is not specified");
+    if (c == '{') {
+        uint32_t a, b;
+        bool big, sw;
+        size_t save = P->i;
+        if (rx_interval(P, &a, &b, &big, &sw)) { P->i = save; return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is not specified"); }
+    }
+    if (c == '.' || c == '^' || c == '$') {
+        P->i++;
+        if (c == '.') {
+            nd = rx_new_node(P, RN_SET);
+            if (nd < 0) return rx_nomem(P);
+            P->nodes[nd].type = RN_CHAR;
+            P->nodes[nd].val = UINT32_MAX;   /* any character but '\n' */
+        } else {
+            nd = rx_new_node(P, RN_ASSERT);
+            if (nd < 0) return rx_nomem(P);
+            P->nodes[nd].val = c == '^' ? RA_BOL : RA_EOL;
+        }
+        *out = nd;
+        return DS_OK;
+    }
+    uint32_t cp = c;
+    if (c == '\\') {
+        P->i++;
+        if (P->i >= P->n) return rx_syntax(P, DS_ERR_JSON, "pattern ends with \\");
+        int k = rx_char_escape(P, false, &cp, &st);
+        if (k < 0) return st;
+        if (k == 0) {
+            uint32_t e = P->p[P->i++];
+            const char *anch = "AzZbB";
+            const char *hit = e < 128 ? strchr(anch, (int)e) : NULL;
+            if (e == 'G') return rx_syntax(P, DS_ERR_UNSUPPORTED, "\\G");
+            if (hit) {
+                static const uint8_t kinds[] = {RA_BOS, RA_EOS, RA_EOS_NL, RA_WORDB, RA_NWORDB};
+                nd = rx_new_node(P, RN_ASSERT);
+                if (nd < 0) return rx_nomem(P);
+                P->nodes[nd].val = kinds[hit - anch];
+                *out = nd;
+                return DS_OK;
+            }
+            rr_list r = {NULL, 0, 0, P->al, false};
+            st = rx_class_escape(P, e, &r);
+            if (st) { dsi_free(P->al, r.v); return st; }
+            int32_t si = rx_add_set(P, &r);
+            dsi_free(P->al, r.v);
+            if (si < 0) return rx_nomem(P);
+            nd = rx_new_node(P, RN_SET);
+            if (nd < 0) return rx_nomem(P);
+            P->nodes[nd].val = (uint32_t)si;
+            *out = nd;
+            return DS_OK;
+        }
+    } else {
+        P->i++;
+    }
+    nd = rx_new_node(P, RN_CHAR);
+    if (nd < 0) return rx_nomem(P);
+    P->nodes[nd].val = cp;
+    *out = nd;
+    return DS_OK;
+}
+
+/* seq ::= (atom quantifier*)* ; stops at '|', ')' or the end. */
+static ds_status rx_parse_seq(rx_parser *P, int32_t *out) {
+    int32_t cat = rx_new_node(P, RN_CAT);
+    if (cat < 0) return rx_nomem(P);
+    int32_t last = -1;
+    while (P->i < P->n && P->p[P->i] != '|' && P->p[P->i] != ')') {
+        int32_t atom = -1;
+        ds_status st = rx_parse_atom(P, &atom);
+        if (st) return st;
+        for (;;) {
+            if (P->i >= P->n) break;
+            uint32_t q = P->p[P->i];
+            uint32_t mn, mx;
+            bool interval = false, swapped = false;
+            if (q == '*') { mn = 0; mx = UINT32_MAX; P->i++; }
+            else if (q == '+') { mn = 1; mx = UINT32_MAX; P->i++; }
+            else if (q == '?') { mn = 0; mx = 1; P->i++; }
+            else if (q == '{') {
+                bool big;
+                if (!rx_interval(P, &mn, &mx, &big, &swapped)) break;
+                if (big) return rx_syntax(P, DS_ERR_LIMIT, "too big number for repeat range");
+                interval = true;
+            } else break;
+            int32_t rep = rx_new_node(P, RN_REP);
+            if (rep < 0) return rx_nomem(P);
+            P->nodes[rep].kid = atom;
+            P->nodes[rep].min = mn;
+            P->nodes[rep].max = mx;
+            if (swapped) {
+                /* possessive; a following ? or + is another quantifier */
+                int32_t at = rx_new_node(P, RN_ATOMIC);
+                if (at < 0) return rx_nomem(P);
+                P->nodes[at].kid = rep;
+                rep = at;
+            } else if (P->i < P->n && P->p[P->i] == '?') { P->nodes[rep].lazy = 1; P->i++; }
+            else if (!interval && P->i < P->n && P->p[P->i] == '+') {
+                /* possessive: an atomic group around the greedy repeat */
+                P->i++;
+                int32_t at = rx_new_node(P, RN_ATOMIC);
+                if (at < 0) return rx_nomem(P);
+                P->nodes[at].kid = rep;
+                rep = at;
+            }
+            atom = rep;
+        }
+        if (last < 0) P->nodes[cat].kid = atom; else P->nodes[last].next = atom;
+        last = atom;
+    }
+    *out = cat;
+    return DS_OK;
+}
+
+/* alt ::= seq ('|' seq)* */
+static ds_status rx_parse_alt(rx_parser *P, int32_t *out) {
+    int32_t first;
+    ds_status st = rx_parse_seq(P, &first);
+    if (st) return st;
+    if (P->i >= P->n || P->p[P->i] != '|') { *out = first; return DS_OK; }
+    int32_t alt = rx_new_node(P, RN_ALT);
+    if (alt < 0) return rx_nomem(P);
+    P->nodes[alt].kid = first;
+    int32_t last = first;
+    while (P->i < P->n && P->p[P->i] == '|') {
+        P->i++;
+        int32_t s;
+        st = rx_parse_seq(P, &s);
+        if (st) return st;
+        P->nodes[last].next = s;
+        last = s;
+    }
+    *out = alt;
+    return DS_OK;
+}
+
+/* ==== Regex: compiler ===================================================== */
+typedef struct rx_compiler {
+    rx_parser *P;
+    rx_inst *code;
+    size_t n, cap;
+    bool failed;            /* out of memory or too large */
+    bool too_big;
+} rx_compiler;
+
+static uint32_t rx_emit(rx_compiler *C, uint8_t op, uint8_t flag, uint32_t a, uint32_t b, uint32_t c) {
+    if (C->failed) return 0;
+    if (C->n >= RX_MAX_INSTS) { C->failed = C->too_big = true; return 0; }
+    if (C->n == C->cap) {
+        size_t nc = C->cap ? C->cap * 2 : 64;
+        rx_inst *ni = dsi_realloc(C->P->al, C->code, nc * sizeof *ni);
+        if (!ni) { C->failed = true; return 0; }
+        C->code = ni;
+        C->cap = nc;
+    }
+    rx_inst *I = &C->code[C->n];
+    I->op = op;
+    I->flag = flag;
+    I->a = a;
+    I->b = b;
+    I->c = c;
+    return (uint32_t)C->n++;
+}
+
+/* Whether a node can match the empty string (for empty-loop checks). */
+static bool rx_nullable(const rx_parser *P, int32_t id) {
+    const rx_node *nd = &P->nodes[id];
+    switch (nd->type) {
+    case RN_EMPTY: case RN_ASSERT: case RN_LOOK: return true;
+    case RN_CHAR: case RN_SET: return false;
+    case RN_CAT:
+        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next)
+            if (!rx_nullable(P, k)) return false;
+        return true;
+    case RN_ALT:
+        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next)
+            if (rx_nullable(P, k)) return true;
+        return false;
+    case RN_REP: return nd->min == 0 || rx_nullable(P, nd->kid);
+    case RN_ATOMIC: return rx_nullable(P, nd->kid);
+    }
+    return true;
+}
+
+/* Length in characters every match of the node has, or -1 if it varies
+ * (lookbehind needs a fixed length). */
+static long rx_fixed_len(const rx_parser *P, int32_t id) {
+    const rx_node *nd = &P->nodes[id];
+    switch (nd->type) {
+    case RN_EMPTY: case RN_ASSERT: case RN_LOOK: return 0;
+    case RN_CHAR: case RN_SET: return 1;
+    case RN_CAT: {
+        long t = 0;
+        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next) {
+            long l = rx_fixed_len(P, k);
+            if (l < 0 || t > 1000000) return -1;
+            t += l;
+        }
+        return t;
+    }
+    case RN_ALT: {
+        long t = -2;
+        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next) {
+            long l = rx_fixed_len(P, k);
+            if (l < 0 || (t != -2 && l != t)) return -1;
+            t = l;
+        }
+        return t < 0 ? 0 : t;
+    }
+    case RN_REP: {
+        if (nd->min != nd->max) return -1;
+        long l = rx_fixed_len(P, nd->kid);
+        if (l < 0 || (l && nd->min > 1000000 / (unsigned long)l)) return -1;
+        return l * (long)nd->min;
+    }
+    case RN_ATOMIC: return rx_fixed_len(P, nd->kid);
+    }
+    return -1;
+}
+
+static void rx_compile_node(rx_compiler *C, int32_t id, int depth);
+
+static void rx_compile_rep(rx_compiler *C, const rx_node *nd, int depth) {
+    rx_parser *P = C->P;
+    const rx_node *kid = &P->nodes[nd->kid];
+    if (kid->type == RN_CHAR || kid->type == RN_SET) {
+        /* one instruction for a repeated single character: it consumes the
+         * longest run, then gives characters back one at a time */
+        uint8_t flag = (uint8_t)(nd->lazy ? 1 : 0);
+        uint32_t a = kid->val;
+        if (kid->type == RN_SET) flag |= 2;
+        rx_emit(C, OP_REP, flag, a, nd->min, nd->max);
+        return;
+    }
+    for (uint32_t i = 0; i < nd->min && !C->failed; i++) rx_compile_node(C, nd->kid, depth + 1);
+    if (nd->max == nd->min) return;
+    if (nd->max == UINT32_MAX) {
+        /* L: SPLIT body, exit ; body: [SAVE s] x [EMPTYCHK s, exit] JMP L ; exit: */
+        bool nullable = rx_nullable(P, nd->kid);
+        uint32_t slot = 0;
+        if (nullable) slot = C->P->prog->n_slots++;
+        uint32_t L = rx_emit(C, OP_SPLIT, 0, 0, 0, 0);
+        uint32_t body = (uint32_t)C->n;
+        if (nullable) rx_emit(C, OP_SAVE, 0, slot, 0, 0);
+        rx_compile_node(C, nd->kid, depth + 1);
+        uint32_t chk = 0;
+        if (nullable) chk = rx_emit(C, OP_EMPTYCHK, 0, slot, 0, 0);
+        rx_emit(C, OP_JMP, 0, L, 0, 0);
+        if (C->failed) return;
+        uint32_t exit = (uint32_t)C->n;
+        if (nullable) C->code[chk].b = exit;
+        C->code[L].a = nd->lazy ? exit : body;
+        C->code[L].b = nd->lazy ? body : exit;
+        return;
+    }
+    /* (max - min) nested optional copies, each skipping to the common exit */
+    uint32_t k = nd->max - nd->min;
+    size_t first_split = C->n;
+    uint32_t *splits = dsi_malloc(P->al, (size_t)k * sizeof *splits);
+    if (!splits) { C->failed = true; return; }
+    for (uint32_t i = 0; i < k && !C->failed; i++) {
+        splits[i] = rx_emit(C, OP_SPLIT, 0, 0, 0, 0);
+        rx_compile_node(C, nd->kid, depth + 1);
+    }
+    (void)first_split;
+    if (!C->failed) {
+        uint32_t exit = (uint32_t)C->n;
+        for (uint32_t i = 0; i < k; i++) {
+            uint32_t body = splits[i] + 1;
+            C->code[splits[i]].a = nd->lazy ? exit : body;
+            C->code[splits[i]].b = nd->lazy ? body : exit;
+        }
+    }
+    dsi_free(P->al, splits);
+}
+
+static void rx_compile_node(rx_compiler *C, int32_t id, int depth) {
+    if (C->failed) return;
+    if (depth > 4 * RX_MAX_DEPTH + 16) { C->failed = C->too_big = true; return; }
+    rx_parser *P = C->P;
+    const rx_node nd = P->nodes[id];
+    switch (nd.type) {
+    case RN_EMPTY: break;
+    case RN_CHAR:
+        if (nd.val == UINT32_MAX) rx_emit(C, OP_ANY, 0, 0, 0, 0);
+        else rx_emit(C, OP_CHAR, 0, nd.val, 0, 0);
+        break;
+    case RN_SET: rx_emit(C, OP_SET, 0, nd.val, 0, 0); break;
+    case RN_ASSERT: rx_emit(C, OP_ASSERT, 0, nd.val, 0, 0); break;
+    case RN_CAT:
+        for (int32_t k = nd.kid; k >= 0 && !C->failed; k = P->nodes[k].next) rx_compile_node(C, k, depth + 1);
+        break;
+    case RN_ALT: {
+        /* SPLIT L1, N1 ; L1: x1 ; JMP end ; N1: SPLIT L2, N2 ; ... ; xk ; end: */
+        uint32_t jumps_head = UINT32_MAX;   /* chain of JMPs to patch through their 'a' field */
+        for (int32_t k = nd.kid; k >= 0 && !C->failed; k = P->nodes[k].next) {
+            if (P->nodes[k].next >= 0) {
+                uint32_t s = rx_emit(C, OP_SPLIT, 0, 0, 0, 0);
+                rx_compile_node(C, k, depth + 1);
+                uint32_t j = rx_emit(C, OP_JMP, 0, jumps_head, 0, 0);
+                if (C->failed) return;
+                jumps_head = j;
+                C->code[s].a = s + 1;
+                C->code[s].b = (uint32_t)C->n;
+            } else {
+                rx_compile_node(C, k, depth + 1);
+            }
+        }
+        if (C->failed) return;
+        uint32_t end = (uint32_t)C->n;
+        while (jumps_head != UINT32_MAX) {
+            uint32_t nx = C->code[jumps_head].a;
+            C->code[jumps_head].a = end;
+            jumps_head = nx;
+        }
+        break;
+    }
+    case RN_REP: rx_compile_rep(C, &nd, depth); break;
+    case RN_LOOK:
+    case RN_ATOMIC: {
+        /* LOOK/ATOMIC a=body b=continuation c=lookbehind length+1 ; body ... MATCH ; cont: */
+        uint32_t behind = 0;
+        if (nd.type == RN_LOOK && nd.behind) {
+            long l = rx_fixed_len(P, nd.kid);
+            if (l < 0) { C->failed = true; C->too_big = false; P->e->status = DS_ERR_UNSUPPORTED; return; }
+            behind = (uint32_t)l + 1;
+        }
+        uint32_t at = rx_emit(C, nd.type == RN_LOOK ? OP_LOOK : OP_ATOMIC, nd.neg, 0, 0, behind);
+        rx_compile_node(C, nd.kid, depth + 1);
+        if (behind) rx_emit(C, OP_BACK, 0, 0, 0, 0);
+        rx_emit(C, OP_MATCH, 0, 0, 0, 0);
+        if (C->failed) return;
+        C->code[at].a = at + 1;
+        C->code[at].b = (uint32_t)C->n;
+        break;
+    }
+    }
+}
+
+/* The characters that can begin a match, collected by following the
+ * program's empty moves from the start. Returns false when the start is
+ * nullable or guarded by an assertion (then every position must be tried). */
+static bool rx_first_chars(const rx_prog *G, const rx_inst *code, uint32_t n, rr_list *r, const dsi_alloc *al) {
+    uint8_t *seen = dsi_calloc(al, n ? n : 1, 1);
+    uint32_t *stack = dsi_malloc(al, (size_t)(n ? n : 1) * 2 * sizeof *stack);
+    bool ok = seen && stack;
+    size_t sp = 0;
+    if (ok) stack[sp++] = 0;
+    while (ok && sp) {
+        uint32_t pc = stack[--sp];
+        if (pc >= n || seen[pc]) continue;
+        seen[pc] = 1;
+        const rx_inst *I = &code[pc];
+        switch (I->op) {
+        case OP_CHAR: rr_add(r, I->a, I->a); break;
+        case OP_ANY: rr_add(r, 0, 9); rr_add(r, 11, 0x10FFFF); break;
+        case OP_SET: rr_append(r, &(rr_list){G->sets[I->a].v, G->sets[I->a].n, 0, al, false}); break;
+        case OP_REP:
+            if (I->flag & 2) rr_append(r, &(rr_list){G->sets[I->a].v, G->sets[I->a].n, 0, al, false});
+            else if (I->a == UINT32_MAX) { rr_add(r, 0, 9); rr_add(r, 11, 0x10FFFF); }
+            else rr_add(r, I->a, I->a);
+            if (I->b == 0) stack[sp++] = pc + 1;
+            break;
+        case OP_SPLIT: stack[sp++] = I->a; stack[sp++] = I->b; break;
+        case OP_JMP: stack[sp++] = I->a; break;
+        case OP_SAVE: stack[sp++] = pc + 1; break;
+        case OP_EMPTYCHK: stack[sp++] = pc + 1; stack[sp++] = I->b; break;
+        case OP_ATOMIC: stack[sp++] = I->a; break;
+        default: ok = false; break;   /* MATCH (nullable), ASSERT, LOOK, BACK */
+        }
+    }
+    dsi_free(al, seen);
+    dsi_free(al, stack);
+    return ok && !r->failed;
+}
+
+static void rx_prog_free(const dsi_alloc *al, rx_prog *G) {
+    if (!G) return;
+    for (uint32_t i = 0; i < G->n_sets; i++) {
+        dsi_free(al, G->sets[i].v);
+        dsi_free(al, G->sets[i].bmp);
+    }
+    dsi_free(al, G->sets);
+    dsi_free(al, G->code);
+    dsi_free(al, G);
+}
+
+/* Compiles a pattern (UTF-8, n bytes). literal: match the text itself (a
+ * Split with a String pattern). */
+static ds_status rx_compile(const char *pat, size_t n, bool literal, const dsi_alloc *al, const char *what,
+                            rx_prog **out, dsi_err *e) {
+    *out = NULL;
+    ds_status st = DS_OK;
+    uint32_t *cps = dsi_malloc(al, (n + 1) * sizeof *cps);
+    rx_prog *G = dsi_calloc(al, 1, sizeof *G);
+    rx_parser P = {0};
+    rx_compiler C = {0};
+    if (!cps || !G) { st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what); goto done; }
+    size_t m = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = utf8_valid((const uint8_t *)pat + i, n - i, &cp);
+        if (!k) { st = dsi_fail(e, DS_ERR_JSON, "%s: invalid UTF-8", what); goto done; }
+        cps[m++] = cp;
+        i += k;
+    }
+    P.p = cps;
+    P.n = m;
+    P.prog = G;
+    P.al = al;
+    P.e = e;
+    P.what = what;
+    int32_t root;
+    if (literal) {
+        root = rx_new_node(&P, RN_CAT);
+        if (root < 0) { st = rx_nomem(&P); goto done; }
+        int32_t last = -1;
+        for (size_t i = 0; i < m; i++) {
+            int32_t c = rx_new_node(&P, RN_CHAR);
+            if (c < 0) { st = rx_nomem(&P); goto done; }
+            P.nodes[c].val = cps[i];
+            if (last < 0) P.nodes[root].kid = c; else P.nodes[last].next = c;
+            last = c;
+        }
+    } else {
+        st = rx_parse_alt(&P, &root);
+        if (st) goto done;
+        if (P.i < P.n) { st = rx_syntax(&P, DS_ERR_JSON, "unmatched close parenthesis"); goto done; }
+    }
+    C.P = &P;
+    e->status = DS_OK;
+    rx_compile_node(&C, root, 0);
+    rx_emit(&C, OP_MATCH, 0, 0, 0, 0);
+    if (C.failed) {
+        if (e->status == DS_ERR_UNSUPPORTED) st = dsi_fail(e, DS_ERR_UNSUPPORTED, "%s: lookbehind of variable length", what);
+        else if (C.too_big) st = dsi_fail(e, DS_ERR_LIMIT, "%s: pattern too large", what);
+        else st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what);
+        goto done;
+    }
+    G->code = C.code;
+    G->n_code = (uint32_t)C.n;
+    C.code = NULL;
+    G->first_set = -1;
+    rr_list fr = {NULL, 0, 0, al, false};
+    if (rx_first_chars(G, G->code, G->n_code, &fr, al)) {
+        int32_t si = rx_add_set(&P, &fr);
+        if (si < 0) { dsi_free(al, fr.v); st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what); goto done; }
+        G->first_set = si;
+    }
+    dsi_free(al, fr.v);
+    if (fr.failed) { st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what); goto done; }
+    *out = G;
+    G = NULL;
+done:
+    dsi_free(al, C.code);
+    dsi_free(al, P.nodes);
+    dsi_free(al, cps);
+    rx_prog_free(al, G);
+    return st;
+}
+
+/* ==== Regex: matcher ====================================================== */
+enum { BT_BRANCH, BT_SLOT, BT_REP, BT_REPLAZY };
+
+typedef struct rx_bt {
+    uint32_t kind, pc;
+    size_t pos, aux;
+} rx_bt;
+
+/* Per-call matching state (scratch owned by the encode call). */
+typedef struct rx_ctx {
+    const dsi_alloc *al;
+    const uint32_t *s;     /* the piece being split */
+    size_t n;
+    rx_bt *stack;
+    size_t sp, cap;
+    size_t *slots;
+    size_t n_slots;
+    uint64_t steps;
+} rx_ctx;
+
+#define RX_NOMEM (-1)
+#define RX_LIMIT (-2)
+
+static bool rx_push(rx_ctx *X, uint32_t kind, uint32_t pc, size_t pos, size_t aux) {
+    if (X->sp == X->cap) {
+        size_t nc = X->cap ? X->cap * 2 : 256;
+        rx_bt *ns = dsi_realloc(X->al, X->stack, nc * sizeof *ns);
+        if (!ns) return false;
+        X->stack = ns;
+        X->cap = nc;
+    }
+    rx_bt *b = &X->stack[X->sp++];
+    b->kind = kind;
+    b->pc = pc;
+    b->pos = pos;
+    b->aux = aux;
+    return true;
+}
+
+static bool rx_char_ok(const rx_prog *G, const rx_inst *I, uint32_t c) {
+    if (I->flag & 2) return rx_set_has(&G->sets[I->a], c);
+    if (I->a == UINT32_MAX) return c != '\n';
+    return c == I->a;
+}
+
+static bool rx_assert(const rx_ctx *X, uint32_t kind, size_t pos) {
+    switch (kind) {
+    case RA_BOL: return pos == 0 || X->s[pos - 1] == '\n';
+    case RA_EOL: return pos == X->n || X->s[pos] == '\n';
+    case RA_BOS: return pos == 0;
+    case RA_EOS: return pos == X->n;
+    case RA_EOS_NL: return pos == X->n || (pos + 1 == X->n && X->s[pos] == '\n');
+    case RA_WORDB:
+    case RA_NWORDB: {
+        bool a = pos > 0 && uc_is_word(X->s[pos - 1]);
+        bool b = pos < X->n && uc_is_word(X->s[pos]);
+        return (a != b) == (kind == RA_WORDB);
+    }
+    }
+    return false;
+}
+
+/* Runs the program from pc at pos. Returns 1 (match, end in *end), 0 (no
+ * match) or RX_NOMEM / RX_LIMIT. Backtrack entries above the entry depth
+ * are dropped on return, so lookaround and atomic bodies never backtrack
+ * into the caller. */
+static int rx_run(const rx_prog *G, rx_ctx *X, uint32_t pc, size_t pos, size_t *end) {
+    const size_t base = X->sp;
+    for (;;) {
+        if (++X->steps > RX_STEP_LIMIT) { X->sp = base; return RX_LIMIT; }
+        const rx_inst *I = &G->code[pc];
+        switch (I->op) {
+        case OP_CHAR:
+            if (pos < X->n && X->s[pos] == I->a) { pos++; pc++; continue; }
+            goto fail;
+        case OP_ANY:
+            if (pos < X->n && X->s[pos] != '\n') { pos++; pc++; continue; }
+            goto fail;
+        case OP_SET:
+            if (pos < X->n && rx_set_has(&G->sets[I->a], X->s[pos])) { pos++; pc++; continue; }
+            goto fail;
+        case OP_JMP: pc = I->a; continue;
+        case OP_SPLIT:
+            if (!rx_push(X, BT_BRANCH, I->b, pos, 0)) { X->sp = base; return RX_NOMEM; }
+            pc = I->a;
+            continue;
+        case OP_MATCH:
+            *end = pos;
+            X->sp = base;
+            return 1;
+        case OP_ASSERT:
+            if (rx_assert(X, I->a, pos)) { pc++; continue; }
+            goto fail;
+        case OP_LOOK:
+        case OP_ATOMIC: {
+            size_t e = 0, from = pos;
+            if (I->c) {               /* lookbehind: the body must end exactly here */
+                if (pos < I->c - 1) { if (I->flag) { pc = I->b; continue; } goto fail; }
+                from = pos - (I->c - 1);
+            }
+            int r = rx_run(G, X, I->a, from, &e);
+            if (r < 0) { X->sp = base; return r; }
+            if (I->c && r == 1 && e != pos) r = 0;
+            if (I->op == OP_ATOMIC) {
+                if (r) { pos = e; pc = I->b; continue; }
+                goto fail;
+            }
+            if ((r == 1) != (I->flag != 0)) { pc = I->b; continue; }
+            goto fail;
+        }
+        case OP_BACK: pc++; continue;   /* end of a lookbehind body: position checked by the caller */
+        case OP_REP: {
+            size_t k = 0, lim = X->n - pos;
+            if (I->c < lim) lim = I->c;
+            if (I->flag & 1) {        /* lazy: take the minimum, offer more later */
+                while (k < I->b && k < lim && rx_char_ok(G, I, X->s[pos + k])) k++;
+                if (k < I->b) goto fail;
+                if (k < lim && !rx_push(X, BT_REPLAZY, pc, pos, k)) { X->sp = base; return RX_NOMEM; }
+            } else {
+                while (k < lim && rx_char_ok(G, I, X->s[pos + k])) k++;
+                if (k < I->b) goto fail;
+                if (k > I->b && !rx_push(X, BT_REP, pc, pos, k)) { X->sp = base; return RX_NOMEM; }
+            }
+            pos += k;
+            pc++;
+            continue;
+        }
+        case OP_SAVE:
+            if (!rx_push(X, BT_SLOT, I->a, X->slots[I->a], 0)) { X->sp = base; return RX_NOMEM; }
+            X->slots[I->a] = pos;
+            pc++;
+            continue;
+        case OP_EMPTYCHK:
+            /* an iteration that matched nothing ends the loop (Oniguruma) */
+            pc = X->slots[I->a] == pos ? I->b : pc + 1;
+            continue;
+        }
+    fail:
+        for (;;) {
+            if (X->sp == base) return 0;
+            rx_bt *b = &X->stack[X->sp - 1];
+            if (b->kind == BT_BRANCH) {
+                pc = b->pc;
+                pos = b->pos;
+                X->sp--;
+                break;
+            }
+            if (b->kind == BT_SLOT) {
+                X->slots[b->pc] = b->pos;
+                X->sp--;
+                continue;
+            }
+            const rx_inst *R = &G->code[b->pc];
+            if (b->kind == BT_REP) {
+                b->aux--;
+                pos = b->pos + b->aux;
+                pc = b->pc + 1;
+                if (b->aux <= R->b) X->sp--;
+                break;
+            }
+            /* BT_REPLAZY: one more character, if it matches */
+            if (b->aux < R->c && b->pos + b->aux < X->n && rx_char_ok(G, R, X->s[b->pos + b->aux])) {
+                b->aux++;
+                pos = b->pos + b->aux;
+                pc = b->pc + 1;
+                if (b->aux >= R->c || b->pos + b->aux >= X->n) X->sp--;
+                break;
+            }
+            X->sp--;
+        }
+        if (++X->steps > RX_STEP_LIMIT) { X->sp = base; return RX_LIMIT; }
+    }
+}
+
+/* Leftmost match starting at or after from. Returns 1/0/negative. */
+static int rx_search(const rx_prog *G, rx_ctx *X, size_t from, size_t *ms, size_t *me) {
+    const rx_set *fs = G->first_set >= 0 ? &G->sets[G->first_set] : NULL;
+    for (size_t p = from; p <= X->n; p++) {
+        if (fs) {
+            while (p < X->n && !rx_set_has(fs, X->s[p])) p++;
+            if (p >= X->n) return 0;
+        }
+        int r = rx_run(G, X, 0, p, me);
+        if (r) {
+            *ms = p;
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* ==== Hash maps =========================================================== */
+static uint64_t tk_hash_bytes(const void *p, size_t n) {
+    /* FNV-1a, then a final mix so that the low bits are usable as an index */
+    const uint8_t *s = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ull;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 32);
+}
+
+static uint64_t tk_hash_u64(uint64_t x) {
+    x ^= x >> 31;
+    x *= 0x9e3779b97f4a7c15ull;
+    return x ^ (x >> 29);
+}
+
+/* Strings live in one growing byte pool and are named by offset, so the pool
+ * may move while maps that refer to it are built. */
+typedef struct tk_pool {
+    uint8_t *p;
+    size_t n, cap;
+} tk_pool;
+
+typedef struct tk_sent {
+    uint32_t off, len;      /* string in the pool */
+    int32_t val;
+    uint32_t aux;           /* map-specific */
+} tk_sent;
+
+typedef struct tk_smap {
+    tk_sent *ent;
+    uint32_t n, cap;
+    uint32_t *tab;          /* entry index + 1; 0 = empty */
+    uint32_t mask;
+} tk_smap;
+
+static bool tk_pool_put(const dsi_alloc *al, tk_pool *P, const void *s, size_t n, uint32_t *off) {
+    if (n > UINT32_MAX - P->n || P->n + n > UINT32_MAX) return false;
+    if (P->n + n > P->cap) {
+        size_t nc = P->cap ? P->cap : 4096;
+        while (nc < P->n + n) nc *= 2;
+        uint8_t *np = dsi_realloc(al, P->p, nc);
+        if (!np) return false;
+        P->p = np;
+        P->cap = nc;
+    }
+    if (n) memcpy(P->p + P->n, s, n);
+    *off = (uint32_t)P->n;
+    P->n += n;
+    return true;
+}
+
+static int64_t tk_smap_find(const tk_smap *m, const tk_pool *P, const void *s, size_t n) {
+    if (!m->tab) return -1;
+    uint32_t i = (uint32_t)tk_hash_bytes(s, n) & m->mask;
+    for (;;) {
+        uint32_t k = m->tab[i];
+        if (!k) return -1;
+        const tk_sent *e = &m->ent[k - 1];
+        if (e->len == n && memcmp(P->p + e->off, s, n) == 0) return (int64_t)(k - 1);
+        i = (i + 1) & m->mask;
+    }
+}
+
+static bool tk_smap_rehash(const dsi_alloc *al, tk_smap *m, const tk_pool *P, uint32_t size) {
+    uint32_t *tab = dsi_calloc(al, size, sizeof *tab);
+    if (!tab) return false;
+    for (uint32_t k = 0; k < m->n; k++) {
+        const tk_sent *e = &m->ent[k];
+        uint32_t i = (uint32_t)tk_hash_bytes(P->p + e->off, e->len) & (size - 1);
+        while (tab[i]) i = (i + 1) & (size - 1);
+        tab[i] = k + 1;
+    }
+    dsi_free(al, m->tab);
+    m->tab = tab;
+    m->mask = size - 1;
+    return true;
+}
+
+/* Adds an entry for pool string (off, len) known to be absent. */
+static int64_t tk_smap_add(const dsi_alloc *al, tk_smap *m, const tk_pool *P, uint32_t off, uint32_t len, int32_t val) {
+    if (m->n == m->cap) {
+        uint32_t nc = m->cap ? m->cap * 2 : 64;
+        if (nc < m->cap) return -1;
+        tk_sent *ne = dsi_realloc(al, m->ent, (size_t)nc * sizeof *ne);
+        if (!ne) return -1;
+        m->ent = ne;
+        m->cap = nc;
+    }
+    m->ent[m->n] = (tk_sent){off, len, val, 0};
+    m->n++;
+    if (!m->tab || (uint64_t)m->n * 2 > (uint64_t)m->mask + 1) {
+        uint32_t size = m->tab ? (m->mask + 1) * 2 : 128;
+        while ((uint64_t)m->n * 2 > size) size *= 2;
+        if (!tk_smap_rehash(al, m, P, size)) { m->n--; return -1; }
+    } else {
+        uint32_t i = (uint32_t)tk_hash_bytes(P->p + off, len) & m->mask;
+        while (m->tab[i]) i = (i + 1) & m->mask;
+        m->tab[i] = m->n;
+    }
+    return (int64_t)(m->n - 1);
+}
+
+static void tk_smap_free(const dsi_alloc *al, tk_smap *m) {
+    dsi_free(al, m->ent);
+    dsi_free(al, m->tab);
+    memset(m, 0, sizeof *m);
+}
+
+/* ==== Added-token trie ==================================================== */
+typedef struct tk_tnode {
+    uint32_t child, sibling;   /* node indices; 0 = none (0 is the root) */
+    int32_t tok;               /* index into ds_tokenizer.added, or -1 */
+    uint8_t byte;
+} tk_tnode;
+
+typedef struct tk_trie {
+    tk_tnode *nodes;
+    uint32_t n, cap;
+    uint32_t first[256];       /* root's child for each first byte */
+} tk_trie;
+
+static bool tk_trie_insert(const dsi_alloc *al, tk_trie *T, const uint8_t *s, size_t n, int32_t tok) {
+    if (n == 0) return true;
+    if (!T->nodes) {
+        T->nodes = dsi_malloc(al, 64 * sizeof *T->nodes);
+        if (!T->nodes) return false;
+        T->cap = 64;
+        T->n = 1;
+        T->nodes[0] = (tk_tnode){0, 0, -1, 0};
+    }
+    uint32_t cur = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t nx = 0;
+        if (cur == 0) nx = T->first[s[i]];
+        else
+            for (uint32_t c = T->nodes[cur].child; c; c = T->nodes[c].sibling)
+                if (T->nodes[c].byte == s[i]) { nx = c; break; }
+        if (!nx) {
+            if (T->n == T->cap) {
+                if (T->cap > UINT32_MAX / 2) return false;
+                tk_tnode *nn = dsi_realloc(al, T->nodes, (size_t)T->cap * 2 * sizeof *nn);
+                if (!nn) return false;
+                T->nodes = nn;
+                T->cap *= 2;
+            }
+            nx = T->n++;
+            T->nodes[nx] = (tk_tnode){0, 0, -1, s[i]};
+            if (cur == 0) T->first[s[i]] = nx;
+            else {
+                T->nodes[nx].sibling = T->nodes[cur].child;
+                T->nodes[cur].child = nx;
+            }
+        }
+        cur = nx;
+    }
+    /* the first token with this content wins (the reference builds its
+     * matcher from distinct contents) */
+    if (T->nodes[cur].tok < 0) T->nodes[cur].tok = tok;
+    return true;
+}
+
+/* Longest token starting at s[0]: its length (0 if none) and index. */
+static size_t tk_trie_longest(const tk_trie *T, const uint8_t *s, size_t n, int32_t *tok) {
+    if (!T->nodes || n == 0) return 0;
+    uint32_t cur = T->first[s[0]];
+    size_t best = 0;
+    for (size_t i = 1; cur; i++) {
+        if (T->nodes[cur].tok >= 0) { best = i; *tok = T->nodes[cur].tok; }
+        if (i >= n) break;
+        uint32_t nx = 0;
+        for (uint32_t c = T->nodes[cur].child; c; c = T->nodes[c].sibling)
+            if (T->nodes[c].byte == s[i]) { nx = c; break; }
+        cur = nx;
+    }
+    return best;
+}
+
+/* ==== The tokenizer ======================================================= */
+enum { ST_SPLIT, ST_BYTELEVEL, ST_DIGITS };
+enum { BH_ISOLATED, BH_REMOVED, BH_MERGED_PREV, BH_MERGED_NEXT, BH_CONTIGUOUS };
+
+typedef struct tk_step {
+    uint8_t kind;
+    uint8_t behavior;
+    uint8_t invert;
+    uint8_t add_prefix_space;   /* ByteLevel */
+    uint8_t use_regex;          /* ByteLevel */
+    uint8_t individual;         /* Digits */
+    rx_prog *prog;              /* Split; ByteLevel with use_regex (shared, not owned) */
+} tk_step;
+
+typedef struct tk_added {
+    uint32_t off, len;          /* content in the pool */
+    int32_t id;
+    uint8_t special, lstrip, rstrip, single_word, normalized;
+    uint8_t special_content;    /* content is in the reference's special set */
+} tk_added;
+
+enum { CHAT_NONE, CHAT_V2, CHAT_V25, CHAT_V3 };
+
+struct ds_tokenizer {
+    dsi_alloc al;
+    tk_pool pool;               /* every string below */
+    /* model.vocab */
+    tk_smap vocab;              /* string -> id */
+    uint32_t model_vocab_size;  /* distinct strings in model.vocab */
+    /* model.merges: (left id, right id) -> (rank, merged id) */
+    uint64_t *mkey, *mval;
+    uint32_t mmask;
+    uint32_t n_merges;
+    /* model options */
+    int32_t unk_id;             /* -1: none; -2: named but absent from the vocab */
+    bool fuse_unk, byte_fallback, ignore_merges;
+    int32_t byte_id[256];       /* id of GPT-2 char of each byte, -1 if absent */
+    int32_t fallback_id[256];   /* "<0xAB>" tokens for byte_fallback */
+    int32_t low_id[0x180];      /* id of each single character below U+0180 */
+    /* added tokens */
+    tk_added *added;
+    uint32_t n_added;
+    tk_trie trie[2];            /* [0]: normalized = false, [1]: normalized = true */
+    /* id -> decoded bytes */
+    uint32_t n_ids;             /* largest id + 1 */
+    uint32_t *dec_off, *dec_len;
+    uint32_t max_dec;           /* longest decoded token */
+    /* pre-tokenizer */
+    tk_step *steps;
+    uint32_t n_steps;
+    rx_prog **progs;            /* owned programs */
+    uint32_t n_progs;
+    uint32_t max_slots;
+    /* tokenizer_config.json */
+    int32_t bos, eos;
+    bool add_bos;
+    uint32_t bos_off, bos_len, eos_off, eos_len;   /* token texts; len 0 = none */
+    bool has_bos_text, has_eos_text;
+    int chat;                   /* CHAT_* */
+    bool chat_join_systems;     /* V3: systems joined with "\n\n" (else the last wins) */
+    bool chat_strip_think;      /* R1: assistant content after the last "</think>" */
+    bool chat_think_prompt;     /* R1: generation prompt ends with "<think>\n" */
+};
+
+DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m) { return m ? m->tok : NULL; }
+
+static int32_t tk_vocab_get(const ds_tokenizer *t, const void *s, size_t n) {
+    int64_t k = tk_smap_find(&t->vocab, &t->pool, s, n);
+    return k < 0 ? -1 : t->vocab.ent[k].val;
+}
+
+static bool tk_merge_get(const ds_tokenizer *t, int32_t a, int32_t b, uint32_t *rank, int32_t *nid) {
+    if (!t->mkey) return false;
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    uint32_t i = (uint32_t)tk_hash_u64(key) & t->mmask;
+    for (;;) {
+        uint64_t k = t->mkey[i];
+        if (k == UINT64_MAX) return false;
+        if (k == key) {
+            *rank = (uint32_t)(t->mval[i] >> 32);
+            *nid = (int32_t)(uint32_t)t->mval[i];
+            return true;
+        }
+        i = (i + 1) & t->mmask;
+    }
+}
+
+/* Inserts or overwrites (a later duplicate merge takes the later rank, as
+ * the reference's HashMap collect does). */
+static void tk_merge_put(ds_tokenizer *t, int32_t a, int32_t b, uint32_t rank, int32_t nid) {
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    uint32_t i = (uint32_t)tk_hash_u64(key) & t->mmask;
+    while (t->mkey[i] != UINT64_MAX && t->mkey[i] != key) i = (i + 1) & t->mmask;
+    t->mkey[i] = key;
+    t->mval[i] = ((uint64_t)rank << 32) | (uint32_t)nid;
+}
+
+/* ==== Construction: model ================================================= */
+static ds_status tk_load_vocab(ds_tokenizer *t, const dsi_json *vocab, dsi_err *e) {
+    if (!vocab || vocab->type != DSI_JSON_OBJECT)
+        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.vocab is missing or not an object");
+    for (uint32_t i = 0; i < vocab->n; i++) {
+        const dsi_json *v = &vocab->kids[i];
+        if (v->type != DSI_JSON_NUMBER || !v->is_int || v->i < 0)
+            return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.vocab entry %u: id is not a non-negative integer", i);
+        if ((uint64_t)v->i >= DS_MAX_TOKEN_ID)
+            return dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: model.vocab id %lld exceeds %u", (long long)v->i,
+                            (unsigned)DS_MAX_TOKEN_ID);
+        int64_t k = tk_smap_find(&t->vocab, &t->pool, v->key, v->key_len);
+        if (k >= 0) {                 /* duplicate key: the last value wins */
+            t->vocab.ent[k].val = (int32_t)v->i;
+            continue;
+        }
+        uint32_t off;
+        if (!tk_pool_put(&t->al, &t->pool, v->key, v->key_len, &off) ||
+            tk_smap_add(&t->al, &t->vocab, &t->pool, off, v->key_len, (int32_t)v->i) < 0)
+            return dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for the vocabulary");
+    }
+    t->model_vocab_size = t->vocab.n;
+    return DS_OK;
+}
+
+static ds_status tk_load_merges(ds_tokenizer *t, const dsi_json *merges, dsi_err *e) {
+    if (!merges || merges->type != DSI_JSON_ARRAY)
+        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.merges is missing or not an array");
+    uint32_t size = 64;
+    while (size < (uint64_t)merges->n * 2 + 2) size *= 2;
+    t->mkey = dsi_malloc(&t->al, (size_t)size * sizeof *t->mkey);
+    t->mval = dsi_malloc(&t->al, (size_t)size * sizeof *t->mval);
+    if (!t->mkey || !t->mval) return dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for the merges");
+    memset(t->mkey, 0xFF, (size_t)size * sizeof *t->mkey);
+    t->mmask = size - 1;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    uint32_t rank = 0;
+    ds_status st = DS_OK;
+    for (uint32_t i = 0; i < merges->n; i++) {
+        const dsi_json *m = &merges->kids[i];
+        const char *a, *b;
+        size_t la, lb;
+        if (m->type == DSI_JSON_STRING) {
+            /* "a b": exactly one space (the reference splits on ' ' and wants
+             * two parts); "#version" lines are skipped */
+            if (m->n >= 8 && memcmp(m->str, "#version", 8) == 0) continue;
+            const char *sp = memchr(m->str, ' ', m->n);
+            if (!sp || memchr(sp + 1, ' ', m->n - (size_t)(sp + 1 - m->str))) {
+                st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: merge %u is not \"left right\"", i);
+                goto done;
+            }
+            a = m->str;
+            la = (size_t)(sp - m->str);
+            b = sp + 1;
+            lb = m->n - la - 1;
+        } else if (m->type == DSI_JSON_ARRAY && m->n == 2 && m->kids[0].type == DSI_JSON_STRING &&
+                   m->kids[1].type == DSI_JSON_STRING) {
+            a = m->kids[0].str;
+            la = m->kids[0].n;
+            b = m->kids[1].str;
+            lb = m->kids[1].n;
+        } else {
+            st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: merge %u is neither \"a b\" nor [\"a\", \"b\"]", i);
+            goto done;
+        }
+        int32_t ia = tk_vocab_get(t, a, la), ib = tk_vocab_get(t, b, lb);
+        if (la + lb > cap) {
+            size_t nc = (la + lb) * 2 + 64;
+            uint8_t *nb = dsi_realloc(&t->al, buf, nc);
+            if (!nb) { st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory"); goto done; }
+            buf = nb;
+            cap = nc;
+        }
+        memcpy(buf, a, la);
+        memcpy(buf + la, b, lb);
+        int32_t in = tk_vocab_get(t, buf, la + lb);
+        if (ia < 0 || ib < 0 || in < 0) {
+            const char *which = ia < 0 ? a : ib < 0 ? b : (const char *)buf;
+            int wl = (int)(ia < 0 ? la : ib < 0 ? lb : la + lb);
+            if (wl > 64) wl = 64;
+            st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: merge %u: \"%.*s\" is not in the vocabulary", i, wl, which);
+            goto done;
+        }
+        tk_merge_put(t, ia, ib, rank++, in);
+    }
+    t->n_merges = rank;
+done:
+    dsi_free(&t->al, buf);
+    return st;
+}
+
+/* Reads an AddedToken's boolean flag (absent = default). */
+static ds_status tk_flag(const dsi_json *o, const char *key, bool def, uint8_t *out, uint32_t i, dsi_err *e) {
+    bool v = def;
+    if (dsi_json_get_bool(o, key, &v) < 0)
+        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u].%s is not a boolean", i, key);
+    *out = v;
+    return DS_OK;
+}
+
+/* added_tokens, with the reference's id rules: a content already in the
+ * vocabulary keeps that id, a new one gets the next id after the model's
+ * vocabulary; the ids written in the file are not trusted. */
+static ds_status tk_load_added(ds_tokenizer *t, const dsi_json *arr, dsi_err *e) {
+    if (!arr || arr->type == DSI_JSON_NULL) return DS_OK;
+    if (arr->type != DSI_JSON_ARRAY) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens is not an array");
+    tk_smap cmap = {0};          /* content -> id (val), aux = special-set flag */
+    uint32_t *rtab = NULL;       /* id -> index into t->added, open addressing (index+1) */
+    uint32_t rmask = 0;
+    ds_status st = DS_OK;
+    uint32_t size = 16;
+    while (size < (uint64_t)arr->n * 2 + 2) size *= 2;
+    rtab = dsi_calloc(&t->al, size, sizeof *rtab);
+    t->added = dsi_calloc(&t->al, arr->n ? arr->n : 1, sizeof *t->added);
+    if (!rtab || !t->added) { st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for added_tokens"); goto done; }
+    rmask = size - 1;
+    uint64_t next_id = t->model_vocab_size;
+    for (uint32_t i = 0; i < arr->n; i++) {
+        const dsi_json *o = &arr->kids[i];
+        const char *content;
+        size_t clen;
+        if (o->type != DSI_JSON_OBJECT || dsi_json_get_str(o, "content", &content, &clen) != 1) {
+            st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u] has no content string", i);
+            goto done;
+        }
+        tk_added tok = {0};
+        if ((st = tk_flag(o, "special", false, &tok.special, i, e)) || (st = tk_flag(o, "lstrip", false, &tok.lstrip, i, e)) ||
+            (st = tk_flag(o, "rstrip", false, &tok.rstrip, i, e)) ||
+            (st = tk_flag(o, "single_word", false, &tok.single_word, i, e)) ||
+            (st = tk_flag(o, "normalized", !tok.special, &tok.normalized, i, e)))
+            goto done;
+        if (clen == 0) continue;
+        int64_t ck = tk_smap_find(&cmap, &t->pool, content, clen);
+        int64_t id;
+        if (ck >= 0) id = cmap.ent[ck].val;
+        else {
+            id = tk_vocab_get(t, content, clen);
+            if (id < 0) {
+                if (next_id >= DS_MAX_TOKEN_ID) {
+                    st = dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: too many added tokens");
+                    goto done;
+                }
+                id = (int64_t)next_id++;
+            }
+            uint32_t off;
+            if (!tk_pool_put(&t->al, &t->pool, content, clen, &off) ||
+                (ck = tk_smap_add(&t->al, &cmap, &t->pool, off, (uint32_t)clen, (int32_t)id)) < 0) {
+                st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for added_tokens");
+                goto done;
+            }
+        }
+        tok.off = cmap.ent[ck].off;
+        tok.len = (uint32_t)clen;
+        tok.id = (int32_t)id;
+        if (tok.special) cmap.ent[ck].aux = 1;
+        /* id -> token: a later token with the same id replaces the earlier */
+        uint32_t h = (uint32_t)tk_hash_u64((uint64_t)id) & rmask;
+        while (rtab[h] && t->added[rtab[h] - 1].id != (int32_t)id) h = (h + 1) & rmask;
+        if (rtab[h]) t->added[rtab[h] - 1] = tok;
+        else {
+            t->added[t->n_added] = tok;
+            rtab[h] = ++t->n_added;
+        }
+    }
+    /* the special set is by content */
+    for (uint32_t k = 0; k < t->n_added; k++) {
+        tk_added *a = &t->added[k];
+        int64_t ck = tk_smap_find(&cmap, &t->pool, t->pool.p + a->off, a->len);
+        a->special_content = ck >= 0 && cmap.ent[ck].aux;
+        if (!tk_trie_insert(&t->al, &t->trie[a->normalized ? 1 : 0], t->pool.p + a->off, a->len, (int32_t)k)) {
+            st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for added_tokens");
+            goto done;
+        }
+    }
+done:
+    tk_smap_free(&t->al, &cmap);
+    dsi_free(&t->al, rtab);
+    return st;
+}
+
+/* id -> decoded bytes, for every id of the vocabulary and the added tokens.
+ * The ByteLevel decoder maps a token's characters back to bytes when every
+ * character is one of the 256 byte characters, and keeps its UTF-8 text
+ * otherwise (so "<｜User｜>" decodes to itself). */
+static ds_status tk_build_decoder(ds_tokenizer *t, dsi_err *e) {
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < t->vocab.n; k++)
+        if ((uint32_t)t->vocab.ent[k].val + 1 > n) n = (uint32_t)t->vocab.ent[k].val + 1;
+    for (uint32_t k = 0; k < t->n_added; k++)
+        if ((uint32_t)t->added[k].id + 1 > n) n = (uint32_t)t->added[k].id + 1;
+    t->n_ids = n;
+    uint32_t *src_off = dsi_malloc(&t->al, (size_t)(n ? n : 1) * sizeof *src_off);
+    uint32_t *src_len = dsi_malloc(&t->al, (size_t)(n ? n : 1) * sizeof *src_len);
+    t->dec_off = dsi_calloc(&t->al, n ? n : 1, sizeof *t->dec_off);
+    t->dec_len = dsi_calloc(&t->al, n ? n : 1, sizeof *t->dec_len);
+    ds_status st = DS_OK;
+    uint8_t *tmp = NULL;
+    if (!src_off || !src_len || !t->dec_off || !t->dec_len) {
+        st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory for the id table");
+        goto done;
+    }
+    memset(src_len, 0xFF, (size_t)(n ? n : 1) * sizeof *src_len);   /* UINT32_MAX = no token */
+    /* the vocabulary's string for an id: the first entry in file order */
+    for (uint32_t k = t->vocab.n; k-- > 0;) {
+        src_off[t->vocab.ent[k].val] = t->vocab.ent[k].off;
+        src_len[t->vocab.ent[k].val] = t->vocab.ent[k].len;
+    }
+    for (uint32_t k = 0; k < t->n_added; k++) {
+        src_off[t->added[k].id] = t->added[k].off;
+        src_len[t->added[k].id] = t->added[k].len;
+    }
+    size_t longest = 0;
+    for (uint32_t id = 0; id < n; id++)
+        if (src_len[id] != UINT32_MAX && src_len[id] > longest) longest = src_len[id];
+    tmp = dsi_malloc(&t->al, longest + 1);
+    if (!tmp) { st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); goto done; }
+    for (uint32_t id = 0; id < n; id++) {
+        if (src_len[id] == UINT32_MAX) continue;
+        /* decoded form: at most as long as the text (a byte char is 1-2 bytes) */
+        const uint8_t *s = t->pool.p + src_off[id];
+        size_t L = src_len[id], o = 0;
+        bool all = true;
+        for (size_t i = 0; i < L;) {
+            uint32_t cp;
+            size_t k = utf8_valid(s + i, L - i, &cp);
+            int b = k ? bl_cp_to_byte(cp) : -1;
+            if (b < 0) { all = false; break; }
+            tmp[o++] = (uint8_t)b;
+            i += k;
+        }
+        const uint8_t *use = all ? tmp : s;
+        size_t ulen = all ? o : L;
+        uint32_t off;
+        bool ok;
+        if (all) ok = tk_pool_put(&t->al, &t->pool, use, ulen, &off);   /* may move the pool; tmp is ours */
+        else { off = src_off[id]; ok = true; }
+        if (!ok) { st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); goto done; }
+        t->dec_off[id] = off;
+        t->dec_len[id] = (uint32_t)ulen;
+        if (ulen > t->max_dec) t->max_dec = (uint32_t)ulen;
+    }
+done:
+    dsi_free(&t->al, tmp);
+    dsi_free(&t->al, src_off);
+    dsi_free(&t->al, src_len);
+    return st;
+}
+
+/* ==== Construction: pre-tokenizer, normalizer, decoder ==================== */
+static const char tk_gpt2_regex[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+static ds_status tk_add_prog(ds_tokenizer *t, rx_prog *G, dsi_err *e) {
+    rx_prog **np = dsi_realloc(&t->al, t->progs, (t->n_progs + 1) * sizeof *np);
+    if (!np) { rx_prog_free(&t->al, G); return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); }
+    t->progs = np;
+    t->progs[t->n_progs++] = G;
+    if (G->n_slots > t->max_slots) t->max_slots = G->n_slots;
+    return DS_OK;
+}
+
+static ds_status tk_add_step(ds_tokenizer *t, const tk_step *s, dsi_err *e) {
+    if (t->n_steps >= 256) return dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: more than 256 pre-tokenizer steps");
+    tk_step *ns = dsi_realloc(&t->al, t->steps, (t->n_steps + 1) * sizeof *ns);
+    if (!ns) return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    t->steps = ns;
+    t->steps[t->n_steps++] = *s;
+    return DS_OK;
+}
+
+static ds_status tk_type(const dsi_json *o, const char *where, const char **type, size_t *len, dsi_err *e) {
+    *type = "";   /* defined on every path (gcc cannot see it through the amalgamation) */
+    *len = 0;
+    if (!o || o->type != DSI_JSON_OBJECT || dsi_json_get_str(o, "type", type, len) != 1)
+        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: %s has no type", where);
+    return DS_OK;
+}
+
+static ds_status tk_load_pretok(ds_tokenizer *t, const dsi_json *pt, int depth, dsi_err *e) {
+    if (!pt || pt->type == DSI_JSON_NULL) return DS_OK;
+    if (depth > 16) return dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: pre_tokenizer nested too deeply");
+    const char *type;
+    size_t tl;
+    ds_status st = tk_type(pt, "pre_tokenizer", &type, &tl, e);
+    if (st) return st;
+    tk_step s = {0};
+    bool b;
+    if (strcmp(type, "Sequence") == 0) {
+        const dsi_json *arr = dsi_json_get(pt, "pretokenizers");
+        if (!arr || arr->type != DSI_JSON_ARRAY)
+            return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: pre_tokenizer Sequence without pretokenizers");
+        for (uint32_t i = 0; i < arr->n; i++)
+            if ((st = tk_load_pretok(t, &arr->kids[i], depth + 1, e))) return st;
+        return DS_OK;
+    }
+    if (strcmp(type, "Split") == 0) {
+        const dsi_json *pat = dsi_json_get(pt, "pattern");
+        const char *p;
+        size_t pl;
+        bool literal;
+        if (dsi_json_get_str(pat, "Regex", &p, &pl) == 1) literal = false;
+        else if (dsi_json_get_str(pat, "String", &p, &pl) == 1) literal = true;
+        else return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: Split pattern is neither {Regex} nor {String}");
+        const char *bh;
+        size_t bl;
+        if (dsi_json_get_str(pt, "behavior", &bh, &bl) != 1)
+            return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: Split without behavior");
+        static const char *const names[] = {"Isolated", "Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+        int k = -1;
+        for (int i = 0; i < 5; i++)
+            if (strcmp(bh, names[i]) == 0) k = i;
+        if (k < 0) return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: Split behavior \"%.40s\"", bh);
+        s.kind = ST_SPLIT;
+        s.behavior = (uint8_t)k;
+        b = false;
+        if (dsi_json_get_bool(pt, "invert", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: Split invert is not a boolean");
+        s.invert = b;
+        char what[64];
+        snprintf(what, sizeof what, "tokenizer.json: pre-tokenizer %u pattern", t->n_steps);
+        rx_prog *G;
+        if ((st = rx_compile(p, pl, literal, &t->al, what, &G, e))) return st;
+        if ((st = tk_add_prog(t, G, e))) return st;
+        s.prog = G;
+        return tk_add_step(t, &s, e);
+    }
+    if (strcmp(type, "ByteLevel") == 0) {
+        s.kind = ST_BYTELEVEL;
+        b = true;                   /* the reference's defaults */
+        if (dsi_json_get_bool(pt, "add_prefix_space", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: ByteLevel add_prefix_space");
+        s.add_prefix_space = b;
+        b = true;
+        if (dsi_json_get_bool(pt, "use_regex", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: ByteLevel use_regex");
+        s.use_regex = b;
+        if (s.use_regex) {
+            rx_prog *G;
+            if ((st = rx_compile(tk_gpt2_regex, sizeof tk_gpt2_regex - 1, false, &t->al, "ByteLevel regex", &G, e))) return st;
+            if ((st = tk_add_prog(t, G, e))) return st;
+            s.prog = G;
+        }
+        return tk_add_step(t, &s, e);
+    }
+    if (strcmp(type, "Digits") == 0) {
+        s.kind = ST_DIGITS;
+        b = false;
+        if (dsi_json_get_bool(pt, "individual_digits", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: Digits individual_digits");
+        s.individual = b;
+        return tk_add_step(t, &s, e);
+    }
+    return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: pre-tokenizer type \"%.40s\" is not supported", type);
+}
+
+/* Only normalizers that change nothing: null and (nested) empty Sequences. */
+static ds_status tk_check_normalizer(const dsi_json *n, int depth, dsi_err *e) {
+    if (!n || n->type == DSI_JSON_NULL) return DS_OK;
+    if (depth > 16) return dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: normalizer nested too deeply");
+    const char *type;
+    size_t tl;
+    ds_status st = tk_type(n, "normalizer", &type, &tl, e);
+    if (st) return st;
+    if (strcmp(type, "Sequence") != 0)
+        return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: normalizer type \"%.40s\" is not supported", type);
+    const dsi_json *arr = dsi_json_get(n, "normalizers");
+    if (!arr || arr->type != DSI_JSON_ARRAY) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: normalizer Sequence without normalizers");
+    for (uint32_t i = 0; i < arr->n; i++)
+        if ((st = tk_check_normalizer(&arr->kids[i], depth + 1, e))) return st;
+    return DS_OK;
+}
+
+static ds_status tk_load_model(ds_tokenizer *t, const dsi_json *m, dsi_err *e) {
+    if (!m || m->type != DSI_JSON_OBJECT) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: no model object");
+    const char *type;
+    size_t tl;
+    int r = dsi_json_get_str(m, "type", &type, &tl);
+    if (r < 0 || (r == 1 && strcmp(type, "BPE") != 0))
+        return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: model type \"%.40s\" is not supported (BPE only)",
+                        r == 1 ? type : "?");
+    double dropout = 0;
+    if (dsi_json_get_num(m, "dropout", &dropout) < 0 || dropout < 0 || dropout > 1)
+        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.dropout is invalid");
+    if (dropout > 0) return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: BPE dropout (random segmentation)");
+    const char *s;
+    size_t sl;
+    if (dsi_json_get_str(m, "continuing_subword_prefix", &s, &sl) != 0 || dsi_json_get_str(m, "end_of_word_suffix", &s, &sl) != 0)
+        return dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: BPE continuing_subword_prefix / end_of_word_suffix");
+    bool b = false;
+    if (dsi_json_get_bool(m, "fuse_unk", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.fuse_unk");
+    t->fuse_unk = b;
+    b = false;
+    if (dsi_json_get_bool(m, "byte_fallback", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.byte_fallback");
+    t->byte_fallback = b;
+    b = false;
+    if (dsi_json_get_bool(m, "ignore_merges", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.ignore_merges");
+    t->ignore_merges = b;
+    ds_status st;
+    if ((st = tk_load_vocab(t, dsi_json_get(m, "vocab"), e))) return st;
+    if ((st = tk_load_merges(t, dsi_json_get(m, "merges"), e))) return st;
+    t->unk_id = -1;
+    r = dsi_json_get_str(m, "unk_token", &s, &sl);
+    if (r < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.unk_token is not a string");
+    if (r == 1) {
+        t->unk_id = tk_vocab_get(t, s, sl);
+        if (t->unk_id < 0) t->unk_id = -2;
+    }
+    /* per-byte and per-character lookups used on every encode */
+    for (int i = 0; i < 256; i++) {
+        uint8_t u[4];
+        size_t k = utf8_put(u, bl_byte_to_cp((uint8_t)i));
+        t->byte_id[i] = tk_vocab_get(t, u, k);
+        char fb[8];
+        snprintf(fb, sizeof fb, "<0x%02X>", i);
+        t->fallback_id[i] = tk_vocab_get(t, fb, 6);
+    }
+    for (uint32_t c = 0; c < 0x180; c++) {
+        uint8_t u[4];
+        size_t k = utf8_put(u, c);
+        t->low_id[c] = tk_vocab_get(t, u, k);
+    }
+    return DS_OK;
+}
+
+/* ==== Construction: tokenizer_config.json ================================= */
+/* bos_token / eos_token: a string or {"content": ...}. */
+static ds_status tk_special_text(ds_tokenizer *t, const dsi_json *cfg, const char *key, uint32_t *off, uint32_t *len,
+                                 bool *has, int32_t *id, dsi_err *e) {
+    *has = false;
+    *id = -1;
+    const dsi_json *v = dsi_json_get(cfg, key);
+    const char *s = NULL;
+    size_t n = 0;
+    if (!v || v->type == DSI_JSON_NULL) return DS_OK;
+    if (v->type == DSI_JSON_STRING) { s = v->str; n = v->n; }
+    else if (v->type == DSI_JSON_OBJECT && dsi_json_get_str(v, "content", &s, &n) == 1) {}
+    else return dsi_fail(e, DS_ERR_JSON, "tokenizer_config.json: %s is neither a string nor {content}", key);
+    if (!tk_pool_put(&t->al, &t->pool, s, n, off)) return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    *len = (uint32_t)n;
+    *has = true;
+    /* token_to_id: added tokens first, then the vocabulary */
+    for (uint32_t k = 0; k < t->n_added; k++)
+        if (t->added[k].len == n && memcmp(t->pool.p + t->added[k].off, s, n) == 0) { *id = t->added[k].id; return DS_OK; }
+    *id = tk_vocab_get(t, s, n);
+    return DS_OK;
+}
+
+/* Chooses the chat template family from the Jinja text (we do not run Jinja:
+ * the DeepSeek templates differ only in a few literal choices). */
+static void tk_detect_chat(ds_tokenizer *t, const char *tpl, size_t n) {
+    (void)n;
+    if (strstr(tpl, "'User: ' + message['content']")) { t->chat = CHAT_V2; return; }
+    if (strstr(tpl, "<\xEF\xBD\x9CUser\xEF\xBD\x9C>") && strstr(tpl, "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>")) {
+        if (strstr(tpl, "ns.system_prompt")) {
+            t->chat = CHAT_V3;
+            t->chat_join_systems = strstr(tpl, "is_first_sp") != NULL;
+            t->chat_strip_think = strstr(tpl, "split('</think>')") != NULL;
+            t->chat_think_prompt = strstr(tpl, "\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C><think>\\n'") != NULL;
+        } else {
+            t->chat = CHAT_V25;
+        }
+    }
+}
+
+static ds_status tk_load_config(ds_tokenizer *t, const char *json, size_t len, dsi_err *e) {
+    t->bos = t->eos = -1;
+    if (!json) return DS_OK;
+    dsi_json_doc *doc = NULL;
+    ds_status st = dsi_json_parse(json, len, &t->al, &doc, e);
+    if (st) return dsi_prefix(e, "tokenizer_config.json");
+    const dsi_json *root = dsi_json_root(doc);
+    if (root->type != DSI_JSON_OBJECT) {
+        st = dsi_fail(e, DS_ERR_JSON, "tokenizer_config.json: not an object");
+        goto done;
+    }
+    if ((st = tk_special_text(t, root, "bos_token", &t->bos_off, &t->bos_len, &t->has_bos_text, &t->bos, e))) goto done;
+    if ((st = tk_special_text(t, root, "eos_token", &t->eos_off, &t->eos_len, &t->has_eos_text, &t->eos, e))) goto done;
+    bool b = true;
+    if (dsi_json_get_bool(root, "add_bos_token", &b) < 0) {
+        st = dsi_fail(e, DS_ERR_JSON, "tokenizer_config.json: add_bos_token is not a boolean");
+        goto done;
+    }
+    t->add_bos = b && t->bos >= 0;
+    const dsi_json *ct = dsi_json_get(root, "chat_template");
+    if (ct && ct->type == DSI_JSON_STRING) tk_detect_chat(t, ct->str, ct->n);
+    else if (ct && ct->type == DSI_JSON_ARRAY) {
+        /* [{"name": "default", "template": ...}, ...] */
+        const char *tpl = NULL;
+        size_t tl = 0;
+        for (uint32_t i = 0; i < ct->n; i++) {
+            const char *nm, *tx;
+            size_t nl, xl;
+            if (dsi_json_get_str(&ct->kids[i], "template", &tx, &xl) != 1) continue;
+            if (!tpl) { tpl = tx; tl = xl; }
+            if (dsi_json_get_str(&ct->kids[i], "name", &nm, &nl) == 1 && strcmp(nm, "default") == 0) { tpl = tx; tl = xl; }
+        }
+        if (tpl) tk_detect_chat(t, tpl, tl);
+    }
+done:
+    dsi_json_free(doc);
+    return st;
+}
+
+/* ==== Construction ======================================================== */
+DS_API void ds_tokenizer_free(ds_tokenizer *t) {
+    if (!t) return;
+    dsi_alloc al = t->al;
+    for (uint32_t i = 0; i < t->n_progs; i++) rx_prog_free(&al, t->progs[i]);
+    dsi_free(&al, t->progs);
+    dsi_free(&al, t->steps);
+    dsi_free(&al, t->trie[0].nodes);
+    dsi_free(&al, t->trie[1].nodes);
+    dsi_free(&al, t->added);
+    dsi_free(&al, t->dec_off);
+    dsi_free(&al, t->dec_len);
+    dsi_free(&al, t->mkey);
+    dsi_free(&al, t->mval);
+    tk_smap_free(&al, &t->vocab);
+    dsi_free(&al, t->pool.p);
+    dsi_free(&al, t);
+}
+
+static ds_status tk_new(ds_tokenizer **out, const char *json, size_t len, const char *cfg, size_t cfg_len,
+                        const ds_allocator *allocator, dsi_err *e) {
+    *out = NULL;
+    dsi_alloc al;
+    ds_status st = dsi_alloc_init(&al, allocator, e);
+    if (st) return st;
+    if (!json) return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_tokenizer_new: tokenizer_json is NULL");
+    ds_tokenizer *t = dsi_calloc(&al, 1, sizeof *t);
+    if (!t) return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    t->al = al;
+    t->bos = t->eos = -1;
+    dsi_json_doc *doc = NULL;
+    if ((st = dsi_json_parse(json, len, &t->al, &doc, e))) { dsi_prefix(e, "tokenizer.json"); goto fail; }
+    const dsi_json *root = dsi_json_root(doc);
+    if (root->type != DSI_JSON_OBJECT) { st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: not an object"); goto fail; }
+    const dsi_json *trunc = dsi_json_get(root, "truncation");
+    if (trunc && trunc->type != DSI_JSON_NULL) {
+        st = dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: truncation is not supported");
+        goto fail;
+    }
+    if ((st = tk_check_normalizer(dsi_json_get(root, "normalizer"), 0, e))) goto fail;
+    const dsi_json *dec = dsi_json_get(root, "decoder");
+    const char *dtype = "null";
+    size_t dl;
+    if (dec && dec->type != DSI_JSON_NULL && (st = tk_type(dec, "decoder", &dtype, &dl, e))) goto fail;
+    if (strcmp(dtype, "ByteLevel") != 0) {
+        st = dsi_fail(e, DS_ERR_UNSUPPORTED, "tokenizer.json: decoder \"%.40s\" is not supported (ByteLevel only)", dtype);
+        goto fail;
+    }
+    if ((st = tk_load_model(t, dsi_json_get(root, "model"), e))) goto fail;
+    if ((st = tk_load_added(t, dsi_json_get(root, "added_tokens"), e))) goto fail;
+    if ((st = tk_load_pretok(t, dsi_json_get(root, "pre_tokenizer"), 0, e))) goto fail;
+    if ((st = tk_build_decoder(t, e))) goto fail;
+    dsi_json_free(doc);
+    doc = NULL;
+    if ((st = tk_load_config(t, cfg, cfg_len, e))) goto fail;
+    *out = t;
+    return DS_OK;
+fail:
+    dsi_json_free(doc);
+    ds_tokenizer_free(t);
+    return st;
+}
+
+DS_API ds_status ds_tokenizer_new(ds_tokenizer **out, const char *tokenizer_json, size_t len,
+                                  const char *tokenizer_config_json, size_t config_len, const ds_allocator *allocator) {
+    dsi_err e = {DS_OK, ""};
+    if (!out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_new: out is NULL");
+        return dsi_publish(&e);
+    }
+    ds_status st = tk_new(out, tokenizer_json, len, tokenizer_config_json, config_len, allocator, &e);
+    if (st) return dsi_publish(&e);
+    return DS_OK;
+}
+
+DS_API int ds_tokenizer_vocab_size(const ds_tokenizer *t) { return t ? (int)t->n_ids : 0; }
+DS_API int32_t ds_tokenizer_bos(const ds_tokenizer *t) { return t ? t->bos : -1; }
+DS_API int32_t ds_tokenizer_eos(const ds_tokenizer *t) { return t ? t->eos : -1; }
+
+/* ==== Encoding: scratch =================================================== */
+typedef struct tk_piece {
+    uint32_t off, len;          /* code points in the run's arena */
+    uint8_t bl;                 /* 0 text; 1 text whose UTF-8 bytes are to be byte-mapped;
+                                   2 already byte-mapped characters */
+} tk_piece;
+
+typedef struct tk_iv {
+    uint32_t s, e;
+    uint8_t flag;               /* is a match / is removed */
+} tk_iv;
+
+typedef struct tk_seg {
+    size_t s, e;                /* bytes of the text */
+    int32_t id;                 /* added token id, or -1 for text */
+} tk_seg;
+
+typedef struct tk_sym {
+    int32_t id;
+    int32_t prev, next;
+    uint32_t len;               /* 0 = merged away */
+} tk_sym;
+
+typedef struct tk_hitem {
+    uint32_t rank, pos;
+    int32_t nid;
+} tk_hitem;
+
+typedef struct tk_run {
+    const ds_tokenizer *t;
+    const dsi_alloc *al;
+    dsi_err *e;
+    int32_t *ids;
+    size_t n_ids, cap_ids;
+    uint32_t *cps;
+    size_t n_cps, cap_cps;
+    tk_piece *pa, *pb;
+    size_t na, nb, cap_pa, cap_pb;
+    tk_iv *iv;
+    size_t niv, cap_iv;
+    tk_iv *iv2;
+    size_t niv2, cap_iv2;
+    tk_seg *seg;
+    size_t nseg, cap_seg;
+    tk_sym *sym;
+    size_t cap_sym;
+    tk_hitem *heap;
+    size_t cap_heap;
+    uint8_t *word;
+    size_t cap_word;
+    rx_ctx rx;
+} tk_run;
+
+/* Makes room for need elements in *p (capacity *cap). */
+static bool tk_grow(const dsi_alloc *al, void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return true;
+    size_t nc = *cap ? *cap : 16;
+    while (nc < need) {
+        if (nc > SIZE_MAX / 2 / elem) return false;
+        nc *= 2;
+    }
+    void *np = dsi_realloc(al, *p, nc * elem);
+    if (!np) return false;
+    *p = np;
+    *cap = nc;
+    return true;
+}
+
+#define TK_PUSH(R, arr, n, cap, val)                                                                 \
+    do {                                                                                             \
+        if (!tk_grow((R)->al, (void **)&(R)->arr, &(R)->cap, (R)->n + 1, sizeof *(R)->arr))          \
+            return dsi_fail((R)->e, DS_ERR_NOMEM, "tokenizer: out of memory");                       \
+        (R)->arr[(R)->n++] = (val);                                                                  \
+    } while (0)
+
+static void tk_run_free(tk_run *R) {
+    const dsi_alloc *al = R->al;
+    dsi_free(al, R->ids);
+    dsi_free(al, R->cps);
+    dsi_free(al, R->pa);
+    dsi_free(al, R->pb);
+    dsi_free(al, R->iv);
+    dsi_free(al, R->iv2);
+    dsi_free(al, R->seg);
+    dsi_free(al, R->sym);
+    dsi_free(al, R->heap);
+    dsi_free(al, R->word);
+    dsi_free(al, R->rx.stack);
+    dsi_free(al, R->rx.slots);
+}
+
+static ds_status tk_emit(tk_run *R, int32_t id) {
+    TK_PUSH(R, ids, n_ids, cap_ids, id);
+    return DS_OK;
+}
+
+/* ==== Encoding: added tokens ============================================== */
+/* Rust regex \w (used by single_word): Alphabetic, marks, decimal digits,
+ * connector punctuation, joiners. Alphabetic is approximated by L, Nl and
+ * the alphabetic symbols. */
+static bool tk_rust_word(uint32_t c) {
+    uint32_t m = UC_MASK(uc_category(c));
+    if (m & (UC_L | UC_M | UC_MASK(UC_Nd) | UC_MASK(UC_Nl) | UC_MASK(UC_Pc))) return true;
+    if (c == 0x200C || c == 0x200D) return true;
+    for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
+        if (c >= uc_alpha_symbols[i][0] && c <= uc_alpha_symbols[i][1]) return true;
+    return false;
+}
+
+/* Last / first character of valid UTF-8 text. */
+static uint32_t tk_last_cp(const uint8_t *s, size_t n) {
+    size_t i = n;
+    while (i > 0 && (s[i - 1] & 0xC0) == 0x80) i--;
+    if (i == 0) return 0;
+    uint32_t cp = 0;
+    utf8_valid(s + i - 1, n - i + 1, &cp);
+    return cp;
+}
+
+static uint32_t tk_first_cp(const uint8_t *s, size_t n, size_t *len) {
+    uint32_t cp = 0;
+    *len = utf8_valid(s, n, &cp);
+    return cp;
+}
+
+/* Splits text[s, e) on the added tokens of one trie, as the reference's
+ * AddedVocabulary::find_matches: leftmost-longest, non-overlapping, then
+ * single_word / lstrip / rstrip adjustments. Appends to R->seg. */
+static ds_status tk_split_added(tk_run *R, const uint8_t *text, size_t s, size_t e, const tk_trie *T, bool no_special) {
+    const ds_tokenizer *t = R->t;
+    size_t start_offset = s, p = s;
+    while (p < e) {
+        int32_t tok = -1;
+        if (!T->nodes || !T->first[text[p]]) { p++; continue; }
+        size_t L = tk_trie_longest(T, text + p, e - p, &tok);
+        if (!L) { p++; continue; }
+        size_t ms = p, me = p + L;
+        p = me;
+        const tk_added *a = &t->added[tok];
+        if (no_special && a->special_content) continue;
+        if (a->single_word) {
+            bool start_space = ms == s || !tk_rust_word(tk_last_cp(text + s, ms - s));
+            size_t cl;
+            bool stop_space = me == e || !tk_rust_word(tk_first_cp(text + me, e - me, &cl));
+            if (!start_space || !stop_space) continue;
+        }
+        if (a->lstrip) {
+            size_t ns = ms;
+            while (ns > s) {
+                size_t j = ns;
+                while (j > s && (text[j - 1] & 0xC0) == 0x80) j--;
+                if (j == s) break;
+                uint32_t cp;
+                if (!utf8_valid(text + j - 1, ns - j + 1, &cp) || !uc_is_space(cp)) break;
+                ns = j - 1;
+            }
+            ms = ns > start_offset ? ns : start_offset;
+        }
+        if (a->rstrip) {
+            while (me < e) {
+                size_t cl;
+                uint32_t cp = tk_first_cp(text + me, e - me, &cl);
+                if (!cl || !uc_is_space(cp)) break;
+                me += cl;
+            }
+        }
+        if (start_offset < ms) TK_PUSH(R, seg, nseg, cap_seg, ((tk_seg){start_offset, ms, -1}));
+        TK_PUSH(R, seg, nseg, cap_seg, ((tk_seg){ms, me, a->id}));
+        start_offset = me;
+    }
+    if (start_offset < e) TK_PUSH(R, seg, nseg, cap_seg, ((tk_seg){start_offset, e, -1}));
+    return DS_OK;
+}
+
+/* ==== Encoding: pre-tokenizer ============================================= */
+static ds_status tk_nomem(tk_run *R) { return dsi_fail(R->e, DS_ERR_NOMEM, "tokenizer: out of memory"); }
+
+/* Replaces a piece of text by its byte-mapped characters (bl = 2). */
+static ds_status tk_materialize(tk_run *R, tk_piece *pc) {
+    size_t need = R->n_cps + (size_t)pc->len * 4;
+    if (!tk_grow(R->al, (void **)&R->cps, &R->cap_cps, need, sizeof *R->cps)) return tk_nomem(R);
+    size_t start = R->n_cps;
+    for (uint32_t i = 0; i < pc->len; i++) {
+        uint8_t u[4];
+        size_t k = utf8_put(u, R->cps[pc->off + i]);
+        for (size_t j = 0; j < k; j++) R->cps[R->n_cps++] = bl_byte_to_cp(u[j]);
+    }
+    if (R->n_cps - start > UINT32_MAX) return dsi_fail(R->e, DS_ERR_LIMIT, "tokenizer: text too long");
+    pc->off = (uint32_t)start;
+    pc->len = (uint32_t)(R->n_cps - start);
+    pc->bl = 2;
+    return DS_OK;
+}
+
+/* Regex find-all over a piece with the semantics of the onig crate's
+ * find_iter as the reference uses it: an empty match right where the
+ * previous match ended is skipped by advancing one character; other empty
+ * matches count (and so split the text). Fills R->iv with intervals
+ * covering the piece, flag = matched. */
+static ds_status tk_find_regex(tk_run *R, const rx_prog *G, const tk_piece *pc) {
+    R->niv = 0;
+    R->rx.s = R->cps + pc->off;
+    R->rx.n = pc->len;
+    R->rx.steps = 0;
+    size_t n = pc->len, pos = 0, prev = 0, last_end = SIZE_MAX;
+    while (pos <= n) {
+        size_t ms, me;
+        int r = rx_search(G, &R->rx, pos, &ms, &me);
+        if (r == RX_NOMEM) return tk_nomem(R);
+        if (r == RX_LIMIT)
+            return dsi_fail(R->e, DS_ERR_LIMIT, "tokenizer: regex backtracking limit exceeded (text too pathological)");
+        if (r == 0) break;
+        R->rx.steps = 0;
+        if (ms == me && last_end == me) { pos++; continue; }
+        if (prev != ms) TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){(uint32_t)prev, (uint32_t)ms, 0}));
+        TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){(uint32_t)ms, (uint32_t)me, 1}));
+        prev = pos = last_end = me;
+    }
+    if (prev != n) TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){(uint32_t)prev, (uint32_t)n, 0}));
+    return DS_OK;
+}
+
+/* Digits: every numeric character (Nd, Nl, No: Rust's char::is_numeric) is
+ * its own match. */
+static ds_status tk_find_digits(tk_run *R, const tk_piece *pc) {
+    R->niv = 0;
+    const uint32_t *s = R->cps + pc->off;
+    uint32_t last = 0;
+    for (uint32_t i = 0; i < pc->len; i++) {
+        uint32_t c = s[i];
+        bool num = c < 0x80 ? (c >= '0' && c <= '9') : (UC_MASK(uc_category(c)) & UC_N) != 0;
+        if (!num) continue;
+        if (last < i) TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){last, i, 0}));
+        TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){i, i + 1, 1}));
+        last = i + 1;
+    }
+    if (last < pc->len) TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){last, pc->len, 0}));
+    return DS_OK;
+}
+
+/* Applies a split behavior to R->iv (flag = matched) and appends the kept,
+ * non-empty pieces to R->pb (NormalizedString::split). */
+static ds_status tk_apply_behavior(tk_run *R, const tk_piece *pc, int behavior, bool invert) {
+    if (invert)
+        for (size_t i = 0; i < R->niv; i++) R->iv[i].flag ^= 1;
+    R->niv2 = 0;
+    bool prev = false;
+    switch (behavior) {
+    case BH_ISOLATED:
+        for (size_t i = 0; i < R->niv; i++) TK_PUSH(R, iv2, niv2, cap_iv2, ((tk_iv){R->iv[i].s, R->iv[i].e, 0}));
+        break;
+    case BH_REMOVED:
+        for (size_t i = 0; i < R->niv; i++) TK_PUSH(R, iv2, niv2, cap_iv2, R->iv[i]);
+        break;
+    case BH_CONTIGUOUS:
+        for (size_t i = 0; i < R->niv; i++) {
+            bool m = R->iv[i].flag;
+            if (m == prev && R->niv2) R->iv2[R->niv2 - 1].e = R->iv[i].e;
+            else TK_PUSH(R, iv2, niv2, cap_iv2, ((tk_iv){R->iv[i].s, R->iv[i].e, 0}));
+            prev = m;
+        }
+        break;
+    case BH_MERGED_PREV:
+        for (size_t i = 0; i < R->niv; i++) {
+            bool m = R->iv[i].flag;
+            if (m && !prev && R->niv2) R->iv2[R->niv2 - 1].e = R->iv[i].e;
+            else TK_PUSH(R, iv2, niv2, cap_iv2, ((tk_iv){R->iv[i].s, R->iv[i].e, 0}));
+            prev = m;
+        }
+        break;
+    case BH_MERGED_NEXT:
+        for (size_t i = R->niv; i-- > 0;) {
+            bool m = R->iv[i].flag;
+            if (m && !prev && R->niv2) R->iv2[R->niv2 - 1].s = R->iv[i].s;
+            else TK_PUSH(R, iv2, niv2, cap_iv2, ((tk_iv){R->iv[i].s, R->iv[i].e, 0}));
+            prev = m;
+        }
+        for (size_t i = 0, j = R->niv2; i < j / 2; i++) {   /* back to text order */
+            tk_iv x = R->iv2[i];
+            R->iv2[i] = R->iv2[j - 1 - i];
+            R->iv2[j - 1 - i] = x;
+        }
+        break;
+    }
+    for (size_t i = 0; i < R->niv2; i++) {
+        const tk_iv *v = &R->iv2[i];
+        if (v->flag || v->e <= v->s) continue;
+        TK_PUSH(R, pb, nb, cap_pb, ((tk_piece){pc->off + v->s, v->e - v->s, pc->bl}));
+    }
+    return DS_OK;
+}
+
+/* Runs one pre-tokenizer step over R->pa into R->pb, then swaps them. */
+static ds_status tk_step_run(tk_run *R, const tk_step *S) {
+    R->nb = 0;
+    ds_status st;
+    for (size_t i = 0; i < R->na; i++) {
+        tk_piece pc = R->pa[i];
+        if (S->kind == ST_SPLIT || S->kind == ST_DIGITS) {
+            /* later steps see the byte-mapped text */
+            if (pc.bl == 1 && (st = tk_materialize(R, &pc))) return st;
+            st = S->kind == ST_SPLIT ? tk_find_regex(R, S->prog, &pc) : tk_find_digits(R, &pc);
+            if (st) return st;
+            if ((st = tk_apply_behavior(R, &pc, S->kind == ST_SPLIT ? S->behavior
+                                                 : S->individual ? BH_ISOLATED : BH_CONTIGUOUS,
+                                        S->kind == ST_SPLIT && S->invert)))
+                return st;
+            continue;
+        }
+        /* ByteLevel */
+        if (pc.bl == 1 && (st = tk_materialize(R, &pc))) return st;
+        if (S->add_prefix_space && (pc.len == 0 || R->cps[pc.off] != ' ')) {
+            if (!tk_grow(R->al, (void **)&R->cps, &R->cap_cps, R->n_cps + pc.len + 1, sizeof *R->cps)) return tk_nomem(R);
+            size_t start = R->n_cps;
+            R->cps[R->n_cps++] = ' ';
+            memcpy(R->cps + R->n_cps, R->cps + pc.off, (size_t)pc.len * sizeof *R->cps);
+            R->n_cps += pc.len;
+            pc.off = (uint32_t)start;
+            pc.len++;
+        }
+        if (S->use_regex) {
+            size_t first = R->nb;
+            if ((st = tk_find_regex(R, S->prog, &pc))) return st;
+            if ((st = tk_apply_behavior(R, &pc, BH_ISOLATED, false))) return st;
+            for (size_t k = first; k < R->nb; k++) R->pb[k].bl = 1;
+        } else {
+            pc.bl = 1;
+            TK_PUSH(R, pb, nb, cap_pb, pc);
+        }
+    }
+    tk_piece *tp = R->pa;
+    R->pa = R->pb;
+    R->pb = tp;
+    size_t tc = R->cap_pa;
+    R->cap_pa = R->cap_pb;
+    R->cap_pb = tc;
+    R->na = R->nb;
+    R->nb = 0;
+    return DS_OK;
+}
+
+/* ==== Encoding: BPE ======================================================= */
+static bool tk_heap_less(const tk_hitem *a, const tk_hitem *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static ds_status tk_heap_push(tk_run *R, size_t *n, tk_hitem it) {
+    if (!tk_grow(R->al, (void **)&R->heap, &R->cap_heap, *n + 1, sizeof *R->heap)) return tk_nomem(R);
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!tk_heap_less(&it, &R->heap[p])) break;
+        R->heap[i] = R->heap[p];
+        i = p;
+    }
+    R->heap[i] = it;
+    return DS_OK;
+}
+
+static tk_hitem tk_heap_pop(tk_run *R, size_t *n) {
+    tk_hitem top = R->heap[0], last = R->heap[--(*n)];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && tk_heap_less(&R->heap[c + 1], &R->heap[c])) c++;
+        if (!tk_heap_less(&R->heap[c], &last)) break;
+        R->heap[i] = R->heap[c];
+        i = c;
+    }
+    if (*n) R->heap[i] = last;
+    return top;
+}
+
+typedef struct tk_word {
+    size_t n;                   /* symbols */
+    int32_t unk_id;
+    uint32_t unk_len;           /* 0: no pending unknown */
+} tk_word;
+
+static ds_status tk_sym_add(tk_run *R, tk_word *w, int32_t id, uint32_t len) {
+    if (!tk_grow(R->al, (void **)&R->sym, &R->cap_sym, w->n + 1, sizeof *R->sym)) return tk_nomem(R);
+    R->sym[w->n] = (tk_sym){id, (int32_t)w->n - 1, (int32_t)w->n + 1, len};
+    w->n++;
+    return DS_OK;
+}
+
+/* One character of the word: its vocabulary id, or the reference's
+ * byte_fallback / unk handling (merge_word). s: the character's UTF-8. */
+static ds_status tk_word_char(tk_run *R, tk_word *w, int32_t id, const uint8_t *s, size_t n) {
+    const ds_tokenizer *t = R->t;
+    ds_status st;
+    if (id >= 0) {
+        if (w->unk_len) {
+            if ((st = tk_sym_add(R, w, w->unk_id, w->unk_len))) return st;
+            w->unk_len = 0;
+        }
+        return tk_sym_add(R, w, id, (uint32_t)n);
+    }
+    if (t->byte_fallback) {
+        bool all = true;
+        for (size_t i = 0; i < n; i++)
+            if (t->fallback_id[s[i]] < 0) all = false;
+        if (all) {
+            /* as the reference: a pending unknown stays pending */
+            for (size_t i = 0; i < n; i++)
+                if ((st = tk_sym_add(R, w, t->fallback_id[s[i]], 1))) return st;
+            return DS_OK;
+        }
+    }
+    if (t->unk_id == -1) return DS_OK;         /* no unk token: dropped */
+    if (t->unk_id < 0) return dsi_fail(R->e, DS_ERR_INVALID_ARG, "tokenizer: the unk token is not in the vocabulary");
+    if (w->unk_len && t->fuse_unk) { w->unk_len += (uint32_t)n; return DS_OK; }
+    if (w->unk_len && (st = tk_sym_add(R, w, w->unk_id, w->unk_len))) return st;
+    w->unk_id = t->unk_id;
+    w->unk_len = (uint32_t)n;
+    return DS_OK;
+}
+
+static int32_t tk_char_id(const ds_tokenizer *t, uint32_t cp, uint8_t *u, size_t *k) {
+    *k = utf8_put(u, cp);
+    if (cp < 0x180) return t->low_id[cp];
+    return tk_vocab_get(t, u, *k);
+}
+
+/* Encodes one pre-tokenized piece with BPE and appends its ids. */
+static ds_status tk_bpe(tk_run *R, const tk_piece *pc) {
+    const ds_tokenizer *t = R->t;
+    const uint32_t *cps = R->cps + pc->off;
+    ds_status st;
+    if (pc->len == 0) return DS_OK;
+    if (t->ignore_merges) {
+        /* the whole piece, if it is a token, is the answer */
+        size_t need = (size_t)pc->len * 8;
+        if (!tk_grow(R->al, (void **)&R->word, &R->cap_word, need, 1)) return tk_nomem(R);
+        size_t o = 0;
+        for (uint32_t i = 0; i < pc->len; i++) {
+            if (pc->bl == 1) {
+                uint8_t u[4];
+                size_t k = utf8_put(u, cps[i]);
+                for (size_t j = 0; j < k; j++) o += utf8_put(R->word + o, bl_byte_to_cp(u[j]));
+            } else {
+                o += utf8_put(R->word + o, cps[i]);
+            }
+        }
+        int32_t id = tk_vocab_get(t, R->word, o);
+        if (id >= 0) return tk_emit(R, id);
+    }
+    tk_word w = {0, -1, 0};
+    for (uint32_t i = 0; i < pc->len; i++) {
+        uint8_t u[4], m[4];
+        size_t k;
+        if (pc->bl == 1) {
+            k = utf8_put(u, cps[i]);
+            for (size_t j = 0; j < k; j++) {
+                int32_t id = t->byte_id[u[j]];
+                if (id >= 0) st = tk_word_char(R, &w, id, NULL, 1);
+                else {
+                    size_t mk = utf8_put(m, bl_byte_to_cp(u[j]));
+                    st = tk_word_char(R, &w, -1, m, mk);
+                }
+                if (st) return st;
+            }
+        } else {
+            int32_t id = tk_char_id(t, cps[i], u, &k);
+            if ((st = tk_word_char(R, &w, id, u, k))) return st;
+        }
+    }
+    if (w.unk_len && (st = tk_sym_add(R, &w, w.unk_id, w.unk_len))) return st;
+    if (w.n == 0) return DS_OK;
+    tk_sym *sym = R->sym;
+    sym[w.n - 1].next = -1;
+    /* merge the lowest-ranked pair first; ties go to the leftmost */
+    size_t hn = 0;
+    for (size_t i = 0; i + 1 < w.n; i++) {
+        uint32_t rank;
+        int32_t nid;
+        if (tk_merge_get(t, sym[i].id, sym[i + 1].id, &rank, &nid) &&
+            (st = tk_heap_push(R, &hn, (tk_hitem){rank, (uint32_t)i, nid})))
+            return st;
+    }
+    while (hn) {
+        tk_hitem top = tk_heap_pop(R, &hn);
+        sym = R->sym;
+        tk_sym *L = &sym[top.pos];
+        if (L->len == 0 || L->next < 0) continue;
+        tk_sym *Rt = &sym[L->next];
+        uint32_t rank;
+        int32_t nid;
+        /* a stale entry: the pair changed since it was queued */
+        if (!tk_merge_get(t, L->id, Rt->id, &rank, &nid) || nid != top.nid) continue;
+        L->id = top.nid;
+        L->len += Rt->len;
+        Rt->len = 0;
+        L->next = Rt->next;
+        if (L->next >= 0) sym[L->next].prev = (int32_t)top.pos;
+        if (L->prev >= 0 && tk_merge_get(t, sym[L->prev].id, L->id, &rank, &nid) &&
+            (st = tk_heap_push(R, &hn, (tk_hitem){rank, (uint32_t)L->prev, nid})))
+            return st;
+        sym = R->sym;
+        L = &sym[top.pos];
+        if (L->next >= 0 && tk_merge_get(t, L->id, sym[L->next].id, &rank, &nid) &&
+            (st = tk_heap_push(R, &hn, (tk_hitem){rank, top.pos, nid})))
+            return st;
+    }
+    sym = R->sym;
+    for (int32_t i = 0; i >= 0; i = sym[i].next)
+        if ((st = tk_emit(R, sym[i].id))) return st;
+    return DS_OK;
+}
+
+/* ==== Encoding ============================================================ */
+/* Pre-tokenizes and encodes text[s, e) (no added tokens inside). */
+static ds_status tk_encode_text(tk_run *R, const uint8_t *text, size_t s, size_t e) {
+    const ds_tokenizer *t = R->t;
+    ds_status st;
+    if (e - s > UINT32_MAX / 8) return dsi_fail(R->e, DS_ERR_LIMIT, "tokenizer: text segment longer than 512 MB");
+    R->n_cps = 0;
+    if (!tk_grow(R->al, (void **)&R->cps, &R->cap_cps, e - s, sizeof *R->cps)) return tk_nomem(R);
+    for (size_t i = s; i < e;) {
+        uint32_t cp;
+        size_t k = utf8_valid(text + i, e - i, &cp);
+        R->cps[R->n_cps++] = cp;
+        i += k;
+    }
+    R->na = 0;
+    TK_PUSH(R, pa, na, cap_pa, ((tk_piece){0, (uint32_t)R->n_cps, 0}));
+    for (uint32_t k = 0; k < t->n_steps; k++)
+        if ((st = tk_step_run(R, &t->steps[k]))) return st;
+    for (size_t i = 0; i < R->na; i++) {
+        tk_piece pc = R->pa[i];
+        if ((st = tk_bpe(R, &pc))) return st;
+    }
+    return DS_OK;
+}
+
+static ds_status tk_encode(const ds_tokenizer *t, const char *text, size_t len, int flags, tk_run *R) {
+    ds_status st;
+    const uint8_t *s = (const uint8_t *)text;
+    /* the reference only sees valid UTF-8 (Rust strings) */
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        if (s[i] < 0x80) { i++; continue; }
+        size_t k = utf8_valid(s + i, len - i, &cp);
+        if (!k) return dsi_fail(R->e, DS_ERR_INVALID_ARG, "tokenizer: invalid UTF-8 at byte offset %zu", i);
+        i += k;
+    }
+    if ((flags & DS_TOKENIZE_BOS) && t->add_bos && t->bos >= 0 && (st = tk_emit(R, t->bos))) return st;
+    if (len == 0) return DS_OK;
+    bool no_special = (flags & DS_TOKENIZE_NO_SPECIAL) != 0;
+    /* pass 1: added tokens with normalized = false, on the whole text */
+    R->nseg = 0;
+    if ((st = tk_split_added(R, s, 0, len, &t->trie[0], no_special))) return st;
+    /* pass 2: the others, inside each remaining piece */
+    size_t n1 = R->nseg;
+    for (size_t i = 0; i < n1; i++) {
+        tk_seg g = R->seg[i];
+        if (g.id >= 0) TK_PUSH(R, seg, nseg, cap_seg, g);
+        else if ((st = tk_split_added(R, s, g.s, g.e, &t->trie[1], no_special))) return st;
+    }
+    for (size_t i = n1; i < R->nseg; i++) {
+        tk_seg g = R->seg[i];
+        if (g.id >= 0) st = tk_emit(R, g.id);
+        else st = tk_encode_text(R, s, g.s, g.e);
+        if (st) return st;
+    }
+    return DS_OK;
+}
+
+DS_API ds_status ds_tokenizer_encode(const ds_tokenizer *t, const char *text, size_t len, int flags, int32_t *ids,
+                                     size_t cap, size_t *n_out) {
+    dsi_err e = {DS_OK, ""};
+    if (n_out) *n_out = 0;
+    if (!t || !n_out || (!text && len) || (!ids && cap)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_encode: NULL argument");
+        return dsi_publish(&e);
+    }
+    tk_run R;
+    memset(&R, 0, sizeof R);
+    R.t = t;
+    R.al = &t->al;
+    R.e = &e;
+    R.rx.al = &t->al;
+    ds_status st = DS_OK;
+    if (t->max_slots) {
+        R.rx.slots = dsi_calloc(&t->al, t->max_slots, sizeof *R.rx.slots);
+        if (!R.rx.slots) st = dsi_fail(&e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    if (!st) st = tk_encode(t, text, len, flags, &R);
+    if (!st) {
+        *n_out = R.n_ids;
+        if (R.n_ids > cap) st = dsi_fail(&e, DS_ERR_LIMIT, "ds_tokenizer_encode: %zu ids do not fit in %zu", R.n_ids, cap);
+        else if (R.n_ids) memcpy(ids, R.ids, R.n_ids * sizeof *ids);
+    }
+    tk_run_free(&R);
+    return st ? dsi_publish(&e) : DS_OK;
+}
+
+/* ==== Decoding ============================================================ */
+/* Writes the lossy UTF-8 form of in[0, n) to out (NULL: only count), each
+ * invalid sequence replaced by U+FFFD as String::from_utf8_lossy does. With
+ * hold, a valid but unfinished sequence at the end is not converted and its
+ * length is returned in *held. Returns the output length. */
+static size_t tk_lossy(const uint8_t *in, size_t n, uint8_t *out, bool hold, size_t *held, size_t *n_bad) {
+    size_t o = 0, i = 0;
+    if (held) *held = 0;
+    if (n_bad) *n_bad = 0;
+    while (i < n) {
+        bool valid, incomplete;
+        size_t k = utf8_lossy_step(in + i, n - i, &valid, &incomplete);
+        if (valid) {
+            if (out) memcpy(out + o, in + i, k);
+            o += k;
+        } else if (incomplete && hold && i + k == n) {
+            *held = k;
+            break;
+        } else {
+            if (out) memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            if (n_bad) (*n_bad)++;
+        }
+        i += k;
+    }
+    return o;
+}
+
+/* Copies a result into the caller's buffer: DS_ERR_LIMIT (with the needed
+ * length in *len_out) when it does not fit, a NUL after it when room. */
+static ds_status tk_copy_out(const uint8_t *src, size_t n, char *buf, size_t cap, size_t *len_out, dsi_err *e,
+                             const char *fn) {
+    *len_out = n;
+    if (n > cap) return dsi_fail(e, DS_ERR_LIMIT, "%s: %zu bytes do not fit in %zu", fn, n, cap);
+    if (n) memcpy(buf, src, n);
+    if (cap > n) buf[n] = 0;
+    return DS_OK;
+}
+
+DS_API ds_status ds_tokenizer_decode(const ds_tokenizer *t, const int32_t *ids, size_t n, char *buf, size_t cap,
+                                     size_t *len_out) {
+    dsi_err e = {DS_OK, ""};
+    if (len_out) *len_out = 0;
+    if (!t || !len_out || (!ids && n) || (!buf && cap)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_decode: NULL argument");
+        return dsi_publish(&e);
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || (uint32_t)ids[i] >= t->n_ids) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_decode: id %d at position %zu is outside the vocabulary (0..%u)",
+                     (int)ids[i], i, t->n_ids ? t->n_ids - 1 : 0);
+            return dsi_publish(&e);
+        }
+        total += t->dec_len[ids[i]];
+    }
+    uint8_t *raw = dsi_malloc(&t->al, total ? total : 1);
+    if (!raw) {
+        dsi_fail(&e, DS_ERR_NOMEM, "ds_tokenizer_decode: out of memory");
+        return dsi_publish(&e);
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(raw + o, t->pool.p + t->dec_off[ids[i]], t->dec_len[ids[i]]);
+        o += t->dec_len[ids[i]];
+    }
+    size_t n_bad;
+    size_t outlen = tk_lossy(raw, total, NULL, false, NULL, &n_bad);
+    ds_status st = DS_OK;
+    if (n_bad == 0) st = tk_copy_out(raw, total, buf, cap, len_out, &e, "ds_tokenizer_decode");
+    else {
+        uint8_t *fixed = dsi_malloc(&t->al, outlen);
+        if (!fixed) st = dsi_fail(&e, DS_ERR_NOMEM, "ds_tokenizer_decode: out of memory");
+        else {
+            tk_lossy(raw, total, fixed, false, NULL, NULL);
+            st = tk_copy_out(fixed, outlen, buf, cap, len_out, &e, "ds_tokenizer_decode");
+            dsi_free(&t->al, fixed);
+        }
+    }
+    dsi_free(&t->al, raw);
+    return st ? dsi_publish(&e) : DS_OK;
+}
+
+DS_API ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_state *st_, int32_t id, char *buf,
+                                            size_t cap, size_t *len_out) {
+    dsi_err e = {DS_OK, ""};
+    if (len_out) *len_out = 0;
+    if (!t || !st_ || !len_out || (!buf && cap) || st_->n_pending < 0 || st_->n_pending > 3) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_decode_stream: NULL argument or corrupt state");
+        return dsi_publish(&e);
+    }
+    if (id == -1) {
+        /* flush: held bytes can no longer complete */
+        uint8_t rep[3] = {0xEF, 0xBF, 0xBD};
+        ds_status s = tk_copy_out(rep, st_->n_pending ? 3 : 0, buf, cap, len_out, &e, "ds_tokenizer_decode_stream");
+        if (s) return dsi_publish(&e);
+        st_->n_pending = 0;
+        return DS_OK;
+    }
+    if (id < 0 || (uint32_t)id >= t->n_ids) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_decode_stream: id %d is outside the vocabulary (0..%u)", (int)id,
+                 t->n_ids ? t->n_ids - 1 : 0);
+        return dsi_publish(&e);
+    }
+    size_t np = (size_t)st_->n_pending, tl = t->dec_len[id], total = np + tl;
+    uint8_t small[256];
+    uint8_t *raw = total <= sizeof small ? small : dsi_malloc(&t->al, total);
+    if (!raw) {
+        dsi_fail(&e, DS_ERR_NOMEM, "ds_tokenizer_decode_stream: out of memory");
+        return dsi_publish(&e);
+    }
+    memcpy(raw, st_->pending, np);
+    memcpy(raw + np, t->pool.p + t->dec_off[id], tl);
+    size_t held;
+    size_t outlen = tk_lossy(raw, total, NULL, true, &held, NULL);
+    ds_status s = DS_OK;
+    *len_out = outlen;
+    if (outlen > cap) s = dsi_fail(&e, DS_ERR_LIMIT, "ds_tokenizer_decode_stream: %zu bytes do not fit in %zu", outlen, cap);
+    else {
+        tk_lossy(raw, total, (uint8_t *)buf, true, &held, NULL);
+        if (cap > outlen) buf[outlen] = 0;
+        memcpy(st_->pending, raw + total - held, held);
+        st_->n_pending = (int)held;
+    }
+    if (raw != small) dsi_free(&t->al, raw);
+    return s ? dsi_publish(&e) : DS_OK;
+}
+
+/* ==== Chat templates ====================================================== */
+/*
+ * The DeepSeek families' Jinja templates, rendered without a Jinja engine
+ * (only system/user/assistant messages; tool calls are not supported):
+ *
+ *   V2 (V2-Chat, V2-Lite-Chat):
+ *       bos, then per message: system "C\n\n", user "User: C\n\n",
+ *       assistant "Assistant: C" + eos; generation prompt "Assistant:".
+ *   V2.5 (V2-Chat-0628, V2.5):
+ *       bos, then system "C\n\n", user "<｜User｜>C", assistant
+ *       "<｜Assistant｜>C" + eos; generation prompt "<｜Assistant｜>".
+ *   V3 (V3, R1): bos + the system prompt (V3: all system messages joined
+ *       by "\n\n"; R1: the last one), then user "<｜User｜>C", assistant
+ *       "<｜Assistant｜>C<｜end▁of▁sentence｜>" (R1: C after its last
+ *       "</think>"); generation prompt "<｜Assistant｜>" (R1: + "<think>\n").
+ */
+#define TK_USER "<\xEF\xBD\x9CUser\xEF\xBD\x9C>"
+#define TK_ASSISTANT "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"
+#define TK_EOS_LIT "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"
+
+static void tk_put(dsi_buf *b, const char *s) { dsi_buf_put(b, s, strlen(s)); }
+
+DS_API ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const ds_chat_message *msgs, size_t n,
+                                                  int add_generation_prompt, char *buf, size_t cap, size_t *len_out) {
+    dsi_err e = {DS_OK, ""};
+    if (len_out) *len_out = 0;
+    if (!t || !len_out || (!msgs && n) || (!buf && cap)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_apply_chat_template: NULL argument");
+        return dsi_publish(&e);
+    }
+    if (t->chat == CHAT_NONE) {
+        dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: none, or not of the DeepSeek V2/V3 families");
+        return dsi_publish(&e);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *r = msgs[i].role;
+        if (!r || !msgs[i].content) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "chat template: message %zu has no role or content", i);
+            return dsi_publish(&e);
+        }
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
+            dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: message %zu: role \"%.32s\" is not supported", i, r);
+            return dsi_publish(&e);
+        }
+    }
+    dsi_buf b;
+    dsi_buf_init(&b, &t->al);
+    const char *pool = (const char *)t->pool.p;
+    if (t->has_bos_text) dsi_buf_put(&b, pool + t->bos_off, t->bos_len);
+    if (t->chat == CHAT_V3) {
+        bool first = true;
+        const char *last = NULL;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(msgs[i].role, "system")) continue;
+            if (t->chat_join_systems) {
+                if (!first) tk_put(&b, "\n\n");
+                tk_put(&b, msgs[i].content);
+                first = false;
+            } else last = msgs[i].content;
+        }
+        if (last) tk_put(&b, last);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *r = msgs[i].role, *c = msgs[i].content;
+        if (!strcmp(r, "system")) {
+            if (t->chat != CHAT_V3) { tk_put(&b, c); tk_put(&b, "\n\n"); }
+        } else if (!strcmp(r, "user")) {
+            if (t->chat == CHAT_V2) { tk_put(&b, "User: "); tk_put(&b, c); tk_put(&b, "\n\n"); }
+            else { tk_put(&b, TK_USER); tk_put(&b, c); }
+        } else {
+            if (t->chat == CHAT_V2) tk_put(&b, "Assistant: ");
+            else tk_put(&b, TK_ASSISTANT);
+            if (t->chat == CHAT_V3 && t->chat_strip_think) {
+                const char *k = c, *f;
+                while ((f = strstr(k, "</think>"))) k = f + 8;
+                c = k;
+            }
+            tk_put(&b, c);
+            if (t->chat == CHAT_V3) tk_put(&b, TK_EOS_LIT);
+            else if (t->has_eos_text) dsi_buf_put(&b, pool + t->eos_off, t->eos_len);
+        }
+    }
+    if (add_generation_prompt) {
+        if (t->chat == CHAT_V2) tk_put(&b, "Assistant:");
+        else {
+            tk_put(&b, TK_ASSISTANT);
+            if (t->chat == CHAT_V3 && t->chat_think_prompt) tk_put(&b, "<think>\n");
+        }
+    }
+    ds_status st;
+    if (b.failed) st = dsi_fail(&e, DS_ERR_NOMEM, "chat template: out of memory");
+    else st = tk_copy_out(b.data, b.len, buf, cap, len_out, &e, "ds_tokenizer_apply_chat_template");
+    dsi_buf_free(&b);
+    return st ? dsi_publish(&e) : DS_OK;
+}
+
+/* ==== Test hook =========================================================== */
+/* Splits text with one Split pre-tokenizer step (behavior: 0 Isolated,
+ * 1 Removed, 2 MergedWithPrevious, 3 MergedWithNext, 4 Contiguous) and
+ * writes each piece's byte range [bounds[2i], bounds[2i+1]). For the regex
+ * tests; not used by the library. */
+DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int behavior, bool invert, const char *text,
+                                       size_t len, size_t *bounds, size_t cap_pairs, size_t *n_pairs, dsi_err *e) {
+    dsi_alloc al;
+    ds_status st = dsi_alloc_init(&al, NULL, e);
+    if (st) return st;
+    *n_pairs = 0;
+    if (behavior < 0 || behavior > 4) return dsi_fail(e, DS_ERR_INVALID_ARG, "bad behavior");
+    rx_prog *G = NULL;
+    if ((st = rx_compile(pattern, plen, false, &al, "test pattern", &G, e))) return st;
+    tk_run R;
+    memset(&R, 0, sizeof R);
+    R.al = &al;
+    R.e = e;
+    R.rx.al = &al;
+    size_t *boff = dsi_malloc(&al, (len + 1) * sizeof *boff);
+    R.rx.slots = dsi_calloc(&al, G->n_slots + 1, sizeof *R.rx.slots);
+    if (!boff || !R.rx.slots || !tk_grow(&al, (void **)&R.cps, &R.cap_cps, len + 1, sizeof *R.cps)) {
+        st = dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t k = utf8_valid((const uint8_t *)text + i, len - i, &cp);
+        if (!k) { st = dsi_fail(e, DS_ERR_INVALID_ARG, "invalid UTF-8"); goto done; }
+        boff[R.n_cps] = i;
+        R.cps[R.n_cps++] = cp;
+        i += k;
+    }
+    boff[R.n_cps] = len;
+    tk_piece pc = {0, (uint32_t)R.n_cps, 0};
+    if ((st = tk_find_regex(&R, G, &pc)) || (st = tk_apply_behavior(&R, &pc, behavior, invert))) goto done;
+    for (size_t i = 0; i < R.nb; i++) {
+        if (i < cap_pairs) {
+            bounds[2 * i] = boff[R.pb[i].off];
+            bounds[2 * i + 1] = boff[R.pb[i].off + R.pb[i].len];
+        }
+    }
+    *n_pairs = R.nb;
+done:
+    dsi_free(&al, boff);
+    tk_run_free(&R);
+    rx_prog_free(&al, G);
+    return st;
+}
+/* ==== End deepseek_impl/tokenizer.c ==== */
+
 /* ==== Begin deepseek_impl/model.c ==== */
 /*
  * model.c — opening a container: map, check the header, derive keys,
@@ -3415,6 +7160,7 @@ DS_API ds_model_params ds_model_default_params(void) {
     ds_model_params p;
     memset(&p, 0, sizeof p);
     p.load_weights = 1;
+    p.prefetch = 1;
     return p;
 }
 
@@ -3693,12 +7439,12 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     return DS_OK;
 }
 
-static ds_status dsi_model_load_dense(ds_model *m, dsi_err *e) {
+static ds_status dsi_model_load_dense(ds_model *m, bool experts_too, dsi_err *e) {
     m->dense = dsi_calloc(&m->al, m->meta.n_segments, sizeof *m->dense);
     if (!m->dense) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < m->meta.n_segments; i++) {
         const dsi_segment *s = &m->meta.segments[i];
-        /* routed experts stay resident too until the expert cache exists */
+        if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
         ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
         if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
         if (st) return st;
@@ -3712,7 +7458,9 @@ static ds_status dsi_model_load_dense(ds_model *m, dsi_err *e) {
 
 static void dsi_model_free(ds_model *m) {
     if (!m) return;
+    dsi_pager_free(m);
     dsi_model_unbind(m);
+    ds_tokenizer_free(m->tok);
     if (m->dense) {
         for (size_t i = 0; i < m->meta.n_segments; i++) dsi_secure_free(&m->dense[i]);
         dsi_free(&m->al, m->dense);
@@ -3792,8 +7540,20 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
         goto fail;
     }
     if ((s = dsi_tokenizer_summary(m, &e))) goto fail;
+    {
+        /* the tokenizer lives in the metadata: built for every open */
+        ds_allocator a = {m->al.malloc_fn, m->al.realloc_fn, m->al.free_fn, m->al.user};
+        if ((s = ds_tokenizer_new(&m->tok, m->meta.tokenizer_json, m->meta.tokenizer_len, m->meta.tokcfg_json,
+                                  m->meta.tokcfg_len, &a))) {
+            dsi_fail(&e, s, "%s", ds_last_error());
+            goto fail;
+        }
+    }
     if ((s = dsi_check_directory(m, &e))) goto fail;
-    if (p->load_weights && (s = dsi_model_load_dense(m, &e))) goto fail;
+    if (p->load_weights && (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0, &e))) goto fail;
+    if (p->load_weights && p->expert_cache_bytes &&
+        (s = dsi_pager_new(m, p->expert_cache_bytes, p->prefetch != 0, p->evict_policy, &e)))
+        goto fail;
     dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
             m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
     *out = m;
@@ -4186,7 +7946,7 @@ DSI_FUNC void dsi_pool_free(dsi_pool *p) {
 #include <math.h>
 
 /* ==== Dot products ======================================================= */
-DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
+DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n) {
     /* four partial sums: lets the compiler vectorise and shortens the
      * dependency chain */
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -4201,7 +7961,7 @@ DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
     return (s0 + s1) + (s2 + s3);
 }
 
-static float dsi_dot_q8(const uint8_t *row, const float *x, int n) {
+DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n) {
     float sum = 0;
     for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
         const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
@@ -4219,7 +7979,7 @@ static float dsi_dot_q8(const uint8_t *row, const float *x, int n) {
     return sum;
 }
 
-static float dsi_dot_f16(const uint8_t *row, const float *x, int n) {
+DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n) {
     float s0 = 0, s1 = 0;
     int i = 0;
     for (; i + 2 <= n; i += 2) {
@@ -4230,11 +7990,17 @@ static float dsi_dot_f16(const uint8_t *row, const float *x, int n) {
     return s0 + s1;
 }
 
+/* The ISA is picked at run time (detected once, see dsi_cpu_features). */
+DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
+    return dsi_have_avx2() ? dsi_dot_f32_avx2(a, b, n) : dsi_dot_f32_c(a, b, n);
+}
+
 DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x) {
+    bool v = dsi_have_avx2();
     switch (w->dtype) {
     case DS_DTYPE_F32: return dsi_dot_f32((const float *)(const void *)row, x, w->cols);
-    case DS_DTYPE_F16: return dsi_dot_f16(row, x, w->cols);
-    case DS_DTYPE_Q8_0: return dsi_dot_q8(row, x, w->cols);
+    case DS_DTYPE_F16: return v ? dsi_dot_f16_avx2(row, x, w->cols) : dsi_dot_f16_c(row, x, w->cols);
+    case DS_DTYPE_Q8_0: return v ? dsi_dot_q8_avx2(row, x, w->cols) : dsi_dot_q8_c(row, x, w->cols);
     }
     return 0;
 }
@@ -4291,6 +8057,458 @@ DSI_FUNC void dsi_softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 /* ==== End kernels/cpu/ops.c ==== */
+
+/* ==== Begin kernels/cpu/ops_avx2.c ==== */
+/*
+ * ops_avx2.c — AVX2 + FMA + F16C versions of the row dot products, compiled
+ * with per-function target attributes (no global -mavx2) and chosen at run
+ * time from dsi_cpu_features(); the portable versions in ops.c are the
+ * reference they are tested against.
+ */
+/* #include "../../deepseek_impl/internal.h": pasted above */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define DSI_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+DSI_AVX2 static inline float dsi_hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+DSI_AVX2 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = dsi_hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+DSI_AVX2 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i)));
+        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i + 16)));
+        s0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), s1);
+    }
+    float s = dsi_hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += dsi_f16_to_f32(dsi_rd16(row + 2 * i)) * x[i];
+    return s;
+}
+
+/* One Q8_0 block (32 int8 + F16 scale) against 32 floats. */
+DSI_AVX2 static inline __m256 dsi_q8_block(const uint8_t *blk, const float *x, __m256 acc) {
+    __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+    __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
+    __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)));
+    __m256 f2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
+    __m256 f3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)));
+    __m256 d = _mm256_mul_ps(f0, _mm256_loadu_ps(x));
+    d = _mm256_fmadd_ps(f1, _mm256_loadu_ps(x + 8), d);
+    d = _mm256_fmadd_ps(f2, _mm256_loadu_ps(x + 16), d);
+    d = _mm256_fmadd_ps(f3, _mm256_loadu_ps(x + 24), d);
+    __m256 scale = _mm256_set1_ps(_cvtsh_ss(dsi_rd16(blk)));
+    return _mm256_fmadd_ps(d, scale, acc);
+}
+
+DSI_AVX2 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int nb = n / DSI_Q8_BLOCK, b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        a0 = dsi_q8_block(row + (size_t)b * DSI_Q8_BLOCK_BYTES, x + b * DSI_Q8_BLOCK, a0);
+        a1 = dsi_q8_block(row + (size_t)(b + 1) * DSI_Q8_BLOCK_BYTES, x + (b + 1) * DSI_Q8_BLOCK, a1);
+    }
+    if (b < nb) a0 = dsi_q8_block(row + (size_t)b * DSI_Q8_BLOCK_BYTES, x + b * DSI_Q8_BLOCK, a0);
+    return dsi_hsum256(_mm256_add_ps(a0, a1));
+}
+
+DSI_FUNC bool dsi_have_avx2(void) {
+    uint32_t need = DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C;
+    return (dsi_cpu_features() & need) == need;
+}
+#else
+DSI_FUNC bool dsi_have_avx2(void) { return false; }
+DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) { return dsi_dot_f32(a, b, n); }
+DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
+DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
+#endif
+/* ==== End kernels/cpu/ops_avx2.c ==== */
+
+/* ==== Begin deepseek_impl/pager.c ==== */
+/*
+ * pager.c — the routed-expert cache: a fixed budget of slots, each able to
+ * hold one expert's plaintext. A miss decrypts the expert's segment from the
+ * file mapping into a free or evicted slot; slots in use by a running forward
+ * pass are pinned; a prefetch thread decrypts the experts predicted for the
+ * next layer while the current one computes. After a segment is decrypted its
+ * ciphertext pages are dropped from the page cache, so the sealed file does
+ * not swell the machine's memory either.
+ *
+ * Concurrency: one mutex guards the slot table; decryption runs outside it
+ * with the slot marked LOADING, and threads that want a LOADING slot wait on
+ * a condition variable. Contexts on several threads may share the cache.
+ */
+/* #include "internal.h": pasted above */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+enum { DSI_SLOT_EMPTY = 0, DSI_SLOT_LOADING = 1, DSI_SLOT_READY = 2 };
+#define DSI_PREFETCH_QUEUE 1024
+#define DSI_LFU_DECAY 0.95          /* per use of any expert: older uses weigh less */
+
+typedef struct dsi_slot {
+    int layer, expert;              /* -1 when empty */
+    int state;
+    int pins;                       /* forward passes using it now */
+    bool prefetched;                /* loaded by the prefetcher ... */
+    bool used;                      /* ... and used since it was loaded */
+    uint64_t last_use;              /* LRU clock */
+    double score;                   /* LFU with decay: sum of decay^(age) over uses */
+    uint64_t score_at;              /* clock of the last score update */
+} dsi_slot;
+
+struct dsi_pager {
+    ds_model *m;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;         /* a slot became READY or was unpinned */
+    pthread_cond_t work;            /* prefetch queue not empty, or quit */
+    dsi_secure_buf mem;
+    size_t slot_bytes;
+    int n_slots;
+    dsi_slot *slots;
+    int *where;                     /* (layer * n_experts + expert) -> slot or -1 */
+    int n_experts;
+    uint64_t clock;
+    ds_evict_policy policy;
+    /* prefetch */
+    bool prefetch;
+    pthread_t thread;
+    bool thread_started, quit;
+    int queue[DSI_PREFETCH_QUEUE];  /* layer * n_experts + expert */
+    int q_head, q_len;
+    /* statistics (under lock) */
+    ds_cache_stats st;
+    /* prediction accuracy: the experts predicted for each layer */
+    unsigned char *predicted;       /* (layer * n_experts + expert) -> 1 */
+};
+
+/* ==== Victim choice ====================================================== */
+static double dsi_slot_score(const dsi_pager *p, const dsi_slot *s) {
+    if (p->policy == DS_EVICT_LRU) return (double)s->last_use;
+    /* LFU with exponential decay, evaluated at the current clock */
+    return s->score * pow(DSI_LFU_DECAY, (double)(p->clock - s->score_at));
+}
+
+/* A slot to (re)fill: an empty one, else the lowest-scoring unpinned READY
+ * one. -1 when every slot is pinned or loading. Under lock. */
+static int dsi_pick_victim(const dsi_pager *p) {
+    int best = -1;
+    double best_score = INFINITY;
+    for (int i = 0; i < p->n_slots; i++) {
+        const dsi_slot *s = &p->slots[i];
+        if (s->state == DSI_SLOT_EMPTY) return i;
+        if (s->state != DSI_SLOT_READY || s->pins) continue;
+        double sc = dsi_slot_score(p, s);
+        if (sc < best_score) {
+            best_score = sc;
+            best = i;
+        }
+    }
+    return best;
+}
+
+static void dsi_touch(dsi_pager *p, dsi_slot *s) {
+    p->clock++;
+    s->last_use = p->clock;
+    s->score = dsi_slot_score(p, s) + 1.0;
+    s->score_at = p->clock;
+}
+
+/* Takes slot i for (layer, expert), evicting what it held. Under lock. */
+static void dsi_claim(dsi_pager *p, int i, int layer, int expert, bool prefetched) {
+    dsi_slot *s = &p->slots[i];
+    if (s->layer >= 0) {
+        p->where[s->layer * p->n_experts + s->expert] = -1;
+        p->st.evictions++;
+        if (s->prefetched && !s->used) p->st.prefetch_wasted++;
+    }
+    s->layer = layer;
+    s->expert = expert;
+    s->state = DSI_SLOT_LOADING;
+    s->prefetched = prefetched;
+    s->used = false;
+    s->score = 0;
+    s->score_at = p->clock;
+    p->where[layer * p->n_experts + expert] = i;
+}
+
+/* Decrypts (layer, expert) into slot i; outside the lock. */
+static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *secs, dsi_err *e) {
+    const ds_model *m = p->m;
+    uint8_t *dst = (uint8_t *)p->mem.ptr + (size_t)i * p->slot_bytes;
+    const dsi_expert_ref *r = &m->layers[layer].experts[expert];
+    double t0 = dsi_now_seconds();
+    ds_status s = dsi_segment_read(m, r->segment, dst, p->slot_bytes, e);
+    *secs = dsi_now_seconds() - t0;
+    /* the ciphertext is not needed again soon: drop it from the page cache
+     * (and from this process's page tables) */
+    const dsi_segment *sg = &m->meta.segments[r->segment];
+    uint64_t a = sg->offset & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(sg->offset + sg->stored_bytes - a), MADV_DONTNEED);
+    (void)posix_fadvise(m->fd, (off_t)sg->offset, (off_t)sg->stored_bytes, POSIX_FADV_DONTNEED);
+    return s;
+}
+
+/* Marks slot i READY (or empty on failure) and wakes waiters. Under lock. */
+static void dsi_filled(dsi_pager *p, int i, ds_status s, double secs, uint64_t bytes) {
+    dsi_slot *sl = &p->slots[i];
+    p->st.decrypt_seconds += secs;
+    if (s) {
+        p->where[sl->layer * p->n_experts + sl->expert] = -1;
+        sl->layer = sl->expert = -1;
+        sl->state = DSI_SLOT_EMPTY;
+        sl->pins = 0;
+    } else {
+        sl->state = DSI_SLOT_READY;
+        p->st.bytes_decrypted += bytes;
+    }
+    pthread_cond_broadcast(&p->changed);
+}
+
+/* ==== Acquire and release ================================================ */
+DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e) {
+    const dsi_segment *sg = &p->m->meta.segments[p->m->layers[layer].experts[expert].segment];
+    double waited = 0;
+    pthread_mutex_lock(&p->lock);
+    int key = layer * p->n_experts + expert;
+    if (p->predicted[key]) {
+        p->st.predicted_hits++;
+        p->predicted[key] = 0;
+    }
+    for (;;) {
+        int i = p->where[key];
+        if (i >= 0 && p->slots[i].state == DSI_SLOT_READY) {
+            dsi_slot *s = &p->slots[i];
+            s->pins++;
+            if (s->prefetched && !s->used) p->st.prefetch_hits++;
+            else p->st.hits++;
+            s->used = true;
+            dsi_touch(p, s);
+            p->st.wait_seconds += waited;
+            pthread_mutex_unlock(&p->lock);
+            *base = (const uint8_t *)p->mem.ptr + (size_t)i * p->slot_bytes;
+            return DS_OK;
+        }
+        int v = i < 0 ? dsi_pick_victim(p) : -1;
+        if (i >= 0 || v < 0) {
+            /* loading elsewhere (prefetch or another context), or every slot
+             * is busy: wait for a change */
+            double t0 = dsi_now_seconds();
+            pthread_cond_wait(&p->changed, &p->lock);
+            waited += dsi_now_seconds() - t0;
+            continue;
+        }
+        /* a miss: decrypt it here */
+        dsi_claim(p, v, layer, expert, false);
+        p->slots[v].pins = 1;
+        p->slots[v].used = true;
+        p->st.misses++;
+        pthread_mutex_unlock(&p->lock);
+        double secs = 0;
+        ds_status s = dsi_fill(p, v, layer, expert, &secs, e);
+        pthread_mutex_lock(&p->lock);
+        dsi_filled(p, v, s, secs, sg->plain_bytes);
+        if (!s) dsi_touch(p, &p->slots[v]);
+        p->st.wait_seconds += waited + secs;
+        pthread_mutex_unlock(&p->lock);
+        if (s) return s;
+        *base = (const uint8_t *)p->mem.ptr + (size_t)v * p->slot_bytes;
+        return DS_OK;
+    }
+}
+
+DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert) {
+    pthread_mutex_lock(&p->lock);
+    int i = p->where[layer * p->n_experts + expert];
+    if (i >= 0 && p->slots[i].pins > 0) {
+        p->slots[i].pins--;
+        if (!p->slots[i].pins) pthread_cond_broadcast(&p->changed);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ==== Prefetch =========================================================== */
+DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction) {
+    if (!p->prefetch) return;
+    pthread_mutex_lock(&p->lock);
+    for (int k = 0; k < n; k++) {
+        int key = layer * p->n_experts + experts[k];
+        if (prediction && !p->predicted[key]) {
+            p->predicted[key] = 1;
+            p->st.predicted++;
+        }
+        if (p->where[key] >= 0 || p->q_len == DSI_PREFETCH_QUEUE) continue;
+        bool queued = false;
+        for (int q = 0; q < p->q_len && !queued; q++) queued = p->queue[(p->q_head + q) % DSI_PREFETCH_QUEUE] == key;
+        if (queued) continue;
+        p->queue[(p->q_head + p->q_len) % DSI_PREFETCH_QUEUE] = key;
+        p->q_len++;
+        p->st.prefetch_issued++;
+    }
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void *dsi_prefetch_main(void *arg) {
+    dsi_pager *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->quit && !p->q_len) pthread_cond_wait(&p->work, &p->lock);
+        if (p->quit) break;
+        int key = p->queue[p->q_head];
+        p->q_head = (p->q_head + 1) % DSI_PREFETCH_QUEUE;
+        p->q_len--;
+        if (p->where[key] >= 0) continue;   /* arrived meanwhile */
+        int v = dsi_pick_victim(p);
+        if (v < 0) {
+            p->st.prefetch_dropped++;       /* everything is busy: a guess is not worth waiting for */
+            continue;
+        }
+        int layer = key / p->n_experts, expert = key % p->n_experts;
+        dsi_claim(p, v, layer, expert, true);
+        dsi_touch(p, &p->slots[v]);
+        pthread_mutex_unlock(&p->lock);
+        dsi_err e = {0};
+        double secs = 0;
+        ds_status s = dsi_fill(p, v, layer, expert, &secs, &e);
+        const dsi_segment *sg = &p->m->meta.segments[p->m->layers[layer].experts[expert].segment];
+        pthread_mutex_lock(&p->lock);
+        dsi_filled(p, v, s, secs, sg->plain_bytes);
+        if (s) dsi_log(p->m->log, p->m->log_user, DS_LOG_WARN, "prefetch of layer %d expert %d failed: %s", layer,
+                       expert, e.msg);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* ==== Life cycle ========================================================= */
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds_evict_policy policy, dsi_err *e) {
+    const ds_model_config *cf = &m->cfg;
+    size_t slot = 0;
+    for (size_t i = 0; i < m->meta.n_segments; i++)
+        if (m->meta.segments[i].kind == DS_SEGMENT_EXPERT && m->meta.segments[i].plain_bytes > slot)
+            slot = (size_t)m->meta.segments[i].plain_bytes;
+    slot = (slot + 4095) / 4096 * 4096;
+    if (!slot) return DS_OK;   /* no routed experts: nothing to page */
+    uint64_t n = budget / slot;
+    if (n < 2)
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "expert cache budget of %llu bytes is too small: one expert needs %zu bytes and the cache "
+                        "needs at least 2 slots (%zu bytes)",
+                        (unsigned long long)budget, slot, 2 * slot);
+    uint64_t total = (uint64_t)cf->n_layers * (uint64_t)cf->n_routed_experts;
+    if (n > total) n = total;
+    dsi_pager *p = dsi_calloc(&m->al, 1, sizeof *p);
+    if (!p) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    p->m = m;
+    p->slot_bytes = slot;
+    p->n_slots = (int)n;
+    p->n_experts = cf->n_routed_experts;
+    p->policy = policy;
+    p->prefetch = prefetch;
+    p->slots = dsi_calloc(&m->al, (size_t)n, sizeof *p->slots);
+    p->where = dsi_calloc(&m->al, (size_t)total, sizeof *p->where);
+    p->predicted = dsi_calloc(&m->al, (size_t)total, 1);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->changed, NULL);
+    pthread_cond_init(&p->work, NULL);
+    m->pager = p;   /* from here dsi_pager_free cleans up */
+    if (!p->slots || !p->where || !p->predicted) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    for (uint64_t i = 0; i < total; i++) p->where[i] = -1;
+    for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
+    ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
+    if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
+    p->st.budget_bytes = budget;
+    p->st.slot_bytes = slot;
+    p->st.n_slots = p->n_slots;
+    if (prefetch) {
+        if (pthread_create(&p->thread, NULL, dsi_prefetch_main, p) != 0)
+            return dsi_fail(e, DS_ERR_UNSUPPORTED, "cannot start the prefetch thread");
+        p->thread_started = true;
+    }
+    return DS_OK;
+}
+
+DSI_FUNC void dsi_pager_free(ds_model *m) {
+    dsi_pager *p = m->pager;
+    if (!p) return;
+    if (p->thread_started) {
+        pthread_mutex_lock(&p->lock);
+        p->quit = true;
+        pthread_cond_broadcast(&p->work);
+        pthread_mutex_unlock(&p->lock);
+        pthread_join(p->thread, NULL);
+    }
+    dsi_secure_free(&p->mem);   /* wipes every slot */
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->changed);
+    pthread_cond_destroy(&p->work);
+    dsi_free(&m->al, p->slots);
+    dsi_free(&m->al, p->where);
+    dsi_free(&m->al, p->predicted);
+    dsi_free(&m->al, p);
+    m->pager = NULL;
+}
+
+/* ==== Statistics ========================================================= */
+DS_API ds_status ds_model_cache_stats(const ds_model *m, ds_cache_stats *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_cache_stats: NULL argument");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    dsi_pager *p = m->pager;
+    if (!p) return DS_OK;
+    pthread_mutex_lock(&p->lock);
+    *out = p->st;
+    pthread_mutex_unlock(&p->lock);
+    return DS_OK;
+}
+
+DS_API void ds_model_cache_stats_reset(ds_model *m) {
+    dsi_pager *p = m ? m->pager : NULL;
+    if (!p) return;
+    pthread_mutex_lock(&p->lock);
+    ds_cache_stats keep = p->st;
+    memset(&p->st, 0, sizeof p->st);
+    p->st.budget_bytes = keep.budget_bytes;
+    p->st.slot_bytes = keep.slot_bytes;
+    p->st.n_slots = keep.n_slots;
+    memset(p->predicted, 0, (size_t)m->cfg.n_layers * (size_t)p->n_experts);
+    pthread_mutex_unlock(&p->lock);
+}
+/* ==== End deepseek_impl/pager.c ==== */
 
 /* ==== Begin deepseek_impl/forward.c ==== */
 /*
@@ -4419,8 +8637,9 @@ DSI_FUNC void dsi_model_unbind(ds_model *m) {
     m->layers = NULL;
 }
 
-/* Resident experts (the expert cache arrives with the pager). */
+/* Routed experts: from the expert cache, or resident. */
 DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int x, const uint8_t **base, dsi_err *e) {
+    if (m->pager) return dsi_pager_acquire(m->pager, layer, x, base, e);
     const dsi_expert_ref *r = &m->layers[layer].experts[x];
     const dsi_secure_buf *b = &m->dense[r->segment];
     if (!b->ptr) return dsi_fail(e, DS_ERR_INTERNAL, "expert %d of layer %d is not resident", x, layer);
@@ -4429,9 +8648,7 @@ DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int x, const
 }
 
 DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int x) {
-    (void)m;
-    (void)layer;
-    (void)x;
+    if (m->pager) dsi_pager_release(m->pager, layer, x);
 }
 
 /* ==== Context ============================================================ */
@@ -4861,13 +9078,16 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
         int keep[64];
         int kg = cf->topk_group < 64 ? cf->topk_group : 64;
         dsi_topk(gs, G, kg, keep);
-        /* experts outside the chosen groups are masked to 0.0, as the
-         * reference implementations do (not -inf) */
+        /* experts outside the chosen groups are masked: V3 (noaux_tc) with
+         * -inf as transformers and DeepSeek's inference/model.py do; V2 with
+         * 0.0 as transformers' and the Hub's V2 code do (the two differ
+         * only when fewer than top_k kept experts score above zero) */
+        float masked = cf->topk_method == DS_TOPK_NOAUX_TC ? -INFINITY : 0.0f;
         for (int g = 0; g < G; g++) {
             bool kept = false;
             for (int i = 0; i < kg; i++) kept |= keep[i] == g;
             if (!kept)
-                for (int i = 0; i < per; i++) choice[g * per + i] = 0.0f;
+                for (int i = 0; i < per; i++) choice[g * per + i] = masked;
         }
     }
     dsi_topk(choice, E, K, sel);
@@ -4884,6 +9104,33 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
         for (int k = 0; k < K; k++) w[k] *= cf->routed_scaling_factor;
 }
 
+/* With an expert cache: queue this layer's chosen experts (the prefetch
+ * thread decrypts them while this thread handles the first), and predict the
+ * next MoE layer's experts by applying its router to this layer's normalised
+ * input, so they decrypt while this layer and the next attention compute. */
+static void dsi_moe_prefetch(ds_context *c, int l, int T) {
+    const ds_model_config *cf = &c->m->cfg;
+    int E = cf->n_routed_experts, K = cf->n_experts_per_tok, D = cf->hidden_size;
+    int *uniq = c->etok, nu = 0;
+    for (int t = 0; t < T * K; t++) {
+        bool seen = false;
+        for (int i = 0; i < nu && !seen; i++) seen = uniq[i] == c->sel[t];
+        if (!seen) uniq[nu++] = c->sel[t];
+    }
+    dsi_pager_prefetch(c->m->pager, l, uniq, nu, false);
+    if (T > 4 || K > 64 || l + 1 >= cf->n_layers || !c->m->layers[l + 1].moe) return;
+    const dsi_layer *N = &c->m->layers[l + 1];
+    float *logits = c->ye, *scratch = c->ework;
+    int pred[64];
+    for (int t = 0; t < T; t++) {
+        for (int x = 0; x < E; x++) logits[x] = dsi_dot_row(&N->router, N->router.data + (size_t)x * N->router.row_bytes,
+                                                           c->xn + (size_t)t * D);
+        float w[64];
+        dsi_route(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, scratch, pred, w);
+        dsi_pager_prefetch(c->m->pager, l + 1, pred, K < 64 ? K : 64, true);
+    }
+}
+
 static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_layer *L = &c->m->layers[l];
@@ -4894,6 +9141,7 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
         dsi_route(cf, c->router + (size_t)t * E, L->bias.data ? dsi_wf32(&L->bias) : NULL, scratch, c->sel + t * K,
                   c->selw + t * K);
     memset(c->tmp, 0, (size_t)T * D * sizeof(float));
+    if (c->m->pager) dsi_moe_prefetch(c, l, T);
     /* tokens grouped per expert: each expert's matrices run once per batch */
     for (int x = 0; x < E; x++) {
         int n = 0;
@@ -5004,6 +9252,614 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
     return DS_OK;
 }
 /* ==== End deepseek_impl/forward.c ==== */
+
+/* ==== Begin deepseek_impl/sampler.c ==== */
+/*
+ * sampler.c — turning a row of logits into one token id.
+ *
+ * The pipeline, in order:
+ *   1. penalties over the last penalty_last_n ids of the history
+ *      (repetition: CTRL-style; frequency: count * penalty; presence: once)
+ *   2. temperature 0: argmax (lowest id on ties), done
+ *   3. top-k        keep the k largest (a bounded heap: O(n log k))
+ *   4. softmax      of logit / temperature, max-subtracted, in double
+ *   5. top-p        the smallest head of the sorted candidates whose mass
+ *                   reaches top_p (at least one token)
+ *   6. min-p        drop tokens below min_p times the most likely one
+ *   7. draw         from what is left, renormalised, with the sampler's own
+ *                   xoshiro256** generator (same seed, same sequence)
+ *
+ * All arithmetic after the input is in double: logit / temperature with a
+ * temperature of 1e-30 must not overflow to infinity, and sums over 129280
+ * probabilities should not lose the tail. The caller's logits are never
+ * written; the sampler owns a scratch buffer sized to the largest vocabulary
+ * it has seen.
+ */
+/* #include "internal.h": pasted above */
+
+#include <math.h>
+#include <stdlib.h>
+
+/* ==== Types ============================================================== */
+
+/* One candidate token: its id and its (penalised) logit, later its
+ * unnormalised probability. */
+typedef struct smp_cand {
+    double v;
+    int32_t id;
+} smp_cand;
+
+struct ds_sampler {
+    dsi_alloc al;
+    ds_sampler_params p;
+    uint64_t rng[4];            /* xoshiro256** state */
+    int cap;                    /* vocabulary size the scratch below is sized for */
+    double *x;                  /* (cap) penalised logits */
+    smp_cand *cand;             /* (cap) candidates */
+    uint32_t *count;            /* (cap) occurrences in the penalty window; all zero between calls */
+    int32_t *seen;              /* (cap) distinct ids of the penalty window */
+};
+
+/* ==== Random numbers ===================================================== */
+/* xoshiro256** (Blackman & Vigna), seeded through splitmix64 so that any
+ * 64-bit seed, 0 included, gives a well-mixed non-zero state. */
+
+static uint64_t smp_splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t smp_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t smp_next(uint64_t s[4]) {
+    uint64_t r = smp_rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = smp_rotl(s[3], 45);
+    return r;
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double smp_uniform(uint64_t s[4]) { return (double)(smp_next(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+/* ==== Parameters ========================================================= */
+
+DS_API ds_sampler_params ds_sampler_default_params(void) {
+    ds_sampler_params p;
+    memset(&p, 0, sizeof p);
+    p.temperature = 1.0f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    p.repetition_penalty = 1.0f;
+    p.frequency_penalty = 0.0f;
+    p.presence_penalty = 0.0f;
+    p.penalty_last_n = 64;
+    p.seed = 0;
+    return p;
+}
+
+/* Checks every field; the message names the first bad one and its value. */
+static ds_status smp_check_params(const ds_sampler_params *p, dsi_err *e) {
+    if (!(isfinite(p->temperature) && p->temperature >= 0.0f))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: temperature must be finite and >= 0, not %g",
+                        (double)p->temperature);
+    if (p->top_k < 0) return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: top_k must be >= 0, not %d", p->top_k);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: top_p must be in (0, 1], not %g", (double)p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p < 1.0f))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: min_p must be in [0, 1), not %g", (double)p->min_p);
+    if (!(isfinite(p->repetition_penalty) && p->repetition_penalty > 0.0f))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: repetition_penalty must be finite and > 0, not %g",
+                        (double)p->repetition_penalty);
+    if (!isfinite(p->frequency_penalty))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: frequency_penalty must be finite, not %g",
+                        (double)p->frequency_penalty);
+    if (!isfinite(p->presence_penalty))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: presence_penalty must be finite, not %g",
+                        (double)p->presence_penalty);
+    if (p->penalty_last_n < 0)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: penalty_last_n must be >= 0, not %d", p->penalty_last_n);
+    return DS_OK;
+}
+
+/* ==== Construction ======================================================= */
+
+DS_API ds_status ds_sampler_new(ds_sampler **out, const ds_sampler_params *params) {
+    dsi_err e = {0};
+    if (!out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_sampler_new: out is NULL");
+        return dsi_publish(&e);
+    }
+    *out = NULL;
+    ds_sampler_params p = params ? *params : ds_sampler_default_params();
+    if (smp_check_params(&p, &e)) return dsi_publish(&e);
+
+    dsi_alloc al;
+    if (dsi_alloc_init(&al, NULL, &e)) return dsi_publish(&e);
+    ds_sampler *s = dsi_calloc(&al, 1, sizeof *s);
+    if (!s) {
+        dsi_fail(&e, DS_ERR_NOMEM, "ds_sampler_new: out of memory");
+        return dsi_publish(&e);
+    }
+    s->al = al;
+    s->p = p;
+    uint64_t sm = p.seed;
+    for (int i = 0; i < 4; i++) s->rng[i] = smp_splitmix64(&sm);
+    *out = s;
+    return DS_OK;
+}
+
+static void smp_free_scratch(ds_sampler *s) {
+    dsi_free(&s->al, s->x);
+    dsi_free(&s->al, s->cand);
+    dsi_free(&s->al, s->count);
+    dsi_free(&s->al, s->seen);
+    s->x = NULL;
+    s->cand = NULL;
+    s->count = NULL;
+    s->seen = NULL;
+    s->cap = 0;
+}
+
+DS_API void ds_sampler_free(ds_sampler *s) {
+    if (!s) return;
+    smp_free_scratch(s);
+    dsi_alloc al = s->al;
+    dsi_free(&al, s);
+}
+
+/* Makes the scratch hold n entries (keeps a larger one). */
+static ds_status smp_reserve(ds_sampler *s, int n, dsi_err *e) {
+    if (n <= s->cap) return DS_OK;
+    smp_free_scratch(s);
+    size_t un = (size_t)n;
+    s->x = dsi_calloc(&s->al, un, sizeof *s->x);
+    s->cand = dsi_calloc(&s->al, un, sizeof *s->cand);
+    s->count = dsi_calloc(&s->al, un, sizeof *s->count);   /* zero: the invariant between calls */
+    s->seen = dsi_calloc(&s->al, un, sizeof *s->seen);
+    if (!s->x || !s->cand || !s->count || !s->seen) {
+        smp_free_scratch(s);
+        return dsi_fail(e, DS_ERR_NOMEM, "sampler: out of memory for a vocabulary of %d", n);
+    }
+    s->cap = n;
+    return DS_OK;
+}
+
+/* ==== Penalties ========================================================== */
+
+/* Applies the penalties to x over the window of the history. Ids were checked
+ * by the caller. count[] is zero on entry and on return. */
+static void smp_penalize(ds_sampler *s, double *x, const int32_t *hist, size_t n_hist) {
+    const ds_sampler_params *p = &s->p;
+    if (p->repetition_penalty == 1.0f && p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f) return;
+    size_t start = 0;
+    if (p->penalty_last_n > 0 && n_hist > (size_t)p->penalty_last_n) start = n_hist - (size_t)p->penalty_last_n;
+
+    /* count each id once per occurrence; remember the distinct ones */
+    size_t n_seen = 0;
+    for (size_t i = start; i < n_hist; i++) {
+        int32_t id = hist[i];
+        if (s->count[id]++ == 0) s->seen[n_seen++] = id;
+    }
+    const double rp = p->repetition_penalty, fp = p->frequency_penalty, pp = p->presence_penalty;
+    for (size_t j = 0; j < n_seen; j++) {
+        int32_t id = s->seen[j];
+        double v = x[id];
+        /* CTRL (Keskar et al. 2019): make a seen token less likely whatever
+         * the sign of its logit */
+        if (rp != 1.0) v = v > 0 ? v / rp : v * rp;
+        v -= (double)s->count[id] * fp + pp;
+        x[id] = v;
+        s->count[id] = 0;
+    }
+}
+
+/* ==== Ordering and selection ============================================= */
+
+/* A strict total order: larger value first, then lower id. Candidates with
+ * equal values therefore sort the same way on every platform. */
+static int smp_before(const smp_cand *a, const smp_cand *b) {
+    return a->v > b->v || (a->v == b->v && a->id < b->id);
+}
+
+static int smp_cmp(const void *pa, const void *pb) {
+    const smp_cand *a = pa, *b = pb;
+    if (smp_before(a, b)) return -1;
+    if (smp_before(b, a)) return 1;
+    return 0;
+}
+
+/* Sift down in a heap whose root is the *worst* candidate (so the k best
+ * stay in it). */
+static void smp_sift(smp_cand *h, size_t n, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && smp_before(&h[w], &h[l])) w = l;
+        if (r < n && smp_before(&h[w], &h[r])) w = r;
+        if (w == i) return;
+        smp_cand t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+/* Moves the k best of c[0..n) to c[0..k), sorted best first. O(n log k). */
+static void smp_top_k(smp_cand *c, size_t n, size_t k) {
+    for (size_t i = k / 2; i-- > 0;) smp_sift(c, k, i);
+    for (size_t i = k; i < n; i++) {
+        if (smp_before(&c[i], &c[0])) {
+            c[0] = c[i];
+            smp_sift(c, k, 0);
+        }
+    }
+    qsort(c, k, sizeof *c, smp_cmp);
+}
+
+/* ==== Sampling =========================================================== */
+
+/* Checks the inputs and fills s->x with the penalised logits. */
+static ds_status smp_prepare(ds_sampler *s, const float *logits, int n_vocab, const int32_t *history,
+                             size_t n_history, dsi_err *e) {
+    if (n_vocab <= 0) return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: n_vocab must be > 0, not %d", n_vocab);
+    if (!logits) return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: logits is NULL");
+    if (n_history && !history) return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: history is NULL with %zu ids", n_history);
+    for (size_t i = 0; i < n_history; i++)
+        if (history[i] < 0 || history[i] >= n_vocab)
+            return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: history[%zu] = %ld is outside the vocabulary of %d", i,
+                            (long)history[i], n_vocab);
+    /* -inf is a masked token and allowed; NaN and +inf are bugs upstream */
+    int any = 0;
+    for (int i = 0; i < n_vocab; i++) {
+        float v = logits[i];
+        if (isnan(v)) return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: logit %d is NaN", i);
+        if (isinf(v) && v > 0) return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: logit %d is +infinity", i);
+        any |= !isinf(v);
+    }
+    if (!any) return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: all %d logits are -infinity", n_vocab);
+    ds_status st = smp_reserve(s, n_vocab, e);
+    if (st) return st;
+    for (int i = 0; i < n_vocab; i++) s->x[i] = (double)logits[i];
+    smp_penalize(s, s->x, history, n_history);
+    return DS_OK;
+}
+
+/* Argmax, lowest id on ties. At least one x is finite. */
+static int32_t smp_argmax(const double *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return (int32_t)best;
+}
+
+DS_API ds_status ds_sampler_sample(ds_sampler *s, const float *logits, int n_vocab, const int32_t *history,
+                                   size_t n_history, int32_t *out) {
+    dsi_err e = {0};
+    if (!s || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_sampler_sample: %s is NULL", s ? "out" : "sampler");
+        return dsi_publish(&e);
+    }
+    *out = -1;
+    if (smp_prepare(s, logits, n_vocab, history, n_history, &e)) return dsi_publish(&e);
+    const ds_sampler_params *p = &s->p;
+    const double *x = s->x;
+
+    /* ---- greedy ---- */
+    if (p->temperature == 0.0f) {
+        *out = smp_argmax(x, n_vocab);
+        return DS_OK;
+    }
+
+    /* ---- candidates: every token that is not masked ---- */
+    smp_cand *c = s->cand;
+    size_t n = 0;
+    for (int i = 0; i < n_vocab; i++)
+        if (!isinf(x[i])) {
+            c[n].v = x[i];
+            c[n].id = (int32_t)i;
+            n++;
+        }
+    int sorted = 0;
+
+    /* ---- top-k: the k best, sorted ---- */
+    if (p->top_k > 0 && (size_t)p->top_k < n) {
+        smp_top_k(c, n, (size_t)p->top_k);
+        n = (size_t)p->top_k;
+        sorted = 1;
+    }
+
+    /* ---- softmax of v / T: exp((v - max) / T), so the best is exp(0) = 1.
+     * Only relative weights matter below; the sum is taken when needed. ---- */
+    double vmax = c[0].v;
+    for (size_t i = 1; i < n; i++)
+        if (c[i].v > vmax) vmax = c[i].v;
+    const double inv_t = 1.0 / (double)p->temperature;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        c[i].v = exp((c[i].v - vmax) * inv_t);
+        sum += c[i].v;
+    }
+
+    /* ---- top-p: the smallest head whose mass reaches top_p ---- */
+    if (p->top_p < 1.0f && n > 1) {
+        if (!sorted) {
+            qsort(c, n, sizeof *c, smp_cmp);
+            sorted = 1;
+        }
+        const double target = (double)p->top_p * sum;
+        double cum = 0.0;
+        size_t keep = n;
+        for (size_t i = 0; i < n; i++) {
+            cum += c[i].v;
+            if (cum >= target) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+        sum = cum;
+    }
+
+    /* ---- min-p: relative to the most likely token, whose weight is 1 ---- */
+    if (p->min_p > 0.0f) {
+        const double floor_p = (double)p->min_p;   /* * max weight (= 1) */
+        size_t w = 0;
+        sum = 0.0;
+        for (size_t i = 0; i < n; i++)
+            if (c[i].v >= floor_p) {
+                c[w++] = c[i];
+                sum += c[i].v;
+            }
+        n = w;   /* the best (weight 1) always survives since min_p < 1 */
+    }
+
+    /* ---- draw ---- */
+    const double r = smp_uniform(s->rng) * sum;
+    double cum = 0.0;
+    int32_t pick = -1, last = c[0].id;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].v <= 0.0) continue;   /* underflowed to zero: never drawn */
+        last = c[i].id;
+        cum += c[i].v;
+        if (r < cum) {
+            pick = c[i].id;
+            break;
+        }
+    }
+    if (pick < 0) pick = last;   /* r rounded up to the sum: the last with weight */
+    *out = pick;
+    return DS_OK;
+}
+/* ==== End deepseek_impl/sampler.c ==== */
+
+/* ==== Begin deepseek_impl/generate.c ==== */
+/*
+ * generate.c — the text-in, text-out loop: tokenize, prefill, then sample,
+ * stream and decode one token at a time.
+ *
+ * Built only on the public API (tokenizer, context, sampler); the one
+ * internal thing it touches is the model's allocator, so that a caller's
+ * allocator hooks also see these buffers.
+ */
+/* #include "internal.h": pasted above */
+
+#include <stdlib.h>
+
+/* Room for one streamed piece: the header asks for 64 bytes plus the longest
+ * token; this covers every real vocabulary, and a longer token grows it. */
+#define GEN_PIECE_BYTES (64 + 4096)
+
+/* ==== Buffers ============================================================ */
+
+typedef struct gen_bufs {
+    const dsi_alloc *al;
+    int32_t *ids;        /* (cap_ids) prompt, then generated tokens: the sampler's history */
+    size_t cap_ids;
+    float *logits;       /* (n_vocab) logits of the last evaluated token */
+    char *piece;         /* (cap_piece) one decoded piece */
+    size_t cap_piece;
+} gen_bufs;
+
+static void gen_bufs_free(gen_bufs *b) {
+    dsi_free(b->al, b->ids);
+    dsi_free(b->al, b->logits);
+    dsi_free(b->al, b->piece);
+    b->ids = NULL;
+    b->logits = NULL;
+    b->piece = NULL;
+}
+
+/* Grows the id buffer to hold n ids (keeps its contents). */
+static ds_status gen_grow_ids(gen_bufs *b, size_t n, dsi_err *e) {
+    if (n <= b->cap_ids) return DS_OK;
+    if (n > SIZE_MAX / sizeof *b->ids) return dsi_fail(e, DS_ERR_NOMEM, "generate: %zu token ids is too many", n);
+    int32_t *p = dsi_realloc(b->al, b->ids, n * sizeof *p);
+    if (!p) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for %zu token ids", n);
+    b->ids = p;
+    b->cap_ids = n;
+    return DS_OK;
+}
+
+/* ==== Steps ============================================================== */
+
+/* Encodes the prompt into b->ids with one leading BOS. The text is encoded
+ * without the BOS flag and BOS is prepended unless the text already began
+ * with it: a chat template renders the BOS token as text, and a doubled BOS
+ * changes what the model sees. Returns the number of ids in *n. */
+static ds_status gen_encode(gen_bufs *b, const ds_tokenizer *tok, const char *prompt, size_t *n, dsi_err *e) {
+    size_t len = strlen(prompt), got = 0;
+    /* byte-level BPE gives at most one id per byte; +1 for BOS, +1 so that
+     * an empty prompt still has room */
+    ds_status st = gen_grow_ids(b, len < SIZE_MAX - 2 ? len + 2 : len, e);
+    if (st) return st;
+    for (int attempt = 0;; attempt++) {
+        st = ds_tokenizer_encode(tok, prompt, len, 0, b->ids + 1, b->cap_ids - 1, &got);
+        if (st == DS_ERR_LIMIT && got > b->cap_ids - 1 && attempt == 0) {
+            if ((st = gen_grow_ids(b, got + 1, e)) != DS_OK) return st;
+            continue;
+        }
+        break;
+    }
+    if (st) {
+        /* the tokenizer's own message (invalid UTF-8 at byte N, ...) */
+        dsi_fail(e, st, "%s", ds_last_error());
+        return dsi_prefix(e, "generate: prompt");
+    }
+    int32_t bos = ds_tokenizer_bos(tok);
+    if (bos >= 0 && !(got > 0 && b->ids[1] == bos)) {
+        b->ids[0] = bos;
+        *n = got + 1;
+    } else {
+        memmove(b->ids, b->ids + 1, got * sizeof *b->ids);
+        *n = got;
+    }
+    return DS_OK;
+}
+
+/* Decodes one id into b->piece, growing the buffer when a token is longer
+ * than expected (the stream state is restored before the retry). */
+static ds_status gen_piece(gen_bufs *b, const ds_tokenizer *tok, ds_detok_state *ds, int32_t id, size_t *len,
+                           dsi_err *e) {
+    ds_detok_state saved = *ds;
+    size_t got = 0;
+    ds_status st = ds_tokenizer_decode_stream(tok, ds, id, b->piece, b->cap_piece, &got);
+    if (st == DS_ERR_LIMIT && got >= b->cap_piece && got < SIZE_MAX - 64) {
+        size_t cap = got + 64;
+        char *p = dsi_realloc(b->al, b->piece, cap);
+        if (!p) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for a piece of %zu bytes", got);
+        b->piece = p;
+        b->cap_piece = cap;
+        *ds = saved;
+        st = ds_tokenizer_decode_stream(tok, ds, id, b->piece, b->cap_piece, &got);
+    }
+    if (st) {
+        dsi_fail(e, st, "%s", ds_last_error());
+        return dsi_prefix(e, "generate: decoding token %ld", (long)id);
+    }
+    if (got < b->cap_piece) b->piece[got] = '\0';
+    *len = got;
+    return DS_OK;
+}
+
+/* ==== ds_generate ======================================================== */
+
+DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, int max_tokens, ds_token_fn on_token,
+                             void *user, ds_generate_stats *stats) {
+    dsi_err e = {0};
+    ds_generate_stats local;
+    ds_generate_stats *gs = stats ? stats : &local;
+    memset(gs, 0, sizeof *gs);
+
+    /* ---- arguments ---- */
+    if (!c || !s || !prompt) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generate: %s is NULL", !c ? "context" : !s ? "sampler" : "prompt");
+        return dsi_publish(&e);
+    }
+    if (max_tokens < 0) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generate: max_tokens must be >= 0, not %d", max_tokens);
+        return dsi_publish(&e);
+    }
+    ds_model *m = ds_context_model(c);
+    if (!m) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_generate: the context has no model");
+        return dsi_publish(&e);
+    }
+    const ds_tokenizer *tok = ds_model_tokenizer(m);
+    ds_model_config cfg;
+    ds_status st = ds_model_get_config(m, &cfg);
+    if (st) return st;
+    if (!tok || cfg.vocab_size <= 0) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_generate: the model has no tokenizer or vocabulary");
+        return dsi_publish(&e);
+    }
+    /* the model's vocabulary is often padded past the tokenizer's; ids
+     * there have no text, so they are never sampled */
+    const int n_vocab = cfg.vocab_size;
+    const int n_tok = ds_tokenizer_vocab_size(tok);
+    const int n_sample = n_tok > 0 && n_tok < n_vocab ? n_tok : n_vocab;
+    const int32_t eos = ds_tokenizer_eos(tok);
+    const int n_ctx = ds_context_n_ctx(c);
+
+    gen_bufs b = {&m->al, NULL, 0, NULL, NULL, 0};
+    size_t n_prompt = 0;
+
+    /* ---- tokenize and check the prompt fits ---- */
+    if ((st = gen_encode(&b, tok, prompt, &n_prompt, &e)) != DS_OK) goto fail;
+    gs->n_prompt = n_prompt > (size_t)INT32_MAX ? INT32_MAX : (int)n_prompt;
+    if (n_prompt == 0) {
+        st = dsi_fail(&e, DS_ERR_INVALID_ARG, "generate: the prompt is empty and the tokenizer has no BOS token");
+        goto fail;
+    }
+    if (n_ctx <= 0 || n_prompt > (size_t)n_ctx) {
+        st = dsi_fail(&e, DS_ERR_LIMIT, "prompt of %zu tokens exceeds the context of %d", n_prompt, n_ctx);
+        goto fail;
+    }
+
+    /* ---- buffers: history for every token that can still come (after
+     * the context fills, one more sampled token can be emitted) ---- */
+    {
+        size_t room = (size_t)n_ctx - n_prompt + 1;
+        size_t more = (size_t)max_tokens < room ? (size_t)max_tokens : room;
+        if ((st = gen_grow_ids(&b, n_prompt + more, &e)) != DS_OK) goto fail;
+    }
+    b.logits = dsi_calloc(b.al, (size_t)n_vocab, sizeof *b.logits);
+    b.piece = dsi_malloc(b.al, GEN_PIECE_BYTES);
+    b.cap_piece = GEN_PIECE_BYTES;
+    if (!b.logits || !b.piece) {
+        st = dsi_fail(&e, DS_ERR_NOMEM, "generate: out of memory for %d logits", n_vocab);
+        goto fail;
+    }
+
+    /* ---- prefill ---- */
+    ds_context_reset(c);
+    double t0 = dsi_now_seconds();
+    st = ds_context_eval(c, b.ids, n_prompt, b.logits, 0);
+    gs->prompt_seconds = dsi_now_seconds() - t0;
+    if (st) goto fail_published;
+
+    /* ---- decode: sample, stream, evaluate ---- */
+    double t1 = dsi_now_seconds();
+    ds_detok_state dstate;
+    memset(&dstate, 0, sizeof dstate);
+    size_t n_hist = n_prompt;
+    for (int g = 0; g < max_tokens;) {
+        int32_t t;
+        st = ds_sampler_sample(s, b.logits, n_sample, b.ids, n_hist, &t);
+        if (st) break;
+        if (eos >= 0 && t == eos) break;
+        b.ids[n_hist++] = t;
+        size_t plen = 0;
+        if ((st = gen_piece(&b, tok, &dstate, t, &plen, &e)) != DS_OK) {
+            gs->generate_seconds = dsi_now_seconds() - t1;
+            goto fail;
+        }
+        gs->n_generated = ++g;
+        if (on_token && on_token(user, t, b.piece, plen)) break;
+        if (g == max_tokens || ds_context_n_past(c) >= n_ctx) break;
+        st = ds_context_eval(c, &t, 1, b.logits, 0);
+        if (st) break;
+    }
+    gs->generate_seconds = dsi_now_seconds() - t1;
+    if (st) goto fail_published;
+    gen_bufs_free(&b);
+    return DS_OK;
+
+fail:
+    gen_bufs_free(&b);
+    return dsi_publish(&e);
+fail_published:
+    /* the sampler or the context already set the thread's message */
+    gen_bufs_free(&b);
+    return st;
+}
+/* ==== End deepseek_impl/generate.c ==== */
 
 /* ==== Begin deepseek_impl/convert.c ==== */
 /*

@@ -1,10 +1,19 @@
 /*
  * test_crypto.c — chunk sealing and opening, associated data binding, key
- * derivation, the no-AES path, and key files.
+ * derivation, the no-AES path, key files, and golden ciphertexts that pin the
+ * bytes on disk whichever AES-GCM provider the library was built with
+ * (libsodium, or OpenSSL with -DDS_CRYPTO_OPENSSL=1).
+ *
+ *   test_crypto                   the tests
+ *   test_crypto --dump FILE       seal a deterministic set of chunks into FILE
+ *   test_crypto --open-dump FILE  open a dump (made by either provider) and
+ *                                 check every plaintext; exit 0 when all pass
+ * tests/test_crypto_cross.sh compares the dumps of the two builds.
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
 
+#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,6 +100,246 @@ static void test_seal_open(void) {
     dsi_cpu_features_mask(0);
 }
 
+/* ==== Golden ciphertexts ================================================== */
+/*
+ * Made with an independent implementation (Python's hashlib BLAKE2b and the
+ * `cryptography` package's AESGCM, i.e. OpenSSL underneath), by this script:
+ *
+ *   import hashlib, struct
+ *   from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+ *   master = bytes(range(32)); salt = bytes(100 + i for i in range(32))
+ *   kdf = lambda key, label: hashlib.blake2b(label + salt, digest_size=32, key=key).digest()
+ *   enc = kdf(master, b"deepseek.h dsm v1 enc"); check = kdf(master, b"deepseek.h dsm v1 check")
+ *   integ = kdf(b"", b"deepseek.h dsm v1 integrity")
+ *   print("enc", enc.hex()); print("check", check.hex()); print("integrity", integ.hex())
+ *   hdr = bytes((i ^ 0x5a) & 0xff for i in range(256))
+ *   # (n, segment, kind, layer, expert, chunk, seg_plain_bytes, last, extra)
+ *   V = [(0, 0, 1, -1, -1, 0, 0, 1, b""), (1, 3, 2, 2, 5, 1, 123456, 0, b""),
+ *        (16, 3, 2, 2, 5, 1, 123456, 0, b""), (5000, 3, 2, 2, 5, 1, 123456, 0, b""),
+ *        (5000, 0xffffffff, 0, 0, 0, 0, 5000, 1, hdr),
+ *        ((1 << 20) + 3, 70000, 2, 59, 255, (1 << 32) + 2, (5 << 32) + 7, 1, b"")]
+ *   for (n, seg, kind, layer, expert, chunk, spb, last, extra) in V:
+ *       pt = bytes((i * 7 + 3) & 0xff for i in range(n))
+ *       ad = b"DSM1" + struct.pack("<IIiiIQQ", seg, kind, layer, expert, last, chunk, spb) + extra
+ *       nonce = struct.pack("<IQ", seg, chunk)
+ *       out = AESGCM(enc).encrypt(nonce, pt, ad)
+ *       ct, tag = out[:-16], out[-16:]
+ *       itag = hashlib.blake2b(ad + pt, digest_size=16, key=integ).digest()
+ *       print(n, hashlib.blake2b(ct, digest_size=32).hexdigest(), tag.hex(), itag.hex())
+ *
+ * The last vector has a chunk index above 2^32, which checks the nonce's
+ * byte order beyond the low word.
+ */
+typedef struct golden_vec {
+    size_t n;
+    dsi_chunk_ad ad;
+    int with_header;           /* extra AD: the 256 bytes (i ^ 0x5a) */
+    const char *ct_hash;       /* BLAKE2b-256 of the ciphertext */
+    const char *tag;           /* AES-GCM tag */
+    const char *itag;          /* CIPHER_NONE integrity tag */
+} golden_vec;
+
+static const golden_vec golden[] = {
+    {0, {0, 1, -1, -1, 0, 0, 1, NULL, 0}, 0, "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8",
+     "dd2cb13b659718b1eefd4095af7e5303", "6b6629ccd381ad8f26b5cf96be8616ec"},
+    {1, {3, 2, 2, 5, 1, 123456, 0, NULL, 0}, 0, "623e5d17329d20549d5ebe7a2e8688b98ed7db0b8fb983b2b22a644c218313cd",
+     "feab9b7975610adde08b44495a758fc2", "64a55c5e6319f3f60a581c84b1398a14"},
+    {16, {3, 2, 2, 5, 1, 123456, 0, NULL, 0}, 0, "3d41064f8953e146389a3063a42aee9c14af61d16537927086390a16b274a9a4",
+     "44a035f490d72192f9fa090ee5752867", "ef568d1312701c7e054a4af8e9e99ade"},
+    {5000, {3, 2, 2, 5, 1, 123456, 0, NULL, 0}, 0, "a32ca491ede4f4f151d10c4260f795c836e2baed67d3ac588d88c02910abd2cf",
+     "4345d8f73747295927e50d82e1206cc1", "16dcc55be3582320e58bd8a2bee1cde8"},
+    {5000, {0xffffffffu, 0, 0, 0, 0, 5000, 1, NULL, 0}, 1,
+     "9bb5daeba5766d48cb12c8565ed6d758a2404c289c0aa3a7299a017030850dbf", "35b2e294482bdf66c1bc020011e8c26b",
+     "f98f186171ecff1ea8e0f49d659385eb"},
+    {(1u << 20) + 3, {70000, 2, 59, 255, ((uint64_t)1 << 32) + 2, ((uint64_t)5 << 32) + 7, 1, NULL, 0}, 0,
+     "418dc33def9399e8e9a8c6b74921daf67e761d531967cd070cb3ae7d8f6a29bc", "057c9940799b50a7894289864b45766a",
+     "b36cb4211acd7a4983e6d6c7d1796b21"},
+};
+
+static void to_hex(const uint8_t *p, size_t n, char *out) {
+    for (size_t i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+static void test_golden(void) {
+    dsi_err e = {0};
+    uint8_t master[32], salt[32], hdr[256];
+    for (int i = 0; i < 32; i++) {
+        master[i] = (uint8_t)i;
+        salt[i] = (uint8_t)(100 + i);
+    }
+    for (int i = 0; i < 256; i++) hdr[i] = (uint8_t)(i ^ 0x5a);
+    static dsi_keys k, kn;
+    char hex[129];
+    T_STATUS("crypto-8.1", dsi_keys_derive(&k, DS_CIPHER_AES256GCM, master, 32, salt, &e), DS_OK, e.msg);
+    T_STATUS("crypto-8.2", dsi_keys_derive(&kn, DS_CIPHER_NONE, NULL, 0, salt, &e), DS_OK, e.msg);
+    to_hex(k.enc, 32, hex);
+    T_CHECK("crypto-8.3", strcmp(hex, "03bb608cce7c5fff660ca35ee0af5a371b693a7edfd8d21f47f38b8300fd1bdc") == 0,
+            "enc key %s", hex);
+    to_hex(k.check, 32, hex);
+    T_CHECK("crypto-8.4", strcmp(hex, "8073af94e1b92d5d4155cdc7422c18d6c2ea47e0ec7139c3052267470533f11f") == 0,
+            "key check %s", hex);
+    to_hex(kn.enc, 32, hex);
+    T_CHECK("crypto-8.5", strcmp(hex, "47ff317715c309dfcf5dfc6ac40d1e597ccd9505ddc2cbc254ddb3414543643c") == 0,
+            "integrity key %s", hex);
+
+    size_t max = (1u << 20) + 3;
+    uint8_t *plain = malloc(max), *ct = malloc(max + 1), *back = malloc(max + 1);
+    if (!plain || !ct || !back) {
+        T_SKIP("crypto-8.6", "out of memory");
+        free(plain);
+        free(ct);
+        free(back);
+        return;
+    }
+    for (size_t i = 0; i < max; i++) plain[i] = (uint8_t)(i * 7 + 3);
+    for (size_t v = 0; v < sizeof golden / sizeof golden[0]; v++) {
+        const golden_vec *g = &golden[v];
+        dsi_chunk_ad ad = g->ad;
+        if (g->with_header) {
+            ad.extra = hdr;
+            ad.extra_len = sizeof hdr;
+        }
+        char id[32];
+        uint8_t tag[16], h[32];
+        snprintf(id, sizeof id, "crypto-8.6.%zu", v);
+        T_STATUS(id, dsi_chunk_seal(&k, &ad, plain, ct, g->n, tag, &e), DS_OK, e.msg);
+        crypto_generichash(h, 32, ct, g->n, NULL, 0);
+        to_hex(h, 32, hex);
+        snprintf(id, sizeof id, "crypto-8.7.%zu", v);
+        T_CHECK(id, strcmp(hex, g->ct_hash) == 0, "n=%zu: ciphertext hash %s, want %s", g->n, hex, g->ct_hash);
+        to_hex(tag, 16, hex);
+        snprintf(id, sizeof id, "crypto-8.8.%zu", v);
+        T_CHECK(id, strcmp(hex, g->tag) == 0, "n=%zu: tag %s, want %s", g->n, hex, g->tag);
+        memset(back, 0xee, g->n + 1);
+        snprintf(id, sizeof id, "crypto-8.9.%zu", v);
+        T_STATUS(id, dsi_chunk_open(&k, &ad, ct, back, g->n, tag, &e), DS_OK, e.msg);
+        snprintf(id, sizeof id, "crypto-8.10.%zu", v);
+        T_CHECK(id, memcmp(back, plain, g->n) == 0 && back[g->n] == 0xee, "n=%zu: round trip differs or overran",
+                g->n);
+        snprintf(id, sizeof id, "crypto-8.11.%zu", v);
+        T_STATUS(id, dsi_chunk_seal(&kn, &ad, plain, ct, g->n, tag, &e), DS_OK, e.msg);
+        to_hex(tag, 16, hex);
+        snprintf(id, sizeof id, "crypto-8.12.%zu", v);
+        T_CHECK(id, strcmp(hex, g->itag) == 0, "n=%zu: integrity tag %s, want %s", g->n, hex, g->itag);
+    }
+
+    /* in place (in == out) both ways, as the converter seals */
+    const golden_vec *g = &golden[3];
+    dsi_chunk_ad ad = g->ad;
+    uint8_t tag[16], h[32];
+    memcpy(ct, plain, g->n);
+    T_STATUS("crypto-9.1", dsi_chunk_seal(&k, &ad, ct, ct, g->n, tag, &e), DS_OK, e.msg);
+    crypto_generichash(h, 32, ct, g->n, NULL, 0);
+    to_hex(h, 32, hex);
+    T_CHECK("crypto-9.2", strcmp(hex, g->ct_hash) == 0, "in-place ciphertext differs: %s", hex);
+    T_STATUS("crypto-9.3", dsi_chunk_open(&k, &ad, ct, ct, g->n, tag, &e), DS_OK, e.msg);
+    T_CHECK("crypto-9.4", memcmp(ct, plain, g->n) == 0, "in-place open differs");
+    /* a failed open leaves no unauthenticated plaintext behind */
+    dsi_chunk_seal(&k, &ad, plain, ct, g->n, tag, &e);
+    tag[15] ^= 1;
+    memset(back, 0xee, g->n);
+    T_STATUS("crypto-9.5", dsi_chunk_open(&k, &ad, ct, back, g->n, tag, &e), DS_ERR_AUTH, e.msg);
+    size_t nz = 0;
+    for (size_t i = 0; i < g->n; i++) nz += back[i] != 0;
+    T_CHECK("crypto-9.6", nz == 0, "%zu bytes of output left after a failed open", nz);
+    T_CHECK("crypto-9.7", strstr(e.msg, "chunk 1") != NULL, "message does not name the chunk: %s", e.msg);
+    free(plain);
+    free(ct);
+    free(back);
+}
+
+/* ==== Dumps for the cross-provider test ==================================== */
+/*
+ * A deterministic set of chunks: keys, salts, associated data and sizes from
+ * a fixed xorshift sequence (sizes 0..70000 plus a few whole chunk sizes).
+ * Dump record: u64 n, then the ciphertext (n bytes) and the tag (16).
+ */
+#define DUMP_VECTORS 160
+
+static uint64_t xs_next(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Vector i: its keys, associated data, extra bytes (into hdr) and plaintext
+ * (into plain, which holds at least 1 MiB). Returns the length. */
+static size_t dump_vector(int i, dsi_keys *k, dsi_chunk_ad *ad, uint8_t hdr[256], uint8_t *plain, dsi_err *e) {
+    uint64_t s = 0x9e3779b97f4a7c15ull ^ (uint64_t)(i + 1) * 0x2545f4914f6cdd1dull;
+    uint8_t master[32], salt[32];
+    for (int j = 0; j < 32; j++) {
+        master[j] = (uint8_t)xs_next(&s);
+        salt[j] = (uint8_t)xs_next(&s);
+    }
+    if (dsi_keys_derive(k, DS_CIPHER_AES256GCM, master, 32, salt, e)) return 0;
+    static const size_t whole[] = {4096, 65536, 262144, 1u << 20};
+    size_t n = i % 8 == 7 ? whole[(i / 8) % 4] : (size_t)(xs_next(&s) % 70001);
+    memset(ad, 0, sizeof *ad);
+    ad->segment = (uint32_t)xs_next(&s);
+    ad->kind = (uint32_t)(xs_next(&s) % 3);
+    ad->layer = (int32_t)(xs_next(&s) % 200) - 1;
+    ad->expert = (int32_t)(xs_next(&s) % 300) - 1;
+    uint64_t shift = xs_next(&s) % 64;   /* two draws: keep their order fixed */
+    ad->chunk = xs_next(&s) >> shift;
+    ad->seg_plain_bytes = xs_next(&s);
+    ad->last = (uint32_t)(xs_next(&s) & 1);
+    if (i % 5 == 0) {
+        for (int j = 0; j < 256; j++) hdr[j] = (uint8_t)xs_next(&s);
+        ad->extra = hdr;
+        ad->extra_len = 1 + (size_t)(xs_next(&s) % 256);
+    }
+    for (size_t j = 0; j < n; j++) plain[j] = (uint8_t)(j % 8 == 0 ? xs_next(&s) : (uint64_t)j * 131);
+    return n;
+}
+
+static int dump_main(const char *path, int open_mode) {
+    FILE *f = fopen(path, open_mode ? "rb" : "wb");
+    if (!f) {
+        printf("FAIL crypto-dump: cannot open %s\n", path);
+        return 1;
+    }
+    static dsi_keys k;
+    size_t cap = 1u << 20;
+    uint8_t *plain = malloc(cap), *ct = malloc(cap), *back = malloc(cap), hdr[256], tag[16];
+    int bad = 0;
+    for (int i = 0; i < DUMP_VECTORS && !bad && plain && ct && back; i++) {
+        dsi_err e = {0};
+        dsi_chunk_ad ad;
+        size_t n = dump_vector(i, &k, &ad, hdr, plain, &e);
+        if (e.status) {
+            printf("FAIL crypto-dump.%d: %s\n", i, e.msg);
+            bad = 1;
+        } else if (!open_mode) {
+            uint8_t len[8];
+            dsi_wr64(len, n);
+            if (dsi_chunk_seal(&k, &ad, plain, ct, n, tag, &e) || fwrite(len, 8, 1, f) != 1 ||
+                fwrite(ct, 1, n, f) != n || fwrite(tag, 16, 1, f) != 1) {
+                printf("FAIL crypto-dump.%d: seal or write failed: %s\n", i, e.msg);
+                bad = 1;
+            }
+        } else {
+            uint8_t len[8];
+            if (fread(len, 8, 1, f) != 1 || dsi_rd64(len) != n || fread(ct, 1, n, f) != n || fread(tag, 16, 1, f) != 1) {
+                printf("FAIL crypto-dump.%d: dump is short or has another length\n", i);
+                bad = 1;
+            } else if (dsi_chunk_open(&k, &ad, ct, back, n, tag, &e) || memcmp(back, plain, n) != 0) {
+                printf("FAIL crypto-dump.%d: open failed or differs (n=%zu): %s\n", i, n, e.msg);
+                bad = 1;
+            }
+        }
+    }
+    if (!plain || !ct || !back) {
+        printf("FAIL crypto-dump: out of memory\n");
+        bad = 1;
+    }
+    if (fclose(f) != 0) bad = 1;
+    free(plain);
+    free(ct);
+    free(back);
+    return bad;
+}
+
 static void test_passphrase(void) {
     dsi_err e = {0};
     uint8_t k1[32], k2[32], k3[32], salt[16] = {9};
@@ -141,8 +390,11 @@ static void test_key_files(void) {
     rmdir(dir);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--dump") == 0) return dump_main(argv[2], 0);
+    if (argc == 3 && strcmp(argv[1], "--open-dump") == 0) return dump_main(argv[2], 1);
     test_seal_open();
+    test_golden();
     test_passphrase();
     test_key_files();
     return t_finish("test_crypto");

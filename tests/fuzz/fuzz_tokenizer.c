@@ -177,7 +177,8 @@ static void f_json(const uint8_t *d, size_t n) {
         s = ds_tokenizer_apply_chat_template(t, m, 2, 1, buf, sizeof buf, &len);
         F_ASSERT(s == DS_OK || s == DS_ERR_UNSUPPORTED || s == DS_ERR_LIMIT);
         int32_t ids[3] = {0, ds_tokenizer_vocab_size(t) - 1, ds_tokenizer_vocab_size(t)};
-        (void)ds_tokenizer_decode(t, ids, 3, buf, sizeof buf, &len);
+        s = ds_tokenizer_decode(t, ids, 3, buf, sizeof buf, &len);
+        F_ASSERT(s == DS_OK || s == DS_ERR_INVALID_ARG || s == DS_ERR_LIMIT);
         ds_tokenizer_free(t);
     }
     /* again, failing one allocation */

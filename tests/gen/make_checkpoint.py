@@ -732,6 +732,161 @@ def write_family(name, outdir, seed, verbose):
 
 
 # ============================================================================
+# Zipf-skewed routing (--zipf S)
+# ============================================================================
+#
+# Goal: with random weights every routed expert is about equally popular,
+# which is the worst case for an expert cache. Real routers are skewed. With
+# --zipf S the router rows are scaled so that expert popularity follows a
+# capped Zipf law: the expert of popularity rank r (1 = most used) is chosen
+# by a fraction f_r = min(CAP, c * r^-S) of the tokens, with c such that the
+# fractions add up to top_k (every token picks top_k experts).
+#
+# How: the router logit of expert e for a normalised hidden state x is
+# w_e . x. With random rows w_e = sigma_e * g_e (g_e iid noise) and hidden
+# states that do not line up with them, the logits across tokens are close to
+# independent N(0, sigma_e^2 |g_e|^2 |x|^2): an expert with a wider logit
+# distribution lands in the top-k more often. RMSNorm fixes |x|, so only the
+# ratios of the sigma_e matter -- nothing depends on how large the residual
+# stream grows with depth. (Adding a bias direction d to the rows instead
+# would need hidden states with a consistent sign along d; isotropic ones
+# favour the low ranks for half the tokens and the high ranks for the other
+# half.) A zero-mean logit is in the top-k for at most half of the tokens
+# (when it is hugely negative it never wins), hence the cap: CAP = 0.45.
+#
+# The sigma_e are fitted numerically: P(expert e in the top-k) for
+# independent zero-mean Gaussian logits with standard deviations sigma is an
+# integral over expert e's own value t of the probability that fewer than k of
+# the others exceed sigma_e * t (a Poisson-binomial count, computed by dynamic
+# programming on a grid of t), and a damped fixed-point iteration moves each
+# sigma_e until that probability matches f_r. --zipf-check S compares the fit
+# with a Monte Carlo simulation on random RMS-normalised hidden states.
+# Which expert gets which rank is a fixed random permutation per layer.
+
+ZIPF_CAP = 0.45
+_ZIPF_GRID = np.linspace(-7.0, 7.0, 281)
+_ZIPF_PHI = np.exp(-0.5 * _ZIPF_GRID ** 2) / np.sqrt(2.0 * np.pi) * (_ZIPF_GRID[1] - _ZIPF_GRID[0])
+_ZIPF_CACHE = {}
+
+
+def _erfc(x):
+    """Complementary error function (Abramowitz & Stegun 7.1.26, |error| <
+    1.5e-7), for numpy arrays, without scipy."""
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    y = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    y = y * np.exp(-z * z)
+    return np.where(x >= 0, y, 2.0 - y)
+
+
+def zipf_targets(n_experts, top_k, s, cap=ZIPF_CAP):
+    """Selection frequency per popularity rank: min(cap, c * r^-s), summing to top_k."""
+    r = np.arange(1, n_experts + 1, dtype=np.float64) ** -float(s)
+    if cap * n_experts < top_k:
+        raise ValueError("top_k %d of %d experts cannot be met with a cap of %g" % (top_k, n_experts, cap))
+    lo, hi = 0.0, float(top_k) / r[-1] + 1.0
+    for _ in range(200):
+        c = 0.5 * (lo + hi)
+        if np.minimum(cap, c * r).sum() > top_k:
+            hi = c
+        else:
+            lo = c
+    return np.minimum(cap, lo * r)
+
+
+def topk_frequencies(sigma, top_k):
+    """P(expert e is among the top_k) for independent logits N(0, sigma_e^2)."""
+    n = len(sigma)
+    thr = sigma[:, None] * _ZIPF_GRID[None, :] / np.sqrt(2.0)   # (expert e, t)
+    dp = np.zeros((top_k, n, _ZIPF_GRID.size))                  # P(#others above = i)
+    dp[0] = 1.0
+    for j in range(n):
+        q = 0.5 * _erfc(thr / sigma[j])                         # P(logit_j > sigma_e t)
+        q[j] = 0.0
+        new = dp * (1.0 - q)
+        new[1:] += dp[:-1] * q
+        dp = new
+    return (dp.sum(0) * _ZIPF_PHI).sum(1)
+
+
+def zipf_router_scales(n_experts, top_k, s):
+    """Per-rank router row scales (root mean square 1) giving Zipf-like
+    selection frequencies; returns (scales, target frequencies, fitted)."""
+    key = (n_experts, top_k, float(s))
+    if key in _ZIPF_CACHE:
+        return _ZIPF_CACHE[key]
+    f = zipf_targets(n_experts, top_k, s)
+    sigma = np.sqrt(f / f.mean())            # a start in the right direction
+    sigma /= np.sqrt(np.mean(sigma * sigma))
+    for _ in range(200):
+        p = topk_frequencies(sigma, top_k)
+        if np.max(np.abs(p / f - 1.0)) < 0.01:
+            break
+        sigma *= (f / p) ** 0.3
+        sigma /= np.sqrt(np.mean(sigma * sigma))
+    _ZIPF_CACHE[key] = (sigma, f, p)
+    return _ZIPF_CACHE[key]
+
+
+def zipf_scale_rows(w, scales):
+    """Rescales router rows w (experts, hidden) to norm scale * 0.02 * sqrt(hidden):
+    exact norms, so the chi-distributed norms of random rows add no noise of
+    their own to the popularity (a tail expert's frequency is steep in its
+    logit width)."""
+    w = w.astype(np.float64)
+    norms = np.sqrt(np.sum(w * w, axis=1))
+    want = np.asarray(scales, dtype=np.float64) * 0.02 * np.sqrt(w.shape[1])
+    return (w * (want / np.maximum(norms, 1e-30))[:, None]).astype(np.float32)
+
+
+def zipf_rank_permutation(seed, layer, n_experts):
+    """perm[rank - 1] = the expert of that popularity rank in this layer."""
+    return np.random.default_rng([seed, 3000, layer]).permutation(n_experts)
+
+
+def loglog_slope(freq, lo, hi):
+    """Least-squares slope of log(freq) against log(rank) over ranks lo..hi."""
+    r = np.arange(lo, hi + 1, dtype=np.float64)
+    y = np.log(np.maximum(freq[lo - 1:hi], 1e-12))
+    return float(np.polyfit(np.log(r), y, 1)[0])
+
+
+def zipf_check(s, n_experts, top_k, hidden, tokens, seed):
+    """Fits the scales, then routes random RMS-normalised hidden states
+    through random router rows scaled by them and prints the observed
+    selection frequency per rank beside the target."""
+    t0 = time.time()
+    sigma, f, p = zipf_router_scales(n_experts, top_k, s)
+    fit_s = time.time() - t0
+    rng = np.random.default_rng([seed, 4000])
+    w = zipf_scale_rows(rng.standard_normal((n_experts, hidden), dtype=np.float32), sigma)
+    counts = np.zeros(n_experts)
+    done = 0
+    while done < tokens:
+        m = min(4096, tokens - done)
+        x = rng.standard_normal((m, hidden), dtype=np.float32)
+        x /= np.sqrt(np.mean(x * x, axis=1, keepdims=True))
+        logits = x @ w.T
+        sel = np.argpartition(-logits, top_k - 1, axis=1)[:, :top_k]
+        counts += np.bincount(sel.ravel(), minlength=n_experts)
+        done += m
+    obs = counts / tokens
+    first = int(np.sum(f >= ZIPF_CAP - 1e-9)) + 1   # first uncapped rank
+    print("zipf check: S=%g, %d experts, top-%d, hidden %d, %d random tokens (fit %.2fs)"
+          % (s, n_experts, top_k, hidden, tokens, fit_s))
+    print("%5s %8s %10s %10s %10s" % ("rank", "scale", "target", "fitted", "simulated"))
+    for r in range(n_experts):
+        if r < 12 or r % 8 == 7 or r == n_experts - 1:
+            print("%5d %8.3f %10.4f %10.4f %10.4f" % (r + 1, sigma[r], f[r], p[r], obs[r]))
+    hi = n_experts
+    print("log-log slope over ranks %d..%d: target %.3f, simulated %.3f (a Zipf law of exponent S has slope -S)"
+          % (first, hi, loglog_slope(f, first, hi), loglog_slope(obs, first, hi)))
+    print("most / least used expert: %.1fx; max |simulated/target - 1| = %.3f; selections per token %.3f"
+          % (obs.max() / max(obs.min(), 1e-12), float(np.max(np.abs(obs / f - 1.0))), obs.sum()))
+    return 0
+
+
+# ============================================================================
 # The big streaming checkpoint
 # ============================================================================
 
@@ -755,23 +910,49 @@ def tensor_bytes(shape):
     return n
 
 
-def write_big(outdir, gb, seed, verbose):
+def noise_pool(rng, pool_n):
+    """BF16 bit patterns of N(0, 0.02) noise: tensors copy windows of it from
+    random offsets, so they (and experts) differ without generating every value."""
+    return np.concatenate([f32_to_bf16_bits(0.02 * rng.standard_normal(1 << 20, dtype=np.float32))
+                           for _ in range(pool_n >> 20)])
+
+
+def pool_values(rng, pool, count, chunk):
+    """Yields the BF16 windows of one tensor (the same draws as ever)."""
+    pool_n = pool.size
+    done = 0
+    while done < count:
+        m = min(chunk, count - done)
+        off = int(rng.integers(0, pool_n - m + 1))
+        yield pool[off:off + m]
+        done += m
+
+
+def write_big(outdir, gb, seed, verbose, zipf=None, layers=None):
+    """A V2-Lite-shaped BF16 checkpoint: as many layers as reach gb GB (or
+    exactly `layers`); with zipf, router rows scaled for Zipf-like expert
+    popularity (every other tensor is byte-identical to the plain one)."""
     t0 = time.time()
     target = gb * 1e9
-    # layers: one dense layer, then MoE layers until the size is reached
-    n_layers = 2
-    while True:
+    if layers is not None:
+        n_layers = layers
         c = big_config(n_layers)
         size = sum(tensor_bytes(s) for _, s, _, _, _ in tensor_list(c))
-        if size >= target:
-            break
-        if n_layers >= 1024:
-            break
-        n_layers += 1
+    else:
+        # layers: one dense layer, then MoE layers until the size is reached
+        n_layers = 2
+        while True:
+            c = big_config(n_layers)
+            size = sum(tensor_bytes(s) for _, s, _, _, _ in tensor_list(c))
+            if size >= target:
+                break
+            if n_layers >= 1024:
+                break
+            n_layers += 1
     tensors = tensor_list(c)
     os.makedirs(outdir, exist_ok=True)
     for f in os.listdir(outdir):
-        if f.endswith(".safetensors") or f == "model.safetensors.index.json":
+        if f.endswith(".safetensors") or f == "model.safetensors.index.json" or f == "routing.json":
             os.remove(os.path.join(outdir, f))
 
     # split into shards of at most SHARD_LIMIT bytes
@@ -785,12 +966,12 @@ def write_big(outdir, gb, seed, verbose):
         shards[-1].append(item)
         acc += sz
 
-    # A pool of BF16 noise, N(0, 0.02); each tensor copies windows from random
-    # offsets, so tensors (and experts) differ without generating every value.
+    E, K = c["n_routed_experts"], c["num_experts_per_tok"]
+    scales = zipf_router_scales(E, K, zipf)[0] if zipf is not None else None
+    routing = {}
     rng = np.random.default_rng([seed, 1000])
     pool_n = 1 << 23
-    pool = np.concatenate([f32_to_bf16_bits(0.02 * rng.standard_normal(1 << 20, dtype=np.float32))
-                           for _ in range(pool_n >> 20)])
+    pool = noise_pool(rng, pool_n)
     chunk = 1 << 22
     weight_map = {}
     for k, items in enumerate(shards):
@@ -799,26 +980,92 @@ def write_big(outdir, gb, seed, verbose):
         head, _ = st_header(entries, {"format": "pt"})
         with open(os.path.join(outdir, fname), "wb") as f:
             f.write(head)
-            for n, shape, kind, _, _ in items:
+            for n, shape, kind, layer, _ in items:
                 weight_map[n] = fname
                 count = int(np.prod(shape))
                 if kind == "norm":
                     f.write(f32_to_bf16_bits(rand_values(rng, (count,), "norm")).tobytes())
                     continue
-                done = 0
-                while done < count:
-                    m = min(chunk, count - done)
-                    off = int(rng.integers(0, pool_n - m + 1))
-                    f.write(pool[off:off + m].tobytes())
-                    done += m
+                if kind == "gate" and scales is not None:
+                    w = bf16_bits_to_f32(np.concatenate(list(pool_values(rng, pool, count, chunk)))).reshape(shape)
+                    perm = zipf_rank_permutation(seed, layer, E)
+                    by_expert = np.empty(E)
+                    by_expert[perm] = scales
+                    f.write(f32_to_bf16_bits(zipf_scale_rows(w, by_expert)).tobytes())
+                    routing[str(layer)] = [int(x) for x in perm]
+                    continue
+                for window in pool_values(rng, pool, count, chunk):
+                    f.write(window.tobytes())
     if len(shards) > 1:
         write_json(os.path.join(outdir, "model.safetensors.index.json"),
                    {"metadata": {"total_size": size}, "weight_map": dict(sorted(weight_map.items()))})
     write_json(os.path.join(outdir, "config.json"), c)
     write_tokenizer_files(outdir, c["vocab_size"], V2_CHAT_TEMPLATE, 32768)
+    if scales is not None:
+        sigma, freq, _ = zipf_router_scales(E, K, zipf)
+        write_json(os.path.join(outdir, "routing.json"),
+                   {"zipf_exponent": zipf, "cap": ZIPF_CAP,
+                    "target_frequency_by_rank": [round(float(x), 6) for x in freq],
+                    "router_scale_by_rank": [round(float(x), 6) for x in sigma],
+                    "expert_by_rank": routing})
     if verbose:
-        print("big: %d layers, %d tensors, %.3f GB in %d file(s), %.1fs"
-              % (n_layers, len(tensors), size / 1e9, len(shards), time.time() - t0))
+        print("big: %d layers, %d tensors, %.3f GB in %d file(s)%s, %.1fs"
+              % (n_layers, len(tensors), size / 1e9, len(shards),
+                 "" if zipf is None else ", Zipf routing S=%g" % zipf, time.time() - t0))
+
+
+# ============================================================================
+# The pager family: small matrices, many experts (the RSS proof)
+# ============================================================================
+#
+# V2-Lite-like: hidden 512, vocab 512 (the tiny tokenizer), 4 layers (layer 0
+# dense, 1-3 MoE), 64 routed experts top-4, 1 shared expert, moe_intermediate
+# 512. Each routed expert is 3 x 512 x 512 parameters: 835,584 bytes in Q8_0
+# (34 bytes per 32), so the 192 routed experts hold 160.4 MB in Q8_0 while
+# everything else is about 5 MB. BF16 source (~310 MB), streamed from a noise
+# pool as the big checkpoint is; no expected.safetensors. Not part of --all.
+
+PAGER = dict(hidden=512, vocab=512, layers=4, experts=64, topk=4, moe_inter=512, inter=1024, heads=4,
+             kv_lora=128, q_lora=None, nope=32, rope=16, v_head=32)
+
+
+def pager_config():
+    return v2_config(PAGER, None, "greedy", 1, 1, None, False, "bfloat16", n_shared=1, max_pos=2048)
+
+
+def write_pager(outdir, seed, verbose):
+    t0 = time.time()
+    c = pager_config()
+    tensors = tensor_list(c)
+    os.makedirs(outdir, exist_ok=True)
+    for f in os.listdir(outdir):
+        if f.endswith(".safetensors") or f == "model.safetensors.index.json":
+            os.remove(os.path.join(outdir, f))
+    rng = np.random.default_rng([seed, 2000])
+    pool_n = 1 << 22
+    pool = noise_pool(rng, pool_n)
+    entries = [(n, "BF16", s) for n, s, _, _, _ in tensors]
+    head, size = st_header(entries, {"format": "pt"})
+    with open(os.path.join(outdir, "model.safetensors"), "wb") as f:
+        f.write(head)
+        for _, shape, kind, _, _ in tensors:
+            count = int(np.prod(shape))
+            if kind == "norm":
+                f.write(f32_to_bf16_bits(rand_values(rng, (count,), "norm")).tobytes())
+                continue
+            for window in pool_values(rng, pool, count, 1 << 21):
+                f.write(window.tobytes())
+    write_json(os.path.join(outdir, "config.json"), c)
+    write_tokenizer_files(outdir, c["vocab_size"], V2_CHAT_TEMPLATE, 16384)
+    if verbose:
+        mi, H = c["moe_intermediate_size"], c["hidden_size"]
+        n_moe = sum(1 for i in range(c["num_hidden_layers"]) if is_moe_layer(c, i))
+        q8 = n_moe * c["n_routed_experts"] * 3 * mi * (H // 32 * 34)
+        print("pager: %d tensors, %.1f MB of BF16 weights, routed experts %.1f MB in Q8_0, %.2fs"
+              % (len(tensors), size / 1e6, q8 / 1e6, time.time() - t0))
+
+
+EXTRA_FAMILIES = {"pager": write_pager}   # --family only, never --all
 
 
 # ============================================================================
@@ -829,28 +1076,46 @@ def main(argv):
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--all", metavar="OUTDIR", help="every family into OUTDIR/<family>/")
     g.add_argument("--family", nargs=2, metavar=("NAME", "OUTDIR"),
-                   help="one family (%s) into OUTDIR" % ", ".join(FAMILY_ORDER))
+                   help="one family (%s) into OUTDIR" % ", ".join(FAMILY_ORDER + list(EXTRA_FAMILIES)))
     g.add_argument("--big-gb", nargs=2, metavar=("X", "OUTDIR"),
                    help="a V2-Lite-shaped BF16 checkpoint of about X GB")
+    g.add_argument("--zipf-check", metavar="S", type=float,
+                   help="simulate --zipf S routing on random hidden states and print the frequencies")
+    ap.add_argument("--zipf", metavar="S", type=float,
+                    help="with --big-gb: router rows scaled so expert popularity is Zipf-like, exponent S")
+    ap.add_argument("--layers", metavar="N", type=int,
+                    help="with --big-gb: exactly N layers (1 dense + N-1 MoE); X may then be 0")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
+    if (a.zipf is not None or a.layers is not None) and not a.big_gb:
+        ap.error("--zipf and --layers go with --big-gb")
+    for s in (a.zipf, a.zipf_check):
+        if s is not None and not 0 <= s <= 4:
+            ap.error("the Zipf exponent must be between 0 and 4")
     if a.all:
         for name in FAMILY_ORDER:
             write_family(name, os.path.join(a.all, name), a.seed, a.verbose)
     elif a.family:
         name, outdir = a.family
-        if name not in FAMILIES:
-            ap.error("unknown family %r (have: %s)" % (name, ", ".join(FAMILY_ORDER)))
-        write_family(name, outdir, a.seed, a.verbose)
+        if name in EXTRA_FAMILIES:
+            EXTRA_FAMILIES[name](outdir, a.seed, a.verbose)
+        elif name not in FAMILIES:
+            ap.error("unknown family %r (have: %s)" % (name, ", ".join(FAMILY_ORDER + list(EXTRA_FAMILIES))))
+        else:
+            write_family(name, outdir, a.seed, a.verbose)
+    elif a.zipf_check is not None:
+        return zipf_check(a.zipf_check, BIG["experts"], BIG["topk"], BIG["hidden"], 50000, a.seed)
     else:
         try:
             gb = float(a.big_gb[0])
         except ValueError:
             ap.error("--big-gb needs a number of GB")
-        if not gb > 0:
+        if a.layers is not None and a.layers < 2:
+            ap.error("--layers needs at least 2 (one dense layer, then MoE layers)")
+        if not gb > 0 and a.layers is None:
             ap.error("--big-gb needs a positive size")
-        write_big(a.big_gb[1], gb, a.seed, a.verbose)
+        write_big(a.big_gb[1], gb, a.seed, a.verbose, a.zipf, a.layers)
     return 0
 
 
