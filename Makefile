@@ -116,8 +116,9 @@ test: all $(TEST_BINS) $(TESTDATA)
 $(BUILD)/bench_container: tests/bench/bench_container.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
-# The main job until a demo model ships: generate a small random V2-Lite-like
-# checkpoint, seal it with a fresh key, inspect and verify it.
+# The main job until a trained demo model ships: generate a small random
+# V2-Lite-like checkpoint, seal it with a fresh key, inspect and verify it,
+# and generate from it (random weights: the text is noise, the pipeline real).
 DEMO = $(BUILD)/demo
 demo: all
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
@@ -127,6 +128,7 @@ demo: all
 	$(BUILD)/ds inspect $(DEMO)/model.dsm
 	$(BUILD)/ds inspect $(DEMO)/model.dsm --key-file $(DEMO)/demo.key | head -n 40
 	$(BUILD)/ds verify $(DEMO)/model.dsm --key-file $(DEMO)/demo.key
+	$(BUILD)/ds run $(DEMO)/model.dsm --key-file $(DEMO)/demo.key -p "Explain MoE routing." -n 48 --temp 0.8 --seed 1
 
 # ---- amalgamation --------------------------------------------------------
 # dist/deepseek.c is generated but committed: vendoring users take it with

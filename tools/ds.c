@@ -1299,6 +1299,7 @@ static int on_piece(void *user, int32_t token, const char *piece, size_t len) {
 }
 
 static void print_stats(const ds_generate_stats *gs) {
+    fflush(stdout);   /* the text first, then the stats line */
     fprintf(stderr, "prompt: %d tokens, %.2f tok/s; generated: %d tokens, %.2f tok/s\n", gs->n_prompt,
             gs->prompt_seconds > 0 ? gs->n_prompt / gs->prompt_seconds : 0.0, gs->n_generated,
             gs->generate_seconds > 0 ? gs->n_generated / gs->generate_seconds : 0.0);
