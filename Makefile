@@ -48,7 +48,7 @@ LIB_SRCS = \
 	deepseek_impl/generate.c \
 	deepseek_impl/convert.c
 
-LIB_HDRS = deepseek.h deepseek_impl/internal.h
+LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/unicode_tables.h
 LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
 ifeq ($(CUDA),1)
@@ -71,7 +71,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_kernels
+TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_kernels test_tokenizer
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple
@@ -161,7 +161,7 @@ check: test
 
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_CC ?= clang
-FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container
+FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer
 FUZZ_FLAGS = -std=c11 -g -O1 -I. -fsanitize=fuzzer,address,undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION=1
 fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
 build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)

@@ -316,11 +316,10 @@ static void test_regex(const char *path) {
     int total = 0, bad = 0;
     const dsi_json *r;
     while ((r = jl_next(&J))) {
-        const char *pat, *bs;
-        size_t pl, bl;
+        const char *pat = "", *bs = "";
+        size_t pl = 0, bl = 0;
         bool inv = false;
-        dsi_json_get_str(r, "pattern", &pat, &pl);
-        dsi_json_get_str(r, "behavior", &bs, &bl);
+        if (dsi_json_get_str(r, "pattern", &pat, &pl) != 1 || dsi_json_get_str(r, "behavior", &bs, &bl) != 1) continue;
         dsi_json_get_bool(r, "invert", &inv);
         const dsi_json *text = dsi_json_get(r, "text"), *pieces = dsi_json_get(r, "pieces");
         int b = 0;
@@ -457,7 +456,7 @@ static void test_chat(const ds_tokenizer *v3) {
     int total = 0, bad = 0;
     const dsi_json *r;
     while ((r = jl_next(&J))) {
-        const char *fam, *bos, *eos;
+        const char *fam = "", *bos = "", *eos = "";
         size_t fl;
         dsi_json_get_str(r, "family", &fam, &fl);
         dsi_json_get_str(r, "bos", &bos, NULL);

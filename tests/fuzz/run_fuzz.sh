@@ -11,7 +11,7 @@ DS_TESTDATA=${DS_TESTDATA:-build/testdata}
 make -s fuzz build/ds
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for t in json safetensors container; do
+for t in json safetensors container tokenizer; do
     mkdir -p "$work/$t"
     [ -d "tests/fuzz/corpus/$t" ] && cp tests/fuzz/corpus/$t/* "$work/$t/" 2>/dev/null || true
 done
@@ -35,9 +35,11 @@ open(out + '/file', 'wb').write(b'\x02' + data)
 PY
 fi
 status=0
-for t in json safetensors container; do
+for t in json safetensors container tokenizer; do
     echo "fuzz_$t: ${secs}s"
-    if ! ./build-fuzz/fuzz_$t -max_total_time="$secs" -max_len=1048576 -rss_limit_mb=2048 \
+    maxlen=1048576
+    [ "$t" = tokenizer ] && maxlen=4096
+    if ! ./build-fuzz/fuzz_$t -max_total_time="$secs" -max_len="$maxlen" -rss_limit_mb=2048 \
             -artifact_prefix="$work/crash-$t-" "$work/$t" > "$work/log-$t" 2>&1; then
         echo "fuzz_$t FAILED:"; tail -n 40 "$work/log-$t"
         mkdir -p build-fuzz/crashes && cp "$work"/crash-$t-* build-fuzz/crashes/ 2>/dev/null || true

@@ -1,0 +1,335 @@
+/*
+ * test_pager_rss.c — the expert pager bounds peak memory.
+ *
+ * On the "pager" checkpoint (tests/gen/make_checkpoint.py --family pager:
+ * 64 routed experts of 0.84 MB in Q8_0 in each of 3 MoE layers, 160 MB of
+ * experts against ~6 MB of everything else), converted to an encrypted Q8_0
+ * container, a child process opens the model with an expert cache of 1/8 of
+ * the routed-expert bytes, decodes 64 greedy tokens after a short prompt and
+ * reports its tokens and its peak resident set (VmHWM) through a pipe;
+ * another child does the same with every expert resident. Each measurement is
+ * a fresh process because VmHWM is a per-process high-water mark, and the
+ * parent stays small (it never loads weights) since a child starts with the
+ * parent's resident pages.
+ *
+ *  pager-1.1: the checkpoint converts (Q8_0, AES-256-GCM) and opens
+ *  pager-1.2: routed experts >= 100 MB and >= 8x the cache budget
+ *  pager-1.3: paged and resident runs give the same 64 greedy tokens
+ *  pager-1.4: paged peak RSS <= dense + budget + KV cache + 64 MiB, where
+ *             dense = the DENSE segments' plaintext and KV = n_layers x n_ctx
+ *             x (kv_lora_rank + qk_rope_head_dim) x 4 bytes
+ *  pager-1.5: the resident run's peak RSS exceeds that bound (the bound can fail)
+ *  pager-1.6: the paged run paged: it decrypted more than the budget and evicted
+ *
+ * Needs $DS_TESTDATA/pager (skipped when absent). Under AddressSanitizer the
+ * memory checks (1.4, 1.5) are skipped: shadow memory is not the library's.
+ * The figures are printed as INFO lines.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "../deepseek.h"
+#include "test.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+#ifndef T_ASAN
+#define T_ASAN 0
+#endif
+
+#define N_PROMPT 8
+#define N_GEN 64
+#define N_CTX (N_PROMPT + N_GEN + 8)
+#define N_THREADS 2
+#define SLACK_BYTES (64ull << 20)   /* scratch, code, libc, thread stacks */
+
+static char tmpdir[] = "/tmp/ds-test-pager-XXXXXX";
+static char model_path[600];
+static unsigned char key[DS_KEY_BYTES];
+
+/* What a child reports through its pipe. */
+typedef struct child_out {
+    int ok;
+    char msg[512];
+    /* the container (conversion child) */
+    uint64_t expert_bytes, dense_bytes;
+    int n_expert_segments, n_layers, kv_lora_rank, qk_rope_head_dim;
+    /* a run */
+    uint64_t base_kb, open_kb, hwm_kb;
+    int32_t tokens[N_GEN];
+    ds_cache_stats st;
+    double seconds;
+} child_out;
+
+static uint64_t status_kb(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    uint64_t v = 0;
+    size_t n = strlen(field);
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') {
+            v = strtoull(line + n + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+static double mb(uint64_t bytes) { return (double)bytes / 1e6; }
+
+/* ==== Children ============================================================ */
+
+typedef void (*child_fn)(child_out *out, uint64_t budget);
+
+/* Runs fn in a forked child; its child_out comes back through a pipe. */
+static int in_child(child_fn fn, uint64_t budget, child_out *out) {
+    int fds[2];
+    memset(out, 0, sizeof *out);
+    if (pipe(fds) != 0) return 0;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return 0;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child_out *o = calloc(1, sizeof *o);
+        if (o) fn(o, budget);
+        size_t done = 0;
+        while (o && done < sizeof *o) {
+            ssize_t k = write(fds[1], (const char *)o + done, sizeof *o - done);
+            if (k <= 0 && errno != EINTR) break;
+            if (k > 0) done += (size_t)k;
+        }
+        fflush(stdout);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    while (got < sizeof *out) {
+        ssize_t k = read(fds[0], (char *)out + got, sizeof *out - got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (got != sizeof *out) {
+        snprintf(out->msg, sizeof out->msg, "the child died (status 0x%x) before reporting", status);
+        out->ok = 0;
+    }
+    return out->ok;
+}
+
+/* Converts $DS_TESTDATA/pager and reads the segment table. */
+static void child_convert(child_out *o, uint64_t budget) {
+    (void)budget;
+    char src[600];
+    snprintf(src, sizeof src, "%s/pager", getenv("DS_TESTDATA"));
+    ds_convert_params cp = ds_convert_default_params();
+    cp.quant = DS_QUANT_Q8_0;
+    cp.encrypt = 1;
+    cp.key = key;
+    cp.key_len = sizeof key;
+    if (ds_convert(src, model_path, &cp) != DS_OK) {
+        snprintf(o->msg, sizeof o->msg, "convert: %.400s", ds_last_error());
+        return;
+    }
+    ds_model_params mp = ds_model_default_params();
+    mp.key = key;
+    mp.key_len = sizeof key;
+    mp.load_weights = 0;
+    ds_model *m = NULL;
+    if (ds_model_open(&m, model_path, &mp) != DS_OK) {
+        snprintf(o->msg, sizeof o->msg, "open: %.400s", ds_last_error());
+        return;
+    }
+    for (size_t i = 0; i < ds_model_segment_count(m); i++) {
+        ds_segment_info si;
+        if (ds_model_segment_info(m, i, &si) != DS_OK) continue;
+        if (si.kind == DS_SEGMENT_EXPERT) {
+            o->expert_bytes += si.plain_bytes;
+            o->n_expert_segments++;
+        } else {
+            o->dense_bytes += si.plain_bytes;
+        }
+    }
+    ds_model_config c;
+    if (ds_model_get_config(m, &c) == DS_OK) {
+        o->n_layers = c.n_layers;
+        o->kv_lora_rank = c.kv_lora_rank;
+        o->qk_rope_head_dim = c.qk_rope_head_dim;
+        o->ok = 1;
+    } else {
+        snprintf(o->msg, sizeof o->msg, "config: %.400s", ds_last_error());
+    }
+    ds_model_close(m);
+}
+
+/* Opens with the budget (0 = resident), prompt, 64 greedy decode steps. */
+static void child_run(child_out *o, uint64_t budget) {
+    o->base_kb = status_kb("VmRSS");
+    ds_model_params mp = ds_model_default_params();
+    mp.key = key;
+    mp.key_len = sizeof key;
+    mp.expert_cache_bytes = budget;
+    mp.n_threads = N_THREADS;
+    ds_model *m = NULL;
+    ds_context *c = NULL;
+    ds_sampler *s = NULL;
+    float *logits = NULL;
+    if (ds_model_open(&m, model_path, &mp) != DS_OK) {
+        snprintf(o->msg, sizeof o->msg, "open: %.400s", ds_last_error());
+        return;
+    }
+    o->open_kb = status_kb("VmRSS");
+    ds_model_config cfg;
+    ds_context_params cp = ds_context_default_params();
+    cp.n_ctx = N_CTX;
+    ds_sampler_params sp = ds_sampler_default_params();
+    sp.temperature = 0;
+    if (ds_model_get_config(m, &cfg) != DS_OK || ds_context_new(&c, m, &cp) != DS_OK ||
+        ds_sampler_new(&s, &sp) != DS_OK) {
+        snprintf(o->msg, sizeof o->msg, "setup: %.400s", ds_last_error());
+        goto done;
+    }
+    logits = malloc((size_t)cfg.vocab_size * sizeof *logits);
+    if (!logits) {
+        snprintf(o->msg, sizeof o->msg, "out of memory");
+        goto done;
+    }
+    int32_t prompt[N_PROMPT] = {0, 72, 101, 108, 111, 44, 300, 411};
+    ds_model_cache_stats_reset(m);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (ds_context_eval(c, prompt, N_PROMPT, logits, 0) != DS_OK) {
+        snprintf(o->msg, sizeof o->msg, "prompt: %.400s", ds_last_error());
+        goto done;
+    }
+    for (int i = 0; i < N_GEN; i++) {
+        if (ds_sampler_sample(s, logits, cfg.vocab_size, NULL, 0, &o->tokens[i]) != DS_OK ||
+            ds_context_eval(c, &o->tokens[i], 1, logits, 0) != DS_OK) {
+            snprintf(o->msg, sizeof o->msg, "decode step %d: %.400s", i, ds_last_error());
+            goto done;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    o->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    if (ds_model_cache_stats(m, &o->st) != DS_OK) {
+        snprintf(o->msg, sizeof o->msg, "stats: %.400s", ds_last_error());
+        goto done;
+    }
+    o->hwm_kb = status_kb("VmHWM");
+    o->ok = 1;
+done:
+    free(logits);
+    ds_sampler_free(s);
+    ds_context_free(c);
+    ds_model_close(m);
+}
+
+/* ==== The test ============================================================ */
+
+static void test_pager_rss(void) {
+    const char *td = getenv("DS_TESTDATA");
+    char cfg[600];
+    struct stat st;
+    snprintf(cfg, sizeof cfg, "%s/pager/config.json", td ? td : "");
+    if (!td || stat(cfg, &st) != 0) {
+        T_SKIP("pager-1", "no $DS_TESTDATA/pager (make_checkpoint.py --family pager $DS_TESTDATA/pager)");
+        return;
+    }
+    if (!mkdtemp(tmpdir)) {
+        T_CHECK("pager-1.1", 0, "mkdtemp: %s", strerror(errno));
+        return;
+    }
+    snprintf(model_path, sizeof model_path, "%s/pager-q8.dsm", tmpdir);
+    T_STATUS("pager-1.1", ds_key_generate(key), DS_OK, ds_last_error());
+
+    child_out conv, paged, resident;
+    if (!in_child(child_convert, 0, &conv)) {
+        T_CHECK("pager-1.1", 0, "%s", conv.msg);
+        goto out;
+    }
+    T_CHECK("pager-1.1", conv.n_expert_segments > 0, "no expert segments");
+    uint64_t budget = conv.expert_bytes / 8;
+    T_CHECK("pager-1.2", conv.expert_bytes >= 100000000ull, "routed experts hold only %.1f MB", mb(conv.expert_bytes));
+    T_CHECK("pager-1.2", conv.expert_bytes >= 8 * budget && budget > 0, "experts %.1f MB vs budget %.1f MB",
+            mb(conv.expert_bytes), mb(budget));
+    uint64_t kv = (uint64_t)conv.n_layers * N_CTX * (uint64_t)(conv.kv_lora_rank + conv.qk_rope_head_dim) * 4u;
+    uint64_t bound = conv.dense_bytes + budget + kv + SLACK_BYTES;
+    printf("INFO pager-1: routed experts %.1f MB in %d segments, dense %.1f MB, budget %.1f MB (1/8), KV cache %.3f MB "
+           "(%d layers x %d tokens x %d x 4 B), slack %.1f MB: bound %.1f MB\n",
+           mb(conv.expert_bytes), conv.n_expert_segments, mb(conv.dense_bytes), mb(budget), mb(kv), conv.n_layers,
+           N_CTX, conv.kv_lora_rank + conv.qk_rope_head_dim, mb(SLACK_BYTES), mb(bound));
+
+    if (!in_child(child_run, budget, &paged)) {
+        T_CHECK("pager-1.3", 0, "paged run: %s", paged.msg);
+        goto out;
+    }
+    if (!in_child(child_run, 0, &resident)) {
+        T_CHECK("pager-1.3", 0, "resident run: %s", resident.msg);
+        goto out;
+    }
+    int same = memcmp(paged.tokens, resident.tokens, sizeof paged.tokens) == 0;
+    int first = 0;
+    while (first < N_GEN && paged.tokens[first] == resident.tokens[first]) first++;
+    T_CHECK("pager-1.3", same, "tokens differ from step %d: paged %d, resident %d", first,
+            first < N_GEN ? (int)paged.tokens[first] : -1, first < N_GEN ? (int)resident.tokens[first] : -1);
+
+    uint64_t hwm_p = paged.hwm_kb * 1024u, hwm_r = resident.hwm_kb * 1024u;
+    printf("INFO pager-1: paged run: %d slots of %.2f MB, peak RSS %.1f MB (at start %.1f MB, after open %.1f MB), "
+           "%d tokens in %.2f s\n",
+           paged.st.n_slots, mb(paged.st.slot_bytes), mb(hwm_p), mb(paged.base_kb * 1024u),
+           mb(paged.open_kb * 1024u), N_GEN, paged.seconds);
+    printf("INFO pager-1: paged run: hits %llu, misses %llu, prefetch hits %llu, wasted %llu, evictions %llu, "
+           "%.1f MB decrypted in %.2f s\n",
+           (unsigned long long)paged.st.hits, (unsigned long long)paged.st.misses,
+           (unsigned long long)paged.st.prefetch_hits, (unsigned long long)paged.st.prefetch_wasted,
+           (unsigned long long)paged.st.evictions, mb(paged.st.bytes_decrypted), paged.st.decrypt_seconds);
+    printf("INFO pager-1: resident run: peak RSS %.1f MB (at start %.1f MB), %d tokens in %.2f s\n", mb(hwm_r),
+           mb(resident.base_kb * 1024u), N_GEN, resident.seconds);
+    printf("INFO pager-1: paged peak %.1f MB <= bound %.1f MB < resident peak %.1f MB\n", mb(hwm_p), mb(bound),
+           mb(hwm_r));
+
+    if (T_ASAN) {
+        T_SKIP("pager-1.4", "AddressSanitizer build: shadow memory inflates the resident set");
+        T_SKIP("pager-1.5", "AddressSanitizer build");
+    } else if (!paged.hwm_kb || !resident.hwm_kb) {
+        T_SKIP("pager-1.4", "no VmHWM in /proc/self/status");
+    } else {
+        T_CHECK("pager-1.4", hwm_p <= bound, "paged peak RSS %.1f MB exceeds dense + budget + KV + slack = %.1f MB",
+                mb(hwm_p), mb(bound));
+        T_CHECK("pager-1.5", hwm_r > bound, "resident peak RSS %.1f MB does not exceed the bound %.1f MB",
+                mb(hwm_r), mb(bound));
+    }
+    T_CHECK("pager-1.6", paged.st.n_slots > 0 && paged.st.bytes_decrypted > budget && paged.st.evictions > 0,
+            "the paged run did not page: %d slots, %.1f MB decrypted, %llu evictions", paged.st.n_slots,
+            mb(paged.st.bytes_decrypted), (unsigned long long)paged.st.evictions);
+out:
+    unlink(model_path);
+    rmdir(tmpdir);
+    ds_memzero(key, sizeof key);
+}
+
+int main(void) {
+    test_pager_rss();
+    return t_finish("test_pager_rss");
+}
