@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 99d47fef77379e2a: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id ac5604cbf0866a77: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -44,7 +44,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "99d47fef77379e2a"
+#define DS_SOURCE_ID "ac5604cbf0866a77"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -2514,7 +2514,7 @@ DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t 
     /* The same refusal in both builds (see the top of this file). */
     if (!(dsi_cpu_features() & DSI_CPU_AES))
         return dsi_fail(e, DS_ERR_NO_AES,
-                        "this CPU lacks the AES instructions that AES-256-GCM needs; "
+                        "this CPU lacks the AES instructions (AES-NI on x86) that AES-256-GCM needs; "
                         "re-seal the model for this machine or use a CPU with AES support");
     dsi_kdf(k->enc, master, master_len, "deepseek.h dsm v1 enc", salt);
     dsi_kdf(k->check, master, master_len, "deepseek.h dsm v1 check", salt);
@@ -4327,6 +4327,7 @@ typedef struct rx_node {
     uint8_t lazy;          /* RN_REP */
     uint8_t neg;           /* RN_LOOK: negative; */
     uint8_t behind;        /* RN_LOOK: lookbehind */
+    uint8_t bag;           /* the body of a capturing group (a valid repeat target) */
     uint32_t val;          /* RN_CHAR: code point; RN_SET: set index; RN_ASSERT: kind */
     uint32_t min, max;     /* RN_REP (max UINT32_MAX = unbounded) */
     int32_t kid;           /* first child (CAT, ALT, REP, LOOK, ATOMIC) */
@@ -4697,9 +4698,10 @@ static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
     if (c == '(') {
         P->i++;
         uint8_t kind = 0;   /* 0 group, 1 lookahead, 2 lookbehind, 3 atomic */
-        bool neg = false;
+        bool neg = false, capture = true;
         if (P->i < P->n && P->p[P->i] == '?') {
             uint32_t d = P->i + 1 < P->n ? P->p[P->i + 1] : 0;
+            capture = false;
             if (d == ':') { P->i += 2; }
             else if (d == '=' || d == '!') { kind = 1; neg = d == '!'; P->i += 2; }
             else if (d == '>') { kind = 3; P->i += 2; }
@@ -4707,6 +4709,7 @@ static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
                 kind = 2; neg = P->p[P->i + 2] == '!'; P->i += 3;
             } else if (d == '<' || d == 'P' || d == '\'') {
                 /* named group: skip the name, treat as a plain group */
+                capture = true;
                 uint32_t close = d == '\'' ? '\'' : '>';
                 size_t j = P->i + (d == 'P' ? 3 : 2);
                 while (j < P->n && P->p[j] != close) j++;
@@ -4721,7 +4724,11 @@ static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
         if (st) return st;
         if (P->i >= P->n || P->p[P->i] != ')') return rx_syntax(P, DS_ERR_JSON, "unmatched parenthesis");
         P->i++;
-        if (kind == 0) { *out = body; return DS_OK; }
+        if (kind == 0) {
+            P->nodes[body].bag = capture;
+            *out = body;
+            return DS_OK;
+        }
         nd = rx_new_node(P, kind == 3 ? RN_ATOMIC : RN_LOOK);
         if (nd < 0) return rx_nomem(P);
         P->nodes[nd].kid = body;
@@ -4797,6 +4804,27 @@ static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
     return DS_OK;
 }
 
+/* Oniguruma refuses to repeat an anchor or lookaround, also through
+ * non-capturing groups and in any branch of an alternation (its
+ * is_invalid_quantifier_target); a sequence of two or more nodes, a
+ * capturing or atomic group, is fine. */
+static bool rx_bad_repeat_target(const rx_parser *P, int32_t id) {
+    const rx_node *nd = &P->nodes[id];
+    if (nd->bag) return false;
+    switch (nd->type) {
+    case RN_ASSERT: case RN_LOOK: return true;
+    case RN_CAT: {
+        int32_t k = nd->kid;
+        return k >= 0 && P->nodes[k].next < 0 && rx_bad_repeat_target(P, k);
+    }
+    case RN_ALT:
+        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next)
+            if (rx_bad_repeat_target(P, k)) return true;
+        return false;
+    default: return false;
+    }
+}
+
 /* seq ::= (atom quantifier*)* ; stops at '|', ')' or the end. */
 static ds_status rx_parse_seq(rx_parser *P, int32_t *out) {
     int32_t cat = rx_new_node(P, RN_CAT);
@@ -4820,6 +4848,7 @@ static ds_status rx_parse_seq(rx_parser *P, int32_t *out) {
                 if (big) return rx_syntax(P, DS_ERR_LIMIT, "too big number for repeat range");
                 interval = true;
             } else break;
+            if (rx_bad_repeat_target(P, atom)) return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is invalid");
             int32_t rep = rx_new_node(P, RN_REP);
             if (rep < 0) return rx_nomem(P);
             P->nodes[rep].kid = atom;

@@ -1,6 +1,7 @@
 /*
- * backend.cu — the CUDA backend's foundations: device discovery and the
- * dequantize kernels (F16, Q8_0 -> F32) that the matrix kernels build on.
+ * backend.cu — the CUDA backend's foundations: devices, streams and memory
+ * (out-of-memory reported with sizes), the dequantize kernels (F16, Q8_0 ->
+ * F32) that the matrix kernels build on, and the backend table.
  */
 #include "common.cuh"
 
@@ -16,6 +17,110 @@ extern "C" ds_status dsi_cuda_device_count(int *n, char *msg, size_t len) {
     }
     if (count <= 0) return dsi_cuda_fail(DS_ERR_NO_DEVICE, msg, len, "no CUDA device");
     *n = count;
+    return DS_OK;
+}
+
+extern "C" ds_status dsi_cuda_set_device(int device, char *msg, size_t len) {
+    DSI_CUDA_ARG(device >= 0, "dsi_cuda_set_device: device %d is negative", device);
+    cudaError_t err = cudaSetDevice(device);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        char what[64];
+        snprintf(what, sizeof what, "cudaSetDevice(%d)", device);
+        return dsi_cuda_status(err, what, msg, len);
+    }
+    return DS_OK;
+}
+
+/* ==== Streams ============================================================= */
+extern "C" ds_status dsi_cuda_stream_new(void **stream, char *msg, size_t len) {
+    DSI_CUDA_ARG(stream, "dsi_cuda_stream_new: stream is NULL");
+    *stream = NULL;
+    cudaStream_t s;
+    /* non-blocking: no implicit synchronisation with the legacy stream */
+    DSI_CUDA_TRY(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    *stream = (void *)s;
+    return DS_OK;
+}
+
+extern "C" void dsi_cuda_stream_free(void *stream) {
+    if (stream) (void)cudaStreamDestroy((cudaStream_t)stream);
+}
+
+extern "C" ds_status dsi_cuda_sync(void *stream, char *msg, size_t len) {
+    DSI_CUDA_TRY(cudaStreamSynchronize((cudaStream_t)stream));
+    return DS_OK;
+}
+
+/* ==== Memory ============================================================== */
+/* Out of memory: the size asked and what the device has, so the message
+ * says whether a smaller cache budget would fit. */
+static ds_status dsi_cuda_oom(const char *what, size_t bytes, char *msg, size_t len) {
+    size_t avail = 0, total = 0;
+    if (cudaMemGetInfo(&avail, &total) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return dsi_cuda_failf(DS_ERR_NOMEM, msg, len, "%s: out of device memory: asked for %zu bytes (%.1f MiB)",
+                              what, bytes, (double)bytes / 1048576.0);
+    }
+    return dsi_cuda_failf(DS_ERR_NOMEM, msg, len,
+                          "%s: out of device memory: asked for %zu bytes (%.1f MiB), %zu bytes (%.1f MiB) free "
+                          "of %zu (%.1f MiB)",
+                          what, bytes, (double)bytes / 1048576.0, avail, (double)avail / 1048576.0, total,
+                          (double)total / 1048576.0);
+}
+
+extern "C" ds_status dsi_cuda_alloc(void **p, size_t bytes, char *msg, size_t len) {
+    DSI_CUDA_ARG(p, "dsi_cuda_alloc: p is NULL");
+    *p = NULL;
+    if (bytes == 0) return DS_OK;
+    void *q = NULL;
+    cudaError_t err = cudaMalloc(&q, bytes);
+    if (err == cudaSuccess) {
+        *p = q;
+        return DS_OK;
+    }
+    (void)cudaGetLastError();
+    if (err == cudaErrorMemoryAllocation) return dsi_cuda_oom("cudaMalloc", bytes, msg, len);
+    return dsi_cuda_status(err, "cudaMalloc", msg, len);
+}
+
+extern "C" void dsi_cuda_free(void *p) {
+    if (p) (void)cudaFree(p);
+}
+
+extern "C" ds_status dsi_cuda_host_alloc(void **p, size_t bytes, char *msg, size_t len) {
+    DSI_CUDA_ARG(p, "dsi_cuda_host_alloc: p is NULL");
+    *p = NULL;
+    if (bytes == 0) return DS_OK;
+    void *q = NULL;
+    cudaError_t err = cudaMallocHost(&q, bytes);
+    if (err == cudaSuccess) {
+        *p = q;
+        return DS_OK;
+    }
+    (void)cudaGetLastError();
+    if (err == cudaErrorMemoryAllocation)
+        return dsi_cuda_failf(DS_ERR_NOMEM, msg, len, "cudaMallocHost: out of page-locked host memory: asked for %zu bytes",
+                              bytes);
+    return dsi_cuda_status(err, "cudaMallocHost", msg, len);
+}
+
+extern "C" void dsi_cuda_host_free(void *p) {
+    if (p) (void)cudaFreeHost(p);
+}
+
+extern "C" ds_status dsi_cuda_upload(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len) {
+    if (bytes == 0) return DS_OK;
+    DSI_CUDA_ARG(dst && src, "dsi_cuda_upload: NULL buffer");
+    DSI_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, (cudaStream_t)stream));
+    return DS_OK;
+}
+
+extern "C" ds_status dsi_cuda_download(void *dst, const void *src, size_t bytes, void *stream, char *msg,
+                                       size_t len) {
+    if (bytes == 0) return DS_OK;
+    DSI_CUDA_ARG(dst && src, "dsi_cuda_download: NULL buffer");
+    DSI_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, (cudaStream_t)stream));
     return DS_OK;
 }
 
@@ -77,7 +182,7 @@ extern "C" ds_status dsi_cuda_dequantize(ds_dtype t, const void *src, float *dst
         dsi_cuda_k_dequant_q8_0<<<dsi_cuda_blocks(n, threads), threads, 0, s>>>((const uint8_t *)src, dst, n);
         break;
     }
-    DSI_CUDA_TRY(cudaGetLastError());
+    DSI_CUDA_LAUNCHED("dequantize");
     return DS_OK;
 }
 
@@ -91,16 +196,15 @@ extern "C" ds_status dsi_cuda_dequantize_host(ds_dtype t, const void *src, size_
     }
     if (n == 0) return DS_OK;
     if (!src || !dst) return dsi_cuda_fail(DS_ERR_INVALID_ARG, msg, len, "cuda dequantize: NULL buffer");
-    void *d_src = NULL;
-    float *d_dst = NULL;
-    ds_status st = DS_OK;
+    void *d_src = NULL, *d_dst = NULL;
+    ds_status st;
     cudaError_t err;
-    const char *what = "cudaMalloc";
-    if ((err = cudaMalloc(&d_src, bytes)) != cudaSuccess) goto cuda_fail;
-    if ((err = cudaMalloc((void **)&d_dst, n * sizeof(float))) != cudaSuccess) goto cuda_fail;
+    const char *what;
+    if ((st = dsi_cuda_alloc(&d_src, bytes, msg, len)) != DS_OK) goto done;
+    if ((st = dsi_cuda_alloc(&d_dst, n * sizeof(float), msg, len)) != DS_OK) goto done;
     what = "cudaMemcpy (to device)";
     if ((err = cudaMemcpy(d_src, src, bytes, cudaMemcpyHostToDevice)) != cudaSuccess) goto cuda_fail;
-    st = dsi_cuda_dequantize(t, d_src, d_dst, n, NULL, msg, len);
+    st = dsi_cuda_dequantize(t, d_src, (float *)d_dst, n, NULL, msg, len);
     if (st != DS_OK) goto done;
     what = "cudaMemcpy (to host)"; /* also reports errors from the kernel */
     if ((err = cudaMemcpy(dst, d_dst, n * sizeof(float), cudaMemcpyDeviceToHost)) != cudaSuccess) goto cuda_fail;
@@ -108,7 +212,37 @@ extern "C" ds_status dsi_cuda_dequantize_host(ds_dtype t, const void *src, size_
 cuda_fail:
     st = dsi_cuda_status(err, what, msg, len);
 done:
-    cudaFree(d_src);
-    cudaFree(d_dst);
+    dsi_cuda_free(d_src);
+    dsi_cuda_free(d_dst);
     return st;
 }
+
+/* ==== The backend table =================================================== */
+static const dsi_backend_i dsi_cuda_table = {
+    .version = DSI_BACKEND_VERSION,
+    .name = "cuda",
+    .init = dsi_cuda_set_device,
+    .device_count = dsi_cuda_device_count,
+    .stream_new = dsi_cuda_stream_new,
+    .stream_free = dsi_cuda_stream_free,
+    .sync = dsi_cuda_sync,
+    .alloc = dsi_cuda_alloc,
+    .free = dsi_cuda_free,
+    .host_alloc = dsi_cuda_host_alloc,
+    .host_free = dsi_cuda_host_free,
+    .upload = dsi_cuda_upload,
+    .download = dsi_cuda_download,
+    .blas_new = dsi_cuda_blas_new,
+    .blas_free = dsi_cuda_blas_free,
+    .dequantize = dsi_cuda_dequantize,
+    .gemv = dsi_cuda_gemv,
+    .matmul = dsi_cuda_matmul,
+    .rmsnorm = dsi_cuda_rmsnorm,
+    .silu_mul = dsi_cuda_silu_mul,
+    .rope = dsi_cuda_rope,
+    .mla_kv_store = dsi_cuda_mla_kv_store,
+    .mla_attention = dsi_cuda_mla_attention,
+    .route = dsi_cuda_route,
+};
+
+extern "C" const dsi_backend_i *dsi_cuda_backend(void) { return &dsi_cuda_table; }

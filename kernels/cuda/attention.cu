@@ -1,0 +1,195 @@
+/*
+ * attention.cu — multi-head latent attention (DeepSeek-V2/V3) in the
+ * absorbed form, over a cache of the normalised latent (R per position) and
+ * the roped shared key (dr per position), never expanded K/V.
+ *
+ * CPU twins (forward.c): the cache append in dsi_attention (dsi_rmsnorm of
+ * the latent, copy and interleaved dsi_rope of the key) and dsi_mla_task,
+ * one (token, head) per task:
+ *     qpe   = rope(q[dn:dn+dr], pos)
+ *     qlat  = W_uk(h)^T q[0:dn]          (dsi_axpy_row over the dn rows)
+ *     s_j   = (qlat . lat_j + qpe . pe_j) * scale,  j in [0, pos]
+ *     p     = softmax(s)
+ *     l     = sum_j p_j lat_j
+ *     out_i = W_uv(h)[i] . l             (dsi_dot_row over the dv rows)
+ * Here one block per (token, head) does the same steps. Differences: the
+ * softmax is computed online over tiles of MLA_TILE positions (running
+ * maximum and sum, the latent accumulator rescaled when the maximum grows),
+ * so any context length fits in shared memory; the latent is divided by
+ * the sum at the end instead of each weight before accumulation. Dot
+ * products are warp reductions. qlat is formed with the CPU's operations in
+ * the CPU's order.
+ */
+#include "common.cuh"
+
+#define MLA_THREADS 256
+#define MLA_TILE 256
+
+/* ==== Cache append ======================================================== */
+/* One block per token: the latent's RMSNorm and the key's rotation. */
+static __global__ void __launch_bounds__(MLA_THREADS)
+    dsi_cuda_k_mla_store(const float *__restrict__ kva, const float *__restrict__ norm_w, float eps, int R, int dr,
+                         int pos0, const float *__restrict__ inv_freq, float mscale, float *__restrict__ cache_lat,
+                         float *__restrict__ cache_pe) {
+    __shared__ float red[32];
+    const int t = blockIdx.x, pos = pos0 + t;
+    const float *kv = kva + (size_t)t * (R + dr);
+    float *lat = cache_lat + (size_t)pos * R, *pe = cache_pe + (size_t)pos * dr;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < R; i += blockDim.x) ss += kv[i] * kv[i];
+    ss = dsi_cuda_block_sum(ss, red);
+    const float r = 1.0f / sqrtf(ss / (float)R + eps);
+    for (int i = threadIdx.x; i < R; i += blockDim.x) lat[i] = kv[i] * r * norm_w[i];
+    for (int i = threadIdx.x; i < dr / 2; i += blockDim.x) {
+        pe[2 * i] = kv[R + 2 * i];
+        pe[2 * i + 1] = kv[R + 2 * i + 1];
+        dsi_cuda_rope_pair(pe, 2 * i, 2 * i + 1, pos, inv_freq[i], mscale);
+    }
+}
+
+static ds_status dsi_cuda_mla_check(const char *fn, const dsi_mla_layer *a, int T, int pos0, bool need_kvb, size_t *rb,
+                                    char *msg, size_t len) {
+    DSI_CUDA_ARG(a, "%s: NULL layer", fn);
+    DSI_CUDA_ARG(a->n_heads > 0 && a->nope_dim > 0 && a->rope_dim > 0 && a->rope_dim % 2 == 0 && a->v_dim > 0 &&
+                     a->rank > 0,
+                 "%s: bad shape H %d dn %d dr %d dv %d R %d", fn, a->n_heads, a->nope_dim, a->rope_dim, a->v_dim,
+                 a->rank);
+    DSI_CUDA_ARG(dsi_cuda_row_bytes(a->kv_b_dtype, a->rank, rb), "%s: kv_b rows of %d values of dtype %d", fn,
+                 a->rank, (int)a->kv_b_dtype);
+    DSI_CUDA_ARG(T >= 0 && pos0 >= 0 && (int64_t)pos0 + T <= (int64_t)a->n_ctx,
+                 "%s: positions %d..%d outside the cache's %d", fn, pos0, pos0 + T - 1, a->n_ctx);
+    DSI_CUDA_ARG((int64_t)T * a->n_heads <= INT32_MAX, "%s: %d tokens x %d heads is too many blocks", fn, T,
+                 a->n_heads);
+    DSI_CUDA_ARG(T == 0 || (a->inv_freq && (a->kv_b || !need_kvb) && a->cache_lat && a->cache_pe), "%s: NULL buffer",
+                 fn);
+    return DS_OK;
+}
+
+extern "C" ds_status dsi_cuda_mla_kv_store(const dsi_mla_layer *a, const float *kva, const float *norm_w, float eps,
+                                           int T, int pos0, void *stream, char *msg, size_t len) {
+    size_t rb;
+    ds_status st = dsi_cuda_mla_check("dsi_cuda_mla_kv_store", a, T, pos0, false, &rb, msg, len);
+    if (st != DS_OK) return st;
+    if (T == 0) return DS_OK;
+    DSI_CUDA_ARG(kva && norm_w, "dsi_cuda_mla_kv_store: NULL buffer");
+    dsi_cuda_k_mla_store<<<(unsigned)T, MLA_THREADS, 0, (cudaStream_t)stream>>>(
+        kva, norm_w, eps, a->rank, a->rope_dim, pos0, a->inv_freq, a->rope_mscale, a->cache_lat, a->cache_pe);
+    DSI_CUDA_LAUNCHED("mla_kv_store");
+    return DS_OK;
+}
+
+/* ==== Attention =========================================================== */
+/* Shared memory: q_nope (dn), q_pe (dr), qlat (R), latent accumulator (R),
+ * one tile of scores (MLA_TILE). */
+static size_t dsi_cuda_mla_smem(const dsi_mla_layer *a) {
+    return ((size_t)a->nope_dim + (size_t)a->rope_dim + 2 * (size_t)a->rank + MLA_TILE) * sizeof(float);
+}
+
+template <int DT>
+static __global__ void __launch_bounds__(MLA_THREADS)
+    dsi_cuda_k_mla(const float *__restrict__ q, int pos0, int H, int dn, int dr, int dv, int R, float scale,
+                   float rope_mscale, const float *__restrict__ inv_freq, const uint8_t *__restrict__ kvb, size_t rb,
+                   const float *__restrict__ ca, const float *__restrict__ cb, float *__restrict__ out) {
+    extern __shared__ float sm[];
+    float *qn = sm, *qpe = qn + dn, *qlat = qpe + dr, *lat = qlat + R, *sc = lat + R;
+    __shared__ float red[32];
+    const int tid = threadIdx.x, nt = blockDim.x, lane = tid & 31, wid = tid >> 5, nw = nt >> 5;
+    const int t = blockIdx.x / H, h = blockIdx.x % H, pos = pos0 + t, n = pos + 1;
+    const float *qh = q + (size_t)t * H * (dn + dr) + (size_t)h * (dn + dr);
+
+    /* 1. the head's query: nope part as is, rope part rotated to pos */
+    for (int i = tid; i < dn; i += nt) qn[i] = qh[i];
+    for (int i = tid; i < dr; i += nt) qpe[i] = qh[dn + i];
+    __syncthreads();
+    for (int i = tid; i < dr / 2; i += nt) dsi_cuda_rope_pair(qpe, 2 * i, 2 * i + 1, pos, inv_freq[i], rope_mscale);
+
+    /* 2. qlat = W_uk(h)^T q_nope: thread j sums over the dn rows in the
+     * CPU's order (dsi_axpy_row adds row i times q[i] for i = 0, 1, ...) */
+    const uint8_t *rows = kvb + (size_t)h * (size_t)(dn + dv) * rb;
+    for (int j = tid; j < R; j += nt) {
+        float acc = 0.0f;
+        for (int i = 0; i < dn; i++) acc = __fadd_rn(acc, dsi_cuda_w_axpy<DT>(rows + (size_t)i * rb, j, qn[i]));
+        qlat[j] = acc;
+        lat[j] = 0.0f;
+    }
+    __syncthreads();
+
+    /* 3. online softmax over the positions, tile by tile */
+    float m = -INFINITY, l = 0.0f;
+    for (int s0 = 0; s0 < n; s0 += MLA_TILE) {
+        const int cnt = n - s0 < MLA_TILE ? n - s0 : MLA_TILE;
+        /* scores, one warp per position */
+        for (int k = wid; k < cnt; k += nw) {
+            const float *c = ca + (size_t)(s0 + k) * R, *p = cb + (size_t)(s0 + k) * dr;
+            float d1 = 0.0f, d2 = 0.0f;
+            for (int j = lane; j < R; j += 32) d1 += qlat[j] * c[j];
+            for (int j = lane; j < dr; j += 32) d2 += qpe[j] * p[j];
+            d1 = dsi_cuda_warp_sum(d1);
+            d2 = dsi_cuda_warp_sum(d2);
+            if (lane == 0) sc[k] = (d1 + d2) * scale;
+        }
+        __syncthreads();
+        float mt = -INFINITY;
+        for (int k = tid; k < cnt; k += nt) mt = fmaxf(mt, sc[k]);
+        const float mn = fmaxf(m, dsi_cuda_block_max(mt, red));
+        float part = 0.0f;
+        for (int k = tid; k < cnt; k += nt) {
+            const float e = expf(sc[k] - mn);
+            sc[k] = e;
+            part += e;
+        }
+        part = dsi_cuda_block_sum(part, red); /* its barriers also publish sc */
+        const float corr = expf(m - mn);      /* 0 on the first tile */
+        l = l * corr + part;
+        for (int j = tid; j < R; j += nt) {
+            float acc = lat[j] * corr;
+            for (int k = 0; k < cnt; k++) acc += sc[k] * ca[(size_t)(s0 + k) * R + j];
+            lat[j] = acc;
+        }
+        m = mn;
+        __syncthreads(); /* sc is rewritten by the next tile */
+    }
+    const float inv = 1.0f / l;
+    for (int j = tid; j < R; j += nt) lat[j] *= inv;
+    __syncthreads();
+
+    /* 4. out = W_uv(h) lat, one warp per output value */
+    const uint8_t *vrows = rows + (size_t)dn * rb;
+    float *o = out + (size_t)t * H * dv + (size_t)h * dv;
+    for (int i = wid; i < dv; i += nw) {
+        const uint8_t *vr = vrows + (size_t)i * rb;
+        float acc = 0.0f;
+        for (int j = lane; j < R; j += 32) acc += dsi_cuda_w<DT>(vr, j) * lat[j];
+        acc = dsi_cuda_warp_sum(acc);
+        if (lane == 0) o[i] = acc;
+    }
+}
+
+extern "C" ds_status dsi_cuda_mla_attention(const dsi_mla_layer *a, const float *q, int T, int pos0, float *out,
+                                            void *stream, char *msg, size_t len) {
+    size_t rb;
+    ds_status st = dsi_cuda_mla_check("dsi_cuda_mla_attention", a, T, pos0, true, &rb, msg, len);
+    if (st != DS_OK) return st;
+    if (T == 0) return DS_OK;
+    DSI_CUDA_ARG(q && out, "dsi_cuda_mla_attention: NULL buffer");
+    const size_t smem = dsi_cuda_mla_smem(a);
+    const unsigned grid = (unsigned)(T * a->n_heads);
+    cudaStream_t s = (cudaStream_t)stream;
+    const uint8_t *kvb = (const uint8_t *)a->kv_b;
+#define MLA(DT)                                                                                                      \
+    do {                                                                                                             \
+        st = dsi_cuda_smem((const void *)dsi_cuda_k_mla<DT>, smem, "dsi_cuda_mla_attention", msg, len);               \
+        if (st != DS_OK) return st;                                                                                  \
+        dsi_cuda_k_mla<DT><<<grid, MLA_THREADS, smem, s>>>(q, pos0, a->n_heads, a->nope_dim, a->rope_dim, a->v_dim,   \
+                                                           a->rank, a->scale, a->rope_mscale, a->inv_freq, kvb, rb,   \
+                                                           a->cache_lat, a->cache_pe, out);                           \
+    } while (0)
+    switch (a->kv_b_dtype) {
+    case DS_DTYPE_F32: MLA(DS_DTYPE_F32); break;
+    case DS_DTYPE_F16: MLA(DS_DTYPE_F16); break;
+    case DS_DTYPE_Q8_0: MLA(DS_DTYPE_Q8_0); break;
+    }
+#undef MLA
+    DSI_CUDA_LAUNCHED("mla_attention");
+    return DS_OK;
+}
