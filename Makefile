@@ -85,7 +85,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer
+TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_pager_rss
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple
@@ -105,8 +105,8 @@ $(BUILD)/libdeepseek.a: $(LIB_OBJS) $(CUDA_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/ds: tools/ds.c $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+$(BUILD)/ds: tools/ds.c tools/ds_bench.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) tools/ds.c tools/ds_bench.c -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
@@ -120,6 +120,7 @@ TESTDATA = $(BUILD)/testdata/.stamp
 $(TESTDATA): tests/gen/make_checkpoint.py
 	@mkdir -p $(BUILD)/testdata
 	$(PYTHON) tests/gen/make_checkpoint.py --all $(BUILD)/testdata
+	$(PYTHON) tests/gen/make_checkpoint.py --family pager $(BUILD)/testdata/pager
 	@touch $@
 testdata: $(TESTDATA)
 
@@ -150,6 +151,11 @@ $(TSAN_BUILD)/%: tests/%.c tests/test.h $(LIB_SRCS) $(LIB_HDRS)
 	$(TSAN_CC) $(TSAN_FLAGS) $< $(LIB_SRCS) -o $@ $(LDLIBS)
 
 # Benchmarks (figures, not tests).
+# The expert-pager sweep: ~2 min to generate and convert, 5-15 min of sweeps, ~10 GB of disk.
+.PHONY: bench-pager
+bench-pager: $(BUILD)/ds
+	DS=$(BUILD)/ds PYTHON=$(PYTHON) sh bench/run_pager_bench.sh $(BUILD)/bench-pager
+
 $(BUILD)/bench_container: tests/bench/bench_container.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 $(BUILD)/bench_crypto: tests/bench/bench_crypto.c $(BUILD)/libdeepseek.a

@@ -79,8 +79,9 @@ fi
 KEY=$WORK/bench.key
 [ -f "$KEY" ] || "$DS" keygen "$KEY" > /dev/null
 
-SIZE_ARGS="--big-gb $GB"
-[ -z "$LAYERS" ] || SIZE_ARGS="--big-gb 0 --layers $LAYERS"
+# make_checkpoint.py wants OUTDIR right after --big-gb X
+BIG_X=$GB LAYER_ARGS="" SIZE_DESC="--big-gb $GB"
+[ -z "$LAYERS" ] || { BIG_X=0; LAYER_ARGS="--layers $LAYERS"; SIZE_DESC="--layers $LAYERS"; }
 
 for mode in uniform zipf; do
     dsm=$WORK/$mode.dsm
@@ -90,9 +91,9 @@ for mode in uniform zipf; do
         hf=$WORK/hf-$mode
         extra=""
         [ "$mode" = uniform ] || extra="--zipf $ZIPF"
-        echo "== $mode: generating the checkpoint ($SIZE_ARGS $extra)"
+        echo "== $mode: generating the checkpoint ($SIZE_DESC $extra)"
         # shellcheck disable=SC2086
-        "$PYTHON" "$ROOT/tests/gen/make_checkpoint.py" $SIZE_ARGS "$hf" $extra -v
+        "$PYTHON" "$ROOT/tests/gen/make_checkpoint.py" --big-gb "$BIG_X" "$hf" $LAYER_ARGS $extra -v
         echo "== $mode: converting (Q8_0, AES-256-GCM)"
         rm -f "$dsm"
         "$DS" convert "$hf" "$dsm" --quant q8 --key-file "$KEY"
@@ -119,7 +120,7 @@ table() {
     done
 }
 {
-    echo "expert pager sweep: $SIZE_ARGS, Zipf S=$ZIPF for 'zipf', $THREADS threads, $PROMPT prompt + $GEN decode tokens"
+    echo "expert pager sweep: $SIZE_DESC, Zipf S=$ZIPF for 'zipf', $THREADS threads, $PROMPT prompt + $GEN decode tokens"
     printf "%-8s %8s %9s %4s %10s %10s %9s %7s %8s %8s %7s %9s %9s %9s\n" routing budget% "budget MB" pf \
         prefill/s decode/s ms/tok hit% "dec GB/s" "wait s" pred% "peak MB" "cmp ms" "dec ms"
     table
@@ -139,9 +140,11 @@ if command -v gnuplot > /dev/null 2>&1; then
                 $col["prefetch"] == pf { print $col["budget_pct"], $col["decode_tok_s"], 100 * $col["hit_rate"] }' \
                 "$OUT/$mode/sweep.csv" > "$dat"
             [ -s "$dat" ] || continue
-            onoff=off; dt=2
-            [ $pf = 0 ] || { onoff=on; dt=1; }
-            plots="$plots '$dat' using 1:COL with linespoints lw 2 dt $dt pt 7 title '$mode, prefetch $onoff',"
+            onoff=off; dt=2; pt=6
+            [ $pf = 0 ] || { onoff=on; dt=1; pt=7; }
+            lc="#1f77b4"
+            [ $mode = uniform ] || lc="#d62728"
+            plots="$plots '$dat' using 1:COL with linespoints lw 2 dt $dt pt $pt lc rgb '$lc' title '$mode, prefetch $onoff',"
         done
     done
     plots=${plots%,}

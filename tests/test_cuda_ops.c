@@ -728,15 +728,16 @@ static void route_one(const route_case *rc, int T) {
                 bad_w += fabsf(wgot[(size_t)t * K + k] - wref[k]) > 2e-6f * fabsf(wref[k]) + 1e-7f;
             continue;
         }
-        /* a different pick is fine only between near-equal choice scores */
+        /* a different pick is fine only between near-equal choice scores;
+         * exactly equal ones (identical inputs) must go to the lower index */
         bool near = true;
-        for (int k = 0; k < K; k++) {
+        for (int k = 0; k < K && near; k++) {
             if (g[k] < 0 || g[k] >= E) {
                 near = false;
                 break;
             }
             float a = choice[g[k]], b = choice[sref[k]];
-            if (!(a == b || fabsf(a - b) <= 1e-6f * fmaxf(fabsf(a), fabsf(b)))) near = false;
+            if (g[k] != sref[k] && (a == b || !(fabsf(a - b) <= 1e-6f * fmaxf(fabsf(a), fabsf(b))))) near = false;
         }
         if (near) ties++;
         else bad_sel++;

@@ -1846,6 +1846,7 @@ static const char main_help[] =
     "  chat <model.dsm>             an interactive conversation (lines on stdin)\n"
     "  tokenize <model.dsm> TEXT    print the token ids of TEXT\n"
     "  logits <model.dsm> --tokens IDS --out FILE   write the logits of every position\n"
+    "  bench <model.dsm>            speed, peak memory and expert-pager figures (--sweep)\n"
     "\n"
     "  ds <command> --help          options of one command\n"
     "  ds --version                 library version and source id\n"
@@ -1858,6 +1859,9 @@ typedef struct subcommand {
     const char *help;
 } subcommand;
 
+int ds_cmd_bench(int argc, char **argv);   /* tools/ds_bench.c */
+extern const char ds_bench_help[];
+
 static const subcommand commands[] = {
     {"convert", cmd_convert, convert_help},
     {"keygen", cmd_keygen, keygen_help},
@@ -1867,6 +1871,7 @@ static const subcommand commands[] = {
     {"chat", cmd_chat, chat_help},
     {"tokenize", cmd_tokenize, tokenize_help},
     {"logits", cmd_logits, logits_help},
+    {"bench", ds_cmd_bench, ds_bench_help},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

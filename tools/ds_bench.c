@@ -176,7 +176,6 @@ typedef struct bench_opts {
     const char *model;
     const char *key_file, *pass_env;
     uint64_t cache_bytes;
-    int have_cache;
     int prompt_tokens, gen_tokens, threads, prefetch, repeat;
     ds_evict_policy evict;
     double sweep[MAX_SWEEP];
@@ -302,7 +301,6 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         if (!parse_u64(cache_s, UINT64_MAX >> 20, &v))
             return usage("--cache-mb needs a whole number of MiB (0 = all experts resident), not '%s'", cache_s);
         o->cache_bytes = v << 20;
-        o->have_cache = 1;
     }
     if (p_s) {
         if (!parse_u64(p_s, 1u << 20, &v) || v == 0)
@@ -344,7 +342,6 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         o->child_fd = (int)v;
         o->child_pct = pct;
         o->cache_bytes = bud;
-        o->have_cache = 1;
         o->prefetch = (int)pf;
         o->n_sweep = 0;
     }
@@ -549,9 +546,9 @@ static void print_run(const bench_opts *o, const run_result *r, double compute_m
     printf("model          %s: routed experts %.1f MB, dense %.1f MB\n", o->model, (double)r->expert_bytes / 1e6,
            (double)r->dense_bytes / 1e6);
     if (r->budget_bytes)
-        printf("budget         %.1f MB (%.1f%% of the routed experts): %d slots of %.2f MB, prefetch %s, "
+        printf("budget         %.1f MiB = %.1f MB (%.1f%% of the routed experts): %d slots of %.2f MB, prefetch %s, "
                "evict %s\n",
-               (double)r->budget_bytes / 1e6, r->pct, s->n_slots, (double)s->slot_bytes / 1e6,
+               (double)r->budget_bytes / 1048576.0, (double)r->budget_bytes / 1e6, r->pct, s->n_slots, (double)s->slot_bytes / 1e6,
                r->prefetch ? "on" : "off", o->evict == DS_EVICT_LRU ? "lru" : "lfu");
     else
         printf("budget         all experts resident (no expert cache)\n");

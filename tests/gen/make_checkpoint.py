@@ -14,6 +14,12 @@ block scale_inv).
     make_checkpoint.py --family NAME OUTDIR    one family into OUTDIR/
     make_checkpoint.py --big-gb X OUTDIR       a V2-Lite-shaped BF16 checkpoint of
                                                about X GB, written tensor by tensor
+        --zipf S                               ... with Zipf-skewed expert popularity
+        --layers N                             ... with exactly N layers (X may be 0)
+    make_checkpoint.py --family pager OUTDIR   the expert-pager RSS model (~310 MB,
+                                               not part of --all)
+    make_checkpoint.py --zipf-check S          simulate --zipf S routing on random
+                                               hidden states, print the frequencies
     options: --seed N (default 0), -v (say what was written)
 
 Only Python 3 and numpy. Output is deterministic for a given seed. Nothing is
