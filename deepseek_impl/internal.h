@@ -547,6 +547,11 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
 /* Decrypts and authenticates one segment into dst (at least plain_bytes).
  * Messages name the segment. Thread-safe. */
 DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *dst, size_t dst_len, dsi_err *e);
+/* Opens chunks [c0, c1) of a segment into their places in dst (a buffer for
+ * the whole segment); the caller wipes dst on failure. Thread-safe: threads
+ * may open different chunks of one segment at once. */
+DSI_FUNC ds_status dsi_segment_read_chunks(const ds_model *m, uint32_t seg, uint8_t *dst, uint32_t c0, uint32_t c1,
+                                           dsi_err *e);
 /* Decrypts routed expert (layer, expert) into a caller buffer; the pager of
  * the expert cache builds on this. Returns the segment index in *seg. */
 DSI_FUNC ds_status dsi_model_read_expert(const ds_model *m, int layer, int expert, uint8_t *dst, size_t dst_len,

@@ -108,6 +108,33 @@ DS_API ds_status ds_file_info_read(const char *path, ds_file_info *out) {
 }
 
 /* ==== Segments =========================================================== */
+/* Opens chunk c of segment seg into out (its plaintext length). Every chunk
+ * but the last is full, so chunk c starts at c * (chunk_bytes + tag). */
+static ds_status dsi_open_chunk_at(const ds_model *m, uint32_t seg, uint32_t c, uint8_t *out, dsi_err *e) {
+    const dsi_segment *s = &m->meta.segments[seg];
+    uint32_t cb = m->hdr.chunk_bytes;
+    uint64_t done = (uint64_t)c * cb;
+    size_t n = (size_t)(s->plain_bytes - done < cb ? s->plain_bytes - done : cb);
+    dsi_chunk_ad ad = {seg, s->kind, s->layer, s->expert, c, s->plain_bytes, c + 1 == s->n_chunks, NULL, 0};
+    const uint8_t *in = m->map + s->offset + (uint64_t)c * ((uint64_t)cb + DSI_TAG_BYTES);
+    ds_status st = dsi_chunk_open(m->keys, &ad, in, out, n, in + n, e);
+    if (st) {
+        char name[64];
+        dsi_segment_describe(s, m->cfg.n_layers, name, sizeof name);
+        dsi_prefix(e, "segment %u (%s)", seg, name);
+    }
+    return st;
+}
+
+DSI_FUNC ds_status dsi_segment_read_chunks(const ds_model *m, uint32_t seg, uint8_t *dst, uint32_t c0, uint32_t c1,
+                                           dsi_err *e) {
+    for (uint32_t c = c0; c < c1; c++) {
+        ds_status st = dsi_open_chunk_at(m, seg, c, dst + (uint64_t)c * m->hdr.chunk_bytes, e);
+        if (st) return st;
+    }
+    return DS_OK;
+}
+
 DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *dst, size_t dst_len, dsi_err *e) {
     if (seg >= m->meta.n_segments) return dsi_fail(e, DS_ERR_INVALID_ARG, "segment %u does not exist", seg);
     const dsi_segment *s = &m->meta.segments[seg];
@@ -115,7 +142,6 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
         return dsi_fail(e, DS_ERR_INVALID_ARG, "buffer of %zu bytes for a segment of %llu", dst_len,
                         (unsigned long long)s->plain_bytes);
     uint32_t cb = m->hdr.chunk_bytes;
-    dsi_chunk_ad ad = {seg, s->kind, s->layer, s->expert, 0, s->plain_bytes, 0, NULL, 0};
     uint8_t *scratch = NULL;
     if (!dst && m->hdr.cipher != DS_CIPHER_NONE) {
         /* authenticate-only still has to decrypt somewhere: one chunk of scratch */
@@ -123,23 +149,9 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
         if (!scratch) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a %u-byte chunk", cb);
     }
     ds_status st = DS_OK;
-    const uint8_t *in = m->map + s->offset;
-    for (uint32_t c = 0; c < s->n_chunks; c++) {
-        uint64_t done = (uint64_t)c * cb;
-        size_t n = (size_t)(s->plain_bytes - done < cb ? s->plain_bytes - done : cb);
-        ad.chunk = c;
-        ad.last = c + 1 == s->n_chunks;
-        uint8_t *out = dst ? dst + done : scratch;
-        st = dsi_chunk_open(m->keys, &ad, in, out, n, in + n, e);
-        if (st) {
-            char name[64];
-            dsi_segment_describe(s, m->cfg.n_layers, name, sizeof name);
-            dsi_prefix(e, "segment %u (%s)", seg, name);
-            if (dst) sodium_memzero(dst, s->plain_bytes);  /* no half-authenticated plaintext */
-            break;
-        }
-        in += n + DSI_TAG_BYTES;
-    }
+    for (uint32_t c = 0; c < s->n_chunks && !st; c++)
+        st = dsi_open_chunk_at(m, seg, c, dst ? dst + (uint64_t)c * cb : scratch, e);
+    if (st && dst) sodium_memzero(dst, s->plain_bytes);   /* no half-authenticated plaintext */
     if (scratch) {
         sodium_memzero(scratch, cb);
         dsi_free(&m->al, scratch);

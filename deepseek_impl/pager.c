@@ -61,7 +61,31 @@ struct dsi_pager {
     ds_cache_stats st;
     /* prediction accuracy: the experts predicted for each layer */
     unsigned char *predicted;       /* (layer * n_experts + expert) -> 1 */
+    /* several threads open one expert's chunks at once; one fill uses the
+     * pool at a time (others decrypt on their own thread) */
+    dsi_pool *pool;
+    pthread_mutex_t pool_lock;
 };
+
+typedef struct dsi_fill_job {
+    const ds_model *m;
+    uint32_t seg;
+    uint8_t *dst;
+    uint32_t n_chunks, per_task;
+    dsi_err err;                  /* the first failure's message (the first task to fail writes it) */
+    int failed;
+} dsi_fill_job;
+
+static void dsi_fill_task(void *arg, int task, int worker) {
+    (void)worker;
+    dsi_fill_job *j = arg;
+    uint32_t c0 = (uint32_t)task * j->per_task, c1 = c0 + j->per_task;
+    if (c1 > j->n_chunks) c1 = j->n_chunks;
+    dsi_err e = {0};
+    if (dsi_segment_read_chunks(j->m, j->seg, j->dst, c0, c1, &e) &&
+        __atomic_exchange_n(&j->failed, 1, __ATOMIC_ACQ_REL) == 0)
+        j->err = e;
+}
 
 /* ==== Victim choice ====================================================== */
 static double dsi_slot_score(const dsi_pager *p, const dsi_slot *s) {
@@ -118,8 +142,23 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     const ds_model *m = p->m;
     uint8_t *dst = (uint8_t *)p->mem.ptr + (size_t)i * p->slot_bytes;
     const dsi_expert_ref *r = &m->layers[layer].experts[expert];
+    const dsi_segment *seg = &m->meta.segments[r->segment];
     double t0 = dsi_now_seconds();
-    ds_status s = dsi_segment_read(m, r->segment, dst, p->slot_bytes, e);
+    ds_status s;
+    if (p->pool && seg->n_chunks > 1 && pthread_mutex_trylock(&p->pool_lock) == 0) {
+        int nt = dsi_pool_size(p->pool);
+        dsi_fill_job j = {m, r->segment, dst, seg->n_chunks, (seg->n_chunks + (uint32_t)nt - 1) / (uint32_t)nt,
+                          {0}, 0};
+        dsi_pool_run(p->pool, dsi_fill_task, &j, (int)((seg->n_chunks + j.per_task - 1) / j.per_task));
+        pthread_mutex_unlock(&p->pool_lock);
+        s = j.failed ? j.err.status : DS_OK;
+        if (j.failed) {
+            *e = j.err;
+            sodium_memzero(dst, seg->plain_bytes);   /* no half-authenticated plaintext */
+        }
+    } else {
+        s = dsi_segment_read(m, r->segment, dst, p->slot_bytes, e);
+    }
     *secs = dsi_now_seconds() - t0;
     /* the ciphertext is not needed again soon: drop it from the page cache
      * (and from this process's page tables) */
@@ -291,6 +330,7 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds
     p->where = dsi_calloc(&m->al, (size_t)total, sizeof *p->where);
     p->predicted = dsi_calloc(&m->al, (size_t)total, 1);
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->pool_lock, NULL);
     pthread_cond_init(&p->changed, NULL);
     pthread_cond_init(&p->work, NULL);
     m->pager = p;   /* from here dsi_pager_free cleans up */
@@ -299,6 +339,7 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
     ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
+    if (m->n_threads > 1 && (s = dsi_pool_new(&p->pool, m->n_threads, &m->al, e))) return s;
     p->st.budget_bytes = budget;
     p->st.slot_bytes = slot;
     p->st.n_slots = p->n_slots;
@@ -320,8 +361,10 @@ DSI_FUNC void dsi_pager_free(ds_model *m) {
         pthread_mutex_unlock(&p->lock);
         pthread_join(p->thread, NULL);
     }
+    dsi_pool_free(p->pool);
     dsi_secure_free(&p->mem);   /* wipes every slot */
     pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->pool_lock);
     pthread_cond_destroy(&p->changed);
     pthread_cond_destroy(&p->work);
     dsi_free(&m->al, p->slots);

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id ac5604cbf0866a77: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 1fc8e188e88ef05a: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -44,7 +44,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "ac5604cbf0866a77"
+#define DS_SOURCE_ID "1fc8e188e88ef05a"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -601,6 +601,11 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
 /* Decrypts and authenticates one segment into dst (at least plain_bytes).
  * Messages name the segment. Thread-safe. */
 DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *dst, size_t dst_len, dsi_err *e);
+/* Opens chunks [c0, c1) of a segment into their places in dst (a buffer for
+ * the whole segment); the caller wipes dst on failure. Thread-safe: threads
+ * may open different chunks of one segment at once. */
+DSI_FUNC ds_status dsi_segment_read_chunks(const ds_model *m, uint32_t seg, uint8_t *dst, uint32_t c0, uint32_t c1,
+                                           dsi_err *e);
 /* Decrypts routed expert (layer, expert) into a caller buffer; the pager of
  * the expert cache builds on this. Returns the segment index in *seg. */
 DSI_FUNC ds_status dsi_model_read_expert(const ds_model *m, int layer, int expert, uint8_t *dst, size_t dst_len,
@@ -7255,6 +7260,33 @@ DS_API ds_status ds_file_info_read(const char *path, ds_file_info *out) {
 }
 
 /* ==== Segments =========================================================== */
+/* Opens chunk c of segment seg into out (its plaintext length). Every chunk
+ * but the last is full, so chunk c starts at c * (chunk_bytes + tag). */
+static ds_status dsi_open_chunk_at(const ds_model *m, uint32_t seg, uint32_t c, uint8_t *out, dsi_err *e) {
+    const dsi_segment *s = &m->meta.segments[seg];
+    uint32_t cb = m->hdr.chunk_bytes;
+    uint64_t done = (uint64_t)c * cb;
+    size_t n = (size_t)(s->plain_bytes - done < cb ? s->plain_bytes - done : cb);
+    dsi_chunk_ad ad = {seg, s->kind, s->layer, s->expert, c, s->plain_bytes, c + 1 == s->n_chunks, NULL, 0};
+    const uint8_t *in = m->map + s->offset + (uint64_t)c * ((uint64_t)cb + DSI_TAG_BYTES);
+    ds_status st = dsi_chunk_open(m->keys, &ad, in, out, n, in + n, e);
+    if (st) {
+        char name[64];
+        dsi_segment_describe(s, m->cfg.n_layers, name, sizeof name);
+        dsi_prefix(e, "segment %u (%s)", seg, name);
+    }
+    return st;
+}
+
+DSI_FUNC ds_status dsi_segment_read_chunks(const ds_model *m, uint32_t seg, uint8_t *dst, uint32_t c0, uint32_t c1,
+                                           dsi_err *e) {
+    for (uint32_t c = c0; c < c1; c++) {
+        ds_status st = dsi_open_chunk_at(m, seg, c, dst + (uint64_t)c * m->hdr.chunk_bytes, e);
+        if (st) return st;
+    }
+    return DS_OK;
+}
+
 DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *dst, size_t dst_len, dsi_err *e) {
     if (seg >= m->meta.n_segments) return dsi_fail(e, DS_ERR_INVALID_ARG, "segment %u does not exist", seg);
     const dsi_segment *s = &m->meta.segments[seg];
@@ -7262,7 +7294,6 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
         return dsi_fail(e, DS_ERR_INVALID_ARG, "buffer of %zu bytes for a segment of %llu", dst_len,
                         (unsigned long long)s->plain_bytes);
     uint32_t cb = m->hdr.chunk_bytes;
-    dsi_chunk_ad ad = {seg, s->kind, s->layer, s->expert, 0, s->plain_bytes, 0, NULL, 0};
     uint8_t *scratch = NULL;
     if (!dst && m->hdr.cipher != DS_CIPHER_NONE) {
         /* authenticate-only still has to decrypt somewhere: one chunk of scratch */
@@ -7270,23 +7301,9 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
         if (!scratch) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a %u-byte chunk", cb);
     }
     ds_status st = DS_OK;
-    const uint8_t *in = m->map + s->offset;
-    for (uint32_t c = 0; c < s->n_chunks; c++) {
-        uint64_t done = (uint64_t)c * cb;
-        size_t n = (size_t)(s->plain_bytes - done < cb ? s->plain_bytes - done : cb);
-        ad.chunk = c;
-        ad.last = c + 1 == s->n_chunks;
-        uint8_t *out = dst ? dst + done : scratch;
-        st = dsi_chunk_open(m->keys, &ad, in, out, n, in + n, e);
-        if (st) {
-            char name[64];
-            dsi_segment_describe(s, m->cfg.n_layers, name, sizeof name);
-            dsi_prefix(e, "segment %u (%s)", seg, name);
-            if (dst) sodium_memzero(dst, s->plain_bytes);  /* no half-authenticated plaintext */
-            break;
-        }
-        in += n + DSI_TAG_BYTES;
-    }
+    for (uint32_t c = 0; c < s->n_chunks && !st; c++)
+        st = dsi_open_chunk_at(m, seg, c, dst ? dst + (uint64_t)c * cb : scratch, e);
+    if (st && dst) sodium_memzero(dst, s->plain_bytes);   /* no half-authenticated plaintext */
     if (scratch) {
         sodium_memzero(scratch, cb);
         dsi_free(&m->al, scratch);
@@ -8239,7 +8256,31 @@ struct dsi_pager {
     ds_cache_stats st;
     /* prediction accuracy: the experts predicted for each layer */
     unsigned char *predicted;       /* (layer * n_experts + expert) -> 1 */
+    /* several threads open one expert's chunks at once; one fill uses the
+     * pool at a time (others decrypt on their own thread) */
+    dsi_pool *pool;
+    pthread_mutex_t pool_lock;
 };
+
+typedef struct dsi_fill_job {
+    const ds_model *m;
+    uint32_t seg;
+    uint8_t *dst;
+    uint32_t n_chunks, per_task;
+    dsi_err err;                  /* the first failure's message (the first task to fail writes it) */
+    int failed;
+} dsi_fill_job;
+
+static void dsi_fill_task(void *arg, int task, int worker) {
+    (void)worker;
+    dsi_fill_job *j = arg;
+    uint32_t c0 = (uint32_t)task * j->per_task, c1 = c0 + j->per_task;
+    if (c1 > j->n_chunks) c1 = j->n_chunks;
+    dsi_err e = {0};
+    if (dsi_segment_read_chunks(j->m, j->seg, j->dst, c0, c1, &e) &&
+        __atomic_exchange_n(&j->failed, 1, __ATOMIC_ACQ_REL) == 0)
+        j->err = e;
+}
 
 /* ==== Victim choice ====================================================== */
 static double dsi_slot_score(const dsi_pager *p, const dsi_slot *s) {
@@ -8296,8 +8337,23 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     const ds_model *m = p->m;
     uint8_t *dst = (uint8_t *)p->mem.ptr + (size_t)i * p->slot_bytes;
     const dsi_expert_ref *r = &m->layers[layer].experts[expert];
+    const dsi_segment *seg = &m->meta.segments[r->segment];
     double t0 = dsi_now_seconds();
-    ds_status s = dsi_segment_read(m, r->segment, dst, p->slot_bytes, e);
+    ds_status s;
+    if (p->pool && seg->n_chunks > 1 && pthread_mutex_trylock(&p->pool_lock) == 0) {
+        int nt = dsi_pool_size(p->pool);
+        dsi_fill_job j = {m, r->segment, dst, seg->n_chunks, (seg->n_chunks + (uint32_t)nt - 1) / (uint32_t)nt,
+                          {0}, 0};
+        dsi_pool_run(p->pool, dsi_fill_task, &j, (int)((seg->n_chunks + j.per_task - 1) / j.per_task));
+        pthread_mutex_unlock(&p->pool_lock);
+        s = j.failed ? j.err.status : DS_OK;
+        if (j.failed) {
+            *e = j.err;
+            sodium_memzero(dst, seg->plain_bytes);   /* no half-authenticated plaintext */
+        }
+    } else {
+        s = dsi_segment_read(m, r->segment, dst, p->slot_bytes, e);
+    }
     *secs = dsi_now_seconds() - t0;
     /* the ciphertext is not needed again soon: drop it from the page cache
      * (and from this process's page tables) */
@@ -8469,6 +8525,7 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds
     p->where = dsi_calloc(&m->al, (size_t)total, sizeof *p->where);
     p->predicted = dsi_calloc(&m->al, (size_t)total, 1);
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->pool_lock, NULL);
     pthread_cond_init(&p->changed, NULL);
     pthread_cond_init(&p->work, NULL);
     m->pager = p;   /* from here dsi_pager_free cleans up */
@@ -8477,6 +8534,7 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
     ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
+    if (m->n_threads > 1 && (s = dsi_pool_new(&p->pool, m->n_threads, &m->al, e))) return s;
     p->st.budget_bytes = budget;
     p->st.slot_bytes = slot;
     p->st.n_slots = p->n_slots;
@@ -8498,8 +8556,10 @@ DSI_FUNC void dsi_pager_free(ds_model *m) {
         pthread_mutex_unlock(&p->lock);
         pthread_join(p->thread, NULL);
     }
+    dsi_pool_free(p->pool);
     dsi_secure_free(&p->mem);   /* wipes every slot */
     pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->pool_lock);
     pthread_cond_destroy(&p->changed);
     pthread_cond_destroy(&p->work);
     dsi_free(&m->al, p->slots);

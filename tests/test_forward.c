@@ -20,6 +20,7 @@
 
 static const char *testdata;
 static char tmpdir[] = "/tmp/ds-test-forward-XXXXXX";
+static const unsigned char test_key[32] = {7, 1, 2, 3, 5, 8, 13, 21};
 
 static const char *families[] = {"v2lite", "v2", "v3", "moe16b", "yarn", "v2lite_sharded"};
 #define N_FAMILIES (sizeof families / sizeof families[0])
@@ -36,7 +37,16 @@ static char *container(const char *family, ds_quant q) {
     snprintf(dir, sizeof dir, "%s/%s", testdata, family);
     ds_convert_params cp = ds_convert_default_params();
     cp.quant = q;
-    cp.encrypt = 0;
+    /* Q8_0 containers are sealed with 4 KiB chunks (several per expert), so
+     * the expert cache opens one expert's chunks on several threads */
+    if (q == DS_QUANT_Q8_0) {
+        cp.encrypt = 1;
+        cp.key = test_key;
+        cp.key_len = 32;
+        cp.chunk_bytes = 4096;
+    } else {
+        cp.encrypt = 0;
+    }
     if (ds_convert(dir, p, &cp) != DS_OK) {
         printf("convert %s: %s\n", family, ds_last_error());
         p[0] = 0;
@@ -49,6 +59,8 @@ static ds_model *open_model(const char *path) {
     ds_model *m = NULL;
     ds_model_params mp = ds_model_default_params();
     mp.n_threads = 2;
+    mp.key = test_key;    /* ignored by the plaintext (F32, F16) containers */
+    mp.key_len = 32;
     if (!path || ds_model_open(&m, path, &mp) != DS_OK) {
         printf("open %s: %s\n", path ? path : "(null)", ds_last_error());
         return NULL;
@@ -338,6 +350,8 @@ static void test_paged(const char *family) {
         snprintf(id, sizeof id, "forward-5.%s.%d", family, variant);
         ds_model_params mp = ds_model_default_params();
         mp.n_threads = 2;
+        mp.key = test_key;
+        mp.key_len = 32;
         mp.expert_cache_bytes = slot * (variant == 3 ? 2 : 3);   /* far below the experts' total */
         mp.prefetch = variant != 1;
         mp.evict_policy = variant == 2 ? DS_EVICT_LFU_DECAY : DS_EVICT_LRU;
@@ -365,6 +379,8 @@ static void test_paged(const char *family) {
     }
     /* a budget below two experts is refused with the sizes */
     ds_model_params mp = ds_model_default_params();
+    mp.key = test_key;
+    mp.key_len = 32;
     mp.expert_cache_bytes = slot;
     m = NULL;
     T_STATUS("forward-5.9", ds_model_open(&m, path, &mp), DS_ERR_INVALID_ARG, ds_last_error());
@@ -397,6 +413,8 @@ static void test_errors(void) {
     /* a metadata-only model cannot run */
     ds_model_params mp = ds_model_default_params();
     mp.load_weights = 0;
+    mp.key = test_key;
+    mp.key_len = 32;
     m = NULL;
     if (ds_model_open(&m, container("v2lite", DS_QUANT_Q8_0), &mp) == DS_OK) {
         T_STATUS("forward-4.7", ds_context_new(&c, m, NULL), DS_ERR_MISUSE, ds_last_error());
