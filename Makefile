@@ -71,8 +71,11 @@ ifeq ($(CUDA),1)
   NVCC_PATH := $(shell command -v $(NVCC) 2>/dev/null)
   CUDA_HOME ?= $(if $(NVCC_PATH),$(patsubst %/bin/nvcc,%,$(realpath $(NVCC_PATH))),/usr/local/cuda)
   CUDA_LIBDIR ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib) $(CUDA_HOME)/lib64)
-  CUDA_SRCS = kernels/cuda/backend.cu
-  CUDA_HDRS = kernels/cuda/common.cuh
+  CUDA_SRCS = kernels/cuda/backend.cu kernels/cuda/matmul.cu kernels/cuda/norm.cu kernels/cuda/elementwise.cu \
+              kernels/cuda/rope.cu kernels/cuda/attention.cu kernels/cuda/route.cu
+  CUDA_HDRS = kernels/cuda/common.cuh kernels/cuda/backend.cuh
+  CUDA_TESTS = test_cuda_ops
+  CUDA_ARCHIVE = $(BUILD)/libdeepseek_cuda.a
   CUDA_OBJS = $(CUDA_SRCS:%.cu=$(BUILD)/%.o)
   CUDA_LIBS = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcudart -lcublas -lstdc++
   # A100 (sm_80) and H100/H200 (sm_90) code, plus sm_90 PTX for newer GPUs.
@@ -82,10 +85,12 @@ ifeq ($(CUDA),1)
 else
   CUDA_OBJS =
   CUDA_LIBS =
+  CUDA_TESTS =
+  CUDA_ARCHIVE =
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_pager_rss
+TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_pager_rss $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple
@@ -99,7 +104,7 @@ $(BUILD)/%.o: %.c $(LIB_HDRS)
 
 $(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu $(LIB_HDRS) $(CUDA_HDRS)
 	@mkdir -p $(dir $@)
-	$(NVCC) -O2 -I. $(CUDA_ARCH) -c $< -o $@
+	$(NVCC) -O2 -I. $(CUDA_ARCH) -Xcompiler -Wall,-Wextra -c $< -o $@
 
 $(BUILD)/libdeepseek.a: $(LIB_OBJS) $(CUDA_OBJS)
 	@rm -f $@
@@ -112,6 +117,11 @@ $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+
+# The CUDA op tests also depend on the C face of the backend.
+$(BUILD)/tests/test_cuda_ops: tests/test_cuda_ops.c tests/test.h $(CUDA_HDRS) $(BUILD)/libdeepseek.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
@@ -190,9 +200,15 @@ dist/deepseek.c: $(AMALG_DEPS) Makefile
 # The unit tests call dsi_* functions, which are static in the amalgamation,
 # so each test is one translation unit: dist/deepseek.c, then the test
 # (tests/amalg_unit.c). Same test data as `make test`.
-$(AMALG_BUILD)/tests/%: tests/%.c tests/amalg_unit.c tests/test.h dist/deepseek.c deepseek.h $(CUDA_OBJS)
+$(AMALG_BUILD)/tests/%: tests/%.c tests/amalg_unit.c tests/test.h dist/deepseek.c deepseek.h $(CUDA_ARCHIVE)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -DTEST_SOURCE='"$*.c"' tests/amalg_unit.c -o $@ $(CUDA_OBJS) $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_ALL) -DTEST_SOURCE='"$*.c"' tests/amalg_unit.c -o $@ $(CUDA_ARCHIVE) $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+
+# The CUDA objects as an archive, so that a test links (and loads cuBLAS
+# for) only what it calls.
+$(BUILD)/libdeepseek_cuda.a: $(CUDA_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
 
 test-amalg: $(AMALG_TEST_BINS) $(TESTDATA)
 	@BUILD=$(BUILD) sh tests/run_tests.sh $(AMALG_TEST_BINS)

@@ -21,17 +21,25 @@
  *                   summed in another order (warp trees, cuBLAS tiling);
  *                   F32 rounding grows at most with sum |w x|
  *   rmsnorm         2e-5 * |cpu| + 1e-7: the sum of squares in another order
- *   silu_mul        2e-6 * |cpu| + 1e-30: CUDA's expf is within 2 ulp
- *   rope            2e-6 * (|xa| + |xb|) * mscale + 1e-7: CUDA's sinf/cosf
+ *   silu_mul        4e-6 * |cpu| + 1e-30: CUDA's expf is within 2 ulp,
+ *                   glibc's within 1; the rest is the same expression
+ *   rope            4e-6 * (|xa| + |xb|) * mscale + 1e-7: CUDA's sinf/cosf
  *                   are within 2 ulp; the angle is the same F32 product
  *   mla kv store    as rmsnorm for the latent, as rope for the key
- *   mla attention   2e-5 * max |cpu| over the output + 1e-6: the scores
+ *   mla attention   5e-5 * max |cpu| over the output + 1e-6: the scores
  *                   differ by summation order and the softmax is online
  *                   (tiles of 256 positions, one division at the end)
  *   route           the same experts in the same order, except where two
- *                   selection scores are within 1e-6 (a near-tie that
- *                   summation order may break either way); weights
- *                   2e-6 * |cpu| + 1e-7 (softmax sums in another order)
+ *                   selection scores differ but by at most 1e-5 (relative):
+ *                   a near-tie that summation order may break either way;
+ *                   exactly equal scores must go to the lower index as on
+ *                   the CPU. Weights 1e-5 * |cpu| + 1e-7: the softmax sum
+ *                   over E experts in another order
+ * A bug (a wrong index, a missed rescale, a lost tile) shows as errors of
+ * order one; these bounds leave a margin over rounding so that a first GPU
+ * run does not fail on noise. Measured on a thread-level CPU emulation of
+ * the kernels (the GPU's summation order, the host's expf/sinf/cosf): the
+ * worst gemv error is 1/300 of its bound, the worst attention error 1/50.
  */
 #include "../deepseek_impl/internal.h"
 #include "../kernels/cuda/backend.cuh"
@@ -444,7 +452,7 @@ static void case_silu(void) {
         size_t bad = 0;
         for (size_t i = 0; i < n; i++) {
             float ref = silu(g[i]) * u[i];
-            if (fabsf(got[i] - ref) > 2e-6f * fabsf(ref) + 1e-30f) bad++;
+            if (fabsf(got[i] - ref) > 4e-6f * fabsf(ref) + 1e-30f) bad++;
         }
         T_CHECK("cuda-ops-5.1", bad == 0, "n %zu: %zu values out of tolerance", n, bad);
     next:
@@ -511,7 +519,7 @@ static void case_rope(void) {
                 const float *gv = got + (size_t)t * ld + (size_t)h * hs + off;
                 for (int i = 0; i < dim / 2; i++) {
                     int a = inter ? 2 * i : i, b = inter ? 2 * i + 1 : i + dim / 2;
-                    float tol = 2e-6f * (fabsf(xv[a]) + fabsf(xv[b])) * rt.mscale + 1e-7f;
+                    float tol = 4e-6f * (fabsf(xv[a]) + fabsf(xv[b])) * rt.mscale + 1e-7f;
                     bad += fabsf(gv[a] - rv[a]) > tol;
                     bad += fabsf(gv[b] - rv[b]) > tol;
                 }
@@ -618,7 +626,7 @@ static void mla_case(ds_dtype dt, mla_shape m) {
         const float *src = kva + (size_t)p * (m.R + m.dr) + m.R;
         for (int i = 0; i < m.dr; i++) {
             int pair = i & ~1;
-            float tol = 2e-6f * (fabsf(src[pair]) + fabsf(src[pair + 1])) * rt.mscale + 1e-7f;
+            float tol = 4e-6f * (fabsf(src[pair]) + fabsf(src[pair + 1])) * rt.mscale + 1e-7f;
             bad_pe += fabsf(gb[(size_t)p * m.dr + i] - cb[(size_t)p * m.dr + i]) > tol;
         }
     }
@@ -644,7 +652,7 @@ static void mla_case(ds_dtype dt, mla_shape m) {
     int bad = 0;
     double worst = 0;
     for (size_t i = 0; i < nout; i++) {
-        double err = fabs((double)got[i] - ref[i]), tol = 2e-5 * amax + 1e-6;
+        double err = fabs((double)got[i] - ref[i]), tol = 5e-5 * amax + 1e-6;
         bad += err > tol;
         if (err / tol > worst) worst = err / tol;
     }
@@ -725,7 +733,7 @@ static void route_one(const route_case *rc, int T) {
         bool same = memcmp(g, sref, (size_t)K * sizeof(int)) == 0;
         if (same) {
             for (int k = 0; k < K; k++)
-                bad_w += fabsf(wgot[(size_t)t * K + k] - wref[k]) > 2e-6f * fabsf(wref[k]) + 1e-7f;
+                bad_w += fabsf(wgot[(size_t)t * K + k] - wref[k]) > 1e-5f * fabsf(wref[k]) + 1e-7f;
             continue;
         }
         /* a different pick is fine only between near-equal choice scores;
@@ -737,7 +745,7 @@ static void route_one(const route_case *rc, int T) {
                 break;
             }
             float a = choice[g[k]], b = choice[sref[k]];
-            if (g[k] != sref[k] && (a == b || !(fabsf(a - b) <= 1e-6f * fmaxf(fabsf(a), fabsf(b))))) near = false;
+            if (g[k] != sref[k] && (a == b || !(fabsf(a - b) <= 1e-5f * fmaxf(fabsf(a), fabsf(b))))) near = false;
         }
         if (near) ties++;
         else bad_sel++;

@@ -110,7 +110,9 @@ ds_status dsi_cuda_rope(float *x, int ld, int head_stride, int n_heads, int T, i
                         int rope_dim, float mscale, int interleaved, void *stream, char *msg, size_t len);
 
 /* ==== MLA attention (attention.cu) ======================================== */
-/* One layer's absorbed multi-head latent attention. */
+/* One layer's absorbed multi-head latent attention as a backend sees it
+ * (a host struct; the pointers are the backend's memory, device memory for
+ * CUDA). */
 typedef struct dsi_mla_layer {
     int n_heads;                   /* H */
     int nope_dim;                  /* dn: qk_nope_head_dim */

@@ -8,14 +8,14 @@
 #include "common.cuh"
 
 static __global__ void dsi_cuda_k_rope(float *x, int ld, int head_stride, int n_heads, int T, int pos0,
-                                       const float *__restrict__ inv_freq, int half, float mscale, int interleaved) {
-    const size_t n = (size_t)T * (size_t)n_heads * (size_t)half;
+                                       const float *__restrict__ inv_freq, int npairs, float mscale, int interleaved) {
+    const size_t n = (size_t)T * (size_t)n_heads * (size_t)npairs;
     for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < n; k += (size_t)gridDim.x * blockDim.x) {
-        const int i = (int)(k % (size_t)half);
-        const size_t th = k / (size_t)half;
+        const int i = (int)(k % (size_t)npairs);
+        const size_t th = k / (size_t)npairs;
         const int h = (int)(th % (size_t)n_heads), t = (int)(th / (size_t)n_heads);
         float *v = x + (size_t)t * ld + (size_t)h * head_stride;
-        const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + npairs;
         dsi_cuda_rope_pair(v, a, b, pos0 + t, inv_freq[i], mscale);
     }
 }
@@ -33,11 +33,11 @@ extern "C" ds_status dsi_cuda_rope(float *x, int ld, int head_stride, int n_head
     DSI_CUDA_ARG((int64_t)pos0 + T <= INT32_MAX, "dsi_cuda_rope: positions overflow");
     if (T == 0) return DS_OK;
     DSI_CUDA_ARG(x && inv_freq, "dsi_cuda_rope: NULL buffer");
-    const int half = rope_dim / 2;
-    const size_t n = (size_t)T * (size_t)n_heads * (size_t)half;
+    const int npairs = rope_dim / 2;
+    const size_t n = (size_t)T * (size_t)n_heads * (size_t)npairs;
     const unsigned threads = 256;
     dsi_cuda_k_rope<<<dsi_cuda_blocks(n, threads), threads, 0, (cudaStream_t)stream>>>(
-        x, ld, head_stride, n_heads, T, pos0, inv_freq, half, mscale, interleaved);
+        x, ld, head_stride, n_heads, T, pos0, inv_freq, npairs, mscale, interleaved);
     DSI_CUDA_LAUNCHED("rope");
     return DS_OK;
 }
