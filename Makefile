@@ -110,7 +110,7 @@ $(BUILD)/libdeepseek.a: $(LIB_OBJS) $(CUDA_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/ds: tools/ds.c tools/ds_bench.c $(BUILD)/libdeepseek.a
+$(BUILD)/ds: tools/ds.c tools/ds_bench.c tools/cli.h $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) tools/ds.c tools/ds_bench.c -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a

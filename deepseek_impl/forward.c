@@ -278,11 +278,10 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         c->attn_scale *= ms * ms;
     }
     int T = DSI_MAX_BATCH, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
-    int qdim = mla ? H * hd : H * hd;
-    int inter = cf->intermediate_size > cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1)
-                    ? cf->intermediate_size
-                    : cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
-    if (inter < cf->moe_intermediate_size) inter = cf->moe_intermediate_size;
+    int qdim = H * hd;
+    /* the widest feed-forward: the dense MLP or the shared experts together */
+    int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
+    int inter = cf->intermediate_size > shared ? cf->intermediate_size : shared;
     int kva_dim = mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd;
     int att_dim = mla ? H * cf->v_head_dim : H * hd;
     int widest = D;

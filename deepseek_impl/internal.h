@@ -564,13 +564,12 @@ DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
 DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);
 
-/* ==== CUDA (kernels/cuda, linked beside the library with CUDA=1) ========= */
-#ifdef DS_CUDA
-ds_status dsi_cuda_device_count(int *n, char *msg, size_t len);
-ds_status dsi_cuda_dequantize(ds_dtype t, const void *src, float *dst, size_t n, void *stream, char *msg, size_t len);
-ds_status dsi_cuda_dequantize_host(ds_dtype t, const void *src, size_t src_bytes, float *dst, size_t n, char *msg,
-                                   size_t len);
-#endif
+/* CUDA entry points are declared in kernels/cuda/backend.cuh. */
+
+/* ==== Tokenizer (tokenizer.c) =========================================== */
+/* Fills the tokenizer summary fields of cfg (vocab, merges, added tokens,
+ * chat template present) from a built tokenizer. */
+DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg);
 
 /* ==== Portable helpers ==================================================== */
 DSI_FUNC int dsi_num_cpus(void);

@@ -186,35 +186,6 @@ DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index) {
     return (const uint8_t *)b->ptr + t->offset;
 }
 
-/* ==== Tokenizer summary ================================================== */
-static ds_status dsi_tokenizer_summary(ds_model *m, dsi_err *e) {
-    dsi_json_doc *doc = NULL;
-    ds_status s = dsi_json_parse(m->meta.tokenizer_json, m->meta.tokenizer_len, &m->al, &doc, e);
-    if (s) return dsi_prefix(e, "tokenizer.json");
-    const dsi_json *root = dsi_json_root(doc);
-    const dsi_json *model = dsi_json_get(root, "model");
-    const dsi_json *vocab = dsi_json_get(model, "vocab");
-    const dsi_json *merges = dsi_json_get(model, "merges");
-    const dsi_json *added = dsi_json_get(root, "added_tokens");
-    if (!vocab || vocab->type != DSI_JSON_OBJECT) {
-        dsi_json_free(doc);
-        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.vocab is missing or not an object");
-    }
-    m->cfg.tok_vocab = (int)vocab->n;
-    m->cfg.tok_merges = merges && merges->type == DSI_JSON_ARRAY ? (int)merges->n : 0;
-    m->cfg.tok_added = added && added->type == DSI_JSON_ARRAY ? (int)added->n : 0;
-    dsi_json_free(doc);
-    m->cfg.has_chat_template = 0;
-    if (m->meta.tokcfg_json) {
-        s = dsi_json_parse(m->meta.tokcfg_json, m->meta.tokcfg_len, &m->al, &doc, e);
-        if (s) return dsi_prefix(e, "tokenizer_config.json");
-        const dsi_json *t = dsi_json_get(dsi_json_root(doc), "chat_template");
-        m->cfg.has_chat_template = t && (t->type == DSI_JSON_STRING || t->type == DSI_JSON_ARRAY);
-        dsi_json_free(doc);
-    }
-    return DS_OK;
-}
-
 /* ==== Directory checks =================================================== */
 /* Tensor names sorted once for lookups (and to refuse duplicates). */
 static int dsi_cmp_tensor_index(const void *a, const void *b) {
@@ -433,15 +404,16 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
         dsi_prefix(&e, "config.json");
         goto fail;
     }
-    if ((s = dsi_tokenizer_summary(m, &e))) goto fail;
     {
-        /* the tokenizer lives in the metadata: built for every open */
+        /* the tokenizer lives in the metadata: built for every open, and
+         * the config's tokenizer summary comes from it (one parse) */
         ds_allocator a = {m->al.malloc_fn, m->al.realloc_fn, m->al.free_fn, m->al.user};
         if ((s = ds_tokenizer_new(&m->tok, m->meta.tokenizer_json, m->meta.tokenizer_len, m->meta.tokcfg_json,
                                   m->meta.tokcfg_len, &a))) {
             dsi_fail(&e, s, "%s", ds_last_error());
             goto fail;
         }
+        dsi_tokenizer_summary(m->tok, &m->cfg);
     }
     if ((s = dsi_check_directory(m, &e))) goto fail;
     if (p->load_weights && (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0, &e))) goto fail;

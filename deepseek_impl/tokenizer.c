@@ -1630,10 +1630,18 @@ struct ds_tokenizer {
     uint32_t bos_off, bos_len, eos_off, eos_len;   /* token texts; len 0 = none */
     bool has_bos_text, has_eos_text;
     int chat;                   /* CHAT_* */
+    bool has_template;          /* tokenizer_config.json has a chat_template (any family) */
     bool chat_join_systems;     /* V3: systems joined with "\n\n" (else the last wins) */
     bool chat_strip_think;      /* R1: assistant content after the last "</think>" */
     bool chat_think_prompt;     /* R1: generation prompt ends with "<think>\n" */
 };
+
+DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg) {
+    cfg->tok_vocab = (int)t->model_vocab_size;
+    cfg->tok_merges = (int)t->n_merges;
+    cfg->tok_added = (int)t->n_added;
+    cfg->has_chat_template = t->has_template;
+}
 
 DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m) { return m ? m->tok : NULL; }
 
@@ -2149,6 +2157,7 @@ static ds_status tk_load_config(ds_tokenizer *t, const char *json, size_t len, d
     }
     t->add_bos = b && t->bos >= 0;
     const dsi_json *ct = dsi_json_get(root, "chat_template");
+    t->has_template = ct && (ct->type == DSI_JSON_STRING || ct->type == DSI_JSON_ARRAY);
     if (ct && ct->type == DSI_JSON_STRING) tk_detect_chat(t, ct->str, ct->n);
     else if (ct && ct->type == DSI_JSON_ARRAY) {
         /* [{"name": "default", "template": ...}, ...] */

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 1fc8e188e88ef05a: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 455196e07aaac80c: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -44,7 +44,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "1fc8e188e88ef05a"
+#define DS_SOURCE_ID "455196e07aaac80c"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -618,13 +618,12 @@ DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
 DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);
 
-/* ==== CUDA (kernels/cuda, linked beside the library with CUDA=1) ========= */
-#ifdef DS_CUDA
-ds_status dsi_cuda_device_count(int *n, char *msg, size_t len);
-ds_status dsi_cuda_dequantize(ds_dtype t, const void *src, float *dst, size_t n, void *stream, char *msg, size_t len);
-ds_status dsi_cuda_dequantize_host(ds_dtype t, const void *src, size_t src_bytes, float *dst, size_t n, char *msg,
-                                   size_t len);
-#endif
+/* CUDA entry points are declared in kernels/cuda/backend.cuh. */
+
+/* ==== Tokenizer (tokenizer.c) =========================================== */
+/* Fills the tokenizer summary fields of cfg (vocab, merges, added tokens,
+ * chat template present) from a built tokenizer. */
+DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg);
 
 /* ==== Portable helpers ==================================================== */
 DSI_FUNC int dsi_num_cpus(void);
@@ -5659,10 +5658,18 @@ struct ds_tokenizer {
     uint32_t bos_off, bos_len, eos_off, eos_len;   /* token texts; len 0 = none */
     bool has_bos_text, has_eos_text;
     int chat;                   /* CHAT_* */
+    bool has_template;          /* tokenizer_config.json has a chat_template (any family) */
     bool chat_join_systems;     /* V3: systems joined with "\n\n" (else the last wins) */
     bool chat_strip_think;      /* R1: assistant content after the last "</think>" */
     bool chat_think_prompt;     /* R1: generation prompt ends with "<think>\n" */
 };
+
+DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg) {
+    cfg->tok_vocab = (int)t->model_vocab_size;
+    cfg->tok_merges = (int)t->n_merges;
+    cfg->tok_added = (int)t->n_added;
+    cfg->has_chat_template = t->has_template;
+}
 
 DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m) { return m ? m->tok : NULL; }
 
@@ -6178,6 +6185,7 @@ static ds_status tk_load_config(ds_tokenizer *t, const char *json, size_t len, d
     }
     t->add_bos = b && t->bos >= 0;
     const dsi_json *ct = dsi_json_get(root, "chat_template");
+    t->has_template = ct && (ct->type == DSI_JSON_STRING || ct->type == DSI_JSON_ARRAY);
     if (ct && ct->type == DSI_JSON_STRING) tk_detect_chat(t, ct->str, ct->n);
     else if (ct && ct->type == DSI_JSON_ARRAY) {
         /* [{"name": "default", "template": ...}, ...] */
@@ -7338,35 +7346,6 @@ DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index) {
     return (const uint8_t *)b->ptr + t->offset;
 }
 
-/* ==== Tokenizer summary ================================================== */
-static ds_status dsi_tokenizer_summary(ds_model *m, dsi_err *e) {
-    dsi_json_doc *doc = NULL;
-    ds_status s = dsi_json_parse(m->meta.tokenizer_json, m->meta.tokenizer_len, &m->al, &doc, e);
-    if (s) return dsi_prefix(e, "tokenizer.json");
-    const dsi_json *root = dsi_json_root(doc);
-    const dsi_json *model = dsi_json_get(root, "model");
-    const dsi_json *vocab = dsi_json_get(model, "vocab");
-    const dsi_json *merges = dsi_json_get(model, "merges");
-    const dsi_json *added = dsi_json_get(root, "added_tokens");
-    if (!vocab || vocab->type != DSI_JSON_OBJECT) {
-        dsi_json_free(doc);
-        return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: model.vocab is missing or not an object");
-    }
-    m->cfg.tok_vocab = (int)vocab->n;
-    m->cfg.tok_merges = merges && merges->type == DSI_JSON_ARRAY ? (int)merges->n : 0;
-    m->cfg.tok_added = added && added->type == DSI_JSON_ARRAY ? (int)added->n : 0;
-    dsi_json_free(doc);
-    m->cfg.has_chat_template = 0;
-    if (m->meta.tokcfg_json) {
-        s = dsi_json_parse(m->meta.tokcfg_json, m->meta.tokcfg_len, &m->al, &doc, e);
-        if (s) return dsi_prefix(e, "tokenizer_config.json");
-        const dsi_json *t = dsi_json_get(dsi_json_root(doc), "chat_template");
-        m->cfg.has_chat_template = t && (t->type == DSI_JSON_STRING || t->type == DSI_JSON_ARRAY);
-        dsi_json_free(doc);
-    }
-    return DS_OK;
-}
-
 /* ==== Directory checks =================================================== */
 /* Tensor names sorted once for lookups (and to refuse duplicates). */
 static int dsi_cmp_tensor_index(const void *a, const void *b) {
@@ -7585,15 +7564,16 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
         dsi_prefix(&e, "config.json");
         goto fail;
     }
-    if ((s = dsi_tokenizer_summary(m, &e))) goto fail;
     {
-        /* the tokenizer lives in the metadata: built for every open */
+        /* the tokenizer lives in the metadata: built for every open, and
+         * the config's tokenizer summary comes from it (one parse) */
         ds_allocator a = {m->al.malloc_fn, m->al.realloc_fn, m->al.free_fn, m->al.user};
         if ((s = ds_tokenizer_new(&m->tok, m->meta.tokenizer_json, m->meta.tokenizer_len, m->meta.tokcfg_json,
                                   m->meta.tokcfg_len, &a))) {
             dsi_fail(&e, s, "%s", ds_last_error());
             goto fail;
         }
+        dsi_tokenizer_summary(m->tok, &m->cfg);
     }
     if ((s = dsi_check_directory(m, &e))) goto fail;
     if (p->load_weights && (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0, &e))) goto fail;
@@ -8880,11 +8860,10 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         c->attn_scale *= ms * ms;
     }
     int T = DSI_MAX_BATCH, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
-    int qdim = mla ? H * hd : H * hd;
-    int inter = cf->intermediate_size > cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1)
-                    ? cf->intermediate_size
-                    : cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
-    if (inter < cf->moe_intermediate_size) inter = cf->moe_intermediate_size;
+    int qdim = H * hd;
+    /* the widest feed-forward: the dense MLP or the shared experts together */
+    int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
+    int inter = cf->intermediate_size > shared ? cf->intermediate_size : shared;
     int kva_dim = mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd;
     int att_dim = mla ? H * cf->v_head_dim : H * hd;
     int widest = D;

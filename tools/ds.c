@@ -26,6 +26,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "deepseek.h"
+#include "tools/cli.h"
 
 #include <errno.h>
 #include <math.h>
@@ -83,8 +84,9 @@ static int usage_error(const char *cmd, const char *fmt, ...) {
 }
 
 /* Strict unsigned parse: only decimal digits, no sign, no spaces, no
- * suffix, no overflow, value <= max. Returns 1 on success. */
-static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
+ * suffix, no overflow, value <= max. Returns 1 on success. Shared with
+ * ds_bench.c (tools/cli.h). */
+int parse_u64(const char *s, uint64_t max, uint64_t *out) {
     uint64_t v = 0;
     if (!s || !*s) return 0;
     for (const char *p = s; *p; p++) {
@@ -1859,8 +1861,6 @@ typedef struct subcommand {
     const char *help;
 } subcommand;
 
-int ds_cmd_bench(int argc, char **argv);   /* tools/ds_bench.c */
-extern const char ds_bench_help[];
 
 static const subcommand commands[] = {
     {"convert", cmd_convert, convert_help},

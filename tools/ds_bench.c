@@ -26,6 +26,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "deepseek.h"
+#include "tools/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -107,21 +108,6 @@ static int usage(const char *fmt, ...) {
     va_end(ap);
     fputs("\nTry 'ds bench --help'.\n", stderr);
     return BENCH_USAGE;
-}
-
-/* Only decimal digits, no sign or suffix, no overflow, <= max. */
-static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
-    uint64_t v = 0;
-    if (!s || !*s) return 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9') return 0;
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10) return 0;
-        v = v * 10 + d;
-    }
-    if (v > max) return 0;
-    *out = v;
-    return 1;
 }
 
 /* A finite decimal number, the whole string. */

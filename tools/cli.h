@@ -1,0 +1,17 @@
+/*
+ * cli.h — what the two files of the ds tool (tools/ds.c, tools/ds_bench.c)
+ * share. Not part of the library.
+ */
+#ifndef DS_TOOLS_CLI_H
+#define DS_TOOLS_CLI_H
+
+#include <stdint.h>
+
+/* Strict unsigned parse (tools/ds.c): decimal digits only, <= max. 1 = ok. */
+int parse_u64(const char *s, uint64_t max, uint64_t *out);
+
+/* `ds bench` (tools/ds_bench.c). */
+int ds_cmd_bench(int argc, char **argv);
+extern const char ds_bench_help[];
+
+#endif
