@@ -93,7 +93,7 @@ endif
 TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_pager_rss $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
-EXAMPLES = $(BUILD)/simple
+EXAMPLES = $(BUILD)/simple $(BUILD)/chat
 
 .PHONY: all test check amalgamation fuzz install clean testdata demo test-openssl tsan
 all: $(BUILD)/libdeepseek.a $(BUILD)/ds $(EXAMPLES)
@@ -114,6 +114,8 @@ $(BUILD)/ds: tools/ds.c tools/ds_bench.c tools/cli.h $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) tools/ds.c tools/ds_bench.c -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+$(BUILD)/chat: examples/chat.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a

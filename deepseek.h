@@ -231,6 +231,10 @@ typedef struct ds_model_params {
     ds_allocator allocator;       /* all NULL = C library */
     ds_log_fn log;                /* NULL = silent */
     void *log_user;
+    int exact_activations;        /* 0 (default): products with int8 (Q8_0) weights quantize the
+                                     activations to int8 per block of 32 on the fly (integer dot
+                                     products, as llama.cpp does); 1: F32 activations (slower,
+                                     closest to the reference) */
 } ds_model_params;
 
 DS_API ds_model_params ds_model_default_params(void);

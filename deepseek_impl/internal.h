@@ -476,6 +476,13 @@ DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, flo
 DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 DSI_FUNC void dsi_softmax(float *x, int n);
 DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n);
+/* Activations quantized on the fly for Q8_0 weights: n (a multiple of 32)
+ * floats into int8 q and one scale per 32 (amax / 127, nearest-even), and
+ * the dot product of a Q8_0 row with them (exact int32 sums per block). */
+DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s);
+DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n);
+DSI_FUNC void dsi_quantize_act_q8_c(const float *x, int n, int8_t *q, float *s);
+DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
 /* Portable versions (the reference for the ISA-specific ones). */
 DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n);
 DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n);
@@ -485,6 +492,10 @@ DSI_FUNC bool dsi_have_avx2(void);
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
+DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s);
+DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n);
+DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
+                                  float out[4]);
 
 /* A persistent pool: run(fn, ctx, n) calls fn(ctx, i, worker) for i in [0, n)
  * on all workers (the caller is worker 0) and returns when all are done. */
@@ -521,6 +532,7 @@ struct ds_model {
     bool weights_loaded;
     dsi_secure_buf *dense;      /* one per dense segment (n_segments entries; unused for experts) */
     int n_threads;
+    bool exact_act;             /* Q8_0 weights meet F32 activations (ds_model_params.exact_activations) */
     uint64_t expert_cache_bytes;
     ds_log_fn log;
     void *log_user;

@@ -361,6 +361,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     m->log = p->log;
     m->log_user = p->log_user;
     m->n_threads = p->n_threads > 0 ? p->n_threads : dsi_num_cpus();
+    m->exact_act = p->exact_activations != 0;
     m->expert_cache_bytes = p->expert_cache_bytes;
 
     ds_status s = DS_OK;

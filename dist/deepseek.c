@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 455196e07aaac80c: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 98ab4b40dbe7a10c: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -44,7 +44,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "455196e07aaac80c"
+#define DS_SOURCE_ID "98ab4b40dbe7a10c"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -530,6 +530,13 @@ DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, flo
 DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 DSI_FUNC void dsi_softmax(float *x, int n);
 DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n);
+/* Activations quantized on the fly for Q8_0 weights: n (a multiple of 32)
+ * floats into int8 q and one scale per 32 (amax / 127, nearest-even), and
+ * the dot product of a Q8_0 row with them (exact int32 sums per block). */
+DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s);
+DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n);
+DSI_FUNC void dsi_quantize_act_q8_c(const float *x, int n, int8_t *q, float *s);
+DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
 /* Portable versions (the reference for the ISA-specific ones). */
 DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n);
 DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n);
@@ -539,6 +546,10 @@ DSI_FUNC bool dsi_have_avx2(void);
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
+DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s);
+DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n);
+DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
+                                  float out[4]);
 
 /* A persistent pool: run(fn, ctx, n) calls fn(ctx, i, worker) for i in [0, n)
  * on all workers (the caller is worker 0) and returns when all are done. */
@@ -575,6 +586,7 @@ struct ds_model {
     bool weights_loaded;
     dsi_secure_buf *dense;      /* one per dense segment (n_segments entries; unused for experts) */
     int n_threads;
+    bool exact_act;             /* Q8_0 weights meet F32 activations (ds_model_params.exact_activations) */
     uint64_t expert_cache_bytes;
     ds_log_fn log;
     void *log_user;
@@ -7521,6 +7533,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     m->log = p->log;
     m->log_user = p->log_user;
     m->n_threads = p->n_threads > 0 ? p->n_threads : dsi_num_cpus();
+    m->exact_act = p->exact_activations != 0;
     m->expert_cache_bytes = p->expert_cache_bytes;
 
     ds_status s = DS_OK;
@@ -8016,6 +8029,42 @@ DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n) {
     return s0 + s1;
 }
 
+/* Activations quantized on the fly: n floats (n % 32 == 0) into int8 q with
+ * one float scale per block of 32 (amax / 127, round to nearest even), so a
+ * Q8_0 row times a vector is an exact int32 sum per block. */
+DSI_FUNC void dsi_quantize_act_q8_c(const float *x, int n, int8_t *q, float *s) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float amax = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+        float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+        s[b] = d;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) q[b * DSI_Q8_BLOCK + i] = (int8_t)lrintf(xb[i] * inv);
+    }
+}
+
+DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        const int8_t *w = (const int8_t *)(blk + 2);
+        const int8_t *a = q + b * DSI_Q8_BLOCK;
+        int32_t acc = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) acc += (int32_t)w[i] * (int32_t)a[i];
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * s[b] * (float)acc;
+    }
+    return sum;
+}
+
+DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
+    if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
+    else dsi_quantize_act_q8_c(x, n, q, s);
+}
+
+DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_have_avx2() ? dsi_dot_q8q8_avx2(row, q, s, n) : dsi_dot_q8q8_c(row, q, s, n);
+}
+
 /* The ISA is picked at run time (detected once, see dsi_cpu_features). */
 DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
     return dsi_have_avx2() ? dsi_dot_f32_avx2(a, b, n) : dsi_dot_f32_c(a, b, n);
@@ -8160,6 +8209,92 @@ DSI_AVX2 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int 
     return dsi_hsum256(_mm256_add_ps(a0, a1));
 }
 
+DSI_AVX2 DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+        __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                                 _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h);
+        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        s[b] = amax / 127.0f;
+        __m256 iv = _mm256_set1_ps(inv);
+        /* cvtps rounds to nearest even (the default MXCSR mode), as lrintf */
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, iv)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, iv));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, iv)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, iv));
+        __m256i p01 = _mm256_packs_epi32(i0, i1), p23 = _mm256_packs_epi32(i2, i3);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        /* the packs work per 128-bit lane: restore element order */
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(void *)(q + b * DSI_Q8_BLOCK), p);
+    }
+}
+
+/* Q8_0 row times int8 activations: |w| via sign, the activation takes w's
+ * sign, maddubs (u8 x s8 pairs into s16: at most 2 * 128 * 127, no
+ * saturation), madd into int32, then one float multiply per block. */
+DSI_AVX2 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int nb = n / DSI_Q8_BLOCK, b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *k0 = row + (size_t)b * DSI_Q8_BLOCK_BYTES, *k1 = k0 + DSI_Q8_BLOCK_BYTES;
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)(k0 + 2));
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(k1 + 2));
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)(q + b * DSI_Q8_BLOCK));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(const void *)(q + (b + 1) * DSI_Q8_BLOCK));
+        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
+        __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1)), ones);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k0)) * s[b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k1)) * s[b + 1]), a1);
+    }
+    if (b < nb) {
+        const uint8_t *k0 = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)(k0 + 2));
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)(q + b * DSI_Q8_BLOCK));
+        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k0)) * s[b]), a0);
+    }
+    return dsi_hsum256(_mm256_add_ps(a0, a1));
+}
+
+/* One Q8_0 row against four tokens' int8 activations (prefill): the row's
+ * block and its absolute value are loaded once for all four; out[j] gets the
+ * dot product with token j (activations q + j * ldq, scales s + j * lds). */
+DSI_AVX2 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s,
+                                           size_t lds, int n, float out[4]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int nb = n / DSI_Q8_BLOCK;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(k + 2));
+        __m256i aw = _mm256_sign_epi8(w, w);
+        float ws = _cvtsh_ss(dsi_rd16(k));
+        const int8_t *qb = q + (size_t)b * DSI_Q8_BLOCK;
+#define DSI_Q8Q8_TOKEN(j, acc)                                                                                  \
+    do {                                                                                                        \
+        __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(qb + (j) * ldq));                        \
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);                  \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(ws * s[(j) * lds + (size_t)b]), acc);       \
+    } while (0)
+        DSI_Q8Q8_TOKEN(0, a0);
+        DSI_Q8Q8_TOKEN(1, a1);
+        DSI_Q8Q8_TOKEN(2, a2);
+        DSI_Q8Q8_TOKEN(3, a3);
+#undef DSI_Q8Q8_TOKEN
+    }
+    out[0] = dsi_hsum256(a0);
+    out[1] = dsi_hsum256(a1);
+    out[2] = dsi_hsum256(a2);
+    out[3] = dsi_hsum256(a3);
+}
+
 DSI_FUNC bool dsi_have_avx2(void) {
     uint32_t need = DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C;
     return (dsi_cpu_features() & need) == need;
@@ -8169,6 +8304,12 @@ DSI_FUNC bool dsi_have_avx2(void) { return false; }
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) { return dsi_dot_f32(a, b, n); }
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
+DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s) { dsi_quantize_act_q8_c(x, n, q, s); }
+DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) { return dsi_dot_q8q8_c(row, q, s, n); }
+DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
+                                  float out[4]) {
+    for (int j = 0; j < 4; j++) out[j] = dsi_dot_q8q8_c(row, q + j * ldq, s + j * lds, n);
+}
 #endif
 /* ==== End kernels/cpu/ops_avx2.c ==== */
 
@@ -8744,6 +8885,9 @@ struct ds_context {
     int *etok;                         /* tokens grouped per expert */
     float *ework;                      /* per worker: max(cols) + attention scratch */
     size_t ework_stride;
+    int8_t *xq;                        /* (T, widest) activations quantized for Q8_0 weights */
+    float *xs;                         /* (T, widest / 32) their scales */
+    int xq_cols;                       /* widest */
     bool counted;                      /* included in the model's n_contexts */
 };
 
@@ -8902,9 +9046,12 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->selw = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(float));
     c->etok = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(int));
     c->ework = dsi_calloc(al, (size_t)c->n_workers, c->ework_stride * sizeof(float));
+    c->xq_cols = widest;
+    c->xq = dsi_calloc(al, T_ * (size_t)widest, 1);
+    c->xs = dsi_calloc(al, T_ * ((size_t)widest / DSI_Q8_BLOCK + 1), sizeof(float));
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
-        !c->ework) {
+        !c->ework || !c->xq || !c->xs) {
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
                  (double)Lr * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
         ds_context_free(c);
@@ -8926,6 +9073,8 @@ DS_API void ds_context_free(ds_context *c) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsi_free(al, bufs[i]);
     dsi_free(al, c->sel);
     dsi_free(al, c->etok);
+    dsi_free(al, c->xq);
+    dsi_free(al, c->xs);
     ds_model *m = c->m;
     bool counted = c->counted;
     dsi_free(al, c);
@@ -8942,6 +9091,8 @@ typedef struct dsi_mm_job {
     float *Y;                /* (T, ldy) */
     int ldy;
     int rows_per_task;
+    const int8_t *xq;        /* (T, cols) quantized X for Q8_0 weights, or NULL */
+    const float *xs;         /* (T, cols / 32) */
 } dsi_mm_job;
 
 static void dsi_mm_task(void *arg, int task, int worker) {
@@ -8950,6 +9101,28 @@ static void dsi_mm_task(void *arg, int task, int worker) {
     int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > w->rows) r1 = w->rows;
     float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
+    if (j->xq) {
+        /* int8 x int8: each row is read once and meets every token's
+         * quantized activations while it is in L1 */
+        int nb = w->cols / DSI_Q8_BLOCK;
+        bool v = dsi_have_avx2();
+        for (int r = r0; r < r1; r++) {
+            const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
+            int t = 0;
+            if (v) {
+                float o[4];
+                for (; t + 4 <= j->T; t += 4) {
+                    dsi_dot_q8q8x4_avx2(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
+                                        (size_t)nb, w->cols, o);
+                    for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
+                }
+            }
+            for (; t < j->T; t++)
+                j->Y[(size_t)t * j->ldy + r] =
+                    dsi_dot_q8q8(rp, j->xq + (size_t)t * w->cols, j->xs + (size_t)t * nb, w->cols);
+        }
+        return;
+    }
     for (int r = r0; r < r1; r++) {
         const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
         if (j->T == 1) {
@@ -8966,7 +9139,14 @@ static void dsi_mm_task(void *arg, int task, int worker) {
 /* Y (T, rows) = X (T, cols) W^T */
 static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
                        int ldx, float *Y, int ldy) {
-    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0};
+    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL};
+    if (w->dtype == DS_DTYPE_Q8_0 && w->cols <= c->xq_cols && !c->m->exact_act) {
+        int nb = w->cols / DSI_Q8_BLOCK;
+        for (int t = 0; t < T; t++)
+            dsi_quantize_act_q8(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
+        j.xq = c->xq;
+        j.xs = c->xs;
+    }
     int tasks = c->n_workers * 4;
     j.rows_per_task = (w->rows + tasks - 1) / tasks;
     if (j.rows_per_task < 8) j.rows_per_task = 8;

@@ -1,58 +1,58 @@
 /*
- * simple.c — open a sealed model and print what it holds.
+ * simple.c — the smallest embedding: open a sealed model, generate, print, close.
  *
- *     cc -std=c11 -O2 examples/simple.c dist/deepseek.c -I. -lsodium -lm -lpthread -o simple
- *     ./simple model.dsm vendor.key
+ *     cc -std=c11 -O2 -I. examples/simple.c dist/deepseek.c -lsodium -lm -lpthread -o simple
+ *     ./simple models/demo.dsm models/demo.key "In the beginning"
  */
 #include "deepseek.h"
 
 #include <stdio.h>
 
-static const char *arch_name(ds_arch a) {
-    switch (a) {
-    case DS_ARCH_DEEPSEEK_V2: return "DeepSeek-V2";
-    case DS_ARCH_DEEPSEEK_V3: return "DeepSeek-V3";
-    case DS_ARCH_DEEPSEEK_MOE: return "DeepSeek-MoE";
-    default: return "unknown";
-    }
+static int print_piece(void *user, int32_t token, const char *piece, size_t len) {
+    (void)user, (void)token;
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+    return 0;                              /* non-zero would stop generation */
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s MODEL.dsm KEYFILE\n", argv[0]);
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s MODEL.dsm KEYFILE PROMPT\n", argv[0]);
         return 2;
     }
     unsigned char key[DS_KEY_BYTES];
-    if (ds_key_file_read(argv[2], key) != DS_OK) {
-        ds_memzero(key, sizeof key);
-        fprintf(stderr, "%s: %s\n", argv[2], ds_last_error());
-        return 1;
-    }
-    ds_model_params mp = ds_model_default_params();
-    mp.key = key;
-    mp.key_len = sizeof key;
-    mp.load_weights = 0;                  /* metadata only: decrypt no weights */
     ds_model *m = NULL;
-    ds_status st = ds_model_open(&m, argv[1], &mp);
-    ds_memzero(key, sizeof key);          /* the model keeps its own derived keys */
-    if (st != DS_OK) {
-        fprintf(stderr, "%s: %s: %s\n", argv[1], ds_status_string(st), ds_last_error());
-        return 1;
+    ds_context *c = NULL;
+    ds_sampler *s = NULL;
+    ds_status st = ds_key_file_read(argv[2], key);
+    if (st == DS_OK) {
+        ds_model_params mp = ds_model_default_params();
+        mp.key = key;
+        mp.key_len = sizeof key;
+        st = ds_model_open(&m, argv[1], &mp);   /* the model keeps its own derived keys */
     }
-    ds_model_config c;
-    if ((st = ds_model_get_config(m, &c)) != DS_OK) {
-        fprintf(stderr, "%s: %s: %s\n", argv[1], ds_status_string(st), ds_last_error());
-        (void)ds_model_close(m);
-        return 1;
+    ds_memzero(key, sizeof key);
+    if (st == DS_OK) st = ds_context_new(&c, m, NULL);
+    if (st == DS_OK) {
+        ds_sampler_params sp = ds_sampler_default_params();
+        sp.temperature = 0.7f;
+        sp.top_p = 0.9f;
+        sp.seed = 42;
+        st = ds_sampler_new(&s, &sp);
     }
-    printf("%s: %s, %d layers, hidden %d, %d heads, vocab %d\n", argv[1], arch_name(c.arch), c.n_layers,
-           c.hidden_size, c.n_heads, c.vocab_size);
-    printf("experts: %d routed, %d per token, %d shared; first %d layer(s) dense\n", c.n_routed_experts,
-           c.n_experts_per_tok, c.n_shared_experts, c.first_k_dense_replace);
-    printf("tensors: %zu\n", ds_model_tensor_count(m));
-    if ((st = ds_model_close(m)) != DS_OK) {
-        fprintf(stderr, "close: %s: %s\n", ds_status_string(st), ds_last_error());
-        return 1;
+    ds_generate_stats gs = {0};
+    if (st == DS_OK) {
+        fputs(argv[3], stdout);
+        st = ds_generate(c, s, argv[3], 96, print_piece, NULL, &gs);
+        putchar('\n');
     }
-    return 0;
+    if (st != DS_OK)
+        fprintf(stderr, "error: %s: %s\n", ds_status_string(st), ds_last_error());
+    else
+        fprintf(stderr, "[%d prompt tokens, %d generated, %.1f tokens/s]\n", gs.n_prompt, gs.n_generated,
+                gs.generate_seconds > 0 ? gs.n_generated / gs.generate_seconds : 0.0);
+    ds_sampler_free(s);
+    ds_context_free(c);
+    (void)ds_model_close(m);   /* NULL is fine */
+    return st == DS_OK ? 0 : 1;
 }

@@ -18,7 +18,80 @@ static float frand(void) {
 
 static bool close_enough(float a, float b, float scale) { return fabsf(a - b) <= 1e-5f * scale + 1e-6f; }
 
+/* The int8 x int8 path: the quantizer and the dot product against a double
+ * reference built from the same quantized numbers (so it is exact up to
+ * float rounding), the AVX2 quantizer bit for bit against the portable one,
+ * and the total error against the unquantized F32 product within the bound
+ * the two roundings allow. Runs on every CPU (the portable versions). */
+static void test_q8q8(void) {
+    enum { MAXN = 4096 };
+    static float a[MAXN], x[MAXN], s1[MAXN / 32], s2[MAXN / 32];
+    static int8_t q1[MAXN], q2[MAXN];
+    static uint8_t w[MAXN / 32 * 34];
+    bool avx = dsi_have_avx2();
+    int bad_q = 0, bad_c = 0, bad_v = 0, bad_err = 0, cases = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        int nb = trial < 40 ? trial + 1 : 1 + (int)((frand() * 0.5f + 0.5f) * (MAXN / 32 - 1));
+        if (trial % 50 == 0) nb = 2048 / 32;
+        if (trial % 50 == 1) nb = 1408 / 32;
+        int n = nb * 32;
+        float mag = powf(10.0f, 3.0f * frand());
+        for (int i = 0; i < n; i++) {
+            a[i] = frand() * mag;
+            x[i] = frand() * (trial % 7 == 0 ? 1000.0f : 1.0f);
+        }
+        if (trial % 11 == 0) for (int i = 0; i < 32; i++) x[i] = 0;   /* an all-zero block */
+        if (trial % 13 == 0) x[n - 1] = 0.5f * x[n - 1] + 1e6f;       /* one outlier */
+        cases++;
+        dsi_quantize_row_q8_0(a, w, (size_t)n);
+        dsi_quantize_act_q8_c(x, n, q1, s1);
+        double ref = 0, exact = 0, bound = 0;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *blk = w + (size_t)b * 34;
+            double ws = dsi_f16_to_f32(dsi_rd16(blk)), acc = 0;
+            for (int i = 0; i < 32; i++) {
+                int8_t wq = (int8_t)blk[2 + i];
+                acc += (double)wq * q1[b * 32 + i];
+                exact += (double)wq * ws * x[b * 32 + i];
+                /* |x - q s| <= s/2 per element; a block's contribution is off by at most this */
+                bound += fabs((double)wq * ws) * s1[b] * 0.5;
+                if (fabsf(x[b * 32 + i] - q1[b * 32 + i] * s1[b]) > 0.5f * s1[b] * (1 + 1e-5f) + 1e-30f) bad_q++;
+            }
+            ref += ws * s1[b] * acc;
+        }
+        double mass = 0;
+        for (int b = 0; b < nb; b++) mass += fabs(dsi_f16_to_f32(dsi_rd16(w + (size_t)b * 34)) * s1[b] * 127.0 * 127.0 * 32);
+        float c = dsi_dot_q8q8_c(w, q1, s1, n);
+        if (fabs(c - ref) > 1e-5 * mass + 1e-6) bad_c++;
+        if (fabs(ref - exact) > bound * (1 + 1e-6) + 1e-6 * mass) bad_err++;
+        if (avx) {
+            dsi_quantize_act_q8_avx2(x, n, q2, s2);
+            if (memcmp(q1, q2, (size_t)n) || memcmp(s1, s2, (size_t)nb * sizeof(float))) bad_v++;
+            else if (fabs(dsi_dot_q8q8_avx2(w, q1, s1, n) - ref) > 1e-5 * mass + 1e-6) bad_v++;
+            else {
+                /* the four-token tile: token j is the activations shifted by j blocks */
+                if (nb > 4) {
+                    float o[4];
+                    dsi_dot_q8q8x4_avx2(w, q1, 32, s1, 1, n - 96, o);
+                    for (int j = 0; j < 4; j++)
+                        if (fabs(o[j] - dsi_dot_q8q8_c(w, q1 + 32 * j, s1 + j, n - 96)) > 1e-5 * mass + 1e-6) bad_v++;
+                }
+            }
+        }
+    }
+    T_CHECK("kernels-2.1", bad_q == 0, "activation quantizer: %d elements off by more than half a step", bad_q);
+    T_CHECK("kernels-2.2", bad_c == 0, "portable int8 dot differs from the reference in %d of %d cases", bad_c, cases);
+    T_CHECK("kernels-2.3", bad_err == 0, "int8 dot outside the rounding bound of the F32 product in %d of %d cases",
+            bad_err, cases);
+    if (avx)
+        T_CHECK("kernels-2.4", bad_v == 0, "AVX2 quantizer or int8 dot differs from the portable one in %d of %d cases",
+                bad_v, cases);
+    else
+        T_SKIP("kernels-2.4", "no AVX2/FMA/F16C on this CPU");
+}
+
 int main(void) {
+    test_q8q8();
     if (!dsi_have_avx2()) {
         T_SKIP("kernels", "no AVX2/FMA/F16C on this CPU");
         return t_finish("test_kernels");

@@ -63,6 +63,7 @@ const char ds_bench_help[] =
     "  --threads N           compute threads (default 0 = all CPUs)\n"
     "  --no-prefetch         no prefetch thread (with --sweep: only runs without prefetch)\n"
     "  --evict lru|lfu       eviction policy (default lru)\n"
+    "  --exact-act           F32 activations with int8 weights (default: int8 activations)\n"
     "  --sweep P1,P2,...     budgets as percentages of the routed experts' bytes (100 =\n"
     "                        resident); each runs with and without prefetch, in its own\n"
     "                        process; writes DIR/sweep.csv, DIR/sweep_runs.csv and\n"
@@ -162,7 +163,7 @@ typedef struct bench_opts {
     const char *model;
     const char *key_file, *pass_env;
     uint64_t cache_bytes;
-    int prompt_tokens, gen_tokens, threads, prefetch, repeat;
+    int prompt_tokens, gen_tokens, threads, prefetch, repeat, exact_act;
     ds_evict_policy evict;
     double sweep[MAX_SWEEP];
     int n_sweep;
@@ -255,6 +256,10 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
         if (!strcmp(a, "--no-prefetch")) {
             o->prefetch = 0;
+            continue;
+        }
+        if (!strcmp(a, "--exact-act")) {
+            o->exact_act = 1;
             continue;
         }
         const char **slot = NULL;
@@ -384,6 +389,7 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     mp.prefetch = prefetch;
     mp.evict_policy = o->evict;
     mp.n_threads = o->threads;
+    mp.exact_activations = o->exact_act;
     ds_model *m = NULL;
     st = ds_model_open(&m, o->model, &mp);
     ds_memzero(key, sizeof key);
@@ -615,6 +621,7 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
         args[n++] = t_s;
         args[n++] = (char *)"--evict";
         args[n++] = (char *)(o->evict == DS_EVICT_LRU ? "lru" : "lfu");
+        if (o->exact_act) args[n++] = (char *)"--exact-act";
         if (o->key_file) {
             args[n++] = (char *)"--key-file";
             args[n++] = (char *)o->key_file;

@@ -53,6 +53,42 @@ DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n) {
     return s0 + s1;
 }
 
+/* Activations quantized on the fly: n floats (n % 32 == 0) into int8 q with
+ * one float scale per block of 32 (amax / 127, round to nearest even), so a
+ * Q8_0 row times a vector is an exact int32 sum per block. */
+DSI_FUNC void dsi_quantize_act_q8_c(const float *x, int n, int8_t *q, float *s) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float amax = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+        float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+        s[b] = d;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) q[b * DSI_Q8_BLOCK + i] = (int8_t)lrintf(xb[i] * inv);
+    }
+}
+
+DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        const int8_t *w = (const int8_t *)(blk + 2);
+        const int8_t *a = q + b * DSI_Q8_BLOCK;
+        int32_t acc = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) acc += (int32_t)w[i] * (int32_t)a[i];
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * s[b] * (float)acc;
+    }
+    return sum;
+}
+
+DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
+    if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
+    else dsi_quantize_act_q8_c(x, n, q, s);
+}
+
+DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_have_avx2() ? dsi_dot_q8q8_avx2(row, q, s, n) : dsi_dot_q8q8_c(row, q, s, n);
+}
+
 /* The ISA is picked at run time (detected once, see dsi_cpu_features). */
 DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
     return dsi_have_avx2() ? dsi_dot_f32_avx2(a, b, n) : dsi_dot_f32_c(a, b, n);

@@ -73,6 +73,92 @@ DSI_AVX2 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int 
     return dsi_hsum256(_mm256_add_ps(a0, a1));
 }
 
+DSI_AVX2 DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+        __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                                 _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h);
+        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        s[b] = amax / 127.0f;
+        __m256 iv = _mm256_set1_ps(inv);
+        /* cvtps rounds to nearest even (the default MXCSR mode), as lrintf */
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, iv)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, iv));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, iv)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, iv));
+        __m256i p01 = _mm256_packs_epi32(i0, i1), p23 = _mm256_packs_epi32(i2, i3);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        /* the packs work per 128-bit lane: restore element order */
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(void *)(q + b * DSI_Q8_BLOCK), p);
+    }
+}
+
+/* Q8_0 row times int8 activations: |w| via sign, the activation takes w's
+ * sign, maddubs (u8 x s8 pairs into s16: at most 2 * 128 * 127, no
+ * saturation), madd into int32, then one float multiply per block. */
+DSI_AVX2 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int nb = n / DSI_Q8_BLOCK, b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *k0 = row + (size_t)b * DSI_Q8_BLOCK_BYTES, *k1 = k0 + DSI_Q8_BLOCK_BYTES;
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)(k0 + 2));
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(k1 + 2));
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)(q + b * DSI_Q8_BLOCK));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(const void *)(q + (b + 1) * DSI_Q8_BLOCK));
+        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
+        __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1)), ones);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k0)) * s[b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k1)) * s[b + 1]), a1);
+    }
+    if (b < nb) {
+        const uint8_t *k0 = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)(k0 + 2));
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)(q + b * DSI_Q8_BLOCK));
+        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k0)) * s[b]), a0);
+    }
+    return dsi_hsum256(_mm256_add_ps(a0, a1));
+}
+
+/* One Q8_0 row against four tokens' int8 activations (prefill): the row's
+ * block and its absolute value are loaded once for all four; out[j] gets the
+ * dot product with token j (activations q + j * ldq, scales s + j * lds). */
+DSI_AVX2 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s,
+                                           size_t lds, int n, float out[4]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int nb = n / DSI_Q8_BLOCK;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(k + 2));
+        __m256i aw = _mm256_sign_epi8(w, w);
+        float ws = _cvtsh_ss(dsi_rd16(k));
+        const int8_t *qb = q + (size_t)b * DSI_Q8_BLOCK;
+#define DSI_Q8Q8_TOKEN(j, acc)                                                                                  \
+    do {                                                                                                        \
+        __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(qb + (j) * ldq));                        \
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);                  \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(ws * s[(j) * lds + (size_t)b]), acc);       \
+    } while (0)
+        DSI_Q8Q8_TOKEN(0, a0);
+        DSI_Q8Q8_TOKEN(1, a1);
+        DSI_Q8Q8_TOKEN(2, a2);
+        DSI_Q8Q8_TOKEN(3, a3);
+#undef DSI_Q8Q8_TOKEN
+    }
+    out[0] = dsi_hsum256(a0);
+    out[1] = dsi_hsum256(a1);
+    out[2] = dsi_hsum256(a2);
+    out[3] = dsi_hsum256(a3);
+}
+
 DSI_FUNC bool dsi_have_avx2(void) {
     uint32_t need = DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C;
     return (dsi_cpu_features() & need) == need;
@@ -82,4 +168,10 @@ DSI_FUNC bool dsi_have_avx2(void) { return false; }
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) { return dsi_dot_f32(a, b, n); }
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
+DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s) { dsi_quantize_act_q8_c(x, n, q, s); }
+DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) { return dsi_dot_q8q8_c(row, q, s, n); }
+DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
+                                  float out[4]) {
+    for (int j = 0; j < 4; j++) out[j] = dsi_dot_q8q8_c(row, q + j * ldq, s + j * lds, n);
+}
 #endif
