@@ -95,6 +95,14 @@ TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat
 
+# ds-server (examples/server.c, an OpenAI-compatible HTTP server) needs
+# libmicrohttpd: `all` builds it only where pkg-config finds it.
+MHD_CFLAGS := $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
+MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+ifneq ($(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo yes),)
+  EXAMPLES += $(BUILD)/ds-server
+endif
+
 .PHONY: all test check amalgamation fuzz install clean testdata demo test-openssl tsan
 all: $(BUILD)/libdeepseek.a $(BUILD)/ds $(EXAMPLES)
 
@@ -118,6 +126,10 @@ $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
 $(BUILD)/chat: examples/chat.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
+SERVER_SRCS = examples/server.c examples/server_json.c
+$(BUILD)/ds-server: $(SERVER_SRCS) examples/server_json.h $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $(MHD_CFLAGS) $(SERVER_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(MHD_LIBS) $(LDLIBS) $(CUDA_LIBS)
+
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
@@ -137,7 +149,7 @@ $(TESTDATA): tests/gen/make_checkpoint.py
 testdata: $(TESTDATA)
 
 test: all $(TEST_BINS) $(TESTDATA)
-	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_crypto_cross.sh
+	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_crypto_cross.sh tests/server/run.sh
 
 # The OpenSSL provider: the whole suite against it, then the cross-provider
 # test (files sealed by either build open with the other; identical chunk
@@ -167,6 +179,12 @@ $(TSAN_BUILD)/%: tests/%.c tests/test.h $(LIB_SRCS) $(LIB_HDRS)
 .PHONY: bench-pager
 bench-pager: $(BUILD)/ds
 	DS=$(BUILD)/ds PYTHON=$(PYTHON) sh bench/run_pager_bench.sh $(BUILD)/bench-pager
+# Us against llama.cpp on identical weights (bench/README-compare.md): installs
+# llama-cpp-python into a venv (30-60 min the first time), ~20 GB of disk.
+# BENCH_ARGS=--quick tests the script; results in $(BUILD)/bench-compare/.
+.PHONY: bench
+bench: $(BUILD)/ds $(BUILD)/libdeepseek.a
+	DS=$(BUILD)/ds PYTHON=$(PYTHON) CC=$(CC) sh bench/compare_llamacpp.sh $(BUILD)/bench-compare $(BENCH_ARGS)
 
 $(BUILD)/bench_container: tests/bench/bench_container.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)

@@ -231,6 +231,11 @@ typedef struct ds_model_params {
     ds_allocator allocator;       /* all NULL = C library */
     ds_log_fn log;                /* NULL = silent */
     void *log_user;
+    uint64_t page_cache_bytes;    /* with an expert cache: ciphertext of recently decrypted experts
+                                     the OS page cache may keep (most recent first), so a refill
+                                     reads memory, not disk; older ciphertext is dropped with
+                                     posix_fadvise. 0 (default) = drop each expert's ciphertext
+                                     right after decrypting it */
     int exact_activations;        /* 0 (default): products with int8 (Q8_0) weights quantize the
                                      activations to int8 per block of 32 on the fly (integer dot
                                      products, as llama.cpp does); 1: F32 activations (slower,

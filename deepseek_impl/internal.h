@@ -508,7 +508,12 @@ DSI_FUNC int dsi_pool_size(const dsi_pool *p);
 
 /* ==== Expert pager (pager.c) ============================================ */
 typedef struct dsi_pager dsi_pager;
-DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds_evict_policy policy, dsi_err *e);
+/* Asks the OS for [off, off + len) of the file ahead of reading it through
+ * the mapping; releases this process's pages of the whole pages in [off, end). */
+DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
+DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, bool prefetch,
+                                 ds_evict_policy policy, dsi_err *e);
 DSI_FUNC void dsi_pager_free(ds_model *m);
 DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
 DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);

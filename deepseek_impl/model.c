@@ -149,8 +149,21 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
         if (!scratch) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a %u-byte chunk", cb);
     }
     ds_status st = DS_OK;
-    for (uint32_t c = 0; c < s->n_chunks && !st; c++)
-        st = dsi_open_chunk_at(m, seg, c, dst ? dst + (uint64_t)c * cb : scratch, e);
+    /* windows of 8 chunks: asked for ahead, let go of after (a large
+     * segment, the embeddings, never has all its ciphertext mapped) */
+    const uint32_t win = 8;
+    uint64_t stride = (uint64_t)cb + DSI_TAG_BYTES;
+    for (uint32_t c0 = 0; c0 < s->n_chunks && !st; c0 += win) {
+        uint32_t c1 = c0 + win < s->n_chunks ? c0 + win : s->n_chunks;
+        uint64_t w0 = s->offset + (uint64_t)c0 * stride;
+        uint64_t w1 = c1 == s->n_chunks ? s->offset + s->stored_bytes : s->offset + (uint64_t)c1 * stride;
+        dsi_map_willneed(m, w0, w1 - w0);
+        for (uint32_t c = c0; c < c1 && !st; c++)
+            st = dsi_open_chunk_at(m, seg, c, dst ? dst + (uint64_t)c * cb : scratch, e);
+        /* the window's first page may hold the previous window's tail: both are done */
+        dsi_map_release(m, (s->offset + (uint64_t)c0 * stride) & ~(uint64_t)(DSI_SEG_ALIGN - 1),
+                        c1 == s->n_chunks ? (w1 + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1) : w1);
+    }
     if (st && dst) sodium_memzero(dst, s->plain_bytes);   /* no half-authenticated plaintext */
     if (scratch) {
         sodium_memzero(scratch, cb);
@@ -269,6 +282,24 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
     return DS_OK;
 }
 
+/* Asks for [off, off + len) of the file in large asynchronous reads of
+ * exactly that range, before it is decrypted through the mapping (faults
+ * would read it in read-around windows that spill into the neighbouring
+ * segments, whose pages then stay in the page cache until those are read). */
+DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len) {
+    if (off >= m->map_len) return;
+    if (len > m->map_len - off) len = m->map_len - off;
+    uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    (void)posix_fadvise(m->fd, (off_t)a, (off_t)(off + len - a), POSIX_FADV_WILLNEED);
+}
+
+/* Lets go of this process's pages of the whole pages inside [off, end). */
+DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end) {
+    uint64_t a = (off + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    uint64_t b = end & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    if (b > a) (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(b - a), MADV_DONTNEED);
+}
+
 static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     const dsi_header *h = &m->hdr;
     size_t n = (size_t)h->meta_plain_bytes;
@@ -279,6 +310,7 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     uint32_t nch = 0;
     dsi_stored_bytes(h->meta_plain_bytes, h->chunk_bytes, &stored, &nch);
     const uint8_t *in = m->map + h->meta_offset;
+    dsi_map_willneed(m, h->meta_offset, stored);
     for (uint32_t c = 0; c < nch; c++) {
         uint64_t done = (uint64_t)c * h->chunk_bytes;
         size_t len = (size_t)(n - done < h->chunk_bytes ? n - done : h->chunk_bytes);
@@ -419,7 +451,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     if ((s = dsi_check_directory(m, &e))) goto fail;
     if (p->load_weights && (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0, &e))) goto fail;
     if (p->load_weights && p->expert_cache_bytes &&
-        (s = dsi_pager_new(m, p->expert_cache_bytes, p->prefetch != 0, p->evict_policy, &e)))
+        (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, p->prefetch != 0, p->evict_policy, &e)))
         goto fail;
     dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
             m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));

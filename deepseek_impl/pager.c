@@ -4,8 +4,10 @@
  * file mapping into a free or evicted slot; slots in use by a running forward
  * pass are pinned; a prefetch thread decrypts the experts predicted for the
  * next layer while the current one computes. After a segment is decrypted its
- * ciphertext pages are dropped from the page cache, so the sealed file does
- * not swell the machine's memory either.
+ * ciphertext pages leave this process, and the page cache keeps at most
+ * page_cache bytes of the most recently decrypted segments (a second, cheaper
+ * tier: a refill from memory instead of disk); the rest is dropped with
+ * posix_fadvise, so the sealed file does not swell the machine's memory.
  *
  * Concurrency: one mutex guards the slot table; decryption runs outside it
  * with the slot marked LOADING, and threads that want a LOADING slot wait on
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include <sodium.h>
+
 
 enum { DSI_SLOT_EMPTY = 0, DSI_SLOT_LOADING = 1, DSI_SLOT_READY = 2 };
 #define DSI_PREFETCH_QUEUE 1024
@@ -65,7 +68,33 @@ struct dsi_pager {
      * pool at a time (others decrypt on their own thread) */
     dsi_pool *pool;
     pthread_mutex_t pool_lock;
+    /* the page-cache tier: segments whose ciphertext the OS may keep, oldest first */
+    uint32_t *pc;
+    int pc_cap, pc_len;
 };
+
+/* Records that segment seg was just read; returns the segment whose
+ * ciphertext should now leave the page cache (seg itself without a tier), or
+ * -1. Takes the lock. */
+static long dsi_pc_push(dsi_pager *p, uint32_t seg) {
+    if (!p->pc_cap) return (long)seg;
+    pthread_mutex_lock(&p->lock);
+    int k = 0;
+    while (k < p->pc_len && p->pc[k] != seg) k++;
+    if (k < p->pc_len) {   /* already kept: move it to the young end */
+        memmove(p->pc + k, p->pc + k + 1, (size_t)(p->pc_len - k - 1) * sizeof *p->pc);
+        p->pc_len--;
+    }
+    long drop = -1;
+    if (p->pc_len == p->pc_cap) {
+        drop = (long)p->pc[0];
+        memmove(p->pc, p->pc + 1, (size_t)(p->pc_len - 1) * sizeof *p->pc);
+        p->pc_len--;
+    }
+    p->pc[p->pc_len++] = seg;
+    pthread_mutex_unlock(&p->lock);
+    return drop;
+}
 
 typedef struct dsi_fill_job {
     const ds_model *m;
@@ -144,6 +173,8 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     const dsi_expert_ref *r = &m->layers[layer].experts[expert];
     const dsi_segment *seg = &m->meta.segments[r->segment];
     double t0 = dsi_now_seconds();
+    /* exactly this segment, in large reads (see dsi_map_willneed) */
+    dsi_map_willneed(m, seg->offset, seg->stored_bytes);
     ds_status s;
     if (p->pool && seg->n_chunks > 1 && pthread_mutex_trylock(&p->pool_lock) == 0) {
         int nt = dsi_pool_size(p->pool);
@@ -160,12 +191,16 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
         s = dsi_segment_read(m, r->segment, dst, p->slot_bytes, e);
     }
     *secs = dsi_now_seconds() - t0;
-    /* the ciphertext is not needed again soon: drop it from the page cache
-     * (and from this process's page tables) */
+    /* the ciphertext leaves this process's page tables now, and the page
+     * cache when it falls out of the page-cache tier (at once without one) */
     const dsi_segment *sg = &m->meta.segments[r->segment];
     uint64_t a = sg->offset & ~(uint64_t)(DSI_SEG_ALIGN - 1);
     (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(sg->offset + sg->stored_bytes - a), MADV_DONTNEED);
-    (void)posix_fadvise(m->fd, (off_t)sg->offset, (off_t)sg->stored_bytes, POSIX_FADV_DONTNEED);
+    long drop = dsi_pc_push(p, r->segment);
+    if (drop >= 0) {
+        const dsi_segment *dg = &m->meta.segments[drop];
+        (void)posix_fadvise(m->fd, (off_t)dg->offset, (off_t)dg->stored_bytes, POSIX_FADV_DONTNEED);
+    }
     return s;
 }
 
@@ -302,7 +337,8 @@ static void *dsi_prefetch_main(void *arg) {
 }
 
 /* ==== Life cycle ========================================================= */
-DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds_evict_policy policy, dsi_err *e) {
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, bool prefetch,
+                                 ds_evict_policy policy, dsi_err *e) {
     const ds_model_config *cf = &m->cfg;
     size_t slot = 0;
     for (size_t i = 0; i < m->meta.n_segments; i++)
@@ -329,13 +365,18 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds
     p->slots = dsi_calloc(&m->al, (size_t)n, sizeof *p->slots);
     p->where = dsi_calloc(&m->al, (size_t)total, sizeof *p->where);
     p->predicted = dsi_calloc(&m->al, (size_t)total, 1);
+    uint64_t pc = page_cache / slot;
+    p->pc_cap = (int)(pc < total ? pc : total);
+    if (p->pc_cap) p->pc = dsi_calloc(&m->al, (size_t)p->pc_cap, sizeof *p->pc);
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->pool_lock, NULL);
     pthread_cond_init(&p->changed, NULL);
     pthread_cond_init(&p->work, NULL);
     m->pager = p;   /* from here dsi_pager_free cleans up */
-    if (!p->slots || !p->where || !p->predicted) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    if (!p->slots || !p->where || !p->predicted || (p->pc_cap && !p->pc))
+        return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < total; i++) p->where[i] = -1;
+
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
     ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
@@ -370,6 +411,7 @@ DSI_FUNC void dsi_pager_free(ds_model *m) {
     dsi_free(&m->al, p->slots);
     dsi_free(&m->al, p->where);
     dsi_free(&m->al, p->predicted);
+    dsi_free(&m->al, p->pc);
     dsi_free(&m->al, p);
     m->pager = NULL;
 }

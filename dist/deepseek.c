@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 98ab4b40dbe7a10c: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id cec66cb885343feb: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -44,7 +44,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "98ab4b40dbe7a10c"
+#define DS_SOURCE_ID "cec66cb885343feb"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -562,7 +562,12 @@ DSI_FUNC int dsi_pool_size(const dsi_pool *p);
 
 /* ==== Expert pager (pager.c) ============================================ */
 typedef struct dsi_pager dsi_pager;
-DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds_evict_policy policy, dsi_err *e);
+/* Asks the OS for [off, off + len) of the file ahead of reading it through
+ * the mapping; releases this process's pages of the whole pages in [off, end). */
+DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
+DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, bool prefetch,
+                                 ds_evict_policy policy, dsi_err *e);
 DSI_FUNC void dsi_pager_free(ds_model *m);
 DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
 DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
@@ -7321,8 +7326,21 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
         if (!scratch) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a %u-byte chunk", cb);
     }
     ds_status st = DS_OK;
-    for (uint32_t c = 0; c < s->n_chunks && !st; c++)
-        st = dsi_open_chunk_at(m, seg, c, dst ? dst + (uint64_t)c * cb : scratch, e);
+    /* windows of 8 chunks: asked for ahead, let go of after (a large
+     * segment, the embeddings, never has all its ciphertext mapped) */
+    const uint32_t win = 8;
+    uint64_t stride = (uint64_t)cb + DSI_TAG_BYTES;
+    for (uint32_t c0 = 0; c0 < s->n_chunks && !st; c0 += win) {
+        uint32_t c1 = c0 + win < s->n_chunks ? c0 + win : s->n_chunks;
+        uint64_t w0 = s->offset + (uint64_t)c0 * stride;
+        uint64_t w1 = c1 == s->n_chunks ? s->offset + s->stored_bytes : s->offset + (uint64_t)c1 * stride;
+        dsi_map_willneed(m, w0, w1 - w0);
+        for (uint32_t c = c0; c < c1 && !st; c++)
+            st = dsi_open_chunk_at(m, seg, c, dst ? dst + (uint64_t)c * cb : scratch, e);
+        /* the window's first page may hold the previous window's tail: both are done */
+        dsi_map_release(m, (s->offset + (uint64_t)c0 * stride) & ~(uint64_t)(DSI_SEG_ALIGN - 1),
+                        c1 == s->n_chunks ? (w1 + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1) : w1);
+    }
     if (st && dst) sodium_memzero(dst, s->plain_bytes);   /* no half-authenticated plaintext */
     if (scratch) {
         sodium_memzero(scratch, cb);
@@ -7441,6 +7459,24 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
     return DS_OK;
 }
 
+/* Asks for [off, off + len) of the file in large asynchronous reads of
+ * exactly that range, before it is decrypted through the mapping (faults
+ * would read it in read-around windows that spill into the neighbouring
+ * segments, whose pages then stay in the page cache until those are read). */
+DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len) {
+    if (off >= m->map_len) return;
+    if (len > m->map_len - off) len = m->map_len - off;
+    uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    (void)posix_fadvise(m->fd, (off_t)a, (off_t)(off + len - a), POSIX_FADV_WILLNEED);
+}
+
+/* Lets go of this process's pages of the whole pages inside [off, end). */
+DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end) {
+    uint64_t a = (off + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    uint64_t b = end & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    if (b > a) (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(b - a), MADV_DONTNEED);
+}
+
 static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     const dsi_header *h = &m->hdr;
     size_t n = (size_t)h->meta_plain_bytes;
@@ -7451,6 +7487,7 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     uint32_t nch = 0;
     dsi_stored_bytes(h->meta_plain_bytes, h->chunk_bytes, &stored, &nch);
     const uint8_t *in = m->map + h->meta_offset;
+    dsi_map_willneed(m, h->meta_offset, stored);
     for (uint32_t c = 0; c < nch; c++) {
         uint64_t done = (uint64_t)c * h->chunk_bytes;
         size_t len = (size_t)(n - done < h->chunk_bytes ? n - done : h->chunk_bytes);
@@ -7591,7 +7628,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     if ((s = dsi_check_directory(m, &e))) goto fail;
     if (p->load_weights && (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0, &e))) goto fail;
     if (p->load_weights && p->expert_cache_bytes &&
-        (s = dsi_pager_new(m, p->expert_cache_bytes, p->prefetch != 0, p->evict_policy, &e)))
+        (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, p->prefetch != 0, p->evict_policy, &e)))
         goto fail;
     dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
             m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
@@ -8320,8 +8357,10 @@ DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ld
  * file mapping into a free or evicted slot; slots in use by a running forward
  * pass are pinned; a prefetch thread decrypts the experts predicted for the
  * next layer while the current one computes. After a segment is decrypted its
- * ciphertext pages are dropped from the page cache, so the sealed file does
- * not swell the machine's memory either.
+ * ciphertext pages leave this process, and the page cache keeps at most
+ * page_cache bytes of the most recently decrypted segments (a second, cheaper
+ * tier: a refill from memory instead of disk); the rest is dropped with
+ * posix_fadvise, so the sealed file does not swell the machine's memory.
  *
  * Concurrency: one mutex guards the slot table; decryption runs outside it
  * with the slot marked LOADING, and threads that want a LOADING slot wait on
@@ -8338,6 +8377,7 @@ DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ld
 #include <unistd.h>
 
 #include <sodium.h>
+
 
 enum { DSI_SLOT_EMPTY = 0, DSI_SLOT_LOADING = 1, DSI_SLOT_READY = 2 };
 #define DSI_PREFETCH_QUEUE 1024
@@ -8381,7 +8421,33 @@ struct dsi_pager {
      * pool at a time (others decrypt on their own thread) */
     dsi_pool *pool;
     pthread_mutex_t pool_lock;
+    /* the page-cache tier: segments whose ciphertext the OS may keep, oldest first */
+    uint32_t *pc;
+    int pc_cap, pc_len;
 };
+
+/* Records that segment seg was just read; returns the segment whose
+ * ciphertext should now leave the page cache (seg itself without a tier), or
+ * -1. Takes the lock. */
+static long dsi_pc_push(dsi_pager *p, uint32_t seg) {
+    if (!p->pc_cap) return (long)seg;
+    pthread_mutex_lock(&p->lock);
+    int k = 0;
+    while (k < p->pc_len && p->pc[k] != seg) k++;
+    if (k < p->pc_len) {   /* already kept: move it to the young end */
+        memmove(p->pc + k, p->pc + k + 1, (size_t)(p->pc_len - k - 1) * sizeof *p->pc);
+        p->pc_len--;
+    }
+    long drop = -1;
+    if (p->pc_len == p->pc_cap) {
+        drop = (long)p->pc[0];
+        memmove(p->pc, p->pc + 1, (size_t)(p->pc_len - 1) * sizeof *p->pc);
+        p->pc_len--;
+    }
+    p->pc[p->pc_len++] = seg;
+    pthread_mutex_unlock(&p->lock);
+    return drop;
+}
 
 typedef struct dsi_fill_job {
     const ds_model *m;
@@ -8460,6 +8526,8 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     const dsi_expert_ref *r = &m->layers[layer].experts[expert];
     const dsi_segment *seg = &m->meta.segments[r->segment];
     double t0 = dsi_now_seconds();
+    /* exactly this segment, in large reads (see dsi_map_willneed) */
+    dsi_map_willneed(m, seg->offset, seg->stored_bytes);
     ds_status s;
     if (p->pool && seg->n_chunks > 1 && pthread_mutex_trylock(&p->pool_lock) == 0) {
         int nt = dsi_pool_size(p->pool);
@@ -8476,12 +8544,16 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
         s = dsi_segment_read(m, r->segment, dst, p->slot_bytes, e);
     }
     *secs = dsi_now_seconds() - t0;
-    /* the ciphertext is not needed again soon: drop it from the page cache
-     * (and from this process's page tables) */
+    /* the ciphertext leaves this process's page tables now, and the page
+     * cache when it falls out of the page-cache tier (at once without one) */
     const dsi_segment *sg = &m->meta.segments[r->segment];
     uint64_t a = sg->offset & ~(uint64_t)(DSI_SEG_ALIGN - 1);
     (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(sg->offset + sg->stored_bytes - a), MADV_DONTNEED);
-    (void)posix_fadvise(m->fd, (off_t)sg->offset, (off_t)sg->stored_bytes, POSIX_FADV_DONTNEED);
+    long drop = dsi_pc_push(p, r->segment);
+    if (drop >= 0) {
+        const dsi_segment *dg = &m->meta.segments[drop];
+        (void)posix_fadvise(m->fd, (off_t)dg->offset, (off_t)dg->stored_bytes, POSIX_FADV_DONTNEED);
+    }
     return s;
 }
 
@@ -8618,7 +8690,8 @@ static void *dsi_prefetch_main(void *arg) {
 }
 
 /* ==== Life cycle ========================================================= */
-DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds_evict_policy policy, dsi_err *e) {
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, bool prefetch,
+                                 ds_evict_policy policy, dsi_err *e) {
     const ds_model_config *cf = &m->cfg;
     size_t slot = 0;
     for (size_t i = 0; i < m->meta.n_segments; i++)
@@ -8645,13 +8718,18 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, bool prefetch, ds
     p->slots = dsi_calloc(&m->al, (size_t)n, sizeof *p->slots);
     p->where = dsi_calloc(&m->al, (size_t)total, sizeof *p->where);
     p->predicted = dsi_calloc(&m->al, (size_t)total, 1);
+    uint64_t pc = page_cache / slot;
+    p->pc_cap = (int)(pc < total ? pc : total);
+    if (p->pc_cap) p->pc = dsi_calloc(&m->al, (size_t)p->pc_cap, sizeof *p->pc);
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->pool_lock, NULL);
     pthread_cond_init(&p->changed, NULL);
     pthread_cond_init(&p->work, NULL);
     m->pager = p;   /* from here dsi_pager_free cleans up */
-    if (!p->slots || !p->where || !p->predicted) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    if (!p->slots || !p->where || !p->predicted || (p->pc_cap && !p->pc))
+        return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < total; i++) p->where[i] = -1;
+
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
     ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
@@ -8686,6 +8764,7 @@ DSI_FUNC void dsi_pager_free(ds_model *m) {
     dsi_free(&m->al, p->slots);
     dsi_free(&m->al, p->where);
     dsi_free(&m->al, p->predicted);
+    dsi_free(&m->al, p->pc);
     dsi_free(&m->al, p);
     m->pager = NULL;
 }

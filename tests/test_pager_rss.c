@@ -20,19 +20,31 @@
  *             x (kv_lora_rank + qk_rope_head_dim) x 4 bytes
  *  pager-1.5: the resident run's peak RSS exceeds that bound (the bound can fail)
  *  pager-1.6: the paged run paged: it decrypted more than the budget and evicted
+ *  pager-1.7: after the paged run, the page cache holds (mincore) at most two
+ *             expert segments' ciphertext: each is dropped once decrypted
+ *  pager-1.8: with a page-cache tier of 16 segments (page_cache_bytes), the
+ *             same run gives the same tokens and leaves between 8 and 18
+ *             segments' ciphertext cached: the most recent ones are kept
+ *             (1.7 and 1.8 are skipped where posix_fadvise cannot drop pages,
+ *             tmpfs for one)
  *
  * Needs $DS_TESTDATA/pager (skipped when absent). Under AddressSanitizer the
  * memory checks (1.4, 1.5) are skipped: shadow memory is not the library's.
  * The figures are printed as INFO lines.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* mincore */
 
 #include "../deepseek.h"
 #include "test.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -71,7 +83,32 @@ typedef struct child_out {
     int32_t tokens[N_GEN];
     ds_cache_stats st;
     double seconds;
+    uint64_t cached_expert_bytes, max_stored;   /* page cache after the run (mincore) */
 } child_out;
+
+static uint64_t g_page_cache;   /* the run's page_cache_bytes (set before forking) */
+
+/* Bytes of the expert segments' ciphertext in the page cache (mincore). */
+static uint64_t cached_expert_bytes(const uint64_t *off, const uint64_t *len, int n) {
+    int fd = open(model_path, O_RDONLY);
+    if (fd < 0) return 0;
+    struct stat st;
+    uint64_t total = 0;
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        long pg = sysconf(_SC_PAGESIZE);
+        size_t pages = ((size_t)st.st_size + (size_t)pg - 1) / (size_t)pg;
+        unsigned char *vec = malloc(pages);
+        if (map != MAP_FAILED && vec && mincore(map, (size_t)st.st_size, vec) == 0)
+            for (int i = 0; i < n; i++)
+                for (uint64_t p = off[i] / (uint64_t)pg; p < (off[i] + len[i] + (uint64_t)pg - 1) / (uint64_t)pg; p++)
+                    if (vec[p] & 1) total += (uint64_t)pg;
+        free(vec);
+        if (map != MAP_FAILED) munmap(map, (size_t)st.st_size);
+    }
+    close(fd);
+    return total;
+}
 
 static uint64_t status_kb(const char *field) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -190,6 +227,7 @@ static void child_run(child_out *o, uint64_t budget) {
     mp.key = key;
     mp.key_len = sizeof key;
     mp.expert_cache_bytes = budget;
+    mp.page_cache_bytes = g_page_cache;
     mp.n_threads = N_THREADS;
     ds_model *m = NULL;
     ds_context *c = NULL;
@@ -238,11 +276,24 @@ static void child_run(child_out *o, uint64_t budget) {
     }
     o->hwm_kb = status_kb("VmHWM");
     o->ok = 1;
-done:
+done:;
+    /* where the expert segments are, for the page-cache measure after close */
+    enum { MAXSEG = 1024 };
+    static uint64_t off[MAXSEG], len[MAXSEG];
+    int n = 0;
+    for (size_t i = 0; i < ds_model_segment_count(m) && n < MAXSEG; i++) {
+        ds_segment_info si;
+        if (ds_model_segment_info(m, i, &si) == DS_OK && si.kind == DS_SEGMENT_EXPERT) {
+            off[n] = si.file_offset;
+            len[n++] = si.stored_bytes;
+            if (si.stored_bytes > o->max_stored) o->max_stored = si.stored_bytes;
+        }
+    }
     free(logits);
     ds_sampler_free(s);
     ds_context_free(c);
-    ds_model_close(m);
+    ds_model_close(m);   /* joins the prefetch thread: no fill in flight */
+    o->cached_expert_bytes = cached_expert_bytes(off, len, n);
 }
 
 /* ==== The test ============================================================ */
@@ -280,6 +331,13 @@ static void test_pager_rss(void) {
            mb(conv.expert_bytes), conv.n_expert_segments, mb(conv.dense_bytes), mb(budget), mb(kv), conv.n_layers,
            N_CTX, conv.kv_lora_rank + conv.qk_rope_head_dim, mb(SLACK_BYTES), mb(bound));
 
+    /* the conversion's writes left the whole file in the page cache: start
+     * each run from a cold file, so 1.7/1.8 see what the runs leave */
+    int cfd = open(model_path, O_RDONLY);
+    if (cfd >= 0) {
+        (void)posix_fadvise(cfd, 0, 0, POSIX_FADV_DONTNEED);
+        close(cfd);
+    }
     if (!in_child(child_run, budget, &paged)) {
         T_CHECK("pager-1.3", 0, "paged run: %s", paged.msg);
         goto out;
@@ -323,6 +381,38 @@ static void test_pager_rss(void) {
     T_CHECK("pager-1.6", paged.st.n_slots > 0 && paged.st.bytes_decrypted > budget && paged.st.evictions > 0,
             "the paged run did not page: %d slots, %.1f MB decrypted, %llu evictions", paged.st.n_slots,
             mb(paged.st.bytes_decrypted), (unsigned long long)paged.st.evictions);
+
+    /* the page cache of the sealed file */
+    struct statfs sf;
+    bool tmpfs = statfs(tmpdir, &sf) == 0 && sf.f_type == 0x01021994;   /* TMPFS_MAGIC */
+    child_out tier;
+    memset(&tier, 0, sizeof tier);
+    g_page_cache = 16 * paged.max_stored;
+    if ((cfd = open(model_path, O_RDONLY)) >= 0) {
+        (void)posix_fadvise(cfd, 0, 0, POSIX_FADV_DONTNEED);
+        close(cfd);
+    }
+    bool tier_ok = in_child(child_run, budget, &tier);
+    g_page_cache = 0;
+    uint64_t seg = paged.max_stored;
+    printf("INFO pager-1: expert ciphertext in the page cache after the run: %.1f MB without a tier, %.1f MB with a "
+           "tier of 16 segments (%.1f MB); a segment is %.2f MB\n",
+           mb(paged.cached_expert_bytes), mb(tier.cached_expert_bytes), mb(16 * seg), mb(seg));
+    if (!tier_ok) {
+        T_CHECK("pager-1.8", 0, "run with a page-cache tier: %s", tier.msg);
+    } else if (tmpfs) {
+        T_SKIP("pager-1.7", "the test file is on tmpfs: posix_fadvise cannot drop its pages");
+        T_SKIP("pager-1.8", "tmpfs");
+    } else {
+        T_CHECK("pager-1.7", paged.cached_expert_bytes <= 2 * seg,
+                "%.1f MB of expert ciphertext still cached after the run (segment %.2f MB)",
+                mb(paged.cached_expert_bytes), mb(seg));
+        T_CHECK("pager-1.8", memcmp(tier.tokens, paged.tokens, sizeof tier.tokens) == 0,
+                "tokens differ with a page-cache tier");
+        T_CHECK("pager-1.8", tier.cached_expert_bytes >= 8 * seg && tier.cached_expert_bytes <= 18 * seg,
+                "%.1f MB of expert ciphertext cached with a 16-segment tier (segment %.2f MB)",
+                mb(tier.cached_expert_bytes), mb(seg));
+    }
 out:
     unlink(model_path);
     rmdir(tmpdir);

@@ -64,6 +64,8 @@ const char ds_bench_help[] =
     "  --no-prefetch         no prefetch thread (with --sweep: only runs without prefetch)\n"
     "  --evict lru|lfu       eviction policy (default lru)\n"
     "  --exact-act           F32 activations with int8 weights (default: int8 activations)\n"
+    "  --page-cache-mb M     ciphertext of recent experts the page cache may keep (MiB;\n"
+    "                        default 0 = dropped after each decrypt)\n"
     "  --sweep P1,P2,...     budgets as percentages of the routed experts' bytes (100 =\n"
     "                        resident); each runs with and without prefetch, in its own\n"
     "                        process; writes DIR/sweep.csv, DIR/sweep_runs.csv and\n"
@@ -162,7 +164,7 @@ static int make_dirs(const char *path) {
 typedef struct bench_opts {
     const char *model;
     const char *key_file, *pass_env;
-    uint64_t cache_bytes;
+    uint64_t cache_bytes, page_cache_bytes;
     int prompt_tokens, gen_tokens, threads, prefetch, repeat, exact_act;
     ds_evict_policy evict;
     double sweep[MAX_SWEEP];
@@ -239,7 +241,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     o->evict = DS_EVICT_LRU;
     o->out_dir = ".";
     o->child_fd = -1;
-    const char *cache_s = NULL, *p_s = NULL, *g_s = NULL, *t_s = NULL, *ev_s = NULL, *sw_s = NULL, *r_s = NULL,
+    const char *cache_s = NULL, *pcache_s = NULL, *p_s = NULL, *g_s = NULL, *t_s = NULL, *ev_s = NULL, *sw_s = NULL, *r_s = NULL,
                *out_s = NULL, *cfd_s = NULL, *cpct_s = NULL, *cbud_s = NULL, *cpf_s = NULL;
     int only_pos = 0, bad = 0;
     for (int i = 1; i < argc; i++) {
@@ -266,9 +268,9 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         const char *name = NULL;
         static const char *names[] = {"--key-file", "--passphrase-env", "--cache-mb", "--prompt-tokens",
                                       "--gen-tokens", "--threads", "--evict", "--sweep", "--out", "--repeat",
-                                      "--x-child-fd", "--x-pct", "--x-budget", "--x-prefetch"};
+                                      "--x-child-fd", "--x-pct", "--x-budget", "--x-prefetch", "--page-cache-mb"};
         const char **slots[] = {&o->key_file, &o->pass_env, &cache_s, &p_s, &g_s, &t_s, &ev_s, &sw_s,
-                                &out_s, &r_s, &cfd_s, &cpct_s, &cbud_s, &cpf_s};
+                                &out_s, &r_s, &cfd_s, &cpct_s, &cbud_s, &cpf_s, &pcache_s};
         for (size_t k = 0; k < sizeof names / sizeof names[0] && !slot; k++)
             if (opt_val(argc, argv, &i, names[k], &v, &bad)) {
                 slot = slots[k];
@@ -292,6 +294,11 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         if (!parse_u64(cache_s, UINT64_MAX >> 20, &v))
             return usage("--cache-mb needs a whole number of MiB (0 = all experts resident), not '%s'", cache_s);
         o->cache_bytes = v << 20;
+    }
+    if (pcache_s) {
+        if (!parse_u64(pcache_s, UINT64_MAX >> 20, &v))
+            return usage("--page-cache-mb needs a whole number of MiB, not '%s'", pcache_s);
+        o->page_cache_bytes = v << 20;
     }
     if (p_s) {
         if (!parse_u64(p_s, 1u << 20, &v) || v == 0)
@@ -390,6 +397,7 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     mp.evict_policy = o->evict;
     mp.n_threads = o->threads;
     mp.exact_activations = o->exact_act;
+    mp.page_cache_bytes = o->page_cache_bytes;
     ds_model *m = NULL;
     st = ds_model_open(&m, o->model, &mp);
     ds_memzero(key, sizeof key);
@@ -539,9 +547,10 @@ static void print_run(const bench_opts *o, const run_result *r, double compute_m
            (double)r->dense_bytes / 1e6);
     if (r->budget_bytes)
         printf("budget         %.1f MiB = %.1f MB (%.1f%% of the routed experts): %d slots of %.2f MB, prefetch %s, "
-               "evict %s\n",
+               "evict %s, page-cache tier %llu MiB\n",
                (double)r->budget_bytes / 1048576.0, (double)r->budget_bytes / 1e6, r->pct, s->n_slots, (double)s->slot_bytes / 1e6,
-               r->prefetch ? "on" : "off", o->evict == DS_EVICT_LRU ? "lru" : "lfu");
+               r->prefetch ? "on" : "off", o->evict == DS_EVICT_LRU ? "lru" : "lfu",
+               (unsigned long long)(o->page_cache_bytes >> 20));
     else
         printf("budget         all experts resident (no expert cache)\n");
     printf("open           %.2f s, resident after open %.1f MB\n", r->open_s, rss_mb(r->rss_open_kb));
@@ -622,6 +631,12 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
         args[n++] = (char *)"--evict";
         args[n++] = (char *)(o->evict == DS_EVICT_LRU ? "lru" : "lfu");
         if (o->exact_act) args[n++] = (char *)"--exact-act";
+        char pc_s[32];
+        if (o->page_cache_bytes) {
+            snprintf(pc_s, sizeof pc_s, "%llu", (unsigned long long)(o->page_cache_bytes >> 20));
+            args[n++] = (char *)"--page-cache-mb";
+            args[n++] = pc_s;
+        }
         if (o->key_file) {
             args[n++] = (char *)"--key-file";
             args[n++] = (char *)o->key_file;

@@ -1,0 +1,1987 @@
+/*
+ * server.c — ds-server, an OpenAI-compatible HTTP server for deepseek.h
+ * models, on libmicrohttpd. It uses only the public API in deepseek.h.
+ *
+ * ---------------------------------------------------------------------------
+ * Build (make builds it as build/ds-server where pkg-config finds
+ * libmicrohttpd; Debian: apt-get install libmicrohttpd-dev):
+ *
+ *     cc -std=c11 -O2 -I. examples/server.c examples/server_json.c dist/deepseek.c \
+ *        -lmicrohttpd -lsodium -lm -lpthread -o ds-server
+ *
+ * Run:
+ *
+ *     ds-server --model model.dsm --key-file vendor.key [--port 8080] [--host 127.0.0.1]
+ *               [--api-key-file token.txt] [--cache-mb N] [--max-concurrent N]
+ *               [--threads N] [--ctx N] [--max-body BYTES] [--max-tokens N]
+ *               [--model-name NAME] [--passphrase-env VAR] [--log-prompts] [--verbose]
+ *
+ * Endpoints (all bodies JSON; errors are {"error":{"message","type","param","code"}}):
+ *
+ *     POST /v1/chat/completions  OpenAI chat completions: messages rendered with
+ *                                the model's chat template; max_tokens (or
+ *                                max_completion_tokens), temperature, top_p, seed,
+ *                                stop (string or array), presence_penalty,
+ *                                frequency_penalty, stream, stream_options.include_usage;
+ *                                extensions: top_k, min_p, repetition_penalty,
+ *                                ignore_eos. stream: true answers with server-sent
+ *                                events (chat.completion.chunk), ending "data: [DONE]".
+ *     POST /v1/completions       the same for a raw prompt (text_completion objects)
+ *     POST /generate             {"prompt": "...", "max_tokens": N, ...} ->
+ *                                {"text": "...", "finish_reason", "prompt_tokens",
+ *                                 "completion_tokens", "total_tokens", "seconds"}
+ *     GET  /v1/models            the one model ("id" = --model-name or the file's
+ *                                base name); GET /v1/models/{id} likewise
+ *     GET  /health               {"status":"ok",...}; never needs the API token
+ *     GET  /metrics              Prometheus text format: requests by endpoint and
+ *                                code, tokens, tokens/s, latency histogram, expert
+ *                                cache counters, resident memory
+ *
+ *     curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' \
+ *          -d '{"model":"demo","messages":[{"role":"user","content":"Hi"}],"max_tokens":32}'
+ *
+ * Behaviour:
+ *   - --api-key-file F: every endpoint but /health wants "Authorization: Bearer
+ *     <the token in F>" (compared in constant time); otherwise 401.
+ *   - Limits: a body over --max-body bytes is 413 (at once when Content-Length
+ *     says so); max_tokens over --max-tokens or a bad parameter is 400; a
+ *     generation while all --max-concurrent contexts are busy is 429.
+ *   - Unknown paths are 404, a known path with the wrong method 405.
+ *   - --max-concurrent contexts share the one model; a request takes a free
+ *     one for its generation and gives it back at the end, also when a
+ *     streaming client goes away mid-stream.
+ *   - Audit log on stderr: a line when the model is loaded and one per request
+ *     (time, remote address, method, endpoint, status, token counts, latency).
+ *     Prompt text only with --log-prompts; keys and API tokens never.
+ *   - A client that stops reading a stream holds its context until it reads
+ *     again, leaves, or 120 s pass without progress (the connection timeout).
+ *   - The model's chat template must be one deepseek.h knows (DeepSeek V2,
+ *     V2.5, V3, R1); roles system/developer, user, assistant; text only.
+ *   - SIGINT/SIGTERM: stop accepting, end running generations, free the
+ *     contexts, close the model, exit 0.
+ *
+ * Exit status: 0 after a clean shutdown, 1 when the model, a key file or the
+ * listening socket fails, 2 for a bad command line.
+ * ---------------------------------------------------------------------------
+ */
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE 1
+
+#include "deepseek.h"
+#include "server_json.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#define EXIT_USAGE 2
+#define MAX_STOPS 4
+#define STREAM_BLOCK (16 * 1024)
+#define PIECE_BYTES (64 + 4096)
+
+/* ==== Small helpers ======================================================= */
+
+static double now_mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double now_wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* splitmix64: spreads a counter into well-mixed 64-bit values. */
+static uint64_t mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* Strict unsigned parse: decimal digits only, no overflow, <= max. */
+static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
+    uint64_t v = 0;
+    if (!s || !*s) return 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9') return 0;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10) return 0;
+        v = v * 10 + d;
+    }
+    if (v > max) return 0;
+    *out = v;
+    return 1;
+}
+
+/* The library's message for the last failure, or the status text. */
+static const char *errmsg(ds_status s) {
+    const char *m = ds_last_error();
+    return (m && m[0]) ? m : ds_status_string(s);
+}
+
+/* Compares a presented token with the secret in time that depends only on
+ * the secret's length. Returns 1 when equal. */
+static int token_equal(const char *given, size_t given_len, const char *secret, size_t secret_len) {
+    volatile unsigned char d = (unsigned char)(given_len != secret_len);
+    for (size_t i = 0; i < secret_len; i++) {
+        unsigned char g = i < given_len ? (unsigned char)given[i] : 0;
+        d |= (unsigned char)(g ^ (unsigned char)secret[i]);
+    }
+    return d == 0;
+}
+
+/* ==== Audit log =========================================================== */
+/* One line per event on stderr, written with a single fwrite so lines from
+ * different connection threads never interleave. */
+
+static void audit(const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+static void audit(const char *fmt, ...) {
+    char line[8192];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+    n += snprintf(line + n, sizeof line - (size_t)n, ".%03ldZ ds-server: ", ts.tv_nsec / 1000000);
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (k < 0) k = 0;
+    n += k;
+    if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    fwrite(line, 1, (size_t)n, stderr);
+    fflush(stderr);
+}
+
+/* ==== Endpoints and metrics =============================================== */
+
+enum {
+    EP_CHAT,
+    EP_COMPLETIONS,
+    EP_GENERATE,
+    EP_MODELS,
+    EP_MODEL,       /* /v1/models/{id} */
+    EP_HEALTH,
+    EP_METRICS,
+    EP_OTHER,       /* unknown path */
+    N_EP
+};
+
+static const char *const ep_name[N_EP] = {"/v1/chat/completions", "/v1/completions", "/generate", "/v1/models",
+                                          "/v1/models/{id}", "/health", "/metrics", "other"};
+
+/* Status codes the server answers with; anything else counts as "other". */
+static const int codes[] = {200, 400, 401, 404, 405, 413, 429, 500, 503};
+#define N_CODE ((int)(sizeof codes / sizeof codes[0]) + 1)
+
+static int code_index(int status) {
+    for (int i = 0; i < N_CODE - 1; i++)
+        if (codes[i] == status) return i;
+    return N_CODE - 1;
+}
+
+/* Request latency buckets (seconds). */
+static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+#define N_BUCKET ((int)(sizeof buckets / sizeof buckets[0]))
+
+typedef struct metrics {
+    pthread_mutex_t mu;
+    uint64_t requests[N_EP][N_CODE];
+    uint64_t hist[N_EP][N_BUCKET + 1];    /* per bucket (not cumulative); last = +Inf */
+    double hist_sum[N_EP];
+    uint64_t hist_count[N_EP];
+    uint64_t prompt_tokens, generated_tokens;
+    double prompt_seconds, generate_seconds;
+    double last_tps;                      /* generated tokens / decode seconds, last request */
+    uint64_t streams_aborted;
+} metrics;
+
+/* ==== Server state ======================================================== */
+
+typedef struct server {
+    ds_model *model;
+    const ds_tokenizer *tok;
+    ds_model_config cfg;
+    char model_id[256];
+    long long created;                    /* start time, Unix seconds */
+    double start_wall;
+
+    /* the context pool: one per concurrent generation */
+    pthread_mutex_t pool_mu;
+    ds_context **ctx;
+    unsigned char *busy;
+    int n_slots, n_busy;
+    int n_ctx;                            /* tokens per context */
+
+    /* limits and options */
+    size_t max_body;
+    int max_tokens;
+    int log_prompts;
+
+    /* bearer token (NULL = no auth) */
+    char *token;
+    size_t token_len;
+
+    uint64_t id_base;
+    atomic_uint_fast64_t id_counter;
+    atomic_int stopping;
+
+    metrics met;
+} server;
+
+static server S;
+
+/* ---- the pool ---- */
+
+static ds_context *pool_take(void) {
+    ds_context *c = NULL;
+    pthread_mutex_lock(&S.pool_mu);
+    for (int i = 0; i < S.n_slots; i++)
+        if (!S.busy[i]) {
+            S.busy[i] = 1;
+            S.n_busy++;
+            c = S.ctx[i];
+            break;
+        }
+    pthread_mutex_unlock(&S.pool_mu);
+    return c;
+}
+
+static void pool_give(ds_context *c) {
+    if (!c) return;
+    pthread_mutex_lock(&S.pool_mu);
+    for (int i = 0; i < S.n_slots; i++)
+        if (S.ctx[i] == c && S.busy[i]) {
+            S.busy[i] = 0;
+            S.n_busy--;
+        }
+    pthread_mutex_unlock(&S.pool_mu);
+}
+
+static int pool_busy(void) {
+    pthread_mutex_lock(&S.pool_mu);
+    int n = S.n_busy;
+    pthread_mutex_unlock(&S.pool_mu);
+    return n;
+}
+
+/* A fresh request or completion id ("chatcmpl-" + 24 hex digits). */
+static void make_id(char *buf, size_t len, const char *prefix) {
+    uint64_t n = atomic_fetch_add(&S.id_counter, 1);
+    uint64_t a = mix64(S.id_base ^ n), b = mix64(a + n);
+    snprintf(buf, len, "%s%016llx%08llx", prefix, (unsigned long long)a, (unsigned long long)(b >> 32));
+}
+
+/* ==== Requests ============================================================ */
+
+/* Per-request state. The connection holds one reference until MHD reports
+ * the request completed; a streaming response holds another until MHD frees
+ * it. Whoever lets go last writes the audit line and the metrics, so a
+ * stream is accounted for once it has really ended. */
+typedef struct req {
+    atomic_int refs;
+    int ep;
+    char method[16];
+    char path[160];                       /* for the log of unknown paths */
+    char remote[64];
+    double t0;
+    sbuf body;
+    int too_large;
+    int responded;
+    /* outcome */
+    int status;
+    int stream;
+    int aborted;                          /* the client left mid-stream */
+    int prompt_tokens, completion_tokens;
+    double prompt_seconds, generate_seconds;
+    const char *finish;
+    char *prompt_log;                     /* --log-prompts only */
+} req;
+
+static void req_account(req *r) {
+    double lat = now_mono() - r->t0;
+    metrics *m = &S.met;
+    pthread_mutex_lock(&m->mu);
+    m->requests[r->ep][code_index(r->status)]++;
+    int b = 0;
+    while (b < N_BUCKET && lat > buckets[b]) b++;
+    m->hist[r->ep][b]++;
+    m->hist_sum[r->ep] += lat;
+    m->hist_count[r->ep]++;
+    if (r->status == 200 && r->prompt_tokens > 0) {   /* a refused prompt was never evaluated */
+        m->prompt_tokens += (uint64_t)r->prompt_tokens;
+        m->prompt_seconds += r->prompt_seconds;
+    }
+    if (r->completion_tokens > 0) {
+        m->generated_tokens += (uint64_t)r->completion_tokens;
+        m->generate_seconds += r->generate_seconds;
+        if (r->generate_seconds > 0) m->last_tps = r->completion_tokens / r->generate_seconds;
+    }
+    if (r->aborted) m->streams_aborted++;
+    pthread_mutex_unlock(&m->mu);
+
+    sbuf line = {0};
+    sb_printf(&line, "request remote=%s method=%s endpoint=%s", r->remote, r->method, ep_name[r->ep]);
+    if (r->ep == EP_OTHER || r->ep == EP_MODEL) {
+        sb_puts(&line, " path=");
+        sb_json_str(&line, r->path, strlen(r->path));
+    }
+    sb_printf(&line, " status=%d", r->status);
+    int gen_ep = r->ep == EP_CHAT || r->ep == EP_COMPLETIONS || r->ep == EP_GENERATE;
+    if (gen_ep && (r->status == 200 || r->prompt_tokens)) {
+        sb_printf(&line, " stream=%d prompt_tokens=%d completion_tokens=%d", r->stream, r->prompt_tokens,
+                  r->completion_tokens);
+        if (r->finish) sb_printf(&line, " finish=%s", r->aborted ? "client_abort" : r->finish);
+        else if (r->aborted) sb_puts(&line, " finish=client_abort");
+        if (r->completion_tokens > 0 && r->generate_seconds > 0)
+            sb_printf(&line, " tok_per_s=%.1f", r->completion_tokens / r->generate_seconds);
+    }
+    sb_printf(&line, " latency_ms=%.1f", lat * 1e3);
+    if (r->prompt_log) {
+        sb_puts(&line, " prompt=");
+        sb_json_str(&line, r->prompt_log, strlen(r->prompt_log));
+    }
+    if (!line.oom) audit("%s", line.data);
+    sb_free(&line);
+}
+
+static void req_release(req *r) {
+    if (!r) return;
+    if (atomic_fetch_sub(&r->refs, 1) != 1) return;
+    req_account(r);
+    sb_free(&r->body);
+    free(r->prompt_log);
+    free(r);
+}
+
+static int route(const char *url) {
+    if (!strcmp(url, "/v1/chat/completions")) return EP_CHAT;
+    if (!strcmp(url, "/v1/completions")) return EP_COMPLETIONS;
+    if (!strcmp(url, "/generate")) return EP_GENERATE;
+    if (!strcmp(url, "/v1/models")) return EP_MODELS;
+    if (!strncmp(url, "/v1/models/", 11) && url[11]) return EP_MODEL;
+    if (!strcmp(url, "/health")) return EP_HEALTH;
+    if (!strcmp(url, "/metrics")) return EP_METRICS;
+    return EP_OTHER;
+}
+
+static int ep_is_post(int ep) { return ep == EP_CHAT || ep == EP_COMPLETIONS || ep == EP_GENERATE; }
+
+/* ==== Responses =========================================================== */
+
+/* Queues body (taken) as the response with this status. */
+static enum MHD_Result reply_json(struct MHD_Connection *conn, req *r, int status, sbuf *body) {
+    size_t len = 0;
+    char *data = sb_take(body, &len);
+    if (!data) {
+        static const char oom[] =
+            "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+        status = 500;
+        data = strdup(oom);
+        if (!data) return MHD_NO;
+        len = strlen(data);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (status == 405) {
+        const char *allow = ep_is_post(r->ep) ? "POST" : "GET, HEAD";
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    }
+    r->status = status;
+    r->responded = 1;
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static const char *error_type(int status) {
+    switch (status) {
+    case 401: return "authentication_error";
+    case 429: return "rate_limit_error";
+    case 500:
+    case 503: return "server_error";
+    default: return "invalid_request_error";
+    }
+}
+
+/* Writes {"error":{...}} into b. */
+static void error_body(sbuf *b, int status, const char *code, const char *param, const char *msg) {
+    sb_puts(b, "{\"error\":{\"message\":");
+    sb_json_str(b, msg, strlen(msg));
+    sb_printf(b, ",\"type\":\"%s\",\"param\":", error_type(status));
+    if (param) sb_json_str(b, param, strlen(param));
+    else sb_puts(b, "null");
+    sb_puts(b, ",\"code\":");
+    if (code) sb_json_str(b, code, strlen(code));
+    else sb_puts(b, "null");
+    sb_puts(b, "}}");
+}
+
+static enum MHD_Result reply_error(struct MHD_Connection *conn, req *r, int status, const char *code,
+                                   const char *param, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+
+static enum MHD_Result reply_error(struct MHD_Connection *conn, req *r, int status, const char *code,
+                                   const char *param, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sbuf b = {0};
+    error_body(&b, status, code, param, msg);
+    return reply_json(conn, r, status, &b);
+}
+
+/* ==== Request parameters ================================================== */
+
+enum { KIND_CHAT, KIND_COMPLETION, KIND_GENERATE };
+
+typedef struct gen_params {
+    int kind;
+    int max_tokens;
+    ds_sampler_params sp;
+    int stream, include_usage, ignore_eos;
+    const char *stop[MAX_STOPS];          /* point into the request's JSON document */
+    size_t stop_len[MAX_STOPS];
+    int n_stop;
+} gen_params;
+
+/* A parameter problem: the message for the 400 answer. */
+typedef struct perr {
+    char msg[512];
+    const char *param;
+    const char *code;
+} perr;
+
+static int bad(perr *e, const char *param, const char *code, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+static int bad(perr *e, const char *param, const char *code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    e->param = param;
+    e->code = code;
+    return 0;
+}
+
+/* A member that is present and not null (null means "default" in the
+ * OpenAI API). */
+static const sj_value *opt(const sj_value *obj, const char *key) {
+    const sj_value *v = sj_get(obj, key);
+    return v && v->type != SJ_NULL ? v : NULL;
+}
+
+/* Optional number in [lo, hi]; returns 0 (and fills e) when present but bad. */
+static int get_number(const sj_value *obj, const char *key, double lo, double hi, double *out, int *present,
+                      perr *e) {
+    const sj_value *v = opt(obj, key);
+    *present = 0;
+    if (!v) return 1;
+    if (v->type != SJ_NUMBER)
+        return bad(e, key, "invalid_type", "'%s' must be a number, not %s", key, sj_type_name(v->type));
+    if (!(v->u.num >= lo && v->u.num <= hi))
+        return bad(e, key, "invalid_value", "'%s' is %g; it must be between %g and %g", key, v->u.num, lo, hi);
+    *out = v->u.num;
+    *present = 1;
+    return 1;
+}
+
+/* Optional integer (a JSON number with an integral value) in [lo, hi]. */
+static int get_int(const sj_value *obj, const char *key, double lo, double hi, double *out, int *present,
+                   perr *e) {
+    const sj_value *v = opt(obj, key);
+    *present = 0;
+    if (!v) return 1;
+    if (v->type != SJ_NUMBER || v->u.num != floor(v->u.num))
+        return bad(e, key, "invalid_type", "'%s' must be an integer, not %s", key,
+                   v->type == SJ_NUMBER ? "a fraction" : sj_type_name(v->type));
+    if (!(v->u.num >= lo && v->u.num <= hi))
+        return bad(e, key, "invalid_value", "'%s' is %.0f; it must be between %.0f and %.0f", key, v->u.num, lo,
+                   hi);
+    *out = v->u.num;
+    *present = 1;
+    return 1;
+}
+
+static int get_bool(const sj_value *obj, const char *key, int *out, perr *e) {
+    const sj_value *v = opt(obj, key);
+    if (!v) return 1;
+    if (v->type != SJ_TRUE && v->type != SJ_FALSE)
+        return bad(e, key, "invalid_type", "'%s' must be a boolean, not %s", key, sj_type_name(v->type));
+    *out = v->type == SJ_TRUE;
+    return 1;
+}
+
+/* A string without NUL bytes (the library takes C strings). */
+static int plain_string(const sj_value *v) { return v->type == SJ_STRING && strlen(v->u.str.s) == v->u.str.len; }
+
+/* The parameters shared by the three generation endpoints. */
+static int parse_gen_params(const sj_value *root, int kind, gen_params *g, perr *e) {
+    double d;
+    int have;
+    memset(g, 0, sizeof *g);
+    g->kind = kind;
+    g->sp = ds_sampler_default_params();
+    g->max_tokens = S.max_tokens;
+
+    /* max_tokens (max_completion_tokens in the newer chat API wins) */
+    const char *mt_key = opt(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    const sj_value *mt = opt(root, mt_key);
+    if (mt) {
+        if (mt->type != SJ_NUMBER || mt->u.num != floor(mt->u.num))
+            return bad(e, mt_key, "invalid_type", "'%s' must be an integer, not %s", mt_key,
+                       mt->type == SJ_NUMBER ? "a fraction" : sj_type_name(mt->type));
+        if (mt->u.num < 0) return bad(e, mt_key, "invalid_value", "'%s' must not be negative", mt_key);
+        if (mt->u.num > S.max_tokens)
+            return bad(e, mt_key, "max_tokens_exceeded", "'%s' is %.0f, above this server's limit of %d", mt_key,
+                       mt->u.num, S.max_tokens);
+        g->max_tokens = (int)mt->u.num;
+    }
+
+    if (!get_number(root, "temperature", 0, 2, &d, &have, e)) return 0;
+    if (have) g->sp.temperature = (float)d;
+    if (!get_number(root, "top_p", 0, 1, &d, &have, e)) return 0;
+    if (have) {
+        if (d > 0) g->sp.top_p = (float)d;
+        else g->sp.temperature = 0;   /* top_p 0 keeps only the most likely token */
+    }
+    if (!get_int(root, "top_k", 0, 1 << 30, &d, &have, e)) return 0;
+    if (have) g->sp.top_k = (int)d;
+    if (!get_number(root, "min_p", 0, 0.999999, &d, &have, e)) return 0;
+    if (have) g->sp.min_p = (float)d;
+    if (!get_number(root, "presence_penalty", -2, 2, &d, &have, e)) return 0;
+    if (have) g->sp.presence_penalty = (float)d;
+    if (!get_number(root, "frequency_penalty", -2, 2, &d, &have, e)) return 0;
+    if (have) g->sp.frequency_penalty = (float)d;
+    if (!get_number(root, "repetition_penalty", 1e-3, 100, &d, &have, e)) return 0;
+    if (have) g->sp.repetition_penalty = (float)d;
+    if (!get_int(root, "seed", -9223372036854775808.0, 18446744073709551615.0, &d, &have, e)) return 0;
+    if (have) g->sp.seed = d < 0 ? (uint64_t)(int64_t)d : (d >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)d);
+    else g->sp.seed = mix64(S.id_base ^ (atomic_fetch_add(&S.id_counter, 1) * 0x2545F4914F6CDD1Dull));
+
+    /* stop: a string or an array of up to four strings */
+    const sj_value *st = opt(root, "stop");
+    if (st) {
+        const sj_value *one[1] = {st};
+        const sj_value *const *items = one;
+        size_t n = 1;
+        if (st->type == SJ_ARRAY) {
+            items = (const sj_value *const *)st->u.arr.items;
+            n = st->u.arr.n;
+            if (n > MAX_STOPS)
+                return bad(e, "stop", "invalid_value", "'stop' has %zu sequences; at most %d", n, MAX_STOPS);
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!plain_string(items[i]))
+                return bad(e, "stop", "invalid_type", "'stop' must be a string or an array of strings");
+            if (items[i]->u.str.len == 0) continue;
+            g->stop[g->n_stop] = items[i]->u.str.s;
+            g->stop_len[g->n_stop++] = items[i]->u.str.len;
+        }
+    }
+
+    if (!get_bool(root, "stream", &g->stream, e)) return 0;
+    if (kind == KIND_GENERATE && g->stream)
+        return bad(e, "stream", "unsupported", "/generate does not stream; use /v1/completions");
+    const sj_value *so = opt(root, "stream_options");
+    if (so) {
+        if (so->type != SJ_OBJECT)
+            return bad(e, "stream_options", "invalid_type", "'stream_options' must be an object");
+        if (!get_bool(so, "include_usage", &g->include_usage, e)) return 0;
+    }
+    if (!get_bool(root, "ignore_eos", &g->ignore_eos, e)) return 0;
+
+    /* things this server does not do: say so rather than ignore them */
+    if (!get_int(root, "n", 1, 1, &d, &have, e))
+        return bad(e, "n", "unsupported", "only n = 1 is supported");
+    if (!get_int(root, "best_of", 1, 1, &d, &have, e))
+        return bad(e, "best_of", "unsupported", "only best_of = 1 is supported");
+    const sj_value *lp = opt(root, "logprobs");
+    if (lp && !(lp->type == SJ_FALSE || (lp->type == SJ_NUMBER && lp->u.num == 0)))
+        return bad(e, "logprobs", "unsupported", "logprobs are not supported");
+    int echo = 0;
+    if (!get_bool(root, "echo", &echo, e)) return 0;
+    if (echo) return bad(e, "echo", "unsupported", "echo is not supported");
+    const sj_value *tools = opt(root, "tools");
+    if (tools && !(tools->type == SJ_ARRAY && tools->u.arr.n == 0))
+        return bad(e, "tools", "unsupported", "tools are not supported");
+    const sj_value *model = opt(root, "model");
+    if (model && model->type != SJ_STRING)
+        return bad(e, "model", "invalid_type", "'model' must be a string, not %s", sj_type_name(model->type));
+    return 1;
+}
+
+/* Renders the chat messages with the model's template into *out (malloc). */
+static int render_chat(const sj_value *root, char **out, perr *e, int *server_err) {
+    *out = NULL;
+    *server_err = 0;
+    const sj_value *msgs = sj_get(root, "messages");
+    if (!msgs) return bad(e, "messages", "missing_required_parameter", "'messages' is required");
+    if (msgs->type != SJ_ARRAY)
+        return bad(e, "messages", "invalid_type", "'messages' must be an array, not %s", sj_type_name(msgs->type));
+    if (msgs->u.arr.n == 0) return bad(e, "messages", "invalid_value", "'messages' must not be empty");
+    size_t n = msgs->u.arr.n;
+    ds_chat_message *cm = calloc(n, sizeof *cm);
+    char **owned = calloc(n, sizeof *owned);
+    char *buf = NULL;
+    int ok = 0;
+    if (!cm || !owned) {
+        *server_err = 1;
+        bad(e, NULL, NULL, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const sj_value *m = msgs->u.arr.items[i];
+        char where[48];
+        snprintf(where, sizeof where, "messages[%zu]", i);
+        if (m->type != SJ_OBJECT) {
+            bad(e, "messages", "invalid_type", "%s must be an object, not %s", where, sj_type_name(m->type));
+            goto done;
+        }
+        const sj_value *role = sj_get(m, "role");
+        if (!role || !plain_string(role)) {
+            bad(e, "messages", "invalid_type", "%s.role must be a string", where);
+            goto done;
+        }
+        const char *r = role->u.str.s;
+        if (!strcmp(r, "developer")) r = "system";
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
+            bad(e, "messages", "unsupported", "%s.role '%.40s' is not supported (system, user, assistant)", where,
+                role->u.str.s);
+            goto done;
+        }
+        cm[i].role = r;
+        const sj_value *content = sj_get(m, "content");
+        if (!content || content->type == SJ_NULL) {
+            cm[i].content = "";
+        } else if (content->type == SJ_STRING) {
+            if (!plain_string(content)) {
+                bad(e, "messages", "invalid_value", "%s.content contains a NUL character", where);
+                goto done;
+            }
+            cm[i].content = content->u.str.s;
+        } else if (content->type == SJ_ARRAY) {
+            /* content parts: only text parts, joined */
+            sbuf t = {0};
+            for (size_t k = 0; k < content->u.arr.n; k++) {
+                const sj_value *part = content->u.arr.items[k];
+                const sj_value *type = sj_get(part, "type"), *text = sj_get(part, "text");
+                if (part->type != SJ_OBJECT || !type || type->type != SJ_STRING || strcmp(type->u.str.s, "text") ||
+                    !text || !plain_string(text)) {
+                    sb_free(&t);
+                    bad(e, "messages", "unsupported",
+                        "%s.content[%zu] must be a text part {\"type\":\"text\",\"text\":...}", where, k);
+                    goto done;
+                }
+                sb_put(&t, text->u.str.s, text->u.str.len);
+            }
+            sb_put(&t, "", 0);
+            if (t.oom) {
+                sb_free(&t);
+                *server_err = 1;
+                bad(e, NULL, NULL, "out of memory");
+                goto done;
+            }
+            owned[i] = sb_take(&t, NULL);
+            cm[i].content = owned[i] ? owned[i] : "";
+        } else {
+            bad(e, "messages", "invalid_type", "%s.content must be a string or an array of text parts, not %s", where,
+                sj_type_name(content->type));
+            goto done;
+        }
+    }
+    /* render, growing the buffer once if needed */
+    size_t cap = 4096, len = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        char *nb = realloc(buf, cap);
+        if (!nb) {
+            *server_err = 1;
+            bad(e, NULL, NULL, "out of memory");
+            goto done;
+        }
+        buf = nb;
+        ds_status st = ds_tokenizer_apply_chat_template(S.tok, cm, n, 1, buf, cap, &len);
+        if (st == DS_OK && len < cap) {
+            ok = 1;
+            break;
+        }
+        if (st == DS_ERR_UNSUPPORTED) {
+            bad(e, "messages", "unsupported", "chat template: %s", errmsg(st));
+            goto done;
+        }
+        if (st != DS_OK && st != DS_ERR_LIMIT) {
+            *server_err = 1;
+            bad(e, NULL, NULL, "chat template: %s", errmsg(st));
+            goto done;
+        }
+        cap = len + 1 > cap * 2 ? len + 1 : cap * 2;
+    }
+    if (!ok) {
+        *server_err = 1;
+        bad(e, NULL, NULL, "chat template: the rendered text did not fit");
+    }
+done:
+    if (owned)
+        for (size_t i = 0; i < n; i++) free(owned[i]);
+    free(owned);
+    free(cm);
+    if (ok) *out = buf;
+    else free(buf);
+    return ok;
+}
+
+static int get_prompt(const sj_value *root, char **out, perr *e) {
+    const sj_value *p = sj_get(root, "prompt");
+    *out = NULL;
+    if (!p) return bad(e, "prompt", "missing_required_parameter", "'prompt' is required");
+    if (p->type == SJ_ARRAY) {
+        if (p->u.arr.n != 1 || p->u.arr.items[0]->type != SJ_STRING)
+            return bad(e, "prompt", "unsupported", "'prompt' must be a string (or an array of one string)");
+        p = p->u.arr.items[0];
+    }
+    if (p->type != SJ_STRING)
+        return bad(e, "prompt", "invalid_type", "'prompt' must be a string, not %s", sj_type_name(p->type));
+    if (!plain_string(p)) return bad(e, "prompt", "invalid_value", "'prompt' contains a NUL character");
+    *out = strdup(p->u.str.s);
+    if (!*out) return bad(e, NULL, NULL, "out of memory");
+    return 1;
+}
+
+/* ==== Generation ========================================================== */
+/*
+ * A step-by-step version of ds_generate (deepseek.h has only the
+ * callback-driven loop, and a streaming response pulls one token at a time):
+ * tokenize with one leading BOS, prefill, then each step samples a token,
+ * decodes it to whole UTF-8 characters and evaluates it. On top of that it
+ * applies the stop sequences, holding back text that may be the start of one.
+ */
+typedef struct gen {
+    ds_context *ctx;                      /* from the pool; NULL once given back */
+    ds_sampler *smp;
+    int32_t *ids;                         /* (cap_ids) prompt then generated: the sampler's history */
+    size_t n_ids, cap_ids, n_prompt;
+    float *logits;                        /* (n_vocab) of the last evaluated token */
+    int n_vocab, n_sample, n_ctx;
+    int32_t eos;
+    int max_tokens, n_gen, ignore_eos;
+    ds_detok_state dstate;
+    char *piece;                          /* (cap_piece) */
+    size_t cap_piece;
+    char *stop[MAX_STOPS];                /* copies of the stop sequences */
+    size_t stop_len[MAX_STOPS];
+    int n_stop;
+    size_t max_stop;
+    sbuf text;                            /* generated text (cut at a stop sequence) */
+    size_t released;                      /* bytes of text handed out so far */
+    int done;
+    const char *finish;                   /* "stop" or "length" */
+    ds_status err;                        /* DS_OK, or why generation failed */
+    char errmsg[256];
+    double prompt_seconds, gen_t0, generate_seconds;
+} gen;
+
+static void gen_fail(gen *g, ds_status st, const char *what) {
+    g->err = st;
+    snprintf(g->errmsg, sizeof g->errmsg, "%s: %s", what, errmsg(st));
+    g->done = 1;
+}
+
+/* Frees the text and the stop sequences (after gen_end). */
+static void gen_drop(gen *g) {
+    sb_free(&g->text);
+    for (int i = 0; i < g->n_stop; i++) free(g->stop[i]);
+    g->n_stop = 0;
+}
+
+/* Gives the context back and frees everything but the text. */
+static void gen_end(gen *g) {
+    if (g->ctx) pool_give(g->ctx);
+    g->ctx = NULL;
+    ds_sampler_free(g->smp);
+    g->smp = NULL;
+    free(g->ids);
+    free(g->logits);
+    free(g->piece);
+    g->ids = NULL;
+    g->logits = NULL;
+    g->piece = NULL;
+}
+
+/* Sets up and prefills. Returns DS_OK, DS_ERR_LIMIT (prompt too long for the
+ * context; g->errmsg says so), or another error. The context stays with g
+ * either way; gen_end gives it back. */
+static ds_status gen_begin(gen *g, ds_context *ctx, const char *prompt, const gen_params *p) {
+    memset(g, 0, sizeof *g);
+    g->ctx = ctx;
+    g->max_tokens = p->max_tokens;
+    g->ignore_eos = p->ignore_eos;
+    for (int i = 0; i < p->n_stop; i++) {
+        if (!(g->stop[i] = malloc(p->stop_len[i] + 1))) {
+            gen_fail(g, DS_ERR_NOMEM, "stop sequences");
+            return DS_ERR_NOMEM;
+        }
+        memcpy(g->stop[i], p->stop[i], p->stop_len[i] + 1);
+        g->stop_len[i] = p->stop_len[i];
+        g->n_stop = i + 1;
+        if (p->stop_len[i] > g->max_stop) g->max_stop = p->stop_len[i];
+    }
+    g->n_vocab = S.cfg.vocab_size;
+    int n_tok = ds_tokenizer_vocab_size(S.tok);
+    g->n_sample = n_tok > 0 && n_tok < g->n_vocab ? n_tok : g->n_vocab;
+    g->eos = ds_tokenizer_eos(S.tok);
+    g->n_ctx = ds_context_n_ctx(ctx);
+
+    ds_status st = ds_sampler_new(&g->smp, &p->sp);
+    if (st != DS_OK) {
+        gen_fail(g, st, "sampler");
+        return st;
+    }
+
+    /* ---- tokenize: one leading BOS, not doubled ---- */
+    size_t len = strlen(prompt), got = 0;
+    g->cap_ids = len + 2;
+    g->ids = malloc(g->cap_ids * sizeof *g->ids);
+    if (!g->ids) {
+        gen_fail(g, DS_ERR_NOMEM, "tokenize");
+        return DS_ERR_NOMEM;
+    }
+    st = ds_tokenizer_encode(S.tok, prompt, len, 0, g->ids + 1, g->cap_ids - 1, &got);
+    if (st == DS_ERR_LIMIT && got > g->cap_ids - 1) {
+        int32_t *p2 = realloc(g->ids, (got + 2) * sizeof *p2);
+        if (!p2) {
+            gen_fail(g, DS_ERR_NOMEM, "tokenize");
+            return DS_ERR_NOMEM;
+        }
+        g->ids = p2;
+        g->cap_ids = got + 2;
+        st = ds_tokenizer_encode(S.tok, prompt, len, 0, g->ids + 1, g->cap_ids - 1, &got);
+    }
+    if (st != DS_OK) {
+        gen_fail(g, st, "tokenize");
+        return st;
+    }
+    int32_t bos = ds_tokenizer_bos(S.tok);
+    if (bos >= 0 && !(got > 0 && g->ids[1] == bos)) {
+        g->ids[0] = bos;
+        g->n_prompt = got + 1;
+    } else {
+        memmove(g->ids, g->ids + 1, got * sizeof *g->ids);
+        g->n_prompt = got;
+    }
+    g->n_ids = g->n_prompt;
+    if (g->n_prompt == 0) {
+        g->err = DS_ERR_INVALID_ARG;
+        snprintf(g->errmsg, sizeof g->errmsg, "the prompt is empty and the tokenizer has no BOS token");
+        g->done = 1;
+        return DS_ERR_INVALID_ARG;
+    }
+    if (g->n_ctx <= 0 || g->n_prompt > (size_t)g->n_ctx) {
+        g->err = DS_ERR_LIMIT;
+        snprintf(g->errmsg, sizeof g->errmsg, "the prompt is %zu tokens; this server's context is %d tokens",
+                 g->n_prompt, g->n_ctx);
+        g->done = 1;
+        return DS_ERR_LIMIT;
+    }
+
+    /* ---- history room for every token that can still come ---- */
+    size_t room = (size_t)g->n_ctx - g->n_prompt + 1;
+    size_t more = (size_t)g->max_tokens < room ? (size_t)g->max_tokens : room;
+    if (g->n_prompt + more > g->cap_ids) {
+        int32_t *p2 = realloc(g->ids, (g->n_prompt + more) * sizeof *p2);
+        if (!p2) {
+            gen_fail(g, DS_ERR_NOMEM, "history");
+            return DS_ERR_NOMEM;
+        }
+        g->ids = p2;
+        g->cap_ids = g->n_prompt + more;
+    }
+    g->logits = malloc((size_t)g->n_vocab * sizeof *g->logits);
+    g->piece = malloc(PIECE_BYTES);
+    g->cap_piece = PIECE_BYTES;
+    if (!g->logits || !g->piece) {
+        gen_fail(g, DS_ERR_NOMEM, "buffers");
+        return DS_ERR_NOMEM;
+    }
+
+    /* ---- prefill ---- */
+    ds_context_reset(ctx);
+    double t0 = now_mono();
+    st = ds_context_eval(ctx, g->ids, g->n_prompt, g->logits, 0);
+    g->prompt_seconds = now_mono() - t0;
+    if (st != DS_OK) {
+        gen_fail(g, st, "prompt evaluation");
+        return st;
+    }
+    g->gen_t0 = now_mono();
+    if (g->max_tokens == 0) {
+        g->done = 1;
+        g->finish = "length";
+    }
+    return DS_OK;
+}
+
+/* Decodes id (or -1: flush) and appends the piece to the text. */
+static int gen_decode(gen *g, int32_t id) {
+    ds_detok_state saved = g->dstate;
+    size_t got = 0;
+    ds_status st = ds_tokenizer_decode_stream(S.tok, &g->dstate, id, g->piece, g->cap_piece, &got);
+    if (st == DS_ERR_LIMIT && got >= g->cap_piece) {
+        char *p = realloc(g->piece, got + 64);
+        if (!p) {
+            gen_fail(g, DS_ERR_NOMEM, "decode");
+            return 0;
+        }
+        g->piece = p;
+        g->cap_piece = got + 64;
+        g->dstate = saved;
+        st = ds_tokenizer_decode_stream(S.tok, &g->dstate, id, g->piece, g->cap_piece, &got);
+    }
+    if (st != DS_OK) {
+        gen_fail(g, st, "decode");
+        return 0;
+    }
+    sb_put(&g->text, g->piece, got);
+    if (g->text.oom) {
+        gen_fail(g, DS_ERR_NOMEM, "text");
+        return 0;
+    }
+    return 1;
+}
+
+/* Finds the first stop sequence in the unreleased text; cuts the text there. */
+static int gen_apply_stops(gen *g) {
+    size_t best = SIZE_MAX;
+    for (int i = 0; i < g->n_stop; i++) {
+        size_t L = g->stop_len[i];
+        if (g->text.len < L) continue;
+        for (size_t p = g->released; p + L <= g->text.len && p < best; p++)
+            if (memcmp(g->text.data + p, g->stop[i], L) == 0) {
+                best = p;
+                break;
+            }
+    }
+    if (best == SIZE_MAX) return 0;
+    g->text.len = best;
+    g->text.data[best] = '\0';
+    return 1;
+}
+
+/* Bytes at the end of the text that could begin a stop sequence. */
+static size_t gen_holdback(const gen *g) {
+    size_t avail = g->text.len - g->released;
+    size_t k = g->max_stop ? g->max_stop - 1 : 0;
+    if (k > avail) k = avail;
+    for (; k > 0; k--) {
+        const char *tail = g->text.data + g->text.len - k;
+        for (int i = 0; i < g->n_stop; i++)
+            if (g->stop_len[i] > k && memcmp(tail, g->stop[i], k) == 0) return k;
+    }
+    return 0;
+}
+
+/* One token. *out, *out_len: the text released by this step (possibly empty). */
+static void gen_step(gen *g, const char **out, size_t *out_len) {
+    *out = NULL;
+    *out_len = 0;
+    if (g->done) return;
+    int ending = 0;
+    if (atomic_load(&S.stopping)) {
+        g->err = DS_ERR_CANCELLED;
+        snprintf(g->errmsg, sizeof g->errmsg, "the server is shutting down");
+        g->done = 1;
+        return;
+    }
+    if (g->ignore_eos && g->eos >= 0 && g->eos < g->n_sample) g->logits[g->eos] = -INFINITY;
+    int32_t t;
+    ds_status st = ds_sampler_sample(g->smp, g->logits, g->n_sample, g->ids, g->n_ids, &t);
+    if (st != DS_OK) {
+        gen_fail(g, st, "sampling");
+        return;
+    }
+    if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
+        g->finish = "stop";
+        ending = 1;
+        if (!gen_decode(g, -1)) return;
+    } else {
+        g->ids[g->n_ids++] = t;
+        g->n_gen++;
+        if (!gen_decode(g, t)) return;
+        if (g->n_gen >= g->max_tokens || ds_context_n_past(g->ctx) >= g->n_ctx) {
+            g->finish = "length";
+            ending = 1;
+            if (!gen_decode(g, -1)) return;
+        }
+    }
+    if (g->n_stop && gen_apply_stops(g)) {
+        g->finish = "stop";
+        ending = 1;
+    }
+    if (!ending) {
+        st = ds_context_eval(g->ctx, &t, 1, g->logits, 0);
+        if (st != DS_OK) {
+            gen_fail(g, st, "evaluation");
+            return;
+        }
+    }
+    if (ending) {
+        g->done = 1;
+        g->generate_seconds = now_mono() - g->gen_t0;
+    }
+    size_t keep = ending ? 0 : gen_holdback(g);
+    size_t upto = g->text.len - keep;
+    if (upto > g->released) {
+        *out = g->text.data + g->released;
+        *out_len = upto - g->released;
+        g->released = upto;
+    }
+}
+
+/* Copies the outcome into the request for the log and metrics. */
+static void gen_account(req *r, const gen *g) {
+    r->prompt_tokens = (int)g->n_prompt;
+    r->completion_tokens = g->n_gen;
+    r->prompt_seconds = g->prompt_seconds;
+    r->generate_seconds = g->done ? g->generate_seconds : g->gen_t0 > 0 ? now_mono() - g->gen_t0 : 0;
+    r->finish = g->err ? "error" : g->finish;
+}
+
+/* ==== Response bodies ===================================================== */
+
+static void put_usage(sbuf *b, const gen *g) {
+    sb_printf(b, "\"usage\":{\"prompt_tokens\":%zu,\"completion_tokens\":%d,\"total_tokens\":%zu}", g->n_prompt,
+              g->n_gen, g->n_prompt + (size_t)g->n_gen);
+}
+
+static void put_head(sbuf *b, const char *id, const char *object, long long created) {
+    sb_printf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", id, object, created);
+    sb_json_str(b, S.model_id, strlen(S.model_id));
+}
+
+static void body_complete(sbuf *b, int kind, const char *id, long long created, const gen *g) {
+    const char *text = g->text.data ? g->text.data : "";
+    if (kind == KIND_GENERATE) {
+        sb_puts(b, "{\"text\":");
+        sb_json_str(b, text, g->text.len);
+        sb_printf(b, ",\"finish_reason\":\"%s\",\"prompt_tokens\":%zu,\"completion_tokens\":%d,\"total_tokens\":%zu,"
+                     "\"seconds\":%.6f,\"tokens_per_second\":%.3f}",
+                  g->finish, g->n_prompt, g->n_gen, g->n_prompt + (size_t)g->n_gen,
+                  g->prompt_seconds + g->generate_seconds,
+                  g->generate_seconds > 0 ? g->n_gen / g->generate_seconds : 0.0);
+        return;
+    }
+    if (kind == KIND_CHAT) {
+        put_head(b, id, "chat.completion", created);
+        sb_puts(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+        sb_json_str(b, text, g->text.len);
+        sb_printf(b, "},\"logprobs\":null,\"finish_reason\":\"%s\"}],", g->finish);
+    } else {
+        put_head(b, id, "text_completion", created);
+        sb_puts(b, ",\"choices\":[{\"text\":");
+        sb_json_str(b, text, g->text.len);
+        sb_printf(b, ",\"index\":0,\"logprobs\":null,\"finish_reason\":\"%s\"}],", g->finish);
+    }
+    put_usage(b, g);
+    sb_puts(b, ",\"system_fingerprint\":\"deepseek.h-" DS_VERSION_STRING "\"}");
+}
+
+/* One server-sent event: a chunk with this text (or, with finish, the last
+ * chunk with its finish_reason). */
+static void sse_chunk(sbuf *b, int kind, const char *id, long long created, const char *text, size_t len,
+                      int role, const char *finish) {
+    sb_puts(b, "data: ");
+    if (kind == KIND_CHAT) {
+        put_head(b, id, "chat.completion.chunk", created);
+        sb_puts(b, ",\"choices\":[{\"index\":0,\"delta\":{");
+        if (role) sb_puts(b, "\"role\":\"assistant\",\"content\":\"\"");
+        else if (text) {
+            sb_puts(b, "\"content\":");
+            sb_json_str(b, text, len);
+        }
+        sb_puts(b, "},\"logprobs\":null,\"finish_reason\":");
+    } else {
+        put_head(b, id, "text_completion", created);
+        sb_puts(b, ",\"choices\":[{\"text\":");
+        sb_json_str(b, text ? text : "", text ? len : 0);
+        sb_puts(b, ",\"index\":0,\"logprobs\":null,\"finish_reason\":");
+    }
+    if (finish) sb_printf(b, "\"%s\"", finish);
+    else sb_puts(b, "null");
+    sb_puts(b, "}]}\n\n");
+}
+
+/* ==== Streaming =========================================================== */
+
+typedef struct stream {
+    req *r;
+    gen g;
+    int kind;
+    char id[48];
+    long long created;
+    int include_usage;
+    int phase;                            /* 0 start, 1 generating, 2 finished */
+    sbuf out;                             /* bytes not yet handed to MHD */
+    size_t out_pos;
+    char *prompt;
+} stream;
+
+/* Appends the next event(s) to st->out. */
+static void stream_produce(stream *st) {
+    if (st->phase == 0) {
+        st->phase = 1;
+        if (st->kind == KIND_CHAT) {
+            sse_chunk(&st->out, st->kind, st->id, st->created, NULL, 0, 1, NULL);
+            return;
+        }
+    }
+    const char *text;
+    size_t len;
+    gen_step(&st->g, &text, &len);
+    if (len) sse_chunk(&st->out, st->kind, st->id, st->created, text, len, 0, NULL);
+    if (!st->g.done) return;
+    if (st->g.err) {
+        sb_puts(&st->out, "data: ");
+        error_body(&st->out, st->g.err == DS_ERR_CANCELLED ? 503 : 500,
+                   st->g.err == DS_ERR_CANCELLED ? "shutting_down" : NULL, NULL, st->g.errmsg);
+        sb_puts(&st->out, "\n\n");
+    } else {
+        sse_chunk(&st->out, st->kind, st->id, st->created, NULL, 0, 0, st->g.finish);
+        if (st->include_usage) {
+            sb_puts(&st->out, "data: ");
+            put_head(&st->out, st->id, st->kind == KIND_CHAT ? "chat.completion.chunk" : "text_completion",
+                     st->created);
+            sb_puts(&st->out, ",\"choices\":[],");
+            put_usage(&st->out, &st->g);
+            sb_puts(&st->out, "}\n\n");
+        }
+    }
+    sb_puts(&st->out, "data: [DONE]\n\n");
+    gen_account(st->r, &st->g);
+    gen_end(&st->g);                      /* the context is free for the next request now */
+    st->phase = 2;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    stream *st = cls;
+    (void)pos;
+    while (st->out_pos >= st->out.len) {
+        sb_reset(&st->out);
+        st->out_pos = 0;
+        if (st->phase == 2) return MHD_CONTENT_READER_END_OF_STREAM;
+        stream_produce(st);
+        if (st->out.oom) return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t n = st->out.len - st->out_pos;
+    if (n > max) n = max;
+    memcpy(buf, st->out.data + st->out_pos, n);
+    st->out_pos += n;
+    return (ssize_t)n;
+}
+
+/* MHD is done with the response: normal end, client gone, or shutdown. */
+static void stream_free(void *cls) {
+    stream *st = cls;
+    if (st->phase != 2) {
+        st->r->aborted = 1;
+        gen_account(st->r, &st->g);
+        gen_end(&st->g);
+    }
+    gen_drop(&st->g);
+    sb_free(&st->out);
+    free(st->prompt);
+    req_release(st->r);
+    free(st);
+}
+
+/* ==== Endpoint handlers =================================================== */
+
+static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
+    int kind = r->ep == EP_CHAT ? KIND_CHAT : r->ep == EP_COMPLETIONS ? KIND_COMPLETION : KIND_GENERATE;
+    char err[160];
+    int oom = 0;
+    sj_value *root = NULL;
+    sj_doc *doc = sj_parse(r->body.data ? r->body.data : "", r->body.len, &root, err, sizeof err, &oom);
+    if (!doc) {
+        if (oom) return reply_error(conn, r, 500, NULL, NULL, "out of memory parsing the request");
+        return reply_error(conn, r, 400, "invalid_json", NULL, "malformed JSON in the request body: %s", err);
+    }
+    enum MHD_Result ret;
+    perr pe = {{0}, NULL, NULL};
+    gen_params gp;
+    char *prompt = NULL;
+    int server_err = 0;
+    if (root->type != SJ_OBJECT) {
+        ret = reply_error(conn, r, 400, "invalid_type", NULL, "the request body must be a JSON object, not %s",
+                          sj_type_name(root->type));
+        goto out;
+    }
+    if (!parse_gen_params(root, kind, &gp, &pe) ||
+        !(kind == KIND_CHAT ? render_chat(root, &prompt, &pe, &server_err) : get_prompt(root, &prompt, &pe))) {
+        ret = reply_error(conn, r, server_err || !pe.code ? 500 : 400, pe.code, pe.param, "%s", pe.msg);
+        goto out;
+    }
+    r->stream = gp.stream;
+    if (S.log_prompts) r->prompt_log = strdup(prompt);
+    if (atomic_load(&S.stopping)) {
+        ret = reply_error(conn, r, 503, "shutting_down", NULL, "the server is shutting down");
+        goto out;
+    }
+
+    /* ---- a context from the pool, or 429 ---- */
+    ds_context *ctx = pool_take();
+    if (!ctx) {
+        ret = reply_error(conn, r, 429, "server_busy", NULL,
+                          "all %d generation slots are busy; retry later", S.n_slots);
+        goto out;
+    }
+    gen g0;
+    ds_status st = gen_begin(&g0, ctx, prompt, &gp);
+    if (st != DS_OK) {
+        gen_account(r, &g0);
+        r->finish = NULL;
+        gen_end(&g0);
+        gen_drop(&g0);
+        if (st == DS_ERR_LIMIT)
+            ret = reply_error(conn, r, 400, "context_length_exceeded", kind == KIND_CHAT ? "messages" : "prompt",
+                              "%s", g0.errmsg);
+        else if (st == DS_ERR_INVALID_ARG)
+            ret = reply_error(conn, r, 400, "invalid_value", NULL, "%s", g0.errmsg);
+        else
+            ret = reply_error(conn, r, 500, NULL, NULL, "%s", g0.errmsg);
+        goto out;
+    }
+
+    char id[48];
+    make_id(id, sizeof id, kind == KIND_CHAT ? "chatcmpl-" : "cmpl-");
+    long long created = (long long)time(NULL);
+
+    if (!gp.stream) {
+        /* ---- whole answer at once ---- */
+        const char *t;
+        size_t n;
+        while (!g0.done) gen_step(&g0, &t, &n);
+        gen_account(r, &g0);
+        gen_end(&g0);
+        sbuf b = {0};
+        if (g0.err) {
+            int code = g0.err == DS_ERR_CANCELLED ? 503 : 500;
+            gen_drop(&g0);
+            ret = reply_error(conn, r, code, code == 503 ? "shutting_down" : NULL, NULL, "%s", g0.errmsg);
+            goto out;
+        }
+        body_complete(&b, kind, id, created, &g0);
+        gen_drop(&g0);
+        ret = reply_json(conn, r, 200, &b);
+        goto out;
+    }
+
+    /* ---- streaming: MHD pulls one event at a time ---- */
+    stream *sm = calloc(1, sizeof *sm);
+    if (!sm) {
+        gen_end(&g0);
+        gen_drop(&g0);
+        ret = reply_error(conn, r, 500, NULL, NULL, "out of memory");
+        goto out;
+    }
+    sm->g = g0;
+    sm->kind = kind;
+    snprintf(sm->id, sizeof sm->id, "%s", id);
+    sm->created = created;
+    sm->include_usage = gp.include_usage;
+    sm->prompt = prompt;
+    prompt = NULL;
+    atomic_fetch_add(&r->refs, 1);
+    sm->r = r;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_read, sm, stream_free);
+    if (!resp) {
+        stream_free(sm);
+        ret = reply_error(conn, r, 500, NULL, NULL, "out of memory");
+        goto out;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    r->status = 200;
+    r->responded = 1;
+    ret = MHD_queue_response(conn, 200, resp);
+    MHD_destroy_response(resp);
+out:
+    free(prompt);
+    sj_doc_free(doc);
+    return ret;
+}
+
+static enum MHD_Result handle_health(struct MHD_Connection *conn, req *r) {
+    sbuf b = {0};
+    sb_puts(&b, "{\"status\":\"ok\",\"model\":");
+    sb_json_str(&b, S.model_id, strlen(S.model_id));
+    sb_printf(&b, ",\"slots\":%d,\"busy\":%d}", S.n_slots, pool_busy());
+    return reply_json(conn, r, 200, &b);
+}
+
+static void put_model(sbuf *b) {
+    sb_puts(b, "{\"id\":");
+    sb_json_str(b, S.model_id, strlen(S.model_id));
+    sb_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"deepseek.h\",\"context_length\":%d}",
+              S.created, S.n_ctx);
+}
+
+static enum MHD_Result handle_models(struct MHD_Connection *conn, req *r, const char *url) {
+    sbuf b = {0};
+    if (r->ep == EP_MODEL) {
+        const char *want = url + strlen("/v1/models/");
+        if (strcmp(want, S.model_id) != 0) {
+            return reply_error(conn, r, 404, "model_not_found", "model", "the model '%.200s' does not exist", want);
+        }
+        put_model(&b);
+    } else {
+        sb_puts(&b, "{\"object\":\"list\",\"data\":[");
+        put_model(&b);
+        sb_puts(&b, "]}");
+    }
+    return reply_json(conn, r, 200, &b);
+}
+
+/* Prometheus label value: backslash, quote and newline escaped. */
+static void put_label(sbuf *b, const char *s) {
+    for (; *s; s++) {
+        if (*s == '\\') sb_puts(b, "\\\\");
+        else if (*s == '"') sb_puts(b, "\\\"");
+        else if (*s == '\n') sb_puts(b, "\\n");
+        else sb_putc(b, *s);
+    }
+}
+
+static void put_family(sbuf *b, const char *name, const char *type, const char *help) {
+    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static long long resident_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long long size = 0, rss = -1;
+    if (f) {
+        if (fscanf(f, "%lld %lld", &size, &rss) != 2) rss = -1;
+        fclose(f);
+    }
+    return rss < 0 ? -1 : rss * (long long)sysconf(_SC_PAGESIZE);
+}
+
+static enum MHD_Result handle_metrics(struct MHD_Connection *conn, req *r) {
+    metrics m;
+    pthread_mutex_lock(&S.met.mu);
+    memcpy(&m, &S.met, sizeof m);
+    pthread_mutex_unlock(&S.met.mu);
+    ds_cache_stats cs;
+    int have_cs = ds_model_cache_stats(S.model, &cs) == DS_OK;
+    sbuf b = {0};
+
+    put_family(&b, "ds_server_requests_total", "counter", "HTTP requests answered, by endpoint and status code.");
+    for (int e = 0; e < N_EP; e++)
+        for (int c = 0; c < N_CODE; c++)
+            if (m.requests[e][c]) {
+                sb_printf(&b, "ds_server_requests_total{endpoint=\"%s\",code=\"", ep_name[e]);
+                if (c < N_CODE - 1) sb_printf(&b, "%d", codes[c]);
+                else sb_puts(&b, "other");
+                sb_printf(&b, "\"} %llu\n", (unsigned long long)m.requests[e][c]);
+            }
+
+    put_family(&b, "ds_server_request_duration_seconds", "histogram",
+               "Time from the request's arrival to the end of its response (streams: the last event).");
+    for (int e = 0; e < N_EP; e++) {
+        if (!m.hist_count[e]) continue;
+        uint64_t cum = 0;
+        for (int k = 0; k < N_BUCKET; k++) {
+            cum += m.hist[e][k];
+            sb_printf(&b, "ds_server_request_duration_seconds_bucket{endpoint=\"%s\",le=\"%g\"} %llu\n", ep_name[e],
+                      buckets[k], (unsigned long long)cum);
+        }
+        cum += m.hist[e][N_BUCKET];
+        sb_printf(&b, "ds_server_request_duration_seconds_bucket{endpoint=\"%s\",le=\"+Inf\"} %llu\n", ep_name[e],
+                  (unsigned long long)cum);
+        sb_printf(&b, "ds_server_request_duration_seconds_sum{endpoint=\"%s\"} %.6f\n", ep_name[e], m.hist_sum[e]);
+        sb_printf(&b, "ds_server_request_duration_seconds_count{endpoint=\"%s\"} %llu\n", ep_name[e],
+                  (unsigned long long)m.hist_count[e]);
+    }
+
+    put_family(&b, "ds_server_prompt_tokens_total", "counter", "Prompt tokens evaluated (prefill).");
+    sb_printf(&b, "ds_server_prompt_tokens_total %llu\n", (unsigned long long)m.prompt_tokens);
+    put_family(&b, "ds_server_generated_tokens_total", "counter", "Tokens generated.");
+    sb_printf(&b, "ds_server_generated_tokens_total %llu\n", (unsigned long long)m.generated_tokens);
+    put_family(&b, "ds_server_prompt_seconds_total", "counter", "Time spent evaluating prompts.");
+    sb_printf(&b, "ds_server_prompt_seconds_total %.6f\n", m.prompt_seconds);
+    put_family(&b, "ds_server_generation_seconds_total", "counter",
+               "Time spent generating tokens (rate of generated tokens over this is the decode speed).");
+    sb_printf(&b, "ds_server_generation_seconds_total %.6f\n", m.generate_seconds);
+    put_family(&b, "ds_server_tokens_per_second", "gauge", "Decode speed of the last finished generation.");
+    sb_printf(&b, "ds_server_tokens_per_second %.3f\n", m.last_tps);
+    put_family(&b, "ds_server_streams_aborted_total", "counter", "Streaming responses the client left early.");
+    sb_printf(&b, "ds_server_streams_aborted_total %llu\n", (unsigned long long)m.streams_aborted);
+    put_family(&b, "ds_server_slots", "gauge", "Generation slots (contexts), --max-concurrent.");
+    sb_printf(&b, "ds_server_slots %d\n", S.n_slots);
+    put_family(&b, "ds_server_slots_busy", "gauge", "Generation slots in use.");
+    sb_printf(&b, "ds_server_slots_busy %d\n", pool_busy());
+    put_family(&b, "ds_server_info", "gauge", "The model served and the library version.");
+    sb_puts(&b, "ds_server_info{model=\"");
+    put_label(&b, S.model_id);
+    sb_puts(&b, "\",version=\"" DS_VERSION_STRING "\"} 1\n");
+
+    if (have_cs) {
+        put_family(&b, "ds_expert_cache_hits_total", "counter", "Routed experts found in the expert cache.");
+        sb_printf(&b, "ds_expert_cache_hits_total %llu\n", (unsigned long long)cs.hits);
+        put_family(&b, "ds_expert_cache_misses_total", "counter",
+                   "Routed experts decrypted while the forward pass waited.");
+        sb_printf(&b, "ds_expert_cache_misses_total %llu\n", (unsigned long long)cs.misses);
+        put_family(&b, "ds_expert_cache_decrypted_bytes_total", "counter", "Bytes of experts decrypted.");
+        sb_printf(&b, "ds_expert_cache_decrypted_bytes_total %llu\n", (unsigned long long)cs.bytes_decrypted);
+        put_family(&b, "ds_expert_cache_evictions_total", "counter", "Experts evicted from the cache.");
+        sb_printf(&b, "ds_expert_cache_evictions_total %llu\n", (unsigned long long)cs.evictions);
+        put_family(&b, "ds_expert_cache_prefetch_issued_total", "counter", "Experts queued for prefetch.");
+        sb_printf(&b, "ds_expert_cache_prefetch_issued_total %llu\n", (unsigned long long)cs.prefetch_issued);
+        put_family(&b, "ds_expert_cache_prefetch_hits_total", "counter", "Prefetched experts later used.");
+        sb_printf(&b, "ds_expert_cache_prefetch_hits_total %llu\n", (unsigned long long)cs.prefetch_hits);
+        put_family(&b, "ds_expert_cache_decrypt_seconds_total", "counter", "Time spent decrypting experts.");
+        sb_printf(&b, "ds_expert_cache_decrypt_seconds_total %.6f\n", cs.decrypt_seconds);
+        put_family(&b, "ds_expert_cache_wait_seconds_total", "counter",
+                   "Time the forward pass waited for experts.");
+        sb_printf(&b, "ds_expert_cache_wait_seconds_total %.6f\n", cs.wait_seconds);
+        put_family(&b, "ds_expert_cache_budget_bytes", "gauge", "Expert cache budget (0: all experts resident).");
+        sb_printf(&b, "ds_expert_cache_budget_bytes %llu\n", (unsigned long long)cs.budget_bytes);
+        put_family(&b, "ds_expert_cache_slots", "gauge", "Expert cache slots (0: all experts resident).");
+        sb_printf(&b, "ds_expert_cache_slots %d\n", cs.n_slots);
+    }
+    long long rss = resident_bytes();
+    if (rss >= 0) {
+        put_family(&b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        sb_printf(&b, "process_resident_memory_bytes %lld\n", rss);
+    }
+    put_family(&b, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.");
+    sb_printf(&b, "process_start_time_seconds %.3f\n", S.start_wall);
+
+    size_t len = 0;
+    char *data = sb_take(&b, &len);
+    if (!data) return reply_error(conn, r, 500, NULL, NULL, "out of memory");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    r->status = 200;
+    r->responded = 1;
+    enum MHD_Result ret = MHD_queue_response(conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* ==== MHD callbacks ======================================================= */
+
+static int authorized(struct MHD_Connection *conn) {
+    if (!S.token) return 1;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h) return 0;
+    while (*h == ' ' || *h == '\t') h++;
+    if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t')) return 0;
+    h += 6;
+    while (*h == ' ' || *h == '\t') h++;
+    size_t n = strlen(h);
+    while (n && (h[n - 1] == ' ' || h[n - 1] == '\t')) n--;
+    return token_equal(h, n, S.token, S.token_len);
+}
+
+static void remote_address(struct MHD_Connection *conn, char *buf, size_t len) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(buf, len, "-");
+    if (!ci || !ci->client_addr) return;
+    const struct sockaddr *sa = ci->client_addr;
+    char host[INET6_ADDRSTRLEN] = "";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+    (void)cls;
+    (void)version;
+    req *r = *con_cls;
+
+    /* ---- first call: headers only. Everything that needs no body is
+     * answered now, before any body is read ---- */
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        atomic_init(&r->refs, 1);
+        r->t0 = now_mono();
+        r->ep = route(url);
+        snprintf(r->method, sizeof r->method, "%s", method);
+        for (char *p = r->method; *p; p++)   /* methods are tokens; keep the log clean */
+            if (*p < 'A' || *p > 'Z') *p = '?';
+        snprintf(r->path, sizeof r->path, "%s", url);
+        remote_address(conn, r->remote, sizeof r->remote);
+        *con_cls = r;
+
+        int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+        int is_post = !strcmp(method, MHD_HTTP_METHOD_POST);
+        if (r->ep == EP_OTHER)
+            return reply_error(conn, r, 404, "not_found", NULL, "no such endpoint: %s %.100s", r->method, url);
+        if (ep_is_post(r->ep) ? !is_post : !is_get)
+            return reply_error(conn, r, 405, "method_not_allowed", NULL, "%s does not accept %s (use %s)",
+                               ep_name[r->ep], r->method, ep_is_post(r->ep) ? "POST" : "GET");
+        if (r->ep != EP_HEALTH && !authorized(conn))
+            return reply_error(conn, r, 401, "invalid_api_key", NULL,
+                               "missing or wrong API key: send \"Authorization: Bearer <token>\"");
+        if (r->ep == EP_HEALTH) return handle_health(conn, r);
+        if (r->ep == EP_MODELS || r->ep == EP_MODEL) return handle_models(conn, r, url);
+        if (r->ep == EP_METRICS) return handle_metrics(conn, r);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        uint64_t n;
+        if (cl && parse_u64(cl, UINT64_MAX, &n) && n > S.max_body)
+            return reply_error(conn, r, 413, "request_too_large", NULL,
+                               "the request body is %llu bytes; this server takes at most %zu",
+                               (unsigned long long)n, S.max_body);
+        return MHD_YES;
+    }
+
+    /* ---- body data ---- */
+    if (*upload_data_size) {
+        if (!r->too_large) {
+            if (*upload_data_size > S.max_body - r->body.len) {
+                r->too_large = 1;    /* keep reading, answer 413 at the end */
+                sb_free(&r->body);
+            } else {
+                sb_put(&r->body, upload_data, *upload_data_size);
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->responded) return MHD_YES;
+
+    /* ---- the whole body is here ---- */
+    if (r->too_large)
+        return reply_error(conn, r, 413, "request_too_large", NULL, "the request body is over %zu bytes",
+                           S.max_body);
+    if (r->body.oom) return reply_error(conn, r, 500, NULL, NULL, "out of memory for the request body");
+    return handle_generation(conn, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)cls;
+    (void)conn;
+    req *r = *con_cls;
+    *con_cls = NULL;
+    if (!r) return;
+    if (!r->responded) {
+        r->status = 499;   /* the client left before an answer: counted as "other" */
+    } else if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->stream && !r->finish) {
+        r->aborted = 1;
+    }
+    req_release(r);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+    audit("httpd: %s", msg);
+}
+
+static void on_ds_log(void *user, ds_log_level level, const char *msg) {
+    int verbose = *(const int *)user;
+    if (level > (verbose ? DS_LOG_DEBUG : DS_LOG_WARN)) return;
+    audit("library %s: %s", level == DS_LOG_ERROR ? "error" : level == DS_LOG_WARN ? "warning" : "notice", msg);
+}
+
+/* ==== Command line ======================================================== */
+
+static const char usage_text[] =
+    "usage: ds-server --model M.dsm [--key-file F | --passphrase-env VAR] [options]\n"
+    "\n"
+    "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions,\n"
+    "/generate; GET /v1/models, /health, /metrics (Prometheus).\n"
+    "Options:\n"
+    "  --model M             the .dsm container to serve (required)\n"
+    "  --key-file F          its 32-byte key (raw or 64 hex digits)\n"
+    "  --passphrase-env VAR  or a passphrase from this environment variable\n"
+    "  --host H              address to listen on (default 127.0.0.1)\n"
+    "  --port P              TCP port (default 8080; 0 = any free port, printed at start)\n"
+    "  --api-key-file K      require \"Authorization: Bearer <token in K>\" (all but /health)\n"
+    "  --max-concurrent N    generations at once, one context each (default 2); more get 429\n"
+    "  --max-tokens N        largest max_tokens a request may ask for (default 1024)\n"
+    "  --max-body BYTES      largest request body (default 1048576); larger get 413\n"
+    "  --ctx N               tokens per context (default min(4096, the model's maximum))\n"
+    "  --cache-mb N          routed-expert cache budget in MiB (default 0 = all resident)\n"
+    "  --threads N           compute threads per generation (default 0 = all CPUs)\n"
+    "  --model-name NAME     the model id in responses (default: the file's base name)\n"
+    "  --log-prompts         also write prompt text to the audit log (off by default)\n"
+    "  -v, --verbose         also log the library's notices\n"
+    "  -h, --help            this text\n"
+    "  --version             print the version\n";
+
+static int usage_error(const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    fputs("ds-server: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'ds-server --help'.\n", stderr);
+    return EXIT_USAGE;
+}
+
+typedef struct options {
+    const char *model, *key_file, *pass_env, *host, *api_key_file, *model_name;
+    uint64_t port, max_concurrent, max_tokens, max_body, cache_mb, threads, n_ctx;
+    int log_prompts, verbose;
+} options;
+
+/* Reads the API token: the file's text without surrounding whitespace. */
+static int read_token(const char *path, char **out, size_t *out_len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "ds-server: --api-key-file %s: %s\n", path, strerror(errno));
+        return 0;
+    }
+    char buf[4097];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    int toolong = n == sizeof buf;
+    fclose(f);
+    if (toolong) {
+        ds_memzero(buf, sizeof buf);
+        fprintf(stderr, "ds-server: --api-key-file %s: longer than 4096 bytes\n", path);
+        return 0;
+    }
+    size_t a = 0, b = n;
+    while (a < b && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\n' || buf[a] == '\r')) a++;
+    while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == '\n' || buf[b - 1] == '\r')) b--;
+    int ok = b > a;
+    for (size_t i = a; i < b && ok; i++)
+        if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] == 0x7f) ok = 0;
+    if (!ok) {
+        ds_memzero(buf, sizeof buf);
+        fprintf(stderr, "ds-server: --api-key-file %s: want one token of printable characters without spaces\n",
+                path);
+        return 0;
+    }
+    *out = malloc(b - a + 1);
+    if (!*out) {
+        ds_memzero(buf, sizeof buf);
+        fprintf(stderr, "ds-server: out of memory\n");
+        return 0;
+    }
+    memcpy(*out, buf + a, b - a);
+    (*out)[b - a] = '\0';
+    *out_len = b - a;
+    ds_memzero(buf, sizeof buf);
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, options *o) {
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->max_concurrent = 2;
+    o->max_tokens = 1024;
+    o->max_body = 1 << 20;
+    static const struct {
+        const char *name;
+        int is_num;
+        uint64_t lo, hi;
+    } spec[] = {
+        {"--model", 0, 0, 0},          {"--key-file", 0, 0, 0},         {"--passphrase-env", 0, 0, 0},
+        {"--host", 0, 0, 0},           {"--api-key-file", 0, 0, 0},     {"--model-name", 0, 0, 0},
+        {"--port", 1, 0, 65535},       {"--max-concurrent", 1, 1, 256}, {"--max-tokens", 1, 1, 1 << 24},
+        {"--max-body", 1, 64, (uint64_t)1 << 32}, {"--cache-mb", 1, 0, (uint64_t)1 << 30},
+        {"--threads", 1, 0, 1024},     {"--ctx", 1, 1, 1 << 24},
+    };
+    const char **str_slot[] = {&o->model, &o->key_file, &o->pass_env, &o->host, &o->api_key_file, &o->model_name};
+    uint64_t *num_slot[] = {&o->port,     &o->max_concurrent, &o->max_tokens, &o->max_body,
+                            &o->cache_mb, &o->threads,        &o->n_ctx};
+    unsigned seen = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_text, stdout);
+            return -1;
+        }
+        if (!strcmp(a, "--version")) {
+            printf("ds-server (deepseek.h %s)\n", ds_version_string());
+            return -1;
+        }
+        if (!strcmp(a, "--log-prompts")) {
+            o->log_prompts = 1;
+            continue;
+        }
+        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            o->verbose = 1;
+            continue;
+        }
+        size_t k;
+        const char *val = NULL;
+        for (k = 0; k < sizeof spec / sizeof spec[0]; k++) {
+            size_t n = strlen(spec[k].name);
+            if (!strncmp(a, spec[k].name, n) && (a[n] == '\0' || a[n] == '=')) {
+                if (a[n] == '=') val = a + n + 1;
+                else if (i + 1 < argc) val = argv[++i];
+                else return usage_error("option %s needs a value", spec[k].name);
+                break;
+            }
+        }
+        if (k == sizeof spec / sizeof spec[0]) {
+            if (a[0] == '-') return usage_error("unknown option '%s'", a);
+            return usage_error("unexpected argument '%s' (the model goes after --model)", a);
+        }
+        if (seen & (1u << k)) return usage_error("option %s given twice", spec[k].name);
+        seen |= 1u << k;
+        if (!spec[k].is_num) {
+            if (!*val) return usage_error("option %s needs a non-empty value", spec[k].name);
+            *str_slot[k] = val;
+            continue;
+        }
+        uint64_t v;
+        if (!parse_u64(val, UINT64_MAX, &v) || v < spec[k].lo || v > spec[k].hi)
+            return usage_error("%s needs a whole number from %llu to %llu, not '%s'", spec[k].name,
+                               (unsigned long long)spec[k].lo, (unsigned long long)spec[k].hi, val);
+        *num_slot[k - 6] = v;
+    }
+    if (!o->model) return usage_error("missing --model M.dsm");
+    if (o->key_file && o->pass_env) return usage_error("--key-file and --passphrase-env exclude each other");
+    return 0;
+}
+
+/* ==== main ================================================================ */
+
+int main(int argc, char **argv) {
+    /* Block the stop signals before any thread exists (the library's and
+     * MHD's threads inherit the mask); main waits for them with sigwait. */
+    sigset_t stop_sigs;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc < 0) return 0;
+    if (rc) return rc;
+
+    memset(&S, 0, sizeof S);
+    pthread_mutex_init(&S.pool_mu, NULL);
+    pthread_mutex_init(&S.met.mu, NULL);
+    S.max_body = (size_t)o.max_body;
+    S.max_tokens = (int)o.max_tokens;
+    S.log_prompts = o.log_prompts;
+    S.start_wall = now_wall();
+    S.created = (long long)S.start_wall;
+    atomic_init(&S.id_counter, 1);
+    atomic_init(&S.stopping, 0);
+    {
+        unsigned char rnd[DS_KEY_BYTES];
+        if (ds_key_generate(rnd) == DS_OK) memcpy(&S.id_base, rnd, sizeof S.id_base);
+        else S.id_base = mix64((uint64_t)getpid() ^ (uint64_t)(S.start_wall * 1e6));
+        ds_memzero(rnd, sizeof rnd);
+    }
+
+    if (o.api_key_file && !read_token(o.api_key_file, &S.token, &S.token_len)) return 1;
+
+    /* the address first: a typo should not wait for a model to load */
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%u", (unsigned)o.port);
+    int gai = getaddrinfo(o.host, port_s, &hints, &ai);
+    if (gai != 0 || !ai) {
+        fprintf(stderr, "ds-server: --host %s: %s\n", o.host, gai_strerror(gai));
+        rc = 1;
+        goto out;
+    }
+
+    /* ---- the model ---- */
+    unsigned char key[DS_KEY_BYTES];
+    ds_model_params mp = ds_model_default_params();
+    if (o.key_file) {
+        ds_status st = ds_key_file_read(o.key_file, key);
+        if (st != DS_OK) {
+            fprintf(stderr, "ds-server: --key-file %s: %s\n", o.key_file, errmsg(st));
+            rc = 1;
+            goto out;
+        }
+        mp.key = key;
+        mp.key_len = sizeof key;
+    } else if (o.pass_env) {
+        const char *p = getenv(o.pass_env);
+        if (!p || !*p) {
+            fprintf(stderr, "ds-server: environment variable %s (the passphrase) is %s\n", o.pass_env,
+                    p ? "empty" : "not set");
+            rc = 1;
+            goto out;
+        }
+        mp.passphrase = p;
+        mp.passphrase_len = strlen(p);
+    }
+    mp.expert_cache_bytes = o.cache_mb << 20;
+    mp.n_threads = (int)o.threads;
+    mp.log = on_ds_log;
+    mp.log_user = &o.verbose;
+    double t0 = now_mono();
+    ds_status st = ds_model_open(&S.model, o.model, &mp);
+    ds_memzero(key, sizeof key);
+    if (st != DS_OK) {
+        fprintf(stderr, "ds-server: cannot open model %s: %s: %s\n", o.model, ds_status_string(st), errmsg(st));
+        rc = 1;
+        goto out;
+    }
+    if ((st = ds_model_get_config(S.model, &S.cfg)) != DS_OK) {
+        fprintf(stderr, "ds-server: %s: %s\n", o.model, ds_model_errmsg(S.model));
+        rc = 1;
+        goto out;
+    }
+    S.tok = ds_model_tokenizer(S.model);
+    if (o.model_name) {
+        snprintf(S.model_id, sizeof S.model_id, "%s", o.model_name);
+    } else {
+        const char *base = strrchr(o.model, '/');
+        base = base ? base + 1 : o.model;
+        snprintf(S.model_id, sizeof S.model_id, "%s", base);
+        size_t n = strlen(S.model_id);
+        if (n > 4 && !strcmp(S.model_id + n - 4, ".dsm")) S.model_id[n - 4] = '\0';
+    }
+
+    /* ---- the context pool ---- */
+    S.n_slots = (int)o.max_concurrent;
+    S.ctx = calloc((size_t)S.n_slots, sizeof *S.ctx);
+    S.busy = calloc((size_t)S.n_slots, 1);
+    if (!S.ctx || !S.busy) {
+        fprintf(stderr, "ds-server: out of memory\n");
+        rc = 1;
+        goto out;
+    }
+    ds_context_params cp = ds_context_default_params();
+    cp.n_ctx = (int)o.n_ctx;
+    cp.n_threads = (int)o.threads;
+    for (int i = 0; i < S.n_slots; i++) {
+        if ((st = ds_context_new(&S.ctx[i], S.model, &cp)) != DS_OK) {
+            fprintf(stderr, "ds-server: context %d of %d: %s\n", i + 1, S.n_slots, errmsg(st));
+            rc = 1;
+            goto out;
+        }
+    }
+    S.n_ctx = ds_context_n_ctx(S.ctx[0]);
+    audit("model loaded path=%s id=%s layers=%d experts=%d vocab=%d n_ctx=%d slots=%d expert_cache_mb=%llu "
+          "seconds=%.2f auth=%s",
+          o.model, S.model_id, S.cfg.n_layers, S.cfg.n_routed_experts, S.cfg.vocab_size, S.n_ctx, S.n_slots,
+          (unsigned long long)o.cache_mb, now_mono() - t0, S.token ? "bearer" : "none");
+
+    /* ---- listen ---- */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                     MHD_USE_POLL;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, (uint16_t)o.port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(64 + 4 * S.n_slots), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_END);
+    freeaddrinfo(ai);
+    ai = NULL;
+    if (!d) {
+        fprintf(stderr, "ds-server: cannot listen on %s port %u (in use, or not an address of this host?)\n",
+                o.host, (unsigned)o.port);
+        rc = 1;
+        goto out;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned port = di ? di->port : (unsigned)o.port;
+    int v6 = strchr(o.host, ':') != NULL;
+    audit("listening on http://%s%s%s:%u", v6 ? "[" : "", o.host, v6 ? "]" : "", port);
+
+    /* ---- serve until SIGINT/SIGTERM ---- */
+    int sig = 0;
+    while (sigwait(&stop_sigs, &sig) != 0) {
+    }
+    audit("signal %d: shutting down", sig);
+    atomic_store(&S.stopping, 1);
+    MHD_stop_daemon(d);
+
+out:
+    if (ai) freeaddrinfo(ai);
+    if (S.ctx) {
+        for (int i = 0; i < S.n_slots; i++) ds_context_free(S.ctx[i]);
+        free(S.ctx);
+    }
+    free(S.busy);
+    if (S.model) {
+        st = ds_model_close(S.model);
+        if (st != DS_OK) {
+            fprintf(stderr, "ds-server: closing the model: %s\n", errmsg(st));
+            if (!rc) rc = 1;
+        }
+    }
+    if (S.token) {
+        ds_memzero(S.token, S.token_len);
+        free(S.token);
+    }
+    pthread_mutex_destroy(&S.pool_mu);
+    pthread_mutex_destroy(&S.met.mu);
+    if (!rc) audit("stopped");
+    return rc;
+}

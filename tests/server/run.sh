@@ -1,0 +1,306 @@
+#!/bin/sh
+# shellcheck disable=SC2086
+# tests/server/run.sh — end-to-end tests of ds-server (examples/server.c).
+#
+# Starts $BUILD/ds-server on free ports with a model, runs the raw-HTTP
+# tests (test_server.py, standard library only), the official `openai`
+# client (test_openai.py, in a virtual environment made here with pip),
+# `promtool check metrics` on /metrics, command-line and shutdown checks,
+# and reads the audit log. Prints "ok <id>" / "FAIL <id>: ..." /
+# "SKIP <id>: ..." per case and ends with
+#     RESULT test_server: N passed, N failed, N skipped
+# (the closing line tests/run_tests.sh adds up); exits 1 when anything failed.
+#
+#   sh tests/server/run.sh                      (after make all testdata)
+#   BUILD=build-srv sh tests/server/run.sh
+#   SERVER_WRAP="valgrind --error-exitcode=99 --leak-check=full" sh tests/server/run.sh
+#
+# Model: models/demo.dsm + models/demo.key when both exist (or
+# DS_SERVER_MODEL + DS_SERVER_KEY), else a small random V2-Lite-shaped model
+# sealed here from $DS_TESTDATA/v2lite (make testdata), as test_cli.sh does.
+# The openai client is installed into $DS_SERVER_VENV (default
+# $BUILD/srv-venv); without pip or a network those cases are skipped.
+
+set -u
+BUILD=${BUILD:-build}
+SERVER=${SERVER:-$BUILD/ds-server}
+DS=${DS:-$BUILD/ds}
+TD=${DS_TESTDATA:-$BUILD/testdata}
+PY=${PYTHON:-python3}
+VENV=${DS_SERVER_VENV:-$BUILD/srv-venv}
+WRAP=${SERVER_WRAP:-}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+
+MAX_CONC=2
+MAX_TOKENS=2048
+MAX_BODY=65536
+
+passed=0
+failed=0
+skipped=0
+SPID=""
+HPID=""
+T=$(mktemp -d "${TMPDIR:-/tmp}/test_server.XXXXXX") || { echo "FAIL srv-0: mktemp -d failed"; exit 1; }
+cleanup() {
+    [ -n "$HPID" ] && kill "$HPID" 2>/dev/null
+    [ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+# ==== Harness ===============================================================
+
+ok() { passed=$((passed + 1)); echo "ok $1"; }
+skip() { skipped=$((skipped + 1)); echo "SKIP $1: $2"; }
+bad() {
+    failed=$((failed + 1))
+    echo "FAIL $1: $2"
+    if [ -n "${3:-}" ] && [ -s "$3" ]; then sed -e 's/^/    log: /' "$3" | tail -n 8; fi
+}
+check() {
+    c_id=$1
+    c_what=$2
+    shift 2
+    if "$@"; then ok "$c_id"; else bad "$c_id" "$c_what"; fi
+}
+finish() {
+    echo "RESULT test_server: $passed passed, $failed failed, $skipped skipped"
+    [ "$failed" -eq 0 ]
+    exit $?
+}
+
+# tally <file> <rc> <what>: adds up the ok/FAIL/SKIP lines a Python test printed.
+tally() {
+    cat "$1"
+    _p=$(grep -c '^ok ' "$1")
+    _f=$(grep -c '^FAIL ' "$1")
+    _s=$(grep -c '^SKIP ' "$1")
+    passed=$((passed + _p)); failed=$((failed + _f)); skipped=$((skipped + _s))
+    if [ "$2" -ne 0 ] && [ "$_f" -eq 0 ]; then bad "$3" "exited with status $2 without reporting a failure"; fi
+}
+
+# start_server <name> <args...>: starts the server on a free port; sets
+# SPID and PORT. Its stderr (the audit log) goes to $T/<name>.log.
+start_server() {
+    _name=$1
+    shift
+    : >"$T/$_name.log"
+    $WRAP "$SERVER" --model "$MODEL" --key-file "$KEY" --port 0 "$@" >"$T/$_name.out" 2>"$T/$_name.log" &
+    SPID=$!
+    PORT=""
+    _i=0
+    while [ $_i -lt 1200 ]; do
+        PORT=$(sed -n 's/.*listening on http:\/\/.*:\([0-9][0-9]*\)$/\1/p' "$T/$_name.log" | head -n 1)
+        [ -n "$PORT" ] && return 0
+        if ! kill -0 "$SPID" 2>/dev/null; then
+            wait "$SPID"
+            SPID=""
+            return 1
+        fi
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    return 1
+}
+
+# stop_server <id> <log>: SIGTERM; the server must exit 0 within 30 s.
+stop_server() {
+    kill -TERM "$SPID"
+    ( sleep 30; kill -KILL "$SPID" 2>/dev/null ) &
+    _wd=$!
+    wait "$SPID"
+    _rc=$?
+    kill "$_wd" 2>/dev/null
+    SPID=""
+    if [ $_rc -eq 0 ]; then ok "$1"; else bad "$1" "exit status $_rc after SIGTERM (137: had to be killed)" "$2"; fi
+}
+
+# no_sanitizer_report <id> <log>: ASan/UBSan/valgrind found nothing.
+no_sanitizer_report() {
+    if grep -q -e 'ERROR: AddressSanitizer' -e 'ERROR: LeakSanitizer' -e 'runtime error:' \
+        -e 'definitely lost: [1-9]' -e 'ERROR SUMMARY: [1-9]' "$2"; then
+        bad "$1" "sanitizer or valgrind report in the log" "$2"
+    else
+        ok "$1"
+    fi
+}
+
+fetch() { "$PY" -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=30).read())' "$1"; }
+
+# ==== Preconditions =========================================================
+
+if [ ! -x "$SERVER" ]; then
+    if pkg-config --exists libmicrohttpd 2>/dev/null; then
+        bad srv-0 "$SERVER is not built (make $SERVER)"
+    else
+        skip srv-0 "libmicrohttpd not installed, so $SERVER is not built (apt-get install libmicrohttpd-dev)"
+    fi
+    finish
+fi
+if ! "$PY" -c 'import json, http.client' 2>/dev/null; then
+    skip srv-0 "no usable $PY"
+    finish
+fi
+
+# ---- the model ----
+CACHE_ARGS=""
+if [ -n "${DS_SERVER_MODEL:-}" ] && [ -n "${DS_SERVER_KEY:-}" ]; then
+    MODEL=$DS_SERVER_MODEL
+    KEY=$DS_SERVER_KEY
+elif [ -f "$ROOT/models/demo.dsm" ] && [ -f "$ROOT/models/demo.key" ]; then
+    MODEL=$ROOT/models/demo.dsm
+    KEY=$ROOT/models/demo.key
+else
+    HF=$TD/v2lite
+    if [ ! -f "$HF/config.json" ]; then
+        HF=$T/hf
+        "$PY" "$ROOT/tests/gen/make_checkpoint.py" --family v2lite "$HF" >"$T/gen.log" 2>&1 ||
+            { bad srv-0 "no $TD/v2lite and generating one failed" "$T/gen.log"; finish; }
+    fi
+    MODEL=$T/model.dsm
+    KEY=$T/model.key
+    if ! "$DS" keygen "$KEY" >"$T/gen.log" 2>&1 ||
+        ! "$DS" convert "$HF" "$MODEL" --quant q8 --key-file "$KEY" >>"$T/gen.log" 2>&1; then
+        bad srv-0 "sealing a test model with $DS failed" "$T/gen.log"
+        finish
+    fi
+    CACHE_ARGS="--cache-mb 1"      # experts paged through the cache: its counters move
+fi
+echo "# model: $MODEL"
+
+# ==== 1. Command line =======================================================
+
+"$SERVER" --help >"$T/o" 2>&1
+check cli-1 "--help exits 0 with usage" sh -c '[ $0 -eq 0 ] && grep -q "usage: ds-server" "$1"' $? "$T/o"
+"$SERVER" >"$T/o" 2>&1
+check cli-2 "no --model: exit 2 with a message" sh -c '[ $0 -eq 2 ] && grep -q "missing --model" "$1"' $? "$T/o"
+"$SERVER" --model "$MODEL" --frobnicate >"$T/o" 2>&1
+check cli-3 "unknown option: exit 2" sh -c '[ $0 -eq 2 ] && grep -q "unknown option" "$1"' $? "$T/o"
+"$SERVER" --model "$MODEL" --port 70000 >"$T/o" 2>&1
+check cli-4 "--port 70000: exit 2" sh -c '[ $0 -eq 2 ] && grep -q -- "--port" "$1"' $? "$T/o"
+"$SERVER" --model "$MODEL" --max-concurrent 0 >"$T/o" 2>&1
+check cli-5 "--max-concurrent 0: exit 2" test $? -eq 2
+"$SERVER" --model "$MODEL" --max-tokens ten >"$T/o" 2>&1
+check cli-6 "--max-tokens ten: exit 2" test $? -eq 2
+"$SERVER" --model "$T/no-such.dsm" --key-file "$KEY" --port 0 >"$T/o" 2>&1
+check cli-7 "a missing model: exit 1, 'cannot open model'" sh -c '[ $0 -eq 1 ] && grep -q "cannot open model" "$1"' $? "$T/o"
+head -c 32 /dev/urandom >"$T/wrong.key"
+"$SERVER" --model "$MODEL" --key-file "$T/wrong.key" --port 0 >"$T/o" 2>&1
+check cli-8 "a wrong key: exit 1, says so: $(head -n 1 "$T/o")" sh -c '[ $0 -eq 1 ] && grep -qi "key" "$1"' $? "$T/o"
+"$SERVER" --model "$MODEL" --key-file "$KEY" --api-key-file "$T/no-such-token" --port 0 >"$T/o" 2>&1
+check cli-9 "a missing --api-key-file: exit 1" sh -c '[ $0 -eq 1 ] && grep -q "api-key-file" "$1"' $? "$T/o"
+: >"$T/empty-token"
+"$SERVER" --model "$MODEL" --key-file "$KEY" --api-key-file "$T/empty-token" --port 0 >"$T/o" 2>&1
+check cli-10 "an empty --api-key-file: exit 1" test $? -eq 1
+"$SERVER" --model "$MODEL" --key-file "$KEY" --host no-such-host.invalid --port 0 >"$T/o" 2>&1
+check cli-12 "an unknown --host: exit 1, names it" sh -c '[ $0 -eq 1 ] && grep -q -- "--host no-such-host" "$1"' $? "$T/o"
+
+# ==== 2. Server A: no auth ==================================================
+
+# --ctx 4096: room for held streams to outgrow the socket buffers whatever the
+# model's own context (the demo model's is 256 tokens)
+if ! start_server a --max-concurrent $MAX_CONC --max-tokens $MAX_TOKENS --max-body $MAX_BODY --threads 1 --ctx 4096 \
+    $CACHE_ARGS; then
+    bad srv-a "the server did not start" "$T/a.log"
+    finish
+fi
+ok srv-a
+check log-1 "the log has a model-loaded line" grep -q "ds-server: model loaded path=" "$T/a.log"
+
+# a second server on the same port fails cleanly
+"$SERVER" --model "$MODEL" --key-file "$KEY" --port "$PORT" >"$T/o" 2>&1
+check cli-11 "a port in use: exit 1" sh -c '[ $0 -eq 1 ] && grep -q "cannot listen" "$1"' $? "$T/o"
+
+# promtool on the first scrape (families with no samples yet)
+if command -v promtool >/dev/null 2>&1; then
+    if fetch "http://127.0.0.1:$PORT/metrics" >"$T/metrics0.txt" 2>"$T/o" &&
+        promtool check metrics <"$T/metrics0.txt" >"$T/promtool0.txt" 2>&1; then
+        ok promtool-1
+    else
+        bad promtool-1 "promtool check metrics rejected the first scrape" "$T/promtool0.txt"
+    fi
+fi
+
+"$PY" "$HERE/test_server.py" --port "$PORT" --suite main --max-concurrent $MAX_CONC --max-tokens $MAX_TOKENS \
+    --max-body $MAX_BODY --metrics-out "$T/metrics.txt" >"$T/py-main.txt" 2>&1
+tally "$T/py-main.txt" $? test_server.py
+
+if command -v promtool >/dev/null 2>&1; then
+    if [ -s "$T/metrics.txt" ] && promtool check metrics <"$T/metrics.txt" >"$T/promtool.txt" 2>&1; then
+        ok promtool-2
+    else
+        bad promtool-2 "promtool check metrics rejected /metrics after traffic" "$T/promtool.txt"
+    fi
+else
+    skip promtool "promtool not installed (apt-get install prometheus)"
+fi
+
+# ---- the openai client ----
+OA=""
+OA_WHY="the openai client could not be installed into $VENV (no pip or no network?)"
+if [ -n "${DS_SERVER_NO_PIP:-}" ]; then
+    OA_WHY="DS_SERVER_NO_PIP is set and $VENV has no openai client"
+    "$VENV/bin/python" -c 'import openai' 2>/dev/null && OA=$VENV/bin/python
+elif "$VENV/bin/python" -c 'import openai' 2>/dev/null; then
+    OA=$VENV/bin/python
+elif "$PY" -m venv "$VENV" >"$T/venv.log" 2>&1 &&
+    timeout 600 "$VENV/bin/python" -m pip install -q --disable-pip-version-check openai >>"$T/venv.log" 2>&1 &&
+    "$VENV/bin/python" -c 'import openai' 2>>"$T/venv.log"; then
+    OA=$VENV/bin/python
+fi
+if [ -n "$OA" ]; then
+    "$OA" "$HERE/test_openai.py" --port "$PORT" --max-tokens $MAX_TOKENS >"$T/py-oa.txt" 2>&1
+    tally "$T/py-oa.txt" $? test_openai.py
+else
+    skip openai "$OA_WHY"
+fi
+
+# ---- shutdown while generations run ----
+"$PY" "$HERE/test_server.py" --port "$PORT" --suite hold --max-concurrent $MAX_CONC --hold-tokens $MAX_TOKENS \
+    >"$T/hold.txt" 2>&1 &
+HPID=$!
+_i=0
+while [ $_i -lt 300 ] && ! grep -q '^held' "$T/hold.txt"; do sleep 0.1; _i=$((_i + 1)); done
+check stop-0 "streams held open before SIGTERM" grep -q '^held' "$T/hold.txt"
+stop_server stop-1 "$T/a.log"
+kill "$HPID" 2>/dev/null
+wait "$HPID" 2>/dev/null
+HPID=""
+check stop-2 "the log ends with 'stopped'" sh -c 'tail -n 1 "$1" | grep -q "ds-server: stopped"' sh "$T/a.log"
+no_sanitizer_report san-a "$T/a.log"
+
+# ---- the audit log ----
+check log-2 "no prompt text in the log without --log-prompts" sh -c '! grep -q "PROMPT-MARKER" "$1"' sh "$T/a.log"
+check log-3 "request lines name address, endpoint, status, tokens and latency" \
+    grep -q 'request remote=127\.0\.0\.1:[0-9]* method=POST endpoint=/v1/chat/completions status=200 stream=[01] prompt_tokens=[0-9]* completion_tokens=[0-9]* .*latency_ms=' "$T/a.log"
+check log-4 "429, 413 and 404 requests are logged" sh -c \
+    'grep -q "status=429" "$1" && grep -q "status=413" "$1" && grep -q "status=404" "$1"' sh "$T/a.log"
+check log-5 "aborted streams are logged as such" grep -q 'finish=client_abort' "$T/a.log"
+
+# ==== 3. Server B: bearer token, --log-prompts ==============================
+
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/token"
+echo >>"$T/token"
+TOKEN=$(cat "$T/token")
+if ! start_server b --api-key-file "$T/token" --log-prompts --max-concurrent 1 --threads 1; then
+    bad srv-b "the server with --api-key-file did not start" "$T/b.log"
+    finish
+fi
+ok srv-b
+"$PY" "$HERE/test_server.py" --port "$PORT" --suite auth --token-file "$T/token" >"$T/py-auth.txt" 2>&1
+tally "$T/py-auth.txt" $? test_server.py-auth
+if [ -n "$OA" ]; then
+    "$OA" "$HERE/test_openai.py" --port "$PORT" --token-file "$T/token" >"$T/py-oa-auth.txt" 2>&1
+    tally "$T/py-oa-auth.txt" $? test_openai.py-auth
+else
+    skip openai-auth "$OA_WHY"
+fi
+stop_server stop-3 "$T/b.log"
+no_sanitizer_report san-b "$T/b.log"
+check log-6 "--log-prompts writes the prompt" grep -q 'prompt=".*PROMPT-MARKER' "$T/b.log"
+check log-7 "the API token never reaches the log" sh -c '! grep -q -F "$1" "$2"' sh "$TOKEN" "$T/b.log"
+check log-8 "401s are logged" grep -q 'status=401' "$T/b.log"
+
+finish

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""ds-server against the official `openai` Python client.
+
+    python tests/server/test_openai.py --port P [--token-file F]
+
+Run with a Python that has `openai` installed (tests/server/run.sh makes a
+virtual environment for it). Prints "ok <id>" / "FAIL <id>: why" lines.
+With --token-file the server is expected to require that bearer token.
+"""
+import argparse
+import sys
+
+import openai
+
+COUNTS = {"ok": 0, "FAIL": 0}
+
+
+def check(case, cond, why=""):
+    COUNTS["ok" if cond else "FAIL"] += 1
+    print(f"ok {case}" if cond else f"FAIL {case}: {why}", flush=True)
+
+
+def run(case, fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - an exception is that case's failure
+        check(case, False, f"{type(e).__name__}: {e}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--token-file")
+    ap.add_argument("--max-tokens", type=int, default=2048)
+    a = ap.parse_args()
+    base = f"http://127.0.0.1:{a.port}/v1"
+    token = open(a.token_file).read().strip() if a.token_file else "unused"
+    pre = "oa-auth" if a.token_file else "oa"
+    client = openai.OpenAI(base_url=base, api_key=token, max_retries=0, timeout=60)
+    msgs = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a colour."}]
+
+    model_id = None
+
+    def models():
+        nonlocal model_id
+        ms = list(client.models.list())
+        check(f"{pre}-models", len(ms) == 1 and ms[0].object == "model" and ms[0].id, f"{ms!r}")
+        model_id = ms[0].id
+        m = client.models.retrieve(model_id)
+        check(f"{pre}-models-retrieve", m.id == model_id, f"{m!r}")
+    run(f"{pre}-models", models)
+    model_id = model_id or "model"
+
+    def chat():
+        r = client.chat.completions.create(model=model_id, messages=msgs, max_tokens=8, temperature=0)
+        c = r.choices[0]
+        check(f"{pre}-chat", r.object == "chat.completion" and r.id.startswith("chatcmpl-") and
+              c.message.role == "assistant" and isinstance(c.message.content, str) and
+              c.finish_reason in ("stop", "length") and r.usage.completion_tokens <= 8 and
+              r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens, f"{r!r}")
+        return c.message.content
+
+    greedy = None
+
+    def chat_once():
+        nonlocal greedy
+        greedy = chat()
+    run(f"{pre}-chat", chat_once)
+
+    def chat_stream():
+        stream = client.chat.completions.create(model=model_id, messages=msgs, max_tokens=8, temperature=0,
+                                                stream=True, stream_options={"include_usage": True})
+        text, finish, usage, n = "", None, None, 0
+        for chunk in stream:
+            n += 1
+            if chunk.usage:
+                usage = chunk.usage
+            for ch in chunk.choices:
+                text += ch.delta.content or ""
+                finish = ch.finish_reason or finish
+        check(f"{pre}-chat-stream", n >= 2 and finish in ("stop", "length") and usage is not None and
+              (greedy is None or text == greedy), f"text {text!r} vs {greedy!r}, finish {finish}, usage {usage}")
+    run(f"{pre}-chat-stream", chat_stream)
+
+    def completion():
+        r = client.completions.create(model=model_id, prompt="The experts", max_tokens=6, temperature=0,
+                                      stop=["\n\n\n"], seed=3)
+        c = r.choices[0]
+        check(f"{pre}-completion", r.object == "text_completion" and isinstance(c.text, str) and
+              c.finish_reason in ("stop", "length") and r.usage.completion_tokens <= 6, f"{r!r}")
+        s = client.completions.create(model=model_id, prompt="The experts", max_tokens=6, temperature=0,
+                                      stop=["\n\n\n"], seed=3, stream=True)
+        text, finish = "", None
+        for chunk in s:
+            for ch in chunk.choices:
+                text += ch.text
+                finish = ch.finish_reason or finish
+        check(f"{pre}-completion-stream", text == c.text and finish in ("stop", "length"),
+              f"{text!r} vs {c.text!r} ({finish})")
+    run(f"{pre}-completion", completion)
+
+    def bad_request():
+        try:
+            client.chat.completions.create(model=model_id, messages=msgs, max_tokens=a.max_tokens + 1)
+            check(f"{pre}-bad-request", False, "max_tokens over the limit was accepted")
+        except openai.BadRequestError as e:
+            check(f"{pre}-bad-request", e.status_code == 400 and "max_tokens" in str(e), f"{e}")
+    run(f"{pre}-bad-request", bad_request)
+
+    if a.token_file:
+        def wrong_key():
+            bad = openai.OpenAI(base_url=base, api_key=token + "-wrong", max_retries=0, timeout=30)
+            for what, call in (("models", lambda: bad.models.list()),
+                               ("chat", lambda: bad.chat.completions.create(model=model_id, messages=msgs,
+                                                                           max_tokens=2)),
+                               ("stream", lambda: list(bad.chat.completions.create(
+                                   model=model_id, messages=msgs, max_tokens=2, stream=True)))):
+                try:
+                    call()
+                    check(f"{pre}-wrong-key-{what}", False, "a wrong key was accepted")
+                except openai.AuthenticationError as e:
+                    check(f"{pre}-wrong-key-{what}", e.status_code == 401, f"{e}")
+        run(f"{pre}-wrong-key", wrong_key)
+
+    print(f"# {COUNTS['ok']} ok, {COUNTS['FAIL']} failed")
+    return 1 if COUNTS["FAIL"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,734 @@
+#!/usr/bin/env python3
+"""Raw-HTTP tests of ds-server (standard library only).
+
+    python3 tests/server/test_server.py --port P --suite main [--metrics-out F]
+    python3 tests/server/test_server.py --port P --suite auth --token-file F
+
+Prints "ok <id>", "FAIL <id>: why" or "SKIP <id>: why" per case (counted by
+tests/server/run.sh). After every error case it checks that GET /health
+still answers 200 and that a normal generation still works, so a case that
+kills or wedges the server, or leaks a context from the pool, is caught
+where it happens.
+"""
+import argparse
+import http.client
+import json
+import socket
+import sys
+import threading
+import time
+
+ARGS = None
+COUNTS = {"ok": 0, "FAIL": 0, "SKIP": 0}
+MARKER = "PROMPT-MARKER-7d1f3a"      # must never reach the log without --log-prompts
+
+
+def report(kind, case, why=""):
+    COUNTS[kind] += 1
+    print(f"{kind} {case}" + (f": {why}" if why else ""), flush=True)
+
+
+def check(case, cond, why):
+    report("ok" if cond else "FAIL", case, "" if cond else why)
+    return cond
+
+
+# ==== HTTP helpers ===========================================================
+
+def request(method, path, body=None, headers=None, token=None, timeout=60, raw_body=None):
+    """One request on a fresh connection: (status, headers dict, body bytes)."""
+    h = {"Host": "127.0.0.1"}
+    if body is not None:
+        raw_body = json.dumps(body).encode()
+    if raw_body is not None:
+        h["Content-Type"] = "application/json"
+    if token:
+        h["Authorization"] = "Bearer " + token
+    h.update(headers or {})
+    c = http.client.HTTPConnection("127.0.0.1", ARGS.port, timeout=timeout)
+    try:
+        c.request(method, path, body=raw_body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        c.close()
+
+
+def post(path, body, **kw):
+    return request("POST", path, body=body, **kw)
+
+
+def jbody(data):
+    try:
+        return json.loads(data.decode("utf-8"))
+    except Exception:  # noqa: BLE001 - any failure means "not JSON"
+        return None
+
+
+def is_error_body(data, type_=None):
+    j = jbody(data)
+    if not isinstance(j, dict) or set(j) != {"error"}:
+        return False
+    e = j["error"]
+    ok = isinstance(e, dict) and isinstance(e.get("message"), str) and e["message"] and \
+        isinstance(e.get("type"), str) and "code" in e and "param" in e
+    return ok and (type_ is None or e["type"] == type_)
+
+
+def sse_events(data):
+    """The data fields of a server-sent event stream, in order."""
+    text = data.decode("utf-8")          # strict: pieces must be whole UTF-8
+    events = []
+    for block in text.split("\n\n"):
+        if not block.strip():
+            continue
+        lines = [ln for ln in block.split("\n") if ln.startswith("data: ")]
+        events.append("\n".join(ln[6:] for ln in lines))
+    return events
+
+
+def chat_body(content="Say something.", **kw):
+    b = {"model": "any", "messages": [{"role": "user", "content": content}], "max_tokens": 8}
+    b.update(kw)
+    return b
+
+
+# ==== "the server still works" ==============================================
+
+def alive(case):
+    """GET /health answers 200 and a small generation succeeds."""
+    ok = True
+    why = ""
+    try:
+        st, _, data = request("GET", "/health", token=ARGS.token)
+        if st != 200 or (jbody(data) or {}).get("status") != "ok":
+            ok, why = False, f"/health answered {st} {data[:200]!r}"
+        else:
+            for _ in range(50):      # a context may come back a moment after the response
+                st, _, data = post("/v1/completions", {"prompt": "hello", "max_tokens": 2}, token=ARGS.token)
+                if st != 429:
+                    break
+                time.sleep(0.1)
+            j = jbody(data)
+            if st != 200 or not j or j.get("object") != "text_completion":
+                ok, why = False, f"a normal completion answered {st} {data[:200]!r}"
+    except Exception as e:  # noqa: BLE001
+        ok, why = False, f"server unreachable: {e!r}"
+    check(case + ".alive", ok, why)
+    return ok
+
+
+def busy_slots():
+    st, _, data = request("GET", "/health")
+    return (jbody(data) or {}).get("busy", -1)
+
+
+def wait_idle(timeout=10.0):
+    t = time.time() + timeout
+    while time.time() < t:
+        if busy_slots() == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# ==== Streams held open =====================================================
+
+def open_stream(path="/v1/chat/completions", body=None, small_rcvbuf=True):
+    """Sends a streaming request on a raw socket with a tiny receive buffer
+    and reads only the response head: the server's writes then block, so the
+    generation (and its context) stays busy until the socket is closed."""
+    if body is None:
+        body = chat_body(MARKER, max_tokens=ARGS.hold_tokens, stream=True, ignore_eos=True)
+    raw = json.dumps(body).encode()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if small_rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", ARGS.port))
+    auth = f"Authorization: Bearer {ARGS.token}\r\n" if ARGS.token else ""
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}"
+              f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(1)
+        if not d:
+            break
+        head += d
+    return s, head
+
+
+# ==== Test groups ===========================================================
+
+def t_basic():
+    st, h, data = request("GET", "/health")
+    j = jbody(data)
+    check("health-1", st == 200 and j and j.get("status") == "ok" and
+          h.get("content-type", "").startswith("application/json"), f"{st} {data[:200]!r}")
+    st, _, data = request("GET", "/v1/models")
+    j = jbody(data)
+    ok = st == 200 and j and j.get("object") == "list" and len(j.get("data", [])) == 1 and \
+        j["data"][0].get("object") == "model" and isinstance(j["data"][0].get("id"), str)
+    check("models-1", ok, f"{st} {data[:200]!r}")
+    mid = j["data"][0]["id"] if ok else "x"
+    st, _, data = request("GET", "/v1/models/" + mid)
+    check("models-2", st == 200 and (jbody(data) or {}).get("id") == mid, f"{st} {data[:200]!r}")
+    st, _, data = request("GET", "/v1/models/no-such-model")
+    check("models-3", st == 404 and is_error_body(data), f"{st} {data[:200]!r}")
+    st, h, _ = request("HEAD", "/health")
+    check("health-2", st == 200, f"HEAD /health answered {st}")
+
+
+def t_chat():
+    st, _, data = post("/v1/chat/completions", chat_body(max_tokens=6, temperature=0))
+    j = jbody(data) or {}
+    ok = st == 200 and str(j.get("id", "")).startswith("chatcmpl-") and j.get("object") == "chat.completion" \
+        and isinstance(j.get("created"), int) and isinstance(j.get("model"), str)
+    check("chat-1.1", ok, f"{st} {data[:300]!r}")
+    try:
+        ch = j["choices"][0]
+        u = j["usage"]
+        ok = ch["index"] == 0 and ch["message"]["role"] == "assistant" and isinstance(ch["message"]["content"], str) \
+            and ch["finish_reason"] in ("stop", "length") and \
+            u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"] and 0 <= u["completion_tokens"] <= 6 \
+            and u["prompt_tokens"] > 0
+        check("chat-1.2", ok, f"bad choices/usage: {j!r:.300}")
+    except (KeyError, IndexError, TypeError) as e:
+        check("chat-1.2", False, f"missing field {e!r}: {j!r:.300}")
+    greedy = (j.get("choices") or [{}])[0].get("message", {}).get("content")
+
+    st, _, data2 = post("/v1/chat/completions", chat_body(max_tokens=6, temperature=0))
+    j2 = jbody(data2) or {}
+    check("chat-1.3", st == 200 and j2.get("choices", [{}])[0].get("message", {}).get("content") == greedy,
+          "greedy decoding gave different text twice")
+
+    # streamed: same greedy text, chunk shapes, final finish_reason, [DONE]
+    st, h, data = post("/v1/chat/completions", chat_body(max_tokens=6, temperature=0, stream=True,
+                                                         stream_options={"include_usage": True}))
+    check("chat-2.1", st == 200 and h.get("content-type", "").startswith("text/event-stream"),
+          f"{st} {h.get('content-type')}")
+    try:
+        ev = sse_events(data)
+        ok = ev and ev[-1] == "[DONE]"
+        chunks = [json.loads(e) for e in ev[:-1]]
+        check("chat-2.2", ok and all(c.get("object") == "chat.completion.chunk" for c in chunks) and
+              len({c["id"] for c in chunks}) == 1, f"events {ev!r:.300}")
+        check("chat-2.3", chunks[0]["choices"][0]["delta"].get("role") == "assistant", "first delta has no role")
+        with_choice = [c for c in chunks if c["choices"]]
+        fin = [c["choices"][0]["finish_reason"] for c in with_choice]
+        check("chat-2.4", fin[-1] in ("stop", "length") and all(f is None for f in fin[:-1]),
+              f"finish reasons {fin}")
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in with_choice)
+        check("chat-2.5", text == greedy, f"stream text {text!r} != non-stream {greedy!r}")
+        usage = chunks[-1].get("usage")
+        check("chat-2.6", chunks[-1]["choices"] == [] and usage and usage["completion_tokens"] <= 6,
+              f"last chunk {chunks[-1]!r:.300}")
+    except Exception as e:  # noqa: BLE001
+        check("chat-2.x", False, f"unparseable stream: {e!r} {data[:300]!r}")
+
+    # ignore_eos + max_tokens: exactly that many tokens, finish "length"
+    st, _, data = post("/v1/chat/completions", chat_body(max_tokens=5, ignore_eos=True))
+    u = (jbody(data) or {}).get("usage", {})
+    fr = ((jbody(data) or {}).get("choices") or [{}])[0].get("finish_reason")
+    check("chat-3", st == 200 and u.get("completion_tokens") == 5 and fr == "length", f"{st} {data[:300]!r}")
+
+    # same seed, same text (temperature 1)
+    a = post("/v1/chat/completions", chat_body(max_tokens=10, seed=42, temperature=1.0, ignore_eos=True))
+    b = post("/v1/chat/completions", chat_body(max_tokens=10, seed=42, temperature=1.0, ignore_eos=True))
+    check("chat-4", a[0] == 200 and jbody(a[2])["choices"] == jbody(b[2])["choices"], "seed did not repeat")
+
+    # system message, content parts, developer role, top_p / penalties
+    st, _, data = post("/v1/chat/completions", {
+        "messages": [{"role": "system", "content": "Be brief."},
+                     {"role": "developer", "content": "Really."},
+                     {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+                     {"role": "assistant", "content": "Hello."},
+                     {"role": "user", "content": "And?"}],
+        "max_tokens": 4, "top_p": 0.9, "presence_penalty": 0.5, "frequency_penalty": 0.5, "user": "u1",
+        "n": 1, "logprobs": False, "stop": None})
+    check("chat-5", st == 200 and jbody(data)["object"] == "chat.completion", f"{st} {data[:300]!r}")
+
+
+def t_completions():
+    st, _, data = post("/v1/completions", {"model": "x", "prompt": "The experts", "max_tokens": 6, "temperature": 0})
+    j = jbody(data) or {}
+    ok = st == 200 and str(j.get("id", "")).startswith("cmpl-") and j.get("object") == "text_completion"
+    try:
+        c = j["choices"][0]
+        ok = ok and isinstance(c["text"], str) and c["finish_reason"] in ("stop", "length") and c["index"] == 0 \
+            and j["usage"]["completion_tokens"] <= 6
+    except (KeyError, IndexError, TypeError):
+        ok = False
+    check("compl-1", ok, f"{st} {data[:300]!r}")
+    text = j["choices"][0]["text"] if ok else None
+
+    st, _, data = post("/v1/completions", {"prompt": ["The experts"], "max_tokens": 6, "temperature": 0,
+                                           "stream": True})
+    try:
+        ev = sse_events(data)
+        chunks = [json.loads(e) for e in ev[:-1]]
+        ok = st == 200 and ev[-1] == "[DONE]" and all(c["object"] == "text_completion" for c in chunks)
+        stext = "".join(c["choices"][0]["text"] for c in chunks)
+        check("compl-2.1", ok, f"events {ev!r:.300}")
+        check("compl-2.2", stext == text, f"stream {stext!r} != {text!r}")
+        check("compl-2.3", chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length"), "no finish_reason")
+    except Exception as e:  # noqa: BLE001
+        check("compl-2.x", False, f"unparseable stream: {e!r} {data[:300]!r}")
+
+    st, _, data = post("/generate", {"prompt": "The experts", "max_tokens": 6, "temperature": 0})
+    j = jbody(data) or {}
+    check("generate-1", st == 200 and j.get("text") == text and j.get("completion_tokens", 99) <= 6 and
+          j.get("total_tokens") == j.get("prompt_tokens", 0) + j.get("completion_tokens", 0) and
+          j.get("finish_reason") in ("stop", "length"), f"{st} {data[:300]!r}")
+    st, _, data = post("/generate", {"prompt": "x", "stream": True})
+    check("generate-2", st == 400 and is_error_body(data), f"{st} {data[:200]!r}")
+
+
+def t_stop():
+    """Stop sequences, non-streamed and streamed (the streamed text must
+    never show a stop sequence, even one split across tokens)."""
+    base = {"prompt": "The experts of the token", "max_tokens": 40, "temperature": 0, "ignore_eos": True}
+    st, _, data = post("/v1/completions", base)
+    full = (jbody(data) or {}).get("choices", [{}])[0].get("text", "")
+    # a stop string from the middle of the greedy text, a few characters long
+    cands = [full[i:i + 3] for i in range(4, max(4, len(full) - 3))
+             if full[i:i + 3].strip() and full.find(full[i:i + 3]) == i]
+    if st != 200 or not cands:
+        report("SKIP", "stop-1", f"no usable stop string in {full!r}")
+        return
+    stop = cands[len(cands) // 2]
+    want = full[:full.find(stop)]
+    for stream in (False, True):
+        b = dict(base, stop=[stop, "zzzz-never"], stream=stream)
+        st, _, data = post("/v1/completions", b)
+        if stream:
+            ev = sse_events(data)
+            chunks = [json.loads(e) for e in ev[:-1]]
+            got = "".join(c["choices"][0]["text"] for c in chunks)
+            fr = chunks[-1]["choices"][0]["finish_reason"]
+        else:
+            j = jbody(data)
+            got, fr = j["choices"][0]["text"], j["choices"][0]["finish_reason"]
+        check(f"stop-1.{int(stream)}", st == 200 and got == want and fr == "stop",
+              f"stop {stop!r}: got {got!r} ({fr}), want {want!r}")
+    st, _, data = post("/v1/completions", dict(base, stop="zzzz-never", max_tokens=5))
+    check("stop-2", st == 200 and jbody(data)["choices"][0]["finish_reason"] == "length", f"{data[:200]!r}")
+
+
+MALFORMED = [
+    b"", b"{", b"}", b"[1,2", b'{"prompt": "x",}', b'{"prompt": "x" "y"}', b"nul", b"NaN", b"{'prompt': 'x'}",
+    b'{"prompt": "a\x01b"}', b'{"prompt": "\xff\xfe"}', b'{"prompt": "\xc0\xaf"}', b'{"prompt": "\\ud800"}',
+    b'{"prompt": "\\udc00x"}', b'{"prompt": "\\x41"}', b'{"max_tokens": 01, "prompt": "x"}',
+    b'{"max_tokens": 1.e5, "prompt": "x"}', b'{"prompt": "x"} {}', b'{"prompt": "a", "prompt": "b"}',
+    b"[" * 100 + b"]" * 100, b'{"prompt": "x", "max_tokens": 1e999}', b'{"prompt": "x"', b'"just a string',
+    b'{"prompt": "x", "temperature": -}', b"\xef\xbb\xbf{\"prompt\": \"x\"}", b'{"prompt": tru}',
+]
+
+
+def t_malformed():
+    for i, body in enumerate(MALFORMED):
+        st, _, data = request("POST", "/v1/completions", raw_body=body)
+        check(f"json-{i}", st == 400 and is_error_body(data, "invalid_request_error"),
+              f"body {body[:40]!r}: {st} {data[:200]!r}")
+    alive("json")
+
+
+WRONG = [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}, "max_tokens"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1.5}, "max_tokens"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}, "max_tokens"),
+    ("/v1/chat/completions", {"messages": "hello"}, "messages"),
+    ("/v1/chat/completions", {"messages": {"role": "user"}}, "messages"),
+    ("/v1/chat/completions", {"messages": []}, "messages"),
+    ("/v1/chat/completions", {}, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]}, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": 5, "content": "x"}]}, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "tool", "content": "x"}]}, "messages"),
+    ("/v1/chat/completions", {"messages": ["x"]}, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a\u0000b"}]}, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "temperature": 5}, "temperature"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "top_p": 1.5}, "top_p"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stop": 5}, "stop"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]},
+     "stop"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "seed": "s"}, "seed"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "logprobs": True}, "logprobs"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "model": 7}, "model"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream_options": 1}, "stream_options"),
+    ("/v1/completions", {"prompt": 5}, "prompt"),
+    ("/v1/completions", {"prompt": [1, 2, 3]}, "prompt"),
+    ("/v1/completions", {}, "prompt"),
+    ("/v1/completions", {"prompt": "x", "echo": True}, "echo"),
+    ("/v1/completions", [1, 2], None),
+    ("/generate", {"prompt": None}, "prompt"),
+    ("/generate", {"prompt": "x", "max_tokens": True}, "max_tokens"),
+    ("/generate", "prompt", None),
+]
+
+
+def t_wrong_types():
+    for i, (path, body, param) in enumerate(WRONG):
+        st, _, data = post(path, body)
+        j = jbody(data) or {}
+        ok = st == 400 and is_error_body(data, "invalid_request_error")
+        if ok and param:
+            ok = j["error"].get("param") == param
+        check(f"param-{i}", ok, f"{path} {json.dumps(body)[:80]}: {st} {data[:200]!r}")
+    alive("param")
+
+
+def t_limits():
+    # max_tokens over the server's limit
+    st, _, data = post("/v1/chat/completions", chat_body(max_tokens=ARGS.max_tokens + 1))
+    check("limit-1", st == 400 and is_error_body(data) and jbody(data)["error"]["code"] == "max_tokens_exceeded",
+          f"{st} {data[:200]!r}")
+    st, _, data = post("/v1/completions", {"prompt": "x", "max_tokens": ARGS.max_tokens})
+    check("limit-2", st == 200, f"max_tokens at the limit answered {st}")
+    alive("limit-1")
+
+    # a prompt longer than the context
+    long_prompt = "hello " * (ARGS.max_body // 7)
+    st, _, data = post("/v1/completions", {"prompt": long_prompt, "max_tokens": 1})
+    check("limit-3", st == 400 and is_error_body(data) and jbody(data)["error"]["code"] == "context_length_exceeded",
+          f"{st} {data[:200]!r}")
+    alive("limit-3")
+
+    # body over --max-body, announced by Content-Length: answered without
+    # reading the body
+    s = socket.create_connection(("127.0.0.1", ARGS.port), timeout=10)
+    s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {ARGS.max_body * 100}\r\n\r\n".encode())
+    resp = b""
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            resp += d
+    except socket.timeout:
+        pass
+    s.close()
+    head, _, body = resp.partition(b"\r\n\r\n")
+    check("limit-4", head.startswith(b"HTTP/1.1 413") and is_error_body(body), f"{resp[:300]!r}")
+    alive("limit-4")
+
+    # body over --max-body, really sent (just over the limit)
+    big = json.dumps({"prompt": "x" * ARGS.max_body}).encode()
+    try:
+        st, _, data = request("POST", "/v1/completions", raw_body=big)
+        check("limit-5", st == 413 and is_error_body(data), f"{st} {data[:200]!r}")
+    except (ConnectionError, OSError) as e:
+        check("limit-5", False, f"connection failed instead of 413: {e!r}")
+    alive("limit-5")
+
+    # chunked body over the limit (no Content-Length): 413 after reading it
+    c = http.client.HTTPConnection("127.0.0.1", ARGS.port, timeout=30)
+    try:
+        def chunks():
+            for _ in range(ARGS.max_body // 8192 + 2):
+                yield b"x" * 8192
+        c.request("POST", "/v1/completions", body=chunks(), encode_chunked=True,
+                  headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        r = c.getresponse()
+        data = r.read()
+        check("limit-6", r.status == 413 and is_error_body(data), f"{r.status} {data[:200]!r}")
+    except (ConnectionError, OSError) as e:
+        check("limit-6", False, f"connection failed instead of 413: {e!r}")
+    finally:
+        c.close()
+    alive("limit-6")
+
+    # a chunked body within the limit works
+    c = http.client.HTTPConnection("127.0.0.1", ARGS.port, timeout=30)
+    try:
+        body = json.dumps({"prompt": "hello", "max_tokens": 2}).encode()
+        c.request("POST", "/v1/completions", body=iter([body[:5], body[5:]]), encode_chunked=True,
+                  headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        r = c.getresponse()
+        data = r.read()
+        check("limit-7", r.status == 200 and jbody(data)["object"] == "text_completion", f"{r.status} {data[:200]!r}")
+    finally:
+        c.close()
+
+
+def t_routes():
+    for i, (m, path) in enumerate([("GET", "/nope"), ("POST", "/v1/nope"), ("GET", "/"), ("GET", "/v1/chat"),
+                                   ("GET", "/healthz"), ("POST", "/v1/chat/completions/x")]):
+        st, _, data = request(m, path, raw_body=b"{}" if m == "POST" else None)
+        check(f"route-404.{i}", st == 404 and is_error_body(data), f"{m} {path}: {st} {data[:200]!r}")
+    alive("route-404")
+    for i, (m, path, allow) in enumerate([("GET", "/v1/chat/completions", "POST"), ("PUT", "/v1/completions", "POST"),
+                                          ("GET", "/generate", "POST"), ("POST", "/health", "GET"),
+                                          ("DELETE", "/v1/models", "GET"), ("POST", "/metrics", "GET")]):
+        st, h, data = request(m, path, raw_body=b"{}" if m in ("POST", "PUT") else None)
+        check(f"route-405.{i}", st == 405 and is_error_body(data) and allow in h.get("allow", ""),
+              f"{m} {path}: {st} allow={h.get('allow')} {data[:200]!r}")
+    alive("route-405")
+
+
+def t_busy():
+    """More generations than --max-concurrent: 429, and the slots come back."""
+    if not wait_idle():
+        check("busy-0", False, "slots still busy before the test")
+        return
+    held = []
+    try:
+        for _ in range(ARGS.max_concurrent):
+            s, head = open_stream()
+            held.append(s)
+            if not head.startswith(b"HTTP/1.1 200"):
+                check("busy-1", False, f"held stream answered {head[:100]!r}")
+                return
+        n = busy_slots()
+        check("busy-1", n == ARGS.max_concurrent,
+              f"{n} slots busy while {ARGS.max_concurrent} streams are held (did they finish already?)")
+        for path, body in (("/v1/chat/completions", chat_body()), ("/v1/completions", {"prompt": "x"}),
+                           ("/generate", {"prompt": "x"})):
+            st, h, data = post(path, body)
+            j = jbody(data) or {}
+            check(f"busy-2{path}", st == 429 and is_error_body(data) and j["error"]["code"] == "server_busy",
+                  f"{path}: {st} {data[:200]!r}")
+        st, _, data = request("GET", "/health")
+        check("busy-3", st == 200, f"/health answered {st} while busy")
+        st, _, data = request("GET", "/v1/models")
+        check("busy-4", st == 200, f"/v1/models answered {st} while busy")
+    finally:
+        for s in held:
+            s.close()
+    check("busy-5", wait_idle(), f"slots not returned after the held streams closed ({busy_slots()} busy)")
+    alive("busy")
+
+
+def t_disconnect():
+    """Clients that leave mid-stream, mid-request, or before the body."""
+    # read a little of a stream, then close
+    for i in range(3):
+        s, head = open_stream(small_rcvbuf=False)
+        try:
+            s.recv(200)
+        finally:
+            s.close()
+    check("disc-1", wait_idle(), f"a stream whose client left kept its slot ({busy_slots()} busy)")
+    alive("disc-1")
+
+    # after that, max_concurrent streams at once all get 200
+    results = []
+
+    def one():
+        try:
+            st, _, data = post("/v1/chat/completions", chat_body(max_tokens=4, stream=True))
+            results.append((st, sse_events(data)[-1] if st == 200 else data))
+        except Exception as e:  # noqa: BLE001
+            results.append((0, repr(e)))
+    th = [threading.Thread(target=one) for _ in range(ARGS.max_concurrent)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    check("disc-2", all(r == (200, "[DONE]") for r in results), f"parallel streams after disconnects: {results!r:.300}")
+
+    # leave while a non-streamed generation runs
+    s = socket.create_connection(("127.0.0.1", ARGS.port))
+    raw = json.dumps(chat_body(max_tokens=200, ignore_eos=True)).encode()
+    s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(raw)}\r\n\r\n".encode() + raw)
+    s.close()
+    # leave halfway through the body, and halfway through the headers
+    s = socket.create_connection(("127.0.0.1", ARGS.port))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt\":")
+    s.close()
+    s = socket.create_connection(("127.0.0.1", ARGS.port))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Le")
+    s.close()
+    # garbage instead of HTTP
+    s = socket.create_connection(("127.0.0.1", ARGS.port), timeout=1)
+    s.sendall(b"\x00\x01\x02 hello\r\n\r\n")
+    try:
+        s.recv(1000)
+    except OSError:
+        pass
+    s.close()
+    check("disc-3", wait_idle(), f"slots busy after clients left early ({busy_slots()} busy)")
+    alive("disc-3")
+
+
+def t_parallel():
+    results = []
+
+    def one(i):
+        try:
+            st, _, data = post("/v1/completions", {"prompt": f"hello {i}", "max_tokens": 8})
+            results.append(st)
+        except Exception as e:  # noqa: BLE001
+            results.append(repr(e))
+    th = [threading.Thread(target=one, args=(i,)) for i in range(ARGS.max_concurrent)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    check("parallel-1", results.count(200) == ARGS.max_concurrent, f"statuses {results}")
+    # keep-alive: several requests on one connection
+    c = http.client.HTTPConnection("127.0.0.1", ARGS.port, timeout=30)
+    sts = []
+    for _ in range(3):
+        c.request("POST", "/v1/completions", body=json.dumps({"prompt": "hi", "max_tokens": 2}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        sts.append(r.status)
+    c.request("GET", "/health")
+    r = c.getresponse()
+    r.read()
+    sts.append(r.status)
+    c.close()
+    check("keepalive-1", sts == [200, 200, 200, 200], f"statuses {sts}")
+
+
+def t_escaping():
+    """Every generated text must come back as valid JSON holding valid UTF-8,
+    whatever bytes the tokens decode to (random weights give plenty)."""
+    bad = []
+    for seed in range(6):
+        st, _, data = post("/v1/completions", {"prompt": "\u00e9\u4e2d\U0001F600 \"q\" \\ \t\n", "max_tokens": 24,
+                                               "seed": seed, "temperature": 1.5, "ignore_eos": True})
+        try:
+            data.decode("utf-8")
+            j = json.loads(data)
+            j["choices"][0]["text"].encode("utf-8")
+        except Exception as e:  # noqa: BLE001
+            bad.append((seed, repr(e)))
+        st, _, data = post("/v1/chat/completions", chat_body("\u00e9\u4e2d", max_tokens=24, seed=seed, temperature=1.5,
+                                                             stream=True, ignore_eos=True))
+        try:
+            for e in sse_events(data)[:-1]:
+                json.loads(e)
+        except Exception as e:  # noqa: BLE001
+            bad.append((seed, "stream", repr(e)))
+    check("escape-1", not bad, f"{bad}")
+
+
+def t_metrics():
+    st, h, data = request("GET", "/metrics")
+    text = data.decode("utf-8", "replace")
+    check("metrics-1", st == 200 and h.get("content-type", "").startswith("text/plain"), f"{st} {h}")
+    need = ['# TYPE ds_server_requests_total counter',
+            'ds_server_requests_total{endpoint="/v1/chat/completions",code="200"}',
+            'ds_server_requests_total{endpoint="/v1/completions",code="400"}',
+            'ds_server_requests_total{endpoint="/v1/completions",code="413"}',
+            'ds_server_requests_total{endpoint="/v1/chat/completions",code="429"}',
+            'ds_server_requests_total{endpoint="other",code="404"}',
+            'ds_server_requests_total{endpoint="/health",code="405"}',
+            '# TYPE ds_server_request_duration_seconds histogram',
+            'ds_server_request_duration_seconds_bucket{endpoint="/v1/chat/completions",le="+Inf"}',
+            'ds_server_request_duration_seconds_sum{endpoint="/v1/chat/completions"}',
+            'ds_server_request_duration_seconds_count{endpoint="/v1/chat/completions"}',
+            '# TYPE ds_server_prompt_tokens_total counter', '# TYPE ds_server_generated_tokens_total counter',
+            '# TYPE ds_server_tokens_per_second gauge', '# TYPE ds_expert_cache_hits_total counter',
+            '# TYPE ds_expert_cache_misses_total counter', '# TYPE ds_expert_cache_decrypted_bytes_total counter',
+            '# TYPE process_resident_memory_bytes gauge', 'ds_server_streams_aborted_total']
+    missing = [n for n in need if n not in text]
+    check("metrics-2", not missing, f"missing {missing}")
+    vals = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, v = line.rpartition(" ")
+            vals[name] = float(v)
+    check("metrics-3", vals.get("ds_server_generated_tokens_total", 0) > 0 and
+          vals.get("ds_server_tokens_per_second", 0) > 0 and vals.get("process_resident_memory_bytes", 0) > 1e6 and
+          vals.get("ds_server_streams_aborted_total", 0) >= 1 and vals.get("ds_server_slots_busy", -1) == 0,
+          f"values {dict((k, v) for k, v in vals.items() if not k.startswith('ds_server_request_duration'))}")
+    if vals.get("ds_expert_cache_slots", 0) > 0:
+        check("metrics-4", vals.get("ds_expert_cache_hits_total", 0) + vals.get("ds_expert_cache_misses_total", 0) > 0
+              and vals.get("ds_expert_cache_decrypted_bytes_total", 0) > 0, "expert cache counters did not move")
+    if ARGS.metrics_out:
+        with open(ARGS.metrics_out, "wb") as f:
+            f.write(data)
+    tps = vals.get("ds_server_generated_tokens_total", 0) / max(vals.get("ds_server_generation_seconds_total", 0), 1e-9)
+    print(f"# tokens/s (generated tokens / generation seconds, all requests): {tps:.1f}; "
+          f"last request {vals.get('ds_server_tokens_per_second', 0):.1f}")
+
+
+def t_prompt_marker():
+    """A request whose prompt holds MARKER (run.sh checks the log for it)."""
+    st, _, _ = post("/v1/chat/completions", chat_body(MARKER, max_tokens=2))
+    check("log-marker", st == 200, f"{st}")
+
+
+def t_auth():
+    tok = ARGS.token
+    st, _, data = request("GET", "/health")
+    check("auth-1", st == 200, f"/health without a token answered {st}")
+    for i, (path, method) in enumerate([("/v1/models", "GET"), ("/metrics", "GET"),
+                                        ("/v1/chat/completions", "POST"), ("/v1/completions", "POST"),
+                                        ("/generate", "POST")]):
+        body = {"prompt": "x"} if method == "POST" else None
+        st, h, data = request(method, path, body=body)
+        check(f"auth-2.{i}", st == 401 and is_error_body(data) and "bearer" in h.get("www-authenticate", "").lower(),
+              f"{path} without a token: {st} {data[:200]!r}")
+    wrong = [tok + "x", tok[:-1], "x" + tok, tok.upper() if tok.upper() != tok else tok.lower(), "", "Bearer"]
+    for i, w in enumerate(wrong):
+        st, _, data = request("GET", "/v1/models", headers={"Authorization": "Bearer " + w})
+        check(f"auth-3.{i}", st == 401 and is_error_body(data, "authentication_error"), f"wrong token {i}: {st}")
+    for i, hv in enumerate(["Basic " + tok, tok, "Bearer" + tok]):
+        st, _, data = request("GET", "/v1/models", headers={"Authorization": hv})
+        check(f"auth-4.{i}", st == 401, f"Authorization {i}: {st}")
+    # a big body with a wrong token: 401 at once, body never read
+    st, _, data = request("POST", "/v1/completions", headers={"Authorization": "Bearer nope"},
+                          body={"prompt": "x" * 1000})
+    check("auth-5", st == 401, f"{st}")
+    for i, hv in enumerate(["Bearer " + tok, "bearer " + tok, "BEARER   " + tok + "  "]):
+        st, _, data = request("GET", "/v1/models", headers={"Authorization": hv})
+        check(f"auth-6.{i}", st == 200, f"right token, header form {i}: {st}")
+    st, _, data = post("/v1/chat/completions", chat_body(MARKER, max_tokens=3), token=tok)
+    check("auth-7", st == 200 and jbody(data)["object"] == "chat.completion", f"{st} {data[:200]!r}")
+    alive("auth")
+
+
+def hold():
+    """Holds --max-concurrent streams open until killed (run.sh uses it to
+    test shutdown while generations are running)."""
+    held = [open_stream()[0] for _ in range(ARGS.max_concurrent)]
+    print("held", len(held), flush=True)
+    time.sleep(120)
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--suite", choices=["main", "auth", "hold"], default="main")
+    ap.add_argument("--token-file")
+    ap.add_argument("--max-concurrent", type=int, default=2)
+    ap.add_argument("--max-tokens", type=int, default=2048)
+    ap.add_argument("--max-body", type=int, default=65536)
+    ap.add_argument("--hold-tokens", type=int, default=2048)
+    ap.add_argument("--metrics-out")
+    ap.add_argument("--only", help="comma-separated test groups")
+    ARGS = ap.parse_args()
+    ARGS.token = open(ARGS.token_file).read().strip() if ARGS.token_file else None
+    if ARGS.suite == "hold":
+        hold()
+        return 0
+    groups = {"basic": t_basic, "chat": t_chat, "completions": t_completions, "stop": t_stop,
+              "malformed": t_malformed, "wrong_types": t_wrong_types, "limits": t_limits, "routes": t_routes,
+              "busy": t_busy, "disconnect": t_disconnect, "parallel": t_parallel, "escaping": t_escaping,
+              "marker": t_prompt_marker, "metrics": t_metrics}
+    if ARGS.suite == "auth":
+        groups = {"auth": t_auth}
+    if ARGS.only:
+        groups = {k: v for k, v in groups.items() if k in ARGS.only.split(",")}
+    for name, fn in groups.items():
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - a crash of the test is a failure, not an abort
+            report("FAIL", f"{name}-crash", repr(e))
+    print(f"# {COUNTS['ok']} ok, {COUNTS['FAIL']} failed, {COUNTS['SKIP']} skipped")
+    return 1 if COUNTS["FAIL"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
