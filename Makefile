@@ -56,6 +56,7 @@ LIB_SRCS = \
 	deepseek_impl/threadpool.c \
 	kernels/cpu/ops.c \
 	kernels/cpu/ops_avx2.c \
+	kernels/cpu/ops_avx512.c \
 	deepseek_impl/pager.c \
 	deepseek_impl/forward.c \
 	deepseek_impl/sampler.c \
@@ -90,7 +91,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_pager_rss $(CUDA_TESTS)
+TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_pager_rss test_demo $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat

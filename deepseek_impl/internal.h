@@ -251,7 +251,8 @@ DSI_FUNC size_t dsi_st_dtype_size(dsi_st_dtype t);   /* 0 for OTHER */
 
 /* ==== CPU features ======================================================== */
 enum { DSI_CPU_AES = 1u << 0, DSI_CPU_AVX2 = 1u << 1, DSI_CPU_FMA = 1u << 2, DSI_CPU_F16C = 1u << 3,
-       DSI_CPU_AVX512F = 1u << 4 };
+       DSI_CPU_AVX512F = 1u << 4, DSI_CPU_AVX512BW = 1u << 5, DSI_CPU_AVX512VL = 1u << 6,
+       DSI_CPU_AVX512VNNI = 1u << 7 };
 /* Detected once, then cached. */
 DSI_FUNC uint32_t dsi_cpu_features(void);
 /* Test hook: features in `mask` are reported absent from now on. */
@@ -492,8 +493,20 @@ DSI_FUNC bool dsi_have_avx2(void);
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
+DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n);
+DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, int n);
 DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s);
 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n);
+/* AVX-512 F/BW/VL + VNNI (kernels/cpu/ops_avx512.c); only call when dsi_have_vnni512(). */
+DSI_FUNC bool dsi_have_vnni512(void);
+DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, const float *s, int n);
+/* Q8_0 row times T (1..4) tokens whose activations are stored offset to
+ * unsigned (u = q + 128, dsi_act_to_u8); out[j] for token j. */
+DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
+                                  int T, float *out);
+DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
+DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
+                                  float out[4]);
 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
                                   float out[4]);
 

@@ -275,9 +275,24 @@ static uint32_t dsi_cpu_detect(void) {
         if (c & (1u << 12)) f |= DSI_CPU_FMA;
         if (c & (1u << 29)) f |= DSI_CPU_F16C;
         bool osxsave = (c & (1u << 27)) != 0;
-        if (osxsave && __get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        /* the OS must save the vector state: XCR0 bits 1-2 (SSE, AVX) for
+         * 256-bit registers, 5-7 (opmask, upper ZMM) for AVX-512 */
+        uint64_t xcr0 = 0;
+        if (osxsave) {
+            unsigned lo, hi;
+            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            xcr0 = ((uint64_t)hi << 32) | lo;
+        }
+        bool ymm = (xcr0 & 0x6) == 0x6, zmm = ymm && (xcr0 & 0xe0) == 0xe0;
+        if (!ymm) f &= ~(uint32_t)(DSI_CPU_FMA | DSI_CPU_F16C);
+        if (ymm && __get_cpuid_count(7, 0, &a, &b, &c, &d)) {
             if (b & (1u << 5)) f |= DSI_CPU_AVX2;
-            if (b & (1u << 16)) f |= DSI_CPU_AVX512F;
+            if (zmm && (b & (1u << 16))) {
+                f |= DSI_CPU_AVX512F;
+                if (b & (1u << 30)) f |= DSI_CPU_AVX512BW;
+                if (b & (1u << 31)) f |= DSI_CPU_AVX512VL;
+                if (c & (1u << 11)) f |= DSI_CPU_AVX512VNNI;
+            }
         }
     }
 #endif

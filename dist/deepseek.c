@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id cec66cb885343feb: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id eb8932d1d79b24cd: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -29,6 +29,7 @@
  *     deepseek_impl/threadpool.c
  *     kernels/cpu/ops.c
  *     kernels/cpu/ops_avx2.c
+ *     kernels/cpu/ops_avx512.c
  *     deepseek_impl/pager.c
  *     deepseek_impl/forward.c
  *     deepseek_impl/sampler.c
@@ -44,7 +45,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "cec66cb885343feb"
+#define DS_SOURCE_ID "eb8932d1d79b24cd"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -305,7 +306,8 @@ DSI_FUNC size_t dsi_st_dtype_size(dsi_st_dtype t);   /* 0 for OTHER */
 
 /* ==== CPU features ======================================================== */
 enum { DSI_CPU_AES = 1u << 0, DSI_CPU_AVX2 = 1u << 1, DSI_CPU_FMA = 1u << 2, DSI_CPU_F16C = 1u << 3,
-       DSI_CPU_AVX512F = 1u << 4 };
+       DSI_CPU_AVX512F = 1u << 4, DSI_CPU_AVX512BW = 1u << 5, DSI_CPU_AVX512VL = 1u << 6,
+       DSI_CPU_AVX512VNNI = 1u << 7 };
 /* Detected once, then cached. */
 DSI_FUNC uint32_t dsi_cpu_features(void);
 /* Test hook: features in `mask` are reported absent from now on. */
@@ -546,8 +548,20 @@ DSI_FUNC bool dsi_have_avx2(void);
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
+DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n);
+DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, int n);
 DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s);
 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n);
+/* AVX-512 F/BW/VL + VNNI (kernels/cpu/ops_avx512.c); only call when dsi_have_vnni512(). */
+DSI_FUNC bool dsi_have_vnni512(void);
+DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, const float *s, int n);
+/* Q8_0 row times T (1..4) tokens whose activations are stored offset to
+ * unsigned (u = q + 128, dsi_act_to_u8); out[j] for token j. */
+DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
+                                  int T, float *out);
+DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
+DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
+                                  float out[4]);
 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
                                   float out[4]);
 
@@ -920,9 +934,24 @@ static uint32_t dsi_cpu_detect(void) {
         if (c & (1u << 12)) f |= DSI_CPU_FMA;
         if (c & (1u << 29)) f |= DSI_CPU_F16C;
         bool osxsave = (c & (1u << 27)) != 0;
-        if (osxsave && __get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        /* the OS must save the vector state: XCR0 bits 1-2 (SSE, AVX) for
+         * 256-bit registers, 5-7 (opmask, upper ZMM) for AVX-512 */
+        uint64_t xcr0 = 0;
+        if (osxsave) {
+            unsigned lo, hi;
+            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            xcr0 = ((uint64_t)hi << 32) | lo;
+        }
+        bool ymm = (xcr0 & 0x6) == 0x6, zmm = ymm && (xcr0 & 0xe0) == 0xe0;
+        if (!ymm) f &= ~(uint32_t)(DSI_CPU_FMA | DSI_CPU_F16C);
+        if (ymm && __get_cpuid_count(7, 0, &a, &b, &c, &d)) {
             if (b & (1u << 5)) f |= DSI_CPU_AVX2;
-            if (b & (1u << 16)) f |= DSI_CPU_AVX512F;
+            if (zmm && (b & (1u << 16))) {
+                f |= DSI_CPU_AVX512F;
+                if (b & (1u << 30)) f |= DSI_CPU_AVX512BW;
+                if (b & (1u << 31)) f |= DSI_CPU_AVX512VL;
+                if (c & (1u << 11)) f |= DSI_CPU_AVX512VNNI;
+            }
         }
     }
 #endif
@@ -8093,12 +8122,17 @@ DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *
     return sum;
 }
 
+DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
+    for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
+}
+
 DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
     if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
     else dsi_quantize_act_q8_c(x, n, q, s);
 }
 
 DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    if (dsi_have_vnni512()) return dsi_dot_q8q8_vnni(row, q, s, n);
     return dsi_have_avx2() ? dsi_dot_q8q8_avx2(row, q, s, n) : dsi_dot_q8q8_c(row, q, s, n);
 }
 
@@ -8127,6 +8161,11 @@ DSI_FUNC void dsi_dequant_row(const dsi_weight *w, const uint8_t *row, float *y)
 
 DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, float *y) {
     int n = w->cols;
+    if (dsi_have_avx2() && w->dtype != DS_DTYPE_F32) {
+        if (w->dtype == DS_DTYPE_Q8_0) dsi_axpy_q8_avx2(row, a, y, n);
+        else dsi_axpy_f16_avx2(row, a, y, n);
+        return;
+    }
     switch (w->dtype) {
     case DS_DTYPE_F32: {
         const float *r = (const float *)(const void *)row;
@@ -8332,6 +8371,36 @@ DSI_AVX2 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, 
     out[3] = dsi_hsum256(a3);
 }
 
+/* y += a * row for a Q8_0 row of n values (the MLA absorption). */
+DSI_AVX2 DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        __m256 as = _mm256_set1_ps(a * _cvtsh_ss(dsi_rd16(blk)));
+        __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+        float *yb = y + b * DSI_Q8_BLOCK;
+        __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
+        __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)));
+        __m256 f2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
+        __m256 f3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)));
+        _mm256_storeu_ps(yb, _mm256_fmadd_ps(f0, as, _mm256_loadu_ps(yb)));
+        _mm256_storeu_ps(yb + 8, _mm256_fmadd_ps(f1, as, _mm256_loadu_ps(yb + 8)));
+        _mm256_storeu_ps(yb + 16, _mm256_fmadd_ps(f2, as, _mm256_loadu_ps(yb + 16)));
+        _mm256_storeu_ps(yb + 24, _mm256_fmadd_ps(f3, as, _mm256_loadu_ps(yb + 24)));
+    }
+}
+
+/* y += a * row for an F16 row of n values. */
+DSI_AVX2 DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, int n) {
+    __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 w = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w, av, _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
+}
+
 DSI_FUNC bool dsi_have_avx2(void) {
     uint32_t need = DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C;
     return (dsi_cpu_features() & need) == need;
@@ -8342,6 +8411,8 @@ DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) { return 
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
 DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s) { dsi_quantize_act_q8_c(x, n, q, s); }
+DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n) { (void)row, (void)a, (void)y, (void)n; }
+DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, int n) { (void)row, (void)a, (void)y, (void)n; }
 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) { return dsi_dot_q8q8_c(row, q, s, n); }
 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
                                   float out[4]) {
@@ -8349,6 +8420,192 @@ DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ld
 }
 #endif
 /* ==== End kernels/cpu/ops_avx2.c ==== */
+
+/* ==== Begin kernels/cpu/ops_avx512.c ==== */
+/*
+ * ops_avx512.c — AVX-512 VNNI versions of the int8 x int8 products (Q8_0
+ * weights times activations quantized per block of 32), compiled with
+ * per-function target attributes and chosen at run time when the CPU and the
+ * OS support AVX-512 F/BW/VL and VNNI. Two blocks fill one 512-bit register;
+ * vpdpbusd multiplies unsigned by signed bytes and adds each group of four
+ * into an int32 lane without saturation, so |w| meets x with w's sign (the
+ * same trick as the AVX2 kernels, without the int16 step). The portable
+ * versions in ops.c are the reference they are tested against.
+ */
+/* #include "../../deepseek_impl/internal.h": pasted above */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define DSI_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+/* Blocks b and b+1 of a Q8_0 row: their 64 int8 values. */
+DSI_VNNI static inline __m512i dsi_q8_pair(const uint8_t *blk) {
+    __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+    __m256i hi = _mm256_loadu_si256((const __m256i *)(const void *)(blk + DSI_Q8_BLOCK_BYTES + 2));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* The int32 sums of one pair: 8 lanes per block (each a sum of 4 products). */
+DSI_VNNI static inline __m512i dsi_pair_dot(__m512i aw, __mmask64 neg, __m512i x) {
+    __m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
+}
+
+/* lanes 0-7 get a, lanes 8-15 get b */
+DSI_VNNI static inline __m512 dsi_pair_scale(float a, float b) {
+    return _mm512_mask_blend_ps((__mmask16)0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b));
+}
+
+DSI_VNNI static inline float dsi_q8_scale(const uint8_t *blk) { return _cvtsh_ss(dsi_rd16(blk)); }
+
+DSI_VNNI DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    __m512 acc = _mm512_setzero_ps();
+    int nb = n / DSI_Q8_BLOCK, b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        __m512i w = dsi_q8_pair(k);
+        __m512i x = _mm512_loadu_si512((const void *)(q + b * DSI_Q8_BLOCK));
+        __m512i p = dsi_pair_dot(_mm512_abs_epi8(w), _mm512_movepi8_mask(w), x);
+        __m512 sc = dsi_pair_scale(dsi_q8_scale(k) * s[b], dsi_q8_scale(k + DSI_Q8_BLOCK_BYTES) * s[b + 1]);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    if (b < nb) sum += dsi_dot_q8q8_c(row + (size_t)b * DSI_Q8_BLOCK_BYTES, q + b * DSI_Q8_BLOCK, s + b, DSI_Q8_BLOCK);
+    return sum;
+}
+
+/* One row against four tokens (prefill), as dsi_dot_q8q8x4_avx2. */
+DSI_VNNI DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, size_t ldq, const float *s,
+                                           size_t lds, int n, float out[4]) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    int nb = n / DSI_Q8_BLOCK, b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        __m512i w = dsi_q8_pair(k);
+        __m512i aw = _mm512_abs_epi8(w);
+        __mmask64 neg = _mm512_movepi8_mask(w);
+        float w0 = dsi_q8_scale(k), w1 = dsi_q8_scale(k + DSI_Q8_BLOCK_BYTES);
+        const int8_t *qb = q + (size_t)b * DSI_Q8_BLOCK;
+        const float *sb = s + b;
+#define DSI_VNNI_TOKEN(j, acc)                                                                                \
+    do {                                                                                                      \
+        __m512i p = dsi_pair_dot(aw, neg, _mm512_loadu_si512((const void *)(qb + (j) * ldq)));                \
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dsi_pair_scale(w0 * sb[(j) * lds], w1 * sb[(j) * lds + 1]), \
+                              acc);                                                                           \
+    } while (0)
+        DSI_VNNI_TOKEN(0, a0);
+        DSI_VNNI_TOKEN(1, a1);
+        DSI_VNNI_TOKEN(2, a2);
+        DSI_VNNI_TOKEN(3, a3);
+#undef DSI_VNNI_TOKEN
+    }
+    out[0] = _mm512_reduce_add_ps(a0);
+    out[1] = _mm512_reduce_add_ps(a1);
+    out[2] = _mm512_reduce_add_ps(a2);
+    out[3] = _mm512_reduce_add_ps(a3);
+    if (b < nb) {
+        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        for (int j = 0; j < 4; j++)
+            out[j] += dsi_dot_q8q8_c(k, q + (size_t)j * ldq + (size_t)b * DSI_Q8_BLOCK, s + (size_t)j * lds + b,
+                                     DSI_Q8_BLOCK);
+    }
+}
+
+/* With the activations stored offset to unsigned (u = x + 128, see
+ * dsi_act_to_u8), vpdpbusd takes them directly: dot(u, w) = dot(x, w) +
+ * 128 sum(w), and the correction -128 sum(w) is itself one vpdpbusd of the
+ * weights with a vector of 128s, computed once per weight block and shared by
+ * every token. Per token and pair of blocks: one load, one vpdpbusd, one
+ * convert, the scales, one FMA. */
+DSI_VNNI static inline __m512 dsi_pair_xscale(const float *s) {
+    /* s[0] into lanes 0-7, s[1] into 8-15 */
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m128 two = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)s));
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(two));
+}
+
+/* T is 1 or 4 at the call sites below (constants), so acc[] stays in registers. */
+DSI_VNNI static inline __attribute__((always_inline)) void dsi_q8u8_tile(const uint8_t *row, const uint8_t *u,
+                                                                         size_t ldu, const float *s, size_t lds,
+                                                                         int nb, const int T, float *out) {
+    const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int b = 0; b + 2 <= nb; b += 2) {
+        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        __m512i w = dsi_q8_pair(k);
+        __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w));
+        __m512 wv = dsi_pair_scale(dsi_q8_scale(k), dsi_q8_scale(k + DSI_Q8_BLOCK_BYTES));
+        const uint8_t *ub = u + (size_t)b * DSI_Q8_BLOCK;
+        const float *sb = s + b;
+#define DSI_U8_TOKEN(j)                                                                                        \
+    do {                                                                                                       \
+        __m512i p = _mm512_dpbusd_epi32(corr, _mm512_loadu_si512((const void *)(ub + (size_t)(j) * ldu)), w);  \
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(wv, dsi_pair_xscale(sb + (size_t)(j) * lds)), \
+                                 acc[j]);                                                                      \
+    } while (0)
+        DSI_U8_TOKEN(0);
+        if (T == 4) {
+            DSI_U8_TOKEN(1);
+            DSI_U8_TOKEN(2);
+            DSI_U8_TOKEN(3);
+        }
+#undef DSI_U8_TOKEN
+    }
+    for (int j = 0; j < T; j++) out[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
+DSI_VNNI DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s,
+                                           size_t lds, int n, int T, float *out) {
+    int nb = n / DSI_Q8_BLOCK, b = nb & ~1;
+    if (T == 4) {
+        dsi_q8u8_tile(row, u, ldu, s, lds, nb, 4, out);
+    } else {
+        for (int j = 0; j < T; j++)
+            dsi_q8u8_tile(row, u + (size_t)j * ldu, ldu, s + (size_t)j * lds, lds, nb, 1, out + j);
+    }
+    if (b < nb) {   /* an odd last block */
+        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        const int8_t *w = (const int8_t *)(k + 2);
+        float ws = dsi_q8_scale(k);
+        for (int j = 0; j < T; j++) {
+            const uint8_t *ub = u + (size_t)j * ldu + (size_t)b * DSI_Q8_BLOCK;
+            /* one 256-bit step of the same trick as the AVX2 kernels (GCC 12
+             * miscompiled the scalar form of this sum when it vectorized it
+             * with vpdpbusd: wrong results, caught by test_kernels) */
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)w);
+            __m256i xv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)ub),
+                                          _mm256_set1_epi8((char)0x80));
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)),
+                                          _mm256_set1_epi16(1));
+            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+            out[j] += ws * s[(size_t)j * lds + b] * (float)_mm_cvtsi128_si32(h);
+        }
+    }
+}
+
+DSI_FUNC bool dsi_have_vnni512(void) {
+    uint32_t need = DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C | DSI_CPU_AVX512F | DSI_CPU_AVX512BW |
+                    DSI_CPU_AVX512VL | DSI_CPU_AVX512VNNI;
+    return (dsi_cpu_features() & need) == need;
+}
+#else
+DSI_FUNC bool dsi_have_vnni512(void) { return false; }
+DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
+                                  int T, float *out) {
+    (void)row, (void)u, (void)ldu, (void)s, (void)lds, (void)n, (void)T, (void)out;
+}
+DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_dot_q8q8_c(row, q, s, n);
+}
+DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
+                                  float out[4]) {
+    for (int j = 0; j < 4; j++) out[j] = dsi_dot_q8q8_c(row, q + j * ldq, s + j * lds, n);
+}
+#endif
+/* ==== End kernels/cpu/ops_avx512.c ==== */
 
 /* ==== Begin deepseek_impl/pager.c ==== */
 /*
@@ -8965,6 +9222,7 @@ struct ds_context {
     float *ework;                      /* per worker: max(cols) + attention scratch */
     size_t ework_stride;
     int8_t *xq;                        /* (T, widest) activations quantized for Q8_0 weights */
+    uint8_t *xu;                       /* the same + 128 (the AVX-512 VNNI kernels) */
     float *xs;                         /* (T, widest / 32) their scales */
     int xq_cols;                       /* widest */
     bool counted;                      /* included in the model's n_contexts */
@@ -9127,10 +9385,11 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->ework = dsi_calloc(al, (size_t)c->n_workers, c->ework_stride * sizeof(float));
     c->xq_cols = widest;
     c->xq = dsi_calloc(al, T_ * (size_t)widest, 1);
+    c->xu = dsi_calloc(al, T_ * (size_t)widest, 1);
     c->xs = dsi_calloc(al, T_ * ((size_t)widest / DSI_Q8_BLOCK + 1), sizeof(float));
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
-        !c->ework || !c->xq || !c->xs) {
+        !c->ework || !c->xq || !c->xu || !c->xs) {
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
                  (double)Lr * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
         ds_context_free(c);
@@ -9153,6 +9412,7 @@ DS_API void ds_context_free(ds_context *c) {
     dsi_free(al, c->sel);
     dsi_free(al, c->etok);
     dsi_free(al, c->xq);
+    dsi_free(al, c->xu);
     dsi_free(al, c->xs);
     ds_model *m = c->m;
     bool counted = c->counted;
@@ -9171,6 +9431,7 @@ typedef struct dsi_mm_job {
     int ldy;
     int rows_per_task;
     const int8_t *xq;        /* (T, cols) quantized X for Q8_0 weights, or NULL */
+    const uint8_t *xu;       /* xq + 128, when the VNNI kernels run */
     const float *xs;         /* (T, cols / 32) */
 } dsi_mm_job;
 
@@ -9184,15 +9445,32 @@ static void dsi_mm_task(void *arg, int task, int worker) {
         /* int8 x int8: each row is read once and meets every token's
          * quantized activations while it is in L1 */
         int nb = w->cols / DSI_Q8_BLOCK;
-        bool v = dsi_have_avx2();
+        if (j->xu) {
+            for (int r = r0; r < r1; r++) {
+                const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
+                float o[4];
+                for (int t = 0; t < j->T; t += 4) {
+                    int n = j->T - t < 4 ? j->T - t : 4;
+                    dsi_dot_q8u8xT_vnni(rp, j->xu + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
+                                        (size_t)nb, w->cols, n, o);
+                    for (int k = 0; k < n; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
+                }
+            }
+            return;
+        }
+        bool v = dsi_have_avx2(), v512 = dsi_have_vnni512();
         for (int r = r0; r < r1; r++) {
             const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
             int t = 0;
             if (v) {
                 float o[4];
                 for (; t + 4 <= j->T; t += 4) {
-                    dsi_dot_q8q8x4_avx2(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                        (size_t)nb, w->cols, o);
+                    if (v512)
+                        dsi_dot_q8q8x4_vnni(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols,
+                                            j->xs + (size_t)t * nb, (size_t)nb, w->cols, o);
+                    else
+                        dsi_dot_q8q8x4_avx2(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols,
+                                            j->xs + (size_t)t * nb, (size_t)nb, w->cols, o);
                     for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
                 }
             }
@@ -9218,13 +9496,17 @@ static void dsi_mm_task(void *arg, int task, int worker) {
 /* Y (T, rows) = X (T, cols) W^T */
 static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
                        int ldx, float *Y, int ldy) {
-    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL};
+    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL};
     if (w->dtype == DS_DTYPE_Q8_0 && w->cols <= c->xq_cols && !c->m->exact_act) {
         int nb = w->cols / DSI_Q8_BLOCK;
         for (int t = 0; t < T; t++)
             dsi_quantize_act_q8(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
         j.xq = c->xq;
         j.xs = c->xs;
+        if (dsi_have_vnni512()) {
+            dsi_act_to_u8(c->xq, c->xu, (size_t)T * (size_t)w->cols);
+            j.xu = c->xu;
+        }
     }
     int tasks = c->n_workers * 4;
     j.rows_per_task = (w->rows + tasks - 1) / tasks;

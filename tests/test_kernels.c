@@ -28,8 +28,8 @@ static void test_q8q8(void) {
     static float a[MAXN], x[MAXN], s1[MAXN / 32], s2[MAXN / 32];
     static int8_t q1[MAXN], q2[MAXN];
     static uint8_t w[MAXN / 32 * 34];
-    bool avx = dsi_have_avx2();
-    int bad_q = 0, bad_c = 0, bad_v = 0, bad_err = 0, cases = 0;
+    bool avx = dsi_have_avx2(), vnni = dsi_have_vnni512();
+    int bad_q = 0, bad_c = 0, bad_v = 0, bad_err = 0, bad_512 = 0, cases = 0;
     for (int trial = 0; trial < 300; trial++) {
         int nb = trial < 40 ? trial + 1 : 1 + (int)((frand() * 0.5f + 0.5f) * (MAXN / 32 - 1));
         if (trial % 50 == 0) nb = 2048 / 32;
@@ -64,6 +64,29 @@ static void test_q8q8(void) {
         float c = dsi_dot_q8q8_c(w, q1, s1, n);
         if (fabs(c - ref) > 1e-5 * mass + 1e-6) bad_c++;
         if (fabs(ref - exact) > bound * (1 + 1e-6) + 1e-6 * mass) bad_err++;
+        if (vnni) {
+            if (fabs(dsi_dot_q8q8_vnni(w, q1, s1, n) - ref) > 1e-5 * mass + 1e-6) bad_512++;
+            static uint8_t u1[MAXN];
+            dsi_act_to_u8(q1, u1, (size_t)n);
+            float o1;
+            dsi_dot_q8u8xT_vnni(w, u1, 0, s1, 0, n, 1, &o1);
+            if (fabs(o1 - ref) > 1e-5 * mass + 1e-6) bad_512++;
+            if (nb > 4) {
+                /* T = 1..4 tokens: token j is the activations shifted by j blocks */
+                for (int T = 1; T <= 4; T++) {
+                    float o[4];
+                    dsi_dot_q8u8xT_vnni(w, u1, 32, s1, 1, n - 96, T, o);
+                    for (int j = 0; j < T; j++)
+                        if (fabs(o[j] - dsi_dot_q8q8_c(w, q1 + 32 * j, s1 + j, n - 96)) > 1e-5 * mass + 1e-6) bad_512++;
+                }
+            }
+            if (nb > 4) {
+                float o[4];
+                dsi_dot_q8q8x4_vnni(w, q1, 32, s1, 1, n - 96, o);
+                for (int j = 0; j < 4; j++)
+                    if (fabs(o[j] - dsi_dot_q8q8_c(w, q1 + 32 * j, s1 + j, n - 96)) > 1e-5 * mass + 1e-6) bad_512++;
+            }
+        }
         if (avx) {
             dsi_quantize_act_q8_avx2(x, n, q2, s2);
             if (memcmp(q1, q2, (size_t)n) || memcmp(s1, s2, (size_t)nb * sizeof(float))) bad_v++;
@@ -88,6 +111,11 @@ static void test_q8q8(void) {
                 bad_v, cases);
     else
         T_SKIP("kernels-2.4", "no AVX2/FMA/F16C on this CPU");
+    if (vnni)
+        T_CHECK("kernels-2.5", bad_512 == 0, "AVX-512 VNNI int8 dot differs from the portable one in %d of %d cases",
+                bad_512, cases);
+    else
+        T_SKIP("kernels-2.5", "no AVX-512 VNNI on this CPU");
 }
 
 int main(void) {
@@ -100,7 +128,8 @@ int main(void) {
     static float a[MAXN], b[MAXN];
     static uint16_t h[MAXN];
     static uint8_t q[MAXN / 32 * 34];
-    int bad32 = 0, bad16 = 0, bad8 = 0, cases = 0;
+    int bad32 = 0, bad16 = 0, bad8 = 0, bad_ax = 0, cases = 0;
+    static float y1[MAXN], y2[MAXN], deq[MAXN];
     for (int trial = 0; trial < 400; trial++) {
         int n = trial < 64 ? trial + 1 : 1 + (int)((frand() * 0.5f + 0.5f) * (MAXN - 1));
         if (trial % 50 == 0) n = 2048;
@@ -124,8 +153,28 @@ int main(void) {
         if (n8) {
             dsi_quantize_row_q8_0(a, q, (size_t)n8);
             if (!close_enough(dsi_dot_q8_avx2(q, b, n8), dsi_dot_q8_c(q, b, n8), scale)) bad8++;
+            /* y += a * row, against the dequantized row */
+            float al = frand() * 3.0f;
+            dsi_dequantize_row_q8_0(q, deq, (size_t)n8);
+            for (int i = 0; i < n8; i++) y1[i] = y2[i] = b[i];
+            dsi_axpy_q8_avx2(q, al, y1, n8);
+            for (int i = 0; i < n8; i++) {
+                y2[i] += al * deq[i];
+                if (fabsf(y1[i] - y2[i]) > 1e-5f * (fabsf(al * deq[i]) + 1.0f)) { bad_ax++; break; }
+            }
+        }
+        {
+            float al = frand() * 3.0f;
+            dsi_dequantize_row_f16(h, deq, (size_t)n);
+            for (int i = 0; i < n; i++) y1[i] = y2[i] = b[i];
+            dsi_axpy_f16_avx2((const uint8_t *)h, al, y1, n);
+            for (int i = 0; i < n; i++) {
+                y2[i] += al * deq[i];
+                if (fabsf(y1[i] - y2[i]) > 1e-5f * (fabsf(al * deq[i]) + 1.0f)) { bad_ax++; break; }
+            }
         }
     }
+    T_CHECK("kernels-1.4", bad_ax == 0, "F16/Q8_0 axpy differs from the dequantized reference in %d cases", bad_ax);
     T_CHECK("kernels-1.1", bad32 == 0, "F32 dot differs in %d of %d cases", bad32, cases);
     T_CHECK("kernels-1.2", bad16 == 0, "F16 dot differs in %d of %d cases", bad16, cases);
     T_CHECK("kernels-1.3", bad8 == 0, "Q8_0 dot differs in %d of %d cases", bad8, cases);

@@ -80,12 +80,17 @@ DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *
     return sum;
 }
 
+DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
+    for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
+}
+
 DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
     if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
     else dsi_quantize_act_q8_c(x, n, q, s);
 }
 
 DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    if (dsi_have_vnni512()) return dsi_dot_q8q8_vnni(row, q, s, n);
     return dsi_have_avx2() ? dsi_dot_q8q8_avx2(row, q, s, n) : dsi_dot_q8q8_c(row, q, s, n);
 }
 
@@ -114,6 +119,11 @@ DSI_FUNC void dsi_dequant_row(const dsi_weight *w, const uint8_t *row, float *y)
 
 DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, float *y) {
     int n = w->cols;
+    if (dsi_have_avx2() && w->dtype != DS_DTYPE_F32) {
+        if (w->dtype == DS_DTYPE_Q8_0) dsi_axpy_q8_avx2(row, a, y, n);
+        else dsi_axpy_f16_avx2(row, a, y, n);
+        return;
+    }
     switch (w->dtype) {
     case DS_DTYPE_F32: {
         const float *r = (const float *)(const void *)row;
