@@ -104,7 +104,7 @@ ifneq ($(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo yes),)
   EXAMPLES += $(BUILD)/ds-server
 endif
 
-.PHONY: all test check amalgamation fuzz install clean testdata demo test-openssl tsan
+.PHONY: all test check amalgamation fuzz install clean testdata demo demo-random test-openssl tsan
 all: $(BUILD)/libdeepseek.a $(BUILD)/ds $(EXAMPLES)
 
 $(BUILD)/%.o: %.c $(LIB_HDRS)
@@ -192,16 +192,25 @@ $(BUILD)/bench_container: tests/bench/bench_container.c $(BUILD)/libdeepseek.a
 $(BUILD)/bench_crypto: tests/bench/bench_crypto.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
-# The main job until a trained demo model ships: generate a small random
-# V2-Lite-like checkpoint, seal it with a fresh key, inspect and verify it,
-# and generate from it (random weights: the text is noise, the pipeline real).
-DEMO = $(BUILD)/demo
+# The main job: the trained demo model (models/, a 3 MB sealed DeepSeek-V2-
+# architecture MoE trained on the King James Bible, tools/train/) writes text.
+# The key is a published demo key (models/README.md). Greedy parity of this
+# file with PyTorch is tests/test_demo.c.
+DEMO_PROMPT ?= In the beginning
 demo: all
+	$(BUILD)/ds inspect models/demo.dsm
+	$(BUILD)/ds verify models/demo.dsm --key-file models/demo.key
+	$(BUILD)/ds run models/demo.dsm --key-file models/demo.key -p "$(DEMO_PROMPT)" -n 96 \
+		--temp 0.6 --top-p 0.9 --repeat-penalty 1.15 --seed 1
+
+# The same pipeline on a random V2-Lite-shaped checkpoint: generate, seal with
+# a fresh key, inspect, verify, generate (random weights: the text is noise).
+DEMO = $(BUILD)/demo
+demo-random: all
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(PYTHON) tests/gen/make_checkpoint.py --family v2lite $(DEMO)/hf
 	$(BUILD)/ds keygen $(DEMO)/demo.key
 	$(BUILD)/ds convert $(DEMO)/hf $(DEMO)/model.dsm --quant q8 --key-file $(DEMO)/demo.key
-	$(BUILD)/ds inspect $(DEMO)/model.dsm
 	$(BUILD)/ds inspect $(DEMO)/model.dsm --key-file $(DEMO)/demo.key | head -n 40
 	$(BUILD)/ds verify $(DEMO)/model.dsm --key-file $(DEMO)/demo.key
 	$(BUILD)/ds run $(DEMO)/model.dsm --key-file $(DEMO)/demo.key -p "Explain MoE routing." -n 48 --temp 0.8 --seed 1
