@@ -1,0 +1,125 @@
+/*
+ * bench_gemm.c — our prefill products against OpenBLAS SGEMM, one thread,
+ * on the shapes of a V2-Lite-sized model, to decide whether OpenBLAS should
+ * take any of them (it prints figures; it is not a test).
+ *
+ *     make build/bench_gemm && build/bench_gemm        # needs libopenblas-dev
+ *
+ * For each (rows x cols) weight and T tokens: Y (T, rows) = X (T, cols) W^T
+ *   ours q8   : activations quantized per 32, int8 kernels (as dsi_matmul)
+ *   ours f16  : each row dequantized once, F32 dot products (as dsi_matmul)
+ *   sgemm     : cblas_sgemm on W already dequantized to F32 (the dequantizing
+ *               not counted: OpenBLAS at its best; paging experts would also
+ *               have to dequantize each one, or hold F32 copies, 4x the bytes)
+ * GFLOP/s = 2 T rows cols / time; best of 5.
+ */
+#include "../../deepseek_impl/internal.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+void openblas_set_num_threads(int n);
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static uint64_t rs = 88172645463325252ull;
+static float frand(void) {
+    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+    return (float)((rs >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static void ours_q8(const uint8_t *w, size_t rb, int rows, int cols, const float *X, int T, int8_t *xq, uint8_t *xu,
+                    float *xs, float *Y) {
+    int nb = cols / 32;
+    for (int t = 0; t < T; t++) dsi_quantize_act_q8(X + (size_t)t * cols, cols, xq + (size_t)t * cols, xs + (size_t)t * nb);
+    bool v512 = dsi_have_vnni512();
+    if (v512) dsi_act_to_u8(xq, xu, (size_t)T * cols);
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *rp = w + (size_t)r * rb;
+        for (int t = 0; t < T; t += 4) {
+            int n = T - t < 4 ? T - t : 4;
+            float o[4];
+            if (v512) {
+                dsi_dot_q8u8xT_vnni(rp, xu + (size_t)t * cols, (size_t)cols, xs + (size_t)t * nb, (size_t)nb, cols, n, o);
+            } else if (n == 4 && dsi_have_avx2()) {
+                dsi_dot_q8q8x4_avx2(rp, xq + (size_t)t * cols, (size_t)cols, xs + (size_t)t * nb, (size_t)nb, cols, o);
+            } else {
+                for (int k = 0; k < n; k++)
+                    o[k] = dsi_dot_q8q8(rp, xq + (size_t)(t + k) * cols, xs + (size_t)(t + k) * nb, cols);
+            }
+            for (int k = 0; k < n; k++) Y[(size_t)(t + k) * rows + r] = o[k];
+        }
+    }
+}
+
+static void ours_f16(const uint16_t *w, int rows, int cols, const float *X, int T, float *row, float *Y) {
+    for (int r = 0; r < rows; r++) {
+        const uint16_t *rp = w + (size_t)r * cols;
+        if (T == 1) {
+            Y[r] = dsi_have_avx2() ? dsi_dot_f16_avx2((const uint8_t *)rp, X, cols)
+                                   : dsi_dot_f16_c((const uint8_t *)rp, X, cols);
+            continue;
+        }
+        dsi_dequantize_row_f16(rp, row, (size_t)cols);
+        for (int t = 0; t < T; t++) Y[(size_t)t * rows + r] = dsi_dot_f32(row, X + (size_t)t * cols, cols);
+    }
+}
+
+int main(void) {
+    openblas_set_num_threads(1);
+    struct { const char *what; int rows, cols; } shapes[] = {
+        {"expert gate/up", 1408, 2048}, {"expert down", 2048, 1408}, {"dense MLP gate/up", 10944, 2048},
+        {"q_proj", 3072, 2048}};
+    int Ts[] = {1, 4, 12, 32, 128};
+    printf("one thread, GFLOP/s (best of 5); isa: %s\n",
+           dsi_have_vnni512() ? "AVX-512 VNNI" : dsi_have_avx2() ? "AVX2" : "portable");
+    printf("%-18s %6s %6s %4s %10s %10s %10s  %s\n", "shape", "rows", "cols", "T", "ours q8", "ours f16", "sgemm f32",
+           "faster");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int rows = shapes[s].rows, cols = shapes[s].cols;
+        size_t n = (size_t)rows * cols, rb = (size_t)cols / 32 * 34;
+        float *W = malloc(n * sizeof *W);
+        uint8_t *wq = malloc((size_t)rows * rb);
+        uint16_t *wh = malloc(n * sizeof *wh);
+        float *X = malloc((size_t)128 * cols * sizeof *X), *Y = malloc((size_t)128 * rows * sizeof *Y);
+        int8_t *xq = malloc((size_t)128 * cols);
+        uint8_t *xu = malloc((size_t)128 * cols);
+        float *xs = malloc((size_t)128 * cols / 32 * sizeof *xs), *row = malloc((size_t)cols * sizeof *row);
+        if (!W || !wq || !wh || !X || !Y || !xq || !xu || !xs || !row) return 1;
+        for (size_t i = 0; i < n; i++) W[i] = frand() * 0.05f;
+        for (int r = 0; r < rows; r++) {
+            dsi_quantize_row_q8_0(W + (size_t)r * cols, wq + (size_t)r * rb, (size_t)cols);
+            dsi_convert_row_f16(W + (size_t)r * cols, wh + (size_t)r * cols, (size_t)cols);
+        }
+        for (size_t i = 0; i < (size_t)128 * cols; i++) X[i] = frand();
+        for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
+            int T = Ts[k];
+            double best[3] = {1e9, 1e9, 1e9};
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = now();
+                ours_q8(wq, rb, rows, cols, X, T, xq, xu, xs, Y);
+                double t1 = now();
+                ours_f16(wh, rows, cols, X, T, row, Y);
+                double t2 = now();
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, rows, cols, 1.0f, X, cols, W, cols, 0.0f, Y,
+                            rows);
+                double t3 = now();
+                if (t1 - t0 < best[0]) best[0] = t1 - t0;
+                if (t2 - t1 < best[1]) best[1] = t2 - t1;
+                if (t3 - t2 < best[2]) best[2] = t3 - t2;
+            }
+            double fl = 2.0 * T * (double)rows * cols / 1e9;
+            const char *win = best[2] < best[0] ? "sgemm" : "ours q8";
+            printf("%-18s %6d %6d %4d %10.1f %10.1f %10.1f  %s%s\n", shapes[s].what, rows, cols, T, fl / best[0],
+                   fl / best[1], fl / best[2], win, best[2] < best[1] ? " (sgemm beats ours f16)" : "");
+        }
+        free(W), free(wq), free(wh), free(X), free(Y), free(xq), free(xu), free(xs), free(row);
+    }
+    return 0;
+}
