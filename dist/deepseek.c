@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id eb8932d1d79b24cd: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 71c1feffb0636cce: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -45,7 +45,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "eb8932d1d79b24cd"
+#define DS_SOURCE_ID "71c1feffb0636cce"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -8521,7 +8521,7 @@ DSI_VNNI DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, 
 DSI_VNNI static inline __m512 dsi_pair_xscale(const float *s) {
     /* s[0] into lanes 0-7, s[1] into 8-15 */
     const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    __m128 two = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)s));
+    __m128 two = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)s));   /* unaligned 8 bytes */
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(two));
 }
 

@@ -97,7 +97,7 @@ DSI_VNNI DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, 
 DSI_VNNI static inline __m512 dsi_pair_xscale(const float *s) {
     /* s[0] into lanes 0-7, s[1] into 8-15 */
     const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    __m128 two = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)s));
+    __m128 two = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)s));   /* unaligned 8 bytes */
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(two));
 }
 
