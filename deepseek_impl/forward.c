@@ -426,9 +426,18 @@ static void dsi_mm_task(void *arg, int task, int worker) {
         if (j->T == 1) {
             j->Y[r] = dsi_dot_row(w, rp, j->X);
         } else {
-            /* dequantize the row once, use it for every token of the batch */
+            /* dequantize the row once, use it for every token of the batch,
+             * four tokens per pass over it */
             dsi_dequant_row(w, rp, row);
-            for (int t = 0; t < j->T; t++)
+            int t = 0;
+            if (dsi_have_avx2()) {
+                float o[4];
+                for (; t + 4 <= j->T; t += 4) {
+                    dsi_dot_f32x4_avx2(row, j->X + (size_t)t * j->ldx, (size_t)j->ldx, w->cols, o);
+                    for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
+                }
+            }
+            for (; t < j->T; t++)
                 j->Y[(size_t)t * j->ldy + r] = dsi_dot_f32(row, j->X + (size_t)t * j->ldx, w->cols);
         }
     }

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 71c1feffb0636cce: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id c6abb447d1a206c3: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -45,7 +45,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "71c1feffb0636cce"
+#define DS_SOURCE_ID "c6abb447d1a206c3"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -549,6 +549,8 @@ DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
 DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n);
+DSI_FUNC void dsi_f16_to_f32_row_avx2(const uint8_t *row, float *y, int n);
+DSI_FUNC void dsi_dot_f32x4_avx2(const float *row, const float *x, size_t ldx, int n, float out[4]);
 DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, int n);
 DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s);
 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n);
@@ -8154,7 +8156,10 @@ DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float 
 DSI_FUNC void dsi_dequant_row(const dsi_weight *w, const uint8_t *row, float *y) {
     switch (w->dtype) {
     case DS_DTYPE_F32: memcpy(y, row, (size_t)w->cols * sizeof(float)); break;
-    case DS_DTYPE_F16: dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)w->cols); break;
+    case DS_DTYPE_F16:
+        if (dsi_have_avx2()) dsi_f16_to_f32_row_avx2(row, y, w->cols);
+        else dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)w->cols);
+        break;
     case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)w->cols); break;
     }
 }
@@ -8371,6 +8376,37 @@ DSI_AVX2 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, 
     out[3] = dsi_hsum256(a3);
 }
 
+/* One F32 row (a dequantized F16 row) against four tokens: each load of the
+ * row feeds four FMAs. out[j] = row . x[j * ldx ..]. */
+DSI_AVX2 DSI_FUNC void dsi_dot_f32x4_avx2(const float *row, const float *x, size_t ldx, int n, float out[4]) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 r = _mm256_loadu_ps(row + i);
+        a0 = _mm256_fmadd_ps(r, _mm256_loadu_ps(x0 + i), a0);
+        a1 = _mm256_fmadd_ps(r, _mm256_loadu_ps(x1 + i), a1);
+        a2 = _mm256_fmadd_ps(r, _mm256_loadu_ps(x2 + i), a2);
+        a3 = _mm256_fmadd_ps(r, _mm256_loadu_ps(x3 + i), a3);
+    }
+    float s0 = dsi_hsum256(a0), s1 = dsi_hsum256(a1), s2 = dsi_hsum256(a2), s3 = dsi_hsum256(a3);
+    for (; i < n; i++) {
+        s0 += row[i] * x0[i];
+        s1 += row[i] * x1[i];
+        s2 += row[i] * x2[i];
+        s3 += row[i] * x3[i];
+    }
+    out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
+}
+
+/* F16 to F32 with F16C (the row conversion of the prefill path). */
+DSI_AVX2 DSI_FUNC void dsi_f16_to_f32_row_avx2(const uint8_t *row, float *y, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i))));
+    for (; i < n; i++) y[i] = dsi_f16_to_f32(dsi_rd16(row + 2 * i));
+}
+
 /* y += a * row for a Q8_0 row of n values (the MLA absorption). */
 DSI_AVX2 DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n) {
     for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
@@ -8412,6 +8448,12 @@ DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n) { (vo
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
 DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s) { dsi_quantize_act_q8_c(x, n, q, s); }
 DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n) { (void)row, (void)a, (void)y, (void)n; }
+DSI_FUNC void dsi_f16_to_f32_row_avx2(const uint8_t *row, float *y, int n) {
+    dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)n);
+}
+DSI_FUNC void dsi_dot_f32x4_avx2(const float *row, const float *x, size_t ldx, int n, float out[4]) {
+    for (int j = 0; j < 4; j++) out[j] = dsi_dot_f32_c(row, x + (size_t)j * ldx, n);
+}
 DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, int n) { (void)row, (void)a, (void)y, (void)n; }
 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) { return dsi_dot_q8q8_c(row, q, s, n); }
 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
@@ -9485,9 +9527,18 @@ static void dsi_mm_task(void *arg, int task, int worker) {
         if (j->T == 1) {
             j->Y[r] = dsi_dot_row(w, rp, j->X);
         } else {
-            /* dequantize the row once, use it for every token of the batch */
+            /* dequantize the row once, use it for every token of the batch,
+             * four tokens per pass over it */
             dsi_dequant_row(w, rp, row);
-            for (int t = 0; t < j->T; t++)
+            int t = 0;
+            if (dsi_have_avx2()) {
+                float o[4];
+                for (; t + 4 <= j->T; t += 4) {
+                    dsi_dot_f32x4_avx2(row, j->X + (size_t)t * j->ldx, (size_t)j->ldx, w->cols, o);
+                    for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
+                }
+            }
+            for (; t < j->T; t++)
                 j->Y[(size_t)t * j->ldy + r] = dsi_dot_f32(row, j->X + (size_t)t * j->ldx, w->cols);
         }
     }

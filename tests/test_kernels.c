@@ -144,8 +144,21 @@ int main(void) {
         cases++;
         /* F32 */
         if (!close_enough(dsi_dot_f32_avx2(a, b, n), dsi_dot_f32_c(a, b, n), scale)) bad32++;
+        if (n >= 4) {
+            /* four tokens: b shifted by 0..3 elements, n - 3 long */
+            float o[4];
+            dsi_dot_f32x4_avx2(a, b, 1, n - 3, o);
+            for (int j = 0; j < 4; j++) {
+                float sc = 0;
+                for (int i = 0; i < n - 3; i++) sc += fabsf(a[i] * b[i + j]);
+                if (!close_enough(o[j], dsi_dot_f32_c(a, b + j, n - 3), sc)) bad32++;
+            }
+        }
         /* F16 rows */
         dsi_convert_row_f16(a, h, (size_t)n);
+        dsi_dequantize_row_f16(h, y1, (size_t)n);
+        dsi_f16_to_f32_row_avx2((const uint8_t *)h, y2, n);
+        if (memcmp(y1, y2, (size_t)n * sizeof(float))) bad16++;
         if (!close_enough(dsi_dot_f16_avx2((const uint8_t *)h, b, n), dsi_dot_f16_c((const uint8_t *)h, b, n), scale))
             bad16++;
         /* Q8_0 rows: whole blocks only */

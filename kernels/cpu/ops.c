@@ -112,7 +112,10 @@ DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float 
 DSI_FUNC void dsi_dequant_row(const dsi_weight *w, const uint8_t *row, float *y) {
     switch (w->dtype) {
     case DS_DTYPE_F32: memcpy(y, row, (size_t)w->cols * sizeof(float)); break;
-    case DS_DTYPE_F16: dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)w->cols); break;
+    case DS_DTYPE_F16:
+        if (dsi_have_avx2()) dsi_f16_to_f32_row_avx2(row, y, w->cols);
+        else dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)w->cols);
+        break;
     case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)w->cols); break;
     }
 }

@@ -66,8 +66,15 @@ static void ours_f16(const uint16_t *w, int rows, int cols, const float *X, int 
                                    : dsi_dot_f16_c((const uint8_t *)rp, X, cols);
             continue;
         }
-        dsi_dequantize_row_f16(rp, row, (size_t)cols);
-        for (int t = 0; t < T; t++) Y[(size_t)t * rows + r] = dsi_dot_f32(row, X + (size_t)t * cols, cols);
+        if (dsi_have_avx2()) dsi_f16_to_f32_row_avx2((const uint8_t *)rp, row, cols);
+        else dsi_dequantize_row_f16(rp, row, (size_t)cols);
+        int t = 0;
+        if (dsi_have_avx2())
+            for (float o[4]; t + 4 <= T; t += 4) {
+                dsi_dot_f32x4_avx2(row, X + (size_t)t * cols, (size_t)cols, cols, o);
+                for (int k = 0; k < 4; k++) Y[(size_t)(t + k) * rows + r] = o[k];
+            }
+        for (; t < T; t++) Y[(size_t)t * rows + r] = dsi_dot_f32(row, X + (size_t)t * cols, cols);
     }
 }
 
