@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id c6abb447d1a206c3: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id d1ad99140450ccac: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -45,7 +45,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "c6abb447d1a206c3"
+#define DS_SOURCE_ID "d1ad99140450ccac"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -208,6 +208,10 @@ DSI_FUNC float dsi_bf16_to_f32(uint16_t h);
 DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v);    /* OCP e4m3fn: no infinities, 0x7f/0xff NaN */
 
 #define DSI_Q8_BLOCK 32
+/* Decode streams each weight row once: the dot kernels prefetch this many
+ * bytes ahead of what they read (measured: 2-4 KiB ahead gave decode +25-35%
+ * on the 4-layer q8 model, 2 threads; 1 KiB and 8 KiB less). */
+#define DSI_PREFETCH_AHEAD 4096
 #define DSI_Q8_BLOCK_BYTES 34                    /* f16 scale + 32 int8 */
 /* Bytes of a dtype for a (rows x cols) matrix; cols must be a multiple of 32
  * for Q8_0. Returns false on overflow or a bad shape. */
@@ -8253,6 +8257,7 @@ DSI_AVX2 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
+        _mm_prefetch((const char *)(row + 2 * i + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
         __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i)));
         __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i + 16)));
         s0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), s0);
@@ -8283,6 +8288,8 @@ DSI_AVX2 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int 
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int nb = n / DSI_Q8_BLOCK, b = 0;
     for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char *)(row + (size_t)b * DSI_Q8_BLOCK_BYTES + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(row + (size_t)b * DSI_Q8_BLOCK_BYTES + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
         a0 = dsi_q8_block(row + (size_t)b * DSI_Q8_BLOCK_BYTES, x + b * DSI_Q8_BLOCK, a0);
         a1 = dsi_q8_block(row + (size_t)(b + 1) * DSI_Q8_BLOCK_BYTES, x + (b + 1) * DSI_Q8_BLOCK, a1);
     }
@@ -8325,6 +8332,8 @@ DSI_AVX2 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, c
     int nb = n / DSI_Q8_BLOCK, b = 0;
     for (; b + 2 <= nb; b += 2) {
         const uint8_t *k0 = row + (size_t)b * DSI_Q8_BLOCK_BYTES, *k1 = k0 + DSI_Q8_BLOCK_BYTES;
+        _mm_prefetch((const char *)(k0 + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(k0 + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
         __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)(k0 + 2));
         __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(k1 + 2));
         __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)(q + b * DSI_Q8_BLOCK));
@@ -8506,6 +8515,8 @@ DSI_VNNI DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, c
     int nb = n / DSI_Q8_BLOCK, b = 0;
     for (; b + 2 <= nb; b += 2) {
         const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
         __m512i w = dsi_q8_pair(k);
         __m512i x = _mm512_loadu_si512((const void *)(q + b * DSI_Q8_BLOCK));
         __m512i p = dsi_pair_dot(_mm512_abs_epi8(w), _mm512_movepi8_mask(w), x);
@@ -8575,6 +8586,8 @@ DSI_VNNI static inline __attribute__((always_inline)) void dsi_q8u8_tile(const u
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int b = 0; b + 2 <= nb; b += 2) {
         const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
         __m512i w = dsi_q8_pair(k);
         __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w));
         __m512 wv = dsi_pair_scale(dsi_q8_scale(k), dsi_q8_scale(k + DSI_Q8_BLOCK_BYTES));

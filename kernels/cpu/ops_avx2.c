@@ -36,6 +36,7 @@ DSI_AVX2 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
+        _mm_prefetch((const char *)(row + 2 * i + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
         __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i)));
         __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i + 16)));
         s0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), s0);
@@ -66,6 +67,8 @@ DSI_AVX2 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int 
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int nb = n / DSI_Q8_BLOCK, b = 0;
     for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char *)(row + (size_t)b * DSI_Q8_BLOCK_BYTES + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(row + (size_t)b * DSI_Q8_BLOCK_BYTES + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
         a0 = dsi_q8_block(row + (size_t)b * DSI_Q8_BLOCK_BYTES, x + b * DSI_Q8_BLOCK, a0);
         a1 = dsi_q8_block(row + (size_t)(b + 1) * DSI_Q8_BLOCK_BYTES, x + (b + 1) * DSI_Q8_BLOCK, a1);
     }
@@ -108,6 +111,8 @@ DSI_AVX2 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, c
     int nb = n / DSI_Q8_BLOCK, b = 0;
     for (; b + 2 <= nb; b += 2) {
         const uint8_t *k0 = row + (size_t)b * DSI_Q8_BLOCK_BYTES, *k1 = k0 + DSI_Q8_BLOCK_BYTES;
+        _mm_prefetch((const char *)(k0 + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(k0 + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
         __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)(k0 + 2));
         __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(k1 + 2));
         __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)(q + b * DSI_Q8_BLOCK));

@@ -40,6 +40,8 @@ DSI_VNNI DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, c
     int nb = n / DSI_Q8_BLOCK, b = 0;
     for (; b + 2 <= nb; b += 2) {
         const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
         __m512i w = dsi_q8_pair(k);
         __m512i x = _mm512_loadu_si512((const void *)(q + b * DSI_Q8_BLOCK));
         __m512i p = dsi_pair_dot(_mm512_abs_epi8(w), _mm512_movepi8_mask(w), x);
@@ -109,6 +111,8 @@ DSI_VNNI static inline __attribute__((always_inline)) void dsi_q8u8_tile(const u
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int b = 0; b + 2 <= nb; b += 2) {
         const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
         __m512i w = dsi_q8_pair(k);
         __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w));
         __m512 wv = dsi_pair_scale(dsi_q8_scale(k), dsi_q8_scale(k + DSI_Q8_BLOCK_BYTES));
