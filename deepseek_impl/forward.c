@@ -163,7 +163,6 @@ struct ds_context {
     float *ework;                      /* per worker: max(cols) + attention scratch */
     size_t ework_stride;
     int8_t *xq;                        /* (T, widest) activations quantized for Q8_0 weights */
-    uint8_t *xu;                       /* the same + 128 (the AVX-512 VNNI kernels) */
     float *xs;                         /* (T, widest / 32) their scales */
     int xq_cols;                       /* widest */
     bool counted;                      /* included in the model's n_contexts */
@@ -326,11 +325,10 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->ework = dsi_calloc(al, (size_t)c->n_workers, c->ework_stride * sizeof(float));
     c->xq_cols = widest;
     c->xq = dsi_calloc(al, T_ * (size_t)widest, 1);
-    c->xu = dsi_calloc(al, T_ * (size_t)widest, 1);
     c->xs = dsi_calloc(al, T_ * ((size_t)widest / DSI_Q8_BLOCK + 1), sizeof(float));
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
-        !c->ework || !c->xq || !c->xu || !c->xs) {
+        !c->ework || !c->xq || !c->xs) {
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
                  (double)Lr * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
         ds_context_free(c);
@@ -353,7 +351,6 @@ DS_API void ds_context_free(ds_context *c) {
     dsi_free(al, c->sel);
     dsi_free(al, c->etok);
     dsi_free(al, c->xq);
-    dsi_free(al, c->xu);
     dsi_free(al, c->xs);
     ds_model *m = c->m;
     bool counted = c->counted;
@@ -372,7 +369,7 @@ typedef struct dsi_mm_job {
     int ldy;
     int rows_per_task;
     const int8_t *xq;        /* (T, cols) quantized X for Q8_0 weights, or NULL */
-    const uint8_t *xu;       /* xq + 128, when the VNNI kernels run */
+    const uint8_t *xu;       /* instead of xq, the same + 128, for the VNNI kernels */
     const float *xs;         /* (T, cols / 32) */
 } dsi_mm_job;
 
@@ -382,7 +379,7 @@ static void dsi_mm_task(void *arg, int task, int worker) {
     int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > w->rows) r1 = w->rows;
     float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
-    if (j->xq) {
+    if (j->xq || j->xu) {
         /* int8 x int8: each row is read once and meets every token's
          * quantized activations while it is in L1 */
         int nb = w->cols / DSI_Q8_BLOCK;
@@ -399,19 +396,15 @@ static void dsi_mm_task(void *arg, int task, int worker) {
             }
             return;
         }
-        bool v = dsi_have_avx2(), v512 = dsi_have_vnni512();
+        bool v = dsi_have_avx2();
         for (int r = r0; r < r1; r++) {
             const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
             int t = 0;
             if (v) {
                 float o[4];
                 for (; t + 4 <= j->T; t += 4) {
-                    if (v512)
-                        dsi_dot_q8q8x4_vnni(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols,
-                                            j->xs + (size_t)t * nb, (size_t)nb, w->cols, o);
-                    else
-                        dsi_dot_q8q8x4_avx2(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols,
-                                            j->xs + (size_t)t * nb, (size_t)nb, w->cols, o);
+                    dsi_dot_q8q8x4_avx2(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
+                                        (size_t)nb, w->cols, o);
                     for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
                 }
             }
@@ -451,11 +444,13 @@ static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *
         int nb = w->cols / DSI_Q8_BLOCK;
         for (int t = 0; t < T; t++)
             dsi_quantize_act_q8(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
-        j.xq = c->xq;
         j.xs = c->xs;
-        if (dsi_have_vnni512()) {
-            dsi_act_to_u8(c->xq, c->xu, (size_t)T * (size_t)w->cols);
-            j.xu = c->xu;
+        if (dsi_have_vnni512()) {   /* offset to unsigned, in place */
+            uint8_t *u = (uint8_t *)c->xq;
+            dsi_act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
+            j.xu = u;
+        } else {
+            j.xq = c->xq;
         }
     }
     int tasks = c->n_workers * 4;

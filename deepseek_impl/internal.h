@@ -505,14 +505,11 @@ DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *
 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n);
 /* AVX-512 F/BW/VL + VNNI (kernels/cpu/ops_avx512.c); only call when dsi_have_vnni512(). */
 DSI_FUNC bool dsi_have_vnni512(void);
-DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, const float *s, int n);
 /* Q8_0 row times T (1..4) tokens whose activations are stored offset to
  * unsigned (u = q + 128, dsi_act_to_u8); out[j] for token j. */
 DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
                                   int T, float *out);
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
-DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
-                                  float out[4]);
 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
                                   float out[4]);
 

@@ -344,10 +344,7 @@ static ds_status dsi_model_load_dense(ds_model *m, bool experts_too, dsi_err *e)
         if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
         ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
         if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
-        if (st) return st;
-        /* the ciphertext pages are not needed any more */
-        uint64_t a = s->offset & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-        (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(s->offset + s->stored_bytes - a), MADV_DONTNEED);
+        if (st) return st;   /* dsi_segment_read has let go of the ciphertext pages */
     }
     m->weights_loaded = true;
     return dsi_model_bind(m, e);
@@ -611,10 +608,8 @@ static void dsi_verify_one(dsi_verify_job *j, size_t i) {
         }
         pthread_mutex_unlock(&j->lock);
     }
-    /* the file's pages are not needed after checking: keep the page cache small */
+    /* dsi_segment_read has let go of the file's pages as it went */
     const dsi_segment *sg = &m->meta.segments[i];
-    uint64_t a = sg->offset & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(sg->offset + sg->stored_bytes - a), MADV_DONTNEED);
     __atomic_fetch_add(&j->bytes, sg->stored_bytes, __ATOMIC_RELAXED);
     __atomic_fetch_add(&j->done, 1, __ATOMIC_RELAXED);
 }

@@ -25,7 +25,6 @@
 
 #include <sodium.h>
 
-
 enum { DSI_SLOT_EMPTY = 0, DSI_SLOT_LOADING = 1, DSI_SLOT_READY = 2 };
 #define DSI_PREFETCH_QUEUE 1024
 #define DSI_LFU_DECAY 0.95          /* per use of any expert: older uses weigh less */
@@ -193,9 +192,7 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     *secs = dsi_now_seconds() - t0;
     /* the ciphertext leaves this process's page tables now, and the page
      * cache when it falls out of the page-cache tier (at once without one) */
-    const dsi_segment *sg = &m->meta.segments[r->segment];
-    uint64_t a = sg->offset & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(sg->offset + sg->stored_bytes - a), MADV_DONTNEED);
+    dsi_map_release(m, seg->offset, (seg->offset + seg->stored_bytes + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1));
     long drop = dsi_pc_push(p, r->segment);
     if (drop >= 0) {
         const dsi_segment *dg = &m->meta.segments[drop];
@@ -376,7 +373,6 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     if (!p->slots || !p->where || !p->predicted || (p->pc_cap && !p->pc))
         return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < total; i++) p->where[i] = -1;
-
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
     ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);

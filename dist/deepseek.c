@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id d1ad99140450ccac: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 324d4fe2c9fa43fb: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -45,7 +45,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "d1ad99140450ccac"
+#define DS_SOURCE_ID "324d4fe2c9fa43fb"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -560,14 +560,11 @@ DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *
 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n);
 /* AVX-512 F/BW/VL + VNNI (kernels/cpu/ops_avx512.c); only call when dsi_have_vnni512(). */
 DSI_FUNC bool dsi_have_vnni512(void);
-DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, const float *s, int n);
 /* Q8_0 row times T (1..4) tokens whose activations are stored offset to
  * unsigned (u = q + 128, dsi_act_to_u8); out[j] for token j. */
 DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
                                   int T, float *out);
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
-DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
-                                  float out[4]);
 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
                                   float out[4]);
 
@@ -7556,10 +7553,7 @@ static ds_status dsi_model_load_dense(ds_model *m, bool experts_too, dsi_err *e)
         if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
         ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
         if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
-        if (st) return st;
-        /* the ciphertext pages are not needed any more */
-        uint64_t a = s->offset & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-        (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(s->offset + s->stored_bytes - a), MADV_DONTNEED);
+        if (st) return st;   /* dsi_segment_read has let go of the ciphertext pages */
     }
     m->weights_loaded = true;
     return dsi_model_bind(m, e);
@@ -7823,10 +7817,8 @@ static void dsi_verify_one(dsi_verify_job *j, size_t i) {
         }
         pthread_mutex_unlock(&j->lock);
     }
-    /* the file's pages are not needed after checking: keep the page cache small */
+    /* dsi_segment_read has let go of the file's pages as it went */
     const dsi_segment *sg = &m->meta.segments[i];
-    uint64_t a = sg->offset & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(sg->offset + sg->stored_bytes - a), MADV_DONTNEED);
     __atomic_fetch_add(&j->bytes, sg->stored_bytes, __ATOMIC_RELAXED);
     __atomic_fetch_add(&j->done, 1, __ATOMIC_RELAXED);
 }
@@ -8138,7 +8130,6 @@ DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
 }
 
 DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n) {
-    if (dsi_have_vnni512()) return dsi_dot_q8q8_vnni(row, q, s, n);
     return dsi_have_avx2() ? dsi_dot_q8q8_avx2(row, q, s, n) : dsi_dot_q8q8_c(row, q, s, n);
 }
 
@@ -8479,9 +8470,8 @@ DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ld
  * per-function target attributes and chosen at run time when the CPU and the
  * OS support AVX-512 F/BW/VL and VNNI. Two blocks fill one 512-bit register;
  * vpdpbusd multiplies unsigned by signed bytes and adds each group of four
- * into an int32 lane without saturation, so |w| meets x with w's sign (the
- * same trick as the AVX2 kernels, without the int16 step). The portable
- * versions in ops.c are the reference they are tested against.
+ * into an int32 lane without saturation. The portable versions in ops.c are
+ * the reference they are tested against.
  */
 /* #include "../../deepseek_impl/internal.h": pasted above */
 
@@ -8497,73 +8487,12 @@ DSI_VNNI static inline __m512i dsi_q8_pair(const uint8_t *blk) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-/* The int32 sums of one pair: 8 lanes per block (each a sum of 4 products). */
-DSI_VNNI static inline __m512i dsi_pair_dot(__m512i aw, __mmask64 neg, __m512i x) {
-    __m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
-}
-
 /* lanes 0-7 get a, lanes 8-15 get b */
 DSI_VNNI static inline __m512 dsi_pair_scale(float a, float b) {
     return _mm512_mask_blend_ps((__mmask16)0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b));
 }
 
 DSI_VNNI static inline float dsi_q8_scale(const uint8_t *blk) { return _cvtsh_ss(dsi_rd16(blk)); }
-
-DSI_VNNI DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, const float *s, int n) {
-    __m512 acc = _mm512_setzero_ps();
-    int nb = n / DSI_Q8_BLOCK, b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
-        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
-        __m512i w = dsi_q8_pair(k);
-        __m512i x = _mm512_loadu_si512((const void *)(q + b * DSI_Q8_BLOCK));
-        __m512i p = dsi_pair_dot(_mm512_abs_epi8(w), _mm512_movepi8_mask(w), x);
-        __m512 sc = dsi_pair_scale(dsi_q8_scale(k) * s[b], dsi_q8_scale(k + DSI_Q8_BLOCK_BYTES) * s[b + 1]);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
-    }
-    float sum = _mm512_reduce_add_ps(acc);
-    if (b < nb) sum += dsi_dot_q8q8_c(row + (size_t)b * DSI_Q8_BLOCK_BYTES, q + b * DSI_Q8_BLOCK, s + b, DSI_Q8_BLOCK);
-    return sum;
-}
-
-/* One row against four tokens (prefill), as dsi_dot_q8q8x4_avx2. */
-DSI_VNNI DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, size_t ldq, const float *s,
-                                           size_t lds, int n, float out[4]) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-    int nb = n / DSI_Q8_BLOCK, b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        __m512i w = dsi_q8_pair(k);
-        __m512i aw = _mm512_abs_epi8(w);
-        __mmask64 neg = _mm512_movepi8_mask(w);
-        float w0 = dsi_q8_scale(k), w1 = dsi_q8_scale(k + DSI_Q8_BLOCK_BYTES);
-        const int8_t *qb = q + (size_t)b * DSI_Q8_BLOCK;
-        const float *sb = s + b;
-#define DSI_VNNI_TOKEN(j, acc)                                                                                \
-    do {                                                                                                      \
-        __m512i p = dsi_pair_dot(aw, neg, _mm512_loadu_si512((const void *)(qb + (j) * ldq)));                \
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dsi_pair_scale(w0 * sb[(j) * lds], w1 * sb[(j) * lds + 1]), \
-                              acc);                                                                           \
-    } while (0)
-        DSI_VNNI_TOKEN(0, a0);
-        DSI_VNNI_TOKEN(1, a1);
-        DSI_VNNI_TOKEN(2, a2);
-        DSI_VNNI_TOKEN(3, a3);
-#undef DSI_VNNI_TOKEN
-    }
-    out[0] = _mm512_reduce_add_ps(a0);
-    out[1] = _mm512_reduce_add_ps(a1);
-    out[2] = _mm512_reduce_add_ps(a2);
-    out[3] = _mm512_reduce_add_ps(a3);
-    if (b < nb) {
-        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        for (int j = 0; j < 4; j++)
-            out[j] += dsi_dot_q8q8_c(k, q + (size_t)j * ldq + (size_t)b * DSI_Q8_BLOCK, s + (size_t)j * lds + b,
-                                     DSI_Q8_BLOCK);
-    }
-}
 
 /* With the activations stored offset to unsigned (u = x + 128, see
  * dsi_act_to_u8), vpdpbusd takes them directly: dot(u, w) = dot(x, w) +
@@ -8652,13 +8581,6 @@ DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t l
                                   int T, float *out) {
     (void)row, (void)u, (void)ldu, (void)s, (void)lds, (void)n, (void)T, (void)out;
 }
-DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, const float *s, int n) {
-    return dsi_dot_q8q8_c(row, q, s, n);
-}
-DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
-                                  float out[4]) {
-    for (int j = 0; j < 4; j++) out[j] = dsi_dot_q8q8_c(row, q + j * ldq, s + j * lds, n);
-}
 #endif
 /* ==== End kernels/cpu/ops_avx512.c ==== */
 
@@ -8689,7 +8611,6 @@ DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, size_t ld
 #include <unistd.h>
 
 #include <sodium.h>
-
 
 enum { DSI_SLOT_EMPTY = 0, DSI_SLOT_LOADING = 1, DSI_SLOT_READY = 2 };
 #define DSI_PREFETCH_QUEUE 1024
@@ -8858,9 +8779,7 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     *secs = dsi_now_seconds() - t0;
     /* the ciphertext leaves this process's page tables now, and the page
      * cache when it falls out of the page-cache tier (at once without one) */
-    const dsi_segment *sg = &m->meta.segments[r->segment];
-    uint64_t a = sg->offset & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(sg->offset + sg->stored_bytes - a), MADV_DONTNEED);
+    dsi_map_release(m, seg->offset, (seg->offset + seg->stored_bytes + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1));
     long drop = dsi_pc_push(p, r->segment);
     if (drop >= 0) {
         const dsi_segment *dg = &m->meta.segments[drop];
@@ -9041,7 +8960,6 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     if (!p->slots || !p->where || !p->predicted || (p->pc_cap && !p->pc))
         return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < total; i++) p->where[i] = -1;
-
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
     ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
@@ -9277,7 +9195,6 @@ struct ds_context {
     float *ework;                      /* per worker: max(cols) + attention scratch */
     size_t ework_stride;
     int8_t *xq;                        /* (T, widest) activations quantized for Q8_0 weights */
-    uint8_t *xu;                       /* the same + 128 (the AVX-512 VNNI kernels) */
     float *xs;                         /* (T, widest / 32) their scales */
     int xq_cols;                       /* widest */
     bool counted;                      /* included in the model's n_contexts */
@@ -9440,11 +9357,10 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->ework = dsi_calloc(al, (size_t)c->n_workers, c->ework_stride * sizeof(float));
     c->xq_cols = widest;
     c->xq = dsi_calloc(al, T_ * (size_t)widest, 1);
-    c->xu = dsi_calloc(al, T_ * (size_t)widest, 1);
     c->xs = dsi_calloc(al, T_ * ((size_t)widest / DSI_Q8_BLOCK + 1), sizeof(float));
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
-        !c->ework || !c->xq || !c->xu || !c->xs) {
+        !c->ework || !c->xq || !c->xs) {
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
                  (double)Lr * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
         ds_context_free(c);
@@ -9467,7 +9383,6 @@ DS_API void ds_context_free(ds_context *c) {
     dsi_free(al, c->sel);
     dsi_free(al, c->etok);
     dsi_free(al, c->xq);
-    dsi_free(al, c->xu);
     dsi_free(al, c->xs);
     ds_model *m = c->m;
     bool counted = c->counted;
@@ -9486,7 +9401,7 @@ typedef struct dsi_mm_job {
     int ldy;
     int rows_per_task;
     const int8_t *xq;        /* (T, cols) quantized X for Q8_0 weights, or NULL */
-    const uint8_t *xu;       /* xq + 128, when the VNNI kernels run */
+    const uint8_t *xu;       /* instead of xq, the same + 128, for the VNNI kernels */
     const float *xs;         /* (T, cols / 32) */
 } dsi_mm_job;
 
@@ -9496,7 +9411,7 @@ static void dsi_mm_task(void *arg, int task, int worker) {
     int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > w->rows) r1 = w->rows;
     float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
-    if (j->xq) {
+    if (j->xq || j->xu) {
         /* int8 x int8: each row is read once and meets every token's
          * quantized activations while it is in L1 */
         int nb = w->cols / DSI_Q8_BLOCK;
@@ -9513,19 +9428,15 @@ static void dsi_mm_task(void *arg, int task, int worker) {
             }
             return;
         }
-        bool v = dsi_have_avx2(), v512 = dsi_have_vnni512();
+        bool v = dsi_have_avx2();
         for (int r = r0; r < r1; r++) {
             const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
             int t = 0;
             if (v) {
                 float o[4];
                 for (; t + 4 <= j->T; t += 4) {
-                    if (v512)
-                        dsi_dot_q8q8x4_vnni(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols,
-                                            j->xs + (size_t)t * nb, (size_t)nb, w->cols, o);
-                    else
-                        dsi_dot_q8q8x4_avx2(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols,
-                                            j->xs + (size_t)t * nb, (size_t)nb, w->cols, o);
+                    dsi_dot_q8q8x4_avx2(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
+                                        (size_t)nb, w->cols, o);
                     for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
                 }
             }
@@ -9565,11 +9476,13 @@ static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *
         int nb = w->cols / DSI_Q8_BLOCK;
         for (int t = 0; t < T; t++)
             dsi_quantize_act_q8(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
-        j.xq = c->xq;
         j.xs = c->xs;
-        if (dsi_have_vnni512()) {
-            dsi_act_to_u8(c->xq, c->xu, (size_t)T * (size_t)w->cols);
-            j.xu = c->xu;
+        if (dsi_have_vnni512()) {   /* offset to unsigned, in place */
+            uint8_t *u = (uint8_t *)c->xq;
+            dsi_act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
+            j.xu = u;
+        } else {
+            j.xq = c->xq;
         }
     }
     int tasks = c->n_workers * 4;

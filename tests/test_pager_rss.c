@@ -88,6 +88,15 @@ typedef struct child_out {
 
 static uint64_t g_page_cache;   /* the run's page_cache_bytes (set before forking) */
 
+/* Drops the test file from the page cache, so a run starts from a cold file. */
+static void drop_page_cache(void) {
+    int fd = open(model_path, O_RDONLY);
+    if (fd >= 0) {
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+}
+
 /* Bytes of the expert segments' ciphertext in the page cache (mincore). */
 static uint64_t cached_expert_bytes(const uint64_t *off, const uint64_t *len, int n) {
     int fd = open(model_path, O_RDONLY);
@@ -333,11 +342,7 @@ static void test_pager_rss(void) {
 
     /* the conversion's writes left the whole file in the page cache: start
      * each run from a cold file, so 1.7/1.8 see what the runs leave */
-    int cfd = open(model_path, O_RDONLY);
-    if (cfd >= 0) {
-        (void)posix_fadvise(cfd, 0, 0, POSIX_FADV_DONTNEED);
-        close(cfd);
-    }
+    drop_page_cache();
     if (!in_child(child_run, budget, &paged)) {
         T_CHECK("pager-1.3", 0, "paged run: %s", paged.msg);
         goto out;
@@ -388,10 +393,7 @@ static void test_pager_rss(void) {
     child_out tier;
     memset(&tier, 0, sizeof tier);
     g_page_cache = 16 * paged.max_stored;
-    if ((cfd = open(model_path, O_RDONLY)) >= 0) {
-        (void)posix_fadvise(cfd, 0, 0, POSIX_FADV_DONTNEED);
-        close(cfd);
-    }
+    drop_page_cache();
     bool tier_ok = in_child(child_run, budget, &tier);
     g_page_cache = 0;
     uint64_t seg = paged.max_stored;

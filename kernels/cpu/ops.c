@@ -90,7 +90,6 @@ DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
 }
 
 DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n) {
-    if (dsi_have_vnni512()) return dsi_dot_q8q8_vnni(row, q, s, n);
     return dsi_have_avx2() ? dsi_dot_q8q8_avx2(row, q, s, n) : dsi_dot_q8q8_c(row, q, s, n);
 }
 

@@ -4,9 +4,8 @@
  * per-function target attributes and chosen at run time when the CPU and the
  * OS support AVX-512 F/BW/VL and VNNI. Two blocks fill one 512-bit register;
  * vpdpbusd multiplies unsigned by signed bytes and adds each group of four
- * into an int32 lane without saturation, so |w| meets x with w's sign (the
- * same trick as the AVX2 kernels, without the int16 step). The portable
- * versions in ops.c are the reference they are tested against.
+ * into an int32 lane without saturation. The portable versions in ops.c are
+ * the reference they are tested against.
  */
 #include "../../deepseek_impl/internal.h"
 
@@ -22,73 +21,12 @@ DSI_VNNI static inline __m512i dsi_q8_pair(const uint8_t *blk) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-/* The int32 sums of one pair: 8 lanes per block (each a sum of 4 products). */
-DSI_VNNI static inline __m512i dsi_pair_dot(__m512i aw, __mmask64 neg, __m512i x) {
-    __m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
-}
-
 /* lanes 0-7 get a, lanes 8-15 get b */
 DSI_VNNI static inline __m512 dsi_pair_scale(float a, float b) {
     return _mm512_mask_blend_ps((__mmask16)0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b));
 }
 
 DSI_VNNI static inline float dsi_q8_scale(const uint8_t *blk) { return _cvtsh_ss(dsi_rd16(blk)); }
-
-DSI_VNNI DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, const float *s, int n) {
-    __m512 acc = _mm512_setzero_ps();
-    int nb = n / DSI_Q8_BLOCK, b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
-        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
-        __m512i w = dsi_q8_pair(k);
-        __m512i x = _mm512_loadu_si512((const void *)(q + b * DSI_Q8_BLOCK));
-        __m512i p = dsi_pair_dot(_mm512_abs_epi8(w), _mm512_movepi8_mask(w), x);
-        __m512 sc = dsi_pair_scale(dsi_q8_scale(k) * s[b], dsi_q8_scale(k + DSI_Q8_BLOCK_BYTES) * s[b + 1]);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
-    }
-    float sum = _mm512_reduce_add_ps(acc);
-    if (b < nb) sum += dsi_dot_q8q8_c(row + (size_t)b * DSI_Q8_BLOCK_BYTES, q + b * DSI_Q8_BLOCK, s + b, DSI_Q8_BLOCK);
-    return sum;
-}
-
-/* One row against four tokens (prefill), as dsi_dot_q8q8x4_avx2. */
-DSI_VNNI DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, size_t ldq, const float *s,
-                                           size_t lds, int n, float out[4]) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-    int nb = n / DSI_Q8_BLOCK, b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        __m512i w = dsi_q8_pair(k);
-        __m512i aw = _mm512_abs_epi8(w);
-        __mmask64 neg = _mm512_movepi8_mask(w);
-        float w0 = dsi_q8_scale(k), w1 = dsi_q8_scale(k + DSI_Q8_BLOCK_BYTES);
-        const int8_t *qb = q + (size_t)b * DSI_Q8_BLOCK;
-        const float *sb = s + b;
-#define DSI_VNNI_TOKEN(j, acc)                                                                                \
-    do {                                                                                                      \
-        __m512i p = dsi_pair_dot(aw, neg, _mm512_loadu_si512((const void *)(qb + (j) * ldq)));                \
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dsi_pair_scale(w0 * sb[(j) * lds], w1 * sb[(j) * lds + 1]), \
-                              acc);                                                                           \
-    } while (0)
-        DSI_VNNI_TOKEN(0, a0);
-        DSI_VNNI_TOKEN(1, a1);
-        DSI_VNNI_TOKEN(2, a2);
-        DSI_VNNI_TOKEN(3, a3);
-#undef DSI_VNNI_TOKEN
-    }
-    out[0] = _mm512_reduce_add_ps(a0);
-    out[1] = _mm512_reduce_add_ps(a1);
-    out[2] = _mm512_reduce_add_ps(a2);
-    out[3] = _mm512_reduce_add_ps(a3);
-    if (b < nb) {
-        const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        for (int j = 0; j < 4; j++)
-            out[j] += dsi_dot_q8q8_c(k, q + (size_t)j * ldq + (size_t)b * DSI_Q8_BLOCK, s + (size_t)j * lds + b,
-                                     DSI_Q8_BLOCK);
-    }
-}
 
 /* With the activations stored offset to unsigned (u = x + 128, see
  * dsi_act_to_u8), vpdpbusd takes them directly: dot(u, w) = dot(x, w) +
@@ -176,12 +114,5 @@ DSI_FUNC bool dsi_have_vnni512(void) { return false; }
 DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
                                   int T, float *out) {
     (void)row, (void)u, (void)ldu, (void)s, (void)lds, (void)n, (void)T, (void)out;
-}
-DSI_FUNC float dsi_dot_q8q8_vnni(const uint8_t *row, const int8_t *q, const float *s, int n) {
-    return dsi_dot_q8q8_c(row, q, s, n);
-}
-DSI_FUNC void dsi_dot_q8q8x4_vnni(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
-                                  float out[4]) {
-    for (int j = 0; j < 4; j++) out[j] = dsi_dot_q8q8_c(row, q + j * ldq, s + j * lds, n);
 }
 #endif
