@@ -59,6 +59,7 @@ LIB_SRCS = \
 	kernels/cpu/ops_avx512.c \
 	deepseek_impl/pager.c \
 	deepseek_impl/forward.c \
+	deepseek_impl/cuda.c \
 	deepseek_impl/sampler.c \
 	deepseek_impl/generate.c \
 	deepseek_impl/convert.c
@@ -91,7 +92,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_pager_rss test_demo $(CUDA_TESTS)
+TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_pager_rss test_demo test_cuda_forward $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat
@@ -104,7 +105,7 @@ ifneq ($(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo yes),)
   EXAMPLES += $(BUILD)/ds-server
 endif
 
-.PHONY: all test check amalgamation fuzz install clean testdata demo demo-random test-openssl tsan
+.PHONY: all test check amalgamation fuzz install clean testdata demo demo-random test-openssl tsan test-cuda-emu
 all: $(BUILD)/libdeepseek.a $(BUILD)/ds $(EXAMPLES)
 
 $(BUILD)/%.o: %.c $(LIB_HDRS)
@@ -151,6 +152,17 @@ testdata: $(TESTDATA)
 
 test: all $(TEST_BINS) $(TESTDATA)
 	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_crypto_cross.sh tests/server/run.sh
+
+# The CUDA sources on the CPU: tools/cuda_emu runs every kernel with one OS
+# thread per CUDA thread (ASan + UBSan), so the op tests and the device forward
+# pass run on a machine without a GPU (slow: minutes; not part of make test).
+# CUDA_EMU_TOKENS and CUDA_EMU_FAMILIES bound the forward test's work.
+CUDA_EMU_TOKENS ?= 8
+CUDA_EMU_FAMILIES ?= v2lite,v2,v3,moe16b,yarn
+test-cuda-emu: $(TESTDATA)
+	sh tools/cuda_emu/build.sh $(BUILD)/cuda-emu test_cuda_ops test_cuda_forward
+	@BUILD=$(BUILD) DS_CUDA_FWD_TOKENS=$(CUDA_EMU_TOKENS) DS_CUDA_FWD_FAMILIES=$(CUDA_EMU_FAMILIES) \
+		sh tests/run_tests.sh $(BUILD)/cuda-emu/test_cuda_ops $(BUILD)/cuda-emu/test_cuda_forward
 
 # The OpenSSL provider: the whole suite against it, then the cross-provider
 # test (files sealed by either build open with the other; identical chunk

@@ -209,6 +209,12 @@ DS_API const char *ds_cipher_name(ds_cipher c);
 /* ==== Model ============================================================== */
 typedef struct ds_model ds_model;
 
+/* Where the forward pass runs. */
+typedef enum ds_device {
+    DS_DEVICE_CPU = 0,
+    DS_DEVICE_CUDA = 1            /* an NVIDIA GPU; needs a build with CUDA (make CUDA=1) */
+} ds_device;
+
 /* Eviction policy of the routed-expert cache. */
 typedef enum ds_evict_policy {
     DS_EVICT_LRU = 0,             /* least recently used */
@@ -240,6 +246,16 @@ typedef struct ds_model_params {
                                      activations to int8 per block of 32 on the fly (integer dot
                                      products, as llama.cpp does); 1: F32 activations (slower,
                                      closest to the reference) */
+    ds_device device;             /* DS_DEVICE_CPU (default) or DS_DEVICE_CUDA: dense weights and the
+                                     KV cache in device memory, routed experts in a VRAM expert
+                                     cache filled from the host (expert_cache_bytes still bounds the
+                                     host side). When CUDA is asked for but the library was built
+                                     without it or no device is present, the model runs on the CPU
+                                     and a DS_LOG_WARN notice says so; ds_model_device() tells
+                                     which was used. Other CUDA failures fail the open */
+    int gpu_index;                /* CUDA device ordinal (default 0) */
+    uint64_t gpu_cache_bytes;     /* VRAM expert cache budget; 0 = every routed expert in device
+                                     memory. Otherwise at least 2 experts' worth */
 } ds_model_params;
 
 DS_API ds_model_params ds_model_default_params(void);
@@ -256,6 +272,11 @@ DS_API ds_status ds_model_close(ds_model *m);
 
 /* Message of the model's last failure ("" if none). */
 DS_API const char *ds_model_errmsg(const ds_model *m);
+
+/* The device the model's forward pass runs on (DS_DEVICE_CPU for NULL). */
+DS_API ds_device ds_model_device(const ds_model *m);
+/* A line describing it: "cpu (2 threads, avx2)", "cuda:0 NVIDIA H200". */
+DS_API const char *ds_model_device_name(const ds_model *m);
 
 typedef enum ds_arch {
     DS_ARCH_UNKNOWN = 0,
@@ -395,6 +416,13 @@ typedef struct ds_cache_stats {
  * open or the last reset. Thread-safe. */
 DS_API DS_WARN_UNUSED ds_status ds_model_cache_stats(const ds_model *m, ds_cache_stats *out);
 DS_API void ds_model_cache_stats_reset(ds_model *m);
+/* The VRAM expert cache of a CUDA model, in the same struct: hits and misses
+ * count (layer, expert) lookups in device memory; bytes_decrypted counts the
+ * bytes copied to the device and decrypt_seconds stays 0 (decryption is the
+ * host cache's, above); wait_seconds is host time spent staging experts for
+ * upload. All zero for a CPU model or when every expert is on the device.
+ * Reset by ds_model_cache_stats_reset. */
+DS_API DS_WARN_UNUSED ds_status ds_model_gpu_cache_stats(const ds_model *m, ds_cache_stats *out);
 
 /* ==== Tokenizer ========================================================== */
 /* Byte-level BPE as described by the model's tokenizer.json (DeepSeek's

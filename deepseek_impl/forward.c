@@ -166,6 +166,7 @@ struct ds_context {
     float *xs;                         /* (T, widest / 32) their scales */
     int xq_cols;                       /* widest */
     bool counted;                      /* included in the model's n_contexts */
+    dsi_cuda_ctx *gpu;                 /* device state when the model runs on CUDA */
 };
 
 DS_API ds_context_params ds_context_default_params(void) {
@@ -304,8 +305,11 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->ework_stride = (size_t)widest + (size_t)cf->kv_lora_rank + (size_t)n_ctx + (size_t)cf->kv_lora_rank +
                       2u * (size_t)hd + 3u * (size_t)E + 64;
     size_t T_ = (size_t)T;
-    c->kv_a = dsi_calloc(al, (size_t)Lr, c->kv_a_stride * sizeof(float));
-    c->kv_b = dsi_calloc(al, (size_t)Lr, c->kv_b_stride * sizeof(float));
+    /* on CUDA the KV cache lives in device memory */
+    size_t host_layers = m->cuda ? 1 : (size_t)Lr;
+    if (m->cuda) c->kv_a_stride = c->kv_b_stride = 1;
+    c->kv_a = dsi_calloc(al, host_layers, c->kv_a_stride * sizeof(float));
+    c->kv_b = dsi_calloc(al, host_layers, c->kv_b_stride * sizeof(float));
     c->inv_freq = dsi_calloc(al, (size_t)c->rope_dim / 2 + 1, sizeof(float));
     c->x = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
     c->xn = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
@@ -335,6 +339,11 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         return dsi_publish(&e);
     }
     dsi_rope_init(c);
+    if (m->cuda && (s = dsi_cuda_ctx_new(m, n_ctx, T, c->inv_freq, c->rope_dim, c->rope_mscale, c->attn_scale,
+                                         &c->gpu, &e))) {
+        ds_context_free(c);
+        return dsi_publish(&e);
+    }
     __atomic_add_fetch(&m->n_contexts, 1, __ATOMIC_ACQ_REL);
     c->counted = true;
     *out = c;
@@ -344,6 +353,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
 DS_API void ds_context_free(ds_context *c) {
     if (!c) return;
     const dsi_alloc *al = &c->m->al;
+    dsi_cuda_ctx_free(c->m, c->gpu);
     dsi_pool_free(c->pool);
     float *bufs[] = {c->kv_a, c->kv_b, c->inv_freq, c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp,
                      c->g, c->u, c->router, c->xe, c->ye, c->selw, c->ework};
@@ -796,7 +806,13 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
             out = logits;
             first = T - 1;
         }
-        ds_status s = dsi_forward(c, tokens + done, T, out, first, &e);
+        ds_status s;
+        if (c->gpu) {
+            s = dsi_cuda_forward(c->m, c->gpu, tokens + done, T, c->n_past, out, first, &e);
+            if (!s) c->n_past += T;
+        } else {
+            s = dsi_forward(c, tokens + done, T, out, first, &e);
+        }
         if (s) {
             c->n_past = start;   /* nothing half-appended */
             return dsi_ctx_fail(c, &e);

@@ -560,6 +560,9 @@ struct ds_model {
     int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
     ds_tokenizer *tok;          /* built from the metadata at open */
     dsi_pager *pager;           /* NULL: routed experts are resident */
+    ds_device device;           /* where the forward pass runs (CUDA only once set up) */
+    struct dsi_cuda_model *cuda;   /* device weights and VRAM expert cache (cuda.c), or NULL */
+    char device_name[128];
     /* bound weights (load_weights only) */
     dsi_weight embed, out_norm, lm_head;
     dsi_layer *layers;          /* n_layers */
@@ -597,7 +600,34 @@ DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
 DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);
 
-/* CUDA entry points are declared in kernels/cuda/backend.cuh. */
+/* ==== CUDA forward pass (cuda.c) ======================================== */
+/* The device entry points are declared in kernels/cuda/backend.cuh. Built
+ * without DS_CUDA these functions exist and say that CUDA is missing. */
+typedef struct dsi_cuda_model dsi_cuda_model;
+typedef struct dsi_cuda_ctx dsi_cuda_ctx;
+/* Before the weights load: decides whether the model runs on CUDA. No
+ * device (or no CUDA in this build): m->device stays CPU, a DS_LOG_WARN
+ * notice says so, DS_OK. A bad gpu_index is an error. */
+DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e);
+/* Whether the routed experts should be decrypted onto the host at load:
+ * not when they all go straight to device memory. */
+DSI_FUNC bool dsi_cuda_experts_on_host(const ds_model *m, const ds_model_params *p);
+/* After the weights load and the pager: uploads the dense weights and sets
+ * up the VRAM expert cache (filling it when every expert fits). */
+DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi_err *e);
+DSI_FUNC void dsi_cuda_model_free(ds_model *m);
+/* The VRAM cache's statistics into out (may be NULL); reset zeroes them. */
+DSI_FUNC void dsi_cuda_stats(const ds_model *m, ds_cache_stats *out, bool reset);
+/* A context's device state: KV cache of n_ctx positions, scratch for
+ * max_batch tokens, the rotary table (host inv_freq, rope_dim / 2 values). */
+DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch, const float *inv_freq,
+                                    int rope_dim, float rope_mscale, float attn_scale, dsi_cuda_ctx **out,
+                                    dsi_err *e);
+DSI_FUNC void dsi_cuda_ctx_free(const ds_model *m, dsi_cuda_ctx *g);
+/* T tokens at positions pos0..; logits of rows [first_out, T) into out (host)
+ * when out is not NULL. Contexts on one model take turns (a model lock). */
+DSI_FUNC ds_status dsi_cuda_forward(const ds_model *m, dsi_cuda_ctx *g, const int32_t *tok, int T, int pos0,
+                                    float *out, int first_out, dsi_err *e);
 
 /* ==== Tokenizer (tokenizer.c) =========================================== */
 /* Fills the tokenizer summary fields of cfg (vocab, merges, added tokens,

@@ -47,6 +47,10 @@ DS_API ds_model_params ds_model_default_params(void) {
 }
 
 DS_API const char *ds_model_errmsg(const ds_model *m) { return m ? m->err.msg : "no model"; }
+DS_API ds_device ds_model_device(const ds_model *m) { return m ? m->device : DS_DEVICE_CPU; }
+DS_API const char *ds_model_device_name(const ds_model *m) {
+    return !m ? "no model" : m->device_name[0] ? m->device_name : "cpu";
+}
 
 /* Records a failure on the handle and as the thread's last error. */
 static ds_status dsi_model_fail(const ds_model *m, const dsi_err *e) {
@@ -352,6 +356,7 @@ static ds_status dsi_model_load_dense(ds_model *m, bool experts_too, dsi_err *e)
 
 static void dsi_model_free(ds_model *m) {
     if (!m) return;
+    dsi_cuda_model_free(m);
     dsi_pager_free(m);
     dsi_model_unbind(m);
     ds_tokenizer_free(m->tok);
@@ -446,10 +451,17 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
         dsi_tokenizer_summary(m->tok, &m->cfg);
     }
     if ((s = dsi_check_directory(m, &e))) goto fail;
-    if (p->load_weights && (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0, &e))) goto fail;
+    if (p->load_weights && (s = dsi_cuda_probe(m, p, &e))) goto fail;
+    if (p->load_weights &&
+        (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0 && dsi_cuda_experts_on_host(m, p), &e)))
+        goto fail;
     if (p->load_weights && p->expert_cache_bytes &&
         (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, p->prefetch != 0, p->evict_policy, &e)))
         goto fail;
+    if (p->load_weights && (s = dsi_cuda_model_new(m, p, &e))) goto fail;
+    if (m->device == DS_DEVICE_CPU)
+        snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
+                 dsi_have_vnni512() ? "avx512-vnni" : dsi_have_avx2() ? "avx2" : "portable");
     dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
             m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
     *out = m;

@@ -429,6 +429,7 @@ DS_API ds_status ds_model_cache_stats(const ds_model *m, ds_cache_stats *out) {
 }
 
 DS_API void ds_model_cache_stats_reset(ds_model *m) {
+    if (m) dsi_cuda_stats(m, NULL, true);
     dsi_pager *p = m ? m->pager : NULL;
     if (!p) return;
     pthread_mutex_lock(&p->lock);

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 324d4fe2c9fa43fb: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 2b8897a3f76f570a: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -32,6 +32,7 @@
  *     kernels/cpu/ops_avx512.c
  *     deepseek_impl/pager.c
  *     deepseek_impl/forward.c
+ *     deepseek_impl/cuda.c
  *     deepseek_impl/sampler.c
  *     deepseek_impl/generate.c
  *     deepseek_impl/convert.c
@@ -45,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "324d4fe2c9fa43fb"
+#define DS_SOURCE_ID "2b8897a3f76f570a"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -615,6 +616,9 @@ struct ds_model {
     int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
     ds_tokenizer *tok;          /* built from the metadata at open */
     dsi_pager *pager;           /* NULL: routed experts are resident */
+    ds_device device;           /* where the forward pass runs (CUDA only once set up) */
+    struct dsi_cuda_model *cuda;   /* device weights and VRAM expert cache (cuda.c), or NULL */
+    char device_name[128];
     /* bound weights (load_weights only) */
     dsi_weight embed, out_norm, lm_head;
     dsi_layer *layers;          /* n_layers */
@@ -652,7 +656,34 @@ DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
 DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);
 
-/* CUDA entry points are declared in kernels/cuda/backend.cuh. */
+/* ==== CUDA forward pass (cuda.c) ======================================== */
+/* The device entry points are declared in kernels/cuda/backend.cuh. Built
+ * without DS_CUDA these functions exist and say that CUDA is missing. */
+typedef struct dsi_cuda_model dsi_cuda_model;
+typedef struct dsi_cuda_ctx dsi_cuda_ctx;
+/* Before the weights load: decides whether the model runs on CUDA. No
+ * device (or no CUDA in this build): m->device stays CPU, a DS_LOG_WARN
+ * notice says so, DS_OK. A bad gpu_index is an error. */
+DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e);
+/* Whether the routed experts should be decrypted onto the host at load:
+ * not when they all go straight to device memory. */
+DSI_FUNC bool dsi_cuda_experts_on_host(const ds_model *m, const ds_model_params *p);
+/* After the weights load and the pager: uploads the dense weights and sets
+ * up the VRAM expert cache (filling it when every expert fits). */
+DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi_err *e);
+DSI_FUNC void dsi_cuda_model_free(ds_model *m);
+/* The VRAM cache's statistics into out (may be NULL); reset zeroes them. */
+DSI_FUNC void dsi_cuda_stats(const ds_model *m, ds_cache_stats *out, bool reset);
+/* A context's device state: KV cache of n_ctx positions, scratch for
+ * max_batch tokens, the rotary table (host inv_freq, rope_dim / 2 values). */
+DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch, const float *inv_freq,
+                                    int rope_dim, float rope_mscale, float attn_scale, dsi_cuda_ctx **out,
+                                    dsi_err *e);
+DSI_FUNC void dsi_cuda_ctx_free(const ds_model *m, dsi_cuda_ctx *g);
+/* T tokens at positions pos0..; logits of rows [first_out, T) into out (host)
+ * when out is not NULL. Contexts on one model take turns (a model lock). */
+DSI_FUNC ds_status dsi_cuda_forward(const ds_model *m, dsi_cuda_ctx *g, const int32_t *tok, int T, int pos0,
+                                    float *out, int first_out, dsi_err *e);
 
 /* ==== Tokenizer (tokenizer.c) =========================================== */
 /* Fills the tokenizer summary fields of cfg (vocab, merges, added tokens,
@@ -7256,6 +7287,10 @@ DS_API ds_model_params ds_model_default_params(void) {
 }
 
 DS_API const char *ds_model_errmsg(const ds_model *m) { return m ? m->err.msg : "no model"; }
+DS_API ds_device ds_model_device(const ds_model *m) { return m ? m->device : DS_DEVICE_CPU; }
+DS_API const char *ds_model_device_name(const ds_model *m) {
+    return !m ? "no model" : m->device_name[0] ? m->device_name : "cpu";
+}
 
 /* Records a failure on the handle and as the thread's last error. */
 static ds_status dsi_model_fail(const ds_model *m, const dsi_err *e) {
@@ -7561,6 +7596,7 @@ static ds_status dsi_model_load_dense(ds_model *m, bool experts_too, dsi_err *e)
 
 static void dsi_model_free(ds_model *m) {
     if (!m) return;
+    dsi_cuda_model_free(m);
     dsi_pager_free(m);
     dsi_model_unbind(m);
     ds_tokenizer_free(m->tok);
@@ -7655,10 +7691,17 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
         dsi_tokenizer_summary(m->tok, &m->cfg);
     }
     if ((s = dsi_check_directory(m, &e))) goto fail;
-    if (p->load_weights && (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0, &e))) goto fail;
+    if (p->load_weights && (s = dsi_cuda_probe(m, p, &e))) goto fail;
+    if (p->load_weights &&
+        (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0 && dsi_cuda_experts_on_host(m, p), &e)))
+        goto fail;
     if (p->load_weights && p->expert_cache_bytes &&
         (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, p->prefetch != 0, p->evict_policy, &e)))
         goto fail;
+    if (p->load_weights && (s = dsi_cuda_model_new(m, p, &e))) goto fail;
+    if (m->device == DS_DEVICE_CPU)
+        snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
+                 dsi_have_vnni512() ? "avx512-vnni" : dsi_have_avx2() ? "avx2" : "portable");
     dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
             m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
     *out = m;
@@ -9016,6 +9059,7 @@ DS_API ds_status ds_model_cache_stats(const ds_model *m, ds_cache_stats *out) {
 }
 
 DS_API void ds_model_cache_stats_reset(ds_model *m) {
+    if (m) dsi_cuda_stats(m, NULL, true);
     dsi_pager *p = m ? m->pager : NULL;
     if (!p) return;
     pthread_mutex_lock(&p->lock);
@@ -9198,6 +9242,7 @@ struct ds_context {
     float *xs;                         /* (T, widest / 32) their scales */
     int xq_cols;                       /* widest */
     bool counted;                      /* included in the model's n_contexts */
+    dsi_cuda_ctx *gpu;                 /* device state when the model runs on CUDA */
 };
 
 DS_API ds_context_params ds_context_default_params(void) {
@@ -9336,8 +9381,11 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->ework_stride = (size_t)widest + (size_t)cf->kv_lora_rank + (size_t)n_ctx + (size_t)cf->kv_lora_rank +
                       2u * (size_t)hd + 3u * (size_t)E + 64;
     size_t T_ = (size_t)T;
-    c->kv_a = dsi_calloc(al, (size_t)Lr, c->kv_a_stride * sizeof(float));
-    c->kv_b = dsi_calloc(al, (size_t)Lr, c->kv_b_stride * sizeof(float));
+    /* on CUDA the KV cache lives in device memory */
+    size_t host_layers = m->cuda ? 1 : (size_t)Lr;
+    if (m->cuda) c->kv_a_stride = c->kv_b_stride = 1;
+    c->kv_a = dsi_calloc(al, host_layers, c->kv_a_stride * sizeof(float));
+    c->kv_b = dsi_calloc(al, host_layers, c->kv_b_stride * sizeof(float));
     c->inv_freq = dsi_calloc(al, (size_t)c->rope_dim / 2 + 1, sizeof(float));
     c->x = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
     c->xn = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
@@ -9367,6 +9415,11 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         return dsi_publish(&e);
     }
     dsi_rope_init(c);
+    if (m->cuda && (s = dsi_cuda_ctx_new(m, n_ctx, T, c->inv_freq, c->rope_dim, c->rope_mscale, c->attn_scale,
+                                         &c->gpu, &e))) {
+        ds_context_free(c);
+        return dsi_publish(&e);
+    }
     __atomic_add_fetch(&m->n_contexts, 1, __ATOMIC_ACQ_REL);
     c->counted = true;
     *out = c;
@@ -9376,6 +9429,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
 DS_API void ds_context_free(ds_context *c) {
     if (!c) return;
     const dsi_alloc *al = &c->m->al;
+    dsi_cuda_ctx_free(c->m, c->gpu);
     dsi_pool_free(c->pool);
     float *bufs[] = {c->kv_a, c->kv_b, c->inv_freq, c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp,
                      c->g, c->u, c->router, c->xe, c->ye, c->selw, c->ework};
@@ -9828,7 +9882,13 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
             out = logits;
             first = T - 1;
         }
-        ds_status s = dsi_forward(c, tokens + done, T, out, first, &e);
+        ds_status s;
+        if (c->gpu) {
+            s = dsi_cuda_forward(c->m, c->gpu, tokens + done, T, c->n_past, out, first, &e);
+            if (!s) c->n_past += T;
+        } else {
+            s = dsi_forward(c, tokens + done, T, out, first, &e);
+        }
         if (s) {
             c->n_past = start;   /* nothing half-appended */
             return dsi_ctx_fail(c, &e);
@@ -9838,6 +9898,1146 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
     return DS_OK;
 }
 /* ==== End deepseek_impl/forward.c ==== */
+
+/* ==== Begin deepseek_impl/cuda.c ==== */
+/*
+ * cuda.c — the forward pass on an NVIDIA GPU, driven through the CUDA
+ * backend's table (kernels/cuda/backend.cuh; the kernels link beside the
+ * library with make CUDA=1).
+ *
+ * What lives where:
+ *   - device memory: every dense segment (embeddings, attention, norms,
+ *     routers, shared experts, dense MLPs, LM head), each context's KV cache
+ *     (MLA: normalised latent + roped key per position) and scratch, and the
+ *     VRAM expert cache: slots of the largest expert segment's size.
+ *   - host: the sealed file, the host expert cache (pager.c) or resident
+ *     experts, and pinned staging buffers.
+ * A routed expert that misses the VRAM cache is taken from the host (the
+ * host cache decrypts it if it must), copied into a pinned staging buffer,
+ * and uploaded on a copy stream of its own; the compute stream waits for
+ * that upload with an event, and the upload into a slot waits with an event
+ * for the last kernel that read the slot's previous expert. The host stages
+ * the next expert while the device copies and computes the previous one;
+ * nothing waits for the whole device. With gpu_cache_bytes 0 (or a budget
+ * that holds them all) every expert is uploaded once, at open.
+ *
+ * One sync per MoE layer: the host needs the routing (which experts) to
+ * page them. Contexts on one model take turns: the model lock is held for a
+ * whole forward call, so the cache tables and the slot events have one user
+ * at a time, and each forward ends with its stream idle.
+ *
+ * The order of operations is the CPU's (forward.c): the same layers, the
+ * same norms, routed experts in ascending expert order each added into the
+ * layer output, then the shared experts, then the residual. The products
+ * differ in summation order only; Q8_0 weights meet F32 activations (as the
+ * CPU with exact_activations).
+ */
+/* #include "internal.h": pasted above */
+
+/* plain C declarations, no CUDA types: harmless in a CPU-only build */
+/* ==== Begin kernels/cuda/backend.cuh ==== */
+/*
+ * backend.cuh — the C-callable face of the CUDA backend: every dsi_cuda_*
+ * entry point and the backend table (dsi_backend_i) that lists them.
+ *
+ * Plain C11 and C++: no CUDA types appear here (streams are `void *`, a
+ * cudaStream_t; NULL is the legacy default stream), so the C side and the
+ * tests include it without the toolkit's headers. common.cuh includes it,
+ * so the .cu files define exactly what is declared here.
+ *
+ * Conventions, for every function below:
+ *   - Pointers named as device memory are device addresses; host memory is
+ *     named so. Matrices are row-major; `ld*` are row strides in elements.
+ *   - Failures return a ds_status and write "what: cudaErrorName
+ *     (description)" or a sentence into msg (len bytes, always
+ *     NUL-terminated when len > 0; msg may be NULL). Nothing aborts, exits or
+ *     prints. Arguments are checked before any CUDA call, so a bad shape is
+ *     DS_ERR_INVALID_ARG on any machine, with or without a device.
+ *   - Ops are asynchronous on `stream`: a launch error is reported by the
+ *     call, an execution error at the next dsi_cuda_sync (or download).
+ *   - Status mapping: no driver/device DS_ERR_NO_DEVICE; allocation
+ *     DS_ERR_NOMEM; bad arguments DS_ERR_INVALID_ARG; anything else
+ *     DS_ERR_BACKEND.
+ *   - Not thread-safe per object: a stream or a dsi_blas belongs to one
+ *     thread at a time (as a ds_context does).
+ */
+#ifndef DS_CUDA_BACKEND_CUH
+#define DS_CUDA_BACKEND_CUH
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deepseek.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== Devices, streams, memory ============================================ */
+/* Number of CUDA devices in *n. No driver or no device: *n = 0 and
+ * DS_ERR_NO_DEVICE; any other failure: *n = 0 and DS_ERR_BACKEND. */
+ds_status dsi_cuda_device_count(int *n, char *msg, size_t len);
+/* Makes `device` current for the calling thread (cudaSetDevice). */
+ds_status dsi_cuda_set_device(int device, char *msg, size_t len);
+/* Free and total memory of the current device. */
+ds_status dsi_cuda_mem_info(size_t *free_bytes, size_t *total_bytes, char *msg, size_t len);
+/* The current device's name into buf (NUL-terminated). */
+ds_status dsi_cuda_device_name(char *buf, size_t buflen, char *msg, size_t len);
+/* A non-blocking stream in *stream; free with dsi_cuda_stream_free (NULL ok). */
+ds_status dsi_cuda_stream_new(void **stream, char *msg, size_t len);
+void dsi_cuda_stream_free(void *stream);
+/* Waits for all work queued on stream; reports errors of earlier kernels. */
+ds_status dsi_cuda_sync(void *stream, char *msg, size_t len);
+/* Device memory. Out of memory is DS_ERR_NOMEM with the size asked and the
+ * free and total device memory in the message. bytes == 0 gives *p = NULL. */
+ds_status dsi_cuda_alloc(void **p, size_t bytes, char *msg, size_t len);
+void dsi_cuda_free(void *p);
+/* Page-locked host memory (staging for uploads that overlap compute). */
+ds_status dsi_cuda_host_alloc(void **p, size_t bytes, char *msg, size_t len);
+void dsi_cuda_host_free(void *p);
+/* Copies, queued on stream. From pageable host memory the upload returns
+ * once the source may be reused; download is complete only after a sync. */
+ds_status dsi_cuda_upload(void *dst_dev, const void *src_host, size_t bytes, void *stream, char *msg, size_t len);
+ds_status dsi_cuda_download(void *dst_host, const void *src_dev, size_t bytes, void *stream, char *msg, size_t len);
+
+/* ==== Dequantize ========================================================== */
+/* n elements of type t at device address src into device floats at dst.
+ * Q8_0 needs n % 32 == 0. */
+ds_status dsi_cuda_dequantize(ds_dtype t, const void *src, float *dst, size_t n, void *stream, char *msg,
+                              size_t len);
+/* The same from host memory to host memory through the device (src_bytes
+ * must be exactly the size of n elements), synchronous: for tests. */
+ds_status dsi_cuda_dequantize_host(ds_dtype t, const void *src, size_t src_bytes, float *dst, size_t n, char *msg,
+                                   size_t len);
+
+/* ==== Matrix products (matmul.cu) ======================================== */
+/* Y (T, rows; row stride ldy) = X (T, cols; row stride ldx) W^T, where W is
+ * `rows` rows of `cols` values of type t stored back to back (a Q8_0 row is
+ * cols/32 blocks of 34 bytes; cols % 32 == 0). F32 accumulation. */
+
+/* Decode: a dequantizing GEMV, one warp per row, each row read once for all
+ * T <= DSI_CUDA_GEMV_MAX_T tokens. */
+#define DSI_CUDA_GEMV_MAX_T 4
+ds_status dsi_cuda_gemv(ds_dtype t, const void *w, int rows, int cols, const float *x, int ldx, int T, float *y,
+                        int ldy, void *stream, char *msg, size_t len);
+
+/* Prefill: cuBLAS. A dsi_blas holds a cuBLAS handle and a device
+ * workspace into which tiles of rows are dequantized to F32 before an F32
+ * GEMM (see README.md for why F32 and not F16). workspace_bytes 0 means
+ * 64 MiB. allow_tf32 lets cuBLAS use TF32 tensor cores (faster, ~1e-3
+ * relative error; off for CPU parity). */
+typedef struct dsi_blas dsi_blas;   /* opaque, per backend */
+ds_status dsi_cuda_blas_new(dsi_blas **out, size_t workspace_bytes, int allow_tf32, char *msg, size_t len);
+void dsi_cuda_blas_free(dsi_blas *b);
+/* T <= DSI_CUDA_GEMV_MAX_T runs the GEMV; larger T tiles through cuBLAS.
+ * Queued work uses b's workspace: one per stream. */
+ds_status dsi_cuda_matmul(dsi_blas *b, ds_dtype t, const void *w, int rows, int cols, const float *x, int ldx,
+                          int T, float *y, int ldy, void *stream, char *msg, size_t len);
+
+/* ==== Norms and element-wise (norm.cu, elementwise.cu) ==================== */
+/* For each of `rows` rows: out = x / sqrt(mean(x^2) + eps) * w (n values;
+ * row strides ldo, ldx; out == x allowed). */
+ds_status dsi_cuda_rmsnorm(float *out, int ldo, const float *x, int ldx, const float *w, int n, int rows, float eps,
+                           void *stream, char *msg, size_t len);
+/* g = silu(g) * u over n floats (the gate/up product of an MLP). */
+ds_status dsi_cuda_silu_mul(float *g, const float *u, size_t n, void *stream, char *msg, size_t len);
+
+/* ==== Rotary embeddings (rope.cu) ========================================= */
+/* Rotates, in place, n_heads vectors of rope_dim values per token: token t
+ * (position pos0 + t) has its row at x + t * ld and head h starts h *
+ * head_stride further. inv_freq (device, rope_dim / 2) and mscale (YaRN's
+ * cos/sin factor, 1 without YaRN) are the CPU's dsi_rope_init results.
+ * interleaved: pairs (2i, 2i+1) (MLA); otherwise (i, i + rope_dim/2) (MHA). */
+ds_status dsi_cuda_rope(float *x, int ld, int head_stride, int n_heads, int T, int pos0, const float *inv_freq,
+                        int rope_dim, float mscale, int interleaved, void *stream, char *msg, size_t len);
+
+/* ==== MLA attention (attention.cu) ======================================== */
+/* One layer's absorbed multi-head latent attention as a backend sees it
+ * (a host struct; the pointers are the backend's memory, device memory for
+ * CUDA). */
+typedef struct dsi_mla_layer {
+    int n_heads;                   /* H */
+    int nope_dim;                  /* dn: qk_nope_head_dim */
+    int rope_dim;                  /* dr: qk_rope_head_dim (even) */
+    int v_dim;                     /* dv: v_head_dim */
+    int rank;                      /* R: kv_lora_rank */
+    float scale;                   /* softmax scale, YaRN mscale^2 included */
+    float rope_mscale;             /* cos/sin factor */
+    const float *inv_freq;         /* device (dr / 2) */
+    ds_dtype kv_b_dtype;
+    const void *kv_b;              /* device (H * (dn + dv), R): per head dn W_uk rows, then dv W_uv rows */
+    float *cache_lat;              /* device (n_ctx, R): normalised latent per position */
+    float *cache_pe;               /* device (n_ctx, dr): roped shared key per position */
+    int n_ctx;                     /* positions the cache holds */
+} dsi_mla_layer;
+
+/* Appends T tokens at positions pos0..: kva (device, (T, R + dr)) is the
+ * kv_a_proj output; the latent is RMS-normalised with norm_w (device, R)
+ * into cache_lat, the rope part roped (interleaved) into cache_pe. */
+ds_status dsi_cuda_mla_kv_store(const dsi_mla_layer *a, const float *kva, const float *norm_w, float eps, int T,
+                                int pos0, void *stream, char *msg, size_t len);
+/* Attention for T tokens at positions pos0.. (T = 1 decode, T > 1 causal
+ * prefill: token t sees positions [0, pos0 + t]; the cache must already
+ * hold them). q (device, (T, H * (dn + dr))) per head [nope | rope], the
+ * rope part not yet rotated (rotated here, q itself is not modified); out
+ * (device, (T, H * dv)). One block per (token, head). */
+ds_status dsi_cuda_mla_attention(const dsi_mla_layer *a, const float *q, int T, int pos0, float *out, void *stream,
+                                 char *msg, size_t len);
+
+/* ==== MoE routing (route.cu) ============================================== */
+/* dsi_route for T tokens: logits (device, (T, E)) and the optional
+ * e_score_correction_bias (device, E; selection only) give sel (device int,
+ * (T, K)) and w (device, (T, K)), K = n_experts_per_tok, largest first.
+ * The config is read on the host (cf is a host pointer). */
+ds_status dsi_cuda_route(const ds_model_config *cf, const float *logits, const float *bias, int T, int *sel, float *w,
+                         void *stream, char *msg, size_t len);
+
+/* ==== Events and plain copies (backend.cu) ================================ */
+/* An event without timing (cudaEventDisableTiming). */
+ds_status dsi_cuda_event_new(void **ev, char *msg, size_t len);
+void dsi_cuda_event_free(void *ev);
+/* Marks the point reached by the work queued on stream so far. */
+ds_status dsi_cuda_event_record(void *ev, void *stream, char *msg, size_t len);
+/* Work queued on stream after this call waits for ev (cudaStreamWaitEvent;
+ * the host does not wait). */
+ds_status dsi_cuda_stream_wait(void *stream, void *ev, char *msg, size_t len);
+/* The host waits until ev has been reached; reports errors of earlier work. */
+ds_status dsi_cuda_event_sync(void *ev, char *msg, size_t len);
+/* bytes of device memory set to the byte value v, queued on stream. */
+ds_status dsi_cuda_memset(void *dst, int v, size_t bytes, void *stream, char *msg, size_t len);
+/* Device-to-device copy, queued on stream. */
+ds_status dsi_cuda_copy(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len);
+
+/* ==== Rows: embedding, residual, MoE gather and scatter (elementwise.cu) == */
+/* x (T, cols) row t = the dequantized row tok[t] of table (rows x cols of
+ * type t, stored back to back; Q8_0 needs cols % 32 == 0). tok is device
+ * memory (T ints, each in [0, rows): checked by the caller). */
+ds_status dsi_cuda_embed(ds_dtype t, const void *table, int rows, int cols, const int *tok, int T, float *x,
+                         void *stream, char *msg, size_t len);
+/* y[i] += x[i] over n floats (the residual connection). */
+ds_status dsi_cuda_add(float *y, const float *x, size_t n, void *stream, char *msg, size_t len);
+/* dst row i = src row idx[i], for i < n; rows of cols floats, row strides
+ * cols. idx is device memory. */
+ds_status dsi_cuda_gather_rows(float *dst, const float *src, const int *idx, int n, int cols, void *stream, char *msg,
+                               size_t len);
+/* y row idx[i] += w[i] * src row i, for i < n (rows of cols floats). The idx
+ * of one call must be distinct (one expert sees a token once), so no two
+ * threads add into one element. idx and w are device memory. */
+ds_status dsi_cuda_scatter_add(float *y, const float *src, const int *idx, const float *w, int n, int cols,
+                               void *stream, char *msg, size_t len);
+
+/* ==== Multi-head attention, DeepSeek-MoE (attention.cu) =================== */
+typedef struct dsi_mha_layer {
+    int n_heads;                   /* H */
+    int n_kv_heads;                /* Hk; H % Hk == 0, head h reads kv head h / (H / Hk) */
+    int head_dim;                  /* hd */
+    float scale;                   /* softmax scale: 1 / sqrt(hd) */
+    const float *cache_k;          /* device (n_ctx, Hk * hd): roped keys per position */
+    const float *cache_v;          /* device (n_ctx, Hk * hd) */
+    int n_ctx;
+} dsi_mha_layer;
+/* Attention for T tokens at positions pos0.. (causal, as for MLA): q
+ * (device, (T, H * hd)), already roped; out (device, (T, H * hd)). The cache
+ * must already hold positions [0, pos0 + T). One block per (token, head). */
+ds_status dsi_cuda_mha_attention(const dsi_mha_layer *a, const float *q, int T, int pos0, float *out, void *stream,
+                                 char *msg, size_t len);
+
+/* ==== The backend table =================================================== */
+/* What a compute backend offers, as function pointers (ggml's
+ * ggml_backend_i). The forward pass will call through this table so the
+ * CPU and CUDA paths share one driver. `version` is the
+ * DSI_BACKEND_VERSION the table was built against: a caller refuses a table
+ * whose version it does not know. Fields are only ever appended; a change of
+ * meaning bumps the version. */
+#define DSI_BACKEND_VERSION 1
+
+typedef struct dsi_backend_i {
+    int version;
+    const char *name;                           /* "cuda" */
+    /* device and memory */
+    ds_status (*init)(int device, char *msg, size_t len);      /* select a device (after device_count) */
+    ds_status (*device_count)(int *n, char *msg, size_t len);
+    ds_status (*stream_new)(void **stream, char *msg, size_t len);
+    void (*stream_free)(void *stream);
+    ds_status (*sync)(void *stream, char *msg, size_t len);
+    ds_status (*alloc)(void **p, size_t bytes, char *msg, size_t len);
+    void (*free)(void *p);
+    ds_status (*host_alloc)(void **p, size_t bytes, char *msg, size_t len);
+    void (*host_free)(void *p);
+    ds_status (*upload)(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len);
+    ds_status (*download)(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len);
+    ds_status (*blas_new)(dsi_blas **out, size_t workspace_bytes, int allow_tf32, char *msg, size_t len);
+    void (*blas_free)(dsi_blas *b);
+    /* operations */
+    ds_status (*dequantize)(ds_dtype t, const void *src, float *dst, size_t n, void *stream, char *msg, size_t len);
+    ds_status (*gemv)(ds_dtype t, const void *w, int rows, int cols, const float *x, int ldx, int T, float *y,
+                      int ldy, void *stream, char *msg, size_t len);
+    ds_status (*matmul)(dsi_blas *b, ds_dtype t, const void *w, int rows, int cols, const float *x, int ldx,
+                        int T, float *y, int ldy, void *stream, char *msg, size_t len);
+    ds_status (*rmsnorm)(float *out, int ldo, const float *x, int ldx, const float *w, int n, int rows, float eps,
+                         void *stream, char *msg, size_t len);
+    ds_status (*silu_mul)(float *g, const float *u, size_t n, void *stream, char *msg, size_t len);
+    ds_status (*rope)(float *x, int ld, int head_stride, int n_heads, int T, int pos0, const float *inv_freq,
+                      int rope_dim, float mscale, int interleaved, void *stream, char *msg, size_t len);
+    ds_status (*mla_kv_store)(const dsi_mla_layer *a, const float *kva, const float *norm_w, float eps, int T,
+                              int pos0, void *stream, char *msg, size_t len);
+    ds_status (*mla_attention)(const dsi_mla_layer *a, const float *q, int T, int pos0, float *out, void *stream,
+                               char *msg, size_t len);
+    ds_status (*route)(const ds_model_config *cf, const float *logits, const float *bias, int T, int *sel, float *w,
+                       void *stream, char *msg, size_t len);
+    /* appended (still version 1): events, copies, row operations, MHA */
+    ds_status (*event_new)(void **ev, char *msg, size_t len);
+    void (*event_free)(void *ev);
+    ds_status (*event_record)(void *ev, void *stream, char *msg, size_t len);
+    ds_status (*stream_wait)(void *stream, void *ev, char *msg, size_t len);
+    ds_status (*event_sync)(void *ev, char *msg, size_t len);
+    ds_status (*memset)(void *dst, int v, size_t bytes, void *stream, char *msg, size_t len);
+    ds_status (*copy)(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len);
+    ds_status (*embed)(ds_dtype t, const void *table, int rows, int cols, const int *tok, int T, float *x,
+                       void *stream, char *msg, size_t len);
+    ds_status (*add)(float *y, const float *x, size_t n, void *stream, char *msg, size_t len);
+    ds_status (*gather_rows)(float *dst, const float *src, const int *idx, int n, int cols, void *stream, char *msg,
+                             size_t len);
+    ds_status (*scatter_add)(float *y, const float *src, const int *idx, const float *w, int n, int cols,
+                             void *stream, char *msg, size_t len);
+    ds_status (*mha_attention)(const dsi_mha_layer *a, const float *q, int T, int pos0, float *out, void *stream,
+                               char *msg, size_t len);
+    /* free and total device memory of the current device */
+    ds_status (*mem_info)(size_t *free_bytes, size_t *total_bytes, char *msg, size_t len);
+    /* the current device's name ("NVIDIA H200"), for logs */
+    ds_status (*device_name)(char *buf, size_t buflen, char *msg, size_t len);
+} dsi_backend_i;
+
+/* The CUDA backend's table (static storage; never NULL). */
+const dsi_backend_i *dsi_cuda_backend(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DS_CUDA_BACKEND_CUH */
+/* ==== End kernels/cuda/backend.cuh ==== */
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#if defined(DS_CUDA) && DS_CUDA
+
+#include <pthread.h>
+#include <sodium.h>
+#include <sys/mman.h>
+
+#define DSI_CU_NSTAGE 3           /* pinned staging buffers in rotation */
+#define DSI_CU_MSG 320
+
+struct dsi_cuda_model {
+    const dsi_backend_i *b;
+    int device;
+    pthread_mutex_t lock;          /* one forward at a time; the cache tables; the statistics */
+    void **dseg;                   /* device copy of each dense segment (NULL for others) */
+    dsi_weight embed, out_norm, lm_head;   /* as the host's, .data a device address */
+    dsi_layer *layers;             /* as m->layers, .data device addresses (experts: the host's refs) */
+    int *moe_index;                /* layer -> index among MoE layers, or -1 */
+    int n_moe, n_experts;
+    /* the VRAM expert cache */
+    size_t slot_bytes;             /* the largest expert segment */
+    int n_slots, n_keys;           /* keys: moe layer * E + expert */
+    bool all_resident;             /* slot = key, filled at open, never evicted */
+    uint8_t *slots;                /* device, n_slots * slot_bytes */
+    int *slot_of;                  /* key -> slot or -1 */
+    int *key_of;                   /* slot -> key or -1 */
+    uint64_t *last_use, tick;
+    void **free_ev;                /* slot: the last kernel reading it has run */
+    void **ready_ev;               /* slot: its upload has landed */
+    void *copy_stream;
+    void *stage[DSI_CU_NSTAGE];    /* pinned, slot_bytes each */
+    void *stage_ev[DSI_CU_NSTAGE]; /* the upload out of it has finished */
+    int stage_next;
+    ds_cache_stats st;
+};
+
+struct dsi_cuda_ctx {
+    void *stream;
+    dsi_blas *blas;
+    int n_ctx, max_batch;
+    size_t kv_a_stride, kv_b_stride;   /* floats per layer */
+    float *kv_a, *kv_b;
+    float *inv_freq;
+    int rope_dim;
+    float rope_mscale, attn_scale;
+    float *x, *xn, *q, *qa, *kva, *att, *tmp, *g, *u, *router, *xe, *ye, *logits, *selw, *wts;
+    int *sel, *tok, *idx;
+    /* pinned host mirrors */
+    int32_t *h_tok;
+    int *h_sel, *h_idx;
+    float *h_selw, *h_wts;
+    int *h_off, *h_cnt;            /* per expert (host, ordinary memory) */
+    void *dev[32];                 /* every device allocation, for free */
+    int n_dev;
+    void *pinned[8];
+    int n_pinned;
+};
+
+/* A failed backend call: its status, its message behind "cuda: ". */
+#define DSI_CK(call)                                                                                                 \
+    do {                                                                                                             \
+        ds_status s_ = (call);                                                                                       \
+        if (s_) return dsi_fail(e, s_, "cuda: %s", msg);                                                             \
+    } while (0)
+
+/* ==== Probe, without touching the weights ================================= */
+DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e) {
+    m->device = DS_DEVICE_CPU;
+    if (p->device != DS_DEVICE_CUDA) return p->device == DS_DEVICE_CPU ? DS_OK :
+        dsi_fail(e, DS_ERR_INVALID_ARG, "device %d is neither DS_DEVICE_CPU nor DS_DEVICE_CUDA", (int)p->device);
+    const dsi_backend_i *b = dsi_cuda_backend();
+    if (!b || b->version != DSI_BACKEND_VERSION)
+        return dsi_fail(e, DS_ERR_BACKEND, "the CUDA backend's table has version %d; this library knows %d",
+                        b ? b->version : -1, DSI_BACKEND_VERSION);
+    char msg[DSI_CU_MSG] = "";
+    int n = 0;
+    ds_status s = b->device_count(&n, msg, sizeof msg);
+    if (s || n <= 0) {
+        dsi_log(m->log, m->log_user, DS_LOG_WARN, "CUDA was asked for but is not available (%s); running on the CPU",
+                msg[0] ? msg : "no device");
+        return DS_OK;
+    }
+    if (p->gpu_index < 0 || p->gpu_index >= n)
+        return dsi_fail(e, DS_ERR_NO_DEVICE, "gpu_index %d: this machine has %d CUDA device(s)", p->gpu_index, n);
+    m->device = DS_DEVICE_CUDA;
+    return DS_OK;
+}
+
+DSI_FUNC bool dsi_cuda_experts_on_host(const ds_model *m, const ds_model_params *p) {
+    return !(m->device == DS_DEVICE_CUDA && p->gpu_cache_bytes == 0);
+}
+
+/* ==== Model: dense weights and the VRAM expert cache ====================== */
+/* The device address of a resident dense tensor's bytes. */
+static ds_status dsi_cu_translate(const ds_model *m, const dsi_cuda_model *gm, dsi_weight *w, dsi_err *e) {
+    if (!w->data) return DS_OK;   /* unbound (an absent optional tensor) or an expert template */
+    for (size_t i = 0; i < m->meta.n_segments; i++) {
+        const uint8_t *base = m->dense[i].ptr;
+        if (!base || !gm->dseg[i]) continue;
+        if (w->data >= base && w->data < base + m->meta.segments[i].plain_bytes) {
+            w->data = (const uint8_t *)gm->dseg[i] + (w->data - base);
+            return DS_OK;
+        }
+    }
+    return dsi_fail(e, DS_ERR_INTERNAL, "cuda: a dense tensor lies outside every uploaded segment");
+}
+
+/* Pinned memory holds plaintext: never in a core dump, wiped at free. */
+static ds_status dsi_cu_pinned(const dsi_backend_i *b, void **p, size_t bytes, char *msg, size_t len) {
+    ds_status s = b->host_alloc(p, bytes, msg, len);
+    if (s) return s;
+#ifdef MADV_DONTDUMP
+    uintptr_t a = ((uintptr_t)*p + 4095) & ~(uintptr_t)4095, z = ((uintptr_t)*p + bytes) & ~(uintptr_t)4095;
+    if (z > a) (void)madvise((void *)a, z - a, MADV_DONTDUMP);
+#endif
+    return DS_OK;
+}
+
+static void dsi_cu_pinned_free(const dsi_backend_i *b, void *p, size_t bytes) {
+    if (!p) return;
+    sodium_memzero(p, bytes);
+    b->host_free(p);
+}
+
+/* Stages expert (layer, x) from the host into pinned buffer i and uploads
+ * it to dst on the copy stream (after `after`, if not NULL); stage_ev[i]
+ * marks the upload's end. Decrypts it when it is not on the host. */
+static ds_status dsi_cu_stage_upload(const ds_model *m, dsi_cuda_model *gm, int layer, int x, void *dst, void *after,
+                                     dsi_err *e) {
+    const dsi_backend_i *b = gm->b;
+    char msg[DSI_CU_MSG] = "";
+    int i = gm->stage_next;
+    gm->stage_next = (i + 1) % DSI_CU_NSTAGE;
+    DSI_CK(b->event_sync(gm->stage_ev[i], msg, sizeof msg));   /* its previous upload has left it */
+    const dsi_expert_ref *r = &m->layers[layer].experts[x];
+    size_t bytes = (size_t)m->meta.segments[r->segment].plain_bytes;
+    ds_status s;
+    if (m->pager || m->dense[r->segment].ptr) {
+        const uint8_t *src = NULL;
+        if ((s = dsi_expert_acquire(m, layer, x, &src, e))) return s;
+        memcpy(gm->stage[i], src, bytes);
+        dsi_expert_release(m, layer, x);
+    } else {
+        uint32_t seg = 0;
+        if ((s = dsi_model_read_expert(m, layer, x, gm->stage[i], gm->slot_bytes, &seg, e))) return s;
+    }
+    if (after) DSI_CK(b->stream_wait(gm->copy_stream, after, msg, sizeof msg));
+    DSI_CK(b->upload(dst, gm->stage[i], bytes, gm->copy_stream, msg, sizeof msg));
+    DSI_CK(b->event_record(gm->stage_ev[i], gm->copy_stream, msg, sizeof msg));
+    gm->st.bytes_decrypted += bytes;
+    return DS_OK;
+}
+
+static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_model_params *p, dsi_err *e) {
+    const ds_model_config *cf = &m->cfg;
+    const dsi_backend_i *b = gm->b;
+    char msg[DSI_CU_MSG] = "";
+    gm->n_experts = cf->n_routed_experts;
+    gm->moe_index = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof(int));
+    if (!gm->moe_index) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < cf->n_layers; l++) gm->moe_index[l] = m->layers[l].moe ? gm->n_moe++ : -1;
+    if (gm->n_moe == 0 || gm->n_experts == 0) return DS_OK;
+    for (size_t i = 0; i < m->meta.n_segments; i++)
+        if (m->meta.segments[i].kind == DS_SEGMENT_EXPERT && m->meta.segments[i].plain_bytes > gm->slot_bytes)
+            gm->slot_bytes = (size_t)m->meta.segments[i].plain_bytes;
+    gm->slot_bytes = (gm->slot_bytes + 255) & ~(size_t)255;   /* slots aligned for the kernels' vector loads */
+    gm->n_keys = gm->n_moe * gm->n_experts;
+    uint64_t need = (uint64_t)gm->n_keys * gm->slot_bytes;
+    if (p->gpu_cache_bytes && p->gpu_cache_bytes < 2 * (uint64_t)gm->slot_bytes)
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "gpu_cache_bytes %llu is below two experts' worth (2 x %zu bytes)",
+                        (unsigned long long)p->gpu_cache_bytes, gm->slot_bytes);
+    gm->all_resident = p->gpu_cache_bytes == 0 || p->gpu_cache_bytes >= need;
+    gm->n_slots = gm->all_resident ? gm->n_keys : (int)(p->gpu_cache_bytes / gm->slot_bytes);
+    gm->st.budget_bytes = gm->all_resident ? need : p->gpu_cache_bytes;
+    gm->st.slot_bytes = gm->slot_bytes;
+    gm->st.n_slots = gm->all_resident ? 0 : gm->n_slots;
+    void *slots = NULL;
+    ds_status s = b->alloc(&slots, (size_t)gm->n_slots * gm->slot_bytes, msg, sizeof msg);
+    if (s) return dsi_fail(e, s, "cuda: VRAM expert cache of %d experts: %s", gm->n_slots, msg);
+    gm->slots = slots;
+    gm->slot_of = dsi_calloc(&m->al, (size_t)gm->n_keys, sizeof(int));
+    gm->key_of = dsi_calloc(&m->al, (size_t)gm->n_slots, sizeof(int));
+    gm->last_use = dsi_calloc(&m->al, (size_t)gm->n_slots, sizeof(uint64_t));
+    gm->free_ev = dsi_calloc(&m->al, (size_t)gm->n_slots, sizeof(void *));
+    gm->ready_ev = dsi_calloc(&m->al, (size_t)gm->n_slots, sizeof(void *));
+    if (!gm->slot_of || !gm->key_of || !gm->last_use || !gm->free_ev || !gm->ready_ev)
+        return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < gm->n_keys; k++) gm->slot_of[k] = gm->all_resident ? k : -1;
+    for (int k = 0; k < gm->n_slots; k++) gm->key_of[k] = gm->all_resident ? k : -1;
+    DSI_CK(b->stream_new(&gm->copy_stream, msg, sizeof msg));
+    for (int i = 0; i < DSI_CU_NSTAGE; i++) {
+        DSI_CK(dsi_cu_pinned(b, &gm->stage[i], gm->slot_bytes, msg, sizeof msg));
+        DSI_CK(b->event_new(&gm->stage_ev[i], msg, sizeof msg));
+    }
+    if (!gm->all_resident) {
+        for (int k = 0; k < gm->n_slots; k++) {
+            DSI_CK(b->event_new(&gm->free_ev[k], msg, sizeof msg));
+            DSI_CK(b->event_new(&gm->ready_ev[k], msg, sizeof msg));
+        }
+        return DS_OK;
+    }
+    /* every expert onto the device now */
+    double t0 = dsi_now_seconds();
+    for (int l = 0; l < cf->n_layers; l++) {
+        if (gm->moe_index[l] < 0) continue;
+        for (int x = 0; x < gm->n_experts; x++) {
+            int key = gm->moe_index[l] * gm->n_experts + x;
+            if ((s = dsi_cu_stage_upload(m, gm, l, x, gm->slots + (size_t)key * gm->slot_bytes, NULL, e))) {
+                dsi_prefix(e, "uploading layer %d expert %d", l, x);
+                return s;
+            }
+        }
+    }
+    DSI_CK(b->sync(gm->copy_stream, msg, sizeof msg));
+    dsi_log(m->log, m->log_user, DS_LOG_INFO, "cuda: %d routed experts (%.1f MB) uploaded in %.2f s", gm->n_keys,
+            (double)need / 1e6, dsi_now_seconds() - t0);
+    memset(&gm->st, 0, sizeof gm->st);
+    gm->st.budget_bytes = need;
+    gm->st.slot_bytes = gm->slot_bytes;
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi_err *e) {
+    if (m->device != DS_DEVICE_CUDA) return DS_OK;
+    const dsi_backend_i *b = dsi_cuda_backend();
+    char msg[DSI_CU_MSG] = "";
+    dsi_cuda_model *gm = dsi_calloc(&m->al, 1, sizeof *gm);
+    if (!gm) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    if (pthread_mutex_init(&gm->lock, NULL) != 0) {
+        dsi_free(&m->al, gm);
+        return dsi_fail(e, DS_ERR_NOMEM, "cannot create a mutex");
+    }
+    m->cuda = gm;   /* from here dsi_cuda_model_free undoes what is done */
+    gm->b = b;
+    gm->device = p->gpu_index;
+    DSI_CK(b->init(gm->device, msg, sizeof msg));
+    char name[96] = "";
+    if (b->device_name(name, sizeof name, msg, sizeof msg) != DS_OK) snprintf(name, sizeof name, "unknown device");
+    snprintf(m->device_name, sizeof m->device_name, "cuda:%d %s", gm->device, name);
+    /* dense segments */
+    size_t dense_bytes = 0;
+    gm->dseg = dsi_calloc(&m->al, m->meta.n_segments, sizeof(void *));
+    if (!gm->dseg) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < m->meta.n_segments; i++) {
+        const dsi_segment *sg = &m->meta.segments[i];
+        if (sg->kind == DS_SEGMENT_EXPERT || !m->dense[i].ptr) continue;
+        ds_status s = b->alloc(&gm->dseg[i], (size_t)sg->plain_bytes, msg, sizeof msg);
+        if (s) {
+            char what[64];
+            dsi_segment_describe(sg, m->cfg.n_layers, what, sizeof what);
+            return dsi_fail(e, s, "cuda: dense weights (%s): %s", what, msg);
+        }
+        DSI_CK(b->upload(gm->dseg[i], m->dense[i].ptr, (size_t)sg->plain_bytes, NULL, msg, sizeof msg));
+        dense_bytes += (size_t)sg->plain_bytes;
+    }
+    DSI_CK(b->sync(NULL, msg, sizeof msg));
+    /* the weights, with device addresses */
+    gm->embed = m->embed;
+    gm->out_norm = m->out_norm;
+    gm->lm_head = m->lm_head;
+    gm->layers = dsi_calloc(&m->al, (size_t)m->cfg.n_layers, sizeof *gm->layers);
+    if (!gm->layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    ds_status s;
+    if ((s = dsi_cu_translate(m, gm, &gm->embed, e)) || (s = dsi_cu_translate(m, gm, &gm->out_norm, e)) ||
+        (s = dsi_cu_translate(m, gm, &gm->lm_head, e)))
+        return s;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        dsi_layer *L = &gm->layers[l];
+        *L = m->layers[l];
+        dsi_weight *ws[] = {&L->attn_norm, &L->ffn_norm, &L->q_proj, &L->q_a,   &L->q_a_norm, &L->q_b,
+                            &L->kv_a,      &L->kv_a_norm, &L->kv_b,  &L->wq,    &L->wk,       &L->wv,
+                            &L->wo,        &L->gate,     &L->up,    &L->down,  &L->router,   &L->bias};
+        for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++)
+            if ((s = dsi_cu_translate(m, gm, ws[k], e))) return s;
+    }
+    if ((s = dsi_cu_cache_new(m, gm, p, e))) return s;
+    size_t avail = 0, total = 0;
+    (void)b->mem_info(&avail, &total, msg, sizeof msg);
+    dsi_log(m->log, m->log_user, DS_LOG_INFO,
+            "cuda: %s: dense weights %.1f MB, expert cache %d slots of %.2f MB%s; %.0f MB of %.0f MB free",
+            m->device_name, (double)dense_bytes / 1e6, gm->n_slots, (double)gm->slot_bytes / 1e6,
+            gm->all_resident ? " (every expert)" : "", (double)avail / 1e6, (double)total / 1e6);
+    return DS_OK;
+}
+
+DSI_FUNC void dsi_cuda_model_free(ds_model *m) {
+    dsi_cuda_model *gm = m->cuda;
+    if (!gm) return;
+    const dsi_backend_i *b = gm->b;
+    char msg[DSI_CU_MSG];
+    if (b) {
+        (void)b->sync(gm->copy_stream, msg, sizeof msg);
+        if (gm->slots) {
+            /* plaintext experts: wiped before the memory goes back */
+            (void)b->memset(gm->slots, 0, (size_t)gm->n_slots * gm->slot_bytes, NULL, msg, sizeof msg);
+            (void)b->sync(NULL, msg, sizeof msg);
+            b->free(gm->slots);
+        }
+        if (gm->dseg) {
+            for (size_t i = 0; i < m->meta.n_segments; i++)
+                if (gm->dseg[i]) {
+                    (void)b->memset(gm->dseg[i], 0, (size_t)m->meta.segments[i].plain_bytes, NULL, msg, sizeof msg);
+                    (void)b->sync(NULL, msg, sizeof msg);
+                    b->free(gm->dseg[i]);
+                }
+        }
+        for (int i = 0; i < DSI_CU_NSTAGE; i++) {
+            dsi_cu_pinned_free(b, gm->stage[i], gm->slot_bytes);
+            if (gm->stage_ev[i]) b->event_free(gm->stage_ev[i]);
+        }
+        for (int k = 0; k < gm->n_slots && gm->free_ev; k++) {
+            if (gm->free_ev[k]) b->event_free(gm->free_ev[k]);
+            if (gm->ready_ev && gm->ready_ev[k]) b->event_free(gm->ready_ev[k]);
+        }
+        b->stream_free(gm->copy_stream);
+    }
+    dsi_free(&m->al, gm->dseg);
+    dsi_free(&m->al, gm->layers);
+    dsi_free(&m->al, gm->moe_index);
+    dsi_free(&m->al, gm->slot_of);
+    dsi_free(&m->al, gm->key_of);
+    dsi_free(&m->al, gm->last_use);
+    dsi_free(&m->al, gm->free_ev);
+    dsi_free(&m->al, gm->ready_ev);
+    pthread_mutex_destroy(&gm->lock);
+    dsi_free(&m->al, gm);
+    m->cuda = NULL;
+}
+
+DSI_FUNC void dsi_cuda_stats(const ds_model *m, ds_cache_stats *out, bool reset) {
+    dsi_cuda_model *gm = m->cuda;
+    if (!gm) {
+        if (out) memset(out, 0, sizeof *out);
+        return;
+    }
+    pthread_mutex_lock(&gm->lock);
+    if (out) *out = gm->st;
+    if (reset) {
+        ds_cache_stats keep = gm->st;
+        memset(&gm->st, 0, sizeof gm->st);
+        gm->st.budget_bytes = keep.budget_bytes;
+        gm->st.slot_bytes = keep.slot_bytes;
+        gm->st.n_slots = keep.n_slots;
+    }
+    pthread_mutex_unlock(&gm->lock);
+}
+
+/* ==== Context ============================================================= */
+static ds_status dsi_cu_ctx_alloc(dsi_cuda_ctx *g, const dsi_backend_i *b, void *pp, size_t bytes, dsi_err *e) {
+    char msg[DSI_CU_MSG] = "";
+    void **p = pp;
+    if (g->n_dev >= (int)(sizeof g->dev / sizeof g->dev[0]))
+        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: too many context buffers");
+    DSI_CK(b->alloc(p, bytes ? bytes : 4, msg, sizeof msg));
+    g->dev[g->n_dev++] = *p;
+    return DS_OK;
+}
+
+static ds_status dsi_cu_ctx_pinned(dsi_cuda_ctx *g, const dsi_backend_i *b, void *pp, size_t bytes, dsi_err *e) {
+    char msg[DSI_CU_MSG] = "";
+    void **p = pp;
+    if (g->n_pinned >= (int)(sizeof g->pinned / sizeof g->pinned[0]))
+        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: too many pinned buffers");
+    DSI_CK(b->host_alloc(p, bytes ? bytes : 4, msg, sizeof msg));
+    g->pinned[g->n_pinned++] = *p;
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch, const float *inv_freq,
+                                    int rope_dim, float rope_mscale, float attn_scale, dsi_cuda_ctx **out,
+                                    dsi_err *e) {
+    *out = NULL;
+    dsi_cuda_model *gm = m->cuda;
+    if (!gm) return DS_OK;
+    const dsi_backend_i *b = gm->b;
+    const ds_model_config *cf = &m->cfg;
+    char msg[DSI_CU_MSG] = "";
+    dsi_cuda_ctx *g = dsi_calloc(&m->al, 1, sizeof *g);
+    if (!g) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    ds_status s = DS_OK;
+#define A(p, n) if ((s = dsi_cu_ctx_alloc(g, b, &(p), (size_t)(n), e))) goto fail
+#define P(p, n) if ((s = dsi_cu_ctx_pinned(g, b, &(p), (size_t)(n), e))) goto fail
+    if ((s = b->init(gm->device, msg, sizeof msg)) || (s = b->stream_new(&g->stream, msg, sizeof msg)) ||
+        (s = b->blas_new(&g->blas, 0, 0, msg, sizeof msg))) {
+        dsi_fail(e, s, "cuda: %s", msg);
+        goto fail;
+    }
+    g->n_ctx = n_ctx;
+    g->max_batch = max_batch;
+    g->rope_dim = rope_dim;
+    g->rope_mscale = rope_mscale;
+    g->attn_scale = attn_scale;
+    {
+        size_t T = (size_t)max_batch, D = (size_t)cf->hidden_size, H = (size_t)cf->n_heads;
+        bool mla = cf->kv_lora_rank > 0;
+        size_t hd = mla ? (size_t)(cf->qk_nope_head_dim + cf->qk_rope_head_dim) : (size_t)cf->head_dim;
+        size_t a_dim = mla ? (size_t)cf->kv_lora_rank : (size_t)cf->n_kv_heads * hd;
+        size_t b_dim = mla ? (size_t)cf->qk_rope_head_dim : (size_t)cf->n_kv_heads * hd;
+        size_t shared = (size_t)cf->moe_intermediate_size * (size_t)(cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
+        size_t inter = (size_t)cf->intermediate_size > shared ? (size_t)cf->intermediate_size : shared;
+        if ((size_t)cf->moe_intermediate_size > inter) inter = (size_t)cf->moe_intermediate_size;
+        size_t kva = mla ? (size_t)(cf->kv_lora_rank + cf->qk_rope_head_dim) : 2 * (size_t)cf->n_kv_heads * hd;
+        size_t att = mla ? H * (size_t)cf->v_head_dim : H * hd;
+        size_t qd = H * hd > (size_t)cf->q_lora_rank ? H * hd : (size_t)cf->q_lora_rank;
+        size_t E = (size_t)(cf->n_routed_experts > 0 ? cf->n_routed_experts : 1);
+        size_t K = (size_t)(cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1);
+        size_t L = (size_t)cf->n_layers;
+        g->kv_a_stride = (size_t)n_ctx * a_dim;
+        g->kv_b_stride = (size_t)n_ctx * b_dim;
+        A(g->kv_a, L * g->kv_a_stride * sizeof(float));
+        A(g->kv_b, L * g->kv_b_stride * sizeof(float));
+        A(g->inv_freq, (size_t)(rope_dim / 2 + 1) * sizeof(float));
+        A(g->x, T * D * 4);
+        A(g->xn, T * D * 4);
+        A(g->q, T * qd * 4);
+        A(g->qa, T * (size_t)(cf->q_lora_rank > 0 ? cf->q_lora_rank : 1) * 4);
+        A(g->kva, T * kva * 4);
+        A(g->att, T * att * 4);
+        A(g->tmp, T * D * 4);
+        A(g->g, T * inter * 4);
+        A(g->u, T * inter * 4);
+        A(g->router, T * E * 4);
+        A(g->xe, T * D * 4);
+        A(g->ye, T * D * 4);
+        A(g->logits, T * (size_t)cf->vocab_size * 4);
+        A(g->sel, T * K * sizeof(int));
+        A(g->selw, T * K * 4);
+        A(g->idx, T * K * sizeof(int));
+        A(g->wts, T * K * 4);
+        A(g->tok, T * sizeof(int32_t));
+        P(g->h_tok, T * sizeof(int32_t));
+        P(g->h_sel, T * K * sizeof(int));
+        P(g->h_selw, T * K * 4);
+        P(g->h_idx, T * K * sizeof(int));
+        P(g->h_wts, T * K * 4);
+        g->h_off = dsi_calloc(&m->al, E, sizeof(int));
+        g->h_cnt = dsi_calloc(&m->al, E, sizeof(int));
+        if (!g->h_off || !g->h_cnt) {
+            s = dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        /* the cache starts zeroed, as the CPU's, so no garbage is ever read */
+        if ((s = b->memset(g->kv_a, 0, L * g->kv_a_stride * 4, g->stream, msg, sizeof msg)) ||
+            (s = b->memset(g->kv_b, 0, L * g->kv_b_stride * 4, g->stream, msg, sizeof msg)) ||
+            (s = b->upload(g->inv_freq, inv_freq, (size_t)(rope_dim / 2) * sizeof(float), g->stream, msg,
+                           sizeof msg)) ||
+            (s = b->sync(g->stream, msg, sizeof msg))) {
+            dsi_fail(e, s, "cuda: %s", msg);
+            goto fail;
+        }
+    }
+#undef A
+#undef P
+    *out = g;
+    return DS_OK;
+fail:
+    dsi_prefix(e, "a context of %d tokens", n_ctx);
+    dsi_cuda_ctx_free(m, g);
+    return s;
+}
+
+DSI_FUNC void dsi_cuda_ctx_free(const ds_model *m, dsi_cuda_ctx *g) {
+    if (!g) return;
+    const dsi_backend_i *b = m->cuda ? m->cuda->b : dsi_cuda_backend();
+    char msg[DSI_CU_MSG];
+    if (g->stream) (void)b->sync(g->stream, msg, sizeof msg);
+    for (int i = 0; i < g->n_dev; i++) b->free(g->dev[i]);
+    for (int i = 0; i < g->n_pinned; i++) b->host_free(g->pinned[i]);
+    if (g->blas) b->blas_free(g->blas);
+    b->stream_free(g->stream);
+    dsi_free(&m->al, g->h_off);
+    dsi_free(&m->al, g->h_cnt);
+    dsi_free(&m->al, g);
+}
+
+/* ==== Forward ============================================================= */
+typedef struct dsi_cu_run {
+    const ds_model *m;
+    dsi_cuda_model *gm;
+    dsi_cuda_ctx *g;
+    const dsi_backend_i *b;
+    char msg[DSI_CU_MSG];
+    dsi_err *e;
+} dsi_cu_run;
+
+#undef DSI_CK
+#define DSI_CK(call)                                                                                                 \
+    do {                                                                                                             \
+        ds_status s_ = (call);                                                                                       \
+        if (s_) return dsi_fail(r->e, s_, "cuda: %s", r->msg);                                                       \
+    } while (0)
+#define M r->msg, sizeof r->msg
+
+/* Y (T, rows) = X (T, cols) W^T, W at wd (device). */
+static ds_status dsi_cu_mm(dsi_cu_run *r, const dsi_weight *w, const uint8_t *wd, const float *X, int T, int ldx,
+                           float *Y, int ldy) {
+    DSI_CK(r->b->matmul(r->g->blas, w->dtype, wd ? wd : w->data, w->rows, w->cols, X, ldx, T, Y, ldy, r->g->stream,
+                        M));
+    return DS_OK;
+}
+
+/* down(silu(gate X) * up X) into Y (T, D). */
+static ds_status dsi_cu_mlp(dsi_cu_run *r, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
+                            const uint8_t *gb, const uint8_t *ub, const uint8_t *db, const float *X, int T, float *Y) {
+    dsi_cuda_ctx *g = r->g;
+    int D = r->m->cfg.hidden_size, I = gate->rows;
+    ds_status s;
+    if ((s = dsi_cu_mm(r, gate, gb, X, T, D, g->g, I)) || (s = dsi_cu_mm(r, up, ub, X, T, D, g->u, I))) return s;
+    DSI_CK(r->b->silu_mul(g->g, g->u, (size_t)T * (size_t)I, g->stream, M));
+    return dsi_cu_mm(r, down, db, g->g, T, I, Y, D);
+}
+
+static ds_status dsi_cu_attention(dsi_cu_run *r, int l, int T, int pos0) {
+    const ds_model_config *cf = &r->m->cfg;
+    const dsi_layer *L = &r->gm->layers[l];
+    dsi_cuda_ctx *g = r->g;
+    const dsi_backend_i *b = r->b;
+    int D = cf->hidden_size, H = cf->n_heads;
+    float eps = cf->rms_norm_eps;
+    ds_status s;
+    DSI_CK(b->rmsnorm(g->xn, D, g->x, D, (const float *)(const void *)L->attn_norm.data, D, T, eps, g->stream, M));
+    if (cf->kv_lora_rank > 0) {
+        int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, dn = cf->qk_nope_head_dim, hd = dn + dr;
+        if (cf->q_lora_rank > 0) {
+            int Rq = cf->q_lora_rank;
+            if ((s = dsi_cu_mm(r, &L->q_a, NULL, g->xn, T, D, g->qa, Rq))) return s;
+            DSI_CK(b->rmsnorm(g->qa, Rq, g->qa, Rq, (const float *)(const void *)L->q_a_norm.data, Rq, T, eps,
+                              g->stream, M));
+            if ((s = dsi_cu_mm(r, &L->q_b, NULL, g->qa, T, Rq, g->q, H * hd))) return s;
+        } else if ((s = dsi_cu_mm(r, &L->q_proj, NULL, g->xn, T, D, g->q, H * hd))) {
+            return s;
+        }
+        if ((s = dsi_cu_mm(r, &L->kv_a, NULL, g->xn, T, D, g->kva, R + dr))) return s;
+        dsi_mla_layer a = {H,
+                           dn,
+                           dr,
+                           cf->v_head_dim,
+                           R,
+                           g->attn_scale,
+                           g->rope_mscale,
+                           g->inv_freq,
+                           L->kv_b.dtype,
+                           L->kv_b.data,
+                           g->kv_a + (size_t)l * g->kv_a_stride,
+                           g->kv_b + (size_t)l * g->kv_b_stride,
+                           g->n_ctx};
+        DSI_CK(b->mla_kv_store(&a, g->kva, (const float *)(const void *)L->kv_a_norm.data, eps, T, pos0, g->stream,
+                               M));
+        DSI_CK(b->mla_attention(&a, g->q, T, pos0, g->att, g->stream, M));
+        if ((s = dsi_cu_mm(r, &L->wo, NULL, g->att, T, H * cf->v_head_dim, g->tmp, D))) return s;
+    } else {
+        int hd = cf->head_dim, Hk = cf->n_kv_heads, kd = Hk * hd;
+        float *kt = g->kva, *vt = g->kva + (size_t)T * kd;
+        if ((s = dsi_cu_mm(r, &L->wq, NULL, g->xn, T, D, g->q, H * hd)) ||
+            (s = dsi_cu_mm(r, &L->wk, NULL, g->xn, T, D, kt, kd)) ||
+            (s = dsi_cu_mm(r, &L->wv, NULL, g->xn, T, D, vt, kd)))
+            return s;
+        DSI_CK(b->rope(g->q, H * hd, hd, H, T, pos0, g->inv_freq, g->rope_dim, g->rope_mscale, 0, g->stream, M));
+        DSI_CK(b->rope(kt, kd, hd, Hk, T, pos0, g->inv_freq, g->rope_dim, g->rope_mscale, 0, g->stream, M));
+        float *ck = g->kv_a + (size_t)l * g->kv_a_stride, *cv = g->kv_b + (size_t)l * g->kv_b_stride;
+        size_t bytes = (size_t)T * (size_t)kd * sizeof(float);
+        DSI_CK(b->copy(ck + (size_t)pos0 * kd, kt, bytes, g->stream, M));
+        DSI_CK(b->copy(cv + (size_t)pos0 * kd, vt, bytes, g->stream, M));
+        dsi_mha_layer a = {H, Hk, hd, g->attn_scale, ck, cv, g->n_ctx};
+        DSI_CK(b->mha_attention(&a, g->q, T, pos0, g->att, g->stream, M));
+        if ((s = dsi_cu_mm(r, &L->wo, NULL, g->att, T, H * hd, g->tmp, D))) return s;
+    }
+    DSI_CK(b->add(g->x, g->tmp, (size_t)T * (size_t)D, g->stream, M));
+    return DS_OK;
+}
+
+/* The device address of expert (layer, x), uploading it into a slot when
+ * it is not in the VRAM cache; *slot is its slot (-1 when all resident). */
+static ds_status dsi_cu_expert(dsi_cu_run *r, int l, int x, const uint8_t **dev, int *slot) {
+    dsi_cuda_model *gm = r->gm;
+    const dsi_backend_i *b = r->b;
+    int key = gm->moe_index[l] * gm->n_experts + x;
+    *slot = -1;
+    if (gm->all_resident) {
+        *dev = gm->slots + (size_t)key * gm->slot_bytes;
+        return DS_OK;
+    }
+    gm->tick++;
+    int s = gm->slot_of[key];
+    if (s >= 0) {
+        gm->st.hits++;
+        gm->last_use[s] = gm->tick;
+        *dev = gm->slots + (size_t)s * gm->slot_bytes;
+        *slot = s;
+        return DS_OK;
+    }
+    gm->st.misses++;
+    /* an empty slot, else the least recently used */
+    int v = 0;
+    for (int k = 0; k < gm->n_slots; k++) {
+        if (gm->key_of[k] < 0) {
+            v = k;
+            break;
+        }
+        if (gm->last_use[k] < gm->last_use[v]) v = k;
+    }
+    if (gm->key_of[v] >= 0) {
+        gm->slot_of[gm->key_of[v]] = -1;
+        gm->key_of[v] = -1;
+        gm->st.evictions++;
+    }
+    uint8_t *dst = gm->slots + (size_t)v * gm->slot_bytes;
+    double t0 = dsi_now_seconds();
+    /* the upload waits for the last kernel that read the slot */
+    ds_status st = dsi_cu_stage_upload(r->m, gm, l, x, dst, gm->free_ev[v], r->e);
+    gm->st.wait_seconds += dsi_now_seconds() - t0;
+    if (st) return st;
+    DSI_CK(b->event_record(gm->ready_ev[v], gm->copy_stream, M));
+    DSI_CK(b->stream_wait(r->g->stream, gm->ready_ev[v], M));
+    gm->slot_of[key] = v;
+    gm->key_of[v] = key;
+    gm->last_use[v] = gm->tick;
+    *dev = dst;
+    *slot = v;
+    return DS_OK;
+}
+
+static ds_status dsi_cu_moe(dsi_cu_run *r, int l, int T) {
+    const ds_model *m = r->m;
+    const ds_model_config *cf = &m->cfg;
+    const dsi_layer *L = &r->gm->layers[l];
+    dsi_cuda_model *gm = r->gm;
+    dsi_cuda_ctx *g = r->g;
+    const dsi_backend_i *b = r->b;
+    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+    ds_status s;
+    if ((s = dsi_cu_mm(r, &L->router, NULL, g->xn, T, D, g->router, E))) return s;
+    DSI_CK(b->route(cf, g->router, L->bias.data ? (const float *)(const void *)L->bias.data : NULL, T, g->sel,
+                    g->selw, g->stream, M));
+    size_t tk = (size_t)T * (size_t)K;
+    DSI_CK(b->download(g->h_sel, g->sel, tk * sizeof(int), g->stream, M));
+    DSI_CK(b->download(g->h_selw, g->selw, tk * sizeof(float), g->stream, M));
+    DSI_CK(b->sync(g->stream, M));
+    /* tokens grouped per expert, in ascending expert order (the CPU's) */
+    memset(g->h_cnt, 0, (size_t)E * sizeof(int));
+    for (size_t i = 0; i < tk; i++) {
+        if (g->h_sel[i] < 0 || g->h_sel[i] >= E)
+            return dsi_fail(r->e, DS_ERR_BACKEND, "cuda: routing of layer %d chose expert %d of %d", l, g->h_sel[i],
+                            E);
+        g->h_cnt[g->h_sel[i]]++;
+    }
+    for (int x = 0, o = 0; x < E; x++) {
+        g->h_off[x] = o;
+        o += g->h_cnt[x];
+    }
+    for (int x = 0; x < E; x++) g->h_cnt[x] = 0;
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < K; k++) {
+            int x = g->h_sel[t * K + k], at = g->h_off[x] + g->h_cnt[x]++;
+            g->h_idx[at] = t;
+            g->h_wts[at] = g->h_selw[t * K + k];
+        }
+    DSI_CK(b->upload(g->idx, g->h_idx, tk * sizeof(int), g->stream, M));
+    DSI_CK(b->upload(g->wts, g->h_wts, tk * sizeof(float), g->stream, M));
+    DSI_CK(b->memset(g->tmp, 0, (size_t)T * (size_t)D * sizeof(float), g->stream, M));
+    /* experts not on the device: the host cache decrypts the later ones
+     * while this thread stages the first */
+    if (m->pager && !gm->all_resident) {
+        int miss[256], nm = 0;
+        for (int x = 0; x < E && nm < 256; x++)
+            if (g->h_cnt[x] && gm->slot_of[gm->moe_index[l] * E + x] < 0) miss[nm++] = x;
+        if (nm > 1) dsi_pager_prefetch(m->pager, l, miss + 1, nm - 1, false);
+    }
+    for (int x = 0; x < E; x++) {
+        int n = g->h_cnt[x];
+        if (!n) continue;
+        const uint8_t *base = NULL;
+        int slot = -1;
+        if ((s = dsi_cu_expert(r, l, x, &base, &slot))) return s;
+        const dsi_expert_ref *ref = &L->experts[x];
+        const int *idx = g->idx + g->h_off[x];
+        const float *w = g->wts + g->h_off[x];
+        DSI_CK(b->gather_rows(g->xe, g->xn, idx, n, D, g->stream, M));
+        if ((s = dsi_cu_mlp(r, &L->exp_gate, &L->exp_up, &L->exp_down, base + ref->off[0], base + ref->off[1],
+                            base + ref->off[2], g->xe, n, g->ye)))
+            return s;
+        DSI_CK(b->scatter_add(g->tmp, g->ye, idx, w, n, D, g->stream, M));
+        if (slot >= 0) DSI_CK(b->event_record(gm->free_ev[slot], g->stream, M));
+    }
+    if (cf->n_shared_experts > 0) {
+        if ((s = dsi_cu_mlp(r, &L->gate, &L->up, &L->down, NULL, NULL, NULL, g->xn, T, g->ye))) return s;
+        DSI_CK(b->add(g->tmp, g->ye, (size_t)T * (size_t)D, g->stream, M));
+    }
+    return DS_OK;
+}
+
+static ds_status dsi_cu_ffn(dsi_cu_run *r, int l, int T) {
+    const ds_model_config *cf = &r->m->cfg;
+    const dsi_layer *L = &r->gm->layers[l];
+    dsi_cuda_ctx *g = r->g;
+    int D = cf->hidden_size;
+    ds_status s;
+    DSI_CK(r->b->rmsnorm(g->xn, D, g->x, D, (const float *)(const void *)L->ffn_norm.data, D, T, cf->rms_norm_eps,
+                         g->stream, M));
+    if (L->moe) s = dsi_cu_moe(r, l, T);
+    else s = dsi_cu_mlp(r, &L->gate, &L->up, &L->down, NULL, NULL, NULL, g->xn, T, g->tmp);
+    if (s) return s;
+    DSI_CK(r->b->add(g->x, g->tmp, (size_t)T * (size_t)D, g->stream, M));
+    return DS_OK;
+}
+
+static ds_status dsi_cu_forward(dsi_cu_run *r, const int32_t *tok, int T, int pos0, float *out, int first_out) {
+    const ds_model_config *cf = &r->m->cfg;
+    dsi_cuda_ctx *g = r->g;
+    const dsi_backend_i *b = r->b;
+    int D = cf->hidden_size, V = cf->vocab_size;
+    ds_status s;
+    if (T > g->max_batch || pos0 + T > g->n_ctx)
+        return dsi_fail(r->e, DS_ERR_INTERNAL, "cuda: %d tokens at %d do not fit the context", T, pos0);
+    DSI_CK(b->init(r->gm->device, M));   /* this thread may not have used the device yet */
+    /* the host buffer is reused by the next call: wait for this upload to
+     * land before returning (every path ends in a sync) */
+    memcpy(g->h_tok, tok, (size_t)T * sizeof(int32_t));
+    DSI_CK(b->upload(g->tok, g->h_tok, (size_t)T * sizeof(int32_t), g->stream, M));
+    const dsi_weight *em = &r->gm->embed;
+    DSI_CK(b->embed(em->dtype, em->data, em->rows, em->cols, g->tok, T, g->x, g->stream, M));
+    for (int l = 0; l < cf->n_layers; l++) {
+        if ((s = dsi_cu_attention(r, l, T, pos0)) || (s = dsi_cu_ffn(r, l, T))) {
+            dsi_prefix(r->e, "layer %d", l);
+            return s;
+        }
+    }
+    if (out) {
+        int n_out = T - first_out;
+        DSI_CK(b->rmsnorm(g->xn, D, g->x + (size_t)first_out * D, D, (const float *)(const void *)r->gm->out_norm.data,
+                          D, n_out, cf->rms_norm_eps, g->stream, M));
+        if ((s = dsi_cu_mm(r, &r->gm->lm_head, NULL, g->xn, n_out, D, g->logits, V))) return s;
+        DSI_CK(b->download(out, g->logits, (size_t)n_out * (size_t)V * sizeof(float), g->stream, M));
+    }
+    DSI_CK(b->sync(g->stream, M));
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_cuda_forward(const ds_model *m, dsi_cuda_ctx *g, const int32_t *tok, int T, int pos0,
+                                    float *out, int first_out, dsi_err *e) {
+    dsi_cuda_model *gm = m->cuda;
+    if (!gm || !g) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: the model or context has no device state");
+    dsi_cu_run r = {m, gm, g, gm->b, "", e};
+    pthread_mutex_lock(&gm->lock);
+    ds_status s = dsi_cu_forward(&r, tok, T, pos0, out, first_out);
+    if (s) {
+        /* leave the stream idle for the next call, whatever happened */
+        char msg[DSI_CU_MSG];
+        (void)gm->b->sync(g->stream, msg, sizeof msg);
+        (void)gm->b->sync(gm->copy_stream, msg, sizeof msg);
+    }
+    pthread_mutex_unlock(&gm->lock);
+    return s;
+}
+#undef M
+#undef DSI_CK
+
+#else /* no CUDA in this build */
+
+DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e) {
+    m->device = DS_DEVICE_CPU;
+    if (p->device == DS_DEVICE_CPU) return DS_OK;
+    if (p->device != DS_DEVICE_CUDA)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "device %d is neither DS_DEVICE_CPU nor DS_DEVICE_CUDA",
+                        (int)p->device);
+    dsi_log(m->log, m->log_user, DS_LOG_WARN,
+            "CUDA was asked for but this build has no CUDA support (build with make CUDA=1); running on the CPU");
+    return DS_OK;
+}
+DSI_FUNC bool dsi_cuda_experts_on_host(const ds_model *m, const ds_model_params *p) {
+    (void)m;
+    (void)p;
+    return true;
+}
+DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi_err *e) {
+    (void)m;
+    (void)p;
+    (void)e;
+    return DS_OK;
+}
+DSI_FUNC void dsi_cuda_model_free(ds_model *m) { (void)m; }
+DSI_FUNC void dsi_cuda_stats(const ds_model *m, ds_cache_stats *out, bool reset) {
+    (void)m;
+    (void)reset;
+    if (out) memset(out, 0, sizeof *out);
+}
+DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch, const float *inv_freq,
+                                    int rope_dim, float rope_mscale, float attn_scale, dsi_cuda_ctx **out,
+                                    dsi_err *e) {
+    (void)m, (void)n_ctx, (void)max_batch, (void)inv_freq, (void)rope_dim, (void)rope_mscale, (void)attn_scale;
+    (void)e;
+    *out = NULL;
+    return DS_OK;
+}
+DSI_FUNC void dsi_cuda_ctx_free(const ds_model *m, dsi_cuda_ctx *g) {
+    (void)m;
+    (void)g;
+}
+DSI_FUNC ds_status dsi_cuda_forward(const ds_model *m, dsi_cuda_ctx *g, const int32_t *tok, int T, int pos0,
+                                    float *out, int first_out, dsi_err *e) {
+    (void)m, (void)g, (void)tok, (void)T, (void)pos0, (void)out, (void)first_out;
+    return dsi_fail(e, DS_ERR_INTERNAL, "this build has no CUDA support");
+}
+
+#endif /* DS_CUDA */
+
+/* ==== Public ============================================================== */
+DS_API ds_status ds_model_gpu_cache_stats(const ds_model *m, ds_cache_stats *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_gpu_cache_stats: NULL argument");
+        return dsi_publish(&e);
+    }
+    dsi_cuda_stats(m, out, false);
+    return DS_OK;
+}
+/* ==== End deepseek_impl/cuda.c ==== */
 
 /* ==== Begin deepseek_impl/sampler.c ==== */
 /*

@@ -1663,6 +1663,9 @@ static const char usage_text[] =
     "  --ctx N               tokens per context (default min(4096, the model's maximum))\n"
     "  --cache-mb N          routed-expert cache budget in MiB (default 0 = all resident)\n"
     "  --threads N           compute threads per generation (default 0 = all CPUs)\n"
+    "  --device cpu|cuda     where generations run (default cpu; cuda needs make CUDA=1 and a GPU,\n"
+    "                        else the server runs on the CPU and logs why)\n"
+    "  --gpu-cache-mb N      VRAM expert cache in MiB with --device cuda (default 0 = every expert)\n"
     "  --model-name NAME     the model id in responses (default: the file's base name)\n"
     "  --log-prompts         also write prompt text to the audit log (off by default)\n"
     "  -v, --verbose         also log the library's notices\n"
@@ -1687,7 +1690,8 @@ static int usage_error(const char *fmt, ...) {
 
 typedef struct options {
     const char *model, *key_file, *pass_env, *host, *api_key_file, *model_name;
-    uint64_t port, max_concurrent, max_tokens, max_body, cache_mb, threads, n_ctx;
+    uint64_t port, max_concurrent, max_tokens, max_body, cache_mb, threads, n_ctx, gpu_cache_mb;
+    int cuda;                     /* --device cuda */
     int log_prompts, verbose;
 } options;
 
@@ -1748,11 +1752,11 @@ static int parse_args(int argc, char **argv, options *o) {
         {"--host", 0, 0, 0},           {"--api-key-file", 0, 0, 0},     {"--model-name", 0, 0, 0},
         {"--port", 1, 0, 65535},       {"--max-concurrent", 1, 1, 256}, {"--max-tokens", 1, 1, 1 << 24},
         {"--max-body", 1, 64, (uint64_t)1 << 32}, {"--cache-mb", 1, 0, (uint64_t)1 << 30},
-        {"--threads", 1, 0, 1024},     {"--ctx", 1, 1, 1 << 24},
+        {"--threads", 1, 0, 1024},     {"--ctx", 1, 1, 1 << 24},        {"--gpu-cache-mb", 1, 0, (uint64_t)1 << 30},
     };
     const char **str_slot[] = {&o->model, &o->key_file, &o->pass_env, &o->host, &o->api_key_file, &o->model_name};
     uint64_t *num_slot[] = {&o->port,     &o->max_concurrent, &o->max_tokens, &o->max_body,
-                            &o->cache_mb, &o->threads,        &o->n_ctx};
+                            &o->cache_mb, &o->threads,        &o->n_ctx,      &o->gpu_cache_mb};
     unsigned seen = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1770,6 +1774,13 @@ static int parse_args(int argc, char **argv, options *o) {
         }
         if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = 1;
+            continue;
+        }
+        if (!strcmp(a, "--device") || !strncmp(a, "--device=", 9)) {
+            const char *dv = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i] : NULL;
+            if (!dv || (strcmp(dv, "cpu") && strcmp(dv, "cuda")))
+                return usage_error("--device is cpu or cuda, not '%s'", dv ? dv : "");
+            o->cuda = !strcmp(dv, "cuda");
             continue;
         }
         size_t k;
@@ -1880,6 +1891,8 @@ int main(int argc, char **argv) {
         mp.passphrase_len = strlen(p);
     }
     mp.expert_cache_bytes = o.cache_mb << 20;
+    mp.device = o.cuda ? DS_DEVICE_CUDA : DS_DEVICE_CPU;
+    mp.gpu_cache_bytes = o.gpu_cache_mb << 20;
     mp.n_threads = (int)o.threads;
     mp.log = on_ds_log;
     mp.log_user = &o.verbose;
@@ -1928,9 +1941,9 @@ int main(int argc, char **argv) {
     }
     S.n_ctx = ds_context_n_ctx(S.ctx[0]);
     audit("model loaded path=%s id=%s layers=%d experts=%d vocab=%d n_ctx=%d slots=%d expert_cache_mb=%llu "
-          "seconds=%.2f auth=%s",
+          "device=\"%s\" seconds=%.2f auth=%s",
           o.model, S.model_id, S.cfg.n_layers, S.cfg.n_routed_experts, S.cfg.vocab_size, S.n_ctx, S.n_slots,
-          (unsigned long long)o.cache_mb, now_mono() - t0, S.token ? "bearer" : "none");
+          (unsigned long long)o.cache_mb, ds_model_device_name(S.model), now_mono() - t0, S.token ? "bearer" : "none");
 
     /* ---- listen ---- */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |

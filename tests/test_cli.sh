@@ -547,6 +547,15 @@ sys.exit(0 if max(abs(p - q) for p, q in zip(x, y)) <= 1e-4 * max(1.0, max(map(a
             check run-9b "missing key is called a key problem" hasi "$T/err" "key"
         expect run-10 0 run "$SEALED" --key-file "$K1" -p hello -n 4 --temp 0 --cache-mb 1
     fi
+    # ---- device selection ----
+    expect run-11 2 run "$IM" -p hello -n 2 --device gpu && check run-11b "a bad device is named" has "$T/err" "cpu or cuda"
+    expect run-12 2 run "$IM" -p hello -n 2 --gpu-cache-mb 64 &&
+        check run-12b "--gpu-cache-mb without --device cuda is refused" has "$T/err" "need --device cuda"
+    expect run-13 2 run "$IM" -p hello -n 2 --device cuda --gpu-cache-mb lots
+    # asked for CUDA: on the GPU where there is one, else on the CPU with a warning
+    expect run-14 0 run "$IM" -p hello -n 4 --temp 0 --device cuda -v &&
+        if grep -q "running on the CPU" "$T/err"; then ok run-14b; else
+            check run-14b "no fallback warning, so a device was used" has "$T/err" "cuda:"; fi
 
     # ---- chat ----
     "$DS" chat "$IM" -n 6 --temp 0 --stats >"$T/out" 2>"$T/err" <<'IN'

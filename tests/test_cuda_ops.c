@@ -7,13 +7,19 @@
  * Where no CUDA device is present every device case is reported skipped
  * ("SKIP cuda-ops-N.M: no CUDA device"). The cuda-ops-0.x cases need no
  * device: argument checks happen on the host before any CUDA call, and the
- * backend table is plain data; they run everywhere.
+ * backend table is plain data; they run everywhere. DS_TEST_ONLY="cuda-ops-13
+ * cuda-ops-14" in the environment runs only the device cases named (the
+ * others are reported skipped): for quick runs under tools/cuda_emu.
  *
  * CPU twins: dsi_dot_row (GEMV), dsi_dequant_row + dsi_dot_f32 (batched
  * matmul), dsi_rmsnorm, dsi_route, dsi_dequantize_row_*. forward.c keeps
- * dsi_rope_init, dsi_rope, dsi_mla_task and dsi_silu static, so the
- * sections marked "transcribed" below copy them line for line, built on the
- * library's dsi_axpy_row, dsi_dot_f32, dsi_softmax, dsi_dot_row.
+ * dsi_rope_init, dsi_rope, dsi_mla_task, dsi_mha_task and dsi_silu static,
+ * so the sections marked "transcribed" below copy them line for line, built
+ * on the library's dsi_axpy_row, dsi_dot_f32, dsi_softmax, dsi_dot_row. The
+ * row operations' twins are loops of forward.c written out in the cases:
+ * the embedding row (dsi_dequant_row of row tok[t], dsi_forward), the
+ * residual add (c->x[i] += c->tmp[i]), the MoE gather (memcpy of a token's
+ * row) and weighted scatter-add (dst[d] += wgt * src[d], dsi_moe).
  *
  * Tolerances (|gpu - cpu| <= bound, per element), and why:
  *   dequantize      exact: q * f16 scale is exact in F32 on both
@@ -29,6 +35,17 @@
  *   mla attention   5e-5 * max |cpu| over the output + 1e-6: the scores
  *                   differ by summation order and the softmax is online
  *                   (tiles of 256 positions, one division at the end)
+ *   mha attention   5e-5 * max |cpu| over the output + 1e-6: as mla
+ *                   attention (dot products in another order, the online
+ *                   softmax over tiles of 256 positions)
+ *   embed           exact: a dequantized row, exact in F32 on both
+ *   add             exact: one F32 sum per element on both
+ *   gather_rows     exact: a copy
+ *   scatter_add     exact: one product and one sum per element, rounded
+ *                   separately on both (__fmul_rn/__fadd_rn; C11 does not
+ *                   contract the CPU's dst[d] += wgt * src[d] into an FMA),
+ *                   experts added in the same order
+ *   memset, copy    exact, and bytes outside the range untouched
  *   route           the same experts in the same order, except where two
  *                   selection scores differ but by at most 1e-5 (relative):
  *                   a near-tie that summation order may break either way;
@@ -38,8 +55,10 @@
  * A bug (a wrong index, a missed rescale, a lost tile) shows as errors of
  * order one; these bounds leave a margin over rounding so that a first GPU
  * run does not fail on noise. Measured on a thread-level CPU emulation of
- * the kernels (the GPU's summation order, the host's expf/sinf/cosf): the
- * worst gemv error is 1/300 of its bound, the worst attention error 1/50.
+ * the kernels (tools/cuda_emu: the GPU's summation order, the host's
+ * expf/sinf/cosf): the worst gemv error is 1/300 of its bound, the worst
+ * MLA attention error 1/50, the worst MHA attention error 1/40; the exact
+ * ops are exact.
  */
 #include "../deepseek_impl/internal.h"
 #include "../kernels/cuda/backend.cuh"
@@ -205,6 +224,23 @@ static void mla_task(const dsi_weight *kvb, const rope_tab *rt, const float *q, 
     for (int i = 0; i < dv; i++) out[i] = dsi_dot_row(kvb, vrows + (size_t)i * kvb->row_bytes, lat);
 }
 
+/* dsi_mha_task for one (token, head); scores is scratch of pos + 1 floats.
+ * K and V are (positions, Hk * hd); att is (T, H * hd). */
+static void mha_task(const float *q, const float *K, const float *V, int H, int Hk, int hd, float attn_scale, int t,
+                     int h, int pos, float *att, float *scores) {
+    int n = pos + 1, kh = h / (H / Hk);
+    const float *qh = q + (size_t)t * H * hd + (size_t)h * hd;
+    size_t kd = (size_t)Hk * hd;
+    for (int s = 0; s < n; s++) scores[s] = dsi_dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * attn_scale;
+    dsi_softmax(scores, n);
+    float *out = att + (size_t)t * H * hd + (size_t)h * hd;
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int s = 0; s < n; s++) {
+        const float *v = V + s * kd + (size_t)kh * hd;
+        for (int i = 0; i < hd; i++) out[i] += scores[s] * v[i];
+    }
+}
+
 /* ==== 0. Host-side checks (no device needed) ============================== */
 static void case_host(void) {
     float dummy[64] = {0};
@@ -264,6 +300,117 @@ static void case_host(void) {
                 b->mla_attention && b->route,
             "backend table has a NULL entry");
     T_CHECK("cuda-ops-0.8", b && b->gemv == dsi_cuda_gemv && b->route == dsi_cuda_route, "table entries");
+    /* the fields appended for the forward pass on the device */
+    T_CHECK("cuda-ops-0.8",
+            b && b->event_new && b->event_free && b->event_record && b->stream_wait && b->event_sync && b->memset &&
+                b->copy && b->embed && b->add && b->gather_rows && b->scatter_add && b->mha_attention && b->mem_info &&
+                b->device_name,
+            "backend table has a NULL entry among the appended ones");
+    T_CHECK("cuda-ops-0.8",
+            b && b->event_new == dsi_cuda_event_new && b->event_free == dsi_cuda_event_free &&
+                b->event_record == dsi_cuda_event_record && b->stream_wait == dsi_cuda_stream_wait &&
+                b->event_sync == dsi_cuda_event_sync && b->memset == dsi_cuda_memset && b->copy == dsi_cuda_copy &&
+                b->embed == dsi_cuda_embed && b->add == dsi_cuda_add && b->gather_rows == dsi_cuda_gather_rows &&
+                b->scatter_add == dsi_cuda_scatter_add && b->mha_attention == dsi_cuda_mha_attention &&
+                b->mem_info == dsi_cuda_mem_info && b->device_name == dsi_cuda_device_name,
+            "appended table entries");
+}
+
+/* The new entry points' argument checks (no device needed). */
+static void case_host_rows(void) {
+    float dummy[64] = {0};
+    int itok[4] = {0};
+    ds_status s;
+    /* 0.11 embed: ragged Q8_0 rows, an empty table, negative T, NULL buffers */
+    msg[0] = 0;
+    s = dsi_cuda_embed(DS_DTYPE_Q8_0, dummy, 2, 33, itok, 1, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.11", s, DS_ERR_INVALID_ARG, msg);
+    T_CHECK("cuda-ops-0.11", strstr(msg, "dsi_cuda_embed") != NULL, "message: %s", msg);
+    s = dsi_cuda_embed((ds_dtype)7, dummy, 2, 32, itok, 1, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.11", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_embed(DS_DTYPE_F32, dummy, 0, 8, itok, 1, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.11", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_embed(DS_DTYPE_F32, dummy, 2, 8, itok, -1, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.11", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_embed(DS_DTYPE_F16, dummy, 2, 8, NULL, 1, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.11", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_embed(DS_DTYPE_F16, dummy, 2, 8, NULL, 0, NULL, NULL, msg, MSGLEN); /* nothing to do */
+    T_STATUS("cuda-ops-0.11", s, DS_OK, msg);
+    /* 0.12 add, gather, scatter */
+    s = dsi_cuda_add(NULL, dummy, 4, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.12", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_add(NULL, NULL, 0, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.12", s, DS_OK, msg);
+    s = dsi_cuda_gather_rows(dummy, dummy, itok, -1, 8, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.12", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_gather_rows(dummy, dummy, itok, 2, 0, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.12", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_gather_rows(dummy, dummy, NULL, 2, 8, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.12", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_scatter_add(dummy, dummy, itok, NULL, 2, 8, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.12", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_scatter_add(dummy, dummy, itok, dummy, 2, -3, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.12", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_scatter_add(NULL, NULL, NULL, NULL, 0, 8, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.12", s, DS_OK, msg);
+    /* 0.13 mha: heads not a multiple of the kv heads, positions past the
+     * cache, a missing cache */
+    dsi_mha_layer a;
+    memset(&a, 0, sizeof a);
+    a.n_heads = 6;
+    a.n_kv_heads = 4;
+    a.head_dim = 8;
+    a.scale = 1.0f;
+    a.cache_k = dummy;
+    a.cache_v = dummy;
+    a.n_ctx = 4;
+    s = dsi_cuda_mha_attention(&a, dummy, 1, 0, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    a.n_kv_heads = 3;
+    s = dsi_cuda_mha_attention(&a, dummy, 2, 3, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    T_CHECK("cuda-ops-0.13", strstr(msg, "outside") != NULL, "message: %s", msg);
+    a.cache_v = NULL;
+    s = dsi_cuda_mha_attention(&a, dummy, 1, 0, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    a.cache_v = dummy;
+    a.head_dim = 0;
+    s = dsi_cuda_mha_attention(&a, dummy, 1, 0, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_mha_attention(NULL, dummy, 1, 0, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    /* 0.14 events, memset, copy, queries */
+    s = dsi_cuda_event_new(NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_event_record(NULL, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_stream_wait(NULL, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_event_sync(NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    dsi_cuda_event_free(NULL); /* a no-op */
+    s = dsi_cuda_memset(NULL, 0, 16, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_copy(dummy, NULL, 16, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_copy(dummy + 1, dummy, 8, NULL, msg, MSGLEN); /* overlapping */
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_copy(dummy, dummy + 1, 8, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_copy(dummy, dummy, 4, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_copy(NULL, NULL, 0, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_OK, msg);
+    size_t fr = 1, tot = 1;
+    s = dsi_cuda_mem_info(NULL, &tot, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_mem_info(&fr, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    char name[8];
+    s = dsi_cuda_device_name(name, 0, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_device_name(NULL, 8, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
 }
 
 /* Without a device: allocation fails with a status and a message. */
@@ -273,6 +420,22 @@ static void case_no_device(void) {
     ds_status s = dsi_cuda_alloc(&p, 1024, msg, MSGLEN);
     T_CHECK("cuda-ops-0.9", s == DS_ERR_NO_DEVICE && p == NULL && msg[0],
             "alloc without a device: status %d (%s), message '%s'", (int)s, ds_status_string(s), msg);
+    /* the queries and events fail the same way, outputs cleared */
+    size_t fr = 1, tot = 1;
+    msg[0] = 0;
+    s = dsi_cuda_mem_info(&fr, &tot, msg, MSGLEN);
+    T_CHECK("cuda-ops-0.9", s == DS_ERR_NO_DEVICE && fr == 0 && tot == 0 && msg[0],
+            "mem_info without a device: status %d (%s), message '%s'", (int)s, ds_status_string(s), msg);
+    char name[64] = "x";
+    msg[0] = 0;
+    s = dsi_cuda_device_name(name, sizeof name, msg, MSGLEN);
+    T_CHECK("cuda-ops-0.9", s == DS_ERR_NO_DEVICE && name[0] == 0 && msg[0],
+            "device_name without a device: status %d (%s), message '%s'", (int)s, ds_status_string(s), msg);
+    void *ev = (void *)1;
+    msg[0] = 0;
+    s = dsi_cuda_event_new(&ev, msg, MSGLEN);
+    T_CHECK("cuda-ops-0.9", s == DS_ERR_NO_DEVICE && ev == NULL && msg[0],
+            "event_new without a device: status %d (%s), message '%s'", (int)s, ds_status_string(s), msg);
 }
 
 /* ==== 1. Dequantize ======================================================= */
@@ -801,6 +964,346 @@ static void case_oom(void) {
     dsi_cuda_free(p);
 }
 
+/* ==== 10. Events, memset, copy, device queries ============================ */
+static void case_events(void) {
+    const char *id = "cuda-ops-10.1";
+    /* the queries */
+    size_t fr = 0, tot = 0;
+    ds_status s = dsi_cuda_mem_info(&fr, &tot, msg, MSGLEN);
+    T_STATUS("cuda-ops-10.1", s, DS_OK, msg);
+    T_CHECK("cuda-ops-10.1", s != DS_OK || (tot > 0 && fr <= tot), "mem_info: %zu free of %zu", fr, tot);
+    char name[256], small[4];
+    s = dsi_cuda_device_name(name, sizeof name, msg, MSGLEN);
+    T_STATUS("cuda-ops-10.1", s, DS_OK, msg);
+    T_CHECK("cuda-ops-10.1", s != DS_OK || name[0], "device_name is empty");
+    if (s == DS_OK) printf("note cuda-ops-10.1: device '%s', %.1f of %.1f GiB free\n", name, (double)fr / 1073741824.0,
+                           (double)tot / 1073741824.0);
+    memset(small, 'x', sizeof small);
+    s = dsi_cuda_device_name(small, sizeof small, msg, MSGLEN);
+    T_CHECK("cuda-ops-10.1", s == DS_OK && strlen(small) < sizeof small && strncmp(small, name, strlen(small)) == 0,
+            "device_name into 4 bytes: status %d, '%.4s'", (int)s, small);
+
+    /* 10.2: memset and copy, ragged byte ranges at odd offsets; bytes outside
+     * a range stay as they were */
+    id = "cuda-ops-10.2";
+    enum { NB = 4099 };
+    uint8_t *h = malloc(NB), *ref = malloc(NB), *got = malloc(NB);
+    uint8_t *da = NULL, *db = NULL;
+    void *s2 = NULL, *ev = NULL, *ev2 = NULL;
+    if (!h || !ref || !got) {
+        T_CHECK(id, 0, "out of host memory");
+        goto done;
+    }
+    for (int i = 0; i < NB; i++) h[i] = (uint8_t)(i * 7 + 3);
+    if (!(da = dev_up(id, h, NB)) || !(db = dev_up(id, h, NB))) goto done;
+    memcpy(ref, h, NB);
+    s = dsi_cuda_memset(da + 1, 0xab, 1000, stream, msg, MSGLEN);
+    memset(ref + 1, 0xab, 1000);
+    if (s == DS_OK) s = dsi_cuda_memset(da + 2000, -1, 3, stream, msg, MSGLEN); /* as memset: 0xff */
+    memset(ref + 2000, 0xff, 3);
+    if (s == DS_OK) s = dsi_cuda_memset(da + 3001, 0x1c5, 1, stream, msg, MSGLEN); /* the low byte */
+    ref[3001] = 0xc5;
+    T_STATUS(id, s, DS_OK, msg);
+    if (s != DS_OK || !dev_down(id, got, da, NB)) goto done;
+    T_CHECK(id, memcmp(got, ref, NB) == 0, "memset: bytes differ");
+    s = dsi_cuda_copy(db + 5, da + 3, 4000, stream, msg, MSGLEN);
+    if (s == DS_OK) s = dsi_cuda_copy(db + 4050, da, 1, stream, msg, MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+    memcpy(h + 5, ref + 3, 4000);
+    h[4050] = ref[0];
+    if (s != DS_OK || !dev_down(id, got, db, NB)) goto done;
+    T_CHECK(id, memcmp(got, h, NB) == 0, "copy: bytes differ");
+
+    /* 10.3: events order two streams: a second stream waits for the first's
+     * memset before it copies; the host waits for the second's event */
+    id = "cuda-ops-10.3";
+    s = dsi_cuda_stream_new(&s2, msg, MSGLEN);
+    if (s == DS_OK) s = dsi_cuda_event_new(&ev, msg, MSGLEN);
+    if (s == DS_OK) s = dsi_cuda_event_new(&ev2, msg, MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+    if (s != DS_OK) goto done;
+    s = dsi_cuda_memset(da, 0x5a, NB, stream, msg, MSGLEN);
+    if (s == DS_OK) s = dsi_cuda_event_record(ev, stream, msg, MSGLEN);
+    if (s == DS_OK) s = dsi_cuda_stream_wait(s2, ev, msg, MSGLEN);
+    if (s == DS_OK) s = dsi_cuda_copy(db, da, NB, s2, msg, MSGLEN);
+    if (s == DS_OK) s = dsi_cuda_event_record(ev2, s2, msg, MSGLEN);
+    if (s == DS_OK) s = dsi_cuda_event_sync(ev2, msg, MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+    if (s != DS_OK || !dev_down(id, got, db, NB)) goto done;
+    int bad = 0;
+    for (int i = 0; i < NB; i++) bad += got[i] != 0x5a;
+    T_CHECK(id, bad == 0, "copy after an event: %d bytes differ", bad);
+    /* recording again reuses the event; waiting on the legacy stream works */
+    s = dsi_cuda_event_record(ev, NULL, msg, MSGLEN);
+    if (s == DS_OK) s = dsi_cuda_stream_wait(stream, ev, msg, MSGLEN);
+    if (s == DS_OK) s = dsi_cuda_event_sync(ev, msg, MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+done:
+    dsi_cuda_event_free(ev);
+    dsi_cuda_event_free(ev2);
+    dsi_cuda_stream_free(s2);
+    dsi_cuda_free(da), dsi_cuda_free(db);
+    free(h), free(ref), free(got);
+}
+
+/* ==== 11. Embedding ======================================================= */
+static void embed_case(ds_dtype dt, int rows, int cols, int T, int bad_tokens) {
+    const char *id = bad_tokens ? "cuda-ops-11.2" : "cuda-ops-11.1";
+    if (dt == DS_DTYPE_Q8_0 && cols % 32) return;
+    size_t rb;
+    uint8_t *tab = make_weight(dt, rows, cols, 2.0f, &rb);
+    int *tok = malloc((size_t)T * sizeof(int));
+    float *ref = malloc((size_t)T * cols * sizeof(float)), *got = malloc((size_t)T * cols * sizeof(float));
+    void *dtab = NULL, *dtok = NULL, *dx = NULL;
+    if (!tab || !tok || !ref || !got) {
+        T_CHECK(id, 0, "out of host memory");
+        goto done;
+    }
+    /* random rows, the first and last included, repeats allowed */
+    for (int t = 0; t < T; t++) tok[t] = (int)((frand() + 1.0f) * 0.5f * (float)rows) % rows;
+    tok[0] = rows - 1;
+    if (T > 1) tok[T - 1] = 0;
+    if (bad_tokens) { /* the guard: a token outside the table gives NaN */
+        tok[0] = rows;
+        if (T > 1) tok[1] = -1;
+    }
+    dsi_weight hw = host_weight(dt, tab, rows, cols, rb);
+    for (int t = 0; t < T; t++)
+        if (tok[t] >= 0 && tok[t] < rows) dsi_dequant_row(&hw, tab + (size_t)tok[t] * rb, ref + (size_t)t * cols);
+    if (!(dtab = dev_up(id, tab, (size_t)rows * rb)) || !(dtok = dev_up(id, tok, (size_t)T * sizeof(int))) ||
+        !(dx = dev_up(id, NULL, (size_t)T * cols * sizeof(float))))
+        goto done;
+    ds_status s = dsi_cuda_embed(dt, dtab, rows, cols, dtok, T, dx, stream, msg, MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+    if (s != DS_OK || !dev_down(id, got, dx, (size_t)T * cols * sizeof(float))) goto done;
+    int bad = 0;
+    for (int t = 0; t < T; t++) {
+        bool valid = tok[t] >= 0 && tok[t] < rows;
+        for (int j = 0; j < cols; j++) {
+            float g = got[(size_t)t * cols + j];
+            bad += valid ? memcmp(&g, &ref[(size_t)t * cols + j], sizeof g) != 0 : !isnan(g);
+        }
+    }
+    T_CHECK(id, bad == 0, "%s rows %d cols %d T %d%s: %d values differ", dtname(dt), rows, cols, T,
+            bad_tokens ? " (tokens outside)" : "", bad);
+done:
+    dsi_cuda_free(dtab), dsi_cuda_free(dtok), dsi_cuda_free(dx);
+    free(tab), free(tok), free(ref), free(got);
+}
+
+static void case_embed(void) {
+    const int shapes[][3] = {/* rows, cols, T */
+                             {10, 32, 1}, {100, 96, 7}, {37, 33, 5}, {5, 2048 + 32, 3}, {3, 1, 4}, {1, 64, 2}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int t = DS_DTYPE_F32; t <= DS_DTYPE_Q8_0; t++)
+            embed_case((ds_dtype)t, shapes[k][0], shapes[k][1], shapes[k][2], 0);
+    for (int t = DS_DTYPE_F32; t <= DS_DTYPE_Q8_0; t++) embed_case((ds_dtype)t, 20, 64, 3, 1);
+}
+
+/* ==== 12. Residual add ==================================================== */
+static void case_add(void) {
+    const size_t ns[] = {1, 1000, 100003};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        size_t n = ns[k];
+        float *y = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+        void *dy = NULL, *dx = NULL;
+        if (!y || !x || !got) {
+            T_CHECK("cuda-ops-12.1", 0, "out of host memory");
+            goto next;
+        }
+        fill(y, n, 30.0f);
+        fill(x, n, 0.01f);
+        if (!(dy = dev_up("cuda-ops-12.1", y, n * sizeof(float))) ||
+            !(dx = dev_up("cuda-ops-12.1", x, n * sizeof(float))))
+            goto next;
+        ds_status s = dsi_cuda_add(dy, dx, n, stream, msg, MSGLEN);
+        T_STATUS("cuda-ops-12.1", s, DS_OK, msg);
+        if (s != DS_OK || !dev_down("cuda-ops-12.1", got, dy, n * sizeof(float))) goto next;
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            float ref = y[i];
+            ref += x[i]; /* the residual loop: c->x[i] += c->tmp[i] */
+            bad += memcmp(&got[i], &ref, sizeof ref) != 0;
+        }
+        T_CHECK("cuda-ops-12.1", bad == 0, "n %zu: %zu values differ", n, bad);
+    next:
+        dsi_cuda_free(dy), dsi_cuda_free(dx);
+        free(y), free(x), free(got);
+    }
+}
+
+/* ==== 13. MoE gather and weighted scatter-add ============================= */
+/* A random permutation's first n entries: n distinct rows of [0, rows). */
+static void distinct_rows(int *idx, int n, int rows, int *perm) {
+    for (int i = 0; i < rows; i++) perm[i] = i;
+    for (int i = 0; i < n; i++) {
+        int j = i + (int)((frand() + 1.0f) * 0.5f * (float)(rows - i)) % (rows - i);
+        int tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+        idx[i] = perm[i];
+    }
+}
+
+/* Gathers n rows of a (rows, cols) matrix, repeats allowed; a spare row
+ * after the n must stay untouched. */
+static void gather_case(int rows, int cols, int n) {
+    const char *id = "cuda-ops-13.1";
+    float *src = malloc((size_t)rows * cols * sizeof(float)), *got = malloc((size_t)(n + 1) * cols * sizeof(float));
+    float *init = malloc((size_t)(n + 1) * cols * sizeof(float));
+    int *idx = malloc((size_t)(n ? n : 1) * sizeof(int));
+    void *dsrc = NULL, *ddst = NULL, *didx = NULL;
+    if (!src || !got || !init || !idx) {
+        T_CHECK(id, 0, "out of host memory");
+        goto done;
+    }
+    fill(src, (size_t)rows * cols, 5.0f);
+    fill(init, (size_t)(n + 1) * cols, 1.0f);
+    for (int i = 0; i < n; i++) idx[i] = (int)((frand() + 1.0f) * 0.5f * (float)rows) % rows;
+    if (n > 0) idx[0] = rows - 1;
+    if (!(dsrc = dev_up(id, src, (size_t)rows * cols * sizeof(float))) ||
+        !(ddst = dev_up(id, init, (size_t)(n + 1) * cols * sizeof(float))) ||
+        !(didx = dev_up(id, idx, (size_t)(n ? n : 1) * sizeof(int))))
+        goto done;
+    ds_status s = dsi_cuda_gather_rows(ddst, dsrc, didx, n, cols, stream, msg, MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+    if (s != DS_OK || !dev_down(id, got, ddst, (size_t)(n + 1) * cols * sizeof(float))) goto done;
+    /* the CPU: memcpy(xe + i * D, xn + (etok[i] / K) * D, D floats) */
+    for (int i = 0; i < n; i++)
+        memcpy(init + (size_t)i * cols, src + (size_t)idx[i] * cols, (size_t)cols * sizeof(float));
+    T_CHECK(id, memcmp(got, init, (size_t)(n + 1) * cols * sizeof(float)) == 0,
+            "rows %d cols %d n %d: values differ (or the spare row changed)", rows, cols, n);
+done:
+    dsi_cuda_free(dsrc), dsi_cuda_free(ddst), dsi_cuda_free(didx);
+    free(src), free(got), free(init), free(idx);
+}
+
+/* The MoE's combine: for each of E experts in order, n of the T token rows
+ * of y (distinct) get w * that expert's output rows added. */
+static void scatter_case(int T, int cols, int E) {
+    const char *id = "cuda-ops-13.2";
+    float *y = malloc((size_t)T * cols * sizeof(float)), *got = malloc((size_t)T * cols * sizeof(float));
+    float *src = malloc((size_t)T * cols * sizeof(float)), *w = malloc((size_t)T * sizeof(float));
+    int *idx = malloc((size_t)T * sizeof(int)), *perm = malloc((size_t)T * sizeof(int));
+    void *dy = NULL, *dsrc = NULL, *dw = NULL, *didx = NULL;
+    ds_status s = DS_OK;
+    if (!y || !got || !src || !w || !idx || !perm) {
+        T_CHECK(id, 0, "out of host memory");
+        goto done;
+    }
+    fill(y, (size_t)T * cols, 1.0f);
+    if (!(dy = dev_up(id, y, (size_t)T * cols * sizeof(float))) ||
+        !(dsrc = dev_up(id, NULL, (size_t)T * cols * sizeof(float))) ||
+        !(dw = dev_up(id, NULL, (size_t)T * sizeof(float))) || !(didx = dev_up(id, NULL, (size_t)T * sizeof(int))))
+        goto done;
+    for (int x = 0; x < E && s == DS_OK; x++) {
+        int n = 1 + (int)((frand() + 1.0f) * 0.5f * (float)T) % T; /* 1..T tokens */
+        if (x == E - 1) n = T;                                      /* every row once */
+        distinct_rows(idx, n, T, perm);
+        fill(src, (size_t)n * cols, 3.0f);
+        for (int i = 0; i < n; i++) w[i] = (frand() + 1.0f) * 0.5f;
+        s = dsi_cuda_upload(dsrc, src, (size_t)n * cols * sizeof(float), stream, msg, MSGLEN);
+        if (s == DS_OK) s = dsi_cuda_upload(dw, w, (size_t)n * sizeof(float), stream, msg, MSGLEN);
+        if (s == DS_OK) s = dsi_cuda_upload(didx, idx, (size_t)n * sizeof(int), stream, msg, MSGLEN);
+        if (s == DS_OK) s = dsi_cuda_scatter_add(dy, dsrc, didx, dw, n, cols, stream, msg, MSGLEN);
+        /* uploads from pageable memory may be pending: the host buffers are
+         * rewritten by the next expert */
+        if (s == DS_OK) s = dsi_cuda_sync(stream, msg, MSGLEN);
+        /* the CPU: dst[d] += wgt * src[d] for each of the expert's tokens */
+        for (int i = 0; i < n; i++) {
+            float wgt = w[i], *dst = y + (size_t)idx[i] * cols;
+            const float *sr = src + (size_t)i * cols;
+            for (int d = 0; d < cols; d++) dst[d] += wgt * sr[d];
+        }
+    }
+    T_STATUS(id, s, DS_OK, msg);
+    if (s != DS_OK || !dev_down(id, got, dy, (size_t)T * cols * sizeof(float))) goto done;
+    size_t bad = 0;
+    for (size_t i = 0; i < (size_t)T * cols; i++) bad += memcmp(&got[i], &y[i], sizeof y[i]) != 0;
+    T_CHECK(id, bad == 0, "T %d cols %d experts %d: %zu values differ", T, cols, E, bad);
+done:
+    dsi_cuda_free(dy), dsi_cuda_free(dsrc), dsi_cuda_free(dw), dsi_cuda_free(didx);
+    free(y), free(got), free(src), free(w), free(idx), free(perm);
+}
+
+static void case_moe_rows(void) {
+    const int g[][3] = {/* rows, cols, n */ {4, 1, 1}, {7, 2048, 7}, {40, 33, 13}, {3, 64, 9}, {5, 16, 0}};
+    for (size_t k = 0; k < sizeof g / sizeof g[0]; k++) gather_case(g[k][0], g[k][1], g[k][2]);
+    const int sc[][3] = {/* T, cols, experts */ {1, 32, 1}, {9, 1001, 6}, {40, 64, 8}, {3, 2048, 4}};
+    for (size_t k = 0; k < sizeof sc / sizeof sc[0]; k++) scatter_case(sc[k][0], sc[k][1], sc[k][2]);
+}
+
+/* ==== 14. Multi-head attention (DeepSeek-MoE) ============================= */
+typedef struct mha_shape {
+    int H, Hk, hd, n_ctx, pos0, T;
+} mha_shape;
+
+static void mha_case(mha_shape m) {
+    const char *id = "cuda-ops-14.1";
+    int npos = m.pos0 + m.T;
+    size_t kd = (size_t)m.Hk * m.hd, nq = (size_t)m.T * m.H * m.hd;
+    float scale = 1.0f / sqrtf((float)m.hd);
+    float *K = malloc((size_t)m.n_ctx * kd * sizeof(float)), *V = malloc((size_t)m.n_ctx * kd * sizeof(float));
+    float *q = malloc(nq * sizeof(float)), *ref = malloc(nq * sizeof(float)), *got = malloc(nq * sizeof(float));
+    float *scratch = malloc((size_t)npos * sizeof(float));
+    void *dk = NULL, *dv = NULL, *dq = NULL, *dout = NULL;
+    if (!K || !V || !q || !ref || !got || !scratch) {
+        T_CHECK(id, 0, "out of host memory");
+        goto done;
+    }
+    fill(K, (size_t)npos * kd, 1.0f);
+    fill(V, (size_t)npos * kd, 1.0f);
+    fill(q, nq, 3.0f);
+    /* positions the tokens may not see are NaN: reading one shows */
+    for (size_t i = (size_t)npos * kd; i < (size_t)m.n_ctx * kd; i++) K[i] = V[i] = NAN;
+    if (!(dk = dev_up(id, K, (size_t)m.n_ctx * kd * sizeof(float))) ||
+        !(dv = dev_up(id, V, (size_t)m.n_ctx * kd * sizeof(float))) || !(dq = dev_up(id, q, nq * sizeof(float))) ||
+        !(dout = dev_up(id, NULL, nq * sizeof(float))))
+        goto done;
+    dsi_mha_layer a;
+    memset(&a, 0, sizeof a);
+    a.n_heads = m.H;
+    a.n_kv_heads = m.Hk;
+    a.head_dim = m.hd;
+    a.scale = scale;
+    a.cache_k = dk;
+    a.cache_v = dv;
+    a.n_ctx = m.n_ctx;
+    ds_status s = dsi_cuda_mha_attention(&a, dq, m.T, m.pos0, dout, stream, msg, MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+    if (s != DS_OK || !dev_down(id, got, dout, nq * sizeof(float))) goto done;
+    for (int t = 0; t < m.T; t++)
+        for (int h = 0; h < m.H; h++) mha_task(q, K, V, m.H, m.Hk, m.hd, scale, t, h, m.pos0 + t, ref, scratch);
+    float amax = 0;
+    for (size_t i = 0; i < nq; i++) amax = fmaxf(amax, fabsf(ref[i]));
+    int bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < nq; i++) {
+        double err = fabs((double)got[i] - ref[i]), tol = 5e-5 * amax + 1e-6;
+        if (!(err <= tol)) bad++; /* NaN counts */
+        if (err / tol > worst) worst = err / tol;
+    }
+    T_CHECK(id, bad == 0, "H %d Hk %d hd %d pos0 %d T %d: %d of %zu out of tolerance (worst %.2fx)", m.H, m.Hk, m.hd,
+            m.pos0, m.T, bad, nq, worst);
+done:
+    dsi_cuda_free(dk), dsi_cuda_free(dv), dsi_cuda_free(dq), dsi_cuda_free(dout);
+    free(K), free(V), free(q), free(ref), free(got), free(scratch);
+}
+
+static void case_mha(void) {
+    const mha_shape shapes[] = {
+        /* H, Hk, hd, n_ctx, pos0, T */
+        {16, 16, 128, 64, 0, 1},     /* DeepSeek-MoE 16B shape, first token */
+        {16, 16, 128, 1024, 700, 1}, /* decode across several softmax tiles */
+        {4, 4, 128, 600, 230, 37},   /* prefill crossing a tile boundary */
+        {8, 2, 64, 300, 250, 12},    /* GQA, 4 heads per kv head, across a tile */
+        {6, 3, 24, 40, 5, 6},        /* small, ragged */
+        {3, 1, 7, 530, 513, 3},      /* one kv head, odd head dim, third tile */
+        {2, 2, 300, 24, 0, 20},      /* head dim above the block's threads */
+    };
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) mha_case(shapes[k]);
+}
+
 /* ==== Driver ============================================================== */
 static const struct {
     const char *id;
@@ -809,10 +1312,21 @@ static const struct {
     {"cuda-ops-1", case_dequantize}, {"cuda-ops-2", case_gemv}, {"cuda-ops-3", case_matmul},
     {"cuda-ops-4", case_rmsnorm},    {"cuda-ops-5", case_silu}, {"cuda-ops-6", case_rope},
     {"cuda-ops-7", case_mla},        {"cuda-ops-8", case_route}, {"cuda-ops-9", case_oom},
+    {"cuda-ops-10", case_events},    {"cuda-ops-11", case_embed}, {"cuda-ops-12", case_add},
+    {"cuda-ops-13", case_moe_rows},  {"cuda-ops-14", case_mha},
 };
+
+/* id is one of the space- or comma-separated words of list */
+static bool selected(const char *list, const char *id) {
+    size_t n = strlen(id);
+    for (const char *p = list; (p = strstr(p, id)) != NULL; p += n)
+        if ((p == list || p[-1] == ' ' || p[-1] == ',') && (p[n] == 0 || p[n] == ' ' || p[n] == ',')) return true;
+    return false;
+}
 
 int main(void) {
     case_host();
+    case_host_rows();
     int n = 0;
     ds_status s = dsi_cuda_device_count(&n, msg, MSGLEN);
     size_t nc = sizeof device_cases / sizeof device_cases[0];
@@ -826,7 +1340,11 @@ int main(void) {
     if (s == DS_OK) s = dsi_cuda_stream_new(&stream, msg, MSGLEN);
     T_STATUS("cuda-ops-0.10", s, DS_OK, msg);
     if (s != DS_OK) return t_finish("test_cuda_ops");
-    for (size_t i = 0; i < nc; i++) device_cases[i].fn();
+    const char *only = getenv("DS_TEST_ONLY");
+    for (size_t i = 0; i < nc; i++) {
+        if (only && !selected(only, device_cases[i].id)) T_SKIP(device_cases[i].id, "not in DS_TEST_ONLY");
+        else device_cases[i].fn();
+    }
     dsi_cuda_stream_free(stream);
     return t_finish("test_cuda_ops");
 }

@@ -1055,11 +1055,13 @@ static int cmd_verify(int argc, char **argv) {
 
 typedef struct model_opts {
     key_opts ko;
-    const char *threads_s, *ctx_s, *cache_s;
+    const char *threads_s, *ctx_s, *cache_s, *device_s, *gpu_cache_s, *gpu_s;
     int verbose;
     /* parsed */
     int threads, n_ctx;
-    uint64_t cache_bytes;
+    uint64_t cache_bytes, gpu_cache_bytes;
+    ds_device device;
+    int gpu_index;
 } model_opts;
 
 /* Recognises the model options (those allowed by the flags). Returns 1 when
@@ -1071,6 +1073,10 @@ static int model_option(argscan *a, model_opts *o, int which) {
     if ((which & MO_THREADS) && is_opt(a, "--threads", &v)) return set_once(a, &o->threads_s, v, "--threads"), 1;
     if ((which & MO_CTX) && is_opt(a, "--ctx", &v)) return set_once(a, &o->ctx_s, v, "--ctx"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--cache-mb", &v)) return set_once(a, &o->cache_s, v, "--cache-mb"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--device", &v)) return set_once(a, &o->device_s, v, "--device"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--gpu-cache-mb", &v))
+        return set_once(a, &o->gpu_cache_s, v, "--gpu-cache-mb"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--gpu", &v)) return set_once(a, &o->gpu_s, v, "--gpu"), 1;
     if (is_flag(a, "--verbose") || is_flag(a, "-v")) {
         o->verbose = 1;
         return 1;
@@ -1099,6 +1105,24 @@ static int model_opts_check(const char *cmd, model_opts *o) {
                                o->cache_s);
         o->cache_bytes = v << 20;
     }
+    if (o->device_s) {
+        if (!strcmp(o->device_s, "cpu")) o->device = DS_DEVICE_CPU;
+        else if (!strcmp(o->device_s, "cuda")) o->device = DS_DEVICE_CUDA;
+        else return usage_error(cmd, "--device is cpu or cuda, not '%s'", o->device_s);
+    }
+    if (o->gpu_cache_s) {
+        if (!parse_u64(o->gpu_cache_s, UINT64_MAX >> 20, &v))
+            return usage_error(cmd, "--gpu-cache-mb needs a whole number of MiB (0 = all experts on the device), not '%s'",
+                               o->gpu_cache_s);
+        o->gpu_cache_bytes = v << 20;
+    }
+    if (o->gpu_s) {
+        if (!parse_u64(o->gpu_s, 1024, &v))
+            return usage_error(cmd, "--gpu needs a CUDA device number from 0 to 1024, not '%s'", o->gpu_s);
+        o->gpu_index = (int)v;
+    }
+    if ((o->gpu_cache_s || o->gpu_s) && o->device != DS_DEVICE_CUDA)
+        return usage_error(cmd, "--gpu-cache-mb and --gpu need --device cuda");
     return 0;
 }
 
@@ -1128,6 +1152,9 @@ static ds_model *open_model(const char *cmd, const char *path, const model_opts 
     mp.load_weights = load_weights;
     mp.n_threads = o->threads;
     mp.expert_cache_bytes = o->cache_bytes;
+    mp.device = o->device;
+    mp.gpu_index = o->gpu_index;
+    mp.gpu_cache_bytes = o->gpu_cache_bytes;
     mp.log = log_cb;
     mp.log_user = lc;
     if (sec.have_key) {
@@ -1332,6 +1359,10 @@ static const char run_help[] =
     "  --threads N               compute threads (default 0 = all online CPUs)\n"
     "  --ctx N                   context size in tokens (default min(4096, model maximum))\n"
     "  --cache-mb M              routed-expert cache budget in MiB (default 0 = all resident)\n"
+    "  --device cpu|cuda         where the forward pass runs (default cpu; cuda needs a build\n"
+    "                            with make CUDA=1 and a GPU, else it runs on the CPU and says so)\n"
+    "  --gpu N                   CUDA device number (default 0)\n"
+    "  --gpu-cache-mb M          VRAM expert cache in MiB (default 0 = all experts on the device)\n"
     "  -v, --verbose             also print the library's notices\n";
 
 static int cmd_run(int argc, char **argv) {

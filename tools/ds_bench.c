@@ -71,6 +71,11 @@ const char ds_bench_help[] =
     "                        process; writes DIR/sweep.csv, DIR/sweep_runs.csv and\n"
     "                        DIR/sweep.png (gnuplot)\n"
     "  --out DIR             where --sweep writes (default: the current directory)\n"
+    "  --device cpu|cuda     where the forward pass runs (default cpu)\n"
+    "  --gpu N               CUDA device number (default 0)\n"
+    "  --gpu-cache-mb M      VRAM expert cache in MiB (default 0 = every expert on the device)\n"
+    "  --peak-gbs B          the memory's peak bandwidth in GB/s (e.g. 4800 for an H200's\n"
+    "                        HBM): decode is also reported as a share of the bound it sets\n"
     "  --repeat R            runs per setting; the one with the median decode speed is\n"
     "                        reported (default 1)\n"
     "\n"
@@ -164,8 +169,11 @@ static int make_dirs(const char *path) {
 typedef struct bench_opts {
     const char *model;
     const char *key_file, *pass_env;
-    uint64_t cache_bytes, page_cache_bytes;
+    uint64_t cache_bytes, page_cache_bytes, gpu_cache_bytes;
     int prompt_tokens, gen_tokens, threads, prefetch, repeat, exact_act;
+    ds_device device;
+    int gpu_index;
+    double peak_gbs;
     ds_evict_policy evict;
     double sweep[MAX_SWEEP];
     int n_sweep;
@@ -187,6 +195,9 @@ typedef struct run_result {
     uint64_t rss_open_kb;         /* VmRSS after open */
     uint64_t hwm_kb;              /* VmHWM at the end */
     uint64_t token_hash;          /* FNV-1a of the generated ids */
+    ds_cache_stats gpu;           /* the VRAM expert cache over the decode */
+    uint64_t touched_bytes;       /* weight bytes a decode token reads (estimate) */
+    char device[128];
     uint64_t expert_bytes;        /* the routed experts' plaintext, all layers */
     uint64_t dense_bytes;         /* everything else */
 } run_result;
@@ -242,7 +253,8 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     o->out_dir = ".";
     o->child_fd = -1;
     const char *cache_s = NULL, *pcache_s = NULL, *p_s = NULL, *g_s = NULL, *t_s = NULL, *ev_s = NULL, *sw_s = NULL, *r_s = NULL,
-               *out_s = NULL, *cfd_s = NULL, *cpct_s = NULL, *cbud_s = NULL, *cpf_s = NULL;
+               *out_s = NULL, *cfd_s = NULL, *cpct_s = NULL, *cbud_s = NULL, *cpf_s = NULL,
+               *dev_s = NULL, *gc_s = NULL, *gi_s = NULL, *pk_s = NULL;
     int only_pos = 0, bad = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -268,9 +280,11 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         const char *name = NULL;
         static const char *names[] = {"--key-file", "--passphrase-env", "--cache-mb", "--prompt-tokens",
                                       "--gen-tokens", "--threads", "--evict", "--sweep", "--out", "--repeat",
-                                      "--x-child-fd", "--x-pct", "--x-budget", "--x-prefetch", "--page-cache-mb"};
+                                      "--x-child-fd", "--x-pct", "--x-budget", "--x-prefetch", "--page-cache-mb",
+                                      "--device", "--gpu-cache-mb", "--gpu", "--peak-gbs"};
         const char **slots[] = {&o->key_file, &o->pass_env, &cache_s, &p_s, &g_s, &t_s, &ev_s, &sw_s,
-                                &out_s, &r_s, &cfd_s, &cpct_s, &cbud_s, &cpf_s, &pcache_s};
+                                &out_s, &r_s, &cfd_s, &cpct_s, &cbud_s, &cpf_s, &pcache_s,
+                                &dev_s, &gc_s, &gi_s, &pk_s};
         for (size_t k = 0; k < sizeof names / sizeof names[0] && !slot; k++)
             if (opt_val(argc, argv, &i, names[k], &v, &bad)) {
                 slot = slots[k];
@@ -300,6 +314,23 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             return usage("--page-cache-mb needs a whole number of MiB, not '%s'", pcache_s);
         o->page_cache_bytes = v << 20;
     }
+    if (dev_s) {
+        if (!strcmp(dev_s, "cpu")) o->device = DS_DEVICE_CPU;
+        else if (!strcmp(dev_s, "cuda")) o->device = DS_DEVICE_CUDA;
+        else return usage("--device must be cpu or cuda, not '%s'", dev_s);
+    }
+    if (gc_s) {
+        if (!parse_u64(gc_s, UINT64_MAX >> 20, &v))
+            return usage("--gpu-cache-mb needs a whole number of MiB (0 = every expert on the device), not '%s'", gc_s);
+        o->gpu_cache_bytes = v << 20;
+    }
+    if (gi_s) {
+        if (!parse_u64(gi_s, 1024, &v)) return usage("--gpu needs a CUDA device number, not '%s'", gi_s);
+        o->gpu_index = (int)v;
+    }
+    if ((gc_s || gi_s) && o->device != DS_DEVICE_CUDA) return usage("--gpu-cache-mb and --gpu need --device cuda");
+    if (pk_s && (!parse_double(pk_s, &o->peak_gbs) || !(o->peak_gbs > 0)))
+        return usage("--peak-gbs needs a bandwidth in GB/s above 0, not '%s'", pk_s);
     if (p_s) {
         if (!parse_u64(p_s, 1u << 20, &v) || v == 0)
             return usage("--prompt-tokens needs a whole number from 1 to 1048576, not '%s'", p_s);
@@ -347,6 +378,12 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
 }
 
 /* ==== One run ============================================================= */
+
+/* The library's warnings (CUDA asked for but absent, ...) go to stderr. */
+static void bench_log(void *user, ds_log_level level, const char *msg) {
+    (void)user;
+    if (level <= DS_LOG_WARN) fprintf(stderr, "ds bench: %s: %s\n", level == DS_LOG_ERROR ? "error" : "warning", msg);
+}
 
 /* Opens the model: key file or passphrase when the file is encrypted; the
  * secret is wiped before returning. Prints the failure. */
@@ -398,6 +435,10 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     mp.n_threads = o->threads;
     mp.exact_activations = o->exact_act;
     mp.page_cache_bytes = o->page_cache_bytes;
+    mp.log = bench_log;
+    mp.device = o->device;
+    mp.gpu_index = o->gpu_index;
+    mp.gpu_cache_bytes = o->gpu_cache_bytes;
     ds_model *m = NULL;
     st = ds_model_open(&m, o->model, &mp);
     ds_memzero(key, sizeof key);
@@ -435,12 +476,19 @@ static int bench_once(const bench_opts *o, uint64_t budget, int prefetch, double
     if (!m) return EXIT_FAILURE;
     r->open_s = now_s() - t0;
     r->rss_open_kb = proc_status_kb("VmRSS");
+    snprintf(r->device, sizeof r->device, "%s", ds_model_device_name(m));
     size_t nseg = ds_model_segment_count(m);
+    uint64_t embed_bytes = 0, n_expert_segs = 0;
     for (size_t i = 0; i < nseg; i++) {
         ds_segment_info si;
         if (ds_model_segment_info(m, i, &si) != DS_OK) continue;
-        if (si.kind == DS_SEGMENT_EXPERT) r->expert_bytes += si.plain_bytes;
-        else r->dense_bytes += si.plain_bytes;
+        if (si.kind == DS_SEGMENT_EXPERT) {
+            r->expert_bytes += si.plain_bytes;
+            n_expert_segs++;
+        } else {
+            r->dense_bytes += si.plain_bytes;
+            if (si.layer < 0) embed_bytes += si.plain_bytes;
+        }
     }
     if (r->pct <= 0)
         r->pct = budget && r->expert_bytes ? 100.0 * (double)budget / (double)r->expert_bytes : 100.0;
@@ -454,6 +502,14 @@ static int bench_once(const bench_opts *o, uint64_t budget, int prefetch, double
     if (st != DS_OK) {
         fail("%s", errmsg(st));
         goto done;
+    }
+    {
+        /* a decode token reads every dense weight but the embedding table
+         * (one row of it), and n_experts_per_tok experts per MoE layer */
+        int n_moe = cfg.n_routed_experts > 0 ? (int)(n_expert_segs / (uint64_t)cfg.n_routed_experts) : 0;
+        uint64_t per_expert = n_expert_segs ? r->expert_bytes / n_expert_segs : 0;
+        r->touched_bytes = r->dense_bytes - embed_bytes + (uint64_t)n_moe * (uint64_t)cfg.n_experts_per_tok * per_expert;
+        if (cfg.tie_word_embeddings) r->touched_bytes += embed_bytes;
     }
     ds_context_params cp = ds_context_default_params();
     cp.n_ctx = o->prompt_tokens + o->gen_tokens + 1;
@@ -510,6 +566,10 @@ static int bench_once(const bench_opts *o, uint64_t budget, int prefetch, double
         fail("%s", errmsg(st));
         goto done;
     }
+    if ((st = ds_model_gpu_cache_stats(m, &r->gpu)) != DS_OK) {
+        fail("%s", errmsg(st));
+        goto done;
+    }
     r->token_hash = h;
     r->hwm_kb = proc_status_kb("VmHWM");
     r->ok = 1;
@@ -553,11 +613,33 @@ static void print_run(const bench_opts *o, const run_result *r, double compute_m
                (unsigned long long)(o->page_cache_bytes >> 20));
     else
         printf("budget         all experts resident (no expert cache)\n");
+    printf("device         %s\n", r->device);
     printf("open           %.2f s, resident after open %.1f MB\n", r->open_s, rss_mb(r->rss_open_kb));
     printf("prefill        %d tokens in %.3f s: %.2f tok/s\n", r->n_prompt, r->prefill_s, prefill_tps(r));
     printf("decode         %d tokens in %.3f s: %.2f tok/s, %.2f ms/token\n", r->n_gen, r->decode_s,
            decode_tps(r), per_tok_ms(r, r->decode_s));
     printf("peak RSS       %.1f MB (VmHWM)\n", rss_mb(r->hwm_kb));
+    {
+        double gbs = ratio((double)r->touched_bytes * decode_tps(r), 1e9);
+        printf("weights/token  %.1f MB read per decode token (estimate): %.1f GB/s effective", (double)r->touched_bytes / 1e6,
+               gbs);
+        if (o->peak_gbs > 0)
+            printf(", %.1f%% of the %.0f GB/s bound (%.1f tok/s)", 100.0 * gbs / o->peak_gbs, o->peak_gbs,
+                   ratio(o->peak_gbs * 1e9, (double)r->touched_bytes));
+        printf("\n");
+    }
+    if (strncmp(r->device, "cuda", 4) == 0) {
+        const ds_cache_stats *g = &r->gpu;
+        if (g->n_slots)
+            printf("vram cache     %d slots of %.2f MB (%.1f MB): hits %llu, misses %llu (%.1f%%), evictions %llu, "
+                   "uploaded %.1f MB, staging %.3f s\n",
+                   g->n_slots, (double)g->slot_bytes / 1e6, (double)g->budget_bytes / 1e6,
+                   (unsigned long long)g->hits, (unsigned long long)g->misses,
+                   100.0 * ratio((double)g->hits, (double)(g->hits + g->misses)), (unsigned long long)g->evictions,
+                   (double)g->bytes_decrypted / 1e6, g->wait_seconds);
+        else
+            printf("vram cache     every routed expert in device memory (%.1f MB)\n", (double)g->budget_bytes / 1e6);
+    }
     if (!r->budget_bytes) {
         printf("compute        %.2f ms/token (resident: all decode time is compute)\n", per_tok_ms(r, r->decode_s));
         return;
@@ -636,6 +718,17 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
             snprintf(pc_s, sizeof pc_s, "%llu", (unsigned long long)(o->page_cache_bytes >> 20));
             args[n++] = (char *)"--page-cache-mb";
             args[n++] = pc_s;
+        }
+        char gc_s[32], gi_s[16];
+        if (o->device == DS_DEVICE_CUDA) {
+            snprintf(gc_s, sizeof gc_s, "%llu", (unsigned long long)(o->gpu_cache_bytes >> 20));
+            snprintf(gi_s, sizeof gi_s, "%d", o->gpu_index);
+            args[n++] = (char *)"--device";
+            args[n++] = (char *)"cuda";
+            args[n++] = (char *)"--gpu-cache-mb";
+            args[n++] = gc_s;
+            args[n++] = (char *)"--gpu";
+            args[n++] = gi_s;
         }
         if (o->key_file) {
             args[n++] = (char *)"--key-file";

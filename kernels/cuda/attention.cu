@@ -19,6 +19,14 @@
  * the sum at the end instead of each weight before accumulation. Dot
  * products are warp reductions. qlat is formed with the CPU's operations in
  * the CPU's order.
+ *
+ * Below it, plain multi-head attention (DeepSeek-MoE 16B, GQA allowed) over
+ * a cache of roped keys and values; CPU twin dsi_mha_task, one (token,
+ * head) per task:
+ *     s_j   = (q_h . K[j, kh]) * scale,  j in [0, pos],  kh = h / (H / Hk)
+ *     p     = softmax(s)
+ *     out_h = sum_j p_j V[j, kh]
+ * with the same online softmax over tiles as MLA.
  */
 #include "common.cuh"
 
@@ -191,5 +199,98 @@ extern "C" ds_status dsi_cuda_mla_attention(const dsi_mla_layer *a, const float 
     }
 #undef MLA
     DSI_CUDA_LAUNCHED("mla_attention");
+    return DS_OK;
+}
+
+/* ==== Multi-head attention (DeepSeek-MoE) ================================= */
+#define MHA_THREADS 256
+#define MHA_TILE 256
+
+/* Shared memory: the head's query (hd), its output accumulator (hd), one
+ * tile of scores (MHA_TILE). */
+static size_t dsi_cuda_mha_smem(const dsi_mha_layer *a) {
+    return (2 * (size_t)a->head_dim + MHA_TILE) * sizeof(float);
+}
+
+/* One block per (token, head): blockIdx.x = t * H + h. K and V rows are
+ * Hk * hd floats per position; head h reads kv head h / (H / Hk). */
+static __global__ void __launch_bounds__(MHA_THREADS)
+    dsi_cuda_k_mha(const float *q, int pos0, int H, int Hk, int hd, float scale, const float *__restrict__ K,
+                   const float *__restrict__ V, float *out) {
+    extern __shared__ float sm[];
+    float *qs = sm, *acc = qs + hd, *sc = acc + hd;
+    __shared__ float red[32];
+    const int tid = threadIdx.x, nt = blockDim.x, lane = tid & 31, wid = tid >> 5, nw = nt >> 5;
+    const int t = blockIdx.x / H, h = blockIdx.x % H, pos = pos0 + t, n = pos + 1, kh = h / (H / Hk);
+    const size_t kd = (size_t)Hk * hd;
+    const float *Kh = K + (size_t)kh * hd, *Vh = V + (size_t)kh * hd;
+
+    /* 1. the head's query (already roped) */
+    const float *qh = q + ((size_t)t * H + h) * hd;
+    for (int i = tid; i < hd; i += nt) {
+        qs[i] = qh[i];
+        acc[i] = 0.0f;
+    }
+    __syncthreads();
+
+    /* 2. online softmax over the positions, tile by tile (as dsi_cuda_k_mla) */
+    float m = -INFINITY, l = 0.0f;
+    for (int s0 = 0; s0 < n; s0 += MHA_TILE) {
+        const int cnt = n - s0 < MHA_TILE ? n - s0 : MHA_TILE;
+        /* scores, one warp per position */
+        for (int k = wid; k < cnt; k += nw) {
+            const float *kr = Kh + (size_t)(s0 + k) * kd;
+            float d = 0.0f;
+            for (int j = lane; j < hd; j += 32) d += qs[j] * kr[j];
+            d = dsi_cuda_warp_sum(d);
+            if (lane == 0) sc[k] = d * scale;
+        }
+        __syncthreads();
+        float mt = -INFINITY;
+        for (int k = tid; k < cnt; k += nt) mt = fmaxf(mt, sc[k]);
+        const float mn = fmaxf(m, dsi_cuda_block_max(mt, red));
+        float part = 0.0f;
+        for (int k = tid; k < cnt; k += nt) {
+            const float e = expf(sc[k] - mn);
+            sc[k] = e;
+            part += e;
+        }
+        part = dsi_cuda_block_sum(part, red); /* its barriers also publish sc */
+        const float corr = expf(m - mn);      /* 0 on the first tile */
+        l = l * corr + part;
+        /* 3. the value accumulator, rescaled to the new maximum */
+        for (int j = tid; j < hd; j += nt) {
+            float a = acc[j] * corr;
+            for (int k = 0; k < cnt; k++) a += sc[k] * Vh[(size_t)(s0 + k) * kd + j];
+            acc[j] = a;
+        }
+        m = mn;
+        __syncthreads(); /* sc is rewritten by the next tile */
+    }
+
+    /* 4. one division by the sum; a thread reads only its own acc[j] */
+    const float inv = 1.0f / l;
+    float *o = out + ((size_t)t * H + h) * hd;
+    for (int j = tid; j < hd; j += nt) o[j] = acc[j] * inv;
+}
+
+extern "C" ds_status dsi_cuda_mha_attention(const dsi_mha_layer *a, const float *q, int T, int pos0, float *out,
+                                            void *stream, char *msg, size_t len) {
+    DSI_CUDA_ARG(a, "dsi_cuda_mha_attention: NULL layer");
+    DSI_CUDA_ARG(a->n_heads > 0 && a->n_kv_heads > 0 && a->n_heads % a->n_kv_heads == 0 && a->head_dim > 0,
+                 "dsi_cuda_mha_attention: bad shape H %d Hk %d hd %d", a->n_heads, a->n_kv_heads, a->head_dim);
+    DSI_CUDA_ARG(T >= 0 && pos0 >= 0 && (int64_t)pos0 + T <= (int64_t)a->n_ctx,
+                 "dsi_cuda_mha_attention: positions %d..%lld outside the cache's %d", pos0, (long long)pos0 + T - 1,
+                 a->n_ctx);
+    DSI_CUDA_ARG((int64_t)T * a->n_heads <= INT32_MAX,
+                 "dsi_cuda_mha_attention: %d tokens x %d heads is too many blocks", T, a->n_heads);
+    if (T == 0) return DS_OK;
+    DSI_CUDA_ARG(a->cache_k && a->cache_v && q && out, "dsi_cuda_mha_attention: NULL buffer");
+    const size_t smem = dsi_cuda_mha_smem(a);
+    ds_status st = dsi_cuda_smem((const void *)dsi_cuda_k_mha, smem, "dsi_cuda_mha_attention", msg, len);
+    if (st != DS_OK) return st;
+    dsi_cuda_k_mha<<<(unsigned)(T * a->n_heads), MHA_THREADS, smem, (cudaStream_t)stream>>>(
+        q, pos0, a->n_heads, a->n_kv_heads, a->head_dim, a->scale, a->cache_k, a->cache_v, out);
+    DSI_CUDA_LAUNCHED("mha_attention");
     return DS_OK;
 }

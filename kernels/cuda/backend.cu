@@ -1,7 +1,8 @@
 /*
  * backend.cu — the CUDA backend's foundations: devices, streams and memory
- * (out-of-memory reported with sizes), the dequantize kernels (F16, Q8_0 ->
- * F32) that the matrix kernels build on, and the backend table.
+ * (out-of-memory reported with sizes), events and plain device copies, the
+ * dequantize kernels (F16, Q8_0 -> F32) that the matrix kernels build on,
+ * and the backend table.
  */
 #include "common.cuh"
 
@@ -32,6 +33,42 @@ extern "C" ds_status dsi_cuda_set_device(int device, char *msg, size_t len) {
     return DS_OK;
 }
 
+/* Device queries (for logs and cache budgets) may run before anything else
+ * on a machine without a device: their errors are cleared, as above. */
+extern "C" ds_status dsi_cuda_mem_info(size_t *free_bytes, size_t *total_bytes, char *msg, size_t len) {
+    DSI_CUDA_ARG(free_bytes && total_bytes, "dsi_cuda_mem_info: NULL output");
+    *free_bytes = *total_bytes = 0;
+    size_t f = 0, t = 0;
+    cudaError_t err = cudaMemGetInfo(&f, &t);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        return dsi_cuda_status(err, "cudaMemGetInfo", msg, len);
+    }
+    *free_bytes = f;
+    *total_bytes = t;
+    return DS_OK;
+}
+
+extern "C" ds_status dsi_cuda_device_name(char *buf, size_t buflen, char *msg, size_t len) {
+    DSI_CUDA_ARG(buf && buflen > 0, "dsi_cuda_device_name: no buffer");
+    buf[0] = 0;
+    int dev = 0;
+    cudaDeviceProp prop;
+    cudaError_t err = cudaGetDevice(&dev);
+    const char *what = "cudaGetDevice";
+    if (err == cudaSuccess) {
+        err = cudaGetDeviceProperties(&prop, dev);
+        what = "cudaGetDeviceProperties";
+    }
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        return dsi_cuda_status(err, what, msg, len);
+    }
+    /* prop.name is NUL-terminated within its 256 bytes; a short buf truncates */
+    snprintf(buf, buflen, "%.*s", (int)sizeof prop.name, prop.name);
+    return DS_OK;
+}
+
 /* ==== Streams ============================================================= */
 extern "C" ds_status dsi_cuda_stream_new(void **stream, char *msg, size_t len) {
     DSI_CUDA_ARG(stream, "dsi_cuda_stream_new: stream is NULL");
@@ -49,6 +86,41 @@ extern "C" void dsi_cuda_stream_free(void *stream) {
 
 extern "C" ds_status dsi_cuda_sync(void *stream, char *msg, size_t len) {
     DSI_CUDA_TRY(cudaStreamSynchronize((cudaStream_t)stream));
+    return DS_OK;
+}
+
+/* ==== Events ============================================================== */
+/* Events order work between streams (an upload stream and a compute stream)
+ * and let the host wait for one point of a stream; never timed, so they are
+ * the cheap kind. */
+extern "C" ds_status dsi_cuda_event_new(void **ev, char *msg, size_t len) {
+    DSI_CUDA_ARG(ev, "dsi_cuda_event_new: ev is NULL");
+    *ev = NULL;
+    cudaEvent_t e;
+    DSI_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    *ev = (void *)e;
+    return DS_OK;
+}
+
+extern "C" void dsi_cuda_event_free(void *ev) {
+    if (ev) (void)cudaEventDestroy((cudaEvent_t)ev);
+}
+
+extern "C" ds_status dsi_cuda_event_record(void *ev, void *stream, char *msg, size_t len) {
+    DSI_CUDA_ARG(ev, "dsi_cuda_event_record: ev is NULL");
+    DSI_CUDA_TRY(cudaEventRecord((cudaEvent_t)ev, (cudaStream_t)stream));
+    return DS_OK;
+}
+
+extern "C" ds_status dsi_cuda_stream_wait(void *stream, void *ev, char *msg, size_t len) {
+    DSI_CUDA_ARG(ev, "dsi_cuda_stream_wait: ev is NULL");
+    DSI_CUDA_TRY(cudaStreamWaitEvent((cudaStream_t)stream, (cudaEvent_t)ev, 0));
+    return DS_OK;
+}
+
+extern "C" ds_status dsi_cuda_event_sync(void *ev, char *msg, size_t len) {
+    DSI_CUDA_ARG(ev, "dsi_cuda_event_sync: ev is NULL");
+    DSI_CUDA_TRY(cudaEventSynchronize((cudaEvent_t)ev));
     return DS_OK;
 }
 
@@ -121,6 +193,24 @@ extern "C" ds_status dsi_cuda_download(void *dst, const void *src, size_t bytes,
     if (bytes == 0) return DS_OK;
     DSI_CUDA_ARG(dst && src, "dsi_cuda_download: NULL buffer");
     DSI_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, (cudaStream_t)stream));
+    return DS_OK;
+}
+
+/* The byte value is v converted to unsigned char, as for memset. */
+extern "C" ds_status dsi_cuda_memset(void *dst, int v, size_t bytes, void *stream, char *msg, size_t len) {
+    if (bytes == 0) return DS_OK;
+    DSI_CUDA_ARG(dst, "dsi_cuda_memset: NULL buffer");
+    DSI_CUDA_TRY(cudaMemsetAsync(dst, (int)(unsigned char)v, bytes, (cudaStream_t)stream));
+    return DS_OK;
+}
+
+/* Overlapping ranges are refused: cudaMemcpyAsync does not define them. */
+extern "C" ds_status dsi_cuda_copy(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len) {
+    if (bytes == 0) return DS_OK;
+    DSI_CUDA_ARG(dst && src, "dsi_cuda_copy: NULL buffer");
+    const uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
+    DSI_CUDA_ARG(d - s >= bytes && s - d >= bytes, "dsi_cuda_copy: %zu bytes from %p to %p overlap", bytes, src, dst);
+    DSI_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, (cudaStream_t)stream));
     return DS_OK;
 }
 
@@ -243,6 +333,20 @@ static const dsi_backend_i dsi_cuda_table = {
     .mla_kv_store = dsi_cuda_mla_kv_store,
     .mla_attention = dsi_cuda_mla_attention,
     .route = dsi_cuda_route,
+    .event_new = dsi_cuda_event_new,
+    .event_free = dsi_cuda_event_free,
+    .event_record = dsi_cuda_event_record,
+    .stream_wait = dsi_cuda_stream_wait,
+    .event_sync = dsi_cuda_event_sync,
+    .memset = dsi_cuda_memset,
+    .copy = dsi_cuda_copy,
+    .embed = dsi_cuda_embed,
+    .add = dsi_cuda_add,
+    .gather_rows = dsi_cuda_gather_rows,
+    .scatter_add = dsi_cuda_scatter_add,
+    .mha_attention = dsi_cuda_mha_attention,
+    .mem_info = dsi_cuda_mem_info,
+    .device_name = dsi_cuda_device_name,
 };
 
 extern "C" const dsi_backend_i *dsi_cuda_backend(void) { return &dsi_cuda_table; }

@@ -41,6 +41,10 @@ extern "C" {
 ds_status dsi_cuda_device_count(int *n, char *msg, size_t len);
 /* Makes `device` current for the calling thread (cudaSetDevice). */
 ds_status dsi_cuda_set_device(int device, char *msg, size_t len);
+/* Free and total memory of the current device. */
+ds_status dsi_cuda_mem_info(size_t *free_bytes, size_t *total_bytes, char *msg, size_t len);
+/* The current device's name into buf (NUL-terminated). */
+ds_status dsi_cuda_device_name(char *buf, size_t buflen, char *msg, size_t len);
 /* A non-blocking stream in *stream; free with dsi_cuda_stream_free (NULL ok). */
 ds_status dsi_cuda_stream_new(void **stream, char *msg, size_t len);
 void dsi_cuda_stream_free(void *stream);
@@ -150,6 +154,56 @@ ds_status dsi_cuda_mla_attention(const dsi_mla_layer *a, const float *q, int T, 
 ds_status dsi_cuda_route(const ds_model_config *cf, const float *logits, const float *bias, int T, int *sel, float *w,
                          void *stream, char *msg, size_t len);
 
+/* ==== Events and plain copies (backend.cu) ================================ */
+/* An event without timing (cudaEventDisableTiming). */
+ds_status dsi_cuda_event_new(void **ev, char *msg, size_t len);
+void dsi_cuda_event_free(void *ev);
+/* Marks the point reached by the work queued on stream so far. */
+ds_status dsi_cuda_event_record(void *ev, void *stream, char *msg, size_t len);
+/* Work queued on stream after this call waits for ev (cudaStreamWaitEvent;
+ * the host does not wait). */
+ds_status dsi_cuda_stream_wait(void *stream, void *ev, char *msg, size_t len);
+/* The host waits until ev has been reached; reports errors of earlier work. */
+ds_status dsi_cuda_event_sync(void *ev, char *msg, size_t len);
+/* bytes of device memory set to the byte value v, queued on stream. */
+ds_status dsi_cuda_memset(void *dst, int v, size_t bytes, void *stream, char *msg, size_t len);
+/* Device-to-device copy, queued on stream. */
+ds_status dsi_cuda_copy(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len);
+
+/* ==== Rows: embedding, residual, MoE gather and scatter (elementwise.cu) == */
+/* x (T, cols) row t = the dequantized row tok[t] of table (rows x cols of
+ * type t, stored back to back; Q8_0 needs cols % 32 == 0). tok is device
+ * memory (T ints, each in [0, rows): checked by the caller). */
+ds_status dsi_cuda_embed(ds_dtype t, const void *table, int rows, int cols, const int *tok, int T, float *x,
+                         void *stream, char *msg, size_t len);
+/* y[i] += x[i] over n floats (the residual connection). */
+ds_status dsi_cuda_add(float *y, const float *x, size_t n, void *stream, char *msg, size_t len);
+/* dst row i = src row idx[i], for i < n; rows of cols floats, row strides
+ * cols. idx is device memory. */
+ds_status dsi_cuda_gather_rows(float *dst, const float *src, const int *idx, int n, int cols, void *stream, char *msg,
+                               size_t len);
+/* y row idx[i] += w[i] * src row i, for i < n (rows of cols floats). The idx
+ * of one call must be distinct (one expert sees a token once), so no two
+ * threads add into one element. idx and w are device memory. */
+ds_status dsi_cuda_scatter_add(float *y, const float *src, const int *idx, const float *w, int n, int cols,
+                               void *stream, char *msg, size_t len);
+
+/* ==== Multi-head attention, DeepSeek-MoE (attention.cu) =================== */
+typedef struct dsi_mha_layer {
+    int n_heads;                   /* H */
+    int n_kv_heads;                /* Hk; H % Hk == 0, head h reads kv head h / (H / Hk) */
+    int head_dim;                  /* hd */
+    float scale;                   /* softmax scale: 1 / sqrt(hd) */
+    const float *cache_k;          /* device (n_ctx, Hk * hd): roped keys per position */
+    const float *cache_v;          /* device (n_ctx, Hk * hd) */
+    int n_ctx;
+} dsi_mha_layer;
+/* Attention for T tokens at positions pos0.. (causal, as for MLA): q
+ * (device, (T, H * hd)), already roped; out (device, (T, H * hd)). The cache
+ * must already hold positions [0, pos0 + T). One block per (token, head). */
+ds_status dsi_cuda_mha_attention(const dsi_mha_layer *a, const float *q, int T, int pos0, float *out, void *stream,
+                                 char *msg, size_t len);
+
 /* ==== The backend table =================================================== */
 /* What a compute backend offers, as function pointers (ggml's
  * ggml_backend_i). The forward pass will call through this table so the
@@ -193,6 +247,27 @@ typedef struct dsi_backend_i {
                                char *msg, size_t len);
     ds_status (*route)(const ds_model_config *cf, const float *logits, const float *bias, int T, int *sel, float *w,
                        void *stream, char *msg, size_t len);
+    /* appended (still version 1): events, copies, row operations, MHA */
+    ds_status (*event_new)(void **ev, char *msg, size_t len);
+    void (*event_free)(void *ev);
+    ds_status (*event_record)(void *ev, void *stream, char *msg, size_t len);
+    ds_status (*stream_wait)(void *stream, void *ev, char *msg, size_t len);
+    ds_status (*event_sync)(void *ev, char *msg, size_t len);
+    ds_status (*memset)(void *dst, int v, size_t bytes, void *stream, char *msg, size_t len);
+    ds_status (*copy)(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len);
+    ds_status (*embed)(ds_dtype t, const void *table, int rows, int cols, const int *tok, int T, float *x,
+                       void *stream, char *msg, size_t len);
+    ds_status (*add)(float *y, const float *x, size_t n, void *stream, char *msg, size_t len);
+    ds_status (*gather_rows)(float *dst, const float *src, const int *idx, int n, int cols, void *stream, char *msg,
+                             size_t len);
+    ds_status (*scatter_add)(float *y, const float *src, const int *idx, const float *w, int n, int cols,
+                             void *stream, char *msg, size_t len);
+    ds_status (*mha_attention)(const dsi_mha_layer *a, const float *q, int T, int pos0, float *out, void *stream,
+                               char *msg, size_t len);
+    /* free and total device memory of the current device */
+    ds_status (*mem_info)(size_t *free_bytes, size_t *total_bytes, char *msg, size_t len);
+    /* the current device's name ("NVIDIA H200"), for logs */
+    ds_status (*device_name)(char *buf, size_t buflen, char *msg, size_t len);
 } dsi_backend_i;
 
 /* The CUDA backend's table (static storage; never NULL). */

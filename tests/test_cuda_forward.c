@@ -1,0 +1,461 @@
+/*
+ * test_cuda_forward.c — the forward pass on CUDA against the CPU's, through
+ * the public API only. Built in every configuration: without CUDA (or
+ * without a device) the device cases print "SKIP ...: no CUDA device" and
+ * count as skipped; the fallback case runs everywhere.
+ *
+ *  cuda-fwd-0: device selection: an unknown device is refused; asking for
+ *              CUDA where there is none runs on the CPU, with a DS_LOG_WARN
+ *              notice, and generates; with a device, a bad gpu_index is
+ *              DS_ERR_NO_DEVICE and a VRAM budget under two experts is
+ *              DS_ERR_INVALID_ARG.
+ *  cuda-fwd-1: greedy parity with the CPU backend on the generated test
+ *              models (tests/gen, $DS_TESTDATA) and the demo model: F32 and
+ *              F16 give 32 identical tokens; Q8_0 agrees on the top-1 token
+ *              at >= 95% of the positions, teacher-forced on the CPU's
+ *              sequence, pooled over all models (the CPU uses int8
+ *              activations, the GPU F32 ones).
+ *  cuda-fwd-2: a VRAM expert budget of a few experts (with and without a
+ *              host expert cache under it) gives the tokens of a fully
+ *              resident GPU run, and the cache statistics show the paging.
+ *  cuda-fwd-3: one prefill batch equals token-by-token decode on the GPU.
+ *  cuda-fwd-4: a tampered expert is refused at use (DS_ERR_AUTH) and the
+ *              context stays usable; two contexts on two threads match a
+ *              single one.
+ */
+#define _DEFAULT_SOURCE 1   /* mkdtemp */
+#include "../deepseek.h"
+#include "test.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <unistd.h>
+
+static const char *testdata;
+static char tmpdir[] = "/tmp/ds-test-cuda-fwd-XXXXXX";
+static const unsigned char test_key[32] = {7, 1, 2, 3, 5, 8, 13, 21};
+static int have_device;
+
+#define GEN_MAX 32
+static int GEN = GEN_MAX;   /* DS_CUDA_FWD_TOKENS lowers it (slow emulated runs) */
+
+/* ==== Models ============================================================== */
+static char *container(const char *family, ds_quant q) {
+    static char path[64][512];
+    static int n_paths;
+    static const char *qn[] = {"f32", "f16", "q8"};
+    if (n_paths >= 64) return NULL;
+    char *p = path[n_paths++];
+    snprintf(p, 512, "%s/%s-%s.dsm", tmpdir, family, qn[q]);
+    if (access(p, R_OK) == 0) return p;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", testdata, family);
+    ds_convert_params cp = ds_convert_default_params();
+    cp.quant = q;
+    cp.encrypt = 1;
+    cp.key = test_key;
+    cp.key_len = 32;
+    cp.chunk_bytes = 4096;
+    if (ds_convert(dir, p, &cp) != DS_OK) {
+        printf("convert %s: %s\n", family, ds_last_error());
+        return NULL;
+    }
+    return p;
+}
+
+static int warned;
+static void log_cb(void *user, ds_log_level level, const char *msg) {
+    (void)user;
+    if (level == DS_LOG_WARN && strstr(msg, "running on the CPU")) warned++;
+}
+
+typedef struct open_opts {
+    ds_device device;
+    uint64_t gpu_cache, host_cache;
+    int gpu_index;
+    const unsigned char *key;
+} open_opts;
+
+static ds_status open_with(const char *path, const open_opts *o, ds_model **m) {
+    ds_model_params mp = ds_model_default_params();
+    mp.n_threads = 2;
+    mp.key = o->key ? o->key : test_key;
+    mp.key_len = 32;
+    mp.device = o->device;
+    mp.gpu_index = o->gpu_index;
+    mp.gpu_cache_bytes = o->gpu_cache;
+    mp.expert_cache_bytes = o->host_cache;
+    mp.log = log_cb;
+    *m = NULL;
+    return ds_model_open(m, path, &mp);
+}
+
+/* a pointer for T_STATUS, which tests its message for NULL */
+static const char *msg_of(const char *s) { return s; }
+
+static int argmax(const float *v, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b]) b = i;
+    return b;
+}
+
+static const int32_t prompt[] = {0, 17, 301, 5, 99, 42, 7, 250};
+#define N_PROMPT (int)(sizeof prompt / sizeof prompt[0])
+
+/* Greedy: the prompt, then GEN tokens into out (and the logits of each step
+ * into lg when not NULL, GEN x V). With force != NULL the fed tokens are
+ * force's (teacher forcing) while out still gets the argmaxes. */
+static ds_status greedy(ds_model *m, const int32_t *force, int32_t *out, float *lg, char *why, size_t wl) {
+    ds_model_config cf;
+    ds_status s = ds_model_get_config(m, &cf);
+    if (s) return s;
+    int V = cf.vocab_size;
+    ds_context *c = NULL;
+    ds_context_params cp = ds_context_default_params();
+    cp.n_ctx = 128;
+    float *logits = malloc((size_t)V * sizeof(float));
+    if (!logits) return DS_ERR_NOMEM;
+    s = ds_context_new(&c, m, &cp);
+    if (!s) s = ds_context_eval(c, prompt, N_PROMPT, logits, 0);
+    for (int i = 0; !s && i < GEN; i++) {
+        out[i] = argmax(logits, V);
+        if (lg) memcpy(lg + (size_t)i * V, logits, (size_t)V * sizeof(float));
+        int32_t next = force ? force[i] : out[i];
+        s = ds_context_eval(c, &next, 1, logits, 0);
+    }
+    if (s && why) snprintf(why, wl, "%s", c ? ds_context_errmsg(c) : ds_last_error());
+    ds_context_free(c);
+    free(logits);
+    return s;
+}
+
+/* ==== 0: device selection ================================================= */
+static void test_select(const char *path) {
+    ds_model *m = NULL;
+    open_opts o = {0};
+    o.device = (ds_device)7;
+    ds_status s = open_with(path, &o, &m);
+    T_STATUS("cuda-fwd-0.1", s, DS_ERR_INVALID_ARG, ds_last_error());
+    ds_model_close(m);
+
+    warned = 0;
+    o.device = DS_DEVICE_CUDA;
+    s = open_with(path, &o, &m);
+    T_STATUS("cuda-fwd-0.2", s, DS_OK, ds_last_error());
+    if (s) return;
+    have_device = ds_model_device(m) == DS_DEVICE_CUDA;
+    printf("INFO cuda-fwd-0.2: runs on %s\n", ds_model_device_name(m));
+    if (!have_device) {
+        T_CHECK("cuda-fwd-0.2", warned == 1, "%d 'running on the CPU' warnings, want 1", warned);
+        int32_t out[GEN_MAX];
+        char why[512] = "";
+        s = greedy(m, NULL, out, NULL, why, sizeof why);
+        T_STATUS("cuda-fwd-0.2", s, DS_OK, msg_of(why));
+    } else {
+        T_CHECK("cuda-fwd-0.2", warned == 0, "a fallback warning with a device present");
+        T_CHECK("cuda-fwd-0.2", !strncmp(ds_model_device_name(m), "cuda:0", 6), "device name '%s'",
+                ds_model_device_name(m));
+    }
+    ds_model_close(m);
+    if (!have_device) {
+        T_SKIP("cuda-fwd-0.3", "no CUDA device");
+        T_SKIP("cuda-fwd-0.4", "no CUDA device");
+        return;
+    }
+    o.gpu_index = 1000;
+    s = open_with(path, &o, &m);
+    T_STATUS("cuda-fwd-0.3", s, DS_ERR_NO_DEVICE, ds_last_error());
+    ds_model_close(m);
+    o.gpu_index = 0;
+    o.gpu_cache = 1000;   /* below two experts */
+    s = open_with(path, &o, &m);
+    T_STATUS("cuda-fwd-0.4", s, DS_ERR_INVALID_ARG, ds_last_error());
+    T_CHECK("cuda-fwd-0.4", strstr(ds_last_error(), "two experts") != NULL, "message: %s", ds_last_error());
+    ds_model_close(m);
+}
+
+/* ==== 1: parity with the CPU ============================================== */
+static int q8_agree, q8_total;
+
+static void test_parity(const char *name, const char *path, ds_quant q, const unsigned char *key) {
+    char id[96];
+    static const char *qn[] = {"f32", "f16", "q8"};
+    snprintf(id, sizeof id, "cuda-fwd-1.%s.%s", name, qn[q]);
+    if (!have_device) {
+        T_SKIP(id, "no CUDA device");
+        return;
+    }
+    if (!path) {
+        T_CHECK(id, 0, "no container");
+        return;
+    }
+    ds_model *cpu = NULL, *gpu = NULL;
+    open_opts oc = {0}, og = {0};
+    oc.key = og.key = key;
+    og.device = DS_DEVICE_CUDA;
+    ds_status s = open_with(path, &oc, &cpu);
+    if (!s) s = open_with(path, &og, &gpu);
+    T_STATUS(id, s, DS_OK, ds_last_error());
+    if (s) {
+        ds_model_close(cpu);
+        ds_model_close(gpu);
+        return;
+    }
+    int32_t a[GEN_MAX], b[GEN_MAX];
+    char why[512] = "";
+    s = greedy(cpu, NULL, a, NULL, why, sizeof why);
+    T_STATUS(id, s, DS_OK, msg_of(why));
+    if (!s) {
+        if (q == DS_QUANT_Q8_0) {
+            s = greedy(gpu, a, b, NULL, why, sizeof why);   /* fed the CPU's tokens */
+            T_STATUS(id, s, DS_OK, msg_of(why));
+            int agree = 0;
+            for (int i = 0; i < GEN; i++) agree += a[i] == b[i];
+            q8_agree += agree;
+            q8_total += GEN;
+            printf("INFO %s: top-1 agreement %d/%d (teacher-forced)\n", id, agree, GEN);
+        } else {
+            s = greedy(gpu, NULL, b, NULL, why, sizeof why);
+            T_STATUS(id, s, DS_OK, msg_of(why));
+            int same = 0;
+            while (same < GEN && a[same] == b[same]) same++;
+            T_CHECK(id, same == GEN, "tokens differ from position %d of %d (cpu %d, cuda %d)", same, GEN,
+                    same < GEN ? a[same] : -1, same < GEN ? b[same] : -1);
+        }
+    }
+    ds_model_close(cpu);
+    ds_model_close(gpu);
+}
+
+/* ==== 2: a small VRAM budget ============================================== */
+static void test_budget(const char *path) {
+    if (!have_device) {
+        for (int k = 1; k <= 2; k++) {
+            char id[32];
+            snprintf(id, sizeof id, "cuda-fwd-2.%d", k);
+            T_SKIP(id, "no CUDA device");
+        }
+        return;
+    }
+    ds_model *m = NULL;
+    open_opts o = {0};
+    o.device = DS_DEVICE_CUDA;
+    ds_status s = open_with(path, &o, &m);
+    T_STATUS("cuda-fwd-2.0", s, DS_OK, ds_last_error());
+    if (s) return;
+    int32_t want[GEN_MAX], got[GEN_MAX];
+    char why[512] = "";
+    s = greedy(m, NULL, want, NULL, why, sizeof why);
+    T_STATUS("cuda-fwd-2.0", s, DS_OK, msg_of(why));
+    /* the slot size: the resident run's budget over its expert count */
+    ds_cache_stats st;
+    (void)!ds_model_gpu_cache_stats(m, &st);
+    uint64_t slot = st.slot_bytes;
+    ds_model_close(m);
+    if (s || !slot) return;
+    for (int k = 1; k <= 2; k++) {
+        char id[32];
+        snprintf(id, sizeof id, "cuda-fwd-2.%d", k);
+        o.gpu_cache = 3 * slot;                  /* three experts: fewer than one layer has */
+        o.host_cache = k == 2 ? 4 * slot : 0;    /* with k == 2 the host pages too */
+        s = open_with(path, &o, &m);
+        T_STATUS(id, s, DS_OK, ds_last_error());
+        if (s) continue;
+        s = greedy(m, NULL, got, NULL, why, sizeof why);
+        T_STATUS(id, s, DS_OK, msg_of(why));
+        int same = 0;
+        while (same < GEN && want[same] == got[same]) same++;
+        T_CHECK(id, same == GEN, "tokens differ from position %d", same);
+        (void)!ds_model_gpu_cache_stats(m, &st);
+        printf("INFO %s: vram slots %d, hits %llu, misses %llu, evictions %llu, uploaded %.2f MB\n", id, st.n_slots,
+               (unsigned long long)st.hits, (unsigned long long)st.misses, (unsigned long long)st.evictions,
+               (double)st.bytes_decrypted / 1e6);
+        T_CHECK(id, st.n_slots == 3 && st.misses > 0 && st.evictions > 0 && st.bytes_decrypted > 0,
+                "statistics do not show paging: %d slots, %llu misses, %llu evictions", st.n_slots,
+                (unsigned long long)st.misses, (unsigned long long)st.evictions);
+        ds_model_close(m);
+    }
+}
+
+/* ==== 3: prefill equals decode ============================================ */
+static void test_batch(const char *path) {
+    if (!have_device) {
+        T_SKIP("cuda-fwd-3", "no CUDA device");
+        return;
+    }
+    ds_model *m = NULL;
+    open_opts o = {0};
+    o.device = DS_DEVICE_CUDA;
+    ds_status s = open_with(path, &o, &m);
+    T_STATUS("cuda-fwd-3", s, DS_OK, ds_last_error());
+    if (s) return;
+    ds_model_config cf;
+    (void)!ds_model_get_config(m, &cf);
+    int V = cf.vocab_size;
+    float *all = malloc((size_t)N_PROMPT * V * sizeof(float)), *one = malloc((size_t)V * sizeof(float));
+    ds_context *c1 = NULL, *c2 = NULL;
+    s = ds_context_new(&c1, m, NULL);
+    if (!s) s = ds_context_new(&c2, m, NULL);
+    if (!s) s = ds_context_eval(c1, prompt, N_PROMPT, all, 1);
+    double maxd = 0, scale = 0;
+    for (int t = 0; !s && t < N_PROMPT; t++) {
+        s = ds_context_eval(c2, &prompt[t], 1, one, 0);
+        for (int i = 0; !s && i < V; i++) {
+            maxd = fmax(maxd, fabs((double)one[i] - all[(size_t)t * V + i]));
+            scale = fmax(scale, fabs((double)one[i]));
+        }
+    }
+    T_STATUS("cuda-fwd-3", s, DS_OK, ds_last_error());
+    printf("INFO cuda-fwd-3: max |prefill - decode| %.3g (logits up to %.3g)\n", maxd, scale);
+    T_CHECK("cuda-fwd-3", maxd <= 1e-4 * (scale > 1 ? scale : 1), "prefill and decode differ by %.3g", maxd);
+    ds_context_free(c1);
+    ds_context_free(c2);
+    free(all);
+    free(one);
+    ds_model_close(m);
+}
+
+/* ==== 4: a tampered expert; contexts on threads =========================== */
+typedef struct thread_job {
+    ds_model *m;
+    int32_t out[GEN_MAX];
+    ds_status s;
+} thread_job;
+
+static void *thread_main(void *arg) {
+    thread_job *j = arg;
+    j->s = greedy(j->m, NULL, j->out, NULL, NULL, 0);
+    return NULL;
+}
+
+static void test_errors_threads(const char *path) {
+    if (!have_device) {
+        T_SKIP("cuda-fwd-4.1", "no CUDA device");
+        T_SKIP("cuda-fwd-4.2", "no CUDA device");
+        return;
+    }
+    /* a copy with one byte of every routed expert's ciphertext flipped */
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s/tampered.dsm", tmpdir);
+    ds_model *m = NULL;
+    open_opts o = {0};
+    o.device = DS_DEVICE_CUDA;
+    ds_status s = open_with(path, &o, &m);
+    if (s) {
+        T_STATUS("cuda-fwd-4.1", s, DS_OK, ds_last_error());
+        return;
+    }
+    FILE *in = fopen(path, "rb"), *out = fopen(bad, "wb");
+    size_t n = 0;
+    unsigned char *buf = NULL;
+    if (in && out) {
+        fseek(in, 0, SEEK_END);
+        n = (size_t)ftell(in);
+        fseek(in, 0, SEEK_SET);
+        buf = malloc(n);
+        if (buf && fread(buf, 1, n, in) == n) {
+            size_t ns = ds_model_segment_count(m);
+            for (size_t i = 0; i < ns; i++) {
+                ds_segment_info si;
+                if (ds_model_segment_info(m, i, &si) == DS_OK && si.kind == DS_SEGMENT_EXPERT)
+                    buf[si.file_offset + 100] ^= 0x40;
+            }
+            fwrite(buf, 1, n, out);
+        }
+    }
+    if (in) fclose(in);
+    if (out) fclose(out);
+    free(buf);
+
+    /* the experts are checked when first used: through the VRAM cache
+     * (all resident: at open; paged: at the first token) */
+    ds_model *t = NULL;
+    s = open_with(bad, &o, &t);
+    T_STATUS("cuda-fwd-4.1", s, DS_ERR_AUTH, ds_last_error());
+    ds_model_close(t);
+    ds_cache_stats st;
+    (void)!ds_model_gpu_cache_stats(m, &st);
+    o.gpu_cache = 3 * st.slot_bytes;
+    o.host_cache = 4 * st.slot_bytes;
+    s = open_with(bad, &o, &t);
+    T_STATUS("cuda-fwd-4.1", s, DS_OK, ds_last_error());
+    if (!s) {
+        int32_t toks[GEN_MAX];
+        char why[512] = "";
+        s = greedy(t, NULL, toks, NULL, why, sizeof why);
+        T_STATUS("cuda-fwd-4.1", s, DS_ERR_AUTH, msg_of(why));
+        T_CHECK("cuda-fwd-4.1", strstr(why, "expert") != NULL, "message does not name the expert: %s", why);
+        s = greedy(t, NULL, toks, NULL, why, sizeof why);   /* still refused, nothing crashed */
+        T_STATUS("cuda-fwd-4.1", s, DS_ERR_AUTH, msg_of(why));
+        ds_model_close(t);
+    }
+
+    /* two contexts on two threads, one model */
+    int32_t want[GEN_MAX];
+    s = greedy(m, NULL, want, NULL, NULL, 0);
+    T_STATUS("cuda-fwd-4.2", s, DS_OK, ds_last_error());
+    thread_job jobs[2] = {{m, {0}, DS_OK}, {m, {0}, DS_OK}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, thread_main, &jobs[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        T_STATUS("cuda-fwd-4.2", jobs[i].s, DS_OK, "thread");
+        T_CHECK("cuda-fwd-4.2", !memcmp(jobs[i].out, want, (size_t)GEN * sizeof want[0]), "thread %d's tokens differ", i);
+    }
+    ds_model_close(m);
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *ng = getenv("DS_CUDA_FWD_TOKENS");
+    if (ng && atoi(ng) >= 1 && atoi(ng) <= GEN_MAX) GEN = atoi(ng);
+    testdata = getenv("DS_TESTDATA");
+    char probe[512];
+    snprintf(probe, sizeof probe, "%s/v2lite/config.json", testdata ? testdata : "");
+    if (!testdata || access(probe, R_OK) != 0 || !mkdtemp(tmpdir)) {
+        T_SKIP("cuda-fwd", "no generated checkpoints ($DS_TESTDATA)");
+        return t_finish("test_cuda_forward");
+    }
+    char *v2lite16 = container("v2lite", DS_QUANT_F16);
+    test_select(v2lite16);
+    static const char *families[] = {"v2lite", "v2", "v3", "moe16b", "yarn"};
+    const char *only = getenv("DS_CUDA_FWD_FAMILIES");   /* e.g. "v2lite,moe16b" for a quick run */
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        if (only) {   /* a comma-separated list */
+            char list[256], item[64];
+            snprintf(list, sizeof list, ",%s,", only);
+            snprintf(item, sizeof item, ",%s,", families[f]);
+            if (!strstr(list, item)) continue;
+        }
+        for (int q = 0; q < 3; q++)
+            test_parity(families[f], have_device ? container(families[f], (ds_quant)q) : NULL, (ds_quant)q, NULL);
+    }
+    /* the trained demo model (q8, its own key) */
+    {
+        unsigned char key[32];
+        const char *demo = "models/demo.dsm";
+        if (access(demo, R_OK) == 0 && ds_key_file_read("models/demo.key", key) == DS_OK)
+            test_parity("demo", demo, DS_QUANT_Q8_0, key);
+        else
+            T_SKIP("cuda-fwd-1.demo.q8", "models/demo.dsm not found (run from the repository root)");
+    }
+    if (have_device) {
+        printf("INFO cuda-fwd-1.q8: top-1 agreement %d/%d (%.1f%%) over all models\n", q8_agree, q8_total,
+               q8_total ? 100.0 * q8_agree / q8_total : 0.0);
+        T_CHECK("cuda-fwd-1.q8", q8_total > 0 && q8_agree * 100 >= 95 * q8_total, "top-1 agreement %d/%d < 95%%",
+                q8_agree, q8_total);
+    } else {
+        T_SKIP("cuda-fwd-1.q8", "no CUDA device");
+    }
+    char *v2lite8 = container("v2lite", DS_QUANT_Q8_0);
+    test_budget(v2lite16);
+    test_batch(v2lite16);
+    test_errors_threads(v2lite8);
+    /* the containers */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) printf("INFO could not remove %s\n", tmpdir);
+    return t_finish("test_cuda_forward");
+}
