@@ -472,6 +472,87 @@ static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *
 
 static const float *dsi_wf32(const dsi_weight *w) { return (const float *)(const void *)w->data; }
 
+/* ==== One token through several matrices in one pool run ================= */
+/* Decode multiplies one token by many small matrices (a layer's routed
+ * experts, the gate and up of an MLP): one pool run over all of them keeps
+ * both cores busy and saves a dispatch per matrix. An item with w2 is a
+ * gate/up pair: y[r] = silu(w row r . x) * (w2 row r . x), the SiLU(gate)*up
+ * fused into the pass over the rows. Each row's product is the one
+ * dsi_matmul computes for T = 1 (the same kernel on the same quantized
+ * activations), so results are bit-identical to separate calls. */
+typedef struct dsi_gmv_item {
+    const dsi_weight *w, *w2;      /* shapes; w2 (same shape) or NULL */
+    const uint8_t *base, *base2;   /* their bytes */
+    int xrow;                      /* input row of X / xq */
+    float *y;                      /* (rows) */
+} dsi_gmv_item;
+
+typedef struct dsi_gmv_job {
+    const ds_context *c;
+    const dsi_gmv_item *items;
+    int tasks_per_item, rows_per_task, cols;
+    const float *X;                /* (rows, cols) F32 inputs */
+    const int8_t *xq;              /* or quantized (rows, cols), with xs (rows, cols / 32) */
+    const uint8_t *xu;             /* or those offset to unsigned (VNNI) */
+    const float *xs;
+} dsi_gmv_job;
+
+static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_t *rp, int xrow) {
+    int nb = j->cols / DSI_Q8_BLOCK;
+    if (j->xu) {
+        float o[4];
+        dsi_dot_q8u8xT_vnni(rp, j->xu + (size_t)xrow * j->cols, (size_t)j->cols, j->xs + (size_t)xrow * nb,
+                            (size_t)nb, j->cols, 1, o);
+        return o[0];
+    }
+    if (j->xq) return dsi_dot_q8q8(rp, j->xq + (size_t)xrow * j->cols, j->xs + (size_t)xrow * nb, j->cols);
+    return dsi_dot_row(w, rp, j->X + (size_t)xrow * j->cols);
+}
+
+static float dsi_silu(float x);
+
+static void dsi_gmv_task(void *arg, int task, int worker) {
+    (void)worker;
+    const dsi_gmv_job *j = arg;
+    const dsi_gmv_item *it = &j->items[task / j->tasks_per_item];
+    int r0 = (task % j->tasks_per_item) * j->rows_per_task, r1 = r0 + j->rows_per_task;
+    if (r1 > it->w->rows) r1 = it->w->rows;
+    size_t rb = it->w->row_bytes;
+    for (int r = r0; r < r1; r++) {
+        float a = dsi_gmv_dot(j, it->w, it->base + (size_t)r * rb, it->xrow);
+        if (it->w2) a = dsi_silu(a) * dsi_gmv_dot(j, it->w2, it->base2 + (size_t)r * rb, it->xrow);
+        it->y[r] = a;
+    }
+}
+
+/* n items, all of one shape (rows x cols) and dtype, inputs rows of X (ld
+ * cols). Quantizes the input rows the items use once when the weights are
+ * Q8_0 (n_xrows of them). */
+static void dsi_gmv(const ds_context *c, const dsi_gmv_item *items, int n, const float *X, int n_xrows) {
+    const dsi_weight *w = items[0].w;
+    dsi_gmv_job j = {c, items, 1, w->rows, w->cols, X, NULL, NULL, NULL};
+    if (w->dtype == DS_DTYPE_Q8_0 && w->cols <= c->xq_cols && !c->m->exact_act) {
+        int nb = w->cols / DSI_Q8_BLOCK;
+        for (int t = 0; t < n_xrows; t++)
+            dsi_quantize_act_q8(X + (size_t)t * w->cols, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
+        j.xs = c->xs;
+        if (dsi_have_vnni512()) {
+            uint8_t *u = (uint8_t *)c->xq;
+            dsi_act_to_u8(c->xq, u, (size_t)n_xrows * (size_t)w->cols);
+            j.xu = u;
+        } else {
+            j.xq = c->xq;
+        }
+    }
+    /* about four tasks per worker over all items, at least 8 rows each */
+    int want = c->n_workers * 4;
+    int per_item = (want + n - 1) / n;
+    j.rows_per_task = (w->rows + per_item - 1) / per_item;
+    if (j.rows_per_task < 8) j.rows_per_task = 8;
+    j.tasks_per_item = (w->rows + j.rows_per_task - 1) / j.rows_per_task;
+    dsi_pool_run(c->pool, dsi_gmv_task, &j, n * j.tasks_per_item);
+}
+
 /* ==== Attention ========================================================== */
 typedef struct dsi_att_job {
     ds_context *c;
@@ -595,9 +676,14 @@ static float dsi_silu(float x) { return x / (1.0f + expf(-x)); }
 static void dsi_mlp(ds_context *c, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
                     const uint8_t *gb, const uint8_t *ub, const uint8_t *db, const float *X, int T, float *Y) {
     int D = c->m->cfg.hidden_size, I = gate->rows;
-    dsi_matmul(c, gate, gb, X, T, D, c->g, I);
-    dsi_matmul(c, up, ub, X, T, D, c->u, I);
-    for (size_t i = 0; i < (size_t)T * I; i++) c->g[i] = dsi_silu(c->g[i]) * c->u[i];
+    if (T == 1 && gate->dtype == up->dtype) {   /* one pass, SiLU(gate) * up fused */
+        dsi_gmv_item it = {gate, up, gb ? gb : gate->data, ub ? ub : up->data, 0, c->g};
+        dsi_gmv(c, &it, 1, X, 1);
+    } else {
+        dsi_matmul(c, gate, gb, X, T, D, c->g, I);
+        dsi_matmul(c, up, ub, X, T, D, c->u, I);
+        for (size_t i = 0; i < (size_t)T * I; i++) c->g[i] = dsi_silu(c->g[i]) * c->u[i];
+    }
     dsi_matmul(c, down, db, c->g, T, I, Y, D);
 }
 
@@ -695,6 +781,8 @@ static void dsi_moe_prefetch(ds_context *c, int l, int T) {
     }
 }
 
+static ds_status dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);
+
 static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_layer *L = &c->m->layers[l];
@@ -705,6 +793,37 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
         dsi_route(cf, c->router + (size_t)t * E, L->bias.data ? dsi_wf32(&L->bias) : NULL, scratch, c->sel + t * K,
                   c->selw + t * K);
     memset(c->tmp, 0, (size_t)T * D * sizeof(float));
+    if (T == 1 && !c->m->pager && K <= 64 && L->exp_gate.dtype == L->exp_up.dtype) {
+        /* decode with resident experts: every chosen expert's gate/up in one
+         * pool run, their downs in a second, added in ascending expert order
+         * (the order of the loop below, so the sums are the same) */
+        int I = L->exp_gate.rows, ord[64];
+        for (int k = 0; k < K; k++) {
+            int p = k;
+            for (; p > 0 && c->sel[ord[p - 1]] > c->sel[k]; p--) ord[p] = ord[p - 1];
+            ord[p] = k;
+        }
+        dsi_gmv_item it[64];
+        const uint8_t *eb[64];
+        const dsi_expert_ref *er[64];
+        for (int i = 0; i < K; i++) {
+            ds_status s = dsi_expert_acquire(c->m, l, c->sel[ord[i]], &eb[i], e);
+            if (s) return s;
+            er[i] = &L->experts[c->sel[ord[i]]];
+            it[i] = (dsi_gmv_item){&L->exp_gate, &L->exp_up, eb[i] + er[i]->off[0], eb[i] + er[i]->off[1], 0,
+                                   c->g + (size_t)i * I};
+        }
+        dsi_gmv(c, it, K, c->xn, 1);
+        for (int i = 0; i < K; i++)
+            it[i] = (dsi_gmv_item){&L->exp_down, NULL, eb[i] + er[i]->off[2], NULL, i, c->ye + (size_t)i * D};
+        dsi_gmv(c, it, K, c->g, K);
+        for (int i = 0; i < K; i++) {
+            float wgt = c->selw[ord[i]];
+            const float *src = c->ye + (size_t)i * D;
+            for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
+        }
+        return dsi_moe_shared(c, L, T);
+    }
     if (c->m->pager) dsi_moe_prefetch(c, l, T);
     /* tokens grouped per expert: each expert's matrices run once per batch */
     for (int x = 0; x < E; x++) {
@@ -730,6 +849,13 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
             for (int d = 0; d < D; d++) dst[d] += wgt * src[d];
         }
     }
+    return dsi_moe_shared(c, L, T);
+}
+
+/* The shared experts, added after the routed ones. */
+static ds_status dsi_moe_shared(ds_context *c, const dsi_layer *L, int T) {
+    const ds_model_config *cf = &c->m->cfg;
+    int D = cf->hidden_size;
     if (cf->n_shared_experts > 0) {
         dsi_mlp(c, &L->gate, &L->up, &L->down, NULL, NULL, NULL, c->xn, T, c->ye);
         for (size_t i = 0; i < (size_t)T * D; i++) c->tmp[i] += c->ye[i];
