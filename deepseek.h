@@ -491,6 +491,10 @@ DS_API DS_WARN_UNUSED ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t
 
 DS_API int ds_tokenizer_vocab_size(const ds_tokenizer *t);   /* largest id + 1 */
 DS_API int32_t ds_tokenizer_bos(const ds_tokenizer *t);      /* -1 if none */
+/* 1 when prompts start with BOS: the tokenizer has one and
+ * tokenizer_config.json's add_bos_token is not false (DS_TOKENIZE_BOS and
+ * ds_generate follow this); else 0. */
+DS_API int ds_tokenizer_adds_bos(const ds_tokenizer *t);
 DS_API int32_t ds_tokenizer_eos(const ds_tokenizer *t);      /* -1 if none */
 
 /* Chat templates of the DeepSeek V2 and V3 families (chosen from the model's

@@ -47,10 +47,11 @@ static ds_status gen_grow_ids(gen_bufs *b, size_t n, dsi_err *e) {
 
 /* ==== Steps ============================================================== */
 
-/* Encodes the prompt into b->ids with one leading BOS. The text is encoded
- * without the BOS flag and BOS is prepended unless the text already began
- * with it: a chat template renders the BOS token as text, and a doubled BOS
- * changes what the model sees. Returns the number of ids in *n. */
+/* Encodes the prompt into b->ids with one leading BOS when the tokenizer
+ * adds one (add_bos_token). The text is encoded without the BOS flag and
+ * BOS is prepended unless the text already began with it: a chat template
+ * renders the BOS token as text, and a doubled BOS changes what the model
+ * sees. Returns the number of ids in *n. */
 static ds_status gen_encode(gen_bufs *b, const ds_tokenizer *tok, const char *prompt, size_t *n, dsi_err *e) {
     size_t len = strlen(prompt), got = 0;
     /* byte-level BPE gives at most one id per byte; +1 for BOS, +1 so that
@@ -70,7 +71,7 @@ static ds_status gen_encode(gen_bufs *b, const ds_tokenizer *tok, const char *pr
         dsi_fail(e, st, "%s", ds_last_error());
         return dsi_prefix(e, "generate: prompt");
     }
-    int32_t bos = ds_tokenizer_bos(tok);
+    int32_t bos = ds_tokenizer_adds_bos(tok) ? ds_tokenizer_bos(tok) : -1;
     if (bos >= 0 && !(got > 0 && b->ids[1] == bos)) {
         b->ids[0] = bos;
         *n = got + 1;
@@ -152,7 +153,7 @@ DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, i
     if ((st = gen_encode(&b, tok, prompt, &n_prompt, &e)) != DS_OK) goto fail;
     gs->n_prompt = n_prompt > (size_t)INT32_MAX ? INT32_MAX : (int)n_prompt;
     if (n_prompt == 0) {
-        st = dsi_fail(&e, DS_ERR_INVALID_ARG, "generate: the prompt is empty and the tokenizer has no BOS token");
+        st = dsi_fail(&e, DS_ERR_INVALID_ARG, "generate: the prompt is empty and the tokenizer adds no BOS token");
         goto fail;
     }
     if (n_ctx <= 0 || n_prompt > (size_t)n_ctx) {

@@ -2254,6 +2254,7 @@ DS_API ds_status ds_tokenizer_new(ds_tokenizer **out, const char *tokenizer_json
 
 DS_API int ds_tokenizer_vocab_size(const ds_tokenizer *t) { return t ? (int)t->n_ids : 0; }
 DS_API int32_t ds_tokenizer_bos(const ds_tokenizer *t) { return t ? t->bos : -1; }
+DS_API int ds_tokenizer_adds_bos(const ds_tokenizer *t) { return t && t->add_bos && t->bos >= 0; }
 DS_API int32_t ds_tokenizer_eos(const ds_tokenizer *t) { return t ? t->eos : -1; }
 
 /* ==== Encoding: scratch =================================================== */

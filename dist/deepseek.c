@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id f98c239c7059f96f: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id e0bffce4854f2d0e: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "f98c239c7059f96f"
+#define DS_SOURCE_ID "e0bffce4854f2d0e"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -6362,6 +6362,7 @@ DS_API ds_status ds_tokenizer_new(ds_tokenizer **out, const char *tokenizer_json
 
 DS_API int ds_tokenizer_vocab_size(const ds_tokenizer *t) { return t ? (int)t->n_ids : 0; }
 DS_API int32_t ds_tokenizer_bos(const ds_tokenizer *t) { return t ? t->bos : -1; }
+DS_API int ds_tokenizer_adds_bos(const ds_tokenizer *t) { return t && t->add_bos && t->bos >= 0; }
 DS_API int32_t ds_tokenizer_eos(const ds_tokenizer *t) { return t ? t->eos : -1; }
 
 /* ==== Encoding: scratch =================================================== */
@@ -11601,10 +11602,11 @@ static ds_status gen_grow_ids(gen_bufs *b, size_t n, dsi_err *e) {
 
 /* ==== Steps ============================================================== */
 
-/* Encodes the prompt into b->ids with one leading BOS. The text is encoded
- * without the BOS flag and BOS is prepended unless the text already began
- * with it: a chat template renders the BOS token as text, and a doubled BOS
- * changes what the model sees. Returns the number of ids in *n. */
+/* Encodes the prompt into b->ids with one leading BOS when the tokenizer
+ * adds one (add_bos_token). The text is encoded without the BOS flag and
+ * BOS is prepended unless the text already began with it: a chat template
+ * renders the BOS token as text, and a doubled BOS changes what the model
+ * sees. Returns the number of ids in *n. */
 static ds_status gen_encode(gen_bufs *b, const ds_tokenizer *tok, const char *prompt, size_t *n, dsi_err *e) {
     size_t len = strlen(prompt), got = 0;
     /* byte-level BPE gives at most one id per byte; +1 for BOS, +1 so that
@@ -11624,7 +11626,7 @@ static ds_status gen_encode(gen_bufs *b, const ds_tokenizer *tok, const char *pr
         dsi_fail(e, st, "%s", ds_last_error());
         return dsi_prefix(e, "generate: prompt");
     }
-    int32_t bos = ds_tokenizer_bos(tok);
+    int32_t bos = ds_tokenizer_adds_bos(tok) ? ds_tokenizer_bos(tok) : -1;
     if (bos >= 0 && !(got > 0 && b->ids[1] == bos)) {
         b->ids[0] = bos;
         *n = got + 1;
@@ -11706,7 +11708,7 @@ DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, i
     if ((st = gen_encode(&b, tok, prompt, &n_prompt, &e)) != DS_OK) goto fail;
     gs->n_prompt = n_prompt > (size_t)INT32_MAX ? INT32_MAX : (int)n_prompt;
     if (n_prompt == 0) {
-        st = dsi_fail(&e, DS_ERR_INVALID_ARG, "generate: the prompt is empty and the tokenizer has no BOS token");
+        st = dsi_fail(&e, DS_ERR_INVALID_ARG, "generate: the prompt is empty and the tokenizer adds no BOS token");
         goto fail;
     }
     if (n_ctx <= 0 || n_prompt > (size_t)n_ctx) {

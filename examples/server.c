@@ -901,7 +901,7 @@ static ds_status gen_begin(gen *g, ds_context *ctx, const char *prompt, const ge
         gen_fail(g, st, "tokenize");
         return st;
     }
-    int32_t bos = ds_tokenizer_bos(S.tok);
+    int32_t bos = ds_tokenizer_adds_bos(S.tok) ? ds_tokenizer_bos(S.tok) : -1;
     if (bos >= 0 && !(got > 0 && g->ids[1] == bos)) {
         g->ids[0] = bos;
         g->n_prompt = got + 1;

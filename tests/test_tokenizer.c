@@ -700,6 +700,28 @@ int main(void) {
         }
         T_CHECK("tokenizer-3", total >= 300 && dbad == 0, "%d of %d decode goldens differ", dbad, total);
         test_errors(v3);
+        /* add_bos_token false: no BOS from DS_TOKENIZE_BOS, and the model
+         * says so (ds_generate follows it) */
+        T_CHECK("tokenizer-7.10", ds_tokenizer_adds_bos(v3) == 1, "V3 adds BOS: %d", ds_tokenizer_adds_bos(v3));
+        size_t tl = 0;
+        snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+        char *tj = read_file(p, &tl);
+        const char *cfg = "{\"bos_token\":\"<\xEF\xBD\x9C" "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>\","
+                          "\"add_bos_token\":false}";
+        ds_tokenizer *nb = NULL;
+        ds_status s = tj ? ds_tokenizer_new(&nb, tj, tl, cfg, strlen(cfg), NULL) : DS_ERR_IO;
+        T_STATUS("tokenizer-7.10", s, DS_OK, ds_last_error());
+        if (!s) {
+            int32_t ids[16];
+            size_t n = 0;
+            s = ds_tokenizer_encode(nb, "Hi", 2, DS_TOKENIZE_BOS, ids, 16, &n);
+            T_CHECK("tokenizer-7.10", ds_tokenizer_adds_bos(nb) == 0 && ds_tokenizer_bos(nb) == 0 && s == DS_OK &&
+                                          n >= 1 && ids[0] != 0,
+                    "add_bos_token false: adds %d, bos %d, first id %d", ds_tokenizer_adds_bos(nb), ds_tokenizer_bos(nb),
+                    n ? ids[0] : -1);
+        }
+        ds_tokenizer_free(nb);
+        free(tj);
     }
 
     /* the tiny generated tokenizer (only if it is the one the goldens were made with) */
