@@ -137,24 +137,12 @@ static __global__ void __launch_bounds__(MLA_THREADS)
             if (lane == 0) sc[k] = (d1 + d2) * scale;
         }
         __syncthreads();
-        float mt = -INFINITY;
-        for (int k = tid; k < cnt; k += nt) mt = fmaxf(mt, sc[k]);
-        const float mn = fmaxf(m, dsi_cuda_block_max(mt, red));
-        float part = 0.0f;
-        for (int k = tid; k < cnt; k += nt) {
-            const float e = expf(sc[k] - mn);
-            sc[k] = e;
-            part += e;
-        }
-        part = dsi_cuda_block_sum(part, red); /* its barriers also publish sc */
-        const float corr = expf(m - mn);      /* 0 on the first tile */
-        l = l * corr + part;
+        const float corr = dsi_cuda_softmax_tile(sc, cnt, &m, &l, red);
         for (int j = tid; j < R; j += nt) {
             float acc = lat[j] * corr;
             for (int k = 0; k < cnt; k++) acc += sc[k] * ca[(size_t)(s0 + k) * R + j];
             lat[j] = acc;
         }
-        m = mn;
         __syncthreads(); /* sc is rewritten by the next tile */
     }
     const float inv = 1.0f / l;
@@ -246,25 +234,13 @@ static __global__ void __launch_bounds__(MHA_THREADS)
             if (lane == 0) sc[k] = d * scale;
         }
         __syncthreads();
-        float mt = -INFINITY;
-        for (int k = tid; k < cnt; k += nt) mt = fmaxf(mt, sc[k]);
-        const float mn = fmaxf(m, dsi_cuda_block_max(mt, red));
-        float part = 0.0f;
-        for (int k = tid; k < cnt; k += nt) {
-            const float e = expf(sc[k] - mn);
-            sc[k] = e;
-            part += e;
-        }
-        part = dsi_cuda_block_sum(part, red); /* its barriers also publish sc */
-        const float corr = expf(m - mn);      /* 0 on the first tile */
-        l = l * corr + part;
+        const float corr = dsi_cuda_softmax_tile(sc, cnt, &m, &l, red);
         /* 3. the value accumulator, rescaled to the new maximum */
         for (int j = tid; j < hd; j += nt) {
             float a = acc[j] * corr;
             for (int k = 0; k < cnt; k++) a += sc[k] * Vh[(size_t)(s0 + k) * kd + j];
             acc[j] = a;
         }
-        m = mn;
         __syncthreads(); /* sc is rewritten by the next tile */
     }
 

@@ -168,6 +168,31 @@ __device__ __forceinline__ float dsi_cuda_block_max(float v, float *red) {
     return dsi_cuda_warp_max(lane < nw ? red[lane] : -INFINITY);
 }
 
+/* One tile of an online softmax (MLA and MHA attention): the cnt scores in
+ * sc (shared memory, written before a barrier) become exp(s - m'), where m'
+ * is the running maximum *m raised to the tile's; *l, the running sum, is
+ * rescaled to m' and gains the tile's exps. Returns the factor exp(m - m')
+ * (0 on the first tile, where *m is -inf) by which the caller rescales its
+ * accumulator before adding this tile. The block reductions' barriers also
+ * publish the new sc to every thread. */
+__device__ __forceinline__ float dsi_cuda_softmax_tile(float *sc, int cnt, float *m, float *l, float *red) {
+    const int tid = threadIdx.x, nt = blockDim.x;
+    float mt = -INFINITY;
+    for (int k = tid; k < cnt; k += nt) mt = fmaxf(mt, sc[k]);
+    const float mn = fmaxf(*m, dsi_cuda_block_max(mt, red));
+    float part = 0.0f;
+    for (int k = tid; k < cnt; k += nt) {
+        const float e = expf(sc[k] - mn);
+        sc[k] = e;
+        part += e;
+    }
+    part = dsi_cuda_block_sum(part, red);
+    const float corr = expf(*m - mn);
+    *l = *l * corr + part;
+    *m = mn;
+    return corr;
+}
+
 /* ==== Weight elements ===================================================== */
 /* Element j of a stored row, dequantized (exact in F32: an int8 times an
  * F16 scale needs 19 significant bits). */
