@@ -330,20 +330,16 @@ DSI_FUNC void dsi_cuda_model_free(ds_model *m) {
     char msg[DSI_CU_MSG];
     if (b) {
         (void)b->sync(gm->copy_stream, msg, sizeof msg);
-        if (gm->slots) {
-            /* plaintext experts: wiped before the memory goes back */
-            (void)b->memset(gm->slots, 0, (size_t)gm->n_slots * gm->slot_bytes, NULL, msg, sizeof msg);
-            (void)b->sync(NULL, msg, sizeof msg);
-            b->free(gm->slots);
-        }
-        if (gm->dseg) {
-            for (size_t i = 0; i < m->meta.n_segments; i++)
-                if (gm->dseg[i]) {
-                    (void)b->memset(gm->dseg[i], 0, (size_t)m->meta.segments[i].plain_bytes, NULL, msg, sizeof msg);
-                    (void)b->sync(NULL, msg, sizeof msg);
-                    b->free(gm->dseg[i]);
-                }
-        }
+        /* plaintext weights: wiped (one wait for all the wipes) before the
+         * memory goes back */
+        if (gm->slots) (void)b->memset(gm->slots, 0, (size_t)gm->n_slots * gm->slot_bytes, NULL, msg, sizeof msg);
+        for (size_t i = 0; gm->dseg && i < m->meta.n_segments; i++)
+            if (gm->dseg[i])
+                (void)b->memset(gm->dseg[i], 0, (size_t)m->meta.segments[i].plain_bytes, NULL, msg, sizeof msg);
+        (void)b->sync(NULL, msg, sizeof msg);
+        if (gm->slots) b->free(gm->slots);
+        for (size_t i = 0; gm->dseg && i < m->meta.n_segments; i++)
+            if (gm->dseg[i]) b->free(gm->dseg[i]);
         for (int i = 0; i < DSI_CU_NSTAGE; i++) {
             dsi_cu_pinned_free(b, gm->stage[i], gm->slot_bytes);
             if (gm->stage_ev[i]) b->event_free(gm->stage_ev[i]);
@@ -386,23 +382,17 @@ DSI_FUNC void dsi_cuda_stats(const ds_model *m, ds_cache_stats *out, bool reset)
 }
 
 /* ==== Context ============================================================= */
-static ds_status dsi_cu_ctx_alloc(dsi_cuda_ctx *g, const dsi_backend_i *b, void *pp, size_t bytes, dsi_err *e) {
+/* A context buffer in device memory (pinned false) or pinned host memory,
+ * recorded for dsi_cuda_ctx_free. */
+static ds_status dsi_cu_ctx_alloc(dsi_cuda_ctx *g, const dsi_backend_i *b, bool pinned, void *pp, size_t bytes,
+                                  dsi_err *e) {
     char msg[DSI_CU_MSG] = "";
-    void **p = pp;
-    if (g->n_dev >= (int)(sizeof g->dev / sizeof g->dev[0]))
-        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: too many context buffers");
-    DSI_CK(b->alloc(p, bytes ? bytes : 4, msg, sizeof msg));
-    g->dev[g->n_dev++] = *p;
-    return DS_OK;
-}
-
-static ds_status dsi_cu_ctx_pinned(dsi_cuda_ctx *g, const dsi_backend_i *b, void *pp, size_t bytes, dsi_err *e) {
-    char msg[DSI_CU_MSG] = "";
-    void **p = pp;
-    if (g->n_pinned >= (int)(sizeof g->pinned / sizeof g->pinned[0]))
-        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: too many pinned buffers");
-    DSI_CK(b->host_alloc(p, bytes ? bytes : 4, msg, sizeof msg));
-    g->pinned[g->n_pinned++] = *p;
+    void **p = pp, **list = pinned ? g->pinned : g->dev;
+    int *n = pinned ? &g->n_pinned : &g->n_dev;
+    int cap = pinned ? (int)(sizeof g->pinned / sizeof g->pinned[0]) : (int)(sizeof g->dev / sizeof g->dev[0]);
+    if (*n >= cap) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: too many context buffers");
+    DSI_CK((pinned ? b->host_alloc : b->alloc)(p, bytes ? bytes : 4, msg, sizeof msg));
+    list[(*n)++] = *p;
     return DS_OK;
 }
 
@@ -418,8 +408,8 @@ DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch,
     dsi_cuda_ctx *g = dsi_calloc(&m->al, 1, sizeof *g);
     if (!g) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     ds_status s = DS_OK;
-#define A(p, n) if ((s = dsi_cu_ctx_alloc(g, b, &(p), (size_t)(n), e))) goto fail
-#define P(p, n) if ((s = dsi_cu_ctx_pinned(g, b, &(p), (size_t)(n), e))) goto fail
+#define A(p, n) if ((s = dsi_cu_ctx_alloc(g, b, false, &(p), (size_t)(n), e))) goto fail
+#define P(p, n) if ((s = dsi_cu_ctx_alloc(g, b, true, &(p), (size_t)(n), e))) goto fail
     if ((s = b->init(gm->device, msg, sizeof msg)) || (s = b->stream_new(&g->stream, msg, sizeof msg)) ||
         (s = b->blas_new(&g->blas, 0, 0, msg, sizeof msg))) {
         dsi_fail(e, s, "cuda: %s", msg);

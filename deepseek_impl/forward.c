@@ -446,23 +446,34 @@ static void dsi_mm_task(void *arg, int task, int worker) {
     }
 }
 
+/* For products with Q8_0 weights w (unless exact_activations): quantizes T
+ * rows of X (row stride ldx) into the context's buffers, rows of w->cols,
+ * and sets *xs and either *xq (int8) or, for the VNNI kernels, *xu (the same
+ * offset to unsigned, in place). Otherwise leaves all three NULL. */
+static void dsi_quantize_rows(const ds_context *c, const dsi_weight *w, const float *X, int T, int ldx,
+                              const int8_t **xq, const uint8_t **xu, const float **xs) {
+    *xq = NULL;
+    *xu = NULL;
+    *xs = NULL;
+    if (w->dtype != DS_DTYPE_Q8_0 || w->cols > c->xq_cols || c->m->exact_act) return;
+    int nb = w->cols / DSI_Q8_BLOCK;
+    for (int t = 0; t < T; t++)
+        dsi_quantize_act_q8(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
+    *xs = c->xs;
+    if (dsi_have_vnni512()) {
+        uint8_t *u = (uint8_t *)c->xq;
+        dsi_act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
+        *xu = u;
+    } else {
+        *xq = c->xq;
+    }
+}
+
 /* Y (T, rows) = X (T, cols) W^T */
 static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
                        int ldx, float *Y, int ldy) {
     dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL};
-    if (w->dtype == DS_DTYPE_Q8_0 && w->cols <= c->xq_cols && !c->m->exact_act) {
-        int nb = w->cols / DSI_Q8_BLOCK;
-        for (int t = 0; t < T; t++)
-            dsi_quantize_act_q8(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
-        j.xs = c->xs;
-        if (dsi_have_vnni512()) {   /* offset to unsigned, in place */
-            uint8_t *u = (uint8_t *)c->xq;
-            dsi_act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
-            j.xu = u;
-        } else {
-            j.xq = c->xq;
-        }
-    }
+    dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
     int tasks = c->n_workers * 4;
     j.rows_per_task = (w->rows + tasks - 1) / tasks;
     if (j.rows_per_task < 8) j.rows_per_task = 8;
@@ -531,19 +542,7 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
 static void dsi_gmv(const ds_context *c, const dsi_gmv_item *items, int n, const float *X, int n_xrows) {
     const dsi_weight *w = items[0].w;
     dsi_gmv_job j = {c, items, 1, w->rows, w->cols, X, NULL, NULL, NULL};
-    if (w->dtype == DS_DTYPE_Q8_0 && w->cols <= c->xq_cols && !c->m->exact_act) {
-        int nb = w->cols / DSI_Q8_BLOCK;
-        for (int t = 0; t < n_xrows; t++)
-            dsi_quantize_act_q8(X + (size_t)t * w->cols, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
-        j.xs = c->xs;
-        if (dsi_have_vnni512()) {
-            uint8_t *u = (uint8_t *)c->xq;
-            dsi_act_to_u8(c->xq, u, (size_t)n_xrows * (size_t)w->cols);
-            j.xu = u;
-        } else {
-            j.xq = c->xq;
-        }
-    }
+    dsi_quantize_rows(c, w, X, n_xrows, w->cols, &j.xq, &j.xu, &j.xs);
     /* about four tasks per worker over all items, at least 8 rows each */
     int want = c->n_workers * 4;
     int per_item = (want + n - 1) / n;
@@ -781,7 +780,7 @@ static void dsi_moe_prefetch(ds_context *c, int l, int T) {
     }
 }
 
-static ds_status dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);
+static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);
 
 static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
@@ -822,7 +821,8 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
             const float *src = c->ye + (size_t)i * D;
             for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
         }
-        return dsi_moe_shared(c, L, T);
+        dsi_moe_shared(c, L, T);
+        return DS_OK;
     }
     if (c->m->pager) dsi_moe_prefetch(c, l, T);
     /* tokens grouped per expert: each expert's matrices run once per batch */
@@ -849,18 +849,18 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
             for (int d = 0; d < D; d++) dst[d] += wgt * src[d];
         }
     }
-    return dsi_moe_shared(c, L, T);
+    dsi_moe_shared(c, L, T);
+    return DS_OK;
 }
 
 /* The shared experts, added after the routed ones. */
-static ds_status dsi_moe_shared(ds_context *c, const dsi_layer *L, int T) {
+static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T) {
     const ds_model_config *cf = &c->m->cfg;
     int D = cf->hidden_size;
     if (cf->n_shared_experts > 0) {
         dsi_mlp(c, &L->gate, &L->up, &L->down, NULL, NULL, NULL, c->xn, T, c->ye);
         for (size_t i = 0; i < (size_t)T * D; i++) c->tmp[i] += c->ye[i];
     }
-    return DS_OK;
 }
 
 static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {

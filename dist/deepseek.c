@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id e0bffce4854f2d0e: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id f06a96eae8b375d4: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "e0bffce4854f2d0e"
+#define DS_SOURCE_ID "f06a96eae8b375d4"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -9523,23 +9523,34 @@ static void dsi_mm_task(void *arg, int task, int worker) {
     }
 }
 
+/* For products with Q8_0 weights w (unless exact_activations): quantizes T
+ * rows of X (row stride ldx) into the context's buffers, rows of w->cols,
+ * and sets *xs and either *xq (int8) or, for the VNNI kernels, *xu (the same
+ * offset to unsigned, in place). Otherwise leaves all three NULL. */
+static void dsi_quantize_rows(const ds_context *c, const dsi_weight *w, const float *X, int T, int ldx,
+                              const int8_t **xq, const uint8_t **xu, const float **xs) {
+    *xq = NULL;
+    *xu = NULL;
+    *xs = NULL;
+    if (w->dtype != DS_DTYPE_Q8_0 || w->cols > c->xq_cols || c->m->exact_act) return;
+    int nb = w->cols / DSI_Q8_BLOCK;
+    for (int t = 0; t < T; t++)
+        dsi_quantize_act_q8(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
+    *xs = c->xs;
+    if (dsi_have_vnni512()) {
+        uint8_t *u = (uint8_t *)c->xq;
+        dsi_act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
+        *xu = u;
+    } else {
+        *xq = c->xq;
+    }
+}
+
 /* Y (T, rows) = X (T, cols) W^T */
 static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
                        int ldx, float *Y, int ldy) {
     dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL};
-    if (w->dtype == DS_DTYPE_Q8_0 && w->cols <= c->xq_cols && !c->m->exact_act) {
-        int nb = w->cols / DSI_Q8_BLOCK;
-        for (int t = 0; t < T; t++)
-            dsi_quantize_act_q8(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
-        j.xs = c->xs;
-        if (dsi_have_vnni512()) {   /* offset to unsigned, in place */
-            uint8_t *u = (uint8_t *)c->xq;
-            dsi_act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
-            j.xu = u;
-        } else {
-            j.xq = c->xq;
-        }
-    }
+    dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
     int tasks = c->n_workers * 4;
     j.rows_per_task = (w->rows + tasks - 1) / tasks;
     if (j.rows_per_task < 8) j.rows_per_task = 8;
@@ -9608,19 +9619,7 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
 static void dsi_gmv(const ds_context *c, const dsi_gmv_item *items, int n, const float *X, int n_xrows) {
     const dsi_weight *w = items[0].w;
     dsi_gmv_job j = {c, items, 1, w->rows, w->cols, X, NULL, NULL, NULL};
-    if (w->dtype == DS_DTYPE_Q8_0 && w->cols <= c->xq_cols && !c->m->exact_act) {
-        int nb = w->cols / DSI_Q8_BLOCK;
-        for (int t = 0; t < n_xrows; t++)
-            dsi_quantize_act_q8(X + (size_t)t * w->cols, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
-        j.xs = c->xs;
-        if (dsi_have_vnni512()) {
-            uint8_t *u = (uint8_t *)c->xq;
-            dsi_act_to_u8(c->xq, u, (size_t)n_xrows * (size_t)w->cols);
-            j.xu = u;
-        } else {
-            j.xq = c->xq;
-        }
-    }
+    dsi_quantize_rows(c, w, X, n_xrows, w->cols, &j.xq, &j.xu, &j.xs);
     /* about four tasks per worker over all items, at least 8 rows each */
     int want = c->n_workers * 4;
     int per_item = (want + n - 1) / n;
@@ -9858,7 +9857,7 @@ static void dsi_moe_prefetch(ds_context *c, int l, int T) {
     }
 }
 
-static ds_status dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);
+static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);
 
 static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
@@ -9899,7 +9898,8 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
             const float *src = c->ye + (size_t)i * D;
             for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
         }
-        return dsi_moe_shared(c, L, T);
+        dsi_moe_shared(c, L, T);
+        return DS_OK;
     }
     if (c->m->pager) dsi_moe_prefetch(c, l, T);
     /* tokens grouped per expert: each expert's matrices run once per batch */
@@ -9926,18 +9926,18 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
             for (int d = 0; d < D; d++) dst[d] += wgt * src[d];
         }
     }
-    return dsi_moe_shared(c, L, T);
+    dsi_moe_shared(c, L, T);
+    return DS_OK;
 }
 
 /* The shared experts, added after the routed ones. */
-static ds_status dsi_moe_shared(ds_context *c, const dsi_layer *L, int T) {
+static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T) {
     const ds_model_config *cf = &c->m->cfg;
     int D = cf->hidden_size;
     if (cf->n_shared_experts > 0) {
         dsi_mlp(c, &L->gate, &L->up, &L->down, NULL, NULL, NULL, c->xn, T, c->ye);
         for (size_t i = 0; i < (size_t)T * D; i++) c->tmp[i] += c->ye[i];
     }
-    return DS_OK;
 }
 
 static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {
@@ -10640,20 +10640,16 @@ DSI_FUNC void dsi_cuda_model_free(ds_model *m) {
     char msg[DSI_CU_MSG];
     if (b) {
         (void)b->sync(gm->copy_stream, msg, sizeof msg);
-        if (gm->slots) {
-            /* plaintext experts: wiped before the memory goes back */
-            (void)b->memset(gm->slots, 0, (size_t)gm->n_slots * gm->slot_bytes, NULL, msg, sizeof msg);
-            (void)b->sync(NULL, msg, sizeof msg);
-            b->free(gm->slots);
-        }
-        if (gm->dseg) {
-            for (size_t i = 0; i < m->meta.n_segments; i++)
-                if (gm->dseg[i]) {
-                    (void)b->memset(gm->dseg[i], 0, (size_t)m->meta.segments[i].plain_bytes, NULL, msg, sizeof msg);
-                    (void)b->sync(NULL, msg, sizeof msg);
-                    b->free(gm->dseg[i]);
-                }
-        }
+        /* plaintext weights: wiped (one wait for all the wipes) before the
+         * memory goes back */
+        if (gm->slots) (void)b->memset(gm->slots, 0, (size_t)gm->n_slots * gm->slot_bytes, NULL, msg, sizeof msg);
+        for (size_t i = 0; gm->dseg && i < m->meta.n_segments; i++)
+            if (gm->dseg[i])
+                (void)b->memset(gm->dseg[i], 0, (size_t)m->meta.segments[i].plain_bytes, NULL, msg, sizeof msg);
+        (void)b->sync(NULL, msg, sizeof msg);
+        if (gm->slots) b->free(gm->slots);
+        for (size_t i = 0; gm->dseg && i < m->meta.n_segments; i++)
+            if (gm->dseg[i]) b->free(gm->dseg[i]);
         for (int i = 0; i < DSI_CU_NSTAGE; i++) {
             dsi_cu_pinned_free(b, gm->stage[i], gm->slot_bytes);
             if (gm->stage_ev[i]) b->event_free(gm->stage_ev[i]);
@@ -10696,23 +10692,17 @@ DSI_FUNC void dsi_cuda_stats(const ds_model *m, ds_cache_stats *out, bool reset)
 }
 
 /* ==== Context ============================================================= */
-static ds_status dsi_cu_ctx_alloc(dsi_cuda_ctx *g, const dsi_backend_i *b, void *pp, size_t bytes, dsi_err *e) {
+/* A context buffer in device memory (pinned false) or pinned host memory,
+ * recorded for dsi_cuda_ctx_free. */
+static ds_status dsi_cu_ctx_alloc(dsi_cuda_ctx *g, const dsi_backend_i *b, bool pinned, void *pp, size_t bytes,
+                                  dsi_err *e) {
     char msg[DSI_CU_MSG] = "";
-    void **p = pp;
-    if (g->n_dev >= (int)(sizeof g->dev / sizeof g->dev[0]))
-        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: too many context buffers");
-    DSI_CK(b->alloc(p, bytes ? bytes : 4, msg, sizeof msg));
-    g->dev[g->n_dev++] = *p;
-    return DS_OK;
-}
-
-static ds_status dsi_cu_ctx_pinned(dsi_cuda_ctx *g, const dsi_backend_i *b, void *pp, size_t bytes, dsi_err *e) {
-    char msg[DSI_CU_MSG] = "";
-    void **p = pp;
-    if (g->n_pinned >= (int)(sizeof g->pinned / sizeof g->pinned[0]))
-        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: too many pinned buffers");
-    DSI_CK(b->host_alloc(p, bytes ? bytes : 4, msg, sizeof msg));
-    g->pinned[g->n_pinned++] = *p;
+    void **p = pp, **list = pinned ? g->pinned : g->dev;
+    int *n = pinned ? &g->n_pinned : &g->n_dev;
+    int cap = pinned ? (int)(sizeof g->pinned / sizeof g->pinned[0]) : (int)(sizeof g->dev / sizeof g->dev[0]);
+    if (*n >= cap) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: too many context buffers");
+    DSI_CK((pinned ? b->host_alloc : b->alloc)(p, bytes ? bytes : 4, msg, sizeof msg));
+    list[(*n)++] = *p;
     return DS_OK;
 }
 
@@ -10728,8 +10718,8 @@ DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch,
     dsi_cuda_ctx *g = dsi_calloc(&m->al, 1, sizeof *g);
     if (!g) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     ds_status s = DS_OK;
-#define A(p, n) if ((s = dsi_cu_ctx_alloc(g, b, &(p), (size_t)(n), e))) goto fail
-#define P(p, n) if ((s = dsi_cu_ctx_pinned(g, b, &(p), (size_t)(n), e))) goto fail
+#define A(p, n) if ((s = dsi_cu_ctx_alloc(g, b, false, &(p), (size_t)(n), e))) goto fail
+#define P(p, n) if ((s = dsi_cu_ctx_alloc(g, b, true, &(p), (size_t)(n), e))) goto fail
     if ((s = b->init(gm->device, msg, sizeof msg)) || (s = b->stream_new(&g->stream, msg, sizeof msg)) ||
         (s = b->blas_new(&g->blas, 0, 0, msg, sizeof msg))) {
         dsi_fail(e, s, "cuda: %s", msg);
