@@ -1,7 +1,9 @@
 /*
  * forward.c — the CPU forward pass: weight binding, contexts with their KV
- * cache, MLA attention in the absorbed form (the cache holds the normalised
- * compressed latent and the roped key per token, never expanded K/V),
+ * cache, MLA attention (the cache holds the normalised compressed latent and
+ * the roped key per token; decode works in the absorbed form, a batch
+ * expands the latents of its window into per-head K and V with one matrix
+ * product, see dsi_mla_expanded),
  * multi-head attention for DeepSeek-MoE, dense and MoE feed-forward layers
  * with every routing variant, and the LM head.
  *
@@ -17,6 +19,8 @@
 #include <stdlib.h>
 
 #define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
+#define DSI_MLA_EXPAND_MAX 1024     /* positions a batch may expand (scratch bound) */
+#define DSI_MLA_EXPAND_BYTES (8u << 20)   /* expanded K/V scratch per context */
 
 /* ==== Weight binding ===================================================== */
 static ds_status dsi_bind(const ds_model *m, dsi_weight *w, dsi_err *e, const char *fmt, ...) DSI_PRINTF(4, 5);
@@ -165,6 +169,10 @@ struct ds_context {
     int8_t *xq;                        /* (T, widest) activations quantized for Q8_0 weights */
     float *xs;                         /* (T, widest / 32) their scales */
     int xq_cols;                       /* widest */
+    float *kvx;                        /* expanded K/V of kvx_heads heads (MLA batches) */
+    int kvx_heads;
+    uint8_t *xp;                       /* the same in token-lane tiles (dsi_tl_pack), VNNI only */
+    float *xps;                        /* their scales in tiles */
     bool counted;                      /* included in the model's n_contexts */
     dsi_cuda_ctx *gpu;                 /* device state when the model runs on CUDA */
 };
@@ -330,9 +338,21 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->xq_cols = widest;
     c->xq = dsi_calloc(al, T_ * (size_t)widest, 1);
     c->xs = dsi_calloc(al, T_ * ((size_t)widest / DSI_Q8_BLOCK + 1), sizeof(float));
+    if (mla) {   /* heads per expansion pass: as many as fit the scratch */
+        size_t per_head = (size_t)DSI_MLA_EXPAND_MAX * (size_t)(cf->qk_nope_head_dim + cf->v_head_dim) * sizeof(float);
+        c->kvx_heads = (int)(DSI_MLA_EXPAND_BYTES / per_head);
+        if (c->kvx_heads > H) c->kvx_heads = H;
+        if (c->kvx_heads < 1) c->kvx_heads = 1;
+        c->kvx = dsi_calloc(al, (size_t)c->kvx_heads, per_head);
+    }
+    bool lanes = dsi_have_vnni512() && T >= DSI_TL_MIN;
+    if (lanes) {
+        c->xp = dsi_calloc(al, dsi_tl_pack_bytes(T, widest), 1);
+        c->xps = dsi_calloc(al, dsi_tl_pack_floats(T, widest), sizeof(float));
+    }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
-        !c->ework || !c->xq || !c->xs) {
+        !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
                  (double)Lr * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
         ds_context_free(c);
@@ -356,12 +376,14 @@ DS_API void ds_context_free(ds_context *c) {
     dsi_cuda_ctx_free(c->m, c->gpu);
     dsi_pool_free(c->pool);
     float *bufs[] = {c->kv_a, c->kv_b, c->inv_freq, c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp,
-                     c->g, c->u, c->router, c->xe, c->ye, c->selw, c->ework};
+                     c->g, c->u, c->router, c->xe, c->ye, c->selw, c->ework, c->kvx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsi_free(al, bufs[i]);
     dsi_free(al, c->sel);
     dsi_free(al, c->etok);
     dsi_free(al, c->xq);
     dsi_free(al, c->xs);
+    dsi_free(al, c->xp);
+    dsi_free(al, c->xps);
     ds_model *m = c->m;
     bool counted = c->counted;
     dsi_free(al, c);
@@ -381,6 +403,7 @@ typedef struct dsi_mm_job {
     const int8_t *xq;        /* (T, cols) quantized X for Q8_0 weights, or NULL */
     const uint8_t *xu;       /* instead of xq, the same + 128, for the VNNI kernels */
     const float *xs;         /* (T, cols / 32) */
+    int tl;                  /* tokens [0, tl) packed in the context's token-lane tiles */
 } dsi_mm_job;
 
 static void dsi_mm_task(void *arg, int task, int worker) {
@@ -394,10 +417,13 @@ static void dsi_mm_task(void *arg, int task, int worker) {
          * quantized activations while it is in L1 */
         int nb = w->cols / DSI_Q8_BLOCK;
         if (j->xu) {
-            for (int r = r0; r < r1; r++) {
+            if (j->tl)
+                dsi_gemm_q8u8_tl_vnni(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols, j->c->xp,
+                                      j->c->xps, j->tl, j->Y + r0, (size_t)j->ldy, row);
+            for (int r = r0; r < r1 && j->tl < j->T; r++) {
                 const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
                 float o[4];
-                for (int t = 0; t < j->T; t += 4) {
+                for (int t = j->tl; t < j->T; t += 4) {
                     int n = j->T - t < 4 ? j->T - t : 4;
                     dsi_dot_q8u8xT_vnni(rp, j->xu + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
                                         (size_t)nb, w->cols, n, o);
@@ -469,16 +495,26 @@ static void dsi_quantize_rows(const ds_context *c, const dsi_weight *w, const fl
     }
 }
 
-/* Y (T, rows) = X (T, cols) W^T */
-static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
-                       int ldx, float *Y, int ldy) {
-    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL};
-    dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
+/* Y (T, rows) = X (T, cols) W^T; exact: F32 activations even for Q8_0 weights */
+static void dsi_matmul_x(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
+                         int ldx, float *Y, int ldy, bool exact) {
+    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0};
+    if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
+    if (j.xu && c->xp && T >= DSI_TL_MIN) {   /* a batch: tokens in the vector lanes */
+        j.tl = dsi_tl_split(T);
+        dsi_tl_pack(j.xu, (size_t)w->cols, j.xs, (size_t)(w->cols / DSI_Q8_BLOCK), j.tl, w->cols, c->xp, c->xps);
+    }
     int tasks = c->n_workers * 4;
     j.rows_per_task = (w->rows + tasks - 1) / tasks;
     if (j.rows_per_task < 8) j.rows_per_task = 8;
+    if (j.tl) j.rows_per_task = (j.rows_per_task + 7) / 8 * 8;   /* whole 8-row groups */
     tasks = (w->rows + j.rows_per_task - 1) / j.rows_per_task;
     dsi_pool_run(c->pool, dsi_mm_task, &j, tasks);
+}
+
+static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
+                       int ldx, float *Y, int ldy) {
+    dsi_matmul_x(c, w, base, X, T, ldx, Y, ldy, false);
 }
 
 static const float *dsi_wf32(const dsi_weight *w) { return (const float *)(const void *)w->data; }
@@ -557,6 +593,7 @@ typedef struct dsi_att_job {
     ds_context *c;
     const dsi_layer *L;
     int layer, T, pos0;
+    int h0, nh;              /* dsi_mla_expanded: the heads in c->kvx */
 } dsi_att_job;
 
 /* MLA, absorbed: one (token, head) per task. */
@@ -584,11 +621,7 @@ static void dsi_mla_task(void *arg, int task, int worker) {
                     c->attn_scale;
     dsi_softmax(scores, n);
     memset(lat, 0, (size_t)R * sizeof(float));
-    for (int s = 0; s < n; s++) {
-        const float *cs = ca + (size_t)s * R;
-        float p = scores[s];
-        for (int i = 0; i < R; i++) lat[i] += p * cs[i];
-    }
+    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], ca + (size_t)s * R, lat, R);
     /* back to value space: out = W_uv(h) lat */
     float *out = c->att + (size_t)t * H * dv + (size_t)h * dv;
     const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
@@ -617,6 +650,65 @@ static void dsi_mha_task(void *arg, int task, int worker) {
     }
 }
 
+/* One (token, head) of a batch against expanded K/V: the same attention as
+ * dsi_mla_task, with the latent projections moved out of the loop. */
+static void dsi_mla_x_task(void *arg, int task, int worker) {
+    const dsi_att_job *j = arg;
+    ds_context *c = j->c;
+    const ds_model_config *cf = &c->m->cfg;
+    int H = cf->n_heads, dn = cf->qk_nope_head_dim, dr = cf->qk_rope_head_dim, dv = cf->v_head_dim;
+    int hd = dn + dr, kvw = j->nh * (dn + dv);
+    int t = task / j->nh, hh = task % j->nh, h = j->h0 + hh, pos = j->pos0 + t, n = pos + 1;
+    float *w = c->ework + (size_t)worker * c->ework_stride;
+    float *qpe = w, *scores = qpe + dr;
+    const float *qh = c->q + (size_t)t * H * hd + (size_t)h * hd;
+    memcpy(qpe, qh + dn, (size_t)dr * sizeof(float));
+    dsi_rope(c, qpe, pos, true);
+    const float *cb = c->kv_b + (size_t)j->layer * c->kv_b_stride;
+    const float *kv = c->kvx + (size_t)hh * (dn + dv);
+    for (int s = 0; s < n; s++)
+        scores[s] = (dsi_dot_f32(qh, kv + (size_t)s * kvw, dn) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
+                    c->attn_scale;
+    dsi_softmax(scores, n);
+    float *out = c->att + (size_t)t * H * dv + (size_t)h * dv;
+    memset(out, 0, (size_t)dv * sizeof(float));
+    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], kv + (size_t)s * kvw + dn, out, dv);
+}
+
+/* Whether a batch of T tokens after pos0 takes dsi_mla_expanded: it pays
+ * when the window is not much longer than the batch (each position's latent
+ * is expanded once per batch, where the absorbed form spends two latent
+ * projections per token and head, one row at a time). */
+static bool dsi_mla_expand_pays(const ds_context *c, int T, int pos0) {
+    return T >= 16 && pos0 + T <= DSI_MLA_EXPAND_MAX && pos0 + T <= 8 * T && c->kvx;
+}
+
+/* MLA for a batch: for each group of heads, K (nope part) and V of every
+ * position in the window from one product of the kv_b rows of those heads
+ * with the cached latents, then attention per (token, head). */
+static void dsi_mla_expanded(ds_context *c, dsi_att_job *j) {
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_weight *kvb = &j->L->kv_b;
+    int H = cf->n_heads, dn = cf->qk_nope_head_dim, dv = cf->v_head_dim, R = cf->kv_lora_rank;
+    int n = j->pos0 + j->T;
+    const float *ca = c->kv_a + (size_t)j->layer * c->kv_a_stride;
+    for (int h0 = 0; h0 < H; h0 += c->kvx_heads) {
+        int nh = H - h0 < c->kvx_heads ? H - h0 : c->kvx_heads, kvw = nh * (dn + dv);
+        dsi_weight sub = *kvb;   /* the rows of heads [h0, h0 + nh) */
+        sub.rows = kvw;
+        const uint8_t *base = kvb->data + (size_t)h0 * (size_t)(dn + dv) * kvb->row_bytes;
+        for (int p0 = 0; p0 < n; p0 += DSI_MAX_BATCH) {
+            int np = n - p0 < DSI_MAX_BATCH ? n - p0 : DSI_MAX_BATCH;
+            /* F32 latents, as the absorbed form uses them: a batch gives the
+             * same logits as the same tokens one at a time */
+            dsi_matmul_x(c, &sub, base, ca + (size_t)p0 * R, np, R, c->kvx + (size_t)p0 * kvw, kvw, true);
+        }
+        j->h0 = h0;
+        j->nh = nh;
+        dsi_pool_run(c->pool, dsi_mla_x_task, j, j->T * nh);
+    }
+}
+
 static void dsi_attention(ds_context *c, int l, int T, int pos0) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_layer *L = &c->m->layers[l];
@@ -624,7 +716,7 @@ static void dsi_attention(ds_context *c, int l, int T, int pos0) {
     float eps = cf->rms_norm_eps;
     for (int t = 0; t < T; t++)
         dsi_rmsnorm(c->xn + (size_t)t * D, c->x + (size_t)t * D, dsi_wf32(&L->attn_norm), D, eps);
-    dsi_att_job j = {c, L, l, T, pos0};
+    dsi_att_job j = {c, L, l, T, pos0, 0, 0};
     if (cf->kv_lora_rank > 0) {
         int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
         if (cf->q_lora_rank > 0) {
@@ -646,7 +738,8 @@ static void dsi_attention(ds_context *c, int l, int T, int pos0) {
             memcpy(cb, kv + R, (size_t)dr * sizeof(float));
             dsi_rope(c, cb, pos0 + t, true);
         }
-        dsi_pool_run(c->pool, dsi_mla_task, &j, T * H);
+        if (dsi_mla_expand_pays(c, T, pos0)) dsi_mla_expanded(c, &j);
+        else dsi_pool_run(c->pool, dsi_mla_task, &j, T * H);
         dsi_matmul(c, &L->wo, NULL, c->att, T, H * cf->v_head_dim, c->tmp, D);
     } else {
         int hd = cf->head_dim, Hk = cf->n_kv_heads, kd = Hk * hd;

@@ -481,6 +481,8 @@ DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, flo
 DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 DSI_FUNC void dsi_softmax(float *x, int n);
 DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n);
+DSI_FUNC void dsi_axpy_f32(float a, const float *x, float *y, int n);   /* y += a x */
+DSI_FUNC void dsi_axpy_f32_c(float a, const float *x, float *y, int n);
 /* Activations quantized on the fly for Q8_0 weights: n (a multiple of 32)
  * floats into int8 q and one scale per 32 (amax / 127, nearest-even), and
  * the dot product of a Q8_0 row with them (exact int32 sums per block). */
@@ -495,6 +497,7 @@ DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n);
 /* AVX2 + FMA + F16C (kernels/cpu/ops_avx2.c); only call when dsi_have_avx2(). */
 DSI_FUNC bool dsi_have_avx2(void);
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
+DSI_FUNC void dsi_axpy_f32_avx2(float a, const float *x, float *y, int n);
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
 DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n);
@@ -510,6 +513,37 @@ DSI_FUNC bool dsi_have_vnni512(void);
 DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
                                   int T, float *out);
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
+/* Token-lane GEMM for batches (kernels/cpu/ops_avx512.c): tokens go in vector
+ * lanes, up to DSI_TL_TOKENS per tile plus a bias lane; T tokens make
+ * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_tl_tile).
+ * dsi_tl_split says how many of T tokens to give it: none below DSI_TL_MIN,
+ * all when the tiles come out at least DSI_TL_MIN - 3 full, otherwise the
+ * whole tiles of 15, leaving a remainder of 1-6 to dsi_dot_q8u8xT_vnni (a
+ * second tile over rows already in L1 costs about as much as 6 tokens there).
+ * dsi_tl_pack (portable) lays out T tokens of offset activations u (row
+ * stride ldu) and their scales s (row stride lds) into P (dsi_tl_pack_bytes)
+ * and S (dsi_tl_pack_floats). dsi_gemm_q8u8_tl_vnni then computes
+ * Y[t * ldy + r] for rows [0, rows) of the Q8_0 matrix W (row stride rb);
+ * scratch holds 8 * cols / 32 floats. */
+#define DSI_TL_TOKENS 15
+#define DSI_TL_MIN 9
+DSI_INLINE int dsi_tl_tiles(int T) { return (T + DSI_TL_TOKENS - 1) / DSI_TL_TOKENS; }
+DSI_INLINE void dsi_tl_tile(int T, int tile, int *t0, int *n) {
+    int k = dsi_tl_tiles(T);
+    *t0 = (int)((long)T * tile / k);
+    *n = (int)((long)T * (tile + 1) / k) - *t0;
+}
+DSI_INLINE int dsi_tl_split(int T) {
+    if (T < DSI_TL_MIN) return 0;
+    int r = T % DSI_TL_TOKENS;
+    return T < DSI_TL_TOKENS || r == 0 || r >= DSI_TL_MIN - 3 ? T : T - r;
+}
+DSI_INLINE size_t dsi_tl_pack_bytes(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 512; }
+DSI_INLINE size_t dsi_tl_pack_floats(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 16; }
+DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
+                          float *S);
+DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int cols, const uint8_t *P, const float *S,
+                                    int T, float *Y, size_t ldy, float *scratch);
 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
                                   float out[4]);
 

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id f06a96eae8b375d4: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 6f570759961fae75: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "f06a96eae8b375d4"
+#define DS_SOURCE_ID "6f570759961fae75"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -537,6 +537,8 @@ DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, flo
 DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 DSI_FUNC void dsi_softmax(float *x, int n);
 DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n);
+DSI_FUNC void dsi_axpy_f32(float a, const float *x, float *y, int n);   /* y += a x */
+DSI_FUNC void dsi_axpy_f32_c(float a, const float *x, float *y, int n);
 /* Activations quantized on the fly for Q8_0 weights: n (a multiple of 32)
  * floats into int8 q and one scale per 32 (amax / 127, nearest-even), and
  * the dot product of a Q8_0 row with them (exact int32 sums per block). */
@@ -551,6 +553,7 @@ DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n);
 /* AVX2 + FMA + F16C (kernels/cpu/ops_avx2.c); only call when dsi_have_avx2(). */
 DSI_FUNC bool dsi_have_avx2(void);
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
+DSI_FUNC void dsi_axpy_f32_avx2(float a, const float *x, float *y, int n);
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
 DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n);
@@ -566,6 +569,37 @@ DSI_FUNC bool dsi_have_vnni512(void);
 DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
                                   int T, float *out);
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
+/* Token-lane GEMM for batches (kernels/cpu/ops_avx512.c): tokens go in vector
+ * lanes, up to DSI_TL_TOKENS per tile plus a bias lane; T tokens make
+ * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_tl_tile).
+ * dsi_tl_split says how many of T tokens to give it: none below DSI_TL_MIN,
+ * all when the tiles come out at least DSI_TL_MIN - 3 full, otherwise the
+ * whole tiles of 15, leaving a remainder of 1-6 to dsi_dot_q8u8xT_vnni (a
+ * second tile over rows already in L1 costs about as much as 6 tokens there).
+ * dsi_tl_pack (portable) lays out T tokens of offset activations u (row
+ * stride ldu) and their scales s (row stride lds) into P (dsi_tl_pack_bytes)
+ * and S (dsi_tl_pack_floats). dsi_gemm_q8u8_tl_vnni then computes
+ * Y[t * ldy + r] for rows [0, rows) of the Q8_0 matrix W (row stride rb);
+ * scratch holds 8 * cols / 32 floats. */
+#define DSI_TL_TOKENS 15
+#define DSI_TL_MIN 9
+DSI_INLINE int dsi_tl_tiles(int T) { return (T + DSI_TL_TOKENS - 1) / DSI_TL_TOKENS; }
+DSI_INLINE void dsi_tl_tile(int T, int tile, int *t0, int *n) {
+    int k = dsi_tl_tiles(T);
+    *t0 = (int)((long)T * tile / k);
+    *n = (int)((long)T * (tile + 1) / k) - *t0;
+}
+DSI_INLINE int dsi_tl_split(int T) {
+    if (T < DSI_TL_MIN) return 0;
+    int r = T % DSI_TL_TOKENS;
+    return T < DSI_TL_TOKENS || r == 0 || r >= DSI_TL_MIN - 3 ? T : T - r;
+}
+DSI_INLINE size_t dsi_tl_pack_bytes(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 512; }
+DSI_INLINE size_t dsi_tl_pack_floats(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 16; }
+DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
+                          float *S);
+DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int cols, const uint8_t *P, const float *S,
+                                    int T, float *Y, size_t ldy, float *scratch);
 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
                                   float out[4]);
 
@@ -8168,6 +8202,29 @@ DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
     for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
 }
 
+/* Tile layout (see dsi_gemm_q8u8_tl_vnni): for tile i, block b, step k
+ * (bytes 4k..4k+3 of the block), lane t holds those four bytes of token
+ * t0 + t (dsi_tl_tile); the unused lanes and the bias lane hold x = 0 (0x80), scale 0. */
+DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
+                          float *S) {
+    enum { L = 16 };   /* lanes per tile: DSI_TL_TOKENS tokens and the bias lane */
+    size_t nb = (size_t)cols / DSI_Q8_BLOCK;
+    for (int tile = 0; tile < dsi_tl_tiles(T); tile++) {
+        int t0, n;
+        dsi_tl_tile(T, tile, &t0, &n);
+        uint8_t *pt = P + (size_t)tile * nb * 512;
+        float *st = S + (size_t)tile * nb * L;
+        memset(pt, 0x80, nb * 512);
+        for (int t = 0; t < n; t++) {
+            const uint8_t *src = u + (size_t)(t0 + t) * ldu;
+            for (size_t b = 0; b < nb; b++)
+                for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
+        }
+        for (size_t b = 0; b < nb; b++)
+            for (int t = 0; t < L; t++) st[b * L + (size_t)t] = t < n ? s[(size_t)(t0 + t) * lds + b] : 0.0f;
+    }
+}
+
 DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
     if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
     else dsi_quantize_act_q8_c(x, n, q, s);
@@ -8180,6 +8237,15 @@ DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s,
 /* The ISA is picked at run time (detected once, see dsi_cpu_features). */
 DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
     return dsi_have_avx2() ? dsi_dot_f32_avx2(a, b, n) : dsi_dot_f32_c(a, b, n);
+}
+
+DSI_FUNC void dsi_axpy_f32_c(float a, const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+DSI_FUNC void dsi_axpy_f32(float a, const float *x, float *y, int n) {
+    if (dsi_have_avx2()) dsi_axpy_f32_avx2(a, x, y, n);
+    else dsi_axpy_f32_c(a, x, y, n);
 }
 
 DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x) {
@@ -8273,6 +8339,18 @@ DSI_AVX2 static inline float dsi_hsum256(__m256 v) {
     lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
     lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
     return _mm_cvtss_f32(lo);
+}
+
+/* y += a x */
+DSI_AVX2 DSI_FUNC void dsi_axpy_f32_avx2(float a, const float *x, float *y, int n) {
+    __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8)));
+    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
 }
 
 DSI_AVX2 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) {
@@ -8488,6 +8566,7 @@ DSI_FUNC bool dsi_have_avx2(void) {
 #else
 DSI_FUNC bool dsi_have_avx2(void) { return false; }
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) { return dsi_dot_f32(a, b, n); }
+DSI_FUNC void dsi_axpy_f32_avx2(float a, const float *x, float *y, int n) { dsi_axpy_f32_c(a, x, y, n); }
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
 DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s) { dsi_quantize_act_q8_c(x, n, q, s); }
@@ -8551,7 +8630,7 @@ DSI_VNNI static inline __m512 dsi_pair_xscale(const float *s) {
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(two));
 }
 
-/* T is 1 or 4 at the call sites below (constants), so acc[] stays in registers. */
+/* T is 1-4, a constant at each call site below, so acc[] stays in registers. */
 DSI_VNNI static inline __attribute__((always_inline)) void dsi_q8u8_tile(const uint8_t *row, const uint8_t *u,
                                                                          size_t ldu, const float *s, size_t lds,
                                                                          int nb, const int T, float *out) {
@@ -8573,11 +8652,9 @@ DSI_VNNI static inline __attribute__((always_inline)) void dsi_q8u8_tile(const u
                                  acc[j]);                                                                      \
     } while (0)
         DSI_U8_TOKEN(0);
-        if (T == 4) {
-            DSI_U8_TOKEN(1);
-            DSI_U8_TOKEN(2);
-            DSI_U8_TOKEN(3);
-        }
+        if (T > 1) DSI_U8_TOKEN(1);
+        if (T > 2) DSI_U8_TOKEN(2);
+        if (T > 3) DSI_U8_TOKEN(3);
 #undef DSI_U8_TOKEN
     }
     for (int j = 0; j < T; j++) out[j] = _mm512_reduce_add_ps(acc[j]);
@@ -8586,11 +8663,11 @@ DSI_VNNI static inline __attribute__((always_inline)) void dsi_q8u8_tile(const u
 DSI_VNNI DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s,
                                            size_t lds, int n, int T, float *out) {
     int nb = n / DSI_Q8_BLOCK, b = nb & ~1;
-    if (T == 4) {
-        dsi_q8u8_tile(row, u, ldu, s, lds, nb, 4, out);
-    } else {
-        for (int j = 0; j < T; j++)
-            dsi_q8u8_tile(row, u + (size_t)j * ldu, ldu, s + (size_t)j * lds, lds, nb, 1, out + j);
+    switch (T) {
+    case 4: dsi_q8u8_tile(row, u, ldu, s, lds, nb, 4, out); break;
+    case 3: dsi_q8u8_tile(row, u, ldu, s, lds, nb, 3, out); break;
+    case 2: dsi_q8u8_tile(row, u, ldu, s, lds, nb, 2, out); break;
+    default: dsi_q8u8_tile(row, u, ldu, s, lds, nb, 1, out); break;
     }
     if (b < nb) {   /* an odd last block */
         const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
@@ -8614,6 +8691,106 @@ DSI_VNNI DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u,
     }
 }
 
+/* ==== Token-lane GEMM (prefill) =========================================
+ * The products above put a row's weights in the vector lanes, so every
+ * vpdpbusd (64 multiply-adds) needs its own convert, scale and FMA, because
+ * each 32-value block has its own scales. Here the lanes hold tokens instead:
+ * dsi_tl_pack lays up to 15 tokens side by side, four bytes each, and the
+ * weights come in as four-byte broadcasts straight from the Q8_0 row. A block
+ * of 32 then takes eight vpdpbusd into one int32 accumulator per row, and
+ * only then one convert and one FMA with (activation scales x row scale).
+ *
+ * Lane 15 is the bias lane: its activations are all 0x80 (x = 0 stored
+ * offset by 128), so its sum is 128 * sum(w) for the block, exactly the
+ * offset every other lane carries (dot(u, w) = dot(x, w) + 128 sum(w));
+ * subtracting it gives the exact int32 dot of each token. Padding lanes hold
+ * x = 0 with scale 0. An int32 lane sums 32 products of at most 255 * 128,
+ * far from overflow.
+ *
+ * Eight rows share each activation load. The row scales of the eight rows
+ * are converted from F16 sixteen at a time (a gather) into scratch first.
+ *
+ * A tile is worth it from about 9 tokens: with fewer, the empty lanes cost
+ * more than the row-lane kernel's per-block overhead (bench_gemm: at 8
+ * tokens 66 against 75 GFLOP/s, at 12 tokens 97 against 75, at 128 tokens
+ * 177-203 against 70, one thread). An 8-lane version for 1-7 tokens lost to
+ * the row-lane kernel at every size (47 against 75 GFLOP/s at 4 tokens), so
+ * dsi_tl_split leaves short remainders to that kernel. Software prefetch of
+ * the weight rows did not help (the hardware prefetcher follows the eight
+ * row streams). */
+#define DSI_TL_R 8
+
+/* Eight rows' block scales as floats: ws[i * nb + b]. */
+DSI_VNNI static void dsi_tl_scales(const uint8_t *W, size_t rb, int RR, int nb, float *ws) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(DSI_Q8_BLOCK_BYTES));
+    for (int i = 0; i < RR; i++) {
+        const uint8_t *row = W + (size_t)i * rb;
+        for (int b = 0; b < nb; b += 16) {
+            /* the last gather may be partial; its dwords start at a block's
+             * scale and end inside that block, never past the row */
+            __mmask16 m = nb - b >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - b)) - 1);
+            __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx,
+                                                    (const void *)(row + (size_t)b * DSI_Q8_BLOCK_BYTES), 1);
+            __m512 f = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d));
+            _mm512_mask_storeu_ps(ws + (size_t)i * nb + b, m, f);
+        }
+    }
+}
+
+DSI_VNNI static inline int32_t dsi_tl_w4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* RR rows (8 or 1) times one tile: out[i * 16 + lane]. */
+DSI_VNNI static inline __attribute__((always_inline)) void dsi_tl_z(const uint8_t *W, size_t rb, int nb,
+                                                                    const uint8_t *P, const float *S, const float *ws,
+                                                                    float *out, const int RR) {
+    __m512 f[DSI_TL_R];
+    __m512i ia[DSI_TL_R];
+    const __m512i bias = _mm512_set1_epi32(15);
+    _Pragma("GCC unroll 8") for (int i = 0; i < RR; i++) f[i] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *A = P + (size_t)b * 512, *wb = W + (size_t)b * DSI_Q8_BLOCK_BYTES + 2;
+        _Pragma("GCC unroll 8") for (int i = 0; i < RR; i++) ia[i] = _mm512_setzero_si512();
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
+            __m512i a = _mm512_loadu_si512((const void *)(A + 64 * k));
+            _Pragma("GCC unroll 8") for (int i = 0; i < RR; i++)
+                ia[i] = _mm512_dpbusd_epi32(ia[i], a, _mm512_set1_epi32(dsi_tl_w4(wb + (size_t)i * rb + 4 * k)));
+        }
+        __m512 xs = _mm512_loadu_ps(S + (size_t)b * 16);
+        _Pragma("GCC unroll 8") for (int i = 0; i < RR; i++) {
+            __m512i d = _mm512_sub_epi32(ia[i], _mm512_permutexvar_epi32(bias, ia[i]));
+            f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(xs, _mm512_set1_ps(ws[(size_t)i * nb + b])), f[i]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int i = 0; i < RR; i++) _mm512_storeu_ps(out + 16 * i, f[i]);
+}
+
+DSI_VNNI DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int cols, const uint8_t *P,
+                                             const float *S, int T, float *Y, size_t ldy, float *scratch) {
+    int nb = cols / DSI_Q8_BLOCK, tiles = dsi_tl_tiles(T);
+    float out[DSI_TL_R * 16];
+    if (tiles <= 0) return;
+    for (int r = 0, RR; r < rows; r += RR) {
+        RR = rows - r >= DSI_TL_R ? DSI_TL_R : 1;   /* the tail goes one row at a time */
+        const uint8_t *Wr = W + (size_t)r * rb;
+        dsi_tl_scales(Wr, rb, RR, nb, scratch);
+        for (int tile = 0; tile < tiles; tile++) {
+            int t0, n;
+            dsi_tl_tile(T, tile, &t0, &n);
+            const uint8_t *Pt = P + (size_t)tile * (size_t)nb * 512;
+            const float *St = S + (size_t)tile * (size_t)nb * 16;
+            if (RR == DSI_TL_R) dsi_tl_z(Wr, rb, nb, Pt, St, scratch, out, DSI_TL_R);
+            else dsi_tl_z(Wr, rb, nb, Pt, St, scratch, out, 1);
+            for (int t = 0; t < n; t++)
+                for (int i = 0; i < RR; i++) Y[(size_t)(t0 + t) * ldy + (size_t)(r + i)] = out[i * 16 + t];
+        }
+    }
+}
+
 DSI_FUNC bool dsi_have_vnni512(void) {
     uint32_t need = DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C | DSI_CPU_AVX512F | DSI_CPU_AVX512BW |
                     DSI_CPU_AVX512VL | DSI_CPU_AVX512VNNI;
@@ -8624,6 +8801,10 @@ DSI_FUNC bool dsi_have_vnni512(void) { return false; }
 DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
                                   int T, float *out) {
     (void)row, (void)u, (void)ldu, (void)s, (void)lds, (void)n, (void)T, (void)out;
+}
+DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int cols, const uint8_t *P, const float *S,
+                                    int T, float *Y, size_t ldy, float *scratch) {
+    (void)W, (void)rb, (void)rows, (void)cols, (void)P, (void)S, (void)T, (void)Y, (void)ldy, (void)scratch;
 }
 #endif
 /* ==== End kernels/cpu/ops_avx512.c ==== */
@@ -9077,8 +9258,10 @@ DS_API void ds_model_cache_stats_reset(ds_model *m) {
 /* ==== Begin deepseek_impl/forward.c ==== */
 /*
  * forward.c — the CPU forward pass: weight binding, contexts with their KV
- * cache, MLA attention in the absorbed form (the cache holds the normalised
- * compressed latent and the roped key per token, never expanded K/V),
+ * cache, MLA attention (the cache holds the normalised compressed latent and
+ * the roped key per token; decode works in the absorbed form, a batch
+ * expands the latents of its window into per-head K and V with one matrix
+ * product, see dsi_mla_expanded),
  * multi-head attention for DeepSeek-MoE, dense and MoE feed-forward layers
  * with every routing variant, and the LM head.
  *
@@ -9094,6 +9277,8 @@ DS_API void ds_model_cache_stats_reset(ds_model *m) {
 #include <stdlib.h>
 
 #define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
+#define DSI_MLA_EXPAND_MAX 1024     /* positions a batch may expand (scratch bound) */
+#define DSI_MLA_EXPAND_BYTES (8u << 20)   /* expanded K/V scratch per context */
 
 /* ==== Weight binding ===================================================== */
 static ds_status dsi_bind(const ds_model *m, dsi_weight *w, dsi_err *e, const char *fmt, ...) DSI_PRINTF(4, 5);
@@ -9242,6 +9427,10 @@ struct ds_context {
     int8_t *xq;                        /* (T, widest) activations quantized for Q8_0 weights */
     float *xs;                         /* (T, widest / 32) their scales */
     int xq_cols;                       /* widest */
+    float *kvx;                        /* expanded K/V of kvx_heads heads (MLA batches) */
+    int kvx_heads;
+    uint8_t *xp;                       /* the same in token-lane tiles (dsi_tl_pack), VNNI only */
+    float *xps;                        /* their scales in tiles */
     bool counted;                      /* included in the model's n_contexts */
     dsi_cuda_ctx *gpu;                 /* device state when the model runs on CUDA */
 };
@@ -9407,9 +9596,21 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->xq_cols = widest;
     c->xq = dsi_calloc(al, T_ * (size_t)widest, 1);
     c->xs = dsi_calloc(al, T_ * ((size_t)widest / DSI_Q8_BLOCK + 1), sizeof(float));
+    if (mla) {   /* heads per expansion pass: as many as fit the scratch */
+        size_t per_head = (size_t)DSI_MLA_EXPAND_MAX * (size_t)(cf->qk_nope_head_dim + cf->v_head_dim) * sizeof(float);
+        c->kvx_heads = (int)(DSI_MLA_EXPAND_BYTES / per_head);
+        if (c->kvx_heads > H) c->kvx_heads = H;
+        if (c->kvx_heads < 1) c->kvx_heads = 1;
+        c->kvx = dsi_calloc(al, (size_t)c->kvx_heads, per_head);
+    }
+    bool lanes = dsi_have_vnni512() && T >= DSI_TL_MIN;
+    if (lanes) {
+        c->xp = dsi_calloc(al, dsi_tl_pack_bytes(T, widest), 1);
+        c->xps = dsi_calloc(al, dsi_tl_pack_floats(T, widest), sizeof(float));
+    }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
-        !c->ework || !c->xq || !c->xs) {
+        !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
                  (double)Lr * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
         ds_context_free(c);
@@ -9433,12 +9634,14 @@ DS_API void ds_context_free(ds_context *c) {
     dsi_cuda_ctx_free(c->m, c->gpu);
     dsi_pool_free(c->pool);
     float *bufs[] = {c->kv_a, c->kv_b, c->inv_freq, c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp,
-                     c->g, c->u, c->router, c->xe, c->ye, c->selw, c->ework};
+                     c->g, c->u, c->router, c->xe, c->ye, c->selw, c->ework, c->kvx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsi_free(al, bufs[i]);
     dsi_free(al, c->sel);
     dsi_free(al, c->etok);
     dsi_free(al, c->xq);
     dsi_free(al, c->xs);
+    dsi_free(al, c->xp);
+    dsi_free(al, c->xps);
     ds_model *m = c->m;
     bool counted = c->counted;
     dsi_free(al, c);
@@ -9458,6 +9661,7 @@ typedef struct dsi_mm_job {
     const int8_t *xq;        /* (T, cols) quantized X for Q8_0 weights, or NULL */
     const uint8_t *xu;       /* instead of xq, the same + 128, for the VNNI kernels */
     const float *xs;         /* (T, cols / 32) */
+    int tl;                  /* tokens [0, tl) packed in the context's token-lane tiles */
 } dsi_mm_job;
 
 static void dsi_mm_task(void *arg, int task, int worker) {
@@ -9471,10 +9675,13 @@ static void dsi_mm_task(void *arg, int task, int worker) {
          * quantized activations while it is in L1 */
         int nb = w->cols / DSI_Q8_BLOCK;
         if (j->xu) {
-            for (int r = r0; r < r1; r++) {
+            if (j->tl)
+                dsi_gemm_q8u8_tl_vnni(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols, j->c->xp,
+                                      j->c->xps, j->tl, j->Y + r0, (size_t)j->ldy, row);
+            for (int r = r0; r < r1 && j->tl < j->T; r++) {
                 const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
                 float o[4];
-                for (int t = 0; t < j->T; t += 4) {
+                for (int t = j->tl; t < j->T; t += 4) {
                     int n = j->T - t < 4 ? j->T - t : 4;
                     dsi_dot_q8u8xT_vnni(rp, j->xu + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
                                         (size_t)nb, w->cols, n, o);
@@ -9546,16 +9753,26 @@ static void dsi_quantize_rows(const ds_context *c, const dsi_weight *w, const fl
     }
 }
 
-/* Y (T, rows) = X (T, cols) W^T */
-static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
-                       int ldx, float *Y, int ldy) {
-    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL};
-    dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
+/* Y (T, rows) = X (T, cols) W^T; exact: F32 activations even for Q8_0 weights */
+static void dsi_matmul_x(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
+                         int ldx, float *Y, int ldy, bool exact) {
+    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0};
+    if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
+    if (j.xu && c->xp && T >= DSI_TL_MIN) {   /* a batch: tokens in the vector lanes */
+        j.tl = dsi_tl_split(T);
+        dsi_tl_pack(j.xu, (size_t)w->cols, j.xs, (size_t)(w->cols / DSI_Q8_BLOCK), j.tl, w->cols, c->xp, c->xps);
+    }
     int tasks = c->n_workers * 4;
     j.rows_per_task = (w->rows + tasks - 1) / tasks;
     if (j.rows_per_task < 8) j.rows_per_task = 8;
+    if (j.tl) j.rows_per_task = (j.rows_per_task + 7) / 8 * 8;   /* whole 8-row groups */
     tasks = (w->rows + j.rows_per_task - 1) / j.rows_per_task;
     dsi_pool_run(c->pool, dsi_mm_task, &j, tasks);
+}
+
+static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
+                       int ldx, float *Y, int ldy) {
+    dsi_matmul_x(c, w, base, X, T, ldx, Y, ldy, false);
 }
 
 static const float *dsi_wf32(const dsi_weight *w) { return (const float *)(const void *)w->data; }
@@ -9634,6 +9851,7 @@ typedef struct dsi_att_job {
     ds_context *c;
     const dsi_layer *L;
     int layer, T, pos0;
+    int h0, nh;              /* dsi_mla_expanded: the heads in c->kvx */
 } dsi_att_job;
 
 /* MLA, absorbed: one (token, head) per task. */
@@ -9661,11 +9879,7 @@ static void dsi_mla_task(void *arg, int task, int worker) {
                     c->attn_scale;
     dsi_softmax(scores, n);
     memset(lat, 0, (size_t)R * sizeof(float));
-    for (int s = 0; s < n; s++) {
-        const float *cs = ca + (size_t)s * R;
-        float p = scores[s];
-        for (int i = 0; i < R; i++) lat[i] += p * cs[i];
-    }
+    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], ca + (size_t)s * R, lat, R);
     /* back to value space: out = W_uv(h) lat */
     float *out = c->att + (size_t)t * H * dv + (size_t)h * dv;
     const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
@@ -9694,6 +9908,65 @@ static void dsi_mha_task(void *arg, int task, int worker) {
     }
 }
 
+/* One (token, head) of a batch against expanded K/V: the same attention as
+ * dsi_mla_task, with the latent projections moved out of the loop. */
+static void dsi_mla_x_task(void *arg, int task, int worker) {
+    const dsi_att_job *j = arg;
+    ds_context *c = j->c;
+    const ds_model_config *cf = &c->m->cfg;
+    int H = cf->n_heads, dn = cf->qk_nope_head_dim, dr = cf->qk_rope_head_dim, dv = cf->v_head_dim;
+    int hd = dn + dr, kvw = j->nh * (dn + dv);
+    int t = task / j->nh, hh = task % j->nh, h = j->h0 + hh, pos = j->pos0 + t, n = pos + 1;
+    float *w = c->ework + (size_t)worker * c->ework_stride;
+    float *qpe = w, *scores = qpe + dr;
+    const float *qh = c->q + (size_t)t * H * hd + (size_t)h * hd;
+    memcpy(qpe, qh + dn, (size_t)dr * sizeof(float));
+    dsi_rope(c, qpe, pos, true);
+    const float *cb = c->kv_b + (size_t)j->layer * c->kv_b_stride;
+    const float *kv = c->kvx + (size_t)hh * (dn + dv);
+    for (int s = 0; s < n; s++)
+        scores[s] = (dsi_dot_f32(qh, kv + (size_t)s * kvw, dn) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
+                    c->attn_scale;
+    dsi_softmax(scores, n);
+    float *out = c->att + (size_t)t * H * dv + (size_t)h * dv;
+    memset(out, 0, (size_t)dv * sizeof(float));
+    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], kv + (size_t)s * kvw + dn, out, dv);
+}
+
+/* Whether a batch of T tokens after pos0 takes dsi_mla_expanded: it pays
+ * when the window is not much longer than the batch (each position's latent
+ * is expanded once per batch, where the absorbed form spends two latent
+ * projections per token and head, one row at a time). */
+static bool dsi_mla_expand_pays(const ds_context *c, int T, int pos0) {
+    return T >= 16 && pos0 + T <= DSI_MLA_EXPAND_MAX && pos0 + T <= 8 * T && c->kvx;
+}
+
+/* MLA for a batch: for each group of heads, K (nope part) and V of every
+ * position in the window from one product of the kv_b rows of those heads
+ * with the cached latents, then attention per (token, head). */
+static void dsi_mla_expanded(ds_context *c, dsi_att_job *j) {
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_weight *kvb = &j->L->kv_b;
+    int H = cf->n_heads, dn = cf->qk_nope_head_dim, dv = cf->v_head_dim, R = cf->kv_lora_rank;
+    int n = j->pos0 + j->T;
+    const float *ca = c->kv_a + (size_t)j->layer * c->kv_a_stride;
+    for (int h0 = 0; h0 < H; h0 += c->kvx_heads) {
+        int nh = H - h0 < c->kvx_heads ? H - h0 : c->kvx_heads, kvw = nh * (dn + dv);
+        dsi_weight sub = *kvb;   /* the rows of heads [h0, h0 + nh) */
+        sub.rows = kvw;
+        const uint8_t *base = kvb->data + (size_t)h0 * (size_t)(dn + dv) * kvb->row_bytes;
+        for (int p0 = 0; p0 < n; p0 += DSI_MAX_BATCH) {
+            int np = n - p0 < DSI_MAX_BATCH ? n - p0 : DSI_MAX_BATCH;
+            /* F32 latents, as the absorbed form uses them: a batch gives the
+             * same logits as the same tokens one at a time */
+            dsi_matmul_x(c, &sub, base, ca + (size_t)p0 * R, np, R, c->kvx + (size_t)p0 * kvw, kvw, true);
+        }
+        j->h0 = h0;
+        j->nh = nh;
+        dsi_pool_run(c->pool, dsi_mla_x_task, j, j->T * nh);
+    }
+}
+
 static void dsi_attention(ds_context *c, int l, int T, int pos0) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_layer *L = &c->m->layers[l];
@@ -9701,7 +9974,7 @@ static void dsi_attention(ds_context *c, int l, int T, int pos0) {
     float eps = cf->rms_norm_eps;
     for (int t = 0; t < T; t++)
         dsi_rmsnorm(c->xn + (size_t)t * D, c->x + (size_t)t * D, dsi_wf32(&L->attn_norm), D, eps);
-    dsi_att_job j = {c, L, l, T, pos0};
+    dsi_att_job j = {c, L, l, T, pos0, 0, 0};
     if (cf->kv_lora_rank > 0) {
         int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
         if (cf->q_lora_rank > 0) {
@@ -9723,7 +9996,8 @@ static void dsi_attention(ds_context *c, int l, int T, int pos0) {
             memcpy(cb, kv + R, (size_t)dr * sizeof(float));
             dsi_rope(c, cb, pos0 + t, true);
         }
-        dsi_pool_run(c->pool, dsi_mla_task, &j, T * H);
+        if (dsi_mla_expand_pays(c, T, pos0)) dsi_mla_expanded(c, &j);
+        else dsi_pool_run(c->pool, dsi_mla_task, &j, T * H);
         dsi_matmul(c, &L->wo, NULL, c->att, T, H * cf->v_head_dim, c->tmp, D);
     } else {
         int hd = cf->head_dim, Hk = cf->n_kv_heads, kd = Hk * hd;

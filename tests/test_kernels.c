@@ -111,8 +111,77 @@ static void test_q8q8(void) {
         T_SKIP("kernels-2.5", "no AVX-512 VNNI on this CPU");
 }
 
+
+/* The token-lane GEMM (prefill): rows x T tokens against the portable int8
+ * dot of each pair, on shapes that exercise every path: 1-7 tokens (8-lane
+ * tile), 8-15 (one 16-lane tile), several tiles with a ragged last one, row
+ * counts that are not multiples of 8 (single-row tail), block counts that
+ * are not multiples of 16 (a partial scale gather), activation rows with a
+ * stride wider than the row, and zero and outlier blocks. */
+static void test_token_lane(void) {
+    if (!dsi_have_vnni512()) {
+        T_SKIP("kernels-3.1", "no AVX-512 VNNI on this CPU");
+        return;
+    }
+    enum { MAXR = 37, MAXNB = 70, MAXT = 48, PAD = 3 };
+    static float a[MAXNB * 32], x[MAXT][MAXNB * 32 + PAD * 32], Y[MAXT * (MAXR + 5)], sc[MAXT * (MAXNB + 2)];
+    static uint8_t W[MAXR * MAXNB * 34], u[MAXT * (MAXNB + PAD) * 32];
+    static int8_t q[MAXT * (MAXNB + PAD) * 32];
+    static uint8_t P[4 * MAXNB * 512];
+    static float S[4 * MAXNB * 16], scratch[8 * MAXNB];
+    int bad = 0, cases = 0, worst_t = 0;
+    double worst = 0;
+    const int Ts[] = {1, 2, 3, 5, 7, 8, 11, 14, 15, 16, 17, 22, 29, 30, 31, 44, 45, 48};
+    for (int trial = 0; trial < 90; trial++) {
+        int T = Ts[trial % (int)(sizeof Ts / sizeof Ts[0])];
+        int rows = 1 + (int)((frand() * 0.5f + 0.5f) * (MAXR - 1)), nb = 1 + (int)((frand() * 0.5f + 0.5f) * (MAXNB - 1));
+        if (trial % 9 == 0) rows = 8 * (1 + trial % 4);
+        if (trial % 10 == 3) nb = 64;
+        if (trial % 10 == 4) nb = 16;
+        int n = nb * 32, ldu = n + (trial % 3 == 0 ? PAD * 32 : 0), lds = ldu / 32, ldy = rows + trial % 5;
+        size_t rb = (size_t)nb * 34;
+        float mag = powf(10.0f, 2.0f * frand());
+        for (int r = 0; r < rows; r++) {
+            for (int i = 0; i < n; i++) a[i] = frand() * mag * (1 + r % 3);
+            dsi_quantize_row_q8_0(a, W + (size_t)r * rb, (size_t)n);
+        }
+        for (int t = 0; t < T; t++) {
+            for (int i = 0; i < n; i++) x[t][i] = frand() * (t % 4 == 3 ? 100.0f : 1.0f);
+            if ((trial + t) % 7 == 0) for (int i = 0; i < 32; i++) x[t][i] = 0;
+            if ((trial + t) % 11 == 0) x[t][n - 1] = 1e5f;
+            dsi_quantize_act_q8_c(x[t], n, q + (size_t)t * ldu, sc + (size_t)t * lds);
+        }
+        dsi_act_to_u8(q, u, (size_t)T * (size_t)ldu);
+        if (dsi_tl_pack_bytes(T, n) > sizeof P || dsi_tl_pack_floats(T, n) > sizeof S / sizeof S[0]) {
+            bad++;
+            continue;
+        }
+        dsi_tl_pack(u, (size_t)ldu, sc, (size_t)lds, T, n, P, S);
+        for (size_t i = 0; i < sizeof Y / sizeof Y[0]; i++) Y[i] = -12345.0f;
+        dsi_gemm_q8u8_tl_vnni(W, rb, rows, n, P, S, T, Y, (size_t)ldy, scratch);
+        cases++;
+        for (int t = 0; t < T; t++) {
+            for (int r = 0; r < rows; r++) {
+                const uint8_t *w = W + (size_t)r * rb;
+                double ref = dsi_dot_q8q8_c(w, q + (size_t)t * ldu, sc + (size_t)t * lds, n), mass = 0;
+                for (int b = 0; b < nb; b++)
+                    mass += fabs(dsi_f16_to_f32(dsi_rd16(w + (size_t)b * 34)) * sc[(size_t)t * lds + b]) * 127.0 * 127.0 * 32;
+                double err = fabs(Y[(size_t)t * ldy + r] - ref) / (mass + 1e-30);
+                if (err > worst) worst = err, worst_t = T;
+                if (fabs(Y[(size_t)t * ldy + r] - ref) > 1e-5 * mass + 1e-6) bad++;
+            }
+            for (int r = rows; r < ldy; r++)   /* the gap between rows of Y is not written */
+                if (Y[(size_t)t * ldy + r] != -12345.0f) bad++;
+        }
+    }
+    T_CHECK("kernels-3.1", bad == 0 && cases == 90,
+            "token-lane GEMM differs from the portable int8 dot in %d values (%d cases; worst relative %.3g at T=%d)",
+            bad, cases, worst, worst_t);
+}
+
 int main(void) {
     test_q8q8();
+    test_token_lane();
     if (!dsi_have_avx2()) {
         T_SKIP("kernels", "no AVX2/FMA/F16C on this CPU");
         return t_finish("test_kernels");

@@ -84,6 +84,29 @@ DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
     for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
 }
 
+/* Tile layout (see dsi_gemm_q8u8_tl_vnni): for tile i, block b, step k
+ * (bytes 4k..4k+3 of the block), lane t holds those four bytes of token
+ * t0 + t (dsi_tl_tile); the unused lanes and the bias lane hold x = 0 (0x80), scale 0. */
+DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
+                          float *S) {
+    enum { L = 16 };   /* lanes per tile: DSI_TL_TOKENS tokens and the bias lane */
+    size_t nb = (size_t)cols / DSI_Q8_BLOCK;
+    for (int tile = 0; tile < dsi_tl_tiles(T); tile++) {
+        int t0, n;
+        dsi_tl_tile(T, tile, &t0, &n);
+        uint8_t *pt = P + (size_t)tile * nb * 512;
+        float *st = S + (size_t)tile * nb * L;
+        memset(pt, 0x80, nb * 512);
+        for (int t = 0; t < n; t++) {
+            const uint8_t *src = u + (size_t)(t0 + t) * ldu;
+            for (size_t b = 0; b < nb; b++)
+                for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
+        }
+        for (size_t b = 0; b < nb; b++)
+            for (int t = 0; t < L; t++) st[b * L + (size_t)t] = t < n ? s[(size_t)(t0 + t) * lds + b] : 0.0f;
+    }
+}
+
 DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
     if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
     else dsi_quantize_act_q8_c(x, n, q, s);
@@ -96,6 +119,15 @@ DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s,
 /* The ISA is picked at run time (detected once, see dsi_cpu_features). */
 DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
     return dsi_have_avx2() ? dsi_dot_f32_avx2(a, b, n) : dsi_dot_f32_c(a, b, n);
+}
+
+DSI_FUNC void dsi_axpy_f32_c(float a, const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+DSI_FUNC void dsi_axpy_f32(float a, const float *x, float *y, int n) {
+    if (dsi_have_avx2()) dsi_axpy_f32_avx2(a, x, y, n);
+    else dsi_axpy_f32_c(a, x, y, n);
 }
 
 DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x) {

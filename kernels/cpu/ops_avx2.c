@@ -19,6 +19,18 @@ DSI_AVX2 static inline float dsi_hsum256(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
+/* y += a x */
+DSI_AVX2 DSI_FUNC void dsi_axpy_f32_avx2(float a, const float *x, float *y, int n) {
+    __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8)));
+    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
 DSI_AVX2 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int i = 0;
@@ -232,6 +244,7 @@ DSI_FUNC bool dsi_have_avx2(void) {
 #else
 DSI_FUNC bool dsi_have_avx2(void) { return false; }
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) { return dsi_dot_f32(a, b, n); }
+DSI_FUNC void dsi_axpy_f32_avx2(float a, const float *x, float *y, int n) { dsi_axpy_f32_c(a, x, y, n); }
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
 DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s) { dsi_quantize_act_q8_c(x, n, q, s); }
