@@ -450,7 +450,28 @@ static void dsi_mm_task(void *arg, int task, int worker) {
         }
         return;
     }
-    for (int r = r0; r < r1; r++) {
+    int r = r0;
+    if (j->T >= 2 && dsi_have_avx2() && (size_t)4 * (size_t)w->cols <= j->c->ework_stride) {
+        /* four rows dequantized at a time, two tokens per pass over them:
+         * each token's values leave L2 once per four rows */
+        int n = w->cols;
+        for (; r + 4 <= r1; r += 4) {
+            for (int i = 0; i < 4; i++) dsi_dequant_row(w, j->base + (size_t)(r + i) * w->row_bytes, row + (size_t)i * n);
+            int t = 0;
+            for (; t + 2 <= j->T; t += 2) {
+                float o[8];
+                dsi_dot_f32_4x2_avx2(row, (size_t)n, j->X + (size_t)t * j->ldx, (size_t)j->ldx, n, o);
+                for (int i = 0; i < 4; i++) {
+                    j->Y[(size_t)t * j->ldy + r + i] = o[2 * i];
+                    j->Y[(size_t)(t + 1) * j->ldy + r + i] = o[2 * i + 1];
+                }
+            }
+            for (; t < j->T; t++)
+                for (int i = 0; i < 4; i++)
+                    j->Y[(size_t)t * j->ldy + r + i] = dsi_dot_f32(row + (size_t)i * n, j->X + (size_t)t * j->ldx, n);
+        }
+    }
+    for (; r < r1; r++) {
         const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
         if (j->T == 1) {
             j->Y[r] = dsi_dot_row(w, rp, j->X);

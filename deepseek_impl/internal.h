@@ -503,6 +503,8 @@ DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
 DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n);
 DSI_FUNC void dsi_f16_to_f32_row_avx2(const uint8_t *row, float *y, int n);
 DSI_FUNC void dsi_dot_f32x4_avx2(const float *row, const float *x, size_t ldx, int n, float out[4]);
+DSI_FUNC void dsi_dot_f32_4x2_avx2(const float *rows, size_t ldr, const float *x, size_t ldx, int n,
+                                  float out[8]);
 DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, int n);
 DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s);
 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n);

@@ -215,6 +215,14 @@ int main(void) {
                 for (int i = 0; i < n - 3; i++) sc += fabsf(a[i] * b[i + j]);
                 if (!close_enough(o[j], dsi_dot_f32_c(a, b + j, n - 3), sc)) bad32++;
             }
+            /* four rows (a shifted by 0..3) times two tokens (b shifted by 0
+             * and 1), n - 4 long: the same bits as the four-token kernel */
+            float o8[8], o4[4];
+            dsi_dot_f32_4x2_avx2(a, 1, b, 1, n - 4, o8);
+            for (int i = 0; i < 4; i++) {
+                dsi_dot_f32x4_avx2(a + i, b, 1, n - 4, o4);
+                if (memcmp(&o8[2 * i], &o4[0], sizeof(float)) || memcmp(&o8[2 * i + 1], &o4[1], sizeof(float))) bad32++;
+            }
         }
         /* F16 rows */
         dsi_convert_row_f16(a, h, (size_t)n);

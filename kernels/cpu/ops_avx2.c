@@ -199,6 +199,39 @@ DSI_AVX2 DSI_FUNC void dsi_dot_f32x4_avx2(const float *row, const float *x, size
     out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
 }
 
+/* Four F32 rows (stride ldr) times two tokens (stride ldx): out[2 i + t].
+ * Each of the eight sums runs as in dsi_dot_f32x4_avx2 (eight lanes, then
+ * the scalar tail), so the results are the same bits; the tile reads each
+ * token's values once for four rows (6 loads per 8 FMAs instead of 5 per 4). */
+DSI_AVX2 DSI_FUNC void dsi_dot_f32_4x2_avx2(const float *rows, size_t ldr, const float *x, size_t ldx, int n,
+                                            float out[8]) {
+    __m256 a[8];
+    for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+    const float *r0 = rows, *r1 = rows + ldr, *r2 = rows + 2 * ldr, *r3 = rows + 3 * ldr, *x0 = x, *x1 = x + ldx;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 u = _mm256_loadu_ps(x0 + i), v = _mm256_loadu_ps(x1 + i), w;
+        w = _mm256_loadu_ps(r0 + i);
+        a[0] = _mm256_fmadd_ps(w, u, a[0]);
+        a[1] = _mm256_fmadd_ps(w, v, a[1]);
+        w = _mm256_loadu_ps(r1 + i);
+        a[2] = _mm256_fmadd_ps(w, u, a[2]);
+        a[3] = _mm256_fmadd_ps(w, v, a[3]);
+        w = _mm256_loadu_ps(r2 + i);
+        a[4] = _mm256_fmadd_ps(w, u, a[4]);
+        a[5] = _mm256_fmadd_ps(w, v, a[5]);
+        w = _mm256_loadu_ps(r3 + i);
+        a[6] = _mm256_fmadd_ps(w, u, a[6]);
+        a[7] = _mm256_fmadd_ps(w, v, a[7]);
+    }
+    for (int k = 0; k < 8; k++) {
+        const float *r = rows + (size_t)(k / 2) * ldr, *xt = k & 1 ? x1 : x0;
+        float s = dsi_hsum256(a[k]);
+        for (int q = i; q < n; q++) s += r[q] * xt[q];
+        out[k] = s;
+    }
+}
+
 /* F16 to F32 with F16C (the row conversion of the prefill path). */
 DSI_AVX2 DSI_FUNC void dsi_f16_to_f32_row_avx2(const uint8_t *row, float *y, int n) {
     int i = 0;
@@ -256,6 +289,9 @@ DSI_FUNC void dsi_dot_f32x4_avx2(const float *row, const float *x, size_t ldx, i
     for (int j = 0; j < 4; j++) out[j] = dsi_dot_f32_c(row, x + (size_t)j * ldx, n);
 }
 DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, int n) { (void)row, (void)a, (void)y, (void)n; }
+DSI_FUNC void dsi_dot_f32_4x2_avx2(const float *rows, size_t ldr, const float *x, size_t ldx, int n, float out[8]) {
+    for (int k = 0; k < 8; k++) out[k] = dsi_dot_f32_c(rows + (size_t)(k / 2) * ldr, x + (size_t)(k & 1) * ldx, n);
+}
 DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) { return dsi_dot_q8q8_c(row, q, s, n); }
 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
                                   float out[4]) {
