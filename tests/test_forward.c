@@ -256,6 +256,16 @@ static void test_batch_vs_decode(const char *family) {
     for (size_t i = 0; !s && i < (size_t)n * V; i++) md = fmax(md, fabs(a[i] - b[i]));
     T_CHECK(id, !s && md < 1e-4, "batch vs incremental differ by %g", md);
     T_CHECK(id, ds_context_n_past(c) == n, "n_past %d", ds_context_n_past(c));
+    /* 8 tokens, then 16 as one batch after them: the batch's attention
+     * expands a window that starts before it (dsi_mla_expanded, pos0 > 0) */
+    if (!s) ds_context_reset(c);
+    if (!s) s = ds_context_eval(c, tok, 8, NULL, 0);
+    if (!s) s = ds_context_eval(c, tok + 8, 16, b + (size_t)8 * V, 1);
+    double md2 = 0;
+    for (size_t i = (size_t)8 * V; !s && i < (size_t)n * V; i++) md2 = fmax(md2, fabs(a[i] - b[i]));
+    snprintf(id, sizeof id, "forward-2.%s.window", family);
+    T_STATUS(id, s, DS_OK, ds_last_error());
+    T_CHECK(id, !s && md2 < 1e-4, "a batch after 8 tokens differs from the whole batch by %g", md2);
     ds_context_free(c);
     ds_model_close(m);
     free(a);
