@@ -525,7 +525,10 @@ static void dsi_matmul_x(const ds_context *c, const dsi_weight *w, const uint8_t
         j.tl = dsi_tl_split(T);
         dsi_tl_pack(j.xu, (size_t)w->cols, j.xs, (size_t)(w->cols / DSI_Q8_BLOCK), j.tl, w->cols, c->xp, c->xps);
     }
-    int tasks = c->n_workers * 4;
+    /* one token streams the weights: small tasks, so no thread runs on
+     * alone at the end (paired decode runs: +2.5% with 16 per worker
+     * against 4); a batch keeps larger ones for its row groups */
+    int tasks = c->n_workers * (T == 1 ? 16 : 4);
     j.rows_per_task = (w->rows + tasks - 1) / tasks;
     if (j.rows_per_task < 8) j.rows_per_task = 8;
     if (j.tl) j.rows_per_task = (j.rows_per_task + 7) / 8 * 8;   /* whole 8-row groups */
@@ -600,8 +603,8 @@ static void dsi_gmv(const ds_context *c, const dsi_gmv_item *items, int n, const
     const dsi_weight *w = items[0].w;
     dsi_gmv_job j = {c, items, 1, w->rows, w->cols, X, NULL, NULL, NULL};
     dsi_quantize_rows(c, w, X, n_xrows, w->cols, &j.xq, &j.xu, &j.xs);
-    /* about four tasks per worker over all items, at least 8 rows each */
-    int want = c->n_workers * 4;
+    /* about sixteen tasks per worker over all items, at least 8 rows each */
+    int want = c->n_workers * 16;
     int per_item = (want + n - 1) / n;
     j.rows_per_task = (w->rows + per_item - 1) / per_item;
     if (j.rows_per_task < 8) j.rows_per_task = 8;
