@@ -207,22 +207,15 @@ DSI_AVX2 DSI_FUNC void dsi_dot_f32_4x2_avx2(const float *rows, size_t ldr, const
                                             float out[8]) {
     __m256 a[8];
     for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
-    const float *r0 = rows, *r1 = rows + ldr, *r2 = rows + 2 * ldr, *r3 = rows + 3 * ldr, *x0 = x, *x1 = x + ldx;
+    const float *x0 = x, *x1 = x + ldx;
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 u = _mm256_loadu_ps(x0 + i), v = _mm256_loadu_ps(x1 + i), w;
-        w = _mm256_loadu_ps(r0 + i);
-        a[0] = _mm256_fmadd_ps(w, u, a[0]);
-        a[1] = _mm256_fmadd_ps(w, v, a[1]);
-        w = _mm256_loadu_ps(r1 + i);
-        a[2] = _mm256_fmadd_ps(w, u, a[2]);
-        a[3] = _mm256_fmadd_ps(w, v, a[3]);
-        w = _mm256_loadu_ps(r2 + i);
-        a[4] = _mm256_fmadd_ps(w, u, a[4]);
-        a[5] = _mm256_fmadd_ps(w, v, a[5]);
-        w = _mm256_loadu_ps(r3 + i);
-        a[6] = _mm256_fmadd_ps(w, u, a[6]);
-        a[7] = _mm256_fmadd_ps(w, v, a[7]);
+        __m256 u = _mm256_loadu_ps(x0 + i), v = _mm256_loadu_ps(x1 + i);
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+            __m256 w = _mm256_loadu_ps(rows + (size_t)q * ldr + i);
+            a[2 * q] = _mm256_fmadd_ps(w, u, a[2 * q]);
+            a[2 * q + 1] = _mm256_fmadd_ps(w, v, a[2 * q + 1]);
+        }
     }
     for (int k = 0; k < 8; k++) {
         const float *r = rows + (size_t)(k / 2) * ldr, *xt = k & 1 ? x1 : x0;
