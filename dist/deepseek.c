@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id a78503b7899daa3b: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 1a64b7bc97866c8c: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "a78503b7899daa3b"
+#define DS_SOURCE_ID "1a64b7bc97866c8c"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -9817,29 +9817,71 @@ static void dsi_quantize_rows(const ds_context *c, const dsi_weight *w, const fl
     }
 }
 
-/* Y (T, rows) = X (T, cols) W^T; exact: F32 activations even for Q8_0 weights */
-static void dsi_matmul_x(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
-                         int ldx, float *Y, int ldy, bool exact) {
+/* How a product's rows split into tasks (sets rows_per_task); the count. */
+static int dsi_mm_tasks(const ds_context *c, dsi_mm_job *j) {
+    /* one token streams the weights: small tasks, so no thread runs on
+     * alone at the end (paired decode runs: +2.5% with 16 per worker
+     * against 4); a batch keeps larger ones for its row groups */
+    int tasks = c->n_workers * (j->T == 1 ? 16 : 4), rows = j->w->rows;
+    j->rows_per_task = (rows + tasks - 1) / tasks;
+    if (j->rows_per_task < 8) j->rows_per_task = 8;
+    if (j->tl) j->rows_per_task = (j->rows_per_task + 7) / 8 * 8;   /* whole 8-row groups */
+    return (rows + j->rows_per_task - 1) / j->rows_per_task;
+}
+
+/* A product's job, with X quantized (and packed for a batch) into the
+ * context's buffers unless exact. */
+static dsi_mm_job dsi_mm_prepare(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X,
+                                 int T, int ldx, float *Y, int ldy, bool exact) {
     dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0};
     if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
     if (j.xu && c->xp && T >= DSI_TL_MIN) {   /* a batch: tokens in the vector lanes */
         j.tl = dsi_tl_split(T);
         dsi_tl_pack(j.xu, (size_t)w->cols, j.xs, (size_t)(w->cols / DSI_Q8_BLOCK), j.tl, w->cols, c->xp, c->xps);
     }
-    /* one token streams the weights: small tasks, so no thread runs on
-     * alone at the end (paired decode runs: +2.5% with 16 per worker
-     * against 4); a batch keeps larger ones for its row groups */
-    int tasks = c->n_workers * (T == 1 ? 16 : 4);
-    j.rows_per_task = (w->rows + tasks - 1) / tasks;
-    if (j.rows_per_task < 8) j.rows_per_task = 8;
-    if (j.tl) j.rows_per_task = (j.rows_per_task + 7) / 8 * 8;   /* whole 8-row groups */
-    tasks = (w->rows + j.rows_per_task - 1) / j.rows_per_task;
-    dsi_pool_run(c->pool, dsi_mm_task, &j, tasks);
+    return j;
+}
+
+/* Y (T, rows) = X (T, cols) W^T; exact: F32 activations even for Q8_0 weights */
+static void dsi_matmul_x(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
+                         int ldx, float *Y, int ldy, bool exact) {
+    dsi_mm_job j = dsi_mm_prepare(c, w, base, X, T, ldx, Y, ldy, exact);
+    dsi_pool_run(c->pool, dsi_mm_task, &j, dsi_mm_tasks(c, &j));
 }
 
 static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
                        int ldx, float *Y, int ldy) {
     dsi_matmul_x(c, w, base, X, T, ldx, Y, ldy, false);
+}
+
+/* Two products of the same X (an MLP's gate and up) in one pool run, X
+ * quantized and packed once. */
+typedef struct dsi_mm2_job {
+    dsi_mm_job a, b;
+    int na;                  /* tasks of a; b's follow */
+} dsi_mm2_job;
+
+static void dsi_mm2_task(void *arg, int task, int worker) {
+    dsi_mm2_job *j = arg;
+    if (task < j->na) dsi_mm_task(&j->a, task, worker);
+    else dsi_mm_task(&j->b, task - j->na, worker);
+}
+
+static void dsi_matmul2(const ds_context *c, const dsi_weight *wa, const uint8_t *ba, float *Ya, const dsi_weight *wb,
+                        const uint8_t *bb, float *Yb, const float *X, int T, int ldx, int ldy) {
+    if (wa->cols != wb->cols || wa->dtype != wb->dtype) {
+        dsi_matmul(c, wa, ba, X, T, ldx, Ya, ldy);
+        dsi_matmul(c, wb, bb, X, T, ldx, Yb, ldy);
+        return;
+    }
+    dsi_mm2_job j;
+    j.a = dsi_mm_prepare(c, wa, ba, X, T, ldx, Ya, ldy, false);
+    j.b = j.a;   /* the same quantized and packed X */
+    j.b.w = wb;
+    j.b.base = bb ? bb : wb->data;
+    j.b.Y = Yb;
+    j.na = dsi_mm_tasks(c, &j.a);
+    dsi_pool_run(c->pool, dsi_mm2_task, &j, j.na + dsi_mm_tasks(c, &j.b));
 }
 
 static const float *dsi_wf32(const dsi_weight *w) { return (const float *)(const void *)w->data; }
@@ -10097,8 +10139,7 @@ static void dsi_mlp(ds_context *c, const dsi_weight *gate, const dsi_weight *up,
         dsi_gmv_item it = {gate, up, gb ? gb : gate->data, ub ? ub : up->data, 0, c->g};
         dsi_gmv(c, &it, 1, X, 1);
     } else {
-        dsi_matmul(c, gate, gb, X, T, D, c->g, I);
-        dsi_matmul(c, up, ub, X, T, D, c->u, I);
+        dsi_matmul2(c, gate, gb, c->g, up, ub, c->u, X, T, D, I);
         for (size_t i = 0; i < (size_t)T * I; i++) c->g[i] = dsi_silu(c->g[i]) * c->u[i];
     }
     dsi_matmul(c, down, db, c->g, T, I, Y, D);
