@@ -518,17 +518,19 @@ DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
 /* Token-lane GEMM for batches (kernels/cpu/ops_avx512.c): tokens go in vector
  * lanes, up to DSI_TL_TOKENS per tile plus a bias lane; T tokens make
  * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_tl_tile).
- * dsi_tl_split says how many of T tokens to give it: none below DSI_TL_MIN,
- * all when the tiles come out at least DSI_TL_MIN - 3 full, otherwise the
- * whole tiles of 15, leaving a remainder of 1-6 to dsi_dot_q8u8xT_vnni (a
- * second tile over rows already in L1 costs about as much as 6 tokens there).
+ * dsi_tl_split says how many of T tokens to give it: none below DSI_TL_MIN
+ * (with weights coming from memory, the tile wins from 6 tokens), all when
+ * the last tile would hold at least DSI_TL_REM, otherwise the whole tiles of
+ * 15, leaving a remainder of 1-6 to dsi_dot_q8u8xT_vnni (a second tile over
+ * rows already in cache costs about as much as 7 tokens there).
  * dsi_tl_pack (portable) lays out T tokens of offset activations u (row
  * stride ldu) and their scales s (row stride lds) into P (dsi_tl_pack_bytes)
  * and S (dsi_tl_pack_floats). dsi_gemm_q8u8_tl_vnni then computes
  * Y[t * ldy + r] for rows [0, rows) of the Q8_0 matrix W (row stride rb);
  * scratch holds 8 * cols / 32 floats. */
 #define DSI_TL_TOKENS 15
-#define DSI_TL_MIN 9
+#define DSI_TL_MIN 6
+#define DSI_TL_REM 7
 DSI_INLINE int dsi_tl_tiles(int T) { return (T + DSI_TL_TOKENS - 1) / DSI_TL_TOKENS; }
 DSI_INLINE void dsi_tl_tile(int T, int tile, int *t0, int *n) {
     int k = dsi_tl_tiles(T);
@@ -538,7 +540,7 @@ DSI_INLINE void dsi_tl_tile(int T, int tile, int *t0, int *n) {
 DSI_INLINE int dsi_tl_split(int T) {
     if (T < DSI_TL_MIN) return 0;
     int r = T % DSI_TL_TOKENS;
-    return T < DSI_TL_TOKENS || r == 0 || r >= DSI_TL_MIN - 3 ? T : T - r;
+    return T < DSI_TL_TOKENS || r == 0 || r >= DSI_TL_REM ? T : T - r;
 }
 DSI_INLINE size_t dsi_tl_pack_bytes(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 512; }
 DSI_INLINE size_t dsi_tl_pack_floats(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 16; }

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 1a64b7bc97866c8c: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 4e3b66aac1e599e0: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "1a64b7bc97866c8c"
+#define DS_SOURCE_ID "4e3b66aac1e599e0"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -574,17 +574,19 @@ DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
 /* Token-lane GEMM for batches (kernels/cpu/ops_avx512.c): tokens go in vector
  * lanes, up to DSI_TL_TOKENS per tile plus a bias lane; T tokens make
  * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_tl_tile).
- * dsi_tl_split says how many of T tokens to give it: none below DSI_TL_MIN,
- * all when the tiles come out at least DSI_TL_MIN - 3 full, otherwise the
- * whole tiles of 15, leaving a remainder of 1-6 to dsi_dot_q8u8xT_vnni (a
- * second tile over rows already in L1 costs about as much as 6 tokens there).
+ * dsi_tl_split says how many of T tokens to give it: none below DSI_TL_MIN
+ * (with weights coming from memory, the tile wins from 6 tokens), all when
+ * the last tile would hold at least DSI_TL_REM, otherwise the whole tiles of
+ * 15, leaving a remainder of 1-6 to dsi_dot_q8u8xT_vnni (a second tile over
+ * rows already in cache costs about as much as 7 tokens there).
  * dsi_tl_pack (portable) lays out T tokens of offset activations u (row
  * stride ldu) and their scales s (row stride lds) into P (dsi_tl_pack_bytes)
  * and S (dsi_tl_pack_floats). dsi_gemm_q8u8_tl_vnni then computes
  * Y[t * ldy + r] for rows [0, rows) of the Q8_0 matrix W (row stride rb);
  * scratch holds 8 * cols / 32 floats. */
 #define DSI_TL_TOKENS 15
-#define DSI_TL_MIN 9
+#define DSI_TL_MIN 6
+#define DSI_TL_REM 7
 DSI_INLINE int dsi_tl_tiles(int T) { return (T + DSI_TL_TOKENS - 1) / DSI_TL_TOKENS; }
 DSI_INLINE void dsi_tl_tile(int T, int tile, int *t0, int *n) {
     int k = dsi_tl_tiles(T);
@@ -594,7 +596,7 @@ DSI_INLINE void dsi_tl_tile(int T, int tile, int *t0, int *n) {
 DSI_INLINE int dsi_tl_split(int T) {
     if (T < DSI_TL_MIN) return 0;
     int r = T % DSI_TL_TOKENS;
-    return T < DSI_TL_TOKENS || r == 0 || r >= DSI_TL_MIN - 3 ? T : T - r;
+    return T < DSI_TL_TOKENS || r == 0 || r >= DSI_TL_REM ? T : T - r;
 }
 DSI_INLINE size_t dsi_tl_pack_bytes(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 512; }
 DSI_INLINE size_t dsi_tl_pack_floats(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 16; }
@@ -8741,12 +8743,14 @@ DSI_VNNI DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u,
  * Eight rows share each activation load. The row scales of the eight rows
  * are converted from F16 sixteen at a time (a gather) into scratch first.
  *
- * A tile is worth it from about 9 tokens: with fewer, the empty lanes cost
- * more than the row-lane kernel's per-block overhead (bench_gemm: at 8
- * tokens 66 against 75 GFLOP/s, at 12 tokens 97 against 75, at 128 tokens
- * 177-203 against 70, one thread). An 8-lane version for 1-7 tokens lost to
- * the row-lane kernel at every size (47 against 75 GFLOP/s at 4 tokens), so
- * dsi_tl_split leaves short remainders to that kernel.
+ * Measured with tests/bench/bench_gemm.c-style runs, one thread, 1408 x 2048
+ * (GFLOP/s, token lanes against the row-lane kernel): with the weights coming
+ * from memory, as in a prefill, the tile wins from about 6 tokens (6: 64
+ * against 41-62; 12: 119-128 against 63; 4: 43 against 52); over weights
+ * already in cache a short tile loses (4: 51 against 71), so a remainder of
+ * 1-6 tokens after whole tiles goes to the row-lane kernel (dsi_tl_split).
+ * 128 tokens: 164 against 58. An 8-lane version for 1-7 tokens lost to the
+ * row-lane kernel at every size (4: 47 against 75).
  *
  * A batch reads each weight once from memory. While the first tile runs over
  * a group of eight rows, it prefetches the next group into L2, a block's

@@ -121,12 +121,14 @@ DSI_VNNI DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u,
  * Eight rows share each activation load. The row scales of the eight rows
  * are converted from F16 sixteen at a time (a gather) into scratch first.
  *
- * A tile is worth it from about 9 tokens: with fewer, the empty lanes cost
- * more than the row-lane kernel's per-block overhead (bench_gemm: at 8
- * tokens 66 against 75 GFLOP/s, at 12 tokens 97 against 75, at 128 tokens
- * 177-203 against 70, one thread). An 8-lane version for 1-7 tokens lost to
- * the row-lane kernel at every size (47 against 75 GFLOP/s at 4 tokens), so
- * dsi_tl_split leaves short remainders to that kernel.
+ * Measured with tests/bench/bench_gemm.c-style runs, one thread, 1408 x 2048
+ * (GFLOP/s, token lanes against the row-lane kernel): with the weights coming
+ * from memory, as in a prefill, the tile wins from about 6 tokens (6: 64
+ * against 41-62; 12: 119-128 against 63; 4: 43 against 52); over weights
+ * already in cache a short tile loses (4: 51 against 71), so a remainder of
+ * 1-6 tokens after whole tiles goes to the row-lane kernel (dsi_tl_split).
+ * 128 tokens: 164 against 58. An 8-lane version for 1-7 tokens lost to the
+ * row-lane kernel at every size (4: 47 against 75).
  *
  * A batch reads each weight once from memory. While the first tile runs over
  * a group of eight rows, it prefetches the next group into L2, a block's
