@@ -10,7 +10,8 @@
  *               in the vector lanes (dsi_matmul for one token)
  *   q8 lanes  : the same quantized activations, tokens in the vector lanes
  *               (dsi_gemm_q8u8_tl_vnni, dsi_matmul for batches; VNNI only)
- *   ours f16  : each row dequantized once, F32 dot products (as dsi_matmul)
+ *   ours f16  : rows dequantized once, four at a time, F32 dot products two
+ *               tokens per pass (as dsi_matmul)
  *   sgemm     : cblas_sgemm on W already dequantized to F32 (the dequantizing
  *               not counted: OpenBLAS at its best; paging experts would also
  *               have to dequantize each one, or hold F32 copies, 4x the bytes)
@@ -62,24 +63,35 @@ static void ours_q8(const uint8_t *w, size_t rb, int rows, int cols, const float
 }
 
 static void ours_f16(const uint16_t *w, int rows, int cols, const float *X, int T, float *row, float *Y) {
-    for (int r = 0; r < rows; r++) {
+    bool v = dsi_have_avx2();
+    int r = 0;
+    if (T >= 2 && v) {   /* as dsi_matmul: four rows dequantized, two tokens per pass */
+        for (; r + 4 <= rows; r += 4) {
+            for (int i = 0; i < 4; i++) dsi_f16_to_f32_row_avx2((const uint8_t *)(w + (size_t)(r + i) * cols), row + (size_t)i * cols, cols);
+            int t = 0;
+            for (float o[8]; t + 2 <= T; t += 2) {
+                dsi_dot_f32_4x2_avx2(row, (size_t)cols, X + (size_t)t * cols, (size_t)cols, cols, o);
+                for (int i = 0; i < 4; i++) {
+                    Y[(size_t)t * rows + r + i] = o[2 * i];
+                    Y[(size_t)(t + 1) * rows + r + i] = o[2 * i + 1];
+                }
+            }
+            for (; t < T; t++)
+                for (int i = 0; i < 4; i++) Y[(size_t)t * rows + r + i] = dsi_dot_f32(row + (size_t)i * cols, X + (size_t)t * cols, cols);
+        }
+    }
+    for (; r < rows; r++) {
         const uint16_t *rp = w + (size_t)r * cols;
         if (T == 1) {
-            Y[r] = dsi_have_avx2() ? dsi_dot_f16_avx2((const uint8_t *)rp, X, cols)
-                                   : dsi_dot_f16_c((const uint8_t *)rp, X, cols);
+            Y[r] = v ? dsi_dot_f16_avx2((const uint8_t *)rp, X, cols) : dsi_dot_f16_c((const uint8_t *)rp, X, cols);
             continue;
         }
-        if (dsi_have_avx2()) dsi_f16_to_f32_row_avx2((const uint8_t *)rp, row, cols);
+        if (v) dsi_f16_to_f32_row_avx2((const uint8_t *)rp, row, cols);
         else dsi_dequantize_row_f16(rp, row, (size_t)cols);
-        int t = 0;
-        if (dsi_have_avx2())
-            for (float o[4]; t + 4 <= T; t += 4) {
-                dsi_dot_f32x4_avx2(row, X + (size_t)t * cols, (size_t)cols, cols, o);
-                for (int k = 0; k < 4; k++) Y[(size_t)(t + k) * rows + r] = o[k];
-            }
-        for (; t < T; t++) Y[(size_t)t * rows + r] = dsi_dot_f32(row, X + (size_t)t * cols, cols);
+        for (int t = 0; t < T; t++) Y[(size_t)t * rows + r] = dsi_dot_f32(row, X + (size_t)t * cols, cols);
     }
 }
+
 static void ours_q8_lanes(const uint8_t *w, size_t rb, int rows, int cols, const float *X, int T, int8_t *xq,
                           uint8_t *xu, float *xs, uint8_t *P, float *S, float *scratch, float *Y) {
     int nb = cols / 32;
@@ -118,7 +130,7 @@ int main(void) {
         float *X = malloc((size_t)128 * cols * sizeof *X), *Y = malloc((size_t)128 * rows * sizeof *Y);
         int8_t *xq = malloc((size_t)128 * cols);
         uint8_t *xu = malloc((size_t)128 * cols);
-        float *xs = malloc((size_t)128 * cols / 32 * sizeof *xs), *row = malloc((size_t)cols * sizeof *row);
+        float *xs = malloc((size_t)128 * cols / 32 * sizeof *xs), *row = malloc((size_t)4 * cols * sizeof *row);
         uint8_t *P = malloc(dsi_tl_pack_bytes(128, cols));
         float *S = malloc(dsi_tl_pack_floats(128, cols) * sizeof *S), *scratch = malloc((size_t)cols / 4 * sizeof *S);
         if (!W || !wq || !wh || !X || !Y || !xq || !xu || !xs || !row || !P || !S || !scratch) return 1;
