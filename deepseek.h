@@ -514,8 +514,10 @@ DS_API DS_WARN_UNUSED ds_status ds_tokenizer_apply_chat_template(const ds_tokeni
 
 /* ==== Inference context ================================================== */
 /* A conversation: its own KV cache (MLA keeps the compressed latent and the
- * rope key per token) and scratch. Belongs to one thread at a time; many
- * contexts may share one model from different threads. */
+ * rope key per token) and scratch (for a batch of up to 256 tokens; with MLA
+ * also up to 8 MB where a batch expands its window's latents into per-head
+ * K and V). Belongs to one thread at a time; many contexts may share one
+ * model from different threads. */
 typedef struct ds_context ds_context;
 
 typedef struct ds_context_params {

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 4e3b66aac1e599e0: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 1e77fcbf9d25a4d2: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "4e3b66aac1e599e0"
+#define DS_SOURCE_ID "1e77fcbf9d25a4d2"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
