@@ -171,7 +171,7 @@ struct ds_context {
     int xq_cols;                       /* widest */
     float *kvx;                        /* expanded K/V of kvx_heads heads (MLA batches) */
     int kvx_heads;
-    uint8_t *xp;                       /* the same in token-lane tiles (dsi_tl_pack), VNNI only */
+    uint8_t *xp;                       /* the same in token-lane tiles (dsi_tl_pack or dsi_tl8_pack) */
     float *xps;                        /* their scales in tiles */
     bool counted;                      /* included in the model's n_contexts */
     dsi_cuda_ctx *gpu;                 /* device state when the model runs on CUDA */
@@ -345,10 +345,12 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         if (c->kvx_heads < 1) c->kvx_heads = 1;
         c->kvx = dsi_calloc(al, (size_t)c->kvx_heads, per_head);
     }
-    bool lanes = dsi_have_vnni512() && T >= DSI_TL_MIN;
+    bool lanes = dsi_have_vnni512() || dsi_have_avx2();   /* token-lane tiles, either form */
     if (lanes) {
-        c->xp = dsi_calloc(al, dsi_tl_pack_bytes(T, widest), 1);
-        c->xps = dsi_calloc(al, dsi_tl_pack_floats(T, widest), sizeof(float));
+        size_t pb = dsi_tl_pack_bytes(T, widest), pb8 = dsi_tl8_pack_bytes(T, widest);
+        size_t pf = dsi_tl_pack_floats(T, widest), pf8 = dsi_tl8_pack_floats(T, widest);
+        c->xp = dsi_calloc(al, pb > pb8 ? pb : pb8, 1);
+        c->xps = dsi_calloc(al, pf > pf8 ? pf : pf8, sizeof(float));
     }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
@@ -433,7 +435,11 @@ static void dsi_mm_task(void *arg, int task, int worker) {
             return;
         }
         bool v = dsi_have_avx2();
-        for (int r = r0; r < r1; r++) {
+        if (j->tl)   /* AVX2 token lanes: all T tokens (dsi_tl8_split) */
+            dsi_gemm_q8q8_tl8_avx2(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols,
+                                   (const int8_t *)(const void *)j->c->xp, j->c->xps, j->tl, j->Y + r0,
+                                   (size_t)j->ldy, row);
+        for (int r = r0; r < r1 && j->tl < j->T; r++) {
             const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
             int t = 0;
             if (v) {
@@ -524,7 +530,7 @@ static int dsi_mm_tasks(const ds_context *c, dsi_mm_job *j) {
     int tasks = c->n_workers * (j->T == 1 ? 16 : 4), rows = j->w->rows;
     j->rows_per_task = (rows + tasks - 1) / tasks;
     if (j->rows_per_task < 8) j->rows_per_task = 8;
-    if (j->tl) j->rows_per_task = (j->rows_per_task + 7) / 8 * 8;   /* whole 8-row groups */
+    if (j->tl) j->rows_per_task = (j->rows_per_task + 7) / 8 * 8;   /* whole 8-row (or 4-row) groups */
     return (rows + j->rows_per_task - 1) / j->rows_per_task;
 }
 
@@ -534,9 +540,13 @@ static dsi_mm_job dsi_mm_prepare(const ds_context *c, const dsi_weight *w, const
                                  int T, int ldx, float *Y, int ldy, bool exact) {
     dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0};
     if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
+    size_t nb = (size_t)(w->cols / DSI_Q8_BLOCK);
     if (j.xu && c->xp && T >= DSI_TL_MIN) {   /* a batch: tokens in the vector lanes */
         j.tl = dsi_tl_split(T);
-        dsi_tl_pack(j.xu, (size_t)w->cols, j.xs, (size_t)(w->cols / DSI_Q8_BLOCK), j.tl, w->cols, c->xp, c->xps);
+        dsi_tl_pack(j.xu, (size_t)w->cols, j.xs, nb, j.tl, w->cols, c->xp, c->xps);
+    } else if (j.xq && c->xp && dsi_have_avx2() && T >= DSI_TL8_MIN) {   /* the same without VNNI */
+        j.tl = dsi_tl8_split(T);
+        dsi_tl8_pack(j.xq, (size_t)w->cols, j.xs, nb, j.tl, w->cols, (int8_t *)(void *)c->xp, c->xps);
     }
     return j;
 }

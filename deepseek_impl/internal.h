@@ -542,6 +542,27 @@ DSI_INLINE int dsi_tl_split(int T) {
     int r = T % DSI_TL_TOKENS;
     return T < DSI_TL_TOKENS || r == 0 || r >= DSI_TL_REM ? T : T - r;
 }
+/* The AVX2 form (kernels/cpu/ops_avx2.c), for CPUs without VNNI: 8 signed
+ * tokens per tile, no bias lane. dsi_tl8_pack lays out int8 activations q
+ * (row stride ldq) and scales s into P (dsi_tl8_pack_bytes) and S
+ * (dsi_tl8_pack_floats); dsi_gemm_q8q8_tl8_avx2 is dsi_gemm_q8u8_tl_vnni's
+ * counterpart (scratch: 4 * cols / 32 floats). dsi_tl8_split: all T from
+ * DSI_TL8_MIN tokens, else none. */
+#define DSI_TL8_TOKENS 8
+#define DSI_TL8_MIN 6
+DSI_INLINE int dsi_tl8_tiles(int T) { return (T + DSI_TL8_TOKENS - 1) / DSI_TL8_TOKENS; }
+DSI_INLINE void dsi_tl8_tile(int T, int tile, int *t0, int *n) {
+    int k = dsi_tl8_tiles(T);
+    *t0 = (int)((long)T * tile / k);
+    *n = (int)((long)T * (tile + 1) / k) - *t0;
+}
+DSI_INLINE int dsi_tl8_split(int T) { return T >= DSI_TL8_MIN ? T : 0; }
+DSI_INLINE size_t dsi_tl8_pack_bytes(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 256; }
+DSI_INLINE size_t dsi_tl8_pack_floats(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 8; }
+DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
+                           float *S);
+DSI_FUNC void dsi_gemm_q8q8_tl8_avx2(const uint8_t *W, size_t rb, int rows, int cols, const int8_t *P, const float *S,
+                                     int T, float *Y, size_t ldy, float *scratch);
 DSI_INLINE size_t dsi_tl_pack_bytes(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 512; }
 DSI_INLINE size_t dsi_tl_pack_floats(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 16; }
 DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 1e77fcbf9d25a4d2: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id afaa2b9ffc1171ef: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "1e77fcbf9d25a4d2"
+#define DS_SOURCE_ID "afaa2b9ffc1171ef"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -598,6 +598,27 @@ DSI_INLINE int dsi_tl_split(int T) {
     int r = T % DSI_TL_TOKENS;
     return T < DSI_TL_TOKENS || r == 0 || r >= DSI_TL_REM ? T : T - r;
 }
+/* The AVX2 form (kernels/cpu/ops_avx2.c), for CPUs without VNNI: 8 signed
+ * tokens per tile, no bias lane. dsi_tl8_pack lays out int8 activations q
+ * (row stride ldq) and scales s into P (dsi_tl8_pack_bytes) and S
+ * (dsi_tl8_pack_floats); dsi_gemm_q8q8_tl8_avx2 is dsi_gemm_q8u8_tl_vnni's
+ * counterpart (scratch: 4 * cols / 32 floats). dsi_tl8_split: all T from
+ * DSI_TL8_MIN tokens, else none. */
+#define DSI_TL8_TOKENS 8
+#define DSI_TL8_MIN 6
+DSI_INLINE int dsi_tl8_tiles(int T) { return (T + DSI_TL8_TOKENS - 1) / DSI_TL8_TOKENS; }
+DSI_INLINE void dsi_tl8_tile(int T, int tile, int *t0, int *n) {
+    int k = dsi_tl8_tiles(T);
+    *t0 = (int)((long)T * tile / k);
+    *n = (int)((long)T * (tile + 1) / k) - *t0;
+}
+DSI_INLINE int dsi_tl8_split(int T) { return T >= DSI_TL8_MIN ? T : 0; }
+DSI_INLINE size_t dsi_tl8_pack_bytes(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 256; }
+DSI_INLINE size_t dsi_tl8_pack_floats(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 8; }
+DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
+                           float *S);
+DSI_FUNC void dsi_gemm_q8q8_tl8_avx2(const uint8_t *W, size_t rb, int rows, int cols, const int8_t *P, const float *S,
+                                     int T, float *Y, size_t ldy, float *scratch);
 DSI_INLINE size_t dsi_tl_pack_bytes(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 512; }
 DSI_INLINE size_t dsi_tl_pack_floats(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 16; }
 DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
@@ -8229,6 +8250,29 @@ DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t l
     }
 }
 
+/* The AVX2 tile layout (dsi_gemm_q8q8_tl8_avx2): tile i, block b, step k,
+ * lane t holds bytes 4k..4k+3 of the block of token t0 + t (dsi_tl8_tile);
+ * unused lanes hold zeros with scale 0. */
+DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
+                           float *S) {
+    enum { L = 8 };
+    size_t nb = (size_t)cols / DSI_Q8_BLOCK;
+    for (int tile = 0; tile < dsi_tl8_tiles(T); tile++) {
+        int t0, n;
+        dsi_tl8_tile(T, tile, &t0, &n);
+        int8_t *pt = P + (size_t)tile * nb * 256;
+        float *st = S + (size_t)tile * nb * L;
+        memset(pt, 0, nb * 256);
+        for (int t = 0; t < n; t++) {
+            const int8_t *src = q + (size_t)(t0 + t) * ldq;
+            for (size_t b = 0; b < nb; b++)
+                for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
+        }
+        for (size_t b = 0; b < nb; b++)
+            for (int t = 0; t < L; t++) st[b * L + (size_t)t] = t < n ? s[(size_t)(t0 + t) * lds + b] : 0.0f;
+    }
+}
+
 DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
     if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
     else dsi_quantize_act_q8_c(x, n, q, s);
@@ -8502,6 +8546,68 @@ DSI_AVX2 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, 
     out[3] = dsi_hsum256(a3);
 }
 
+/* Token lanes on AVX2 (see dsi_gemm_q8u8_tl_vnni for the idea): 8 tokens of
+ * signed activations side by side (dsi_tl8_pack), weights as 4-byte
+ * broadcasts. vpmaddubsw needs one unsigned operand, so each step multiplies
+ * |x| by w carrying the sign of x (the same trick as the row kernel above;
+ * a pair sums to at most 2 * 127 * 128, inside int16), then vpmaddwd with
+ * ones makes int32 sums of four products. A block of 32 is eight such steps
+ * into one int32 accumulator per row, then one convert and one FMA. Four
+ * rows share each activation load. */
+#define DSI_TL8_R 4
+
+DSI_AVX2 static inline __attribute__((always_inline)) void dsi_tl8_rows(const uint8_t *W, size_t rb, int nb,
+                                                                         const int8_t *P, const float *S,
+                                                                         const float *ws, float *out, const int RR) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 f[DSI_TL8_R];
+    __m256i ia[DSI_TL8_R];
+    _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++) f[i] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const int8_t *A = P + (size_t)b * 256;
+        const uint8_t *wb = W + (size_t)b * DSI_Q8_BLOCK_BYTES + 2;
+        _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++) ia[i] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(A + 32 * k)), aa = _mm256_abs_epi8(a);
+            _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++) {
+                int32_t d;
+                memcpy(&d, wb + (size_t)i * rb + 4 * k, 4);
+                __m256i p = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(_mm256_set1_epi32(d), a));
+                ia[i] = _mm256_add_epi32(ia[i], _mm256_madd_epi16(p, ones));
+            }
+        }
+        __m256 xs = _mm256_loadu_ps(S + (size_t)b * 8);
+        _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++)
+            f[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[i]), _mm256_mul_ps(xs, _mm256_set1_ps(ws[(size_t)i * nb + b])),
+                                   f[i]);
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++) _mm256_storeu_ps(out + 8 * i, f[i]);
+}
+
+DSI_AVX2 DSI_FUNC void dsi_gemm_q8q8_tl8_avx2(const uint8_t *W, size_t rb, int rows, int cols, const int8_t *P,
+                                              const float *S, int T, float *Y, size_t ldy, float *scratch) {
+    int nb = cols / DSI_Q8_BLOCK, tiles = dsi_tl8_tiles(T);
+    float out[DSI_TL8_R * 8];
+    if (tiles <= 0) return;
+    for (int r = 0, RR; r < rows; r += RR) {
+        RR = rows - r >= DSI_TL8_R ? DSI_TL8_R : 1;   /* the tail goes one row at a time */
+        const uint8_t *Wr = W + (size_t)r * rb;
+        for (int i = 0; i < RR; i++)
+            for (int b = 0; b < nb; b++)
+                scratch[(size_t)i * nb + b] = _cvtsh_ss(dsi_rd16(Wr + (size_t)i * rb + (size_t)b * DSI_Q8_BLOCK_BYTES));
+        for (int tile = 0; tile < tiles; tile++) {
+            int t0, n;
+            dsi_tl8_tile(T, tile, &t0, &n);
+            const int8_t *Pt = P + (size_t)tile * (size_t)nb * 256;
+            const float *St = S + (size_t)tile * (size_t)nb * 8;
+            if (RR == DSI_TL8_R) dsi_tl8_rows(Wr, rb, nb, Pt, St, scratch, out, DSI_TL8_R);
+            else dsi_tl8_rows(Wr, rb, nb, Pt, St, scratch, out, 1);
+            for (int t = 0; t < n; t++)
+                for (int i = 0; i < RR; i++) Y[(size_t)(t0 + t) * ldy + (size_t)(r + i)] = out[i * 8 + t];
+        }
+    }
+}
+
 /* One F32 row (a dequantized F16 row) against four tokens: each load of the
  * row feeds four FMAs. out[j] = row . x[j * ldx ..]. */
 DSI_AVX2 DSI_FUNC void dsi_dot_f32x4_avx2(const float *row, const float *x, size_t ldx, int n, float out[4]) {
@@ -8615,6 +8721,10 @@ DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const floa
 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
                                   float out[4]) {
     for (int j = 0; j < 4; j++) out[j] = dsi_dot_q8q8_c(row, q + j * ldq, s + j * lds, n);
+}
+DSI_FUNC void dsi_gemm_q8q8_tl8_avx2(const uint8_t *W, size_t rb, int rows, int cols, const int8_t *P, const float *S,
+                                     int T, float *Y, size_t ldy, float *scratch) {
+    (void)W, (void)rb, (void)rows, (void)cols, (void)P, (void)S, (void)T, (void)Y, (void)ldy, (void)scratch;
 }
 #endif
 /* ==== End kernels/cpu/ops_avx2.c ==== */
@@ -9476,7 +9586,7 @@ struct ds_context {
     int xq_cols;                       /* widest */
     float *kvx;                        /* expanded K/V of kvx_heads heads (MLA batches) */
     int kvx_heads;
-    uint8_t *xp;                       /* the same in token-lane tiles (dsi_tl_pack), VNNI only */
+    uint8_t *xp;                       /* the same in token-lane tiles (dsi_tl_pack or dsi_tl8_pack) */
     float *xps;                        /* their scales in tiles */
     bool counted;                      /* included in the model's n_contexts */
     dsi_cuda_ctx *gpu;                 /* device state when the model runs on CUDA */
@@ -9650,10 +9760,12 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         if (c->kvx_heads < 1) c->kvx_heads = 1;
         c->kvx = dsi_calloc(al, (size_t)c->kvx_heads, per_head);
     }
-    bool lanes = dsi_have_vnni512() && T >= DSI_TL_MIN;
+    bool lanes = dsi_have_vnni512() || dsi_have_avx2();   /* token-lane tiles, either form */
     if (lanes) {
-        c->xp = dsi_calloc(al, dsi_tl_pack_bytes(T, widest), 1);
-        c->xps = dsi_calloc(al, dsi_tl_pack_floats(T, widest), sizeof(float));
+        size_t pb = dsi_tl_pack_bytes(T, widest), pb8 = dsi_tl8_pack_bytes(T, widest);
+        size_t pf = dsi_tl_pack_floats(T, widest), pf8 = dsi_tl8_pack_floats(T, widest);
+        c->xp = dsi_calloc(al, pb > pb8 ? pb : pb8, 1);
+        c->xps = dsi_calloc(al, pf > pf8 ? pf : pf8, sizeof(float));
     }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
@@ -9738,7 +9850,11 @@ static void dsi_mm_task(void *arg, int task, int worker) {
             return;
         }
         bool v = dsi_have_avx2();
-        for (int r = r0; r < r1; r++) {
+        if (j->tl)   /* AVX2 token lanes: all T tokens (dsi_tl8_split) */
+            dsi_gemm_q8q8_tl8_avx2(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols,
+                                   (const int8_t *)(const void *)j->c->xp, j->c->xps, j->tl, j->Y + r0,
+                                   (size_t)j->ldy, row);
+        for (int r = r0; r < r1 && j->tl < j->T; r++) {
             const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
             int t = 0;
             if (v) {
@@ -9829,7 +9945,7 @@ static int dsi_mm_tasks(const ds_context *c, dsi_mm_job *j) {
     int tasks = c->n_workers * (j->T == 1 ? 16 : 4), rows = j->w->rows;
     j->rows_per_task = (rows + tasks - 1) / tasks;
     if (j->rows_per_task < 8) j->rows_per_task = 8;
-    if (j->tl) j->rows_per_task = (j->rows_per_task + 7) / 8 * 8;   /* whole 8-row groups */
+    if (j->tl) j->rows_per_task = (j->rows_per_task + 7) / 8 * 8;   /* whole 8-row (or 4-row) groups */
     return (rows + j->rows_per_task - 1) / j->rows_per_task;
 }
 
@@ -9839,9 +9955,13 @@ static dsi_mm_job dsi_mm_prepare(const ds_context *c, const dsi_weight *w, const
                                  int T, int ldx, float *Y, int ldy, bool exact) {
     dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0};
     if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
+    size_t nb = (size_t)(w->cols / DSI_Q8_BLOCK);
     if (j.xu && c->xp && T >= DSI_TL_MIN) {   /* a batch: tokens in the vector lanes */
         j.tl = dsi_tl_split(T);
-        dsi_tl_pack(j.xu, (size_t)w->cols, j.xs, (size_t)(w->cols / DSI_Q8_BLOCK), j.tl, w->cols, c->xp, c->xps);
+        dsi_tl_pack(j.xu, (size_t)w->cols, j.xs, nb, j.tl, w->cols, c->xp, c->xps);
+    } else if (j.xq && c->xp && dsi_have_avx2() && T >= DSI_TL8_MIN) {   /* the same without VNNI */
+        j.tl = dsi_tl8_split(T);
+        dsi_tl8_pack(j.xq, (size_t)w->cols, j.xs, nb, j.tl, w->cols, (int8_t *)(void *)c->xp, c->xps);
     }
     return j;
 }

@@ -179,9 +179,67 @@ static void test_token_lane(void) {
             bad, cases, worst, worst_t);
 }
 
+/* The AVX2 token-lane GEMM (8 signed tokens per tile) on the same kinds of
+ * shapes, against the portable int8 dot. */
+static void test_token_lane_avx2(void) {
+    if (!dsi_have_avx2()) {
+        T_SKIP("kernels-3.2", "no AVX2/FMA/F16C on this CPU");
+        return;
+    }
+    enum { MAXR = 37, MAXNB = 70, MAXT = 48, PAD = 3 };
+    static float a[MAXNB * 32], x[MAXNB * 32], Y[MAXT * (MAXR + 5)], sc[MAXT * (MAXNB + PAD)];
+    static uint8_t W[MAXR * MAXNB * 34];
+    static int8_t q[MAXT * (MAXNB + PAD) * 32], P[6 * MAXNB * 256];
+    static float S[6 * MAXNB * 8], scratch[4 * MAXNB];
+    int bad = 0, cases = 0;
+    const int Ts[] = {1, 2, 5, 6, 7, 8, 9, 12, 15, 16, 17, 23, 24, 31, 40, 48};
+    for (int trial = 0; trial < 80; trial++) {
+        int T = Ts[trial % (int)(sizeof Ts / sizeof Ts[0])];
+        int rows = 1 + (int)((frand() * 0.5f + 0.5f) * (MAXR - 1)), nb = 1 + (int)((frand() * 0.5f + 0.5f) * (MAXNB - 1));
+        if (trial % 9 == 0) rows = 4 * (1 + trial % 4);
+        if (trial % 10 == 3) nb = 64;
+        int n = nb * 32, ldq = n + (trial % 3 == 0 ? PAD * 32 : 0), lds = ldq / 32, ldy = rows + trial % 5;
+        size_t rb = (size_t)nb * 34;
+        float mag = powf(10.0f, 2.0f * frand());
+        for (int r = 0; r < rows; r++) {
+            for (int i = 0; i < n; i++) a[i] = frand() * mag * (1 + r % 3);
+            if (r == 1) for (int i = 0; i < n; i++) a[i] = i % 2 ? -mag : mag;   /* -128-heavy rows */
+            dsi_quantize_row_q8_0(a, W + (size_t)r * rb, (size_t)n);
+        }
+        for (int t = 0; t < T; t++) {
+            for (int i = 0; i < n; i++) x[i] = frand() * (t % 4 == 3 ? 100.0f : 1.0f);
+            if ((trial + t) % 7 == 0) for (int i = 0; i < 32; i++) x[i] = 0;
+            if ((trial + t) % 5 == 0) for (int i = 0; i < n; i++) x[i] = i % 2 ? -1.0f : 1.0f;   /* |x| = 127 */
+            dsi_quantize_act_q8_c(x, n, q + (size_t)t * ldq, sc + (size_t)t * lds);
+        }
+        if (dsi_tl8_pack_bytes(T, n) > sizeof P || dsi_tl8_pack_floats(T, n) > sizeof S / sizeof S[0]) {
+            bad++;
+            continue;
+        }
+        dsi_tl8_pack(q, (size_t)ldq, sc, (size_t)lds, T, n, P, S);
+        for (size_t i = 0; i < sizeof Y / sizeof Y[0]; i++) Y[i] = -12345.0f;
+        dsi_gemm_q8q8_tl8_avx2(W, rb, rows, n, P, S, T, Y, (size_t)ldy, scratch);
+        cases++;
+        for (int t = 0; t < T; t++) {
+            for (int r = 0; r < rows; r++) {
+                const uint8_t *w = W + (size_t)r * rb;
+                double ref = dsi_dot_q8q8_c(w, q + (size_t)t * ldq, sc + (size_t)t * lds, n), mass = 0;
+                for (int b = 0; b < nb; b++)
+                    mass += fabs(dsi_f16_to_f32(dsi_rd16(w + (size_t)b * 34)) * sc[(size_t)t * lds + b]) * 127.0 * 128.0 * 32;
+                if (fabs(Y[(size_t)t * ldy + r] - ref) > 1e-5 * mass + 1e-6) bad++;
+            }
+            for (int r = rows; r < ldy; r++)
+                if (Y[(size_t)t * ldy + r] != -12345.0f) bad++;
+        }
+    }
+    T_CHECK("kernels-3.2", bad == 0 && cases == 80,
+            "AVX2 token-lane GEMM differs from the portable int8 dot in %d values (%d cases)", bad, cases);
+}
+
 int main(void) {
     test_q8q8();
     test_token_lane();
+    test_token_lane_avx2();
     if (!dsi_have_avx2()) {
         T_SKIP("kernels", "no AVX2/FMA/F16C on this CPU");
         return t_finish("test_kernels");

@@ -107,6 +107,29 @@ DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t l
     }
 }
 
+/* The AVX2 tile layout (dsi_gemm_q8q8_tl8_avx2): tile i, block b, step k,
+ * lane t holds bytes 4k..4k+3 of the block of token t0 + t (dsi_tl8_tile);
+ * unused lanes hold zeros with scale 0. */
+DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
+                           float *S) {
+    enum { L = 8 };
+    size_t nb = (size_t)cols / DSI_Q8_BLOCK;
+    for (int tile = 0; tile < dsi_tl8_tiles(T); tile++) {
+        int t0, n;
+        dsi_tl8_tile(T, tile, &t0, &n);
+        int8_t *pt = P + (size_t)tile * nb * 256;
+        float *st = S + (size_t)tile * nb * L;
+        memset(pt, 0, nb * 256);
+        for (int t = 0; t < n; t++) {
+            const int8_t *src = q + (size_t)(t0 + t) * ldq;
+            for (size_t b = 0; b < nb; b++)
+                for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
+        }
+        for (size_t b = 0; b < nb; b++)
+            for (int t = 0; t < L; t++) st[b * L + (size_t)t] = t < n ? s[(size_t)(t0 + t) * lds + b] : 0.0f;
+    }
+}
+
 DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
     if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
     else dsi_quantize_act_q8_c(x, n, q, s);

@@ -176,6 +176,68 @@ DSI_AVX2 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, 
     out[3] = dsi_hsum256(a3);
 }
 
+/* Token lanes on AVX2 (see dsi_gemm_q8u8_tl_vnni for the idea): 8 tokens of
+ * signed activations side by side (dsi_tl8_pack), weights as 4-byte
+ * broadcasts. vpmaddubsw needs one unsigned operand, so each step multiplies
+ * |x| by w carrying the sign of x (the same trick as the row kernel above;
+ * a pair sums to at most 2 * 127 * 128, inside int16), then vpmaddwd with
+ * ones makes int32 sums of four products. A block of 32 is eight such steps
+ * into one int32 accumulator per row, then one convert and one FMA. Four
+ * rows share each activation load. */
+#define DSI_TL8_R 4
+
+DSI_AVX2 static inline __attribute__((always_inline)) void dsi_tl8_rows(const uint8_t *W, size_t rb, int nb,
+                                                                         const int8_t *P, const float *S,
+                                                                         const float *ws, float *out, const int RR) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 f[DSI_TL8_R];
+    __m256i ia[DSI_TL8_R];
+    _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++) f[i] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const int8_t *A = P + (size_t)b * 256;
+        const uint8_t *wb = W + (size_t)b * DSI_Q8_BLOCK_BYTES + 2;
+        _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++) ia[i] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(A + 32 * k)), aa = _mm256_abs_epi8(a);
+            _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++) {
+                int32_t d;
+                memcpy(&d, wb + (size_t)i * rb + 4 * k, 4);
+                __m256i p = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(_mm256_set1_epi32(d), a));
+                ia[i] = _mm256_add_epi32(ia[i], _mm256_madd_epi16(p, ones));
+            }
+        }
+        __m256 xs = _mm256_loadu_ps(S + (size_t)b * 8);
+        _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++)
+            f[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[i]), _mm256_mul_ps(xs, _mm256_set1_ps(ws[(size_t)i * nb + b])),
+                                   f[i]);
+    }
+    _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++) _mm256_storeu_ps(out + 8 * i, f[i]);
+}
+
+DSI_AVX2 DSI_FUNC void dsi_gemm_q8q8_tl8_avx2(const uint8_t *W, size_t rb, int rows, int cols, const int8_t *P,
+                                              const float *S, int T, float *Y, size_t ldy, float *scratch) {
+    int nb = cols / DSI_Q8_BLOCK, tiles = dsi_tl8_tiles(T);
+    float out[DSI_TL8_R * 8];
+    if (tiles <= 0) return;
+    for (int r = 0, RR; r < rows; r += RR) {
+        RR = rows - r >= DSI_TL8_R ? DSI_TL8_R : 1;   /* the tail goes one row at a time */
+        const uint8_t *Wr = W + (size_t)r * rb;
+        for (int i = 0; i < RR; i++)
+            for (int b = 0; b < nb; b++)
+                scratch[(size_t)i * nb + b] = _cvtsh_ss(dsi_rd16(Wr + (size_t)i * rb + (size_t)b * DSI_Q8_BLOCK_BYTES));
+        for (int tile = 0; tile < tiles; tile++) {
+            int t0, n;
+            dsi_tl8_tile(T, tile, &t0, &n);
+            const int8_t *Pt = P + (size_t)tile * (size_t)nb * 256;
+            const float *St = S + (size_t)tile * (size_t)nb * 8;
+            if (RR == DSI_TL8_R) dsi_tl8_rows(Wr, rb, nb, Pt, St, scratch, out, DSI_TL8_R);
+            else dsi_tl8_rows(Wr, rb, nb, Pt, St, scratch, out, 1);
+            for (int t = 0; t < n; t++)
+                for (int i = 0; i < RR; i++) Y[(size_t)(t0 + t) * ldy + (size_t)(r + i)] = out[i * 8 + t];
+        }
+    }
+}
+
 /* One F32 row (a dequantized F16 row) against four tokens: each load of the
  * row feeds four FMAs. out[j] = row . x[j * ldx ..]. */
 DSI_AVX2 DSI_FUNC void dsi_dot_f32x4_avx2(const float *row, const float *x, size_t ldx, int n, float out[4]) {
@@ -289,5 +351,9 @@ DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const floa
 DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
                                   float out[4]) {
     for (int j = 0; j < 4; j++) out[j] = dsi_dot_q8q8_c(row, q + j * ldq, s + j * lds, n);
+}
+DSI_FUNC void dsi_gemm_q8q8_tl8_avx2(const uint8_t *W, size_t rb, int rows, int cols, const int8_t *P, const float *S,
+                                     int T, float *Y, size_t ldy, float *scratch) {
+    (void)W, (void)rb, (void)rows, (void)cols, (void)P, (void)S, (void)T, (void)Y, (void)ldy, (void)scratch;
 }
 #endif
