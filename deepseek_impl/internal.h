@@ -517,7 +517,7 @@ DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t l
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
 /* Token-lane GEMM for batches (kernels/cpu/ops_avx512.c): tokens go in vector
  * lanes, up to DSI_TL_TOKENS per tile plus a bias lane; T tokens make
- * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_tl_tile).
+ * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_lane_tile).
  * dsi_tl_split says how many of T tokens to give it: none below DSI_TL_MIN
  * (with weights coming from memory, the tile wins from 6 tokens), all when
  * the last tile would hold at least DSI_TL_REM, otherwise the whole tiles of
@@ -531,12 +531,21 @@ DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
 #define DSI_TL_TOKENS 15
 #define DSI_TL_MIN 6
 #define DSI_TL_REM 7
-DSI_INLINE int dsi_tl_tiles(int T) { return (T + DSI_TL_TOKENS - 1) / DSI_TL_TOKENS; }
-DSI_INLINE void dsi_tl_tile(int T, int tile, int *t0, int *n) {
-    int k = dsi_tl_tiles(T);
+/* T tokens in tiles of at most per, as even as they can be: tile i holds
+ * tokens [*t0, *t0 + *n). */
+DSI_INLINE int dsi_lane_tiles(int T, int per) { return (T + per - 1) / per; }
+DSI_INLINE void dsi_lane_tile(int T, int per, int tile, int *t0, int *n) {
+    int k = dsi_lane_tiles(T, per);
     *t0 = (int)((long)T * tile / k);
     *n = (int)((long)T * (tile + 1) / k) - *t0;
 }
+/* A kernel's RR x lanes block of results (out[i * lanes + t]) into Y rows
+ * t0..t0+n-1, columns r..r+RR-1. */
+DSI_INLINE void dsi_lane_store(float *Y, size_t ldy, int t0, int n, int r, int RR, const float *out, int lanes) {
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < RR; i++) Y[(size_t)(t0 + t) * ldy + (size_t)(r + i)] = out[i * lanes + t];
+}
+DSI_INLINE int dsi_tl_tiles(int T) { return dsi_lane_tiles(T, DSI_TL_TOKENS); }
 DSI_INLINE int dsi_tl_split(int T) {
     if (T < DSI_TL_MIN) return 0;
     int r = T % DSI_TL_TOKENS;
@@ -550,12 +559,7 @@ DSI_INLINE int dsi_tl_split(int T) {
  * DSI_TL8_MIN tokens, else none. */
 #define DSI_TL8_TOKENS 8
 #define DSI_TL8_MIN 6
-DSI_INLINE int dsi_tl8_tiles(int T) { return (T + DSI_TL8_TOKENS - 1) / DSI_TL8_TOKENS; }
-DSI_INLINE void dsi_tl8_tile(int T, int tile, int *t0, int *n) {
-    int k = dsi_tl8_tiles(T);
-    *t0 = (int)((long)T * tile / k);
-    *n = (int)((long)T * (tile + 1) / k) - *t0;
-}
+DSI_INLINE int dsi_tl8_tiles(int T) { return dsi_lane_tiles(T, DSI_TL8_TOKENS); }
 DSI_INLINE int dsi_tl8_split(int T) { return T >= DSI_TL8_MIN ? T : 0; }
 DSI_INLINE size_t dsi_tl8_pack_bytes(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 256; }
 DSI_INLINE size_t dsi_tl8_pack_floats(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 8; }

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id afaa2b9ffc1171ef: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 46821651f9f5427f: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "afaa2b9ffc1171ef"
+#define DS_SOURCE_ID "46821651f9f5427f"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -573,7 +573,7 @@ DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t l
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
 /* Token-lane GEMM for batches (kernels/cpu/ops_avx512.c): tokens go in vector
  * lanes, up to DSI_TL_TOKENS per tile plus a bias lane; T tokens make
- * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_tl_tile).
+ * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_lane_tile).
  * dsi_tl_split says how many of T tokens to give it: none below DSI_TL_MIN
  * (with weights coming from memory, the tile wins from 6 tokens), all when
  * the last tile would hold at least DSI_TL_REM, otherwise the whole tiles of
@@ -587,12 +587,21 @@ DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
 #define DSI_TL_TOKENS 15
 #define DSI_TL_MIN 6
 #define DSI_TL_REM 7
-DSI_INLINE int dsi_tl_tiles(int T) { return (T + DSI_TL_TOKENS - 1) / DSI_TL_TOKENS; }
-DSI_INLINE void dsi_tl_tile(int T, int tile, int *t0, int *n) {
-    int k = dsi_tl_tiles(T);
+/* T tokens in tiles of at most per, as even as they can be: tile i holds
+ * tokens [*t0, *t0 + *n). */
+DSI_INLINE int dsi_lane_tiles(int T, int per) { return (T + per - 1) / per; }
+DSI_INLINE void dsi_lane_tile(int T, int per, int tile, int *t0, int *n) {
+    int k = dsi_lane_tiles(T, per);
     *t0 = (int)((long)T * tile / k);
     *n = (int)((long)T * (tile + 1) / k) - *t0;
 }
+/* A kernel's RR x lanes block of results (out[i * lanes + t]) into Y rows
+ * t0..t0+n-1, columns r..r+RR-1. */
+DSI_INLINE void dsi_lane_store(float *Y, size_t ldy, int t0, int n, int r, int RR, const float *out, int lanes) {
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < RR; i++) Y[(size_t)(t0 + t) * ldy + (size_t)(r + i)] = out[i * lanes + t];
+}
+DSI_INLINE int dsi_tl_tiles(int T) { return dsi_lane_tiles(T, DSI_TL_TOKENS); }
 DSI_INLINE int dsi_tl_split(int T) {
     if (T < DSI_TL_MIN) return 0;
     int r = T % DSI_TL_TOKENS;
@@ -606,12 +615,7 @@ DSI_INLINE int dsi_tl_split(int T) {
  * DSI_TL8_MIN tokens, else none. */
 #define DSI_TL8_TOKENS 8
 #define DSI_TL8_MIN 6
-DSI_INLINE int dsi_tl8_tiles(int T) { return (T + DSI_TL8_TOKENS - 1) / DSI_TL8_TOKENS; }
-DSI_INLINE void dsi_tl8_tile(int T, int tile, int *t0, int *n) {
-    int k = dsi_tl8_tiles(T);
-    *t0 = (int)((long)T * tile / k);
-    *n = (int)((long)T * (tile + 1) / k) - *t0;
-}
+DSI_INLINE int dsi_tl8_tiles(int T) { return dsi_lane_tiles(T, DSI_TL8_TOKENS); }
 DSI_INLINE int dsi_tl8_split(int T) { return T >= DSI_TL8_MIN ? T : 0; }
 DSI_INLINE size_t dsi_tl8_pack_bytes(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 256; }
 DSI_INLINE size_t dsi_tl8_pack_floats(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 8; }
@@ -8227,50 +8231,39 @@ DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
     for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
 }
 
-/* Tile layout (see dsi_gemm_q8u8_tl_vnni): for tile i, block b, step k
- * (bytes 4k..4k+3 of the block), lane t holds those four bytes of token
- * t0 + t (dsi_tl_tile); the unused lanes and the bias lane hold x = 0 (0x80), scale 0. */
-DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
-                          float *S) {
-    enum { L = 16 };   /* lanes per tile: DSI_TL_TOKENS tokens and the bias lane */
+/* Token-lane tile layouts (dsi_gemm_q8u8_tl_vnni, dsi_gemm_q8q8_tl8_avx2):
+ * tiles of at most per tokens (dsi_lane_tile), L lanes each; in tile i,
+ * block b, step k (bytes 4k..4k+3 of the block), lane t holds those four
+ * bytes of token t0 + t. Unused lanes hold the byte fill (x = 0) with scale
+ * 0; in the VNNI layout that includes the bias lane. */
+static void dsi_lane_pack(const uint8_t *x, size_t ldx, const float *s, size_t lds, int T, int cols, int per,
+                          size_t L, uint8_t fill, uint8_t *P, float *S) {
     size_t nb = (size_t)cols / DSI_Q8_BLOCK;
-    for (int tile = 0; tile < dsi_tl_tiles(T); tile++) {
+    for (int tile = 0; tile < dsi_lane_tiles(T, per); tile++) {
         int t0, n;
-        dsi_tl_tile(T, tile, &t0, &n);
-        uint8_t *pt = P + (size_t)tile * nb * 512;
+        dsi_lane_tile(T, per, tile, &t0, &n);
+        uint8_t *pt = P + (size_t)tile * nb * 32 * L;
         float *st = S + (size_t)tile * nb * L;
-        memset(pt, 0x80, nb * 512);
+        memset(pt, fill, nb * 32 * L);
         for (int t = 0; t < n; t++) {
-            const uint8_t *src = u + (size_t)(t0 + t) * ldu;
+            const uint8_t *src = x + (size_t)(t0 + t) * ldx;
             for (size_t b = 0; b < nb; b++)
                 for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
         }
         for (size_t b = 0; b < nb; b++)
-            for (int t = 0; t < L; t++) st[b * L + (size_t)t] = t < n ? s[(size_t)(t0 + t) * lds + b] : 0.0f;
+            for (size_t t = 0; t < L; t++) st[b * L + t] = t < (size_t)n ? s[(size_t)(t0 + (int)t) * lds + b] : 0.0f;
     }
 }
 
-/* The AVX2 tile layout (dsi_gemm_q8q8_tl8_avx2): tile i, block b, step k,
- * lane t holds bytes 4k..4k+3 of the block of token t0 + t (dsi_tl8_tile);
- * unused lanes hold zeros with scale 0. */
+DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
+                          float *S) {
+    dsi_lane_pack(u, ldu, s, lds, T, cols, DSI_TL_TOKENS, 16, 0x80, P, S);
+}
+
 DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
                            float *S) {
-    enum { L = 8 };
-    size_t nb = (size_t)cols / DSI_Q8_BLOCK;
-    for (int tile = 0; tile < dsi_tl8_tiles(T); tile++) {
-        int t0, n;
-        dsi_tl8_tile(T, tile, &t0, &n);
-        int8_t *pt = P + (size_t)tile * nb * 256;
-        float *st = S + (size_t)tile * nb * L;
-        memset(pt, 0, nb * 256);
-        for (int t = 0; t < n; t++) {
-            const int8_t *src = q + (size_t)(t0 + t) * ldq;
-            for (size_t b = 0; b < nb; b++)
-                for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
-        }
-        for (size_t b = 0; b < nb; b++)
-            for (int t = 0; t < L; t++) st[b * L + (size_t)t] = t < n ? s[(size_t)(t0 + t) * lds + b] : 0.0f;
-    }
+    dsi_lane_pack((const uint8_t *)(const void *)q, ldq, s, lds, T, cols, DSI_TL8_TOKENS, 8, 0,
+                  (uint8_t *)(void *)P, S);
 }
 
 DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
@@ -8597,13 +8590,12 @@ DSI_AVX2 DSI_FUNC void dsi_gemm_q8q8_tl8_avx2(const uint8_t *W, size_t rb, int r
                 scratch[(size_t)i * nb + b] = _cvtsh_ss(dsi_rd16(Wr + (size_t)i * rb + (size_t)b * DSI_Q8_BLOCK_BYTES));
         for (int tile = 0; tile < tiles; tile++) {
             int t0, n;
-            dsi_tl8_tile(T, tile, &t0, &n);
+            dsi_lane_tile(T, DSI_TL8_TOKENS, tile, &t0, &n);
             const int8_t *Pt = P + (size_t)tile * (size_t)nb * 256;
             const float *St = S + (size_t)tile * (size_t)nb * 8;
             if (RR == DSI_TL8_R) dsi_tl8_rows(Wr, rb, nb, Pt, St, scratch, out, DSI_TL8_R);
             else dsi_tl8_rows(Wr, rb, nb, Pt, St, scratch, out, 1);
-            for (int t = 0; t < n; t++)
-                for (int i = 0; i < RR; i++) Y[(size_t)(t0 + t) * ldy + (size_t)(r + i)] = out[i * 8 + t];
+            dsi_lane_store(Y, ldy, t0, n, r, RR, out, 8);
         }
     }
 }
@@ -8934,7 +8926,7 @@ DSI_VNNI DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int ro
         dsi_tl_scales(Wr, rb, RR, nb, scratch);
         for (int tile = 0; tile < tiles; tile++) {
             int t0, n;
-            dsi_tl_tile(T, tile, &t0, &n);
+            dsi_lane_tile(T, DSI_TL_TOKENS, tile, &t0, &n);
             const uint8_t *Pt = P + (size_t)tile * (size_t)nb * 512;
             const float *St = S + (size_t)tile * (size_t)nb * 16;
             /* the first tile fetches the next group: 8 rows are nb steps of 8 * 34 bytes */
@@ -8942,8 +8934,7 @@ DSI_VNNI DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int ro
             if (RR == DSI_TL_R)
                 dsi_tl_z(Wr, rb, nb, Pt, St, scratch, out, nxt, DSI_TL_R * DSI_Q8_BLOCK_BYTES, DSI_TL_R);
             else dsi_tl_z(Wr, rb, nb, Pt, St, scratch, out, NULL, 0, 1);
-            for (int t = 0; t < n; t++)
-                for (int i = 0; i < RR; i++) Y[(size_t)(t0 + t) * ldy + (size_t)(r + i)] = out[i * 16 + t];
+            dsi_lane_store(Y, ldy, t0, n, r, RR, out, 16);
         }
     }
 }

@@ -84,50 +84,39 @@ DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
     for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
 }
 
-/* Tile layout (see dsi_gemm_q8u8_tl_vnni): for tile i, block b, step k
- * (bytes 4k..4k+3 of the block), lane t holds those four bytes of token
- * t0 + t (dsi_tl_tile); the unused lanes and the bias lane hold x = 0 (0x80), scale 0. */
-DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
-                          float *S) {
-    enum { L = 16 };   /* lanes per tile: DSI_TL_TOKENS tokens and the bias lane */
+/* Token-lane tile layouts (dsi_gemm_q8u8_tl_vnni, dsi_gemm_q8q8_tl8_avx2):
+ * tiles of at most per tokens (dsi_lane_tile), L lanes each; in tile i,
+ * block b, step k (bytes 4k..4k+3 of the block), lane t holds those four
+ * bytes of token t0 + t. Unused lanes hold the byte fill (x = 0) with scale
+ * 0; in the VNNI layout that includes the bias lane. */
+static void dsi_lane_pack(const uint8_t *x, size_t ldx, const float *s, size_t lds, int T, int cols, int per,
+                          size_t L, uint8_t fill, uint8_t *P, float *S) {
     size_t nb = (size_t)cols / DSI_Q8_BLOCK;
-    for (int tile = 0; tile < dsi_tl_tiles(T); tile++) {
+    for (int tile = 0; tile < dsi_lane_tiles(T, per); tile++) {
         int t0, n;
-        dsi_tl_tile(T, tile, &t0, &n);
-        uint8_t *pt = P + (size_t)tile * nb * 512;
+        dsi_lane_tile(T, per, tile, &t0, &n);
+        uint8_t *pt = P + (size_t)tile * nb * 32 * L;
         float *st = S + (size_t)tile * nb * L;
-        memset(pt, 0x80, nb * 512);
+        memset(pt, fill, nb * 32 * L);
         for (int t = 0; t < n; t++) {
-            const uint8_t *src = u + (size_t)(t0 + t) * ldu;
+            const uint8_t *src = x + (size_t)(t0 + t) * ldx;
             for (size_t b = 0; b < nb; b++)
                 for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
         }
         for (size_t b = 0; b < nb; b++)
-            for (int t = 0; t < L; t++) st[b * L + (size_t)t] = t < n ? s[(size_t)(t0 + t) * lds + b] : 0.0f;
+            for (size_t t = 0; t < L; t++) st[b * L + t] = t < (size_t)n ? s[(size_t)(t0 + (int)t) * lds + b] : 0.0f;
     }
 }
 
-/* The AVX2 tile layout (dsi_gemm_q8q8_tl8_avx2): tile i, block b, step k,
- * lane t holds bytes 4k..4k+3 of the block of token t0 + t (dsi_tl8_tile);
- * unused lanes hold zeros with scale 0. */
+DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
+                          float *S) {
+    dsi_lane_pack(u, ldu, s, lds, T, cols, DSI_TL_TOKENS, 16, 0x80, P, S);
+}
+
 DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
                            float *S) {
-    enum { L = 8 };
-    size_t nb = (size_t)cols / DSI_Q8_BLOCK;
-    for (int tile = 0; tile < dsi_tl8_tiles(T); tile++) {
-        int t0, n;
-        dsi_tl8_tile(T, tile, &t0, &n);
-        int8_t *pt = P + (size_t)tile * nb * 256;
-        float *st = S + (size_t)tile * nb * L;
-        memset(pt, 0, nb * 256);
-        for (int t = 0; t < n; t++) {
-            const int8_t *src = q + (size_t)(t0 + t) * ldq;
-            for (size_t b = 0; b < nb; b++)
-                for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
-        }
-        for (size_t b = 0; b < nb; b++)
-            for (int t = 0; t < L; t++) st[b * L + (size_t)t] = t < n ? s[(size_t)(t0 + t) * lds + b] : 0.0f;
-    }
+    dsi_lane_pack((const uint8_t *)(const void *)q, ldq, s, lds, T, cols, DSI_TL8_TOKENS, 8, 0,
+                  (uint8_t *)(void *)P, S);
 }
 
 DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {

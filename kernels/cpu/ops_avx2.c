@@ -227,13 +227,12 @@ DSI_AVX2 DSI_FUNC void dsi_gemm_q8q8_tl8_avx2(const uint8_t *W, size_t rb, int r
                 scratch[(size_t)i * nb + b] = _cvtsh_ss(dsi_rd16(Wr + (size_t)i * rb + (size_t)b * DSI_Q8_BLOCK_BYTES));
         for (int tile = 0; tile < tiles; tile++) {
             int t0, n;
-            dsi_tl8_tile(T, tile, &t0, &n);
+            dsi_lane_tile(T, DSI_TL8_TOKENS, tile, &t0, &n);
             const int8_t *Pt = P + (size_t)tile * (size_t)nb * 256;
             const float *St = S + (size_t)tile * (size_t)nb * 8;
             if (RR == DSI_TL8_R) dsi_tl8_rows(Wr, rb, nb, Pt, St, scratch, out, DSI_TL8_R);
             else dsi_tl8_rows(Wr, rb, nb, Pt, St, scratch, out, 1);
-            for (int t = 0; t < n; t++)
-                for (int i = 0; i < RR; i++) Y[(size_t)(t0 + t) * ldy + (size_t)(r + i)] = out[i * 8 + t];
+            dsi_lane_store(Y, ldy, t0, n, r, RR, out, 8);
         }
     }
 }

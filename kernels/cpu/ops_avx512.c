@@ -202,7 +202,7 @@ DSI_VNNI DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int ro
         dsi_tl_scales(Wr, rb, RR, nb, scratch);
         for (int tile = 0; tile < tiles; tile++) {
             int t0, n;
-            dsi_tl_tile(T, tile, &t0, &n);
+            dsi_lane_tile(T, DSI_TL_TOKENS, tile, &t0, &n);
             const uint8_t *Pt = P + (size_t)tile * (size_t)nb * 512;
             const float *St = S + (size_t)tile * (size_t)nb * 16;
             /* the first tile fetches the next group: 8 rows are nb steps of 8 * 34 bytes */
@@ -210,8 +210,7 @@ DSI_VNNI DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int ro
             if (RR == DSI_TL_R)
                 dsi_tl_z(Wr, rb, nb, Pt, St, scratch, out, nxt, DSI_TL_R * DSI_Q8_BLOCK_BYTES, DSI_TL_R);
             else dsi_tl_z(Wr, rb, nb, Pt, St, scratch, out, NULL, 0, 1);
-            for (int t = 0; t < n; t++)
-                for (int i = 0; i < RR; i++) Y[(size_t)(t0 + t) * ldy + (size_t)(r + i)] = out[i * 16 + t];
+            dsi_lane_store(Y, ldy, t0, n, r, RR, out, 16);
         }
     }
 }
