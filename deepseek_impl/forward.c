@@ -467,10 +467,7 @@ static void dsi_mm_task(void *arg, int task, int worker) {
             for (; t + 2 <= j->T; t += 2) {
                 float o[8];
                 dsi_dot_f32_4x2_avx2(row, (size_t)n, j->X + (size_t)t * j->ldx, (size_t)j->ldx, n, o);
-                for (int i = 0; i < 4; i++) {
-                    j->Y[(size_t)t * j->ldy + r + i] = o[2 * i];
-                    j->Y[(size_t)(t + 1) * j->ldy + r + i] = o[2 * i + 1];
-                }
+                dsi_lane_store(j->Y, (size_t)j->ldy, t, 2, r, 4, o, 2);
             }
             for (; t < j->T; t++)
                 for (int i = 0; i < 4; i++)
@@ -672,6 +669,14 @@ typedef struct dsi_att_job {
     int h0, nh;              /* dsi_mla_expanded: the heads in c->kvx */
 } dsi_att_job;
 
+/* The second half of every attention task: softmax over the n scores, then
+ * out (dim values) = sum over s of p_s * V_s, row s of V at V + s * stride. */
+static void dsi_att_mix(float *scores, int n, const float *V, size_t stride, float *out, int dim) {
+    dsi_softmax(scores, n);
+    memset(out, 0, (size_t)dim * sizeof(float));
+    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], V + (size_t)s * stride, out, dim);
+}
+
 /* MLA, absorbed: one (token, head) per task. */
 static void dsi_mla_task(void *arg, int task, int worker) {
     const dsi_att_job *j = arg;
@@ -695,9 +700,7 @@ static void dsi_mla_task(void *arg, int task, int worker) {
     for (int s = 0; s < n; s++)
         scores[s] = (dsi_dot_f32(qlat, ca + (size_t)s * R, R) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
                     c->attn_scale;
-    dsi_softmax(scores, n);
-    memset(lat, 0, (size_t)R * sizeof(float));
-    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], ca + (size_t)s * R, lat, R);
+    dsi_att_mix(scores, n, ca, (size_t)R, lat, R);
     /* back to value space: out = W_uv(h) lat */
     float *out = c->att + (size_t)t * H * dv + (size_t)h * dv;
     const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
@@ -717,13 +720,7 @@ static void dsi_mha_task(void *arg, int task, int worker) {
     const float *V = c->kv_b + (size_t)j->layer * c->kv_b_stride;
     size_t kd = (size_t)Hk * hd;
     for (int s = 0; s < n; s++) scores[s] = dsi_dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * c->attn_scale;
-    dsi_softmax(scores, n);
-    float *out = c->att + (size_t)t * H * hd + (size_t)h * hd;
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int s = 0; s < n; s++) {
-        const float *v = V + s * kd + (size_t)kh * hd;
-        for (int i = 0; i < hd; i++) out[i] += scores[s] * v[i];
-    }
+    dsi_att_mix(scores, n, V + (size_t)kh * hd, kd, c->att + (size_t)t * H * hd + (size_t)h * hd, hd);
 }
 
 /* One (token, head) of a batch against expanded K/V: the same attention as
@@ -745,18 +742,15 @@ static void dsi_mla_x_task(void *arg, int task, int worker) {
     for (int s = 0; s < n; s++)
         scores[s] = (dsi_dot_f32(qh, kv + (size_t)s * kvw, dn) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
                     c->attn_scale;
-    dsi_softmax(scores, n);
-    float *out = c->att + (size_t)t * H * dv + (size_t)h * dv;
-    memset(out, 0, (size_t)dv * sizeof(float));
-    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], kv + (size_t)s * kvw + dn, out, dv);
+    dsi_att_mix(scores, n, kv + dn, (size_t)kvw, c->att + (size_t)t * H * dv + (size_t)h * dv, dv);
 }
 
 /* Whether a batch of T tokens after pos0 takes dsi_mla_expanded: it pays
  * when the window is not much longer than the batch (each position's latent
  * is expanded once per batch, where the absorbed form spends two latent
  * projections per token and head, one row at a time). */
-static bool dsi_mla_expand_pays(const ds_context *c, int T, int pos0) {
-    return T >= 16 && pos0 + T <= DSI_MLA_EXPAND_MAX && pos0 + T <= 8 * T && c->kvx;
+static bool dsi_mla_expand_pays(int T, int pos0) {
+    return T >= 16 && pos0 + T <= DSI_MLA_EXPAND_MAX && pos0 + T <= 8 * T;
 }
 
 /* MLA for a batch: for each group of heads, K (nope part) and V of every
@@ -814,7 +808,7 @@ static void dsi_attention(ds_context *c, int l, int T, int pos0) {
             memcpy(cb, kv + R, (size_t)dr * sizeof(float));
             dsi_rope(c, cb, pos0 + t, true);
         }
-        if (dsi_mla_expand_pays(c, T, pos0)) dsi_mla_expanded(c, &j);
+        if (dsi_mla_expand_pays(T, pos0)) dsi_mla_expanded(c, &j);
         else dsi_pool_run(c->pool, dsi_mla_task, &j, T * H);
         dsi_matmul(c, &L->wo, NULL, c->att, T, H * cf->v_head_dim, c->tmp, D);
     } else {

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 46821651f9f5427f: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 724d0e14c3e3859b: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "46821651f9f5427f"
+#define DS_SOURCE_ID "724d0e14c3e3859b"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -8563,9 +8563,8 @@ DSI_AVX2 static inline __attribute__((always_inline)) void dsi_tl8_rows(const ui
         _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
             __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(A + 32 * k)), aa = _mm256_abs_epi8(a);
             _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++) {
-                int32_t d;
-                memcpy(&d, wb + (size_t)i * rb + 4 * k, 4);
-                __m256i p = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(_mm256_set1_epi32(d), a));
+                __m256i d = _mm256_set1_epi32((int32_t)dsi_rd32(wb + (size_t)i * rb + 4 * k));
+                __m256i p = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(d, a));
                 ia[i] = _mm256_add_epi32(ia[i], _mm256_madd_epi16(p, ones));
             }
         }
@@ -8879,12 +8878,6 @@ DSI_VNNI static void dsi_tl_scales(const uint8_t *W, size_t rb, int RR, int nb, 
     }
 }
 
-DSI_VNNI static inline int32_t dsi_tl_w4(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 /* RR rows (8 or 1) times one tile: out[i * 16 + lane]. */
 DSI_VNNI static inline __attribute__((always_inline)) void dsi_tl_z(const uint8_t *W, size_t rb, int nb,
                                                                     const uint8_t *P, const float *S, const float *ws,
@@ -8904,7 +8897,7 @@ DSI_VNNI static inline __attribute__((always_inline)) void dsi_tl_z(const uint8_
         _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
             __m512i a = _mm512_loadu_si512((const void *)(A + 64 * k));
             _Pragma("GCC unroll 8") for (int i = 0; i < RR; i++)
-                ia[i] = _mm512_dpbusd_epi32(ia[i], a, _mm512_set1_epi32(dsi_tl_w4(wb + (size_t)i * rb + 4 * k)));
+                ia[i] = _mm512_dpbusd_epi32(ia[i], a, _mm512_set1_epi32((int32_t)dsi_rd32(wb + (size_t)i * rb + 4 * k)));
         }
         __m512 xs = _mm512_loadu_ps(S + (size_t)b * 16);
         _Pragma("GCC unroll 8") for (int i = 0; i < RR; i++) {
@@ -9873,10 +9866,7 @@ static void dsi_mm_task(void *arg, int task, int worker) {
             for (; t + 2 <= j->T; t += 2) {
                 float o[8];
                 dsi_dot_f32_4x2_avx2(row, (size_t)n, j->X + (size_t)t * j->ldx, (size_t)j->ldx, n, o);
-                for (int i = 0; i < 4; i++) {
-                    j->Y[(size_t)t * j->ldy + r + i] = o[2 * i];
-                    j->Y[(size_t)(t + 1) * j->ldy + r + i] = o[2 * i + 1];
-                }
+                dsi_lane_store(j->Y, (size_t)j->ldy, t, 2, r, 4, o, 2);
             }
             for (; t < j->T; t++)
                 for (int i = 0; i < 4; i++)
@@ -10078,6 +10068,14 @@ typedef struct dsi_att_job {
     int h0, nh;              /* dsi_mla_expanded: the heads in c->kvx */
 } dsi_att_job;
 
+/* The second half of every attention task: softmax over the n scores, then
+ * out (dim values) = sum over s of p_s * V_s, row s of V at V + s * stride. */
+static void dsi_att_mix(float *scores, int n, const float *V, size_t stride, float *out, int dim) {
+    dsi_softmax(scores, n);
+    memset(out, 0, (size_t)dim * sizeof(float));
+    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], V + (size_t)s * stride, out, dim);
+}
+
 /* MLA, absorbed: one (token, head) per task. */
 static void dsi_mla_task(void *arg, int task, int worker) {
     const dsi_att_job *j = arg;
@@ -10101,9 +10099,7 @@ static void dsi_mla_task(void *arg, int task, int worker) {
     for (int s = 0; s < n; s++)
         scores[s] = (dsi_dot_f32(qlat, ca + (size_t)s * R, R) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
                     c->attn_scale;
-    dsi_softmax(scores, n);
-    memset(lat, 0, (size_t)R * sizeof(float));
-    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], ca + (size_t)s * R, lat, R);
+    dsi_att_mix(scores, n, ca, (size_t)R, lat, R);
     /* back to value space: out = W_uv(h) lat */
     float *out = c->att + (size_t)t * H * dv + (size_t)h * dv;
     const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
@@ -10123,13 +10119,7 @@ static void dsi_mha_task(void *arg, int task, int worker) {
     const float *V = c->kv_b + (size_t)j->layer * c->kv_b_stride;
     size_t kd = (size_t)Hk * hd;
     for (int s = 0; s < n; s++) scores[s] = dsi_dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * c->attn_scale;
-    dsi_softmax(scores, n);
-    float *out = c->att + (size_t)t * H * hd + (size_t)h * hd;
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int s = 0; s < n; s++) {
-        const float *v = V + s * kd + (size_t)kh * hd;
-        for (int i = 0; i < hd; i++) out[i] += scores[s] * v[i];
-    }
+    dsi_att_mix(scores, n, V + (size_t)kh * hd, kd, c->att + (size_t)t * H * hd + (size_t)h * hd, hd);
 }
 
 /* One (token, head) of a batch against expanded K/V: the same attention as
@@ -10151,18 +10141,15 @@ static void dsi_mla_x_task(void *arg, int task, int worker) {
     for (int s = 0; s < n; s++)
         scores[s] = (dsi_dot_f32(qh, kv + (size_t)s * kvw, dn) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
                     c->attn_scale;
-    dsi_softmax(scores, n);
-    float *out = c->att + (size_t)t * H * dv + (size_t)h * dv;
-    memset(out, 0, (size_t)dv * sizeof(float));
-    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], kv + (size_t)s * kvw + dn, out, dv);
+    dsi_att_mix(scores, n, kv + dn, (size_t)kvw, c->att + (size_t)t * H * dv + (size_t)h * dv, dv);
 }
 
 /* Whether a batch of T tokens after pos0 takes dsi_mla_expanded: it pays
  * when the window is not much longer than the batch (each position's latent
  * is expanded once per batch, where the absorbed form spends two latent
  * projections per token and head, one row at a time). */
-static bool dsi_mla_expand_pays(const ds_context *c, int T, int pos0) {
-    return T >= 16 && pos0 + T <= DSI_MLA_EXPAND_MAX && pos0 + T <= 8 * T && c->kvx;
+static bool dsi_mla_expand_pays(int T, int pos0) {
+    return T >= 16 && pos0 + T <= DSI_MLA_EXPAND_MAX && pos0 + T <= 8 * T;
 }
 
 /* MLA for a batch: for each group of heads, K (nope part) and V of every
@@ -10220,7 +10207,7 @@ static void dsi_attention(ds_context *c, int l, int T, int pos0) {
             memcpy(cb, kv + R, (size_t)dr * sizeof(float));
             dsi_rope(c, cb, pos0 + t, true);
         }
-        if (dsi_mla_expand_pays(c, T, pos0)) dsi_mla_expanded(c, &j);
+        if (dsi_mla_expand_pays(T, pos0)) dsi_mla_expanded(c, &j);
         else dsi_pool_run(c->pool, dsi_mla_task, &j, T * H);
         dsi_matmul(c, &L->wo, NULL, c->att, T, H * cf->v_head_dim, c->tmp, D);
     } else {

@@ -112,128 +112,129 @@ static void test_q8q8(void) {
 }
 
 
-/* The token-lane GEMM (prefill): rows x T tokens against the portable int8
- * dot of each pair, on shapes that exercise every path: 1-7 tokens (8-lane
- * tile), 8-15 (one 16-lane tile), several tiles with a ragged last one, row
- * counts that are not multiples of 8 (single-row tail), block counts that
- * are not multiples of 16 (a partial scale gather), activation rows with a
- * stride wider than the row, and zero and outlier blocks. */
+/* ==== Token-lane GEMMs (prefill) ========================================= */
+enum { TL_MAXR = 37, TL_MAXNB = 70, TL_MAXT = 48, TL_PAD = 3 };
+
+/* One random case for a token-lane test: rows x nb blocks of Q8_0 weights in
+ * W (one row all +-127, the largest products), T tokens quantized into q and
+ * sc with row strides *ld and *ld / 32 (wider than the row in every third
+ * trial), zero blocks, outliers and tokens at |x| = 127; rows a multiple of
+ * group in every ninth trial, and 64 or 16 blocks now and then. */
+static void tl_case(int trial, int T, int group, uint8_t *W, int8_t *q, float *sc, int *rows, int *nb, int *ld) {
+    static float a[TL_MAXNB * 32], x[TL_MAXNB * 32];
+    *rows = 1 + (int)((frand() * 0.5f + 0.5f) * (TL_MAXR - 1));
+    *nb = 1 + (int)((frand() * 0.5f + 0.5f) * (TL_MAXNB - 1));
+    if (trial % 9 == 0) *rows = group * (1 + trial % 4);
+    if (trial % 10 == 3) *nb = 64;
+    if (trial % 10 == 4) *nb = 16;
+    int n = *nb * 32;
+    *ld = n + (trial % 3 == 0 ? TL_PAD * 32 : 0);
+    size_t rb = (size_t)*nb * 34;
+    float mag = powf(10.0f, 2.0f * frand());
+    for (int r = 0; r < *rows; r++) {
+        for (int i = 0; i < n; i++) a[i] = r == 1 ? (i % 2 ? -mag : mag) : frand() * mag * (1 + r % 3);
+        dsi_quantize_row_q8_0(a, W + (size_t)r * rb, (size_t)n);
+    }
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < n; i++) x[i] = frand() * (t % 4 == 3 ? 100.0f : 1.0f);
+        if ((trial + t) % 7 == 0) for (int i = 0; i < 32; i++) x[i] = 0;
+        if ((trial + t) % 11 == 0) x[n - 1] = 1e5f;
+        if ((trial + t) % 5 == 0) for (int i = 0; i < n; i++) x[i] = i % 2 ? -1.0f : 1.0f;
+        dsi_quantize_act_q8_c(x, n, q + (size_t)t * (size_t)*ld, sc + (size_t)t * (size_t)(*ld / 32));
+    }
+}
+
+/* Values of Y (T x rows, row stride ldy) that differ from the portable int8
+ * dot by more than rounding (relative to the block mass with weights up to
+ * wmax), plus any write into the gap past rows. *worst gets the largest
+ * relative error. */
+static int tl_check(const uint8_t *W, int rows, int nb, const int8_t *q, const float *sc, int ld, int T,
+                    const float *Y, int ldy, double wmax, double *worst) {
+    int bad = 0, n = nb * 32, lds = ld / 32;
+    size_t rb = (size_t)nb * 34;
+    for (int t = 0; t < T; t++) {
+        for (int r = 0; r < rows; r++) {
+            const uint8_t *w = W + (size_t)r * rb;
+            double ref = dsi_dot_q8q8_c(w, q + (size_t)t * ld, sc + (size_t)t * lds, n), mass = 0;
+            for (int b = 0; b < nb; b++)
+                mass += fabs(dsi_f16_to_f32(dsi_rd16(w + (size_t)b * 34)) * sc[(size_t)t * lds + b]) * 127.0 * wmax * 32;
+            double err = fabs(Y[(size_t)t * ldy + r] - ref);
+            if (err / (mass + 1e-30) > *worst) *worst = err / (mass + 1e-30);
+            if (err > 1e-5 * mass + 1e-6) bad++;
+        }
+        for (int r = rows; r < ldy; r++)   /* the gap between rows of Y is not written */
+            if (Y[(size_t)t * ldy + r] != -12345.0f) bad++;
+    }
+    return bad;
+}
+
+/* The VNNI token-lane GEMM against the portable int8 dot: 1-48 tokens (one
+ * tile, several, a ragged last one), row counts that are not multiples of 8
+ * (the single-row tail), block counts that are not multiples of 16 (a
+ * partial scale gather). */
 static void test_token_lane(void) {
     if (!dsi_have_vnni512()) {
         T_SKIP("kernels-3.1", "no AVX-512 VNNI on this CPU");
         return;
     }
-    enum { MAXR = 37, MAXNB = 70, MAXT = 48, PAD = 3 };
-    static float a[MAXNB * 32], x[MAXT][MAXNB * 32 + PAD * 32], Y[MAXT * (MAXR + 5)], sc[MAXT * (MAXNB + 2)];
-    static uint8_t W[MAXR * MAXNB * 34], u[MAXT * (MAXNB + PAD) * 32];
-    static int8_t q[MAXT * (MAXNB + PAD) * 32];
-    static uint8_t P[4 * MAXNB * 512];
-    static float S[4 * MAXNB * 16], scratch[8 * MAXNB];
-    int bad = 0, cases = 0, worst_t = 0;
+    static float Y[TL_MAXT * (TL_MAXR + 5)], sc[TL_MAXT * (TL_MAXNB + TL_PAD)], S[4 * TL_MAXNB * 16],
+        scratch[8 * TL_MAXNB];
+    static uint8_t W[TL_MAXR * TL_MAXNB * 34], u[TL_MAXT * (TL_MAXNB + TL_PAD) * 32], P[4 * TL_MAXNB * 512];
+    static int8_t q[TL_MAXT * (TL_MAXNB + TL_PAD) * 32];
+    int bad = 0, cases = 0;
     double worst = 0;
     const int Ts[] = {1, 2, 3, 5, 7, 8, 11, 14, 15, 16, 17, 22, 29, 30, 31, 44, 45, 48};
     for (int trial = 0; trial < 90; trial++) {
-        int T = Ts[trial % (int)(sizeof Ts / sizeof Ts[0])];
-        int rows = 1 + (int)((frand() * 0.5f + 0.5f) * (MAXR - 1)), nb = 1 + (int)((frand() * 0.5f + 0.5f) * (MAXNB - 1));
-        if (trial % 9 == 0) rows = 8 * (1 + trial % 4);
-        if (trial % 10 == 3) nb = 64;
-        if (trial % 10 == 4) nb = 16;
-        int n = nb * 32, ldu = n + (trial % 3 == 0 ? PAD * 32 : 0), lds = ldu / 32, ldy = rows + trial % 5;
-        size_t rb = (size_t)nb * 34;
-        float mag = powf(10.0f, 2.0f * frand());
-        for (int r = 0; r < rows; r++) {
-            for (int i = 0; i < n; i++) a[i] = frand() * mag * (1 + r % 3);
-            dsi_quantize_row_q8_0(a, W + (size_t)r * rb, (size_t)n);
-        }
-        for (int t = 0; t < T; t++) {
-            for (int i = 0; i < n; i++) x[t][i] = frand() * (t % 4 == 3 ? 100.0f : 1.0f);
-            if ((trial + t) % 7 == 0) for (int i = 0; i < 32; i++) x[t][i] = 0;
-            if ((trial + t) % 11 == 0) x[t][n - 1] = 1e5f;
-            dsi_quantize_act_q8_c(x[t], n, q + (size_t)t * ldu, sc + (size_t)t * lds);
-        }
-        dsi_act_to_u8(q, u, (size_t)T * (size_t)ldu);
+        int T = Ts[trial % (int)(sizeof Ts / sizeof Ts[0])], rows, nb, ld;
+        tl_case(trial, T, 8, W, q, sc, &rows, &nb, &ld);
+        int n = nb * 32, ldy = rows + trial % 5;
+        dsi_act_to_u8(q, u, (size_t)T * (size_t)ld);
         if (dsi_tl_pack_bytes(T, n) > sizeof P || dsi_tl_pack_floats(T, n) > sizeof S / sizeof S[0]) {
             bad++;
             continue;
         }
-        dsi_tl_pack(u, (size_t)ldu, sc, (size_t)lds, T, n, P, S);
+        dsi_tl_pack(u, (size_t)ld, sc, (size_t)(ld / 32), T, n, P, S);
         for (size_t i = 0; i < sizeof Y / sizeof Y[0]; i++) Y[i] = -12345.0f;
-        dsi_gemm_q8u8_tl_vnni(W, rb, rows, n, P, S, T, Y, (size_t)ldy, scratch);
+        dsi_gemm_q8u8_tl_vnni(W, (size_t)nb * 34, rows, n, P, S, T, Y, (size_t)ldy, scratch);
         cases++;
-        for (int t = 0; t < T; t++) {
-            for (int r = 0; r < rows; r++) {
-                const uint8_t *w = W + (size_t)r * rb;
-                double ref = dsi_dot_q8q8_c(w, q + (size_t)t * ldu, sc + (size_t)t * lds, n), mass = 0;
-                for (int b = 0; b < nb; b++)
-                    mass += fabs(dsi_f16_to_f32(dsi_rd16(w + (size_t)b * 34)) * sc[(size_t)t * lds + b]) * 127.0 * 127.0 * 32;
-                double err = fabs(Y[(size_t)t * ldy + r] - ref) / (mass + 1e-30);
-                if (err > worst) worst = err, worst_t = T;
-                if (fabs(Y[(size_t)t * ldy + r] - ref) > 1e-5 * mass + 1e-6) bad++;
-            }
-            for (int r = rows; r < ldy; r++)   /* the gap between rows of Y is not written */
-                if (Y[(size_t)t * ldy + r] != -12345.0f) bad++;
-        }
+        bad += tl_check(W, rows, nb, q, sc, ld, T, Y, ldy, 127.0, &worst);
     }
     T_CHECK("kernels-3.1", bad == 0 && cases == 90,
-            "token-lane GEMM differs from the portable int8 dot in %d values (%d cases; worst relative %.3g at T=%d)",
-            bad, cases, worst, worst_t);
+            "token-lane GEMM differs from the portable int8 dot in %d values (%d cases; worst relative %.3g)", bad,
+            cases, worst);
 }
 
 /* The AVX2 token-lane GEMM (8 signed tokens per tile) on the same kinds of
- * shapes, against the portable int8 dot. */
+ * cases, row counts not multiples of 4. */
 static void test_token_lane_avx2(void) {
     if (!dsi_have_avx2()) {
         T_SKIP("kernels-3.2", "no AVX2/FMA/F16C on this CPU");
         return;
     }
-    enum { MAXR = 37, MAXNB = 70, MAXT = 48, PAD = 3 };
-    static float a[MAXNB * 32], x[MAXNB * 32], Y[MAXT * (MAXR + 5)], sc[MAXT * (MAXNB + PAD)];
-    static uint8_t W[MAXR * MAXNB * 34];
-    static int8_t q[MAXT * (MAXNB + PAD) * 32], P[6 * MAXNB * 256];
-    static float S[6 * MAXNB * 8], scratch[4 * MAXNB];
+    static float Y[TL_MAXT * (TL_MAXR + 5)], sc[TL_MAXT * (TL_MAXNB + TL_PAD)], S[6 * TL_MAXNB * 8],
+        scratch[4 * TL_MAXNB];
+    static uint8_t W[TL_MAXR * TL_MAXNB * 34];
+    static int8_t q[TL_MAXT * (TL_MAXNB + TL_PAD) * 32], P[6 * TL_MAXNB * 256];
     int bad = 0, cases = 0;
+    double worst = 0;
     const int Ts[] = {1, 2, 5, 6, 7, 8, 9, 12, 15, 16, 17, 23, 24, 31, 40, 48};
     for (int trial = 0; trial < 80; trial++) {
-        int T = Ts[trial % (int)(sizeof Ts / sizeof Ts[0])];
-        int rows = 1 + (int)((frand() * 0.5f + 0.5f) * (MAXR - 1)), nb = 1 + (int)((frand() * 0.5f + 0.5f) * (MAXNB - 1));
-        if (trial % 9 == 0) rows = 4 * (1 + trial % 4);
-        if (trial % 10 == 3) nb = 64;
-        int n = nb * 32, ldq = n + (trial % 3 == 0 ? PAD * 32 : 0), lds = ldq / 32, ldy = rows + trial % 5;
-        size_t rb = (size_t)nb * 34;
-        float mag = powf(10.0f, 2.0f * frand());
-        for (int r = 0; r < rows; r++) {
-            for (int i = 0; i < n; i++) a[i] = frand() * mag * (1 + r % 3);
-            if (r == 1) for (int i = 0; i < n; i++) a[i] = i % 2 ? -mag : mag;   /* -128-heavy rows */
-            dsi_quantize_row_q8_0(a, W + (size_t)r * rb, (size_t)n);
-        }
-        for (int t = 0; t < T; t++) {
-            for (int i = 0; i < n; i++) x[i] = frand() * (t % 4 == 3 ? 100.0f : 1.0f);
-            if ((trial + t) % 7 == 0) for (int i = 0; i < 32; i++) x[i] = 0;
-            if ((trial + t) % 5 == 0) for (int i = 0; i < n; i++) x[i] = i % 2 ? -1.0f : 1.0f;   /* |x| = 127 */
-            dsi_quantize_act_q8_c(x, n, q + (size_t)t * ldq, sc + (size_t)t * lds);
-        }
+        int T = Ts[trial % (int)(sizeof Ts / sizeof Ts[0])], rows, nb, ld;
+        tl_case(trial, T, 4, W, q, sc, &rows, &nb, &ld);
+        int n = nb * 32, ldy = rows + trial % 5;
         if (dsi_tl8_pack_bytes(T, n) > sizeof P || dsi_tl8_pack_floats(T, n) > sizeof S / sizeof S[0]) {
             bad++;
             continue;
         }
-        dsi_tl8_pack(q, (size_t)ldq, sc, (size_t)lds, T, n, P, S);
+        dsi_tl8_pack(q, (size_t)ld, sc, (size_t)(ld / 32), T, n, P, S);
         for (size_t i = 0; i < sizeof Y / sizeof Y[0]; i++) Y[i] = -12345.0f;
-        dsi_gemm_q8q8_tl8_avx2(W, rb, rows, n, P, S, T, Y, (size_t)ldy, scratch);
+        dsi_gemm_q8q8_tl8_avx2(W, (size_t)nb * 34, rows, n, P, S, T, Y, (size_t)ldy, scratch);
         cases++;
-        for (int t = 0; t < T; t++) {
-            for (int r = 0; r < rows; r++) {
-                const uint8_t *w = W + (size_t)r * rb;
-                double ref = dsi_dot_q8q8_c(w, q + (size_t)t * ldq, sc + (size_t)t * lds, n), mass = 0;
-                for (int b = 0; b < nb; b++)
-                    mass += fabs(dsi_f16_to_f32(dsi_rd16(w + (size_t)b * 34)) * sc[(size_t)t * lds + b]) * 127.0 * 128.0 * 32;
-                if (fabs(Y[(size_t)t * ldy + r] - ref) > 1e-5 * mass + 1e-6) bad++;
-            }
-            for (int r = rows; r < ldy; r++)
-                if (Y[(size_t)t * ldy + r] != -12345.0f) bad++;
-        }
+        bad += tl_check(W, rows, nb, q, sc, ld, T, Y, ldy, 128.0, &worst);
     }
     T_CHECK("kernels-3.2", bad == 0 && cases == 80,
-            "AVX2 token-lane GEMM differs from the portable int8 dot in %d values (%d cases)", bad, cases);
+            "AVX2 token-lane GEMM differs from the portable int8 dot in %d values (%d cases; worst relative %.3g)",
+            bad, cases, worst);
 }
 
 int main(void) {

@@ -200,9 +200,8 @@ DSI_AVX2 static inline __attribute__((always_inline)) void dsi_tl8_rows(const ui
         _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
             __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(A + 32 * k)), aa = _mm256_abs_epi8(a);
             _Pragma("GCC unroll 4") for (int i = 0; i < RR; i++) {
-                int32_t d;
-                memcpy(&d, wb + (size_t)i * rb + 4 * k, 4);
-                __m256i p = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(_mm256_set1_epi32(d), a));
+                __m256i d = _mm256_set1_epi32((int32_t)dsi_rd32(wb + (size_t)i * rb + 4 * k));
+                __m256i p = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(d, a));
                 ia[i] = _mm256_add_epi32(ia[i], _mm256_madd_epi16(p, ones));
             }
         }

@@ -155,12 +155,6 @@ DSI_VNNI static void dsi_tl_scales(const uint8_t *W, size_t rb, int RR, int nb, 
     }
 }
 
-DSI_VNNI static inline int32_t dsi_tl_w4(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 /* RR rows (8 or 1) times one tile: out[i * 16 + lane]. */
 DSI_VNNI static inline __attribute__((always_inline)) void dsi_tl_z(const uint8_t *W, size_t rb, int nb,
                                                                     const uint8_t *P, const float *S, const float *ws,
@@ -180,7 +174,7 @@ DSI_VNNI static inline __attribute__((always_inline)) void dsi_tl_z(const uint8_
         _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {
             __m512i a = _mm512_loadu_si512((const void *)(A + 64 * k));
             _Pragma("GCC unroll 8") for (int i = 0; i < RR; i++)
-                ia[i] = _mm512_dpbusd_epi32(ia[i], a, _mm512_set1_epi32(dsi_tl_w4(wb + (size_t)i * rb + 4 * k)));
+                ia[i] = _mm512_dpbusd_epi32(ia[i], a, _mm512_set1_epi32((int32_t)dsi_rd32(wb + (size_t)i * rb + 4 * k)));
         }
         __m512 xs = _mm512_loadu_ps(S + (size_t)b * 16);
         _Pragma("GCC unroll 8") for (int i = 0; i < RR; i++) {
