@@ -218,7 +218,8 @@ typedef enum ds_device {
 /* Eviction policy of the routed-expert cache. */
 typedef enum ds_evict_policy {
     DS_EVICT_LRU = 0,             /* least recently used */
-    DS_EVICT_LFU_DECAY = 1        /* least frequently used, with exponentially decaying counts */
+    DS_EVICT_LFU_DECAY = 1        /* least frequently used: counts of every expert's uses, cached or
+                                     not, halving over 32 tokens' worth of uses */
 } ds_evict_policy;
 
 typedef struct ds_model_params {
@@ -232,7 +233,7 @@ typedef struct ds_model_params {
                                      are decrypted on demand into at most this many bytes of slots
                                      (at least 2 experts' worth) */
     int prefetch;                 /* 1 (default): decrypt predicted experts ahead on a worker thread */
-    ds_evict_policy evict_policy; /* default DS_EVICT_LRU */
+    ds_evict_policy evict_policy; /* default DS_EVICT_LFU_DECAY (a zeroed struct: DS_EVICT_LRU) */
     int n_threads;                /* 0 = number of online CPUs */
     ds_allocator allocator;       /* all NULL = C library */
     ds_log_fn log;                /* NULL = silent */
@@ -404,12 +405,14 @@ typedef struct ds_cache_stats {
     uint64_t prefetch_hits;       /* prefetched experts later used */
     uint64_t prefetch_wasted;     /* prefetched experts evicted unused */
     uint64_t prefetch_dropped;    /* prefetches skipped: every slot busy */
+    uint64_t prefetch_skipped;    /* guesses not fetched: guesses of their rank (best, second, ...)
+                                     were right less than 70% of the time so far */
     uint64_t evictions;
     uint64_t bytes_decrypted;
     double decrypt_seconds;       /* summed over threads */
     double wait_seconds;          /* the forward pass waiting for experts */
     uint64_t predicted;           /* (layer, expert) pairs predicted for the next layer */
-    uint64_t predicted_hits;      /* of those, used by that layer */
+    uint64_t predicted_hits;      /* of those, chosen by that layer in the same forward pass */
 } ds_cache_stats;
 
 /* Statistics of the model's expert cache, summed over all contexts since

@@ -164,6 +164,8 @@ struct ds_context {
     int *sel;                          /* (T, topk) selected experts */
     float *selw;                       /* (T, topk) their weights */
     int *etok;                         /* tokens grouped per expert */
+    int *guess;                        /* (layer, topk): the one-token guess made for each layer */
+    int *n_guess;                      /* (layer): guesses held for it (0: none) */
     float *ework;                      /* per worker: max(cols) + attention scratch */
     size_t ework_stride;
     int8_t *xq;                        /* (T, widest) activations quantized for Q8_0 weights */
@@ -334,6 +336,8 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->sel = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(int));
     c->selw = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(float));
     c->etok = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(int));
+    c->guess = dsi_calloc(al, (size_t)cf->n_layers * (size_t)(K > 0 ? K : 1), sizeof(int));
+    c->n_guess = dsi_calloc(al, (size_t)cf->n_layers, sizeof(int));
     c->ework = dsi_calloc(al, (size_t)c->n_workers, c->ework_stride * sizeof(float));
     c->xq_cols = widest;
     c->xq = dsi_calloc(al, T_ * (size_t)widest, 1);
@@ -354,7 +358,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
-        !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
+        !c->guess || !c->n_guess || !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
                  (double)Lr * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
         ds_context_free(c);
@@ -382,6 +386,8 @@ DS_API void ds_context_free(ds_context *c) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsi_free(al, bufs[i]);
     dsi_free(al, c->sel);
     dsi_free(al, c->etok);
+    dsi_free(al, c->guess);
+    dsi_free(al, c->n_guess);
     dsi_free(al, c->xq);
     dsi_free(al, c->xs);
     dsi_free(al, c->xp);
@@ -916,9 +922,10 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
 }
 
 /* With an expert cache: queue this layer's chosen experts (the prefetch
- * thread decrypts them while this thread handles the first), and predict the
- * next MoE layer's experts by applying its router to this layer's normalised
- * input, so they decrypt while this layer and the next attention compute. */
+ * thread decrypts them while this thread handles the first), score the guess
+ * made for this layer, and guess the next MoE layer's experts by applying its
+ * router to this layer's normalised input, so they decrypt while this layer
+ * and the next attention compute. */
 static void dsi_moe_prefetch(ds_context *c, int l, int T) {
     const ds_model_config *cf = &c->m->cfg;
     int E = cf->n_routed_experts, K = cf->n_experts_per_tok, D = cf->hidden_size;
@@ -929,17 +936,20 @@ static void dsi_moe_prefetch(ds_context *c, int l, int T) {
         if (!seen) uniq[nu++] = c->sel[t];
     }
     dsi_pager_prefetch(c->m->pager, l, uniq, nu, false);
+    dsi_pager_routed(c->m->pager, l, uniq, nu, c->guess + (size_t)l * K, T == 1 ? c->n_guess[l] : 0);
+    c->n_guess[l] = 0;
     if (T > 4 || K > 64 || l + 1 >= cf->n_layers || !c->m->layers[l + 1].moe) return;
     const dsi_layer *N = &c->m->layers[l + 1];
     float *logits = c->ye, *scratch = c->ework;
-    int pred[64];
+    int *pred = c->guess + (size_t)(l + 1) * K;   /* best first; kept to score it against l+1's choice */
     for (int t = 0; t < T; t++) {
         for (int x = 0; x < E; x++) logits[x] = dsi_dot_row(&N->router, N->router.data + (size_t)x * N->router.row_bytes,
                                                            c->xn + (size_t)t * D);
         float w[64];
         dsi_route(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, scratch, pred, w);
-        dsi_pager_prefetch(c->m->pager, l + 1, pred, K < 64 ? K : 64, true);
+        dsi_pager_prefetch(c->m->pager, l + 1, pred, K, true);
     }
+    c->n_guess[l + 1] = T == 1 ? K : 0;
 }
 
 static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);

@@ -596,9 +596,15 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
 DSI_FUNC void dsi_pager_free(ds_model *m);
 DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
 DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
-/* Queues experts for decryption ahead of use; prediction = guessed for a
- * later layer (counted for the accuracy statistics). */
+/* Queues experts for decryption ahead of use. prediction: a guess for a later
+ * layer, best first (counted for the accuracy statistics); of its experts
+ * not cached, only those whose rank has been right often enough so far
+ * (DSI_GUESS_MIN_ACCURACY, scored by dsi_pager_routed) are queued. */
 DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction);
+/* The layer's real choice: guesses for it that it did not choose count as
+ * wrong now (the prediction accuracy is per forward pass); with the guess
+ * made for this pass (best first, n_guess of them), each rank's record. */
+DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int n, const int *guess, int n_guess);
 
 /* ==== Model =============================================================== */
 struct ds_model {

@@ -43,6 +43,7 @@ DS_API ds_model_params ds_model_default_params(void) {
     memset(&p, 0, sizeof p);
     p.load_weights = 1;
     p.prefetch = 1;
+    p.evict_policy = DS_EVICT_LFU_DECAY;
     return p;
 }
 

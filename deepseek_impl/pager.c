@@ -27,7 +27,14 @@
 
 enum { DSI_SLOT_EMPTY = 0, DSI_SLOT_LOADING = 1, DSI_SLOT_READY = 2 };
 #define DSI_PREFETCH_QUEUE 1024
-#define DSI_LFU_DECAY 0.95          /* per use of any expert: older uses weigh less */
+#define DSI_LFU_HALF_LIFE 32        /* LFU: a use counts half after this many tokens' worth of uses */
+#define DSI_GUESS_RANKS 64
+/* A guess is fetched only if guesses of its rank were right this often so far
+ * (with 8 right ones assumed to start): on the random V2-Lite-shaped models
+ * ranks 1-6 are right 92, 85, 78, 64, 56 and 40% of the time, and fetching
+ * ranks 4-6 as well cost more disk reads than their hits saved. */
+#define DSI_GUESS_MIN_ACCURACY 0.7
+#define DSI_GUESS_PRIOR 8
 
 typedef struct dsi_slot {
     int layer, expert;              /* -1 when empty */
@@ -35,9 +42,10 @@ typedef struct dsi_slot {
     int pins;                       /* forward passes using it now */
     bool prefetched;                /* loaded by the prefetcher ... */
     bool used;                      /* ... and used since it was loaded */
+    bool fresh;                     /* a guess its layer has not run since: not evicted while
+                                       anything else can be (LFU would take it first, its count
+                                       being low, before the use it was fetched for) */
     uint64_t last_use;              /* LRU clock */
-    double score;                   /* LFU with decay: sum of decay^(age) over uses */
-    uint64_t score_at;              /* clock of the last score update */
 } dsi_slot;
 
 struct dsi_pager {
@@ -51,8 +59,12 @@ struct dsi_pager {
     dsi_slot *slots;
     int *where;                     /* (layer * n_experts + expert) -> slot or -1 */
     int n_experts;
-    uint64_t clock;
+    uint64_t clock;                 /* counts expert uses */
     ds_evict_policy policy;
+    /* LFU with decay, kept for every (layer, expert), cached or not: the sum
+     * of decay^(age) over its uses, as of the clock in score_at */
+    double *score, decay;
+    uint64_t *score_at;
     /* prefetch */
     bool prefetch;
     pthread_t thread;
@@ -63,6 +75,7 @@ struct dsi_pager {
     ds_cache_stats st;
     /* prediction accuracy: the experts predicted for each layer */
     unsigned char *predicted;       /* (layer * n_experts + expert) -> 1 */
+    uint64_t rank_right[DSI_GUESS_RANKS], rank_total[DSI_GUESS_RANKS];   /* one-token guesses, by rank */
     /* several threads open one expert's chunks at once; one fill uses the
      * pool at a time (others decrypt on their own thread) */
     dsi_pool *pool;
@@ -116,35 +129,46 @@ static void dsi_fill_task(void *arg, int task, int worker) {
 }
 
 /* ==== Victim choice ====================================================== */
+static double dsi_key_score(const dsi_pager *p, int key) {
+    return p->score[key] * pow(p->decay, (double)(p->clock - p->score_at[key]));
+}
+
 static double dsi_slot_score(const dsi_pager *p, const dsi_slot *s) {
     if (p->policy == DS_EVICT_LRU) return (double)s->last_use;
     /* LFU with exponential decay, evaluated at the current clock */
-    return s->score * pow(DSI_LFU_DECAY, (double)(p->clock - s->score_at));
+    return dsi_key_score(p, s->layer * p->n_experts + s->expert);
 }
 
 /* A slot to (re)fill: an empty one, else the lowest-scoring unpinned READY
- * one. -1 when every slot is pinned or loading. Under lock. */
+ * one that is not a fresh guess, else the lowest-scoring fresh guess. -1 when
+ * every slot is pinned or loading. Under lock. */
 static int dsi_pick_victim(const dsi_pager *p) {
     int best = -1;
     double best_score = INFINITY;
+    bool best_fresh = true;
     for (int i = 0; i < p->n_slots; i++) {
         const dsi_slot *s = &p->slots[i];
         if (s->state == DSI_SLOT_EMPTY) return i;
         if (s->state != DSI_SLOT_READY || s->pins) continue;
         double sc = dsi_slot_score(p, s);
-        if (sc < best_score) {
+        if ((best_fresh && !s->fresh) || (s->fresh == best_fresh && sc < best_score)) {
             best_score = sc;
             best = i;
+            best_fresh = s->fresh;
         }
     }
     return best;
 }
 
-static void dsi_touch(dsi_pager *p, dsi_slot *s) {
+/* A use of slot s (count = false: the first use of a prefetched expert,
+ * whose claim counted it in advance). */
+static void dsi_touch(dsi_pager *p, dsi_slot *s, bool count) {
     p->clock++;
     s->last_use = p->clock;
-    s->score = dsi_slot_score(p, s) + 1.0;
-    s->score_at = p->clock;
+    if (!count) return;
+    int key = s->layer * p->n_experts + s->expert;
+    p->score[key] = dsi_key_score(p, key) + 1.0;
+    p->score_at[key] = p->clock;
 }
 
 /* Takes slot i for (layer, expert), evicting what it held. Under lock. */
@@ -160,8 +184,7 @@ static void dsi_claim(dsi_pager *p, int i, int layer, int expert, bool prefetche
     s->state = DSI_SLOT_LOADING;
     s->prefetched = prefetched;
     s->used = false;
-    s->score = 0;
-    s->score_at = p->clock;
+    s->fresh = prefetched;
     p->where[layer * p->n_experts + expert] = i;
 }
 
@@ -232,10 +255,12 @@ DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const 
         if (i >= 0 && p->slots[i].state == DSI_SLOT_READY) {
             dsi_slot *s = &p->slots[i];
             s->pins++;
-            if (s->prefetched && !s->used) p->st.prefetch_hits++;
+            bool first = s->prefetched && !s->used;
+            if (first) p->st.prefetch_hits++;
             else p->st.hits++;
             s->used = true;
-            dsi_touch(p, s);
+            s->fresh = false;
+            dsi_touch(p, s, !first);
             p->st.wait_seconds += waited;
             pthread_mutex_unlock(&p->lock);
             *base = (const uint8_t *)p->mem.ptr + (size_t)i * p->slot_bytes;
@@ -260,7 +285,7 @@ DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const 
         ds_status s = dsi_fill(p, v, layer, expert, &secs, e);
         pthread_mutex_lock(&p->lock);
         dsi_filled(p, v, s, secs, sg->plain_bytes);
-        if (!s) dsi_touch(p, &p->slots[v]);
+        if (!s) dsi_touch(p, &p->slots[v], true);
         p->st.wait_seconds += waited + secs;
         pthread_mutex_unlock(&p->lock);
         if (s) return s;
@@ -280,6 +305,13 @@ DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert) {
 }
 
 /* ==== Prefetch =========================================================== */
+/* Whether guesses of rank r (0 = best) have been right often enough to fetch. Under lock. */
+static bool dsi_rank_pays(const dsi_pager *p, int r) {
+    if (r >= DSI_GUESS_RANKS) return false;
+    return (double)(p->rank_right[r] + DSI_GUESS_PRIOR) >=
+           DSI_GUESS_MIN_ACCURACY * (double)(p->rank_total[r] + DSI_GUESS_PRIOR);
+}
+
 DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction) {
     if (!p->prefetch) return;
     pthread_mutex_lock(&p->lock);
@@ -293,11 +325,41 @@ DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, in
         bool queued = false;
         for (int q = 0; q < p->q_len && !queued; q++) queued = p->queue[(p->q_head + q) % DSI_PREFETCH_QUEUE] == key;
         if (queued) continue;
+        if (prediction && !dsi_rank_pays(p, k)) {
+            p->st.prefetch_skipped++;
+            continue;
+        }
         p->queue[(p->q_head + p->q_len) % DSI_PREFETCH_QUEUE] = key;
         p->q_len++;
         p->st.prefetch_issued++;
     }
     pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+}
+
+DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int n, const int *guess, int n_guess) {
+    pthread_mutex_lock(&p->lock);
+    int base = layer * p->n_experts;
+    for (int x = 0; x < p->n_experts; x++) {
+        if (!p->predicted[base + x]) continue;
+        bool chosen = false;
+        for (int k = 0; k < n && !chosen; k++) chosen = experts[k] == x;
+        /* a guess this pass does not use is wrong now, not right in some later pass */
+        if (!chosen) p->predicted[base + x] = 0;
+    }
+    /* guesses for this layer that it did not choose compete for slots as any other expert now */
+    for (int i = 0; i < p->n_slots; i++)
+        if (p->slots[i].layer == layer && p->slots[i].fresh) {
+            bool chosen = false;
+            for (int k = 0; k < n && !chosen; k++) chosen = experts[k] == p->slots[i].expert;
+            p->slots[i].fresh = chosen;
+        }
+    for (int r = 0; r < n_guess && r < DSI_GUESS_RANKS; r++) {
+        bool chosen = false;
+        for (int k = 0; k < n && !chosen; k++) chosen = experts[k] == guess[r];
+        p->rank_total[r]++;
+        p->rank_right[r] += chosen;
+    }
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -318,7 +380,7 @@ static void *dsi_prefetch_main(void *arg) {
         }
         int layer = key / p->n_experts, expert = key % p->n_experts;
         dsi_claim(p, v, layer, expert, true);
-        dsi_touch(p, &p->slots[v]);
+        dsi_touch(p, &p->slots[v], true);
         pthread_mutex_unlock(&p->lock);
         dsi_err e = {0};
         double secs = 0;
@@ -362,6 +424,14 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     p->slots = dsi_calloc(&m->al, (size_t)n, sizeof *p->slots);
     p->where = dsi_calloc(&m->al, (size_t)total, sizeof *p->where);
     p->predicted = dsi_calloc(&m->al, (size_t)total, 1);
+    p->score = dsi_calloc(&m->al, (size_t)total, sizeof *p->score);
+    p->score_at = dsi_calloc(&m->al, (size_t)total, sizeof *p->score_at);
+    /* half weight after DSI_LFU_HALF_LIFE tokens of top-k uses in every MoE layer */
+    int moe_layers = 0;
+    for (int l = 0; l < cf->n_layers; l++) moe_layers += m->layers[l].moe;
+    int per_layer = cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1;
+    double uses = (double)DSI_LFU_HALF_LIFE * (moe_layers > 0 ? moe_layers : 1) * per_layer;
+    p->decay = pow(0.5, 1.0 / uses);
     uint64_t pc = page_cache / slot;
     p->pc_cap = (int)(pc < total ? pc : total);
     if (p->pc_cap) p->pc = dsi_calloc(&m->al, (size_t)p->pc_cap, sizeof *p->pc);
@@ -370,7 +440,7 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     pthread_cond_init(&p->changed, NULL);
     pthread_cond_init(&p->work, NULL);
     m->pager = p;   /* from here dsi_pager_free cleans up */
-    if (!p->slots || !p->where || !p->predicted || (p->pc_cap && !p->pc))
+    if (!p->slots || !p->where || !p->predicted || !p->score || !p->score_at || (p->pc_cap && !p->pc))
         return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < total; i++) p->where[i] = -1;
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
@@ -407,6 +477,8 @@ DSI_FUNC void dsi_pager_free(ds_model *m) {
     dsi_free(&m->al, p->slots);
     dsi_free(&m->al, p->where);
     dsi_free(&m->al, p->predicted);
+    dsi_free(&m->al, p->score);
+    dsi_free(&m->al, p->score_at);
     dsi_free(&m->al, p->pc);
     dsi_free(&m->al, p);
     m->pager = NULL;

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 724d0e14c3e3859b: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 3e08a6b6eee9d7b8: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "724d0e14c3e3859b"
+#define DS_SOURCE_ID "3e08a6b6eee9d7b8"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -652,9 +652,15 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
 DSI_FUNC void dsi_pager_free(ds_model *m);
 DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
 DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
-/* Queues experts for decryption ahead of use; prediction = guessed for a
- * later layer (counted for the accuracy statistics). */
+/* Queues experts for decryption ahead of use. prediction: a guess for a later
+ * layer, best first (counted for the accuracy statistics); of its experts
+ * not cached, only those whose rank has been right often enough so far
+ * (DSI_GUESS_MIN_ACCURACY, scored by dsi_pager_routed) are queued. */
 DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction);
+/* The layer's real choice: guesses for it that it did not choose count as
+ * wrong now (the prediction accuracy is per forward pass); with the guess
+ * made for this pass (best first, n_guess of them), each rank's record. */
+DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int n, const int *guess, int n_guess);
 
 /* ==== Model =============================================================== */
 struct ds_model {
@@ -7347,6 +7353,7 @@ DS_API ds_model_params ds_model_default_params(void) {
     memset(&p, 0, sizeof p);
     p.load_weights = 1;
     p.prefetch = 1;
+    p.evict_policy = DS_EVICT_LFU_DECAY;
     return p;
 }
 
@@ -8980,7 +8987,14 @@ DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int c
 
 enum { DSI_SLOT_EMPTY = 0, DSI_SLOT_LOADING = 1, DSI_SLOT_READY = 2 };
 #define DSI_PREFETCH_QUEUE 1024
-#define DSI_LFU_DECAY 0.95          /* per use of any expert: older uses weigh less */
+#define DSI_LFU_HALF_LIFE 32        /* LFU: a use counts half after this many tokens' worth of uses */
+#define DSI_GUESS_RANKS 64
+/* A guess is fetched only if guesses of its rank were right this often so far
+ * (with 8 right ones assumed to start): on the random V2-Lite-shaped models
+ * ranks 1-6 are right 92, 85, 78, 64, 56 and 40% of the time, and fetching
+ * ranks 4-6 as well cost more disk reads than their hits saved. */
+#define DSI_GUESS_MIN_ACCURACY 0.7
+#define DSI_GUESS_PRIOR 8
 
 typedef struct dsi_slot {
     int layer, expert;              /* -1 when empty */
@@ -8988,9 +9002,10 @@ typedef struct dsi_slot {
     int pins;                       /* forward passes using it now */
     bool prefetched;                /* loaded by the prefetcher ... */
     bool used;                      /* ... and used since it was loaded */
+    bool fresh;                     /* a guess its layer has not run since: not evicted while
+                                       anything else can be (LFU would take it first, its count
+                                       being low, before the use it was fetched for) */
     uint64_t last_use;              /* LRU clock */
-    double score;                   /* LFU with decay: sum of decay^(age) over uses */
-    uint64_t score_at;              /* clock of the last score update */
 } dsi_slot;
 
 struct dsi_pager {
@@ -9004,8 +9019,12 @@ struct dsi_pager {
     dsi_slot *slots;
     int *where;                     /* (layer * n_experts + expert) -> slot or -1 */
     int n_experts;
-    uint64_t clock;
+    uint64_t clock;                 /* counts expert uses */
     ds_evict_policy policy;
+    /* LFU with decay, kept for every (layer, expert), cached or not: the sum
+     * of decay^(age) over its uses, as of the clock in score_at */
+    double *score, decay;
+    uint64_t *score_at;
     /* prefetch */
     bool prefetch;
     pthread_t thread;
@@ -9016,6 +9035,7 @@ struct dsi_pager {
     ds_cache_stats st;
     /* prediction accuracy: the experts predicted for each layer */
     unsigned char *predicted;       /* (layer * n_experts + expert) -> 1 */
+    uint64_t rank_right[DSI_GUESS_RANKS], rank_total[DSI_GUESS_RANKS];   /* one-token guesses, by rank */
     /* several threads open one expert's chunks at once; one fill uses the
      * pool at a time (others decrypt on their own thread) */
     dsi_pool *pool;
@@ -9069,35 +9089,46 @@ static void dsi_fill_task(void *arg, int task, int worker) {
 }
 
 /* ==== Victim choice ====================================================== */
+static double dsi_key_score(const dsi_pager *p, int key) {
+    return p->score[key] * pow(p->decay, (double)(p->clock - p->score_at[key]));
+}
+
 static double dsi_slot_score(const dsi_pager *p, const dsi_slot *s) {
     if (p->policy == DS_EVICT_LRU) return (double)s->last_use;
     /* LFU with exponential decay, evaluated at the current clock */
-    return s->score * pow(DSI_LFU_DECAY, (double)(p->clock - s->score_at));
+    return dsi_key_score(p, s->layer * p->n_experts + s->expert);
 }
 
 /* A slot to (re)fill: an empty one, else the lowest-scoring unpinned READY
- * one. -1 when every slot is pinned or loading. Under lock. */
+ * one that is not a fresh guess, else the lowest-scoring fresh guess. -1 when
+ * every slot is pinned or loading. Under lock. */
 static int dsi_pick_victim(const dsi_pager *p) {
     int best = -1;
     double best_score = INFINITY;
+    bool best_fresh = true;
     for (int i = 0; i < p->n_slots; i++) {
         const dsi_slot *s = &p->slots[i];
         if (s->state == DSI_SLOT_EMPTY) return i;
         if (s->state != DSI_SLOT_READY || s->pins) continue;
         double sc = dsi_slot_score(p, s);
-        if (sc < best_score) {
+        if ((best_fresh && !s->fresh) || (s->fresh == best_fresh && sc < best_score)) {
             best_score = sc;
             best = i;
+            best_fresh = s->fresh;
         }
     }
     return best;
 }
 
-static void dsi_touch(dsi_pager *p, dsi_slot *s) {
+/* A use of slot s (count = false: the first use of a prefetched expert,
+ * whose claim counted it in advance). */
+static void dsi_touch(dsi_pager *p, dsi_slot *s, bool count) {
     p->clock++;
     s->last_use = p->clock;
-    s->score = dsi_slot_score(p, s) + 1.0;
-    s->score_at = p->clock;
+    if (!count) return;
+    int key = s->layer * p->n_experts + s->expert;
+    p->score[key] = dsi_key_score(p, key) + 1.0;
+    p->score_at[key] = p->clock;
 }
 
 /* Takes slot i for (layer, expert), evicting what it held. Under lock. */
@@ -9113,8 +9144,7 @@ static void dsi_claim(dsi_pager *p, int i, int layer, int expert, bool prefetche
     s->state = DSI_SLOT_LOADING;
     s->prefetched = prefetched;
     s->used = false;
-    s->score = 0;
-    s->score_at = p->clock;
+    s->fresh = prefetched;
     p->where[layer * p->n_experts + expert] = i;
 }
 
@@ -9185,10 +9215,12 @@ DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const 
         if (i >= 0 && p->slots[i].state == DSI_SLOT_READY) {
             dsi_slot *s = &p->slots[i];
             s->pins++;
-            if (s->prefetched && !s->used) p->st.prefetch_hits++;
+            bool first = s->prefetched && !s->used;
+            if (first) p->st.prefetch_hits++;
             else p->st.hits++;
             s->used = true;
-            dsi_touch(p, s);
+            s->fresh = false;
+            dsi_touch(p, s, !first);
             p->st.wait_seconds += waited;
             pthread_mutex_unlock(&p->lock);
             *base = (const uint8_t *)p->mem.ptr + (size_t)i * p->slot_bytes;
@@ -9213,7 +9245,7 @@ DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const 
         ds_status s = dsi_fill(p, v, layer, expert, &secs, e);
         pthread_mutex_lock(&p->lock);
         dsi_filled(p, v, s, secs, sg->plain_bytes);
-        if (!s) dsi_touch(p, &p->slots[v]);
+        if (!s) dsi_touch(p, &p->slots[v], true);
         p->st.wait_seconds += waited + secs;
         pthread_mutex_unlock(&p->lock);
         if (s) return s;
@@ -9233,6 +9265,13 @@ DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert) {
 }
 
 /* ==== Prefetch =========================================================== */
+/* Whether guesses of rank r (0 = best) have been right often enough to fetch. Under lock. */
+static bool dsi_rank_pays(const dsi_pager *p, int r) {
+    if (r >= DSI_GUESS_RANKS) return false;
+    return (double)(p->rank_right[r] + DSI_GUESS_PRIOR) >=
+           DSI_GUESS_MIN_ACCURACY * (double)(p->rank_total[r] + DSI_GUESS_PRIOR);
+}
+
 DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction) {
     if (!p->prefetch) return;
     pthread_mutex_lock(&p->lock);
@@ -9246,11 +9285,41 @@ DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, in
         bool queued = false;
         for (int q = 0; q < p->q_len && !queued; q++) queued = p->queue[(p->q_head + q) % DSI_PREFETCH_QUEUE] == key;
         if (queued) continue;
+        if (prediction && !dsi_rank_pays(p, k)) {
+            p->st.prefetch_skipped++;
+            continue;
+        }
         p->queue[(p->q_head + p->q_len) % DSI_PREFETCH_QUEUE] = key;
         p->q_len++;
         p->st.prefetch_issued++;
     }
     pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+}
+
+DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int n, const int *guess, int n_guess) {
+    pthread_mutex_lock(&p->lock);
+    int base = layer * p->n_experts;
+    for (int x = 0; x < p->n_experts; x++) {
+        if (!p->predicted[base + x]) continue;
+        bool chosen = false;
+        for (int k = 0; k < n && !chosen; k++) chosen = experts[k] == x;
+        /* a guess this pass does not use is wrong now, not right in some later pass */
+        if (!chosen) p->predicted[base + x] = 0;
+    }
+    /* guesses for this layer that it did not choose compete for slots as any other expert now */
+    for (int i = 0; i < p->n_slots; i++)
+        if (p->slots[i].layer == layer && p->slots[i].fresh) {
+            bool chosen = false;
+            for (int k = 0; k < n && !chosen; k++) chosen = experts[k] == p->slots[i].expert;
+            p->slots[i].fresh = chosen;
+        }
+    for (int r = 0; r < n_guess && r < DSI_GUESS_RANKS; r++) {
+        bool chosen = false;
+        for (int k = 0; k < n && !chosen; k++) chosen = experts[k] == guess[r];
+        p->rank_total[r]++;
+        p->rank_right[r] += chosen;
+    }
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -9271,7 +9340,7 @@ static void *dsi_prefetch_main(void *arg) {
         }
         int layer = key / p->n_experts, expert = key % p->n_experts;
         dsi_claim(p, v, layer, expert, true);
-        dsi_touch(p, &p->slots[v]);
+        dsi_touch(p, &p->slots[v], true);
         pthread_mutex_unlock(&p->lock);
         dsi_err e = {0};
         double secs = 0;
@@ -9315,6 +9384,14 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     p->slots = dsi_calloc(&m->al, (size_t)n, sizeof *p->slots);
     p->where = dsi_calloc(&m->al, (size_t)total, sizeof *p->where);
     p->predicted = dsi_calloc(&m->al, (size_t)total, 1);
+    p->score = dsi_calloc(&m->al, (size_t)total, sizeof *p->score);
+    p->score_at = dsi_calloc(&m->al, (size_t)total, sizeof *p->score_at);
+    /* half weight after DSI_LFU_HALF_LIFE tokens of top-k uses in every MoE layer */
+    int moe_layers = 0;
+    for (int l = 0; l < cf->n_layers; l++) moe_layers += m->layers[l].moe;
+    int per_layer = cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1;
+    double uses = (double)DSI_LFU_HALF_LIFE * (moe_layers > 0 ? moe_layers : 1) * per_layer;
+    p->decay = pow(0.5, 1.0 / uses);
     uint64_t pc = page_cache / slot;
     p->pc_cap = (int)(pc < total ? pc : total);
     if (p->pc_cap) p->pc = dsi_calloc(&m->al, (size_t)p->pc_cap, sizeof *p->pc);
@@ -9323,7 +9400,7 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     pthread_cond_init(&p->changed, NULL);
     pthread_cond_init(&p->work, NULL);
     m->pager = p;   /* from here dsi_pager_free cleans up */
-    if (!p->slots || !p->where || !p->predicted || (p->pc_cap && !p->pc))
+    if (!p->slots || !p->where || !p->predicted || !p->score || !p->score_at || (p->pc_cap && !p->pc))
         return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < total; i++) p->where[i] = -1;
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
@@ -9360,6 +9437,8 @@ DSI_FUNC void dsi_pager_free(ds_model *m) {
     dsi_free(&m->al, p->slots);
     dsi_free(&m->al, p->where);
     dsi_free(&m->al, p->predicted);
+    dsi_free(&m->al, p->score);
+    dsi_free(&m->al, p->score_at);
     dsi_free(&m->al, p->pc);
     dsi_free(&m->al, p);
     m->pager = NULL;
@@ -9563,6 +9642,8 @@ struct ds_context {
     int *sel;                          /* (T, topk) selected experts */
     float *selw;                       /* (T, topk) their weights */
     int *etok;                         /* tokens grouped per expert */
+    int *guess;                        /* (layer, topk): the one-token guess made for each layer */
+    int *n_guess;                      /* (layer): guesses held for it (0: none) */
     float *ework;                      /* per worker: max(cols) + attention scratch */
     size_t ework_stride;
     int8_t *xq;                        /* (T, widest) activations quantized for Q8_0 weights */
@@ -9733,6 +9814,8 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->sel = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(int));
     c->selw = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(float));
     c->etok = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(int));
+    c->guess = dsi_calloc(al, (size_t)cf->n_layers * (size_t)(K > 0 ? K : 1), sizeof(int));
+    c->n_guess = dsi_calloc(al, (size_t)cf->n_layers, sizeof(int));
     c->ework = dsi_calloc(al, (size_t)c->n_workers, c->ework_stride * sizeof(float));
     c->xq_cols = widest;
     c->xq = dsi_calloc(al, T_ * (size_t)widest, 1);
@@ -9753,7 +9836,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
-        !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
+        !c->guess || !c->n_guess || !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
                  (double)Lr * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
         ds_context_free(c);
@@ -9781,6 +9864,8 @@ DS_API void ds_context_free(ds_context *c) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsi_free(al, bufs[i]);
     dsi_free(al, c->sel);
     dsi_free(al, c->etok);
+    dsi_free(al, c->guess);
+    dsi_free(al, c->n_guess);
     dsi_free(al, c->xq);
     dsi_free(al, c->xs);
     dsi_free(al, c->xp);
@@ -10315,9 +10400,10 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
 }
 
 /* With an expert cache: queue this layer's chosen experts (the prefetch
- * thread decrypts them while this thread handles the first), and predict the
- * next MoE layer's experts by applying its router to this layer's normalised
- * input, so they decrypt while this layer and the next attention compute. */
+ * thread decrypts them while this thread handles the first), score the guess
+ * made for this layer, and guess the next MoE layer's experts by applying its
+ * router to this layer's normalised input, so they decrypt while this layer
+ * and the next attention compute. */
 static void dsi_moe_prefetch(ds_context *c, int l, int T) {
     const ds_model_config *cf = &c->m->cfg;
     int E = cf->n_routed_experts, K = cf->n_experts_per_tok, D = cf->hidden_size;
@@ -10328,17 +10414,20 @@ static void dsi_moe_prefetch(ds_context *c, int l, int T) {
         if (!seen) uniq[nu++] = c->sel[t];
     }
     dsi_pager_prefetch(c->m->pager, l, uniq, nu, false);
+    dsi_pager_routed(c->m->pager, l, uniq, nu, c->guess + (size_t)l * K, T == 1 ? c->n_guess[l] : 0);
+    c->n_guess[l] = 0;
     if (T > 4 || K > 64 || l + 1 >= cf->n_layers || !c->m->layers[l + 1].moe) return;
     const dsi_layer *N = &c->m->layers[l + 1];
     float *logits = c->ye, *scratch = c->ework;
-    int pred[64];
+    int *pred = c->guess + (size_t)(l + 1) * K;   /* best first; kept to score it against l+1's choice */
     for (int t = 0; t < T; t++) {
         for (int x = 0; x < E; x++) logits[x] = dsi_dot_row(&N->router, N->router.data + (size_t)x * N->router.row_bytes,
                                                            c->xn + (size_t)t * D);
         float w[64];
         dsi_route(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, scratch, pred, w);
-        dsi_pager_prefetch(c->m->pager, l + 1, pred, K < 64 ? K : 64, true);
+        dsi_pager_prefetch(c->m->pager, l + 1, pred, K, true);
     }
+    c->n_guess[l + 1] = T == 1 ? K : 0;
 }
 
 static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);

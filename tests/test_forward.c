@@ -10,6 +10,25 @@
  *  forward-3: many contexts share one model from several threads.
  *  forward-4: errors: context overflow, ids out of range, closing a model in
  *             use, metadata-only models.
+ *  forward-5: the expert cache gives the resident model's logits.
+ *  forward-6: the eviction policies on scripted expert uses (3 slots, no
+ *             prefetch, the pager driven directly):
+ *             6.1 a scan of once-used experts evicts the often-used one
+ *                 under LRU, not under LFU;
+ *             6.2 LFU remembers the uses of an evicted expert: back in the
+ *                 cache, it outlives a newcomer (a count restarted at its
+ *                 reload would lose);
+ *             6.3 LFU's counts fade: uses older than a few half-lives
+ *                 (32 tokens' worth of uses) lose to recent ones they
+ *                 outnumber;
+ *             6.4 the prediction accuracy counts a guess right only when the
+ *                 layer it was made for chooses it in that pass;
+ *             6.5 guesses of a rank that has been right less than 70% of the
+ *                 time are not fetched (counted as skipped); the best-ranked
+ *                 guess, always right, still is;
+ *             6.6 a fetched guess is not evicted (LFU would take it first: one
+ *                 use against five) before its layer runs; once the layer has
+ *                 run without choosing it, it is.
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
@@ -415,6 +434,189 @@ static void test_paged(const char *family) {
     free(got);
 }
 
+/* ==== 6: eviction policies on scripted uses ============================== */
+static ds_model *open_paged(const char *path, uint64_t budget, ds_evict_policy pol, int prefetch) {
+    ds_model_params mp = ds_model_default_params();
+    mp.n_threads = 1;
+    mp.key = test_key;
+    mp.key_len = 32;
+    mp.expert_cache_bytes = budget;
+    mp.prefetch = prefetch;
+    mp.evict_policy = pol;
+    ds_model *m = NULL;
+    if (ds_model_open(&m, path, &mp) != DS_OK) {
+        printf("open %s: %s\n", path, ds_last_error());
+        return NULL;
+    }
+    return m;
+}
+
+/* Uses expert x of layer l once; returns 1 on a miss, 0 on a hit, -1 on failure. */
+static int use_expert(ds_model *m, int l, int x) {
+    ds_cache_stats a, b;
+    (void)!ds_model_cache_stats(m, &a);
+    const uint8_t *base = NULL;
+    dsi_err e = {0};
+    if (dsi_pager_acquire(m->pager, l, x, &base, &e) != DS_OK) {
+        printf("acquire layer %d expert %d: %s\n", l, x, e.msg);
+        return -1;
+    }
+    dsi_pager_release(m->pager, l, x);
+    (void)!ds_model_cache_stats(m, &b);
+    return b.misses > a.misses;
+}
+
+static int use_n(ds_model *m, int l, int x, int n) {
+    int miss = 0;
+    for (int i = 0; i < n; i++) {
+        int r = use_expert(m, l, x);
+        if (r < 0) return -1;
+        miss += r;
+    }
+    return miss;
+}
+
+/* Waits (at most 10 s) until the cache has decrypted more than `bytes`. */
+static int wait_decrypted(ds_model *m, uint64_t bytes) {
+    for (int i = 0; i < 1000; i++) {
+        ds_cache_stats st;
+        (void)!ds_model_cache_stats(m, &st);
+        if (st.bytes_decrypted > bytes) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+static void test_policies(void) {
+    const char *path = container("v2lite", DS_QUANT_Q8_0);
+    ds_model *m = open_model(path);
+    if (!m) return;
+    ds_model_config cf;
+    (void)!ds_model_get_config(m, &cf);
+    size_t slot = 0;
+    ds_segment_info si;
+    for (size_t i = 0; i < ds_model_segment_count(m); i++)
+        if (ds_model_segment_info(m, i, &si) == DS_OK && si.kind == DS_SEGMENT_EXPERT && si.plain_bytes > slot)
+            slot = (size_t)si.plain_bytes;
+    int L = -1, moe_layers = 0;
+    for (int l = 0; l < cf.n_layers; l++)
+        if (m->layers[l].moe) {
+            moe_layers++;
+            if (L < 0) L = l;
+        }
+    ds_model_close(m);
+    slot = (slot + 4095) / 4096 * 4096;
+    if (L < 0 || cf.n_routed_experts < 6) {
+        T_CHECK("forward-6", 0, "the v2lite test model needs a MoE layer of at least 6 experts");
+        return;
+    }
+    enum { A, B, C, D, X, Y };
+    /* 6.1: A four times, then B, C, D once: A stays under LFU only */
+    for (int pol = 0; pol < 2; pol++) {
+        char id[32];
+        snprintf(id, sizeof id, "forward-6.1.%s", pol ? "lfu" : "lru");
+        m = open_paged(path, 3 * slot, pol ? DS_EVICT_LFU_DECAY : DS_EVICT_LRU, 0);
+        T_CHECK(id, m != NULL, "open failed");
+        if (!m) continue;
+        int r = use_n(m, L, A, 4);
+        if (r >= 0) r = use_n(m, L, B, 1) + use_n(m, L, C, 1) + use_n(m, L, D, 1);
+        int again = r >= 0 ? use_expert(m, L, A) : -1;
+        T_CHECK(id, again == (pol ? 0 : 1), "A after the scan: %s (want a %s)",
+                again < 0 ? "failed" : again ? "miss" : "hit", pol ? "hit" : "miss");
+        ds_model_close(m);
+    }
+    /* 6.2: X, B, C five times each; D evicts X (its uses are the oldest); D
+     * five times; X again (a miss) evicts B (now the oldest); then Y evicts
+     * C, not X: X's count includes its first five uses (restarted at the
+     * reload, it would be 1 and go) */
+    m = open_paged(path, 3 * slot, DS_EVICT_LFU_DECAY, 0);
+    T_CHECK("forward-6.2", m != NULL, "open failed");
+    if (m) {
+        int r = use_n(m, L, X, 5), rx = -1, ry = -1, last = -1;
+        if (r >= 0) r = use_n(m, L, B, 5) + use_n(m, L, C, 5);
+        int rd = r >= 0 ? use_n(m, L, D, 5) : -1;
+        if (rd >= 0) rx = use_expert(m, L, X);
+        if (rx >= 0) ry = use_expert(m, L, Y);
+        if (ry >= 0) last = use_expert(m, L, X);
+        T_CHECK("forward-6.2", rd == 1 && rx == 1 && ry == 1 && last == 0,
+                "D: %d misses (want 1); X back after eviction: %d (want 1); Y: %d (want 1); X again: %d (want 0 = hit)",
+                rd, rx, ry, last);
+        ds_model_close(m);
+    }
+    /* 6.3: half-life H = 32 tokens x MoE layers x top-k uses. X 2H times,
+     * then B and C alternately 3H uses: undecayed, X (2H) outnumbers B and
+     * C (1.5H each) and would stay; decayed, X is worth 2H/8 against about
+     * 0.6H for B and C, so D evicts X */
+    int H = 32 * moe_layers * cf.n_experts_per_tok;
+    m = open_paged(path, 3 * slot, DS_EVICT_LFU_DECAY, 0);
+    T_CHECK("forward-6.3", m != NULL, "open failed");
+    if (m) {
+        int r = use_n(m, L, X, 2 * H);
+        for (int i = 0; i < 3 * H && r >= 0; i++) r = use_expert(m, L, i % 2 ? C : B) < 0 ? -1 : r;
+        int rd = r >= 0 ? use_expert(m, L, D) : -1;
+        int rx = rd >= 0 ? use_expert(m, L, X) : -1;
+        T_CHECK("forward-6.3", rd == 1 && rx == 1, "D: %d (want 1 = miss); X after D: %d (want 1: X was evicted)", rd,
+                rx);
+        ds_model_close(m);
+    }
+    /* 6.4: guesses for layer L: X (the layer then chooses Y) and Y */
+    m = open_paged(path, 4 * slot, DS_EVICT_LFU_DECAY, 1);
+    T_CHECK("forward-6.4", m != NULL, "open failed");
+    if (m) {
+        int guess[2] = {X, Y}, chosen[1] = {Y};
+        dsi_pager_prefetch(m->pager, L, guess, 2, true);
+        dsi_pager_routed(m->pager, L, chosen, 1, guess, 2);
+        int ry = use_expert(m, L, Y), rx = ry >= 0 ? use_expert(m, L, X) : -1;
+        ds_cache_stats st;
+        (void)!ds_model_cache_stats(m, &st);
+        T_CHECK("forward-6.4", ry >= 0 && rx >= 0 && st.predicted == 2 && st.predicted_hits == 1,
+                "predicted %llu, right %llu (want 2 and 1: X, used by no pass it was guessed for, is wrong)",
+                (unsigned long long)st.predicted, (unsigned long long)st.predicted_hits);
+        /* 6.5: 40 passes in which the best guess (A) is chosen and the second (B) is not */
+        int ab[2] = {A, B}, a_only[1] = {A}, cd[2] = {C, D};
+        for (int i = 0; i < 40; i++) dsi_pager_routed(m->pager, L, a_only, 1, ab, 2);
+        ds_model_cache_stats_reset(m);
+        dsi_pager_prefetch(m->pager, L, cd, 2, true);
+        (void)!ds_model_cache_stats(m, &st);
+        T_CHECK("forward-6.5", st.prefetch_issued == 1 && st.prefetch_skipped == 1 && st.predicted == 2,
+                "after 40 wrong second guesses: issued %llu, skipped %llu, predicted %llu (want 1, 1, 2)",
+                (unsigned long long)st.prefetch_issued, (unsigned long long)st.prefetch_skipped,
+                (unsigned long long)st.predicted);
+        ds_model_close(m);
+    }
+    /* 6.6: A and B five times each; X fetched as a guess into the third slot */
+    m = open_paged(path, 3 * slot, DS_EVICT_LFU_DECAY, 1);
+    T_CHECK("forward-6.6", m != NULL, "open failed");
+    if (m) {
+        int r = use_n(m, L, A, 5), rc = -1, rx = -1, rd = -1, rx2 = -1, ok = 0;
+        if (r >= 0) r = use_n(m, L, B, 5);
+        ds_cache_stats st;
+        (void)!ds_model_cache_stats(m, &st);
+        int x1[1] = {X}, c1[1] = {C}, none[1] = {-1};
+        dsi_pager_prefetch(m->pager, L, x1, 1, true);
+        ok = r >= 0 && wait_decrypted(m, st.bytes_decrypted);
+        /* C, a miss, must evict A or B, not X */
+        if (ok) rc = use_expert(m, L, C);
+        if (rc >= 0) rx = use_expert(m, L, X);
+        T_CHECK("forward-6.6", ok && rc == 1 && rx == 0,
+                "guess fetched: %d; C: %d (want 1 = miss); X: %d (want 0: kept)", ok, rc, rx);
+        /* the layer runs choosing C: X, used, competes as usual; a new guess
+         * Y that the layer then does not choose stops being protected */
+        dsi_pager_routed(m->pager, L, c1, 1, none, 0);
+        (void)!ds_model_cache_stats(m, &st);
+        int y1[1] = {Y};
+        dsi_pager_prefetch(m->pager, L, y1, 1, true);
+        ok = wait_decrypted(m, st.bytes_decrypted) && use_expert(m, L, C) == 0;   /* C: two uses, Y: one */
+        dsi_pager_routed(m->pager, L, c1, 1, none, 0);
+        if (ok) rd = use_expert(m, L, D);   /* evicts Y: the lowest count, no longer a fresh guess */
+        if (rd >= 0) rx2 = use_expert(m, L, Y);
+        T_CHECK("forward-6.6", ok && rd == 1 && rx2 == 1,
+                "guess fetched: %d; D: %d (want 1 = miss); Y after its layer ran without it: %d (want 1: evicted)",
+                ok, rd, rx2);
+        ds_model_close(m);
+    }
+}
+
 /* ==== 4: errors ========================================================== */
 static void test_errors(void) {
     ds_model *m = open_model(container("v2lite", DS_QUANT_Q8_0));
@@ -472,6 +674,7 @@ int main(void) {
     test_errors();
     test_paged("v2lite");
     test_paged("v3");
+    test_policies();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", tmpdir);

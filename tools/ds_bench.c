@@ -62,7 +62,7 @@ const char ds_bench_help[] =
     "  --gen-tokens G        decode steps (default 64)\n"
     "  --threads N           compute threads (default 0 = all CPUs)\n"
     "  --no-prefetch         no prefetch thread (with --sweep: only runs without prefetch)\n"
-    "  --evict lru|lfu       eviction policy (default lru)\n"
+    "  --evict lru|lfu       eviction policy (default lfu)\n"
     "  --exact-act           F32 activations with int8 weights (default: int8 activations)\n"
     "  --page-cache-mb M     ciphertext of recent experts the page cache may keep (MiB;\n"
     "                        default 0 = dropped after each decrypt)\n"
@@ -249,7 +249,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     o->gen_tokens = 64;
     o->prefetch = 1;
     o->repeat = 1;
-    o->evict = DS_EVICT_LRU;
+    o->evict = DS_EVICT_LFU_DECAY;
     o->out_dir = ".";
     o->child_fd = -1;
     const char *cache_s = NULL, *pcache_s = NULL, *p_s = NULL, *g_s = NULL, *t_s = NULL, *ev_s = NULL, *sw_s = NULL, *r_s = NULL,
@@ -647,11 +647,12 @@ static void print_run(const bench_opts *o, const run_result *r, double compute_m
     printf("prefill pager  %llu misses, %llu prefetch hits, %.1f MB decrypted in %.3f s\n",
            (unsigned long long)r->prefill.misses, (unsigned long long)r->prefill.prefetch_hits,
            (double)r->prefill.bytes_decrypted / 1e6, r->prefill.decrypt_seconds);
-    printf("decode pager   hits %llu, misses %llu, prefetch hits %llu (issued %llu, wasted %llu, dropped %llu), "
-           "evictions %llu\n",
+    printf("decode pager   hits %llu, misses %llu, prefetch hits %llu (issued %llu, wasted %llu, dropped %llu, "
+           "guesses skipped %llu), evictions %llu\n",
            (unsigned long long)s->hits, (unsigned long long)s->misses, (unsigned long long)s->prefetch_hits,
            (unsigned long long)s->prefetch_issued, (unsigned long long)s->prefetch_wasted,
-           (unsigned long long)s->prefetch_dropped, (unsigned long long)s->evictions);
+           (unsigned long long)s->prefetch_dropped, (unsigned long long)s->prefetch_skipped,
+           (unsigned long long)s->evictions);
     printf("hit rate       %.1f%%\n", 100.0 * hit_rate(r));
     printf("prediction     %.1f%% accurate (%llu of %llu predicted experts used)\n", 100.0 * pred_acc(r),
            (unsigned long long)s->predicted_hits, (unsigned long long)s->predicted);
@@ -816,7 +817,7 @@ static const char csv_header[] =
     "prediction_accuracy,n_slots,slot_mb,evict,threads,prompt_tokens,gen_tokens,decode_ms_per_tok,"
     "compute_ms_per_tok,decrypt_ms_per_tok,wait_ms_per_tok,hits,misses,prefetch_hits,prefetch_issued,"
     "prefetch_wasted,prefetch_dropped,evictions,bytes_decrypted,decrypt_s,predicted,predicted_hits,"
-    "prefill_bytes_decrypted,prefill_decrypt_s,open_s,rss_after_open_mb,tokens_hash,repeat\n";
+    "prefill_bytes_decrypted,prefill_decrypt_s,open_s,rss_after_open_mb,tokens_hash,repeat,prefetch_skipped\n";
 
 static void csv_row(FILE *f, const bench_opts *o, const run_result *r, double compute_ms, int repeat) {
     const ds_cache_stats *s = &r->decode;
@@ -826,14 +827,14 @@ static void csv_row(FILE *f, const bench_opts *o, const run_result *r, double co
             o->evict == DS_EVICT_LRU ? "lru" : "lfu", o->threads, r->n_prompt, r->n_gen,
             per_tok_ms(r, r->decode_s), compute_ms, per_tok_ms(r, s->decrypt_seconds),
             per_tok_ms(r, s->wait_seconds));
-    fprintf(f, "%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%llu,%llu,%llu,%.6f,%.4f,%.3f,%016llx,%d\n",
+    fprintf(f, "%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%llu,%llu,%llu,%.6f,%.4f,%.3f,%016llx,%d,%llu\n",
             (unsigned long long)s->hits, (unsigned long long)s->misses, (unsigned long long)s->prefetch_hits,
             (unsigned long long)s->prefetch_issued, (unsigned long long)s->prefetch_wasted,
             (unsigned long long)s->prefetch_dropped, (unsigned long long)s->evictions,
             (unsigned long long)s->bytes_decrypted, s->decrypt_seconds, (unsigned long long)s->predicted,
             (unsigned long long)s->predicted_hits, (unsigned long long)r->prefill.bytes_decrypted,
             r->prefill.decrypt_seconds, r->open_s, rss_mb(r->rss_open_kb), (unsigned long long)r->token_hash,
-            repeat);
+            repeat, (unsigned long long)s->prefetch_skipped);
 }
 
 static FILE *open_out(const char *dir, const char *name, char *path, size_t len) {
