@@ -545,7 +545,13 @@ sys.exit(0 if max(abs(p - q) for p, q in zip(x, y)) <= 1e-4 * max(1.0, max(map(a
     if [ -f "$SEALED" ]; then
         expect run-9 1 run "$SEALED" -p hello -n 4 &&
             check run-9b "missing key is called a key problem" hasi "$T/err" "key"
-        expect run-10 0 run "$SEALED" --key-file "$K1" -p hello -n 4 --temp 0 --cache-mb 1
+        expect run-10 0 run "$SEALED" --key-file "$K1" -p hello -n 4 --temp 0 --cache-mb 1 &&
+            cp "$T/out" "$T/out-lfu"
+        # the other eviction policy pages differently but generates the same tokens
+        expect run-10c 0 run "$SEALED" --key-file "$K1" -p hello -n 4 --temp 0 --cache-mb 1 --evict lru &&
+            check run-10d "--evict lru gives the tokens of the default (lfu)" cmp -s "$T/out" "$T/out-lfu"
+        expect run-10e 2 run "$SEALED" --key-file "$K1" -p hello -n 4 --cache-mb 1 --evict mru &&
+            check run-10f "a bad --evict is named" has "$T/err" "lru or lfu"
     fi
     # ---- device selection ----
     expect run-11 2 run "$IM" -p hello -n 2 --device gpu && check run-11b "a bad device is named" has "$T/err" "cpu or cuda"

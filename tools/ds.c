@@ -8,7 +8,7 @@
  *     ds verify  <model.dsm> [--key-file F | --passphrase-env VAR] [--threads N]
  *     ds run     <model.dsm> [key] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
  *                [--min-p P] [--repeat-penalty R] [--seed S] [--threads N] [--ctx N]
- *                [--cache-mb M]
+ *                [--cache-mb M] [--evict lru|lfu]
  *     ds chat    <model.dsm> [key] [--system TEXT] [sampling and model options as run]
  *     ds tokenize <model.dsm> [key] [--bos] TEXT
  *     ds logits  <model.dsm> [key] --tokens 1,2,3 --out FILE
@@ -1055,11 +1055,12 @@ static int cmd_verify(int argc, char **argv) {
 
 typedef struct model_opts {
     key_opts ko;
-    const char *threads_s, *ctx_s, *cache_s, *device_s, *gpu_cache_s, *gpu_s;
+    const char *threads_s, *ctx_s, *cache_s, *evict_s, *device_s, *gpu_cache_s, *gpu_s;
     int verbose;
     /* parsed */
     int threads, n_ctx;
     uint64_t cache_bytes, gpu_cache_bytes;
+    ds_evict_policy evict;
     ds_device device;
     int gpu_index;
 } model_opts;
@@ -1073,6 +1074,7 @@ static int model_option(argscan *a, model_opts *o, int which) {
     if ((which & MO_THREADS) && is_opt(a, "--threads", &v)) return set_once(a, &o->threads_s, v, "--threads"), 1;
     if ((which & MO_CTX) && is_opt(a, "--ctx", &v)) return set_once(a, &o->ctx_s, v, "--ctx"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--cache-mb", &v)) return set_once(a, &o->cache_s, v, "--cache-mb"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--evict", &v)) return set_once(a, &o->evict_s, v, "--evict"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--device", &v)) return set_once(a, &o->device_s, v, "--device"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--gpu-cache-mb", &v))
         return set_once(a, &o->gpu_cache_s, v, "--gpu-cache-mb"), 1;
@@ -1104,6 +1106,12 @@ static int model_opts_check(const char *cmd, model_opts *o) {
             return usage_error(cmd, "--cache-mb needs a whole number of MiB (0 = all experts resident), not '%s'",
                                o->cache_s);
         o->cache_bytes = v << 20;
+    }
+    o->evict = ds_model_default_params().evict_policy;
+    if (o->evict_s) {
+        if (!strcmp(o->evict_s, "lru")) o->evict = DS_EVICT_LRU;
+        else if (!strcmp(o->evict_s, "lfu")) o->evict = DS_EVICT_LFU_DECAY;
+        else return usage_error(cmd, "--evict is lru or lfu, not '%s'", o->evict_s);
     }
     if (o->device_s) {
         if (!strcmp(o->device_s, "cpu")) o->device = DS_DEVICE_CPU;
@@ -1152,6 +1160,7 @@ static ds_model *open_model(const char *cmd, const char *path, const model_opts 
     mp.load_weights = load_weights;
     mp.n_threads = o->threads;
     mp.expert_cache_bytes = o->cache_bytes;
+    mp.evict_policy = o->evict;
     mp.device = o->device;
     mp.gpu_index = o->gpu_index;
     mp.gpu_cache_bytes = o->gpu_cache_bytes;
@@ -1359,6 +1368,8 @@ static const char run_help[] =
     "  --threads N               compute threads (default 0 = all online CPUs)\n"
     "  --ctx N                   context size in tokens (default min(4096, model maximum))\n"
     "  --cache-mb M              routed-expert cache budget in MiB (default 0 = all resident)\n"
+    "  --evict lru|lfu           the cache's eviction: lfu (default) keeps the most used experts\n"
+    "                            (counts halve over 32 tokens); lru the most recently used\n"
     "  --device cpu|cuda         where the forward pass runs (default cpu; cuda needs a build\n"
     "                            with make CUDA=1 and a GPU, else it runs on the CPU and says so)\n"
     "  --gpu N                   CUDA device number (default 0)\n"
@@ -1441,7 +1452,7 @@ static const char chat_help[] =
     "  --stats                   a statistics line on stderr after each reply\n"
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
     "  --frequency-penalty, --presence-penalty, --seed, --threads, --ctx,\n"
-    "  --cache-mb, -v            as for ds run\n";
+    "  --cache-mb, --evict, -v   as for ds run\n";
 
 /* The conversation: messages with owned contents. */
 typedef struct chat_log {
@@ -1705,7 +1716,7 @@ static const char logits_help[] =
     "under a temporary name and renamed into place when complete.\n"
     "  --tokens LIST   comma-separated token ids, e.g. 0,1234,42\n"
     "  --out FILE      where to write\n"
-    "  --threads N, --cache-mb M, -v   as for ds run\n";
+    "  --threads N, --cache-mb M, --evict, -v   as for ds run\n";
 
 /* Strict "1,2,3": decimal ids, single commas, nothing else. */
 static int parse_token_list(const char *s, int32_t **out, size_t *n) {
