@@ -287,6 +287,8 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
     return DS_OK;
 }
 
+#define DSI_WILLNEED_PIECE ((uint64_t)128 << 10)
+
 /* Asks for [off, off + len) of the file in large asynchronous reads of
  * exactly that range, before it is decrypted through the mapping (faults
  * would read it in read-around windows that spill into the neighbouring
@@ -294,8 +296,14 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
 DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len) {
     if (off >= m->map_len) return;
     if (len > m->map_len - off) len = m->map_len - off;
-    uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    (void)posix_fadvise(m->fd, (off_t)a, (off_t)(off + len - a), POSIX_FADV_WILLNEED);
+    uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1), end = off + len;
+    /* Linux reads at most max(read-ahead window, largest device request)
+     * per call (128 KiB to a few MiB) and ignores the rest, which would then
+     * come in by faults with read-around: ask in pieces no larger */
+    for (; a < end; a += DSI_WILLNEED_PIECE) {
+        uint64_t n = end - a < DSI_WILLNEED_PIECE ? end - a : DSI_WILLNEED_PIECE;
+        (void)posix_fadvise(m->fd, (off_t)a, (off_t)n, POSIX_FADV_WILLNEED);
+    }
 }
 
 /* Lets go of this process's pages of the whole pages inside [off, end). */

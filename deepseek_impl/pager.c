@@ -447,6 +447,13 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
     if (m->n_threads > 1 && (s = dsi_pool_new(&p->pool, m->n_threads, &m->al, e))) return s;
+    /* Every read of the mapping follows a POSIX_FADV_WILLNEED of exactly its
+     * range (dsi_map_willneed). A fault that still finds a page missing (the
+     * kernel may skip read-ahead under memory pressure) must not read around
+     * itself: the window would pull in neighbouring expert segments, whose
+     * ciphertext then stays in the page cache (seen as pager-1.8 failing with
+     * 4 suites at once). */
+    (void)madvise((void *)(uintptr_t)m->map, m->map_len, MADV_RANDOM);
     p->st.budget_bytes = budget;
     p->st.slot_bytes = slot;
     p->st.n_slots = p->n_slots;

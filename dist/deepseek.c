@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 3e08a6b6eee9d7b8: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 00027f0e278cb7d2: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "3e08a6b6eee9d7b8"
+#define DS_SOURCE_ID "00027f0e278cb7d2"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -7597,6 +7597,8 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
     return DS_OK;
 }
 
+#define DSI_WILLNEED_PIECE ((uint64_t)128 << 10)
+
 /* Asks for [off, off + len) of the file in large asynchronous reads of
  * exactly that range, before it is decrypted through the mapping (faults
  * would read it in read-around windows that spill into the neighbouring
@@ -7604,8 +7606,14 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
 DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len) {
     if (off >= m->map_len) return;
     if (len > m->map_len - off) len = m->map_len - off;
-    uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    (void)posix_fadvise(m->fd, (off_t)a, (off_t)(off + len - a), POSIX_FADV_WILLNEED);
+    uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1), end = off + len;
+    /* Linux reads at most max(read-ahead window, largest device request)
+     * per call (128 KiB to a few MiB) and ignores the rest, which would then
+     * come in by faults with read-around: ask in pieces no larger */
+    for (; a < end; a += DSI_WILLNEED_PIECE) {
+        uint64_t n = end - a < DSI_WILLNEED_PIECE ? end - a : DSI_WILLNEED_PIECE;
+        (void)posix_fadvise(m->fd, (off_t)a, (off_t)n, POSIX_FADV_WILLNEED);
+    }
 }
 
 /* Lets go of this process's pages of the whole pages inside [off, end). */
@@ -9407,6 +9415,13 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
     if (m->n_threads > 1 && (s = dsi_pool_new(&p->pool, m->n_threads, &m->al, e))) return s;
+    /* Every read of the mapping follows a POSIX_FADV_WILLNEED of exactly its
+     * range (dsi_map_willneed). A fault that still finds a page missing (the
+     * kernel may skip read-ahead under memory pressure) must not read around
+     * itself: the window would pull in neighbouring expert segments, whose
+     * ciphertext then stays in the page cache (seen as pager-1.8 failing with
+     * 4 suites at once). */
+    (void)madvise((void *)(uintptr_t)m->map, m->map_len, MADV_RANDOM);
     p->st.budget_bytes = budget;
     p->st.slot_bytes = slot;
     p->st.n_slots = p->n_slots;
