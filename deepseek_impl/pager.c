@@ -341,19 +341,17 @@ DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int 
     pthread_mutex_lock(&p->lock);
     int base = layer * p->n_experts;
     for (int x = 0; x < p->n_experts; x++) {
-        if (!p->predicted[base + x]) continue;
+        int i = p->where[base + x];
+        bool fresh = i >= 0 && p->slots[i].fresh;
+        if (!p->predicted[base + x] && !fresh) continue;
         bool chosen = false;
         for (int k = 0; k < n && !chosen; k++) chosen = experts[k] == x;
+        if (chosen) continue;
         /* a guess this pass does not use is wrong now, not right in some later pass */
-        if (!chosen) p->predicted[base + x] = 0;
+        p->predicted[base + x] = 0;
+        /* and, if fetched, competes for its slot as any other expert now */
+        if (fresh) p->slots[i].fresh = false;
     }
-    /* guesses for this layer that it did not choose compete for slots as any other expert now */
-    for (int i = 0; i < p->n_slots; i++)
-        if (p->slots[i].layer == layer && p->slots[i].fresh) {
-            bool chosen = false;
-            for (int k = 0; k < n && !chosen; k++) chosen = experts[k] == p->slots[i].expert;
-            p->slots[i].fresh = chosen;
-        }
     for (int r = 0; r < n_guess && r < DSI_GUESS_RANKS; r++) {
         bool chosen = false;
         for (int k = 0; k < n && !chosen; k++) chosen = experts[k] == guess[r];

@@ -7,8 +7,14 @@
 
 #include <stdint.h>
 
+#include "deepseek.h"
+
 /* Strict unsigned parse (tools/ds.c): decimal digits only, <= max. 1 = ok. */
 int parse_u64(const char *s, uint64_t max, uint64_t *out);
+
+/* --evict values (tools/ds.c): "lru" or "lfu" -> *out, 1 = ok; and back. */
+int parse_evict(const char *s, ds_evict_policy *out);
+const char *evict_name(ds_evict_policy p);
 
 /* `ds bench` (tools/ds_bench.c). */
 int ds_cmd_bench(int argc, char **argv);

@@ -100,6 +100,15 @@ int parse_u64(const char *s, uint64_t max, uint64_t *out) {
     return 1;
 }
 
+int parse_evict(const char *s, ds_evict_policy *out) {
+    if (!strcmp(s, "lru")) *out = DS_EVICT_LRU;
+    else if (!strcmp(s, "lfu")) *out = DS_EVICT_LFU_DECAY;
+    else return 0;
+    return 1;
+}
+
+const char *evict_name(ds_evict_policy p) { return p == DS_EVICT_LRU ? "lru" : "lfu"; }
+
 /* ==== Command-line scanning =============================================== */
 /*
  * Each subcommand walks its argv with these. Options may come before or after
@@ -1108,11 +1117,8 @@ static int model_opts_check(const char *cmd, model_opts *o) {
         o->cache_bytes = v << 20;
     }
     o->evict = ds_model_default_params().evict_policy;
-    if (o->evict_s) {
-        if (!strcmp(o->evict_s, "lru")) o->evict = DS_EVICT_LRU;
-        else if (!strcmp(o->evict_s, "lfu")) o->evict = DS_EVICT_LFU_DECAY;
-        else return usage_error(cmd, "--evict is lru or lfu, not '%s'", o->evict_s);
-    }
+    if (o->evict_s && !parse_evict(o->evict_s, &o->evict))
+        return usage_error(cmd, "--evict is lru or lfu, not '%s'", o->evict_s);
     if (o->device_s) {
         if (!strcmp(o->device_s, "cpu")) o->device = DS_DEVICE_CPU;
         else if (!strcmp(o->device_s, "cuda")) o->device = DS_DEVICE_CUDA;

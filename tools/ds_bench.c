@@ -345,11 +345,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         if (!parse_u64(t_s, 4096, &v)) return usage("--threads needs a whole number from 0 to 4096, not '%s'", t_s);
         o->threads = (int)v;
     }
-    if (ev_s) {
-        if (!strcmp(ev_s, "lru")) o->evict = DS_EVICT_LRU;
-        else if (!strcmp(ev_s, "lfu")) o->evict = DS_EVICT_LFU_DECAY;
-        else return usage("--evict must be lru or lfu, not '%s'", ev_s);
-    }
+    if (ev_s && !parse_evict(ev_s, &o->evict)) return usage("--evict must be lru or lfu, not '%s'", ev_s);
     if (r_s) {
         if (!parse_u64(r_s, MAX_REPEAT, &v) || v == 0)
             return usage("--repeat needs a whole number from 1 to %d, not '%s'", MAX_REPEAT, r_s);
@@ -609,7 +605,7 @@ static void print_run(const bench_opts *o, const run_result *r, double compute_m
         printf("budget         %.1f MiB = %.1f MB (%.1f%% of the routed experts): %d slots of %.2f MB, prefetch %s, "
                "evict %s, page-cache tier %llu MiB\n",
                (double)r->budget_bytes / 1048576.0, (double)r->budget_bytes / 1e6, r->pct, s->n_slots, (double)s->slot_bytes / 1e6,
-               r->prefetch ? "on" : "off", o->evict == DS_EVICT_LRU ? "lru" : "lfu",
+               r->prefetch ? "on" : "off", evict_name(o->evict),
                (unsigned long long)(o->page_cache_bytes >> 20));
     else
         printf("budget         all experts resident (no expert cache)\n");
@@ -712,7 +708,7 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
         args[n++] = (char *)"--threads";
         args[n++] = t_s;
         args[n++] = (char *)"--evict";
-        args[n++] = (char *)(o->evict == DS_EVICT_LRU ? "lru" : "lfu");
+        args[n++] = (char *)(evict_name(o->evict));
         if (o->exact_act) args[n++] = (char *)"--exact-act";
         char pc_s[32];
         if (o->page_cache_bytes) {
@@ -824,7 +820,7 @@ static void csv_row(FILE *f, const bench_opts *o, const run_result *r, double co
     fprintf(f, "%g,%.3f,%d,%.4f,%.4f,%.6f,%.3f,%.4f,%.6f,%.6f,%d,%.4f,%s,%d,%d,%d,%.4f,%.4f,%.4f,%.4f,", r->pct,
             (double)r->budget_bytes / 1e6, r->prefetch, decode_tps(r), prefill_tps(r), hit_rate(r),
             rss_mb(r->hwm_kb), decrypt_gbs(r), s->wait_seconds, pred_acc(r), s->n_slots, (double)s->slot_bytes / 1e6,
-            o->evict == DS_EVICT_LRU ? "lru" : "lfu", o->threads, r->n_prompt, r->n_gen,
+            evict_name(o->evict), o->threads, r->n_prompt, r->n_gen,
             per_tok_ms(r, r->decode_s), compute_ms, per_tok_ms(r, s->decrypt_seconds),
             per_tok_ms(r, s->wait_seconds));
     fprintf(f, "%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%llu,%llu,%llu,%.6f,%.4f,%.3f,%016llx,%d,%llu\n",
@@ -886,7 +882,7 @@ static int plot(const bench_opts *o, const run_result *rows, const int *have, in
     gp_quote(f, png);
     char title[512];
     snprintf(title, sizeof title, "ds bench: %s (%d prompt + %d decode tokens, %d threads, evict %s)", base,
-             o->prompt_tokens, o->gen_tokens, o->threads, o->evict == DS_EVICT_LRU ? "lru" : "lfu");
+             o->prompt_tokens, o->gen_tokens, o->threads, evict_name(o->evict));
     fprintf(f, "\nset multiplot layout 1,2 title ");
     gp_quote(f, title);
     fprintf(f, "\nset logscale x 2\nset xrange [*:*] reverse\nset grid\nset key bottom left\n"
@@ -947,7 +943,7 @@ static int sweep_main(const bench_opts *o) {
     printf("model %s: routed experts %.1f MB, dense %.1f MB; %d prompt + %d decode tokens, %d threads, evict %s, "
            "%d run(s) per setting\n",
            o->model, (double)experts / 1e6, (double)dense / 1e6, o->prompt_tokens, o->gen_tokens, o->threads,
-           o->evict == DS_EVICT_LRU ? "lru" : "lfu", o->repeat);
+           evict_name(o->evict), o->repeat);
 
     int n_set = 0;
     run_result rows[2 * MAX_SWEEP];
