@@ -222,6 +222,20 @@ typedef enum ds_evict_policy {
                                      not, halving over 32 tokens' worth of uses */
 } ds_evict_policy;
 
+/* Prefetch of the routed-expert cache: a worker thread decrypts the experts
+ * predicted for the next layer while the current one computes. */
+typedef enum ds_prefetch_mode {
+    DS_PREFETCH_OFF = 0,          /* experts are decrypted when a layer asks for them */
+    DS_PREFETCH_AUTO = 1,         /* ahead when it can overlap: an expert whose ciphertext must come
+                                     from storage, or any expert when the machine has a CPU beyond
+                                     the model's compute threads (or the forward pass runs on CUDA).
+                                     An expert already in memory (page cache, tmpfs) with no CPU to
+                                     spare is decrypted on demand by the compute threads together:
+                                     ahead, the worker would only take the same cores from them, and
+                                     a wrong guess wastes its work */
+    DS_PREFETCH_ALWAYS = 2        /* every guess good enough to fetch (and each layer's choice) */
+} ds_prefetch_mode;
+
 typedef struct ds_model_params {
     const unsigned char *key;     /* DS_KEY_BYTES raw bytes; copied, caller may wipe after open */
     size_t key_len;
@@ -232,7 +246,8 @@ typedef struct ds_model_params {
     uint64_t expert_cache_bytes;  /* routed-expert cache budget; 0 = all resident. Otherwise experts
                                      are decrypted on demand into at most this many bytes of slots
                                      (at least 2 experts' worth) */
-    int prefetch;                 /* 1 (default): decrypt predicted experts ahead on a worker thread */
+    int prefetch;                 /* a ds_prefetch_mode: DS_PREFETCH_AUTO (1, the default),
+                                     DS_PREFETCH_ALWAYS or DS_PREFETCH_OFF */
     ds_evict_policy evict_policy; /* default DS_EVICT_LFU_DECAY (a zeroed struct: DS_EVICT_LRU) */
     int n_threads;                /* 0 = number of online CPUs */
     ds_allocator allocator;       /* all NULL = C library */
@@ -407,6 +422,10 @@ typedef struct ds_cache_stats {
     uint64_t prefetch_dropped;    /* prefetches skipped: every slot busy */
     uint64_t prefetch_skipped;    /* guesses not fetched: guesses of their rank (best, second, ...)
                                      were right less than 70% of the time so far */
+    uint64_t prefetch_in_memory;  /* experts not fetched ahead under DS_PREFETCH_AUTO: their
+                                     ciphertext was in memory and no CPU was spare */
+    uint64_t fills_joined;        /* decryptions a second thread helped with: a forward pass that
+                                     needs the expert, or the prefetch thread with nothing queued */
     uint64_t evictions;
     uint64_t bytes_decrypted;
     double decrypt_seconds;       /* summed over threads */

@@ -25,6 +25,8 @@
 #   --prompt P      prompt tokens (default 128)
 #   --gen G         decode tokens (default 64)
 #   --repeat R      runs per setting, median reported (default 1)
+#   --prefetch M    the prefetch mode of the runs with prefetch: auto
+#                   (default), always (see ds bench --help)
 #   --work DIR      where the multi-GB checkpoints and containers go
 #                   (default OUTDIR/work; removed at the end unless --keep)
 #   --keep          keep the containers (a later --reuse skips generation)
@@ -37,7 +39,7 @@
 set -eu
 
 usage() {
-    sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -45,7 +47,7 @@ usage() {
 case $1 in -h|--help) usage ;; -*) echo "run_pager_bench.sh: OUTDIR first" >&2; exit 2 ;; esac
 OUT=$1
 shift
-GB=4 LAYERS="" ZIPF=1.0 THREADS=2 SWEEP=100,50,25,12.5 PROMPT=128 GEN=64 REPEAT=1 WORK="" KEEP=0 REUSE=0
+GB=4 LAYERS="" ZIPF=1.0 THREADS=2 SWEEP=100,50,25,12.5 PROMPT=128 GEN=64 REPEAT=1 WORK="" KEEP=0 REUSE=0 PREFETCH=auto
 while [ $# -gt 0 ]; do
     case $1 in
         --gb) GB=$2; shift ;;
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
         --prompt) PROMPT=$2; shift ;;
         --gen) GEN=$2; shift ;;
         --repeat) REPEAT=$2; shift ;;
+        --prefetch) PREFETCH=$2; shift ;;
         --work) WORK=$2; shift ;;
         --keep) KEEP=1 ;;
         --reuse) REUSE=1; KEEP=1 ;;
@@ -103,7 +106,7 @@ for mode in uniform zipf; do
     mkdir -p "$OUT/$mode"
     echo "== $mode: ds bench --sweep $SWEEP --threads $THREADS"
     "$DS" bench "$dsm" --key-file "$KEY" --sweep "$SWEEP" --threads "$THREADS" --prompt-tokens "$PROMPT" \
-        --gen-tokens "$GEN" --repeat "$REPEAT" --out "$OUT/$mode" | tee "$OUT/$mode/bench.txt"
+        --gen-tokens "$GEN" --repeat "$REPEAT" --prefetch "$PREFETCH" --out "$OUT/$mode" | tee "$OUT/$mode/bench.txt"
 done
 
 # ---- the combined table ---------------------------------------------------
@@ -111,8 +114,9 @@ table() {
     for mode in uniform zipf; do
         awk -F, -v mode="$mode" '
             NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-            { printf "%-8s %8s %9.1f %4s %10.2f %10.3f %9.2f %7.1f %8.2f %8.3f %7.1f %9.1f %9.2f %9.2f\n",
-                     mode, $col["budget_pct"], $col["budget_mb"], ($col["prefetch"] == 1 ? "on" : "off"),
+            { pf = $col["prefetch"] == 2 ? "always" : $col["prefetch"] == 1 ? "auto" : "off"
+              printf "%-8s %8s %9.1f %6s %10.2f %10.3f %9.2f %7.1f %8.2f %8.3f %7.1f %9.1f %9.2f %9.2f\n",
+                     mode, $col["budget_pct"], $col["budget_mb"], pf,
                      $col["prefill_tok_s"], $col["decode_tok_s"], $col["decode_ms_per_tok"],
                      100 * $col["hit_rate"], $col["decrypt_gbs"], $col["wait_s"],
                      100 * $col["prediction_accuracy"], $col["peak_rss_mb"],
@@ -121,7 +125,7 @@ table() {
 }
 {
     echo "expert pager sweep: $SIZE_DESC, Zipf S=$ZIPF for 'zipf', $THREADS threads, $PROMPT prompt + $GEN decode tokens"
-    printf "%-8s %8s %9s %4s %10s %10s %9s %7s %8s %8s %7s %9s %9s %9s\n" routing budget% "budget MB" pf \
+    printf "%-8s %8s %9s %6s %10s %10s %9s %7s %8s %8s %7s %9s %9s %9s\n" routing budget% "budget MB" pf \
         prefill/s decode/s ms/tok hit% "dec GB/s" "wait s" pred% "peak MB" "cmp ms" "dec ms"
     table
     echo "(cmp ms: the resident run's decode time per token; dec ms: decrypt seconds per decode token,"
@@ -133,7 +137,7 @@ if command -v gnuplot > /dev/null 2>&1; then
     gp=$OUT/pager_bench.gp
     plots=""
     for mode in uniform zipf; do
-        for pf in 1 0; do
+        for pf in 2 1 0; do
             dat=$OUT/$mode/plot-prefetch$pf.dat
             awk -F, -v pf=$pf '
                 NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
@@ -141,7 +145,8 @@ if command -v gnuplot > /dev/null 2>&1; then
                 "$OUT/$mode/sweep.csv" > "$dat"
             [ -s "$dat" ] || continue
             onoff=off; dt=2; pt=6
-            [ $pf = 0 ] || { onoff=on; dt=1; pt=7; }
+            [ $pf = 0 ] || { onoff=auto; dt=1; pt=7; }
+            [ $pf != 2 ] || { onoff=always; dt=3; pt=9; }
             lc="#1f77b4"
             [ $mode = uniform ] || lc="#d62728"
             plots="$plots '$dat' using 1:COL with linespoints lw 2 dt $dt pt $pt lc rgb '$lc' title '$mode, prefetch $onoff',"

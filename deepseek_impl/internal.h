@@ -591,15 +591,21 @@ typedef struct dsi_pager dsi_pager;
  * the mapping; releases this process's pages of the whole pages in [off, end). */
 DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
 DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
-DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, bool prefetch,
+/* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
+DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len);
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, ds_prefetch_mode prefetch,
                                  ds_evict_policy policy, dsi_err *e);
 DSI_FUNC void dsi_pager_free(ds_model *m);
 DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
 DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
+/* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
+DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
 /* Queues experts for decryption ahead of use. prediction: a guess for a later
  * layer, best first (counted for the accuracy statistics); of its experts
  * not cached, only those whose rank has been right often enough so far
- * (DSI_GUESS_MIN_ACCURACY, scored by dsi_pager_routed) are queued. */
+ * (DSI_GUESS_MIN_ACCURACY, scored by dsi_pager_routed) are queued. Under
+ * DS_PREFETCH_AUTO with no CPU to spare, an expert whose ciphertext is in
+ * memory is not queued (a miss decrypts it on every compute thread). */
 DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction);
 /* The layer's real choice: guesses for it that it did not choose count as
  * wrong now (the prediction accuracy is per forward pass); with the guess

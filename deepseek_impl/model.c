@@ -42,7 +42,7 @@ DS_API ds_model_params ds_model_default_params(void) {
     ds_model_params p;
     memset(&p, 0, sizeof p);
     p.load_weights = 1;
-    p.prefetch = 1;
+    p.prefetch = DS_PREFETCH_AUTO;
     p.evict_policy = DS_EVICT_LFU_DECAY;
     return p;
 }
@@ -313,6 +313,26 @@ DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end) {
     if (b > a) (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(b - a), MADV_DONTNEED);
 }
 
+/* Whether [off, off + len) of the file is in memory already (the page cache,
+ * or a file on tmpfs): true when 8 pages spread over it are all resident.
+ * Linux (>= 5.2) shows the page cache to mincore() only for a file the
+ * process owns or may write; for others it reports only pages mapped here,
+ * which the pager unmaps after each decrypt, and the answer is false. */
+#define DSI_IN_MEMORY_PROBES 8
+DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) page = 4096;
+    if (!len || off >= m->map_len) return false;
+    if (len > m->map_len - off) len = m->map_len - off;
+    for (int k = 0; k < DSI_IN_MEMORY_PROBES; k++) {
+        uint64_t at = off + len / DSI_IN_MEMORY_PROBES * (uint64_t)k;
+        uint64_t a = at & ~(uint64_t)(page - 1);
+        unsigned char v = 0;
+        if (mincore((void *)(uintptr_t)(m->map + a), (size_t)page, &v) != 0 || !(v & 1)) return false;
+    }
+    return true;
+}
+
 static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     const dsi_header *h = &m->hdr;
     size_t n = (size_t)h->meta_plain_bytes;
@@ -392,6 +412,11 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     *out = NULL;
     ds_model_params defaults = ds_model_default_params();
     const ds_model_params *p = params ? params : &defaults;
+    if (p->prefetch < DS_PREFETCH_OFF || p->prefetch > DS_PREFETCH_ALWAYS) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)",
+                 p->prefetch);
+        return dsi_publish(&e);
+    }
     dsi_alloc al;
     if (dsi_alloc_init(&al, &p->allocator, &e) || dsi_crypto_init(&e)) return dsi_publish(&e);
     ds_model *m = dsi_calloc(&al, 1, sizeof *m);
@@ -465,7 +490,8 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
         (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0 && dsi_cuda_experts_on_host(m, p), &e)))
         goto fail;
     if (p->load_weights && p->expert_cache_bytes &&
-        (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, p->prefetch != 0, p->evict_policy, &e)))
+        (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, (ds_prefetch_mode)p->prefetch, p->evict_policy,
+                               &e)))
         goto fail;
     if (p->load_weights && (s = dsi_cuda_model_new(m, p, &e))) goto fail;
     if (m->device == DS_DEVICE_CPU)

@@ -552,6 +552,27 @@ sys.exit(0 if max(abs(p - q) for p, q in zip(x, y)) <= 1e-4 * max(1.0, max(map(a
             check run-10d "--evict lru gives the tokens of the default (lfu)" cmp -s "$T/out" "$T/out-lfu"
         expect run-10e 2 run "$SEALED" --key-file "$K1" -p hello -n 4 --cache-mb 1 --evict mru &&
             check run-10f "a bad --evict is named" has "$T/err" "lru or lfu"
+        # each prefetch mode decrypts at other times but generates the same tokens
+        for pf in off always; do
+            expect "run-10g.$pf" 0 run "$SEALED" --key-file "$K1" -p hello -n 4 --temp 0 --cache-mb 1 --prefetch $pf &&
+                check "run-10h.$pf" "--prefetch $pf gives the tokens of the default (auto)" cmp -s "$T/out" "$T/out-lfu"
+        done
+        expect run-10i 2 run "$SEALED" --key-file "$K1" -p hello -n 4 --cache-mb 1 --prefetch sometimes &&
+            check run-10j "a bad --prefetch is named" has "$T/err" "auto, always or off"
+        # ds bench: one budget, then a sweep (each run in a process of its own)
+        expect bench-1 0 bench "$SEALED" --key-file "$K1" --cache-mb 1 --prompt-tokens 4 --gen-tokens 4 --threads 1 &&
+            check bench-1b "ds bench prints the decode speed and the pager's figures, prefetch auto" \
+                sh -c "grep -q '^decode .*tok/s' '$T/out' && grep -q '^decode pager .*in memory [0-9]' '$T/out' &&
+                       grep -q 'prefetch auto' '$T/out'"
+        expect bench-2 0 bench "$SEALED" --key-file "$K1" --sweep 100,50 --prompt-tokens 4 --gen-tokens 4 --threads 1 \
+            --prefetch always --out "$T/sweep" &&
+            check bench-2b "a sweep.csv row per budget and prefetch setting (always, off)" \
+                test "$(cut -d, -f1,3 "$T/sweep/sweep.csv" | sort | tr '\n' ' ')" = "100,0 100,2 50,0 50,2 budget_pct,prefetch " &&
+            check bench-2c "every run of the sweep generates the same tokens" has "$T/out" "generated tokens identical"
+        expect bench-3 2 bench "$SEALED" --key-file "$K1" --prefetch sometimes &&
+            check bench-3b "a bad --prefetch is named" has "$T/err" "auto, always or off"
+        expect bench-4 2 bench "$SEALED" --key-file "$K1" --prefetch off --no-prefetch &&
+            check bench-4b "--prefetch and --no-prefetch together are refused" has "$T/err" "exclude each other"
     fi
     # ---- device selection ----
     expect run-11 2 run "$IM" -p hello -n 2 --device gpu && check run-11b "a bad device is named" has "$T/err" "cpu or cuda"

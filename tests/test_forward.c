@@ -28,13 +28,23 @@
  *                 guess, always right, still is;
  *             6.6 a fetched guess is not evicted (LFU would take it first: one
  *                 use against five) before its layer runs; once the layer has
- *                 run without choosing it, it is.
+ *                 run without choosing it, it is;
+ *             6.7 DS_PREFETCH_AUTO: with the file in memory and every CPU
+ *                 computing, a guess is not fetched ahead (counted in
+ *                 memory); it is under DS_PREFETCH_ALWAYS, with a CPU to
+ *                 spare, or once the file's pages are dropped;
+ *             6.8 a prefetch mode outside 0..2 is refused;
+ *             6.9 a thread that finds the expert it needs (or, idle, any
+ *                 expert) being decrypted takes some of its chunks, and the
+ *                 expert comes out right.
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 static const char *testdata;
@@ -399,7 +409,7 @@ static void test_paged(const char *family) {
         mp.key = test_key;
         mp.key_len = 32;
         mp.expert_cache_bytes = slot * (variant == 3 ? 2 : 3);   /* far below the experts' total */
-        mp.prefetch = variant != 1;
+        mp.prefetch = variant == 1 ? DS_PREFETCH_OFF : variant == 2 ? DS_PREFETCH_AUTO : DS_PREFETCH_ALWAYS;
         mp.evict_policy = variant == 2 ? DS_EVICT_LFU_DECAY : DS_EVICT_LRU;
         m = NULL;
         s = ds_model_open(&m, path, &mp);
@@ -435,9 +445,9 @@ static void test_paged(const char *family) {
 }
 
 /* ==== 6: eviction policies on scripted uses ============================== */
-static ds_model *open_paged(const char *path, uint64_t budget, ds_evict_policy pol, int prefetch) {
+static ds_model *open_paged(const char *path, uint64_t budget, ds_evict_policy pol, int prefetch, int n_threads) {
     ds_model_params mp = ds_model_default_params();
-    mp.n_threads = 1;
+    mp.n_threads = n_threads;
     mp.key = test_key;
     mp.key_len = 32;
     mp.expert_cache_bytes = budget;
@@ -449,6 +459,18 @@ static ds_model *open_paged(const char *path, uint64_t budget, ds_evict_policy p
         return NULL;
     }
     return m;
+}
+
+/* Reads the whole file (so its pages are in the page cache); 1 = ok. */
+static int read_through(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    static char buf[1 << 16];
+    while (fread(buf, 1, sizeof buf, f) == sizeof buf) {
+    }
+    int ok = !ferror(f);
+    fclose(f);
+    return ok;
 }
 
 /* Uses expert x of layer l once; returns 1 on a miss, 0 on a hit, -1 on failure. */
@@ -515,7 +537,7 @@ static void test_policies(void) {
     for (int pol = 0; pol < 2; pol++) {
         char id[32];
         snprintf(id, sizeof id, "forward-6.1.%s", pol ? "lfu" : "lru");
-        m = open_paged(path, 3 * slot, pol ? DS_EVICT_LFU_DECAY : DS_EVICT_LRU, 0);
+        m = open_paged(path, 3 * slot, pol ? DS_EVICT_LFU_DECAY : DS_EVICT_LRU, DS_PREFETCH_OFF, 1);
         T_CHECK(id, m != NULL, "open failed");
         if (!m) continue;
         int r = use_n(m, L, A, 4);
@@ -529,7 +551,7 @@ static void test_policies(void) {
      * five times; X again (a miss) evicts B (now the oldest); then Y evicts
      * C, not X: X's count includes its first five uses (restarted at the
      * reload, it would be 1 and go) */
-    m = open_paged(path, 3 * slot, DS_EVICT_LFU_DECAY, 0);
+    m = open_paged(path, 3 * slot, DS_EVICT_LFU_DECAY, DS_PREFETCH_OFF, 1);
     T_CHECK("forward-6.2", m != NULL, "open failed");
     if (m) {
         int r = use_n(m, L, X, 5), rx = -1, ry = -1, last = -1;
@@ -548,7 +570,7 @@ static void test_policies(void) {
      * C (1.5H each) and would stay; decayed, X is worth 2H/8 against about
      * 0.6H for B and C, so D evicts X */
     int H = 32 * moe_layers * cf.n_experts_per_tok;
-    m = open_paged(path, 3 * slot, DS_EVICT_LFU_DECAY, 0);
+    m = open_paged(path, 3 * slot, DS_EVICT_LFU_DECAY, DS_PREFETCH_OFF, 1);
     T_CHECK("forward-6.3", m != NULL, "open failed");
     if (m) {
         int r = use_n(m, L, X, 2 * H);
@@ -560,7 +582,7 @@ static void test_policies(void) {
         ds_model_close(m);
     }
     /* 6.4: guesses for layer L: X (the layer then chooses Y) and Y */
-    m = open_paged(path, 4 * slot, DS_EVICT_LFU_DECAY, 1);
+    m = open_paged(path, 4 * slot, DS_EVICT_LFU_DECAY, DS_PREFETCH_ALWAYS, 1);
     T_CHECK("forward-6.4", m != NULL, "open failed");
     if (m) {
         int guess[2] = {X, Y}, chosen[1] = {Y};
@@ -585,7 +607,7 @@ static void test_policies(void) {
         ds_model_close(m);
     }
     /* 6.6: A and B five times each; X fetched as a guess into the third slot */
-    m = open_paged(path, 3 * slot, DS_EVICT_LFU_DECAY, 1);
+    m = open_paged(path, 3 * slot, DS_EVICT_LFU_DECAY, DS_PREFETCH_ALWAYS, 1);
     T_CHECK("forward-6.6", m != NULL, "open failed");
     if (m) {
         int r = use_n(m, L, A, 5), rc = -1, rx = -1, rd = -1, rx2 = -1, ok = 0;
@@ -615,6 +637,110 @@ static void test_policies(void) {
                 ok, rd, rx2);
         ds_model_close(m);
     }
+    /* 6.7: one guess (X) under each mode, the file read just before */
+    int ncpu = dsi_num_cpus();
+    const struct {
+        const char *id;
+        int mode, threads, want;
+    } pf_case[] = {
+        {"forward-6.7.auto", DS_PREFETCH_AUTO, ncpu, 0},
+        {"forward-6.7.always", DS_PREFETCH_ALWAYS, ncpu, 1},
+        {"forward-6.7.spare", DS_PREFETCH_AUTO, 1, ncpu > 1},   /* one CPU: the same as .auto */
+        {"forward-6.7.dropped", DS_PREFETCH_AUTO, ncpu, 1},
+    };
+    for (size_t k = 0; k < sizeof pf_case / sizeof pf_case[0]; k++) {
+        const char *id = pf_case[k].id;
+        bool drop = k == 3;
+        T_CHECK(id, read_through(path), "cannot read %s", path);
+        m = open_paged(path, 3 * slot, DS_EVICT_LFU_DECAY, pf_case[k].mode, pf_case[k].threads);
+        T_CHECK(id, m != NULL, "open failed");
+        if (!m) continue;
+        const dsi_segment *sg = &m->meta.segments[m->layers[L].experts[X].segment];
+        if (drop) {   /* out of this process's page tables (open may have mapped it), then the page cache */
+            dsi_map_release(m, sg->offset, sg->offset + sg->stored_bytes + DSI_SEG_ALIGN);
+            (void)(fdatasync(m->fd) + posix_fadvise(m->fd, 0, 0, POSIX_FADV_DONTNEED));
+        }
+        if (dsi_map_in_memory(m, sg->offset, sg->stored_bytes) == drop) {
+            /* mincore() shows the page cache only for files we own or may
+             * write; tmpfs pages cannot be dropped */
+            printf("INFO %s: skipped: the segment is%s in memory as far as mincore() shows\n", id, drop ? "" : " not");
+            ds_model_close(m);
+            continue;
+        }
+        int x1[1] = {X};
+        dsi_pager_prefetch(m->pager, L, x1, 1, true);
+        ds_cache_stats st;
+        (void)!ds_model_cache_stats(m, &st);
+        T_CHECK(id, st.prefetch_issued == (uint64_t)pf_case[k].want && st.prefetch_in_memory == (uint64_t)!pf_case[k].want,
+                "issued %llu, in memory %llu (want %d and %d)", (unsigned long long)st.prefetch_issued,
+                (unsigned long long)st.prefetch_in_memory, pf_case[k].want, !pf_case[k].want);
+        ds_model_close(m);
+    }
+    /* 6.9: an expert being decrypted is joined by a second thread (the Q8_0
+     * experts here have 2 chunks; an F32 container sealed in 4 KiB chunks
+     * has more). .a: the test thread claims the expert as the prefetch
+     * thread is woken for it, and the idle prefetch thread joins; .b: the
+     * prefetch thread claims it (the test waits to see the fill under way)
+     * and the test thread, asking for it, joins. Repeated until joins are
+     * seen; every expert handed out must match a direct decryption. */
+    char f32path[600];
+    snprintf(f32path, sizeof f32path, "%s/v2lite-f32-4k.dsm", tmpdir);
+    {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/v2lite", testdata);
+        ds_convert_params cp = ds_convert_default_params();
+        cp.quant = DS_QUANT_F32;
+        cp.encrypt = 1;
+        cp.key = test_key;
+        cp.key_len = 32;
+        cp.chunk_bytes = 4096;
+        T_STATUS("forward-6.9", ds_convert(dir, f32path, &cp), DS_OK, ds_last_error());
+    }
+    size_t slot32 = slot * 4 + 4096;   /* an F32 expert: about four Q8_0 ones */
+    for (int wait_claim = 0; wait_claim < 2; wait_claim++) {
+        const char *id = wait_claim ? "forward-6.9.b" : "forward-6.9.a";
+        m = open_paged(f32path, 3 * slot32, DS_EVICT_LRU, DS_PREFETCH_ALWAYS, 1);
+        T_CHECK(id, m != NULL, "open failed");
+        if (!m) continue;
+        uint8_t *direct = malloc(slot32);
+        int tries = 0, wrong = 0, failed = 0;
+        ds_cache_stats st = {0};
+        for (; direct && tries < 2000 && st.fills_joined < 3 && !wrong && !failed; tries++) {
+            int x = tries % cf.n_routed_experts;   /* more experts than slots: mostly misses */
+            const dsi_segment *sg = &m->meta.segments[m->layers[L].experts[x].segment];
+            dsi_err e = {0};
+            const uint8_t *base = NULL;
+            dsi_pager_prefetch(m->pager, L, &x, 1, false);
+            if (wait_claim)
+                for (int k = 0; k < 100000 && !dsi_pager_filling(m->pager, L, x); k++) sched_yield();
+            if (dsi_pager_acquire(m->pager, L, x, &base, &e) != DS_OK ||
+                dsi_segment_read(m, m->layers[L].experts[x].segment, direct, slot32, &e) != DS_OK) {
+                failed = 1;
+                printf("%s: %s\n", id, e.msg);
+            } else {
+                wrong += memcmp(base, direct, sg->plain_bytes) != 0;
+                dsi_pager_release(m->pager, L, x);
+            }
+            (void)!ds_model_cache_stats(m, &st);
+        }
+        uint32_t chunks = m->meta.segments[m->layers[L].experts[0].segment].n_chunks;
+        T_CHECK(id, direct && !failed && !wrong && st.fills_joined >= 3,
+                "%d experts fetched (%u chunks each), %d wrong, failed %d, %llu fills joined (want >= 3)", tries,
+                chunks, wrong, failed, (unsigned long long)st.fills_joined);
+        printf("INFO %s: %llu fills joined in %d fetches of %u-chunk experts\n", id,
+               (unsigned long long)st.fills_joined, tries, chunks);
+        free(direct);
+        ds_model_close(m);
+    }
+    /* 6.8 */
+    ds_model_params mp = ds_model_default_params();
+    mp.key = test_key;
+    mp.key_len = 32;
+    mp.expert_cache_bytes = 3 * slot;
+    mp.prefetch = 3;
+    m = NULL;
+    T_STATUS("forward-6.8", ds_model_open(&m, path, &mp), DS_ERR_INVALID_ARG, ds_last_error());
+    T_CHECK("forward-6.8", m == NULL && strstr(ds_last_error(), "prefetch") != NULL, "message: %s", ds_last_error());
 }
 
 /* ==== 4: errors ========================================================== */

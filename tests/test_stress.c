@@ -188,7 +188,7 @@ static ds_model *open_model(const char *path, uint64_t cache, ds_evict_policy po
     mp.key_len = sizeof key;
     mp.n_threads = n_threads;
     mp.expert_cache_bytes = cache;
-    mp.prefetch = 1;
+    mp.prefetch = DS_PREFETCH_ALWAYS;   /* the prefetch thread races the streams even with the file in memory */
     mp.evict_policy = pol;
     if (ds_model_open(&m, path, &mp) != DS_OK) {
         printf("open %s: %s\n", path, ds_last_error());

@@ -16,6 +16,11 @@ int parse_u64(const char *s, uint64_t max, uint64_t *out);
 int parse_evict(const char *s, ds_evict_policy *out);
 const char *evict_name(ds_evict_policy p);
 
+/* --prefetch values (tools/ds.c): "auto", "always", "off" -> a ds_prefetch_mode,
+ * or -1; and back. */
+int parse_prefetch(const char *s);
+const char *prefetch_name(int mode);
+
 /* `ds bench` (tools/ds_bench.c). */
 int ds_cmd_bench(int argc, char **argv);
 extern const char ds_bench_help[];

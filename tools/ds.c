@@ -8,7 +8,7 @@
  *     ds verify  <model.dsm> [--key-file F | --passphrase-env VAR] [--threads N]
  *     ds run     <model.dsm> [key] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
  *                [--min-p P] [--repeat-penalty R] [--seed S] [--threads N] [--ctx N]
- *                [--cache-mb M] [--evict lru|lfu]
+ *                [--cache-mb M] [--evict lru|lfu] [--prefetch auto|always|off]
  *     ds chat    <model.dsm> [key] [--system TEXT] [sampling and model options as run]
  *     ds tokenize <model.dsm> [key] [--bos] TEXT
  *     ds logits  <model.dsm> [key] --tokens 1,2,3 --out FILE
@@ -108,6 +108,17 @@ int parse_evict(const char *s, ds_evict_policy *out) {
 }
 
 const char *evict_name(ds_evict_policy p) { return p == DS_EVICT_LRU ? "lru" : "lfu"; }
+
+int parse_prefetch(const char *s) {
+    static const char *const names[] = {"off", "auto", "always"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, names[i])) return i;
+    return -1;
+}
+
+const char *prefetch_name(int mode) {
+    return mode == DS_PREFETCH_OFF ? "off" : mode == DS_PREFETCH_AUTO ? "auto" : "always";
+}
 
 /* ==== Command-line scanning =============================================== */
 /*
@@ -1064,12 +1075,13 @@ static int cmd_verify(int argc, char **argv) {
 
 typedef struct model_opts {
     key_opts ko;
-    const char *threads_s, *ctx_s, *cache_s, *evict_s, *device_s, *gpu_cache_s, *gpu_s;
+    const char *threads_s, *ctx_s, *cache_s, *evict_s, *prefetch_s, *device_s, *gpu_cache_s, *gpu_s;
     int verbose;
     /* parsed */
     int threads, n_ctx;
     uint64_t cache_bytes, gpu_cache_bytes;
     ds_evict_policy evict;
+    int prefetch;
     ds_device device;
     int gpu_index;
 } model_opts;
@@ -1084,6 +1096,7 @@ static int model_option(argscan *a, model_opts *o, int which) {
     if ((which & MO_CTX) && is_opt(a, "--ctx", &v)) return set_once(a, &o->ctx_s, v, "--ctx"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--cache-mb", &v)) return set_once(a, &o->cache_s, v, "--cache-mb"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--evict", &v)) return set_once(a, &o->evict_s, v, "--evict"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--prefetch", &v)) return set_once(a, &o->prefetch_s, v, "--prefetch"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--device", &v)) return set_once(a, &o->device_s, v, "--device"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--gpu-cache-mb", &v))
         return set_once(a, &o->gpu_cache_s, v, "--gpu-cache-mb"), 1;
@@ -1119,6 +1132,9 @@ static int model_opts_check(const char *cmd, model_opts *o) {
     o->evict = ds_model_default_params().evict_policy;
     if (o->evict_s && !parse_evict(o->evict_s, &o->evict))
         return usage_error(cmd, "--evict is lru or lfu, not '%s'", o->evict_s);
+    o->prefetch = ds_model_default_params().prefetch;
+    if (o->prefetch_s && (o->prefetch = parse_prefetch(o->prefetch_s)) < 0)
+        return usage_error(cmd, "--prefetch is auto, always or off, not '%s'", o->prefetch_s);
     if (o->device_s) {
         if (!strcmp(o->device_s, "cpu")) o->device = DS_DEVICE_CPU;
         else if (!strcmp(o->device_s, "cuda")) o->device = DS_DEVICE_CUDA;
@@ -1167,6 +1183,7 @@ static ds_model *open_model(const char *cmd, const char *path, const model_opts 
     mp.n_threads = o->threads;
     mp.expert_cache_bytes = o->cache_bytes;
     mp.evict_policy = o->evict;
+    mp.prefetch = o->prefetch;
     mp.device = o->device;
     mp.gpu_index = o->gpu_index;
     mp.gpu_cache_bytes = o->gpu_cache_bytes;
@@ -1376,6 +1393,9 @@ static const char run_help[] =
     "  --cache-mb M              routed-expert cache budget in MiB (default 0 = all resident)\n"
     "  --evict lru|lfu           the cache's eviction: lfu (default) keeps the most used experts\n"
     "                            (counts halve over 32 tokens); lru the most recently used\n"
+    "  --prefetch auto|always|off  decrypt the next layer's likely experts ahead: auto (default)\n"
+    "                            when that overlaps with compute (ciphertext read from storage,\n"
+    "                            or a CPU beyond --threads); always; or off (on demand only)\n"
     "  --device cpu|cuda         where the forward pass runs (default cpu; cuda needs a build\n"
     "                            with make CUDA=1 and a GPU, else it runs on the CPU and says so)\n"
     "  --gpu N                   CUDA device number (default 0)\n"
@@ -1458,7 +1478,7 @@ static const char chat_help[] =
     "  --stats                   a statistics line on stderr after each reply\n"
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
     "  --frequency-penalty, --presence-penalty, --seed, --threads, --ctx,\n"
-    "  --cache-mb, --evict, -v   as for ds run\n";
+    "  --cache-mb, --evict, --prefetch, -v   as for ds run\n";
 
 /* The conversation: messages with owned contents. */
 typedef struct chat_log {
@@ -1722,7 +1742,7 @@ static const char logits_help[] =
     "under a temporary name and renamed into place when complete.\n"
     "  --tokens LIST   comma-separated token ids, e.g. 0,1234,42\n"
     "  --out FILE      where to write\n"
-    "  --threads N, --cache-mb M, --evict, -v   as for ds run\n";
+    "  --threads N, --cache-mb M, --evict, --prefetch, -v   as for ds run\n";
 
 /* Strict "1,2,3": decimal ids, single commas, nothing else. */
 static int parse_token_list(const char *s, int32_t **out, size_t *n) {

@@ -4,15 +4,15 @@
  * budget or over a sweep of budgets.
  *
  *     ds bench <model.dsm> [--key-file F | --passphrase-env VAR] [--cache-mb M]
- *              [--prompt-tokens P] [--gen-tokens G] [--threads N] [--no-prefetch]
+ *              [--prompt-tokens P] [--gen-tokens G] [--threads N] [--prefetch auto|always|off]
  *              [--evict lru|lfu] [--sweep 100,50,25,12.5] [--out DIR] [--repeat R]
  *
  * One run: open the model with the budget, evaluate P deterministic token ids
  * as one batch (prefill), then G greedy decode steps, one token each. The
  * pager statistics are reset after the prefill, so the decode figures are the
  * decode's own. With --sweep each budget (a percentage of the routed experts'
- * plaintext bytes; 100 = every expert resident, no cache) runs with and
- * without prefetch, each run in a fresh process (this program re-executed
+ * plaintext bytes; 100 = every expert resident, no cache) runs with the
+ * prefetch mode asked for (auto by default) and without, each run in a fresh process (this program re-executed
  * through /proc/self/exe, the figures coming back through a pipe), because
  * the peak resident set (VmHWM) is a per-process high-water mark. The sweep
  * writes DIR/sweep.csv (one row per budget and prefetch setting, the run with
@@ -61,13 +61,16 @@ const char ds_bench_help[] =
     "  --prompt-tokens P     prompt length (default 128)\n"
     "  --gen-tokens G        decode steps (default 64)\n"
     "  --threads N           compute threads (default 0 = all CPUs)\n"
-    "  --no-prefetch         no prefetch thread (with --sweep: only runs without prefetch)\n"
+    "  --prefetch MODE       auto (default): decrypt guesses ahead when that overlaps with\n"
+    "                        compute (ciphertext on storage, or a CPU beyond --threads);\n"
+    "                        always: whenever a guess is good enough; off: on demand only\n"
+    "  --no-prefetch         the same as --prefetch off (with --sweep: only runs without)\n"
     "  --evict lru|lfu       eviction policy (default lfu)\n"
     "  --exact-act           F32 activations with int8 weights (default: int8 activations)\n"
     "  --page-cache-mb M     ciphertext of recent experts the page cache may keep (MiB;\n"
     "                        default 0 = dropped after each decrypt)\n"
     "  --sweep P1,P2,...     budgets as percentages of the routed experts' bytes (100 =\n"
-    "                        resident); each runs with and without prefetch, in its own\n"
+    "                        resident); each runs with the prefetch mode and without, in its own\n"
     "                        process; writes DIR/sweep.csv, DIR/sweep_runs.csv and\n"
     "                        DIR/sweep.png (gnuplot)\n"
     "  --out DIR             where --sweep writes (default: the current directory)\n"
@@ -86,6 +89,7 @@ const char ds_bench_help[] =
     "else decode time minus the time spent waiting for experts.\n";
 
 /* ==== Small helpers ======================================================= */
+
 
 static double now_s(void) {
     struct timespec ts;
@@ -247,15 +251,15 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     memset(o, 0, sizeof *o);
     o->prompt_tokens = 128;
     o->gen_tokens = 64;
-    o->prefetch = 1;
+    o->prefetch = DS_PREFETCH_AUTO;
     o->repeat = 1;
     o->evict = DS_EVICT_LFU_DECAY;
     o->out_dir = ".";
     o->child_fd = -1;
     const char *cache_s = NULL, *pcache_s = NULL, *p_s = NULL, *g_s = NULL, *t_s = NULL, *ev_s = NULL, *sw_s = NULL, *r_s = NULL,
                *out_s = NULL, *cfd_s = NULL, *cpct_s = NULL, *cbud_s = NULL, *cpf_s = NULL,
-               *dev_s = NULL, *gc_s = NULL, *gi_s = NULL, *pk_s = NULL;
-    int only_pos = 0, bad = 0;
+               *dev_s = NULL, *gc_s = NULL, *gi_s = NULL, *pk_s = NULL, *pf_s = NULL;
+    int only_pos = 0, bad = 0, no_pf = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!only_pos && !strcmp(a, "--")) {
@@ -269,7 +273,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
         if (!strcmp(a, "--no-prefetch")) {
-            o->prefetch = 0;
+            if (no_pf++) return usage("option --no-prefetch given twice");
             continue;
         }
         if (!strcmp(a, "--exact-act")) {
@@ -281,10 +285,10 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         static const char *names[] = {"--key-file", "--passphrase-env", "--cache-mb", "--prompt-tokens",
                                       "--gen-tokens", "--threads", "--evict", "--sweep", "--out", "--repeat",
                                       "--x-child-fd", "--x-pct", "--x-budget", "--x-prefetch", "--page-cache-mb",
-                                      "--device", "--gpu-cache-mb", "--gpu", "--peak-gbs"};
+                                      "--device", "--gpu-cache-mb", "--gpu", "--peak-gbs", "--prefetch"};
         const char **slots[] = {&o->key_file, &o->pass_env, &cache_s, &p_s, &g_s, &t_s, &ev_s, &sw_s,
                                 &out_s, &r_s, &cfd_s, &cpct_s, &cbud_s, &cpf_s, &pcache_s,
-                                &dev_s, &gc_s, &gi_s, &pk_s};
+                                &dev_s, &gc_s, &gi_s, &pk_s, &pf_s};
         for (size_t k = 0; k < sizeof names / sizeof names[0] && !slot; k++)
             if (opt_val(argc, argv, &i, names[k], &v, &bad)) {
                 slot = slots[k];
@@ -296,6 +300,10 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         *slot = v;
     }
     if (!o->model) return usage("missing <model.dsm>");
+    if (pf_s && no_pf) return usage("--prefetch and --no-prefetch exclude each other");
+    if (no_pf) o->prefetch = DS_PREFETCH_OFF;
+    if (pf_s && (o->prefetch = parse_prefetch(pf_s)) < 0)
+        return usage("--prefetch takes auto, always or off, not '%s'", pf_s);
     if (o->key_file && o->pass_env) return usage("--key-file and --passphrase-env exclude each other");
     if (o->key_file && !o->key_file[0]) return usage("--key-file needs a file name");
     if (o->pass_env && !o->pass_env[0]) return usage("--passphrase-env needs a variable name");
@@ -362,7 +370,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         double pct = 0;
         uint64_t bud = 0, pf = 0;
         if (!parse_u64(cfd_s, 1u << 20, &v) || !cpct_s || !parse_double(cpct_s, &pct) || !cbud_s ||
-            !parse_u64(cbud_s, UINT64_MAX, &bud) || !cpf_s || !parse_u64(cpf_s, 1, &pf))
+            !parse_u64(cbud_s, UINT64_MAX, &bud) || !cpf_s || !parse_u64(cpf_s, DS_PREFETCH_ALWAYS, &pf))
             return usage("bad internal child arguments");
         o->child_fd = (int)v;
         o->child_pct = pct;
@@ -605,7 +613,7 @@ static void print_run(const bench_opts *o, const run_result *r, double compute_m
         printf("budget         %.1f MiB = %.1f MB (%.1f%% of the routed experts): %d slots of %.2f MB, prefetch %s, "
                "evict %s, page-cache tier %llu MiB\n",
                (double)r->budget_bytes / 1048576.0, (double)r->budget_bytes / 1e6, r->pct, s->n_slots, (double)s->slot_bytes / 1e6,
-               r->prefetch ? "on" : "off", evict_name(o->evict),
+               prefetch_name(r->prefetch), evict_name(o->evict),
                (unsigned long long)(o->page_cache_bytes >> 20));
     else
         printf("budget         all experts resident (no expert cache)\n");
@@ -644,10 +652,11 @@ static void print_run(const bench_opts *o, const run_result *r, double compute_m
            (unsigned long long)r->prefill.misses, (unsigned long long)r->prefill.prefetch_hits,
            (double)r->prefill.bytes_decrypted / 1e6, r->prefill.decrypt_seconds);
     printf("decode pager   hits %llu, misses %llu, prefetch hits %llu (issued %llu, wasted %llu, dropped %llu, "
-           "guesses skipped %llu), evictions %llu\n",
+           "guesses skipped %llu, in memory %llu, joined %llu), evictions %llu\n",
            (unsigned long long)s->hits, (unsigned long long)s->misses, (unsigned long long)s->prefetch_hits,
            (unsigned long long)s->prefetch_issued, (unsigned long long)s->prefetch_wasted,
            (unsigned long long)s->prefetch_dropped, (unsigned long long)s->prefetch_skipped,
+           (unsigned long long)s->prefetch_in_memory, (unsigned long long)s->fills_joined,
            (unsigned long long)s->evictions);
     printf("hit rate       %.1f%%\n", 100.0 * hit_rate(r));
     printf("prediction     %.1f%% accurate (%llu of %llu predicted experts used)\n", 100.0 * pred_acc(r),
@@ -769,7 +778,7 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
     if (got != sizeof *r || !r->ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         r->ok = 0;
         if (WIFSIGNALED(status)) return fail("the run at %g%% was killed by signal %d", pct, WTERMSIG(status));
-        return fail("the run at %g%% (prefetch %s) failed", pct, prefetch ? "on" : "off");
+        return fail("the run at %g%% (prefetch %s) failed", pct, prefetch_name(prefetch));
     }
     return 0;
 }
@@ -813,7 +822,8 @@ static const char csv_header[] =
     "prediction_accuracy,n_slots,slot_mb,evict,threads,prompt_tokens,gen_tokens,decode_ms_per_tok,"
     "compute_ms_per_tok,decrypt_ms_per_tok,wait_ms_per_tok,hits,misses,prefetch_hits,prefetch_issued,"
     "prefetch_wasted,prefetch_dropped,evictions,bytes_decrypted,decrypt_s,predicted,predicted_hits,"
-    "prefill_bytes_decrypted,prefill_decrypt_s,open_s,rss_after_open_mb,tokens_hash,repeat,prefetch_skipped\n";
+    "prefill_bytes_decrypted,prefill_decrypt_s,open_s,rss_after_open_mb,tokens_hash,repeat,prefetch_skipped,"
+    "prefetch_in_memory,fills_joined\n";
 
 static void csv_row(FILE *f, const bench_opts *o, const run_result *r, double compute_ms, int repeat) {
     const ds_cache_stats *s = &r->decode;
@@ -823,14 +833,15 @@ static void csv_row(FILE *f, const bench_opts *o, const run_result *r, double co
             evict_name(o->evict), o->threads, r->n_prompt, r->n_gen,
             per_tok_ms(r, r->decode_s), compute_ms, per_tok_ms(r, s->decrypt_seconds),
             per_tok_ms(r, s->wait_seconds));
-    fprintf(f, "%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%llu,%llu,%llu,%.6f,%.4f,%.3f,%016llx,%d,%llu\n",
+    fprintf(f, "%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%llu,%llu,%llu,%.6f,%.4f,%.3f,%016llx,%d,%llu,%llu,%llu\n",
             (unsigned long long)s->hits, (unsigned long long)s->misses, (unsigned long long)s->prefetch_hits,
             (unsigned long long)s->prefetch_issued, (unsigned long long)s->prefetch_wasted,
             (unsigned long long)s->prefetch_dropped, (unsigned long long)s->evictions,
             (unsigned long long)s->bytes_decrypted, s->decrypt_seconds, (unsigned long long)s->predicted,
             (unsigned long long)s->predicted_hits, (unsigned long long)r->prefill.bytes_decrypted,
             r->prefill.decrypt_seconds, r->open_s, rss_mb(r->rss_open_kb), (unsigned long long)r->token_hash,
-            repeat, (unsigned long long)s->prefetch_skipped);
+            repeat, (unsigned long long)s->prefetch_skipped, (unsigned long long)s->prefetch_in_memory,
+            (unsigned long long)s->fills_joined);
 }
 
 static FILE *open_out(const char *dir, const char *name, char *path, size_t len) {
@@ -867,8 +878,8 @@ static int plot(const bench_opts *o, const run_result *rows, const int *have, in
     const char *base = strrchr(o->model, '/');
     base = base ? base + 1 : o->model;
     fprintf(f, "# generated by ds bench --sweep: gnuplot %s\n", gp);
-    int count[2] = {0, 0};
-    for (int pf = 1; pf >= 0; pf--) {
+    int count[3] = {0, 0, 0};
+    for (int pf = DS_PREFETCH_ALWAYS; pf >= 0; pf--) {
         fprintf(f, "$pf%d << EOD\n", pf);
         for (int i = 0; i < n_rows; i++)
             if (have[i] && rows[i].prefetch == pf) {
@@ -892,10 +903,10 @@ static int plot(const bench_opts *o, const run_result *rows, const int *have, in
     for (int panel = 0; panel < 2; panel++) {
         fprintf(f, "set ylabel '%s'\nset yrange [0:%s]\nplot", ylabel[panel], panel ? "105" : "*");
         const char *sep = " ";
-        for (int pf = 1; pf >= 0; pf--) {
+        for (int pf = DS_PREFETCH_ALWAYS; pf >= 0; pf--) {
             if (!count[pf]) continue;
             fprintf(f, "%s$pf%d using 1:%d with linespoints lw 2 pt %d title 'prefetch %s'", sep, pf, panel + 2,
-                    pf ? 7 : 5, pf ? "on" : "off");
+                    pf ? 5 + 2 * pf : 5, prefetch_name(pf));
             sep = ", ";
         }
         fprintf(f, "\n");
@@ -953,7 +964,7 @@ static int sweep_main(const bench_opts *o) {
     for (int i = 0; i < o->n_sweep; i++) {
         double pct = o->sweep[i];
         uint64_t budget = pct >= 100 ? 0 : (uint64_t)((double)experts * pct / 100.0);
-        for (int pf = o->prefetch; pf >= 0; pf--) {
+        for (int pf = o->prefetch; pf >= 0; pf = pf ? 0 : -1) {   /* the mode asked for, then off */
             int k = n_set++;
             for (int rep = 0; rep < o->repeat; rep++) {
                 run_result *r = &runs[k][rep];
@@ -963,7 +974,7 @@ static int sweep_main(const bench_opts *o) {
                 }
                 printf("  %6g%%  prefetch %-3s  run %d: prefill %8.2f tok/s, decode %8.3f tok/s, hit rate %5.1f%%, "
                        "peak RSS %8.1f MB\n",
-                       pct, pf ? "on" : "off", rep + 1, prefill_tps(r), decode_tps(r), 100.0 * hit_rate(r),
+                       pct, prefetch_name(pf), rep + 1, prefill_tps(r), decode_tps(r), 100.0 * hit_rate(r),
                        rss_mb(r->hwm_kb));
                 fflush(stdout);
             }
@@ -991,7 +1002,7 @@ static int sweep_main(const bench_opts *o) {
             else if (rows[k].token_hash != ref_hash) hash_differs = 1;
         }
 
-    printf("\n%8s %9s %6s %4s %10s %10s %9s %7s %7s %7s %7s %7s %8s %8s %7s %9s\n", "budget%", "budget MB",
+    printf("\n%8s %9s %6s %6s %10s %10s %9s %7s %7s %7s %7s %7s %8s %8s %7s %9s\n", "budget%", "budget MB",
            "slots", "pf", "prefill/s", "decode/s", "ms/tok", "hit%", "misses", "pfhits", "wasted", "dropped",
            "dec GB/s", "wait s", "pred%", "peak MB");
     for (int k = 0; k < n_set; k++) {
@@ -1002,19 +1013,19 @@ static int sweep_main(const bench_opts *o) {
         }
         const ds_cache_stats *s = &r->decode;
         if (!r->budget_bytes) {
-            printf("%8g %9s %6s %4s %10.2f %10.3f %9.2f %7s %7s %7s %7s %7s %8s %8s %7s %9.1f\n", r->pct,
-                   "resident", "-", r->prefetch ? "on" : "off", prefill_tps(r), decode_tps(r),
+            printf("%8g %9s %6s %6s %10.2f %10.3f %9.2f %7s %7s %7s %7s %7s %8s %8s %7s %9.1f\n", r->pct,
+                   "resident", "-", prefetch_name(r->prefetch), prefill_tps(r), decode_tps(r),
                    per_tok_ms(r, r->decode_s), "100.0", "-", "-", "-", "-", "-", "-", "-", rss_mb(r->hwm_kb));
             continue;
         }
-        printf("%8g %9.1f %6d %4s %10.2f %10.3f %9.2f %7.1f %7llu %7llu %7llu %7llu %8.2f %8.3f %7.1f %9.1f\n",
-               r->pct, (double)r->budget_bytes / 1e6, s->n_slots, r->prefetch ? "on" : "off", prefill_tps(r),
+        printf("%8g %9.1f %6d %6s %10.2f %10.3f %9.2f %7.1f %7llu %7llu %7llu %7llu %8.2f %8.3f %7.1f %9.1f\n",
+               r->pct, (double)r->budget_bytes / 1e6, s->n_slots, prefetch_name(r->prefetch), prefill_tps(r),
                decode_tps(r), per_tok_ms(r, r->decode_s), 100.0 * hit_rate(r), (unsigned long long)s->misses,
                (unsigned long long)s->prefetch_hits, (unsigned long long)s->prefetch_wasted,
                (unsigned long long)s->prefetch_dropped, decrypt_gbs(r), s->wait_seconds, 100.0 * pred_acc(r),
                rss_mb(r->hwm_kb));
     }
-    printf("\nper decode token (ms): compute = %s\n%8s %4s %9s %9s %9s %9s %14s %14s\n",
+    printf("\nper decode token (ms): compute = %s\n%8s %6s %9s %9s %9s %9s %14s %14s\n",
            resident_ms >= 0 ? "the resident run's decode time" : "decode time - wait time (no 100% run)",
            "budget%", "pf", "decode", "compute", "decrypt", "wait", "max(cmp,dec)", "cmp+dec");
     for (int k = 0; k < n_set; k++) {
@@ -1022,7 +1033,7 @@ static int sweep_main(const bench_opts *o) {
         if (!have[k]) continue;
         double comp = resident_ms >= 0 ? resident_ms : per_tok_ms(r, r->decode_s - r->decode.wait_seconds);
         double dec = per_tok_ms(r, r->decode.decrypt_seconds);
-        printf("%8g %4s %9.2f %9.2f %9.2f %9.2f %14.2f %14.2f\n", r->pct, r->prefetch ? "on" : "off",
+        printf("%8g %6s %9.2f %9.2f %9.2f %9.2f %14.2f %14.2f\n", r->pct, prefetch_name(r->prefetch),
                per_tok_ms(r, r->decode_s), comp, dec, per_tok_ms(r, r->decode.wait_seconds), comp > dec ? comp : dec,
                comp + dec);
     }
