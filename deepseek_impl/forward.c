@@ -954,6 +954,51 @@ static void dsi_moe_prefetch(ds_context *c, int l, int T) {
 
 static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);
 
+/* Decode with an expert cache: the chosen experts are computed in the order
+ * they can be had (those in the cache first, then those no one is
+ * decrypting, which this thread decrypts, and last those being decrypted,
+ * which it joins), so the compute overlaps the decryptions still under way;
+ * each lands in its own row and the rows are added in ascending expert
+ * order, as everywhere else, so the sums are the resident run's. */
+static ds_status dsi_moe_decode_paged(ds_context *c, int l, dsi_err *e) {
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_layer *L = &c->m->layers[l];
+    int D = cf->hidden_size, K = cf->n_experts_per_tok, ord[64];
+    bool done[64] = {false};
+    for (int k = 0; k < K; k++) {
+        int p = k;
+        for (; p > 0 && c->sel[ord[p - 1]] > c->sel[k]; p--) ord[p] = ord[p - 1];
+        ord[p] = k;
+    }
+    for (int n = 0; n < K; n++) {
+        int pick = -1, best = 3;
+        for (int i = 0; i < K && best > 0; i++) {
+            if (done[i]) continue;
+            int st = dsi_pager_peek(c->m->pager, l, c->sel[ord[i]]);
+            if (st < best) {
+                best = st;
+                pick = i;
+            }
+        }
+        int x = c->sel[ord[pick]];
+        const uint8_t *base = NULL;
+        ds_status s = dsi_expert_acquire(c->m, l, x, &base, e);
+        if (s) return s;
+        const dsi_expert_ref *r = &L->experts[x];
+        dsi_mlp(c, &L->exp_gate, &L->exp_up, &L->exp_down, base + r->off[0], base + r->off[1], base + r->off[2], c->xn,
+                1, c->ye + (size_t)pick * D);
+        dsi_expert_release(c->m, l, x);
+        done[pick] = true;
+    }
+    for (int i = 0; i < K; i++) {
+        float wgt = c->selw[ord[i]];
+        const float *src = c->ye + (size_t)i * D;
+        for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
+    }
+    dsi_moe_shared(c, L, 1);
+    return DS_OK;
+}
+
 static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_layer *L = &c->m->layers[l];
@@ -997,6 +1042,7 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
         return DS_OK;
     }
     if (c->m->pager) dsi_moe_prefetch(c, l, T);
+    if (T == 1 && c->m->pager && K <= 64 && K <= DSI_MAX_BATCH) return dsi_moe_decode_paged(c, l, e);
     /* tokens grouped per expert: each expert's matrices run once per batch */
     for (int x = 0; x < E; x++) {
         int n = 0;

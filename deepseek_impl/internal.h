@@ -591,6 +591,8 @@ typedef struct dsi_pager dsi_pager;
  * the mapping; releases this process's pages of the whole pages in [off, end). */
 DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
 DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
+/* Maps [off, off + len) into this process's page tables in one call. */
+DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len);
 /* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
 DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len);
 DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, ds_prefetch_mode prefetch,
@@ -598,6 +600,9 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
 DSI_FUNC void dsi_pager_free(ds_model *m);
 DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
 DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
+/* Where (layer, expert) is: 0 ready in the cache, 1 not there (nor being
+ * decrypted), 2 being decrypted. A hint: it may change at once. */
+DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert);
 /* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
 DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
 /* Queues experts for decryption ahead of use. prediction: a guess for a later

@@ -351,6 +351,14 @@ DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert) {
     pthread_mutex_unlock(&p->lock);
 }
 
+DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert) {
+    pthread_mutex_lock(&p->lock);
+    int i = p->where[layer * p->n_experts + expert];
+    int st = i < 0 ? 1 : p->slots[i].state == DSI_SLOT_READY ? 0 : 2;
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
 /* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
 DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert) {
     pthread_mutex_lock(&p->lock);

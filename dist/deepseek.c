@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 4c1b994658efae52: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id b082ef814e0e2b29: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "4c1b994658efae52"
+#define DS_SOURCE_ID "b082ef814e0e2b29"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -647,6 +647,8 @@ typedef struct dsi_pager dsi_pager;
  * the mapping; releases this process's pages of the whole pages in [off, end). */
 DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
 DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
+/* Maps [off, off + len) into this process's page tables in one call. */
+DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len);
 /* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
 DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len);
 DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, ds_prefetch_mode prefetch,
@@ -654,6 +656,9 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
 DSI_FUNC void dsi_pager_free(ds_model *m);
 DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
 DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
+/* Where (layer, expert) is: 0 ready in the cache, 1 not there (nor being
+ * decrypted), 2 being decrypted. A hint: it may change at once. */
+DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert);
 /* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
 DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
 /* Queues experts for decryption ahead of use. prediction: a guess for a later
@@ -7438,6 +7443,7 @@ static ds_status dsi_open_chunk_at(const ds_model *m, uint32_t seg, uint32_t c, 
     size_t n = (size_t)(s->plain_bytes - done < cb ? s->plain_bytes - done : cb);
     dsi_chunk_ad ad = {seg, s->kind, s->layer, s->expert, c, s->plain_bytes, c + 1 == s->n_chunks, NULL, 0};
     const uint8_t *in = m->map + s->offset + (uint64_t)c * ((uint64_t)cb + DSI_TAG_BYTES);
+    dsi_map_populate(m, (uint64_t)(in - m->map), (uint64_t)n + DSI_TAG_BYTES);
     ds_status st = dsi_chunk_open(m->keys, &ad, in, out, n, in + n, e);
     if (st) {
         char name[64];
@@ -7620,6 +7626,21 @@ DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len) {
         uint64_t n = end - a < DSI_WILLNEED_PIECE ? end - a : DSI_WILLNEED_PIECE;
         (void)posix_fadvise(m->fd, (off_t)a, (off_t)n, POSIX_FADV_WILLNEED);
     }
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22   /* Linux >= 5.14 */
+#endif
+
+/* Maps [off, off + len) of the file into this process's page tables in one
+ * call (reading what is not in memory), instead of one fault per 4 KiB page
+ * (read-around is off where an expert cache exists). Kernels before 5.14
+ * refuse the advice: the pages then come in by faults as before. */
+DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len) {
+    if (off >= m->map_len) return;
+    if (len > m->map_len - off) len = m->map_len - off;
+    uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(off + len - a), MADV_POPULATE_READ);
 }
 
 /* Lets go of this process's pages of the whole pages inside [off, end). */
@@ -9351,6 +9372,14 @@ DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert) {
     pthread_mutex_unlock(&p->lock);
 }
 
+DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert) {
+    pthread_mutex_lock(&p->lock);
+    int i = p->where[layer * p->n_experts + expert];
+    int st = i < 0 ? 1 : p->slots[i].state == DSI_SLOT_READY ? 0 : 2;
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
 /* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
 DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert) {
     pthread_mutex_lock(&p->lock);
@@ -10565,6 +10594,51 @@ static void dsi_moe_prefetch(ds_context *c, int l, int T) {
 
 static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);
 
+/* Decode with an expert cache: the chosen experts are computed in the order
+ * they can be had (those in the cache first, then those no one is
+ * decrypting, which this thread decrypts, and last those being decrypted,
+ * which it joins), so the compute overlaps the decryptions still under way;
+ * each lands in its own row and the rows are added in ascending expert
+ * order, as everywhere else, so the sums are the resident run's. */
+static ds_status dsi_moe_decode_paged(ds_context *c, int l, dsi_err *e) {
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_layer *L = &c->m->layers[l];
+    int D = cf->hidden_size, K = cf->n_experts_per_tok, ord[64];
+    bool done[64] = {false};
+    for (int k = 0; k < K; k++) {
+        int p = k;
+        for (; p > 0 && c->sel[ord[p - 1]] > c->sel[k]; p--) ord[p] = ord[p - 1];
+        ord[p] = k;
+    }
+    for (int n = 0; n < K; n++) {
+        int pick = -1, best = 3;
+        for (int i = 0; i < K && best > 0; i++) {
+            if (done[i]) continue;
+            int st = dsi_pager_peek(c->m->pager, l, c->sel[ord[i]]);
+            if (st < best) {
+                best = st;
+                pick = i;
+            }
+        }
+        int x = c->sel[ord[pick]];
+        const uint8_t *base = NULL;
+        ds_status s = dsi_expert_acquire(c->m, l, x, &base, e);
+        if (s) return s;
+        const dsi_expert_ref *r = &L->experts[x];
+        dsi_mlp(c, &L->exp_gate, &L->exp_up, &L->exp_down, base + r->off[0], base + r->off[1], base + r->off[2], c->xn,
+                1, c->ye + (size_t)pick * D);
+        dsi_expert_release(c->m, l, x);
+        done[pick] = true;
+    }
+    for (int i = 0; i < K; i++) {
+        float wgt = c->selw[ord[i]];
+        const float *src = c->ye + (size_t)i * D;
+        for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
+    }
+    dsi_moe_shared(c, L, 1);
+    return DS_OK;
+}
+
 static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_layer *L = &c->m->layers[l];
@@ -10608,6 +10682,7 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
         return DS_OK;
     }
     if (c->m->pager) dsi_moe_prefetch(c, l, T);
+    if (T == 1 && c->m->pager && K <= 64 && K <= DSI_MAX_BATCH) return dsi_moe_decode_paged(c, l, e);
     /* tokens grouped per expert: each expert's matrices run once per batch */
     for (int x = 0; x < E; x++) {
         int n = 0;
