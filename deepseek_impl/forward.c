@@ -954,6 +954,27 @@ static void dsi_moe_prefetch(ds_context *c, int l, int T) {
 
 static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);
 
+/* One token's K chosen experts as indices into c->sel, in ascending expert order. */
+static void dsi_sel_ascending(const ds_context *c, int K, int *ord) {
+    for (int k = 0; k < K; k++) {
+        int p = k;
+        for (; p > 0 && c->sel[ord[p - 1]] > c->sel[k]; p--) ord[p] = ord[p - 1];
+        ord[p] = k;
+    }
+}
+
+/* Adds row i of c->ye (the output of expert c->sel[ord[i]]) times its weight
+ * to c->tmp, for i = 0..K-1 in that order: ascending expert order, the order
+ * of every path, so decode sums match whichever path ran. */
+static void dsi_moe_add_rows(ds_context *c, const int *ord, int K) {
+    int D = c->m->cfg.hidden_size;
+    for (int i = 0; i < K; i++) {
+        float wgt = c->selw[ord[i]];
+        const float *src = c->ye + (size_t)i * D;
+        for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
+    }
+}
+
 /* Decode with an expert cache: the chosen experts are computed in the order
  * they can be had (those in the cache first, then those no one is
  * decrypting, which this thread decrypts, and last those being decrypted,
@@ -965,11 +986,7 @@ static ds_status dsi_moe_decode_paged(ds_context *c, int l, dsi_err *e) {
     const dsi_layer *L = &c->m->layers[l];
     int D = cf->hidden_size, K = cf->n_experts_per_tok, ord[64];
     bool done[64] = {false};
-    for (int k = 0; k < K; k++) {
-        int p = k;
-        for (; p > 0 && c->sel[ord[p - 1]] > c->sel[k]; p--) ord[p] = ord[p - 1];
-        ord[p] = k;
-    }
+    dsi_sel_ascending(c, K, ord);
     for (int n = 0; n < K; n++) {
         int pick = -1, best = 3;
         for (int i = 0; i < K && best > 0; i++) {
@@ -990,11 +1007,7 @@ static ds_status dsi_moe_decode_paged(ds_context *c, int l, dsi_err *e) {
         dsi_expert_release(c->m, l, x);
         done[pick] = true;
     }
-    for (int i = 0; i < K; i++) {
-        float wgt = c->selw[ord[i]];
-        const float *src = c->ye + (size_t)i * D;
-        for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
-    }
+    dsi_moe_add_rows(c, ord, K);
     dsi_moe_shared(c, L, 1);
     return DS_OK;
 }
@@ -1014,11 +1027,7 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
          * pool run, their downs in a second, added in ascending expert order
          * (the order of the loop below, so the sums are the same) */
         int I = L->exp_gate.rows, ord[64];
-        for (int k = 0; k < K; k++) {
-            int p = k;
-            for (; p > 0 && c->sel[ord[p - 1]] > c->sel[k]; p--) ord[p] = ord[p - 1];
-            ord[p] = k;
-        }
+        dsi_sel_ascending(c, K, ord);
         dsi_gmv_item it[64];
         const uint8_t *eb[64];
         const dsi_expert_ref *er[64];
@@ -1033,11 +1042,7 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
         for (int i = 0; i < K; i++)
             it[i] = (dsi_gmv_item){&L->exp_down, NULL, eb[i] + er[i]->off[2], NULL, i, c->ye + (size_t)i * D};
         dsi_gmv(c, it, K, c->g, K);
-        for (int i = 0; i < K; i++) {
-            float wgt = c->selw[ord[i]];
-            const float *src = c->ye + (size_t)i * D;
-            for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
-        }
+        dsi_moe_add_rows(c, ord, K);
         dsi_moe_shared(c, L, T);
         return DS_OK;
     }

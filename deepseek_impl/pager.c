@@ -160,6 +160,19 @@ static void dsi_fill_work(dsi_pager *p, dsi_fill_job *j) {
     }
 }
 
+/* Joins fill j, which another thread owns: takes chunks (with the pager's
+ * pool when with_pool and it is free) until none is left. Called and
+ * returns under the lock; the owner does not return before this is done. */
+static void dsi_fill_join(dsi_pager *p, dsi_fill_job *j, bool with_pool) {
+    j->helpers++;
+    pthread_mutex_unlock(&p->lock);
+    if (with_pool) dsi_fill_work(p, j);
+    else dsi_fill_chunks(j);
+    pthread_mutex_lock(&p->lock);
+    if (--j->helpers == 0) pthread_cond_broadcast(&p->changed);
+    p->st.fills_joined++;
+}
+
 /* ==== Victim choice ====================================================== */
 static double dsi_key_score(const dsi_pager *p, int key) {
     return p->score[key] * pow(p->decay, (double)(p->clock - p->score_at[key]));
@@ -303,14 +316,9 @@ DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const 
         if (j && dsi_fill_open(j)) {
             /* being decrypted (by the prefetcher or another context) with
              * chunks still to take: take some, rather than wait idle */
-            j->helpers++;
-            pthread_mutex_unlock(&p->lock);
             double t0 = dsi_now_seconds();
-            dsi_fill_work(p, j);
+            dsi_fill_join(p, j, true);
             waited += dsi_now_seconds() - t0;
-            pthread_mutex_lock(&p->lock);
-            if (--j->helpers == 0) pthread_cond_broadcast(&p->changed);
-            p->st.fills_joined++;
             continue;
         }
         int v = i < 0 ? dsi_pick_victim(p) : -1;
@@ -441,16 +449,8 @@ static void *dsi_prefetch_main(void *arg) {
             dsi_fill_job *j = NULL;
             for (int i = 0; i < p->n_slots && !j; i++)
                 if (p->slots[i].job && dsi_fill_open(p->slots[i].job)) j = p->slots[i].job;
-            if (!j) {
-                pthread_cond_wait(&p->work, &p->lock);
-                continue;
-            }
-            j->helpers++;
-            pthread_mutex_unlock(&p->lock);
-            dsi_fill_chunks(j);
-            pthread_mutex_lock(&p->lock);
-            if (--j->helpers == 0) pthread_cond_broadcast(&p->changed);
-            p->st.fills_joined++;
+            if (j) dsi_fill_join(p, j, false);   /* the pool is the owner's: this thread alone */
+            else pthread_cond_wait(&p->work, &p->lock);
         }
         if (p->quit) break;
         int key = p->queue[p->q_head];

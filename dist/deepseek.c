@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id b082ef814e0e2b29: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 252627ea7ca87e5c: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "b082ef814e0e2b29"
+#define DS_SOURCE_ID "252627ea7ca87e5c"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -9181,6 +9181,19 @@ static void dsi_fill_work(dsi_pager *p, dsi_fill_job *j) {
     }
 }
 
+/* Joins fill j, which another thread owns: takes chunks (with the pager's
+ * pool when with_pool and it is free) until none is left. Called and
+ * returns under the lock; the owner does not return before this is done. */
+static void dsi_fill_join(dsi_pager *p, dsi_fill_job *j, bool with_pool) {
+    j->helpers++;
+    pthread_mutex_unlock(&p->lock);
+    if (with_pool) dsi_fill_work(p, j);
+    else dsi_fill_chunks(j);
+    pthread_mutex_lock(&p->lock);
+    if (--j->helpers == 0) pthread_cond_broadcast(&p->changed);
+    p->st.fills_joined++;
+}
+
 /* ==== Victim choice ====================================================== */
 static double dsi_key_score(const dsi_pager *p, int key) {
     return p->score[key] * pow(p->decay, (double)(p->clock - p->score_at[key]));
@@ -9324,14 +9337,9 @@ DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const 
         if (j && dsi_fill_open(j)) {
             /* being decrypted (by the prefetcher or another context) with
              * chunks still to take: take some, rather than wait idle */
-            j->helpers++;
-            pthread_mutex_unlock(&p->lock);
             double t0 = dsi_now_seconds();
-            dsi_fill_work(p, j);
+            dsi_fill_join(p, j, true);
             waited += dsi_now_seconds() - t0;
-            pthread_mutex_lock(&p->lock);
-            if (--j->helpers == 0) pthread_cond_broadcast(&p->changed);
-            p->st.fills_joined++;
             continue;
         }
         int v = i < 0 ? dsi_pick_victim(p) : -1;
@@ -9462,16 +9470,8 @@ static void *dsi_prefetch_main(void *arg) {
             dsi_fill_job *j = NULL;
             for (int i = 0; i < p->n_slots && !j; i++)
                 if (p->slots[i].job && dsi_fill_open(p->slots[i].job)) j = p->slots[i].job;
-            if (!j) {
-                pthread_cond_wait(&p->work, &p->lock);
-                continue;
-            }
-            j->helpers++;
-            pthread_mutex_unlock(&p->lock);
-            dsi_fill_chunks(j);
-            pthread_mutex_lock(&p->lock);
-            if (--j->helpers == 0) pthread_cond_broadcast(&p->changed);
-            p->st.fills_joined++;
+            if (j) dsi_fill_join(p, j, false);   /* the pool is the owner's: this thread alone */
+            else pthread_cond_wait(&p->work, &p->lock);
         }
         if (p->quit) break;
         int key = p->queue[p->q_head];
@@ -10594,6 +10594,27 @@ static void dsi_moe_prefetch(ds_context *c, int l, int T) {
 
 static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);
 
+/* One token's K chosen experts as indices into c->sel, in ascending expert order. */
+static void dsi_sel_ascending(const ds_context *c, int K, int *ord) {
+    for (int k = 0; k < K; k++) {
+        int p = k;
+        for (; p > 0 && c->sel[ord[p - 1]] > c->sel[k]; p--) ord[p] = ord[p - 1];
+        ord[p] = k;
+    }
+}
+
+/* Adds row i of c->ye (the output of expert c->sel[ord[i]]) times its weight
+ * to c->tmp, for i = 0..K-1 in that order: ascending expert order, the order
+ * of every path, so decode sums match whichever path ran. */
+static void dsi_moe_add_rows(ds_context *c, const int *ord, int K) {
+    int D = c->m->cfg.hidden_size;
+    for (int i = 0; i < K; i++) {
+        float wgt = c->selw[ord[i]];
+        const float *src = c->ye + (size_t)i * D;
+        for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
+    }
+}
+
 /* Decode with an expert cache: the chosen experts are computed in the order
  * they can be had (those in the cache first, then those no one is
  * decrypting, which this thread decrypts, and last those being decrypted,
@@ -10605,11 +10626,7 @@ static ds_status dsi_moe_decode_paged(ds_context *c, int l, dsi_err *e) {
     const dsi_layer *L = &c->m->layers[l];
     int D = cf->hidden_size, K = cf->n_experts_per_tok, ord[64];
     bool done[64] = {false};
-    for (int k = 0; k < K; k++) {
-        int p = k;
-        for (; p > 0 && c->sel[ord[p - 1]] > c->sel[k]; p--) ord[p] = ord[p - 1];
-        ord[p] = k;
-    }
+    dsi_sel_ascending(c, K, ord);
     for (int n = 0; n < K; n++) {
         int pick = -1, best = 3;
         for (int i = 0; i < K && best > 0; i++) {
@@ -10630,11 +10647,7 @@ static ds_status dsi_moe_decode_paged(ds_context *c, int l, dsi_err *e) {
         dsi_expert_release(c->m, l, x);
         done[pick] = true;
     }
-    for (int i = 0; i < K; i++) {
-        float wgt = c->selw[ord[i]];
-        const float *src = c->ye + (size_t)i * D;
-        for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
-    }
+    dsi_moe_add_rows(c, ord, K);
     dsi_moe_shared(c, L, 1);
     return DS_OK;
 }
@@ -10654,11 +10667,7 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
          * pool run, their downs in a second, added in ascending expert order
          * (the order of the loop below, so the sums are the same) */
         int I = L->exp_gate.rows, ord[64];
-        for (int k = 0; k < K; k++) {
-            int p = k;
-            for (; p > 0 && c->sel[ord[p - 1]] > c->sel[k]; p--) ord[p] = ord[p - 1];
-            ord[p] = k;
-        }
+        dsi_sel_ascending(c, K, ord);
         dsi_gmv_item it[64];
         const uint8_t *eb[64];
         const dsi_expert_ref *er[64];
@@ -10673,11 +10682,7 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
         for (int i = 0; i < K; i++)
             it[i] = (dsi_gmv_item){&L->exp_down, NULL, eb[i] + er[i]->off[2], NULL, i, c->ye + (size_t)i * D};
         dsi_gmv(c, it, K, c->g, K);
-        for (int i = 0; i < K; i++) {
-            float wgt = c->selw[ord[i]];
-            const float *src = c->ye + (size_t)i * D;
-            for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
-        }
+        dsi_moe_add_rows(c, ord, K);
         dsi_moe_shared(c, L, T);
         return DS_OK;
     }

@@ -54,6 +54,20 @@ static const unsigned char test_key[32] = {7, 1, 2, 3, 5, 8, 13, 21};
 static const char *families[] = {"v2lite", "v2", "v3", "moe16b", "yarn", "v2lite_sharded"};
 #define N_FAMILIES (sizeof families / sizeof families[0])
 
+/* Converts testdata's family into out, sealed with test_key in chunks of
+ * chunk_bytes (0: the converter's default). */
+static ds_status convert_sealed(const char *family, ds_quant q, uint32_t chunk_bytes, const char *out) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", testdata, family);
+    ds_convert_params cp = ds_convert_default_params();
+    cp.quant = q;
+    cp.encrypt = 1;
+    cp.key = test_key;
+    cp.key_len = 32;
+    cp.chunk_bytes = chunk_bytes;
+    return ds_convert(dir, out, &cp);
+}
+
 static char *container(const char *family, ds_quant q) {
     static char path[N_FAMILIES * 3][512];
     static const char *qn[] = {"f32", "f16", "q8"};
@@ -62,21 +76,20 @@ static char *container(const char *family, ds_quant q) {
     char *p = path[f * 3 + (size_t)q];
     if (p[0]) return p;
     snprintf(p, 512, "%s/%s-%s.dsm", tmpdir, family, qn[q]);
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/%s", testdata, family);
-    ds_convert_params cp = ds_convert_default_params();
-    cp.quant = q;
     /* Q8_0 containers are sealed with 4 KiB chunks (several per expert), so
      * the expert cache opens one expert's chunks on several threads */
+    ds_status s;
     if (q == DS_QUANT_Q8_0) {
-        cp.encrypt = 1;
-        cp.key = test_key;
-        cp.key_len = 32;
-        cp.chunk_bytes = 4096;
+        s = convert_sealed(family, q, 4096, p);
     } else {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/%s", testdata, family);
+        ds_convert_params cp = ds_convert_default_params();
+        cp.quant = q;
         cp.encrypt = 0;
+        s = ds_convert(dir, p, &cp);
     }
-    if (ds_convert(dir, p, &cp) != DS_OK) {
+    if (s != DS_OK) {
         printf("convert %s: %s\n", family, ds_last_error());
         p[0] = 0;
         return NULL;
@@ -676,6 +689,15 @@ static void test_policies(void) {
                 (unsigned long long)st.prefetch_in_memory, pf_case[k].want, !pf_case[k].want);
         ds_model_close(m);
     }
+    /* 6.8 */
+    ds_model_params mp = ds_model_default_params();
+    mp.key = test_key;
+    mp.key_len = 32;
+    mp.expert_cache_bytes = 3 * slot;
+    mp.prefetch = 3;
+    m = NULL;
+    T_STATUS("forward-6.8", ds_model_open(&m, path, &mp), DS_ERR_INVALID_ARG, ds_last_error());
+    T_CHECK("forward-6.8", m == NULL && strstr(ds_last_error(), "prefetch") != NULL, "message: %s", ds_last_error());
     /* 6.9: an expert being decrypted is joined by a second thread (the Q8_0
      * experts here have 2 chunks; an F32 container sealed in 4 KiB chunks
      * has more). .a: the test thread claims the expert as the prefetch
@@ -685,17 +707,7 @@ static void test_policies(void) {
      * seen; every expert handed out must match a direct decryption. */
     char f32path[600];
     snprintf(f32path, sizeof f32path, "%s/v2lite-f32-4k.dsm", tmpdir);
-    {
-        char dir[512];
-        snprintf(dir, sizeof dir, "%s/v2lite", testdata);
-        ds_convert_params cp = ds_convert_default_params();
-        cp.quant = DS_QUANT_F32;
-        cp.encrypt = 1;
-        cp.key = test_key;
-        cp.key_len = 32;
-        cp.chunk_bytes = 4096;
-        T_STATUS("forward-6.9", ds_convert(dir, f32path, &cp), DS_OK, ds_last_error());
-    }
+    T_STATUS("forward-6.9", convert_sealed("v2lite", DS_QUANT_F32, 4096, f32path), DS_OK, ds_last_error());
     size_t slot32 = slot * 4 + 4096;   /* an F32 expert: about four Q8_0 ones */
     for (int wait_claim = 0; wait_claim < 2; wait_claim++) {
         const char *id = wait_claim ? "forward-6.9.b" : "forward-6.9.a";
@@ -732,15 +744,6 @@ static void test_policies(void) {
         free(direct);
         ds_model_close(m);
     }
-    /* 6.8 */
-    ds_model_params mp = ds_model_default_params();
-    mp.key = test_key;
-    mp.key_len = 32;
-    mp.expert_cache_bytes = 3 * slot;
-    mp.prefetch = 3;
-    m = NULL;
-    T_STATUS("forward-6.8", ds_model_open(&m, path, &mp), DS_ERR_INVALID_ARG, ds_last_error());
-    T_CHECK("forward-6.8", m == NULL && strstr(ds_last_error(), "prefetch") != NULL, "message: %s", ds_last_error());
 }
 
 /* ==== 4: errors ========================================================== */

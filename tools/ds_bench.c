@@ -717,7 +717,7 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
         args[n++] = (char *)"--threads";
         args[n++] = t_s;
         args[n++] = (char *)"--evict";
-        args[n++] = (char *)(evict_name(o->evict));
+        args[n++] = (char *)evict_name(o->evict);
         if (o->exact_act) args[n++] = (char *)"--exact-act";
         char pc_s[32];
         if (o->page_cache_bytes) {
