@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <sodium.h>
 
@@ -276,4 +277,17 @@ DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf
     else if (s->layer < 0) snprintf(buf, len, "embeddings");
     else if (s->layer >= n_layers) snprintf(buf, len, "output");
     else snprintf(buf, len, "layer %d dense", s->layer);
+}
+
+/* ==== Tensor lookup ======================================================= */
+static int dsi_cmp_name_key(const void *key, const void *elem) {
+    return strcmp((const char *)key, (*(const dsi_tensor *const *)elem)->name);
+}
+
+DSI_FUNC const dsi_tensor *dsi_file_tensor(const dsi_model_file *f, const char *name, size_t *index) {
+    if (!f->sorted) return NULL;
+    dsi_tensor *const *hit = bsearch(name, f->sorted, f->meta->n_tensors, sizeof *f->sorted, dsi_cmp_name_key);
+    if (!hit) return NULL;
+    if (index) *index = (size_t)(*hit - f->meta->tensors);
+    return *hit;
 }

@@ -1,7 +1,8 @@
 /*
- * cuda.c — the forward pass on an NVIDIA GPU, driven through the CUDA
- * backend's table (kernels/cuda/backend.cuh; the kernels link beside the
- * library with make CUDA=1).
+ * cuda.c — the CUDA device (dsi_device_i): the forward pass's operations on
+ * an NVIDIA GPU, through the CUDA backend's kernel table
+ * (kernels/cuda/backend.cuh; the kernels link beside the library with make
+ * CUDA=1).
  *
  * What lives where:
  *   - device memory: every dense segment (embeddings, attention, norms,
@@ -24,11 +25,11 @@
  * whole forward call, so the cache tables and the slot events have one user
  * at a time, and each forward ends with its stream idle.
  *
- * The order of operations is the CPU's (forward.c): the same layers, the
- * same norms, routed experts in ascending expert order each added into the
- * layer output, then the shared experts, then the residual. The products
- * differ in summation order only; Q8_0 weights meet F32 activations (as the
- * CPU with exact_activations).
+ * The order of operations is the driver's (forward.c), as on the CPU:
+ * routed experts in ascending expert order each added into the layer
+ * output, then the shared experts, then the residual. The products differ
+ * in summation order only; Q8_0 weights meet F32 activations (as the CPU
+ * with exact_activations).
  */
 #include "internal.h"
 
@@ -52,8 +53,7 @@ struct dsi_cuda_model {
     int device;
     pthread_mutex_t lock;          /* one forward at a time; the cache tables; the statistics */
     void **dseg;                   /* device copy of each dense segment (NULL for others) */
-    dsi_weight embed, out_norm, lm_head;   /* as the host's, .data a device address */
-    dsi_layer *layers;             /* as m->layers, .data device addresses (experts: the host's refs) */
+    dsi_weights w;                 /* as the host's, .data device addresses (experts: the host's refs) */
     int *moe_index;                /* layer -> index among MoE layers, or -1 */
     int n_moe, n_experts;
     /* the VRAM expert cache */
@@ -73,11 +73,14 @@ struct dsi_cuda_model {
     ds_cache_stats st;
 };
 
-struct dsi_cuda_ctx {
+typedef struct dsi_cuda_ctx {
+    const ds_model *m;
+    dsi_cuda_model *gm;
+    const dsi_backend_i *b;
     void *stream;
     dsi_blas *blas;
-    int n_ctx, max_batch;
-    size_t kv_a_stride, kv_b_stride;   /* floats per layer */
+    int n_ctx, n_seq, max_batch;
+    size_t kv_a_stride, kv_b_stride;   /* floats per layer (of a sequence) */
     float *kv_a, *kv_b;
     float *inv_freq;
     int rope_dim;
@@ -88,12 +91,11 @@ struct dsi_cuda_ctx {
     int32_t *h_tok;
     int *h_sel, *h_idx;
     float *h_selw, *h_wts;
-    int *h_off, *h_cnt;            /* per expert (host, ordinary memory) */
     void *dev[32];                 /* every device allocation, for free */
     int n_dev;
     void *pinned[8];
     int n_pinned;
-};
+} dsi_cuda_ctx;
 
 /* A failed backend call: its status, its message behind "cuda: ". */
 #define DSI_CK(call)                                                                                                 \
@@ -123,10 +125,6 @@ DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err
         return dsi_fail(e, DS_ERR_NO_DEVICE, "gpu_index %d: this machine has %d CUDA device(s)", p->gpu_index, n);
     m->device = DS_DEVICE_CUDA;
     return DS_OK;
-}
-
-DSI_FUNC bool dsi_cuda_experts_on_host(const ds_model *m, const ds_model_params *p) {
-    return !(m->device == DS_DEVICE_CUDA && p->gpu_cache_bytes == 0);
 }
 
 /* ==== Model: dense weights and the VRAM expert cache ====================== */
@@ -171,7 +169,7 @@ static ds_status dsi_cu_stage_upload(const ds_model *m, dsi_cuda_model *gm, int 
     int i = gm->stage_next;
     gm->stage_next = (i + 1) % DSI_CU_NSTAGE;
     DSI_CK(b->event_sync(gm->stage_ev[i], msg, sizeof msg));   /* its previous upload has left it */
-    const dsi_expert_ref *r = &m->layers[layer].experts[x];
+    const dsi_expert_ref *r = &m->w.layers[layer].experts[x];
     size_t bytes = (size_t)m->meta.segments[r->segment].plain_bytes;
     ds_status s;
     if (m->pager || m->dense[r->segment].ptr) {
@@ -197,7 +195,7 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     gm->n_experts = cf->n_routed_experts;
     gm->moe_index = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof(int));
     if (!gm->moe_index) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-    for (int l = 0; l < cf->n_layers; l++) gm->moe_index[l] = m->layers[l].moe ? gm->n_moe++ : -1;
+    for (int l = 0; l < cf->n_layers; l++) gm->moe_index[l] = m->w.layers[l].moe ? gm->n_moe++ : -1;
     if (gm->n_moe == 0 || gm->n_experts == 0) return DS_OK;
     for (size_t i = 0; i < m->meta.n_segments; i++)
         if (m->meta.segments[i].kind == DS_SEGMENT_EXPERT && m->meta.segments[i].plain_bytes > gm->slot_bytes)
@@ -260,8 +258,9 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     return DS_OK;
 }
 
-DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi_err *e) {
-    if (m->device != DS_DEVICE_CUDA) return DS_OK;
+static void dsi_cu_model_free(ds_model *m, void *dm);
+
+static ds_status dsi_cu_model_new(ds_model *m, const ds_model_params *p, void **dm, dsi_err *e) {
     const dsi_backend_i *b = dsi_cuda_backend();
     char msg[DSI_CU_MSG] = "";
     dsi_cuda_model *gm = dsi_calloc(&m->al, 1, sizeof *gm);
@@ -270,7 +269,7 @@ DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi
         dsi_free(&m->al, gm);
         return dsi_fail(e, DS_ERR_NOMEM, "cannot create a mutex");
     }
-    m->cuda = gm;   /* from here dsi_cuda_model_free undoes what is done */
+    *dm = gm;   /* from here dsi_cu_model_free undoes what is done */
     gm->b = b;
     gm->device = p->gpu_index;
     DSI_CK(b->init(gm->device, msg, sizeof msg));
@@ -295,18 +294,16 @@ DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi
     }
     DSI_CK(b->sync(NULL, msg, sizeof msg));
     /* the weights, with device addresses */
-    gm->embed = m->embed;
-    gm->out_norm = m->out_norm;
-    gm->lm_head = m->lm_head;
-    gm->layers = dsi_calloc(&m->al, (size_t)m->cfg.n_layers, sizeof *gm->layers);
-    if (!gm->layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    gm->w = m->w;
+    gm->w.layers = dsi_calloc(&m->al, (size_t)m->cfg.n_layers, sizeof *gm->w.layers);
+    if (!gm->w.layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     ds_status s;
-    if ((s = dsi_cu_translate(m, gm, &gm->embed, e)) || (s = dsi_cu_translate(m, gm, &gm->out_norm, e)) ||
-        (s = dsi_cu_translate(m, gm, &gm->lm_head, e)))
+    if ((s = dsi_cu_translate(m, gm, &gm->w.embed, e)) || (s = dsi_cu_translate(m, gm, &gm->w.out_norm, e)) ||
+        (s = dsi_cu_translate(m, gm, &gm->w.lm_head, e)))
         return s;
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        dsi_layer *L = &gm->layers[l];
-        *L = m->layers[l];
+        dsi_layer *L = &gm->w.layers[l];
+        *L = m->w.layers[l];
         dsi_weight *ws[] = {&L->attn_norm, &L->ffn_norm, &L->q_proj, &L->q_a,   &L->q_a_norm, &L->q_b,
                             &L->kv_a,      &L->kv_a_norm, &L->kv_b,  &L->wq,    &L->wk,       &L->wv,
                             &L->wo,        &L->gate,     &L->up,    &L->down,  &L->router,   &L->bias};
@@ -323,8 +320,8 @@ DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi
     return DS_OK;
 }
 
-DSI_FUNC void dsi_cuda_model_free(ds_model *m) {
-    dsi_cuda_model *gm = m->cuda;
+static void dsi_cu_model_free(ds_model *m, void *dm) {
+    dsi_cuda_model *gm = dm;
     if (!gm) return;
     const dsi_backend_i *b = gm->b;
     char msg[DSI_CU_MSG];
@@ -351,7 +348,7 @@ DSI_FUNC void dsi_cuda_model_free(ds_model *m) {
         b->stream_free(gm->copy_stream);
     }
     dsi_free(&m->al, gm->dseg);
-    dsi_free(&m->al, gm->layers);
+    dsi_free(&m->al, gm->w.layers);
     dsi_free(&m->al, gm->moe_index);
     dsi_free(&m->al, gm->slot_of);
     dsi_free(&m->al, gm->key_of);
@@ -360,11 +357,12 @@ DSI_FUNC void dsi_cuda_model_free(ds_model *m) {
     dsi_free(&m->al, gm->ready_ev);
     pthread_mutex_destroy(&gm->lock);
     dsi_free(&m->al, gm);
-    m->cuda = NULL;
 }
 
-DSI_FUNC void dsi_cuda_stats(const ds_model *m, ds_cache_stats *out, bool reset) {
-    dsi_cuda_model *gm = m->cuda;
+static const dsi_weights *dsi_cu_weights(const ds_model *m) { return &((const dsi_cuda_model *)m->dev_model)->w; }
+
+static void dsi_cu_stats(const ds_model *m, ds_cache_stats *out, bool reset) {
+    dsi_cuda_model *gm = m->dev_model;
     if (!gm) {
         if (out) memset(out, 0, sizeof *out);
         return;
@@ -396,17 +394,22 @@ static ds_status dsi_cu_ctx_alloc(dsi_cuda_ctx *g, const dsi_backend_i *b, bool 
     return DS_OK;
 }
 
-DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch, const float *inv_freq,
-                                    int rope_dim, float rope_mscale, float attn_scale, dsi_cuda_ctx **out,
-                                    dsi_err *e) {
+static void dsi_cu_ctx_free(const ds_model *m, void *dc);
+
+static ds_status dsi_cu_ctx_new(const ds_model *m, const dsi_ctx_shape *sh, void **out, dsi_act *act, dsi_err *e) {
     *out = NULL;
-    dsi_cuda_model *gm = m->cuda;
-    if (!gm) return DS_OK;
+    dsi_cuda_model *gm = m->dev_model;
+    if (!gm) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: the model has no device state");
     const dsi_backend_i *b = gm->b;
+    int n_ctx = sh->n_ctx, max_batch = sh->max_batch, rope_dim = sh->rope_dim;
+    const float *inv_freq = sh->inv_freq;
     const ds_model_config *cf = &m->cfg;
     char msg[DSI_CU_MSG] = "";
     dsi_cuda_ctx *g = dsi_calloc(&m->al, 1, sizeof *g);
     if (!g) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    g->m = m;
+    g->gm = gm;
+    g->b = b;
     ds_status s = DS_OK;
 #define A(p, n) if ((s = dsi_cu_ctx_alloc(g, b, false, &(p), (size_t)(n), e))) goto fail
 #define P(p, n) if ((s = dsi_cu_ctx_alloc(g, b, true, &(p), (size_t)(n), e))) goto fail
@@ -416,10 +419,11 @@ DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch,
         goto fail;
     }
     g->n_ctx = n_ctx;
+    g->n_seq = sh->n_seq;
     g->max_batch = max_batch;
     g->rope_dim = rope_dim;
-    g->rope_mscale = rope_mscale;
-    g->attn_scale = attn_scale;
+    g->rope_mscale = sh->rope_mscale;
+    g->attn_scale = sh->attn_scale;
     {
         size_t T = (size_t)max_batch, D = (size_t)cf->hidden_size, H = (size_t)cf->n_heads;
         bool mla = cf->kv_lora_rank > 0;
@@ -434,7 +438,7 @@ DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch,
         size_t qd = H * hd > (size_t)cf->q_lora_rank ? H * hd : (size_t)cf->q_lora_rank;
         size_t E = (size_t)(cf->n_routed_experts > 0 ? cf->n_routed_experts : 1);
         size_t K = (size_t)(cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1);
-        size_t L = (size_t)cf->n_layers;
+        size_t L = (size_t)cf->n_layers * (size_t)sh->n_seq;   /* a cache per layer and sequence */
         g->kv_a_stride = (size_t)n_ctx * a_dim;
         g->kv_b_stride = (size_t)n_ctx * b_dim;
         A(g->kv_a, L * g->kv_a_stride * sizeof(float));
@@ -463,12 +467,6 @@ DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch,
         P(g->h_selw, T * K * 4);
         P(g->h_idx, T * K * sizeof(int));
         P(g->h_wts, T * K * 4);
-        g->h_off = dsi_calloc(&m->al, E, sizeof(int));
-        g->h_cnt = dsi_calloc(&m->al, E, sizeof(int));
-        if (!g->h_off || !g->h_cnt) {
-            s = dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
         /* the cache starts zeroed, as the CPU's, so no garbage is ever read */
         if ((s = b->memset(g->kv_a, 0, L * g->kv_a_stride * 4, g->stream, msg, sizeof msg)) ||
             (s = b->memset(g->kv_b, 0, L * g->kv_b_stride * 4, g->stream, msg, sizeof msg)) ||
@@ -481,129 +479,188 @@ DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch,
     }
 #undef A
 #undef P
+    *act = (dsi_act){g->x, g->xn, g->q, g->qa, g->kva, g->att, g->tmp, g->router, g->ye};
     *out = g;
     return DS_OK;
 fail:
     dsi_prefix(e, "a context of %d tokens", n_ctx);
-    dsi_cuda_ctx_free(m, g);
+    dsi_cu_ctx_free(m, g);
     return s;
 }
 
-DSI_FUNC void dsi_cuda_ctx_free(const ds_model *m, dsi_cuda_ctx *g) {
+static void dsi_cu_ctx_free(const ds_model *m, void *dc) {
+    dsi_cuda_ctx *g = dc;
     if (!g) return;
-    const dsi_backend_i *b = m->cuda ? m->cuda->b : dsi_cuda_backend();
+    const dsi_backend_i *b = g->b ? g->b : dsi_cuda_backend();
     char msg[DSI_CU_MSG];
     if (g->stream) (void)b->sync(g->stream, msg, sizeof msg);
     for (int i = 0; i < g->n_dev; i++) b->free(g->dev[i]);
     for (int i = 0; i < g->n_pinned; i++) b->host_free(g->pinned[i]);
     if (g->blas) b->blas_free(g->blas);
     b->stream_free(g->stream);
-    dsi_free(&m->al, g->h_off);
-    dsi_free(&m->al, g->h_cnt);
     dsi_free(&m->al, g);
 }
 
-/* ==== Forward ============================================================= */
-typedef struct dsi_cu_run {
-    const ds_model *m;
-    dsi_cuda_model *gm;
-    dsi_cuda_ctx *g;
-    const dsi_backend_i *b;
-    char msg[DSI_CU_MSG];
-    dsi_err *e;
-} dsi_cu_run;
-
+/* ==== The device's operations ============================================ */
+/* A failed backend call: its status, its message behind "cuda: ". */
 #undef DSI_CK
 #define DSI_CK(call)                                                                                                 \
     do {                                                                                                             \
+        char msg_[DSI_CU_MSG] = "";                                                                                  \
         ds_status s_ = (call);                                                                                       \
-        if (s_) return dsi_fail(r->e, s_, "cuda: %s", r->msg);                                                       \
+        if (s_) return dsi_fail(e, s_, "cuda: %s", msg_);                                                           \
     } while (0)
-#define M r->msg, sizeof r->msg
+#define M msg_, sizeof msg_
 
-/* Y (T, rows) = X (T, cols) W^T, W at wd (device). */
-static ds_status dsi_cu_mm(dsi_cu_run *r, const dsi_weight *w, const uint8_t *wd, const float *X, int T, int ldx,
-                           float *Y, int ldy) {
-    DSI_CK(r->b->matmul(r->g->blas, w->dtype, wd ? wd : w->data, w->rows, w->cols, X, ldx, T, Y, ldy, r->g->stream,
-                        M));
+static ds_status dsi_cu_begin(void *dc, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    pthread_mutex_lock(&g->gm->lock);
+    char msg_[DSI_CU_MSG] = "";
+    ds_status s = g->b->init(g->gm->device, M);   /* this thread may not have used the device yet */
+    if (s) {
+        pthread_mutex_unlock(&g->gm->lock);
+        return dsi_fail(e, s, "cuda: %s", msg_);
+    }
     return DS_OK;
 }
 
-/* down(silu(gate X) * up X) into Y (T, D). */
-static ds_status dsi_cu_mlp(dsi_cu_run *r, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
-                            const uint8_t *gb, const uint8_t *ub, const uint8_t *db, const float *X, int T, float *Y) {
-    dsi_cuda_ctx *g = r->g;
-    int D = r->m->cfg.hidden_size, I = gate->rows;
-    ds_status s;
-    if ((s = dsi_cu_mm(r, gate, gb, X, T, D, g->g, I)) || (s = dsi_cu_mm(r, up, ub, X, T, D, g->u, I))) return s;
-    DSI_CK(r->b->silu_mul(g->g, g->u, (size_t)T * (size_t)I, g->stream, M));
-    return dsi_cu_mm(r, down, db, g->g, T, I, Y, D);
+/* Every forward call ends with its stream idle: the host buffers it used
+ * are reused by the next call, and the logits downloaded are complete. */
+static ds_status dsi_cu_end(void *dc, ds_status s, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    char msg_[DSI_CU_MSG] = "";
+    if (s) {
+        /* leave the streams idle for the next call, whatever happened */
+        (void)g->b->sync(g->stream, M);
+        (void)g->b->sync(g->gm->copy_stream, M);
+    } else if ((s = g->b->sync(g->stream, M))) {
+        dsi_fail(e, s, "cuda: %s", msg_);
+    }
+    pthread_mutex_unlock(&g->gm->lock);
+    return s;
 }
 
-static ds_status dsi_cu_attention(dsi_cu_run *r, int l, int T, int pos0) {
-    const ds_model_config *cf = &r->m->cfg;
-    const dsi_layer *L = &r->gm->layers[l];
-    dsi_cuda_ctx *g = r->g;
-    const dsi_backend_i *b = r->b;
-    int D = cf->hidden_size, H = cf->n_heads;
-    float eps = cf->rms_norm_eps;
+static ds_status dsi_cu_embed(void *dc, const dsi_weight *em, const int32_t *tok, int T, float *x, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    if (T > g->max_batch) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: %d tokens do not fit the context", T);
+    /* the pinned buffer is reused by the next call: the call's end waits
+     * for this upload to land */
+    memcpy(g->h_tok, tok, (size_t)T * sizeof(int32_t));
+    DSI_CK(g->b->upload(g->tok, g->h_tok, (size_t)T * sizeof(int32_t), g->stream, M));
+    DSI_CK(g->b->embed(em->dtype, em->data, em->rows, em->cols, g->tok, T, x, g->stream, M));
+    return DS_OK;
+}
+
+static ds_status dsi_cu_rmsnorm(void *dc, float *out, int ldo, const float *x, int ldx, const dsi_weight *w, int rows,
+                                float eps, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    DSI_CK(g->b->rmsnorm(out, ldo, x, ldx, (const float *)(const void *)w->data, w->cols, rows, eps, g->stream, M));
+    return DS_OK;
+}
+
+/* Y (T, rows) = X (T, cols) W^T, W at wd (device; w->data when NULL). */
+static ds_status dsi_cu_mm(dsi_cuda_ctx *g, const dsi_weight *w, const uint8_t *wd, const float *X, int T, int ldx,
+                           float *Y, int ldy, dsi_err *e) {
+    DSI_CK(g->b->matmul(g->blas, w->dtype, wd ? wd : w->data, w->rows, w->cols, X, ldx, T, Y, ldy, g->stream, M));
+    return DS_OK;
+}
+
+static ds_status dsi_cu_matmul(void *dc, const dsi_weight *w, const float *X, int T, int ldx, float *Y, int ldy,
+                               dsi_err *e) {
+    return dsi_cu_mm(dc, w, NULL, X, T, ldx, Y, ldy, e);
+}
+
+/* down(silu(gate X) * up X) into Y (T, D), the matrices at gb, ub, db
+ * (device) or their weights' own data when NULL. */
+static ds_status dsi_cu_mlp3(dsi_cuda_ctx *g, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
+                             const uint8_t *gb, const uint8_t *ub, const uint8_t *db, const float *X, int T, float *Y,
+                             dsi_err *e) {
+    int D = g->m->cfg.hidden_size, I = gate->rows;
     ds_status s;
-    DSI_CK(b->rmsnorm(g->xn, D, g->x, D, (const float *)(const void *)L->attn_norm.data, D, T, eps, g->stream, M));
-    if (cf->kv_lora_rank > 0) {
-        int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, dn = cf->qk_nope_head_dim, hd = dn + dr;
-        if (cf->q_lora_rank > 0) {
-            int Rq = cf->q_lora_rank;
-            if ((s = dsi_cu_mm(r, &L->q_a, NULL, g->xn, T, D, g->qa, Rq))) return s;
-            DSI_CK(b->rmsnorm(g->qa, Rq, g->qa, Rq, (const float *)(const void *)L->q_a_norm.data, Rq, T, eps,
-                              g->stream, M));
-            if ((s = dsi_cu_mm(r, &L->q_b, NULL, g->qa, T, Rq, g->q, H * hd))) return s;
-        } else if ((s = dsi_cu_mm(r, &L->q_proj, NULL, g->xn, T, D, g->q, H * hd))) {
-            return s;
-        }
-        if ((s = dsi_cu_mm(r, &L->kv_a, NULL, g->xn, T, D, g->kva, R + dr))) return s;
-        dsi_mla_layer a = {H,
-                           dn,
-                           dr,
-                           cf->v_head_dim,
-                           R,
-                           g->attn_scale,
-                           g->rope_mscale,
-                           g->inv_freq,
-                           L->kv_b.dtype,
-                           L->kv_b.data,
-                           g->kv_a + (size_t)l * g->kv_a_stride,
-                           g->kv_b + (size_t)l * g->kv_b_stride,
-                           g->n_ctx};
-        DSI_CK(b->mla_kv_store(&a, g->kva, (const float *)(const void *)L->kv_a_norm.data, eps, T, pos0, g->stream,
-                               M));
-        DSI_CK(b->mla_attention(&a, g->q, T, pos0, g->att, g->stream, M));
-        if ((s = dsi_cu_mm(r, &L->wo, NULL, g->att, T, H * cf->v_head_dim, g->tmp, D))) return s;
-    } else {
-        int hd = cf->head_dim, Hk = cf->n_kv_heads, kd = Hk * hd;
-        float *kt = g->kva, *vt = g->kva + (size_t)T * kd;
-        if ((s = dsi_cu_mm(r, &L->wq, NULL, g->xn, T, D, g->q, H * hd)) ||
-            (s = dsi_cu_mm(r, &L->wk, NULL, g->xn, T, D, kt, kd)) ||
-            (s = dsi_cu_mm(r, &L->wv, NULL, g->xn, T, D, vt, kd)))
-            return s;
-        DSI_CK(b->rope(g->q, H * hd, hd, H, T, pos0, g->inv_freq, g->rope_dim, g->rope_mscale, 0, g->stream, M));
-        DSI_CK(b->rope(kt, kd, hd, Hk, T, pos0, g->inv_freq, g->rope_dim, g->rope_mscale, 0, g->stream, M));
-        float *ck = g->kv_a + (size_t)l * g->kv_a_stride, *cv = g->kv_b + (size_t)l * g->kv_b_stride;
-        size_t bytes = (size_t)T * (size_t)kd * sizeof(float);
-        DSI_CK(b->copy(ck + (size_t)pos0 * kd, kt, bytes, g->stream, M));
-        DSI_CK(b->copy(cv + (size_t)pos0 * kd, vt, bytes, g->stream, M));
-        dsi_mha_layer a = {H, Hk, hd, g->attn_scale, ck, cv, g->n_ctx};
-        DSI_CK(b->mha_attention(&a, g->q, T, pos0, g->att, g->stream, M));
-        if ((s = dsi_cu_mm(r, &L->wo, NULL, g->att, T, H * hd, g->tmp, D))) return s;
-    }
-    DSI_CK(b->add(g->x, g->tmp, (size_t)T * (size_t)D, g->stream, M));
+    if ((s = dsi_cu_mm(g, gate, gb, X, T, D, g->g, I, e)) || (s = dsi_cu_mm(g, up, ub, X, T, D, g->u, I, e))) return s;
+    DSI_CK(g->b->silu_mul(g->g, g->u, (size_t)T * (size_t)I, g->stream, M));
+    return dsi_cu_mm(g, down, db, g->g, T, I, Y, D, e);
+}
+
+static ds_status dsi_cu_mlp(void *dc, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
+                            const float *X, int T, float *Y, dsi_err *e) {
+    return dsi_cu_mlp3(dc, gate, up, down, NULL, NULL, NULL, X, T, Y, e);
+}
+
+static ds_status dsi_cu_add(void *dc, float *y, const float *x, size_t n, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    DSI_CK(g->b->add(y, x, n, g->stream, M));
+    return DS_OK;
+}
+
+/* The run's sequence's cache of layer l (a: latent or K, b: rope key or V). */
+static void dsi_cu_cache_of(const dsi_cuda_ctx *g, int l, int seq, float **ca, float **cb) {
+    size_t k = (size_t)seq * (size_t)g->m->cfg.n_layers + (size_t)l;
+    *ca = g->kv_a + k * g->kv_a_stride;
+    *cb = g->kv_b + k * g->kv_b_stride;
+}
+
+static ds_status dsi_cu_mla_attention(void *dc, int l, const dsi_layer *L, const dsi_run *r, float eps, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    const ds_model_config *cf = &g->m->cfg;
+    int H = cf->n_heads, R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, dn = cf->qk_nope_head_dim, hd = dn + dr;
+    if (r->pos0 + r->n > g->n_ctx)
+        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: %d tokens at %d do not fit the context", r->n, r->pos0);
+    float *ca, *cb;
+    dsi_cu_cache_of(g, l, r->seq, &ca, &cb);
+    dsi_mla_layer a = {H, dn, dr, cf->v_head_dim, R, g->attn_scale, g->rope_mscale, g->inv_freq, L->kv_b.dtype,
+                       L->kv_b.data, ca, cb, g->n_ctx};
+    DSI_CK(g->b->mla_kv_store(&a, g->kva + (size_t)r->t0 * (R + dr), (const float *)(const void *)L->kv_a_norm.data,
+                              eps, r->n, r->pos0, g->stream, M));
+    DSI_CK(g->b->mla_attention(&a, g->q + (size_t)r->t0 * H * hd, r->n, r->pos0,
+                               g->att + (size_t)r->t0 * H * cf->v_head_dim, g->stream, M));
+    return DS_OK;
+}
+
+static ds_status dsi_cu_mha_attention(void *dc, int l, const dsi_layer *L, const dsi_run *r, int T, dsi_err *e) {
+    (void)L;
+    dsi_cuda_ctx *g = dc;
+    const dsi_backend_i *b = g->b;
+    const ds_model_config *cf = &g->m->cfg;
+    int H = cf->n_heads, hd = cf->head_dim, Hk = cf->n_kv_heads, kd = Hk * hd;
+    if (r->pos0 + r->n > g->n_ctx)
+        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: %d tokens at %d do not fit the context", r->n, r->pos0);
+    float *q = g->q + (size_t)r->t0 * H * hd;
+    float *kt = g->kva + (size_t)r->t0 * kd, *vt = g->kva + (size_t)(T + r->t0) * kd;
+    DSI_CK(b->rope(q, H * hd, hd, H, r->n, r->pos0, g->inv_freq, g->rope_dim, g->rope_mscale, 0, g->stream, M));
+    DSI_CK(b->rope(kt, kd, hd, Hk, r->n, r->pos0, g->inv_freq, g->rope_dim, g->rope_mscale, 0, g->stream, M));
+    float *ck, *cv;
+    dsi_cu_cache_of(g, l, r->seq, &ck, &cv);
+    size_t bytes = (size_t)r->n * (size_t)kd * sizeof(float);
+    DSI_CK(b->copy(ck + (size_t)r->pos0 * kd, kt, bytes, g->stream, M));
+    DSI_CK(b->copy(cv + (size_t)r->pos0 * kd, vt, bytes, g->stream, M));
+    dsi_mha_layer a = {H, Hk, hd, g->attn_scale, ck, cv, g->n_ctx};
+    DSI_CK(b->mha_attention(&a, q, r->n, r->pos0, g->att + (size_t)r->t0 * H * hd, g->stream, M));
+    return DS_OK;
+}
+
+/* The routing on the device; the host needs it (which experts to page),
+ * so this waits for it. */
+static ds_status dsi_cu_route(void *dc, const dsi_layer *L, const float *logits, int T, int *sel, float *selw,
+                              dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    const dsi_backend_i *b = g->b;
+    size_t tk = (size_t)T * (size_t)g->m->cfg.n_experts_per_tok;
+    DSI_CK(b->route(&g->m->cfg, logits, L->bias.data ? (const float *)(const void *)L->bias.data : NULL, T, g->sel,
+                    g->selw, g->stream, M));
+    DSI_CK(b->download(g->h_sel, g->sel, tk * sizeof(int), g->stream, M));
+    DSI_CK(b->download(g->h_selw, g->selw, tk * sizeof(float), g->stream, M));
+    DSI_CK(b->sync(g->stream, M));
+    memcpy(sel, g->h_sel, tk * sizeof(int));
+    memcpy(selw, g->h_selw, tk * sizeof(float));
     return DS_OK;
 }
 
 /* The device address of expert (layer, x), uploading it into a slot when
  * it is not in the VRAM cache; *slot is its slot (-1 when all resident). */
-static ds_status dsi_cu_expert(dsi_cu_run *r, int l, int x, const uint8_t **dev, int *slot) {
-    dsi_cuda_model *gm = r->gm;
-    const dsi_backend_i *b = r->b;
+static ds_status dsi_cu_expert(dsi_cuda_ctx *g, int l, int x, const uint8_t **dev, int *slot, dsi_err *e) {
+    dsi_cuda_model *gm = g->gm;
+    const dsi_backend_i *b = g->b;
     int key = gm->moe_index[l] * gm->n_experts + x;
     *slot = -1;
     if (gm->all_resident) {
@@ -637,11 +694,11 @@ static ds_status dsi_cu_expert(dsi_cu_run *r, int l, int x, const uint8_t **dev,
     uint8_t *dst = gm->slots + (size_t)v * gm->slot_bytes;
     double t0 = dsi_now_seconds();
     /* the upload waits for the last kernel that read the slot */
-    ds_status st = dsi_cu_stage_upload(r->m, gm, l, x, dst, gm->free_ev[v], r->e);
+    ds_status st = dsi_cu_stage_upload(g->m, gm, l, x, dst, gm->free_ev[v], e);
     gm->st.wait_seconds += dsi_now_seconds() - t0;
     if (st) return st;
     DSI_CK(b->event_record(gm->ready_ev[v], gm->copy_stream, M));
-    DSI_CK(b->stream_wait(r->g->stream, gm->ready_ev[v], M));
+    DSI_CK(b->stream_wait(g->stream, gm->ready_ev[v], M));
     gm->slot_of[key] = v;
     gm->key_of[v] = key;
     gm->last_use[v] = gm->tick;
@@ -650,140 +707,81 @@ static ds_status dsi_cu_expert(dsi_cu_run *r, int l, int x, const uint8_t **dev,
     return DS_OK;
 }
 
-static ds_status dsi_cu_moe(dsi_cu_run *r, int l, int T) {
-    const ds_model *m = r->m;
-    const ds_model_config *cf = &m->cfg;
-    const dsi_layer *L = &r->gm->layers[l];
-    dsi_cuda_model *gm = r->gm;
-    dsi_cuda_ctx *g = r->g;
-    const dsi_backend_i *b = r->b;
-    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+static ds_status dsi_cu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X, float *Y,
+                            dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    const ds_model *m = g->m;
+    dsi_cuda_model *gm = g->gm;
+    const dsi_backend_i *b = g->b;
+    int D = m->cfg.hidden_size, E = m->cfg.n_routed_experts, T = plan->T;
+    size_t tk = (size_t)T * (size_t)plan->K;
     ds_status s;
-    if ((s = dsi_cu_mm(r, &L->router, NULL, g->xn, T, D, g->router, E))) return s;
-    DSI_CK(b->route(cf, g->router, L->bias.data ? (const float *)(const void *)L->bias.data : NULL, T, g->sel,
-                    g->selw, g->stream, M));
-    size_t tk = (size_t)T * (size_t)K;
-    DSI_CK(b->download(g->h_sel, g->sel, tk * sizeof(int), g->stream, M));
-    DSI_CK(b->download(g->h_selw, g->selw, tk * sizeof(float), g->stream, M));
-    DSI_CK(b->sync(g->stream, M));
-    /* tokens grouped per expert, in ascending expert order (the CPU's) */
-    memset(g->h_cnt, 0, (size_t)E * sizeof(int));
-    for (size_t i = 0; i < tk; i++) {
-        if (g->h_sel[i] < 0 || g->h_sel[i] >= E)
-            return dsi_fail(r->e, DS_ERR_BACKEND, "cuda: routing of layer %d chose expert %d of %d", l, g->h_sel[i],
-                            E);
-        g->h_cnt[g->h_sel[i]]++;
-    }
-    for (int x = 0, o = 0; x < E; x++) {
-        g->h_off[x] = o;
-        o += g->h_cnt[x];
-    }
-    for (int x = 0; x < E; x++) g->h_cnt[x] = 0;
-    for (int t = 0; t < T; t++)
-        for (int k = 0; k < K; k++) {
-            int x = g->h_sel[t * K + k], at = g->h_off[x] + g->h_cnt[x]++;
-            g->h_idx[at] = t;
-            g->h_wts[at] = g->h_selw[t * K + k];
-        }
+    memcpy(g->h_idx, plan->idx, tk * sizeof(int));
+    memcpy(g->h_wts, plan->wts, tk * sizeof(float));
     DSI_CK(b->upload(g->idx, g->h_idx, tk * sizeof(int), g->stream, M));
     DSI_CK(b->upload(g->wts, g->h_wts, tk * sizeof(float), g->stream, M));
-    DSI_CK(b->memset(g->tmp, 0, (size_t)T * (size_t)D * sizeof(float), g->stream, M));
+    DSI_CK(b->memset(Y, 0, (size_t)T * (size_t)D * sizeof(float), g->stream, M));
     /* experts not on the device: the host cache decrypts the later ones
      * while this thread stages the first */
     if (m->pager && !gm->all_resident) {
         int miss[256], nm = 0;
-        for (int x = 0; x < E && nm < 256; x++)
-            if (g->h_cnt[x] && gm->slot_of[gm->moe_index[l] * E + x] < 0) miss[nm++] = x;
+        for (int u = 0; u < plan->n_used && nm < 256; u++)
+            if (gm->slot_of[gm->moe_index[l] * E + plan->used[u]] < 0) miss[nm++] = plan->used[u];
         if (nm > 1) dsi_pager_prefetch(m->pager, l, miss + 1, nm - 1, false);
     }
-    for (int x = 0; x < E; x++) {
-        int n = g->h_cnt[x];
-        if (!n) continue;
+    for (int u = 0; u < plan->n_used; u++) {
+        int x = plan->used[u], n = plan->cnt[x];
         const uint8_t *base = NULL;
         int slot = -1;
-        if ((s = dsi_cu_expert(r, l, x, &base, &slot))) return s;
+        if ((s = dsi_cu_expert(g, l, x, &base, &slot, e))) return s;
         const dsi_expert_ref *ref = &L->experts[x];
-        const int *idx = g->idx + g->h_off[x];
-        const float *w = g->wts + g->h_off[x];
-        DSI_CK(b->gather_rows(g->xe, g->xn, idx, n, D, g->stream, M));
-        if ((s = dsi_cu_mlp(r, &L->exp_gate, &L->exp_up, &L->exp_down, base + ref->off[0], base + ref->off[1],
-                            base + ref->off[2], g->xe, n, g->ye)))
+        const int *idx = g->idx + plan->off[x];
+        const float *w = g->wts + plan->off[x];
+        DSI_CK(b->gather_rows(g->xe, X, idx, n, D, g->stream, M));
+        if ((s = dsi_cu_mlp3(g, &L->exp_gate, &L->exp_up, &L->exp_down, base + ref->off[0], base + ref->off[1],
+                             base + ref->off[2], g->xe, n, g->ye, e)))
             return s;
-        DSI_CK(b->scatter_add(g->tmp, g->ye, idx, w, n, D, g->stream, M));
+        DSI_CK(b->scatter_add(Y, g->ye, idx, w, n, D, g->stream, M));
         if (slot >= 0) DSI_CK(b->event_record(gm->free_ev[slot], g->stream, M));
     }
-    if (cf->n_shared_experts > 0) {
-        if ((s = dsi_cu_mlp(r, &L->gate, &L->up, &L->down, NULL, NULL, NULL, g->xn, T, g->ye))) return s;
-        DSI_CK(b->add(g->tmp, g->ye, (size_t)T * (size_t)D, g->stream, M));
-    }
     return DS_OK;
 }
 
-static ds_status dsi_cu_ffn(dsi_cu_run *r, int l, int T) {
-    const ds_model_config *cf = &r->m->cfg;
-    const dsi_layer *L = &r->gm->layers[l];
-    dsi_cuda_ctx *g = r->g;
-    int D = cf->hidden_size;
-    ds_status s;
-    DSI_CK(r->b->rmsnorm(g->xn, D, g->x, D, (const float *)(const void *)L->ffn_norm.data, D, T, cf->rms_norm_eps,
-                         g->stream, M));
-    if (L->moe) s = dsi_cu_moe(r, l, T);
-    else s = dsi_cu_mlp(r, &L->gate, &L->up, &L->down, NULL, NULL, NULL, g->xn, T, g->tmp);
+static ds_status dsi_cu_head(void *dc, const dsi_weight *lm_head, const float *X, int n, float *out, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    int V = lm_head->rows;
+    ds_status s = dsi_cu_mm(g, lm_head, NULL, X, n, lm_head->cols, g->logits, V, e);
     if (s) return s;
-    DSI_CK(r->b->add(g->x, g->tmp, (size_t)T * (size_t)D, g->stream, M));
+    DSI_CK(g->b->download(out, g->logits, (size_t)n * (size_t)V * sizeof(float), g->stream, M));
     return DS_OK;
-}
-
-static ds_status dsi_cu_forward(dsi_cu_run *r, const int32_t *tok, int T, int pos0, float *out, int first_out) {
-    const ds_model_config *cf = &r->m->cfg;
-    dsi_cuda_ctx *g = r->g;
-    const dsi_backend_i *b = r->b;
-    int D = cf->hidden_size, V = cf->vocab_size;
-    ds_status s;
-    if (T > g->max_batch || pos0 + T > g->n_ctx)
-        return dsi_fail(r->e, DS_ERR_INTERNAL, "cuda: %d tokens at %d do not fit the context", T, pos0);
-    DSI_CK(b->init(r->gm->device, M));   /* this thread may not have used the device yet */
-    /* the host buffer is reused by the next call: wait for this upload to
-     * land before returning (every path ends in a sync) */
-    memcpy(g->h_tok, tok, (size_t)T * sizeof(int32_t));
-    DSI_CK(b->upload(g->tok, g->h_tok, (size_t)T * sizeof(int32_t), g->stream, M));
-    const dsi_weight *em = &r->gm->embed;
-    DSI_CK(b->embed(em->dtype, em->data, em->rows, em->cols, g->tok, T, g->x, g->stream, M));
-    for (int l = 0; l < cf->n_layers; l++) {
-        if ((s = dsi_cu_attention(r, l, T, pos0)) || (s = dsi_cu_ffn(r, l, T))) {
-            dsi_prefix(r->e, "layer %d", l);
-            return s;
-        }
-    }
-    if (out) {
-        int n_out = T - first_out;
-        DSI_CK(b->rmsnorm(g->xn, D, g->x + (size_t)first_out * D, D, (const float *)(const void *)r->gm->out_norm.data,
-                          D, n_out, cf->rms_norm_eps, g->stream, M));
-        if ((s = dsi_cu_mm(r, &r->gm->lm_head, NULL, g->xn, n_out, D, g->logits, V))) return s;
-        DSI_CK(b->download(out, g->logits, (size_t)n_out * (size_t)V * sizeof(float), g->stream, M));
-    }
-    DSI_CK(b->sync(g->stream, M));
-    return DS_OK;
-}
-
-DSI_FUNC ds_status dsi_cuda_forward(const ds_model *m, dsi_cuda_ctx *g, const int32_t *tok, int T, int pos0,
-                                    float *out, int first_out, dsi_err *e) {
-    dsi_cuda_model *gm = m->cuda;
-    if (!gm || !g) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: the model or context has no device state");
-    dsi_cu_run r = {m, gm, g, gm->b, "", e};
-    pthread_mutex_lock(&gm->lock);
-    ds_status s = dsi_cu_forward(&r, tok, T, pos0, out, first_out);
-    if (s) {
-        /* leave the stream idle for the next call, whatever happened */
-        char msg[DSI_CU_MSG];
-        (void)gm->b->sync(g->stream, msg, sizeof msg);
-        (void)gm->b->sync(gm->copy_stream, msg, sizeof msg);
-    }
-    pthread_mutex_unlock(&gm->lock);
-    return s;
 }
 #undef M
 #undef DSI_CK
+
+static const dsi_device_i dsi_cu_table = {
+    .version = DSI_DEVICE_VERSION,
+    .name = "cuda",
+    .model_new = dsi_cu_model_new,
+    .model_free = dsi_cu_model_free,
+    .weights = dsi_cu_weights,
+    .cache_stats = dsi_cu_stats,
+    .ctx_new = dsi_cu_ctx_new,
+    .ctx_free = dsi_cu_ctx_free,
+    .begin = dsi_cu_begin,
+    .end = dsi_cu_end,
+    .embed = dsi_cu_embed,
+    .rmsnorm = dsi_cu_rmsnorm,
+    .matmul = dsi_cu_matmul,
+    .mlp = dsi_cu_mlp,
+    .add = dsi_cu_add,
+    .mla_attention = dsi_cu_mla_attention,
+    .mha_attention = dsi_cu_mha_attention,
+    .route = dsi_cu_route,
+    .moe = dsi_cu_moe,
+    .head = dsi_cu_head,
+};
+
+DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return &dsi_cu_table; }
 
 #else /* no CUDA in this build */
 
@@ -797,50 +795,7 @@ DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err
             "CUDA was asked for but this build has no CUDA support (build with make CUDA=1); running on the CPU");
     return DS_OK;
 }
-DSI_FUNC bool dsi_cuda_experts_on_host(const ds_model *m, const ds_model_params *p) {
-    (void)m;
-    (void)p;
-    return true;
-}
-DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi_err *e) {
-    (void)m;
-    (void)p;
-    (void)e;
-    return DS_OK;
-}
-DSI_FUNC void dsi_cuda_model_free(ds_model *m) { (void)m; }
-DSI_FUNC void dsi_cuda_stats(const ds_model *m, ds_cache_stats *out, bool reset) {
-    (void)m;
-    (void)reset;
-    if (out) memset(out, 0, sizeof *out);
-}
-DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch, const float *inv_freq,
-                                    int rope_dim, float rope_mscale, float attn_scale, dsi_cuda_ctx **out,
-                                    dsi_err *e) {
-    (void)m, (void)n_ctx, (void)max_batch, (void)inv_freq, (void)rope_dim, (void)rope_mscale, (void)attn_scale;
-    (void)e;
-    *out = NULL;
-    return DS_OK;
-}
-DSI_FUNC void dsi_cuda_ctx_free(const ds_model *m, dsi_cuda_ctx *g) {
-    (void)m;
-    (void)g;
-}
-DSI_FUNC ds_status dsi_cuda_forward(const ds_model *m, dsi_cuda_ctx *g, const int32_t *tok, int T, int pos0,
-                                    float *out, int first_out, dsi_err *e) {
-    (void)m, (void)g, (void)tok, (void)T, (void)pos0, (void)out, (void)first_out;
-    return dsi_fail(e, DS_ERR_INTERNAL, "this build has no CUDA support");
-}
+/* never chosen: dsi_cuda_probe above keeps every model on the CPU */
+DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return NULL; }
 
 #endif /* DS_CUDA */
-
-/* ==== Public ============================================================== */
-DS_API ds_status ds_model_gpu_cache_stats(const ds_model *m, ds_cache_stats *out) {
-    dsi_err e = {0};
-    if (!m || !out) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_gpu_cache_stats: NULL argument");
-        return dsi_publish(&e);
-    }
-    dsi_cuda_stats(m, out, false);
-    return DS_OK;
-}

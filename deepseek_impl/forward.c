@@ -1,16 +1,19 @@
 /*
- * forward.c — the CPU forward pass: weight binding, contexts with their KV
- * cache, MLA attention (the cache holds the normalised compressed latent and
- * the roped key per token; decode works in the absorbed form, a batch
- * expands the latents of its window into per-head K and V with one matrix
- * product, see dsi_mla_expanded),
- * multi-head attention for DeepSeek-MoE, dense and MoE feed-forward layers
- * with every routing variant, and the LM head.
+ * forward.c — the forward pass, written once over the device table
+ * (dsi_device_i: cpu.c, cuda.c), and the inference context around it.
  *
- * Shapes (per token): hidden D; heads H; MLA: q/k head = nope dn + rope dr,
- * value dv, latent R (kv_lora_rank), q-LoRA Rq; MHA: head dim hd.
- * A batch of T tokens runs each matrix as a matrix-matrix product (rows are
- * dequantized once per batch); MoE tokens are grouped per expert.
+ * A token's path: its embedding row; per layer an RMS norm, attention (MLA:
+ * optional q-LoRA, the kv_a projection, the cache of normalised latents and
+ * roped keys, attention per run of one sequence; multi-head attention for
+ * DeepSeek-MoE), the residual, an RMS norm, the feed-forward (a dense MLP,
+ * or the router, the routed experts grouped here per expert in ascending
+ * order, and the shared experts), the residual; then the final norm and the
+ * LM head for the rows whose logits are wanted.
+ *
+ * The driver decides the order of operations; a device decides how each is
+ * done and where its memory lives. A batch may hold tokens of several
+ * sequences (dsi_batch): everything but attention runs on the whole batch,
+ * attention on each run of consecutive positions of one sequence.
  */
 #include "internal.h"
 
@@ -18,165 +21,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
-#define DSI_MLA_EXPAND_MAX 1024     /* positions a batch may expand (scratch bound) */
-#define DSI_MLA_EXPAND_BYTES (8u << 20)   /* expanded K/V scratch per context */
-
-/* ==== Weight binding ===================================================== */
-static ds_status dsi_bind(const ds_model *m, dsi_weight *w, dsi_err *e, const char *fmt, ...) DSI_PRINTF(4, 5);
-static ds_status dsi_bind(const ds_model *m, dsi_weight *w, dsi_err *e, const char *fmt, ...) {
-    char name[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    size_t idx;
-    if (ds_model_tensor_find(m, name, &idx) != DS_OK)
-        return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
-    const dsi_tensor *t = &m->meta.tensors[idx];
-    w->dtype = (ds_dtype)t->dtype;
-    w->rows = t->n_dims == 2 ? (int)t->dims[0] : 1;
-    w->cols = (int)t->dims[t->n_dims - 1];
-    uint64_t rb = 0;
-    dsi_dtype_row_bytes(w->dtype, (uint64_t)w->cols, &rb);
-    w->row_bytes = (size_t)rb;
-    w->offset = t->offset;
-    w->data = dsi_model_tensor_data(m, idx);   /* NULL for routed experts */
-    return DS_OK;
-}
-
-static ds_status dsi_bind_expert_ref(const ds_model *m, int l, int x, dsi_expert_ref *r, dsi_err *e) {
-    static const char *part[3] = {"gate_proj", "up_proj", "down_proj"};
-    for (int k = 0; k < 3; k++) {
-        char name[128];
-        size_t idx;
-        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s.weight", l, x, part[k]);
-        if (ds_model_tensor_find(m, name, &idx) != DS_OK)
-            return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
-        const dsi_tensor *t = &m->meta.tensors[idx];
-        if (k == 0) r->segment = t->segment;
-        else if (t->segment != r->segment)
-            return dsi_fail(e, DS_ERR_CORRUPT, "expert %d of layer %d is split across segments", x, l);
-        r->off[k] = t->offset;
-    }
-    return DS_OK;
-}
-
-/* Resolves every tensor the forward pass uses (after the dense segments are
- * resident). Expert matrices keep only their offsets and shapes. */
-DSI_FUNC ds_status dsi_model_bind(ds_model *m, dsi_err *e) {
-    const ds_model_config *c = &m->cfg;
-    ds_status s;
-    if ((s = dsi_bind(m, &m->embed, e, "model.embed_tokens.weight"))) return s;
-    if ((s = dsi_bind(m, &m->out_norm, e, "model.norm.weight"))) return s;
-    if (c->tie_word_embeddings) m->lm_head = m->embed;
-    else if ((s = dsi_bind(m, &m->lm_head, e, "lm_head.weight"))) return s;
-    m->layers = dsi_calloc(&m->al, (size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-    for (int l = 0; l < c->n_layers; l++) {
-        dsi_layer *L = &m->layers[l];
-#define B(w, ...) if ((s = dsi_bind(m, w, e, "model.layers.%d." __VA_ARGS__))) return s
-        B(&L->attn_norm, "input_layernorm.weight", l);
-        B(&L->ffn_norm, "post_attention_layernorm.weight", l);
-        if (c->kv_lora_rank > 0) {
-            if (c->q_lora_rank > 0) {
-                B(&L->q_a, "self_attn.q_a_proj.weight", l);
-                B(&L->q_a_norm, "self_attn.q_a_layernorm.weight", l);
-                B(&L->q_b, "self_attn.q_b_proj.weight", l);
-            } else {
-                B(&L->q_proj, "self_attn.q_proj.weight", l);
-            }
-            B(&L->kv_a, "self_attn.kv_a_proj_with_mqa.weight", l);
-            B(&L->kv_a_norm, "self_attn.kv_a_layernorm.weight", l);
-            B(&L->kv_b, "self_attn.kv_b_proj.weight", l);
-        } else {
-            B(&L->wq, "self_attn.q_proj.weight", l);
-            B(&L->wk, "self_attn.k_proj.weight", l);
-            B(&L->wv, "self_attn.v_proj.weight", l);
-        }
-        B(&L->wo, "self_attn.o_proj.weight", l);
-        L->moe = dsi_config_is_moe_layer(c, l);
-        if (!L->moe) {
-            B(&L->gate, "mlp.gate_proj.weight", l);
-            B(&L->up, "mlp.up_proj.weight", l);
-            B(&L->down, "mlp.down_proj.weight", l);
-            continue;
-        }
-        B(&L->router, "mlp.gate.weight", l);
-        if (c->topk_method == DS_TOPK_NOAUX_TC) B(&L->bias, "mlp.gate.e_score_correction_bias", l);
-        if (c->n_shared_experts > 0) {
-            B(&L->gate, "mlp.shared_experts.gate_proj.weight", l);
-            B(&L->up, "mlp.shared_experts.up_proj.weight", l);
-            B(&L->down, "mlp.shared_experts.down_proj.weight", l);
-        }
-        B(&L->exp_gate, "mlp.experts.0.gate_proj.weight", l);
-        B(&L->exp_up, "mlp.experts.0.up_proj.weight", l);
-        B(&L->exp_down, "mlp.experts.0.down_proj.weight", l);
-#undef B
-        L->experts = dsi_calloc(&m->al, (size_t)c->n_routed_experts, sizeof *L->experts);
-        if (!L->experts) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-        for (int x = 0; x < c->n_routed_experts; x++)
-            if ((s = dsi_bind_expert_ref(m, l, x, &L->experts[x], e))) return s;
-    }
-    return DS_OK;
-}
-
-DSI_FUNC void dsi_model_unbind(ds_model *m) {
-    if (!m->layers) return;
-    for (int l = 0; l < m->cfg.n_layers; l++) dsi_free(&m->al, m->layers[l].experts);
-    dsi_free(&m->al, m->layers);
-    m->layers = NULL;
-}
-
-/* Routed experts: from the expert cache, or resident. */
-DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int x, const uint8_t **base, dsi_err *e) {
-    if (m->pager) return dsi_pager_acquire(m->pager, layer, x, base, e);
-    const dsi_expert_ref *r = &m->layers[layer].experts[x];
-    const dsi_secure_buf *b = &m->dense[r->segment];
-    if (!b->ptr) return dsi_fail(e, DS_ERR_INTERNAL, "expert %d of layer %d is not resident", x, layer);
-    *base = b->ptr;
-    return DS_OK;
-}
-
-DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int x) {
-    if (m->pager) dsi_pager_release(m->pager, layer, x);
-}
-
 /* ==== Context ============================================================ */
 struct ds_context {
     ds_model *m;
     dsi_err err;
     int n_ctx, n_past;
-    dsi_pool *pool;
-    int n_workers;
-    /* KV cache, per layer: MLA latent (n_ctx, R) and rope key (n_ctx, dr);
-     * MHA keys and values (n_ctx, Hkv * hd) */
-    float *kv_a, *kv_b;
-    size_t kv_a_stride, kv_b_stride;   /* floats per layer */
-    int kv_a_dim, kv_b_dim;            /* floats per token */
-    /* rotary tables */
-    float *inv_freq;                   /* (rope_dim / 2) */
-    int rope_dim;
-    float rope_mscale;                 /* on cos/sin (YaRN) */
-    float attn_scale;
-    /* scratch for a batch of up to DSI_MAX_BATCH tokens */
-    float *x, *xn, *q, *qa, *kva, *att, *tmp, *g, *u, *router, *xe, *ye;
-    int *sel;                          /* (T, topk) selected experts */
-    float *selw;                       /* (T, topk) their weights */
-    int *etok;                         /* tokens grouped per expert */
-    int *guess;                        /* (layer, topk): the one-token guess made for each layer */
-    int *n_guess;                      /* (layer): guesses held for it (0: none) */
-    float *ework;                      /* per worker: max(cols) + attention scratch */
-    size_t ework_stride;
-    int8_t *xq;                        /* (T, widest) activations quantized for Q8_0 weights */
-    float *xs;                         /* (T, widest / 32) their scales */
-    int xq_cols;                       /* widest */
-    float *kvx;                        /* expanded K/V of kvx_heads heads (MLA batches) */
-    int kvx_heads;
-    uint8_t *xp;                       /* the same in token-lane tiles (dsi_tl_pack or dsi_tl8_pack) */
-    float *xps;                        /* their scales in tiles */
+    const dsi_device_i *dev;           /* the model's device */
+    void *dc;                          /* its per-context state */
+    dsi_act a;                         /* its activations (device memory) */
+    const dsi_weights *w;              /* the weights as the device addresses them */
+    float eps;
+    /* host: the batch, the routing and the MoE plan, for DSI_MAX_BATCH tokens */
+    int32_t *pos, *seq;                /* (T) */
+    int *sel;                          /* (T, K) */
+    float *selw;                       /* (T, K) */
+    int *used, *off, *cnt;             /* (E) */
+    int *idx;                          /* (T * K) */
+    float *wts;                        /* (T * K) */
     bool counted;                      /* included in the model's n_contexts */
-    dsi_cuda_ctx *gpu;                 /* device state when the model runs on CUDA */
 };
 
 DS_API ds_context_params ds_context_default_params(void) {
@@ -198,6 +60,7 @@ static ds_status dsi_ctx_fail(ds_context *c, const dsi_err *e) {
     return dsi_publish(e);
 }
 
+/* ==== Rotary tables ======================================================= */
 /* YaRN helpers, as the reference implementations define them. */
 static double dsi_yarn_mscale(double scale, double mscale) {
     return scale <= 1.0 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
@@ -207,14 +70,14 @@ static double dsi_yarn_corr_dim(double n_rot, int dim, double base, double max_p
     return (dim * log(max_pos / (n_rot * 2.0 * M_PI))) / (2.0 * log(base));
 }
 
-static void dsi_rope_init(ds_context *c) {
-    const ds_model_config *cf = &c->m->cfg;
-    int dim = c->rope_dim, half = dim / 2;
-    c->rope_mscale = 1.0f;
+/* inv_freq (dim / 2) and the cos/sin factor, YaRN applied when configured. */
+static void dsi_rope_init(const ds_model_config *cf, int dim, float *inv_freq, float *mscale) {
+    int half = dim / 2;
+    *mscale = 1.0f;
     for (int i = 0; i < half; i++) {
         /* the references compute the exponent and power in float32 */
         float ex = (float)(2 * i) / (float)dim;
-        c->inv_freq[i] = 1.0f / powf(cf->rope_theta, ex);
+        inv_freq[i] = 1.0f / powf(cf->rope_theta, ex);
     }
     if (!cf->rope_scaling_yarn) return;
     double factor = cf->rope_factor;
@@ -224,32 +87,15 @@ static void dsi_rope_init(ds_context *c) {
     if (hi > dim - 1) hi = dim - 1;
     if (lo == hi) hi += 0.001;
     for (int i = 0; i < half; i++) {
-        float extra = c->inv_freq[i];
+        float extra = inv_freq[i];
         float inter = 1.0f / ((float)factor * powf(cf->rope_theta, (float)(2 * i) / (float)dim));
         float ramp = (float)(((double)i - lo) / (hi - lo));
         ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
         float mask = 1.0f - ramp;   /* 1 keeps the original (high) frequency */
-        c->inv_freq[i] = inter * (1.0f - mask) + extra * mask;
+        inv_freq[i] = inter * (1.0f - mask) + extra * mask;
     }
-    c->rope_mscale = (float)(dsi_yarn_mscale(factor, cf->rope_mscale) / dsi_yarn_mscale(factor, cf->rope_mscale_all_dim));
+    *mscale = (float)(dsi_yarn_mscale(factor, cf->rope_mscale) / dsi_yarn_mscale(factor, cf->rope_mscale_all_dim));
 }
-
-/* Rotates in place. interleaved: pairs (2i, 2i+1) (DeepSeek-V2/V3: the
- * references permute to halves first, which leaves dot products between
- * equally treated q and k unchanged); otherwise pairs (i, i + d/2). */
-static void dsi_rope(const ds_context *c, float *x, int pos, bool interleaved) {
-    int half = c->rope_dim / 2;
-    for (int i = 0; i < half; i++) {
-        float ang = (float)pos * c->inv_freq[i];
-        float cs = cosf(ang) * c->rope_mscale, sn = sinf(ang) * c->rope_mscale;
-        int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-        float xa = x[a], xb = x[b];
-        x[a] = xa * cs - xb * sn;
-        x[b] = xb * cs + xa * sn;
-    }
-}
-
-static size_t dsi_max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
 DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_params *params) {
     dsi_err e = {0};
@@ -258,7 +104,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         return dsi_publish(&e);
     }
     *out = NULL;
-    if (!m->weights_loaded || !m->layers) {
+    if (!m->weights_loaded || !m->w.layers || !m->dev) {
         dsi_fail(&e, DS_ERR_MISUSE, "ds_context_new: the model was opened with load_weights = 0");
         return dsi_publish(&e);
     }
@@ -278,95 +124,42 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     }
     c->m = m;
     c->n_ctx = n_ctx;
-    int D = cf->hidden_size, H = cf->n_heads, Lr = cf->n_layers;
-    bool mla = cf->kv_lora_rank > 0;
+    c->dev = m->dev;
+    c->w = m->dev->weights(m);
+    c->eps = cf->rms_norm_eps;
+    /* the rotary table and the softmax scale, the same for every device */
+    bool mla = m->w.mla;
     int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
-    c->rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
-    c->kv_a_dim = mla ? cf->kv_lora_rank : cf->n_kv_heads * hd;
-    c->kv_b_dim = mla ? cf->qk_rope_head_dim : cf->n_kv_heads * hd;
-    c->kv_a_stride = (size_t)n_ctx * (size_t)c->kv_a_dim;
-    c->kv_b_stride = (size_t)n_ctx * (size_t)c->kv_b_dim;
-    c->attn_scale = 1.0f / sqrtf((float)hd);
+    int rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
+    float *inv_freq = dsi_calloc(al, (size_t)rope_dim / 2 + 1, sizeof(float));
+    dsi_ctx_shape sh = {n_ctx, 1, DSI_MAX_BATCH, p->n_threads > 0 ? p->n_threads : m->n_threads, inv_freq,
+                        rope_dim, 1.0f, 1.0f / sqrtf((float)hd)};
     if (mla && cf->rope_scaling_yarn && cf->rope_mscale_all_dim > 0) {
         float ms = (float)dsi_yarn_mscale(cf->rope_factor, cf->rope_mscale_all_dim);
-        c->attn_scale *= ms * ms;
+        sh.attn_scale *= ms * ms;
     }
-    int T = DSI_MAX_BATCH, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
-    int qdim = H * hd;
-    /* the widest feed-forward: the dense MLP or the shared experts together */
-    int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
-    int inter = cf->intermediate_size > shared ? cf->intermediate_size : shared;
-    int kva_dim = mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd;
-    int att_dim = mla ? H * cf->v_head_dim : H * hd;
-    int widest = D;
-    widest = widest > cf->kv_lora_rank ? widest : cf->kv_lora_rank;
-    widest = widest > inter ? widest : inter;
-    widest = widest > att_dim ? widest : att_dim;
-    widest = widest > cf->q_lora_rank ? widest : cf->q_lora_rank;
-    int n_threads = p->n_threads > 0 ? p->n_threads : m->n_threads;
-    ds_status s = dsi_pool_new(&c->pool, n_threads, al, &e);
-    if (s) {
-        dsi_free(al, c);
-        return dsi_publish(&e);
-    }
-    c->n_workers = dsi_pool_size(c->pool);
-    /* per worker: a dequantized row, the latent query, the attention
-     * weights over the context, the latent output, a rope scratch */
-    c->ework_stride = (size_t)widest + (size_t)cf->kv_lora_rank + (size_t)n_ctx + (size_t)cf->kv_lora_rank +
-                      2u * (size_t)hd + 3u * (size_t)E + 64;
-    size_t T_ = (size_t)T;
-    /* on CUDA the KV cache lives in device memory */
-    size_t host_layers = m->cuda ? 1 : (size_t)Lr;
-    if (m->cuda) c->kv_a_stride = c->kv_b_stride = 1;
-    c->kv_a = dsi_calloc(al, host_layers, c->kv_a_stride * sizeof(float));
-    c->kv_b = dsi_calloc(al, host_layers, c->kv_b_stride * sizeof(float));
-    c->inv_freq = dsi_calloc(al, (size_t)c->rope_dim / 2 + 1, sizeof(float));
-    c->x = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
-    c->xn = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
-    c->q = dsi_calloc(al, T_ * (size_t)dsi_max_sz((size_t)qdim, (size_t)cf->q_lora_rank), sizeof(float));
-    c->qa = dsi_calloc(al, T_ * (size_t)(cf->q_lora_rank > 0 ? cf->q_lora_rank : 1), sizeof(float));
-    c->kva = dsi_calloc(al, T_ * (size_t)kva_dim, sizeof(float));
-    c->att = dsi_calloc(al, T_ * (size_t)att_dim, sizeof(float));
-    c->tmp = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
-    c->g = dsi_calloc(al, T_ * (size_t)inter, sizeof(float));
-    c->u = dsi_calloc(al, T_ * (size_t)inter, sizeof(float));
-    c->router = dsi_calloc(al, T_ * (size_t)(E > 0 ? E : 1), sizeof(float));
-    c->xe = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
-    c->ye = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
-    c->sel = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(int));
-    c->selw = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(float));
-    c->etok = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(int));
-    c->guess = dsi_calloc(al, (size_t)cf->n_layers * (size_t)(K > 0 ? K : 1), sizeof(int));
-    c->n_guess = dsi_calloc(al, (size_t)cf->n_layers, sizeof(int));
-    c->ework = dsi_calloc(al, (size_t)c->n_workers, c->ework_stride * sizeof(float));
-    c->xq_cols = widest;
-    c->xq = dsi_calloc(al, T_ * (size_t)widest, 1);
-    c->xs = dsi_calloc(al, T_ * ((size_t)widest / DSI_Q8_BLOCK + 1), sizeof(float));
-    if (mla) {   /* heads per expansion pass: as many as fit the scratch */
-        size_t per_head = (size_t)DSI_MLA_EXPAND_MAX * (size_t)(cf->qk_nope_head_dim + cf->v_head_dim) * sizeof(float);
-        c->kvx_heads = (int)(DSI_MLA_EXPAND_BYTES / per_head);
-        if (c->kvx_heads > H) c->kvx_heads = H;
-        if (c->kvx_heads < 1) c->kvx_heads = 1;
-        c->kvx = dsi_calloc(al, (size_t)c->kvx_heads, per_head);
-    }
-    bool lanes = dsi_have_vnni512() || dsi_have_avx2();   /* token-lane tiles, either form */
-    if (lanes) {
-        size_t pb = dsi_tl_pack_bytes(T, widest), pb8 = dsi_tl8_pack_bytes(T, widest);
-        size_t pf = dsi_tl_pack_floats(T, widest), pf8 = dsi_tl8_pack_floats(T, widest);
-        c->xp = dsi_calloc(al, pb > pb8 ? pb : pb8, 1);
-        c->xps = dsi_calloc(al, pf > pf8 ? pf : pf8, sizeof(float));
-    }
-    if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
-        !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
-        !c->guess || !c->n_guess || !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
-        dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
-                 (double)Lr * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
+    size_t T = DSI_MAX_BATCH, K = (size_t)(cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1);
+    size_t E = (size_t)(cf->n_routed_experts > 0 ? cf->n_routed_experts : 1);
+    c->pos = dsi_calloc(al, T, sizeof(int32_t));
+    c->seq = dsi_calloc(al, T, sizeof(int32_t));
+    c->sel = dsi_calloc(al, T * K, sizeof(int));
+    c->selw = dsi_calloc(al, T * K, sizeof(float));
+    c->used = dsi_calloc(al, E, sizeof(int));
+    c->off = dsi_calloc(al, E, sizeof(int));
+    c->cnt = dsi_calloc(al, E, sizeof(int));
+    c->idx = dsi_calloc(al, T * K, sizeof(int));
+    c->wts = dsi_calloc(al, T * K, sizeof(float));
+    if (!inv_freq || !c->pos || !c->seq || !c->sel || !c->selw || !c->used || !c->off || !c->cnt || !c->idx ||
+        !c->wts) {
+        dsi_free(al, inv_freq);
         ds_context_free(c);
+        dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context");
         return dsi_publish(&e);
     }
-    dsi_rope_init(c);
-    if (m->cuda && (s = dsi_cuda_ctx_new(m, n_ctx, T, c->inv_freq, c->rope_dim, c->rope_mscale, c->attn_scale,
-                                         &c->gpu, &e))) {
+    dsi_rope_init(cf, rope_dim, inv_freq, &sh.rope_mscale);
+    ds_status s = c->dev->ctx_new(m, &sh, &c->dc, &c->a, &e);
+    dsi_free(al, inv_freq);
+    if (s) {
         ds_context_free(c);
         return dsi_publish(&e);
     }
@@ -379,751 +172,152 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
 DS_API void ds_context_free(ds_context *c) {
     if (!c) return;
     const dsi_alloc *al = &c->m->al;
-    dsi_cuda_ctx_free(c->m, c->gpu);
-    dsi_pool_free(c->pool);
-    float *bufs[] = {c->kv_a, c->kv_b, c->inv_freq, c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp,
-                     c->g, c->u, c->router, c->xe, c->ye, c->selw, c->ework, c->kvx};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsi_free(al, bufs[i]);
+    if (c->dc) c->dev->ctx_free(c->m, c->dc);
+    dsi_free(al, c->pos);
+    dsi_free(al, c->seq);
     dsi_free(al, c->sel);
-    dsi_free(al, c->etok);
-    dsi_free(al, c->guess);
-    dsi_free(al, c->n_guess);
-    dsi_free(al, c->xq);
-    dsi_free(al, c->xs);
-    dsi_free(al, c->xp);
-    dsi_free(al, c->xps);
+    dsi_free(al, c->selw);
+    dsi_free(al, c->used);
+    dsi_free(al, c->off);
+    dsi_free(al, c->cnt);
+    dsi_free(al, c->idx);
+    dsi_free(al, c->wts);
     ds_model *m = c->m;
     bool counted = c->counted;
     dsi_free(al, c);
     if (counted) __atomic_sub_fetch(&m->n_contexts, 1, __ATOMIC_ACQ_REL);
 }
 
-/* ==== Matrix products ==================================================== */
-typedef struct dsi_mm_job {
-    const ds_context *c;
-    const dsi_weight *w;
-    const uint8_t *base;     /* the weight's bytes */
-    const float *X;          /* (T, ldx) */
-    int T, ldx;
-    float *Y;                /* (T, ldy) */
-    int ldy;
-    int rows_per_task;
-    const int8_t *xq;        /* (T, cols) quantized X for Q8_0 weights, or NULL */
-    const uint8_t *xu;       /* instead of xq, the same + 128, for the VNNI kernels */
-    const float *xs;         /* (T, cols / 32) */
-    int tl;                  /* tokens [0, tl) packed in the context's token-lane tiles */
-} dsi_mm_job;
+/* ==== One layer =========================================================== */
+/* A failed device call returns its status (the message is in e). */
+#define DSI_TRY(call)                                                                                                \
+    do {                                                                                                             \
+        ds_status s_ = (call);                                                                                       \
+        if (s_) return s_;                                                                                           \
+    } while (0)
 
-static void dsi_mm_task(void *arg, int task, int worker) {
-    const dsi_mm_job *j = arg;
-    const dsi_weight *w = j->w;
-    int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
-    if (r1 > w->rows) r1 = w->rows;
-    float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
-    if (j->xq || j->xu) {
-        /* int8 x int8: each row is read once and meets every token's
-         * quantized activations while it is in L1 */
-        int nb = w->cols / DSI_Q8_BLOCK;
-        if (j->xu) {
-            if (j->tl)
-                dsi_gemm_q8u8_tl_vnni(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols, j->c->xp,
-                                      j->c->xps, j->tl, j->Y + r0, (size_t)j->ldy, row);
-            for (int r = r0; r < r1 && j->tl < j->T; r++) {
-                const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-                float o[4];
-                for (int t = j->tl; t < j->T; t += 4) {
-                    int n = j->T - t < 4 ? j->T - t : 4;
-                    dsi_dot_q8u8xT_vnni(rp, j->xu + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                        (size_t)nb, w->cols, n, o);
-                    for (int k = 0; k < n; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
-                }
-            }
-            return;
-        }
-        bool v = dsi_have_avx2();
-        if (j->tl)   /* AVX2 token lanes: all T tokens (dsi_tl8_split) */
-            dsi_gemm_q8q8_tl8_avx2(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols,
-                                   (const int8_t *)(const void *)j->c->xp, j->c->xps, j->tl, j->Y + r0,
-                                   (size_t)j->ldy, row);
-        for (int r = r0; r < r1 && j->tl < j->T; r++) {
-            const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-            int t = 0;
-            if (v) {
-                float o[4];
-                for (; t + 4 <= j->T; t += 4) {
-                    dsi_dot_q8q8x4_avx2(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                        (size_t)nb, w->cols, o);
-                    for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
-                }
-            }
-            for (; t < j->T; t++)
-                j->Y[(size_t)t * j->ldy + r] =
-                    dsi_dot_q8q8(rp, j->xq + (size_t)t * w->cols, j->xs + (size_t)t * nb, w->cols);
-        }
-        return;
-    }
-    int r = r0;
-    if (j->T >= 2 && dsi_have_avx2() && (size_t)4 * (size_t)w->cols <= j->c->ework_stride) {
-        /* four rows dequantized at a time, two tokens per pass over them:
-         * each token's values leave L2 once per four rows */
-        int n = w->cols;
-        for (; r + 4 <= r1; r += 4) {
-            for (int i = 0; i < 4; i++) dsi_dequant_row(w, j->base + (size_t)(r + i) * w->row_bytes, row + (size_t)i * n);
-            int t = 0;
-            for (; t + 2 <= j->T; t += 2) {
-                float o[8];
-                dsi_dot_f32_4x2_avx2(row, (size_t)n, j->X + (size_t)t * j->ldx, (size_t)j->ldx, n, o);
-                dsi_lane_store(j->Y, (size_t)j->ldy, t, 2, r, 4, o, 2);
-            }
-            for (; t < j->T; t++)
-                for (int i = 0; i < 4; i++)
-                    j->Y[(size_t)t * j->ldy + r + i] = dsi_dot_f32(row + (size_t)i * n, j->X + (size_t)t * j->ldx, n);
-        }
-    }
-    for (; r < r1; r++) {
-        const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-        if (j->T == 1) {
-            j->Y[r] = dsi_dot_row(w, rp, j->X);
-        } else {
-            /* dequantize the row once, use it for every token of the batch,
-             * four tokens per pass over it */
-            dsi_dequant_row(w, rp, row);
-            int t = 0;
-            if (dsi_have_avx2()) {
-                float o[4];
-                for (; t + 4 <= j->T; t += 4) {
-                    dsi_dot_f32x4_avx2(row, j->X + (size_t)t * j->ldx, (size_t)j->ldx, w->cols, o);
-                    for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
-                }
-            }
-            for (; t < j->T; t++)
-                j->Y[(size_t)t * j->ldy + r] = dsi_dot_f32(row, j->X + (size_t)t * j->ldx, w->cols);
-        }
-    }
+/* The next run of b from token t: one sequence, consecutive positions. */
+static dsi_run dsi_next_run(const dsi_batch *b, int t) {
+    dsi_run r = {t, 1, b->seq[t], b->pos[t]};
+    while (t + r.n < b->n && b->seq[t + r.n] == r.seq && b->pos[t + r.n] == r.pos0 + r.n) r.n++;
+    return r;
 }
 
-/* For products with Q8_0 weights w (unless exact_activations): quantizes T
- * rows of X (row stride ldx) into the context's buffers, rows of w->cols,
- * and sets *xs and either *xq (int8) or, for the VNNI kernels, *xu (the same
- * offset to unsigned, in place). Otherwise leaves all three NULL. */
-static void dsi_quantize_rows(const ds_context *c, const dsi_weight *w, const float *X, int T, int ldx,
-                              const int8_t **xq, const uint8_t **xu, const float **xs) {
-    *xq = NULL;
-    *xu = NULL;
-    *xs = NULL;
-    if (w->dtype != DS_DTYPE_Q8_0 || w->cols > c->xq_cols || c->m->exact_act) return;
-    int nb = w->cols / DSI_Q8_BLOCK;
-    for (int t = 0; t < T; t++)
-        dsi_quantize_act_q8(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
-    *xs = c->xs;
-    if (dsi_have_vnni512()) {
-        uint8_t *u = (uint8_t *)c->xq;
-        dsi_act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
-        *xu = u;
-    } else {
-        *xq = c->xq;
-    }
-}
-
-/* How a product's rows split into tasks (sets rows_per_task); the count. */
-static int dsi_mm_tasks(const ds_context *c, dsi_mm_job *j) {
-    /* one token streams the weights: small tasks, so no thread runs on
-     * alone at the end (paired decode runs: +2.5% with 16 per worker
-     * against 4); a batch keeps larger ones for its row groups */
-    int tasks = c->n_workers * (j->T == 1 ? 16 : 4), rows = j->w->rows;
-    j->rows_per_task = (rows + tasks - 1) / tasks;
-    if (j->rows_per_task < 8) j->rows_per_task = 8;
-    if (j->tl) j->rows_per_task = (j->rows_per_task + 7) / 8 * 8;   /* whole 8-row (or 4-row) groups */
-    return (rows + j->rows_per_task - 1) / j->rows_per_task;
-}
-
-/* A product's job, with X quantized (and packed for a batch) into the
- * context's buffers unless exact. */
-static dsi_mm_job dsi_mm_prepare(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X,
-                                 int T, int ldx, float *Y, int ldy, bool exact) {
-    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0};
-    if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
-    size_t nb = (size_t)(w->cols / DSI_Q8_BLOCK);
-    if (j.xu && c->xp && T >= DSI_TL_MIN) {   /* a batch: tokens in the vector lanes */
-        j.tl = dsi_tl_split(T);
-        dsi_tl_pack(j.xu, (size_t)w->cols, j.xs, nb, j.tl, w->cols, c->xp, c->xps);
-    } else if (j.xq && c->xp && dsi_have_avx2() && T >= DSI_TL8_MIN) {   /* the same without VNNI */
-        j.tl = dsi_tl8_split(T);
-        dsi_tl8_pack(j.xq, (size_t)w->cols, j.xs, nb, j.tl, w->cols, (int8_t *)(void *)c->xp, c->xps);
-    }
-    return j;
-}
-
-/* Y (T, rows) = X (T, cols) W^T; exact: F32 activations even for Q8_0 weights */
-static void dsi_matmul_x(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
-                         int ldx, float *Y, int ldy, bool exact) {
-    dsi_mm_job j = dsi_mm_prepare(c, w, base, X, T, ldx, Y, ldy, exact);
-    dsi_pool_run(c->pool, dsi_mm_task, &j, dsi_mm_tasks(c, &j));
-}
-
-static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
-                       int ldx, float *Y, int ldy) {
-    dsi_matmul_x(c, w, base, X, T, ldx, Y, ldy, false);
-}
-
-/* Two products of the same X (an MLP's gate and up) in one pool run, X
- * quantized and packed once. */
-typedef struct dsi_mm2_job {
-    dsi_mm_job a, b;
-    int na;                  /* tasks of a; b's follow */
-} dsi_mm2_job;
-
-static void dsi_mm2_task(void *arg, int task, int worker) {
-    dsi_mm2_job *j = arg;
-    if (task < j->na) dsi_mm_task(&j->a, task, worker);
-    else dsi_mm_task(&j->b, task - j->na, worker);
-}
-
-static void dsi_matmul2(const ds_context *c, const dsi_weight *wa, const uint8_t *ba, float *Ya, const dsi_weight *wb,
-                        const uint8_t *bb, float *Yb, const float *X, int T, int ldx, int ldy) {
-    if (wa->cols != wb->cols || wa->dtype != wb->dtype) {
-        dsi_matmul(c, wa, ba, X, T, ldx, Ya, ldy);
-        dsi_matmul(c, wb, bb, X, T, ldx, Yb, ldy);
-        return;
-    }
-    dsi_mm2_job j;
-    j.a = dsi_mm_prepare(c, wa, ba, X, T, ldx, Ya, ldy, false);
-    j.b = j.a;   /* the same quantized and packed X */
-    j.b.w = wb;
-    j.b.base = bb ? bb : wb->data;
-    j.b.Y = Yb;
-    j.na = dsi_mm_tasks(c, &j.a);
-    dsi_pool_run(c->pool, dsi_mm2_task, &j, j.na + dsi_mm_tasks(c, &j.b));
-}
-
-static const float *dsi_wf32(const dsi_weight *w) { return (const float *)(const void *)w->data; }
-
-/* ==== One token through several matrices in one pool run ================= */
-/* Decode multiplies one token by many small matrices (a layer's routed
- * experts, the gate and up of an MLP): one pool run over all of them keeps
- * both cores busy and saves a dispatch per matrix. An item with w2 is a
- * gate/up pair: y[r] = silu(w row r . x) * (w2 row r . x), the SiLU(gate)*up
- * fused into the pass over the rows. Each row's product is the one
- * dsi_matmul computes for T = 1 (the same kernel on the same quantized
- * activations), so results are bit-identical to separate calls. */
-typedef struct dsi_gmv_item {
-    const dsi_weight *w, *w2;      /* shapes; w2 (same shape) or NULL */
-    const uint8_t *base, *base2;   /* their bytes */
-    int xrow;                      /* input row of X / xq */
-    float *y;                      /* (rows) */
-} dsi_gmv_item;
-
-typedef struct dsi_gmv_job {
-    const ds_context *c;
-    const dsi_gmv_item *items;
-    int tasks_per_item, rows_per_task, cols;
-    const float *X;                /* (rows, cols) F32 inputs */
-    const int8_t *xq;              /* or quantized (rows, cols), with xs (rows, cols / 32) */
-    const uint8_t *xu;             /* or those offset to unsigned (VNNI) */
-    const float *xs;
-} dsi_gmv_job;
-
-static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_t *rp, int xrow) {
-    int nb = j->cols / DSI_Q8_BLOCK;
-    if (j->xu) {
-        float o[4];
-        dsi_dot_q8u8xT_vnni(rp, j->xu + (size_t)xrow * j->cols, (size_t)j->cols, j->xs + (size_t)xrow * nb,
-                            (size_t)nb, j->cols, 1, o);
-        return o[0];
-    }
-    if (j->xq) return dsi_dot_q8q8(rp, j->xq + (size_t)xrow * j->cols, j->xs + (size_t)xrow * nb, j->cols);
-    return dsi_dot_row(w, rp, j->X + (size_t)xrow * j->cols);
-}
-
-static float dsi_silu(float x);
-
-static void dsi_gmv_task(void *arg, int task, int worker) {
-    (void)worker;
-    const dsi_gmv_job *j = arg;
-    const dsi_gmv_item *it = &j->items[task / j->tasks_per_item];
-    int r0 = (task % j->tasks_per_item) * j->rows_per_task, r1 = r0 + j->rows_per_task;
-    if (r1 > it->w->rows) r1 = it->w->rows;
-    size_t rb = it->w->row_bytes;
-    for (int r = r0; r < r1; r++) {
-        float a = dsi_gmv_dot(j, it->w, it->base + (size_t)r * rb, it->xrow);
-        if (it->w2) a = dsi_silu(a) * dsi_gmv_dot(j, it->w2, it->base2 + (size_t)r * rb, it->xrow);
-        it->y[r] = a;
-    }
-}
-
-/* n items, all of one shape (rows x cols) and dtype, inputs rows of X (ld
- * cols). Quantizes the input rows the items use once when the weights are
- * Q8_0 (n_xrows of them). */
-static void dsi_gmv(const ds_context *c, const dsi_gmv_item *items, int n, const float *X, int n_xrows) {
-    const dsi_weight *w = items[0].w;
-    dsi_gmv_job j = {c, items, 1, w->rows, w->cols, X, NULL, NULL, NULL};
-    dsi_quantize_rows(c, w, X, n_xrows, w->cols, &j.xq, &j.xu, &j.xs);
-    /* about sixteen tasks per worker over all items, at least 8 rows each */
-    int want = c->n_workers * 16;
-    int per_item = (want + n - 1) / n;
-    j.rows_per_task = (w->rows + per_item - 1) / per_item;
-    if (j.rows_per_task < 8) j.rows_per_task = 8;
-    j.tasks_per_item = (w->rows + j.rows_per_task - 1) / j.rows_per_task;
-    dsi_pool_run(c->pool, dsi_gmv_task, &j, n * j.tasks_per_item);
-}
-
-/* ==== Attention ========================================================== */
-typedef struct dsi_att_job {
-    ds_context *c;
-    const dsi_layer *L;
-    int layer, T, pos0;
-    int h0, nh;              /* dsi_mla_expanded: the heads in c->kvx */
-} dsi_att_job;
-
-/* The second half of every attention task: softmax over the n scores, then
- * out (dim values) = sum over s of p_s * V_s, row s of V at V + s * stride. */
-static void dsi_att_mix(float *scores, int n, const float *V, size_t stride, float *out, int dim) {
-    dsi_softmax(scores, n);
-    memset(out, 0, (size_t)dim * sizeof(float));
-    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], V + (size_t)s * stride, out, dim);
-}
-
-/* MLA, absorbed: one (token, head) per task. */
-static void dsi_mla_task(void *arg, int task, int worker) {
-    const dsi_att_job *j = arg;
-    ds_context *c = j->c;
+static ds_status dsi_attention(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
-    const dsi_weight *kvb = &j->L->kv_b;
-    int H = cf->n_heads, dn = cf->qk_nope_head_dim, dr = cf->qk_rope_head_dim, dv = cf->v_head_dim;
-    int R = cf->kv_lora_rank, hd = dn + dr;
-    int t = task / H, h = task % H, pos = j->pos0 + t, n = pos + 1;
-    float *w = c->ework + (size_t)worker * c->ework_stride;
-    float *qlat = w, *scores = qlat + R, *lat = scores + n, *qpe = lat + R;
-    const float *qh = c->q + (size_t)t * H * hd + (size_t)h * hd;
-    memcpy(qpe, qh + dn, (size_t)dr * sizeof(float));
-    dsi_rope(c, qpe, pos, true);
-    /* q_lat = W_uk(h)^T q_nope: latent-space query */
-    memset(qlat, 0, (size_t)R * sizeof(float));
-    const uint8_t *rows = kvb->data + (size_t)h * (dn + dv) * kvb->row_bytes;
-    for (int i = 0; i < dn; i++) dsi_axpy_row(kvb, rows + (size_t)i * kvb->row_bytes, qh[i], qlat);
-    const float *ca = c->kv_a + (size_t)j->layer * c->kv_a_stride;
-    const float *cb = c->kv_b + (size_t)j->layer * c->kv_b_stride;
-    for (int s = 0; s < n; s++)
-        scores[s] = (dsi_dot_f32(qlat, ca + (size_t)s * R, R) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
-                    c->attn_scale;
-    dsi_att_mix(scores, n, ca, (size_t)R, lat, R);
-    /* back to value space: out = W_uv(h) lat */
-    float *out = c->att + (size_t)t * H * dv + (size_t)h * dv;
-    const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
-    for (int i = 0; i < dv; i++) out[i] = dsi_dot_row(kvb, vrows + (size_t)i * kvb->row_bytes, lat);
-}
-
-/* Multi-head attention (DeepSeek-MoE): one (token, head) per task. */
-static void dsi_mha_task(void *arg, int task, int worker) {
-    const dsi_att_job *j = arg;
-    ds_context *c = j->c;
-    const ds_model_config *cf = &c->m->cfg;
-    int H = cf->n_heads, Hk = cf->n_kv_heads, hd = cf->head_dim;
-    int t = task / H, h = task % H, pos = j->pos0 + t, n = pos + 1, kh = h / (H / Hk);
-    float *scores = c->ework + (size_t)worker * c->ework_stride;
-    const float *qh = c->q + (size_t)t * H * hd + (size_t)h * hd;
-    const float *K = c->kv_a + (size_t)j->layer * c->kv_a_stride;
-    const float *V = c->kv_b + (size_t)j->layer * c->kv_b_stride;
-    size_t kd = (size_t)Hk * hd;
-    for (int s = 0; s < n; s++) scores[s] = dsi_dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * c->attn_scale;
-    dsi_att_mix(scores, n, V + (size_t)kh * hd, kd, c->att + (size_t)t * H * hd + (size_t)h * hd, hd);
-}
-
-/* One (token, head) of a batch against expanded K/V: the same attention as
- * dsi_mla_task, with the latent projections moved out of the loop. */
-static void dsi_mla_x_task(void *arg, int task, int worker) {
-    const dsi_att_job *j = arg;
-    ds_context *c = j->c;
-    const ds_model_config *cf = &c->m->cfg;
-    int H = cf->n_heads, dn = cf->qk_nope_head_dim, dr = cf->qk_rope_head_dim, dv = cf->v_head_dim;
-    int hd = dn + dr, kvw = j->nh * (dn + dv);
-    int t = task / j->nh, hh = task % j->nh, h = j->h0 + hh, pos = j->pos0 + t, n = pos + 1;
-    float *w = c->ework + (size_t)worker * c->ework_stride;
-    float *qpe = w, *scores = qpe + dr;
-    const float *qh = c->q + (size_t)t * H * hd + (size_t)h * hd;
-    memcpy(qpe, qh + dn, (size_t)dr * sizeof(float));
-    dsi_rope(c, qpe, pos, true);
-    const float *cb = c->kv_b + (size_t)j->layer * c->kv_b_stride;
-    const float *kv = c->kvx + (size_t)hh * (dn + dv);
-    for (int s = 0; s < n; s++)
-        scores[s] = (dsi_dot_f32(qh, kv + (size_t)s * kvw, dn) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
-                    c->attn_scale;
-    dsi_att_mix(scores, n, kv + dn, (size_t)kvw, c->att + (size_t)t * H * dv + (size_t)h * dv, dv);
-}
-
-/* Whether a batch of T tokens after pos0 takes dsi_mla_expanded: it pays
- * when the window is not much longer than the batch (each position's latent
- * is expanded once per batch, where the absorbed form spends two latent
- * projections per token and head, one row at a time). */
-static bool dsi_mla_expand_pays(int T, int pos0) {
-    return T >= 16 && pos0 + T <= DSI_MLA_EXPAND_MAX && pos0 + T <= 8 * T;
-}
-
-/* MLA for a batch: for each group of heads, K (nope part) and V of every
- * position in the window from one product of the kv_b rows of those heads
- * with the cached latents, then attention per (token, head). */
-static void dsi_mla_expanded(ds_context *c, dsi_att_job *j) {
-    const ds_model_config *cf = &c->m->cfg;
-    const dsi_weight *kvb = &j->L->kv_b;
-    int H = cf->n_heads, dn = cf->qk_nope_head_dim, dv = cf->v_head_dim, R = cf->kv_lora_rank;
-    int n = j->pos0 + j->T;
-    const float *ca = c->kv_a + (size_t)j->layer * c->kv_a_stride;
-    for (int h0 = 0; h0 < H; h0 += c->kvx_heads) {
-        int nh = H - h0 < c->kvx_heads ? H - h0 : c->kvx_heads, kvw = nh * (dn + dv);
-        dsi_weight sub = *kvb;   /* the rows of heads [h0, h0 + nh) */
-        sub.rows = kvw;
-        const uint8_t *base = kvb->data + (size_t)h0 * (size_t)(dn + dv) * kvb->row_bytes;
-        for (int p0 = 0; p0 < n; p0 += DSI_MAX_BATCH) {
-            int np = n - p0 < DSI_MAX_BATCH ? n - p0 : DSI_MAX_BATCH;
-            /* F32 latents, as the absorbed form uses them: a batch gives the
-             * same logits as the same tokens one at a time */
-            dsi_matmul_x(c, &sub, base, ca + (size_t)p0 * R, np, R, c->kvx + (size_t)p0 * kvw, kvw, true);
-        }
-        j->h0 = h0;
-        j->nh = nh;
-        dsi_pool_run(c->pool, dsi_mla_x_task, j, j->T * nh);
-    }
-}
-
-static void dsi_attention(ds_context *c, int l, int T, int pos0) {
-    const ds_model_config *cf = &c->m->cfg;
-    const dsi_layer *L = &c->m->layers[l];
-    int D = cf->hidden_size, H = cf->n_heads;
-    float eps = cf->rms_norm_eps;
-    for (int t = 0; t < T; t++)
-        dsi_rmsnorm(c->xn + (size_t)t * D, c->x + (size_t)t * D, dsi_wf32(&L->attn_norm), D, eps);
-    dsi_att_job j = {c, L, l, T, pos0, 0, 0};
-    if (cf->kv_lora_rank > 0) {
+    const dsi_device_i *d = c->dev;
+    const dsi_layer *L = &c->w->layers[l];
+    const dsi_act *a = &c->a;
+    int D = cf->hidden_size, H = cf->n_heads, T = b->n;
+    DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x, D, &L->attn_norm, T, c->eps, e));
+    if (c->w->mla) {
         int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
         if (cf->q_lora_rank > 0) {
             int Rq = cf->q_lora_rank;
-            dsi_matmul(c, &L->q_a, NULL, c->xn, T, D, c->qa, Rq);
-            for (int t = 0; t < T; t++)
-                dsi_rmsnorm(c->qa + (size_t)t * Rq, c->qa + (size_t)t * Rq, dsi_wf32(&L->q_a_norm), Rq, eps);
-            dsi_matmul(c, &L->q_b, NULL, c->qa, T, Rq, c->q, H * hd);
+            DSI_TRY(d->matmul(c->dc, &L->q_a, a->xn, T, D, a->qa, Rq, e));
+            DSI_TRY(d->rmsnorm(c->dc, a->qa, Rq, a->qa, Rq, &L->q_a_norm, T, c->eps, e));
+            DSI_TRY(d->matmul(c->dc, &L->q_b, a->qa, T, Rq, a->q, H * hd, e));
         } else {
-            dsi_matmul(c, &L->q_proj, NULL, c->xn, T, D, c->q, H * hd);
+            DSI_TRY(d->matmul(c->dc, &L->q_proj, a->xn, T, D, a->q, H * hd, e));
         }
-        dsi_matmul(c, &L->kv_a, NULL, c->xn, T, D, c->kva, R + dr);
-        /* the cache keeps the normalised latent and the roped shared key */
-        for (int t = 0; t < T; t++) {
-            const float *kv = c->kva + (size_t)t * (R + dr);
-            float *ca = c->kv_a + (size_t)l * c->kv_a_stride + (size_t)(pos0 + t) * R;
-            float *cb = c->kv_b + (size_t)l * c->kv_b_stride + (size_t)(pos0 + t) * dr;
-            dsi_rmsnorm(ca, kv, dsi_wf32(&L->kv_a_norm), R, eps);
-            memcpy(cb, kv + R, (size_t)dr * sizeof(float));
-            dsi_rope(c, cb, pos0 + t, true);
+        DSI_TRY(d->matmul(c->dc, &L->kv_a, a->xn, T, D, a->kva, R + dr, e));
+        for (int t = 0; t < T;) {
+            dsi_run r = dsi_next_run(b, t);
+            DSI_TRY(d->mla_attention(c->dc, l, L, &r, c->eps, e));
+            t += r.n;
         }
-        if (dsi_mla_expand_pays(T, pos0)) dsi_mla_expanded(c, &j);
-        else dsi_pool_run(c->pool, dsi_mla_task, &j, T * H);
-        dsi_matmul(c, &L->wo, NULL, c->att, T, H * cf->v_head_dim, c->tmp, D);
+        DSI_TRY(d->matmul(c->dc, &L->wo, a->att, T, H * cf->v_head_dim, a->tmp, D, e));
     } else {
-        int hd = cf->head_dim, Hk = cf->n_kv_heads, kd = Hk * hd;
-        dsi_matmul(c, &L->wq, NULL, c->xn, T, D, c->q, H * hd);
-        float *kt = c->kva, *vt = c->kva + (size_t)T * kd;
-        dsi_matmul(c, &L->wk, NULL, c->xn, T, D, kt, kd);
-        dsi_matmul(c, &L->wv, NULL, c->xn, T, D, vt, kd);
-        for (int t = 0; t < T; t++) {
-            for (int h = 0; h < H; h++) dsi_rope(c, c->q + (size_t)t * H * hd + (size_t)h * hd, pos0 + t, false);
-            for (int h = 0; h < Hk; h++) dsi_rope(c, kt + (size_t)t * kd + (size_t)h * hd, pos0 + t, false);
-            memcpy(c->kv_a + (size_t)l * c->kv_a_stride + (size_t)(pos0 + t) * kd, kt + (size_t)t * kd,
-                   (size_t)kd * sizeof(float));
-            memcpy(c->kv_b + (size_t)l * c->kv_b_stride + (size_t)(pos0 + t) * kd, vt + (size_t)t * kd,
-                   (size_t)kd * sizeof(float));
+        int hd = cf->head_dim, kd = cf->n_kv_heads * hd;
+        DSI_TRY(d->matmul(c->dc, &L->wq, a->xn, T, D, a->q, H * hd, e));
+        DSI_TRY(d->matmul(c->dc, &L->wk, a->xn, T, D, a->kva, kd, e));
+        DSI_TRY(d->matmul(c->dc, &L->wv, a->xn, T, D, a->kva + (size_t)T * kd, kd, e));
+        for (int t = 0; t < T;) {
+            dsi_run r = dsi_next_run(b, t);
+            DSI_TRY(d->mha_attention(c->dc, l, L, &r, T, e));
+            t += r.n;
         }
-        dsi_pool_run(c->pool, dsi_mha_task, &j, T * H);
-        dsi_matmul(c, &L->wo, NULL, c->att, T, H * hd, c->tmp, D);
+        DSI_TRY(d->matmul(c->dc, &L->wo, a->att, T, H * hd, a->tmp, D, e));
     }
-    for (size_t i = 0; i < (size_t)T * D; i++) c->x[i] += c->tmp[i];
+    return d->add(c->dc, a->x, a->tmp, (size_t)T * (size_t)D, e);
 }
 
-/* ==== Feed-forward ======================================================= */
-static float dsi_silu(float x) { return x / (1.0f + expf(-x)); }
-
-/* down(silu(gate X) * up X) for T rows of X, into Y (T, D). */
-static void dsi_mlp(ds_context *c, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
-                    const uint8_t *gb, const uint8_t *ub, const uint8_t *db, const float *X, int T, float *Y) {
-    int D = c->m->cfg.hidden_size, I = gate->rows;
-    if (T == 1 && gate->dtype == up->dtype) {   /* one pass, SiLU(gate) * up fused */
-        dsi_gmv_item it = {gate, up, gb ? gb : gate->data, ub ? ub : up->data, 0, c->g};
-        dsi_gmv(c, &it, 1, X, 1);
-    } else {
-        dsi_matmul2(c, gate, gb, c->g, up, ub, c->u, X, T, D, I);
-        for (size_t i = 0; i < (size_t)T * I; i++) c->g[i] = dsi_silu(c->g[i]) * c->u[i];
-    }
-    dsi_matmul(c, down, db, c->g, T, I, Y, D);
-}
-
-/* Top-k of v (n values) into idx (k), largest first; ties to the lower index. */
-static void dsi_topk(const float *v, int n, int k, int *idx) {
-    for (int i = 0; i < k; i++) idx[i] = -1;
-    for (int x = 0; x < n; x++) {
-        int p = k;
-        while (p > 0 && (idx[p - 1] < 0 || v[x] > v[idx[p - 1]])) p--;
-        if (p >= k) continue;
-        for (int q = k - 1; q > p; q--) idx[q] = idx[q - 1];
-        idx[p] = x;
-    }
-}
-
-/* Routing for one token: logits (E) -> K experts and weights. */
-DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const float *bias, float *scratch, int *sel,
-                        float *w) {
+/* The router's choice grouped per expert: for each expert with tokens, in
+ * ascending order, its tokens (ascending) and their weights. */
+static dsi_moe_plan dsi_moe_plan_make(ds_context *c, int T) {
+    const ds_model_config *cf = &c->m->cfg;
     int E = cf->n_routed_experts, K = cf->n_experts_per_tok;
-    float *scores = scratch, *choice = scratch + E, *gs = scratch + 2 * E;
-    for (int x = 0; x < E; x++) scores[x] = logits[x];
-    if (cf->scoring_func == DS_SCORING_SIGMOID)
-        for (int x = 0; x < E; x++) scores[x] = 1.0f / (1.0f + expf(-scores[x]));
-    else
-        dsi_softmax(scores, E);
-    /* selection scores: the bias (noaux_tc) steers selection only */
-    for (int x = 0; x < E; x++) choice[x] = scores[x] + (bias ? bias[x] : 0.0f);
-    if (cf->topk_method != DS_TOPK_GREEDY && cf->n_group > 1) {
-        int G = cf->n_group, per = E / G;
-        for (int g = 0; g < G; g++) {
-            const float *v = choice + g * per;
-            if (cf->topk_method == DS_TOPK_NOAUX_TC) {
-                int two[2];
-                dsi_topk(v, per, 2, two);
-                gs[g] = v[two[0]] + v[two[1]];
-            } else {
-                float mx = v[0];
-                for (int i = 1; i < per; i++) mx = v[i] > mx ? v[i] : mx;
-                gs[g] = mx;
-            }
-        }
-        int keep[64];
-        int kg = cf->topk_group < 64 ? cf->topk_group : 64;
-        dsi_topk(gs, G, kg, keep);
-        /* experts outside the chosen groups are masked: V3 (noaux_tc) with
-         * -inf as transformers and DeepSeek's inference/model.py do; V2 with
-         * 0.0 as transformers' and the Hub's V2 code do (the two differ
-         * only when fewer than top_k kept experts score above zero) */
-        float masked = cf->topk_method == DS_TOPK_NOAUX_TC ? -INFINITY : 0.0f;
-        for (int g = 0; g < G; g++) {
-            bool kept = false;
-            for (int i = 0; i < kg; i++) kept |= keep[i] == g;
-            if (!kept)
-                for (int i = 0; i < per; i++) choice[g * per + i] = masked;
-        }
+    memset(c->cnt, 0, (size_t)E * sizeof(int));
+    for (int i = 0; i < T * K; i++) c->cnt[c->sel[i]]++;
+    int n_used = 0;
+    for (int x = 0, o = 0; x < E; x++) {
+        c->off[x] = o;
+        o += c->cnt[x];
+        if (c->cnt[x]) c->used[n_used++] = x;
+        c->cnt[x] = 0;
     }
-    dsi_topk(choice, E, K, sel);
-    float sum = 0;
-    for (int k = 0; k < K; k++) {
-        w[k] = scores[sel[k]];
-        sum += w[k];
-    }
-    bool norm = K > 1 && cf->norm_topk_prob;
-    if (norm)
-        for (int k = 0; k < K; k++) w[k] /= sum + 1e-20f;
-    /* V3 always scales; V2 (and DeepSeek-MoE, factor 1) only without normalisation */
-    if (cf->arch == DS_ARCH_DEEPSEEK_V3 || !norm)
-        for (int k = 0; k < K; k++) w[k] *= cf->routed_scaling_factor;
-}
-
-/* With an expert cache: queue this layer's chosen experts (the prefetch
- * thread decrypts them while this thread handles the first), score the guess
- * made for this layer, and guess the next MoE layer's experts by applying its
- * router to this layer's normalised input, so they decrypt while this layer
- * and the next attention compute. */
-static void dsi_moe_prefetch(ds_context *c, int l, int T) {
-    const ds_model_config *cf = &c->m->cfg;
-    int E = cf->n_routed_experts, K = cf->n_experts_per_tok, D = cf->hidden_size;
-    int *uniq = c->etok, nu = 0;
-    for (int t = 0; t < T * K; t++) {
-        bool seen = false;
-        for (int i = 0; i < nu && !seen; i++) seen = uniq[i] == c->sel[t];
-        if (!seen) uniq[nu++] = c->sel[t];
-    }
-    dsi_pager_prefetch(c->m->pager, l, uniq, nu, false);
-    dsi_pager_routed(c->m->pager, l, uniq, nu, c->guess + (size_t)l * K, T == 1 ? c->n_guess[l] : 0);
-    c->n_guess[l] = 0;
-    if (T > 4 || K > 64 || l + 1 >= cf->n_layers || !c->m->layers[l + 1].moe) return;
-    const dsi_layer *N = &c->m->layers[l + 1];
-    float *logits = c->ye, *scratch = c->ework;
-    int *pred = c->guess + (size_t)(l + 1) * K;   /* best first; kept to score it against l+1's choice */
-    for (int t = 0; t < T; t++) {
-        for (int x = 0; x < E; x++) logits[x] = dsi_dot_row(&N->router, N->router.data + (size_t)x * N->router.row_bytes,
-                                                           c->xn + (size_t)t * D);
-        float w[64];
-        dsi_route(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, scratch, pred, w);
-        dsi_pager_prefetch(c->m->pager, l + 1, pred, K, true);
-    }
-    c->n_guess[l + 1] = T == 1 ? K : 0;
-}
-
-static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);
-
-/* One token's K chosen experts as indices into c->sel, in ascending expert order. */
-static void dsi_sel_ascending(const ds_context *c, int K, int *ord) {
-    for (int k = 0; k < K; k++) {
-        int p = k;
-        for (; p > 0 && c->sel[ord[p - 1]] > c->sel[k]; p--) ord[p] = ord[p - 1];
-        ord[p] = k;
-    }
-}
-
-/* Adds row i of c->ye (the output of expert c->sel[ord[i]]) times its weight
- * to c->tmp, for i = 0..K-1 in that order: ascending expert order, the order
- * of every path, so decode sums match whichever path ran. */
-static void dsi_moe_add_rows(ds_context *c, const int *ord, int K) {
-    int D = c->m->cfg.hidden_size;
-    for (int i = 0; i < K; i++) {
-        float wgt = c->selw[ord[i]];
-        const float *src = c->ye + (size_t)i * D;
-        for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
-    }
-}
-
-/* Decode with an expert cache: the chosen experts are computed in the order
- * they can be had (those in the cache first, then those no one is
- * decrypting, which this thread decrypts, and last those being decrypted,
- * which it joins), so the compute overlaps the decryptions still under way;
- * each lands in its own row and the rows are added in ascending expert
- * order, as everywhere else, so the sums are the resident run's. */
-static ds_status dsi_moe_decode_paged(ds_context *c, int l, dsi_err *e) {
-    const ds_model_config *cf = &c->m->cfg;
-    const dsi_layer *L = &c->m->layers[l];
-    int D = cf->hidden_size, K = cf->n_experts_per_tok, ord[64];
-    bool done[64] = {false};
-    dsi_sel_ascending(c, K, ord);
-    for (int n = 0; n < K; n++) {
-        int pick = -1, best = 3;
-        for (int i = 0; i < K && best > 0; i++) {
-            if (done[i]) continue;
-            int st = dsi_pager_peek(c->m->pager, l, c->sel[ord[i]]);
-            if (st < best) {
-                best = st;
-                pick = i;
-            }
-        }
-        int x = c->sel[ord[pick]];
-        const uint8_t *base = NULL;
-        ds_status s = dsi_expert_acquire(c->m, l, x, &base, e);
-        if (s) return s;
-        const dsi_expert_ref *r = &L->experts[x];
-        dsi_mlp(c, &L->exp_gate, &L->exp_up, &L->exp_down, base + r->off[0], base + r->off[1], base + r->off[2], c->xn,
-                1, c->ye + (size_t)pick * D);
-        dsi_expert_release(c->m, l, x);
-        done[pick] = true;
-    }
-    dsi_moe_add_rows(c, ord, K);
-    dsi_moe_shared(c, L, 1);
-    return DS_OK;
-}
-
-static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
-    const ds_model_config *cf = &c->m->cfg;
-    const dsi_layer *L = &c->m->layers[l];
-    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
-    dsi_matmul(c, &L->router, NULL, c->xn, T, D, c->router, E);
-    float *scratch = c->ework;   /* worker 0's area: 3 * E floats fit (E <= widest) */
     for (int t = 0; t < T; t++)
-        dsi_route(cf, c->router + (size_t)t * E, L->bias.data ? dsi_wf32(&L->bias) : NULL, scratch, c->sel + t * K,
-                  c->selw + t * K);
-    memset(c->tmp, 0, (size_t)T * D * sizeof(float));
-    if (T == 1 && !c->m->pager && K <= 64 && L->exp_gate.dtype == L->exp_up.dtype) {
-        /* decode with resident experts: every chosen expert's gate/up in one
-         * pool run, their downs in a second, added in ascending expert order
-         * (the order of the loop below, so the sums are the same) */
-        int I = L->exp_gate.rows, ord[64];
-        dsi_sel_ascending(c, K, ord);
-        dsi_gmv_item it[64];
-        const uint8_t *eb[64];
-        const dsi_expert_ref *er[64];
-        for (int i = 0; i < K; i++) {
-            ds_status s = dsi_expert_acquire(c->m, l, c->sel[ord[i]], &eb[i], e);
-            if (s) return s;
-            er[i] = &L->experts[c->sel[ord[i]]];
-            it[i] = (dsi_gmv_item){&L->exp_gate, &L->exp_up, eb[i] + er[i]->off[0], eb[i] + er[i]->off[1], 0,
-                                   c->g + (size_t)i * I};
+        for (int k = 0; k < K; k++) {
+            int x = c->sel[t * K + k], at = c->off[x] + c->cnt[x]++;
+            c->idx[at] = t;
+            c->wts[at] = c->selw[t * K + k];
         }
-        dsi_gmv(c, it, K, c->xn, 1);
-        for (int i = 0; i < K; i++)
-            it[i] = (dsi_gmv_item){&L->exp_down, NULL, eb[i] + er[i]->off[2], NULL, i, c->ye + (size_t)i * D};
-        dsi_gmv(c, it, K, c->g, K);
-        dsi_moe_add_rows(c, ord, K);
-        dsi_moe_shared(c, L, T);
-        return DS_OK;
-    }
-    if (c->m->pager) dsi_moe_prefetch(c, l, T);
-    if (T == 1 && c->m->pager && K <= 64 && K <= DSI_MAX_BATCH) return dsi_moe_decode_paged(c, l, e);
-    /* tokens grouped per expert: each expert's matrices run once per batch */
-    for (int x = 0; x < E; x++) {
-        int n = 0;
-        for (int t = 0; t < T; t++)
-            for (int k = 0; k < K; k++)
-                if (c->sel[t * K + k] == x) c->etok[n++] = t * K + k;
-        if (!n) continue;
-        for (int i = 0; i < n; i++)
-            memcpy(c->xe + (size_t)i * D, c->xn + (size_t)(c->etok[i] / K) * D, (size_t)D * sizeof(float));
-        const uint8_t *base = NULL;
-        ds_status s = dsi_expert_acquire(c->m, l, x, &base, e);
-        if (s) return s;
-        const dsi_expert_ref *r = &L->experts[x];
-        dsi_mlp(c, &L->exp_gate, &L->exp_up, &L->exp_down, base + r->off[0], base + r->off[1], base + r->off[2], c->xe,
-                n, c->ye);
-        dsi_expert_release(c->m, l, x);
-        for (int i = 0; i < n; i++) {
-            int tk = c->etok[i];
-            float wgt = c->selw[tk];
-            float *dst = c->tmp + (size_t)(tk / K) * D;
-            const float *src = c->ye + (size_t)i * D;
-            for (int d = 0; d < D; d++) dst[d] += wgt * src[d];
-        }
-    }
-    dsi_moe_shared(c, L, T);
-    return DS_OK;
-}
-
-/* The shared experts, added after the routed ones. */
-static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T) {
-    const ds_model_config *cf = &c->m->cfg;
-    int D = cf->hidden_size;
-    if (cf->n_shared_experts > 0) {
-        dsi_mlp(c, &L->gate, &L->up, &L->down, NULL, NULL, NULL, c->xn, T, c->ye);
-        for (size_t i = 0; i < (size_t)T * D; i++) c->tmp[i] += c->ye[i];
-    }
+    dsi_moe_plan p = {T, K, c->sel, c->selw, n_used, c->used, c->off, c->cnt, c->idx, c->wts};
+    return p;
 }
 
 static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
-    const dsi_layer *L = &c->m->layers[l];
-    int D = cf->hidden_size;
-    for (int t = 0; t < T; t++)
-        dsi_rmsnorm(c->xn + (size_t)t * D, c->x + (size_t)t * D, dsi_wf32(&L->ffn_norm), D, cf->rms_norm_eps);
-    if (L->moe) {
-        ds_status s = dsi_moe(c, l, T, e);
-        if (s) return s;
-    } else {
-        dsi_mlp(c, &L->gate, &L->up, &L->down, NULL, NULL, NULL, c->xn, T, c->tmp);
+    const dsi_device_i *d = c->dev;
+    const dsi_layer *L = &c->w->layers[l];
+    const dsi_act *a = &c->a;
+    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+    size_t n = (size_t)T * (size_t)D;
+    DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x, D, &L->ffn_norm, T, c->eps, e));
+    if (!L->moe) {
+        DSI_TRY(d->mlp(c->dc, &L->gate, &L->up, &L->down, a->xn, T, a->tmp, e));
+        return d->add(c->dc, a->x, a->tmp, n, e);
     }
-    for (size_t i = 0; i < (size_t)T * D; i++) c->x[i] += c->tmp[i];
-    return DS_OK;
+    DSI_TRY(d->matmul(c->dc, &L->router, a->xn, T, D, a->router, E, e));
+    DSI_TRY(d->route(c->dc, L, a->router, T, c->sel, c->selw, e));
+    for (int i = 0; i < T * K; i++)
+        if (c->sel[i] < 0 || c->sel[i] >= E)
+            return dsi_fail(e, DS_ERR_BACKEND, "routing of layer %d chose expert %d of %d", l, c->sel[i], E);
+    dsi_moe_plan plan = dsi_moe_plan_make(c, T);
+    DSI_TRY(d->moe(c->dc, l, L, &plan, a->xn, a->tmp, e));
+    /* the shared experts, added after the routed ones */
+    if (cf->n_shared_experts > 0) {
+        DSI_TRY(d->mlp(c->dc, &L->gate, &L->up, &L->down, a->xn, T, a->ye, e));
+        DSI_TRY(d->add(c->dc, a->tmp, a->ye, n, e));
+    }
+    return d->add(c->dc, a->x, a->tmp, n, e);
 }
 
-/* ==== Evaluation ========================================================= */
-/* Runs T tokens at positions n_past..; logits for rows [first_out, T) go to
- * out (row-major, vocab each) when out is not NULL. */
-static ds_status dsi_forward(ds_context *c, const int32_t *tok, int T, float *out, int first_out, dsi_err *e) {
-    ds_model *m = c->m;
-    const ds_model_config *cf = &m->cfg;
-    int D = cf->hidden_size;
-    for (int t = 0; t < T; t++)
-        dsi_dequant_row(&m->embed, m->embed.data + (size_t)tok[t] * m->embed.row_bytes, c->x + (size_t)t * D);
+/* ==== The forward pass ==================================================== */
+/* Runs batch b; logits of rows [first_out, b->n) go to out (host, row-major,
+ * vocab each) when out is not NULL. */
+static ds_status dsi_forward_batch(ds_context *c, const dsi_batch *b, float *out, int first_out, dsi_err *e) {
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_device_i *d = c->dev;
+    const dsi_act *a = &c->a;
+    int D = cf->hidden_size, T = b->n;
+    DSI_TRY(d->embed(c->dc, &c->w->embed, b->tok, T, a->x, e));
     for (int l = 0; l < cf->n_layers; l++) {
-        dsi_attention(c, l, T, c->n_past);
-        ds_status s = dsi_ffn(c, l, T, e);
+        ds_status s = dsi_attention(c, l, b, e);
+        if (!s) s = dsi_ffn(c, l, T, e);
         if (s) return s;
     }
-    c->n_past += T;
     if (!out) return DS_OK;
     int n_out = T - first_out;
-    for (int t = 0; t < n_out; t++)
-        dsi_rmsnorm(c->xn + (size_t)t * D, c->x + (size_t)(first_out + t) * D, dsi_wf32(&m->out_norm), D,
-                    cf->rms_norm_eps);
-    dsi_matmul(c, &m->lm_head, NULL, c->xn, n_out, D, out, cf->vocab_size);
-    return DS_OK;
+    DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x + (size_t)first_out * D, D, &c->w->out_norm, n_out, c->eps, e));
+    return d->head(c->dc, &c->w->lm_head, a->xn, n_out, out, e);
+}
+
+static ds_status dsi_forward(ds_context *c, const dsi_batch *b, float *out, int first_out, dsi_err *e) {
+    ds_status s = c->dev->begin(c->dc, e);
+    if (s) return s;
+    s = dsi_forward_batch(c, b, out, first_out, e);
+    return c->dev->end(c->dc, s, e);
 }
 
 DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n, float *logits, int all_logits) {
@@ -1155,17 +349,18 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
             out = logits;
             first = T - 1;
         }
-        ds_status s;
-        if (c->gpu) {
-            s = dsi_cuda_forward(c->m, c->gpu, tokens + done, T, c->n_past, out, first, &e);
-            if (!s) c->n_past += T;
-        } else {
-            s = dsi_forward(c, tokens + done, T, out, first, &e);
+        /* one sequence: positions n_past.. */
+        for (int t = 0; t < T; t++) {
+            c->pos[t] = c->n_past + t;
+            c->seq[t] = 0;
         }
+        dsi_batch b = {T, tokens + done, c->pos, c->seq};
+        ds_status s = dsi_forward(c, &b, out, first, &e);
         if (s) {
             c->n_past = start;   /* nothing half-appended */
             return dsi_ctx_fail(c, &e);
         }
+        c->n_past += T;
         done += (size_t)T;
     }
     return DS_OK;

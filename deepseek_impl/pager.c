@@ -237,7 +237,7 @@ static void dsi_claim(dsi_pager *p, int i, int layer, int expert, bool prefetche
 static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *secs, dsi_err *e) {
     const ds_model *m = p->m;
     uint8_t *dst = (uint8_t *)p->mem.ptr + (size_t)i * p->slot_bytes;
-    const dsi_expert_ref *r = &m->layers[layer].experts[expert];
+    const dsi_expert_ref *r = &m->w.layers[layer].experts[expert];
     const dsi_segment *seg = &m->meta.segments[r->segment];
     double t0 = dsi_now_seconds();
     /* exactly this segment, in large reads (see dsi_map_willneed) */
@@ -288,7 +288,7 @@ static void dsi_filled(dsi_pager *p, int i, ds_status s, double secs, uint64_t b
 
 /* ==== Acquire and release ================================================ */
 DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e) {
-    const dsi_segment *sg = &p->m->meta.segments[p->m->layers[layer].experts[expert].segment];
+    const dsi_segment *sg = &p->m->meta.segments[p->m->w.layers[layer].experts[expert].segment];
     double waited = 0;
     pthread_mutex_lock(&p->lock);
     int key = layer * p->n_experts + expert;
@@ -402,7 +402,7 @@ DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, in
             continue;
         }
         if (p->only_from_storage) {
-            const dsi_segment *sg = &p->m->meta.segments[p->m->layers[layer].experts[experts[k]].segment];
+            const dsi_segment *sg = &p->m->meta.segments[p->m->w.layers[layer].experts[experts[k]].segment];
             if (dsi_map_in_memory(p->m, sg->offset, sg->stored_bytes)) {
                 p->st.prefetch_in_memory++;
                 continue;
@@ -469,7 +469,7 @@ static void *dsi_prefetch_main(void *arg) {
         dsi_err e = {0};
         double secs = 0;
         ds_status s = dsi_fill(p, v, layer, expert, &secs, &e);
-        const dsi_segment *sg = &p->m->meta.segments[p->m->layers[layer].experts[expert].segment];
+        const dsi_segment *sg = &p->m->meta.segments[p->m->w.layers[layer].experts[expert].segment];
         pthread_mutex_lock(&p->lock);
         dsi_filled(p, v, s, secs, sg->plain_bytes);
         if (s) dsi_log(p->m->log, p->m->log_user, DS_LOG_WARN, "prefetch of layer %d expert %d failed: %s", layer,
@@ -522,7 +522,7 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     p->score_at = dsi_calloc(&m->al, (size_t)total, sizeof *p->score_at);
     /* half weight after DSI_LFU_HALF_LIFE tokens of top-k uses in every MoE layer */
     int moe_layers = 0;
-    for (int l = 0; l < cf->n_layers; l++) moe_layers += m->layers[l].moe;
+    for (int l = 0; l < cf->n_layers; l++) moe_layers += m->w.layers[l].moe;
     int per_layer = cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1;
     double uses = (double)DSI_LFU_HALF_LIFE * (moe_layers > 0 ? moe_layers : 1) * per_layer;
     p->decay = pow(0.5, 1.0 / uses);
@@ -586,31 +586,33 @@ DSI_FUNC void dsi_pager_free(ds_model *m) {
 }
 
 /* ==== Statistics ========================================================= */
-DS_API ds_status ds_model_cache_stats(const ds_model *m, ds_cache_stats *out) {
-    dsi_err e = {0};
-    if (!m || !out) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_cache_stats: NULL argument");
-        return dsi_publish(&e);
-    }
-    memset(out, 0, sizeof *out);
+DSI_FUNC void dsi_pager_stats(const ds_model *m, ds_cache_stats *out, bool reset) {
+    if (out) memset(out, 0, sizeof *out);
     dsi_pager *p = m->pager;
-    if (!p) return DS_OK;
+    if (!p) return;
     pthread_mutex_lock(&p->lock);
-    *out = p->st;
+    if (out) *out = p->st;
+    if (reset) {
+        ds_cache_stats keep = p->st;
+        memset(&p->st, 0, sizeof p->st);
+        p->st.budget_bytes = keep.budget_bytes;
+        p->st.slot_bytes = keep.slot_bytes;
+        p->st.n_slots = keep.n_slots;
+        memset(p->predicted, 0, (size_t)m->cfg.n_layers * (size_t)p->n_experts);
+    }
     pthread_mutex_unlock(&p->lock);
+}
+
+/* ==== Routed experts, cached or resident ================================= */
+DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int x, const uint8_t **base, dsi_err *e) {
+    if (m->pager) return dsi_pager_acquire(m->pager, layer, x, base, e);
+    const dsi_expert_ref *r = &m->w.layers[layer].experts[x];
+    const dsi_secure_buf *b = &m->dense[r->segment];
+    if (!b->ptr) return dsi_fail(e, DS_ERR_INTERNAL, "expert %d of layer %d is not resident", x, layer);
+    *base = b->ptr;
     return DS_OK;
 }
 
-DS_API void ds_model_cache_stats_reset(ds_model *m) {
-    if (m) dsi_cuda_stats(m, NULL, true);
-    dsi_pager *p = m ? m->pager : NULL;
-    if (!p) return;
-    pthread_mutex_lock(&p->lock);
-    ds_cache_stats keep = p->st;
-    memset(&p->st, 0, sizeof p->st);
-    p->st.budget_bytes = keep.budget_bytes;
-    p->st.slot_bytes = keep.slot_bytes;
-    p->st.n_slots = keep.n_slots;
-    memset(p->predicted, 0, (size_t)m->cfg.n_layers * (size_t)p->n_experts);
-    pthread_mutex_unlock(&p->lock);
+DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int x) {
+    if (m->pager) dsi_pager_release(m->pager, layer, x);
 }

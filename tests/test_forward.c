@@ -535,7 +535,7 @@ static void test_policies(void) {
             slot = (size_t)si.plain_bytes;
     int L = -1, moe_layers = 0;
     for (int l = 0; l < cf.n_layers; l++)
-        if (m->layers[l].moe) {
+        if (m->w.layers[l].moe) {
             moe_layers++;
             if (L < 0) L = l;
         }
@@ -668,7 +668,7 @@ static void test_policies(void) {
         m = open_paged(path, 3 * slot, DS_EVICT_LFU_DECAY, pf_case[k].mode, pf_case[k].threads);
         T_CHECK(id, m != NULL, "open failed");
         if (!m) continue;
-        const dsi_segment *sg = &m->meta.segments[m->layers[L].experts[X].segment];
+        const dsi_segment *sg = &m->meta.segments[m->w.layers[L].experts[X].segment];
         if (drop) {   /* out of this process's page tables (open may have mapped it), then the page cache */
             dsi_map_release(m, sg->offset, sg->offset + sg->stored_bytes + DSI_SEG_ALIGN);
             (void)(fdatasync(m->fd) + posix_fadvise(m->fd, 0, 0, POSIX_FADV_DONTNEED));
@@ -719,14 +719,14 @@ static void test_policies(void) {
         ds_cache_stats st = {0};
         for (; direct && tries < 2000 && st.fills_joined < 3 && !wrong && !failed; tries++) {
             int x = tries % cf.n_routed_experts;   /* more experts than slots: mostly misses */
-            const dsi_segment *sg = &m->meta.segments[m->layers[L].experts[x].segment];
+            const dsi_segment *sg = &m->meta.segments[m->w.layers[L].experts[x].segment];
             dsi_err e = {0};
             const uint8_t *base = NULL;
             dsi_pager_prefetch(m->pager, L, &x, 1, false);
             if (wait_claim)
                 for (int k = 0; k < 100000 && !dsi_pager_filling(m->pager, L, x); k++) sched_yield();
             if (dsi_pager_acquire(m->pager, L, x, &base, &e) != DS_OK ||
-                dsi_segment_read(m, m->layers[L].experts[x].segment, direct, slot32, &e) != DS_OK) {
+                dsi_segment_read(m, m->w.layers[L].experts[x].segment, direct, slot32, &e) != DS_OK) {
                 failed = 1;
                 printf("%s: %s\n", id, e.msg);
             } else {
@@ -735,7 +735,7 @@ static void test_policies(void) {
             }
             (void)!ds_model_cache_stats(m, &st);
         }
-        uint32_t chunks = m->meta.segments[m->layers[L].experts[0].segment].n_chunks;
+        uint32_t chunks = m->meta.segments[m->w.layers[L].experts[0].segment].n_chunks;
         T_CHECK(id, direct && !failed && !wrong && st.fills_joined >= 3,
                 "%d experts fetched (%u chunks each), %d wrong, failed %d, %llu fills joined (want >= 3)", tries,
                 chunks, wrong, failed, (unsigned long long)st.fills_joined);

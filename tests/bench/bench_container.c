@@ -72,7 +72,7 @@ static int pagecache(const char *path, const unsigned char *key) {
     uint64_t before = cached_bytes(fd, m), experts = 0;
     dsi_err e = {0};
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        if (!m->layers[l].moe) continue;
+        if (!m->w.layers[l].moe) continue;
         for (int x = 0; x < m->cfg.n_routed_experts; x++) {
             const uint8_t *base;
             if (dsi_expert_acquire(m, l, x, &base, &e) == DS_OK) {

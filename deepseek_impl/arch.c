@@ -1,0 +1,328 @@
+/*
+ * arch.c — everything the runtime knows about the layout of each DeepSeek
+ * family, in one table: the Hugging Face name of every tensor, its shape as
+ * a function of the config, whether it stays F32, and the field of the
+ * bound weights (dsi_layer) it fills. The converter's tensor list
+ * (dsi_arch_tensor_specs), the open-time directory check and the weight
+ * binding (dsi_arch_bind) all walk this one table, so adding a variant
+ * touches this file only.
+ *
+ * The attention kind is decided here once (dsi_arch_attention): DeepSeek-MoE
+ * has multi-head attention (q/k/v/o); V2 and V3 have MLA, with or without a
+ * q-LoRA. Everything after binding asks the bound weights (dsi_weights.mla).
+ */
+#include "internal.h"
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* ==== The decisions ======================================================== */
+DSI_FUNC bool dsi_arch_attention_mla(const ds_model_config *c) { return c->arch != DS_ARCH_DEEPSEEK_MOE; }
+
+DSI_FUNC bool dsi_config_is_moe_layer(const ds_model_config *cfg, int layer) {
+    return cfg->n_routed_experts > 0 && cfg->moe_layer_freq > 0 && layer >= cfg->first_k_dense_replace &&
+           layer % cfg->moe_layer_freq == 0;
+}
+
+/* ==== The table ============================================================ */
+/* When a layer tensor exists. */
+enum {
+    DSA_ALL,          /* every layer */
+    DSA_MHA,          /* multi-head attention (DeepSeek-MoE) */
+    DSA_MLA,          /* MLA, either query form */
+    DSA_MLA_QLORA,    /* MLA with a q-LoRA (q_lora_rank > 0) */
+    DSA_MLA_Q,        /* MLA with a plain query projection */
+    DSA_DENSE,        /* a dense MLP layer */
+    DSA_MOE,          /* a MoE layer */
+    DSA_MOE_BIAS,     /* a MoE layer routed by noaux_tc (V3's correction bias) */
+    DSA_MOE_SHARED,   /* a MoE layer with shared experts */
+    DSA_EXPERT        /* each routed expert of a MoE layer ("%d" in the name twice: layer, expert) */
+};
+
+/* Dimensions, in the config's terms. */
+enum {
+    DSD_NONE,         /* 1-D tensors have no second dimension */
+    DSD_HIDDEN,       /* hidden_size */
+    DSD_VOCAB,
+    DSD_MHA_Q,        /* n_heads * head_dim */
+    DSD_MHA_KV,       /* n_kv_heads * head_dim */
+    DSD_QLORA,        /* q_lora_rank */
+    DSD_MLA_Q,        /* n_heads * (qk_nope + qk_rope) */
+    DSD_MLA_KVA,      /* kv_lora_rank + qk_rope */
+    DSD_KVLORA,       /* kv_lora_rank */
+    DSD_MLA_KVB,      /* n_heads * (qk_nope + v_head) */
+    DSD_MLA_O,        /* n_heads * v_head */
+    DSD_EXPERTS,      /* n_routed_experts */
+    DSD_SHARED,       /* moe_intermediate_size * n_shared_experts */
+    DSD_MOE_INTER,    /* moe_intermediate_size */
+    DSD_INTER         /* intermediate_size */
+};
+
+typedef struct dsa_entry {
+    const char *name;        /* after "model.layers.%d." */
+    uint8_t when;            /* DSA_* */
+    uint8_t rows, cols;      /* DSD_*; cols DSD_NONE: a 1-D tensor of `rows` values */
+    bool keep_f32;
+    size_t field;            /* offsetof(dsi_layer, a dsi_weight); for experts the template */
+    int part;                /* experts: 0 gate, 1 up, 2 down (dsi_expert_ref.off) */
+} dsa_entry;
+
+#define DSA_F(f) offsetof(dsi_layer, f)
+
+/* In the order the converter writes them (the container's layout). */
+static const dsa_entry dsa_layer[] = {
+    {"input_layernorm.weight", DSA_ALL, DSD_HIDDEN, DSD_NONE, true, DSA_F(attn_norm), 0},
+    {"self_attn.q_proj.weight", DSA_MHA, DSD_MHA_Q, DSD_HIDDEN, false, DSA_F(wq), 0},
+    {"self_attn.k_proj.weight", DSA_MHA, DSD_MHA_KV, DSD_HIDDEN, false, DSA_F(wk), 0},
+    {"self_attn.v_proj.weight", DSA_MHA, DSD_MHA_KV, DSD_HIDDEN, false, DSA_F(wv), 0},
+    {"self_attn.o_proj.weight", DSA_MHA, DSD_HIDDEN, DSD_MHA_Q, false, DSA_F(wo), 0},
+    {"self_attn.q_a_proj.weight", DSA_MLA_QLORA, DSD_QLORA, DSD_HIDDEN, false, DSA_F(q_a), 0},
+    {"self_attn.q_a_layernorm.weight", DSA_MLA_QLORA, DSD_QLORA, DSD_NONE, true, DSA_F(q_a_norm), 0},
+    {"self_attn.q_b_proj.weight", DSA_MLA_QLORA, DSD_MLA_Q, DSD_QLORA, false, DSA_F(q_b), 0},
+    {"self_attn.q_proj.weight", DSA_MLA_Q, DSD_MLA_Q, DSD_HIDDEN, false, DSA_F(q_proj), 0},
+    {"self_attn.kv_a_proj_with_mqa.weight", DSA_MLA, DSD_MLA_KVA, DSD_HIDDEN, false, DSA_F(kv_a), 0},
+    {"self_attn.kv_a_layernorm.weight", DSA_MLA, DSD_KVLORA, DSD_NONE, true, DSA_F(kv_a_norm), 0},
+    {"self_attn.kv_b_proj.weight", DSA_MLA, DSD_MLA_KVB, DSD_KVLORA, false, DSA_F(kv_b), 0},
+    {"self_attn.o_proj.weight", DSA_MLA, DSD_HIDDEN, DSD_MLA_O, false, DSA_F(wo), 0},
+    {"post_attention_layernorm.weight", DSA_ALL, DSD_HIDDEN, DSD_NONE, true, DSA_F(ffn_norm), 0},
+    {"mlp.gate.weight", DSA_MOE, DSD_EXPERTS, DSD_HIDDEN, true, DSA_F(router), 0},
+    {"mlp.gate.e_score_correction_bias", DSA_MOE_BIAS, DSD_EXPERTS, DSD_NONE, true, DSA_F(bias), 0},
+    {"mlp.shared_experts.gate_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(gate), 0},
+    {"mlp.shared_experts.up_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(up), 0},
+    {"mlp.shared_experts.down_proj.weight", DSA_MOE_SHARED, DSD_HIDDEN, DSD_SHARED, false, DSA_F(down), 0},
+    {"mlp.experts.%d.gate_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_gate), 0},
+    {"mlp.experts.%d.up_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_up), 1},
+    {"mlp.experts.%d.down_proj.weight", DSA_EXPERT, DSD_HIDDEN, DSD_MOE_INTER, false, DSA_F(exp_down), 2},
+    {"mlp.gate_proj.weight", DSA_DENSE, DSD_INTER, DSD_HIDDEN, false, DSA_F(gate), 0},
+    {"mlp.up_proj.weight", DSA_DENSE, DSD_INTER, DSD_HIDDEN, false, DSA_F(up), 0},
+    {"mlp.down_proj.weight", DSA_DENSE, DSD_HIDDEN, DSD_INTER, false, DSA_F(down), 0},
+};
+#define DSA_N_LAYER (sizeof dsa_layer / sizeof dsa_layer[0])
+
+static uint64_t dsa_dim(const ds_model_config *c, int d) {
+    uint64_t nh = (uint64_t)c->n_heads;
+    switch (d) {
+    case DSD_HIDDEN: return (uint64_t)c->hidden_size;
+    case DSD_VOCAB: return (uint64_t)c->vocab_size;
+    case DSD_MHA_Q: return nh * (uint64_t)c->head_dim;
+    case DSD_MHA_KV: return (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+    case DSD_QLORA: return (uint64_t)c->q_lora_rank;
+    case DSD_MLA_Q: return nh * ((uint64_t)c->qk_nope_head_dim + (uint64_t)c->qk_rope_head_dim);
+    case DSD_MLA_KVA: return (uint64_t)c->kv_lora_rank + (uint64_t)c->qk_rope_head_dim;
+    case DSD_KVLORA: return (uint64_t)c->kv_lora_rank;
+    case DSD_MLA_KVB: return nh * ((uint64_t)c->qk_nope_head_dim + (uint64_t)c->v_head_dim);
+    case DSD_MLA_O: return nh * (uint64_t)c->v_head_dim;
+    case DSD_EXPERTS: return (uint64_t)c->n_routed_experts;
+    case DSD_SHARED: return (uint64_t)c->moe_intermediate_size * (uint64_t)c->n_shared_experts;
+    case DSD_MOE_INTER: return (uint64_t)c->moe_intermediate_size;
+    case DSD_INTER: return (uint64_t)c->intermediate_size;
+    default: return 0;
+    }
+}
+
+/* Whether entry x exists in layer l. */
+static bool dsa_present(const ds_model_config *c, const dsa_entry *x, int l) {
+    bool mla = dsi_arch_attention_mla(c), moe = dsi_config_is_moe_layer(c, l);
+    switch (x->when) {
+    case DSA_ALL: return true;
+    case DSA_MHA: return !mla;
+    case DSA_MLA: return mla;
+    case DSA_MLA_QLORA: return mla && c->q_lora_rank > 0;
+    case DSA_MLA_Q: return mla && c->q_lora_rank <= 0;
+    case DSA_DENSE: return !moe;
+    case DSA_MOE: return moe;
+    case DSA_MOE_BIAS: return moe && c->topk_method == DS_TOPK_NOAUX_TC;
+    case DSA_MOE_SHARED: return moe && c->n_shared_experts > 0;
+    case DSA_EXPERT: return moe;
+    default: return false;
+    }
+}
+
+/* ==== Tensor specs (the converter's list, the directory check) =========== */
+typedef struct dsa_spec_list {
+    dsi_tensor_spec *v;
+    size_t n, cap;        /* cap == 0: counting pass only */
+    bool overflow;        /* a name did not fit */
+} dsa_spec_list;
+
+static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
+                         uint64_t d1, const char *fmt, ...) DSI_PRINTF(8, 9);
+
+/* d1 == 0 means a 1-D tensor of d0 elements. */
+static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
+                         uint64_t d1, const char *fmt, ...) {
+    if (l->n < l->cap) {
+        dsi_tensor_spec *t = &l->v[l->n];
+        va_list ap;
+        va_start(ap, fmt);
+        int w = vsnprintf(t->name, sizeof t->name, fmt, ap);
+        va_end(ap);
+        if (w < 0 || (size_t)w >= sizeof t->name) l->overflow = true;
+        t->n_dims = d1 ? 2 : 1;
+        t->dims[0] = d0;
+        t->dims[1] = d1;
+        t->keep_f32 = keep_f32 || !d1;
+        t->seg_kind = kind;
+        t->layer = layer;
+        t->expert = expert;
+    }
+    l->n++;
+}
+
+/* The full name of a layer entry ("model.layers.L." + its name, with the
+ * expert index for experts) into buf. Returns false when it does not fit. */
+static bool dsa_name(const dsa_entry *x, int l, int expert, char *buf, size_t len) {
+    char fmt[96];
+    int w = snprintf(fmt, sizeof fmt, "model.layers.%%d.%s", x->name);
+    if (w < 0 || (size_t)w >= sizeof fmt) return false;
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#endif
+    w = x->when == DSA_EXPERT ? snprintf(buf, len, fmt, l, expert) : snprintf(buf, len, fmt, l);
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+    return w >= 0 && (size_t)w < len;
+}
+
+/* One pass over the architecture; with cap == 0 it only counts. */
+static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
+    const uint32_t D = DS_SEGMENT_DENSE, X = DS_SEGMENT_EXPERT;
+    dsa_spec_add(l, -1, -1, D, false, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "model.embed_tokens.weight");
+    for (int i = 0; i < c->n_layers; i++) {
+        for (size_t k = 0; k < DSA_N_LAYER; k++) {
+            const dsa_entry *x = &dsa_layer[k];
+            if (!dsa_present(c, x, i)) continue;
+            uint64_t d0 = dsa_dim(c, x->rows), d1 = dsa_dim(c, x->cols);
+            if (x->when != DSA_EXPERT) {
+                char name[96];
+                if (!dsa_name(x, i, -1, name, sizeof name)) l->overflow = true;
+                dsa_spec_add(l, i, -1, D, x->keep_f32, d0, d1, "%s", name);
+                continue;
+            }
+            /* the experts' three matrices, expert by expert (each expert's
+             * segment holds its gate, up and down together) */
+            for (int e = 0; e < c->n_routed_experts; e++)
+                for (size_t p = 0; p < 3; p++) {
+                    const dsa_entry *y = &dsa_layer[k + p];
+                    char name[96];
+                    if (!dsa_name(y, i, e, name, sizeof name)) l->overflow = true;
+                    dsa_spec_add(l, i, e, X, y->keep_f32, dsa_dim(c, y->rows), dsa_dim(c, y->cols), "%s", name);
+                }
+            k += 2;
+        }
+    }
+    dsa_spec_add(l, c->n_layers, -1, D, true, dsa_dim(c, DSD_HIDDEN), 0, "model.norm.weight");
+    if (!c->tie_word_embeddings)
+        dsa_spec_add(l, c->n_layers, -1, D, false, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "lm_head.weight");
+}
+
+DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
+                                         size_t *n, dsi_err *e) {
+    if (!cfg || !al || !out || !n) return dsi_fail(e, DS_ERR_INVALID_ARG, "dsi_arch_tensor_specs: NULL argument");
+    *out = NULL;
+    *n = 0;
+    if (cfg->arch != DS_ARCH_DEEPSEEK_V2 && cfg->arch != DS_ARCH_DEEPSEEK_V3 && cfg->arch != DS_ARCH_DEEPSEEK_MOE)
+        return dsi_fail(e, DS_ERR_ARCH, "unsupported architecture id %d", (int)cfg->arch);
+    /* The config may come from a caller rather than dsi_config_parse: the
+     * walk relies on these bounds (products of two of them fit in 64 bits). */
+    if (cfg->n_layers < 1 || cfg->n_layers > DS_MAX_LAYERS || cfg->n_routed_experts < 0 ||
+        cfg->n_routed_experts > DS_MAX_EXPERTS || cfg->n_shared_experts < 0 || cfg->hidden_size < 1 ||
+        cfg->vocab_size < 1 || cfg->n_heads < 1 || cfg->n_kv_heads < 0 || cfg->head_dim < 0 ||
+        cfg->intermediate_size < 0 || cfg->moe_intermediate_size < 0 || cfg->q_lora_rank < 0 ||
+        cfg->kv_lora_rank < 0 || cfg->qk_nope_head_dim < 0 || cfg->qk_rope_head_dim < 0 || cfg->v_head_dim < 0 ||
+        cfg->moe_layer_freq < 1 || cfg->first_k_dense_replace < 0)
+        return dsi_fail(e, DS_ERR_CONFIG, "model config is out of range");
+
+    dsa_spec_list l = {0};
+    dsa_spec_walk(cfg, &l);
+    if (l.n > DS_MAX_TENSORS)
+        return dsi_fail(e, DS_ERR_LIMIT, "the architecture needs %zu tensors, more than DS_MAX_TENSORS (%u)", l.n,
+                        (unsigned)DS_MAX_TENSORS);
+    size_t count = l.n;
+    l.v = dsi_calloc(al, count, sizeof *l.v);
+    if (!l.v) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a list of %zu tensors", count);
+    l.cap = count;
+    l.n = 0;
+    l.overflow = false;
+    dsa_spec_walk(cfg, &l);
+    if (l.overflow || l.n != count) {
+        dsi_free(al, l.v);
+        return dsi_fail(e, DS_ERR_INTERNAL, "tensor name longer than %zu bytes", sizeof l.v[0].name - 1);
+    }
+    *out = l.v;
+    *n = count;
+    return DS_OK;
+}
+
+/* ==== Binding ============================================================== */
+/* w from the directory's tensor `name`: shape, dtype, offset, and the bytes
+ * when its segment is resident (NULL for routed experts). */
+static ds_status dsa_bind(const dsi_model_file *f, dsi_weight *w, const char *name, size_t *index, dsi_err *e) {
+    const dsi_tensor *t = dsi_file_tensor(f, name, index);
+    if (!t) return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
+    w->dtype = (ds_dtype)t->dtype;
+    w->rows = t->n_dims == 2 ? (int)t->dims[0] : 1;
+    w->cols = (int)t->dims[t->n_dims - 1];
+    uint64_t rb = 0;
+    dsi_dtype_row_bytes(w->dtype, (uint64_t)w->cols, &rb);
+    w->row_bytes = (size_t)rb;
+    w->offset = t->offset;
+    w->data = f->dense && f->dense[t->segment].ptr ? (const uint8_t *)f->dense[t->segment].ptr + t->offset : NULL;
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config *c, const dsi_alloc *al,
+                                 dsi_weights *W, dsi_err *e) {
+    ds_status s;
+    size_t idx;
+    memset(W, 0, sizeof *W);
+    W->mla = dsi_arch_attention_mla(c);
+    if ((s = dsa_bind(f, &W->embed, "model.embed_tokens.weight", &idx, e))) return s;
+    if ((s = dsa_bind(f, &W->out_norm, "model.norm.weight", &idx, e))) return s;
+    if (c->tie_word_embeddings) W->lm_head = W->embed;
+    else if ((s = dsa_bind(f, &W->lm_head, "lm_head.weight", &idx, e))) return s;
+    W->layers = dsi_calloc(al, (size_t)c->n_layers, sizeof *W->layers);
+    if (!W->layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < c->n_layers; l++) {
+        dsi_layer *L = &W->layers[l];
+        L->moe = dsi_config_is_moe_layer(c, l);
+        for (size_t k = 0; k < DSA_N_LAYER; k++) {
+            const dsa_entry *x = &dsa_layer[k];
+            if (!dsa_present(c, x, l)) continue;
+            char name[128];
+            if (!dsa_name(x, l, 0, name, sizeof name))
+                return dsi_fail(e, DS_ERR_INTERNAL, "tensor name of layer %d too long", l);
+            /* experts: expert 0 gives the shapes and dtypes of all */
+            if ((s = dsa_bind(f, (dsi_weight *)(void *)((char *)L + x->field), name, &idx, e))) return s;
+        }
+        if (!L->moe) continue;
+        L->experts = dsi_calloc(al, (size_t)c->n_routed_experts, sizeof *L->experts);
+        if (!L->experts) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+        for (int xe = 0; xe < c->n_routed_experts; xe++) {
+            dsi_expert_ref *r = &L->experts[xe];
+            for (size_t k = 0; k < DSA_N_LAYER; k++) {
+                const dsa_entry *x = &dsa_layer[k];
+                if (x->when != DSA_EXPERT) continue;
+                char name[128];
+                if (!dsa_name(x, l, xe, name, sizeof name))
+                    return dsi_fail(e, DS_ERR_INTERNAL, "tensor name of layer %d too long", l);
+                const dsi_tensor *t = dsi_file_tensor(f, name, &idx);
+                if (!t) return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
+                if (x->part == 0) r->segment = t->segment;
+                else if (t->segment != r->segment)
+                    return dsi_fail(e, DS_ERR_CORRUPT, "expert %d of layer %d is split across segments", xe, l);
+                r->off[x->part] = t->offset;
+            }
+        }
+    }
+    return DS_OK;
+}
+
+DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al) {
+    if (!W->layers) return;
+    for (int l = 0; l < n_layers; l++) dsi_free(al, W->layers[l].experts);
+    dsi_free(al, W->layers);
+    W->layers = NULL;
+}

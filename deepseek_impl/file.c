@@ -1,0 +1,662 @@
+/*
+ * file.c — an opened container: map it, check the header, derive the keys,
+ * authenticate the metadata, check the directories against the architecture,
+ * decrypt the dense segments and bind the weights; segment reads and the
+ * mapping's page hints for the layers above (pager, devices); the model's
+ * read-only queries and verify. ds_model_open (model.c) drives it.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+/* Hostile files must not make Argon2id run for hours or eat the machine. */
+#define DSI_ARGON_MAX_OPS 64u
+#define DSI_ARGON_MAX_MEM ((uint64_t)4 << 30)
+
+/* ==== Names ============================================================== */
+DS_API const char *ds_cipher_name(ds_cipher c) {
+    switch (c) {
+    case DS_CIPHER_NONE: return "none (integrity only)";
+    case DS_CIPHER_AES256GCM: return "AES-256-GCM";
+    }
+    return "unknown";
+}
+
+DS_API const char *ds_dtype_name(ds_dtype t) {
+    switch (t) {
+    case DS_DTYPE_F32: return "F32";
+    case DS_DTYPE_F16: return "F16";
+    case DS_DTYPE_Q8_0: return "Q8_0";
+    }
+    return "unknown";
+}
+
+/* Records a failure on the handle and as the thread's last error. */
+static ds_status dsi_model_fail(const ds_model *m, const dsi_err *e) {
+    if (m) memcpy(&((ds_model *)m)->err, e, sizeof *e);
+    return dsi_publish(e);
+}
+
+/* ==== Public header ====================================================== */
+static ds_status dsi_read_exact(int fd, uint8_t *buf, size_t n, uint64_t off, size_t *got) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, buf + done, n - done, (off_t)(off + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return DS_ERR_IO;
+        if (r == 0) break;
+        done += (size_t)r;
+    }
+    *got = done;
+    return DS_OK;
+}
+
+DS_API ds_status ds_file_info_read(const char *path, ds_file_info *out) {
+    dsi_err e = {0};
+    if (!path || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_file_info_read: path or out is NULL");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        dsi_fail(&e, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return dsi_publish(&e);
+    }
+    uint8_t buf[DSI_HEADER_AREA];
+    size_t got = 0;
+    struct stat st;
+    dsi_header h;
+    ds_status s;
+    if (fstat(fd, &st) != 0 || dsi_read_exact(fd, buf, sizeof buf, 0, &got)) {
+        s = dsi_fail(&e, DS_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+    } else if ((s = dsi_header_parse(buf, got, &h, &e)) != DS_OK) {
+        dsi_prefix(&e, "%s", path);
+    } else if ((uint64_t)st.st_size < h.file_bytes) {
+        s = dsi_fail(&e, DS_ERR_TRUNCATED, "%s: truncated: %llu of %llu bytes", path, (unsigned long long)st.st_size,
+                     (unsigned long long)h.file_bytes);
+    } else {
+        out->format_version = h.version;
+        out->cipher = (ds_cipher)h.cipher;
+        out->kdf = (ds_kdf)h.kdf;
+        out->chunk_bytes = h.chunk_bytes;
+        out->file_bytes = h.file_bytes;
+        out->meta_offset = h.meta_offset;
+        out->meta_bytes = h.meta_bytes;
+        out->argon_opslimit = h.argon_ops;
+        out->argon_memlimit = h.argon_mem;
+    }
+    close(fd);
+    return s ? dsi_publish(&e) : DS_OK;
+}
+
+/* ==== Segments =========================================================== */
+/* Opens chunk c of segment seg into out (its plaintext length). Every chunk
+ * but the last is full, so chunk c starts at c * (chunk_bytes + tag). */
+static ds_status dsi_open_chunk_at(const ds_model *m, uint32_t seg, uint32_t c, uint8_t *out, dsi_err *e) {
+    const dsi_segment *s = &m->meta.segments[seg];
+    uint32_t cb = m->hdr.chunk_bytes;
+    uint64_t done = (uint64_t)c * cb;
+    size_t n = (size_t)(s->plain_bytes - done < cb ? s->plain_bytes - done : cb);
+    dsi_chunk_ad ad = {seg, s->kind, s->layer, s->expert, c, s->plain_bytes, c + 1 == s->n_chunks, NULL, 0};
+    const uint8_t *in = m->map + s->offset + (uint64_t)c * ((uint64_t)cb + DSI_TAG_BYTES);
+    dsi_map_populate(m, (uint64_t)(in - m->map), (uint64_t)n + DSI_TAG_BYTES);
+    ds_status st = dsi_chunk_open(m->keys, &ad, in, out, n, in + n, e);
+    if (st) {
+        char name[64];
+        dsi_segment_describe(s, m->cfg.n_layers, name, sizeof name);
+        dsi_prefix(e, "segment %u (%s)", seg, name);
+    }
+    return st;
+}
+
+DSI_FUNC ds_status dsi_segment_read_chunks(const ds_model *m, uint32_t seg, uint8_t *dst, uint32_t c0, uint32_t c1,
+                                           dsi_err *e) {
+    for (uint32_t c = c0; c < c1; c++) {
+        ds_status st = dsi_open_chunk_at(m, seg, c, dst + (uint64_t)c * m->hdr.chunk_bytes, e);
+        if (st) return st;
+    }
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *dst, size_t dst_len, dsi_err *e) {
+    if (seg >= m->meta.n_segments) return dsi_fail(e, DS_ERR_INVALID_ARG, "segment %u does not exist", seg);
+    const dsi_segment *s = &m->meta.segments[seg];
+    if (dst && dst_len < s->plain_bytes)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "buffer of %zu bytes for a segment of %llu", dst_len,
+                        (unsigned long long)s->plain_bytes);
+    uint32_t cb = m->hdr.chunk_bytes;
+    uint8_t *scratch = NULL;
+    if (!dst && m->hdr.cipher != DS_CIPHER_NONE) {
+        /* authenticate-only still has to decrypt somewhere: one chunk of scratch */
+        scratch = dsi_malloc(&m->al, cb);
+        if (!scratch) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a %u-byte chunk", cb);
+    }
+    ds_status st = DS_OK;
+    /* windows of 8 chunks: asked for ahead, let go of after (a large
+     * segment, the embeddings, never has all its ciphertext mapped) */
+    const uint32_t win = 8;
+    uint64_t stride = (uint64_t)cb + DSI_TAG_BYTES;
+    for (uint32_t c0 = 0; c0 < s->n_chunks && !st; c0 += win) {
+        uint32_t c1 = c0 + win < s->n_chunks ? c0 + win : s->n_chunks;
+        uint64_t w0 = s->offset + (uint64_t)c0 * stride;
+        uint64_t w1 = c1 == s->n_chunks ? s->offset + s->stored_bytes : s->offset + (uint64_t)c1 * stride;
+        dsi_map_willneed(m, w0, w1 - w0);
+        for (uint32_t c = c0; c < c1 && !st; c++)
+            st = dsi_open_chunk_at(m, seg, c, dst ? dst + (uint64_t)c * cb : scratch, e);
+        /* the window's first page may hold the previous window's tail: both are done */
+        dsi_map_release(m, (s->offset + (uint64_t)c0 * stride) & ~(uint64_t)(DSI_SEG_ALIGN - 1),
+                        c1 == s->n_chunks ? (w1 + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1) : w1);
+    }
+    if (st && dst) sodium_memzero(dst, s->plain_bytes);   /* no half-authenticated plaintext */
+    if (scratch) {
+        sodium_memzero(scratch, cb);
+        dsi_free(&m->al, scratch);
+    }
+    return st;
+}
+
+DSI_FUNC long dsi_model_find_segment(const ds_model *m, uint32_t kind, int layer, int expert) {
+    /* Expert segments of a layer are contiguous and ordered by expert index in
+     * files we write, but do not rely on it: a binary search would need that
+     * guarantee checked at open, so scan (only used off the hot path). */
+    for (size_t i = 0; i < m->meta.n_segments; i++) {
+        const dsi_segment *s = &m->meta.segments[i];
+        if (s->kind == kind && s->layer == layer && s->expert == expert) return (long)i;
+    }
+    return -1;
+}
+
+DSI_FUNC ds_status dsi_model_read_expert(const ds_model *m, int layer, int expert, uint8_t *dst, size_t dst_len,
+                                         uint32_t *seg, dsi_err *e) {
+    long i = dsi_model_find_segment(m, DS_SEGMENT_EXPERT, layer, expert);
+    if (i < 0) return dsi_fail(e, DS_ERR_INVALID_ARG, "no routed expert %d in layer %d", expert, layer);
+    if (seg) *seg = (uint32_t)i;
+    return dsi_segment_read(m, (uint32_t)i, dst, dst_len, e);
+}
+
+DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index) {
+    if (index >= m->meta.n_tensors || !m->weights_loaded) return NULL;
+    const dsi_tensor *t = &m->meta.tensors[index];
+    const dsi_secure_buf *b = &m->dense[t->segment];
+    if (!b->ptr) return NULL;
+    return (const uint8_t *)b->ptr + t->offset;
+}
+
+/* ==== Directory checks =================================================== */
+/* Tensor names sorted once for lookups (and to refuse duplicates). */
+static int dsi_cmp_tensor_index(const void *a, const void *b) {
+    const dsi_tensor *x = *(const dsi_tensor *const *)a, *y = *(const dsi_tensor *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+
+
+static ds_status dsi_check_directory(ds_model *m, dsi_err *e) {
+    size_t n = m->meta.n_tensors;
+    m->sorted = dsi_calloc(&m->al, n, sizeof *m->sorted);
+    if (!m->sorted) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for the tensor index");
+    for (size_t i = 0; i < n; i++) m->sorted[i] = &m->meta.tensors[i];
+    qsort(m->sorted, n, sizeof *m->sorted, dsi_cmp_tensor_index);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(m->sorted[i - 1]->name, m->sorted[i]->name) == 0)
+            return dsi_fail(e, DS_ERR_CORRUPT, "tensor directory lists %s twice", m->sorted[i]->name);
+
+    /* Every tensor the architecture needs is there, with its shape, in the
+     * segment it belongs to. */
+    dsi_model_file f = dsi_model_file_of(m);
+    dsi_tensor_spec *specs = NULL;
+    size_t ns = 0;
+    ds_status s = dsi_arch_tensor_specs(&m->cfg, &m->al, &specs, &ns, e);
+    if (s) return s;
+    for (size_t i = 0; i < ns && !s; i++) {
+        const dsi_tensor_spec *sp = &specs[i];
+        const dsi_tensor *t = dsi_file_tensor(&f, sp->name, NULL);
+        if (!t) {
+            s = dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing from the container", sp->name);
+            break;
+        }
+        const dsi_segment *sg = &m->meta.segments[t->segment];
+        bool shape_ok = (int)t->n_dims == sp->n_dims;
+        for (int d = 0; shape_ok && d < sp->n_dims; d++) shape_ok = t->dims[d] == sp->dims[d];
+        if (!shape_ok)
+            s = dsi_fail(e, DS_ERR_SHAPE, "tensor %s: expected %llux%llu, got %llux%llu", sp->name,
+                         (unsigned long long)sp->dims[0], (unsigned long long)(sp->n_dims > 1 ? sp->dims[1] : 1),
+                         (unsigned long long)t->dims[0], (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1));
+        else if (sp->keep_f32 && t->dtype != DS_DTYPE_F32)
+            s = dsi_fail(e, DS_ERR_SHAPE, "tensor %s: expected F32, got %s", sp->name, ds_dtype_name(t->dtype));
+        else if (sg->kind != sp->seg_kind || sg->layer != sp->layer || sg->expert != sp->expert)
+            s = dsi_fail(e, DS_ERR_CORRUPT, "tensor %s is stored in the wrong segment", sp->name);
+    }
+    dsi_free(&m->al, specs);
+    return s;
+}
+
+/* ==== Open and close ===================================================== */
+static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *e) {
+    ds_status s = dsi_secure_alloc(&m->keybuf, sizeof(dsi_keys), e);
+    if (s) return s;
+    m->keys = (dsi_keys *)m->keybuf.ptr;
+    const dsi_header *h = &m->hdr;
+    if (h->cipher == DS_CIPHER_NONE) return dsi_keys_derive(m->keys, DS_CIPHER_NONE, NULL, 0, h->salt, e);
+
+    uint8_t master[32];
+    if (h->kdf == DS_KDF_ARGON2ID) {
+        if (!p->passphrase)
+            return dsi_fail(e, p->key ? DS_ERR_INVALID_ARG : DS_ERR_NEED_KEY,
+                            "this model is sealed with a passphrase; pass it instead of a key");
+        if (h->argon_ops > DSI_ARGON_MAX_OPS || h->argon_mem > DSI_ARGON_MAX_MEM)
+            return dsi_fail(e, DS_ERR_CORRUPT, "header: Argon2id parameters beyond sane limits");
+        s = dsi_passphrase_key(master, p->passphrase, p->passphrase_len, h->argon_salt, h->argon_ops, h->argon_mem, e);
+    } else {
+        if (!p->key)
+            return dsi_fail(e, p->passphrase ? DS_ERR_INVALID_ARG : DS_ERR_NEED_KEY,
+                            "this model is encrypted; a %d-byte key is needed", DS_KEY_BYTES);
+        if (p->key_len != DS_KEY_BYTES)
+            return dsi_fail(e, DS_ERR_INVALID_ARG, "key must be %d bytes, got %zu", DS_KEY_BYTES, p->key_len);
+        memcpy(master, p->key, 32);
+    }
+    if (!s) s = dsi_keys_derive(m->keys, (ds_cipher)h->cipher, master, 32, h->salt, e);
+    sodium_memzero(master, sizeof master);
+    if (s) return s;
+    if (sodium_memcmp(m->keys->check, h->key_check, 32) != 0)
+        return dsi_fail(e, DS_ERR_WRONG_KEY, "wrong key: it does not match this model's key check");
+    return DS_OK;
+}
+
+#define DSI_WILLNEED_PIECE ((uint64_t)128 << 10)
+
+/* Asks for [off, off + len) of the file in large asynchronous reads of
+ * exactly that range, before it is decrypted through the mapping (faults
+ * would read it in read-around windows that spill into the neighbouring
+ * segments, whose pages then stay in the page cache until those are read). */
+DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len) {
+    if (off >= m->map_len) return;
+    if (len > m->map_len - off) len = m->map_len - off;
+    uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1), end = off + len;
+    /* Linux reads at most max(read-ahead window, largest device request)
+     * per call (128 KiB to a few MiB) and ignores the rest, which would then
+     * come in by faults with read-around: ask in pieces no larger */
+    for (; a < end; a += DSI_WILLNEED_PIECE) {
+        uint64_t n = end - a < DSI_WILLNEED_PIECE ? end - a : DSI_WILLNEED_PIECE;
+        (void)posix_fadvise(m->fd, (off_t)a, (off_t)n, POSIX_FADV_WILLNEED);
+    }
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22   /* Linux >= 5.14 */
+#endif
+
+/* Maps [off, off + len) of the file into this process's page tables in one
+ * call (reading what is not in memory), instead of one fault per 4 KiB page
+ * (read-around is off where an expert cache exists). Kernels before 5.14
+ * refuse the advice: the pages then come in by faults as before. */
+DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len) {
+    if (off >= m->map_len) return;
+    if (len > m->map_len - off) len = m->map_len - off;
+    uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(off + len - a), MADV_POPULATE_READ);
+}
+
+/* Lets go of this process's pages of the whole pages inside [off, end). */
+DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end) {
+    uint64_t a = (off + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    uint64_t b = end & ~(uint64_t)(DSI_SEG_ALIGN - 1);
+    if (b > a) (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(b - a), MADV_DONTNEED);
+}
+
+/* Whether [off, off + len) of the file is in memory already (the page cache,
+ * or a file on tmpfs): true when 8 pages spread over it are all resident.
+ * Linux (>= 5.2) shows the page cache to mincore() only for a file the
+ * process owns or may write; for others it reports only pages mapped here,
+ * which the pager unmaps after each decrypt, and the answer is false. */
+#define DSI_IN_MEMORY_PROBES 8
+DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) page = 4096;
+    if (!len || off >= m->map_len) return false;
+    if (len > m->map_len - off) len = m->map_len - off;
+    for (int k = 0; k < DSI_IN_MEMORY_PROBES; k++) {
+        uint64_t at = off + len / DSI_IN_MEMORY_PROBES * (uint64_t)k;
+        uint64_t a = at & ~(uint64_t)(page - 1);
+        unsigned char v = 0;
+        if (mincore((void *)(uintptr_t)(m->map + a), (size_t)page, &v) != 0 || !(v & 1)) return false;
+    }
+    return true;
+}
+
+static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
+    const dsi_header *h = &m->hdr;
+    size_t n = (size_t)h->meta_plain_bytes;
+    uint8_t *plain = dsi_malloc(&m->al, n);
+    if (!plain) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for %zu bytes of metadata", n);
+    dsi_chunk_ad ad = {DSI_META_SEGMENT, 0, -1, -1, 0, h->meta_plain_bytes, 0, h->raw, DSI_HEADER_BYTES};
+    uint64_t stored = 0;
+    uint32_t nch = 0;
+    dsi_stored_bytes(h->meta_plain_bytes, h->chunk_bytes, &stored, &nch);
+    const uint8_t *in = m->map + h->meta_offset;
+    dsi_map_willneed(m, h->meta_offset, stored);
+    for (uint32_t c = 0; c < nch; c++) {
+        uint64_t done = (uint64_t)c * h->chunk_bytes;
+        size_t len = (size_t)(n - done < h->chunk_bytes ? n - done : h->chunk_bytes);
+        ad.chunk = c;
+        ad.last = c + 1 == nch;
+        ds_status s = dsi_chunk_open(m->keys, &ad, in, plain + done, len, in + len, e);
+        if (s) {
+            sodium_memzero(plain, n);
+            dsi_free(&m->al, plain);
+            return dsi_fail(e, DS_ERR_AUTH, "metadata failed authentication: the header or metadata was modified or "
+                                            "damaged");
+        }
+        in += len + DSI_TAG_BYTES;
+    }
+    ds_status s = dsi_meta_parse(plain, n, h->file_bytes, h->chunk_bytes, h->meta_offset, &m->al, &m->meta, e);
+    if (s) {
+        sodium_memzero(plain, n);
+        dsi_free(&m->al, plain);
+        return dsi_prefix(e, "metadata");
+    }
+    m->meta.plain = plain;
+    m->meta.plain_len = n;
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, dsi_err *e) {
+    m->dense = dsi_calloc(&m->al, m->meta.n_segments, sizeof *m->dense);
+    if (!m->dense) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < m->meta.n_segments; i++) {
+        const dsi_segment *s = &m->meta.segments[i];
+        if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
+        ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
+        if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
+        if (st) return st;   /* dsi_segment_read has let go of the ciphertext pages */
+    }
+    m->weights_loaded = true;
+    dsi_model_file f = dsi_model_file_of(m);
+    return dsi_arch_bind(&f, &m->cfg, &m->al, &m->w, e);
+}
+
+DSI_FUNC void dsi_file_close(ds_model *m) {
+    dsi_arch_unbind(&m->w, m->cfg.n_layers, &m->al);
+    ds_tokenizer_free(m->tok);
+    m->tok = NULL;
+    if (m->dense) {
+        for (size_t i = 0; i < m->meta.n_segments; i++) dsi_secure_free(&m->dense[i]);
+        dsi_free(&m->al, m->dense);
+        m->dense = NULL;
+    }
+    dsi_free(&m->al, m->sorted);
+    m->sorted = NULL;
+    dsi_meta_free(&m->meta);
+    dsi_secure_free(&m->keybuf);
+    if (m->map) munmap((void *)(uintptr_t)m->map, m->map_len);
+    m->map = NULL;
+    if (m->fd >= 0) close(m->fd);
+    m->fd = -1;
+}
+
+/* ==== Open ================================================================ */
+DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
+    ds_status s = DS_OK;
+    struct stat st;
+    uint8_t head[DSI_HEADER_AREA];
+    size_t got = 0;
+    m->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (m->fd < 0)
+        return dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
+    if (fstat(m->fd, &st) != 0 || dsi_read_exact(m->fd, head, sizeof head, 0, &got))
+        return dsi_fail(e, DS_ERR_IO, "cannot read: %s", strerror(errno));
+    if ((s = dsi_header_parse(head, got, &m->hdr, e))) return s;
+    if ((uint64_t)st.st_size < m->hdr.file_bytes)
+        return dsi_fail(e, DS_ERR_TRUNCATED, "truncated: the file has %llu of its %llu bytes",
+                        (unsigned long long)st.st_size, (unsigned long long)m->hdr.file_bytes);
+    if ((uint64_t)st.st_size > m->hdr.file_bytes)
+        return dsi_fail(e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
+                        (unsigned long long)(st.st_size - m->hdr.file_bytes));
+    if (m->hdr.file_bytes > SIZE_MAX)
+        return dsi_fail(e, DS_ERR_LIMIT, "file too large to map on this platform");
+    m->map_len = (size_t)m->hdr.file_bytes;
+    void *map = mmap(NULL, m->map_len, PROT_READ, MAP_SHARED, m->fd, 0);
+    if (map == MAP_FAILED)
+        return dsi_fail(e, DS_ERR_IO, "cannot map %zu bytes: %s", m->map_len, strerror(errno));
+    m->map = map;
+    if ((s = dsi_model_keys(m, p, e))) return s;
+    if ((s = dsi_model_metadata(m, e))) return s;
+    if ((s = dsi_config_parse(m->meta.config_json, m->meta.config_len, &m->al, &m->cfg, e))) {
+        dsi_prefix(e, "config.json");
+        return s;
+    }
+    {
+        /* the tokenizer lives in the metadata: built for every open, and
+         * the config's tokenizer summary comes from it (one parse) */
+        ds_allocator a = {m->al.malloc_fn, m->al.realloc_fn, m->al.free_fn, m->al.user};
+        if ((s = ds_tokenizer_new(&m->tok, m->meta.tokenizer_json, m->meta.tokenizer_len, m->meta.tokcfg_json,
+                                  m->meta.tokcfg_len, &a))) {
+            dsi_fail(e, s, "%s", ds_last_error());
+            return s;
+        }
+        dsi_tokenizer_summary(m->tok, &m->cfg);
+    }
+    if ((s = dsi_check_directory(m, e))) return s;
+    return DS_OK;
+}
+
+/* ==== Queries ============================================================ */
+DS_API ds_status ds_model_get_config(const ds_model *m, ds_model_config *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_get_config: NULL argument");
+        return dsi_publish(&e);
+    }
+    *out = m->cfg;
+    return DS_OK;
+}
+
+DS_API size_t ds_model_tensor_count(const ds_model *m) { return m ? m->meta.n_tensors : 0; }
+DS_API size_t ds_model_segment_count(const ds_model *m) { return m ? m->meta.n_segments : 0; }
+
+DS_API ds_status ds_model_tensor_info(const ds_model *m, size_t i, ds_tensor_info *out) {
+    dsi_err e = {0};
+    if (!m || !out || i >= m->meta.n_tensors) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_tensor_info: bad handle or index %zu", i);
+        return dsi_publish(&e);
+    }
+    const dsi_tensor *t = &m->meta.tensors[i];
+    out->name = t->name;
+    out->dtype = (ds_dtype)t->dtype;
+    out->n_dims = (int)t->n_dims;
+    memcpy(out->dims, t->dims, sizeof out->dims);
+    out->segment = t->segment;
+    out->offset = t->offset;
+    out->nbytes = t->nbytes;
+    return DS_OK;
+}
+
+DS_API ds_status ds_model_tensor_find(const ds_model *m, const char *name, size_t *index) {
+    dsi_err e = {0};
+    if (!m || !name || !index) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_tensor_find: NULL argument");
+        return dsi_publish(&e);
+    }
+    dsi_model_file f = dsi_model_file_of(m);
+    if (!dsi_file_tensor(&f, name, index)) {
+        dsi_fail(&e, DS_ERR_MISSING_TENSOR, "no tensor named %s", name);
+        return dsi_publish(&e);
+    }
+    return DS_OK;
+}
+
+DS_API ds_status ds_model_segment_info(const ds_model *m, size_t i, ds_segment_info *out) {
+    dsi_err e = {0};
+    if (!m || !out || i >= m->meta.n_segments) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_segment_info: bad handle or index %zu", i);
+        return dsi_publish(&e);
+    }
+    const dsi_segment *s = &m->meta.segments[i];
+    out->kind = (ds_segment_kind)s->kind;
+    out->layer = s->layer;
+    out->expert = s->expert;
+    out->file_offset = s->offset;
+    out->plain_bytes = s->plain_bytes;
+    out->stored_bytes = s->stored_bytes;
+    out->n_chunks = s->n_chunks;
+    return DS_OK;
+}
+
+DS_API void ds_model_segment_name(const ds_model *m, size_t i, char *buf, size_t len) {
+    if (!buf || !len) return;
+    if (!m || i >= m->meta.n_segments) {
+        snprintf(buf, len, "?");
+        return;
+    }
+    dsi_segment_describe(&m->meta.segments[i], m->cfg.n_layers, buf, len);
+}
+
+DS_API ds_status ds_model_tensor_read_f32(const ds_model *m, size_t index, float *dst, size_t n_elements) {
+    dsi_err e = {0};
+    if (!m || !dst || index >= m->meta.n_tensors) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_tensor_read_f32: bad handle, buffer or index");
+        return dsi_publish(&e);
+    }
+    const dsi_tensor *t = &m->meta.tensors[index];
+    uint64_t rows = t->n_dims == 2 ? t->dims[0] : 1, cols = t->dims[t->n_dims - 1], count = 0;
+    if (!dsi_mul_u64(rows, cols, &count) || count != n_elements) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "tensor %s has %llu elements, buffer holds %zu", t->name,
+                 (unsigned long long)count, n_elements);
+        return dsi_model_fail(m, &e);
+    }
+    const uint8_t *src = dsi_model_tensor_data(m, index);
+    dsi_secure_buf tmp = {0};
+    if (!src) {
+        /* not resident (an expert, or a metadata-only open): decrypt the segment */
+        const dsi_segment *s = &m->meta.segments[t->segment];
+        if (dsi_secure_alloc(&tmp, (size_t)s->plain_bytes, &e) ||
+            dsi_segment_read(m, t->segment, tmp.ptr, tmp.size, &e)) {
+            dsi_secure_free(&tmp);
+            return dsi_model_fail(m, &e);
+        }
+        src = (const uint8_t *)tmp.ptr + t->offset;
+    }
+    uint64_t rb = 0;
+    dsi_dtype_row_bytes((ds_dtype)t->dtype, cols, &rb);
+    for (uint64_t r = 0; r < rows; r++) {
+        const uint8_t *row = src + r * rb;
+        float *y = dst + r * cols;
+        switch ((ds_dtype)t->dtype) {
+        case DS_DTYPE_F32: memcpy(y, row, (size_t)cols * 4); break;
+        case DS_DTYPE_F16: dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)cols); break;
+        case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)cols); break;
+        }
+    }
+    dsi_secure_free(&tmp);
+    return DS_OK;
+}
+
+/* ==== Verify ============================================================= */
+typedef struct dsi_verify_job {
+    const ds_model *m;
+    size_t next;              /* next segment to take (atomic) */
+    size_t done;              /* segments finished (atomic) */
+    uint64_t bytes;           /* stored bytes checked (atomic) */
+    size_t first_bad;         /* lowest failing segment index (under lock) */
+    dsi_err err;              /* its message */
+    pthread_mutex_t lock;
+    int stop;                 /* set on cancellation */
+} dsi_verify_job;
+
+/* Authenticates segment i and records the lowest failing index. */
+static void dsi_verify_one(dsi_verify_job *j, size_t i) {
+    const ds_model *m = j->m;
+    dsi_err e = {0};
+    if (dsi_segment_read(m, (uint32_t)i, NULL, 0, &e)) {
+        pthread_mutex_lock(&j->lock);
+        if (i < j->first_bad) {
+            j->first_bad = i;
+            j->err = e;
+        }
+        pthread_mutex_unlock(&j->lock);
+    }
+    /* dsi_segment_read has let go of the file's pages as it went */
+    const dsi_segment *sg = &m->meta.segments[i];
+    __atomic_fetch_add(&j->bytes, sg->stored_bytes, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&j->done, 1, __ATOMIC_RELAXED);
+}
+
+static void *dsi_verify_worker(void *arg) {
+    dsi_verify_job *j = arg;
+    while (!__atomic_load_n(&j->stop, __ATOMIC_RELAXED)) {
+        size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (i >= j->m->meta.n_segments) break;
+        dsi_verify_one(j, i);
+    }
+    return NULL;
+}
+
+/* The bytes no tag covers (the rest of the header page, the padding between
+ * segments) must be zero, so that a flipped bit anywhere in the file is
+ * reported by verify. */
+static ds_status dsi_check_padding(const ds_model *m, dsi_err *e) {
+    uint64_t from = DSI_HEADER_BYTES;
+    for (size_t i = 0; i <= m->meta.n_segments; i++) {
+        uint64_t to = i < m->meta.n_segments ? m->meta.segments[i].offset : m->hdr.meta_offset;
+        for (uint64_t o = from; o < to; o++)
+            if (m->map[o]) {
+                char name[64] = "the metadata";
+                if (i < m->meta.n_segments) dsi_segment_describe(&m->meta.segments[i], m->cfg.n_layers, name, sizeof name);
+                return dsi_fail(e, DS_ERR_CORRUPT, "non-zero padding byte at offset %llu (before %s): the file was modified",
+                                (unsigned long long)o, name);
+            }
+        if (i < m->meta.n_segments) from = m->meta.segments[i].offset + m->meta.segments[i].stored_bytes;
+    }
+    return DS_OK;
+}
+
+DS_API ds_status ds_model_verify(const ds_model *m, int n_threads, ds_progress_fn progress, void *user) {
+    dsi_err e = {0};
+    if (!m) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_verify: model is NULL");
+        return dsi_publish(&e);
+    }
+    if (dsi_check_padding(m, &e)) return dsi_model_fail(m, &e);
+    dsi_verify_job j;
+    memset(&j, 0, sizeof j);
+    j.m = m;
+    j.first_bad = SIZE_MAX;
+    pthread_mutex_init(&j.lock, NULL);
+    int nt = n_threads > 0 ? n_threads : m->n_threads;
+    if (nt > 64) nt = 64;
+    pthread_t th[64];
+    int started = 0;
+    for (int i = 1; i < nt; i++) {
+        if (pthread_create(&th[started], NULL, dsi_verify_worker, &j) != 0) break;
+        started++;
+    }
+    /* The calling thread works too and reports progress between segments. */
+    size_t total = m->meta.n_segments;
+    while (!__atomic_load_n(&j.stop, __ATOMIC_RELAXED)) {
+        size_t k = __atomic_fetch_add(&j.next, 1, __ATOMIC_RELAXED);
+        if (k >= total) break;
+        dsi_verify_one(&j, k);
+        if (progress && progress(user, __atomic_load_n(&j.done, __ATOMIC_RELAXED), total,
+                                 __atomic_load_n(&j.bytes, __ATOMIC_RELAXED)))
+            __atomic_store_n(&j.stop, 1, __ATOMIC_RELAXED);
+    }
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&j.lock);
+    if (j.first_bad != SIZE_MAX) return dsi_model_fail(m, &j.err);
+    if (j.stop) {
+        dsi_fail(&e, DS_ERR_CANCELLED, "verify cancelled after %zu of %zu segments", j.done, total);
+        return dsi_model_fail(m, &e);
+    }
+    if (progress) (void)progress(user, total, total, j.bytes);
+    return DS_OK;
+}
