@@ -16,7 +16,10 @@
 CC      ?= cc
 NVCC    ?= nvcc
 PREFIX  ?= /usr/local
-PYTHON  ?= python3
+# The first python3 that has numpy (the one on PATH may be a pyenv one
+# without it while Debian's has it); python3 when none does.
+PYTHON  ?= $(or $(shell for p in python3 /usr/bin/python3 /usr/local/bin/python3; do \
+             $$p -c 'import numpy' >/dev/null 2>&1 && { echo $$p; break; }; done),python3)
 OPT     ?= -O2
 CFLAGS_BASE = -std=c11 -Wall -Wextra -g $(OPT) -pthread -I.
 LDLIBS  = -lsodium -lm -lpthread
