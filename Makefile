@@ -77,6 +77,16 @@ LIB_SRCS = \
 LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/unicode_tables.h
 LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
+LDLIBS += -ldl
+
+# CUDA=1 also builds the CUDA backend as its own shared object,
+# $(BUILD)/libdeepseek_cuda.so (the kernels, cudart and cuBLAS). The library
+# and its programs are the same as without CUDA: they open that object only
+# when a model asks for --device cuda (deepseek_impl/cuda.c), so a CPU run
+# never maps the CUDA libraries. Programs look for it through their run path
+# ($ORIGIN and $ORIGIN/.. in this build), the loader's paths, beside
+# themselves, or DS_CUDA_LIBRARY. The CUDA op and forward tests link the
+# kernels in (the archive) instead.
 ifeq ($(CUDA),1)
   # The toolkit is the one whose nvcc is found (symlinks resolved), else
   # /usr/local/cuda. Override with CUDA_HOME=... or NVCC=/path/to/nvcc.
@@ -88,17 +98,19 @@ ifeq ($(CUDA),1)
   CUDA_HDRS = kernels/cuda/common.cuh kernels/cuda/backend.cuh
   CUDA_TESTS = test_cuda_ops
   CUDA_ARCHIVE = $(BUILD)/libdeepseek_cuda.a
+  CUDA_SO = $(BUILD)/libdeepseek_cuda.so
   CUDA_OBJS = $(CUDA_SRCS:%.cu=$(BUILD)/%.o)
   CUDA_LIBS = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcudart -lcublas -lstdc++
   # A100 (sm_80) and H100/H200 (sm_90) code, plus sm_90 PTX for newer GPUs.
   CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                -gencode arch=compute_90,code=compute_90
-  CFLAGS_ALL += -DDS_CUDA=1
+  LDFLAGS_ALL += -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/..'
 else
   CUDA_OBJS =
   CUDA_LIBS =
   CUDA_TESTS =
   CUDA_ARCHIVE =
+  CUDA_SO =
 endif
 
 # C unit tests: one binary per module.
@@ -116,7 +128,7 @@ ifneq ($(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo yes),)
 endif
 
 .PHONY: all test check amalgamation fuzz install clean testdata demo demo-random test-openssl tsan test-cuda-emu
-all: $(BUILD)/libdeepseek.a $(BUILD)/ds $(EXAMPLES)
+all: $(BUILD)/libdeepseek.a $(BUILD)/ds $(EXAMPLES) $(CUDA_SO)
 
 $(BUILD)/%.o: %.c $(LIB_HDRS)
 	@mkdir -p $(dir $@)
@@ -124,32 +136,36 @@ $(BUILD)/%.o: %.c $(LIB_HDRS)
 
 $(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu $(LIB_HDRS) $(CUDA_HDRS)
 	@mkdir -p $(dir $@)
-	$(NVCC) -O2 -I. $(CUDA_ARCH) -Xcompiler -Wall,-Wextra -c $< -o $@
+	$(NVCC) -O2 -I. $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-fPIC -c $< -o $@
 
-$(BUILD)/libdeepseek.a: $(LIB_OBJS) $(CUDA_OBJS)
+$(BUILD)/libdeepseek.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+# The CUDA backend, loaded at run time (cudart linked in statically).
+$(BUILD)/libdeepseek_cuda.so: $(CUDA_OBJS)
+	$(NVCC) -shared $(CUDA_ARCH) $^ -o $@ -L$(CUDA_LIBDIR) -Xlinker -rpath,$(CUDA_LIBDIR) -lcublas
+
 $(BUILD)/ds: tools/ds.c tools/ds_bench.c tools/cli.h $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) tools/ds.c tools/ds_bench.c -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_ALL) tools/ds.c tools/ds_bench.c -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
 $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 $(BUILD)/chat: examples/chat.c $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
 SERVER_SRCS = examples/server.c examples/server_json.c
 $(BUILD)/ds-server: $(SERVER_SRCS) examples/server_json.h $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) $(MHD_CFLAGS) $(SERVER_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(MHD_LIBS) $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_ALL) $(MHD_CFLAGS) $(SERVER_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(MHD_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a
+$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a $(CUDA_SO)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
 # The CUDA op tests also depend on the C face of the backend.
-$(BUILD)/tests/test_cuda_ops: tests/test_cuda_ops.c tests/test.h $(CUDA_HDRS) $(BUILD)/libdeepseek.a
+$(BUILD)/tests/test_cuda_ops: tests/test_cuda_ops.c tests/test.h $(CUDA_HDRS) $(BUILD)/libdeepseek.a $(CUDA_ARCHIVE)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(CUDA_ARCHIVE) $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
 # Generated test checkpoints and containers (tests/gen/make_checkpoint.py).
 TESTDATA = $(BUILD)/testdata/.stamp
@@ -210,12 +226,12 @@ bench: $(BUILD)/ds $(BUILD)/libdeepseek.a
 	DS=$(BUILD)/ds PYTHON=$(PYTHON) CC=$(CC) sh bench/compare_llamacpp.sh $(BUILD)/bench-compare $(BENCH_ARGS)
 
 $(BUILD)/bench_container: tests/bench/bench_container.c $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 # Our prefill products against OpenBLAS SGEMM, one thread (needs libopenblas-dev).
 $(BUILD)/bench_gemm: tests/bench/bench_gemm.c $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) -lopenblas $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) -lopenblas $(LDLIBS)
 $(BUILD)/bench_crypto: tests/bench/bench_crypto.c $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
 # The main job: the trained demo model (models/, a 3 MB sealed DeepSeek-V2-
 # architecture MoE trained on the King James Bible, tools/train/) writes text.
@@ -255,9 +271,9 @@ dist/deepseek.c: $(AMALG_DEPS) Makefile
 # The unit tests call dsi_* functions, which are static in the amalgamation,
 # so each test is one translation unit: dist/deepseek.c, then the test
 # (tests/amalg_unit.c). Same test data as `make test`.
-$(AMALG_BUILD)/tests/%: tests/%.c tests/amalg_unit.c tests/test.h dist/deepseek.c deepseek.h $(CUDA_ARCHIVE)
+$(AMALG_BUILD)/tests/%: tests/%.c tests/amalg_unit.c tests/test.h dist/deepseek.c deepseek.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -DTEST_SOURCE='"$*.c"' tests/amalg_unit.c -o $@ $(CUDA_ARCHIVE) $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_ALL) -DTEST_SOURCE='"$*.c"' tests/amalg_unit.c -o $@ $(LDFLAGS_ALL) $(LDLIBS)
 
 # The CUDA objects as an archive, so that a test links (and loads cuBLAS
 # for) only what it calls.

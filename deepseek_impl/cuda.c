@@ -39,15 +39,95 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Where the kernels come from:
+ *   - linked in (DS_CUDA=1: the CUDA op and forward tests of make CUDA=1,
+ *     the CPU emulator), through dsi_cuda_backend();
+ *   - loaded at run time (every other multi-file build; the amalgamation
+ *     only with DS_CUDA_LOAD, so it stays CPU-only and needs no dlopen by
+ *     default): libdeepseek_cuda.so (make CUDA=1) is opened only when a
+ *     model asks for CUDA, so a CPU run never maps the CUDA runtime or
+ *     cuBLAS, and one build runs where they are missing;
+ *   - neither (DS_NO_CUDA): every model runs on the CPU. */
 #if defined(DS_CUDA) && DS_CUDA
+#  define DSI_CU_ON 1
+#  define DSI_CU_LINKED 1
+#elif !defined(DS_NO_CUDA) && (!defined(DS_AMALGAMATION) || defined(DS_CUDA_LOAD))
+#  define DSI_CU_ON 1
+#  define DSI_CU_LINKED 0
+#else
+#  define DSI_CU_ON 0
+#endif
+
+#if DSI_CU_ON
 
 #include <pthread.h>
 #include <sodium.h>
 #include <sys/mman.h>
+#if !DSI_CU_LINKED
+#include <dlfcn.h>
+#include <unistd.h>
+#endif
 
-#define DSI_CU_NSTAGE 3           /* pinned staging buffers in rotation */
 #define DSI_CU_MSG 320
 
+#if DSI_CU_LINKED
+static const dsi_backend_i *dsi_cu_backend(char *why, size_t len) {
+    (void)why;
+    (void)len;
+    return dsi_cuda_backend();
+}
+#else
+/* The backend's shared object, opened once and never closed (its table is
+ * static storage there). Looked for as DS_CUDA_LIBRARY (a path) when set,
+ * else as libdeepseek_cuda.so by the dynamic loader's search (its paths,
+ * the program's run path), else beside the running program. */
+#define DSI_CU_SONAME "libdeepseek_cuda.so"
+static pthread_mutex_t dsi_cu_load_lock = PTHREAD_MUTEX_INITIALIZER;
+static const dsi_backend_i *dsi_cu_loaded;
+static char dsi_cu_load_error[256];
+
+static void *dsi_cu_open(char *err, size_t len) {
+    const char *env = getenv("DS_CUDA_LIBRARY");
+    void *h = dlopen(env && env[0] ? env : DSI_CU_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (h || (env && env[0])) {
+        if (!h) snprintf(err, len, "%s", dlerror());
+        return h;
+    }
+    snprintf(err, len, "%s", dlerror());
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash || (size_t)(slash - exe) + sizeof DSI_CU_SONAME + 1 > sizeof exe) return NULL;
+    memcpy(slash + 1, DSI_CU_SONAME, sizeof DSI_CU_SONAME);
+    return dlopen(exe, RTLD_NOW | RTLD_LOCAL);
+}
+
+static const dsi_backend_i *dsi_cu_backend(char *why, size_t len) {
+    pthread_mutex_lock(&dsi_cu_load_lock);
+    if (!dsi_cu_loaded && !dsi_cu_load_error[0]) {
+        char err[sizeof dsi_cu_load_error] = "";
+        void *h = dsi_cu_open(err, sizeof err);
+        if (h) {
+            const dsi_backend_i *(*get)(void) = NULL;
+            void *sym = dlsym(h, "dsi_cuda_backend");
+            memcpy(&get, &sym, sizeof get);   /* object to function pointer, as POSIX allows */
+            if (get) dsi_cu_loaded = get();
+            else snprintf(err, sizeof err, "%s has no dsi_cuda_backend", DSI_CU_SONAME);
+        }
+        if (!dsi_cu_loaded) snprintf(dsi_cu_load_error, sizeof dsi_cu_load_error, "%s", err[0] ? err : "unknown");
+    }
+    const dsi_backend_i *b = dsi_cu_loaded;
+    if (!b && why) snprintf(why, len, "%s", dsi_cu_load_error);
+    pthread_mutex_unlock(&dsi_cu_load_lock);
+    return b;
+}
+#endif
+
+#define DSI_CU_NSTAGE 3           /* pinned staging buffers in rotation */
+
+typedef struct dsi_cuda_model dsi_cuda_model;
 struct dsi_cuda_model {
     const dsi_backend_i *b;
     int device;
@@ -109,11 +189,16 @@ DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err
     m->device = DS_DEVICE_CPU;
     if (p->device != DS_DEVICE_CUDA) return p->device == DS_DEVICE_CPU ? DS_OK :
         dsi_fail(e, DS_ERR_INVALID_ARG, "device %d is neither DS_DEVICE_CPU nor DS_DEVICE_CUDA", (int)p->device);
-    const dsi_backend_i *b = dsi_cuda_backend();
-    if (!b || b->version != DSI_BACKEND_VERSION)
-        return dsi_fail(e, DS_ERR_BACKEND, "the CUDA backend's table has version %d; this library knows %d",
-                        b ? b->version : -1, DSI_BACKEND_VERSION);
     char msg[DSI_CU_MSG] = "";
+    const dsi_backend_i *b = dsi_cu_backend(msg, sizeof msg);
+    if (!b) {
+        dsi_log(m->log, m->log_user, DS_LOG_WARN, "CUDA was asked for but is not available (%s); running on the CPU",
+                msg);
+        return DS_OK;
+    }
+    if (b->version != DSI_BACKEND_VERSION)
+        return dsi_fail(e, DS_ERR_BACKEND, "the CUDA backend's table has version %d; this library knows %d",
+                        b->version, DSI_BACKEND_VERSION);
     int n = 0;
     ds_status s = b->device_count(&n, msg, sizeof msg);
     if (s || n <= 0) {
@@ -261,7 +346,7 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
 static void dsi_cu_model_free(ds_model *m, void *dm);
 
 static ds_status dsi_cu_model_new(ds_model *m, const ds_model_params *p, void **dm, dsi_err *e) {
-    const dsi_backend_i *b = dsi_cuda_backend();
+    const dsi_backend_i *b = dsi_cu_backend(NULL, 0);
     char msg[DSI_CU_MSG] = "";
     dsi_cuda_model *gm = dsi_calloc(&m->al, 1, sizeof *gm);
     if (!gm) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
@@ -491,7 +576,7 @@ fail:
 static void dsi_cu_ctx_free(const ds_model *m, void *dc) {
     dsi_cuda_ctx *g = dc;
     if (!g) return;
-    const dsi_backend_i *b = g->b ? g->b : dsi_cuda_backend();
+    const dsi_backend_i *b = g->b ? g->b : dsi_cu_backend(NULL, 0);
     char msg[DSI_CU_MSG];
     if (g->stream) (void)b->sync(g->stream, msg, sizeof msg);
     for (int i = 0; i < g->n_dev; i++) b->free(g->dev[i]);
@@ -792,10 +877,11 @@ DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err
         return dsi_fail(e, DS_ERR_INVALID_ARG, "device %d is neither DS_DEVICE_CPU nor DS_DEVICE_CUDA",
                         (int)p->device);
     dsi_log(m->log, m->log_user, DS_LOG_WARN,
-            "CUDA was asked for but this build has no CUDA support (build with make CUDA=1); running on the CPU");
+            "CUDA was asked for but this build has no CUDA support (built with DS_NO_CUDA, or the amalgamation "
+            "without DS_CUDA_LOAD); running on the CPU");
     return DS_OK;
 }
 /* never chosen: dsi_cuda_probe above keeps every model on the CPU */
 DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return NULL; }
 
-#endif /* DS_CUDA */
+#endif /* DSI_CU_ON */
