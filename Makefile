@@ -51,7 +51,10 @@ LIB_SRCS = \
 	deepseek_impl/crypto.c \
 	deepseek_impl/container.c \
 	deepseek_impl/config.c \
+	deepseek_impl/unicode.c \
+	deepseek_impl/regex.c \
 	deepseek_impl/tokenizer.c \
+	deepseek_impl/chat_template.c \
 	deepseek_impl/model.c \
 	deepseek_impl/threadpool.c \
 	kernels/cpu/ops.c \
@@ -64,7 +67,8 @@ LIB_SRCS = \
 	deepseek_impl/generate.c \
 	deepseek_impl/convert.c
 
-LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/unicode_tables.h
+LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/unicode_tables.h deepseek_impl/unicode.h \
+           deepseek_impl/regex.h deepseek_impl/tokenizer.h
 LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
 ifeq ($(CUDA),1)
