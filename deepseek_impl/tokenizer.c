@@ -249,7 +249,7 @@ typedef struct tk_step {
     uint8_t add_prefix_space;   /* ByteLevel */
     uint8_t use_regex;          /* ByteLevel */
     uint8_t individual;         /* Digits */
-    dsi_regex *prog;              /* Split; ByteLevel with use_regex (shared, not owned) */
+    dsi_regex *prog;            /* Split; ByteLevel with use_regex (shared, not owned) */
 } tk_step;
 
 typedef struct tk_added {
@@ -286,7 +286,7 @@ struct ds_tokenizer {
     /* pre-tokenizer */
     tk_step *steps;
     uint32_t n_steps;
-    dsi_regex **progs;            /* owned programs */
+    dsi_regex **progs;          /* owned programs */
     uint32_t n_progs;
     uint32_t max_slots;
     /* tokenizer_config.json */

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id eaf1195b33c31f9f: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 16e08dcccf44b47a: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -49,7 +49,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "eaf1195b33c31f9f"
+#define DS_SOURCE_ID "16e08dcccf44b47a"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -5967,7 +5967,7 @@ typedef struct tk_step {
     uint8_t add_prefix_space;   /* ByteLevel */
     uint8_t use_regex;          /* ByteLevel */
     uint8_t individual;         /* Digits */
-    dsi_regex *prog;              /* Split; ByteLevel with use_regex (shared, not owned) */
+    dsi_regex *prog;            /* Split; ByteLevel with use_regex (shared, not owned) */
 } tk_step;
 
 typedef struct tk_added {
@@ -6004,7 +6004,7 @@ struct ds_tokenizer {
     /* pre-tokenizer */
     tk_step *steps;
     uint32_t n_steps;
-    dsi_regex **progs;            /* owned programs */
+    dsi_regex **progs;          /* owned programs */
     uint32_t n_progs;
     uint32_t max_slots;
     /* tokenizer_config.json */
