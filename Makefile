@@ -58,7 +58,10 @@ LIB_SRCS = \
 	deepseek_impl/crypto.c \
 	deepseek_impl/container.c \
 	deepseek_impl/config.c \
+	deepseek_impl/unicode.c \
+	deepseek_impl/regex.c \
 	deepseek_impl/tokenizer.c \
+	deepseek_impl/chat_template.c \
 	deepseek_impl/arch.c \
 	deepseek_impl/file.c \
 	deepseek_impl/threadpool.c \
@@ -74,7 +77,8 @@ LIB_SRCS = \
 	deepseek_impl/generate.c \
 	deepseek_impl/convert.c
 
-LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/unicode_tables.h
+LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/unicode_tables.h deepseek_impl/unicode.h \
+           deepseek_impl/regex.h deepseek_impl/tokenizer.h
 LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
 LDLIBS += -ldl
@@ -114,7 +118,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_pager_rss test_demo test_cuda_forward $(CUDA_TESTS)
+TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_cuda_forward $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat
@@ -301,7 +305,7 @@ check-layers: $(LIB_OBJS)
 
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_CC ?= clang
-FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer
+FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer fuzz_regex
 FUZZ_FLAGS = -std=c11 -g -O1 -I. -fsanitize=fuzzer,address,undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION=1
 fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
 build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)

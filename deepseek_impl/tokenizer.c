@@ -1,15 +1,17 @@
 /*
  * tokenizer.c — byte-level BPE as a Hugging Face tokenizer.json describes it,
- * with the same ids as the `tokenizers` library (PyPI), plus the chat
- * templates of the DeepSeek V2 and V3 families.
+ * with the same ids as the `tokenizers` library (PyPI): the ds_tokenizer
+ * API but for the chat templates (chat_template.c, the layer above, which
+ * reads tokenizer_config.json's parts through tokenizer.h). Below it are
+ * regex.c (the pre-tokenizer's Split patterns) and unicode.c.
  *
  * Encoding follows the reference step by step:
  *   1. added tokens are cut out of the text (leftmost-longest, first the
  *      tokens with normalized=false, then the rest, as AddedVocabulary does);
  *   2. each remaining segment goes through the pre-tokenizer: a sequence of
- *      regex Splits (our own backtracking engine with Oniguruma's semantics:
- *      leftmost-first alternation, greedy quantifiers, lookahead, Ruby-syntax
- *      anchors), Digits and ByteLevel steps;
+ *      regex Splits (our own backtracking engine with Oniguruma's semantics,
+ *      regex.c: leftmost-first alternation, greedy quantifiers, lookahead,
+ *      Ruby-syntax anchors), Digits and ByteLevel steps;
  *   3. each piece is encoded with BPE over its bytes (GPT-2's byte-to-char
  *      mapping), merging the lowest-ranked pair first.
  * Decoding maps tokens back to bytes and replaces invalid UTF-8 exactly as
@@ -19,7 +21,9 @@
  * own scratch space, so one tokenizer may be shared by many threads.
  */
 #include "internal.h"
-#include "unicode_tables.h"
+#include "regex.h"
+#include "tokenizer.h"
+#include "unicode.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,139 +34,6 @@
 #ifndef DS_MAX_TOKEN_ID
 #define DS_MAX_TOKEN_ID (1u << 24)
 #endif
-/* Backtracking steps one regex search may take before giving up, as
- * Oniguruma's retry limit (10M) does, so hostile text cannot hang a call. */
-#define RX_STEP_LIMIT 10000000u
-/* Regex program size and nesting (patterns come from untrusted files). */
-#define RX_MAX_INSTS (1u << 20)
-#define RX_MAX_DEPTH 64
-#define RX_MAX_REPEAT 100000u
-
-/* ==== Unicode ============================================================= */
-static int uc_category(uint32_t cp) {
-    if (cp > 0x10FFFF) return UC_Cn;
-    size_t lo = 0, hi = UC_NRUNS;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if ((uc_cat_runs[mid] >> 5) <= cp) lo = mid; else hi = mid;
-    }
-    return (int)(uc_cat_runs[lo] & 31u);
-}
-
-#define UC_MASK(c) (1u << (c))
-#define UC_L (UC_MASK(UC_Lu) | UC_MASK(UC_Ll) | UC_MASK(UC_Lt) | UC_MASK(UC_Lm) | UC_MASK(UC_Lo))
-#define UC_M (UC_MASK(UC_Mn) | UC_MASK(UC_Mc) | UC_MASK(UC_Me))
-#define UC_N (UC_MASK(UC_Nd) | UC_MASK(UC_Nl) | UC_MASK(UC_No))
-#define UC_P (UC_MASK(UC_Pc) | UC_MASK(UC_Pd) | UC_MASK(UC_Ps) | UC_MASK(UC_Pe) | UC_MASK(UC_Pi) | \
-              UC_MASK(UC_Pf) | UC_MASK(UC_Po))
-#define UC_S (UC_MASK(UC_Sm) | UC_MASK(UC_Sc) | UC_MASK(UC_Sk) | UC_MASK(UC_So))
-#define UC_Z (UC_MASK(UC_Zs) | UC_MASK(UC_Zl) | UC_MASK(UC_Zp))
-#define UC_C (UC_MASK(UC_Cn) | UC_MASK(UC_Cc) | UC_MASK(UC_Cf) | UC_MASK(UC_Cs) | UC_MASK(UC_Co))
-
-/* The White_Space property (what Oniguruma's \s and Rust's is_whitespace
- * match); not a general category, so listed here. Stable since Unicode 6.3. */
-static const uint32_t uc_space_ranges[][2] = {
-    {0x09, 0x0D}, {0x20, 0x20}, {0x85, 0x85}, {0xA0, 0xA0}, {0x1680, 0x1680}, {0x2000, 0x200A},
-    {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000},
-};
-#define UC_NSPACE (sizeof uc_space_ranges / sizeof uc_space_ranges[0])
-
-static bool uc_is_space(uint32_t c) {
-    if (c < 0x80) return c == 0x20 || (c >= 0x09 && c <= 0x0D);
-    for (size_t i = 2; i < UC_NSPACE; i++)
-        if (c >= uc_space_ranges[i][0] && c <= uc_space_ranges[i][1]) return true;
-    return false;
-}
-
-/* Letters that are symbols by category but Alphabetic by property (circled
- * and squared Latin letters): Oniguruma's \w includes them. */
-static const uint32_t uc_alpha_symbols[][2] = {
-    {0x24B6, 0x24E9}, {0x1F130, 0x1F149}, {0x1F150, 0x1F169}, {0x1F170, 0x1F189},
-};
-
-/* \w: Oniguruma's Word (letters, marks, numbers, connector punctuation). */
-static bool uc_is_word(uint32_t c) {
-    if ((UC_MASK(uc_category(c)) & (UC_L | UC_M | UC_N | UC_MASK(UC_Pc))) != 0) return true;
-    for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
-        if (c >= uc_alpha_symbols[i][0] && c <= uc_alpha_symbols[i][1]) return true;
-    return false;
-}
-
-/* ==== UTF-8 =============================================================== */
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is invalid or
- * cut short. Rejects overlong forms, surrogates and values above U+10FFFF. */
-static size_t utf8_valid(const uint8_t *s, size_t n, uint32_t *cp) {
-    uint8_t c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
-    if (c >= 0xC2 && c <= 0xDF) {
-        if (n < 2 || (s[1] & 0xC0) != 0x80) return 0;
-        *cp = ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F);
-        return 2;
-    }
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0;
-        if (c == 0xED && s[1] > 0x9F) return 0;
-        *cp = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0;
-        if (c == 0xF4 && s[1] > 0x8F) return 0;
-        *cp = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) | ((uint32_t)(s[2] & 0x3F) << 6) |
-              (s[3] & 0x3F);
-        return 4;
-    }
-    return 0;
-}
-
-static size_t utf8_put(uint8_t *o, uint32_t cp) {
-    if (cp < 0x80) { o[0] = (uint8_t)cp; return 1; }
-    if (cp < 0x800) { o[0] = (uint8_t)(0xC0 | (cp >> 6)); o[1] = (uint8_t)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (uint8_t)(0xE0 | (cp >> 12));
-        o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (uint8_t)(0xF0 | (cp >> 18));
-    o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* For lossy decoding: how many bytes at s form the longest prefix of some
- * valid sequence (Rust's Utf8Chunks rule). Returns the full length when the
- * sequence is complete and valid, else the length of the invalid part to
- * replace by one U+FFFD; *incomplete is set when the bytes are a valid but
- * unfinished prefix that reached the end of the buffer. */
-static size_t utf8_lossy_step(const uint8_t *s, size_t n, bool *valid, bool *incomplete) {
-    uint8_t c = s[0];
-    *valid = false;
-    *incomplete = false;
-    if (c < 0x80) { *valid = true; return 1; }
-    size_t w = (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-    if (w == 0) return 1;
-    if (n < 2) { *incomplete = true; return 1; }
-    uint8_t d = s[1];
-    bool ok2;
-    if (w == 2) ok2 = (d & 0xC0) == 0x80;
-    else if (w == 3)
-        ok2 = (c == 0xE0) ? (d >= 0xA0 && d <= 0xBF) : (c == 0xED) ? (d >= 0x80 && d <= 0x9F) : ((d & 0xC0) == 0x80);
-    else
-        ok2 = (c == 0xF0) ? (d >= 0x90 && d <= 0xBF) : (c == 0xF4) ? (d >= 0x80 && d <= 0x8F) : ((d & 0xC0) == 0x80);
-    if (!ok2) return 1;
-    if (w == 2) { *valid = true; return 2; }
-    if (n < 3) { *incomplete = true; return 2; }
-    if ((s[2] & 0xC0) != 0x80) return 2;
-    if (w == 3) { *valid = true; return 3; }
-    if (n < 4) { *incomplete = true; return 3; }
-    if ((s[3] & 0xC0) != 0x80) return 3;
-    *valid = true;
-    return 4;
-}
 
 /* ==== GPT-2 byte <-> char mapping ========================================= */
 /* Printable bytes map to themselves; the others to U+0100 + k in byte order,
@@ -188,1210 +59,6 @@ static int bl_cp_to_byte(uint32_t cp) {
     if (cp == 0x100 + 67) return 0xAD;
     return -1;
 }
-
-/* ==== Range sets ========================================================== */
-/* Character classes are compiled to sorted, disjoint code-point ranges, with a
- * bitmap for the Basic Multilingual Plane so that testing a character there
- * costs one load. */
-typedef struct rr_list {
-    uint32_t *v;          /* pairs lo, hi */
-    size_t n, cap;        /* pairs */
-    const dsi_alloc *al;
-    bool failed;
-} rr_list;
-
-static void rr_add(rr_list *r, uint32_t lo, uint32_t hi) {
-    if (r->failed) return;
-    if (r->n == r->cap) {
-        size_t nc = r->cap ? r->cap * 2 : 16;
-        uint32_t *nv = dsi_realloc(r->al, r->v, nc * 2 * sizeof *nv);
-        if (!nv) { r->failed = true; return; }
-        r->v = nv;
-        r->cap = nc;
-    }
-    r->v[2 * r->n] = lo;
-    r->v[2 * r->n + 1] = hi;
-    r->n++;
-}
-
-static void rr_add_cats(rr_list *r, uint32_t mask) {
-    for (size_t i = 0; i < UC_NRUNS; i++) {
-        if (!(mask & UC_MASK(uc_cat_runs[i] & 31u))) continue;
-        uint32_t lo = uc_cat_runs[i] >> 5;
-        uint32_t hi = i + 1 < UC_NRUNS ? (uc_cat_runs[i + 1] >> 5) - 1 : 0x10FFFF;
-        rr_add(r, lo, hi);
-    }
-}
-
-static int rr_cmp(const void *a, const void *b) {
-    uint32_t x = ((const uint32_t *)a)[0], y = ((const uint32_t *)b)[0];
-    return x < y ? -1 : x > y;
-}
-
-/* Sorts and merges overlapping or adjacent ranges. */
-static void rr_normalize(rr_list *r) {
-    if (r->failed || r->n == 0) return;
-    qsort(r->v, r->n, 2 * sizeof(uint32_t), rr_cmp);
-    size_t o = 0;
-    for (size_t i = 1; i < r->n; i++) {
-        if (r->v[2 * i] <= r->v[2 * o + 1] + 1) {
-            if (r->v[2 * i + 1] > r->v[2 * o + 1]) r->v[2 * o + 1] = r->v[2 * i + 1];
-        } else {
-            o++;
-            r->v[2 * o] = r->v[2 * i];
-            r->v[2 * o + 1] = r->v[2 * i + 1];
-        }
-    }
-    r->n = o + 1;
-}
-
-/* Complement within [0, U+10FFFF] of a normalized list, in place. */
-static void rr_negate(rr_list *r) {
-    if (r->failed) return;
-    rr_list t = {NULL, 0, 0, r->al, false};
-    uint32_t next = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        if (r->v[2 * i] > next) rr_add(&t, next, r->v[2 * i] - 1);
-        next = r->v[2 * i + 1] + 1;
-    }
-    if (next <= 0x10FFFF) rr_add(&t, next, 0x10FFFF);
-    dsi_free(r->al, r->v);
-    *r = t;
-    if (t.failed) { dsi_free(r->al, t.v); r->v = NULL; r->n = r->cap = 0; r->failed = true; }
-}
-
-/* Appends another list (b's entries) to a. */
-static void rr_append(rr_list *a, const rr_list *b) {
-    if (b->failed) { a->failed = true; return; }
-    for (size_t i = 0; i < b->n; i++) rr_add(a, b->v[2 * i], b->v[2 * i + 1]);
-}
-
-typedef struct rx_set {
-    uint32_t *v;          /* normalized pairs */
-    size_t n;
-    uint64_t *bmp;        /* 1024 words: U+0000..U+FFFF */
-} rx_set;
-
-static bool rx_set_has(const rx_set *s, uint32_t c) {
-    if (c < 0x10000) return (s->bmp[c >> 6] >> (c & 63)) & 1u;
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c < s->v[2 * mid]) hi = mid;
-        else if (c > s->v[2 * mid + 1]) lo = mid + 1;
-        else return true;
-    }
-    return false;
-}
-
-/* ==== Regex: syntax tree ================================================== */
-/*
- * A small backtracking regex engine over code points, matching what the
- * `tokenizers` library gets from Oniguruma (Ruby syntax): literals and
- * escapes, classes with ranges and negation, \p{..}/\P{..} general
- * categories, \s \S \d \D \w \W \h \H, '.', alternation (leftmost first),
- * groups, greedy/lazy/possessive quantifiers ? * + {m} {m,} {m,n} {,n},
- * atomic groups, lookahead and fixed-length lookbehind, anchors ^ $ \A \z \Z
- * \b \B ('^' and '$' are line anchors, as in Ruby). Anything else fails with
- * DS_ERR_UNSUPPORTED naming the construct.
- */
-enum { RN_EMPTY, RN_CHAR, RN_SET, RN_CAT, RN_ALT, RN_REP, RN_LOOK, RN_ATOMIC, RN_ASSERT };
-enum { RA_BOL, RA_EOL, RA_BOS, RA_EOS, RA_EOS_NL, RA_WORDB, RA_NWORDB };
-
-typedef struct rx_node {
-    uint8_t type;
-    uint8_t lazy;          /* RN_REP */
-    uint8_t neg;           /* RN_LOOK: negative; */
-    uint8_t behind;        /* RN_LOOK: lookbehind */
-    uint8_t bag;           /* the body of a capturing group (a valid repeat target) */
-    uint32_t val;          /* RN_CHAR: code point; RN_SET: set index; RN_ASSERT: kind */
-    uint32_t min, max;     /* RN_REP (max UINT32_MAX = unbounded) */
-    int32_t kid;           /* first child (CAT, ALT, REP, LOOK, ATOMIC) */
-    int32_t next;          /* next sibling */
-} rx_node;
-
-enum { OP_CHAR, OP_SET, OP_ANY, OP_SPLIT, OP_JMP, OP_MATCH, OP_ASSERT, OP_LOOK, OP_ATOMIC, OP_REP, OP_SAVE,
-       OP_EMPTYCHK, OP_BACK };
-
-typedef struct rx_inst {
-    uint8_t op;
-    uint8_t flag;          /* OP_LOOK: 1 = negative; OP_REP: bit0 lazy, bit1 set (else char/any) */
-    uint32_t a, b, c;
-} rx_inst;
-
-typedef struct rx_prog {
-    rx_inst *code;
-    uint32_t n_code;
-    rx_set *sets;
-    uint32_t n_sets;
-    uint32_t n_slots;      /* saved positions for empty-loop checks */
-    int first_set;         /* set of characters that can start a match, or -1 */
-} rx_prog;
-
-typedef struct rx_parser {
-    const uint32_t *p;
-    size_t i, n;
-    rx_node *nodes;
-    size_t n_nodes, cap_nodes;
-    rx_prog *prog;         /* sets are added here while parsing */
-    const dsi_alloc *al;
-    dsi_err *e;
-    const char *what;      /* for messages: "pre_tokenizer[2] regex" */
-    int depth;
-} rx_parser;
-
-static ds_status rx_nomem(rx_parser *P) { return dsi_fail(P->e, DS_ERR_NOMEM, "%s: out of memory", P->what); }
-
-static ds_status rx_syntax(rx_parser *P, ds_status s, const char *why) {
-    return dsi_fail(P->e, s, "%s: %s at character %zu", P->what, why, P->i);
-}
-
-static int32_t rx_new_node(rx_parser *P, uint8_t type) {
-    if (P->n_nodes == P->cap_nodes) {
-        size_t nc = P->cap_nodes ? P->cap_nodes * 2 : 64;
-        if (nc > RX_MAX_INSTS) return -1;
-        rx_node *nn = dsi_realloc(P->al, P->nodes, nc * sizeof *nn);
-        if (!nn) return -1;
-        P->nodes = nn;
-        P->cap_nodes = nc;
-    }
-    rx_node *nd = &P->nodes[P->n_nodes];
-    memset(nd, 0, sizeof *nd);
-    nd->type = type;
-    nd->kid = nd->next = -1;
-    return (int32_t)P->n_nodes++;
-}
-
-/* Turns a range list into a set of the program (takes ownership of r->v). */
-static int32_t rx_add_set(rx_parser *P, rr_list *r) {
-    rr_normalize(r);
-    if (r->failed) return -1;
-    rx_prog *G = P->prog;
-    rx_set *ns = dsi_realloc(P->al, G->sets, (G->n_sets + 1) * sizeof *ns);
-    if (!ns) return -1;
-    G->sets = ns;
-    rx_set *s = &G->sets[G->n_sets];
-    s->bmp = dsi_calloc(P->al, 1024, sizeof(uint64_t));
-    if (!s->bmp) return -1;
-    s->v = r->v;
-    s->n = r->n;
-    r->v = NULL;
-    r->n = r->cap = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        uint32_t lo = s->v[2 * i], hi = s->v[2 * i + 1];
-        if (lo > 0xFFFF) break;
-        if (hi > 0xFFFF) hi = 0xFFFF;
-        for (uint32_t c = lo; c <= hi; c++) s->bmp[c >> 6] |= (uint64_t)1 << (c & 63);
-    }
-    return (int32_t)G->n_sets++;
-}
-
-/* Property names: general categories (short or long, any case, '_', '-' and
- * ' ' ignored, as Oniguruma compares them). Returns a category mask or 0. */
-static uint32_t rx_property_mask(const uint32_t *name, size_t n) {
-    char buf[40];
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t c = name[i];
-        if (c == '_' || c == '-' || c == ' ') continue;
-        if (c >= 0x80 || k + 1 >= sizeof buf) return 0;
-        buf[k++] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
-    }
-    buf[k] = 0;
-    static const struct { const char *name; uint32_t mask; } longs[] = {
-        {"l", UC_L}, {"letter", UC_L}, {"m", UC_M}, {"mark", UC_M}, {"combiningmark", UC_M},
-        {"n", UC_N}, {"number", UC_N}, {"p", UC_P}, {"punctuation", UC_P}, {"punct", UC_P},
-        {"s", UC_S}, {"symbol", UC_S}, {"z", UC_Z}, {"separator", UC_Z}, {"c", UC_C}, {"other", UC_C},
-        {"any", 0x3FFFFFFFu},
-        {"uppercaseletter", UC_MASK(UC_Lu)}, {"lowercaseletter", UC_MASK(UC_Ll)},
-        {"titlecaseletter", UC_MASK(UC_Lt)}, {"modifierletter", UC_MASK(UC_Lm)},
-        {"otherletter", UC_MASK(UC_Lo)}, {"nonspacingmark", UC_MASK(UC_Mn)},
-        {"spacingmark", UC_MASK(UC_Mc)}, {"enclosingmark", UC_MASK(UC_Me)},
-        {"decimalnumber", UC_MASK(UC_Nd)}, {"digit", UC_MASK(UC_Nd)}, {"letternumber", UC_MASK(UC_Nl)},
-        {"othernumber", UC_MASK(UC_No)}, {"connectorpunctuation", UC_MASK(UC_Pc)},
-        {"dashpunctuation", UC_MASK(UC_Pd)}, {"openpunctuation", UC_MASK(UC_Ps)},
-        {"closepunctuation", UC_MASK(UC_Pe)}, {"initialpunctuation", UC_MASK(UC_Pi)},
-        {"finalpunctuation", UC_MASK(UC_Pf)}, {"otherpunctuation", UC_MASK(UC_Po)},
-        {"mathsymbol", UC_MASK(UC_Sm)}, {"currencysymbol", UC_MASK(UC_Sc)},
-        {"modifiersymbol", UC_MASK(UC_Sk)}, {"othersymbol", UC_MASK(UC_So)},
-        {"spaceseparator", UC_MASK(UC_Zs)}, {"lineseparator", UC_MASK(UC_Zl)},
-        {"paragraphseparator", UC_MASK(UC_Zp)}, {"control", UC_MASK(UC_Cc)}, {"cntrl", UC_MASK(UC_Cc)},
-        {"format", UC_MASK(UC_Cf)}, {"surrogate", UC_MASK(UC_Cs)}, {"privateuse", UC_MASK(UC_Co)},
-        {"unassigned", UC_MASK(UC_Cn)},
-    };
-    for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
-        if (strcmp(buf, longs[i].name) == 0) return longs[i].mask;
-    if (k == 2)
-        for (int c = 0; c < UC_NCATS; c++)
-            if (buf[0] == uc_cat_names[c][0] + 32 && buf[1] == uc_cat_names[c][1]) return UC_MASK(c);
-    return 0;
-}
-
-/* Adds a predefined class (\s \d \w \h \p{..}; neg for the capital forms) to
- * r. Returns DS_OK or an error. */
-static ds_status rx_class_escape(rx_parser *P, uint32_t c, rr_list *r) {
-    rr_list t = {NULL, 0, 0, P->al, false};
-    bool neg = false;
-    switch (c) {
-    case 'S': neg = true; /* fall through */
-    case 's':
-        for (size_t i = 0; i < UC_NSPACE; i++) rr_add(&t, uc_space_ranges[i][0], uc_space_ranges[i][1]);
-        break;
-    case 'D': neg = true; /* fall through */
-    case 'd': rr_add_cats(&t, UC_MASK(UC_Nd)); break;
-    case 'W': neg = true; /* fall through */
-    case 'w':
-        rr_add_cats(&t, UC_L | UC_M | UC_N | UC_MASK(UC_Pc));
-        for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
-            rr_add(&t, uc_alpha_symbols[i][0], uc_alpha_symbols[i][1]);
-        break;
-    case 'H': neg = true; /* fall through */
-    case 'h': rr_add(&t, '0', '9'); rr_add(&t, 'A', 'F'); rr_add(&t, 'a', 'f'); break;
-    case 'P': neg = true; /* fall through */
-    case 'p': {
-        if (P->i >= P->n || P->p[P->i] != '{') return rx_syntax(P, DS_ERR_UNSUPPORTED, "\\p without {name}");
-        size_t start = ++P->i;
-        while (P->i < P->n && P->p[P->i] != '}') P->i++;
-        if (P->i >= P->n) return rx_syntax(P, DS_ERR_JSON, "unterminated \\p{");
-        size_t end = P->i++;
-        if (start < end && P->p[start] == '^') { neg = !neg; start++; }
-        uint32_t mask = rx_property_mask(P->p + start, end - start);
-        if (!mask) {
-            char nm[48];
-            size_t k = 0;
-            for (size_t i = start; i < end && k + 5 < sizeof nm; i++) k += utf8_put((uint8_t *)nm + k, P->p[i]);
-            nm[k] = 0;
-            dsi_free(P->al, t.v);
-            return dsi_fail(P->e, DS_ERR_UNSUPPORTED, "%s: unsupported character property \\p{%s}", P->what, nm);
-        }
-        rr_add_cats(&t, mask);
-        break;
-    }
-    default: return DS_ERR_INTERNAL;
-    }
-    if (neg) { rr_normalize(&t); rr_negate(&t); }
-    rr_append(r, &t);
-    dsi_free(P->al, t.v);
-    return r->failed ? rx_nomem(P) : DS_OK;
-}
-
-static int rx_hexval(uint32_t c) {
-    if (c >= '0' && c <= '9') return (int)(c - '0');
-    if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
-    if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
-    return -1;
-}
-
-/* A single-character escape after '\' (P->i at the letter). Returns 1 with
- * *cp set, 0 when it is not a plain character (class escapes, anchors), or
- * a negative status. in_class: \b means backspace. */
-static int rx_char_escape(rx_parser *P, bool in_class, uint32_t *cp, ds_status *st) {
-    uint32_t c = P->p[P->i];
-    *st = DS_OK;
-    switch (c) {
-    case 't': *cp = 9; P->i++; return 1;
-    case 'n': *cp = 10; P->i++; return 1;
-    case 'r': *cp = 13; P->i++; return 1;
-    case 'f': *cp = 12; P->i++; return 1;
-    case 'v': *cp = 11; P->i++; return 1;
-    case 'a': *cp = 7; P->i++; return 1;
-    case 'e': *cp = 27; P->i++; return 1;
-    case 'b': if (in_class) { *cp = 8; P->i++; return 1; } return 0;
-    case 'x': {
-        P->i++;
-        uint32_t v = 0;
-        if (P->i < P->n && P->p[P->i] == '{') {
-            P->i++;
-            int nd = 0;
-            while (P->i < P->n && rx_hexval(P->p[P->i]) >= 0 && nd < 8) { v = v * 16 + (uint32_t)rx_hexval(P->p[P->i++]); nd++; }
-            if (P->i >= P->n || P->p[P->i] != '}' || nd == 0) { *st = rx_syntax(P, DS_ERR_JSON, "bad \\x{...}"); return -1; }
-            P->i++;
-        } else {
-            int nd = 0;
-            while (nd < 2 && P->i < P->n && rx_hexval(P->p[P->i]) >= 0) { v = v * 16 + (uint32_t)rx_hexval(P->p[P->i++]); nd++; }
-        }
-        if (v > 0x10FFFF) { *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "code point above U+10FFFF"); return -1; }
-        *cp = v;
-        return 1;
-    }
-    case 'u': {
-        uint32_t v = 0;
-        if (P->i + 4 < P->n + 0 && rx_hexval(P->p[P->i + 1]) >= 0 && rx_hexval(P->p[P->i + 2]) >= 0 &&
-            rx_hexval(P->p[P->i + 3]) >= 0 && rx_hexval(P->p[P->i + 4]) >= 0) {
-            for (int k = 1; k <= 4; k++) v = v * 16 + (uint32_t)rx_hexval(P->p[P->i + (size_t)k]);
-            P->i += 5;
-            *cp = v;
-            return 1;
-        }
-        *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "bad \\u escape");
-        return -1;
-    }
-    case '0': {
-        P->i++;
-        uint32_t v = 0;
-        for (int k = 0; k < 2 && P->i < P->n && P->p[P->i] >= '0' && P->p[P->i] <= '7'; k++) v = v * 8 + (P->p[P->i++] - '0');
-        *cp = v;
-        return 1;
-    }
-    default: break;
-    }
-    if (c >= '1' && c <= '9') {
-        /* Oniguruma reads \1.. as a back reference, or as octal when there
-         * are that many digits; we support only the octal form \ooo. */
-        if (c <= '7' && P->i + 2 < P->n && P->p[P->i + 1] >= '0' && P->p[P->i + 1] <= '7' && P->p[P->i + 2] >= '0' &&
-            P->p[P->i + 2] <= '7') {
-            *cp = (c - '0') * 64 + (P->p[P->i + 1] - '0') * 8 + (P->p[P->i + 2] - '0');
-            P->i += 3;
-            return 1;
-        }
-        *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "back references");
-        return -1;
-    }
-    if (strchr("sSdDwWhHpP", (int)(c < 128 ? c : 0)) && c < 128) return 0;
-    if (!in_class && c < 128 && strchr("AzZbBG", (int)c)) return 0;
-    if (c < 128 && strchr("kgKRXNOyYcCM", (int)c)) {
-        *st = rx_syntax(P, DS_ERR_UNSUPPORTED, "escape sequence not supported");
-        return -1;
-    }
-    /* Oniguruma (Ruby syntax) takes any other escaped character literally. */
-    *cp = c;
-    P->i++;
-    return 1;
-}
-
-/* '[' ... ']' (P->i just after '['). */
-static ds_status rx_parse_class(rx_parser *P, int32_t *out) {
-    rr_list r = {NULL, 0, 0, P->al, false};
-    bool neg = false;
-    ds_status st = DS_OK;
-    if (P->i < P->n && P->p[P->i] == '^') { neg = true; P->i++; }
-    bool first = true;
-    for (;;) {
-        if (P->i >= P->n) { st = rx_syntax(P, DS_ERR_JSON, "premature end of character class"); goto fail; }
-        uint32_t c = P->p[P->i];
-        if (c == ']' && !first) { P->i++; break; }
-        first = false;
-        if (c == '[') { st = rx_syntax(P, DS_ERR_UNSUPPORTED, "nested character classes and [:posix:]"); goto fail; }
-        if (c == '&' && P->i + 1 < P->n && P->p[P->i + 1] == '&') {
-            st = rx_syntax(P, DS_ERR_UNSUPPORTED, "character class intersection &&");
-            goto fail;
-        }
-        uint32_t lo;
-        if (c == '\\') {
-            P->i++;
-            if (P->i >= P->n) { st = rx_syntax(P, DS_ERR_JSON, "pattern ends with \\"); goto fail; }
-            int k = rx_char_escape(P, true, &lo, &st);
-            if (k < 0) goto fail;
-            if (k == 0) {
-                uint32_t e = P->p[P->i++];
-                st = rx_class_escape(P, e, &r);
-                if (st) goto fail;
-                if (P->i + 1 < P->n && P->p[P->i] == '-' && P->p[P->i + 1] != ']') {
-                    st = rx_syntax(P, DS_ERR_JSON, "unmatched range specifier in character class");
-                    goto fail;
-                }
-                continue;
-            }
-        } else {
-            lo = c;
-            P->i++;
-        }
-        uint32_t hi = lo;
-        if (P->i + 1 < P->n && P->p[P->i] == '-' && P->p[P->i + 1] != ']') {
-            P->i++;
-            uint32_t d = P->p[P->i];
-            if (d == '\\') {
-                P->i++;
-                if (P->i >= P->n) { st = rx_syntax(P, DS_ERR_JSON, "pattern ends with \\"); goto fail; }
-                int k = rx_char_escape(P, true, &hi, &st);
-                if (k < 0) goto fail;
-                if (k == 0) { st = rx_syntax(P, DS_ERR_JSON, "unmatched range specifier in character class"); goto fail; }
-            } else if (d == '[') {
-                st = rx_syntax(P, DS_ERR_UNSUPPORTED, "nested character classes");
-                goto fail;
-            } else {
-                hi = d;
-                P->i++;
-            }
-            if (hi < lo) { st = rx_syntax(P, DS_ERR_JSON, "empty range in character class"); goto fail; }
-        }
-        rr_add(&r, lo, hi);
-    }
-    rr_normalize(&r);
-    if (neg) rr_negate(&r);
-    if (r.failed) { st = rx_nomem(P); goto fail; }
-    int32_t si = rx_add_set(P, &r);
-    if (si < 0) { st = rx_nomem(P); goto fail; }
-    int32_t nd = rx_new_node(P, RN_SET);
-    if (nd < 0) { st = rx_nomem(P); goto fail; }
-    P->nodes[nd].val = (uint32_t)si;
-    *out = nd;
-    return DS_OK;
-fail:
-    dsi_free(P->al, r.v);
-    return st;
-}
-
-static ds_status rx_parse_alt(rx_parser *P, int32_t *out);
-
-/* Reads a {m}, {m,}, {m,n} or {,n} interval at P->i ('{'). Returns false
- * (and leaves P->i) when the text is not an interval: then '{' is literal. */
-static bool rx_interval(rx_parser *P, uint32_t *mn, uint32_t *mx, bool *too_big, bool *swapped) {
-    size_t i = P->i + 1;
-    uint64_t a = 0, b = 0;
-    bool has_a = false, has_b = false, comma = false;
-    *too_big = false;
-    *swapped = false;
-    while (i < P->n && P->p[i] >= '0' && P->p[i] <= '9') { a = a * 10 + (P->p[i] - '0'); if (a > 1000000) a = 1000000; i++; has_a = true; }
-    if (i < P->n && P->p[i] == ',') {
-        comma = true;
-        i++;
-        while (i < P->n && P->p[i] >= '0' && P->p[i] <= '9') { b = b * 10 + (P->p[i] - '0'); if (b > 1000000) b = 1000000; i++; has_b = true; }
-    }
-    if (i >= P->n || P->p[i] != '}') return false;
-    if (!has_a && !has_b) return false;            /* "{}" and "{,}" are literal */
-    if (!comma) b = a;
-    else if (!has_b) b = UINT32_MAX;
-    if (!has_a) a = 0;
-    if (a > RX_MAX_REPEAT || (b != UINT32_MAX && b > RX_MAX_REPEAT)) *too_big = true;
-    if (b != UINT32_MAX && b < a) {   /* Oniguruma reads {3,1} as a possessive {1,3} */
-        uint64_t t = a;
-        a = b;
-        b = t;
-        *swapped = true;
-    }
-    *mn = (uint32_t)a;
-    *mx = (uint32_t)b;
-    P->i = i + 1;
-    return true;
-}
-
-/* atom ::= '(' alt ')' | '[' class ']' | '.' | '^' | '$' | escape | char */
-static ds_status rx_parse_atom(rx_parser *P, int32_t *out) {
-    uint32_t c = P->p[P->i];
-    ds_status st;
-    int32_t nd;
-    if (c == '(') {
-        P->i++;
-        uint8_t kind = 0;   /* 0 group, 1 lookahead, 2 lookbehind, 3 atomic */
-        bool neg = false, capture = true;
-        if (P->i < P->n && P->p[P->i] == '?') {
-            uint32_t d = P->i + 1 < P->n ? P->p[P->i + 1] : 0;
-            capture = false;
-            if (d == ':') { P->i += 2; }
-            else if (d == '=' || d == '!') { kind = 1; neg = d == '!'; P->i += 2; }
-            else if (d == '>') { kind = 3; P->i += 2; }
-            else if (d == '<' && P->i + 2 < P->n && (P->p[P->i + 2] == '=' || P->p[P->i + 2] == '!')) {
-                kind = 2; neg = P->p[P->i + 2] == '!'; P->i += 3;
-            } else if (d == '<' || d == 'P' || d == '\'') {
-                /* named group: skip the name, treat as a plain group */
-                capture = true;
-                uint32_t close = d == '\'' ? '\'' : '>';
-                size_t j = P->i + (d == 'P' ? 3 : 2);
-                while (j < P->n && P->p[j] != close) j++;
-                if (j >= P->n) return rx_syntax(P, DS_ERR_JSON, "bad group name");
-                P->i = j + 1;
-            } else return rx_syntax(P, DS_ERR_UNSUPPORTED, "group options (?...)");
-        }
-        if (++P->depth > RX_MAX_DEPTH) return rx_syntax(P, DS_ERR_LIMIT, "groups nested too deeply");
-        int32_t body;
-        st = rx_parse_alt(P, &body);
-        P->depth--;
-        if (st) return st;
-        if (P->i >= P->n || P->p[P->i] != ')') return rx_syntax(P, DS_ERR_JSON, "unmatched parenthesis");
-        P->i++;
-        if (kind == 0) {
-            P->nodes[body].bag = capture;
-            *out = body;
-            return DS_OK;
-        }
-        nd = rx_new_node(P, kind == 3 ? RN_ATOMIC : RN_LOOK);
-        if (nd < 0) return rx_nomem(P);
-        P->nodes[nd].kid = body;
-        P->nodes[nd].neg = neg;
-        P->nodes[nd].behind = kind == 2;
-        *out = nd;
-        return DS_OK;
-    }
-    if (c == '[') {
-        P->i++;
-        return rx_parse_class(P, out);
-    }
-    if (c == '*' || c == '+' || c == '?') return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is not specified");
-    if (c == '{') {
-        uint32_t a, b;
-        bool big, sw;
-        size_t save = P->i;
-        if (rx_interval(P, &a, &b, &big, &sw)) { P->i = save; return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is not specified"); }
-    }
-    if (c == '.' || c == '^' || c == '$') {
-        P->i++;
-        if (c == '.') {
-            nd = rx_new_node(P, RN_SET);
-            if (nd < 0) return rx_nomem(P);
-            P->nodes[nd].type = RN_CHAR;
-            P->nodes[nd].val = UINT32_MAX;   /* any character but '\n' */
-        } else {
-            nd = rx_new_node(P, RN_ASSERT);
-            if (nd < 0) return rx_nomem(P);
-            P->nodes[nd].val = c == '^' ? RA_BOL : RA_EOL;
-        }
-        *out = nd;
-        return DS_OK;
-    }
-    uint32_t cp = c;
-    if (c == '\\') {
-        P->i++;
-        if (P->i >= P->n) return rx_syntax(P, DS_ERR_JSON, "pattern ends with \\");
-        int k = rx_char_escape(P, false, &cp, &st);
-        if (k < 0) return st;
-        if (k == 0) {
-            uint32_t e = P->p[P->i++];
-            const char *anch = "AzZbB";
-            const char *hit = e < 128 ? strchr(anch, (int)e) : NULL;
-            if (e == 'G') return rx_syntax(P, DS_ERR_UNSUPPORTED, "\\G");
-            if (hit) {
-                static const uint8_t kinds[] = {RA_BOS, RA_EOS, RA_EOS_NL, RA_WORDB, RA_NWORDB};
-                nd = rx_new_node(P, RN_ASSERT);
-                if (nd < 0) return rx_nomem(P);
-                P->nodes[nd].val = kinds[hit - anch];
-                *out = nd;
-                return DS_OK;
-            }
-            rr_list r = {NULL, 0, 0, P->al, false};
-            st = rx_class_escape(P, e, &r);
-            if (st) { dsi_free(P->al, r.v); return st; }
-            int32_t si = rx_add_set(P, &r);
-            dsi_free(P->al, r.v);
-            if (si < 0) return rx_nomem(P);
-            nd = rx_new_node(P, RN_SET);
-            if (nd < 0) return rx_nomem(P);
-            P->nodes[nd].val = (uint32_t)si;
-            *out = nd;
-            return DS_OK;
-        }
-    } else {
-        P->i++;
-    }
-    nd = rx_new_node(P, RN_CHAR);
-    if (nd < 0) return rx_nomem(P);
-    P->nodes[nd].val = cp;
-    *out = nd;
-    return DS_OK;
-}
-
-/* Oniguruma refuses to repeat an anchor or lookaround, also through
- * non-capturing groups and in any branch of an alternation (its
- * is_invalid_quantifier_target); a sequence of two or more nodes, a
- * capturing or atomic group, is fine. */
-static bool rx_bad_repeat_target(const rx_parser *P, int32_t id) {
-    const rx_node *nd = &P->nodes[id];
-    if (nd->bag) return false;
-    switch (nd->type) {
-    case RN_ASSERT: case RN_LOOK: return true;
-    case RN_CAT: {
-        int32_t k = nd->kid;
-        return k >= 0 && P->nodes[k].next < 0 && rx_bad_repeat_target(P, k);
-    }
-    case RN_ALT:
-        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next)
-            if (rx_bad_repeat_target(P, k)) return true;
-        return false;
-    default: return false;
-    }
-}
-
-/* seq ::= (atom quantifier*)* ; stops at '|', ')' or the end. */
-static ds_status rx_parse_seq(rx_parser *P, int32_t *out) {
-    int32_t cat = rx_new_node(P, RN_CAT);
-    if (cat < 0) return rx_nomem(P);
-    int32_t last = -1;
-    while (P->i < P->n && P->p[P->i] != '|' && P->p[P->i] != ')') {
-        int32_t atom = -1;
-        ds_status st = rx_parse_atom(P, &atom);
-        if (st) return st;
-        for (;;) {
-            if (P->i >= P->n) break;
-            uint32_t q = P->p[P->i];
-            uint32_t mn, mx;
-            bool interval = false, swapped = false;
-            if (q == '*') { mn = 0; mx = UINT32_MAX; P->i++; }
-            else if (q == '+') { mn = 1; mx = UINT32_MAX; P->i++; }
-            else if (q == '?') { mn = 0; mx = 1; P->i++; }
-            else if (q == '{') {
-                bool big;
-                if (!rx_interval(P, &mn, &mx, &big, &swapped)) break;
-                if (big) return rx_syntax(P, DS_ERR_LIMIT, "too big number for repeat range");
-                interval = true;
-            } else break;
-            if (rx_bad_repeat_target(P, atom)) return rx_syntax(P, DS_ERR_JSON, "target of repeat operator is invalid");
-            int32_t rep = rx_new_node(P, RN_REP);
-            if (rep < 0) return rx_nomem(P);
-            P->nodes[rep].kid = atom;
-            P->nodes[rep].min = mn;
-            P->nodes[rep].max = mx;
-            if (swapped) {
-                /* possessive; a following ? or + is another quantifier */
-                int32_t at = rx_new_node(P, RN_ATOMIC);
-                if (at < 0) return rx_nomem(P);
-                P->nodes[at].kid = rep;
-                rep = at;
-            } else if (P->i < P->n && P->p[P->i] == '?') { P->nodes[rep].lazy = 1; P->i++; }
-            else if (!interval && P->i < P->n && P->p[P->i] == '+') {
-                /* possessive: an atomic group around the greedy repeat */
-                P->i++;
-                int32_t at = rx_new_node(P, RN_ATOMIC);
-                if (at < 0) return rx_nomem(P);
-                P->nodes[at].kid = rep;
-                rep = at;
-            }
-            atom = rep;
-        }
-        if (last < 0) P->nodes[cat].kid = atom; else P->nodes[last].next = atom;
-        last = atom;
-    }
-    *out = cat;
-    return DS_OK;
-}
-
-/* alt ::= seq ('|' seq)* */
-static ds_status rx_parse_alt(rx_parser *P, int32_t *out) {
-    int32_t first;
-    ds_status st = rx_parse_seq(P, &first);
-    if (st) return st;
-    if (P->i >= P->n || P->p[P->i] != '|') { *out = first; return DS_OK; }
-    int32_t alt = rx_new_node(P, RN_ALT);
-    if (alt < 0) return rx_nomem(P);
-    P->nodes[alt].kid = first;
-    int32_t last = first;
-    while (P->i < P->n && P->p[P->i] == '|') {
-        P->i++;
-        int32_t s;
-        st = rx_parse_seq(P, &s);
-        if (st) return st;
-        P->nodes[last].next = s;
-        last = s;
-    }
-    *out = alt;
-    return DS_OK;
-}
-
-/* ==== Regex: compiler ===================================================== */
-typedef struct rx_compiler {
-    rx_parser *P;
-    rx_inst *code;
-    size_t n, cap;
-    bool failed;            /* out of memory or too large */
-    bool too_big;
-} rx_compiler;
-
-static uint32_t rx_emit(rx_compiler *C, uint8_t op, uint8_t flag, uint32_t a, uint32_t b, uint32_t c) {
-    if (C->failed) return 0;
-    if (C->n >= RX_MAX_INSTS) { C->failed = C->too_big = true; return 0; }
-    if (C->n == C->cap) {
-        size_t nc = C->cap ? C->cap * 2 : 64;
-        rx_inst *ni = dsi_realloc(C->P->al, C->code, nc * sizeof *ni);
-        if (!ni) { C->failed = true; return 0; }
-        C->code = ni;
-        C->cap = nc;
-    }
-    rx_inst *I = &C->code[C->n];
-    I->op = op;
-    I->flag = flag;
-    I->a = a;
-    I->b = b;
-    I->c = c;
-    return (uint32_t)C->n++;
-}
-
-/* Whether a node can match the empty string (for empty-loop checks). */
-static bool rx_nullable(const rx_parser *P, int32_t id) {
-    const rx_node *nd = &P->nodes[id];
-    switch (nd->type) {
-    case RN_EMPTY: case RN_ASSERT: case RN_LOOK: return true;
-    case RN_CHAR: case RN_SET: return false;
-    case RN_CAT:
-        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next)
-            if (!rx_nullable(P, k)) return false;
-        return true;
-    case RN_ALT:
-        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next)
-            if (rx_nullable(P, k)) return true;
-        return false;
-    case RN_REP: return nd->min == 0 || rx_nullable(P, nd->kid);
-    case RN_ATOMIC: return rx_nullable(P, nd->kid);
-    }
-    return true;
-}
-
-/* Length in characters every match of the node has, or -1 if it varies
- * (lookbehind needs a fixed length). */
-static long rx_fixed_len(const rx_parser *P, int32_t id) {
-    const rx_node *nd = &P->nodes[id];
-    switch (nd->type) {
-    case RN_EMPTY: case RN_ASSERT: case RN_LOOK: return 0;
-    case RN_CHAR: case RN_SET: return 1;
-    case RN_CAT: {
-        long t = 0;
-        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next) {
-            long l = rx_fixed_len(P, k);
-            if (l < 0 || t > 1000000) return -1;
-            t += l;
-        }
-        return t;
-    }
-    case RN_ALT: {
-        long t = -2;
-        for (int32_t k = nd->kid; k >= 0; k = P->nodes[k].next) {
-            long l = rx_fixed_len(P, k);
-            if (l < 0 || (t != -2 && l != t)) return -1;
-            t = l;
-        }
-        return t < 0 ? 0 : t;
-    }
-    case RN_REP: {
-        if (nd->min != nd->max) return -1;
-        long l = rx_fixed_len(P, nd->kid);
-        if (l < 0 || (l && nd->min > 1000000 / (unsigned long)l)) return -1;
-        return l * (long)nd->min;
-    }
-    case RN_ATOMIC: return rx_fixed_len(P, nd->kid);
-    }
-    return -1;
-}
-
-static void rx_compile_node(rx_compiler *C, int32_t id, int depth);
-
-static void rx_compile_rep(rx_compiler *C, const rx_node *nd, int depth) {
-    rx_parser *P = C->P;
-    const rx_node *kid = &P->nodes[nd->kid];
-    if (kid->type == RN_CHAR || kid->type == RN_SET) {
-        /* one instruction for a repeated single character: it consumes the
-         * longest run, then gives characters back one at a time */
-        uint8_t flag = (uint8_t)(nd->lazy ? 1 : 0);
-        uint32_t a = kid->val;
-        if (kid->type == RN_SET) flag |= 2;
-        rx_emit(C, OP_REP, flag, a, nd->min, nd->max);
-        return;
-    }
-    for (uint32_t i = 0; i < nd->min && !C->failed; i++) rx_compile_node(C, nd->kid, depth + 1);
-    if (nd->max == nd->min) return;
-    if (nd->max == UINT32_MAX) {
-        /* L: SPLIT body, exit ; body: [SAVE s] x [EMPTYCHK s, exit] JMP L ; exit: */
-        bool nullable = rx_nullable(P, nd->kid);
-        uint32_t slot = 0;
-        if (nullable) slot = C->P->prog->n_slots++;
-        uint32_t L = rx_emit(C, OP_SPLIT, 0, 0, 0, 0);
-        uint32_t body = (uint32_t)C->n;
-        if (nullable) rx_emit(C, OP_SAVE, 0, slot, 0, 0);
-        rx_compile_node(C, nd->kid, depth + 1);
-        uint32_t chk = 0;
-        if (nullable) chk = rx_emit(C, OP_EMPTYCHK, 0, slot, 0, 0);
-        rx_emit(C, OP_JMP, 0, L, 0, 0);
-        if (C->failed) return;
-        uint32_t exit = (uint32_t)C->n;
-        if (nullable) C->code[chk].b = exit;
-        C->code[L].a = nd->lazy ? exit : body;
-        C->code[L].b = nd->lazy ? body : exit;
-        return;
-    }
-    /* (max - min) nested optional copies, each skipping to the common exit */
-    uint32_t k = nd->max - nd->min;
-    size_t first_split = C->n;
-    uint32_t *splits = dsi_malloc(P->al, (size_t)k * sizeof *splits);
-    if (!splits) { C->failed = true; return; }
-    for (uint32_t i = 0; i < k && !C->failed; i++) {
-        splits[i] = rx_emit(C, OP_SPLIT, 0, 0, 0, 0);
-        rx_compile_node(C, nd->kid, depth + 1);
-    }
-    (void)first_split;
-    if (!C->failed) {
-        uint32_t exit = (uint32_t)C->n;
-        for (uint32_t i = 0; i < k; i++) {
-            uint32_t body = splits[i] + 1;
-            C->code[splits[i]].a = nd->lazy ? exit : body;
-            C->code[splits[i]].b = nd->lazy ? body : exit;
-        }
-    }
-    dsi_free(P->al, splits);
-}
-
-static void rx_compile_node(rx_compiler *C, int32_t id, int depth) {
-    if (C->failed) return;
-    if (depth > 4 * RX_MAX_DEPTH + 16) { C->failed = C->too_big = true; return; }
-    rx_parser *P = C->P;
-    const rx_node nd = P->nodes[id];
-    switch (nd.type) {
-    case RN_EMPTY: break;
-    case RN_CHAR:
-        if (nd.val == UINT32_MAX) rx_emit(C, OP_ANY, 0, 0, 0, 0);
-        else rx_emit(C, OP_CHAR, 0, nd.val, 0, 0);
-        break;
-    case RN_SET: rx_emit(C, OP_SET, 0, nd.val, 0, 0); break;
-    case RN_ASSERT: rx_emit(C, OP_ASSERT, 0, nd.val, 0, 0); break;
-    case RN_CAT:
-        for (int32_t k = nd.kid; k >= 0 && !C->failed; k = P->nodes[k].next) rx_compile_node(C, k, depth + 1);
-        break;
-    case RN_ALT: {
-        /* SPLIT L1, N1 ; L1: x1 ; JMP end ; N1: SPLIT L2, N2 ; ... ; xk ; end: */
-        uint32_t jumps_head = UINT32_MAX;   /* chain of JMPs to patch through their 'a' field */
-        for (int32_t k = nd.kid; k >= 0 && !C->failed; k = P->nodes[k].next) {
-            if (P->nodes[k].next >= 0) {
-                uint32_t s = rx_emit(C, OP_SPLIT, 0, 0, 0, 0);
-                rx_compile_node(C, k, depth + 1);
-                uint32_t j = rx_emit(C, OP_JMP, 0, jumps_head, 0, 0);
-                if (C->failed) return;
-                jumps_head = j;
-                C->code[s].a = s + 1;
-                C->code[s].b = (uint32_t)C->n;
-            } else {
-                rx_compile_node(C, k, depth + 1);
-            }
-        }
-        if (C->failed) return;
-        uint32_t end = (uint32_t)C->n;
-        while (jumps_head != UINT32_MAX) {
-            uint32_t nx = C->code[jumps_head].a;
-            C->code[jumps_head].a = end;
-            jumps_head = nx;
-        }
-        break;
-    }
-    case RN_REP: rx_compile_rep(C, &nd, depth); break;
-    case RN_LOOK:
-    case RN_ATOMIC: {
-        /* LOOK/ATOMIC a=body b=continuation c=lookbehind length+1 ; body ... MATCH ; cont: */
-        uint32_t behind = 0;
-        if (nd.type == RN_LOOK && nd.behind) {
-            long l = rx_fixed_len(P, nd.kid);
-            if (l < 0) { C->failed = true; C->too_big = false; P->e->status = DS_ERR_UNSUPPORTED; return; }
-            behind = (uint32_t)l + 1;
-        }
-        uint32_t at = rx_emit(C, nd.type == RN_LOOK ? OP_LOOK : OP_ATOMIC, nd.neg, 0, 0, behind);
-        rx_compile_node(C, nd.kid, depth + 1);
-        if (behind) rx_emit(C, OP_BACK, 0, 0, 0, 0);
-        rx_emit(C, OP_MATCH, 0, 0, 0, 0);
-        if (C->failed) return;
-        C->code[at].a = at + 1;
-        C->code[at].b = (uint32_t)C->n;
-        break;
-    }
-    }
-}
-
-/* The characters that can begin a match, collected by following the
- * program's empty moves from the start. Returns false when the start is
- * nullable or guarded by an assertion (then every position must be tried). */
-static bool rx_first_chars(const rx_prog *G, const rx_inst *code, uint32_t n, rr_list *r, const dsi_alloc *al) {
-    uint8_t *seen = dsi_calloc(al, n ? n : 1, 1);
-    uint32_t *stack = dsi_malloc(al, (size_t)(n ? n : 1) * 2 * sizeof *stack);
-    bool ok = seen && stack;
-    size_t sp = 0;
-    if (ok) stack[sp++] = 0;
-    while (ok && sp) {
-        uint32_t pc = stack[--sp];
-        if (pc >= n || seen[pc]) continue;
-        seen[pc] = 1;
-        const rx_inst *I = &code[pc];
-        switch (I->op) {
-        case OP_CHAR: rr_add(r, I->a, I->a); break;
-        case OP_ANY: rr_add(r, 0, 9); rr_add(r, 11, 0x10FFFF); break;
-        case OP_SET: rr_append(r, &(rr_list){G->sets[I->a].v, G->sets[I->a].n, 0, al, false}); break;
-        case OP_REP:
-            if (I->flag & 2) rr_append(r, &(rr_list){G->sets[I->a].v, G->sets[I->a].n, 0, al, false});
-            else if (I->a == UINT32_MAX) { rr_add(r, 0, 9); rr_add(r, 11, 0x10FFFF); }
-            else rr_add(r, I->a, I->a);
-            if (I->b == 0) stack[sp++] = pc + 1;
-            break;
-        case OP_SPLIT: stack[sp++] = I->a; stack[sp++] = I->b; break;
-        case OP_JMP: stack[sp++] = I->a; break;
-        case OP_SAVE: stack[sp++] = pc + 1; break;
-        case OP_EMPTYCHK: stack[sp++] = pc + 1; stack[sp++] = I->b; break;
-        case OP_ATOMIC: stack[sp++] = I->a; break;
-        default: ok = false; break;   /* MATCH (nullable), ASSERT, LOOK, BACK */
-        }
-    }
-    dsi_free(al, seen);
-    dsi_free(al, stack);
-    return ok && !r->failed;
-}
-
-static void rx_prog_free(const dsi_alloc *al, rx_prog *G) {
-    if (!G) return;
-    for (uint32_t i = 0; i < G->n_sets; i++) {
-        dsi_free(al, G->sets[i].v);
-        dsi_free(al, G->sets[i].bmp);
-    }
-    dsi_free(al, G->sets);
-    dsi_free(al, G->code);
-    dsi_free(al, G);
-}
-
-/* Compiles a pattern (UTF-8, n bytes). literal: match the text itself (a
- * Split with a String pattern). */
-static ds_status rx_compile(const char *pat, size_t n, bool literal, const dsi_alloc *al, const char *what,
-                            rx_prog **out, dsi_err *e) {
-    *out = NULL;
-    ds_status st = DS_OK;
-    uint32_t *cps = dsi_malloc(al, (n + 1) * sizeof *cps);
-    rx_prog *G = dsi_calloc(al, 1, sizeof *G);
-    rx_parser P = {0};
-    rx_compiler C = {0};
-    if (!cps || !G) { st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what); goto done; }
-    size_t m = 0;
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t k = utf8_valid((const uint8_t *)pat + i, n - i, &cp);
-        if (!k) { st = dsi_fail(e, DS_ERR_JSON, "%s: invalid UTF-8", what); goto done; }
-        cps[m++] = cp;
-        i += k;
-    }
-    P.p = cps;
-    P.n = m;
-    P.prog = G;
-    P.al = al;
-    P.e = e;
-    P.what = what;
-    int32_t root;
-    if (literal) {
-        root = rx_new_node(&P, RN_CAT);
-        if (root < 0) { st = rx_nomem(&P); goto done; }
-        int32_t last = -1;
-        for (size_t i = 0; i < m; i++) {
-            int32_t c = rx_new_node(&P, RN_CHAR);
-            if (c < 0) { st = rx_nomem(&P); goto done; }
-            P.nodes[c].val = cps[i];
-            if (last < 0) P.nodes[root].kid = c; else P.nodes[last].next = c;
-            last = c;
-        }
-    } else {
-        st = rx_parse_alt(&P, &root);
-        if (st) goto done;
-        if (P.i < P.n) { st = rx_syntax(&P, DS_ERR_JSON, "unmatched close parenthesis"); goto done; }
-    }
-    C.P = &P;
-    e->status = DS_OK;
-    rx_compile_node(&C, root, 0);
-    rx_emit(&C, OP_MATCH, 0, 0, 0, 0);
-    if (C.failed) {
-        if (e->status == DS_ERR_UNSUPPORTED) st = dsi_fail(e, DS_ERR_UNSUPPORTED, "%s: lookbehind of variable length", what);
-        else if (C.too_big) st = dsi_fail(e, DS_ERR_LIMIT, "%s: pattern too large", what);
-        else st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what);
-        goto done;
-    }
-    G->code = C.code;
-    G->n_code = (uint32_t)C.n;
-    C.code = NULL;
-    G->first_set = -1;
-    rr_list fr = {NULL, 0, 0, al, false};
-    if (rx_first_chars(G, G->code, G->n_code, &fr, al)) {
-        int32_t si = rx_add_set(&P, &fr);
-        if (si < 0) { dsi_free(al, fr.v); st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what); goto done; }
-        G->first_set = si;
-    }
-    dsi_free(al, fr.v);
-    if (fr.failed) { st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what); goto done; }
-    *out = G;
-    G = NULL;
-done:
-    dsi_free(al, C.code);
-    dsi_free(al, P.nodes);
-    dsi_free(al, cps);
-    rx_prog_free(al, G);
-    return st;
-}
-
-/* ==== Regex: matcher ====================================================== */
-enum { BT_BRANCH, BT_SLOT, BT_REP, BT_REPLAZY };
-
-typedef struct rx_bt {
-    uint32_t kind, pc;
-    size_t pos, aux;
-} rx_bt;
-
-/* Per-call matching state (scratch owned by the encode call). */
-typedef struct rx_ctx {
-    const dsi_alloc *al;
-    const uint32_t *s;     /* the piece being split */
-    size_t n;
-    rx_bt *stack;
-    size_t sp, cap;
-    size_t *slots;
-    size_t n_slots;
-    uint64_t steps;
-} rx_ctx;
-
-#define RX_NOMEM (-1)
-#define RX_LIMIT (-2)
-
-static bool rx_push(rx_ctx *X, uint32_t kind, uint32_t pc, size_t pos, size_t aux) {
-    if (X->sp == X->cap) {
-        size_t nc = X->cap ? X->cap * 2 : 256;
-        rx_bt *ns = dsi_realloc(X->al, X->stack, nc * sizeof *ns);
-        if (!ns) return false;
-        X->stack = ns;
-        X->cap = nc;
-    }
-    rx_bt *b = &X->stack[X->sp++];
-    b->kind = kind;
-    b->pc = pc;
-    b->pos = pos;
-    b->aux = aux;
-    return true;
-}
-
-static bool rx_char_ok(const rx_prog *G, const rx_inst *I, uint32_t c) {
-    if (I->flag & 2) return rx_set_has(&G->sets[I->a], c);
-    if (I->a == UINT32_MAX) return c != '\n';
-    return c == I->a;
-}
-
-static bool rx_assert(const rx_ctx *X, uint32_t kind, size_t pos) {
-    switch (kind) {
-    case RA_BOL: return pos == 0 || X->s[pos - 1] == '\n';
-    case RA_EOL: return pos == X->n || X->s[pos] == '\n';
-    case RA_BOS: return pos == 0;
-    case RA_EOS: return pos == X->n;
-    case RA_EOS_NL: return pos == X->n || (pos + 1 == X->n && X->s[pos] == '\n');
-    case RA_WORDB:
-    case RA_NWORDB: {
-        bool a = pos > 0 && uc_is_word(X->s[pos - 1]);
-        bool b = pos < X->n && uc_is_word(X->s[pos]);
-        return (a != b) == (kind == RA_WORDB);
-    }
-    }
-    return false;
-}
-
-/* Runs the program from pc at pos. Returns 1 (match, end in *end), 0 (no
- * match) or RX_NOMEM / RX_LIMIT. Backtrack entries above the entry depth
- * are dropped on return, so lookaround and atomic bodies never backtrack
- * into the caller. */
-static int rx_run(const rx_prog *G, rx_ctx *X, uint32_t pc, size_t pos, size_t *end) {
-    const size_t base = X->sp;
-    for (;;) {
-        if (++X->steps > RX_STEP_LIMIT) { X->sp = base; return RX_LIMIT; }
-        const rx_inst *I = &G->code[pc];
-        switch (I->op) {
-        case OP_CHAR:
-            if (pos < X->n && X->s[pos] == I->a) { pos++; pc++; continue; }
-            goto fail;
-        case OP_ANY:
-            if (pos < X->n && X->s[pos] != '\n') { pos++; pc++; continue; }
-            goto fail;
-        case OP_SET:
-            if (pos < X->n && rx_set_has(&G->sets[I->a], X->s[pos])) { pos++; pc++; continue; }
-            goto fail;
-        case OP_JMP: pc = I->a; continue;
-        case OP_SPLIT:
-            if (!rx_push(X, BT_BRANCH, I->b, pos, 0)) { X->sp = base; return RX_NOMEM; }
-            pc = I->a;
-            continue;
-        case OP_MATCH:
-            *end = pos;
-            X->sp = base;
-            return 1;
-        case OP_ASSERT:
-            if (rx_assert(X, I->a, pos)) { pc++; continue; }
-            goto fail;
-        case OP_LOOK:
-        case OP_ATOMIC: {
-            size_t e = 0, from = pos;
-            if (I->c) {               /* lookbehind: the body must end exactly here */
-                if (pos < I->c - 1) { if (I->flag) { pc = I->b; continue; } goto fail; }
-                from = pos - (I->c - 1);
-            }
-            int r = rx_run(G, X, I->a, from, &e);
-            if (r < 0) { X->sp = base; return r; }
-            if (I->c && r == 1 && e != pos) r = 0;
-            if (I->op == OP_ATOMIC) {
-                if (r) { pos = e; pc = I->b; continue; }
-                goto fail;
-            }
-            if ((r == 1) != (I->flag != 0)) { pc = I->b; continue; }
-            goto fail;
-        }
-        case OP_BACK: pc++; continue;   /* end of a lookbehind body: position checked by the caller */
-        case OP_REP: {
-            size_t k = 0, lim = X->n - pos;
-            if (I->c < lim) lim = I->c;
-            if (I->flag & 1) {        /* lazy: take the minimum, offer more later */
-                while (k < I->b && k < lim && rx_char_ok(G, I, X->s[pos + k])) k++;
-                if (k < I->b) goto fail;
-                if (k < lim && !rx_push(X, BT_REPLAZY, pc, pos, k)) { X->sp = base; return RX_NOMEM; }
-            } else {
-                while (k < lim && rx_char_ok(G, I, X->s[pos + k])) k++;
-                if (k < I->b) goto fail;
-                if (k > I->b && !rx_push(X, BT_REP, pc, pos, k)) { X->sp = base; return RX_NOMEM; }
-            }
-            pos += k;
-            pc++;
-            continue;
-        }
-        case OP_SAVE:
-            if (!rx_push(X, BT_SLOT, I->a, X->slots[I->a], 0)) { X->sp = base; return RX_NOMEM; }
-            X->slots[I->a] = pos;
-            pc++;
-            continue;
-        case OP_EMPTYCHK:
-            /* an iteration that matched nothing ends the loop (Oniguruma) */
-            pc = X->slots[I->a] == pos ? I->b : pc + 1;
-            continue;
-        }
-    fail:
-        for (;;) {
-            if (X->sp == base) return 0;
-            rx_bt *b = &X->stack[X->sp - 1];
-            if (b->kind == BT_BRANCH) {
-                pc = b->pc;
-                pos = b->pos;
-                X->sp--;
-                break;
-            }
-            if (b->kind == BT_SLOT) {
-                X->slots[b->pc] = b->pos;
-                X->sp--;
-                continue;
-            }
-            const rx_inst *R = &G->code[b->pc];
-            if (b->kind == BT_REP) {
-                b->aux--;
-                pos = b->pos + b->aux;
-                pc = b->pc + 1;
-                if (b->aux <= R->b) X->sp--;
-                break;
-            }
-            /* BT_REPLAZY: one more character, if it matches */
-            if (b->aux < R->c && b->pos + b->aux < X->n && rx_char_ok(G, R, X->s[b->pos + b->aux])) {
-                b->aux++;
-                pos = b->pos + b->aux;
-                pc = b->pc + 1;
-                if (b->aux >= R->c || b->pos + b->aux >= X->n) X->sp--;
-                break;
-            }
-            X->sp--;
-        }
-        if (++X->steps > RX_STEP_LIMIT) { X->sp = base; return RX_LIMIT; }
-    }
-}
-
-/* Leftmost match starting at or after from. Returns 1/0/negative. */
-static int rx_search(const rx_prog *G, rx_ctx *X, size_t from, size_t *ms, size_t *me) {
-    const rx_set *fs = G->first_set >= 0 ? &G->sets[G->first_set] : NULL;
-    for (size_t p = from; p <= X->n; p++) {
-        if (fs) {
-            while (p < X->n && !rx_set_has(fs, X->s[p])) p++;
-            if (p >= X->n) return 0;
-        }
-        int r = rx_run(G, X, 0, p, me);
-        if (r) {
-            *ms = p;
-            return r;
-        }
-    }
-    return 0;
-}
-
 /* ==== Hash maps =========================================================== */
 static uint64_t tk_hash_bytes(const void *p, size_t n) {
     /* FNV-1a, then a final mix so that the low bits are usable as an index */
@@ -1582,7 +249,7 @@ typedef struct tk_step {
     uint8_t add_prefix_space;   /* ByteLevel */
     uint8_t use_regex;          /* ByteLevel */
     uint8_t individual;         /* Digits */
-    rx_prog *prog;              /* Split; ByteLevel with use_regex (shared, not owned) */
+    dsi_regex *prog;            /* Split; ByteLevel with use_regex (shared, not owned) */
 } tk_step;
 
 typedef struct tk_added {
@@ -1591,8 +258,6 @@ typedef struct tk_added {
     uint8_t special, lstrip, rstrip, single_word, normalized;
     uint8_t special_content;    /* content is in the reference's special set */
 } tk_added;
-
-enum { CHAT_NONE, CHAT_V2, CHAT_V25, CHAT_V3 };
 
 struct ds_tokenizer {
     dsi_alloc al;
@@ -1621,7 +286,7 @@ struct ds_tokenizer {
     /* pre-tokenizer */
     tk_step *steps;
     uint32_t n_steps;
-    rx_prog **progs;            /* owned programs */
+    dsi_regex **progs;          /* owned programs */
     uint32_t n_progs;
     uint32_t max_slots;
     /* tokenizer_config.json */
@@ -1629,11 +294,9 @@ struct ds_tokenizer {
     bool add_bos;
     uint32_t bos_off, bos_len, eos_off, eos_len;   /* token texts; len 0 = none */
     bool has_bos_text, has_eos_text;
-    int chat;                   /* CHAT_* */
     bool has_template;          /* tokenizer_config.json has a chat_template (any family) */
-    bool chat_join_systems;     /* V3: systems joined with "\n\n" (else the last wins) */
-    bool chat_strip_think;      /* R1: assistant content after the last "</think>" */
-    bool chat_think_prompt;     /* R1: generation prompt ends with "<think>\n" */
+    bool has_tpl_text;          /* ... and its text is in the pool (chat_template.c reads it) */
+    uint32_t tpl_off, tpl_len;  /* NUL-terminated in the pool */
 };
 
 DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg) {
@@ -1901,7 +564,7 @@ static ds_status tk_build_decoder(ds_tokenizer *t, dsi_err *e) {
         bool all = true;
         for (size_t i = 0; i < L;) {
             uint32_t cp;
-            size_t k = utf8_valid(s + i, L - i, &cp);
+            size_t k = dsi_utf8_decode(s + i, L - i, &cp);
             int b = k ? bl_cp_to_byte(cp) : -1;
             if (b < 0) { all = false; break; }
             tmp[o++] = (uint8_t)b;
@@ -1929,12 +592,12 @@ done:
 static const char tk_gpt2_regex[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-static ds_status tk_add_prog(ds_tokenizer *t, rx_prog *G, dsi_err *e) {
-    rx_prog **np = dsi_realloc(&t->al, t->progs, (t->n_progs + 1) * sizeof *np);
-    if (!np) { rx_prog_free(&t->al, G); return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); }
+static ds_status tk_add_prog(ds_tokenizer *t, dsi_regex *G, dsi_err *e) {
+    dsi_regex **np = dsi_realloc(&t->al, t->progs, (t->n_progs + 1) * sizeof *np);
+    if (!np) { dsi_regex_free(&t->al, G); return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); }
     t->progs = np;
     t->progs[t->n_progs++] = G;
-    if (G->n_slots > t->max_slots) t->max_slots = G->n_slots;
+    if (dsi_regex_slots(G) > t->max_slots) t->max_slots = dsi_regex_slots(G);
     return DS_OK;
 }
 
@@ -1996,8 +659,8 @@ static ds_status tk_load_pretok(ds_tokenizer *t, const dsi_json *pt, int depth, 
         s.invert = b;
         char what[64];
         snprintf(what, sizeof what, "tokenizer.json: pre-tokenizer %u pattern", t->n_steps);
-        rx_prog *G;
-        if ((st = rx_compile(p, pl, literal, &t->al, what, &G, e))) return st;
+        dsi_regex *G;
+        if ((st = dsi_regex_compile(p, pl, literal, &t->al, what, &G, e))) return st;
         if ((st = tk_add_prog(t, G, e))) return st;
         s.prog = G;
         return tk_add_step(t, &s, e);
@@ -2011,8 +674,8 @@ static ds_status tk_load_pretok(ds_tokenizer *t, const dsi_json *pt, int depth, 
         if (dsi_json_get_bool(pt, "use_regex", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: ByteLevel use_regex");
         s.use_regex = b;
         if (s.use_regex) {
-            rx_prog *G;
-            if ((st = rx_compile(tk_gpt2_regex, sizeof tk_gpt2_regex - 1, false, &t->al, "ByteLevel regex", &G, e))) return st;
+            dsi_regex *G;
+            if ((st = dsi_regex_compile(tk_gpt2_regex, sizeof tk_gpt2_regex - 1, false, &t->al, "ByteLevel regex", &G, e))) return st;
             if ((st = tk_add_prog(t, G, e))) return st;
             s.prog = G;
         }
@@ -2083,7 +746,7 @@ static ds_status tk_load_model(ds_tokenizer *t, const dsi_json *m, dsi_err *e) {
     /* per-byte and per-character lookups used on every encode */
     for (int i = 0; i < 256; i++) {
         uint8_t u[4];
-        size_t k = utf8_put(u, bl_byte_to_cp((uint8_t)i));
+        size_t k = dsi_utf8_encode(u, bl_byte_to_cp((uint8_t)i));
         t->byte_id[i] = tk_vocab_get(t, u, k);
         char fb[8];
         snprintf(fb, sizeof fb, "<0x%02X>", i);
@@ -2091,7 +754,7 @@ static ds_status tk_load_model(ds_tokenizer *t, const dsi_json *m, dsi_err *e) {
     }
     for (uint32_t c = 0; c < 0x180; c++) {
         uint8_t u[4];
-        size_t k = utf8_put(u, c);
+        size_t k = dsi_utf8_encode(u, c);
         t->low_id[c] = tk_vocab_get(t, u, k);
     }
     return DS_OK;
@@ -2120,21 +783,15 @@ static ds_status tk_special_text(ds_tokenizer *t, const dsi_json *cfg, const cha
     return DS_OK;
 }
 
-/* Chooses the chat template family from the Jinja text (we do not run Jinja:
- * the DeepSeek templates differ only in a few literal choices). */
-static void tk_detect_chat(ds_tokenizer *t, const char *tpl, size_t n) {
-    (void)n;
-    if (strstr(tpl, "'User: ' + message['content']")) { t->chat = CHAT_V2; return; }
-    if (strstr(tpl, "<\xEF\xBD\x9CUser\xEF\xBD\x9C>") && strstr(tpl, "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>")) {
-        if (strstr(tpl, "ns.system_prompt")) {
-            t->chat = CHAT_V3;
-            t->chat_join_systems = strstr(tpl, "is_first_sp") != NULL;
-            t->chat_strip_think = strstr(tpl, "split('</think>')") != NULL;
-            t->chat_think_prompt = strstr(tpl, "\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C><think>\\n'") != NULL;
-        } else {
-            t->chat = CHAT_V25;
-        }
-    }
+/* Keeps the chat template's text, NUL-terminated as the JSON parser left it,
+ * for chat_template.c, which picks the family from it. */
+static ds_status tk_keep_template(ds_tokenizer *t, const char *tpl, size_t n, dsi_err *e) {
+    uint32_t nul;
+    if (!tk_pool_put(&t->al, &t->pool, tpl, n, &t->tpl_off) || !tk_pool_put(&t->al, &t->pool, "", 1, &nul))
+        return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    t->tpl_len = (uint32_t)n;
+    t->has_tpl_text = true;
+    return DS_OK;
 }
 
 static ds_status tk_load_config(ds_tokenizer *t, const char *json, size_t len, dsi_err *e) {
@@ -2158,7 +815,7 @@ static ds_status tk_load_config(ds_tokenizer *t, const char *json, size_t len, d
     t->add_bos = b && t->bos >= 0;
     const dsi_json *ct = dsi_json_get(root, "chat_template");
     t->has_template = ct && (ct->type == DSI_JSON_STRING || ct->type == DSI_JSON_ARRAY);
-    if (ct && ct->type == DSI_JSON_STRING) tk_detect_chat(t, ct->str, ct->n);
+    if (ct && ct->type == DSI_JSON_STRING) st = tk_keep_template(t, ct->str, ct->n, e);
     else if (ct && ct->type == DSI_JSON_ARRAY) {
         /* [{"name": "default", "template": ...}, ...] */
         const char *tpl = NULL;
@@ -2170,7 +827,7 @@ static ds_status tk_load_config(ds_tokenizer *t, const char *json, size_t len, d
             if (!tpl) { tpl = tx; tl = xl; }
             if (dsi_json_get_str(&ct->kids[i], "name", &nm, &nl) == 1 && strcmp(nm, "default") == 0) { tpl = tx; tl = xl; }
         }
-        if (tpl) tk_detect_chat(t, tpl, tl);
+        if (tpl) st = tk_keep_template(t, tpl, tl, e);
     }
 done:
     dsi_json_free(doc);
@@ -2181,7 +838,7 @@ done:
 DS_API void ds_tokenizer_free(ds_tokenizer *t) {
     if (!t) return;
     dsi_alloc al = t->al;
-    for (uint32_t i = 0; i < t->n_progs; i++) rx_prog_free(&al, t->progs[i]);
+    for (uint32_t i = 0; i < t->n_progs; i++) dsi_regex_free(&al, t->progs[i]);
     dsi_free(&al, t->progs);
     dsi_free(&al, t->steps);
     dsi_free(&al, t->trie[0].nodes);
@@ -2307,7 +964,7 @@ typedef struct tk_run {
     size_t cap_heap;
     uint8_t *word;
     size_t cap_word;
-    rx_ctx rx;
+    dsi_regex_ctx rx;
 } tk_run;
 
 /* Makes room for need elements in *p (capacity *cap). */
@@ -2354,31 +1011,19 @@ static ds_status tk_emit(tk_run *R, int32_t id) {
 }
 
 /* ==== Encoding: added tokens ============================================== */
-/* Rust regex \w (used by single_word): Alphabetic, marks, decimal digits,
- * connector punctuation, joiners. Alphabetic is approximated by L, Nl and
- * the alphabetic symbols. */
-static bool tk_rust_word(uint32_t c) {
-    uint32_t m = UC_MASK(uc_category(c));
-    if (m & (UC_L | UC_M | UC_MASK(UC_Nd) | UC_MASK(UC_Nl) | UC_MASK(UC_Pc))) return true;
-    if (c == 0x200C || c == 0x200D) return true;
-    for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
-        if (c >= uc_alpha_symbols[i][0] && c <= uc_alpha_symbols[i][1]) return true;
-    return false;
-}
-
 /* Last / first character of valid UTF-8 text. */
 static uint32_t tk_last_cp(const uint8_t *s, size_t n) {
     size_t i = n;
     while (i > 0 && (s[i - 1] & 0xC0) == 0x80) i--;
     if (i == 0) return 0;
     uint32_t cp = 0;
-    utf8_valid(s + i - 1, n - i + 1, &cp);
+    dsi_utf8_decode(s + i - 1, n - i + 1, &cp);
     return cp;
 }
 
 static uint32_t tk_first_cp(const uint8_t *s, size_t n, size_t *len) {
     uint32_t cp = 0;
-    *len = utf8_valid(s, n, &cp);
+    *len = dsi_utf8_decode(s, n, &cp);
     return cp;
 }
 
@@ -2398,9 +1043,9 @@ static ds_status tk_split_added(tk_run *R, const uint8_t *text, size_t s, size_t
         const tk_added *a = &t->added[tok];
         if (no_special && a->special_content) continue;
         if (a->single_word) {
-            bool start_space = ms == s || !tk_rust_word(tk_last_cp(text + s, ms - s));
+            bool start_space = ms == s || !dsi_uc_is_rust_word(tk_last_cp(text + s, ms - s));
             size_t cl;
-            bool stop_space = me == e || !tk_rust_word(tk_first_cp(text + me, e - me, &cl));
+            bool stop_space = me == e || !dsi_uc_is_rust_word(tk_first_cp(text + me, e - me, &cl));
             if (!start_space || !stop_space) continue;
         }
         if (a->lstrip) {
@@ -2410,7 +1055,7 @@ static ds_status tk_split_added(tk_run *R, const uint8_t *text, size_t s, size_t
                 while (j > s && (text[j - 1] & 0xC0) == 0x80) j--;
                 if (j == s) break;
                 uint32_t cp;
-                if (!utf8_valid(text + j - 1, ns - j + 1, &cp) || !uc_is_space(cp)) break;
+                if (!dsi_utf8_decode(text + j - 1, ns - j + 1, &cp) || !dsi_uc_is_space(cp)) break;
                 ns = j - 1;
             }
             ms = ns > start_offset ? ns : start_offset;
@@ -2419,7 +1064,7 @@ static ds_status tk_split_added(tk_run *R, const uint8_t *text, size_t s, size_t
             while (me < e) {
                 size_t cl;
                 uint32_t cp = tk_first_cp(text + me, e - me, &cl);
-                if (!cl || !uc_is_space(cp)) break;
+                if (!cl || !dsi_uc_is_space(cp)) break;
                 me += cl;
             }
         }
@@ -2441,7 +1086,7 @@ static ds_status tk_materialize(tk_run *R, tk_piece *pc) {
     size_t start = R->n_cps;
     for (uint32_t i = 0; i < pc->len; i++) {
         uint8_t u[4];
-        size_t k = utf8_put(u, R->cps[pc->off + i]);
+        size_t k = dsi_utf8_encode(u, R->cps[pc->off + i]);
         for (size_t j = 0; j < k; j++) R->cps[R->n_cps++] = bl_byte_to_cp(u[j]);
     }
     if (R->n_cps - start > UINT32_MAX) return dsi_fail(R->e, DS_ERR_LIMIT, "tokenizer: text too long");
@@ -2456,7 +1101,7 @@ static ds_status tk_materialize(tk_run *R, tk_piece *pc) {
  * previous match ended is skipped by advancing one character; other empty
  * matches count (and so split the text). Fills R->iv with intervals
  * covering the piece, flag = matched. */
-static ds_status tk_find_regex(tk_run *R, const rx_prog *G, const tk_piece *pc) {
+static ds_status tk_find_regex(tk_run *R, const dsi_regex *G, const tk_piece *pc) {
     R->niv = 0;
     R->rx.s = R->cps + pc->off;
     R->rx.n = pc->len;
@@ -2464,9 +1109,9 @@ static ds_status tk_find_regex(tk_run *R, const rx_prog *G, const tk_piece *pc) 
     size_t n = pc->len, pos = 0, prev = 0, last_end = SIZE_MAX;
     while (pos <= n) {
         size_t ms, me;
-        int r = rx_search(G, &R->rx, pos, &ms, &me);
-        if (r == RX_NOMEM) return tk_nomem(R);
-        if (r == RX_LIMIT)
+        int r = dsi_regex_search(G, &R->rx, pos, &ms, &me);
+        if (r == DSI_REGEX_NOMEM) return tk_nomem(R);
+        if (r == DSI_REGEX_LIMIT)
             return dsi_fail(R->e, DS_ERR_LIMIT, "tokenizer: regex backtracking limit exceeded (text too pathological)");
         if (r == 0) break;
         R->rx.steps = 0;
@@ -2487,7 +1132,7 @@ static ds_status tk_find_digits(tk_run *R, const tk_piece *pc) {
     uint32_t last = 0;
     for (uint32_t i = 0; i < pc->len; i++) {
         uint32_t c = s[i];
-        bool num = c < 0x80 ? (c >= '0' && c <= '9') : (UC_MASK(uc_category(c)) & UC_N) != 0;
+        bool num = c < 0x80 ? (c >= '0' && c <= '9') : dsi_uc_is_numeric(c);
         if (!num) continue;
         if (last < i) TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){last, i, 0}));
         TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){i, i + 1, 1}));
@@ -2677,7 +1322,7 @@ static ds_status tk_word_char(tk_run *R, tk_word *w, int32_t id, const uint8_t *
 }
 
 static int32_t tk_char_id(const ds_tokenizer *t, uint32_t cp, uint8_t *u, size_t *k) {
-    *k = utf8_put(u, cp);
+    *k = dsi_utf8_encode(u, cp);
     if (cp < 0x180) return t->low_id[cp];
     return tk_vocab_get(t, u, *k);
 }
@@ -2696,10 +1341,10 @@ static ds_status tk_bpe(tk_run *R, const tk_piece *pc) {
         for (uint32_t i = 0; i < pc->len; i++) {
             if (pc->bl == 1) {
                 uint8_t u[4];
-                size_t k = utf8_put(u, cps[i]);
-                for (size_t j = 0; j < k; j++) o += utf8_put(R->word + o, bl_byte_to_cp(u[j]));
+                size_t k = dsi_utf8_encode(u, cps[i]);
+                for (size_t j = 0; j < k; j++) o += dsi_utf8_encode(R->word + o, bl_byte_to_cp(u[j]));
             } else {
-                o += utf8_put(R->word + o, cps[i]);
+                o += dsi_utf8_encode(R->word + o, cps[i]);
             }
         }
         int32_t id = tk_vocab_get(t, R->word, o);
@@ -2710,12 +1355,12 @@ static ds_status tk_bpe(tk_run *R, const tk_piece *pc) {
         uint8_t u[4], m[4];
         size_t k;
         if (pc->bl == 1) {
-            k = utf8_put(u, cps[i]);
+            k = dsi_utf8_encode(u, cps[i]);
             for (size_t j = 0; j < k; j++) {
                 int32_t id = t->byte_id[u[j]];
                 if (id >= 0) st = tk_word_char(R, &w, id, NULL, 1);
                 else {
-                    size_t mk = utf8_put(m, bl_byte_to_cp(u[j]));
+                    size_t mk = dsi_utf8_encode(m, bl_byte_to_cp(u[j]));
                     st = tk_word_char(R, &w, -1, m, mk);
                 }
                 if (st) return st;
@@ -2778,7 +1423,7 @@ static ds_status tk_encode_text(tk_run *R, const uint8_t *text, size_t s, size_t
     if (!tk_grow(R->al, (void **)&R->cps, &R->cap_cps, e - s, sizeof *R->cps)) return tk_nomem(R);
     for (size_t i = s; i < e;) {
         uint32_t cp;
-        size_t k = utf8_valid(text + i, e - i, &cp);
+        size_t k = dsi_utf8_decode(text + i, e - i, &cp);
         R->cps[R->n_cps++] = cp;
         i += k;
     }
@@ -2800,7 +1445,7 @@ static ds_status tk_encode(const ds_tokenizer *t, const char *text, size_t len, 
     for (size_t i = 0; i < len;) {
         uint32_t cp;
         if (s[i] < 0x80) { i++; continue; }
-        size_t k = utf8_valid(s + i, len - i, &cp);
+        size_t k = dsi_utf8_decode(s + i, len - i, &cp);
         if (!k) return dsi_fail(R->e, DS_ERR_INVALID_ARG, "tokenizer: invalid UTF-8 at byte offset %zu", i);
         i += k;
     }
@@ -2866,7 +1511,7 @@ static size_t tk_lossy(const uint8_t *in, size_t n, uint8_t *out, bool hold, siz
     if (n_bad) *n_bad = 0;
     while (i < n) {
         bool valid, incomplete;
-        size_t k = utf8_lossy_step(in + i, n - i, &valid, &incomplete);
+        size_t k = dsi_utf8_lossy_step(in + i, n - i, &valid, &incomplete);
         if (valid) {
             if (out) memcpy(out + o, in + i, k);
             o += k;
@@ -2885,8 +1530,8 @@ static size_t tk_lossy(const uint8_t *in, size_t n, uint8_t *out, bool hold, siz
 
 /* Copies a result into the caller's buffer: DS_ERR_LIMIT (with the needed
  * length in *len_out) when it does not fit, a NUL after it when room. */
-static ds_status tk_copy_out(const uint8_t *src, size_t n, char *buf, size_t cap, size_t *len_out, dsi_err *e,
-                             const char *fn) {
+DSI_FUNC ds_status dsi_tokenizer_copy_out(const uint8_t *src, size_t n, char *buf, size_t cap, size_t *len_out,
+                                          dsi_err *e, const char *fn) {
     *len_out = n;
     if (n > cap) return dsi_fail(e, DS_ERR_LIMIT, "%s: %zu bytes do not fit in %zu", fn, n, cap);
     if (n) memcpy(buf, src, n);
@@ -2924,13 +1569,13 @@ DS_API ds_status ds_tokenizer_decode(const ds_tokenizer *t, const int32_t *ids, 
     size_t n_bad;
     size_t outlen = tk_lossy(raw, total, NULL, false, NULL, &n_bad);
     ds_status st = DS_OK;
-    if (n_bad == 0) st = tk_copy_out(raw, total, buf, cap, len_out, &e, "ds_tokenizer_decode");
+    if (n_bad == 0) st = dsi_tokenizer_copy_out(raw, total, buf, cap, len_out, &e, "ds_tokenizer_decode");
     else {
         uint8_t *fixed = dsi_malloc(&t->al, outlen);
         if (!fixed) st = dsi_fail(&e, DS_ERR_NOMEM, "ds_tokenizer_decode: out of memory");
         else {
             tk_lossy(raw, total, fixed, false, NULL, NULL);
-            st = tk_copy_out(fixed, outlen, buf, cap, len_out, &e, "ds_tokenizer_decode");
+            st = dsi_tokenizer_copy_out(fixed, outlen, buf, cap, len_out, &e, "ds_tokenizer_decode");
             dsi_free(&t->al, fixed);
         }
     }
@@ -2949,7 +1594,7 @@ DS_API ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_stat
     if (id == -1) {
         /* flush: held bytes can no longer complete */
         uint8_t rep[3] = {0xEF, 0xBF, 0xBD};
-        ds_status s = tk_copy_out(rep, st_->n_pending ? 3 : 0, buf, cap, len_out, &e, "ds_tokenizer_decode_stream");
+        ds_status s = dsi_tokenizer_copy_out(rep, st_->n_pending ? 3 : 0, buf, cap, len_out, &e, "ds_tokenizer_decode_stream");
         if (s) return dsi_publish(&e);
         st_->n_pending = 0;
         return DS_OK;
@@ -2982,101 +1627,16 @@ DS_API ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_stat
     if (raw != small) dsi_free(&t->al, raw);
     return s ? dsi_publish(&e) : DS_OK;
 }
-
-/* ==== Chat templates ====================================================== */
-/*
- * The DeepSeek families' Jinja templates, rendered without a Jinja engine
- * (only system/user/assistant messages; tool calls are not supported):
- *
- *   V2 (V2-Chat, V2-Lite-Chat):
- *       bos, then per message: system "C\n\n", user "User: C\n\n",
- *       assistant "Assistant: C" + eos; generation prompt "Assistant:".
- *   V2.5 (V2-Chat-0628, V2.5):
- *       bos, then system "C\n\n", user "<｜User｜>C", assistant
- *       "<｜Assistant｜>C" + eos; generation prompt "<｜Assistant｜>".
- *   V3 (V3, R1): bos + the system prompt (V3: all system messages joined
- *       by "\n\n"; R1: the last one), then user "<｜User｜>C", assistant
- *       "<｜Assistant｜>C<｜end▁of▁sentence｜>" (R1: C after its last
- *       "</think>"); generation prompt "<｜Assistant｜>" (R1: + "<think>\n").
- */
-#define TK_USER "<\xEF\xBD\x9CUser\xEF\xBD\x9C>"
-#define TK_ASSISTANT "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"
-#define TK_EOS_LIT "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"
-
-static void tk_put(dsi_buf *b, const char *s) { dsi_buf_put(b, s, strlen(s)); }
-
-DS_API ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const ds_chat_message *msgs, size_t n,
-                                                  int add_generation_prompt, char *buf, size_t cap, size_t *len_out) {
-    dsi_err e = {DS_OK, ""};
-    if (len_out) *len_out = 0;
-    if (!t || !len_out || (!msgs && n) || (!buf && cap)) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_apply_chat_template: NULL argument");
-        return dsi_publish(&e);
-    }
-    if (t->chat == CHAT_NONE) {
-        dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: none, or not of the DeepSeek V2/V3 families");
-        return dsi_publish(&e);
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *r = msgs[i].role;
-        if (!r || !msgs[i].content) {
-            dsi_fail(&e, DS_ERR_INVALID_ARG, "chat template: message %zu has no role or content", i);
-            return dsi_publish(&e);
-        }
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
-            dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: message %zu: role \"%.32s\" is not supported", i, r);
-            return dsi_publish(&e);
-        }
-    }
-    dsi_buf b;
-    dsi_buf_init(&b, &t->al);
+/* ==== For the chat template layer ========================================= */
+DSI_FUNC void dsi_tokenizer_chat_source(const ds_tokenizer *t, dsi_chat_source *out) {
     const char *pool = (const char *)t->pool.p;
-    if (t->has_bos_text) dsi_buf_put(&b, pool + t->bos_off, t->bos_len);
-    if (t->chat == CHAT_V3) {
-        bool first = true;
-        const char *last = NULL;
-        for (size_t i = 0; i < n; i++) {
-            if (strcmp(msgs[i].role, "system")) continue;
-            if (t->chat_join_systems) {
-                if (!first) tk_put(&b, "\n\n");
-                tk_put(&b, msgs[i].content);
-                first = false;
-            } else last = msgs[i].content;
-        }
-        if (last) tk_put(&b, last);
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *r = msgs[i].role, *c = msgs[i].content;
-        if (!strcmp(r, "system")) {
-            if (t->chat != CHAT_V3) { tk_put(&b, c); tk_put(&b, "\n\n"); }
-        } else if (!strcmp(r, "user")) {
-            if (t->chat == CHAT_V2) { tk_put(&b, "User: "); tk_put(&b, c); tk_put(&b, "\n\n"); }
-            else { tk_put(&b, TK_USER); tk_put(&b, c); }
-        } else {
-            if (t->chat == CHAT_V2) tk_put(&b, "Assistant: ");
-            else tk_put(&b, TK_ASSISTANT);
-            if (t->chat == CHAT_V3 && t->chat_strip_think) {
-                const char *k = c, *f;
-                while ((f = strstr(k, "</think>"))) k = f + 8;
-                c = k;
-            }
-            tk_put(&b, c);
-            if (t->chat == CHAT_V3) tk_put(&b, TK_EOS_LIT);
-            else if (t->has_eos_text) dsi_buf_put(&b, pool + t->eos_off, t->eos_len);
-        }
-    }
-    if (add_generation_prompt) {
-        if (t->chat == CHAT_V2) tk_put(&b, "Assistant:");
-        else {
-            tk_put(&b, TK_ASSISTANT);
-            if (t->chat == CHAT_V3 && t->chat_think_prompt) tk_put(&b, "<think>\n");
-        }
-    }
-    ds_status st;
-    if (b.failed) st = dsi_fail(&e, DS_ERR_NOMEM, "chat template: out of memory");
-    else st = tk_copy_out(b.data, b.len, buf, cap, len_out, &e, "ds_tokenizer_apply_chat_template");
-    dsi_buf_free(&b);
-    return st ? dsi_publish(&e) : DS_OK;
+    out->tpl = t->has_tpl_text ? pool + t->tpl_off : NULL;
+    out->tpl_len = t->has_tpl_text ? t->tpl_len : 0;
+    out->bos = t->has_bos_text ? pool + t->bos_off : NULL;
+    out->bos_len = t->has_bos_text ? t->bos_len : 0;
+    out->eos = t->has_eos_text ? pool + t->eos_off : NULL;
+    out->eos_len = t->has_eos_text ? t->eos_len : 0;
+    out->al = &t->al;
 }
 
 /* ==== Test hook =========================================================== */
@@ -3091,22 +1651,22 @@ DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int beh
     if (st) return st;
     *n_pairs = 0;
     if (behavior < 0 || behavior > 4) return dsi_fail(e, DS_ERR_INVALID_ARG, "bad behavior");
-    rx_prog *G = NULL;
-    if ((st = rx_compile(pattern, plen, false, &al, "test pattern", &G, e))) return st;
+    dsi_regex *G = NULL;
+    if ((st = dsi_regex_compile(pattern, plen, false, &al, "test pattern", &G, e))) return st;
     tk_run R;
     memset(&R, 0, sizeof R);
     R.al = &al;
     R.e = e;
     R.rx.al = &al;
     size_t *boff = dsi_malloc(&al, (len + 1) * sizeof *boff);
-    R.rx.slots = dsi_calloc(&al, G->n_slots + 1, sizeof *R.rx.slots);
+    R.rx.slots = dsi_calloc(&al, dsi_regex_slots(G) + 1, sizeof *R.rx.slots);
     if (!boff || !R.rx.slots || !tk_grow(&al, (void **)&R.cps, &R.cap_cps, len + 1, sizeof *R.cps)) {
         st = dsi_fail(e, DS_ERR_NOMEM, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t k = utf8_valid((const uint8_t *)text + i, len - i, &cp);
+        size_t k = dsi_utf8_decode((const uint8_t *)text + i, len - i, &cp);
         if (!k) { st = dsi_fail(e, DS_ERR_INVALID_ARG, "invalid UTF-8"); goto done; }
         boff[R.n_cps] = i;
         R.cps[R.n_cps++] = cp;
@@ -3125,6 +1685,6 @@ DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int beh
 done:
     dsi_free(&al, boff);
     tk_run_free(&R);
-    rx_prog_free(&al, G);
+    dsi_regex_free(&al, G);
     return st;
 }

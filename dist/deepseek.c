@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 252627ea7ca87e5c: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 16e08dcccf44b47a: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -24,7 +24,10 @@
  *     deepseek_impl/crypto.c
  *     deepseek_impl/container.c
  *     deepseek_impl/config.c
+ *     deepseek_impl/unicode.c
+ *     deepseek_impl/regex.c
  *     deepseek_impl/tokenizer.c
+ *     deepseek_impl/chat_template.c
  *     deepseek_impl/model.c
  *     deepseek_impl/threadpool.c
  *     kernels/cpu/ops.c
@@ -46,7 +49,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "252627ea7ca87e5c"
+#define DS_SOURCE_ID "16e08dcccf44b47a"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -3749,28 +3752,65 @@ DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_a
 }
 /* ==== End deepseek_impl/config.c ==== */
 
-/* ==== Begin deepseek_impl/tokenizer.c ==== */
+/* ==== Begin deepseek_impl/unicode.c ==== */
 /*
- * tokenizer.c — byte-level BPE as a Hugging Face tokenizer.json describes it,
- * with the same ids as the `tokenizers` library (PyPI), plus the chat
- * templates of the DeepSeek V2 and V3 families.
- *
- * Encoding follows the reference step by step:
- *   1. added tokens are cut out of the text (leftmost-longest, first the
- *      tokens with normalized=false, then the rest, as AddedVocabulary does);
- *   2. each remaining segment goes through the pre-tokenizer: a sequence of
- *      regex Splits (our own backtracking engine with Oniguruma's semantics:
- *      leftmost-first alternation, greedy quantifiers, lookahead, Ruby-syntax
- *      anchors), Digits and ByteLevel steps;
- *   3. each piece is encoded with BPE over its bytes (GPT-2's byte-to-char
- *      mapping), merging the lowest-ranked pair first.
- * Decoding maps tokens back to bytes and replaces invalid UTF-8 exactly as
- * Rust's String::from_utf8_lossy does.
- *
- * A tokenizer is immutable after ds_tokenizer_new; every call allocates its
- * own scratch space, so one tokenizer may be shared by many threads.
+ * unicode.c — UTF-8 coding and Unicode character properties (the Unicode
+ * layer; unicode.h). General categories come from the generated table in
+ * unicode_tables.h (Unicode 15.1.0), which no other file includes.
  */
+/* ==== Begin deepseek_impl/unicode.h ==== */
+/*
+ * unicode.h — the Unicode layer: UTF-8 coding and the character properties
+ * the regex engine and the tokenizer ask about (general categories,
+ * White_Space, the word classes of Oniguruma and of Rust's regex).
+ *
+ * The category table itself (unicode_tables.h, generated) is private to
+ * unicode.c; the layers above see categories only as opaque masks
+ * (dsi_uc_property_mask) and as code-point ranges handed to a callback.
+ */
+#ifndef DS_UNICODE_H
+#define DS_UNICODE_H
+
 /* #include "internal.h": pasted above */
+
+/* ==== UTF-8 =============================================================== */
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is invalid or
+ * cut short; the code point in *cp. Rejects overlong forms, surrogates and
+ * values above U+10FFFF. */
+DSI_FUNC size_t dsi_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
+/* Writes cp (at most U+10FFFF) to o (room for 4 bytes); returns the length. */
+DSI_FUNC size_t dsi_utf8_encode(uint8_t *o, uint32_t cp);
+/* One step of lossy decoding (Rust's Utf8Chunks rule): the length of the
+ * valid sequence at s (*valid), or of the invalid part to replace by one
+ * U+FFFD; *incomplete when a valid prefix was cut by the end of the buffer. */
+DSI_FUNC size_t dsi_utf8_lossy_step(const uint8_t *s, size_t n, bool *valid, bool *incomplete);
+
+/* ==== Character properties =============================================== */
+DSI_FUNC bool dsi_uc_is_space(uint32_t c);      /* White_Space (Oniguruma \s, Rust is_whitespace) */
+DSI_FUNC bool dsi_uc_is_word(uint32_t c);       /* Oniguruma \w */
+DSI_FUNC bool dsi_uc_is_rust_word(uint32_t c);  /* Rust regex \w (added tokens' single_word) */
+DSI_FUNC bool dsi_uc_is_numeric(uint32_t c);    /* N*: Rust's char::is_numeric */
+
+/* ==== Ranges, for character classes ====================================== */
+/* Receives one range [lo, hi] of code points. */
+typedef void (*dsi_uc_range_fn)(void *u, uint32_t lo, uint32_t hi);
+
+/* The set of general categories a property name denotes (short or long
+ * name, any case, '_', '-' and ' ' ignored, as Oniguruma compares them), as
+ * an opaque non-zero mask; 0 when the name is not a general category. */
+DSI_FUNC uint32_t dsi_uc_property_mask(const uint32_t *name, size_t n);
+/* Hands every run of code points whose category is in mask to fn, in
+ * ascending order (runs of different categories are not merged). */
+DSI_FUNC void dsi_uc_category_ranges(uint32_t mask, dsi_uc_range_fn fn, void *u);
+
+/* The predefined classes of the regex syntax. */
+enum { DSI_UC_CLASS_SPACE, DSI_UC_CLASS_DIGIT, DSI_UC_CLASS_WORD };
+/* Hands the ranges of one class (DSI_UC_CLASS_*) to fn; they may overlap
+ * and come in no particular order. */
+DSI_FUNC void dsi_uc_class_ranges(int cls, dsi_uc_range_fn fn, void *u);
+
+#endif /* DS_UNICODE_H */
+/* ==== End deepseek_impl/unicode.h ==== */
 /* ==== Begin deepseek_impl/unicode_tables.h ==== */
 /*
  * unicode_tables.h - general category of every code point (Unicode 15.1.0),
@@ -4209,24 +4249,7 @@ static const uint32_t uc_cat_runs[UC_NRUNS] = {
 #endif
 /* ==== End deepseek_impl/unicode_tables.h ==== */
 
-#include <stdio.h>
-#include <stdlib.h>
-
-/* ==== Limits ============================================================== */
-/* Token ids above this are refused (a hostile file could otherwise make us
- * allocate per-id tables of any size). DeepSeek uses about 129k ids. */
-#ifndef DS_MAX_TOKEN_ID
-#define DS_MAX_TOKEN_ID (1u << 24)
-#endif
-/* Backtracking steps one regex search may take before giving up, as
- * Oniguruma's retry limit (10M) does, so hostile text cannot hang a call. */
-#define RX_STEP_LIMIT 10000000u
-/* Regex program size and nesting (patterns come from untrusted files). */
-#define RX_MAX_INSTS (1u << 20)
-#define RX_MAX_DEPTH 64
-#define RX_MAX_REPEAT 100000u
-
-/* ==== Unicode ============================================================= */
+/* ==== General categories and properties =================================== */
 static int uc_category(uint32_t cp) {
     if (cp > 0x10FFFF) return UC_Cn;
     size_t lo = 0, hi = UC_NRUNS;
@@ -4255,7 +4278,7 @@ static const uint32_t uc_space_ranges[][2] = {
 };
 #define UC_NSPACE (sizeof uc_space_ranges / sizeof uc_space_ranges[0])
 
-static bool uc_is_space(uint32_t c) {
+DSI_FUNC bool dsi_uc_is_space(uint32_t c) {
     if (c < 0x80) return c == 0x20 || (c >= 0x09 && c <= 0x0D);
     for (size_t i = 2; i < UC_NSPACE; i++)
         if (c >= uc_space_ranges[i][0] && c <= uc_space_ranges[i][1]) return true;
@@ -4269,17 +4292,33 @@ static const uint32_t uc_alpha_symbols[][2] = {
 };
 
 /* \w: Oniguruma's Word (letters, marks, numbers, connector punctuation). */
-static bool uc_is_word(uint32_t c) {
+DSI_FUNC bool dsi_uc_is_word(uint32_t c) {
     if ((UC_MASK(uc_category(c)) & (UC_L | UC_M | UC_N | UC_MASK(UC_Pc))) != 0) return true;
     for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
         if (c >= uc_alpha_symbols[i][0] && c <= uc_alpha_symbols[i][1]) return true;
     return false;
 }
 
+/* Rust regex \w (used by single_word): Alphabetic, marks, decimal digits,
+ * connector punctuation, joiners. Alphabetic is approximated by L, Nl and
+ * the alphabetic symbols. */
+DSI_FUNC bool dsi_uc_is_rust_word(uint32_t c) {
+    uint32_t m = UC_MASK(uc_category(c));
+    if (m & (UC_L | UC_M | UC_MASK(UC_Nd) | UC_MASK(UC_Nl) | UC_MASK(UC_Pc))) return true;
+    if (c == 0x200C || c == 0x200D) return true;
+    for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
+        if (c >= uc_alpha_symbols[i][0] && c <= uc_alpha_symbols[i][1]) return true;
+    return false;
+}
+
+
+/* Rust's char::is_numeric: the N categories (Digits pre-tokenizer). */
+DSI_FUNC bool dsi_uc_is_numeric(uint32_t c) { return (UC_MASK(uc_category(c)) & UC_N) != 0; }
+
 /* ==== UTF-8 =============================================================== */
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is invalid or
  * cut short. Rejects overlong forms, surrogates and values above U+10FFFF. */
-static size_t utf8_valid(const uint8_t *s, size_t n, uint32_t *cp) {
+DSI_FUNC size_t dsi_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp) {
     uint8_t c = s[0];
     if (c < 0x80) { *cp = c; return 1; }
     if (c >= 0xC2 && c <= 0xDF) {
@@ -4305,7 +4344,7 @@ static size_t utf8_valid(const uint8_t *s, size_t n, uint32_t *cp) {
     return 0;
 }
 
-static size_t utf8_put(uint8_t *o, uint32_t cp) {
+DSI_FUNC size_t dsi_utf8_encode(uint8_t *o, uint32_t cp) {
     if (cp < 0x80) { o[0] = (uint8_t)cp; return 1; }
     if (cp < 0x800) { o[0] = (uint8_t)(0xC0 | (cp >> 6)); o[1] = (uint8_t)(0x80 | (cp & 0x3F)); return 2; }
     if (cp < 0x10000) {
@@ -4326,7 +4365,7 @@ static size_t utf8_put(uint8_t *o, uint32_t cp) {
  * sequence is complete and valid, else the length of the invalid part to
  * replace by one U+FFFD; *incomplete is set when the bytes are a valid but
  * unfinished prefix that reached the end of the buffer. */
-static size_t utf8_lossy_step(const uint8_t *s, size_t n, bool *valid, bool *incomplete) {
+DSI_FUNC size_t dsi_utf8_lossy_step(const uint8_t *s, size_t n, bool *valid, bool *incomplete) {
     uint8_t c = s[0];
     *valid = false;
     *incomplete = false;
@@ -4352,30 +4391,157 @@ static size_t utf8_lossy_step(const uint8_t *s, size_t n, bool *valid, bool *inc
     return 4;
 }
 
-/* ==== GPT-2 byte <-> char mapping ========================================= */
-/* Printable bytes map to themselves; the others to U+0100 + k in byte order,
- * so every byte becomes a visible character in the vocabulary. */
-static uint32_t bl_byte_to_cp(uint8_t b) {
-    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE)) return b;
-    /* count the non-printable bytes below b */
-    uint32_t k;
-    if (b <= 0x20) k = b;                         /* 0x00..0x20: 33 of them */
-    else if (b <= 0xA0) k = 33 + (uint32_t)(b - 0x7F); /* 0x7F..0xA0: 34 */
-    else k = 67;                                  /* 0xAD */
-    return 0x100 + k;
+/* ==== Ranges ============================================================== */
+/* Property names: general categories (short or long, any case, '_', '-' and
+ * ' ' ignored, as Oniguruma compares them). Returns a category mask (bit k
+ * for category k of unicode_tables.h) or 0. */
+DSI_FUNC uint32_t dsi_uc_property_mask(const uint32_t *name, size_t n) {
+    char buf[40];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = name[i];
+        if (c == '_' || c == '-' || c == ' ') continue;
+        if (c >= 0x80 || k + 1 >= sizeof buf) return 0;
+        buf[k++] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+    }
+    buf[k] = 0;
+    static const struct { const char *name; uint32_t mask; } longs[] = {
+        {"l", UC_L}, {"letter", UC_L}, {"m", UC_M}, {"mark", UC_M}, {"combiningmark", UC_M},
+        {"n", UC_N}, {"number", UC_N}, {"p", UC_P}, {"punctuation", UC_P}, {"punct", UC_P},
+        {"s", UC_S}, {"symbol", UC_S}, {"z", UC_Z}, {"separator", UC_Z}, {"c", UC_C}, {"other", UC_C},
+        {"any", 0x3FFFFFFFu},
+        {"uppercaseletter", UC_MASK(UC_Lu)}, {"lowercaseletter", UC_MASK(UC_Ll)},
+        {"titlecaseletter", UC_MASK(UC_Lt)}, {"modifierletter", UC_MASK(UC_Lm)},
+        {"otherletter", UC_MASK(UC_Lo)}, {"nonspacingmark", UC_MASK(UC_Mn)},
+        {"spacingmark", UC_MASK(UC_Mc)}, {"enclosingmark", UC_MASK(UC_Me)},
+        {"decimalnumber", UC_MASK(UC_Nd)}, {"digit", UC_MASK(UC_Nd)}, {"letternumber", UC_MASK(UC_Nl)},
+        {"othernumber", UC_MASK(UC_No)}, {"connectorpunctuation", UC_MASK(UC_Pc)},
+        {"dashpunctuation", UC_MASK(UC_Pd)}, {"openpunctuation", UC_MASK(UC_Ps)},
+        {"closepunctuation", UC_MASK(UC_Pe)}, {"initialpunctuation", UC_MASK(UC_Pi)},
+        {"finalpunctuation", UC_MASK(UC_Pf)}, {"otherpunctuation", UC_MASK(UC_Po)},
+        {"mathsymbol", UC_MASK(UC_Sm)}, {"currencysymbol", UC_MASK(UC_Sc)},
+        {"modifiersymbol", UC_MASK(UC_Sk)}, {"othersymbol", UC_MASK(UC_So)},
+        {"spaceseparator", UC_MASK(UC_Zs)}, {"lineseparator", UC_MASK(UC_Zl)},
+        {"paragraphseparator", UC_MASK(UC_Zp)}, {"control", UC_MASK(UC_Cc)}, {"cntrl", UC_MASK(UC_Cc)},
+        {"format", UC_MASK(UC_Cf)}, {"surrogate", UC_MASK(UC_Cs)}, {"privateuse", UC_MASK(UC_Co)},
+        {"unassigned", UC_MASK(UC_Cn)},
+    };
+    for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
+        if (strcmp(buf, longs[i].name) == 0) return longs[i].mask;
+    if (k == 2)
+        for (int c = 0; c < UC_NCATS; c++)
+            if (buf[0] == uc_cat_names[c][0] + 32 && buf[1] == uc_cat_names[c][1]) return UC_MASK(c);
+    return 0;
 }
 
-/* Inverse: the byte for a mapped char, or -1. */
-static int bl_cp_to_byte(uint32_t cp) {
-    if (cp < 0x100) {
-        uint8_t b = (uint8_t)cp;
-        return bl_byte_to_cp(b) == cp ? (int)cp : -1;
+DSI_FUNC void dsi_uc_category_ranges(uint32_t mask, dsi_uc_range_fn fn, void *u) {
+    for (size_t i = 0; i < UC_NRUNS; i++) {
+        if (!(mask & UC_MASK(uc_cat_runs[i] & 31u))) continue;
+        uint32_t lo = uc_cat_runs[i] >> 5;
+        uint32_t hi = i + 1 < UC_NRUNS ? (uc_cat_runs[i + 1] >> 5) - 1 : 0x10FFFF;
+        fn(u, lo, hi);
     }
-    if (cp < 0x100 + 33) return (int)(cp - 0x100);
-    if (cp < 0x100 + 67) return (int)(cp - 0x100 - 33 + 0x7F);
-    if (cp == 0x100 + 67) return 0xAD;
-    return -1;
 }
+
+DSI_FUNC void dsi_uc_class_ranges(int cls, dsi_uc_range_fn fn, void *u) {
+    switch (cls) {
+    case DSI_UC_CLASS_SPACE:
+        for (size_t i = 0; i < UC_NSPACE; i++) fn(u, uc_space_ranges[i][0], uc_space_ranges[i][1]);
+        break;
+    case DSI_UC_CLASS_DIGIT: dsi_uc_category_ranges(UC_MASK(UC_Nd), fn, u); break;
+    case DSI_UC_CLASS_WORD:
+        /* the same set as dsi_uc_is_word */
+        dsi_uc_category_ranges(UC_L | UC_M | UC_N | UC_MASK(UC_Pc), fn, u);
+        for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
+            fn(u, uc_alpha_symbols[i][0], uc_alpha_symbols[i][1]);
+        break;
+    default: break;
+    }
+}
+/* ==== End deepseek_impl/unicode.c ==== */
+
+/* ==== Begin deepseek_impl/regex.c ==== */
+/*
+ * regex.c — a small backtracking regex engine over code points, matching
+ * what the `tokenizers` library gets from Oniguruma (Ruby syntax): literals
+ * and escapes, classes with ranges and negation, \p{..}/\P{..} general
+ * categories, \s \S \d \D \w \W \h \H, '.', alternation (leftmost first),
+ * groups, greedy/lazy/possessive quantifiers ? * + {m} {m,} {m,n} {,n},
+ * atomic groups, lookahead and fixed-length lookbehind, anchors ^ $ \A \z \Z
+ * \b \B ('^' and '$' are line anchors, as in Ruby). Anything else fails with
+ * DS_ERR_UNSUPPORTED naming the construct.
+ *
+ * A pattern is parsed into a syntax tree, compiled to a program for a
+ * backtracking machine, and run one start position at a time (skipping
+ * positions no match can start at). The layer below is unicode.c, for UTF-8
+ * and character properties; the tokenizer (tokenizer.c) is its user.
+ */
+/* ==== Begin deepseek_impl/regex.h ==== */
+/*
+ * regex.h — the regex layer: a backtracking engine over code points with
+ * Oniguruma's semantics (Ruby syntax), as the `tokenizers` library gets
+ * them for its Split pre-tokenizers. regex.c says what is supported; any
+ * other construct is refused with DS_ERR_UNSUPPORTED naming it, a malformed
+ * pattern with DS_ERR_JSON (the pattern comes from tokenizer.json), a
+ * pattern too large with DS_ERR_LIMIT.
+ *
+ * A compiled dsi_regex is immutable and may be shared by threads; each
+ * search runs in a caller-owned dsi_regex_ctx (scratch space, one per
+ * thread), so matching allocates only when the backtrack stack grows.
+ */
+#ifndef DS_REGEX_H
+#define DS_REGEX_H
+
+/* #include "internal.h": pasted above */
+
+typedef struct dsi_regex dsi_regex;
+typedef struct dsi_regex_bt dsi_regex_bt;   /* a backtrack entry (regex.c) */
+
+/* Matching state for one thread. The caller sets al, s and n, zeroes steps
+ * before each search it wants bounded on its own, and gives slots room for
+ * dsi_regex_slots() entries; the rest starts zeroed. Free stack and slots
+ * with dsi_free when done. */
+typedef struct dsi_regex_ctx {
+    const dsi_alloc *al;
+    const uint32_t *s;     /* the subject, as code points */
+    size_t n;
+    dsi_regex_bt *stack;   /* grown by the matcher */
+    size_t sp, cap;
+    size_t *slots;         /* positions saved for empty-loop checks */
+    size_t n_slots;
+    uint64_t steps;        /* backtracking steps taken; limited per search */
+} dsi_regex_ctx;
+
+/* dsi_regex_search's results besides 1 (match) and 0 (none). */
+#define DSI_REGEX_NOMEM (-1)
+#define DSI_REGEX_LIMIT (-2)   /* the step limit (10M, Oniguruma's retry limit) ran out */
+
+/* Compiles a pattern (UTF-8, n bytes). literal: the pattern is plain text to
+ * find (a Split with a String pattern). what names the pattern in messages
+ * ("tokenizer.json: pre-tokenizer 2 pattern"). */
+DSI_FUNC ds_status dsi_regex_compile(const char *pat, size_t n, bool literal, const dsi_alloc *al, const char *what,
+                                     dsi_regex **out, dsi_err *e);
+DSI_FUNC void dsi_regex_free(const dsi_alloc *al, dsi_regex *G);   /* NULL is a no-op */
+/* How many slots a context needs for this program (may be 0). */
+DSI_FUNC uint32_t dsi_regex_slots(const dsi_regex *G);
+/* The leftmost match in X->s starting at or after from: 1 with [*ms, *me),
+ * 0 when there is none, or DSI_REGEX_NOMEM / DSI_REGEX_LIMIT. */
+DSI_FUNC int dsi_regex_search(const dsi_regex *G, dsi_regex_ctx *X, size_t from, size_t *ms, size_t *me);
+
+#endif /* DS_REGEX_H */
+/* ==== End deepseek_impl/regex.h ==== */
+/* #include "unicode.h": pasted above */
+
+#include <stdlib.h>
+
+/* ==== Limits ============================================================== */
+/* Backtracking steps one regex search may take before giving up, as
+ * Oniguruma's retry limit (10M) does, so hostile text cannot hang a call. */
+#define RX_STEP_LIMIT 10000000u
+/* Regex program size and nesting (patterns come from untrusted files). */
+#define RX_MAX_INSTS (1u << 20)
+#define RX_MAX_DEPTH 64
+#define RX_MAX_REPEAT 100000u
 
 /* ==== Range sets ========================================================== */
 /* Character classes are compiled to sorted, disjoint code-point ranges, with a
@@ -4402,14 +4568,10 @@ static void rr_add(rr_list *r, uint32_t lo, uint32_t hi) {
     r->n++;
 }
 
-static void rr_add_cats(rr_list *r, uint32_t mask) {
-    for (size_t i = 0; i < UC_NRUNS; i++) {
-        if (!(mask & UC_MASK(uc_cat_runs[i] & 31u))) continue;
-        uint32_t lo = uc_cat_runs[i] >> 5;
-        uint32_t hi = i + 1 < UC_NRUNS ? (uc_cat_runs[i + 1] >> 5) - 1 : 0x10FFFF;
-        rr_add(r, lo, hi);
-    }
-}
+/* Adapter for the Unicode layer's range callbacks. */
+static void rr_add_fn(void *u, uint32_t lo, uint32_t hi) { rr_add(u, lo, hi); }
+
+static void rr_add_cats(rr_list *r, uint32_t mask) { dsi_uc_category_ranges(mask, rr_add_fn, r); }
 
 static int rr_cmp(const void *a, const void *b) {
     uint32_t x = ((const uint32_t *)a)[0], y = ((const uint32_t *)b)[0];
@@ -4473,16 +4635,6 @@ static bool rx_set_has(const rx_set *s, uint32_t c) {
 }
 
 /* ==== Regex: syntax tree ================================================== */
-/*
- * A small backtracking regex engine over code points, matching what the
- * `tokenizers` library gets from Oniguruma (Ruby syntax): literals and
- * escapes, classes with ranges and negation, \p{..}/\P{..} general
- * categories, \s \S \d \D \w \W \h \H, '.', alternation (leftmost first),
- * groups, greedy/lazy/possessive quantifiers ? * + {m} {m,} {m,n} {,n},
- * atomic groups, lookahead and fixed-length lookbehind, anchors ^ $ \A \z \Z
- * \b \B ('^' and '$' are line anchors, as in Ruby). Anything else fails with
- * DS_ERR_UNSUPPORTED naming the construct.
- */
 enum { RN_EMPTY, RN_CHAR, RN_SET, RN_CAT, RN_ALT, RN_REP, RN_LOOK, RN_ATOMIC, RN_ASSERT };
 enum { RA_BOL, RA_EOL, RA_BOS, RA_EOS, RA_EOS_NL, RA_WORDB, RA_NWORDB };
 
@@ -4507,21 +4659,21 @@ typedef struct rx_inst {
     uint32_t a, b, c;
 } rx_inst;
 
-typedef struct rx_prog {
+struct dsi_regex {
     rx_inst *code;
     uint32_t n_code;
     rx_set *sets;
     uint32_t n_sets;
     uint32_t n_slots;      /* saved positions for empty-loop checks */
     int first_set;         /* set of characters that can start a match, or -1 */
-} rx_prog;
+};
 
 typedef struct rx_parser {
     const uint32_t *p;
     size_t i, n;
     rx_node *nodes;
     size_t n_nodes, cap_nodes;
-    rx_prog *prog;         /* sets are added here while parsing */
+    dsi_regex *prog;         /* sets are added here while parsing */
     const dsi_alloc *al;
     dsi_err *e;
     const char *what;      /* for messages: "pre_tokenizer[2] regex" */
@@ -4554,7 +4706,7 @@ static int32_t rx_new_node(rx_parser *P, uint8_t type) {
 static int32_t rx_add_set(rx_parser *P, rr_list *r) {
     rr_normalize(r);
     if (r->failed) return -1;
-    rx_prog *G = P->prog;
+    dsi_regex *G = P->prog;
     rx_set *ns = dsi_realloc(P->al, G->sets, (G->n_sets + 1) * sizeof *ns);
     if (!ns) return -1;
     G->sets = ns;
@@ -4574,47 +4726,6 @@ static int32_t rx_add_set(rx_parser *P, rr_list *r) {
     return (int32_t)G->n_sets++;
 }
 
-/* Property names: general categories (short or long, any case, '_', '-' and
- * ' ' ignored, as Oniguruma compares them). Returns a category mask or 0. */
-static uint32_t rx_property_mask(const uint32_t *name, size_t n) {
-    char buf[40];
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t c = name[i];
-        if (c == '_' || c == '-' || c == ' ') continue;
-        if (c >= 0x80 || k + 1 >= sizeof buf) return 0;
-        buf[k++] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
-    }
-    buf[k] = 0;
-    static const struct { const char *name; uint32_t mask; } longs[] = {
-        {"l", UC_L}, {"letter", UC_L}, {"m", UC_M}, {"mark", UC_M}, {"combiningmark", UC_M},
-        {"n", UC_N}, {"number", UC_N}, {"p", UC_P}, {"punctuation", UC_P}, {"punct", UC_P},
-        {"s", UC_S}, {"symbol", UC_S}, {"z", UC_Z}, {"separator", UC_Z}, {"c", UC_C}, {"other", UC_C},
-        {"any", 0x3FFFFFFFu},
-        {"uppercaseletter", UC_MASK(UC_Lu)}, {"lowercaseletter", UC_MASK(UC_Ll)},
-        {"titlecaseletter", UC_MASK(UC_Lt)}, {"modifierletter", UC_MASK(UC_Lm)},
-        {"otherletter", UC_MASK(UC_Lo)}, {"nonspacingmark", UC_MASK(UC_Mn)},
-        {"spacingmark", UC_MASK(UC_Mc)}, {"enclosingmark", UC_MASK(UC_Me)},
-        {"decimalnumber", UC_MASK(UC_Nd)}, {"digit", UC_MASK(UC_Nd)}, {"letternumber", UC_MASK(UC_Nl)},
-        {"othernumber", UC_MASK(UC_No)}, {"connectorpunctuation", UC_MASK(UC_Pc)},
-        {"dashpunctuation", UC_MASK(UC_Pd)}, {"openpunctuation", UC_MASK(UC_Ps)},
-        {"closepunctuation", UC_MASK(UC_Pe)}, {"initialpunctuation", UC_MASK(UC_Pi)},
-        {"finalpunctuation", UC_MASK(UC_Pf)}, {"otherpunctuation", UC_MASK(UC_Po)},
-        {"mathsymbol", UC_MASK(UC_Sm)}, {"currencysymbol", UC_MASK(UC_Sc)},
-        {"modifiersymbol", UC_MASK(UC_Sk)}, {"othersymbol", UC_MASK(UC_So)},
-        {"spaceseparator", UC_MASK(UC_Zs)}, {"lineseparator", UC_MASK(UC_Zl)},
-        {"paragraphseparator", UC_MASK(UC_Zp)}, {"control", UC_MASK(UC_Cc)}, {"cntrl", UC_MASK(UC_Cc)},
-        {"format", UC_MASK(UC_Cf)}, {"surrogate", UC_MASK(UC_Cs)}, {"privateuse", UC_MASK(UC_Co)},
-        {"unassigned", UC_MASK(UC_Cn)},
-    };
-    for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
-        if (strcmp(buf, longs[i].name) == 0) return longs[i].mask;
-    if (k == 2)
-        for (int c = 0; c < UC_NCATS; c++)
-            if (buf[0] == uc_cat_names[c][0] + 32 && buf[1] == uc_cat_names[c][1]) return UC_MASK(c);
-    return 0;
-}
-
 /* Adds a predefined class (\s \d \w \h \p{..}; neg for the capital forms) to
  * r. Returns DS_OK or an error. */
 static ds_status rx_class_escape(rx_parser *P, uint32_t c, rr_list *r) {
@@ -4623,15 +4734,13 @@ static ds_status rx_class_escape(rx_parser *P, uint32_t c, rr_list *r) {
     switch (c) {
     case 'S': neg = true; /* fall through */
     case 's':
-        for (size_t i = 0; i < UC_NSPACE; i++) rr_add(&t, uc_space_ranges[i][0], uc_space_ranges[i][1]);
+        dsi_uc_class_ranges(DSI_UC_CLASS_SPACE, rr_add_fn, &t);
         break;
     case 'D': neg = true; /* fall through */
-    case 'd': rr_add_cats(&t, UC_MASK(UC_Nd)); break;
+    case 'd': dsi_uc_class_ranges(DSI_UC_CLASS_DIGIT, rr_add_fn, &t); break;
     case 'W': neg = true; /* fall through */
     case 'w':
-        rr_add_cats(&t, UC_L | UC_M | UC_N | UC_MASK(UC_Pc));
-        for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
-            rr_add(&t, uc_alpha_symbols[i][0], uc_alpha_symbols[i][1]);
+        dsi_uc_class_ranges(DSI_UC_CLASS_WORD, rr_add_fn, &t);
         break;
     case 'H': neg = true; /* fall through */
     case 'h': rr_add(&t, '0', '9'); rr_add(&t, 'A', 'F'); rr_add(&t, 'a', 'f'); break;
@@ -4643,11 +4752,11 @@ static ds_status rx_class_escape(rx_parser *P, uint32_t c, rr_list *r) {
         if (P->i >= P->n) return rx_syntax(P, DS_ERR_JSON, "unterminated \\p{");
         size_t end = P->i++;
         if (start < end && P->p[start] == '^') { neg = !neg; start++; }
-        uint32_t mask = rx_property_mask(P->p + start, end - start);
+        uint32_t mask = dsi_uc_property_mask(P->p + start, end - start);
         if (!mask) {
             char nm[48];
             size_t k = 0;
-            for (size_t i = start; i < end && k + 5 < sizeof nm; i++) k += utf8_put((uint8_t *)nm + k, P->p[i]);
+            for (size_t i = start; i < end && k + 5 < sizeof nm; i++) k += dsi_utf8_encode((uint8_t *)nm + k, P->p[i]);
             nm[k] = 0;
             dsi_free(P->al, t.v);
             return dsi_fail(P->e, DS_ERR_UNSUPPORTED, "%s: unsupported character property \\p{%s}", P->what, nm);
@@ -5270,7 +5379,7 @@ static void rx_compile_node(rx_compiler *C, int32_t id, int depth) {
 /* The characters that can begin a match, collected by following the
  * program's empty moves from the start. Returns false when the start is
  * nullable or guarded by an assertion (then every position must be tried). */
-static bool rx_first_chars(const rx_prog *G, const rx_inst *code, uint32_t n, rr_list *r, const dsi_alloc *al) {
+static bool rx_first_chars(const dsi_regex *G, const rx_inst *code, uint32_t n, rr_list *r, const dsi_alloc *al) {
     uint8_t *seen = dsi_calloc(al, n ? n : 1, 1);
     uint32_t *stack = dsi_malloc(al, (size_t)(n ? n : 1) * 2 * sizeof *stack);
     bool ok = seen && stack;
@@ -5304,7 +5413,7 @@ static bool rx_first_chars(const rx_prog *G, const rx_inst *code, uint32_t n, rr
     return ok && !r->failed;
 }
 
-static void rx_prog_free(const dsi_alloc *al, rx_prog *G) {
+DSI_FUNC void dsi_regex_free(const dsi_alloc *al, dsi_regex *G) {
     if (!G) return;
     for (uint32_t i = 0; i < G->n_sets; i++) {
         dsi_free(al, G->sets[i].v);
@@ -5315,21 +5424,23 @@ static void rx_prog_free(const dsi_alloc *al, rx_prog *G) {
     dsi_free(al, G);
 }
 
+DSI_FUNC uint32_t dsi_regex_slots(const dsi_regex *G) { return G->n_slots; }
+
 /* Compiles a pattern (UTF-8, n bytes). literal: match the text itself (a
  * Split with a String pattern). */
-static ds_status rx_compile(const char *pat, size_t n, bool literal, const dsi_alloc *al, const char *what,
-                            rx_prog **out, dsi_err *e) {
+DSI_FUNC ds_status dsi_regex_compile(const char *pat, size_t n, bool literal, const dsi_alloc *al, const char *what,
+                                     dsi_regex **out, dsi_err *e) {
     *out = NULL;
     ds_status st = DS_OK;
     uint32_t *cps = dsi_malloc(al, (n + 1) * sizeof *cps);
-    rx_prog *G = dsi_calloc(al, 1, sizeof *G);
+    dsi_regex *G = dsi_calloc(al, 1, sizeof *G);
     rx_parser P = {0};
     rx_compiler C = {0};
     if (!cps || !G) { st = dsi_fail(e, DS_ERR_NOMEM, "%s: out of memory", what); goto done; }
     size_t m = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        size_t k = utf8_valid((const uint8_t *)pat + i, n - i, &cp);
+        size_t k = dsi_utf8_decode((const uint8_t *)pat + i, n - i, &cp);
         if (!k) { st = dsi_fail(e, DS_ERR_JSON, "%s: invalid UTF-8", what); goto done; }
         cps[m++] = cp;
         i += k;
@@ -5385,34 +5496,21 @@ done:
     dsi_free(al, C.code);
     dsi_free(al, P.nodes);
     dsi_free(al, cps);
-    rx_prog_free(al, G);
+    dsi_regex_free(al, G);
     return st;
 }
 
 /* ==== Regex: matcher ====================================================== */
 enum { BT_BRANCH, BT_SLOT, BT_REP, BT_REPLAZY };
 
-typedef struct rx_bt {
+struct dsi_regex_bt {
     uint32_t kind, pc;
-    size_t pos, aux;
-} rx_bt;
+    size_t pos, aux;       /* BT_REP / BT_REPLAZY: characters taken */
+};
+typedef dsi_regex_bt rx_bt;
 
-/* Per-call matching state (scratch owned by the encode call). */
-typedef struct rx_ctx {
-    const dsi_alloc *al;
-    const uint32_t *s;     /* the piece being split */
-    size_t n;
-    rx_bt *stack;
-    size_t sp, cap;
-    size_t *slots;
-    size_t n_slots;
-    uint64_t steps;
-} rx_ctx;
 
-#define RX_NOMEM (-1)
-#define RX_LIMIT (-2)
-
-static bool rx_push(rx_ctx *X, uint32_t kind, uint32_t pc, size_t pos, size_t aux) {
+static bool rx_push(dsi_regex_ctx *X, uint32_t kind, uint32_t pc, size_t pos, size_t aux) {
     if (X->sp == X->cap) {
         size_t nc = X->cap ? X->cap * 2 : 256;
         rx_bt *ns = dsi_realloc(X->al, X->stack, nc * sizeof *ns);
@@ -5428,13 +5526,13 @@ static bool rx_push(rx_ctx *X, uint32_t kind, uint32_t pc, size_t pos, size_t au
     return true;
 }
 
-static bool rx_char_ok(const rx_prog *G, const rx_inst *I, uint32_t c) {
+static bool rx_char_ok(const dsi_regex *G, const rx_inst *I, uint32_t c) {
     if (I->flag & 2) return rx_set_has(&G->sets[I->a], c);
     if (I->a == UINT32_MAX) return c != '\n';
     return c == I->a;
 }
 
-static bool rx_assert(const rx_ctx *X, uint32_t kind, size_t pos) {
+static bool rx_assert(const dsi_regex_ctx *X, uint32_t kind, size_t pos) {
     switch (kind) {
     case RA_BOL: return pos == 0 || X->s[pos - 1] == '\n';
     case RA_EOL: return pos == X->n || X->s[pos] == '\n';
@@ -5443,8 +5541,8 @@ static bool rx_assert(const rx_ctx *X, uint32_t kind, size_t pos) {
     case RA_EOS_NL: return pos == X->n || (pos + 1 == X->n && X->s[pos] == '\n');
     case RA_WORDB:
     case RA_NWORDB: {
-        bool a = pos > 0 && uc_is_word(X->s[pos - 1]);
-        bool b = pos < X->n && uc_is_word(X->s[pos]);
+        bool a = pos > 0 && dsi_uc_is_word(X->s[pos - 1]);
+        bool b = pos < X->n && dsi_uc_is_word(X->s[pos]);
         return (a != b) == (kind == RA_WORDB);
     }
     }
@@ -5452,13 +5550,13 @@ static bool rx_assert(const rx_ctx *X, uint32_t kind, size_t pos) {
 }
 
 /* Runs the program from pc at pos. Returns 1 (match, end in *end), 0 (no
- * match) or RX_NOMEM / RX_LIMIT. Backtrack entries above the entry depth
+ * match) or DSI_REGEX_NOMEM / DSI_REGEX_LIMIT. Backtrack entries above the entry depth
  * are dropped on return, so lookaround and atomic bodies never backtrack
  * into the caller. */
-static int rx_run(const rx_prog *G, rx_ctx *X, uint32_t pc, size_t pos, size_t *end) {
+static int rx_run(const dsi_regex *G, dsi_regex_ctx *X, uint32_t pc, size_t pos, size_t *end) {
     const size_t base = X->sp;
     for (;;) {
-        if (++X->steps > RX_STEP_LIMIT) { X->sp = base; return RX_LIMIT; }
+        if (++X->steps > RX_STEP_LIMIT) { X->sp = base; return DSI_REGEX_LIMIT; }
         const rx_inst *I = &G->code[pc];
         switch (I->op) {
         case OP_CHAR:
@@ -5472,7 +5570,7 @@ static int rx_run(const rx_prog *G, rx_ctx *X, uint32_t pc, size_t pos, size_t *
             goto fail;
         case OP_JMP: pc = I->a; continue;
         case OP_SPLIT:
-            if (!rx_push(X, BT_BRANCH, I->b, pos, 0)) { X->sp = base; return RX_NOMEM; }
+            if (!rx_push(X, BT_BRANCH, I->b, pos, 0)) { X->sp = base; return DSI_REGEX_NOMEM; }
             pc = I->a;
             continue;
         case OP_MATCH:
@@ -5506,18 +5604,18 @@ static int rx_run(const rx_prog *G, rx_ctx *X, uint32_t pc, size_t pos, size_t *
             if (I->flag & 1) {        /* lazy: take the minimum, offer more later */
                 while (k < I->b && k < lim && rx_char_ok(G, I, X->s[pos + k])) k++;
                 if (k < I->b) goto fail;
-                if (k < lim && !rx_push(X, BT_REPLAZY, pc, pos, k)) { X->sp = base; return RX_NOMEM; }
+                if (k < lim && !rx_push(X, BT_REPLAZY, pc, pos, k)) { X->sp = base; return DSI_REGEX_NOMEM; }
             } else {
                 while (k < lim && rx_char_ok(G, I, X->s[pos + k])) k++;
                 if (k < I->b) goto fail;
-                if (k > I->b && !rx_push(X, BT_REP, pc, pos, k)) { X->sp = base; return RX_NOMEM; }
+                if (k > I->b && !rx_push(X, BT_REP, pc, pos, k)) { X->sp = base; return DSI_REGEX_NOMEM; }
             }
             pos += k;
             pc++;
             continue;
         }
         case OP_SAVE:
-            if (!rx_push(X, BT_SLOT, I->a, X->slots[I->a], 0)) { X->sp = base; return RX_NOMEM; }
+            if (!rx_push(X, BT_SLOT, I->a, X->slots[I->a], 0)) { X->sp = base; return DSI_REGEX_NOMEM; }
             X->slots[I->a] = pos;
             pc++;
             continue;
@@ -5559,12 +5657,13 @@ static int rx_run(const rx_prog *G, rx_ctx *X, uint32_t pc, size_t pos, size_t *
             }
             X->sp--;
         }
-        if (++X->steps > RX_STEP_LIMIT) { X->sp = base; return RX_LIMIT; }
+        if (++X->steps > RX_STEP_LIMIT) { X->sp = base; return DSI_REGEX_LIMIT; }
     }
 }
 
-/* Leftmost match starting at or after from. Returns 1/0/negative. */
-static int rx_search(const rx_prog *G, rx_ctx *X, size_t from, size_t *ms, size_t *me) {
+/* Leftmost match starting at or after from. Returns 1/0/negative. The step
+ * count is not reset here: the caller decides what one search budget covers. */
+DSI_FUNC int dsi_regex_search(const dsi_regex *G, dsi_regex_ctx *X, size_t from, size_t *ms, size_t *me) {
     const rx_set *fs = G->first_set >= 0 ? &G->sets[G->first_set] : NULL;
     for (size_t p = from; p <= X->n; p++) {
         if (fs) {
@@ -5579,7 +5678,105 @@ static int rx_search(const rx_prog *G, rx_ctx *X, size_t from, size_t *ms, size_
     }
     return 0;
 }
+/* ==== End deepseek_impl/regex.c ==== */
 
+/* ==== Begin deepseek_impl/tokenizer.c ==== */
+/*
+ * tokenizer.c — byte-level BPE as a Hugging Face tokenizer.json describes it,
+ * with the same ids as the `tokenizers` library (PyPI): the ds_tokenizer
+ * API but for the chat templates (chat_template.c, the layer above, which
+ * reads tokenizer_config.json's parts through tokenizer.h). Below it are
+ * regex.c (the pre-tokenizer's Split patterns) and unicode.c.
+ *
+ * Encoding follows the reference step by step:
+ *   1. added tokens are cut out of the text (leftmost-longest, first the
+ *      tokens with normalized=false, then the rest, as AddedVocabulary does);
+ *   2. each remaining segment goes through the pre-tokenizer: a sequence of
+ *      regex Splits (our own backtracking engine with Oniguruma's semantics,
+ *      regex.c: leftmost-first alternation, greedy quantifiers, lookahead,
+ *      Ruby-syntax anchors), Digits and ByteLevel steps;
+ *   3. each piece is encoded with BPE over its bytes (GPT-2's byte-to-char
+ *      mapping), merging the lowest-ranked pair first.
+ * Decoding maps tokens back to bytes and replaces invalid UTF-8 exactly as
+ * Rust's String::from_utf8_lossy does.
+ *
+ * A tokenizer is immutable after ds_tokenizer_new; every call allocates its
+ * own scratch space, so one tokenizer may be shared by many threads.
+ */
+/* #include "internal.h": pasted above */
+/* #include "regex.h": pasted above */
+/* ==== Begin deepseek_impl/tokenizer.h ==== */
+/*
+ * tokenizer.h — what the tokenizer layer (tokenizer.c) offers the layers
+ * above it: the chat template layer (chat_template.c) reads a tokenizer's
+ * tokenizer_config.json parts through dsi_tokenizer_chat_source, and shares
+ * its rule for writing results into caller buffers.
+ */
+#ifndef DS_TOKENIZER_H
+#define DS_TOKENIZER_H
+
+/* #include "internal.h": pasted above */
+
+/* The parts of tokenizer_config.json a chat template needs. The pointers
+ * stay valid as long as the tokenizer. */
+typedef struct dsi_chat_source {
+    const char *tpl;        /* chat_template (the "default" one of a list), NUL-terminated; NULL: none */
+    size_t tpl_len;
+    const char *bos, *eos;  /* bos_token / eos_token texts (not NUL-terminated); NULL: not given */
+    size_t bos_len, eos_len;
+    const dsi_alloc *al;    /* the tokenizer's allocator */
+} dsi_chat_source;
+
+DSI_FUNC void dsi_tokenizer_chat_source(const ds_tokenizer *t, dsi_chat_source *out);
+
+/* Copies a result of n bytes into the caller's buffer buf[cap]: *len_out = n
+ * always; DS_ERR_LIMIT (message naming fn) when it does not fit; a NUL
+ * after it when there is room. */
+DSI_FUNC ds_status dsi_tokenizer_copy_out(const uint8_t *src, size_t n, char *buf, size_t cap, size_t *len_out,
+                                          dsi_err *e, const char *fn);
+
+/* Test hook: splits text with one Split pre-tokenizer step (tokenizer.c). */
+DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int behavior, bool invert, const char *text,
+                                       size_t len, size_t *bounds, size_t cap_pairs, size_t *n_pairs, dsi_err *e);
+
+#endif /* DS_TOKENIZER_H */
+/* ==== End deepseek_impl/tokenizer.h ==== */
+/* #include "unicode.h": pasted above */
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ==== Limits ============================================================== */
+/* Token ids above this are refused (a hostile file could otherwise make us
+ * allocate per-id tables of any size). DeepSeek uses about 129k ids. */
+#ifndef DS_MAX_TOKEN_ID
+#define DS_MAX_TOKEN_ID (1u << 24)
+#endif
+
+/* ==== GPT-2 byte <-> char mapping ========================================= */
+/* Printable bytes map to themselves; the others to U+0100 + k in byte order,
+ * so every byte becomes a visible character in the vocabulary. */
+static uint32_t bl_byte_to_cp(uint8_t b) {
+    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE)) return b;
+    /* count the non-printable bytes below b */
+    uint32_t k;
+    if (b <= 0x20) k = b;                         /* 0x00..0x20: 33 of them */
+    else if (b <= 0xA0) k = 33 + (uint32_t)(b - 0x7F); /* 0x7F..0xA0: 34 */
+    else k = 67;                                  /* 0xAD */
+    return 0x100 + k;
+}
+
+/* Inverse: the byte for a mapped char, or -1. */
+static int bl_cp_to_byte(uint32_t cp) {
+    if (cp < 0x100) {
+        uint8_t b = (uint8_t)cp;
+        return bl_byte_to_cp(b) == cp ? (int)cp : -1;
+    }
+    if (cp < 0x100 + 33) return (int)(cp - 0x100);
+    if (cp < 0x100 + 67) return (int)(cp - 0x100 - 33 + 0x7F);
+    if (cp == 0x100 + 67) return 0xAD;
+    return -1;
+}
 /* ==== Hash maps =========================================================== */
 static uint64_t tk_hash_bytes(const void *p, size_t n) {
     /* FNV-1a, then a final mix so that the low bits are usable as an index */
@@ -5770,7 +5967,7 @@ typedef struct tk_step {
     uint8_t add_prefix_space;   /* ByteLevel */
     uint8_t use_regex;          /* ByteLevel */
     uint8_t individual;         /* Digits */
-    rx_prog *prog;              /* Split; ByteLevel with use_regex (shared, not owned) */
+    dsi_regex *prog;            /* Split; ByteLevel with use_regex (shared, not owned) */
 } tk_step;
 
 typedef struct tk_added {
@@ -5779,8 +5976,6 @@ typedef struct tk_added {
     uint8_t special, lstrip, rstrip, single_word, normalized;
     uint8_t special_content;    /* content is in the reference's special set */
 } tk_added;
-
-enum { CHAT_NONE, CHAT_V2, CHAT_V25, CHAT_V3 };
 
 struct ds_tokenizer {
     dsi_alloc al;
@@ -5809,7 +6004,7 @@ struct ds_tokenizer {
     /* pre-tokenizer */
     tk_step *steps;
     uint32_t n_steps;
-    rx_prog **progs;            /* owned programs */
+    dsi_regex **progs;          /* owned programs */
     uint32_t n_progs;
     uint32_t max_slots;
     /* tokenizer_config.json */
@@ -5817,11 +6012,9 @@ struct ds_tokenizer {
     bool add_bos;
     uint32_t bos_off, bos_len, eos_off, eos_len;   /* token texts; len 0 = none */
     bool has_bos_text, has_eos_text;
-    int chat;                   /* CHAT_* */
     bool has_template;          /* tokenizer_config.json has a chat_template (any family) */
-    bool chat_join_systems;     /* V3: systems joined with "\n\n" (else the last wins) */
-    bool chat_strip_think;      /* R1: assistant content after the last "</think>" */
-    bool chat_think_prompt;     /* R1: generation prompt ends with "<think>\n" */
+    bool has_tpl_text;          /* ... and its text is in the pool (chat_template.c reads it) */
+    uint32_t tpl_off, tpl_len;  /* NUL-terminated in the pool */
 };
 
 DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg) {
@@ -6089,7 +6282,7 @@ static ds_status tk_build_decoder(ds_tokenizer *t, dsi_err *e) {
         bool all = true;
         for (size_t i = 0; i < L;) {
             uint32_t cp;
-            size_t k = utf8_valid(s + i, L - i, &cp);
+            size_t k = dsi_utf8_decode(s + i, L - i, &cp);
             int b = k ? bl_cp_to_byte(cp) : -1;
             if (b < 0) { all = false; break; }
             tmp[o++] = (uint8_t)b;
@@ -6117,12 +6310,12 @@ done:
 static const char tk_gpt2_regex[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-static ds_status tk_add_prog(ds_tokenizer *t, rx_prog *G, dsi_err *e) {
-    rx_prog **np = dsi_realloc(&t->al, t->progs, (t->n_progs + 1) * sizeof *np);
-    if (!np) { rx_prog_free(&t->al, G); return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); }
+static ds_status tk_add_prog(ds_tokenizer *t, dsi_regex *G, dsi_err *e) {
+    dsi_regex **np = dsi_realloc(&t->al, t->progs, (t->n_progs + 1) * sizeof *np);
+    if (!np) { dsi_regex_free(&t->al, G); return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory"); }
     t->progs = np;
     t->progs[t->n_progs++] = G;
-    if (G->n_slots > t->max_slots) t->max_slots = G->n_slots;
+    if (dsi_regex_slots(G) > t->max_slots) t->max_slots = dsi_regex_slots(G);
     return DS_OK;
 }
 
@@ -6184,8 +6377,8 @@ static ds_status tk_load_pretok(ds_tokenizer *t, const dsi_json *pt, int depth, 
         s.invert = b;
         char what[64];
         snprintf(what, sizeof what, "tokenizer.json: pre-tokenizer %u pattern", t->n_steps);
-        rx_prog *G;
-        if ((st = rx_compile(p, pl, literal, &t->al, what, &G, e))) return st;
+        dsi_regex *G;
+        if ((st = dsi_regex_compile(p, pl, literal, &t->al, what, &G, e))) return st;
         if ((st = tk_add_prog(t, G, e))) return st;
         s.prog = G;
         return tk_add_step(t, &s, e);
@@ -6199,8 +6392,8 @@ static ds_status tk_load_pretok(ds_tokenizer *t, const dsi_json *pt, int depth, 
         if (dsi_json_get_bool(pt, "use_regex", &b) < 0) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: ByteLevel use_regex");
         s.use_regex = b;
         if (s.use_regex) {
-            rx_prog *G;
-            if ((st = rx_compile(tk_gpt2_regex, sizeof tk_gpt2_regex - 1, false, &t->al, "ByteLevel regex", &G, e))) return st;
+            dsi_regex *G;
+            if ((st = dsi_regex_compile(tk_gpt2_regex, sizeof tk_gpt2_regex - 1, false, &t->al, "ByteLevel regex", &G, e))) return st;
             if ((st = tk_add_prog(t, G, e))) return st;
             s.prog = G;
         }
@@ -6271,7 +6464,7 @@ static ds_status tk_load_model(ds_tokenizer *t, const dsi_json *m, dsi_err *e) {
     /* per-byte and per-character lookups used on every encode */
     for (int i = 0; i < 256; i++) {
         uint8_t u[4];
-        size_t k = utf8_put(u, bl_byte_to_cp((uint8_t)i));
+        size_t k = dsi_utf8_encode(u, bl_byte_to_cp((uint8_t)i));
         t->byte_id[i] = tk_vocab_get(t, u, k);
         char fb[8];
         snprintf(fb, sizeof fb, "<0x%02X>", i);
@@ -6279,7 +6472,7 @@ static ds_status tk_load_model(ds_tokenizer *t, const dsi_json *m, dsi_err *e) {
     }
     for (uint32_t c = 0; c < 0x180; c++) {
         uint8_t u[4];
-        size_t k = utf8_put(u, c);
+        size_t k = dsi_utf8_encode(u, c);
         t->low_id[c] = tk_vocab_get(t, u, k);
     }
     return DS_OK;
@@ -6308,21 +6501,15 @@ static ds_status tk_special_text(ds_tokenizer *t, const dsi_json *cfg, const cha
     return DS_OK;
 }
 
-/* Chooses the chat template family from the Jinja text (we do not run Jinja:
- * the DeepSeek templates differ only in a few literal choices). */
-static void tk_detect_chat(ds_tokenizer *t, const char *tpl, size_t n) {
-    (void)n;
-    if (strstr(tpl, "'User: ' + message['content']")) { t->chat = CHAT_V2; return; }
-    if (strstr(tpl, "<\xEF\xBD\x9CUser\xEF\xBD\x9C>") && strstr(tpl, "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>")) {
-        if (strstr(tpl, "ns.system_prompt")) {
-            t->chat = CHAT_V3;
-            t->chat_join_systems = strstr(tpl, "is_first_sp") != NULL;
-            t->chat_strip_think = strstr(tpl, "split('</think>')") != NULL;
-            t->chat_think_prompt = strstr(tpl, "\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C><think>\\n'") != NULL;
-        } else {
-            t->chat = CHAT_V25;
-        }
-    }
+/* Keeps the chat template's text, NUL-terminated as the JSON parser left it,
+ * for chat_template.c, which picks the family from it. */
+static ds_status tk_keep_template(ds_tokenizer *t, const char *tpl, size_t n, dsi_err *e) {
+    uint32_t nul;
+    if (!tk_pool_put(&t->al, &t->pool, tpl, n, &t->tpl_off) || !tk_pool_put(&t->al, &t->pool, "", 1, &nul))
+        return dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    t->tpl_len = (uint32_t)n;
+    t->has_tpl_text = true;
+    return DS_OK;
 }
 
 static ds_status tk_load_config(ds_tokenizer *t, const char *json, size_t len, dsi_err *e) {
@@ -6346,7 +6533,7 @@ static ds_status tk_load_config(ds_tokenizer *t, const char *json, size_t len, d
     t->add_bos = b && t->bos >= 0;
     const dsi_json *ct = dsi_json_get(root, "chat_template");
     t->has_template = ct && (ct->type == DSI_JSON_STRING || ct->type == DSI_JSON_ARRAY);
-    if (ct && ct->type == DSI_JSON_STRING) tk_detect_chat(t, ct->str, ct->n);
+    if (ct && ct->type == DSI_JSON_STRING) st = tk_keep_template(t, ct->str, ct->n, e);
     else if (ct && ct->type == DSI_JSON_ARRAY) {
         /* [{"name": "default", "template": ...}, ...] */
         const char *tpl = NULL;
@@ -6358,7 +6545,7 @@ static ds_status tk_load_config(ds_tokenizer *t, const char *json, size_t len, d
             if (!tpl) { tpl = tx; tl = xl; }
             if (dsi_json_get_str(&ct->kids[i], "name", &nm, &nl) == 1 && strcmp(nm, "default") == 0) { tpl = tx; tl = xl; }
         }
-        if (tpl) tk_detect_chat(t, tpl, tl);
+        if (tpl) st = tk_keep_template(t, tpl, tl, e);
     }
 done:
     dsi_json_free(doc);
@@ -6369,7 +6556,7 @@ done:
 DS_API void ds_tokenizer_free(ds_tokenizer *t) {
     if (!t) return;
     dsi_alloc al = t->al;
-    for (uint32_t i = 0; i < t->n_progs; i++) rx_prog_free(&al, t->progs[i]);
+    for (uint32_t i = 0; i < t->n_progs; i++) dsi_regex_free(&al, t->progs[i]);
     dsi_free(&al, t->progs);
     dsi_free(&al, t->steps);
     dsi_free(&al, t->trie[0].nodes);
@@ -6495,7 +6682,7 @@ typedef struct tk_run {
     size_t cap_heap;
     uint8_t *word;
     size_t cap_word;
-    rx_ctx rx;
+    dsi_regex_ctx rx;
 } tk_run;
 
 /* Makes room for need elements in *p (capacity *cap). */
@@ -6542,31 +6729,19 @@ static ds_status tk_emit(tk_run *R, int32_t id) {
 }
 
 /* ==== Encoding: added tokens ============================================== */
-/* Rust regex \w (used by single_word): Alphabetic, marks, decimal digits,
- * connector punctuation, joiners. Alphabetic is approximated by L, Nl and
- * the alphabetic symbols. */
-static bool tk_rust_word(uint32_t c) {
-    uint32_t m = UC_MASK(uc_category(c));
-    if (m & (UC_L | UC_M | UC_MASK(UC_Nd) | UC_MASK(UC_Nl) | UC_MASK(UC_Pc))) return true;
-    if (c == 0x200C || c == 0x200D) return true;
-    for (size_t i = 0; i < sizeof uc_alpha_symbols / sizeof uc_alpha_symbols[0]; i++)
-        if (c >= uc_alpha_symbols[i][0] && c <= uc_alpha_symbols[i][1]) return true;
-    return false;
-}
-
 /* Last / first character of valid UTF-8 text. */
 static uint32_t tk_last_cp(const uint8_t *s, size_t n) {
     size_t i = n;
     while (i > 0 && (s[i - 1] & 0xC0) == 0x80) i--;
     if (i == 0) return 0;
     uint32_t cp = 0;
-    utf8_valid(s + i - 1, n - i + 1, &cp);
+    dsi_utf8_decode(s + i - 1, n - i + 1, &cp);
     return cp;
 }
 
 static uint32_t tk_first_cp(const uint8_t *s, size_t n, size_t *len) {
     uint32_t cp = 0;
-    *len = utf8_valid(s, n, &cp);
+    *len = dsi_utf8_decode(s, n, &cp);
     return cp;
 }
 
@@ -6586,9 +6761,9 @@ static ds_status tk_split_added(tk_run *R, const uint8_t *text, size_t s, size_t
         const tk_added *a = &t->added[tok];
         if (no_special && a->special_content) continue;
         if (a->single_word) {
-            bool start_space = ms == s || !tk_rust_word(tk_last_cp(text + s, ms - s));
+            bool start_space = ms == s || !dsi_uc_is_rust_word(tk_last_cp(text + s, ms - s));
             size_t cl;
-            bool stop_space = me == e || !tk_rust_word(tk_first_cp(text + me, e - me, &cl));
+            bool stop_space = me == e || !dsi_uc_is_rust_word(tk_first_cp(text + me, e - me, &cl));
             if (!start_space || !stop_space) continue;
         }
         if (a->lstrip) {
@@ -6598,7 +6773,7 @@ static ds_status tk_split_added(tk_run *R, const uint8_t *text, size_t s, size_t
                 while (j > s && (text[j - 1] & 0xC0) == 0x80) j--;
                 if (j == s) break;
                 uint32_t cp;
-                if (!utf8_valid(text + j - 1, ns - j + 1, &cp) || !uc_is_space(cp)) break;
+                if (!dsi_utf8_decode(text + j - 1, ns - j + 1, &cp) || !dsi_uc_is_space(cp)) break;
                 ns = j - 1;
             }
             ms = ns > start_offset ? ns : start_offset;
@@ -6607,7 +6782,7 @@ static ds_status tk_split_added(tk_run *R, const uint8_t *text, size_t s, size_t
             while (me < e) {
                 size_t cl;
                 uint32_t cp = tk_first_cp(text + me, e - me, &cl);
-                if (!cl || !uc_is_space(cp)) break;
+                if (!cl || !dsi_uc_is_space(cp)) break;
                 me += cl;
             }
         }
@@ -6629,7 +6804,7 @@ static ds_status tk_materialize(tk_run *R, tk_piece *pc) {
     size_t start = R->n_cps;
     for (uint32_t i = 0; i < pc->len; i++) {
         uint8_t u[4];
-        size_t k = utf8_put(u, R->cps[pc->off + i]);
+        size_t k = dsi_utf8_encode(u, R->cps[pc->off + i]);
         for (size_t j = 0; j < k; j++) R->cps[R->n_cps++] = bl_byte_to_cp(u[j]);
     }
     if (R->n_cps - start > UINT32_MAX) return dsi_fail(R->e, DS_ERR_LIMIT, "tokenizer: text too long");
@@ -6644,7 +6819,7 @@ static ds_status tk_materialize(tk_run *R, tk_piece *pc) {
  * previous match ended is skipped by advancing one character; other empty
  * matches count (and so split the text). Fills R->iv with intervals
  * covering the piece, flag = matched. */
-static ds_status tk_find_regex(tk_run *R, const rx_prog *G, const tk_piece *pc) {
+static ds_status tk_find_regex(tk_run *R, const dsi_regex *G, const tk_piece *pc) {
     R->niv = 0;
     R->rx.s = R->cps + pc->off;
     R->rx.n = pc->len;
@@ -6652,9 +6827,9 @@ static ds_status tk_find_regex(tk_run *R, const rx_prog *G, const tk_piece *pc) 
     size_t n = pc->len, pos = 0, prev = 0, last_end = SIZE_MAX;
     while (pos <= n) {
         size_t ms, me;
-        int r = rx_search(G, &R->rx, pos, &ms, &me);
-        if (r == RX_NOMEM) return tk_nomem(R);
-        if (r == RX_LIMIT)
+        int r = dsi_regex_search(G, &R->rx, pos, &ms, &me);
+        if (r == DSI_REGEX_NOMEM) return tk_nomem(R);
+        if (r == DSI_REGEX_LIMIT)
             return dsi_fail(R->e, DS_ERR_LIMIT, "tokenizer: regex backtracking limit exceeded (text too pathological)");
         if (r == 0) break;
         R->rx.steps = 0;
@@ -6675,7 +6850,7 @@ static ds_status tk_find_digits(tk_run *R, const tk_piece *pc) {
     uint32_t last = 0;
     for (uint32_t i = 0; i < pc->len; i++) {
         uint32_t c = s[i];
-        bool num = c < 0x80 ? (c >= '0' && c <= '9') : (UC_MASK(uc_category(c)) & UC_N) != 0;
+        bool num = c < 0x80 ? (c >= '0' && c <= '9') : dsi_uc_is_numeric(c);
         if (!num) continue;
         if (last < i) TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){last, i, 0}));
         TK_PUSH(R, iv, niv, cap_iv, ((tk_iv){i, i + 1, 1}));
@@ -6865,7 +7040,7 @@ static ds_status tk_word_char(tk_run *R, tk_word *w, int32_t id, const uint8_t *
 }
 
 static int32_t tk_char_id(const ds_tokenizer *t, uint32_t cp, uint8_t *u, size_t *k) {
-    *k = utf8_put(u, cp);
+    *k = dsi_utf8_encode(u, cp);
     if (cp < 0x180) return t->low_id[cp];
     return tk_vocab_get(t, u, *k);
 }
@@ -6884,10 +7059,10 @@ static ds_status tk_bpe(tk_run *R, const tk_piece *pc) {
         for (uint32_t i = 0; i < pc->len; i++) {
             if (pc->bl == 1) {
                 uint8_t u[4];
-                size_t k = utf8_put(u, cps[i]);
-                for (size_t j = 0; j < k; j++) o += utf8_put(R->word + o, bl_byte_to_cp(u[j]));
+                size_t k = dsi_utf8_encode(u, cps[i]);
+                for (size_t j = 0; j < k; j++) o += dsi_utf8_encode(R->word + o, bl_byte_to_cp(u[j]));
             } else {
-                o += utf8_put(R->word + o, cps[i]);
+                o += dsi_utf8_encode(R->word + o, cps[i]);
             }
         }
         int32_t id = tk_vocab_get(t, R->word, o);
@@ -6898,12 +7073,12 @@ static ds_status tk_bpe(tk_run *R, const tk_piece *pc) {
         uint8_t u[4], m[4];
         size_t k;
         if (pc->bl == 1) {
-            k = utf8_put(u, cps[i]);
+            k = dsi_utf8_encode(u, cps[i]);
             for (size_t j = 0; j < k; j++) {
                 int32_t id = t->byte_id[u[j]];
                 if (id >= 0) st = tk_word_char(R, &w, id, NULL, 1);
                 else {
-                    size_t mk = utf8_put(m, bl_byte_to_cp(u[j]));
+                    size_t mk = dsi_utf8_encode(m, bl_byte_to_cp(u[j]));
                     st = tk_word_char(R, &w, -1, m, mk);
                 }
                 if (st) return st;
@@ -6966,7 +7141,7 @@ static ds_status tk_encode_text(tk_run *R, const uint8_t *text, size_t s, size_t
     if (!tk_grow(R->al, (void **)&R->cps, &R->cap_cps, e - s, sizeof *R->cps)) return tk_nomem(R);
     for (size_t i = s; i < e;) {
         uint32_t cp;
-        size_t k = utf8_valid(text + i, e - i, &cp);
+        size_t k = dsi_utf8_decode(text + i, e - i, &cp);
         R->cps[R->n_cps++] = cp;
         i += k;
     }
@@ -6988,7 +7163,7 @@ static ds_status tk_encode(const ds_tokenizer *t, const char *text, size_t len, 
     for (size_t i = 0; i < len;) {
         uint32_t cp;
         if (s[i] < 0x80) { i++; continue; }
-        size_t k = utf8_valid(s + i, len - i, &cp);
+        size_t k = dsi_utf8_decode(s + i, len - i, &cp);
         if (!k) return dsi_fail(R->e, DS_ERR_INVALID_ARG, "tokenizer: invalid UTF-8 at byte offset %zu", i);
         i += k;
     }
@@ -7054,7 +7229,7 @@ static size_t tk_lossy(const uint8_t *in, size_t n, uint8_t *out, bool hold, siz
     if (n_bad) *n_bad = 0;
     while (i < n) {
         bool valid, incomplete;
-        size_t k = utf8_lossy_step(in + i, n - i, &valid, &incomplete);
+        size_t k = dsi_utf8_lossy_step(in + i, n - i, &valid, &incomplete);
         if (valid) {
             if (out) memcpy(out + o, in + i, k);
             o += k;
@@ -7073,8 +7248,8 @@ static size_t tk_lossy(const uint8_t *in, size_t n, uint8_t *out, bool hold, siz
 
 /* Copies a result into the caller's buffer: DS_ERR_LIMIT (with the needed
  * length in *len_out) when it does not fit, a NUL after it when room. */
-static ds_status tk_copy_out(const uint8_t *src, size_t n, char *buf, size_t cap, size_t *len_out, dsi_err *e,
-                             const char *fn) {
+DSI_FUNC ds_status dsi_tokenizer_copy_out(const uint8_t *src, size_t n, char *buf, size_t cap, size_t *len_out,
+                                          dsi_err *e, const char *fn) {
     *len_out = n;
     if (n > cap) return dsi_fail(e, DS_ERR_LIMIT, "%s: %zu bytes do not fit in %zu", fn, n, cap);
     if (n) memcpy(buf, src, n);
@@ -7112,13 +7287,13 @@ DS_API ds_status ds_tokenizer_decode(const ds_tokenizer *t, const int32_t *ids, 
     size_t n_bad;
     size_t outlen = tk_lossy(raw, total, NULL, false, NULL, &n_bad);
     ds_status st = DS_OK;
-    if (n_bad == 0) st = tk_copy_out(raw, total, buf, cap, len_out, &e, "ds_tokenizer_decode");
+    if (n_bad == 0) st = dsi_tokenizer_copy_out(raw, total, buf, cap, len_out, &e, "ds_tokenizer_decode");
     else {
         uint8_t *fixed = dsi_malloc(&t->al, outlen);
         if (!fixed) st = dsi_fail(&e, DS_ERR_NOMEM, "ds_tokenizer_decode: out of memory");
         else {
             tk_lossy(raw, total, fixed, false, NULL, NULL);
-            st = tk_copy_out(fixed, outlen, buf, cap, len_out, &e, "ds_tokenizer_decode");
+            st = dsi_tokenizer_copy_out(fixed, outlen, buf, cap, len_out, &e, "ds_tokenizer_decode");
             dsi_free(&t->al, fixed);
         }
     }
@@ -7137,7 +7312,7 @@ DS_API ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_stat
     if (id == -1) {
         /* flush: held bytes can no longer complete */
         uint8_t rep[3] = {0xEF, 0xBF, 0xBD};
-        ds_status s = tk_copy_out(rep, st_->n_pending ? 3 : 0, buf, cap, len_out, &e, "ds_tokenizer_decode_stream");
+        ds_status s = dsi_tokenizer_copy_out(rep, st_->n_pending ? 3 : 0, buf, cap, len_out, &e, "ds_tokenizer_decode_stream");
         if (s) return dsi_publish(&e);
         st_->n_pending = 0;
         return DS_OK;
@@ -7170,101 +7345,16 @@ DS_API ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_stat
     if (raw != small) dsi_free(&t->al, raw);
     return s ? dsi_publish(&e) : DS_OK;
 }
-
-/* ==== Chat templates ====================================================== */
-/*
- * The DeepSeek families' Jinja templates, rendered without a Jinja engine
- * (only system/user/assistant messages; tool calls are not supported):
- *
- *   V2 (V2-Chat, V2-Lite-Chat):
- *       bos, then per message: system "C\n\n", user "User: C\n\n",
- *       assistant "Assistant: C" + eos; generation prompt "Assistant:".
- *   V2.5 (V2-Chat-0628, V2.5):
- *       bos, then system "C\n\n", user "<｜User｜>C", assistant
- *       "<｜Assistant｜>C" + eos; generation prompt "<｜Assistant｜>".
- *   V3 (V3, R1): bos + the system prompt (V3: all system messages joined
- *       by "\n\n"; R1: the last one), then user "<｜User｜>C", assistant
- *       "<｜Assistant｜>C<｜end▁of▁sentence｜>" (R1: C after its last
- *       "</think>"); generation prompt "<｜Assistant｜>" (R1: + "<think>\n").
- */
-#define TK_USER "<\xEF\xBD\x9CUser\xEF\xBD\x9C>"
-#define TK_ASSISTANT "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"
-#define TK_EOS_LIT "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"
-
-static void tk_put(dsi_buf *b, const char *s) { dsi_buf_put(b, s, strlen(s)); }
-
-DS_API ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const ds_chat_message *msgs, size_t n,
-                                                  int add_generation_prompt, char *buf, size_t cap, size_t *len_out) {
-    dsi_err e = {DS_OK, ""};
-    if (len_out) *len_out = 0;
-    if (!t || !len_out || (!msgs && n) || (!buf && cap)) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_apply_chat_template: NULL argument");
-        return dsi_publish(&e);
-    }
-    if (t->chat == CHAT_NONE) {
-        dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: none, or not of the DeepSeek V2/V3 families");
-        return dsi_publish(&e);
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *r = msgs[i].role;
-        if (!r || !msgs[i].content) {
-            dsi_fail(&e, DS_ERR_INVALID_ARG, "chat template: message %zu has no role or content", i);
-            return dsi_publish(&e);
-        }
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
-            dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: message %zu: role \"%.32s\" is not supported", i, r);
-            return dsi_publish(&e);
-        }
-    }
-    dsi_buf b;
-    dsi_buf_init(&b, &t->al);
+/* ==== For the chat template layer ========================================= */
+DSI_FUNC void dsi_tokenizer_chat_source(const ds_tokenizer *t, dsi_chat_source *out) {
     const char *pool = (const char *)t->pool.p;
-    if (t->has_bos_text) dsi_buf_put(&b, pool + t->bos_off, t->bos_len);
-    if (t->chat == CHAT_V3) {
-        bool first = true;
-        const char *last = NULL;
-        for (size_t i = 0; i < n; i++) {
-            if (strcmp(msgs[i].role, "system")) continue;
-            if (t->chat_join_systems) {
-                if (!first) tk_put(&b, "\n\n");
-                tk_put(&b, msgs[i].content);
-                first = false;
-            } else last = msgs[i].content;
-        }
-        if (last) tk_put(&b, last);
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *r = msgs[i].role, *c = msgs[i].content;
-        if (!strcmp(r, "system")) {
-            if (t->chat != CHAT_V3) { tk_put(&b, c); tk_put(&b, "\n\n"); }
-        } else if (!strcmp(r, "user")) {
-            if (t->chat == CHAT_V2) { tk_put(&b, "User: "); tk_put(&b, c); tk_put(&b, "\n\n"); }
-            else { tk_put(&b, TK_USER); tk_put(&b, c); }
-        } else {
-            if (t->chat == CHAT_V2) tk_put(&b, "Assistant: ");
-            else tk_put(&b, TK_ASSISTANT);
-            if (t->chat == CHAT_V3 && t->chat_strip_think) {
-                const char *k = c, *f;
-                while ((f = strstr(k, "</think>"))) k = f + 8;
-                c = k;
-            }
-            tk_put(&b, c);
-            if (t->chat == CHAT_V3) tk_put(&b, TK_EOS_LIT);
-            else if (t->has_eos_text) dsi_buf_put(&b, pool + t->eos_off, t->eos_len);
-        }
-    }
-    if (add_generation_prompt) {
-        if (t->chat == CHAT_V2) tk_put(&b, "Assistant:");
-        else {
-            tk_put(&b, TK_ASSISTANT);
-            if (t->chat == CHAT_V3 && t->chat_think_prompt) tk_put(&b, "<think>\n");
-        }
-    }
-    ds_status st;
-    if (b.failed) st = dsi_fail(&e, DS_ERR_NOMEM, "chat template: out of memory");
-    else st = tk_copy_out(b.data, b.len, buf, cap, len_out, &e, "ds_tokenizer_apply_chat_template");
-    dsi_buf_free(&b);
-    return st ? dsi_publish(&e) : DS_OK;
+    out->tpl = t->has_tpl_text ? pool + t->tpl_off : NULL;
+    out->tpl_len = t->has_tpl_text ? t->tpl_len : 0;
+    out->bos = t->has_bos_text ? pool + t->bos_off : NULL;
+    out->bos_len = t->has_bos_text ? t->bos_len : 0;
+    out->eos = t->has_eos_text ? pool + t->eos_off : NULL;
+    out->eos_len = t->has_eos_text ? t->eos_len : 0;
+    out->al = &t->al;
 }
 
 /* ==== Test hook =========================================================== */
@@ -7279,22 +7369,22 @@ DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int beh
     if (st) return st;
     *n_pairs = 0;
     if (behavior < 0 || behavior > 4) return dsi_fail(e, DS_ERR_INVALID_ARG, "bad behavior");
-    rx_prog *G = NULL;
-    if ((st = rx_compile(pattern, plen, false, &al, "test pattern", &G, e))) return st;
+    dsi_regex *G = NULL;
+    if ((st = dsi_regex_compile(pattern, plen, false, &al, "test pattern", &G, e))) return st;
     tk_run R;
     memset(&R, 0, sizeof R);
     R.al = &al;
     R.e = e;
     R.rx.al = &al;
     size_t *boff = dsi_malloc(&al, (len + 1) * sizeof *boff);
-    R.rx.slots = dsi_calloc(&al, G->n_slots + 1, sizeof *R.rx.slots);
+    R.rx.slots = dsi_calloc(&al, dsi_regex_slots(G) + 1, sizeof *R.rx.slots);
     if (!boff || !R.rx.slots || !tk_grow(&al, (void **)&R.cps, &R.cap_cps, len + 1, sizeof *R.cps)) {
         st = dsi_fail(e, DS_ERR_NOMEM, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t k = utf8_valid((const uint8_t *)text + i, len - i, &cp);
+        size_t k = dsi_utf8_decode((const uint8_t *)text + i, len - i, &cp);
         if (!k) { st = dsi_fail(e, DS_ERR_INVALID_ARG, "invalid UTF-8"); goto done; }
         boff[R.n_cps] = i;
         R.cps[R.n_cps++] = cp;
@@ -7313,10 +7403,148 @@ DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int beh
 done:
     dsi_free(&al, boff);
     tk_run_free(&R);
-    rx_prog_free(&al, G);
+    dsi_regex_free(&al, G);
     return st;
 }
 /* ==== End deepseek_impl/tokenizer.c ==== */
+
+/* ==== Begin deepseek_impl/chat_template.c ==== */
+/*
+ * chat_template.c — ds_tokenizer_apply_chat_template: the chat templates of
+ * the DeepSeek V2 and V3 families, rendered without a Jinja engine (the
+ * templates differ only in a few literal choices, which we read off the
+ * template text). The layer above the tokenizer: it reads the tokenizer's
+ * tokenizer_config.json parts through tokenizer.h and nothing else.
+ *
+ * Only system/user/assistant messages; tool calls are not supported:
+ *
+ *   V2 (V2-Chat, V2-Lite-Chat):
+ *       bos, then per message: system "C\n\n", user "User: C\n\n",
+ *       assistant "Assistant: C" + eos; generation prompt "Assistant:".
+ *   V2.5 (V2-Chat-0628, V2.5):
+ *       bos, then system "C\n\n", user "<｜User｜>C", assistant
+ *       "<｜Assistant｜>C" + eos; generation prompt "<｜Assistant｜>".
+ *   V3 (V3, R1): bos + the system prompt (V3: all system messages joined
+ *       by "\n\n"; R1: the last one), then user "<｜User｜>C", assistant
+ *       "<｜Assistant｜>C<｜end▁of▁sentence｜>" (R1: C after its last
+ *       "</think>"); generation prompt "<｜Assistant｜>" (R1: + "<think>\n").
+ */
+/* #include "internal.h": pasted above */
+/* #include "tokenizer.h": pasted above */
+
+/* ==== Template families =================================================== */
+enum { CHAT_NONE, CHAT_V2, CHAT_V25, CHAT_V3 };
+
+typedef struct ct_family {
+    int chat;                   /* CHAT_* */
+    bool join_systems;          /* V3: systems joined with "\n\n" (else the last wins) */
+    bool strip_think;           /* R1: assistant content after the last "</think>" */
+    bool think_prompt;          /* R1: generation prompt ends with "<think>\n" */
+} ct_family;
+
+/* Chooses the family from the Jinja text. The tokenizer is immutable and
+ * shared between threads, so this runs on every call rather than caching:
+ * a few substring searches, small beside the rendering. */
+static ct_family ct_detect(const char *tpl) {
+    ct_family f = {CHAT_NONE, false, false, false};
+    if (!tpl) return f;
+    if (strstr(tpl, "'User: ' + message['content']")) { f.chat = CHAT_V2; return f; }
+    if (strstr(tpl, "<\xEF\xBD\x9CUser\xEF\xBD\x9C>") && strstr(tpl, "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>")) {
+        if (strstr(tpl, "ns.system_prompt")) {
+            f.chat = CHAT_V3;
+            f.join_systems = strstr(tpl, "is_first_sp") != NULL;
+            f.strip_think = strstr(tpl, "split('</think>')") != NULL;
+            f.think_prompt = strstr(tpl, "\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C><think>\\n'") != NULL;
+        } else {
+            f.chat = CHAT_V25;
+        }
+    }
+    return f;
+}
+
+/* ==== Rendering =========================================================== */
+#define CT_USER "<\xEF\xBD\x9CUser\xEF\xBD\x9C>"
+#define CT_ASSISTANT "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"
+#define CT_EOS_LIT "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"
+
+static void ct_put(dsi_buf *b, const char *s) { dsi_buf_put(b, s, strlen(s)); }
+
+DS_API ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const ds_chat_message *msgs, size_t n,
+                                                  int add_generation_prompt, char *buf, size_t cap, size_t *len_out) {
+    dsi_err e = {DS_OK, ""};
+    if (len_out) *len_out = 0;
+    if (!t || !len_out || (!msgs && n) || (!buf && cap)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_apply_chat_template: NULL argument");
+        return dsi_publish(&e);
+    }
+    dsi_chat_source src;
+    dsi_tokenizer_chat_source(t, &src);
+    const ct_family f = ct_detect(src.tpl);
+    if (f.chat == CHAT_NONE) {
+        dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: none, or not of the DeepSeek V2/V3 families");
+        return dsi_publish(&e);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *r = msgs[i].role;
+        if (!r || !msgs[i].content) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "chat template: message %zu has no role or content", i);
+            return dsi_publish(&e);
+        }
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
+            dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: message %zu: role \"%.32s\" is not supported", i, r);
+            return dsi_publish(&e);
+        }
+    }
+    dsi_buf b;
+    dsi_buf_init(&b, src.al);
+    if (src.bos) dsi_buf_put(&b, src.bos, src.bos_len);
+    if (f.chat == CHAT_V3) {
+        bool first = true;
+        const char *last = NULL;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(msgs[i].role, "system")) continue;
+            if (f.join_systems) {
+                if (!first) ct_put(&b, "\n\n");
+                ct_put(&b, msgs[i].content);
+                first = false;
+            } else last = msgs[i].content;
+        }
+        if (last) ct_put(&b, last);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *r = msgs[i].role, *c = msgs[i].content;
+        if (!strcmp(r, "system")) {
+            if (f.chat != CHAT_V3) { ct_put(&b, c); ct_put(&b, "\n\n"); }
+        } else if (!strcmp(r, "user")) {
+            if (f.chat == CHAT_V2) { ct_put(&b, "User: "); ct_put(&b, c); ct_put(&b, "\n\n"); }
+            else { ct_put(&b, CT_USER); ct_put(&b, c); }
+        } else {
+            if (f.chat == CHAT_V2) ct_put(&b, "Assistant: ");
+            else ct_put(&b, CT_ASSISTANT);
+            if (f.chat == CHAT_V3 && f.strip_think) {
+                const char *k = c, *g;
+                while ((g = strstr(k, "</think>"))) k = g + 8;
+                c = k;
+            }
+            ct_put(&b, c);
+            if (f.chat == CHAT_V3) ct_put(&b, CT_EOS_LIT);
+            else if (src.eos) dsi_buf_put(&b, src.eos, src.eos_len);
+        }
+    }
+    if (add_generation_prompt) {
+        if (f.chat == CHAT_V2) ct_put(&b, "Assistant:");
+        else {
+            ct_put(&b, CT_ASSISTANT);
+            if (f.chat == CHAT_V3 && f.think_prompt) ct_put(&b, "<think>\n");
+        }
+    }
+    ds_status st;
+    if (b.failed) st = dsi_fail(&e, DS_ERR_NOMEM, "chat template: out of memory");
+    else st = dsi_tokenizer_copy_out(b.data, b.len, buf, cap, len_out, &e, "ds_tokenizer_apply_chat_template");
+    dsi_buf_free(&b);
+    return st ? dsi_publish(&e) : DS_OK;
+}
+/* ==== End deepseek_impl/chat_template.c ==== */
 
 /* ==== Begin deepseek_impl/model.c ==== */
 /*

@@ -11,7 +11,7 @@ DS_TESTDATA=${DS_TESTDATA:-build/testdata}
 make -s fuzz build/ds
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for t in json safetensors container tokenizer; do
+for t in json safetensors container tokenizer regex; do
     mkdir -p "$work/$t"
     [ -d "tests/fuzz/corpus/$t" ] && cp tests/fuzz/corpus/$t/* "$work/$t/" 2>/dev/null || true
 done
@@ -35,10 +35,10 @@ open(out + '/file', 'wb').write(b'\x02' + data)
 PY
 fi
 status=0
-for t in json safetensors container tokenizer; do
+for t in json safetensors container tokenizer regex; do
     echo "fuzz_$t: ${secs}s"
     maxlen=1048576
-    [ "$t" = tokenizer ] && maxlen=4096
+    case $t in tokenizer|regex) maxlen=4096 ;; esac
     if ! ./build-fuzz/fuzz_$t -max_total_time="$secs" -max_len="$maxlen" -rss_limit_mb=2048 \
             -artifact_prefix="$work/crash-$t-" "$work/$t" > "$work/log-$t" 2>&1; then
         echo "fuzz_$t FAILED:"; tail -n 40 "$work/log-$t"

@@ -1,0 +1,135 @@
+/*
+ * chat_template.c — ds_tokenizer_apply_chat_template: the chat templates of
+ * the DeepSeek V2 and V3 families, rendered without a Jinja engine (the
+ * templates differ only in a few literal choices, which we read off the
+ * template text). The layer above the tokenizer: it reads the tokenizer's
+ * tokenizer_config.json parts through tokenizer.h and nothing else.
+ *
+ * Only system/user/assistant messages; tool calls are not supported:
+ *
+ *   V2 (V2-Chat, V2-Lite-Chat):
+ *       bos, then per message: system "C\n\n", user "User: C\n\n",
+ *       assistant "Assistant: C" + eos; generation prompt "Assistant:".
+ *   V2.5 (V2-Chat-0628, V2.5):
+ *       bos, then system "C\n\n", user "<｜User｜>C", assistant
+ *       "<｜Assistant｜>C" + eos; generation prompt "<｜Assistant｜>".
+ *   V3 (V3, R1): bos + the system prompt (V3: all system messages joined
+ *       by "\n\n"; R1: the last one), then user "<｜User｜>C", assistant
+ *       "<｜Assistant｜>C<｜end▁of▁sentence｜>" (R1: C after its last
+ *       "</think>"); generation prompt "<｜Assistant｜>" (R1: + "<think>\n").
+ */
+#include "internal.h"
+#include "tokenizer.h"
+
+/* ==== Template families =================================================== */
+enum { CHAT_NONE, CHAT_V2, CHAT_V25, CHAT_V3 };
+
+typedef struct ct_family {
+    int chat;                   /* CHAT_* */
+    bool join_systems;          /* V3: systems joined with "\n\n" (else the last wins) */
+    bool strip_think;           /* R1: assistant content after the last "</think>" */
+    bool think_prompt;          /* R1: generation prompt ends with "<think>\n" */
+} ct_family;
+
+/* Chooses the family from the Jinja text. The tokenizer is immutable and
+ * shared between threads, so this runs on every call rather than caching:
+ * a few substring searches, small beside the rendering. */
+static ct_family ct_detect(const char *tpl) {
+    ct_family f = {CHAT_NONE, false, false, false};
+    if (!tpl) return f;
+    if (strstr(tpl, "'User: ' + message['content']")) { f.chat = CHAT_V2; return f; }
+    if (strstr(tpl, "<\xEF\xBD\x9CUser\xEF\xBD\x9C>") && strstr(tpl, "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>")) {
+        if (strstr(tpl, "ns.system_prompt")) {
+            f.chat = CHAT_V3;
+            f.join_systems = strstr(tpl, "is_first_sp") != NULL;
+            f.strip_think = strstr(tpl, "split('</think>')") != NULL;
+            f.think_prompt = strstr(tpl, "\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C><think>\\n'") != NULL;
+        } else {
+            f.chat = CHAT_V25;
+        }
+    }
+    return f;
+}
+
+/* ==== Rendering =========================================================== */
+#define CT_USER "<\xEF\xBD\x9CUser\xEF\xBD\x9C>"
+#define CT_ASSISTANT "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"
+#define CT_EOS_LIT "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"
+
+static void ct_put(dsi_buf *b, const char *s) { dsi_buf_put(b, s, strlen(s)); }
+
+DS_API ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const ds_chat_message *msgs, size_t n,
+                                                  int add_generation_prompt, char *buf, size_t cap, size_t *len_out) {
+    dsi_err e = {DS_OK, ""};
+    if (len_out) *len_out = 0;
+    if (!t || !len_out || (!msgs && n) || (!buf && cap)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_apply_chat_template: NULL argument");
+        return dsi_publish(&e);
+    }
+    dsi_chat_source src;
+    dsi_tokenizer_chat_source(t, &src);
+    const ct_family f = ct_detect(src.tpl);
+    if (f.chat == CHAT_NONE) {
+        dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: none, or not of the DeepSeek V2/V3 families");
+        return dsi_publish(&e);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *r = msgs[i].role;
+        if (!r || !msgs[i].content) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "chat template: message %zu has no role or content", i);
+            return dsi_publish(&e);
+        }
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
+            dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: message %zu: role \"%.32s\" is not supported", i, r);
+            return dsi_publish(&e);
+        }
+    }
+    dsi_buf b;
+    dsi_buf_init(&b, src.al);
+    if (src.bos) dsi_buf_put(&b, src.bos, src.bos_len);
+    if (f.chat == CHAT_V3) {
+        bool first = true;
+        const char *last = NULL;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(msgs[i].role, "system")) continue;
+            if (f.join_systems) {
+                if (!first) ct_put(&b, "\n\n");
+                ct_put(&b, msgs[i].content);
+                first = false;
+            } else last = msgs[i].content;
+        }
+        if (last) ct_put(&b, last);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *r = msgs[i].role, *c = msgs[i].content;
+        if (!strcmp(r, "system")) {
+            if (f.chat != CHAT_V3) { ct_put(&b, c); ct_put(&b, "\n\n"); }
+        } else if (!strcmp(r, "user")) {
+            if (f.chat == CHAT_V2) { ct_put(&b, "User: "); ct_put(&b, c); ct_put(&b, "\n\n"); }
+            else { ct_put(&b, CT_USER); ct_put(&b, c); }
+        } else {
+            if (f.chat == CHAT_V2) ct_put(&b, "Assistant: ");
+            else ct_put(&b, CT_ASSISTANT);
+            if (f.chat == CHAT_V3 && f.strip_think) {
+                const char *k = c, *g;
+                while ((g = strstr(k, "</think>"))) k = g + 8;
+                c = k;
+            }
+            ct_put(&b, c);
+            if (f.chat == CHAT_V3) ct_put(&b, CT_EOS_LIT);
+            else if (src.eos) dsi_buf_put(&b, src.eos, src.eos_len);
+        }
+    }
+    if (add_generation_prompt) {
+        if (f.chat == CHAT_V2) ct_put(&b, "Assistant:");
+        else {
+            ct_put(&b, CT_ASSISTANT);
+            if (f.chat == CHAT_V3 && f.think_prompt) ct_put(&b, "<think>\n");
+        }
+    }
+    ds_status st;
+    if (b.failed) st = dsi_fail(&e, DS_ERR_NOMEM, "chat template: out of memory");
+    else st = dsi_tokenizer_copy_out(b.data, b.len, buf, cap, len_out, &e, "ds_tokenizer_apply_chat_template");
+    dsi_buf_free(&b);
+    return st ? dsi_publish(&e) : DS_OK;
+}

@@ -1,0 +1,34 @@
+/*
+ * tokenizer.h — what the tokenizer layer (tokenizer.c) offers the layers
+ * above it: the chat template layer (chat_template.c) reads a tokenizer's
+ * tokenizer_config.json parts through dsi_tokenizer_chat_source, and shares
+ * its rule for writing results into caller buffers.
+ */
+#ifndef DS_TOKENIZER_H
+#define DS_TOKENIZER_H
+
+#include "internal.h"
+
+/* The parts of tokenizer_config.json a chat template needs. The pointers
+ * stay valid as long as the tokenizer. */
+typedef struct dsi_chat_source {
+    const char *tpl;        /* chat_template (the "default" one of a list), NUL-terminated; NULL: none */
+    size_t tpl_len;
+    const char *bos, *eos;  /* bos_token / eos_token texts (not NUL-terminated); NULL: not given */
+    size_t bos_len, eos_len;
+    const dsi_alloc *al;    /* the tokenizer's allocator */
+} dsi_chat_source;
+
+DSI_FUNC void dsi_tokenizer_chat_source(const ds_tokenizer *t, dsi_chat_source *out);
+
+/* Copies a result of n bytes into the caller's buffer buf[cap]: *len_out = n
+ * always; DS_ERR_LIMIT (message naming fn) when it does not fit; a NUL
+ * after it when there is room. */
+DSI_FUNC ds_status dsi_tokenizer_copy_out(const uint8_t *src, size_t n, char *buf, size_t cap, size_t *len_out,
+                                          dsi_err *e, const char *fn);
+
+/* Test hook: splits text with one Split pre-tokenizer step (tokenizer.c). */
+DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int behavior, bool invert, const char *text,
+                                       size_t len, size_t *bounds, size_t cap_pairs, size_t *n_pairs, dsi_err *e);
+
+#endif /* DS_TOKENIZER_H */
