@@ -147,6 +147,9 @@ struct ds_context {
     ds_model *m;
     dsi_err err;
     int n_ctx, n_past;
+    int32_t *hist;                     /* (n_ctx) the token at each position of the KV cache */
+    ds_abort_fn abort_fn;              /* asked between batches and layers; NULL = never */
+    void *abort_user;
     dsi_pool *pool;
     int n_workers;
     /* KV cache, per layer: MLA latent (n_ctx, R) and rope key (n_ctx, dr);
@@ -189,14 +192,45 @@ DS_API const char *ds_context_errmsg(const ds_context *c) { return c ? c->err.ms
 DS_API int ds_context_n_past(const ds_context *c) { return c ? c->n_past : 0; }
 DS_API int ds_context_n_ctx(const ds_context *c) { return c ? c->n_ctx : 0; }
 DS_API ds_model *ds_context_model(const ds_context *c) { return c ? c->m : NULL; }
-DS_API void ds_context_reset(ds_context *c) {
-    if (c) c->n_past = 0;
-}
-
 static ds_status dsi_ctx_fail(ds_context *c, const dsi_err *e) {
     c->err = *e;
     return dsi_publish(e);
 }
+
+DS_API void ds_context_reset(ds_context *c) {
+    if (c) c->n_past = 0;
+}
+/* Positions past n_keep are forgotten; their KV entries are overwritten by
+ * the next evaluation (attention never reads past n_past). */
+DS_API ds_status ds_context_truncate(ds_context *c, int n_keep) {
+    dsi_err e = {0};
+    if (!c) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_truncate: context is NULL");
+        return dsi_publish(&e);
+    }
+    if (n_keep < 0 || n_keep > c->n_past) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_truncate: cannot keep %d tokens of the %d the context holds",
+                 n_keep, c->n_past);
+        return dsi_ctx_fail(c, &e);
+    }
+    c->n_past = n_keep;
+    return DS_OK;
+}
+DS_API const int32_t *ds_context_tokens(const ds_context *c, int *n) {
+    if (n) *n = c ? c->n_past : 0;
+    return c ? c->hist : NULL;
+}
+DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user) {
+    if (!c) return;
+    c->abort_fn = fn;
+    c->abort_user = fn ? user : NULL;
+}
+static bool dsi_ctx_aborted(const ds_context *c, dsi_err *e) {
+    if (!c->abort_fn || !c->abort_fn(c->abort_user)) return false;
+    dsi_fail(e, DS_ERR_CANCELLED, "evaluation cancelled by the abort callback");
+    return true;
+}
+
 
 /* YaRN helpers, as the reference implementations define them. */
 static double dsi_yarn_mscale(double scale, double mscale) {
@@ -318,6 +352,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     /* on CUDA the KV cache lives in device memory */
     size_t host_layers = m->cuda ? 1 : (size_t)Lr;
     if (m->cuda) c->kv_a_stride = c->kv_b_stride = 1;
+    c->hist = dsi_calloc(al, (size_t)n_ctx, sizeof *c->hist);
     c->kv_a = dsi_calloc(al, host_layers, c->kv_a_stride * sizeof(float));
     c->kv_b = dsi_calloc(al, host_layers, c->kv_b_stride * sizeof(float));
     c->inv_freq = dsi_calloc(al, (size_t)c->rope_dim / 2 + 1, sizeof(float));
@@ -356,7 +391,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         c->xp = dsi_calloc(al, pb > pb8 ? pb : pb8, 1);
         c->xps = dsi_calloc(al, pf > pf8 ? pf : pf8, sizeof(float));
     }
-    if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
+    if (!c->hist || !c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
         !c->guess || !c->n_guess || !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
@@ -384,6 +419,7 @@ DS_API void ds_context_free(ds_context *c) {
     float *bufs[] = {c->kv_a, c->kv_b, c->inv_freq, c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp,
                      c->g, c->u, c->router, c->xe, c->ye, c->selw, c->ework, c->kvx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsi_free(al, bufs[i]);
+    dsi_free(al, c->hist);
     dsi_free(al, c->sel);
     dsi_free(al, c->etok);
     dsi_free(al, c->guess);
@@ -1112,6 +1148,11 @@ static ds_status dsi_forward(ds_context *c, const int32_t *tok, int T, float *ou
     for (int t = 0; t < T; t++)
         dsi_dequant_row(&m->embed, m->embed.data + (size_t)tok[t] * m->embed.row_bytes, c->x + (size_t)t * D);
     for (int l = 0; l < cf->n_layers; l++) {
+        if (l > 0 && dsi_ctx_aborted(c, e)) {
+            /* a guess made for the next layer would be scored against another pass */
+            memset(c->n_guess, 0, (size_t)cf->n_layers * sizeof *c->n_guess);
+            return DS_ERR_CANCELLED;
+        }
         dsi_attention(c, l, T, c->n_past);
         ds_status s = dsi_ffn(c, l, T, e);
         if (s) return s;
@@ -1155,8 +1196,9 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
             out = logits;
             first = T - 1;
         }
-        ds_status s;
-        if (c->gpu) {
+        ds_status s = dsi_ctx_aborted(c, &e) ? DS_ERR_CANCELLED : DS_OK;
+        if (s) {
+        } else if (c->gpu) {
             s = dsi_cuda_forward(c->m, c->gpu, tokens + done, T, c->n_past, out, first, &e);
             if (!s) c->n_past += T;
         } else {
@@ -1168,5 +1210,6 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
         }
         done += (size_t)T;
     }
+    memcpy(c->hist + start, tokens, n * sizeof *tokens);
     return DS_OK;
 }

@@ -385,15 +385,22 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     return DS_OK;
 }
 
-static ds_status dsi_model_load_dense(ds_model *m, bool experts_too, dsi_err *e) {
+static ds_status dsi_model_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e) {
     m->dense = dsi_calloc(&m->al, m->meta.n_segments, sizeof *m->dense);
     if (!m->dense) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    uint64_t total = 0, done = 0, bytes = 0;
+    for (size_t i = 0; i < m->meta.n_segments; i++)
+        total += m->meta.segments[i].kind != DS_SEGMENT_EXPERT || experts_too;
     for (size_t i = 0; i < m->meta.n_segments; i++) {
         const dsi_segment *s = &m->meta.segments[i];
         if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
         ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
         if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
         if (st) return st;   /* dsi_segment_read has let go of the ciphertext pages */
+        bytes += s->plain_bytes;
+        if (p->progress && p->progress(p->progress_user, ++done, total, bytes))
+            return dsi_fail(e, DS_ERR_CANCELLED, "opening cancelled by the progress callback after %llu of %llu segments",
+                            (unsigned long long)done, (unsigned long long)total);
     }
     m->weights_loaded = true;
     return dsi_model_bind(m, e);
@@ -503,7 +510,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     if ((s = dsi_check_directory(m, &e))) goto fail;
     if (p->load_weights && (s = dsi_cuda_probe(m, p, &e))) goto fail;
     if (p->load_weights &&
-        (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0 && dsi_cuda_experts_on_host(m, p), &e)))
+        (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0 && dsi_cuda_experts_on_host(m, p), p, &e)))
         goto fail;
     if (p->load_weights && p->expert_cache_bytes &&
         (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, (ds_prefetch_mode)p->prefetch, p->evict_policy,
