@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 252627ea7ca87e5c: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 70a933927a9fb75f: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "252627ea7ca87e5c"
+#define DS_SOURCE_ID "70a933927a9fb75f"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -7706,15 +7706,22 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     return DS_OK;
 }
 
-static ds_status dsi_model_load_dense(ds_model *m, bool experts_too, dsi_err *e) {
+static ds_status dsi_model_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e) {
     m->dense = dsi_calloc(&m->al, m->meta.n_segments, sizeof *m->dense);
     if (!m->dense) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    uint64_t total = 0, done = 0, bytes = 0;
+    for (size_t i = 0; i < m->meta.n_segments; i++)
+        total += m->meta.segments[i].kind != DS_SEGMENT_EXPERT || experts_too;
     for (size_t i = 0; i < m->meta.n_segments; i++) {
         const dsi_segment *s = &m->meta.segments[i];
         if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
         ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
         if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
         if (st) return st;   /* dsi_segment_read has let go of the ciphertext pages */
+        bytes += s->plain_bytes;
+        if (p->progress && p->progress(p->progress_user, ++done, total, bytes))
+            return dsi_fail(e, DS_ERR_CANCELLED, "opening cancelled by the progress callback after %llu of %llu segments",
+                            (unsigned long long)done, (unsigned long long)total);
     }
     m->weights_loaded = true;
     return dsi_model_bind(m, e);
@@ -7824,7 +7831,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     if ((s = dsi_check_directory(m, &e))) goto fail;
     if (p->load_weights && (s = dsi_cuda_probe(m, p, &e))) goto fail;
     if (p->load_weights &&
-        (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0 && dsi_cuda_experts_on_host(m, p), &e)))
+        (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0 && dsi_cuda_experts_on_host(m, p), p, &e)))
         goto fail;
     if (p->load_weights && p->expert_cache_bytes &&
         (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, (ds_prefetch_mode)p->prefetch, p->evict_policy,
@@ -9787,6 +9794,9 @@ struct ds_context {
     ds_model *m;
     dsi_err err;
     int n_ctx, n_past;
+    int32_t *hist;                     /* (n_ctx) the token at each position of the KV cache */
+    ds_abort_fn abort_fn;              /* asked between batches and layers; NULL = never */
+    void *abort_user;
     dsi_pool *pool;
     int n_workers;
     /* KV cache, per layer: MLA latent (n_ctx, R) and rope key (n_ctx, dr);
@@ -9829,14 +9839,45 @@ DS_API const char *ds_context_errmsg(const ds_context *c) { return c ? c->err.ms
 DS_API int ds_context_n_past(const ds_context *c) { return c ? c->n_past : 0; }
 DS_API int ds_context_n_ctx(const ds_context *c) { return c ? c->n_ctx : 0; }
 DS_API ds_model *ds_context_model(const ds_context *c) { return c ? c->m : NULL; }
-DS_API void ds_context_reset(ds_context *c) {
-    if (c) c->n_past = 0;
-}
-
 static ds_status dsi_ctx_fail(ds_context *c, const dsi_err *e) {
     c->err = *e;
     return dsi_publish(e);
 }
+
+DS_API void ds_context_reset(ds_context *c) {
+    if (c) c->n_past = 0;
+}
+/* Positions past n_keep are forgotten; their KV entries are overwritten by
+ * the next evaluation (attention never reads past n_past). */
+DS_API ds_status ds_context_truncate(ds_context *c, int n_keep) {
+    dsi_err e = {0};
+    if (!c) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_truncate: context is NULL");
+        return dsi_publish(&e);
+    }
+    if (n_keep < 0 || n_keep > c->n_past) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_truncate: cannot keep %d tokens of the %d the context holds",
+                 n_keep, c->n_past);
+        return dsi_ctx_fail(c, &e);
+    }
+    c->n_past = n_keep;
+    return DS_OK;
+}
+DS_API const int32_t *ds_context_tokens(const ds_context *c, int *n) {
+    if (n) *n = c ? c->n_past : 0;
+    return c ? c->hist : NULL;
+}
+DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user) {
+    if (!c) return;
+    c->abort_fn = fn;
+    c->abort_user = fn ? user : NULL;
+}
+static bool dsi_ctx_aborted(const ds_context *c, dsi_err *e) {
+    if (!c->abort_fn || !c->abort_fn(c->abort_user)) return false;
+    dsi_fail(e, DS_ERR_CANCELLED, "evaluation cancelled by the abort callback");
+    return true;
+}
+
 
 /* YaRN helpers, as the reference implementations define them. */
 static double dsi_yarn_mscale(double scale, double mscale) {
@@ -9958,6 +9999,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     /* on CUDA the KV cache lives in device memory */
     size_t host_layers = m->cuda ? 1 : (size_t)Lr;
     if (m->cuda) c->kv_a_stride = c->kv_b_stride = 1;
+    c->hist = dsi_calloc(al, (size_t)n_ctx, sizeof *c->hist);
     c->kv_a = dsi_calloc(al, host_layers, c->kv_a_stride * sizeof(float));
     c->kv_b = dsi_calloc(al, host_layers, c->kv_b_stride * sizeof(float));
     c->inv_freq = dsi_calloc(al, (size_t)c->rope_dim / 2 + 1, sizeof(float));
@@ -9996,7 +10038,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         c->xp = dsi_calloc(al, pb > pb8 ? pb : pb8, 1);
         c->xps = dsi_calloc(al, pf > pf8 ? pf : pf8, sizeof(float));
     }
-    if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
+    if (!c->hist || !c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
         !c->guess || !c->n_guess || !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
@@ -10024,6 +10066,7 @@ DS_API void ds_context_free(ds_context *c) {
     float *bufs[] = {c->kv_a, c->kv_b, c->inv_freq, c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp,
                      c->g, c->u, c->router, c->xe, c->ye, c->selw, c->ework, c->kvx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsi_free(al, bufs[i]);
+    dsi_free(al, c->hist);
     dsi_free(al, c->sel);
     dsi_free(al, c->etok);
     dsi_free(al, c->guess);
@@ -10752,6 +10795,11 @@ static ds_status dsi_forward(ds_context *c, const int32_t *tok, int T, float *ou
     for (int t = 0; t < T; t++)
         dsi_dequant_row(&m->embed, m->embed.data + (size_t)tok[t] * m->embed.row_bytes, c->x + (size_t)t * D);
     for (int l = 0; l < cf->n_layers; l++) {
+        if (l > 0 && dsi_ctx_aborted(c, e)) {
+            /* a guess made for the next layer would be scored against another pass */
+            memset(c->n_guess, 0, (size_t)cf->n_layers * sizeof *c->n_guess);
+            return DS_ERR_CANCELLED;
+        }
         dsi_attention(c, l, T, c->n_past);
         ds_status s = dsi_ffn(c, l, T, e);
         if (s) return s;
@@ -10795,8 +10843,9 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
             out = logits;
             first = T - 1;
         }
-        ds_status s;
-        if (c->gpu) {
+        ds_status s = dsi_ctx_aborted(c, &e) ? DS_ERR_CANCELLED : DS_OK;
+        if (s) {
+        } else if (c->gpu) {
             s = dsi_cuda_forward(c->m, c->gpu, tokens + done, T, c->n_past, out, first, &e);
             if (!s) c->n_past += T;
         } else {
@@ -10808,6 +10857,7 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
         }
         done += (size_t)T;
     }
+    memcpy(c->hist + start, tokens, n * sizeof *tokens);
     return DS_OK;
 }
 /* ==== End deepseek_impl/forward.c ==== */
@@ -12330,8 +12380,11 @@ DS_API ds_status ds_sampler_sample(ds_sampler *s, const float *logits, int n_voc
 
 /* ==== Begin deepseek_impl/generate.c ==== */
 /*
- * generate.c — the text-in, text-out loop: tokenize, prefill, then sample,
- * stream and decode one token at a time.
+ * generate.c — the one generation loop: continue a context with a prompt
+ * (keeping the prefix it already holds), then sample, decode, apply stop
+ * strings, stream and evaluate one token at a time (ds_generator). The
+ * callback-driven calls (ds_generate_tokens, and ds_generate for text) run
+ * the same steps to the end.
  *
  * Built only on the public API (tokenizer, context, sampler); the one
  * internal thing it touches is the model's allocator, so that a caller's
@@ -12339,6 +12392,7 @@ DS_API ds_status ds_sampler_sample(ds_sampler *s, const float *logits, int n_voc
  */
 /* #include "internal.h": pasted above */
 
+#include <math.h>
 #include <stdlib.h>
 
 /* Room for one streamed piece: the header asks for 64 bytes plus the longest
@@ -12363,6 +12417,18 @@ static void gen_bufs_free(gen_bufs *b) {
     b->ids = NULL;
     b->logits = NULL;
     b->piece = NULL;
+}
+
+/* Grows *buf (capacity *cap) to hold n bytes. */
+static ds_status gen_grow_text(const dsi_alloc *al, char **buf, size_t *cap, size_t n, dsi_err *e) {
+    if (n <= *cap) return DS_OK;
+    size_t c = *cap ? *cap : 256;
+    while (c < n) c = c > SIZE_MAX / 2 ? n : 2 * c;
+    char *p = dsi_realloc(al, *buf, c);
+    if (!p) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for %zu bytes of text", n);
+    *buf = p;
+    *cap = c;
+    return DS_OK;
 }
 
 /* Grows the id buffer to hold n ids (keeps its contents). */
@@ -12438,6 +12504,374 @@ static ds_status gen_piece(gen_bufs *b, const ds_tokenizer *tok, ds_detok_state 
     return DS_OK;
 }
 
+/* ==== The generator ====================================================== */
+
+struct ds_generator {
+    ds_context *c;
+    ds_sampler *s;
+    const ds_tokenizer *tok;
+    gen_bufs b;
+    size_t n_ids;                  /* ids in b.ids: prompt + generated */
+    int n_vocab, n_sample, n_ctx;
+    int32_t eos;
+    int max_tokens;                /* 0 = no limit */
+    ds_token_fn on_token;
+    void *user;
+    int ignore_eos;
+    char **stop;                   /* (n_stop) owned copies */
+    size_t *stop_len;
+    size_t n_stop, max_stop;
+    ds_detok_state dstate;
+    char *pending;                 /* (cap_pending) decoded text not yet released */
+    size_t n_pending, cap_pending;
+    char *out;                     /* (cap_out) text released by the last step */
+    size_t n_out, cap_out;
+    ds_generate_stats st;
+    bool failed;
+    double t_gen;                  /* when the decode phase began */
+};
+
+DS_API const char *ds_stop_reason_name(ds_stop_reason r) {
+    switch (r) {
+    case DS_STOP_NONE: return "none";
+    case DS_STOP_EOS: return "eos";
+    case DS_STOP_LENGTH: return "length";
+    case DS_STOP_CONTEXT_FULL: return "context_full";
+    case DS_STOP_STRING: return "stop_string";
+    case DS_STOP_CALLBACK: return "callback";
+    case DS_STOP_ABORT: return "abort";
+    }
+    return "unknown";
+}
+
+DS_API ds_generate_params ds_generate_default_params(void) {
+    ds_generate_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+DS_API void ds_generator_free(ds_generator *g) {
+    if (!g) return;
+    const dsi_alloc *al = g->b.al;
+    gen_bufs_free(&g->b);
+    for (size_t i = 0; i < g->n_stop; i++) dsi_free(al, g->stop[i]);
+    dsi_free(al, g->stop);
+    dsi_free(al, g->stop_len);
+    dsi_free(al, g->pending);
+    dsi_free(al, g->out);
+    dsi_free(al, g);
+}
+
+/* Copies the stop strings, leaving out empty ones. */
+static ds_status gen_copy_stops(ds_generator *g, const ds_generate_params *p, dsi_err *e) {
+    if (!p->n_stop) return DS_OK;
+    if (!p->stop) return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: %zu stop strings but stop is NULL", p->n_stop);
+    const dsi_alloc *al = g->b.al;
+    g->stop = dsi_calloc(al, p->n_stop, sizeof *g->stop);
+    g->stop_len = dsi_calloc(al, p->n_stop, sizeof *g->stop_len);
+    if (!g->stop || !g->stop_len) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for stop strings");
+    for (size_t i = 0; i < p->n_stop; i++) {
+        if (!p->stop[i]) return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: stop string %zu is NULL", i);
+        size_t L = strlen(p->stop[i]);
+        if (!L) continue;
+        char *copy = dsi_malloc(al, L + 1);
+        if (!copy) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for stop strings");
+        memcpy(copy, p->stop[i], L + 1);
+        g->stop[g->n_stop] = copy;
+        g->stop_len[g->n_stop++] = L;
+        if (L > g->max_stop) g->max_stop = L;
+    }
+    return DS_OK;
+}
+
+/* Sets up a generator and evaluates what the context lacks of the prompt.
+ * none: generate nothing (ds_generate's max_tokens 0): stopped with
+ * DS_STOP_LENGTH once the prompt is in. */
+static ds_status gen_new(ds_generator **out, ds_context *c, ds_sampler *s, const int32_t *prompt, size_t n_prompt,
+                         const ds_generate_params *params, bool none, dsi_err *e) {
+    *out = NULL;
+    ds_generate_params def = ds_generate_default_params();
+    const ds_generate_params *p = params ? params : &def;
+    if (!c || !s || (!prompt && n_prompt))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: %s is NULL", !c ? "context" : !s ? "sampler" : "prompt");
+    if (p->max_tokens < 0)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: max_tokens must be >= 0, not %d", p->max_tokens);
+    if (n_prompt == 0) return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: the prompt has no tokens");
+    ds_model *m = ds_context_model(c);
+    if (!m) return dsi_fail(e, DS_ERR_MISUSE, "generate: the context has no model");
+    const ds_tokenizer *tok = ds_model_tokenizer(m);
+    ds_model_config cfg;
+    ds_status st = ds_model_get_config(m, &cfg);
+    if (st) return dsi_fail(e, st, "%s", ds_last_error());
+    if (!tok || cfg.vocab_size <= 0)
+        return dsi_fail(e, DS_ERR_MISUSE, "generate: the model has no tokenizer or vocabulary");
+    const int n_ctx = ds_context_n_ctx(c);
+    if (n_ctx <= 0 || n_prompt > (size_t)n_ctx)
+        return dsi_fail(e, DS_ERR_LIMIT, "prompt of %zu tokens exceeds the context of %d", n_prompt, n_ctx);
+
+    ds_generator *g = dsi_calloc(&m->al, 1, sizeof *g);
+    if (!g) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory");
+    g->b.al = &m->al;
+    g->c = c;
+    g->s = s;
+    g->tok = tok;
+    /* the model's vocabulary is often padded past the tokenizer's; ids
+     * there have no text, so they are never sampled */
+    g->n_vocab = cfg.vocab_size;
+    int n_tok = ds_tokenizer_vocab_size(tok);
+    g->n_sample = n_tok > 0 && n_tok < g->n_vocab ? n_tok : g->n_vocab;
+    g->eos = ds_tokenizer_eos(tok);
+    g->n_ctx = n_ctx;
+    g->max_tokens = p->max_tokens;
+    g->on_token = p->on_token;
+    g->user = p->user;
+    g->ignore_eos = p->ignore_eos != 0;
+    g->st.n_prompt = (int)n_prompt;
+    if ((st = gen_copy_stops(g, p, e)) != DS_OK) goto fail;
+
+    /* ---- buffers: history for every token that can still come (after
+     * the context fills, one more sampled token can be emitted) ---- */
+    {
+        size_t room = (size_t)n_ctx - n_prompt + 1;
+        size_t more = g->max_tokens && (size_t)g->max_tokens < room ? (size_t)g->max_tokens : room;
+        if ((st = gen_grow_ids(&g->b, n_prompt + more, e)) != DS_OK) goto fail;
+    }
+    memcpy(g->b.ids, prompt, n_prompt * sizeof *prompt);
+    g->n_ids = n_prompt;
+    g->b.logits = dsi_calloc(g->b.al, (size_t)g->n_vocab, sizeof *g->b.logits);
+    g->b.piece = dsi_malloc(g->b.al, GEN_PIECE_BYTES);
+    g->b.cap_piece = GEN_PIECE_BYTES;
+    if (!g->b.logits || !g->b.piece) {
+        st = dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for %d logits", g->n_vocab);
+        goto fail;
+    }
+
+    /* ---- continue the context: keep the longest common prefix, but
+     * evaluate at least the last prompt token, whose logits come next ---- */
+    int n_held = 0;
+    const int32_t *held = ds_context_tokens(c, &n_held);
+    size_t keep = 0;
+    while (keep < (size_t)n_held && keep < n_prompt && held[keep] == prompt[keep]) keep++;
+    if (keep == n_prompt) keep--;
+    if ((st = ds_context_truncate(c, (int)keep)) != DS_OK) goto fail_published;
+    g->st.n_reused = (int)keep;
+    double t0 = dsi_now_seconds();
+    st = ds_context_eval(c, prompt + keep, n_prompt - keep, g->b.logits, 0);
+    g->st.prompt_seconds = dsi_now_seconds() - t0;
+    g->t_gen = dsi_now_seconds();
+    if (st == DS_ERR_CANCELLED) {
+        g->st.stop_reason = DS_STOP_ABORT;
+    } else if (st) {
+        goto fail_published;
+    } else {
+        g->st.n_evaluated = (int)(n_prompt - keep);
+        if (none) g->st.stop_reason = DS_STOP_LENGTH;
+    }
+    *out = g;
+    return DS_OK;
+
+fail_published:
+    /* the context set the thread's message; carry it */
+    dsi_fail(e, st, "%s", ds_last_error());
+fail:
+    ds_generator_free(g);
+    return st;
+}
+
+DS_API ds_status ds_generator_new(ds_generator **out, ds_context *c, ds_sampler *s, const int32_t *prompt,
+                                  size_t n_prompt, const ds_generate_params *params) {
+    dsi_err e = {0};
+    if (!out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_new: out is NULL");
+        return dsi_publish(&e);
+    }
+    ds_status st = gen_new(out, c, s, prompt, n_prompt, params, false, &e);
+    return st ? dsi_publish(&e) : DS_OK;
+}
+
+/* Appends to the text released by this step. */
+static ds_status gen_release(ds_generator *g, const char *p, size_t n, dsi_err *e) {
+    if (!n) return DS_OK;
+    ds_status st = gen_grow_text(g->b.al, &g->out, &g->cap_out, g->n_out + n + 1, e);
+    if (st) return st;
+    memcpy(g->out + g->n_out, p, n);
+    g->n_out += n;
+    g->out[g->n_out] = '\0';
+    return DS_OK;
+}
+
+/* Appends a piece to the pending text. */
+static ds_status gen_pend(ds_generator *g, const char *p, size_t n, dsi_err *e) {
+    ds_status st = gen_grow_text(g->b.al, &g->pending, &g->cap_pending, g->n_pending + n + 1, e);
+    if (st) return st;
+    memcpy(g->pending + g->n_pending, p, n);
+    g->n_pending += n;
+    return DS_OK;
+}
+
+/* Where the first stop string begins in the pending text, or SIZE_MAX. An
+ * occurrence cannot begin in text already released: that text was released
+ * only because no stop string starts there (gen_holdback). */
+static size_t gen_find_stop(const ds_generator *g) {
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < g->n_stop; i++) {
+        size_t L = g->stop_len[i];
+        for (size_t q = 0; q + L <= g->n_pending && q < best; q++)
+            if (memcmp(g->pending + q, g->stop[i], L) == 0) {
+                best = q;
+                break;
+            }
+    }
+    return best;
+}
+
+/* Bytes at the end of the pending text that could begin a stop string. */
+static size_t gen_holdback(const ds_generator *g) {
+    size_t k = g->max_stop ? g->max_stop - 1 : 0;
+    if (k > g->n_pending) k = g->n_pending;
+    for (; k > 0; k--) {
+        const char *tail = g->pending + g->n_pending - k;
+        for (size_t i = 0; i < g->n_stop; i++)
+            if (g->stop_len[i] > k && memcmp(tail, g->stop[i], k) == 0) return k;
+    }
+    return 0;
+}
+
+/* Releases the pending text up to a stop string (then sets the stop reason
+ * unless one is set) or, when final, all of it; otherwise all but what could
+ * begin a stop string. */
+static ds_status gen_settle(ds_generator *g, bool final, dsi_err *e) {
+    size_t cut = gen_find_stop(g), upto;
+    if (cut != SIZE_MAX) {
+        if (!g->st.stop_reason) g->st.stop_reason = DS_STOP_STRING;
+        upto = cut;
+        final = true;
+    } else {
+        upto = final ? g->n_pending : g->n_pending - gen_holdback(g);
+    }
+    ds_status st = gen_release(g, g->pending, upto, e);
+    if (st) return st;
+    if (final) {
+        g->n_pending = 0;
+    } else {
+        memmove(g->pending, g->pending + upto, g->n_pending - upto);
+        g->n_pending -= upto;
+    }
+    return DS_OK;
+}
+
+/* The end: flushes the decoder (an incomplete character becomes U+FFFD) and
+ * releases what was held back. */
+static ds_status gen_flush(ds_generator *g, dsi_err *e) {
+    size_t plen = 0;
+    ds_status st = gen_piece(&g->b, g->tok, &g->dstate, -1, &plen, e);
+    if (!st) st = gen_pend(g, g->b.piece, plen, e);
+    if (!st) st = gen_settle(g, true, e);
+    return st;
+}
+
+DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *len) {
+    dsi_err e = {0};
+    if (text) *text = "";
+    if (len) *len = 0;
+    if (!g) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_next: generator is NULL");
+        return dsi_publish(&e);
+    }
+    if (g->st.stop_reason || g->failed) return DS_OK;
+    g->n_out = 0;
+    if (g->out) g->out[0] = '\0';
+    ds_status st;
+    size_t n_before = 0;   /* released text that belongs to the token (the rest: the -1 call) */
+    int32_t t = -1;
+
+    /* ---- sample ---- */
+    if (g->ignore_eos && g->eos >= 0 && g->eos < g->n_sample) g->b.logits[g->eos] = -INFINITY;
+    if ((st = ds_sampler_sample(g->s, g->b.logits, g->n_sample, g->b.ids, g->n_ids, &t)) != DS_OK) {
+        g->failed = true;
+        return st;   /* the sampler set the message */
+    }
+    if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
+        g->st.stop_reason = DS_STOP_EOS;   /* not passed on, not evaluated */
+        t = -1;
+    } else {
+        /* ---- decode, look for stop strings, release ---- */
+        g->b.ids[g->n_ids++] = t;
+        g->st.n_generated++;
+        size_t plen = 0;
+        if ((st = gen_piece(&g->b, g->tok, &g->dstate, t, &plen, &e)) != DS_OK ||
+            (st = gen_pend(g, g->b.piece, plen, &e)) != DS_OK || (st = gen_settle(g, false, &e)) != DS_OK)
+            goto fail;
+        if (!g->st.stop_reason && g->max_tokens && g->st.n_generated >= g->max_tokens)
+            g->st.stop_reason = DS_STOP_LENGTH;
+        else if (!g->st.stop_reason && ds_context_n_past(g->c) >= g->n_ctx)
+            g->st.stop_reason = DS_STOP_CONTEXT_FULL;
+        if (g->st.stop_reason == DS_STOP_LENGTH || g->st.stop_reason == DS_STOP_CONTEXT_FULL) {
+            if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
+        }
+        n_before = g->n_out;
+        if (g->on_token && g->on_token(g->user, t, g->out ? g->out : "", g->n_out) && !g->st.stop_reason)
+            g->st.stop_reason = DS_STOP_CALLBACK;
+        /* ---- evaluate it, unless it ends the generation ---- */
+        if (!g->st.stop_reason) {
+            st = ds_context_eval(g->c, &t, 1, g->b.logits, 0);
+            if (st == DS_ERR_CANCELLED) {
+                g->st.stop_reason = DS_STOP_ABORT;
+            } else if (st) {
+                g->failed = true;
+                g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+                return st;   /* the context set the message */
+            }
+        }
+    }
+    /* ---- the end: what is still held back comes in a call with -1 ---- */
+    if (g->st.stop_reason && g->st.stop_reason != DS_STOP_LENGTH && g->st.stop_reason != DS_STOP_CONTEXT_FULL &&
+        g->st.stop_reason != DS_STOP_STRING) {
+        if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
+        if (g->n_out > n_before && g->on_token) (void)g->on_token(g->user, -1, g->out + n_before, g->n_out - n_before);
+    }
+    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    if (text) *text = g->out ? g->out : "";
+    if (len) *len = g->n_out;
+    return DS_OK;
+fail:
+    g->failed = true;
+    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    return dsi_publish(&e);
+}
+
+DS_API ds_stop_reason ds_generator_stop_reason(const ds_generator *g) { return g ? g->st.stop_reason : DS_STOP_NONE; }
+
+DS_API void ds_generator_stats(const ds_generator *g, ds_generate_stats *out) {
+    if (!out) return;
+    if (g) *out = g->st;
+    else memset(out, 0, sizeof *out);
+}
+
+/* Runs a generator to its end (the loop of every callback-driven call). */
+static ds_status gen_run(ds_context *c, ds_sampler *s, const int32_t *prompt, size_t n_prompt,
+                         const ds_generate_params *p, bool none, ds_generate_stats *gs) {
+    dsi_err e = {0};
+    ds_generator *g = NULL;
+    ds_status st = gen_new(&g, c, s, prompt, n_prompt, p, none, &e);
+    if (st) {
+        gs->n_prompt = n_prompt > (size_t)INT32_MAX ? INT32_MAX : (int)n_prompt;
+        return dsi_publish(&e);
+    }
+    while (st == DS_OK && !g->st.stop_reason && !g->failed) st = ds_generator_next(g, NULL, NULL);
+    *gs = g->st;
+    ds_generator_free(g);
+    return st;
+}
+
+DS_API ds_status ds_generate_tokens(ds_context *c, ds_sampler *s, const int32_t *prompt, size_t n_prompt,
+                                    const ds_generate_params *params, ds_generate_stats *stats) {
+    ds_generate_stats local;
+    ds_generate_stats *gs = stats ? stats : &local;
+    memset(gs, 0, sizeof *gs);
+    return gen_run(c, s, prompt, n_prompt, params, false, gs);
+}
+
 /* ==== ds_generate ======================================================== */
 
 DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, int max_tokens, ds_token_fn on_token,
@@ -12457,95 +12891,27 @@ DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, i
         return dsi_publish(&e);
     }
     ds_model *m = ds_context_model(c);
-    if (!m) {
-        dsi_fail(&e, DS_ERR_MISUSE, "ds_generate: the context has no model");
+    const ds_tokenizer *tok = m ? ds_model_tokenizer(m) : NULL;
+    if (!tok) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_generate: the context has no model or tokenizer");
         return dsi_publish(&e);
     }
-    const ds_tokenizer *tok = ds_model_tokenizer(m);
-    ds_model_config cfg;
-    ds_status st = ds_model_get_config(m, &cfg);
-    if (st) return st;
-    if (!tok || cfg.vocab_size <= 0) {
-        dsi_fail(&e, DS_ERR_MISUSE, "ds_generate: the model has no tokenizer or vocabulary");
-        return dsi_publish(&e);
-    }
-    /* the model's vocabulary is often padded past the tokenizer's; ids
-     * there have no text, so they are never sampled */
-    const int n_vocab = cfg.vocab_size;
-    const int n_tok = ds_tokenizer_vocab_size(tok);
-    const int n_sample = n_tok > 0 && n_tok < n_vocab ? n_tok : n_vocab;
-    const int32_t eos = ds_tokenizer_eos(tok);
-    const int n_ctx = ds_context_n_ctx(c);
 
+    /* ---- tokenize, then the one loop ---- */
     gen_bufs b = {&m->al, NULL, 0, NULL, NULL, 0};
     size_t n_prompt = 0;
-
-    /* ---- tokenize and check the prompt fits ---- */
-    if ((st = gen_encode(&b, tok, prompt, &n_prompt, &e)) != DS_OK) goto fail;
-    gs->n_prompt = n_prompt > (size_t)INT32_MAX ? INT32_MAX : (int)n_prompt;
-    if (n_prompt == 0) {
+    ds_status st = gen_encode(&b, tok, prompt, &n_prompt, &e);
+    if (st == DS_OK && n_prompt == 0)
         st = dsi_fail(&e, DS_ERR_INVALID_ARG, "generate: the prompt is empty and the tokenizer adds no BOS token");
-        goto fail;
+    if (st) {
+        gen_bufs_free(&b);
+        return dsi_publish(&e);
     }
-    if (n_ctx <= 0 || n_prompt > (size_t)n_ctx) {
-        st = dsi_fail(&e, DS_ERR_LIMIT, "prompt of %zu tokens exceeds the context of %d", n_prompt, n_ctx);
-        goto fail;
-    }
-
-    /* ---- buffers: history for every token that can still come (after
-     * the context fills, one more sampled token can be emitted) ---- */
-    {
-        size_t room = (size_t)n_ctx - n_prompt + 1;
-        size_t more = (size_t)max_tokens < room ? (size_t)max_tokens : room;
-        if ((st = gen_grow_ids(&b, n_prompt + more, &e)) != DS_OK) goto fail;
-    }
-    b.logits = dsi_calloc(b.al, (size_t)n_vocab, sizeof *b.logits);
-    b.piece = dsi_malloc(b.al, GEN_PIECE_BYTES);
-    b.cap_piece = GEN_PIECE_BYTES;
-    if (!b.logits || !b.piece) {
-        st = dsi_fail(&e, DS_ERR_NOMEM, "generate: out of memory for %d logits", n_vocab);
-        goto fail;
-    }
-
-    /* ---- prefill ---- */
-    ds_context_reset(c);
-    double t0 = dsi_now_seconds();
-    st = ds_context_eval(c, b.ids, n_prompt, b.logits, 0);
-    gs->prompt_seconds = dsi_now_seconds() - t0;
-    if (st) goto fail_published;
-
-    /* ---- decode: sample, stream, evaluate ---- */
-    double t1 = dsi_now_seconds();
-    ds_detok_state dstate;
-    memset(&dstate, 0, sizeof dstate);
-    size_t n_hist = n_prompt;
-    for (int g = 0; g < max_tokens;) {
-        int32_t t;
-        st = ds_sampler_sample(s, b.logits, n_sample, b.ids, n_hist, &t);
-        if (st) break;
-        if (eos >= 0 && t == eos) break;
-        b.ids[n_hist++] = t;
-        size_t plen = 0;
-        if ((st = gen_piece(&b, tok, &dstate, t, &plen, &e)) != DS_OK) {
-            gs->generate_seconds = dsi_now_seconds() - t1;
-            goto fail;
-        }
-        gs->n_generated = ++g;
-        if (on_token && on_token(user, t, b.piece, plen)) break;
-        if (g == max_tokens || ds_context_n_past(c) >= n_ctx) break;
-        st = ds_context_eval(c, &t, 1, b.logits, 0);
-        if (st) break;
-    }
-    gs->generate_seconds = dsi_now_seconds() - t1;
-    if (st) goto fail_published;
-    gen_bufs_free(&b);
-    return DS_OK;
-
-fail:
-    gen_bufs_free(&b);
-    return dsi_publish(&e);
-fail_published:
-    /* the sampler or the context already set the thread's message */
+    ds_generate_params p = ds_generate_default_params();
+    p.max_tokens = max_tokens;
+    p.on_token = on_token;
+    p.user = user;
+    st = gen_run(c, s, b.ids, n_prompt, &p, max_tokens == 0, gs);
     gen_bufs_free(&b);
     return st;
 }
