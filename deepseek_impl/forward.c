@@ -192,14 +192,15 @@ DS_API const char *ds_context_errmsg(const ds_context *c) { return c ? c->err.ms
 DS_API int ds_context_n_past(const ds_context *c) { return c ? c->n_past : 0; }
 DS_API int ds_context_n_ctx(const ds_context *c) { return c ? c->n_ctx : 0; }
 DS_API ds_model *ds_context_model(const ds_context *c) { return c ? c->m : NULL; }
+DS_API void ds_context_reset(ds_context *c) {
+    if (c) c->n_past = 0;
+}
+
 static ds_status dsi_ctx_fail(ds_context *c, const dsi_err *e) {
     c->err = *e;
     return dsi_publish(e);
 }
 
-DS_API void ds_context_reset(ds_context *c) {
-    if (c) c->n_past = 0;
-}
 /* Positions past n_keep are forgotten; their KV entries are overwritten by
  * the next evaluation (attention never reads past n_past). */
 DS_API ds_status ds_context_truncate(ds_context *c, int n_keep) {
@@ -230,7 +231,6 @@ static bool dsi_ctx_aborted(const ds_context *c, dsi_err *e) {
     dsi_fail(e, DS_ERR_CANCELLED, "evaluation cancelled by the abort callback");
     return true;
 }
-
 
 /* YaRN helpers, as the reference implementations define them. */
 static double dsi_yarn_mscale(double scale, double mscale) {
@@ -1196,8 +1196,9 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
             out = logits;
             first = T - 1;
         }
-        ds_status s = dsi_ctx_aborted(c, &e) ? DS_ERR_CANCELLED : DS_OK;
-        if (s) {
+        ds_status s;
+        if (dsi_ctx_aborted(c, &e)) {
+            s = DS_ERR_CANCELLED;
         } else if (c->gpu) {
             s = dsi_cuda_forward(c->m, c->gpu, tokens + done, T, c->n_past, out, first, &e);
             if (!s) c->n_past += T;

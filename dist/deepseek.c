@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 70a933927a9fb75f: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 59072d2fa2c83e19: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -46,7 +46,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "70a933927a9fb75f"
+#define DS_SOURCE_ID "59072d2fa2c83e19"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -9839,14 +9839,15 @@ DS_API const char *ds_context_errmsg(const ds_context *c) { return c ? c->err.ms
 DS_API int ds_context_n_past(const ds_context *c) { return c ? c->n_past : 0; }
 DS_API int ds_context_n_ctx(const ds_context *c) { return c ? c->n_ctx : 0; }
 DS_API ds_model *ds_context_model(const ds_context *c) { return c ? c->m : NULL; }
+DS_API void ds_context_reset(ds_context *c) {
+    if (c) c->n_past = 0;
+}
+
 static ds_status dsi_ctx_fail(ds_context *c, const dsi_err *e) {
     c->err = *e;
     return dsi_publish(e);
 }
 
-DS_API void ds_context_reset(ds_context *c) {
-    if (c) c->n_past = 0;
-}
 /* Positions past n_keep are forgotten; their KV entries are overwritten by
  * the next evaluation (attention never reads past n_past). */
 DS_API ds_status ds_context_truncate(ds_context *c, int n_keep) {
@@ -9877,7 +9878,6 @@ static bool dsi_ctx_aborted(const ds_context *c, dsi_err *e) {
     dsi_fail(e, DS_ERR_CANCELLED, "evaluation cancelled by the abort callback");
     return true;
 }
-
 
 /* YaRN helpers, as the reference implementations define them. */
 static double dsi_yarn_mscale(double scale, double mscale) {
@@ -10843,8 +10843,9 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
             out = logits;
             first = T - 1;
         }
-        ds_status s = dsi_ctx_aborted(c, &e) ? DS_ERR_CANCELLED : DS_OK;
-        if (s) {
+        ds_status s;
+        if (dsi_ctx_aborted(c, &e)) {
+            s = DS_ERR_CANCELLED;
         } else if (c->gpu) {
             s = dsi_cuda_forward(c->m, c->gpu, tokens + done, T, c->n_past, out, first, &e);
             if (!s) c->n_past += T;
