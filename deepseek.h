@@ -272,14 +272,20 @@ typedef struct ds_model_params {
     int gpu_index;                /* CUDA device ordinal (default 0) */
     uint64_t gpu_cache_bytes;     /* VRAM expert cache budget; 0 = every routed expert in device
                                      memory. Otherwise at least 2 experts' worth */
+    ds_progress_fn progress;      /* NULL = none. Called on the opening thread after each segment
+                                     ds_model_open decrypts into memory, with (segments loaded,
+                                     segments to load, plaintext bytes loaded); a non-zero return
+                                     cancels the open: DS_ERR_CANCELLED, everything freed */
+    void *progress_user;
 } ds_model_params;
 
 DS_API ds_model_params ds_model_default_params(void);
 
 /* Opens a container: maps it read-only, checks the header, derives the keys,
  * authenticates and parses the metadata and (with load_weights) decrypts the
- * dense segments into memory the model owns. On failure *out is NULL and
- * ds_last_error() says why. Thread-safe (opens are independent). */
+ * dense segments into memory the model owns (reporting each to
+ * params->progress, which may cancel: DS_ERR_CANCELLED). On failure *out is
+ * NULL and ds_last_error() says why. Thread-safe (opens are independent). */
 DS_API DS_WARN_UNUSED ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params);
 
 /* Wipes and frees everything the model owns. NULL is a no-op (DS_OK).
@@ -559,15 +565,38 @@ DS_API ds_model *ds_context_model(const ds_context *c);
 /* Appends tokens to the context and runs them through the model (a batch:
  * prefill; one token: decode). logits, when not NULL, receives vocab_size
  * floats for the last token (all_logits = 0) or n * vocab_size floats, one
- * row per token (all_logits = 1). Errors: DS_ERR_LIMIT when the context would
- * overflow (nothing is appended), DS_ERR_INVALID_ARG for an id outside the
- * vocabulary. */
+ * row per token (all_logits = 1). The ids are remembered (ds_context_tokens).
+ * Errors: DS_ERR_LIMIT when the context would overflow, DS_ERR_INVALID_ARG
+ * for an id outside the vocabulary, DS_ERR_CANCELLED when the abort callback
+ * asked to stop; on every error nothing is appended (n_past is what it was). */
 DS_API DS_WARN_UNUSED ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n, float *logits,
                                                 int all_logits);
 DS_API int ds_context_n_past(const ds_context *c);
 DS_API int ds_context_n_ctx(const ds_context *c);
-/* Forgets all tokens (keeps the memory). */
+/* Forgets all tokens (keeps the memory); the same as ds_context_truncate(c, 0). */
 DS_API void ds_context_reset(ds_context *c);
+/* Forgets the tokens at positions n_keep and after, keeping the first n_keep
+ * (and their KV entries, unchanged): the next ds_context_eval continues at
+ * n_keep exactly as if the forgotten tokens had never been evaluated (bit for
+ * bit). Kernels sum in an order that depends on the batch size, so logits
+ * can differ in the last bits from evaluating all the tokens as one batch,
+ * as with any other split into batches.
+ * DS_ERR_INVALID_ARG when n_keep < 0 or n_keep > ds_context_n_past(c) (the
+ * context is unchanged). */
+DS_API DS_WARN_UNUSED ds_status ds_context_truncate(ds_context *c, int n_keep);
+/* The token ids the context holds, one per position: *n (may be NULL)
+ * receives ds_context_n_past(c). The array belongs to the context; it is
+ * valid until the context is freed and its first *n entries until the next
+ * call that changes the context. NULL (and *n = 0) for a NULL context. */
+DS_API const int32_t *ds_context_tokens(const ds_context *c, int *n);
+
+/* Asked while a context evaluates: before each batch of up to 256 tokens and,
+ * on the CPU, between layers; a non-zero return stops the evaluation with
+ * DS_ERR_CANCELLED. Called on the evaluating thread; it may read a flag that
+ * another thread or a signal handler sets. */
+typedef int (*ds_abort_fn)(void *user);
+/* Sets (fn non-NULL) or clears (fn NULL) the context's abort callback. */
+DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user);
 
 /* ==== Sampler ============================================================ */
 typedef struct ds_sampler_params {
@@ -609,29 +638,118 @@ DS_API DS_WARN_UNUSED ds_status ds_sampler_sample(ds_sampler *s, const float *lo
                                                   const int32_t *history, size_t n_history, int32_t *out);
 
 /* ==== Generation ========================================================= */
+/* Why a generation stopped. */
+typedef enum ds_stop_reason {
+    DS_STOP_NONE = 0,             /* not stopped yet (or it failed) */
+    DS_STOP_EOS = 1,              /* the model sampled its end-of-sequence token */
+    DS_STOP_LENGTH = 2,           /* max_tokens tokens were generated */
+    DS_STOP_CONTEXT_FULL = 3,     /* the context has no room for another token */
+    DS_STOP_STRING = 4,           /* a stop string appeared in the text */
+    DS_STOP_CALLBACK = 5,         /* on_token returned non-zero */
+    DS_STOP_ABORT = 6             /* the context's abort callback asked to stop (ds_context_set_abort) */
+} ds_stop_reason;
+
+/* "none", "eos", "length", "context_full", "stop_string", "callback",
+ * "abort"; "unknown" for other values. Static text. */
+DS_API const char *ds_stop_reason_name(ds_stop_reason r);
+
 typedef struct ds_generate_stats {
-    int n_prompt;
-    int n_generated;
+    int n_prompt;                 /* prompt tokens (BOS included) */
+    int n_generated;              /* tokens sampled, EOS not counted */
     double prompt_seconds;
     double generate_seconds;
+    int n_reused;                 /* prompt tokens the context already held (prefix reuse) */
+    int n_evaluated;              /* prompt tokens run through the model: n_prompt - n_reused */
+    ds_stop_reason stop_reason;   /* DS_STOP_NONE while running or after a failure */
 } ds_generate_stats;
 
-/* Called with each generated token and its text piece (whole UTF-8
- * characters only; may be empty). Return non-zero to stop. */
+/* Called with each generated token and the text that became final with it
+ * (whole UTF-8 characters only, without any part of a stop string; may be
+ * empty: text that could be the start of a stop string, or of a character,
+ * is held back). When generation ends with text still held back that is not
+ * part of a stop string (an unfinished start of one, or a character left
+ * incomplete, as U+FFFD) it comes in one last call with token -1. Return
+ * non-zero to stop (DS_STOP_CALLBACK). */
 typedef int (*ds_token_fn)(void *user, int32_t token, const char *piece, size_t len);
 
-/* Starts the context afresh (ds_context_reset), tokenizes prompt with a
- * leading BOS (not doubled when the text already begins with the BOS token,
- * as a rendered chat template does), evaluates it, then samples up to
- * max_tokens tokens, calling on_token for each (on_token may be NULL). Stops
- * at EOS (not passed to on_token), after max_tokens, when the context is
- * full, or when on_token returns non-zero; all of these return DS_OK. The
- * history the sampler's penalties see is the prompt plus the tokens so far.
- * Only ids the tokenizer knows are sampled (the model's vocabulary may be
- * padded beyond it). Errors: DS_ERR_LIMIT when the prompt does not fit the
- * context, DS_ERR_INVALID_ARG for a NULL argument, max_tokens < 0 or invalid
- * UTF-8, and whatever evaluation or sampling reports. stats may be NULL; it
- * is filled in on success and failure alike. */
+/* Options of a generation. A zeroed struct means the defaults. */
+typedef struct ds_generate_params {
+    int max_tokens;               /* most tokens to generate; 0 = no limit (until EOS, a stop string
+                                     or the context is full) */
+    const char *const *stop;      /* n_stop stop strings (UTF-8, NUL-terminated; empty ones are
+                                     ignored). Generation stops where the text first contains one;
+                                     the text before it is delivered, the stop string is not.
+                                     Copied: the caller may free them once the call returns */
+    size_t n_stop;
+    ds_token_fn on_token;         /* NULL = none */
+    void *user;                   /* passed to on_token */
+    int ignore_eos;               /* 1: the EOS token is never sampled */
+} ds_generate_params;
+
+DS_API ds_generate_params ds_generate_default_params(void);   /* all zero */
+
+/* A generation in progress, advanced one token at a time: the one loop that
+ * ds_generate_tokens and ds_generate run, for callers that pull tokens (a
+ * streamed HTTP response). It uses the context and sampler it was made with;
+ * they must outlive it, and nothing else may use the context meanwhile.
+ *
+ * ds_generator_new continues the context with the prompt: it keeps the
+ * longest common prefix of ds_context_tokens(c) and prompt (at least one
+ * prompt token is always evaluated, for its logits), truncates the context
+ * there, and evaluates only the rest (prefill). The logits are those of a fresh
+ * context given the same batches (within float rounding of one whole batch:
+ * see ds_context_truncate). Errors:
+ * DS_ERR_INVALID_ARG (NULL c, s, out or prompt with n_prompt > 0, n_prompt
+ * 0, max_tokens < 0, an id outside the vocabulary), DS_ERR_LIMIT (the prompt
+ * does not fit the context; the context is unchanged), DS_ERR_NOMEM, and what
+ * the evaluation reports; on error *out is NULL and the context holds a
+ * prefix of what it held. An abort (ds_context_set_abort) during the prefill
+ * is not an error: the generator is made, already stopped with DS_STOP_ABORT. */
+typedef struct ds_generator ds_generator;
+DS_API DS_WARN_UNUSED ds_status ds_generator_new(ds_generator **out, ds_context *c, ds_sampler *s,
+                                                 const int32_t *prompt, size_t n_prompt,
+                                                 const ds_generate_params *params);
+/* Generates one token: samples it (only ids the tokenizer knows; the model's
+ * vocabulary may be padded beyond it), decodes it, applies the stop strings,
+ * calls on_token, and evaluates the token unless generation ends with it.
+ * *text and *len (either may be NULL) receive the text that became final with
+ * this token (what on_token got; the final held-back text included when the
+ * generation ends), valid until the next call on g. The history the sampler's
+ * penalties see is the prompt plus the tokens so far. Returns DS_OK both while
+ * running and once stopped (see ds_generator_stop_reason; further calls then
+ * do nothing); an error from sampling, decoding or evaluation stops the
+ * generator with DS_STOP_NONE. */
+DS_API DS_WARN_UNUSED ds_status ds_generator_next(ds_generator *g, const char **text, size_t *len);
+/* DS_STOP_NONE while the generator can go on. */
+DS_API ds_stop_reason ds_generator_stop_reason(const ds_generator *g);
+/* The statistics so far (zeros for a NULL g). */
+DS_API void ds_generator_stats(const ds_generator *g, ds_generate_stats *out);
+/* Frees the generator; the context keeps the tokens evaluated so far (the
+ * prompt and every generated token but the last, which was never fed back).
+ * NULL is a no-op. */
+DS_API void ds_generator_free(ds_generator *g);
+
+/* Runs a generator to its end: ds_generator_new, then ds_generator_next until
+ * it stops, then ds_generator_free. Stopping for any ds_stop_reason returns
+ * DS_OK; the errors are those of ds_generator_new and ds_generator_next.
+ * stats may be NULL; it is filled in on success and failure alike. Same
+ * thread-safety as the context. */
+DS_API DS_WARN_UNUSED ds_status ds_generate_tokens(ds_context *c, ds_sampler *s, const int32_t *prompt,
+                                                   size_t n_prompt, const ds_generate_params *params,
+                                                   ds_generate_stats *stats);
+
+/* Text in, text out, on the same loop: tokenizes prompt with a leading BOS
+ * (not doubled when the text already begins with the BOS token, as a
+ * rendered chat template does), then generates as ds_generate_tokens does,
+ * continuing the context (only what follows the prefix it already holds is
+ * evaluated), sampling at most max_tokens tokens (0: none, the prompt is only
+ * evaluated) and calling on_token (may be NULL) for each. Stops at EOS (not
+ * passed to on_token), after max_tokens, when the context is full, when
+ * on_token returns non-zero, or on an abort; all of these return DS_OK, and
+ * stats->stop_reason says which. Errors: DS_ERR_LIMIT when the prompt does not
+ * fit the context, DS_ERR_INVALID_ARG for a NULL argument, max_tokens < 0 or
+ * invalid UTF-8, and whatever evaluation or sampling reports. stats may be
+ * NULL; it is filled in on success and failure alike. */
 DS_API DS_WARN_UNUSED ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, int max_tokens,
                                             ds_token_fn on_token, void *user, ds_generate_stats *stats);
 

@@ -888,9 +888,12 @@ static ds_status dsi_cpu_begin(void *dc, dsi_err *e) {
     return DS_OK;
 }
 
+/* A pass that failed or was cancelled part way leaves no guess behind: a
+ * guess made for its next layer would be scored against another pass. */
 static ds_status dsi_cpu_end(void *dc, ds_status s, dsi_err *e) {
-    (void)dc;
     (void)e;
+    dsi_cpu_ctx *c = dc;
+    if (s) memset(c->n_guess, 0, (size_t)c->m->cfg.n_layers * sizeof *c->n_guess);
     return s;
 }
 

@@ -370,15 +370,22 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     return DS_OK;
 }
 
-DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, dsi_err *e) {
+DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e) {
     m->dense = dsi_calloc(&m->al, m->meta.n_segments, sizeof *m->dense);
     if (!m->dense) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    uint64_t total = 0, done = 0, bytes = 0;
+    for (size_t i = 0; i < m->meta.n_segments; i++)
+        total += m->meta.segments[i].kind != DS_SEGMENT_EXPERT || experts_too;
     for (size_t i = 0; i < m->meta.n_segments; i++) {
         const dsi_segment *s = &m->meta.segments[i];
         if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
         ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
         if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
         if (st) return st;   /* dsi_segment_read has let go of the ciphertext pages */
+        bytes += s->plain_bytes;
+        if (p->progress && p->progress(p->progress_user, ++done, total, bytes))
+            return dsi_fail(e, DS_ERR_CANCELLED, "opening cancelled by the progress callback after %llu of %llu segments",
+                            (unsigned long long)done, (unsigned long long)total);
     }
     m->weights_loaded = true;
     dsi_model_file f = dsi_model_file_of(m);

@@ -26,6 +26,9 @@ struct ds_context {
     ds_model *m;
     dsi_err err;
     int n_ctx, n_past;
+    int32_t *hist;                     /* (n_ctx) the token at each position of the KV cache */
+    ds_abort_fn abort_fn;              /* asked between batches and layers; NULL = never */
+    void *abort_user;
     const dsi_device_i *dev;           /* the model's device */
     void *dc;                          /* its per-context state */
     dsi_act a;                         /* its activations (device memory) */
@@ -58,6 +61,40 @@ DS_API void ds_context_reset(ds_context *c) {
 static ds_status dsi_ctx_fail(ds_context *c, const dsi_err *e) {
     c->err = *e;
     return dsi_publish(e);
+}
+
+/* Positions past n_keep are forgotten; their KV entries are overwritten by
+ * the next evaluation (attention never reads past n_past). */
+DS_API ds_status ds_context_truncate(ds_context *c, int n_keep) {
+    dsi_err e = {0};
+    if (!c) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_truncate: context is NULL");
+        return dsi_publish(&e);
+    }
+    if (n_keep < 0 || n_keep > c->n_past) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_truncate: cannot keep %d tokens of the %d the context holds",
+                 n_keep, c->n_past);
+        return dsi_ctx_fail(c, &e);
+    }
+    c->n_past = n_keep;
+    return DS_OK;
+}
+
+DS_API const int32_t *ds_context_tokens(const ds_context *c, int *n) {
+    if (n) *n = c ? c->n_past : 0;
+    return c ? c->hist : NULL;
+}
+
+DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user) {
+    if (!c) return;
+    c->abort_fn = fn;
+    c->abort_user = fn ? user : NULL;
+}
+
+static bool dsi_ctx_aborted(const ds_context *c, dsi_err *e) {
+    if (!c->abort_fn || !c->abort_fn(c->abort_user)) return false;
+    dsi_fail(e, DS_ERR_CANCELLED, "evaluation cancelled by the abort callback");
+    return true;
 }
 
 /* ==== Rotary tables ======================================================= */
@@ -140,6 +177,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     }
     size_t T = DSI_MAX_BATCH, K = (size_t)(cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1);
     size_t E = (size_t)(cf->n_routed_experts > 0 ? cf->n_routed_experts : 1);
+    c->hist = dsi_calloc(al, (size_t)n_ctx, sizeof *c->hist);
     c->pos = dsi_calloc(al, T, sizeof(int32_t));
     c->seq = dsi_calloc(al, T, sizeof(int32_t));
     c->sel = dsi_calloc(al, T * K, sizeof(int));
@@ -149,8 +187,8 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->cnt = dsi_calloc(al, E, sizeof(int));
     c->idx = dsi_calloc(al, T * K, sizeof(int));
     c->wts = dsi_calloc(al, T * K, sizeof(float));
-    if (!inv_freq || !c->pos || !c->seq || !c->sel || !c->selw || !c->used || !c->off || !c->cnt || !c->idx ||
-        !c->wts) {
+    if (!inv_freq || !c->hist || !c->pos || !c->seq || !c->sel || !c->selw || !c->used || !c->off || !c->cnt ||
+        !c->idx || !c->wts) {
         dsi_free(al, inv_freq);
         ds_context_free(c);
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context");
@@ -173,6 +211,7 @@ DS_API void ds_context_free(ds_context *c) {
     if (!c) return;
     const dsi_alloc *al = &c->m->al;
     if (c->dc) c->dev->ctx_free(c->m, c->dc);
+    dsi_free(al, c->hist);
     dsi_free(al, c->pos);
     dsi_free(al, c->seq);
     dsi_free(al, c->sel);
@@ -303,6 +342,7 @@ static ds_status dsi_forward_batch(ds_context *c, const dsi_batch *b, float *out
     int D = cf->hidden_size, T = b->n;
     DSI_TRY(d->embed(c->dc, &c->w->embed, b->tok, T, a->x, e));
     for (int l = 0; l < cf->n_layers; l++) {
+        if (l > 0 && dsi_ctx_aborted(c, e)) return DS_ERR_CANCELLED;
         ds_status s = dsi_attention(c, l, b, e);
         if (!s) s = dsi_ffn(c, l, T, e);
         if (s) return s;
@@ -355,7 +395,7 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
             c->seq[t] = 0;
         }
         dsi_batch b = {T, tokens + done, c->pos, c->seq};
-        ds_status s = dsi_forward(c, &b, out, first, &e);
+        ds_status s = dsi_ctx_aborted(c, &e) ? DS_ERR_CANCELLED : dsi_forward(c, &b, out, first, &e);
         if (s) {
             c->n_past = start;   /* nothing half-appended */
             return dsi_ctx_fail(c, &e);
@@ -363,5 +403,6 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
         c->n_past += T;
         done += (size_t)T;
     }
+    memcpy(c->hist + start, tokens, n * sizeof *tokens);
     return DS_OK;
 }

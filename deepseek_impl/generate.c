@@ -1,6 +1,9 @@
 /*
- * generate.c — the text-in, text-out loop: tokenize, prefill, then sample,
- * stream and decode one token at a time.
+ * generate.c — the one generation loop: continue a context with a prompt
+ * (keeping the prefix it already holds), then sample, decode, apply stop
+ * strings, stream and evaluate one token at a time (ds_generator). The
+ * callback-driven calls (ds_generate_tokens, and ds_generate for text) run
+ * the same steps to the end.
  *
  * Built only on the public API (tokenizer, context, sampler); the one
  * internal thing it touches is the model's allocator, so that a caller's
@@ -8,6 +11,7 @@
  */
 #include "internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 /* Room for one streamed piece: the header asks for 64 bytes plus the longest
@@ -32,6 +36,18 @@ static void gen_bufs_free(gen_bufs *b) {
     b->ids = NULL;
     b->logits = NULL;
     b->piece = NULL;
+}
+
+/* Grows *buf (capacity *cap) to hold n bytes. */
+static ds_status gen_grow_text(const dsi_alloc *al, char **buf, size_t *cap, size_t n, dsi_err *e) {
+    if (n <= *cap) return DS_OK;
+    size_t c = *cap ? *cap : 256;
+    while (c < n) c = c > SIZE_MAX / 2 ? n : 2 * c;
+    char *p = dsi_realloc(al, *buf, c);
+    if (!p) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for %zu bytes of text", n);
+    *buf = p;
+    *cap = c;
+    return DS_OK;
 }
 
 /* Grows the id buffer to hold n ids (keeps its contents). */
@@ -107,6 +123,374 @@ static ds_status gen_piece(gen_bufs *b, const ds_tokenizer *tok, ds_detok_state 
     return DS_OK;
 }
 
+/* ==== The generator ====================================================== */
+
+struct ds_generator {
+    ds_context *c;
+    ds_sampler *s;
+    const ds_tokenizer *tok;
+    gen_bufs b;
+    size_t n_ids;                  /* ids in b.ids: prompt + generated */
+    int n_vocab, n_sample, n_ctx;
+    int32_t eos;
+    int max_tokens;                /* 0 = no limit */
+    ds_token_fn on_token;
+    void *user;
+    int ignore_eos;
+    char **stop;                   /* (n_stop) owned copies */
+    size_t *stop_len;
+    size_t n_stop, max_stop;
+    ds_detok_state dstate;
+    char *pending;                 /* (cap_pending) decoded text not yet released */
+    size_t n_pending, cap_pending;
+    char *out;                     /* (cap_out) text released by the last step */
+    size_t n_out, cap_out;
+    ds_generate_stats st;
+    bool failed;
+    double t_gen;                  /* when the decode phase began */
+};
+
+DS_API const char *ds_stop_reason_name(ds_stop_reason r) {
+    switch (r) {
+    case DS_STOP_NONE: return "none";
+    case DS_STOP_EOS: return "eos";
+    case DS_STOP_LENGTH: return "length";
+    case DS_STOP_CONTEXT_FULL: return "context_full";
+    case DS_STOP_STRING: return "stop_string";
+    case DS_STOP_CALLBACK: return "callback";
+    case DS_STOP_ABORT: return "abort";
+    }
+    return "unknown";
+}
+
+DS_API ds_generate_params ds_generate_default_params(void) {
+    ds_generate_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+DS_API void ds_generator_free(ds_generator *g) {
+    if (!g) return;
+    const dsi_alloc *al = g->b.al;
+    gen_bufs_free(&g->b);
+    for (size_t i = 0; i < g->n_stop; i++) dsi_free(al, g->stop[i]);
+    dsi_free(al, g->stop);
+    dsi_free(al, g->stop_len);
+    dsi_free(al, g->pending);
+    dsi_free(al, g->out);
+    dsi_free(al, g);
+}
+
+/* Copies the stop strings, leaving out empty ones. */
+static ds_status gen_copy_stops(ds_generator *g, const ds_generate_params *p, dsi_err *e) {
+    if (!p->n_stop) return DS_OK;
+    if (!p->stop) return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: %zu stop strings but stop is NULL", p->n_stop);
+    const dsi_alloc *al = g->b.al;
+    g->stop = dsi_calloc(al, p->n_stop, sizeof *g->stop);
+    g->stop_len = dsi_calloc(al, p->n_stop, sizeof *g->stop_len);
+    if (!g->stop || !g->stop_len) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for stop strings");
+    for (size_t i = 0; i < p->n_stop; i++) {
+        if (!p->stop[i]) return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: stop string %zu is NULL", i);
+        size_t L = strlen(p->stop[i]);
+        if (!L) continue;
+        char *copy = dsi_malloc(al, L + 1);
+        if (!copy) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for stop strings");
+        memcpy(copy, p->stop[i], L + 1);
+        g->stop[g->n_stop] = copy;
+        g->stop_len[g->n_stop++] = L;
+        if (L > g->max_stop) g->max_stop = L;
+    }
+    return DS_OK;
+}
+
+/* Sets up a generator and evaluates what the context lacks of the prompt.
+ * none: generate nothing (ds_generate's max_tokens 0): stopped with
+ * DS_STOP_LENGTH once the prompt is in. */
+static ds_status gen_new(ds_generator **out, ds_context *c, ds_sampler *s, const int32_t *prompt, size_t n_prompt,
+                         const ds_generate_params *params, bool none, dsi_err *e) {
+    *out = NULL;
+    ds_generate_params def = ds_generate_default_params();
+    const ds_generate_params *p = params ? params : &def;
+    if (!c || !s || (!prompt && n_prompt))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: %s is NULL", !c ? "context" : !s ? "sampler" : "prompt");
+    if (p->max_tokens < 0)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: max_tokens must be >= 0, not %d", p->max_tokens);
+    if (n_prompt == 0) return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: the prompt has no tokens");
+    ds_model *m = ds_context_model(c);
+    if (!m) return dsi_fail(e, DS_ERR_MISUSE, "generate: the context has no model");
+    const ds_tokenizer *tok = ds_model_tokenizer(m);
+    ds_model_config cfg;
+    ds_status st = ds_model_get_config(m, &cfg);
+    if (st) return dsi_fail(e, st, "%s", ds_last_error());
+    if (!tok || cfg.vocab_size <= 0)
+        return dsi_fail(e, DS_ERR_MISUSE, "generate: the model has no tokenizer or vocabulary");
+    const int n_ctx = ds_context_n_ctx(c);
+    if (n_ctx <= 0 || n_prompt > (size_t)n_ctx)
+        return dsi_fail(e, DS_ERR_LIMIT, "prompt of %zu tokens exceeds the context of %d", n_prompt, n_ctx);
+
+    ds_generator *g = dsi_calloc(&m->al, 1, sizeof *g);
+    if (!g) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory");
+    g->b.al = &m->al;
+    g->c = c;
+    g->s = s;
+    g->tok = tok;
+    /* the model's vocabulary is often padded past the tokenizer's; ids
+     * there have no text, so they are never sampled */
+    g->n_vocab = cfg.vocab_size;
+    int n_tok = ds_tokenizer_vocab_size(tok);
+    g->n_sample = n_tok > 0 && n_tok < g->n_vocab ? n_tok : g->n_vocab;
+    g->eos = ds_tokenizer_eos(tok);
+    g->n_ctx = n_ctx;
+    g->max_tokens = p->max_tokens;
+    g->on_token = p->on_token;
+    g->user = p->user;
+    g->ignore_eos = p->ignore_eos != 0;
+    g->st.n_prompt = (int)n_prompt;
+    if ((st = gen_copy_stops(g, p, e)) != DS_OK) goto fail;
+
+    /* ---- buffers: history for every token that can still come (after
+     * the context fills, one more sampled token can be emitted) ---- */
+    {
+        size_t room = (size_t)n_ctx - n_prompt + 1;
+        size_t more = g->max_tokens && (size_t)g->max_tokens < room ? (size_t)g->max_tokens : room;
+        if ((st = gen_grow_ids(&g->b, n_prompt + more, e)) != DS_OK) goto fail;
+    }
+    memcpy(g->b.ids, prompt, n_prompt * sizeof *prompt);
+    g->n_ids = n_prompt;
+    g->b.logits = dsi_calloc(g->b.al, (size_t)g->n_vocab, sizeof *g->b.logits);
+    g->b.piece = dsi_malloc(g->b.al, GEN_PIECE_BYTES);
+    g->b.cap_piece = GEN_PIECE_BYTES;
+    if (!g->b.logits || !g->b.piece) {
+        st = dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for %d logits", g->n_vocab);
+        goto fail;
+    }
+
+    /* ---- continue the context: keep the longest common prefix, but
+     * evaluate at least the last prompt token, whose logits come next ---- */
+    int n_held = 0;
+    const int32_t *held = ds_context_tokens(c, &n_held);
+    size_t keep = 0;
+    while (keep < (size_t)n_held && keep < n_prompt && held[keep] == prompt[keep]) keep++;
+    if (keep == n_prompt) keep--;
+    if ((st = ds_context_truncate(c, (int)keep)) != DS_OK) goto fail_published;
+    g->st.n_reused = (int)keep;
+    double t0 = dsi_now_seconds();
+    st = ds_context_eval(c, prompt + keep, n_prompt - keep, g->b.logits, 0);
+    g->st.prompt_seconds = dsi_now_seconds() - t0;
+    g->t_gen = dsi_now_seconds();
+    if (st == DS_ERR_CANCELLED) {
+        g->st.stop_reason = DS_STOP_ABORT;
+    } else if (st) {
+        goto fail_published;
+    } else {
+        g->st.n_evaluated = (int)(n_prompt - keep);
+        if (none) g->st.stop_reason = DS_STOP_LENGTH;
+    }
+    *out = g;
+    return DS_OK;
+
+fail_published:
+    /* the context set the thread's message; carry it */
+    dsi_fail(e, st, "%s", ds_last_error());
+fail:
+    ds_generator_free(g);
+    return st;
+}
+
+DS_API ds_status ds_generator_new(ds_generator **out, ds_context *c, ds_sampler *s, const int32_t *prompt,
+                                  size_t n_prompt, const ds_generate_params *params) {
+    dsi_err e = {0};
+    if (!out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_new: out is NULL");
+        return dsi_publish(&e);
+    }
+    ds_status st = gen_new(out, c, s, prompt, n_prompt, params, false, &e);
+    return st ? dsi_publish(&e) : DS_OK;
+}
+
+/* Appends to the text released by this step. */
+static ds_status gen_release(ds_generator *g, const char *p, size_t n, dsi_err *e) {
+    if (!n) return DS_OK;
+    ds_status st = gen_grow_text(g->b.al, &g->out, &g->cap_out, g->n_out + n + 1, e);
+    if (st) return st;
+    memcpy(g->out + g->n_out, p, n);
+    g->n_out += n;
+    g->out[g->n_out] = '\0';
+    return DS_OK;
+}
+
+/* Appends a piece to the pending text. */
+static ds_status gen_pend(ds_generator *g, const char *p, size_t n, dsi_err *e) {
+    ds_status st = gen_grow_text(g->b.al, &g->pending, &g->cap_pending, g->n_pending + n + 1, e);
+    if (st) return st;
+    memcpy(g->pending + g->n_pending, p, n);
+    g->n_pending += n;
+    return DS_OK;
+}
+
+/* Where the first stop string begins in the pending text, or SIZE_MAX. An
+ * occurrence cannot begin in text already released: that text was released
+ * only because no stop string starts there (gen_holdback). */
+static size_t gen_find_stop(const ds_generator *g) {
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < g->n_stop; i++) {
+        size_t L = g->stop_len[i];
+        for (size_t q = 0; q + L <= g->n_pending && q < best; q++)
+            if (memcmp(g->pending + q, g->stop[i], L) == 0) {
+                best = q;
+                break;
+            }
+    }
+    return best;
+}
+
+/* Bytes at the end of the pending text that could begin a stop string. */
+static size_t gen_holdback(const ds_generator *g) {
+    size_t k = g->max_stop ? g->max_stop - 1 : 0;
+    if (k > g->n_pending) k = g->n_pending;
+    for (; k > 0; k--) {
+        const char *tail = g->pending + g->n_pending - k;
+        for (size_t i = 0; i < g->n_stop; i++)
+            if (g->stop_len[i] > k && memcmp(tail, g->stop[i], k) == 0) return k;
+    }
+    return 0;
+}
+
+/* Releases the pending text up to a stop string (then sets the stop reason
+ * unless one is set) or, when final, all of it; otherwise all but what could
+ * begin a stop string. */
+static ds_status gen_settle(ds_generator *g, bool final, dsi_err *e) {
+    size_t cut = gen_find_stop(g), upto;
+    if (cut != SIZE_MAX) {
+        if (!g->st.stop_reason) g->st.stop_reason = DS_STOP_STRING;
+        upto = cut;
+        final = true;
+    } else {
+        upto = final ? g->n_pending : g->n_pending - gen_holdback(g);
+    }
+    ds_status st = gen_release(g, g->pending, upto, e);
+    if (st) return st;
+    if (final) {
+        g->n_pending = 0;
+    } else {
+        memmove(g->pending, g->pending + upto, g->n_pending - upto);
+        g->n_pending -= upto;
+    }
+    return DS_OK;
+}
+
+/* The end: flushes the decoder (an incomplete character becomes U+FFFD) and
+ * releases what was held back. */
+static ds_status gen_flush(ds_generator *g, dsi_err *e) {
+    size_t plen = 0;
+    ds_status st = gen_piece(&g->b, g->tok, &g->dstate, -1, &plen, e);
+    if (!st) st = gen_pend(g, g->b.piece, plen, e);
+    if (!st) st = gen_settle(g, true, e);
+    return st;
+}
+
+DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *len) {
+    dsi_err e = {0};
+    if (text) *text = "";
+    if (len) *len = 0;
+    if (!g) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_next: generator is NULL");
+        return dsi_publish(&e);
+    }
+    if (g->st.stop_reason || g->failed) return DS_OK;
+    g->n_out = 0;
+    if (g->out) g->out[0] = '\0';
+    ds_status st;
+    size_t n_before = 0;   /* released text that belongs to the token (the rest: the -1 call) */
+    int32_t t = -1;
+
+    /* ---- sample ---- */
+    if (g->ignore_eos && g->eos >= 0 && g->eos < g->n_sample) g->b.logits[g->eos] = -INFINITY;
+    if ((st = ds_sampler_sample(g->s, g->b.logits, g->n_sample, g->b.ids, g->n_ids, &t)) != DS_OK) {
+        g->failed = true;
+        return st;   /* the sampler set the message */
+    }
+    if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
+        g->st.stop_reason = DS_STOP_EOS;   /* not passed on, not evaluated */
+        t = -1;
+    } else {
+        /* ---- decode, look for stop strings, release ---- */
+        g->b.ids[g->n_ids++] = t;
+        g->st.n_generated++;
+        size_t plen = 0;
+        if ((st = gen_piece(&g->b, g->tok, &g->dstate, t, &plen, &e)) != DS_OK ||
+            (st = gen_pend(g, g->b.piece, plen, &e)) != DS_OK || (st = gen_settle(g, false, &e)) != DS_OK)
+            goto fail;
+        if (!g->st.stop_reason && g->max_tokens && g->st.n_generated >= g->max_tokens)
+            g->st.stop_reason = DS_STOP_LENGTH;
+        else if (!g->st.stop_reason && ds_context_n_past(g->c) >= g->n_ctx)
+            g->st.stop_reason = DS_STOP_CONTEXT_FULL;
+        if (g->st.stop_reason == DS_STOP_LENGTH || g->st.stop_reason == DS_STOP_CONTEXT_FULL) {
+            if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
+        }
+        n_before = g->n_out;
+        if (g->on_token && g->on_token(g->user, t, g->out ? g->out : "", g->n_out) && !g->st.stop_reason)
+            g->st.stop_reason = DS_STOP_CALLBACK;
+        /* ---- evaluate it, unless it ends the generation ---- */
+        if (!g->st.stop_reason) {
+            st = ds_context_eval(g->c, &t, 1, g->b.logits, 0);
+            if (st == DS_ERR_CANCELLED) {
+                g->st.stop_reason = DS_STOP_ABORT;
+            } else if (st) {
+                g->failed = true;
+                g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+                return st;   /* the context set the message */
+            }
+        }
+    }
+    /* ---- the end: what is still held back comes in a call with -1 ---- */
+    if (g->st.stop_reason && g->st.stop_reason != DS_STOP_LENGTH && g->st.stop_reason != DS_STOP_CONTEXT_FULL &&
+        g->st.stop_reason != DS_STOP_STRING) {
+        if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
+        if (g->n_out > n_before && g->on_token) (void)g->on_token(g->user, -1, g->out + n_before, g->n_out - n_before);
+    }
+    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    if (text) *text = g->out ? g->out : "";
+    if (len) *len = g->n_out;
+    return DS_OK;
+fail:
+    g->failed = true;
+    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    return dsi_publish(&e);
+}
+
+DS_API ds_stop_reason ds_generator_stop_reason(const ds_generator *g) { return g ? g->st.stop_reason : DS_STOP_NONE; }
+
+DS_API void ds_generator_stats(const ds_generator *g, ds_generate_stats *out) {
+    if (!out) return;
+    if (g) *out = g->st;
+    else memset(out, 0, sizeof *out);
+}
+
+/* Runs a generator to its end (the loop of every callback-driven call). */
+static ds_status gen_run(ds_context *c, ds_sampler *s, const int32_t *prompt, size_t n_prompt,
+                         const ds_generate_params *p, bool none, ds_generate_stats *gs) {
+    dsi_err e = {0};
+    ds_generator *g = NULL;
+    ds_status st = gen_new(&g, c, s, prompt, n_prompt, p, none, &e);
+    if (st) {
+        gs->n_prompt = n_prompt > (size_t)INT32_MAX ? INT32_MAX : (int)n_prompt;
+        return dsi_publish(&e);
+    }
+    while (st == DS_OK && !g->st.stop_reason && !g->failed) st = ds_generator_next(g, NULL, NULL);
+    *gs = g->st;
+    ds_generator_free(g);
+    return st;
+}
+
+DS_API ds_status ds_generate_tokens(ds_context *c, ds_sampler *s, const int32_t *prompt, size_t n_prompt,
+                                    const ds_generate_params *params, ds_generate_stats *stats) {
+    ds_generate_stats local;
+    ds_generate_stats *gs = stats ? stats : &local;
+    memset(gs, 0, sizeof *gs);
+    return gen_run(c, s, prompt, n_prompt, params, false, gs);
+}
+
 /* ==== ds_generate ======================================================== */
 
 DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, int max_tokens, ds_token_fn on_token,
@@ -126,95 +510,27 @@ DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, i
         return dsi_publish(&e);
     }
     ds_model *m = ds_context_model(c);
-    if (!m) {
-        dsi_fail(&e, DS_ERR_MISUSE, "ds_generate: the context has no model");
+    const ds_tokenizer *tok = m ? ds_model_tokenizer(m) : NULL;
+    if (!tok) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_generate: the context has no model or tokenizer");
         return dsi_publish(&e);
     }
-    const ds_tokenizer *tok = ds_model_tokenizer(m);
-    ds_model_config cfg;
-    ds_status st = ds_model_get_config(m, &cfg);
-    if (st) return st;
-    if (!tok || cfg.vocab_size <= 0) {
-        dsi_fail(&e, DS_ERR_MISUSE, "ds_generate: the model has no tokenizer or vocabulary");
-        return dsi_publish(&e);
-    }
-    /* the model's vocabulary is often padded past the tokenizer's; ids
-     * there have no text, so they are never sampled */
-    const int n_vocab = cfg.vocab_size;
-    const int n_tok = ds_tokenizer_vocab_size(tok);
-    const int n_sample = n_tok > 0 && n_tok < n_vocab ? n_tok : n_vocab;
-    const int32_t eos = ds_tokenizer_eos(tok);
-    const int n_ctx = ds_context_n_ctx(c);
 
+    /* ---- tokenize, then the one loop ---- */
     gen_bufs b = {&m->al, NULL, 0, NULL, NULL, 0};
     size_t n_prompt = 0;
-
-    /* ---- tokenize and check the prompt fits ---- */
-    if ((st = gen_encode(&b, tok, prompt, &n_prompt, &e)) != DS_OK) goto fail;
-    gs->n_prompt = n_prompt > (size_t)INT32_MAX ? INT32_MAX : (int)n_prompt;
-    if (n_prompt == 0) {
+    ds_status st = gen_encode(&b, tok, prompt, &n_prompt, &e);
+    if (st == DS_OK && n_prompt == 0)
         st = dsi_fail(&e, DS_ERR_INVALID_ARG, "generate: the prompt is empty and the tokenizer adds no BOS token");
-        goto fail;
+    if (st) {
+        gen_bufs_free(&b);
+        return dsi_publish(&e);
     }
-    if (n_ctx <= 0 || n_prompt > (size_t)n_ctx) {
-        st = dsi_fail(&e, DS_ERR_LIMIT, "prompt of %zu tokens exceeds the context of %d", n_prompt, n_ctx);
-        goto fail;
-    }
-
-    /* ---- buffers: history for every token that can still come (after
-     * the context fills, one more sampled token can be emitted) ---- */
-    {
-        size_t room = (size_t)n_ctx - n_prompt + 1;
-        size_t more = (size_t)max_tokens < room ? (size_t)max_tokens : room;
-        if ((st = gen_grow_ids(&b, n_prompt + more, &e)) != DS_OK) goto fail;
-    }
-    b.logits = dsi_calloc(b.al, (size_t)n_vocab, sizeof *b.logits);
-    b.piece = dsi_malloc(b.al, GEN_PIECE_BYTES);
-    b.cap_piece = GEN_PIECE_BYTES;
-    if (!b.logits || !b.piece) {
-        st = dsi_fail(&e, DS_ERR_NOMEM, "generate: out of memory for %d logits", n_vocab);
-        goto fail;
-    }
-
-    /* ---- prefill ---- */
-    ds_context_reset(c);
-    double t0 = dsi_now_seconds();
-    st = ds_context_eval(c, b.ids, n_prompt, b.logits, 0);
-    gs->prompt_seconds = dsi_now_seconds() - t0;
-    if (st) goto fail_published;
-
-    /* ---- decode: sample, stream, evaluate ---- */
-    double t1 = dsi_now_seconds();
-    ds_detok_state dstate;
-    memset(&dstate, 0, sizeof dstate);
-    size_t n_hist = n_prompt;
-    for (int g = 0; g < max_tokens;) {
-        int32_t t;
-        st = ds_sampler_sample(s, b.logits, n_sample, b.ids, n_hist, &t);
-        if (st) break;
-        if (eos >= 0 && t == eos) break;
-        b.ids[n_hist++] = t;
-        size_t plen = 0;
-        if ((st = gen_piece(&b, tok, &dstate, t, &plen, &e)) != DS_OK) {
-            gs->generate_seconds = dsi_now_seconds() - t1;
-            goto fail;
-        }
-        gs->n_generated = ++g;
-        if (on_token && on_token(user, t, b.piece, plen)) break;
-        if (g == max_tokens || ds_context_n_past(c) >= n_ctx) break;
-        st = ds_context_eval(c, &t, 1, b.logits, 0);
-        if (st) break;
-    }
-    gs->generate_seconds = dsi_now_seconds() - t1;
-    if (st) goto fail_published;
-    gen_bufs_free(&b);
-    return DS_OK;
-
-fail:
-    gen_bufs_free(&b);
-    return dsi_publish(&e);
-fail_published:
-    /* the sampler or the context already set the thread's message */
+    ds_generate_params p = ds_generate_default_params();
+    p.max_tokens = max_tokens;
+    p.on_token = on_token;
+    p.user = user;
+    st = gen_run(c, s, b.ids, n_prompt, &p, max_tokens == 0, gs);
     gen_bufs_free(&b);
     return st;
 }

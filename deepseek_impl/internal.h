@@ -661,8 +661,9 @@ DSI_INLINE dsi_model_file dsi_model_file_of(const ds_model *m) {
  * header, mapping, keys, metadata, config, tokenizer, directory checks. */
 DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e);
 /* Decrypts every dense segment (and the routed experts too when experts_too)
- * into secure buffers and binds the weights (m->w). */
-DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, dsi_err *e);
+ * into secure buffers and binds the weights (m->w); p->progress is told of
+ * each segment and may cancel (DS_ERR_CANCELLED). */
+DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e);
 /* Undoes dsi_file_open and dsi_file_load_dense (not the pager or device). */
 DSI_FUNC void dsi_file_close(ds_model *m);
 /* Decrypts and authenticates one segment into dst (at least plain_bytes).

@@ -42,7 +42,7 @@ static ds_status dsi_model_weights(ds_model *m, const ds_model_params *p, dsi_er
     /* with gpu_cache_bytes 0 every expert goes to device memory at open,
      * decrypted one at a time into staging: none stays on the host */
     bool experts_on_host = !(m->device == DS_DEVICE_CUDA && p->gpu_cache_bytes == 0);
-    if ((s = dsi_file_load_dense(m, p->expert_cache_bytes == 0 && experts_on_host, e))) return s;
+    if ((s = dsi_file_load_dense(m, p->expert_cache_bytes == 0 && experts_on_host, p, e))) return s;
     if (p->expert_cache_bytes &&
         (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, (ds_prefetch_mode)p->prefetch,
                            p->evict_policy, e)))

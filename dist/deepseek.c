@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 16e08dcccf44b47a: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 634f57446c6612eb: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -28,14 +28,17 @@
  *     deepseek_impl/regex.c
  *     deepseek_impl/tokenizer.c
  *     deepseek_impl/chat_template.c
- *     deepseek_impl/model.c
+ *     deepseek_impl/arch.c
+ *     deepseek_impl/file.c
  *     deepseek_impl/threadpool.c
- *     kernels/cpu/ops.c
  *     kernels/cpu/ops_avx2.c
  *     kernels/cpu/ops_avx512.c
+ *     kernels/cpu/ops.c
  *     deepseek_impl/pager.c
- *     deepseek_impl/forward.c
+ *     deepseek_impl/cpu.c
  *     deepseek_impl/cuda.c
+ *     deepseek_impl/model.c
+ *     deepseek_impl/forward.c
  *     deepseek_impl/sampler.c
  *     deepseek_impl/generate.c
  *     deepseek_impl/convert.c
@@ -49,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "16e08dcccf44b47a"
+#define DS_SOURCE_ID "634f57446c6612eb"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -475,11 +478,28 @@ DSI_FUNC void dsi_meta_free(dsi_meta *m);
 /* Stored size of a segment of `plain` bytes: plain + tags. */
 DSI_FUNC bool dsi_stored_bytes(uint64_t plain, uint32_t chunk_bytes, uint64_t *stored, uint32_t *n_chunks);
 
+/* What the layers above the container read of an opened file's directory:
+ * its tensors sorted by name (for lookups) and, once loaded, the plaintext
+ * of each resident segment (NULL entries for segments not resident). */
+typedef struct dsi_model_file {
+    const dsi_meta *meta;
+    dsi_tensor *const *sorted;     /* meta->n_tensors entries, by name */
+    const dsi_secure_buf *dense;   /* meta->n_segments entries, or NULL before loading */
+} dsi_model_file;
+/* The tensor called name (its index into meta->tensors in *index), or NULL. */
+DSI_FUNC const dsi_tensor *dsi_file_tensor(const dsi_model_file *f, const char *name, size_t *index);
+
 /* ==== Model config ======================================================== */
 /* Parses a Hugging Face config.json into the public config struct, checking
  * architecture, required fields and ranges. Tokenizer fields are left 0. */
 DSI_FUNC ds_status dsi_config_parse(const char *json, size_t len, const dsi_alloc *al, ds_model_config *cfg, dsi_err *e);
+
+/* ==== Architectures (arch.c) ============================================= */
+/* Whether layer `layer` is a MoE layer (else a dense MLP). */
 DSI_FUNC bool dsi_config_is_moe_layer(const ds_model_config *cfg, int layer);
+/* The attention kind, decided here only: MLA (V2, V3) or multi-head
+ * attention (DeepSeek-MoE). */
+DSI_FUNC bool dsi_arch_attention_mla(const ds_model_config *cfg);
 
 /* One tensor the architecture needs, in the order the converter writes them:
  * model.embed_tokens.weight; then per layer its dense tensors followed by its
@@ -531,6 +551,19 @@ typedef struct dsi_layer {
     dsi_weight exp_gate, exp_up, exp_down;   /* shapes and dtypes of the routed experts (no data) */
     dsi_expert_ref *experts;       /* n_routed entries */
 } dsi_layer;
+
+/* Every weight the forward pass uses, bound from the directory (arch.c). */
+typedef struct dsi_weights {
+    bool mla;                      /* MLA attention, else multi-head (dsi_arch_attention_mla) */
+    dsi_weight embed, out_norm, lm_head;
+    dsi_layer *layers;             /* n_layers */
+} dsi_weights;
+/* Binds W from the file's directory (after the dense segments are resident,
+ * so .data points at their plaintext; expert matrices keep only offsets and
+ * shapes). Undone by dsi_arch_unbind (safe on a partly bound W). */
+DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config *c, const dsi_alloc *al,
+                                 dsi_weights *W, dsi_err *e);
+DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al);
 
 /* Kernels (kernels/cpu/ops.c). */
 DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x);
@@ -644,39 +677,14 @@ DSI_FUNC void dsi_pool_free(dsi_pool *p);
 DSI_FUNC void dsi_pool_run(dsi_pool *p, dsi_task_fn fn, void *ctx, int n);
 DSI_FUNC int dsi_pool_size(const dsi_pool *p);
 
-/* ==== Expert pager (pager.c) ============================================ */
+/* ==== Model file (file.c) ================================================ */
+/* The opened container as the layers above it see it. ds_model_open
+ * (model.c) fills it in order: the file and its keys, the metadata and
+ * directory, the dense segments, the bound weights, then the pager and the
+ * device. */
 typedef struct dsi_pager dsi_pager;
-/* Asks the OS for [off, off + len) of the file ahead of reading it through
- * the mapping; releases this process's pages of the whole pages in [off, end). */
-DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
-DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
-/* Maps [off, off + len) into this process's page tables in one call. */
-DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len);
-/* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
-DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len);
-DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, ds_prefetch_mode prefetch,
-                                 ds_evict_policy policy, dsi_err *e);
-DSI_FUNC void dsi_pager_free(ds_model *m);
-DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
-DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
-/* Where (layer, expert) is: 0 ready in the cache, 1 not there (nor being
- * decrypted), 2 being decrypted. A hint: it may change at once. */
-DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert);
-/* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
-DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
-/* Queues experts for decryption ahead of use. prediction: a guess for a later
- * layer, best first (counted for the accuracy statistics); of its experts
- * not cached, only those whose rank has been right often enough so far
- * (DSI_GUESS_MIN_ACCURACY, scored by dsi_pager_routed) are queued. Under
- * DS_PREFETCH_AUTO with no CPU to spare, an expert whose ciphertext is in
- * memory is not queued (a miss decrypts it on every compute thread). */
-DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction);
-/* The layer's real choice: guesses for it that it did not choose count as
- * wrong now (the prediction accuracy is per forward pass); with the guess
- * made for this pass (best first, n_guess of them), each rank's record. */
-DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int n, const int *guess, int n_guess);
+typedef struct dsi_device_i dsi_device_i;
 
-/* ==== Model =============================================================== */
 struct ds_model {
     dsi_alloc al;
     dsi_err err;                /* last failure on this handle */
@@ -699,26 +707,27 @@ struct ds_model {
     int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
     ds_tokenizer *tok;          /* built from the metadata at open */
     dsi_pager *pager;           /* NULL: routed experts are resident */
-    ds_device device;           /* where the forward pass runs (CUDA only once set up) */
-    struct dsi_cuda_model *cuda;   /* device weights and VRAM expert cache (cuda.c), or NULL */
+    ds_device device;           /* where the forward pass runs */
+    const dsi_device_i *dev;    /* its table (CPU or CUDA), chosen once at open */
+    void *dev_model;            /* the device's per-model state (device weights, caches), or NULL */
     char device_name[128];
-    /* bound weights (load_weights only) */
-    dsi_weight embed, out_norm, lm_head;
-    dsi_layer *layers;          /* n_layers */
+    dsi_weights w;              /* bound weights (load_weights only), host addresses */
 };
 
-/* Pointer to the plaintext of routed expert (layer, e), decrypting it if it
- * is not resident; release when the forward pass is done with it. */
-DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);
-DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
-/* Resolves the tensors the forward pass uses (forward.c); undone by unbind. */
-DSI_FUNC ds_status dsi_model_bind(ds_model *m, dsi_err *e);
-DSI_FUNC void dsi_model_unbind(ds_model *m);
-/* Routing for one token: router logits (E) -> n_experts_per_tok experts and
- * their weights. scratch holds 3 * E floats. */
-DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const float *bias, float *scratch, int *sel,
-                        float *w);
-
+/* The view of m's directory the lower layers take. */
+DSI_INLINE dsi_model_file dsi_model_file_of(const ds_model *m) {
+    dsi_model_file f = {&m->meta, (dsi_tensor *const *)m->sorted, m->dense};
+    return f;
+}
+/* Opens the file at path into m (allocator, log and threads already set):
+ * header, mapping, keys, metadata, config, tokenizer, directory checks. */
+DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e);
+/* Decrypts every dense segment (and the routed experts too when experts_too)
+ * into secure buffers and binds the weights (m->w); p->progress is told of
+ * each segment and may cancel (DS_ERR_CANCELLED). */
+DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e);
+/* Undoes dsi_file_open and dsi_file_load_dense (not the pager or device). */
+DSI_FUNC void dsi_file_close(ds_model *m);
 /* Decrypts and authenticates one segment into dst (at least plain_bytes).
  * Messages name the segment. Thread-safe. */
 DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *dst, size_t dst_len, dsi_err *e);
@@ -738,35 +747,181 @@ DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
 /* "layer 3 expert 17", "embeddings", "layer 2 dense", "output" (layer == n_layers). */
 DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);
+/* Asks the OS for [off, off + len) of the file ahead of reading it through
+ * the mapping; releases this process's pages of the whole pages in [off, end). */
+DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
+DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
+/* Maps [off, off + len) into this process's page tables in one call. */
+DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len);
+/* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
+DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len);
 
-/* ==== CUDA forward pass (cuda.c) ======================================== */
-/* The device entry points are declared in kernels/cuda/backend.cuh. Built
- * without DS_CUDA these functions exist and say that CUDA is missing. */
-typedef struct dsi_cuda_model dsi_cuda_model;
-typedef struct dsi_cuda_ctx dsi_cuda_ctx;
-/* Before the weights load: decides whether the model runs on CUDA. No
- * device (or no CUDA in this build): m->device stays CPU, a DS_LOG_WARN
- * notice says so, DS_OK. A bad gpu_index is an error. */
+/* ==== Expert pager (pager.c) ============================================ */
+/* After the weights are bound and m->device is decided (DS_PREFETCH_AUTO
+ * fetches ahead on CUDA, whose CPUs are free to decrypt). */
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, ds_prefetch_mode prefetch,
+                                 ds_evict_policy policy, dsi_err *e);
+DSI_FUNC void dsi_pager_free(ds_model *m);
+DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
+DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
+/* Where (layer, expert) is: 0 ready in the cache, 1 not there (nor being
+ * decrypted), 2 being decrypted. A hint: it may change at once. */
+DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert);
+/* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
+DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
+/* Queues experts for decryption ahead of use. prediction: a guess for a later
+ * layer, best first (counted for the accuracy statistics); of its experts
+ * not cached, only those whose rank has been right often enough so far
+ * (DSI_GUESS_MIN_ACCURACY, scored by dsi_pager_routed) are queued. Under
+ * DS_PREFETCH_AUTO with no CPU to spare, an expert whose ciphertext is in
+ * memory is not queued (a miss decrypts it on every compute thread). */
+DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction);
+/* The layer's real choice: guesses for it that it did not choose count as
+ * wrong now (the prediction accuracy is per forward pass); with the guess
+ * made for this pass (best first, n_guess of them), each rank's record. */
+DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int n, const int *guess, int n_guess);
+/* The host cache's statistics into out (zeroes without a pager); reset
+ * zeroes the counters (budget and slots stay). */
+DSI_FUNC void dsi_pager_stats(const ds_model *m, ds_cache_stats *out, bool reset);
+/* Pointer to the plaintext of routed expert (layer, e): from the expert
+ * cache (decrypting it on a miss) or resident; release when done with it. */
+DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);
+DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
+
+/* ==== Devices: what the forward pass needs of a CPU or a GPU ============= */
+/*
+ * The forward pass (forward.c) is written once, over this table; the CPU
+ * (cpu.c) and CUDA (cuda.c) fill it. The driver owns the order of
+ * operations: norms, projections, attention per run of one sequence, the
+ * router, the grouping of tokens per expert, the shared experts, the
+ * residuals and the head. A device owns its memory (weights, KV caches,
+ * activations), its kernels and how it gets routed experts.
+ *
+ * Buffers named in the calls are the device's memory (dsi_act, from
+ * ctx_new); arrays documented as host are ordinary memory. Every call that
+ * can fail returns a status with the message in e. Calls on one device
+ * context come from one thread at a time (a context's).
+ */
+#define DSI_DEVICE_VERSION 1
+#define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
+
+/* A batch of tokens that may belong to several sequences, each with its own
+ * positions and KV cache. The driver splits it into runs for attention. */
+typedef struct dsi_batch {
+    int n;
+    const int32_t *tok;            /* host (n) */
+    const int32_t *pos;            /* host (n): position of each token in its sequence */
+    const int32_t *seq;            /* host (n): its sequence, in [0, n_seq) of the context */
+} dsi_batch;
+
+/* Tokens [t0, t0 + n) of a batch: one sequence at positions pos0, pos0 + 1, ... */
+typedef struct dsi_run {
+    int t0, n, seq, pos0;
+} dsi_run;
+
+/* The shape a device context is made for. */
+typedef struct dsi_ctx_shape {
+    int n_ctx;                     /* positions per sequence */
+    int n_seq;                     /* sequences (KV caches) */
+    int max_batch;                 /* tokens per forward call */
+    int n_threads;
+    const float *inv_freq;         /* host (rope_dim / 2): rotary frequencies (YaRN applied) */
+    int rope_dim;
+    float rope_mscale;             /* YaRN's cos/sin factor */
+    float attn_scale;              /* softmax scale, YaRN mscale^2 included */
+} dsi_ctx_shape;
+
+/* A device context's activations, each for max_batch tokens, row-major. */
+typedef struct dsi_act {
+    float *x;                      /* (T, D) the residual stream */
+    float *xn;                     /* (T, D) its normalised copy */
+    float *q;                      /* (T, max(H * qk, q_lora_rank)) */
+    float *qa;                     /* (T, q_lora_rank) */
+    float *kva;                    /* (T, kv_a width) MLA: latent + rope key; MHA: K rows then V rows */
+    float *att;                    /* (T, H * v) attention output */
+    float *tmp;                    /* (T, D) a block's output before the residual */
+    float *router;                 /* (T, E) router logits */
+    float *ye;                     /* (T, D) the shared experts' output */
+} dsi_act;
+
+/* The MoE work of one layer, grouped by the driver: for every expert with
+ * tokens, in ascending expert order, the tokens and their weights; the
+ * devices add each token's experts in that order (results bit-identical
+ * across batch sizes and paths). */
+typedef struct dsi_moe_plan {
+    int T, K;
+    const int *sel;                /* host (T, K): the router's choice, best first */
+    const float *selw;             /* host (T, K): its weights */
+    int n_used;
+    const int *used;               /* host (n_used): the experts with tokens, ascending */
+    const int *off, *cnt;          /* host (E): expert x's entries are [off[x], off[x] + cnt[x]) */
+    const int *idx;                /* host (T * K): the token of each entry */
+    const float *wts;              /* host (T * K): its weight */
+} dsi_moe_plan;
+
+struct dsi_device_i {
+    int version;                   /* DSI_DEVICE_VERSION */
+    const char *name;              /* "cpu", "cuda" */
+    /* per model: after the weights are bound (and the pager made) */
+    ds_status (*model_new)(ds_model *m, const ds_model_params *p, void **dm, dsi_err *e);
+    void (*model_free)(ds_model *m, void *dm);
+    /* the weights as this device addresses them (host for the CPU) */
+    const dsi_weights *(*weights)(const ds_model *m);
+    /* the device's own expert cache statistics (zeroed when it has none) */
+    void (*cache_stats)(const ds_model *m, ds_cache_stats *out, bool reset);
+    /* per context */
+    ds_status (*ctx_new)(const ds_model *m, const dsi_ctx_shape *sh, void **dc, dsi_act *act, dsi_err *e);
+    void (*ctx_free)(const ds_model *m, void *dc);
+    /* around one forward call: begin may take a lock; end waits for the
+     * queued work (status s: a failure so far, after which it only leaves
+     * the device idle) */
+    ds_status (*begin)(void *dc, dsi_err *e);
+    ds_status (*end)(void *dc, ds_status s, dsi_err *e);
+    /* x rows = the embedding rows of tok (host, T ids) */
+    ds_status (*embed)(void *dc, const dsi_weight *table, const int32_t *tok, int T, float *x, dsi_err *e);
+    /* rows of out = rmsnorm(rows of x) * w (n = w->cols values; out == x allowed) */
+    ds_status (*rmsnorm)(void *dc, float *out, int ldo, const float *x, int ldx, const dsi_weight *w, int rows,
+                         float eps, dsi_err *e);
+    /* Y (T, w->rows) = X (T, w->cols) W^T */
+    ds_status (*matmul)(void *dc, const dsi_weight *w, const float *X, int T, int ldx, float *Y, int ldy,
+                        dsi_err *e);
+    /* Y (T, D) = down(silu(gate X) * up X) */
+    ds_status (*mlp)(void *dc, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down, const float *X,
+                     int T, float *Y, dsi_err *e);
+    /* y += x over n floats */
+    ds_status (*add)(void *dc, float *y, const float *x, size_t n, dsi_err *e);
+    /* MLA for one run: rows [r->t0, r->t0 + r->n) of kva (the kv_a output)
+     * enter sequence r->seq's cache of layer l (normalised latent, roped
+     * key), then those rows of q attend over positions [0, pos0 + t] into
+     * the same rows of att */
+    ds_status (*mla_attention)(void *dc, int l, const dsi_layer *L, const dsi_run *r, float eps, dsi_err *e);
+    /* multi-head attention for one run: q and the K, V rows in kva (K of the
+     * batch's T tokens, then their V) are roped, stored and attended */
+    ds_status (*mha_attention)(void *dc, int l, const dsi_layer *L, const dsi_run *r, int T, dsi_err *e);
+    /* routing of T tokens from the router logits into host sel/selw (T, K) */
+    ds_status (*route)(void *dc, const dsi_layer *L, const float *logits, int T, int *sel, float *selw,
+                       dsi_err *e);
+    /* Y (T, D) = the routed experts of layer l applied to X as planned */
+    ds_status (*moe)(void *dc, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X, float *Y,
+                     dsi_err *e);
+    /* out (host, n rows of the vocabulary) = X (n, D) times the LM head */
+    ds_status (*head)(void *dc, const dsi_weight *lm_head, const float *X, int n, float *out, dsi_err *e);
+};
+
+/* The CPU device (cpu.c). */
+DSI_FUNC const dsi_device_i *dsi_cpu_device(void);
+/* Routing for one token: router logits (E) -> n_experts_per_tok experts and
+ * their weights. scratch holds 3 * E floats. (cpu.c; also the reference of
+ * the CUDA route kernel's tests) */
+DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const float *bias, float *scratch, int *sel,
+                        float *w);
+
+/* The CUDA device (cuda.c). Before the weights load, decides whether the
+ * model runs on CUDA: no device (or no CUDA in this build) leaves it on the
+ * CPU with a DS_LOG_WARN notice and DS_OK; a bad gpu_index is an error. */
 DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e);
-/* Whether the routed experts should be decrypted onto the host at load:
- * not when they all go straight to device memory. */
-DSI_FUNC bool dsi_cuda_experts_on_host(const ds_model *m, const ds_model_params *p);
-/* After the weights load and the pager: uploads the dense weights and sets
- * up the VRAM expert cache (filling it when every expert fits). */
-DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi_err *e);
-DSI_FUNC void dsi_cuda_model_free(ds_model *m);
-/* The VRAM cache's statistics into out (may be NULL); reset zeroes them. */
-DSI_FUNC void dsi_cuda_stats(const ds_model *m, ds_cache_stats *out, bool reset);
-/* A context's device state: KV cache of n_ctx positions, scratch for
- * max_batch tokens, the rotary table (host inv_freq, rope_dim / 2 values). */
-DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch, const float *inv_freq,
-                                    int rope_dim, float rope_mscale, float attn_scale, dsi_cuda_ctx **out,
-                                    dsi_err *e);
-DSI_FUNC void dsi_cuda_ctx_free(const ds_model *m, dsi_cuda_ctx *g);
-/* T tokens at positions pos0..; logits of rows [first_out, T) into out (host)
- * when out is not NULL. Contexts on one model take turns (a model lock). */
-DSI_FUNC ds_status dsi_cuda_forward(const ds_model *m, dsi_cuda_ctx *g, const int32_t *tok, int T, int pos0,
-                                    float *out, int first_out, dsi_err *e);
+/* Its table (only used once dsi_cuda_probe chose CUDA). */
+DSI_FUNC const dsi_device_i *dsi_cuda_device(void);
 
 /* ==== Tokenizer (tokenizer.c) =========================================== */
 /* Fills the tokenizer summary fields of cfg (vocab, merges, added tokens,
@@ -2889,6 +3044,7 @@ DS_API ds_status ds_key_file_read(const char *path, unsigned char key[DS_KEY_BYT
 /* #include "internal.h": pasted above */
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <sodium.h>
 
@@ -3159,12 +3315,25 @@ DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf
     else if (s->layer >= n_layers) snprintf(buf, len, "output");
     else snprintf(buf, len, "layer %d dense", s->layer);
 }
+
+/* ==== Tensor lookup ======================================================= */
+static int dsi_cmp_name_key(const void *key, const void *elem) {
+    return strcmp((const char *)key, (*(const dsi_tensor *const *)elem)->name);
+}
+
+DSI_FUNC const dsi_tensor *dsi_file_tensor(const dsi_model_file *f, const char *name, size_t *index) {
+    if (!f->sorted) return NULL;
+    dsi_tensor *const *hit = bsearch(name, f->sorted, f->meta->n_tensors, sizeof *f->sorted, dsi_cmp_name_key);
+    if (!hit) return NULL;
+    if (index) *index = (size_t)(*hit - f->meta->tensors);
+    return *hit;
+}
 /* ==== End deepseek_impl/container.c ==== */
 
 /* ==== Begin deepseek_impl/config.c ==== */
 /*
- * config.c — the model config: Hugging Face config.json -> ds_model_config,
- * and the list of tensors each architecture needs.
+ * config.c — the model config: Hugging Face config.json -> ds_model_config
+ * (the tensors each architecture needs are listed in arch.c).
  *
  * Three architectures, named by config.json "architectures"[0]:
  *
@@ -3614,140 +3783,6 @@ DSI_FUNC ds_status dsi_config_parse(const char *json, size_t len, const dsi_allo
     dsi_json_free(doc);
     if (s) return s;
     *cfg = c;
-    return DS_OK;
-}
-
-DSI_FUNC bool dsi_config_is_moe_layer(const ds_model_config *cfg, int layer) {
-    return cfg->n_routed_experts > 0 && cfg->moe_layer_freq > 0 && layer >= cfg->first_k_dense_replace &&
-           layer % cfg->moe_layer_freq == 0;
-}
-
-/* ==== Tensor specs ========================================================= */
-typedef struct dsc_spec_list {
-    dsi_tensor_spec *v;
-    size_t n, cap;        /* cap == 0: counting pass only */
-    bool overflow;        /* a name did not fit */
-} dsc_spec_list;
-
-static void dsc_spec_add(dsc_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
-                         uint64_t d1, const char *fmt, ...) DSI_PRINTF(8, 9);
-
-/* d1 == 0 means a 1-D tensor of d0 elements. */
-static void dsc_spec_add(dsc_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
-                         uint64_t d1, const char *fmt, ...) {
-    if (l->n < l->cap) {
-        dsi_tensor_spec *t = &l->v[l->n];
-        va_list ap;
-        va_start(ap, fmt);
-        int w = vsnprintf(t->name, sizeof t->name, fmt, ap);
-        va_end(ap);
-        if (w < 0 || (size_t)w >= sizeof t->name) l->overflow = true;
-        t->n_dims = d1 ? 2 : 1;
-        t->dims[0] = d0;
-        t->dims[1] = d1;
-        t->keep_f32 = keep_f32 || !d1;
-        t->seg_kind = kind;
-        t->layer = layer;
-        t->expert = expert;
-    }
-    l->n++;
-}
-
-/* One pass over the architecture; with cap == 0 it only counts. */
-static void dsc_spec_walk(const ds_model_config *c, dsc_spec_list *l) {
-    const uint32_t D = DS_SEGMENT_DENSE, X = DS_SEGMENT_EXPERT;
-    const uint64_t H = (uint64_t)c->hidden_size, nh = (uint64_t)c->n_heads;
-    dsc_spec_add(l, -1, -1, D, false, (uint64_t)c->vocab_size, H, "model.embed_tokens.weight");
-    for (int i = 0; i < c->n_layers; i++) {
-        dsc_spec_add(l, i, -1, D, true, H, 0, "model.layers.%d.input_layernorm.weight", i);
-        if (c->arch == DS_ARCH_DEEPSEEK_MOE) {
-            uint64_t hd = (uint64_t)c->head_dim, kvh = (uint64_t)c->n_kv_heads;
-            dsc_spec_add(l, i, -1, D, false, nh * hd, H, "model.layers.%d.self_attn.q_proj.weight", i);
-            dsc_spec_add(l, i, -1, D, false, kvh * hd, H, "model.layers.%d.self_attn.k_proj.weight", i);
-            dsc_spec_add(l, i, -1, D, false, kvh * hd, H, "model.layers.%d.self_attn.v_proj.weight", i);
-            dsc_spec_add(l, i, -1, D, false, H, nh * hd, "model.layers.%d.self_attn.o_proj.weight", i);
-        } else {
-            uint64_t qk = (uint64_t)c->qk_nope_head_dim + (uint64_t)c->qk_rope_head_dim;
-            uint64_t kl = (uint64_t)c->kv_lora_rank;
-            if (c->q_lora_rank > 0) {
-                uint64_t ql = (uint64_t)c->q_lora_rank;
-                dsc_spec_add(l, i, -1, D, false, ql, H, "model.layers.%d.self_attn.q_a_proj.weight", i);
-                dsc_spec_add(l, i, -1, D, true, ql, 0, "model.layers.%d.self_attn.q_a_layernorm.weight", i);
-                dsc_spec_add(l, i, -1, D, false, nh * qk, ql, "model.layers.%d.self_attn.q_b_proj.weight", i);
-            } else {
-                dsc_spec_add(l, i, -1, D, false, nh * qk, H, "model.layers.%d.self_attn.q_proj.weight", i);
-            }
-            dsc_spec_add(l, i, -1, D, false, kl + (uint64_t)c->qk_rope_head_dim, H,
-                         "model.layers.%d.self_attn.kv_a_proj_with_mqa.weight", i);
-            dsc_spec_add(l, i, -1, D, true, kl, 0, "model.layers.%d.self_attn.kv_a_layernorm.weight", i);
-            dsc_spec_add(l, i, -1, D, false, nh * ((uint64_t)c->qk_nope_head_dim + (uint64_t)c->v_head_dim), kl,
-                         "model.layers.%d.self_attn.kv_b_proj.weight", i);
-            dsc_spec_add(l, i, -1, D, false, H, nh * (uint64_t)c->v_head_dim, "model.layers.%d.self_attn.o_proj.weight",
-                         i);
-        }
-        dsc_spec_add(l, i, -1, D, true, H, 0, "model.layers.%d.post_attention_layernorm.weight", i);
-        if (dsi_config_is_moe_layer(c, i)) {
-            uint64_t E = (uint64_t)c->n_routed_experts, mi = (uint64_t)c->moe_intermediate_size;
-            dsc_spec_add(l, i, -1, D, true, E, H, "model.layers.%d.mlp.gate.weight", i);
-            if (c->topk_method == DS_TOPK_NOAUX_TC)
-                dsc_spec_add(l, i, -1, D, true, E, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", i);
-            if (c->n_shared_experts > 0) {
-                uint64_t si = mi * (uint64_t)c->n_shared_experts;
-                dsc_spec_add(l, i, -1, D, false, si, H, "model.layers.%d.mlp.shared_experts.gate_proj.weight", i);
-                dsc_spec_add(l, i, -1, D, false, si, H, "model.layers.%d.mlp.shared_experts.up_proj.weight", i);
-                dsc_spec_add(l, i, -1, D, false, H, si, "model.layers.%d.mlp.shared_experts.down_proj.weight", i);
-            }
-            for (int x = 0; x < c->n_routed_experts; x++) {
-                dsc_spec_add(l, i, x, X, false, mi, H, "model.layers.%d.mlp.experts.%d.gate_proj.weight", i, x);
-                dsc_spec_add(l, i, x, X, false, mi, H, "model.layers.%d.mlp.experts.%d.up_proj.weight", i, x);
-                dsc_spec_add(l, i, x, X, false, H, mi, "model.layers.%d.mlp.experts.%d.down_proj.weight", i, x);
-            }
-        } else {
-            uint64_t I = (uint64_t)c->intermediate_size;
-            dsc_spec_add(l, i, -1, D, false, I, H, "model.layers.%d.mlp.gate_proj.weight", i);
-            dsc_spec_add(l, i, -1, D, false, I, H, "model.layers.%d.mlp.up_proj.weight", i);
-            dsc_spec_add(l, i, -1, D, false, H, I, "model.layers.%d.mlp.down_proj.weight", i);
-        }
-    }
-    dsc_spec_add(l, c->n_layers, -1, D, true, H, 0, "model.norm.weight");
-    if (!c->tie_word_embeddings)
-        dsc_spec_add(l, c->n_layers, -1, D, false, (uint64_t)c->vocab_size, H, "lm_head.weight");
-}
-
-DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
-                                         size_t *n, dsi_err *e) {
-    if (!cfg || !al || !out || !n) return dsi_fail(e, DS_ERR_INVALID_ARG, "dsi_arch_tensor_specs: NULL argument");
-    *out = NULL;
-    *n = 0;
-    if (cfg->arch != DS_ARCH_DEEPSEEK_V2 && cfg->arch != DS_ARCH_DEEPSEEK_V3 && cfg->arch != DS_ARCH_DEEPSEEK_MOE)
-        return dsi_fail(e, DS_ERR_ARCH, "unsupported architecture id %d", (int)cfg->arch);
-    /* The config may come from a caller rather than dsi_config_parse: the
-     * walk relies on these bounds (products of two of them fit in 64 bits). */
-    if (cfg->n_layers < 1 || cfg->n_layers > DS_MAX_LAYERS || cfg->n_routed_experts < 0 ||
-        cfg->n_routed_experts > DS_MAX_EXPERTS || cfg->n_shared_experts < 0 || cfg->hidden_size < 1 ||
-        cfg->vocab_size < 1 || cfg->n_heads < 1 || cfg->n_kv_heads < 0 || cfg->head_dim < 0 ||
-        cfg->intermediate_size < 0 || cfg->moe_intermediate_size < 0 || cfg->q_lora_rank < 0 ||
-        cfg->kv_lora_rank < 0 || cfg->qk_nope_head_dim < 0 || cfg->qk_rope_head_dim < 0 || cfg->v_head_dim < 0 ||
-        cfg->moe_layer_freq < 1 || cfg->first_k_dense_replace < 0)
-        return dsi_fail(e, DS_ERR_CONFIG, "model config is out of range");
-
-    dsc_spec_list l = {0};
-    dsc_spec_walk(cfg, &l);
-    if (l.n > DS_MAX_TENSORS)
-        return dsi_fail(e, DS_ERR_LIMIT, "the architecture needs %zu tensors, more than DS_MAX_TENSORS (%u)", l.n,
-                        (unsigned)DS_MAX_TENSORS);
-    size_t count = l.n;
-    l.v = dsi_calloc(al, count, sizeof *l.v);
-    if (!l.v) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a list of %zu tensors", count);
-    l.cap = count;
-    l.n = 0;
-    dsc_spec_walk(cfg, &l);
-    if (l.overflow || l.n != count) {
-        dsi_free(al, l.v);
-        return dsi_fail(e, DS_ERR_INTERNAL, "tensor name longer than %zu bytes", sizeof l.v[0].name - 1);
-    }
-    *out = l.v;
-    *n = count;
     return DS_OK;
 }
 /* ==== End deepseek_impl/config.c ==== */
@@ -7546,11 +7581,344 @@ DS_API ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const d
 }
 /* ==== End deepseek_impl/chat_template.c ==== */
 
-/* ==== Begin deepseek_impl/model.c ==== */
+/* ==== Begin deepseek_impl/arch.c ==== */
 /*
- * model.c — opening a container: map, check the header, derive keys,
+ * arch.c — everything the runtime knows about the layout of each DeepSeek
+ * family, in one table: the Hugging Face name of every tensor, its shape as
+ * a function of the config, whether it stays F32, and the field of the
+ * bound weights (dsi_layer) it fills. The converter's tensor list
+ * (dsi_arch_tensor_specs), the open-time directory check and the weight
+ * binding (dsi_arch_bind) all walk this one table, so adding a variant
+ * touches this file only.
+ *
+ * The attention kind is decided here once (dsi_arch_attention): DeepSeek-MoE
+ * has multi-head attention (q/k/v/o); V2 and V3 have MLA, with or without a
+ * q-LoRA. Everything after binding asks the bound weights (dsi_weights.mla).
+ */
+/* #include "internal.h": pasted above */
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* ==== The decisions ======================================================== */
+DSI_FUNC bool dsi_arch_attention_mla(const ds_model_config *c) { return c->arch != DS_ARCH_DEEPSEEK_MOE; }
+
+DSI_FUNC bool dsi_config_is_moe_layer(const ds_model_config *cfg, int layer) {
+    return cfg->n_routed_experts > 0 && cfg->moe_layer_freq > 0 && layer >= cfg->first_k_dense_replace &&
+           layer % cfg->moe_layer_freq == 0;
+}
+
+/* ==== The table ============================================================ */
+/* When a layer tensor exists. */
+enum {
+    DSA_ALL,          /* every layer */
+    DSA_MHA,          /* multi-head attention (DeepSeek-MoE) */
+    DSA_MLA,          /* MLA, either query form */
+    DSA_MLA_QLORA,    /* MLA with a q-LoRA (q_lora_rank > 0) */
+    DSA_MLA_Q,        /* MLA with a plain query projection */
+    DSA_DENSE,        /* a dense MLP layer */
+    DSA_MOE,          /* a MoE layer */
+    DSA_MOE_BIAS,     /* a MoE layer routed by noaux_tc (V3's correction bias) */
+    DSA_MOE_SHARED,   /* a MoE layer with shared experts */
+    DSA_EXPERT        /* each routed expert of a MoE layer ("%d" in the name twice: layer, expert) */
+};
+
+/* Dimensions, in the config's terms. */
+enum {
+    DSD_NONE,         /* 1-D tensors have no second dimension */
+    DSD_HIDDEN,       /* hidden_size */
+    DSD_VOCAB,
+    DSD_MHA_Q,        /* n_heads * head_dim */
+    DSD_MHA_KV,       /* n_kv_heads * head_dim */
+    DSD_QLORA,        /* q_lora_rank */
+    DSD_MLA_Q,        /* n_heads * (qk_nope + qk_rope) */
+    DSD_MLA_KVA,      /* kv_lora_rank + qk_rope */
+    DSD_KVLORA,       /* kv_lora_rank */
+    DSD_MLA_KVB,      /* n_heads * (qk_nope + v_head) */
+    DSD_MLA_O,        /* n_heads * v_head */
+    DSD_EXPERTS,      /* n_routed_experts */
+    DSD_SHARED,       /* moe_intermediate_size * n_shared_experts */
+    DSD_MOE_INTER,    /* moe_intermediate_size */
+    DSD_INTER         /* intermediate_size */
+};
+
+typedef struct dsa_entry {
+    const char *name;        /* after "model.layers.%d." */
+    uint8_t when;            /* DSA_* */
+    uint8_t rows, cols;      /* DSD_*; cols DSD_NONE: a 1-D tensor of `rows` values */
+    bool keep_f32;
+    size_t field;            /* offsetof(dsi_layer, a dsi_weight); for experts the template */
+    int part;                /* experts: 0 gate, 1 up, 2 down (dsi_expert_ref.off) */
+} dsa_entry;
+
+#define DSA_F(f) offsetof(dsi_layer, f)
+
+/* In the order the converter writes them (the container's layout). */
+static const dsa_entry dsa_layer[] = {
+    {"input_layernorm.weight", DSA_ALL, DSD_HIDDEN, DSD_NONE, true, DSA_F(attn_norm), 0},
+    {"self_attn.q_proj.weight", DSA_MHA, DSD_MHA_Q, DSD_HIDDEN, false, DSA_F(wq), 0},
+    {"self_attn.k_proj.weight", DSA_MHA, DSD_MHA_KV, DSD_HIDDEN, false, DSA_F(wk), 0},
+    {"self_attn.v_proj.weight", DSA_MHA, DSD_MHA_KV, DSD_HIDDEN, false, DSA_F(wv), 0},
+    {"self_attn.o_proj.weight", DSA_MHA, DSD_HIDDEN, DSD_MHA_Q, false, DSA_F(wo), 0},
+    {"self_attn.q_a_proj.weight", DSA_MLA_QLORA, DSD_QLORA, DSD_HIDDEN, false, DSA_F(q_a), 0},
+    {"self_attn.q_a_layernorm.weight", DSA_MLA_QLORA, DSD_QLORA, DSD_NONE, true, DSA_F(q_a_norm), 0},
+    {"self_attn.q_b_proj.weight", DSA_MLA_QLORA, DSD_MLA_Q, DSD_QLORA, false, DSA_F(q_b), 0},
+    {"self_attn.q_proj.weight", DSA_MLA_Q, DSD_MLA_Q, DSD_HIDDEN, false, DSA_F(q_proj), 0},
+    {"self_attn.kv_a_proj_with_mqa.weight", DSA_MLA, DSD_MLA_KVA, DSD_HIDDEN, false, DSA_F(kv_a), 0},
+    {"self_attn.kv_a_layernorm.weight", DSA_MLA, DSD_KVLORA, DSD_NONE, true, DSA_F(kv_a_norm), 0},
+    {"self_attn.kv_b_proj.weight", DSA_MLA, DSD_MLA_KVB, DSD_KVLORA, false, DSA_F(kv_b), 0},
+    {"self_attn.o_proj.weight", DSA_MLA, DSD_HIDDEN, DSD_MLA_O, false, DSA_F(wo), 0},
+    {"post_attention_layernorm.weight", DSA_ALL, DSD_HIDDEN, DSD_NONE, true, DSA_F(ffn_norm), 0},
+    {"mlp.gate.weight", DSA_MOE, DSD_EXPERTS, DSD_HIDDEN, true, DSA_F(router), 0},
+    {"mlp.gate.e_score_correction_bias", DSA_MOE_BIAS, DSD_EXPERTS, DSD_NONE, true, DSA_F(bias), 0},
+    {"mlp.shared_experts.gate_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(gate), 0},
+    {"mlp.shared_experts.up_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(up), 0},
+    {"mlp.shared_experts.down_proj.weight", DSA_MOE_SHARED, DSD_HIDDEN, DSD_SHARED, false, DSA_F(down), 0},
+    {"mlp.experts.%d.gate_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_gate), 0},
+    {"mlp.experts.%d.up_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_up), 1},
+    {"mlp.experts.%d.down_proj.weight", DSA_EXPERT, DSD_HIDDEN, DSD_MOE_INTER, false, DSA_F(exp_down), 2},
+    {"mlp.gate_proj.weight", DSA_DENSE, DSD_INTER, DSD_HIDDEN, false, DSA_F(gate), 0},
+    {"mlp.up_proj.weight", DSA_DENSE, DSD_INTER, DSD_HIDDEN, false, DSA_F(up), 0},
+    {"mlp.down_proj.weight", DSA_DENSE, DSD_HIDDEN, DSD_INTER, false, DSA_F(down), 0},
+};
+#define DSA_N_LAYER (sizeof dsa_layer / sizeof dsa_layer[0])
+
+static uint64_t dsa_dim(const ds_model_config *c, int d) {
+    uint64_t nh = (uint64_t)c->n_heads;
+    switch (d) {
+    case DSD_HIDDEN: return (uint64_t)c->hidden_size;
+    case DSD_VOCAB: return (uint64_t)c->vocab_size;
+    case DSD_MHA_Q: return nh * (uint64_t)c->head_dim;
+    case DSD_MHA_KV: return (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+    case DSD_QLORA: return (uint64_t)c->q_lora_rank;
+    case DSD_MLA_Q: return nh * ((uint64_t)c->qk_nope_head_dim + (uint64_t)c->qk_rope_head_dim);
+    case DSD_MLA_KVA: return (uint64_t)c->kv_lora_rank + (uint64_t)c->qk_rope_head_dim;
+    case DSD_KVLORA: return (uint64_t)c->kv_lora_rank;
+    case DSD_MLA_KVB: return nh * ((uint64_t)c->qk_nope_head_dim + (uint64_t)c->v_head_dim);
+    case DSD_MLA_O: return nh * (uint64_t)c->v_head_dim;
+    case DSD_EXPERTS: return (uint64_t)c->n_routed_experts;
+    case DSD_SHARED: return (uint64_t)c->moe_intermediate_size * (uint64_t)c->n_shared_experts;
+    case DSD_MOE_INTER: return (uint64_t)c->moe_intermediate_size;
+    case DSD_INTER: return (uint64_t)c->intermediate_size;
+    default: return 0;
+    }
+}
+
+/* Whether entry x exists in layer l. */
+static bool dsa_present(const ds_model_config *c, const dsa_entry *x, int l) {
+    bool mla = dsi_arch_attention_mla(c), moe = dsi_config_is_moe_layer(c, l);
+    switch (x->when) {
+    case DSA_ALL: return true;
+    case DSA_MHA: return !mla;
+    case DSA_MLA: return mla;
+    case DSA_MLA_QLORA: return mla && c->q_lora_rank > 0;
+    case DSA_MLA_Q: return mla && c->q_lora_rank <= 0;
+    case DSA_DENSE: return !moe;
+    case DSA_MOE: return moe;
+    case DSA_MOE_BIAS: return moe && c->topk_method == DS_TOPK_NOAUX_TC;
+    case DSA_MOE_SHARED: return moe && c->n_shared_experts > 0;
+    case DSA_EXPERT: return moe;
+    default: return false;
+    }
+}
+
+/* ==== Tensor specs (the converter's list, the directory check) =========== */
+typedef struct dsa_spec_list {
+    dsi_tensor_spec *v;
+    size_t n, cap;        /* cap == 0: counting pass only */
+    bool overflow;        /* a name did not fit */
+} dsa_spec_list;
+
+static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
+                         uint64_t d1, const char *fmt, ...) DSI_PRINTF(8, 9);
+
+/* d1 == 0 means a 1-D tensor of d0 elements. */
+static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
+                         uint64_t d1, const char *fmt, ...) {
+    if (l->n < l->cap) {
+        dsi_tensor_spec *t = &l->v[l->n];
+        va_list ap;
+        va_start(ap, fmt);
+        int w = vsnprintf(t->name, sizeof t->name, fmt, ap);
+        va_end(ap);
+        if (w < 0 || (size_t)w >= sizeof t->name) l->overflow = true;
+        t->n_dims = d1 ? 2 : 1;
+        t->dims[0] = d0;
+        t->dims[1] = d1;
+        t->keep_f32 = keep_f32 || !d1;
+        t->seg_kind = kind;
+        t->layer = layer;
+        t->expert = expert;
+    }
+    l->n++;
+}
+
+/* The full name of a layer entry ("model.layers.L." + its name, with the
+ * expert index for experts) into buf. Returns false when it does not fit. */
+static bool dsa_name(const dsa_entry *x, int l, int expert, char *buf, size_t len) {
+    char fmt[96];
+    int w = snprintf(fmt, sizeof fmt, "model.layers.%%d.%s", x->name);
+    if (w < 0 || (size_t)w >= sizeof fmt) return false;
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#endif
+    w = x->when == DSA_EXPERT ? snprintf(buf, len, fmt, l, expert) : snprintf(buf, len, fmt, l);
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+    return w >= 0 && (size_t)w < len;
+}
+
+/* One pass over the architecture; with cap == 0 it only counts. */
+static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
+    const uint32_t D = DS_SEGMENT_DENSE, X = DS_SEGMENT_EXPERT;
+    dsa_spec_add(l, -1, -1, D, false, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "model.embed_tokens.weight");
+    for (int i = 0; i < c->n_layers; i++) {
+        for (size_t k = 0; k < DSA_N_LAYER; k++) {
+            const dsa_entry *x = &dsa_layer[k];
+            if (!dsa_present(c, x, i)) continue;
+            uint64_t d0 = dsa_dim(c, x->rows), d1 = dsa_dim(c, x->cols);
+            if (x->when != DSA_EXPERT) {
+                char name[96];
+                if (!dsa_name(x, i, -1, name, sizeof name)) l->overflow = true;
+                dsa_spec_add(l, i, -1, D, x->keep_f32, d0, d1, "%s", name);
+                continue;
+            }
+            /* the experts' three matrices, expert by expert (each expert's
+             * segment holds its gate, up and down together) */
+            for (int e = 0; e < c->n_routed_experts; e++)
+                for (size_t p = 0; p < 3; p++) {
+                    const dsa_entry *y = &dsa_layer[k + p];
+                    char name[96];
+                    if (!dsa_name(y, i, e, name, sizeof name)) l->overflow = true;
+                    dsa_spec_add(l, i, e, X, y->keep_f32, dsa_dim(c, y->rows), dsa_dim(c, y->cols), "%s", name);
+                }
+            k += 2;
+        }
+    }
+    dsa_spec_add(l, c->n_layers, -1, D, true, dsa_dim(c, DSD_HIDDEN), 0, "model.norm.weight");
+    if (!c->tie_word_embeddings)
+        dsa_spec_add(l, c->n_layers, -1, D, false, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "lm_head.weight");
+}
+
+DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
+                                         size_t *n, dsi_err *e) {
+    if (!cfg || !al || !out || !n) return dsi_fail(e, DS_ERR_INVALID_ARG, "dsi_arch_tensor_specs: NULL argument");
+    *out = NULL;
+    *n = 0;
+    if (cfg->arch != DS_ARCH_DEEPSEEK_V2 && cfg->arch != DS_ARCH_DEEPSEEK_V3 && cfg->arch != DS_ARCH_DEEPSEEK_MOE)
+        return dsi_fail(e, DS_ERR_ARCH, "unsupported architecture id %d", (int)cfg->arch);
+    /* The config may come from a caller rather than dsi_config_parse: the
+     * walk relies on these bounds (products of two of them fit in 64 bits). */
+    if (cfg->n_layers < 1 || cfg->n_layers > DS_MAX_LAYERS || cfg->n_routed_experts < 0 ||
+        cfg->n_routed_experts > DS_MAX_EXPERTS || cfg->n_shared_experts < 0 || cfg->hidden_size < 1 ||
+        cfg->vocab_size < 1 || cfg->n_heads < 1 || cfg->n_kv_heads < 0 || cfg->head_dim < 0 ||
+        cfg->intermediate_size < 0 || cfg->moe_intermediate_size < 0 || cfg->q_lora_rank < 0 ||
+        cfg->kv_lora_rank < 0 || cfg->qk_nope_head_dim < 0 || cfg->qk_rope_head_dim < 0 || cfg->v_head_dim < 0 ||
+        cfg->moe_layer_freq < 1 || cfg->first_k_dense_replace < 0)
+        return dsi_fail(e, DS_ERR_CONFIG, "model config is out of range");
+
+    dsa_spec_list l = {0};
+    dsa_spec_walk(cfg, &l);
+    if (l.n > DS_MAX_TENSORS)
+        return dsi_fail(e, DS_ERR_LIMIT, "the architecture needs %zu tensors, more than DS_MAX_TENSORS (%u)", l.n,
+                        (unsigned)DS_MAX_TENSORS);
+    size_t count = l.n;
+    l.v = dsi_calloc(al, count, sizeof *l.v);
+    if (!l.v) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a list of %zu tensors", count);
+    l.cap = count;
+    l.n = 0;
+    l.overflow = false;
+    dsa_spec_walk(cfg, &l);
+    if (l.overflow || l.n != count) {
+        dsi_free(al, l.v);
+        return dsi_fail(e, DS_ERR_INTERNAL, "tensor name longer than %zu bytes", sizeof l.v[0].name - 1);
+    }
+    *out = l.v;
+    *n = count;
+    return DS_OK;
+}
+
+/* ==== Binding ============================================================== */
+/* w from the directory's tensor `name`: shape, dtype, offset, and the bytes
+ * when its segment is resident (NULL for routed experts). */
+static ds_status dsa_bind(const dsi_model_file *f, dsi_weight *w, const char *name, size_t *index, dsi_err *e) {
+    const dsi_tensor *t = dsi_file_tensor(f, name, index);
+    if (!t) return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
+    w->dtype = (ds_dtype)t->dtype;
+    w->rows = t->n_dims == 2 ? (int)t->dims[0] : 1;
+    w->cols = (int)t->dims[t->n_dims - 1];
+    uint64_t rb = 0;
+    dsi_dtype_row_bytes(w->dtype, (uint64_t)w->cols, &rb);
+    w->row_bytes = (size_t)rb;
+    w->offset = t->offset;
+    w->data = f->dense && f->dense[t->segment].ptr ? (const uint8_t *)f->dense[t->segment].ptr + t->offset : NULL;
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config *c, const dsi_alloc *al,
+                                 dsi_weights *W, dsi_err *e) {
+    ds_status s;
+    size_t idx;
+    memset(W, 0, sizeof *W);
+    W->mla = dsi_arch_attention_mla(c);
+    if ((s = dsa_bind(f, &W->embed, "model.embed_tokens.weight", &idx, e))) return s;
+    if ((s = dsa_bind(f, &W->out_norm, "model.norm.weight", &idx, e))) return s;
+    if (c->tie_word_embeddings) W->lm_head = W->embed;
+    else if ((s = dsa_bind(f, &W->lm_head, "lm_head.weight", &idx, e))) return s;
+    W->layers = dsi_calloc(al, (size_t)c->n_layers, sizeof *W->layers);
+    if (!W->layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < c->n_layers; l++) {
+        dsi_layer *L = &W->layers[l];
+        L->moe = dsi_config_is_moe_layer(c, l);
+        for (size_t k = 0; k < DSA_N_LAYER; k++) {
+            const dsa_entry *x = &dsa_layer[k];
+            if (!dsa_present(c, x, l)) continue;
+            char name[128];
+            if (!dsa_name(x, l, 0, name, sizeof name))
+                return dsi_fail(e, DS_ERR_INTERNAL, "tensor name of layer %d too long", l);
+            /* experts: expert 0 gives the shapes and dtypes of all */
+            if ((s = dsa_bind(f, (dsi_weight *)(void *)((char *)L + x->field), name, &idx, e))) return s;
+        }
+        if (!L->moe) continue;
+        L->experts = dsi_calloc(al, (size_t)c->n_routed_experts, sizeof *L->experts);
+        if (!L->experts) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+        for (int xe = 0; xe < c->n_routed_experts; xe++) {
+            dsi_expert_ref *r = &L->experts[xe];
+            for (size_t k = 0; k < DSA_N_LAYER; k++) {
+                const dsa_entry *x = &dsa_layer[k];
+                if (x->when != DSA_EXPERT) continue;
+                char name[128];
+                if (!dsa_name(x, l, xe, name, sizeof name))
+                    return dsi_fail(e, DS_ERR_INTERNAL, "tensor name of layer %d too long", l);
+                const dsi_tensor *t = dsi_file_tensor(f, name, &idx);
+                if (!t) return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
+                if (x->part == 0) r->segment = t->segment;
+                else if (t->segment != r->segment)
+                    return dsi_fail(e, DS_ERR_CORRUPT, "expert %d of layer %d is split across segments", xe, l);
+                r->off[x->part] = t->offset;
+            }
+        }
+    }
+    return DS_OK;
+}
+
+DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al) {
+    if (!W->layers) return;
+    for (int l = 0; l < n_layers; l++) dsi_free(al, W->layers[l].experts);
+    dsi_free(al, W->layers);
+    W->layers = NULL;
+}
+/* ==== End deepseek_impl/arch.c ==== */
+
+/* ==== Begin deepseek_impl/file.c ==== */
+/*
+ * file.c — an opened container: map it, check the header, derive the keys,
  * authenticate the metadata, check the directories against the architecture,
- * decrypt the dense segments; plus the model's read-only queries and verify.
+ * decrypt the dense segments and bind the weights; segment reads and the
+ * mapping's page hints for the layers above (pager, devices); the model's
+ * read-only queries and verify. ds_model_open (model.c) drives it.
  */
 /* #include "internal.h": pasted above */
 
@@ -7585,21 +7953,6 @@ DS_API const char *ds_dtype_name(ds_dtype t) {
     case DS_DTYPE_Q8_0: return "Q8_0";
     }
     return "unknown";
-}
-
-DS_API ds_model_params ds_model_default_params(void) {
-    ds_model_params p;
-    memset(&p, 0, sizeof p);
-    p.load_weights = 1;
-    p.prefetch = DS_PREFETCH_AUTO;
-    p.evict_policy = DS_EVICT_LFU_DECAY;
-    return p;
-}
-
-DS_API const char *ds_model_errmsg(const ds_model *m) { return m ? m->err.msg : "no model"; }
-DS_API ds_device ds_model_device(const ds_model *m) { return m ? m->device : DS_DEVICE_CPU; }
-DS_API const char *ds_model_device_name(const ds_model *m) {
-    return !m ? "no model" : m->device_name[0] ? m->device_name : "cpu";
 }
 
 /* Records a failure on the handle and as the thread's last error. */
@@ -7761,9 +8114,7 @@ static int dsi_cmp_tensor_index(const void *a, const void *b) {
     return strcmp(x->name, y->name);
 }
 
-static int dsi_cmp_name_key(const void *key, const void *elem) {
-    return strcmp((const char *)key, (*(const dsi_tensor *const *)elem)->name);
-}
+
 
 static ds_status dsi_check_directory(ds_model *m, dsi_err *e) {
     size_t n = m->meta.n_tensors;
@@ -7777,18 +8128,18 @@ static ds_status dsi_check_directory(ds_model *m, dsi_err *e) {
 
     /* Every tensor the architecture needs is there, with its shape, in the
      * segment it belongs to. */
+    dsi_model_file f = dsi_model_file_of(m);
     dsi_tensor_spec *specs = NULL;
     size_t ns = 0;
     ds_status s = dsi_arch_tensor_specs(&m->cfg, &m->al, &specs, &ns, e);
     if (s) return s;
     for (size_t i = 0; i < ns && !s; i++) {
         const dsi_tensor_spec *sp = &specs[i];
-        dsi_tensor *const *hit = bsearch(sp->name, m->sorted, n, sizeof *m->sorted, dsi_cmp_name_key);
-        if (!hit) {
+        const dsi_tensor *t = dsi_file_tensor(&f, sp->name, NULL);
+        if (!t) {
             s = dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing from the container", sp->name);
             break;
         }
-        const dsi_tensor *t = *hit;
         const dsi_segment *sg = &m->meta.segments[t->segment];
         bool shape_ok = (int)t->n_dims == sp->n_dims;
         for (int d = 0; shape_ok && d < sp->n_dims; d++) shape_ok = t->dims[d] == sp->dims[d];
@@ -7934,109 +8285,77 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     return DS_OK;
 }
 
-static ds_status dsi_model_load_dense(ds_model *m, bool experts_too, dsi_err *e) {
+DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e) {
     m->dense = dsi_calloc(&m->al, m->meta.n_segments, sizeof *m->dense);
     if (!m->dense) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    uint64_t total = 0, done = 0, bytes = 0;
+    for (size_t i = 0; i < m->meta.n_segments; i++)
+        total += m->meta.segments[i].kind != DS_SEGMENT_EXPERT || experts_too;
     for (size_t i = 0; i < m->meta.n_segments; i++) {
         const dsi_segment *s = &m->meta.segments[i];
         if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
         ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
         if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
         if (st) return st;   /* dsi_segment_read has let go of the ciphertext pages */
+        bytes += s->plain_bytes;
+        if (p->progress && p->progress(p->progress_user, ++done, total, bytes))
+            return dsi_fail(e, DS_ERR_CANCELLED, "opening cancelled by the progress callback after %llu of %llu segments",
+                            (unsigned long long)done, (unsigned long long)total);
     }
     m->weights_loaded = true;
-    return dsi_model_bind(m, e);
+    dsi_model_file f = dsi_model_file_of(m);
+    return dsi_arch_bind(&f, &m->cfg, &m->al, &m->w, e);
 }
 
-static void dsi_model_free(ds_model *m) {
-    if (!m) return;
-    dsi_cuda_model_free(m);
-    dsi_pager_free(m);
-    dsi_model_unbind(m);
+DSI_FUNC void dsi_file_close(ds_model *m) {
+    dsi_arch_unbind(&m->w, m->cfg.n_layers, &m->al);
     ds_tokenizer_free(m->tok);
+    m->tok = NULL;
     if (m->dense) {
         for (size_t i = 0; i < m->meta.n_segments; i++) dsi_secure_free(&m->dense[i]);
         dsi_free(&m->al, m->dense);
+        m->dense = NULL;
     }
     dsi_free(&m->al, m->sorted);
+    m->sorted = NULL;
     dsi_meta_free(&m->meta);
     dsi_secure_free(&m->keybuf);
     if (m->map) munmap((void *)(uintptr_t)m->map, m->map_len);
+    m->map = NULL;
     if (m->fd >= 0) close(m->fd);
-    dsi_alloc al = m->al;
-    sodium_memzero(m, sizeof *m);
-    dsi_free(&al, m);
+    m->fd = -1;
 }
 
-DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params) {
-    dsi_err e = {0};
-    if (!out || !path) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: out and path must not be NULL");
-        return dsi_publish(&e);
-    }
-    *out = NULL;
-    ds_model_params defaults = ds_model_default_params();
-    const ds_model_params *p = params ? params : &defaults;
-    if (p->prefetch < DS_PREFETCH_OFF || p->prefetch > DS_PREFETCH_ALWAYS) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)",
-                 p->prefetch);
-        return dsi_publish(&e);
-    }
-    dsi_alloc al;
-    if (dsi_alloc_init(&al, &p->allocator, &e) || dsi_crypto_init(&e)) return dsi_publish(&e);
-    ds_model *m = dsi_calloc(&al, 1, sizeof *m);
-    if (!m) {
-        dsi_fail(&e, DS_ERR_NOMEM, "out of memory");
-        return dsi_publish(&e);
-    }
-    m->al = al;
-    m->fd = -1;
-    m->log = p->log;
-    m->log_user = p->log_user;
-    m->n_threads = p->n_threads > 0 ? p->n_threads : dsi_num_cpus();
-    m->exact_act = p->exact_activations != 0;
-    m->expert_cache_bytes = p->expert_cache_bytes;
-
+/* ==== Open ================================================================ */
+DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
     ds_status s = DS_OK;
     struct stat st;
     uint8_t head[DSI_HEADER_AREA];
     size_t got = 0;
     m->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (m->fd < 0) {
-        s = dsi_fail(&e, DS_ERR_IO, "cannot open: %s", strerror(errno));
-        goto fail;
-    }
-    if (fstat(m->fd, &st) != 0 || dsi_read_exact(m->fd, head, sizeof head, 0, &got)) {
-        s = dsi_fail(&e, DS_ERR_IO, "cannot read: %s", strerror(errno));
-        goto fail;
-    }
-    if ((s = dsi_header_parse(head, got, &m->hdr, &e))) goto fail;
-    if ((uint64_t)st.st_size < m->hdr.file_bytes) {
-        s = dsi_fail(&e, DS_ERR_TRUNCATED, "truncated: the file has %llu of its %llu bytes",
-                     (unsigned long long)st.st_size, (unsigned long long)m->hdr.file_bytes);
-        goto fail;
-    }
-    if ((uint64_t)st.st_size > m->hdr.file_bytes) {
-        s = dsi_fail(&e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
-                     (unsigned long long)(st.st_size - m->hdr.file_bytes));
-        goto fail;
-    }
-    if (m->hdr.file_bytes > SIZE_MAX) {
-        s = dsi_fail(&e, DS_ERR_LIMIT, "file too large to map on this platform");
-        goto fail;
-    }
+    if (m->fd < 0)
+        return dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
+    if (fstat(m->fd, &st) != 0 || dsi_read_exact(m->fd, head, sizeof head, 0, &got))
+        return dsi_fail(e, DS_ERR_IO, "cannot read: %s", strerror(errno));
+    if ((s = dsi_header_parse(head, got, &m->hdr, e))) return s;
+    if ((uint64_t)st.st_size < m->hdr.file_bytes)
+        return dsi_fail(e, DS_ERR_TRUNCATED, "truncated: the file has %llu of its %llu bytes",
+                        (unsigned long long)st.st_size, (unsigned long long)m->hdr.file_bytes);
+    if ((uint64_t)st.st_size > m->hdr.file_bytes)
+        return dsi_fail(e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
+                        (unsigned long long)(st.st_size - m->hdr.file_bytes));
+    if (m->hdr.file_bytes > SIZE_MAX)
+        return dsi_fail(e, DS_ERR_LIMIT, "file too large to map on this platform");
     m->map_len = (size_t)m->hdr.file_bytes;
     void *map = mmap(NULL, m->map_len, PROT_READ, MAP_SHARED, m->fd, 0);
-    if (map == MAP_FAILED) {
-        s = dsi_fail(&e, DS_ERR_IO, "cannot map %zu bytes: %s", m->map_len, strerror(errno));
-        goto fail;
-    }
+    if (map == MAP_FAILED)
+        return dsi_fail(e, DS_ERR_IO, "cannot map %zu bytes: %s", m->map_len, strerror(errno));
     m->map = map;
-    if ((s = dsi_model_keys(m, p, &e))) goto fail;
-    if ((s = dsi_model_metadata(m, &e))) goto fail;
-    if ((s = dsi_config_parse(m->meta.config_json, m->meta.config_len, &m->al, &m->cfg, &e))) {
-        dsi_prefix(&e, "config.json");
-        goto fail;
+    if ((s = dsi_model_keys(m, p, e))) return s;
+    if ((s = dsi_model_metadata(m, e))) return s;
+    if ((s = dsi_config_parse(m->meta.config_json, m->meta.config_len, &m->al, &m->cfg, e))) {
+        dsi_prefix(e, "config.json");
+        return s;
     }
     {
         /* the tokenizer lives in the metadata: built for every open, and
@@ -8044,43 +8363,12 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
         ds_allocator a = {m->al.malloc_fn, m->al.realloc_fn, m->al.free_fn, m->al.user};
         if ((s = ds_tokenizer_new(&m->tok, m->meta.tokenizer_json, m->meta.tokenizer_len, m->meta.tokcfg_json,
                                   m->meta.tokcfg_len, &a))) {
-            dsi_fail(&e, s, "%s", ds_last_error());
-            goto fail;
+            dsi_fail(e, s, "%s", ds_last_error());
+            return s;
         }
         dsi_tokenizer_summary(m->tok, &m->cfg);
     }
-    if ((s = dsi_check_directory(m, &e))) goto fail;
-    if (p->load_weights && (s = dsi_cuda_probe(m, p, &e))) goto fail;
-    if (p->load_weights &&
-        (s = dsi_model_load_dense(m, p->expert_cache_bytes == 0 && dsi_cuda_experts_on_host(m, p), &e)))
-        goto fail;
-    if (p->load_weights && p->expert_cache_bytes &&
-        (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, (ds_prefetch_mode)p->prefetch, p->evict_policy,
-                               &e)))
-        goto fail;
-    if (p->load_weights && (s = dsi_cuda_model_new(m, p, &e))) goto fail;
-    if (m->device == DS_DEVICE_CPU)
-        snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
-                 dsi_have_vnni512() ? "avx512-vnni" : dsi_have_avx2() ? "avx2" : "portable");
-    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
-            m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
-    *out = m;
-    return DS_OK;
-fail:
-    dsi_prefix(&e, "%s", path);
-    dsi_model_free(m);
-    return dsi_publish(&e);
-}
-
-DS_API ds_status ds_model_close(ds_model *m) {
-    dsi_err e = {0};
-    if (!m) return DS_OK;
-    int live = __atomic_load_n(&m->n_contexts, __ATOMIC_ACQUIRE);
-    if (live > 0) {
-        dsi_fail(&e, DS_ERR_MISUSE, "ds_model_close: %d context(s) still use this model; free them first", live);
-        return dsi_model_fail(m, &e);
-    }
-    dsi_model_free(m);
+    if ((s = dsi_check_directory(m, e))) return s;
     return DS_OK;
 }
 
@@ -8121,12 +8409,11 @@ DS_API ds_status ds_model_tensor_find(const ds_model *m, const char *name, size_
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_tensor_find: NULL argument");
         return dsi_publish(&e);
     }
-    dsi_tensor *const *hit = bsearch(name, m->sorted, m->meta.n_tensors, sizeof *m->sorted, dsi_cmp_name_key);
-    if (!hit) {
+    dsi_model_file f = dsi_model_file_of(m);
+    if (!dsi_file_tensor(&f, name, index)) {
         dsi_fail(&e, DS_ERR_MISSING_TENSOR, "no tensor named %s", name);
         return dsi_publish(&e);
     }
-    *index = (size_t)(*hit - m->meta.tensors);
     return DS_OK;
 }
 
@@ -8295,7 +8582,7 @@ DS_API ds_status ds_model_verify(const ds_model *m, int n_threads, ds_progress_f
     if (progress) (void)progress(user, total, total, j.bytes);
     return DS_OK;
 }
-/* ==== End deepseek_impl/model.c ==== */
+/* ==== End deepseek_impl/file.c ==== */
 
 /* ==== Begin deepseek_impl/threadpool.c ==== */
 /*
@@ -8439,222 +8726,6 @@ DSI_FUNC void dsi_pool_free(dsi_pool *p) {
     dsi_free(p->al, p);
 }
 /* ==== End deepseek_impl/threadpool.c ==== */
-
-/* ==== Begin kernels/cpu/ops.c ==== */
-/*
- * ops.c — portable C kernels: dot products of one stored row (F32, F16 or
- * Q8_0, dequantized inside the loop, never expanded into a copy of the
- * matrix) with an F32 vector, RMSNorm, softmax. F32 accumulation throughout.
- * ISA-specific versions (AVX2/F16C/FMA) come later behind the same calls.
- */
-/* #include "../../deepseek_impl/internal.h": pasted above */
-
-#include <math.h>
-
-/* ==== Dot products ======================================================= */
-DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n) {
-    /* four partial sums: lets the compiler vectorise and shortens the
-     * dependency chain */
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++) s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n) {
-    float sum = 0;
-    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
-        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        const int8_t *q = (const int8_t *)(blk + 2);
-        const float *xb = x + b * DSI_Q8_BLOCK;
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (int i = 0; i < DSI_Q8_BLOCK; i += 4) {
-            s0 += (float)q[i] * xb[i];
-            s1 += (float)q[i + 1] * xb[i + 1];
-            s2 += (float)q[i + 2] * xb[i + 2];
-            s3 += (float)q[i + 3] * xb[i + 3];
-        }
-        sum += dsi_f16_to_f32(dsi_rd16(blk)) * ((s0 + s1) + (s2 + s3));
-    }
-    return sum;
-}
-
-DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n) {
-    float s0 = 0, s1 = 0;
-    int i = 0;
-    for (; i + 2 <= n; i += 2) {
-        s0 += dsi_f16_to_f32(dsi_rd16(row + 2 * i)) * x[i];
-        s1 += dsi_f16_to_f32(dsi_rd16(row + 2 * i + 2)) * x[i + 1];
-    }
-    for (; i < n; i++) s0 += dsi_f16_to_f32(dsi_rd16(row + 2 * i)) * x[i];
-    return s0 + s1;
-}
-
-/* Activations quantized on the fly: n floats (n % 32 == 0) into int8 q with
- * one float scale per block of 32 (amax / 127, round to nearest even), so a
- * Q8_0 row times a vector is an exact int32 sum per block. */
-DSI_FUNC void dsi_quantize_act_q8_c(const float *x, int n, int8_t *q, float *s) {
-    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
-        const float *xb = x + b * DSI_Q8_BLOCK;
-        float amax = 0;
-        for (int i = 0; i < DSI_Q8_BLOCK; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
-        float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
-        s[b] = d;
-        for (int i = 0; i < DSI_Q8_BLOCK; i++) q[b * DSI_Q8_BLOCK + i] = (int8_t)lrintf(xb[i] * inv);
-    }
-}
-
-DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
-    float sum = 0;
-    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
-        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        const int8_t *w = (const int8_t *)(blk + 2);
-        const int8_t *a = q + b * DSI_Q8_BLOCK;
-        int32_t acc = 0;
-        for (int i = 0; i < DSI_Q8_BLOCK; i++) acc += (int32_t)w[i] * (int32_t)a[i];
-        sum += dsi_f16_to_f32(dsi_rd16(blk)) * s[b] * (float)acc;
-    }
-    return sum;
-}
-
-DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
-    for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
-}
-
-/* Token-lane tile layouts (dsi_gemm_q8u8_tl_vnni, dsi_gemm_q8q8_tl8_avx2):
- * tiles of at most per tokens (dsi_lane_tile), L lanes each; in tile i,
- * block b, step k (bytes 4k..4k+3 of the block), lane t holds those four
- * bytes of token t0 + t. Unused lanes hold the byte fill (x = 0) with scale
- * 0; in the VNNI layout that includes the bias lane. */
-static void dsi_lane_pack(const uint8_t *x, size_t ldx, const float *s, size_t lds, int T, int cols, int per,
-                          size_t L, uint8_t fill, uint8_t *P, float *S) {
-    size_t nb = (size_t)cols / DSI_Q8_BLOCK;
-    for (int tile = 0; tile < dsi_lane_tiles(T, per); tile++) {
-        int t0, n;
-        dsi_lane_tile(T, per, tile, &t0, &n);
-        uint8_t *pt = P + (size_t)tile * nb * 32 * L;
-        float *st = S + (size_t)tile * nb * L;
-        memset(pt, fill, nb * 32 * L);
-        for (int t = 0; t < n; t++) {
-            const uint8_t *src = x + (size_t)(t0 + t) * ldx;
-            for (size_t b = 0; b < nb; b++)
-                for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
-        }
-        for (size_t b = 0; b < nb; b++)
-            for (size_t t = 0; t < L; t++) st[b * L + t] = t < (size_t)n ? s[(size_t)(t0 + (int)t) * lds + b] : 0.0f;
-    }
-}
-
-DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
-                          float *S) {
-    dsi_lane_pack(u, ldu, s, lds, T, cols, DSI_TL_TOKENS, 16, 0x80, P, S);
-}
-
-DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
-                           float *S) {
-    dsi_lane_pack((const uint8_t *)(const void *)q, ldq, s, lds, T, cols, DSI_TL8_TOKENS, 8, 0,
-                  (uint8_t *)(void *)P, S);
-}
-
-DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
-    if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
-    else dsi_quantize_act_q8_c(x, n, q, s);
-}
-
-DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n) {
-    return dsi_have_avx2() ? dsi_dot_q8q8_avx2(row, q, s, n) : dsi_dot_q8q8_c(row, q, s, n);
-}
-
-/* The ISA is picked at run time (detected once, see dsi_cpu_features). */
-DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
-    return dsi_have_avx2() ? dsi_dot_f32_avx2(a, b, n) : dsi_dot_f32_c(a, b, n);
-}
-
-DSI_FUNC void dsi_axpy_f32_c(float a, const float *x, float *y, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-DSI_FUNC void dsi_axpy_f32(float a, const float *x, float *y, int n) {
-    if (dsi_have_avx2()) dsi_axpy_f32_avx2(a, x, y, n);
-    else dsi_axpy_f32_c(a, x, y, n);
-}
-
-DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x) {
-    bool v = dsi_have_avx2();
-    switch (w->dtype) {
-    case DS_DTYPE_F32: return dsi_dot_f32((const float *)(const void *)row, x, w->cols);
-    case DS_DTYPE_F16: return v ? dsi_dot_f16_avx2(row, x, w->cols) : dsi_dot_f16_c(row, x, w->cols);
-    case DS_DTYPE_Q8_0: return v ? dsi_dot_q8_avx2(row, x, w->cols) : dsi_dot_q8_c(row, x, w->cols);
-    }
-    return 0;
-}
-
-DSI_FUNC void dsi_dequant_row(const dsi_weight *w, const uint8_t *row, float *y) {
-    switch (w->dtype) {
-    case DS_DTYPE_F32: memcpy(y, row, (size_t)w->cols * sizeof(float)); break;
-    case DS_DTYPE_F16:
-        if (dsi_have_avx2()) dsi_f16_to_f32_row_avx2(row, y, w->cols);
-        else dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)w->cols);
-        break;
-    case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)w->cols); break;
-    }
-}
-
-DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, float *y) {
-    int n = w->cols;
-    if (dsi_have_avx2() && w->dtype != DS_DTYPE_F32) {
-        if (w->dtype == DS_DTYPE_Q8_0) dsi_axpy_q8_avx2(row, a, y, n);
-        else dsi_axpy_f16_avx2(row, a, y, n);
-        return;
-    }
-    switch (w->dtype) {
-    case DS_DTYPE_F32: {
-        const float *r = (const float *)(const void *)row;
-        for (int i = 0; i < n; i++) y[i] += a * r[i];
-        break;
-    }
-    case DS_DTYPE_F16:
-        for (int i = 0; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
-        break;
-    case DS_DTYPE_Q8_0:
-        for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
-            const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-            float as = a * dsi_f16_to_f32(dsi_rd16(blk));
-            const int8_t *q = (const int8_t *)(blk + 2);
-            float *yb = y + b * DSI_Q8_BLOCK;
-            for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)q[i];
-        }
-        break;
-    }
-}
-
-/* ==== Normalisation ====================================================== */
-DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    /* as the references: mean of squares in float32, then x * rsqrt * w */
-    float ss = 0;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    float r = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
-}
-
-DSI_FUNC void dsi_softmax(float *x, int n) {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    float sum = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    float inv = 1.0f / sum;
-    for (int i = 0; i < n; i++) x[i] *= inv;
-}
-/* ==== End kernels/cpu/ops.c ==== */
 
 /* ==== Begin kernels/cpu/ops_avx2.c ==== */
 /*
@@ -9246,6 +9317,222 @@ DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int c
 #endif
 /* ==== End kernels/cpu/ops_avx512.c ==== */
 
+/* ==== Begin kernels/cpu/ops.c ==== */
+/*
+ * ops.c — portable C kernels: dot products of one stored row (F32, F16 or
+ * Q8_0, dequantized inside the loop, never expanded into a copy of the
+ * matrix) with an F32 vector, RMSNorm, softmax. F32 accumulation throughout.
+ * ISA-specific versions (AVX2/F16C/FMA) come later behind the same calls.
+ */
+/* #include "../../deepseek_impl/internal.h": pasted above */
+
+#include <math.h>
+
+/* ==== Dot products ======================================================= */
+DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n) {
+    /* four partial sums: lets the compiler vectorise and shortens the
+     * dependency chain */
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        const int8_t *q = (const int8_t *)(blk + 2);
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i += 4) {
+            s0 += (float)q[i] * xb[i];
+            s1 += (float)q[i + 1] * xb[i + 1];
+            s2 += (float)q[i + 2] * xb[i + 2];
+            s3 += (float)q[i + 3] * xb[i + 3];
+        }
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * ((s0 + s1) + (s2 + s3));
+    }
+    return sum;
+}
+
+DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n) {
+    float s0 = 0, s1 = 0;
+    int i = 0;
+    for (; i + 2 <= n; i += 2) {
+        s0 += dsi_f16_to_f32(dsi_rd16(row + 2 * i)) * x[i];
+        s1 += dsi_f16_to_f32(dsi_rd16(row + 2 * i + 2)) * x[i + 1];
+    }
+    for (; i < n; i++) s0 += dsi_f16_to_f32(dsi_rd16(row + 2 * i)) * x[i];
+    return s0 + s1;
+}
+
+/* Activations quantized on the fly: n floats (n % 32 == 0) into int8 q with
+ * one float scale per block of 32 (amax / 127, round to nearest even), so a
+ * Q8_0 row times a vector is an exact int32 sum per block. */
+DSI_FUNC void dsi_quantize_act_q8_c(const float *x, int n, int8_t *q, float *s) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float amax = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+        float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+        s[b] = d;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) q[b * DSI_Q8_BLOCK + i] = (int8_t)lrintf(xb[i] * inv);
+    }
+}
+
+DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        const int8_t *w = (const int8_t *)(blk + 2);
+        const int8_t *a = q + b * DSI_Q8_BLOCK;
+        int32_t acc = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) acc += (int32_t)w[i] * (int32_t)a[i];
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * s[b] * (float)acc;
+    }
+    return sum;
+}
+
+DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
+    for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
+}
+
+/* Token-lane tile layouts (dsi_gemm_q8u8_tl_vnni, dsi_gemm_q8q8_tl8_avx2):
+ * tiles of at most per tokens (dsi_lane_tile), L lanes each; in tile i,
+ * block b, step k (bytes 4k..4k+3 of the block), lane t holds those four
+ * bytes of token t0 + t. Unused lanes hold the byte fill (x = 0) with scale
+ * 0; in the VNNI layout that includes the bias lane. */
+static void dsi_lane_pack(const uint8_t *x, size_t ldx, const float *s, size_t lds, int T, int cols, int per,
+                          size_t L, uint8_t fill, uint8_t *P, float *S) {
+    size_t nb = (size_t)cols / DSI_Q8_BLOCK;
+    for (int tile = 0; tile < dsi_lane_tiles(T, per); tile++) {
+        int t0, n;
+        dsi_lane_tile(T, per, tile, &t0, &n);
+        uint8_t *pt = P + (size_t)tile * nb * 32 * L;
+        float *st = S + (size_t)tile * nb * L;
+        memset(pt, fill, nb * 32 * L);
+        for (int t = 0; t < n; t++) {
+            const uint8_t *src = x + (size_t)(t0 + t) * ldx;
+            for (size_t b = 0; b < nb; b++)
+                for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
+        }
+        for (size_t b = 0; b < nb; b++)
+            for (size_t t = 0; t < L; t++) st[b * L + t] = t < (size_t)n ? s[(size_t)(t0 + (int)t) * lds + b] : 0.0f;
+    }
+}
+
+DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
+                          float *S) {
+    dsi_lane_pack(u, ldu, s, lds, T, cols, DSI_TL_TOKENS, 16, 0x80, P, S);
+}
+
+DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
+                           float *S) {
+    dsi_lane_pack((const uint8_t *)(const void *)q, ldq, s, lds, T, cols, DSI_TL8_TOKENS, 8, 0,
+                  (uint8_t *)(void *)P, S);
+}
+
+DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
+    if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
+    else dsi_quantize_act_q8_c(x, n, q, s);
+}
+
+DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_have_avx2() ? dsi_dot_q8q8_avx2(row, q, s, n) : dsi_dot_q8q8_c(row, q, s, n);
+}
+
+/* The ISA is picked at run time (detected once, see dsi_cpu_features). */
+DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
+    return dsi_have_avx2() ? dsi_dot_f32_avx2(a, b, n) : dsi_dot_f32_c(a, b, n);
+}
+
+DSI_FUNC void dsi_axpy_f32_c(float a, const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+DSI_FUNC void dsi_axpy_f32(float a, const float *x, float *y, int n) {
+    if (dsi_have_avx2()) dsi_axpy_f32_avx2(a, x, y, n);
+    else dsi_axpy_f32_c(a, x, y, n);
+}
+
+DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x) {
+    bool v = dsi_have_avx2();
+    switch (w->dtype) {
+    case DS_DTYPE_F32: return dsi_dot_f32((const float *)(const void *)row, x, w->cols);
+    case DS_DTYPE_F16: return v ? dsi_dot_f16_avx2(row, x, w->cols) : dsi_dot_f16_c(row, x, w->cols);
+    case DS_DTYPE_Q8_0: return v ? dsi_dot_q8_avx2(row, x, w->cols) : dsi_dot_q8_c(row, x, w->cols);
+    }
+    return 0;
+}
+
+DSI_FUNC void dsi_dequant_row(const dsi_weight *w, const uint8_t *row, float *y) {
+    switch (w->dtype) {
+    case DS_DTYPE_F32: memcpy(y, row, (size_t)w->cols * sizeof(float)); break;
+    case DS_DTYPE_F16:
+        if (dsi_have_avx2()) dsi_f16_to_f32_row_avx2(row, y, w->cols);
+        else dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)w->cols);
+        break;
+    case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)w->cols); break;
+    }
+}
+
+DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, float *y) {
+    int n = w->cols;
+    if (dsi_have_avx2() && w->dtype != DS_DTYPE_F32) {
+        if (w->dtype == DS_DTYPE_Q8_0) dsi_axpy_q8_avx2(row, a, y, n);
+        else dsi_axpy_f16_avx2(row, a, y, n);
+        return;
+    }
+    switch (w->dtype) {
+    case DS_DTYPE_F32: {
+        const float *r = (const float *)(const void *)row;
+        for (int i = 0; i < n; i++) y[i] += a * r[i];
+        break;
+    }
+    case DS_DTYPE_F16:
+        for (int i = 0; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
+        break;
+    case DS_DTYPE_Q8_0:
+        for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+            const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+            float as = a * dsi_f16_to_f32(dsi_rd16(blk));
+            const int8_t *q = (const int8_t *)(blk + 2);
+            float *yb = y + b * DSI_Q8_BLOCK;
+            for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)q[i];
+        }
+        break;
+    }
+}
+
+/* ==== Normalisation ====================================================== */
+DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    /* as the references: mean of squares in float32, then x * rsqrt * w */
+    float ss = 0;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+}
+
+DSI_FUNC void dsi_softmax(float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+/* ==== End kernels/cpu/ops.c ==== */
+
 /* ==== Begin deepseek_impl/pager.c ==== */
 /*
  * pager.c — the routed-expert cache: a fixed budget of slots, each able to
@@ -9486,7 +9773,7 @@ static void dsi_claim(dsi_pager *p, int i, int layer, int expert, bool prefetche
 static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *secs, dsi_err *e) {
     const ds_model *m = p->m;
     uint8_t *dst = (uint8_t *)p->mem.ptr + (size_t)i * p->slot_bytes;
-    const dsi_expert_ref *r = &m->layers[layer].experts[expert];
+    const dsi_expert_ref *r = &m->w.layers[layer].experts[expert];
     const dsi_segment *seg = &m->meta.segments[r->segment];
     double t0 = dsi_now_seconds();
     /* exactly this segment, in large reads (see dsi_map_willneed) */
@@ -9537,7 +9824,7 @@ static void dsi_filled(dsi_pager *p, int i, ds_status s, double secs, uint64_t b
 
 /* ==== Acquire and release ================================================ */
 DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e) {
-    const dsi_segment *sg = &p->m->meta.segments[p->m->layers[layer].experts[expert].segment];
+    const dsi_segment *sg = &p->m->meta.segments[p->m->w.layers[layer].experts[expert].segment];
     double waited = 0;
     pthread_mutex_lock(&p->lock);
     int key = layer * p->n_experts + expert;
@@ -9651,7 +9938,7 @@ DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, in
             continue;
         }
         if (p->only_from_storage) {
-            const dsi_segment *sg = &p->m->meta.segments[p->m->layers[layer].experts[experts[k]].segment];
+            const dsi_segment *sg = &p->m->meta.segments[p->m->w.layers[layer].experts[experts[k]].segment];
             if (dsi_map_in_memory(p->m, sg->offset, sg->stored_bytes)) {
                 p->st.prefetch_in_memory++;
                 continue;
@@ -9718,7 +10005,7 @@ static void *dsi_prefetch_main(void *arg) {
         dsi_err e = {0};
         double secs = 0;
         ds_status s = dsi_fill(p, v, layer, expert, &secs, &e);
-        const dsi_segment *sg = &p->m->meta.segments[p->m->layers[layer].experts[expert].segment];
+        const dsi_segment *sg = &p->m->meta.segments[p->m->w.layers[layer].experts[expert].segment];
         pthread_mutex_lock(&p->lock);
         dsi_filled(p, v, s, secs, sg->plain_bytes);
         if (s) dsi_log(p->m->log, p->m->log_user, DS_LOG_WARN, "prefetch of layer %d expert %d failed: %s", layer,
@@ -9771,7 +10058,7 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     p->score_at = dsi_calloc(&m->al, (size_t)total, sizeof *p->score_at);
     /* half weight after DSI_LFU_HALF_LIFE tokens of top-k uses in every MoE layer */
     int moe_layers = 0;
-    for (int l = 0; l < cf->n_layers; l++) moe_layers += m->layers[l].moe;
+    for (int l = 0; l < cf->n_layers; l++) moe_layers += m->w.layers[l].moe;
     int per_layer = cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1;
     double uses = (double)DSI_LFU_HALF_LIFE * (moe_layers > 0 ? moe_layers : 1) * per_layer;
     p->decay = pow(0.5, 1.0 / uses);
@@ -9835,40 +10122,42 @@ DSI_FUNC void dsi_pager_free(ds_model *m) {
 }
 
 /* ==== Statistics ========================================================= */
-DS_API ds_status ds_model_cache_stats(const ds_model *m, ds_cache_stats *out) {
-    dsi_err e = {0};
-    if (!m || !out) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_cache_stats: NULL argument");
-        return dsi_publish(&e);
-    }
-    memset(out, 0, sizeof *out);
+DSI_FUNC void dsi_pager_stats(const ds_model *m, ds_cache_stats *out, bool reset) {
+    if (out) memset(out, 0, sizeof *out);
     dsi_pager *p = m->pager;
-    if (!p) return DS_OK;
+    if (!p) return;
     pthread_mutex_lock(&p->lock);
-    *out = p->st;
+    if (out) *out = p->st;
+    if (reset) {
+        ds_cache_stats keep = p->st;
+        memset(&p->st, 0, sizeof p->st);
+        p->st.budget_bytes = keep.budget_bytes;
+        p->st.slot_bytes = keep.slot_bytes;
+        p->st.n_slots = keep.n_slots;
+        memset(p->predicted, 0, (size_t)m->cfg.n_layers * (size_t)p->n_experts);
+    }
     pthread_mutex_unlock(&p->lock);
+}
+
+/* ==== Routed experts, cached or resident ================================= */
+DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int x, const uint8_t **base, dsi_err *e) {
+    if (m->pager) return dsi_pager_acquire(m->pager, layer, x, base, e);
+    const dsi_expert_ref *r = &m->w.layers[layer].experts[x];
+    const dsi_secure_buf *b = &m->dense[r->segment];
+    if (!b->ptr) return dsi_fail(e, DS_ERR_INTERNAL, "expert %d of layer %d is not resident", x, layer);
+    *base = b->ptr;
     return DS_OK;
 }
 
-DS_API void ds_model_cache_stats_reset(ds_model *m) {
-    if (m) dsi_cuda_stats(m, NULL, true);
-    dsi_pager *p = m ? m->pager : NULL;
-    if (!p) return;
-    pthread_mutex_lock(&p->lock);
-    ds_cache_stats keep = p->st;
-    memset(&p->st, 0, sizeof p->st);
-    p->st.budget_bytes = keep.budget_bytes;
-    p->st.slot_bytes = keep.slot_bytes;
-    p->st.n_slots = keep.n_slots;
-    memset(p->predicted, 0, (size_t)m->cfg.n_layers * (size_t)p->n_experts);
-    pthread_mutex_unlock(&p->lock);
+DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int x) {
+    if (m->pager) dsi_pager_release(m->pager, layer, x);
 }
 /* ==== End deepseek_impl/pager.c ==== */
 
-/* ==== Begin deepseek_impl/forward.c ==== */
+/* ==== Begin deepseek_impl/cpu.c ==== */
 /*
- * forward.c — the CPU forward pass: weight binding, contexts with their KV
- * cache, MLA attention (the cache holds the normalised compressed latent and
+ * cpu.c — the CPU device (dsi_device_i): contexts with their KV caches and
+ * scratch, matrix products on the thread pool, MLA attention (the cache holds the normalised compressed latent and
  * the roped key per token; decode works in the absorbed form, a batch
  * expands the latents of its window into per-head K and V with one matrix
  * product, see dsi_mla_expanded),
@@ -9886,139 +10175,17 @@ DS_API void ds_model_cache_stats_reset(ds_model *m) {
 #include <stdio.h>
 #include <stdlib.h>
 
-#define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
 #define DSI_MLA_EXPAND_MAX 1024     /* positions a batch may expand (scratch bound) */
 #define DSI_MLA_EXPAND_BYTES (8u << 20)   /* expanded K/V scratch per context */
 
-/* ==== Weight binding ===================================================== */
-static ds_status dsi_bind(const ds_model *m, dsi_weight *w, dsi_err *e, const char *fmt, ...) DSI_PRINTF(4, 5);
-static ds_status dsi_bind(const ds_model *m, dsi_weight *w, dsi_err *e, const char *fmt, ...) {
-    char name[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    size_t idx;
-    if (ds_model_tensor_find(m, name, &idx) != DS_OK)
-        return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
-    const dsi_tensor *t = &m->meta.tensors[idx];
-    w->dtype = (ds_dtype)t->dtype;
-    w->rows = t->n_dims == 2 ? (int)t->dims[0] : 1;
-    w->cols = (int)t->dims[t->n_dims - 1];
-    uint64_t rb = 0;
-    dsi_dtype_row_bytes(w->dtype, (uint64_t)w->cols, &rb);
-    w->row_bytes = (size_t)rb;
-    w->offset = t->offset;
-    w->data = dsi_model_tensor_data(m, idx);   /* NULL for routed experts */
-    return DS_OK;
-}
-
-static ds_status dsi_bind_expert_ref(const ds_model *m, int l, int x, dsi_expert_ref *r, dsi_err *e) {
-    static const char *part[3] = {"gate_proj", "up_proj", "down_proj"};
-    for (int k = 0; k < 3; k++) {
-        char name[128];
-        size_t idx;
-        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.%s.weight", l, x, part[k]);
-        if (ds_model_tensor_find(m, name, &idx) != DS_OK)
-            return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
-        const dsi_tensor *t = &m->meta.tensors[idx];
-        if (k == 0) r->segment = t->segment;
-        else if (t->segment != r->segment)
-            return dsi_fail(e, DS_ERR_CORRUPT, "expert %d of layer %d is split across segments", x, l);
-        r->off[k] = t->offset;
-    }
-    return DS_OK;
-}
-
-/* Resolves every tensor the forward pass uses (after the dense segments are
- * resident). Expert matrices keep only their offsets and shapes. */
-DSI_FUNC ds_status dsi_model_bind(ds_model *m, dsi_err *e) {
-    const ds_model_config *c = &m->cfg;
-    ds_status s;
-    if ((s = dsi_bind(m, &m->embed, e, "model.embed_tokens.weight"))) return s;
-    if ((s = dsi_bind(m, &m->out_norm, e, "model.norm.weight"))) return s;
-    if (c->tie_word_embeddings) m->lm_head = m->embed;
-    else if ((s = dsi_bind(m, &m->lm_head, e, "lm_head.weight"))) return s;
-    m->layers = dsi_calloc(&m->al, (size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-    for (int l = 0; l < c->n_layers; l++) {
-        dsi_layer *L = &m->layers[l];
-#define B(w, ...) if ((s = dsi_bind(m, w, e, "model.layers.%d." __VA_ARGS__))) return s
-        B(&L->attn_norm, "input_layernorm.weight", l);
-        B(&L->ffn_norm, "post_attention_layernorm.weight", l);
-        if (c->kv_lora_rank > 0) {
-            if (c->q_lora_rank > 0) {
-                B(&L->q_a, "self_attn.q_a_proj.weight", l);
-                B(&L->q_a_norm, "self_attn.q_a_layernorm.weight", l);
-                B(&L->q_b, "self_attn.q_b_proj.weight", l);
-            } else {
-                B(&L->q_proj, "self_attn.q_proj.weight", l);
-            }
-            B(&L->kv_a, "self_attn.kv_a_proj_with_mqa.weight", l);
-            B(&L->kv_a_norm, "self_attn.kv_a_layernorm.weight", l);
-            B(&L->kv_b, "self_attn.kv_b_proj.weight", l);
-        } else {
-            B(&L->wq, "self_attn.q_proj.weight", l);
-            B(&L->wk, "self_attn.k_proj.weight", l);
-            B(&L->wv, "self_attn.v_proj.weight", l);
-        }
-        B(&L->wo, "self_attn.o_proj.weight", l);
-        L->moe = dsi_config_is_moe_layer(c, l);
-        if (!L->moe) {
-            B(&L->gate, "mlp.gate_proj.weight", l);
-            B(&L->up, "mlp.up_proj.weight", l);
-            B(&L->down, "mlp.down_proj.weight", l);
-            continue;
-        }
-        B(&L->router, "mlp.gate.weight", l);
-        if (c->topk_method == DS_TOPK_NOAUX_TC) B(&L->bias, "mlp.gate.e_score_correction_bias", l);
-        if (c->n_shared_experts > 0) {
-            B(&L->gate, "mlp.shared_experts.gate_proj.weight", l);
-            B(&L->up, "mlp.shared_experts.up_proj.weight", l);
-            B(&L->down, "mlp.shared_experts.down_proj.weight", l);
-        }
-        B(&L->exp_gate, "mlp.experts.0.gate_proj.weight", l);
-        B(&L->exp_up, "mlp.experts.0.up_proj.weight", l);
-        B(&L->exp_down, "mlp.experts.0.down_proj.weight", l);
-#undef B
-        L->experts = dsi_calloc(&m->al, (size_t)c->n_routed_experts, sizeof *L->experts);
-        if (!L->experts) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-        for (int x = 0; x < c->n_routed_experts; x++)
-            if ((s = dsi_bind_expert_ref(m, l, x, &L->experts[x], e))) return s;
-    }
-    return DS_OK;
-}
-
-DSI_FUNC void dsi_model_unbind(ds_model *m) {
-    if (!m->layers) return;
-    for (int l = 0; l < m->cfg.n_layers; l++) dsi_free(&m->al, m->layers[l].experts);
-    dsi_free(&m->al, m->layers);
-    m->layers = NULL;
-}
-
-/* Routed experts: from the expert cache, or resident. */
-DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int x, const uint8_t **base, dsi_err *e) {
-    if (m->pager) return dsi_pager_acquire(m->pager, layer, x, base, e);
-    const dsi_expert_ref *r = &m->layers[layer].experts[x];
-    const dsi_secure_buf *b = &m->dense[r->segment];
-    if (!b->ptr) return dsi_fail(e, DS_ERR_INTERNAL, "expert %d of layer %d is not resident", x, layer);
-    *base = b->ptr;
-    return DS_OK;
-}
-
-DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int x) {
-    if (m->pager) dsi_pager_release(m->pager, layer, x);
-}
-
 /* ==== Context ============================================================ */
-struct ds_context {
+typedef struct dsi_cpu_ctx {
     ds_model *m;
-    dsi_err err;
-    int n_ctx, n_past;
+    int n_ctx, n_seq;
     dsi_pool *pool;
     int n_workers;
-    /* KV cache, per layer: MLA latent (n_ctx, R) and rope key (n_ctx, dr);
-     * MHA keys and values (n_ctx, Hkv * hd) */
+    /* KV caches, per sequence and layer: MLA latent (n_ctx, R) and rope key
+     * (n_ctx, dr); MHA keys and values (n_ctx, Hkv * hd) */
     float *kv_a, *kv_b;
     size_t kv_a_stride, kv_b_stride;   /* floats per layer */
     int kv_a_dim, kv_b_dim;            /* floats per token */
@@ -10027,10 +10194,11 @@ struct ds_context {
     int rope_dim;
     float rope_mscale;                 /* on cos/sin (YaRN) */
     float attn_scale;
-    /* scratch for a batch of up to DSI_MAX_BATCH tokens */
+    /* scratch for a batch of up to DSI_MAX_BATCH tokens; x..ye are the
+     * driver's activations (dsi_act) */
     float *x, *xn, *q, *qa, *kva, *att, *tmp, *g, *u, *router, *xe, *ye;
-    int *sel;                          /* (T, topk) selected experts */
-    float *selw;                       /* (T, topk) their weights */
+    const int *sel;                    /* (T, topk) selected experts: the plan's, during dsi_cpu_moe */
+    const float *selw;                 /* (T, topk) their weights */
     int *etok;                         /* tokens grouped per expert */
     int *guess;                        /* (layer, topk): the one-token guess made for each layer */
     int *n_guess;                      /* (layer): guesses held for it (0: none) */
@@ -10043,69 +10211,12 @@ struct ds_context {
     int kvx_heads;
     uint8_t *xp;                       /* the same in token-lane tiles (dsi_tl_pack or dsi_tl8_pack) */
     float *xps;                        /* their scales in tiles */
-    bool counted;                      /* included in the model's n_contexts */
-    dsi_cuda_ctx *gpu;                 /* device state when the model runs on CUDA */
-};
-
-DS_API ds_context_params ds_context_default_params(void) {
-    ds_context_params p;
-    memset(&p, 0, sizeof p);
-    return p;
-}
-
-DS_API const char *ds_context_errmsg(const ds_context *c) { return c ? c->err.msg : "no context"; }
-DS_API int ds_context_n_past(const ds_context *c) { return c ? c->n_past : 0; }
-DS_API int ds_context_n_ctx(const ds_context *c) { return c ? c->n_ctx : 0; }
-DS_API ds_model *ds_context_model(const ds_context *c) { return c ? c->m : NULL; }
-DS_API void ds_context_reset(ds_context *c) {
-    if (c) c->n_past = 0;
-}
-
-static ds_status dsi_ctx_fail(ds_context *c, const dsi_err *e) {
-    c->err = *e;
-    return dsi_publish(e);
-}
-
-/* YaRN helpers, as the reference implementations define them. */
-static double dsi_yarn_mscale(double scale, double mscale) {
-    return scale <= 1.0 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
-}
-
-static double dsi_yarn_corr_dim(double n_rot, int dim, double base, double max_pos) {
-    return (dim * log(max_pos / (n_rot * 2.0 * M_PI))) / (2.0 * log(base));
-}
-
-static void dsi_rope_init(ds_context *c) {
-    const ds_model_config *cf = &c->m->cfg;
-    int dim = c->rope_dim, half = dim / 2;
-    c->rope_mscale = 1.0f;
-    for (int i = 0; i < half; i++) {
-        /* the references compute the exponent and power in float32 */
-        float ex = (float)(2 * i) / (float)dim;
-        c->inv_freq[i] = 1.0f / powf(cf->rope_theta, ex);
-    }
-    if (!cf->rope_scaling_yarn) return;
-    double factor = cf->rope_factor;
-    double lo = floor(dsi_yarn_corr_dim(cf->rope_beta_fast, dim, cf->rope_theta, cf->rope_original_max_position));
-    double hi = ceil(dsi_yarn_corr_dim(cf->rope_beta_slow, dim, cf->rope_theta, cf->rope_original_max_position));
-    if (lo < 0) lo = 0;
-    if (hi > dim - 1) hi = dim - 1;
-    if (lo == hi) hi += 0.001;
-    for (int i = 0; i < half; i++) {
-        float extra = c->inv_freq[i];
-        float inter = 1.0f / ((float)factor * powf(cf->rope_theta, (float)(2 * i) / (float)dim));
-        float ramp = (float)(((double)i - lo) / (hi - lo));
-        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
-        float mask = 1.0f - ramp;   /* 1 keeps the original (high) frequency */
-        c->inv_freq[i] = inter * (1.0f - mask) + extra * mask;
-    }
-    c->rope_mscale = (float)(dsi_yarn_mscale(factor, cf->rope_mscale) / dsi_yarn_mscale(factor, cf->rope_mscale_all_dim));
-}
+} dsi_cpu_ctx;
 
 /* Rotates in place. interleaved: pairs (2i, 2i+1) (DeepSeek-V2/V3: the
  * references permute to halves first, which leaves dot products between
  * equally treated q and k unchanged); otherwise pairs (i, i + d/2). */
-static void dsi_rope(const ds_context *c, float *x, int pos, bool interleaved) {
+static void dsi_rope(const dsi_cpu_ctx *c, float *x, int pos, bool interleaved) {
     int half = c->rope_dim / 2;
     for (int i = 0; i < half; i++) {
         float ang = (float)pos * c->inv_freq[i];
@@ -10119,47 +10230,46 @@ static void dsi_rope(const ds_context *c, float *x, int pos, bool interleaved) {
 
 static size_t dsi_max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
-DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_params *params) {
-    dsi_err e = {0};
-    if (!out || !m) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_new: out and model must not be NULL");
-        return dsi_publish(&e);
-    }
-    *out = NULL;
-    if (!m->weights_loaded || !m->layers) {
-        dsi_fail(&e, DS_ERR_MISUSE, "ds_context_new: the model was opened with load_weights = 0");
-        return dsi_publish(&e);
-    }
-    ds_context_params def = ds_context_default_params();
-    const ds_context_params *p = params ? params : &def;
-    const ds_model_config *cf = &m->cfg;
-    int n_ctx = p->n_ctx > 0 ? p->n_ctx : (cf->max_position_embeddings < 4096 ? cf->max_position_embeddings : 4096);
-    if (p->n_ctx < 0 || n_ctx > (1 << 22)) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_new: n_ctx %d out of range", p->n_ctx);
-        return dsi_publish(&e);
-    }
+static void dsi_cpu_ctx_free(const ds_model *m, void *dc) {
+    dsi_cpu_ctx *c = dc;
+    if (!c) return;
     const dsi_alloc *al = &m->al;
-    ds_context *c = dsi_calloc(al, 1, sizeof *c);
-    if (!c) {
-        dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context");
-        return dsi_publish(&e);
-    }
+    dsi_pool_free(c->pool);
+    float *bufs[] = {c->kv_a, c->kv_b, c->inv_freq, c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp,
+                     c->g, c->u, c->router, c->xe, c->ye, c->ework, c->kvx};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsi_free(al, bufs[i]);
+    dsi_free(al, c->etok);
+    dsi_free(al, c->guess);
+    dsi_free(al, c->n_guess);
+    dsi_free(al, c->xq);
+    dsi_free(al, c->xs);
+    dsi_free(al, c->xp);
+    dsi_free(al, c->xps);
+    dsi_free(al, c);
+}
+
+static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, void **dc, dsi_act *act, dsi_err *e) {
+    ds_model *m = (ds_model *)(uintptr_t)mc;   /* the pager and the weights are shared, not changed */
+    const dsi_alloc *al = &m->al;
+    const ds_model_config *cf = &m->cfg;
+    *dc = NULL;
+    dsi_cpu_ctx *c = dsi_calloc(al, 1, sizeof *c);
+    if (!c) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a context");
     c->m = m;
+    int n_ctx = sh->n_ctx;
     c->n_ctx = n_ctx;
+    c->n_seq = sh->n_seq;
     int D = cf->hidden_size, H = cf->n_heads, Lr = cf->n_layers;
-    bool mla = cf->kv_lora_rank > 0;
+    bool mla = m->w.mla;
     int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
-    c->rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
+    c->rope_dim = sh->rope_dim;
+    c->rope_mscale = sh->rope_mscale;
+    c->attn_scale = sh->attn_scale;
     c->kv_a_dim = mla ? cf->kv_lora_rank : cf->n_kv_heads * hd;
     c->kv_b_dim = mla ? cf->qk_rope_head_dim : cf->n_kv_heads * hd;
     c->kv_a_stride = (size_t)n_ctx * (size_t)c->kv_a_dim;
     c->kv_b_stride = (size_t)n_ctx * (size_t)c->kv_b_dim;
-    c->attn_scale = 1.0f / sqrtf((float)hd);
-    if (mla && cf->rope_scaling_yarn && cf->rope_mscale_all_dim > 0) {
-        float ms = (float)dsi_yarn_mscale(cf->rope_factor, cf->rope_mscale_all_dim);
-        c->attn_scale *= ms * ms;
-    }
-    int T = DSI_MAX_BATCH, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+    int T = sh->max_batch, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
     int qdim = H * hd;
     /* the widest feed-forward: the dense MLP or the shared experts together */
     int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
@@ -10171,23 +10281,19 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     widest = widest > inter ? widest : inter;
     widest = widest > att_dim ? widest : att_dim;
     widest = widest > cf->q_lora_rank ? widest : cf->q_lora_rank;
-    int n_threads = p->n_threads > 0 ? p->n_threads : m->n_threads;
-    ds_status s = dsi_pool_new(&c->pool, n_threads, al, &e);
+    ds_status s = dsi_pool_new(&c->pool, sh->n_threads, al, e);
     if (s) {
         dsi_free(al, c);
-        return dsi_publish(&e);
+        return s;
     }
     c->n_workers = dsi_pool_size(c->pool);
     /* per worker: a dequantized row, the latent query, the attention
      * weights over the context, the latent output, a rope scratch */
     c->ework_stride = (size_t)widest + (size_t)cf->kv_lora_rank + (size_t)n_ctx + (size_t)cf->kv_lora_rank +
                       2u * (size_t)hd + 3u * (size_t)E + 64;
-    size_t T_ = (size_t)T;
-    /* on CUDA the KV cache lives in device memory */
-    size_t host_layers = m->cuda ? 1 : (size_t)Lr;
-    if (m->cuda) c->kv_a_stride = c->kv_b_stride = 1;
-    c->kv_a = dsi_calloc(al, host_layers, c->kv_a_stride * sizeof(float));
-    c->kv_b = dsi_calloc(al, host_layers, c->kv_b_stride * sizeof(float));
+    size_t T_ = (size_t)T, caches = (size_t)Lr * (size_t)sh->n_seq;
+    c->kv_a = dsi_calloc(al, caches, c->kv_a_stride * sizeof(float));
+    c->kv_b = dsi_calloc(al, caches, c->kv_b_stride * sizeof(float));
     c->inv_freq = dsi_calloc(al, (size_t)c->rope_dim / 2 + 1, sizeof(float));
     c->x = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
     c->xn = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
@@ -10201,8 +10307,6 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->router = dsi_calloc(al, T_ * (size_t)(E > 0 ? E : 1), sizeof(float));
     c->xe = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
     c->ye = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
-    c->sel = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(int));
-    c->selw = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(float));
     c->etok = dsi_calloc(al, T_ * (size_t)(K > 0 ? K : 1), sizeof(int));
     c->guess = dsi_calloc(al, (size_t)cf->n_layers * (size_t)(K > 0 ? K : 1), sizeof(int));
     c->n_guess = dsi_calloc(al, (size_t)cf->n_layers, sizeof(int));
@@ -10225,50 +10329,22 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         c->xps = dsi_calloc(al, pf > pf8 ? pf : pf8, sizeof(float));
     }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
-        !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->sel || !c->selw || !c->etok ||
-        !c->guess || !c->n_guess || !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
-        dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
-                 (double)Lr * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
-        ds_context_free(c);
-        return dsi_publish(&e);
+        !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->etok || !c->guess || !c->n_guess ||
+        !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
+        dsi_fail(e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
+                 (double)caches * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
+        dsi_cpu_ctx_free(m, c);
+        return DS_ERR_NOMEM;
     }
-    dsi_rope_init(c);
-    if (m->cuda && (s = dsi_cuda_ctx_new(m, n_ctx, T, c->inv_freq, c->rope_dim, c->rope_mscale, c->attn_scale,
-                                         &c->gpu, &e))) {
-        ds_context_free(c);
-        return dsi_publish(&e);
-    }
-    __atomic_add_fetch(&m->n_contexts, 1, __ATOMIC_ACQ_REL);
-    c->counted = true;
-    *out = c;
+    memcpy(c->inv_freq, sh->inv_freq, (size_t)(c->rope_dim / 2) * sizeof(float));
+    *act = (dsi_act){c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp, c->router, c->ye};
+    *dc = c;
     return DS_OK;
-}
-
-DS_API void ds_context_free(ds_context *c) {
-    if (!c) return;
-    const dsi_alloc *al = &c->m->al;
-    dsi_cuda_ctx_free(c->m, c->gpu);
-    dsi_pool_free(c->pool);
-    float *bufs[] = {c->kv_a, c->kv_b, c->inv_freq, c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp,
-                     c->g, c->u, c->router, c->xe, c->ye, c->selw, c->ework, c->kvx};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsi_free(al, bufs[i]);
-    dsi_free(al, c->sel);
-    dsi_free(al, c->etok);
-    dsi_free(al, c->guess);
-    dsi_free(al, c->n_guess);
-    dsi_free(al, c->xq);
-    dsi_free(al, c->xs);
-    dsi_free(al, c->xp);
-    dsi_free(al, c->xps);
-    ds_model *m = c->m;
-    bool counted = c->counted;
-    dsi_free(al, c);
-    if (counted) __atomic_sub_fetch(&m->n_contexts, 1, __ATOMIC_ACQ_REL);
 }
 
 /* ==== Matrix products ==================================================== */
 typedef struct dsi_mm_job {
-    const ds_context *c;
+    const dsi_cpu_ctx *c;
     const dsi_weight *w;
     const uint8_t *base;     /* the weight's bytes */
     const float *X;          /* (T, ldx) */
@@ -10374,7 +10450,7 @@ static void dsi_mm_task(void *arg, int task, int worker) {
  * rows of X (row stride ldx) into the context's buffers, rows of w->cols,
  * and sets *xs and either *xq (int8) or, for the VNNI kernels, *xu (the same
  * offset to unsigned, in place). Otherwise leaves all three NULL. */
-static void dsi_quantize_rows(const ds_context *c, const dsi_weight *w, const float *X, int T, int ldx,
+static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const float *X, int T, int ldx,
                               const int8_t **xq, const uint8_t **xu, const float **xs) {
     *xq = NULL;
     *xu = NULL;
@@ -10394,7 +10470,7 @@ static void dsi_quantize_rows(const ds_context *c, const dsi_weight *w, const fl
 }
 
 /* How a product's rows split into tasks (sets rows_per_task); the count. */
-static int dsi_mm_tasks(const ds_context *c, dsi_mm_job *j) {
+static int dsi_mm_tasks(const dsi_cpu_ctx *c, dsi_mm_job *j) {
     /* one token streams the weights: small tasks, so no thread runs on
      * alone at the end (paired decode runs: +2.5% with 16 per worker
      * against 4); a batch keeps larger ones for its row groups */
@@ -10407,7 +10483,7 @@ static int dsi_mm_tasks(const ds_context *c, dsi_mm_job *j) {
 
 /* A product's job, with X quantized (and packed for a batch) into the
  * context's buffers unless exact. */
-static dsi_mm_job dsi_mm_prepare(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X,
+static dsi_mm_job dsi_mm_prepare(const dsi_cpu_ctx *c, const dsi_weight *w, const uint8_t *base, const float *X,
                                  int T, int ldx, float *Y, int ldy, bool exact) {
     dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0};
     if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
@@ -10423,13 +10499,13 @@ static dsi_mm_job dsi_mm_prepare(const ds_context *c, const dsi_weight *w, const
 }
 
 /* Y (T, rows) = X (T, cols) W^T; exact: F32 activations even for Q8_0 weights */
-static void dsi_matmul_x(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
+static void dsi_matmul_x(const dsi_cpu_ctx *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
                          int ldx, float *Y, int ldy, bool exact) {
     dsi_mm_job j = dsi_mm_prepare(c, w, base, X, T, ldx, Y, ldy, exact);
     dsi_pool_run(c->pool, dsi_mm_task, &j, dsi_mm_tasks(c, &j));
 }
 
-static void dsi_matmul(const ds_context *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
+static void dsi_matmul(const dsi_cpu_ctx *c, const dsi_weight *w, const uint8_t *base, const float *X, int T,
                        int ldx, float *Y, int ldy) {
     dsi_matmul_x(c, w, base, X, T, ldx, Y, ldy, false);
 }
@@ -10447,7 +10523,7 @@ static void dsi_mm2_task(void *arg, int task, int worker) {
     else dsi_mm_task(&j->b, task - j->na, worker);
 }
 
-static void dsi_matmul2(const ds_context *c, const dsi_weight *wa, const uint8_t *ba, float *Ya, const dsi_weight *wb,
+static void dsi_matmul2(const dsi_cpu_ctx *c, const dsi_weight *wa, const uint8_t *ba, float *Ya, const dsi_weight *wb,
                         const uint8_t *bb, float *Yb, const float *X, int T, int ldx, int ldy) {
     if (wa->cols != wb->cols || wa->dtype != wb->dtype) {
         dsi_matmul(c, wa, ba, X, T, ldx, Ya, ldy);
@@ -10482,7 +10558,7 @@ typedef struct dsi_gmv_item {
 } dsi_gmv_item;
 
 typedef struct dsi_gmv_job {
-    const ds_context *c;
+    const dsi_cpu_ctx *c;
     const dsi_gmv_item *items;
     int tasks_per_item, rows_per_task, cols;
     const float *X;                /* (rows, cols) F32 inputs */
@@ -10522,7 +10598,7 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
 /* n items, all of one shape (rows x cols) and dtype, inputs rows of X (ld
  * cols). Quantizes the input rows the items use once when the weights are
  * Q8_0 (n_xrows of them). */
-static void dsi_gmv(const ds_context *c, const dsi_gmv_item *items, int n, const float *X, int n_xrows) {
+static void dsi_gmv(const dsi_cpu_ctx *c, const dsi_gmv_item *items, int n, const float *X, int n_xrows) {
     const dsi_weight *w = items[0].w;
     dsi_gmv_job j = {c, items, 1, w->rows, w->cols, X, NULL, NULL, NULL};
     dsi_quantize_rows(c, w, X, n_xrows, w->cols, &j.xq, &j.xu, &j.xs);
@@ -10537,9 +10613,12 @@ static void dsi_gmv(const ds_context *c, const dsi_gmv_item *items, int n, const
 
 /* ==== Attention ========================================================== */
 typedef struct dsi_att_job {
-    ds_context *c;
+    dsi_cpu_ctx *c;
     const dsi_layer *L;
-    int layer, T, pos0;
+    int T, pos0;             /* a run: T tokens at positions pos0.. */
+    const float *q;          /* (T, H * qk) the run's queries */
+    float *att;              /* (T, H * v) its output */
+    const float *ca, *cb;    /* its sequence's cache of this layer: MLA latent and rope key, MHA K and V */
     int h0, nh;              /* dsi_mla_expanded: the heads in c->kvx */
 } dsi_att_job;
 
@@ -10554,7 +10633,7 @@ static void dsi_att_mix(float *scores, int n, const float *V, size_t stride, flo
 /* MLA, absorbed: one (token, head) per task. */
 static void dsi_mla_task(void *arg, int task, int worker) {
     const dsi_att_job *j = arg;
-    ds_context *c = j->c;
+    dsi_cpu_ctx *c = j->c;
     const ds_model_config *cf = &c->m->cfg;
     const dsi_weight *kvb = &j->L->kv_b;
     int H = cf->n_heads, dn = cf->qk_nope_head_dim, dr = cf->qk_rope_head_dim, dv = cf->v_head_dim;
@@ -10562,21 +10641,21 @@ static void dsi_mla_task(void *arg, int task, int worker) {
     int t = task / H, h = task % H, pos = j->pos0 + t, n = pos + 1;
     float *w = c->ework + (size_t)worker * c->ework_stride;
     float *qlat = w, *scores = qlat + R, *lat = scores + n, *qpe = lat + R;
-    const float *qh = c->q + (size_t)t * H * hd + (size_t)h * hd;
+    const float *qh = j->q + (size_t)t * H * hd + (size_t)h * hd;
     memcpy(qpe, qh + dn, (size_t)dr * sizeof(float));
     dsi_rope(c, qpe, pos, true);
     /* q_lat = W_uk(h)^T q_nope: latent-space query */
     memset(qlat, 0, (size_t)R * sizeof(float));
     const uint8_t *rows = kvb->data + (size_t)h * (dn + dv) * kvb->row_bytes;
     for (int i = 0; i < dn; i++) dsi_axpy_row(kvb, rows + (size_t)i * kvb->row_bytes, qh[i], qlat);
-    const float *ca = c->kv_a + (size_t)j->layer * c->kv_a_stride;
-    const float *cb = c->kv_b + (size_t)j->layer * c->kv_b_stride;
+    const float *ca = j->ca;
+    const float *cb = j->cb;
     for (int s = 0; s < n; s++)
         scores[s] = (dsi_dot_f32(qlat, ca + (size_t)s * R, R) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
                     c->attn_scale;
     dsi_att_mix(scores, n, ca, (size_t)R, lat, R);
     /* back to value space: out = W_uv(h) lat */
-    float *out = c->att + (size_t)t * H * dv + (size_t)h * dv;
+    float *out = j->att + (size_t)t * H * dv + (size_t)h * dv;
     const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
     for (int i = 0; i < dv; i++) out[i] = dsi_dot_row(kvb, vrows + (size_t)i * kvb->row_bytes, lat);
 }
@@ -10584,39 +10663,39 @@ static void dsi_mla_task(void *arg, int task, int worker) {
 /* Multi-head attention (DeepSeek-MoE): one (token, head) per task. */
 static void dsi_mha_task(void *arg, int task, int worker) {
     const dsi_att_job *j = arg;
-    ds_context *c = j->c;
+    dsi_cpu_ctx *c = j->c;
     const ds_model_config *cf = &c->m->cfg;
     int H = cf->n_heads, Hk = cf->n_kv_heads, hd = cf->head_dim;
     int t = task / H, h = task % H, pos = j->pos0 + t, n = pos + 1, kh = h / (H / Hk);
     float *scores = c->ework + (size_t)worker * c->ework_stride;
-    const float *qh = c->q + (size_t)t * H * hd + (size_t)h * hd;
-    const float *K = c->kv_a + (size_t)j->layer * c->kv_a_stride;
-    const float *V = c->kv_b + (size_t)j->layer * c->kv_b_stride;
+    const float *qh = j->q + (size_t)t * H * hd + (size_t)h * hd;
+    const float *K = j->ca;
+    const float *V = j->cb;
     size_t kd = (size_t)Hk * hd;
     for (int s = 0; s < n; s++) scores[s] = dsi_dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * c->attn_scale;
-    dsi_att_mix(scores, n, V + (size_t)kh * hd, kd, c->att + (size_t)t * H * hd + (size_t)h * hd, hd);
+    dsi_att_mix(scores, n, V + (size_t)kh * hd, kd, j->att + (size_t)t * H * hd + (size_t)h * hd, hd);
 }
 
 /* One (token, head) of a batch against expanded K/V: the same attention as
  * dsi_mla_task, with the latent projections moved out of the loop. */
 static void dsi_mla_x_task(void *arg, int task, int worker) {
     const dsi_att_job *j = arg;
-    ds_context *c = j->c;
+    dsi_cpu_ctx *c = j->c;
     const ds_model_config *cf = &c->m->cfg;
     int H = cf->n_heads, dn = cf->qk_nope_head_dim, dr = cf->qk_rope_head_dim, dv = cf->v_head_dim;
     int hd = dn + dr, kvw = j->nh * (dn + dv);
     int t = task / j->nh, hh = task % j->nh, h = j->h0 + hh, pos = j->pos0 + t, n = pos + 1;
     float *w = c->ework + (size_t)worker * c->ework_stride;
     float *qpe = w, *scores = qpe + dr;
-    const float *qh = c->q + (size_t)t * H * hd + (size_t)h * hd;
+    const float *qh = j->q + (size_t)t * H * hd + (size_t)h * hd;
     memcpy(qpe, qh + dn, (size_t)dr * sizeof(float));
     dsi_rope(c, qpe, pos, true);
-    const float *cb = c->kv_b + (size_t)j->layer * c->kv_b_stride;
+    const float *cb = j->cb;
     const float *kv = c->kvx + (size_t)hh * (dn + dv);
     for (int s = 0; s < n; s++)
         scores[s] = (dsi_dot_f32(qh, kv + (size_t)s * kvw, dn) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
                     c->attn_scale;
-    dsi_att_mix(scores, n, kv + dn, (size_t)kvw, c->att + (size_t)t * H * dv + (size_t)h * dv, dv);
+    dsi_att_mix(scores, n, kv + dn, (size_t)kvw, j->att + (size_t)t * H * dv + (size_t)h * dv, dv);
 }
 
 /* Whether a batch of T tokens after pos0 takes dsi_mla_expanded: it pays
@@ -10630,12 +10709,12 @@ static bool dsi_mla_expand_pays(int T, int pos0) {
 /* MLA for a batch: for each group of heads, K (nope part) and V of every
  * position in the window from one product of the kv_b rows of those heads
  * with the cached latents, then attention per (token, head). */
-static void dsi_mla_expanded(ds_context *c, dsi_att_job *j) {
+static void dsi_mla_expanded(dsi_cpu_ctx *c, dsi_att_job *j) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_weight *kvb = &j->L->kv_b;
     int H = cf->n_heads, dn = cf->qk_nope_head_dim, dv = cf->v_head_dim, R = cf->kv_lora_rank;
     int n = j->pos0 + j->T;
-    const float *ca = c->kv_a + (size_t)j->layer * c->kv_a_stride;
+    const float *ca = j->ca;
     for (int h0 = 0; h0 < H; h0 += c->kvx_heads) {
         int nh = H - h0 < c->kvx_heads ? H - h0 : c->kvx_heads, kvw = nh * (dn + dv);
         dsi_weight sub = *kvb;   /* the rows of heads [h0, h0 + nh) */
@@ -10653,63 +10732,65 @@ static void dsi_mla_expanded(ds_context *c, dsi_att_job *j) {
     }
 }
 
-static void dsi_attention(ds_context *c, int l, int T, int pos0) {
+/* The run's sequence's cache of layer l: a (latent or K) and b (rope key or V). */
+static void dsi_cache_of(const dsi_cpu_ctx *c, int l, int seq, float **ca, float **cb) {
+    size_t k = (size_t)seq * (size_t)c->m->cfg.n_layers + (size_t)l;
+    *ca = c->kv_a + k * c->kv_a_stride;
+    *cb = c->kv_b + k * c->kv_b_stride;
+}
+
+/* MLA: the run's latents and rope keys into the cache, then attention (the
+ * expanded form for a batch over a short window, else absorbed per head). */
+static ds_status dsi_cpu_mla_attention(void *dc, int l, const dsi_layer *L, const dsi_run *r, float eps, dsi_err *e) {
+    (void)e;
+    dsi_cpu_ctx *c = dc;
     const ds_model_config *cf = &c->m->cfg;
-    const dsi_layer *L = &c->m->layers[l];
-    int D = cf->hidden_size, H = cf->n_heads;
-    float eps = cf->rms_norm_eps;
-    for (int t = 0; t < T; t++)
-        dsi_rmsnorm(c->xn + (size_t)t * D, c->x + (size_t)t * D, dsi_wf32(&L->attn_norm), D, eps);
-    dsi_att_job j = {c, L, l, T, pos0, 0, 0};
-    if (cf->kv_lora_rank > 0) {
-        int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
-        if (cf->q_lora_rank > 0) {
-            int Rq = cf->q_lora_rank;
-            dsi_matmul(c, &L->q_a, NULL, c->xn, T, D, c->qa, Rq);
-            for (int t = 0; t < T; t++)
-                dsi_rmsnorm(c->qa + (size_t)t * Rq, c->qa + (size_t)t * Rq, dsi_wf32(&L->q_a_norm), Rq, eps);
-            dsi_matmul(c, &L->q_b, NULL, c->qa, T, Rq, c->q, H * hd);
-        } else {
-            dsi_matmul(c, &L->q_proj, NULL, c->xn, T, D, c->q, H * hd);
-        }
-        dsi_matmul(c, &L->kv_a, NULL, c->xn, T, D, c->kva, R + dr);
-        /* the cache keeps the normalised latent and the roped shared key */
-        for (int t = 0; t < T; t++) {
-            const float *kv = c->kva + (size_t)t * (R + dr);
-            float *ca = c->kv_a + (size_t)l * c->kv_a_stride + (size_t)(pos0 + t) * R;
-            float *cb = c->kv_b + (size_t)l * c->kv_b_stride + (size_t)(pos0 + t) * dr;
-            dsi_rmsnorm(ca, kv, dsi_wf32(&L->kv_a_norm), R, eps);
-            memcpy(cb, kv + R, (size_t)dr * sizeof(float));
-            dsi_rope(c, cb, pos0 + t, true);
-        }
-        if (dsi_mla_expand_pays(T, pos0)) dsi_mla_expanded(c, &j);
-        else dsi_pool_run(c->pool, dsi_mla_task, &j, T * H);
-        dsi_matmul(c, &L->wo, NULL, c->att, T, H * cf->v_head_dim, c->tmp, D);
-    } else {
-        int hd = cf->head_dim, Hk = cf->n_kv_heads, kd = Hk * hd;
-        dsi_matmul(c, &L->wq, NULL, c->xn, T, D, c->q, H * hd);
-        float *kt = c->kva, *vt = c->kva + (size_t)T * kd;
-        dsi_matmul(c, &L->wk, NULL, c->xn, T, D, kt, kd);
-        dsi_matmul(c, &L->wv, NULL, c->xn, T, D, vt, kd);
-        for (int t = 0; t < T; t++) {
-            for (int h = 0; h < H; h++) dsi_rope(c, c->q + (size_t)t * H * hd + (size_t)h * hd, pos0 + t, false);
-            for (int h = 0; h < Hk; h++) dsi_rope(c, kt + (size_t)t * kd + (size_t)h * hd, pos0 + t, false);
-            memcpy(c->kv_a + (size_t)l * c->kv_a_stride + (size_t)(pos0 + t) * kd, kt + (size_t)t * kd,
-                   (size_t)kd * sizeof(float));
-            memcpy(c->kv_b + (size_t)l * c->kv_b_stride + (size_t)(pos0 + t) * kd, vt + (size_t)t * kd,
-                   (size_t)kd * sizeof(float));
-        }
-        dsi_pool_run(c->pool, dsi_mha_task, &j, T * H);
-        dsi_matmul(c, &L->wo, NULL, c->att, T, H * hd, c->tmp, D);
+    int H = cf->n_heads, R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
+    float *ca, *cb;
+    dsi_cache_of(c, l, r->seq, &ca, &cb);
+    /* the cache keeps the normalised latent and the roped shared key */
+    for (int t = 0; t < r->n; t++) {
+        const float *kv = c->kva + (size_t)(r->t0 + t) * (R + dr);
+        float *pa = ca + (size_t)(r->pos0 + t) * R, *pb = cb + (size_t)(r->pos0 + t) * dr;
+        dsi_rmsnorm(pa, kv, dsi_wf32(&L->kv_a_norm), R, eps);
+        memcpy(pb, kv + R, (size_t)dr * sizeof(float));
+        dsi_rope(c, pb, r->pos0 + t, true);
     }
-    for (size_t i = 0; i < (size_t)T * D; i++) c->x[i] += c->tmp[i];
+    dsi_att_job j = {c, L, r->n, r->pos0, c->q + (size_t)r->t0 * H * hd,
+                     c->att + (size_t)r->t0 * H * cf->v_head_dim, ca, cb, 0, 0};
+    if (dsi_mla_expand_pays(r->n, r->pos0)) dsi_mla_expanded(c, &j);
+    else dsi_pool_run(c->pool, dsi_mla_task, &j, r->n * H);
+    return DS_OK;
+}
+
+/* Multi-head attention: the run's queries and keys roped, its keys and
+ * values (rows of kva: the batch's T keys, then their values) into the
+ * cache, then attention per head. */
+static ds_status dsi_cpu_mha_attention(void *dc, int l, const dsi_layer *L, const dsi_run *r, int T, dsi_err *e) {
+    (void)e;
+    dsi_cpu_ctx *c = dc;
+    const ds_model_config *cf = &c->m->cfg;
+    int H = cf->n_heads, hd = cf->head_dim, Hk = cf->n_kv_heads, kd = Hk * hd;
+    float *ck, *cv;
+    dsi_cache_of(c, l, r->seq, &ck, &cv);
+    float *kt = c->kva, *vt = c->kva + (size_t)T * kd;
+    for (int i = 0; i < r->n; i++) {
+        int t = r->t0 + i, pos = r->pos0 + i;
+        for (int h = 0; h < H; h++) dsi_rope(c, c->q + (size_t)t * H * hd + (size_t)h * hd, pos, false);
+        for (int h = 0; h < Hk; h++) dsi_rope(c, kt + (size_t)t * kd + (size_t)h * hd, pos, false);
+        memcpy(ck + (size_t)pos * kd, kt + (size_t)t * kd, (size_t)kd * sizeof(float));
+        memcpy(cv + (size_t)pos * kd, vt + (size_t)t * kd, (size_t)kd * sizeof(float));
+    }
+    dsi_att_job j = {c, L, r->n, r->pos0, c->q + (size_t)r->t0 * H * hd, c->att + (size_t)r->t0 * H * hd, ck, cv, 0, 0};
+    dsi_pool_run(c->pool, dsi_mha_task, &j, r->n * H);
+    return DS_OK;
 }
 
 /* ==== Feed-forward ======================================================= */
 static float dsi_silu(float x) { return x / (1.0f + expf(-x)); }
 
 /* down(silu(gate X) * up X) for T rows of X, into Y (T, D). */
-static void dsi_mlp(ds_context *c, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
+static void dsi_mlp(dsi_cpu_ctx *c, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
                     const uint8_t *gb, const uint8_t *ub, const uint8_t *db, const float *X, int T, float *Y) {
     int D = c->m->cfg.hidden_size, I = gate->rows;
     if (T == 1 && gate->dtype == up->dtype) {   /* one pass, SiLU(gate) * up fused */
@@ -10792,9 +10873,9 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
 /* With an expert cache: queue this layer's chosen experts (the prefetch
  * thread decrypts them while this thread handles the first), score the guess
  * made for this layer, and guess the next MoE layer's experts by applying its
- * router to this layer's normalised input, so they decrypt while this layer
- * and the next attention compute. */
-static void dsi_moe_prefetch(ds_context *c, int l, int T) {
+ * router to this layer's normalised input X, so they decrypt while this
+ * layer and the next attention compute. */
+static void dsi_moe_prefetch(dsi_cpu_ctx *c, int l, int T, const float *X) {
     const ds_model_config *cf = &c->m->cfg;
     int E = cf->n_routed_experts, K = cf->n_experts_per_tok, D = cf->hidden_size;
     int *uniq = c->etok, nu = 0;
@@ -10806,13 +10887,13 @@ static void dsi_moe_prefetch(ds_context *c, int l, int T) {
     dsi_pager_prefetch(c->m->pager, l, uniq, nu, false);
     dsi_pager_routed(c->m->pager, l, uniq, nu, c->guess + (size_t)l * K, T == 1 ? c->n_guess[l] : 0);
     c->n_guess[l] = 0;
-    if (T > 4 || K > 64 || l + 1 >= cf->n_layers || !c->m->layers[l + 1].moe) return;
-    const dsi_layer *N = &c->m->layers[l + 1];
+    if (T > 4 || K > 64 || l + 1 >= cf->n_layers || !c->m->w.layers[l + 1].moe) return;
+    const dsi_layer *N = &c->m->w.layers[l + 1];
     float *logits = c->ye, *scratch = c->ework;
     int *pred = c->guess + (size_t)(l + 1) * K;   /* best first; kept to score it against l+1's choice */
     for (int t = 0; t < T; t++) {
         for (int x = 0; x < E; x++) logits[x] = dsi_dot_row(&N->router, N->router.data + (size_t)x * N->router.row_bytes,
-                                                           c->xn + (size_t)t * D);
+                                                           X + (size_t)t * D);
         float w[64];
         dsi_route(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, scratch, pred, w);
         dsi_pager_prefetch(c->m->pager, l + 1, pred, K, true);
@@ -10820,10 +10901,8 @@ static void dsi_moe_prefetch(ds_context *c, int l, int T) {
     c->n_guess[l + 1] = T == 1 ? K : 0;
 }
 
-static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T);
-
 /* One token's K chosen experts as indices into c->sel, in ascending expert order. */
-static void dsi_sel_ascending(const ds_context *c, int K, int *ord) {
+static void dsi_sel_ascending(const dsi_cpu_ctx *c, int K, int *ord) {
     for (int k = 0; k < K; k++) {
         int p = k;
         for (; p > 0 && c->sel[ord[p - 1]] > c->sel[k]; p--) ord[p] = ord[p - 1];
@@ -10832,14 +10911,14 @@ static void dsi_sel_ascending(const ds_context *c, int K, int *ord) {
 }
 
 /* Adds row i of c->ye (the output of expert c->sel[ord[i]]) times its weight
- * to c->tmp, for i = 0..K-1 in that order: ascending expert order, the order
- * of every path, so decode sums match whichever path ran. */
-static void dsi_moe_add_rows(ds_context *c, const int *ord, int K) {
+ * to Y, for i = 0..K-1 in that order: ascending expert order, the order of
+ * every path, so decode sums match whichever path ran. */
+static void dsi_moe_add_rows(dsi_cpu_ctx *c, const int *ord, int K, float *Y) {
     int D = c->m->cfg.hidden_size;
     for (int i = 0; i < K; i++) {
         float wgt = c->selw[ord[i]];
         const float *src = c->ye + (size_t)i * D;
-        for (int d = 0; d < D; d++) c->tmp[d] += wgt * src[d];
+        for (int d = 0; d < D; d++) Y[d] += wgt * src[d];
     }
 }
 
@@ -10849,9 +10928,9 @@ static void dsi_moe_add_rows(ds_context *c, const int *ord, int K) {
  * which it joins), so the compute overlaps the decryptions still under way;
  * each lands in its own row and the rows are added in ascending expert
  * order, as everywhere else, so the sums are the resident run's. */
-static ds_status dsi_moe_decode_paged(ds_context *c, int l, dsi_err *e) {
+static ds_status dsi_moe_decode_paged(dsi_cpu_ctx *c, int l, const dsi_layer *L, const float *X, float *Y,
+                                      dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
-    const dsi_layer *L = &c->m->layers[l];
     int D = cf->hidden_size, K = cf->n_experts_per_tok, ord[64];
     bool done[64] = {false};
     dsi_sel_ascending(c, K, ord);
@@ -10870,26 +10949,25 @@ static ds_status dsi_moe_decode_paged(ds_context *c, int l, dsi_err *e) {
         ds_status s = dsi_expert_acquire(c->m, l, x, &base, e);
         if (s) return s;
         const dsi_expert_ref *r = &L->experts[x];
-        dsi_mlp(c, &L->exp_gate, &L->exp_up, &L->exp_down, base + r->off[0], base + r->off[1], base + r->off[2], c->xn,
+        dsi_mlp(c, &L->exp_gate, &L->exp_up, &L->exp_down, base + r->off[0], base + r->off[1], base + r->off[2], X,
                 1, c->ye + (size_t)pick * D);
         dsi_expert_release(c->m, l, x);
         done[pick] = true;
     }
-    dsi_moe_add_rows(c, ord, K);
-    dsi_moe_shared(c, L, 1);
+    dsi_moe_add_rows(c, ord, K, Y);
     return DS_OK;
 }
 
-static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
+/* The routed experts of layer l (the device's moe): Y = the weighted sum,
+ * per token, of its experts applied to X, added in ascending expert order. */
+static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X, float *Y,
+                             dsi_err *e) {
+    dsi_cpu_ctx *c = dc;
     const ds_model_config *cf = &c->m->cfg;
-    const dsi_layer *L = &c->m->layers[l];
-    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
-    dsi_matmul(c, &L->router, NULL, c->xn, T, D, c->router, E);
-    float *scratch = c->ework;   /* worker 0's area: 3 * E floats fit (E <= widest) */
-    for (int t = 0; t < T; t++)
-        dsi_route(cf, c->router + (size_t)t * E, L->bias.data ? dsi_wf32(&L->bias) : NULL, scratch, c->sel + t * K,
-                  c->selw + t * K);
-    memset(c->tmp, 0, (size_t)T * D * sizeof(float));
+    int D = cf->hidden_size, K = plan->K, T = plan->T;
+    c->sel = plan->sel;
+    c->selw = plan->selw;
+    memset(Y, 0, (size_t)T * D * sizeof(float));
     if (T == 1 && !c->m->pager && K <= 64 && L->exp_gate.dtype == L->exp_up.dtype) {
         /* decode with resident experts: every chosen expert's gate/up in one
          * pool run, their downs in a second, added in ascending expert order
@@ -10906,25 +10984,22 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
             it[i] = (dsi_gmv_item){&L->exp_gate, &L->exp_up, eb[i] + er[i]->off[0], eb[i] + er[i]->off[1], 0,
                                    c->g + (size_t)i * I};
         }
-        dsi_gmv(c, it, K, c->xn, 1);
+        dsi_gmv(c, it, K, X, 1);
         for (int i = 0; i < K; i++)
             it[i] = (dsi_gmv_item){&L->exp_down, NULL, eb[i] + er[i]->off[2], NULL, i, c->ye + (size_t)i * D};
         dsi_gmv(c, it, K, c->g, K);
-        dsi_moe_add_rows(c, ord, K);
-        dsi_moe_shared(c, L, T);
+        dsi_moe_add_rows(c, ord, K, Y);
         return DS_OK;
     }
-    if (c->m->pager) dsi_moe_prefetch(c, l, T);
-    if (T == 1 && c->m->pager && K <= 64 && K <= DSI_MAX_BATCH) return dsi_moe_decode_paged(c, l, e);
+    if (c->m->pager) dsi_moe_prefetch(c, l, T, X);
+    if (T == 1 && c->m->pager && K <= 64 && K <= DSI_MAX_BATCH) return dsi_moe_decode_paged(c, l, L, X, Y, e);
     /* tokens grouped per expert: each expert's matrices run once per batch */
-    for (int x = 0; x < E; x++) {
-        int n = 0;
-        for (int t = 0; t < T; t++)
-            for (int k = 0; k < K; k++)
-                if (c->sel[t * K + k] == x) c->etok[n++] = t * K + k;
-        if (!n) continue;
+    for (int u = 0; u < plan->n_used; u++) {
+        int x = plan->used[u], n = plan->cnt[x];
+        const int *idx = plan->idx + plan->off[x];
+        const float *wts = plan->wts + plan->off[x];
         for (int i = 0; i < n; i++)
-            memcpy(c->xe + (size_t)i * D, c->xn + (size_t)(c->etok[i] / K) * D, (size_t)D * sizeof(float));
+            memcpy(c->xe + (size_t)i * D, X + (size_t)idx[i] * D, (size_t)D * sizeof(float));
         const uint8_t *base = NULL;
         ds_status s = dsi_expert_acquire(c->m, l, x, &base, e);
         if (s) return s;
@@ -10933,118 +11008,141 @@ static ds_status dsi_moe(ds_context *c, int l, int T, dsi_err *e) {
                 n, c->ye);
         dsi_expert_release(c->m, l, x);
         for (int i = 0; i < n; i++) {
-            int tk = c->etok[i];
-            float wgt = c->selw[tk];
-            float *dst = c->tmp + (size_t)(tk / K) * D;
+            float *dst = Y + (size_t)idx[i] * D;
             const float *src = c->ye + (size_t)i * D;
-            for (int d = 0; d < D; d++) dst[d] += wgt * src[d];
+            for (int d = 0; d < D; d++) dst[d] += wts[i] * src[d];
         }
     }
-    dsi_moe_shared(c, L, T);
     return DS_OK;
 }
 
-/* The shared experts, added after the routed ones. */
-static void dsi_moe_shared(ds_context *c, const dsi_layer *L, int T) {
-    const ds_model_config *cf = &c->m->cfg;
-    int D = cf->hidden_size;
-    if (cf->n_shared_experts > 0) {
-        dsi_mlp(c, &L->gate, &L->up, &L->down, NULL, NULL, NULL, c->xn, T, c->ye);
-        for (size_t i = 0; i < (size_t)T * D; i++) c->tmp[i] += c->ye[i];
-    }
+/* ==== The device's table ================================================== */
+static ds_status dsi_cpu_model_new(ds_model *m, const ds_model_params *p, void **dm, dsi_err *e) {
+    (void)p;
+    (void)e;
+    *dm = NULL;
+    snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
+             dsi_have_vnni512() ? "avx512-vnni" : dsi_have_avx2() ? "avx2" : "portable");
+    return DS_OK;
 }
 
-static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {
-    const ds_model_config *cf = &c->m->cfg;
-    const dsi_layer *L = &c->m->layers[l];
-    int D = cf->hidden_size;
+static void dsi_cpu_model_free(ds_model *m, void *dm) {
+    (void)m;
+    (void)dm;
+}
+
+static const dsi_weights *dsi_cpu_weights(const ds_model *m) { return &m->w; }
+
+static void dsi_cpu_cache_stats(const ds_model *m, ds_cache_stats *out, bool reset) {
+    (void)m;
+    (void)reset;
+    if (out) memset(out, 0, sizeof *out);
+}
+
+static ds_status dsi_cpu_begin(void *dc, dsi_err *e) {
+    (void)dc;
+    (void)e;
+    return DS_OK;
+}
+
+/* A pass that failed or was cancelled part way leaves no guess behind: a
+ * guess made for its next layer would be scored against another pass. */
+static ds_status dsi_cpu_end(void *dc, ds_status s, dsi_err *e) {
+    (void)e;
+    dsi_cpu_ctx *c = dc;
+    if (s) memset(c->n_guess, 0, (size_t)c->m->cfg.n_layers * sizeof *c->n_guess);
+    return s;
+}
+
+static ds_status dsi_cpu_embed(void *dc, const dsi_weight *table, const int32_t *tok, int T, float *x, dsi_err *e) {
+    (void)e;
+    int D = ((dsi_cpu_ctx *)dc)->m->cfg.hidden_size;
     for (int t = 0; t < T; t++)
-        dsi_rmsnorm(c->xn + (size_t)t * D, c->x + (size_t)t * D, dsi_wf32(&L->ffn_norm), D, cf->rms_norm_eps);
-    if (L->moe) {
-        ds_status s = dsi_moe(c, l, T, e);
-        if (s) return s;
-    } else {
-        dsi_mlp(c, &L->gate, &L->up, &L->down, NULL, NULL, NULL, c->xn, T, c->tmp);
-    }
-    for (size_t i = 0; i < (size_t)T * D; i++) c->x[i] += c->tmp[i];
+        dsi_dequant_row(table, table->data + (size_t)tok[t] * table->row_bytes, x + (size_t)t * D);
     return DS_OK;
 }
 
-/* ==== Evaluation ========================================================= */
-/* Runs T tokens at positions n_past..; logits for rows [first_out, T) go to
- * out (row-major, vocab each) when out is not NULL. */
-static ds_status dsi_forward(ds_context *c, const int32_t *tok, int T, float *out, int first_out, dsi_err *e) {
-    ds_model *m = c->m;
-    const ds_model_config *cf = &m->cfg;
-    int D = cf->hidden_size;
-    for (int t = 0; t < T; t++)
-        dsi_dequant_row(&m->embed, m->embed.data + (size_t)tok[t] * m->embed.row_bytes, c->x + (size_t)t * D);
-    for (int l = 0; l < cf->n_layers; l++) {
-        dsi_attention(c, l, T, c->n_past);
-        ds_status s = dsi_ffn(c, l, T, e);
-        if (s) return s;
-    }
-    c->n_past += T;
-    if (!out) return DS_OK;
-    int n_out = T - first_out;
-    for (int t = 0; t < n_out; t++)
-        dsi_rmsnorm(c->xn + (size_t)t * D, c->x + (size_t)(first_out + t) * D, dsi_wf32(&m->out_norm), D,
-                    cf->rms_norm_eps);
-    dsi_matmul(c, &m->lm_head, NULL, c->xn, n_out, D, out, cf->vocab_size);
+static ds_status dsi_cpu_rmsnorm(void *dc, float *out, int ldo, const float *x, int ldx, const dsi_weight *w, int rows,
+                                 float eps, dsi_err *e) {
+    (void)dc;
+    (void)e;
+    for (int t = 0; t < rows; t++)
+        dsi_rmsnorm(out + (size_t)t * ldo, x + (size_t)t * ldx, dsi_wf32(w), w->cols, eps);
     return DS_OK;
 }
 
-DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n, float *logits, int all_logits) {
-    dsi_err e = {0};
-    if (!c || (!tokens && n)) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_eval: NULL argument");
-        return c ? dsi_ctx_fail(c, &e) : dsi_publish(&e);
-    }
+static ds_status dsi_cpu_matmul(void *dc, const dsi_weight *w, const float *X, int T, int ldx, float *Y, int ldy,
+                                dsi_err *e) {
+    (void)e;
+    dsi_matmul(dc, w, NULL, X, T, ldx, Y, ldy);
+    return DS_OK;
+}
+
+static ds_status dsi_cpu_mlp(void *dc, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
+                             const float *X, int T, float *Y, dsi_err *e) {
+    (void)e;
+    dsi_mlp(dc, gate, up, down, NULL, NULL, NULL, X, T, Y);
+    return DS_OK;
+}
+
+static ds_status dsi_cpu_add(void *dc, float *y, const float *x, size_t n, dsi_err *e) {
+    (void)dc;
+    (void)e;
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+    return DS_OK;
+}
+
+static ds_status dsi_cpu_route(void *dc, const dsi_layer *L, const float *logits, int T, int *sel, float *selw,
+                               dsi_err *e) {
+    (void)e;
+    dsi_cpu_ctx *c = dc;
     const ds_model_config *cf = &c->m->cfg;
-    if (n == 0) return DS_OK;
-    if (n > (size_t)(c->n_ctx - c->n_past)) {
-        dsi_fail(&e, DS_ERR_LIMIT, "%zu tokens do not fit: %d of the context's %d are used", n, c->n_past, c->n_ctx);
-        return dsi_ctx_fail(c, &e);
-    }
-    for (size_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= cf->vocab_size) {
-            dsi_fail(&e, DS_ERR_INVALID_ARG, "token %zu: id %d is outside the vocabulary [0, %d)", i, (int)tokens[i],
-                     cf->vocab_size);
-            return dsi_ctx_fail(c, &e);
-        }
-    int start = c->n_past;
-    for (size_t done = 0; done < n;) {
-        int T = (int)(n - done < DSI_MAX_BATCH ? n - done : DSI_MAX_BATCH);
-        bool last = done + (size_t)T == n;
-        float *out = NULL;
-        int first = 0;
-        if (logits && all_logits) out = logits + done * (size_t)cf->vocab_size;
-        else if (logits && last) {
-            out = logits;
-            first = T - 1;
-        }
-        ds_status s;
-        if (c->gpu) {
-            s = dsi_cuda_forward(c->m, c->gpu, tokens + done, T, c->n_past, out, first, &e);
-            if (!s) c->n_past += T;
-        } else {
-            s = dsi_forward(c, tokens + done, T, out, first, &e);
-        }
-        if (s) {
-            c->n_past = start;   /* nothing half-appended */
-            return dsi_ctx_fail(c, &e);
-        }
-        done += (size_t)T;
-    }
+    int E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+    float *scratch = c->ework;   /* worker 0's area: 3 * E floats fit (E <= widest) */
+    for (int t = 0; t < T; t++)
+        dsi_route(cf, logits + (size_t)t * E, L->bias.data ? dsi_wf32(&L->bias) : NULL, scratch, sel + t * K,
+                  selw + t * K);
     return DS_OK;
 }
-/* ==== End deepseek_impl/forward.c ==== */
+
+static ds_status dsi_cpu_head(void *dc, const dsi_weight *lm_head, const float *X, int n, float *out, dsi_err *e) {
+    (void)e;
+    dsi_matmul(dc, lm_head, NULL, X, n, lm_head->cols, out, lm_head->rows);
+    return DS_OK;
+}
+
+static const dsi_device_i dsi_cpu_table = {
+    .version = DSI_DEVICE_VERSION,
+    .name = "cpu",
+    .model_new = dsi_cpu_model_new,
+    .model_free = dsi_cpu_model_free,
+    .weights = dsi_cpu_weights,
+    .cache_stats = dsi_cpu_cache_stats,
+    .ctx_new = dsi_cpu_ctx_new,
+    .ctx_free = dsi_cpu_ctx_free,
+    .begin = dsi_cpu_begin,
+    .end = dsi_cpu_end,
+    .embed = dsi_cpu_embed,
+    .rmsnorm = dsi_cpu_rmsnorm,
+    .matmul = dsi_cpu_matmul,
+    .mlp = dsi_cpu_mlp,
+    .add = dsi_cpu_add,
+    .mla_attention = dsi_cpu_mla_attention,
+    .mha_attention = dsi_cpu_mha_attention,
+    .route = dsi_cpu_route,
+    .moe = dsi_cpu_moe,
+    .head = dsi_cpu_head,
+};
+
+DSI_FUNC const dsi_device_i *dsi_cpu_device(void) { return &dsi_cpu_table; }
+/* ==== End deepseek_impl/cpu.c ==== */
 
 /* ==== Begin deepseek_impl/cuda.c ==== */
 /*
- * cuda.c — the forward pass on an NVIDIA GPU, driven through the CUDA
- * backend's table (kernels/cuda/backend.cuh; the kernels link beside the
- * library with make CUDA=1).
+ * cuda.c — the CUDA device (dsi_device_i): the forward pass's operations on
+ * an NVIDIA GPU, through the CUDA backend's kernel table
+ * (kernels/cuda/backend.cuh; the kernels link beside the library with make
+ * CUDA=1).
  *
  * What lives where:
  *   - device memory: every dense segment (embeddings, attention, norms,
@@ -11067,11 +11165,11 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
  * whole forward call, so the cache tables and the slot events have one user
  * at a time, and each forward ends with its stream idle.
  *
- * The order of operations is the CPU's (forward.c): the same layers, the
- * same norms, routed experts in ascending expert order each added into the
- * layer output, then the shared experts, then the residual. The products
- * differ in summation order only; Q8_0 weights meet F32 activations (as the
- * CPU with exact_activations).
+ * The order of operations is the driver's (forward.c), as on the CPU:
+ * routed experts in ascending expert order each added into the layer
+ * output, then the shared experts, then the residual. The products differ
+ * in summation order only; Q8_0 weights meet F32 activations (as the CPU
+ * with exact_activations).
  */
 /* #include "internal.h": pasted above */
 
@@ -11362,22 +11460,101 @@ const dsi_backend_i *dsi_cuda_backend(void);
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Where the kernels come from:
+ *   - linked in (DS_CUDA=1: the CUDA op and forward tests of make CUDA=1,
+ *     the CPU emulator), through dsi_cuda_backend();
+ *   - loaded at run time (every other multi-file build; the amalgamation
+ *     only with DS_CUDA_LOAD, so it stays CPU-only and needs no dlopen by
+ *     default): libdeepseek_cuda.so (make CUDA=1) is opened only when a
+ *     model asks for CUDA, so a CPU run never maps the CUDA runtime or
+ *     cuBLAS, and one build runs where they are missing;
+ *   - neither (DS_NO_CUDA): every model runs on the CPU. */
 #if defined(DS_CUDA) && DS_CUDA
+#  define DSI_CU_ON 1
+#  define DSI_CU_LINKED 1
+#elif !defined(DS_NO_CUDA) && (!defined(DS_AMALGAMATION) || defined(DS_CUDA_LOAD))
+#  define DSI_CU_ON 1
+#  define DSI_CU_LINKED 0
+#else
+#  define DSI_CU_ON 0
+#endif
+
+#if DSI_CU_ON
 
 #include <pthread.h>
 #include <sodium.h>
 #include <sys/mman.h>
+#if !DSI_CU_LINKED
+#include <dlfcn.h>
+#include <unistd.h>
+#endif
 
-#define DSI_CU_NSTAGE 3           /* pinned staging buffers in rotation */
 #define DSI_CU_MSG 320
 
+#if DSI_CU_LINKED
+static const dsi_backend_i *dsi_cu_backend(char *why, size_t len) {
+    (void)why;
+    (void)len;
+    return dsi_cuda_backend();
+}
+#else
+/* The backend's shared object, opened once and never closed (its table is
+ * static storage there). Looked for as DS_CUDA_LIBRARY (a path) when set,
+ * else as libdeepseek_cuda.so by the dynamic loader's search (its paths,
+ * the program's run path), else beside the running program. */
+#define DSI_CU_SONAME "libdeepseek_cuda.so"
+static pthread_mutex_t dsi_cu_load_lock = PTHREAD_MUTEX_INITIALIZER;
+static const dsi_backend_i *dsi_cu_loaded;
+static char dsi_cu_load_error[256];
+
+static void *dsi_cu_open(char *err, size_t len) {
+    const char *env = getenv("DS_CUDA_LIBRARY");
+    void *h = dlopen(env && env[0] ? env : DSI_CU_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (h || (env && env[0])) {
+        if (!h) snprintf(err, len, "%s", dlerror());
+        return h;
+    }
+    snprintf(err, len, "%s", dlerror());
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash || (size_t)(slash - exe) + sizeof DSI_CU_SONAME + 1 > sizeof exe) return NULL;
+    memcpy(slash + 1, DSI_CU_SONAME, sizeof DSI_CU_SONAME);
+    return dlopen(exe, RTLD_NOW | RTLD_LOCAL);
+}
+
+static const dsi_backend_i *dsi_cu_backend(char *why, size_t len) {
+    pthread_mutex_lock(&dsi_cu_load_lock);
+    if (!dsi_cu_loaded && !dsi_cu_load_error[0]) {
+        char err[sizeof dsi_cu_load_error] = "";
+        void *h = dsi_cu_open(err, sizeof err);
+        if (h) {
+            const dsi_backend_i *(*get)(void) = NULL;
+            void *sym = dlsym(h, "dsi_cuda_backend");
+            memcpy(&get, &sym, sizeof get);   /* object to function pointer, as POSIX allows */
+            if (get) dsi_cu_loaded = get();
+            else snprintf(err, sizeof err, "%s has no dsi_cuda_backend", DSI_CU_SONAME);
+        }
+        if (!dsi_cu_loaded) snprintf(dsi_cu_load_error, sizeof dsi_cu_load_error, "%s", err[0] ? err : "unknown");
+    }
+    const dsi_backend_i *b = dsi_cu_loaded;
+    if (!b && why) snprintf(why, len, "%s", dsi_cu_load_error);
+    pthread_mutex_unlock(&dsi_cu_load_lock);
+    return b;
+}
+#endif
+
+#define DSI_CU_NSTAGE 3           /* pinned staging buffers in rotation */
+
+typedef struct dsi_cuda_model dsi_cuda_model;
 struct dsi_cuda_model {
     const dsi_backend_i *b;
     int device;
     pthread_mutex_t lock;          /* one forward at a time; the cache tables; the statistics */
     void **dseg;                   /* device copy of each dense segment (NULL for others) */
-    dsi_weight embed, out_norm, lm_head;   /* as the host's, .data a device address */
-    dsi_layer *layers;             /* as m->layers, .data device addresses (experts: the host's refs) */
+    dsi_weights w;                 /* as the host's, .data device addresses (experts: the host's refs) */
     int *moe_index;                /* layer -> index among MoE layers, or -1 */
     int n_moe, n_experts;
     /* the VRAM expert cache */
@@ -11397,11 +11574,14 @@ struct dsi_cuda_model {
     ds_cache_stats st;
 };
 
-struct dsi_cuda_ctx {
+typedef struct dsi_cuda_ctx {
+    const ds_model *m;
+    dsi_cuda_model *gm;
+    const dsi_backend_i *b;
     void *stream;
     dsi_blas *blas;
-    int n_ctx, max_batch;
-    size_t kv_a_stride, kv_b_stride;   /* floats per layer */
+    int n_ctx, n_seq, max_batch;
+    size_t kv_a_stride, kv_b_stride;   /* floats per layer (of a sequence) */
     float *kv_a, *kv_b;
     float *inv_freq;
     int rope_dim;
@@ -11412,12 +11592,11 @@ struct dsi_cuda_ctx {
     int32_t *h_tok;
     int *h_sel, *h_idx;
     float *h_selw, *h_wts;
-    int *h_off, *h_cnt;            /* per expert (host, ordinary memory) */
     void *dev[32];                 /* every device allocation, for free */
     int n_dev;
     void *pinned[8];
     int n_pinned;
-};
+} dsi_cuda_ctx;
 
 /* A failed backend call: its status, its message behind "cuda: ". */
 #define DSI_CK(call)                                                                                                 \
@@ -11431,11 +11610,16 @@ DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err
     m->device = DS_DEVICE_CPU;
     if (p->device != DS_DEVICE_CUDA) return p->device == DS_DEVICE_CPU ? DS_OK :
         dsi_fail(e, DS_ERR_INVALID_ARG, "device %d is neither DS_DEVICE_CPU nor DS_DEVICE_CUDA", (int)p->device);
-    const dsi_backend_i *b = dsi_cuda_backend();
-    if (!b || b->version != DSI_BACKEND_VERSION)
-        return dsi_fail(e, DS_ERR_BACKEND, "the CUDA backend's table has version %d; this library knows %d",
-                        b ? b->version : -1, DSI_BACKEND_VERSION);
     char msg[DSI_CU_MSG] = "";
+    const dsi_backend_i *b = dsi_cu_backend(msg, sizeof msg);
+    if (!b) {
+        dsi_log(m->log, m->log_user, DS_LOG_WARN, "CUDA was asked for but is not available (%s); running on the CPU",
+                msg);
+        return DS_OK;
+    }
+    if (b->version != DSI_BACKEND_VERSION)
+        return dsi_fail(e, DS_ERR_BACKEND, "the CUDA backend's table has version %d; this library knows %d",
+                        b->version, DSI_BACKEND_VERSION);
     int n = 0;
     ds_status s = b->device_count(&n, msg, sizeof msg);
     if (s || n <= 0) {
@@ -11447,10 +11631,6 @@ DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err
         return dsi_fail(e, DS_ERR_NO_DEVICE, "gpu_index %d: this machine has %d CUDA device(s)", p->gpu_index, n);
     m->device = DS_DEVICE_CUDA;
     return DS_OK;
-}
-
-DSI_FUNC bool dsi_cuda_experts_on_host(const ds_model *m, const ds_model_params *p) {
-    return !(m->device == DS_DEVICE_CUDA && p->gpu_cache_bytes == 0);
 }
 
 /* ==== Model: dense weights and the VRAM expert cache ====================== */
@@ -11495,7 +11675,7 @@ static ds_status dsi_cu_stage_upload(const ds_model *m, dsi_cuda_model *gm, int 
     int i = gm->stage_next;
     gm->stage_next = (i + 1) % DSI_CU_NSTAGE;
     DSI_CK(b->event_sync(gm->stage_ev[i], msg, sizeof msg));   /* its previous upload has left it */
-    const dsi_expert_ref *r = &m->layers[layer].experts[x];
+    const dsi_expert_ref *r = &m->w.layers[layer].experts[x];
     size_t bytes = (size_t)m->meta.segments[r->segment].plain_bytes;
     ds_status s;
     if (m->pager || m->dense[r->segment].ptr) {
@@ -11521,7 +11701,7 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     gm->n_experts = cf->n_routed_experts;
     gm->moe_index = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof(int));
     if (!gm->moe_index) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-    for (int l = 0; l < cf->n_layers; l++) gm->moe_index[l] = m->layers[l].moe ? gm->n_moe++ : -1;
+    for (int l = 0; l < cf->n_layers; l++) gm->moe_index[l] = m->w.layers[l].moe ? gm->n_moe++ : -1;
     if (gm->n_moe == 0 || gm->n_experts == 0) return DS_OK;
     for (size_t i = 0; i < m->meta.n_segments; i++)
         if (m->meta.segments[i].kind == DS_SEGMENT_EXPERT && m->meta.segments[i].plain_bytes > gm->slot_bytes)
@@ -11584,9 +11764,10 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     return DS_OK;
 }
 
-DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi_err *e) {
-    if (m->device != DS_DEVICE_CUDA) return DS_OK;
-    const dsi_backend_i *b = dsi_cuda_backend();
+static void dsi_cu_model_free(ds_model *m, void *dm);
+
+static ds_status dsi_cu_model_new(ds_model *m, const ds_model_params *p, void **dm, dsi_err *e) {
+    const dsi_backend_i *b = dsi_cu_backend(NULL, 0);
     char msg[DSI_CU_MSG] = "";
     dsi_cuda_model *gm = dsi_calloc(&m->al, 1, sizeof *gm);
     if (!gm) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
@@ -11594,7 +11775,7 @@ DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi
         dsi_free(&m->al, gm);
         return dsi_fail(e, DS_ERR_NOMEM, "cannot create a mutex");
     }
-    m->cuda = gm;   /* from here dsi_cuda_model_free undoes what is done */
+    *dm = gm;   /* from here dsi_cu_model_free undoes what is done */
     gm->b = b;
     gm->device = p->gpu_index;
     DSI_CK(b->init(gm->device, msg, sizeof msg));
@@ -11619,18 +11800,16 @@ DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi
     }
     DSI_CK(b->sync(NULL, msg, sizeof msg));
     /* the weights, with device addresses */
-    gm->embed = m->embed;
-    gm->out_norm = m->out_norm;
-    gm->lm_head = m->lm_head;
-    gm->layers = dsi_calloc(&m->al, (size_t)m->cfg.n_layers, sizeof *gm->layers);
-    if (!gm->layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    gm->w = m->w;
+    gm->w.layers = dsi_calloc(&m->al, (size_t)m->cfg.n_layers, sizeof *gm->w.layers);
+    if (!gm->w.layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     ds_status s;
-    if ((s = dsi_cu_translate(m, gm, &gm->embed, e)) || (s = dsi_cu_translate(m, gm, &gm->out_norm, e)) ||
-        (s = dsi_cu_translate(m, gm, &gm->lm_head, e)))
+    if ((s = dsi_cu_translate(m, gm, &gm->w.embed, e)) || (s = dsi_cu_translate(m, gm, &gm->w.out_norm, e)) ||
+        (s = dsi_cu_translate(m, gm, &gm->w.lm_head, e)))
         return s;
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        dsi_layer *L = &gm->layers[l];
-        *L = m->layers[l];
+        dsi_layer *L = &gm->w.layers[l];
+        *L = m->w.layers[l];
         dsi_weight *ws[] = {&L->attn_norm, &L->ffn_norm, &L->q_proj, &L->q_a,   &L->q_a_norm, &L->q_b,
                             &L->kv_a,      &L->kv_a_norm, &L->kv_b,  &L->wq,    &L->wk,       &L->wv,
                             &L->wo,        &L->gate,     &L->up,    &L->down,  &L->router,   &L->bias};
@@ -11647,8 +11826,8 @@ DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi
     return DS_OK;
 }
 
-DSI_FUNC void dsi_cuda_model_free(ds_model *m) {
-    dsi_cuda_model *gm = m->cuda;
+static void dsi_cu_model_free(ds_model *m, void *dm) {
+    dsi_cuda_model *gm = dm;
     if (!gm) return;
     const dsi_backend_i *b = gm->b;
     char msg[DSI_CU_MSG];
@@ -11675,7 +11854,7 @@ DSI_FUNC void dsi_cuda_model_free(ds_model *m) {
         b->stream_free(gm->copy_stream);
     }
     dsi_free(&m->al, gm->dseg);
-    dsi_free(&m->al, gm->layers);
+    dsi_free(&m->al, gm->w.layers);
     dsi_free(&m->al, gm->moe_index);
     dsi_free(&m->al, gm->slot_of);
     dsi_free(&m->al, gm->key_of);
@@ -11684,11 +11863,12 @@ DSI_FUNC void dsi_cuda_model_free(ds_model *m) {
     dsi_free(&m->al, gm->ready_ev);
     pthread_mutex_destroy(&gm->lock);
     dsi_free(&m->al, gm);
-    m->cuda = NULL;
 }
 
-DSI_FUNC void dsi_cuda_stats(const ds_model *m, ds_cache_stats *out, bool reset) {
-    dsi_cuda_model *gm = m->cuda;
+static const dsi_weights *dsi_cu_weights(const ds_model *m) { return &((const dsi_cuda_model *)m->dev_model)->w; }
+
+static void dsi_cu_stats(const ds_model *m, ds_cache_stats *out, bool reset) {
+    dsi_cuda_model *gm = m->dev_model;
     if (!gm) {
         if (out) memset(out, 0, sizeof *out);
         return;
@@ -11720,17 +11900,22 @@ static ds_status dsi_cu_ctx_alloc(dsi_cuda_ctx *g, const dsi_backend_i *b, bool 
     return DS_OK;
 }
 
-DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch, const float *inv_freq,
-                                    int rope_dim, float rope_mscale, float attn_scale, dsi_cuda_ctx **out,
-                                    dsi_err *e) {
+static void dsi_cu_ctx_free(const ds_model *m, void *dc);
+
+static ds_status dsi_cu_ctx_new(const ds_model *m, const dsi_ctx_shape *sh, void **out, dsi_act *act, dsi_err *e) {
     *out = NULL;
-    dsi_cuda_model *gm = m->cuda;
-    if (!gm) return DS_OK;
+    dsi_cuda_model *gm = m->dev_model;
+    if (!gm) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: the model has no device state");
     const dsi_backend_i *b = gm->b;
+    int n_ctx = sh->n_ctx, max_batch = sh->max_batch, rope_dim = sh->rope_dim;
+    const float *inv_freq = sh->inv_freq;
     const ds_model_config *cf = &m->cfg;
     char msg[DSI_CU_MSG] = "";
     dsi_cuda_ctx *g = dsi_calloc(&m->al, 1, sizeof *g);
     if (!g) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    g->m = m;
+    g->gm = gm;
+    g->b = b;
     ds_status s = DS_OK;
 #define A(p, n) if ((s = dsi_cu_ctx_alloc(g, b, false, &(p), (size_t)(n), e))) goto fail
 #define P(p, n) if ((s = dsi_cu_ctx_alloc(g, b, true, &(p), (size_t)(n), e))) goto fail
@@ -11740,10 +11925,11 @@ DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch,
         goto fail;
     }
     g->n_ctx = n_ctx;
+    g->n_seq = sh->n_seq;
     g->max_batch = max_batch;
     g->rope_dim = rope_dim;
-    g->rope_mscale = rope_mscale;
-    g->attn_scale = attn_scale;
+    g->rope_mscale = sh->rope_mscale;
+    g->attn_scale = sh->attn_scale;
     {
         size_t T = (size_t)max_batch, D = (size_t)cf->hidden_size, H = (size_t)cf->n_heads;
         bool mla = cf->kv_lora_rank > 0;
@@ -11758,7 +11944,7 @@ DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch,
         size_t qd = H * hd > (size_t)cf->q_lora_rank ? H * hd : (size_t)cf->q_lora_rank;
         size_t E = (size_t)(cf->n_routed_experts > 0 ? cf->n_routed_experts : 1);
         size_t K = (size_t)(cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1);
-        size_t L = (size_t)cf->n_layers;
+        size_t L = (size_t)cf->n_layers * (size_t)sh->n_seq;   /* a cache per layer and sequence */
         g->kv_a_stride = (size_t)n_ctx * a_dim;
         g->kv_b_stride = (size_t)n_ctx * b_dim;
         A(g->kv_a, L * g->kv_a_stride * sizeof(float));
@@ -11787,12 +11973,6 @@ DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch,
         P(g->h_selw, T * K * 4);
         P(g->h_idx, T * K * sizeof(int));
         P(g->h_wts, T * K * 4);
-        g->h_off = dsi_calloc(&m->al, E, sizeof(int));
-        g->h_cnt = dsi_calloc(&m->al, E, sizeof(int));
-        if (!g->h_off || !g->h_cnt) {
-            s = dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
         /* the cache starts zeroed, as the CPU's, so no garbage is ever read */
         if ((s = b->memset(g->kv_a, 0, L * g->kv_a_stride * 4, g->stream, msg, sizeof msg)) ||
             (s = b->memset(g->kv_b, 0, L * g->kv_b_stride * 4, g->stream, msg, sizeof msg)) ||
@@ -11805,129 +11985,188 @@ DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch,
     }
 #undef A
 #undef P
+    *act = (dsi_act){g->x, g->xn, g->q, g->qa, g->kva, g->att, g->tmp, g->router, g->ye};
     *out = g;
     return DS_OK;
 fail:
     dsi_prefix(e, "a context of %d tokens", n_ctx);
-    dsi_cuda_ctx_free(m, g);
+    dsi_cu_ctx_free(m, g);
     return s;
 }
 
-DSI_FUNC void dsi_cuda_ctx_free(const ds_model *m, dsi_cuda_ctx *g) {
+static void dsi_cu_ctx_free(const ds_model *m, void *dc) {
+    dsi_cuda_ctx *g = dc;
     if (!g) return;
-    const dsi_backend_i *b = m->cuda ? m->cuda->b : dsi_cuda_backend();
+    const dsi_backend_i *b = g->b ? g->b : dsi_cu_backend(NULL, 0);
     char msg[DSI_CU_MSG];
     if (g->stream) (void)b->sync(g->stream, msg, sizeof msg);
     for (int i = 0; i < g->n_dev; i++) b->free(g->dev[i]);
     for (int i = 0; i < g->n_pinned; i++) b->host_free(g->pinned[i]);
     if (g->blas) b->blas_free(g->blas);
     b->stream_free(g->stream);
-    dsi_free(&m->al, g->h_off);
-    dsi_free(&m->al, g->h_cnt);
     dsi_free(&m->al, g);
 }
 
-/* ==== Forward ============================================================= */
-typedef struct dsi_cu_run {
-    const ds_model *m;
-    dsi_cuda_model *gm;
-    dsi_cuda_ctx *g;
-    const dsi_backend_i *b;
-    char msg[DSI_CU_MSG];
-    dsi_err *e;
-} dsi_cu_run;
-
+/* ==== The device's operations ============================================ */
+/* A failed backend call: its status, its message behind "cuda: ". */
 #undef DSI_CK
 #define DSI_CK(call)                                                                                                 \
     do {                                                                                                             \
+        char msg_[DSI_CU_MSG] = "";                                                                                  \
         ds_status s_ = (call);                                                                                       \
-        if (s_) return dsi_fail(r->e, s_, "cuda: %s", r->msg);                                                       \
+        if (s_) return dsi_fail(e, s_, "cuda: %s", msg_);                                                           \
     } while (0)
-#define M r->msg, sizeof r->msg
+#define M msg_, sizeof msg_
 
-/* Y (T, rows) = X (T, cols) W^T, W at wd (device). */
-static ds_status dsi_cu_mm(dsi_cu_run *r, const dsi_weight *w, const uint8_t *wd, const float *X, int T, int ldx,
-                           float *Y, int ldy) {
-    DSI_CK(r->b->matmul(r->g->blas, w->dtype, wd ? wd : w->data, w->rows, w->cols, X, ldx, T, Y, ldy, r->g->stream,
-                        M));
+static ds_status dsi_cu_begin(void *dc, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    pthread_mutex_lock(&g->gm->lock);
+    char msg_[DSI_CU_MSG] = "";
+    ds_status s = g->b->init(g->gm->device, M);   /* this thread may not have used the device yet */
+    if (s) {
+        pthread_mutex_unlock(&g->gm->lock);
+        return dsi_fail(e, s, "cuda: %s", msg_);
+    }
     return DS_OK;
 }
 
-/* down(silu(gate X) * up X) into Y (T, D). */
-static ds_status dsi_cu_mlp(dsi_cu_run *r, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
-                            const uint8_t *gb, const uint8_t *ub, const uint8_t *db, const float *X, int T, float *Y) {
-    dsi_cuda_ctx *g = r->g;
-    int D = r->m->cfg.hidden_size, I = gate->rows;
-    ds_status s;
-    if ((s = dsi_cu_mm(r, gate, gb, X, T, D, g->g, I)) || (s = dsi_cu_mm(r, up, ub, X, T, D, g->u, I))) return s;
-    DSI_CK(r->b->silu_mul(g->g, g->u, (size_t)T * (size_t)I, g->stream, M));
-    return dsi_cu_mm(r, down, db, g->g, T, I, Y, D);
+/* Every forward call ends with its stream idle: the host buffers it used
+ * are reused by the next call, and the logits downloaded are complete. */
+static ds_status dsi_cu_end(void *dc, ds_status s, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    char msg_[DSI_CU_MSG] = "";
+    if (s) {
+        /* leave the streams idle for the next call, whatever happened */
+        (void)g->b->sync(g->stream, M);
+        (void)g->b->sync(g->gm->copy_stream, M);
+    } else if ((s = g->b->sync(g->stream, M))) {
+        dsi_fail(e, s, "cuda: %s", msg_);
+    }
+    pthread_mutex_unlock(&g->gm->lock);
+    return s;
 }
 
-static ds_status dsi_cu_attention(dsi_cu_run *r, int l, int T, int pos0) {
-    const ds_model_config *cf = &r->m->cfg;
-    const dsi_layer *L = &r->gm->layers[l];
-    dsi_cuda_ctx *g = r->g;
-    const dsi_backend_i *b = r->b;
-    int D = cf->hidden_size, H = cf->n_heads;
-    float eps = cf->rms_norm_eps;
+static ds_status dsi_cu_embed(void *dc, const dsi_weight *em, const int32_t *tok, int T, float *x, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    if (T > g->max_batch) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: %d tokens do not fit the context", T);
+    /* the pinned buffer is reused by the next call: the call's end waits
+     * for this upload to land */
+    memcpy(g->h_tok, tok, (size_t)T * sizeof(int32_t));
+    DSI_CK(g->b->upload(g->tok, g->h_tok, (size_t)T * sizeof(int32_t), g->stream, M));
+    DSI_CK(g->b->embed(em->dtype, em->data, em->rows, em->cols, g->tok, T, x, g->stream, M));
+    return DS_OK;
+}
+
+static ds_status dsi_cu_rmsnorm(void *dc, float *out, int ldo, const float *x, int ldx, const dsi_weight *w, int rows,
+                                float eps, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    DSI_CK(g->b->rmsnorm(out, ldo, x, ldx, (const float *)(const void *)w->data, w->cols, rows, eps, g->stream, M));
+    return DS_OK;
+}
+
+/* Y (T, rows) = X (T, cols) W^T, W at wd (device; w->data when NULL). */
+static ds_status dsi_cu_mm(dsi_cuda_ctx *g, const dsi_weight *w, const uint8_t *wd, const float *X, int T, int ldx,
+                           float *Y, int ldy, dsi_err *e) {
+    DSI_CK(g->b->matmul(g->blas, w->dtype, wd ? wd : w->data, w->rows, w->cols, X, ldx, T, Y, ldy, g->stream, M));
+    return DS_OK;
+}
+
+static ds_status dsi_cu_matmul(void *dc, const dsi_weight *w, const float *X, int T, int ldx, float *Y, int ldy,
+                               dsi_err *e) {
+    return dsi_cu_mm(dc, w, NULL, X, T, ldx, Y, ldy, e);
+}
+
+/* down(silu(gate X) * up X) into Y (T, D), the matrices at gb, ub, db
+ * (device) or their weights' own data when NULL. */
+static ds_status dsi_cu_mlp3(dsi_cuda_ctx *g, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
+                             const uint8_t *gb, const uint8_t *ub, const uint8_t *db, const float *X, int T, float *Y,
+                             dsi_err *e) {
+    int D = g->m->cfg.hidden_size, I = gate->rows;
     ds_status s;
-    DSI_CK(b->rmsnorm(g->xn, D, g->x, D, (const float *)(const void *)L->attn_norm.data, D, T, eps, g->stream, M));
-    if (cf->kv_lora_rank > 0) {
-        int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, dn = cf->qk_nope_head_dim, hd = dn + dr;
-        if (cf->q_lora_rank > 0) {
-            int Rq = cf->q_lora_rank;
-            if ((s = dsi_cu_mm(r, &L->q_a, NULL, g->xn, T, D, g->qa, Rq))) return s;
-            DSI_CK(b->rmsnorm(g->qa, Rq, g->qa, Rq, (const float *)(const void *)L->q_a_norm.data, Rq, T, eps,
-                              g->stream, M));
-            if ((s = dsi_cu_mm(r, &L->q_b, NULL, g->qa, T, Rq, g->q, H * hd))) return s;
-        } else if ((s = dsi_cu_mm(r, &L->q_proj, NULL, g->xn, T, D, g->q, H * hd))) {
-            return s;
-        }
-        if ((s = dsi_cu_mm(r, &L->kv_a, NULL, g->xn, T, D, g->kva, R + dr))) return s;
-        dsi_mla_layer a = {H,
-                           dn,
-                           dr,
-                           cf->v_head_dim,
-                           R,
-                           g->attn_scale,
-                           g->rope_mscale,
-                           g->inv_freq,
-                           L->kv_b.dtype,
-                           L->kv_b.data,
-                           g->kv_a + (size_t)l * g->kv_a_stride,
-                           g->kv_b + (size_t)l * g->kv_b_stride,
-                           g->n_ctx};
-        DSI_CK(b->mla_kv_store(&a, g->kva, (const float *)(const void *)L->kv_a_norm.data, eps, T, pos0, g->stream,
-                               M));
-        DSI_CK(b->mla_attention(&a, g->q, T, pos0, g->att, g->stream, M));
-        if ((s = dsi_cu_mm(r, &L->wo, NULL, g->att, T, H * cf->v_head_dim, g->tmp, D))) return s;
-    } else {
-        int hd = cf->head_dim, Hk = cf->n_kv_heads, kd = Hk * hd;
-        float *kt = g->kva, *vt = g->kva + (size_t)T * kd;
-        if ((s = dsi_cu_mm(r, &L->wq, NULL, g->xn, T, D, g->q, H * hd)) ||
-            (s = dsi_cu_mm(r, &L->wk, NULL, g->xn, T, D, kt, kd)) ||
-            (s = dsi_cu_mm(r, &L->wv, NULL, g->xn, T, D, vt, kd)))
-            return s;
-        DSI_CK(b->rope(g->q, H * hd, hd, H, T, pos0, g->inv_freq, g->rope_dim, g->rope_mscale, 0, g->stream, M));
-        DSI_CK(b->rope(kt, kd, hd, Hk, T, pos0, g->inv_freq, g->rope_dim, g->rope_mscale, 0, g->stream, M));
-        float *ck = g->kv_a + (size_t)l * g->kv_a_stride, *cv = g->kv_b + (size_t)l * g->kv_b_stride;
-        size_t bytes = (size_t)T * (size_t)kd * sizeof(float);
-        DSI_CK(b->copy(ck + (size_t)pos0 * kd, kt, bytes, g->stream, M));
-        DSI_CK(b->copy(cv + (size_t)pos0 * kd, vt, bytes, g->stream, M));
-        dsi_mha_layer a = {H, Hk, hd, g->attn_scale, ck, cv, g->n_ctx};
-        DSI_CK(b->mha_attention(&a, g->q, T, pos0, g->att, g->stream, M));
-        if ((s = dsi_cu_mm(r, &L->wo, NULL, g->att, T, H * hd, g->tmp, D))) return s;
-    }
-    DSI_CK(b->add(g->x, g->tmp, (size_t)T * (size_t)D, g->stream, M));
+    if ((s = dsi_cu_mm(g, gate, gb, X, T, D, g->g, I, e)) || (s = dsi_cu_mm(g, up, ub, X, T, D, g->u, I, e))) return s;
+    DSI_CK(g->b->silu_mul(g->g, g->u, (size_t)T * (size_t)I, g->stream, M));
+    return dsi_cu_mm(g, down, db, g->g, T, I, Y, D, e);
+}
+
+static ds_status dsi_cu_mlp(void *dc, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down,
+                            const float *X, int T, float *Y, dsi_err *e) {
+    return dsi_cu_mlp3(dc, gate, up, down, NULL, NULL, NULL, X, T, Y, e);
+}
+
+static ds_status dsi_cu_add(void *dc, float *y, const float *x, size_t n, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    DSI_CK(g->b->add(y, x, n, g->stream, M));
+    return DS_OK;
+}
+
+/* The run's sequence's cache of layer l (a: latent or K, b: rope key or V). */
+static void dsi_cu_cache_of(const dsi_cuda_ctx *g, int l, int seq, float **ca, float **cb) {
+    size_t k = (size_t)seq * (size_t)g->m->cfg.n_layers + (size_t)l;
+    *ca = g->kv_a + k * g->kv_a_stride;
+    *cb = g->kv_b + k * g->kv_b_stride;
+}
+
+static ds_status dsi_cu_mla_attention(void *dc, int l, const dsi_layer *L, const dsi_run *r, float eps, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    const ds_model_config *cf = &g->m->cfg;
+    int H = cf->n_heads, R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, dn = cf->qk_nope_head_dim, hd = dn + dr;
+    if (r->pos0 + r->n > g->n_ctx)
+        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: %d tokens at %d do not fit the context", r->n, r->pos0);
+    float *ca, *cb;
+    dsi_cu_cache_of(g, l, r->seq, &ca, &cb);
+    dsi_mla_layer a = {H, dn, dr, cf->v_head_dim, R, g->attn_scale, g->rope_mscale, g->inv_freq, L->kv_b.dtype,
+                       L->kv_b.data, ca, cb, g->n_ctx};
+    DSI_CK(g->b->mla_kv_store(&a, g->kva + (size_t)r->t0 * (R + dr), (const float *)(const void *)L->kv_a_norm.data,
+                              eps, r->n, r->pos0, g->stream, M));
+    DSI_CK(g->b->mla_attention(&a, g->q + (size_t)r->t0 * H * hd, r->n, r->pos0,
+                               g->att + (size_t)r->t0 * H * cf->v_head_dim, g->stream, M));
+    return DS_OK;
+}
+
+static ds_status dsi_cu_mha_attention(void *dc, int l, const dsi_layer *L, const dsi_run *r, int T, dsi_err *e) {
+    (void)L;
+    dsi_cuda_ctx *g = dc;
+    const dsi_backend_i *b = g->b;
+    const ds_model_config *cf = &g->m->cfg;
+    int H = cf->n_heads, hd = cf->head_dim, Hk = cf->n_kv_heads, kd = Hk * hd;
+    if (r->pos0 + r->n > g->n_ctx)
+        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: %d tokens at %d do not fit the context", r->n, r->pos0);
+    float *q = g->q + (size_t)r->t0 * H * hd;
+    float *kt = g->kva + (size_t)r->t0 * kd, *vt = g->kva + (size_t)(T + r->t0) * kd;
+    DSI_CK(b->rope(q, H * hd, hd, H, r->n, r->pos0, g->inv_freq, g->rope_dim, g->rope_mscale, 0, g->stream, M));
+    DSI_CK(b->rope(kt, kd, hd, Hk, r->n, r->pos0, g->inv_freq, g->rope_dim, g->rope_mscale, 0, g->stream, M));
+    float *ck, *cv;
+    dsi_cu_cache_of(g, l, r->seq, &ck, &cv);
+    size_t bytes = (size_t)r->n * (size_t)kd * sizeof(float);
+    DSI_CK(b->copy(ck + (size_t)r->pos0 * kd, kt, bytes, g->stream, M));
+    DSI_CK(b->copy(cv + (size_t)r->pos0 * kd, vt, bytes, g->stream, M));
+    dsi_mha_layer a = {H, Hk, hd, g->attn_scale, ck, cv, g->n_ctx};
+    DSI_CK(b->mha_attention(&a, q, r->n, r->pos0, g->att + (size_t)r->t0 * H * hd, g->stream, M));
+    return DS_OK;
+}
+
+/* The routing on the device; the host needs it (which experts to page),
+ * so this waits for it. */
+static ds_status dsi_cu_route(void *dc, const dsi_layer *L, const float *logits, int T, int *sel, float *selw,
+                              dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    const dsi_backend_i *b = g->b;
+    size_t tk = (size_t)T * (size_t)g->m->cfg.n_experts_per_tok;
+    DSI_CK(b->route(&g->m->cfg, logits, L->bias.data ? (const float *)(const void *)L->bias.data : NULL, T, g->sel,
+                    g->selw, g->stream, M));
+    DSI_CK(b->download(g->h_sel, g->sel, tk * sizeof(int), g->stream, M));
+    DSI_CK(b->download(g->h_selw, g->selw, tk * sizeof(float), g->stream, M));
+    DSI_CK(b->sync(g->stream, M));
+    memcpy(sel, g->h_sel, tk * sizeof(int));
+    memcpy(selw, g->h_selw, tk * sizeof(float));
     return DS_OK;
 }
 
 /* The device address of expert (layer, x), uploading it into a slot when
  * it is not in the VRAM cache; *slot is its slot (-1 when all resident). */
-static ds_status dsi_cu_expert(dsi_cu_run *r, int l, int x, const uint8_t **dev, int *slot) {
-    dsi_cuda_model *gm = r->gm;
-    const dsi_backend_i *b = r->b;
+static ds_status dsi_cu_expert(dsi_cuda_ctx *g, int l, int x, const uint8_t **dev, int *slot, dsi_err *e) {
+    dsi_cuda_model *gm = g->gm;
+    const dsi_backend_i *b = g->b;
     int key = gm->moe_index[l] * gm->n_experts + x;
     *slot = -1;
     if (gm->all_resident) {
@@ -11961,11 +12200,11 @@ static ds_status dsi_cu_expert(dsi_cu_run *r, int l, int x, const uint8_t **dev,
     uint8_t *dst = gm->slots + (size_t)v * gm->slot_bytes;
     double t0 = dsi_now_seconds();
     /* the upload waits for the last kernel that read the slot */
-    ds_status st = dsi_cu_stage_upload(r->m, gm, l, x, dst, gm->free_ev[v], r->e);
+    ds_status st = dsi_cu_stage_upload(g->m, gm, l, x, dst, gm->free_ev[v], e);
     gm->st.wait_seconds += dsi_now_seconds() - t0;
     if (st) return st;
     DSI_CK(b->event_record(gm->ready_ev[v], gm->copy_stream, M));
-    DSI_CK(b->stream_wait(r->g->stream, gm->ready_ev[v], M));
+    DSI_CK(b->stream_wait(g->stream, gm->ready_ev[v], M));
     gm->slot_of[key] = v;
     gm->key_of[v] = key;
     gm->last_use[v] = gm->tick;
@@ -11974,140 +12213,81 @@ static ds_status dsi_cu_expert(dsi_cu_run *r, int l, int x, const uint8_t **dev,
     return DS_OK;
 }
 
-static ds_status dsi_cu_moe(dsi_cu_run *r, int l, int T) {
-    const ds_model *m = r->m;
-    const ds_model_config *cf = &m->cfg;
-    const dsi_layer *L = &r->gm->layers[l];
-    dsi_cuda_model *gm = r->gm;
-    dsi_cuda_ctx *g = r->g;
-    const dsi_backend_i *b = r->b;
-    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+static ds_status dsi_cu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X, float *Y,
+                            dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    const ds_model *m = g->m;
+    dsi_cuda_model *gm = g->gm;
+    const dsi_backend_i *b = g->b;
+    int D = m->cfg.hidden_size, E = m->cfg.n_routed_experts, T = plan->T;
+    size_t tk = (size_t)T * (size_t)plan->K;
     ds_status s;
-    if ((s = dsi_cu_mm(r, &L->router, NULL, g->xn, T, D, g->router, E))) return s;
-    DSI_CK(b->route(cf, g->router, L->bias.data ? (const float *)(const void *)L->bias.data : NULL, T, g->sel,
-                    g->selw, g->stream, M));
-    size_t tk = (size_t)T * (size_t)K;
-    DSI_CK(b->download(g->h_sel, g->sel, tk * sizeof(int), g->stream, M));
-    DSI_CK(b->download(g->h_selw, g->selw, tk * sizeof(float), g->stream, M));
-    DSI_CK(b->sync(g->stream, M));
-    /* tokens grouped per expert, in ascending expert order (the CPU's) */
-    memset(g->h_cnt, 0, (size_t)E * sizeof(int));
-    for (size_t i = 0; i < tk; i++) {
-        if (g->h_sel[i] < 0 || g->h_sel[i] >= E)
-            return dsi_fail(r->e, DS_ERR_BACKEND, "cuda: routing of layer %d chose expert %d of %d", l, g->h_sel[i],
-                            E);
-        g->h_cnt[g->h_sel[i]]++;
-    }
-    for (int x = 0, o = 0; x < E; x++) {
-        g->h_off[x] = o;
-        o += g->h_cnt[x];
-    }
-    for (int x = 0; x < E; x++) g->h_cnt[x] = 0;
-    for (int t = 0; t < T; t++)
-        for (int k = 0; k < K; k++) {
-            int x = g->h_sel[t * K + k], at = g->h_off[x] + g->h_cnt[x]++;
-            g->h_idx[at] = t;
-            g->h_wts[at] = g->h_selw[t * K + k];
-        }
+    memcpy(g->h_idx, plan->idx, tk * sizeof(int));
+    memcpy(g->h_wts, plan->wts, tk * sizeof(float));
     DSI_CK(b->upload(g->idx, g->h_idx, tk * sizeof(int), g->stream, M));
     DSI_CK(b->upload(g->wts, g->h_wts, tk * sizeof(float), g->stream, M));
-    DSI_CK(b->memset(g->tmp, 0, (size_t)T * (size_t)D * sizeof(float), g->stream, M));
+    DSI_CK(b->memset(Y, 0, (size_t)T * (size_t)D * sizeof(float), g->stream, M));
     /* experts not on the device: the host cache decrypts the later ones
      * while this thread stages the first */
     if (m->pager && !gm->all_resident) {
         int miss[256], nm = 0;
-        for (int x = 0; x < E && nm < 256; x++)
-            if (g->h_cnt[x] && gm->slot_of[gm->moe_index[l] * E + x] < 0) miss[nm++] = x;
+        for (int u = 0; u < plan->n_used && nm < 256; u++)
+            if (gm->slot_of[gm->moe_index[l] * E + plan->used[u]] < 0) miss[nm++] = plan->used[u];
         if (nm > 1) dsi_pager_prefetch(m->pager, l, miss + 1, nm - 1, false);
     }
-    for (int x = 0; x < E; x++) {
-        int n = g->h_cnt[x];
-        if (!n) continue;
+    for (int u = 0; u < plan->n_used; u++) {
+        int x = plan->used[u], n = plan->cnt[x];
         const uint8_t *base = NULL;
         int slot = -1;
-        if ((s = dsi_cu_expert(r, l, x, &base, &slot))) return s;
+        if ((s = dsi_cu_expert(g, l, x, &base, &slot, e))) return s;
         const dsi_expert_ref *ref = &L->experts[x];
-        const int *idx = g->idx + g->h_off[x];
-        const float *w = g->wts + g->h_off[x];
-        DSI_CK(b->gather_rows(g->xe, g->xn, idx, n, D, g->stream, M));
-        if ((s = dsi_cu_mlp(r, &L->exp_gate, &L->exp_up, &L->exp_down, base + ref->off[0], base + ref->off[1],
-                            base + ref->off[2], g->xe, n, g->ye)))
+        const int *idx = g->idx + plan->off[x];
+        const float *w = g->wts + plan->off[x];
+        DSI_CK(b->gather_rows(g->xe, X, idx, n, D, g->stream, M));
+        if ((s = dsi_cu_mlp3(g, &L->exp_gate, &L->exp_up, &L->exp_down, base + ref->off[0], base + ref->off[1],
+                             base + ref->off[2], g->xe, n, g->ye, e)))
             return s;
-        DSI_CK(b->scatter_add(g->tmp, g->ye, idx, w, n, D, g->stream, M));
+        DSI_CK(b->scatter_add(Y, g->ye, idx, w, n, D, g->stream, M));
         if (slot >= 0) DSI_CK(b->event_record(gm->free_ev[slot], g->stream, M));
     }
-    if (cf->n_shared_experts > 0) {
-        if ((s = dsi_cu_mlp(r, &L->gate, &L->up, &L->down, NULL, NULL, NULL, g->xn, T, g->ye))) return s;
-        DSI_CK(b->add(g->tmp, g->ye, (size_t)T * (size_t)D, g->stream, M));
-    }
     return DS_OK;
 }
 
-static ds_status dsi_cu_ffn(dsi_cu_run *r, int l, int T) {
-    const ds_model_config *cf = &r->m->cfg;
-    const dsi_layer *L = &r->gm->layers[l];
-    dsi_cuda_ctx *g = r->g;
-    int D = cf->hidden_size;
-    ds_status s;
-    DSI_CK(r->b->rmsnorm(g->xn, D, g->x, D, (const float *)(const void *)L->ffn_norm.data, D, T, cf->rms_norm_eps,
-                         g->stream, M));
-    if (L->moe) s = dsi_cu_moe(r, l, T);
-    else s = dsi_cu_mlp(r, &L->gate, &L->up, &L->down, NULL, NULL, NULL, g->xn, T, g->tmp);
+static ds_status dsi_cu_head(void *dc, const dsi_weight *lm_head, const float *X, int n, float *out, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    int V = lm_head->rows;
+    ds_status s = dsi_cu_mm(g, lm_head, NULL, X, n, lm_head->cols, g->logits, V, e);
     if (s) return s;
-    DSI_CK(r->b->add(g->x, g->tmp, (size_t)T * (size_t)D, g->stream, M));
+    DSI_CK(g->b->download(out, g->logits, (size_t)n * (size_t)V * sizeof(float), g->stream, M));
     return DS_OK;
-}
-
-static ds_status dsi_cu_forward(dsi_cu_run *r, const int32_t *tok, int T, int pos0, float *out, int first_out) {
-    const ds_model_config *cf = &r->m->cfg;
-    dsi_cuda_ctx *g = r->g;
-    const dsi_backend_i *b = r->b;
-    int D = cf->hidden_size, V = cf->vocab_size;
-    ds_status s;
-    if (T > g->max_batch || pos0 + T > g->n_ctx)
-        return dsi_fail(r->e, DS_ERR_INTERNAL, "cuda: %d tokens at %d do not fit the context", T, pos0);
-    DSI_CK(b->init(r->gm->device, M));   /* this thread may not have used the device yet */
-    /* the host buffer is reused by the next call: wait for this upload to
-     * land before returning (every path ends in a sync) */
-    memcpy(g->h_tok, tok, (size_t)T * sizeof(int32_t));
-    DSI_CK(b->upload(g->tok, g->h_tok, (size_t)T * sizeof(int32_t), g->stream, M));
-    const dsi_weight *em = &r->gm->embed;
-    DSI_CK(b->embed(em->dtype, em->data, em->rows, em->cols, g->tok, T, g->x, g->stream, M));
-    for (int l = 0; l < cf->n_layers; l++) {
-        if ((s = dsi_cu_attention(r, l, T, pos0)) || (s = dsi_cu_ffn(r, l, T))) {
-            dsi_prefix(r->e, "layer %d", l);
-            return s;
-        }
-    }
-    if (out) {
-        int n_out = T - first_out;
-        DSI_CK(b->rmsnorm(g->xn, D, g->x + (size_t)first_out * D, D, (const float *)(const void *)r->gm->out_norm.data,
-                          D, n_out, cf->rms_norm_eps, g->stream, M));
-        if ((s = dsi_cu_mm(r, &r->gm->lm_head, NULL, g->xn, n_out, D, g->logits, V))) return s;
-        DSI_CK(b->download(out, g->logits, (size_t)n_out * (size_t)V * sizeof(float), g->stream, M));
-    }
-    DSI_CK(b->sync(g->stream, M));
-    return DS_OK;
-}
-
-DSI_FUNC ds_status dsi_cuda_forward(const ds_model *m, dsi_cuda_ctx *g, const int32_t *tok, int T, int pos0,
-                                    float *out, int first_out, dsi_err *e) {
-    dsi_cuda_model *gm = m->cuda;
-    if (!gm || !g) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: the model or context has no device state");
-    dsi_cu_run r = {m, gm, g, gm->b, "", e};
-    pthread_mutex_lock(&gm->lock);
-    ds_status s = dsi_cu_forward(&r, tok, T, pos0, out, first_out);
-    if (s) {
-        /* leave the stream idle for the next call, whatever happened */
-        char msg[DSI_CU_MSG];
-        (void)gm->b->sync(g->stream, msg, sizeof msg);
-        (void)gm->b->sync(gm->copy_stream, msg, sizeof msg);
-    }
-    pthread_mutex_unlock(&gm->lock);
-    return s;
 }
 #undef M
 #undef DSI_CK
+
+static const dsi_device_i dsi_cu_table = {
+    .version = DSI_DEVICE_VERSION,
+    .name = "cuda",
+    .model_new = dsi_cu_model_new,
+    .model_free = dsi_cu_model_free,
+    .weights = dsi_cu_weights,
+    .cache_stats = dsi_cu_stats,
+    .ctx_new = dsi_cu_ctx_new,
+    .ctx_free = dsi_cu_ctx_free,
+    .begin = dsi_cu_begin,
+    .end = dsi_cu_end,
+    .embed = dsi_cu_embed,
+    .rmsnorm = dsi_cu_rmsnorm,
+    .matmul = dsi_cu_matmul,
+    .mlp = dsi_cu_mlp,
+    .add = dsi_cu_add,
+    .mla_attention = dsi_cu_mla_attention,
+    .mha_attention = dsi_cu_mha_attention,
+    .route = dsi_cu_route,
+    .moe = dsi_cu_moe,
+    .head = dsi_cu_head,
+};
+
+DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return &dsi_cu_table; }
 
 #else /* no CUDA in this build */
 
@@ -12118,57 +12298,577 @@ DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err
         return dsi_fail(e, DS_ERR_INVALID_ARG, "device %d is neither DS_DEVICE_CPU nor DS_DEVICE_CUDA",
                         (int)p->device);
     dsi_log(m->log, m->log_user, DS_LOG_WARN,
-            "CUDA was asked for but this build has no CUDA support (build with make CUDA=1); running on the CPU");
+            "CUDA was asked for but this build has no CUDA support (built with DS_NO_CUDA, or the amalgamation "
+            "without DS_CUDA_LOAD); running on the CPU");
     return DS_OK;
 }
-DSI_FUNC bool dsi_cuda_experts_on_host(const ds_model *m, const ds_model_params *p) {
-    (void)m;
-    (void)p;
-    return true;
+/* never chosen: dsi_cuda_probe above keeps every model on the CPU */
+DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return NULL; }
+
+#endif /* DSI_CU_ON */
+/* ==== End deepseek_impl/cuda.c ==== */
+
+/* ==== Begin deepseek_impl/model.c ==== */
+/*
+ * model.c — ds_model_open and ds_model_close: the container (file.c), the
+ * expert pager (pager.c) and the device the forward pass runs on (cpu.c or
+ * cuda.c), chosen once here; the model's parameters and statistics.
+ */
+/* #include "internal.h": pasted above */
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <sodium.h>
+
+DS_API ds_model_params ds_model_default_params(void) {
+    ds_model_params p;
+    memset(&p, 0, sizeof p);
+    p.load_weights = 1;
+    p.prefetch = DS_PREFETCH_AUTO;
+    p.evict_policy = DS_EVICT_LFU_DECAY;
+    return p;
 }
-DSI_FUNC ds_status dsi_cuda_model_new(ds_model *m, const ds_model_params *p, dsi_err *e) {
-    (void)m;
-    (void)p;
-    (void)e;
-    return DS_OK;
+
+DS_API const char *ds_model_errmsg(const ds_model *m) { return m ? m->err.msg : "no model"; }
+DS_API ds_device ds_model_device(const ds_model *m) { return m ? m->device : DS_DEVICE_CPU; }
+DS_API const char *ds_model_device_name(const ds_model *m) {
+    return !m ? "no model" : m->device_name[0] ? m->device_name : "cpu";
 }
-DSI_FUNC void dsi_cuda_model_free(ds_model *m) { (void)m; }
-DSI_FUNC void dsi_cuda_stats(const ds_model *m, ds_cache_stats *out, bool reset) {
-    (void)m;
-    (void)reset;
-    if (out) memset(out, 0, sizeof *out);
+
+/* ==== Weights, pager, device ============================================= */
+/* After the file is open: the device is chosen (a CUDA device that is asked
+ * for but missing leaves the CPU, with a notice), the dense segments are
+ * decrypted (the routed experts too when there is no expert cache and they
+ * are not going straight to device memory), the weights bound, the expert
+ * cache made, and the device sets up its per-model state. */
+static ds_status dsi_model_weights(ds_model *m, const ds_model_params *p, dsi_err *e) {
+    ds_status s = dsi_cuda_probe(m, p, e);
+    if (s) return s;
+    m->dev = m->device == DS_DEVICE_CUDA ? dsi_cuda_device() : dsi_cpu_device();
+    if (!m->dev || m->dev->version != DSI_DEVICE_VERSION)
+        return dsi_fail(e, DS_ERR_BACKEND, "the %s device's table has version %d; this library knows %d",
+                        m->device == DS_DEVICE_CUDA ? "CUDA" : "CPU", m->dev ? m->dev->version : -1,
+                        DSI_DEVICE_VERSION);
+    /* with gpu_cache_bytes 0 every expert goes to device memory at open,
+     * decrypted one at a time into staging: none stays on the host */
+    bool experts_on_host = !(m->device == DS_DEVICE_CUDA && p->gpu_cache_bytes == 0);
+    if ((s = dsi_file_load_dense(m, p->expert_cache_bytes == 0 && experts_on_host, p, e))) return s;
+    if (p->expert_cache_bytes &&
+        (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, (ds_prefetch_mode)p->prefetch,
+                           p->evict_policy, e)))
+        return s;
+    return m->dev->model_new(m, p, &m->dev_model, e);
 }
-DSI_FUNC ds_status dsi_cuda_ctx_new(const ds_model *m, int n_ctx, int max_batch, const float *inv_freq,
-                                    int rope_dim, float rope_mscale, float attn_scale, dsi_cuda_ctx **out,
-                                    dsi_err *e) {
-    (void)m, (void)n_ctx, (void)max_batch, (void)inv_freq, (void)rope_dim, (void)rope_mscale, (void)attn_scale;
-    (void)e;
+
+static void dsi_model_free(ds_model *m) {
+    if (!m) return;
+    if (m->dev) m->dev->model_free(m, m->dev_model);
+    m->dev_model = NULL;
+    dsi_pager_free(m);
+    dsi_file_close(m);
+    dsi_alloc al = m->al;
+    sodium_memzero(m, sizeof *m);
+    dsi_free(&al, m);
+}
+
+DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params) {
+    dsi_err e = {0};
+    if (!out || !path) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: out and path must not be NULL");
+        return dsi_publish(&e);
+    }
     *out = NULL;
+    ds_model_params defaults = ds_model_default_params();
+    const ds_model_params *p = params ? params : &defaults;
+    if (p->prefetch < DS_PREFETCH_OFF || p->prefetch > DS_PREFETCH_ALWAYS) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)",
+                 p->prefetch);
+        return dsi_publish(&e);
+    }
+    dsi_alloc al;
+    if (dsi_alloc_init(&al, &p->allocator, &e) || dsi_crypto_init(&e)) return dsi_publish(&e);
+    ds_model *m = dsi_calloc(&al, 1, sizeof *m);
+    if (!m) {
+        dsi_fail(&e, DS_ERR_NOMEM, "out of memory");
+        return dsi_publish(&e);
+    }
+    m->al = al;
+    m->fd = -1;
+    m->log = p->log;
+    m->log_user = p->log_user;
+    m->n_threads = p->n_threads > 0 ? p->n_threads : dsi_num_cpus();
+    m->exact_act = p->exact_activations != 0;
+    m->expert_cache_bytes = p->expert_cache_bytes;
+
+    ds_status s = dsi_file_open(m, path, p, &e);
+    if (s) goto fail;
+    if (p->load_weights && (s = dsi_model_weights(m, p, &e))) goto fail;
+    if (m->device == DS_DEVICE_CPU)
+        snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
+                 dsi_have_vnni512() ? "avx512-vnni" : dsi_have_avx2() ? "avx2" : "portable");
+    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
+            m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
+    *out = m;
+    return DS_OK;
+fail:
+    dsi_prefix(&e, "%s", path);
+    dsi_model_free(m);
+    return dsi_publish(&e);
+}
+
+DS_API ds_status ds_model_close(ds_model *m) {
+    dsi_err e = {0};
+    if (!m) return DS_OK;
+    int live = __atomic_load_n(&m->n_contexts, __ATOMIC_ACQUIRE);
+    if (live > 0) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_model_close: %d context(s) still use this model; free them first", live);
+        memcpy(&m->err, &e, sizeof e);
+        return dsi_publish(&e);
+    }
+    dsi_model_free(m);
     return DS_OK;
 }
-DSI_FUNC void dsi_cuda_ctx_free(const ds_model *m, dsi_cuda_ctx *g) {
-    (void)m;
-    (void)g;
-}
-DSI_FUNC ds_status dsi_cuda_forward(const ds_model *m, dsi_cuda_ctx *g, const int32_t *tok, int T, int pos0,
-                                    float *out, int first_out, dsi_err *e) {
-    (void)m, (void)g, (void)tok, (void)T, (void)pos0, (void)out, (void)first_out;
-    return dsi_fail(e, DS_ERR_INTERNAL, "this build has no CUDA support");
+
+/* ==== Statistics ========================================================= */
+DS_API ds_status ds_model_cache_stats(const ds_model *m, ds_cache_stats *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_cache_stats: NULL argument");
+        return dsi_publish(&e);
+    }
+    dsi_pager_stats(m, out, false);
+    return DS_OK;
 }
 
-#endif /* DS_CUDA */
-
-/* ==== Public ============================================================== */
 DS_API ds_status ds_model_gpu_cache_stats(const ds_model *m, ds_cache_stats *out) {
     dsi_err e = {0};
     if (!m || !out) {
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_gpu_cache_stats: NULL argument");
         return dsi_publish(&e);
     }
-    dsi_cuda_stats(m, out, false);
+    memset(out, 0, sizeof *out);
+    if (m->dev) m->dev->cache_stats(m, out, false);
     return DS_OK;
 }
-/* ==== End deepseek_impl/cuda.c ==== */
+
+DS_API void ds_model_cache_stats_reset(ds_model *m) {
+    if (!m) return;
+    if (m->dev) m->dev->cache_stats(m, NULL, true);
+    dsi_pager_stats(m, NULL, true);
+}
+/* ==== End deepseek_impl/model.c ==== */
+
+/* ==== Begin deepseek_impl/forward.c ==== */
+/*
+ * forward.c — the forward pass, written once over the device table
+ * (dsi_device_i: cpu.c, cuda.c), and the inference context around it.
+ *
+ * A token's path: its embedding row; per layer an RMS norm, attention (MLA:
+ * optional q-LoRA, the kv_a projection, the cache of normalised latents and
+ * roped keys, attention per run of one sequence; multi-head attention for
+ * DeepSeek-MoE), the residual, an RMS norm, the feed-forward (a dense MLP,
+ * or the router, the routed experts grouped here per expert in ascending
+ * order, and the shared experts), the residual; then the final norm and the
+ * LM head for the rows whose logits are wanted.
+ *
+ * The driver decides the order of operations; a device decides how each is
+ * done and where its memory lives. A batch may hold tokens of several
+ * sequences (dsi_batch): everything but attention runs on the whole batch,
+ * attention on each run of consecutive positions of one sequence.
+ */
+/* #include "internal.h": pasted above */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ==== Context ============================================================ */
+struct ds_context {
+    ds_model *m;
+    dsi_err err;
+    int n_ctx, n_past;
+    int32_t *hist;                     /* (n_ctx) the token at each position of the KV cache */
+    ds_abort_fn abort_fn;              /* asked between batches and layers; NULL = never */
+    void *abort_user;
+    const dsi_device_i *dev;           /* the model's device */
+    void *dc;                          /* its per-context state */
+    dsi_act a;                         /* its activations (device memory) */
+    const dsi_weights *w;              /* the weights as the device addresses them */
+    float eps;
+    /* host: the batch, the routing and the MoE plan, for DSI_MAX_BATCH tokens */
+    int32_t *pos, *seq;                /* (T) */
+    int *sel;                          /* (T, K) */
+    float *selw;                       /* (T, K) */
+    int *used, *off, *cnt;             /* (E) */
+    int *idx;                          /* (T * K) */
+    float *wts;                        /* (T * K) */
+    bool counted;                      /* included in the model's n_contexts */
+};
+
+DS_API ds_context_params ds_context_default_params(void) {
+    ds_context_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+DS_API const char *ds_context_errmsg(const ds_context *c) { return c ? c->err.msg : "no context"; }
+DS_API int ds_context_n_past(const ds_context *c) { return c ? c->n_past : 0; }
+DS_API int ds_context_n_ctx(const ds_context *c) { return c ? c->n_ctx : 0; }
+DS_API ds_model *ds_context_model(const ds_context *c) { return c ? c->m : NULL; }
+DS_API void ds_context_reset(ds_context *c) {
+    if (c) c->n_past = 0;
+}
+
+static ds_status dsi_ctx_fail(ds_context *c, const dsi_err *e) {
+    c->err = *e;
+    return dsi_publish(e);
+}
+
+/* Positions past n_keep are forgotten; their KV entries are overwritten by
+ * the next evaluation (attention never reads past n_past). */
+DS_API ds_status ds_context_truncate(ds_context *c, int n_keep) {
+    dsi_err e = {0};
+    if (!c) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_truncate: context is NULL");
+        return dsi_publish(&e);
+    }
+    if (n_keep < 0 || n_keep > c->n_past) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_truncate: cannot keep %d tokens of the %d the context holds",
+                 n_keep, c->n_past);
+        return dsi_ctx_fail(c, &e);
+    }
+    c->n_past = n_keep;
+    return DS_OK;
+}
+
+DS_API const int32_t *ds_context_tokens(const ds_context *c, int *n) {
+    if (n) *n = c ? c->n_past : 0;
+    return c ? c->hist : NULL;
+}
+
+DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user) {
+    if (!c) return;
+    c->abort_fn = fn;
+    c->abort_user = fn ? user : NULL;
+}
+
+static bool dsi_ctx_aborted(const ds_context *c, dsi_err *e) {
+    if (!c->abort_fn || !c->abort_fn(c->abort_user)) return false;
+    dsi_fail(e, DS_ERR_CANCELLED, "evaluation cancelled by the abort callback");
+    return true;
+}
+
+/* ==== Rotary tables ======================================================= */
+/* YaRN helpers, as the reference implementations define them. */
+static double dsi_yarn_mscale(double scale, double mscale) {
+    return scale <= 1.0 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
+static double dsi_yarn_corr_dim(double n_rot, int dim, double base, double max_pos) {
+    return (dim * log(max_pos / (n_rot * 2.0 * M_PI))) / (2.0 * log(base));
+}
+
+/* inv_freq (dim / 2) and the cos/sin factor, YaRN applied when configured. */
+static void dsi_rope_init(const ds_model_config *cf, int dim, float *inv_freq, float *mscale) {
+    int half = dim / 2;
+    *mscale = 1.0f;
+    for (int i = 0; i < half; i++) {
+        /* the references compute the exponent and power in float32 */
+        float ex = (float)(2 * i) / (float)dim;
+        inv_freq[i] = 1.0f / powf(cf->rope_theta, ex);
+    }
+    if (!cf->rope_scaling_yarn) return;
+    double factor = cf->rope_factor;
+    double lo = floor(dsi_yarn_corr_dim(cf->rope_beta_fast, dim, cf->rope_theta, cf->rope_original_max_position));
+    double hi = ceil(dsi_yarn_corr_dim(cf->rope_beta_slow, dim, cf->rope_theta, cf->rope_original_max_position));
+    if (lo < 0) lo = 0;
+    if (hi > dim - 1) hi = dim - 1;
+    if (lo == hi) hi += 0.001;
+    for (int i = 0; i < half; i++) {
+        float extra = inv_freq[i];
+        float inter = 1.0f / ((float)factor * powf(cf->rope_theta, (float)(2 * i) / (float)dim));
+        float ramp = (float)(((double)i - lo) / (hi - lo));
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        float mask = 1.0f - ramp;   /* 1 keeps the original (high) frequency */
+        inv_freq[i] = inter * (1.0f - mask) + extra * mask;
+    }
+    *mscale = (float)(dsi_yarn_mscale(factor, cf->rope_mscale) / dsi_yarn_mscale(factor, cf->rope_mscale_all_dim));
+}
+
+DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_params *params) {
+    dsi_err e = {0};
+    if (!out || !m) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_new: out and model must not be NULL");
+        return dsi_publish(&e);
+    }
+    *out = NULL;
+    if (!m->weights_loaded || !m->w.layers || !m->dev) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_context_new: the model was opened with load_weights = 0");
+        return dsi_publish(&e);
+    }
+    ds_context_params def = ds_context_default_params();
+    const ds_context_params *p = params ? params : &def;
+    const ds_model_config *cf = &m->cfg;
+    int n_ctx = p->n_ctx > 0 ? p->n_ctx : (cf->max_position_embeddings < 4096 ? cf->max_position_embeddings : 4096);
+    if (p->n_ctx < 0 || n_ctx > (1 << 22)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_new: n_ctx %d out of range", p->n_ctx);
+        return dsi_publish(&e);
+    }
+    const dsi_alloc *al = &m->al;
+    ds_context *c = dsi_calloc(al, 1, sizeof *c);
+    if (!c) {
+        dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context");
+        return dsi_publish(&e);
+    }
+    c->m = m;
+    c->n_ctx = n_ctx;
+    c->dev = m->dev;
+    c->w = m->dev->weights(m);
+    c->eps = cf->rms_norm_eps;
+    /* the rotary table and the softmax scale, the same for every device */
+    bool mla = m->w.mla;
+    int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
+    int rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
+    float *inv_freq = dsi_calloc(al, (size_t)rope_dim / 2 + 1, sizeof(float));
+    dsi_ctx_shape sh = {n_ctx, 1, DSI_MAX_BATCH, p->n_threads > 0 ? p->n_threads : m->n_threads, inv_freq,
+                        rope_dim, 1.0f, 1.0f / sqrtf((float)hd)};
+    if (mla && cf->rope_scaling_yarn && cf->rope_mscale_all_dim > 0) {
+        float ms = (float)dsi_yarn_mscale(cf->rope_factor, cf->rope_mscale_all_dim);
+        sh.attn_scale *= ms * ms;
+    }
+    size_t T = DSI_MAX_BATCH, K = (size_t)(cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1);
+    size_t E = (size_t)(cf->n_routed_experts > 0 ? cf->n_routed_experts : 1);
+    c->hist = dsi_calloc(al, (size_t)n_ctx, sizeof *c->hist);
+    c->pos = dsi_calloc(al, T, sizeof(int32_t));
+    c->seq = dsi_calloc(al, T, sizeof(int32_t));
+    c->sel = dsi_calloc(al, T * K, sizeof(int));
+    c->selw = dsi_calloc(al, T * K, sizeof(float));
+    c->used = dsi_calloc(al, E, sizeof(int));
+    c->off = dsi_calloc(al, E, sizeof(int));
+    c->cnt = dsi_calloc(al, E, sizeof(int));
+    c->idx = dsi_calloc(al, T * K, sizeof(int));
+    c->wts = dsi_calloc(al, T * K, sizeof(float));
+    if (!inv_freq || !c->hist || !c->pos || !c->seq || !c->sel || !c->selw || !c->used || !c->off || !c->cnt ||
+        !c->idx || !c->wts) {
+        dsi_free(al, inv_freq);
+        ds_context_free(c);
+        dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context");
+        return dsi_publish(&e);
+    }
+    dsi_rope_init(cf, rope_dim, inv_freq, &sh.rope_mscale);
+    ds_status s = c->dev->ctx_new(m, &sh, &c->dc, &c->a, &e);
+    dsi_free(al, inv_freq);
+    if (s) {
+        ds_context_free(c);
+        return dsi_publish(&e);
+    }
+    __atomic_add_fetch(&m->n_contexts, 1, __ATOMIC_ACQ_REL);
+    c->counted = true;
+    *out = c;
+    return DS_OK;
+}
+
+DS_API void ds_context_free(ds_context *c) {
+    if (!c) return;
+    const dsi_alloc *al = &c->m->al;
+    if (c->dc) c->dev->ctx_free(c->m, c->dc);
+    dsi_free(al, c->hist);
+    dsi_free(al, c->pos);
+    dsi_free(al, c->seq);
+    dsi_free(al, c->sel);
+    dsi_free(al, c->selw);
+    dsi_free(al, c->used);
+    dsi_free(al, c->off);
+    dsi_free(al, c->cnt);
+    dsi_free(al, c->idx);
+    dsi_free(al, c->wts);
+    ds_model *m = c->m;
+    bool counted = c->counted;
+    dsi_free(al, c);
+    if (counted) __atomic_sub_fetch(&m->n_contexts, 1, __ATOMIC_ACQ_REL);
+}
+
+/* ==== One layer =========================================================== */
+/* A failed device call returns its status (the message is in e). */
+#define DSI_TRY(call)                                                                                                \
+    do {                                                                                                             \
+        ds_status s_ = (call);                                                                                       \
+        if (s_) return s_;                                                                                           \
+    } while (0)
+
+/* The next run of b from token t: one sequence, consecutive positions. */
+static dsi_run dsi_next_run(const dsi_batch *b, int t) {
+    dsi_run r = {t, 1, b->seq[t], b->pos[t]};
+    while (t + r.n < b->n && b->seq[t + r.n] == r.seq && b->pos[t + r.n] == r.pos0 + r.n) r.n++;
+    return r;
+}
+
+static ds_status dsi_attention(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_device_i *d = c->dev;
+    const dsi_layer *L = &c->w->layers[l];
+    const dsi_act *a = &c->a;
+    int D = cf->hidden_size, H = cf->n_heads, T = b->n;
+    DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x, D, &L->attn_norm, T, c->eps, e));
+    if (c->w->mla) {
+        int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
+        if (cf->q_lora_rank > 0) {
+            int Rq = cf->q_lora_rank;
+            DSI_TRY(d->matmul(c->dc, &L->q_a, a->xn, T, D, a->qa, Rq, e));
+            DSI_TRY(d->rmsnorm(c->dc, a->qa, Rq, a->qa, Rq, &L->q_a_norm, T, c->eps, e));
+            DSI_TRY(d->matmul(c->dc, &L->q_b, a->qa, T, Rq, a->q, H * hd, e));
+        } else {
+            DSI_TRY(d->matmul(c->dc, &L->q_proj, a->xn, T, D, a->q, H * hd, e));
+        }
+        DSI_TRY(d->matmul(c->dc, &L->kv_a, a->xn, T, D, a->kva, R + dr, e));
+        for (int t = 0; t < T;) {
+            dsi_run r = dsi_next_run(b, t);
+            DSI_TRY(d->mla_attention(c->dc, l, L, &r, c->eps, e));
+            t += r.n;
+        }
+        DSI_TRY(d->matmul(c->dc, &L->wo, a->att, T, H * cf->v_head_dim, a->tmp, D, e));
+    } else {
+        int hd = cf->head_dim, kd = cf->n_kv_heads * hd;
+        DSI_TRY(d->matmul(c->dc, &L->wq, a->xn, T, D, a->q, H * hd, e));
+        DSI_TRY(d->matmul(c->dc, &L->wk, a->xn, T, D, a->kva, kd, e));
+        DSI_TRY(d->matmul(c->dc, &L->wv, a->xn, T, D, a->kva + (size_t)T * kd, kd, e));
+        for (int t = 0; t < T;) {
+            dsi_run r = dsi_next_run(b, t);
+            DSI_TRY(d->mha_attention(c->dc, l, L, &r, T, e));
+            t += r.n;
+        }
+        DSI_TRY(d->matmul(c->dc, &L->wo, a->att, T, H * hd, a->tmp, D, e));
+    }
+    return d->add(c->dc, a->x, a->tmp, (size_t)T * (size_t)D, e);
+}
+
+/* The router's choice grouped per expert: for each expert with tokens, in
+ * ascending order, its tokens (ascending) and their weights. */
+static dsi_moe_plan dsi_moe_plan_make(ds_context *c, int T) {
+    const ds_model_config *cf = &c->m->cfg;
+    int E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+    memset(c->cnt, 0, (size_t)E * sizeof(int));
+    for (int i = 0; i < T * K; i++) c->cnt[c->sel[i]]++;
+    int n_used = 0;
+    for (int x = 0, o = 0; x < E; x++) {
+        c->off[x] = o;
+        o += c->cnt[x];
+        if (c->cnt[x]) c->used[n_used++] = x;
+        c->cnt[x] = 0;
+    }
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < K; k++) {
+            int x = c->sel[t * K + k], at = c->off[x] + c->cnt[x]++;
+            c->idx[at] = t;
+            c->wts[at] = c->selw[t * K + k];
+        }
+    dsi_moe_plan p = {T, K, c->sel, c->selw, n_used, c->used, c->off, c->cnt, c->idx, c->wts};
+    return p;
+}
+
+static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_device_i *d = c->dev;
+    const dsi_layer *L = &c->w->layers[l];
+    const dsi_act *a = &c->a;
+    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+    size_t n = (size_t)T * (size_t)D;
+    DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x, D, &L->ffn_norm, T, c->eps, e));
+    if (!L->moe) {
+        DSI_TRY(d->mlp(c->dc, &L->gate, &L->up, &L->down, a->xn, T, a->tmp, e));
+        return d->add(c->dc, a->x, a->tmp, n, e);
+    }
+    DSI_TRY(d->matmul(c->dc, &L->router, a->xn, T, D, a->router, E, e));
+    DSI_TRY(d->route(c->dc, L, a->router, T, c->sel, c->selw, e));
+    for (int i = 0; i < T * K; i++)
+        if (c->sel[i] < 0 || c->sel[i] >= E)
+            return dsi_fail(e, DS_ERR_BACKEND, "routing of layer %d chose expert %d of %d", l, c->sel[i], E);
+    dsi_moe_plan plan = dsi_moe_plan_make(c, T);
+    DSI_TRY(d->moe(c->dc, l, L, &plan, a->xn, a->tmp, e));
+    /* the shared experts, added after the routed ones */
+    if (cf->n_shared_experts > 0) {
+        DSI_TRY(d->mlp(c->dc, &L->gate, &L->up, &L->down, a->xn, T, a->ye, e));
+        DSI_TRY(d->add(c->dc, a->tmp, a->ye, n, e));
+    }
+    return d->add(c->dc, a->x, a->tmp, n, e);
+}
+
+/* ==== The forward pass ==================================================== */
+/* Runs batch b; logits of rows [first_out, b->n) go to out (host, row-major,
+ * vocab each) when out is not NULL. */
+static ds_status dsi_forward_batch(ds_context *c, const dsi_batch *b, float *out, int first_out, dsi_err *e) {
+    const ds_model_config *cf = &c->m->cfg;
+    const dsi_device_i *d = c->dev;
+    const dsi_act *a = &c->a;
+    int D = cf->hidden_size, T = b->n;
+    DSI_TRY(d->embed(c->dc, &c->w->embed, b->tok, T, a->x, e));
+    for (int l = 0; l < cf->n_layers; l++) {
+        if (l > 0 && dsi_ctx_aborted(c, e)) return DS_ERR_CANCELLED;
+        ds_status s = dsi_attention(c, l, b, e);
+        if (!s) s = dsi_ffn(c, l, T, e);
+        if (s) return s;
+    }
+    if (!out) return DS_OK;
+    int n_out = T - first_out;
+    DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x + (size_t)first_out * D, D, &c->w->out_norm, n_out, c->eps, e));
+    return d->head(c->dc, &c->w->lm_head, a->xn, n_out, out, e);
+}
+
+static ds_status dsi_forward(ds_context *c, const dsi_batch *b, float *out, int first_out, dsi_err *e) {
+    ds_status s = c->dev->begin(c->dc, e);
+    if (s) return s;
+    s = dsi_forward_batch(c, b, out, first_out, e);
+    return c->dev->end(c->dc, s, e);
+}
+
+DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n, float *logits, int all_logits) {
+    dsi_err e = {0};
+    if (!c || (!tokens && n)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_eval: NULL argument");
+        return c ? dsi_ctx_fail(c, &e) : dsi_publish(&e);
+    }
+    const ds_model_config *cf = &c->m->cfg;
+    if (n == 0) return DS_OK;
+    if (n > (size_t)(c->n_ctx - c->n_past)) {
+        dsi_fail(&e, DS_ERR_LIMIT, "%zu tokens do not fit: %d of the context's %d are used", n, c->n_past, c->n_ctx);
+        return dsi_ctx_fail(c, &e);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= cf->vocab_size) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "token %zu: id %d is outside the vocabulary [0, %d)", i, (int)tokens[i],
+                     cf->vocab_size);
+            return dsi_ctx_fail(c, &e);
+        }
+    int start = c->n_past;
+    for (size_t done = 0; done < n;) {
+        int T = (int)(n - done < DSI_MAX_BATCH ? n - done : DSI_MAX_BATCH);
+        bool last = done + (size_t)T == n;
+        float *out = NULL;
+        int first = 0;
+        if (logits && all_logits) out = logits + done * (size_t)cf->vocab_size;
+        else if (logits && last) {
+            out = logits;
+            first = T - 1;
+        }
+        /* one sequence: positions n_past.. */
+        for (int t = 0; t < T; t++) {
+            c->pos[t] = c->n_past + t;
+            c->seq[t] = 0;
+        }
+        dsi_batch b = {T, tokens + done, c->pos, c->seq};
+        ds_status s = dsi_ctx_aborted(c, &e) ? DS_ERR_CANCELLED : dsi_forward(c, &b, out, first, &e);
+        if (s) {
+            c->n_past = start;   /* nothing half-appended */
+            return dsi_ctx_fail(c, &e);
+        }
+        c->n_past += T;
+        done += (size_t)T;
+    }
+    memcpy(c->hist + start, tokens, n * sizeof *tokens);
+    return DS_OK;
+}
+/* ==== End deepseek_impl/forward.c ==== */
 
 /* ==== Begin deepseek_impl/sampler.c ==== */
 /*
@@ -12558,8 +13258,11 @@ DS_API ds_status ds_sampler_sample(ds_sampler *s, const float *logits, int n_voc
 
 /* ==== Begin deepseek_impl/generate.c ==== */
 /*
- * generate.c — the text-in, text-out loop: tokenize, prefill, then sample,
- * stream and decode one token at a time.
+ * generate.c — the one generation loop: continue a context with a prompt
+ * (keeping the prefix it already holds), then sample, decode, apply stop
+ * strings, stream and evaluate one token at a time (ds_generator). The
+ * callback-driven calls (ds_generate_tokens, and ds_generate for text) run
+ * the same steps to the end.
  *
  * Built only on the public API (tokenizer, context, sampler); the one
  * internal thing it touches is the model's allocator, so that a caller's
@@ -12567,6 +13270,7 @@ DS_API ds_status ds_sampler_sample(ds_sampler *s, const float *logits, int n_voc
  */
 /* #include "internal.h": pasted above */
 
+#include <math.h>
 #include <stdlib.h>
 
 /* Room for one streamed piece: the header asks for 64 bytes plus the longest
@@ -12591,6 +13295,18 @@ static void gen_bufs_free(gen_bufs *b) {
     b->ids = NULL;
     b->logits = NULL;
     b->piece = NULL;
+}
+
+/* Grows *buf (capacity *cap) to hold n bytes. */
+static ds_status gen_grow_text(const dsi_alloc *al, char **buf, size_t *cap, size_t n, dsi_err *e) {
+    if (n <= *cap) return DS_OK;
+    size_t c = *cap ? *cap : 256;
+    while (c < n) c = c > SIZE_MAX / 2 ? n : 2 * c;
+    char *p = dsi_realloc(al, *buf, c);
+    if (!p) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for %zu bytes of text", n);
+    *buf = p;
+    *cap = c;
+    return DS_OK;
 }
 
 /* Grows the id buffer to hold n ids (keeps its contents). */
@@ -12666,6 +13382,374 @@ static ds_status gen_piece(gen_bufs *b, const ds_tokenizer *tok, ds_detok_state 
     return DS_OK;
 }
 
+/* ==== The generator ====================================================== */
+
+struct ds_generator {
+    ds_context *c;
+    ds_sampler *s;
+    const ds_tokenizer *tok;
+    gen_bufs b;
+    size_t n_ids;                  /* ids in b.ids: prompt + generated */
+    int n_vocab, n_sample, n_ctx;
+    int32_t eos;
+    int max_tokens;                /* 0 = no limit */
+    ds_token_fn on_token;
+    void *user;
+    int ignore_eos;
+    char **stop;                   /* (n_stop) owned copies */
+    size_t *stop_len;
+    size_t n_stop, max_stop;
+    ds_detok_state dstate;
+    char *pending;                 /* (cap_pending) decoded text not yet released */
+    size_t n_pending, cap_pending;
+    char *out;                     /* (cap_out) text released by the last step */
+    size_t n_out, cap_out;
+    ds_generate_stats st;
+    bool failed;
+    double t_gen;                  /* when the decode phase began */
+};
+
+DS_API const char *ds_stop_reason_name(ds_stop_reason r) {
+    switch (r) {
+    case DS_STOP_NONE: return "none";
+    case DS_STOP_EOS: return "eos";
+    case DS_STOP_LENGTH: return "length";
+    case DS_STOP_CONTEXT_FULL: return "context_full";
+    case DS_STOP_STRING: return "stop_string";
+    case DS_STOP_CALLBACK: return "callback";
+    case DS_STOP_ABORT: return "abort";
+    }
+    return "unknown";
+}
+
+DS_API ds_generate_params ds_generate_default_params(void) {
+    ds_generate_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+DS_API void ds_generator_free(ds_generator *g) {
+    if (!g) return;
+    const dsi_alloc *al = g->b.al;
+    gen_bufs_free(&g->b);
+    for (size_t i = 0; i < g->n_stop; i++) dsi_free(al, g->stop[i]);
+    dsi_free(al, g->stop);
+    dsi_free(al, g->stop_len);
+    dsi_free(al, g->pending);
+    dsi_free(al, g->out);
+    dsi_free(al, g);
+}
+
+/* Copies the stop strings, leaving out empty ones. */
+static ds_status gen_copy_stops(ds_generator *g, const ds_generate_params *p, dsi_err *e) {
+    if (!p->n_stop) return DS_OK;
+    if (!p->stop) return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: %zu stop strings but stop is NULL", p->n_stop);
+    const dsi_alloc *al = g->b.al;
+    g->stop = dsi_calloc(al, p->n_stop, sizeof *g->stop);
+    g->stop_len = dsi_calloc(al, p->n_stop, sizeof *g->stop_len);
+    if (!g->stop || !g->stop_len) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for stop strings");
+    for (size_t i = 0; i < p->n_stop; i++) {
+        if (!p->stop[i]) return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: stop string %zu is NULL", i);
+        size_t L = strlen(p->stop[i]);
+        if (!L) continue;
+        char *copy = dsi_malloc(al, L + 1);
+        if (!copy) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for stop strings");
+        memcpy(copy, p->stop[i], L + 1);
+        g->stop[g->n_stop] = copy;
+        g->stop_len[g->n_stop++] = L;
+        if (L > g->max_stop) g->max_stop = L;
+    }
+    return DS_OK;
+}
+
+/* Sets up a generator and evaluates what the context lacks of the prompt.
+ * none: generate nothing (ds_generate's max_tokens 0): stopped with
+ * DS_STOP_LENGTH once the prompt is in. */
+static ds_status gen_new(ds_generator **out, ds_context *c, ds_sampler *s, const int32_t *prompt, size_t n_prompt,
+                         const ds_generate_params *params, bool none, dsi_err *e) {
+    *out = NULL;
+    ds_generate_params def = ds_generate_default_params();
+    const ds_generate_params *p = params ? params : &def;
+    if (!c || !s || (!prompt && n_prompt))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: %s is NULL", !c ? "context" : !s ? "sampler" : "prompt");
+    if (p->max_tokens < 0)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: max_tokens must be >= 0, not %d", p->max_tokens);
+    if (n_prompt == 0) return dsi_fail(e, DS_ERR_INVALID_ARG, "generate: the prompt has no tokens");
+    ds_model *m = ds_context_model(c);
+    if (!m) return dsi_fail(e, DS_ERR_MISUSE, "generate: the context has no model");
+    const ds_tokenizer *tok = ds_model_tokenizer(m);
+    ds_model_config cfg;
+    ds_status st = ds_model_get_config(m, &cfg);
+    if (st) return dsi_fail(e, st, "%s", ds_last_error());
+    if (!tok || cfg.vocab_size <= 0)
+        return dsi_fail(e, DS_ERR_MISUSE, "generate: the model has no tokenizer or vocabulary");
+    const int n_ctx = ds_context_n_ctx(c);
+    if (n_ctx <= 0 || n_prompt > (size_t)n_ctx)
+        return dsi_fail(e, DS_ERR_LIMIT, "prompt of %zu tokens exceeds the context of %d", n_prompt, n_ctx);
+
+    ds_generator *g = dsi_calloc(&m->al, 1, sizeof *g);
+    if (!g) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory");
+    g->b.al = &m->al;
+    g->c = c;
+    g->s = s;
+    g->tok = tok;
+    /* the model's vocabulary is often padded past the tokenizer's; ids
+     * there have no text, so they are never sampled */
+    g->n_vocab = cfg.vocab_size;
+    int n_tok = ds_tokenizer_vocab_size(tok);
+    g->n_sample = n_tok > 0 && n_tok < g->n_vocab ? n_tok : g->n_vocab;
+    g->eos = ds_tokenizer_eos(tok);
+    g->n_ctx = n_ctx;
+    g->max_tokens = p->max_tokens;
+    g->on_token = p->on_token;
+    g->user = p->user;
+    g->ignore_eos = p->ignore_eos != 0;
+    g->st.n_prompt = (int)n_prompt;
+    if ((st = gen_copy_stops(g, p, e)) != DS_OK) goto fail;
+
+    /* ---- buffers: history for every token that can still come (after
+     * the context fills, one more sampled token can be emitted) ---- */
+    {
+        size_t room = (size_t)n_ctx - n_prompt + 1;
+        size_t more = g->max_tokens && (size_t)g->max_tokens < room ? (size_t)g->max_tokens : room;
+        if ((st = gen_grow_ids(&g->b, n_prompt + more, e)) != DS_OK) goto fail;
+    }
+    memcpy(g->b.ids, prompt, n_prompt * sizeof *prompt);
+    g->n_ids = n_prompt;
+    g->b.logits = dsi_calloc(g->b.al, (size_t)g->n_vocab, sizeof *g->b.logits);
+    g->b.piece = dsi_malloc(g->b.al, GEN_PIECE_BYTES);
+    g->b.cap_piece = GEN_PIECE_BYTES;
+    if (!g->b.logits || !g->b.piece) {
+        st = dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for %d logits", g->n_vocab);
+        goto fail;
+    }
+
+    /* ---- continue the context: keep the longest common prefix, but
+     * evaluate at least the last prompt token, whose logits come next ---- */
+    int n_held = 0;
+    const int32_t *held = ds_context_tokens(c, &n_held);
+    size_t keep = 0;
+    while (keep < (size_t)n_held && keep < n_prompt && held[keep] == prompt[keep]) keep++;
+    if (keep == n_prompt) keep--;
+    if ((st = ds_context_truncate(c, (int)keep)) != DS_OK) goto fail_published;
+    g->st.n_reused = (int)keep;
+    double t0 = dsi_now_seconds();
+    st = ds_context_eval(c, prompt + keep, n_prompt - keep, g->b.logits, 0);
+    g->st.prompt_seconds = dsi_now_seconds() - t0;
+    g->t_gen = dsi_now_seconds();
+    if (st == DS_ERR_CANCELLED) {
+        g->st.stop_reason = DS_STOP_ABORT;
+    } else if (st) {
+        goto fail_published;
+    } else {
+        g->st.n_evaluated = (int)(n_prompt - keep);
+        if (none) g->st.stop_reason = DS_STOP_LENGTH;
+    }
+    *out = g;
+    return DS_OK;
+
+fail_published:
+    /* the context set the thread's message; carry it */
+    dsi_fail(e, st, "%s", ds_last_error());
+fail:
+    ds_generator_free(g);
+    return st;
+}
+
+DS_API ds_status ds_generator_new(ds_generator **out, ds_context *c, ds_sampler *s, const int32_t *prompt,
+                                  size_t n_prompt, const ds_generate_params *params) {
+    dsi_err e = {0};
+    if (!out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_new: out is NULL");
+        return dsi_publish(&e);
+    }
+    ds_status st = gen_new(out, c, s, prompt, n_prompt, params, false, &e);
+    return st ? dsi_publish(&e) : DS_OK;
+}
+
+/* Appends to the text released by this step. */
+static ds_status gen_release(ds_generator *g, const char *p, size_t n, dsi_err *e) {
+    if (!n) return DS_OK;
+    ds_status st = gen_grow_text(g->b.al, &g->out, &g->cap_out, g->n_out + n + 1, e);
+    if (st) return st;
+    memcpy(g->out + g->n_out, p, n);
+    g->n_out += n;
+    g->out[g->n_out] = '\0';
+    return DS_OK;
+}
+
+/* Appends a piece to the pending text. */
+static ds_status gen_pend(ds_generator *g, const char *p, size_t n, dsi_err *e) {
+    ds_status st = gen_grow_text(g->b.al, &g->pending, &g->cap_pending, g->n_pending + n + 1, e);
+    if (st) return st;
+    memcpy(g->pending + g->n_pending, p, n);
+    g->n_pending += n;
+    return DS_OK;
+}
+
+/* Where the first stop string begins in the pending text, or SIZE_MAX. An
+ * occurrence cannot begin in text already released: that text was released
+ * only because no stop string starts there (gen_holdback). */
+static size_t gen_find_stop(const ds_generator *g) {
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < g->n_stop; i++) {
+        size_t L = g->stop_len[i];
+        for (size_t q = 0; q + L <= g->n_pending && q < best; q++)
+            if (memcmp(g->pending + q, g->stop[i], L) == 0) {
+                best = q;
+                break;
+            }
+    }
+    return best;
+}
+
+/* Bytes at the end of the pending text that could begin a stop string. */
+static size_t gen_holdback(const ds_generator *g) {
+    size_t k = g->max_stop ? g->max_stop - 1 : 0;
+    if (k > g->n_pending) k = g->n_pending;
+    for (; k > 0; k--) {
+        const char *tail = g->pending + g->n_pending - k;
+        for (size_t i = 0; i < g->n_stop; i++)
+            if (g->stop_len[i] > k && memcmp(tail, g->stop[i], k) == 0) return k;
+    }
+    return 0;
+}
+
+/* Releases the pending text up to a stop string (then sets the stop reason
+ * unless one is set) or, when final, all of it; otherwise all but what could
+ * begin a stop string. */
+static ds_status gen_settle(ds_generator *g, bool final, dsi_err *e) {
+    size_t cut = gen_find_stop(g), upto;
+    if (cut != SIZE_MAX) {
+        if (!g->st.stop_reason) g->st.stop_reason = DS_STOP_STRING;
+        upto = cut;
+        final = true;
+    } else {
+        upto = final ? g->n_pending : g->n_pending - gen_holdback(g);
+    }
+    ds_status st = gen_release(g, g->pending, upto, e);
+    if (st) return st;
+    if (final) {
+        g->n_pending = 0;
+    } else {
+        memmove(g->pending, g->pending + upto, g->n_pending - upto);
+        g->n_pending -= upto;
+    }
+    return DS_OK;
+}
+
+/* The end: flushes the decoder (an incomplete character becomes U+FFFD) and
+ * releases what was held back. */
+static ds_status gen_flush(ds_generator *g, dsi_err *e) {
+    size_t plen = 0;
+    ds_status st = gen_piece(&g->b, g->tok, &g->dstate, -1, &plen, e);
+    if (!st) st = gen_pend(g, g->b.piece, plen, e);
+    if (!st) st = gen_settle(g, true, e);
+    return st;
+}
+
+DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *len) {
+    dsi_err e = {0};
+    if (text) *text = "";
+    if (len) *len = 0;
+    if (!g) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_next: generator is NULL");
+        return dsi_publish(&e);
+    }
+    if (g->st.stop_reason || g->failed) return DS_OK;
+    g->n_out = 0;
+    if (g->out) g->out[0] = '\0';
+    ds_status st;
+    size_t n_before = 0;   /* released text that belongs to the token (the rest: the -1 call) */
+    int32_t t = -1;
+
+    /* ---- sample ---- */
+    if (g->ignore_eos && g->eos >= 0 && g->eos < g->n_sample) g->b.logits[g->eos] = -INFINITY;
+    if ((st = ds_sampler_sample(g->s, g->b.logits, g->n_sample, g->b.ids, g->n_ids, &t)) != DS_OK) {
+        g->failed = true;
+        return st;   /* the sampler set the message */
+    }
+    if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
+        g->st.stop_reason = DS_STOP_EOS;   /* not passed on, not evaluated */
+        t = -1;
+    } else {
+        /* ---- decode, look for stop strings, release ---- */
+        g->b.ids[g->n_ids++] = t;
+        g->st.n_generated++;
+        size_t plen = 0;
+        if ((st = gen_piece(&g->b, g->tok, &g->dstate, t, &plen, &e)) != DS_OK ||
+            (st = gen_pend(g, g->b.piece, plen, &e)) != DS_OK || (st = gen_settle(g, false, &e)) != DS_OK)
+            goto fail;
+        if (!g->st.stop_reason && g->max_tokens && g->st.n_generated >= g->max_tokens)
+            g->st.stop_reason = DS_STOP_LENGTH;
+        else if (!g->st.stop_reason && ds_context_n_past(g->c) >= g->n_ctx)
+            g->st.stop_reason = DS_STOP_CONTEXT_FULL;
+        if (g->st.stop_reason == DS_STOP_LENGTH || g->st.stop_reason == DS_STOP_CONTEXT_FULL) {
+            if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
+        }
+        n_before = g->n_out;
+        if (g->on_token && g->on_token(g->user, t, g->out ? g->out : "", g->n_out) && !g->st.stop_reason)
+            g->st.stop_reason = DS_STOP_CALLBACK;
+        /* ---- evaluate it, unless it ends the generation ---- */
+        if (!g->st.stop_reason) {
+            st = ds_context_eval(g->c, &t, 1, g->b.logits, 0);
+            if (st == DS_ERR_CANCELLED) {
+                g->st.stop_reason = DS_STOP_ABORT;
+            } else if (st) {
+                g->failed = true;
+                g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+                return st;   /* the context set the message */
+            }
+        }
+    }
+    /* ---- the end: what is still held back comes in a call with -1 ---- */
+    if (g->st.stop_reason && g->st.stop_reason != DS_STOP_LENGTH && g->st.stop_reason != DS_STOP_CONTEXT_FULL &&
+        g->st.stop_reason != DS_STOP_STRING) {
+        if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
+        if (g->n_out > n_before && g->on_token) (void)g->on_token(g->user, -1, g->out + n_before, g->n_out - n_before);
+    }
+    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    if (text) *text = g->out ? g->out : "";
+    if (len) *len = g->n_out;
+    return DS_OK;
+fail:
+    g->failed = true;
+    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    return dsi_publish(&e);
+}
+
+DS_API ds_stop_reason ds_generator_stop_reason(const ds_generator *g) { return g ? g->st.stop_reason : DS_STOP_NONE; }
+
+DS_API void ds_generator_stats(const ds_generator *g, ds_generate_stats *out) {
+    if (!out) return;
+    if (g) *out = g->st;
+    else memset(out, 0, sizeof *out);
+}
+
+/* Runs a generator to its end (the loop of every callback-driven call). */
+static ds_status gen_run(ds_context *c, ds_sampler *s, const int32_t *prompt, size_t n_prompt,
+                         const ds_generate_params *p, bool none, ds_generate_stats *gs) {
+    dsi_err e = {0};
+    ds_generator *g = NULL;
+    ds_status st = gen_new(&g, c, s, prompt, n_prompt, p, none, &e);
+    if (st) {
+        gs->n_prompt = n_prompt > (size_t)INT32_MAX ? INT32_MAX : (int)n_prompt;
+        return dsi_publish(&e);
+    }
+    while (st == DS_OK && !g->st.stop_reason && !g->failed) st = ds_generator_next(g, NULL, NULL);
+    *gs = g->st;
+    ds_generator_free(g);
+    return st;
+}
+
+DS_API ds_status ds_generate_tokens(ds_context *c, ds_sampler *s, const int32_t *prompt, size_t n_prompt,
+                                    const ds_generate_params *params, ds_generate_stats *stats) {
+    ds_generate_stats local;
+    ds_generate_stats *gs = stats ? stats : &local;
+    memset(gs, 0, sizeof *gs);
+    return gen_run(c, s, prompt, n_prompt, params, false, gs);
+}
+
 /* ==== ds_generate ======================================================== */
 
 DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, int max_tokens, ds_token_fn on_token,
@@ -12685,95 +13769,27 @@ DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, i
         return dsi_publish(&e);
     }
     ds_model *m = ds_context_model(c);
-    if (!m) {
-        dsi_fail(&e, DS_ERR_MISUSE, "ds_generate: the context has no model");
+    const ds_tokenizer *tok = m ? ds_model_tokenizer(m) : NULL;
+    if (!tok) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_generate: the context has no model or tokenizer");
         return dsi_publish(&e);
     }
-    const ds_tokenizer *tok = ds_model_tokenizer(m);
-    ds_model_config cfg;
-    ds_status st = ds_model_get_config(m, &cfg);
-    if (st) return st;
-    if (!tok || cfg.vocab_size <= 0) {
-        dsi_fail(&e, DS_ERR_MISUSE, "ds_generate: the model has no tokenizer or vocabulary");
-        return dsi_publish(&e);
-    }
-    /* the model's vocabulary is often padded past the tokenizer's; ids
-     * there have no text, so they are never sampled */
-    const int n_vocab = cfg.vocab_size;
-    const int n_tok = ds_tokenizer_vocab_size(tok);
-    const int n_sample = n_tok > 0 && n_tok < n_vocab ? n_tok : n_vocab;
-    const int32_t eos = ds_tokenizer_eos(tok);
-    const int n_ctx = ds_context_n_ctx(c);
 
+    /* ---- tokenize, then the one loop ---- */
     gen_bufs b = {&m->al, NULL, 0, NULL, NULL, 0};
     size_t n_prompt = 0;
-
-    /* ---- tokenize and check the prompt fits ---- */
-    if ((st = gen_encode(&b, tok, prompt, &n_prompt, &e)) != DS_OK) goto fail;
-    gs->n_prompt = n_prompt > (size_t)INT32_MAX ? INT32_MAX : (int)n_prompt;
-    if (n_prompt == 0) {
+    ds_status st = gen_encode(&b, tok, prompt, &n_prompt, &e);
+    if (st == DS_OK && n_prompt == 0)
         st = dsi_fail(&e, DS_ERR_INVALID_ARG, "generate: the prompt is empty and the tokenizer adds no BOS token");
-        goto fail;
+    if (st) {
+        gen_bufs_free(&b);
+        return dsi_publish(&e);
     }
-    if (n_ctx <= 0 || n_prompt > (size_t)n_ctx) {
-        st = dsi_fail(&e, DS_ERR_LIMIT, "prompt of %zu tokens exceeds the context of %d", n_prompt, n_ctx);
-        goto fail;
-    }
-
-    /* ---- buffers: history for every token that can still come (after
-     * the context fills, one more sampled token can be emitted) ---- */
-    {
-        size_t room = (size_t)n_ctx - n_prompt + 1;
-        size_t more = (size_t)max_tokens < room ? (size_t)max_tokens : room;
-        if ((st = gen_grow_ids(&b, n_prompt + more, &e)) != DS_OK) goto fail;
-    }
-    b.logits = dsi_calloc(b.al, (size_t)n_vocab, sizeof *b.logits);
-    b.piece = dsi_malloc(b.al, GEN_PIECE_BYTES);
-    b.cap_piece = GEN_PIECE_BYTES;
-    if (!b.logits || !b.piece) {
-        st = dsi_fail(&e, DS_ERR_NOMEM, "generate: out of memory for %d logits", n_vocab);
-        goto fail;
-    }
-
-    /* ---- prefill ---- */
-    ds_context_reset(c);
-    double t0 = dsi_now_seconds();
-    st = ds_context_eval(c, b.ids, n_prompt, b.logits, 0);
-    gs->prompt_seconds = dsi_now_seconds() - t0;
-    if (st) goto fail_published;
-
-    /* ---- decode: sample, stream, evaluate ---- */
-    double t1 = dsi_now_seconds();
-    ds_detok_state dstate;
-    memset(&dstate, 0, sizeof dstate);
-    size_t n_hist = n_prompt;
-    for (int g = 0; g < max_tokens;) {
-        int32_t t;
-        st = ds_sampler_sample(s, b.logits, n_sample, b.ids, n_hist, &t);
-        if (st) break;
-        if (eos >= 0 && t == eos) break;
-        b.ids[n_hist++] = t;
-        size_t plen = 0;
-        if ((st = gen_piece(&b, tok, &dstate, t, &plen, &e)) != DS_OK) {
-            gs->generate_seconds = dsi_now_seconds() - t1;
-            goto fail;
-        }
-        gs->n_generated = ++g;
-        if (on_token && on_token(user, t, b.piece, plen)) break;
-        if (g == max_tokens || ds_context_n_past(c) >= n_ctx) break;
-        st = ds_context_eval(c, &t, 1, b.logits, 0);
-        if (st) break;
-    }
-    gs->generate_seconds = dsi_now_seconds() - t1;
-    if (st) goto fail_published;
-    gen_bufs_free(&b);
-    return DS_OK;
-
-fail:
-    gen_bufs_free(&b);
-    return dsi_publish(&e);
-fail_published:
-    /* the sampler or the context already set the thread's message */
+    ds_generate_params p = ds_generate_default_params();
+    p.max_tokens = max_tokens;
+    p.on_token = on_token;
+    p.user = user;
+    st = gen_run(c, s, b.ids, n_prompt, &p, max_tokens == 0, gs);
     gen_bufs_free(&b);
     return st;
 }

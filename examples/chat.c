@@ -1,13 +1,15 @@
 /*
- * chat.c — an interactive chat on the lower-level API: the model's chat
- * template, replies streamed token by token, and the conversation kept in the
- * context's KV cache (each turn evaluates only the tokens that are new).
+ * chat.c — an interactive chat on the public API: each turn renders the whole
+ * conversation with the model's chat template and hands it to ds_generate,
+ * which continues the context: what it already holds (the turns so far) is
+ * kept, and only the new turn is evaluated. Replies stream token by token.
  *
  *     cc -std=c11 -O2 -I. examples/chat.c dist/deepseek.c -lsodium -lm -lpthread -o chat
  *     ./chat models/demo.dsm models/demo.key [--system TEXT] [--temp T] [--max-tokens N]
  *
  * Commands at the prompt: /reset (forget the conversation), /quit. Ctrl-C
- * stops the reply being written; Ctrl-D at the prompt ends the chat.
+ * stops the reply being written (or the prompt being read in); Ctrl-D at the
+ * prompt ends the chat.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "deepseek.h"
@@ -19,18 +21,18 @@
 
 static volatile sig_atomic_t g_stop;
 static void on_sigint(int sig) { (void)sig; g_stop = 1; }
+/* ds_abort_fn: Ctrl-C stops the evaluation, in the prompt pass too. */
+static int stop_requested(void *user) { (void)user; return g_stop != 0; }
 
 typedef struct chat {
     ds_model *model;
     ds_context *ctx;
     ds_sampler *sampler;
     const ds_tokenizer *tok;
-    int n_vocab;
-    float *logits;
-    ds_chat_message *msg;      /* the conversation; contents are owned (strdup) */
+    ds_chat_message *msg;      /* the conversation; contents are owned (malloc) */
     size_t n_msg, cap_msg;
-    int32_t *past;             /* the tokens the context holds, in order */
-    size_t n_past, cap_past;
+    char *reply;               /* the reply being written */
+    size_t reply_len, reply_cap;
 } chat;
 
 static int push_message(chat *ch, const char *role, const char *content, size_t len) {
@@ -53,88 +55,37 @@ static void drop_messages(chat *ch, size_t keep) {
     while (ch->n_msg > keep) free((void *)ch->msg[--ch->n_msg].content);
 }
 
-static int remember(chat *ch, const int32_t *ids, size_t n) {
-    if (ch->n_past + n > ch->cap_past) {
-        size_t cap = 2 * (ch->n_past + n) + 64;
-        int32_t *p = realloc(ch->past, cap * sizeof *p);
-        if (!p) return -1;
-        ch->past = p, ch->cap_past = cap;
+/* ds_token_fn: prints each piece as it comes and keeps the reply. */
+static int on_token(void *user, int32_t token, const char *piece, size_t len) {
+    chat *ch = user;
+    (void)token;
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+    if (ch->reply_len + len + 1 > ch->reply_cap) {
+        size_t cap = 2 * (ch->reply_len + len) + 256;
+        char *p = realloc(ch->reply, cap);
+        if (!p) return 1;
+        ch->reply = p, ch->reply_cap = cap;
     }
-    memcpy(ch->past + ch->n_past, ids, n * sizeof *ids);
-    ch->n_past += n;
+    memcpy(ch->reply + ch->reply_len, piece, len);
+    ch->reply_len += len;
+    ch->reply[ch->reply_len] = '\0';
     return 0;
 }
 
-/* Renders the conversation with the model's template and brings the context
- * up to date: when what it already holds is a prefix of the new rendering,
- * only the rest is evaluated; otherwise it starts afresh. */
-static ds_status feed_conversation(chat *ch) {
-    size_t len = 0, n = 0;
+/* One turn: the conversation rendered with the generation prompt, then the
+ * one generation loop. */
+static ds_status turn(chat *ch, int max_tokens) {
+    size_t len = 0;
     ds_status st = ds_tokenizer_apply_chat_template(ch->tok, ch->msg, ch->n_msg, 1, NULL, 0, &len);
     if (st != DS_OK && st != DS_ERR_LIMIT) return st;
     char *text = malloc(len + 1);
     if (!text) return DS_ERR_NOMEM;
     st = ds_tokenizer_apply_chat_template(ch->tok, ch->msg, ch->n_msg, 1, text, len + 1, &len);
-    /* the rendering starts with the BOS text, so no DS_TOKENIZE_BOS here */
-    if (st == DS_OK) st = ds_tokenizer_encode(ch->tok, text, len, 0, NULL, 0, &n);
-    if (st == DS_ERR_LIMIT) st = DS_OK;
-    int32_t *ids = st == DS_OK ? malloc((n + 1) * sizeof *ids) : NULL;
-    if (st == DS_OK && !ids) st = DS_ERR_NOMEM;
-    if (st == DS_OK) st = ds_tokenizer_encode(ch->tok, text, len, 0, ids, n, &n);
+    ch->reply_len = 0;
+    if (st == DS_OK) st = ds_generate(ch->ctx, ch->sampler, text, max_tokens, on_token, ch, NULL);
     free(text);
-    if (st != DS_OK) {
-        free(ids);
-        return st;
-    }
-    size_t same = 0;
-    while (same < ch->n_past && same < n && ch->past[same] == ids[same]) same++;
-    if (same < ch->n_past || same == n) {   /* diverged (or nothing new): start over */
-        ds_context_reset(ch->ctx);
-        ch->n_past = same = 0;
-    }
-    st = ds_context_eval(ch->ctx, ids + same, n - same, ch->logits, 0);
-    if (st == DS_OK && remember(ch, ids + same, n - same) != 0) st = DS_ERR_NOMEM;
-    free(ids);
-    return st;
-}
-
-/* Samples and streams one reply; its text goes into *reply (malloc'd). */
-static ds_status reply(chat *ch, int max_tokens, char **reply_out, size_t *reply_len) {
-    ds_detok_state dst = {{0}, 0};
-    char piece[512];
-    char *text = NULL;
-    size_t len = 0, cap = 0, plen = 0;
-    ds_status st = DS_OK;
-    int32_t eos = ds_tokenizer_eos(ch->tok);
-    for (int i = 0; i < max_tokens && !g_stop; i++) {
-        int32_t t;
-        if ((st = ds_sampler_sample(ch->sampler, ch->logits, ch->n_vocab, ch->past, ch->n_past, &t)) != DS_OK) break;
-        if (t == eos) {
-            /* the EOS ends the assistant turn in the template: keep it in the cache */
-            if ((st = ds_context_eval(ch->ctx, &t, 1, ch->logits, 0)) == DS_OK && remember(ch, &t, 1) != 0)
-                st = DS_ERR_NOMEM;
-            break;
-        }
-        if ((st = ds_tokenizer_decode_stream(ch->tok, &dst, t, piece, sizeof piece, &plen)) != DS_OK) break;
-        fwrite(piece, 1, plen, stdout);
-        fflush(stdout);
-        if (len + plen + 1 > cap) {
-            cap = 2 * (len + plen) + 256;
-            char *p = realloc(text, cap);
-            if (!p) { st = DS_ERR_NOMEM; break; }
-            text = p;
-        }
-        memcpy(text + len, piece, plen);
-        len += plen;
-        if ((st = ds_context_eval(ch->ctx, &t, 1, ch->logits, 0)) != DS_OK) break;
-        if (remember(ch, &t, 1) != 0) { st = DS_ERR_NOMEM; break; }
-    }
-    if (st == DS_OK && ds_tokenizer_decode_stream(ch->tok, &dst, -1, piece, sizeof piece, &plen) == DS_OK) {
-        fwrite(piece, 1, plen, stdout);   /* a character left incomplete, as U+FFFD */
-    }
     putchar('\n');
-    *reply_out = text;
-    *reply_len = len;
     return st;
 }
 
@@ -172,14 +123,8 @@ int main(int argc, char **argv) {
         st = ds_sampler_new(&ch.sampler, &sp);
     }
     if (st == DS_OK) {
-        ds_model_config cfg;
         ch.tok = ds_model_tokenizer(ch.model);
-        if ((st = ds_model_get_config(ch.model, &cfg)) == DS_OK) {
-            /* sample only ids the tokenizer knows (the vocabulary may be padded) */
-            int tv = ds_tokenizer_vocab_size(ch.tok);
-            ch.n_vocab = tv < cfg.vocab_size ? tv : cfg.vocab_size;
-            if (!(ch.logits = malloc((size_t)cfg.vocab_size * sizeof *ch.logits))) st = DS_ERR_NOMEM;
-        }
+        ds_context_set_abort(ch.ctx, stop_requested, NULL);
     }
     size_t keep = 0;
     if (st == DS_OK && system && push_message(&ch, "system", system, strlen(system)) == 0) keep = 1;
@@ -201,17 +146,12 @@ int main(int argc, char **argv) {
             continue;
         }
         if (push_message(&ch, "user", line, n) != 0) { st = DS_ERR_NOMEM; break; }
-        char *text = NULL;
-        size_t len = 0;
-        st = feed_conversation(&ch);
-        if (st == DS_OK) st = reply(&ch, max_tokens, &text, &len);
-        if (st == DS_OK && push_message(&ch, "assistant", text ? text : "", len) != 0) st = DS_ERR_NOMEM;
-        free(text);
-        if (st == DS_ERR_LIMIT) {   /* the context is full: start a new conversation */
+        st = turn(&ch, max_tokens);
+        if (st == DS_OK && push_message(&ch, "assistant", ch.reply ? ch.reply : "", ch.reply_len) != 0)
+            st = DS_ERR_NOMEM;
+        if (st == DS_ERR_LIMIT) {   /* the conversation outgrew the context: start a new one */
             fprintf(stderr, "(context full: conversation cleared)\n");
             drop_messages(&ch, keep);
-            ds_context_reset(ch.ctx);
-            ch.n_past = 0;
             st = DS_OK;
         } else if (st != DS_OK) {
             fprintf(stderr, "error: %s: %s\n", ds_status_string(st), ds_last_error());
@@ -219,8 +159,7 @@ int main(int argc, char **argv) {
     }
     drop_messages(&ch, 0);
     free(ch.msg);
-    free(ch.past);
-    free(ch.logits);
+    free(ch.reply);
     ds_sampler_free(ch.sampler);
     ds_context_free(ch.ctx);
     (void)ds_model_close(ch.model);

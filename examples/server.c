@@ -94,7 +94,6 @@
 #define EXIT_USAGE 2
 #define MAX_STOPS 4
 #define STREAM_BLOCK (16 * 1024)
-#define PIECE_BYTES (64 + 4096)
 
 /* ==== Small helpers ======================================================= */
 
@@ -790,30 +789,21 @@ static int get_prompt(const sj_value *root, char **out, perr *e) {
 
 /* ==== Generation ========================================================== */
 /*
- * A step-by-step version of ds_generate (deepseek.h has only the
- * callback-driven loop, and a streaming response pulls one token at a time):
- * tokenize with one leading BOS, prefill, then each step samples a token,
- * decodes it to whole UTF-8 characters and evaluates it. On top of that it
- * applies the stop sequences, holding back text that may be the start of one.
+ * The library's generation loop (ds_generator), one token per step, since a
+ * streaming response pulls one event at a time: tokenize with one leading
+ * BOS, continue the slot's context (only what follows the prefix it already
+ * holds from its last request is evaluated), then each step samples a token,
+ * applies the stop sequences (holding back text that may be the start of
+ * one) and evaluates it. Shutdown cancels a prompt pass under way.
  */
 typedef struct gen {
     ds_context *ctx;                      /* from the pool; NULL once given back */
     ds_sampler *smp;
-    int32_t *ids;                         /* (cap_ids) prompt then generated: the sampler's history */
-    size_t n_ids, cap_ids, n_prompt;
-    float *logits;                        /* (n_vocab) of the last evaluated token */
-    int n_vocab, n_sample, n_ctx;
-    int32_t eos;
-    int max_tokens, n_gen, ignore_eos;
-    ds_detok_state dstate;
-    char *piece;                          /* (cap_piece) */
-    size_t cap_piece;
-    char *stop[MAX_STOPS];                /* copies of the stop sequences */
-    size_t stop_len[MAX_STOPS];
-    int n_stop;
-    size_t max_stop;
+    ds_generator *it;                     /* the loop; NULL once finished */
+    int32_t *ids;                         /* (n_prompt) the prompt's tokens */
+    size_t n_prompt;
+    int n_gen;
     sbuf text;                            /* generated text (cut at a stop sequence) */
-    size_t released;                      /* bytes of text handed out so far */
     int done;
     const char *finish;                   /* "stop" or "length" */
     ds_status err;                        /* DS_OK, or why generation failed */
@@ -827,25 +817,47 @@ static void gen_fail(gen *g, ds_status st, const char *what) {
     g->done = 1;
 }
 
-/* Frees the text and the stop sequences (after gen_end). */
-static void gen_drop(gen *g) {
-    sb_free(&g->text);
-    for (int i = 0; i < g->n_stop; i++) free(g->stop[i]);
-    g->n_stop = 0;
-}
+/* Frees the text (after gen_end). */
+static void gen_drop(gen *g) { sb_free(&g->text); }
 
 /* Gives the context back and frees everything but the text. */
 static void gen_end(gen *g) {
+    ds_generator_free(g->it);
+    g->it = NULL;
     if (g->ctx) pool_give(g->ctx);
     g->ctx = NULL;
     ds_sampler_free(g->smp);
     g->smp = NULL;
     free(g->ids);
-    free(g->logits);
-    free(g->piece);
     g->ids = NULL;
-    g->logits = NULL;
-    g->piece = NULL;
+}
+
+/* ds_abort_fn of the pool's contexts. */
+static int server_stopping(void *user) {
+    (void)user;
+    return atomic_load(&S.stopping) ? 1 : 0;
+}
+
+/* Copies the loop's counters and, once it stopped, its outcome. */
+static void gen_sync(gen *g) {
+    ds_generate_stats gs;
+    ds_generator_stats(g->it, &gs);
+    g->n_gen = gs.n_generated;
+    g->prompt_seconds = gs.prompt_seconds;
+    switch (gs.stop_reason) {
+    case DS_STOP_NONE: return;
+    case DS_STOP_EOS:
+    case DS_STOP_STRING:
+    case DS_STOP_CALLBACK: g->finish = "stop"; break;
+    case DS_STOP_LENGTH:
+    case DS_STOP_CONTEXT_FULL: g->finish = "length"; break;
+    case DS_STOP_ABORT:
+        g->err = DS_ERR_CANCELLED;
+        snprintf(g->errmsg, sizeof g->errmsg, "the server is shutting down");
+        break;
+    }
+    g->done = 1;
+    g->generate_seconds = gs.generate_seconds;
 }
 
 /* Sets up and prefills. Returns DS_OK, DS_ERR_LIMIT (prompt too long for the
@@ -854,23 +866,7 @@ static void gen_end(gen *g) {
 static ds_status gen_begin(gen *g, ds_context *ctx, const char *prompt, const gen_params *p) {
     memset(g, 0, sizeof *g);
     g->ctx = ctx;
-    g->max_tokens = p->max_tokens;
-    g->ignore_eos = p->ignore_eos;
-    for (int i = 0; i < p->n_stop; i++) {
-        if (!(g->stop[i] = malloc(p->stop_len[i] + 1))) {
-            gen_fail(g, DS_ERR_NOMEM, "stop sequences");
-            return DS_ERR_NOMEM;
-        }
-        memcpy(g->stop[i], p->stop[i], p->stop_len[i] + 1);
-        g->stop_len[i] = p->stop_len[i];
-        g->n_stop = i + 1;
-        if (p->stop_len[i] > g->max_stop) g->max_stop = p->stop_len[i];
-    }
-    g->n_vocab = S.cfg.vocab_size;
-    int n_tok = ds_tokenizer_vocab_size(S.tok);
-    g->n_sample = n_tok > 0 && n_tok < g->n_vocab ? n_tok : g->n_vocab;
-    g->eos = ds_tokenizer_eos(S.tok);
-    g->n_ctx = ds_context_n_ctx(ctx);
+    int n_ctx = ds_context_n_ctx(ctx);
 
     ds_status st = ds_sampler_new(&g->smp, &p->sp);
     if (st != DS_OK) {
@@ -879,23 +875,22 @@ static ds_status gen_begin(gen *g, ds_context *ctx, const char *prompt, const ge
     }
 
     /* ---- tokenize: one leading BOS, not doubled ---- */
-    size_t len = strlen(prompt), got = 0;
-    g->cap_ids = len + 2;
-    g->ids = malloc(g->cap_ids * sizeof *g->ids);
+    size_t len = strlen(prompt), got = 0, cap = len + 2;
+    g->ids = malloc(cap * sizeof *g->ids);
     if (!g->ids) {
         gen_fail(g, DS_ERR_NOMEM, "tokenize");
         return DS_ERR_NOMEM;
     }
-    st = ds_tokenizer_encode(S.tok, prompt, len, 0, g->ids + 1, g->cap_ids - 1, &got);
-    if (st == DS_ERR_LIMIT && got > g->cap_ids - 1) {
+    st = ds_tokenizer_encode(S.tok, prompt, len, 0, g->ids + 1, cap - 1, &got);
+    if (st == DS_ERR_LIMIT && got > cap - 1) {
         int32_t *p2 = realloc(g->ids, (got + 2) * sizeof *p2);
         if (!p2) {
             gen_fail(g, DS_ERR_NOMEM, "tokenize");
             return DS_ERR_NOMEM;
         }
         g->ids = p2;
-        g->cap_ids = got + 2;
-        st = ds_tokenizer_encode(S.tok, prompt, len, 0, g->ids + 1, g->cap_ids - 1, &got);
+        cap = got + 2;
+        st = ds_tokenizer_encode(S.tok, prompt, len, 0, g->ids + 1, cap - 1, &got);
     }
     if (st != DS_OK) {
         gen_fail(g, st, "tokenize");
@@ -909,115 +904,39 @@ static ds_status gen_begin(gen *g, ds_context *ctx, const char *prompt, const ge
         memmove(g->ids, g->ids + 1, got * sizeof *g->ids);
         g->n_prompt = got;
     }
-    g->n_ids = g->n_prompt;
     if (g->n_prompt == 0) {
         g->err = DS_ERR_INVALID_ARG;
         snprintf(g->errmsg, sizeof g->errmsg, "the prompt is empty and the tokenizer has no BOS token");
         g->done = 1;
         return DS_ERR_INVALID_ARG;
     }
-    if (g->n_ctx <= 0 || g->n_prompt > (size_t)g->n_ctx) {
+    if (n_ctx <= 0 || g->n_prompt > (size_t)n_ctx) {
         g->err = DS_ERR_LIMIT;
         snprintf(g->errmsg, sizeof g->errmsg, "the prompt is %zu tokens; this server's context is %d tokens",
-                 g->n_prompt, g->n_ctx);
+                 g->n_prompt, n_ctx);
         g->done = 1;
         return DS_ERR_LIMIT;
     }
 
-    /* ---- history room for every token that can still come ---- */
-    size_t room = (size_t)g->n_ctx - g->n_prompt + 1;
-    size_t more = (size_t)g->max_tokens < room ? (size_t)g->max_tokens : room;
-    if (g->n_prompt + more > g->cap_ids) {
-        int32_t *p2 = realloc(g->ids, (g->n_prompt + more) * sizeof *p2);
-        if (!p2) {
-            gen_fail(g, DS_ERR_NOMEM, "history");
-            return DS_ERR_NOMEM;
-        }
-        g->ids = p2;
-        g->cap_ids = g->n_prompt + more;
-    }
-    g->logits = malloc((size_t)g->n_vocab * sizeof *g->logits);
-    g->piece = malloc(PIECE_BYTES);
-    g->cap_piece = PIECE_BYTES;
-    if (!g->logits || !g->piece) {
-        gen_fail(g, DS_ERR_NOMEM, "buffers");
-        return DS_ERR_NOMEM;
-    }
-
-    /* ---- prefill ---- */
-    ds_context_reset(ctx);
-    double t0 = now_mono();
-    st = ds_context_eval(ctx, g->ids, g->n_prompt, g->logits, 0);
-    g->prompt_seconds = now_mono() - t0;
+    /* ---- the loop, and its prefill ---- */
+    ds_generate_params gp = ds_generate_default_params();
+    gp.max_tokens = p->max_tokens;   /* 0 is handled below: the loop reads it as no limit */
+    gp.stop = p->stop;
+    gp.n_stop = (size_t)p->n_stop;
+    gp.ignore_eos = p->ignore_eos;
+    ds_context_set_abort(ctx, server_stopping, NULL);
+    st = ds_generator_new(&g->it, ctx, g->smp, g->ids, g->n_prompt, &gp);
     if (st != DS_OK) {
         gen_fail(g, st, "prompt evaluation");
         return st;
     }
     g->gen_t0 = now_mono();
-    if (g->max_tokens == 0) {
+    gen_sync(g);
+    if (!g->done && p->max_tokens == 0) {
         g->done = 1;
         g->finish = "length";
     }
     return DS_OK;
-}
-
-/* Decodes id (or -1: flush) and appends the piece to the text. */
-static int gen_decode(gen *g, int32_t id) {
-    ds_detok_state saved = g->dstate;
-    size_t got = 0;
-    ds_status st = ds_tokenizer_decode_stream(S.tok, &g->dstate, id, g->piece, g->cap_piece, &got);
-    if (st == DS_ERR_LIMIT && got >= g->cap_piece) {
-        char *p = realloc(g->piece, got + 64);
-        if (!p) {
-            gen_fail(g, DS_ERR_NOMEM, "decode");
-            return 0;
-        }
-        g->piece = p;
-        g->cap_piece = got + 64;
-        g->dstate = saved;
-        st = ds_tokenizer_decode_stream(S.tok, &g->dstate, id, g->piece, g->cap_piece, &got);
-    }
-    if (st != DS_OK) {
-        gen_fail(g, st, "decode");
-        return 0;
-    }
-    sb_put(&g->text, g->piece, got);
-    if (g->text.oom) {
-        gen_fail(g, DS_ERR_NOMEM, "text");
-        return 0;
-    }
-    return 1;
-}
-
-/* Finds the first stop sequence in the unreleased text; cuts the text there. */
-static int gen_apply_stops(gen *g) {
-    size_t best = SIZE_MAX;
-    for (int i = 0; i < g->n_stop; i++) {
-        size_t L = g->stop_len[i];
-        if (g->text.len < L) continue;
-        for (size_t p = g->released; p + L <= g->text.len && p < best; p++)
-            if (memcmp(g->text.data + p, g->stop[i], L) == 0) {
-                best = p;
-                break;
-            }
-    }
-    if (best == SIZE_MAX) return 0;
-    g->text.len = best;
-    g->text.data[best] = '\0';
-    return 1;
-}
-
-/* Bytes at the end of the text that could begin a stop sequence. */
-static size_t gen_holdback(const gen *g) {
-    size_t avail = g->text.len - g->released;
-    size_t k = g->max_stop ? g->max_stop - 1 : 0;
-    if (k > avail) k = avail;
-    for (; k > 0; k--) {
-        const char *tail = g->text.data + g->text.len - k;
-        for (int i = 0; i < g->n_stop; i++)
-            if (g->stop_len[i] > k && memcmp(tail, g->stop[i], k) == 0) return k;
-    }
-    return 0;
 }
 
 /* One token. *out, *out_len: the text released by this step (possibly empty). */
@@ -1025,55 +944,30 @@ static void gen_step(gen *g, const char **out, size_t *out_len) {
     *out = NULL;
     *out_len = 0;
     if (g->done) return;
-    int ending = 0;
     if (atomic_load(&S.stopping)) {
         g->err = DS_ERR_CANCELLED;
         snprintf(g->errmsg, sizeof g->errmsg, "the server is shutting down");
         g->done = 1;
         return;
     }
-    if (g->ignore_eos && g->eos >= 0 && g->eos < g->n_sample) g->logits[g->eos] = -INFINITY;
-    int32_t t;
-    ds_status st = ds_sampler_sample(g->smp, g->logits, g->n_sample, g->ids, g->n_ids, &t);
+    const char *t = NULL;
+    size_t n = 0;
+    ds_status st = ds_generator_next(g->it, &t, &n);
     if (st != DS_OK) {
-        gen_fail(g, st, "sampling");
+        gen_sync(g);
+        gen_fail(g, st, "generation");
         return;
     }
-    if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
-        g->finish = "stop";
-        ending = 1;
-        if (!gen_decode(g, -1)) return;
-    } else {
-        g->ids[g->n_ids++] = t;
-        g->n_gen++;
-        if (!gen_decode(g, t)) return;
-        if (g->n_gen >= g->max_tokens || ds_context_n_past(g->ctx) >= g->n_ctx) {
-            g->finish = "length";
-            ending = 1;
-            if (!gen_decode(g, -1)) return;
-        }
+    size_t at = g->text.len;
+    sb_put(&g->text, t, n);
+    if (g->text.oom) {
+        gen_fail(g, DS_ERR_NOMEM, "text");
+        return;
     }
-    if (g->n_stop && gen_apply_stops(g)) {
-        g->finish = "stop";
-        ending = 1;
-    }
-    if (!ending) {
-        st = ds_context_eval(g->ctx, &t, 1, g->logits, 0);
-        if (st != DS_OK) {
-            gen_fail(g, st, "evaluation");
-            return;
-        }
-    }
-    if (ending) {
-        g->done = 1;
-        g->generate_seconds = now_mono() - g->gen_t0;
-    }
-    size_t keep = ending ? 0 : gen_holdback(g);
-    size_t upto = g->text.len - keep;
-    if (upto > g->released) {
-        *out = g->text.data + g->released;
-        *out_len = upto - g->released;
-        g->released = upto;
+    gen_sync(g);
+    if (n) {
+        *out = g->text.data + at;
+        *out_len = n;
     }
 }
 

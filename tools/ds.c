@@ -1359,11 +1359,19 @@ static int on_piece(void *user, int32_t token, const char *piece, size_t len) {
     return g_interrupted ? 1 : 0;
 }
 
+/* The prompt rate counts the tokens evaluated (a chat turn reuses the ones
+ * the context already held). */
 static void print_stats(const ds_generate_stats *gs) {
     fflush(stdout);   /* the text first, then the stats line */
     fprintf(stderr, "prompt: %d tokens, %.2f tok/s; generated: %d tokens, %.2f tok/s\n", gs->n_prompt,
-            gs->prompt_seconds > 0 ? gs->n_prompt / gs->prompt_seconds : 0.0, gs->n_generated,
+            gs->prompt_seconds > 0 ? gs->n_evaluated / gs->prompt_seconds : 0.0, gs->n_generated,
             gs->generate_seconds > 0 ? gs->n_generated / gs->generate_seconds : 0.0);
+}
+
+/* ds_abort_fn: Ctrl-C also stops a prompt pass under way. */
+static int interrupted(void *user) {
+    (void)user;
+    return g_interrupted ? 1 : 0;
 }
 
 /* ==== ds run ============================================================== */
@@ -1449,6 +1457,7 @@ static int cmd_run(int argc, char **argv) {
 
     /* ---- generate, streaming ---- */
     install_signals();
+    ds_context_set_abort(c, interrupted, NULL);
     stream out = {cmd, 0, NULL, 0, 0, 0, 0};
     ds_generate_stats gs;
     ds_status st = ds_generate(c, smp, prompt, max_tokens, on_piece, &out, &gs);
@@ -1587,6 +1596,7 @@ static int cmd_chat(int argc, char **argv) {
         keep = 1;
     }
     install_signals();
+    ds_context_set_abort(c, interrupted, NULL);
 
     /* ---- one turn per line ---- */
     for (;;) {
@@ -1614,9 +1624,9 @@ static int cmd_chat(int argc, char **argv) {
             break;
         }
 
-        /* Simple and correct: re-render and re-evaluate the whole
-         * conversation each turn (ds_generate resets the context). Reusing
-         * the KV cache of the common prefix is a later optimisation. */
+        /* The whole conversation, rendered each turn: ds_generate continues
+         * the context, so only what follows the turns it already holds (this
+         * turn) is evaluated. */
         ds_status st = chat_render(tok, &hist, &rendered, &rendered_cap);
         if (st != DS_OK) {
             rc = fail(cmd, "chat template: %s", st == DS_ERR_NOMEM ? "out of memory" : errmsg(st));
