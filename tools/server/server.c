@@ -6,7 +6,7 @@
  * Build (make builds it as build/ds-server where pkg-config finds
  * libmicrohttpd; Debian: apt-get install libmicrohttpd-dev):
  *
- *     cc -std=c11 -O2 -I. examples/server.c examples/server_json.c dist/deepseek.c \
+ *     cc -std=c11 -O2 -I. tools/server/server.c tools/server/json.c dist/deepseek.c \
  *        -lmicrohttpd -lsodium -lm -lpthread -o ds-server
  *
  * Run:
@@ -68,7 +68,7 @@
 #define _DEFAULT_SOURCE 1
 
 #include "deepseek.h"
-#include "server_json.h"
+#include "json.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
