@@ -121,16 +121,18 @@ $(BUILD)/libdeepseek.a: $(LIB_OBJS) $(CUDA_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/ds: tools/ds.c tools/ds_bench.c tools/cli.h $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) tools/ds.c tools/ds_bench.c -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
+# tools/cli.c: the command-line plumbing ds and ds-server share.
+DS_SRCS = tools/ds.c tools/ds_bench.c tools/cli.c
+$(BUILD)/ds: $(DS_SRCS) tools/cli.h $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $(DS_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 $(BUILD)/chat: examples/chat.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
-SERVER_SRCS = tools/server/server.c tools/server/json.c
-$(BUILD)/ds-server: $(SERVER_SRCS) tools/server/json.h $(BUILD)/libdeepseek.a
+SERVER_SRCS = tools/server/server.c tools/server/json.c tools/cli.c
+$(BUILD)/ds-server: $(SERVER_SRCS) tools/server/json.h tools/cli.h $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $(MHD_CFLAGS) $(SERVER_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(MHD_LIBS) $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a
