@@ -366,39 +366,20 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
         fail("bench", "%s", errmsg(st));
         return NULL;
     }
-    unsigned char key[DS_KEY_BYTES];
-    char *pass = NULL;
-    size_t pass_len = 0;
     ds_model_params mp = ds_model_default_params();
+    secret sec;
+    memset(&sec, 0, sizeof sec);
     if (fi.cipher != DS_CIPHER_NONE) {
-        if (o->key_file) {
-            st = ds_key_file_read(o->key_file, key);
-            if (st != DS_OK) {
-                ds_memzero(key, sizeof key);
-                fail("bench", "%s", errmsg(st));
-                return NULL;
-            }
-            mp.key = key;
-            mp.key_len = sizeof key;
-        } else if (o->pass_env) {
-            const char *p = getenv(o->pass_env);
-            if (!p || !p[0]) {
-                fail("bench", "environment variable %s (the passphrase) is %s", o->pass_env, p ? "empty" : "not set");
-                return NULL;
-            }
-            pass_len = strlen(p);
-            pass = malloc(pass_len + 1);
-            if (!pass) {
-                fail("bench", "out of memory");
-                return NULL;
-            }
-            memcpy(pass, p, pass_len + 1);
-            mp.passphrase = pass;
-            mp.passphrase_len = pass_len;
-        } else {
+        key_opts ko = {.key_file = o->key_file, .pass_env = o->pass_env};
+        if (!o->key_file && !o->pass_env) {
             fail("bench", "%s is encrypted: give --key-file F or --passphrase-env VAR", o->model);
             return NULL;
         }
+        if (secret_load("bench", &ko, &sec)) {
+            secret_wipe(&sec);
+            return NULL;
+        }
+        secret_params(&sec, &mp);
     }
     mp.load_weights = load_weights;
     mp.expert_cache_bytes = budget;
@@ -413,11 +394,7 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     mp.gpu_cache_bytes = o->gpu_cache_bytes;
     ds_model *m = NULL;
     st = ds_model_open(&m, o->model, &mp);
-    ds_memzero(key, sizeof key);
-    if (pass) {
-        ds_memzero(pass, pass_len);
-        free(pass);
-    }
+    secret_wipe(&sec);
     if (st != DS_OK) {
         fail("bench", "%s", errmsg(st));
         return NULL;
