@@ -1,6 +1,6 @@
 # deepseek.h — build, test and check.
 #
-#   make              static library build/libdeepseek.a, build/ds, examples
+#   make              static library build/libdeepseek.a, build/ds, build/ds-server (with libmicrohttpd), examples
 #   make test         the whole suite; ends with "N passed, N failed, N skipped"
 #   make check        test + amalgamation checks (STYLE.md)
 #   make check-layers no file calls into a file later in LIB_SRCS (tools/check_layers)
@@ -123,16 +123,17 @@ TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat
 
-# ds-server (examples/server.c, an OpenAI-compatible HTTP server) needs
+# ds-server (tools/server/, an OpenAI-compatible HTTP server) needs
 # libmicrohttpd: `all` builds it only where pkg-config finds it.
 MHD_CFLAGS := $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
 MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+TOOLS = $(BUILD)/ds
 ifneq ($(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo yes),)
-  EXAMPLES += $(BUILD)/ds-server
+  TOOLS += $(BUILD)/ds-server
 endif
 
 .PHONY: all test check amalgamation fuzz install clean testdata demo demo-random test-openssl tsan test-cuda-emu
-all: $(BUILD)/libdeepseek.a $(BUILD)/ds $(EXAMPLES) $(CUDA_SO)
+all: $(BUILD)/libdeepseek.a $(TOOLS) $(EXAMPLES) $(CUDA_SO)
 
 $(BUILD)/%.o: %.c $(LIB_HDRS)
 	@mkdir -p $(dir $@)
@@ -150,16 +151,18 @@ $(BUILD)/libdeepseek.a: $(LIB_OBJS)
 $(BUILD)/libdeepseek_cuda.so: $(CUDA_OBJS)
 	$(NVCC) -shared $(CUDA_ARCH) $^ -o $@ -L$(CUDA_LIBDIR) -Xlinker -rpath,$(CUDA_LIBDIR) -lcublas
 
-$(BUILD)/ds: tools/ds.c tools/ds_bench.c tools/cli.h $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) tools/ds.c tools/ds_bench.c -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
+# tools/cli.c: the command-line plumbing ds and ds-server share.
+DS_SRCS = tools/ds.c tools/ds_bench.c tools/cli.c
+$(BUILD)/ds: $(DS_SRCS) tools/cli.h $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $(DS_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
 $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 $(BUILD)/chat: examples/chat.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
-SERVER_SRCS = examples/server.c examples/server_json.c
-$(BUILD)/ds-server: $(SERVER_SRCS) examples/server_json.h $(BUILD)/libdeepseek.a
+SERVER_SRCS = tools/server/server.c tools/server/json.c tools/cli.c
+$(BUILD)/ds-server: $(SERVER_SRCS) tools/server/json.h tools/cli.h $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $(MHD_CFLAGS) $(SERVER_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(MHD_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a $(CUDA_SO)

@@ -1,27 +1,161 @@
 /*
- * cli.h — what the two files of the ds tool (tools/ds.c, tools/ds_bench.c)
- * share. Not part of the library.
+ * cli.h — the command-line plumbing the tools share: tools/ds.c and
+ * tools/ds_bench.c (the ds tool) and tools/server/server.c (ds-server) link
+ * tools/cli.c. Messages, option scanning, keys and passphrases, the model
+ * options, the stop signals. Not part of the library.
  */
 #ifndef DS_TOOLS_CLI_H
 #define DS_TOOLS_CLI_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "deepseek.h"
 
-/* Strict unsigned parse (tools/ds.c): decimal digits only, <= max. 1 = ok. */
+#define EXIT_USAGE 2
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CLI_PRINTF(f, a)
+#endif
+
+/* ==== Messages ============================================================ */
+
+/* The program's name in messages ("ds", "ds-server"): each program defines
+ * it once. */
+extern const char cli_prog[];
+
+/* "<prog> <cmd>: <message>" on stderr ("<prog>: <message>" when cmd is
+ * NULL); returns EXIT_FAILURE. */
+int fail(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* A usage problem: the message as fail() writes it, a pointer to --help;
+ * returns EXIT_USAGE. */
+int usage_error(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* The library's message for the last failure, or the status text if the
+ * library left none. */
+const char *errmsg(ds_status s);
+
+/* Seconds on a monotonic clock. */
+double now_s(void);
+
+/* ==== Values ============================================================== */
+
+/* Strict unsigned parse: decimal digits only, <= max. 1 = ok. */
 int parse_u64(const char *s, uint64_t max, uint64_t *out);
 
-/* --evict values (tools/ds.c): "lru" or "lfu" -> *out, 1 = ok; and back. */
+/* --evict values: "lru" or "lfu" -> *out, 1 = ok; and back. */
 int parse_evict(const char *s, ds_evict_policy *out);
 const char *evict_name(ds_evict_policy p);
 
-/* --prefetch values (tools/ds.c): "auto", "always", "off" -> a ds_prefetch_mode,
- * or -1; and back. */
+/* --prefetch values: "auto", "always", "off" -> a ds_prefetch_mode, or -1;
+ * and back. */
 int parse_prefetch(const char *s);
 const char *prefetch_name(int mode);
 
-/* `ds bench` (tools/ds_bench.c). */
+/* ==== Command-line scanning =============================================== */
+/*
+ * A program walks its argv with these. Options may come before or after the
+ * positional arguments; "--opt value" and "--opt=value" both work; "--" ends
+ * the options. Anything starting with '-' that no one knows is a usage error.
+ */
+typedef struct argscan {
+    const char *cmd;    /* the subcommand in messages, or NULL */
+    int argc;
+    char **argv;
+    int i;              /* index of the current argument */
+    int only_pos;       /* after "--" */
+    int bad;            /* a usage error was already reported (exit 2) */
+} argscan;
+
+/* Is the current argument the flag `name` (no value)? */
+int is_flag(argscan *a, const char *name);
+/* Is it the option `name` taking a value? On a match stores the value
+ * (consuming the next argument when not "--name=value") and returns 1;
+ * reports a usage error and sets a->bad when the value is absent. */
+int is_opt(argscan *a, const char *name, const char **val);
+/* Stores an option that must not be repeated; 0 (and a->bad) if it was. */
+int set_once(argscan *a, const char **slot, const char *val, const char *name);
+/* Is it a positional argument? 1 yes, 0 no, -1 it was "--" (consumed). */
+int is_positional(argscan *a);
+/* Reports the current argument as unknown; returns EXIT_USAGE. */
+int unknown_option(argscan *a);
+
+/* ==== Keys and passphrases ================================================ */
+
+/* Where the key material comes from; at most one of the three. */
+typedef struct key_opts {
+    const char *key_file;
+    const char *pass_env;     /* name of the environment variable */
+    int no_encrypt;           /* convert only */
+    int encrypt;              /* convert only: explicit --encrypt */
+} key_opts;
+
+/* Secret material held by a tool; wiped by secret_wipe. */
+typedef struct secret {
+    unsigned char key[DS_KEY_BYTES];
+    int have_key;
+    char *pass;               /* malloc'd copy of the passphrase */
+    size_t pass_len;
+} secret;
+
+/* Recognises --key-file / --passphrase-env (and --no-encrypt, --encrypt when
+ * allowed). Returns 1 when the current argument was one of them. */
+int key_option(argscan *a, key_opts *k, int allow_no_encrypt);
+/* Checks the key options are not contradictory. Returns 0 or EXIT_USAGE. */
+int key_opts_check(const char *cmd, const key_opts *k);
+/* Loads the key file or copies the passphrase out of the environment.
+ * Returns 0 or EXIT_FAILURE (message printed); wipe s either way. */
+int secret_load(const char *cmd, const key_opts *k, secret *s);
+void secret_wipe(secret *s);
+/* Points mp's key or passphrase at s (which must outlive the open). */
+void secret_params(const secret *s, ds_model_params *mp);
+
+/* ==== Model options ======================================================= */
+/*
+ * The options that say how to open a model and run contexts on it, shared by
+ * the ds inference commands and ds-server.
+ */
+typedef struct model_opts {
+    key_opts ko;
+    const char *threads_s, *ctx_s, *cache_s, *evict_s, *prefetch_s, *device_s, *gpu_cache_s, *gpu_s;
+    int verbose;
+    /* parsed */
+    int threads, n_ctx;
+    uint64_t cache_bytes, gpu_cache_bytes;
+    ds_evict_policy evict;
+    int prefetch;
+    ds_device device;
+    int gpu_index;
+} model_opts;
+
+/* Recognises the model options (those allowed by `which`). Returns 1 when
+ * the current argument was one of them. */
+enum { MO_THREADS = 1, MO_CTX = 2, MO_CACHE = 4 };
+int model_option(argscan *a, model_opts *o, int which);
+/* Parses the numbers. Returns 0 or EXIT_USAGE. */
+int model_opts_check(const char *cmd, model_opts *o);
+/* Copies the parsed options into model parameters (threads, expert cache,
+ * eviction, prefetch, device); the key and the log are the caller's. */
+void model_opts_params(const model_opts *o, ds_model_params *mp);
+
+/* ==== Stop signals (SIGINT, SIGTERM) ====================================== */
+
+/* Set by the handler install_signals() installs; long operations poll it and
+ * ask the library to stop. */
+extern volatile sig_atomic_t g_interrupted;
+void install_signals(void);
+
+/* For a program that waits for a stop signal with sigwait: blocks the stop
+ * signals in the calling thread (call it before any thread exists, so that
+ * threads inherit the mask), fills *set with them, and ignores SIGPIPE (a
+ * client that goes away is an error on its socket, not the end). */
+void block_stop_signals(sigset_t *set);
+
+/* ==== ds bench (tools/ds_bench.c) ========================================= */
+
 int ds_cmd_bench(int argc, char **argv);
 extern const char ds_bench_help[];
 

@@ -90,38 +90,6 @@ const char ds_bench_help[] =
 
 /* ==== Small helpers ======================================================= */
 
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static const char *errmsg(ds_status s) {
-    const char *m = ds_last_error();
-    return (m && m[0]) ? m : ds_status_string(s);
-}
-
-static int fail(const char *fmt, ...) {
-    va_list ap;
-    fputs("ds bench: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return EXIT_FAILURE;
-}
-
-static int usage(const char *fmt, ...) {
-    va_list ap;
-    fputs("ds bench: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\nTry 'ds bench --help'.\n", stderr);
-    return BENCH_USAGE;
-}
-
 /* A finite decimal number, the whole string. */
 static int parse_double(const char *s, double *out) {
     char *end = NULL;
@@ -238,7 +206,7 @@ static int opt_val(int argc, char **argv, int *i, const char *name, const char *
     }
     if (a[n] != '\0') return 0;
     if (*i + 1 >= argc) {
-        usage("option %s needs a value", name);
+        usage_error("bench", "option %s needs a value", name);
         *bad = 1;
         return 1;
     }
@@ -267,13 +235,13 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             continue;
         }
         if (only_pos || a[0] != '-' || a[1] == '\0') {
-            if (o->model) return usage("too many arguments ('%s')", a);
+            if (o->model) return usage_error("bench", "too many arguments ('%s')", a);
             o->model = a;
             continue;
         }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
         if (!strcmp(a, "--no-prefetch")) {
-            if (no_pf++) return usage("option --no-prefetch given twice");
+            if (no_pf++) return usage_error("bench", "option --no-prefetch given twice");
             continue;
         }
         if (!strcmp(a, "--exact-act")) {
@@ -295,83 +263,83 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
                 name = names[k];
             }
         if (bad) return BENCH_USAGE;
-        if (!slot) return usage("unknown option '%s'", a);
-        if (*slot) return usage("option %s given twice", name);
+        if (!slot) return usage_error("bench", "unknown option '%s'", a);
+        if (*slot) return usage_error("bench", "option %s given twice", name);
         *slot = v;
     }
-    if (!o->model) return usage("missing <model.dsm>");
-    if (pf_s && no_pf) return usage("--prefetch and --no-prefetch exclude each other");
+    if (!o->model) return usage_error("bench", "missing <model.dsm>");
+    if (pf_s && no_pf) return usage_error("bench", "--prefetch and --no-prefetch exclude each other");
     if (no_pf) o->prefetch = DS_PREFETCH_OFF;
     if (pf_s && (o->prefetch = parse_prefetch(pf_s)) < 0)
-        return usage("--prefetch takes auto, always or off, not '%s'", pf_s);
-    if (o->key_file && o->pass_env) return usage("--key-file and --passphrase-env exclude each other");
-    if (o->key_file && !o->key_file[0]) return usage("--key-file needs a file name");
-    if (o->pass_env && !o->pass_env[0]) return usage("--passphrase-env needs a variable name");
+        return usage_error("bench", "--prefetch takes auto, always or off, not '%s'", pf_s);
+    if (o->key_file && o->pass_env) return usage_error("bench", "--key-file and --passphrase-env exclude each other");
+    if (o->key_file && !o->key_file[0]) return usage_error("bench", "--key-file needs a file name");
+    if (o->pass_env && !o->pass_env[0]) return usage_error("bench", "--passphrase-env needs a variable name");
     if (out_s) {
-        if (!out_s[0]) return usage("--out needs a directory");
+        if (!out_s[0]) return usage_error("bench", "--out needs a directory");
         o->out_dir = out_s;
     }
     uint64_t v;
     if (cache_s) {
         if (!parse_u64(cache_s, UINT64_MAX >> 20, &v))
-            return usage("--cache-mb needs a whole number of MiB (0 = all experts resident), not '%s'", cache_s);
+            return usage_error("bench", "--cache-mb needs a whole number of MiB (0 = all experts resident), not '%s'", cache_s);
         o->cache_bytes = v << 20;
     }
     if (pcache_s) {
         if (!parse_u64(pcache_s, UINT64_MAX >> 20, &v))
-            return usage("--page-cache-mb needs a whole number of MiB, not '%s'", pcache_s);
+            return usage_error("bench", "--page-cache-mb needs a whole number of MiB, not '%s'", pcache_s);
         o->page_cache_bytes = v << 20;
     }
     if (dev_s) {
         if (!strcmp(dev_s, "cpu")) o->device = DS_DEVICE_CPU;
         else if (!strcmp(dev_s, "cuda")) o->device = DS_DEVICE_CUDA;
-        else return usage("--device must be cpu or cuda, not '%s'", dev_s);
+        else return usage_error("bench", "--device must be cpu or cuda, not '%s'", dev_s);
     }
     if (gc_s) {
         if (!parse_u64(gc_s, UINT64_MAX >> 20, &v))
-            return usage("--gpu-cache-mb needs a whole number of MiB (0 = every expert on the device), not '%s'", gc_s);
+            return usage_error("bench", "--gpu-cache-mb needs a whole number of MiB (0 = every expert on the device), not '%s'", gc_s);
         o->gpu_cache_bytes = v << 20;
     }
     if (gi_s) {
-        if (!parse_u64(gi_s, 1024, &v)) return usage("--gpu needs a CUDA device number, not '%s'", gi_s);
+        if (!parse_u64(gi_s, 1024, &v)) return usage_error("bench", "--gpu needs a CUDA device number, not '%s'", gi_s);
         o->gpu_index = (int)v;
     }
-    if ((gc_s || gi_s) && o->device != DS_DEVICE_CUDA) return usage("--gpu-cache-mb and --gpu need --device cuda");
+    if ((gc_s || gi_s) && o->device != DS_DEVICE_CUDA) return usage_error("bench", "--gpu-cache-mb and --gpu need --device cuda");
     if (pk_s && (!parse_double(pk_s, &o->peak_gbs) || !(o->peak_gbs > 0)))
-        return usage("--peak-gbs needs a bandwidth in GB/s above 0, not '%s'", pk_s);
+        return usage_error("bench", "--peak-gbs needs a bandwidth in GB/s above 0, not '%s'", pk_s);
     if (p_s) {
         if (!parse_u64(p_s, 1u << 20, &v) || v == 0)
-            return usage("--prompt-tokens needs a whole number from 1 to 1048576, not '%s'", p_s);
+            return usage_error("bench", "--prompt-tokens needs a whole number from 1 to 1048576, not '%s'", p_s);
         o->prompt_tokens = (int)v;
     }
     if (g_s) {
         if (!parse_u64(g_s, 1u << 20, &v) || v == 0)
-            return usage("--gen-tokens needs a whole number from 1 to 1048576, not '%s'", g_s);
+            return usage_error("bench", "--gen-tokens needs a whole number from 1 to 1048576, not '%s'", g_s);
         o->gen_tokens = (int)v;
     }
     if (t_s) {
-        if (!parse_u64(t_s, 4096, &v)) return usage("--threads needs a whole number from 0 to 4096, not '%s'", t_s);
+        if (!parse_u64(t_s, 4096, &v)) return usage_error("bench", "--threads needs a whole number from 0 to 4096, not '%s'", t_s);
         o->threads = (int)v;
     }
-    if (ev_s && !parse_evict(ev_s, &o->evict)) return usage("--evict must be lru or lfu, not '%s'", ev_s);
+    if (ev_s && !parse_evict(ev_s, &o->evict)) return usage_error("bench", "--evict must be lru or lfu, not '%s'", ev_s);
     if (r_s) {
         if (!parse_u64(r_s, MAX_REPEAT, &v) || v == 0)
-            return usage("--repeat needs a whole number from 1 to %d, not '%s'", MAX_REPEAT, r_s);
+            return usage_error("bench", "--repeat needs a whole number from 1 to %d, not '%s'", MAX_REPEAT, r_s);
         o->repeat = (int)v;
     }
     if (sw_s) {
         if (!parse_sweep(sw_s, o))
-            return usage("--sweep needs up to %d comma-separated percentages in (0, 100], e.g. 100,50,25,12.5, "
+            return usage_error("bench", "--sweep needs up to %d comma-separated percentages in (0, 100], e.g. 100,50,25,12.5, "
                          "not '%s'",
                          MAX_SWEEP, sw_s);
-        if (cache_s) return usage("--sweep and --cache-mb exclude each other");
+        if (cache_s) return usage_error("bench", "--sweep and --cache-mb exclude each other");
     }
     if (cfd_s) {   /* a sweep's child: budget and prefetch given exactly */
         double pct = 0;
         uint64_t bud = 0, pf = 0;
         if (!parse_u64(cfd_s, 1u << 20, &v) || !cpct_s || !parse_double(cpct_s, &pct) || !cbud_s ||
             !parse_u64(cbud_s, UINT64_MAX, &bud) || !cpf_s || !parse_u64(cpf_s, DS_PREFETCH_ALWAYS, &pf))
-            return usage("bad internal child arguments");
+            return usage_error("bench", "bad internal child arguments");
         o->child_fd = (int)v;
         o->child_pct = pct;
         o->cache_bytes = bud;
@@ -395,42 +363,23 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     ds_file_info fi;
     ds_status st = ds_file_info_read(o->model, &fi);
     if (st != DS_OK) {
-        fail("%s", errmsg(st));
+        fail("bench", "%s", errmsg(st));
         return NULL;
     }
-    unsigned char key[DS_KEY_BYTES];
-    char *pass = NULL;
-    size_t pass_len = 0;
     ds_model_params mp = ds_model_default_params();
+    secret sec;
+    memset(&sec, 0, sizeof sec);
     if (fi.cipher != DS_CIPHER_NONE) {
-        if (o->key_file) {
-            st = ds_key_file_read(o->key_file, key);
-            if (st != DS_OK) {
-                ds_memzero(key, sizeof key);
-                fail("%s", errmsg(st));
-                return NULL;
-            }
-            mp.key = key;
-            mp.key_len = sizeof key;
-        } else if (o->pass_env) {
-            const char *p = getenv(o->pass_env);
-            if (!p || !p[0]) {
-                fail("environment variable %s (the passphrase) is %s", o->pass_env, p ? "empty" : "not set");
-                return NULL;
-            }
-            pass_len = strlen(p);
-            pass = malloc(pass_len + 1);
-            if (!pass) {
-                fail("out of memory");
-                return NULL;
-            }
-            memcpy(pass, p, pass_len + 1);
-            mp.passphrase = pass;
-            mp.passphrase_len = pass_len;
-        } else {
-            fail("%s is encrypted: give --key-file F or --passphrase-env VAR", o->model);
+        key_opts ko = {.key_file = o->key_file, .pass_env = o->pass_env};
+        if (!o->key_file && !o->pass_env) {
+            fail("bench", "%s is encrypted: give --key-file F or --passphrase-env VAR", o->model);
             return NULL;
         }
+        if (secret_load("bench", &ko, &sec)) {
+            secret_wipe(&sec);
+            return NULL;
+        }
+        secret_params(&sec, &mp);
     }
     mp.load_weights = load_weights;
     mp.expert_cache_bytes = budget;
@@ -445,13 +394,9 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     mp.gpu_cache_bytes = o->gpu_cache_bytes;
     ds_model *m = NULL;
     st = ds_model_open(&m, o->model, &mp);
-    ds_memzero(key, sizeof key);
-    if (pass) {
-        ds_memzero(pass, pass_len);
-        free(pass);
-    }
+    secret_wipe(&sec);
     if (st != DS_OK) {
-        fail("%s", errmsg(st));
+        fail("bench", "%s", errmsg(st));
         return NULL;
     }
     return m;
@@ -504,7 +449,7 @@ static int bench_once(const bench_opts *o, uint64_t budget, int prefetch, double
     int32_t *ids = NULL;
     int rc = EXIT_FAILURE;
     if (st != DS_OK) {
-        fail("%s", errmsg(st));
+        fail("bench", "%s", errmsg(st));
         goto done;
     }
     {
@@ -519,19 +464,19 @@ static int bench_once(const bench_opts *o, uint64_t budget, int prefetch, double
     cp.n_ctx = o->prompt_tokens + o->gen_tokens + 1;
     cp.n_threads = o->threads;
     if ((st = ds_context_new(&c, m, &cp)) != DS_OK) {
-        fail("%s", errmsg(st));
+        fail("bench", "%s", errmsg(st));
         goto done;
     }
     ds_sampler_params sp = ds_sampler_default_params();
     sp.temperature = 0;   /* greedy */
     if ((st = ds_sampler_new(&smp, &sp)) != DS_OK) {
-        fail("%s", errmsg(st));
+        fail("bench", "%s", errmsg(st));
         goto done;
     }
     logits = malloc((size_t)cfg.vocab_size * sizeof *logits);
     ids = malloc((size_t)o->prompt_tokens * sizeof *ids);
     if (!logits || !ids) {
-        fail("out of memory");
+        fail("bench", "out of memory");
         goto done;
     }
     const ds_tokenizer *tok = ds_model_tokenizer(m);
@@ -541,13 +486,13 @@ static int bench_once(const bench_opts *o, uint64_t budget, int prefetch, double
 
     double t1 = now_s();
     if ((st = ds_context_eval(c, ids, (size_t)o->prompt_tokens, logits, 0)) != DS_OK) {
-        fail("prefill: %s", errmsg(st));
+        fail("bench", "prefill: %s", errmsg(st));
         goto done;
     }
     double t2 = now_s();
     r->prefill_s = t2 - t1;
     if ((st = ds_model_cache_stats(m, &r->prefill)) != DS_OK) {
-        fail("%s", errmsg(st));
+        fail("bench", "%s", errmsg(st));
         goto done;
     }
     ds_model_cache_stats_reset(m);
@@ -556,22 +501,22 @@ static int bench_once(const bench_opts *o, uint64_t budget, int prefetch, double
     t2 = now_s();
     for (int i = 0; i < o->gen_tokens; i++) {
         if ((st = ds_sampler_sample(smp, logits, cfg.vocab_size, NULL, 0, &next)) != DS_OK) {
-            fail("sampling: %s", errmsg(st));
+            fail("bench", "sampling: %s", errmsg(st));
             goto done;
         }
         h = (h ^ (uint64_t)(uint32_t)next) * 1099511628211ull;
         if ((st = ds_context_eval(c, &next, 1, logits, 0)) != DS_OK) {
-            fail("decode step %d: %s", i + 1, errmsg(st));
+            fail("bench", "decode step %d: %s", i + 1, errmsg(st));
             goto done;
         }
     }
     r->decode_s = now_s() - t2;
     if ((st = ds_model_cache_stats(m, &r->decode)) != DS_OK) {
-        fail("%s", errmsg(st));
+        fail("bench", "%s", errmsg(st));
         goto done;
     }
     if ((st = ds_model_gpu_cache_stats(m, &r->gpu)) != DS_OK) {
-        fail("%s", errmsg(st));
+        fail("bench", "%s", errmsg(st));
         goto done;
     }
     r->token_hash = h;
@@ -679,14 +624,14 @@ static void print_run(const bench_opts *o, const run_result *r, double compute_m
 static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefetch, run_result *r) {
     int fds[2];
     memset(r, 0, sizeof *r);
-    if (pipe(fds) != 0) return fail("pipe: %s", strerror(errno));
+    if (pipe(fds) != 0) return fail("bench", "pipe: %s", strerror(errno));
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
         close(fds[1]);
-        return fail("fork: %s", strerror(errno));
+        return fail("bench", "fork: %s", strerror(errno));
     }
     if (pid == 0) {
         close(fds[0]);
@@ -777,8 +722,8 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
     }
     if (got != sizeof *r || !r->ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         r->ok = 0;
-        if (WIFSIGNALED(status)) return fail("the run at %g%% was killed by signal %d", pct, WTERMSIG(status));
-        return fail("the run at %g%% (prefetch %s) failed", pct, prefetch_name(prefetch));
+        if (WIFSIGNALED(status)) return fail("bench", "the run at %g%% was killed by signal %d", pct, WTERMSIG(status));
+        return fail("bench", "the run at %g%% (prefetch %s) failed", pct, prefetch_name(prefetch));
     }
     return 0;
 }
@@ -791,7 +736,7 @@ static int child_main(const bench_opts *o) {
     while (done < sizeof r) {
         ssize_t k = write(o->child_fd, (const char *)&r + done, sizeof r - done);
         if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return fail("writing the result: %s", strerror(errno));
+        if (k <= 0) return fail("bench", "writing the result: %s", strerror(errno));
         done += (size_t)k;
     }
     close(o->child_fd);
@@ -847,13 +792,13 @@ static void csv_row(FILE *f, const bench_opts *o, const run_result *r, double co
 static FILE *open_out(const char *dir, const char *name, char *path, size_t len) {
     snprintf(path, len, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
-    if (!f) fail("cannot write %s: %s", path, strerror(errno));
+    if (!f) fail("bench", "cannot write %s: %s", path, strerror(errno));
     return f;
 }
 
 static int close_out(FILE *f, const char *path) {
     int bad = ferror(f);
-    if (fclose(f) != 0 || bad) return fail("writing %s failed", path);
+    if (fclose(f) != 0 || bad) return fail("bench", "writing %s failed", path);
     return 0;
 }
 
@@ -916,7 +861,7 @@ static int plot(const bench_opts *o, const run_result *rows, const int *have, in
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
-    if (pid < 0) return fail("fork: %s", strerror(errno));
+    if (pid < 0) return fail("bench", "fork: %s", strerror(errno));
     if (pid == 0) {
         execlp("gnuplot", "gnuplot", gp, (char *)NULL);
         _exit(127);
@@ -949,8 +894,8 @@ static int sweep_main(const bench_opts *o) {
         else dense += si.plain_bytes;
     }
     ds_model_close(m);
-    if (!experts) return fail("%s has no routed experts: nothing to sweep", o->model);
-    if (make_dirs(o->out_dir) != 0) return fail("cannot create %s: %s", o->out_dir, strerror(errno));
+    if (!experts) return fail("bench", "%s has no routed experts: nothing to sweep", o->model);
+    if (make_dirs(o->out_dir) != 0) return fail("bench", "cannot create %s: %s", o->out_dir, strerror(errno));
     printf("model %s: routed experts %.1f MB, dense %.1f MB; %d prompt + %d decode tokens, %d threads, evict %s, "
            "%d run(s) per setting\n",
            o->model, (double)experts / 1e6, (double)dense / 1e6, o->prompt_tokens, o->gen_tokens, o->threads,

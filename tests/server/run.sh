@@ -1,6 +1,6 @@
 #!/bin/sh
 # shellcheck disable=SC2086
-# tests/server/run.sh — end-to-end tests of ds-server (examples/server.c).
+# tests/server/run.sh — end-to-end tests of ds-server (tools/server/).
 #
 # Starts $BUILD/ds-server on free ports with a model, runs the raw-HTTP
 # tests (test_server.py, standard library only), the official `openai`

@@ -1,8 +1,8 @@
 /*
- * server_json.c — strict JSON parser and JSON-writing string buffer for
- * examples/server.c (see server_json.h for what "strict" means).
+ * json.c — strict JSON parser and JSON-writing string buffer for
+ * tools/server/server.c (see json.h for what "strict" means).
  */
-#include "server_json.h"
+#include "json.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /*
- * server_json.h — the small JSON toolkit of examples/server.c: a strict
+ * json.h — the small JSON toolkit of tools/server/server.c: a strict
  * parser for request bodies and a growable string buffer that writes JSON.
  *
  * Strict means RFC 8259 and nothing more: one value, no comments, no trailing

@@ -6,14 +6,19 @@
  * Build (make builds it as build/ds-server where pkg-config finds
  * libmicrohttpd; Debian: apt-get install libmicrohttpd-dev):
  *
- *     cc -std=c11 -O2 -I. examples/server.c examples/server_json.c dist/deepseek.c \
- *        -lmicrohttpd -lsodium -lm -lpthread -o ds-server
+ *     cc -std=c11 -O2 -I. tools/server/server.c tools/server/json.c tools/cli.c \
+ *        dist/deepseek.c -lmicrohttpd -lsodium -lm -lpthread -o ds-server
+ *
+ * The command line (messages, key loading, the model options, the stop
+ * signals) is tools/cli.c, shared with the ds tool.
  *
  * Run:
  *
  *     ds-server --model model.dsm --key-file vendor.key [--port 8080] [--host 127.0.0.1]
  *               [--api-key-file token.txt] [--cache-mb N] [--max-concurrent N]
  *               [--threads N] [--ctx N] [--max-body BYTES] [--max-tokens N]
+ *               [--evict lru|lfu] [--prefetch auto|always|off]
+ *               [--device cpu|cuda [--gpu-cache-mb N] [--gpu N]]
  *               [--model-name NAME] [--passphrase-env VAR] [--log-prompts] [--verbose]
  *
  * Endpoints (all bodies JSON; errors are {"error":{"message","type","param","code"}}):
@@ -68,7 +73,8 @@
 #define _DEFAULT_SOURCE 1
 
 #include "deepseek.h"
-#include "server_json.h"
+#include "json.h"
+#include "tools/cli.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -91,9 +97,10 @@
 
 #include <microhttpd.h>
 
-#define EXIT_USAGE 2
 #define MAX_STOPS 4
 #define STREAM_BLOCK (16 * 1024)
+
+const char cli_prog[] = "ds-server";
 
 /* ==== Small helpers ======================================================= */
 
@@ -115,27 +122,6 @@ static uint64_t mix64(uint64_t x) {
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
     return x ^ (x >> 31);
-}
-
-/* Strict unsigned parse: decimal digits only, no overflow, <= max. */
-static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
-    uint64_t v = 0;
-    if (!s || !*s) return 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9') return 0;
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10) return 0;
-        v = v * 10 + d;
-    }
-    if (v > max) return 0;
-    *out = v;
-    return 1;
-}
-
-/* The library's message for the last failure, or the status text. */
-static const char *errmsg(ds_status s) {
-    const char *m = ds_last_error();
-    return (m && m[0]) ? m : ds_status_string(s);
 }
 
 /* Compares a presented token with the secret in time that depends only on
@@ -1556,37 +1542,24 @@ static const char usage_text[] =
     "  --max-body BYTES      largest request body (default 1048576); larger get 413\n"
     "  --ctx N               tokens per context (default min(4096, the model's maximum))\n"
     "  --cache-mb N          routed-expert cache budget in MiB (default 0 = all resident)\n"
+    "  --evict lru|lfu       which cached expert to drop first (default lfu)\n"
+    "  --prefetch auto|always|off  decrypt experts ahead (default auto)\n"
     "  --threads N           compute threads per generation (default 0 = all CPUs)\n"
     "  --device cpu|cuda     where generations run (default cpu; cuda needs make CUDA=1 and a GPU,\n"
     "                        else the server runs on the CPU and logs why)\n"
     "  --gpu-cache-mb N      VRAM expert cache in MiB with --device cuda (default 0 = every expert)\n"
+    "  --gpu N               the CUDA device with --device cuda (default 0)\n"
     "  --model-name NAME     the model id in responses (default: the file's base name)\n"
     "  --log-prompts         also write prompt text to the audit log (off by default)\n"
     "  -v, --verbose         also log the library's notices\n"
     "  -h, --help            this text\n"
     "  --version             print the version\n";
 
-static int usage_error(const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    fputs("ds-server: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\nTry 'ds-server --help'.\n", stderr);
-    return EXIT_USAGE;
-}
-
 typedef struct options {
-    const char *model, *key_file, *pass_env, *host, *api_key_file, *model_name;
-    uint64_t port, max_concurrent, max_tokens, max_body, cache_mb, threads, n_ctx, gpu_cache_mb;
-    int cuda;                     /* --device cuda */
-    int log_prompts, verbose;
+    const char *model, *host, *api_key_file, *model_name;
+    uint64_t port, max_concurrent, max_tokens, max_body;
+    model_opts mo;                /* key, threads, context, expert cache, device (tools/cli.h) */
+    int log_prompts;
 } options;
 
 /* Reads the API token: the file's text without surrounding whitespace. */
@@ -1632,81 +1605,69 @@ static int read_token(const char *path, char **out, size_t *out_len) {
 
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
-    o->host = "127.0.0.1";
     o->port = 8080;
     o->max_concurrent = 2;
     o->max_tokens = 1024;
     o->max_body = 1 << 20;
+    static const char *const str_name[] = {"--model", "--host", "--api-key-file", "--model-name"};
+    const char **str_slot[] = {&o->model, &o->host, &o->api_key_file, &o->model_name};
     static const struct {
         const char *name;
-        int is_num;
         uint64_t lo, hi;
-    } spec[] = {
-        {"--model", 0, 0, 0},          {"--key-file", 0, 0, 0},         {"--passphrase-env", 0, 0, 0},
-        {"--host", 0, 0, 0},           {"--api-key-file", 0, 0, 0},     {"--model-name", 0, 0, 0},
-        {"--port", 1, 0, 65535},       {"--max-concurrent", 1, 1, 256}, {"--max-tokens", 1, 1, 1 << 24},
-        {"--max-body", 1, 64, (uint64_t)1 << 32}, {"--cache-mb", 1, 0, (uint64_t)1 << 30},
-        {"--threads", 1, 0, 1024},     {"--ctx", 1, 1, 1 << 24},        {"--gpu-cache-mb", 1, 0, (uint64_t)1 << 30},
+    } num[] = {
+        {"--port", 0, 65535}, {"--max-concurrent", 1, 256}, {"--max-tokens", 1, 1 << 24},
+        {"--max-body", 64, (uint64_t)1 << 32},
     };
-    const char **str_slot[] = {&o->model, &o->key_file, &o->pass_env, &o->host, &o->api_key_file, &o->model_name};
-    uint64_t *num_slot[] = {&o->port,     &o->max_concurrent, &o->max_tokens, &o->max_body,
-                            &o->cache_mb, &o->threads,        &o->n_ctx,      &o->gpu_cache_mb};
-    unsigned seen = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+    uint64_t *num_slot[] = {&o->port, &o->max_concurrent, &o->max_tokens, &o->max_body};
+    const char *num_s[sizeof num / sizeof num[0]] = {NULL};
+    argscan a = {.cmd = NULL, .argc = argc, .argv = argv, .i = 1};
+    for (; a.i < argc && !a.bad; a.i++) {
+        const char *v;
+        size_t k;
+        if (is_flag(&a, "-h") || is_flag(&a, "--help")) {
             fputs(usage_text, stdout);
             return -1;
         }
-        if (!strcmp(a, "--version")) {
+        if (is_flag(&a, "--version")) {
             printf("ds-server (deepseek.h %s)\n", ds_version_string());
             return -1;
         }
-        if (!strcmp(a, "--log-prompts")) {
+        if (is_flag(&a, "--log-prompts")) {
             o->log_prompts = 1;
             continue;
         }
-        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            o->verbose = 1;
+        if (model_option(&a, &o->mo, MO_THREADS | MO_CTX | MO_CACHE)) continue;
+        for (k = 0; k < sizeof str_name / sizeof str_name[0]; k++)
+            if (is_opt(&a, str_name[k], &v)) break;
+        if (k < sizeof str_name / sizeof str_name[0]) {
+            if (set_once(&a, str_slot[k], v, str_name[k]) && !*v)
+                return usage_error(NULL, "option %s needs a non-empty value", str_name[k]);
             continue;
         }
-        if (!strcmp(a, "--device") || !strncmp(a, "--device=", 9)) {
-            const char *dv = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i] : NULL;
-            if (!dv || (strcmp(dv, "cpu") && strcmp(dv, "cuda")))
-                return usage_error("--device is cpu or cuda, not '%s'", dv ? dv : "");
-            o->cuda = !strcmp(dv, "cuda");
+        for (k = 0; k < sizeof num / sizeof num[0]; k++)
+            if (is_opt(&a, num[k].name, &v)) break;
+        if (k < sizeof num / sizeof num[0]) {
+            set_once(&a, &num_s[k], v, num[k].name);
             continue;
         }
-        size_t k;
-        const char *val = NULL;
-        for (k = 0; k < sizeof spec / sizeof spec[0]; k++) {
-            size_t n = strlen(spec[k].name);
-            if (!strncmp(a, spec[k].name, n) && (a[n] == '\0' || a[n] == '=')) {
-                if (a[n] == '=') val = a + n + 1;
-                else if (i + 1 < argc) val = argv[++i];
-                else return usage_error("option %s needs a value", spec[k].name);
-                break;
-            }
-        }
-        if (k == sizeof spec / sizeof spec[0]) {
-            if (a[0] == '-') return usage_error("unknown option '%s'", a);
-            return usage_error("unexpected argument '%s' (the model goes after --model)", a);
-        }
-        if (seen & (1u << k)) return usage_error("option %s given twice", spec[k].name);
-        seen |= 1u << k;
-        if (!spec[k].is_num) {
-            if (!*val) return usage_error("option %s needs a non-empty value", spec[k].name);
-            *str_slot[k] = val;
-            continue;
-        }
-        uint64_t v;
-        if (!parse_u64(val, UINT64_MAX, &v) || v < spec[k].lo || v > spec[k].hi)
-            return usage_error("%s needs a whole number from %llu to %llu, not '%s'", spec[k].name,
-                               (unsigned long long)spec[k].lo, (unsigned long long)spec[k].hi, val);
-        *num_slot[k - 6] = v;
+        int pos = is_positional(&a);
+        if (pos < 0) continue;
+        if (pos) return usage_error(NULL, "unexpected argument '%s' (the model goes after --model)", argv[a.i]);
+        return unknown_option(&a);
     }
-    if (!o->model) return usage_error("missing --model M.dsm");
-    if (o->key_file && o->pass_env) return usage_error("--key-file and --passphrase-env exclude each other");
+    if (a.bad) return EXIT_USAGE;
+    for (size_t k = 0; k < sizeof num / sizeof num[0]; k++) {
+        if (!num_s[k]) continue;
+        uint64_t v;
+        if (!parse_u64(num_s[k], UINT64_MAX, &v) || v < num[k].lo || v > num[k].hi)
+            return usage_error(NULL, "%s needs a whole number from %llu to %llu, not '%s'", num[k].name,
+                               (unsigned long long)num[k].lo, (unsigned long long)num[k].hi, num_s[k]);
+        *num_slot[k] = v;
+    }
+    int rc = model_opts_check(NULL, &o->mo);
+    if (rc) return rc;
+    if (!o->host) o->host = "127.0.0.1";
+    if (!o->model) return usage_error(NULL, "missing --model M.dsm");
     return 0;
 }
 
@@ -1716,11 +1677,7 @@ int main(int argc, char **argv) {
     /* Block the stop signals before any thread exists (the library's and
      * MHD's threads inherit the mask); main waits for them with sigwait. */
     sigset_t stop_sigs;
-    sigemptyset(&stop_sigs);
-    sigaddset(&stop_sigs, SIGINT);
-    sigaddset(&stop_sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    block_stop_signals(&stop_sigs);
 
     options o;
     int rc = parse_args(argc, argv, &o);
@@ -1762,37 +1719,20 @@ int main(int argc, char **argv) {
     }
 
     /* ---- the model ---- */
-    unsigned char key[DS_KEY_BYTES];
-    ds_model_params mp = ds_model_default_params();
-    if (o.key_file) {
-        ds_status st = ds_key_file_read(o.key_file, key);
-        if (st != DS_OK) {
-            fprintf(stderr, "ds-server: --key-file %s: %s\n", o.key_file, errmsg(st));
-            rc = 1;
-            goto out;
-        }
-        mp.key = key;
-        mp.key_len = sizeof key;
-    } else if (o.pass_env) {
-        const char *p = getenv(o.pass_env);
-        if (!p || !*p) {
-            fprintf(stderr, "ds-server: environment variable %s (the passphrase) is %s\n", o.pass_env,
-                    p ? "empty" : "not set");
-            rc = 1;
-            goto out;
-        }
-        mp.passphrase = p;
-        mp.passphrase_len = strlen(p);
+    secret sec;
+    if (secret_load(NULL, &o.mo.ko, &sec)) {
+        secret_wipe(&sec);
+        rc = 1;
+        goto out;
     }
-    mp.expert_cache_bytes = o.cache_mb << 20;
-    mp.device = o.cuda ? DS_DEVICE_CUDA : DS_DEVICE_CPU;
-    mp.gpu_cache_bytes = o.gpu_cache_mb << 20;
-    mp.n_threads = (int)o.threads;
+    ds_model_params mp = ds_model_default_params();
+    model_opts_params(&o.mo, &mp);
+    secret_params(&sec, &mp);
     mp.log = on_ds_log;
-    mp.log_user = &o.verbose;
+    mp.log_user = &o.mo.verbose;
     double t0 = now_mono();
     ds_status st = ds_model_open(&S.model, o.model, &mp);
-    ds_memzero(key, sizeof key);
+    secret_wipe(&sec);
     if (st != DS_OK) {
         fprintf(stderr, "ds-server: cannot open model %s: %s: %s\n", o.model, ds_status_string(st), errmsg(st));
         rc = 1;
@@ -1824,8 +1764,8 @@ int main(int argc, char **argv) {
         goto out;
     }
     ds_context_params cp = ds_context_default_params();
-    cp.n_ctx = (int)o.n_ctx;
-    cp.n_threads = (int)o.threads;
+    cp.n_ctx = o.mo.n_ctx;
+    cp.n_threads = o.mo.threads;
     for (int i = 0; i < S.n_slots; i++) {
         if ((st = ds_context_new(&S.ctx[i], S.model, &cp)) != DS_OK) {
             fprintf(stderr, "ds-server: context %d of %d: %s\n", i + 1, S.n_slots, errmsg(st));
@@ -1837,7 +1777,8 @@ int main(int argc, char **argv) {
     audit("model loaded path=%s id=%s layers=%d experts=%d vocab=%d n_ctx=%d slots=%d expert_cache_mb=%llu "
           "device=\"%s\" seconds=%.2f auth=%s",
           o.model, S.model_id, S.cfg.n_layers, S.cfg.n_routed_experts, S.cfg.vocab_size, S.n_ctx, S.n_slots,
-          (unsigned long long)o.cache_mb, ds_model_device_name(S.model), now_mono() - t0, S.token ? "bearer" : "none");
+          (unsigned long long)(o.mo.cache_bytes >> 20), ds_model_device_name(S.model), now_mono() - t0,
+          S.token ? "bearer" : "none");
 
     /* ---- listen ---- */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |

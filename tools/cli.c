@@ -1,0 +1,336 @@
+/*
+ * cli.c — the command-line plumbing shared by ds (tools/ds.c,
+ * tools/ds_bench.c) and ds-server (tools/server/server.c); see cli.h.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "tools/cli.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ==== Messages and values =============================================== */
+
+double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+const char *errmsg(ds_status s) {
+    const char *m = ds_last_error();
+    return (m && m[0]) ? m : ds_status_string(s);
+}
+
+/* "<prog> <cmd>: " or "<prog>: ". */
+static void who(const char *cmd) {
+    if (cmd) fprintf(stderr, "%s %s: ", cli_prog, cmd);
+    else fprintf(stderr, "%s: ", cli_prog);
+}
+
+int fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    who(cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_FAILURE;
+}
+
+int usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    who(cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (cmd) fprintf(stderr, "\nTry '%s %s --help'.\n", cli_prog, cmd);
+    else fprintf(stderr, "\nTry '%s --help'.\n", cli_prog);
+    return EXIT_USAGE;
+}
+
+/* Strict unsigned parse: only decimal digits, no sign, no spaces, no
+ * suffix, no overflow, value <= max. Returns 1 on success. */
+int parse_u64(const char *s, uint64_t max, uint64_t *out) {
+    uint64_t v = 0;
+    if (!s || !*s) return 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9') return 0;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10) return 0;
+        v = v * 10 + d;
+    }
+    if (v > max) return 0;
+    *out = v;
+    return 1;
+}
+
+int parse_evict(const char *s, ds_evict_policy *out) {
+    if (!strcmp(s, "lru")) *out = DS_EVICT_LRU;
+    else if (!strcmp(s, "lfu")) *out = DS_EVICT_LFU_DECAY;
+    else return 0;
+    return 1;
+}
+
+const char *evict_name(ds_evict_policy p) { return p == DS_EVICT_LRU ? "lru" : "lfu"; }
+
+int parse_prefetch(const char *s) {
+    static const char *const names[] = {"off", "auto", "always"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, names[i])) return i;
+    return -1;
+}
+
+const char *prefetch_name(int mode) {
+    return mode == DS_PREFETCH_OFF ? "off" : mode == DS_PREFETCH_AUTO ? "auto" : "always";
+}
+
+/* ==== Command-line scanning =============================================== */
+
+/* Is the current argument the flag `name` (no value)? */
+int is_flag(argscan *a, const char *name) {
+    return !a->only_pos && strcmp(a->argv[a->i], name) == 0;
+}
+
+/* Is the current argument the option `name` taking a value? On a match
+ * stores the value (consuming the next argument when not "--name=value") and
+ * returns 1; reports a usage error and sets a->bad when the value is absent. */
+int is_opt(argscan *a, const char *name, const char **val) {
+    const char *arg = a->argv[a->i];
+    size_t n = strlen(name);
+    if (a->only_pos || strncmp(arg, name, n) != 0) return 0;
+    if (arg[n] == '=') {
+        *val = arg + n + 1;
+        return 1;
+    }
+    if (arg[n] != '\0') return 0;
+    if (a->i + 1 >= a->argc) {
+        usage_error(a->cmd, "option %s needs a value", name);
+        a->bad = 1;
+        *val = NULL;
+        return 1;
+    }
+    *val = a->argv[++a->i];
+    return 1;
+}
+
+/* Option that must not be repeated (a second --quant is probably a typo). */
+int set_once(argscan *a, const char **slot, const char *val, const char *name) {
+    if (a->bad) return 0;
+    if (*slot) {
+        usage_error(a->cmd, "option %s given twice", name);
+        a->bad = 1;
+        return 0;
+    }
+    *slot = val;
+    return 1;
+}
+
+/* Is the current argument a positional one? (A lone "-" counts as one.) */
+int is_positional(argscan *a) {
+    const char *arg = a->argv[a->i];
+    if (a->only_pos) return 1;
+    if (strcmp(arg, "--") == 0) {
+        a->only_pos = 1;
+        return -1; /* consumed; not itself a positional */
+    }
+    return arg[0] != '-' || arg[1] == '\0';
+}
+
+int unknown_option(argscan *a) {
+    a->bad = 1;
+    return usage_error(a->cmd, "unknown option '%s'", a->argv[a->i]);
+}
+
+/* ==== Keys and passphrases ================================================ */
+
+void secret_wipe(secret *s) {
+    ds_memzero(s->key, sizeof s->key);
+    if (s->pass) {
+        ds_memzero(s->pass, s->pass_len);
+        free(s->pass);
+    }
+    s->pass = NULL;
+    s->pass_len = 0;
+    s->have_key = 0;
+}
+
+/* Recognises --key-file / --passphrase-env (and --no-encrypt when allowed).
+ * Returns 1 when the current argument was one of them. */
+int key_option(argscan *a, key_opts *k, int allow_no_encrypt) {
+    const char *v;
+    if (is_opt(a, "--key-file", &v)) {
+        set_once(a, &k->key_file, v, "--key-file");
+        return 1;
+    }
+    if (is_opt(a, "--passphrase-env", &v)) {
+        set_once(a, &k->pass_env, v, "--passphrase-env");
+        return 1;
+    }
+    if (allow_no_encrypt && is_flag(a, "--no-encrypt")) {
+        k->no_encrypt = 1;
+        return 1;
+    }
+    /* "--encrypt" (as in DESIGN.md's example) only insists on a key */
+    if (allow_no_encrypt && is_flag(a, "--encrypt")) {
+        k->encrypt = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Checks the key options are not contradictory. Returns 0 or EXIT_USAGE. */
+int key_opts_check(const char *cmd, const key_opts *k) {
+    int n = (k->key_file != NULL) + (k->pass_env != NULL) + (k->no_encrypt != 0);
+    /* --no-encrypt is named only where it was given (convert) */
+    if (n > 1 && !k->no_encrypt) return usage_error(cmd, "--key-file and --passphrase-env exclude each other");
+    if (n > 1)
+        return usage_error(cmd, "--key-file, --passphrase-env and --no-encrypt exclude each other");
+    if (k->encrypt && k->no_encrypt) return usage_error(cmd, "--encrypt and --no-encrypt exclude each other");
+    if (k->pass_env && !k->pass_env[0]) return usage_error(cmd, "--passphrase-env needs a variable name");
+    if (k->key_file && !k->key_file[0]) return usage_error(cmd, "--key-file needs a file name");
+    return 0;
+}
+
+/* Loads the key file or copies the passphrase out of the environment.
+ * Returns 0 or EXIT_FAILURE (message printed). */
+int secret_load(const char *cmd, const key_opts *k, secret *s) {
+    memset(s, 0, sizeof *s);
+    if (k->key_file) {
+        ds_status st = ds_key_file_read(k->key_file, s->key);
+        if (st != DS_OK) return fail(cmd, "%s", errmsg(st));
+        s->have_key = 1;
+    } else if (k->pass_env) {
+        const char *p = getenv(k->pass_env);
+        if (!p) return fail(cmd, "environment variable %s (the passphrase) is not set", k->pass_env);
+        if (!p[0]) return fail(cmd, "environment variable %s (the passphrase) is empty", k->pass_env);
+        s->pass_len = strlen(p);
+        s->pass = malloc(s->pass_len + 1);
+        if (!s->pass) return fail(cmd, "out of memory");
+        memcpy(s->pass, p, s->pass_len + 1);
+    }
+    return 0;
+}
+
+void secret_params(const secret *s, ds_model_params *mp) {
+    if (s->have_key) {
+        mp->key = s->key;
+        mp->key_len = sizeof s->key;
+    } else if (s->pass) {
+        mp->passphrase = s->pass;
+        mp->passphrase_len = s->pass_len;
+    }
+}
+
+/* ==== Model options ===================================================== */
+
+/* Recognises the model options (those allowed by the flags). Returns 1 when
+ * the current argument was one of them. */
+int model_option(argscan *a, model_opts *o, int which) {
+    const char *v;
+    if (key_option(a, &o->ko, 0)) return 1;
+    if ((which & MO_THREADS) && is_opt(a, "--threads", &v)) return set_once(a, &o->threads_s, v, "--threads"), 1;
+    if ((which & MO_CTX) && is_opt(a, "--ctx", &v)) return set_once(a, &o->ctx_s, v, "--ctx"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--cache-mb", &v)) return set_once(a, &o->cache_s, v, "--cache-mb"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--evict", &v)) return set_once(a, &o->evict_s, v, "--evict"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--prefetch", &v)) return set_once(a, &o->prefetch_s, v, "--prefetch"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--device", &v)) return set_once(a, &o->device_s, v, "--device"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--gpu-cache-mb", &v))
+        return set_once(a, &o->gpu_cache_s, v, "--gpu-cache-mb"), 1;
+    if ((which & MO_CACHE) && is_opt(a, "--gpu", &v)) return set_once(a, &o->gpu_s, v, "--gpu"), 1;
+    if (is_flag(a, "--verbose") || is_flag(a, "-v")) {
+        o->verbose = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Parses the numbers. Returns 0 or EXIT_USAGE. */
+int model_opts_check(const char *cmd, model_opts *o) {
+    int rc = key_opts_check(cmd, &o->ko);
+    if (rc) return rc;
+    uint64_t v;
+    if (o->threads_s) {
+        if (!parse_u64(o->threads_s, 4096, &v))
+            return usage_error(cmd, "--threads needs a whole number from 0 to 4096, not '%s'", o->threads_s);
+        o->threads = (int)v;
+    }
+    if (o->ctx_s) {
+        if (!parse_u64(o->ctx_s, 1u << 22, &v) || v == 0)
+            return usage_error(cmd, "--ctx needs a whole number of tokens from 1 to 4194304, not '%s'", o->ctx_s);
+        o->n_ctx = (int)v;
+    }
+    if (o->cache_s) {
+        if (!parse_u64(o->cache_s, UINT64_MAX >> 20, &v))
+            return usage_error(cmd, "--cache-mb needs a whole number of MiB (0 = all experts resident), not '%s'",
+                               o->cache_s);
+        o->cache_bytes = v << 20;
+    }
+    o->evict = ds_model_default_params().evict_policy;
+    if (o->evict_s && !parse_evict(o->evict_s, &o->evict))
+        return usage_error(cmd, "--evict is lru or lfu, not '%s'", o->evict_s);
+    o->prefetch = ds_model_default_params().prefetch;
+    if (o->prefetch_s && (o->prefetch = parse_prefetch(o->prefetch_s)) < 0)
+        return usage_error(cmd, "--prefetch is auto, always or off, not '%s'", o->prefetch_s);
+    if (o->device_s) {
+        if (!strcmp(o->device_s, "cpu")) o->device = DS_DEVICE_CPU;
+        else if (!strcmp(o->device_s, "cuda")) o->device = DS_DEVICE_CUDA;
+        else return usage_error(cmd, "--device is cpu or cuda, not '%s'", o->device_s);
+    }
+    if (o->gpu_cache_s) {
+        if (!parse_u64(o->gpu_cache_s, UINT64_MAX >> 20, &v))
+            return usage_error(cmd, "--gpu-cache-mb needs a whole number of MiB (0 = all experts on the device), not '%s'",
+                               o->gpu_cache_s);
+        o->gpu_cache_bytes = v << 20;
+    }
+    if (o->gpu_s) {
+        if (!parse_u64(o->gpu_s, 1024, &v))
+            return usage_error(cmd, "--gpu needs a CUDA device number from 0 to 1024, not '%s'", o->gpu_s);
+        o->gpu_index = (int)v;
+    }
+    if ((o->gpu_cache_s || o->gpu_s) && o->device != DS_DEVICE_CUDA)
+        return usage_error(cmd, "--gpu-cache-mb and --gpu need --device cuda");
+    return 0;
+}
+
+void model_opts_params(const model_opts *o, ds_model_params *mp) {
+    mp->n_threads = o->threads;
+    mp->expert_cache_bytes = o->cache_bytes;
+    mp->evict_policy = o->evict;
+    mp->prefetch = o->prefetch;
+    mp->device = o->device;
+    mp->gpu_index = o->gpu_index;
+    mp->gpu_cache_bytes = o->gpu_cache_bytes;
+}
+
+/* ==== Stop signals ====================================================== */
+
+static const int stop_signals[] = {SIGINT, SIGTERM};
+#define N_STOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
+
+volatile sig_atomic_t g_interrupted;
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+void install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < N_STOP_SIGNALS; i++) sigaction(stop_signals[i], &sa, NULL);
+}
+
+void block_stop_signals(sigset_t *set) {
+    sigemptyset(set);
+    for (size_t i = 0; i < N_STOP_SIGNALS; i++) sigaddset(set, stop_signals[i]);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
