@@ -28,9 +28,11 @@
 #    define DSI_FUNC static
 #  endif
 #  define DSI_DATA static
+#  define DSI_DATA_DECL static   /* a tentative definition: the file's own completes it */
 #else
 #  define DSI_FUNC
 #  define DSI_DATA
+#  define DSI_DATA_DECL extern
 #endif
 
 /* Small helpers defined in this header: unused ones must not warn (clang
@@ -705,6 +707,9 @@ DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
 /* Where (layer, expert) is: 0 ready in the cache, 1 not there (nor being
  * decrypted), 2 being decrypted. A hint: it may change at once. */
 DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert);
+/* Test hook (NULL in use): called after each chunk a thread decrypts, with
+ * the chunk's index and the count of threads that joined the fill. */
+DSI_DATA_DECL void (*dsi_pager_fill_hook)(uint32_t chunk, const int *helpers);
 /* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
 DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
 /* Queues experts for decryption ahead of use. prediction: a guess for a later

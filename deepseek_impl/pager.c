@@ -131,6 +131,12 @@ typedef struct dsi_fill_job {
 
 static bool dsi_fill_open(const dsi_fill_job *j) { return __atomic_load_n(&j->next, __ATOMIC_RELAXED) < j->n_chunks; }
 
+/* Test hook (NULL in use): called after each chunk a thread opens, with the
+ * chunk and the fill's count of joined threads, so a test can hold a fill
+ * open until another thread has joined it (an interleaving forced, not
+ * hoped for). */
+DSI_DATA void (*dsi_pager_fill_hook)(uint32_t chunk, const int *helpers);
+
 /* Opens chunks of j until none is left to take. */
 static void dsi_fill_chunks(dsi_fill_job *j) {
     for (;;) {
@@ -141,6 +147,8 @@ static void dsi_fill_chunks(dsi_fill_job *j) {
         if (dsi_segment_read_chunks(j->m, j->seg, j->dst, c, c + 1, &e) &&
             __atomic_exchange_n(&j->failed, 1, __ATOMIC_ACQ_REL) == 0)
             j->err = e;
+        void (*hook)(uint32_t, const int *) = __atomic_load_n(&dsi_pager_fill_hook, __ATOMIC_ACQUIRE);
+        if (hook) hook(c, &j->helpers);
     }
 }
 
@@ -164,12 +172,12 @@ static void dsi_fill_work(dsi_pager *p, dsi_fill_job *j) {
  * pool when with_pool and it is free) until none is left. Called and
  * returns under the lock; the owner does not return before this is done. */
 static void dsi_fill_join(dsi_pager *p, dsi_fill_job *j, bool with_pool) {
-    j->helpers++;
+    __atomic_add_fetch(&j->helpers, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&p->lock);
     if (with_pool) dsi_fill_work(p, j);
     else dsi_fill_chunks(j);
     pthread_mutex_lock(&p->lock);
-    if (--j->helpers == 0) pthread_cond_broadcast(&p->changed);
+    if (__atomic_sub_fetch(&j->helpers, 1, __ATOMIC_ACQ_REL) == 0) pthread_cond_broadcast(&p->changed);
     p->st.fills_joined++;
 }
 

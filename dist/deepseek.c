@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 634f57446c6612eb: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id e7ad12da72093fc5: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "634f57446c6612eb"
+#define DS_SOURCE_ID "e7ad12da72093fc5"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -90,9 +90,11 @@
 #    define DSI_FUNC static
 #  endif
 #  define DSI_DATA static
+#  define DSI_DATA_DECL static   /* a tentative definition: the file's own completes it */
 #else
 #  define DSI_FUNC
 #  define DSI_DATA
+#  define DSI_DATA_DECL extern
 #endif
 
 /* Small helpers defined in this header: unused ones must not warn (clang
@@ -767,6 +769,9 @@ DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
 /* Where (layer, expert) is: 0 ready in the cache, 1 not there (nor being
  * decrypted), 2 being decrypted. A hint: it may change at once. */
 DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert);
+/* Test hook (NULL in use): called after each chunk a thread decrypts, with
+ * the chunk's index and the count of threads that joined the fill. */
+DSI_DATA_DECL void (*dsi_pager_fill_hook)(uint32_t chunk, const int *helpers);
 /* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
 DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
 /* Queues experts for decryption ahead of use. prediction: a guess for a later
@@ -9667,6 +9672,12 @@ typedef struct dsi_fill_job {
 
 static bool dsi_fill_open(const dsi_fill_job *j) { return __atomic_load_n(&j->next, __ATOMIC_RELAXED) < j->n_chunks; }
 
+/* Test hook (NULL in use): called after each chunk a thread opens, with the
+ * chunk and the fill's count of joined threads, so a test can hold a fill
+ * open until another thread has joined it (an interleaving forced, not
+ * hoped for). */
+DSI_DATA void (*dsi_pager_fill_hook)(uint32_t chunk, const int *helpers);
+
 /* Opens chunks of j until none is left to take. */
 static void dsi_fill_chunks(dsi_fill_job *j) {
     for (;;) {
@@ -9677,6 +9688,8 @@ static void dsi_fill_chunks(dsi_fill_job *j) {
         if (dsi_segment_read_chunks(j->m, j->seg, j->dst, c, c + 1, &e) &&
             __atomic_exchange_n(&j->failed, 1, __ATOMIC_ACQ_REL) == 0)
             j->err = e;
+        void (*hook)(uint32_t, const int *) = __atomic_load_n(&dsi_pager_fill_hook, __ATOMIC_ACQUIRE);
+        if (hook) hook(c, &j->helpers);
     }
 }
 
@@ -9700,12 +9713,12 @@ static void dsi_fill_work(dsi_pager *p, dsi_fill_job *j) {
  * pool when with_pool and it is free) until none is left. Called and
  * returns under the lock; the owner does not return before this is done. */
 static void dsi_fill_join(dsi_pager *p, dsi_fill_job *j, bool with_pool) {
-    j->helpers++;
+    __atomic_add_fetch(&j->helpers, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&p->lock);
     if (with_pool) dsi_fill_work(p, j);
     else dsi_fill_chunks(j);
     pthread_mutex_lock(&p->lock);
-    if (--j->helpers == 0) pthread_cond_broadcast(&p->changed);
+    if (__atomic_sub_fetch(&j->helpers, 1, __ATOMIC_ACQ_REL) == 0) pthread_cond_broadcast(&p->changed);
     p->st.fills_joined++;
 }
 

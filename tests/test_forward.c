@@ -45,6 +45,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *testdata;
@@ -522,6 +523,17 @@ static int wait_decrypted(ds_model *m, uint64_t bytes) {
     return 0;
 }
 
+
+/* forward-6.9's fill hook: after a fill's first chunk, wait (up to a second)
+ * until another thread has joined it. */
+static void hold_until_joined(uint32_t chunk, const int *helpers) {
+    if (chunk != 0) return;
+    for (int k = 0; k < 1000 && __atomic_load_n(helpers, __ATOMIC_ACQUIRE) == 0; k++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void test_policies(void) {
     const char *path = container("v2lite", DS_QUANT_Q8_0);
     ds_model *m = open_model(path);
@@ -709,6 +721,10 @@ static void test_policies(void) {
     snprintf(f32path, sizeof f32path, "%s/v2lite-f32-4k.dsm", tmpdir);
     T_STATUS("forward-6.9", convert_sealed("v2lite", DS_QUANT_F32, 4096, f32path), DS_OK, ds_last_error());
     size_t slot32 = slot * 4 + 4096;   /* an F32 expert: about four Q8_0 ones */
+    /* whichever thread fills, it holds the fill open after its first chunk
+     * until the other has joined (at most a second): joins are forced, not
+     * left to how the threads happen to be scheduled */
+    __atomic_store_n(&dsi_pager_fill_hook, hold_until_joined, __ATOMIC_RELEASE);
     for (int wait_claim = 0; wait_claim < 2; wait_claim++) {
         const char *id = wait_claim ? "forward-6.9.b" : "forward-6.9.a";
         m = open_paged(f32path, 3 * slot32, DS_EVICT_LRU, DS_PREFETCH_ALWAYS, 1);
@@ -744,6 +760,7 @@ static void test_policies(void) {
         free(direct);
         ds_model_close(m);
     }
+    __atomic_store_n(&dsi_pager_fill_hook, NULL, __ATOMIC_RELEASE);
 }
 
 /* ==== 4: errors ========================================================== */
