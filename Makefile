@@ -65,9 +65,9 @@ LIB_SRCS = \
 	deepseek_impl/arch.c \
 	deepseek_impl/file.c \
 	deepseek_impl/threadpool.c \
+	kernels/cpu/ops.c \
 	kernels/cpu/ops_avx2.c \
 	kernels/cpu/ops_avx512.c \
-	kernels/cpu/ops.c \
 	deepseek_impl/pager.c \
 	deepseek_impl/cpu.c \
 	deepseek_impl/cuda.c \
@@ -77,7 +77,8 @@ LIB_SRCS = \
 	deepseek_impl/generate.c \
 	deepseek_impl/convert.c
 
-LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/unicode_tables.h deepseek_impl/unicode.h \
+LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/base.h deepseek_impl/format.h deepseek_impl/engine.h \
+           kernels/cpu/kernels.h deepseek_impl/unicode_tables.h deepseek_impl/unicode.h \
            deepseek_impl/regex.h deepseek_impl/tokenizer.h
 LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 

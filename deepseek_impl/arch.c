@@ -11,7 +11,7 @@
  * has multi-head attention (q/k/v/o); V2 and V3 have MLA, with or without a
  * q-LoRA. Everything after binding asks the bound weights (dsi_weights.mla).
  */
-#include "internal.h"
+#include "format.h"
 
 #include <stddef.h>
 #include <stdio.h>

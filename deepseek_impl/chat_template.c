@@ -18,7 +18,6 @@
  *       "<｜Assistant｜>C<｜end▁of▁sentence｜>" (R1: C after its last
  *       "</think>"); generation prompt "<｜Assistant｜>" (R1: + "<think>\n").
  */
-#include "internal.h"
 #include "tokenizer.h"
 
 /* ==== Template families =================================================== */

@@ -28,7 +28,7 @@
  * other than SiLU, RoPE scaling other than YaRN) are refused here, so the
  * runtime never runs a model differently from its reference.
  */
-#include "internal.h"
+#include "format.h"
 
 #include <float.h>
 #include <math.h>

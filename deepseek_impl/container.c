@@ -4,7 +4,7 @@
  * every size product is overflow-checked and every offset checked against the
  * file. See the layout comment in internal.h.
  */
-#include "internal.h"
+#include "format.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  * whatever the model size. The output goes to a temporary file that is
  * renamed into place only when everything succeeded.
  */
-#include "internal.h"
+#include "format.h"
 
 #include <errno.h>
 #include <fcntl.h>

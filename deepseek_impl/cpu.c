@@ -12,7 +12,8 @@
  * A batch of T tokens runs each matrix as a matrix-matrix product (rows are
  * dequantized once per batch); MoE tokens are grouped per expert.
  */
-#include "internal.h"
+#include "engine.h"
+#include "../kernels/cpu/kernels.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ typedef struct dsi_cpu_ctx {
     int n_ctx, n_seq;
     dsi_pool *pool;
     int n_workers;
+    dsi_kernels k;                     /* the kernels, chosen once for this CPU (dsi_kernels_select) */
     /* KV caches, per sequence and layer: MLA latent (n_ctx, R) and rope key
      * (n_ctx, dr); MHA keys and values (n_ctx, Hkv * hd) */
     float *kv_a, *kv_b;
@@ -52,7 +54,7 @@ typedef struct dsi_cpu_ctx {
     int xq_cols;                       /* widest */
     float *kvx;                        /* expanded K/V of kvx_heads heads (MLA batches) */
     int kvx_heads;
-    uint8_t *xp;                       /* the same in token-lane tiles (dsi_tl_pack or dsi_tl8_pack) */
+    uint8_t *xp;                       /* the same in token-lane tiles (k.lane_pack) */
     float *xps;                        /* their scales in tiles */
 } dsi_cpu_ctx;
 
@@ -99,6 +101,7 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     dsi_cpu_ctx *c = dsi_calloc(al, 1, sizeof *c);
     if (!c) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a context");
     c->m = m;
+    dsi_kernels_select(&c->k, dsi_cpu_features());
     int n_ctx = sh->n_ctx;
     c->n_ctx = n_ctx;
     c->n_seq = sh->n_seq;
@@ -164,12 +167,10 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
         if (c->kvx_heads < 1) c->kvx_heads = 1;
         c->kvx = dsi_calloc(al, (size_t)c->kvx_heads, per_head);
     }
-    bool lanes = dsi_have_vnni512() || dsi_have_avx2();   /* token-lane tiles, either form */
+    bool lanes = c->k.lane_split != NULL;   /* token-lane tiles */
     if (lanes) {
-        size_t pb = dsi_tl_pack_bytes(T, widest), pb8 = dsi_tl8_pack_bytes(T, widest);
-        size_t pf = dsi_tl_pack_floats(T, widest), pf8 = dsi_tl8_pack_floats(T, widest);
-        c->xp = dsi_calloc(al, pb > pb8 ? pb : pb8, 1);
-        c->xps = dsi_calloc(al, pf > pf8 ? pf : pf8, sizeof(float));
+        c->xp = dsi_calloc(al, c->k.lane_pack_bytes(T, widest), 1);
+        c->xps = dsi_calloc(al, c->k.lane_pack_floats(T, widest), sizeof(float));
     }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->etok || !c->guess || !c->n_guess ||
@@ -204,87 +205,80 @@ typedef struct dsi_mm_job {
 static void dsi_mm_task(void *arg, int task, int worker) {
     const dsi_mm_job *j = arg;
     const dsi_weight *w = j->w;
+    const dsi_kernels *k = &j->c->k;
     int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > w->rows) r1 = w->rows;
     float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
     if (j->xq || j->xu) {
         /* int8 x int8: each row is read once and meets every token's
-         * quantized activations while it is in L1 */
+         * quantized activations while it is in L1; tokens [0, tl) in the
+         * token-lane tiles, the rest row by row */
         int nb = w->cols / DSI_Q8_BLOCK;
-        if (j->xu) {
-            if (j->tl)
-                dsi_gemm_q8u8_tl_vnni(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols, j->c->xp,
-                                      j->c->xps, j->tl, j->Y + r0, (size_t)j->ldy, row);
-            for (int r = r0; r < r1 && j->tl < j->T; r++) {
-                const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-                float o[4];
-                for (int t = j->tl; t < j->T; t += 4) {
-                    int n = j->T - t < 4 ? j->T - t : 4;
-                    dsi_dot_q8u8xT_vnni(rp, j->xu + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                        (size_t)nb, w->cols, n, o);
-                    for (int k = 0; k < n; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
-                }
-            }
-            return;
-        }
-        bool v = dsi_have_avx2();
-        if (j->tl)   /* AVX2 token lanes: all T tokens (dsi_tl8_split) */
-            dsi_gemm_q8q8_tl8_avx2(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols,
-                                   (const int8_t *)(const void *)j->c->xp, j->c->xps, j->tl, j->Y + r0,
-                                   (size_t)j->ldy, row);
+        if (j->tl)
+            k->lane_gemm(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols, j->c->xp, j->c->xps,
+                         j->tl, j->Y + r0, (size_t)j->ldy, row);
         for (int r = r0; r < r1 && j->tl < j->T; r++) {
             const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-            int t = 0;
-            if (v) {
-                float o[4];
-                for (; t + 4 <= j->T; t += 4) {
-                    dsi_dot_q8q8x4_avx2(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                        (size_t)nb, w->cols, o);
-                    for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
+            int t = j->tl;
+            float o[4];
+            if (j->xu) {   /* u8 activations: up to four tokens a call */
+                for (; t < j->T; t += 4) {
+                    int n = j->T - t < 4 ? j->T - t : 4;
+                    k->dot_q8u8xT(rp, j->xu + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
+                                  (size_t)nb, w->cols, n, o);
+                    for (int i = 0; i < n; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
                 }
+                continue;
             }
+            if (k->dot_q8q8x4)
+                for (; t + 4 <= j->T; t += 4) {
+                    k->dot_q8q8x4(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
+                                  (size_t)nb, w->cols, o);
+                    for (int i = 0; i < 4; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
+                }
             for (; t < j->T; t++)
                 j->Y[(size_t)t * j->ldy + r] =
-                    dsi_dot_q8q8(rp, j->xq + (size_t)t * w->cols, j->xs + (size_t)t * nb, w->cols);
+                    k->dot_q8q8(rp, j->xq + (size_t)t * w->cols, j->xs + (size_t)t * nb, w->cols);
         }
         return;
     }
     int r = r0;
-    if (j->T >= 2 && dsi_have_avx2() && (size_t)4 * (size_t)w->cols <= j->c->ework_stride) {
+    if (j->T >= 2 && k->dot_f32_4x2 && (size_t)4 * (size_t)w->cols <= j->c->ework_stride) {
         /* four rows dequantized at a time, two tokens per pass over them:
          * each token's values leave L2 once per four rows */
         int n = w->cols;
         for (; r + 4 <= r1; r += 4) {
-            for (int i = 0; i < 4; i++) dsi_dequant_row(w, j->base + (size_t)(r + i) * w->row_bytes, row + (size_t)i * n);
+            for (int i = 0; i < 4; i++)
+                k->dequant[w->dtype](j->base + (size_t)(r + i) * w->row_bytes, row + (size_t)i * n, n);
             int t = 0;
             for (; t + 2 <= j->T; t += 2) {
                 float o[8];
-                dsi_dot_f32_4x2_avx2(row, (size_t)n, j->X + (size_t)t * j->ldx, (size_t)j->ldx, n, o);
+                k->dot_f32_4x2(row, (size_t)n, j->X + (size_t)t * j->ldx, (size_t)j->ldx, n, o);
                 dsi_lane_store(j->Y, (size_t)j->ldy, t, 2, r, 4, o, 2);
             }
             for (; t < j->T; t++)
                 for (int i = 0; i < 4; i++)
-                    j->Y[(size_t)t * j->ldy + r + i] = dsi_dot_f32(row + (size_t)i * n, j->X + (size_t)t * j->ldx, n);
+                    j->Y[(size_t)t * j->ldy + r + i] = k->dot_f32(row + (size_t)i * n, j->X + (size_t)t * j->ldx, n);
         }
     }
     for (; r < r1; r++) {
         const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
         if (j->T == 1) {
-            j->Y[r] = dsi_dot_row(w, rp, j->X);
+            j->Y[r] = k->dot[w->dtype](rp, j->X, w->cols);
         } else {
             /* dequantize the row once, use it for every token of the batch,
              * four tokens per pass over it */
-            dsi_dequant_row(w, rp, row);
+            k->dequant[w->dtype](rp, row, w->cols);
             int t = 0;
-            if (dsi_have_avx2()) {
+            if (k->dot_f32x4) {
                 float o[4];
                 for (; t + 4 <= j->T; t += 4) {
-                    dsi_dot_f32x4_avx2(row, j->X + (size_t)t * j->ldx, (size_t)j->ldx, w->cols, o);
-                    for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
+                    k->dot_f32x4(row, j->X + (size_t)t * j->ldx, (size_t)j->ldx, w->cols, o);
+                    for (int i = 0; i < 4; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
                 }
             }
             for (; t < j->T; t++)
-                j->Y[(size_t)t * j->ldy + r] = dsi_dot_f32(row, j->X + (size_t)t * j->ldx, w->cols);
+                j->Y[(size_t)t * j->ldy + r] = k->dot_f32(row, j->X + (size_t)t * j->ldx, w->cols);
         }
     }
 }
@@ -301,11 +295,11 @@ static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const f
     if (w->dtype != DS_DTYPE_Q8_0 || w->cols > c->xq_cols || c->m->exact_act) return;
     int nb = w->cols / DSI_Q8_BLOCK;
     for (int t = 0; t < T; t++)
-        dsi_quantize_act_q8(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
+        c->k.quantize_act(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
     *xs = c->xs;
-    if (dsi_have_vnni512()) {
+    if (c->k.act_to_u8) {
         uint8_t *u = (uint8_t *)c->xq;
-        dsi_act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
+        c->k.act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
         *xu = u;
     } else {
         *xq = c->xq;
@@ -331,12 +325,10 @@ static dsi_mm_job dsi_mm_prepare(const dsi_cpu_ctx *c, const dsi_weight *w, cons
     dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0};
     if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
     size_t nb = (size_t)(w->cols / DSI_Q8_BLOCK);
-    if (j.xu && c->xp && T >= DSI_TL_MIN) {   /* a batch: tokens in the vector lanes */
-        j.tl = dsi_tl_split(T);
-        dsi_tl_pack(j.xu, (size_t)w->cols, j.xs, nb, j.tl, w->cols, c->xp, c->xps);
-    } else if (j.xq && c->xp && dsi_have_avx2() && T >= DSI_TL8_MIN) {   /* the same without VNNI */
-        j.tl = dsi_tl8_split(T);
-        dsi_tl8_pack(j.xq, (size_t)w->cols, j.xs, nb, j.tl, w->cols, (int8_t *)(void *)c->xp, c->xps);
+    const void *xa = j.xu ? (const void *)j.xu : (const void *)j.xq;
+    if (xa && c->xp && c->k.lane_split && T >= c->k.lane_min) {   /* a batch: tokens in the vector lanes */
+        j.tl = c->k.lane_split(T);
+        c->k.lane_pack(xa, (size_t)w->cols, j.xs, nb, j.tl, w->cols, c->xp, c->xps);
     }
     return j;
 }
@@ -414,12 +406,12 @@ static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_
     int nb = j->cols / DSI_Q8_BLOCK;
     if (j->xu) {
         float o[4];
-        dsi_dot_q8u8xT_vnni(rp, j->xu + (size_t)xrow * j->cols, (size_t)j->cols, j->xs + (size_t)xrow * nb,
+        j->c->k.dot_q8u8xT(rp, j->xu + (size_t)xrow * j->cols, (size_t)j->cols, j->xs + (size_t)xrow * nb,
                             (size_t)nb, j->cols, 1, o);
         return o[0];
     }
-    if (j->xq) return dsi_dot_q8q8(rp, j->xq + (size_t)xrow * j->cols, j->xs + (size_t)xrow * nb, j->cols);
-    return dsi_dot_row(w, rp, j->X + (size_t)xrow * j->cols);
+    if (j->xq) return j->c->k.dot_q8q8(rp, j->xq + (size_t)xrow * j->cols, j->xs + (size_t)xrow * nb, j->cols);
+    return j->c->k.dot[w->dtype](rp, j->X + (size_t)xrow * j->cols, j->cols);
 }
 
 static float dsi_silu(float x);
@@ -467,10 +459,11 @@ typedef struct dsi_att_job {
 
 /* The second half of every attention task: softmax over the n scores, then
  * out (dim values) = sum over s of p_s * V_s, row s of V at V + s * stride. */
-static void dsi_att_mix(float *scores, int n, const float *V, size_t stride, float *out, int dim) {
+static void dsi_att_mix(const dsi_kernels *k, float *scores, int n, const float *V, size_t stride, float *out,
+                        int dim) {
     dsi_softmax(scores, n);
     memset(out, 0, (size_t)dim * sizeof(float));
-    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], V + (size_t)s * stride, out, dim);
+    for (int s = 0; s < n; s++) k->axpy_f32(scores[s], V + (size_t)s * stride, out, dim);
 }
 
 /* MLA, absorbed: one (token, head) per task. */
@@ -490,17 +483,17 @@ static void dsi_mla_task(void *arg, int task, int worker) {
     /* q_lat = W_uk(h)^T q_nope: latent-space query */
     memset(qlat, 0, (size_t)R * sizeof(float));
     const uint8_t *rows = kvb->data + (size_t)h * (dn + dv) * kvb->row_bytes;
-    for (int i = 0; i < dn; i++) dsi_axpy_row(kvb, rows + (size_t)i * kvb->row_bytes, qh[i], qlat);
+    for (int i = 0; i < dn; i++) c->k.axpy[kvb->dtype](rows + (size_t)i * kvb->row_bytes, qh[i], qlat, R);
     const float *ca = j->ca;
     const float *cb = j->cb;
     for (int s = 0; s < n; s++)
-        scores[s] = (dsi_dot_f32(qlat, ca + (size_t)s * R, R) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
+        scores[s] = (c->k.dot_f32(qlat, ca + (size_t)s * R, R) + c->k.dot_f32(qpe, cb + (size_t)s * dr, dr)) *
                     c->attn_scale;
-    dsi_att_mix(scores, n, ca, (size_t)R, lat, R);
+    dsi_att_mix(&c->k, scores, n, ca, (size_t)R, lat, R);
     /* back to value space: out = W_uv(h) lat */
     float *out = j->att + (size_t)t * H * dv + (size_t)h * dv;
     const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
-    for (int i = 0; i < dv; i++) out[i] = dsi_dot_row(kvb, vrows + (size_t)i * kvb->row_bytes, lat);
+    for (int i = 0; i < dv; i++) out[i] = c->k.dot[kvb->dtype](vrows + (size_t)i * kvb->row_bytes, lat, R);
 }
 
 /* Multi-head attention (DeepSeek-MoE): one (token, head) per task. */
@@ -515,8 +508,8 @@ static void dsi_mha_task(void *arg, int task, int worker) {
     const float *K = j->ca;
     const float *V = j->cb;
     size_t kd = (size_t)Hk * hd;
-    for (int s = 0; s < n; s++) scores[s] = dsi_dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * c->attn_scale;
-    dsi_att_mix(scores, n, V + (size_t)kh * hd, kd, j->att + (size_t)t * H * hd + (size_t)h * hd, hd);
+    for (int s = 0; s < n; s++) scores[s] = c->k.dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * c->attn_scale;
+    dsi_att_mix(&c->k, scores, n, V + (size_t)kh * hd, kd, j->att + (size_t)t * H * hd + (size_t)h * hd, hd);
 }
 
 /* One (token, head) of a batch against expanded K/V: the same attention as
@@ -536,9 +529,9 @@ static void dsi_mla_x_task(void *arg, int task, int worker) {
     const float *cb = j->cb;
     const float *kv = c->kvx + (size_t)hh * (dn + dv);
     for (int s = 0; s < n; s++)
-        scores[s] = (dsi_dot_f32(qh, kv + (size_t)s * kvw, dn) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
+        scores[s] = (c->k.dot_f32(qh, kv + (size_t)s * kvw, dn) + c->k.dot_f32(qpe, cb + (size_t)s * dr, dr)) *
                     c->attn_scale;
-    dsi_att_mix(scores, n, kv + dn, (size_t)kvw, j->att + (size_t)t * H * dv + (size_t)h * dv, dv);
+    dsi_att_mix(&c->k, scores, n, kv + dn, (size_t)kvw, j->att + (size_t)t * H * dv + (size_t)h * dv, dv);
 }
 
 /* Whether a batch of T tokens after pos0 takes dsi_mla_expanded: it pays
@@ -735,8 +728,8 @@ static void dsi_moe_prefetch(dsi_cpu_ctx *c, int l, int T, const float *X) {
     float *logits = c->ye, *scratch = c->ework;
     int *pred = c->guess + (size_t)(l + 1) * K;   /* best first; kept to score it against l+1's choice */
     for (int t = 0; t < T; t++) {
-        for (int x = 0; x < E; x++) logits[x] = dsi_dot_row(&N->router, N->router.data + (size_t)x * N->router.row_bytes,
-                                                           X + (size_t)t * D);
+        for (int x = 0; x < E; x++) logits[x] = c->k.dot[N->router.dtype](N->router.data + (size_t)x * N->router.row_bytes,
+                                                                     X + (size_t)t * D, D);
         float w[64];
         dsi_route(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, scratch, pred, w);
         dsi_pager_prefetch(c->m->pager, l + 1, pred, K, true);
@@ -859,13 +852,26 @@ static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_
     return DS_OK;
 }
 
+/* ==== The kernels ========================================================== */
+/* The portable set, with the AVX2 kernels over it and the VNNI ones over
+ * those, as far as the features allow; chosen once per context. */
+DSI_FUNC void dsi_kernels_select(dsi_kernels *k, uint32_t features) {
+    dsi_kernels_portable(k);
+    if (dsi_kernels_avx2(k, features)) (void)dsi_kernels_vnni512(k, features);
+}
+
+DSI_FUNC const char *dsi_cpu_kernels_name(void) {
+    dsi_kernels k;
+    dsi_kernels_select(&k, dsi_cpu_features());
+    return k.name;
+}
+
 /* ==== The device's table ================================================== */
 static ds_status dsi_cpu_model_new(ds_model *m, const ds_model_params *p, void **dm, dsi_err *e) {
+    (void)m;
     (void)p;
     (void)e;
     *dm = NULL;
-    snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
-             dsi_have_vnni512() ? "avx512-vnni" : dsi_have_avx2() ? "avx2" : "portable");
     return DS_OK;
 }
 
@@ -899,9 +905,10 @@ static ds_status dsi_cpu_end(void *dc, ds_status s, dsi_err *e) {
 
 static ds_status dsi_cpu_embed(void *dc, const dsi_weight *table, const int32_t *tok, int T, float *x, dsi_err *e) {
     (void)e;
-    int D = ((dsi_cpu_ctx *)dc)->m->cfg.hidden_size;
+    const dsi_cpu_ctx *c = dc;
+    int D = c->m->cfg.hidden_size;
     for (int t = 0; t < T; t++)
-        dsi_dequant_row(table, table->data + (size_t)tok[t] * table->row_bytes, x + (size_t)t * D);
+        c->k.dequant[table->dtype](table->data + (size_t)tok[t] * table->row_bytes, x + (size_t)t * D, table->cols);
     return DS_OK;
 }
 

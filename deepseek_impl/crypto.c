@@ -35,7 +35,7 @@
  * Nonces. AES-GCM nonce (12 bytes) = u32 segment index || u64 chunk index
  * (LE): unique within a file, and keys are unique per file. Tags are 16 bytes.
  */
-#include "internal.h"
+#include "format.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -31,7 +31,7 @@
  * in summation order only; Q8_0 weights meet F32 activations (as the CPU
  * with exact_activations).
  */
-#include "internal.h"
+#include "engine.h"
 
 /* plain C declarations, no CUDA types: harmless in a CPU-only build */
 #include "../kernels/cuda/backend.cuh"

@@ -5,7 +5,8 @@
  * mapping's page hints for the layers above (pager, devices); the model's
  * read-only queries and verify. ds_model_open (model.c) drives it.
  */
-#include "internal.h"
+#include "engine.h"
+#include "tokenizer.h"
 
 #include <errno.h>
 #include <fcntl.h>

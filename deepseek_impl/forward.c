@@ -15,7 +15,7 @@
  * sequences (dsi_batch): everything but attention runs on the whole batch,
  * attention on each run of consecutive positions of one sequence.
  */
-#include "internal.h"
+#include "engine.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
  * internal thing it touches is the model's allocator, so that a caller's
  * allocator hooks also see these buffers.
  */
-#include "internal.h"
+#include "engine.h"
 
 #include <math.h>
 #include <stdlib.h>

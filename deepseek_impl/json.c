@@ -14,7 +14,7 @@
  * (overlongs, encoded surrogates, > U+10FFFF), nothing but whitespace after
  * the root value, nesting at most DS_MAX_JSON_DEPTH (DS_ERR_LIMIT).
  */
-#include "internal.h"
+#include "format.h"
 
 #include <errno.h>
 #include <float.h>

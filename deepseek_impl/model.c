@@ -3,7 +3,7 @@
  * expert pager (pager.c) and the device the forward pass runs on (cpu.c or
  * cuda.c), chosen once here; the model's parameters and statistics.
  */
-#include "internal.h"
+#include "engine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +20,7 @@ DS_API ds_model_params ds_model_default_params(void) {
 }
 
 DS_API const char *ds_model_errmsg(const ds_model *m) { return m ? m->err.msg : "no model"; }
+DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m) { return m ? m->tok : NULL; }
 DS_API ds_device ds_model_device(const ds_model *m) { return m ? m->device : DS_DEVICE_CPU; }
 DS_API const char *ds_model_device_name(const ds_model *m) {
     return !m ? "no model" : m->device_name[0] ? m->device_name : "cpu";
@@ -95,7 +96,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     if (p->load_weights && (s = dsi_model_weights(m, p, &e))) goto fail;
     if (m->device == DS_DEVICE_CPU)
         snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
-                 dsi_have_vnni512() ? "avx512-vnni" : dsi_have_avx2() ? "avx2" : "portable");
+                 dsi_cpu_kernels_name());
     dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
             m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
     *out = m;

@@ -15,7 +15,7 @@
  * the prefetch thread when it has nothing queued), then waits on a condition
  * variable. Contexts on several threads may share the cache.
  */
-#include "internal.h"
+#include "engine.h"
 
 #include <errno.h>
 #include <fcntl.h>

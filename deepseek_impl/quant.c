@@ -3,7 +3,7 @@
  * the Q8_0 block format (32 int8 values with one F16 scale, as llama.cpp's
  * Q8_0, so the same quantized numbers can be compared across runtimes).
  */
-#include "internal.h"
+#include "format.h"
 
 #include <math.h>
 

@@ -13,7 +13,7 @@
 #ifndef DS_REGEX_H
 #define DS_REGEX_H
 
-#include "internal.h"
+#include "base.h"
 
 typedef struct dsi_regex dsi_regex;
 typedef struct dsi_regex_bt dsi_regex_bt;   /* a backtrack entry (regex.c) */

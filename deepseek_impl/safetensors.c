@@ -10,7 +10,7 @@
  * dtype size against its byte range (overflow-checked), each range against
  * the data section, and the ranges against each other.
  */
-#include "internal.h"
+#include "format.h"
 
 #include <errno.h>
 #include <fcntl.h>

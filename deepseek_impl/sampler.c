@@ -19,7 +19,7 @@
  * written; the sampler owns a scratch buffer sized to the largest vocabulary
  * it has seen.
  */
-#include "internal.h"
+#include "base.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * between runs after a short spin, so decode steps (hundreds of runs per
  * token) do not pay a sleep/wake each time.
  */
-#include "internal.h"
+#include "base.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -20,7 +20,6 @@
  * A tokenizer is immutable after ds_tokenizer_new; every call allocates its
  * own scratch space, so one tokenizer may be shared by many threads.
  */
-#include "internal.h"
 #include "regex.h"
 #include "tokenizer.h"
 #include "unicode.h"
@@ -305,8 +304,6 @@ DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg)
     cfg->tok_added = (int)t->n_added;
     cfg->has_chat_template = t->has_template;
 }
-
-DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m) { return m ? m->tok : NULL; }
 
 static int32_t tk_vocab_get(const ds_tokenizer *t, const void *s, size_t n) {
     int64_t k = tk_smap_find(&t->vocab, &t->pool, s, n);

@@ -7,7 +7,7 @@
 #ifndef DS_TOKENIZER_H
 #define DS_TOKENIZER_H
 
-#include "internal.h"
+#include "format.h"
 
 /* The parts of tokenizer_config.json a chat template needs. The pointers
  * stay valid as long as the tokenizer. */
@@ -30,5 +30,9 @@ DSI_FUNC ds_status dsi_tokenizer_copy_out(const uint8_t *src, size_t n, char *bu
 /* Test hook: splits text with one Split pre-tokenizer step (tokenizer.c). */
 DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int behavior, bool invert, const char *text,
                                        size_t len, size_t *bounds, size_t cap_pairs, size_t *n_pairs, dsi_err *e);
+
+/* Fills the tokenizer summary fields of cfg (vocab, merges, added tokens,
+ * chat template present) from a built tokenizer. */
+DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg);
 
 #endif /* DS_TOKENIZER_H */

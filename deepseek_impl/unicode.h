@@ -10,7 +10,7 @@
 #ifndef DS_UNICODE_H
 #define DS_UNICODE_H
 
-#include "internal.h"
+#include "base.h"
 
 /* ==== UTF-8 =============================================================== */
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is invalid or

@@ -2,7 +2,7 @@
  * util.c — errors, allocation, secure buffers, byte buffers, CPU features,
  * version and status text.
  */
-#include "internal.h"
+#include "base.h"
 
 #include <errno.h>
 #include <stdio.h>

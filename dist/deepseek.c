@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id e7ad12da72093fc5: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id c8d85c2b1fd15181: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -31,9 +31,9 @@
  *     deepseek_impl/arch.c
  *     deepseek_impl/file.c
  *     deepseek_impl/threadpool.c
+ *     kernels/cpu/ops.c
  *     kernels/cpu/ops_avx2.c
  *     kernels/cpu/ops_avx512.c
- *     kernels/cpu/ops.c
  *     deepseek_impl/pager.c
  *     deepseek_impl/cpu.c
  *     deepseek_impl/cuda.c
@@ -52,24 +52,25 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "e7ad12da72093fc5"
+#define DS_SOURCE_ID "c8d85c2b1fd15181"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
  * util.c — errors, allocation, secure buffers, byte buffers, CPU features,
  * version and status text.
  */
-/* ==== Begin deepseek_impl/internal.h ==== */
+/* ==== Begin deepseek_impl/base.h ==== */
 /*
- * internal.h — declarations shared between the implementation files of
- * deepseek.h. Not installed; not part of the API.
+ * base.h — the bottom layer (util.c, threadpool.c): linkage macros, limits on
+ * untrusted input, errors, allocation, secure buffers, byte access, CPU
+ * features, logging, the thread pool. Not installed; not part of the API.
  *
  * Internal functions are named dsi_* and declared with DSI_FUNC, which is
  * `static` in the amalgamation (so only ds_* symbols are exported) and empty
  * in the multi-file build (so tests and fuzzers can reach them).
  */
-#ifndef DS_INTERNAL_H
-#define DS_INTERNAL_H
+#ifndef DS_BASE_H
+#define DS_BASE_H
 
 #if !defined(_GNU_SOURCE)
 /* #define _GNU_SOURCE: hoisted to the top */
@@ -210,113 +211,6 @@ DSI_FUNC void dsi_buf_u64(dsi_buf *b, uint64_t v);
 DSI_FUNC void dsi_buf_pad(dsi_buf *b, size_t align);
 DSI_FUNC void dsi_buf_free(dsi_buf *b);
 
-/* ==== Half precision and quantization ==================================== */
-DSI_FUNC float dsi_f16_to_f32(uint16_t h);
-DSI_FUNC uint16_t dsi_f32_to_f16(float f);        /* round to nearest even */
-DSI_FUNC float dsi_bf16_to_f32(uint16_t h);
-DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v);    /* OCP e4m3fn: no infinities, 0x7f/0xff NaN */
-
-#define DSI_Q8_BLOCK 32
-/* Decode streams each weight row once: the dot kernels prefetch this many
- * bytes ahead of what they read (measured: 2-4 KiB ahead gave decode +25-35%
- * on the 4-layer q8 model, 2 threads; 1 KiB and 8 KiB less). */
-#define DSI_PREFETCH_AHEAD 4096
-#define DSI_Q8_BLOCK_BYTES 34                    /* f16 scale + 32 int8 */
-/* Bytes of a dtype for a (rows x cols) matrix; cols must be a multiple of 32
- * for Q8_0. Returns false on overflow or a bad shape. */
-DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out);
-/* Quantizes one row of n floats (n % 32 == 0) into Q8_0 blocks. The scale is
- * rounded up to F16 so that |x - q*scale| <= scale/2 always holds. */
-DSI_FUNC void dsi_quantize_row_q8_0(const float *x, uint8_t *out, size_t n);
-DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n);
-DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n);
-DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n);
-
-/* ==== JSON ================================================================ */
-/* A strict RFC 8259 parser producing a read-only tree in one arena. Strings
- * are unescaped UTF-8 (validated; \u escapes incl. surrogate pairs decoded),
- * NUL-terminated, with their byte length in n (they may contain \u0000).
- * Objects keep member order; duplicate keys are kept (lookups find the first). */
-typedef enum dsi_json_type {
-    DSI_JSON_NULL = 0,
-    DSI_JSON_FALSE,
-    DSI_JSON_TRUE,
-    DSI_JSON_NUMBER,
-    DSI_JSON_STRING,
-    DSI_JSON_ARRAY,
-    DSI_JSON_OBJECT
-} dsi_json_type;
-
-typedef struct dsi_json dsi_json;
-struct dsi_json {
-    dsi_json_type type;
-    uint32_t n;            /* string: byte length; array/object: number of children */
-    const char *key;       /* set when this value is an object member */
-    uint32_t key_len;
-    bool is_int;           /* number written without fraction/exponent and fits int64 */
-    int64_t i;             /* exact value when is_int */
-    double num;            /* numbers (also set when is_int) */
-    const char *str;       /* strings */
-    dsi_json *kids;        /* array elements / object members, n of them, contiguous */
-};
-
-typedef struct dsi_json_doc dsi_json_doc;
-
-/* Parses len bytes (need not be NUL-terminated). Errors are DS_ERR_JSON with
- * "line L column C: what" (DS_ERR_NOMEM, DS_ERR_LIMIT for depth). The caller
- * frees *out with dsi_json_free. */
-DSI_FUNC ds_status dsi_json_parse(const char *text, size_t len, const dsi_alloc *al, dsi_json_doc **out, dsi_err *e);
-DSI_FUNC void dsi_json_free(dsi_json_doc *doc);
-DSI_FUNC const dsi_json *dsi_json_root(const dsi_json_doc *doc);
-/* Member lookup; NULL when obj is not an object or lacks the key. */
-DSI_FUNC const dsi_json *dsi_json_get(const dsi_json *obj, const char *key);
-/* Typed lookups: return 1 when found with the right type, 0 when absent or
- * null, -1 when present with the wrong type (or non-integral / out of range). */
-DSI_FUNC int dsi_json_get_int(const dsi_json *obj, const char *key, int64_t *out);
-DSI_FUNC int dsi_json_get_num(const dsi_json *obj, const char *key, double *out);
-DSI_FUNC int dsi_json_get_bool(const dsi_json *obj, const char *key, bool *out);
-DSI_FUNC int dsi_json_get_str(const dsi_json *obj, const char *key, const char **out, size_t *len);
-/* Writes s as a JSON string literal (with quotes) into b. */
-DSI_FUNC void dsi_json_write_string(dsi_buf *b, const char *s, size_t len);
-
-/* ==== safetensors ========================================================= */
-typedef enum dsi_st_dtype {
-    DSI_ST_F32 = 0, DSI_ST_F16, DSI_ST_BF16, DSI_ST_F8_E4M3, DSI_ST_F64,
-    DSI_ST_I8, DSI_ST_U8, DSI_ST_I16, DSI_ST_I32, DSI_ST_I64, DSI_ST_BOOL,
-    DSI_ST_OTHER          /* a dtype we do not convert (named in errors) */
-} dsi_st_dtype;
-
-typedef struct dsi_st_tensor {
-    const char *name;      /* NUL-terminated, owned by the header */
-    dsi_st_dtype dtype;
-    const char *dtype_name;
-    int ndim;
-    uint64_t shape[8];
-    uint64_t begin, end;   /* byte range relative to the data section */
-} dsi_st_tensor;
-
-typedef struct dsi_st_header {
-    dsi_json_doc *doc;     /* keeps the strings alive */
-    size_t n;
-    dsi_st_tensor *t;      /* sorted by begin offset */
-    uint64_t data_start;   /* 8 + header length */
-    uint64_t data_size;    /* file size - data_start */
-    const dsi_alloc *al;
-} dsi_st_header;
-
-/* Parses a safetensors header: `buf` holds the first `len` bytes of a file of
- * `file_size` bytes (at least 8 + header length of them). Checks: header
- * length bound, JSON syntax, known keys, dtype names, shape * dtype size ==
- * byte length (overflow-checked), offsets inside the data section, no
- * overlaps. `__metadata__` is allowed and ignored. */
-DSI_FUNC ds_status dsi_st_parse(const uint8_t *buf, size_t len, uint64_t file_size, const dsi_alloc *al,
-                                dsi_st_header **out, dsi_err *e);
-/* Opens a file, reads its header with pread and parses it. */
-DSI_FUNC ds_status dsi_st_open(const char *path, const dsi_alloc *al, dsi_st_header **out, dsi_err *e);
-DSI_FUNC void dsi_st_free(dsi_st_header *h);
-DSI_FUNC const dsi_st_tensor *dsi_st_find(const dsi_st_header *h, const char *name);
-DSI_FUNC size_t dsi_st_dtype_size(dsi_st_dtype t);   /* 0 for OTHER */
-
 /* ==== CPU features ======================================================== */
 enum { DSI_CPU_AES = 1u << 0, DSI_CPU_AVX2 = 1u << 1, DSI_CPU_FMA = 1u << 2, DSI_CPU_F16C = 1u << 3,
        DSI_CPU_AVX512F = 1u << 4, DSI_CPU_AVX512BW = 1u << 5, DSI_CPU_AVX512VL = 1u << 6,
@@ -326,350 +220,10 @@ DSI_FUNC uint32_t dsi_cpu_features(void);
 /* Test hook: features in `mask` are reported absent from now on. */
 DSI_FUNC void dsi_cpu_features_mask(uint32_t mask);
 
-/* ==== Crypto ============================================================== */
-#define DSI_TAG_BYTES 16
-#define DSI_SALT_BYTES 32
-#define DSI_NONCE_BYTES 12
+/* ==== Logging (util.c) =================================================== */
+DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);
 
-/* One-time libsodium init; reports DS_ERR_CRYPTO on failure. */
-DSI_FUNC ds_status dsi_crypto_init(dsi_err *e);
-
-/* Keys derived for one file. Lives in a secure buffer. */
-typedef struct dsi_keys {
-    ds_cipher cipher;
-    uint8_t enc[32];       /* AEAD key (AES-256-GCM) or, for CIPHER_NONE, the integrity key */
-    uint8_t check[32];     /* key-check value written in the header */
-    uint8_t aes_state[512] __attribute__((aligned(16))); /* precomputed AES-GCM state */
-} dsi_keys;
-
-/* Derives the file's keys from a 32-byte master key (or, for CIPHER_NONE,
- * from the salt alone: integrity only). */
-DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t *master, size_t master_len,
-                                   const uint8_t salt[DSI_SALT_BYTES], dsi_err *e);
-/* Argon2id: passphrase -> 32-byte master key. */
-DSI_FUNC ds_status dsi_passphrase_key(uint8_t out[32], const char *pw, size_t pw_len, const uint8_t salt[16],
-                                      uint64_t opslimit, uint64_t memlimit, dsi_err *e);
-
-/* Associated data bound to every chunk: which segment (index, kind, layer,
- * expert), which chunk, whether it is the last, and the segment's plaintext
- * size; so chunks cannot be reordered, truncated, or moved between segments.
- * Segments cannot move between files because each file has its own subkey. */
-typedef struct dsi_chunk_ad {
-    uint32_t segment;
-    uint32_t kind;
-    int32_t layer;
-    int32_t expert;
-    uint64_t chunk;
-    uint64_t seg_plain_bytes;
-    uint32_t last;
-    const uint8_t *extra;          /* more associated data (the metadata binds the header), or NULL */
-    size_t extra_len;
-} dsi_chunk_ad;
-#define DSI_AD_BYTES 40
-#define DSI_META_SEGMENT 0xffffffffu
-
-/* Seals n bytes from `in` to `out` (n bytes) and writes the tag. in == out allowed. */
-DSI_FUNC ds_status dsi_chunk_seal(const dsi_keys *k, const dsi_chunk_ad *ad, const uint8_t *in, uint8_t *out,
-                                  size_t n, uint8_t tag[DSI_TAG_BYTES], dsi_err *e);
-/* Opens a chunk into out (n bytes); DS_ERR_AUTH when the tag does not match.
- * out may be NULL to authenticate only (CIPHER_NONE) or to a scratch buffer. */
-DSI_FUNC ds_status dsi_chunk_open(const dsi_keys *k, const dsi_chunk_ad *ad, const uint8_t *in, uint8_t *out,
-                                  size_t n, const uint8_t tag[DSI_TAG_BYTES], dsi_err *e);
-
-/* ==== Container format =================================================== */
-/*
- * Layout (all little-endian):
- *
- *   [0, 4096)       public header (dsi_header below; the rest zero)
- *   segments        each starts at a 4096-aligned offset; stored as chunks:
- *                   chunk i = ciphertext (min(chunk_bytes, rest)) || tag (16)
- *   metadata        one more sealed segment (index DSI_META_SEGMENT), at the tail
- *                   so the converter writes the file in one streaming pass
- *
- * Header fields (offsets in bytes):
- *     0  magic "DSMODEL\0"
- *     8  u32 format_version
- *    12  u32 header_bytes (bytes covered by the checksum incl. the checksum) = 256
- *    16  u32 cipher   20 u32 kdf   24 u32 chunk_bytes   28 u32 flags (0)
- *    32  u64 file_bytes
- *    40  u64 meta_offset   48 u64 meta_bytes (stored)   56 u64 meta_plain_bytes
- *    64  u8 salt[32]
- *    96  u64 argon_opslimit   104 u64 argon_memlimit   112 u8 argon_salt[16]
- *   128  u8 key_check[32]
- *   160  reserved (zero)
- *   224  u8 checksum[32] = BLAKE2b-256 of bytes [0, 224)
- * The checksum catches damage; deliberate edits are caught because the
- * metadata's associated data includes the whole 256-byte header.
- * The first 16 bytes (magic, version, header_bytes) keep their meaning in
- * every future version.
- *
- * Metadata plaintext: records { u32 tag; u32 reserved; u64 len; bytes; pad to 8 }.
- */
-#define DSI_MAGIC "DSMODEL"
-#define DSI_HEADER_BYTES 256
-#define DSI_HEADER_AREA 4096
-#define DSI_SEG_ALIGN 4096
-#define DSI_DEFAULT_CHUNK (1u << 20)
-#define DSI_MIN_CHUNK 4096u
-#define DSI_MAX_CHUNK (64u << 20)
-#define DSI_TENSOR_ALIGN 64   /* tensors inside a segment's plaintext */
-
-typedef struct dsi_header {
-    uint32_t version;
-    uint32_t cipher, kdf, chunk_bytes, flags;
-    uint64_t file_bytes, meta_offset, meta_bytes, meta_plain_bytes;
-    uint8_t salt[DSI_SALT_BYTES];
-    uint64_t argon_ops, argon_mem;
-    uint8_t argon_salt[16];
-    uint8_t key_check[32];
-    uint8_t raw[DSI_HEADER_BYTES];   /* the bytes as stored (bound into metadata AD) */
-} dsi_header;
-
-enum {
-    DSI_REC_CONFIG_JSON = 1,       /* config.json as found in the checkpoint */
-    DSI_REC_TOKENIZER_JSON = 2,    /* tokenizer.json */
-    DSI_REC_TOKENIZER_CONFIG = 3,  /* tokenizer_config.json (chat template), optional */
-    DSI_REC_TENSORS = 4,           /* tensor directory */
-    DSI_REC_SEGMENTS = 5,          /* segment directory */
-    DSI_REC_SOURCE = 6             /* converter version / quant, informational JSON */
-};
-
-/* Parses and checks the public header from the first bytes of a file.
- * Distinguishes: not a container, newer version, damaged header. */
-DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h, dsi_err *e);
-/* Serializes h (computing the checksum) into out[DSI_HEADER_BYTES] and h->raw. */
-DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out);
-
-typedef struct dsi_segment {
-    uint32_t kind;                 /* ds_segment_kind */
-    int32_t layer, expert;
-    uint32_t n_chunks;
-    uint64_t offset, plain_bytes, stored_bytes;
-} dsi_segment;
-
-typedef struct dsi_tensor {
-    char *name;
-    uint32_t dtype;                /* ds_dtype */
-    uint32_t n_dims;
-    uint64_t dims[4];
-    uint32_t segment;
-    uint64_t offset, nbytes;
-} dsi_tensor;
-
-/* The parsed metadata. */
-typedef struct dsi_meta {
-    const dsi_alloc *al;
-    uint8_t *plain; size_t plain_len;       /* owned copy of the metadata plaintext */
-    const char *config_json; size_t config_len;
-    const char *tokenizer_json; size_t tokenizer_len;
-    const char *tokcfg_json; size_t tokcfg_len;   /* may be NULL */
-    size_t n_tensors;
-    dsi_tensor *tensors;
-    size_t n_segments;
-    dsi_segment *segments;
-} dsi_meta;
-
-/* Parses decrypted metadata (untrusted in the fuzzer) and checks the
- * directories: every segment inside [4096, file_bytes) and page-aligned,
- * chunk counts consistent with chunk_bytes, every tensor inside its segment
- * with nbytes matching dtype and shape, no overlaps. */
-DSI_FUNC ds_status dsi_meta_parse(const uint8_t *plain, size_t len, uint64_t file_bytes, uint32_t chunk_bytes,
-                                  uint64_t meta_offset, const dsi_alloc *al, dsi_meta *out, dsi_err *e);
-DSI_FUNC void dsi_meta_free(dsi_meta *m);
-
-/* Stored size of a segment of `plain` bytes: plain + tags. */
-DSI_FUNC bool dsi_stored_bytes(uint64_t plain, uint32_t chunk_bytes, uint64_t *stored, uint32_t *n_chunks);
-
-/* What the layers above the container read of an opened file's directory:
- * its tensors sorted by name (for lookups) and, once loaded, the plaintext
- * of each resident segment (NULL entries for segments not resident). */
-typedef struct dsi_model_file {
-    const dsi_meta *meta;
-    dsi_tensor *const *sorted;     /* meta->n_tensors entries, by name */
-    const dsi_secure_buf *dense;   /* meta->n_segments entries, or NULL before loading */
-} dsi_model_file;
-/* The tensor called name (its index into meta->tensors in *index), or NULL. */
-DSI_FUNC const dsi_tensor *dsi_file_tensor(const dsi_model_file *f, const char *name, size_t *index);
-
-/* ==== Model config ======================================================== */
-/* Parses a Hugging Face config.json into the public config struct, checking
- * architecture, required fields and ranges. Tokenizer fields are left 0. */
-DSI_FUNC ds_status dsi_config_parse(const char *json, size_t len, const dsi_alloc *al, ds_model_config *cfg, dsi_err *e);
-
-/* ==== Architectures (arch.c) ============================================= */
-/* Whether layer `layer` is a MoE layer (else a dense MLP). */
-DSI_FUNC bool dsi_config_is_moe_layer(const ds_model_config *cfg, int layer);
-/* The attention kind, decided here only: MLA (V2, V3) or multi-head
- * attention (DeepSeek-MoE). */
-DSI_FUNC bool dsi_arch_attention_mla(const ds_model_config *cfg);
-
-/* One tensor the architecture needs, in the order the converter writes them:
- * model.embed_tokens.weight; then per layer its dense tensors followed by its
- * routed experts 0..E-1 (gate_proj, up_proj, down_proj each); then
- * model.norm.weight and lm_head.weight (absent when tie_word_embeddings). */
-typedef struct dsi_tensor_spec {
-    char name[96];                 /* Hugging Face name, e.g. model.layers.3.mlp.experts.7.up_proj.weight */
-    int n_dims;                    /* 1 or 2 */
-    uint64_t dims[2];              /* as in the checkpoint: (out_features, in_features) */
-    bool keep_f32;                 /* norms, router weight, e_score_correction_bias, 1-D tensors */
-    uint32_t seg_kind;             /* DS_SEGMENT_DENSE or DS_SEGMENT_EXPERT */
-    int32_t layer;                 /* -1 embeddings, 0..n_layers-1, n_layers = final norm + head */
-    int32_t expert;                /* routed expert index, -1 otherwise */
-} dsi_tensor_spec;
-
-/* Lists the tensors of the architecture in cfg (allocated with al; caller
- * frees *out with dsi_free). */
-DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
-                                         size_t *n, dsi_err *e);
-
-/* ==== Compute: weights, kernels, thread pool ============================= */
-/* A matrix as the kernels see it: rows of `cols` values in `dtype`. */
-typedef struct dsi_weight {
-    const uint8_t *data;           /* NULL for expert weights until acquired */
-    ds_dtype dtype;
-    int rows, cols;
-    size_t row_bytes;
-    uint64_t offset;               /* inside its segment (expert weights) */
-} dsi_weight;
-
-/* Where one routed expert lives: its segment and its three matrices. */
-typedef struct dsi_expert_ref {
-    uint32_t segment;
-    uint64_t off[3];               /* gate_proj, up_proj, down_proj */
-} dsi_expert_ref;
-
-typedef struct dsi_layer {
-    dsi_weight attn_norm, ffn_norm;
-    /* MLA (V2/V3) */
-    dsi_weight q_proj, q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b;
-    /* multi-head attention (DeepSeek-MoE) */
-    dsi_weight wq, wk, wv;
-    dsi_weight wo;
-    /* dense MLP, or the shared experts of a MoE layer */
-    dsi_weight gate, up, down;
-    bool moe;
-    dsi_weight router;             /* (n_routed, hidden) F32 */
-    dsi_weight bias;               /* e_score_correction_bias (n_routed) F32, V3 only */
-    dsi_weight exp_gate, exp_up, exp_down;   /* shapes and dtypes of the routed experts (no data) */
-    dsi_expert_ref *experts;       /* n_routed entries */
-} dsi_layer;
-
-/* Every weight the forward pass uses, bound from the directory (arch.c). */
-typedef struct dsi_weights {
-    bool mla;                      /* MLA attention, else multi-head (dsi_arch_attention_mla) */
-    dsi_weight embed, out_norm, lm_head;
-    dsi_layer *layers;             /* n_layers */
-} dsi_weights;
-/* Binds W from the file's directory (after the dense segments are resident,
- * so .data points at their plaintext; expert matrices keep only offsets and
- * shapes). Undone by dsi_arch_unbind (safe on a partly bound W). */
-DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config *c, const dsi_alloc *al,
-                                 dsi_weights *W, dsi_err *e);
-DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al);
-
-/* Kernels (kernels/cpu/ops.c). */
-DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x);
-DSI_FUNC void dsi_dequant_row(const dsi_weight *w, const uint8_t *row, float *y);
-/* y[i] += a * W[row i]... : x += a * row (dequantized), n = cols */
-DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, float *y);
-DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
-DSI_FUNC void dsi_softmax(float *x, int n);
-DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n);
-DSI_FUNC void dsi_axpy_f32(float a, const float *x, float *y, int n);   /* y += a x */
-DSI_FUNC void dsi_axpy_f32_c(float a, const float *x, float *y, int n);
-/* Activations quantized on the fly for Q8_0 weights: n (a multiple of 32)
- * floats into int8 q and one scale per 32 (amax / 127, nearest-even), and
- * the dot product of a Q8_0 row with them (exact int32 sums per block). */
-DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s);
-DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n);
-DSI_FUNC void dsi_quantize_act_q8_c(const float *x, int n, int8_t *q, float *s);
-DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
-/* Portable versions (the reference for the ISA-specific ones). */
-DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n);
-DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n);
-DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n);
-/* AVX2 + FMA + F16C (kernels/cpu/ops_avx2.c); only call when dsi_have_avx2(). */
-DSI_FUNC bool dsi_have_avx2(void);
-DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
-DSI_FUNC void dsi_axpy_f32_avx2(float a, const float *x, float *y, int n);
-DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n);
-DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
-DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n);
-DSI_FUNC void dsi_f16_to_f32_row_avx2(const uint8_t *row, float *y, int n);
-DSI_FUNC void dsi_dot_f32x4_avx2(const float *row, const float *x, size_t ldx, int n, float out[4]);
-DSI_FUNC void dsi_dot_f32_4x2_avx2(const float *rows, size_t ldr, const float *x, size_t ldx, int n,
-                                  float out[8]);
-DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, int n);
-DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s);
-DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n);
-/* AVX-512 F/BW/VL + VNNI (kernels/cpu/ops_avx512.c); only call when dsi_have_vnni512(). */
-DSI_FUNC bool dsi_have_vnni512(void);
-/* Q8_0 row times T (1..4) tokens whose activations are stored offset to
- * unsigned (u = q + 128, dsi_act_to_u8); out[j] for token j. */
-DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
-                                  int T, float *out);
-DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
-/* Token-lane GEMM for batches (kernels/cpu/ops_avx512.c): tokens go in vector
- * lanes, up to DSI_TL_TOKENS per tile plus a bias lane; T tokens make
- * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_lane_tile).
- * dsi_tl_split says how many of T tokens to give it: none below DSI_TL_MIN
- * (with weights coming from memory, the tile wins from 6 tokens), all when
- * the last tile would hold at least DSI_TL_REM, otherwise the whole tiles of
- * 15, leaving a remainder of 1-6 to dsi_dot_q8u8xT_vnni (a second tile over
- * rows already in cache costs about as much as 7 tokens there).
- * dsi_tl_pack (portable) lays out T tokens of offset activations u (row
- * stride ldu) and their scales s (row stride lds) into P (dsi_tl_pack_bytes)
- * and S (dsi_tl_pack_floats). dsi_gemm_q8u8_tl_vnni then computes
- * Y[t * ldy + r] for rows [0, rows) of the Q8_0 matrix W (row stride rb);
- * scratch holds 8 * cols / 32 floats. */
-#define DSI_TL_TOKENS 15
-#define DSI_TL_MIN 6
-#define DSI_TL_REM 7
-/* T tokens in tiles of at most per, as even as they can be: tile i holds
- * tokens [*t0, *t0 + *n). */
-DSI_INLINE int dsi_lane_tiles(int T, int per) { return (T + per - 1) / per; }
-DSI_INLINE void dsi_lane_tile(int T, int per, int tile, int *t0, int *n) {
-    int k = dsi_lane_tiles(T, per);
-    *t0 = (int)((long)T * tile / k);
-    *n = (int)((long)T * (tile + 1) / k) - *t0;
-}
-/* A kernel's RR x lanes block of results (out[i * lanes + t]) into Y rows
- * t0..t0+n-1, columns r..r+RR-1. */
-DSI_INLINE void dsi_lane_store(float *Y, size_t ldy, int t0, int n, int r, int RR, const float *out, int lanes) {
-    for (int t = 0; t < n; t++)
-        for (int i = 0; i < RR; i++) Y[(size_t)(t0 + t) * ldy + (size_t)(r + i)] = out[i * lanes + t];
-}
-DSI_INLINE int dsi_tl_tiles(int T) { return dsi_lane_tiles(T, DSI_TL_TOKENS); }
-DSI_INLINE int dsi_tl_split(int T) {
-    if (T < DSI_TL_MIN) return 0;
-    int r = T % DSI_TL_TOKENS;
-    return T < DSI_TL_TOKENS || r == 0 || r >= DSI_TL_REM ? T : T - r;
-}
-/* The AVX2 form (kernels/cpu/ops_avx2.c), for CPUs without VNNI: 8 signed
- * tokens per tile, no bias lane. dsi_tl8_pack lays out int8 activations q
- * (row stride ldq) and scales s into P (dsi_tl8_pack_bytes) and S
- * (dsi_tl8_pack_floats); dsi_gemm_q8q8_tl8_avx2 is dsi_gemm_q8u8_tl_vnni's
- * counterpart (scratch: 4 * cols / 32 floats). dsi_tl8_split: all T from
- * DSI_TL8_MIN tokens, else none. */
-#define DSI_TL8_TOKENS 8
-#define DSI_TL8_MIN 6
-DSI_INLINE int dsi_tl8_tiles(int T) { return dsi_lane_tiles(T, DSI_TL8_TOKENS); }
-DSI_INLINE int dsi_tl8_split(int T) { return T >= DSI_TL8_MIN ? T : 0; }
-DSI_INLINE size_t dsi_tl8_pack_bytes(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 256; }
-DSI_INLINE size_t dsi_tl8_pack_floats(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 8; }
-DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
-                           float *S);
-DSI_FUNC void dsi_gemm_q8q8_tl8_avx2(const uint8_t *W, size_t rb, int rows, int cols, const int8_t *P, const float *S,
-                                     int T, float *Y, size_t ldy, float *scratch);
-DSI_INLINE size_t dsi_tl_pack_bytes(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 512; }
-DSI_INLINE size_t dsi_tl_pack_floats(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 16; }
-DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
-                          float *S);
-DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int cols, const uint8_t *P, const float *S,
-                                    int T, float *Y, size_t ldy, float *scratch);
-DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
-                                  float out[4]);
-
+/* ==== Thread pool (threadpool.c) ========================================= */
 /* A persistent pool: run(fn, ctx, n) calls fn(ctx, i, worker) for i in [0, n)
  * on all workers (the caller is worker 0) and returns when all are done. */
 typedef struct dsi_pool dsi_pool;
@@ -679,266 +233,12 @@ DSI_FUNC void dsi_pool_free(dsi_pool *p);
 DSI_FUNC void dsi_pool_run(dsi_pool *p, dsi_task_fn fn, void *ctx, int n);
 DSI_FUNC int dsi_pool_size(const dsi_pool *p);
 
-/* ==== Model file (file.c) ================================================ */
-/* The opened container as the layers above it see it. ds_model_open
- * (model.c) fills it in order: the file and its keys, the metadata and
- * directory, the dense segments, the bound weights, then the pager and the
- * device. */
-typedef struct dsi_pager dsi_pager;
-typedef struct dsi_device_i dsi_device_i;
-
-struct ds_model {
-    dsi_alloc al;
-    dsi_err err;                /* last failure on this handle */
-    int fd;
-    const uint8_t *map;         /* read-only mapping of the whole file */
-    size_t map_len;
-    dsi_header hdr;
-    dsi_keys *keys;             /* in `keybuf` */
-    dsi_secure_buf keybuf;
-    dsi_meta meta;
-    dsi_tensor **sorted;        /* tensors sorted by name, for lookups */
-    ds_model_config cfg;
-    bool weights_loaded;
-    dsi_secure_buf *dense;      /* one per dense segment (n_segments entries; unused for experts) */
-    int n_threads;
-    bool exact_act;             /* Q8_0 weights meet F32 activations (ds_model_params.exact_activations) */
-    uint64_t expert_cache_bytes;
-    ds_log_fn log;
-    void *log_user;
-    int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
-    ds_tokenizer *tok;          /* built from the metadata at open */
-    dsi_pager *pager;           /* NULL: routed experts are resident */
-    ds_device device;           /* where the forward pass runs */
-    const dsi_device_i *dev;    /* its table (CPU or CUDA), chosen once at open */
-    void *dev_model;            /* the device's per-model state (device weights, caches), or NULL */
-    char device_name[128];
-    dsi_weights w;              /* bound weights (load_weights only), host addresses */
-};
-
-/* The view of m's directory the lower layers take. */
-DSI_INLINE dsi_model_file dsi_model_file_of(const ds_model *m) {
-    dsi_model_file f = {&m->meta, (dsi_tensor *const *)m->sorted, m->dense};
-    return f;
-}
-/* Opens the file at path into m (allocator, log and threads already set):
- * header, mapping, keys, metadata, config, tokenizer, directory checks. */
-DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e);
-/* Decrypts every dense segment (and the routed experts too when experts_too)
- * into secure buffers and binds the weights (m->w); p->progress is told of
- * each segment and may cancel (DS_ERR_CANCELLED). */
-DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e);
-/* Undoes dsi_file_open and dsi_file_load_dense (not the pager or device). */
-DSI_FUNC void dsi_file_close(ds_model *m);
-/* Decrypts and authenticates one segment into dst (at least plain_bytes).
- * Messages name the segment. Thread-safe. */
-DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *dst, size_t dst_len, dsi_err *e);
-/* Opens chunks [c0, c1) of a segment into their places in dst (a buffer for
- * the whole segment); the caller wipes dst on failure. Thread-safe: threads
- * may open different chunks of one segment at once. */
-DSI_FUNC ds_status dsi_segment_read_chunks(const ds_model *m, uint32_t seg, uint8_t *dst, uint32_t c0, uint32_t c1,
-                                           dsi_err *e);
-/* Decrypts routed expert (layer, expert) into a caller buffer; the pager of
- * the expert cache builds on this. Returns the segment index in *seg. */
-DSI_FUNC ds_status dsi_model_read_expert(const ds_model *m, int layer, int expert, uint8_t *dst, size_t dst_len,
-                                         uint32_t *seg, dsi_err *e);
-/* Index of the segment of (kind, layer, expert), or -1. */
-DSI_FUNC long dsi_model_find_segment(const ds_model *m, uint32_t kind, int layer, int expert);
-/* Pointer to a resident dense tensor's bytes, or NULL. */
-DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
-/* "layer 3 expert 17", "embeddings", "layer 2 dense", "output" (layer == n_layers). */
-DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
-DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);
-/* Asks the OS for [off, off + len) of the file ahead of reading it through
- * the mapping; releases this process's pages of the whole pages in [off, end). */
-DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
-DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
-/* Maps [off, off + len) into this process's page tables in one call. */
-DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len);
-/* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
-DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len);
-
-/* ==== Expert pager (pager.c) ============================================ */
-/* After the weights are bound and m->device is decided (DS_PREFETCH_AUTO
- * fetches ahead on CUDA, whose CPUs are free to decrypt). */
-DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, ds_prefetch_mode prefetch,
-                                 ds_evict_policy policy, dsi_err *e);
-DSI_FUNC void dsi_pager_free(ds_model *m);
-DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
-DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
-/* Where (layer, expert) is: 0 ready in the cache, 1 not there (nor being
- * decrypted), 2 being decrypted. A hint: it may change at once. */
-DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert);
-/* Test hook (NULL in use): called after each chunk a thread decrypts, with
- * the chunk's index and the count of threads that joined the fill. */
-DSI_DATA_DECL void (*dsi_pager_fill_hook)(uint32_t chunk, const int *helpers);
-/* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
-DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
-/* Queues experts for decryption ahead of use. prediction: a guess for a later
- * layer, best first (counted for the accuracy statistics); of its experts
- * not cached, only those whose rank has been right often enough so far
- * (DSI_GUESS_MIN_ACCURACY, scored by dsi_pager_routed) are queued. Under
- * DS_PREFETCH_AUTO with no CPU to spare, an expert whose ciphertext is in
- * memory is not queued (a miss decrypts it on every compute thread). */
-DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction);
-/* The layer's real choice: guesses for it that it did not choose count as
- * wrong now (the prediction accuracy is per forward pass); with the guess
- * made for this pass (best first, n_guess of them), each rank's record. */
-DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int n, const int *guess, int n_guess);
-/* The host cache's statistics into out (zeroes without a pager); reset
- * zeroes the counters (budget and slots stay). */
-DSI_FUNC void dsi_pager_stats(const ds_model *m, ds_cache_stats *out, bool reset);
-/* Pointer to the plaintext of routed expert (layer, e): from the expert
- * cache (decrypting it on a miss) or resident; release when done with it. */
-DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);
-DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
-
-/* ==== Devices: what the forward pass needs of a CPU or a GPU ============= */
-/*
- * The forward pass (forward.c) is written once, over this table; the CPU
- * (cpu.c) and CUDA (cuda.c) fill it. The driver owns the order of
- * operations: norms, projections, attention per run of one sequence, the
- * router, the grouping of tokens per expert, the shared experts, the
- * residuals and the head. A device owns its memory (weights, KV caches,
- * activations), its kernels and how it gets routed experts.
- *
- * Buffers named in the calls are the device's memory (dsi_act, from
- * ctx_new); arrays documented as host are ordinary memory. Every call that
- * can fail returns a status with the message in e. Calls on one device
- * context come from one thread at a time (a context's).
- */
-#define DSI_DEVICE_VERSION 1
-#define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
-
-/* A batch of tokens that may belong to several sequences, each with its own
- * positions and KV cache. The driver splits it into runs for attention. */
-typedef struct dsi_batch {
-    int n;
-    const int32_t *tok;            /* host (n) */
-    const int32_t *pos;            /* host (n): position of each token in its sequence */
-    const int32_t *seq;            /* host (n): its sequence, in [0, n_seq) of the context */
-} dsi_batch;
-
-/* Tokens [t0, t0 + n) of a batch: one sequence at positions pos0, pos0 + 1, ... */
-typedef struct dsi_run {
-    int t0, n, seq, pos0;
-} dsi_run;
-
-/* The shape a device context is made for. */
-typedef struct dsi_ctx_shape {
-    int n_ctx;                     /* positions per sequence */
-    int n_seq;                     /* sequences (KV caches) */
-    int max_batch;                 /* tokens per forward call */
-    int n_threads;
-    const float *inv_freq;         /* host (rope_dim / 2): rotary frequencies (YaRN applied) */
-    int rope_dim;
-    float rope_mscale;             /* YaRN's cos/sin factor */
-    float attn_scale;              /* softmax scale, YaRN mscale^2 included */
-} dsi_ctx_shape;
-
-/* A device context's activations, each for max_batch tokens, row-major. */
-typedef struct dsi_act {
-    float *x;                      /* (T, D) the residual stream */
-    float *xn;                     /* (T, D) its normalised copy */
-    float *q;                      /* (T, max(H * qk, q_lora_rank)) */
-    float *qa;                     /* (T, q_lora_rank) */
-    float *kva;                    /* (T, kv_a width) MLA: latent + rope key; MHA: K rows then V rows */
-    float *att;                    /* (T, H * v) attention output */
-    float *tmp;                    /* (T, D) a block's output before the residual */
-    float *router;                 /* (T, E) router logits */
-    float *ye;                     /* (T, D) the shared experts' output */
-} dsi_act;
-
-/* The MoE work of one layer, grouped by the driver: for every expert with
- * tokens, in ascending expert order, the tokens and their weights; the
- * devices add each token's experts in that order (results bit-identical
- * across batch sizes and paths). */
-typedef struct dsi_moe_plan {
-    int T, K;
-    const int *sel;                /* host (T, K): the router's choice, best first */
-    const float *selw;             /* host (T, K): its weights */
-    int n_used;
-    const int *used;               /* host (n_used): the experts with tokens, ascending */
-    const int *off, *cnt;          /* host (E): expert x's entries are [off[x], off[x] + cnt[x]) */
-    const int *idx;                /* host (T * K): the token of each entry */
-    const float *wts;              /* host (T * K): its weight */
-} dsi_moe_plan;
-
-struct dsi_device_i {
-    int version;                   /* DSI_DEVICE_VERSION */
-    const char *name;              /* "cpu", "cuda" */
-    /* per model: after the weights are bound (and the pager made) */
-    ds_status (*model_new)(ds_model *m, const ds_model_params *p, void **dm, dsi_err *e);
-    void (*model_free)(ds_model *m, void *dm);
-    /* the weights as this device addresses them (host for the CPU) */
-    const dsi_weights *(*weights)(const ds_model *m);
-    /* the device's own expert cache statistics (zeroed when it has none) */
-    void (*cache_stats)(const ds_model *m, ds_cache_stats *out, bool reset);
-    /* per context */
-    ds_status (*ctx_new)(const ds_model *m, const dsi_ctx_shape *sh, void **dc, dsi_act *act, dsi_err *e);
-    void (*ctx_free)(const ds_model *m, void *dc);
-    /* around one forward call: begin may take a lock; end waits for the
-     * queued work (status s: a failure so far, after which it only leaves
-     * the device idle) */
-    ds_status (*begin)(void *dc, dsi_err *e);
-    ds_status (*end)(void *dc, ds_status s, dsi_err *e);
-    /* x rows = the embedding rows of tok (host, T ids) */
-    ds_status (*embed)(void *dc, const dsi_weight *table, const int32_t *tok, int T, float *x, dsi_err *e);
-    /* rows of out = rmsnorm(rows of x) * w (n = w->cols values; out == x allowed) */
-    ds_status (*rmsnorm)(void *dc, float *out, int ldo, const float *x, int ldx, const dsi_weight *w, int rows,
-                         float eps, dsi_err *e);
-    /* Y (T, w->rows) = X (T, w->cols) W^T */
-    ds_status (*matmul)(void *dc, const dsi_weight *w, const float *X, int T, int ldx, float *Y, int ldy,
-                        dsi_err *e);
-    /* Y (T, D) = down(silu(gate X) * up X) */
-    ds_status (*mlp)(void *dc, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down, const float *X,
-                     int T, float *Y, dsi_err *e);
-    /* y += x over n floats */
-    ds_status (*add)(void *dc, float *y, const float *x, size_t n, dsi_err *e);
-    /* MLA for one run: rows [r->t0, r->t0 + r->n) of kva (the kv_a output)
-     * enter sequence r->seq's cache of layer l (normalised latent, roped
-     * key), then those rows of q attend over positions [0, pos0 + t] into
-     * the same rows of att */
-    ds_status (*mla_attention)(void *dc, int l, const dsi_layer *L, const dsi_run *r, float eps, dsi_err *e);
-    /* multi-head attention for one run: q and the K, V rows in kva (K of the
-     * batch's T tokens, then their V) are roped, stored and attended */
-    ds_status (*mha_attention)(void *dc, int l, const dsi_layer *L, const dsi_run *r, int T, dsi_err *e);
-    /* routing of T tokens from the router logits into host sel/selw (T, K) */
-    ds_status (*route)(void *dc, const dsi_layer *L, const float *logits, int T, int *sel, float *selw,
-                       dsi_err *e);
-    /* Y (T, D) = the routed experts of layer l applied to X as planned */
-    ds_status (*moe)(void *dc, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X, float *Y,
-                     dsi_err *e);
-    /* out (host, n rows of the vocabulary) = X (n, D) times the LM head */
-    ds_status (*head)(void *dc, const dsi_weight *lm_head, const float *X, int n, float *out, dsi_err *e);
-};
-
-/* The CPU device (cpu.c). */
-DSI_FUNC const dsi_device_i *dsi_cpu_device(void);
-/* Routing for one token: router logits (E) -> n_experts_per_tok experts and
- * their weights. scratch holds 3 * E floats. (cpu.c; also the reference of
- * the CUDA route kernel's tests) */
-DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const float *bias, float *scratch, int *sel,
-                        float *w);
-
-/* The CUDA device (cuda.c). Before the weights load, decides whether the
- * model runs on CUDA: no device (or no CUDA in this build) leaves it on the
- * CPU with a DS_LOG_WARN notice and DS_OK; a bad gpu_index is an error. */
-DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e);
-/* Its table (only used once dsi_cuda_probe chose CUDA). */
-DSI_FUNC const dsi_device_i *dsi_cuda_device(void);
-
-/* ==== Tokenizer (tokenizer.c) =========================================== */
-/* Fills the tokenizer summary fields of cfg (vocab, merges, added tokens,
- * chat template present) from a built tokenizer. */
-DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg);
-
 /* ==== Portable helpers ==================================================== */
 DSI_FUNC int dsi_num_cpus(void);
 DSI_FUNC double dsi_now_seconds(void);
 
-#endif /* DS_INTERNAL_H */
-/* ==== End deepseek_impl/internal.h ==== */
+#endif /* DS_BASE_H */
+/* ==== End deepseek_impl/base.h ==== */
 
 #include <errno.h>
 #include <stdio.h>
@@ -1275,7 +575,369 @@ DSI_FUNC double dsi_now_seconds(void) {
  * (overlongs, encoded surrogates, > U+10FFFF), nothing but whitespace after
  * the root value, nesting at most DS_MAX_JSON_DEPTH (DS_ERR_LIMIT).
  */
-/* #include "internal.h": pasted above */
+/* ==== Begin deepseek_impl/format.h ==== */
+/*
+ * format.h — the formats layer (quant.c, json.c, safetensors.c, crypto.c,
+ * container.c, config.c, arch.c): F16/Q8_0 rows, the strict parsers, the
+ * sealed chunks, the container's header, metadata and directories, the model
+ * config, and the architecture table with the weights it binds. Not
+ * installed; not part of the API.
+ */
+#ifndef DS_FORMAT_H
+#define DS_FORMAT_H
+
+/* #include "base.h": pasted above */
+
+/* ==== Half precision and quantization ==================================== */
+DSI_FUNC float dsi_f16_to_f32(uint16_t h);
+DSI_FUNC uint16_t dsi_f32_to_f16(float f);        /* round to nearest even */
+DSI_FUNC float dsi_bf16_to_f32(uint16_t h);
+DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v);    /* OCP e4m3fn: no infinities, 0x7f/0xff NaN */
+
+#define DSI_Q8_BLOCK 32
+/* Decode streams each weight row once: the dot kernels prefetch this many
+ * bytes ahead of what they read (measured: 2-4 KiB ahead gave decode +25-35%
+ * on the 4-layer q8 model, 2 threads; 1 KiB and 8 KiB less). */
+#define DSI_PREFETCH_AHEAD 4096
+#define DSI_Q8_BLOCK_BYTES 34                    /* f16 scale + 32 int8 */
+/* Bytes of a dtype for a (rows x cols) matrix; cols must be a multiple of 32
+ * for Q8_0. Returns false on overflow or a bad shape. */
+DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out);
+/* Quantizes one row of n floats (n % 32 == 0) into Q8_0 blocks. The scale is
+ * rounded up to F16 so that |x - q*scale| <= scale/2 always holds. */
+DSI_FUNC void dsi_quantize_row_q8_0(const float *x, uint8_t *out, size_t n);
+DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n);
+DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n);
+DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n);
+
+/* ==== JSON ================================================================ */
+/* A strict RFC 8259 parser producing a read-only tree in one arena. Strings
+ * are unescaped UTF-8 (validated; \u escapes incl. surrogate pairs decoded),
+ * NUL-terminated, with their byte length in n (they may contain \u0000).
+ * Objects keep member order; duplicate keys are kept (lookups find the first). */
+typedef enum dsi_json_type {
+    DSI_JSON_NULL = 0,
+    DSI_JSON_FALSE,
+    DSI_JSON_TRUE,
+    DSI_JSON_NUMBER,
+    DSI_JSON_STRING,
+    DSI_JSON_ARRAY,
+    DSI_JSON_OBJECT
+} dsi_json_type;
+
+typedef struct dsi_json dsi_json;
+struct dsi_json {
+    dsi_json_type type;
+    uint32_t n;            /* string: byte length; array/object: number of children */
+    const char *key;       /* set when this value is an object member */
+    uint32_t key_len;
+    bool is_int;           /* number written without fraction/exponent and fits int64 */
+    int64_t i;             /* exact value when is_int */
+    double num;            /* numbers (also set when is_int) */
+    const char *str;       /* strings */
+    dsi_json *kids;        /* array elements / object members, n of them, contiguous */
+};
+
+typedef struct dsi_json_doc dsi_json_doc;
+
+/* Parses len bytes (need not be NUL-terminated). Errors are DS_ERR_JSON with
+ * "line L column C: what" (DS_ERR_NOMEM, DS_ERR_LIMIT for depth). The caller
+ * frees *out with dsi_json_free. */
+DSI_FUNC ds_status dsi_json_parse(const char *text, size_t len, const dsi_alloc *al, dsi_json_doc **out, dsi_err *e);
+DSI_FUNC void dsi_json_free(dsi_json_doc *doc);
+DSI_FUNC const dsi_json *dsi_json_root(const dsi_json_doc *doc);
+/* Member lookup; NULL when obj is not an object or lacks the key. */
+DSI_FUNC const dsi_json *dsi_json_get(const dsi_json *obj, const char *key);
+/* Typed lookups: return 1 when found with the right type, 0 when absent or
+ * null, -1 when present with the wrong type (or non-integral / out of range). */
+DSI_FUNC int dsi_json_get_int(const dsi_json *obj, const char *key, int64_t *out);
+DSI_FUNC int dsi_json_get_num(const dsi_json *obj, const char *key, double *out);
+DSI_FUNC int dsi_json_get_bool(const dsi_json *obj, const char *key, bool *out);
+DSI_FUNC int dsi_json_get_str(const dsi_json *obj, const char *key, const char **out, size_t *len);
+/* Writes s as a JSON string literal (with quotes) into b. */
+DSI_FUNC void dsi_json_write_string(dsi_buf *b, const char *s, size_t len);
+
+/* ==== safetensors ========================================================= */
+typedef enum dsi_st_dtype {
+    DSI_ST_F32 = 0, DSI_ST_F16, DSI_ST_BF16, DSI_ST_F8_E4M3, DSI_ST_F64,
+    DSI_ST_I8, DSI_ST_U8, DSI_ST_I16, DSI_ST_I32, DSI_ST_I64, DSI_ST_BOOL,
+    DSI_ST_OTHER          /* a dtype we do not convert (named in errors) */
+} dsi_st_dtype;
+
+typedef struct dsi_st_tensor {
+    const char *name;      /* NUL-terminated, owned by the header */
+    dsi_st_dtype dtype;
+    const char *dtype_name;
+    int ndim;
+    uint64_t shape[8];
+    uint64_t begin, end;   /* byte range relative to the data section */
+} dsi_st_tensor;
+
+typedef struct dsi_st_header {
+    dsi_json_doc *doc;     /* keeps the strings alive */
+    size_t n;
+    dsi_st_tensor *t;      /* sorted by begin offset */
+    uint64_t data_start;   /* 8 + header length */
+    uint64_t data_size;    /* file size - data_start */
+    const dsi_alloc *al;
+} dsi_st_header;
+
+/* Parses a safetensors header: `buf` holds the first `len` bytes of a file of
+ * `file_size` bytes (at least 8 + header length of them). Checks: header
+ * length bound, JSON syntax, known keys, dtype names, shape * dtype size ==
+ * byte length (overflow-checked), offsets inside the data section, no
+ * overlaps. `__metadata__` is allowed and ignored. */
+DSI_FUNC ds_status dsi_st_parse(const uint8_t *buf, size_t len, uint64_t file_size, const dsi_alloc *al,
+                                dsi_st_header **out, dsi_err *e);
+/* Opens a file, reads its header with pread and parses it. */
+DSI_FUNC ds_status dsi_st_open(const char *path, const dsi_alloc *al, dsi_st_header **out, dsi_err *e);
+DSI_FUNC void dsi_st_free(dsi_st_header *h);
+DSI_FUNC const dsi_st_tensor *dsi_st_find(const dsi_st_header *h, const char *name);
+DSI_FUNC size_t dsi_st_dtype_size(dsi_st_dtype t);   /* 0 for OTHER */
+
+/* ==== Crypto ============================================================== */
+#define DSI_TAG_BYTES 16
+#define DSI_SALT_BYTES 32
+#define DSI_NONCE_BYTES 12
+
+/* One-time libsodium init; reports DS_ERR_CRYPTO on failure. */
+DSI_FUNC ds_status dsi_crypto_init(dsi_err *e);
+
+/* Keys derived for one file. Lives in a secure buffer. */
+typedef struct dsi_keys {
+    ds_cipher cipher;
+    uint8_t enc[32];       /* AEAD key (AES-256-GCM) or, for CIPHER_NONE, the integrity key */
+    uint8_t check[32];     /* key-check value written in the header */
+    uint8_t aes_state[512] __attribute__((aligned(16))); /* precomputed AES-GCM state */
+} dsi_keys;
+
+/* Derives the file's keys from a 32-byte master key (or, for CIPHER_NONE,
+ * from the salt alone: integrity only). */
+DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t *master, size_t master_len,
+                                   const uint8_t salt[DSI_SALT_BYTES], dsi_err *e);
+/* Argon2id: passphrase -> 32-byte master key. */
+DSI_FUNC ds_status dsi_passphrase_key(uint8_t out[32], const char *pw, size_t pw_len, const uint8_t salt[16],
+                                      uint64_t opslimit, uint64_t memlimit, dsi_err *e);
+
+/* Associated data bound to every chunk: which segment (index, kind, layer,
+ * expert), which chunk, whether it is the last, and the segment's plaintext
+ * size; so chunks cannot be reordered, truncated, or moved between segments.
+ * Segments cannot move between files because each file has its own subkey. */
+typedef struct dsi_chunk_ad {
+    uint32_t segment;
+    uint32_t kind;
+    int32_t layer;
+    int32_t expert;
+    uint64_t chunk;
+    uint64_t seg_plain_bytes;
+    uint32_t last;
+    const uint8_t *extra;          /* more associated data (the metadata binds the header), or NULL */
+    size_t extra_len;
+} dsi_chunk_ad;
+#define DSI_AD_BYTES 40
+#define DSI_META_SEGMENT 0xffffffffu
+
+/* Seals n bytes from `in` to `out` (n bytes) and writes the tag. in == out allowed. */
+DSI_FUNC ds_status dsi_chunk_seal(const dsi_keys *k, const dsi_chunk_ad *ad, const uint8_t *in, uint8_t *out,
+                                  size_t n, uint8_t tag[DSI_TAG_BYTES], dsi_err *e);
+/* Opens a chunk into out (n bytes); DS_ERR_AUTH when the tag does not match.
+ * out may be NULL to authenticate only (CIPHER_NONE) or to a scratch buffer. */
+DSI_FUNC ds_status dsi_chunk_open(const dsi_keys *k, const dsi_chunk_ad *ad, const uint8_t *in, uint8_t *out,
+                                  size_t n, const uint8_t tag[DSI_TAG_BYTES], dsi_err *e);
+
+/* ==== Container format =================================================== */
+/*
+ * Layout (all little-endian):
+ *
+ *   [0, 4096)       public header (dsi_header below; the rest zero)
+ *   segments        each starts at a 4096-aligned offset; stored as chunks:
+ *                   chunk i = ciphertext (min(chunk_bytes, rest)) || tag (16)
+ *   metadata        one more sealed segment (index DSI_META_SEGMENT), at the tail
+ *                   so the converter writes the file in one streaming pass
+ *
+ * Header fields (offsets in bytes):
+ *     0  magic "DSMODEL\0"
+ *     8  u32 format_version
+ *    12  u32 header_bytes (bytes covered by the checksum incl. the checksum) = 256
+ *    16  u32 cipher   20 u32 kdf   24 u32 chunk_bytes   28 u32 flags (0)
+ *    32  u64 file_bytes
+ *    40  u64 meta_offset   48 u64 meta_bytes (stored)   56 u64 meta_plain_bytes
+ *    64  u8 salt[32]
+ *    96  u64 argon_opslimit   104 u64 argon_memlimit   112 u8 argon_salt[16]
+ *   128  u8 key_check[32]
+ *   160  reserved (zero)
+ *   224  u8 checksum[32] = BLAKE2b-256 of bytes [0, 224)
+ * The checksum catches damage; deliberate edits are caught because the
+ * metadata's associated data includes the whole 256-byte header.
+ * The first 16 bytes (magic, version, header_bytes) keep their meaning in
+ * every future version.
+ *
+ * Metadata plaintext: records { u32 tag; u32 reserved; u64 len; bytes; pad to 8 }.
+ */
+#define DSI_MAGIC "DSMODEL"
+#define DSI_HEADER_BYTES 256
+#define DSI_HEADER_AREA 4096
+#define DSI_SEG_ALIGN 4096
+#define DSI_DEFAULT_CHUNK (1u << 20)
+#define DSI_MIN_CHUNK 4096u
+#define DSI_MAX_CHUNK (64u << 20)
+#define DSI_TENSOR_ALIGN 64   /* tensors inside a segment's plaintext */
+
+typedef struct dsi_header {
+    uint32_t version;
+    uint32_t cipher, kdf, chunk_bytes, flags;
+    uint64_t file_bytes, meta_offset, meta_bytes, meta_plain_bytes;
+    uint8_t salt[DSI_SALT_BYTES];
+    uint64_t argon_ops, argon_mem;
+    uint8_t argon_salt[16];
+    uint8_t key_check[32];
+    uint8_t raw[DSI_HEADER_BYTES];   /* the bytes as stored (bound into metadata AD) */
+} dsi_header;
+
+enum {
+    DSI_REC_CONFIG_JSON = 1,       /* config.json as found in the checkpoint */
+    DSI_REC_TOKENIZER_JSON = 2,    /* tokenizer.json */
+    DSI_REC_TOKENIZER_CONFIG = 3,  /* tokenizer_config.json (chat template), optional */
+    DSI_REC_TENSORS = 4,           /* tensor directory */
+    DSI_REC_SEGMENTS = 5,          /* segment directory */
+    DSI_REC_SOURCE = 6             /* converter version / quant, informational JSON */
+};
+
+/* Parses and checks the public header from the first bytes of a file.
+ * Distinguishes: not a container, newer version, damaged header. */
+DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h, dsi_err *e);
+/* Serializes h (computing the checksum) into out[DSI_HEADER_BYTES] and h->raw. */
+DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out);
+
+typedef struct dsi_segment {
+    uint32_t kind;                 /* ds_segment_kind */
+    int32_t layer, expert;
+    uint32_t n_chunks;
+    uint64_t offset, plain_bytes, stored_bytes;
+} dsi_segment;
+
+typedef struct dsi_tensor {
+    char *name;
+    uint32_t dtype;                /* ds_dtype */
+    uint32_t n_dims;
+    uint64_t dims[4];
+    uint32_t segment;
+    uint64_t offset, nbytes;
+} dsi_tensor;
+
+/* The parsed metadata. */
+typedef struct dsi_meta {
+    const dsi_alloc *al;
+    uint8_t *plain; size_t plain_len;       /* owned copy of the metadata plaintext */
+    const char *config_json; size_t config_len;
+    const char *tokenizer_json; size_t tokenizer_len;
+    const char *tokcfg_json; size_t tokcfg_len;   /* may be NULL */
+    size_t n_tensors;
+    dsi_tensor *tensors;
+    size_t n_segments;
+    dsi_segment *segments;
+} dsi_meta;
+
+/* Parses decrypted metadata (untrusted in the fuzzer) and checks the
+ * directories: every segment inside [4096, file_bytes) and page-aligned,
+ * chunk counts consistent with chunk_bytes, every tensor inside its segment
+ * with nbytes matching dtype and shape, no overlaps. */
+DSI_FUNC ds_status dsi_meta_parse(const uint8_t *plain, size_t len, uint64_t file_bytes, uint32_t chunk_bytes,
+                                  uint64_t meta_offset, const dsi_alloc *al, dsi_meta *out, dsi_err *e);
+DSI_FUNC void dsi_meta_free(dsi_meta *m);
+
+/* Stored size of a segment of `plain` bytes: plain + tags. */
+DSI_FUNC bool dsi_stored_bytes(uint64_t plain, uint32_t chunk_bytes, uint64_t *stored, uint32_t *n_chunks);
+
+/* What the layers above the container read of an opened file's directory:
+ * its tensors sorted by name (for lookups) and, once loaded, the plaintext
+ * of each resident segment (NULL entries for segments not resident). */
+typedef struct dsi_model_file {
+    const dsi_meta *meta;
+    dsi_tensor *const *sorted;     /* meta->n_tensors entries, by name */
+    const dsi_secure_buf *dense;   /* meta->n_segments entries, or NULL before loading */
+} dsi_model_file;
+/* The tensor called name (its index into meta->tensors in *index), or NULL. */
+DSI_FUNC const dsi_tensor *dsi_file_tensor(const dsi_model_file *f, const char *name, size_t *index);
+
+/* ==== Model config ======================================================== */
+/* Parses a Hugging Face config.json into the public config struct, checking
+ * architecture, required fields and ranges. Tokenizer fields are left 0. */
+DSI_FUNC ds_status dsi_config_parse(const char *json, size_t len, const dsi_alloc *al, ds_model_config *cfg, dsi_err *e);
+
+/* ==== Architectures (arch.c) ============================================= */
+/* Whether layer `layer` is a MoE layer (else a dense MLP). */
+DSI_FUNC bool dsi_config_is_moe_layer(const ds_model_config *cfg, int layer);
+/* The attention kind, decided here only: MLA (V2, V3) or multi-head
+ * attention (DeepSeek-MoE). */
+DSI_FUNC bool dsi_arch_attention_mla(const ds_model_config *cfg);
+
+/* One tensor the architecture needs, in the order the converter writes them:
+ * model.embed_tokens.weight; then per layer its dense tensors followed by its
+ * routed experts 0..E-1 (gate_proj, up_proj, down_proj each); then
+ * model.norm.weight and lm_head.weight (absent when tie_word_embeddings). */
+typedef struct dsi_tensor_spec {
+    char name[96];                 /* Hugging Face name, e.g. model.layers.3.mlp.experts.7.up_proj.weight */
+    int n_dims;                    /* 1 or 2 */
+    uint64_t dims[2];              /* as in the checkpoint: (out_features, in_features) */
+    bool keep_f32;                 /* norms, router weight, e_score_correction_bias, 1-D tensors */
+    uint32_t seg_kind;             /* DS_SEGMENT_DENSE or DS_SEGMENT_EXPERT */
+    int32_t layer;                 /* -1 embeddings, 0..n_layers-1, n_layers = final norm + head */
+    int32_t expert;                /* routed expert index, -1 otherwise */
+} dsi_tensor_spec;
+
+/* Lists the tensors of the architecture in cfg (allocated with al; caller
+ * frees *out with dsi_free). */
+DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
+                                         size_t *n, dsi_err *e);
+
+/* ==== Weights as the forward pass sees them =============================== */
+/* A matrix as the kernels see it: rows of `cols` values in `dtype`. */
+typedef struct dsi_weight {
+    const uint8_t *data;           /* NULL for expert weights until acquired */
+    ds_dtype dtype;
+    int rows, cols;
+    size_t row_bytes;
+    uint64_t offset;               /* inside its segment (expert weights) */
+} dsi_weight;
+
+/* Where one routed expert lives: its segment and its three matrices. */
+typedef struct dsi_expert_ref {
+    uint32_t segment;
+    uint64_t off[3];               /* gate_proj, up_proj, down_proj */
+} dsi_expert_ref;
+
+typedef struct dsi_layer {
+    dsi_weight attn_norm, ffn_norm;
+    /* MLA (V2/V3) */
+    dsi_weight q_proj, q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b;
+    /* multi-head attention (DeepSeek-MoE) */
+    dsi_weight wq, wk, wv;
+    dsi_weight wo;
+    /* dense MLP, or the shared experts of a MoE layer */
+    dsi_weight gate, up, down;
+    bool moe;
+    dsi_weight router;             /* (n_routed, hidden) F32 */
+    dsi_weight bias;               /* e_score_correction_bias (n_routed) F32, V3 only */
+    dsi_weight exp_gate, exp_up, exp_down;   /* shapes and dtypes of the routed experts (no data) */
+    dsi_expert_ref *experts;       /* n_routed entries */
+} dsi_layer;
+
+/* Every weight the forward pass uses, bound from the directory (arch.c). */
+typedef struct dsi_weights {
+    bool mla;                      /* MLA attention, else multi-head (dsi_arch_attention_mla) */
+    dsi_weight embed, out_norm, lm_head;
+    dsi_layer *layers;             /* n_layers */
+} dsi_weights;
+/* Binds W from the file's directory (after the dense segments are resident,
+ * so .data points at their plaintext; expert matrices keep only offsets and
+ * shapes). Undone by dsi_arch_unbind (safe on a partly bound W). */
+DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config *c, const dsi_alloc *al,
+                                 dsi_weights *W, dsi_err *e);
+DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al);
+
+#endif /* DS_FORMAT_H */
+/* ==== End deepseek_impl/format.h ==== */
 
 #include <errno.h>
 #include <float.h>
@@ -2056,7 +1718,7 @@ DSI_FUNC void dsi_json_write_string(dsi_buf *b, const char *s, size_t len) {
  * dtype size against its byte range (overflow-checked), each range against
  * the data section, and the ranges against each other.
  */
-/* #include "internal.h": pasted above */
+/* #include "format.h": pasted above */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -2459,7 +2121,7 @@ done:
  * the Q8_0 block format (32 int8 values with one F16 scale, as llama.cpp's
  * Q8_0, so the same quantized numbers can be compared across runtimes).
  */
-/* #include "internal.h": pasted above */
+/* #include "format.h": pasted above */
 
 #include <math.h>
 
@@ -2615,7 +2277,7 @@ DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
  * Nonces. AES-GCM nonce (12 bytes) = u32 segment index || u64 chunk index
  * (LE): unique within a file, and keys are unique per file. Tags are 16 bytes.
  */
-/* #include "internal.h": pasted above */
+/* #include "format.h": pasted above */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -3046,7 +2708,7 @@ DS_API ds_status ds_key_file_read(const char *path, unsigned char key[DS_KEY_BYT
  * every size product is overflow-checked and every offset checked against the
  * file. See the layout comment in internal.h.
  */
-/* #include "internal.h": pasted above */
+/* #include "format.h": pasted above */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -3366,7 +3028,7 @@ DSI_FUNC const dsi_tensor *dsi_file_tensor(const dsi_model_file *f, const char *
  * other than SiLU, RoPE scaling other than YaRN) are refused here, so the
  * runtime never runs a model differently from its reference.
  */
-/* #include "internal.h": pasted above */
+/* #include "format.h": pasted above */
 
 #include <float.h>
 #include <math.h>
@@ -3811,7 +3473,7 @@ DSI_FUNC ds_status dsi_config_parse(const char *json, size_t len, const dsi_allo
 #ifndef DS_UNICODE_H
 #define DS_UNICODE_H
 
-/* #include "internal.h": pasted above */
+/* #include "base.h": pasted above */
 
 /* ==== UTF-8 =============================================================== */
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is invalid or
@@ -4532,7 +4194,7 @@ DSI_FUNC void dsi_uc_class_ranges(int cls, dsi_uc_range_fn fn, void *u) {
 #ifndef DS_REGEX_H
 #define DS_REGEX_H
 
-/* #include "internal.h": pasted above */
+/* #include "base.h": pasted above */
 
 typedef struct dsi_regex dsi_regex;
 typedef struct dsi_regex_bt dsi_regex_bt;   /* a backtrack entry (regex.c) */
@@ -5743,7 +5405,6 @@ DSI_FUNC int dsi_regex_search(const dsi_regex *G, dsi_regex_ctx *X, size_t from,
  * A tokenizer is immutable after ds_tokenizer_new; every call allocates its
  * own scratch space, so one tokenizer may be shared by many threads.
  */
-/* #include "internal.h": pasted above */
 /* #include "regex.h": pasted above */
 /* ==== Begin deepseek_impl/tokenizer.h ==== */
 /*
@@ -5755,7 +5416,7 @@ DSI_FUNC int dsi_regex_search(const dsi_regex *G, dsi_regex_ctx *X, size_t from,
 #ifndef DS_TOKENIZER_H
 #define DS_TOKENIZER_H
 
-/* #include "internal.h": pasted above */
+/* #include "format.h": pasted above */
 
 /* The parts of tokenizer_config.json a chat template needs. The pointers
  * stay valid as long as the tokenizer. */
@@ -5778,6 +5439,10 @@ DSI_FUNC ds_status dsi_tokenizer_copy_out(const uint8_t *src, size_t n, char *bu
 /* Test hook: splits text with one Split pre-tokenizer step (tokenizer.c). */
 DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int behavior, bool invert, const char *text,
                                        size_t len, size_t *bounds, size_t cap_pairs, size_t *n_pairs, dsi_err *e);
+
+/* Fills the tokenizer summary fields of cfg (vocab, merges, added tokens,
+ * chat template present) from a built tokenizer. */
+DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg);
 
 #endif /* DS_TOKENIZER_H */
 /* ==== End deepseek_impl/tokenizer.h ==== */
@@ -6063,8 +5728,6 @@ DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg)
     cfg->tok_added = (int)t->n_added;
     cfg->has_chat_template = t->has_template;
 }
-
-DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m) { return m ? m->tok : NULL; }
 
 static int32_t tk_vocab_get(const ds_tokenizer *t, const void *s, size_t n) {
     int64_t k = tk_smap_find(&t->vocab, &t->pool, s, n);
@@ -7469,7 +7132,6 @@ done:
  *       "<｜Assistant｜>C<｜end▁of▁sentence｜>" (R1: C after its last
  *       "</think>"); generation prompt "<｜Assistant｜>" (R1: + "<think>\n").
  */
-/* #include "internal.h": pasted above */
 /* #include "tokenizer.h": pasted above */
 
 /* ==== Template families =================================================== */
@@ -7600,7 +7262,7 @@ DS_API ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const d
  * has multi-head attention (q/k/v/o); V2 and V3 have MLA, with or without a
  * q-LoRA. Everything after binding asks the bound weights (dsi_weights.mla).
  */
-/* #include "internal.h": pasted above */
+/* #include "format.h": pasted above */
 
 #include <stddef.h>
 #include <stdio.h>
@@ -7925,7 +7587,271 @@ DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al)
  * mapping's page hints for the layers above (pager, devices); the model's
  * read-only queries and verify. ds_model_open (model.c) drives it.
  */
-/* #include "internal.h": pasted above */
+/* ==== Begin deepseek_impl/engine.h ==== */
+/*
+ * engine.h — the engine layer (file.c, pager.c, cpu.c, cuda.c, model.c,
+ * forward.c, generate.c): the opened model, the expert pager, and the
+ * device table the one forward pass drives. Not installed; not part of the
+ * API.
+ */
+#ifndef DS_ENGINE_H
+#define DS_ENGINE_H
+
+/* #include "format.h": pasted above */
+
+/* ==== Model file (file.c) ================================================ */
+/* The opened container as the layers above it see it. ds_model_open
+ * (model.c) fills it in order: the file and its keys, the metadata and
+ * directory, the dense segments, the bound weights, then the pager and the
+ * device. */
+typedef struct dsi_pager dsi_pager;
+typedef struct dsi_device_i dsi_device_i;
+
+struct ds_model {
+    dsi_alloc al;
+    dsi_err err;                /* last failure on this handle */
+    int fd;
+    const uint8_t *map;         /* read-only mapping of the whole file */
+    size_t map_len;
+    dsi_header hdr;
+    dsi_keys *keys;             /* in `keybuf` */
+    dsi_secure_buf keybuf;
+    dsi_meta meta;
+    dsi_tensor **sorted;        /* tensors sorted by name, for lookups */
+    ds_model_config cfg;
+    bool weights_loaded;
+    dsi_secure_buf *dense;      /* one per dense segment (n_segments entries; unused for experts) */
+    int n_threads;
+    bool exact_act;             /* Q8_0 weights meet F32 activations (ds_model_params.exact_activations) */
+    uint64_t expert_cache_bytes;
+    ds_log_fn log;
+    void *log_user;
+    int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
+    ds_tokenizer *tok;          /* built from the metadata at open */
+    dsi_pager *pager;           /* NULL: routed experts are resident */
+    ds_device device;           /* where the forward pass runs */
+    const dsi_device_i *dev;    /* its table (CPU or CUDA), chosen once at open */
+    void *dev_model;            /* the device's per-model state (device weights, caches), or NULL */
+    char device_name[128];
+    dsi_weights w;              /* bound weights (load_weights only), host addresses */
+};
+
+/* The view of m's directory the lower layers take. */
+DSI_INLINE dsi_model_file dsi_model_file_of(const ds_model *m) {
+    dsi_model_file f = {&m->meta, (dsi_tensor *const *)m->sorted, m->dense};
+    return f;
+}
+/* Opens the file at path into m (allocator, log and threads already set):
+ * header, mapping, keys, metadata, config, tokenizer, directory checks. */
+DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e);
+/* Decrypts every dense segment (and the routed experts too when experts_too)
+ * into secure buffers and binds the weights (m->w); p->progress is told of
+ * each segment and may cancel (DS_ERR_CANCELLED). */
+DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e);
+/* Undoes dsi_file_open and dsi_file_load_dense (not the pager or device). */
+DSI_FUNC void dsi_file_close(ds_model *m);
+/* Decrypts and authenticates one segment into dst (at least plain_bytes).
+ * Messages name the segment. Thread-safe. */
+DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *dst, size_t dst_len, dsi_err *e);
+/* Opens chunks [c0, c1) of a segment into their places in dst (a buffer for
+ * the whole segment); the caller wipes dst on failure. Thread-safe: threads
+ * may open different chunks of one segment at once. */
+DSI_FUNC ds_status dsi_segment_read_chunks(const ds_model *m, uint32_t seg, uint8_t *dst, uint32_t c0, uint32_t c1,
+                                           dsi_err *e);
+/* Decrypts routed expert (layer, expert) into a caller buffer; the pager of
+ * the expert cache builds on this. Returns the segment index in *seg. */
+DSI_FUNC ds_status dsi_model_read_expert(const ds_model *m, int layer, int expert, uint8_t *dst, size_t dst_len,
+                                         uint32_t *seg, dsi_err *e);
+/* Index of the segment of (kind, layer, expert), or -1. */
+DSI_FUNC long dsi_model_find_segment(const ds_model *m, uint32_t kind, int layer, int expert);
+/* Pointer to a resident dense tensor's bytes, or NULL. */
+DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
+/* "layer 3 expert 17", "embeddings", "layer 2 dense", "output" (layer == n_layers). */
+DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
+/* Asks the OS for [off, off + len) of the file ahead of reading it through
+ * the mapping; releases this process's pages of the whole pages in [off, end). */
+DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
+DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
+/* Maps [off, off + len) into this process's page tables in one call. */
+DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len);
+/* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
+DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len);
+
+/* ==== Expert pager (pager.c) ============================================ */
+/* After the weights are bound and m->device is decided (DS_PREFETCH_AUTO
+ * fetches ahead on CUDA, whose CPUs are free to decrypt). */
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, ds_prefetch_mode prefetch,
+                                 ds_evict_policy policy, dsi_err *e);
+DSI_FUNC void dsi_pager_free(ds_model *m);
+DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
+DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
+/* Where (layer, expert) is: 0 ready in the cache, 1 not there (nor being
+ * decrypted), 2 being decrypted. A hint: it may change at once. */
+DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert);
+/* Test hook (NULL in use): called after each chunk a thread decrypts, with
+ * the chunk's index and the count of threads that joined the fill. */
+DSI_DATA_DECL void (*dsi_pager_fill_hook)(uint32_t chunk, const int *helpers);
+/* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
+DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
+/* Queues experts for decryption ahead of use. prediction: a guess for a later
+ * layer, best first (counted for the accuracy statistics); of its experts
+ * not cached, only those whose rank has been right often enough so far
+ * (DSI_GUESS_MIN_ACCURACY, scored by dsi_pager_routed) are queued. Under
+ * DS_PREFETCH_AUTO with no CPU to spare, an expert whose ciphertext is in
+ * memory is not queued (a miss decrypts it on every compute thread). */
+DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction);
+/* The layer's real choice: guesses for it that it did not choose count as
+ * wrong now (the prediction accuracy is per forward pass); with the guess
+ * made for this pass (best first, n_guess of them), each rank's record. */
+DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int n, const int *guess, int n_guess);
+/* The host cache's statistics into out (zeroes without a pager); reset
+ * zeroes the counters (budget and slots stay). */
+DSI_FUNC void dsi_pager_stats(const ds_model *m, ds_cache_stats *out, bool reset);
+/* Pointer to the plaintext of routed expert (layer, e): from the expert
+ * cache (decrypting it on a miss) or resident; release when done with it. */
+DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);
+DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
+
+/* ==== Devices: what the forward pass needs of a CPU or a GPU ============= */
+/*
+ * The forward pass (forward.c) is written once, over this table; the CPU
+ * (cpu.c) and CUDA (cuda.c) fill it. The driver owns the order of
+ * operations: norms, projections, attention per run of one sequence, the
+ * router, the grouping of tokens per expert, the shared experts, the
+ * residuals and the head. A device owns its memory (weights, KV caches,
+ * activations), its kernels and how it gets routed experts.
+ *
+ * Buffers named in the calls are the device's memory (dsi_act, from
+ * ctx_new); arrays documented as host are ordinary memory. Every call that
+ * can fail returns a status with the message in e. Calls on one device
+ * context come from one thread at a time (a context's).
+ */
+#define DSI_DEVICE_VERSION 1
+#define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
+
+/* A batch of tokens that may belong to several sequences, each with its own
+ * positions and KV cache. The driver splits it into runs for attention. */
+typedef struct dsi_batch {
+    int n;
+    const int32_t *tok;            /* host (n) */
+    const int32_t *pos;            /* host (n): position of each token in its sequence */
+    const int32_t *seq;            /* host (n): its sequence, in [0, n_seq) of the context */
+} dsi_batch;
+
+/* Tokens [t0, t0 + n) of a batch: one sequence at positions pos0, pos0 + 1, ... */
+typedef struct dsi_run {
+    int t0, n, seq, pos0;
+} dsi_run;
+
+/* The shape a device context is made for. */
+typedef struct dsi_ctx_shape {
+    int n_ctx;                     /* positions per sequence */
+    int n_seq;                     /* sequences (KV caches) */
+    int max_batch;                 /* tokens per forward call */
+    int n_threads;
+    const float *inv_freq;         /* host (rope_dim / 2): rotary frequencies (YaRN applied) */
+    int rope_dim;
+    float rope_mscale;             /* YaRN's cos/sin factor */
+    float attn_scale;              /* softmax scale, YaRN mscale^2 included */
+} dsi_ctx_shape;
+
+/* A device context's activations, each for max_batch tokens, row-major. */
+typedef struct dsi_act {
+    float *x;                      /* (T, D) the residual stream */
+    float *xn;                     /* (T, D) its normalised copy */
+    float *q;                      /* (T, max(H * qk, q_lora_rank)) */
+    float *qa;                     /* (T, q_lora_rank) */
+    float *kva;                    /* (T, kv_a width) MLA: latent + rope key; MHA: K rows then V rows */
+    float *att;                    /* (T, H * v) attention output */
+    float *tmp;                    /* (T, D) a block's output before the residual */
+    float *router;                 /* (T, E) router logits */
+    float *ye;                     /* (T, D) the shared experts' output */
+} dsi_act;
+
+/* The MoE work of one layer, grouped by the driver: for every expert with
+ * tokens, in ascending expert order, the tokens and their weights; the
+ * devices add each token's experts in that order (results bit-identical
+ * across batch sizes and paths). */
+typedef struct dsi_moe_plan {
+    int T, K;
+    const int *sel;                /* host (T, K): the router's choice, best first */
+    const float *selw;             /* host (T, K): its weights */
+    int n_used;
+    const int *used;               /* host (n_used): the experts with tokens, ascending */
+    const int *off, *cnt;          /* host (E): expert x's entries are [off[x], off[x] + cnt[x]) */
+    const int *idx;                /* host (T * K): the token of each entry */
+    const float *wts;              /* host (T * K): its weight */
+} dsi_moe_plan;
+
+struct dsi_device_i {
+    int version;                   /* DSI_DEVICE_VERSION */
+    const char *name;              /* "cpu", "cuda" */
+    /* per model: after the weights are bound (and the pager made) */
+    ds_status (*model_new)(ds_model *m, const ds_model_params *p, void **dm, dsi_err *e);
+    void (*model_free)(ds_model *m, void *dm);
+    /* the weights as this device addresses them (host for the CPU) */
+    const dsi_weights *(*weights)(const ds_model *m);
+    /* the device's own expert cache statistics (zeroed when it has none) */
+    void (*cache_stats)(const ds_model *m, ds_cache_stats *out, bool reset);
+    /* per context */
+    ds_status (*ctx_new)(const ds_model *m, const dsi_ctx_shape *sh, void **dc, dsi_act *act, dsi_err *e);
+    void (*ctx_free)(const ds_model *m, void *dc);
+    /* around one forward call: begin may take a lock; end waits for the
+     * queued work (status s: a failure so far, after which it only leaves
+     * the device idle) */
+    ds_status (*begin)(void *dc, dsi_err *e);
+    ds_status (*end)(void *dc, ds_status s, dsi_err *e);
+    /* x rows = the embedding rows of tok (host, T ids) */
+    ds_status (*embed)(void *dc, const dsi_weight *table, const int32_t *tok, int T, float *x, dsi_err *e);
+    /* rows of out = rmsnorm(rows of x) * w (n = w->cols values; out == x allowed) */
+    ds_status (*rmsnorm)(void *dc, float *out, int ldo, const float *x, int ldx, const dsi_weight *w, int rows,
+                         float eps, dsi_err *e);
+    /* Y (T, w->rows) = X (T, w->cols) W^T */
+    ds_status (*matmul)(void *dc, const dsi_weight *w, const float *X, int T, int ldx, float *Y, int ldy,
+                        dsi_err *e);
+    /* Y (T, D) = down(silu(gate X) * up X) */
+    ds_status (*mlp)(void *dc, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down, const float *X,
+                     int T, float *Y, dsi_err *e);
+    /* y += x over n floats */
+    ds_status (*add)(void *dc, float *y, const float *x, size_t n, dsi_err *e);
+    /* MLA for one run: rows [r->t0, r->t0 + r->n) of kva (the kv_a output)
+     * enter sequence r->seq's cache of layer l (normalised latent, roped
+     * key), then those rows of q attend over positions [0, pos0 + t] into
+     * the same rows of att */
+    ds_status (*mla_attention)(void *dc, int l, const dsi_layer *L, const dsi_run *r, float eps, dsi_err *e);
+    /* multi-head attention for one run: q and the K, V rows in kva (K of the
+     * batch's T tokens, then their V) are roped, stored and attended */
+    ds_status (*mha_attention)(void *dc, int l, const dsi_layer *L, const dsi_run *r, int T, dsi_err *e);
+    /* routing of T tokens from the router logits into host sel/selw (T, K) */
+    ds_status (*route)(void *dc, const dsi_layer *L, const float *logits, int T, int *sel, float *selw,
+                       dsi_err *e);
+    /* Y (T, D) = the routed experts of layer l applied to X as planned */
+    ds_status (*moe)(void *dc, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X, float *Y,
+                     dsi_err *e);
+    /* out (host, n rows of the vocabulary) = X (n, D) times the LM head */
+    ds_status (*head)(void *dc, const dsi_weight *lm_head, const float *X, int n, float *out, dsi_err *e);
+};
+
+/* The CPU device (cpu.c), and the name of the kernel set its contexts
+ * choose on this CPU ("avx512-vnni", "avx2", "portable"). */
+DSI_FUNC const dsi_device_i *dsi_cpu_device(void);
+DSI_FUNC const char *dsi_cpu_kernels_name(void);
+/* Routing for one token: router logits (E) -> n_experts_per_tok experts and
+ * their weights. scratch holds 3 * E floats. (cpu.c; also the reference of
+ * the CUDA route kernel's tests) */
+DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const float *bias, float *scratch, int *sel,
+                        float *w);
+
+/* The CUDA device (cuda.c). Before the weights load, decides whether the
+ * model runs on CUDA: no device (or no CUDA in this build) leaves it on the
+ * CPU with a DS_LOG_WARN notice and DS_OK; a bad gpu_index is an error. */
+DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e);
+/* Its table (only used once dsi_cuda_probe chose CUDA). */
+DSI_FUNC const dsi_device_i *dsi_cuda_device(void);
+
+#endif /* DS_ENGINE_H */
+/* ==== End deepseek_impl/engine.h ==== */
+/* #include "tokenizer.h": pasted above */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8598,7 +8524,7 @@ DS_API ds_status ds_model_verify(const ds_model *m, int n_threads, ds_progress_f
  * between runs after a short spin, so decode steps (hundreds of runs per
  * token) do not pay a sleep/wake each time.
  */
-/* #include "internal.h": pasted above */
+/* #include "base.h": pasted above */
 
 #include <pthread.h>
 #include <sched.h>
@@ -8732,14 +8658,381 @@ DSI_FUNC void dsi_pool_free(dsi_pool *p) {
 }
 /* ==== End deepseek_impl/threadpool.c ==== */
 
+/* ==== Begin kernels/cpu/ops.c ==== */
+/*
+ * ops.c — portable C kernels: dot products of one stored row (F32, F16 or
+ * Q8_0, dequantized inside the loop, never expanded into a copy of the
+ * matrix) with an F32 vector, RMSNorm, softmax. F32 accumulation throughout.
+ * ISA-specific versions (AVX2/F16C/FMA) come later behind the same calls.
+ */
+/* ==== Begin kernels/cpu/kernels.h ==== */
+/*
+ * kernels.h — the CPU kernels (kernels/cpu/): portable versions (ops.c), the
+ * AVX2 + FMA + F16C ones (ops_avx2.c), the AVX-512 VNNI ones (ops_avx512.c),
+ * and the table the CPU device calls them through (dsi_kernels, filled once
+ * per context by dsi_kernels_select from the CPU's features: no ISA test on
+ * the hot path). Tile constants of the token-lane GEMM live here, beside
+ * the kernels that use them. Not part of the API.
+ */
+#ifndef DS_KERNELS_CPU_H
+#define DS_KERNELS_CPU_H
+
+/* #include "../../deepseek_impl/format.h": pasted above */
+
+/* ==== The table ============================================================ */
+/* What the CPU device needs of its kernels. Entries marked "or NULL" are
+ * absent from sets that have nothing faster than the loop that replaces
+ * them. */
+typedef struct dsi_kernels {
+    const char *name;              /* "avx512-vnni", "avx2", "portable" */
+    /* one row of a weight format (indexed by ds_dtype) with F32 activations */
+    float (*dot[3])(const uint8_t *row, const float *x, int n);
+    void (*dequant[3])(const uint8_t *row, float *y, int n);
+    void (*axpy[3])(const uint8_t *row, float a, float *y, int n);   /* y += a row */
+    /* F32 vectors */
+    float (*dot_f32)(const float *a, const float *b, int n);
+    void (*axpy_f32)(float a, const float *x, float *y, int n);
+    /* a row against four tokens (x rows at stride ldx), or NULL */
+    void (*dot_f32x4)(const float *row, const float *x, size_t ldx, int n, float out[4]);
+    /* four rows (stride ldr) against two tokens: out[2 * row + token], or NULL */
+    void (*dot_f32_4x2)(const float *rows, size_t ldr, const float *x, size_t ldx, int n, float out[8]);
+    /* int8 activations for Q8_0 weights */
+    void (*quantize_act)(const float *x, int n, int8_t *q, float *s);
+    float (*dot_q8q8)(const uint8_t *row, const int8_t *q, const float *s, int n);
+    /* a row against four tokens' activations, or NULL */
+    void (*dot_q8q8x4)(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
+                       float out[4]);
+    /* sets whose products take activations offset to unsigned (VNNI):
+     * act_to_u8 turns quantized activations into them, and dot_q8u8xT is
+     * the row product for 1..4 tokens; both NULL elsewhere */
+    void (*act_to_u8)(const int8_t *q, uint8_t *u, size_t n);
+    void (*dot_q8u8xT)(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n, int T,
+                       float *out);
+    /* token-lane GEMM for batches (lane_split NULL: none): a batch of T >=
+     * lane_min tokens gives lane_split(T) of them to tiles packed by
+     * lane_pack (activations as the products take them: int8, or u8 with
+     * act_to_u8) into lane_pack_bytes / lane_pack_floats of scratch;
+     * lane_gemm then writes Y[t * ldy + r] for rows [0, rows) of W (row
+     * stride rb); scratch holds 8 * cols / 32 floats */
+    int lane_min;
+    int (*lane_split)(int T);
+    size_t (*lane_pack_bytes)(int T, int cols);
+    size_t (*lane_pack_floats)(int T, int cols);
+    void (*lane_pack)(const void *x, size_t ldx, const float *s, size_t lds, int T, int cols, void *P, float *S);
+    void (*lane_gemm)(const uint8_t *W, size_t rb, int rows, int cols, const void *P, const float *S, int T, float *Y,
+                      size_t ldy, float *scratch);
+} dsi_kernels;
+
+/* Fills k with the fastest set the features allow (dsi_cpu_features()
+ * bits): the portable set, over which ops_avx2.c and then ops_avx512.c lay
+ * their kernels when the CPU has them. */
+DSI_FUNC void dsi_kernels_select(dsi_kernels *k, uint32_t features);
+/* Each file's part of the table: the portable set fills every entry; the
+ * others replace what they do faster and return false (leaving k as it
+ * was) when the features lack what they need. */
+DSI_FUNC void dsi_kernels_portable(dsi_kernels *k);
+DSI_FUNC bool dsi_kernels_avx2(dsi_kernels *k, uint32_t features);
+DSI_FUNC bool dsi_kernels_vnni512(dsi_kernels *k, uint32_t features);
+
+/* ==== Kernels =============================================================== */
+DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+DSI_FUNC void dsi_softmax(float *x, int n);
+DSI_FUNC void dsi_axpy_f32_c(float a, const float *x, float *y, int n);   /* y += a x */
+/* Activations quantized on the fly for Q8_0 weights: n (a multiple of 32)
+ * floats into int8 q and one scale per 32 (amax / 127, nearest-even), and
+ * the dot product of a Q8_0 row with them (exact int32 sums per block).
+ * Portable versions (the reference for the ISA-specific ones): */
+DSI_FUNC void dsi_quantize_act_q8_c(const float *x, int n, int8_t *q, float *s);
+DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
+/* Portable versions (the reference for the ISA-specific ones). */
+DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n);
+DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n);
+/* AVX2 + FMA + F16C (kernels/cpu/ops_avx2.c); only call when dsi_have_avx2(). */
+DSI_FUNC bool dsi_have_avx2(void);
+DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
+DSI_FUNC void dsi_axpy_f32_avx2(float a, const float *x, float *y, int n);
+DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n);
+DSI_FUNC void dsi_axpy_q8_avx2(const uint8_t *row, float a, float *y, int n);
+DSI_FUNC void dsi_f16_to_f32_row_avx2(const uint8_t *row, float *y, int n);
+DSI_FUNC void dsi_dot_f32x4_avx2(const float *row, const float *x, size_t ldx, int n, float out[4]);
+DSI_FUNC void dsi_dot_f32_4x2_avx2(const float *rows, size_t ldr, const float *x, size_t ldx, int n,
+                                  float out[8]);
+DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, int n);
+DSI_FUNC void dsi_quantize_act_q8_avx2(const float *x, int n, int8_t *q, float *s);
+DSI_FUNC float dsi_dot_q8q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n);
+/* AVX-512 F/BW/VL + VNNI (kernels/cpu/ops_avx512.c); only call when dsi_have_vnni512(). */
+DSI_FUNC bool dsi_have_vnni512(void);
+/* Q8_0 row times T (1..4) tokens whose activations are stored offset to
+ * unsigned (u = q + 128, dsi_act_to_u8); out[j] for token j. */
+DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
+                                  int T, float *out);
+DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
+/* Token-lane GEMM for batches (kernels/cpu/ops_avx512.c): tokens go in vector
+ * lanes, up to DSI_TL_TOKENS per tile plus a bias lane; T tokens make
+ * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_lane_tile).
+ * dsi_tl_split says how many of T tokens to give it: none below DSI_TL_MIN
+ * (with weights coming from memory, the tile wins from 6 tokens), all when
+ * the last tile would hold at least DSI_TL_REM, otherwise the whole tiles of
+ * 15, leaving a remainder of 1-6 to dsi_dot_q8u8xT_vnni (a second tile over
+ * rows already in cache costs about as much as 7 tokens there).
+ * dsi_tl_pack (portable) lays out T tokens of offset activations u (row
+ * stride ldu) and their scales s (row stride lds) into P (dsi_tl_pack_bytes)
+ * and S (dsi_tl_pack_floats). dsi_gemm_q8u8_tl_vnni then computes
+ * Y[t * ldy + r] for rows [0, rows) of the Q8_0 matrix W (row stride rb);
+ * scratch holds 8 * cols / 32 floats. */
+#define DSI_TL_TOKENS 15
+#define DSI_TL_MIN 6
+#define DSI_TL_REM 7
+/* T tokens in tiles of at most per, as even as they can be: tile i holds
+ * tokens [*t0, *t0 + *n). */
+DSI_INLINE int dsi_lane_tiles(int T, int per) { return (T + per - 1) / per; }
+DSI_INLINE void dsi_lane_tile(int T, int per, int tile, int *t0, int *n) {
+    int k = dsi_lane_tiles(T, per);
+    *t0 = (int)((long)T * tile / k);
+    *n = (int)((long)T * (tile + 1) / k) - *t0;
+}
+/* A kernel's RR x lanes block of results (out[i * lanes + t]) into Y rows
+ * t0..t0+n-1, columns r..r+RR-1. */
+DSI_INLINE void dsi_lane_store(float *Y, size_t ldy, int t0, int n, int r, int RR, const float *out, int lanes) {
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < RR; i++) Y[(size_t)(t0 + t) * ldy + (size_t)(r + i)] = out[i * lanes + t];
+}
+DSI_INLINE int dsi_tl_tiles(int T) { return dsi_lane_tiles(T, DSI_TL_TOKENS); }
+DSI_INLINE int dsi_tl_split(int T) {
+    if (T < DSI_TL_MIN) return 0;
+    int r = T % DSI_TL_TOKENS;
+    return T < DSI_TL_TOKENS || r == 0 || r >= DSI_TL_REM ? T : T - r;
+}
+/* The AVX2 form (kernels/cpu/ops_avx2.c), for CPUs without VNNI: 8 signed
+ * tokens per tile, no bias lane. dsi_tl8_pack lays out int8 activations q
+ * (row stride ldq) and scales s into P (dsi_tl8_pack_bytes) and S
+ * (dsi_tl8_pack_floats); dsi_gemm_q8q8_tl8_avx2 is dsi_gemm_q8u8_tl_vnni's
+ * counterpart (scratch: 4 * cols / 32 floats). dsi_tl8_split: all T from
+ * DSI_TL8_MIN tokens, else none. */
+#define DSI_TL8_TOKENS 8
+#define DSI_TL8_MIN 6
+DSI_INLINE int dsi_tl8_tiles(int T) { return dsi_lane_tiles(T, DSI_TL8_TOKENS); }
+DSI_INLINE int dsi_tl8_split(int T) { return T >= DSI_TL8_MIN ? T : 0; }
+DSI_INLINE size_t dsi_tl8_pack_bytes(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 256; }
+DSI_INLINE size_t dsi_tl8_pack_floats(int T, int cols) { return (size_t)dsi_tl8_tiles(T) * (size_t)(cols / 32) * 8; }
+DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
+                           float *S);
+DSI_FUNC void dsi_gemm_q8q8_tl8_avx2(const uint8_t *W, size_t rb, int rows, int cols, const int8_t *P, const float *S,
+                                     int T, float *Y, size_t ldy, float *scratch);
+DSI_INLINE size_t dsi_tl_pack_bytes(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 512; }
+DSI_INLINE size_t dsi_tl_pack_floats(int T, int cols) { return (size_t)dsi_tl_tiles(T) * (size_t)(cols / 32) * 16; }
+DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
+                          float *S);
+DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int cols, const uint8_t *P, const float *S,
+                                    int T, float *Y, size_t ldy, float *scratch);
+DSI_FUNC void dsi_dot_q8q8x4_avx2(const uint8_t *row, const int8_t *q, size_t ldq, const float *s, size_t lds, int n,
+                                  float out[4]);
+
+
+#endif /* DS_KERNELS_CPU_H */
+/* ==== End kernels/cpu/kernels.h ==== */
+
+#include <math.h>
+
+/* ==== Dot products ======================================================= */
+DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n) {
+    /* four partial sums: lets the compiler vectorise and shortens the
+     * dependency chain */
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        const int8_t *q = (const int8_t *)(blk + 2);
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i += 4) {
+            s0 += (float)q[i] * xb[i];
+            s1 += (float)q[i + 1] * xb[i + 1];
+            s2 += (float)q[i + 2] * xb[i + 2];
+            s3 += (float)q[i + 3] * xb[i + 3];
+        }
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * ((s0 + s1) + (s2 + s3));
+    }
+    return sum;
+}
+
+DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n) {
+    float s0 = 0, s1 = 0;
+    int i = 0;
+    for (; i + 2 <= n; i += 2) {
+        s0 += dsi_f16_to_f32(dsi_rd16(row + 2 * i)) * x[i];
+        s1 += dsi_f16_to_f32(dsi_rd16(row + 2 * i + 2)) * x[i + 1];
+    }
+    for (; i < n; i++) s0 += dsi_f16_to_f32(dsi_rd16(row + 2 * i)) * x[i];
+    return s0 + s1;
+}
+
+/* Activations quantized on the fly: n floats (n % 32 == 0) into int8 q with
+ * one float scale per block of 32 (amax / 127, round to nearest even), so a
+ * Q8_0 row times a vector is an exact int32 sum per block. */
+DSI_FUNC void dsi_quantize_act_q8_c(const float *x, int n, int8_t *q, float *s) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float amax = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+        float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+        s[b] = d;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) q[b * DSI_Q8_BLOCK + i] = (int8_t)lrintf(xb[i] * inv);
+    }
+}
+
+DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        const int8_t *w = (const int8_t *)(blk + 2);
+        const int8_t *a = q + b * DSI_Q8_BLOCK;
+        int32_t acc = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) acc += (int32_t)w[i] * (int32_t)a[i];
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * s[b] * (float)acc;
+    }
+    return sum;
+}
+
+DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
+    for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
+}
+
+/* Token-lane tile layouts (dsi_gemm_q8u8_tl_vnni, dsi_gemm_q8q8_tl8_avx2):
+ * tiles of at most per tokens (dsi_lane_tile), L lanes each; in tile i,
+ * block b, step k (bytes 4k..4k+3 of the block), lane t holds those four
+ * bytes of token t0 + t. Unused lanes hold the byte fill (x = 0) with scale
+ * 0; in the VNNI layout that includes the bias lane. */
+static void dsi_lane_pack(const uint8_t *x, size_t ldx, const float *s, size_t lds, int T, int cols, int per,
+                          size_t L, uint8_t fill, uint8_t *P, float *S) {
+    size_t nb = (size_t)cols / DSI_Q8_BLOCK;
+    for (int tile = 0; tile < dsi_lane_tiles(T, per); tile++) {
+        int t0, n;
+        dsi_lane_tile(T, per, tile, &t0, &n);
+        uint8_t *pt = P + (size_t)tile * nb * 32 * L;
+        float *st = S + (size_t)tile * nb * L;
+        memset(pt, fill, nb * 32 * L);
+        for (int t = 0; t < n; t++) {
+            const uint8_t *src = x + (size_t)(t0 + t) * ldx;
+            for (size_t b = 0; b < nb; b++)
+                for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
+        }
+        for (size_t b = 0; b < nb; b++)
+            for (size_t t = 0; t < L; t++) st[b * L + t] = t < (size_t)n ? s[(size_t)(t0 + (int)t) * lds + b] : 0.0f;
+    }
+}
+
+DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
+                          float *S) {
+    dsi_lane_pack(u, ldu, s, lds, T, cols, DSI_TL_TOKENS, 16, 0x80, P, S);
+}
+
+DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
+                           float *S) {
+    dsi_lane_pack((const uint8_t *)(const void *)q, ldq, s, lds, T, cols, DSI_TL8_TOKENS, 8, 0,
+                  (uint8_t *)(void *)P, S);
+}
+
+DSI_FUNC void dsi_axpy_f32_c(float a, const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+/* ==== One row of each weight format ======================================= */
+static float dsi_dot_rf32_c(const uint8_t *row, const float *x, int n) {
+    return dsi_dot_f32_c((const float *)(const void *)row, x, n);
+}
+
+static void dsi_dequant_f32(const uint8_t *row, float *y, int n) { memcpy(y, row, (size_t)n * sizeof(float)); }
+
+static void dsi_dequant_f16_c(const uint8_t *row, float *y, int n) {
+    dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)n);
+}
+
+static void dsi_dequant_q8(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q8_0(row, y, (size_t)n); }
+
+/* F32 rows take this loop in every set (the AVX2 axpy is for activations) */
+static void dsi_axpy_rf32(const uint8_t *row, float a, float *y, int n) {
+    const float *r = (const float *)(const void *)row;
+    for (int i = 0; i < n; i++) y[i] += a * r[i];
+}
+
+static void dsi_axpy_f16_c(const uint8_t *row, float a, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
+}
+
+static void dsi_axpy_q8_c(const uint8_t *row, float a, float *y, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        float as = a * dsi_f16_to_f32(dsi_rd16(blk));
+        const int8_t *q = (const int8_t *)(blk + 2);
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)q[i];
+    }
+}
+
+/* ==== The portable set ====================================================== */
+DSI_FUNC void dsi_kernels_portable(dsi_kernels *k) {
+    memset(k, 0, sizeof *k);
+    k->name = "portable";
+    k->dot[DS_DTYPE_F32] = dsi_dot_rf32_c;
+    k->dot[DS_DTYPE_F16] = dsi_dot_f16_c;
+    k->dot[DS_DTYPE_Q8_0] = dsi_dot_q8_c;
+    k->dequant[DS_DTYPE_F32] = dsi_dequant_f32;
+    k->dequant[DS_DTYPE_F16] = dsi_dequant_f16_c;
+    k->dequant[DS_DTYPE_Q8_0] = dsi_dequant_q8;
+    k->axpy[DS_DTYPE_F32] = dsi_axpy_rf32;
+    k->axpy[DS_DTYPE_F16] = dsi_axpy_f16_c;
+    k->axpy[DS_DTYPE_Q8_0] = dsi_axpy_q8_c;
+    k->dot_f32 = dsi_dot_f32_c;
+    k->axpy_f32 = dsi_axpy_f32_c;
+    k->quantize_act = dsi_quantize_act_q8_c;
+    k->dot_q8q8 = dsi_dot_q8q8_c;
+}
+
+/* ==== Normalisation ====================================================== */
+DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    /* as the references: mean of squares in float32, then x * rsqrt * w */
+    float ss = 0;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+}
+
+DSI_FUNC void dsi_softmax(float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+/* ==== End kernels/cpu/ops.c ==== */
+
 /* ==== Begin kernels/cpu/ops_avx2.c ==== */
 /*
  * ops_avx2.c — AVX2 + FMA + F16C versions of the row dot products, compiled
- * with per-function target attributes (no global -mavx2) and chosen at run
- * time from dsi_cpu_features(); the portable versions in ops.c are the
- * reference they are tested against.
+ * with per-function target attributes (no global -mavx2); dsi_kernels_avx2
+ * lays them over the portable set when the CPU has them. The portable
+ * versions in ops.c are the reference they are tested against.
  */
-/* #include "../../deepseek_impl/internal.h": pasted above */
+/* #include "kernels.h": pasted above */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -9058,13 +9351,62 @@ DSI_AVX2 DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, 
     for (; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
 }
 
-DSI_FUNC bool dsi_have_avx2(void) {
-    uint32_t need = DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C;
-    return (dsi_cpu_features() & need) == need;
+#define DSI_AVX2_NEED (DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C)
+
+DSI_FUNC bool dsi_have_avx2(void) { return (dsi_cpu_features() & DSI_AVX2_NEED) == DSI_AVX2_NEED; }
+
+/* the table's shapes for the token-lane tiles (int8 activations) */
+static void dsi_tl8_pack_any(const void *x, size_t ldx, const float *s, size_t lds, int T, int cols, void *P,
+                             float *S) {
+    dsi_tl8_pack(x, ldx, s, lds, T, cols, P, S);
+}
+
+static void dsi_tl8_gemm_any(const uint8_t *W, size_t rb, int rows, int cols, const void *P, const float *S, int T,
+                             float *Y, size_t ldy, float *scratch) {
+    dsi_gemm_q8q8_tl8_avx2(W, rb, rows, cols, P, S, T, Y, ldy, scratch);
+}
+
+static float dsi_dot_rf32_avx2(const uint8_t *row, const float *x, int n) {
+    return dsi_dot_f32_avx2((const float *)(const void *)row, x, n);
+}
+
+static void dsi_dequant_f16_avx2(const uint8_t *row, float *y, int n) { dsi_f16_to_f32_row_avx2(row, y, n); }
+
+DSI_FUNC bool dsi_kernels_avx2(dsi_kernels *k, uint32_t features) {
+    if ((features & DSI_AVX2_NEED) != DSI_AVX2_NEED) return false;
+    k->name = "avx2";
+    k->dot[DS_DTYPE_F32] = dsi_dot_rf32_avx2;
+    k->dot[DS_DTYPE_F16] = dsi_dot_f16_avx2;
+    k->dot[DS_DTYPE_Q8_0] = dsi_dot_q8_avx2;
+    k->dequant[DS_DTYPE_F16] = dsi_dequant_f16_avx2;
+    k->axpy[DS_DTYPE_F16] = dsi_axpy_f16_avx2;
+    k->axpy[DS_DTYPE_Q8_0] = dsi_axpy_q8_avx2;
+    k->dot_f32 = dsi_dot_f32_avx2;
+    k->axpy_f32 = dsi_axpy_f32_avx2;
+    k->dot_f32x4 = dsi_dot_f32x4_avx2;
+    k->dot_f32_4x2 = dsi_dot_f32_4x2_avx2;
+    k->quantize_act = dsi_quantize_act_q8_avx2;
+    k->dot_q8q8 = dsi_dot_q8q8_avx2;
+    k->dot_q8q8x4 = dsi_dot_q8q8x4_avx2;
+    /* token lanes, 8 signed tokens a tile: all T from DSI_TL8_MIN tokens */
+    k->lane_min = DSI_TL8_MIN;
+    k->lane_split = dsi_tl8_split;
+    k->lane_pack_bytes = dsi_tl8_pack_bytes;
+    k->lane_pack_floats = dsi_tl8_pack_floats;
+    k->lane_pack = dsi_tl8_pack_any;
+    k->lane_gemm = dsi_tl8_gemm_any;
+    return true;
 }
 #else
 DSI_FUNC bool dsi_have_avx2(void) { return false; }
-DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) { return dsi_dot_f32(a, b, n); }
+DSI_FUNC bool dsi_kernels_avx2(dsi_kernels *k, uint32_t features) {
+    (void)k;
+    (void)features;
+    return false;
+}
+/* never called where dsi_have_avx2() is false: they exist so that code and
+ * tests naming them link on every platform */
+DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) { return dsi_dot_f32_c(a, b, n); }
 DSI_FUNC void dsi_axpy_f32_avx2(float a, const float *x, float *y, int n) { dsi_axpy_f32_c(a, x, y, n); }
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
@@ -9102,7 +9444,7 @@ DSI_FUNC void dsi_gemm_q8q8_tl8_avx2(const uint8_t *W, size_t rb, int rows, int 
  * into an int32 lane without saturation. The portable versions in ops.c are
  * the reference they are tested against.
  */
-/* #include "../../deepseek_impl/internal.h": pasted above */
+/* #include "kernels.h": pasted above */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -9304,13 +9646,44 @@ DSI_VNNI DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int ro
     }
 }
 
-DSI_FUNC bool dsi_have_vnni512(void) {
-    uint32_t need = DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C | DSI_CPU_AVX512F | DSI_CPU_AVX512BW |
-                    DSI_CPU_AVX512VL | DSI_CPU_AVX512VNNI;
-    return (dsi_cpu_features() & need) == need;
+#define DSI_VNNI_NEED                                                                                            \
+    (DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C | DSI_CPU_AVX512F | DSI_CPU_AVX512BW | DSI_CPU_AVX512VL |         \
+     DSI_CPU_AVX512VNNI)
+
+DSI_FUNC bool dsi_have_vnni512(void) { return (dsi_cpu_features() & DSI_VNNI_NEED) == DSI_VNNI_NEED; }
+
+/* the table's shapes for the token-lane tiles (u8 activations) */
+static void dsi_tl_pack_any(const void *x, size_t ldx, const float *s, size_t lds, int T, int cols, void *P,
+                            float *S) {
+    dsi_tl_pack(x, ldx, s, lds, T, cols, P, S);
+}
+
+static void dsi_tl_gemm_any(const uint8_t *W, size_t rb, int rows, int cols, const void *P, const float *S, int T,
+                            float *Y, size_t ldy, float *scratch) {
+    dsi_gemm_q8u8_tl_vnni(W, rb, rows, cols, P, S, T, Y, ldy, scratch);
+}
+
+/* Over the AVX2 set: Q8_0 products take u8 activations and 15-token tiles. */
+DSI_FUNC bool dsi_kernels_vnni512(dsi_kernels *k, uint32_t features) {
+    if ((features & DSI_VNNI_NEED) != DSI_VNNI_NEED) return false;
+    k->name = "avx512-vnni";
+    k->act_to_u8 = dsi_act_to_u8;
+    k->dot_q8u8xT = dsi_dot_q8u8xT_vnni;
+    k->lane_min = DSI_TL_MIN;
+    k->lane_split = dsi_tl_split;
+    k->lane_pack_bytes = dsi_tl_pack_bytes;
+    k->lane_pack_floats = dsi_tl_pack_floats;
+    k->lane_pack = dsi_tl_pack_any;
+    k->lane_gemm = dsi_tl_gemm_any;
+    return true;
 }
 #else
 DSI_FUNC bool dsi_have_vnni512(void) { return false; }
+DSI_FUNC bool dsi_kernels_vnni512(dsi_kernels *k, uint32_t features) {
+    (void)k;
+    (void)features;
+    return false;
+}
 DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
                                   int T, float *out) {
     (void)row, (void)u, (void)ldu, (void)s, (void)lds, (void)n, (void)T, (void)out;
@@ -9321,222 +9694,6 @@ DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int c
 }
 #endif
 /* ==== End kernels/cpu/ops_avx512.c ==== */
-
-/* ==== Begin kernels/cpu/ops.c ==== */
-/*
- * ops.c — portable C kernels: dot products of one stored row (F32, F16 or
- * Q8_0, dequantized inside the loop, never expanded into a copy of the
- * matrix) with an F32 vector, RMSNorm, softmax. F32 accumulation throughout.
- * ISA-specific versions (AVX2/F16C/FMA) come later behind the same calls.
- */
-/* #include "../../deepseek_impl/internal.h": pasted above */
-
-#include <math.h>
-
-/* ==== Dot products ======================================================= */
-DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n) {
-    /* four partial sums: lets the compiler vectorise and shortens the
-     * dependency chain */
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++) s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n) {
-    float sum = 0;
-    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
-        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        const int8_t *q = (const int8_t *)(blk + 2);
-        const float *xb = x + b * DSI_Q8_BLOCK;
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (int i = 0; i < DSI_Q8_BLOCK; i += 4) {
-            s0 += (float)q[i] * xb[i];
-            s1 += (float)q[i + 1] * xb[i + 1];
-            s2 += (float)q[i + 2] * xb[i + 2];
-            s3 += (float)q[i + 3] * xb[i + 3];
-        }
-        sum += dsi_f16_to_f32(dsi_rd16(blk)) * ((s0 + s1) + (s2 + s3));
-    }
-    return sum;
-}
-
-DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n) {
-    float s0 = 0, s1 = 0;
-    int i = 0;
-    for (; i + 2 <= n; i += 2) {
-        s0 += dsi_f16_to_f32(dsi_rd16(row + 2 * i)) * x[i];
-        s1 += dsi_f16_to_f32(dsi_rd16(row + 2 * i + 2)) * x[i + 1];
-    }
-    for (; i < n; i++) s0 += dsi_f16_to_f32(dsi_rd16(row + 2 * i)) * x[i];
-    return s0 + s1;
-}
-
-/* Activations quantized on the fly: n floats (n % 32 == 0) into int8 q with
- * one float scale per block of 32 (amax / 127, round to nearest even), so a
- * Q8_0 row times a vector is an exact int32 sum per block. */
-DSI_FUNC void dsi_quantize_act_q8_c(const float *x, int n, int8_t *q, float *s) {
-    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
-        const float *xb = x + b * DSI_Q8_BLOCK;
-        float amax = 0;
-        for (int i = 0; i < DSI_Q8_BLOCK; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
-        float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
-        s[b] = d;
-        for (int i = 0; i < DSI_Q8_BLOCK; i++) q[b * DSI_Q8_BLOCK + i] = (int8_t)lrintf(xb[i] * inv);
-    }
-}
-
-DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
-    float sum = 0;
-    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
-        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        const int8_t *w = (const int8_t *)(blk + 2);
-        const int8_t *a = q + b * DSI_Q8_BLOCK;
-        int32_t acc = 0;
-        for (int i = 0; i < DSI_Q8_BLOCK; i++) acc += (int32_t)w[i] * (int32_t)a[i];
-        sum += dsi_f16_to_f32(dsi_rd16(blk)) * s[b] * (float)acc;
-    }
-    return sum;
-}
-
-DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
-    for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
-}
-
-/* Token-lane tile layouts (dsi_gemm_q8u8_tl_vnni, dsi_gemm_q8q8_tl8_avx2):
- * tiles of at most per tokens (dsi_lane_tile), L lanes each; in tile i,
- * block b, step k (bytes 4k..4k+3 of the block), lane t holds those four
- * bytes of token t0 + t. Unused lanes hold the byte fill (x = 0) with scale
- * 0; in the VNNI layout that includes the bias lane. */
-static void dsi_lane_pack(const uint8_t *x, size_t ldx, const float *s, size_t lds, int T, int cols, int per,
-                          size_t L, uint8_t fill, uint8_t *P, float *S) {
-    size_t nb = (size_t)cols / DSI_Q8_BLOCK;
-    for (int tile = 0; tile < dsi_lane_tiles(T, per); tile++) {
-        int t0, n;
-        dsi_lane_tile(T, per, tile, &t0, &n);
-        uint8_t *pt = P + (size_t)tile * nb * 32 * L;
-        float *st = S + (size_t)tile * nb * L;
-        memset(pt, fill, nb * 32 * L);
-        for (int t = 0; t < n; t++) {
-            const uint8_t *src = x + (size_t)(t0 + t) * ldx;
-            for (size_t b = 0; b < nb; b++)
-                for (size_t k = 0; k < 8; k++) memcpy(pt + ((b * 8 + k) * L + (size_t)t) * 4, src + b * 32 + 4 * k, 4);
-        }
-        for (size_t b = 0; b < nb; b++)
-            for (size_t t = 0; t < L; t++) st[b * L + t] = t < (size_t)n ? s[(size_t)(t0 + (int)t) * lds + b] : 0.0f;
-    }
-}
-
-DSI_FUNC void dsi_tl_pack(const uint8_t *u, size_t ldu, const float *s, size_t lds, int T, int cols, uint8_t *P,
-                          float *S) {
-    dsi_lane_pack(u, ldu, s, lds, T, cols, DSI_TL_TOKENS, 16, 0x80, P, S);
-}
-
-DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t lds, int T, int cols, int8_t *P,
-                           float *S) {
-    dsi_lane_pack((const uint8_t *)(const void *)q, ldq, s, lds, T, cols, DSI_TL8_TOKENS, 8, 0,
-                  (uint8_t *)(void *)P, S);
-}
-
-DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
-    if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
-    else dsi_quantize_act_q8_c(x, n, q, s);
-}
-
-DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n) {
-    return dsi_have_avx2() ? dsi_dot_q8q8_avx2(row, q, s, n) : dsi_dot_q8q8_c(row, q, s, n);
-}
-
-/* The ISA is picked at run time (detected once, see dsi_cpu_features). */
-DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
-    return dsi_have_avx2() ? dsi_dot_f32_avx2(a, b, n) : dsi_dot_f32_c(a, b, n);
-}
-
-DSI_FUNC void dsi_axpy_f32_c(float a, const float *x, float *y, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-DSI_FUNC void dsi_axpy_f32(float a, const float *x, float *y, int n) {
-    if (dsi_have_avx2()) dsi_axpy_f32_avx2(a, x, y, n);
-    else dsi_axpy_f32_c(a, x, y, n);
-}
-
-DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x) {
-    bool v = dsi_have_avx2();
-    switch (w->dtype) {
-    case DS_DTYPE_F32: return dsi_dot_f32((const float *)(const void *)row, x, w->cols);
-    case DS_DTYPE_F16: return v ? dsi_dot_f16_avx2(row, x, w->cols) : dsi_dot_f16_c(row, x, w->cols);
-    case DS_DTYPE_Q8_0: return v ? dsi_dot_q8_avx2(row, x, w->cols) : dsi_dot_q8_c(row, x, w->cols);
-    }
-    return 0;
-}
-
-DSI_FUNC void dsi_dequant_row(const dsi_weight *w, const uint8_t *row, float *y) {
-    switch (w->dtype) {
-    case DS_DTYPE_F32: memcpy(y, row, (size_t)w->cols * sizeof(float)); break;
-    case DS_DTYPE_F16:
-        if (dsi_have_avx2()) dsi_f16_to_f32_row_avx2(row, y, w->cols);
-        else dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)w->cols);
-        break;
-    case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)w->cols); break;
-    }
-}
-
-DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, float *y) {
-    int n = w->cols;
-    if (dsi_have_avx2() && w->dtype != DS_DTYPE_F32) {
-        if (w->dtype == DS_DTYPE_Q8_0) dsi_axpy_q8_avx2(row, a, y, n);
-        else dsi_axpy_f16_avx2(row, a, y, n);
-        return;
-    }
-    switch (w->dtype) {
-    case DS_DTYPE_F32: {
-        const float *r = (const float *)(const void *)row;
-        for (int i = 0; i < n; i++) y[i] += a * r[i];
-        break;
-    }
-    case DS_DTYPE_F16:
-        for (int i = 0; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
-        break;
-    case DS_DTYPE_Q8_0:
-        for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
-            const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-            float as = a * dsi_f16_to_f32(dsi_rd16(blk));
-            const int8_t *q = (const int8_t *)(blk + 2);
-            float *yb = y + b * DSI_Q8_BLOCK;
-            for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)q[i];
-        }
-        break;
-    }
-}
-
-/* ==== Normalisation ====================================================== */
-DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    /* as the references: mean of squares in float32, then x * rsqrt * w */
-    float ss = 0;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    float r = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
-}
-
-DSI_FUNC void dsi_softmax(float *x, int n) {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    float sum = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    float inv = 1.0f / sum;
-    for (int i = 0; i < n; i++) x[i] *= inv;
-}
-/* ==== End kernels/cpu/ops.c ==== */
 
 /* ==== Begin deepseek_impl/pager.c ==== */
 /*
@@ -9556,7 +9713,7 @@ DSI_FUNC void dsi_softmax(float *x, int n) {
  * the prefetch thread when it has nothing queued), then waits on a condition
  * variable. Contexts on several threads may share the cache.
  */
-/* #include "internal.h": pasted above */
+/* #include "engine.h": pasted above */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10182,7 +10339,8 @@ DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int x) {
  * A batch of T tokens runs each matrix as a matrix-matrix product (rows are
  * dequantized once per batch); MoE tokens are grouped per expert.
  */
-/* #include "internal.h": pasted above */
+/* #include "engine.h": pasted above */
+/* #include "../kernels/cpu/kernels.h": pasted above */
 
 #include <math.h>
 #include <stdio.h>
@@ -10197,6 +10355,7 @@ typedef struct dsi_cpu_ctx {
     int n_ctx, n_seq;
     dsi_pool *pool;
     int n_workers;
+    dsi_kernels k;                     /* the kernels, chosen once for this CPU (dsi_kernels_select) */
     /* KV caches, per sequence and layer: MLA latent (n_ctx, R) and rope key
      * (n_ctx, dr); MHA keys and values (n_ctx, Hkv * hd) */
     float *kv_a, *kv_b;
@@ -10222,7 +10381,7 @@ typedef struct dsi_cpu_ctx {
     int xq_cols;                       /* widest */
     float *kvx;                        /* expanded K/V of kvx_heads heads (MLA batches) */
     int kvx_heads;
-    uint8_t *xp;                       /* the same in token-lane tiles (dsi_tl_pack or dsi_tl8_pack) */
+    uint8_t *xp;                       /* the same in token-lane tiles (k.lane_pack) */
     float *xps;                        /* their scales in tiles */
 } dsi_cpu_ctx;
 
@@ -10269,6 +10428,7 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     dsi_cpu_ctx *c = dsi_calloc(al, 1, sizeof *c);
     if (!c) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a context");
     c->m = m;
+    dsi_kernels_select(&c->k, dsi_cpu_features());
     int n_ctx = sh->n_ctx;
     c->n_ctx = n_ctx;
     c->n_seq = sh->n_seq;
@@ -10334,12 +10494,10 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
         if (c->kvx_heads < 1) c->kvx_heads = 1;
         c->kvx = dsi_calloc(al, (size_t)c->kvx_heads, per_head);
     }
-    bool lanes = dsi_have_vnni512() || dsi_have_avx2();   /* token-lane tiles, either form */
+    bool lanes = c->k.lane_split != NULL;   /* token-lane tiles */
     if (lanes) {
-        size_t pb = dsi_tl_pack_bytes(T, widest), pb8 = dsi_tl8_pack_bytes(T, widest);
-        size_t pf = dsi_tl_pack_floats(T, widest), pf8 = dsi_tl8_pack_floats(T, widest);
-        c->xp = dsi_calloc(al, pb > pb8 ? pb : pb8, 1);
-        c->xps = dsi_calloc(al, pf > pf8 ? pf : pf8, sizeof(float));
+        c->xp = dsi_calloc(al, c->k.lane_pack_bytes(T, widest), 1);
+        c->xps = dsi_calloc(al, c->k.lane_pack_floats(T, widest), sizeof(float));
     }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->etok || !c->guess || !c->n_guess ||
@@ -10374,87 +10532,80 @@ typedef struct dsi_mm_job {
 static void dsi_mm_task(void *arg, int task, int worker) {
     const dsi_mm_job *j = arg;
     const dsi_weight *w = j->w;
+    const dsi_kernels *k = &j->c->k;
     int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > w->rows) r1 = w->rows;
     float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
     if (j->xq || j->xu) {
         /* int8 x int8: each row is read once and meets every token's
-         * quantized activations while it is in L1 */
+         * quantized activations while it is in L1; tokens [0, tl) in the
+         * token-lane tiles, the rest row by row */
         int nb = w->cols / DSI_Q8_BLOCK;
-        if (j->xu) {
-            if (j->tl)
-                dsi_gemm_q8u8_tl_vnni(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols, j->c->xp,
-                                      j->c->xps, j->tl, j->Y + r0, (size_t)j->ldy, row);
-            for (int r = r0; r < r1 && j->tl < j->T; r++) {
-                const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-                float o[4];
-                for (int t = j->tl; t < j->T; t += 4) {
-                    int n = j->T - t < 4 ? j->T - t : 4;
-                    dsi_dot_q8u8xT_vnni(rp, j->xu + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                        (size_t)nb, w->cols, n, o);
-                    for (int k = 0; k < n; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
-                }
-            }
-            return;
-        }
-        bool v = dsi_have_avx2();
-        if (j->tl)   /* AVX2 token lanes: all T tokens (dsi_tl8_split) */
-            dsi_gemm_q8q8_tl8_avx2(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols,
-                                   (const int8_t *)(const void *)j->c->xp, j->c->xps, j->tl, j->Y + r0,
-                                   (size_t)j->ldy, row);
+        if (j->tl)
+            k->lane_gemm(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols, j->c->xp, j->c->xps,
+                         j->tl, j->Y + r0, (size_t)j->ldy, row);
         for (int r = r0; r < r1 && j->tl < j->T; r++) {
             const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-            int t = 0;
-            if (v) {
-                float o[4];
-                for (; t + 4 <= j->T; t += 4) {
-                    dsi_dot_q8q8x4_avx2(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                        (size_t)nb, w->cols, o);
-                    for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
+            int t = j->tl;
+            float o[4];
+            if (j->xu) {   /* u8 activations: up to four tokens a call */
+                for (; t < j->T; t += 4) {
+                    int n = j->T - t < 4 ? j->T - t : 4;
+                    k->dot_q8u8xT(rp, j->xu + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
+                                  (size_t)nb, w->cols, n, o);
+                    for (int i = 0; i < n; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
                 }
+                continue;
             }
+            if (k->dot_q8q8x4)
+                for (; t + 4 <= j->T; t += 4) {
+                    k->dot_q8q8x4(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
+                                  (size_t)nb, w->cols, o);
+                    for (int i = 0; i < 4; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
+                }
             for (; t < j->T; t++)
                 j->Y[(size_t)t * j->ldy + r] =
-                    dsi_dot_q8q8(rp, j->xq + (size_t)t * w->cols, j->xs + (size_t)t * nb, w->cols);
+                    k->dot_q8q8(rp, j->xq + (size_t)t * w->cols, j->xs + (size_t)t * nb, w->cols);
         }
         return;
     }
     int r = r0;
-    if (j->T >= 2 && dsi_have_avx2() && (size_t)4 * (size_t)w->cols <= j->c->ework_stride) {
+    if (j->T >= 2 && k->dot_f32_4x2 && (size_t)4 * (size_t)w->cols <= j->c->ework_stride) {
         /* four rows dequantized at a time, two tokens per pass over them:
          * each token's values leave L2 once per four rows */
         int n = w->cols;
         for (; r + 4 <= r1; r += 4) {
-            for (int i = 0; i < 4; i++) dsi_dequant_row(w, j->base + (size_t)(r + i) * w->row_bytes, row + (size_t)i * n);
+            for (int i = 0; i < 4; i++)
+                k->dequant[w->dtype](j->base + (size_t)(r + i) * w->row_bytes, row + (size_t)i * n, n);
             int t = 0;
             for (; t + 2 <= j->T; t += 2) {
                 float o[8];
-                dsi_dot_f32_4x2_avx2(row, (size_t)n, j->X + (size_t)t * j->ldx, (size_t)j->ldx, n, o);
+                k->dot_f32_4x2(row, (size_t)n, j->X + (size_t)t * j->ldx, (size_t)j->ldx, n, o);
                 dsi_lane_store(j->Y, (size_t)j->ldy, t, 2, r, 4, o, 2);
             }
             for (; t < j->T; t++)
                 for (int i = 0; i < 4; i++)
-                    j->Y[(size_t)t * j->ldy + r + i] = dsi_dot_f32(row + (size_t)i * n, j->X + (size_t)t * j->ldx, n);
+                    j->Y[(size_t)t * j->ldy + r + i] = k->dot_f32(row + (size_t)i * n, j->X + (size_t)t * j->ldx, n);
         }
     }
     for (; r < r1; r++) {
         const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
         if (j->T == 1) {
-            j->Y[r] = dsi_dot_row(w, rp, j->X);
+            j->Y[r] = k->dot[w->dtype](rp, j->X, w->cols);
         } else {
             /* dequantize the row once, use it for every token of the batch,
              * four tokens per pass over it */
-            dsi_dequant_row(w, rp, row);
+            k->dequant[w->dtype](rp, row, w->cols);
             int t = 0;
-            if (dsi_have_avx2()) {
+            if (k->dot_f32x4) {
                 float o[4];
                 for (; t + 4 <= j->T; t += 4) {
-                    dsi_dot_f32x4_avx2(row, j->X + (size_t)t * j->ldx, (size_t)j->ldx, w->cols, o);
-                    for (int k = 0; k < 4; k++) j->Y[(size_t)(t + k) * j->ldy + r] = o[k];
+                    k->dot_f32x4(row, j->X + (size_t)t * j->ldx, (size_t)j->ldx, w->cols, o);
+                    for (int i = 0; i < 4; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
                 }
             }
             for (; t < j->T; t++)
-                j->Y[(size_t)t * j->ldy + r] = dsi_dot_f32(row, j->X + (size_t)t * j->ldx, w->cols);
+                j->Y[(size_t)t * j->ldy + r] = k->dot_f32(row, j->X + (size_t)t * j->ldx, w->cols);
         }
     }
 }
@@ -10471,11 +10622,11 @@ static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const f
     if (w->dtype != DS_DTYPE_Q8_0 || w->cols > c->xq_cols || c->m->exact_act) return;
     int nb = w->cols / DSI_Q8_BLOCK;
     for (int t = 0; t < T; t++)
-        dsi_quantize_act_q8(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
+        c->k.quantize_act(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
     *xs = c->xs;
-    if (dsi_have_vnni512()) {
+    if (c->k.act_to_u8) {
         uint8_t *u = (uint8_t *)c->xq;
-        dsi_act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
+        c->k.act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
         *xu = u;
     } else {
         *xq = c->xq;
@@ -10501,12 +10652,10 @@ static dsi_mm_job dsi_mm_prepare(const dsi_cpu_ctx *c, const dsi_weight *w, cons
     dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0};
     if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
     size_t nb = (size_t)(w->cols / DSI_Q8_BLOCK);
-    if (j.xu && c->xp && T >= DSI_TL_MIN) {   /* a batch: tokens in the vector lanes */
-        j.tl = dsi_tl_split(T);
-        dsi_tl_pack(j.xu, (size_t)w->cols, j.xs, nb, j.tl, w->cols, c->xp, c->xps);
-    } else if (j.xq && c->xp && dsi_have_avx2() && T >= DSI_TL8_MIN) {   /* the same without VNNI */
-        j.tl = dsi_tl8_split(T);
-        dsi_tl8_pack(j.xq, (size_t)w->cols, j.xs, nb, j.tl, w->cols, (int8_t *)(void *)c->xp, c->xps);
+    const void *xa = j.xu ? (const void *)j.xu : (const void *)j.xq;
+    if (xa && c->xp && c->k.lane_split && T >= c->k.lane_min) {   /* a batch: tokens in the vector lanes */
+        j.tl = c->k.lane_split(T);
+        c->k.lane_pack(xa, (size_t)w->cols, j.xs, nb, j.tl, w->cols, c->xp, c->xps);
     }
     return j;
 }
@@ -10584,12 +10733,12 @@ static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_
     int nb = j->cols / DSI_Q8_BLOCK;
     if (j->xu) {
         float o[4];
-        dsi_dot_q8u8xT_vnni(rp, j->xu + (size_t)xrow * j->cols, (size_t)j->cols, j->xs + (size_t)xrow * nb,
+        j->c->k.dot_q8u8xT(rp, j->xu + (size_t)xrow * j->cols, (size_t)j->cols, j->xs + (size_t)xrow * nb,
                             (size_t)nb, j->cols, 1, o);
         return o[0];
     }
-    if (j->xq) return dsi_dot_q8q8(rp, j->xq + (size_t)xrow * j->cols, j->xs + (size_t)xrow * nb, j->cols);
-    return dsi_dot_row(w, rp, j->X + (size_t)xrow * j->cols);
+    if (j->xq) return j->c->k.dot_q8q8(rp, j->xq + (size_t)xrow * j->cols, j->xs + (size_t)xrow * nb, j->cols);
+    return j->c->k.dot[w->dtype](rp, j->X + (size_t)xrow * j->cols, j->cols);
 }
 
 static float dsi_silu(float x);
@@ -10637,10 +10786,11 @@ typedef struct dsi_att_job {
 
 /* The second half of every attention task: softmax over the n scores, then
  * out (dim values) = sum over s of p_s * V_s, row s of V at V + s * stride. */
-static void dsi_att_mix(float *scores, int n, const float *V, size_t stride, float *out, int dim) {
+static void dsi_att_mix(const dsi_kernels *k, float *scores, int n, const float *V, size_t stride, float *out,
+                        int dim) {
     dsi_softmax(scores, n);
     memset(out, 0, (size_t)dim * sizeof(float));
-    for (int s = 0; s < n; s++) dsi_axpy_f32(scores[s], V + (size_t)s * stride, out, dim);
+    for (int s = 0; s < n; s++) k->axpy_f32(scores[s], V + (size_t)s * stride, out, dim);
 }
 
 /* MLA, absorbed: one (token, head) per task. */
@@ -10660,17 +10810,17 @@ static void dsi_mla_task(void *arg, int task, int worker) {
     /* q_lat = W_uk(h)^T q_nope: latent-space query */
     memset(qlat, 0, (size_t)R * sizeof(float));
     const uint8_t *rows = kvb->data + (size_t)h * (dn + dv) * kvb->row_bytes;
-    for (int i = 0; i < dn; i++) dsi_axpy_row(kvb, rows + (size_t)i * kvb->row_bytes, qh[i], qlat);
+    for (int i = 0; i < dn; i++) c->k.axpy[kvb->dtype](rows + (size_t)i * kvb->row_bytes, qh[i], qlat, R);
     const float *ca = j->ca;
     const float *cb = j->cb;
     for (int s = 0; s < n; s++)
-        scores[s] = (dsi_dot_f32(qlat, ca + (size_t)s * R, R) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
+        scores[s] = (c->k.dot_f32(qlat, ca + (size_t)s * R, R) + c->k.dot_f32(qpe, cb + (size_t)s * dr, dr)) *
                     c->attn_scale;
-    dsi_att_mix(scores, n, ca, (size_t)R, lat, R);
+    dsi_att_mix(&c->k, scores, n, ca, (size_t)R, lat, R);
     /* back to value space: out = W_uv(h) lat */
     float *out = j->att + (size_t)t * H * dv + (size_t)h * dv;
     const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
-    for (int i = 0; i < dv; i++) out[i] = dsi_dot_row(kvb, vrows + (size_t)i * kvb->row_bytes, lat);
+    for (int i = 0; i < dv; i++) out[i] = c->k.dot[kvb->dtype](vrows + (size_t)i * kvb->row_bytes, lat, R);
 }
 
 /* Multi-head attention (DeepSeek-MoE): one (token, head) per task. */
@@ -10685,8 +10835,8 @@ static void dsi_mha_task(void *arg, int task, int worker) {
     const float *K = j->ca;
     const float *V = j->cb;
     size_t kd = (size_t)Hk * hd;
-    for (int s = 0; s < n; s++) scores[s] = dsi_dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * c->attn_scale;
-    dsi_att_mix(scores, n, V + (size_t)kh * hd, kd, j->att + (size_t)t * H * hd + (size_t)h * hd, hd);
+    for (int s = 0; s < n; s++) scores[s] = c->k.dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * c->attn_scale;
+    dsi_att_mix(&c->k, scores, n, V + (size_t)kh * hd, kd, j->att + (size_t)t * H * hd + (size_t)h * hd, hd);
 }
 
 /* One (token, head) of a batch against expanded K/V: the same attention as
@@ -10706,9 +10856,9 @@ static void dsi_mla_x_task(void *arg, int task, int worker) {
     const float *cb = j->cb;
     const float *kv = c->kvx + (size_t)hh * (dn + dv);
     for (int s = 0; s < n; s++)
-        scores[s] = (dsi_dot_f32(qh, kv + (size_t)s * kvw, dn) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) *
+        scores[s] = (c->k.dot_f32(qh, kv + (size_t)s * kvw, dn) + c->k.dot_f32(qpe, cb + (size_t)s * dr, dr)) *
                     c->attn_scale;
-    dsi_att_mix(scores, n, kv + dn, (size_t)kvw, j->att + (size_t)t * H * dv + (size_t)h * dv, dv);
+    dsi_att_mix(&c->k, scores, n, kv + dn, (size_t)kvw, j->att + (size_t)t * H * dv + (size_t)h * dv, dv);
 }
 
 /* Whether a batch of T tokens after pos0 takes dsi_mla_expanded: it pays
@@ -10905,8 +11055,8 @@ static void dsi_moe_prefetch(dsi_cpu_ctx *c, int l, int T, const float *X) {
     float *logits = c->ye, *scratch = c->ework;
     int *pred = c->guess + (size_t)(l + 1) * K;   /* best first; kept to score it against l+1's choice */
     for (int t = 0; t < T; t++) {
-        for (int x = 0; x < E; x++) logits[x] = dsi_dot_row(&N->router, N->router.data + (size_t)x * N->router.row_bytes,
-                                                           X + (size_t)t * D);
+        for (int x = 0; x < E; x++) logits[x] = c->k.dot[N->router.dtype](N->router.data + (size_t)x * N->router.row_bytes,
+                                                                     X + (size_t)t * D, D);
         float w[64];
         dsi_route(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, scratch, pred, w);
         dsi_pager_prefetch(c->m->pager, l + 1, pred, K, true);
@@ -11029,13 +11179,26 @@ static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_
     return DS_OK;
 }
 
+/* ==== The kernels ========================================================== */
+/* The portable set, with the AVX2 kernels over it and the VNNI ones over
+ * those, as far as the features allow; chosen once per context. */
+DSI_FUNC void dsi_kernels_select(dsi_kernels *k, uint32_t features) {
+    dsi_kernels_portable(k);
+    if (dsi_kernels_avx2(k, features)) (void)dsi_kernels_vnni512(k, features);
+}
+
+DSI_FUNC const char *dsi_cpu_kernels_name(void) {
+    dsi_kernels k;
+    dsi_kernels_select(&k, dsi_cpu_features());
+    return k.name;
+}
+
 /* ==== The device's table ================================================== */
 static ds_status dsi_cpu_model_new(ds_model *m, const ds_model_params *p, void **dm, dsi_err *e) {
+    (void)m;
     (void)p;
     (void)e;
     *dm = NULL;
-    snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
-             dsi_have_vnni512() ? "avx512-vnni" : dsi_have_avx2() ? "avx2" : "portable");
     return DS_OK;
 }
 
@@ -11069,9 +11232,10 @@ static ds_status dsi_cpu_end(void *dc, ds_status s, dsi_err *e) {
 
 static ds_status dsi_cpu_embed(void *dc, const dsi_weight *table, const int32_t *tok, int T, float *x, dsi_err *e) {
     (void)e;
-    int D = ((dsi_cpu_ctx *)dc)->m->cfg.hidden_size;
+    const dsi_cpu_ctx *c = dc;
+    int D = c->m->cfg.hidden_size;
     for (int t = 0; t < T; t++)
-        dsi_dequant_row(table, table->data + (size_t)tok[t] * table->row_bytes, x + (size_t)t * D);
+        c->k.dequant[table->dtype](table->data + (size_t)tok[t] * table->row_bytes, x + (size_t)t * D, table->cols);
     return DS_OK;
 }
 
@@ -11184,7 +11348,7 @@ DSI_FUNC const dsi_device_i *dsi_cpu_device(void) { return &dsi_cpu_table; }
  * in summation order only; Q8_0 weights meet F32 activations (as the CPU
  * with exact_activations).
  */
-/* #include "internal.h": pasted above */
+/* #include "engine.h": pasted above */
 
 /* plain C declarations, no CUDA types: harmless in a CPU-only build */
 /* ==== Begin kernels/cuda/backend.cuh ==== */
@@ -12327,7 +12491,7 @@ DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return NULL; }
  * expert pager (pager.c) and the device the forward pass runs on (cpu.c or
  * cuda.c), chosen once here; the model's parameters and statistics.
  */
-/* #include "internal.h": pasted above */
+/* #include "engine.h": pasted above */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12344,6 +12508,7 @@ DS_API ds_model_params ds_model_default_params(void) {
 }
 
 DS_API const char *ds_model_errmsg(const ds_model *m) { return m ? m->err.msg : "no model"; }
+DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m) { return m ? m->tok : NULL; }
 DS_API ds_device ds_model_device(const ds_model *m) { return m ? m->device : DS_DEVICE_CPU; }
 DS_API const char *ds_model_device_name(const ds_model *m) {
     return !m ? "no model" : m->device_name[0] ? m->device_name : "cpu";
@@ -12419,7 +12584,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     if (p->load_weights && (s = dsi_model_weights(m, p, &e))) goto fail;
     if (m->device == DS_DEVICE_CPU)
         snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
-                 dsi_have_vnni512() ? "avx512-vnni" : dsi_have_avx2() ? "avx2" : "portable");
+                 dsi_cpu_kernels_name());
     dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
             m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
     *out = m;
@@ -12490,7 +12655,7 @@ DS_API void ds_model_cache_stats_reset(ds_model *m) {
  * sequences (dsi_batch): everything but attention runs on the whole batch,
  * attention on each run of consecutive positions of one sequence.
  */
-/* #include "internal.h": pasted above */
+/* #include "engine.h": pasted above */
 
 #include <math.h>
 #include <stdio.h>
@@ -12905,7 +13070,7 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
  * written; the sampler owns a scratch buffer sized to the largest vocabulary
  * it has seen.
  */
-/* #include "internal.h": pasted above */
+/* #include "base.h": pasted above */
 
 #include <math.h>
 #include <stdlib.h>
@@ -13281,7 +13446,7 @@ DS_API ds_status ds_sampler_sample(ds_sampler *s, const float *logits, int n_voc
  * internal thing it touches is the model's allocator, so that a caller's
  * allocator hooks also see these buffers.
  */
-/* #include "internal.h": pasted above */
+/* #include "engine.h": pasted above */
 
 #include <math.h>
 #include <stdlib.h>
@@ -13820,7 +13985,7 @@ DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, i
  * whatever the model size. The output goes to a temporary file that is
  * renamed into place only when everything succeeded.
  */
-/* #include "internal.h": pasted above */
+/* #include "format.h": pasted above */
 
 #include <errno.h>
 #include <fcntl.h>

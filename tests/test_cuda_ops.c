@@ -11,13 +11,13 @@
  * cuda-ops-14" in the environment runs only the device cases named (the
  * others are reported skipped): for quick runs under tools/cuda_emu.
  *
- * CPU twins: dsi_dot_row (GEMV), dsi_dequant_row + dsi_dot_f32 (batched
+ * CPU twins: the kernel table's dot (GEMV), dequant + dot_f32 (batched
  * matmul), dsi_rmsnorm, dsi_route, dsi_dequantize_row_*. forward.c keeps
  * dsi_rope_init, dsi_rope, dsi_mla_task, dsi_mha_task and dsi_silu static,
  * so the sections marked "transcribed" below copy them line for line, built
- * on the library's dsi_axpy_row, dsi_dot_f32, dsi_softmax, dsi_dot_row. The
+ * on the CPU kernel table (axpy, dot_f32, dot) and dsi_softmax. The
  * row operations' twins are loops of forward.c written out in the cases:
- * the embedding row (dsi_dequant_row of row tok[t], dsi_forward), the
+ * the embedding row (the table's dequant of row tok[t]), the
  * residual add (c->x[i] += c->tmp[i]), the MoE gather (memcpy of a token's
  * row) and weighted scatter-add (dst[d] += wgt * src[d], dsi_moe).
  *
@@ -61,11 +61,19 @@
  * ops are exact.
  */
 #include "../deepseek_impl/internal.h"
+#include "../kernels/cpu/kernels.h"
 #include "../kernels/cuda/backend.cuh"
 #include "test.h"
 
 #include <math.h>
 #include <stdint.h>
+
+/* The CPU twins run on the kernels the CPU device would choose here. */
+static const dsi_kernels *cpu_kernels(void) {
+    static dsi_kernels k;
+    if (!k.name) dsi_kernels_select(&k, dsi_cpu_features());
+    return &k;
+}
 
 /* a pointer, not the array: test.h's T_STATUS tests its message for NULL */
 static char msg_buf[512];
@@ -209,9 +217,9 @@ static void mla_task(const dsi_weight *kvb, const rope_tab *rt, const float *q, 
     rope(rt, qpe, pos, true);
     memset(qlat, 0, (size_t)R * sizeof(float));
     const uint8_t *rows = kvb->data + (size_t)h * (dn + dv) * kvb->row_bytes;
-    for (int i = 0; i < dn; i++) dsi_axpy_row(kvb, rows + (size_t)i * kvb->row_bytes, qh[i], qlat);
+    for (int i = 0; i < dn; i++) cpu_kernels()->axpy[kvb->dtype](rows + (size_t)i * kvb->row_bytes, qh[i], qlat, kvb->cols);
     for (int s = 0; s < n; s++)
-        scores[s] = (dsi_dot_f32(qlat, ca + (size_t)s * R, R) + dsi_dot_f32(qpe, cb + (size_t)s * dr, dr)) * attn_scale;
+        scores[s] = (cpu_kernels()->dot_f32(qlat, ca + (size_t)s * R, R) + cpu_kernels()->dot_f32(qpe, cb + (size_t)s * dr, dr)) * attn_scale;
     dsi_softmax(scores, n);
     memset(lat, 0, (size_t)R * sizeof(float));
     for (int s = 0; s < n; s++) {
@@ -221,7 +229,7 @@ static void mla_task(const dsi_weight *kvb, const rope_tab *rt, const float *q, 
     }
     float *out = att + (size_t)t * H * dv + (size_t)h * dv;
     const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
-    for (int i = 0; i < dv; i++) out[i] = dsi_dot_row(kvb, vrows + (size_t)i * kvb->row_bytes, lat);
+    for (int i = 0; i < dv; i++) out[i] = cpu_kernels()->dot[kvb->dtype](vrows + (size_t)i * kvb->row_bytes, lat, kvb->cols);
 }
 
 /* dsi_mha_task for one (token, head); scores is scratch of pos + 1 floats.
@@ -231,7 +239,7 @@ static void mha_task(const float *q, const float *K, const float *V, int H, int 
     int n = pos + 1, kh = h / (H / Hk);
     const float *qh = q + (size_t)t * H * hd + (size_t)h * hd;
     size_t kd = (size_t)Hk * hd;
-    for (int s = 0; s < n; s++) scores[s] = dsi_dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * attn_scale;
+    for (int s = 0; s < n; s++) scores[s] = cpu_kernels()->dot_f32(qh, K + s * kd + (size_t)kh * hd, hd) * attn_scale;
     dsi_softmax(scores, n);
     float *out = att + (size_t)t * H * hd + (size_t)h * hd;
     memset(out, 0, (size_t)hd * sizeof(float));
@@ -453,7 +461,7 @@ static void case_dequantize(void) {
                 return;
             }
             dsi_weight hw = host_weight((ds_dtype)t, w, 1, n, rb);
-            dsi_dequant_row(&hw, w, ref);
+            cpu_kernels()->dequant[hw.dtype](w, ref, hw.cols);
             ds_status s = dsi_cuda_dequantize_host((ds_dtype)t, w, rb, got, (size_t)n, msg, MSGLEN);
             T_STATUS("cuda-ops-1.1", s, DS_OK, msg);
             int bad = 0;
@@ -496,12 +504,12 @@ static void mm_case(const char *id, dsi_blas *blas, ds_dtype t, mm_shape sh) {
     double worst = 0;
     for (int r = 0; r < sh.rows; r++) {
         const uint8_t *rp = w + (size_t)r * rb;
-        dsi_dequant_row(&hw, rp, row);
+        cpu_kernels()->dequant[hw.dtype](rp, row, hw.cols);
         for (int k = 0; k < sh.T; k++) {
             const float *xt = x + (size_t)k * ldx;
-            /* the CPU twin: dsi_dot_row for one token, dequantized row and
-             * dsi_dot_f32 for a batch (dsi_mm_task) */
-            float ref = sh.T == 1 ? dsi_dot_row(&hw, rp, xt) : dsi_dot_f32(row, xt, sh.cols);
+            /* the CPU twin: the row dot for one token, dequantized row and
+             * dot_f32 for a batch (dsi_mm_task) */
+            float ref = sh.T == 1 ? cpu_kernels()->dot[hw.dtype](rp, xt, hw.cols) : cpu_kernels()->dot_f32(row, xt, sh.cols);
             double mag = 0;
             for (int i = 0; i < sh.cols; i++) mag += fabs((double)row[i] * xt[i]);
             double err = fabs((double)y[(size_t)k * ldy + r] - ref), tol = 2e-5 * mag + 1e-6;
@@ -1069,7 +1077,7 @@ static void embed_case(ds_dtype dt, int rows, int cols, int T, int bad_tokens) {
     }
     dsi_weight hw = host_weight(dt, tab, rows, cols, rb);
     for (int t = 0; t < T; t++)
-        if (tok[t] >= 0 && tok[t] < rows) dsi_dequant_row(&hw, tab + (size_t)tok[t] * rb, ref + (size_t)t * cols);
+        if (tok[t] >= 0 && tok[t] < rows) cpu_kernels()->dequant[hw.dtype](tab + (size_t)tok[t] * rb, ref + (size_t)t * cols, hw.cols);
     if (!(dtab = dev_up(id, tab, (size_t)rows * rb)) || !(dtok = dev_up(id, tok, (size_t)T * sizeof(int))) ||
         !(dx = dev_up(id, NULL, (size_t)T * cols * sizeof(float))))
         goto done;

@@ -39,6 +39,7 @@
  *                 expert comes out right.
  */
 #include "../deepseek_impl/internal.h"
+#include "../kernels/cpu/kernels.h"
 #include "test.h"
 
 #include <fcntl.h>

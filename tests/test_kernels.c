@@ -4,6 +4,7 @@
  * multiple of the vector width) and Q8_0 rows of many blocks.
  */
 #include "../deepseek_impl/internal.h"
+#include "../kernels/cpu/kernels.h"
 #include "test.h"
 
 #include <math.h>

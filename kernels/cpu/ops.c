@@ -4,7 +4,7 @@
  * matrix) with an F32 vector, RMSNorm, softmax. F32 accumulation throughout.
  * ISA-specific versions (AVX2/F16C/FMA) come later behind the same calls.
  */
-#include "../../deepseek_impl/internal.h"
+#include "kernels.h"
 
 #include <math.h>
 
@@ -119,76 +119,60 @@ DSI_FUNC void dsi_tl8_pack(const int8_t *q, size_t ldq, const float *s, size_t l
                   (uint8_t *)(void *)P, S);
 }
 
-DSI_FUNC void dsi_quantize_act_q8(const float *x, int n, int8_t *q, float *s) {
-    if (dsi_have_avx2()) dsi_quantize_act_q8_avx2(x, n, q, s);
-    else dsi_quantize_act_q8_c(x, n, q, s);
-}
-
-DSI_FUNC float dsi_dot_q8q8(const uint8_t *row, const int8_t *q, const float *s, int n) {
-    return dsi_have_avx2() ? dsi_dot_q8q8_avx2(row, q, s, n) : dsi_dot_q8q8_c(row, q, s, n);
-}
-
-/* The ISA is picked at run time (detected once, see dsi_cpu_features). */
-DSI_FUNC float dsi_dot_f32(const float *a, const float *b, int n) {
-    return dsi_have_avx2() ? dsi_dot_f32_avx2(a, b, n) : dsi_dot_f32_c(a, b, n);
-}
-
 DSI_FUNC void dsi_axpy_f32_c(float a, const float *x, float *y, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-DSI_FUNC void dsi_axpy_f32(float a, const float *x, float *y, int n) {
-    if (dsi_have_avx2()) dsi_axpy_f32_avx2(a, x, y, n);
-    else dsi_axpy_f32_c(a, x, y, n);
+/* ==== One row of each weight format ======================================= */
+static float dsi_dot_rf32_c(const uint8_t *row, const float *x, int n) {
+    return dsi_dot_f32_c((const float *)(const void *)row, x, n);
 }
 
-DSI_FUNC float dsi_dot_row(const dsi_weight *w, const uint8_t *row, const float *x) {
-    bool v = dsi_have_avx2();
-    switch (w->dtype) {
-    case DS_DTYPE_F32: return dsi_dot_f32((const float *)(const void *)row, x, w->cols);
-    case DS_DTYPE_F16: return v ? dsi_dot_f16_avx2(row, x, w->cols) : dsi_dot_f16_c(row, x, w->cols);
-    case DS_DTYPE_Q8_0: return v ? dsi_dot_q8_avx2(row, x, w->cols) : dsi_dot_q8_c(row, x, w->cols);
-    }
-    return 0;
+static void dsi_dequant_f32(const uint8_t *row, float *y, int n) { memcpy(y, row, (size_t)n * sizeof(float)); }
+
+static void dsi_dequant_f16_c(const uint8_t *row, float *y, int n) {
+    dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)n);
 }
 
-DSI_FUNC void dsi_dequant_row(const dsi_weight *w, const uint8_t *row, float *y) {
-    switch (w->dtype) {
-    case DS_DTYPE_F32: memcpy(y, row, (size_t)w->cols * sizeof(float)); break;
-    case DS_DTYPE_F16:
-        if (dsi_have_avx2()) dsi_f16_to_f32_row_avx2(row, y, w->cols);
-        else dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)w->cols);
-        break;
-    case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)w->cols); break;
+static void dsi_dequant_q8(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q8_0(row, y, (size_t)n); }
+
+/* F32 rows take this loop in every set (the AVX2 axpy is for activations) */
+static void dsi_axpy_rf32(const uint8_t *row, float a, float *y, int n) {
+    const float *r = (const float *)(const void *)row;
+    for (int i = 0; i < n; i++) y[i] += a * r[i];
+}
+
+static void dsi_axpy_f16_c(const uint8_t *row, float a, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
+}
+
+static void dsi_axpy_q8_c(const uint8_t *row, float a, float *y, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        float as = a * dsi_f16_to_f32(dsi_rd16(blk));
+        const int8_t *q = (const int8_t *)(blk + 2);
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)q[i];
     }
 }
 
-DSI_FUNC void dsi_axpy_row(const dsi_weight *w, const uint8_t *row, float a, float *y) {
-    int n = w->cols;
-    if (dsi_have_avx2() && w->dtype != DS_DTYPE_F32) {
-        if (w->dtype == DS_DTYPE_Q8_0) dsi_axpy_q8_avx2(row, a, y, n);
-        else dsi_axpy_f16_avx2(row, a, y, n);
-        return;
-    }
-    switch (w->dtype) {
-    case DS_DTYPE_F32: {
-        const float *r = (const float *)(const void *)row;
-        for (int i = 0; i < n; i++) y[i] += a * r[i];
-        break;
-    }
-    case DS_DTYPE_F16:
-        for (int i = 0; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
-        break;
-    case DS_DTYPE_Q8_0:
-        for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
-            const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-            float as = a * dsi_f16_to_f32(dsi_rd16(blk));
-            const int8_t *q = (const int8_t *)(blk + 2);
-            float *yb = y + b * DSI_Q8_BLOCK;
-            for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)q[i];
-        }
-        break;
-    }
+/* ==== The portable set ====================================================== */
+DSI_FUNC void dsi_kernels_portable(dsi_kernels *k) {
+    memset(k, 0, sizeof *k);
+    k->name = "portable";
+    k->dot[DS_DTYPE_F32] = dsi_dot_rf32_c;
+    k->dot[DS_DTYPE_F16] = dsi_dot_f16_c;
+    k->dot[DS_DTYPE_Q8_0] = dsi_dot_q8_c;
+    k->dequant[DS_DTYPE_F32] = dsi_dequant_f32;
+    k->dequant[DS_DTYPE_F16] = dsi_dequant_f16_c;
+    k->dequant[DS_DTYPE_Q8_0] = dsi_dequant_q8;
+    k->axpy[DS_DTYPE_F32] = dsi_axpy_rf32;
+    k->axpy[DS_DTYPE_F16] = dsi_axpy_f16_c;
+    k->axpy[DS_DTYPE_Q8_0] = dsi_axpy_q8_c;
+    k->dot_f32 = dsi_dot_f32_c;
+    k->axpy_f32 = dsi_axpy_f32_c;
+    k->quantize_act = dsi_quantize_act_q8_c;
+    k->dot_q8q8 = dsi_dot_q8q8_c;
 }
 
 /* ==== Normalisation ====================================================== */

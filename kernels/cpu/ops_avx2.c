@@ -1,10 +1,10 @@
 /*
  * ops_avx2.c — AVX2 + FMA + F16C versions of the row dot products, compiled
- * with per-function target attributes (no global -mavx2) and chosen at run
- * time from dsi_cpu_features(); the portable versions in ops.c are the
- * reference they are tested against.
+ * with per-function target attributes (no global -mavx2); dsi_kernels_avx2
+ * lays them over the portable set when the CPU has them. The portable
+ * versions in ops.c are the reference they are tested against.
  */
-#include "../../deepseek_impl/internal.h"
+#include "kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -323,13 +323,62 @@ DSI_AVX2 DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, 
     for (; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
 }
 
-DSI_FUNC bool dsi_have_avx2(void) {
-    uint32_t need = DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C;
-    return (dsi_cpu_features() & need) == need;
+#define DSI_AVX2_NEED (DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C)
+
+DSI_FUNC bool dsi_have_avx2(void) { return (dsi_cpu_features() & DSI_AVX2_NEED) == DSI_AVX2_NEED; }
+
+/* the table's shapes for the token-lane tiles (int8 activations) */
+static void dsi_tl8_pack_any(const void *x, size_t ldx, const float *s, size_t lds, int T, int cols, void *P,
+                             float *S) {
+    dsi_tl8_pack(x, ldx, s, lds, T, cols, P, S);
+}
+
+static void dsi_tl8_gemm_any(const uint8_t *W, size_t rb, int rows, int cols, const void *P, const float *S, int T,
+                             float *Y, size_t ldy, float *scratch) {
+    dsi_gemm_q8q8_tl8_avx2(W, rb, rows, cols, P, S, T, Y, ldy, scratch);
+}
+
+static float dsi_dot_rf32_avx2(const uint8_t *row, const float *x, int n) {
+    return dsi_dot_f32_avx2((const float *)(const void *)row, x, n);
+}
+
+static void dsi_dequant_f16_avx2(const uint8_t *row, float *y, int n) { dsi_f16_to_f32_row_avx2(row, y, n); }
+
+DSI_FUNC bool dsi_kernels_avx2(dsi_kernels *k, uint32_t features) {
+    if ((features & DSI_AVX2_NEED) != DSI_AVX2_NEED) return false;
+    k->name = "avx2";
+    k->dot[DS_DTYPE_F32] = dsi_dot_rf32_avx2;
+    k->dot[DS_DTYPE_F16] = dsi_dot_f16_avx2;
+    k->dot[DS_DTYPE_Q8_0] = dsi_dot_q8_avx2;
+    k->dequant[DS_DTYPE_F16] = dsi_dequant_f16_avx2;
+    k->axpy[DS_DTYPE_F16] = dsi_axpy_f16_avx2;
+    k->axpy[DS_DTYPE_Q8_0] = dsi_axpy_q8_avx2;
+    k->dot_f32 = dsi_dot_f32_avx2;
+    k->axpy_f32 = dsi_axpy_f32_avx2;
+    k->dot_f32x4 = dsi_dot_f32x4_avx2;
+    k->dot_f32_4x2 = dsi_dot_f32_4x2_avx2;
+    k->quantize_act = dsi_quantize_act_q8_avx2;
+    k->dot_q8q8 = dsi_dot_q8q8_avx2;
+    k->dot_q8q8x4 = dsi_dot_q8q8x4_avx2;
+    /* token lanes, 8 signed tokens a tile: all T from DSI_TL8_MIN tokens */
+    k->lane_min = DSI_TL8_MIN;
+    k->lane_split = dsi_tl8_split;
+    k->lane_pack_bytes = dsi_tl8_pack_bytes;
+    k->lane_pack_floats = dsi_tl8_pack_floats;
+    k->lane_pack = dsi_tl8_pack_any;
+    k->lane_gemm = dsi_tl8_gemm_any;
+    return true;
 }
 #else
 DSI_FUNC bool dsi_have_avx2(void) { return false; }
-DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) { return dsi_dot_f32(a, b, n); }
+DSI_FUNC bool dsi_kernels_avx2(dsi_kernels *k, uint32_t features) {
+    (void)k;
+    (void)features;
+    return false;
+}
+/* never called where dsi_have_avx2() is false: they exist so that code and
+ * tests naming them link on every platform */
+DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n) { return dsi_dot_f32_c(a, b, n); }
 DSI_FUNC void dsi_axpy_f32_avx2(float a, const float *x, float *y, int n) { dsi_axpy_f32_c(a, x, y, n); }
 DSI_FUNC float dsi_dot_f16_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }
 DSI_FUNC float dsi_dot_q8_avx2(const uint8_t *row, const float *x, int n) { (void)row; (void)x; (void)n; return 0; }

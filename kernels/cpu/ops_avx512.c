@@ -7,7 +7,7 @@
  * into an int32 lane without saturation. The portable versions in ops.c are
  * the reference they are tested against.
  */
-#include "../../deepseek_impl/internal.h"
+#include "kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -209,13 +209,44 @@ DSI_VNNI DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int ro
     }
 }
 
-DSI_FUNC bool dsi_have_vnni512(void) {
-    uint32_t need = DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C | DSI_CPU_AVX512F | DSI_CPU_AVX512BW |
-                    DSI_CPU_AVX512VL | DSI_CPU_AVX512VNNI;
-    return (dsi_cpu_features() & need) == need;
+#define DSI_VNNI_NEED                                                                                            \
+    (DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C | DSI_CPU_AVX512F | DSI_CPU_AVX512BW | DSI_CPU_AVX512VL |         \
+     DSI_CPU_AVX512VNNI)
+
+DSI_FUNC bool dsi_have_vnni512(void) { return (dsi_cpu_features() & DSI_VNNI_NEED) == DSI_VNNI_NEED; }
+
+/* the table's shapes for the token-lane tiles (u8 activations) */
+static void dsi_tl_pack_any(const void *x, size_t ldx, const float *s, size_t lds, int T, int cols, void *P,
+                            float *S) {
+    dsi_tl_pack(x, ldx, s, lds, T, cols, P, S);
+}
+
+static void dsi_tl_gemm_any(const uint8_t *W, size_t rb, int rows, int cols, const void *P, const float *S, int T,
+                            float *Y, size_t ldy, float *scratch) {
+    dsi_gemm_q8u8_tl_vnni(W, rb, rows, cols, P, S, T, Y, ldy, scratch);
+}
+
+/* Over the AVX2 set: Q8_0 products take u8 activations and 15-token tiles. */
+DSI_FUNC bool dsi_kernels_vnni512(dsi_kernels *k, uint32_t features) {
+    if ((features & DSI_VNNI_NEED) != DSI_VNNI_NEED) return false;
+    k->name = "avx512-vnni";
+    k->act_to_u8 = dsi_act_to_u8;
+    k->dot_q8u8xT = dsi_dot_q8u8xT_vnni;
+    k->lane_min = DSI_TL_MIN;
+    k->lane_split = dsi_tl_split;
+    k->lane_pack_bytes = dsi_tl_pack_bytes;
+    k->lane_pack_floats = dsi_tl_pack_floats;
+    k->lane_pack = dsi_tl_pack_any;
+    k->lane_gemm = dsi_tl_gemm_any;
+    return true;
 }
 #else
 DSI_FUNC bool dsi_have_vnni512(void) { return false; }
+DSI_FUNC bool dsi_kernels_vnni512(dsi_kernels *k, uint32_t features) {
+    (void)k;
+    (void)features;
+    return false;
+}
 DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
                                   int T, float *out) {
     (void)row, (void)u, (void)ldu, (void)s, (void)lds, (void)n, (void)T, (void)out;

@@ -20,11 +20,15 @@
  * GFLOP/s = 2 T rows cols / time; best of 5.
  */
 #include "../../deepseek_impl/internal.h"
+#include "../../kernels/cpu/kernels.h"
 
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+/* the kernels the CPU device chooses here (main fills it) */
+static dsi_kernels K;
 
 void openblas_set_num_threads(int n);
 
@@ -43,7 +47,7 @@ static float frand(void) {
 static void ours_q8(const uint8_t *w, size_t rb, int rows, int cols, const float *X, int T, int8_t *xq, uint8_t *xu,
                     float *xs, float *Y) {
     int nb = cols / 32;
-    for (int t = 0; t < T; t++) dsi_quantize_act_q8(X + (size_t)t * cols, cols, xq + (size_t)t * cols, xs + (size_t)t * nb);
+    for (int t = 0; t < T; t++) K.quantize_act(X + (size_t)t * cols, cols, xq + (size_t)t * cols, xs + (size_t)t * nb);
     bool v512 = dsi_have_vnni512();
     if (v512) dsi_act_to_u8(xq, xu, (size_t)T * cols);
     for (int r = 0; r < rows; r++) {
@@ -57,7 +61,7 @@ static void ours_q8(const uint8_t *w, size_t rb, int rows, int cols, const float
                 dsi_dot_q8q8x4_avx2(rp, xq + (size_t)t * cols, (size_t)cols, xs + (size_t)t * nb, (size_t)nb, cols, o);
             } else {
                 for (int k = 0; k < n; k++)
-                    o[k] = dsi_dot_q8q8(rp, xq + (size_t)(t + k) * cols, xs + (size_t)(t + k) * nb, cols);
+                    o[k] = K.dot_q8q8(rp, xq + (size_t)(t + k) * cols, xs + (size_t)(t + k) * nb, cols);
             }
             for (int k = 0; k < n; k++) Y[(size_t)(t + k) * rows + r] = o[k];
         }
@@ -79,7 +83,7 @@ static void ours_f16(const uint16_t *w, int rows, int cols, const float *X, int 
                 }
             }
             for (; t < T; t++)
-                for (int i = 0; i < 4; i++) Y[(size_t)t * rows + r + i] = dsi_dot_f32(row + (size_t)i * cols, X + (size_t)t * cols, cols);
+                for (int i = 0; i < 4; i++) Y[(size_t)t * rows + r + i] = K.dot_f32(row + (size_t)i * cols, X + (size_t)t * cols, cols);
         }
     }
     for (; r < rows; r++) {
@@ -90,14 +94,14 @@ static void ours_f16(const uint16_t *w, int rows, int cols, const float *X, int 
         }
         if (v) dsi_f16_to_f32_row_avx2((const uint8_t *)rp, row, cols);
         else dsi_dequantize_row_f16(rp, row, (size_t)cols);
-        for (int t = 0; t < T; t++) Y[(size_t)t * rows + r] = dsi_dot_f32(row, X + (size_t)t * cols, cols);
+        for (int t = 0; t < T; t++) Y[(size_t)t * rows + r] = K.dot_f32(row, X + (size_t)t * cols, cols);
     }
 }
 
 static void ours_q8_lanes8(const uint8_t *w, size_t rb, int rows, int cols, const float *X, int T, int8_t *xq,
                            float *xs, uint8_t *P, float *S, float *scratch, float *Y) {
     int nb = cols / 32;
-    for (int t = 0; t < T; t++) dsi_quantize_act_q8(X + (size_t)t * cols, cols, xq + (size_t)t * cols, xs + (size_t)t * nb);
+    for (int t = 0; t < T; t++) K.quantize_act(X + (size_t)t * cols, cols, xq + (size_t)t * cols, xs + (size_t)t * nb);
     dsi_tl8_pack(xq, (size_t)cols, xs, (size_t)nb, T, cols, (int8_t *)(void *)P, S);
     dsi_gemm_q8q8_tl8_avx2(w, rb, rows, cols, (const int8_t *)(const void *)P, S, T, Y, (size_t)rows, scratch);
 }
@@ -105,7 +109,7 @@ static void ours_q8_lanes8(const uint8_t *w, size_t rb, int rows, int cols, cons
 static void ours_q8_lanes(const uint8_t *w, size_t rb, int rows, int cols, const float *X, int T, int8_t *xq,
                           uint8_t *xu, float *xs, uint8_t *P, float *S, float *scratch, float *Y) {
     int nb = cols / 32;
-    for (int t = 0; t < T; t++) dsi_quantize_act_q8(X + (size_t)t * cols, cols, xq + (size_t)t * cols, xs + (size_t)t * nb);
+    for (int t = 0; t < T; t++) K.quantize_act(X + (size_t)t * cols, cols, xq + (size_t)t * cols, xs + (size_t)t * nb);
     dsi_act_to_u8(xq, xu, (size_t)T * cols);
     int Tl = dsi_tl_split(T);   /* as dsi_matmul: short remainders to the row-lane kernel */
     dsi_tl_pack(xu, (size_t)cols, xs, (size_t)nb, Tl, cols, P, S);
@@ -122,6 +126,7 @@ static void ours_q8_lanes(const uint8_t *w, size_t rb, int rows, int cols, const
 
 int main(void) {
     openblas_set_num_threads(1);
+    dsi_kernels_select(&K, dsi_cpu_features());
     struct { const char *what; int rows, cols; } shapes[] = {
         {"expert gate/up", 1408, 2048}, {"expert down", 2048, 1408}, {"dense MLP gate/up", 10944, 2048},
         {"q_proj", 3072, 2048}};

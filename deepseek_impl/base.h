@@ -1,0 +1,178 @@
+/*
+ * base.h — the bottom layer (util.c, threadpool.c): linkage macros, limits on
+ * untrusted input, errors, allocation, secure buffers, byte access, CPU
+ * features, logging, the thread pool. Not installed; not part of the API.
+ *
+ * Internal functions are named dsi_* and declared with DSI_FUNC, which is
+ * `static` in the amalgamation (so only ds_* symbols are exported) and empty
+ * in the multi-file build (so tests and fuzzers can reach them).
+ */
+#ifndef DS_BASE_H
+#define DS_BASE_H
+
+#if !defined(_GNU_SOURCE)
+#define _GNU_SOURCE 1
+#endif
+
+#include "../deepseek.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef DS_AMALGAMATION
+#  if defined(__GNUC__) || defined(__clang__)
+#    define DSI_FUNC static __attribute__((unused))
+#  else
+#    define DSI_FUNC static
+#  endif
+#  define DSI_DATA static
+#  define DSI_DATA_DECL static   /* a tentative definition: the file's own completes it */
+#else
+#  define DSI_FUNC
+#  define DSI_DATA
+#  define DSI_DATA_DECL extern
+#endif
+
+/* Small helpers defined in this header: unused ones must not warn (clang
+ * warns about unused static inline functions in the main file). */
+#if defined(__GNUC__) || defined(__clang__)
+#  define DSI_INLINE static inline __attribute__((unused))
+#else
+#  define DSI_INLINE static inline
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define DSI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#  define DSI_PRINTF(a, b)
+#endif
+
+/* ==== Limits on untrusted input (overridable) ============================ */
+#ifndef DS_MAX_DIM
+#define DS_MAX_DIM ((uint64_t)1 << 24)        /* any one tensor dimension */
+#endif
+#ifndef DS_MAX_TENSORS
+#define DS_MAX_TENSORS 1000000u
+#endif
+#ifndef DS_MAX_SEGMENTS
+#define DS_MAX_SEGMENTS 1000000u
+#endif
+#ifndef DS_MAX_META_BYTES
+#define DS_MAX_META_BYTES ((uint64_t)1 << 30)  /* sealed metadata */
+#endif
+#ifndef DS_MAX_JSON_DEPTH
+#define DS_MAX_JSON_DEPTH 128
+#endif
+#ifndef DS_MAX_SAFETENSORS_HEADER
+#define DS_MAX_SAFETENSORS_HEADER ((uint64_t)100 << 20)  /* 100 MB, as the reference implementation */
+#endif
+#ifndef DS_MAX_LAYERS
+#define DS_MAX_LAYERS 1024
+#endif
+#ifndef DS_MAX_EXPERTS
+#define DS_MAX_EXPERTS 4096
+#endif
+
+/* ==== Errors ============================================================= */
+/* Every internal function that can fail takes a dsi_err and fills it through
+ * dsi_fail; the public wrapper copies it into the thread's last error and the
+ * handle's message. */
+typedef struct dsi_err {
+    ds_status status;
+    char msg[512];
+} dsi_err;
+
+DSI_FUNC ds_status dsi_fail(dsi_err *e, ds_status s, const char *fmt, ...) DSI_PRINTF(3, 4);
+/* Prefixes an existing message: "ctx: old message". Returns e->status. */
+DSI_FUNC ds_status dsi_prefix(dsi_err *e, const char *fmt, ...) DSI_PRINTF(2, 3);
+/* Records e as the calling thread's last error and returns e->status. */
+DSI_FUNC ds_status dsi_publish(const dsi_err *e);
+
+/* ==== Allocation ========================================================= */
+/* A resolved allocator: always has all three functions. */
+typedef struct dsi_alloc {
+    void *(*malloc_fn)(size_t size, void *user);
+    void *(*realloc_fn)(void *ptr, size_t size, void *user);
+    void (*free_fn)(void *ptr, void *user);
+    void *user;
+} dsi_alloc;
+
+/* Resolves a caller's allocator (NULL or all-NULL = defaults). Fails with
+ * DS_ERR_INVALID_ARG when it is only partly set. */
+DSI_FUNC ds_status dsi_alloc_init(dsi_alloc *out, const ds_allocator *in, dsi_err *e);
+DSI_FUNC void *dsi_malloc(const dsi_alloc *a, size_t n);
+DSI_FUNC void *dsi_calloc(const dsi_alloc *a, size_t count, size_t size); /* overflow-checked */
+DSI_FUNC void *dsi_realloc(const dsi_alloc *a, void *p, size_t n);
+DSI_FUNC void dsi_free(const dsi_alloc *a, void *p);
+DSI_FUNC char *dsi_strndup(const dsi_alloc *a, const char *s, size_t n);
+
+/* Overflow-checked size arithmetic: return false on overflow. */
+DSI_FUNC bool dsi_mul_u64(uint64_t a, uint64_t b, uint64_t *out);
+DSI_FUNC bool dsi_add_u64(uint64_t a, uint64_t b, uint64_t *out);
+
+/* Secret-holding page-aligned buffers: mmap'd, excluded from core dumps
+ * (MADV_DONTDUMP, best effort), wiped on free. */
+typedef struct dsi_secure_buf {
+    void *ptr;
+    size_t size;          /* mapped size (page multiple) */
+    bool dontdump;        /* MADV_DONTDUMP took effect */
+} dsi_secure_buf;
+DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e);
+DSI_FUNC void dsi_secure_free(dsi_secure_buf *b);
+
+/* ==== Little-endian byte access ========================================== */
+DSI_INLINE uint16_t dsi_rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+DSI_INLINE uint32_t dsi_rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+DSI_INLINE uint64_t dsi_rd64(const uint8_t *p) { return (uint64_t)dsi_rd32(p) | ((uint64_t)dsi_rd32(p + 4) << 32); }
+DSI_INLINE void dsi_wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+DSI_INLINE void dsi_wr32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+DSI_INLINE void dsi_wr64(uint8_t *p, uint64_t v) { dsi_wr32(p, (uint32_t)v); dsi_wr32(p + 4, (uint32_t)(v >> 32)); }
+
+/* A growable byte buffer (metadata writer). */
+typedef struct dsi_buf {
+    uint8_t *data;
+    size_t len, cap;
+    const dsi_alloc *al;
+    bool failed;          /* an append ran out of memory; checked once at the end */
+} dsi_buf;
+DSI_FUNC void dsi_buf_init(dsi_buf *b, const dsi_alloc *al);
+DSI_FUNC void dsi_buf_put(dsi_buf *b, const void *p, size_t n);
+DSI_FUNC void dsi_buf_u32(dsi_buf *b, uint32_t v);
+DSI_FUNC void dsi_buf_u64(dsi_buf *b, uint64_t v);
+DSI_FUNC void dsi_buf_pad(dsi_buf *b, size_t align);
+DSI_FUNC void dsi_buf_free(dsi_buf *b);
+
+/* ==== CPU features ======================================================== */
+enum { DSI_CPU_AES = 1u << 0, DSI_CPU_AVX2 = 1u << 1, DSI_CPU_FMA = 1u << 2, DSI_CPU_F16C = 1u << 3,
+       DSI_CPU_AVX512F = 1u << 4, DSI_CPU_AVX512BW = 1u << 5, DSI_CPU_AVX512VL = 1u << 6,
+       DSI_CPU_AVX512VNNI = 1u << 7 };
+/* Detected once, then cached. */
+DSI_FUNC uint32_t dsi_cpu_features(void);
+/* Test hook: features in `mask` are reported absent from now on. */
+DSI_FUNC void dsi_cpu_features_mask(uint32_t mask);
+
+/* ==== Logging (util.c) =================================================== */
+DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);
+
+/* ==== Thread pool (threadpool.c) ========================================= */
+/* A persistent pool: run(fn, ctx, n) calls fn(ctx, i, worker) for i in [0, n)
+ * on all workers (the caller is worker 0) and returns when all are done. */
+typedef struct dsi_pool dsi_pool;
+typedef void (*dsi_task_fn)(void *ctx, int i, int worker);
+DSI_FUNC ds_status dsi_pool_new(dsi_pool **out, int n_threads, const dsi_alloc *al, dsi_err *e);
+DSI_FUNC void dsi_pool_free(dsi_pool *p);
+DSI_FUNC void dsi_pool_run(dsi_pool *p, dsi_task_fn fn, void *ctx, int n);
+DSI_FUNC int dsi_pool_size(const dsi_pool *p);
+
+/* ==== Portable helpers ==================================================== */
+DSI_FUNC int dsi_num_cpus(void);
+DSI_FUNC double dsi_now_seconds(void);
+
+#endif /* DS_BASE_H */

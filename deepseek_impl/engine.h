@@ -1,0 +1,262 @@
+/*
+ * engine.h — the engine layer (file.c, pager.c, cpu.c, cuda.c, model.c,
+ * forward.c, generate.c): the opened model, the expert pager, and the
+ * device table the one forward pass drives. Not installed; not part of the
+ * API.
+ */
+#ifndef DS_ENGINE_H
+#define DS_ENGINE_H
+
+#include "format.h"
+
+/* ==== Model file (file.c) ================================================ */
+/* The opened container as the layers above it see it. ds_model_open
+ * (model.c) fills it in order: the file and its keys, the metadata and
+ * directory, the dense segments, the bound weights, then the pager and the
+ * device. */
+typedef struct dsi_pager dsi_pager;
+typedef struct dsi_device_i dsi_device_i;
+
+struct ds_model {
+    dsi_alloc al;
+    dsi_err err;                /* last failure on this handle */
+    int fd;
+    const uint8_t *map;         /* read-only mapping of the whole file */
+    size_t map_len;
+    dsi_header hdr;
+    dsi_keys *keys;             /* in `keybuf` */
+    dsi_secure_buf keybuf;
+    dsi_meta meta;
+    dsi_tensor **sorted;        /* tensors sorted by name, for lookups */
+    ds_model_config cfg;
+    bool weights_loaded;
+    dsi_secure_buf *dense;      /* one per dense segment (n_segments entries; unused for experts) */
+    int n_threads;
+    bool exact_act;             /* Q8_0 weights meet F32 activations (ds_model_params.exact_activations) */
+    uint64_t expert_cache_bytes;
+    ds_log_fn log;
+    void *log_user;
+    int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
+    ds_tokenizer *tok;          /* built from the metadata at open */
+    dsi_pager *pager;           /* NULL: routed experts are resident */
+    ds_device device;           /* where the forward pass runs */
+    const dsi_device_i *dev;    /* its table (CPU or CUDA), chosen once at open */
+    void *dev_model;            /* the device's per-model state (device weights, caches), or NULL */
+    char device_name[128];
+    dsi_weights w;              /* bound weights (load_weights only), host addresses */
+};
+
+/* The view of m's directory the lower layers take. */
+DSI_INLINE dsi_model_file dsi_model_file_of(const ds_model *m) {
+    dsi_model_file f = {&m->meta, (dsi_tensor *const *)m->sorted, m->dense};
+    return f;
+}
+/* Opens the file at path into m (allocator, log and threads already set):
+ * header, mapping, keys, metadata, config, tokenizer, directory checks. */
+DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e);
+/* Decrypts every dense segment (and the routed experts too when experts_too)
+ * into secure buffers and binds the weights (m->w); p->progress is told of
+ * each segment and may cancel (DS_ERR_CANCELLED). */
+DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e);
+/* Undoes dsi_file_open and dsi_file_load_dense (not the pager or device). */
+DSI_FUNC void dsi_file_close(ds_model *m);
+/* Decrypts and authenticates one segment into dst (at least plain_bytes).
+ * Messages name the segment. Thread-safe. */
+DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *dst, size_t dst_len, dsi_err *e);
+/* Opens chunks [c0, c1) of a segment into their places in dst (a buffer for
+ * the whole segment); the caller wipes dst on failure. Thread-safe: threads
+ * may open different chunks of one segment at once. */
+DSI_FUNC ds_status dsi_segment_read_chunks(const ds_model *m, uint32_t seg, uint8_t *dst, uint32_t c0, uint32_t c1,
+                                           dsi_err *e);
+/* Decrypts routed expert (layer, expert) into a caller buffer; the pager of
+ * the expert cache builds on this. Returns the segment index in *seg. */
+DSI_FUNC ds_status dsi_model_read_expert(const ds_model *m, int layer, int expert, uint8_t *dst, size_t dst_len,
+                                         uint32_t *seg, dsi_err *e);
+/* Index of the segment of (kind, layer, expert), or -1. */
+DSI_FUNC long dsi_model_find_segment(const ds_model *m, uint32_t kind, int layer, int expert);
+/* Pointer to a resident dense tensor's bytes, or NULL. */
+DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
+/* "layer 3 expert 17", "embeddings", "layer 2 dense", "output" (layer == n_layers). */
+DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
+/* Asks the OS for [off, off + len) of the file ahead of reading it through
+ * the mapping; releases this process's pages of the whole pages in [off, end). */
+DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
+DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
+/* Maps [off, off + len) into this process's page tables in one call. */
+DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len);
+/* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
+DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len);
+
+/* ==== Expert pager (pager.c) ============================================ */
+/* After the weights are bound and m->device is decided (DS_PREFETCH_AUTO
+ * fetches ahead on CUDA, whose CPUs are free to decrypt). */
+DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cache, ds_prefetch_mode prefetch,
+                                 ds_evict_policy policy, dsi_err *e);
+DSI_FUNC void dsi_pager_free(ds_model *m);
+DSI_FUNC ds_status dsi_pager_acquire(dsi_pager *p, int layer, int expert, const uint8_t **base, dsi_err *e);
+DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
+/* Where (layer, expert) is: 0 ready in the cache, 1 not there (nor being
+ * decrypted), 2 being decrypted. A hint: it may change at once. */
+DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert);
+/* Test hook (NULL in use): called after each chunk a thread decrypts, with
+ * the chunk's index and the count of threads that joined the fill. */
+DSI_DATA_DECL void (*dsi_pager_fill_hook)(uint32_t chunk, const int *helpers);
+/* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
+DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
+/* Queues experts for decryption ahead of use. prediction: a guess for a later
+ * layer, best first (counted for the accuracy statistics); of its experts
+ * not cached, only those whose rank has been right often enough so far
+ * (DSI_GUESS_MIN_ACCURACY, scored by dsi_pager_routed) are queued. Under
+ * DS_PREFETCH_AUTO with no CPU to spare, an expert whose ciphertext is in
+ * memory is not queued (a miss decrypts it on every compute thread). */
+DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, int n, bool prediction);
+/* The layer's real choice: guesses for it that it did not choose count as
+ * wrong now (the prediction accuracy is per forward pass); with the guess
+ * made for this pass (best first, n_guess of them), each rank's record. */
+DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int n, const int *guess, int n_guess);
+/* The host cache's statistics into out (zeroes without a pager); reset
+ * zeroes the counters (budget and slots stay). */
+DSI_FUNC void dsi_pager_stats(const ds_model *m, ds_cache_stats *out, bool reset);
+/* Pointer to the plaintext of routed expert (layer, e): from the expert
+ * cache (decrypting it on a miss) or resident; release when done with it. */
+DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);
+DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
+
+/* ==== Devices: what the forward pass needs of a CPU or a GPU ============= */
+/*
+ * The forward pass (forward.c) is written once, over this table; the CPU
+ * (cpu.c) and CUDA (cuda.c) fill it. The driver owns the order of
+ * operations: norms, projections, attention per run of one sequence, the
+ * router, the grouping of tokens per expert, the shared experts, the
+ * residuals and the head. A device owns its memory (weights, KV caches,
+ * activations), its kernels and how it gets routed experts.
+ *
+ * Buffers named in the calls are the device's memory (dsi_act, from
+ * ctx_new); arrays documented as host are ordinary memory. Every call that
+ * can fail returns a status with the message in e. Calls on one device
+ * context come from one thread at a time (a context's).
+ */
+#define DSI_DEVICE_VERSION 1
+#define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
+
+/* A batch of tokens that may belong to several sequences, each with its own
+ * positions and KV cache. The driver splits it into runs for attention. */
+typedef struct dsi_batch {
+    int n;
+    const int32_t *tok;            /* host (n) */
+    const int32_t *pos;            /* host (n): position of each token in its sequence */
+    const int32_t *seq;            /* host (n): its sequence, in [0, n_seq) of the context */
+} dsi_batch;
+
+/* Tokens [t0, t0 + n) of a batch: one sequence at positions pos0, pos0 + 1, ... */
+typedef struct dsi_run {
+    int t0, n, seq, pos0;
+} dsi_run;
+
+/* The shape a device context is made for. */
+typedef struct dsi_ctx_shape {
+    int n_ctx;                     /* positions per sequence */
+    int n_seq;                     /* sequences (KV caches) */
+    int max_batch;                 /* tokens per forward call */
+    int n_threads;
+    const float *inv_freq;         /* host (rope_dim / 2): rotary frequencies (YaRN applied) */
+    int rope_dim;
+    float rope_mscale;             /* YaRN's cos/sin factor */
+    float attn_scale;              /* softmax scale, YaRN mscale^2 included */
+} dsi_ctx_shape;
+
+/* A device context's activations, each for max_batch tokens, row-major. */
+typedef struct dsi_act {
+    float *x;                      /* (T, D) the residual stream */
+    float *xn;                     /* (T, D) its normalised copy */
+    float *q;                      /* (T, max(H * qk, q_lora_rank)) */
+    float *qa;                     /* (T, q_lora_rank) */
+    float *kva;                    /* (T, kv_a width) MLA: latent + rope key; MHA: K rows then V rows */
+    float *att;                    /* (T, H * v) attention output */
+    float *tmp;                    /* (T, D) a block's output before the residual */
+    float *router;                 /* (T, E) router logits */
+    float *ye;                     /* (T, D) the shared experts' output */
+} dsi_act;
+
+/* The MoE work of one layer, grouped by the driver: for every expert with
+ * tokens, in ascending expert order, the tokens and their weights; the
+ * devices add each token's experts in that order (results bit-identical
+ * across batch sizes and paths). */
+typedef struct dsi_moe_plan {
+    int T, K;
+    const int *sel;                /* host (T, K): the router's choice, best first */
+    const float *selw;             /* host (T, K): its weights */
+    int n_used;
+    const int *used;               /* host (n_used): the experts with tokens, ascending */
+    const int *off, *cnt;          /* host (E): expert x's entries are [off[x], off[x] + cnt[x]) */
+    const int *idx;                /* host (T * K): the token of each entry */
+    const float *wts;              /* host (T * K): its weight */
+} dsi_moe_plan;
+
+struct dsi_device_i {
+    int version;                   /* DSI_DEVICE_VERSION */
+    const char *name;              /* "cpu", "cuda" */
+    /* per model: after the weights are bound (and the pager made) */
+    ds_status (*model_new)(ds_model *m, const ds_model_params *p, void **dm, dsi_err *e);
+    void (*model_free)(ds_model *m, void *dm);
+    /* the weights as this device addresses them (host for the CPU) */
+    const dsi_weights *(*weights)(const ds_model *m);
+    /* the device's own expert cache statistics (zeroed when it has none) */
+    void (*cache_stats)(const ds_model *m, ds_cache_stats *out, bool reset);
+    /* per context */
+    ds_status (*ctx_new)(const ds_model *m, const dsi_ctx_shape *sh, void **dc, dsi_act *act, dsi_err *e);
+    void (*ctx_free)(const ds_model *m, void *dc);
+    /* around one forward call: begin may take a lock; end waits for the
+     * queued work (status s: a failure so far, after which it only leaves
+     * the device idle) */
+    ds_status (*begin)(void *dc, dsi_err *e);
+    ds_status (*end)(void *dc, ds_status s, dsi_err *e);
+    /* x rows = the embedding rows of tok (host, T ids) */
+    ds_status (*embed)(void *dc, const dsi_weight *table, const int32_t *tok, int T, float *x, dsi_err *e);
+    /* rows of out = rmsnorm(rows of x) * w (n = w->cols values; out == x allowed) */
+    ds_status (*rmsnorm)(void *dc, float *out, int ldo, const float *x, int ldx, const dsi_weight *w, int rows,
+                         float eps, dsi_err *e);
+    /* Y (T, w->rows) = X (T, w->cols) W^T */
+    ds_status (*matmul)(void *dc, const dsi_weight *w, const float *X, int T, int ldx, float *Y, int ldy,
+                        dsi_err *e);
+    /* Y (T, D) = down(silu(gate X) * up X) */
+    ds_status (*mlp)(void *dc, const dsi_weight *gate, const dsi_weight *up, const dsi_weight *down, const float *X,
+                     int T, float *Y, dsi_err *e);
+    /* y += x over n floats */
+    ds_status (*add)(void *dc, float *y, const float *x, size_t n, dsi_err *e);
+    /* MLA for one run: rows [r->t0, r->t0 + r->n) of kva (the kv_a output)
+     * enter sequence r->seq's cache of layer l (normalised latent, roped
+     * key), then those rows of q attend over positions [0, pos0 + t] into
+     * the same rows of att */
+    ds_status (*mla_attention)(void *dc, int l, const dsi_layer *L, const dsi_run *r, float eps, dsi_err *e);
+    /* multi-head attention for one run: q and the K, V rows in kva (K of the
+     * batch's T tokens, then their V) are roped, stored and attended */
+    ds_status (*mha_attention)(void *dc, int l, const dsi_layer *L, const dsi_run *r, int T, dsi_err *e);
+    /* routing of T tokens from the router logits into host sel/selw (T, K) */
+    ds_status (*route)(void *dc, const dsi_layer *L, const float *logits, int T, int *sel, float *selw,
+                       dsi_err *e);
+    /* Y (T, D) = the routed experts of layer l applied to X as planned */
+    ds_status (*moe)(void *dc, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X, float *Y,
+                     dsi_err *e);
+    /* out (host, n rows of the vocabulary) = X (n, D) times the LM head */
+    ds_status (*head)(void *dc, const dsi_weight *lm_head, const float *X, int n, float *out, dsi_err *e);
+};
+
+/* The CPU device (cpu.c), and the name of the kernel set its contexts
+ * choose on this CPU ("avx512-vnni", "avx2", "portable"). */
+DSI_FUNC const dsi_device_i *dsi_cpu_device(void);
+DSI_FUNC const char *dsi_cpu_kernels_name(void);
+/* Routing for one token: router logits (E) -> n_experts_per_tok experts and
+ * their weights. scratch holds 3 * E floats. (cpu.c; also the reference of
+ * the CUDA route kernel's tests) */
+DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const float *bias, float *scratch, int *sel,
+                        float *w);
+
+/* The CUDA device (cuda.c). Before the weights load, decides whether the
+ * model runs on CUDA: no device (or no CUDA in this build) leaves it on the
+ * CPU with a DS_LOG_WARN notice and DS_OK; a bad gpu_index is an error. */
+DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e);
+/* Its table (only used once dsi_cuda_probe chose CUDA). */
+DSI_FUNC const dsi_device_i *dsi_cuda_device(void);
+
+#endif /* DS_ENGINE_H */

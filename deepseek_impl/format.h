@@ -1,0 +1,361 @@
+/*
+ * format.h — the formats layer (quant.c, json.c, safetensors.c, crypto.c,
+ * container.c, config.c, arch.c): F16/Q8_0 rows, the strict parsers, the
+ * sealed chunks, the container's header, metadata and directories, the model
+ * config, and the architecture table with the weights it binds. Not
+ * installed; not part of the API.
+ */
+#ifndef DS_FORMAT_H
+#define DS_FORMAT_H
+
+#include "base.h"
+
+/* ==== Half precision and quantization ==================================== */
+DSI_FUNC float dsi_f16_to_f32(uint16_t h);
+DSI_FUNC uint16_t dsi_f32_to_f16(float f);        /* round to nearest even */
+DSI_FUNC float dsi_bf16_to_f32(uint16_t h);
+DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v);    /* OCP e4m3fn: no infinities, 0x7f/0xff NaN */
+
+#define DSI_Q8_BLOCK 32
+/* Decode streams each weight row once: the dot kernels prefetch this many
+ * bytes ahead of what they read (measured: 2-4 KiB ahead gave decode +25-35%
+ * on the 4-layer q8 model, 2 threads; 1 KiB and 8 KiB less). */
+#define DSI_PREFETCH_AHEAD 4096
+#define DSI_Q8_BLOCK_BYTES 34                    /* f16 scale + 32 int8 */
+/* Bytes of a dtype for a (rows x cols) matrix; cols must be a multiple of 32
+ * for Q8_0. Returns false on overflow or a bad shape. */
+DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out);
+/* Quantizes one row of n floats (n % 32 == 0) into Q8_0 blocks. The scale is
+ * rounded up to F16 so that |x - q*scale| <= scale/2 always holds. */
+DSI_FUNC void dsi_quantize_row_q8_0(const float *x, uint8_t *out, size_t n);
+DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n);
+DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n);
+DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n);
+
+/* ==== JSON ================================================================ */
+/* A strict RFC 8259 parser producing a read-only tree in one arena. Strings
+ * are unescaped UTF-8 (validated; \u escapes incl. surrogate pairs decoded),
+ * NUL-terminated, with their byte length in n (they may contain \u0000).
+ * Objects keep member order; duplicate keys are kept (lookups find the first). */
+typedef enum dsi_json_type {
+    DSI_JSON_NULL = 0,
+    DSI_JSON_FALSE,
+    DSI_JSON_TRUE,
+    DSI_JSON_NUMBER,
+    DSI_JSON_STRING,
+    DSI_JSON_ARRAY,
+    DSI_JSON_OBJECT
+} dsi_json_type;
+
+typedef struct dsi_json dsi_json;
+struct dsi_json {
+    dsi_json_type type;
+    uint32_t n;            /* string: byte length; array/object: number of children */
+    const char *key;       /* set when this value is an object member */
+    uint32_t key_len;
+    bool is_int;           /* number written without fraction/exponent and fits int64 */
+    int64_t i;             /* exact value when is_int */
+    double num;            /* numbers (also set when is_int) */
+    const char *str;       /* strings */
+    dsi_json *kids;        /* array elements / object members, n of them, contiguous */
+};
+
+typedef struct dsi_json_doc dsi_json_doc;
+
+/* Parses len bytes (need not be NUL-terminated). Errors are DS_ERR_JSON with
+ * "line L column C: what" (DS_ERR_NOMEM, DS_ERR_LIMIT for depth). The caller
+ * frees *out with dsi_json_free. */
+DSI_FUNC ds_status dsi_json_parse(const char *text, size_t len, const dsi_alloc *al, dsi_json_doc **out, dsi_err *e);
+DSI_FUNC void dsi_json_free(dsi_json_doc *doc);
+DSI_FUNC const dsi_json *dsi_json_root(const dsi_json_doc *doc);
+/* Member lookup; NULL when obj is not an object or lacks the key. */
+DSI_FUNC const dsi_json *dsi_json_get(const dsi_json *obj, const char *key);
+/* Typed lookups: return 1 when found with the right type, 0 when absent or
+ * null, -1 when present with the wrong type (or non-integral / out of range). */
+DSI_FUNC int dsi_json_get_int(const dsi_json *obj, const char *key, int64_t *out);
+DSI_FUNC int dsi_json_get_num(const dsi_json *obj, const char *key, double *out);
+DSI_FUNC int dsi_json_get_bool(const dsi_json *obj, const char *key, bool *out);
+DSI_FUNC int dsi_json_get_str(const dsi_json *obj, const char *key, const char **out, size_t *len);
+/* Writes s as a JSON string literal (with quotes) into b. */
+DSI_FUNC void dsi_json_write_string(dsi_buf *b, const char *s, size_t len);
+
+/* ==== safetensors ========================================================= */
+typedef enum dsi_st_dtype {
+    DSI_ST_F32 = 0, DSI_ST_F16, DSI_ST_BF16, DSI_ST_F8_E4M3, DSI_ST_F64,
+    DSI_ST_I8, DSI_ST_U8, DSI_ST_I16, DSI_ST_I32, DSI_ST_I64, DSI_ST_BOOL,
+    DSI_ST_OTHER          /* a dtype we do not convert (named in errors) */
+} dsi_st_dtype;
+
+typedef struct dsi_st_tensor {
+    const char *name;      /* NUL-terminated, owned by the header */
+    dsi_st_dtype dtype;
+    const char *dtype_name;
+    int ndim;
+    uint64_t shape[8];
+    uint64_t begin, end;   /* byte range relative to the data section */
+} dsi_st_tensor;
+
+typedef struct dsi_st_header {
+    dsi_json_doc *doc;     /* keeps the strings alive */
+    size_t n;
+    dsi_st_tensor *t;      /* sorted by begin offset */
+    uint64_t data_start;   /* 8 + header length */
+    uint64_t data_size;    /* file size - data_start */
+    const dsi_alloc *al;
+} dsi_st_header;
+
+/* Parses a safetensors header: `buf` holds the first `len` bytes of a file of
+ * `file_size` bytes (at least 8 + header length of them). Checks: header
+ * length bound, JSON syntax, known keys, dtype names, shape * dtype size ==
+ * byte length (overflow-checked), offsets inside the data section, no
+ * overlaps. `__metadata__` is allowed and ignored. */
+DSI_FUNC ds_status dsi_st_parse(const uint8_t *buf, size_t len, uint64_t file_size, const dsi_alloc *al,
+                                dsi_st_header **out, dsi_err *e);
+/* Opens a file, reads its header with pread and parses it. */
+DSI_FUNC ds_status dsi_st_open(const char *path, const dsi_alloc *al, dsi_st_header **out, dsi_err *e);
+DSI_FUNC void dsi_st_free(dsi_st_header *h);
+DSI_FUNC const dsi_st_tensor *dsi_st_find(const dsi_st_header *h, const char *name);
+DSI_FUNC size_t dsi_st_dtype_size(dsi_st_dtype t);   /* 0 for OTHER */
+
+/* ==== Crypto ============================================================== */
+#define DSI_TAG_BYTES 16
+#define DSI_SALT_BYTES 32
+#define DSI_NONCE_BYTES 12
+
+/* One-time libsodium init; reports DS_ERR_CRYPTO on failure. */
+DSI_FUNC ds_status dsi_crypto_init(dsi_err *e);
+
+/* Keys derived for one file. Lives in a secure buffer. */
+typedef struct dsi_keys {
+    ds_cipher cipher;
+    uint8_t enc[32];       /* AEAD key (AES-256-GCM) or, for CIPHER_NONE, the integrity key */
+    uint8_t check[32];     /* key-check value written in the header */
+    uint8_t aes_state[512] __attribute__((aligned(16))); /* precomputed AES-GCM state */
+} dsi_keys;
+
+/* Derives the file's keys from a 32-byte master key (or, for CIPHER_NONE,
+ * from the salt alone: integrity only). */
+DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t *master, size_t master_len,
+                                   const uint8_t salt[DSI_SALT_BYTES], dsi_err *e);
+/* Argon2id: passphrase -> 32-byte master key. */
+DSI_FUNC ds_status dsi_passphrase_key(uint8_t out[32], const char *pw, size_t pw_len, const uint8_t salt[16],
+                                      uint64_t opslimit, uint64_t memlimit, dsi_err *e);
+
+/* Associated data bound to every chunk: which segment (index, kind, layer,
+ * expert), which chunk, whether it is the last, and the segment's plaintext
+ * size; so chunks cannot be reordered, truncated, or moved between segments.
+ * Segments cannot move between files because each file has its own subkey. */
+typedef struct dsi_chunk_ad {
+    uint32_t segment;
+    uint32_t kind;
+    int32_t layer;
+    int32_t expert;
+    uint64_t chunk;
+    uint64_t seg_plain_bytes;
+    uint32_t last;
+    const uint8_t *extra;          /* more associated data (the metadata binds the header), or NULL */
+    size_t extra_len;
+} dsi_chunk_ad;
+#define DSI_AD_BYTES 40
+#define DSI_META_SEGMENT 0xffffffffu
+
+/* Seals n bytes from `in` to `out` (n bytes) and writes the tag. in == out allowed. */
+DSI_FUNC ds_status dsi_chunk_seal(const dsi_keys *k, const dsi_chunk_ad *ad, const uint8_t *in, uint8_t *out,
+                                  size_t n, uint8_t tag[DSI_TAG_BYTES], dsi_err *e);
+/* Opens a chunk into out (n bytes); DS_ERR_AUTH when the tag does not match.
+ * out may be NULL to authenticate only (CIPHER_NONE) or to a scratch buffer. */
+DSI_FUNC ds_status dsi_chunk_open(const dsi_keys *k, const dsi_chunk_ad *ad, const uint8_t *in, uint8_t *out,
+                                  size_t n, const uint8_t tag[DSI_TAG_BYTES], dsi_err *e);
+
+/* ==== Container format =================================================== */
+/*
+ * Layout (all little-endian):
+ *
+ *   [0, 4096)       public header (dsi_header below; the rest zero)
+ *   segments        each starts at a 4096-aligned offset; stored as chunks:
+ *                   chunk i = ciphertext (min(chunk_bytes, rest)) || tag (16)
+ *   metadata        one more sealed segment (index DSI_META_SEGMENT), at the tail
+ *                   so the converter writes the file in one streaming pass
+ *
+ * Header fields (offsets in bytes):
+ *     0  magic "DSMODEL\0"
+ *     8  u32 format_version
+ *    12  u32 header_bytes (bytes covered by the checksum incl. the checksum) = 256
+ *    16  u32 cipher   20 u32 kdf   24 u32 chunk_bytes   28 u32 flags (0)
+ *    32  u64 file_bytes
+ *    40  u64 meta_offset   48 u64 meta_bytes (stored)   56 u64 meta_plain_bytes
+ *    64  u8 salt[32]
+ *    96  u64 argon_opslimit   104 u64 argon_memlimit   112 u8 argon_salt[16]
+ *   128  u8 key_check[32]
+ *   160  reserved (zero)
+ *   224  u8 checksum[32] = BLAKE2b-256 of bytes [0, 224)
+ * The checksum catches damage; deliberate edits are caught because the
+ * metadata's associated data includes the whole 256-byte header.
+ * The first 16 bytes (magic, version, header_bytes) keep their meaning in
+ * every future version.
+ *
+ * Metadata plaintext: records { u32 tag; u32 reserved; u64 len; bytes; pad to 8 }.
+ */
+#define DSI_MAGIC "DSMODEL"
+#define DSI_HEADER_BYTES 256
+#define DSI_HEADER_AREA 4096
+#define DSI_SEG_ALIGN 4096
+#define DSI_DEFAULT_CHUNK (1u << 20)
+#define DSI_MIN_CHUNK 4096u
+#define DSI_MAX_CHUNK (64u << 20)
+#define DSI_TENSOR_ALIGN 64   /* tensors inside a segment's plaintext */
+
+typedef struct dsi_header {
+    uint32_t version;
+    uint32_t cipher, kdf, chunk_bytes, flags;
+    uint64_t file_bytes, meta_offset, meta_bytes, meta_plain_bytes;
+    uint8_t salt[DSI_SALT_BYTES];
+    uint64_t argon_ops, argon_mem;
+    uint8_t argon_salt[16];
+    uint8_t key_check[32];
+    uint8_t raw[DSI_HEADER_BYTES];   /* the bytes as stored (bound into metadata AD) */
+} dsi_header;
+
+enum {
+    DSI_REC_CONFIG_JSON = 1,       /* config.json as found in the checkpoint */
+    DSI_REC_TOKENIZER_JSON = 2,    /* tokenizer.json */
+    DSI_REC_TOKENIZER_CONFIG = 3,  /* tokenizer_config.json (chat template), optional */
+    DSI_REC_TENSORS = 4,           /* tensor directory */
+    DSI_REC_SEGMENTS = 5,          /* segment directory */
+    DSI_REC_SOURCE = 6             /* converter version / quant, informational JSON */
+};
+
+/* Parses and checks the public header from the first bytes of a file.
+ * Distinguishes: not a container, newer version, damaged header. */
+DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h, dsi_err *e);
+/* Serializes h (computing the checksum) into out[DSI_HEADER_BYTES] and h->raw. */
+DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out);
+
+typedef struct dsi_segment {
+    uint32_t kind;                 /* ds_segment_kind */
+    int32_t layer, expert;
+    uint32_t n_chunks;
+    uint64_t offset, plain_bytes, stored_bytes;
+} dsi_segment;
+
+typedef struct dsi_tensor {
+    char *name;
+    uint32_t dtype;                /* ds_dtype */
+    uint32_t n_dims;
+    uint64_t dims[4];
+    uint32_t segment;
+    uint64_t offset, nbytes;
+} dsi_tensor;
+
+/* The parsed metadata. */
+typedef struct dsi_meta {
+    const dsi_alloc *al;
+    uint8_t *plain; size_t plain_len;       /* owned copy of the metadata plaintext */
+    const char *config_json; size_t config_len;
+    const char *tokenizer_json; size_t tokenizer_len;
+    const char *tokcfg_json; size_t tokcfg_len;   /* may be NULL */
+    size_t n_tensors;
+    dsi_tensor *tensors;
+    size_t n_segments;
+    dsi_segment *segments;
+} dsi_meta;
+
+/* Parses decrypted metadata (untrusted in the fuzzer) and checks the
+ * directories: every segment inside [4096, file_bytes) and page-aligned,
+ * chunk counts consistent with chunk_bytes, every tensor inside its segment
+ * with nbytes matching dtype and shape, no overlaps. */
+DSI_FUNC ds_status dsi_meta_parse(const uint8_t *plain, size_t len, uint64_t file_bytes, uint32_t chunk_bytes,
+                                  uint64_t meta_offset, const dsi_alloc *al, dsi_meta *out, dsi_err *e);
+DSI_FUNC void dsi_meta_free(dsi_meta *m);
+
+/* Stored size of a segment of `plain` bytes: plain + tags. */
+DSI_FUNC bool dsi_stored_bytes(uint64_t plain, uint32_t chunk_bytes, uint64_t *stored, uint32_t *n_chunks);
+
+/* What the layers above the container read of an opened file's directory:
+ * its tensors sorted by name (for lookups) and, once loaded, the plaintext
+ * of each resident segment (NULL entries for segments not resident). */
+typedef struct dsi_model_file {
+    const dsi_meta *meta;
+    dsi_tensor *const *sorted;     /* meta->n_tensors entries, by name */
+    const dsi_secure_buf *dense;   /* meta->n_segments entries, or NULL before loading */
+} dsi_model_file;
+/* The tensor called name (its index into meta->tensors in *index), or NULL. */
+DSI_FUNC const dsi_tensor *dsi_file_tensor(const dsi_model_file *f, const char *name, size_t *index);
+
+/* ==== Model config ======================================================== */
+/* Parses a Hugging Face config.json into the public config struct, checking
+ * architecture, required fields and ranges. Tokenizer fields are left 0. */
+DSI_FUNC ds_status dsi_config_parse(const char *json, size_t len, const dsi_alloc *al, ds_model_config *cfg, dsi_err *e);
+
+/* ==== Architectures (arch.c) ============================================= */
+/* Whether layer `layer` is a MoE layer (else a dense MLP). */
+DSI_FUNC bool dsi_config_is_moe_layer(const ds_model_config *cfg, int layer);
+/* The attention kind, decided here only: MLA (V2, V3) or multi-head
+ * attention (DeepSeek-MoE). */
+DSI_FUNC bool dsi_arch_attention_mla(const ds_model_config *cfg);
+
+/* One tensor the architecture needs, in the order the converter writes them:
+ * model.embed_tokens.weight; then per layer its dense tensors followed by its
+ * routed experts 0..E-1 (gate_proj, up_proj, down_proj each); then
+ * model.norm.weight and lm_head.weight (absent when tie_word_embeddings). */
+typedef struct dsi_tensor_spec {
+    char name[96];                 /* Hugging Face name, e.g. model.layers.3.mlp.experts.7.up_proj.weight */
+    int n_dims;                    /* 1 or 2 */
+    uint64_t dims[2];              /* as in the checkpoint: (out_features, in_features) */
+    bool keep_f32;                 /* norms, router weight, e_score_correction_bias, 1-D tensors */
+    uint32_t seg_kind;             /* DS_SEGMENT_DENSE or DS_SEGMENT_EXPERT */
+    int32_t layer;                 /* -1 embeddings, 0..n_layers-1, n_layers = final norm + head */
+    int32_t expert;                /* routed expert index, -1 otherwise */
+} dsi_tensor_spec;
+
+/* Lists the tensors of the architecture in cfg (allocated with al; caller
+ * frees *out with dsi_free). */
+DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
+                                         size_t *n, dsi_err *e);
+
+/* ==== Weights as the forward pass sees them =============================== */
+/* A matrix as the kernels see it: rows of `cols` values in `dtype`. */
+typedef struct dsi_weight {
+    const uint8_t *data;           /* NULL for expert weights until acquired */
+    ds_dtype dtype;
+    int rows, cols;
+    size_t row_bytes;
+    uint64_t offset;               /* inside its segment (expert weights) */
+} dsi_weight;
+
+/* Where one routed expert lives: its segment and its three matrices. */
+typedef struct dsi_expert_ref {
+    uint32_t segment;
+    uint64_t off[3];               /* gate_proj, up_proj, down_proj */
+} dsi_expert_ref;
+
+typedef struct dsi_layer {
+    dsi_weight attn_norm, ffn_norm;
+    /* MLA (V2/V3) */
+    dsi_weight q_proj, q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b;
+    /* multi-head attention (DeepSeek-MoE) */
+    dsi_weight wq, wk, wv;
+    dsi_weight wo;
+    /* dense MLP, or the shared experts of a MoE layer */
+    dsi_weight gate, up, down;
+    bool moe;
+    dsi_weight router;             /* (n_routed, hidden) F32 */
+    dsi_weight bias;               /* e_score_correction_bias (n_routed) F32, V3 only */
+    dsi_weight exp_gate, exp_up, exp_down;   /* shapes and dtypes of the routed experts (no data) */
+    dsi_expert_ref *experts;       /* n_routed entries */
+} dsi_layer;
+
+/* Every weight the forward pass uses, bound from the directory (arch.c). */
+typedef struct dsi_weights {
+    bool mla;                      /* MLA attention, else multi-head (dsi_arch_attention_mla) */
+    dsi_weight embed, out_norm, lm_head;
+    dsi_layer *layers;             /* n_layers */
+} dsi_weights;
+/* Binds W from the file's directory (after the dense segments are resident,
+ * so .data points at their plaintext; expert matrices keep only offsets and
+ * shapes). Undone by dsi_arch_unbind (safe on a partly bound W). */
+DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config *c, const dsi_alloc *al,
+                                 dsi_weights *W, dsi_err *e);
+DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al);
+
+#endif /* DS_FORMAT_H */
