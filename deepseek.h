@@ -148,6 +148,7 @@ DS_API const char *ds_source_id(void);
 /* ==== Allocator, logging, progress ======================================= */
 /* Allocator hooks. Either all three functions are set or none (all NULL =
  * the C library). A partly set allocator is refused with DS_ERR_INVALID_ARG.
+ * Rule: a zeroed ds_allocator means the default (the C library).
  * Large weight buffers are mapped with mmap (so they can be excluded from core
  * dumps and wiped) and do not go through these hooks. */
 typedef struct ds_allocator {
@@ -236,6 +237,13 @@ typedef enum ds_prefetch_mode {
     DS_PREFETCH_ALWAYS = 2        /* every guess good enough to fetch (and each layer's choice) */
 } ds_prefetch_mode;
 
+/* Options of ds_model_open. Rule: start from ds_model_default_params(); a
+ * struct it did not make (a zeroed one: `ds_model_params mp = {0};`) is
+ * refused with DS_ERR_INVALID_ARG and a message naming it. Zero cannot mean
+ * the default here: load_weights 0 (metadata only), DS_PREFETCH_OFF (0) and
+ * DS_EVICT_LRU (0) are real choices, and renumbering the enums would break
+ * the ABI. NULL params means the defaults. Enum fields outside their values
+ * are refused with a message naming the field. */
 typedef struct ds_model_params {
     const unsigned char *key;     /* DS_KEY_BYTES raw bytes; copied, caller may wipe after open */
     size_t key_len;
@@ -246,9 +254,9 @@ typedef struct ds_model_params {
     uint64_t expert_cache_bytes;  /* routed-expert cache budget; 0 = all resident. Otherwise experts
                                      are decrypted on demand into at most this many bytes of slots
                                      (at least 2 experts' worth) */
-    int prefetch;                 /* a ds_prefetch_mode: DS_PREFETCH_AUTO (1, the default),
-                                     DS_PREFETCH_ALWAYS or DS_PREFETCH_OFF */
-    ds_evict_policy evict_policy; /* default DS_EVICT_LFU_DECAY (a zeroed struct: DS_EVICT_LRU) */
+    ds_prefetch_mode prefetch;    /* DS_PREFETCH_AUTO (the default), DS_PREFETCH_ALWAYS or
+                                     DS_PREFETCH_OFF */
+    ds_evict_policy evict_policy; /* DS_EVICT_LFU_DECAY (the default) or DS_EVICT_LRU */
     int n_threads;                /* 0 = number of online CPUs */
     ds_allocator allocator;       /* all NULL = C library */
     ds_log_fn log;                /* NULL = silent */
@@ -277,15 +285,22 @@ typedef struct ds_model_params {
                                      segments to load, plaintext bytes loaded); a non-zero return
                                      cancels the open: DS_ERR_CANCELLED, everything freed */
     void *progress_user;
+    uint32_t magic;               /* set by ds_model_default_params(); leave it as it is */
 } ds_model_params;
 
+/* The defaults: load_weights 1, DS_PREFETCH_AUTO, DS_EVICT_LFU_DECAY,
+ * DS_DEVICE_CPU, everything else 0 or NULL, and the magic that ds_model_open
+ * checks. */
 DS_API ds_model_params ds_model_default_params(void);
 
 /* Opens a container: maps it read-only, checks the header, derives the keys,
  * authenticates and parses the metadata and (with load_weights) decrypts the
  * dense segments into memory the model owns (reporting each to
  * params->progress, which may cancel: DS_ERR_CANCELLED). On failure *out is
- * NULL and ds_last_error() says why. Thread-safe (opens are independent). */
+ * NULL and ds_last_error() says why: DS_ERR_INVALID_ARG for params not made
+ * by ds_model_default_params() or an enum field (prefetch, evict_policy,
+ * device) outside its values, among others. Thread-safe (opens are
+ * independent). */
 DS_API DS_WARN_UNUSED ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params);
 
 /* Wipes and frees everything the model owns. NULL is a no-op (DS_OK).
@@ -548,12 +563,15 @@ DS_API DS_WARN_UNUSED ds_status ds_tokenizer_apply_chat_template(const ds_tokeni
  * model from different threads. */
 typedef struct ds_context ds_context;
 
+/* Options of ds_context_new. Rule: a zeroed struct means the defaults, field
+ * by field (every field's default is 0), so `ds_context_params cp = {0};`
+ * and ds_context_default_params() are the same; NULL params too. */
 typedef struct ds_context_params {
     int n_ctx;                    /* maximum tokens (prompt + generated); 0 = min(4096, model max) */
     int n_threads;                /* 0 = the model's n_threads */
 } ds_context_params;
 
-DS_API ds_context_params ds_context_default_params(void);
+DS_API ds_context_params ds_context_default_params(void);   /* all zero, as {0} */
 DS_API DS_WARN_UNUSED ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_params *params);
 DS_API void ds_context_free(ds_context *c);
 DS_API const char *ds_context_errmsg(const ds_context *c);
@@ -599,6 +617,12 @@ typedef int (*ds_abort_fn)(void *user);
 DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user);
 
 /* ==== Sampler ============================================================ */
+/* Options of ds_sampler_new. Rule: start from ds_sampler_default_params(); a
+ * struct it did not make (a zeroed one) is refused with DS_ERR_INVALID_ARG
+ * and a message naming it. Zero cannot mean the default here: temperature 0
+ * is greedy and penalty_last_n 0 the whole history (real choices, the
+ * defaults are 1 and 64), and top_p or repetition_penalty 0 would be invalid.
+ * NULL params means the defaults. */
 typedef struct ds_sampler_params {
     float temperature;            /* 0 = greedy (argmax) */
     int top_k;                    /* 0 = off */
@@ -609,6 +633,7 @@ typedef struct ds_sampler_params {
     float presence_penalty;       /* 0 = off (subtract penalty once per seen token) */
     int penalty_last_n;           /* window for penalties; 0 = whole history */
     uint64_t seed;
+    uint32_t magic;               /* set by ds_sampler_default_params(); leave it as it is */
 } ds_sampler_params;
 
 /* A sampler applies, in this order: the penalties over the last
@@ -621,9 +646,10 @@ typedef struct ds_sampler_params {
  * belongs to one thread at a time. */
 typedef struct ds_sampler ds_sampler;
 /* temperature 1, top_k 0, top_p 1, min_p 0, penalties off (1, 0, 0),
- * penalty_last_n 64, seed 0. */
+ * penalty_last_n 64, seed 0, and the magic that ds_sampler_new checks. */
 DS_API ds_sampler_params ds_sampler_default_params(void);
-/* Validates the parameters (DS_ERR_INVALID_ARG names the bad one: temperature
+/* Validates the parameters (DS_ERR_INVALID_ARG for params not made by
+ * ds_sampler_default_params(), or naming the bad one: temperature
  * finite and >= 0, top_k >= 0, 0 < top_p <= 1, 0 <= min_p < 1,
  * repetition_penalty finite and > 0, other penalties finite, penalty_last_n
  * >= 0). params may be NULL for the defaults. Free with ds_sampler_free. */
@@ -672,7 +698,9 @@ typedef struct ds_generate_stats {
  * non-zero to stop (DS_STOP_CALLBACK). */
 typedef int (*ds_token_fn)(void *user, int32_t token, const char *piece, size_t len);
 
-/* Options of a generation. A zeroed struct means the defaults. */
+/* Options of a generation. Rule: a zeroed struct means the defaults, field
+ * by field (every field's default is 0), so `ds_generate_params gp = {0};`
+ * and ds_generate_default_params() are the same; NULL params too. */
 typedef struct ds_generate_params {
     int max_tokens;               /* most tokens to generate; 0 = no limit (until EOS, a stop string
                                      or the context is full) */
@@ -686,7 +714,7 @@ typedef struct ds_generate_params {
     int ignore_eos;               /* 1: the EOS token is never sampled */
 } ds_generate_params;
 
-DS_API ds_generate_params ds_generate_default_params(void);   /* all zero */
+DS_API ds_generate_params ds_generate_default_params(void);   /* all zero, as {0} */
 
 /* A generation in progress, advanced one token at a time: the one loop that
  * ds_generate_tokens and ds_generate run, for callers that pull tokens (a
@@ -760,8 +788,17 @@ typedef enum ds_quant {
     DS_QUANT_Q8_0 = 2
 } ds_quant;
 
+/* Options of ds_convert. Rule: start from ds_convert_default_params(); a
+ * struct it did not make (a zeroed one) is refused with DS_ERR_INVALID_ARG
+ * and a message naming it. Zero cannot mean the default here: DS_QUANT_F32
+ * (0) is a real choice (the default is DS_QUANT_Q8_0), and encrypt 0 writes
+ * a file anyone can read: a zeroed struct must not choose that silently.
+ * NULL params means the defaults (which need a key or passphrase, so NULL
+ * is refused for want of one). quant outside its values is refused with a
+ * message naming it. */
 typedef struct ds_convert_params {
-    ds_quant quant;               /* matrices; norms, router weights and biases stay F32 */
+    ds_quant quant;               /* matrices (default DS_QUANT_Q8_0); norms, router weights and
+                                     biases stay F32 */
     int encrypt;                  /* 1 (default): AES-256-GCM; 0: integrity tags only */
     const unsigned char *key;     /* DS_KEY_BYTES raw bytes, or */
     size_t key_len;
@@ -774,9 +811,12 @@ typedef struct ds_convert_params {
     void *progress_user;
     ds_log_fn log;                /* notices (skipped MTP layers, ...) */
     void *log_user;
-    ds_allocator allocator;
+    ds_allocator allocator;       /* all NULL = C library */
+    uint32_t magic;               /* set by ds_convert_default_params(); leave it as it is */
 } ds_convert_params;
 
+/* The defaults: DS_QUANT_Q8_0, encrypt 1, everything else 0 or NULL (set a
+ * key or a passphrase), and the magic that ds_convert checks. */
 DS_API ds_convert_params ds_convert_default_params(void);
 
 /* Converts a Hugging Face checkpoint directory (config.json, tokenizer.json,

@@ -123,6 +123,16 @@ typedef struct dsi_secure_buf {
 DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e);
 DSI_FUNC void dsi_secure_free(dsi_secure_buf *b);
 
+/* ==== Parameter structs ================================================== */
+/* The structs whose zero is not their default (ds_model_params,
+ * ds_sampler_params, ds_convert_params) carry a magic that only their
+ * ds_*_default_params() sets; the function taking one refuses it without
+ * (a zeroed struct, or one put together field by field). Different values,
+ * so that one struct's bytes do not pass for another's. */
+#define DSI_MODEL_PARAMS_MAGIC 0x504d5344u     /* "DSMP" */
+#define DSI_SAMPLER_PARAMS_MAGIC 0x50535344u   /* "DSSP" */
+#define DSI_CONVERT_PARAMS_MAGIC 0x50435344u   /* "DSCP" */
+
 /* ==== Little-endian byte access ========================================== */
 DSI_INLINE uint16_t dsi_rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 DSI_INLINE uint32_t dsi_rd32(const uint8_t *p) {

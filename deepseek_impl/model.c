@@ -16,7 +16,32 @@ DS_API ds_model_params ds_model_default_params(void) {
     p.load_weights = 1;
     p.prefetch = DS_PREFETCH_AUTO;
     p.evict_policy = DS_EVICT_LFU_DECAY;
+    p.device = DS_DEVICE_CPU;
+    p.magic = DSI_MODEL_PARAMS_MAGIC;
     return p;
+}
+
+/* The checks that need no file: the struct came from
+ * ds_model_default_params() (zero is not the default of load_weights,
+ * prefetch or evict_policy, so a zeroed struct would quietly open a model
+ * differently), and each enum field holds one of its values. */
+static ds_status dsi_model_params_check(const ds_model_params *p, dsi_err *e) {
+    if (p->magic != DSI_MODEL_PARAMS_MAGIC)
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "ds_model_open: params were not made by ds_model_default_params() (a zeroed "
+                        "ds_model_params is refused: its zeros are not the defaults); start from "
+                        "ds_model_default_params() and change the fields you need");
+    if ((unsigned)p->prefetch > DS_PREFETCH_ALWAYS)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_model_open: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)",
+                        (int)p->prefetch);
+    if ((unsigned)p->evict_policy > DS_EVICT_LFU_DECAY)
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "ds_model_open: evict_policy is %d; want 0 (DS_EVICT_LRU) or 1 (DS_EVICT_LFU_DECAY)",
+                        (int)p->evict_policy);
+    if ((unsigned)p->device > DS_DEVICE_CUDA)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_model_open: device is %d; want 0 (DS_DEVICE_CPU) or 1 (DS_DEVICE_CUDA)",
+                        (int)p->device);
+    return DS_OK;
 }
 
 DS_API const char *ds_model_errmsg(const ds_model *m) { return m ? m->err.msg : "no model"; }
@@ -45,7 +70,7 @@ static ds_status dsi_model_weights(ds_model *m, const ds_model_params *p, dsi_er
     bool experts_on_host = !(m->device == DS_DEVICE_CUDA && p->gpu_cache_bytes == 0);
     if ((s = dsi_file_load_dense(m, p->expert_cache_bytes == 0 && experts_on_host, p, e))) return s;
     if (p->expert_cache_bytes &&
-        (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, (ds_prefetch_mode)p->prefetch,
+        (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, p->prefetch,
                            p->evict_policy, e)))
         return s;
     return m->dev->model_new(m, p, &m->dev_model, e);
@@ -71,11 +96,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     *out = NULL;
     ds_model_params defaults = ds_model_default_params();
     const ds_model_params *p = params ? params : &defaults;
-    if (p->prefetch < DS_PREFETCH_OFF || p->prefetch > DS_PREFETCH_ALWAYS) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)",
-                 p->prefetch);
-        return dsi_publish(&e);
-    }
+    if (dsi_model_params_check(p, &e)) return dsi_publish(&e);
     dsi_alloc al;
     if (dsi_alloc_init(&al, &p->allocator, &e) || dsi_crypto_init(&e)) return dsi_publish(&e);
     ds_model *m = dsi_calloc(&al, 1, sizeof *m);

@@ -86,11 +86,22 @@ DS_API ds_sampler_params ds_sampler_default_params(void) {
     p.presence_penalty = 0.0f;
     p.penalty_last_n = 64;
     p.seed = 0;
+    p.magic = DSI_SAMPLER_PARAMS_MAGIC;
     return p;
 }
 
-/* Checks every field; the message names the first bad one and its value. */
+/* Checks every field; the message names the first bad one and its value.
+ * First, that the struct came from ds_sampler_default_params(): zero is
+ * greedy for temperature and the whole history for penalty_last_n, not
+ * their defaults, so a zeroed struct would sample differently from what its
+ * author most likely meant (and top_p 0 would fail below with a puzzling
+ * message). */
 static ds_status smp_check_params(const ds_sampler_params *p, dsi_err *e) {
+    if (p->magic != DSI_SAMPLER_PARAMS_MAGIC)
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "sampler: params were not made by ds_sampler_default_params() (a zeroed "
+                        "ds_sampler_params is refused: its zeros are not the defaults); start from "
+                        "ds_sampler_default_params() and change the fields you need");
     if (!(isfinite(p->temperature) && p->temperature >= 0.0f))
         return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: temperature must be finite and >= 0, not %g",
                         (double)p->temperature);

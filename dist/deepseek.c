@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id c8d85c2b1fd15181: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id fe163223f6492bc5: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "c8d85c2b1fd15181"
+#define DS_SOURCE_ID "fe163223f6492bc5"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -184,6 +184,16 @@ typedef struct dsi_secure_buf {
 } dsi_secure_buf;
 DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e);
 DSI_FUNC void dsi_secure_free(dsi_secure_buf *b);
+
+/* ==== Parameter structs ================================================== */
+/* The structs whose zero is not their default (ds_model_params,
+ * ds_sampler_params, ds_convert_params) carry a magic that only their
+ * ds_*_default_params() sets; the function taking one refuses it without
+ * (a zeroed struct, or one put together field by field). Different values,
+ * so that one struct's bytes do not pass for another's. */
+#define DSI_MODEL_PARAMS_MAGIC 0x504d5344u     /* "DSMP" */
+#define DSI_SAMPLER_PARAMS_MAGIC 0x50535344u   /* "DSSP" */
+#define DSI_CONVERT_PARAMS_MAGIC 0x50435344u   /* "DSCP" */
 
 /* ==== Little-endian byte access ========================================== */
 DSI_INLINE uint16_t dsi_rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
@@ -12504,7 +12514,32 @@ DS_API ds_model_params ds_model_default_params(void) {
     p.load_weights = 1;
     p.prefetch = DS_PREFETCH_AUTO;
     p.evict_policy = DS_EVICT_LFU_DECAY;
+    p.device = DS_DEVICE_CPU;
+    p.magic = DSI_MODEL_PARAMS_MAGIC;
     return p;
+}
+
+/* The checks that need no file: the struct came from
+ * ds_model_default_params() (zero is not the default of load_weights,
+ * prefetch or evict_policy, so a zeroed struct would quietly open a model
+ * differently), and each enum field holds one of its values. */
+static ds_status dsi_model_params_check(const ds_model_params *p, dsi_err *e) {
+    if (p->magic != DSI_MODEL_PARAMS_MAGIC)
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "ds_model_open: params were not made by ds_model_default_params() (a zeroed "
+                        "ds_model_params is refused: its zeros are not the defaults); start from "
+                        "ds_model_default_params() and change the fields you need");
+    if ((unsigned)p->prefetch > DS_PREFETCH_ALWAYS)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_model_open: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)",
+                        (int)p->prefetch);
+    if ((unsigned)p->evict_policy > DS_EVICT_LFU_DECAY)
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "ds_model_open: evict_policy is %d; want 0 (DS_EVICT_LRU) or 1 (DS_EVICT_LFU_DECAY)",
+                        (int)p->evict_policy);
+    if ((unsigned)p->device > DS_DEVICE_CUDA)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_model_open: device is %d; want 0 (DS_DEVICE_CPU) or 1 (DS_DEVICE_CUDA)",
+                        (int)p->device);
+    return DS_OK;
 }
 
 DS_API const char *ds_model_errmsg(const ds_model *m) { return m ? m->err.msg : "no model"; }
@@ -12533,7 +12568,7 @@ static ds_status dsi_model_weights(ds_model *m, const ds_model_params *p, dsi_er
     bool experts_on_host = !(m->device == DS_DEVICE_CUDA && p->gpu_cache_bytes == 0);
     if ((s = dsi_file_load_dense(m, p->expert_cache_bytes == 0 && experts_on_host, p, e))) return s;
     if (p->expert_cache_bytes &&
-        (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, (ds_prefetch_mode)p->prefetch,
+        (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, p->prefetch,
                            p->evict_policy, e)))
         return s;
     return m->dev->model_new(m, p, &m->dev_model, e);
@@ -12559,11 +12594,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     *out = NULL;
     ds_model_params defaults = ds_model_default_params();
     const ds_model_params *p = params ? params : &defaults;
-    if (p->prefetch < DS_PREFETCH_OFF || p->prefetch > DS_PREFETCH_ALWAYS) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)",
-                 p->prefetch);
-        return dsi_publish(&e);
-    }
+    if (dsi_model_params_check(p, &e)) return dsi_publish(&e);
     dsi_alloc al;
     if (dsi_alloc_init(&al, &p->allocator, &e) || dsi_crypto_init(&e)) return dsi_publish(&e);
     ds_model *m = dsi_calloc(&al, 1, sizeof *m);
@@ -13137,11 +13168,22 @@ DS_API ds_sampler_params ds_sampler_default_params(void) {
     p.presence_penalty = 0.0f;
     p.penalty_last_n = 64;
     p.seed = 0;
+    p.magic = DSI_SAMPLER_PARAMS_MAGIC;
     return p;
 }
 
-/* Checks every field; the message names the first bad one and its value. */
+/* Checks every field; the message names the first bad one and its value.
+ * First, that the struct came from ds_sampler_default_params(): zero is
+ * greedy for temperature and the whole history for penalty_last_n, not
+ * their defaults, so a zeroed struct would sample differently from what its
+ * author most likely meant (and top_p 0 would fail below with a puzzling
+ * message). */
 static ds_status smp_check_params(const ds_sampler_params *p, dsi_err *e) {
+    if (p->magic != DSI_SAMPLER_PARAMS_MAGIC)
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "sampler: params were not made by ds_sampler_default_params() (a zeroed "
+                        "ds_sampler_params is refused: its zeros are not the defaults); start from "
+                        "ds_sampler_default_params() and change the fields you need");
     if (!(isfinite(p->temperature) && p->temperature >= 0.0f))
         return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: temperature must be finite and >= 0, not %g",
                         (double)p->temperature);
@@ -14005,6 +14047,7 @@ DS_API ds_convert_params ds_convert_default_params(void) {
     memset(&p, 0, sizeof p);
     p.quant = DS_QUANT_Q8_0;
     p.encrypt = 1;
+    p.magic = DSI_CONVERT_PARAMS_MAGIC;
     return p;
 }
 
@@ -14793,8 +14836,20 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: hf_dir and out_path must not be NULL");
         return dsi_publish(&e);
     }
+    /* zero is not the default of quant (F32, not Q8_0) or encrypt (a
+     * readable file), so a struct not from ds_convert_default_params() is
+     * refused rather than taken to mean either */
+    if (p->magic != DSI_CONVERT_PARAMS_MAGIC) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG,
+                 "ds_convert: params were not made by ds_convert_default_params() (a zeroed ds_convert_params "
+                 "is refused: its zeros are not the defaults); start from ds_convert_default_params() and "
+                 "change the fields you need");
+        return dsi_publish(&e);
+    }
     if ((unsigned)p->quant > DS_QUANT_Q8_0) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: unknown quantization %d", (int)p->quant);
+        dsi_fail(&e, DS_ERR_INVALID_ARG,
+                 "ds_convert: quant is %d; want 0 (DS_QUANT_F32), 1 (DS_QUANT_F16) or 2 (DS_QUANT_Q8_0)",
+                 (int)p->quant);
         return dsi_publish(&e);
     }
     if (p->encrypt ? (!p->key == !p->passphrase) : (p->key || p->passphrase)) {

@@ -1,7 +1,10 @@
 /*
  * test_convert.c — the converter's error paths on damaged checkpoints (each a
  * distinct status and a message that names the problem, and no output file
- * left behind), its notices and progress, and its parameter checks.
+ * left behind), its notices and progress, and its parameter checks
+ * (convert-4: a ds_convert_params not made by ds_convert_default_params(),
+ * zeroed or put together by hand, is refused naming it; quant out of range
+ * is refused naming the field).
  *
  * Works on copies of $DS_TESTDATA/v2lite with one thing broken at a time.
  */
@@ -332,6 +335,35 @@ int main(void) {
     T_STATUS("convert-3.9", run(v3dir, out), DS_OK, ds_last_error());
     T_CHECK("convert-3.10", log_saw_mtp, "no notice about the skipped MTP layer");
     unlink(out);
+
+    /* 4: the struct's zeros are not its defaults (quant F32, encrypt 0) */
+    ds_convert_params zero;
+    memset(&zero, 0, sizeof zero);
+    ds_status st = ds_convert(vdir, out, &zero);
+    T_CHECK("convert-4.1", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), "ds_convert_default_params()") &&
+                               nothing_left(out),
+            "zeroed params: status %d, message '%s'", (int)st, ds_last_error());
+    ds_convert_params d = ds_convert_default_params(), byhand = zero;
+    byhand.quant = d.quant;
+    byhand.encrypt = d.encrypt;
+    byhand.key = key;
+    byhand.key_len = 32;
+    st = ds_convert(vdir, out, &byhand);
+    T_CHECK("convert-4.2", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), "ds_convert_default_params()") &&
+                               nothing_left(out) && d.quant == DS_QUANT_Q8_0 && d.encrypt == 1 && d.magic != 0,
+            "params set by hand: status %d, message '%s'", (int)st, ds_last_error());
+    static const int bad_quant[] = {-1, DS_QUANT_Q8_0 + 1};
+    for (int i = 0; i < 2; i++) {
+        ds_convert_params q = ds_convert_default_params();
+        q.key = key;
+        q.key_len = 32;
+        q.quant = (ds_quant)bad_quant[i];
+        char want[32];
+        snprintf(want, sizeof want, "quant is %d", bad_quant[i]);
+        st = ds_convert(vdir, out, &q);
+        T_CHECK("convert-4.3", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), want) && nothing_left(out),
+                "quant %d: status %d, message '%s'", bad_quant[i], (int)st, ds_last_error());
+    }
 
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -9,7 +9,12 @@
  *  forward-2: one batch (prefill) equals token-by-token decode.
  *  forward-3: many contexts share one model from several threads.
  *  forward-4: errors: context overflow, ids out of range, closing a model in
- *             use, metadata-only models.
+ *             use, metadata-only models; 4.9-4.13 the parameter structs'
+ *             rules: a zeroed ds_model_params (or one put together field by
+ *             field) is refused, naming ds_model_default_params(); each of
+ *             its enum fields out of range is refused, naming the field; a
+ *             zeroed ds_context_params is the defaults (same struct, same
+ *             n_ctx, the same logits bit for bit).
  *  forward-5: the expert cache gives the resident model's logits.
  *  forward-6: the eviction policies on scripted expert uses (3 slots, no
  *             prefetch, the pager driven directly):
@@ -765,6 +770,83 @@ static void test_policies(void) {
 }
 
 /* ==== 4: errors ========================================================== */
+/* The parameter structs' rules (forward-4.9 to 4.13). */
+static void test_params(const char *path) {
+    /* 4.9: ds_model_params' zeros are not its defaults: a zeroed struct is
+     * refused, and so is one with every field set by hand but not made by
+     * ds_model_default_params() */
+    ds_model_params zero;
+    memset(&zero, 0, sizeof zero);
+    ds_model *m = (ds_model *)1;
+    T_STATUS("forward-4.9", ds_model_open(&m, path, &zero), DS_ERR_INVALID_ARG, ds_last_error());
+    T_CHECK("forward-4.9", m == NULL && strstr(ds_last_error(), "ds_model_default_params()") != NULL,
+            "message: %s", ds_last_error());
+    ds_model_params d = ds_model_default_params();
+    ds_model_params byhand = zero;
+    byhand.key = test_key;
+    byhand.key_len = 32;
+    byhand.load_weights = d.load_weights;
+    byhand.prefetch = d.prefetch;
+    byhand.evict_policy = d.evict_policy;
+    byhand.device = d.device;
+    T_STATUS("forward-4.9", ds_model_open(&m, path, &byhand), DS_ERR_INVALID_ARG, ds_last_error());
+    T_CHECK("forward-4.9", d.load_weights == 1 && d.prefetch == DS_PREFETCH_AUTO &&
+                               d.evict_policy == DS_EVICT_LFU_DECAY && d.device == DS_DEVICE_CPU && d.magic != 0,
+            "unexpected defaults");
+    /* 4.10-4.12: each enum field out of range, both ways, names the field */
+    static const struct {
+        const char *id, *field;
+        int value;
+    } bad[] = {{"forward-4.10", "prefetch", -1},     {"forward-4.10", "prefetch", DS_PREFETCH_ALWAYS + 1},
+               {"forward-4.11", "evict_policy", -1}, {"forward-4.11", "evict_policy", DS_EVICT_LFU_DECAY + 1},
+               {"forward-4.12", "device", -1},       {"forward-4.12", "device", DS_DEVICE_CUDA + 1}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ds_model_params p = ds_model_default_params();
+        p.key = test_key;
+        p.key_len = 32;
+        if (!strcmp(bad[i].field, "prefetch")) p.prefetch = (ds_prefetch_mode)bad[i].value;
+        else if (!strcmp(bad[i].field, "evict_policy")) p.evict_policy = (ds_evict_policy)bad[i].value;
+        else p.device = (ds_device)bad[i].value;
+        m = (ds_model *)1;
+        T_STATUS(bad[i].id, ds_model_open(&m, path, &p), DS_ERR_INVALID_ARG, ds_last_error());
+        char want[64];
+        snprintf(want, sizeof want, "%s is %d", bad[i].field, bad[i].value);
+        T_CHECK(bad[i].id, m == NULL && strstr(ds_last_error(), want) != NULL, "message (want '%s'): %s", want,
+                ds_last_error());
+    }
+    /* 4.13: a zeroed ds_context_params is ds_context_default_params(): the
+     * same bytes, the same n_ctx, the same logits */
+    ds_context_params cz, cd = ds_context_default_params();
+    memset(&cz, 0, sizeof cz);
+    T_CHECK("forward-4.13", memcmp(&cz, &cd, sizeof cz) == 0, "ds_context_default_params() is not all zero");
+    m = open_model(path);
+    if (!m) {
+        T_CHECK("forward-4.13", 0, "open failed");
+        return;
+    }
+    ds_model_config cfg;
+    ds_context *a = NULL, *b = NULL;
+    T_STATUS("forward-4.13", ds_model_get_config(m, &cfg), DS_OK, ds_last_error());
+    T_STATUS("forward-4.13", ds_context_new(&a, m, &cz), DS_OK, ds_last_error());
+    T_STATUS("forward-4.13", ds_context_new(&b, m, &cd), DS_OK, ds_last_error());
+    if (a && b) {
+        const int32_t tok[4] = {1, 17, 42, 99};
+        float *la = malloc((size_t)cfg.vocab_size * sizeof *la), *lb = malloc((size_t)cfg.vocab_size * sizeof *lb);
+        ds_status sa = la && lb ? ds_context_eval(a, tok, 4, la, 0) : DS_ERR_NOMEM;
+        ds_status sb = la && lb ? ds_context_eval(b, tok, 4, lb, 0) : DS_ERR_NOMEM;
+        T_CHECK("forward-4.13",
+                sa == DS_OK && sb == DS_OK && ds_context_n_ctx(a) == ds_context_n_ctx(b) &&
+                    memcmp(la, lb, (size_t)cfg.vocab_size * sizeof *la) == 0,
+                "zeroed vs default context: status %d/%d, n_ctx %d/%d, or the logits differ", (int)sa, (int)sb,
+                ds_context_n_ctx(a), ds_context_n_ctx(b));
+        free(la);
+        free(lb);
+    }
+    ds_context_free(a);
+    ds_context_free(b);
+    ds_model_close(m);
+}
+
 static void test_errors(void) {
     ds_model *m = open_model(container("v2lite", DS_QUANT_Q8_0));
     if (!m) {
@@ -800,6 +882,7 @@ static void test_errors(void) {
     m = open_model(container("v2lite", DS_QUANT_Q8_0));
     T_STATUS("forward-4.8", ds_context_new(&c, m, &cp), DS_ERR_INVALID_ARG, ds_last_error());
     ds_model_close(m);
+    test_params(container("v2lite", DS_QUANT_Q8_0));
 }
 
 int main(void) {

@@ -15,6 +15,9 @@
  *              tokens and generates what a fresh context generates; the
  *              pull API (ds_generator_next) gives what the callback gets
  *  generate-11: argument errors
+ *  generate-12: a zeroed ds_generate_params is ds_generate_default_params():
+ *              the same bytes, and the same generation (tokens, stop
+ *              reason) from fresh contexts
  * (generate-0 .. generate-5 are ds_generate's cases in test_sampler.c.)
  */
 #define _POSIX_C_SOURCE 200809L
@@ -644,6 +647,38 @@ static void test_errors(ds_model *m) {
     ds_context_free(c);
 }
 
+/* ==== 12: a zeroed ds_generate_params ==================================== */
+
+static void test_zero_params(ds_model *m) {
+    ds_generate_params gz, gd = ds_generate_default_params();
+    memset(&gz, 0, sizeof gz);
+    T_CHECK("generate-12.1", memcmp(&gz, &gd, sizeof gz) == 0, "ds_generate_default_params() is not all zero");
+    int32_t ids[64];
+    size_t n = encode(m, prompt_text, ids, 64);
+    /* no max_tokens (0 = no limit): each runs until EOS or the context of
+     * n + 12 tokens is full */
+    ds_context *a = new_ctx(m, (int)n + 12), *b = new_ctx(m, (int)n + 12);
+    ds_sampler *ga = greedy(), *gb = greedy();
+    ds_generate_stats sa, sb;
+    memset(&sa, 0, sizeof sa);
+    memset(&sb, 0, sizeof sb);
+    ds_status st_a = a && ga ? ds_generate_tokens(a, ga, ids, n, &gz, &sa) : DS_ERR_NOMEM;
+    ds_status st_b = b && gb ? ds_generate_tokens(b, gb, ids, n, &gd, &sb) : DS_ERR_NOMEM;
+    T_STATUS("generate-12.2", st_a, DS_OK, ds_last_error());
+    T_STATUS("generate-12.2", st_b, DS_OK, ds_last_error());
+    int na = 0, nb = 0;
+    const int32_t *ta = ds_context_tokens(a, &na), *tb = ds_context_tokens(b, &nb);
+    T_CHECK("generate-12.3",
+            sa.stop_reason == sb.stop_reason && sa.stop_reason != DS_STOP_NONE && sa.n_generated == sb.n_generated &&
+                na == nb && na >= (int)n && memcmp(ta, tb, (size_t)na * sizeof *ta) == 0,
+            "zeroed vs default: stop %s/%s, generated %d/%d, context %d/%d tokens", ds_stop_reason_name(sa.stop_reason),
+            ds_stop_reason_name(sb.stop_reason), sa.n_generated, sb.n_generated, na, nb);
+    ds_sampler_free(ga);
+    ds_sampler_free(gb);
+    ds_context_free(a);
+    ds_context_free(b);
+}
+
 int main(void) {
     models = getenv("DS_MODELS") ? getenv("DS_MODELS") : "models";
     char key_path[1024];
@@ -664,6 +699,7 @@ int main(void) {
             test_stops(m);
             test_chat(m);
             test_errors(m);
+            test_zero_params(m);
         }
         ds_model_close(m);
     }

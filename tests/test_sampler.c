@@ -131,6 +131,26 @@ static void test_params(void) {
     s = NULL;
     T_STATUS("sampler-1.5", ds_sampler_new(&s, &ok), DS_OK, ds_last_error());
     ds_sampler_free(s);
+
+    /* ds_sampler_params' zeros are not its defaults (temperature 0 is
+     * greedy, penalty_last_n 0 the whole history): a zeroed struct is
+     * refused, naming the constructor (1.6); so is one with every field set
+     * by hand to a valid value but not made by it (1.7) */
+    ds_sampler_params zero;
+    memset(&zero, 0, sizeof zero);
+    s = (ds_sampler *)&s;
+    ds_status st = ds_sampler_new(&s, &zero);
+    T_CHECK("sampler-1.6", st == DS_ERR_INVALID_ARG && s == NULL && strstr(ds_last_error(), "ds_sampler_default_params()"),
+            "zeroed params: status %d, message '%s'", (int)st, ds_last_error());
+    ds_sampler_params byhand = zero;
+    byhand.temperature = d.temperature;
+    byhand.top_p = d.top_p;
+    byhand.repetition_penalty = d.repetition_penalty;
+    byhand.penalty_last_n = d.penalty_last_n;
+    s = (ds_sampler *)&s;
+    st = ds_sampler_new(&s, &byhand);
+    T_CHECK("sampler-1.7", st == DS_ERR_INVALID_ARG && s == NULL && strstr(ds_last_error(), "ds_sampler_default_params()"),
+            "params set by hand: status %d, message '%s'", (int)st, ds_last_error());
 }
 
 /* ==== 2. Bad input to sample ============================================== */

@@ -302,7 +302,7 @@ void model_opts_params(const model_opts *o, ds_model_params *mp) {
     mp->n_threads = o->threads;
     mp->expert_cache_bytes = o->cache_bytes;
     mp->evict_policy = o->evict;
-    mp->prefetch = o->prefetch;
+    mp->prefetch = (ds_prefetch_mode)o->prefetch;   /* parse_prefetch checked it */
     mp->device = o->device;
     mp->gpu_index = o->gpu_index;
     mp->gpu_cache_bytes = o->gpu_cache_bytes;

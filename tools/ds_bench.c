@@ -383,7 +383,7 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     }
     mp.load_weights = load_weights;
     mp.expert_cache_bytes = budget;
-    mp.prefetch = prefetch;
+    mp.prefetch = (ds_prefetch_mode)prefetch;
     mp.evict_policy = o->evict;
     mp.n_threads = o->threads;
     mp.exact_activations = o->exact_act;
