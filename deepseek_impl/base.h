@@ -132,6 +132,11 @@ DSI_FUNC void dsi_secure_free(dsi_secure_buf *b);
 #define DSI_MODEL_PARAMS_MAGIC 0x504d5344u     /* "DSMP" */
 #define DSI_SAMPLER_PARAMS_MAGIC 0x50535344u   /* "DSSP" */
 #define DSI_CONVERT_PARAMS_MAGIC 0x50435344u   /* "DSCP" */
+/* DS_OK when magic is want; otherwise DS_ERR_INVALID_ARG saying that fn's
+ * params were not made by their constructor ("ds_model_params", "ds_model"
+ * gives ds_model_default_params()). */
+DSI_FUNC ds_status dsi_params_check_magic(uint32_t magic, uint32_t want, const char *fn, const char *type,
+                                          const char *prefix, dsi_err *e);
 
 /* ==== Little-endian byte access ========================================== */
 DSI_INLINE uint16_t dsi_rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }

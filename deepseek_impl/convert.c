@@ -821,13 +821,9 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     /* zero is not the default of quant (F32, not Q8_0) or encrypt (a
      * readable file), so a struct not from ds_convert_default_params() is
      * refused rather than taken to mean either */
-    if (p->magic != DSI_CONVERT_PARAMS_MAGIC) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG,
-                 "ds_convert: params were not made by ds_convert_default_params() (a zeroed ds_convert_params "
-                 "is refused: its zeros are not the defaults); start from ds_convert_default_params() and "
-                 "change the fields you need");
+    if (dsi_params_check_magic(p->magic, DSI_CONVERT_PARAMS_MAGIC, "ds_convert", "ds_convert_params", "ds_convert",
+                               &e))
         return dsi_publish(&e);
-    }
     if ((unsigned)p->quant > DS_QUANT_Q8_0) {
         dsi_fail(&e, DS_ERR_INVALID_ARG,
                  "ds_convert: quant is %d; want 0 (DS_QUANT_F32), 1 (DS_QUANT_F16) or 2 (DS_QUANT_Q8_0)",

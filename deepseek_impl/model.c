@@ -26,11 +26,8 @@ DS_API ds_model_params ds_model_default_params(void) {
  * prefetch or evict_policy, so a zeroed struct would quietly open a model
  * differently), and each enum field holds one of its values. */
 static ds_status dsi_model_params_check(const ds_model_params *p, dsi_err *e) {
-    if (p->magic != DSI_MODEL_PARAMS_MAGIC)
-        return dsi_fail(e, DS_ERR_INVALID_ARG,
-                        "ds_model_open: params were not made by ds_model_default_params() (a zeroed "
-                        "ds_model_params is refused: its zeros are not the defaults); start from "
-                        "ds_model_default_params() and change the fields you need");
+    if (dsi_params_check_magic(p->magic, DSI_MODEL_PARAMS_MAGIC, "ds_model_open", "ds_model_params", "ds_model", e))
+        return e->status;
     if ((unsigned)p->prefetch > DS_PREFETCH_ALWAYS)
         return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_model_open: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)",
                         (int)p->prefetch);

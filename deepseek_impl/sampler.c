@@ -97,11 +97,8 @@ DS_API ds_sampler_params ds_sampler_default_params(void) {
  * author most likely meant (and top_p 0 would fail below with a puzzling
  * message). */
 static ds_status smp_check_params(const ds_sampler_params *p, dsi_err *e) {
-    if (p->magic != DSI_SAMPLER_PARAMS_MAGIC)
-        return dsi_fail(e, DS_ERR_INVALID_ARG,
-                        "sampler: params were not made by ds_sampler_default_params() (a zeroed "
-                        "ds_sampler_params is refused: its zeros are not the defaults); start from "
-                        "ds_sampler_default_params() and change the fields you need");
+    if (dsi_params_check_magic(p->magic, DSI_SAMPLER_PARAMS_MAGIC, "sampler", "ds_sampler_params", "ds_sampler", e))
+        return e->status;
     if (!(isfinite(p->temperature) && p->temperature >= 0.0f))
         return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: temperature must be finite and >= 0, not %g",
                         (double)p->temperature);

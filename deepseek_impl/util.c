@@ -87,6 +87,15 @@ DSI_FUNC ds_status dsi_fail(dsi_err *e, ds_status s, const char *fmt, ...) {
     return s;
 }
 
+DSI_FUNC ds_status dsi_params_check_magic(uint32_t magic, uint32_t want, const char *fn, const char *type,
+                                          const char *prefix, dsi_err *e) {
+    if (magic == want) return DS_OK;
+    return dsi_fail(e, DS_ERR_INVALID_ARG,
+                    "%s: params were not made by %s_default_params() (a zeroed %s is refused: its zeros are not "
+                    "the defaults); start from %s_default_params() and change the fields you need",
+                    fn, prefix, type, prefix);
+}
+
 DSI_FUNC ds_status dsi_prefix(dsi_err *e, const char *fmt, ...) {
     char pre[256], old[sizeof e->msg];
     va_list ap;

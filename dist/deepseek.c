@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id fe163223f6492bc5: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id a1e2455267090d78: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "fe163223f6492bc5"
+#define DS_SOURCE_ID "a1e2455267090d78"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -194,6 +194,11 @@ DSI_FUNC void dsi_secure_free(dsi_secure_buf *b);
 #define DSI_MODEL_PARAMS_MAGIC 0x504d5344u     /* "DSMP" */
 #define DSI_SAMPLER_PARAMS_MAGIC 0x50535344u   /* "DSSP" */
 #define DSI_CONVERT_PARAMS_MAGIC 0x50435344u   /* "DSCP" */
+/* DS_OK when magic is want; otherwise DS_ERR_INVALID_ARG saying that fn's
+ * params were not made by their constructor ("ds_model_params", "ds_model"
+ * gives ds_model_default_params()). */
+DSI_FUNC ds_status dsi_params_check_magic(uint32_t magic, uint32_t want, const char *fn, const char *type,
+                                          const char *prefix, dsi_err *e);
 
 /* ==== Little-endian byte access ========================================== */
 DSI_INLINE uint16_t dsi_rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
@@ -331,6 +336,15 @@ DSI_FUNC ds_status dsi_fail(dsi_err *e, ds_status s, const char *fmt, ...) {
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
     return s;
+}
+
+DSI_FUNC ds_status dsi_params_check_magic(uint32_t magic, uint32_t want, const char *fn, const char *type,
+                                          const char *prefix, dsi_err *e) {
+    if (magic == want) return DS_OK;
+    return dsi_fail(e, DS_ERR_INVALID_ARG,
+                    "%s: params were not made by %s_default_params() (a zeroed %s is refused: its zeros are not "
+                    "the defaults); start from %s_default_params() and change the fields you need",
+                    fn, prefix, type, prefix);
 }
 
 DSI_FUNC ds_status dsi_prefix(dsi_err *e, const char *fmt, ...) {
@@ -12524,11 +12538,8 @@ DS_API ds_model_params ds_model_default_params(void) {
  * prefetch or evict_policy, so a zeroed struct would quietly open a model
  * differently), and each enum field holds one of its values. */
 static ds_status dsi_model_params_check(const ds_model_params *p, dsi_err *e) {
-    if (p->magic != DSI_MODEL_PARAMS_MAGIC)
-        return dsi_fail(e, DS_ERR_INVALID_ARG,
-                        "ds_model_open: params were not made by ds_model_default_params() (a zeroed "
-                        "ds_model_params is refused: its zeros are not the defaults); start from "
-                        "ds_model_default_params() and change the fields you need");
+    if (dsi_params_check_magic(p->magic, DSI_MODEL_PARAMS_MAGIC, "ds_model_open", "ds_model_params", "ds_model", e))
+        return e->status;
     if ((unsigned)p->prefetch > DS_PREFETCH_ALWAYS)
         return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_model_open: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)",
                         (int)p->prefetch);
@@ -13179,11 +13190,8 @@ DS_API ds_sampler_params ds_sampler_default_params(void) {
  * author most likely meant (and top_p 0 would fail below with a puzzling
  * message). */
 static ds_status smp_check_params(const ds_sampler_params *p, dsi_err *e) {
-    if (p->magic != DSI_SAMPLER_PARAMS_MAGIC)
-        return dsi_fail(e, DS_ERR_INVALID_ARG,
-                        "sampler: params were not made by ds_sampler_default_params() (a zeroed "
-                        "ds_sampler_params is refused: its zeros are not the defaults); start from "
-                        "ds_sampler_default_params() and change the fields you need");
+    if (dsi_params_check_magic(p->magic, DSI_SAMPLER_PARAMS_MAGIC, "sampler", "ds_sampler_params", "ds_sampler", e))
+        return e->status;
     if (!(isfinite(p->temperature) && p->temperature >= 0.0f))
         return dsi_fail(e, DS_ERR_INVALID_ARG, "sampler: temperature must be finite and >= 0, not %g",
                         (double)p->temperature);
@@ -14839,13 +14847,9 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     /* zero is not the default of quant (F32, not Q8_0) or encrypt (a
      * readable file), so a struct not from ds_convert_default_params() is
      * refused rather than taken to mean either */
-    if (p->magic != DSI_CONVERT_PARAMS_MAGIC) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG,
-                 "ds_convert: params were not made by ds_convert_default_params() (a zeroed ds_convert_params "
-                 "is refused: its zeros are not the defaults); start from ds_convert_default_params() and "
-                 "change the fields you need");
+    if (dsi_params_check_magic(p->magic, DSI_CONVERT_PARAMS_MAGIC, "ds_convert", "ds_convert_params", "ds_convert",
+                               &e))
         return dsi_publish(&e);
-    }
     if ((unsigned)p->quant > DS_QUANT_Q8_0) {
         dsi_fail(&e, DS_ERR_INVALID_ARG,
                  "ds_convert: quant is %d; want 0 (DS_QUANT_F32), 1 (DS_QUANT_F16) or 2 (DS_QUANT_Q8_0)",
