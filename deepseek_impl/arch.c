@@ -36,7 +36,7 @@ enum {
     DSA_MOE,          /* a MoE layer */
     DSA_MOE_BIAS,     /* a MoE layer routed by noaux_tc (V3's correction bias) */
     DSA_MOE_SHARED,   /* a MoE layer with shared experts */
-    DSA_EXPERT        /* each routed expert of a MoE layer ("%d" in the name twice: layer, expert) */
+    DSA_EXPERT        /* each routed expert of a MoE layer */
 };
 
 /* Dimensions, in the config's terms. */
@@ -59,7 +59,7 @@ enum {
 };
 
 typedef struct dsa_entry {
-    const char *name;        /* after "model.layers.%d." */
+    const char *name;        /* after "model.layers.L." (experts: after "model.layers.L.mlp.experts.X.") */
     uint8_t when;            /* DSA_* */
     uint8_t rows, cols;      /* DSD_*; cols DSD_NONE: a 1-D tensor of `rows` values */
     bool keep_f32;
@@ -90,9 +90,9 @@ static const dsa_entry dsa_layer[] = {
     {"mlp.shared_experts.gate_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(gate), 0},
     {"mlp.shared_experts.up_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(up), 0},
     {"mlp.shared_experts.down_proj.weight", DSA_MOE_SHARED, DSD_HIDDEN, DSD_SHARED, false, DSA_F(down), 0},
-    {"mlp.experts.%d.gate_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_gate), 0},
-    {"mlp.experts.%d.up_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_up), 1},
-    {"mlp.experts.%d.down_proj.weight", DSA_EXPERT, DSD_HIDDEN, DSD_MOE_INTER, false, DSA_F(exp_down), 2},
+    {"gate_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_gate), 0},
+    {"up_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_up), 1},
+    {"down_proj.weight", DSA_EXPERT, DSD_HIDDEN, DSD_MOE_INTER, false, DSA_F(exp_down), 2},
     {"mlp.gate_proj.weight", DSA_DENSE, DSD_INTER, DSD_HIDDEN, false, DSA_F(gate), 0},
     {"mlp.up_proj.weight", DSA_DENSE, DSD_INTER, DSD_HIDDEN, false, DSA_F(up), 0},
     {"mlp.down_proj.weight", DSA_DENSE, DSD_HIDDEN, DSD_INTER, false, DSA_F(down), 0},
@@ -127,7 +127,7 @@ static bool dsa_present(const ds_model_config *c, const dsa_entry *x, int l) {
     case DSA_ALL: return true;
     case DSA_MHA: return !mla;
     case DSA_MLA: return mla;
-    case DSA_MLA_QLORA: return mla && c->q_lora_rank > 0;
+    case DSA_MLA_QLORA: return mla && c->q_lora_rank > 0;   /* dsi_weights.qlora */
     case DSA_MLA_Q: return mla && c->q_lora_rank <= 0;
     case DSA_DENSE: return !moe;
     case DSA_MOE: return moe;
@@ -169,20 +169,12 @@ static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind,
     l->n++;
 }
 
-/* The full name of a layer entry ("model.layers.L." + its name, with the
- * expert index for experts) into buf. Returns false when it does not fit. */
+/* The full name of a layer entry ("model.layers.L." and its name; experts
+ * "model.layers.L.mlp.experts.X." and theirs) into buf. Returns false when
+ * it does not fit. */
 static bool dsa_name(const dsa_entry *x, int l, int expert, char *buf, size_t len) {
-    char fmt[96];
-    int w = snprintf(fmt, sizeof fmt, "model.layers.%%d.%s", x->name);
-    if (w < 0 || (size_t)w >= sizeof fmt) return false;
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-#endif
-    w = x->when == DSA_EXPERT ? snprintf(buf, len, fmt, l, expert) : snprintf(buf, len, fmt, l);
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+    int w = x->when == DSA_EXPERT ? snprintf(buf, len, "model.layers.%d.mlp.experts.%d.%s", l, expert, x->name)
+                                  : snprintf(buf, len, "model.layers.%d.%s", l, x->name);
     return w >= 0 && (size_t)w < len;
 }
 
@@ -279,6 +271,7 @@ DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config 
     size_t idx;
     memset(W, 0, sizeof *W);
     W->mla = dsi_arch_attention_mla(c);
+    W->qlora = W->mla && c->q_lora_rank > 0;
     if ((s = dsa_bind(f, &W->embed, "model.embed_tokens.weight", &idx, e))) return s;
     if ((s = dsa_bind(f, &W->out_norm, "model.norm.weight", &idx, e))) return s;
     if (c->tie_word_embeddings) W->lm_head = W->embed;

@@ -2,7 +2,7 @@
  * container.c — the .dsm container: public header, and the metadata records
  * (tensor and segment directories). Both readers treat their input as hostile:
  * every size product is overflow-checked and every offset checked against the
- * file. See the layout comment in internal.h.
+ * file. See the layout comment in format.h.
  */
 #include "format.h"
 

@@ -1,11 +1,12 @@
 /*
  * cpu.c — the CPU device (dsi_device_i): contexts with their KV caches and
- * scratch, matrix products on the thread pool, MLA attention (the cache holds the normalised compressed latent and
- * the roped key per token; decode works in the absorbed form, a batch
- * expands the latents of its window into per-head K and V with one matrix
- * product, see dsi_mla_expanded),
- * multi-head attention for DeepSeek-MoE, dense and MoE feed-forward layers
- * with every routing variant, and the LM head.
+ * scratch, matrix products on the thread pool through the kernel table
+ * chosen for this CPU, MLA attention (the cache holds the normalised
+ * compressed latent and the roped key per token; decode works in the
+ * absorbed form, a batch expands the latents of its window into per-head K
+ * and V with one matrix product, see dsi_mla_expanded), multi-head attention
+ * for DeepSeek-MoE, routing with every variant, and the routed experts as
+ * the driver (forward.c) planned them.
  *
  * Shapes (per token): hidden D; heads H; MLA: q/k head = nope dn + rope dr,
  * value dv, latent R (kv_lora_rank), q-LoRA Rq; MHA: head dim hd.
@@ -73,8 +74,6 @@ static void dsi_rope(const dsi_cpu_ctx *c, float *x, int pos, bool interleaved) 
     }
 }
 
-static size_t dsi_max_sz(size_t a, size_t b) { return a > b ? a : b; }
-
 static void dsi_cpu_ctx_free(const ds_model *m, void *dc) {
     dsi_cpu_ctx *c = dc;
     if (!c) return;
@@ -107,21 +106,16 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     c->n_seq = sh->n_seq;
     int D = cf->hidden_size, H = cf->n_heads, Lr = cf->n_layers;
     bool mla = m->w.mla;
-    int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
+    int hd = sh->head_dim;
     c->rope_dim = sh->rope_dim;
     c->rope_mscale = sh->rope_mscale;
     c->attn_scale = sh->attn_scale;
-    c->kv_a_dim = mla ? cf->kv_lora_rank : cf->n_kv_heads * hd;
-    c->kv_b_dim = mla ? cf->qk_rope_head_dim : cf->n_kv_heads * hd;
+    c->kv_a_dim = sh->kv_a_dim;
+    c->kv_b_dim = sh->kv_b_dim;
     c->kv_a_stride = (size_t)n_ctx * (size_t)c->kv_a_dim;
     c->kv_b_stride = (size_t)n_ctx * (size_t)c->kv_b_dim;
     int T = sh->max_batch, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
-    int qdim = H * hd;
-    /* the widest feed-forward: the dense MLP or the shared experts together */
-    int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
-    int inter = cf->intermediate_size > shared ? cf->intermediate_size : shared;
-    int kva_dim = mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd;
-    int att_dim = mla ? H * cf->v_head_dim : H * hd;
+    int inter = sh->ffn_dim, att_dim = sh->att_dim;
     int widest = D;
     widest = widest > cf->kv_lora_rank ? widest : cf->kv_lora_rank;
     widest = widest > inter ? widest : inter;
@@ -143,9 +137,9 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     c->inv_freq = dsi_calloc(al, (size_t)c->rope_dim / 2 + 1, sizeof(float));
     c->x = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
     c->xn = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
-    c->q = dsi_calloc(al, T_ * (size_t)dsi_max_sz((size_t)qdim, (size_t)cf->q_lora_rank), sizeof(float));
-    c->qa = dsi_calloc(al, T_ * (size_t)(cf->q_lora_rank > 0 ? cf->q_lora_rank : 1), sizeof(float));
-    c->kva = dsi_calloc(al, T_ * (size_t)kva_dim, sizeof(float));
+    c->q = dsi_calloc(al, T_ * (size_t)sh->q_dim, sizeof(float));
+    c->qa = dsi_calloc(al, T_ * (size_t)sh->qa_dim, sizeof(float));
+    c->kva = dsi_calloc(al, T_ * (size_t)sh->kva_dim, sizeof(float));
     c->att = dsi_calloc(al, T_ * (size_t)att_dim, sizeof(float));
     c->tmp = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
     c->g = dsi_calloc(al, T_ * (size_t)inter, sizeof(float));

@@ -187,8 +187,7 @@ typedef struct dsi_cuda_ctx {
 /* ==== Probe, without touching the weights ================================= */
 DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e) {
     m->device = DS_DEVICE_CPU;
-    if (p->device != DS_DEVICE_CUDA) return p->device == DS_DEVICE_CPU ? DS_OK :
-        dsi_fail(e, DS_ERR_INVALID_ARG, "device %d is neither DS_DEVICE_CPU nor DS_DEVICE_CUDA", (int)p->device);
+    if (p->device != DS_DEVICE_CUDA) return DS_OK;   /* ds_model_open refused values outside the enum */
     char msg[DSI_CU_MSG] = "";
     const dsi_backend_i *b = dsi_cu_backend(msg, sizeof msg);
     if (!b) {
@@ -510,17 +509,9 @@ static ds_status dsi_cu_ctx_new(const ds_model *m, const dsi_ctx_shape *sh, void
     g->rope_mscale = sh->rope_mscale;
     g->attn_scale = sh->attn_scale;
     {
-        size_t T = (size_t)max_batch, D = (size_t)cf->hidden_size, H = (size_t)cf->n_heads;
-        bool mla = cf->kv_lora_rank > 0;
-        size_t hd = mla ? (size_t)(cf->qk_nope_head_dim + cf->qk_rope_head_dim) : (size_t)cf->head_dim;
-        size_t a_dim = mla ? (size_t)cf->kv_lora_rank : (size_t)cf->n_kv_heads * hd;
-        size_t b_dim = mla ? (size_t)cf->qk_rope_head_dim : (size_t)cf->n_kv_heads * hd;
-        size_t shared = (size_t)cf->moe_intermediate_size * (size_t)(cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
-        size_t inter = (size_t)cf->intermediate_size > shared ? (size_t)cf->intermediate_size : shared;
-        if ((size_t)cf->moe_intermediate_size > inter) inter = (size_t)cf->moe_intermediate_size;
-        size_t kva = mla ? (size_t)(cf->kv_lora_rank + cf->qk_rope_head_dim) : 2 * (size_t)cf->n_kv_heads * hd;
-        size_t att = mla ? H * (size_t)cf->v_head_dim : H * hd;
-        size_t qd = H * hd > (size_t)cf->q_lora_rank ? H * hd : (size_t)cf->q_lora_rank;
+        size_t T = (size_t)max_batch, D = (size_t)cf->hidden_size;
+        size_t a_dim = (size_t)sh->kv_a_dim, b_dim = (size_t)sh->kv_b_dim, inter = (size_t)sh->ffn_dim;
+        size_t kva = (size_t)sh->kva_dim, att = (size_t)sh->att_dim, qd = (size_t)sh->q_dim;
         size_t E = (size_t)(cf->n_routed_experts > 0 ? cf->n_routed_experts : 1);
         size_t K = (size_t)(cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1);
         size_t L = (size_t)cf->n_layers * (size_t)sh->n_seq;   /* a cache per layer and sequence */
@@ -532,7 +523,7 @@ static ds_status dsi_cu_ctx_new(const ds_model *m, const dsi_ctx_shape *sh, void
         A(g->x, T * D * 4);
         A(g->xn, T * D * 4);
         A(g->q, T * qd * 4);
-        A(g->qa, T * (size_t)(cf->q_lora_rank > 0 ? cf->q_lora_rank : 1) * 4);
+        A(g->qa, T * (size_t)sh->qa_dim * 4);
         A(g->kva, T * kva * 4);
         A(g->att, T * att * 4);
         A(g->tmp, T * D * 4);
@@ -871,11 +862,9 @@ DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return &dsi_cu_table; }
 #else /* no CUDA in this build */
 
 DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e) {
+    (void)e;
     m->device = DS_DEVICE_CPU;
-    if (p->device == DS_DEVICE_CPU) return DS_OK;
-    if (p->device != DS_DEVICE_CUDA)
-        return dsi_fail(e, DS_ERR_INVALID_ARG, "device %d is neither DS_DEVICE_CPU nor DS_DEVICE_CUDA",
-                        (int)p->device);
+    if (p->device != DS_DEVICE_CUDA) return DS_OK;   /* ds_model_open refused values outside the enum */
     dsi_log(m->log, m->log_user, DS_LOG_WARN,
             "CUDA was asked for but this build has no CUDA support (built with DS_NO_CUDA, or the amalgamation "
             "without DS_CUDA_LOAD); running on the CPU");

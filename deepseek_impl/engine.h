@@ -163,6 +163,14 @@ typedef struct dsi_ctx_shape {
     int rope_dim;
     float rope_mscale;             /* YaRN's cos/sin factor */
     float attn_scale;              /* softmax scale, YaRN mscale^2 included */
+    /* widths in floats per token, the same on every device */
+    int head_dim;                  /* a query/key head: nope + rope (MLA) or head_dim */
+    int kv_a_dim, kv_b_dim;        /* cached: MLA latent and rope key; MHA K and V */
+    int q_dim;                     /* max(n_heads * head_dim, q_lora_rank) */
+    int qa_dim;                    /* q_lora_rank (at least 1) */
+    int kva_dim;                   /* the kv_a output (MLA) or a token's K and V rows (MHA) */
+    int att_dim;                   /* the attention output */
+    int ffn_dim;                   /* the widest MLP: a dense one, or the shared experts together */
 } dsi_ctx_shape;
 
 /* A device context's activations, each for max_batch tokens, row-major. */

@@ -348,6 +348,7 @@ typedef struct dsi_layer {
 /* Every weight the forward pass uses, bound from the directory (arch.c). */
 typedef struct dsi_weights {
     bool mla;                      /* MLA attention, else multi-head (dsi_arch_attention_mla) */
+    bool qlora;                    /* MLA's query through a q-LoRA (q_a, q_a_norm, q_b), else q_proj */
     dsi_weight embed, out_norm, lm_head;
     dsi_layer *layers;             /* n_layers */
 } dsi_weights;

@@ -164,13 +164,24 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->dev = m->dev;
     c->w = m->dev->weights(m);
     c->eps = cf->rms_norm_eps;
-    /* the rotary table and the softmax scale, the same for every device */
+    /* the rotary table, the softmax scale and the widths, the same for
+     * every device */
     bool mla = m->w.mla;
+    int H = cf->n_heads;
     int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
     int rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
+    int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
     float *inv_freq = dsi_calloc(al, (size_t)rope_dim / 2 + 1, sizeof(float));
     dsi_ctx_shape sh = {n_ctx, 1, DSI_MAX_BATCH, p->n_threads > 0 ? p->n_threads : m->n_threads, inv_freq,
-                        rope_dim, 1.0f, 1.0f / sqrtf((float)hd)};
+                        rope_dim, 1.0f, 1.0f / sqrtf((float)hd),
+                        hd,
+                        mla ? cf->kv_lora_rank : cf->n_kv_heads * hd,
+                        mla ? cf->qk_rope_head_dim : cf->n_kv_heads * hd,
+                        H * hd > cf->q_lora_rank ? H * hd : cf->q_lora_rank,
+                        cf->q_lora_rank > 0 ? cf->q_lora_rank : 1,
+                        mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd,
+                        mla ? H * cf->v_head_dim : H * hd,
+                        cf->intermediate_size > shared ? cf->intermediate_size : shared};
     if (mla && cf->rope_scaling_yarn && cf->rope_mscale_all_dim > 0) {
         float ms = (float)dsi_yarn_mscale(cf->rope_factor, cf->rope_mscale_all_dim);
         sh.attn_scale *= ms * ms;
@@ -251,7 +262,7 @@ static ds_status dsi_attention(ds_context *c, int l, const dsi_batch *b, dsi_err
     DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x, D, &L->attn_norm, T, c->eps, e));
     if (c->w->mla) {
         int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
-        if (cf->q_lora_rank > 0) {
+        if (c->w->qlora) {
             int Rq = cf->q_lora_rank;
             DSI_TRY(d->matmul(c->dc, &L->q_a, a->xn, T, D, a->qa, Rq, e));
             DSI_TRY(d->rmsnorm(c->dc, a->qa, Rq, a->qa, Rq, &L->q_a_norm, T, c->eps, e));

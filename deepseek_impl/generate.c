@@ -38,18 +38,6 @@ static void gen_bufs_free(gen_bufs *b) {
     b->piece = NULL;
 }
 
-/* Grows *buf (capacity *cap) to hold n bytes. */
-static ds_status gen_grow_text(const dsi_alloc *al, char **buf, size_t *cap, size_t n, dsi_err *e) {
-    if (n <= *cap) return DS_OK;
-    size_t c = *cap ? *cap : 256;
-    while (c < n) c = c > SIZE_MAX / 2 ? n : 2 * c;
-    char *p = dsi_realloc(al, *buf, c);
-    if (!p) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for %zu bytes of text", n);
-    *buf = p;
-    *cap = c;
-    return DS_OK;
-}
-
 /* Grows the id buffer to hold n ids (keeps its contents). */
 static ds_status gen_grow_ids(gen_bufs *b, size_t n, dsi_err *e) {
     if (n <= b->cap_ids) return DS_OK;
@@ -141,10 +129,8 @@ struct ds_generator {
     size_t *stop_len;
     size_t n_stop, max_stop;
     ds_detok_state dstate;
-    char *pending;                 /* (cap_pending) decoded text not yet released */
-    size_t n_pending, cap_pending;
-    char *out;                     /* (cap_out) text released by the last step */
-    size_t n_out, cap_out;
+    dsi_buf pending;               /* decoded text not yet released */
+    dsi_buf out;                   /* text released by the last step, NUL-terminated */
     ds_generate_stats st;
     bool failed;
     double t_gen;                  /* when the decode phase began */
@@ -176,8 +162,8 @@ DS_API void ds_generator_free(ds_generator *g) {
     for (size_t i = 0; i < g->n_stop; i++) dsi_free(al, g->stop[i]);
     dsi_free(al, g->stop);
     dsi_free(al, g->stop_len);
-    dsi_free(al, g->pending);
-    dsi_free(al, g->out);
+    dsi_buf_free(&g->pending);
+    dsi_buf_free(&g->out);
     dsi_free(al, g);
 }
 
@@ -231,6 +217,8 @@ static ds_status gen_new(ds_generator **out, ds_context *c, ds_sampler *s, const
     ds_generator *g = dsi_calloc(&m->al, 1, sizeof *g);
     if (!g) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory");
     g->b.al = &m->al;
+    dsi_buf_init(&g->pending, &m->al);
+    dsi_buf_init(&g->out, &m->al);
     g->c = c;
     g->s = s;
     g->tok = tok;
@@ -308,24 +296,18 @@ DS_API ds_status ds_generator_new(ds_generator **out, ds_context *c, ds_sampler 
     return st ? dsi_publish(&e) : DS_OK;
 }
 
-/* Appends to the text released by this step. */
-static ds_status gen_release(ds_generator *g, const char *p, size_t n, dsi_err *e) {
-    if (!n) return DS_OK;
-    ds_status st = gen_grow_text(g->b.al, &g->out, &g->cap_out, g->n_out + n + 1, e);
-    if (st) return st;
-    memcpy(g->out + g->n_out, p, n);
-    g->n_out += n;
-    g->out[g->n_out] = '\0';
-    return DS_OK;
-}
+/* The pending (or released) text: a view of its buffer. */
+static const char *gen_text(const dsi_buf *b) { return b->data ? (const char *)b->data : ""; }
 
-/* Appends a piece to the pending text. */
-static ds_status gen_pend(ds_generator *g, const char *p, size_t n, dsi_err *e) {
-    ds_status st = gen_grow_text(g->b.al, &g->pending, &g->cap_pending, g->n_pending + n + 1, e);
-    if (st) return st;
-    memcpy(g->pending + g->n_pending, p, n);
-    g->n_pending += n;
-    return DS_OK;
+/* Appends n bytes to buffer b (pending text, or released text, which stays
+ * NUL-terminated). */
+static ds_status gen_append(dsi_buf *b, const char *p, size_t n, bool nul, dsi_err *e) {
+    dsi_buf_put(b, p, n);
+    if (nul) {
+        dsi_buf_put(b, "", 1);
+        if (!b->failed) b->len--;
+    }
+    return b->failed ? dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for %zu bytes of text", b->len + n) : DS_OK;
 }
 
 /* Where the first stop string begins in the pending text, or SIZE_MAX. An
@@ -335,8 +317,8 @@ static size_t gen_find_stop(const ds_generator *g) {
     size_t best = SIZE_MAX;
     for (size_t i = 0; i < g->n_stop; i++) {
         size_t L = g->stop_len[i];
-        for (size_t q = 0; q + L <= g->n_pending && q < best; q++)
-            if (memcmp(g->pending + q, g->stop[i], L) == 0) {
+        for (size_t q = 0; q + L <= g->pending.len && q < best; q++)
+            if (memcmp(gen_text(&g->pending) + q, g->stop[i], L) == 0) {
                 best = q;
                 break;
             }
@@ -347,9 +329,9 @@ static size_t gen_find_stop(const ds_generator *g) {
 /* Bytes at the end of the pending text that could begin a stop string. */
 static size_t gen_holdback(const ds_generator *g) {
     size_t k = g->max_stop ? g->max_stop - 1 : 0;
-    if (k > g->n_pending) k = g->n_pending;
+    if (k > g->pending.len) k = g->pending.len;
     for (; k > 0; k--) {
-        const char *tail = g->pending + g->n_pending - k;
+        const char *tail = gen_text(&g->pending) + g->pending.len - k;
         for (size_t i = 0; i < g->n_stop; i++)
             if (g->stop_len[i] > k && memcmp(tail, g->stop[i], k) == 0) return k;
     }
@@ -366,15 +348,15 @@ static ds_status gen_settle(ds_generator *g, bool final, dsi_err *e) {
         upto = cut;
         final = true;
     } else {
-        upto = final ? g->n_pending : g->n_pending - gen_holdback(g);
+        upto = final ? g->pending.len : g->pending.len - gen_holdback(g);
     }
-    ds_status st = gen_release(g, g->pending, upto, e);
+    ds_status st = gen_append(&g->out, gen_text(&g->pending), upto, true, e);
     if (st) return st;
     if (final) {
-        g->n_pending = 0;
+        g->pending.len = 0;
     } else {
-        memmove(g->pending, g->pending + upto, g->n_pending - upto);
-        g->n_pending -= upto;
+        memmove(g->pending.data, g->pending.data + upto, g->pending.len - upto);
+        g->pending.len -= upto;
     }
     return DS_OK;
 }
@@ -384,7 +366,7 @@ static ds_status gen_settle(ds_generator *g, bool final, dsi_err *e) {
 static ds_status gen_flush(ds_generator *g, dsi_err *e) {
     size_t plen = 0;
     ds_status st = gen_piece(&g->b, g->tok, &g->dstate, -1, &plen, e);
-    if (!st) st = gen_pend(g, g->b.piece, plen, e);
+    if (!st) st = gen_append(&g->pending, g->b.piece, plen, false, e);
     if (!st) st = gen_settle(g, true, e);
     return st;
 }
@@ -398,8 +380,8 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
         return dsi_publish(&e);
     }
     if (g->st.stop_reason || g->failed) return DS_OK;
-    g->n_out = 0;
-    if (g->out) g->out[0] = '\0';
+    g->out.len = 0;
+    if (g->out.data) g->out.data[0] = '\0';
     ds_status st;
     size_t n_before = 0;   /* released text that belongs to the token (the rest: the -1 call) */
     int32_t t = -1;
@@ -419,7 +401,8 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
         g->st.n_generated++;
         size_t plen = 0;
         if ((st = gen_piece(&g->b, g->tok, &g->dstate, t, &plen, &e)) != DS_OK ||
-            (st = gen_pend(g, g->b.piece, plen, &e)) != DS_OK || (st = gen_settle(g, false, &e)) != DS_OK)
+            (st = gen_append(&g->pending, g->b.piece, plen, false, &e)) != DS_OK ||
+            (st = gen_settle(g, false, &e)) != DS_OK)
             goto fail;
         if (!g->st.stop_reason && g->max_tokens && g->st.n_generated >= g->max_tokens)
             g->st.stop_reason = DS_STOP_LENGTH;
@@ -428,8 +411,8 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
         if (g->st.stop_reason == DS_STOP_LENGTH || g->st.stop_reason == DS_STOP_CONTEXT_FULL) {
             if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
         }
-        n_before = g->n_out;
-        if (g->on_token && g->on_token(g->user, t, g->out ? g->out : "", g->n_out) && !g->st.stop_reason)
+        n_before = g->out.len;
+        if (g->on_token && g->on_token(g->user, t, gen_text(&g->out), g->out.len) && !g->st.stop_reason)
             g->st.stop_reason = DS_STOP_CALLBACK;
         /* ---- evaluate it, unless it ends the generation ---- */
         if (!g->st.stop_reason) {
@@ -447,11 +430,12 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
     if (g->st.stop_reason && g->st.stop_reason != DS_STOP_LENGTH && g->st.stop_reason != DS_STOP_CONTEXT_FULL &&
         g->st.stop_reason != DS_STOP_STRING) {
         if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
-        if (g->n_out > n_before && g->on_token) (void)g->on_token(g->user, -1, g->out + n_before, g->n_out - n_before);
+        if (g->out.len > n_before && g->on_token)
+            (void)g->on_token(g->user, -1, gen_text(&g->out) + n_before, g->out.len - n_before);
     }
     g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
-    if (text) *text = g->out ? g->out : "";
-    if (len) *len = g->n_out;
+    if (text) *text = gen_text(&g->out);
+    if (len) *len = g->out.len;
     return DS_OK;
 fail:
     g->failed = true;

@@ -36,8 +36,8 @@ static ds_status dsi_model_params_check(const ds_model_params *p, dsi_err *e) {
                         "ds_model_open: evict_policy is %d; want 0 (DS_EVICT_LRU) or 1 (DS_EVICT_LFU_DECAY)",
                         (int)p->evict_policy);
     if ((unsigned)p->device > DS_DEVICE_CUDA)
-        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_model_open: device is %d; want 0 (DS_DEVICE_CPU) or 1 (DS_DEVICE_CUDA)",
-                        (int)p->device);
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "ds_model_open: device is %d; want 0 (DS_DEVICE_CPU) or 1 (DS_DEVICE_CUDA)", (int)p->device);
     return DS_OK;
 }
 

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id a1e2455267090d78: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id dfc343c7d68639ef: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "a1e2455267090d78"
+#define DS_SOURCE_ID "dfc343c7d68639ef"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -950,6 +950,7 @@ typedef struct dsi_layer {
 /* Every weight the forward pass uses, bound from the directory (arch.c). */
 typedef struct dsi_weights {
     bool mla;                      /* MLA attention, else multi-head (dsi_arch_attention_mla) */
+    bool qlora;                    /* MLA's query through a q-LoRA (q_a, q_a_norm, q_b), else q_proj */
     dsi_weight embed, out_norm, lm_head;
     dsi_layer *layers;             /* n_layers */
 } dsi_weights;
@@ -2730,7 +2731,7 @@ DS_API ds_status ds_key_file_read(const char *path, unsigned char key[DS_KEY_BYT
  * container.c — the .dsm container: public header, and the metadata records
  * (tensor and segment directories). Both readers treat their input as hostile:
  * every size product is overflow-checked and every offset checked against the
- * file. See the layout comment in internal.h.
+ * file. See the layout comment in format.h.
  */
 /* #include "format.h": pasted above */
 
@@ -7311,7 +7312,7 @@ enum {
     DSA_MOE,          /* a MoE layer */
     DSA_MOE_BIAS,     /* a MoE layer routed by noaux_tc (V3's correction bias) */
     DSA_MOE_SHARED,   /* a MoE layer with shared experts */
-    DSA_EXPERT        /* each routed expert of a MoE layer ("%d" in the name twice: layer, expert) */
+    DSA_EXPERT        /* each routed expert of a MoE layer */
 };
 
 /* Dimensions, in the config's terms. */
@@ -7334,7 +7335,7 @@ enum {
 };
 
 typedef struct dsa_entry {
-    const char *name;        /* after "model.layers.%d." */
+    const char *name;        /* after "model.layers.L." (experts: after "model.layers.L.mlp.experts.X.") */
     uint8_t when;            /* DSA_* */
     uint8_t rows, cols;      /* DSD_*; cols DSD_NONE: a 1-D tensor of `rows` values */
     bool keep_f32;
@@ -7365,9 +7366,9 @@ static const dsa_entry dsa_layer[] = {
     {"mlp.shared_experts.gate_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(gate), 0},
     {"mlp.shared_experts.up_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(up), 0},
     {"mlp.shared_experts.down_proj.weight", DSA_MOE_SHARED, DSD_HIDDEN, DSD_SHARED, false, DSA_F(down), 0},
-    {"mlp.experts.%d.gate_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_gate), 0},
-    {"mlp.experts.%d.up_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_up), 1},
-    {"mlp.experts.%d.down_proj.weight", DSA_EXPERT, DSD_HIDDEN, DSD_MOE_INTER, false, DSA_F(exp_down), 2},
+    {"gate_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_gate), 0},
+    {"up_proj.weight", DSA_EXPERT, DSD_MOE_INTER, DSD_HIDDEN, false, DSA_F(exp_up), 1},
+    {"down_proj.weight", DSA_EXPERT, DSD_HIDDEN, DSD_MOE_INTER, false, DSA_F(exp_down), 2},
     {"mlp.gate_proj.weight", DSA_DENSE, DSD_INTER, DSD_HIDDEN, false, DSA_F(gate), 0},
     {"mlp.up_proj.weight", DSA_DENSE, DSD_INTER, DSD_HIDDEN, false, DSA_F(up), 0},
     {"mlp.down_proj.weight", DSA_DENSE, DSD_HIDDEN, DSD_INTER, false, DSA_F(down), 0},
@@ -7402,7 +7403,7 @@ static bool dsa_present(const ds_model_config *c, const dsa_entry *x, int l) {
     case DSA_ALL: return true;
     case DSA_MHA: return !mla;
     case DSA_MLA: return mla;
-    case DSA_MLA_QLORA: return mla && c->q_lora_rank > 0;
+    case DSA_MLA_QLORA: return mla && c->q_lora_rank > 0;   /* dsi_weights.qlora */
     case DSA_MLA_Q: return mla && c->q_lora_rank <= 0;
     case DSA_DENSE: return !moe;
     case DSA_MOE: return moe;
@@ -7444,20 +7445,12 @@ static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind,
     l->n++;
 }
 
-/* The full name of a layer entry ("model.layers.L." + its name, with the
- * expert index for experts) into buf. Returns false when it does not fit. */
+/* The full name of a layer entry ("model.layers.L." and its name; experts
+ * "model.layers.L.mlp.experts.X." and theirs) into buf. Returns false when
+ * it does not fit. */
 static bool dsa_name(const dsa_entry *x, int l, int expert, char *buf, size_t len) {
-    char fmt[96];
-    int w = snprintf(fmt, sizeof fmt, "model.layers.%%d.%s", x->name);
-    if (w < 0 || (size_t)w >= sizeof fmt) return false;
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-#endif
-    w = x->when == DSA_EXPERT ? snprintf(buf, len, fmt, l, expert) : snprintf(buf, len, fmt, l);
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+    int w = x->when == DSA_EXPERT ? snprintf(buf, len, "model.layers.%d.mlp.experts.%d.%s", l, expert, x->name)
+                                  : snprintf(buf, len, "model.layers.%d.%s", l, x->name);
     return w >= 0 && (size_t)w < len;
 }
 
@@ -7554,6 +7547,7 @@ DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config 
     size_t idx;
     memset(W, 0, sizeof *W);
     W->mla = dsi_arch_attention_mla(c);
+    W->qlora = W->mla && c->q_lora_rank > 0;
     if ((s = dsa_bind(f, &W->embed, "model.embed_tokens.weight", &idx, e))) return s;
     if ((s = dsa_bind(f, &W->out_norm, "model.norm.weight", &idx, e))) return s;
     if (c->tie_word_embeddings) W->lm_head = W->embed;
@@ -7777,6 +7771,14 @@ typedef struct dsi_ctx_shape {
     int rope_dim;
     float rope_mscale;             /* YaRN's cos/sin factor */
     float attn_scale;              /* softmax scale, YaRN mscale^2 included */
+    /* widths in floats per token, the same on every device */
+    int head_dim;                  /* a query/key head: nope + rope (MLA) or head_dim */
+    int kv_a_dim, kv_b_dim;        /* cached: MLA latent and rope key; MHA K and V */
+    int q_dim;                     /* max(n_heads * head_dim, q_lora_rank) */
+    int qa_dim;                    /* q_lora_rank (at least 1) */
+    int kva_dim;                   /* the kv_a output (MLA) or a token's K and V rows (MHA) */
+    int att_dim;                   /* the attention output */
+    int ffn_dim;                   /* the widest MLP: a dense one, or the shared experts together */
 } dsi_ctx_shape;
 
 /* A device context's activations, each for max_batch tokens, row-major. */
@@ -10351,12 +10353,13 @@ DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int x) {
 /* ==== Begin deepseek_impl/cpu.c ==== */
 /*
  * cpu.c — the CPU device (dsi_device_i): contexts with their KV caches and
- * scratch, matrix products on the thread pool, MLA attention (the cache holds the normalised compressed latent and
- * the roped key per token; decode works in the absorbed form, a batch
- * expands the latents of its window into per-head K and V with one matrix
- * product, see dsi_mla_expanded),
- * multi-head attention for DeepSeek-MoE, dense and MoE feed-forward layers
- * with every routing variant, and the LM head.
+ * scratch, matrix products on the thread pool through the kernel table
+ * chosen for this CPU, MLA attention (the cache holds the normalised
+ * compressed latent and the roped key per token; decode works in the
+ * absorbed form, a batch expands the latents of its window into per-head K
+ * and V with one matrix product, see dsi_mla_expanded), multi-head attention
+ * for DeepSeek-MoE, routing with every variant, and the routed experts as
+ * the driver (forward.c) planned them.
  *
  * Shapes (per token): hidden D; heads H; MLA: q/k head = nope dn + rope dr,
  * value dv, latent R (kv_lora_rank), q-LoRA Rq; MHA: head dim hd.
@@ -10424,8 +10427,6 @@ static void dsi_rope(const dsi_cpu_ctx *c, float *x, int pos, bool interleaved) 
     }
 }
 
-static size_t dsi_max_sz(size_t a, size_t b) { return a > b ? a : b; }
-
 static void dsi_cpu_ctx_free(const ds_model *m, void *dc) {
     dsi_cpu_ctx *c = dc;
     if (!c) return;
@@ -10458,21 +10459,16 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     c->n_seq = sh->n_seq;
     int D = cf->hidden_size, H = cf->n_heads, Lr = cf->n_layers;
     bool mla = m->w.mla;
-    int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
+    int hd = sh->head_dim;
     c->rope_dim = sh->rope_dim;
     c->rope_mscale = sh->rope_mscale;
     c->attn_scale = sh->attn_scale;
-    c->kv_a_dim = mla ? cf->kv_lora_rank : cf->n_kv_heads * hd;
-    c->kv_b_dim = mla ? cf->qk_rope_head_dim : cf->n_kv_heads * hd;
+    c->kv_a_dim = sh->kv_a_dim;
+    c->kv_b_dim = sh->kv_b_dim;
     c->kv_a_stride = (size_t)n_ctx * (size_t)c->kv_a_dim;
     c->kv_b_stride = (size_t)n_ctx * (size_t)c->kv_b_dim;
     int T = sh->max_batch, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
-    int qdim = H * hd;
-    /* the widest feed-forward: the dense MLP or the shared experts together */
-    int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
-    int inter = cf->intermediate_size > shared ? cf->intermediate_size : shared;
-    int kva_dim = mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd;
-    int att_dim = mla ? H * cf->v_head_dim : H * hd;
+    int inter = sh->ffn_dim, att_dim = sh->att_dim;
     int widest = D;
     widest = widest > cf->kv_lora_rank ? widest : cf->kv_lora_rank;
     widest = widest > inter ? widest : inter;
@@ -10494,9 +10490,9 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     c->inv_freq = dsi_calloc(al, (size_t)c->rope_dim / 2 + 1, sizeof(float));
     c->x = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
     c->xn = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
-    c->q = dsi_calloc(al, T_ * (size_t)dsi_max_sz((size_t)qdim, (size_t)cf->q_lora_rank), sizeof(float));
-    c->qa = dsi_calloc(al, T_ * (size_t)(cf->q_lora_rank > 0 ? cf->q_lora_rank : 1), sizeof(float));
-    c->kva = dsi_calloc(al, T_ * (size_t)kva_dim, sizeof(float));
+    c->q = dsi_calloc(al, T_ * (size_t)sh->q_dim, sizeof(float));
+    c->qa = dsi_calloc(al, T_ * (size_t)sh->qa_dim, sizeof(float));
+    c->kva = dsi_calloc(al, T_ * (size_t)sh->kva_dim, sizeof(float));
     c->att = dsi_calloc(al, T_ * (size_t)att_dim, sizeof(float));
     c->tmp = dsi_calloc(al, T_ * (size_t)D, sizeof(float));
     c->g = dsi_calloc(al, T_ * (size_t)inter, sizeof(float));
@@ -11809,8 +11805,7 @@ typedef struct dsi_cuda_ctx {
 /* ==== Probe, without touching the weights ================================= */
 DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e) {
     m->device = DS_DEVICE_CPU;
-    if (p->device != DS_DEVICE_CUDA) return p->device == DS_DEVICE_CPU ? DS_OK :
-        dsi_fail(e, DS_ERR_INVALID_ARG, "device %d is neither DS_DEVICE_CPU nor DS_DEVICE_CUDA", (int)p->device);
+    if (p->device != DS_DEVICE_CUDA) return DS_OK;   /* ds_model_open refused values outside the enum */
     char msg[DSI_CU_MSG] = "";
     const dsi_backend_i *b = dsi_cu_backend(msg, sizeof msg);
     if (!b) {
@@ -12132,17 +12127,9 @@ static ds_status dsi_cu_ctx_new(const ds_model *m, const dsi_ctx_shape *sh, void
     g->rope_mscale = sh->rope_mscale;
     g->attn_scale = sh->attn_scale;
     {
-        size_t T = (size_t)max_batch, D = (size_t)cf->hidden_size, H = (size_t)cf->n_heads;
-        bool mla = cf->kv_lora_rank > 0;
-        size_t hd = mla ? (size_t)(cf->qk_nope_head_dim + cf->qk_rope_head_dim) : (size_t)cf->head_dim;
-        size_t a_dim = mla ? (size_t)cf->kv_lora_rank : (size_t)cf->n_kv_heads * hd;
-        size_t b_dim = mla ? (size_t)cf->qk_rope_head_dim : (size_t)cf->n_kv_heads * hd;
-        size_t shared = (size_t)cf->moe_intermediate_size * (size_t)(cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
-        size_t inter = (size_t)cf->intermediate_size > shared ? (size_t)cf->intermediate_size : shared;
-        if ((size_t)cf->moe_intermediate_size > inter) inter = (size_t)cf->moe_intermediate_size;
-        size_t kva = mla ? (size_t)(cf->kv_lora_rank + cf->qk_rope_head_dim) : 2 * (size_t)cf->n_kv_heads * hd;
-        size_t att = mla ? H * (size_t)cf->v_head_dim : H * hd;
-        size_t qd = H * hd > (size_t)cf->q_lora_rank ? H * hd : (size_t)cf->q_lora_rank;
+        size_t T = (size_t)max_batch, D = (size_t)cf->hidden_size;
+        size_t a_dim = (size_t)sh->kv_a_dim, b_dim = (size_t)sh->kv_b_dim, inter = (size_t)sh->ffn_dim;
+        size_t kva = (size_t)sh->kva_dim, att = (size_t)sh->att_dim, qd = (size_t)sh->q_dim;
         size_t E = (size_t)(cf->n_routed_experts > 0 ? cf->n_routed_experts : 1);
         size_t K = (size_t)(cf->n_experts_per_tok > 0 ? cf->n_experts_per_tok : 1);
         size_t L = (size_t)cf->n_layers * (size_t)sh->n_seq;   /* a cache per layer and sequence */
@@ -12154,7 +12141,7 @@ static ds_status dsi_cu_ctx_new(const ds_model *m, const dsi_ctx_shape *sh, void
         A(g->x, T * D * 4);
         A(g->xn, T * D * 4);
         A(g->q, T * qd * 4);
-        A(g->qa, T * (size_t)(cf->q_lora_rank > 0 ? cf->q_lora_rank : 1) * 4);
+        A(g->qa, T * (size_t)sh->qa_dim * 4);
         A(g->kva, T * kva * 4);
         A(g->att, T * att * 4);
         A(g->tmp, T * D * 4);
@@ -12493,11 +12480,9 @@ DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return &dsi_cu_table; }
 #else /* no CUDA in this build */
 
 DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err *e) {
+    (void)e;
     m->device = DS_DEVICE_CPU;
-    if (p->device == DS_DEVICE_CPU) return DS_OK;
-    if (p->device != DS_DEVICE_CUDA)
-        return dsi_fail(e, DS_ERR_INVALID_ARG, "device %d is neither DS_DEVICE_CPU nor DS_DEVICE_CUDA",
-                        (int)p->device);
+    if (p->device != DS_DEVICE_CUDA) return DS_OK;   /* ds_model_open refused values outside the enum */
     dsi_log(m->log, m->log_user, DS_LOG_WARN,
             "CUDA was asked for but this build has no CUDA support (built with DS_NO_CUDA, or the amalgamation "
             "without DS_CUDA_LOAD); running on the CPU");
@@ -12548,8 +12533,8 @@ static ds_status dsi_model_params_check(const ds_model_params *p, dsi_err *e) {
                         "ds_model_open: evict_policy is %d; want 0 (DS_EVICT_LRU) or 1 (DS_EVICT_LFU_DECAY)",
                         (int)p->evict_policy);
     if ((unsigned)p->device > DS_DEVICE_CUDA)
-        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_model_open: device is %d; want 0 (DS_DEVICE_CPU) or 1 (DS_DEVICE_CUDA)",
-                        (int)p->device);
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        "ds_model_open: device is %d; want 0 (DS_DEVICE_CPU) or 1 (DS_DEVICE_CUDA)", (int)p->device);
     return DS_OK;
 }
 
@@ -12846,13 +12831,24 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->dev = m->dev;
     c->w = m->dev->weights(m);
     c->eps = cf->rms_norm_eps;
-    /* the rotary table and the softmax scale, the same for every device */
+    /* the rotary table, the softmax scale and the widths, the same for
+     * every device */
     bool mla = m->w.mla;
+    int H = cf->n_heads;
     int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
     int rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
+    int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
     float *inv_freq = dsi_calloc(al, (size_t)rope_dim / 2 + 1, sizeof(float));
     dsi_ctx_shape sh = {n_ctx, 1, DSI_MAX_BATCH, p->n_threads > 0 ? p->n_threads : m->n_threads, inv_freq,
-                        rope_dim, 1.0f, 1.0f / sqrtf((float)hd)};
+                        rope_dim, 1.0f, 1.0f / sqrtf((float)hd),
+                        hd,
+                        mla ? cf->kv_lora_rank : cf->n_kv_heads * hd,
+                        mla ? cf->qk_rope_head_dim : cf->n_kv_heads * hd,
+                        H * hd > cf->q_lora_rank ? H * hd : cf->q_lora_rank,
+                        cf->q_lora_rank > 0 ? cf->q_lora_rank : 1,
+                        mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd,
+                        mla ? H * cf->v_head_dim : H * hd,
+                        cf->intermediate_size > shared ? cf->intermediate_size : shared};
     if (mla && cf->rope_scaling_yarn && cf->rope_mscale_all_dim > 0) {
         float ms = (float)dsi_yarn_mscale(cf->rope_factor, cf->rope_mscale_all_dim);
         sh.attn_scale *= ms * ms;
@@ -12933,7 +12929,7 @@ static ds_status dsi_attention(ds_context *c, int l, const dsi_batch *b, dsi_err
     DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x, D, &L->attn_norm, T, c->eps, e));
     if (c->w->mla) {
         int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
-        if (cf->q_lora_rank > 0) {
+        if (c->w->qlora) {
             int Rq = cf->q_lora_rank;
             DSI_TRY(d->matmul(c->dc, &L->q_a, a->xn, T, D, a->qa, Rq, e));
             DSI_TRY(d->rmsnorm(c->dc, a->qa, Rq, a->qa, Rq, &L->q_a_norm, T, c->eps, e));
@@ -13525,18 +13521,6 @@ static void gen_bufs_free(gen_bufs *b) {
     b->piece = NULL;
 }
 
-/* Grows *buf (capacity *cap) to hold n bytes. */
-static ds_status gen_grow_text(const dsi_alloc *al, char **buf, size_t *cap, size_t n, dsi_err *e) {
-    if (n <= *cap) return DS_OK;
-    size_t c = *cap ? *cap : 256;
-    while (c < n) c = c > SIZE_MAX / 2 ? n : 2 * c;
-    char *p = dsi_realloc(al, *buf, c);
-    if (!p) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for %zu bytes of text", n);
-    *buf = p;
-    *cap = c;
-    return DS_OK;
-}
-
 /* Grows the id buffer to hold n ids (keeps its contents). */
 static ds_status gen_grow_ids(gen_bufs *b, size_t n, dsi_err *e) {
     if (n <= b->cap_ids) return DS_OK;
@@ -13628,10 +13612,8 @@ struct ds_generator {
     size_t *stop_len;
     size_t n_stop, max_stop;
     ds_detok_state dstate;
-    char *pending;                 /* (cap_pending) decoded text not yet released */
-    size_t n_pending, cap_pending;
-    char *out;                     /* (cap_out) text released by the last step */
-    size_t n_out, cap_out;
+    dsi_buf pending;               /* decoded text not yet released */
+    dsi_buf out;                   /* text released by the last step, NUL-terminated */
     ds_generate_stats st;
     bool failed;
     double t_gen;                  /* when the decode phase began */
@@ -13663,8 +13645,8 @@ DS_API void ds_generator_free(ds_generator *g) {
     for (size_t i = 0; i < g->n_stop; i++) dsi_free(al, g->stop[i]);
     dsi_free(al, g->stop);
     dsi_free(al, g->stop_len);
-    dsi_free(al, g->pending);
-    dsi_free(al, g->out);
+    dsi_buf_free(&g->pending);
+    dsi_buf_free(&g->out);
     dsi_free(al, g);
 }
 
@@ -13718,6 +13700,8 @@ static ds_status gen_new(ds_generator **out, ds_context *c, ds_sampler *s, const
     ds_generator *g = dsi_calloc(&m->al, 1, sizeof *g);
     if (!g) return dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory");
     g->b.al = &m->al;
+    dsi_buf_init(&g->pending, &m->al);
+    dsi_buf_init(&g->out, &m->al);
     g->c = c;
     g->s = s;
     g->tok = tok;
@@ -13795,24 +13779,18 @@ DS_API ds_status ds_generator_new(ds_generator **out, ds_context *c, ds_sampler 
     return st ? dsi_publish(&e) : DS_OK;
 }
 
-/* Appends to the text released by this step. */
-static ds_status gen_release(ds_generator *g, const char *p, size_t n, dsi_err *e) {
-    if (!n) return DS_OK;
-    ds_status st = gen_grow_text(g->b.al, &g->out, &g->cap_out, g->n_out + n + 1, e);
-    if (st) return st;
-    memcpy(g->out + g->n_out, p, n);
-    g->n_out += n;
-    g->out[g->n_out] = '\0';
-    return DS_OK;
-}
+/* The pending (or released) text: a view of its buffer. */
+static const char *gen_text(const dsi_buf *b) { return b->data ? (const char *)b->data : ""; }
 
-/* Appends a piece to the pending text. */
-static ds_status gen_pend(ds_generator *g, const char *p, size_t n, dsi_err *e) {
-    ds_status st = gen_grow_text(g->b.al, &g->pending, &g->cap_pending, g->n_pending + n + 1, e);
-    if (st) return st;
-    memcpy(g->pending + g->n_pending, p, n);
-    g->n_pending += n;
-    return DS_OK;
+/* Appends n bytes to buffer b (pending text, or released text, which stays
+ * NUL-terminated). */
+static ds_status gen_append(dsi_buf *b, const char *p, size_t n, bool nul, dsi_err *e) {
+    dsi_buf_put(b, p, n);
+    if (nul) {
+        dsi_buf_put(b, "", 1);
+        if (!b->failed) b->len--;
+    }
+    return b->failed ? dsi_fail(e, DS_ERR_NOMEM, "generate: out of memory for %zu bytes of text", b->len + n) : DS_OK;
 }
 
 /* Where the first stop string begins in the pending text, or SIZE_MAX. An
@@ -13822,8 +13800,8 @@ static size_t gen_find_stop(const ds_generator *g) {
     size_t best = SIZE_MAX;
     for (size_t i = 0; i < g->n_stop; i++) {
         size_t L = g->stop_len[i];
-        for (size_t q = 0; q + L <= g->n_pending && q < best; q++)
-            if (memcmp(g->pending + q, g->stop[i], L) == 0) {
+        for (size_t q = 0; q + L <= g->pending.len && q < best; q++)
+            if (memcmp(gen_text(&g->pending) + q, g->stop[i], L) == 0) {
                 best = q;
                 break;
             }
@@ -13834,9 +13812,9 @@ static size_t gen_find_stop(const ds_generator *g) {
 /* Bytes at the end of the pending text that could begin a stop string. */
 static size_t gen_holdback(const ds_generator *g) {
     size_t k = g->max_stop ? g->max_stop - 1 : 0;
-    if (k > g->n_pending) k = g->n_pending;
+    if (k > g->pending.len) k = g->pending.len;
     for (; k > 0; k--) {
-        const char *tail = g->pending + g->n_pending - k;
+        const char *tail = gen_text(&g->pending) + g->pending.len - k;
         for (size_t i = 0; i < g->n_stop; i++)
             if (g->stop_len[i] > k && memcmp(tail, g->stop[i], k) == 0) return k;
     }
@@ -13853,15 +13831,15 @@ static ds_status gen_settle(ds_generator *g, bool final, dsi_err *e) {
         upto = cut;
         final = true;
     } else {
-        upto = final ? g->n_pending : g->n_pending - gen_holdback(g);
+        upto = final ? g->pending.len : g->pending.len - gen_holdback(g);
     }
-    ds_status st = gen_release(g, g->pending, upto, e);
+    ds_status st = gen_append(&g->out, gen_text(&g->pending), upto, true, e);
     if (st) return st;
     if (final) {
-        g->n_pending = 0;
+        g->pending.len = 0;
     } else {
-        memmove(g->pending, g->pending + upto, g->n_pending - upto);
-        g->n_pending -= upto;
+        memmove(g->pending.data, g->pending.data + upto, g->pending.len - upto);
+        g->pending.len -= upto;
     }
     return DS_OK;
 }
@@ -13871,7 +13849,7 @@ static ds_status gen_settle(ds_generator *g, bool final, dsi_err *e) {
 static ds_status gen_flush(ds_generator *g, dsi_err *e) {
     size_t plen = 0;
     ds_status st = gen_piece(&g->b, g->tok, &g->dstate, -1, &plen, e);
-    if (!st) st = gen_pend(g, g->b.piece, plen, e);
+    if (!st) st = gen_append(&g->pending, g->b.piece, plen, false, e);
     if (!st) st = gen_settle(g, true, e);
     return st;
 }
@@ -13885,8 +13863,8 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
         return dsi_publish(&e);
     }
     if (g->st.stop_reason || g->failed) return DS_OK;
-    g->n_out = 0;
-    if (g->out) g->out[0] = '\0';
+    g->out.len = 0;
+    if (g->out.data) g->out.data[0] = '\0';
     ds_status st;
     size_t n_before = 0;   /* released text that belongs to the token (the rest: the -1 call) */
     int32_t t = -1;
@@ -13906,7 +13884,8 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
         g->st.n_generated++;
         size_t plen = 0;
         if ((st = gen_piece(&g->b, g->tok, &g->dstate, t, &plen, &e)) != DS_OK ||
-            (st = gen_pend(g, g->b.piece, plen, &e)) != DS_OK || (st = gen_settle(g, false, &e)) != DS_OK)
+            (st = gen_append(&g->pending, g->b.piece, plen, false, &e)) != DS_OK ||
+            (st = gen_settle(g, false, &e)) != DS_OK)
             goto fail;
         if (!g->st.stop_reason && g->max_tokens && g->st.n_generated >= g->max_tokens)
             g->st.stop_reason = DS_STOP_LENGTH;
@@ -13915,8 +13894,8 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
         if (g->st.stop_reason == DS_STOP_LENGTH || g->st.stop_reason == DS_STOP_CONTEXT_FULL) {
             if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
         }
-        n_before = g->n_out;
-        if (g->on_token && g->on_token(g->user, t, g->out ? g->out : "", g->n_out) && !g->st.stop_reason)
+        n_before = g->out.len;
+        if (g->on_token && g->on_token(g->user, t, gen_text(&g->out), g->out.len) && !g->st.stop_reason)
             g->st.stop_reason = DS_STOP_CALLBACK;
         /* ---- evaluate it, unless it ends the generation ---- */
         if (!g->st.stop_reason) {
@@ -13934,11 +13913,12 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
     if (g->st.stop_reason && g->st.stop_reason != DS_STOP_LENGTH && g->st.stop_reason != DS_STOP_CONTEXT_FULL &&
         g->st.stop_reason != DS_STOP_STRING) {
         if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
-        if (g->n_out > n_before && g->on_token) (void)g->on_token(g->user, -1, g->out + n_before, g->n_out - n_before);
+        if (g->out.len > n_before && g->on_token)
+            (void)g->on_token(g->user, -1, gen_text(&g->out) + n_before, g->out.len - n_before);
     }
     g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
-    if (text) *text = g->out ? g->out : "";
-    if (len) *len = g->n_out;
+    if (text) *text = gen_text(&g->out);
+    if (len) *len = g->out.len;
     return DS_OK;
 fail:
     g->failed = true;

@@ -30,7 +30,7 @@
 
 #include "backend.cuh"
 
-/* ==== Formats (must match deepseek.h's ds_dtype and internal.h) =========== */
+/* ==== Formats (must match deepseek.h's ds_dtype and format.h) =========== */
 #define DSI_CUDA_Q8_BLOCK 32
 #define DSI_CUDA_Q8_BLOCK_BYTES 34 /* {uint16 f16 scale; int8 q[32]}, x = q * scale */
 
