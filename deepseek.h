@@ -33,6 +33,9 @@
  *     DS_MALLOC/DS_FREE/DS_REALLOC   compile-time default allocator
  *     DS_MAX_DIM, DS_MAX_TENSORS, DS_MAX_SEGMENTS, DS_MAX_META_BYTES
  *                        limits applied to untrusted files (see below)
+ *     DS_MAX_ARGON_OPS, DS_MAX_ARGON_MEM
+ *                        caps on a file's Argon2id parameters (8 passes,
+ *                        1 GiB), refused before the KDF runs (see ds_file_info)
  *
  * Conventions:
  *   - Every call that can fail returns a ds_status; DS_OK is 0, errors are
@@ -67,8 +70,13 @@ extern "C" {
 #define DS_VERSION_STRING "0.1.0"
 #define DS_VERSION_NUMBER (DS_VERSION_MAJOR * 1000000 + DS_VERSION_MINOR * 1000 + DS_VERSION_PATCH)
 
-/* Container format version this library writes and the newest it reads. */
-#define DS_FORMAT_VERSION 1
+/* Container format version this library writes, and the only one it reads.
+ * Version 2 authenticates the public header with the key (a keyed BLAKE2b
+ * over every header field), so an edited header is told apart from a wrong
+ * key. Version 1 files (no header authentication) are refused with
+ * DS_ERR_VERSION and a message asking to re-convert them: accepting them
+ * would keep the unauthenticated header that version 2 exists to remove. */
+#define DS_FORMAT_VERSION 2
 
 /* ==== Linkage ============================================================ */
 #ifndef DS_API
@@ -107,7 +115,8 @@ typedef enum ds_status {
 
     /* file format: -100 .. -199 */
     DS_ERR_NOT_DSM = -100,        /* not a .dsm container (bad magic) */
-    DS_ERR_VERSION = -101,        /* container written by a newer format version */
+    DS_ERR_VERSION = -101,        /* container format version this library does not read: newer, or
+                                     older than DS_FORMAT_VERSION (re-convert it) */
     DS_ERR_TRUNCATED = -102,      /* file shorter than its header says */
     DS_ERR_CORRUPT = -103,        /* structurally invalid container (checksum, bounds) */
     DS_ERR_JSON = -104,           /* malformed JSON (config, tokenizer, safetensors header) */
@@ -123,6 +132,8 @@ typedef enum ds_status {
     DS_ERR_NEED_KEY = -202,       /* the file is encrypted and no key/passphrase was given */
     DS_ERR_NO_AES = -203,         /* this CPU lacks the AES instructions the cipher needs */
     DS_ERR_CRYPTO = -204,         /* crypto library initialisation or KDF failure */
+    DS_ERR_PLAINTEXT = -205,      /* the file is not encrypted but a key or passphrase was given
+                                     (ds_model_params.allow_plaintext) */
 
     /* backend: -300 .. -399 */
     DS_ERR_BACKEND = -300,        /* a compute backend failed */
@@ -199,11 +210,16 @@ typedef struct ds_file_info {
     uint64_t file_bytes;          /* size recorded in the header */
     uint64_t meta_offset;         /* sealed metadata: offset and stored size */
     uint64_t meta_bytes;
-    uint64_t argon_opslimit;      /* DS_KDF_ARGON2ID only */
-    uint64_t argon_memlimit;
+    uint64_t argon_opslimit;      /* DS_KDF_ARGON2ID only; at most DS_MAX_ARGON_OPS (8) */
+    uint64_t argon_memlimit;      /* bytes; at most DS_MAX_ARGON_MEM (1 GiB) */
 } ds_file_info;
 
-/* Reads and checks the public header of a container. */
+/* Reads and checks the public header of a container: its checksum (damage),
+ * version, field consistency and the Argon2id caps (parameters above
+ * DS_MAX_ARGON_OPS or DS_MAX_ARGON_MEM are DS_ERR_LIMIT, naming the cap).
+ * Without a key the header cannot be authenticated: ds_model_open does that.
+ * A path that is not a regular file (a FIFO, a directory, a device) is
+ * refused with DS_ERR_IO without blocking. */
 DS_API DS_WARN_UNUSED ds_status ds_file_info_read(const char *path, ds_file_info *out);
 DS_API const char *ds_cipher_name(ds_cipher c);
 
@@ -286,6 +302,15 @@ typedef struct ds_model_params {
                                      cancels the open: DS_ERR_CANCELLED, everything freed */
     void *progress_user;
     uint32_t magic;               /* set by ds_model_default_params(); leave it as it is */
+    int allow_plaintext;          /* 0 (default): a plaintext file (cipher none, made with
+                                     encrypt = 0 / `ds convert --no-encrypt`) is refused with
+                                     DS_ERR_PLAINTEXT when a key or passphrase is given: its
+                                     integrity key comes from its public salt, so anyone who can
+                                     write the model path could put one there, and a caller that
+                                     gives a key expects the vendor's sealed file. Without a key or
+                                     passphrase a plaintext file opens (the caller asked for no
+                                     secrecy). 1: plaintext files open even with a key given (the
+                                     key is then unused) */
 } ds_model_params;
 
 /* The defaults: load_weights 1, DS_PREFETCH_AUTO, DS_EVICT_LFU_DECAY,
@@ -294,13 +319,25 @@ typedef struct ds_model_params {
 DS_API ds_model_params ds_model_default_params(void);
 
 /* Opens a container: maps it read-only, checks the header, derives the keys,
- * authenticates and parses the metadata and (with load_weights) decrypts the
+ * authenticates the header and then the metadata, and (with load_weights) decrypts the
  * dense segments into memory the model owns (reporting each to
  * params->progress, which may cancel: DS_ERR_CANCELLED). On failure *out is
  * NULL and ds_last_error() says why: DS_ERR_INVALID_ARG for params not made
  * by ds_model_default_params() or an enum field (prefetch, evict_policy,
  * device) outside its values, among others. Thread-safe (opens are
- * independent). */
+ * independent).
+ *
+ * The header is checked in this order: its unkeyed checksum (damage:
+ * DS_ERR_CORRUPT), the version, the Argon2id parameters against
+ * DS_MAX_ARGON_OPS / DS_MAX_ARGON_MEM (DS_ERR_LIMIT, before the KDF runs),
+ * then the key: the key check (DS_ERR_WRONG_KEY: "wrong key", or for a
+ * passphrase "wrong passphrase, or the header's key-derivation parameters
+ * were changed"), then the header's keyed MAC (DS_ERR_AUTH, "header
+ * modified": any field edited after sealing, with the right key), and only
+ * then the header's fields and the file's size. The key check depends on the
+ * key alone, not on any header field, so with the right key an edited header
+ * always reads "header modified". A plaintext file: see allow_plaintext.
+ * A path that is not a regular file is refused (DS_ERR_IO) without blocking. */
 DS_API DS_WARN_UNUSED ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params);
 
 /* Wipes and frees everything the model owns. NULL is a no-op (DS_OK).
@@ -487,7 +524,9 @@ DS_API const ds_tokenizer *ds_model_tokenizer(const ds_model *m);
  * normalizer null or an empty Sequence; decoder ByteLevel. Split regexes use
  * Oniguruma's syntax and semantics (Unicode 15.1 categories for \p{..}).
  * Added tokens take the ids the reference gives them (an id in the vocabulary
- * for content found there, else the next free id), not the file's.
+ * for content found there, else the next free id), not the file's; the ids
+ * written in the file must still be non-negative integers below 2^24 and
+ * distinct (else DS_ERR_JSON / DS_ERR_LIMIT).
  * Without tokenizer_config.json there is no BOS/EOS and no chat template.
  * Errors: DS_ERR_JSON (malformed file, a merge naming a token not in the
  * vocabulary, a bad regex), DS_ERR_UNSUPPORTED (naming the component or regex
@@ -804,8 +843,10 @@ typedef struct ds_convert_params {
     size_t key_len;
     const char *passphrase;       /* a passphrase (Argon2id) */
     size_t passphrase_len;
-    uint64_t argon_opslimit;      /* 0 = libsodium's MODERATE */
-    uint64_t argon_memlimit;      /* bytes; 0 = libsodium's MODERATE */
+    uint64_t argon_opslimit;      /* 0 = libsodium's INTERACTIVE (2); at most DS_MAX_ARGON_OPS (8) */
+    uint64_t argon_memlimit;      /* bytes; 0 = libsodium's INTERACTIVE (64 MiB); at most
+                                     DS_MAX_ARGON_MEM (1 GiB): a file the runtime would refuse is
+                                     not written */
     uint32_t chunk_bytes;         /* plaintext per sealed chunk; 0 = 1 MiB */
     ds_progress_fn progress;      /* (tensors done, tensors total, bytes written) */
     void *progress_user;
@@ -813,6 +854,12 @@ typedef struct ds_convert_params {
     void *log_user;
     ds_allocator allocator;       /* all NULL = C library */
     uint32_t magic;               /* set by ds_convert_default_params(); leave it as it is */
+    int overwrite;                /* 0 (default): an existing out_path is refused (DS_ERR_EXISTS) and
+                                     left as it is; 1: it is replaced, atomically, once the new file
+                                     is complete (`ds convert --force`). An out_path that is one of
+                                     the inputs (the same file as a shard, config.json or a
+                                     tokenizer file, also through a link) is refused either way
+                                     (DS_ERR_INVALID_ARG) */
 } ds_convert_params;
 
 /* The defaults: DS_QUANT_Q8_0, encrypt 1, everything else 0 or NULL (set a
@@ -823,7 +870,13 @@ DS_API ds_convert_params ds_convert_default_params(void);
  * optional tokenizer_config.json, model.safetensors or shards with
  * model.safetensors.index.json) into a container at out_path. Streams tensor
  * by tensor; writes a temporary file beside out_path and renames it into place
- * only on success: on failure nothing is left behind. */
+ * only on success: on failure nothing is left behind and an existing out_path
+ * is untouched. An existing out_path is refused unless params->overwrite;
+ * an out_path that is one of the inputs is always refused. Inputs that are
+ * not regular files are refused (DS_ERR_IO). Before anything is written the
+ * tokenizer is loaded with the runtime's own loader (ds_tokenizer_new), so a
+ * tokenizer the runtime would refuse is refused here with the same message;
+ * so is one with token ids at or beyond config.json's vocab_size. */
 DS_API DS_WARN_UNUSED ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_convert_params *params);
 
 #ifdef __cplusplus

@@ -179,7 +179,7 @@ for t in $TYPES; do
     gg=$WORK/model-L$LAYERS-$t.gguf
     if [ ! -f "$dsm" ]; then
         say "ds convert --quant $t"
-        nice -n 19 "$DS" convert "$HF" "$dsm.part" --quant "$t" --key-file "$KEY"
+        nice -n 19 "$DS" convert "$HF" "$dsm.part" --quant "$t" --key-file "$KEY" --force
         mv "$dsm.part" "$dsm"
     fi
     if [ ! -f "$gg" ]; then

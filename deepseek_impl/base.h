@@ -75,6 +75,16 @@
 #ifndef DS_MAX_EXPERTS
 #define DS_MAX_EXPERTS 4096
 #endif
+/* Argon2id parameters a file may ask for: checked against the header before
+ * the KDF runs, so a hostile header cannot make an open allocate gigabytes or
+ * run for minutes. libsodium's strongest preset (SENSITIVE: 4 passes over
+ * 1 GiB) fits; the converter refuses to write a file above them. */
+#ifndef DS_MAX_ARGON_OPS
+#define DS_MAX_ARGON_OPS 8u
+#endif
+#ifndef DS_MAX_ARGON_MEM
+#define DS_MAX_ARGON_MEM ((uint64_t)1 << 30)
+#endif
 
 /* ==== Errors ============================================================= */
 /* Every internal function that can fail takes a dsi_err and fills it through
@@ -172,6 +182,20 @@ enum { DSI_CPU_AES = 1u << 0, DSI_CPU_AVX2 = 1u << 1, DSI_CPU_FMA = 1u << 2, DSI
 DSI_FUNC uint32_t dsi_cpu_features(void);
 /* Test hook: features in `mask` are reported absent from now on. */
 DSI_FUNC void dsi_cpu_features_mask(uint32_t mask);
+
+/* ==== Regular files (util.c) ============================================= */
+/* Which file an open descriptor is (to tell whether two paths name one file). */
+typedef struct dsi_file_id {
+    uint64_t dev, ino, size;
+} dsi_file_id;
+/* Opens path read-only (close-on-exec) for a reader that needs a regular
+ * file: a model, a checkpoint's inputs. The open is non-blocking so that a
+ * FIFO without a writer cannot hang it; then fstat, and anything but a
+ * regular file (a FIFO, a directory, a device such as /dev/zero, a socket)
+ * is refused with DS_ERR_IO, saying what it is. Returns the descriptor
+ * (O_NONBLOCK cleared again) and fills *id (may be NULL), or returns -1 with
+ * e filled; the message does not name the path (callers prefix it). */
+DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e);
 
 /* ==== Logging (util.c) =================================================== */
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);

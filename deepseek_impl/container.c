@@ -29,7 +29,11 @@ DSI_FUNC bool dsi_stored_bytes(uint64_t plain, uint32_t chunk_bytes, uint64_t *s
     return true;
 }
 
-DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out) {
+DSI_FUNC void dsi_header_mac(const uint8_t *raw, const uint8_t key[32], uint8_t out[32]) {
+    crypto_generichash(out, 32, raw, DSI_HDR_MAC_AT, key, 32);
+}
+
+DSI_FUNC void dsi_header_write(dsi_header *h, const uint8_t *mac_key, uint8_t *out) {
     uint8_t *p = h->raw;
     memset(p, 0, DSI_HEADER_BYTES);
     memcpy(p, DSI_MAGIC, 8); /* "DSMODEL" plus its NUL */
@@ -48,6 +52,8 @@ DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out) {
     dsi_wr64(p + 104, h->argon_mem);
     memcpy(p + 112, h->argon_salt, 16);
     memcpy(p + 128, h->key_check, 32);
+    if (mac_key) dsi_header_mac(p, mac_key, h->mac);
+    memcpy(p + DSI_HDR_MAC_AT, h->mac, 32);
     dsi_header_checksum(p, DSI_HDR_CHECKSUM_AT, p + DSI_HDR_CHECKSUM_AT);
     if (out) memcpy(out, p, DSI_HEADER_BYTES);
 }
@@ -78,7 +84,12 @@ DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h,
         return dsi_fail(e, DS_ERR_VERSION,
                         "container format version %u is newer than this library supports (%d); upgrade deepseek.h",
                         version, DS_FORMAT_VERSION);
-    if (version == 0 || hb != DSI_HEADER_BYTES)
+    if (version == 1)
+        return dsi_fail(e, DS_ERR_VERSION,
+                        "container format version 1 is no longer read: its header is not authenticated (this "
+                        "library reads version %d); re-convert the model from its checkpoint with `ds convert`",
+                        DS_FORMAT_VERSION);
+    if (version != DS_FORMAT_VERSION || hb != DSI_HEADER_BYTES)
         return dsi_fail(e, DS_ERR_CORRUPT, "damaged header: version %u with header size %u", version, hb);
     /* 3. Fields. */
     h->version = version;
@@ -95,12 +106,36 @@ DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h,
     h->argon_mem = dsi_rd64(p + 104);
     memcpy(h->argon_salt, p + 112, 16);
     memcpy(h->key_check, p + 128, 32);
+    memcpy(h->mac, p + DSI_HDR_MAC_AT, 32);
     memcpy(h->raw, p, DSI_HEADER_BYTES);
 
+    /* 4. What key derivation needs, checked before it runs. */
     if (h->cipher > DS_CIPHER_AES256GCM) return dsi_fail(e, DS_ERR_UNSUPPORTED, "unknown cipher id %u", h->cipher);
     if (h->cipher == DS_CIPHER_NONE ? h->kdf != DS_KDF_NONE : (h->kdf != DS_KDF_RAW_KEY && h->kdf != DS_KDF_ARGON2ID))
         return dsi_fail(e, DS_ERR_CORRUPT, "header: key derivation %u does not fit cipher %u", h->kdf, h->cipher);
+    if (h->kdf == DS_KDF_ARGON2ID) {
+        if (h->argon_ops > DS_MAX_ARGON_OPS)
+            return dsi_fail(e, DS_ERR_LIMIT, "header: Argon2id opslimit %llu exceeds DS_MAX_ARGON_OPS (%u); refused "
+                            "before running the key derivation",
+                            (unsigned long long)h->argon_ops, (unsigned)DS_MAX_ARGON_OPS);
+        if (h->argon_mem > DS_MAX_ARGON_MEM)
+            return dsi_fail(e, DS_ERR_LIMIT, "header: Argon2id memlimit %llu bytes exceeds DS_MAX_ARGON_MEM (%llu "
+                            "bytes); refused before running the key derivation",
+                            (unsigned long long)h->argon_mem, (unsigned long long)DS_MAX_ARGON_MEM);
+        if (h->argon_ops < crypto_pwhash_OPSLIMIT_MIN || h->argon_mem < crypto_pwhash_MEMLIMIT_MIN)
+            return dsi_fail(e, DS_ERR_CORRUPT, "header: Argon2id parameters below the minimum (opslimit %llu, "
+                            "memlimit %llu bytes)", (unsigned long long)h->argon_ops,
+                            (unsigned long long)h->argon_mem);
+    }
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_header_check(const dsi_header *h, dsi_err *e) {
     if (h->flags != 0) return dsi_fail(e, DS_ERR_UNSUPPORTED, "header: unknown flags 0x%x", h->flags);
+    for (size_t i = 160; i < DSI_HDR_MAC_AT; i++)
+        if (h->raw[i]) return dsi_fail(e, DS_ERR_CORRUPT, "header: reserved byte %zu is not zero", i);
+    if (h->kdf != DS_KDF_ARGON2ID && (h->argon_ops || h->argon_mem || !sodium_is_zero(h->argon_salt, 16)))
+        return dsi_fail(e, DS_ERR_CORRUPT, "header: Argon2id parameters in a file that has no passphrase");
     if (h->chunk_bytes < DSI_MIN_CHUNK || h->chunk_bytes > DSI_MAX_CHUNK || h->chunk_bytes % 64)
         return dsi_fail(e, DS_ERR_CORRUPT, "header: chunk size %u out of range", h->chunk_bytes);
     if (h->meta_plain_bytes > DS_MAX_META_BYTES)

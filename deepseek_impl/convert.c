@@ -8,8 +8,17 @@
  * stream chunk by chunk. Memory stays at a few row groups plus one chunk,
  * whatever the model size. The output goes to a temporary file that is
  * renamed into place only when everything succeeded.
+ *
+ * The output never destroys anything by surprise: an existing out_path is
+ * refused unless params->overwrite, and an out_path that is one of the inputs
+ * (the same device and inode as a shard, config.json or a tokenizer file:
+ * `ds convert DIR DIR/model.safetensors`, also through a hard or symbolic
+ * link) is refused even then. Without overwrite the finished file is put in
+ * place with link(2), which fails rather than replace a file that appeared
+ * meanwhile.
  */
 #include "format.h"
+#include "tokenizer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -59,11 +68,19 @@ typedef struct dsi_plan {
     uint64_t offset;         /* inside the segment's plaintext */
 } dsi_plan;
 
+/* An input file, to refuse an output that is the same file. */
+typedef struct dsi_input {
+    dsi_file_id id;
+    char *path;
+} dsi_input;
+
 typedef struct dsi_conv {
     dsi_alloc al;
     const ds_convert_params *p;
     dsi_err *e;
     char *hf_dir;
+    dsi_input *inputs;
+    size_t n_inputs;
     ds_model_config cfg;
     char *config_json, *tok_json, *tokcfg_json;
     size_t config_len, tok_len, tokcfg_len;
@@ -109,6 +126,18 @@ static char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *nam
     return p;
 }
 
+/* Records an opened input (which file it is) for the output checks. */
+static ds_status dsi_note_input(dsi_conv *c, const dsi_file_id *id, const char *path) {
+    dsi_input *ni = dsi_realloc(&c->al, c->inputs, (c->n_inputs + 1) * sizeof *ni);
+    if (!ni) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    c->inputs = ni;
+    ni[c->n_inputs].id = *id;
+    ni[c->n_inputs].path = dsi_strndup(&c->al, path, strlen(path));
+    if (!ni[c->n_inputs].path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    c->n_inputs++;
+    return DS_OK;
+}
+
 /* Reads a whole (small) text file. *missing is set when it does not exist. */
 static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t *len, bool *missing) {
     *out = NULL;
@@ -117,18 +146,22 @@ static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t
     char *path = dsi_path_join(&c->al, c->hf_dir, name);
     if (!path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
     ds_status s = DS_OK;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
+    dsi_file_id id;
+    if (missing && access(path, F_OK) != 0 && errno == ENOENT) {
+        *missing = true;
+        dsi_free(&c->al, path);
+        return DS_OK;
+    }
+    /* a FIFO or a device is refused without blocking */
+    int fd = dsi_open_regular(path, &id, c->e);
     if (fd < 0) {
-        if (errno == ENOENT && missing) *missing = true;
-        else s = dsi_fail(c->e, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    } else if (fstat(fd, &st) != 0) {
-        s = dsi_fail(c->e, DS_ERR_IO, "%s: %s", path, strerror(errno));
-    } else if ((uint64_t)st.st_size > DSI_MAX_TEXT_FILE) {
+        s = dsi_prefix(c->e, "%s", path);
+    } else if ((s = dsi_note_input(c, &id, path))) {
+    } else if (id.size > DSI_MAX_TEXT_FILE) {
         s = dsi_fail(c->e, DS_ERR_LIMIT, "%s: %llu bytes is too large for a JSON file", path,
-                     (unsigned long long)st.st_size);
+                     (unsigned long long)id.size);
     } else {
-        size_t n = (size_t)st.st_size, done = 0;
+        size_t n = (size_t)id.size, done = 0;
         char *buf = dsi_malloc(&c->al, n + 1);
         if (!buf) s = dsi_fail(c->e, DS_ERR_NOMEM, "out of memory reading %s", path);
         while (!s && done < n) {
@@ -177,9 +210,10 @@ static ds_status dsi_open_shard(dsi_conv *c, const char *file) {
     c->n_shards++;
     ds_status s = dsi_st_open(sh->path, &c->al, &sh->h, c->e);
     if (s) return s;
-    sh->fd = open(sh->path, O_RDONLY | O_CLOEXEC);
-    if (sh->fd < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: cannot open: %s", sh->path, strerror(errno));
-    return DS_OK;
+    dsi_file_id id;
+    sh->fd = dsi_open_regular(sh->path, &id, c->e);
+    if (sh->fd < 0) return dsi_prefix(c->e, "%s", sh->path);
+    return dsi_note_input(c, &id, sh->path);
 }
 
 static ds_status dsi_open_checkpoint(dsi_conv *c) {
@@ -633,6 +667,76 @@ static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
     return failed ? dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building metadata") : DS_OK;
 }
 
+/* ==== Output checks ====================================================== */
+/* Before any work: an existing output is refused unless overwrite, and one
+ * that is not a regular file always (a directory, a FIFO: nothing to
+ * replace atomically). */
+static ds_status dsi_check_output_early(dsi_conv *c, const char *out_path) {
+    struct stat st;
+    if (stat(out_path, &st) != 0) {
+        if (errno == ENOENT) return DS_OK;
+        return dsi_fail(c->e, DS_ERR_IO, "%s: cannot stat the output: %s", out_path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode))
+        return dsi_fail(c->e, DS_ERR_EXISTS, "%s exists and is not a regular file; refusing to replace it", out_path);
+    if (!c->p->overwrite)
+        return dsi_fail(c->e, DS_ERR_EXISTS,
+                        "%s exists; refusing to overwrite it (ds convert --force, or ds_convert_params.overwrite, "
+                        "replaces it)", out_path);
+    return DS_OK;
+}
+
+/* The output must not be one of the inputs, overwrite or not (checked once
+ * they are open, and again just before the rename). */
+static ds_status dsi_check_output_inputs(dsi_conv *c, const char *out_path) {
+    struct stat st;
+    if (stat(out_path, &st) != 0) return DS_OK;   /* no file there (a dangling link counts as none) */
+    for (size_t i = 0; i < c->n_inputs; i++)
+        if (c->inputs[i].id.dev == (uint64_t)st.st_dev && c->inputs[i].id.ino == (uint64_t)st.st_ino)
+            return dsi_fail(c->e, DS_ERR_INVALID_ARG,
+                            "the output %s is the input %s (the same file); refusing to overwrite the checkpoint, "
+                            "with or without --force", out_path, c->inputs[i].path);
+    return DS_OK;
+}
+
+/* Puts the finished temporary file at out_path. Without overwrite, link(2)
+ * refuses to replace a file that appeared since the first check; where the
+ * file system has no hard links, a last check and rename. */
+static ds_status dsi_publish_output(dsi_conv *c, const char *out_path) {
+    ds_status s = dsi_check_output_inputs(c, out_path);
+    if (s) return s;
+    if (!c->p->overwrite) {
+        if (link(c->tmp_path, out_path) == 0) {
+            (void)unlink(c->tmp_path);
+            return DS_OK;
+        }
+        if (errno == EEXIST)
+            return dsi_fail(c->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
+        struct stat st;
+        if (lstat(out_path, &st) == 0)
+            return dsi_fail(c->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
+    }
+    if (rename(c->tmp_path, out_path) != 0)
+        return dsi_fail(c->e, DS_ERR_IO, "cannot rename %s to %s: %s", c->tmp_path, out_path, strerror(errno));
+    return DS_OK;
+}
+
+/* The tokenizer, loaded by the runtime's own loader: what ds_model_open
+ * would refuse is refused now, with its message, before anything is
+ * written; and no token may have an id the model cannot embed. */
+static ds_status dsi_check_tokenizer(dsi_conv *c) {
+    ds_allocator a = {c->al.malloc_fn, c->al.realloc_fn, c->al.free_fn, c->al.user};
+    ds_tokenizer *tok = NULL;
+    ds_status s = ds_tokenizer_new(&tok, c->tok_json, c->tok_len, c->tokcfg_json, c->tokcfg_len, &a);
+    if (s) {
+        dsi_fail(c->e, s, "%s", ds_last_error());
+        return dsi_prefix(c->e, "%s", c->hf_dir);
+    }
+    s = dsi_tokenizer_check_vocab(tok, c->cfg.vocab_size, c->e);
+    ds_tokenizer_free(tok);
+    return s ? dsi_prefix(c->e, "%s", c->hf_dir) : DS_OK;
+}
+
 /* ==== Driver ============================================================= */
 static ds_status dsi_setup_keys(dsi_conv *c) {
     const ds_convert_params *p = c->p;
@@ -668,19 +772,18 @@ static ds_status dsi_setup_keys(dsi_conv *c) {
 static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     const ds_convert_params *p = c->p;
     ds_status s;
+    /* 0. the output: refused now rather than after the work */
+    if ((s = dsi_check_output_early(c, out_path))) return s;
     /* 1. inputs */
     if ((s = dsi_read_text(c, "config.json", &c->config_json, &c->config_len, NULL))) return s;
     if ((s = dsi_config_parse(c->config_json, c->config_len, &c->al, &c->cfg, c->e)))
         return dsi_prefix(c->e, "config.json");
     if ((s = dsi_read_text(c, "tokenizer.json", &c->tok_json, &c->tok_len, NULL))) return s;
     {
-        /* the runtime parses it at open: refuse a broken one now */
+        /* syntax first, so a broken file is named as such */
         dsi_json_doc *doc = NULL;
         if ((s = dsi_json_parse(c->tok_json, c->tok_len, &c->al, &doc, c->e))) return dsi_prefix(c->e, "tokenizer.json");
-        const dsi_json *vocab = dsi_json_get(dsi_json_get(dsi_json_root(doc), "model"), "vocab");
-        bool ok = vocab && vocab->type == DSI_JSON_OBJECT;
         dsi_json_free(doc);
-        if (!ok) return dsi_fail(c->e, DS_ERR_JSON, "tokenizer.json: model.vocab is missing or not an object");
     }
     bool missing;
     if ((s = dsi_read_text(c, "tokenizer_config.json", &c->tokcfg_json, &c->tokcfg_len, &missing))) return s;
@@ -690,7 +793,9 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
             return dsi_prefix(c->e, "tokenizer_config.json");
         dsi_json_free(doc);
     }
+    if ((s = dsi_check_tokenizer(c))) return s;
     if ((s = dsi_open_checkpoint(c))) return s;
+    if ((s = dsi_check_output_inputs(c, out_path))) return s;
     if ((s = dsi_make_plan(c))) return s;
     if ((s = dsi_setup_keys(c))) return s;
 
@@ -751,7 +856,7 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     dsi_stored_bytes(meta.len, c->chunk_bytes, &h->meta_bytes, &nch);
     h->file_bytes = h->meta_offset + h->meta_bytes;
     uint8_t raw[DSI_HEADER_BYTES];
-    dsi_header_write(h, raw);
+    dsi_header_write(h, c->keys->header, raw);
     dsi_chunk_ad ad = {DSI_META_SEGMENT, 0, -1, -1, 0, meta.len, 0, h->raw, DSI_HEADER_BYTES};
     s = dsi_seg_begin(c, 0, NULL, &ad);
     if (!s) s = dsi_seg_put(c, meta.data, meta.len);
@@ -771,8 +876,7 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
         return dsi_fail(c->e, DS_ERR_IO, "%s: close failed: %s", c->tmp_path, strerror(errno));
     }
     c->fd = -1;
-    if (rename(c->tmp_path, out_path) != 0)
-        return dsi_fail(c->e, DS_ERR_IO, "cannot rename %s to %s: %s", c->tmp_path, out_path, strerror(errno));
+    if ((s = dsi_publish_output(c, out_path))) return s;
     dsi_free(&c->al, c->tmp_path);
     c->tmp_path = NULL;
     return DS_OK;
@@ -784,6 +888,8 @@ static void dsi_conv_free(dsi_conv *c) {
         unlink(c->tmp_path);   /* nothing is left behind on failure */
         dsi_free(&c->al, c->tmp_path);
     }
+    for (size_t i = 0; i < c->n_inputs; i++) dsi_free(&c->al, c->inputs[i].path);
+    dsi_free(&c->al, c->inputs);
     for (size_t i = 0; i < c->n_shards; i++) {
         if (c->shards[i].fd >= 0) close(c->shards[i].fd);
         dsi_st_free(c->shards[i].h);
@@ -837,6 +943,16 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     }
     if (p->key && p->key_len != DS_KEY_BYTES) {
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: key must be %d bytes, got %zu", DS_KEY_BYTES, p->key_len);
+        return dsi_publish(&e);
+    }
+    if (p->passphrase && (p->argon_opslimit > DS_MAX_ARGON_OPS || p->argon_memlimit > DS_MAX_ARGON_MEM)) {
+        /* the runtime refuses such a file before its KDF: do not write one */
+        if (p->argon_opslimit > DS_MAX_ARGON_OPS)
+            dsi_fail(&e, DS_ERR_LIMIT, "ds_convert: argon_opslimit %llu exceeds DS_MAX_ARGON_OPS (%u)",
+                     (unsigned long long)p->argon_opslimit, (unsigned)DS_MAX_ARGON_OPS);
+        else
+            dsi_fail(&e, DS_ERR_LIMIT, "ds_convert: argon_memlimit %llu bytes exceeds DS_MAX_ARGON_MEM (%llu bytes)",
+                     (unsigned long long)p->argon_memlimit, (unsigned long long)DS_MAX_ARGON_MEM);
         return dsi_publish(&e);
     }
     uint32_t chunk = p->chunk_bytes ? p->chunk_bytes : DSI_DEFAULT_CHUNK;

@@ -25,12 +25,20 @@
  *
  * Keys. The user's 32-byte master key never touches data directly. For each
  * file (random 32-byte salt) we derive with keyed BLAKE2b-256:
- *     enc   = H(master, "deepseek.h dsm v1 enc"   || salt)   AEAD key
- *     check = H(master, "deepseek.h dsm v1 check" || salt)   stored in the header
+ *     enc    = H(master, "deepseek.h dsm v1 enc" || salt)      AEAD key
+ *     header = H(master, "deepseek.h dsm v2 header" || salt)   key of the header's MAC
+ *     check  = H(master, "deepseek.h dsm v2 key check")        stored in the header
  * so a wrong key is told apart from damaged data, and a segment copied from
- * another file sealed with the same master key fails to authenticate.
- * Plaintext files (cipher none) derive an integrity key from the salt alone;
- * their chunks carry BLAKE2b-128 tags over the same associated data.
+ * another file sealed with the same master key fails to authenticate. The
+ * check has no salt in it on purpose: no header field can change it, so with
+ * the right key an edited header (salt included) fails the header's MAC and
+ * reads "header modified", never "wrong key". The price: files sealed with
+ * the same master key carry the same check, which tells that they share a
+ * key (and nothing about the key: it is a keyed hash of a constant).
+ * Plaintext files (cipher none) derive an integrity key, and their header
+ * key, from the salt alone (so anyone can recompute them: integrity against
+ * accidents only); their chunks carry BLAKE2b-128 tags over the same
+ * associated data.
  *
  * Nonces. AES-GCM nonce (12 bytes) = u32 segment index || u64 chunk index
  * (LE): unique within a file, and keys are unique per file. Tags are 16 bytes.
@@ -235,12 +243,13 @@ static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_
 #endif /* provider */
 
 /* ==== Key derivation ===================================================== */
+/* H(key, label || salt); salt may be NULL (the key check). */
 static void dsi_kdf(uint8_t out[32], const uint8_t *key, size_t key_len, const char *label,
                     const uint8_t salt[DSI_SALT_BYTES]) {
     crypto_generichash_state st;
     crypto_generichash_init(&st, key, key_len, 32);
     crypto_generichash_update(&st, (const unsigned char *)label, strlen(label));
-    crypto_generichash_update(&st, salt, DSI_SALT_BYTES);
+    if (salt) crypto_generichash_update(&st, salt, DSI_SALT_BYTES);
     crypto_generichash_final(&st, out, 32);
     sodium_memzero(&st, sizeof st);
 }
@@ -253,6 +262,7 @@ DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t 
     k->cipher = cipher;
     if (cipher == DS_CIPHER_NONE) {
         dsi_kdf(k->enc, NULL, 0, "deepseek.h dsm v1 integrity", salt);
+        dsi_kdf(k->header, NULL, 0, "deepseek.h dsm v2 header", salt);
         return DS_OK;
     }
     if (cipher != DS_CIPHER_AES256GCM) return dsi_fail(e, DS_ERR_UNSUPPORTED, "unknown cipher id %d", (int)cipher);
@@ -264,7 +274,8 @@ DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t 
                         "this CPU lacks the AES instructions (AES-NI on x86) that AES-256-GCM needs; "
                         "re-seal the model for this machine or use a CPU with AES support");
     dsi_kdf(k->enc, master, master_len, "deepseek.h dsm v1 enc", salt);
-    dsi_kdf(k->check, master, master_len, "deepseek.h dsm v1 check", salt);
+    dsi_kdf(k->header, master, master_len, "deepseek.h dsm v2 header", salt);
+    dsi_kdf(k->check, master, master_len, "deepseek.h dsm v2 key check", NULL);
     s = dsi_aead_expand(k, e);
     if (s) sodium_memzero(k, sizeof *k);
     return s;

@@ -19,10 +19,6 @@
 
 #include <sodium.h>
 
-/* Hostile files must not make Argon2id run for hours or eat the machine. */
-#define DSI_ARGON_MAX_OPS 64u
-#define DSI_ARGON_MAX_MEM ((uint64_t)4 << 30)
-
 /* ==== Names ============================================================== */
 DS_API const char *ds_cipher_name(ds_cipher c) {
     switch (c) {
@@ -68,22 +64,23 @@ DS_API ds_status ds_file_info_read(const char *path, ds_file_info *out) {
         return dsi_publish(&e);
     }
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    dsi_file_id id;
+    int fd = dsi_open_regular(path, &id, &e);
     if (fd < 0) {
-        dsi_fail(&e, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        dsi_prefix(&e, "%s", path);
         return dsi_publish(&e);
     }
     uint8_t buf[DSI_HEADER_AREA];
     size_t got = 0;
-    struct stat st;
     dsi_header h;
     ds_status s;
-    if (fstat(fd, &st) != 0 || dsi_read_exact(fd, buf, sizeof buf, 0, &got)) {
+    /* no key here: the header's MAC cannot be checked (ds_model_open does) */
+    if (dsi_read_exact(fd, buf, sizeof buf, 0, &got)) {
         s = dsi_fail(&e, DS_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-    } else if ((s = dsi_header_parse(buf, got, &h, &e)) != DS_OK) {
+    } else if ((s = dsi_header_parse(buf, got, &h, &e)) != DS_OK || (s = dsi_header_check(&h, &e)) != DS_OK) {
         dsi_prefix(&e, "%s", path);
-    } else if ((uint64_t)st.st_size < h.file_bytes) {
-        s = dsi_fail(&e, DS_ERR_TRUNCATED, "%s: truncated: %llu of %llu bytes", path, (unsigned long long)st.st_size,
+    } else if (id.size < h.file_bytes) {
+        s = dsi_fail(&e, DS_ERR_TRUNCATED, "%s: truncated: %llu of %llu bytes", path, (unsigned long long)id.size,
                      (unsigned long long)h.file_bytes);
     } else {
         out->format_version = h.version;
@@ -243,20 +240,43 @@ static ds_status dsi_check_directory(ds_model *m, dsi_err *e) {
 }
 
 /* ==== Open and close ===================================================== */
+/* The header's MAC, compared with the stored one. The fuzzing build skips
+ * the comparison (as it skips chunk tags) so that inputs reach the checks
+ * behind it. */
+static ds_status dsi_header_authenticate(const dsi_header *h, const dsi_keys *k, dsi_err *e) {
+    uint8_t mac[32];
+    dsi_header_mac(h->raw, k->header, mac);
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    if (sodium_memcmp(mac, h->mac, 32) != 0)
+        return dsi_fail(e, DS_ERR_AUTH, "header modified: the header does not match its authentication code; a "
+                                        "field was changed after the file was sealed");
+#endif
+    return DS_OK;
+}
+
+/* Keys, in the order the format documents: the plaintext policy, the key
+ * derivation (its parameters were checked against the caps when the header
+ * was parsed), the key check, then the header's MAC. */
 static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *e) {
+    const dsi_header *h = &m->hdr;
+    if (h->cipher == DS_CIPHER_NONE && (p->key || p->passphrase) && !p->allow_plaintext)
+        return dsi_fail(e, DS_ERR_PLAINTEXT,
+                        "this model file is not encrypted (plaintext: its integrity tags come from its public salt, "
+                        "so anyone who can write the file could have made it) but a key was given; refusing it: set "
+                        "allow_plaintext (ds: --allow-plaintext) to open a plaintext file anyway");
     ds_status s = dsi_secure_alloc(&m->keybuf, sizeof(dsi_keys), e);
     if (s) return s;
     m->keys = (dsi_keys *)m->keybuf.ptr;
-    const dsi_header *h = &m->hdr;
-    if (h->cipher == DS_CIPHER_NONE) return dsi_keys_derive(m->keys, DS_CIPHER_NONE, NULL, 0, h->salt, e);
+    if (h->cipher == DS_CIPHER_NONE) {
+        if ((s = dsi_keys_derive(m->keys, DS_CIPHER_NONE, NULL, 0, h->salt, e))) return s;
+        return dsi_header_authenticate(h, m->keys, e);
+    }
 
     uint8_t master[32];
     if (h->kdf == DS_KDF_ARGON2ID) {
         if (!p->passphrase)
             return dsi_fail(e, p->key ? DS_ERR_INVALID_ARG : DS_ERR_NEED_KEY,
                             "this model is sealed with a passphrase; pass it instead of a key");
-        if (h->argon_ops > DSI_ARGON_MAX_OPS || h->argon_mem > DSI_ARGON_MAX_MEM)
-            return dsi_fail(e, DS_ERR_CORRUPT, "header: Argon2id parameters beyond sane limits");
         s = dsi_passphrase_key(master, p->passphrase, p->passphrase_len, h->argon_salt, h->argon_ops, h->argon_mem, e);
     } else {
         if (!p->key)
@@ -269,9 +289,16 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
     if (!s) s = dsi_keys_derive(m->keys, (ds_cipher)h->cipher, master, 32, h->salt, e);
     sodium_memzero(master, sizeof master);
     if (s) return s;
+    /* the check depends on the master key alone: with a raw key a mismatch
+     * is a wrong key; with a passphrase it may also be an edit of the
+     * Argon2id parameters or salt, which change the master key */
     if (sodium_memcmp(m->keys->check, h->key_check, 32) != 0)
-        return dsi_fail(e, DS_ERR_WRONG_KEY, "wrong key: it does not match this model's key check");
-    return DS_OK;
+        return h->kdf == DS_KDF_ARGON2ID
+                   ? dsi_fail(e, DS_ERR_WRONG_KEY,
+                              "wrong passphrase, or the header's key-derivation parameters (Argon2id salt, opslimit, "
+                              "memlimit) were changed: the derived key does not match this model's key check")
+                   : dsi_fail(e, DS_ERR_WRONG_KEY, "wrong key: it does not match this model's key check");
+    return dsi_header_authenticate(h, m->keys, e);
 }
 
 #define DSI_WILLNEED_PIECE ((uint64_t)128 << 10)
@@ -415,21 +442,25 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
 /* ==== Open ================================================================ */
 DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
     ds_status s = DS_OK;
-    struct stat st;
+    dsi_file_id id;
     uint8_t head[DSI_HEADER_AREA];
     size_t got = 0;
-    m->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (m->fd < 0)
-        return dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
-    if (fstat(m->fd, &st) != 0 || dsi_read_exact(m->fd, head, sizeof head, 0, &got))
+    /* a FIFO, a directory or a device is refused here, without blocking */
+    m->fd = dsi_open_regular(path, &id, e);
+    if (m->fd < 0) return e->status;
+    if (dsi_read_exact(m->fd, head, sizeof head, 0, &got))
         return dsi_fail(e, DS_ERR_IO, "cannot read: %s", strerror(errno));
+    /* checksum, version, Argon2id caps; then the key check and the MAC;
+     * only then are the header's fields believed */
     if ((s = dsi_header_parse(head, got, &m->hdr, e))) return s;
-    if ((uint64_t)st.st_size < m->hdr.file_bytes)
+    if ((s = dsi_model_keys(m, p, e))) return s;
+    if ((s = dsi_header_check(&m->hdr, e))) return s;
+    if (id.size < m->hdr.file_bytes)
         return dsi_fail(e, DS_ERR_TRUNCATED, "truncated: the file has %llu of its %llu bytes",
-                        (unsigned long long)st.st_size, (unsigned long long)m->hdr.file_bytes);
-    if ((uint64_t)st.st_size > m->hdr.file_bytes)
+                        (unsigned long long)id.size, (unsigned long long)m->hdr.file_bytes);
+    if (id.size > m->hdr.file_bytes)
         return dsi_fail(e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
-                        (unsigned long long)(st.st_size - m->hdr.file_bytes));
+                        (unsigned long long)(id.size - m->hdr.file_bytes));
     if (m->hdr.file_bytes > SIZE_MAX)
         return dsi_fail(e, DS_ERR_LIMIT, "file too large to map on this platform");
     m->map_len = (size_t)m->hdr.file_bytes;
@@ -437,7 +468,6 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
     if (map == MAP_FAILED)
         return dsi_fail(e, DS_ERR_IO, "cannot map %zu bytes: %s", m->map_len, strerror(errno));
     m->map = map;
-    if ((s = dsi_model_keys(m, p, e))) return s;
     if ((s = dsi_model_metadata(m, e))) return s;
     if ((s = dsi_config_parse(m->meta.config_json, m->meta.config_len, &m->al, &m->cfg, e))) {
         dsi_prefix(e, "config.json");
@@ -453,6 +483,7 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
             return s;
         }
         dsi_tokenizer_summary(m->tok, &m->cfg);
+        if ((s = dsi_tokenizer_check_vocab(m->tok, m->cfg.vocab_size, e))) return s;
     }
     if ((s = dsi_check_directory(m, e))) return s;
     return DS_OK;

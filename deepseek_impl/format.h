@@ -129,12 +129,15 @@ DSI_FUNC ds_status dsi_crypto_init(dsi_err *e);
 typedef struct dsi_keys {
     ds_cipher cipher;
     uint8_t enc[32];       /* AEAD key (AES-256-GCM) or, for CIPHER_NONE, the integrity key */
-    uint8_t check[32];     /* key-check value written in the header */
+    uint8_t check[32];     /* key-check value written in the header (the master key's alone) */
+    uint8_t header[32];    /* key of the header's MAC */
     uint8_t aes_state[512] __attribute__((aligned(16))); /* precomputed AES-GCM state */
 } dsi_keys;
 
 /* Derives the file's keys from a 32-byte master key (or, for CIPHER_NONE,
- * from the salt alone: integrity only). */
+ * from the salt alone: integrity only). The key check depends on the master
+ * key only, never on a header field, so that with the right key an edited
+ * header fails its MAC ("header modified") instead of the key check. */
 DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t *master, size_t master_len,
                                    const uint8_t salt[DSI_SALT_BYTES], dsi_err *e);
 /* Argon2id: passphrase -> 32-byte master key. */
@@ -177,22 +180,34 @@ DSI_FUNC ds_status dsi_chunk_open(const dsi_keys *k, const dsi_chunk_ad *ad, con
  *   metadata        one more sealed segment (index DSI_META_SEGMENT), at the tail
  *                   so the converter writes the file in one streaming pass
  *
- * Header fields (offsets in bytes):
+ * Header fields (offsets in bytes), format version 2:
  *     0  magic "DSMODEL\0"
- *     8  u32 format_version
+ *     8  u32 format_version (2)
  *    12  u32 header_bytes (bytes covered by the checksum incl. the checksum) = 256
  *    16  u32 cipher   20 u32 kdf   24 u32 chunk_bytes   28 u32 flags (0)
  *    32  u64 file_bytes
  *    40  u64 meta_offset   48 u64 meta_bytes (stored)   56 u64 meta_plain_bytes
  *    64  u8 salt[32]
  *    96  u64 argon_opslimit   104 u64 argon_memlimit   112 u8 argon_salt[16]
- *   128  u8 key_check[32]
+ *        (Argon2id files: 1 <= opslimit <= DS_MAX_ARGON_OPS,
+ *         8 KiB <= memlimit <= DS_MAX_ARGON_MEM; other files: zero)
+ *   128  u8 key_check[32] = BLAKE2b-256(master, "deepseek.h dsm v2 key check")
  *   160  reserved (zero)
+ *   192  u8 header_mac[32] = BLAKE2b-256 keyed with the file's header key
+ *        (crypto.c: from the master key and the salt) of bytes [0, 192)
  *   224  u8 checksum[32] = BLAKE2b-256 of bytes [0, 224)
- * The checksum catches damage; deliberate edits are caught because the
- * metadata's associated data includes the whole 256-byte header.
+ * The checksum catches damage without a key. The MAC authenticates every
+ * field before it is used: an edit with the checksum recomputed reads
+ * "header modified" to whoever holds the key (and "wrong key" never, since
+ * the key check depends on the key alone). The metadata's associated data
+ * also includes the whole 256-byte header. Version 1 (no MAC, a key check
+ * that depended on the salt) is refused: re-convert.
  * The first 16 bytes (magic, version, header_bytes) keep their meaning in
  * every future version.
+ *
+ * Order of checks at open: checksum -> version -> cipher/KDF ids and the
+ * Argon2id caps (dsi_header_parse, before any KDF) -> key check -> MAC
+ * (file.c) -> the fields' consistency (dsi_header_check) -> file size.
  *
  * Metadata plaintext: records { u32 tag; u32 reserved; u64 len; bytes; pad to 8 }.
  */
@@ -213,6 +228,7 @@ typedef struct dsi_header {
     uint64_t argon_ops, argon_mem;
     uint8_t argon_salt[16];
     uint8_t key_check[32];
+    uint8_t mac[32];                 /* header_mac as stored (or as dsi_header_write computed it) */
     uint8_t raw[DSI_HEADER_BYTES];   /* the bytes as stored (bound into metadata AD) */
 } dsi_header;
 
@@ -225,11 +241,23 @@ enum {
     DSI_REC_SOURCE = 6             /* converter version / quant, informational JSON */
 };
 
-/* Parses and checks the public header from the first bytes of a file.
- * Distinguishes: not a container, newer version, damaged header. */
+/* Parses the public header from the first bytes of a file and checks what
+ * must hold before a key is derived: magic, checksum, version, header size,
+ * cipher and KDF ids, and the Argon2id parameters against DS_MAX_ARGON_OPS
+ * and DS_MAX_ARGON_MEM (DS_ERR_LIMIT naming the cap). Distinguishes: not a
+ * container, another version, damaged header. The other fields are checked
+ * by dsi_header_check, after the MAC where there is a key. */
 DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h, dsi_err *e);
-/* Serializes h (computing the checksum) into out[DSI_HEADER_BYTES] and h->raw. */
-DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out);
+/* The fields' consistency: flags, reserved bytes, chunk size, metadata
+ * location against file_bytes. */
+DSI_FUNC ds_status dsi_header_check(const dsi_header *h, dsi_err *e);
+/* The header's MAC: keyed BLAKE2b-256 of raw[0, DSI_HDR_MAC_AT). */
+#define DSI_HDR_MAC_AT 192
+DSI_FUNC void dsi_header_mac(const uint8_t *raw, const uint8_t key[32], uint8_t out[32]);
+/* Serializes h into out[DSI_HEADER_BYTES] (may be NULL) and h->raw: with
+ * mac_key the MAC is computed into h->mac, without it h->mac is written as it
+ * is (tests re-seal edited headers that way); then the checksum. */
+DSI_FUNC void dsi_header_write(dsi_header *h, const uint8_t *mac_key, uint8_t *out);
 
 typedef struct dsi_segment {
     uint32_t kind;                 /* ds_segment_kind */

@@ -347,23 +347,16 @@ static int dss_pread_full(int fd, void *buf, size_t n, uint64_t off) {
 DSI_FUNC ds_status dsi_st_open(const char *path, const dsi_alloc *al, dsi_st_header **out, dsi_err *e) {
     if (out) *out = NULL;
     if (!path || !al || !out) return dsi_fail(e, DS_ERR_INVALID_ARG, "safetensors: invalid argument");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return dsi_fail(e, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* a FIFO or a device is refused here, without blocking on the open */
+    dsi_file_id id;
+    int fd = dsi_open_regular(path, &id, e);
+    if (fd < 0) return dsi_prefix(e, "%s", path);
 
     ds_status st = DS_OK;
     uint8_t *buf = NULL;
-    struct stat sb;
     uint8_t prefix[8];
     int r;
-    if (fstat(fd, &sb) != 0) {
-        st = dsi_fail(e, DS_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = dsi_fail(e, DS_ERR_IO, "%s: not a regular file", path);
-        goto done;
-    }
-    uint64_t size = (uint64_t)sb.st_size;
+    uint64_t size = id.size;
     /* Read the length first so the header is bounded before it is allocated. */
     r = size >= 8 ? dss_pread_full(fd, prefix, 8, 0) : 0;
     if (r < 0) {

@@ -254,6 +254,7 @@ typedef struct tk_step {
 typedef struct tk_added {
     uint32_t off, len;          /* content in the pool */
     int32_t id;
+    int32_t file_id;            /* the id written in the file (checked, not used), -1: none */
     uint8_t special, lstrip, rstrip, single_word, normalized;
     uint8_t special_content;    /* content is in the reference's special set */
 } tk_added;
@@ -297,6 +298,25 @@ struct ds_tokenizer {
     bool has_tpl_text;          /* ... and its text is in the pool (chat_template.c reads it) */
     uint32_t tpl_off, tpl_len;  /* NUL-terminated in the pool */
 };
+
+DSI_FUNC ds_status dsi_tokenizer_check_vocab(const ds_tokenizer *t, int vocab_size, dsi_err *e) {
+    /* added tokens first, by name: the ids they get and the ids written */
+    for (uint32_t k = 0; k < t->n_added; k++) {
+        const tk_added *a = &t->added[k];
+        int32_t id = a->id >= vocab_size ? a->id : a->file_id >= vocab_size ? a->file_id : -1;
+        if (id < 0) continue;
+        int n = a->len > 64 ? 64 : (int)a->len;
+        return dsi_fail(e, DS_ERR_CONFIG,
+                        "tokenizer.json: added token \"%.*s\" has id %d, beyond the model's vocabulary (config.json "
+                        "vocab_size %d): the model could never read or produce it",
+                        n, (const char *)t->pool.p + a->off, (int)id, vocab_size);
+    }
+    if (t->n_ids > (uint32_t)(vocab_size > 0 ? vocab_size : 0))
+        return dsi_fail(e, DS_ERR_CONFIG,
+                        "tokenizer.json: token id %u is beyond the model's vocabulary (config.json vocab_size %d): the "
+                        "model could never read or produce it", t->n_ids - 1, vocab_size);
+    return DS_OK;
+}
 
 DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg) {
     cfg->tok_vocab = (int)t->model_vocab_size;
@@ -437,12 +457,59 @@ static ds_status tk_flag(const dsi_json *o, const char *key, bool def, uint8_t *
     return DS_OK;
 }
 
+/* The ids written in added_tokens: each a non-negative integer below
+ * DS_MAX_TOKEN_ID, no two alike. They are not used (see tk_load_added), but
+ * a file whose written ids are absurd or repeated was not made by the
+ * reference, and its tokens are not what its author meant. */
+typedef struct tk_written {
+    int64_t id;
+    uint32_t index;
+} tk_written;
+
+static int tk_cmp_written(const void *a, const void *b) {
+    const tk_written *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id ? 1 : (x->index > y->index) - (x->index < y->index);
+}
+
+static ds_status tk_check_written_ids(ds_tokenizer *t, const dsi_json *arr, dsi_err *e) {
+    tk_written *w = dsi_calloc(&t->al, arr->n ? arr->n : 1, sizeof *w);
+    if (!w) return dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for added_tokens");
+    size_t n = 0;
+    ds_status st = DS_OK;
+    for (uint32_t i = 0; i < arr->n && !st; i++) {
+        int64_t id;
+        int r = dsi_json_get_int(&arr->kids[i], "id", &id);
+        if (r == 0) continue;
+        if (r < 0) st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u].id is not an integer", i);
+        else if (id < 0) st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u].id %lld is negative", i, (long long)id);
+        else if ((uint64_t)id >= DS_MAX_TOKEN_ID)
+            st = dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: added_tokens[%u].id %lld exceeds %u", i, (long long)id,
+                          (unsigned)DS_MAX_TOKEN_ID);
+        else {
+            w[n].id = id;
+            w[n++].index = i;
+        }
+    }
+    if (!st && n > 1) {
+        qsort(w, n, sizeof *w, tk_cmp_written);
+        for (size_t k = 1; k < n && !st; k++)
+            if (w[k].id == w[k - 1].id)
+                st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u] and added_tokens[%u] both have id %lld",
+                              w[k - 1].index, w[k].index, (long long)w[k].id);
+    }
+    dsi_free(&t->al, w);
+    return st;
+}
+
 /* added_tokens, with the reference's id rules: a content already in the
  * vocabulary keeps that id, a new one gets the next id after the model's
- * vocabulary; the ids written in the file are not trusted. */
+ * vocabulary; the ids written in the file are checked (tk_check_written_ids)
+ * but not trusted. */
 static ds_status tk_load_added(ds_tokenizer *t, const dsi_json *arr, dsi_err *e) {
     if (!arr || arr->type == DSI_JSON_NULL) return DS_OK;
     if (arr->type != DSI_JSON_ARRAY) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens is not an array");
+    ds_status wst = tk_check_written_ids(t, arr, e);
+    if (wst) return wst;
     tk_smap cmap = {0};          /* content -> id (val), aux = special-set flag */
     uint32_t *rtab = NULL;       /* id -> index into t->added, open addressing (index+1) */
     uint32_t rmask = 0;
@@ -463,6 +530,8 @@ static ds_status tk_load_added(ds_tokenizer *t, const dsi_json *arr, dsi_err *e)
             goto done;
         }
         tk_added tok = {0};
+        int64_t wid;
+        tok.file_id = dsi_json_get_int(o, "id", &wid) == 1 ? (int32_t)wid : -1;
         if ((st = tk_flag(o, "special", false, &tok.special, i, e)) || (st = tk_flag(o, "lstrip", false, &tok.lstrip, i, e)) ||
             (st = tk_flag(o, "rstrip", false, &tok.rstrip, i, e)) ||
             (st = tk_flag(o, "single_word", false, &tok.single_word, i, e)) ||

@@ -35,4 +35,10 @@ DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int beh
  * chat template present) from a built tokenizer. */
 DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg);
 
+/* Refuses (DS_ERR_CONFIG) a tokenizer with an id at or beyond vocab_size
+ * (config.json's): an added token's id, the id written for it in the file,
+ * or a vocabulary id. The model could never read or produce such a token.
+ * The converter and ds_model_open both call it, so they refuse alike. */
+DSI_FUNC ds_status dsi_tokenizer_check_vocab(const ds_tokenizer *t, int vocab_size, dsi_err *e);
+
 #endif /* DS_TOKENIZER_H */

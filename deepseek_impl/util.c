@@ -5,9 +5,11 @@
 #include "base.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,7 +51,7 @@ DS_API const char *ds_status_string(ds_status s) {
     case DS_ERR_EXISTS: return "file exists";
     case DS_ERR_INTERNAL: return "internal error";
     case DS_ERR_NOT_DSM: return "not a deepseek.h model file";
-    case DS_ERR_VERSION: return "newer container format version";
+    case DS_ERR_VERSION: return "unsupported container format version";
     case DS_ERR_TRUNCATED: return "truncated file";
     case DS_ERR_CORRUPT: return "corrupt container";
     case DS_ERR_JSON: return "malformed JSON";
@@ -63,6 +65,7 @@ DS_API const char *ds_status_string(ds_status s) {
     case DS_ERR_NEED_KEY: return "file is encrypted and no key was given";
     case DS_ERR_NO_AES: return "CPU lacks AES instructions";
     case DS_ERR_CRYPTO: return "crypto failure";
+    case DS_ERR_PLAINTEXT: return "plaintext file refused where a key was given";
     case DS_ERR_BACKEND: return "backend failure";
     case DS_ERR_NO_DEVICE: return "no such device";
     case DS_ERR_MISUSE: return "API misuse";
@@ -118,6 +121,44 @@ DSI_FUNC ds_status dsi_prefix(dsi_err *e, const char *fmt, ...) {
 DSI_FUNC ds_status dsi_publish(const dsi_err *e) {
     snprintf(dsi_last_msg, sizeof dsi_last_msg, "%s", e->msg);
     return e->status;
+}
+
+/* ---- regular files ---------------------------------------------------------- */
+DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        dsi_fail(e, DS_ERR_IO, "cannot stat: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        const char *what = S_ISFIFO(st.st_mode) ? "a FIFO"
+                           : S_ISDIR(st.st_mode) ? "a directory"
+                           : S_ISCHR(st.st_mode) ? "a character device"
+                           : S_ISBLK(st.st_mode) ? "a block device"
+                           : S_ISSOCK(st.st_mode) ? "a socket" : "not a file";
+        dsi_fail(e, DS_ERR_IO, "not a regular file (it is %s); refusing to read it", what);
+        close(fd);
+        return -1;
+    }
+    /* reads of a regular file never block anyway; clear the flag all the same */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        dsi_fail(e, DS_ERR_IO, "fcntl: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (id) {
+        id->dev = (uint64_t)st.st_dev;
+        id->ino = (uint64_t)st.st_ino;
+        id->size = (uint64_t)st.st_size;
+    }
+    return fd;
 }
 
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) {

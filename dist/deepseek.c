@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id dfc343c7d68639ef: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id cc353f6deaf73e01: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "dfc343c7d68639ef"
+#define DS_SOURCE_ID "cc353f6deaf73e01"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -136,6 +136,16 @@
 #endif
 #ifndef DS_MAX_EXPERTS
 #define DS_MAX_EXPERTS 4096
+#endif
+/* Argon2id parameters a file may ask for: checked against the header before
+ * the KDF runs, so a hostile header cannot make an open allocate gigabytes or
+ * run for minutes. libsodium's strongest preset (SENSITIVE: 4 passes over
+ * 1 GiB) fits; the converter refuses to write a file above them. */
+#ifndef DS_MAX_ARGON_OPS
+#define DS_MAX_ARGON_OPS 8u
+#endif
+#ifndef DS_MAX_ARGON_MEM
+#define DS_MAX_ARGON_MEM ((uint64_t)1 << 30)
 #endif
 
 /* ==== Errors ============================================================= */
@@ -235,6 +245,20 @@ DSI_FUNC uint32_t dsi_cpu_features(void);
 /* Test hook: features in `mask` are reported absent from now on. */
 DSI_FUNC void dsi_cpu_features_mask(uint32_t mask);
 
+/* ==== Regular files (util.c) ============================================= */
+/* Which file an open descriptor is (to tell whether two paths name one file). */
+typedef struct dsi_file_id {
+    uint64_t dev, ino, size;
+} dsi_file_id;
+/* Opens path read-only (close-on-exec) for a reader that needs a regular
+ * file: a model, a checkpoint's inputs. The open is non-blocking so that a
+ * FIFO without a writer cannot hang it; then fstat, and anything but a
+ * regular file (a FIFO, a directory, a device such as /dev/zero, a socket)
+ * is refused with DS_ERR_IO, saying what it is. Returns the descriptor
+ * (O_NONBLOCK cleared again) and fills *id (may be NULL), or returns -1 with
+ * e filled; the message does not name the path (callers prefix it). */
+DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e);
+
 /* ==== Logging (util.c) =================================================== */
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);
 
@@ -256,9 +280,11 @@ DSI_FUNC double dsi_now_seconds(void);
 /* ==== End deepseek_impl/base.h ==== */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -300,7 +326,7 @@ DS_API const char *ds_status_string(ds_status s) {
     case DS_ERR_EXISTS: return "file exists";
     case DS_ERR_INTERNAL: return "internal error";
     case DS_ERR_NOT_DSM: return "not a deepseek.h model file";
-    case DS_ERR_VERSION: return "newer container format version";
+    case DS_ERR_VERSION: return "unsupported container format version";
     case DS_ERR_TRUNCATED: return "truncated file";
     case DS_ERR_CORRUPT: return "corrupt container";
     case DS_ERR_JSON: return "malformed JSON";
@@ -314,6 +340,7 @@ DS_API const char *ds_status_string(ds_status s) {
     case DS_ERR_NEED_KEY: return "file is encrypted and no key was given";
     case DS_ERR_NO_AES: return "CPU lacks AES instructions";
     case DS_ERR_CRYPTO: return "crypto failure";
+    case DS_ERR_PLAINTEXT: return "plaintext file refused where a key was given";
     case DS_ERR_BACKEND: return "backend failure";
     case DS_ERR_NO_DEVICE: return "no such device";
     case DS_ERR_MISUSE: return "API misuse";
@@ -369,6 +396,44 @@ DSI_FUNC ds_status dsi_prefix(dsi_err *e, const char *fmt, ...) {
 DSI_FUNC ds_status dsi_publish(const dsi_err *e) {
     snprintf(dsi_last_msg, sizeof dsi_last_msg, "%s", e->msg);
     return e->status;
+}
+
+/* ---- regular files ---------------------------------------------------------- */
+DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        dsi_fail(e, DS_ERR_IO, "cannot stat: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        const char *what = S_ISFIFO(st.st_mode) ? "a FIFO"
+                           : S_ISDIR(st.st_mode) ? "a directory"
+                           : S_ISCHR(st.st_mode) ? "a character device"
+                           : S_ISBLK(st.st_mode) ? "a block device"
+                           : S_ISSOCK(st.st_mode) ? "a socket" : "not a file";
+        dsi_fail(e, DS_ERR_IO, "not a regular file (it is %s); refusing to read it", what);
+        close(fd);
+        return -1;
+    }
+    /* reads of a regular file never block anyway; clear the flag all the same */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        dsi_fail(e, DS_ERR_IO, "fcntl: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (id) {
+        id->dev = (uint64_t)st.st_dev;
+        id->ino = (uint64_t)st.st_ino;
+        id->size = (uint64_t)st.st_size;
+    }
+    return fd;
 }
 
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) {
@@ -731,12 +796,15 @@ DSI_FUNC ds_status dsi_crypto_init(dsi_err *e);
 typedef struct dsi_keys {
     ds_cipher cipher;
     uint8_t enc[32];       /* AEAD key (AES-256-GCM) or, for CIPHER_NONE, the integrity key */
-    uint8_t check[32];     /* key-check value written in the header */
+    uint8_t check[32];     /* key-check value written in the header (the master key's alone) */
+    uint8_t header[32];    /* key of the header's MAC */
     uint8_t aes_state[512] __attribute__((aligned(16))); /* precomputed AES-GCM state */
 } dsi_keys;
 
 /* Derives the file's keys from a 32-byte master key (or, for CIPHER_NONE,
- * from the salt alone: integrity only). */
+ * from the salt alone: integrity only). The key check depends on the master
+ * key only, never on a header field, so that with the right key an edited
+ * header fails its MAC ("header modified") instead of the key check. */
 DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t *master, size_t master_len,
                                    const uint8_t salt[DSI_SALT_BYTES], dsi_err *e);
 /* Argon2id: passphrase -> 32-byte master key. */
@@ -779,22 +847,34 @@ DSI_FUNC ds_status dsi_chunk_open(const dsi_keys *k, const dsi_chunk_ad *ad, con
  *   metadata        one more sealed segment (index DSI_META_SEGMENT), at the tail
  *                   so the converter writes the file in one streaming pass
  *
- * Header fields (offsets in bytes):
+ * Header fields (offsets in bytes), format version 2:
  *     0  magic "DSMODEL\0"
- *     8  u32 format_version
+ *     8  u32 format_version (2)
  *    12  u32 header_bytes (bytes covered by the checksum incl. the checksum) = 256
  *    16  u32 cipher   20 u32 kdf   24 u32 chunk_bytes   28 u32 flags (0)
  *    32  u64 file_bytes
  *    40  u64 meta_offset   48 u64 meta_bytes (stored)   56 u64 meta_plain_bytes
  *    64  u8 salt[32]
  *    96  u64 argon_opslimit   104 u64 argon_memlimit   112 u8 argon_salt[16]
- *   128  u8 key_check[32]
+ *        (Argon2id files: 1 <= opslimit <= DS_MAX_ARGON_OPS,
+ *         8 KiB <= memlimit <= DS_MAX_ARGON_MEM; other files: zero)
+ *   128  u8 key_check[32] = BLAKE2b-256(master, "deepseek.h dsm v2 key check")
  *   160  reserved (zero)
+ *   192  u8 header_mac[32] = BLAKE2b-256 keyed with the file's header key
+ *        (crypto.c: from the master key and the salt) of bytes [0, 192)
  *   224  u8 checksum[32] = BLAKE2b-256 of bytes [0, 224)
- * The checksum catches damage; deliberate edits are caught because the
- * metadata's associated data includes the whole 256-byte header.
+ * The checksum catches damage without a key. The MAC authenticates every
+ * field before it is used: an edit with the checksum recomputed reads
+ * "header modified" to whoever holds the key (and "wrong key" never, since
+ * the key check depends on the key alone). The metadata's associated data
+ * also includes the whole 256-byte header. Version 1 (no MAC, a key check
+ * that depended on the salt) is refused: re-convert.
  * The first 16 bytes (magic, version, header_bytes) keep their meaning in
  * every future version.
+ *
+ * Order of checks at open: checksum -> version -> cipher/KDF ids and the
+ * Argon2id caps (dsi_header_parse, before any KDF) -> key check -> MAC
+ * (file.c) -> the fields' consistency (dsi_header_check) -> file size.
  *
  * Metadata plaintext: records { u32 tag; u32 reserved; u64 len; bytes; pad to 8 }.
  */
@@ -815,6 +895,7 @@ typedef struct dsi_header {
     uint64_t argon_ops, argon_mem;
     uint8_t argon_salt[16];
     uint8_t key_check[32];
+    uint8_t mac[32];                 /* header_mac as stored (or as dsi_header_write computed it) */
     uint8_t raw[DSI_HEADER_BYTES];   /* the bytes as stored (bound into metadata AD) */
 } dsi_header;
 
@@ -827,11 +908,23 @@ enum {
     DSI_REC_SOURCE = 6             /* converter version / quant, informational JSON */
 };
 
-/* Parses and checks the public header from the first bytes of a file.
- * Distinguishes: not a container, newer version, damaged header. */
+/* Parses the public header from the first bytes of a file and checks what
+ * must hold before a key is derived: magic, checksum, version, header size,
+ * cipher and KDF ids, and the Argon2id parameters against DS_MAX_ARGON_OPS
+ * and DS_MAX_ARGON_MEM (DS_ERR_LIMIT naming the cap). Distinguishes: not a
+ * container, another version, damaged header. The other fields are checked
+ * by dsi_header_check, after the MAC where there is a key. */
 DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h, dsi_err *e);
-/* Serializes h (computing the checksum) into out[DSI_HEADER_BYTES] and h->raw. */
-DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out);
+/* The fields' consistency: flags, reserved bytes, chunk size, metadata
+ * location against file_bytes. */
+DSI_FUNC ds_status dsi_header_check(const dsi_header *h, dsi_err *e);
+/* The header's MAC: keyed BLAKE2b-256 of raw[0, DSI_HDR_MAC_AT). */
+#define DSI_HDR_MAC_AT 192
+DSI_FUNC void dsi_header_mac(const uint8_t *raw, const uint8_t key[32], uint8_t out[32]);
+/* Serializes h into out[DSI_HEADER_BYTES] (may be NULL) and h->raw: with
+ * mac_key the MAC is computed into h->mac, without it h->mac is written as it
+ * is (tests re-seal edited headers that way); then the checksum. */
+DSI_FUNC void dsi_header_write(dsi_header *h, const uint8_t *mac_key, uint8_t *out);
 
 typedef struct dsi_segment {
     uint32_t kind;                 /* ds_segment_kind */
@@ -2080,23 +2173,16 @@ static int dss_pread_full(int fd, void *buf, size_t n, uint64_t off) {
 DSI_FUNC ds_status dsi_st_open(const char *path, const dsi_alloc *al, dsi_st_header **out, dsi_err *e) {
     if (out) *out = NULL;
     if (!path || !al || !out) return dsi_fail(e, DS_ERR_INVALID_ARG, "safetensors: invalid argument");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return dsi_fail(e, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* a FIFO or a device is refused here, without blocking on the open */
+    dsi_file_id id;
+    int fd = dsi_open_regular(path, &id, e);
+    if (fd < 0) return dsi_prefix(e, "%s", path);
 
     ds_status st = DS_OK;
     uint8_t *buf = NULL;
-    struct stat sb;
     uint8_t prefix[8];
     int r;
-    if (fstat(fd, &sb) != 0) {
-        st = dsi_fail(e, DS_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = dsi_fail(e, DS_ERR_IO, "%s: not a regular file", path);
-        goto done;
-    }
-    uint64_t size = (uint64_t)sb.st_size;
+    uint64_t size = id.size;
     /* Read the length first so the header is bounded before it is allocated. */
     r = size >= 8 ? dss_pread_full(fd, prefix, 8, 0) : 0;
     if (r < 0) {
@@ -2292,12 +2378,20 @@ DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
  *
  * Keys. The user's 32-byte master key never touches data directly. For each
  * file (random 32-byte salt) we derive with keyed BLAKE2b-256:
- *     enc   = H(master, "deepseek.h dsm v1 enc"   || salt)   AEAD key
- *     check = H(master, "deepseek.h dsm v1 check" || salt)   stored in the header
+ *     enc    = H(master, "deepseek.h dsm v1 enc" || salt)      AEAD key
+ *     header = H(master, "deepseek.h dsm v2 header" || salt)   key of the header's MAC
+ *     check  = H(master, "deepseek.h dsm v2 key check")        stored in the header
  * so a wrong key is told apart from damaged data, and a segment copied from
- * another file sealed with the same master key fails to authenticate.
- * Plaintext files (cipher none) derive an integrity key from the salt alone;
- * their chunks carry BLAKE2b-128 tags over the same associated data.
+ * another file sealed with the same master key fails to authenticate. The
+ * check has no salt in it on purpose: no header field can change it, so with
+ * the right key an edited header (salt included) fails the header's MAC and
+ * reads "header modified", never "wrong key". The price: files sealed with
+ * the same master key carry the same check, which tells that they share a
+ * key (and nothing about the key: it is a keyed hash of a constant).
+ * Plaintext files (cipher none) derive an integrity key, and their header
+ * key, from the salt alone (so anyone can recompute them: integrity against
+ * accidents only); their chunks carry BLAKE2b-128 tags over the same
+ * associated data.
  *
  * Nonces. AES-GCM nonce (12 bytes) = u32 segment index || u64 chunk index
  * (LE): unique within a file, and keys are unique per file. Tags are 16 bytes.
@@ -2502,12 +2596,13 @@ static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_
 #endif /* provider */
 
 /* ==== Key derivation ===================================================== */
+/* H(key, label || salt); salt may be NULL (the key check). */
 static void dsi_kdf(uint8_t out[32], const uint8_t *key, size_t key_len, const char *label,
                     const uint8_t salt[DSI_SALT_BYTES]) {
     crypto_generichash_state st;
     crypto_generichash_init(&st, key, key_len, 32);
     crypto_generichash_update(&st, (const unsigned char *)label, strlen(label));
-    crypto_generichash_update(&st, salt, DSI_SALT_BYTES);
+    if (salt) crypto_generichash_update(&st, salt, DSI_SALT_BYTES);
     crypto_generichash_final(&st, out, 32);
     sodium_memzero(&st, sizeof st);
 }
@@ -2520,6 +2615,7 @@ DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t 
     k->cipher = cipher;
     if (cipher == DS_CIPHER_NONE) {
         dsi_kdf(k->enc, NULL, 0, "deepseek.h dsm v1 integrity", salt);
+        dsi_kdf(k->header, NULL, 0, "deepseek.h dsm v2 header", salt);
         return DS_OK;
     }
     if (cipher != DS_CIPHER_AES256GCM) return dsi_fail(e, DS_ERR_UNSUPPORTED, "unknown cipher id %d", (int)cipher);
@@ -2531,7 +2627,8 @@ DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t 
                         "this CPU lacks the AES instructions (AES-NI on x86) that AES-256-GCM needs; "
                         "re-seal the model for this machine or use a CPU with AES support");
     dsi_kdf(k->enc, master, master_len, "deepseek.h dsm v1 enc", salt);
-    dsi_kdf(k->check, master, master_len, "deepseek.h dsm v1 check", salt);
+    dsi_kdf(k->header, master, master_len, "deepseek.h dsm v2 header", salt);
+    dsi_kdf(k->check, master, master_len, "deepseek.h dsm v2 key check", NULL);
     s = dsi_aead_expand(k, e);
     if (s) sodium_memzero(k, sizeof *k);
     return s;
@@ -2758,7 +2855,11 @@ DSI_FUNC bool dsi_stored_bytes(uint64_t plain, uint32_t chunk_bytes, uint64_t *s
     return true;
 }
 
-DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out) {
+DSI_FUNC void dsi_header_mac(const uint8_t *raw, const uint8_t key[32], uint8_t out[32]) {
+    crypto_generichash(out, 32, raw, DSI_HDR_MAC_AT, key, 32);
+}
+
+DSI_FUNC void dsi_header_write(dsi_header *h, const uint8_t *mac_key, uint8_t *out) {
     uint8_t *p = h->raw;
     memset(p, 0, DSI_HEADER_BYTES);
     memcpy(p, DSI_MAGIC, 8); /* "DSMODEL" plus its NUL */
@@ -2777,6 +2878,8 @@ DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out) {
     dsi_wr64(p + 104, h->argon_mem);
     memcpy(p + 112, h->argon_salt, 16);
     memcpy(p + 128, h->key_check, 32);
+    if (mac_key) dsi_header_mac(p, mac_key, h->mac);
+    memcpy(p + DSI_HDR_MAC_AT, h->mac, 32);
     dsi_header_checksum(p, DSI_HDR_CHECKSUM_AT, p + DSI_HDR_CHECKSUM_AT);
     if (out) memcpy(out, p, DSI_HEADER_BYTES);
 }
@@ -2807,7 +2910,12 @@ DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h,
         return dsi_fail(e, DS_ERR_VERSION,
                         "container format version %u is newer than this library supports (%d); upgrade deepseek.h",
                         version, DS_FORMAT_VERSION);
-    if (version == 0 || hb != DSI_HEADER_BYTES)
+    if (version == 1)
+        return dsi_fail(e, DS_ERR_VERSION,
+                        "container format version 1 is no longer read: its header is not authenticated (this "
+                        "library reads version %d); re-convert the model from its checkpoint with `ds convert`",
+                        DS_FORMAT_VERSION);
+    if (version != DS_FORMAT_VERSION || hb != DSI_HEADER_BYTES)
         return dsi_fail(e, DS_ERR_CORRUPT, "damaged header: version %u with header size %u", version, hb);
     /* 3. Fields. */
     h->version = version;
@@ -2824,12 +2932,36 @@ DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h,
     h->argon_mem = dsi_rd64(p + 104);
     memcpy(h->argon_salt, p + 112, 16);
     memcpy(h->key_check, p + 128, 32);
+    memcpy(h->mac, p + DSI_HDR_MAC_AT, 32);
     memcpy(h->raw, p, DSI_HEADER_BYTES);
 
+    /* 4. What key derivation needs, checked before it runs. */
     if (h->cipher > DS_CIPHER_AES256GCM) return dsi_fail(e, DS_ERR_UNSUPPORTED, "unknown cipher id %u", h->cipher);
     if (h->cipher == DS_CIPHER_NONE ? h->kdf != DS_KDF_NONE : (h->kdf != DS_KDF_RAW_KEY && h->kdf != DS_KDF_ARGON2ID))
         return dsi_fail(e, DS_ERR_CORRUPT, "header: key derivation %u does not fit cipher %u", h->kdf, h->cipher);
+    if (h->kdf == DS_KDF_ARGON2ID) {
+        if (h->argon_ops > DS_MAX_ARGON_OPS)
+            return dsi_fail(e, DS_ERR_LIMIT, "header: Argon2id opslimit %llu exceeds DS_MAX_ARGON_OPS (%u); refused "
+                            "before running the key derivation",
+                            (unsigned long long)h->argon_ops, (unsigned)DS_MAX_ARGON_OPS);
+        if (h->argon_mem > DS_MAX_ARGON_MEM)
+            return dsi_fail(e, DS_ERR_LIMIT, "header: Argon2id memlimit %llu bytes exceeds DS_MAX_ARGON_MEM (%llu "
+                            "bytes); refused before running the key derivation",
+                            (unsigned long long)h->argon_mem, (unsigned long long)DS_MAX_ARGON_MEM);
+        if (h->argon_ops < crypto_pwhash_OPSLIMIT_MIN || h->argon_mem < crypto_pwhash_MEMLIMIT_MIN)
+            return dsi_fail(e, DS_ERR_CORRUPT, "header: Argon2id parameters below the minimum (opslimit %llu, "
+                            "memlimit %llu bytes)", (unsigned long long)h->argon_ops,
+                            (unsigned long long)h->argon_mem);
+    }
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_header_check(const dsi_header *h, dsi_err *e) {
     if (h->flags != 0) return dsi_fail(e, DS_ERR_UNSUPPORTED, "header: unknown flags 0x%x", h->flags);
+    for (size_t i = 160; i < DSI_HDR_MAC_AT; i++)
+        if (h->raw[i]) return dsi_fail(e, DS_ERR_CORRUPT, "header: reserved byte %zu is not zero", i);
+    if (h->kdf != DS_KDF_ARGON2ID && (h->argon_ops || h->argon_mem || !sodium_is_zero(h->argon_salt, 16)))
+        return dsi_fail(e, DS_ERR_CORRUPT, "header: Argon2id parameters in a file that has no passphrase");
     if (h->chunk_bytes < DSI_MIN_CHUNK || h->chunk_bytes > DSI_MAX_CHUNK || h->chunk_bytes % 64)
         return dsi_fail(e, DS_ERR_CORRUPT, "header: chunk size %u out of range", h->chunk_bytes);
     if (h->meta_plain_bytes > DS_MAX_META_BYTES)
@@ -5469,6 +5601,12 @@ DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int beh
  * chat template present) from a built tokenizer. */
 DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg);
 
+/* Refuses (DS_ERR_CONFIG) a tokenizer with an id at or beyond vocab_size
+ * (config.json's): an added token's id, the id written for it in the file,
+ * or a vocabulary id. The model could never read or produce such a token.
+ * The converter and ds_model_open both call it, so they refuse alike. */
+DSI_FUNC ds_status dsi_tokenizer_check_vocab(const ds_tokenizer *t, int vocab_size, dsi_err *e);
+
 #endif /* DS_TOKENIZER_H */
 /* ==== End deepseek_impl/tokenizer.h ==== */
 /* #include "unicode.h": pasted above */
@@ -5703,6 +5841,7 @@ typedef struct tk_step {
 typedef struct tk_added {
     uint32_t off, len;          /* content in the pool */
     int32_t id;
+    int32_t file_id;            /* the id written in the file (checked, not used), -1: none */
     uint8_t special, lstrip, rstrip, single_word, normalized;
     uint8_t special_content;    /* content is in the reference's special set */
 } tk_added;
@@ -5746,6 +5885,25 @@ struct ds_tokenizer {
     bool has_tpl_text;          /* ... and its text is in the pool (chat_template.c reads it) */
     uint32_t tpl_off, tpl_len;  /* NUL-terminated in the pool */
 };
+
+DSI_FUNC ds_status dsi_tokenizer_check_vocab(const ds_tokenizer *t, int vocab_size, dsi_err *e) {
+    /* added tokens first, by name: the ids they get and the ids written */
+    for (uint32_t k = 0; k < t->n_added; k++) {
+        const tk_added *a = &t->added[k];
+        int32_t id = a->id >= vocab_size ? a->id : a->file_id >= vocab_size ? a->file_id : -1;
+        if (id < 0) continue;
+        int n = a->len > 64 ? 64 : (int)a->len;
+        return dsi_fail(e, DS_ERR_CONFIG,
+                        "tokenizer.json: added token \"%.*s\" has id %d, beyond the model's vocabulary (config.json "
+                        "vocab_size %d): the model could never read or produce it",
+                        n, (const char *)t->pool.p + a->off, (int)id, vocab_size);
+    }
+    if (t->n_ids > (uint32_t)(vocab_size > 0 ? vocab_size : 0))
+        return dsi_fail(e, DS_ERR_CONFIG,
+                        "tokenizer.json: token id %u is beyond the model's vocabulary (config.json vocab_size %d): the "
+                        "model could never read or produce it", t->n_ids - 1, vocab_size);
+    return DS_OK;
+}
 
 DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg) {
     cfg->tok_vocab = (int)t->model_vocab_size;
@@ -5886,12 +6044,59 @@ static ds_status tk_flag(const dsi_json *o, const char *key, bool def, uint8_t *
     return DS_OK;
 }
 
+/* The ids written in added_tokens: each a non-negative integer below
+ * DS_MAX_TOKEN_ID, no two alike. They are not used (see tk_load_added), but
+ * a file whose written ids are absurd or repeated was not made by the
+ * reference, and its tokens are not what its author meant. */
+typedef struct tk_written {
+    int64_t id;
+    uint32_t index;
+} tk_written;
+
+static int tk_cmp_written(const void *a, const void *b) {
+    const tk_written *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id ? 1 : (x->index > y->index) - (x->index < y->index);
+}
+
+static ds_status tk_check_written_ids(ds_tokenizer *t, const dsi_json *arr, dsi_err *e) {
+    tk_written *w = dsi_calloc(&t->al, arr->n ? arr->n : 1, sizeof *w);
+    if (!w) return dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for added_tokens");
+    size_t n = 0;
+    ds_status st = DS_OK;
+    for (uint32_t i = 0; i < arr->n && !st; i++) {
+        int64_t id;
+        int r = dsi_json_get_int(&arr->kids[i], "id", &id);
+        if (r == 0) continue;
+        if (r < 0) st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u].id is not an integer", i);
+        else if (id < 0) st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u].id %lld is negative", i, (long long)id);
+        else if ((uint64_t)id >= DS_MAX_TOKEN_ID)
+            st = dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: added_tokens[%u].id %lld exceeds %u", i, (long long)id,
+                          (unsigned)DS_MAX_TOKEN_ID);
+        else {
+            w[n].id = id;
+            w[n++].index = i;
+        }
+    }
+    if (!st && n > 1) {
+        qsort(w, n, sizeof *w, tk_cmp_written);
+        for (size_t k = 1; k < n && !st; k++)
+            if (w[k].id == w[k - 1].id)
+                st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u] and added_tokens[%u] both have id %lld",
+                              w[k - 1].index, w[k].index, (long long)w[k].id);
+    }
+    dsi_free(&t->al, w);
+    return st;
+}
+
 /* added_tokens, with the reference's id rules: a content already in the
  * vocabulary keeps that id, a new one gets the next id after the model's
- * vocabulary; the ids written in the file are not trusted. */
+ * vocabulary; the ids written in the file are checked (tk_check_written_ids)
+ * but not trusted. */
 static ds_status tk_load_added(ds_tokenizer *t, const dsi_json *arr, dsi_err *e) {
     if (!arr || arr->type == DSI_JSON_NULL) return DS_OK;
     if (arr->type != DSI_JSON_ARRAY) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens is not an array");
+    ds_status wst = tk_check_written_ids(t, arr, e);
+    if (wst) return wst;
     tk_smap cmap = {0};          /* content -> id (val), aux = special-set flag */
     uint32_t *rtab = NULL;       /* id -> index into t->added, open addressing (index+1) */
     uint32_t rmask = 0;
@@ -5912,6 +6117,8 @@ static ds_status tk_load_added(ds_tokenizer *t, const dsi_json *arr, dsi_err *e)
             goto done;
         }
         tk_added tok = {0};
+        int64_t wid;
+        tok.file_id = dsi_json_get_int(o, "id", &wid) == 1 ? (int32_t)wid : -1;
         if ((st = tk_flag(o, "special", false, &tok.special, i, e)) || (st = tk_flag(o, "lstrip", false, &tok.lstrip, i, e)) ||
             (st = tk_flag(o, "rstrip", false, &tok.rstrip, i, e)) ||
             (st = tk_flag(o, "single_word", false, &tok.single_word, i, e)) ||
@@ -7890,10 +8097,6 @@ DSI_FUNC const dsi_device_i *dsi_cuda_device(void);
 
 #include <sodium.h>
 
-/* Hostile files must not make Argon2id run for hours or eat the machine. */
-#define DSI_ARGON_MAX_OPS 64u
-#define DSI_ARGON_MAX_MEM ((uint64_t)4 << 30)
-
 /* ==== Names ============================================================== */
 DS_API const char *ds_cipher_name(ds_cipher c) {
     switch (c) {
@@ -7939,22 +8142,23 @@ DS_API ds_status ds_file_info_read(const char *path, ds_file_info *out) {
         return dsi_publish(&e);
     }
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    dsi_file_id id;
+    int fd = dsi_open_regular(path, &id, &e);
     if (fd < 0) {
-        dsi_fail(&e, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        dsi_prefix(&e, "%s", path);
         return dsi_publish(&e);
     }
     uint8_t buf[DSI_HEADER_AREA];
     size_t got = 0;
-    struct stat st;
     dsi_header h;
     ds_status s;
-    if (fstat(fd, &st) != 0 || dsi_read_exact(fd, buf, sizeof buf, 0, &got)) {
+    /* no key here: the header's MAC cannot be checked (ds_model_open does) */
+    if (dsi_read_exact(fd, buf, sizeof buf, 0, &got)) {
         s = dsi_fail(&e, DS_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-    } else if ((s = dsi_header_parse(buf, got, &h, &e)) != DS_OK) {
+    } else if ((s = dsi_header_parse(buf, got, &h, &e)) != DS_OK || (s = dsi_header_check(&h, &e)) != DS_OK) {
         dsi_prefix(&e, "%s", path);
-    } else if ((uint64_t)st.st_size < h.file_bytes) {
-        s = dsi_fail(&e, DS_ERR_TRUNCATED, "%s: truncated: %llu of %llu bytes", path, (unsigned long long)st.st_size,
+    } else if (id.size < h.file_bytes) {
+        s = dsi_fail(&e, DS_ERR_TRUNCATED, "%s: truncated: %llu of %llu bytes", path, (unsigned long long)id.size,
                      (unsigned long long)h.file_bytes);
     } else {
         out->format_version = h.version;
@@ -8114,20 +8318,43 @@ static ds_status dsi_check_directory(ds_model *m, dsi_err *e) {
 }
 
 /* ==== Open and close ===================================================== */
+/* The header's MAC, compared with the stored one. The fuzzing build skips
+ * the comparison (as it skips chunk tags) so that inputs reach the checks
+ * behind it. */
+static ds_status dsi_header_authenticate(const dsi_header *h, const dsi_keys *k, dsi_err *e) {
+    uint8_t mac[32];
+    dsi_header_mac(h->raw, k->header, mac);
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    if (sodium_memcmp(mac, h->mac, 32) != 0)
+        return dsi_fail(e, DS_ERR_AUTH, "header modified: the header does not match its authentication code; a "
+                                        "field was changed after the file was sealed");
+#endif
+    return DS_OK;
+}
+
+/* Keys, in the order the format documents: the plaintext policy, the key
+ * derivation (its parameters were checked against the caps when the header
+ * was parsed), the key check, then the header's MAC. */
 static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *e) {
+    const dsi_header *h = &m->hdr;
+    if (h->cipher == DS_CIPHER_NONE && (p->key || p->passphrase) && !p->allow_plaintext)
+        return dsi_fail(e, DS_ERR_PLAINTEXT,
+                        "this model file is not encrypted (plaintext: its integrity tags come from its public salt, "
+                        "so anyone who can write the file could have made it) but a key was given; refusing it: set "
+                        "allow_plaintext (ds: --allow-plaintext) to open a plaintext file anyway");
     ds_status s = dsi_secure_alloc(&m->keybuf, sizeof(dsi_keys), e);
     if (s) return s;
     m->keys = (dsi_keys *)m->keybuf.ptr;
-    const dsi_header *h = &m->hdr;
-    if (h->cipher == DS_CIPHER_NONE) return dsi_keys_derive(m->keys, DS_CIPHER_NONE, NULL, 0, h->salt, e);
+    if (h->cipher == DS_CIPHER_NONE) {
+        if ((s = dsi_keys_derive(m->keys, DS_CIPHER_NONE, NULL, 0, h->salt, e))) return s;
+        return dsi_header_authenticate(h, m->keys, e);
+    }
 
     uint8_t master[32];
     if (h->kdf == DS_KDF_ARGON2ID) {
         if (!p->passphrase)
             return dsi_fail(e, p->key ? DS_ERR_INVALID_ARG : DS_ERR_NEED_KEY,
                             "this model is sealed with a passphrase; pass it instead of a key");
-        if (h->argon_ops > DSI_ARGON_MAX_OPS || h->argon_mem > DSI_ARGON_MAX_MEM)
-            return dsi_fail(e, DS_ERR_CORRUPT, "header: Argon2id parameters beyond sane limits");
         s = dsi_passphrase_key(master, p->passphrase, p->passphrase_len, h->argon_salt, h->argon_ops, h->argon_mem, e);
     } else {
         if (!p->key)
@@ -8140,9 +8367,16 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
     if (!s) s = dsi_keys_derive(m->keys, (ds_cipher)h->cipher, master, 32, h->salt, e);
     sodium_memzero(master, sizeof master);
     if (s) return s;
+    /* the check depends on the master key alone: with a raw key a mismatch
+     * is a wrong key; with a passphrase it may also be an edit of the
+     * Argon2id parameters or salt, which change the master key */
     if (sodium_memcmp(m->keys->check, h->key_check, 32) != 0)
-        return dsi_fail(e, DS_ERR_WRONG_KEY, "wrong key: it does not match this model's key check");
-    return DS_OK;
+        return h->kdf == DS_KDF_ARGON2ID
+                   ? dsi_fail(e, DS_ERR_WRONG_KEY,
+                              "wrong passphrase, or the header's key-derivation parameters (Argon2id salt, opslimit, "
+                              "memlimit) were changed: the derived key does not match this model's key check")
+                   : dsi_fail(e, DS_ERR_WRONG_KEY, "wrong key: it does not match this model's key check");
+    return dsi_header_authenticate(h, m->keys, e);
 }
 
 #define DSI_WILLNEED_PIECE ((uint64_t)128 << 10)
@@ -8286,21 +8520,25 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
 /* ==== Open ================================================================ */
 DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
     ds_status s = DS_OK;
-    struct stat st;
+    dsi_file_id id;
     uint8_t head[DSI_HEADER_AREA];
     size_t got = 0;
-    m->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (m->fd < 0)
-        return dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
-    if (fstat(m->fd, &st) != 0 || dsi_read_exact(m->fd, head, sizeof head, 0, &got))
+    /* a FIFO, a directory or a device is refused here, without blocking */
+    m->fd = dsi_open_regular(path, &id, e);
+    if (m->fd < 0) return e->status;
+    if (dsi_read_exact(m->fd, head, sizeof head, 0, &got))
         return dsi_fail(e, DS_ERR_IO, "cannot read: %s", strerror(errno));
+    /* checksum, version, Argon2id caps; then the key check and the MAC;
+     * only then are the header's fields believed */
     if ((s = dsi_header_parse(head, got, &m->hdr, e))) return s;
-    if ((uint64_t)st.st_size < m->hdr.file_bytes)
+    if ((s = dsi_model_keys(m, p, e))) return s;
+    if ((s = dsi_header_check(&m->hdr, e))) return s;
+    if (id.size < m->hdr.file_bytes)
         return dsi_fail(e, DS_ERR_TRUNCATED, "truncated: the file has %llu of its %llu bytes",
-                        (unsigned long long)st.st_size, (unsigned long long)m->hdr.file_bytes);
-    if ((uint64_t)st.st_size > m->hdr.file_bytes)
+                        (unsigned long long)id.size, (unsigned long long)m->hdr.file_bytes);
+    if (id.size > m->hdr.file_bytes)
         return dsi_fail(e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
-                        (unsigned long long)(st.st_size - m->hdr.file_bytes));
+                        (unsigned long long)(id.size - m->hdr.file_bytes));
     if (m->hdr.file_bytes > SIZE_MAX)
         return dsi_fail(e, DS_ERR_LIMIT, "file too large to map on this platform");
     m->map_len = (size_t)m->hdr.file_bytes;
@@ -8308,7 +8546,6 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
     if (map == MAP_FAILED)
         return dsi_fail(e, DS_ERR_IO, "cannot map %zu bytes: %s", m->map_len, strerror(errno));
     m->map = map;
-    if ((s = dsi_model_keys(m, p, e))) return s;
     if ((s = dsi_model_metadata(m, e))) return s;
     if ((s = dsi_config_parse(m->meta.config_json, m->meta.config_len, &m->al, &m->cfg, e))) {
         dsi_prefix(e, "config.json");
@@ -8324,6 +8561,7 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
             return s;
         }
         dsi_tokenizer_summary(m->tok, &m->cfg);
+        if ((s = dsi_tokenizer_check_vocab(m->tok, m->cfg.vocab_size, e))) return s;
     }
     if ((s = dsi_check_directory(m, e))) return s;
     return DS_OK;
@@ -14014,8 +14252,17 @@ DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, i
  * stream chunk by chunk. Memory stays at a few row groups plus one chunk,
  * whatever the model size. The output goes to a temporary file that is
  * renamed into place only when everything succeeded.
+ *
+ * The output never destroys anything by surprise: an existing out_path is
+ * refused unless params->overwrite, and an out_path that is one of the inputs
+ * (the same device and inode as a shard, config.json or a tokenizer file:
+ * `ds convert DIR DIR/model.safetensors`, also through a hard or symbolic
+ * link) is refused even then. Without overwrite the finished file is put in
+ * place with link(2), which fails rather than replace a file that appeared
+ * meanwhile.
  */
 /* #include "format.h": pasted above */
+/* #include "tokenizer.h": pasted above */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14065,11 +14312,19 @@ typedef struct dsi_plan {
     uint64_t offset;         /* inside the segment's plaintext */
 } dsi_plan;
 
+/* An input file, to refuse an output that is the same file. */
+typedef struct dsi_input {
+    dsi_file_id id;
+    char *path;
+} dsi_input;
+
 typedef struct dsi_conv {
     dsi_alloc al;
     const ds_convert_params *p;
     dsi_err *e;
     char *hf_dir;
+    dsi_input *inputs;
+    size_t n_inputs;
     ds_model_config cfg;
     char *config_json, *tok_json, *tokcfg_json;
     size_t config_len, tok_len, tokcfg_len;
@@ -14115,6 +14370,18 @@ static char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *nam
     return p;
 }
 
+/* Records an opened input (which file it is) for the output checks. */
+static ds_status dsi_note_input(dsi_conv *c, const dsi_file_id *id, const char *path) {
+    dsi_input *ni = dsi_realloc(&c->al, c->inputs, (c->n_inputs + 1) * sizeof *ni);
+    if (!ni) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    c->inputs = ni;
+    ni[c->n_inputs].id = *id;
+    ni[c->n_inputs].path = dsi_strndup(&c->al, path, strlen(path));
+    if (!ni[c->n_inputs].path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    c->n_inputs++;
+    return DS_OK;
+}
+
 /* Reads a whole (small) text file. *missing is set when it does not exist. */
 static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t *len, bool *missing) {
     *out = NULL;
@@ -14123,18 +14390,22 @@ static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t
     char *path = dsi_path_join(&c->al, c->hf_dir, name);
     if (!path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
     ds_status s = DS_OK;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
+    dsi_file_id id;
+    if (missing && access(path, F_OK) != 0 && errno == ENOENT) {
+        *missing = true;
+        dsi_free(&c->al, path);
+        return DS_OK;
+    }
+    /* a FIFO or a device is refused without blocking */
+    int fd = dsi_open_regular(path, &id, c->e);
     if (fd < 0) {
-        if (errno == ENOENT && missing) *missing = true;
-        else s = dsi_fail(c->e, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    } else if (fstat(fd, &st) != 0) {
-        s = dsi_fail(c->e, DS_ERR_IO, "%s: %s", path, strerror(errno));
-    } else if ((uint64_t)st.st_size > DSI_MAX_TEXT_FILE) {
+        s = dsi_prefix(c->e, "%s", path);
+    } else if ((s = dsi_note_input(c, &id, path))) {
+    } else if (id.size > DSI_MAX_TEXT_FILE) {
         s = dsi_fail(c->e, DS_ERR_LIMIT, "%s: %llu bytes is too large for a JSON file", path,
-                     (unsigned long long)st.st_size);
+                     (unsigned long long)id.size);
     } else {
-        size_t n = (size_t)st.st_size, done = 0;
+        size_t n = (size_t)id.size, done = 0;
         char *buf = dsi_malloc(&c->al, n + 1);
         if (!buf) s = dsi_fail(c->e, DS_ERR_NOMEM, "out of memory reading %s", path);
         while (!s && done < n) {
@@ -14183,9 +14454,10 @@ static ds_status dsi_open_shard(dsi_conv *c, const char *file) {
     c->n_shards++;
     ds_status s = dsi_st_open(sh->path, &c->al, &sh->h, c->e);
     if (s) return s;
-    sh->fd = open(sh->path, O_RDONLY | O_CLOEXEC);
-    if (sh->fd < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: cannot open: %s", sh->path, strerror(errno));
-    return DS_OK;
+    dsi_file_id id;
+    sh->fd = dsi_open_regular(sh->path, &id, c->e);
+    if (sh->fd < 0) return dsi_prefix(c->e, "%s", sh->path);
+    return dsi_note_input(c, &id, sh->path);
 }
 
 static ds_status dsi_open_checkpoint(dsi_conv *c) {
@@ -14639,6 +14911,76 @@ static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
     return failed ? dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building metadata") : DS_OK;
 }
 
+/* ==== Output checks ====================================================== */
+/* Before any work: an existing output is refused unless overwrite, and one
+ * that is not a regular file always (a directory, a FIFO: nothing to
+ * replace atomically). */
+static ds_status dsi_check_output_early(dsi_conv *c, const char *out_path) {
+    struct stat st;
+    if (stat(out_path, &st) != 0) {
+        if (errno == ENOENT) return DS_OK;
+        return dsi_fail(c->e, DS_ERR_IO, "%s: cannot stat the output: %s", out_path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode))
+        return dsi_fail(c->e, DS_ERR_EXISTS, "%s exists and is not a regular file; refusing to replace it", out_path);
+    if (!c->p->overwrite)
+        return dsi_fail(c->e, DS_ERR_EXISTS,
+                        "%s exists; refusing to overwrite it (ds convert --force, or ds_convert_params.overwrite, "
+                        "replaces it)", out_path);
+    return DS_OK;
+}
+
+/* The output must not be one of the inputs, overwrite or not (checked once
+ * they are open, and again just before the rename). */
+static ds_status dsi_check_output_inputs(dsi_conv *c, const char *out_path) {
+    struct stat st;
+    if (stat(out_path, &st) != 0) return DS_OK;   /* no file there (a dangling link counts as none) */
+    for (size_t i = 0; i < c->n_inputs; i++)
+        if (c->inputs[i].id.dev == (uint64_t)st.st_dev && c->inputs[i].id.ino == (uint64_t)st.st_ino)
+            return dsi_fail(c->e, DS_ERR_INVALID_ARG,
+                            "the output %s is the input %s (the same file); refusing to overwrite the checkpoint, "
+                            "with or without --force", out_path, c->inputs[i].path);
+    return DS_OK;
+}
+
+/* Puts the finished temporary file at out_path. Without overwrite, link(2)
+ * refuses to replace a file that appeared since the first check; where the
+ * file system has no hard links, a last check and rename. */
+static ds_status dsi_publish_output(dsi_conv *c, const char *out_path) {
+    ds_status s = dsi_check_output_inputs(c, out_path);
+    if (s) return s;
+    if (!c->p->overwrite) {
+        if (link(c->tmp_path, out_path) == 0) {
+            (void)unlink(c->tmp_path);
+            return DS_OK;
+        }
+        if (errno == EEXIST)
+            return dsi_fail(c->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
+        struct stat st;
+        if (lstat(out_path, &st) == 0)
+            return dsi_fail(c->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
+    }
+    if (rename(c->tmp_path, out_path) != 0)
+        return dsi_fail(c->e, DS_ERR_IO, "cannot rename %s to %s: %s", c->tmp_path, out_path, strerror(errno));
+    return DS_OK;
+}
+
+/* The tokenizer, loaded by the runtime's own loader: what ds_model_open
+ * would refuse is refused now, with its message, before anything is
+ * written; and no token may have an id the model cannot embed. */
+static ds_status dsi_check_tokenizer(dsi_conv *c) {
+    ds_allocator a = {c->al.malloc_fn, c->al.realloc_fn, c->al.free_fn, c->al.user};
+    ds_tokenizer *tok = NULL;
+    ds_status s = ds_tokenizer_new(&tok, c->tok_json, c->tok_len, c->tokcfg_json, c->tokcfg_len, &a);
+    if (s) {
+        dsi_fail(c->e, s, "%s", ds_last_error());
+        return dsi_prefix(c->e, "%s", c->hf_dir);
+    }
+    s = dsi_tokenizer_check_vocab(tok, c->cfg.vocab_size, c->e);
+    ds_tokenizer_free(tok);
+    return s ? dsi_prefix(c->e, "%s", c->hf_dir) : DS_OK;
+}
+
 /* ==== Driver ============================================================= */
 static ds_status dsi_setup_keys(dsi_conv *c) {
     const ds_convert_params *p = c->p;
@@ -14674,19 +15016,18 @@ static ds_status dsi_setup_keys(dsi_conv *c) {
 static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     const ds_convert_params *p = c->p;
     ds_status s;
+    /* 0. the output: refused now rather than after the work */
+    if ((s = dsi_check_output_early(c, out_path))) return s;
     /* 1. inputs */
     if ((s = dsi_read_text(c, "config.json", &c->config_json, &c->config_len, NULL))) return s;
     if ((s = dsi_config_parse(c->config_json, c->config_len, &c->al, &c->cfg, c->e)))
         return dsi_prefix(c->e, "config.json");
     if ((s = dsi_read_text(c, "tokenizer.json", &c->tok_json, &c->tok_len, NULL))) return s;
     {
-        /* the runtime parses it at open: refuse a broken one now */
+        /* syntax first, so a broken file is named as such */
         dsi_json_doc *doc = NULL;
         if ((s = dsi_json_parse(c->tok_json, c->tok_len, &c->al, &doc, c->e))) return dsi_prefix(c->e, "tokenizer.json");
-        const dsi_json *vocab = dsi_json_get(dsi_json_get(dsi_json_root(doc), "model"), "vocab");
-        bool ok = vocab && vocab->type == DSI_JSON_OBJECT;
         dsi_json_free(doc);
-        if (!ok) return dsi_fail(c->e, DS_ERR_JSON, "tokenizer.json: model.vocab is missing or not an object");
     }
     bool missing;
     if ((s = dsi_read_text(c, "tokenizer_config.json", &c->tokcfg_json, &c->tokcfg_len, &missing))) return s;
@@ -14696,7 +15037,9 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
             return dsi_prefix(c->e, "tokenizer_config.json");
         dsi_json_free(doc);
     }
+    if ((s = dsi_check_tokenizer(c))) return s;
     if ((s = dsi_open_checkpoint(c))) return s;
+    if ((s = dsi_check_output_inputs(c, out_path))) return s;
     if ((s = dsi_make_plan(c))) return s;
     if ((s = dsi_setup_keys(c))) return s;
 
@@ -14757,7 +15100,7 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     dsi_stored_bytes(meta.len, c->chunk_bytes, &h->meta_bytes, &nch);
     h->file_bytes = h->meta_offset + h->meta_bytes;
     uint8_t raw[DSI_HEADER_BYTES];
-    dsi_header_write(h, raw);
+    dsi_header_write(h, c->keys->header, raw);
     dsi_chunk_ad ad = {DSI_META_SEGMENT, 0, -1, -1, 0, meta.len, 0, h->raw, DSI_HEADER_BYTES};
     s = dsi_seg_begin(c, 0, NULL, &ad);
     if (!s) s = dsi_seg_put(c, meta.data, meta.len);
@@ -14777,8 +15120,7 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
         return dsi_fail(c->e, DS_ERR_IO, "%s: close failed: %s", c->tmp_path, strerror(errno));
     }
     c->fd = -1;
-    if (rename(c->tmp_path, out_path) != 0)
-        return dsi_fail(c->e, DS_ERR_IO, "cannot rename %s to %s: %s", c->tmp_path, out_path, strerror(errno));
+    if ((s = dsi_publish_output(c, out_path))) return s;
     dsi_free(&c->al, c->tmp_path);
     c->tmp_path = NULL;
     return DS_OK;
@@ -14790,6 +15132,8 @@ static void dsi_conv_free(dsi_conv *c) {
         unlink(c->tmp_path);   /* nothing is left behind on failure */
         dsi_free(&c->al, c->tmp_path);
     }
+    for (size_t i = 0; i < c->n_inputs; i++) dsi_free(&c->al, c->inputs[i].path);
+    dsi_free(&c->al, c->inputs);
     for (size_t i = 0; i < c->n_shards; i++) {
         if (c->shards[i].fd >= 0) close(c->shards[i].fd);
         dsi_st_free(c->shards[i].h);
@@ -14843,6 +15187,16 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     }
     if (p->key && p->key_len != DS_KEY_BYTES) {
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: key must be %d bytes, got %zu", DS_KEY_BYTES, p->key_len);
+        return dsi_publish(&e);
+    }
+    if (p->passphrase && (p->argon_opslimit > DS_MAX_ARGON_OPS || p->argon_memlimit > DS_MAX_ARGON_MEM)) {
+        /* the runtime refuses such a file before its KDF: do not write one */
+        if (p->argon_opslimit > DS_MAX_ARGON_OPS)
+            dsi_fail(&e, DS_ERR_LIMIT, "ds_convert: argon_opslimit %llu exceeds DS_MAX_ARGON_OPS (%u)",
+                     (unsigned long long)p->argon_opslimit, (unsigned)DS_MAX_ARGON_OPS);
+        else
+            dsi_fail(&e, DS_ERR_LIMIT, "ds_convert: argon_memlimit %llu bytes exceeds DS_MAX_ARGON_MEM (%llu bytes)",
+                     (unsigned long long)p->argon_memlimit, (unsigned long long)DS_MAX_ARGON_MEM);
         return dsi_publish(&e);
     }
     uint32_t chunk = p->chunk_bytes ? p->chunk_bytes : DSI_DEFAULT_CHUNK;

@@ -620,5 +620,109 @@ IN
     check chat-4 "empty input: exit $rc, want 0" test "$rc" -eq 0
 fi
 
+# ==== 7. Plaintext where a key is given, existing outputs, odd paths ========
+
+SERVER=${DS_SERVER:-$BUILD/ds-server}
+# run_t <args...>: as run, under `timeout 10` so that a hang fails (status
+# 124) instead of blocking the suite.
+run_t() {
+    timeout 10 "$DS" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
+
+# ---- a plaintext file is refused where a key is given ----
+if [ -f "$PLAIN" ] && [ -f "$SEALED" ]; then
+    expect plain-1 1 run "$PLAIN" --key-file "$K1" -p hello -n 2 &&
+        check plain-1b "the refusal says the file is not encrypted and names --allow-plaintext" \
+            sh -c 'grep -q "not encrypted" "$1" && grep -q -- "--allow-plaintext" "$1"' sh "$T/err"
+    expect plain-2 0 run "$PLAIN" --key-file "$K1" --allow-plaintext -p hello -n 2
+    expect plain-3 0 run "$PLAIN" -p hello -n 2                        # no key: --no-encrypt's use
+    expect plain-4 1 verify "$PLAIN" --key-file "$K1" && check plain-4b "named" has "$T/err" "not encrypted"
+    expect plain-5 0 verify "$PLAIN" --key-file "$K1" --allow-plaintext
+    expect plain-6 1 inspect "$PLAIN" --key-file "$K1" && check plain-6b "named" has "$T/err" "not encrypted"
+    expect plain-7 0 inspect "$PLAIN" --key-file "$K1" --allow-plaintext
+    expect plain-8 1 tokenize "$PLAIN" --key-file "$K1" hello
+    printf 'hi\n' | "$DS" chat "$PLAIN" --key-file "$K1" -n 2 >"$T/out" 2>"$T/err"
+    rc=$?
+    check plain-9 "chat on a plaintext file with a key exited $rc, want 1" test "$rc" -eq 1
+    # allow_plaintext does not open an encrypted file without its key
+    expect plain-10 1 run "$SEALED" --key-file "$K2" --allow-plaintext -p hello -n 2
+    if [ -x "$SERVER" ]; then
+        # the server refuses plaintext by default, key or not; it exits
+        # before listening
+        timeout 20 "$SERVER" --model "$PLAIN" --port 0 >"$T/out" 2>"$T/err"
+        rc=$?
+        check plain-11 "ds-server on a plaintext model without a key exited $rc, want 2" test "$rc" -eq 2
+        check plain-11b "the refusal names --allow-plaintext" has "$T/err" "allow-plaintext"
+        timeout 20 "$SERVER" --model "$PLAIN" --key-file "$K1" --port 0 >"$T/out" 2>"$T/err"
+        rc=$?
+        check plain-12 "ds-server on a plaintext model with a key exited $rc, want 1" test "$rc" -eq 1
+        check plain-12b "the refusal says the model is not encrypted" has "$T/err" "not encrypted"
+    else
+        skip plain-11 "no $SERVER (make $SERVER)"
+    fi
+    # verify and inspect say what was checked of the header
+    expect hdr-1 0 verify "$SEALED" --key-file "$K1" && check hdr-1b "verify reports the header" \
+        has "$T/out" "^header authenticated with the key"
+    expect hdr-2 0 inspect "$SEALED" --key-file "$K1" && check hdr-2b "inspect reports the header" \
+        has "$T/out" "^header  *authenticated with the key"
+else
+    skip plain-1 "no converted $PLAIN or $SEALED"
+fi
+
+# ---- convert: existing outputs and the inputs themselves ----
+if [ -n "$src" ] && [ -f "$SEALED" ]; then
+    mkdir -p "$T/ow"
+    printf 'precious\n' >"$T/ow/m.dsm"
+    cp "$T/ow/m.dsm" "$T/ow.bak"
+    expect force-1 1 convert "$src" "$T/ow/m.dsm" --key-file "$K1" &&
+        check force-1b "the refusal names --force" has "$T/err" "--force"
+    check force-1c "the existing file is untouched and no temporary left" \
+        sh -c 'cmp -s "$1" "$2" && [ "$(ls -A "$3")" = m.dsm ]' sh "$T/ow/m.dsm" "$T/ow.bak" "$T/ow"
+    expect force-2 0 convert "$src" "$T/ow/m.dsm" --key-file "$K1" --force &&
+        expect force-2b 0 verify "$T/ow/m.dsm" --key-file "$K1"
+    check force-2c "only m.dsm in the directory: $(ls -A "$T/ow" | tr '\n' ' ')" only_file "$T/ow" m.dsm
+    mkdir -p "$T/ck"
+    cp -R "$src/." "$T/ck/"
+    cp "$T/ck/model.safetensors" "$T/shard.bak"
+    ln "$T/ck/model.safetensors" "$T/ck-hard.dsm"
+    ln -s "$T/ck/model.safetensors" "$T/ck-soft.dsm"
+    k=0
+    for out in "$T/ck/model.safetensors" "$T/ck-hard.dsm" "$T/ck-soft.dsm" "$T/ck/config.json"; do
+        k=$((k + 1))
+        expect "force-3.$k" 1 convert "$T/ck" "$out" --key-file "$K1" --force &&
+            check "force-3.${k}b" "the refusal says the output is an input" has "$T/err" "is the input"
+    done
+    check force-4 "the checkpoint is intact, the symbolic link still a link, no temporary left" \
+        sh -c 'cmp -s "$1" "$2" && [ -L "$3" ] && ! ls -A "$4" | grep -q "\.tmp\."' sh \
+        "$T/ck/model.safetensors" "$T/shard.bak" "$T/ck-soft.dsm" "$T/ck"
+    rm -f "$T/ck-hard.dsm" "$T/ck-soft.dsm" "$T/shard.bak" "$T/ow.bak"
+else
+    skip force-1 "no v2lite checkpoint"
+fi
+
+# ---- model paths that are not regular files ----
+if mkfifo "$T/fifo.dsm" 2>/dev/null; then
+    run_t verify "$T/fifo.dsm"
+    check fifo-1 "verify on a FIFO exited $rc, want 1 (124: it hung)" test "$rc" -eq 1
+    check fifo-1b "the message says it is not a regular file" has "$T/err" "not a regular file"
+    run_t run "$T/fifo.dsm" -p hello -n 2
+    check fifo-2 "run on a FIFO exited $rc, want 1 (124: it hung)" test "$rc" -eq 1
+    check fifo-2b "the message says it is a FIFO" has "$T/err" "FIFO"
+    run_t inspect "$T/fifo.dsm"
+    check fifo-3 "inspect on a FIFO exited $rc, want 1 (124: it hung)" test "$rc" -eq 1
+    rm -f "$T/fifo.dsm"
+else
+    skip fifo-1 "mkfifo failed"
+fi
+run_t verify "$T"
+check fifo-4 "verify on a directory exited $rc, want 1" test "$rc" -eq 1
+check fifo-4b "the message says it is a directory" has "$T/err" "directory"
+if [ -r /dev/zero ]; then
+    run_t run /dev/zero -p hello -n 2
+    check fifo-5 "run on /dev/zero exited $rc, want 1" test "$rc" -eq 1
+    check fifo-5b "the message says it is a device" has "$T/err" "character device"
+fi
+
 echo "RESULT test_cli: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -3,17 +3,23 @@
  * tensor back against values numpy computed independently
  * (expected.safetensors), and every kind of bad container: wrong key, flipped
  * bits anywhere, swapped and spliced segments, truncation, other formats,
- * newer versions, a CPU without AES.
+ * newer versions, a CPU without AES; the header's MAC and the Argon2id caps
+ * (container-8), plaintext files where a key is given (container-9), model
+ * paths that are not regular files (container-10).
  *
  * Needs $DS_TESTDATA (made by tests/gen/make_checkpoint.py --all).
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 static const char *testdata;
 static char tmpdir[] = "/tmp/ds-test-container-XXXXXX";
@@ -57,6 +63,7 @@ static ds_status convert(const char *family, ds_quant q, int mode, const char *o
     ds_convert_params cp = ds_convert_default_params();
     cp.quant = q;
     cp.chunk_bytes = chunk;
+    cp.overwrite = 1;   /* the round trips reuse one path */
     if (mode == 0) cp.encrypt = 0;
     else if (mode == 1) {
         cp.key = key;
@@ -201,25 +208,28 @@ static void test_header_damage(void) {
     memcpy(b, orig, orig_len);
     T_STATUS("container-2.2a", dsi_header_parse(b, orig_len, &h, &e), DS_OK, e.msg);
     h.version = DS_FORMAT_VERSION + 1;
-    dsi_header_write(&h, b);
+    dsi_header_write(&h, NULL, b);
     T_STATUS("container-2.2b", try_bytes(b, orig_len, key, 0), DS_ERR_VERSION, ds_last_error());
     T_CHECK("container-2.2c", strstr(ds_last_error(), "newer") != NULL, "message: %s", ds_last_error());
     memcpy(b, orig, orig_len);
     dsi_header_parse(b, orig_len, &h, &e);
-    h.argon_ops = 7;   /* unused for raw keys, but bound into the metadata */
-    dsi_header_write(&h, b);
+    h.argon_ops = 7;   /* unused for raw keys, but covered by the header's MAC */
+    dsi_header_write(&h, NULL, b);
     T_STATUS("container-2.2d", try_bytes(b, orig_len, key, 0), DS_ERR_AUTH, ds_last_error());
     memcpy(b, orig, orig_len);
     dsi_header_parse(b, orig_len, &h, &e);
-    h.salt[0] ^= 1;    /* a different salt derives a different key check */
-    dsi_header_write(&h, b);
-    T_STATUS("container-2.2e", try_bytes(b, orig_len, key, 0), DS_ERR_WRONG_KEY, ds_last_error());
+    h.salt[0] ^= 1;    /* the key check does not depend on the salt: the MAC catches it */
+    dsi_header_write(&h, NULL, b);
+    T_STATUS("container-2.2e", try_bytes(b, orig_len, key, 0), DS_ERR_AUTH, ds_last_error());
+    T_CHECK("container-2.2e", strstr(ds_last_error(), "header modified") != NULL, "message: %s", ds_last_error());
     memcpy(b, orig, orig_len);
     dsi_header_parse(b, orig_len, &h, &e);
     h.cipher = DS_CIPHER_NONE;  /* downgrade to "plaintext" */
     h.kdf = DS_KDF_NONE;
-    dsi_header_write(&h, b);
+    dsi_header_write(&h, NULL, b);
     T_STATUS("container-2.2f", try_bytes(b, orig_len, NULL, 0), DS_ERR_AUTH, ds_last_error());
+    /* with the vendor's key the downgraded file is refused as plaintext */
+    T_STATUS("container-2.2g", try_bytes(b, orig_len, key, 0), DS_ERR_PLAINTEXT, ds_last_error());
     free(b);
 }
 
@@ -426,6 +436,245 @@ static void test_plain_and_passphrase(void) {
             (unsigned long long)fi.argon_opslimit);
 }
 
+/* ==== 8: the header authenticated with the key ============================ */
+/* A copy of src with its header edited by edit(h), the checksum recomputed
+ * and the MAC left as it was: what someone without the key can do. */
+static uint8_t *edited(const uint8_t *src, size_t n, void (*edit)(dsi_header *)) {
+    uint8_t *b = malloc(n);
+    memcpy(b, src, n);
+    dsi_header h;
+    dsi_err e = {0};
+    if (dsi_header_parse(b, n, &h, &e) != DS_OK) printf("note: edited(): %s\n", e.msg);
+    edit(&h);
+    dsi_header_write(&h, NULL, b);
+    return b;
+}
+static void ed_meta_offset(dsi_header *h) { h->meta_offset += DSI_SEG_ALIGN; h->file_bytes += DSI_SEG_ALIGN; }
+static void ed_flags(dsi_header *h) { h->flags = 1; }
+static void ed_chunk(dsi_header *h) { h->chunk_bytes *= 2; }
+static void ed_file_bytes(dsi_header *h) { h->file_bytes += 1; }
+static void ed_meta_plain(dsi_header *h) { h->meta_plain_bytes -= 1; }
+static void ed_kdf_argon(dsi_header *h) { h->kdf = DS_KDF_ARGON2ID; h->argon_ops = 1; h->argon_mem = 8192; }
+static void ed_ops_over(dsi_header *h) { h->argon_ops = DS_MAX_ARGON_OPS + 1; }
+static void ed_mem_over(dsi_header *h) { h->argon_mem = (uint64_t)8 << 30; }
+static void ed_ops_within(dsi_header *h) { h->argon_ops += 1; }
+static void ed_argon_salt(dsi_header *h) { h->argon_salt[3] ^= 0x40; }
+static void ed_version1(dsi_header *h) { h->version = 1; }
+
+static void test_header_auth(void) {
+    static const struct {
+        void (*edit)(dsi_header *);
+        const char *id, *what;
+    } cases[] = {
+        {ed_meta_offset, "container-8.1", "meta_offset"}, {ed_flags, "container-8.2", "flags"},
+        {ed_chunk, "container-8.3", "chunk size"},        {ed_file_bytes, "container-8.4", "file_bytes"},
+        {ed_meta_plain, "container-8.5", "meta_plain_bytes"},
+    };
+    /* each edit, with the right raw key: "header modified", not "wrong key"
+     * and not a complaint about the edited field; with a wrong key: "wrong
+     * key" (the key is checked first) */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t *b = edited(orig, orig_len, cases[i].edit);
+        T_STATUS(cases[i].id, try_bytes(b, orig_len, key, 1), DS_ERR_AUTH, ds_last_error());
+        T_CHECK(cases[i].id, strstr(ds_last_error(), "header modified") != NULL, "%s edited: %s", cases[i].what,
+                ds_last_error());
+        char id[48];
+        snprintf(id, sizeof id, "%s.wrong-key", cases[i].id);
+        T_STATUS(id, try_bytes(b, orig_len, key2, 0), DS_ERR_WRONG_KEY, ds_last_error());
+        T_CHECK(id, strstr(ds_last_error(), "wrong key") != NULL, "message: %s", ds_last_error());
+        free(b);
+    }
+    /* a reserved byte set, the checksum recomputed (the MAC covers it) */
+    uint8_t *b = malloc(orig_len);
+    memcpy(b, orig, orig_len);
+    b[170] = 1;
+    crypto_generichash(b + DSI_HEADER_BYTES - 32, 32, b, DSI_HEADER_BYTES - 32, NULL, 0);
+    T_STATUS("container-8.6", try_bytes(b, orig_len, key, 0), DS_ERR_AUTH, ds_last_error());
+    T_CHECK("container-8.6", strstr(ds_last_error(), "header modified") != NULL, "message: %s", ds_last_error());
+    free(b);
+    /* the kind of key: a raw-key file turned into a passphrase file asks for
+     * a passphrase, and one given fails the key check */
+    b = edited(orig, orig_len, ed_kdf_argon);
+    write_file(tmp_path("bad.dsm"), b, orig_len);
+    {
+        ds_model_params mp = ds_model_default_params();
+        mp.passphrase = "x";
+        mp.passphrase_len = 1;
+        ds_model *m = NULL;
+        T_STATUS("container-8.7", ds_model_open(&m, tmp_path("bad.dsm"), &mp), DS_ERR_WRONG_KEY, ds_last_error());
+        ds_model_close(m);
+    }
+    free(b);
+    /* an unedited file with a wrong key */
+    T_STATUS("container-8.8", try_bytes(orig, orig_len, key2, 0), DS_ERR_WRONG_KEY, ds_last_error());
+    T_CHECK("container-8.8", strstr(ds_last_error(), "wrong key") != NULL, "message: %s", ds_last_error());
+    /* version 1 (no MAC) is refused with a way out */
+    b = edited(orig, orig_len, ed_version1);
+    T_STATUS("container-8.9", try_bytes(b, orig_len, key, 0), DS_ERR_VERSION, ds_last_error());
+    T_CHECK("container-8.9", strstr(ds_last_error(), "re-convert") != NULL, "message: %s", ds_last_error());
+    free(b);
+
+    /* passphrase files: the Argon2id parameters */
+    const char *pw = tmp_path("pw-hdr.dsm");
+    T_STATUS("container-8.10", convert("v2lite", DS_QUANT_Q8_0, 2, pw, 0), DS_OK, ds_last_error());
+    size_t n = 0;
+    uint8_t *pb = read_file(pw, &n);
+    if (!pb) return;
+    const char *bad = tmp_path("bad.dsm");
+    ds_model_params mp = ds_model_default_params();
+    mp.passphrase = "open sesame";
+    mp.passphrase_len = 11;
+    mp.load_weights = 0;
+    ds_model *m = NULL;
+    ds_file_info fi;
+    /* above the caps: refused before the KDF runs. Without a passphrase at
+     * all, and by ds_file_info_read (which never derives a key), the status
+     * is the cap's too: the refusal does not come from running the KDF */
+    static const struct {
+        void (*edit)(dsi_header *);
+        const char *id, *cap;
+    } caps[] = {{ed_ops_over, "container-8.11", "DS_MAX_ARGON_OPS"}, {ed_mem_over, "container-8.12", "DS_MAX_ARGON_MEM"}};
+    for (int i = 0; i < 2; i++) {
+        b = edited(pb, n, caps[i].edit);
+        write_file(bad, b, n);
+        T_STATUS(caps[i].id, ds_model_open(&m, bad, &mp), DS_ERR_LIMIT, ds_last_error());
+        T_CHECK(caps[i].id, strstr(ds_last_error(), caps[i].cap) != NULL, "message does not name %s: %s", caps[i].cap,
+                ds_last_error());
+        ds_model_params none = ds_model_default_params();
+        char id[48];
+        snprintf(id, sizeof id, "%s.no-passphrase", caps[i].id);
+        T_STATUS(id, ds_model_open(&m, bad, &none), DS_ERR_LIMIT, ds_last_error());
+        snprintf(id, sizeof id, "%s.info", caps[i].id);
+        T_STATUS(id, ds_file_info_read(bad, &fi), DS_ERR_LIMIT, ds_last_error());
+        free(b);
+    }
+    /* within the caps: the derived key changes; with the right passphrase
+     * the message says that the parameters may have been changed */
+    static const struct {
+        void (*edit)(dsi_header *);
+        const char *id;
+    } kd[] = {{ed_ops_within, "container-8.13"}, {ed_argon_salt, "container-8.14"}};
+    for (int i = 0; i < 2; i++) {
+        b = edited(pb, n, kd[i].edit);
+        write_file(bad, b, n);
+        T_STATUS(kd[i].id, ds_model_open(&m, bad, &mp), DS_ERR_WRONG_KEY, ds_last_error());
+        T_CHECK(kd[i].id, strstr(ds_last_error(), "key-derivation parameters") != NULL, "message: %s", ds_last_error());
+        free(b);
+    }
+    /* other fields of a passphrase file: header modified */
+    b = edited(pb, n, ed_flags);
+    write_file(bad, b, n);
+    T_STATUS("container-8.15", ds_model_open(&m, bad, &mp), DS_ERR_AUTH, ds_last_error());
+    T_CHECK("container-8.15", strstr(ds_last_error(), "header modified") != NULL, "message: %s", ds_last_error());
+    free(b);
+    free(pb);
+    /* the converter does not write what the runtime refuses */
+    ds_convert_params cp = ds_convert_default_params();
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/v2lite", testdata);
+    cp.passphrase = "x";
+    cp.passphrase_len = 1;
+    cp.argon_opslimit = DS_MAX_ARGON_OPS + 1;
+    T_STATUS("container-8.16", ds_convert(dir, tmp_path("pw-over.dsm"), &cp), DS_ERR_LIMIT, ds_last_error());
+    cp.argon_opslimit = 1;
+    cp.argon_memlimit = DS_MAX_ARGON_MEM + 1;
+    T_STATUS("container-8.17", ds_convert(dir, tmp_path("pw-over.dsm"), &cp), DS_ERR_LIMIT, ds_last_error());
+    T_CHECK("container-8.17", access(tmp_path("pw-over.dsm"), F_OK) != 0, "a file was written");
+}
+
+/* ==== 9: a plaintext file where a key is given ============================ */
+static void test_plaintext_policy(void) {
+    const char *plain = tmp_path("plain9.dsm");
+    T_STATUS("container-9.0", convert("v2lite", DS_QUANT_F16, 0, plain, 0), DS_OK, ds_last_error());
+    ds_model *m = NULL;
+    /* with the key: refused, the message says what and how to allow it */
+    T_STATUS("container-9.1", open_model(plain, key, 0, &m), DS_ERR_PLAINTEXT, ds_last_error());
+    T_CHECK("container-9.1", m == NULL && strstr(ds_last_error(), "not encrypted") &&
+                                 strstr(ds_last_error(), "allow_plaintext"),
+            "message: %s", ds_last_error());
+    ds_model_params mp = ds_model_default_params();
+    mp.passphrase = "open sesame";
+    mp.passphrase_len = 11;
+    T_STATUS("container-9.2", ds_model_open(&m, plain, &mp), DS_ERR_PLAINTEXT, ds_last_error());
+    /* asked for explicitly: it opens */
+    mp = ds_model_default_params();
+    mp.key = key;
+    mp.key_len = 32;
+    mp.allow_plaintext = 1;
+    T_STATUS("container-9.3", ds_model_open(&m, plain, &mp), DS_OK, ds_last_error());
+    ds_model_close(m);
+    m = NULL;
+    /* no key at all: a plaintext file opens (what --no-encrypt is for) */
+    T_STATUS("container-9.4", open_model(plain, NULL, 1, &m), DS_OK, ds_last_error());
+    ds_model_close(m);
+    m = NULL;
+    /* allow_plaintext does not weaken an encrypted file */
+    mp.key = key2;
+    T_STATUS("container-9.5", ds_model_open(&m, tmp_path("good.dsm"), &mp), DS_ERR_WRONG_KEY, ds_last_error());
+    mp.key = key;
+    T_STATUS("container-9.6", ds_model_open(&m, tmp_path("good.dsm"), &mp), DS_OK, ds_last_error());
+    ds_model_close(m);
+    m = NULL;
+    /* a plaintext file's header edited (checksum recomputed) is caught too,
+     * with its public key: against accidents, not attackers */
+    size_t n = 0;
+    uint8_t *pb = read_file(plain, &n);
+    if (pb) {
+        uint8_t *b = edited(pb, n, ed_flags);
+        T_STATUS("container-9.7", try_bytes(b, n, NULL, 0), DS_ERR_AUTH, ds_last_error());
+        free(b);
+        free(pb);
+    }
+}
+
+/* ==== 10: model paths that are not regular files ========================= */
+/* A FIFO with no writer blocks open(2) unless O_NONBLOCK. The alarm turns a
+ * hang of the code under test into a failed call (EINTR: the handler does
+ * not restart calls), so that code without the check fails this test rather
+ * than hanging it; no assertion depends on time. */
+static void on_alarm(int sig) { (void)sig; }
+
+static void test_not_regular(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    ds_model *m = NULL;
+    ds_file_info fi;
+    const char *fifo = tmp_path("fifo.dsm");
+    if (mkfifo(fifo, 0600) != 0) {
+        T_SKIP("container-10.1", "mkfifo failed");
+    } else {
+        alarm(10);
+        ds_status s = open_model(fifo, key, 0, &m);
+        alarm(0);
+        T_STATUS("container-10.1", s, DS_ERR_IO, ds_last_error());
+        T_CHECK("container-10.1", strstr(ds_last_error(), "FIFO") && strstr(ds_last_error(), "not a regular file"),
+                "message: %s", ds_last_error());
+        alarm(10);
+        s = ds_file_info_read(fifo, &fi);
+        alarm(0);
+        T_STATUS("container-10.2", s, DS_ERR_IO, ds_last_error());
+        T_CHECK("container-10.2", strstr(ds_last_error(), "not a regular file"), "message: %s", ds_last_error());
+    }
+    T_STATUS("container-10.3", open_model(tmpdir, key, 0, &m), DS_ERR_IO, ds_last_error());
+    T_CHECK("container-10.3", strstr(ds_last_error(), "directory"), "message: %s", ds_last_error());
+    T_STATUS("container-10.4", ds_file_info_read(tmpdir, &fi), DS_ERR_IO, ds_last_error());
+    if (access("/dev/zero", R_OK) == 0) {
+        T_STATUS("container-10.5", open_model("/dev/zero", key, 0, &m), DS_ERR_IO, ds_last_error());
+        T_CHECK("container-10.5", strstr(ds_last_error(), "character device"), "message: %s", ds_last_error());
+        T_STATUS("container-10.6", ds_file_info_read("/dev/zero", &fi), DS_ERR_IO, ds_last_error());
+    } else {
+        T_SKIP("container-10.5", "no /dev/zero");
+    }
+    /* a symbolic link to a regular file is a regular file */
+    const char *link = tmp_path("link.dsm");
+    T_CHECK("container-10.7", symlink(tmp_path("good.dsm"), link) == 0, "symlink: %s", strerror(errno));
+    T_STATUS("container-10.7", open_model(link, key, 0, &m), DS_OK, ds_last_error());
+    ds_model_close(m);
+}
+
 int main(void) {
     testdata = getenv("DS_TESTDATA");
     char probe[512];
@@ -464,6 +713,9 @@ int main(void) {
         test_keys(good);
         test_segment_damage(ref);
         test_truncation_and_formats();
+        test_header_auth();
+        test_plaintext_policy();
+        test_not_regular();
         ds_model_close(ref);
     }
     test_plain_and_passphrase();

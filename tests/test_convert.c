@@ -4,7 +4,10 @@
  * left behind), its notices and progress, and its parameter checks
  * (convert-4: a ds_convert_params not made by ds_convert_default_params(),
  * zeroed or put together by hand, is refused naming it; quant out of range
- * is refused naming the field).
+ * is refused naming the field); convert-5: an existing output (refused
+ * without overwrite, untouched on failure) and an output that is one of the
+ * inputs (refused always); convert-6: tokenizers the runtime's loader or the
+ * model's vocabulary refuse; convert-7: inputs that are not regular files.
  *
  * Works on copies of $DS_TESTDATA/v2lite with one thing broken at a time.
  */
@@ -12,6 +15,7 @@
 #include "test.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -221,6 +225,216 @@ static int progress_cb(void *user, uint64_t done, uint64_t total, uint64_t bytes
     return cancel_after >= 0 && done >= (uint64_t)cancel_after;
 }
 
+/* ==== 5: the output: existing files, inputs ============================== */
+static bool same_bytes(const char *a, const char *b) {
+    size_t na = 0, nb = 0;
+    char *x = read_file(a, &na), *y = read_file(b, &nb);
+    bool same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* Runs the converter with overwrite on or off. */
+static ds_status run_ow(const char *dir, const char *out, int overwrite) {
+    ds_convert_params cp = ds_convert_default_params();
+    cp.key = key;
+    cp.key_len = 32;
+    cp.overwrite = overwrite;
+    return ds_convert(dir, out, &cp);
+}
+
+static bool no_temp_in(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    bool clean = true;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strstr(de->d_name, ".tmp.")) clean = false;
+    closedir(d);
+    return clean;
+}
+
+static void test_output(void) {
+    const char *dir = fresh_copy();
+    char out[700], keep[700];
+    snprintf(out, sizeof out, "%s/existing.dsm", tmpdir);
+    snprintf(keep, sizeof keep, "%s/existing.copy", tmpdir);
+    const char precious[] = "precious bytes that must survive\n";
+    write_file(out, precious, sizeof precious - 1);
+    write_file(keep, precious, sizeof precious - 1);
+    /* 5.1: an existing output is refused without overwrite, untouched */
+    ds_status s = run_ow(dir, out, 0);
+    T_STATUS("convert-5.1", s, DS_ERR_EXISTS, ds_last_error());
+    T_CHECK("convert-5.1", strstr(ds_last_error(), "--force") && strstr(ds_last_error(), out), "message: %s",
+            ds_last_error());
+    T_CHECK("convert-5.1", same_bytes(out, keep) && no_temp_in(tmpdir), "the existing file was changed or a temporary left");
+    /* 5.2: a failed conversion with overwrite leaves the existing file as it was */
+    T_CHECK("convert-5.2", edit_text(ck_file("config.json"), "DeepseekV2ForCausalLM", "LlamaForCausalLM"), "edit");
+    s = run_ow(dir, out, 1);
+    T_STATUS("convert-5.2", s, DS_ERR_ARCH, ds_last_error());
+    T_CHECK("convert-5.2", same_bytes(out, keep) && no_temp_in(tmpdir), "a failed conversion changed the existing file");
+    /* 5.3: with overwrite it is replaced by a container */
+    dir = fresh_copy();
+    s = run_ow(dir, out, 1);
+    T_STATUS("convert-5.3", s, DS_OK, ds_last_error());
+    ds_file_info fi;
+    T_STATUS("convert-5.3", ds_file_info_read(out, &fi), DS_OK, ds_last_error());
+    T_CHECK("convert-5.3", no_temp_in(tmpdir), "a temporary file was left");
+    unlink(out);
+    unlink(keep);
+
+    /* 5.4-5.8: the output is one of the inputs: refused even with overwrite,
+     * the input intact */
+    char copy[700], hard[700], soft[700];
+    snprintf(copy, sizeof copy, "%s/shard.copy", tmpdir);
+    {
+        size_t n = 0;
+        char *b = read_file(ck_file("model.safetensors"), &n);
+        if (b) write_file(copy, b, n);
+        free(b);
+    }
+    snprintf(hard, sizeof hard, "%s/hard.dsm", tmpdir);
+    snprintf(soft, sizeof soft, "%s/soft.dsm", tmpdir);
+    T_CHECK("convert-5.4", link(ck_file("model.safetensors"), hard) == 0 && symlink(ck_file("model.safetensors"), soft) == 0,
+            "cannot make links");
+    static const struct { const char *id, *what; } cases[] = {
+        {"convert-5.5", "the shard"}, {"convert-5.6", "a hard link to the shard"},
+        {"convert-5.7", "a symbolic link to the shard"}, {"convert-5.8", "config.json"},
+    };
+    const char *targets[] = {ck_file("model.safetensors"), hard, soft, NULL};
+    char cfg_path[700], cfg_copy[700];
+    snprintf(cfg_path, sizeof cfg_path, "%s", ck_file("config.json"));
+    snprintf(cfg_copy, sizeof cfg_copy, "%s/config.copy", tmpdir);
+    {
+        size_t n = 0;
+        char *b = read_file(cfg_path, &n);
+        if (b) write_file(cfg_copy, b, n);
+        free(b);
+    }
+    targets[3] = cfg_path;
+    char shard_path[700];
+    snprintf(shard_path, sizeof shard_path, "%s", ck_file("model.safetensors"));
+    targets[0] = shard_path;
+    for (int i = 0; i < 4; i++) {
+        for (int ow = 0; ow <= 1; ow++) {
+            s = run_ow(dir, targets[i], ow);
+            T_CHECK(cases[i].id, ow ? s == DS_ERR_INVALID_ARG : (s == DS_ERR_INVALID_ARG || s == DS_ERR_EXISTS),
+                    "output = %s, overwrite %d: status %d, message %s", cases[i].what, ow, (int)s, ds_last_error());
+            if (ow)
+                T_CHECK(cases[i].id, strstr(ds_last_error(), "is the input") != NULL, "message: %s", ds_last_error());
+        }
+        struct stat st;
+        T_CHECK(cases[i].id, same_bytes(shard_path, copy) && same_bytes(cfg_path, cfg_copy) &&
+                                 lstat(soft, &st) == 0 && S_ISLNK(st.st_mode) && no_temp_in(tmpdir) &&
+                                 no_temp_in(dir),
+                "an input was changed, a link replaced or a temporary file left (output = %s)", cases[i].what);
+    }
+    /* the input is still a working checkpoint */
+    snprintf(out, sizeof out, "%s/after.dsm", tmpdir);
+    T_STATUS("convert-5.9", run_ow(dir, out, 0), DS_OK, ds_last_error());
+    unlink(out);
+    unlink(hard);
+    unlink(soft);
+    unlink(copy);
+    unlink(cfg_copy);
+}
+
+/* ==== 6: the tokenizer, as the runtime loads it =========================== */
+/* Edits tokenizer.json of a fresh copy; the runtime's loader must refuse it
+ * (or want_loader_ok: accept it, and the model's vocabulary refuse it), and
+ * the converter must refuse it with the loader's message, leaving nothing. */
+static void expect_tok_refused(const char *id, const char *from, const char *to, bool want_loader_ok,
+                               const char *needle) {
+    const char *dir = fresh_copy();
+    if (!edit_text(ck_file("tokenizer.json"), from, to)) {
+        T_CHECK(id, 0, "edit of tokenizer.json failed ('%s' not found)", from);
+        return;
+    }
+    size_t n = 0, cn = 0;
+    char *tj = read_file(ck_file("tokenizer.json"), &n), *cj = read_file(ck_file("tokenizer_config.json"), &cn);
+    ds_tokenizer *t = NULL;
+    ds_status ls = ds_tokenizer_new(&t, tj, n, cj, cn, NULL);
+    char loader_msg[600];
+    snprintf(loader_msg, sizeof loader_msg, "%s", ds_last_error());
+    ds_tokenizer_free(t);
+    free(tj);
+    free(cj);
+    if (want_loader_ok) T_CHECK(id, ls == DS_OK, "the runtime's loader refuses it: %s", loader_msg);
+    else T_CHECK(id, ls != DS_OK, "the runtime's loader accepts it");
+    char out[700];
+    snprintf(out, sizeof out, "%s/out.dsm", tmpdir);
+    ds_status s = run(dir, out);
+    if (want_loader_ok) {
+        T_STATUS(id, s, DS_ERR_CONFIG, ds_last_error());
+    } else {
+        T_STATUS(id, s, ls, ds_last_error());
+        T_CHECK(id, strstr(ds_last_error(), loader_msg) != NULL, "not the loader's message ('%s'): %s", loader_msg,
+                ds_last_error());
+    }
+    if (needle) T_CHECK(id, strstr(ds_last_error(), needle) != NULL, "message lacks '%s': %s", needle, ds_last_error());
+    T_CHECK(id, strstr(ds_last_error(), "tokenizer.json") != NULL, "message does not name the file: %s", ds_last_error());
+    T_CHECK(id, nothing_left(out), "output or temporary file left behind");
+}
+
+static void test_tokenizer_check(void) {
+    expect_tok_refused("convert-6.1", "\"h e\"", "\"h zzqq\"", false, "zzqq");            /* merge, unknown token */
+    expect_tok_refused("convert-6.2", "\"!\": 3,", "\"!\": -3,", false, NULL);             /* negative id */
+    expect_tok_refused("convert-6.3", "\"!\": 3,", "\"!\": 99999999,", false, NULL);       /* huge id */
+    expect_tok_refused("convert-6.4", "\"type\": \"BPE\"", "\"type\": \"Unigram\"", false, "Unigram");
+    expect_tok_refused("convert-6.5", "\"Regex\": \"\\\\p{N}{1,3}\"", "\"Regex\": \"(\\\\p{N}{1,3}\"", false, NULL);
+    /* an added token beyond config.json's vocab_size (512): the loader
+     * gives it id 512, which the model cannot embed */
+    expect_tok_refused("convert-6.6", "\"added_tokens\": [",
+                       "\"added_tokens\": [{\"id\": 512, \"content\": \"<extra>\", \"special\": true},", true,
+                       "vocab_size 512");
+    /* an id written beyond it (the content is in the vocabulary) */
+    expect_tok_refused("convert-6.7", "\"added_tokens\": [", "\"added_tokens\": [{\"id\": 9999, \"content\": \"!\"},",
+                       true, "9999");
+    /* two added tokens with one id */
+    expect_tok_refused("convert-6.8", "\"id\": 490,", "\"id\": 489,", false, "both have id 489");
+}
+
+/* ==== 7: inputs that are not regular files ================================ */
+static void on_alarm(int sig) { (void)sig; }
+
+static void test_not_regular(void) {
+    /* the alarm turns a blocked open of a FIFO into EINTR (no restart), so
+     * code without the check fails here instead of hanging */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    static const char *names[] = {"config.json", "tokenizer.json", "model.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "convert-7.%d", i + 1);
+        const char *dir = fresh_copy();
+        unlink(ck_file(names[i]));
+        if (mkfifo(ck_file(names[i]), 0600) != 0) {
+            T_SKIP(id, "mkfifo failed");
+            continue;
+        }
+        alarm(10);
+        expect_fail(id, dir, DS_ERR_IO, "not a regular file");
+        alarm(0);
+        unlink(ck_file(names[i]));
+    }
+    const char *dir = fresh_copy();
+    unlink(ck_file("tokenizer.json"));
+    mkdir(ck_file("tokenizer.json"), 0755);
+    expect_fail("convert-7.4", dir, DS_ERR_IO, "directory");
+    rmdir(ck_file("tokenizer.json"));
+    if (access("/dev/zero", R_OK) == 0) {
+        dir = fresh_copy();
+        unlink(ck_file("model.safetensors"));
+        T_CHECK("convert-7.5", symlink("/dev/zero", ck_file("model.safetensors")) == 0, "symlink");
+        expect_fail("convert-7.5", dir, DS_ERR_IO, "character device");
+        unlink(ck_file("model.safetensors"));
+    }
+}
+
 int main(void) {
     testdata = getenv("DS_TESTDATA");
     char probe[512];
@@ -325,8 +539,12 @@ int main(void) {
     T_CHECK("convert-3.6", seen[0] == seen[1] && seen[1] > 0, "last progress %llu/%llu", (unsigned long long)seen[0],
             (unsigned long long)seen[1]);
     T_CHECK("convert-3.7", access(out, R_OK) == 0, "no output after success");
-    /* converting onto an existing file replaces it atomically */
-    T_STATUS("convert-3.8", ds_convert(vdir, out, &cp), DS_OK, ds_last_error());
+    /* converting onto an existing file: refused, unless overwrite, which
+     * replaces it atomically */
+    T_STATUS("convert-3.8", ds_convert(vdir, out, &cp), DS_ERR_EXISTS, ds_last_error());
+    cp.overwrite = 1;
+    T_STATUS("convert-3.8b", ds_convert(vdir, out, &cp), DS_OK, ds_last_error());
+    cp.overwrite = 0;
     unlink(out);
 
     char v3dir[600];
@@ -364,6 +582,10 @@ int main(void) {
         T_CHECK("convert-4.3", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), want) && nothing_left(out),
                 "quant %d: status %d, message '%s'", bad_quant[i], (int)st, ds_last_error());
     }
+
+    test_output();
+    test_tokenizer_check();
+    test_not_regular();
 
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

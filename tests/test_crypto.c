@@ -29,9 +29,14 @@ static void test_seal_open(void) {
     }
     T_STATUS("crypto-1.1", dsi_keys_derive(&keys_a, DS_CIPHER_AES256GCM, master, 32, salt, &e), DS_OK, e.msg);
     T_STATUS("crypto-1.2", dsi_keys_derive(&keys_b, DS_CIPHER_AES256GCM, master, 32, salt2, &e), DS_OK, e.msg);
-    T_CHECK("crypto-1.3", memcmp(keys_a.enc, keys_b.enc, 32) != 0 && memcmp(keys_a.check, keys_b.check, 32) != 0,
+    T_CHECK("crypto-1.3", memcmp(keys_a.enc, keys_b.enc, 32) != 0 && memcmp(keys_a.header, keys_b.header, 32) != 0,
             "subkeys do not depend on the salt");
-    T_CHECK("crypto-1.4", memcmp(keys_a.enc, keys_a.check, 32) != 0, "encryption key equals key check");
+    /* the key check depends on the key alone (no header field, the salt
+     * included, can make the right key look wrong) */
+    T_CHECK("crypto-1.3b", memcmp(keys_a.check, keys_b.check, 32) == 0, "the key check depends on the salt");
+    T_CHECK("crypto-1.4", memcmp(keys_a.enc, keys_a.check, 32) != 0 && memcmp(keys_a.enc, keys_a.header, 32) != 0 &&
+                              memcmp(keys_a.header, keys_a.check, 32) != 0,
+            "two of the encryption key, header key and key check are equal");
     T_STATUS("crypto-1.5", dsi_keys_derive(&keys_a, DS_CIPHER_AES256GCM, master, 31, salt, &e), DS_ERR_INVALID_ARG,
              e.msg);
     dsi_keys_derive(&keys_a, DS_CIPHER_AES256GCM, master, 32, salt, &e);
@@ -109,9 +114,11 @@ static void test_seal_open(void) {
  *   from cryptography.hazmat.primitives.ciphers.aead import AESGCM
  *   master = bytes(range(32)); salt = bytes(100 + i for i in range(32))
  *   kdf = lambda key, label: hashlib.blake2b(label + salt, digest_size=32, key=key).digest()
- *   enc = kdf(master, b"deepseek.h dsm v1 enc"); check = kdf(master, b"deepseek.h dsm v1 check")
- *   integ = kdf(b"", b"deepseek.h dsm v1 integrity")
+ *   enc = kdf(master, b"deepseek.h dsm v1 enc"); header = kdf(master, b"deepseek.h dsm v2 header")
+ *   check = hashlib.blake2b(b"deepseek.h dsm v2 key check", digest_size=32, key=master).digest()
+ *   integ = kdf(b"", b"deepseek.h dsm v1 integrity"); nheader = kdf(b"", b"deepseek.h dsm v2 header")
  *   print("enc", enc.hex()); print("check", check.hex()); print("integrity", integ.hex())
+ *   print("header", header.hex()); print("none header", nheader.hex())
  *   hdr = bytes((i ^ 0x5a) & 0xff for i in range(256))
  *   # (n, segment, kind, layer, expert, chunk, seg_plain_bytes, last, extra)
  *   V = [(0, 0, 1, -1, -1, 0, 0, 1, b""), (1, 3, 2, 2, 5, 1, 123456, 0, b""),
@@ -176,11 +183,23 @@ static void test_golden(void) {
     T_CHECK("crypto-8.3", strcmp(hex, "03bb608cce7c5fff660ca35ee0af5a371b693a7edfd8d21f47f38b8300fd1bdc") == 0,
             "enc key %s", hex);
     to_hex(k.check, 32, hex);
-    T_CHECK("crypto-8.4", strcmp(hex, "8073af94e1b92d5d4155cdc7422c18d6c2ea47e0ec7139c3052267470533f11f") == 0,
+    T_CHECK("crypto-8.4", strcmp(hex, "b229f9b508c916752a046f87f186b5b0fc4eefb2490e7a449b0c377030901456") == 0,
             "key check %s", hex);
     to_hex(kn.enc, 32, hex);
     T_CHECK("crypto-8.5", strcmp(hex, "47ff317715c309dfcf5dfc6ac40d1e597ccd9505ddc2cbc254ddb3414543643c") == 0,
             "integrity key %s", hex);
+    to_hex(k.header, 32, hex);
+    T_CHECK("crypto-8.5b", strcmp(hex, "28859e3f6a1b2a78f6c8ce28a3003cb97e049457b66f6815593e23dc59f3e01f") == 0,
+            "header key %s", hex);
+    to_hex(kn.header, 32, hex);
+    T_CHECK("crypto-8.5c", strcmp(hex, "78f3287ad1598b7cb402805df27045886a9f6df0f659981d2439fd025141e99b") == 0,
+            "plaintext header key %s", hex);
+    /* the header MAC: hashlib.blake2b(hdr[:192], digest_size=32, key=header) */
+    uint8_t mac[32];
+    dsi_header_mac(hdr, k.header, mac);
+    to_hex(mac, 32, hex);
+    T_CHECK("crypto-8.5d", strcmp(hex, "a18344d7f1503ea06239623ca757ab202c88082db05171646a01e19a3d1a750b") == 0,
+            "header MAC %s", hex);
 
     size_t max = (1u << 20) + 3;
     uint8_t *plain = malloc(max), *ct = malloc(max + 1), *back = malloc(max + 1);

@@ -12,6 +12,8 @@
  *   tokenizer-6  chat templates (V3 golden with ids; V2, V2.5, R1, V3)
  *   tokenizer-7  errors and buffer rules
  *   tokenizer-8  allocation failures (fail the Nth allocation, for all N)
+ *   tokenizer-9  the ids written in added_tokens (absurd, negative, repeated)
+ *                and ids beyond a model's vocabulary (dsi_tokenizer_check_vocab)
  *   INFO line    encode speed (MB/s) on ~1 MB of text
  *
  * Data: $DS_TOKENIZERS (default ../shared/tokenizers; skipped when absent)
@@ -572,6 +574,64 @@ static void test_errors(const ds_tokenizer *v3) {
     T_STATUS("tokenizer-7.13", s, DS_ERR_INVALID_ARG, ds_last_error());
 }
 
+/* ---- added token ids ------------------------------------------------------ */
+/* A minimal BPE tokenizer with vocabulary {"a": 0, "b": vb} and the given
+ * added_tokens array. */
+static ds_status tiny(ds_tokenizer **t, int vb, const char *added) {
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":%d},\"merges\":[]},"
+             "\"decoder\":{\"type\":\"ByteLevel\"},\"added_tokens\":[%s]}",
+             vb, added);
+    *t = NULL;
+    return ds_tokenizer_new(t, json, strlen(json), NULL, 0, NULL);
+}
+
+static void test_added_ids(void) {
+    static const struct { const char *added; ds_status want; const char *word; } refuse[] = {
+        {"{\"id\":2,\"content\":\"<x>\"},{\"id\":2,\"content\":\"<y>\"}", DS_ERR_JSON, "both have id 2"},
+        {"{\"id\":-1,\"content\":\"<x>\"}", DS_ERR_JSON, "negative"},
+        {"{\"id\":16777216,\"content\":\"<x>\"}", DS_ERR_LIMIT, "exceeds"},
+        {"{\"id\":99999999999999999999,\"content\":\"<x>\"}", DS_ERR_JSON, "not an integer"},
+        {"{\"id\":2.5,\"content\":\"<x>\"}", DS_ERR_JSON, "not an integer"},
+        {"{\"id\":\"2\",\"content\":\"<x>\"}", DS_ERR_JSON, "not an integer"},
+    };
+    for (size_t i = 0; i < sizeof refuse / sizeof refuse[0]; i++) {
+        ds_tokenizer *t = NULL;
+        ds_status s = tiny(&t, 1, refuse[i].added);
+        char id[32];
+        snprintf(id, sizeof id, "tokenizer-9.%zu", i + 1);
+        T_CHECK(id, s == refuse[i].want && !t && strstr(ds_last_error(), refuse[i].word),
+                "added_tokens [%s]: status %d, message %s", refuse[i].added, s, ds_last_error());
+        ds_tokenizer_free(t);
+    }
+    /* distinct ids load; the ids the tokens get are the reference's */
+    ds_tokenizer *t = NULL;
+    ds_status s = tiny(&t, 1, "{\"id\":2,\"content\":\"<x>\"},{\"id\":3,\"content\":\"<y>\"},{\"content\":\"<z>\"}");
+    T_STATUS("tokenizer-9.7", s, DS_OK, ds_last_error());
+    T_CHECK("tokenizer-9.7", ds_tokenizer_vocab_size(t) == 5, "vocab size %d", ds_tokenizer_vocab_size(t));
+    /* against a model's vocabulary: 5 ids fit 5, not 4; the message names
+     * the token */
+    dsi_err e = {0};
+    T_STATUS("tokenizer-9.8", t ? dsi_tokenizer_check_vocab(t, 5, &e) : DS_ERR_INTERNAL, DS_OK, e.msg);
+    T_STATUS("tokenizer-9.9", t ? dsi_tokenizer_check_vocab(t, 4, &e) : DS_OK, DS_ERR_CONFIG, e.msg);
+    T_CHECK("tokenizer-9.9", strstr(e.msg, "<z>") && strstr(e.msg, "vocab_size 4"), "message: %s", e.msg);
+    ds_tokenizer_free(t);
+    /* an id written beyond the model's vocabulary (the token itself is in
+     * the vocabulary, so it gets id 1) */
+    s = tiny(&t, 1, "{\"id\":700,\"content\":\"b\"}");
+    T_STATUS("tokenizer-9.10", s, DS_OK, ds_last_error());
+    T_STATUS("tokenizer-9.10", t ? dsi_tokenizer_check_vocab(t, 512, &e) : DS_OK, DS_ERR_CONFIG, e.msg);
+    T_CHECK("tokenizer-9.10", strstr(e.msg, "700") != NULL, "message: %s", e.msg);
+    ds_tokenizer_free(t);
+    /* a vocabulary id beyond it */
+    s = tiny(&t, 9, "");
+    T_STATUS("tokenizer-9.11", s, DS_OK, ds_last_error());
+    T_STATUS("tokenizer-9.11", t ? dsi_tokenizer_check_vocab(t, 8, &e) : DS_OK, DS_ERR_CONFIG, e.msg);
+    T_CHECK("tokenizer-9.11", strstr(e.msg, "token id 9") != NULL, "message: %s", e.msg);
+    ds_tokenizer_free(t);
+}
+
 /* ---- allocation failures -------------------------------------------------- */
 static long fail_at = -1, count, live;
 static void *f_malloc(size_t n, void *u) {
@@ -768,6 +828,7 @@ int main(void) {
     test_regex("tests/tok/regex_cases.jsonl");
     test_chat(v3);
     test_alloc();
+    test_added_ids();
     if (v3) bench(v3, "tests/tok/corpus_v3.jsonl");
     ds_tokenizer_free(v3);
     return t_finish("test_tokenizer");

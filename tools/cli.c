@@ -181,6 +181,10 @@ int key_option(argscan *a, key_opts *k, int allow_no_encrypt) {
         k->encrypt = 1;
         return 1;
     }
+    if (!allow_no_encrypt && is_flag(a, "--allow-plaintext")) {
+        k->allow_plaintext = 1;
+        return 1;
+    }
     return 0;
 }
 
@@ -306,6 +310,7 @@ void model_opts_params(const model_opts *o, ds_model_params *mp) {
     mp->device = o->device;
     mp->gpu_index = o->gpu_index;
     mp->gpu_cache_bytes = o->gpu_cache_bytes;
+    mp->allow_plaintext = o->ko.allow_plaintext;
 }
 
 /* ==== Stop signals ====================================================== */

@@ -91,6 +91,8 @@ typedef struct key_opts {
     const char *pass_env;     /* name of the environment variable */
     int no_encrypt;           /* convert only */
     int encrypt;              /* convert only: explicit --encrypt */
+    int allow_plaintext;      /* --allow-plaintext (not convert): open a plaintext file even with a key
+                                 (ds_model_params.allow_plaintext); ds-server: serve one at all */
 } key_opts;
 
 /* Secret material held by a tool; wiped by secret_wipe. */
@@ -101,8 +103,9 @@ typedef struct secret {
     size_t pass_len;
 } secret;
 
-/* Recognises --key-file / --passphrase-env (and --no-encrypt, --encrypt when
- * allowed). Returns 1 when the current argument was one of them. */
+/* Recognises --key-file / --passphrase-env, and --no-encrypt, --encrypt when
+ * allow_no_encrypt (convert) or else --allow-plaintext. Returns 1 when the
+ * current argument was one of them. */
 int key_option(argscan *a, key_opts *k, int allow_no_encrypt);
 /* Checks the key options are not contradictory. Returns 0 or EXIT_USAGE. */
 int key_opts_check(const char *cmd, const key_opts *k);
@@ -138,7 +141,8 @@ int model_option(argscan *a, model_opts *o, int which);
 /* Parses the numbers. Returns 0 or EXIT_USAGE. */
 int model_opts_check(const char *cmd, model_opts *o);
 /* Copies the parsed options into model parameters (threads, expert cache,
- * eviction, prefetch, device); the key and the log are the caller's. */
+ * eviction, prefetch, device, allow_plaintext); the key and the log are the
+ * caller's. */
 void model_opts_params(const model_opts *o, ds_model_params *mp);
 
 /* ==== Stop signals (SIGINT, SIGTERM) ====================================== */

@@ -2,10 +2,10 @@
  * ds.c — the deepseek.h command-line tool.
  *
  *     ds convert <hf_dir> <out.dsm> [--quant f32|f16|q8]
- *                [--key-file F | --passphrase-env VAR | --no-encrypt] [--chunk-kb N]
+ *                [--key-file F | --passphrase-env VAR | --no-encrypt] [--chunk-kb N] [--force]
  *     ds keygen  <file>
- *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--json]
- *     ds verify  <model.dsm> [--key-file F | --passphrase-env VAR] [--threads N]
+ *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--json]
+ *     ds verify  <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--threads N]
  *     ds run     <model.dsm> [key] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
  *                [--min-p P] [--repeat-penalty R] [--seed S] [--threads N] [--ctx N]
  *                [--cache-mb M] [--evict lru|lfu] [--prefetch auto|always|off]
@@ -275,9 +275,13 @@ static const char convert_help[] =
     "Options:\n"
     "  --quant f32|f16|q8    storage of the weight matrices (default q8)\n"
     "  --chunk-kb N          plaintext KiB per sealed chunk (default 1024)\n"
-    "  --argon-ops N         Argon2id opslimit (default: libsodium MODERATE)\n"
-    "  --argon-mem-mb N      Argon2id memory in MiB (default: libsodium MODERATE)\n"
+    "  --argon-ops N         Argon2id opslimit (default 2, libsodium INTERACTIVE; at most 8)\n"
+    "  --argon-mem-mb N      Argon2id memory in MiB (default 64, libsodium INTERACTIVE;\n"
+    "                        at most 1024: the runtime refuses larger values)\n"
+    "  --force               replace <out.dsm> if it exists (never one of the inputs)\n"
     "  -v, --verbose         also print the converter's debug messages\n"
+    "An existing <out.dsm> is refused without --force; the new file is written\n"
+    "beside it and renamed into place only when complete.\n"
     "Progress is shown on stderr when it is a terminal. MB = 10^6 bytes.\n";
 
 static int cmd_convert(int argc, char **argv) {
@@ -285,7 +289,7 @@ static int cmd_convert(int argc, char **argv) {
     argscan a = {cmd, argc, argv, 0, 0, 0};
     key_opts ko = {0};
     const char *pos[2] = {0}, *quant_s = NULL, *chunk_s = NULL, *ops_s = NULL, *mem_s = NULL;
-    int npos = 0, verbose = 0;
+    int npos = 0, verbose = 0, force = 0;
 
     /* ---- parse the command line ---- */
     for (a.i = 1; a.i < argc && !a.bad; a.i++) {
@@ -307,6 +311,8 @@ static int cmd_convert(int argc, char **argv) {
             set_once(&a, &ops_s, v, "--argon-ops");
         } else if (is_opt(&a, "--argon-mem-mb", &v)) {
             set_once(&a, &mem_s, v, "--argon-mem-mb");
+        } else if (is_flag(&a, "--force")) {
+            force = 1;
         } else if (is_flag(&a, "--verbose") || is_flag(&a, "-v")) {
             verbose = 1;
         } else {
@@ -318,6 +324,7 @@ static int cmd_convert(int argc, char **argv) {
 
     ds_convert_params cp = ds_convert_default_params();
     cp.quant = DS_QUANT_Q8_0;
+    cp.overwrite = force;
     if (quant_s) {
         if (strcmp(quant_s, "f32") == 0) cp.quant = DS_QUANT_F32;
         else if (strcmp(quant_s, "f16") == 0) cp.quant = DS_QUANT_F16;
@@ -399,22 +406,17 @@ static int cmd_convert(int argc, char **argv) {
  * message (with a hint when the kind of key does not fit the file) and
  * returns NULL. */
 static ds_model *open_meta(const char *cmd, const char *path, const ds_file_info *fi, const secret *sec,
-                           log_ctx *lc, int n_threads) {
+                           int allow_plaintext, log_ctx *lc, int n_threads) {
     ds_model_params mp = ds_model_default_params();
     ds_model *m = NULL;
     mp.load_weights = 0;
     mp.n_threads = n_threads;
     mp.log = log_cb;
     mp.log_user = lc;
-    if (fi->cipher != DS_CIPHER_NONE) {
-        if (sec->have_key) {
-            mp.key = sec->key;
-            mp.key_len = sizeof sec->key;
-        } else if (sec->pass) {
-            mp.passphrase = sec->pass;
-            mp.passphrase_len = sec->pass_len;
-        }
-    }
+    /* the secret goes to the library even for a plaintext file: given a key,
+     * the library refuses plaintext unless --allow-plaintext */
+    secret_params(sec, &mp);
+    mp.allow_plaintext = allow_plaintext;
     ds_status st = ds_model_open(&m, path, &mp);
     if (st != DS_OK) {
         /* name the right option when the kind of secret does not fit the
@@ -437,10 +439,12 @@ static const char inspect_help[] =
     "\n"
     "Without a key, prints the public header (format, cipher, KDF, chunk size,\n"
     "sizes). With the key (or for a plaintext container) also prints the model\n"
-    "config, tokenizer summary, tensor directory and segment table. Nothing is\n"
-    "decrypted beyond the metadata.\n"
-    "  --json         one JSON object on stdout instead of text\n"
-    "  -v, --verbose  also print the library's notices\n";
+    "config, tokenizer summary, tensor directory and segment table, and says\n"
+    "whether the header was authenticated. Nothing is decrypted beyond the\n"
+    "metadata.\n"
+    "  --json            one JSON object on stdout instead of text\n"
+    "  --allow-plaintext with a key, open a plaintext (unencrypted) file anyway\n"
+    "  -v, --verbose     also print the library's notices\n";
 
 /* Sums over the segment table. */
 typedef struct seg_totals {
@@ -691,13 +695,11 @@ static int cmd_inspect(int argc, char **argv) {
 
     /* ---- with a key (or plaintext): open metadata-only ---- */
     if (full) {
-        if (have_secret && fi.cipher == DS_CIPHER_NONE)
-            fprintf(stderr, "ds %s: notice: the file is not encrypted; the key is not needed\n", cmd);
-        if (have_secret && fi.cipher != DS_CIPHER_NONE && secret_load(cmd, &ko, &sec)) {
+        if (have_secret && secret_load(cmd, &ko, &sec)) {
             secret_wipe(&sec);
             return EXIT_FAILURE;
         }
-        m = open_meta(cmd, path, &fi, &sec, &lc, 0);
+        m = open_meta(cmd, path, &fi, &sec, ko.allow_plaintext, &lc, 0);
         secret_wipe(&sec);
         if (!m) return EXIT_FAILURE;
         st = ds_model_get_config(m, &cfg);
@@ -709,12 +711,18 @@ static int cmd_inspect(int argc, char **argv) {
     }
 
     /* ---- print ---- */
+    /* an open checked the header's MAC; what it proves depends on the cipher */
+    const char *auth = !m ? "not checked (no key)"
+                       : fi.cipher == DS_CIPHER_NONE ? "unauthenticated (plaintext file: checksum only)"
+                                                     : "authenticated with the key";
     if (json) {
         print_header_json(path, &fi);
+        printf(",\n  \"header\": \"%s\"", auth);
         if (m) print_model_json(m, &cfg);
         printf(",\n  \"locked\": %s\n}\n", m ? "false" : "true");
     } else {
         print_header_text(path, &fi);
+        printf("header           %s\n", auth);
         if (m) print_model_text(m, &cfg);
         else printf("\n(encrypted: give --key-file F or --passphrase-env VAR to see the config, tensors and segments)\n");
     }
@@ -728,10 +736,12 @@ static int cmd_inspect(int argc, char **argv) {
 static const char verify_help[] =
     "usage: ds verify <model.dsm> [--key-file F | --passphrase-env VAR] [--threads N]\n"
     "\n"
-    "Authenticates every chunk of every segment (nothing decrypted is kept).\n"
-    "Exits 0 only when all pass; otherwise names the first bad segment.\n"
-    "  --threads N    worker threads (default 0 = all online CPUs)\n"
-    "  -v, --verbose  also print the library's notices\n";
+    "Authenticates the header and every chunk of every segment (nothing\n"
+    "decrypted is kept). Exits 0 only when all pass; otherwise names the first\n"
+    "bad segment. With a key, a plaintext (unencrypted) file is refused.\n"
+    "  --threads N       worker threads (default 0 = all online CPUs)\n"
+    "  --allow-plaintext with a key, verify a plaintext file anyway\n"
+    "  -v, --verbose     also print the library's notices\n";
 
 static int cmd_verify(int argc, char **argv) {
     const char *cmd = "verify";
@@ -775,19 +785,17 @@ static int cmd_verify(int argc, char **argv) {
     int have_secret = ko.key_file || ko.pass_env;
     if (fi.cipher != DS_CIPHER_NONE && !have_secret)
         return fail(cmd, "%s is encrypted: give --key-file F or --passphrase-env VAR", path);
-    if (fi.cipher == DS_CIPHER_NONE && have_secret)
-        fprintf(stderr, "ds %s: notice: the file is not encrypted; the key is not needed\n", cmd);
 
     secret sec;
     memset(&sec, 0, sizeof sec);
-    if (fi.cipher != DS_CIPHER_NONE && secret_load(cmd, &ko, &sec)) {
+    if (have_secret && secret_load(cmd, &ko, &sec)) {
         secret_wipe(&sec);
         return EXIT_FAILURE;
     }
     progress prog;
     progress_init(&prog, "segments", "checked");
     log_ctx lc = {cmd, verbose ? DS_LOG_DEBUG : DS_LOG_WARN, &prog};
-    ds_model *m = open_meta(cmd, path, &fi, &sec, &lc, (int)threads);
+    ds_model *m = open_meta(cmd, path, &fi, &sec, ko.allow_plaintext, &lc, (int)threads);
     secret_wipe(&sec);
     if (!m) {
         progress_destroy(&prog);
@@ -816,6 +824,8 @@ static int cmd_verify(int argc, char **argv) {
     ds_model_close(m);
     printf("verified %zu segments, %.1f MB in %.2f s (%.2f GB/s)\n", nseg, mb(t.stored_bytes), el,
            el > 0 ? (double)t.stored_bytes / 1e9 / el : 0.0);
+    printf("header %s\n", fi.cipher == DS_CIPHER_NONE ? "checksum ok (plaintext file: not authenticated)"
+                                                      : "authenticated with the key");
     return 0;
 }
 
@@ -842,7 +852,9 @@ static ds_model *open_model(const char *cmd, const char *path, const model_opts 
     }
     secret sec;
     memset(&sec, 0, sizeof sec);
-    if (fi.cipher != DS_CIPHER_NONE && secret_load(cmd, &o->ko, &sec)) {
+    /* loaded for a plaintext file too: given a key, the library refuses
+     * plaintext unless --allow-plaintext (model_opts_params passes it) */
+    if ((o->ko.key_file || o->ko.pass_env) && secret_load(cmd, &o->ko, &sec)) {
         secret_wipe(&sec);
         return NULL;
     }
@@ -1065,6 +1077,9 @@ static const char run_help[] =
     "                            with make CUDA=1 and a GPU, else it runs on the CPU and says so)\n"
     "  --gpu N                   CUDA device number (default 0)\n"
     "  --gpu-cache-mb M          VRAM expert cache in MiB (default 0 = all experts on the device)\n"
+    "  --allow-plaintext         with a key, run a plaintext (unencrypted) file anyway; without\n"
+    "                            it a plaintext file is refused when a key is given (anyone who\n"
+    "                            can write the file could have made it)\n"
     "  -v, --verbose             also print the library's notices\n";
 
 static int cmd_run(int argc, char **argv) {
@@ -1144,7 +1159,7 @@ static const char chat_help[] =
     "  --stats                   a statistics line on stderr after each reply\n"
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
     "  --frequency-penalty, --presence-penalty, --seed, --threads, --ctx,\n"
-    "  --cache-mb, --evict, --prefetch, -v   as for ds run\n";
+    "  --cache-mb, --evict, --prefetch, --allow-plaintext, -v   as for ds run\n";
 
 /* The conversation: messages with owned contents. */
 typedef struct chat_log {

@@ -2,7 +2,7 @@
  * fuzz_container.c — libFuzzer target for the container readers.
  *
  * The first input byte picks what the rest is fed to:
- *   0: the public header parser;
+ *   0: the public header parser and its field checks;
  *   1: the metadata record parser (tensor and segment directories), as if it
  *      had been decrypted from a file of 64 MiB;
  *   2: a whole plaintext (cipher none) container opened through the public
@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     dsi_err e = {0};
     if (mode == 0) {
         dsi_header h;
-        (void)dsi_header_parse(data, size, &h, &e);
+        if (dsi_header_parse(data, size, &h, &e) == DS_OK) (void)dsi_header_check(&h, &e);
     } else if (mode == 1) {
         dsi_alloc al;
         dsi_alloc_init(&al, NULL, &e);

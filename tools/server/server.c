@@ -1534,6 +1534,9 @@ static const char usage_text[] =
     "  --model M             the .dsm container to serve (required)\n"
     "  --key-file F          its 32-byte key (raw or 64 hex digits)\n"
     "  --passphrase-env VAR  or a passphrase from this environment variable\n"
+    "  --allow-plaintext     serve a plaintext (unencrypted) model; without it the server\n"
+    "                        refuses one, key or not (anyone who can write the file could\n"
+    "                        have made it)\n"
     "  --host H              address to listen on (default 127.0.0.1)\n"
     "  --port P              TCP port (default 8080; 0 = any free port, printed at start)\n"
     "  --api-key-file K      require \"Authorization: Bearer <token in K>\" (all but /health)\n"
@@ -1668,6 +1671,11 @@ static int parse_args(int argc, char **argv, options *o) {
     if (rc) return rc;
     if (!o->host) o->host = "127.0.0.1";
     if (!o->model) return usage_error(NULL, "missing --model M.dsm");
+    /* plaintext is refused by default: with a key the library refuses it
+     * (allow_plaintext 0); without a key only a plaintext file could open */
+    if (!o->mo.ko.key_file && !o->mo.ko.pass_env && !o->mo.ko.allow_plaintext)
+        return usage_error(NULL, "no --key-file or --passphrase-env: only a plaintext model could be served, and "
+                                 "the server refuses plaintext models unless --allow-plaintext is given");
     return 0;
 }
 

@@ -20,7 +20,7 @@ make BUILD="$BUILD" -j2 all
 "$PYTHON" tools/train/train_tokenizer.py "$W" "$W/tok"
 "$PYTHON" tools/train/train_demo.py "$W" models
 [ -f models/demo.key ] || "$BUILD/ds" keygen models/demo.key
-"$BUILD/ds" convert models/demo-hf models/demo.dsm --quant q8 --key-file models/demo.key
+"$BUILD/ds" convert models/demo-hf models/demo.dsm --quant q8 --key-file models/demo.key --force
 "$BUILD/ds" verify models/demo.dsm --key-file models/demo.key
 "$PYTHON" tools/train/check_tokenizer.py "$W" --ds "$BUILD/ds"
 "$PYTHON" tools/train/make_demo_goldens.py
