@@ -724,5 +724,35 @@ if [ -r /dev/zero ]; then
     check fifo-5b "the message says it is a device" has "$T/err" "character device"
 fi
 
+# ---- chat clears the passphrase variable once read ----
+# (a long-running process: its /proc/PID/environ, the initial environment,
+# must not show the value while it runs)
+if [ -f "$PASSF" ] && [ -r /proc/self/environ ] && mkfifo "$T/chat.in" 2>/dev/null; then
+    "$DS" chat "$PASSF" --passphrase-env DS_TEST_PW -n 2 --temp 0 --stats <"$T/chat.in" >"$T/out" 2>"$T/err" &
+    cpid=$!
+    exec 3>"$T/chat.in"
+    echo hello >&3
+    # the first reply's stats line: the model is open, so the variable was read
+    _i=0
+    while [ $_i -lt 600 ] && ! grep -q "$STATS_RE" "$T/err" && kill -0 "$cpid" 2>/dev/null; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    if grep -q "$STATS_RE" "$T/err"; then
+        # (DS_TEST_PW_WRONG's value starts with DS_TEST_PW's)
+        check chat-env-1 "the passphrase is still in /proc/PID/environ of a running ds chat" \
+            sh -c '! tr "\0" "\n" <"/proc/$1/environ" | grep -v "^DS_TEST_PW_WRONG=" | grep -q -F "$2"' \
+            sh "$cpid" "$DS_TEST_PW"
+    else
+        bad chat-env-1 "ds chat on a passphrase-sealed model gave no reply"
+    fi
+    exec 3>&-
+    wait "$cpid"
+    rc=$?
+    check chat-env-2 "ds chat exited $rc at the end of its input, want 0" test "$rc" -eq 0
+else
+    skip chat-env-1 "no passphrase-sealed model, /proc or mkfifo"
+fi
+
 echo "RESULT test_cli: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -201,8 +201,21 @@ int key_opts_check(const char *cmd, const key_opts *k) {
     return 0;
 }
 
-/* Loads the key file or copies the passphrase out of the environment.
- * Returns 0 or EXIT_FAILURE (message printed). */
+extern char **environ;
+
+/* Overwrites the value of every `name=` entry of the environment with zeros
+ * in place, then removes the variable. The strings of the initial
+ * environment lie in the block that /proc/PID/environ shows (unsetenv alone
+ * only drops the pointer to them). */
+static void env_wipe(const char *name) {
+    size_t n = strlen(name);
+    for (char **e = environ; e && *e; e++)
+        if (!strncmp(*e, name, n) && (*e)[n] == '=') ds_memzero(*e + n + 1, strlen(*e + n + 1));
+    unsetenv(name);
+}
+
+/* Loads the key file or copies the passphrase out of the environment (and
+ * clears it there). Returns 0 or EXIT_FAILURE (message printed). */
 int secret_load(const char *cmd, const key_opts *k, secret *s) {
     memset(s, 0, sizeof *s);
     if (k->key_file) {
@@ -217,6 +230,7 @@ int secret_load(const char *cmd, const key_opts *k, secret *s) {
         s->pass = malloc(s->pass_len + 1);
         if (!s->pass) return fail(cmd, "out of memory");
         memcpy(s->pass, p, s->pass_len + 1);
+        if (!k->keep_env) env_wipe(k->pass_env);
     }
     return 0;
 }

@@ -93,6 +93,7 @@ typedef struct key_opts {
     int encrypt;              /* convert only: explicit --encrypt */
     int allow_plaintext;      /* --allow-plaintext (not convert): open a plaintext file even with a key
                                  (ds_model_params.allow_plaintext); ds-server: serve one at all */
+    int keep_env;             /* leave the passphrase variable set (ds bench: its children read it) */
 } key_opts;
 
 /* Secret material held by a tool; wiped by secret_wipe. */
@@ -109,8 +110,10 @@ typedef struct secret {
 int key_option(argscan *a, key_opts *k, int allow_no_encrypt);
 /* Checks the key options are not contradictory. Returns 0 or EXIT_USAGE. */
 int key_opts_check(const char *cmd, const key_opts *k);
-/* Loads the key file or copies the passphrase out of the environment.
- * Returns 0 or EXIT_FAILURE (message printed); wipe s either way. */
+/* Loads the key file or copies the passphrase out of the environment. The
+ * passphrase variable is then overwritten in place and unset (unless
+ * keep_env), so that /proc/PID/environ and child processes no longer show
+ * it. Returns 0 or EXIT_FAILURE (message printed); wipe s either way. */
 int secret_load(const char *cmd, const key_opts *k, secret *s);
 void secret_wipe(secret *s);
 /* Points mp's key or passphrase at s (which must outlive the open). */

@@ -370,7 +370,8 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     secret sec;
     memset(&sec, 0, sizeof sec);
     if (fi.cipher != DS_CIPHER_NONE) {
-        key_opts ko = {.key_file = o->key_file, .pass_env = o->pass_env};
+        /* the sweep's re-executed children read the passphrase variable too */
+        key_opts ko = {.key_file = o->key_file, .pass_env = o->pass_env, .keep_env = 1};
         if (!o->key_file && !o->pass_env) {
             fail("bench", "%s is encrypted: give --key-file F or --passphrase-env VAR", o->model);
             return NULL;

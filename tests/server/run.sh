@@ -82,12 +82,15 @@ tally() {
 }
 
 # start_server <name> <args...>: starts the server on a free port; sets
-# SPID and PORT. Its stderr (the audit log) goes to $T/<name>.log.
+# SPID and PORT. Its stderr (the audit log) goes to $T/<name>.log. Serves
+# $SMODEL when set (else $MODEL), with the passphrase in the variable named
+# by $SPASS_ENV when set (else --key-file $KEY).
 start_server() {
     _name=$1
     shift
     : >"$T/$_name.log"
-    $WRAP "$SERVER" --model "$MODEL" --key-file "$KEY" --port 0 "$@" >"$T/$_name.out" 2>"$T/$_name.log" &
+    if [ -n "${SPASS_ENV:-}" ]; then set -- --passphrase-env "$SPASS_ENV" "$@"; else set -- --key-file "$KEY" "$@"; fi
+    $WRAP "$SERVER" --model "${SMODEL:-$MODEL}" --port 0 "$@" >"$T/$_name.out" 2>"$T/$_name.log" &
     SPID=$!
     PORT=""
     _i=0
@@ -129,6 +132,16 @@ no_sanitizer_report() {
 
 fetch() { "$PY" -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=30).read())' "$1"; }
 
+# checkpoint: sets HF to a small V2-Lite-shaped Hugging Face checkpoint
+# ($TD/v2lite, else one generated here); 1 when there is none.
+checkpoint() {
+    HF=$TD/v2lite
+    [ -f "$HF/config.json" ] && return 0
+    HF=$T/hf
+    [ -f "$HF/config.json" ] && return 0
+    "$PY" "$ROOT/tests/gen/make_checkpoint.py" --family v2lite "$HF" >"$T/gen.log" 2>&1
+}
+
 # ==== Preconditions =========================================================
 
 if [ ! -x "$SERVER" ]; then
@@ -153,12 +166,7 @@ elif [ -f "$ROOT/models/demo.dsm" ] && [ -f "$ROOT/models/demo.key" ]; then
     MODEL=$ROOT/models/demo.dsm
     KEY=$ROOT/models/demo.key
 else
-    HF=$TD/v2lite
-    if [ ! -f "$HF/config.json" ]; then
-        HF=$T/hf
-        "$PY" "$ROOT/tests/gen/make_checkpoint.py" --family v2lite "$HF" >"$T/gen.log" 2>&1 ||
-            { bad srv-0 "no $TD/v2lite and generating one failed" "$T/gen.log"; finish; }
-    fi
+    checkpoint || { bad srv-0 "no $TD/v2lite and generating one failed" "$T/gen.log"; finish; }
     MODEL=$T/model.dsm
     KEY=$T/model.key
     if ! "$DS" keygen "$KEY" >"$T/gen.log" 2>&1 ||
@@ -200,9 +208,13 @@ check cli-12 "an unknown --host: exit 1, names it" sh -c '[ $0 -eq 1 ] && grep -
 # ==== 2. Server A: no auth ==================================================
 
 # --ctx 4096: room for held streams to outgrow the socket buffers whatever the
-# model's own context (the demo model's is 256 tokens)
+# model's own context (the demo model's is 256 tokens). Under SERVER_WRAP
+# (valgrind: every thread crawls) the request deadlines are made long enough
+# not to cut off this suite's ordinary requests; sections 4 and 5 test them.
+DEADLINES=""
+[ -n "$WRAP" ] && DEADLINES="--header-timeout 600 --body-timeout 600"
 if ! start_server a --max-concurrent $MAX_CONC --max-tokens $MAX_TOKENS --max-body $MAX_BODY --threads 1 --ctx 4096 \
-    $CACHE_ARGS; then
+    $CACHE_ARGS $DEADLINES; then
     bad srv-a "the server did not start" "$T/a.log"
     finish
 fi
@@ -284,7 +296,7 @@ check log-5 "aborted streams are logged as such" grep -q 'finish=client_abort' "
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/token"
 echo >>"$T/token"
 TOKEN=$(cat "$T/token")
-if ! start_server b --api-key-file "$T/token" --log-prompts --max-concurrent 1 --threads 1; then
+if ! start_server b --api-key-file "$T/token" --log-prompts --max-concurrent 1 --threads 1 $DEADLINES; then
     bad srv-b "the server with --api-key-file did not start" "$T/b.log"
     finish
 fi
@@ -302,5 +314,134 @@ no_sanitizer_report san-b "$T/b.log"
 check log-6 "--log-prompts writes the prompt" grep -q 'prompt=".*PROMPT-MARKER' "$T/b.log"
 check log-7 "the API token never reaches the log" sh -c '! grep -q -F "$1" "$2"' sh "$TOKEN" "$T/b.log"
 check log-8 "401s are logged" grep -q 'status=401' "$T/b.log"
+
+# ==== 4. Server C: slow clients ============================================
+# 200 connections that send part of a request head and then one byte every
+# 0.5 s (never idle), from 10 source addresses and then from one; /health
+# and an authenticated chat must answer within 2 s meanwhile, and the slow
+# ones must be closed at the 2 s header deadline. Then a body sent a byte at
+# a time, cut off at the 2 s body deadline. (Under SERVER_WRAP, valgrind
+# makes each of 200 connection threads slow to start: 30 s then.)
+
+WITHIN=2
+[ -n "$WRAP" ] && WITHIN=30
+
+if start_server c --api-key-file "$T/token" --max-concurrent 1 --threads 1 --header-timeout 2 --body-timeout 2; then
+    ok srv-c
+    "$PY" "$HERE/test_server.py" --port "$PORT" --suite slow --token-file "$T/token" --header-timeout 2 \
+        --body-timeout 2 --slow-conns 200 --within $WITHIN >"$T/py-slow.txt" 2>&1
+    tally "$T/py-slow.txt" $? test_server.py-slow
+    stop_server stop-4 "$T/c.log"
+    no_sanitizer_report san-c "$T/c.log"
+    # every connection from 127.0.0.12 (one address, 200 connections, at most
+    # 32 at once) was either refused with its address and the reason, or
+    # closed at the header deadline, also with its address
+    n_ref=$(grep -c 'refused remote=127\.0\.0\.12:[0-9]* reason="per-client limit: 32 connections' "$T/c.log")
+    n_cut=$(grep -c 'closed remote=127\.0\.0\.12:[0-9]* reason="request head not complete within 2 s' "$T/c.log")
+    check log-9 "refusals over the per-client cap logged with the address: $n_ref refused + $n_cut closed at the deadline, want some refused and 200 in all" \
+        test "$n_ref" -ge 1 -a $((n_ref + n_cut)) -eq 200
+    n_cut=$(grep -c -E 'closed remote=127\.0\.0\.([2-9]|1[01]):[0-9]* reason="request head not complete within 2 s' "$T/c.log")
+    check log-10 "the 200 slow heads from 10 addresses closed at the deadline, logged with the address: $n_cut" \
+        test "$n_cut" -eq 200
+    check log-11 "none of them refused" sh -c '! grep -q -E "refused remote=127\.0\.0\.([2-9]|1[01]):" "$1"' sh "$T/c.log"
+    check log-12 "the body cut off at its deadline: closed line and a 408 request line" sh -c \
+        'grep -q "closed remote=127\.0\.0\.13:[0-9]* reason=\"request body not complete within 2 s" "$1" &&
+         grep -q "request remote=127\.0\.0\.13:[0-9]* method=POST endpoint=/v1/completions status=408" "$1"' sh "$T/c.log"
+else
+    bad srv-c "the server with short deadlines did not start" "$T/c.log"
+fi
+
+# ==== 5. Server D: more slow heads than may wait ===========================
+# --max-conns 64: at most 48 connections may wait for a request head; 60 slow
+# ones (4 addresses, 15 each, under the cap of 16) make the oldest be closed,
+# so /health and chat still get in. The header deadline is long: only
+# eviction closes anything.
+
+if start_server d --api-key-file "$T/token" --max-concurrent 1 --threads 1 --max-conns 64 \
+    --max-conns-per-client 16 --header-timeout 60; then
+    ok srv-d
+    "$PY" "$HERE/test_server.py" --port "$PORT" --suite evict --token-file "$T/token" --max-conns 64 \
+        --slow-conns 60 --within $WITHIN >"$T/py-evict.txt" 2>&1
+    tally "$T/py-evict.txt" $? test_server.py-evict
+    stop_server stop-5 "$T/d.log"
+    no_sanitizer_report san-d "$T/d.log"
+    check log-13 "evictions are logged with the address" \
+        grep -q 'closed remote=127\.0\.0\.2[1-4]:[0-9]* reason="evicted: 48 connections waiting' "$T/d.log"
+else
+    bad srv-d "the server with --max-conns 64 did not start" "$T/d.log"
+fi
+"$SERVER" --model "$MODEL" --header-timeout 0 >"$T/o" 2>&1
+check cli-13 "--header-timeout 0: exit 2" sh -c '[ $0 -eq 2 ] && grep -q -- "--header-timeout" "$1"' $? "$T/o"
+"$SERVER" --model "$MODEL" --max-conns 8 >"$T/o" 2>&1
+check cli-14 "--max-conns 8: exit 2" test $? -eq 2
+
+# ==== 6. Server E: an internal error =======================================
+# Every routed expert of a copy of the model has one byte flipped, and the
+# experts are paged (--cache-mb 1): the open succeeds, the first generation
+# fails authenticating an expert. The client gets a 500 with a request id and
+# no internal detail; the log has the detail under that id.
+
+"$DS" inspect "$MODEL" --key-file "$KEY" --json >"$T/inspect.json" 2>"$T/o"
+"$PY" - "$T/inspect.json" "$MODEL" "$T/tampered.dsm" >"$T/tamper.txt" 2>&1 <<'PYEOF'
+import json, shutil, sys
+segs = [s for s in json.load(open(sys.argv[1]))["segments"] if s["kind"] == "expert"]
+if not segs:
+    sys.exit("the model has no routed experts")
+shutil.copyfile(sys.argv[2], sys.argv[3])
+with open(sys.argv[3], "r+b") as f:
+    for s in segs:
+        f.seek(s["file_offset"] + 10)
+        b = f.read(1)
+        f.seek(s["file_offset"] + 10)
+        f.write(bytes([b[0] ^ 1]))
+PYEOF
+if [ $? -ne 0 ]; then
+    skip err500 "no tampered model: $(tail -n 1 "$T/tamper.txt")"
+else
+    SMODEL=$T/tampered.dsm
+    if start_server e --api-key-file "$T/token" --cache-mb 1 --threads 1; then
+        ok srv-e
+        "$PY" "$HERE/test_server.py" --port "$PORT" --suite internal --token-file "$T/token" --log-file "$T/e.log" \
+            >"$T/py-internal.txt" 2>&1
+        tally "$T/py-internal.txt" $? test_server.py-internal
+        stop_server stop-6 "$T/e.log"
+        no_sanitizer_report san-e "$T/e.log"
+    else
+        bad srv-e "the server did not start on the tampered model (does its open read the experts?)" "$T/e.log"
+    fi
+    SMODEL=
+fi
+
+# ==== 7. Server F: the passphrase variable is cleared =======================
+# A passphrase-sealed model; once the server has read the variable, its value
+# must not be in /proc/PID/environ (the process's initial environment).
+
+if ! checkpoint; then
+    skip env "no $TD/v2lite and generating one failed"
+else
+    DS_SRV_PW="pw-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    export DS_SRV_PW
+    if ! "$DS" convert "$HF" "$T/pass.dsm" --quant q8 --passphrase-env DS_SRV_PW --argon-ops 1 --argon-mem-mb 8 \
+        >"$T/o" 2>&1; then
+        bad env-0 "sealing a model with a passphrase failed" "$T/o"
+    else
+        SMODEL=$T/pass.dsm
+        SPASS_ENV=DS_SRV_PW
+        if start_server f; then
+            ok env-1
+            if [ -n "$WRAP" ]; then
+                skip env-2 "under SERVER_WRAP /proc/PID/environ is the wrapper's"
+            else
+                check env-2 "the passphrase is still in /proc/$SPID/environ" \
+                    sh -c '! tr "\0" "\n" <"/proc/$1/environ" | grep -q -F "$2"' sh "$SPID" "$DS_SRV_PW"
+            fi
+            stop_server stop-7 "$T/f.log"
+        else
+            bad env-1 "the server did not start with --passphrase-env" "$T/f.log"
+        fi
+        SMODEL=
+        SPASS_ENV=
+    fi
+fi
 
 finish

@@ -3,6 +3,8 @@
 
     python3 tests/server/test_server.py --port P --suite main [--metrics-out F]
     python3 tests/server/test_server.py --port P --suite auth --token-file F
+    python3 tests/server/test_server.py --port P --suite slow|evict --token-file F [--header-timeout S ...]
+    python3 tests/server/test_server.py --port P --suite internal --token-file F --log-file LOG
 
 Prints "ok <id>", "FAIL <id>: why" or "SKIP <id>: why" per case (counted by
 tests/server/run.sh). After every error case it checks that GET /health
@@ -688,6 +690,211 @@ def t_auth():
     alive("auth")
 
 
+# ==== Slow clients (run.sh's server C and D) =================================
+
+SLOW_HEAD = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "
+
+
+def slow_open(addr):
+    """A connection from source address addr (all of 127/8 is local on Linux)
+    that sends part of a request head and no more. Returns (socket, time
+    before connect, closed-at or None): a connection refused at once may be
+    closed before the head is sent."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((addr, 0))
+    s.settimeout(10)
+    t = time.monotonic()
+    s.connect(("127.0.0.1", ARGS.port))
+    closed = None
+    try:
+        s.sendall(SLOW_HEAD)
+    except OSError:
+        closed = time.monotonic()
+    s.setblocking(False)
+    return s, t, closed
+
+
+def slow_wait(socks, opened, closed, until, trickle=0.5):
+    """Waits until the server has closed every socket (reads EOF or a reset),
+    at most until `until`, sending one more header byte on every open one
+    each `trickle` seconds (so the connections are never idle: only a total
+    deadline closes them). Fills closed[i] with the time each closed."""
+    import select
+    last = 0.0
+    while True:
+        now = time.monotonic()
+        live = [i for i in range(len(socks)) if closed[i] is None]
+        if not live or now >= until:
+            return
+        if now - last >= trickle:
+            last = now
+            for i in live:
+                try:
+                    socks[i].send(b"a")
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed[i] = time.monotonic()
+            live = [i for i in live if closed[i] is None]
+        r, _, _ = select.select([socks[i] for i in live], [], [], min(trickle, max(0.0, until - now)))
+        rs = set(r)
+        for i in live:
+            if socks[i] in rs:
+                try:
+                    d = socks[i].recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    d = b""
+                if not d:
+                    closed[i] = time.monotonic()
+
+
+def answers_fast(case, what):
+    """/health and an authenticated chat from 127.0.0.1 each answer within
+    ARGS.within seconds (2; more under valgrind)."""
+    for sub, (method, path, body) in ((".a", ("GET", "/health", None)),
+                                      (".b", ("POST", "/v1/chat/completions", chat_body(max_tokens=2)))):
+        t = time.monotonic()
+        try:
+            st, _, data = request(method, path, body=body, token=ARGS.token, timeout=ARGS.within)
+            el = time.monotonic() - t
+            check(case + sub, st == 200 and el < ARGS.within, f"{path} {what}: {st} after {el:.2f} s {data[:200]!r}")
+        except Exception as e:  # noqa: BLE001
+            check(case + sub, False, f"{path} {what}: no answer within {ARGS.within:g} s ({e!r})")
+
+
+def close_all(socks):
+    for s in socks:
+        s.close()
+
+
+def t_slow():
+    """ARGS.slow_conns slow connections: spread over several source addresses
+    (under the per-client cap), then all from one address. While they are
+    open, /health and an authenticated chat answer within 2 s (--within); the slow ones
+    are closed at the header deadline although they keep sending."""
+    ht = ARGS.header_timeout
+    n = ARGS.slow_conns
+    for case, addrs, what in (("slow-1", [f"127.0.0.{2 + i % 10}" for i in range(n)], "from 10 addresses"),
+                              ("slow-2", ["127.0.0.12"] * n, "from one address")):
+        socks, opened, closed = [], [], []
+        try:
+            for a in addrs:
+                s, t, c = slow_open(a)
+                socks.append(s)
+                opened.append(t)
+                closed.append(c)
+        except OSError as e:
+            close_all(socks)
+            check(case + ".0", False, f"opening slow connection {len(socks)} {what}: {e!r}")
+            continue
+        report("ok", case + ".0")
+        answers_fast(case + ".1", f"with {n} slow connections open {what}")
+        slow_wait(socks, opened, closed, max(opened) + ht + 10)
+        left = sum(c is None for c in closed)
+        early = [i for i in range(n) if closed[i] is not None and closed[i] - opened[i] < ht - 0.01]
+        check(case + ".2", left == 0, f"{left} of {n} slow connections {what} still open {ht + 10:.0f} s "
+              "after the last one opened")
+        if case == "slow-1":
+            # none was refused or evicted: each lasted its whole header timeout
+            check(case + ".3", not early, f"{len(early)} connections closed before the {ht:g} s header deadline")
+        # (from one address: run.sh counts the refusals in the log)
+        close_all(socks)
+
+    # a body sent one byte at a time: closed at the body deadline
+    bt = ARGS.body_timeout
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.13", 0))
+    s.settimeout(10)
+    s.connect(("127.0.0.1", ARGS.port))
+    auth = f"Authorization: Bearer {ARGS.token}\r\n" if ARGS.token else ""
+    t = time.monotonic()                 # before the head: the server's deadline counts from later
+    s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n"
+              "Content-Length: 10000\r\n\r\n{\"prompt\":\"".encode())
+    s.setblocking(False)
+    closed = [None]
+    slow_wait([s], [t], closed, t + bt + 10)
+    s.close()
+    check("slow-3", closed[0] is not None and closed[0] - t >= bt - 0.01,
+          "a body sent a byte every 0.5 s was " + (f"closed after {closed[0] - t:.2f} s, before the {bt:g} s deadline"
+                                                   if closed[0] is not None else f"still open after {bt + 10:g} s"))
+    alive("slow")
+
+
+def t_evict():
+    """More slow connections than may wait for a request head (3/4 of
+    --max-conns): the oldest are closed to make room, so /health and a chat
+    still answer within 2 s (--within). The server's header timeout is long here, so
+    only eviction closes anything."""
+    n = ARGS.slow_conns
+    socks, opened, closed = [], [], []
+    try:
+        for i in range(n):
+            s, t, c = slow_open(f"127.0.0.{21 + i % 4}")
+            socks.append(s)
+            opened.append(t)
+            closed.append(c)
+        answers_fast("evict-1", f"with {n} slow connections")
+        # every eviction happened before the new connection was accepted, and
+        # on loopback its FIN is queued before shutdown() returns: no waiting
+        import select
+        r, _, _ = select.select(socks, [], [], 0)
+        gone = sorted(socks.index(x) for x in r)
+        cap = ARGS.max_conns - ARGS.max_conns // 4
+        want = n - cap
+        check("evict-2", len(gone) >= want and gone == list(range(len(gone))),
+              f"closed {gone}: want the oldest {want} or more (at most {cap} may wait for a request head)")
+    finally:
+        close_all(socks)
+    alive("evict")
+
+
+def t_internal():
+    """A generation that fails inside the server (run.sh serves a model with
+    tampered experts): 500 with a generic message and a request id, the
+    details in the log under that id."""
+    import re
+
+    def log():
+        with open(ARGS.log_file, "rb") as f:
+            return f.read()
+    for case, stream in (("err500-1", False), ("err500-2", True)):
+        st, h, data = post("/v1/chat/completions", chat_body(max_tokens=4, stream=stream), token=ARGS.token)
+        text = data.decode("utf-8", "replace")
+        if stream and st == 200:
+            # failed mid-stream: the error is the last event before [DONE]
+            ev = [e for e in sse_events(data) if '"error"' in e]
+            ok_ = len(ev) == 1
+            body = ev[0].encode() if ev else b""
+        else:
+            # failed before the first token (prompt evaluation): a plain 500
+            ok_ = st == 500
+            body = data
+        j = jbody(body) or {}
+        msg = (j.get("error") or {}).get("message", "")
+        m = re.fullmatch(r"internal error; request id (req-[0-9a-f]+)", msg)
+        if not check(case + ".a", ok_ and m is not None and is_error_body(body, "server_error"),
+                     f"{st} {text[:300]!r}"):
+            continue
+        rid = m.group(1)
+        check(case + ".b", "segment" not in text.lower() and "layer" not in text.lower(),
+              f"the answer shows internal details: {text[:300]!r}")
+        if st == 500:
+            check(case + ".c", h.get("x-request-id") == rid, f"X-Request-Id {h.get('x-request-id')!r}, want {rid}")
+        # the detail is logged before the answer; the request line once MHD
+        # is done with the response, which may be just after the client has it
+        t_end = time.monotonic() + 10
+        while True:
+            lines = [ln for ln in log().decode("utf-8", "replace").splitlines() if rid in ln]
+            detail = any("internal error" in ln and "segment" in ln for ln in lines)
+            reqline = any("request remote=" in ln for ln in lines)
+            if (detail and reqline) or time.monotonic() > t_end:
+                break
+            time.sleep(0.05)
+        check(case + ".d", detail and reqline, f"the log under {rid}: {lines!r:.400}")
+
+
 def hold():
     """Holds --max-concurrent streams open until killed (run.sh uses it to
     test shutdown while generations are running)."""
@@ -700,7 +907,7 @@ def main():
     global ARGS
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--suite", choices=["main", "auth", "hold"], default="main")
+    ap.add_argument("--suite", choices=["main", "auth", "hold", "slow", "evict", "internal"], default="main")
     ap.add_argument("--token-file")
     ap.add_argument("--max-concurrent", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=2048)
@@ -708,6 +915,12 @@ def main():
     ap.add_argument("--hold-tokens", type=int, default=2048)
     ap.add_argument("--metrics-out")
     ap.add_argument("--only", help="comma-separated test groups")
+    ap.add_argument("--header-timeout", type=float, default=10)
+    ap.add_argument("--body-timeout", type=float, default=30)
+    ap.add_argument("--max-conns", type=int, default=512)
+    ap.add_argument("--slow-conns", type=int, default=200)
+    ap.add_argument("--within", type=float, default=2, help="seconds /health and chat may take beside slow clients")
+    ap.add_argument("--log-file", help="the server's log (suite internal)")
     ARGS = ap.parse_args()
     ARGS.token = open(ARGS.token_file).read().strip() if ARGS.token_file else None
     if ARGS.suite == "hold":
@@ -719,6 +932,8 @@ def main():
               "marker": t_prompt_marker, "metrics": t_metrics}
     if ARGS.suite == "auth":
         groups = {"auth": t_auth}
+    if ARGS.suite in ("slow", "evict", "internal"):
+        groups = {ARGS.suite: {"slow": t_slow, "evict": t_evict, "internal": t_internal}[ARGS.suite]}
     if ARGS.only:
         groups = {k: v for k, v in groups.items() if k in ARGS.only.split(",")}
     for name, fn in groups.items():

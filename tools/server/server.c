@@ -20,6 +20,7 @@
  *               [--evict lru|lfu] [--prefetch auto|always|off]
  *               [--device cpu|cuda [--gpu-cache-mb N] [--gpu N]]
  *               [--model-name NAME] [--passphrase-env VAR] [--log-prompts] [--verbose]
+ *               [--header-timeout S] [--body-timeout S] [--max-conns N] [--max-conns-per-client N]
  *
  * Endpoints (all bodies JSON; errors are {"error":{"message","type","param","code"}}):
  *
@@ -56,10 +57,26 @@
  *     one for its generation and gives it back at the end, also when a
  *     streaming client goes away mid-stream.
  *   - Audit log on stderr: a line when the model is loaded and one per request
- *     (time, remote address, method, endpoint, status, token counts, latency).
+ *     (time, remote address, method, endpoint, status, token counts, latency,
+ *     request id after an internal error).
  *     Prompt text only with --log-prompts; keys and API tokens never.
  *   - A client that stops reading a stream holds its context until it reads
  *     again, leaves, or 120 s pass without progress (the connection timeout).
+ *   - Slow clients (the connection guard): a request head must be complete
+ *     within --header-timeout s (10) of the connection's opening or of its
+ *     previous request's end, a body within --body-timeout s (30) of its
+ *     head, else the connection is closed, however steadily bytes trickle
+ *     in. One client (IPv4 address, IPv6 /64) holds at most
+ *     --max-conns-per-client connections (32), the server --max-conns (512);
+ *     at most 3/4 of those may be waiting for a request head (past that the
+ *     one waiting longest is closed), so /health and authenticated requests
+ *     get in while slow unauthenticated connections are open. Refusals and
+ *     closes are logged with the client's address.
+ *   - A failure inside the server (library error, out of memory) answers 500
+ *     "internal error; request id req-..." (also in X-Request-Id); the detail
+ *     is logged under that id. 4xx answers keep their specific messages.
+ *   - --passphrase-env: the variable is cleared from the environment once
+ *     read (also from /proc/PID/environ).
  *   - The model's chat template must be one deepseek.h knows (DeepSeek V2,
  *     V2.5, V3, R1); roles system/developer, user, assistant; text only.
  *   - SIGINT/SIGTERM: stop accepting, end running generations, free the
@@ -90,6 +107,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
@@ -135,6 +153,22 @@ static int token_equal(const char *given, size_t given_len, const char *secret, 
     return d == 0;
 }
 
+/* "address:port" ("[v6]:port") of a socket address, or "-". */
+static void format_addr(const struct sockaddr *sa, char *buf, size_t len) {
+    char host[INET6_ADDRSTRLEN] = "";
+    snprintf(buf, len, "-");
+    if (!sa) return;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+    }
+}
+
 /* ==== Audit log =========================================================== */
 /* One line per event on stderr, written with a single fwrite so lines from
  * different connection threads never interleave. */
@@ -165,6 +199,260 @@ static void audit(const char *fmt, ...) {
     fflush(stderr);
 }
 
+/* ==== Connection guard ==================================================== */
+/*
+ * Keeps slow or greedy clients from taking every connection (slowloris).
+ * MHD's own timeout counts idle time only, so a client sending a header byte
+ * every few seconds would hold its connection, and its thread, for ever.
+ * Every connection is tracked from accept to close (MHD_OPTION_NOTIFY_CONNECTION)
+ * in one of these phases:
+ *   waiting  for a complete request head, from accept or from the end of the
+ *            previous request on a kept-alive connection: --header-timeout in all
+ *   body     reading the request body: --body-timeout in all
+ *   answer   generating and sending the response: MHD's idle timeout only
+ * A watchdog thread shuts down the socket of a connection past its phase's
+ * deadline; the connection's thread then reads the end of the stream and MHD
+ * closes it. At accept (the accept policy callback, which sees the address):
+ * one client (an IPv4 address, or an IPv6 /64) gets at most
+ * --max-conns-per-client connections and the server at most --max-conns; and
+ * at most 3/4 of --max-conns may be waiting for their request head: when that
+ * many are, the one that has waited longest is closed to make room. So a
+ * flood of slow connections cannot take the last quarter, which stays for
+ * connections past their head (/health, authenticated requests), and a new
+ * connection is accepted while any waiting one can be dropped. Every refusal
+ * and every close by the guard is logged with the client's address.
+ */
+
+enum { PH_WAITING, PH_BODY, PH_ANSWER, PH_CLOSING };
+
+typedef struct guard_conn {
+    struct guard_conn *prev, *next;
+    int fd;
+    unsigned char client[17];             /* family + address (IPv6: its /64): what the per-client cap counts */
+    char remote[64];                      /* "address:port" for the log */
+    int phase;
+    double since;                         /* when the phase began (monotonic seconds) */
+    int timed_out;                        /* closed by the guard mid-request: logged as 408 */
+} guard_conn;
+
+typedef struct guard {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;                    /* a connection came or changed phase, or stop */
+    guard_conn *head;
+    unsigned n_conns;
+    unsigned max_conns, max_per_client, max_waiting;
+    double header_timeout, body_timeout;
+    int stop;
+    pthread_t thread;
+} guard;
+
+static guard G;
+
+/* The per-client key of an address: IPv4 (also as IPv4-mapped IPv6) by
+ * address, IPv6 by /64, since one host commonly holds a whole /64. */
+static void client_key(const struct sockaddr *sa, unsigned char key[17]) {
+    memset(key, 0, 17);
+    if (!sa) return;
+    if (sa->sa_family == AF_INET) {
+        key[0] = 4;
+        memcpy(key + 1, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            key[0] = 4;
+            memcpy(key + 1, a->s6_addr + 12, 4);
+        } else {
+            key[0] = 6;
+            memcpy(key + 1, a->s6_addr, 8);
+        }
+    }
+}
+
+/* Shuts the connection's socket (its thread sees the end of the stream and
+ * MHD closes it) and logs why. G.mu held. The fd is still the connection's:
+ * MHD closes it only after MHD_CONNECTION_NOTIFY_CLOSED, which takes G.mu. */
+static void guard_close(guard_conn *c, const char *why) {
+    if (c->phase == PH_BODY) c->timed_out = 1;
+    c->phase = PH_CLOSING;
+    shutdown(c->fd, SHUT_RDWR);
+    audit("closed remote=%s reason=\"%s\"", c->remote, why);
+}
+
+/* MHD's accept policy callback: the per-client and total caps, and room
+ * among the connections waiting for their request head. */
+static enum MHD_Result guard_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+    (void)cls;
+    (void)addrlen;
+    unsigned char key[17];
+    char remote[64];
+    client_key(addr, key);
+    format_addr(addr, remote, sizeof remote);
+    pthread_mutex_lock(&G.mu);
+    unsigned same = 0, waiting = 0;
+    guard_conn *oldest = NULL;
+    for (guard_conn *c = G.head; c; c = c->next) {
+        if (!memcmp(c->client, key, sizeof key)) same++;
+        if (c->phase == PH_WAITING) {
+            waiting++;
+            if (!oldest || c->since <= oldest->since) oldest = c;   /* the list runs newest first */
+        }
+    }
+    enum MHD_Result ok = MHD_YES;
+    if (G.n_conns >= G.max_conns) {
+        audit("refused remote=%s reason=\"connection limit: %u connections open (--max-conns)\"", remote, G.n_conns);
+        ok = MHD_NO;
+    } else if (same >= G.max_per_client) {
+        audit("refused remote=%s reason=\"per-client limit: %u connections from this client "
+              "(--max-conns-per-client)\"", remote, same);
+        ok = MHD_NO;
+    } else if (waiting >= G.max_waiting && oldest) {
+        char why[160];
+        snprintf(why, sizeof why, "evicted: %u connections waiting for a request head, the most allowed; "
+                 "this one waited longest", waiting);
+        guard_close(oldest, why);
+    }
+    pthread_mutex_unlock(&G.mu);
+    return ok;
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection was accepted or is closing. Both
+ * come from MHD's listening thread (or from MHD_stop_daemon), STARTED before
+ * the connection's own thread exists. */
+static void guard_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                         enum MHD_ConnectionNotificationCode code) {
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        guard_conn *c = calloc(1, sizeof *c);
+        const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ad = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (!c || !fd) {
+            /* untracked: only MHD's idle timeout applies; say so */
+            free(c);
+            audit("warning: a connection is not tracked by the connection guard (out of memory)");
+            return;
+        }
+        c->fd = fd->connect_fd;
+        client_key(ad ? ad->client_addr : NULL, c->client);
+        format_addr(ad ? ad->client_addr : NULL, c->remote, sizeof c->remote);
+        c->phase = PH_WAITING;
+        c->since = now_mono();
+        pthread_mutex_lock(&G.mu);
+        c->next = G.head;
+        if (G.head) G.head->prev = c;
+        G.head = c;
+        G.n_conns++;
+        pthread_cond_signal(&G.cv);
+        pthread_mutex_unlock(&G.mu);
+        *socket_context = c;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        guard_conn *c = *socket_context;
+        if (!c) return;
+        pthread_mutex_lock(&G.mu);
+        if (c->prev) c->prev->next = c->next;
+        else G.head = c->next;
+        if (c->next) c->next->prev = c->prev;
+        G.n_conns--;
+        pthread_mutex_unlock(&G.mu);
+        free(c);
+        *socket_context = NULL;
+    }
+}
+
+static guard_conn *guard_of(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The connection enters a phase (its deadline counts from now). */
+static void guard_phase(struct MHD_Connection *conn, int phase) {
+    guard_conn *c = guard_of(conn);
+    if (!c) return;
+    pthread_mutex_lock(&G.mu);
+    if (c->phase != PH_CLOSING) {
+        c->phase = phase;
+        c->since = now_mono();
+        pthread_cond_signal(&G.cv);
+    }
+    pthread_mutex_unlock(&G.mu);
+}
+
+/* Was the connection's request cut off by the body deadline? */
+static int guard_timed_out(struct MHD_Connection *conn) {
+    guard_conn *c = guard_of(conn);
+    if (!c) return 0;
+    pthread_mutex_lock(&G.mu);
+    int t = c->timed_out;
+    pthread_mutex_unlock(&G.mu);
+    return t;
+}
+
+/* The watchdog: closes connections past their deadline, sleeping until the
+ * next one (or until a connection comes or changes phase). */
+static void *guard_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&G.mu);
+    while (!G.stop) {
+        double now = now_mono(), next = -1;
+        for (guard_conn *c = G.head; c; c = c->next) {
+            if (c->phase != PH_WAITING && c->phase != PH_BODY) continue;
+            double limit = c->phase == PH_WAITING ? G.header_timeout : G.body_timeout;
+            if (now >= c->since + limit) {
+                char why[128];
+                snprintf(why, sizeof why, "%s not complete within %.0f s (--%s-timeout)",
+                         c->phase == PH_WAITING ? "request head" : "request body", limit,
+                         c->phase == PH_WAITING ? "header" : "body");
+                guard_close(c, why);
+            } else if (next < 0 || c->since + limit < next) {
+                next = c->since + limit;
+            }
+        }
+        if (next < 0) {
+            pthread_cond_wait(&G.cv, &G.mu);
+        } else {
+            struct timespec ts;
+            ts.tv_sec = (time_t)next;
+            ts.tv_nsec = (long)((next - (double)ts.tv_sec) * 1e9);
+            if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+            pthread_cond_timedwait(&G.cv, &G.mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&G.mu);
+    return NULL;
+}
+
+/* Sets up the guard and starts its watchdog. Returns 0 or -1 (message printed). */
+static int guard_start(unsigned max_conns, unsigned max_per_client, unsigned header_timeout, unsigned body_timeout) {
+    pthread_condattr_t ca;
+    memset(&G, 0, sizeof G);
+    G.max_conns = max_conns;
+    G.max_per_client = max_per_client;
+    G.max_waiting = max_conns - max_conns / 4;
+    G.header_timeout = header_timeout;
+    G.body_timeout = body_timeout;
+    pthread_mutex_init(&G.mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);   /* the deadlines are on now_mono's clock */
+    pthread_cond_init(&G.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int e = pthread_create(&G.thread, NULL, guard_main, NULL);
+    if (e) {
+        fprintf(stderr, "ds-server: cannot start the connection watchdog thread: %s\n", strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+/* Stops the watchdog (after MHD_stop_daemon: no connection is left). */
+static void guard_stop(void) {
+    pthread_mutex_lock(&G.mu);
+    G.stop = 1;
+    pthread_cond_signal(&G.cv);
+    pthread_mutex_unlock(&G.mu);
+    pthread_join(G.thread, NULL);
+    pthread_cond_destroy(&G.cv);
+    pthread_mutex_destroy(&G.mu);
+}
+
 /* ==== Endpoints and metrics =============================================== */
 
 enum {
@@ -183,7 +471,7 @@ static const char *const ep_name[N_EP] = {"/v1/chat/completions", "/v1/completio
                                           "/v1/models/{id}", "/health", "/metrics", "other"};
 
 /* Status codes the server answers with; anything else counts as "other". */
-static const int codes[] = {200, 400, 401, 404, 405, 413, 429, 500, 503};
+static const int codes[] = {200, 400, 401, 404, 405, 408, 413, 429, 500, 503};
 #define N_CODE ((int)(sizeof codes / sizeof codes[0]) + 1)
 
 static int code_index(int status) {
@@ -296,6 +584,7 @@ typedef struct req {
     char method[16];
     char path[160];                       /* for the log of unknown paths */
     char remote[64];
+    char rid[40];                         /* request id, given when something fails inside ("" until then) */
     double t0;
     sbuf body;
     int too_large;
@@ -349,6 +638,7 @@ static void req_account(req *r) {
             sb_printf(&line, " tok_per_s=%.1f", r->completion_tokens / r->generate_seconds);
     }
     sb_printf(&line, " latency_ms=%.1f", lat * 1e3);
+    if (r->rid[0]) sb_printf(&line, " request_id=%s", r->rid);
     if (r->prompt_log) {
         sb_puts(&line, " prompt=");
         sb_json_str(&line, r->prompt_log, strlen(r->prompt_log));
@@ -381,13 +671,30 @@ static int ep_is_post(int ep) { return ep == EP_CHAT || ep == EP_COMPLETIONS || 
 
 /* ==== Responses =========================================================== */
 
+/* Something failed inside the server (a library error, out of memory): the
+ * detail, which may name files, segments or internal state, goes to the log
+ * under a fresh request id; msg gets what the client is told instead. */
+static void internal_error(req *r, const char *detail, char *msg, size_t len) {
+    if (!r->rid[0]) make_id(r->rid, sizeof r->rid, "req-");
+    sbuf line = {0};
+    sb_printf(&line, "internal error request_id=%s remote=%s endpoint=%s detail=", r->rid, r->remote, ep_name[r->ep]);
+    sb_json_str(&line, detail, strlen(detail));
+    audit("%s", line.oom ? "internal error (and out of memory for its log line)" : line.data);
+    sb_free(&line);
+    snprintf(msg, len, "internal error; request id %s", r->rid);
+}
+
 /* Queues body (taken) as the response with this status. */
 static enum MHD_Result reply_json(struct MHD_Connection *conn, req *r, int status, sbuf *body) {
     size_t len = 0;
     char *data = sb_take(body, &len);
     if (!data) {
-        static const char oom[] =
-            "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+        char msg[96], oom[256];
+        internal_error(r, "out of memory for a response", msg, sizeof msg);
+        snprintf(oom, sizeof oom,
+                 "{\"error\":{\"message\":\"%s\",\"type\":\"server_error\",\"param\":null,"
+                 "\"code\":\"internal_error\"}}",
+                 msg);
         status = 500;
         data = strdup(oom);
         if (!data) return MHD_NO;
@@ -400,6 +707,7 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, req *r, int statu
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (r->rid[0]) MHD_add_response_header(resp, "X-Request-Id", r->rid);
     if (status == 405) {
         const char *allow = ep_is_post(r->ep) ? "POST" : "GET, HEAD";
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
@@ -451,6 +759,26 @@ static enum MHD_Result reply_error(struct MHD_Connection *conn, req *r, int stat
     sbuf b = {0};
     error_body(&b, status, code, param, msg);
     return reply_json(conn, r, status, &b);
+}
+
+/* Answers 500 for an internal failure: a generic message with the request id
+ * (also in X-Request-Id); the detail only in the log. */
+static enum MHD_Result reply_internal(struct MHD_Connection *conn, req *r, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static enum MHD_Result reply_internal(struct MHD_Connection *conn, req *r, const char *fmt, ...) {
+    char detail[1024], msg[96];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    internal_error(r, detail, msg, sizeof msg);
+    sbuf b = {0};
+    error_body(&b, 500, "internal_error", NULL, msg);
+    return reply_json(conn, r, 500, &b);
 }
 
 /* ==== Request parameters ================================================== */
@@ -1061,8 +1389,13 @@ static void stream_produce(stream *st) {
     if (!st->g.done) return;
     if (st->g.err) {
         sb_puts(&st->out, "data: ");
-        error_body(&st->out, st->g.err == DS_ERR_CANCELLED ? 503 : 500,
-                   st->g.err == DS_ERR_CANCELLED ? "shutting_down" : NULL, NULL, st->g.errmsg);
+        if (st->g.err == DS_ERR_CANCELLED) {
+            error_body(&st->out, 503, "shutting_down", NULL, st->g.errmsg);
+        } else {
+            char msg[96];
+            internal_error(st->r, st->g.errmsg, msg, sizeof msg);
+            error_body(&st->out, 500, "internal_error", NULL, msg);
+        }
         sb_puts(&st->out, "\n\n");
     } else {
         sse_chunk(&st->out, st->kind, st->id, st->created, NULL, 0, 0, st->g.finish);
@@ -1122,7 +1455,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
     sj_value *root = NULL;
     sj_doc *doc = sj_parse(r->body.data ? r->body.data : "", r->body.len, &root, err, sizeof err, &oom);
     if (!doc) {
-        if (oom) return reply_error(conn, r, 500, NULL, NULL, "out of memory parsing the request");
+        if (oom) return reply_internal(conn, r, "out of memory parsing the request");
         return reply_error(conn, r, 400, "invalid_json", NULL, "malformed JSON in the request body: %s", err);
     }
     enum MHD_Result ret;
@@ -1137,7 +1470,8 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
     }
     if (!parse_gen_params(root, kind, &gp, &pe) ||
         !(kind == KIND_CHAT ? render_chat(root, &prompt, &pe, &server_err) : get_prompt(root, &prompt, &pe))) {
-        ret = reply_error(conn, r, server_err || !pe.code ? 500 : 400, pe.code, pe.param, "%s", pe.msg);
+        if (server_err || !pe.code) ret = reply_internal(conn, r, "%s", pe.msg);
+        else ret = reply_error(conn, r, 400, pe.code, pe.param, "%s", pe.msg);
         goto out;
     }
     r->stream = gp.stream;
@@ -1167,7 +1501,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
         else if (st == DS_ERR_INVALID_ARG)
             ret = reply_error(conn, r, 400, "invalid_value", NULL, "%s", g0.errmsg);
         else
-            ret = reply_error(conn, r, 500, NULL, NULL, "%s", g0.errmsg);
+            ret = reply_internal(conn, r, "%s", g0.errmsg);
         goto out;
     }
 
@@ -1184,9 +1518,11 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
         gen_end(&g0);
         sbuf b = {0};
         if (g0.err) {
-            int code = g0.err == DS_ERR_CANCELLED ? 503 : 500;
             gen_drop(&g0);
-            ret = reply_error(conn, r, code, code == 503 ? "shutting_down" : NULL, NULL, "%s", g0.errmsg);
+            if (g0.err == DS_ERR_CANCELLED)
+                ret = reply_error(conn, r, 503, "shutting_down", NULL, "%s", g0.errmsg);
+            else
+                ret = reply_internal(conn, r, "%s", g0.errmsg);
             goto out;
         }
         body_complete(&b, kind, id, created, &g0);
@@ -1200,7 +1536,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
     if (!sm) {
         gen_end(&g0);
         gen_drop(&g0);
-        ret = reply_error(conn, r, 500, NULL, NULL, "out of memory");
+        ret = reply_internal(conn, r, "out of memory for a stream");
         goto out;
     }
     sm->g = g0;
@@ -1216,7 +1552,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_read, sm, stream_free);
     if (!resp) {
         stream_free(sm);
-        ret = reply_error(conn, r, 500, NULL, NULL, "out of memory");
+        ret = reply_internal(conn, r, "out of memory for a stream");
         goto out;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
@@ -1380,7 +1716,7 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn, req *r) {
 
     size_t len = 0;
     char *data = sb_take(&b, &len);
-    if (!data) return reply_error(conn, r, 500, NULL, NULL, "out of memory");
+    if (!data) return reply_internal(conn, r, "out of memory for the metrics");
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(data);
@@ -1411,19 +1747,7 @@ static int authorized(struct MHD_Connection *conn) {
 
 static void remote_address(struct MHD_Connection *conn, char *buf, size_t len) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    snprintf(buf, len, "-");
-    if (!ci || !ci->client_addr) return;
-    const struct sockaddr *sa = ci->client_addr;
-    char host[INET6_ADDRSTRLEN] = "";
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
-    }
+    format_addr(ci ? ci->client_addr : NULL, buf, len);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -1489,23 +1813,55 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->too_large)
         return reply_error(conn, r, 413, "request_too_large", NULL, "the request body is over %zu bytes",
                            S.max_body);
-    if (r->body.oom) return reply_error(conn, r, 500, NULL, NULL, "out of memory for the request body");
+    if (r->body.oom) return reply_internal(conn, r, "out of memory for the request body");
     return handle_generation(conn, r);
+}
+
+/* The access handler as MHD sees it: on_request, with the connection guard
+ * told where the request is. The head is complete at the first call (the
+ * body deadline starts, or none when the answer is queued at once); the body
+ * at the last (upload_data_size 0), before the answer is generated. */
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls) {
+    int first = *con_cls == NULL;
+    if (first) guard_phase(conn, PH_BODY);
+    else if (*upload_data_size == 0) guard_phase(conn, PH_ANSWER);
+    enum MHD_Result ret = on_request(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
+    const req *r = *con_cls;
+    if (first && r && r->responded) guard_phase(conn, PH_ANSWER);
+    return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)cls;
-    (void)conn;
+    guard_phase(conn, PH_WAITING);     /* a kept-alive connection waits for its next request head */
     req *r = *con_cls;
     *con_cls = NULL;
     if (!r) return;
     if (!r->responded) {
-        r->status = 499;   /* the client left before an answer: counted as "other" */
+        /* the client left before an answer ("other" in the metrics), or the
+         * body deadline cut it off */
+        r->status = guard_timed_out(conn) ? 408 : 499;
     } else if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->stream && !r->finish) {
         r->aborted = 1;
     }
     req_release(r);
+}
+
+/* The client of the connection the calling thread serves (MHD runs one
+ * thread per connection), set once its request line is read: MHD's own
+ * messages (a malformed request, a header too large) carry no address. */
+static _Thread_local char tls_remote[64];
+
+/* MHD_OPTION_URI_LOG_CALLBACK: called in the connection's thread when a
+ * request line has been read. Returns the request's initial con_cls (none). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    (void)cls;
+    (void)uri;
+    remote_address(conn, tls_remote, sizeof tls_remote);
+    return NULL;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -1514,7 +1870,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
-    audit("httpd: %s", msg);
+    if (tls_remote[0]) audit("httpd: %s remote=%s", msg, tls_remote);
+    else audit("httpd: %s", msg);
 }
 
 static void on_ds_log(void *user, ds_log_level level, const char *msg) {
@@ -1543,6 +1900,13 @@ static const char usage_text[] =
     "  --max-concurrent N    generations at once, one context each (default 2); more get 429\n"
     "  --max-tokens N        largest max_tokens a request may ask for (default 1024)\n"
     "  --max-body BYTES      largest request body (default 1048576); larger get 413\n"
+    "  --header-timeout S    a request head must be complete S seconds after the connection opened\n"
+    "                        or its previous request ended, else it is closed (default 10)\n"
+    "  --body-timeout S      a request body must be complete S seconds after its head (default 30)\n"
+    "  --max-conns N         connections at once (default 512, or 4 x --max-concurrent + 128 if more);\n"
+    "                        at most 3/4 of them waiting for a request head (more: the one waiting\n"
+    "                        longest is closed), the rest kept for requests past their head\n"
+    "  --max-conns-per-client N  connections at once from one IPv4 address or IPv6 /64 (default 32)\n"
     "  --ctx N               tokens per context (default min(4096, the model's maximum))\n"
     "  --cache-mb N          routed-expert cache budget in MiB (default 0 = all resident)\n"
     "  --evict lru|lfu       which cached expert to drop first (default lfu)\n"
@@ -1561,6 +1925,7 @@ static const char usage_text[] =
 typedef struct options {
     const char *model, *host, *api_key_file, *model_name;
     uint64_t port, max_concurrent, max_tokens, max_body;
+    uint64_t header_timeout, body_timeout, max_conns, max_per_client;
     model_opts mo;                /* key, threads, context, expert cache, device (tools/cli.h) */
     int log_prompts;
 } options;
@@ -1612,6 +1977,10 @@ static int parse_args(int argc, char **argv, options *o) {
     o->max_concurrent = 2;
     o->max_tokens = 1024;
     o->max_body = 1 << 20;
+    o->header_timeout = 10;
+    o->body_timeout = 30;
+    o->max_conns = 512;
+    o->max_per_client = 32;
     static const char *const str_name[] = {"--model", "--host", "--api-key-file", "--model-name"};
     const char **str_slot[] = {&o->model, &o->host, &o->api_key_file, &o->model_name};
     static const struct {
@@ -1619,10 +1988,12 @@ static int parse_args(int argc, char **argv, options *o) {
         uint64_t lo, hi;
     } num[] = {
         {"--port", 0, 65535}, {"--max-concurrent", 1, 256}, {"--max-tokens", 1, 1 << 24},
-        {"--max-body", 64, (uint64_t)1 << 32},
+        {"--max-body", 64, (uint64_t)1 << 32}, {"--header-timeout", 1, 3600}, {"--body-timeout", 1, 86400},
+        {"--max-conns", 16, 16384}, {"--max-conns-per-client", 1, 16384},
     };
-    uint64_t *num_slot[] = {&o->port, &o->max_concurrent, &o->max_tokens, &o->max_body};
-    const char *num_s[sizeof num / sizeof num[0]] = {NULL};
+    uint64_t *num_slot[] = {&o->port, &o->max_concurrent, &o->max_tokens, &o->max_body,
+                            &o->header_timeout, &o->body_timeout, &o->max_conns, &o->max_per_client};
+    const char *num_s[sizeof num / sizeof num[0]] = {NULL};   /* as given; [6] is --max-conns */
     argscan a = {.cmd = NULL, .argc = argc, .argv = argv, .i = 1};
     for (; a.i < argc && !a.bad; a.i++) {
         const char *v;
@@ -1667,6 +2038,8 @@ static int parse_args(int argc, char **argv, options *o) {
                                (unsigned long long)num[k].lo, (unsigned long long)num[k].hi, num_s[k]);
         *num_slot[k] = v;
     }
+    /* by default, room for a stream per slot and as many connections again */
+    if (!num_s[6] && o->max_conns < 4 * o->max_concurrent + 128) o->max_conns = 4 * o->max_concurrent + 128;
     int rc = model_opts_check(NULL, &o->mo);
     if (rc) return rc;
     if (!o->host) o->host = "127.0.0.1";
@@ -1688,6 +2061,7 @@ int main(int argc, char **argv) {
     block_stop_signals(&stop_sigs);
 
     options o;
+    int guard_on = 0;
     int rc = parse_args(argc, argv, &o);
     if (rc < 0) return 0;
     if (rc) return rc;
@@ -1789,13 +2163,39 @@ int main(int argc, char **argv) {
           S.token ? "bearer" : "none");
 
     /* ---- listen ---- */
+    /* a descriptor per connection, and some to spare for the model, the log
+     * and MHD's own */
+    struct rlimit rl;
+    rlim_t need = (rlim_t)o.max_conns + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+            fprintf(stderr, "ds-server: --max-conns %u needs %llu open files; the limit (ulimit -n) is %llu\n",
+                    (unsigned)o.max_conns, (unsigned long long)need, (unsigned long long)rl.rlim_max);
+            rc = 1;
+            goto out;
+        }
+        rl.rlim_cur = need;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (guard_start((unsigned)o.max_conns, (unsigned)o.max_per_client, (unsigned)o.header_timeout,
+                    (unsigned)o.body_timeout)) {
+        rc = 1;
+        goto out;
+    }
+    guard_on = 1;
+    /* Thread per connection: a generation runs in its connection's thread
+     * (the body of a response is produced as MHD pulls it). MHD's own
+     * connection limit is one above the guard's, so that the guard, which
+     * logs the address, is the one that refuses. MHD's timeout is the idle
+     * one (a client that stops reading a stream); the guard's are totals. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
                      MHD_USE_POLL;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)o.port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(64 + 4 * S.n_slots), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        flags, (uint16_t)o.port, guard_accept, NULL, on_access, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, guard_notify, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)o.max_conns + 1, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
         MHD_OPTION_END);
     freeaddrinfo(ai);
     ai = NULL;
@@ -1809,6 +2209,9 @@ int main(int argc, char **argv) {
     unsigned port = di ? di->port : (unsigned)o.port;
     int v6 = strchr(o.host, ':') != NULL;
     audit("listening on http://%s%s%s:%u", v6 ? "[" : "", o.host, v6 ? "]" : "", port);
+    audit("connections max=%u per_client=%u waiting_for_head=%u header_timeout_s=%u body_timeout_s=%u "
+          "idle_timeout_s=120", G.max_conns, G.max_per_client, G.max_waiting, (unsigned)o.header_timeout,
+          (unsigned)o.body_timeout);
 
     /* ---- serve until SIGINT/SIGTERM ---- */
     int sig = 0;
@@ -1819,6 +2222,7 @@ int main(int argc, char **argv) {
     MHD_stop_daemon(d);
 
 out:
+    if (guard_on) guard_stop();
     if (ai) freeaddrinfo(ai);
     if (S.ctx) {
         for (int i = 0; i < S.n_slots; i++) ds_context_free(S.ctx[i]);
