@@ -303,4 +303,29 @@ check log-6 "--log-prompts writes the prompt" grep -q 'prompt=".*PROMPT-MARKER' 
 check log-7 "the API token never reaches the log" sh -c '! grep -q -F "$1" "$2"' sh "$TOKEN" "$T/b.log"
 check log-8 "401s are logged" grep -q 'status=401' "$T/b.log"
 
+# ==== 4. Server C: the model file truncated under a paged model =============
+# A copy of the model, its experts paged (--cache-mb: read from the file when
+# a generation first needs them); test_degraded.py truncates the copy after
+# the server started and before the first generation. The server must stay
+# up, fail the requests, report itself degraded on /health, log why (the
+# file and segment), and still shut down cleanly.
+cp "$MODEL" "$T/c.dsm"
+C_CACHE=1
+[ -z "$CACHE_ARGS" ] && C_CACHE=256
+MODEL_SAVED=$MODEL
+MODEL=$T/c.dsm
+if ! start_server c --max-concurrent 1 --threads 1 --cache-mb $C_CACHE; then
+    bad srv-c "the server with a paged copy of the model did not start" "$T/c.log"
+    finish
+fi
+MODEL=$MODEL_SAVED
+ok srv-c
+"$PY" "$HERE/test_degraded.py" --port "$PORT" --model "$T/c.dsm" >"$T/py-deg.txt" 2>&1
+tally "$T/py-deg.txt" $? test_degraded.py
+check deg-5 "the server outlived the failures (not killed by SIGBUS)" kill -0 "$SPID"
+check deg-6 "the audit log says degraded, naming the file and the segment: $(grep -m 1 'model degraded' "$T/c.log")" \
+    sh -c 'grep "model degraded" "$1" | grep -q "c\.dsm.*segment [0-9]* (layer [0-9]* expert [0-9]*)"' sh "$T/c.log"
+stop_server stop-4 "$T/c.log"
+no_sanitizer_report san-c "$T/c.log"
+
 finish
