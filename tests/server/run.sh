@@ -308,18 +308,21 @@ check log-8 "401s are logged" grep -q 'status=401' "$T/b.log"
 # a generation first needs them); test_degraded.py truncates the copy after
 # the server started and before the first generation. The server must stay
 # up, fail the requests, report itself degraded on /health, log why (the
-# file and segment), and still shut down cleanly.
+# file and segment), and still shut down cleanly. With --mlock, the audit log
+# says what was locked.
 cp "$MODEL" "$T/c.dsm"
 C_CACHE=1
 [ -z "$CACHE_ARGS" ] && C_CACHE=256
 MODEL_SAVED=$MODEL
 MODEL=$T/c.dsm
-if ! start_server c --max-concurrent 1 --threads 1 --cache-mb $C_CACHE; then
+if ! start_server c --max-concurrent 1 --threads 1 --cache-mb $C_CACHE --mlock; then
     bad srv-c "the server with a paged copy of the model did not start" "$T/c.log"
     finish
 fi
 MODEL=$MODEL_SAVED
 ok srv-c
+check mlock-srv "--mlock: the audit log says what was locked: $(grep -m 1 ' mlock ' "$T/c.log")" \
+    grep -q 'ds-server: mlock locked_bytes=[1-9][0-9]* refused_bytes=[0-9]*' "$T/c.log"
 "$PY" "$HERE/test_degraded.py" --port "$PORT" --model "$T/c.dsm" >"$T/py-deg.txt" 2>&1
 tally "$T/py-deg.txt" $? test_degraded.py
 check deg-5 "the server outlived the failures (not killed by SIGBUS)" kill -0 "$SPID"
