@@ -1800,8 +1800,9 @@ int main(int argc, char **argv) {
           S.token ? "bearer" : "none");
     ds_mlock_info mli;
     if (o.mo.mlock && ds_model_mlock_info(S.model, &mli) == DS_OK)
-        audit("mlock locked_bytes=%llu refused_bytes=%llu%s%s", (unsigned long long)mli.locked_bytes,
-              (unsigned long long)mli.refused_bytes, mli.error ? " error=" : "", mli.error ? strerror(mli.error) : "");
+        audit("mlock locked_bytes=%llu refused_bytes=%llu%s%s%s", (unsigned long long)mli.locked_bytes,
+              (unsigned long long)mli.refused_bytes, mli.error ? " error=\"" : "", mli.error ? strerror(mli.error) : "",
+              mli.error ? "\"" : "");
 
     /* ---- listen ---- */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
