@@ -311,6 +311,13 @@ typedef struct ds_model_params {
                                      passphrase a plaintext file opens (the caller asked for no
                                      secrecy). 1: plaintext files open even with a key given (the
                                      key is then unused) */
+    int mlock;                    /* 1: lock the key material, the dense weights and the host expert
+                                     cache into RAM (mlock(2)), so their plaintext is never written
+                                     to swap; the whole expert cache is then resident from the open.
+                                     Best effort: what the OS refuses (RLIMIT_MEMLOCK, `ulimit -l`)
+                                     stays unlocked and the open still succeeds; a DS_LOG_WARN line
+                                     says how many bytes and why, and ds_model_mlock_info() tells.
+                                     0 (default): nothing is locked */
 } ds_model_params;
 
 /* The defaults: load_weights 1, DS_PREFETCH_AUTO, DS_EVICT_LFU_DECAY,
@@ -318,7 +325,7 @@ typedef struct ds_model_params {
  * checks. */
 DS_API ds_model_params ds_model_default_params(void);
 
-/* Opens a container: maps it read-only, checks the header, derives the keys,
+/* Opens a container: opens it read-only, checks the header, derives the keys,
  * authenticates the header and then the metadata, and (with load_weights) decrypts the
  * dense segments into memory the model owns (reporting each to
  * params->progress, which may cancel: DS_ERR_CANCELLED). On failure *out is
@@ -492,6 +499,20 @@ typedef struct ds_cache_stats {
     uint64_t predicted_hits;      /* of those, chosen by that layer in the same forward pass */
 } ds_cache_stats;
 
+/* What ds_model_params.mlock achieved. Each buffer (the keys, each dense
+ * segment, the expert cache) is locked whole or not at all. */
+typedef struct ds_mlock_info {
+    int requested;                /* ds_model_params.mlock was set */
+    uint64_t locked_bytes;        /* bytes locked into RAM */
+    uint64_t refused_bytes;       /* bytes the OS refused to lock: they may be written to swap */
+    int error;                    /* errno of the first refusal (ENOMEM, EPERM; see RLIMIT_MEMLOCK),
+                                     0 when none was refused */
+} ds_mlock_info;
+
+/* Fills out with the outcome of ds_model_params.mlock (all zero when it was
+ * not asked for). DS_ERR_INVALID_ARG on NULL. Thread-safe. */
+DS_API DS_WARN_UNUSED ds_status ds_model_mlock_info(const ds_model *m, ds_mlock_info *out);
+
 /* Statistics of the model's expert cache, summed over all contexts since
  * open or the last reset. Thread-safe. */
 DS_API DS_WARN_UNUSED ds_status ds_model_cache_stats(const ds_model *m, ds_cache_stats *out);
@@ -625,7 +646,11 @@ DS_API ds_model *ds_context_model(const ds_context *c);
  * row per token (all_logits = 1). The ids are remembered (ds_context_tokens).
  * Errors: DS_ERR_LIMIT when the context would overflow, DS_ERR_INVALID_ARG
  * for an id outside the vocabulary, DS_ERR_CANCELLED when the abort callback
- * asked to stop; on every error nothing is appended (n_past is what it was). */
+ * asked to stop; with an expert cache, DS_ERR_TRUNCATED, DS_ERR_IO or
+ * DS_ERR_AUTH when an expert cannot be read from the model file (truncated,
+ * changed or unreadable since the open; the message names the file and the
+ * segment). On every error nothing is appended (n_past is what it was) and
+ * the context stays usable. */
 DS_API DS_WARN_UNUSED ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n, float *logits,
                                                 int all_logits);
 DS_API int ds_context_n_past(const ds_context *c);

@@ -129,9 +129,13 @@ typedef struct dsi_secure_buf {
     void *ptr;
     size_t size;          /* mapped size (page multiple) */
     bool dontdump;        /* MADV_DONTDUMP took effect */
+    bool locked;          /* mlock took effect (dsi_secure_lock) */
 } dsi_secure_buf;
 DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e);
 DSI_FUNC void dsi_secure_free(dsi_secure_buf *b);
+/* Locks b's pages into RAM (mlock: never written to swap); 0, or the errno
+ * of the refusal (ENOMEM or EPERM: RLIMIT_MEMLOCK). Unlocked when freed. */
+DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b);
 
 /* ==== Parameter structs ================================================== */
 /* The structs whose zero is not their default (ds_model_params,

@@ -9,6 +9,10 @@
 
 #include "format.h"
 
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
 /* ==== Model file (file.c) ================================================ */
 /* The opened container as the layers above it see it. ds_model_open
  * (model.c) fills it in order: the file and its keys, the metadata and
@@ -21,8 +25,20 @@ struct ds_model {
     dsi_alloc al;
     dsi_err err;                /* last failure on this handle */
     int fd;
-    const uint8_t *map;         /* read-only mapping of the whole file */
-    size_t map_len;
+    char *path;                 /* as given to ds_model_open, for messages */
+    /* Every byte of the file is read with preadv() (dsi_file_read), never
+     * through a mapping: a file truncated under a running model is a short
+     * read and an error, not SIGBUS. */
+    void *probe_map;            /* MAP_SHARED view of the file for mincore() only (page-cache
+                                   residency); never read through. NULL when it could not be made */
+    uint64_t open_size;         /* the file's size and modification time at open: a read that */
+    struct timespec open_mtime; /* fails after either changed says the file changed under the model */
+    bool opened;                /* ds_model_open has returned: messages name the file */
+    /* ds_model_params.mlock: the keys, the dense weights and the expert
+     * cache locked into RAM (dsi_model_mlock) */
+    bool mlock;
+    uint64_t mlock_locked, mlock_failed;   /* bytes locked, bytes the OS refused */
+    int mlock_errno;                        /* the first refusal's errno */
     dsi_header hdr;
     dsi_keys *keys;             /* in `keybuf` */
     dsi_secure_buf keybuf;
@@ -78,14 +94,19 @@ DSI_FUNC long dsi_model_find_segment(const ds_model *m, uint32_t kind, int layer
 DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
 /* "layer 3 expert 17", "embeddings", "layer 2 dense", "output" (layer == n_layers). */
 DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
-/* Asks the OS for [off, off + len) of the file ahead of reading it through
- * the mapping; releases this process's pages of the whole pages in [off, end). */
-DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
-DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
-/* Maps [off, off + len) into this process's page tables in one call. */
-DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len);
+/* Asks the OS for [off, off + len) of the file ahead of reading it. */
+DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len);
 /* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
-DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len);
+DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len);
+/* Test hook (NULL in use): every read of the model file goes through it
+ * instead of preadv(2), with the same arguments and contract (bytes read, 0
+ * at the end of the file, -1 with errno), so a test can fail a read at a
+ * chosen offset (EIO) or cut it short. */
+DSI_DATA_DECL ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, off_t off);
+/* With ds_model_params.mlock: locks b into RAM (mlock), counting the bytes
+ * locked or refused in m (a refusal is not an error; ds_model_open reports
+ * it). Without it, does nothing. Not thread-safe: called while opening. */
+DSI_FUNC void dsi_model_mlock(ds_model *m, dsi_secure_buf *b);
 
 /* ==== Expert pager (pager.c) ============================================ */
 /* After the weights are bound and m->device is decided (DS_PREFETCH_AUTO

@@ -1,9 +1,10 @@
 /*
- * file.c — an opened container: map it, check the header, derive the keys,
+ * file.c — an opened container: open it, check the header, derive the keys,
  * authenticate the metadata, check the directories against the architecture,
- * decrypt the dense segments and bind the weights; segment reads and the
- * mapping's page hints for the layers above (pager, devices); the model's
- * read-only queries and verify. ds_model_open (model.c) drives it.
+ * decrypt the dense segments and bind the weights; segment reads (preadv,
+ * never through a mapping) and page-cache hints for the layers above (pager,
+ * devices); the model's read-only queries and verify. ds_model_open
+ * (model.c) drives it.
  */
 #include "engine.h"
 #include "tokenizer.h"
@@ -97,6 +98,111 @@ DS_API ds_status ds_file_info_read(const char *path, ds_file_info *out) {
     return s ? dsi_publish(&e) : DS_OK;
 }
 
+/* ==== Reads of the file ================================================== */
+/*
+ * The file is read with preadv(), never through a mapping: a byte of a
+ * mapping that the file no longer has (truncated, or rewritten shorter by
+ * cp while the model runs) kills the process with SIGBUS, and a paged model
+ * reads experts for as long as it runs. A chunk's ciphertext is read into
+ * the place its plaintext goes and opened there (the crypto layer opens in
+ * place), so no buffer is needed besides the destination.
+ */
+DSI_DATA ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, off_t off);
+
+/* Reads iov[0..n) at off until done, the end of the file or an error.
+ * Returns the bytes read; *err is 0 or the errno of the failed read. The
+ * iovecs are consumed. */
+static uint64_t dsi_preadv_full(int fd, struct iovec *iov, int n, uint64_t off, int *err) {
+    uint64_t done = 0;
+    *err = 0;
+    while (n > 0) {
+        if (!iov->iov_len) {
+            iov++;
+            n--;
+            continue;
+        }
+        ssize_t (*hook)(int, const struct iovec *, int, off_t) =
+            __atomic_load_n(&dsi_file_read_hook, __ATOMIC_ACQUIRE);
+        ssize_t r = hook ? hook(fd, iov, n, (off_t)(off + done)) : preadv(fd, iov, n, (off_t)(off + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            *err = errno ? errno : EIO;
+            break;
+        }
+        if (r == 0) break;
+        done += (uint64_t)r;
+        for (size_t k = (size_t)r; k;) {   /* past what was read */
+            size_t t = k < iov->iov_len ? k : iov->iov_len;
+            iov->iov_base = (uint8_t *)iov->iov_base + t;
+            iov->iov_len -= t;
+            k -= t;
+            if (!iov->iov_len) {
+                iov++;
+                n--;
+            }
+        }
+    }
+    return done;
+}
+
+/* Whether the file differs from what was opened (size or modification
+ * time); its size now in *size (0 when fstat fails). */
+static bool dsi_file_changed(const ds_model *m, uint64_t *size) {
+    struct stat st;
+    *size = 0;
+    if (fstat(m->fd, &st) != 0) return false;
+    *size = (uint64_t)st.st_size;
+    return *size != m->open_size || st.st_mtim.tv_sec != m->open_mtime.tv_sec ||
+           st.st_mtim.tv_nsec != m->open_mtime.tv_nsec;
+}
+
+/* "segment 37 (layer 3 expert 5)", or "the metadata". */
+static void dsi_read_what(const ds_model *m, uint32_t seg, char *buf, size_t len) {
+    if (seg >= m->meta.n_segments) {
+        snprintf(buf, len, "the metadata");
+        return;
+    }
+    char name[64];
+    dsi_segment_describe(&m->meta.segments[seg], m->cfg.n_layers, name, sizeof name);
+    snprintf(buf, len, "segment %u (%s)", seg, name);
+}
+
+/* After ds_model_open, messages start with the file's name (during the
+ * open, ds_model_open adds it). */
+static ds_status dsi_name_file(const ds_model *m, dsi_err *e) {
+    return m->opened ? dsi_prefix(e, "%s", m->path) : e->status;
+}
+
+/* Reads a (na bytes) then b (nb bytes) from the file at off, part of segment
+ * seg (DSI_META_SEGMENT: the metadata), for the message. A short read or a
+ * failed one is an error naming the file, the segment and the offset. */
+static ds_status dsi_file_read(const ds_model *m, void *a, size_t na, void *b, size_t nb, uint64_t off, uint32_t seg,
+                               dsi_err *e) {
+    struct iovec iov[2] = {{a, na}, {b, nb}};
+    int err = 0;
+    uint64_t want = (uint64_t)na + nb, got = dsi_preadv_full(m->fd, iov, 2, off, &err);
+    if (got == want) return DS_OK;
+    char what[96];
+    dsi_read_what(m, seg, what, sizeof what);
+    uint64_t now = 0;
+    bool changed = dsi_file_changed(m, &now);
+    if (err)
+        dsi_fail(e, DS_ERR_IO, "cannot read %s (%llu bytes at offset %llu): %s%s", what, (unsigned long long)want,
+                 (unsigned long long)off, strerror(err),
+                 changed ? "; the model file changed since it was opened" : "");
+    else if (now < off + want)
+        dsi_fail(e, DS_ERR_TRUNCATED,
+                 "model file changed or truncated since it was opened: %s lies past the end of the file (bytes %llu "
+                 "to %llu wanted; the file has %llu bytes now, %llu at open)",
+                 what, (unsigned long long)off, (unsigned long long)(off + want), (unsigned long long)now,
+                 (unsigned long long)m->open_size);
+    else
+        dsi_fail(e, DS_ERR_TRUNCATED, "short read of %s: %llu of %llu bytes at offset %llu (the file has %llu)%s", what,
+                 (unsigned long long)got, (unsigned long long)want, (unsigned long long)off, (unsigned long long)now,
+                 changed ? "; the model file changed since it was opened" : "");
+    return dsi_name_file(m, e);
+}
+
 /* ==== Segments =========================================================== */
 /* Opens chunk c of segment seg into out (its plaintext length). Every chunk
  * but the last is full, so chunk c starts at c * (chunk_bytes + tag). */
@@ -106,13 +212,23 @@ static ds_status dsi_open_chunk_at(const ds_model *m, uint32_t seg, uint32_t c, 
     uint64_t done = (uint64_t)c * cb;
     size_t n = (size_t)(s->plain_bytes - done < cb ? s->plain_bytes - done : cb);
     dsi_chunk_ad ad = {seg, s->kind, s->layer, s->expert, c, s->plain_bytes, c + 1 == s->n_chunks, NULL, 0};
-    const uint8_t *in = m->map + s->offset + (uint64_t)c * ((uint64_t)cb + DSI_TAG_BYTES);
-    dsi_map_populate(m, (uint64_t)(in - m->map), (uint64_t)n + DSI_TAG_BYTES);
-    ds_status st = dsi_chunk_open(m->keys, &ad, in, out, n, in + n, e);
+    uint8_t tag[DSI_TAG_BYTES];
+    ds_status st = dsi_file_read(m, out, n, tag, sizeof tag, s->offset + (uint64_t)c * ((uint64_t)cb + DSI_TAG_BYTES),
+                                 seg, e);
+    if (st) return st;   /* the message names the file and the segment */
+    st = dsi_chunk_open(m->keys, &ad, out, out, n, tag, e);
     if (st) {
-        char name[64];
-        dsi_segment_describe(s, m->cfg.n_layers, name, sizeof name);
-        dsi_prefix(e, "segment %u (%s)", seg, name);
+        char what[96];
+        uint64_t now = 0;
+        dsi_read_what(m, seg, what, sizeof what);
+        dsi_prefix(e, "%s", what);
+        if (dsi_file_changed(m, &now)) {
+            if (now == m->open_size) dsi_prefix(e, "model file changed since it was opened (rewritten in place)");
+            else
+                dsi_prefix(e, "model file changed since it was opened (%llu bytes now, %llu at open)",
+                           (unsigned long long)now, (unsigned long long)m->open_size);
+        }
+        dsi_name_file(m, e);
     }
     return st;
 }
@@ -134,26 +250,22 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
                         (unsigned long long)s->plain_bytes);
     uint32_t cb = m->hdr.chunk_bytes;
     uint8_t *scratch = NULL;
-    if (!dst && m->hdr.cipher != DS_CIPHER_NONE) {
-        /* authenticate-only still has to decrypt somewhere: one chunk of scratch */
+    if (!dst) {
+        /* authenticate-only still has to read and open somewhere: one chunk of scratch */
         scratch = dsi_malloc(&m->al, cb);
         if (!scratch) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a %u-byte chunk", cb);
     }
     ds_status st = DS_OK;
-    /* windows of 8 chunks: asked for ahead, let go of after (a large
-     * segment, the embeddings, never has all its ciphertext mapped) */
+    /* windows of 8 chunks, each asked for ahead in large reads */
     const uint32_t win = 8;
     uint64_t stride = (uint64_t)cb + DSI_TAG_BYTES;
     for (uint32_t c0 = 0; c0 < s->n_chunks && !st; c0 += win) {
         uint32_t c1 = c0 + win < s->n_chunks ? c0 + win : s->n_chunks;
         uint64_t w0 = s->offset + (uint64_t)c0 * stride;
         uint64_t w1 = c1 == s->n_chunks ? s->offset + s->stored_bytes : s->offset + (uint64_t)c1 * stride;
-        dsi_map_willneed(m, w0, w1 - w0);
+        dsi_file_willneed(m, w0, w1 - w0);
         for (uint32_t c = c0; c < c1 && !st; c++)
             st = dsi_open_chunk_at(m, seg, c, dst ? dst + (uint64_t)c * cb : scratch, e);
-        /* the window's first page may hold the previous window's tail: both are done */
-        dsi_map_release(m, (s->offset + (uint64_t)c0 * stride) & ~(uint64_t)(DSI_SEG_ALIGN - 1),
-                        c1 == s->n_chunks ? (w1 + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1) : w1);
     }
     if (st && dst) sodium_memzero(dst, s->plain_bytes);   /* no half-authenticated plaintext */
     if (scratch) {
@@ -266,6 +378,7 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
                         "allow_plaintext (ds: --allow-plaintext) to open a plaintext file anyway");
     ds_status s = dsi_secure_alloc(&m->keybuf, sizeof(dsi_keys), e);
     if (s) return s;
+    dsi_model_mlock(m, &m->keybuf);   /* before the keys are in it */
     m->keys = (dsi_keys *)m->keybuf.ptr;
     if (h->cipher == DS_CIPHER_NONE) {
         if ((s = dsi_keys_derive(m->keys, DS_CIPHER_NONE, NULL, 0, h->salt, e))) return s;
@@ -304,62 +417,55 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
 #define DSI_WILLNEED_PIECE ((uint64_t)128 << 10)
 
 /* Asks for [off, off + len) of the file in large asynchronous reads of
- * exactly that range, before it is decrypted through the mapping (faults
- * would read it in read-around windows that spill into the neighbouring
- * segments, whose pages then stay in the page cache until those are read). */
-DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len) {
-    if (off >= m->map_len) return;
-    if (len > m->map_len - off) len = m->map_len - off;
+ * exactly that range, before it is read and decrypted (the reads themselves
+ * are of one chunk each, and read-ahead is off: see dsi_file_open). */
+DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len) {
+    uint64_t size = m->hdr.file_bytes;
+    if (off >= size) return;
+    if (len > size - off) len = size - off;
     uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1), end = off + len;
     /* Linux reads at most max(read-ahead window, largest device request)
      * per call (128 KiB to a few MiB) and ignores the rest, which would then
-     * come in by faults with read-around: ask in pieces no larger */
+     * be read one chunk at a time: ask in pieces no larger */
     for (; a < end; a += DSI_WILLNEED_PIECE) {
         uint64_t n = end - a < DSI_WILLNEED_PIECE ? end - a : DSI_WILLNEED_PIECE;
         (void)posix_fadvise(m->fd, (off_t)a, (off_t)n, POSIX_FADV_WILLNEED);
     }
 }
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22   /* Linux >= 5.14 */
-#endif
-
-/* Maps [off, off + len) of the file into this process's page tables in one
- * call (reading what is not in memory), instead of one fault per 4 KiB page
- * (read-around is off where an expert cache exists). Kernels before 5.14
- * refuse the advice: the pages then come in by faults as before. */
-DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len) {
-    if (off >= m->map_len) return;
-    if (len > m->map_len - off) len = m->map_len - off;
-    uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(off + len - a), MADV_POPULATE_READ);
-}
-
-/* Lets go of this process's pages of the whole pages inside [off, end). */
-DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end) {
-    uint64_t a = (off + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    uint64_t b = end & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    if (b > a) (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(b - a), MADV_DONTNEED);
-}
-
 /* Whether [off, off + len) of the file is in memory already (the page cache,
  * or a file on tmpfs): true when 8 pages spread over it are all resident.
- * Linux (>= 5.2) shows the page cache to mincore() only for a file the
- * process owns or may write; for others it reports only pages mapped here,
- * which the pager unmaps after each decrypt, and the answer is false. */
+ * mincore() looks at the page cache through m->probe_map without touching a
+ * page (no fault, so none past the end of a shrunk file). Linux (>= 5.2)
+ * shows the page cache to mincore() only for a file the process owns or may
+ * write; for others it reports only pages mapped here, which is none, and
+ * the answer is false. */
 #define DSI_IN_MEMORY_PROBES 8
-DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len) {
+DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len) {
     long page = sysconf(_SC_PAGESIZE);
     if (page <= 0) page = 4096;
-    if (!len || off >= m->map_len) return false;
-    if (len > m->map_len - off) len = m->map_len - off;
+    uint64_t size = m->hdr.file_bytes;
+    if (!m->probe_map || !len || off >= size) return false;
+    if (len > size - off) len = size - off;
     for (int k = 0; k < DSI_IN_MEMORY_PROBES; k++) {
         uint64_t at = off + len / DSI_IN_MEMORY_PROBES * (uint64_t)k;
         uint64_t a = at & ~(uint64_t)(page - 1);
         unsigned char v = 0;
-        if (mincore((void *)(uintptr_t)(m->map + a), (size_t)page, &v) != 0 || !(v & 1)) return false;
+        if (mincore((uint8_t *)m->probe_map + a, (size_t)page, &v) != 0 || !(v & 1)) return false;
     }
     return true;
+}
+
+/* ==== Locked memory ====================================================== */
+DSI_FUNC void dsi_model_mlock(ds_model *m, dsi_secure_buf *b) {
+    if (!m->mlock || !b->ptr || b->locked) return;
+    int err = dsi_secure_lock(b);
+    if (!err) {
+        m->mlock_locked += b->size;
+        return;
+    }
+    m->mlock_failed += b->size;
+    if (!m->mlock_errno) m->mlock_errno = err;
 }
 
 static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
@@ -371,21 +477,28 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     uint64_t stored = 0;
     uint32_t nch = 0;
     dsi_stored_bytes(h->meta_plain_bytes, h->chunk_bytes, &stored, &nch);
-    const uint8_t *in = m->map + h->meta_offset;
-    dsi_map_willneed(m, h->meta_offset, stored);
+    uint64_t at = h->meta_offset;
+    dsi_file_willneed(m, h->meta_offset, stored);
     for (uint32_t c = 0; c < nch; c++) {
         uint64_t done = (uint64_t)c * h->chunk_bytes;
         size_t len = (size_t)(n - done < h->chunk_bytes ? n - done : h->chunk_bytes);
+        uint8_t tag[DSI_TAG_BYTES];
         ad.chunk = c;
         ad.last = c + 1 == nch;
-        ds_status s = dsi_chunk_open(m->keys, &ad, in, plain + done, len, in + len, e);
+        ds_status s = dsi_file_read(m, plain + done, len, tag, sizeof tag, at, DSI_META_SEGMENT, e);
+        if (s) {
+            sodium_memzero(plain, n);
+            dsi_free(&m->al, plain);
+            return s;
+        }
+        s = dsi_chunk_open(m->keys, &ad, plain + done, plain + done, len, tag, e);   /* in place */
         if (s) {
             sodium_memzero(plain, n);
             dsi_free(&m->al, plain);
             return dsi_fail(e, DS_ERR_AUTH, "metadata failed authentication: the header or metadata was modified or "
                                             "damaged");
         }
-        in += len + DSI_TAG_BYTES;
+        at += len + DSI_TAG_BYTES;
     }
     ds_status s = dsi_meta_parse(plain, n, h->file_bytes, h->chunk_bytes, h->meta_offset, &m->al, &m->meta, e);
     if (s) {
@@ -408,8 +521,9 @@ DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_m
         const dsi_segment *s = &m->meta.segments[i];
         if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
         ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
+        if (!st) dsi_model_mlock(m, &m->dense[i]);   /* before any plaintext is in it */
         if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
-        if (st) return st;   /* dsi_segment_read has let go of the ciphertext pages */
+        if (st) return st;
         bytes += s->plain_bytes;
         if (p->progress && p->progress(p->progress_user, ++done, total, bytes))
             return dsi_fail(e, DS_ERR_CANCELLED, "opening cancelled by the progress callback after %llu of %llu segments",
@@ -433,22 +547,26 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
     m->sorted = NULL;
     dsi_meta_free(&m->meta);
     dsi_secure_free(&m->keybuf);
-    if (m->map) munmap((void *)(uintptr_t)m->map, m->map_len);
-    m->map = NULL;
+    if (m->probe_map) munmap(m->probe_map, (size_t)m->hdr.file_bytes);
+    m->probe_map = NULL;
     if (m->fd >= 0) close(m->fd);
     m->fd = -1;
+    dsi_free(&m->al, m->path);
+    m->path = NULL;
 }
 
 /* ==== Open ================================================================ */
 DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
     ds_status s = DS_OK;
     dsi_file_id id;
+    struct stat st;
     uint8_t head[DSI_HEADER_AREA];
     size_t got = 0;
+    if (!(m->path = dsi_strndup(&m->al, path, strlen(path)))) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     /* a FIFO, a directory or a device is refused here, without blocking */
     m->fd = dsi_open_regular(path, &id, e);
     if (m->fd < 0) return e->status;
-    if (dsi_read_exact(m->fd, head, sizeof head, 0, &got))
+    if (fstat(m->fd, &st) != 0 || dsi_read_exact(m->fd, head, sizeof head, 0, &got))
         return dsi_fail(e, DS_ERR_IO, "cannot read: %s", strerror(errno));
     /* checksum, version, Argon2id caps; then the key check and the MAC;
      * only then are the header's fields believed */
@@ -461,13 +579,18 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
     if (id.size > m->hdr.file_bytes)
         return dsi_fail(e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
                         (unsigned long long)(id.size - m->hdr.file_bytes));
-    if (m->hdr.file_bytes > SIZE_MAX)
-        return dsi_fail(e, DS_ERR_LIMIT, "file too large to map on this platform");
-    m->map_len = (size_t)m->hdr.file_bytes;
-    void *map = mmap(NULL, m->map_len, PROT_READ, MAP_SHARED, m->fd, 0);
-    if (map == MAP_FAILED)
-        return dsi_fail(e, DS_ERR_IO, "cannot map %zu bytes: %s", m->map_len, strerror(errno));
-    m->map = map;
+    m->open_size = (uint64_t)st.st_size;
+    m->open_mtime = st.st_mtim;
+    /* Reads are of exactly what is wanted, each range asked for ahead
+     * (dsi_file_willneed): read-ahead around a read of one expert would pull
+     * its neighbours into the page cache, where they stay until read (seen
+     * as pager-1.8 failing with 4 suites at once). */
+    (void)posix_fadvise(m->fd, 0, 0, POSIX_FADV_RANDOM);
+    /* a view for mincore() alone (dsi_file_in_memory): never read through */
+    if (m->hdr.file_bytes <= SIZE_MAX) {
+        void *map = mmap(NULL, (size_t)m->hdr.file_bytes, PROT_READ, MAP_SHARED, m->fd, 0);
+        m->probe_map = map == MAP_FAILED ? NULL : map;
+    }
     if ((s = dsi_model_metadata(m, e))) return s;
     if ((s = dsi_config_parse(m->meta.config_json, m->meta.config_len, &m->al, &m->cfg, e))) {
         dsi_prefix(e, "config.json");
@@ -644,16 +767,26 @@ static void *dsi_verify_worker(void *arg) {
  * segments) must be zero, so that a flipped bit anywhere in the file is
  * reported by verify. */
 static ds_status dsi_check_padding(const ds_model *m, dsi_err *e) {
+    uint8_t buf[DSI_SEG_ALIGN];
     uint64_t from = DSI_HEADER_BYTES;
     for (size_t i = 0; i <= m->meta.n_segments; i++) {
         uint64_t to = i < m->meta.n_segments ? m->meta.segments[i].offset : m->hdr.meta_offset;
-        for (uint64_t o = from; o < to; o++)
-            if (m->map[o]) {
-                char name[64] = "the metadata";
-                if (i < m->meta.n_segments) dsi_segment_describe(&m->meta.segments[i], m->cfg.n_layers, name, sizeof name);
-                return dsi_fail(e, DS_ERR_CORRUPT, "non-zero padding byte at offset %llu (before %s): the file was modified",
-                                (unsigned long long)o, name);
-            }
+        uint32_t seg = i < m->meta.n_segments ? (uint32_t)i : DSI_META_SEGMENT;
+        for (uint64_t o = from; o < to;) {
+            size_t n = (size_t)(to - o < sizeof buf ? to - o : sizeof buf);
+            ds_status s = dsi_file_read(m, buf, n, NULL, 0, o, seg, e);
+            if (s) return s;
+            for (size_t k = 0; k < n; k++)
+                if (buf[k]) {
+                    char name[64] = "the metadata";
+                    if (i < m->meta.n_segments)
+                        dsi_segment_describe(&m->meta.segments[i], m->cfg.n_layers, name, sizeof name);
+                    return dsi_fail(e, DS_ERR_CORRUPT,
+                                    "non-zero padding byte at offset %llu (before %s): the file was modified",
+                                    (unsigned long long)(o + k), name);
+                }
+            o += n;
+        }
         if (i < m->meta.n_segments) from = m->meta.segments[i].offset + m->meta.segments[i].stored_bytes;
     }
     return DS_OK;

@@ -5,8 +5,10 @@
  */
 #include "engine.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include <sodium.h>
 
@@ -73,6 +75,28 @@ static ds_status dsi_model_weights(ds_model *m, const ds_model_params *p, dsi_er
     return m->dev->model_new(m, p, &m->dev_model, e);
 }
 
+/* The outcome of ds_model_params.mlock, in the log: what was locked, and
+ * what the OS refused and why. */
+static void dsi_model_mlock_report(const ds_model *m) {
+    if (!m->mlock) return;
+    if (!m->mlock_failed) {
+        dsi_log(m->log, m->log_user, DS_LOG_INFO, "mlock: %llu bytes locked into RAM (keys, dense weights, expert cache)",
+                (unsigned long long)m->mlock_locked);
+        return;
+    }
+    char lim[64] = "unknown";
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
+        if (rl.rlim_cur == RLIM_INFINITY) snprintf(lim, sizeof lim, "unlimited");
+        else snprintf(lim, sizeof lim, "%llu bytes", (unsigned long long)rl.rlim_cur);
+    }
+    dsi_log(m->log, m->log_user, DS_LOG_WARN,
+            "mlock: %llu of %llu bytes could not be locked into RAM (%s; RLIMIT_MEMLOCK is %s): that plaintext may "
+            "be written to swap",
+            (unsigned long long)m->mlock_failed, (unsigned long long)(m->mlock_failed + m->mlock_locked),
+            strerror(m->mlock_errno), lim);
+}
+
 static void dsi_model_free(ds_model *m) {
     if (!m) return;
     if (m->dev) m->dev->model_free(m, m->dev_model);
@@ -108,10 +132,13 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     m->n_threads = p->n_threads > 0 ? p->n_threads : dsi_num_cpus();
     m->exact_act = p->exact_activations != 0;
     m->expert_cache_bytes = p->expert_cache_bytes;
+    m->mlock = p->mlock != 0;
 
     ds_status s = dsi_file_open(m, path, p, &e);
     if (s) goto fail;
     if (p->load_weights && (s = dsi_model_weights(m, p, &e))) goto fail;
+    m->opened = true;
+    dsi_model_mlock_report(m);
     if (m->device == DS_DEVICE_CPU)
         snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
                  dsi_cpu_kernels_name());
@@ -164,4 +191,18 @@ DS_API void ds_model_cache_stats_reset(ds_model *m) {
     if (!m) return;
     if (m->dev) m->dev->cache_stats(m, NULL, true);
     dsi_pager_stats(m, NULL, true);
+}
+
+DS_API ds_status ds_model_mlock_info(const ds_model *m, ds_mlock_info *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_mlock_info: NULL argument");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    out->requested = m->mlock;
+    out->locked_bytes = m->mlock_locked;
+    out->refused_bytes = m->mlock_failed;
+    out->error = m->mlock_errno;
+    return DS_OK;
 }

@@ -1,13 +1,15 @@
 /*
  * pager.c — the routed-expert cache: a fixed budget of slots, each able to
- * hold one expert's plaintext. A miss decrypts the expert's segment from the
- * file mapping into a free or evicted slot; slots in use by a running forward
- * pass are pinned; a prefetch thread decrypts the experts predicted for the
- * next layer while the current one computes. After a segment is decrypted its
- * ciphertext pages leave this process, and the page cache keeps at most
- * page_cache bytes of the most recently decrypted segments (a second, cheaper
- * tier: a refill from memory instead of disk); the rest is dropped with
- * posix_fadvise, so the sealed file does not swell the machine's memory.
+ * hold one expert's plaintext. A miss reads and decrypts the expert's
+ * segment (dsi_segment_read_chunks) into a free or evicted slot; slots in
+ * use by a running forward pass are pinned; a prefetch thread decrypts the
+ * experts predicted for the next layer while the current one computes. After
+ * a segment is decrypted the page cache keeps at most page_cache bytes of
+ * the most recently decrypted segments (a second, cheaper tier: a refill from
+ * memory instead of disk); the rest is dropped with posix_fadvise, so the
+ * sealed file does not swell the machine's memory. A read that fails (the
+ * file truncated or changed under the model) fails the acquire with the
+ * file layer's message and leaves the slot empty.
  *
  * Concurrency: one mutex guards the slot table; decryption runs outside it
  * with the slot marked LOADING. Its chunks are handed out one at a time: a
@@ -22,7 +24,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -76,6 +77,7 @@ struct dsi_pager {
                                        experts in memory are decrypted on demand instead */
     pthread_t thread;
     bool thread_started, quit;
+    bool prefetch_failed;           /* a prefetch failed (warned once) */
     int queue[DSI_PREFETCH_QUEUE];  /* layer * n_experts + expert */
     int q_head, q_len;
     /* statistics (under lock) */
@@ -248,8 +250,8 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     const dsi_expert_ref *r = &m->w.layers[layer].experts[expert];
     const dsi_segment *seg = &m->meta.segments[r->segment];
     double t0 = dsi_now_seconds();
-    /* exactly this segment, in large reads (see dsi_map_willneed) */
-    dsi_map_willneed(m, seg->offset, seg->stored_bytes);
+    /* exactly this segment, in large reads (see dsi_file_willneed) */
+    dsi_file_willneed(m, seg->offset, seg->stored_bytes);
     dsi_fill_job j = {m, r->segment, dst, seg->n_chunks, 0, 0, {0}, 0};
     pthread_mutex_lock(&p->lock);
     p->slots[i].job = &j;
@@ -267,9 +269,8 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
         sodium_memzero(dst, seg->plain_bytes);   /* no half-authenticated plaintext */
     }
     *secs = dsi_now_seconds() - t0;
-    /* the ciphertext leaves this process's page tables now, and the page
-     * cache when it falls out of the page-cache tier (at once without one) */
-    dsi_map_release(m, seg->offset, (seg->offset + seg->stored_bytes + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1));
+    /* the ciphertext leaves the page cache when it falls out of the
+     * page-cache tier (at once without one) */
     long drop = dsi_pc_push(p, r->segment);
     if (drop >= 0) {
         const dsi_segment *dg = &m->meta.segments[drop];
@@ -411,7 +412,7 @@ DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, in
         }
         if (p->only_from_storage) {
             const dsi_segment *sg = &p->m->meta.segments[p->m->w.layers[layer].experts[experts[k]].segment];
-            if (dsi_map_in_memory(p->m, sg->offset, sg->stored_bytes)) {
+            if (dsi_file_in_memory(p->m, sg->offset, sg->stored_bytes)) {
                 p->st.prefetch_in_memory++;
                 continue;
             }
@@ -480,8 +481,14 @@ static void *dsi_prefetch_main(void *arg) {
         const dsi_segment *sg = &p->m->meta.segments[p->m->w.layers[layer].experts[expert].segment];
         pthread_mutex_lock(&p->lock);
         dsi_filled(p, v, s, secs, sg->plain_bytes);
-        if (s) dsi_log(p->m->log, p->m->log_user, DS_LOG_WARN, "prefetch of layer %d expert %d failed: %s", layer,
-                       expert, e.msg);
+        /* the forward pass that needs the expert reports the failure
+         * itself: one warning, then debug lines (a changed file fails them all) */
+        if (s) {
+            dsi_log(p->m->log, p->m->log_user, p->prefetch_failed ? DS_LOG_DEBUG : DS_LOG_WARN,
+                    "prefetch of layer %d expert %d failed: %s%s", layer, expert, e.msg,
+                    p->prefetch_failed ? "" : " (later prefetch failures are logged at debug level)");
+            p->prefetch_failed = true;
+        }
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -548,14 +555,8 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
     ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
+    dsi_model_mlock(m, &p->mem);
     if (m->n_threads > 1 && (s = dsi_pool_new(&p->pool, m->n_threads, &m->al, e))) return s;
-    /* Every read of the mapping follows a POSIX_FADV_WILLNEED of exactly its
-     * range (dsi_map_willneed). A fault that still finds a page missing (the
-     * kernel may skip read-ahead under memory pressure) must not read around
-     * itself: the window would pull in neighbouring expert segments, whose
-     * ciphertext then stays in the page cache (seen as pager-1.8 failing with
-     * 4 suites at once). */
-    (void)madvise((void *)(uintptr_t)m->map, m->map_len, MADV_RANDOM);
     p->st.budget_bytes = budget;
     p->st.slot_bytes = slot;
     p->st.n_slots = p->n_slots;

@@ -257,9 +257,17 @@ DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e) 
 DSI_FUNC void dsi_secure_free(dsi_secure_buf *b) {
     if (!b || !b->ptr) return;
     sodium_memzero(b->ptr, b->size);
-    munmap(b->ptr, b->size);
+    munmap(b->ptr, b->size);   /* also unlocks */
     b->ptr = NULL;
     b->size = 0;
+    b->locked = false;
+}
+
+DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b) {
+    if (!b->ptr || b->locked) return 0;
+    if (mlock(b->ptr, b->size) != 0) return errno ? errno : ENOMEM;
+    b->locked = true;
+    return 0;
 }
 
 /* ---- byte buffer ---------------------------------------------------------- */

@@ -573,6 +573,57 @@ sys.exit(0 if max(abs(p - q) for p, q in zip(x, y)) <= 1e-4 * max(1.0, max(map(a
             check bench-3b "a bad --prefetch is named" has "$T/err" "auto, always or off"
         expect bench-4 2 bench "$SEALED" --key-file "$K1" --prefetch off --no-prefetch &&
             check bench-4b "--prefetch and --no-prefetch together are refused" has "$T/err" "exclude each other"
+
+        # ---- the model file truncated under a running paged model ----
+        # ds run reads the prompt from a FIFO once the model is open (dense
+        # weights in memory, experts paged on demand): the writer's open of
+        # the FIFO returns then, the file is truncated to its header, and the
+        # prompt written; the first expert read finds the file short. Exit 1
+        # with the file and segment named, not death by SIGBUS (exit 135).
+        cp "$SEALED" "$T/trunc.dsm"
+        mkfifo "$T/prompt.fifo"
+        "$DS" run "$T/trunc.dsm" --key-file "$K1" -f "$T/prompt.fifo" -n 4 --temp 0 --cache-mb 1 >"$T/out" 2>"$T/err" &
+        rp=$!
+        ( exec 3>"$T/prompt.fifo" && truncate -s 4096 "$T/trunc.dsm" && echo hello >&3 ) 2>/dev/null &
+        wp=$!
+        wait $rp
+        rc=$?
+        kill $wp 2>/dev/null    # still waiting to open the FIFO only if ds run died before reading it
+        wait $wp 2>/dev/null
+        check run-15 "ds run on a file truncated after the open exited $rc, want 1 (135 = SIGBUS)" test "$rc" -eq 1
+        check run-15b "the message names the file, the segment and the truncation: $(tail -n 1 "$T/err")" \
+            sh -c "grep -q 'trunc.dsm' '$T/err' && grep -q 'segment [0-9]* (layer [0-9]* expert [0-9]*)' '$T/err' &&
+                   grep -q 'truncated' '$T/err'"
+        printf 'hello' >"$T/prompt.txt"
+        expect run-15c 0 run "$SEALED" --key-file "$K1" -f "$T/prompt.txt" -n 4 --temp 0 --cache-mb 1 &&
+            check run-15d "-f FILE gives the text of -p" cmp -s "$T/out" "$T/out-lfu"
+        expect run-15g 0 run "$SEALED" --key-file "$K1" -f - -n 4 --temp 0 --cache-mb 1 <"$T/prompt.txt" &&
+            check run-15h "-f - (stdin) gives the text of -p" cmp -s "$T/out" "$T/out-lfu"
+        expect run-15e 2 run "$SEALED" --key-file "$K1" -p hello -f - -n 4 &&
+            check run-15f "-p and -f together are refused" has "$T/err" "use one"
+
+        # ---- --mlock: what was locked is said (-v); with `ulimit -l 0` (and
+        # CAP_IPC_LOCK out of the bounding set, for root) the run still works
+        # and a warning says how many bytes the OS refused and why ----
+        expect mlock-1 0 run "$SEALED" --key-file "$K1" -p hello -n 4 --temp 0 --cache-mb 1 --mlock -v &&
+            check mlock-1b "the locked bytes are reported: $(grep mlock "$T/err" | head -n 1)" \
+                has "$T/err" "mlock: [0-9]* bytes locked" &&
+            check mlock-1c "--mlock gives the same text" cmp -s "$T/out" "$T/out-lfu"
+        LIMIT=""
+        if [ "$(id -u)" != 0 ]; then LIMIT="sh -c"
+        elif command -v capsh >/dev/null 2>&1; then LIMIT="capsh --drop=cap_ipc_lock -- -c"; fi
+        if nm "$DS" 2>/dev/null | grep -q __asan_init; then
+            skip mlock-2 "an AddressSanitizer build: its mlock does nothing, so nothing is refused"
+        elif [ -n "$LIMIT" ]; then
+            $LIMIT 'ulimit -l 0 && exec "$0" "$@"' "$DS" run "$SEALED" --key-file "$K1" -p hello -n 4 --temp 0 \
+                --cache-mb 1 --mlock >"$T/out" 2>"$T/err"
+            rc=$?
+            check mlock-2 "ds run --mlock under ulimit -l 0 exited $rc, want 0" test "$rc" -eq 0
+            check mlock-2b "a warning says what could not be locked: $(grep mlock "$T/err" | head -n 1)" \
+                has "$T/err" "warning: mlock: [0-9]* of [0-9]* bytes could not be locked.*RLIMIT_MEMLOCK"
+        else
+            skip mlock-2 "root without capsh: cannot take CAP_IPC_LOCK away to see a refusal"
+        fi
     fi
     # ---- device selection ----
     expect run-11 2 run "$IM" -p hello -n 2 --device gpu && check run-11b "a bad device is named" has "$T/err" "cpu or cuda"

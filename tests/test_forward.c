@@ -691,11 +691,9 @@ static void test_policies(void) {
         T_CHECK(id, m != NULL, "open failed");
         if (!m) continue;
         const dsi_segment *sg = &m->meta.segments[m->w.layers[L].experts[X].segment];
-        if (drop) {   /* out of this process's page tables (open may have mapped it), then the page cache */
-            dsi_map_release(m, sg->offset, sg->offset + sg->stored_bytes + DSI_SEG_ALIGN);
+        if (drop)   /* out of the page cache */
             (void)(fdatasync(m->fd) + posix_fadvise(m->fd, 0, 0, POSIX_FADV_DONTNEED));
-        }
-        if (dsi_map_in_memory(m, sg->offset, sg->stored_bytes) == drop) {
+        if (dsi_file_in_memory(m, sg->offset, sg->stored_bytes) == drop) {
             /* mincore() shows the page cache only for files we own or may
              * write; tmpfs pages cannot be dropped */
             printf("INFO %s: skipped: the segment is%s in memory as far as mincore() shows\n", id, drop ? "" : " not");

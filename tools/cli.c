@@ -261,6 +261,10 @@ int model_option(argscan *a, model_opts *o, int which) {
     if ((which & MO_CACHE) && is_opt(a, "--gpu-cache-mb", &v))
         return set_once(a, &o->gpu_cache_s, v, "--gpu-cache-mb"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--gpu", &v)) return set_once(a, &o->gpu_s, v, "--gpu"), 1;
+    if ((which & MO_CACHE) && is_flag(a, "--mlock")) {
+        o->mlock = 1;
+        return 1;
+    }
     if (is_flag(a, "--verbose") || is_flag(a, "-v")) {
         o->verbose = 1;
         return 1;
@@ -325,6 +329,7 @@ void model_opts_params(const model_opts *o, ds_model_params *mp) {
     mp->gpu_index = o->gpu_index;
     mp->gpu_cache_bytes = o->gpu_cache_bytes;
     mp->allow_plaintext = o->ko.allow_plaintext;
+    mp->mlock = o->mlock;
 }
 
 /* ==== Stop signals ====================================================== */

@@ -1045,8 +1045,37 @@ static int interrupted(void *user) {
 
 /* ==== ds run ============================================================== */
 
+/* The whole of FILE ("-": stdin) as a string; NULL (message printed) when it
+ * cannot be read or holds a NUL byte. */
+static char *read_prompt(const char *cmd, const char *file) {
+    FILE *f = strcmp(file, "-") ? fopen(file, "rb") : stdin;
+    if (!f) {
+        fail(cmd, "%s: %s", file, strerror(errno));
+        return NULL;
+    }
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    while (buf) {
+        len += fread(buf + len, 1, cap - 1 - len, f);
+        if (len < cap - 1) break;
+        char *b2 = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+        if (!b2) free(buf);
+        buf = b2;
+        cap *= 2;
+    }
+    int err = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!buf || err || memchr(buf, 0, len)) {
+        fail(cmd, "%s: %s", file, !buf ? "out of memory" : err ? "read error" : "the prompt contains a NUL byte");
+        free(buf);
+        return NULL;
+    }
+    buf[len] = 0;
+    return buf;
+}
+
 static const char run_help[] =
-    "usage: ds run <model.dsm> [--key-file F | --passphrase-env VAR] -p PROMPT [options]\n"
+    "usage: ds run <model.dsm> [--key-file F | --passphrase-env VAR] -p PROMPT | -f FILE [options]\n"
     "\n"
     "Generates a continuation of PROMPT, streaming it to stdout as it comes,\n"
     "and ends with a statistics line on stderr:\n"
@@ -1054,7 +1083,9 @@ static const char run_help[] =
     "Generation stops at the end-of-sentence token, after -n tokens, when the\n"
     "context is full, or on Ctrl-C.\n"
     "Options:\n"
-    "  -p, --prompt TEXT         the prompt (required)\n"
+    "  -p, --prompt TEXT         the prompt (this or -f is required)\n"
+    "  -f, --prompt-file FILE    the prompt is the contents of FILE (- = stdin), read once the\n"
+    "                            model is open\n"
     "  -n N                      most tokens to generate (default 128)\n"
     "  --temp T                  temperature; 0 = greedy (default 1)\n"
     "  --top-k K                 keep the K most likely tokens (0 = off, default)\n"
@@ -1080,6 +1111,8 @@ static const char run_help[] =
     "  --allow-plaintext         with a key, run a plaintext (unencrypted) file anyway; without\n"
     "                            it a plaintext file is refused when a key is given (anyone who\n"
     "                            can write the file could have made it)\n"
+    "  --mlock                   lock the keys, the dense weights and the expert cache into RAM (never\n"
+    "                            swapped); a warning says how much the OS refused (ulimit -l)\n"
     "  -v, --verbose             also print the library's notices\n";
 
 static int cmd_run(int argc, char **argv) {
@@ -1089,7 +1122,7 @@ static int cmd_run(int argc, char **argv) {
     sample_opts so;
     memset(&mo, 0, sizeof mo);
     memset(&so, 0, sizeof so);
-    const char *path = NULL, *prompt = NULL;
+    const char *path = NULL, *prompt = NULL, *prompt_file = NULL;
 
     /* ---- parse the command line ---- */
     for (a.i = 1; a.i < argc && !a.bad; a.i++) {
@@ -1104,6 +1137,8 @@ static int cmd_run(int argc, char **argv) {
             return 0;
         } else if (is_opt(&a, "-p", &v) || is_opt(&a, "--prompt", &v)) {
             set_once(&a, &prompt, v, "-p");
+        } else if (is_opt(&a, "-f", &v) || is_opt(&a, "--prompt-file", &v)) {
+            set_once(&a, &prompt_file, v, "-f");
         } else if (model_option(&a, &mo, MO_THREADS | MO_CTX | MO_CACHE) || sample_option(&a, &so)) {
         } else {
             return unknown_option(&a);
@@ -1111,7 +1146,8 @@ static int cmd_run(int argc, char **argv) {
     }
     if (a.bad) return EXIT_USAGE;
     if (!path) return usage_error(cmd, "missing <model.dsm>");
-    if (!prompt) return usage_error(cmd, "missing -p PROMPT");
+    if (!prompt && !prompt_file) return usage_error(cmd, "missing -p PROMPT (or -f FILE)");
+    if (prompt && prompt_file) return usage_error(cmd, "-p and -f both give the prompt: use one");
     int rc = model_opts_check(cmd, &mo);
     if (rc) return rc;
     ds_sampler *smp = NULL;
@@ -1125,6 +1161,15 @@ static int cmd_run(int argc, char **argv) {
     if ((rc = open_inference(cmd, path, &mo, mo.n_ctx, &lc, &m, &c)) != 0) {
         ds_sampler_free(smp);
         return rc;
+    }
+    /* the prompt from a file is read now, with the model open (a pipe's
+     * writer can wait for this; the open may take long) */
+    char *file_text = NULL;
+    if (prompt_file && !(prompt = file_text = read_prompt(cmd, prompt_file))) {
+        ds_context_free(c);
+        ds_model_close(m);
+        ds_sampler_free(smp);
+        return EXIT_FAILURE;
     }
 
     /* ---- generate, streaming ---- */
@@ -1140,6 +1185,7 @@ static int cmd_run(int argc, char **argv) {
     ds_context_free(c);
     ds_model_close(m);
     ds_sampler_free(smp);
+    free(file_text);
     return rc;
 }
 
@@ -1159,7 +1205,7 @@ static const char chat_help[] =
     "  --stats                   a statistics line on stderr after each reply\n"
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
     "  --frequency-penalty, --presence-penalty, --seed, --threads, --ctx,\n"
-    "  --cache-mb, --evict, --prefetch, --allow-plaintext, -v   as for ds run\n";
+    "  --cache-mb, --evict, --prefetch, --allow-plaintext, --mlock, -v   as for ds run\n";
 
 /* The conversation: messages with owned contents. */
 typedef struct chat_log {

@@ -315,7 +315,7 @@ check log-6 "--log-prompts writes the prompt" grep -q 'prompt=".*PROMPT-MARKER' 
 check log-7 "the API token never reaches the log" sh -c '! grep -q -F "$1" "$2"' sh "$TOKEN" "$T/b.log"
 check log-8 "401s are logged" grep -q 'status=401' "$T/b.log"
 
-# ==== 4. Server C: slow clients ============================================
+# ==== 4. Server C: slow clients =====================================
 # 200 connections that send part of a request head and then one byte every
 # 0.5 s (never idle), from 10 source addresses and then from one; /health
 # and an authenticated chat must answer within 2 s meanwhile, and the slow
@@ -326,29 +326,29 @@ check log-8 "401s are logged" grep -q 'status=401' "$T/b.log"
 WITHIN=2
 [ -n "$WRAP" ] && WITHIN=30
 
-if start_server c --api-key-file "$T/token" --max-concurrent 1 --threads 1 --header-timeout 2 --body-timeout 2; then
-    ok srv-c
+if start_server g --api-key-file "$T/token" --max-concurrent 1 --threads 1 --header-timeout 2 --body-timeout 2; then
+    ok srv-g
     "$PY" "$HERE/test_server.py" --port "$PORT" --suite slow --token-file "$T/token" --header-timeout 2 \
         --body-timeout 2 --slow-conns 200 --within $WITHIN >"$T/py-slow.txt" 2>&1
     tally "$T/py-slow.txt" $? test_server.py-slow
-    stop_server stop-4 "$T/c.log"
-    no_sanitizer_report san-c "$T/c.log"
+    stop_server stop-8 "$T/g.log"
+    no_sanitizer_report san-g "$T/g.log"
     # every connection from 127.0.0.12 (one address, 200 connections, at most
     # 32 at once) was either refused with its address and the reason, or
     # closed at the header deadline, also with its address
-    n_ref=$(grep -c 'refused remote=127\.0\.0\.12:[0-9]* reason="per-client limit: 32 connections' "$T/c.log")
-    n_cut=$(grep -c 'closed remote=127\.0\.0\.12:[0-9]* reason="request head not complete within 2 s' "$T/c.log")
+    n_ref=$(grep -c 'refused remote=127\.0\.0\.12:[0-9]* reason="per-client limit: 32 connections' "$T/g.log")
+    n_cut=$(grep -c 'closed remote=127\.0\.0\.12:[0-9]* reason="request head not complete within 2 s' "$T/g.log")
     check log-9 "refusals over the per-client cap logged with the address: $n_ref refused + $n_cut closed at the deadline, want some refused and 200 in all" \
         test "$n_ref" -ge 1 -a $((n_ref + n_cut)) -eq 200
-    n_cut=$(grep -c -E 'closed remote=127\.0\.0\.([2-9]|1[01]):[0-9]* reason="request head not complete within 2 s' "$T/c.log")
+    n_cut=$(grep -c -E 'closed remote=127\.0\.0\.([2-9]|1[01]):[0-9]* reason="request head not complete within 2 s' "$T/g.log")
     check log-10 "the 200 slow heads from 10 addresses closed at the deadline, logged with the address: $n_cut" \
         test "$n_cut" -eq 200
-    check log-11 "none of them refused" sh -c '! grep -q -E "refused remote=127\.0\.0\.([2-9]|1[01]):" "$1"' sh "$T/c.log"
+    check log-11 "none of them refused" sh -c '! grep -q -E "refused remote=127\.0\.0\.([2-9]|1[01]):" "$1"' sh "$T/g.log"
     check log-12 "the body cut off at its deadline: closed line and a 408 request line" sh -c \
         'grep -q "closed remote=127\.0\.0\.13:[0-9]* reason=\"request body not complete within 2 s" "$1" &&
-         grep -q "request remote=127\.0\.0\.13:[0-9]* method=POST endpoint=/v1/completions status=408" "$1"' sh "$T/c.log"
+         grep -q "request remote=127\.0\.0\.13:[0-9]* method=POST endpoint=/v1/completions status=408" "$1"' sh "$T/g.log"
 else
-    bad srv-c "the server with short deadlines did not start" "$T/c.log"
+    bad srv-g "the server with short deadlines did not start" "$T/g.log"
 fi
 
 # ==== 5. Server D: more slow heads than may wait ===========================
@@ -443,5 +443,32 @@ else
         SPASS_ENV=
     fi
 fi
+=======
+# ==== 8. Server G: the model file truncated under a paged model =============
+# A copy of the model, its experts paged (--cache-mb: read from the file when
+# a generation first needs them); test_degraded.py truncates the copy after
+# the server started and before the first generation. The server must stay
+# up, fail the requests, report itself degraded on /health, log why (the
+# file and segment), and still shut down cleanly. With --mlock, the audit log
+# says what was locked.
+cp "$MODEL" "$T/g.dsm"
+C_CACHE=1
+[ -z "$CACHE_ARGS" ] && C_CACHE=256
+SMODEL=$T/g.dsm
+if ! start_server g --max-concurrent 1 --threads 1 --cache-mb $C_CACHE --mlock; then
+    bad srv-g "the server with a paged copy of the model did not start" "$T/g.log"
+    finish
+fi
+SMODEL=
+ok srv-g
+check mlock-srv "--mlock: the audit log says what was locked: $(grep -m 1 ' mlock ' "$T/g.log")" \
+    grep -q 'ds-server: mlock locked_bytes=[1-9][0-9]* refused_bytes=[0-9]*' "$T/g.log"
+"$PY" "$HERE/test_degraded.py" --port "$PORT" --model "$T/g.dsm" >"$T/py-deg.txt" 2>&1
+tally "$T/py-deg.txt" $? test_degraded.py
+check deg-5 "the server outlived the failures (not killed by SIGBUS)" kill -0 "$SPID"
+check deg-6 "the audit log says degraded, naming the file and the segment: $(grep -m 1 'model degraded' "$T/g.log")" \
+    sh -c 'grep "model degraded" "$1" | grep -q "g\.dsm.*segment [0-9]* (layer [0-9]* expert [0-9]*)"' sh "$T/g.log"
+stop_server stop-8 "$T/g.log"
+no_sanitizer_report san-g "$T/g.log"
 
 finish

@@ -38,7 +38,10 @@
  *                                 "completion_tokens", "total_tokens", "seconds"}
  *     GET  /v1/models            the one model ("id" = --model-name or the file's
  *                                base name); GET /v1/models/{id} likewise
- *     GET  /health               {"status":"ok",...}; never needs the API token
+ *     GET  /health               {"status":"ok",...}; never needs the API token. 503
+ *                                {"status":"degraded","reason":...} once a generation
+ *                                failed reading the model file (changed, truncated,
+ *                                unreadable under the running server)
  *     GET  /metrics              Prometheus text format: requests by endpoint and
  *                                code, tokens, tokens/s, latency histogram, expert
  *                                cache counters, resident memory
@@ -1125,7 +1128,16 @@ typedef struct gen {
     double prompt_seconds, gen_t0, generate_seconds;
 } gen;
 
+/* Set for good when a generation fails reading the model file (truncated,
+ * changed or unreadable under the running server): the model is degraded,
+ * /health answers 503 until a restart, and the audit log has the library's
+ * message (file and segment) once. */
+static atomic_int model_degraded;
+
 static void gen_fail(gen *g, ds_status st, const char *what) {
+    if ((st == DS_ERR_IO || st == DS_ERR_TRUNCATED || st == DS_ERR_AUTH || st == DS_ERR_CORRUPT) &&
+        !atomic_exchange(&model_degraded, 1))
+        audit("model degraded: %s: %s", what, errmsg(st));
     g->err = st;
     snprintf(g->errmsg, sizeof g->errmsg, "%s: %s", what, errmsg(st));
     g->done = 1;
@@ -1570,10 +1582,15 @@ out:
 
 static enum MHD_Result handle_health(struct MHD_Connection *conn, req *r) {
     sbuf b = {0};
-    sb_puts(&b, "{\"status\":\"ok\",\"model\":");
+    int degraded = atomic_load(&model_degraded);
+    if (degraded)
+        sb_puts(&b, "{\"status\":\"degraded\",\"reason\":\"the model file changed, was truncated or cannot be read "
+                    "since the server started; restart the server once the file is restored\",\"model\":");
+    else
+        sb_puts(&b, "{\"status\":\"ok\",\"model\":");
     sb_json_str(&b, S.model_id, strlen(S.model_id));
     sb_printf(&b, ",\"slots\":%d,\"busy\":%d}", S.n_slots, pool_busy());
-    return reply_json(conn, r, 200, &b);
+    return reply_json(conn, r, degraded ? 503 : 200, &b);
 }
 
 static void put_model(sbuf *b) {
@@ -1916,6 +1933,8 @@ static const char usage_text[] =
     "                        else the server runs on the CPU and logs why)\n"
     "  --gpu-cache-mb N      VRAM expert cache in MiB with --device cuda (default 0 = every expert)\n"
     "  --gpu N               the CUDA device with --device cuda (default 0)\n"
+    "  --mlock               lock the keys, the dense weights and the expert cache into RAM (never\n"
+    "                        swapped); the audit log says what was locked and what the OS refused\n"
     "  --model-name NAME     the model id in responses (default: the file's base name)\n"
     "  --log-prompts         also write prompt text to the audit log (off by default)\n"
     "  -v, --verbose         also log the library's notices\n"
@@ -2161,6 +2180,11 @@ int main(int argc, char **argv) {
           o.model, S.model_id, S.cfg.n_layers, S.cfg.n_routed_experts, S.cfg.vocab_size, S.n_ctx, S.n_slots,
           (unsigned long long)(o.mo.cache_bytes >> 20), ds_model_device_name(S.model), now_mono() - t0,
           S.token ? "bearer" : "none");
+    ds_mlock_info mli;
+    if (o.mo.mlock && ds_model_mlock_info(S.model, &mli) == DS_OK)
+        audit("mlock locked_bytes=%llu refused_bytes=%llu%s%s%s", (unsigned long long)mli.locked_bytes,
+              (unsigned long long)mli.refused_bytes, mli.error ? " error=\"" : "", mli.error ? strerror(mli.error) : "",
+              mli.error ? "\"" : "");
 
     /* ---- listen ---- */
     /* a descriptor per connection, and some to spare for the model, the log
