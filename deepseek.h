@@ -508,8 +508,11 @@ enum {
  * *n_out set to the count needed. Invalid UTF-8 is DS_ERR_INVALID_ARG with
  * the byte offset in the message. Added and special tokens in the text are
  * matched first (longest match, as the reference), special ones unless
- * DS_TOKENIZE_NO_SPECIAL. A regex that backtracks more than 10 million steps
- * on one search (hostile text) fails with DS_ERR_LIMIT. */
+ * DS_TOKENIZE_NO_SPECIAL (which leaves the added tokens not marked special,
+ * such as DeepSeek's User and Assistant markers, matched). Chat messages
+ * from users go through ds_tokenizer_encode_chat, which matches none inside
+ * them. A regex that backtracks more than 10 million steps on one search
+ * (hostile text) fails with DS_ERR_LIMIT. */
 DS_API DS_WARN_UNUSED ds_status ds_tokenizer_encode(const ds_tokenizer *t, const char *text, size_t len, int flags,
                                                     int32_t *ids, size_t cap, size_t *n_out);
 
@@ -554,6 +557,34 @@ typedef struct ds_chat_message { const char *role; const char *content; } ds_cha
 DS_API DS_WARN_UNUSED ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const ds_chat_message *msgs,
                                                                  size_t n, int add_generation_prompt, char *buf,
                                                                  size_t cap, size_t *len_out);
+
+enum {
+    DS_CHAT_SPECIAL_IN_CONTENT = 1   /* match added and special tokens inside contents too: the ids of
+                                        the rendered text given to ds_tokenizer_encode (flags 0).
+                                        Only for contents the caller wrote itself */
+};
+
+/* Renders a chat as ds_tokenizer_apply_chat_template does and encodes it, in
+ * one go: the template's own markup (BOS, role markers, separators, EOS, the
+ * generation prompt) is encoded with its added and special tokens, each
+ * message's content as plain text. No added or special token is matched
+ * inside a content, so a message holding the text of the end-of-sentence
+ * token, a User/Assistant marker, "</think>" or a tool-call marker gets the
+ * ordinary tokens of those characters, not the control token: it cannot end
+ * its turn or speak for another role. The pre-tokenizer and BPE run over the rendered
+ * text exactly as ds_tokenizer_encode does, so when no content holds the
+ * text of an added token the ids are those of ds_tokenizer_encode(rendered
+ * text, flags 0), and ds_tokenizer_decode gives back the rendered text in
+ * every case. Use this, not ds_tokenizer_encode, for chat contents that come
+ * from users; ds_tokenizer_encode matches tokens anywhere (it is the raw
+ * API). flags: 0 or DS_CHAT_SPECIAL_IN_CONTENT (the old behaviour). The ids
+ * begin with the BOS token when the template renders one: do not add
+ * another. Same buffer rules as ds_tokenizer_encode. Errors: those of
+ * ds_tokenizer_apply_chat_template and ds_tokenizer_encode, and
+ * DS_ERR_INVALID_ARG for an unknown flag. Thread-safe on a shared tokenizer. */
+DS_API DS_WARN_UNUSED ds_status ds_tokenizer_encode_chat(const ds_tokenizer *t, const ds_chat_message *msgs, size_t n,
+                                                         int add_generation_prompt, int flags, int32_t *ids,
+                                                         size_t cap, size_t *n_out);
 
 /* ==== Inference context ================================================== */
 /* A conversation: its own KV cache (MLA keeps the compressed latent and the
