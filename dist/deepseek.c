@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id dfc343c7d68639ef: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 8b10d707a39ec8e6: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "dfc343c7d68639ef"
+#define DS_SOURCE_ID "8b10d707a39ec8e6"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -5417,7 +5417,8 @@ DSI_FUNC int dsi_regex_search(const dsi_regex *G, dsi_regex_ctx *X, size_t from,
  *
  * Encoding follows the reference step by step:
  *   1. added tokens are cut out of the text (leftmost-longest, first the
- *      tokens with normalized=false, then the rest, as AddedVocabulary does);
+ *      tokens with normalized=false, then the rest, as AddedVocabulary does;
+ *      none inside the plain spans a caller may give: a chat's contents);
  *   2. each remaining segment goes through the pre-tokenizer: a sequence of
  *      regex Splits (our own backtracking engine with Oniguruma's semantics,
  *      regex.c: leftmost-first alternation, greedy quantifiers, lookahead,
@@ -5454,6 +5455,20 @@ typedef struct dsi_chat_source {
 } dsi_chat_source;
 
 DSI_FUNC void dsi_tokenizer_chat_source(const ds_tokenizer *t, dsi_chat_source *out);
+
+/* A byte range [s, e) of a text. */
+typedef struct dsi_span { size_t s, e; } dsi_span;
+
+/* ds_tokenizer_encode (flags as there) with plain spans: inside the n_plain
+ * spans (sorted, not overlapping) no added or special token is matched, so
+ * their text is encoded as ordinary text; a token is matched only where it
+ * lies wholly outside them. The pre-tokenizer and BPE run over the text
+ * between matched tokens as ds_tokenizer_encode's do, spans or not. With no
+ * spans this is ds_tokenizer_encode. The same buffer rules; messages on
+ * failure in *e (fn names the caller in the DS_ERR_LIMIT one); not published. */
+DSI_FUNC ds_status dsi_tokenizer_encode_plain(const ds_tokenizer *t, const char *text, size_t len, int flags,
+                                              const dsi_span *plain, size_t n_plain, int32_t *ids, size_t cap,
+                                              size_t *n_out, dsi_err *e, const char *fn);
 
 /* Copies a result of n bytes into the caller's buffer buf[cap]: *len_out = n
  * always; DS_ERR_LIMIT (message naming fn) when it does not fit; a NUL
@@ -6411,6 +6426,8 @@ typedef struct tk_run {
     uint8_t *word;
     size_t cap_word;
     dsi_regex_ctx rx;
+    const dsi_span *plain;      /* (n_plain) sorted byte ranges where no added token is matched */
+    size_t n_plain;
 } tk_run;
 
 /* Makes room for need elements in *p (capacity *cap). */
@@ -6473,16 +6490,36 @@ static uint32_t tk_first_cp(const uint8_t *s, size_t n, size_t *len) {
     return cp;
 }
 
+/* The first plain span that ends after byte p (R->n_plain when none). */
+static size_t tk_plain_after(const tk_run *R, size_t p) {
+    size_t lo = 0, hi = R->n_plain;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (R->plain[mid].e <= p) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
 /* Splits text[s, e) on the added tokens of one trie, as the reference's
  * AddedVocabulary::find_matches: leftmost-longest, non-overlapping, then
- * single_word / lstrip / rstrip adjustments. Appends to R->seg. */
+ * single_word / lstrip / rstrip adjustments. Appends to R->seg. A match
+ * lies wholly outside the plain spans (R->plain): none starts inside one,
+ * and one starting before a span is the longest that ends where it begins. */
 static ds_status tk_split_added(tk_run *R, const uint8_t *text, size_t s, size_t e, const tk_trie *T, bool no_special) {
     const ds_tokenizer *t = R->t;
     size_t start_offset = s, p = s;
+    size_t k = R->n_plain ? tk_plain_after(R, s) : 0;
     while (p < e) {
         int32_t tok = -1;
+        size_t lim = e;
+        while (k < R->n_plain && R->plain[k].e <= p) k++;
+        if (k < R->n_plain) {
+            if (R->plain[k].s <= p) { p = R->plain[k].e; continue; }   /* inside a span: no match starts */
+            if (R->plain[k].s < lim) lim = R->plain[k].s;               /* a match ends before the next */
+        }
         if (!T->nodes || !T->first[text[p]]) { p++; continue; }
-        size_t L = tk_trie_longest(T, text + p, e - p, &tok);
+        size_t L = tk_trie_longest(T, text + p, lim - p, &tok);
         if (!L) { p++; continue; }
         size_t ms = p, me = p + L;
         p = me;
@@ -6917,6 +6954,32 @@ static ds_status tk_encode(const ds_tokenizer *t, const char *text, size_t len, 
     return DS_OK;
 }
 
+DSI_FUNC ds_status dsi_tokenizer_encode_plain(const ds_tokenizer *t, const char *text, size_t len, int flags,
+                                              const dsi_span *plain, size_t n_plain, int32_t *ids, size_t cap,
+                                              size_t *n_out, dsi_err *e, const char *fn) {
+    tk_run R;
+    memset(&R, 0, sizeof R);
+    R.t = t;
+    R.al = &t->al;
+    R.e = e;
+    R.rx.al = &t->al;
+    R.plain = plain;
+    R.n_plain = plain ? n_plain : 0;
+    ds_status st = DS_OK;
+    if (t->max_slots) {
+        R.rx.slots = dsi_calloc(&t->al, t->max_slots, sizeof *R.rx.slots);
+        if (!R.rx.slots) st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    if (!st) st = tk_encode(t, text, len, flags, &R);
+    if (!st) {
+        *n_out = R.n_ids;
+        if (R.n_ids > cap) st = dsi_fail(e, DS_ERR_LIMIT, "%s: %zu ids do not fit in %zu", fn, R.n_ids, cap);
+        else if (R.n_ids) memcpy(ids, R.ids, R.n_ids * sizeof *ids);
+    }
+    tk_run_free(&R);
+    return st;
+}
+
 DS_API ds_status ds_tokenizer_encode(const ds_tokenizer *t, const char *text, size_t len, int flags, int32_t *ids,
                                      size_t cap, size_t *n_out) {
     dsi_err e = {DS_OK, ""};
@@ -6925,24 +6988,7 @@ DS_API ds_status ds_tokenizer_encode(const ds_tokenizer *t, const char *text, si
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_encode: NULL argument");
         return dsi_publish(&e);
     }
-    tk_run R;
-    memset(&R, 0, sizeof R);
-    R.t = t;
-    R.al = &t->al;
-    R.e = &e;
-    R.rx.al = &t->al;
-    ds_status st = DS_OK;
-    if (t->max_slots) {
-        R.rx.slots = dsi_calloc(&t->al, t->max_slots, sizeof *R.rx.slots);
-        if (!R.rx.slots) st = dsi_fail(&e, DS_ERR_NOMEM, "tokenizer: out of memory");
-    }
-    if (!st) st = tk_encode(t, text, len, flags, &R);
-    if (!st) {
-        *n_out = R.n_ids;
-        if (R.n_ids > cap) st = dsi_fail(&e, DS_ERR_LIMIT, "ds_tokenizer_encode: %zu ids do not fit in %zu", R.n_ids, cap);
-        else if (R.n_ids) memcpy(ids, R.ids, R.n_ids * sizeof *ids);
-    }
-    tk_run_free(&R);
+    ds_status st = dsi_tokenizer_encode_plain(t, text, len, flags, NULL, 0, ids, cap, n_out, &e, "ds_tokenizer_encode");
     return st ? dsi_publish(&e) : DS_OK;
 }
 
@@ -7138,11 +7184,18 @@ done:
 
 /* ==== Begin deepseek_impl/chat_template.c ==== */
 /*
- * chat_template.c — ds_tokenizer_apply_chat_template: the chat templates of
- * the DeepSeek V2 and V3 families, rendered without a Jinja engine (the
- * templates differ only in a few literal choices, which we read off the
- * template text). The layer above the tokenizer: it reads the tokenizer's
- * tokenizer_config.json parts through tokenizer.h and nothing else.
+ * chat_template.c — ds_tokenizer_apply_chat_template and
+ * ds_tokenizer_encode_chat: the chat templates of the DeepSeek V2 and V3
+ * families, rendered without a Jinja engine (the templates differ only in a
+ * few literal choices, which we read off the template text). The layer above
+ * the tokenizer: it reads the tokenizer's tokenizer_config.json parts through
+ * tokenizer.h and nothing else.
+ *
+ * The renderer records where each message's content lies in the text, so
+ * that ds_tokenizer_encode_chat can encode the contents as plain text (no
+ * added or special token matched inside them: a message cannot close its
+ * turn or open another role's) while the rest of the text, the template's own
+ * markup, is encoded with its tokens. The text itself is the same either way.
  *
  * Only system/user/assistant messages; tool calls are not supported:
  *
@@ -7194,7 +7247,85 @@ static ct_family ct_detect(const char *tpl) {
 #define CT_ASSISTANT "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"
 #define CT_EOS_LIT "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"
 
-static void ct_put(dsi_buf *b, const char *s) { dsi_buf_put(b, s, strlen(s)); }
+/* The rendered text and, when spans is set, where each message's content
+ * lies in it (at most one span per message, in order, none empty). */
+typedef struct ct_out {
+    dsi_buf b;
+    dsi_span *spans;            /* NULL: not recorded */
+    size_t n_spans;
+} ct_out;
+
+/* Template markup: BOS and EOS, role markers, separators, the generation prompt. */
+static void ct_put(ct_out *o, const char *s) { dsi_buf_put(&o->b, s, strlen(s)); }
+
+/* A message's content (all of it, or the part the template keeps). */
+static void ct_content(ct_out *o, const char *c) {
+    size_t n = strlen(c), at = o->b.len;
+    dsi_buf_put(&o->b, c, n);
+    if (o->spans && n && !o->b.failed) o->spans[o->n_spans++] = (dsi_span){at, at + n};
+}
+
+/* Checks the arguments both entry points share and renders the chat into o
+ * (its buffer initialised here with the tokenizer's allocator; o->spans, when
+ * set, has room for n spans). */
+static ds_status ct_render(const ds_tokenizer *t, const ds_chat_message *msgs, size_t n, int add_generation_prompt,
+                           ct_out *o, dsi_err *e) {
+    dsi_chat_source src;
+    dsi_tokenizer_chat_source(t, &src);
+    dsi_buf_init(&o->b, src.al);
+    o->n_spans = 0;
+    const ct_family f = ct_detect(src.tpl);
+    if (f.chat == CHAT_NONE) return dsi_fail(e, DS_ERR_UNSUPPORTED, "chat template: none, or not of the DeepSeek V2/V3 families");
+    for (size_t i = 0; i < n; i++) {
+        const char *r = msgs[i].role;
+        if (!r || !msgs[i].content)
+            return dsi_fail(e, DS_ERR_INVALID_ARG, "chat template: message %zu has no role or content", i);
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
+            return dsi_fail(e, DS_ERR_UNSUPPORTED, "chat template: message %zu: role \"%.32s\" is not supported", i, r);
+    }
+    if (src.bos) dsi_buf_put(&o->b, src.bos, src.bos_len);
+    if (f.chat == CHAT_V3) {
+        bool first = true;
+        const char *last = NULL;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(msgs[i].role, "system")) continue;
+            if (f.join_systems) {
+                if (!first) ct_put(o, "\n\n");
+                ct_content(o, msgs[i].content);
+                first = false;
+            } else last = msgs[i].content;
+        }
+        if (last) ct_content(o, last);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *r = msgs[i].role, *c = msgs[i].content;
+        if (!strcmp(r, "system")) {
+            if (f.chat != CHAT_V3) { ct_content(o, c); ct_put(o, "\n\n"); }
+        } else if (!strcmp(r, "user")) {
+            if (f.chat == CHAT_V2) { ct_put(o, "User: "); ct_content(o, c); ct_put(o, "\n\n"); }
+            else { ct_put(o, CT_USER); ct_content(o, c); }
+        } else {
+            if (f.chat == CHAT_V2) ct_put(o, "Assistant: ");
+            else ct_put(o, CT_ASSISTANT);
+            if (f.chat == CHAT_V3 && f.strip_think) {
+                const char *k = c, *g;
+                while ((g = strstr(k, "</think>"))) k = g + 8;
+                c = k;
+            }
+            ct_content(o, c);
+            if (f.chat == CHAT_V3) ct_put(o, CT_EOS_LIT);
+            else if (src.eos) dsi_buf_put(&o->b, src.eos, src.eos_len);
+        }
+    }
+    if (add_generation_prompt) {
+        if (f.chat == CHAT_V2) ct_put(o, "Assistant:");
+        else {
+            ct_put(o, CT_ASSISTANT);
+            if (f.chat == CHAT_V3 && f.think_prompt) ct_put(o, "<think>\n");
+        }
+    }
+    return o->b.failed ? dsi_fail(e, DS_ERR_NOMEM, "chat template: out of memory") : DS_OK;
+}
 
 DS_API ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const ds_chat_message *msgs, size_t n,
                                                   int add_generation_prompt, char *buf, size_t cap, size_t *len_out) {
@@ -7204,71 +7335,43 @@ DS_API ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const d
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_apply_chat_template: NULL argument");
         return dsi_publish(&e);
     }
-    dsi_chat_source src;
-    dsi_tokenizer_chat_source(t, &src);
-    const ct_family f = ct_detect(src.tpl);
-    if (f.chat == CHAT_NONE) {
-        dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: none, or not of the DeepSeek V2/V3 families");
+    ct_out o = {0};
+    ds_status st = ct_render(t, msgs, n, add_generation_prompt, &o, &e);
+    if (!st) st = dsi_tokenizer_copy_out(o.b.data, o.b.len, buf, cap, len_out, &e, "ds_tokenizer_apply_chat_template");
+    dsi_buf_free(&o.b);
+    return st ? dsi_publish(&e) : DS_OK;
+}
+
+/* ==== Encoding ============================================================ */
+/* The rendered text encoded with the contents as plain spans: the template's
+ * markup is the only place an added or special token can come from. */
+DS_API ds_status ds_tokenizer_encode_chat(const ds_tokenizer *t, const ds_chat_message *msgs, size_t n,
+                                          int add_generation_prompt, int flags, int32_t *ids, size_t cap,
+                                          size_t *n_out) {
+    dsi_err e = {DS_OK, ""};
+    if (n_out) *n_out = 0;
+    if (!t || !n_out || (!msgs && n) || (!ids && cap)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_encode_chat: NULL argument");
         return dsi_publish(&e);
     }
-    for (size_t i = 0; i < n; i++) {
-        const char *r = msgs[i].role;
-        if (!r || !msgs[i].content) {
-            dsi_fail(&e, DS_ERR_INVALID_ARG, "chat template: message %zu has no role or content", i);
-            return dsi_publish(&e);
-        }
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
-            dsi_fail(&e, DS_ERR_UNSUPPORTED, "chat template: message %zu: role \"%.32s\" is not supported", i, r);
-            return dsi_publish(&e);
-        }
+    if (flags & ~DS_CHAT_SPECIAL_IN_CONTENT) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_encode_chat: unknown flags 0x%x", (unsigned)flags);
+        return dsi_publish(&e);
     }
-    dsi_buf b;
-    dsi_buf_init(&b, src.al);
-    if (src.bos) dsi_buf_put(&b, src.bos, src.bos_len);
-    if (f.chat == CHAT_V3) {
-        bool first = true;
-        const char *last = NULL;
-        for (size_t i = 0; i < n; i++) {
-            if (strcmp(msgs[i].role, "system")) continue;
-            if (f.join_systems) {
-                if (!first) ct_put(&b, "\n\n");
-                ct_put(&b, msgs[i].content);
-                first = false;
-            } else last = msgs[i].content;
-        }
-        if (last) ct_put(&b, last);
+    dsi_chat_source src;
+    dsi_tokenizer_chat_source(t, &src);
+    ct_out o = {0};
+    ds_status st = DS_OK;
+    if (!(flags & DS_CHAT_SPECIAL_IN_CONTENT)) {
+        o.spans = dsi_calloc(src.al, n ? n : 1, sizeof *o.spans);
+        if (!o.spans) st = dsi_fail(&e, DS_ERR_NOMEM, "chat template: out of memory for %zu messages", n);
     }
-    for (size_t i = 0; i < n; i++) {
-        const char *r = msgs[i].role, *c = msgs[i].content;
-        if (!strcmp(r, "system")) {
-            if (f.chat != CHAT_V3) { ct_put(&b, c); ct_put(&b, "\n\n"); }
-        } else if (!strcmp(r, "user")) {
-            if (f.chat == CHAT_V2) { ct_put(&b, "User: "); ct_put(&b, c); ct_put(&b, "\n\n"); }
-            else { ct_put(&b, CT_USER); ct_put(&b, c); }
-        } else {
-            if (f.chat == CHAT_V2) ct_put(&b, "Assistant: ");
-            else ct_put(&b, CT_ASSISTANT);
-            if (f.chat == CHAT_V3 && f.strip_think) {
-                const char *k = c, *g;
-                while ((g = strstr(k, "</think>"))) k = g + 8;
-                c = k;
-            }
-            ct_put(&b, c);
-            if (f.chat == CHAT_V3) ct_put(&b, CT_EOS_LIT);
-            else if (src.eos) dsi_buf_put(&b, src.eos, src.eos_len);
-        }
-    }
-    if (add_generation_prompt) {
-        if (f.chat == CHAT_V2) ct_put(&b, "Assistant:");
-        else {
-            ct_put(&b, CT_ASSISTANT);
-            if (f.chat == CHAT_V3 && f.think_prompt) ct_put(&b, "<think>\n");
-        }
-    }
-    ds_status st;
-    if (b.failed) st = dsi_fail(&e, DS_ERR_NOMEM, "chat template: out of memory");
-    else st = dsi_tokenizer_copy_out(b.data, b.len, buf, cap, len_out, &e, "ds_tokenizer_apply_chat_template");
-    dsi_buf_free(&b);
+    if (!st) st = ct_render(t, msgs, n, add_generation_prompt, &o, &e);
+    if (!st)
+        st = dsi_tokenizer_encode_plain(t, (const char *)o.b.data, o.b.len, 0, o.spans, o.n_spans, ids, cap, n_out,
+                                        &e, "ds_tokenizer_encode_chat");
+    dsi_buf_free(&o.b);
+    dsi_free(src.al, o.spans);
     return st ? dsi_publish(&e) : DS_OK;
 }
 /* ==== End deepseek_impl/chat_template.c ==== */
