@@ -547,7 +547,9 @@ DS_API int32_t ds_tokenizer_eos(const ds_tokenizer *t);      /* -1 if none */
  * chat template; DS_ERR_UNSUPPORTED when it is neither). Roles: "system",
  * "user", "assistant" (others: DS_ERR_UNSUPPORTED; tool calls are not
  * rendered). Same buffer rules as decode. The text starts with the BOS token's
- * text, so encode it without DS_TOKENIZE_BOS. Families, recognised from the
+ * text, so encode it without DS_TOKENIZE_BOS; encoding it matches token texts
+ * inside the messages too, so a prompt from user messages is tokenized with
+ * ds_tokenizer_encode_chat (below) instead. Families, recognised from the
  * Jinja text: V2-Chat/V2-Lite-Chat ("User: ...\n\nAssistant: ..."),
  * V2-Chat-0628/V2.5 (the full-width-bar User/Assistant marker tokens, with
  * inline system prompts), V3 (system prompts first, joined by blank lines)
@@ -808,7 +810,9 @@ DS_API DS_WARN_UNUSED ds_status ds_generate_tokens(ds_context *c, ds_sampler *s,
  * stats->stop_reason says which. Errors: DS_ERR_LIMIT when the prompt does not
  * fit the context, DS_ERR_INVALID_ARG for a NULL argument, max_tokens < 0 or
  * invalid UTF-8, and whatever evaluation or sampling reports. stats may be
- * NULL; it is filled in on success and failure alike. */
+ * NULL; it is filled in on success and failure alike. The prompt is raw text
+ * (token texts in it are tokens): for a chat with user messages, tokenize with
+ * ds_tokenizer_encode_chat and call ds_generate_tokens. */
 DS_API DS_WARN_UNUSED ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, int max_tokens,
                                             ds_token_fn on_token, void *user, ds_generate_stats *stats);
 

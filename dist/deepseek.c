@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 8b10d707a39ec8e6: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 907453f23a39f2ca: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "8b10d707a39ec8e6"
+#define DS_SOURCE_ID "907453f23a39f2ca"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
