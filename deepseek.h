@@ -568,8 +568,11 @@ enum {
  * *n_out set to the count needed. Invalid UTF-8 is DS_ERR_INVALID_ARG with
  * the byte offset in the message. Added and special tokens in the text are
  * matched first (longest match, as the reference), special ones unless
- * DS_TOKENIZE_NO_SPECIAL. A regex that backtracks more than 10 million steps
- * on one search (hostile text) fails with DS_ERR_LIMIT. */
+ * DS_TOKENIZE_NO_SPECIAL (which leaves the added tokens not marked special,
+ * such as DeepSeek's User and Assistant markers, matched). Chat messages
+ * from users go through ds_tokenizer_encode_chat, which matches none inside
+ * them. A regex that backtracks more than 10 million steps on one search
+ * (hostile text) fails with DS_ERR_LIMIT. */
 DS_API DS_WARN_UNUSED ds_status ds_tokenizer_encode(const ds_tokenizer *t, const char *text, size_t len, int flags,
                                                     int32_t *ids, size_t cap, size_t *n_out);
 
@@ -604,7 +607,9 @@ DS_API int32_t ds_tokenizer_eos(const ds_tokenizer *t);      /* -1 if none */
  * chat template; DS_ERR_UNSUPPORTED when it is neither). Roles: "system",
  * "user", "assistant" (others: DS_ERR_UNSUPPORTED; tool calls are not
  * rendered). Same buffer rules as decode. The text starts with the BOS token's
- * text, so encode it without DS_TOKENIZE_BOS. Families, recognised from the
+ * text, so encode it without DS_TOKENIZE_BOS; encoding it matches token texts
+ * inside the messages too, so a prompt from user messages is tokenized with
+ * ds_tokenizer_encode_chat (below) instead. Families, recognised from the
  * Jinja text: V2-Chat/V2-Lite-Chat ("User: ...\n\nAssistant: ..."),
  * V2-Chat-0628/V2.5 (the full-width-bar User/Assistant marker tokens, with
  * inline system prompts), V3 (system prompts first, joined by blank lines)
@@ -614,6 +619,34 @@ typedef struct ds_chat_message { const char *role; const char *content; } ds_cha
 DS_API DS_WARN_UNUSED ds_status ds_tokenizer_apply_chat_template(const ds_tokenizer *t, const ds_chat_message *msgs,
                                                                  size_t n, int add_generation_prompt, char *buf,
                                                                  size_t cap, size_t *len_out);
+
+enum {
+    DS_CHAT_SPECIAL_IN_CONTENT = 1   /* match added and special tokens inside contents too: the ids of
+                                        the rendered text given to ds_tokenizer_encode (flags 0).
+                                        Only for contents the caller wrote itself */
+};
+
+/* Renders a chat as ds_tokenizer_apply_chat_template does and encodes it, in
+ * one go: the template's own markup (BOS, role markers, separators, EOS, the
+ * generation prompt) is encoded with its added and special tokens, each
+ * message's content as plain text. No added or special token is matched
+ * inside a content, so a message holding the text of the end-of-sentence
+ * token, a User/Assistant marker, "</think>" or a tool-call marker gets the
+ * ordinary tokens of those characters, not the control token: it cannot end
+ * its turn or speak for another role. The pre-tokenizer and BPE run over the rendered
+ * text exactly as ds_tokenizer_encode does, so when no content holds the
+ * text of an added token the ids are those of ds_tokenizer_encode(rendered
+ * text, flags 0), and ds_tokenizer_decode gives back the rendered text in
+ * every case. Use this, not ds_tokenizer_encode, for chat contents that come
+ * from users; ds_tokenizer_encode matches tokens anywhere (it is the raw
+ * API). flags: 0 or DS_CHAT_SPECIAL_IN_CONTENT (the old behaviour). The ids
+ * begin with the BOS token when the template renders one: do not add
+ * another. Same buffer rules as ds_tokenizer_encode. Errors: those of
+ * ds_tokenizer_apply_chat_template and ds_tokenizer_encode, and
+ * DS_ERR_INVALID_ARG for an unknown flag. Thread-safe on a shared tokenizer. */
+DS_API DS_WARN_UNUSED ds_status ds_tokenizer_encode_chat(const ds_tokenizer *t, const ds_chat_message *msgs, size_t n,
+                                                         int add_generation_prompt, int flags, int32_t *ids,
+                                                         size_t cap, size_t *n_out);
 
 /* ==== Inference context ================================================== */
 /* A conversation: its own KV cache (MLA keeps the compressed latent and the
@@ -841,7 +874,9 @@ DS_API DS_WARN_UNUSED ds_status ds_generate_tokens(ds_context *c, ds_sampler *s,
  * stats->stop_reason says which. Errors: DS_ERR_LIMIT when the prompt does not
  * fit the context, DS_ERR_INVALID_ARG for a NULL argument, max_tokens < 0 or
  * invalid UTF-8, and whatever evaluation or sampling reports. stats may be
- * NULL; it is filled in on success and failure alike. */
+ * NULL; it is filled in on success and failure alike. The prompt is raw text
+ * (token texts in it are tokens): for a chat with user messages, tokenize with
+ * ds_tokenizer_encode_chat and call ds_generate_tokens. */
 DS_API DS_WARN_UNUSED ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, int max_tokens,
                                             ds_token_fn on_token, void *user, ds_generate_stats *stats);
 

@@ -7,7 +7,8 @@
  *
  * Encoding follows the reference step by step:
  *   1. added tokens are cut out of the text (leftmost-longest, first the
- *      tokens with normalized=false, then the rest, as AddedVocabulary does);
+ *      tokens with normalized=false, then the rest, as AddedVocabulary does;
+ *      none inside the plain spans a caller may give: a chat's contents);
  *   2. each remaining segment goes through the pre-tokenizer: a sequence of
  *      regex Splits (our own backtracking engine with Oniguruma's semantics,
  *      regex.c: leftmost-first alternation, greedy quantifiers, lookahead,
@@ -1031,6 +1032,8 @@ typedef struct tk_run {
     uint8_t *word;
     size_t cap_word;
     dsi_regex_ctx rx;
+    const dsi_span *plain;      /* (n_plain) sorted byte ranges where no added token is matched */
+    size_t n_plain;
 } tk_run;
 
 /* Makes room for need elements in *p (capacity *cap). */
@@ -1093,16 +1096,36 @@ static uint32_t tk_first_cp(const uint8_t *s, size_t n, size_t *len) {
     return cp;
 }
 
+/* The first plain span that ends after byte p (R->n_plain when none). */
+static size_t tk_plain_after(const tk_run *R, size_t p) {
+    size_t lo = 0, hi = R->n_plain;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (R->plain[mid].e <= p) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
 /* Splits text[s, e) on the added tokens of one trie, as the reference's
  * AddedVocabulary::find_matches: leftmost-longest, non-overlapping, then
- * single_word / lstrip / rstrip adjustments. Appends to R->seg. */
+ * single_word / lstrip / rstrip adjustments. Appends to R->seg. A match
+ * lies wholly outside the plain spans (R->plain): none starts inside one,
+ * and one starting before a span is the longest that ends where it begins. */
 static ds_status tk_split_added(tk_run *R, const uint8_t *text, size_t s, size_t e, const tk_trie *T, bool no_special) {
     const ds_tokenizer *t = R->t;
     size_t start_offset = s, p = s;
+    size_t k = R->n_plain ? tk_plain_after(R, s) : 0;
     while (p < e) {
         int32_t tok = -1;
+        size_t lim = e;
+        while (k < R->n_plain && R->plain[k].e <= p) k++;
+        if (k < R->n_plain) {
+            if (R->plain[k].s <= p) { p = R->plain[k].e; continue; }   /* inside a span: no match starts */
+            if (R->plain[k].s < lim) lim = R->plain[k].s;               /* a match ends before the next */
+        }
         if (!T->nodes || !T->first[text[p]]) { p++; continue; }
-        size_t L = tk_trie_longest(T, text + p, e - p, &tok);
+        size_t L = tk_trie_longest(T, text + p, lim - p, &tok);
         if (!L) { p++; continue; }
         size_t ms = p, me = p + L;
         p = me;
@@ -1537,6 +1560,32 @@ static ds_status tk_encode(const ds_tokenizer *t, const char *text, size_t len, 
     return DS_OK;
 }
 
+DSI_FUNC ds_status dsi_tokenizer_encode_plain(const ds_tokenizer *t, const char *text, size_t len, int flags,
+                                              const dsi_span *plain, size_t n_plain, int32_t *ids, size_t cap,
+                                              size_t *n_out, dsi_err *e, const char *fn) {
+    tk_run R;
+    memset(&R, 0, sizeof R);
+    R.t = t;
+    R.al = &t->al;
+    R.e = e;
+    R.rx.al = &t->al;
+    R.plain = plain;
+    R.n_plain = plain ? n_plain : 0;
+    ds_status st = DS_OK;
+    if (t->max_slots) {
+        R.rx.slots = dsi_calloc(&t->al, t->max_slots, sizeof *R.rx.slots);
+        if (!R.rx.slots) st = dsi_fail(e, DS_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    if (!st) st = tk_encode(t, text, len, flags, &R);
+    if (!st) {
+        *n_out = R.n_ids;
+        if (R.n_ids > cap) st = dsi_fail(e, DS_ERR_LIMIT, "%s: %zu ids do not fit in %zu", fn, R.n_ids, cap);
+        else if (R.n_ids) memcpy(ids, R.ids, R.n_ids * sizeof *ids);
+    }
+    tk_run_free(&R);
+    return st;
+}
+
 DS_API ds_status ds_tokenizer_encode(const ds_tokenizer *t, const char *text, size_t len, int flags, int32_t *ids,
                                      size_t cap, size_t *n_out) {
     dsi_err e = {DS_OK, ""};
@@ -1545,24 +1594,7 @@ DS_API ds_status ds_tokenizer_encode(const ds_tokenizer *t, const char *text, si
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_encode: NULL argument");
         return dsi_publish(&e);
     }
-    tk_run R;
-    memset(&R, 0, sizeof R);
-    R.t = t;
-    R.al = &t->al;
-    R.e = &e;
-    R.rx.al = &t->al;
-    ds_status st = DS_OK;
-    if (t->max_slots) {
-        R.rx.slots = dsi_calloc(&t->al, t->max_slots, sizeof *R.rx.slots);
-        if (!R.rx.slots) st = dsi_fail(&e, DS_ERR_NOMEM, "tokenizer: out of memory");
-    }
-    if (!st) st = tk_encode(t, text, len, flags, &R);
-    if (!st) {
-        *n_out = R.n_ids;
-        if (R.n_ids > cap) st = dsi_fail(&e, DS_ERR_LIMIT, "ds_tokenizer_encode: %zu ids do not fit in %zu", R.n_ids, cap);
-        else if (R.n_ids) memcpy(ids, R.ids, R.n_ids * sizeof *ids);
-    }
-    tk_run_free(&R);
+    ds_status st = dsi_tokenizer_encode_plain(t, text, len, flags, NULL, 0, ids, cap, n_out, &e, "ds_tokenizer_encode");
     return st ? dsi_publish(&e) : DS_OK;
 }
 

@@ -21,6 +21,20 @@ typedef struct dsi_chat_source {
 
 DSI_FUNC void dsi_tokenizer_chat_source(const ds_tokenizer *t, dsi_chat_source *out);
 
+/* A byte range [s, e) of a text. */
+typedef struct dsi_span { size_t s, e; } dsi_span;
+
+/* ds_tokenizer_encode (flags as there) with plain spans: inside the n_plain
+ * spans (sorted, not overlapping) no added or special token is matched, so
+ * their text is encoded as ordinary text; a token is matched only where it
+ * lies wholly outside them. The pre-tokenizer and BPE run over the text
+ * between matched tokens as ds_tokenizer_encode's do, spans or not. With no
+ * spans this is ds_tokenizer_encode. The same buffer rules; messages on
+ * failure in *e (fn names the caller in the DS_ERR_LIMIT one); not published. */
+DSI_FUNC ds_status dsi_tokenizer_encode_plain(const ds_tokenizer *t, const char *text, size_t len, int flags,
+                                              const dsi_span *plain, size_t n_plain, int32_t *ids, size_t cap,
+                                              size_t *n_out, dsi_err *e, const char *fn);
+
 /* Copies a result of n bytes into the caller's buffer buf[cap]: *len_out = n
  * always; DS_ERR_LIMIT (message naming fn) when it does not fit; a NUL
  * after it when there is room. */

@@ -1,8 +1,11 @@
 /*
- * chat.c — an interactive chat on the public API: each turn renders the whole
- * conversation with the model's chat template and hands it to ds_generate,
- * which continues the context: what it already holds (the turns so far) is
- * kept, and only the new turn is evaluated. Replies stream token by token.
+ * chat.c — an interactive chat on the public API: each turn tokenizes the
+ * whole conversation with the model's chat template (ds_tokenizer_encode_chat:
+ * the messages as text, so a user who types the text of the end-of-sentence
+ * token or of the Assistant marker gets those characters, not the control
+ * tokens) and hands the ids to ds_generate_tokens, which continues the
+ * context: what it already holds (the turns so far) is kept, and only the new
+ * turn is evaluated. Replies stream token by token.
  *
  *     cc -std=c11 -O2 -I. examples/chat.c dist/deepseek.c -lsodium -lm -lpthread -o chat
  *     ./chat models/demo.dsm models/demo.key [--system TEXT] [--temp T] [--max-tokens N]
@@ -73,18 +76,24 @@ static int on_token(void *user, int32_t token, const char *piece, size_t len) {
     return 0;
 }
 
-/* One turn: the conversation rendered with the generation prompt, then the
- * one generation loop. */
+/* One turn: the conversation tokenized with the generation prompt (it
+ * begins with the template's BOS), then the one generation loop. */
 static ds_status turn(chat *ch, int max_tokens) {
-    size_t len = 0;
-    ds_status st = ds_tokenizer_apply_chat_template(ch->tok, ch->msg, ch->n_msg, 1, NULL, 0, &len);
+    size_t n = 0;
+    ds_status st = ds_tokenizer_encode_chat(ch->tok, ch->msg, ch->n_msg, 1, 0, NULL, 0, &n);
     if (st != DS_OK && st != DS_ERR_LIMIT) return st;
-    char *text = malloc(len + 1);
-    if (!text) return DS_ERR_NOMEM;
-    st = ds_tokenizer_apply_chat_template(ch->tok, ch->msg, ch->n_msg, 1, text, len + 1, &len);
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids) return DS_ERR_NOMEM;
+    st = ds_tokenizer_encode_chat(ch->tok, ch->msg, ch->n_msg, 1, 0, ids, n, &n);
     ch->reply_len = 0;
-    if (st == DS_OK) st = ds_generate(ch->ctx, ch->sampler, text, max_tokens, on_token, ch, NULL);
-    free(text);
+    if (st == DS_OK) {
+        ds_generate_params gp = ds_generate_default_params();
+        gp.max_tokens = max_tokens;   /* 0: until EOS or a full context */
+        gp.on_token = on_token;
+        gp.user = ch;
+        st = ds_generate_tokens(ch->ctx, ch->sampler, ids, n, &gp, NULL);
+    }
+    free(ids);
     putchar('\n');
     return st;
 }

@@ -669,6 +669,21 @@ IN
     : | "$DS" chat "$IM" >"$T/out" 2>"$T/err"
     rc=$?
     check chat-4 "empty input: exit $rc, want 0" test "$rc" -eq 0
+    # a line holding the end-of-sentence token's text is text (several
+    # tokens: the pre-tokenizer splits it), not the one EOS id that would end
+    # the user's turn; --special-in-content gives the old behaviour
+    eos_txt='<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>'
+    printf 'x\n' | "$DS" chat "$IM" -n 1 --temp 0 --stats >"$T/out" 2>"$T/err"
+    p0=$(stat_field "$T/err" prompt)
+    # shellcheck disable=SC2059
+    printf "x$eos_txt\\n" | "$DS" chat "$IM" -n 1 --temp 0 --stats >"$T/out" 2>"$T/err"
+    p1=$(stat_field "$T/err" prompt)
+    # shellcheck disable=SC2059
+    printf "x$eos_txt\\n" | "$DS" chat "$IM" -n 1 --temp 0 --stats --special-in-content >"$T/out" 2>"$T/err"
+    p2=$(stat_field "$T/err" prompt)
+    check chat-5 "EOS text in a message: $p1 prompt tokens, $p0 without it (one more: the EOS token)" \
+        test -n "$p0" -a "${p1:-0}" -gt $((${p0:-0} + 1))
+    check chat-5b "--special-in-content: $p2 prompt tokens, want $p0 + 1" test -n "$p0" -a "${p2:-0}" -eq $((${p0:-0} + 1))
 fi
 
 # ==== 7. Plaintext where a key is given, existing outputs, odd paths ========

@@ -12,7 +12,12 @@
  *   tokenizer-6  chat templates (V3 golden with ids; V2, V2.5, R1, V3)
  *   tokenizer-7  errors and buffer rules
  *   tokenizer-8  allocation failures (fail the Nth allocation, for all N)
- *   tokenizer-9  the ids written in added_tokens (absurd, negative, repeated)
+ *   tokenizer-9  chat contents are text (ds_tokenizer_encode_chat): the V3
+ *                goldens' ids; every added token of the V2-style and V3
+ *                tokenizers (with R1's think tokens) in a system, user and
+ *                assistant message of the V2, V2.5, V3 and R1 templates is
+ *                no token; the old ids where no content holds token text
+ *   tokenizer-10 the ids written in added_tokens (absurd, negative, repeated)
  *                and ids beyond a model's vocabulary (dsi_tokenizer_check_vocab)
  *   INFO line    encode speed (MB/s) on ~1 MB of text
  *
@@ -504,6 +509,424 @@ static void test_chat(const ds_tokenizer *v3) {
     free(tpls);
 }
 
+/* ---- chat contents are text (ds_tokenizer_encode_chat) ------------------- */
+/* A tokenizer for the content checks, with the texts and ids of its added
+ * tokens (every one of which holds a '<': see chat_sanitize). */
+typedef struct chat_tok {
+    const char *name;
+    ds_tokenizer *t;
+    char **text;
+    int32_t *id;
+    size_t n;
+} chat_tok;
+
+#define CT_CAP 16384
+
+/* The tokenizer JSON with R1's two reasoning tokens added ("<think>" and
+ * "</think>", added tokens that are not special, as in the R1 release), so
+ * that every family's template meets every token its model knows. */
+static char *with_think(const char *tok, size_t tl, size_t *out_len) {
+    static const char add[] =
+        "{\"id\":0,\"content\":\"<think>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+        "\"normalized\":true,\"special\":false},"
+        "{\"id\":0,\"content\":\"</think>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+        "\"normalized\":true,\"special\":false},";
+    const char *at = strstr(tok, "\"added_tokens\":[");
+    if (!at) return NULL;
+    size_t k = (size_t)(at - tok) + strlen("\"added_tokens\":[");
+    char *s = malloc(tl + sizeof add);
+    memcpy(s, tok, k);
+    memcpy(s + k, add, sizeof add - 1);
+    memcpy(s + k + sizeof add - 1, tok + k, tl - k);
+    *out_len = tl + sizeof add - 1;
+    s[*out_len] = 0;
+    return s;
+}
+
+/* Builds the tokenizer (template tpl) and lists its added tokens. */
+static bool chat_tok_make(chat_tok *T, const char *name, const char *tok, size_t tl, const dsi_json *tpl) {
+    memset(T, 0, sizeof *T);
+    T->name = name;
+    T->t = with_config(tok, tl, "<\xEF\xBD\x9C" "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
+                       "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", tpl->str, tpl->n);
+    dsi_alloc al;
+    dsi_err e;
+    dsi_alloc_init(&al, NULL, &e);
+    dsi_json_doc *doc = NULL;
+    if (!T->t || dsi_json_parse(tok, tl, &al, &doc, &e) != DS_OK) return false;
+    const dsi_json *arr = dsi_json_get(dsi_json_root(doc), "added_tokens");
+    bool ok = arr && arr->n > 0;
+    T->text = calloc(arr ? arr->n : 1, sizeof *T->text);
+    T->id = calloc(arr ? arr->n : 1, sizeof *T->id);
+    for (uint32_t i = 0; ok && i < arr->n; i++) {
+        const char *c = NULL;
+        size_t cl = 0;
+        dsi_json_get_str(&arr->kids[i], "content", &c, &cl);
+        int32_t ids[4];
+        size_t ni = 0;
+        ok = c && memchr(c, '<', cl) && ds_tokenizer_encode(T->t, c, cl, 0, ids, 4, &ni) == DS_OK && ni == 1;
+        if (!ok) printf("  %s: added token %u is not one '<' token\n", name, i);
+        else {
+            T->text[T->n] = strndup(c, cl);
+            T->id[T->n++] = ids[0];
+        }
+    }
+    dsi_json_free(doc);
+    return ok;
+}
+
+static void chat_tok_free(chat_tok *T) {
+    for (size_t i = 0; i < T->n; i++) free(T->text[i]);
+    free(T->text);
+    free(T->id);
+    ds_tokenizer_free(T->t);
+}
+
+static size_t count_id(const int32_t *ids, size_t n, int32_t id) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) c += ids[i] == id;
+    return c;
+}
+
+static size_t count_str(const char *s, size_t n, const char *sub) {
+    size_t c = 0, k = strlen(sub);
+    for (size_t i = 0; i + k <= n; i++) c += memcmp(s + i, sub, k) == 0;
+    return c;
+}
+
+/* The old way: the rendered text, encoded with every token matched. */
+static bool chat_old(const ds_tokenizer *t, const ds_chat_message *m, size_t n, int gen, char *text, size_t *tl,
+                     int32_t *ids, size_t *ni) {
+    return ds_tokenizer_apply_chat_template(t, m, n, gen, text, CT_CAP, tl) == DS_OK &&
+           ds_tokenizer_encode(t, text, *tl, 0, ids, CT_CAP, ni) == DS_OK;
+}
+
+/* The same chat with every '<' in the contents made '(' (no added token's
+ * text is left in them; the template's markup is unchanged). */
+static void chat_sanitize(const ds_chat_message *m, size_t n, ds_chat_message *out, char **owned) {
+    for (size_t i = 0; i < n; i++) {
+        owned[i] = strdup(m[i].content);
+        for (char *p = owned[i]; *p; p++)
+            if (*p == '<') *p = '(';
+        out[i].role = m[i].role;
+        out[i].content = owned[i];
+    }
+}
+
+/* Checks one chat on one tokenizer; NULL when all is well, else what is not.
+ * *holds: some content holds the text of an added token. */
+static const char *check_chat(const chat_tok *T, const ds_chat_message *m, size_t n, int gen, bool *holds) {
+    static int32_t a[CT_CAP], b[CT_CAP], c[CT_CAP], d[CT_CAP];
+    static char text[CT_CAP], dec[CT_CAP], why[256];
+    size_t tl = 0, na = 0, nb = 0, nc = 0, nd = 0, dl = 0;
+    ds_chat_message sm[16];
+    char *owned[16];
+    *holds = false;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < T->n && !*holds; k++) *holds = strstr(m[i].content, T->text[k]) != NULL;
+    if (!chat_old(T->t, m, n, gen, text, &tl, a, &na)) return "render or encode failed";
+    if (ds_tokenizer_encode_chat(T->t, m, n, gen, 0, b, CT_CAP, &nb) != DS_OK) {
+        snprintf(why, sizeof why, "encode_chat: %s", ds_last_error());
+        return why;
+    }
+    if (ds_tokenizer_encode_chat(T->t, m, n, gen, DS_CHAT_SPECIAL_IN_CONTENT, c, CT_CAP, &nc) != DS_OK || nc != na ||
+        memcmp(a, c, na * sizeof *a))
+        return "with DS_CHAT_SPECIAL_IN_CONTENT, not the ids of encode(apply_chat_template)";
+    if (ds_tokenizer_decode(T->t, b, nb, dec, sizeof dec, &dl) != DS_OK || dl != tl || memcmp(dec, text, tl))
+        return "decoding the ids does not give the rendered text";
+    if (!*holds && (nb != na || memcmp(a, b, na * sizeof *a)))
+        return "no added-token text in the contents, yet not the ids of encode(apply_chat_template)";
+    chat_sanitize(m, n, sm, owned);
+    ds_status st = ds_tokenizer_encode_chat(T->t, sm, n, gen, 0, d, CT_CAP, &nd);
+    for (size_t i = 0; i < n; i++) free(owned[i]);
+    if (st != DS_OK) return "encode_chat of the sanitized chat failed";
+    for (size_t k = 0; k < T->n; k++)
+        if (count_id(b, nb, T->id[k]) != count_id(d, nd, T->id[k])) {
+            snprintf(why, sizeof why, "token %d (%s) %zu times, %zu times when the contents hold no '<'", T->id[k],
+                     T->text[k], count_id(b, nb, T->id[k]), count_id(d, nd, T->id[k]));
+            return why;
+        }
+    return NULL;
+}
+
+static uint64_t ct_rng = 0x9E3779B97F4A7C15ull;
+static uint32_t ct_rand(uint32_t n) {
+    ct_rng ^= ct_rng << 13;
+    ct_rng ^= ct_rng >> 7;
+    ct_rng ^= ct_rng << 17;
+    return (uint32_t)(ct_rng % n);
+}
+
+static void test_chat_content(const ds_tokenizer *v3) {
+    size_t cl, tl;
+    char *tpls = read_file("tests/tok/chat_templates.json", &cl);
+    char *v2tok = read_file("tests/tok/v2style/tokenizer.json", &tl);
+    if (!tpls || !v2tok) {
+        T_CHECK("tokenizer-9.0", 0, "cannot read tests/tok chat files");
+        free(tpls);
+        free(v2tok);
+        return;
+    }
+    /* tokenizers: the V2-style one (the V2 and V3 releases' added tokens) and,
+     * when there, the DeepSeek-V3 release's; both with R1's think tokens */
+    char *toks[2] = {NULL, NULL};
+    size_t lens[2] = {0, 0};
+    const char *tnames[2] = {"v2style+think", "deepseek-v3+think"};
+    toks[0] = with_think(v2tok, tl, &lens[0]);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/deepseek-v3/tokenizer.json", tok_root());
+    size_t vl = 0;
+    char *v3tok = v3 ? read_file(p, &vl) : NULL;
+    if (v3tok) toks[1] = with_think(v3tok, vl, &lens[1]);
+    else T_SKIP("tokenizer-9.3", "no DeepSeek-V3 tokenizer ($DS_TOKENIZERS): the V2-style one only");
+    dsi_alloc al;
+    dsi_err e;
+    dsi_alloc_init(&al, NULL, &e);
+    dsi_json_doc *tdoc = NULL;
+    dsi_json_parse(tpls, cl, &al, &tdoc, &e);
+    const dsi_json *troot = dsi_json_root(tdoc);
+    static const char *const fams[4] = {"v2", "v25", "v3", "r1"};
+    static char text[CT_CAP], ctext[CT_CAP];
+    static int32_t a[CT_CAP], b[CT_CAP];
+
+    /* 9.1: the V3 goldens (the reference's ids) through encode_chat */
+    snprintf(p, sizeof p, "%s/deepseek-v3/chat_template_golden.jsonl", tok_root());
+    jl J;
+    if (v3 && jl_open(&J, p)) {
+        int total = 0, bad = 0;
+        const dsi_json *r;
+        while ((r = jl_next(&J))) {
+            bool gen = false;
+            dsi_json_get_bool(r, "add_generation_prompt", &gen);
+            const dsi_json *msgs = dsi_json_get(r, "messages");
+            ds_chat_message m[32];
+            size_t n = 0;
+            for (uint32_t i = 0; i < msgs->n && n < 32; i++, n++) {
+                dsi_json_get_str(&msgs->kids[i], "role", &m[n].role, NULL);
+                dsi_json_get_str(&msgs->kids[i], "content", &m[n].content, NULL);
+            }
+            int32_t want[4096];
+            size_t nw = json_ids(dsi_json_get(r, "ids"), want, 4096), ng = 0;
+            total++;
+            if (ds_tokenizer_encode_chat(v3, m, n, gen, 0, b, CT_CAP, &ng) != DS_OK || ng != nw ||
+                memcmp(b, want, nw * sizeof *b)) {
+                if (bad++ < 3) {
+                    printf("  tokenizer-9.1 golden %d: got ", total);
+                    show_ids(b, ng);
+                    printf(" want ");
+                    show_ids(want, nw);
+                    printf("\n");
+                }
+            }
+        }
+        T_CHECK("tokenizer-9.1", bad == 0 && total > 0, "%d of %d V3 chat goldens differ under encode_chat", bad, total);
+        jl_close(&J);
+    } else {
+        T_SKIP("tokenizer-9.1", "no DeepSeek-V3 tokenizer ($DS_TOKENIZERS)");
+    }
+
+    for (int ti = 0; ti < 2; ti++) {
+        if (!toks[ti]) continue;
+        for (int f = 0; f < 4; f++) {
+            const dsi_json *tpl = dsi_json_get(troot, fams[f]);
+            chat_tok T;
+            char name[64];
+            snprintf(name, sizeof name, "%s/%s", tnames[ti], fams[f]);
+            bool made = tpl && chat_tok_make(&T, name, toks[ti], lens[ti], tpl);
+            T_CHECK("tokenizer-9.0", made && T.n >= 20, "%s: tokenizer not built, or %zu added tokens", name,
+                    made ? T.n : 0);
+            if (!made) {
+                chat_tok_free(&T);
+                continue;
+            }
+            int bad = 0, total = 0, with_text = 0, without = 0;
+            bool holds;
+            const char *why;
+
+            /* 9.2: the Jinja goldens' conversations (tests/tok/chat_golden.jsonl) */
+            if (jl_open(&J, "tests/tok/chat_golden.jsonl")) {
+                const dsi_json *r;
+                while ((r = jl_next(&J))) {
+                    const char *fam = "";
+                    dsi_json_get_str(r, "family", &fam, NULL);
+                    if (strcmp(fam, fams[f])) continue;
+                    bool gen = false;
+                    dsi_json_get_bool(r, "add_generation_prompt", &gen);
+                    const dsi_json *msgs = dsi_json_get(r, "messages");
+                    ds_chat_message m[16];
+                    size_t n = 0;
+                    for (uint32_t i = 0; i < msgs->n && n < 16; i++, n++) {
+                        dsi_json_get_str(&msgs->kids[i], "role", &m[n].role, NULL);
+                        dsi_json_get_str(&msgs->kids[i], "content", &m[n].content, NULL);
+                    }
+                    total++;
+                    if ((why = check_chat(&T, m, n, gen, &holds)) && bad++ < 3)
+                        printf("  tokenizer-9.2 %s golden %d: %s\n", name, total, why);
+                    with_text += holds;
+                }
+                jl_close(&J);
+            }
+            T_CHECK("tokenizer-9.2", bad == 0 && total >= 10 && with_text > 0,
+                    "%s: %d of %d golden conversations fail (%d hold added-token text)", name, bad, total, with_text);
+
+            /* 9.3: every added token's text in a system, a user and an
+             * assistant message: plain text, and the old path would have
+             * made it the token (so the case tells the two apart) */
+            bad = total = 0;
+            int not_injected = 0;
+            static const char *const roles[3] = {"system", "user", "assistant"};
+            for (size_t k = 0; k < T.n; k++) {
+                char content[256];
+                snprintf(content, sizeof content, "%s and %s.", T.text[k], T.text[k]);
+                for (int ri = 0; ri < 3; ri++) {
+                    ds_chat_message m[4] = {{"system", "Be kind."}, {"user", "Hi"}, {"assistant", "Hello"},
+                                            {"user", "Go on"}};
+                    m[ri == 2 ? 2 : ri == 1 ? 3 : 0].content = content;
+                    for (int gen = 0; gen < 2; gen++) {
+                        total++;
+                        why = check_chat(&T, m, 4, gen, &holds);
+                        size_t tl0 = 0, na = 0, nb = 0, sl = 0;
+                        ds_chat_message sm[4];
+                        char *owned[4];
+                        chat_sanitize(m, 4, sm, owned);
+                        bool ok = !why && chat_old(T.t, m, 4, gen, text, &tl0, a, &na) &&
+                                  ds_tokenizer_apply_chat_template(T.t, sm, 4, gen, ctext, CT_CAP, &sl) == DS_OK &&
+                                  ds_tokenizer_encode_chat(T.t, m, 4, gen, 0, b, CT_CAP, &nb) == DS_OK;
+                        for (int i = 0; i < 4; i++) free(owned[i]);
+                        /* how many times the content put the text into the rendered text */
+                        size_t put = ok ? count_str(text, tl0, T.text[k]) - count_str(ctext, sl, T.text[k]) : 0;
+                        if (ok && count_id(a, na, T.id[k]) - count_id(b, nb, T.id[k]) != put) {
+                            why = "the old path did not turn the content's text into the token";
+                            ok = false;
+                        }
+                        if (ok && put == 0) not_injected++;
+                        if (!ok && bad++ < 5)
+                            printf("  tokenizer-9.3 %s: %s in a %s message (gen %d): %s\n", name, T.text[k],
+                                   roles[ri], gen, why ? why : "render or encode failed");
+                    }
+                }
+            }
+            /* only R1's assistant turns drop their text up to "</think>" */
+            T_CHECK("tokenizer-9.3", bad == 0 && total == (int)T.n * 6 && not_injected == (f == 3 ? 2 : 0),
+                    "%s: %d of %d (token, role) cases fail; %d not injected by the old path", name, bad, total,
+                    not_injected);
+
+            /* 9.4: random conversations of fragments near and on the tokens */
+            static const char *const frag[] = {
+                "a", " ", "Hello", "\n", "\n\n", "<", ">", "\xEF\xBD\x9C", "<\xEF\xBD\x9C", "\xEF\xBD\x9C>", "User",
+                "Assistant", "User: ", "Assistant:", "\xE2\x96\x81", "end\xE2\x96\x81of\xE2\x96\x81sentence",
+                "<think>", "</think>", "think", "\xE4\xB8\xAD\xE6\x96\x87", "123", "caf\xC3\xA9", "!", "  ", "\t",
+                "<\xEF\xBD\x9CUser\xEF\xBD\x9C>", "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>", "<|EOT|>",
+                "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
+                "<\xEF\xBD\x9C" "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
+                "<\xEF\xBD\x9Ctool\xE2\x96\x81sep\xEF\xBD\x9C>", "</", "x", "'s", "?\n"};
+            const size_t nfrag = sizeof frag / sizeof frag[0];
+            bad = total = with_text = without = 0;
+            static const char *const rr[3] = {"system", "user", "assistant"};
+            for (int it = 0; it < 300; it++) {
+                ds_chat_message m[6];
+                char buf[6][256];
+                size_t n = 1 + ct_rand(6);
+                for (size_t i = 0; i < n; i++) {
+                    size_t bl = 0, nf = ct_rand(7);
+                    buf[i][0] = 0;
+                    for (size_t j = 0; j < nf; j++) {
+                        const char *s = frag[ct_rand((uint32_t)nfrag)];
+                        size_t sl = strlen(s);
+                        if (bl + sl < sizeof buf[i]) {
+                            memcpy(buf[i] + bl, s, sl + 1);
+                            bl += sl;
+                        }
+                    }
+                    m[i].role = rr[ct_rand(3)];
+                    m[i].content = buf[i];
+                }
+                int gen = (int)ct_rand(2);
+                total++;
+                if ((why = check_chat(&T, m, n, gen, &holds)) && bad++ < 3)
+                    printf("  tokenizer-9.4 %s random chat %d: %s\n", name, it, why);
+                if (holds) with_text++;
+                else without++;
+            }
+            T_CHECK("tokenizer-9.4", bad == 0 && with_text >= 30 && without >= 30,
+                    "%s: %d of %d random chats fail (%d with added-token text, %d without)", name, bad, total,
+                    with_text, without);
+            chat_tok_free(&T);
+        }
+    }
+
+    /* 9.5: arguments and buffers */
+    const dsi_json *tpl = dsi_json_get(troot, "v3");
+    ds_tokenizer *t = with_config(v2tok, tl, "<s>", "</s>", tpl->str, tpl->n);
+    ds_chat_message one[] = {{"user", "hi <\xEF\xBD\x9CUser\xEF\xBD\x9C>"}};
+    size_t n = 0, n2 = 0;
+    ds_status st = ds_tokenizer_encode_chat(t, one, 1, 1, 4, b, CT_CAP, &n);
+    T_STATUS("tokenizer-9.5", st, DS_ERR_INVALID_ARG, ds_last_error());
+    T_CHECK("tokenizer-9.5", strstr(ds_last_error(), "flags") != NULL, "message: %s", ds_last_error());
+    st = ds_tokenizer_encode_chat(t, one, 1, 1, 0, b, CT_CAP, &n);
+    ds_status st2 = ds_tokenizer_encode_chat(t, one, 1, 1, 0, NULL, 0, &n2);
+    T_CHECK("tokenizer-9.6", st == DS_OK && st2 == DS_ERR_LIMIT && n2 == n && n > 3, "count only: %d %d, %zu vs %zu",
+            st, st2, n2, n);
+    st2 = ds_tokenizer_encode_chat(t, one, 1, 1, 0, a, 2, &n2);
+    T_CHECK("tokenizer-9.6", st2 == DS_ERR_LIMIT && n2 == n && strstr(ds_last_error(), "encode_chat"),
+            "small buffer: %d, %zu vs %zu: %s", st2, n2, n, ds_last_error());
+    st = ds_tokenizer_encode_chat(NULL, one, 1, 1, 0, b, CT_CAP, &n);
+    T_STATUS("tokenizer-9.7", st, DS_ERR_INVALID_ARG, ds_last_error());
+    st = ds_tokenizer_encode_chat(t, NULL, 1, 1, 0, b, CT_CAP, &n);
+    T_STATUS("tokenizer-9.7", st, DS_ERR_INVALID_ARG, ds_last_error());
+    ds_chat_message tool[] = {{"user", "hi"}, {"tool", "{}"}};
+    st = ds_tokenizer_encode_chat(t, tool, 2, 1, 0, b, CT_CAP, &n);
+    T_STATUS("tokenizer-9.8", st, DS_ERR_UNSUPPORTED, ds_last_error());
+    ds_chat_message bad_utf8[] = {{"user", "hi \xff"}};
+    st = ds_tokenizer_encode_chat(t, bad_utf8, 1, 1, 0, b, CT_CAP, &n);
+    T_STATUS("tokenizer-9.8", st, DS_ERR_INVALID_ARG, ds_last_error());
+    st = ds_tokenizer_encode_chat(t, NULL, 0, 1, 0, b, CT_CAP, &n);
+    T_CHECK("tokenizer-9.8", st == DS_OK && n >= 1, "no messages: %d, %zu ids", st, n);
+    ds_tokenizer_free(t);
+    t = with_config(v2tok, tl, "<s>", "</s>", "{{ messages }}", 14);
+    st = ds_tokenizer_encode_chat(t, one, 1, 1, 0, b, CT_CAP, &n);
+    T_STATUS("tokenizer-9.8", st, DS_ERR_UNSUPPORTED, ds_last_error());
+    ds_tokenizer_free(t);
+
+    /* 9.9: tokens across a content's edge: "Assistant: Sure" would start in
+     * the V2 template's markup and end in the content, "ok\n\n" the other
+     * way round; neither is matched (the old path matched both) */
+    static const char edge[] =
+        "{\"id\":0,\"content\":\"Assistant: Sure\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+        "\"normalized\":true,\"special\":false},"
+        "{\"id\":0,\"content\":\"ok\\n\\n\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+        "\"normalized\":false,\"special\":true},";
+    const char *at = strstr(v2tok, "\"added_tokens\":[");
+    size_t k = at ? (size_t)(at - v2tok) + strlen("\"added_tokens\":[") : 0;
+    char *etok = malloc(tl + sizeof edge);
+    memcpy(etok, v2tok, k);
+    memcpy(etok + k, edge, sizeof edge - 1);
+    memcpy(etok + k + sizeof edge - 1, v2tok + k, tl - k);
+    tpl = dsi_json_get(troot, "v2");
+    t = at ? with_config(etok, tl + sizeof edge - 1, "<s>", "</s>", tpl->str, tpl->n) : NULL;
+    int32_t e1[4], e2[4];
+    size_t ne1 = 0, ne2 = 0, na = 0, dl = 0;
+    ds_chat_message conv[] = {{"user", "ok"}, {"assistant", "Sure thing"}};
+    bool ok = t && ds_tokenizer_encode(t, "Assistant: Sure", 15, 0, e1, 4, &ne1) == DS_OK && ne1 == 1 &&
+              ds_tokenizer_encode(t, "ok\n\n", 4, 0, e2, 4, &ne2) == DS_OK && ne2 == 1;
+    size_t tl0 = 0;
+    ok = ok && chat_old(t, conv, 2, 1, text, &tl0, a, &na) && count_id(a, na, e1[0]) == 1 && count_id(a, na, e2[0]) == 1;
+    T_CHECK("tokenizer-9.9", ok, "the edge tokens: %s", ds_last_error());
+    st = ok ? ds_tokenizer_encode_chat(t, conv, 2, 1, 0, b, CT_CAP, &n) : DS_ERR_INTERNAL;
+    ok = st == DS_OK && count_id(b, n, e1[0]) == 0 && count_id(b, n, e2[0]) == 0 &&
+         ds_tokenizer_decode(t, b, n, ctext, CT_CAP, &dl) == DS_OK && dl == tl0 && memcmp(ctext, text, dl) == 0;
+    T_CHECK("tokenizer-9.9", ok, "a token across a content's edge was matched (status %d)", st);
+    ds_tokenizer_free(t);
+    free(etok);
+
+    dsi_json_free(tdoc);
+    free(toks[0]);
+    free(toks[1]);
+    free(v3tok);
+    free(v2tok);
+    free(tpls);
+}
+
 /* ---- errors --------------------------------------------------------------- */
 static void test_errors(const ds_tokenizer *v3) {
     int32_t ids[64];
@@ -600,7 +1023,7 @@ static void test_added_ids(void) {
         ds_tokenizer *t = NULL;
         ds_status s = tiny(&t, 1, refuse[i].added);
         char id[32];
-        snprintf(id, sizeof id, "tokenizer-9.%zu", i + 1);
+        snprintf(id, sizeof id, "tokenizer-10.%zu", i + 1);
         T_CHECK(id, s == refuse[i].want && !t && strstr(ds_last_error(), refuse[i].word),
                 "added_tokens [%s]: status %d, message %s", refuse[i].added, s, ds_last_error());
         ds_tokenizer_free(t);
@@ -608,27 +1031,27 @@ static void test_added_ids(void) {
     /* distinct ids load; the ids the tokens get are the reference's */
     ds_tokenizer *t = NULL;
     ds_status s = tiny(&t, 1, "{\"id\":2,\"content\":\"<x>\"},{\"id\":3,\"content\":\"<y>\"},{\"content\":\"<z>\"}");
-    T_STATUS("tokenizer-9.7", s, DS_OK, ds_last_error());
-    T_CHECK("tokenizer-9.7", ds_tokenizer_vocab_size(t) == 5, "vocab size %d", ds_tokenizer_vocab_size(t));
+    T_STATUS("tokenizer-10.7", s, DS_OK, ds_last_error());
+    T_CHECK("tokenizer-10.7", ds_tokenizer_vocab_size(t) == 5, "vocab size %d", ds_tokenizer_vocab_size(t));
     /* against a model's vocabulary: 5 ids fit 5, not 4; the message names
      * the token */
     dsi_err e = {0};
-    T_STATUS("tokenizer-9.8", t ? dsi_tokenizer_check_vocab(t, 5, &e) : DS_ERR_INTERNAL, DS_OK, e.msg);
-    T_STATUS("tokenizer-9.9", t ? dsi_tokenizer_check_vocab(t, 4, &e) : DS_OK, DS_ERR_CONFIG, e.msg);
-    T_CHECK("tokenizer-9.9", strstr(e.msg, "<z>") && strstr(e.msg, "vocab_size 4"), "message: %s", e.msg);
+    T_STATUS("tokenizer-10.8", t ? dsi_tokenizer_check_vocab(t, 5, &e) : DS_ERR_INTERNAL, DS_OK, e.msg);
+    T_STATUS("tokenizer-10.9", t ? dsi_tokenizer_check_vocab(t, 4, &e) : DS_OK, DS_ERR_CONFIG, e.msg);
+    T_CHECK("tokenizer-10.9", strstr(e.msg, "<z>") && strstr(e.msg, "vocab_size 4"), "message: %s", e.msg);
     ds_tokenizer_free(t);
     /* an id written beyond the model's vocabulary (the token itself is in
      * the vocabulary, so it gets id 1) */
     s = tiny(&t, 1, "{\"id\":700,\"content\":\"b\"}");
-    T_STATUS("tokenizer-9.10", s, DS_OK, ds_last_error());
-    T_STATUS("tokenizer-9.10", t ? dsi_tokenizer_check_vocab(t, 512, &e) : DS_OK, DS_ERR_CONFIG, e.msg);
-    T_CHECK("tokenizer-9.10", strstr(e.msg, "700") != NULL, "message: %s", e.msg);
+    T_STATUS("tokenizer-10.10", s, DS_OK, ds_last_error());
+    T_STATUS("tokenizer-10.10", t ? dsi_tokenizer_check_vocab(t, 512, &e) : DS_OK, DS_ERR_CONFIG, e.msg);
+    T_CHECK("tokenizer-10.10", strstr(e.msg, "700") != NULL, "message: %s", e.msg);
     ds_tokenizer_free(t);
     /* a vocabulary id beyond it */
     s = tiny(&t, 9, "");
-    T_STATUS("tokenizer-9.11", s, DS_OK, ds_last_error());
-    T_STATUS("tokenizer-9.11", t ? dsi_tokenizer_check_vocab(t, 8, &e) : DS_OK, DS_ERR_CONFIG, e.msg);
-    T_CHECK("tokenizer-9.11", strstr(e.msg, "token id 9") != NULL, "message: %s", e.msg);
+    T_STATUS("tokenizer-10.11", s, DS_OK, ds_last_error());
+    T_STATUS("tokenizer-10.11", t ? dsi_tokenizer_check_vocab(t, 8, &e) : DS_OK, DS_ERR_CONFIG, e.msg);
+    T_CHECK("tokenizer-10.11", strstr(e.msg, "token id 9") != NULL, "message: %s", e.msg);
     ds_tokenizer_free(t);
 }
 
@@ -704,6 +1127,19 @@ static void test_alloc(void) {
         if (s != DS_ERR_NOMEM) bad++;
     }
     T_CHECK("tokenizer-8.3", bad == 0 && leaks == 0, "decode: %ld misreported, %ld leaked", bad, leaks);
+    ds_chat_message chat[] = {{"system", "Be brief."}, {"user", text}, {"assistant", "ok"}, {"user", text}};
+    bad = leaks = runs = 0;
+    for (long k = 0; k < 10000 && t; k++) {
+        fail_at = count + k;
+        base_live = live;
+        ds_status s = ds_tokenizer_encode_chat(t, chat, 4, 1, 0, ids, 256, &n);
+        runs++;
+        if (live != base_live) leaks++;
+        if (s == DS_OK) break;
+        if (s != DS_ERR_NOMEM) bad++;
+    }
+    T_CHECK("tokenizer-8.5", bad == 0 && leaks == 0 && runs > 3, "encode_chat: %ld runs: %ld misreported, %ld leaked",
+            runs, bad, leaks);
     fail_at = -1;
     ds_tokenizer_free(t);
     T_CHECK("tokenizer-8.4", live == 0, "%ld allocations left after free", live);
@@ -827,6 +1263,7 @@ int main(void) {
 
     test_regex("tests/tok/regex_cases.jsonl");
     test_chat(v3);
+    test_chat_content(v3);
     test_alloc();
     test_added_ids();
     if (v3) bench(v3, "tests/tok/corpus_v3.jsonl");

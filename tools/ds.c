@@ -1196,13 +1196,16 @@ static const char chat_help[] =
     "\n"
     "An interactive conversation: each line read from stdin is a user message;\n"
     "the reply streams to stdout. The conversation is rendered with the model's\n"
-    "chat template. Commands on a line of their own:\n"
+    "chat template; the messages are tokenized as text, so a line holding the text\n"
+    "of a control token (end of sentence, the User and Assistant markers, ...) does\n"
+    "not become that token. Commands on a line of their own:\n"
     "  /reset   forget the conversation\n"
     "  /exit    quit (as does end of input)\n"
     "Options:\n"
     "  --system TEXT             a system message at the start of the conversation\n"
     "  -n N                      most tokens per reply (default 512)\n"
     "  --stats                   a statistics line on stderr after each reply\n"
+    "  --special-in-content      let control-token text in messages become the tokens\n"
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
     "  --frequency-penalty, --presence-penalty, --seed, --threads, --ctx,\n"
     "  --cache-mb, --evict, --prefetch, --allow-plaintext, --mlock, -v   as for ds run\n";
@@ -1238,20 +1241,53 @@ static void chat_truncate(chat_log *h, size_t keep) {
     while (h->n > keep) chat_pop(h);
 }
 
-/* Renders the conversation with the generation prompt into *buf. */
-static ds_status chat_render(const ds_tokenizer *tok, const chat_log *h, char **buf, size_t *cap) {
+/* Tokenizes the conversation with the generation prompt into *ids (*n of
+ * them; capacity *cap): the template's markup with its tokens, the messages
+ * as text unless flags say otherwise. One leading BOS, not doubled, as
+ * ds_generate gives a prompt (the template renders it already). */
+static ds_status chat_encode(const ds_tokenizer *tok, const chat_log *h, int flags, int32_t **ids, size_t *cap,
+                             size_t *n) {
     for (int attempt = 0; attempt < 2; attempt++) {
-        size_t len = 0;
-        ds_status st = ds_tokenizer_apply_chat_template(tok, h->msg, h->n, 1, *buf, *cap, &len);
-        if (st == DS_OK && len < *cap) return DS_OK;
-        if (st != DS_OK && st != DS_ERR_LIMIT) return st;
-        size_t ncap = len + 1 > *cap * 2 ? len + 1 : *cap * 2;
-        char *p = realloc(*buf, ncap);
+        size_t got = 0;
+        ds_status st = *cap > 1 ? ds_tokenizer_encode_chat(tok, h->msg, h->n, 1, flags, *ids + 1, *cap - 1, &got)
+                                : ds_tokenizer_encode_chat(tok, h->msg, h->n, 1, flags, NULL, 0, &got);
+        if (st == DS_OK) {
+            int32_t bos = ds_tokenizer_adds_bos(tok) ? ds_tokenizer_bos(tok) : -1;
+            if (bos >= 0 && !(got > 0 && (*ids)[1] == bos)) {
+                (*ids)[0] = bos;
+                *n = got + 1;
+            } else {
+                memmove(*ids, *ids + 1, got * sizeof **ids);
+                *n = got;
+            }
+            return DS_OK;
+        }
+        if (st != DS_ERR_LIMIT) return st;
+        size_t ncap = got + 2 > *cap * 2 ? got + 2 : *cap * 2;
+        int32_t *p = realloc(*ids, ncap * sizeof *p);
         if (!p) return DS_ERR_NOMEM;
-        *buf = p;
+        *ids = p;
         *cap = ncap;
     }
     return DS_ERR_INTERNAL;
+}
+
+/* One reply: the generation loop on the tokenized conversation, as
+ * ds_generate runs it (max_tokens 0: the prompt is only evaluated). */
+static ds_status chat_generate(ds_context *c, ds_sampler *smp, const int32_t *ids, size_t n, int max_tokens,
+                               stream *out, ds_generate_stats *gs) {
+    ds_generate_params gp = ds_generate_default_params();
+    gp.max_tokens = max_tokens;
+    gp.on_token = on_piece;
+    gp.user = out;
+    if (max_tokens > 0) return ds_generate_tokens(c, smp, ids, n, &gp, gs);
+    ds_generator *g = NULL;
+    memset(gs, 0, sizeof *gs);
+    gs->n_prompt = n > INT32_MAX ? INT32_MAX : (int)n;
+    ds_status st = ds_generator_new(&g, c, smp, ids, n, &gp);
+    if (st == DS_OK) ds_generator_stats(g, gs);
+    ds_generator_free(g);
+    return st;
 }
 
 static int cmd_chat(int argc, char **argv) {
@@ -1262,7 +1298,7 @@ static int cmd_chat(int argc, char **argv) {
     memset(&mo, 0, sizeof mo);
     memset(&so, 0, sizeof so);
     const char *path = NULL, *system = NULL;
-    int stats = 0;
+    int stats = 0, chat_flags = 0;
 
     /* ---- parse the command line ---- */
     for (a.i = 1; a.i < argc && !a.bad; a.i++) {
@@ -1279,6 +1315,8 @@ static int cmd_chat(int argc, char **argv) {
             set_once(&a, &system, v, "--system");
         } else if (is_flag(&a, "--stats")) {
             stats = 1;
+        } else if (is_flag(&a, "--special-in-content")) {
+            chat_flags = DS_CHAT_SPECIAL_IN_CONTENT;
         } else if (model_option(&a, &mo, MO_THREADS | MO_CTX | MO_CACHE) || sample_option(&a, &so)) {
         } else {
             return unknown_option(&a);
@@ -1303,8 +1341,9 @@ static int cmd_chat(int argc, char **argv) {
 
     chat_log hist = {NULL, 0, 0};
     size_t keep = 0;
-    char *line = NULL, *rendered = NULL;
-    size_t line_cap = 0, rendered_cap = 0;
+    char *line = NULL;
+    int32_t *ids = NULL;
+    size_t line_cap = 0, ids_cap = 0, n_ids = 0;
     int tty = isatty(STDIN_FILENO);
     if (system && system[0]) {
         if (!chat_push(&hist, "system", system)) {
@@ -1342,17 +1381,17 @@ static int cmd_chat(int argc, char **argv) {
             break;
         }
 
-        /* The whole conversation, rendered each turn: ds_generate continues
+        /* The whole conversation, tokenized each turn: the loop continues
          * the context, so only what follows the turns it already holds (this
          * turn) is evaluated. */
-        ds_status st = chat_render(tok, &hist, &rendered, &rendered_cap);
+        ds_status st = chat_encode(tok, &hist, chat_flags, &ids, &ids_cap, &n_ids);
         if (st != DS_OK) {
             rc = fail(cmd, "chat template: %s", st == DS_ERR_NOMEM ? "out of memory" : errmsg(st));
             break;
         }
         stream out = {cmd, 0, NULL, 0, 0, 1, 0};
         ds_generate_stats gs;
-        st = ds_generate(c, smp, rendered, max_tokens, on_piece, &out, &gs);
+        st = chat_generate(c, smp, ids, n_ids, max_tokens, &out, &gs);
         if (gs.n_generated > 0 || st == DS_OK) putchar('\n');
         fflush(stdout);
         if (st == DS_ERR_LIMIT) {
@@ -1382,7 +1421,7 @@ done:
     chat_truncate(&hist, 0);
     free(hist.msg);
     free(line);
-    free(rendered);
+    free(ids);
     ds_context_free(c);
     ds_model_close(m);
     ds_sampler_free(smp);

@@ -1,6 +1,6 @@
 /*
  * fuzz_tokenizer.c — libFuzzer target for the tokenizer. The first input
- * byte picks the mode (mod 5); the rest is the data:
+ * byte picks the mode (mod 6); the rest is the data:
  *
  *   0  text encoded with the DeepSeek-V3 tokenizer (loaded once); valid
  *      UTF-8 must encode, decode back to itself and stream to the same
@@ -13,6 +13,10 @@
  *      built, then used on a few strings, and built again with an
  *      allocator that fails one allocation (leaks show up in LeakSanitizer)
  *   4  a regex and a text separated by a NUL: one Split step
+ *   5  a chat (contents separated by NULs, roles from their first byte)
+ *      through ds_tokenizer_encode_chat with the V3 template: it decodes to
+ *      the rendered text; DS_CHAT_SPECIAL_IN_CONTENT gives the ids of
+ *      encode(rendered text); without a '<' in the contents both agree
  *
  * The V3 tokenizer is read from $DS_TOKENIZERS/deepseek-v3 (default
  * ../shared/tokenizers); without it mode 0 uses the V2-style tokenizer.
@@ -212,11 +216,48 @@ static void f_regex(const uint8_t *d, size_t n) {
     if (behavior == 0 && np <= 4096) F_ASSERT(last == tl || np == 0);
 }
 
+static void f_chat(const ds_tokenizer *t, const uint8_t *d, size_t n) {
+    static const char *const roles[3] = {"system", "user", "assistant"};
+    char *copy = malloc(n + 1);
+    memcpy(copy, d, n);
+    copy[n] = 0;
+    ds_chat_message m[8];
+    size_t nm = 0;
+    bool lt = false;
+    for (char *p = copy; nm < 8 && p <= copy + n; p += strlen(p) + 1) {
+        m[nm].role = roles[(unsigned char)p[0] % 3];
+        m[nm++].content = p;
+        lt = lt || strchr(p, '<');
+    }
+    size_t cap = 4 * n + 64, na = 0, nb = 0, nc = 0, tl = 0, dl = 0;
+    int32_t *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b), *c = malloc(cap * sizeof *c);
+    char *text = malloc(4 * n + 256), *dec = malloc(4 * n + 256);
+    ds_status s = ds_tokenizer_apply_chat_template(t, m, nm, 1, text, 4 * n + 256, &tl);
+    if (s == DS_OK) {
+        ds_status sb = ds_tokenizer_encode_chat(t, m, nm, 1, 0, b, cap, &nb);
+        ds_status sc = ds_tokenizer_encode_chat(t, m, nm, 1, DS_CHAT_SPECIAL_IN_CONTENT, c, cap, &nc);
+        ds_status sa = ds_tokenizer_encode(t, text, tl, 0, a, cap, &na);
+        if (!f_utf8_ok((const uint8_t *)text, tl)) F_ASSERT(sb == DS_ERR_INVALID_ARG && sc == DS_ERR_INVALID_ARG);
+        else if (sa == DS_OK && sb == DS_OK && sc == DS_OK) {   /* else the regex step limit */
+            F_ASSERT(nc == na && memcmp(a, c, na * sizeof *a) == 0);
+            if (!lt) F_ASSERT(nb == na && memcmp(a, b, na * sizeof *a) == 0);
+            F_ASSERT(ds_tokenizer_decode(t, b, nb, dec, 4 * n + 256, &dl) == DS_OK);
+            F_ASSERT(dl == tl && memcmp(dec, text, tl) == 0);
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    free(text);
+    free(dec);
+    free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     const uint8_t *d = data + 1;
     size_t n = size - 1;
-    switch (data[0] % 5) {
+    switch (data[0] % 6) {
     case 0: f_encode(f_v3, d, n, 0, true); break;
     case 1:
         f_encode(f_v3, d, n, DS_TOKENIZE_NO_SPECIAL | DS_TOKENIZE_BOS, true);
@@ -248,6 +289,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     case 3: f_json(d, n); break;
     case 4: f_regex(d, n); break;
+    case 5: f_chat(f_v3, d, n); break;
     }
     return 0;
 }

@@ -182,6 +182,7 @@ echo "# model: $MODEL"
 
 "$SERVER" --help >"$T/o" 2>&1
 check cli-1 "--help exits 0 with usage" sh -c '[ $0 -eq 0 ] && grep -q "usage: ds-server" "$1"' $? "$T/o"
+check cli-1b "--help names --allow-special-in-content" grep -q -- "--allow-special-in-content" "$T/o"
 "$SERVER" >"$T/o" 2>&1
 check cli-2 "no --model: exit 2 with a message" sh -c '[ $0 -eq 2 ] && grep -q "missing --model" "$1"' $? "$T/o"
 "$SERVER" --model "$MODEL" --frobnicate >"$T/o" 2>&1
@@ -296,7 +297,8 @@ check log-5 "aborted streams are logged as such" grep -q 'finish=client_abort' "
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/token"
 echo >>"$T/token"
 TOKEN=$(cat "$T/token")
-if ! start_server b --api-key-file "$T/token" --log-prompts --max-concurrent 1 --threads 1 $DEADLINES; then
+if ! start_server b --api-key-file "$T/token" --log-prompts --max-concurrent 1 --threads 1 $DEADLINES \
+    --allow-special-in-content; then
     bad srv-b "the server with --api-key-file did not start" "$T/b.log"
     finish
 fi

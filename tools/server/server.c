@@ -21,6 +21,7 @@
  *               [--device cpu|cuda [--gpu-cache-mb N] [--gpu N]]
  *               [--model-name NAME] [--passphrase-env VAR] [--log-prompts] [--verbose]
  *               [--header-timeout S] [--body-timeout S] [--max-conns N] [--max-conns-per-client N]
+ *               [--allow-special-in-content]
  *
  * Endpoints (all bodies JSON; errors are {"error":{"message","type","param","code"}}):
  *
@@ -82,6 +83,12 @@
  *     read (also from /proc/PID/environ).
  *   - The model's chat template must be one deepseek.h knows (DeepSeek V2,
  *     V2.5, V3, R1); roles system/developer, user, assistant; text only.
+ *     Message contents are tokenized as text (ds_tokenizer_encode_chat): the
+ *     text of a control token in a message (end of sentence, the User and
+ *     Assistant markers, "</think>", ...) is not that token, so a client
+ *     cannot end a turn or speak for another role; --allow-special-in-content
+ *     turns this off (trusted clients only). /v1/completions prompts are raw
+ *     text, tokens and all.
  *   - SIGINT/SIGTERM: stop accepting, end running generations, free the
  *     contexts, close the model, exit 0.
  *
@@ -520,6 +527,7 @@ typedef struct server {
     size_t max_body;
     int max_tokens;
     int log_prompts;
+    int chat_flags;                       /* ds_tokenizer_encode_chat flags */
 
     /* bearer token (NULL = no auth) */
     char *token;
@@ -968,9 +976,46 @@ static int parse_gen_params(const sj_value *root, int kind, gen_params *g, perr 
     return 1;
 }
 
-/* Renders the chat messages with the model's template into *out (malloc). */
-static int render_chat(const sj_value *root, char **out, perr *e, int *server_err) {
+/* Tokenizes the chat (the contents as text, unless --allow-special-in-content)
+ * into *ids_out (malloc); len is the rendered text's length (one id per byte
+ * at most). */
+static int encode_chat(const ds_chat_message *cm, size_t n, size_t len, int32_t **ids_out, size_t *n_out, perr *e,
+                       int *server_err) {
+    size_t cap = len + 1, got = 0;
+    int32_t *ids = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int32_t *p = realloc(ids, cap * sizeof *ids);
+        if (!p) {
+            free(ids);
+            *server_err = 1;
+            return bad(e, NULL, NULL, "out of memory");
+        }
+        ids = p;
+        ds_status st = ds_tokenizer_encode_chat(S.tok, cm, n, 1, S.chat_flags, ids, cap, &got);
+        if (st == DS_OK) {
+            *ids_out = ids;
+            *n_out = got;
+            return 1;
+        }
+        if (st != DS_ERR_LIMIT || got <= cap) {
+            free(ids);
+            if (st == DS_ERR_INVALID_ARG) return bad(e, "messages", "invalid_value", "tokenize: %s", errmsg(st));
+            *server_err = 1;
+            return bad(e, NULL, NULL, "tokenize: %s", errmsg(st));
+        }
+        cap = got;
+    }
+    free(ids);
+    *server_err = 1;
+    return bad(e, NULL, NULL, "tokenize: the ids did not fit");
+}
+
+/* Renders the chat messages with the model's template into *out (malloc),
+ * the text the log shows, and tokenizes them into *ids (malloc). */
+static int render_chat(const sj_value *root, char **out, int32_t **ids, size_t *n_ids, perr *e, int *server_err) {
     *out = NULL;
+    *ids = NULL;
+    *n_ids = 0;
     *server_err = 0;
     const sj_value *msgs = sj_get(root, "messages");
     if (!msgs) return bad(e, "messages", "missing_required_parameter", "'messages' is required");
@@ -1077,6 +1122,7 @@ static int render_chat(const sj_value *root, char **out, perr *e, int *server_er
         *server_err = 1;
         bad(e, NULL, NULL, "chat template: the rendered text did not fit");
     }
+    if (ok) ok = encode_chat(cm, n, len, ids, n_ids, e, server_err);
 done:
     if (owned)
         for (size_t i = 0; i < n; i++) free(owned[i]);
@@ -1186,10 +1232,12 @@ static void gen_sync(gen *g) {
     g->generate_seconds = gs.generate_seconds;
 }
 
-/* Sets up and prefills. Returns DS_OK, DS_ERR_LIMIT (prompt too long for the
- * context; g->errmsg says so), or another error. The context stays with g
- * either way; gen_end gives it back. */
-static ds_status gen_begin(gen *g, ds_context *ctx, const char *prompt, const gen_params *p) {
+/* Sets up and prefills: the prompt's n_ids ids when ids is set (a chat), else
+ * its text. Returns DS_OK, DS_ERR_LIMIT (prompt too long for the context;
+ * g->errmsg says so), or another error. The context stays with g either way;
+ * gen_end gives it back. */
+static ds_status gen_begin(gen *g, ds_context *ctx, const char *prompt, const int32_t *ids, size_t n_ids,
+                           const gen_params *p) {
     memset(g, 0, sizeof *g);
     g->ctx = ctx;
     int n_ctx = ds_context_n_ctx(ctx);
@@ -1200,14 +1248,20 @@ static ds_status gen_begin(gen *g, ds_context *ctx, const char *prompt, const ge
         return st;
     }
 
-    /* ---- tokenize: one leading BOS, not doubled ---- */
-    size_t len = strlen(prompt), got = 0, cap = len + 2;
+    /* ---- tokenize (a chat comes tokenized): one leading BOS, not doubled ---- */
+    size_t len = ids ? 0 : strlen(prompt), got = 0, cap = (ids ? n_ids : len) + 2;
     g->ids = malloc(cap * sizeof *g->ids);
     if (!g->ids) {
         gen_fail(g, DS_ERR_NOMEM, "tokenize");
         return DS_ERR_NOMEM;
     }
-    st = ds_tokenizer_encode(S.tok, prompt, len, 0, g->ids + 1, cap - 1, &got);
+    if (ids) {
+        if (n_ids) memcpy(g->ids + 1, ids, n_ids * sizeof *ids);
+        got = n_ids;
+        st = DS_OK;
+    } else {
+        st = ds_tokenizer_encode(S.tok, prompt, len, 0, g->ids + 1, cap - 1, &got);
+    }
     if (st == DS_ERR_LIMIT && got > cap - 1) {
         int32_t *p2 = realloc(g->ids, (got + 2) * sizeof *p2);
         if (!p2) {
@@ -1474,6 +1528,8 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
     perr pe = {{0}, NULL, NULL};
     gen_params gp;
     char *prompt = NULL;
+    int32_t *chat_ids = NULL;             /* a chat's prompt, tokenized */
+    size_t n_chat_ids = 0;
     int server_err = 0;
     if (root->type != SJ_OBJECT) {
         ret = reply_error(conn, r, 400, "invalid_type", NULL, "the request body must be a JSON object, not %s",
@@ -1481,7 +1537,8 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
         goto out;
     }
     if (!parse_gen_params(root, kind, &gp, &pe) ||
-        !(kind == KIND_CHAT ? render_chat(root, &prompt, &pe, &server_err) : get_prompt(root, &prompt, &pe))) {
+        !(kind == KIND_CHAT ? render_chat(root, &prompt, &chat_ids, &n_chat_ids, &pe, &server_err)
+                            : get_prompt(root, &prompt, &pe))) {
         if (server_err || !pe.code) ret = reply_internal(conn, r, "%s", pe.msg);
         else ret = reply_error(conn, r, 400, pe.code, pe.param, "%s", pe.msg);
         goto out;
@@ -1501,7 +1558,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
         goto out;
     }
     gen g0;
-    ds_status st = gen_begin(&g0, ctx, prompt, &gp);
+    ds_status st = gen_begin(&g0, ctx, prompt, chat_ids, n_chat_ids, &gp);
     if (st != DS_OK) {
         gen_account(r, &g0);
         r->finish = NULL;
@@ -1576,6 +1633,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
     MHD_destroy_response(resp);
 out:
     free(prompt);
+    free(chat_ids);
     sj_doc_free(doc);
     return ret;
 }
@@ -1937,6 +1995,9 @@ static const char usage_text[] =
     "                        swapped); the audit log says what was locked and what the OS refused\n"
     "  --model-name NAME     the model id in responses (default: the file's base name)\n"
     "  --log-prompts         also write prompt text to the audit log (off by default)\n"
+    "  --allow-special-in-content  let chat message text become control tokens: a message holding\n"
+    "                        the end-of-sentence or User marker text gets that token (default: off,\n"
+    "                        message contents are tokenized as plain text; trusted clients only)\n"
     "  -v, --verbose         also log the library's notices\n"
     "  -h, --help            this text\n"
     "  --version             print the version\n";
@@ -1947,6 +2008,7 @@ typedef struct options {
     uint64_t header_timeout, body_timeout, max_conns, max_per_client;
     model_opts mo;                /* key, threads, context, expert cache, device (tools/cli.h) */
     int log_prompts;
+    int special_in_content;
 } options;
 
 /* Reads the API token: the file's text without surrounding whitespace. */
@@ -2029,6 +2091,10 @@ static int parse_args(int argc, char **argv, options *o) {
             o->log_prompts = 1;
             continue;
         }
+        if (is_flag(&a, "--allow-special-in-content")) {
+            o->special_in_content = 1;
+            continue;
+        }
         if (model_option(&a, &o->mo, MO_THREADS | MO_CTX | MO_CACHE)) continue;
         for (k = 0; k < sizeof str_name / sizeof str_name[0]; k++)
             if (is_opt(&a, str_name[k], &v)) break;
@@ -2091,6 +2157,7 @@ int main(int argc, char **argv) {
     S.max_body = (size_t)o.max_body;
     S.max_tokens = (int)o.max_tokens;
     S.log_prompts = o.log_prompts;
+    S.chat_flags = o.special_in_content ? DS_CHAT_SPECIAL_IN_CONTENT : 0;
     S.start_wall = now_wall();
     S.created = (long long)S.start_wall;
     atomic_init(&S.id_counter, 1);
