@@ -525,20 +525,25 @@ typedef struct chat_tok {
 /* The tokenizer JSON with R1's two reasoning tokens added ("<think>" and
  * "</think>", added tokens that are not special, as in the R1 release), so
  * that every family's template meets every token its model knows. */
-static char *with_think(const char *tok, size_t tl, size_t *out_len) {
-    static const char add[] =
-        "{\"id\":0,\"content\":\"<think>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
-        "\"normalized\":true,\"special\":false},"
-        "{\"id\":0,\"content\":\"</think>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
-        "\"normalized\":true,\"special\":false},";
+static char *with_think(const char *tok, size_t tl, int first_id, size_t *out_len) {
+    /* ids of their own (first_id, first_id + 1), past the tokenizer's: the
+     * loader refuses an added-token id written twice */
+    char add[512];
+    snprintf(add, sizeof add,
+             "{\"id\":%d,\"content\":\"<think>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+             "\"normalized\":true,\"special\":false},"
+             "{\"id\":%d,\"content\":\"</think>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+             "\"normalized\":true,\"special\":false},",
+             first_id, first_id + 1);
     const char *at = strstr(tok, "\"added_tokens\":[");
     if (!at) return NULL;
     size_t k = (size_t)(at - tok) + strlen("\"added_tokens\":[");
-    char *s = malloc(tl + sizeof add);
+    size_t al = strlen(add);
+    char *s = malloc(tl + al + 1);
     memcpy(s, tok, k);
-    memcpy(s + k, add, sizeof add - 1);
-    memcpy(s + k + sizeof add - 1, tok + k, tl - k);
-    *out_len = tl + sizeof add - 1;
+    memcpy(s + k, add, al);
+    memcpy(s + k + al, tok + k, tl - k);
+    *out_len = tl + al;
     s[*out_len] = 0;
     return s;
 }
@@ -672,12 +677,12 @@ static void test_chat_content(const ds_tokenizer *v3) {
     char *toks[2] = {NULL, NULL};
     size_t lens[2] = {0, 0};
     const char *tnames[2] = {"v2style+think", "deepseek-v3+think"};
-    toks[0] = with_think(v2tok, tl, &lens[0]);
+    toks[0] = with_think(v2tok, tl, 1000, &lens[0]);
     char p[1024];
     snprintf(p, sizeof p, "%s/deepseek-v3/tokenizer.json", tok_root());
     size_t vl = 0;
     char *v3tok = v3 ? read_file(p, &vl) : NULL;
-    if (v3tok) toks[1] = with_think(v3tok, vl, &lens[1]);
+    if (v3tok) toks[1] = with_think(v3tok, vl, 129000, &lens[1]);
     else T_SKIP("tokenizer-9.3", "no DeepSeek-V3 tokenizer ($DS_TOKENIZERS): the V2-style one only");
     dsi_alloc al;
     dsi_err e;
@@ -892,9 +897,9 @@ static void test_chat_content(const ds_tokenizer *v3) {
      * the V2 template's markup and end in the content, "ok\n\n" the other
      * way round; neither is matched (the old path matched both) */
     static const char edge[] =
-        "{\"id\":0,\"content\":\"Assistant: Sure\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+        "{\"id\":900,\"content\":\"Assistant: Sure\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
         "\"normalized\":true,\"special\":false},"
-        "{\"id\":0,\"content\":\"ok\\n\\n\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+        "{\"id\":901,\"content\":\"ok\\n\\n\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
         "\"normalized\":false,\"special\":true},";
     const char *at = strstr(v2tok, "\"added_tokens\":[");
     size_t k = at ? (size_t)(at - v2tok) + strlen("\"added_tokens\":[") : 0;
