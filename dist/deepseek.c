@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 907453f23a39f2ca: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id d3a304add2adf96d: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "907453f23a39f2ca"
+#define DS_SOURCE_ID "d3a304add2adf96d"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -137,6 +137,16 @@
 #ifndef DS_MAX_EXPERTS
 #define DS_MAX_EXPERTS 4096
 #endif
+/* Argon2id parameters a file may ask for: checked against the header before
+ * the KDF runs, so a hostile header cannot make an open allocate gigabytes or
+ * run for minutes. libsodium's strongest preset (SENSITIVE: 4 passes over
+ * 1 GiB) fits; the converter refuses to write a file above them. */
+#ifndef DS_MAX_ARGON_OPS
+#define DS_MAX_ARGON_OPS 8u
+#endif
+#ifndef DS_MAX_ARGON_MEM
+#define DS_MAX_ARGON_MEM ((uint64_t)1 << 30)
+#endif
 
 /* ==== Errors ============================================================= */
 /* Every internal function that can fail takes a dsi_err and fills it through
@@ -181,9 +191,13 @@ typedef struct dsi_secure_buf {
     void *ptr;
     size_t size;          /* mapped size (page multiple) */
     bool dontdump;        /* MADV_DONTDUMP took effect */
+    bool locked;          /* mlock took effect (dsi_secure_lock) */
 } dsi_secure_buf;
 DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e);
 DSI_FUNC void dsi_secure_free(dsi_secure_buf *b);
+/* Locks b's pages into RAM (mlock: never written to swap); 0, or the errno
+ * of the refusal (ENOMEM or EPERM: RLIMIT_MEMLOCK). Unlocked when freed. */
+DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b);
 
 /* ==== Parameter structs ================================================== */
 /* The structs whose zero is not their default (ds_model_params,
@@ -235,6 +249,20 @@ DSI_FUNC uint32_t dsi_cpu_features(void);
 /* Test hook: features in `mask` are reported absent from now on. */
 DSI_FUNC void dsi_cpu_features_mask(uint32_t mask);
 
+/* ==== Regular files (util.c) ============================================= */
+/* Which file an open descriptor is (to tell whether two paths name one file). */
+typedef struct dsi_file_id {
+    uint64_t dev, ino, size;
+} dsi_file_id;
+/* Opens path read-only (close-on-exec) for a reader that needs a regular
+ * file: a model, a checkpoint's inputs. The open is non-blocking so that a
+ * FIFO without a writer cannot hang it; then fstat, and anything but a
+ * regular file (a FIFO, a directory, a device such as /dev/zero, a socket)
+ * is refused with DS_ERR_IO, saying what it is. Returns the descriptor
+ * (O_NONBLOCK cleared again) and fills *id (may be NULL), or returns -1 with
+ * e filled; the message does not name the path (callers prefix it). */
+DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e);
+
 /* ==== Logging (util.c) =================================================== */
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);
 
@@ -256,9 +284,11 @@ DSI_FUNC double dsi_now_seconds(void);
 /* ==== End deepseek_impl/base.h ==== */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -300,7 +330,7 @@ DS_API const char *ds_status_string(ds_status s) {
     case DS_ERR_EXISTS: return "file exists";
     case DS_ERR_INTERNAL: return "internal error";
     case DS_ERR_NOT_DSM: return "not a deepseek.h model file";
-    case DS_ERR_VERSION: return "newer container format version";
+    case DS_ERR_VERSION: return "unsupported container format version";
     case DS_ERR_TRUNCATED: return "truncated file";
     case DS_ERR_CORRUPT: return "corrupt container";
     case DS_ERR_JSON: return "malformed JSON";
@@ -314,6 +344,7 @@ DS_API const char *ds_status_string(ds_status s) {
     case DS_ERR_NEED_KEY: return "file is encrypted and no key was given";
     case DS_ERR_NO_AES: return "CPU lacks AES instructions";
     case DS_ERR_CRYPTO: return "crypto failure";
+    case DS_ERR_PLAINTEXT: return "plaintext file refused where a key was given";
     case DS_ERR_BACKEND: return "backend failure";
     case DS_ERR_NO_DEVICE: return "no such device";
     case DS_ERR_MISUSE: return "API misuse";
@@ -369,6 +400,44 @@ DSI_FUNC ds_status dsi_prefix(dsi_err *e, const char *fmt, ...) {
 DSI_FUNC ds_status dsi_publish(const dsi_err *e) {
     snprintf(dsi_last_msg, sizeof dsi_last_msg, "%s", e->msg);
     return e->status;
+}
+
+/* ---- regular files ---------------------------------------------------------- */
+DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        dsi_fail(e, DS_ERR_IO, "cannot stat: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        const char *what = S_ISFIFO(st.st_mode) ? "a FIFO"
+                           : S_ISDIR(st.st_mode) ? "a directory"
+                           : S_ISCHR(st.st_mode) ? "a character device"
+                           : S_ISBLK(st.st_mode) ? "a block device"
+                           : S_ISSOCK(st.st_mode) ? "a socket" : "not a file";
+        dsi_fail(e, DS_ERR_IO, "not a regular file (it is %s); refusing to read it", what);
+        close(fd);
+        return -1;
+    }
+    /* reads of a regular file never block anyway; clear the flag all the same */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        dsi_fail(e, DS_ERR_IO, "fcntl: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (id) {
+        id->dev = (uint64_t)st.st_dev;
+        id->ino = (uint64_t)st.st_ino;
+        id->size = (uint64_t)st.st_size;
+    }
+    return fd;
 }
 
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) {
@@ -467,9 +536,17 @@ DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e) 
 DSI_FUNC void dsi_secure_free(dsi_secure_buf *b) {
     if (!b || !b->ptr) return;
     sodium_memzero(b->ptr, b->size);
-    munmap(b->ptr, b->size);
+    munmap(b->ptr, b->size);   /* also unlocks */
     b->ptr = NULL;
     b->size = 0;
+    b->locked = false;
+}
+
+DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b) {
+    if (!b->ptr || b->locked) return 0;
+    if (mlock(b->ptr, b->size) != 0) return errno ? errno : ENOMEM;
+    b->locked = true;
+    return 0;
 }
 
 /* ---- byte buffer ---------------------------------------------------------- */
@@ -731,12 +808,15 @@ DSI_FUNC ds_status dsi_crypto_init(dsi_err *e);
 typedef struct dsi_keys {
     ds_cipher cipher;
     uint8_t enc[32];       /* AEAD key (AES-256-GCM) or, for CIPHER_NONE, the integrity key */
-    uint8_t check[32];     /* key-check value written in the header */
+    uint8_t check[32];     /* key-check value written in the header (the master key's alone) */
+    uint8_t header[32];    /* key of the header's MAC */
     uint8_t aes_state[512] __attribute__((aligned(16))); /* precomputed AES-GCM state */
 } dsi_keys;
 
 /* Derives the file's keys from a 32-byte master key (or, for CIPHER_NONE,
- * from the salt alone: integrity only). */
+ * from the salt alone: integrity only). The key check depends on the master
+ * key only, never on a header field, so that with the right key an edited
+ * header fails its MAC ("header modified") instead of the key check. */
 DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t *master, size_t master_len,
                                    const uint8_t salt[DSI_SALT_BYTES], dsi_err *e);
 /* Argon2id: passphrase -> 32-byte master key. */
@@ -779,22 +859,34 @@ DSI_FUNC ds_status dsi_chunk_open(const dsi_keys *k, const dsi_chunk_ad *ad, con
  *   metadata        one more sealed segment (index DSI_META_SEGMENT), at the tail
  *                   so the converter writes the file in one streaming pass
  *
- * Header fields (offsets in bytes):
+ * Header fields (offsets in bytes), format version 2:
  *     0  magic "DSMODEL\0"
- *     8  u32 format_version
+ *     8  u32 format_version (2)
  *    12  u32 header_bytes (bytes covered by the checksum incl. the checksum) = 256
  *    16  u32 cipher   20 u32 kdf   24 u32 chunk_bytes   28 u32 flags (0)
  *    32  u64 file_bytes
  *    40  u64 meta_offset   48 u64 meta_bytes (stored)   56 u64 meta_plain_bytes
  *    64  u8 salt[32]
  *    96  u64 argon_opslimit   104 u64 argon_memlimit   112 u8 argon_salt[16]
- *   128  u8 key_check[32]
+ *        (Argon2id files: 1 <= opslimit <= DS_MAX_ARGON_OPS,
+ *         8 KiB <= memlimit <= DS_MAX_ARGON_MEM; other files: zero)
+ *   128  u8 key_check[32] = BLAKE2b-256(master, "deepseek.h dsm v2 key check")
  *   160  reserved (zero)
+ *   192  u8 header_mac[32] = BLAKE2b-256 keyed with the file's header key
+ *        (crypto.c: from the master key and the salt) of bytes [0, 192)
  *   224  u8 checksum[32] = BLAKE2b-256 of bytes [0, 224)
- * The checksum catches damage; deliberate edits are caught because the
- * metadata's associated data includes the whole 256-byte header.
+ * The checksum catches damage without a key. The MAC authenticates every
+ * field before it is used: an edit with the checksum recomputed reads
+ * "header modified" to whoever holds the key (and "wrong key" never, since
+ * the key check depends on the key alone). The metadata's associated data
+ * also includes the whole 256-byte header. Version 1 (no MAC, a key check
+ * that depended on the salt) is refused: re-convert.
  * The first 16 bytes (magic, version, header_bytes) keep their meaning in
  * every future version.
+ *
+ * Order of checks at open: checksum -> version -> cipher/KDF ids and the
+ * Argon2id caps (dsi_header_parse, before any KDF) -> key check -> MAC
+ * (file.c) -> the fields' consistency (dsi_header_check) -> file size.
  *
  * Metadata plaintext: records { u32 tag; u32 reserved; u64 len; bytes; pad to 8 }.
  */
@@ -815,6 +907,7 @@ typedef struct dsi_header {
     uint64_t argon_ops, argon_mem;
     uint8_t argon_salt[16];
     uint8_t key_check[32];
+    uint8_t mac[32];                 /* header_mac as stored (or as dsi_header_write computed it) */
     uint8_t raw[DSI_HEADER_BYTES];   /* the bytes as stored (bound into metadata AD) */
 } dsi_header;
 
@@ -827,11 +920,23 @@ enum {
     DSI_REC_SOURCE = 6             /* converter version / quant, informational JSON */
 };
 
-/* Parses and checks the public header from the first bytes of a file.
- * Distinguishes: not a container, newer version, damaged header. */
+/* Parses the public header from the first bytes of a file and checks what
+ * must hold before a key is derived: magic, checksum, version, header size,
+ * cipher and KDF ids, and the Argon2id parameters against DS_MAX_ARGON_OPS
+ * and DS_MAX_ARGON_MEM (DS_ERR_LIMIT naming the cap). Distinguishes: not a
+ * container, another version, damaged header. The other fields are checked
+ * by dsi_header_check, after the MAC where there is a key. */
 DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h, dsi_err *e);
-/* Serializes h (computing the checksum) into out[DSI_HEADER_BYTES] and h->raw. */
-DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out);
+/* The fields' consistency: flags, reserved bytes, chunk size, metadata
+ * location against file_bytes. */
+DSI_FUNC ds_status dsi_header_check(const dsi_header *h, dsi_err *e);
+/* The header's MAC: keyed BLAKE2b-256 of raw[0, DSI_HDR_MAC_AT). */
+#define DSI_HDR_MAC_AT 192
+DSI_FUNC void dsi_header_mac(const uint8_t *raw, const uint8_t key[32], uint8_t out[32]);
+/* Serializes h into out[DSI_HEADER_BYTES] (may be NULL) and h->raw: with
+ * mac_key the MAC is computed into h->mac, without it h->mac is written as it
+ * is (tests re-seal edited headers that way); then the checksum. */
+DSI_FUNC void dsi_header_write(dsi_header *h, const uint8_t *mac_key, uint8_t *out);
 
 typedef struct dsi_segment {
     uint32_t kind;                 /* ds_segment_kind */
@@ -2080,23 +2185,16 @@ static int dss_pread_full(int fd, void *buf, size_t n, uint64_t off) {
 DSI_FUNC ds_status dsi_st_open(const char *path, const dsi_alloc *al, dsi_st_header **out, dsi_err *e) {
     if (out) *out = NULL;
     if (!path || !al || !out) return dsi_fail(e, DS_ERR_INVALID_ARG, "safetensors: invalid argument");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return dsi_fail(e, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* a FIFO or a device is refused here, without blocking on the open */
+    dsi_file_id id;
+    int fd = dsi_open_regular(path, &id, e);
+    if (fd < 0) return dsi_prefix(e, "%s", path);
 
     ds_status st = DS_OK;
     uint8_t *buf = NULL;
-    struct stat sb;
     uint8_t prefix[8];
     int r;
-    if (fstat(fd, &sb) != 0) {
-        st = dsi_fail(e, DS_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = dsi_fail(e, DS_ERR_IO, "%s: not a regular file", path);
-        goto done;
-    }
-    uint64_t size = (uint64_t)sb.st_size;
+    uint64_t size = id.size;
     /* Read the length first so the header is bounded before it is allocated. */
     r = size >= 8 ? dss_pread_full(fd, prefix, 8, 0) : 0;
     if (r < 0) {
@@ -2292,12 +2390,20 @@ DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
  *
  * Keys. The user's 32-byte master key never touches data directly. For each
  * file (random 32-byte salt) we derive with keyed BLAKE2b-256:
- *     enc   = H(master, "deepseek.h dsm v1 enc"   || salt)   AEAD key
- *     check = H(master, "deepseek.h dsm v1 check" || salt)   stored in the header
+ *     enc    = H(master, "deepseek.h dsm v1 enc" || salt)      AEAD key
+ *     header = H(master, "deepseek.h dsm v2 header" || salt)   key of the header's MAC
+ *     check  = H(master, "deepseek.h dsm v2 key check")        stored in the header
  * so a wrong key is told apart from damaged data, and a segment copied from
- * another file sealed with the same master key fails to authenticate.
- * Plaintext files (cipher none) derive an integrity key from the salt alone;
- * their chunks carry BLAKE2b-128 tags over the same associated data.
+ * another file sealed with the same master key fails to authenticate. The
+ * check has no salt in it on purpose: no header field can change it, so with
+ * the right key an edited header (salt included) fails the header's MAC and
+ * reads "header modified", never "wrong key". The price: files sealed with
+ * the same master key carry the same check, which tells that they share a
+ * key (and nothing about the key: it is a keyed hash of a constant).
+ * Plaintext files (cipher none) derive an integrity key, and their header
+ * key, from the salt alone (so anyone can recompute them: integrity against
+ * accidents only); their chunks carry BLAKE2b-128 tags over the same
+ * associated data.
  *
  * Nonces. AES-GCM nonce (12 bytes) = u32 segment index || u64 chunk index
  * (LE): unique within a file, and keys are unique per file. Tags are 16 bytes.
@@ -2502,12 +2608,13 @@ static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_
 #endif /* provider */
 
 /* ==== Key derivation ===================================================== */
+/* H(key, label || salt); salt may be NULL (the key check). */
 static void dsi_kdf(uint8_t out[32], const uint8_t *key, size_t key_len, const char *label,
                     const uint8_t salt[DSI_SALT_BYTES]) {
     crypto_generichash_state st;
     crypto_generichash_init(&st, key, key_len, 32);
     crypto_generichash_update(&st, (const unsigned char *)label, strlen(label));
-    crypto_generichash_update(&st, salt, DSI_SALT_BYTES);
+    if (salt) crypto_generichash_update(&st, salt, DSI_SALT_BYTES);
     crypto_generichash_final(&st, out, 32);
     sodium_memzero(&st, sizeof st);
 }
@@ -2520,6 +2627,7 @@ DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t 
     k->cipher = cipher;
     if (cipher == DS_CIPHER_NONE) {
         dsi_kdf(k->enc, NULL, 0, "deepseek.h dsm v1 integrity", salt);
+        dsi_kdf(k->header, NULL, 0, "deepseek.h dsm v2 header", salt);
         return DS_OK;
     }
     if (cipher != DS_CIPHER_AES256GCM) return dsi_fail(e, DS_ERR_UNSUPPORTED, "unknown cipher id %d", (int)cipher);
@@ -2531,7 +2639,8 @@ DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t 
                         "this CPU lacks the AES instructions (AES-NI on x86) that AES-256-GCM needs; "
                         "re-seal the model for this machine or use a CPU with AES support");
     dsi_kdf(k->enc, master, master_len, "deepseek.h dsm v1 enc", salt);
-    dsi_kdf(k->check, master, master_len, "deepseek.h dsm v1 check", salt);
+    dsi_kdf(k->header, master, master_len, "deepseek.h dsm v2 header", salt);
+    dsi_kdf(k->check, master, master_len, "deepseek.h dsm v2 key check", NULL);
     s = dsi_aead_expand(k, e);
     if (s) sodium_memzero(k, sizeof *k);
     return s;
@@ -2758,7 +2867,11 @@ DSI_FUNC bool dsi_stored_bytes(uint64_t plain, uint32_t chunk_bytes, uint64_t *s
     return true;
 }
 
-DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out) {
+DSI_FUNC void dsi_header_mac(const uint8_t *raw, const uint8_t key[32], uint8_t out[32]) {
+    crypto_generichash(out, 32, raw, DSI_HDR_MAC_AT, key, 32);
+}
+
+DSI_FUNC void dsi_header_write(dsi_header *h, const uint8_t *mac_key, uint8_t *out) {
     uint8_t *p = h->raw;
     memset(p, 0, DSI_HEADER_BYTES);
     memcpy(p, DSI_MAGIC, 8); /* "DSMODEL" plus its NUL */
@@ -2777,6 +2890,8 @@ DSI_FUNC void dsi_header_write(dsi_header *h, uint8_t *out) {
     dsi_wr64(p + 104, h->argon_mem);
     memcpy(p + 112, h->argon_salt, 16);
     memcpy(p + 128, h->key_check, 32);
+    if (mac_key) dsi_header_mac(p, mac_key, h->mac);
+    memcpy(p + DSI_HDR_MAC_AT, h->mac, 32);
     dsi_header_checksum(p, DSI_HDR_CHECKSUM_AT, p + DSI_HDR_CHECKSUM_AT);
     if (out) memcpy(out, p, DSI_HEADER_BYTES);
 }
@@ -2807,7 +2922,12 @@ DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h,
         return dsi_fail(e, DS_ERR_VERSION,
                         "container format version %u is newer than this library supports (%d); upgrade deepseek.h",
                         version, DS_FORMAT_VERSION);
-    if (version == 0 || hb != DSI_HEADER_BYTES)
+    if (version == 1)
+        return dsi_fail(e, DS_ERR_VERSION,
+                        "container format version 1 is no longer read: its header is not authenticated (this "
+                        "library reads version %d); re-convert the model from its checkpoint with `ds convert`",
+                        DS_FORMAT_VERSION);
+    if (version != DS_FORMAT_VERSION || hb != DSI_HEADER_BYTES)
         return dsi_fail(e, DS_ERR_CORRUPT, "damaged header: version %u with header size %u", version, hb);
     /* 3. Fields. */
     h->version = version;
@@ -2824,12 +2944,36 @@ DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h,
     h->argon_mem = dsi_rd64(p + 104);
     memcpy(h->argon_salt, p + 112, 16);
     memcpy(h->key_check, p + 128, 32);
+    memcpy(h->mac, p + DSI_HDR_MAC_AT, 32);
     memcpy(h->raw, p, DSI_HEADER_BYTES);
 
+    /* 4. What key derivation needs, checked before it runs. */
     if (h->cipher > DS_CIPHER_AES256GCM) return dsi_fail(e, DS_ERR_UNSUPPORTED, "unknown cipher id %u", h->cipher);
     if (h->cipher == DS_CIPHER_NONE ? h->kdf != DS_KDF_NONE : (h->kdf != DS_KDF_RAW_KEY && h->kdf != DS_KDF_ARGON2ID))
         return dsi_fail(e, DS_ERR_CORRUPT, "header: key derivation %u does not fit cipher %u", h->kdf, h->cipher);
+    if (h->kdf == DS_KDF_ARGON2ID) {
+        if (h->argon_ops > DS_MAX_ARGON_OPS)
+            return dsi_fail(e, DS_ERR_LIMIT, "header: Argon2id opslimit %llu exceeds DS_MAX_ARGON_OPS (%u); refused "
+                            "before running the key derivation",
+                            (unsigned long long)h->argon_ops, (unsigned)DS_MAX_ARGON_OPS);
+        if (h->argon_mem > DS_MAX_ARGON_MEM)
+            return dsi_fail(e, DS_ERR_LIMIT, "header: Argon2id memlimit %llu bytes exceeds DS_MAX_ARGON_MEM (%llu "
+                            "bytes); refused before running the key derivation",
+                            (unsigned long long)h->argon_mem, (unsigned long long)DS_MAX_ARGON_MEM);
+        if (h->argon_ops < crypto_pwhash_OPSLIMIT_MIN || h->argon_mem < crypto_pwhash_MEMLIMIT_MIN)
+            return dsi_fail(e, DS_ERR_CORRUPT, "header: Argon2id parameters below the minimum (opslimit %llu, "
+                            "memlimit %llu bytes)", (unsigned long long)h->argon_ops,
+                            (unsigned long long)h->argon_mem);
+    }
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_header_check(const dsi_header *h, dsi_err *e) {
     if (h->flags != 0) return dsi_fail(e, DS_ERR_UNSUPPORTED, "header: unknown flags 0x%x", h->flags);
+    for (size_t i = 160; i < DSI_HDR_MAC_AT; i++)
+        if (h->raw[i]) return dsi_fail(e, DS_ERR_CORRUPT, "header: reserved byte %zu is not zero", i);
+    if (h->kdf != DS_KDF_ARGON2ID && (h->argon_ops || h->argon_mem || !sodium_is_zero(h->argon_salt, 16)))
+        return dsi_fail(e, DS_ERR_CORRUPT, "header: Argon2id parameters in a file that has no passphrase");
     if (h->chunk_bytes < DSI_MIN_CHUNK || h->chunk_bytes > DSI_MAX_CHUNK || h->chunk_bytes % 64)
         return dsi_fail(e, DS_ERR_CORRUPT, "header: chunk size %u out of range", h->chunk_bytes);
     if (h->meta_plain_bytes > DS_MAX_META_BYTES)
@@ -5484,6 +5628,12 @@ DSI_FUNC ds_status dsi_tokenizer_split(const char *pattern, size_t plen, int beh
  * chat template present) from a built tokenizer. */
 DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg);
 
+/* Refuses (DS_ERR_CONFIG) a tokenizer with an id at or beyond vocab_size
+ * (config.json's): an added token's id, the id written for it in the file,
+ * or a vocabulary id. The model could never read or produce such a token.
+ * The converter and ds_model_open both call it, so they refuse alike. */
+DSI_FUNC ds_status dsi_tokenizer_check_vocab(const ds_tokenizer *t, int vocab_size, dsi_err *e);
+
 #endif /* DS_TOKENIZER_H */
 /* ==== End deepseek_impl/tokenizer.h ==== */
 /* #include "unicode.h": pasted above */
@@ -5718,6 +5868,7 @@ typedef struct tk_step {
 typedef struct tk_added {
     uint32_t off, len;          /* content in the pool */
     int32_t id;
+    int32_t file_id;            /* the id written in the file (checked, not used), -1: none */
     uint8_t special, lstrip, rstrip, single_word, normalized;
     uint8_t special_content;    /* content is in the reference's special set */
 } tk_added;
@@ -5761,6 +5912,25 @@ struct ds_tokenizer {
     bool has_tpl_text;          /* ... and its text is in the pool (chat_template.c reads it) */
     uint32_t tpl_off, tpl_len;  /* NUL-terminated in the pool */
 };
+
+DSI_FUNC ds_status dsi_tokenizer_check_vocab(const ds_tokenizer *t, int vocab_size, dsi_err *e) {
+    /* added tokens first, by name: the ids they get and the ids written */
+    for (uint32_t k = 0; k < t->n_added; k++) {
+        const tk_added *a = &t->added[k];
+        int32_t id = a->id >= vocab_size ? a->id : a->file_id >= vocab_size ? a->file_id : -1;
+        if (id < 0) continue;
+        int n = a->len > 64 ? 64 : (int)a->len;
+        return dsi_fail(e, DS_ERR_CONFIG,
+                        "tokenizer.json: added token \"%.*s\" has id %d, beyond the model's vocabulary (config.json "
+                        "vocab_size %d): the model could never read or produce it",
+                        n, (const char *)t->pool.p + a->off, (int)id, vocab_size);
+    }
+    if (t->n_ids > (uint32_t)(vocab_size > 0 ? vocab_size : 0))
+        return dsi_fail(e, DS_ERR_CONFIG,
+                        "tokenizer.json: token id %u is beyond the model's vocabulary (config.json vocab_size %d): the "
+                        "model could never read or produce it", t->n_ids - 1, vocab_size);
+    return DS_OK;
+}
 
 DSI_FUNC void dsi_tokenizer_summary(const ds_tokenizer *t, ds_model_config *cfg) {
     cfg->tok_vocab = (int)t->model_vocab_size;
@@ -5901,12 +6071,59 @@ static ds_status tk_flag(const dsi_json *o, const char *key, bool def, uint8_t *
     return DS_OK;
 }
 
+/* The ids written in added_tokens: each a non-negative integer below
+ * DS_MAX_TOKEN_ID, no two alike. They are not used (see tk_load_added), but
+ * a file whose written ids are absurd or repeated was not made by the
+ * reference, and its tokens are not what its author meant. */
+typedef struct tk_written {
+    int64_t id;
+    uint32_t index;
+} tk_written;
+
+static int tk_cmp_written(const void *a, const void *b) {
+    const tk_written *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id ? 1 : (x->index > y->index) - (x->index < y->index);
+}
+
+static ds_status tk_check_written_ids(ds_tokenizer *t, const dsi_json *arr, dsi_err *e) {
+    tk_written *w = dsi_calloc(&t->al, arr->n ? arr->n : 1, sizeof *w);
+    if (!w) return dsi_fail(e, DS_ERR_NOMEM, "tokenizer.json: out of memory for added_tokens");
+    size_t n = 0;
+    ds_status st = DS_OK;
+    for (uint32_t i = 0; i < arr->n && !st; i++) {
+        int64_t id;
+        int r = dsi_json_get_int(&arr->kids[i], "id", &id);
+        if (r == 0) continue;
+        if (r < 0) st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u].id is not an integer", i);
+        else if (id < 0) st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u].id %lld is negative", i, (long long)id);
+        else if ((uint64_t)id >= DS_MAX_TOKEN_ID)
+            st = dsi_fail(e, DS_ERR_LIMIT, "tokenizer.json: added_tokens[%u].id %lld exceeds %u", i, (long long)id,
+                          (unsigned)DS_MAX_TOKEN_ID);
+        else {
+            w[n].id = id;
+            w[n++].index = i;
+        }
+    }
+    if (!st && n > 1) {
+        qsort(w, n, sizeof *w, tk_cmp_written);
+        for (size_t k = 1; k < n && !st; k++)
+            if (w[k].id == w[k - 1].id)
+                st = dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens[%u] and added_tokens[%u] both have id %lld",
+                              w[k - 1].index, w[k].index, (long long)w[k].id);
+    }
+    dsi_free(&t->al, w);
+    return st;
+}
+
 /* added_tokens, with the reference's id rules: a content already in the
  * vocabulary keeps that id, a new one gets the next id after the model's
- * vocabulary; the ids written in the file are not trusted. */
+ * vocabulary; the ids written in the file are checked (tk_check_written_ids)
+ * but not trusted. */
 static ds_status tk_load_added(ds_tokenizer *t, const dsi_json *arr, dsi_err *e) {
     if (!arr || arr->type == DSI_JSON_NULL) return DS_OK;
     if (arr->type != DSI_JSON_ARRAY) return dsi_fail(e, DS_ERR_JSON, "tokenizer.json: added_tokens is not an array");
+    ds_status wst = tk_check_written_ids(t, arr, e);
+    if (wst) return wst;
     tk_smap cmap = {0};          /* content -> id (val), aux = special-set flag */
     uint32_t *rtab = NULL;       /* id -> index into t->added, open addressing (index+1) */
     uint32_t rmask = 0;
@@ -5927,6 +6144,8 @@ static ds_status tk_load_added(ds_tokenizer *t, const dsi_json *arr, dsi_err *e)
             goto done;
         }
         tk_added tok = {0};
+        int64_t wid;
+        tok.file_id = dsi_json_get_int(o, "id", &wid) == 1 ? (int32_t)wid : -1;
         if ((st = tk_flag(o, "special", false, &tok.special, i, e)) || (st = tk_flag(o, "lstrip", false, &tok.lstrip, i, e)) ||
             (st = tk_flag(o, "rstrip", false, &tok.rstrip, i, e)) ||
             (st = tk_flag(o, "single_word", false, &tok.single_word, i, e)) ||
@@ -7702,11 +7921,12 @@ DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al)
 
 /* ==== Begin deepseek_impl/file.c ==== */
 /*
- * file.c — an opened container: map it, check the header, derive the keys,
+ * file.c — an opened container: open it, check the header, derive the keys,
  * authenticate the metadata, check the directories against the architecture,
- * decrypt the dense segments and bind the weights; segment reads and the
- * mapping's page hints for the layers above (pager, devices); the model's
- * read-only queries and verify. ds_model_open (model.c) drives it.
+ * decrypt the dense segments and bind the weights; segment reads (preadv,
+ * never through a mapping) and page-cache hints for the layers above (pager,
+ * devices); the model's read-only queries and verify. ds_model_open
+ * (model.c) drives it.
  */
 /* ==== Begin deepseek_impl/engine.h ==== */
 /*
@@ -7720,6 +7940,10 @@ DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al)
 
 /* #include "format.h": pasted above */
 
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
 /* ==== Model file (file.c) ================================================ */
 /* The opened container as the layers above it see it. ds_model_open
  * (model.c) fills it in order: the file and its keys, the metadata and
@@ -7732,8 +7956,20 @@ struct ds_model {
     dsi_alloc al;
     dsi_err err;                /* last failure on this handle */
     int fd;
-    const uint8_t *map;         /* read-only mapping of the whole file */
-    size_t map_len;
+    char *path;                 /* as given to ds_model_open, for messages */
+    /* Every byte of the file is read with preadv() (dsi_file_read), never
+     * through a mapping: a file truncated under a running model is a short
+     * read and an error, not SIGBUS. */
+    void *probe_map;            /* MAP_SHARED view of the file for mincore() only (page-cache
+                                   residency); never read through. NULL when it could not be made */
+    uint64_t open_size;         /* the file's size and modification time at open: a read that */
+    struct timespec open_mtime; /* fails after either changed says the file changed under the model */
+    bool opened;                /* ds_model_open has returned: messages name the file */
+    /* ds_model_params.mlock: the keys, the dense weights and the expert
+     * cache locked into RAM (dsi_model_mlock) */
+    bool mlock;
+    uint64_t mlock_locked, mlock_failed;   /* bytes locked, bytes the OS refused */
+    int mlock_errno;                        /* the first refusal's errno */
     dsi_header hdr;
     dsi_keys *keys;             /* in `keybuf` */
     dsi_secure_buf keybuf;
@@ -7789,14 +8025,19 @@ DSI_FUNC long dsi_model_find_segment(const ds_model *m, uint32_t kind, int layer
 DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
 /* "layer 3 expert 17", "embeddings", "layer 2 dense", "output" (layer == n_layers). */
 DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
-/* Asks the OS for [off, off + len) of the file ahead of reading it through
- * the mapping; releases this process's pages of the whole pages in [off, end). */
-DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len);
-DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end);
-/* Maps [off, off + len) into this process's page tables in one call. */
-DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len);
+/* Asks the OS for [off, off + len) of the file ahead of reading it. */
+DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len);
 /* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
-DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len);
+DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len);
+/* Test hook (NULL in use): every read of the model file goes through it
+ * instead of preadv(2), with the same arguments and contract (bytes read, 0
+ * at the end of the file, -1 with errno), so a test can fail a read at a
+ * chosen offset (EIO) or cut it short. */
+DSI_DATA_DECL ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, off_t off);
+/* With ds_model_params.mlock: locks b into RAM (mlock), counting the bytes
+ * locked or refused in m (a refusal is not an error; ds_model_open reports
+ * it). Without it, does nothing. Not thread-safe: called while opening. */
+DSI_FUNC void dsi_model_mlock(ds_model *m, dsi_secure_buf *b);
 
 /* ==== Expert pager (pager.c) ============================================ */
 /* After the weights are bound and m->device is decided (DS_PREFETCH_AUTO
@@ -7993,10 +8234,6 @@ DSI_FUNC const dsi_device_i *dsi_cuda_device(void);
 
 #include <sodium.h>
 
-/* Hostile files must not make Argon2id run for hours or eat the machine. */
-#define DSI_ARGON_MAX_OPS 64u
-#define DSI_ARGON_MAX_MEM ((uint64_t)4 << 30)
-
 /* ==== Names ============================================================== */
 DS_API const char *ds_cipher_name(ds_cipher c) {
     switch (c) {
@@ -8042,22 +8279,23 @@ DS_API ds_status ds_file_info_read(const char *path, ds_file_info *out) {
         return dsi_publish(&e);
     }
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    dsi_file_id id;
+    int fd = dsi_open_regular(path, &id, &e);
     if (fd < 0) {
-        dsi_fail(&e, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        dsi_prefix(&e, "%s", path);
         return dsi_publish(&e);
     }
     uint8_t buf[DSI_HEADER_AREA];
     size_t got = 0;
-    struct stat st;
     dsi_header h;
     ds_status s;
-    if (fstat(fd, &st) != 0 || dsi_read_exact(fd, buf, sizeof buf, 0, &got)) {
+    /* no key here: the header's MAC cannot be checked (ds_model_open does) */
+    if (dsi_read_exact(fd, buf, sizeof buf, 0, &got)) {
         s = dsi_fail(&e, DS_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-    } else if ((s = dsi_header_parse(buf, got, &h, &e)) != DS_OK) {
+    } else if ((s = dsi_header_parse(buf, got, &h, &e)) != DS_OK || (s = dsi_header_check(&h, &e)) != DS_OK) {
         dsi_prefix(&e, "%s", path);
-    } else if ((uint64_t)st.st_size < h.file_bytes) {
-        s = dsi_fail(&e, DS_ERR_TRUNCATED, "%s: truncated: %llu of %llu bytes", path, (unsigned long long)st.st_size,
+    } else if (id.size < h.file_bytes) {
+        s = dsi_fail(&e, DS_ERR_TRUNCATED, "%s: truncated: %llu of %llu bytes", path, (unsigned long long)id.size,
                      (unsigned long long)h.file_bytes);
     } else {
         out->format_version = h.version;
@@ -8074,6 +8312,111 @@ DS_API ds_status ds_file_info_read(const char *path, ds_file_info *out) {
     return s ? dsi_publish(&e) : DS_OK;
 }
 
+/* ==== Reads of the file ================================================== */
+/*
+ * The file is read with preadv(), never through a mapping: a byte of a
+ * mapping that the file no longer has (truncated, or rewritten shorter by
+ * cp while the model runs) kills the process with SIGBUS, and a paged model
+ * reads experts for as long as it runs. A chunk's ciphertext is read into
+ * the place its plaintext goes and opened there (the crypto layer opens in
+ * place), so no buffer is needed besides the destination.
+ */
+DSI_DATA ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, off_t off);
+
+/* Reads iov[0..n) at off until done, the end of the file or an error.
+ * Returns the bytes read; *err is 0 or the errno of the failed read. The
+ * iovecs are consumed. */
+static uint64_t dsi_preadv_full(int fd, struct iovec *iov, int n, uint64_t off, int *err) {
+    uint64_t done = 0;
+    *err = 0;
+    while (n > 0) {
+        if (!iov->iov_len) {
+            iov++;
+            n--;
+            continue;
+        }
+        ssize_t (*hook)(int, const struct iovec *, int, off_t) =
+            __atomic_load_n(&dsi_file_read_hook, __ATOMIC_ACQUIRE);
+        ssize_t r = hook ? hook(fd, iov, n, (off_t)(off + done)) : preadv(fd, iov, n, (off_t)(off + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            *err = errno ? errno : EIO;
+            break;
+        }
+        if (r == 0) break;
+        done += (uint64_t)r;
+        for (size_t k = (size_t)r; k;) {   /* past what was read */
+            size_t t = k < iov->iov_len ? k : iov->iov_len;
+            iov->iov_base = (uint8_t *)iov->iov_base + t;
+            iov->iov_len -= t;
+            k -= t;
+            if (!iov->iov_len) {
+                iov++;
+                n--;
+            }
+        }
+    }
+    return done;
+}
+
+/* Whether the file differs from what was opened (size or modification
+ * time); its size now in *size (0 when fstat fails). */
+static bool dsi_file_changed(const ds_model *m, uint64_t *size) {
+    struct stat st;
+    *size = 0;
+    if (fstat(m->fd, &st) != 0) return false;
+    *size = (uint64_t)st.st_size;
+    return *size != m->open_size || st.st_mtim.tv_sec != m->open_mtime.tv_sec ||
+           st.st_mtim.tv_nsec != m->open_mtime.tv_nsec;
+}
+
+/* "segment 37 (layer 3 expert 5)", or "the metadata". */
+static void dsi_read_what(const ds_model *m, uint32_t seg, char *buf, size_t len) {
+    if (seg >= m->meta.n_segments) {
+        snprintf(buf, len, "the metadata");
+        return;
+    }
+    char name[64];
+    dsi_segment_describe(&m->meta.segments[seg], m->cfg.n_layers, name, sizeof name);
+    snprintf(buf, len, "segment %u (%s)", seg, name);
+}
+
+/* After ds_model_open, messages start with the file's name (during the
+ * open, ds_model_open adds it). */
+static ds_status dsi_name_file(const ds_model *m, dsi_err *e) {
+    return m->opened ? dsi_prefix(e, "%s", m->path) : e->status;
+}
+
+/* Reads a (na bytes) then b (nb bytes) from the file at off, part of segment
+ * seg (DSI_META_SEGMENT: the metadata), for the message. A short read or a
+ * failed one is an error naming the file, the segment and the offset. */
+static ds_status dsi_file_read(const ds_model *m, void *a, size_t na, void *b, size_t nb, uint64_t off, uint32_t seg,
+                               dsi_err *e) {
+    struct iovec iov[2] = {{a, na}, {b, nb}};
+    int err = 0;
+    uint64_t want = (uint64_t)na + nb, got = dsi_preadv_full(m->fd, iov, 2, off, &err);
+    if (got == want) return DS_OK;
+    char what[96];
+    dsi_read_what(m, seg, what, sizeof what);
+    uint64_t now = 0;
+    bool changed = dsi_file_changed(m, &now);
+    if (err)
+        dsi_fail(e, DS_ERR_IO, "cannot read %s (%llu bytes at offset %llu): %s%s", what, (unsigned long long)want,
+                 (unsigned long long)off, strerror(err),
+                 changed ? "; the model file changed since it was opened" : "");
+    else if (now < off + want)
+        dsi_fail(e, DS_ERR_TRUNCATED,
+                 "model file changed or truncated since it was opened: %s lies past the end of the file (bytes %llu "
+                 "to %llu wanted; the file has %llu bytes now, %llu at open)",
+                 what, (unsigned long long)off, (unsigned long long)(off + want), (unsigned long long)now,
+                 (unsigned long long)m->open_size);
+    else
+        dsi_fail(e, DS_ERR_TRUNCATED, "short read of %s: %llu of %llu bytes at offset %llu (the file has %llu)%s", what,
+                 (unsigned long long)got, (unsigned long long)want, (unsigned long long)off, (unsigned long long)now,
+                 changed ? "; the model file changed since it was opened" : "");
+    return dsi_name_file(m, e);
+}
+
 /* ==== Segments =========================================================== */
 /* Opens chunk c of segment seg into out (its plaintext length). Every chunk
  * but the last is full, so chunk c starts at c * (chunk_bytes + tag). */
@@ -8083,13 +8426,23 @@ static ds_status dsi_open_chunk_at(const ds_model *m, uint32_t seg, uint32_t c, 
     uint64_t done = (uint64_t)c * cb;
     size_t n = (size_t)(s->plain_bytes - done < cb ? s->plain_bytes - done : cb);
     dsi_chunk_ad ad = {seg, s->kind, s->layer, s->expert, c, s->plain_bytes, c + 1 == s->n_chunks, NULL, 0};
-    const uint8_t *in = m->map + s->offset + (uint64_t)c * ((uint64_t)cb + DSI_TAG_BYTES);
-    dsi_map_populate(m, (uint64_t)(in - m->map), (uint64_t)n + DSI_TAG_BYTES);
-    ds_status st = dsi_chunk_open(m->keys, &ad, in, out, n, in + n, e);
+    uint8_t tag[DSI_TAG_BYTES];
+    ds_status st = dsi_file_read(m, out, n, tag, sizeof tag, s->offset + (uint64_t)c * ((uint64_t)cb + DSI_TAG_BYTES),
+                                 seg, e);
+    if (st) return st;   /* the message names the file and the segment */
+    st = dsi_chunk_open(m->keys, &ad, out, out, n, tag, e);
     if (st) {
-        char name[64];
-        dsi_segment_describe(s, m->cfg.n_layers, name, sizeof name);
-        dsi_prefix(e, "segment %u (%s)", seg, name);
+        char what[96];
+        uint64_t now = 0;
+        dsi_read_what(m, seg, what, sizeof what);
+        dsi_prefix(e, "%s", what);
+        if (dsi_file_changed(m, &now)) {
+            if (now == m->open_size) dsi_prefix(e, "model file changed since it was opened (rewritten in place)");
+            else
+                dsi_prefix(e, "model file changed since it was opened (%llu bytes now, %llu at open)",
+                           (unsigned long long)now, (unsigned long long)m->open_size);
+        }
+        dsi_name_file(m, e);
     }
     return st;
 }
@@ -8111,26 +8464,22 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
                         (unsigned long long)s->plain_bytes);
     uint32_t cb = m->hdr.chunk_bytes;
     uint8_t *scratch = NULL;
-    if (!dst && m->hdr.cipher != DS_CIPHER_NONE) {
-        /* authenticate-only still has to decrypt somewhere: one chunk of scratch */
+    if (!dst) {
+        /* authenticate-only still has to read and open somewhere: one chunk of scratch */
         scratch = dsi_malloc(&m->al, cb);
         if (!scratch) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a %u-byte chunk", cb);
     }
     ds_status st = DS_OK;
-    /* windows of 8 chunks: asked for ahead, let go of after (a large
-     * segment, the embeddings, never has all its ciphertext mapped) */
+    /* windows of 8 chunks, each asked for ahead in large reads */
     const uint32_t win = 8;
     uint64_t stride = (uint64_t)cb + DSI_TAG_BYTES;
     for (uint32_t c0 = 0; c0 < s->n_chunks && !st; c0 += win) {
         uint32_t c1 = c0 + win < s->n_chunks ? c0 + win : s->n_chunks;
         uint64_t w0 = s->offset + (uint64_t)c0 * stride;
         uint64_t w1 = c1 == s->n_chunks ? s->offset + s->stored_bytes : s->offset + (uint64_t)c1 * stride;
-        dsi_map_willneed(m, w0, w1 - w0);
+        dsi_file_willneed(m, w0, w1 - w0);
         for (uint32_t c = c0; c < c1 && !st; c++)
             st = dsi_open_chunk_at(m, seg, c, dst ? dst + (uint64_t)c * cb : scratch, e);
-        /* the window's first page may hold the previous window's tail: both are done */
-        dsi_map_release(m, (s->offset + (uint64_t)c0 * stride) & ~(uint64_t)(DSI_SEG_ALIGN - 1),
-                        c1 == s->n_chunks ? (w1 + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1) : w1);
     }
     if (st && dst) sodium_memzero(dst, s->plain_bytes);   /* no half-authenticated plaintext */
     if (scratch) {
@@ -8217,20 +8566,44 @@ static ds_status dsi_check_directory(ds_model *m, dsi_err *e) {
 }
 
 /* ==== Open and close ===================================================== */
+/* The header's MAC, compared with the stored one. The fuzzing build skips
+ * the comparison (as it skips chunk tags) so that inputs reach the checks
+ * behind it. */
+static ds_status dsi_header_authenticate(const dsi_header *h, const dsi_keys *k, dsi_err *e) {
+    uint8_t mac[32];
+    dsi_header_mac(h->raw, k->header, mac);
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    if (sodium_memcmp(mac, h->mac, 32) != 0)
+        return dsi_fail(e, DS_ERR_AUTH, "header modified: the header does not match its authentication code; a "
+                                        "field was changed after the file was sealed");
+#endif
+    return DS_OK;
+}
+
+/* Keys, in the order the format documents: the plaintext policy, the key
+ * derivation (its parameters were checked against the caps when the header
+ * was parsed), the key check, then the header's MAC. */
 static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *e) {
+    const dsi_header *h = &m->hdr;
+    if (h->cipher == DS_CIPHER_NONE && (p->key || p->passphrase) && !p->allow_plaintext)
+        return dsi_fail(e, DS_ERR_PLAINTEXT,
+                        "this model file is not encrypted (plaintext: its integrity tags come from its public salt, "
+                        "so anyone who can write the file could have made it) but a key was given; refusing it: set "
+                        "allow_plaintext (ds: --allow-plaintext) to open a plaintext file anyway");
     ds_status s = dsi_secure_alloc(&m->keybuf, sizeof(dsi_keys), e);
     if (s) return s;
+    dsi_model_mlock(m, &m->keybuf);   /* before the keys are in it */
     m->keys = (dsi_keys *)m->keybuf.ptr;
-    const dsi_header *h = &m->hdr;
-    if (h->cipher == DS_CIPHER_NONE) return dsi_keys_derive(m->keys, DS_CIPHER_NONE, NULL, 0, h->salt, e);
+    if (h->cipher == DS_CIPHER_NONE) {
+        if ((s = dsi_keys_derive(m->keys, DS_CIPHER_NONE, NULL, 0, h->salt, e))) return s;
+        return dsi_header_authenticate(h, m->keys, e);
+    }
 
     uint8_t master[32];
     if (h->kdf == DS_KDF_ARGON2ID) {
         if (!p->passphrase)
             return dsi_fail(e, p->key ? DS_ERR_INVALID_ARG : DS_ERR_NEED_KEY,
                             "this model is sealed with a passphrase; pass it instead of a key");
-        if (h->argon_ops > DSI_ARGON_MAX_OPS || h->argon_mem > DSI_ARGON_MAX_MEM)
-            return dsi_fail(e, DS_ERR_CORRUPT, "header: Argon2id parameters beyond sane limits");
         s = dsi_passphrase_key(master, p->passphrase, p->passphrase_len, h->argon_salt, h->argon_ops, h->argon_mem, e);
     } else {
         if (!p->key)
@@ -8243,70 +8616,70 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
     if (!s) s = dsi_keys_derive(m->keys, (ds_cipher)h->cipher, master, 32, h->salt, e);
     sodium_memzero(master, sizeof master);
     if (s) return s;
+    /* the check depends on the master key alone: with a raw key a mismatch
+     * is a wrong key; with a passphrase it may also be an edit of the
+     * Argon2id parameters or salt, which change the master key */
     if (sodium_memcmp(m->keys->check, h->key_check, 32) != 0)
-        return dsi_fail(e, DS_ERR_WRONG_KEY, "wrong key: it does not match this model's key check");
-    return DS_OK;
+        return h->kdf == DS_KDF_ARGON2ID
+                   ? dsi_fail(e, DS_ERR_WRONG_KEY,
+                              "wrong passphrase, or the header's key-derivation parameters (Argon2id salt, opslimit, "
+                              "memlimit) were changed: the derived key does not match this model's key check")
+                   : dsi_fail(e, DS_ERR_WRONG_KEY, "wrong key: it does not match this model's key check");
+    return dsi_header_authenticate(h, m->keys, e);
 }
 
 #define DSI_WILLNEED_PIECE ((uint64_t)128 << 10)
 
 /* Asks for [off, off + len) of the file in large asynchronous reads of
- * exactly that range, before it is decrypted through the mapping (faults
- * would read it in read-around windows that spill into the neighbouring
- * segments, whose pages then stay in the page cache until those are read). */
-DSI_FUNC void dsi_map_willneed(const ds_model *m, uint64_t off, uint64_t len) {
-    if (off >= m->map_len) return;
-    if (len > m->map_len - off) len = m->map_len - off;
+ * exactly that range, before it is read and decrypted (the reads themselves
+ * are of one chunk each, and read-ahead is off: see dsi_file_open). */
+DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len) {
+    uint64_t size = m->hdr.file_bytes;
+    if (off >= size) return;
+    if (len > size - off) len = size - off;
     uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1), end = off + len;
     /* Linux reads at most max(read-ahead window, largest device request)
      * per call (128 KiB to a few MiB) and ignores the rest, which would then
-     * come in by faults with read-around: ask in pieces no larger */
+     * be read one chunk at a time: ask in pieces no larger */
     for (; a < end; a += DSI_WILLNEED_PIECE) {
         uint64_t n = end - a < DSI_WILLNEED_PIECE ? end - a : DSI_WILLNEED_PIECE;
         (void)posix_fadvise(m->fd, (off_t)a, (off_t)n, POSIX_FADV_WILLNEED);
     }
 }
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22   /* Linux >= 5.14 */
-#endif
-
-/* Maps [off, off + len) of the file into this process's page tables in one
- * call (reading what is not in memory), instead of one fault per 4 KiB page
- * (read-around is off where an expert cache exists). Kernels before 5.14
- * refuse the advice: the pages then come in by faults as before. */
-DSI_FUNC void dsi_map_populate(const ds_model *m, uint64_t off, uint64_t len) {
-    if (off >= m->map_len) return;
-    if (len > m->map_len - off) len = m->map_len - off;
-    uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(off + len - a), MADV_POPULATE_READ);
-}
-
-/* Lets go of this process's pages of the whole pages inside [off, end). */
-DSI_FUNC void dsi_map_release(const ds_model *m, uint64_t off, uint64_t end) {
-    uint64_t a = (off + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    uint64_t b = end & ~(uint64_t)(DSI_SEG_ALIGN - 1);
-    if (b > a) (void)madvise((void *)(uintptr_t)(m->map + a), (size_t)(b - a), MADV_DONTNEED);
-}
-
 /* Whether [off, off + len) of the file is in memory already (the page cache,
  * or a file on tmpfs): true when 8 pages spread over it are all resident.
- * Linux (>= 5.2) shows the page cache to mincore() only for a file the
- * process owns or may write; for others it reports only pages mapped here,
- * which the pager unmaps after each decrypt, and the answer is false. */
+ * mincore() looks at the page cache through m->probe_map without touching a
+ * page (no fault, so none past the end of a shrunk file). Linux (>= 5.2)
+ * shows the page cache to mincore() only for a file the process owns or may
+ * write; for others it reports only pages mapped here, which is none, and
+ * the answer is false. */
 #define DSI_IN_MEMORY_PROBES 8
-DSI_FUNC bool dsi_map_in_memory(const ds_model *m, uint64_t off, uint64_t len) {
+DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len) {
     long page = sysconf(_SC_PAGESIZE);
     if (page <= 0) page = 4096;
-    if (!len || off >= m->map_len) return false;
-    if (len > m->map_len - off) len = m->map_len - off;
+    uint64_t size = m->hdr.file_bytes;
+    if (!m->probe_map || !len || off >= size) return false;
+    if (len > size - off) len = size - off;
     for (int k = 0; k < DSI_IN_MEMORY_PROBES; k++) {
         uint64_t at = off + len / DSI_IN_MEMORY_PROBES * (uint64_t)k;
         uint64_t a = at & ~(uint64_t)(page - 1);
         unsigned char v = 0;
-        if (mincore((void *)(uintptr_t)(m->map + a), (size_t)page, &v) != 0 || !(v & 1)) return false;
+        if (mincore((uint8_t *)m->probe_map + a, (size_t)page, &v) != 0 || !(v & 1)) return false;
     }
     return true;
+}
+
+/* ==== Locked memory ====================================================== */
+DSI_FUNC void dsi_model_mlock(ds_model *m, dsi_secure_buf *b) {
+    if (!m->mlock || !b->ptr || b->locked) return;
+    int err = dsi_secure_lock(b);
+    if (!err) {
+        m->mlock_locked += b->size;
+        return;
+    }
+    m->mlock_failed += b->size;
+    if (!m->mlock_errno) m->mlock_errno = err;
 }
 
 static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
@@ -8318,21 +8691,28 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     uint64_t stored = 0;
     uint32_t nch = 0;
     dsi_stored_bytes(h->meta_plain_bytes, h->chunk_bytes, &stored, &nch);
-    const uint8_t *in = m->map + h->meta_offset;
-    dsi_map_willneed(m, h->meta_offset, stored);
+    uint64_t at = h->meta_offset;
+    dsi_file_willneed(m, h->meta_offset, stored);
     for (uint32_t c = 0; c < nch; c++) {
         uint64_t done = (uint64_t)c * h->chunk_bytes;
         size_t len = (size_t)(n - done < h->chunk_bytes ? n - done : h->chunk_bytes);
+        uint8_t tag[DSI_TAG_BYTES];
         ad.chunk = c;
         ad.last = c + 1 == nch;
-        ds_status s = dsi_chunk_open(m->keys, &ad, in, plain + done, len, in + len, e);
+        ds_status s = dsi_file_read(m, plain + done, len, tag, sizeof tag, at, DSI_META_SEGMENT, e);
+        if (s) {
+            sodium_memzero(plain, n);
+            dsi_free(&m->al, plain);
+            return s;
+        }
+        s = dsi_chunk_open(m->keys, &ad, plain + done, plain + done, len, tag, e);   /* in place */
         if (s) {
             sodium_memzero(plain, n);
             dsi_free(&m->al, plain);
             return dsi_fail(e, DS_ERR_AUTH, "metadata failed authentication: the header or metadata was modified or "
                                             "damaged");
         }
-        in += len + DSI_TAG_BYTES;
+        at += len + DSI_TAG_BYTES;
     }
     ds_status s = dsi_meta_parse(plain, n, h->file_bytes, h->chunk_bytes, h->meta_offset, &m->al, &m->meta, e);
     if (s) {
@@ -8355,8 +8735,9 @@ DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_m
         const dsi_segment *s = &m->meta.segments[i];
         if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
         ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
+        if (!st) dsi_model_mlock(m, &m->dense[i]);   /* before any plaintext is in it */
         if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
-        if (st) return st;   /* dsi_segment_read has let go of the ciphertext pages */
+        if (st) return st;
         bytes += s->plain_bytes;
         if (p->progress && p->progress(p->progress_user, ++done, total, bytes))
             return dsi_fail(e, DS_ERR_CANCELLED, "opening cancelled by the progress callback after %llu of %llu segments",
@@ -8380,38 +8761,50 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
     m->sorted = NULL;
     dsi_meta_free(&m->meta);
     dsi_secure_free(&m->keybuf);
-    if (m->map) munmap((void *)(uintptr_t)m->map, m->map_len);
-    m->map = NULL;
+    if (m->probe_map) munmap(m->probe_map, (size_t)m->hdr.file_bytes);
+    m->probe_map = NULL;
     if (m->fd >= 0) close(m->fd);
     m->fd = -1;
+    dsi_free(&m->al, m->path);
+    m->path = NULL;
 }
 
 /* ==== Open ================================================================ */
 DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
     ds_status s = DS_OK;
+    dsi_file_id id;
     struct stat st;
     uint8_t head[DSI_HEADER_AREA];
     size_t got = 0;
-    m->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (m->fd < 0)
-        return dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
+    if (!(m->path = dsi_strndup(&m->al, path, strlen(path)))) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    /* a FIFO, a directory or a device is refused here, without blocking */
+    m->fd = dsi_open_regular(path, &id, e);
+    if (m->fd < 0) return e->status;
     if (fstat(m->fd, &st) != 0 || dsi_read_exact(m->fd, head, sizeof head, 0, &got))
         return dsi_fail(e, DS_ERR_IO, "cannot read: %s", strerror(errno));
+    /* checksum, version, Argon2id caps; then the key check and the MAC;
+     * only then are the header's fields believed */
     if ((s = dsi_header_parse(head, got, &m->hdr, e))) return s;
-    if ((uint64_t)st.st_size < m->hdr.file_bytes)
-        return dsi_fail(e, DS_ERR_TRUNCATED, "truncated: the file has %llu of its %llu bytes",
-                        (unsigned long long)st.st_size, (unsigned long long)m->hdr.file_bytes);
-    if ((uint64_t)st.st_size > m->hdr.file_bytes)
-        return dsi_fail(e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
-                        (unsigned long long)(st.st_size - m->hdr.file_bytes));
-    if (m->hdr.file_bytes > SIZE_MAX)
-        return dsi_fail(e, DS_ERR_LIMIT, "file too large to map on this platform");
-    m->map_len = (size_t)m->hdr.file_bytes;
-    void *map = mmap(NULL, m->map_len, PROT_READ, MAP_SHARED, m->fd, 0);
-    if (map == MAP_FAILED)
-        return dsi_fail(e, DS_ERR_IO, "cannot map %zu bytes: %s", m->map_len, strerror(errno));
-    m->map = map;
     if ((s = dsi_model_keys(m, p, e))) return s;
+    if ((s = dsi_header_check(&m->hdr, e))) return s;
+    if (id.size < m->hdr.file_bytes)
+        return dsi_fail(e, DS_ERR_TRUNCATED, "truncated: the file has %llu of its %llu bytes",
+                        (unsigned long long)id.size, (unsigned long long)m->hdr.file_bytes);
+    if (id.size > m->hdr.file_bytes)
+        return dsi_fail(e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
+                        (unsigned long long)(id.size - m->hdr.file_bytes));
+    m->open_size = (uint64_t)st.st_size;
+    m->open_mtime = st.st_mtim;
+    /* Reads are of exactly what is wanted, each range asked for ahead
+     * (dsi_file_willneed): read-ahead around a read of one expert would pull
+     * its neighbours into the page cache, where they stay until read (seen
+     * as pager-1.8 failing with 4 suites at once). */
+    (void)posix_fadvise(m->fd, 0, 0, POSIX_FADV_RANDOM);
+    /* a view for mincore() alone (dsi_file_in_memory): never read through */
+    if (m->hdr.file_bytes <= SIZE_MAX) {
+        void *map = mmap(NULL, (size_t)m->hdr.file_bytes, PROT_READ, MAP_SHARED, m->fd, 0);
+        m->probe_map = map == MAP_FAILED ? NULL : map;
+    }
     if ((s = dsi_model_metadata(m, e))) return s;
     if ((s = dsi_config_parse(m->meta.config_json, m->meta.config_len, &m->al, &m->cfg, e))) {
         dsi_prefix(e, "config.json");
@@ -8427,6 +8820,7 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
             return s;
         }
         dsi_tokenizer_summary(m->tok, &m->cfg);
+        if ((s = dsi_tokenizer_check_vocab(m->tok, m->cfg.vocab_size, e))) return s;
     }
     if ((s = dsi_check_directory(m, e))) return s;
     return DS_OK;
@@ -8587,16 +8981,26 @@ static void *dsi_verify_worker(void *arg) {
  * segments) must be zero, so that a flipped bit anywhere in the file is
  * reported by verify. */
 static ds_status dsi_check_padding(const ds_model *m, dsi_err *e) {
+    uint8_t buf[DSI_SEG_ALIGN];
     uint64_t from = DSI_HEADER_BYTES;
     for (size_t i = 0; i <= m->meta.n_segments; i++) {
         uint64_t to = i < m->meta.n_segments ? m->meta.segments[i].offset : m->hdr.meta_offset;
-        for (uint64_t o = from; o < to; o++)
-            if (m->map[o]) {
-                char name[64] = "the metadata";
-                if (i < m->meta.n_segments) dsi_segment_describe(&m->meta.segments[i], m->cfg.n_layers, name, sizeof name);
-                return dsi_fail(e, DS_ERR_CORRUPT, "non-zero padding byte at offset %llu (before %s): the file was modified",
-                                (unsigned long long)o, name);
-            }
+        uint32_t seg = i < m->meta.n_segments ? (uint32_t)i : DSI_META_SEGMENT;
+        for (uint64_t o = from; o < to;) {
+            size_t n = (size_t)(to - o < sizeof buf ? to - o : sizeof buf);
+            ds_status s = dsi_file_read(m, buf, n, NULL, 0, o, seg, e);
+            if (s) return s;
+            for (size_t k = 0; k < n; k++)
+                if (buf[k]) {
+                    char name[64] = "the metadata";
+                    if (i < m->meta.n_segments)
+                        dsi_segment_describe(&m->meta.segments[i], m->cfg.n_layers, name, sizeof name);
+                    return dsi_fail(e, DS_ERR_CORRUPT,
+                                    "non-zero padding byte at offset %llu (before %s): the file was modified",
+                                    (unsigned long long)(o + k), name);
+                }
+            o += n;
+        }
         if (i < m->meta.n_segments) from = m->meta.segments[i].offset + m->meta.segments[i].stored_bytes;
     }
     return DS_OK;
@@ -9827,14 +10231,16 @@ DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int c
 /* ==== Begin deepseek_impl/pager.c ==== */
 /*
  * pager.c — the routed-expert cache: a fixed budget of slots, each able to
- * hold one expert's plaintext. A miss decrypts the expert's segment from the
- * file mapping into a free or evicted slot; slots in use by a running forward
- * pass are pinned; a prefetch thread decrypts the experts predicted for the
- * next layer while the current one computes. After a segment is decrypted its
- * ciphertext pages leave this process, and the page cache keeps at most
- * page_cache bytes of the most recently decrypted segments (a second, cheaper
- * tier: a refill from memory instead of disk); the rest is dropped with
- * posix_fadvise, so the sealed file does not swell the machine's memory.
+ * hold one expert's plaintext. A miss reads and decrypts the expert's
+ * segment (dsi_segment_read_chunks) into a free or evicted slot; slots in
+ * use by a running forward pass are pinned; a prefetch thread decrypts the
+ * experts predicted for the next layer while the current one computes. After
+ * a segment is decrypted the page cache keeps at most page_cache bytes of
+ * the most recently decrypted segments (a second, cheaper tier: a refill from
+ * memory instead of disk); the rest is dropped with posix_fadvise, so the
+ * sealed file does not swell the machine's memory. A read that fails (the
+ * file truncated or changed under the model) fails the acquire with the
+ * file layer's message and leaves the slot empty.
  *
  * Concurrency: one mutex guards the slot table; decryption runs outside it
  * with the slot marked LOADING. Its chunks are handed out one at a time: a
@@ -9849,7 +10255,6 @@ DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int c
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -9903,6 +10308,7 @@ struct dsi_pager {
                                        experts in memory are decrypted on demand instead */
     pthread_t thread;
     bool thread_started, quit;
+    bool prefetch_failed;           /* a prefetch failed (warned once) */
     int queue[DSI_PREFETCH_QUEUE];  /* layer * n_experts + expert */
     int q_head, q_len;
     /* statistics (under lock) */
@@ -10075,8 +10481,8 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     const dsi_expert_ref *r = &m->w.layers[layer].experts[expert];
     const dsi_segment *seg = &m->meta.segments[r->segment];
     double t0 = dsi_now_seconds();
-    /* exactly this segment, in large reads (see dsi_map_willneed) */
-    dsi_map_willneed(m, seg->offset, seg->stored_bytes);
+    /* exactly this segment, in large reads (see dsi_file_willneed) */
+    dsi_file_willneed(m, seg->offset, seg->stored_bytes);
     dsi_fill_job j = {m, r->segment, dst, seg->n_chunks, 0, 0, {0}, 0};
     pthread_mutex_lock(&p->lock);
     p->slots[i].job = &j;
@@ -10094,9 +10500,8 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
         sodium_memzero(dst, seg->plain_bytes);   /* no half-authenticated plaintext */
     }
     *secs = dsi_now_seconds() - t0;
-    /* the ciphertext leaves this process's page tables now, and the page
-     * cache when it falls out of the page-cache tier (at once without one) */
-    dsi_map_release(m, seg->offset, (seg->offset + seg->stored_bytes + DSI_SEG_ALIGN - 1) & ~(uint64_t)(DSI_SEG_ALIGN - 1));
+    /* the ciphertext leaves the page cache when it falls out of the
+     * page-cache tier (at once without one) */
     long drop = dsi_pc_push(p, r->segment);
     if (drop >= 0) {
         const dsi_segment *dg = &m->meta.segments[drop];
@@ -10238,7 +10643,7 @@ DSI_FUNC void dsi_pager_prefetch(dsi_pager *p, int layer, const int *experts, in
         }
         if (p->only_from_storage) {
             const dsi_segment *sg = &p->m->meta.segments[p->m->w.layers[layer].experts[experts[k]].segment];
-            if (dsi_map_in_memory(p->m, sg->offset, sg->stored_bytes)) {
+            if (dsi_file_in_memory(p->m, sg->offset, sg->stored_bytes)) {
                 p->st.prefetch_in_memory++;
                 continue;
             }
@@ -10307,8 +10712,14 @@ static void *dsi_prefetch_main(void *arg) {
         const dsi_segment *sg = &p->m->meta.segments[p->m->w.layers[layer].experts[expert].segment];
         pthread_mutex_lock(&p->lock);
         dsi_filled(p, v, s, secs, sg->plain_bytes);
-        if (s) dsi_log(p->m->log, p->m->log_user, DS_LOG_WARN, "prefetch of layer %d expert %d failed: %s", layer,
-                       expert, e.msg);
+        /* the forward pass that needs the expert reports the failure
+         * itself: one warning, then debug lines (a changed file fails them all) */
+        if (s) {
+            dsi_log(p->m->log, p->m->log_user, p->prefetch_failed ? DS_LOG_DEBUG : DS_LOG_WARN,
+                    "prefetch of layer %d expert %d failed: %s%s", layer, expert, e.msg,
+                    p->prefetch_failed ? "" : " (later prefetch failures are logged at debug level)");
+            p->prefetch_failed = true;
+        }
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -10375,14 +10786,8 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
     ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
+    dsi_model_mlock(m, &p->mem);
     if (m->n_threads > 1 && (s = dsi_pool_new(&p->pool, m->n_threads, &m->al, e))) return s;
-    /* Every read of the mapping follows a POSIX_FADV_WILLNEED of exactly its
-     * range (dsi_map_willneed). A fault that still finds a page missing (the
-     * kernel may skip read-ahead under memory pressure) must not read around
-     * itself: the window would pull in neighbouring expert segments, whose
-     * ciphertext then stays in the page cache (seen as pager-1.8 failing with
-     * 4 suites at once). */
-    (void)madvise((void *)(uintptr_t)m->map, m->map_len, MADV_RANDOM);
     p->st.budget_bytes = budget;
     p->st.slot_bytes = slot;
     p->st.n_slots = p->n_slots;
@@ -12605,8 +13010,10 @@ DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return NULL; }
  */
 /* #include "engine.h": pasted above */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include <sodium.h>
 
@@ -12673,6 +13080,28 @@ static ds_status dsi_model_weights(ds_model *m, const ds_model_params *p, dsi_er
     return m->dev->model_new(m, p, &m->dev_model, e);
 }
 
+/* The outcome of ds_model_params.mlock, in the log: what was locked, and
+ * what the OS refused and why. */
+static void dsi_model_mlock_report(const ds_model *m) {
+    if (!m->mlock) return;
+    if (!m->mlock_failed) {
+        dsi_log(m->log, m->log_user, DS_LOG_INFO, "mlock: %llu bytes locked into RAM (keys, dense weights, expert cache)",
+                (unsigned long long)m->mlock_locked);
+        return;
+    }
+    char lim[64] = "unknown";
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
+        if (rl.rlim_cur == RLIM_INFINITY) snprintf(lim, sizeof lim, "unlimited");
+        else snprintf(lim, sizeof lim, "%llu bytes", (unsigned long long)rl.rlim_cur);
+    }
+    dsi_log(m->log, m->log_user, DS_LOG_WARN,
+            "mlock: %llu of %llu bytes could not be locked into RAM (%s; RLIMIT_MEMLOCK is %s): that plaintext may "
+            "be written to swap",
+            (unsigned long long)m->mlock_failed, (unsigned long long)(m->mlock_failed + m->mlock_locked),
+            strerror(m->mlock_errno), lim);
+}
+
 static void dsi_model_free(ds_model *m) {
     if (!m) return;
     if (m->dev) m->dev->model_free(m, m->dev_model);
@@ -12708,10 +13137,13 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     m->n_threads = p->n_threads > 0 ? p->n_threads : dsi_num_cpus();
     m->exact_act = p->exact_activations != 0;
     m->expert_cache_bytes = p->expert_cache_bytes;
+    m->mlock = p->mlock != 0;
 
     ds_status s = dsi_file_open(m, path, p, &e);
     if (s) goto fail;
     if (p->load_weights && (s = dsi_model_weights(m, p, &e))) goto fail;
+    m->opened = true;
+    dsi_model_mlock_report(m);
     if (m->device == DS_DEVICE_CPU)
         snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
                  dsi_cpu_kernels_name());
@@ -12764,6 +13196,20 @@ DS_API void ds_model_cache_stats_reset(ds_model *m) {
     if (!m) return;
     if (m->dev) m->dev->cache_stats(m, NULL, true);
     dsi_pager_stats(m, NULL, true);
+}
+
+DS_API ds_status ds_model_mlock_info(const ds_model *m, ds_mlock_info *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_mlock_info: NULL argument");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    out->requested = m->mlock;
+    out->locked_bytes = m->mlock_locked;
+    out->refused_bytes = m->mlock_failed;
+    out->error = m->mlock_errno;
+    return DS_OK;
 }
 /* ==== End deepseek_impl/model.c ==== */
 
@@ -14117,8 +14563,17 @@ DS_API ds_status ds_generate(ds_context *c, ds_sampler *s, const char *prompt, i
  * stream chunk by chunk. Memory stays at a few row groups plus one chunk,
  * whatever the model size. The output goes to a temporary file that is
  * renamed into place only when everything succeeded.
+ *
+ * The output never destroys anything by surprise: an existing out_path is
+ * refused unless params->overwrite, and an out_path that is one of the inputs
+ * (the same device and inode as a shard, config.json or a tokenizer file:
+ * `ds convert DIR DIR/model.safetensors`, also through a hard or symbolic
+ * link) is refused even then. Without overwrite the finished file is put in
+ * place with link(2), which fails rather than replace a file that appeared
+ * meanwhile.
  */
 /* #include "format.h": pasted above */
+/* #include "tokenizer.h": pasted above */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14168,11 +14623,19 @@ typedef struct dsi_plan {
     uint64_t offset;         /* inside the segment's plaintext */
 } dsi_plan;
 
+/* An input file, to refuse an output that is the same file. */
+typedef struct dsi_input {
+    dsi_file_id id;
+    char *path;
+} dsi_input;
+
 typedef struct dsi_conv {
     dsi_alloc al;
     const ds_convert_params *p;
     dsi_err *e;
     char *hf_dir;
+    dsi_input *inputs;
+    size_t n_inputs;
     ds_model_config cfg;
     char *config_json, *tok_json, *tokcfg_json;
     size_t config_len, tok_len, tokcfg_len;
@@ -14218,6 +14681,18 @@ static char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *nam
     return p;
 }
 
+/* Records an opened input (which file it is) for the output checks. */
+static ds_status dsi_note_input(dsi_conv *c, const dsi_file_id *id, const char *path) {
+    dsi_input *ni = dsi_realloc(&c->al, c->inputs, (c->n_inputs + 1) * sizeof *ni);
+    if (!ni) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    c->inputs = ni;
+    ni[c->n_inputs].id = *id;
+    ni[c->n_inputs].path = dsi_strndup(&c->al, path, strlen(path));
+    if (!ni[c->n_inputs].path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    c->n_inputs++;
+    return DS_OK;
+}
+
 /* Reads a whole (small) text file. *missing is set when it does not exist. */
 static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t *len, bool *missing) {
     *out = NULL;
@@ -14226,18 +14701,22 @@ static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t
     char *path = dsi_path_join(&c->al, c->hf_dir, name);
     if (!path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
     ds_status s = DS_OK;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
+    dsi_file_id id;
+    if (missing && access(path, F_OK) != 0 && errno == ENOENT) {
+        *missing = true;
+        dsi_free(&c->al, path);
+        return DS_OK;
+    }
+    /* a FIFO or a device is refused without blocking */
+    int fd = dsi_open_regular(path, &id, c->e);
     if (fd < 0) {
-        if (errno == ENOENT && missing) *missing = true;
-        else s = dsi_fail(c->e, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    } else if (fstat(fd, &st) != 0) {
-        s = dsi_fail(c->e, DS_ERR_IO, "%s: %s", path, strerror(errno));
-    } else if ((uint64_t)st.st_size > DSI_MAX_TEXT_FILE) {
+        s = dsi_prefix(c->e, "%s", path);
+    } else if ((s = dsi_note_input(c, &id, path))) {
+    } else if (id.size > DSI_MAX_TEXT_FILE) {
         s = dsi_fail(c->e, DS_ERR_LIMIT, "%s: %llu bytes is too large for a JSON file", path,
-                     (unsigned long long)st.st_size);
+                     (unsigned long long)id.size);
     } else {
-        size_t n = (size_t)st.st_size, done = 0;
+        size_t n = (size_t)id.size, done = 0;
         char *buf = dsi_malloc(&c->al, n + 1);
         if (!buf) s = dsi_fail(c->e, DS_ERR_NOMEM, "out of memory reading %s", path);
         while (!s && done < n) {
@@ -14286,9 +14765,10 @@ static ds_status dsi_open_shard(dsi_conv *c, const char *file) {
     c->n_shards++;
     ds_status s = dsi_st_open(sh->path, &c->al, &sh->h, c->e);
     if (s) return s;
-    sh->fd = open(sh->path, O_RDONLY | O_CLOEXEC);
-    if (sh->fd < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: cannot open: %s", sh->path, strerror(errno));
-    return DS_OK;
+    dsi_file_id id;
+    sh->fd = dsi_open_regular(sh->path, &id, c->e);
+    if (sh->fd < 0) return dsi_prefix(c->e, "%s", sh->path);
+    return dsi_note_input(c, &id, sh->path);
 }
 
 static ds_status dsi_open_checkpoint(dsi_conv *c) {
@@ -14742,6 +15222,76 @@ static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
     return failed ? dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building metadata") : DS_OK;
 }
 
+/* ==== Output checks ====================================================== */
+/* Before any work: an existing output is refused unless overwrite, and one
+ * that is not a regular file always (a directory, a FIFO: nothing to
+ * replace atomically). */
+static ds_status dsi_check_output_early(dsi_conv *c, const char *out_path) {
+    struct stat st;
+    if (stat(out_path, &st) != 0) {
+        if (errno == ENOENT) return DS_OK;
+        return dsi_fail(c->e, DS_ERR_IO, "%s: cannot stat the output: %s", out_path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode))
+        return dsi_fail(c->e, DS_ERR_EXISTS, "%s exists and is not a regular file; refusing to replace it", out_path);
+    if (!c->p->overwrite)
+        return dsi_fail(c->e, DS_ERR_EXISTS,
+                        "%s exists; refusing to overwrite it (ds convert --force, or ds_convert_params.overwrite, "
+                        "replaces it)", out_path);
+    return DS_OK;
+}
+
+/* The output must not be one of the inputs, overwrite or not (checked once
+ * they are open, and again just before the rename). */
+static ds_status dsi_check_output_inputs(dsi_conv *c, const char *out_path) {
+    struct stat st;
+    if (stat(out_path, &st) != 0) return DS_OK;   /* no file there (a dangling link counts as none) */
+    for (size_t i = 0; i < c->n_inputs; i++)
+        if (c->inputs[i].id.dev == (uint64_t)st.st_dev && c->inputs[i].id.ino == (uint64_t)st.st_ino)
+            return dsi_fail(c->e, DS_ERR_INVALID_ARG,
+                            "the output %s is the input %s (the same file); refusing to overwrite the checkpoint, "
+                            "with or without --force", out_path, c->inputs[i].path);
+    return DS_OK;
+}
+
+/* Puts the finished temporary file at out_path. Without overwrite, link(2)
+ * refuses to replace a file that appeared since the first check; where the
+ * file system has no hard links, a last check and rename. */
+static ds_status dsi_publish_output(dsi_conv *c, const char *out_path) {
+    ds_status s = dsi_check_output_inputs(c, out_path);
+    if (s) return s;
+    if (!c->p->overwrite) {
+        if (link(c->tmp_path, out_path) == 0) {
+            (void)unlink(c->tmp_path);
+            return DS_OK;
+        }
+        if (errno == EEXIST)
+            return dsi_fail(c->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
+        struct stat st;
+        if (lstat(out_path, &st) == 0)
+            return dsi_fail(c->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
+    }
+    if (rename(c->tmp_path, out_path) != 0)
+        return dsi_fail(c->e, DS_ERR_IO, "cannot rename %s to %s: %s", c->tmp_path, out_path, strerror(errno));
+    return DS_OK;
+}
+
+/* The tokenizer, loaded by the runtime's own loader: what ds_model_open
+ * would refuse is refused now, with its message, before anything is
+ * written; and no token may have an id the model cannot embed. */
+static ds_status dsi_check_tokenizer(dsi_conv *c) {
+    ds_allocator a = {c->al.malloc_fn, c->al.realloc_fn, c->al.free_fn, c->al.user};
+    ds_tokenizer *tok = NULL;
+    ds_status s = ds_tokenizer_new(&tok, c->tok_json, c->tok_len, c->tokcfg_json, c->tokcfg_len, &a);
+    if (s) {
+        dsi_fail(c->e, s, "%s", ds_last_error());
+        return dsi_prefix(c->e, "%s", c->hf_dir);
+    }
+    s = dsi_tokenizer_check_vocab(tok, c->cfg.vocab_size, c->e);
+    ds_tokenizer_free(tok);
+    return s ? dsi_prefix(c->e, "%s", c->hf_dir) : DS_OK;
+}
+
 /* ==== Driver ============================================================= */
 static ds_status dsi_setup_keys(dsi_conv *c) {
     const ds_convert_params *p = c->p;
@@ -14777,19 +15327,18 @@ static ds_status dsi_setup_keys(dsi_conv *c) {
 static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     const ds_convert_params *p = c->p;
     ds_status s;
+    /* 0. the output: refused now rather than after the work */
+    if ((s = dsi_check_output_early(c, out_path))) return s;
     /* 1. inputs */
     if ((s = dsi_read_text(c, "config.json", &c->config_json, &c->config_len, NULL))) return s;
     if ((s = dsi_config_parse(c->config_json, c->config_len, &c->al, &c->cfg, c->e)))
         return dsi_prefix(c->e, "config.json");
     if ((s = dsi_read_text(c, "tokenizer.json", &c->tok_json, &c->tok_len, NULL))) return s;
     {
-        /* the runtime parses it at open: refuse a broken one now */
+        /* syntax first, so a broken file is named as such */
         dsi_json_doc *doc = NULL;
         if ((s = dsi_json_parse(c->tok_json, c->tok_len, &c->al, &doc, c->e))) return dsi_prefix(c->e, "tokenizer.json");
-        const dsi_json *vocab = dsi_json_get(dsi_json_get(dsi_json_root(doc), "model"), "vocab");
-        bool ok = vocab && vocab->type == DSI_JSON_OBJECT;
         dsi_json_free(doc);
-        if (!ok) return dsi_fail(c->e, DS_ERR_JSON, "tokenizer.json: model.vocab is missing or not an object");
     }
     bool missing;
     if ((s = dsi_read_text(c, "tokenizer_config.json", &c->tokcfg_json, &c->tokcfg_len, &missing))) return s;
@@ -14799,7 +15348,9 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
             return dsi_prefix(c->e, "tokenizer_config.json");
         dsi_json_free(doc);
     }
+    if ((s = dsi_check_tokenizer(c))) return s;
     if ((s = dsi_open_checkpoint(c))) return s;
+    if ((s = dsi_check_output_inputs(c, out_path))) return s;
     if ((s = dsi_make_plan(c))) return s;
     if ((s = dsi_setup_keys(c))) return s;
 
@@ -14860,7 +15411,7 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     dsi_stored_bytes(meta.len, c->chunk_bytes, &h->meta_bytes, &nch);
     h->file_bytes = h->meta_offset + h->meta_bytes;
     uint8_t raw[DSI_HEADER_BYTES];
-    dsi_header_write(h, raw);
+    dsi_header_write(h, c->keys->header, raw);
     dsi_chunk_ad ad = {DSI_META_SEGMENT, 0, -1, -1, 0, meta.len, 0, h->raw, DSI_HEADER_BYTES};
     s = dsi_seg_begin(c, 0, NULL, &ad);
     if (!s) s = dsi_seg_put(c, meta.data, meta.len);
@@ -14880,8 +15431,7 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
         return dsi_fail(c->e, DS_ERR_IO, "%s: close failed: %s", c->tmp_path, strerror(errno));
     }
     c->fd = -1;
-    if (rename(c->tmp_path, out_path) != 0)
-        return dsi_fail(c->e, DS_ERR_IO, "cannot rename %s to %s: %s", c->tmp_path, out_path, strerror(errno));
+    if ((s = dsi_publish_output(c, out_path))) return s;
     dsi_free(&c->al, c->tmp_path);
     c->tmp_path = NULL;
     return DS_OK;
@@ -14893,6 +15443,8 @@ static void dsi_conv_free(dsi_conv *c) {
         unlink(c->tmp_path);   /* nothing is left behind on failure */
         dsi_free(&c->al, c->tmp_path);
     }
+    for (size_t i = 0; i < c->n_inputs; i++) dsi_free(&c->al, c->inputs[i].path);
+    dsi_free(&c->al, c->inputs);
     for (size_t i = 0; i < c->n_shards; i++) {
         if (c->shards[i].fd >= 0) close(c->shards[i].fd);
         dsi_st_free(c->shards[i].h);
@@ -14946,6 +15498,16 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     }
     if (p->key && p->key_len != DS_KEY_BYTES) {
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: key must be %d bytes, got %zu", DS_KEY_BYTES, p->key_len);
+        return dsi_publish(&e);
+    }
+    if (p->passphrase && (p->argon_opslimit > DS_MAX_ARGON_OPS || p->argon_memlimit > DS_MAX_ARGON_MEM)) {
+        /* the runtime refuses such a file before its KDF: do not write one */
+        if (p->argon_opslimit > DS_MAX_ARGON_OPS)
+            dsi_fail(&e, DS_ERR_LIMIT, "ds_convert: argon_opslimit %llu exceeds DS_MAX_ARGON_OPS (%u)",
+                     (unsigned long long)p->argon_opslimit, (unsigned)DS_MAX_ARGON_OPS);
+        else
+            dsi_fail(&e, DS_ERR_LIMIT, "ds_convert: argon_memlimit %llu bytes exceeds DS_MAX_ARGON_MEM (%llu bytes)",
+                     (unsigned long long)p->argon_memlimit, (unsigned long long)DS_MAX_ARGON_MEM);
         return dsi_publish(&e);
     }
     uint32_t chunk = p->chunk_bytes ? p->chunk_bytes : DSI_DEFAULT_CHUNK;
