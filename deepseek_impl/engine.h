@@ -121,7 +121,7 @@ DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
 DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert);
 /* Test hook (NULL in use): called after each chunk a thread decrypts, with
  * the chunk's index and the count of threads that joined the fill. */
-DSI_DATA_DECL void (*dsi_pager_fill_hook)(uint32_t chunk, const int *helpers);
+DSI_DATA_DECL void (*dsi_pager_fill_hook)(uint32_t chunk, const int *joined);
 /* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
 DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
 /* Queues experts for decryption ahead of use. prediction: a guess for a later

@@ -129,15 +129,17 @@ typedef struct dsi_fill_job {
     int helpers;                  /* threads besides the filler taking chunks now (under the pager's lock) */
     dsi_err err;                  /* the first failure's message (the first to fail writes it) */
     int failed;
+    int joined;                   /* atomic: threads that have joined so far (only ever grows) */
 } dsi_fill_job;
 
 static bool dsi_fill_open(const dsi_fill_job *j) { return __atomic_load_n(&j->next, __ATOMIC_RELAXED) < j->n_chunks; }
 
 /* Test hook (NULL in use): called after each chunk a thread opens, with the
- * chunk and the fill's count of joined threads, so a test can hold a fill
- * open until another thread has joined it (an interleaving forced, not
- * hoped for). */
-DSI_DATA void (*dsi_pager_fill_hook)(uint32_t chunk, const int *helpers);
+ * chunk and the count of threads that have joined the fill so far (it only
+ * grows: a joiner may take every chunk left and be gone before the filler
+ * looks), so a test can hold a fill open until another thread has joined it
+ * (an interleaving forced, not hoped for). */
+DSI_DATA void (*dsi_pager_fill_hook)(uint32_t chunk, const int *joined);
 
 /* Opens chunks of j until none is left to take. */
 static void dsi_fill_chunks(dsi_fill_job *j) {
@@ -150,7 +152,7 @@ static void dsi_fill_chunks(dsi_fill_job *j) {
             __atomic_exchange_n(&j->failed, 1, __ATOMIC_ACQ_REL) == 0)
             j->err = e;
         void (*hook)(uint32_t, const int *) = __atomic_load_n(&dsi_pager_fill_hook, __ATOMIC_ACQUIRE);
-        if (hook) hook(c, &j->helpers);
+        if (hook) hook(c, &j->joined);
     }
 }
 
@@ -175,6 +177,7 @@ static void dsi_fill_work(dsi_pager *p, dsi_fill_job *j) {
  * returns under the lock; the owner does not return before this is done. */
 static void dsi_fill_join(dsi_pager *p, dsi_fill_job *j, bool with_pool) {
     __atomic_add_fetch(&j->helpers, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&j->joined, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&p->lock);
     if (with_pool) dsi_fill_work(p, j);
     else dsi_fill_chunks(j);
@@ -252,10 +255,13 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     double t0 = dsi_now_seconds();
     /* exactly this segment, in large reads (see dsi_file_willneed) */
     dsi_file_willneed(m, seg->offset, seg->stored_bytes);
-    dsi_fill_job j = {m, r->segment, dst, seg->n_chunks, 0, 0, {0}, 0};
+    dsi_fill_job j = {m, r->segment, dst, seg->n_chunks, 0, 0, {0}, 0, 0};
     pthread_mutex_lock(&p->lock);
     p->slots[i].job = &j;
     if (p->thread_started && !p->q_len) pthread_cond_signal(&p->work);   /* an idle prefetcher may join */
+    /* and so may a thread that asked for this expert between its claim and
+     * now: it found no job to join and waits for a change */
+    pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
     dsi_fill_work(p, &j);
     /* no one joins from here; wait for those who did */

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id d3a304add2adf96d: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 209a0daf44026f37: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "d3a304add2adf96d"
+#define DS_SOURCE_ID "209a0daf44026f37"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -8052,7 +8052,7 @@ DSI_FUNC void dsi_pager_release(dsi_pager *p, int layer, int expert);
 DSI_FUNC int dsi_pager_peek(dsi_pager *p, int layer, int expert);
 /* Test hook (NULL in use): called after each chunk a thread decrypts, with
  * the chunk's index and the count of threads that joined the fill. */
-DSI_DATA_DECL void (*dsi_pager_fill_hook)(uint32_t chunk, const int *helpers);
+DSI_DATA_DECL void (*dsi_pager_fill_hook)(uint32_t chunk, const int *joined);
 /* Whether (layer, expert) is being decrypted with chunks left to take (tests). */
 DSI_FUNC bool dsi_pager_filling(dsi_pager *p, int layer, int expert);
 /* Queues experts for decryption ahead of use. prediction: a guess for a later
@@ -10360,15 +10360,17 @@ typedef struct dsi_fill_job {
     int helpers;                  /* threads besides the filler taking chunks now (under the pager's lock) */
     dsi_err err;                  /* the first failure's message (the first to fail writes it) */
     int failed;
+    int joined;                   /* atomic: threads that have joined so far (only ever grows) */
 } dsi_fill_job;
 
 static bool dsi_fill_open(const dsi_fill_job *j) { return __atomic_load_n(&j->next, __ATOMIC_RELAXED) < j->n_chunks; }
 
 /* Test hook (NULL in use): called after each chunk a thread opens, with the
- * chunk and the fill's count of joined threads, so a test can hold a fill
- * open until another thread has joined it (an interleaving forced, not
- * hoped for). */
-DSI_DATA void (*dsi_pager_fill_hook)(uint32_t chunk, const int *helpers);
+ * chunk and the count of threads that have joined the fill so far (it only
+ * grows: a joiner may take every chunk left and be gone before the filler
+ * looks), so a test can hold a fill open until another thread has joined it
+ * (an interleaving forced, not hoped for). */
+DSI_DATA void (*dsi_pager_fill_hook)(uint32_t chunk, const int *joined);
 
 /* Opens chunks of j until none is left to take. */
 static void dsi_fill_chunks(dsi_fill_job *j) {
@@ -10381,7 +10383,7 @@ static void dsi_fill_chunks(dsi_fill_job *j) {
             __atomic_exchange_n(&j->failed, 1, __ATOMIC_ACQ_REL) == 0)
             j->err = e;
         void (*hook)(uint32_t, const int *) = __atomic_load_n(&dsi_pager_fill_hook, __ATOMIC_ACQUIRE);
-        if (hook) hook(c, &j->helpers);
+        if (hook) hook(c, &j->joined);
     }
 }
 
@@ -10406,6 +10408,7 @@ static void dsi_fill_work(dsi_pager *p, dsi_fill_job *j) {
  * returns under the lock; the owner does not return before this is done. */
 static void dsi_fill_join(dsi_pager *p, dsi_fill_job *j, bool with_pool) {
     __atomic_add_fetch(&j->helpers, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&j->joined, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&p->lock);
     if (with_pool) dsi_fill_work(p, j);
     else dsi_fill_chunks(j);
@@ -10483,10 +10486,13 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     double t0 = dsi_now_seconds();
     /* exactly this segment, in large reads (see dsi_file_willneed) */
     dsi_file_willneed(m, seg->offset, seg->stored_bytes);
-    dsi_fill_job j = {m, r->segment, dst, seg->n_chunks, 0, 0, {0}, 0};
+    dsi_fill_job j = {m, r->segment, dst, seg->n_chunks, 0, 0, {0}, 0, 0};
     pthread_mutex_lock(&p->lock);
     p->slots[i].job = &j;
     if (p->thread_started && !p->q_len) pthread_cond_signal(&p->work);   /* an idle prefetcher may join */
+    /* and so may a thread that asked for this expert between its claim and
+     * now: it found no job to join and waits for a change */
+    pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
     dsi_fill_work(p, &j);
     /* no one joins from here; wait for those who did */

@@ -532,13 +532,15 @@ static int wait_decrypted(ds_model *m, uint64_t bytes) {
 
 
 /* forward-6.9's fill hook: after a fill's first chunk, wait until another
- * thread has joined it. The join always comes (the other thread is woken for
- * this very expert); the 60 s cap only keeps a broken pager from hanging the
- * suite. No shorter cap: on a loaded machine the other thread may not run for
- * a second or more (a 1 s cap made .a fail there). */
-static void hold_until_joined(uint32_t chunk, const int *helpers) {
+ * thread has joined it (`joined` counts every join so far: a joiner may take
+ * all the chunks left and be gone within microseconds). The join always comes
+ * (the other thread is woken for this very expert); the 60 s cap only keeps a
+ * broken pager from hanging the suite. No shorter cap: on a loaded machine
+ * the other thread may not run for a second or more (a 1 s cap made .a fail
+ * there). */
+static void hold_until_joined(uint32_t chunk, const int *joined) {
     if (chunk != 0) return;
-    for (int k = 0; k < 60000 && __atomic_load_n(helpers, __ATOMIC_ACQUIRE) == 0; k++) {
+    for (int k = 0; k < 60000 && __atomic_load_n(joined, __ATOMIC_ACQUIRE) == 0; k++) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
