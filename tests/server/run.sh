@@ -328,29 +328,29 @@ check log-8 "401s are logged" grep -q 'status=401' "$T/b.log"
 WITHIN=2
 [ -n "$WRAP" ] && WITHIN=30
 
-if start_server g --api-key-file "$T/token" --max-concurrent 1 --threads 1 --header-timeout 2 --body-timeout 2; then
-    ok srv-g
+if start_server c --api-key-file "$T/token" --max-concurrent 1 --threads 1 --header-timeout 2 --body-timeout 2; then
+    ok srv-c
     "$PY" "$HERE/test_server.py" --port "$PORT" --suite slow --token-file "$T/token" --header-timeout 2 \
         --body-timeout 2 --slow-conns 200 --within $WITHIN >"$T/py-slow.txt" 2>&1
     tally "$T/py-slow.txt" $? test_server.py-slow
-    stop_server stop-8 "$T/g.log"
-    no_sanitizer_report san-g "$T/g.log"
+    stop_server stop-4 "$T/c.log"
+    no_sanitizer_report san-c "$T/c.log"
     # every connection from 127.0.0.12 (one address, 200 connections, at most
     # 32 at once) was either refused with its address and the reason, or
     # closed at the header deadline, also with its address
-    n_ref=$(grep -c 'refused remote=127\.0\.0\.12:[0-9]* reason="per-client limit: 32 connections' "$T/g.log")
-    n_cut=$(grep -c 'closed remote=127\.0\.0\.12:[0-9]* reason="request head not complete within 2 s' "$T/g.log")
+    n_ref=$(grep -c 'refused remote=127\.0\.0\.12:[0-9]* reason="per-client limit: 32 connections' "$T/c.log")
+    n_cut=$(grep -c 'closed remote=127\.0\.0\.12:[0-9]* reason="request head not complete within 2 s' "$T/c.log")
     check log-9 "refusals over the per-client cap logged with the address: $n_ref refused + $n_cut closed at the deadline, want some refused and 200 in all" \
         test "$n_ref" -ge 1 -a $((n_ref + n_cut)) -eq 200
-    n_cut=$(grep -c -E 'closed remote=127\.0\.0\.([2-9]|1[01]):[0-9]* reason="request head not complete within 2 s' "$T/g.log")
+    n_cut=$(grep -c -E 'closed remote=127\.0\.0\.([2-9]|1[01]):[0-9]* reason="request head not complete within 2 s' "$T/c.log")
     check log-10 "the 200 slow heads from 10 addresses closed at the deadline, logged with the address: $n_cut" \
         test "$n_cut" -eq 200
-    check log-11 "none of them refused" sh -c '! grep -q -E "refused remote=127\.0\.0\.([2-9]|1[01]):" "$1"' sh "$T/g.log"
+    check log-11 "none of them refused" sh -c '! grep -q -E "refused remote=127\.0\.0\.([2-9]|1[01]):" "$1"' sh "$T/c.log"
     check log-12 "the body cut off at its deadline: closed line and a 408 request line" sh -c \
         'grep -q "closed remote=127\.0\.0\.13:[0-9]* reason=\"request body not complete within 2 s" "$1" &&
-         grep -q "request remote=127\.0\.0\.13:[0-9]* method=POST endpoint=/v1/completions status=408" "$1"' sh "$T/g.log"
+         grep -q "request remote=127\.0\.0\.13:[0-9]* method=POST endpoint=/v1/completions status=408" "$1"' sh "$T/c.log"
 else
-    bad srv-g "the server with short deadlines did not start" "$T/g.log"
+    bad srv-c "the server with short deadlines did not start" "$T/c.log"
 fi
 
 # ==== 5. Server D: more slow heads than may wait ===========================
@@ -445,7 +445,7 @@ else
         SPASS_ENV=
     fi
 fi
-=======
+
 # ==== 8. Server G: the model file truncated under a paged model =============
 # A copy of the model, its experts paged (--cache-mb: read from the file when
 # a generation first needs them); test_degraded.py truncates the copy after
