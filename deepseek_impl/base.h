@@ -191,6 +191,7 @@ DSI_FUNC void dsi_cpu_features_mask(uint32_t mask);
 /* Which file an open descriptor is (to tell whether two paths name one file). */
 typedef struct dsi_file_id {
     uint64_t dev, ino, size;
+    int64_t mtime_sec, mtime_nsec;   /* the modification time */
 } dsi_file_id;
 /* Opens path read-only (close-on-exec) for a reader that needs a regular
  * file: a model, a checkpoint's inputs. The open is non-blocking so that a

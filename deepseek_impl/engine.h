@@ -32,7 +32,7 @@ struct ds_model {
     void *probe_map;            /* MAP_SHARED view of the file for mincore() only (page-cache
                                    residency); never read through. NULL when it could not be made */
     uint64_t open_size;         /* the file's size and modification time at open: a read that */
-    struct timespec open_mtime; /* fails after either changed says the file changed under the model */
+    int64_t open_mtime_sec, open_mtime_nsec; /* fails after either changed says the file changed under the model */
     bool opened;                /* ds_model_open has returned: messages name the file */
     /* ds_model_params.mlock: the keys, the dense weights and the expert
      * cache locked into RAM (dsi_model_mlock) */

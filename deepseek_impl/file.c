@@ -152,8 +152,8 @@ static bool dsi_file_changed(const ds_model *m, uint64_t *size) {
     *size = 0;
     if (fstat(m->fd, &st) != 0) return false;
     *size = (uint64_t)st.st_size;
-    return *size != m->open_size || st.st_mtim.tv_sec != m->open_mtime.tv_sec ||
-           st.st_mtim.tv_nsec != m->open_mtime.tv_nsec;
+    return *size != m->open_size || (int64_t)st.st_mtim.tv_sec != m->open_mtime_sec ||
+           (int64_t)st.st_mtim.tv_nsec != m->open_mtime_nsec;
 }
 
 /* "segment 37 (layer 3 expert 5)", or "the metadata". */
@@ -559,14 +559,13 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
 DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
     ds_status s = DS_OK;
     dsi_file_id id;
-    struct stat st;
     uint8_t head[DSI_HEADER_AREA];
     size_t got = 0;
     if (!(m->path = dsi_strndup(&m->al, path, strlen(path)))) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     /* a FIFO, a directory or a device is refused here, without blocking */
     m->fd = dsi_open_regular(path, &id, e);
     if (m->fd < 0) return e->status;
-    if (fstat(m->fd, &st) != 0 || dsi_read_exact(m->fd, head, sizeof head, 0, &got))
+    if (dsi_read_exact(m->fd, head, sizeof head, 0, &got))
         return dsi_fail(e, DS_ERR_IO, "cannot read: %s", strerror(errno));
     /* checksum, version, Argon2id caps; then the key check and the MAC;
      * only then are the header's fields believed */
@@ -579,8 +578,9 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
     if (id.size > m->hdr.file_bytes)
         return dsi_fail(e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
                         (unsigned long long)(id.size - m->hdr.file_bytes));
-    m->open_size = (uint64_t)st.st_size;
-    m->open_mtime = st.st_mtim;
+    m->open_size = id.size;
+    m->open_mtime_sec = id.mtime_sec;
+    m->open_mtime_nsec = id.mtime_nsec;
     /* Reads are of exactly what is wanted, each range asked for ahead
      * (dsi_file_willneed): read-ahead around a read of one expert would pull
      * its neighbours into the page cache, where they stay until read (seen

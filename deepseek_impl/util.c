@@ -157,6 +157,8 @@ DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e) {
         id->dev = (uint64_t)st.st_dev;
         id->ino = (uint64_t)st.st_ino;
         id->size = (uint64_t)st.st_size;
+        id->mtime_sec = (int64_t)st.st_mtim.tv_sec;
+        id->mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
     }
     return fd;
 }

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 209a0daf44026f37: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id d5debaf63006b21b: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "209a0daf44026f37"
+#define DS_SOURCE_ID "d5debaf63006b21b"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -253,6 +253,7 @@ DSI_FUNC void dsi_cpu_features_mask(uint32_t mask);
 /* Which file an open descriptor is (to tell whether two paths name one file). */
 typedef struct dsi_file_id {
     uint64_t dev, ino, size;
+    int64_t mtime_sec, mtime_nsec;   /* the modification time */
 } dsi_file_id;
 /* Opens path read-only (close-on-exec) for a reader that needs a regular
  * file: a model, a checkpoint's inputs. The open is non-blocking so that a
@@ -436,6 +437,8 @@ DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e) {
         id->dev = (uint64_t)st.st_dev;
         id->ino = (uint64_t)st.st_ino;
         id->size = (uint64_t)st.st_size;
+        id->mtime_sec = (int64_t)st.st_mtim.tv_sec;
+        id->mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
     }
     return fd;
 }
@@ -7963,7 +7966,7 @@ struct ds_model {
     void *probe_map;            /* MAP_SHARED view of the file for mincore() only (page-cache
                                    residency); never read through. NULL when it could not be made */
     uint64_t open_size;         /* the file's size and modification time at open: a read that */
-    struct timespec open_mtime; /* fails after either changed says the file changed under the model */
+    int64_t open_mtime_sec, open_mtime_nsec; /* fails after either changed says the file changed under the model */
     bool opened;                /* ds_model_open has returned: messages name the file */
     /* ds_model_params.mlock: the keys, the dense weights and the expert
      * cache locked into RAM (dsi_model_mlock) */
@@ -8366,8 +8369,8 @@ static bool dsi_file_changed(const ds_model *m, uint64_t *size) {
     *size = 0;
     if (fstat(m->fd, &st) != 0) return false;
     *size = (uint64_t)st.st_size;
-    return *size != m->open_size || st.st_mtim.tv_sec != m->open_mtime.tv_sec ||
-           st.st_mtim.tv_nsec != m->open_mtime.tv_nsec;
+    return *size != m->open_size || (int64_t)st.st_mtim.tv_sec != m->open_mtime_sec ||
+           (int64_t)st.st_mtim.tv_nsec != m->open_mtime_nsec;
 }
 
 /* "segment 37 (layer 3 expert 5)", or "the metadata". */
@@ -8773,14 +8776,13 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
 DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
     ds_status s = DS_OK;
     dsi_file_id id;
-    struct stat st;
     uint8_t head[DSI_HEADER_AREA];
     size_t got = 0;
     if (!(m->path = dsi_strndup(&m->al, path, strlen(path)))) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     /* a FIFO, a directory or a device is refused here, without blocking */
     m->fd = dsi_open_regular(path, &id, e);
     if (m->fd < 0) return e->status;
-    if (fstat(m->fd, &st) != 0 || dsi_read_exact(m->fd, head, sizeof head, 0, &got))
+    if (dsi_read_exact(m->fd, head, sizeof head, 0, &got))
         return dsi_fail(e, DS_ERR_IO, "cannot read: %s", strerror(errno));
     /* checksum, version, Argon2id caps; then the key check and the MAC;
      * only then are the header's fields believed */
@@ -8793,8 +8795,9 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
     if (id.size > m->hdr.file_bytes)
         return dsi_fail(e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
                         (unsigned long long)(id.size - m->hdr.file_bytes));
-    m->open_size = (uint64_t)st.st_size;
-    m->open_mtime = st.st_mtim;
+    m->open_size = id.size;
+    m->open_mtime_sec = id.mtime_sec;
+    m->open_mtime_nsec = id.mtime_nsec;
     /* Reads are of exactly what is wanted, each range asked for ahead
      * (dsi_file_willneed): read-ahead around a read of one expert would pull
      * its neighbours into the page cache, where they stay until read (seen
