@@ -425,7 +425,10 @@ DS_API DS_WARN_UNUSED ds_status ds_model_get_config(const ds_model *m, ds_model_
 typedef enum ds_dtype {
     DS_DTYPE_F32 = 0,
     DS_DTYPE_F16 = 1,
-    DS_DTYPE_Q8_0 = 2             /* rows of blocks {f16 scale; int8 q[32]} (34 bytes), x = q*scale */
+    DS_DTYPE_Q8_0 = 2,            /* rows of blocks {f16 scale; int8 q[32]} (34 bytes), x = q*scale */
+    DS_DTYPE_Q4_0 = 3             /* rows of blocks {f16 scale d; u8 qs[16]} (18 bytes), llama.cpp's Q4_0:
+                                     value j < 16 is the low nibble of qs[j], value j + 16 its high
+                                     nibble; x = (nibble - 8) * d */
 } ds_dtype;
 DS_API const char *ds_dtype_name(ds_dtype t);
 
@@ -437,7 +440,14 @@ typedef struct ds_tensor_info {
     uint32_t segment;             /* index into the segment table */
     uint64_t offset;              /* byte offset inside the segment's plaintext */
     uint64_t nbytes;
+    int param_class;              /* DS_PARAM_CORE, DS_PARAM_EXPERT or DS_PARAM_ROUTER */
 } ds_tensor_info;
+
+/* The classes of parameters (a converter's precision recipe sets each):
+ * routed experts; the router (each MoE layer's gate weight and its score
+ * correction bias); and the core, everything else (embeddings, attention,
+ * dense and shared-expert FFNs, norms, the head). */
+enum { DS_PARAM_CORE = 0, DS_PARAM_EXPERT = 1, DS_PARAM_ROUTER = 2 };
 
 DS_API size_t ds_model_tensor_count(const ds_model *m);
 DS_API DS_WARN_UNUSED ds_status ds_model_tensor_info(const ds_model *m, size_t i, ds_tensor_info *out);
@@ -884,7 +894,9 @@ DS_API DS_WARN_UNUSED ds_status ds_generate(ds_context *c, ds_sampler *s, const 
 typedef enum ds_quant {
     DS_QUANT_F32 = 0,
     DS_QUANT_F16 = 1,
-    DS_QUANT_Q8_0 = 2
+    DS_QUANT_Q8_0 = 2,
+    DS_QUANT_Q4_0 = 3,            /* 4-bit blocks of 32, byte-identical to llama.cpp's Q4_0 */
+    DS_QUANT_INHERIT = -1         /* quant_experts / quant_core: the same as quant */
 } ds_quant;
 
 /* Options of ds_convert. Rule: start from ds_convert_default_params(); a
@@ -920,6 +932,17 @@ typedef struct ds_convert_params {
                                      the inputs (the same file as a shard, config.json or a
                                      tokenizer file, also through a link) is refused either way
                                      (DS_ERR_INVALID_ARG) */
+    /* The precision recipe by parameter class (DS_PARAM_*). quant_experts
+     * (routed experts) and quant_core (embeddings, attention, dense and
+     * shared FFNs, head) default to DS_QUANT_INHERIT: the value of quant.
+     * quant_router (each MoE layer's gate) defaults to DS_QUANT_F32. Norms
+     * and biases are F32 always. A matrix whose rows are not a whole number
+     * of 32-value blocks falls back to F16 (with a warning). Example, the
+     * recipe of `ds convert --quant-experts q4 --quant-core q8`:
+     * quant_experts = DS_QUANT_Q4_0, quant_core = DS_QUANT_Q8_0. */
+    ds_quant quant_experts;
+    ds_quant quant_core;
+    ds_quant quant_router;
 } ds_convert_params;
 
 /* The defaults: DS_QUANT_Q8_0, encrypt 1, everything else 0 or NULL (set a

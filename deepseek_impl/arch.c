@@ -85,7 +85,7 @@ static const dsa_entry dsa_layer[] = {
     {"self_attn.kv_b_proj.weight", DSA_MLA, DSD_MLA_KVB, DSD_KVLORA, false, DSA_F(kv_b), 0},
     {"self_attn.o_proj.weight", DSA_MLA, DSD_HIDDEN, DSD_MLA_O, false, DSA_F(wo), 0},
     {"post_attention_layernorm.weight", DSA_ALL, DSD_HIDDEN, DSD_NONE, true, DSA_F(ffn_norm), 0},
-    {"mlp.gate.weight", DSA_MOE, DSD_EXPERTS, DSD_HIDDEN, true, DSA_F(router), 0},
+    {"mlp.gate.weight", DSA_MOE, DSD_EXPERTS, DSD_HIDDEN, false, DSA_F(router), 0},
     {"mlp.gate.e_score_correction_bias", DSA_MOE_BIAS, DSD_EXPERTS, DSD_NONE, true, DSA_F(bias), 0},
     {"mlp.shared_experts.gate_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(gate), 0},
     {"mlp.shared_experts.up_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(up), 0},
@@ -145,11 +145,11 @@ typedef struct dsa_spec_list {
     bool overflow;        /* a name did not fit */
 } dsa_spec_list;
 
-static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
-                         uint64_t d1, const char *fmt, ...) DSI_PRINTF(8, 9);
+static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, int pclass, uint64_t d0,
+                         uint64_t d1, const char *fmt, ...) DSI_PRINTF(9, 10);
 
 /* d1 == 0 means a 1-D tensor of d0 elements. */
-static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
+static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, int pclass, uint64_t d0,
                          uint64_t d1, const char *fmt, ...) {
     if (l->n < l->cap) {
         dsi_tensor_spec *t = &l->v[l->n];
@@ -163,6 +163,7 @@ static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind,
         t->dims[1] = d1;
         t->keep_f32 = keep_f32 || !d1;
         t->seg_kind = kind;
+        t->pclass = pclass;
         t->layer = layer;
         t->expert = expert;
     }
@@ -181,7 +182,8 @@ static bool dsa_name(const dsa_entry *x, int l, int expert, char *buf, size_t le
 /* One pass over the architecture; with cap == 0 it only counts. */
 static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
     const uint32_t D = DS_SEGMENT_DENSE, X = DS_SEGMENT_EXPERT;
-    dsa_spec_add(l, -1, -1, D, false, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "model.embed_tokens.weight");
+    const int CORE = DS_PARAM_CORE;
+    dsa_spec_add(l, -1, -1, D, false, CORE, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "model.embed_tokens.weight");
     for (int i = 0; i < c->n_layers; i++) {
         for (size_t k = 0; k < DSA_N_LAYER; k++) {
             const dsa_entry *x = &dsa_layer[k];
@@ -190,7 +192,8 @@ static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
             if (x->when != DSA_EXPERT) {
                 char name[96];
                 if (!dsa_name(x, i, -1, name, sizeof name)) l->overflow = true;
-                dsa_spec_add(l, i, -1, D, x->keep_f32, d0, d1, "%s", name);
+                bool router = x->field == DSA_F(router) || x->field == DSA_F(bias);
+                dsa_spec_add(l, i, -1, D, x->keep_f32, router ? DS_PARAM_ROUTER : CORE, d0, d1, "%s", name);
                 continue;
             }
             /* the experts' three matrices, expert by expert (each expert's
@@ -200,14 +203,15 @@ static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
                     const dsa_entry *y = &dsa_layer[k + p];
                     char name[96];
                     if (!dsa_name(y, i, e, name, sizeof name)) l->overflow = true;
-                    dsa_spec_add(l, i, e, X, y->keep_f32, dsa_dim(c, y->rows), dsa_dim(c, y->cols), "%s", name);
+                    dsa_spec_add(l, i, e, X, y->keep_f32, DS_PARAM_EXPERT, dsa_dim(c, y->rows), dsa_dim(c, y->cols),
+                                 "%s", name);
                 }
             k += 2;
         }
     }
-    dsa_spec_add(l, c->n_layers, -1, D, true, dsa_dim(c, DSD_HIDDEN), 0, "model.norm.weight");
+    dsa_spec_add(l, c->n_layers, -1, D, true, CORE, dsa_dim(c, DSD_HIDDEN), 0, "model.norm.weight");
     if (!c->tie_word_embeddings)
-        dsa_spec_add(l, c->n_layers, -1, D, false, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "lm_head.weight");
+        dsa_spec_add(l, c->n_layers, -1, D, false, CORE, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "lm_head.weight");
 }
 
 DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,

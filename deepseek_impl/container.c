@@ -241,7 +241,7 @@ static ds_status dsi_parse_tensors(dsi_meta *m, const uint8_t *p, uint64_t len, 
         pos += padded;
 
         /* shape, dtype and size must agree; the tensor must lie inside its segment */
-        if (t->dtype > DS_DTYPE_Q8_0 || t->n_dims < 1 || t->n_dims > 2 || t->segment >= m->n_segments)
+        if (t->dtype > DS_DTYPE_Q4_0 || t->n_dims < 1 || t->n_dims > 2 || t->segment >= m->n_segments)
             return dsi_fail(e, DS_ERR_CORRUPT, "tensor %s: bad dtype/rank/segment", t->name);
         for (uint32_t d = 0; d < 4; d++)
             if (d < t->n_dims ? (t->dims[d] == 0 || t->dims[d] > DS_MAX_DIM) : t->dims[d] != 0)

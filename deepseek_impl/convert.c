@@ -37,6 +37,9 @@ DS_API ds_convert_params ds_convert_default_params(void) {
     ds_convert_params p;
     memset(&p, 0, sizeof p);
     p.quant = DS_QUANT_Q8_0;
+    p.quant_experts = DS_QUANT_INHERIT;
+    p.quant_core = DS_QUANT_INHERIT;
+    p.quant_router = DS_QUANT_F32;
     p.encrypt = 1;
     p.magic = DSI_CONVERT_PARAMS_MAGIC;
     return p;
@@ -324,9 +327,13 @@ static ds_status dsi_make_plan(dsi_conv *c) {
             return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: dtype %s is not supported (F32, F16, BF16, F8_E4M3)",
                             sp->name, dsi_st_name(t));
         }
-        if (sp->keep_f32 || c->p->quant == DS_QUANT_F32) pl->dtype = DS_DTYPE_F32;
-        else if (c->p->quant == DS_QUANT_F16) pl->dtype = DS_DTYPE_F16;
-        else if (pl->cols % DSI_Q8_BLOCK == 0) pl->dtype = DS_DTYPE_Q8_0;
+        ds_quant q = sp->pclass == DS_PARAM_EXPERT ? c->p->quant_experts
+                     : sp->pclass == DS_PARAM_ROUTER ? c->p->quant_router
+                                                     : c->p->quant_core;
+        if (q == DS_QUANT_INHERIT) q = c->p->quant;
+        if (sp->keep_f32 || q == DS_QUANT_F32) pl->dtype = DS_DTYPE_F32;
+        else if (q == DS_QUANT_F16) pl->dtype = DS_DTYPE_F16;
+        else if (pl->cols % DSI_Q8_BLOCK == 0) pl->dtype = q == DS_QUANT_Q4_0 ? DS_DTYPE_Q4_0 : DS_DTYPE_Q8_0;
         else {
             pl->dtype = DS_DTYPE_F16;
             f16_fallback++;
@@ -354,7 +361,7 @@ static ds_status dsi_make_plan(dsi_conv *c) {
             return dsi_fail(c->e, DS_ERR_LIMIT, "segment %zu too large", i);
     if (f16_fallback)
         dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
-                "%d tensor(s) have a row length that is not a multiple of 32; stored as F16 instead of Q8_0",
+                "%d tensor(s) have a row length that is not a multiple of 32; stored as F16 instead of 8 or 4 bits",
                 f16_fallback);
 
     /* Report what the architecture does not use: MTP layers and strays. */
@@ -600,6 +607,7 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
                 for (size_t k = 0; k < cols; k++) dsi_wr16(o + 2 * k, dsi_f32_to_f16(y[k]));
                 break;
             case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(y, o, cols); break;
+            case DS_DTYPE_Q4_0: dsi_quantize_row_q4_0(y, o, cols); break;
             }
         }
         s = dsi_seg_put(c, c->enc, g * (size_t)pl->row_bytes);
@@ -930,11 +938,18 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     if (dsi_params_check_magic(p->magic, DSI_CONVERT_PARAMS_MAGIC, "ds_convert", "ds_convert_params", "ds_convert",
                                &e))
         return dsi_publish(&e);
-    if ((unsigned)p->quant > DS_QUANT_Q8_0) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG,
-                 "ds_convert: quant is %d; want 0 (DS_QUANT_F32), 1 (DS_QUANT_F16) or 2 (DS_QUANT_Q8_0)",
-                 (int)p->quant);
-        return dsi_publish(&e);
+    {
+        /* the recipe: quant, and per class (DS_QUANT_INHERIT = quant) */
+        const ds_quant qs[4] = {p->quant, p->quant_experts, p->quant_core, p->quant_router};
+        static const char *const qn[4] = {"quant", "quant_experts", "quant_core", "quant_router"};
+        for (int i = 0; i < 4; i++)
+            if (!((int)qs[i] >= DS_QUANT_F32 && (int)qs[i] <= DS_QUANT_Q4_0) && !(i && qs[i] == DS_QUANT_INHERIT)) {
+                dsi_fail(&e, DS_ERR_INVALID_ARG,
+                         "ds_convert: %s is %d; want 0 (DS_QUANT_F32), 1 (DS_QUANT_F16), 2 (DS_QUANT_Q8_0) or "
+                         "3 (DS_QUANT_Q4_0)%s",
+                         qn[i], (int)qs[i], i ? " or -1 (DS_QUANT_INHERIT)" : "");
+                return dsi_publish(&e);
+            }
     }
     if (p->encrypt ? (!p->key == !p->passphrase) : (p->key || p->passphrase)) {
         dsi_fail(&e, DS_ERR_INVALID_ARG, p->encrypt ? "ds_convert: encryption needs exactly one of a key or a passphrase"

@@ -57,7 +57,12 @@ typedef struct dsi_cpu_ctx {
     int kvx_heads;
     uint8_t *xp;                       /* the same in token-lane tiles (k.lane_pack) */
     float *xps;                        /* their scales in tiles */
+    uint8_t *w8;                       /* per worker: DSI_W8_ROWS Q4_0 rows rewritten as Q8_0 (batches) */
+    size_t w8_stride;
 } dsi_cpu_ctx;
+
+/* A batch's Q4_0 rows go through the Q8_0 products this many at a time. */
+#define DSI_W8_ROWS 16
 
 /* Rotates in place. interleaved: pairs (2i, 2i+1) (DeepSeek-V2/V3: the
  * references permute to halves first, which leaves dot products between
@@ -89,6 +94,7 @@ static void dsi_cpu_ctx_free(const ds_model *m, void *dc) {
     dsi_free(al, c->xs);
     dsi_free(al, c->xp);
     dsi_free(al, c->xps);
+    dsi_free(al, c->w8);
     dsi_free(al, c);
 }
 
@@ -161,6 +167,8 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
         if (c->kvx_heads < 1) c->kvx_heads = 1;
         c->kvx = dsi_calloc(al, (size_t)c->kvx_heads, per_head);
     }
+    c->w8_stride = DSI_W8_ROWS * ((size_t)widest / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES;
+    c->w8 = dsi_calloc(al, (size_t)c->n_workers, c->w8_stride);
     bool lanes = c->k.lane_split != NULL;   /* token-lane tiles */
     if (lanes) {
         c->xp = dsi_calloc(al, c->k.lane_pack_bytes(T, widest), 1);
@@ -168,7 +176,7 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->etok || !c->guess || !c->n_guess ||
-        !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
+        !c->ework || !c->xq || !c->xs || !c->w8 || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
         dsi_fail(e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
                  (double)caches * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
         dsi_cpu_ctx_free(m, c);
@@ -196,6 +204,38 @@ typedef struct dsi_mm_job {
     int tl;                  /* tokens [0, tl) packed in the context's token-lane tiles */
 } dsi_mm_job;
 
+/* The int8 products of n Q8_0 rows (W, row stride rb) with the job's
+ * quantized tokens into Y's columns 0..n-1 (Y = the job's Y advanced to the
+ * first row): each row is read once and meets every token's activations
+ * while it is in L1; tokens [0, tl) in the token-lane tiles, the rest row by
+ * row. scratch: the worker's area. */
+static void dsi_mm_int8_rows(const dsi_mm_job *j, const uint8_t *W, size_t rb, int n, float *Y, float *scratch) {
+    const dsi_kernels *k = &j->c->k;
+    int cols = j->w->cols, nb = cols / DSI_Q8_BLOCK;
+    if (j->tl) k->lane_gemm(W, rb, n, cols, j->c->xp, j->c->xps, j->tl, Y, (size_t)j->ldy, scratch);
+    for (int r = 0; r < n && j->tl < j->T; r++) {
+        const uint8_t *rp = W + (size_t)r * rb;
+        int t = j->tl;
+        float o[4];
+        if (j->xu) {   /* u8 activations: up to four tokens a call */
+            for (; t < j->T; t += 4) {
+                int m = j->T - t < 4 ? j->T - t : 4;
+                k->dot_q8u8xT(rp, j->xu + (size_t)t * cols, (size_t)cols, j->xs + (size_t)t * nb, (size_t)nb, cols, m,
+                              o);
+                for (int i = 0; i < m; i++) Y[(size_t)(t + i) * j->ldy + r] = o[i];
+            }
+            continue;
+        }
+        if (k->dot_q8q8x4)
+            for (; t + 4 <= j->T; t += 4) {
+                k->dot_q8q8x4(rp, j->xq + (size_t)t * cols, (size_t)cols, j->xs + (size_t)t * nb, (size_t)nb, cols, o);
+                for (int i = 0; i < 4; i++) Y[(size_t)(t + i) * j->ldy + r] = o[i];
+            }
+        for (; t < j->T; t++)
+            Y[(size_t)t * j->ldy + r] = k->dot_q8q8(rp, j->xq + (size_t)t * cols, j->xs + (size_t)t * nb, cols);
+    }
+}
+
 static void dsi_mm_task(void *arg, int task, int worker) {
     const dsi_mm_job *j = arg;
     const dsi_weight *w = j->w;
@@ -204,35 +244,26 @@ static void dsi_mm_task(void *arg, int task, int worker) {
     if (r1 > w->rows) r1 = w->rows;
     float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
     if (j->xq || j->xu) {
-        /* int8 x int8: each row is read once and meets every token's
-         * quantized activations while it is in L1; tokens [0, tl) in the
-         * token-lane tiles, the rest row by row */
+        if (w->dtype != DS_DTYPE_Q4_0) {
+            dsi_mm_int8_rows(j, j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, j->Y + r0, row);
+            return;
+        }
         int nb = w->cols / DSI_Q8_BLOCK;
-        if (j->tl)
-            k->lane_gemm(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols, j->c->xp, j->c->xps,
-                         j->tl, j->Y + r0, (size_t)j->ldy, row);
-        for (int r = r0; r < r1 && j->tl < j->T; r++) {
-            const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-            int t = j->tl;
-            float o[4];
-            if (j->xu) {   /* u8 activations: up to four tokens a call */
-                for (; t < j->T; t += 4) {
-                    int n = j->T - t < 4 ? j->T - t : 4;
-                    k->dot_q8u8xT(rp, j->xu + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                  (size_t)nb, w->cols, n, o);
-                    for (int i = 0; i < n; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
-                }
-                continue;
+        if (j->T == 1) {   /* one token streams the 4-bit rows as they are */
+            for (int r = r0; r < r1; r++) {
+                const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
+                j->Y[r] = j->xu ? k->dot_q4u8(rp, j->xu, j->xs, w->cols) : k->dot_q4q8(rp, j->xq, j->xs, w->cols);
             }
-            if (k->dot_q8q8x4)
-                for (; t + 4 <= j->T; t += 4) {
-                    k->dot_q8q8x4(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                  (size_t)nb, w->cols, o);
-                    for (int i = 0; i < 4; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
-                }
-            for (; t < j->T; t++)
-                j->Y[(size_t)t * j->ldy + r] =
-                    k->dot_q8q8(rp, j->xq + (size_t)t * w->cols, j->xs + (size_t)t * nb, w->cols);
+            return;
+        }
+        /* a batch: a few rows at a time rewritten as Q8_0 (exact), then the
+         * Q8_0 products; the rewrite is per row, the products per token */
+        uint8_t *w8 = j->c->w8 + (size_t)worker * j->c->w8_stride;
+        size_t rb8 = (size_t)nb * DSI_Q8_BLOCK_BYTES;
+        for (int r = r0; r < r1; r += DSI_W8_ROWS) {
+            int n = r1 - r < DSI_W8_ROWS ? r1 - r : DSI_W8_ROWS;
+            for (int i = 0; i < n; i++) k->q4_to_q8(j->base + (size_t)(r + i) * w->row_bytes, w8 + (size_t)i * rb8, w->cols);
+            dsi_mm_int8_rows(j, w8, rb8, n, j->Y + r, row);
         }
         return;
     }
@@ -286,7 +317,7 @@ static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const f
     *xq = NULL;
     *xu = NULL;
     *xs = NULL;
-    if (w->dtype != DS_DTYPE_Q8_0 || w->cols > c->xq_cols || c->m->exact_act) return;
+    if ((w->dtype != DS_DTYPE_Q8_0 && w->dtype != DS_DTYPE_Q4_0) || w->cols > c->xq_cols || c->m->exact_act) return;
     int nb = w->cols / DSI_Q8_BLOCK;
     for (int t = 0; t < T; t++)
         c->k.quantize_act(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
@@ -398,6 +429,11 @@ typedef struct dsi_gmv_job {
 
 static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_t *rp, int xrow) {
     int nb = j->cols / DSI_Q8_BLOCK;
+    if (w->dtype == DS_DTYPE_Q4_0 && (j->xu || j->xq)) {
+        const float *s = j->xs + (size_t)xrow * nb;
+        return j->xu ? j->c->k.dot_q4u8(rp, j->xu + (size_t)xrow * j->cols, s, j->cols)
+                     : j->c->k.dot_q4q8(rp, j->xq + (size_t)xrow * j->cols, s, j->cols);
+    }
     if (j->xu) {
         float o[4];
         j->c->k.dot_q8u8xT(rp, j->xu + (size_t)xrow * j->cols, (size_t)j->cols, j->xs + (size_t)xrow * nb,

@@ -34,6 +34,7 @@ DS_API const char *ds_dtype_name(ds_dtype t) {
     case DS_DTYPE_F32: return "F32";
     case DS_DTYPE_F16: return "F16";
     case DS_DTYPE_Q8_0: return "Q8_0";
+    case DS_DTYPE_Q4_0: return "Q4_0";
     }
     return "unknown";
 }
@@ -640,6 +641,15 @@ DS_API ds_status ds_model_tensor_info(const ds_model *m, size_t i, ds_tensor_inf
     out->segment = t->segment;
     out->offset = t->offset;
     out->nbytes = t->nbytes;
+    /* the class, as the architecture's tensor list has it: routed experts
+     * live in expert segments; the router is each MoE layer's gate */
+    size_t nl = strlen(t->name);
+    static const char *const router[] = {".mlp.gate.weight", ".mlp.gate.e_score_correction_bias"};
+    out->param_class = DS_PARAM_CORE;
+    if (m->meta.segments[t->segment].kind == DS_SEGMENT_EXPERT) out->param_class = DS_PARAM_EXPERT;
+    for (int k = 0; k < 2; k++)
+        if (nl > strlen(router[k]) && strcmp(t->name + nl - strlen(router[k]), router[k]) == 0)
+            out->param_class = DS_PARAM_ROUTER;
     return DS_OK;
 }
 
@@ -717,6 +727,7 @@ DS_API ds_status ds_model_tensor_read_f32(const ds_model *m, size_t index, float
         case DS_DTYPE_F32: memcpy(y, row, (size_t)cols * 4); break;
         case DS_DTYPE_F16: dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)cols); break;
         case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)cols); break;
+        case DS_DTYPE_Q4_0: dsi_dequantize_row_q4_0(row, y, (size_t)cols); break;
         }
     }
     dsi_secure_free(&tmp);

@@ -23,12 +23,28 @@ DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v);    /* OCP e4m3fn: no infinities, 
 #define DSI_PREFETCH_AHEAD 4096
 #define DSI_Q8_BLOCK_BYTES 34                    /* f16 scale + 32 int8 */
 /* Bytes of a dtype for a (rows x cols) matrix; cols must be a multiple of 32
- * for Q8_0. Returns false on overflow or a bad shape. */
+ * for Q8_0 and Q4_0. Returns false on overflow or a bad shape. */
 DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out);
 /* Quantizes one row of n floats (n % 32 == 0) into Q8_0 blocks. The scale is
  * rounded up to F16 so that |x - q*scale| <= scale/2 always holds. */
 DSI_FUNC void dsi_quantize_row_q8_0(const float *x, uint8_t *out, size_t n);
 DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n);
+/* Q4_0 (llama.cpp's block_q4_0, byte for byte): an F16 scale d, then 16
+ * bytes whose low nibbles hold values 0..15 and high nibbles 16..31 of the
+ * block, each stored as q + 8 (q in -8..7); x = q * d. The rule: the value
+ * of largest magnitude m (the first one on a tie) sets d = m / -8 with its
+ * magnitude rounded up to the next F16, so m becomes q = -8 exactly and
+ * every other value lies in [-8, 8] scales; q = round-half-even(x / d)
+ * clamped to -8..7. So |x - q*d| <= |d|/2, except a value near -m (x/d
+ * above 7.5), which is clamped: error at most |d|. */
+#define DSI_Q4_BLOCK_BYTES 18                    /* f16 scale + 16 bytes of nibbles */
+DSI_FUNC void dsi_quantize_row_q4_0(const float *x, uint8_t *out, size_t n);
+DSI_FUNC void dsi_dequantize_row_q4_0(const uint8_t *in, float *y, size_t n);
+/* Q4_0 blocks rewritten as the Q8_0 blocks of the same values (exact: q in
+ * -8..7 with the same scale), n values. */
+DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n);
+/* The number of weight formats (ds_dtype values). */
+#define DSI_N_DTYPES 4
 DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n);
 DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n);
 
@@ -330,7 +346,8 @@ typedef struct dsi_tensor_spec {
     char name[96];                 /* Hugging Face name, e.g. model.layers.3.mlp.experts.7.up_proj.weight */
     int n_dims;                    /* 1 or 2 */
     uint64_t dims[2];              /* as in the checkpoint: (out_features, in_features) */
-    bool keep_f32;                 /* norms, router weight, e_score_correction_bias, 1-D tensors */
+    bool keep_f32;                 /* always F32: norms, e_score_correction_bias, 1-D tensors */
+    int pclass;                    /* DS_PARAM_CORE, _EXPERT or _ROUTER (the converter's recipe) */
     uint32_t seg_kind;             /* DS_SEGMENT_DENSE or DS_SEGMENT_EXPERT */
     int32_t layer;                 /* -1 embeddings, 0..n_layers-1, n_layers = final norm + head */
     int32_t expert;                /* routed expert index, -1 otherwise */

@@ -1,7 +1,8 @@
 /*
  * quant.c — number formats: IEEE half, bfloat16, FP8 e4m3 (decode only), and
- * the Q8_0 block format (32 int8 values with one F16 scale, as llama.cpp's
- * Q8_0, so the same quantized numbers can be compared across runtimes).
+ * the Q8_0 and Q4_0 block formats (32 values with one F16 scale, laid out as
+ * llama.cpp's Q8_0 and Q4_0, so the same quantized numbers can be compared
+ * across runtimes).
  */
 #include "format.h"
 
@@ -71,6 +72,9 @@ DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out) {
     case DS_DTYPE_Q8_0:
         if (cols % DSI_Q8_BLOCK) return false;
         return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q8_BLOCK_BYTES, out);
+    case DS_DTYPE_Q4_0:
+        if (cols % DSI_Q8_BLOCK) return false;
+        return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q4_BLOCK_BYTES, out);
     }
     return false;
 }
@@ -109,6 +113,64 @@ DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n) {
         const uint8_t *ib = in + b * DSI_Q8_BLOCK_BYTES;
         float scale = dsi_f16_to_f32(dsi_rd16(ib));
         for (int i = 0; i < DSI_Q8_BLOCK; i++) y[b * DSI_Q8_BLOCK + i] = (float)(int8_t)ib[2 + i] * scale;
+    }
+}
+
+DSI_FUNC void dsi_quantize_row_q4_0(const float *x, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        uint8_t *ob = out + b * DSI_Q4_BLOCK_BYTES;
+        float amax = 0.0f, m = 0.0f;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            float a = fabsf(xb[i]);
+            if (a > amax) {
+                amax = a;
+                m = xb[i];
+            }
+        }
+        /* d = m / -8, its magnitude rounded up to the next F16 so that
+         * |x / d| <= 8 for every x of the block */
+        float want = amax / 8.0f;
+        uint16_t s16 = dsi_f32_to_f16(want);
+        if ((s16 & 0x7c00) == 0x7c00) s16 = 0x7bff;
+        else if (dsi_f16_to_f32(s16) < want) s16++;
+        if (m > 0.0f) s16 |= 0x8000;                 /* d = -|d| when m > 0: m maps to -8 */
+        float d = dsi_f16_to_f32(s16);
+        float inv = amax > 0.0f ? 1.0f / d : 0.0f;
+        if (amax == 0.0f) s16 = 0;
+        dsi_wr16(ob, s16);
+        uint8_t q[DSI_Q8_BLOCK];
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            float v = xb[i] * inv;
+            v = v > 7.0f ? 7.0f : v < -8.0f ? -8.0f : v;
+            q[i] = (uint8_t)((int32_t)(v + 12582912.0f) - 12582912 + 8);
+        }
+        for (int i = 0; i < 16; i++) ob[2 + i] = (uint8_t)(q[i] | (q[i + 16] << 4));
+    }
+}
+
+DSI_FUNC void dsi_dequantize_row_q4_0(const uint8_t *in, float *y, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q4_BLOCK_BYTES;
+        float d = dsi_f16_to_f32(dsi_rd16(ib));
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < 16; i++) {
+            yb[i] = (float)((ib[2 + i] & 15) - 8) * d;
+            yb[i + 16] = (float)((ib[2 + i] >> 4) - 8) * d;
+        }
+    }
+}
+
+DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q4_BLOCK_BYTES;
+        uint8_t *ob = out + b * DSI_Q8_BLOCK_BYTES;
+        ob[0] = ib[0];
+        ob[1] = ib[1];
+        for (int i = 0; i < 16; i++) {
+            ob[2 + i] = (uint8_t)(int8_t)((ib[2 + i] & 15) - 8);
+            ob[18 + i] = (uint8_t)(int8_t)((ib[2 + i] >> 4) - 8);
+        }
     }
 }
 

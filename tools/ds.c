@@ -1,7 +1,7 @@
 /*
  * ds.c — the deepseek.h command-line tool.
  *
- *     ds convert <hf_dir> <out.dsm> [--quant f32|f16|q8]
+ *     ds convert <hf_dir> <out.dsm> [--quant f32|f16|q8|q4] [--quant-experts T] [--quant-core T] [--quant-router T]
  *                [--key-file F | --passphrase-env VAR | --no-encrypt] [--chunk-kb N] [--force]
  *     ds keygen  <file>
  *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--json]
@@ -273,7 +273,14 @@ static const char convert_help[] =
     "  --no-encrypt          plaintext container, integrity tags only\n"
     "(--encrypt is accepted and only insists on --key-file or --passphrase-env.)\n"
     "Options:\n"
-    "  --quant f32|f16|q8    storage of the weight matrices (default q8)\n"
+    "  --quant f32|f16|q8|q4 storage of the weight matrices (default q8); q4 is\n"
+    "                        Q4_0, llama.cpp's 4-bit blocks (q8_0 and q4_0 also work)\n"
+    "The precision recipe, by class of parameters (each defaults to --quant,\n"
+    "except the router, F32 unless asked; norms and biases are always F32):\n"
+    "  --quant-experts T     routed experts (the paged part)\n"
+    "  --quant-core T        embeddings, attention, dense and shared FFNs, head\n"
+    "  --quant-router T      each MoE layer's gate (default f32)\n"
+    "  e.g. --quant-experts q4 --quant-core q8: 4-bit experts, 8-bit core\n"
     "  --chunk-kb N          plaintext KiB per sealed chunk (default 1024)\n"
     "  --argon-ops N         Argon2id opslimit (default 2, libsodium INTERACTIVE; at most 8)\n"
     "  --argon-mem-mb N      Argon2id memory in MiB (default 64, libsodium INTERACTIVE;\n"
@@ -289,6 +296,7 @@ static int cmd_convert(int argc, char **argv) {
     argscan a = {cmd, argc, argv, 0, 0, 0};
     key_opts ko = {0};
     const char *pos[2] = {0}, *quant_s = NULL, *chunk_s = NULL, *ops_s = NULL, *mem_s = NULL;
+    const char *qexp_s = NULL, *qcore_s = NULL, *qrouter_s = NULL;
     int npos = 0, verbose = 0, force = 0;
 
     /* ---- parse the command line ---- */
@@ -305,6 +313,12 @@ static int cmd_convert(int argc, char **argv) {
         } else if (key_option(&a, &ko, 1)) {
         } else if (is_opt(&a, "--quant", &v)) {
             set_once(&a, &quant_s, v, "--quant");
+        } else if (is_opt(&a, "--quant-experts", &v)) {
+            set_once(&a, &qexp_s, v, "--quant-experts");
+        } else if (is_opt(&a, "--quant-core", &v)) {
+            set_once(&a, &qcore_s, v, "--quant-core");
+        } else if (is_opt(&a, "--quant-router", &v)) {
+            set_once(&a, &qrouter_s, v, "--quant-router");
         } else if (is_opt(&a, "--chunk-kb", &v)) {
             set_once(&a, &chunk_s, v, "--chunk-kb");
         } else if (is_opt(&a, "--argon-ops", &v)) {
@@ -325,11 +339,17 @@ static int cmd_convert(int argc, char **argv) {
     ds_convert_params cp = ds_convert_default_params();
     cp.quant = DS_QUANT_Q8_0;
     cp.overwrite = force;
-    if (quant_s) {
-        if (strcmp(quant_s, "f32") == 0) cp.quant = DS_QUANT_F32;
-        else if (strcmp(quant_s, "f16") == 0) cp.quant = DS_QUANT_F16;
-        else if (strcmp(quant_s, "q8") == 0 || strcmp(quant_s, "q8_0") == 0) cp.quant = DS_QUANT_Q8_0;
-        else return usage_error(cmd, "--quant must be f32, f16 or q8, not '%s'", quant_s);
+    const char *const qv[4] = {quant_s, qexp_s, qcore_s, qrouter_s};
+    static const char *const qo[4] = {"--quant", "--quant-experts", "--quant-core", "--quant-router"};
+    ds_quant *const qd[4] = {&cp.quant, &cp.quant_experts, &cp.quant_core, &cp.quant_router};
+    for (int i = 0; i < 4; i++) {
+        const char *q = qv[i];
+        if (!q) continue;
+        if (strcmp(q, "f32") == 0) *qd[i] = DS_QUANT_F32;
+        else if (strcmp(q, "f16") == 0) *qd[i] = DS_QUANT_F16;
+        else if (strcmp(q, "q8") == 0 || strcmp(q, "q8_0") == 0) *qd[i] = DS_QUANT_Q8_0;
+        else if (strcmp(q, "q4") == 0 || strcmp(q, "q4_0") == 0) *qd[i] = DS_QUANT_Q4_0;
+        else return usage_error(cmd, "%s must be f32, f16, q8 or q4, not '%s'", qo[i], q);
     }
     if (chunk_s) {
         uint64_t kb;

@@ -18,9 +18,9 @@
 typedef struct dsi_kernels {
     const char *name;              /* "avx512-vnni", "avx2", "portable" */
     /* one row of a weight format (indexed by ds_dtype) with F32 activations */
-    float (*dot[3])(const uint8_t *row, const float *x, int n);
-    void (*dequant[3])(const uint8_t *row, float *y, int n);
-    void (*axpy[3])(const uint8_t *row, float a, float *y, int n);   /* y += a row */
+    float (*dot[DSI_N_DTYPES])(const uint8_t *row, const float *x, int n);
+    void (*dequant[DSI_N_DTYPES])(const uint8_t *row, float *y, int n);
+    void (*axpy[DSI_N_DTYPES])(const uint8_t *row, float a, float *y, int n);   /* y += a row */
     /* F32 vectors */
     float (*dot_f32)(const float *a, const float *b, int n);
     void (*axpy_f32)(float a, const float *x, float *y, int n);
@@ -40,6 +40,14 @@ typedef struct dsi_kernels {
     void (*act_to_u8)(const int8_t *q, uint8_t *u, size_t n);
     void (*dot_q8u8xT)(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n, int T,
                        float *out);
+    /* Q4_0 weights with the same int8 activations, one token: dot_q4q8
+     * takes them as int8, dot_q4u8 (or NULL) offset to unsigned as
+     * act_to_u8 makes them. A batch instead rewrites its Q4_0 rows as
+     * Q8_0 blocks (q4_to_q8, exact) a few at a time and takes the Q8_0
+     * products above, whose cost is per token while this is per row. */
+    float (*dot_q4q8)(const uint8_t *row, const int8_t *q, const float *s, int n);
+    float (*dot_q4u8)(const uint8_t *row, const uint8_t *u, const float *s, int n);
+    void (*q4_to_q8)(const uint8_t *row, uint8_t *out, int n);
     /* token-lane GEMM for batches (lane_split NULL: none): a batch of T >=
      * lane_min tokens gives lane_split(T) of them to tiles packed by
      * lane_pack (activations as the products take them: int8, or u8 with
@@ -80,6 +88,8 @@ DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *
 DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n);
 DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q4_c(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q4q8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
 /* AVX2 + FMA + F16C (kernels/cpu/ops_avx2.c); only call when dsi_have_avx2(). */
 DSI_FUNC bool dsi_have_avx2(void);
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
@@ -101,6 +111,8 @@ DSI_FUNC bool dsi_have_vnni512(void);
 DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
                                   int T, float *out);
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
+/* A Q4_0 row times one token's offset activations (as above). */
+DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, const float *s, int n);
 /* Token-lane GEMM for batches (kernels/cpu/ops_avx512.c): tokens go in vector
  * lanes, up to DSI_TL_TOKENS per tile plus a bias lane; T tokens make
  * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_lane_tile).

@@ -1,6 +1,6 @@
 /*
- * ops.c — portable C kernels: dot products of one stored row (F32, F16 or
- * Q8_0, dequantized inside the loop, never expanded into a copy of the
+ * ops.c — portable C kernels: dot products of one stored row (F32, F16,
+ * Q8_0 or Q4_0, dequantized inside the loop, never expanded into a copy of the
  * matrix) with an F32 vector, RMSNorm, softmax. F32 accumulation throughout.
  * ISA-specific versions (AVX2/F16C/FMA) come later behind the same calls.
  */
@@ -80,6 +80,37 @@ DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *
     return sum;
 }
 
+/* Q4_0 rows: the nibble of value i of a block (i < 16: low nibbles, i >= 16:
+ * high), minus 8. */
+static inline int dsi_q4_val(const uint8_t *qs, int i) { return (i < 16 ? (qs[i] & 15) : (qs[i - 16] >> 4)) - 8; }
+
+DSI_FUNC float dsi_dot_q4_c(const uint8_t *row, const float *x, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float s0 = 0, s1 = 0;
+        for (int i = 0; i < 16; i++) {
+            s0 += (float)dsi_q4_val(blk + 2, i) * xb[i];
+            s1 += (float)dsi_q4_val(blk + 2, i + 16) * xb[i + 16];
+        }
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * (s0 + s1);
+    }
+    return sum;
+}
+
+DSI_FUNC float dsi_dot_q4q8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        const int8_t *a = q + b * DSI_Q8_BLOCK;
+        int32_t acc = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) acc += (int32_t)dsi_q4_val(blk + 2, i) * (int32_t)a[i];
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * s[b] * (float)acc;
+    }
+    return sum;
+}
+
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
     for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
 }
@@ -136,6 +167,19 @@ static void dsi_dequant_f16_c(const uint8_t *row, float *y, int n) {
 
 static void dsi_dequant_q8(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q8_0(row, y, (size_t)n); }
 
+static void dsi_dequant_q4(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q4_0(row, y, (size_t)n); }
+
+static void dsi_axpy_q4_c(const uint8_t *row, float a, float *y, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        float as = a * dsi_f16_to_f32(dsi_rd16(blk));
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)dsi_q4_val(blk + 2, i);
+    }
+}
+
+static void dsi_q4_to_q8_c(const uint8_t *row, uint8_t *out, int n) { dsi_q4_0_to_q8_0(row, out, (size_t)n); }
+
 /* F32 rows take this loop in every set (the AVX2 axpy is for activations) */
 static void dsi_axpy_rf32(const uint8_t *row, float a, float *y, int n) {
     const float *r = (const float *)(const void *)row;
@@ -169,6 +213,11 @@ DSI_FUNC void dsi_kernels_portable(dsi_kernels *k) {
     k->axpy[DS_DTYPE_F32] = dsi_axpy_rf32;
     k->axpy[DS_DTYPE_F16] = dsi_axpy_f16_c;
     k->axpy[DS_DTYPE_Q8_0] = dsi_axpy_q8_c;
+    k->dot[DS_DTYPE_Q4_0] = dsi_dot_q4_c;
+    k->dequant[DS_DTYPE_Q4_0] = dsi_dequant_q4;
+    k->axpy[DS_DTYPE_Q4_0] = dsi_axpy_q4_c;
+    k->dot_q4q8 = dsi_dot_q4q8_c;
+    k->q4_to_q8 = dsi_q4_to_q8_c;
     k->dot_f32 = dsi_dot_f32_c;
     k->axpy_f32 = dsi_axpy_f32_c;
     k->quantize_act = dsi_quantize_act_q8_c;

@@ -102,6 +102,53 @@ DSI_VNNI DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u,
     }
 }
 
+/* ==== Q4_0 rows, one token ==================================================
+ * Two blocks per step, as above: their 2 x 16 bytes spread to 64 nibbles in
+ * value order (block b's low nibbles, its high nibbles, then block b+1's),
+ * less 8 gives the signed weights w, and the same correction as the Q8_0
+ * kernel: dot(u, w) - 128 sum(w), one vpdpbusd each. */
+DSI_VNNI static inline __m512i dsi_q4_pair(const uint8_t *blk) {
+    __m128i r0 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
+    __m128i r1 = _mm_loadu_si128((const __m128i *)(const void *)(blk + DSI_Q4_BLOCK_BYTES + 2));
+    __m256i r = _mm256_inserti128_si256(_mm256_castsi128_si256(r0), r1, 1);        /* r0 | r1 */
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(r), _mm256_srli_epi16(r, 4), 1);  /* r0 r1 h0 h1 */
+    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));                        /* r0 h0 r1 h1 */
+    return _mm512_sub_epi8(_mm512_and_si512(z, _mm512_set1_epi8(15)), _mm512_set1_epi8(8));
+}
+
+DSI_VNNI DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, const float *s, int n) {
+    const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    int nb = n / DSI_Q8_BLOCK, b = 0;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *k = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
+        __m512i w0 = dsi_q4_pair(k), w1 = dsi_q4_pair(k + 2 * DSI_Q4_BLOCK_BYTES);
+        __m512i c0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w0);
+        __m512i c1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w1);
+        __m512i p0 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512((const void *)(u + (size_t)b * 32)), w0), c0);
+        __m512i p1 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512((const void *)(u + (size_t)b * 32 + 64)), w1), c1);
+        __m512 s0 = _mm512_mul_ps(dsi_pair_scale(_cvtsh_ss(dsi_rd16(k)), _cvtsh_ss(dsi_rd16(k + DSI_Q4_BLOCK_BYTES))),
+                                  dsi_pair_xscale(s + b));
+        __m512 s1 = _mm512_mul_ps(dsi_pair_scale(_cvtsh_ss(dsi_rd16(k + 2 * DSI_Q4_BLOCK_BYTES)),
+                                                 _cvtsh_ss(dsi_rd16(k + 3 * DSI_Q4_BLOCK_BYTES))),
+                                  dsi_pair_xscale(s + b + 2));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s0, acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s1, acc1);
+    }
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; b < nb; b++) {   /* the last one to three blocks */
+        const uint8_t *k = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        int32_t acc = 0;
+        for (int i = 0; i < 16; i++)
+            acc += ((k[2 + i] & 15) - 8) * ((int32_t)u[(size_t)b * 32 + (size_t)i] - 128) +
+                   ((k[2 + i] >> 4) - 8) * ((int32_t)u[(size_t)b * 32 + 16 + (size_t)i] - 128);
+        sum += _cvtsh_ss(dsi_rd16(k)) * s[b] * (float)acc;
+    }
+    return sum;
+}
+
 /* ==== Token-lane GEMM (prefill) =========================================
  * The products above put a row's weights in the vector lanes, so every
  * vpdpbusd (64 multiply-adds) needs its own convert, scale and FMA, because
@@ -232,6 +279,7 @@ DSI_FUNC bool dsi_kernels_vnni512(dsi_kernels *k, uint32_t features) {
     k->name = "avx512-vnni";
     k->act_to_u8 = dsi_act_to_u8;
     k->dot_q8u8xT = dsi_dot_q8u8xT_vnni;
+    k->dot_q4u8 = dsi_dot_q4u8_vnni;
     k->lane_min = DSI_TL_MIN;
     k->lane_split = dsi_tl_split;
     k->lane_pack_bytes = dsi_tl_pack_bytes;
@@ -254,5 +302,9 @@ DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t l
 DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int cols, const uint8_t *P, const float *S,
                                     int T, float *Y, size_t ldy, float *scratch) {
     (void)W, (void)rb, (void)rows, (void)cols, (void)P, (void)S, (void)T, (void)Y, (void)ldy, (void)scratch;
+}
+DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, const float *s, int n) {
+    (void)row, (void)u, (void)s, (void)n;
+    return 0;
 }
 #endif
