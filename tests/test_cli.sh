@@ -123,7 +123,7 @@ expect usage-2.1 2 convert
 expect usage-2.2 2 convert "$T/nope"
 expect usage-2.3 2 convert "$T/nope" "$T/x.dsm" \
     && check usage-2.3b "missing sealing option is named" has "$T/err" "--no-encrypt"
-expect usage-2.4 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --quant q4
+expect usage-2.4 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --quant q3
 expect usage-2.5 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --chunk-kb abc
 expect usage-2.6 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --chunk-kb -64
 expect usage-2.7 2 convert "$T/nope" "$T/x.dsm" --no-encrypt --chunk-kb 64k
@@ -818,6 +818,89 @@ if [ -f "$PASSF" ] && [ -r /proc/self/environ ] && mkfifo "$T/chat.in" 2>/dev/nu
     check chat-env-2 "ds chat exited $rc at the end of its input, want 0" test "$rc" -eq 0
 else
     skip chat-env-1 "no passphrase-sealed model, /proc or mkfifo"
+fi
+
+# ==== 8. 4-bit weights and the precision recipe =============================
+
+# logits_cmp <a.f32> <b.f32> <vocab> <max|d|> <min top-1>: the largest
+# difference of two logits files within max|d| and their argmax agreement
+# at least min top-1 (a fraction).
+logits_cmp() {
+    python3 - "$@" <<'PY'
+import sys
+import numpy as np
+a, b = (np.fromfile(f, dtype="<f4") for f in sys.argv[1:3])
+v, tol, agree = int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+a, b = a.reshape(-1, v), b.reshape(-1, v)
+d = float(np.abs(a - b).max())
+t = float((a.argmax(1) == b.argmax(1)).mean())
+print(f"max |d| {d:.3g}, top-1 {t:.3f}")
+sys.exit(0 if d <= tol and t >= agree else 1)
+PY
+}
+
+if [ -d "$TD/v2lite" ]; then
+    # a checkpoint whose matrices already hold Q4_0 numbers (the numpy rule,
+    # tests/ref/prequant_q4.py): --quant q4 stores them without loss, so with
+    # F32 activations the 4-bit forward pass is the F32 one up to rounding
+    pq=$T/pq4
+    if python3 tests/ref/prequant_q4.py "$TD/v2lite" "$pq" >"$T/out" 2>"$T/err"; then
+        expect q4-1 0 convert "$pq" "$T/pq_f32.dsm" --no-encrypt --quant f32 &&
+            expect q4-1b 0 convert "$pq" "$T/pq_q4.dsm" --no-encrypt --quant q4 &&
+            expect q4-1c 0 inspect "$T/pq_q4.dsm" --json &&
+            check q4-1d "--quant q4 left a matrix that is not Q4_0 (router and norms aside)" \
+                sh -c 'python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+bad = [t[\"name\"] for t in d[\"tensors\"] if len(t[\"dims\"]) == 2 and t[\"class\"] != \"router\" and t[\"dtype\"] != \"Q4_0\"]
+sys.exit(1 if bad else 0)" "$1"' sh "$T/out"
+        toks=0,70,263,265,454,163,304,75,96,300,314,248,250,98,129,340
+        V=$(config_int "$TD/v2lite/config.json" vocab_size)
+        run logits "$T/pq_f32.dsm" --allow-plaintext --tokens $toks --out "$T/pq_f32.logits"
+        run logits "$T/pq_q4.dsm" --allow-plaintext --tokens $toks --out "$T/pq_q4x.logits" --exact-activations
+        check q4-2 "Q4_0 with F32 activations differs from F32 on the same numbers (more than 1e-5)" \
+            logits_cmp "$T/pq_f32.logits" "$T/pq_q4x.logits" "$V" 1e-5 1.0
+        run logits "$T/pq_q4.dsm" --allow-plaintext --tokens $toks --out "$T/pq_q4.logits"
+        # int8 activations: the error of Q8_0's products (their max here: 7e-3)
+        check q4-3 "Q4_0 with int8 activations: logits off by more than 0.02 or top-1 below 80%" \
+            logits_cmp "$T/pq_f32.logits" "$T/pq_q4.logits" "$V" 0.02 0.8
+    else
+        bad q4-1 "tests/ref/prequant_q4.py failed"
+    fi
+    # the recipe: 4-bit experts, 8-bit core, router F32 (the default) or asked
+    expect q4-4 0 convert "$TD/v2lite" "$T/mix.dsm" --no-encrypt --quant-experts q4 --quant-core q8 &&
+        expect q4-4b 0 inspect "$T/mix.dsm" --json &&
+        check q4-4c "inspect's classes do not show Q4_0 experts, Q8_0+F32 core and an F32 router" \
+            sh -c 'python3 -c "
+import json, sys
+c = json.load(open(sys.argv[1]))[\"classes\"]
+ok = c[\"experts\"][\"formats\"] == \"Q4_0\" and c[\"core\"][\"formats\"] == \"Q8_0+F32\" and c[\"router\"][\"formats\"] == \"F32\"
+ok = ok and all(c[k][\"parameters\"] > 0 and 0 < c[k][\"file_share\"] < 1 for k in c)
+sys.exit(0 if ok else 1)" "$1"' sh "$T/out"
+    expect q4-4d 0 inspect "$T/mix.dsm" &&
+        check q4-4e "inspect's text lacks the parameters-by-class table" \
+            sh -c 'grep -q "^parameters by class" "$1" && grep -q "^  experts .*Q4_0$" "$1"' sh "$T/out"
+    expect q4-5 0 convert "$TD/v2lite" "$T/mixr.dsm" --no-encrypt --quant q4 --quant-router q8 &&
+        expect q4-5b 0 inspect "$T/mixr.dsm" --json &&
+        check q4-5c "--quant-router q8: the router is not Q8_0" \
+            sh -c 'python3 -c "
+import json, sys
+c = json.load(open(sys.argv[1]))[\"classes\"]
+sys.exit(0 if c[\"router\"][\"formats\"] == \"Q8_0\" and c[\"core\"][\"formats\"] == \"Q4_0+F32\" else 1)" "$1"' sh "$T/out" &&
+        expect q4-5d 0 run "$T/mixr.dsm" --allow-plaintext -p "hello world" -n 4 --temp 0
+    # a 4-bit file is smaller than the 8-bit one, which is smaller than F16
+    if [ -f "$T/mix.dsm" ]; then
+        run convert "$TD/v2lite" "$T/all8.dsm" --no-encrypt --quant q8
+        run convert "$TD/v2lite" "$T/all4.dsm" --no-encrypt --quant q4
+        check q4-6 "file sizes not ordered q4 < q4 experts + q8 core < q8" \
+            test "$(file_size "$T/all4.dsm")" -lt "$(file_size "$T/mix.dsm")" -a \
+            "$(file_size "$T/mix.dsm")" -lt "$(file_size "$T/all8.dsm")"
+    fi
+    expect q4-7 2 convert "$TD/v2lite" "$T/bad.dsm" --no-encrypt --quant-experts q3 &&
+        check q4-7b "no message naming --quant-experts" has "$T/err" "quant-experts must be"
+    check q4-7c "a refused recipe left a file" test ! -e "$T/bad.dsm"
+else
+    skip q4-1 "no v2lite checkpoint"
 fi
 
 echo "RESULT test_cli: $passed passed, $failed failed, $skipped skipped"

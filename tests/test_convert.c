@@ -570,7 +570,7 @@ int main(void) {
     T_CHECK("convert-4.2", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), "ds_convert_default_params()") &&
                                nothing_left(out) && d.quant == DS_QUANT_Q8_0 && d.encrypt == 1 && d.magic != 0,
             "params set by hand: status %d, message '%s'", (int)st, ds_last_error());
-    static const int bad_quant[] = {-1, DS_QUANT_Q8_0 + 1};
+    static const int bad_quant[] = {-1, DS_QUANT_Q4_0 + 1};
     for (int i = 0; i < 2; i++) {
         ds_convert_params q = ds_convert_default_params();
         q.key = key;
@@ -581,6 +581,29 @@ int main(void) {
         st = ds_convert(vdir, out, &q);
         T_CHECK("convert-4.3", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), want) && nothing_left(out),
                 "quant %d: status %d, message '%s'", bad_quant[i], (int)st, ds_last_error());
+    }
+    /* 4.4: the recipe's fields: DS_QUANT_INHERIT is allowed there, other
+     * values outside the formats are refused naming the field */
+    static const int bad_class[] = {-2, DS_QUANT_Q4_0 + 1};
+    for (int i = 0; i < 2; i++)
+        for (int f = 0; f < 3; f++) {
+            ds_convert_params q = ds_convert_default_params();
+            q.key = key;
+            q.key_len = 32;
+            ds_quant *field[3] = {&q.quant_experts, &q.quant_core, &q.quant_router};
+            static const char *const fname[3] = {"quant_experts", "quant_core", "quant_router"};
+            *field[f] = (ds_quant)bad_class[i];
+            char want[48];
+            snprintf(want, sizeof want, "%s is %d", fname[f], bad_class[i]);
+            st = ds_convert(vdir, out, &q);
+            T_CHECK("convert-4.4", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), want) && nothing_left(out),
+                    "%s %d: status %d, message '%s'", fname[f], bad_class[i], (int)st, ds_last_error());
+        }
+    {
+        ds_convert_params d2 = ds_convert_default_params();
+        T_CHECK("convert-4.5", d2.quant_experts == DS_QUANT_INHERIT && d2.quant_core == DS_QUANT_INHERIT &&
+                                   d2.quant_router == DS_QUANT_F32,
+                "recipe defaults %d %d %d", (int)d2.quant_experts, (int)d2.quant_core, (int)d2.quant_router);
     }
 
     test_output();

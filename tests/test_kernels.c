@@ -238,8 +238,93 @@ static void test_token_lane_avx2(void) {
             bad, cases, worst);
 }
 
+/* ==== Q4_0 rows ============================================================
+ * Every Q4_0 entry of each table the CPU allows against the portable one
+ * (kernels/cpu/ops.c), and the portable int8 product against a double
+ * reference from the same quantized numbers. */
+static void test_q4(void) {
+    enum { MAXN = 4096 };
+    static float a[MAXN], x[MAXN], s1[MAXN / 32], y1[MAXN], y2[MAXN];
+    static int8_t q1[MAXN];
+    static uint8_t u1[MAXN], w[MAXN / 32 * 18], w8a[MAXN / 32 * 34], w8b[MAXN / 32 * 34];
+    dsi_kernels kp, ka, kv;
+    dsi_kernels_portable(&kp);
+    ka = kp;
+    kv = kp;
+    uint32_t feat = dsi_cpu_features();
+    bool avx = dsi_kernels_avx2(&ka, feat);
+    kv = ka;
+    bool vnni = avx && dsi_kernels_vnni512(&kv, feat);
+    int bad_ref = 0, bad_a = 0, bad_v = 0, cases = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        int nb = trial < 40 ? trial + 1 : 1 + (int)((frand() * 0.5f + 0.5f) * (MAXN / 32 - 1));
+        if (trial % 50 == 0) nb = 2048 / 32;
+        if (trial % 50 == 1) nb = 1408 / 32;
+        int n = nb * 32;
+        float mag = powf(10.0f, 3.0f * frand());
+        for (int i = 0; i < n; i++) {
+            a[i] = frand() * mag;
+            x[i] = frand() * (trial % 7 == 0 ? 1000.0f : 1.0f);
+        }
+        if (trial % 11 == 0) for (int i = 0; i < 32; i++) a[i] = 0;
+        if (trial % 13 == 0) x[n - 1] = 1e6f;
+        cases++;
+        dsi_quantize_row_q4_0(a, w, (size_t)n);
+        dsi_quantize_act_q8_c(x, n, q1, s1);
+        dsi_dequantize_row_q4_0(w, y1, (size_t)n);
+        double ref = 0, mass = 0, fref = 0, fmass = 0;
+        for (int b = 0; b < nb; b++) {
+            double d = dsi_f16_to_f32(dsi_rd16(w + (size_t)b * 18)), acc = 0;
+            for (int i = 0; i < 32; i++) {
+                acc += (double)(y1[b * 32 + i] / (d != 0 ? d : 1)) * q1[b * 32 + i];
+                fref += (double)y1[b * 32 + i] * x[b * 32 + i];
+                fmass += fabs((double)y1[b * 32 + i] * x[b * 32 + i]);
+            }
+            ref += d * s1[b] * acc;
+            mass += fabs(d * s1[b]) * 8.0 * 127.0 * 32;
+        }
+        float tol = (float)(1e-5 * mass + 1e-6), ftol = (float)(1e-5 * fmass + 1e-6);
+        if (fabs(kp.dot_q4q8(w, q1, s1, n) - ref) > tol) bad_ref++;
+        if (fabs(kp.dot[DS_DTYPE_Q4_0](w, x, n) - fref) > ftol) bad_ref++;
+        if (avx) {
+            if (fabs(ka.dot_q4q8(w, q1, s1, n) - ref) > tol) bad_a++;
+            if (fabs(ka.dot[DS_DTYPE_Q4_0](w, x, n) - fref) > ftol) bad_a++;
+            ka.dequant[DS_DTYPE_Q4_0](w, y2, n);
+            if (memcmp(y1, y2, (size_t)n * sizeof(float))) bad_a++;
+            float al = frand() * 3.0f;
+            for (int i = 0; i < n; i++) y2[i] = x[i];
+            ka.axpy[DS_DTYPE_Q4_0](w, al, y2, n);
+            for (int i = 0; i < n; i++)
+                if (fabsf(y2[i] - (x[i] + al * y1[i])) > 1e-5f * (fabsf(x[i]) + fabsf(al * y1[i])) + 1e-6f) {
+                    bad_a++;
+                    break;
+                }
+            kp.q4_to_q8(w, w8a, n);
+            ka.q4_to_q8(w, w8b, n);
+            if (memcmp(w8a, w8b, (size_t)nb * 34)) bad_a++;
+        }
+        if (vnni) {
+            dsi_act_to_u8(q1, u1, (size_t)n);
+            if (fabs(kv.dot_q4u8(w, u1, s1, n) - ref) > tol) bad_v++;
+        }
+    }
+    T_CHECK("kernels-4.1", bad_ref == 0, "portable Q4_0 products differ from the double reference in %d of %d cases",
+            bad_ref, cases);
+    if (avx)
+        T_CHECK("kernels-4.2", bad_a == 0, "AVX2 Q4_0 kernels differ from the portable ones in %d of %d cases", bad_a,
+                cases);
+    else
+        T_SKIP("kernels-4.2", "no AVX2/FMA/F16C on this CPU");
+    if (vnni)
+        T_CHECK("kernels-4.3", bad_v == 0, "AVX-512 VNNI Q4_0 product differs from the portable one in %d of %d cases",
+                bad_v, cases);
+    else
+        T_SKIP("kernels-4.3", "no AVX-512 VNNI on this CPU");
+}
+
 int main(void) {
     test_q8q8();
+    test_q4();
     test_token_lane();
     test_token_lane_avx2();
     if (!dsi_have_avx2()) {

@@ -1,7 +1,10 @@
 /*
  * test_quant.c — number formats against independent references: the
  * compiler's _Float16 conversions (hardware rounding), exact FP8 e4m3 and
- * bfloat16 values from their definitions, and the Q8_0 error bound.
+ * bfloat16 values from their definitions, the Q8_0 error bound, and the
+ * Q4_0 quantizer byte for byte against an independent numpy version of its
+ * rule (tests/ref/make_q4_golden.py -> tests/ref/goldens/q4_0.bin) and its
+ * error bound.
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
@@ -103,9 +106,103 @@ static void test_q8(void) {
     T_CHECK("quant-3.5", !dsi_dtype_row_bytes(DS_DTYPE_F32, UINT64_MAX / 2, &rb), "overflow not caught");
 }
 
+/* ==== Q4_0 ================================================================ */
+static void test_q4(void) {
+    /* 4.1: the numpy golden, block for block */
+    const char *gdir = getenv("DS_GOLDENS") ? getenv("DS_GOLDENS") : "tests/ref/goldens";
+    char path[512];
+    snprintf(path, sizeof path, "%s/q4_0.bin", gdir);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        T_SKIP("quant-4.1", "no tests/ref/goldens/q4_0.bin (tests/ref/make_q4_golden.py)");
+    } else {
+        uint8_t hdr[12];
+        uint32_t rows = 0, cols = 0;
+        bool ok = fread(hdr, 1, 12, f) == 12 && memcmp(hdr, "DSQ4", 4) == 0;
+        if (ok) {
+            rows = dsi_rd32(hdr + 4);
+            cols = dsi_rd32(hdr + 8);
+            ok = rows > 0 && rows <= 4096 && cols > 0 && cols <= 4096 && cols % 32 == 0;
+        }
+        float *x = ok ? malloc((size_t)rows * cols * sizeof(float)) : NULL;
+        size_t rb = (size_t)cols / 32 * DSI_Q4_BLOCK_BYTES;
+        uint8_t *want = ok ? malloc(rows * rb) : NULL, *got = ok ? malloc(rb) : NULL;
+        ok = ok && x && want && got && fread(x, sizeof(float), (size_t)rows * cols, f) == (size_t)rows * cols &&
+             fread(want, 1, rows * rb, f) == rows * rb;
+        T_CHECK("quant-4.1", ok, "%s: unreadable golden", path);
+        int bad_rows = 0, bad_blocks = 0;
+        for (uint32_t r = 0; ok && r < rows; r++) {
+            dsi_quantize_row_q4_0(x + (size_t)r * cols, got, cols);
+            if (memcmp(got, want + r * rb, rb)) {
+                bad_rows++;
+                for (size_t b = 0; b < cols / 32; b++) {
+                    const uint8_t *g = got + b * DSI_Q4_BLOCK_BYTES, *w = want + r * rb + b * DSI_Q4_BLOCK_BYTES;
+                    if (memcmp(g, w, DSI_Q4_BLOCK_BYTES) && bad_blocks++ < 3)
+                        printf("  row %u block %zu: ours d=%04x q0=%02x, numpy d=%04x q0=%02x\n", r, b, dsi_rd16(g),
+                               g[2], dsi_rd16(w), w[2]);
+                }
+            }
+        }
+        if (ok)
+            T_CHECK("quant-4.2", bad_rows == 0, "%d of %u rows (%d blocks) differ from the numpy rule", bad_rows, rows,
+                    bad_blocks);
+        free(x);
+        free(want);
+        free(got);
+        fclose(f);
+    }
+    /* 4.3-4.6: the error bound on random rows, the round trip through Q8_0
+     * (exact), zero blocks, the largest value exact */
+    enum { N = 32 * 64 };
+    static float x[N], y[N], z[N];
+    static uint8_t q[N / 32 * DSI_Q4_BLOCK_BYTES], q8[N / 32 * DSI_Q8_BLOCK_BYTES];
+    int bad_bound = 0, bad_max = 0, bad_q8 = 0, bad_zero = 0;
+    for (int trial = 0; trial < 200; trial++) {
+        float mag = ldexpf(1.0f, (int)(rng() % 30) - 20);
+        for (int i = 0; i < N; i++) x[i] = ((float)(rng() % 200001) / 100000.0f - 1.0f) * mag;
+        if (trial % 7 == 0) for (int i = 0; i < 32; i++) x[i] = 0.0f;
+        dsi_quantize_row_q4_0(x, q, N);
+        dsi_dequantize_row_q4_0(q, y, N);
+        dsi_q4_0_to_q8_0(q, q8, N);
+        dsi_dequantize_row_q8_0(q8, z, N);
+        if (memcmp(y, z, sizeof y)) bad_q8++;
+        for (int b = 0; b < N / 32; b++) {
+            float d = fabsf(dsi_f16_to_f32(dsi_rd16(q + b * DSI_Q4_BLOCK_BYTES)));
+            float amax = 0;
+            int im = 0;
+            for (int i = 0; i < 32; i++)
+                if (fabsf(x[b * 32 + i]) > amax) {
+                    amax = fabsf(x[b * 32 + i]);
+                    im = i;
+                }
+            if (amax == 0) {
+                for (int i = 0; i < 32; i++) bad_zero += y[b * 32 + i] != 0.0f;
+                continue;
+            }
+            /* the largest value maps to -8 scales: error only from d's rounding up */
+            if (fabsf(y[b * 32 + im] - x[b * 32 + im]) > 8.0f * d - amax + 1e-6f * amax) bad_max++;
+            for (int i = 0; i < 32; i++) {
+                float xi = x[b * 32 + i], err = fabsf(xi - y[b * 32 + i]);
+                /* d/2 inside the grid; up to d for a value near -m (clamped at 7) */
+                bool clamped = xi * (x[b * 32 + im] > 0 ? -1.0f : 1.0f) > 7.5f * d;
+                if (err > (clamped ? d : 0.5f * d) * (1.0f + 1e-6f)) bad_bound++;
+            }
+        }
+    }
+    T_CHECK("quant-4.3", bad_bound == 0, "%d values outside the Q4_0 bound (d/2, d where clamped)", bad_bound);
+    T_CHECK("quant-4.4", bad_max == 0, "%d blocks whose largest value is not (nearly) exact", bad_max);
+    T_CHECK("quant-4.5", bad_q8 == 0, "%d rows whose Q8_0 rewrite holds other values", bad_q8);
+    T_CHECK("quant-4.6", bad_zero == 0, "%d values of all-zero blocks are not zero", bad_zero);
+    uint64_t rb = 0;
+    T_CHECK("quant-4.7", dsi_dtype_row_bytes(DS_DTYPE_Q4_0, 64, &rb) && rb == 36, "row bytes %llu",
+            (unsigned long long)rb);
+    T_CHECK("quant-4.8", !dsi_dtype_row_bytes(DS_DTYPE_Q4_0, 48, &rb), "Q4_0 accepted 48 columns");
+}
+
 int main(void) {
     test_f16();
     test_bf16_fp8();
     test_q8();
+    test_q4();
     return t_finish("test_quant");
 }

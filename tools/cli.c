@@ -261,6 +261,10 @@ int model_option(argscan *a, model_opts *o, int which) {
     if ((which & MO_CACHE) && is_opt(a, "--gpu-cache-mb", &v))
         return set_once(a, &o->gpu_cache_s, v, "--gpu-cache-mb"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--gpu", &v)) return set_once(a, &o->gpu_s, v, "--gpu"), 1;
+    if (is_flag(a, "--exact-activations")) {
+        o->exact = 1;
+        return 1;
+    }
     if ((which & MO_CACHE) && is_flag(a, "--mlock")) {
         o->mlock = 1;
         return 1;
@@ -330,6 +334,7 @@ void model_opts_params(const model_opts *o, ds_model_params *mp) {
     mp->gpu_cache_bytes = o->gpu_cache_bytes;
     mp->allow_plaintext = o->ko.allow_plaintext;
     mp->mlock = o->mlock;
+    mp->exact_activations = o->exact;
 }
 
 /* ==== Stop signals ====================================================== */

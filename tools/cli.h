@@ -129,6 +129,7 @@ typedef struct model_opts {
     const char *threads_s, *ctx_s, *cache_s, *evict_s, *prefetch_s, *device_s, *gpu_cache_s, *gpu_s;
     int verbose;
     int mlock;                /* --mlock */
+    int exact;                /* --exact-activations: F32 activations for int8/4-bit weights */
     /* parsed */
     int threads, n_ctx;
     uint64_t cache_bytes, gpu_cache_bytes;

@@ -518,7 +518,41 @@ static void print_header_text(const char *path, const ds_file_info *fi) {
                (unsigned long long)(fi->argon_memlimit >> 20));
 }
 
-static void print_model_text(const ds_model *m, const ds_model_config *c) {
+/* ---- parameters by class (the converter's recipe: DS_PARAM_*) ---- */
+typedef struct class_totals {
+    uint64_t params[3], bytes[3];
+    unsigned dtypes[3];           /* bit t: some tensor of the class is ds_dtype t */
+} class_totals;
+
+static const char *const class_names[3] = {"core", "experts", "router"};
+
+static class_totals class_totals_of(const ds_model *m) {
+    class_totals t;
+    memset(&t, 0, sizeof t);
+    size_t nt = ds_model_tensor_count(m);
+    for (size_t i = 0; i < nt; i++) {
+        ds_tensor_info ti;
+        if (ds_model_tensor_info(m, i, &ti) != DS_OK || ti.param_class < 0 || ti.param_class > 2) continue;
+        uint64_t n = 1;
+        for (int d = 0; d < ti.n_dims && d < 4; d++) n *= ti.dims[d];
+        t.params[ti.param_class] += n;
+        t.bytes[ti.param_class] += ti.nbytes;
+        if ((unsigned)ti.dtype < 16) t.dtypes[ti.param_class] |= 1u << ti.dtype;
+    }
+    return t;
+}
+
+/* "Q4_0+F32": the formats of a class, widest last */
+static void class_dtypes(unsigned bits, char *buf, size_t len) {
+    static const ds_dtype order[] = {DS_DTYPE_Q4_0, DS_DTYPE_Q8_0, DS_DTYPE_F16, DS_DTYPE_F32};
+    buf[0] = 0;
+    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
+        if (bits & (1u << order[k]))
+            snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", buf[0] ? "+" : "", ds_dtype_name(order[k]));
+    if (!buf[0]) snprintf(buf, len, "-");
+}
+
+static void print_model_text(const ds_model *m, const ds_model_config *c, uint64_t file_bytes) {
     /* ---- config ---- */
     printf("\nconfig\n");
     printf("  %-28s %s\n", "architecture", arch_name(c->arch));
@@ -586,6 +620,20 @@ static void print_model_text(const ds_model *m, const ds_model_config *c) {
     printf("  %-28s %llu (%.1f MB)\n", "expert bytes", (unsigned long long)t.expert_bytes, mb(t.expert_bytes));
     printf("  %-28s %zu\n", "expert segments", t.n_expert);
     printf("  %-28s %llu (%.1f MB)\n", "stored bytes", (unsigned long long)t.stored_bytes, mb(t.stored_bytes));
+
+    /* ---- by class: core (attention, dense and shared FFNs, embeddings,
+     * head, norms), routed experts, router ---- */
+    class_totals ct = class_totals_of(m);
+    uint64_t all = ct.params[0] + ct.params[1] + ct.params[2];
+    printf("\nparameters by class\n");
+    printf("  %-8s %14s %7s %14s %10s %7s  %s\n", "class", "parameters", "share", "bytes", "MB", "file", "formats");
+    for (int k = 0; k < 3; k++) {
+        char fmts[64];
+        class_dtypes(ct.dtypes[k], fmts, sizeof fmts);
+        printf("  %-8s %14llu %6.1f%% %14llu %10.1f %6.1f%%  %s\n", class_names[k], (unsigned long long)ct.params[k],
+               all ? 100.0 * (double)ct.params[k] / (double)all : 0.0, (unsigned long long)ct.bytes[k],
+               mb(ct.bytes[k]), file_bytes ? 100.0 * (double)ct.bytes[k] / (double)file_bytes : 0.0, fmts);
+    }
 }
 
 /* ---- JSON output ---- */
@@ -606,7 +654,7 @@ static void print_header_json(const char *path, const ds_file_info *fi) {
     printf("}");
 }
 
-static void print_model_json(const ds_model *m, const ds_model_config *c) {
+static void print_model_json(const ds_model *m, const ds_model_config *c, uint64_t file_bytes) {
     /* ---- config ---- */
     printf(",\n  \"config\": {\"architecture\": ");
     json_str(stdout, arch_name(c->arch));
@@ -633,6 +681,8 @@ static void print_model_json(const ds_model *m, const ds_model_config *c) {
         json_str(stdout, ti.name ? ti.name : "");
         printf(", \"dtype\": ");
         json_str(stdout, ds_dtype_name(ti.dtype));
+        printf(", \"class\": ");
+        json_str(stdout, ti.param_class >= 0 && ti.param_class <= 2 ? class_names[ti.param_class] : "?");
         printf(", \"dims\": [");
         for (int d = 0; d < ti.n_dims && d < 4; d++)
             printf("%s%llu", d ? ", " : "", (unsigned long long)ti.dims[d]);
@@ -666,6 +716,24 @@ static void print_model_json(const ds_model *m, const ds_model_config *c) {
            "\"dense_segments\": %zu, \"stored_bytes\": %llu}",
            (unsigned long long)t.dense_bytes, (unsigned long long)t.expert_bytes, t.n_expert, t.n_dense,
            (unsigned long long)t.stored_bytes);
+
+    /* ---- by class ---- */
+    class_totals ct = class_totals_of(m);
+    uint64_t all = ct.params[0] + ct.params[1] + ct.params[2];
+    printf(",\n  \"classes\": {");
+    for (int k = 0; k < 3; k++) {
+        char fmts[64];
+        class_dtypes(ct.dtypes[k], fmts, sizeof fmts);
+        printf("%s\"%s\": {\"parameters\": %llu, \"parameter_share\": ", k ? ", " : "", class_names[k],
+               (unsigned long long)ct.params[k]);
+        json_float(stdout, all ? (double)ct.params[k] / (double)all : 0.0);
+        printf(", \"bytes\": %llu, \"file_share\": ", (unsigned long long)ct.bytes[k]);
+        json_float(stdout, file_bytes ? (double)ct.bytes[k] / (double)file_bytes : 0.0);
+        printf(", \"formats\": ");
+        json_str(stdout, fmts);
+        printf("}");
+    }
+    printf("}");
 }
 
 static int cmd_inspect(int argc, char **argv) {
@@ -738,12 +806,12 @@ static int cmd_inspect(int argc, char **argv) {
     if (json) {
         print_header_json(path, &fi);
         printf(",\n  \"header\": \"%s\"", auth);
-        if (m) print_model_json(m, &cfg);
+        if (m) print_model_json(m, &cfg, fi.file_bytes);
         printf(",\n  \"locked\": %s\n}\n", m ? "false" : "true");
     } else {
         print_header_text(path, &fi);
         printf("header           %s\n", auth);
-        if (m) print_model_text(m, &cfg);
+        if (m) print_model_text(m, &cfg, fi.file_bytes);
         else printf("\n(encrypted: give --key-file F or --passphrase-env VAR to see the config, tensors and segments)\n");
     }
     ds_model_close(m);
@@ -1133,6 +1201,8 @@ static const char run_help[] =
     "                            can write the file could have made it)\n"
     "  --mlock                   lock the keys, the dense weights and the expert cache into RAM (never\n"
     "                            swapped); a warning says how much the OS refused (ulimit -l)\n"
+    "  --exact-activations       products with Q8_0/Q4_0 weights take F32 activations instead of\n"
+    "                            int8 ones quantized per block of 32 (slower; for checks)\n"
     "  -v, --verbose             also print the library's notices\n";
 
 static int cmd_run(int argc, char **argv) {
@@ -1529,7 +1599,9 @@ static const char logits_help[] =
     "under a temporary name and renamed into place when complete.\n"
     "  --tokens LIST   comma-separated token ids, e.g. 0,1234,42\n"
     "  --out FILE      where to write\n"
-    "  --threads N, --cache-mb M, --evict, --prefetch, -v   as for ds run\n";
+    "  --threads N, --cache-mb M, --evict, --prefetch, -v   as for ds run\n"
+    "  --exact-activations   products with Q8_0/Q4_0 weights take F32 activations\n"
+    "                  (not quantized to int8 per block): slower, for checks\n";
 
 /* Strict "1,2,3": decimal ids, single commas, nothing else. */
 static int parse_token_list(const char *s, int32_t **out, size_t *n) {
