@@ -5,11 +5,11 @@
 #
 # 1. writes a random DeepSeek-V2-Lite-shaped checkpoint (tests/gen/
 #    make_checkpoint.py --layers N: hidden 2048, 64 routed experts top-6 + 2
-#    shared, MLA kv_lora 512, no q_lora, vocab 102400; 4 layers = 2.4 GB int8);
-# 2. converts it with `ds convert --quant q8|f16` and, from the same values,
+#    shared, MLA kv_lora 512, no q_lora, vocab 102400; 8 layers = 4.4 GB int8);
+# 2. converts it with `ds convert --quant q4|q8|f16` and, from the same values,
 #    to GGUF files for llama.cpp's deepseek2 architecture (bench/hf_to_gguf_q8.py:
-#    our Q8_0 quantizer replicated bit-exactly in numpy -- proved against the
-#    C code by bench/q8_check.c -- written as llama.cpp's block_q8_0), and
+#    our Q8_0 and Q4_0 quantizers replicated bit-exactly in numpy -- proved against the
+#    C code by bench/q8_check.c -- written as llama.cpp's block_q8_0/q4_0), and
 #    checks that llama.cpp's logits agree with `ds logits` on a short sequence;
 # 3. installs llama.cpp (pip install llama-cpp-python, built from source, CPU
 #    only) into a venv and runs `ds bench` and bench/run_llama.py alternately,
@@ -20,12 +20,13 @@
 # 5. prints the table and writes OUTDIR/compare.csv, OUTDIR/compare.md.
 #
 # Options:
-#   --layers N      checkpoint layers (default 4: 1 dense + 3 MoE)
+#   --layers N      checkpoint layers (default 8: 1 dense + 7 MoE; real models are
+#                   26 of 27 layers MoE, so fewer layers overweight the dense one)
 #   --runs R        runs per engine and type (default 5)
 #   --threads N     compute threads for both engines (default 2)
 #   --prompt P      prompt tokens (default 128)
 #   --gen G         decode tokens (default 64)
-#   --types LIST    "q8 f16" (default), or one of them
+#   --types LIST    "q4 q8 f16" (default), or some of them
 #   --quick         2 layers, 1 run each: tests this script, not the engines
 #   --prepare       stop before the measurements (install, generate, convert,
 #                   check); a later run without it only measures
@@ -38,13 +39,13 @@
 #
 # Everything made is cached under OUTDIR/work and OUTDIR/venv, so a rerun
 # skips to the measurements. First run: ~30-60 min to build llama.cpp on 2
-# cores, a few minutes to generate and convert; ~20 GB of disk for the 4-layer
+# cores, a few minutes to generate and convert; ~30 GB of disk for the 8-layer
 # files. Timed runs are not niced: run on a quiet machine (the load average is
 # recorded in the table's title). Not part of make test.
 set -eu
 
 usage() {
-    sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -52,7 +53,7 @@ usage() {
 case $1 in -h|--help) usage ;; -*) echo "compare_llamacpp.sh: OUTDIR first" >&2; exit 2 ;; esac
 OUT=$1
 shift
-LAYERS=4 RUNS=5 THREADS=2 PROMPT=128 GEN=64 TYPES="q8 f16" VENV="" CLEAN=0 QUICK=0 PREPARE=0
+LAYERS=8 RUNS=5 THREADS=2 PROMPT=128 GEN=64 TYPES="q4 q8 f16" VENV="" CLEAN=0 QUICK=0 PREPARE=0
 while [ $# -gt 0 ]; do
     case $1 in
         --layers) LAYERS=$2; shift ;;
@@ -72,7 +73,7 @@ while [ $# -gt 0 ]; do
 done
 [ "$QUICK" = 0 ] || { LAYERS=2; RUNS=1; }
 for t in $TYPES; do
-    case $t in q8|f16) ;; *) echo "compare_llamacpp.sh: --types takes q8 and/or f16, not $t" >&2; exit 2 ;; esac
+    case $t in q8|q4|f16) ;; *) echo "compare_llamacpp.sh: --types takes q4, q8 and/or f16, not $t" >&2; exit 2 ;; esac
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """compare_report.py -- the tables of bench/compare_llamacpp.sh.
 
-    compare_report.py bytes CONFIG.json q8|f16
+    compare_report.py bytes CONFIG.json q8|q4|f16
         bytes of weights one decoded token reads (see below), one number
     compare_report.py logits OURS.f32 THEIRS.f32 N_VOCAB [--label L]
         how close two logit dumps are (n x N_VOCAB float32 each); one line,
@@ -14,7 +14,7 @@ Bytes per decoded token: every weight a decode step reads once -- per layer
 the attention (q, kv_a, kv_b, o; norms F32), then the dense FFN, or for an
 MoE layer the router (F32), the shared experts and num_experts_per_tok routed
 experts; the embedding row of the token, the final norm and the LM head.
-Matrices at 34/32 bytes per weight (Q8_0) or 2 (F16). The KV cache and
+Matrices at 34/32 bytes per weight (Q8_0), 18/32 (Q4_0) or 2 (F16). The KV cache and
 activations are left out (under 1 MB per token here). The decode bound is
 bandwidth / bytes: no engine can decode faster from DRAM.
 
@@ -32,7 +32,7 @@ import numpy as np
 
 
 def decode_bytes(c, qtype):
-    wb = 34.0 / 32.0 if qtype == "q8" else 2.0
+    wb = {"q8": 34.0 / 32.0, "q4": 18.0 / 32.0}.get(qtype, 2.0)
     H, L, nh = c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"]
     qk = c["qk_nope_head_dim"] + c["qk_rope_head_dim"]
     kl, rope, vd = c["kv_lora_rank"], c["qk_rope_head_dim"], c["v_head_dim"]
@@ -105,7 +105,7 @@ def cmd_table(a):
             rows.setdefault(r["type"], {}).setdefault(r["engine"], {})[int(r["run"])] = \
                 (float(r["prefill_tok_s"]), float(r["decode_tok_s"]))
     out = []
-    for qtype in ("q8", "f16"):
+    for qtype in ("q4", "q8", "f16"):
         if qtype not in rows:
             continue
         ours, theirs = rows[qtype].get("ds", {}), rows[qtype].get("llama", {})
@@ -163,7 +163,7 @@ def main(argv):
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bytes")
     b.add_argument("config")
-    b.add_argument("qtype", choices=("q8", "f16"))
+    b.add_argument("qtype", choices=("q8", "q4", "f16"))
     g = sub.add_parser("logits")
     g.add_argument("ours")
     g.add_argument("theirs")

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """hf_to_gguf_q8.py -- a DeepSeek-V2(-Lite) Hugging Face checkpoint as a GGUF
 file for llama.cpp (architecture deepseek2) holding exactly the numbers that
-`ds convert --quant q8` (or --quant f16) puts in our container.
+`ds convert --quant q8` (or --quant q4, --quant f16) puts in our container.
 
-    hf_to_gguf_q8.py HF_DIR OUT.gguf --type q8|f16 [--check HARNESS] [-v]
+    hf_to_gguf_q8.py HF_DIR OUT.gguf --type q8|q4|f16 [--check HARNESS] [-v]
     hf_to_gguf_q8.py --selftest HARNESS [HF_DIR]
 
 Q8_0 is quantized here with a numpy copy of dsi_quantize_row_q8_0
@@ -16,6 +16,9 @@ hold the same quantized numbers. F16 is round-to-nearest-even, as ours.
 --check / --selftest compare this numpy code with the C code through
 bench/q8_check.c (linked against libdeepseek.a) on real tensors of the
 checkpoint and on edge cases, and fail on any differing byte.
+Q4_0 (--type q4) is written the same way: a numpy copy of
+dsi_quantize_row_q4_0 (see quantize_q4_0 below), llama.cpp's block_q4_0
+byte for byte; attn_k_b then holds our dequantized Q4_0 values in F32.
 
 What goes where (our converter keeps norms and the router F32; so does this):
 
@@ -104,10 +107,60 @@ def dequantize_q8_0(b, cols):
     return (q * scale).reshape(rows, cols)
 
 
+Q4B = 18         # bytes per Q4_0 block: F16 scale + 16 bytes of nibbles
+
+
+def quantize_q4_0(x):
+    """x: float32 (rows, cols), cols % 32 == 0 -> uint8 (rows, cols/32*18),
+    the bytes dsi_quantize_row_q4_0 writes (llama.cpp's block_q4_0 layout;
+    our rule: the first value of largest magnitude m maps to -8, |d| = |m|/8
+    rounded UP to the next F16, d negative when m > 0; q = rint(x/d) in
+    [-8, 7], half to even; nibble j = value j, high nibble j = value j+16)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    rows, cols = x.shape
+    assert cols % QK == 0
+    xb = x.reshape(rows, cols // QK, QK)
+    ax = np.abs(xb)
+    i = np.argmax(ax, axis=2)                                # first index of the maximum
+    amax = np.take_along_axis(ax, i[:, :, None], 2)[:, :, 0]
+    m = np.take_along_axis(xb, i[:, :, None], 2)[:, :, 0]
+    want = amax / np.float32(8.0)
+    s16 = f32_to_f16_bits(want).copy()
+    inf = (s16 & 0x7C00) == 0x7C00
+    below = ~inf & (s16.view(np.float16).astype(np.float32) < want)
+    s16[inf] = 0x7BFF
+    s16[below] += 1
+    s16[m > 0] |= 0x8000
+    zero = amax == 0
+    s16[zero] = 0
+    d = s16.view(np.float16).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(zero, np.float32(0.0), np.float32(1.0) / np.where(zero, np.float32(1.0), d)).astype(np.float32)
+    v = xb * inv[:, :, None]
+    np.clip(v, np.float32(-8.0), np.float32(7.0), out=v)
+    q = (np.rint(v).astype(np.int16) + 8).astype(np.uint8)
+    out = np.empty((rows, cols // QK, Q4B), dtype=np.uint8)
+    out[:, :, 0:2] = s16.astype("<u2").view(np.uint8).reshape(rows, cols // QK, 2)
+    out[:, :, 2:] = q[:, :, :16] | (q[:, :, 16:] << 4)
+    return out.reshape(rows, cols // QK * Q4B)
+
+
+def dequantize_q4_0(b, cols):
+    """Inverse of quantize_q4_0: (nibble - 8) times the F16 scale, exact in float32."""
+    rows = b.shape[0]
+    bb = b.reshape(rows, cols // QK, Q4B)
+    d = np.ascontiguousarray(bb[:, :, 0:2]).view("<u2").view(np.float16).astype(np.float32)
+    qs = bb[:, :, 2:]
+    q = np.concatenate([qs & 15, qs >> 4], axis=2).astype(np.float32) - np.float32(8.0)
+    return (q * d).reshape(rows, cols)
+
+
 def encode(x, qtype):
-    """A 2-D float32 matrix in the file's type: ('Q8_0', uint8 bytes) or ('F16', float16)."""
+    """A 2-D float32 matrix in the file's type: ('Q8_0'/'Q4_0', uint8 bytes) or ('F16', float16)."""
     if qtype == "q8":
         return quantize_q8_0(x)
+    if qtype == "q4":
+        return quantize_q4_0(x)
     return f32_to_f16_bits(x).view(np.float16)
 
 
@@ -205,10 +258,12 @@ def selftest(harness, ckpt=None, verbose=True):
     bad_total = 0
     for label, x in cases:
         flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
-        for mode in ("q8", "f16"):
+        for mode in ("q8", "q4", "f16"):
             want = run_harness(harness, mode, flat)
             if mode == "q8":
                 got = quantize_q8_0(flat.reshape(1, -1)).reshape(-1)
+            elif mode == "q4":
+                got = quantize_q4_0(flat.reshape(1, -1)).reshape(-1)
             else:
                 with np.errstate(over="ignore"):
                     got = f32_to_f16_bits(flat).view(np.uint8).reshape(-1)
@@ -266,6 +321,8 @@ def plan(ck, qtype):
     def mat_info(rows, cols):
         if qtype == "q8":
             return (rows, cols // QK * QB), np.uint8, rows * cols // QK * QB, gguf.GGMLQuantizationType.Q8_0
+        if qtype == "q4":
+            return (rows, cols // QK * Q4B), np.uint8, rows * cols // QK * Q4B, gguf.GGMLQuantizationType.Q4_0
         return (rows, cols), np.float16, rows * cols * 2, None
 
     def add_mat(gname, hfname):
@@ -298,6 +355,12 @@ def plan(ck, qtype):
             k_b = np.ascontiguousarray(deq.reshape(nh, nope + vdim, kl)[:, :nope, :].transpose(0, 2, 1))
             v_b = np.ascontiguousarray(qb[:, nope:, :])
             return k_b.astype(np.float32), v_b
+        if qtype == "q4":
+            qb = quantize_q4_0(w)
+            deq = dequantize_q4_0(qb, kl)
+            qb = qb.reshape(nh, nope + vdim, kl // QK * Q4B)
+            k_b = np.ascontiguousarray(deq.reshape(nh, nope + vdim, kl)[:, :nope, :].transpose(0, 2, 1))
+            return k_b.astype(np.float32), np.ascontiguousarray(qb[:, nope:, :])
         w16 = f32_to_f16_bits(w).view(np.float16).reshape(nh, nope + vdim, kl)
         return np.ascontiguousarray(w16[:, :nope, :].transpose(0, 2, 1)), np.ascontiguousarray(w16[:, nope:, :])
 
@@ -320,10 +383,11 @@ def plan(ck, qtype):
             if k == 1:
                 cache.clear()                           # v_b is written right after k_b
             return v
-        if qtype == "q8":
+        if qtype in ("q8", "q4"):
+            bb, gt = (QB, gguf.GGMLQuantizationType.Q8_0) if qtype == "q8" else (Q4B, gguf.GGMLQuantizationType.Q4_0)
             items.append((n(M.ATTN_K_B), (nh, kl, nope), np.float32, nh * kl * nope * 4, None, lambda part=part: part(0)))
-            items.append((n(M.ATTN_V_B), (nh, vdim, kl // QK * QB), np.uint8, nh * vdim * kl // QK * QB,
-                          gguf.GGMLQuantizationType.Q8_0, lambda part=part: part(1)))
+            items.append((n(M.ATTN_V_B), (nh, vdim, kl // QK * bb), np.uint8, nh * vdim * kl // QK * bb,
+                          gt, lambda part=part: part(1)))
         else:
             items.append((n(M.ATTN_K_B), (nh, kl, nope), np.float16, nh * kl * nope * 2, None, lambda part=part: part(0)))
             items.append((n(M.ATTN_V_B), (nh, vdim, kl), np.float16, nh * vdim * kl * 2, None, lambda part=part: part(1)))
@@ -359,7 +423,8 @@ def write_gguf(ck, out_path, qtype, verbose):
     w = gguf.GGUFWriter(tmp, "deepseek2")
     E = c.get("n_routed_experts") or 0
     w.add_name("deepseek.h bench model (%d layers, random weights)" % c["num_hidden_layers"])
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if qtype == "q8" else gguf.LlamaFileType.MOSTLY_F16)
+    w.add_file_type({"q8": gguf.LlamaFileType.MOSTLY_Q8_0, "q4": gguf.LlamaFileType.MOSTLY_Q4_0}.get(
+        qtype, gguf.LlamaFileType.MOSTLY_F16))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     w.add_context_length(c["max_position_embeddings"])
     w.add_embedding_length(c["hidden_size"])
@@ -415,7 +480,7 @@ def write_gguf(ck, out_path, qtype, verbose):
         total += nb
         if verbose:
             print("  [%3d/%d] %-28s %-5s %s" % (k + 1, len(items), name,
-                                               "Q8_0" if raw is not None else np.dtype(dt).name, list(shape)),
+                                               raw.name if raw is not None else np.dtype(dt).name, list(shape)),
                   flush=True)
         del a
     w.close()
@@ -428,7 +493,7 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("hf_dir", nargs="?")
     ap.add_argument("out", nargs="?")
-    ap.add_argument("--type", choices=("q8", "f16"), default="q8")
+    ap.add_argument("--type", choices=("q8", "q4", "f16"), default="q8")
     ap.add_argument("--check", metavar="HARNESS", help="first prove the numpy encoders bit-exact against bench/q8_check.c")
     ap.add_argument("--selftest", metavar="HARNESS", help="only the numpy-vs-C comparison (HF_DIR optional)")
     ap.add_argument("-v", "--verbose", action="store_true")

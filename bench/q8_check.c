@@ -4,6 +4,7 @@
  *
  *     q8_check q8  IN.f32 OUT.q8    IN: n float32 values (n a multiple of 32);
  *                                   OUT: n/32 blocks of 34 bytes (f16 scale, 32 int8)
+ *     q8_check q4  IN.f32 OUT.q4    OUT: n/32 blocks of 18 bytes (f16 scale, 16 bytes of nibbles)
  *     q8_check f16 IN.f32 OUT.f16   OUT: n IEEE halves
  *
  * Built against the multi-file library (its dsi_* functions are not static
@@ -32,11 +33,11 @@ static void *read_all(const char *path, size_t *n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4 || (strcmp(argv[1], "q8") && strcmp(argv[1], "f16"))) {
-        fputs("usage: q8_check q8|f16 IN.f32 OUT\n", stderr);
+    if (argc != 4 || (strcmp(argv[1], "q8") && strcmp(argv[1], "q4") && strcmp(argv[1], "f16"))) {
+        fputs("usage: q8_check q8|q4|f16 IN.f32 OUT\n", stderr);
         return 2;
     }
-    int q8 = !strcmp(argv[1], "q8");
+    int q4 = !strcmp(argv[1], "q4"), q8 = !strcmp(argv[1], "q8") || q4;
     size_t bytes = 0;
     float *x = read_all(argv[2], &bytes);
     if (!x) {
@@ -50,13 +51,15 @@ int main(int argc, char **argv) {
         free(x);
         return 2;
     }
-    size_t out_n = q8 ? n / DSI_Q8_BLOCK * DSI_Q8_BLOCK_BYTES : n * 2;
+    size_t out_n = q4 ? n / DSI_Q8_BLOCK * DSI_Q4_BLOCK_BYTES : q8 ? n / DSI_Q8_BLOCK * DSI_Q8_BLOCK_BYTES : n * 2;
     uint8_t *out = malloc(out_n + 1);
     if (!out) {
         free(x);
         return 1;
     }
-    if (q8)
+    if (q4)
+        dsi_quantize_row_q4_0(x, out, n);
+    else if (q8)
         dsi_quantize_row_q8_0(x, out, n);
     else
         dsi_convert_row_f16(x, (uint16_t *)(void *)out, n);
