@@ -67,6 +67,8 @@ const char ds_bench_help[] =
     "  --no-prefetch         the same as --prefetch off (with --sweep: only runs without)\n"
     "  --evict lru|lfu       eviction policy (default lfu)\n"
     "  --exact-act           F32 activations with int8 weights (default: int8 activations)\n"
+    "  --allow-plaintext     with a key, measure a plaintext (unencrypted) file anyway\n"
+    "  --mlock               lock the keys, dense weights and expert cache into RAM\n"
     "  --page-cache-mb M     ciphertext of recent experts the page cache may keep (MiB;\n"
     "                        default 0 = dropped after each decrypt)\n"
     "  --sweep P1,P2,...     budgets as percentages of the routed experts' bytes (100 =\n"
@@ -143,6 +145,7 @@ typedef struct bench_opts {
     const char *key_file, *pass_env;
     uint64_t cache_bytes, page_cache_bytes, gpu_cache_bytes;
     int prompt_tokens, gen_tokens, threads, prefetch, repeat, exact_act;
+    int allow_plaintext, mlock;
     ds_device device;
     int gpu_index;
     double peak_gbs;
@@ -244,8 +247,16 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             if (no_pf++) return usage_error("bench", "option --no-prefetch given twice");
             continue;
         }
-        if (!strcmp(a, "--exact-act")) {
+        if (!strcmp(a, "--exact-act") || !strcmp(a, "--exact-activations")) {
             o->exact_act = 1;
+            continue;
+        }
+        if (!strcmp(a, "--allow-plaintext")) {
+            o->allow_plaintext = 1;
+            continue;
+        }
+        if (!strcmp(a, "--mlock")) {
+            o->mlock = 1;
             continue;
         }
         const char **slot = NULL;
@@ -388,6 +399,8 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     mp.evict_policy = o->evict;
     mp.n_threads = o->threads;
     mp.exact_activations = o->exact_act;
+    mp.allow_plaintext = o->allow_plaintext;
+    mp.mlock = o->mlock;
     mp.page_cache_bytes = o->page_cache_bytes;
     mp.log = bench_log;
     mp.device = o->device;
@@ -644,7 +657,7 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
         snprintf(p_s, sizeof p_s, "%d", o->prompt_tokens);
         snprintf(g_s, sizeof g_s, "%d", o->gen_tokens);
         snprintf(t_s, sizeof t_s, "%d", o->threads);
-        char *args[32];
+        char *args[48];
         int n = 0;
         args[n++] = (char *)"ds";
         args[n++] = (char *)"bench";
@@ -665,6 +678,8 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
         args[n++] = (char *)"--evict";
         args[n++] = (char *)evict_name(o->evict);
         if (o->exact_act) args[n++] = (char *)"--exact-act";
+        if (o->allow_plaintext) args[n++] = (char *)"--allow-plaintext";
+        if (o->mlock) args[n++] = (char *)"--mlock";
         char pc_s[32];
         if (o->page_cache_bytes) {
             snprintf(pc_s, sizeof pc_s, "%llu", (unsigned long long)(o->page_cache_bytes >> 20));
