@@ -103,17 +103,30 @@ DSI_VNNI DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u,
 }
 
 /* ==== Q4_0 rows, one token ==================================================
- * Two blocks per step, as above: their 2 x 16 bytes spread to 64 nibbles in
- * value order (block b's low nibbles, its high nibbles, then block b+1's),
- * less 8 gives the signed weights w, and the same correction as the Q8_0
- * kernel: dot(u, w) - 128 sum(w), one vpdpbusd each. */
+ * Two blocks per step, as above: their 2 x 16 bytes become 64 nibbles in
+ * value order (block b's low nibbles, its high nibbles, then block b+1's):
+ * each block's bytes broadcast to both halves of a 256-bit lane, the upper
+ * copy shifted right by 4 (a masked shift), the low nibbles kept; less 8
+ * gives the signed weights w, and the same correction as the Q8_0 kernel:
+ * dot(u, w) - 128 sum(w), one vpdpbusd each. The two blocks' F16 scales
+ * travel as one 32-bit word through one conversion, times the two
+ * activation scales, then spread over the lanes. */
 DSI_VNNI static inline __m512i dsi_q4_pair(const uint8_t *blk) {
-    __m128i r0 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
-    __m128i r1 = _mm_loadu_si128((const __m128i *)(const void *)(blk + DSI_Q4_BLOCK_BYTES + 2));
-    __m256i r = _mm256_inserti128_si256(_mm256_castsi128_si256(r0), r1, 1);        /* r0 | r1 */
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(r), _mm256_srli_epi16(r, 4), 1);  /* r0 r1 h0 h1 */
-    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));                        /* r0 h0 r1 h1 */
+    __m256i b0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(blk + 2)));
+    __m256i b1 =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(blk + DSI_Q4_BLOCK_BYTES + 2)));
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);        /* b0 b0 b1 b1 */
+    z = _mm512_mask_srli_epi16(z, (__mmask32)0xFF00FF00u, z, 4);              /* b0 b0>>4 b1 b1>>4 */
     return _mm512_sub_epi8(_mm512_and_si512(z, _mm512_set1_epi8(15)), _mm512_set1_epi8(8));
+}
+
+/* (d_b * s_b) in lanes 0-7, (d_b1 * s_b1) in lanes 8-15 */
+DSI_VNNI static inline __m512 dsi_q4_pair_scale(const uint8_t *blk, const float *s) {
+    uint32_t dd = (uint32_t)dsi_rd16(blk) | (uint32_t)dsi_rd16(blk + DSI_Q4_BLOCK_BYTES) << 16;
+    __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
+    __m128 sx = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)s));
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_mul_ps(d, sx)));
 }
 
 DSI_VNNI DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, const float *s, int n) {
@@ -125,17 +138,12 @@ DSI_VNNI DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, 
         _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
         _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
         __m512i w0 = dsi_q4_pair(k), w1 = dsi_q4_pair(k + 2 * DSI_Q4_BLOCK_BYTES);
-        __m512i c0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w0);
-        __m512i c1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w1);
-        __m512i p0 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512((const void *)(u + (size_t)b * 32)), w0), c0);
-        __m512i p1 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512((const void *)(u + (size_t)b * 32 + 64)), w1), c1);
-        __m512 s0 = _mm512_mul_ps(dsi_pair_scale(_cvtsh_ss(dsi_rd16(k)), _cvtsh_ss(dsi_rd16(k + DSI_Q4_BLOCK_BYTES))),
-                                  dsi_pair_xscale(s + b));
-        __m512 s1 = _mm512_mul_ps(dsi_pair_scale(_cvtsh_ss(dsi_rd16(k + 2 * DSI_Q4_BLOCK_BYTES)),
-                                                 _cvtsh_ss(dsi_rd16(k + 3 * DSI_Q4_BLOCK_BYTES))),
-                                  dsi_pair_xscale(s + b + 2));
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s0, acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s1, acc1);
+        __m512i c0 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w0));
+        __m512i c1 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w1));
+        __m512i p0 = _mm512_dpbusd_epi32(c0, _mm512_loadu_si512((const void *)(u + (size_t)b * 32)), w0);
+        __m512i p1 = _mm512_dpbusd_epi32(c1, _mm512_loadu_si512((const void *)(u + (size_t)b * 32 + 64)), w1);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), dsi_q4_pair_scale(k, s + b), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), dsi_q4_pair_scale(k + 2 * DSI_Q4_BLOCK_BYTES, s + b + 2), acc1);
     }
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     for (; b < nb; b++) {   /* the last one to three blocks */
