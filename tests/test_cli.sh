@@ -903,5 +903,225 @@ else
     skip q4-1 "no v2lite checkpoint"
 fi
 
+# ==== 9. ds perplexity ======================================================
+# An independent reference: the token ids from bpe_ref (section 6), the logits
+# of each window from `ds logits`, the statistics from numpy (written here,
+# not from the C code), compared with `ds perplexity --json`.
+
+PY=${PYTHON:-python3}
+expect ppl-0 0 perplexity --help && check ppl-0b "perplexity --help prints usage" has "$T/out" "usage: ds perplexity"
+expect ppl-0c 0 --help && check ppl-0d "--help lists perplexity" has "$T/out" "perplexity <model.dsm>"
+
+# ppl_ref <json> <ctx> <chunks> <bos> <vocab> <ids> <model.dsm> [<base.dsm>]:
+# recomputes from `ds logits` what ds perplexity wrote to <json>; names every
+# field that differs by more than 1e-4 relative.
+ppl_ref() {
+    "$PY" - "$DS" "$@" <<'PY'
+import json, math, os, subprocess, sys, tempfile
+import numpy as np
+ds, jpath, ctx, chunks, bos, vocab, idsf, model = sys.argv[1:9]
+base = sys.argv[9] if len(sys.argv) > 9 else None
+ctx, chunks, bos, vocab = int(ctx), int(chunks), int(bos), int(vocab)
+ids = [bos] + [int(x) for x in open(idsf).read().split()]
+got = json.load(open(jpath))
+nwin = len(ids) // ctx
+if chunks:
+    nwin = min(nwin, chunks)
+tmp = tempfile.mkdtemp()
+def logits(path, win):
+    out = os.path.join(tmp, "l.bin")
+    subprocess.run([ds, "logits", path, "--tokens", ",".join(map(str, win)), "--out", out],
+                   check=True, stdout=subprocess.DEVNULL)
+    x = np.fromfile(out, dtype="<f4").astype(np.float64).reshape(len(win), vocab)
+    os.remove(out)
+    return x
+def log_softmax(x):
+    m = x.max(axis=1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+def mean_se(v):
+    v = np.asarray(v, dtype=np.float64)
+    return v.mean(), v.std(ddof=1) / math.sqrt(len(v))    # the standard error of the mean
+nll, nll_b, kl, same = [], [], [], []
+for w in range(nwin):
+    win = ids[w * ctx:(w + 1) * ctx]
+    win[0] = bos                                          # every window starts with BOS
+    pos = np.arange(ctx // 2, ctx - 1)                    # the scored second half
+    nxt = np.array(win)[pos + 1]
+    lq_raw = logits(model, win)[pos]
+    lq = log_softmax(lq_raw)
+    nll += list(-lq[np.arange(len(pos)), nxt])
+    if base:
+        lp_raw = logits(base, win)[pos]
+        lp = log_softmax(lp_raw)
+        nll_b += list(-lp[np.arange(len(pos)), nxt])
+        kl += list((np.exp(lp) * (lp - lq)).sum(axis=1))  # KL(base || model)
+        same += list(lp_raw.argmax(axis=1) == lq_raw.argmax(axis=1))
+m, s = mean_se(nll)
+want = {"n_tokens": len(ids), "windows": nwin, "n_scored": len(nll), "n_ctx": ctx, "bos": bos,
+        "perplexity": math.exp(m), "stderr": math.exp(m) * s, "mean_nll": m, "mean_nll_stderr": s}
+if base:
+    mb, sb = mean_se(nll_b)
+    mr, sr = mean_se(np.array(nll) - np.array(nll_b))
+    mk, sk = mean_se(kl)
+    p = float(np.mean(same))
+    want.update({"ppl_base": math.exp(mb), "ppl_base_stderr": math.exp(mb) * sb, "ln_ppl_ratio": mr,
+                 "ln_ppl_ratio_stderr": sr, "kl_mean": mk, "kl_stderr": sk, "top1_agree": p,
+                 "top1_agree_stderr": math.sqrt(p * (1 - p) / (len(same) - 1))})
+    for key, q in (("kl_max", 100), ("kl_p99_9", 99.9), ("kl_p99", 99), ("kl_p95", 95), ("kl_p90", 90),
+                   ("kl_median", 50), ("kl_p10", 10), ("kl_min", 0)):
+        want[key] = float(np.percentile(kl, q))
+bad = []
+for k, v in want.items():
+    g = got.get(k)
+    if g is None or abs(g - v) > 1e-4 * abs(v) + 1e-12:
+        bad.append("%s: %r, reference %r" % (k, g, v))
+print("; ".join(bad) if bad else "all %d fields agree" % len(want))
+sys.exit(1 if bad else 0)
+PY
+}
+# ppl_check <id> <what> <ppl_ref arguments...>: a case that passes when the
+# reference agrees; its last line of output goes into the failure message.
+ppl_check() {
+    _id=$1
+    _what=$2
+    shift 2
+    _r=$(ppl_ref "$@" 2>&1)
+    _rc=$?
+    check "$_id" "$_what: $(echo "$_r" | tail -n 1)" test "$_rc" -eq 0
+}
+
+src=$(hf_dir v2lite)
+if [ -z "$src" ] || ! "$PY" -c 'import numpy' >/dev/null 2>&1; then
+    skip ppl "no v2lite checkpoint or no numpy for $PY"
+else
+    mkdir -p "$T/ppl"
+    PM=$T/ppl/f32.dsm
+    PQ=$T/ppl/q8.dsm
+    PH=$T/ppl/f16.dsm
+    PT=$T/ppl/text.txt
+    VOCAB=$(config_int "$src/config.json" vocab_size)
+    BOS=$(config_int "$src/config.json" bos_token_id)
+    MAXPOS=$(config_int "$src/config.json" max_position_embeddings)
+    "$DS" convert "$src" "$PM" --no-encrypt --quant f32 >/dev/null 2>&1 &&
+        "$DS" convert "$src" "$PQ" --no-encrypt --quant q8 >/dev/null 2>&1 &&
+        "$DS" convert "$src" "$PH" --no-encrypt --quant f16 >/dev/null 2>&1
+    check ppl-1 "convert v2lite to f32, q8 and f16" test -f "$PM" -a -f "$PQ" -a -f "$PH"
+    # 300 words of the test vocabulary, ASCII letters and single spaces (what
+    # bpe_ref handles), no final newline
+    "$PY" -c '
+import random, sys
+random.seed(1)
+w = "the experts of the token hello world route each token to a few experts and the shared experts see every token".split()
+sys.stdout.write(" ".join(random.choice(w) for _ in range(300)))' >"$PT"
+    bpe_ref "$src/tokenizer.json" "$(cat "$PT")" >"$T/ppl/ids.txt"
+    NT=$(($(wc -w <"$T/ppl/ids.txt") + 1))   # with BOS
+
+    # ---- perplexity against the reference ----
+    if expect ppl-2 0 perplexity "$PM" --file "$PT" --ctx 64 --json; then
+        cp "$T/out" "$T/ppl/f32.json"
+        ppl_check ppl-2b "ds perplexity --json against numpy" \
+            "$T/ppl/f32.json" 64 0 "$BOS" "$VOCAB" "$T/ppl/ids.txt" "$PM"
+        check ppl-2c "a progress line per window on stderr: $(grep -c '^\[[0-9]*/[0-9]*\] [0-9.]*$' "$T/err")" \
+            test "$(grep -c '^\[[0-9]*/[0-9]*\] [0-9.]*$' "$T/err")" -eq $((NT / 64))
+        want=$("$PY" -c 'import json, sys; j = json.load(open(sys.argv[1])); print("perplexity: %.4f +/- %.5f" % (j["perplexity"], j["stderr"]))' "$T/ppl/f32.json")
+        expect ppl-3 0 perplexity "$PM" --file "$PT" --ctx 64 &&
+            check ppl-3b "the last line on stdout: '$(tail -n 1 "$T/out")', want '$want'" \
+                test "$(tail -n 1 "$T/out")" = "$want"
+    fi
+    # an odd window, the first windows only, one thread
+    expect ppl-4 0 perplexity "$PM" --file "$PT" --ctx 33 --chunks 5 --threads 1 --json &&
+        cp "$T/out" "$T/ppl/c33.json" &&
+        ppl_check ppl-4b "--ctx 33 --chunks 5 against numpy" \
+            "$T/ppl/c33.json" 33 5 "$BOS" "$VOCAB" "$T/ppl/ids.txt" "$PM"
+    # exactly one window is enough
+    expect ppl-5 0 perplexity "$PM" --file "$PT" --ctx "$NT" --json &&
+        check ppl-5b "a text of exactly --ctx tokens is one window" has "$T/out" '"windows": 1,'
+
+    # ---- KL divergence against the reference ----
+    # q8 and f16 against f32; and weights of another family with the same
+    # tokenizer (moe16b), where KL(base || model) is far from 0 and from
+    # KL(model || base)
+    pairs="$PQ:$PM $PH:$PM"
+    msrc=$(hf_dir moe16b)
+    if [ -n "$msrc" ] && "$DS" convert "$msrc" "$T/ppl/moe.dsm" --no-encrypt --quant f32 >/dev/null 2>&1; then
+        pairs="$pairs $PM:$T/ppl/moe.dsm"
+    else
+        skip ppl-6.3 "no moe16b checkpoint"
+    fi
+    k=0
+    for pair in $pairs; do
+        k=$((k + 1))
+        qm=${pair%%:*}
+        bm=${pair#*:}
+        if expect "ppl-6.$k" 0 perplexity "$qm" --file "$PT" --ctx 64 --kl-divergence "$bm" --json; then
+            cp "$T/out" "$T/ppl/kl$k.json"
+            ppl_check "ppl-6.${k}b" "$(basename "$qm") against base $(basename "$bm"), numpy" \
+                "$T/ppl/kl$k.json" 64 0 "$BOS" "$VOCAB" "$T/ppl/ids.txt" "$qm" "$bm"
+        fi
+    done
+    expect ppl-7 0 perplexity "$PQ" --file "$PT" --ctx 64 --kl-divergence "$PM" &&
+        check ppl-7b "the text summary has the KL sections and ends with the perplexity line" \
+            sh -c "grep -q '^Mean    KLD: ' '$T/out' && grep -q '^99.0%   KLD: ' '$T/out' &&
+                   grep -q '^Same top p: ' '$T/out' && tail -n 1 '$T/out' | grep -q '^perplexity: [0-9.]* +/- [0-9.]*\$'"
+    # a model against itself: KL 0 everywhere, the same argmax everywhere
+    expect ppl-8 0 perplexity "$PM" --file "$PT" --ctx 64 --kl-divergence "$PM" --json &&
+        check ppl-8b "KL of a model with itself: $(cat "$T/out")" "$PY" -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+sys.exit(0 if j["kl_mean"] == 0 and j["kl_max"] == 0 and j["kl_min"] == 0 and j["top1_agree"] == 1
+         and j["ln_ppl_ratio"] == 0 and j["ppl_base"] == j["perplexity"] else 1)' "$T/out"
+    # a sealed, paged model gives the numbers of the plaintext one
+    if [ -f "${SEALED:-}" ] && [ -f "$T/ppl/kl1.json" ]; then
+        expect ppl-9 0 perplexity "$SEALED" --key-file "$K1" --cache-mb 1 --file "$PT" --ctx 64 --json &&
+            check ppl-9b "sealed + --cache-mb 1 gives the perplexity of the plaintext q8 file" "$PY" -c '
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+sys.exit(0 if a["perplexity"] == b["perplexity"] and a["stderr"] == b["stderr"] else 1)' "$T/out" "$T/ppl/kl1.json"
+    fi
+
+    # ---- errors ----
+    expect ppl-10 2 perplexity "$PM" --ctx 64 && check ppl-10b "missing --file is named" has "$T/err" "missing --file"
+    expect ppl-11 2 perplexity --file "$PT"
+    expect ppl-12 2 perplexity "$PM" --file "$PT" --bogus
+    expect ppl-13 1 perplexity "$PM" --file "$T/ppl/absent.txt" &&
+        check ppl-13b "a missing text file is named: $(tail -n 1 "$T/err")" has "$T/err" "absent.txt: No such file"
+    : >"$T/ppl/empty.txt"
+    expect ppl-14 1 perplexity "$PM" --file "$T/ppl/empty.txt" --ctx 64 &&
+        check ppl-14b "an empty text: $(tail -n 1 "$T/err")" has "$T/err" "empty.txt: the text is 1 tokens with BOS; a window of --ctx 64 needs at least 64"
+    expect ppl-15 1 perplexity "$PM" --file "$PT" --ctx $((NT + 1)) &&
+        check ppl-15b "a text shorter than a window: $(tail -n 1 "$T/err")" has "$T/err" "the text is $NT tokens"
+    k=0
+    for bad_ctx in 0 2 abc -5; do
+        k=$((k + 1))
+        expect "ppl-16.$k" 2 perplexity "$PM" --file "$PT" --ctx "$bad_ctx"
+    done
+    expect ppl-17 1 perplexity "$PM" --file "$PT" --ctx $((MAXPOS + 1)) &&
+        check ppl-17b "a window over the model's maximum: $(tail -n 1 "$T/err")" has "$T/err" "maximum context.*($MAXPOS tokens)"
+    expect ppl-18 2 perplexity "$PM" --file "$PT" --chunks x
+    expect ppl-19 1 perplexity "$PM" --file "$PT" --kl-divergence "$T/ppl/absent.dsm" &&
+        check ppl-19b "a missing base model is named" has "$T/err" "absent.dsm"
+    printf 'the\000token' >"$T/ppl/nul.txt"
+    expect ppl-20 1 perplexity "$PM" --file "$T/ppl/nul.txt" &&
+        check ppl-20b "a NUL byte is refused" has "$T/err" "nul.txt: the text contains a NUL byte"
+    # special-token text in the text is plain text (llama-perplexity's parse_special = false)
+    eos_txt='<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>'
+    # shellcheck disable=SC2059
+    printf "the token$eos_txt the experts" >"$T/ppl/special.txt"
+    expect ppl-22 0 tokenize "$PM" --bos --no-special "$(cat "$T/ppl/special.txt")" &&
+        nsp=$(wc -w <"$T/out" | tr -d ' ') &&
+        expect ppl-22b 0 perplexity "$PM" --file "$T/ppl/special.txt" --ctx 4 --json &&
+        check ppl-22c "the end-of-sentence text is $nsp tokens with BOS, as ds tokenize --bos --no-special: $(cat "$T/out")" \
+            has "$T/out" "\"n_tokens\": $nsp,"
+    # vocabulary mismatch: the demo model has 4096 tokens, the test checkpoints 512
+    if [ -f models/demo.dsm ] && [ -f models/demo.key ]; then
+        expect ppl-21 1 perplexity "$PM" --file "$PT" --ctx 64 --kl-divergence models/demo.dsm \
+            --key-file models/demo.key --allow-plaintext &&
+            check ppl-21b "a vocabulary mismatch is named: $(tail -n 1 "$T/err")" \
+                has "$T/err" "vocabularies differ: .*f32.dsm has $VOCAB tokens, models/demo.dsm has 4096"
+    else
+        skip ppl-21 "models/demo.dsm not found (run from the repository root): no model with another vocabulary"
+    fi
+fi
+
 echo "RESULT test_cli: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -12,6 +12,8 @@
  *     ds chat    <model.dsm> [key] [--system TEXT] [sampling and model options as run]
  *     ds tokenize <model.dsm> [key] [--bos] TEXT
  *     ds logits  <model.dsm> [key] --tokens 1,2,3 --out FILE
+ *     ds perplexity <model.dsm> [key] --file TEXT [--ctx N] [--chunks K] [--kl-divergence BASE.dsm]
+ *                [--json] [--threads N] [--cache-mb M] [model options as run]
  *
  * A program, not the library: it prints, and it exits with
  *     0  success
@@ -1134,8 +1136,9 @@ static int interrupted(void *user) {
 /* ==== ds run ============================================================== */
 
 /* The whole of FILE ("-": stdin) as a string; NULL (message printed) when it
- * cannot be read or holds a NUL byte. */
-static char *read_prompt(const char *cmd, const char *file) {
+ * cannot be read or holds a NUL byte. `what` names the contents in that
+ * message ("the prompt"). */
+static char *read_text(const char *cmd, const char *file, const char *what) {
     FILE *f = strcmp(file, "-") ? fopen(file, "rb") : stdin;
     if (!f) {
         fail(cmd, "%s: %s", file, strerror(errno));
@@ -1154,7 +1157,8 @@ static char *read_prompt(const char *cmd, const char *file) {
     int err = ferror(f);
     if (f != stdin) fclose(f);
     if (!buf || err || memchr(buf, 0, len)) {
-        fail(cmd, "%s: %s", file, !buf ? "out of memory" : err ? "read error" : "the prompt contains a NUL byte");
+        if (buf && !err) fail(cmd, "%s: %s contains a NUL byte", file, what);
+        else fail(cmd, "%s: %s", file, !buf ? "out of memory" : "read error");
         free(buf);
         return NULL;
     }
@@ -1255,7 +1259,7 @@ static int cmd_run(int argc, char **argv) {
     /* the prompt from a file is read now, with the model open (a pipe's
      * writer can wait for this; the open may take long) */
     char *file_text = NULL;
-    if (prompt_file && !(prompt = file_text = read_prompt(cmd, prompt_file))) {
+    if (prompt_file && !(prompt = file_text = read_text(cmd, prompt_file, "the prompt"))) {
         ds_context_free(c);
         ds_model_close(m);
         ds_sampler_free(smp);
@@ -1761,6 +1765,472 @@ static int cmd_logits(int argc, char **argv) {
     return rc;
 }
 
+/* ==== ds perplexity ======================================================= */
+/*
+ * llama.cpp's llama-perplexity method (tools/perplexity/perplexity.cpp),
+ * written again over the public context API:
+ *
+ *   - the whole text is tokenized once, with BOS in front when the tokenizer
+ *     adds one, and special-token text read as plain text;
+ *   - it is cut into consecutive windows of n_ctx tokens (the last, partial
+ *     window is dropped); when the tokenizer adds BOS, the first token of
+ *     every window is replaced by BOS (replaced, not inserted: a window is
+ *     n_ctx positions);
+ *   - each window is evaluated from an empty context, and only its second
+ *     half is scored: for i in [n_ctx/2, n_ctx - 1), the negative
+ *     log-likelihood of token i+1 under the softmax of the logits at i;
+ *   - perplexity = exp(mean NLL). Its uncertainty is llama.cpp's:
+ *         s = sqrt((mean(nll^2) - mean(nll)^2) / (N - 1))
+ *     (the population variance over N - 1: the sample standard deviation
+ *     over sqrt(N), the standard error of the mean NLL) and then
+ *         E = P * s
+ *     (first order: dP = exp'(mean) ds). The same standard error is given
+ *     for every mean below (KL, the log ratio of perplexities).
+ *
+ * Unlike llama-perplexity, which wants 2 x n_ctx tokens, one whole window is
+ * enough here: it scores n_ctx - 1 - n_ctx/2 positions. And the numbers are
+ * computed in double (log-softmax with the maximum subtracted, two-pass
+ * variance) over the exact logits: llama.cpp's KL mode reads the base model's
+ * log-probabilities back from a file where they are rounded to 16 bits and
+ * drops terms with p_base < e^-16; here both models run side by side.
+ *
+ * The numbers live in tools/ because they are a few lines over the public
+ * API (ds_context_eval with all_logits); nothing in the library needs them.
+ */
+
+static const char perplexity_help[] =
+    "usage: ds perplexity <model.dsm> [--key-file F | --passphrase-env VAR] --file TEXT [options]\n"
+    "\n"
+    "The perplexity of the model on a text, computed as llama.cpp's llama-perplexity\n"
+    "does. TEXT (- = stdin) is tokenized whole (special-token text as plain text),\n"
+    "with BOS in front when the model's tokenizer adds one (tokenizer_config.json's\n"
+    "add_bos_token), and cut into consecutive windows of --ctx tokens; the last,\n"
+    "partial window is dropped. With BOS, the first token of every window is\n"
+    "replaced by BOS, so every window starts as a document does. Each window is\n"
+    "evaluated from an empty context and only its second half is scored: the\n"
+    "negative log-likelihood (NLL) of token i+1 from the logits at i, for i from\n"
+    "ctx/2 to ctx-2 (ctx-1-ctx/2 positions a window). One full window is enough.\n"
+    "\n"
+    "A line per window on stderr gives the running estimate ([3/40] 7.1234); the\n"
+    "last line on stdout is\n"
+    "    perplexity: P +/- E\n"
+    "with P = exp(mean NLL) and E = P * sqrt((mean(NLL^2) - mean(NLL)^2) / (N-1))\n"
+    "over the N scored positions (llama.cpp's standard error).\n"
+    "\n"
+    "  -f, --file TEXT        the text to score (required)\n"
+    "  --ctx N                window in tokens, 3 to the model's maximum context (default 512)\n"
+    "  --chunks K             score only the first K windows (default 0 = all)\n"
+    "  --kl-divergence BASE   also evaluate BASE.dsm (typically the F16 file of the same\n"
+    "                         weights; the key options open both) on the same windows, and\n"
+    "                         print over the scored positions: the perplexity of both, the\n"
+    "                         mean ln(PPL/PPL(base)), the mean KL(base || model) with its\n"
+    "                         standard error, its percentiles (max, 99.9, 99, 95, 90,\n"
+    "                         median, 10, min), and how often the two argmax tokens agree.\n"
+    "                         Both must have the same vocabulary and tokenize the text alike\n"
+    "  --json                 one JSON object on stdout instead of the text summary: model,\n"
+    "                         file, n_ctx, n_tokens, bos (-1: none), windows, n_scored,\n"
+    "                         perplexity, stderr, mean_nll, mean_nll_stderr, seconds; with\n"
+    "                         --kl-divergence also base, ppl_base, ppl_base_stderr,\n"
+    "                         ln_ppl_ratio(_stderr), kl_mean, kl_stderr, kl_max, kl_p99_9,\n"
+    "                         kl_p99, kl_p95, kl_p90, kl_median, kl_p10, kl_min, top1_agree,\n"
+    "                         top1_agree_stderr\n"
+    "  --threads N, --cache-mb M, --evict, --prefetch, --device, --gpu, --gpu-cache-mb,\n"
+    "  --allow-plaintext, --mlock, -v   as for ds run\n"
+    "Memory: the logits of a window, ctx x vocab floats (twice with --kl-divergence).\n";
+
+/* ---- the numbers ---- */
+
+/* log(sum_i exp(x_i)) over n >= 1 logits, in double, the largest subtracted
+ * first; *argmax receives the index of the largest (the first of equals).
+ * Not finite when a logit is not. */
+static double log_sum_exp(const float *x, int n, int *argmax) {
+    int im = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[im]) im = i;
+    double mx = x[im], s = 0;
+    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
+    *argmax = im;
+    return mx + log(s);
+}
+
+/* KL(P || Q) = sum_i p_i (log p_i - log q_i) with P = softmax(base) and
+ * Q = softmax(model), given the log-sum-exp of each row. A p_i that
+ * underflows to 0 adds nothing (p log p -> 0). */
+static double kl_row(const float *base, double lse_base, const float *model, double lse_model, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) {
+        double lp = (double)base[i] - lse_base, lq = (double)model[i] - lse_model;
+        s += exp(lp) * (lp - lq);
+    }
+    return s;
+}
+
+typedef struct mean_se {
+    double mean, se;
+} mean_se;
+
+/* The mean of x[0..n) and its standard error as llama-perplexity gives it:
+ * sqrt(var / (n - 1)) with var the population variance (0 when n < 2).
+ * Two passes, so a small spread around a large mean keeps its digits. */
+static mean_se mean_stderr(const double *x, size_t n) {
+    mean_se r = {0, 0};
+    if (n == 0) return r;
+    double s = 0, v = 0;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    r.mean = s / (double)n;
+    for (size_t i = 0; i < n; i++) v += (x[i] - r.mean) * (x[i] - r.mean);
+    v /= (double)n;
+    r.se = n > 1 && v > 0 ? sqrt(v / (double)(n - 1)) : 0;
+    return r;
+}
+
+/* The fraction-quantile of n >= 1 sorted values: linear interpolation
+ * between the ranks around fraction * (n - 1) (llama-perplexity's, and
+ * numpy.percentile's default); fraction 0.5 is the median. */
+static double quantile(const double *sorted, size_t n, double fraction) {
+    if (fraction <= 0) return sorted[0];
+    if (fraction >= 1) return sorted[n - 1];
+    double p = fraction * (double)(n - 1);
+    size_t i = (size_t)p;
+    double f = p - (double)i;
+    return i + 1 < n ? (1 - f) * sorted[i] + f * sorted[i + 1] : sorted[i];
+}
+
+static int cmp_double_asc(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---- the models ---- */
+
+/* Opens a model and a context of n_ctx positions for it, after checking that
+ * n_ctx fits the model's maximum context. Returns 0, or EXIT_FAILURE
+ * (message printed) with nothing left open. */
+static int open_scorer(const char *cmd, const char *path, const model_opts *o, int n_ctx, log_ctx *lc, ds_model **m,
+                       ds_context **c, ds_model_config *cfg) {
+    *c = NULL;
+    if (!(*m = open_model(cmd, path, o, 1, lc))) return EXIT_FAILURE;
+    ds_status st = ds_model_get_config(*m, cfg);
+    int rc = 0;
+    if (st != DS_OK) {
+        rc = fail(cmd, "%s", errmsg(st));
+    } else if (cfg->max_position_embeddings > 0 && n_ctx > cfg->max_position_embeddings) {
+        rc = fail(cmd, "--ctx %d is larger than the maximum context of %s (%d tokens)", n_ctx, path,
+                  cfg->max_position_embeddings);
+    } else if (cfg->vocab_size < 1) {
+        rc = fail(cmd, "%s: vocabulary size %d", path, cfg->vocab_size);
+    } else {
+        ds_context_params cp = ds_context_default_params();
+        cp.n_ctx = n_ctx;
+        cp.n_threads = o->threads;
+        if ((st = ds_context_new(c, *m, &cp)) != DS_OK) rc = fail(cmd, "%s", errmsg(st));
+        else ds_context_set_abort(*c, interrupted, NULL);
+    }
+    if (rc) {
+        ds_model_close(*m);
+        *m = NULL;
+    }
+    return rc;
+}
+
+/* Encodes the whole text as llama-perplexity does: BOS in front when the
+ * tokenizer adds one, special-token text as plain text. *ids is malloc'd.
+ * Returns 0 or EXIT_FAILURE (message printed). */
+static int tokenize_text(const char *cmd, const char *file, const ds_tokenizer *tok, const char *text, int32_t **ids,
+                         size_t *n) {
+    size_t len = strlen(text), cap = len + 2;
+    int flags = DS_TOKENIZE_BOS | DS_TOKENIZE_NO_SPECIAL;
+    *ids = malloc(cap * sizeof **ids);
+    ds_status st = *ids ? ds_tokenizer_encode(tok, text, len, flags, *ids, cap, n) : DS_ERR_NOMEM;
+    if (st == DS_ERR_LIMIT && *n > cap) {   /* cannot happen (a token takes a byte) but costs nothing */
+        int32_t *p = realloc(*ids, *n * sizeof *p);
+        if (p) {
+            *ids = p;
+            cap = *n;
+            st = ds_tokenizer_encode(tok, text, len, flags, *ids, cap, n);
+        } else {
+            st = DS_ERR_NOMEM;
+        }
+    }
+    if (st != DS_OK) {
+        free(*ids);
+        *ids = NULL;
+        return fail(cmd, "%s: %s", file, st == DS_ERR_NOMEM ? "out of memory" : errmsg(st));
+    }
+    return 0;
+}
+
+static void print_mean_se(const char *label, mean_se v) {
+    printf("%-32s: %12.6f +/- %12.6f\n", label, v.mean, v.se);
+}
+
+static int cmd_perplexity(int argc, char **argv) {
+    const char *cmd = "perplexity";
+    argscan a = {cmd, argc, argv, 0, 0, 0};
+    model_opts mo;
+    memset(&mo, 0, sizeof mo);
+    const char *path = NULL, *file = NULL, *chunks_s = NULL, *base_path = NULL;
+    int json = 0;
+
+    /* ---- parse the command line ---- */
+    for (a.i = 1; a.i < argc && !a.bad; a.i++) {
+        const char *v;
+        int p = is_positional(&a);
+        if (p < 0) continue;
+        if (p) {
+            if (path) return usage_error(cmd, "too many arguments ('%s'); the text goes after --file", argv[a.i]);
+            path = argv[a.i];
+        } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
+            fputs(perplexity_help, stdout);
+            return 0;
+        } else if (is_opt(&a, "--file", &v) || is_opt(&a, "-f", &v)) {
+            set_once(&a, &file, v, "--file");
+        } else if (is_opt(&a, "--chunks", &v)) {
+            set_once(&a, &chunks_s, v, "--chunks");
+        } else if (is_opt(&a, "--kl-divergence", &v)) {
+            set_once(&a, &base_path, v, "--kl-divergence");
+        } else if (is_flag(&a, "--json")) {
+            json = 1;
+        } else if (model_option(&a, &mo, MO_THREADS | MO_CTX | MO_CACHE)) {
+        } else {
+            return unknown_option(&a);
+        }
+    }
+    if (a.bad) return EXIT_USAGE;
+    if (!path) return usage_error(cmd, "missing <model.dsm>");
+    if (!file || !file[0]) return usage_error(cmd, "missing --file TEXT");
+    if (base_path && !base_path[0]) return usage_error(cmd, "--kl-divergence needs a model file");
+    int rc = model_opts_check(cmd, &mo);
+    if (rc) return rc;
+    int n_ctx = mo.ctx_s ? mo.n_ctx : 512;
+    if (n_ctx < 3)   /* ctx - 1 - ctx/2 scored positions a window: none below 3 */
+        return usage_error(cmd, "--ctx %d scores no position: a window needs at least 3 tokens", n_ctx);
+    uint64_t max_chunks = 0;
+    if (chunks_s && !parse_u64(chunks_s, INT32_MAX, &max_chunks))
+        return usage_error(cmd, "--chunks needs a whole number of windows (0 = all), not '%s'", chunks_s);
+
+    /* ---- the text, then the models (a typo in the path fails fast) ---- */
+    char *text = read_text(cmd, file, "the text");
+    if (!text) return EXIT_FAILURE;
+    install_signals();
+    log_ctx lc = {cmd, mo.verbose ? DS_LOG_DEBUG : DS_LOG_WARN, NULL};
+    ds_model *m = NULL, *mbase = NULL;
+    ds_context *c = NULL, *cb = NULL;
+    ds_model_config cfg, cfg_b;
+    int32_t *ids = NULL, *ids_b = NULL, *win = NULL;
+    float *logits = NULL, *logits_b = NULL;
+    double *nll = NULL, *nll_b = NULL, *kl = NULL, *diff = NULL;
+    size_t n_ids = 0, n_ids_b = 0, n_same_top = 0;
+    if ((rc = open_scorer(cmd, path, &mo, n_ctx, &lc, &m, &c, &cfg)) != 0) goto done;
+    if (base_path) {
+        if ((rc = open_scorer(cmd, base_path, &mo, n_ctx, &lc, &mbase, &cb, &cfg_b)) != 0) goto done;
+        if (cfg_b.vocab_size != cfg.vocab_size) {
+            rc = fail(cmd, "--kl-divergence: the vocabularies differ: %s has %d tokens, %s has %d", path,
+                      cfg.vocab_size, base_path, cfg_b.vocab_size);
+            goto done;
+        }
+    }
+    const int V = cfg.vocab_size;
+    const ds_tokenizer *tok = ds_model_tokenizer(m);
+    if ((rc = tokenize_text(cmd, file, tok, text, &ids, &n_ids)) != 0) goto done;
+    if (base_path) {
+        if ((rc = tokenize_text(cmd, file, ds_model_tokenizer(mbase), text, &ids_b, &n_ids_b)) != 0) goto done;
+        size_t k = 0;
+        while (k < n_ids && k < n_ids_b && ids[k] == ids_b[k]) k++;
+        if (k < n_ids || k < n_ids_b) {
+            rc = fail(cmd, "--kl-divergence: %s and %s tokenize %s differently (%zu and %zu tokens, the first "
+                      "difference at token %zu): the models must share a tokenizer", path, base_path, file, n_ids,
+                      n_ids_b, k);
+            goto done;
+        }
+    }
+    int32_t bos = ds_tokenizer_adds_bos(tok) ? ds_tokenizer_bos(tok) : -1;
+
+    /* ---- the windows ---- */
+    size_t n_win = n_ids / (size_t)n_ctx;
+    if (n_win == 0) {
+        rc = fail(cmd, "%s: the text is %zu tokens%s; a window of --ctx %d needs at least %d", file, n_ids,
+                  bos >= 0 ? " with BOS" : "", n_ctx, n_ctx);
+        goto done;
+    }
+    if (max_chunks > 0 && max_chunks < n_win) n_win = (size_t)max_chunks;
+    const int first = n_ctx / 2, per_win = n_ctx - 1 - first;
+    size_t n_scored = n_win * (size_t)per_win;   /* <= n_ids: no overflow */
+    size_t row_floats = (size_t)n_ctx * (size_t)V;
+    if ((size_t)V > SIZE_MAX / sizeof(float) / (size_t)n_ctx) {
+        rc = fail(cmd, "out of memory for %d x %d logits", n_ctx, V);
+        goto done;
+    }
+    win = malloc((size_t)n_ctx * sizeof *win);
+    logits = malloc(row_floats * sizeof *logits);
+    nll = malloc(n_scored * sizeof *nll);
+    if (base_path) {
+        logits_b = malloc(row_floats * sizeof *logits_b);
+        nll_b = malloc(n_scored * sizeof *nll_b);
+        kl = malloc(n_scored * sizeof *kl);
+        diff = malloc(n_scored * sizeof *diff);
+    }
+    if (!win || !logits || !nll || (base_path && (!logits_b || !nll_b || !kl || !diff))) {
+        rc = fail(cmd, "out of memory for %d x %d logits%s", n_ctx, V, base_path ? " (twice)" : "");
+        goto done;
+    }
+    fprintf(stderr, "%s: %zu tokens%s; %zu window%s of %d tokens", file, n_ids, bos >= 0 ? " with BOS" : "", n_win,
+            n_win == 1 ? "" : "s", n_ctx);
+    if (n_win < n_ids / (size_t)n_ctx) fprintf(stderr, " (the first of %zu)", n_ids / (size_t)n_ctx);
+    fprintf(stderr, ", %d positions scored in each\n", per_win);
+
+    double t0 = now_s(), sum_nll = 0, sum_nll_b = 0, sum_kl = 0;
+    size_t k = 0;   /* scored positions so far */
+    for (size_t w = 0; w < n_win; w++) {
+        memcpy(win, ids + w * (size_t)n_ctx, (size_t)n_ctx * sizeof *win);
+        if (bos >= 0) win[0] = bos;
+        ds_status st;
+        ds_context_reset(c);
+        if ((st = ds_context_eval(c, win, (size_t)n_ctx, logits, 1)) != DS_OK) {
+            rc = fail(cmd, "%s: window %zu: %s", path, w + 1, errmsg(st));
+            goto done;
+        }
+        if (base_path) {
+            ds_context_reset(cb);
+            if ((st = ds_context_eval(cb, win, (size_t)n_ctx, logits_b, 1)) != DS_OK) {
+                rc = fail(cmd, "%s: window %zu: %s", base_path, w + 1, errmsg(st));
+                goto done;
+            }
+        }
+        for (int i = first; i < n_ctx - 1; i++, k++) {
+            const float *row = logits + (size_t)i * (size_t)V;
+            int32_t next = win[i + 1];
+            int top;
+            double lse = log_sum_exp(row, V, &top);
+            nll[k] = lse - (double)row[next];
+            if (!isfinite(nll[k])) {
+                rc = fail(cmd, "%s: window %zu, position %d: the logits are not finite", path, w + 1, i);
+                goto done;
+            }
+            sum_nll += nll[k];
+            if (base_path) {
+                const float *rb = logits_b + (size_t)i * (size_t)V;
+                int top_b;
+                double lse_b = log_sum_exp(rb, V, &top_b);
+                nll_b[k] = lse_b - (double)rb[next];
+                if (!isfinite(nll_b[k])) {
+                    rc = fail(cmd, "%s: window %zu, position %d: the logits are not finite", base_path, w + 1, i);
+                    goto done;
+                }
+                kl[k] = kl_row(rb, lse_b, row, lse, V);
+                diff[k] = nll[k] - nll_b[k];
+                n_same_top += top == top_b;
+                sum_nll_b += nll_b[k];
+                sum_kl += kl[k];
+            }
+        }
+        /* the running estimates, as llama-perplexity prints them */
+        if (base_path)
+            fprintf(stderr, "[%zu/%zu] %.4f, base %.4f, KL %.6f, same top %.3f%%\n", w + 1, n_win,
+                    exp(sum_nll / (double)k), exp(sum_nll_b / (double)k), sum_kl / (double)k,
+                    100.0 * (double)n_same_top / (double)k);
+        else
+            fprintf(stderr, "[%zu/%zu] %.4f\n", w + 1, n_win, exp(sum_nll / (double)k));
+        if (w == 0 && n_win > 1)
+            fprintf(stderr, "%.2f s a window, about %.0f s to go\n", now_s() - t0,
+                    (now_s() - t0) * (double)(n_win - 1));
+    }
+    double secs = now_s() - t0;
+    fprintf(stderr, "%zu windows, %zu tokens evaluated%s in %.2f s (%.1f tok/s)\n", n_win,
+            n_win * (size_t)n_ctx, base_path ? " by each model" : "", secs,
+            secs > 0 ? (double)(n_win * (size_t)n_ctx) * (base_path ? 2 : 1) / secs : 0.0);
+
+    /* ---- the statistics ---- */
+    mean_se lp = mean_stderr(nll, n_scored);
+    double ppl = exp(lp.mean), ppl_se = ppl * lp.se;
+    mean_se lpb = {0, 0}, lr = {0, 0}, klm = {0, 0};
+    double q[8] = {0}, same = 0, same_se = 0;
+    static const double qf[8] = {1, 0.999, 0.99, 0.95, 0.90, 0.5, 0.10, 0};
+    static const char *const qname[8] = {"Maximum", "99.9%  ", "99.0%  ", "95.0%  ",
+                                         "90.0%  ", "Median ", "10.0%  ", "Minimum"};
+    static const char *const qkey[8] = {"kl_max", "kl_p99_9", "kl_p99", "kl_p95",
+                                        "kl_p90", "kl_median", "kl_p10", "kl_min"};
+    if (base_path) {
+        lpb = mean_stderr(nll_b, n_scored);
+        lr = mean_stderr(diff, n_scored);   /* = sqrt(se^2 + se_base^2 - 2 cov), llama.cpp's form */
+        klm = mean_stderr(kl, n_scored);
+        qsort(kl, n_scored, sizeof *kl, cmp_double_asc);
+        for (int j = 0; j < 8; j++) q[j] = quantile(kl, n_scored, qf[j]);
+        same = (double)n_same_top / (double)n_scored;
+        same_se = n_scored > 1 ? sqrt(same * (1 - same) / (double)(n_scored - 1)) : 0;
+    }
+    if (json) {
+        printf("{\"model\": ");
+        json_str(stdout, path);
+        printf(", \"file\": ");
+        json_str(stdout, file);
+        printf(", \"n_ctx\": %d, \"n_tokens\": %zu, \"bos\": %ld, \"windows\": %zu, \"n_scored\": %zu, \"perplexity\": ",
+               n_ctx, n_ids, (long)bos, n_win, n_scored);
+        json_float(stdout, ppl);
+        printf(", \"stderr\": ");
+        json_float(stdout, ppl_se);
+        printf(", \"mean_nll\": ");
+        json_float(stdout, lp.mean);
+        printf(", \"mean_nll_stderr\": ");
+        json_float(stdout, lp.se);
+        if (base_path) {
+            printf(", \"base\": ");
+            json_str(stdout, base_path);
+            const struct {
+                const char *key;
+                double v;
+            } f[] = {{"ppl_base", exp(lpb.mean)},     {"ppl_base_stderr", exp(lpb.mean) * lpb.se},
+                     {"ln_ppl_ratio", lr.mean},       {"ln_ppl_ratio_stderr", lr.se},
+                     {"kl_mean", klm.mean},           {"kl_stderr", klm.se},
+                     {"top1_agree", same},            {"top1_agree_stderr", same_se}};
+            for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) {
+                printf(", \"%s\": ", f[j].key);
+                json_float(stdout, f[j].v);
+            }
+            for (int j = 0; j < 8; j++) {
+                printf(", \"%s\": ", qkey[j]);
+                json_float(stdout, q[j]);
+            }
+        }
+        printf(", \"seconds\": %.3f}\n", secs);
+    } else {
+        if (base_path) {
+            /* llama-perplexity's KL summary, Q = the model */
+            printf("model: %s\nbase:  %s\n%zu positions scored in %zu windows of %d tokens\n\n", path, base_path,
+                   n_scored, n_win, n_ctx);
+            printf("====== Perplexity statistics ======\n");
+            print_mean_se("Mean PPL(model)", (mean_se){ppl, ppl_se});
+            print_mean_se("Mean PPL(base)", (mean_se){exp(lpb.mean), exp(lpb.mean) * lpb.se});
+            print_mean_se("Mean ln(PPL(model)/PPL(base))", lr);
+            print_mean_se("Mean PPL(model)/PPL(base)", (mean_se){exp(lr.mean), exp(lr.mean) * lr.se});
+            printf("\n====== KL divergence statistics ======\n");
+            /* (two more digits than llama-perplexity: a Q8_0 file's KL is about 1e-4) */
+            printf("Mean    KLD: %12.8f +/- %12.8f\n", klm.mean, klm.se);
+            for (int j = 0; j < 8; j++) printf("%s KLD: %12.8f\n", qname[j], q[j]);
+            printf("\n====== Token probability statistics ======\n");
+            printf("Same top p: %7.3f +/- %6.3f %%\n\n", 100 * same, 100 * same_se);
+        }
+        printf("perplexity: %.4f +/- %.5f\n", ppl, ppl_se);
+    }
+
+done:
+    free(diff);
+    free(kl);
+    free(nll_b);
+    free(nll);
+    free(logits_b);
+    free(logits);
+    free(win);
+    free(ids_b);
+    free(ids);
+    ds_context_free(cb);
+    ds_model_close(mbase);
+    ds_context_free(c);
+    ds_model_close(m);
+    free(text);
+    return rc;
+}
+
 /* ==== main ================================================================ */
 
 static const char main_help[] =
@@ -1775,6 +2245,7 @@ static const char main_help[] =
     "  chat <model.dsm>             an interactive conversation (lines on stdin)\n"
     "  tokenize <model.dsm> TEXT    print the token ids of TEXT\n"
     "  logits <model.dsm> --tokens IDS --out FILE   write the logits of every position\n"
+    "  perplexity <model.dsm> --file TEXT   perplexity on a text, as llama-perplexity (--kl-divergence)\n"
     "  bench <model.dsm>            speed, peak memory and expert-pager figures (--sweep)\n"
     "\n"
     "  ds <command> --help          options of one command\n"
@@ -1798,6 +2269,7 @@ static const subcommand commands[] = {
     {"chat", cmd_chat, chat_help},
     {"tokenize", cmd_tokenize, tokenize_help},
     {"logits", cmd_logits, logits_help},
+    {"perplexity", cmd_perplexity, perplexity_help},
     {"bench", ds_cmd_bench, ds_bench_help},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
