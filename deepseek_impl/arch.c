@@ -211,7 +211,8 @@ static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
     }
     dsa_spec_add(l, c->n_layers, -1, D, true, CORE, dsa_dim(c, DSD_HIDDEN), 0, "model.norm.weight");
     if (!c->tie_word_embeddings)
-        dsa_spec_add(l, c->n_layers, -1, D, false, CORE, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "lm_head.weight");
+        dsa_spec_add(l, c->n_layers, -1, D, false, CORE, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN),
+                     "lm_head.weight");
 }
 
 DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,

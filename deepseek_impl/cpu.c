@@ -262,7 +262,8 @@ static void dsi_mm_task(void *arg, int task, int worker) {
         size_t rb8 = (size_t)nb * DSI_Q8_BLOCK_BYTES;
         for (int r = r0; r < r1; r += DSI_W8_ROWS) {
             int n = r1 - r < DSI_W8_ROWS ? r1 - r : DSI_W8_ROWS;
-            for (int i = 0; i < n; i++) k->q4_to_q8(j->base + (size_t)(r + i) * w->row_bytes, w8 + (size_t)i * rb8, w->cols);
+            for (int i = 0; i < n; i++)
+                k->q4_to_q8(j->base + (size_t)(r + i) * w->row_bytes, w8 + (size_t)i * rb8, w->cols);
             dsi_mm_int8_rows(j, w8, rb8, n, j->Y + r, row);
         }
         return;

@@ -405,7 +405,8 @@ DSI_AVX2 static void dsi_axpy_q4_avx2(const uint8_t *row, float a, float *y, int
         __m256 as = _mm256_set1_ps(a * _cvtsh_ss(dsi_rd16(blk))), f[4];
         dsi_q4_floats(blk, f);
         float *yb = y + b * DSI_Q8_BLOCK;
-        for (int i = 0; i < 4; i++) _mm256_storeu_ps(yb + 8 * i, _mm256_fmadd_ps(f[i], as, _mm256_loadu_ps(yb + 8 * i)));
+        for (int i = 0; i < 4; i++)
+            _mm256_storeu_ps(yb + 8 * i, _mm256_fmadd_ps(f[i], as, _mm256_loadu_ps(yb + 8 * i)));
     }
 }
 
