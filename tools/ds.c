@@ -1133,6 +1133,8 @@ static const char run_help[] =
     "                            can write the file could have made it)\n"
     "  --mlock                   lock the keys, the dense weights and the expert cache into RAM (never\n"
     "                            swapped); a warning says how much the OS refused (ulimit -l)\n"
+    "  --no-huge-pages           keep the weights and the expert cache in 4 KiB pages (default: they\n"
+    "                            ask for 2 MiB transparent huge pages where the kernel has them)\n"
     "  -v, --verbose             also print the library's notices\n";
 
 static int cmd_run(int argc, char **argv) {
@@ -1228,7 +1230,8 @@ static const char chat_help[] =
     "  --special-in-content      let control-token text in messages become the tokens\n"
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
     "  --frequency-penalty, --presence-penalty, --seed, --threads, --ctx,\n"
-    "  --cache-mb, --evict, --prefetch, --allow-plaintext, --mlock, -v   as for ds run\n";
+    "  --cache-mb, --evict, --prefetch, --allow-plaintext, --mlock, --no-huge-pages, -v\n"
+    "                            as for ds run\n";
 
 /* The conversation: messages with owned contents. */
 typedef struct chat_log {
