@@ -318,11 +318,25 @@ typedef struct ds_model_params {
                                      stays unlocked and the open still succeeds; a DS_LOG_WARN line
                                      says how many bytes and why, and ds_model_mlock_info() tells.
                                      0 (default): nothing is locked */
+    int huge_pages;               /* 1 (default): the resident weights and the host expert cache ask
+                                     the kernel for transparent huge pages (2 MiB aligned,
+                                     madvise(MADV_HUGEPAGE)): decoding streams the weights, and
+                                     2 MiB pages take one TLB entry where 4 KiB pages take 512.
+                                     Memory use is unchanged (nothing beyond each buffer's own size
+                                     becomes resident), but a paged expert cache becomes resident
+                                     2 MiB at a time. First touches can cost more: on a virtual
+                                     machine that hands free memory back to its host, opening took
+                                     longer (bench/results/hugepages/). Where the kernel has no
+                                     transparent huge pages, or they are off (/sys/kernel/mm/
+                                     transparent_hugepage/enabled is `never`), the memory has
+                                     ordinary pages and the open succeeds; a DS_LOG_DEBUG line says
+                                     what was asked and obtained, and ds_model_huge_page_info()
+                                     tells. 0: ordinary pages only */
 } ds_model_params;
 
 /* The defaults: load_weights 1, DS_PREFETCH_AUTO, DS_EVICT_LFU_DECAY,
- * DS_DEVICE_CPU, everything else 0 or NULL, and the magic that ds_model_open
- * checks. */
+ * DS_DEVICE_CPU, huge_pages 1, everything else 0 or NULL, and the magic that
+ * ds_model_open checks. */
 DS_API ds_model_params ds_model_default_params(void);
 
 /* Opens a container: opens it read-only, checks the header, derives the keys,
@@ -509,8 +523,8 @@ typedef struct ds_cache_stats {
     uint64_t predicted_hits;      /* of those, chosen by that layer in the same forward pass */
 } ds_cache_stats;
 
-/* What ds_model_params.mlock achieved. Each buffer (the keys, each dense
- * segment, the expert cache) is locked whole or not at all. */
+/* What ds_model_params.mlock achieved. Each buffer (the keys, the resident
+ * weights, the expert cache) is locked whole or not at all. */
 typedef struct ds_mlock_info {
     int requested;                /* ds_model_params.mlock was set */
     uint64_t locked_bytes;        /* bytes locked into RAM */
@@ -522,6 +536,30 @@ typedef struct ds_mlock_info {
 /* Fills out with the outcome of ds_model_params.mlock (all zero when it was
  * not asked for). DS_ERR_INVALID_ARG on NULL. Thread-safe. */
 DS_API DS_WARN_UNUSED ds_status ds_model_mlock_info(const ds_model *m, ds_mlock_info *out);
+
+/* What ds_model_params.huge_pages achieved, for the model's weight memory:
+ * the resident segments (one buffer) and the host expert cache (another).
+ * A buffer under 2 MiB is not asked for huge pages and counts nowhere. */
+typedef struct ds_huge_page_info {
+    int requested;                /* ds_model_params.huge_pages was set */
+    uint64_t advised_bytes;       /* bytes in buffers the kernel accepted MADV_HUGEPAGE for */
+    uint64_t refused_bytes;       /* bytes in buffers it refused it for: ordinary pages */
+    int error;                    /* errno of the first refusal (EINVAL: no transparent huge pages
+                                     in this kernel), 0 when none was refused */
+    int measured;                 /* 1: huge_bytes was read from /proc/self/smaps; 0: that could
+                                     not be read (not Linux, no /proc) and huge_bytes is 0 */
+    uint64_t huge_bytes;          /* of the weight memory, bytes backed by huge pages now (the
+                                     AnonHugePages of its mappings). The kernel hands out a huge
+                                     page when a 2 MiB range is first touched and one is free
+                                     (or khugepaged collapses one later), so this may be less
+                                     than advised_bytes, and a paged cache grows it as it fills */
+} ds_huge_page_info;
+
+/* Fills out with the outcome of ds_model_params.huge_pages (all zero but
+ * measured and huge_bytes when it was not asked for). DS_ERR_INVALID_ARG on
+ * NULL. Reads /proc/self/smaps: milliseconds; not for a hot loop.
+ * Thread-safe. */
+DS_API DS_WARN_UNUSED ds_status ds_model_huge_page_info(const ds_model *m, ds_huge_page_info *out);
 
 /* Statistics of the model's expert cache, summed over all contexts since
  * open or the last reset. Thread-safe. */

@@ -130,9 +130,33 @@ typedef struct dsi_secure_buf {
     size_t size;          /* mapped size (page multiple) */
     bool dontdump;        /* MADV_DONTDUMP took effect */
     bool locked;          /* mlock took effect (dsi_secure_lock) */
+    bool huge;            /* DSI_SECURE_HUGE: 2 MiB aligned and MADV_HUGEPAGE took effect */
+    int huge_error;       /* DSI_SECURE_HUGE on a buffer of >= DSI_HUGE_PAGE_BYTES that did not
+                             get it: the errno of the refusal (EINVAL: a kernel without
+                             transparent huge pages); 0 otherwise */
 } dsi_secure_buf;
-DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e);
+/* The size of a transparent huge page (a PMD's worth: x86-64, and arm64
+ * with 4 KiB pages). Elsewhere 2 MiB alignment is harmless and the kernel
+ * decides what MADV_HUGEPAGE gives. */
+#define DSI_HUGE_PAGE_BYTES ((size_t)2 << 20)
+/* dsi_secure_alloc flags. DSI_SECURE_HUGE: a buffer of at least
+ * DSI_HUGE_PAGE_BYTES starts on a DSI_HUGE_PAGE_BYTES boundary and asks for
+ * transparent huge pages (MADV_HUGEPAGE), so that streaming through it costs
+ * one TLB entry per 2 MiB rather than per 4 KiB. Where the kernel refuses,
+ * the buffer has ordinary pages (b->huge false, b->huge_error says why); the
+ * mapping is never larger than size rounded up to a page, so no more memory
+ * can become resident than without the flag. */
+#define DSI_SECURE_HUGE 1u
+DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, unsigned flags, dsi_err *e);
 DSI_FUNC void dsi_secure_free(dsi_secure_buf *b);
+/* Test hook (NULL in use): dsi_secure_free calls it instead of munmap(2),
+ * after wiping, so a test can look at the wiped bytes (and unmap them). */
+DSI_DATA_DECL void (*dsi_secure_unmap_hook)(void *ptr, size_t len);
+/* Bytes of the n ranges [ptr[i], ptr[i] + len[i]) backed by transparent
+ * huge pages now (AnonHugePages of the mappings that hold them, from
+ * /proc/self/smaps); false where that cannot be read. Reads the whole file:
+ * milliseconds, not for a hot path. */
+DSI_FUNC bool dsi_huge_bytes(const void *const *ptr, const size_t *len, int n, uint64_t *out);
 /* Locks b's pages into RAM (mlock: never written to swap); 0, or the errno
  * of the refusal (ENOMEM or EPERM: RLIMIT_MEMLOCK). Unlocked when freed. */
 DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b);

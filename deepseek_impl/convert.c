@@ -748,7 +748,7 @@ static ds_status dsi_check_tokenizer(dsi_conv *c) {
 /* ==== Driver ============================================================= */
 static ds_status dsi_setup_keys(dsi_conv *c) {
     const ds_convert_params *p = c->p;
-    ds_status s = dsi_secure_alloc(&c->keybuf, sizeof(dsi_keys), c->e);
+    ds_status s = dsi_secure_alloc(&c->keybuf, sizeof(dsi_keys), 0, c->e);
     if (s) return s;
     c->keys = (dsi_keys *)c->keybuf.ptr;
     dsi_header *h = &c->hdr;
@@ -820,7 +820,7 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
         return s;
     }
     (void)fchmod(c->fd, 0644);
-    if ((s = dsi_secure_alloc(&c->plainbuf, c->chunk_bytes, c->e))) return s;
+    if ((s = dsi_secure_alloc(&c->plainbuf, c->chunk_bytes, 0, c->e))) return s;
     c->chunk_plain = c->plainbuf.ptr;
     c->chunk_out = dsi_malloc(&c->al, c->chunk_bytes);
     if (!c->chunk_out) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");

@@ -39,6 +39,12 @@ struct ds_model {
     bool mlock;
     uint64_t mlock_locked, mlock_failed;   /* bytes locked, bytes the OS refused */
     int mlock_errno;                        /* the first refusal's errno */
+    /* ds_model_params.huge_pages: weight buffers of 2 MiB or more (the
+     * resident segments, the expert cache) in transparent huge pages
+     * (dsi_model_alloc) */
+    bool huge_pages;
+    uint64_t huge_advised, huge_refused;    /* bytes MADV_HUGEPAGE took, bytes it was refused for */
+    int huge_errno;                         /* the first refusal's errno */
     dsi_header hdr;
     dsi_keys *keys;             /* in `keybuf` */
     dsi_secure_buf keybuf;
@@ -46,7 +52,10 @@ struct ds_model {
     dsi_tensor **sorted;        /* tensors sorted by name, for lookups */
     ds_model_config cfg;
     bool weights_loaded;
-    dsi_secure_buf *dense;      /* one per dense segment (n_segments entries; unused for experts) */
+    dsi_secure_buf *dense;      /* one per dense segment (n_segments entries; unused for experts): views
+                                   into dense_mem, never freed themselves */
+    dsi_secure_buf dense_mem;   /* every resident segment's plaintext, page-aligned pieces of one mapping
+                                   (so its huge pages run across segment boundaries) */
     int n_threads;
     bool exact_act;             /* Q8_0 weights meet F32 activations (ds_model_params.exact_activations) */
     uint64_t expert_cache_bytes;
@@ -107,6 +116,11 @@ DSI_DATA_DECL ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int
  * locked or refused in m (a refusal is not an error; ds_model_open reports
  * it). Without it, does nothing. Not thread-safe: called while opening. */
 DSI_FUNC void dsi_model_mlock(ds_model *m, dsi_secure_buf *b);
+/* A secure buffer for weights (dsi_secure_alloc): in transparent huge pages
+ * when ds_model_params.huge_pages asks (counting in m what the kernel took or
+ * refused: a refusal is not an error), then locked as dsi_model_mlock says.
+ * Not thread-safe: called while opening. */
+DSI_FUNC ds_status dsi_model_alloc(ds_model *m, dsi_secure_buf *b, size_t size, dsi_err *e);
 
 /* ==== Expert pager (pager.c) ============================================ */
 /* After the weights are bound and m->device is decided (DS_PREFETCH_AUTO
@@ -138,6 +152,8 @@ DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int 
 /* The host cache's statistics into out (zeroes without a pager); reset
  * zeroes the counters (budget and slots stay). */
 DSI_FUNC void dsi_pager_stats(const ds_model *m, ds_cache_stats *out, bool reset);
+/* The expert cache's slots (one buffer), or NULL without a pager. */
+DSI_FUNC const dsi_secure_buf *dsi_pager_mem(const dsi_pager *p);
 /* Pointer to the plaintext of routed expert (layer, e): from the expert
  * cache (decrypting it on a miss) or resident; release when done with it. */
 DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);

@@ -377,7 +377,7 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
                         "this model file is not encrypted (plaintext: its integrity tags come from its public salt, "
                         "so anyone who can write the file could have made it) but a key was given; refusing it: set "
                         "allow_plaintext (ds: --allow-plaintext) to open a plaintext file anyway");
-    ds_status s = dsi_secure_alloc(&m->keybuf, sizeof(dsi_keys), e);
+    ds_status s = dsi_secure_alloc(&m->keybuf, sizeof(dsi_keys), 0, e);
     if (s) return s;
     dsi_model_mlock(m, &m->keybuf);   /* before the keys are in it */
     m->keys = (dsi_keys *)m->keybuf.ptr;
@@ -469,6 +469,19 @@ DSI_FUNC void dsi_model_mlock(ds_model *m, dsi_secure_buf *b) {
     if (!m->mlock_errno) m->mlock_errno = err;
 }
 
+DSI_FUNC ds_status dsi_model_alloc(ds_model *m, dsi_secure_buf *b, size_t size, dsi_err *e) {
+    ds_status s = dsi_secure_alloc(b, size, m->huge_pages ? DSI_SECURE_HUGE : 0, e);
+    if (s) return s;
+    if (b->huge) {
+        m->huge_advised += b->size;
+    } else if (b->huge_error) {
+        m->huge_refused += b->size;
+        if (!m->huge_errno) m->huge_errno = b->huge_error;
+    }
+    dsi_model_mlock(m, b);   /* before any plaintext is in it */
+    return DS_OK;
+}
+
 static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     const dsi_header *h = &m->hdr;
     size_t n = (size_t)h->meta_plain_bytes;
@@ -512,19 +525,43 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     return DS_OK;
 }
 
+/* The resident segments' place in dense_mem: a page multiple (at least a
+ * page, as a buffer of its own would have). */
+static uint64_t dsi_dense_piece(const dsi_segment *s, uint64_t page) {
+    uint64_t n = s->plain_bytes ? s->plain_bytes : 1;
+    return (n + page - 1) / page * page;   /* plain_bytes was checked against the file's size */
+}
+
 DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e) {
     m->dense = dsi_calloc(&m->al, m->meta.n_segments, sizeof *m->dense);
     if (!m->dense) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-    uint64_t total = 0, done = 0, bytes = 0;
-    for (size_t i = 0; i < m->meta.n_segments; i++)
-        total += m->meta.segments[i].kind != DS_SEGMENT_EXPERT || experts_too;
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t page = pg > 0 ? (uint64_t)pg : 4096;
+    uint64_t total = 0, done = 0, bytes = 0, mem = 0;
     for (size_t i = 0; i < m->meta.n_segments; i++) {
         const dsi_segment *s = &m->meta.segments[i];
         if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
-        ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
-        if (!st) dsi_model_mlock(m, &m->dense[i]);   /* before any plaintext is in it */
-        if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
-        if (st) return st;
+        total++;
+        if (!dsi_add_u64(mem, dsi_dense_piece(s, page), &mem) || mem > SIZE_MAX)
+            return dsi_fail(e, DS_ERR_NOMEM, "the resident segments' plaintext is too large for this address space");
+    }
+    /* One mapping for them all: a buffer per segment would leave each one's
+     * last partial 2 MiB in small pages, and a segment under 2 MiB none at
+     * all (norms, a small model's layers) */
+    ds_status st = mem ? dsi_model_alloc(m, &m->dense_mem, (size_t)mem, e) : DS_OK;
+    if (st) return dsi_prefix(e, "resident weights (%llu bytes)", (unsigned long long)mem);
+    uint64_t at = 0;
+    for (size_t i = 0; i < m->meta.n_segments; i++) {
+        const dsi_segment *s = &m->meta.segments[i];
+        if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;
+        dsi_secure_buf *b = &m->dense[i];
+        b->ptr = (uint8_t *)m->dense_mem.ptr + at;
+        b->size = (size_t)dsi_dense_piece(s, page);
+        b->dontdump = m->dense_mem.dontdump;
+        b->locked = m->dense_mem.locked;
+        b->huge = m->dense_mem.huge;
+        at += b->size;
+        if ((st = dsi_segment_read(m, (uint32_t)i, b->ptr, b->size, e))) return st;
         bytes += s->plain_bytes;
         if (p->progress && p->progress(p->progress_user, ++done, total, bytes))
             return dsi_fail(e, DS_ERR_CANCELLED, "opening cancelled by the progress callback after %llu of %llu segments",
@@ -539,9 +576,9 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
     dsi_arch_unbind(&m->w, m->cfg.n_layers, &m->al);
     ds_tokenizer_free(m->tok);
     m->tok = NULL;
+    dsi_secure_free(&m->dense_mem);   /* wipes every resident segment */
     if (m->dense) {
-        for (size_t i = 0; i < m->meta.n_segments; i++) dsi_secure_free(&m->dense[i]);
-        dsi_free(&m->al, m->dense);
+        dsi_free(&m->al, m->dense);   /* views into dense_mem */
         m->dense = NULL;
     }
     dsi_free(&m->al, m->sorted);
@@ -711,7 +748,7 @@ DS_API ds_status ds_model_tensor_read_f32(const ds_model *m, size_t index, float
     if (!src) {
         /* not resident (an expert, or a metadata-only open): decrypt the segment */
         const dsi_segment *s = &m->meta.segments[t->segment];
-        if (dsi_secure_alloc(&tmp, (size_t)s->plain_bytes, &e) ||
+        if (dsi_secure_alloc(&tmp, (size_t)s->plain_bytes, 0, &e) ||
             dsi_segment_read(m, t->segment, tmp.ptr, tmp.size, &e)) {
             dsi_secure_free(&tmp);
             return dsi_model_fail(m, &e);

@@ -19,6 +19,7 @@ DS_API ds_model_params ds_model_default_params(void) {
     p.prefetch = DS_PREFETCH_AUTO;
     p.evict_policy = DS_EVICT_LFU_DECAY;
     p.device = DS_DEVICE_CPU;
+    p.huge_pages = 1;
     p.magic = DSI_MODEL_PARAMS_MAGIC;
     return p;
 }
@@ -97,6 +98,42 @@ static void dsi_model_mlock_report(const ds_model *m) {
             strerror(m->mlock_errno), lim);
 }
 
+/* The weight memory: the resident segments and the host expert cache. */
+static int dsi_model_weight_ranges(const ds_model *m, const void *ptr[2], size_t len[2]) {
+    int n = 0;
+    if (m->dense_mem.ptr) {
+        ptr[n] = m->dense_mem.ptr;
+        len[n++] = m->dense_mem.size;
+    }
+    const dsi_secure_buf *cache = dsi_pager_mem(m->pager);
+    if (cache && cache->ptr) {
+        ptr[n] = cache->ptr;
+        len[n++] = cache->size;
+    }
+    return n;
+}
+
+/* The outcome of ds_model_params.huge_pages, in the log (debug level: the
+ * weights work either way). */
+static void dsi_model_huge_report(const ds_model *m) {
+    if (!m->huge_pages || !m->log) return;
+    const void *ptr[2];
+    size_t len[2];
+    uint64_t huge = 0;
+    bool measured = dsi_huge_bytes(ptr, len, dsi_model_weight_ranges(m, ptr, len), &huge);
+    if (m->huge_refused)
+        dsi_log(m->log, m->log_user, DS_LOG_DEBUG,
+                "huge pages: refused for %llu bytes of weight memory (madvise MADV_HUGEPAGE: %s): ordinary pages",
+                (unsigned long long)m->huge_refused, strerror(m->huge_errno));
+    if (m->huge_advised) {
+        char now[64] = "unknown";
+        if (measured) snprintf(now, sizeof now, "%llu", (unsigned long long)huge);
+        dsi_log(m->log, m->log_user, DS_LOG_DEBUG,
+                "huge pages: asked for %llu bytes of weight memory; %s bytes in huge pages after open (AnonHugePages)",
+                (unsigned long long)m->huge_advised, now);
+    }
+}
+
 static void dsi_model_free(ds_model *m) {
     if (!m) return;
     if (m->dev) m->dev->model_free(m, m->dev_model);
@@ -133,12 +170,14 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     m->exact_act = p->exact_activations != 0;
     m->expert_cache_bytes = p->expert_cache_bytes;
     m->mlock = p->mlock != 0;
+    m->huge_pages = p->huge_pages != 0;
 
     ds_status s = dsi_file_open(m, path, p, &e);
     if (s) goto fail;
     if (p->load_weights && (s = dsi_model_weights(m, p, &e))) goto fail;
     m->opened = true;
     dsi_model_mlock_report(m);
+    dsi_model_huge_report(m);
     if (m->device == DS_DEVICE_CPU)
         snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
                  dsi_cpu_kernels_name());
@@ -204,5 +243,22 @@ DS_API ds_status ds_model_mlock_info(const ds_model *m, ds_mlock_info *out) {
     out->locked_bytes = m->mlock_locked;
     out->refused_bytes = m->mlock_failed;
     out->error = m->mlock_errno;
+    return DS_OK;
+}
+
+DS_API ds_status ds_model_huge_page_info(const ds_model *m, ds_huge_page_info *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_huge_page_info: NULL argument");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    out->requested = m->huge_pages;
+    out->advised_bytes = m->huge_advised;
+    out->refused_bytes = m->huge_refused;
+    out->error = m->huge_errno;
+    const void *ptr[2];
+    size_t len[2];
+    out->measured = dsi_huge_bytes(ptr, len, dsi_model_weight_ranges(m, ptr, len), &out->huge_bytes);
     return DS_OK;
 }

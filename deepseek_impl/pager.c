@@ -559,9 +559,11 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
         return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < total; i++) p->where[i] = -1;
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
-    ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
+    /* the slots lie back to back in one mapping in huge pages: a slot may
+     * straddle a 2 MiB boundary at no cost, while rounding slots up to 2 MiB
+     * would leave fewer of them in the budget */
+    ds_status s = dsi_model_alloc(m, &p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
-    dsi_model_mlock(m, &p->mem);
     if (m->n_threads > 1 && (s = dsi_pool_new(&p->pool, m->n_threads, &m->al, e))) return s;
     p->st.budget_bytes = budget;
     p->st.slot_bytes = slot;
@@ -573,6 +575,8 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     }
     return DS_OK;
 }
+
+DSI_FUNC const dsi_secure_buf *dsi_pager_mem(const dsi_pager *p) { return p ? &p->mem : NULL; }
 
 DSI_FUNC void dsi_pager_free(ds_model *m) {
     dsi_pager *p = m->pager;

@@ -238,19 +238,51 @@ DS_API void ds_memzero(void *p, size_t n) {
 }
 
 /* ---- secure buffers ------------------------------------------------------- */
-DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e) {
+DSI_DATA void (*dsi_secure_unmap_hook)(void *ptr, size_t len);
+
+/* A mapping of len bytes (a page multiple of at least DSI_HUGE_PAGE_BYTES)
+ * that starts on a DSI_HUGE_PAGE_BYTES boundary: a huge page less a page
+ * more is mapped, and the ends outside the aligned range are unmapped again.
+ * NULL when that cannot be had (the caller maps len bytes anywhere). */
+static void *dsi_map_huge_aligned(size_t len, size_t page) {
+    if (len > SIZE_MAX - DSI_HUGE_PAGE_BYTES) return NULL;
+    size_t span = len + DSI_HUGE_PAGE_BYTES - page;
+    void *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    uintptr_t at = ((uintptr_t)raw + DSI_HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(DSI_HUGE_PAGE_BYTES - 1);
+    size_t head = (size_t)(at - (uintptr_t)raw), tail = span - head - len;
+    if (head) munmap(raw, head);
+    if (tail) munmap((uint8_t *)at + len, tail);
+    return (void *)at;
+}
+
+DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, unsigned flags, dsi_err *e) {
     memset(b, 0, sizeof *b);
     long pg = sysconf(_SC_PAGESIZE);
     size_t page = pg > 0 ? (size_t)pg : 4096;
     if (size == 0) size = 1;
     if (size > SIZE_MAX - page) return dsi_fail(e, DS_ERR_NOMEM, "secure buffer of %zu bytes is too large", size);
     size_t len = (size + page - 1) / page * page;
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    bool huge = (flags & DSI_SECURE_HUGE) && len >= DSI_HUGE_PAGE_BYTES && page < DSI_HUGE_PAGE_BYTES;
+    void *p = huge ? dsi_map_huge_aligned(len, page) : NULL;
+    int huge_error = huge && !p ? ENOMEM : 0;
+    if (!p) p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return dsi_fail(e, DS_ERR_NOMEM, "cannot map %zu bytes for plaintext weights: %s", len, strerror(errno));
 #ifdef MADV_DONTDUMP
     b->dontdump = madvise(p, len, MADV_DONTDUMP) == 0;
 #endif
+    /* before the first touch: the pages are faulted in as huge ones (or
+     * collapsed later by khugepaged). A kernel without THP says EINVAL */
+    if (huge && !huge_error) {
+#ifdef MADV_HUGEPAGE
+        b->huge = madvise(p, len, MADV_HUGEPAGE) == 0;
+        if (!b->huge) huge_error = errno ? errno : EINVAL;
+#else
+        huge_error = ENOSYS;
+#endif
+    }
+    b->huge_error = huge_error;
     b->ptr = p;
     b->size = len;
     return DS_OK;
@@ -259,10 +291,68 @@ DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e) 
 DSI_FUNC void dsi_secure_free(dsi_secure_buf *b) {
     if (!b || !b->ptr) return;
     sodium_memzero(b->ptr, b->size);
-    munmap(b->ptr, b->size);   /* also unlocks */
-    b->ptr = NULL;
-    b->size = 0;
-    b->locked = false;
+    void (*hook)(void *, size_t) = __atomic_load_n(&dsi_secure_unmap_hook, __ATOMIC_ACQUIRE);
+    if (hook) hook(b->ptr, b->size);
+    else munmap(b->ptr, b->size);   /* also unlocks */
+    memset(b, 0, sizeof *b);
+}
+
+/* One line of /proc/self/smaps for dsi_huge_bytes: a mapping's header
+ * ("start-end perms ...") sets the overlap of the ranges with it; its
+ * AnonHugePages line counts, up to that overlap. */
+typedef struct dsi_smaps_scan {
+    const void *const *ptr;
+    const size_t *len;
+    int n;
+    uint64_t overlap, total;
+} dsi_smaps_scan;
+
+static void dsi_smaps_line(dsi_smaps_scan *s, const char *line) {
+    static const char ahp[] = "AnonHugePages:";
+    if ((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) {
+        char *end = NULL;
+        unsigned long long lo = strtoull(line, &end, 16), hi;
+        if (!end || *end != '-') return;
+        hi = strtoull(end + 1, &end, 16);
+        s->overlap = 0;
+        for (int i = 0; i < s->n; i++) {
+            unsigned long long a = (uintptr_t)s->ptr[i], z = a + s->len[i];
+            unsigned long long x = a > lo ? a : lo, y = z < hi ? z : hi;
+            if (y > x) s->overlap += y - x;
+        }
+    } else if (s->overlap && !strncmp(line, ahp, sizeof ahp - 1)) {
+        uint64_t kb = strtoull(line + sizeof ahp - 1, NULL, 10), bytes = kb * 1024;
+        s->total += bytes < s->overlap ? bytes : s->overlap;
+        s->overlap = 0;
+    }
+}
+
+DSI_FUNC bool dsi_huge_bytes(const void *const *ptr, const size_t *len, int n, uint64_t *out) {
+    *out = 0;
+    int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    dsi_smaps_scan s = {ptr, len, n, 0, 0};
+    char buf[4096], line[128];   /* the fields needed lie in a line's first 128 bytes */
+    size_t ll = 0;
+    ssize_t r;
+    for (;;) {
+        r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf[i] != '\n') {
+                if (ll < sizeof line - 1) line[ll++] = buf[i];
+                continue;
+            }
+            line[ll] = '\0';
+            ll = 0;
+            dsi_smaps_line(&s, line);
+        }
+    }
+    close(fd);
+    if (r < 0) return false;
+    *out = s.total;
+    return true;
 }
 
 DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b) {

@@ -624,6 +624,9 @@ sys.exit(0 if max(abs(p - q) for p, q in zip(x, y)) <= 1e-4 * max(1.0, max(map(a
         else
             skip mlock-2 "root without capsh: cannot take CAP_IPC_LOCK away to see a refusal"
         fi
+        # ---- --no-huge-pages: the weights and the cache in 4 KiB pages give the same text ----
+        expect huge-1 0 run "$SEALED" --key-file "$K1" -p hello -n 4 --temp 0 --cache-mb 1 --no-huge-pages &&
+            check huge-1b "--no-huge-pages gives the same text" cmp -s "$T/out" "$T/out-lfu"
     fi
     # ---- device selection ----
     expect run-11 2 run "$IM" -p hello -n 2 --device gpu && check run-11b "a bad device is named" has "$T/err" "cpu or cuda"

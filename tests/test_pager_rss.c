@@ -29,6 +29,17 @@
  *             segments' ciphertext cached: the most recent ones are kept
  *             (1.7 and 1.8 are skipped where posix_fadvise cannot drop pages,
  *             tmpfs for one)
+ *  pager-1.9: huge pages (ds_model_params.huge_pages, on by default in the
+ *             runs above): the paged run asked for them on the expert cache
+ *             and the resident segments, and the kernel took the advice or
+ *             refused it with an errno (ds_model_huge_page_info); in huge
+ *             pages at most what was asked. With huge_pages 0 a paged run
+ *             gives the same tokens, asks for none, and stays in the bound.
+ *             The bound of 1.4 holds with huge pages as without: each
+ *             weight buffer is mapped at its own size (page-rounded; only its
+ *             start is 2 MiB-aligned), so whole 2 MiB pages can make no more
+ *             of it resident than 4 KiB pages can: the cache (<= the budget)
+ *             is resident sooner, not larger.
  *
  * Needs $DS_TESTDATA/pager (skipped when absent). Under AddressSanitizer the
  * memory checks (1.4, 1.5) are skipped: shadow memory is not the library's.
@@ -86,9 +97,11 @@ typedef struct child_out {
     ds_cache_stats st;
     double seconds;
     uint64_t cached_expert_bytes, max_stored;   /* page cache after the run (mincore) */
+    ds_huge_page_info huge;                     /* after the decode */
 } child_out;
 
 static uint64_t g_page_cache;   /* the run's page_cache_bytes (set before forking) */
+static int g_no_huge;           /* the run's huge_pages is 0 (set before forking) */
 
 /* Drops the test file from the page cache, so a run starts from a cold file. */
 static void drop_page_cache(void) {
@@ -147,6 +160,7 @@ typedef void (*child_fn)(child_out *out, uint64_t budget);
 typedef struct child_in {
     int job;   /* 0: convert, 1: run */
     uint64_t budget, page_cache;
+    int no_huge;
     unsigned char key[DS_KEY_BYTES];
     char dir[sizeof tmpdir], model_path[sizeof model_path];
 } child_in;
@@ -188,6 +202,7 @@ static int child_main(int in_fd, int out_fd) {
     memcpy(tmpdir, ci.dir, sizeof tmpdir);
     memcpy(model_path, ci.model_path, sizeof model_path);
     g_page_cache = ci.page_cache;
+    g_no_huge = ci.no_huge;
     (ci.job ? child_run : child_convert)(o, ci.budget);
     int ok = write_all(out_fd, o, sizeof *o);
     fflush(stdout);
@@ -213,6 +228,7 @@ static int in_child(child_fn fn, uint64_t budget, child_out *out) {
     ci.job = fn == child_run;
     ci.budget = budget;
     ci.page_cache = g_page_cache;
+    ci.no_huge = g_no_huge;
     memcpy(ci.key, key, sizeof key);
     memcpy(ci.dir, tmpdir, sizeof ci.dir);
     memcpy(ci.model_path, model_path, sizeof ci.model_path);
@@ -305,6 +321,7 @@ static void child_run(child_out *o, uint64_t budget) {
     mp.key_len = sizeof key;
     mp.expert_cache_bytes = budget;
     mp.page_cache_bytes = g_page_cache;
+    mp.huge_pages = !g_no_huge;
     mp.n_threads = N_THREADS;
     ds_model *m = NULL;
     ds_context *c = NULL;
@@ -352,6 +369,10 @@ static void child_run(child_out *o, uint64_t budget) {
         goto done;
     }
     o->hwm_kb = status_kb("VmHWM");
+    if (ds_model_huge_page_info(m, &o->huge) != DS_OK) {
+        snprintf(o->msg, sizeof o->msg, "huge page info: %.400s", ds_last_error());
+        goto done;
+    }
     o->ok = 1;
 done:;
     /* where the expert segments are, for the page-cache measure after close */
@@ -497,6 +518,42 @@ static void test_pager_rss(void) {
         T_CHECK("pager-1.8", tier.cached_expert_bytes >= 8 * seg && tier.cached_expert_bytes <= 18 * seg,
                 "%.1f MB of expert ciphertext cached with a 16-segment tier (segment %.2f MB)",
                 mb(tier.cached_expert_bytes), mb(seg));
+    }
+
+    /* huge pages: what the runs above got, and a paged run without */
+    const ds_huge_page_info *hp = &paged.huge;
+    uint64_t cache = (uint64_t)paged.st.n_slots * paged.st.slot_bytes;
+    printf("INFO pager-1: huge pages: paged run asked for %.1f MB, refused %.1f MB (%s), %.1f MB in huge pages after "
+           "the decode%s; resident run %.1f MB of %.1f MB\n",
+           mb(hp->advised_bytes), mb(hp->refused_bytes), hp->error ? strerror(hp->error) : "no error",
+           mb(hp->huge_bytes), hp->measured ? "" : " (smaps unreadable)", mb(resident.huge.huge_bytes),
+           mb(resident.huge.advised_bytes));
+    T_CHECK("pager-1.9", hp->requested && hp->advised_bytes + hp->refused_bytes >= cache &&
+                             (hp->refused_bytes == 0) == (hp->error == 0),
+            "paged run: requested %d, advised %.1f MB + refused %.1f MB < cache %.1f MB, or error %d", hp->requested,
+            mb(hp->advised_bytes), mb(hp->refused_bytes), mb(cache), hp->error);
+    T_CHECK("pager-1.9", hp->huge_bytes <= hp->advised_bytes, "%.1f MB in huge pages, only %.1f MB advised",
+            mb(hp->huge_bytes), mb(hp->advised_bytes));
+    child_out small;
+    g_no_huge = 1;
+    bool small_ok = in_child(child_run, budget, &small);
+    g_no_huge = 0;
+    if (!small_ok) {
+        T_CHECK("pager-1.9", 0, "paged run without huge pages: %s", small.msg);
+    } else {
+        uint64_t hwm_s = small.hwm_kb * 1024u;
+        uint64_t grow_s = hwm_s > small.base_kb * 1024u ? hwm_s - small.base_kb * 1024u : 0;
+        printf("INFO pager-1: paged run without huge pages: peak RSS %.1f MB, growth %.1f MB (with: %.1f MB), %d "
+               "tokens in %.2f s\n",
+               mb(hwm_s), mb(grow_s), mb(grow_p), N_GEN, small.seconds);
+        T_CHECK("pager-1.9", memcmp(small.tokens, paged.tokens, sizeof small.tokens) == 0,
+                "tokens differ without huge pages");
+        T_CHECK("pager-1.9", !small.huge.requested && !small.huge.advised_bytes && !small.huge.refused_bytes,
+                "huge_pages 0: requested %d, advised %llu, refused %llu", small.huge.requested,
+                (unsigned long long)small.huge.advised_bytes, (unsigned long long)small.huge.refused_bytes);
+        if (!T_ASAN && small.hwm_kb)
+            T_CHECK("pager-1.9", grow_s <= bound, "without huge pages the paged peak RSS grew by %.1f MB > %.1f MB",
+                    mb(grow_s), mb(bound));
     }
 out:
     free(ballast);

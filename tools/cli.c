@@ -269,6 +269,10 @@ int model_option(argscan *a, model_opts *o, int which) {
         o->mlock = 1;
         return 1;
     }
+    if ((which & MO_CACHE) && is_flag(a, "--no-huge-pages")) {
+        o->no_huge_pages = 1;
+        return 1;
+    }
     if (is_flag(a, "--verbose") || is_flag(a, "-v")) {
         o->verbose = 1;
         return 1;
@@ -335,6 +339,7 @@ void model_opts_params(const model_opts *o, ds_model_params *mp) {
     mp->allow_plaintext = o->ko.allow_plaintext;
     mp->mlock = o->mlock;
     mp->exact_activations = o->exact;
+    mp->huge_pages = !o->no_huge_pages;
 }
 
 /* ==== Stop signals ====================================================== */

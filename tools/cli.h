@@ -130,6 +130,7 @@ typedef struct model_opts {
     int verbose;
     int mlock;                /* --mlock */
     int exact;                /* --exact-activations: F32 activations for int8/4-bit weights */
+    int no_huge_pages;        /* --no-huge-pages */
     /* parsed */
     int threads, n_ctx;
     uint64_t cache_bytes, gpu_cache_bytes;
@@ -146,7 +147,7 @@ int model_option(argscan *a, model_opts *o, int which);
 /* Parses the numbers. Returns 0 or EXIT_USAGE. */
 int model_opts_check(const char *cmd, model_opts *o);
 /* Copies the parsed options into model parameters (threads, expert cache,
- * eviction, prefetch, device, allow_plaintext, mlock); the key and the log are
+ * eviction, prefetch, device, allow_plaintext, mlock, huge_pages); the key and the log are
  * the caller's. */
 void model_opts_params(const model_opts *o, ds_model_params *mp);
 

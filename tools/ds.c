@@ -1207,6 +1207,8 @@ static const char run_help[] =
     "                            swapped); a warning says how much the OS refused (ulimit -l)\n"
     "  --exact-activations       products with Q8_0/Q4_0 weights take F32 activations instead of\n"
     "                            int8 ones quantized per block of 32 (slower; for checks)\n"
+    "  --no-huge-pages           keep the weights and the expert cache in 4 KiB pages (default: they\n"
+    "                            ask for 2 MiB transparent huge pages where the kernel has them)\n"
     "  -v, --verbose             also print the library's notices\n";
 
 static int cmd_run(int argc, char **argv) {
@@ -1302,7 +1304,8 @@ static const char chat_help[] =
     "  --special-in-content      let control-token text in messages become the tokens\n"
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
     "  --frequency-penalty, --presence-penalty, --seed, --threads, --ctx,\n"
-    "  --cache-mb, --evict, --prefetch, --allow-plaintext, --mlock, -v   as for ds run\n";
+    "  --cache-mb, --evict, --prefetch, --allow-plaintext, --mlock, --no-huge-pages, -v\n"
+    "                            as for ds run\n";
 
 /* The conversation: messages with owned contents. */
 typedef struct chat_log {

@@ -5,7 +5,7 @@
  *
  *     ds bench <model.dsm> [--key-file F | --passphrase-env VAR] [--cache-mb M]
  *              [--prompt-tokens P] [--gen-tokens G] [--threads N] [--prefetch auto|always|off]
- *              [--evict lru|lfu] [--sweep 100,50,25,12.5] [--out DIR] [--repeat R]
+ *              [--evict lru|lfu] [--sweep 100,50,25,12.5] [--out DIR] [--repeat R] [--no-huge-pages]
  *
  * One run: open the model with the budget, evaluate P deterministic token ids
  * as one batch (prefill), then G greedy decode steps, one token each. The
@@ -69,6 +69,8 @@ const char ds_bench_help[] =
     "  --exact-act           F32 activations with int8 weights (default: int8 activations)\n"
     "  --allow-plaintext     with a key, measure a plaintext (unencrypted) file anyway\n"
     "  --mlock               lock the keys, dense weights and expert cache into RAM\n"
+    "  --no-huge-pages       weights and expert cache in 4 KiB pages (default: 2 MiB transparent\n"
+    "                        huge pages where the kernel gives them; the run says how many)\n"
     "  --page-cache-mb M     ciphertext of recent experts the page cache may keep (MiB;\n"
     "                        default 0 = dropped after each decrypt)\n"
     "  --sweep P1,P2,...     budgets as percentages of the routed experts' bytes (100 =\n"
@@ -144,7 +146,7 @@ typedef struct bench_opts {
     const char *model;
     const char *key_file, *pass_env;
     uint64_t cache_bytes, page_cache_bytes, gpu_cache_bytes;
-    int prompt_tokens, gen_tokens, threads, prefetch, repeat, exact_act;
+    int prompt_tokens, gen_tokens, threads, prefetch, repeat, exact_act, no_huge_pages;
     int allow_plaintext, mlock;
     ds_device device;
     int gpu_index;
@@ -175,6 +177,7 @@ typedef struct run_result {
     char device[128];
     uint64_t expert_bytes;        /* the routed experts' plaintext, all layers */
     uint64_t dense_bytes;         /* everything else */
+    ds_huge_page_info huge;       /* after the decode */
 } run_result;
 
 static int parse_sweep(const char *s, bench_opts *o) {
@@ -257,6 +260,10 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         }
         if (!strcmp(a, "--mlock")) {
             o->mlock = 1;
+            continue;
+        }
+        if (!strcmp(a, "--no-huge-pages")) {
+            o->no_huge_pages = 1;
             continue;
         }
         const char **slot = NULL;
@@ -401,6 +408,7 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     mp.exact_activations = o->exact_act;
     mp.allow_plaintext = o->allow_plaintext;
     mp.mlock = o->mlock;
+    mp.huge_pages = !o->no_huge_pages;
     mp.page_cache_bytes = o->page_cache_bytes;
     mp.log = bench_log;
     mp.device = o->device;
@@ -535,6 +543,10 @@ static int bench_once(const bench_opts *o, uint64_t budget, int prefetch, double
     }
     r->token_hash = h;
     r->hwm_kb = proc_status_kb("VmHWM");
+    if ((st = ds_model_huge_page_info(m, &r->huge)) != DS_OK) {
+        fail("bench", "%s", errmsg(st));
+        goto done;
+    }
     r->ok = 1;
     rc = 0;
 done:
@@ -582,6 +594,15 @@ static void print_run(const bench_opts *o, const run_result *r, double compute_m
     printf("decode         %d tokens in %.3f s: %.2f tok/s, %.2f ms/token\n", r->n_gen, r->decode_s,
            decode_tps(r), per_tok_ms(r, r->decode_s));
     printf("peak RSS       %.1f MB (VmHWM)\n", rss_mb(r->hwm_kb));
+    {
+        const ds_huge_page_info *hp = &r->huge;
+        char now[64] = "unknown";
+        if (hp->measured) snprintf(now, sizeof now, "%.1f MB", (double)hp->huge_bytes / 1e6);
+        printf("huge pages     %s: asked for %.1f MB of weight memory, refused %.1f MB%s%s; in 2 MiB pages after "
+               "the decode: %s (AnonHugePages)\n",
+               hp->requested ? "on" : "off (--no-huge-pages)", (double)hp->advised_bytes / 1e6,
+               (double)hp->refused_bytes / 1e6, hp->error ? ": " : "", hp->error ? strerror(hp->error) : "", now);
+    }
     {
         double gbs = ratio((double)r->touched_bytes * decode_tps(r), 1e9);
         printf("weights/token  %.1f MB read per decode token (estimate): %.1f GB/s effective", (double)r->touched_bytes / 1e6,
@@ -680,6 +701,7 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
         if (o->exact_act) args[n++] = (char *)"--exact-act";
         if (o->allow_plaintext) args[n++] = (char *)"--allow-plaintext";
         if (o->mlock) args[n++] = (char *)"--mlock";
+        if (o->no_huge_pages) args[n++] = (char *)"--no-huge-pages";
         char pc_s[32];
         if (o->page_cache_bytes) {
             snprintf(pc_s, sizeof pc_s, "%llu", (unsigned long long)(o->page_cache_bytes >> 20));

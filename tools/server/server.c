@@ -1993,6 +1993,9 @@ static const char usage_text[] =
     "  --gpu N               the CUDA device with --device cuda (default 0)\n"
     "  --mlock               lock the keys, the dense weights and the expert cache into RAM (never\n"
     "                        swapped); the audit log says what was locked and what the OS refused\n"
+    "  --no-huge-pages       keep the weights and the expert cache in 4 KiB pages (default: 2 MiB\n"
+    "                        transparent huge pages where the kernel has them; the audit log says\n"
+    "                        how many bytes it gave)\n"
     "  --model-name NAME     the model id in responses (default: the file's base name)\n"
     "  --log-prompts         also write prompt text to the audit log (off by default)\n"
     "  --allow-special-in-content  let chat message text become control tokens: a message holding\n"
@@ -2252,6 +2255,12 @@ int main(int argc, char **argv) {
         audit("mlock locked_bytes=%llu refused_bytes=%llu%s%s%s", (unsigned long long)mli.locked_bytes,
               (unsigned long long)mli.refused_bytes, mli.error ? " error=\"" : "", mli.error ? strerror(mli.error) : "",
               mli.error ? "\"" : "");
+    ds_huge_page_info hpi;
+    if (!o.mo.no_huge_pages && ds_model_huge_page_info(S.model, &hpi) == DS_OK)
+        audit("huge_pages advised_bytes=%llu refused_bytes=%llu huge_bytes=%llu%s%s%s",
+              (unsigned long long)hpi.advised_bytes, (unsigned long long)hpi.refused_bytes,
+              (unsigned long long)hpi.huge_bytes, hpi.error ? " error=\"" : "", hpi.error ? strerror(hpi.error) : "",
+              hpi.error ? "\"" : "");
 
     /* ---- listen ---- */
     /* a descriptor per connection, and some to spare for the model, the log
