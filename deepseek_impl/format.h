@@ -1,6 +1,6 @@
 /*
  * format.h — the formats layer (quant.c, json.c, safetensors.c, crypto.c,
- * container.c, config.c, arch.c): F16/Q8_0 rows, the strict parsers, the
+ * container.c, config.c, arch.c): F16/Q8_0/Q4_0 rows, the strict parsers, the
  * sealed chunks, the container's header, metadata and directories, the model
  * config, and the architecture table with the weights it binds. Not
  * installed; not part of the API.
