@@ -660,7 +660,7 @@ static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
         dsi_buf_u64(&sg, s->stored_bytes);
     }
     char src[256];
-    static const char *qn[] = {"f32", "f16", "q8_0"};
+    static const char *qn[] = {"f32", "f16", "q8_0", "q4_0"};   /* indexed by ds_quant (checked) */
     int sl = snprintf(src, sizeof src, "{\"converter\": \"deepseek.h %s\", \"quant\": \"%s\"}", DS_VERSION_STRING,
                       qn[c->p->quant]);
     dsi_put_record(meta, DSI_REC_CONFIG_JSON, c->config_json, c->config_len);

@@ -28,8 +28,8 @@
  * The order of operations is the driver's (forward.c), as on the CPU:
  * routed experts in ascending expert order each added into the layer
  * output, then the shared experts, then the residual. The products differ
- * in summation order only; Q8_0 weights meet F32 activations (as the CPU
- * with exact_activations).
+ * in summation order only; Q8_0 and Q4_0 weights meet F32 activations (as
+ * the CPU with exact_activations).
  */
 #include "engine.h"
 

@@ -14,7 +14,15 @@
  *              F16 give 32 identical tokens; Q8_0 agrees on the top-1 token
  *              at >= 95% of the positions, teacher-forced on the CPU's
  *              sequence, pooled over all models (the CPU uses int8
- *              activations, the GPU F32 ones).
+ *              activations, the GPU F32 ones). Q4_0 (converted with
+ *              DS_QUANT_Q4_0): the tokens of the CPU with exact_activations
+ *              (the same weights and F32 activations, so only summation
+ *              order differs, as for F16), and top-1 agreement with the
+ *              CPU's default int8 activations (teacher-forced on the GPU's
+ *              sequence) at >= 95%, pooled over the models apart from
+ *              Q8_0's: the CPU and GPU differ in the activations' int8
+ *              rounding alone, which the weight format leaves the same,
+ *              so Q8_0's bound holds for Q4_0 too.
  *  cuda-fwd-2: a VRAM expert budget of a few experts (with and without a
  *              host expert cache under it) gives the tokens of a fully
  *              resident GPU run, and the cache statistics show the paging.
@@ -44,7 +52,7 @@ static int GEN = GEN_MAX;   /* DS_CUDA_FWD_TOKENS lowers it (slow emulated runs)
 static char *container(const char *family, ds_quant q) {
     static char path[64][512];
     static int n_paths;
-    static const char *qn[] = {"f32", "f16", "q8"};
+    static const char *qn[] = {"f32", "f16", "q8", "q4"};
     if (n_paths >= 64) return NULL;
     char *p = path[n_paths++];
     snprintf(p, 512, "%s/%s-%s.dsm", tmpdir, family, qn[q]);
@@ -74,6 +82,7 @@ typedef struct open_opts {
     ds_device device;
     uint64_t gpu_cache, host_cache;
     int gpu_index;
+    int exact;   /* exact_activations (the CPU with F32 activations) */
     const unsigned char *key;
 } open_opts;
 
@@ -86,6 +95,7 @@ static ds_status open_with(const char *path, const open_opts *o, ds_model **m) {
     mp.gpu_index = o->gpu_index;
     mp.gpu_cache_bytes = o->gpu_cache;
     mp.expert_cache_bytes = o->host_cache;
+    mp.exact_activations = o->exact;
     mp.log = log_cb;
     *m = NULL;
     return ds_model_open(m, path, &mp);
@@ -177,11 +187,42 @@ static void test_select(const char *path) {
 }
 
 /* ==== 1: parity with the CPU ============================================== */
-static int q8_agree, q8_total;
+static int q8_agree, q8_total, q4_agree, q4_total;
+
+/* Q4_0: the GPU's free-running tokens b against the CPU with exact
+ * activations (identical), then the CPU's default int8 activations fed b
+ * (top-1 agreement, pooled). */
+static void parity_q4(const char *id, const char *path, ds_model *cpu, ds_model *gpu, const unsigned char *key) {
+    int32_t a[GEN_MAX], b[GEN_MAX], e[GEN_MAX];
+    char why[512] = "";
+    ds_model *exact = NULL;
+    open_opts ox = {0};
+    ox.key = key;
+    ox.exact = 1;
+    ds_status s = open_with(path, &ox, &exact);
+    T_STATUS(id, s, DS_OK, ds_last_error());
+    if (s) return;
+    s = greedy(exact, NULL, e, NULL, why, sizeof why);
+    if (!s) s = greedy(gpu, NULL, b, NULL, why, sizeof why);
+    if (!s) s = greedy(cpu, b, a, NULL, why, sizeof why);   /* fed the GPU's tokens */
+    T_STATUS(id, s, DS_OK, msg_of(why));
+    if (!s) {
+        int same = 0;
+        while (same < GEN && e[same] == b[same]) same++;
+        T_CHECK(id, same == GEN, "tokens differ from the exact CPU's from position %d of %d (cpu %d, cuda %d)", same,
+                GEN, same < GEN ? e[same] : -1, same < GEN ? b[same] : -1);
+        int agree = 0;
+        for (int i = 0; i < GEN; i++) agree += a[i] == b[i];
+        q4_agree += agree;
+        q4_total += GEN;
+        printf("INFO %s: top-1 agreement with int8 activations %d/%d (teacher-forced)\n", id, agree, GEN);
+    }
+    ds_model_close(exact);
+}
 
 static void test_parity(const char *name, const char *path, ds_quant q, const unsigned char *key) {
     char id[96];
-    static const char *qn[] = {"f32", "f16", "q8"};
+    static const char *qn[] = {"f32", "f16", "q8", "q4"};
     snprintf(id, sizeof id, "cuda-fwd-1.%s.%s", name, qn[q]);
     if (!have_device) {
         T_SKIP(id, "no CUDA device");
@@ -199,6 +240,12 @@ static void test_parity(const char *name, const char *path, ds_quant q, const un
     if (!s) s = open_with(path, &og, &gpu);
     T_STATUS(id, s, DS_OK, ds_last_error());
     if (s) {
+        ds_model_close(cpu);
+        ds_model_close(gpu);
+        return;
+    }
+    if (q == DS_QUANT_Q4_0) {
+        parity_q4(id, path, cpu, gpu, key);
         ds_model_close(cpu);
         ds_model_close(gpu);
         return;
@@ -429,7 +476,7 @@ int main(void) {
             snprintf(item, sizeof item, ",%s,", families[f]);
             if (!strstr(list, item)) continue;
         }
-        for (int q = 0; q < 3; q++)
+        for (int q = DS_QUANT_F32; q <= DS_QUANT_Q4_0; q++)
             test_parity(families[f], have_device ? container(families[f], (ds_quant)q) : NULL, (ds_quant)q, NULL);
     }
     /* the trained demo model (q8, its own key) */
@@ -446,8 +493,13 @@ int main(void) {
                q8_total ? 100.0 * q8_agree / q8_total : 0.0);
         T_CHECK("cuda-fwd-1.q8", q8_total > 0 && q8_agree * 100 >= 95 * q8_total, "top-1 agreement %d/%d < 95%%",
                 q8_agree, q8_total);
+        printf("INFO cuda-fwd-1.q4: top-1 agreement %d/%d (%.1f%%) over all models\n", q4_agree, q4_total,
+               q4_total ? 100.0 * q4_agree / q4_total : 0.0);
+        T_CHECK("cuda-fwd-1.q4", q4_total > 0 && q4_agree * 100 >= 95 * q4_total, "top-1 agreement %d/%d < 95%%",
+                q4_agree, q4_total);
     } else {
         T_SKIP("cuda-fwd-1.q8", "no CUDA device");
+        T_SKIP("cuda-fwd-1.q4", "no CUDA device");
     }
     char *v2lite8 = container("v2lite", DS_QUANT_Q8_0);
     test_budget(v2lite16);

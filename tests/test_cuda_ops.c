@@ -1,8 +1,8 @@
 /*
  * test_cuda_ops.c — every CUDA op against its CPU twin (built with make
  * CUDA=1 only), as ggml's test-backend-ops: random inputs over several
- * shapes, ragged sizes and Q8_0 rows of many blocks; the CPU result from
- * the library's own dsi_ functions; a tolerance per op.
+ * shapes, ragged sizes and Q8_0/Q4_0 rows of many blocks; the CPU result
+ * from the library's own dsi_ functions; a tolerance per op.
  *
  * Where no CUDA device is present every device case is reported skipped
  * ("SKIP cuda-ops-N.M: no CUDA device"). The cuda-ops-0.x cases need no
@@ -22,7 +22,8 @@
  * row) and weighted scatter-add (dst[d] += wgt * src[d], dsi_moe).
  *
  * Tolerances (|gpu - cpu| <= bound, per element), and why:
- *   dequantize      exact: q * f16 scale is exact in F32 on both
+ *   dequantize      exact: q * f16 scale is exact in F32 on both (Q4_0
+ *                   also against a hand-made block: llama.cpp's layout)
  *   gemv, matmul    2e-5 * sum_i |w_i x_i| + 1e-6: the same products
  *                   summed in another order (warp trees, cuBLAS tiling);
  *                   F32 rounding grows at most with sum |w x|
@@ -133,6 +134,7 @@ static uint8_t *make_weight(ds_dtype t, int rows, int cols, float mag, size_t *r
         case DS_DTYPE_F32: memcpy(dst, row, (size_t)cols * sizeof(float)); break;
         case DS_DTYPE_F16: dsi_convert_row_f16(row, (uint16_t *)(void *)dst, (size_t)cols); break;
         case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(row, dst, (size_t)cols); break;
+        case DS_DTYPE_Q4_0: dsi_quantize_row_q4_0(row, dst, (size_t)cols); break;
         }
     }
     free(row);
@@ -150,7 +152,15 @@ static dsi_weight host_weight(ds_dtype t, const uint8_t *data, int rows, int col
     return w;
 }
 
-static const char *dtname(ds_dtype t) { return t == DS_DTYPE_F32 ? "f32" : t == DS_DTYPE_F16 ? "f16" : "q8_0"; }
+static const char *dtname(ds_dtype t) {
+    return t == DS_DTYPE_F32 ? "f32" : t == DS_DTYPE_F16 ? "f16" : t == DS_DTYPE_Q8_0 ? "q8_0" : "q4_0";
+}
+
+/* The block formats: rows of whole 32-value blocks only. */
+static bool blocked(ds_dtype t) { return t == DS_DTYPE_Q8_0 || t == DS_DTYPE_Q4_0; }
+
+/* The last weight format the loops below cover. */
+#define LAST_DTYPE DS_DTYPE_Q4_0
 
 /* ==== Transcribed CPU twins (static in forward.c) ========================= */
 typedef struct rope_tab {
@@ -421,6 +431,51 @@ static void case_host_rows(void) {
     T_STATUS("cuda-ops-0.14", s, DS_ERR_INVALID_ARG, msg);
 }
 
+/* 0.15: a ragged Q4_0 row is refused like a ragged Q8_0 row, by every
+ * entry point that takes a weight dtype, before any CUDA call; the message
+ * names the format. A dtype past Q4_0 is unknown. */
+static void case_host_q4(void) {
+    float dummy[64] = {0};
+    int itok[4] = {0};
+    ds_status s;
+    msg[0] = 0;
+    s = dsi_cuda_gemv(DS_DTYPE_Q4_0, dummy, 2, 48, dummy, 48, 1, dummy, 2, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.15", s, DS_ERR_INVALID_ARG, msg);
+    T_CHECK("cuda-ops-0.15", strstr(msg, "Q4_0") != NULL, "message: %s", msg);
+    s = dsi_cuda_matmul(NULL, DS_DTYPE_Q4_0, dummy, 2, 48, dummy, 48, 16, dummy, 2, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.15", s, DS_ERR_INVALID_ARG, msg);
+    T_CHECK("cuda-ops-0.15", strstr(msg, "Q4_0") != NULL, "message: %s", msg);
+    s = dsi_cuda_gemv((ds_dtype)(DS_DTYPE_Q4_0 + 1), dummy, 2, 64, dummy, 64, 1, dummy, 2, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.15", s, DS_ERR_INVALID_ARG, msg);
+    T_CHECK("cuda-ops-0.15", strstr(msg, "unknown dtype") != NULL, "message: %s", msg);
+    s = dsi_cuda_embed(DS_DTYPE_Q4_0, dummy, 2, 33, itok, 1, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.15", s, DS_ERR_INVALID_ARG, msg);
+    T_CHECK("cuda-ops-0.15", strstr(msg, "Q4_0") != NULL, "message: %s", msg);
+    s = dsi_cuda_dequantize(DS_DTYPE_Q4_0, dummy, dummy, 48, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.15", s, DS_ERR_INVALID_ARG, msg);
+    /* 32 values of Q4_0 are 18 bytes, not a Q8_0 block's 34 */
+    s = dsi_cuda_dequantize_host(DS_DTYPE_Q4_0, dummy, 34, dummy, 32, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.15", s, DS_ERR_INVALID_ARG, msg);
+    dsi_mla_layer a;
+    memset(&a, 0, sizeof a);
+    a.n_heads = 2;
+    a.nope_dim = 4;
+    a.rope_dim = 4;
+    a.v_dim = 4;
+    a.rank = 33; /* not whole Q4_0 blocks */
+    a.kv_b_dtype = DS_DTYPE_Q4_0;
+    a.kv_b = dummy;
+    a.inv_freq = dummy;
+    a.cache_lat = dummy;
+    a.cache_pe = dummy;
+    a.n_ctx = 4;
+    s = dsi_cuda_mla_attention(&a, dummy, 1, 0, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.15", s, DS_ERR_INVALID_ARG, msg);
+    T_CHECK("cuda-ops-0.15", strstr(msg, "Q4_0") != NULL, "message: %s", msg);
+    s = dsi_cuda_mla_kv_store(&a, dummy, dummy, 1e-6f, 1, 0, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.15", s, DS_ERR_INVALID_ARG, msg);
+}
+
 /* Without a device: allocation fails with a status and a message. */
 static void case_no_device(void) {
     void *p = (void *)1;
@@ -447,11 +502,64 @@ static void case_no_device(void) {
 }
 
 /* ==== 1. Dequantize ======================================================= */
+/* 1.2: Q4_0 against llama.cpp's layout written out by hand, independent of
+ * the library's quantizer: two blocks, d = 0.5 and d = -2 (F16 0x3800,
+ * 0xc000); byte j of the first holds value j in its low nibble and value
+ * j + 16 in its high one, stored as q + 8: low j, high 15 - j, so value j
+ * is (j - 8) d and value j + 16 is (7 - j) d. The second block repeats
+ * byte 0x0f (values 0..15: q = 7, 16..31: q = -8). Dequantize, embed and
+ * the GEMV (x all ones: the row sums) must give these numbers. */
+static void case_q4_layout(void) {
+    const char *id = "cuda-ops-1.2";
+    uint8_t blk[2 * 18];
+    float want[64];
+    blk[0] = 0x00, blk[1] = 0x38;
+    blk[18] = 0x00, blk[19] = 0xc0;
+    for (int j = 0; j < 16; j++) {
+        blk[2 + j] = (uint8_t)(j | ((15 - j) << 4));
+        blk[20 + j] = 0x0f;
+        want[j] = (float)(j - 8) * 0.5f;
+        want[j + 16] = (float)(7 - j) * 0.5f;
+        want[32 + j] = 7.0f * -2.0f;
+        want[48 + j] = -8.0f * -2.0f;
+    }
+    float got[64], ones[64], y[2];
+    for (int i = 0; i < 64; i++) ones[i] = 1.0f;
+    ds_status s = dsi_cuda_dequantize_host(DS_DTYPE_Q4_0, blk, sizeof blk, got, 64, msg, MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+    int bad = 0;
+    for (int i = 0; s == DS_OK && i < 64; i++) bad += got[i] != want[i];
+    T_CHECK(id, bad == 0, "dequantize: %d of 64 values differ", bad);
+    /* the same bytes as a table of two rows of one block, and as a
+     * matrix of two rows */
+    int tok[2] = {1, 0};
+    void *dt = NULL, *dk = NULL, *dx = NULL, *d1 = NULL, *dy = NULL;
+    if (!(dt = dev_up(id, blk, sizeof blk)) || !(dk = dev_up(id, tok, sizeof tok)) ||
+        !(dx = dev_up(id, NULL, sizeof got)) || !(d1 = dev_up(id, ones, 32 * sizeof(float))) ||
+        !(dy = dev_up(id, NULL, sizeof y)))
+        goto done;
+    s = dsi_cuda_embed(DS_DTYPE_Q4_0, dt, 2, 32, dk, 2, dx, stream, msg, MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+    if (s != DS_OK || !dev_down(id, got, dx, sizeof got)) goto done;
+    bad = 0;
+    for (int i = 0; i < 32; i++) bad += got[i] != want[32 + i] || got[32 + i] != want[i];
+    T_CHECK(id, bad == 0, "embed: %d of 64 values differ", bad);
+    s = dsi_cuda_gemv(DS_DTYPE_Q4_0, dt, 2, 32, d1, 32, 1, dy, 2, stream, msg, MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+    if (s != DS_OK || !dev_down(id, y, dy, sizeof y)) goto done;
+    /* sums of small multiples of 0.5: exact in any order */
+    float s0 = 0, s1 = 0;
+    for (int i = 0; i < 32; i++) s0 += want[i], s1 += want[32 + i];
+    T_CHECK(id, y[0] == s0 && y[1] == s1, "gemv: %g %g, want %g %g", y[0], y[1], s0, s1);
+done:
+    dsi_cuda_free(dt), dsi_cuda_free(dk), dsi_cuda_free(dx), dsi_cuda_free(d1), dsi_cuda_free(dy);
+}
+
 static void case_dequantize(void) {
     const int ns[] = {32, 96, 7168, 32 * 1000};
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
         int n = ns[k];
-        for (int t = DS_DTYPE_F16; t <= DS_DTYPE_Q8_0; t++) {
+        for (int t = DS_DTYPE_F16; t <= LAST_DTYPE; t++) {
             size_t rb;
             uint8_t *w = make_weight((ds_dtype)t, 1, n, 3.0f, &rb);
             float *ref = malloc((size_t)n * sizeof(float)), *got = malloc((size_t)n * sizeof(float));
@@ -470,6 +578,7 @@ static void case_dequantize(void) {
             free(w), free(ref), free(got);
         }
     }
+    case_q4_layout();
 }
 
 /* ==== 2, 3. GEMV and batched matmul ======================================== */
@@ -479,7 +588,7 @@ typedef struct mm_shape {
 
 /* Runs one product on the device (gemv when blas is NULL) and checks it. */
 static void mm_case(const char *id, dsi_blas *blas, ds_dtype t, mm_shape sh) {
-    if (t == DS_DTYPE_Q8_0 && sh.cols % 32) return;
+    if (blocked(t) && sh.cols % 32) return;
     int ldx = sh.cols + sh.ldx_pad, ldy = sh.rows + sh.ldy_pad;
     size_t rb;
     uint8_t *w = make_weight(t, sh.rows, sh.cols, 1.0f, &rb);
@@ -534,7 +643,7 @@ static void case_gemv(void) {
         {5, 1, 1, 0, 0},      {17, 33, 2, 0, 0},    {9, 1001, 3, 0, 0},    {3, 4100, 4, 1, 0}, /* ragged (F16/F32) */
     };
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
-        for (int t = DS_DTYPE_F32; t <= DS_DTYPE_Q8_0; t++) mm_case("cuda-ops-2.1", NULL, (ds_dtype)t, shapes[k]);
+        for (int t = DS_DTYPE_F32; t <= LAST_DTYPE; t++) mm_case("cuda-ops-2.1", NULL, (ds_dtype)t, shapes[k]);
 }
 
 static void case_matmul(void) {
@@ -550,12 +659,13 @@ static void case_matmul(void) {
         {17, 33, 9, 0, 0},  {300, 1001, 6, 1, 2}, /* ragged (F16/F32) */
     };
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
-        for (int t = DS_DTYPE_F32; t <= DS_DTYPE_Q8_0; t++) {
+        for (int t = DS_DTYPE_F32; t <= LAST_DTYPE; t++) {
             mm_case("cuda-ops-3.2", b, (ds_dtype)t, shapes[k]);
             mm_case("cuda-ops-3.3", small, (ds_dtype)t, shapes[k]);
         }
     /* T <= DSI_CUDA_GEMV_MAX_T through matmul takes the GEMV */
     mm_case("cuda-ops-3.4", b, DS_DTYPE_Q8_0, (mm_shape){40, 320, 3, 0, 0});
+    mm_case("cuda-ops-3.5", b, DS_DTYPE_Q4_0, (mm_shape){40, 320, 3, 0, 0});
 done:
     dsi_cuda_blas_free(b);
     dsi_cuda_blas_free(small);
@@ -846,7 +956,7 @@ static void case_mla(void) {
         {2, 32, 2, 7, 96, 300, 257, 3, 0},        /* minimal rope, odd value dim */
     };
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
-        for (int t = DS_DTYPE_F32; t <= DS_DTYPE_Q8_0; t++) mla_case((ds_dtype)t, shapes[k]);
+        for (int t = DS_DTYPE_F32; t <= LAST_DTYPE; t++) mla_case((ds_dtype)t, shapes[k]);
 }
 
 /* ==== 8. Routing ========================================================== */
@@ -1057,7 +1167,7 @@ done:
 /* ==== 11. Embedding ======================================================= */
 static void embed_case(ds_dtype dt, int rows, int cols, int T, int bad_tokens) {
     const char *id = bad_tokens ? "cuda-ops-11.2" : "cuda-ops-11.1";
-    if (dt == DS_DTYPE_Q8_0 && cols % 32) return;
+    if (blocked(dt) && cols % 32) return;
     size_t rb;
     uint8_t *tab = make_weight(dt, rows, cols, 2.0f, &rb);
     int *tok = malloc((size_t)T * sizeof(int));
@@ -1103,9 +1213,9 @@ static void case_embed(void) {
     const int shapes[][3] = {/* rows, cols, T */
                              {10, 32, 1}, {100, 96, 7}, {37, 33, 5}, {5, 2048 + 32, 3}, {3, 1, 4}, {1, 64, 2}};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
-        for (int t = DS_DTYPE_F32; t <= DS_DTYPE_Q8_0; t++)
+        for (int t = DS_DTYPE_F32; t <= LAST_DTYPE; t++)
             embed_case((ds_dtype)t, shapes[k][0], shapes[k][1], shapes[k][2], 0);
-    for (int t = DS_DTYPE_F32; t <= DS_DTYPE_Q8_0; t++) embed_case((ds_dtype)t, 20, 64, 3, 1);
+    for (int t = DS_DTYPE_F32; t <= LAST_DTYPE; t++) embed_case((ds_dtype)t, 20, 64, 3, 1);
 }
 
 /* ==== 12. Residual add ==================================================== */
@@ -1335,6 +1445,7 @@ static bool selected(const char *list, const char *id) {
 int main(void) {
     case_host();
     case_host_rows();
+    case_host_q4();
     int n = 0;
     ds_status s = dsi_cuda_device_count(&n, msg, MSGLEN);
     size_t nc = sizeof device_cases / sizeof device_cases[0];

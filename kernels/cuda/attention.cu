@@ -62,8 +62,8 @@ static ds_status dsi_cuda_mla_check(const char *fn, const dsi_mla_layer *a, int 
                      a->rank > 0,
                  "%s: bad shape H %d dn %d dr %d dv %d R %d", fn, a->n_heads, a->nope_dim, a->rope_dim, a->v_dim,
                  a->rank);
-    DSI_CUDA_ARG(dsi_cuda_row_bytes(a->kv_b_dtype, a->rank, rb), "%s: kv_b rows of %d values of dtype %d", fn,
-                 a->rank, (int)a->kv_b_dtype);
+    DSI_CUDA_ARG(dsi_cuda_row_bytes(a->kv_b_dtype, a->rank, rb), "%s: kv_b rows of %d values of dtype %d (%s)", fn,
+                 a->rank, (int)a->kv_b_dtype, dsi_cuda_dtype_name(a->kv_b_dtype));
     DSI_CUDA_ARG(T >= 0 && pos0 >= 0 && (int64_t)pos0 + T <= (int64_t)a->n_ctx,
                  "%s: positions %d..%d outside the cache's %d", fn, pos0, pos0 + T - 1, a->n_ctx);
     DSI_CUDA_ARG((int64_t)T * a->n_heads <= INT32_MAX, "%s: %d tokens x %d heads is too many blocks", fn, T,
@@ -184,6 +184,7 @@ extern "C" ds_status dsi_cuda_mla_attention(const dsi_mla_layer *a, const float 
     case DS_DTYPE_F32: MLA(DS_DTYPE_F32); break;
     case DS_DTYPE_F16: MLA(DS_DTYPE_F16); break;
     case DS_DTYPE_Q8_0: MLA(DS_DTYPE_Q8_0); break;
+    case DS_DTYPE_Q4_0: MLA(DS_DTYPE_Q4_0); break;
     }
 #undef MLA
     DSI_CUDA_LAUNCHED("mla_attention");

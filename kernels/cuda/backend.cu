@@ -1,8 +1,8 @@
 /*
  * backend.cu — the CUDA backend's foundations: devices, streams and memory
  * (out-of-memory reported with sizes), events and plain device copies, the
- * dequantize kernels (F16, Q8_0 -> F32) that the matrix kernels build on,
- * and the backend table.
+ * dequantize kernels (F16, Q8_0, Q4_0 -> F32) that the matrix kernels build
+ * on, and the backend table.
  */
 #include "common.cuh"
 
@@ -225,6 +225,17 @@ static __global__ void dsi_cuda_k_dequant_q8_0(const uint8_t *__restrict__ in, f
     }
 }
 
+/* Q4_0: the same, one thread per value; value i of a block is a nibble of
+ * byte 2 + i % 16 (low for i < 16, high otherwise), so two neighbouring
+ * threads read one byte and a warp one block's 18 bytes. */
+static __global__ void dsi_cuda_k_dequant_q4_0(const uint8_t *__restrict__ in, float *__restrict__ out, size_t n) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const uint8_t *b = in + (i / DSI_CUDA_Q8_BLOCK) * DSI_CUDA_Q4_BLOCK_BYTES;
+        float scale = dsi_cuda_f16_to_f32((uint16_t)(b[0] | (b[1] << 8)));
+        out[i] = (float)dsi_cuda_q4_val(b + 2, (int)(i % DSI_CUDA_Q8_BLOCK)) * scale;
+    }
+}
+
 static __global__ void dsi_cuda_k_dequant_f16(const uint16_t *__restrict__ in, float *__restrict__ out, size_t n) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         out[i] = dsi_cuda_f16_to_f32(in[i]);
@@ -246,6 +257,11 @@ static bool dsi_cuda_bytes(ds_dtype t, size_t n, size_t *out) {
         if (n / DSI_CUDA_Q8_BLOCK > SIZE_MAX / DSI_CUDA_Q8_BLOCK_BYTES) return false;
         *out = n / DSI_CUDA_Q8_BLOCK * DSI_CUDA_Q8_BLOCK_BYTES;
         return true;
+    case DS_DTYPE_Q4_0:
+        if (n % DSI_CUDA_Q8_BLOCK) return false;
+        if (n / DSI_CUDA_Q8_BLOCK > SIZE_MAX / DSI_CUDA_Q4_BLOCK_BYTES) return false;
+        *out = n / DSI_CUDA_Q8_BLOCK * DSI_CUDA_Q4_BLOCK_BYTES;
+        return true;
     }
     return false;
 }
@@ -254,7 +270,9 @@ extern "C" ds_status dsi_cuda_dequantize(ds_dtype t, const void *src, float *dst
                                          size_t len) {
     size_t bytes;
     if (!dsi_cuda_bytes(t, n, &bytes)) {
-        if (msg && len) snprintf(msg, len, "cuda dequantize: %zu elements of dtype %d is not a valid size", n, (int)t);
+        if (msg && len)
+            snprintf(msg, len, "cuda dequantize: %zu elements of dtype %d (%s) is not a valid size", n, (int)t,
+                     dsi_cuda_dtype_name(t));
         return DS_ERR_INVALID_ARG;
     }
     if (n == 0) return DS_OK;
@@ -271,6 +289,9 @@ extern "C" ds_status dsi_cuda_dequantize(ds_dtype t, const void *src, float *dst
     case DS_DTYPE_Q8_0:
         dsi_cuda_k_dequant_q8_0<<<dsi_cuda_blocks(n, threads), threads, 0, s>>>((const uint8_t *)src, dst, n);
         break;
+    case DS_DTYPE_Q4_0:
+        dsi_cuda_k_dequant_q4_0<<<dsi_cuda_blocks(n, threads), threads, 0, s>>>((const uint8_t *)src, dst, n);
+        break;
     }
     DSI_CUDA_LAUNCHED("dequantize");
     return DS_OK;
@@ -281,7 +302,8 @@ extern "C" ds_status dsi_cuda_dequantize_host(ds_dtype t, const void *src, size_
     size_t bytes;
     if (!dsi_cuda_bytes(t, n, &bytes) || bytes != src_bytes || n > SIZE_MAX / sizeof(float)) {
         if (msg && len)
-            snprintf(msg, len, "cuda dequantize: %zu bytes do not hold %zu elements of dtype %d", src_bytes, n, (int)t);
+            snprintf(msg, len, "cuda dequantize: %zu bytes do not hold %zu elements of dtype %d (%s)", src_bytes, n,
+                     (int)t, dsi_cuda_dtype_name(t));
         return DS_ERR_INVALID_ARG;
     }
     if (n == 0) return DS_OK;

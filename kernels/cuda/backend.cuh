@@ -64,7 +64,7 @@ ds_status dsi_cuda_download(void *dst_host, const void *src_dev, size_t bytes, v
 
 /* ==== Dequantize ========================================================== */
 /* n elements of type t at device address src into device floats at dst.
- * Q8_0 needs n % 32 == 0. */
+ * Q8_0 and Q4_0 need n % 32 == 0. */
 ds_status dsi_cuda_dequantize(ds_dtype t, const void *src, float *dst, size_t n, void *stream, char *msg,
                               size_t len);
 /* The same from host memory to host memory through the device (src_bytes
@@ -75,7 +75,8 @@ ds_status dsi_cuda_dequantize_host(ds_dtype t, const void *src, size_t src_bytes
 /* ==== Matrix products (matmul.cu) ======================================== */
 /* Y (T, rows; row stride ldy) = X (T, cols; row stride ldx) W^T, where W is
  * `rows` rows of `cols` values of type t stored back to back (a Q8_0 row is
- * cols/32 blocks of 34 bytes; cols % 32 == 0). F32 accumulation. */
+ * cols/32 blocks of 34 bytes, a Q4_0 row cols/32 blocks of 18 bytes; cols %
+ * 32 == 0 for both). F32 accumulation. */
 
 /* Decode: a dequantizing GEMV, one warp per row, each row read once for all
  * T <= DSI_CUDA_GEMV_MAX_T tokens. */
@@ -172,8 +173,8 @@ ds_status dsi_cuda_copy(void *dst, const void *src, size_t bytes, void *stream, 
 
 /* ==== Rows: embedding, residual, MoE gather and scatter (elementwise.cu) == */
 /* x (T, cols) row t = the dequantized row tok[t] of table (rows x cols of
- * type t, stored back to back; Q8_0 needs cols % 32 == 0). tok is device
- * memory (T ints, each in [0, rows): checked by the caller). */
+ * type t, stored back to back; Q8_0 and Q4_0 need cols % 32 == 0). tok is
+ * device memory (T ints, each in [0, rows): checked by the caller). */
 ds_status dsi_cuda_embed(ds_dtype t, const void *table, int rows, int cols, const int *tok, int T, float *x,
                          void *stream, char *msg, size_t len);
 /* y[i] += x[i] over n floats (the residual connection). */

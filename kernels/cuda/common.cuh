@@ -33,13 +33,32 @@
 /* ==== Formats (must match deepseek.h's ds_dtype and format.h) =========== */
 #define DSI_CUDA_Q8_BLOCK 32
 #define DSI_CUDA_Q8_BLOCK_BYTES 34 /* {uint16 f16 scale; int8 q[32]}, x = q * scale */
+/* Q4_0 (llama.cpp's block_q4_0): {uint16 f16 scale d; uint8 qs[16]}, 32
+ * values a block (DSI_CUDA_Q8_BLOCK); value j < 16 is the low nibble of
+ * qs[j], value j + 16 its high nibble; x = (nibble - 8) * d. */
+#define DSI_CUDA_Q4_BLOCK_BYTES 18
 
-static_assert(DS_DTYPE_F32 == 0 && DS_DTYPE_F16 == 1 && DS_DTYPE_Q8_0 == 2, "ds_dtype numbering changed");
+static_assert(DS_DTYPE_F32 == 0 && DS_DTYPE_F16 == 1 && DS_DTYPE_Q8_0 == 2 && DS_DTYPE_Q4_0 == 3,
+              "ds_dtype numbering changed");
 
 __device__ __forceinline__ float dsi_cuda_f16_to_f32(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
+/* True for the block formats (Q8_0, Q4_0): rows are whole 32-value blocks. */
+static inline bool dsi_cuda_blocked(ds_dtype t) { return t == DS_DTYPE_Q8_0 || t == DS_DTYPE_Q4_0; }
+
+/* The name of a weight format in messages ("Q4_0"). */
+static inline const char *dsi_cuda_dtype_name(ds_dtype t) {
+    switch (t) {
+    case DS_DTYPE_F32: return "F32";
+    case DS_DTYPE_F16: return "F16";
+    case DS_DTYPE_Q8_0: return "Q8_0";
+    case DS_DTYPE_Q4_0: return "Q4_0";
+    }
+    return "unknown";
+}
+
 /* Bytes of one row of `cols` values of type t; false for a bad type, a
- * ragged Q8_0 row or a non-positive width. */
+ * ragged Q8_0 or Q4_0 row or a non-positive width. */
 static inline bool dsi_cuda_row_bytes(ds_dtype t, int cols, size_t *out) {
     if (cols <= 0) return false;
     switch (t) {
@@ -48,6 +67,10 @@ static inline bool dsi_cuda_row_bytes(ds_dtype t, int cols, size_t *out) {
     case DS_DTYPE_Q8_0:
         if (cols % DSI_CUDA_Q8_BLOCK) return false;
         *out = (size_t)(cols / DSI_CUDA_Q8_BLOCK) * DSI_CUDA_Q8_BLOCK_BYTES;
+        return true;
+    case DS_DTYPE_Q4_0:
+        if (cols % DSI_CUDA_Q8_BLOCK) return false;
+        *out = (size_t)(cols / DSI_CUDA_Q8_BLOCK) * DSI_CUDA_Q4_BLOCK_BYTES;
         return true;
     }
     return false;
@@ -194,13 +217,24 @@ __device__ __forceinline__ float dsi_cuda_softmax_tile(float *sc, int cnt, float
 }
 
 /* ==== Weight elements ===================================================== */
+/* The quant (nibble - 8, in -8..7) of value i (0..31) of a Q4_0 block
+ * whose 16 bytes of nibbles start at qs. */
+__device__ __forceinline__ int dsi_cuda_q4_val(const uint8_t *qs, int i) {
+    const int b = qs[i & 15];
+    return (i < 16 ? (b & 15) : (b >> 4)) - 8;
+}
+
 /* Element j of a stored row, dequantized (exact in F32: an int8 times an
- * F16 scale needs 19 significant bits). */
+ * F16 scale needs 19 significant bits, a nibble 15). */
 template <int DT> __device__ __forceinline__ float dsi_cuda_w(const uint8_t *row, int j) {
     if (DT == DS_DTYPE_Q8_0) {
         const uint8_t *b = row + (size_t)(j / DSI_CUDA_Q8_BLOCK) * DSI_CUDA_Q8_BLOCK_BYTES;
         float d = dsi_cuda_f16_to_f32((uint16_t)(b[0] | (b[1] << 8)));
         return (float)(int8_t)b[2 + j % DSI_CUDA_Q8_BLOCK] * d;
+    } else if (DT == DS_DTYPE_Q4_0) {
+        const uint8_t *b = row + (size_t)(j / DSI_CUDA_Q8_BLOCK) * DSI_CUDA_Q4_BLOCK_BYTES;
+        float d = dsi_cuda_f16_to_f32((uint16_t)(b[0] | (b[1] << 8)));
+        return (float)dsi_cuda_q4_val(b + 2, j % DSI_CUDA_Q8_BLOCK) * d;
     } else if (DT == DS_DTYPE_F16) {
         return dsi_cuda_f16_to_f32(((const uint16_t *)row)[j]);
     } else {
@@ -208,13 +242,17 @@ template <int DT> __device__ __forceinline__ float dsi_cuda_w(const uint8_t *row
     }
 }
 
-/* a * W[j] rounded as the CPU's dsi_axpy_row forms it: (a * scale) * q
- * for Q8_0, a * w otherwise. */
+/* a * W[j] rounded as the CPU's axpy kernels form it: (a * scale) * q for
+ * Q8_0 and Q4_0, a * w otherwise. */
 template <int DT> __device__ __forceinline__ float dsi_cuda_w_axpy(const uint8_t *row, int j, float a) {
     if (DT == DS_DTYPE_Q8_0) {
         const uint8_t *b = row + (size_t)(j / DSI_CUDA_Q8_BLOCK) * DSI_CUDA_Q8_BLOCK_BYTES;
         float d = dsi_cuda_f16_to_f32((uint16_t)(b[0] | (b[1] << 8)));
         return __fmul_rn(__fmul_rn(a, d), (float)(int8_t)b[2 + j % DSI_CUDA_Q8_BLOCK]);
+    } else if (DT == DS_DTYPE_Q4_0) {
+        const uint8_t *b = row + (size_t)(j / DSI_CUDA_Q8_BLOCK) * DSI_CUDA_Q4_BLOCK_BYTES;
+        float d = dsi_cuda_f16_to_f32((uint16_t)(b[0] | (b[1] << 8)));
+        return __fmul_rn(__fmul_rn(a, d), (float)dsi_cuda_q4_val(b + 2, j % DSI_CUDA_Q8_BLOCK));
     } else {
         return __fmul_rn(a, dsi_cuda_w<DT>(row, j));
     }

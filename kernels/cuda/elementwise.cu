@@ -52,7 +52,8 @@ static __global__ void dsi_cuda_k_embed(const uint8_t *__restrict__ table, size_
 extern "C" ds_status dsi_cuda_embed(ds_dtype t, const void *table, int rows, int cols, const int *tok, int T, float *x,
                                     void *stream, char *msg, size_t len) {
     size_t rb;
-    DSI_CUDA_ARG(dsi_cuda_row_bytes(t, cols, &rb), "dsi_cuda_embed: rows of %d values of dtype %d", cols, (int)t);
+    DSI_CUDA_ARG(dsi_cuda_row_bytes(t, cols, &rb), "dsi_cuda_embed: rows of %d values of dtype %d (%s)", cols, (int)t,
+                 dsi_cuda_dtype_name(t));
     DSI_CUDA_ARG(rows > 0 && T >= 0, "dsi_cuda_embed: %d rows, %d tokens", rows, T);
     if (T == 0) return DS_OK;
     DSI_CUDA_ARG(table && tok && x, "dsi_cuda_embed: NULL buffer");
@@ -65,6 +66,7 @@ extern "C" ds_status dsi_cuda_embed(ds_dtype t, const void *table, int rows, int
     case DS_DTYPE_F32: EMBED(DS_DTYPE_F32); break;
     case DS_DTYPE_F16: EMBED(DS_DTYPE_F16); break;
     case DS_DTYPE_Q8_0: EMBED(DS_DTYPE_Q8_0); break;
+    case DS_DTYPE_Q4_0: EMBED(DS_DTYPE_Q4_0); break;
     }
 #undef EMBED
     DSI_CUDA_LAUNCHED("embed");

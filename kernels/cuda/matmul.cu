@@ -1,6 +1,6 @@
 /*
- * matmul.cu — Y (T, rows) = X (T, cols) W^T with W stored as F32, F16 or
- * Q8_0 rows. The CPU twin is dsi_matmul/dsi_mm_task in forward.c (T == 1:
+ * matmul.cu — Y (T, rows) = X (T, cols) W^T with W stored as F32, F16, Q8_0
+ * or Q4_0 rows. The CPU twin is dsi_matmul/dsi_mm_task in forward.c (T == 1:
  * dsi_dot_row per row; T > 1: dsi_dequant_row once, dsi_dot_f32 per token).
  *
  * Decode (T <= DSI_CUDA_GEMV_MAX_T): a dequantizing GEMV. One warp per row,
@@ -11,6 +11,12 @@
  *   blocks: 8 quants through four 16-bit loads (a 34-byte block is only
  *   2-byte aligned), x through two 128-bit loads. A warp reads 8 whole
  *   blocks (272 contiguous bytes) per step.
+ *   Q4_0: lane l takes half (l % 2) of block (l / 2) of each group of 16
+ *   blocks: 8 bytes of nibbles through four 16-bit loads (an 18-byte block
+ *   is only 2-byte aligned), the 8 low nibbles (values 8h..8h+7 of the
+ *   block) and the 8 high ones (values 16+8h..16+8h+7), x through four
+ *   128-bit loads. A warp reads 16 whole blocks (288 contiguous bytes) per
+ *   step: as for Q8_0, each weight byte once, in a warp-wide contiguous run.
  *   F16: 8 halves (one 128-bit load) and two float4 of x per lane and step.
  *   F32: one float4 of W and of x per lane and step.
  *   Rows or x that are not 16-byte aligned (ragged widths, odd strides) take
@@ -24,7 +30,9 @@
  * the activations, which in DeepSeek models exceed F16's range in a few
  * channels, would have to be F16 too). With F32 the product differs from
  * the CPU's only in summation order; the weights are read once per tile
- * either way. A fused Q8_0 tensor-core kernel is the later optimisation.
+ * either way. Q4_0 takes the same path (a nibble times an F16 scale is
+ * exact in F32 too). A fused Q8_0/Q4_0 tensor-core kernel is the later
+ * optimisation.
  */
 #include "common.cuh"
 
@@ -73,6 +81,48 @@ static __global__ void __launch_bounds__(GEMV_WARPS * 32)
                     s = 0.0f;
 #pragma unroll
                     for (int k = 0; k < 8; k++) s += q[k] * xp[k];
+                }
+                acc[t] += d * s; /* as the CPU: scale times the block's integer-weighted sum */
+            }
+        }
+    } else if (DT == DS_DTYPE_Q4_0) {
+        const int nb = cols / DSI_CUDA_Q8_BLOCK, half = lane & 1;
+        for (int b = lane >> 1; b < nb; b += 16) {
+            const uint8_t *blk = row + (size_t)b * DSI_CUDA_Q4_BLOCK_BYTES;
+            const uint16_t *qp = (const uint16_t *)(const void *)(blk + 2 + half * 8);
+            const float d = dsi_cuda_f16_to_f32(*(const uint16_t *)(const void *)blk);
+            /* byte m of the block's nibbles: value m (low), value m + 16
+             * (high); a 16-bit load holds bytes m, m + 1 (little-endian) */
+            float lo[8], hi[8];
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const int v = qp[k];
+                lo[2 * k] = (float)((v & 15) - 8);
+                hi[2 * k] = (float)(((v >> 4) & 15) - 8);
+                lo[2 * k + 1] = (float)(((v >> 8) & 15) - 8);
+                hi[2 * k + 1] = (float)(((v >> 12) & 15) - 8);
+            }
+            const int off = b * DSI_CUDA_Q8_BLOCK + half * 8;
+#pragma unroll
+            for (int t = 0; t < DSI_CUDA_GEMV_MAX_T; t++) {
+                if (t >= T) break;
+                const float *xp = x + (size_t)t * ldx + off;
+                float s;
+                if (VEC) {
+                    float4 a = *(const float4 *)(const void *)xp, c = *(const float4 *)(const void *)(xp + 4);
+                    float4 e = *(const float4 *)(const void *)(xp + 16), f = *(const float4 *)(const void *)(xp + 20);
+                    s = ((lo[0] * a.x + lo[1] * a.y + lo[2] * a.z + lo[3] * a.w) +
+                         (lo[4] * c.x + lo[5] * c.y + lo[6] * c.z + lo[7] * c.w)) +
+                        ((hi[0] * e.x + hi[1] * e.y + hi[2] * e.z + hi[3] * e.w) +
+                         (hi[4] * f.x + hi[5] * f.y + hi[6] * f.z + hi[7] * f.w));
+                } else {
+                    float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+                    for (int k = 0; k < 8; k++) {
+                        s0 += lo[k] * xp[k];
+                        s1 += hi[k] * xp[16 + k];
+                    }
+                    s = s0 + s1;
                 }
                 acc[t] += d * s; /* as the CPU: scale times the block's integer-weighted sum */
             }
@@ -140,10 +190,10 @@ static bool dsi_cuda_aligned(const void *p, size_t a) { return ((uintptr_t)p & (
 /* Shape and pointer checks shared by gemv and matmul. */
 static ds_status dsi_cuda_mm_check(const char *fn, ds_dtype t, const void *w, int rows, int cols, const float *x,
                                    int ldx, int T, float *y, int ldy, size_t *row_bytes, char *msg, size_t len) {
-    DSI_CUDA_ARG(t == DS_DTYPE_F32 || t == DS_DTYPE_F16 || t == DS_DTYPE_Q8_0, "%s: unknown dtype %d", fn, (int)t);
+    DSI_CUDA_ARG(t == DS_DTYPE_F32 || t == DS_DTYPE_F16 || dsi_cuda_blocked(t), "%s: unknown dtype %d", fn, (int)t);
     DSI_CUDA_ARG(rows > 0 && cols > 0 && T >= 0, "%s: bad shape rows %d cols %d T %d", fn, rows, cols, T);
-    DSI_CUDA_ARG(dsi_cuda_row_bytes(t, cols, row_bytes), "%s: %d columns is not a whole number of Q8_0 blocks", fn,
-                 cols);
+    DSI_CUDA_ARG(dsi_cuda_row_bytes(t, cols, row_bytes), "%s: %d columns is not a whole number of %s blocks", fn,
+                 cols, dsi_cuda_dtype_name(t));
     DSI_CUDA_ARG(ldx >= cols && ldy >= rows, "%s: strides ldx %d < cols %d or ldy %d < rows %d", fn, ldx, cols, ldy,
                  rows);
     DSI_CUDA_ARG(T == 0 || (w && x && y), "%s: NULL buffer", fn);
@@ -155,7 +205,8 @@ static ds_status dsi_cuda_mm_check(const char *fn, ds_dtype t, const void *w, in
 static ds_status dsi_cuda_gemv_run(ds_dtype t, const void *w, size_t row_bytes, int rows, int cols, const float *x,
                                    int ldx, int T, float *y, int ldy, cudaStream_t s, char *msg, size_t len) {
     const bool xv = dsi_cuda_aligned(x, 16) && ldx % 4 == 0;
-    const bool vec = t == DS_DTYPE_Q8_0 ? xv : xv && dsi_cuda_aligned(w, 16) && row_bytes % 16 == 0;
+    /* the block formats load W in 16-bit pieces: only x must be aligned */
+    const bool vec = dsi_cuda_blocked(t) ? xv : xv && dsi_cuda_aligned(w, 16) && row_bytes % 16 == 0;
     const dim3 grid((unsigned)((rows + GEMV_WARPS - 1) / GEMV_WARPS)), block(GEMV_WARPS * 32);
     const uint8_t *wb = (const uint8_t *)w;
 #define GEMV(DT)                                                                                   \
@@ -165,6 +216,7 @@ static ds_status dsi_cuda_gemv_run(ds_dtype t, const void *w, size_t row_bytes, 
     case DS_DTYPE_F32: GEMV(DS_DTYPE_F32); break;
     case DS_DTYPE_F16: GEMV(DS_DTYPE_F16); break;
     case DS_DTYPE_Q8_0: GEMV(DS_DTYPE_Q8_0); break;
+    case DS_DTYPE_Q4_0: GEMV(DS_DTYPE_Q4_0); break;
     }
 #undef GEMV
     DSI_CUDA_LAUNCHED("gemv");
