@@ -185,9 +185,7 @@ for t in $TYPES; do
     fi
     if [ ! -f "$gg" ]; then
         say "GGUF ($t) from the same values: bench/hf_to_gguf_q8.py"
-        # attn_v_b in F32 (our exact values): llama.cpp's AMX buffer (CPUs with
-        # AMX) takes Q8_0/Q4_0 weights but cannot run the 3-D v_b product
-        nice -n 19 "$VPY" "$ROOT/bench/hf_to_gguf_q8.py" "$HF" "$gg" --type "$t" --v-b-f32
+        nice -n 19 "$VPY" "$ROOT/bench/hf_to_gguf_q8.py" "$HF" "$gg" --type "$t"
     fi
     say "faithfulness ($t): ds logits vs llama.cpp logits on $CHECK_IDS"
     "$DS" logits "$dsm" --key-file "$KEY" --tokens "$CHECK_IDS" --out "$OUT/logits-ds-$t.f32" > /dev/null
