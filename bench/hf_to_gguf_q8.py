@@ -303,7 +303,7 @@ def tokenizer_meta(hf_dir, n_vocab):
     return tokens, ttypes, merges
 
 
-def plan(ck, qtype, v_b_f32=False):
+def plan(ck, qtype):
     """[(gguf name, numpy shape, dtype, nbytes, raw_dtype, producer)] in file order;
     producer() returns the array to write."""
     import gguf
@@ -383,14 +383,7 @@ def plan(ck, qtype, v_b_f32=False):
             if k == 1:
                 cache.clear()                           # v_b is written right after k_b
             return v
-        if qtype in ("q8", "q4") and v_b_f32:
-            # v_b as our exact values in F32, as k_b (see --v-b-f32)
-            deq = dequantize_q8_0 if qtype == "q8" else dequantize_q4_0
-            items.append((n(M.ATTN_K_B), (nh, kl, nope), np.float32, nh * kl * nope * 4, None, lambda part=part: part(0)))
-            items.append((n(M.ATTN_V_B), (nh, vdim, kl), np.float32, nh * vdim * kl * 4, None,
-                          lambda part=part, deq=deq: np.ascontiguousarray(
-                              deq(part(1).reshape(nh * vdim, -1), kl).reshape(nh, vdim, kl))))
-        elif qtype in ("q8", "q4"):
+        if qtype in ("q8", "q4"):
             bb, gt = (QB, gguf.GGMLQuantizationType.Q8_0) if qtype == "q8" else (Q4B, gguf.GGMLQuantizationType.Q4_0)
             items.append((n(M.ATTN_K_B), (nh, kl, nope), np.float32, nh * kl * nope * 4, None, lambda part=part: part(0)))
             items.append((n(M.ATTN_V_B), (nh, vdim, kl // QK * bb), np.uint8, nh * vdim * kl // QK * bb,
@@ -418,7 +411,7 @@ def plan(ck, qtype, v_b_f32=False):
     return items
 
 
-def write_gguf(ck, out_path, qtype, verbose, v_b_f32=False):
+def write_gguf(ck, out_path, qtype, verbose):
     import gguf
     c = ck.config
     if c.get("architectures", [None])[0] != "DeepseekV2ForCausalLM":
@@ -473,7 +466,7 @@ def write_gguf(ck, out_path, qtype, verbose, v_b_f32=False):
     w.add_eos_token_id(c.get("eos_token_id", 1))
     w.add_add_bos_token(True)
 
-    items = plan(ck, qtype, v_b_f32)
+    items = plan(ck, qtype)
     for name, shape, dt, nb, raw, _ in items:
         w.add_tensor_info(name, shape, np.dtype(dt), nb, raw_dtype=raw)
     w.write_header_to_file()
@@ -503,10 +496,6 @@ def main(argv):
     ap.add_argument("--type", choices=("q8", "q4", "f16"), default="q8")
     ap.add_argument("--check", metavar="HARNESS", help="first prove the numpy encoders bit-exact against bench/q8_check.c")
     ap.add_argument("--selftest", metavar="HARNESS", help="only the numpy-vs-C comparison (HF_DIR optional)")
-    ap.add_argument("--v-b-f32", action="store_true",
-                    help="write attn_v_b (q8/q4) as our exact values in F32: llama.cpp 0.3.36 on a CPU with AMX "
-                         "moves Q8_0/Q4_0 weights into its AMX buffer, which cannot run the 3-D attn_v_b product "
-                         "(GGML_ASSERT(*cur_backend_id != -1) in ggml-backend.cpp); F32 stays on the CPU backend")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     if a.selftest:
@@ -524,7 +513,7 @@ def main(argv):
                   file=sys.stderr)
             return 1
         print("numpy vs C encoders: bit-exact")
-    write_gguf(ck, a.out, a.type, a.verbose, a.v_b_f32)
+    write_gguf(ck, a.out, a.type, a.verbose)
     return 0
 
 
