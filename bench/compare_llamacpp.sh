@@ -125,6 +125,12 @@ $CC -std=c11 -O2 -I"$ROOT" "$ROOT/bench/q8_check.c" "$LIB" -o "$BIN/q8_check" $L
 
 # ---- llama.cpp (llama-cpp-python, from source, CPU only) ---------------------
 VPY=$VENV/bin/python
+# llama-cpp-python 0.3.36 on a CPU with AMX puts Q8_0/Q4_0 weights into its
+# AMX buffer by default and then cannot run this model (an assertion in the
+# scheduler, or a crash in the first decode): there it runs as llama.cpp's
+# --no-repack (bench/run_llama.py --no-repack), said in the table's title
+NOREPACK=""
+if grep -q '\bamx_tile\b' /proc/cpuinfo 2>/dev/null; then NOREPACK="--no-repack"; fi
 if ! "$VPY" -c 'import llama_cpp, gguf, numpy' 2> /dev/null; then
     say "installing $LLAMA_CPP_PYTHON, gguf, numpy into $VENV (builds llama.cpp: 30-60 min on 2 cores)"
     [ -x "$VPY" ] || "$PYTHON" -m venv "$VENV"
@@ -190,7 +196,7 @@ for t in $TYPES; do
     say "faithfulness ($t): ds logits vs llama.cpp logits on $CHECK_IDS"
     "$DS" logits "$dsm" --key-file "$KEY" --tokens "$CHECK_IDS" --out "$OUT/logits-ds-$t.f32" > /dev/null
     "$VPY" "$ROOT/bench/run_llama.py" "$gg" logits --tokens "$CHECK_IDS" --out "$OUT/logits-llama-$t.f32" \
-        --threads "$THREADS" 2> "$OUT/llama-load-$t.log" > /dev/null ||
+        --threads "$THREADS" $NOREPACK 2> "$OUT/llama-load-$t.log" > /dev/null ||
         die "llama.cpp could not run $gg: see $OUT/llama-load-$t.log"
     "$PYTHON" "$ROOT/bench/compare_report.py" logits "$OUT/logits-ds-$t.f32" "$OUT/logits-llama-$t.f32" "$VOCAB" \
         --label "$t" | tee -a "$OUT/faithfulness.txt" || true
@@ -222,7 +228,7 @@ run_ds() {  # type run
 }
 run_llama() {  # type run
     j=$("$VPY" "$ROOT/bench/run_llama.py" "$WORK/model-L$LAYERS-$1.gguf" bench --threads "$THREADS" \
-        --prompt "$PROMPT" --gen "$GEN" --prompt-vocab "$PVOCAB" --bos 0 2>> "$OUT/llama-runs.log") ||
+        --prompt "$PROMPT" --gen "$GEN" --prompt-vocab "$PVOCAB" --bos 0 $NOREPACK 2>> "$OUT/llama-runs.log") ||
         die "run_llama.py failed on $1: see $OUT/llama-runs.log"
     echo "$j" >> "$OUT/runs-llama.jsonl"
     pd=$(printf '%s\n' "$j" | "$PYTHON" -c 'import json,sys; r=json.load(sys.stdin); print("%.4f %.4f" % (r["prefill_tok_s"], r["decode_tok_s"]))')
@@ -246,7 +252,8 @@ LOAD_END=$(load1)
 NMOE=$((LAYERS - 1))
 TITLE="deepseek.h vs $LLAMA_DESC: V2-Lite-shaped, $LAYERS layers (1 dense + $NMOE MoE), random weights, \
 $THREADS threads, $PROMPT-token prompt + $GEN decode tokens, $RUNS run(s) each; $(nproc) CPUs, \
-load average $LOAD_START before, $LOAD_END after (which counts the runs' own threads)"
+load average $LOAD_START before, $LOAD_END after (which counts the runs' own threads); kernel $(uname -r)\
+${NOREPACK:+; llama.cpp with --no-repack (AMX CPU: its default AMX buffer cannot run this model)}"
 [ "$QUICK" = 0 ] || TITLE="$TITLE [--quick: tests the script, not the engines]"
 echo
 "$PYTHON" "$ROOT/bench/compare_report.py" table "$OUT" "$HF/config.json" --membw "$MEMBW" --title "$TITLE" |

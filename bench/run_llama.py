@@ -61,13 +61,17 @@ def log_to_stderr(L):
 
 
 class Llama:
-    def __init__(self, path, threads, n_ctx, n_batch):
+    def __init__(self, path, threads, n_ctx, n_batch, no_repack=False):
         import llama_cpp as L
         self.L = L
         log_to_stderr(L)
         L.llama_backend_init()
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = 0
+        if no_repack:
+            # llama.cpp's --no-repack: no extra buffer types (the AMX buffer,
+            # the CPU repacking); see --no-repack below
+            mp.use_extra_bufts = False
         self.model = L.llama_model_load_from_file(path.encode(), mp)
         if not self.model:
             raise RuntimeError("llama.cpp could not load %s (its log above says why)" % path)
@@ -129,7 +133,7 @@ class Llama:
 def cmd_bench(a):
     ids = make_prompt(a.prompt, a.prompt_vocab, a.bos)
     t0 = time.perf_counter()
-    m = Llama(a.model, a.threads, a.prompt + a.gen + 1, max(a.prompt, 32))
+    m = Llama(a.model, a.threads, a.prompt + a.gen + 1, max(a.prompt, 32), a.no_repack)
     open_s = time.perf_counter() - t0
     m.decode(ids)                                   # warm-up, untimed
     float(m.last_logits()[0])
@@ -166,7 +170,7 @@ def cmd_bench(a):
 
 def cmd_logits(a):
     ids = [int(t) for t in a.tokens.split(",") if t.strip()]
-    m = Llama(a.model, a.threads, len(ids) + 1, max(len(ids), 32))
+    m = Llama(a.model, a.threads, len(ids) + 1, max(len(ids), 32), a.no_repack)
     z = m.all_logits(ids)
     m.close()
     z.astype(np.float32).tofile(a.out)
@@ -190,6 +194,11 @@ def main(argv):
     ap.add_argument("--prompt-vocab", type=int, default=512)
     ap.add_argument("--bos", type=int, default=0)
     ap.add_argument("--tokens")
+    ap.add_argument("--no-repack", action="store_true",
+                    help="llama.cpp's --no-repack (use_extra_bufts = false). On a CPU with AMX, llama-cpp-python "
+                         "0.3.36 moves Q8_0/Q4_0 weights into its AMX buffer by default and then cannot run this "
+                         "model: GGML_ASSERT(*cur_backend_id != -1) in ggml-backend.cpp (the 3-D attn_v_b product), "
+                         "or, with attn_v_b kept out of that buffer, a segmentation fault in the first decode")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     try:
