@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id d5debaf63006b21b: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 4292f38ffffaf995: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "d5debaf63006b21b"
+#define DS_SOURCE_ID "4292f38ffffaf995"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -192,9 +192,33 @@ typedef struct dsi_secure_buf {
     size_t size;          /* mapped size (page multiple) */
     bool dontdump;        /* MADV_DONTDUMP took effect */
     bool locked;          /* mlock took effect (dsi_secure_lock) */
+    bool huge;            /* DSI_SECURE_HUGE: 2 MiB aligned and MADV_HUGEPAGE took effect */
+    int huge_error;       /* DSI_SECURE_HUGE on a buffer of >= DSI_HUGE_PAGE_BYTES that did not
+                             get it: the errno of the refusal (EINVAL: a kernel without
+                             transparent huge pages); 0 otherwise */
 } dsi_secure_buf;
-DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e);
+/* The size of a transparent huge page (a PMD's worth: x86-64, and arm64
+ * with 4 KiB pages). Elsewhere 2 MiB alignment is harmless and the kernel
+ * decides what MADV_HUGEPAGE gives. */
+#define DSI_HUGE_PAGE_BYTES ((size_t)2 << 20)
+/* dsi_secure_alloc flags. DSI_SECURE_HUGE: a buffer of at least
+ * DSI_HUGE_PAGE_BYTES starts on a DSI_HUGE_PAGE_BYTES boundary and asks for
+ * transparent huge pages (MADV_HUGEPAGE), so that streaming through it costs
+ * one TLB entry per 2 MiB rather than per 4 KiB. Where the kernel refuses,
+ * the buffer has ordinary pages (b->huge false, b->huge_error says why); the
+ * mapping is never larger than size rounded up to a page, so no more memory
+ * can become resident than without the flag. */
+#define DSI_SECURE_HUGE 1u
+DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, unsigned flags, dsi_err *e);
 DSI_FUNC void dsi_secure_free(dsi_secure_buf *b);
+/* Test hook (NULL in use): dsi_secure_free calls it instead of munmap(2),
+ * after wiping, so a test can look at the wiped bytes (and unmap them). */
+DSI_DATA_DECL void (*dsi_secure_unmap_hook)(void *ptr, size_t len);
+/* Bytes of the n ranges [ptr[i], ptr[i] + len[i]) backed by transparent
+ * huge pages now (AnonHugePages of the mappings that hold them, from
+ * /proc/self/smaps); false where that cannot be read. Reads the whole file:
+ * milliseconds, not for a hot path. */
+DSI_FUNC bool dsi_huge_bytes(const void *const *ptr, const size_t *len, int n, uint64_t *out);
 /* Locks b's pages into RAM (mlock: never written to swap); 0, or the errno
  * of the refusal (ENOMEM or EPERM: RLIMIT_MEMLOCK). Unlocked when freed. */
 DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b);
@@ -518,19 +542,51 @@ DS_API void ds_memzero(void *p, size_t n) {
 }
 
 /* ---- secure buffers ------------------------------------------------------- */
-DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e) {
+DSI_DATA void (*dsi_secure_unmap_hook)(void *ptr, size_t len);
+
+/* A mapping of len bytes (a page multiple of at least DSI_HUGE_PAGE_BYTES)
+ * that starts on a DSI_HUGE_PAGE_BYTES boundary: a huge page less a page
+ * more is mapped, and the ends outside the aligned range are unmapped again.
+ * NULL when that cannot be had (the caller maps len bytes anywhere). */
+static void *dsi_map_huge_aligned(size_t len, size_t page) {
+    if (len > SIZE_MAX - DSI_HUGE_PAGE_BYTES) return NULL;
+    size_t span = len + DSI_HUGE_PAGE_BYTES - page;
+    void *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    uintptr_t at = ((uintptr_t)raw + DSI_HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(DSI_HUGE_PAGE_BYTES - 1);
+    size_t head = (size_t)(at - (uintptr_t)raw), tail = span - head - len;
+    if (head) munmap(raw, head);
+    if (tail) munmap((uint8_t *)at + len, tail);
+    return (void *)at;
+}
+
+DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, unsigned flags, dsi_err *e) {
     memset(b, 0, sizeof *b);
     long pg = sysconf(_SC_PAGESIZE);
     size_t page = pg > 0 ? (size_t)pg : 4096;
     if (size == 0) size = 1;
     if (size > SIZE_MAX - page) return dsi_fail(e, DS_ERR_NOMEM, "secure buffer of %zu bytes is too large", size);
     size_t len = (size + page - 1) / page * page;
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    bool huge = (flags & DSI_SECURE_HUGE) && len >= DSI_HUGE_PAGE_BYTES && page < DSI_HUGE_PAGE_BYTES;
+    void *p = huge ? dsi_map_huge_aligned(len, page) : NULL;
+    int huge_error = huge && !p ? ENOMEM : 0;
+    if (!p) p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return dsi_fail(e, DS_ERR_NOMEM, "cannot map %zu bytes for plaintext weights: %s", len, strerror(errno));
 #ifdef MADV_DONTDUMP
     b->dontdump = madvise(p, len, MADV_DONTDUMP) == 0;
 #endif
+    /* before the first touch: the pages are faulted in as huge ones (or
+     * collapsed later by khugepaged). A kernel without THP says EINVAL */
+    if (huge && !huge_error) {
+#ifdef MADV_HUGEPAGE
+        b->huge = madvise(p, len, MADV_HUGEPAGE) == 0;
+        if (!b->huge) huge_error = errno ? errno : EINVAL;
+#else
+        huge_error = ENOSYS;
+#endif
+    }
+    b->huge_error = huge_error;
     b->ptr = p;
     b->size = len;
     return DS_OK;
@@ -539,10 +595,68 @@ DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, dsi_err *e) 
 DSI_FUNC void dsi_secure_free(dsi_secure_buf *b) {
     if (!b || !b->ptr) return;
     sodium_memzero(b->ptr, b->size);
-    munmap(b->ptr, b->size);   /* also unlocks */
-    b->ptr = NULL;
-    b->size = 0;
-    b->locked = false;
+    void (*hook)(void *, size_t) = __atomic_load_n(&dsi_secure_unmap_hook, __ATOMIC_ACQUIRE);
+    if (hook) hook(b->ptr, b->size);
+    else munmap(b->ptr, b->size);   /* also unlocks */
+    memset(b, 0, sizeof *b);
+}
+
+/* One line of /proc/self/smaps for dsi_huge_bytes: a mapping's header
+ * ("start-end perms ...") sets the overlap of the ranges with it; its
+ * AnonHugePages line counts, up to that overlap. */
+typedef struct dsi_smaps_scan {
+    const void *const *ptr;
+    const size_t *len;
+    int n;
+    uint64_t overlap, total;
+} dsi_smaps_scan;
+
+static void dsi_smaps_line(dsi_smaps_scan *s, const char *line) {
+    static const char ahp[] = "AnonHugePages:";
+    if ((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) {
+        char *end = NULL;
+        unsigned long long lo = strtoull(line, &end, 16), hi;
+        if (!end || *end != '-') return;
+        hi = strtoull(end + 1, &end, 16);
+        s->overlap = 0;
+        for (int i = 0; i < s->n; i++) {
+            unsigned long long a = (uintptr_t)s->ptr[i], z = a + s->len[i];
+            unsigned long long x = a > lo ? a : lo, y = z < hi ? z : hi;
+            if (y > x) s->overlap += y - x;
+        }
+    } else if (s->overlap && !strncmp(line, ahp, sizeof ahp - 1)) {
+        uint64_t kb = strtoull(line + sizeof ahp - 1, NULL, 10), bytes = kb * 1024;
+        s->total += bytes < s->overlap ? bytes : s->overlap;
+        s->overlap = 0;
+    }
+}
+
+DSI_FUNC bool dsi_huge_bytes(const void *const *ptr, const size_t *len, int n, uint64_t *out) {
+    *out = 0;
+    int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    dsi_smaps_scan s = {ptr, len, n, 0, 0};
+    char buf[4096], line[128];   /* the fields needed lie in a line's first 128 bytes */
+    size_t ll = 0;
+    ssize_t r;
+    for (;;) {
+        r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf[i] != '\n') {
+                if (ll < sizeof line - 1) line[ll++] = buf[i];
+                continue;
+            }
+            line[ll] = '\0';
+            ll = 0;
+            dsi_smaps_line(&s, line);
+        }
+    }
+    close(fd);
+    if (r < 0) return false;
+    *out = s.total;
+    return true;
 }
 
 DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b) {
@@ -682,7 +796,7 @@ DSI_FUNC double dsi_now_seconds(void) {
 /* ==== Begin deepseek_impl/format.h ==== */
 /*
  * format.h — the formats layer (quant.c, json.c, safetensors.c, crypto.c,
- * container.c, config.c, arch.c): F16/Q8_0 rows, the strict parsers, the
+ * container.c, config.c, arch.c): F16/Q8_0/Q4_0 rows, the strict parsers, the
  * sealed chunks, the container's header, metadata and directories, the model
  * config, and the architecture table with the weights it binds. Not
  * installed; not part of the API.
@@ -705,12 +819,28 @@ DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v);    /* OCP e4m3fn: no infinities, 
 #define DSI_PREFETCH_AHEAD 4096
 #define DSI_Q8_BLOCK_BYTES 34                    /* f16 scale + 32 int8 */
 /* Bytes of a dtype for a (rows x cols) matrix; cols must be a multiple of 32
- * for Q8_0. Returns false on overflow or a bad shape. */
+ * for Q8_0 and Q4_0. Returns false on overflow or a bad shape. */
 DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out);
 /* Quantizes one row of n floats (n % 32 == 0) into Q8_0 blocks. The scale is
  * rounded up to F16 so that |x - q*scale| <= scale/2 always holds. */
 DSI_FUNC void dsi_quantize_row_q8_0(const float *x, uint8_t *out, size_t n);
 DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n);
+/* Q4_0 (llama.cpp's block_q4_0, byte for byte): an F16 scale d, then 16
+ * bytes whose low nibbles hold values 0..15 and high nibbles 16..31 of the
+ * block, each stored as q + 8 (q in -8..7); x = q * d. The rule: the value
+ * of largest magnitude m (the first one on a tie) sets d = m / -8 with its
+ * magnitude rounded up to the next F16, so m becomes q = -8 exactly and
+ * every other value lies in [-8, 8] scales; q = round-half-even(x / d)
+ * clamped to -8..7. So |x - q*d| <= |d|/2, except a value near -m (x/d
+ * above 7.5), which is clamped: error at most |d|. */
+#define DSI_Q4_BLOCK_BYTES 18                    /* f16 scale + 16 bytes of nibbles */
+DSI_FUNC void dsi_quantize_row_q4_0(const float *x, uint8_t *out, size_t n);
+DSI_FUNC void dsi_dequantize_row_q4_0(const uint8_t *in, float *y, size_t n);
+/* Q4_0 blocks rewritten as the Q8_0 blocks of the same values (exact: q in
+ * -8..7 with the same scale), n values. */
+DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n);
+/* The number of weight formats (ds_dtype values). */
+#define DSI_N_DTYPES 4
 DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n);
 DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n);
 
@@ -1012,7 +1142,8 @@ typedef struct dsi_tensor_spec {
     char name[96];                 /* Hugging Face name, e.g. model.layers.3.mlp.experts.7.up_proj.weight */
     int n_dims;                    /* 1 or 2 */
     uint64_t dims[2];              /* as in the checkpoint: (out_features, in_features) */
-    bool keep_f32;                 /* norms, router weight, e_score_correction_bias, 1-D tensors */
+    bool keep_f32;                 /* always F32: norms, e_score_correction_bias, 1-D tensors */
+    int pclass;                    /* DS_PARAM_CORE, _EXPERT or _ROUTER (the converter's recipe) */
     uint32_t seg_kind;             /* DS_SEGMENT_DENSE or DS_SEGMENT_EXPERT */
     int32_t layer;                 /* -1 embeddings, 0..n_layers-1, n_layers = final norm + head */
     int32_t expert;                /* routed expert index, -1 otherwise */
@@ -2244,8 +2375,9 @@ done:
 /* ==== Begin deepseek_impl/quant.c ==== */
 /*
  * quant.c — number formats: IEEE half, bfloat16, FP8 e4m3 (decode only), and
- * the Q8_0 block format (32 int8 values with one F16 scale, as llama.cpp's
- * Q8_0, so the same quantized numbers can be compared across runtimes).
+ * the Q8_0 and Q4_0 block formats (32 values with one F16 scale, laid out as
+ * llama.cpp's Q8_0 and Q4_0, so the same quantized numbers can be compared
+ * across runtimes).
  */
 /* #include "format.h": pasted above */
 
@@ -2315,6 +2447,9 @@ DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out) {
     case DS_DTYPE_Q8_0:
         if (cols % DSI_Q8_BLOCK) return false;
         return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q8_BLOCK_BYTES, out);
+    case DS_DTYPE_Q4_0:
+        if (cols % DSI_Q8_BLOCK) return false;
+        return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q4_BLOCK_BYTES, out);
     }
     return false;
 }
@@ -2353,6 +2488,64 @@ DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n) {
         const uint8_t *ib = in + b * DSI_Q8_BLOCK_BYTES;
         float scale = dsi_f16_to_f32(dsi_rd16(ib));
         for (int i = 0; i < DSI_Q8_BLOCK; i++) y[b * DSI_Q8_BLOCK + i] = (float)(int8_t)ib[2 + i] * scale;
+    }
+}
+
+DSI_FUNC void dsi_quantize_row_q4_0(const float *x, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        uint8_t *ob = out + b * DSI_Q4_BLOCK_BYTES;
+        float amax = 0.0f, m = 0.0f;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            float a = fabsf(xb[i]);
+            if (a > amax) {
+                amax = a;
+                m = xb[i];
+            }
+        }
+        /* d = m / -8, its magnitude rounded up to the next F16 so that
+         * |x / d| <= 8 for every x of the block */
+        float want = amax / 8.0f;
+        uint16_t s16 = dsi_f32_to_f16(want);
+        if ((s16 & 0x7c00) == 0x7c00) s16 = 0x7bff;
+        else if (dsi_f16_to_f32(s16) < want) s16++;
+        if (m > 0.0f) s16 |= 0x8000;                 /* d = -|d| when m > 0: m maps to -8 */
+        float d = dsi_f16_to_f32(s16);
+        float inv = amax > 0.0f ? 1.0f / d : 0.0f;
+        if (amax == 0.0f) s16 = 0;
+        dsi_wr16(ob, s16);
+        uint8_t q[DSI_Q8_BLOCK];
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            float v = xb[i] * inv;
+            v = v > 7.0f ? 7.0f : v < -8.0f ? -8.0f : v;
+            q[i] = (uint8_t)((int32_t)(v + 12582912.0f) - 12582912 + 8);
+        }
+        for (int i = 0; i < 16; i++) ob[2 + i] = (uint8_t)(q[i] | (q[i + 16] << 4));
+    }
+}
+
+DSI_FUNC void dsi_dequantize_row_q4_0(const uint8_t *in, float *y, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q4_BLOCK_BYTES;
+        float d = dsi_f16_to_f32(dsi_rd16(ib));
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < 16; i++) {
+            yb[i] = (float)((ib[2 + i] & 15) - 8) * d;
+            yb[i + 16] = (float)((ib[2 + i] >> 4) - 8) * d;
+        }
+    }
+}
+
+DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q4_BLOCK_BYTES;
+        uint8_t *ob = out + b * DSI_Q8_BLOCK_BYTES;
+        ob[0] = ib[0];
+        ob[1] = ib[1];
+        for (int i = 0; i < 16; i++) {
+            ob[2 + i] = (uint8_t)(int8_t)((ib[2 + i] & 15) - 8);
+            ob[18 + i] = (uint8_t)(int8_t)((ib[2 + i] >> 4) - 8);
+        }
     }
 }
 
@@ -3082,7 +3275,7 @@ static ds_status dsi_parse_tensors(dsi_meta *m, const uint8_t *p, uint64_t len, 
         pos += padded;
 
         /* shape, dtype and size must agree; the tensor must lie inside its segment */
-        if (t->dtype > DS_DTYPE_Q8_0 || t->n_dims < 1 || t->n_dims > 2 || t->segment >= m->n_segments)
+        if (t->dtype > DS_DTYPE_Q4_0 || t->n_dims < 1 || t->n_dims > 2 || t->segment >= m->n_segments)
             return dsi_fail(e, DS_ERR_CORRUPT, "tensor %s: bad dtype/rank/segment", t->name);
         for (uint32_t d = 0; d < 4; d++)
             if (d < t->n_dims ? (t->dims[d] == 0 || t->dims[d] > DS_MAX_DIM) : t->dims[d] != 0)
@@ -7686,7 +7879,7 @@ static const dsa_entry dsa_layer[] = {
     {"self_attn.kv_b_proj.weight", DSA_MLA, DSD_MLA_KVB, DSD_KVLORA, false, DSA_F(kv_b), 0},
     {"self_attn.o_proj.weight", DSA_MLA, DSD_HIDDEN, DSD_MLA_O, false, DSA_F(wo), 0},
     {"post_attention_layernorm.weight", DSA_ALL, DSD_HIDDEN, DSD_NONE, true, DSA_F(ffn_norm), 0},
-    {"mlp.gate.weight", DSA_MOE, DSD_EXPERTS, DSD_HIDDEN, true, DSA_F(router), 0},
+    {"mlp.gate.weight", DSA_MOE, DSD_EXPERTS, DSD_HIDDEN, false, DSA_F(router), 0},
     {"mlp.gate.e_score_correction_bias", DSA_MOE_BIAS, DSD_EXPERTS, DSD_NONE, true, DSA_F(bias), 0},
     {"mlp.shared_experts.gate_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(gate), 0},
     {"mlp.shared_experts.up_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(up), 0},
@@ -7746,11 +7939,11 @@ typedef struct dsa_spec_list {
     bool overflow;        /* a name did not fit */
 } dsa_spec_list;
 
-static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
-                         uint64_t d1, const char *fmt, ...) DSI_PRINTF(8, 9);
+static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, int pclass, uint64_t d0,
+                         uint64_t d1, const char *fmt, ...) DSI_PRINTF(9, 10);
 
 /* d1 == 0 means a 1-D tensor of d0 elements. */
-static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
+static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, int pclass, uint64_t d0,
                          uint64_t d1, const char *fmt, ...) {
     if (l->n < l->cap) {
         dsi_tensor_spec *t = &l->v[l->n];
@@ -7764,6 +7957,7 @@ static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind,
         t->dims[1] = d1;
         t->keep_f32 = keep_f32 || !d1;
         t->seg_kind = kind;
+        t->pclass = pclass;
         t->layer = layer;
         t->expert = expert;
     }
@@ -7782,7 +7976,8 @@ static bool dsa_name(const dsa_entry *x, int l, int expert, char *buf, size_t le
 /* One pass over the architecture; with cap == 0 it only counts. */
 static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
     const uint32_t D = DS_SEGMENT_DENSE, X = DS_SEGMENT_EXPERT;
-    dsa_spec_add(l, -1, -1, D, false, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "model.embed_tokens.weight");
+    const int CORE = DS_PARAM_CORE;
+    dsa_spec_add(l, -1, -1, D, false, CORE, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "model.embed_tokens.weight");
     for (int i = 0; i < c->n_layers; i++) {
         for (size_t k = 0; k < DSA_N_LAYER; k++) {
             const dsa_entry *x = &dsa_layer[k];
@@ -7791,7 +7986,8 @@ static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
             if (x->when != DSA_EXPERT) {
                 char name[96];
                 if (!dsa_name(x, i, -1, name, sizeof name)) l->overflow = true;
-                dsa_spec_add(l, i, -1, D, x->keep_f32, d0, d1, "%s", name);
+                bool router = x->field == DSA_F(router) || x->field == DSA_F(bias);
+                dsa_spec_add(l, i, -1, D, x->keep_f32, router ? DS_PARAM_ROUTER : CORE, d0, d1, "%s", name);
                 continue;
             }
             /* the experts' three matrices, expert by expert (each expert's
@@ -7801,14 +7997,16 @@ static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
                     const dsa_entry *y = &dsa_layer[k + p];
                     char name[96];
                     if (!dsa_name(y, i, e, name, sizeof name)) l->overflow = true;
-                    dsa_spec_add(l, i, e, X, y->keep_f32, dsa_dim(c, y->rows), dsa_dim(c, y->cols), "%s", name);
+                    dsa_spec_add(l, i, e, X, y->keep_f32, DS_PARAM_EXPERT, dsa_dim(c, y->rows), dsa_dim(c, y->cols),
+                                 "%s", name);
                 }
             k += 2;
         }
     }
-    dsa_spec_add(l, c->n_layers, -1, D, true, dsa_dim(c, DSD_HIDDEN), 0, "model.norm.weight");
+    dsa_spec_add(l, c->n_layers, -1, D, true, CORE, dsa_dim(c, DSD_HIDDEN), 0, "model.norm.weight");
     if (!c->tie_word_embeddings)
-        dsa_spec_add(l, c->n_layers, -1, D, false, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "lm_head.weight");
+        dsa_spec_add(l, c->n_layers, -1, D, false, CORE, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN),
+                     "lm_head.weight");
 }
 
 DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
@@ -7973,6 +8171,12 @@ struct ds_model {
     bool mlock;
     uint64_t mlock_locked, mlock_failed;   /* bytes locked, bytes the OS refused */
     int mlock_errno;                        /* the first refusal's errno */
+    /* ds_model_params.huge_pages: weight buffers of 2 MiB or more (the
+     * resident segments, the expert cache) in transparent huge pages
+     * (dsi_model_alloc) */
+    bool huge_pages;
+    uint64_t huge_advised, huge_refused;    /* bytes MADV_HUGEPAGE took, bytes it was refused for */
+    int huge_errno;                         /* the first refusal's errno */
     dsi_header hdr;
     dsi_keys *keys;             /* in `keybuf` */
     dsi_secure_buf keybuf;
@@ -7980,7 +8184,10 @@ struct ds_model {
     dsi_tensor **sorted;        /* tensors sorted by name, for lookups */
     ds_model_config cfg;
     bool weights_loaded;
-    dsi_secure_buf *dense;      /* one per dense segment (n_segments entries; unused for experts) */
+    dsi_secure_buf *dense;      /* one per dense segment (n_segments entries; unused for experts): views
+                                   into dense_mem, never freed themselves */
+    dsi_secure_buf dense_mem;   /* every resident segment's plaintext, page-aligned pieces of one mapping
+                                   (so its huge pages run across segment boundaries) */
     int n_threads;
     bool exact_act;             /* Q8_0 weights meet F32 activations (ds_model_params.exact_activations) */
     uint64_t expert_cache_bytes;
@@ -8041,6 +8248,11 @@ DSI_DATA_DECL ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int
  * locked or refused in m (a refusal is not an error; ds_model_open reports
  * it). Without it, does nothing. Not thread-safe: called while opening. */
 DSI_FUNC void dsi_model_mlock(ds_model *m, dsi_secure_buf *b);
+/* A secure buffer for weights (dsi_secure_alloc): in transparent huge pages
+ * when ds_model_params.huge_pages asks (counting in m what the kernel took or
+ * refused: a refusal is not an error), then locked as dsi_model_mlock says.
+ * Not thread-safe: called while opening. */
+DSI_FUNC ds_status dsi_model_alloc(ds_model *m, dsi_secure_buf *b, size_t size, dsi_err *e);
 
 /* ==== Expert pager (pager.c) ============================================ */
 /* After the weights are bound and m->device is decided (DS_PREFETCH_AUTO
@@ -8072,6 +8284,8 @@ DSI_FUNC void dsi_pager_routed(dsi_pager *p, int layer, const int *experts, int 
 /* The host cache's statistics into out (zeroes without a pager); reset
  * zeroes the counters (budget and slots stay). */
 DSI_FUNC void dsi_pager_stats(const ds_model *m, ds_cache_stats *out, bool reset);
+/* The expert cache's slots (one buffer), or NULL without a pager. */
+DSI_FUNC const dsi_secure_buf *dsi_pager_mem(const dsi_pager *p);
 /* Pointer to the plaintext of routed expert (layer, e): from the expert
  * cache (decrypting it on a miss) or resident; release when done with it. */
 DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);
@@ -8251,6 +8465,7 @@ DS_API const char *ds_dtype_name(ds_dtype t) {
     case DS_DTYPE_F32: return "F32";
     case DS_DTYPE_F16: return "F16";
     case DS_DTYPE_Q8_0: return "Q8_0";
+    case DS_DTYPE_Q4_0: return "Q4_0";
     }
     return "unknown";
 }
@@ -8593,7 +8808,7 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
                         "this model file is not encrypted (plaintext: its integrity tags come from its public salt, "
                         "so anyone who can write the file could have made it) but a key was given; refusing it: set "
                         "allow_plaintext (ds: --allow-plaintext) to open a plaintext file anyway");
-    ds_status s = dsi_secure_alloc(&m->keybuf, sizeof(dsi_keys), e);
+    ds_status s = dsi_secure_alloc(&m->keybuf, sizeof(dsi_keys), 0, e);
     if (s) return s;
     dsi_model_mlock(m, &m->keybuf);   /* before the keys are in it */
     m->keys = (dsi_keys *)m->keybuf.ptr;
@@ -8685,6 +8900,19 @@ DSI_FUNC void dsi_model_mlock(ds_model *m, dsi_secure_buf *b) {
     if (!m->mlock_errno) m->mlock_errno = err;
 }
 
+DSI_FUNC ds_status dsi_model_alloc(ds_model *m, dsi_secure_buf *b, size_t size, dsi_err *e) {
+    ds_status s = dsi_secure_alloc(b, size, m->huge_pages ? DSI_SECURE_HUGE : 0, e);
+    if (s) return s;
+    if (b->huge) {
+        m->huge_advised += b->size;
+    } else if (b->huge_error) {
+        m->huge_refused += b->size;
+        if (!m->huge_errno) m->huge_errno = b->huge_error;
+    }
+    dsi_model_mlock(m, b);   /* before any plaintext is in it */
+    return DS_OK;
+}
+
 static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     const dsi_header *h = &m->hdr;
     size_t n = (size_t)h->meta_plain_bytes;
@@ -8728,19 +8956,43 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     return DS_OK;
 }
 
+/* The resident segments' place in dense_mem: a page multiple (at least a
+ * page, as a buffer of its own would have). */
+static uint64_t dsi_dense_piece(const dsi_segment *s, uint64_t page) {
+    uint64_t n = s->plain_bytes ? s->plain_bytes : 1;
+    return (n + page - 1) / page * page;   /* plain_bytes was checked against the file's size */
+}
+
 DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e) {
     m->dense = dsi_calloc(&m->al, m->meta.n_segments, sizeof *m->dense);
     if (!m->dense) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-    uint64_t total = 0, done = 0, bytes = 0;
-    for (size_t i = 0; i < m->meta.n_segments; i++)
-        total += m->meta.segments[i].kind != DS_SEGMENT_EXPERT || experts_too;
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t page = pg > 0 ? (uint64_t)pg : 4096;
+    uint64_t total = 0, done = 0, bytes = 0, mem = 0;
     for (size_t i = 0; i < m->meta.n_segments; i++) {
         const dsi_segment *s = &m->meta.segments[i];
         if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;   /* paged by the expert cache */
-        ds_status st = dsi_secure_alloc(&m->dense[i], (size_t)s->plain_bytes, e);
-        if (!st) dsi_model_mlock(m, &m->dense[i]);   /* before any plaintext is in it */
-        if (!st) st = dsi_segment_read(m, (uint32_t)i, m->dense[i].ptr, m->dense[i].size, e);
-        if (st) return st;
+        total++;
+        if (!dsi_add_u64(mem, dsi_dense_piece(s, page), &mem) || mem > SIZE_MAX)
+            return dsi_fail(e, DS_ERR_NOMEM, "the resident segments' plaintext is too large for this address space");
+    }
+    /* One mapping for them all: a buffer per segment would leave each one's
+     * last partial 2 MiB in small pages, and a segment under 2 MiB none at
+     * all (norms, a small model's layers) */
+    ds_status st = mem ? dsi_model_alloc(m, &m->dense_mem, (size_t)mem, e) : DS_OK;
+    if (st) return dsi_prefix(e, "resident weights (%llu bytes)", (unsigned long long)mem);
+    uint64_t at = 0;
+    for (size_t i = 0; i < m->meta.n_segments; i++) {
+        const dsi_segment *s = &m->meta.segments[i];
+        if (s->kind == DS_SEGMENT_EXPERT && !experts_too) continue;
+        dsi_secure_buf *b = &m->dense[i];
+        b->ptr = (uint8_t *)m->dense_mem.ptr + at;
+        b->size = (size_t)dsi_dense_piece(s, page);
+        b->dontdump = m->dense_mem.dontdump;
+        b->locked = m->dense_mem.locked;
+        b->huge = m->dense_mem.huge;
+        at += b->size;
+        if ((st = dsi_segment_read(m, (uint32_t)i, b->ptr, b->size, e))) return st;
         bytes += s->plain_bytes;
         if (p->progress && p->progress(p->progress_user, ++done, total, bytes))
             return dsi_fail(e, DS_ERR_CANCELLED, "opening cancelled by the progress callback after %llu of %llu segments",
@@ -8755,9 +9007,9 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
     dsi_arch_unbind(&m->w, m->cfg.n_layers, &m->al);
     ds_tokenizer_free(m->tok);
     m->tok = NULL;
+    dsi_secure_free(&m->dense_mem);   /* wipes every resident segment */
     if (m->dense) {
-        for (size_t i = 0; i < m->meta.n_segments; i++) dsi_secure_free(&m->dense[i]);
-        dsi_free(&m->al, m->dense);
+        dsi_free(&m->al, m->dense);   /* views into dense_mem */
         m->dense = NULL;
     }
     dsi_free(&m->al, m->sorted);
@@ -8857,6 +9109,15 @@ DS_API ds_status ds_model_tensor_info(const ds_model *m, size_t i, ds_tensor_inf
     out->segment = t->segment;
     out->offset = t->offset;
     out->nbytes = t->nbytes;
+    /* the class, as the architecture's tensor list has it: routed experts
+     * live in expert segments; the router is each MoE layer's gate */
+    size_t nl = strlen(t->name);
+    static const char *const router[] = {".mlp.gate.weight", ".mlp.gate.e_score_correction_bias"};
+    out->param_class = DS_PARAM_CORE;
+    if (m->meta.segments[t->segment].kind == DS_SEGMENT_EXPERT) out->param_class = DS_PARAM_EXPERT;
+    for (int k = 0; k < 2; k++)
+        if (nl > strlen(router[k]) && strcmp(t->name + nl - strlen(router[k]), router[k]) == 0)
+            out->param_class = DS_PARAM_ROUTER;
     return DS_OK;
 }
 
@@ -8918,7 +9179,7 @@ DS_API ds_status ds_model_tensor_read_f32(const ds_model *m, size_t index, float
     if (!src) {
         /* not resident (an expert, or a metadata-only open): decrypt the segment */
         const dsi_segment *s = &m->meta.segments[t->segment];
-        if (dsi_secure_alloc(&tmp, (size_t)s->plain_bytes, &e) ||
+        if (dsi_secure_alloc(&tmp, (size_t)s->plain_bytes, 0, &e) ||
             dsi_segment_read(m, t->segment, tmp.ptr, tmp.size, &e)) {
             dsi_secure_free(&tmp);
             return dsi_model_fail(m, &e);
@@ -8934,6 +9195,7 @@ DS_API ds_status ds_model_tensor_read_f32(const ds_model *m, size_t index, float
         case DS_DTYPE_F32: memcpy(y, row, (size_t)cols * 4); break;
         case DS_DTYPE_F16: dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)cols); break;
         case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)cols); break;
+        case DS_DTYPE_Q4_0: dsi_dequantize_row_q4_0(row, y, (size_t)cols); break;
         }
     }
     dsi_secure_free(&tmp);
@@ -9196,8 +9458,8 @@ DSI_FUNC void dsi_pool_free(dsi_pool *p) {
 
 /* ==== Begin kernels/cpu/ops.c ==== */
 /*
- * ops.c — portable C kernels: dot products of one stored row (F32, F16 or
- * Q8_0, dequantized inside the loop, never expanded into a copy of the
+ * ops.c — portable C kernels: dot products of one stored row (F32, F16,
+ * Q8_0 or Q4_0, dequantized inside the loop, never expanded into a copy of the
  * matrix) with an F32 vector, RMSNorm, softmax. F32 accumulation throughout.
  * ISA-specific versions (AVX2/F16C/FMA) come later behind the same calls.
  */
@@ -9222,9 +9484,9 @@ DSI_FUNC void dsi_pool_free(dsi_pool *p) {
 typedef struct dsi_kernels {
     const char *name;              /* "avx512-vnni", "avx2", "portable" */
     /* one row of a weight format (indexed by ds_dtype) with F32 activations */
-    float (*dot[3])(const uint8_t *row, const float *x, int n);
-    void (*dequant[3])(const uint8_t *row, float *y, int n);
-    void (*axpy[3])(const uint8_t *row, float a, float *y, int n);   /* y += a row */
+    float (*dot[DSI_N_DTYPES])(const uint8_t *row, const float *x, int n);
+    void (*dequant[DSI_N_DTYPES])(const uint8_t *row, float *y, int n);
+    void (*axpy[DSI_N_DTYPES])(const uint8_t *row, float a, float *y, int n);   /* y += a row */
     /* F32 vectors */
     float (*dot_f32)(const float *a, const float *b, int n);
     void (*axpy_f32)(float a, const float *x, float *y, int n);
@@ -9244,6 +9506,14 @@ typedef struct dsi_kernels {
     void (*act_to_u8)(const int8_t *q, uint8_t *u, size_t n);
     void (*dot_q8u8xT)(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n, int T,
                        float *out);
+    /* Q4_0 weights with the same int8 activations, one token: dot_q4q8
+     * takes them as int8, dot_q4u8 (or NULL) offset to unsigned as
+     * act_to_u8 makes them. A batch instead rewrites its Q4_0 rows as
+     * Q8_0 blocks (q4_to_q8, exact) a few at a time and takes the Q8_0
+     * products above, whose cost is per token while this is per row. */
+    float (*dot_q4q8)(const uint8_t *row, const int8_t *q, const float *s, int n);
+    float (*dot_q4u8)(const uint8_t *row, const uint8_t *u, const float *s, int n);
+    void (*q4_to_q8)(const uint8_t *row, uint8_t *out, int n);
     /* token-lane GEMM for batches (lane_split NULL: none): a batch of T >=
      * lane_min tokens gives lane_split(T) of them to tiles packed by
      * lane_pack (activations as the products take them: int8, or u8 with
@@ -9284,6 +9554,8 @@ DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *
 DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n);
 DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q4_c(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q4q8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
 /* AVX2 + FMA + F16C (kernels/cpu/ops_avx2.c); only call when dsi_have_avx2(). */
 DSI_FUNC bool dsi_have_avx2(void);
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
@@ -9305,6 +9577,8 @@ DSI_FUNC bool dsi_have_vnni512(void);
 DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
                                   int T, float *out);
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
+/* A Q4_0 row times one token's offset activations (as above). */
+DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, const float *s, int n);
 /* Token-lane GEMM for batches (kernels/cpu/ops_avx512.c): tokens go in vector
  * lanes, up to DSI_TL_TOKENS per tile plus a bias lane; T tokens make
  * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_lane_tile).
@@ -9444,6 +9718,37 @@ DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *
     return sum;
 }
 
+/* Q4_0 rows: the nibble of value i of a block (i < 16: low nibbles, i >= 16:
+ * high), minus 8. */
+static inline int dsi_q4_val(const uint8_t *qs, int i) { return (i < 16 ? (qs[i] & 15) : (qs[i - 16] >> 4)) - 8; }
+
+DSI_FUNC float dsi_dot_q4_c(const uint8_t *row, const float *x, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float s0 = 0, s1 = 0;
+        for (int i = 0; i < 16; i++) {
+            s0 += (float)dsi_q4_val(blk + 2, i) * xb[i];
+            s1 += (float)dsi_q4_val(blk + 2, i + 16) * xb[i + 16];
+        }
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * (s0 + s1);
+    }
+    return sum;
+}
+
+DSI_FUNC float dsi_dot_q4q8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        const int8_t *a = q + b * DSI_Q8_BLOCK;
+        int32_t acc = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) acc += (int32_t)dsi_q4_val(blk + 2, i) * (int32_t)a[i];
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * s[b] * (float)acc;
+    }
+    return sum;
+}
+
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
     for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
 }
@@ -9500,6 +9805,19 @@ static void dsi_dequant_f16_c(const uint8_t *row, float *y, int n) {
 
 static void dsi_dequant_q8(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q8_0(row, y, (size_t)n); }
 
+static void dsi_dequant_q4(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q4_0(row, y, (size_t)n); }
+
+static void dsi_axpy_q4_c(const uint8_t *row, float a, float *y, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        float as = a * dsi_f16_to_f32(dsi_rd16(blk));
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)dsi_q4_val(blk + 2, i);
+    }
+}
+
+static void dsi_q4_to_q8_c(const uint8_t *row, uint8_t *out, int n) { dsi_q4_0_to_q8_0(row, out, (size_t)n); }
+
 /* F32 rows take this loop in every set (the AVX2 axpy is for activations) */
 static void dsi_axpy_rf32(const uint8_t *row, float a, float *y, int n) {
     const float *r = (const float *)(const void *)row;
@@ -9533,6 +9851,11 @@ DSI_FUNC void dsi_kernels_portable(dsi_kernels *k) {
     k->axpy[DS_DTYPE_F32] = dsi_axpy_rf32;
     k->axpy[DS_DTYPE_F16] = dsi_axpy_f16_c;
     k->axpy[DS_DTYPE_Q8_0] = dsi_axpy_q8_c;
+    k->dot[DS_DTYPE_Q4_0] = dsi_dot_q4_c;
+    k->dequant[DS_DTYPE_Q4_0] = dsi_dequant_q4;
+    k->axpy[DS_DTYPE_Q4_0] = dsi_axpy_q4_c;
+    k->dot_q4q8 = dsi_dot_q4q8_c;
+    k->q4_to_q8 = dsi_q4_to_q8_c;
     k->dot_f32 = dsi_dot_f32_c;
     k->axpy_f32 = dsi_axpy_f32_c;
     k->quantize_act = dsi_quantize_act_q8_c;
@@ -9887,6 +10210,103 @@ DSI_AVX2 DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, 
     for (; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
 }
 
+/* ==== Q4_0 rows =============================================================
+ * A block's 16 bytes become its 32 values in order (low nibbles are values
+ * 0-15, high nibbles 16-31), still offset: 0..15 for q + 8. */
+DSI_AVX2 static inline __m256i dsi_q4_nibbles(const uint8_t *blk) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
+    __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+/* Q4_0 row times int8 activations: the offset nibbles (unsigned) times the
+ * activations with maddubs, less 8 times the activations' pair sums (both in
+ * s16: at most 2 * 15 * 128 and 2 * 8 * 128), madd into int32, one float
+ * multiply per block. Two blocks per step, as dsi_dot_q8q8_avx2. */
+DSI_AVX2 static inline __m256i dsi_q4q8_block(const uint8_t *k, const int8_t *q) {
+    const __m256i ones = _mm256_set1_epi16(1), eight = _mm256_set1_epi8(8);
+    __m256i w = dsi_q4_nibbles(k);
+    __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)q);
+    __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(w, x), _mm256_maddubs_epi16(eight, x));
+    return _mm256_madd_epi16(p, ones);
+}
+
+DSI_AVX2 static float dsi_dot_q4q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int nb = n / DSI_Q8_BLOCK, b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *k0 = row + (size_t)b * DSI_Q4_BLOCK_BYTES, *k1 = k0 + DSI_Q4_BLOCK_BYTES;
+        _mm_prefetch((const char *)(k0 + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        __m256i p0 = dsi_q4q8_block(k0, q + b * DSI_Q8_BLOCK);
+        __m256i p1 = dsi_q4q8_block(k1, q + (b + 1) * DSI_Q8_BLOCK);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k0)) * s[b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k1)) * s[b + 1]), a1);
+    }
+    if (b < nb) {
+        const uint8_t *k0 = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        __m256i p0 = dsi_q4q8_block(k0, q + b * DSI_Q8_BLOCK);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k0)) * s[b]), a0);
+    }
+    return dsi_hsum256(_mm256_add_ps(a0, a1));
+}
+
+/* A block's 32 values as floats (q, not yet times the scale) in f[0..3]. */
+DSI_AVX2 static inline void dsi_q4_floats(const uint8_t *blk, __m256 f[4]) {
+    __m256i w = _mm256_sub_epi8(dsi_q4_nibbles(blk), _mm256_set1_epi8(8));
+    __m128i w0 = _mm256_castsi256_si128(w), w1 = _mm256_extracti128_si256(w, 1);
+    f[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w0));
+    f[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w0, 8)));
+    f[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w1));
+    f[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w1, 8)));
+}
+
+/* Q4_0 row times F32 values (exact activations, the MLA absorption). */
+DSI_AVX2 static float dsi_dot_q4_avx2(const uint8_t *row, const float *x, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        __m256 f[4];
+        dsi_q4_floats(blk, f);
+        __m256 d = _mm256_mul_ps(f[0], _mm256_loadu_ps(xb));
+        d = _mm256_fmadd_ps(f[1], _mm256_loadu_ps(xb + 8), d);
+        d = _mm256_fmadd_ps(f[2], _mm256_loadu_ps(xb + 16), d);
+        d = _mm256_fmadd_ps(f[3], _mm256_loadu_ps(xb + 24), d);
+        acc = _mm256_fmadd_ps(d, _mm256_set1_ps(_cvtsh_ss(dsi_rd16(blk))), acc);
+    }
+    return dsi_hsum256(acc);
+}
+
+DSI_AVX2 static void dsi_dequant_q4_avx2(const uint8_t *row, float *y, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(dsi_rd16(blk))), f[4];
+        dsi_q4_floats(blk, f);
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(y + b * DSI_Q8_BLOCK + 8 * i, _mm256_mul_ps(f[i], d));
+    }
+}
+
+DSI_AVX2 static void dsi_axpy_q4_avx2(const uint8_t *row, float a, float *y, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        __m256 as = _mm256_set1_ps(a * _cvtsh_ss(dsi_rd16(blk))), f[4];
+        dsi_q4_floats(blk, f);
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < 4; i++)
+            _mm256_storeu_ps(yb + 8 * i, _mm256_fmadd_ps(f[i], as, _mm256_loadu_ps(yb + 8 * i)));
+    }
+}
+
+/* Q4_0 blocks as the Q8_0 blocks of the same values (a batch's rows). */
+DSI_AVX2 static void dsi_q4_to_q8_avx2(const uint8_t *row, uint8_t *out, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        uint8_t *o = out + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        memcpy(o, blk, 2);
+        _mm256_storeu_si256((__m256i *)(void *)(o + 2), _mm256_sub_epi8(dsi_q4_nibbles(blk), _mm256_set1_epi8(8)));
+    }
+}
+
 #define DSI_AVX2_NEED (DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C)
 
 DSI_FUNC bool dsi_have_avx2(void) { return (dsi_cpu_features() & DSI_AVX2_NEED) == DSI_AVX2_NEED; }
@@ -9917,6 +10337,11 @@ DSI_FUNC bool dsi_kernels_avx2(dsi_kernels *k, uint32_t features) {
     k->dequant[DS_DTYPE_F16] = dsi_dequant_f16_avx2;
     k->axpy[DS_DTYPE_F16] = dsi_axpy_f16_avx2;
     k->axpy[DS_DTYPE_Q8_0] = dsi_axpy_q8_avx2;
+    k->dot[DS_DTYPE_Q4_0] = dsi_dot_q4_avx2;
+    k->dequant[DS_DTYPE_Q4_0] = dsi_dequant_q4_avx2;
+    k->axpy[DS_DTYPE_Q4_0] = dsi_axpy_q4_avx2;
+    k->dot_q4q8 = dsi_dot_q4q8_avx2;
+    k->q4_to_q8 = dsi_q4_to_q8_avx2;
     k->dot_f32 = dsi_dot_f32_avx2;
     k->axpy_f32 = dsi_axpy_f32_avx2;
     k->dot_f32x4 = dsi_dot_f32x4_avx2;
@@ -10075,6 +10500,61 @@ DSI_VNNI DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u,
     }
 }
 
+/* ==== Q4_0 rows, one token ==================================================
+ * Two blocks per step, as above: their 2 x 16 bytes become 64 nibbles in
+ * value order (block b's low nibbles, its high nibbles, then block b+1's):
+ * each block's bytes broadcast to both halves of a 256-bit lane, the upper
+ * copy shifted right by 4 (a masked shift), the low nibbles kept; less 8
+ * gives the signed weights w, and the same correction as the Q8_0 kernel:
+ * dot(u, w) - 128 sum(w), one vpdpbusd each. The two blocks' F16 scales
+ * travel as one 32-bit word through one conversion, times the two
+ * activation scales, then spread over the lanes. */
+DSI_VNNI static inline __m512i dsi_q4_pair(const uint8_t *blk) {
+    __m256i b0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(blk + 2)));
+    __m256i b1 =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(blk + DSI_Q4_BLOCK_BYTES + 2)));
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);        /* b0 b0 b1 b1 */
+    z = _mm512_mask_srli_epi16(z, (__mmask32)0xFF00FF00u, z, 4);              /* b0 b0>>4 b1 b1>>4 */
+    return _mm512_sub_epi8(_mm512_and_si512(z, _mm512_set1_epi8(15)), _mm512_set1_epi8(8));
+}
+
+/* (d_b * s_b) in lanes 0-7, (d_b1 * s_b1) in lanes 8-15 */
+DSI_VNNI static inline __m512 dsi_q4_pair_scale(const uint8_t *blk, const float *s) {
+    uint32_t dd = (uint32_t)dsi_rd16(blk) | (uint32_t)dsi_rd16(blk + DSI_Q4_BLOCK_BYTES) << 16;
+    __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
+    __m128 sx = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)s));
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_mul_ps(d, sx)));
+}
+
+DSI_VNNI DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, const float *s, int n) {
+    const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    int nb = n / DSI_Q8_BLOCK, b = 0;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *k = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
+        __m512i w0 = dsi_q4_pair(k), w1 = dsi_q4_pair(k + 2 * DSI_Q4_BLOCK_BYTES);
+        __m512i c0 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w0));
+        __m512i c1 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w1));
+        __m512i p0 = _mm512_dpbusd_epi32(c0, _mm512_loadu_si512((const void *)(u + (size_t)b * 32)), w0);
+        __m512i p1 = _mm512_dpbusd_epi32(c1, _mm512_loadu_si512((const void *)(u + (size_t)b * 32 + 64)), w1);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), dsi_q4_pair_scale(k, s + b), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), dsi_q4_pair_scale(k + 2 * DSI_Q4_BLOCK_BYTES, s + b + 2), acc1);
+    }
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; b < nb; b++) {   /* the last one to three blocks */
+        const uint8_t *k = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        int32_t acc = 0;
+        for (int i = 0; i < 16; i++)
+            acc += ((k[2 + i] & 15) - 8) * ((int32_t)u[(size_t)b * 32 + (size_t)i] - 128) +
+                   ((k[2 + i] >> 4) - 8) * ((int32_t)u[(size_t)b * 32 + 16 + (size_t)i] - 128);
+        sum += _cvtsh_ss(dsi_rd16(k)) * s[b] * (float)acc;
+    }
+    return sum;
+}
+
 /* ==== Token-lane GEMM (prefill) =========================================
  * The products above put a row's weights in the vector lanes, so every
  * vpdpbusd (64 multiply-adds) needs its own convert, scale and FMA, because
@@ -10205,6 +10685,7 @@ DSI_FUNC bool dsi_kernels_vnni512(dsi_kernels *k, uint32_t features) {
     k->name = "avx512-vnni";
     k->act_to_u8 = dsi_act_to_u8;
     k->dot_q8u8xT = dsi_dot_q8u8xT_vnni;
+    k->dot_q4u8 = dsi_dot_q4u8_vnni;
     k->lane_min = DSI_TL_MIN;
     k->lane_split = dsi_tl_split;
     k->lane_pack_bytes = dsi_tl_pack_bytes;
@@ -10227,6 +10708,10 @@ DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t l
 DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int cols, const uint8_t *P, const float *S,
                                     int T, float *Y, size_t ldy, float *scratch) {
     (void)W, (void)rb, (void)rows, (void)cols, (void)P, (void)S, (void)T, (void)Y, (void)ldy, (void)scratch;
+}
+DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, const float *s, int n) {
+    (void)row, (void)u, (void)s, (void)n;
+    return 0;
 }
 #endif
 /* ==== End kernels/cpu/ops_avx512.c ==== */
@@ -10793,9 +11278,11 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
         return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < total; i++) p->where[i] = -1;
     for (int i = 0; i < p->n_slots; i++) p->slots[i].layer = p->slots[i].expert = -1;
-    ds_status s = dsi_secure_alloc(&p->mem, (size_t)n * slot, e);
+    /* the slots lie back to back in one mapping in huge pages: a slot may
+     * straddle a 2 MiB boundary at no cost, while rounding slots up to 2 MiB
+     * would leave fewer of them in the budget */
+    ds_status s = dsi_model_alloc(m, &p->mem, (size_t)n * slot, e);
     if (s) return dsi_prefix(e, "expert cache of %d slots", p->n_slots);
-    dsi_model_mlock(m, &p->mem);
     if (m->n_threads > 1 && (s = dsi_pool_new(&p->pool, m->n_threads, &m->al, e))) return s;
     p->st.budget_bytes = budget;
     p->st.slot_bytes = slot;
@@ -10807,6 +11294,8 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
     }
     return DS_OK;
 }
+
+DSI_FUNC const dsi_secure_buf *dsi_pager_mem(const dsi_pager *p) { return p ? &p->mem : NULL; }
 
 DSI_FUNC void dsi_pager_free(ds_model *m) {
     dsi_pager *p = m->pager;
@@ -10927,7 +11416,12 @@ typedef struct dsi_cpu_ctx {
     int kvx_heads;
     uint8_t *xp;                       /* the same in token-lane tiles (k.lane_pack) */
     float *xps;                        /* their scales in tiles */
+    uint8_t *w8;                       /* per worker: DSI_W8_ROWS Q4_0 rows rewritten as Q8_0 (batches) */
+    size_t w8_stride;
 } dsi_cpu_ctx;
+
+/* A batch's Q4_0 rows go through the Q8_0 products this many at a time. */
+#define DSI_W8_ROWS 16
 
 /* Rotates in place. interleaved: pairs (2i, 2i+1) (DeepSeek-V2/V3: the
  * references permute to halves first, which leaves dot products between
@@ -10959,6 +11453,7 @@ static void dsi_cpu_ctx_free(const ds_model *m, void *dc) {
     dsi_free(al, c->xs);
     dsi_free(al, c->xp);
     dsi_free(al, c->xps);
+    dsi_free(al, c->w8);
     dsi_free(al, c);
 }
 
@@ -11031,6 +11526,8 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
         if (c->kvx_heads < 1) c->kvx_heads = 1;
         c->kvx = dsi_calloc(al, (size_t)c->kvx_heads, per_head);
     }
+    c->w8_stride = DSI_W8_ROWS * ((size_t)widest / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES;
+    c->w8 = dsi_calloc(al, (size_t)c->n_workers, c->w8_stride);
     bool lanes = c->k.lane_split != NULL;   /* token-lane tiles */
     if (lanes) {
         c->xp = dsi_calloc(al, c->k.lane_pack_bytes(T, widest), 1);
@@ -11038,7 +11535,7 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->etok || !c->guess || !c->n_guess ||
-        !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
+        !c->ework || !c->xq || !c->xs || !c->w8 || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
         dsi_fail(e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
                  (double)caches * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
         dsi_cpu_ctx_free(m, c);
@@ -11066,6 +11563,38 @@ typedef struct dsi_mm_job {
     int tl;                  /* tokens [0, tl) packed in the context's token-lane tiles */
 } dsi_mm_job;
 
+/* The int8 products of n Q8_0 rows (W, row stride rb) with the job's
+ * quantized tokens into Y's columns 0..n-1 (Y = the job's Y advanced to the
+ * first row): each row is read once and meets every token's activations
+ * while it is in L1; tokens [0, tl) in the token-lane tiles, the rest row by
+ * row. scratch: the worker's area. */
+static void dsi_mm_int8_rows(const dsi_mm_job *j, const uint8_t *W, size_t rb, int n, float *Y, float *scratch) {
+    const dsi_kernels *k = &j->c->k;
+    int cols = j->w->cols, nb = cols / DSI_Q8_BLOCK;
+    if (j->tl) k->lane_gemm(W, rb, n, cols, j->c->xp, j->c->xps, j->tl, Y, (size_t)j->ldy, scratch);
+    for (int r = 0; r < n && j->tl < j->T; r++) {
+        const uint8_t *rp = W + (size_t)r * rb;
+        int t = j->tl;
+        float o[4];
+        if (j->xu) {   /* u8 activations: up to four tokens a call */
+            for (; t < j->T; t += 4) {
+                int m = j->T - t < 4 ? j->T - t : 4;
+                k->dot_q8u8xT(rp, j->xu + (size_t)t * cols, (size_t)cols, j->xs + (size_t)t * nb, (size_t)nb, cols, m,
+                              o);
+                for (int i = 0; i < m; i++) Y[(size_t)(t + i) * j->ldy + r] = o[i];
+            }
+            continue;
+        }
+        if (k->dot_q8q8x4)
+            for (; t + 4 <= j->T; t += 4) {
+                k->dot_q8q8x4(rp, j->xq + (size_t)t * cols, (size_t)cols, j->xs + (size_t)t * nb, (size_t)nb, cols, o);
+                for (int i = 0; i < 4; i++) Y[(size_t)(t + i) * j->ldy + r] = o[i];
+            }
+        for (; t < j->T; t++)
+            Y[(size_t)t * j->ldy + r] = k->dot_q8q8(rp, j->xq + (size_t)t * cols, j->xs + (size_t)t * nb, cols);
+    }
+}
+
 static void dsi_mm_task(void *arg, int task, int worker) {
     const dsi_mm_job *j = arg;
     const dsi_weight *w = j->w;
@@ -11074,35 +11603,27 @@ static void dsi_mm_task(void *arg, int task, int worker) {
     if (r1 > w->rows) r1 = w->rows;
     float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
     if (j->xq || j->xu) {
-        /* int8 x int8: each row is read once and meets every token's
-         * quantized activations while it is in L1; tokens [0, tl) in the
-         * token-lane tiles, the rest row by row */
+        if (w->dtype != DS_DTYPE_Q4_0) {
+            dsi_mm_int8_rows(j, j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, j->Y + r0, row);
+            return;
+        }
         int nb = w->cols / DSI_Q8_BLOCK;
-        if (j->tl)
-            k->lane_gemm(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols, j->c->xp, j->c->xps,
-                         j->tl, j->Y + r0, (size_t)j->ldy, row);
-        for (int r = r0; r < r1 && j->tl < j->T; r++) {
-            const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-            int t = j->tl;
-            float o[4];
-            if (j->xu) {   /* u8 activations: up to four tokens a call */
-                for (; t < j->T; t += 4) {
-                    int n = j->T - t < 4 ? j->T - t : 4;
-                    k->dot_q8u8xT(rp, j->xu + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                  (size_t)nb, w->cols, n, o);
-                    for (int i = 0; i < n; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
-                }
-                continue;
+        if (j->T == 1) {   /* one token streams the 4-bit rows as they are */
+            for (int r = r0; r < r1; r++) {
+                const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
+                j->Y[r] = j->xu ? k->dot_q4u8(rp, j->xu, j->xs, w->cols) : k->dot_q4q8(rp, j->xq, j->xs, w->cols);
             }
-            if (k->dot_q8q8x4)
-                for (; t + 4 <= j->T; t += 4) {
-                    k->dot_q8q8x4(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                  (size_t)nb, w->cols, o);
-                    for (int i = 0; i < 4; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
-                }
-            for (; t < j->T; t++)
-                j->Y[(size_t)t * j->ldy + r] =
-                    k->dot_q8q8(rp, j->xq + (size_t)t * w->cols, j->xs + (size_t)t * nb, w->cols);
+            return;
+        }
+        /* a batch: a few rows at a time rewritten as Q8_0 (exact), then the
+         * Q8_0 products; the rewrite is per row, the products per token */
+        uint8_t *w8 = j->c->w8 + (size_t)worker * j->c->w8_stride;
+        size_t rb8 = (size_t)nb * DSI_Q8_BLOCK_BYTES;
+        for (int r = r0; r < r1; r += DSI_W8_ROWS) {
+            int n = r1 - r < DSI_W8_ROWS ? r1 - r : DSI_W8_ROWS;
+            for (int i = 0; i < n; i++)
+                k->q4_to_q8(j->base + (size_t)(r + i) * w->row_bytes, w8 + (size_t)i * rb8, w->cols);
+            dsi_mm_int8_rows(j, w8, rb8, n, j->Y + r, row);
         }
         return;
     }
@@ -11156,7 +11677,7 @@ static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const f
     *xq = NULL;
     *xu = NULL;
     *xs = NULL;
-    if (w->dtype != DS_DTYPE_Q8_0 || w->cols > c->xq_cols || c->m->exact_act) return;
+    if ((w->dtype != DS_DTYPE_Q8_0 && w->dtype != DS_DTYPE_Q4_0) || w->cols > c->xq_cols || c->m->exact_act) return;
     int nb = w->cols / DSI_Q8_BLOCK;
     for (int t = 0; t < T; t++)
         c->k.quantize_act(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
@@ -11268,6 +11789,11 @@ typedef struct dsi_gmv_job {
 
 static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_t *rp, int xrow) {
     int nb = j->cols / DSI_Q8_BLOCK;
+    if (w->dtype == DS_DTYPE_Q4_0 && (j->xu || j->xq)) {
+        const float *s = j->xs + (size_t)xrow * nb;
+        return j->xu ? j->c->k.dot_q4u8(rp, j->xu + (size_t)xrow * j->cols, s, j->cols)
+                     : j->c->k.dot_q4q8(rp, j->xq + (size_t)xrow * j->cols, s, j->cols);
+    }
     if (j->xu) {
         float o[4];
         j->c->k.dot_q8u8xT(rp, j->xu + (size_t)xrow * j->cols, (size_t)j->cols, j->xs + (size_t)xrow * nb,
@@ -11882,8 +12408,8 @@ DSI_FUNC const dsi_device_i *dsi_cpu_device(void) { return &dsi_cpu_table; }
  * The order of operations is the driver's (forward.c), as on the CPU:
  * routed experts in ascending expert order each added into the layer
  * output, then the shared experts, then the residual. The products differ
- * in summation order only; Q8_0 weights meet F32 activations (as the CPU
- * with exact_activations).
+ * in summation order only; Q8_0 and Q4_0 weights meet F32 activations (as
+ * the CPU with exact_activations).
  */
 /* #include "engine.h": pasted above */
 
@@ -11955,7 +12481,7 @@ ds_status dsi_cuda_download(void *dst_host, const void *src_dev, size_t bytes, v
 
 /* ==== Dequantize ========================================================== */
 /* n elements of type t at device address src into device floats at dst.
- * Q8_0 needs n % 32 == 0. */
+ * Q8_0 and Q4_0 need n % 32 == 0. */
 ds_status dsi_cuda_dequantize(ds_dtype t, const void *src, float *dst, size_t n, void *stream, char *msg,
                               size_t len);
 /* The same from host memory to host memory through the device (src_bytes
@@ -11966,7 +12492,8 @@ ds_status dsi_cuda_dequantize_host(ds_dtype t, const void *src, size_t src_bytes
 /* ==== Matrix products (matmul.cu) ======================================== */
 /* Y (T, rows; row stride ldy) = X (T, cols; row stride ldx) W^T, where W is
  * `rows` rows of `cols` values of type t stored back to back (a Q8_0 row is
- * cols/32 blocks of 34 bytes; cols % 32 == 0). F32 accumulation. */
+ * cols/32 blocks of 34 bytes, a Q4_0 row cols/32 blocks of 18 bytes; cols %
+ * 32 == 0 for both). F32 accumulation. */
 
 /* Decode: a dequantizing GEMV, one warp per row, each row read once for all
  * T <= DSI_CUDA_GEMV_MAX_T tokens. */
@@ -12063,8 +12590,8 @@ ds_status dsi_cuda_copy(void *dst, const void *src, size_t bytes, void *stream, 
 
 /* ==== Rows: embedding, residual, MoE gather and scatter (elementwise.cu) == */
 /* x (T, cols) row t = the dequantized row tok[t] of table (rows x cols of
- * type t, stored back to back; Q8_0 needs cols % 32 == 0). tok is device
- * memory (T ints, each in [0, rows): checked by the caller). */
+ * type t, stored back to back; Q8_0 and Q4_0 need cols % 32 == 0). tok is
+ * device memory (T ints, each in [0, rows): checked by the caller). */
 ds_status dsi_cuda_embed(ds_dtype t, const void *table, int rows, int cols, const int *tok, int T, float *x,
                          void *stream, char *msg, size_t len);
 /* y[i] += x[i] over n floats (the residual connection). */
@@ -13033,6 +13560,7 @@ DS_API ds_model_params ds_model_default_params(void) {
     p.prefetch = DS_PREFETCH_AUTO;
     p.evict_policy = DS_EVICT_LFU_DECAY;
     p.device = DS_DEVICE_CPU;
+    p.huge_pages = 1;
     p.magic = DSI_MODEL_PARAMS_MAGIC;
     return p;
 }
@@ -13111,6 +13639,42 @@ static void dsi_model_mlock_report(const ds_model *m) {
             strerror(m->mlock_errno), lim);
 }
 
+/* The weight memory: the resident segments and the host expert cache. */
+static int dsi_model_weight_ranges(const ds_model *m, const void *ptr[2], size_t len[2]) {
+    int n = 0;
+    if (m->dense_mem.ptr) {
+        ptr[n] = m->dense_mem.ptr;
+        len[n++] = m->dense_mem.size;
+    }
+    const dsi_secure_buf *cache = dsi_pager_mem(m->pager);
+    if (cache && cache->ptr) {
+        ptr[n] = cache->ptr;
+        len[n++] = cache->size;
+    }
+    return n;
+}
+
+/* The outcome of ds_model_params.huge_pages, in the log (debug level: the
+ * weights work either way). */
+static void dsi_model_huge_report(const ds_model *m) {
+    if (!m->huge_pages || !m->log) return;
+    const void *ptr[2];
+    size_t len[2];
+    uint64_t huge = 0;
+    bool measured = dsi_huge_bytes(ptr, len, dsi_model_weight_ranges(m, ptr, len), &huge);
+    if (m->huge_refused)
+        dsi_log(m->log, m->log_user, DS_LOG_DEBUG,
+                "huge pages: refused for %llu bytes of weight memory (madvise MADV_HUGEPAGE: %s): ordinary pages",
+                (unsigned long long)m->huge_refused, strerror(m->huge_errno));
+    if (m->huge_advised) {
+        char now[64] = "unknown";
+        if (measured) snprintf(now, sizeof now, "%llu", (unsigned long long)huge);
+        dsi_log(m->log, m->log_user, DS_LOG_DEBUG,
+                "huge pages: asked for %llu bytes of weight memory; %s bytes in huge pages after open (AnonHugePages)",
+                (unsigned long long)m->huge_advised, now);
+    }
+}
+
 static void dsi_model_free(ds_model *m) {
     if (!m) return;
     if (m->dev) m->dev->model_free(m, m->dev_model);
@@ -13147,12 +13711,14 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     m->exact_act = p->exact_activations != 0;
     m->expert_cache_bytes = p->expert_cache_bytes;
     m->mlock = p->mlock != 0;
+    m->huge_pages = p->huge_pages != 0;
 
     ds_status s = dsi_file_open(m, path, p, &e);
     if (s) goto fail;
     if (p->load_weights && (s = dsi_model_weights(m, p, &e))) goto fail;
     m->opened = true;
     dsi_model_mlock_report(m);
+    dsi_model_huge_report(m);
     if (m->device == DS_DEVICE_CPU)
         snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
                  dsi_cpu_kernels_name());
@@ -13218,6 +13784,23 @@ DS_API ds_status ds_model_mlock_info(const ds_model *m, ds_mlock_info *out) {
     out->locked_bytes = m->mlock_locked;
     out->refused_bytes = m->mlock_failed;
     out->error = m->mlock_errno;
+    return DS_OK;
+}
+
+DS_API ds_status ds_model_huge_page_info(const ds_model *m, ds_huge_page_info *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_huge_page_info: NULL argument");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    out->requested = m->huge_pages;
+    out->advised_bytes = m->huge_advised;
+    out->refused_bytes = m->huge_refused;
+    out->error = m->huge_errno;
+    const void *ptr[2];
+    size_t len[2];
+    out->measured = dsi_huge_bytes(ptr, len, dsi_model_weight_ranges(m, ptr, len), &out->huge_bytes);
     return DS_OK;
 }
 /* ==== End deepseek_impl/model.c ==== */
@@ -14601,6 +15184,9 @@ DS_API ds_convert_params ds_convert_default_params(void) {
     ds_convert_params p;
     memset(&p, 0, sizeof p);
     p.quant = DS_QUANT_Q8_0;
+    p.quant_experts = DS_QUANT_INHERIT;
+    p.quant_core = DS_QUANT_INHERIT;
+    p.quant_router = DS_QUANT_F32;
     p.encrypt = 1;
     p.magic = DSI_CONVERT_PARAMS_MAGIC;
     return p;
@@ -14888,9 +15474,13 @@ static ds_status dsi_make_plan(dsi_conv *c) {
             return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: dtype %s is not supported (F32, F16, BF16, F8_E4M3)",
                             sp->name, dsi_st_name(t));
         }
-        if (sp->keep_f32 || c->p->quant == DS_QUANT_F32) pl->dtype = DS_DTYPE_F32;
-        else if (c->p->quant == DS_QUANT_F16) pl->dtype = DS_DTYPE_F16;
-        else if (pl->cols % DSI_Q8_BLOCK == 0) pl->dtype = DS_DTYPE_Q8_0;
+        ds_quant q = sp->pclass == DS_PARAM_EXPERT ? c->p->quant_experts
+                     : sp->pclass == DS_PARAM_ROUTER ? c->p->quant_router
+                                                     : c->p->quant_core;
+        if (q == DS_QUANT_INHERIT) q = c->p->quant;
+        if (sp->keep_f32 || q == DS_QUANT_F32) pl->dtype = DS_DTYPE_F32;
+        else if (q == DS_QUANT_F16) pl->dtype = DS_DTYPE_F16;
+        else if (pl->cols % DSI_Q8_BLOCK == 0) pl->dtype = q == DS_QUANT_Q4_0 ? DS_DTYPE_Q4_0 : DS_DTYPE_Q8_0;
         else {
             pl->dtype = DS_DTYPE_F16;
             f16_fallback++;
@@ -14918,7 +15508,7 @@ static ds_status dsi_make_plan(dsi_conv *c) {
             return dsi_fail(c->e, DS_ERR_LIMIT, "segment %zu too large", i);
     if (f16_fallback)
         dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
-                "%d tensor(s) have a row length that is not a multiple of 32; stored as F16 instead of Q8_0",
+                "%d tensor(s) have a row length that is not a multiple of 32; stored as F16 instead of 8 or 4 bits",
                 f16_fallback);
 
     /* Report what the architecture does not use: MTP layers and strays. */
@@ -15164,6 +15754,7 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
                 for (size_t k = 0; k < cols; k++) dsi_wr16(o + 2 * k, dsi_f32_to_f16(y[k]));
                 break;
             case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(y, o, cols); break;
+            case DS_DTYPE_Q4_0: dsi_quantize_row_q4_0(y, o, cols); break;
             }
         }
         s = dsi_seg_put(c, c->enc, g * (size_t)pl->row_bytes);
@@ -15216,7 +15807,7 @@ static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
         dsi_buf_u64(&sg, s->stored_bytes);
     }
     char src[256];
-    static const char *qn[] = {"f32", "f16", "q8_0"};
+    static const char *qn[] = {"f32", "f16", "q8_0", "q4_0"};   /* indexed by ds_quant (checked) */
     int sl = snprintf(src, sizeof src, "{\"converter\": \"deepseek.h %s\", \"quant\": \"%s\"}", DS_VERSION_STRING,
                       qn[c->p->quant]);
     dsi_put_record(meta, DSI_REC_CONFIG_JSON, c->config_json, c->config_len);
@@ -15304,7 +15895,7 @@ static ds_status dsi_check_tokenizer(dsi_conv *c) {
 /* ==== Driver ============================================================= */
 static ds_status dsi_setup_keys(dsi_conv *c) {
     const ds_convert_params *p = c->p;
-    ds_status s = dsi_secure_alloc(&c->keybuf, sizeof(dsi_keys), c->e);
+    ds_status s = dsi_secure_alloc(&c->keybuf, sizeof(dsi_keys), 0, c->e);
     if (s) return s;
     c->keys = (dsi_keys *)c->keybuf.ptr;
     dsi_header *h = &c->hdr;
@@ -15376,7 +15967,7 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
         return s;
     }
     (void)fchmod(c->fd, 0644);
-    if ((s = dsi_secure_alloc(&c->plainbuf, c->chunk_bytes, c->e))) return s;
+    if ((s = dsi_secure_alloc(&c->plainbuf, c->chunk_bytes, 0, c->e))) return s;
     c->chunk_plain = c->plainbuf.ptr;
     c->chunk_out = dsi_malloc(&c->al, c->chunk_bytes);
     if (!c->chunk_out) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
@@ -15494,11 +16085,18 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     if (dsi_params_check_magic(p->magic, DSI_CONVERT_PARAMS_MAGIC, "ds_convert", "ds_convert_params", "ds_convert",
                                &e))
         return dsi_publish(&e);
-    if ((unsigned)p->quant > DS_QUANT_Q8_0) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG,
-                 "ds_convert: quant is %d; want 0 (DS_QUANT_F32), 1 (DS_QUANT_F16) or 2 (DS_QUANT_Q8_0)",
-                 (int)p->quant);
-        return dsi_publish(&e);
+    {
+        /* the recipe: quant, and per class (DS_QUANT_INHERIT = quant) */
+        const ds_quant qs[4] = {p->quant, p->quant_experts, p->quant_core, p->quant_router};
+        static const char *const qn[4] = {"quant", "quant_experts", "quant_core", "quant_router"};
+        for (int i = 0; i < 4; i++)
+            if (!((int)qs[i] >= DS_QUANT_F32 && (int)qs[i] <= DS_QUANT_Q4_0) && !(i && qs[i] == DS_QUANT_INHERIT)) {
+                dsi_fail(&e, DS_ERR_INVALID_ARG,
+                         "ds_convert: %s is %d; want 0 (DS_QUANT_F32), 1 (DS_QUANT_F16), 2 (DS_QUANT_Q8_0) or "
+                         "3 (DS_QUANT_Q4_0)%s",
+                         qn[i], (int)qs[i], i ? " or -1 (DS_QUANT_INHERIT)" : "");
+                return dsi_publish(&e);
+            }
     }
     if (p->encrypt ? (!p->key == !p->passphrase) : (p->key || p->passphrase)) {
         dsi_fail(&e, DS_ERR_INVALID_ARG, p->encrypt ? "ds_convert: encryption needs exactly one of a key or a passphrase"
