@@ -676,8 +676,13 @@ static void t_check_order(const char *id, const ds_model_config *c, const dsi_te
                 return;
             }
         }
-        T_CHECK(id, t->keep_f32 == (t->n_dims == 1 || strstr(t->name, "mlp.gate.") != NULL), "%s: keep_f32 %d",
-                t->name, t->keep_f32);
+        /* always F32: the 1-D tensors; the router's weight is the recipe's
+         * (F32 by default, in the converter) */
+        T_CHECK(id, t->keep_f32 == (t->n_dims == 1), "%s: keep_f32 %d", t->name, t->keep_f32);
+        int want_class = strstr(t->name, ".mlp.gate.") ? DS_PARAM_ROUTER
+                         : t->seg_kind == DS_SEGMENT_EXPERT ? DS_PARAM_EXPERT
+                                                            : DS_PARAM_CORE;
+        T_CHECK(id, t->pclass == want_class, "%s: class %d, want %d", t->name, t->pclass, want_class);
         if (t->n_dims == 2) T_CHECK(id, t->dims[1] % 32 == 0, "%s: %llu columns", t->name, (unsigned long long)t->dims[1]);
     }
     const dsi_tensor_spec *last = &s[n - 1];
@@ -789,7 +794,9 @@ static void test_specs(void) {
                             !t_find(s, n, "model.layers.1.mlp.gate.e_score_correction_bias"),
                     "dense/MoE layers");
             const dsi_tensor_spec *g = t_find(s, n, "model.layers.1.mlp.gate.weight");
-            T_CHECK(id, g && g->keep_f32 && g->seg_kind == DS_SEGMENT_DENSE && g->layer == 1, "router weight");
+            T_CHECK(id, g && !g->keep_f32 && g->pclass == DS_PARAM_ROUTER && g->seg_kind == DS_SEGMENT_DENSE &&
+                            g->layer == 1,
+                    "router weight");
             const dsi_tensor_spec *x = t_find(s, n, "model.layers.2.mlp.experts.5.up_proj.weight");
             T_CHECK(id, x && x->seg_kind == DS_SEGMENT_EXPERT && x->layer == 2 && x->expert == 5, "expert segment");
             const dsi_tensor_spec *h = t_find(s, n, "lm_head.weight");
