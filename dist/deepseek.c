@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id d5debaf63006b21b: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 1c11aa45a08e7c68: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "d5debaf63006b21b"
+#define DS_SOURCE_ID "1c11aa45a08e7c68"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -705,12 +705,28 @@ DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v);    /* OCP e4m3fn: no infinities, 
 #define DSI_PREFETCH_AHEAD 4096
 #define DSI_Q8_BLOCK_BYTES 34                    /* f16 scale + 32 int8 */
 /* Bytes of a dtype for a (rows x cols) matrix; cols must be a multiple of 32
- * for Q8_0. Returns false on overflow or a bad shape. */
+ * for Q8_0 and Q4_0. Returns false on overflow or a bad shape. */
 DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out);
 /* Quantizes one row of n floats (n % 32 == 0) into Q8_0 blocks. The scale is
  * rounded up to F16 so that |x - q*scale| <= scale/2 always holds. */
 DSI_FUNC void dsi_quantize_row_q8_0(const float *x, uint8_t *out, size_t n);
 DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n);
+/* Q4_0 (llama.cpp's block_q4_0, byte for byte): an F16 scale d, then 16
+ * bytes whose low nibbles hold values 0..15 and high nibbles 16..31 of the
+ * block, each stored as q + 8 (q in -8..7); x = q * d. The rule: the value
+ * of largest magnitude m (the first one on a tie) sets d = m / -8 with its
+ * magnitude rounded up to the next F16, so m becomes q = -8 exactly and
+ * every other value lies in [-8, 8] scales; q = round-half-even(x / d)
+ * clamped to -8..7. So |x - q*d| <= |d|/2, except a value near -m (x/d
+ * above 7.5), which is clamped: error at most |d|. */
+#define DSI_Q4_BLOCK_BYTES 18                    /* f16 scale + 16 bytes of nibbles */
+DSI_FUNC void dsi_quantize_row_q4_0(const float *x, uint8_t *out, size_t n);
+DSI_FUNC void dsi_dequantize_row_q4_0(const uint8_t *in, float *y, size_t n);
+/* Q4_0 blocks rewritten as the Q8_0 blocks of the same values (exact: q in
+ * -8..7 with the same scale), n values. */
+DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n);
+/* The number of weight formats (ds_dtype values). */
+#define DSI_N_DTYPES 4
 DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n);
 DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n);
 
@@ -1012,7 +1028,8 @@ typedef struct dsi_tensor_spec {
     char name[96];                 /* Hugging Face name, e.g. model.layers.3.mlp.experts.7.up_proj.weight */
     int n_dims;                    /* 1 or 2 */
     uint64_t dims[2];              /* as in the checkpoint: (out_features, in_features) */
-    bool keep_f32;                 /* norms, router weight, e_score_correction_bias, 1-D tensors */
+    bool keep_f32;                 /* always F32: norms, e_score_correction_bias, 1-D tensors */
+    int pclass;                    /* DS_PARAM_CORE, _EXPERT or _ROUTER (the converter's recipe) */
     uint32_t seg_kind;             /* DS_SEGMENT_DENSE or DS_SEGMENT_EXPERT */
     int32_t layer;                 /* -1 embeddings, 0..n_layers-1, n_layers = final norm + head */
     int32_t expert;                /* routed expert index, -1 otherwise */
@@ -2244,8 +2261,9 @@ done:
 /* ==== Begin deepseek_impl/quant.c ==== */
 /*
  * quant.c — number formats: IEEE half, bfloat16, FP8 e4m3 (decode only), and
- * the Q8_0 block format (32 int8 values with one F16 scale, as llama.cpp's
- * Q8_0, so the same quantized numbers can be compared across runtimes).
+ * the Q8_0 and Q4_0 block formats (32 values with one F16 scale, laid out as
+ * llama.cpp's Q8_0 and Q4_0, so the same quantized numbers can be compared
+ * across runtimes).
  */
 /* #include "format.h": pasted above */
 
@@ -2315,6 +2333,9 @@ DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out) {
     case DS_DTYPE_Q8_0:
         if (cols % DSI_Q8_BLOCK) return false;
         return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q8_BLOCK_BYTES, out);
+    case DS_DTYPE_Q4_0:
+        if (cols % DSI_Q8_BLOCK) return false;
+        return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q4_BLOCK_BYTES, out);
     }
     return false;
 }
@@ -2353,6 +2374,64 @@ DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n) {
         const uint8_t *ib = in + b * DSI_Q8_BLOCK_BYTES;
         float scale = dsi_f16_to_f32(dsi_rd16(ib));
         for (int i = 0; i < DSI_Q8_BLOCK; i++) y[b * DSI_Q8_BLOCK + i] = (float)(int8_t)ib[2 + i] * scale;
+    }
+}
+
+DSI_FUNC void dsi_quantize_row_q4_0(const float *x, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        uint8_t *ob = out + b * DSI_Q4_BLOCK_BYTES;
+        float amax = 0.0f, m = 0.0f;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            float a = fabsf(xb[i]);
+            if (a > amax) {
+                amax = a;
+                m = xb[i];
+            }
+        }
+        /* d = m / -8, its magnitude rounded up to the next F16 so that
+         * |x / d| <= 8 for every x of the block */
+        float want = amax / 8.0f;
+        uint16_t s16 = dsi_f32_to_f16(want);
+        if ((s16 & 0x7c00) == 0x7c00) s16 = 0x7bff;
+        else if (dsi_f16_to_f32(s16) < want) s16++;
+        if (m > 0.0f) s16 |= 0x8000;                 /* d = -|d| when m > 0: m maps to -8 */
+        float d = dsi_f16_to_f32(s16);
+        float inv = amax > 0.0f ? 1.0f / d : 0.0f;
+        if (amax == 0.0f) s16 = 0;
+        dsi_wr16(ob, s16);
+        uint8_t q[DSI_Q8_BLOCK];
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            float v = xb[i] * inv;
+            v = v > 7.0f ? 7.0f : v < -8.0f ? -8.0f : v;
+            q[i] = (uint8_t)((int32_t)(v + 12582912.0f) - 12582912 + 8);
+        }
+        for (int i = 0; i < 16; i++) ob[2 + i] = (uint8_t)(q[i] | (q[i + 16] << 4));
+    }
+}
+
+DSI_FUNC void dsi_dequantize_row_q4_0(const uint8_t *in, float *y, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q4_BLOCK_BYTES;
+        float d = dsi_f16_to_f32(dsi_rd16(ib));
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < 16; i++) {
+            yb[i] = (float)((ib[2 + i] & 15) - 8) * d;
+            yb[i + 16] = (float)((ib[2 + i] >> 4) - 8) * d;
+        }
+    }
+}
+
+DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q4_BLOCK_BYTES;
+        uint8_t *ob = out + b * DSI_Q8_BLOCK_BYTES;
+        ob[0] = ib[0];
+        ob[1] = ib[1];
+        for (int i = 0; i < 16; i++) {
+            ob[2 + i] = (uint8_t)(int8_t)((ib[2 + i] & 15) - 8);
+            ob[18 + i] = (uint8_t)(int8_t)((ib[2 + i] >> 4) - 8);
+        }
     }
 }
 
@@ -3082,7 +3161,7 @@ static ds_status dsi_parse_tensors(dsi_meta *m, const uint8_t *p, uint64_t len, 
         pos += padded;
 
         /* shape, dtype and size must agree; the tensor must lie inside its segment */
-        if (t->dtype > DS_DTYPE_Q8_0 || t->n_dims < 1 || t->n_dims > 2 || t->segment >= m->n_segments)
+        if (t->dtype > DS_DTYPE_Q4_0 || t->n_dims < 1 || t->n_dims > 2 || t->segment >= m->n_segments)
             return dsi_fail(e, DS_ERR_CORRUPT, "tensor %s: bad dtype/rank/segment", t->name);
         for (uint32_t d = 0; d < 4; d++)
             if (d < t->n_dims ? (t->dims[d] == 0 || t->dims[d] > DS_MAX_DIM) : t->dims[d] != 0)
@@ -7686,7 +7765,7 @@ static const dsa_entry dsa_layer[] = {
     {"self_attn.kv_b_proj.weight", DSA_MLA, DSD_MLA_KVB, DSD_KVLORA, false, DSA_F(kv_b), 0},
     {"self_attn.o_proj.weight", DSA_MLA, DSD_HIDDEN, DSD_MLA_O, false, DSA_F(wo), 0},
     {"post_attention_layernorm.weight", DSA_ALL, DSD_HIDDEN, DSD_NONE, true, DSA_F(ffn_norm), 0},
-    {"mlp.gate.weight", DSA_MOE, DSD_EXPERTS, DSD_HIDDEN, true, DSA_F(router), 0},
+    {"mlp.gate.weight", DSA_MOE, DSD_EXPERTS, DSD_HIDDEN, false, DSA_F(router), 0},
     {"mlp.gate.e_score_correction_bias", DSA_MOE_BIAS, DSD_EXPERTS, DSD_NONE, true, DSA_F(bias), 0},
     {"mlp.shared_experts.gate_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(gate), 0},
     {"mlp.shared_experts.up_proj.weight", DSA_MOE_SHARED, DSD_SHARED, DSD_HIDDEN, false, DSA_F(up), 0},
@@ -7746,11 +7825,11 @@ typedef struct dsa_spec_list {
     bool overflow;        /* a name did not fit */
 } dsa_spec_list;
 
-static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
-                         uint64_t d1, const char *fmt, ...) DSI_PRINTF(8, 9);
+static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, int pclass, uint64_t d0,
+                         uint64_t d1, const char *fmt, ...) DSI_PRINTF(9, 10);
 
 /* d1 == 0 means a 1-D tensor of d0 elements. */
-static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, uint64_t d0,
+static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind, bool keep_f32, int pclass, uint64_t d0,
                          uint64_t d1, const char *fmt, ...) {
     if (l->n < l->cap) {
         dsi_tensor_spec *t = &l->v[l->n];
@@ -7764,6 +7843,7 @@ static void dsa_spec_add(dsa_spec_list *l, int layer, int expert, uint32_t kind,
         t->dims[1] = d1;
         t->keep_f32 = keep_f32 || !d1;
         t->seg_kind = kind;
+        t->pclass = pclass;
         t->layer = layer;
         t->expert = expert;
     }
@@ -7782,7 +7862,8 @@ static bool dsa_name(const dsa_entry *x, int l, int expert, char *buf, size_t le
 /* One pass over the architecture; with cap == 0 it only counts. */
 static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
     const uint32_t D = DS_SEGMENT_DENSE, X = DS_SEGMENT_EXPERT;
-    dsa_spec_add(l, -1, -1, D, false, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "model.embed_tokens.weight");
+    const int CORE = DS_PARAM_CORE;
+    dsa_spec_add(l, -1, -1, D, false, CORE, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "model.embed_tokens.weight");
     for (int i = 0; i < c->n_layers; i++) {
         for (size_t k = 0; k < DSA_N_LAYER; k++) {
             const dsa_entry *x = &dsa_layer[k];
@@ -7791,7 +7872,8 @@ static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
             if (x->when != DSA_EXPERT) {
                 char name[96];
                 if (!dsa_name(x, i, -1, name, sizeof name)) l->overflow = true;
-                dsa_spec_add(l, i, -1, D, x->keep_f32, d0, d1, "%s", name);
+                bool router = x->field == DSA_F(router) || x->field == DSA_F(bias);
+                dsa_spec_add(l, i, -1, D, x->keep_f32, router ? DS_PARAM_ROUTER : CORE, d0, d1, "%s", name);
                 continue;
             }
             /* the experts' three matrices, expert by expert (each expert's
@@ -7801,14 +7883,15 @@ static void dsa_spec_walk(const ds_model_config *c, dsa_spec_list *l) {
                     const dsa_entry *y = &dsa_layer[k + p];
                     char name[96];
                     if (!dsa_name(y, i, e, name, sizeof name)) l->overflow = true;
-                    dsa_spec_add(l, i, e, X, y->keep_f32, dsa_dim(c, y->rows), dsa_dim(c, y->cols), "%s", name);
+                    dsa_spec_add(l, i, e, X, y->keep_f32, DS_PARAM_EXPERT, dsa_dim(c, y->rows), dsa_dim(c, y->cols),
+                                 "%s", name);
                 }
             k += 2;
         }
     }
-    dsa_spec_add(l, c->n_layers, -1, D, true, dsa_dim(c, DSD_HIDDEN), 0, "model.norm.weight");
+    dsa_spec_add(l, c->n_layers, -1, D, true, CORE, dsa_dim(c, DSD_HIDDEN), 0, "model.norm.weight");
     if (!c->tie_word_embeddings)
-        dsa_spec_add(l, c->n_layers, -1, D, false, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "lm_head.weight");
+        dsa_spec_add(l, c->n_layers, -1, D, false, CORE, dsa_dim(c, DSD_VOCAB), dsa_dim(c, DSD_HIDDEN), "lm_head.weight");
 }
 
 DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
@@ -8251,6 +8334,7 @@ DS_API const char *ds_dtype_name(ds_dtype t) {
     case DS_DTYPE_F32: return "F32";
     case DS_DTYPE_F16: return "F16";
     case DS_DTYPE_Q8_0: return "Q8_0";
+    case DS_DTYPE_Q4_0: return "Q4_0";
     }
     return "unknown";
 }
@@ -8857,6 +8941,15 @@ DS_API ds_status ds_model_tensor_info(const ds_model *m, size_t i, ds_tensor_inf
     out->segment = t->segment;
     out->offset = t->offset;
     out->nbytes = t->nbytes;
+    /* the class, as the architecture's tensor list has it: routed experts
+     * live in expert segments; the router is each MoE layer's gate */
+    size_t nl = strlen(t->name);
+    static const char *const router[] = {".mlp.gate.weight", ".mlp.gate.e_score_correction_bias"};
+    out->param_class = DS_PARAM_CORE;
+    if (m->meta.segments[t->segment].kind == DS_SEGMENT_EXPERT) out->param_class = DS_PARAM_EXPERT;
+    for (int k = 0; k < 2; k++)
+        if (nl > strlen(router[k]) && strcmp(t->name + nl - strlen(router[k]), router[k]) == 0)
+            out->param_class = DS_PARAM_ROUTER;
     return DS_OK;
 }
 
@@ -8934,6 +9027,7 @@ DS_API ds_status ds_model_tensor_read_f32(const ds_model *m, size_t index, float
         case DS_DTYPE_F32: memcpy(y, row, (size_t)cols * 4); break;
         case DS_DTYPE_F16: dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)cols); break;
         case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)cols); break;
+        case DS_DTYPE_Q4_0: dsi_dequantize_row_q4_0(row, y, (size_t)cols); break;
         }
     }
     dsi_secure_free(&tmp);
@@ -9196,8 +9290,8 @@ DSI_FUNC void dsi_pool_free(dsi_pool *p) {
 
 /* ==== Begin kernels/cpu/ops.c ==== */
 /*
- * ops.c — portable C kernels: dot products of one stored row (F32, F16 or
- * Q8_0, dequantized inside the loop, never expanded into a copy of the
+ * ops.c — portable C kernels: dot products of one stored row (F32, F16,
+ * Q8_0 or Q4_0, dequantized inside the loop, never expanded into a copy of the
  * matrix) with an F32 vector, RMSNorm, softmax. F32 accumulation throughout.
  * ISA-specific versions (AVX2/F16C/FMA) come later behind the same calls.
  */
@@ -9222,9 +9316,9 @@ DSI_FUNC void dsi_pool_free(dsi_pool *p) {
 typedef struct dsi_kernels {
     const char *name;              /* "avx512-vnni", "avx2", "portable" */
     /* one row of a weight format (indexed by ds_dtype) with F32 activations */
-    float (*dot[3])(const uint8_t *row, const float *x, int n);
-    void (*dequant[3])(const uint8_t *row, float *y, int n);
-    void (*axpy[3])(const uint8_t *row, float a, float *y, int n);   /* y += a row */
+    float (*dot[DSI_N_DTYPES])(const uint8_t *row, const float *x, int n);
+    void (*dequant[DSI_N_DTYPES])(const uint8_t *row, float *y, int n);
+    void (*axpy[DSI_N_DTYPES])(const uint8_t *row, float a, float *y, int n);   /* y += a row */
     /* F32 vectors */
     float (*dot_f32)(const float *a, const float *b, int n);
     void (*axpy_f32)(float a, const float *x, float *y, int n);
@@ -9244,6 +9338,14 @@ typedef struct dsi_kernels {
     void (*act_to_u8)(const int8_t *q, uint8_t *u, size_t n);
     void (*dot_q8u8xT)(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n, int T,
                        float *out);
+    /* Q4_0 weights with the same int8 activations, one token: dot_q4q8
+     * takes them as int8, dot_q4u8 (or NULL) offset to unsigned as
+     * act_to_u8 makes them. A batch instead rewrites its Q4_0 rows as
+     * Q8_0 blocks (q4_to_q8, exact) a few at a time and takes the Q8_0
+     * products above, whose cost is per token while this is per row. */
+    float (*dot_q4q8)(const uint8_t *row, const int8_t *q, const float *s, int n);
+    float (*dot_q4u8)(const uint8_t *row, const uint8_t *u, const float *s, int n);
+    void (*q4_to_q8)(const uint8_t *row, uint8_t *out, int n);
     /* token-lane GEMM for batches (lane_split NULL: none): a batch of T >=
      * lane_min tokens gives lane_split(T) of them to tiles packed by
      * lane_pack (activations as the products take them: int8, or u8 with
@@ -9284,6 +9386,8 @@ DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *
 DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n);
 DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q4_c(const uint8_t *row, const float *x, int n);
+DSI_FUNC float dsi_dot_q4q8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
 /* AVX2 + FMA + F16C (kernels/cpu/ops_avx2.c); only call when dsi_have_avx2(). */
 DSI_FUNC bool dsi_have_avx2(void);
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
@@ -9305,6 +9409,8 @@ DSI_FUNC bool dsi_have_vnni512(void);
 DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t ldu, const float *s, size_t lds, int n,
                                   int T, float *out);
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n);
+/* A Q4_0 row times one token's offset activations (as above). */
+DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, const float *s, int n);
 /* Token-lane GEMM for batches (kernels/cpu/ops_avx512.c): tokens go in vector
  * lanes, up to DSI_TL_TOKENS per tile plus a bias lane; T tokens make
  * dsi_tl_tiles(T) tiles of as even a size as they can (dsi_lane_tile).
@@ -9444,6 +9550,37 @@ DSI_FUNC float dsi_dot_q8q8_c(const uint8_t *row, const int8_t *q, const float *
     return sum;
 }
 
+/* Q4_0 rows: the nibble of value i of a block (i < 16: low nibbles, i >= 16:
+ * high), minus 8. */
+static inline int dsi_q4_val(const uint8_t *qs, int i) { return (i < 16 ? (qs[i] & 15) : (qs[i - 16] >> 4)) - 8; }
+
+DSI_FUNC float dsi_dot_q4_c(const uint8_t *row, const float *x, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float s0 = 0, s1 = 0;
+        for (int i = 0; i < 16; i++) {
+            s0 += (float)dsi_q4_val(blk + 2, i) * xb[i];
+            s1 += (float)dsi_q4_val(blk + 2, i + 16) * xb[i + 16];
+        }
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * (s0 + s1);
+    }
+    return sum;
+}
+
+DSI_FUNC float dsi_dot_q4q8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    float sum = 0;
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        const int8_t *a = q + b * DSI_Q8_BLOCK;
+        int32_t acc = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) acc += (int32_t)dsi_q4_val(blk + 2, i) * (int32_t)a[i];
+        sum += dsi_f16_to_f32(dsi_rd16(blk)) * s[b] * (float)acc;
+    }
+    return sum;
+}
+
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
     for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
 }
@@ -9500,6 +9637,19 @@ static void dsi_dequant_f16_c(const uint8_t *row, float *y, int n) {
 
 static void dsi_dequant_q8(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q8_0(row, y, (size_t)n); }
 
+static void dsi_dequant_q4(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q4_0(row, y, (size_t)n); }
+
+static void dsi_axpy_q4_c(const uint8_t *row, float a, float *y, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        float as = a * dsi_f16_to_f32(dsi_rd16(blk));
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)dsi_q4_val(blk + 2, i);
+    }
+}
+
+static void dsi_q4_to_q8_c(const uint8_t *row, uint8_t *out, int n) { dsi_q4_0_to_q8_0(row, out, (size_t)n); }
+
 /* F32 rows take this loop in every set (the AVX2 axpy is for activations) */
 static void dsi_axpy_rf32(const uint8_t *row, float a, float *y, int n) {
     const float *r = (const float *)(const void *)row;
@@ -9533,6 +9683,11 @@ DSI_FUNC void dsi_kernels_portable(dsi_kernels *k) {
     k->axpy[DS_DTYPE_F32] = dsi_axpy_rf32;
     k->axpy[DS_DTYPE_F16] = dsi_axpy_f16_c;
     k->axpy[DS_DTYPE_Q8_0] = dsi_axpy_q8_c;
+    k->dot[DS_DTYPE_Q4_0] = dsi_dot_q4_c;
+    k->dequant[DS_DTYPE_Q4_0] = dsi_dequant_q4;
+    k->axpy[DS_DTYPE_Q4_0] = dsi_axpy_q4_c;
+    k->dot_q4q8 = dsi_dot_q4q8_c;
+    k->q4_to_q8 = dsi_q4_to_q8_c;
     k->dot_f32 = dsi_dot_f32_c;
     k->axpy_f32 = dsi_axpy_f32_c;
     k->quantize_act = dsi_quantize_act_q8_c;
@@ -9887,6 +10042,102 @@ DSI_AVX2 DSI_FUNC void dsi_axpy_f16_avx2(const uint8_t *row, float a, float *y, 
     for (; i < n; i++) y[i] += a * dsi_f16_to_f32(dsi_rd16(row + 2 * i));
 }
 
+/* ==== Q4_0 rows =============================================================
+ * A block's 16 bytes become its 32 values in order (low nibbles are values
+ * 0-15, high nibbles 16-31), still offset: 0..15 for q + 8. */
+DSI_AVX2 static inline __m256i dsi_q4_nibbles(const uint8_t *blk) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
+    __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+/* Q4_0 row times int8 activations: the offset nibbles (unsigned) times the
+ * activations with maddubs, less 8 times the activations' pair sums (both in
+ * s16: at most 2 * 15 * 128 and 2 * 8 * 128), madd into int32, one float
+ * multiply per block. Two blocks per step, as dsi_dot_q8q8_avx2. */
+DSI_AVX2 static inline __m256i dsi_q4q8_block(const uint8_t *k, const int8_t *q) {
+    const __m256i ones = _mm256_set1_epi16(1), eight = _mm256_set1_epi8(8);
+    __m256i w = dsi_q4_nibbles(k);
+    __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)q);
+    __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(w, x), _mm256_maddubs_epi16(eight, x));
+    return _mm256_madd_epi16(p, ones);
+}
+
+DSI_AVX2 static float dsi_dot_q4q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int nb = n / DSI_Q8_BLOCK, b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *k0 = row + (size_t)b * DSI_Q4_BLOCK_BYTES, *k1 = k0 + DSI_Q4_BLOCK_BYTES;
+        _mm_prefetch((const char *)(k0 + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        __m256i p0 = dsi_q4q8_block(k0, q + b * DSI_Q8_BLOCK);
+        __m256i p1 = dsi_q4q8_block(k1, q + (b + 1) * DSI_Q8_BLOCK);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k0)) * s[b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k1)) * s[b + 1]), a1);
+    }
+    if (b < nb) {
+        const uint8_t *k0 = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        __m256i p0 = dsi_q4q8_block(k0, q + b * DSI_Q8_BLOCK);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(dsi_rd16(k0)) * s[b]), a0);
+    }
+    return dsi_hsum256(_mm256_add_ps(a0, a1));
+}
+
+/* A block's 32 values as floats (q, not yet times the scale) in f[0..3]. */
+DSI_AVX2 static inline void dsi_q4_floats(const uint8_t *blk, __m256 f[4]) {
+    __m256i w = _mm256_sub_epi8(dsi_q4_nibbles(blk), _mm256_set1_epi8(8));
+    __m128i w0 = _mm256_castsi256_si128(w), w1 = _mm256_extracti128_si256(w, 1);
+    f[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w0));
+    f[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w0, 8)));
+    f[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w1));
+    f[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w1, 8)));
+}
+
+/* Q4_0 row times F32 values (exact activations, the MLA absorption). */
+DSI_AVX2 static float dsi_dot_q4_avx2(const uint8_t *row, const float *x, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        __m256 f[4];
+        dsi_q4_floats(blk, f);
+        __m256 d = _mm256_mul_ps(f[0], _mm256_loadu_ps(xb));
+        d = _mm256_fmadd_ps(f[1], _mm256_loadu_ps(xb + 8), d);
+        d = _mm256_fmadd_ps(f[2], _mm256_loadu_ps(xb + 16), d);
+        d = _mm256_fmadd_ps(f[3], _mm256_loadu_ps(xb + 24), d);
+        acc = _mm256_fmadd_ps(d, _mm256_set1_ps(_cvtsh_ss(dsi_rd16(blk))), acc);
+    }
+    return dsi_hsum256(acc);
+}
+
+DSI_AVX2 static void dsi_dequant_q4_avx2(const uint8_t *row, float *y, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(dsi_rd16(blk))), f[4];
+        dsi_q4_floats(blk, f);
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(y + b * DSI_Q8_BLOCK + 8 * i, _mm256_mul_ps(f[i], d));
+    }
+}
+
+DSI_AVX2 static void dsi_axpy_q4_avx2(const uint8_t *row, float a, float *y, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        __m256 as = _mm256_set1_ps(a * _cvtsh_ss(dsi_rd16(blk))), f[4];
+        dsi_q4_floats(blk, f);
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(yb + 8 * i, _mm256_fmadd_ps(f[i], as, _mm256_loadu_ps(yb + 8 * i)));
+    }
+}
+
+/* Q4_0 blocks as the Q8_0 blocks of the same values (a batch's rows). */
+DSI_AVX2 static void dsi_q4_to_q8_avx2(const uint8_t *row, uint8_t *out, int n) {
+    for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        uint8_t *o = out + (size_t)b * DSI_Q8_BLOCK_BYTES;
+        memcpy(o, blk, 2);
+        _mm256_storeu_si256((__m256i *)(void *)(o + 2), _mm256_sub_epi8(dsi_q4_nibbles(blk), _mm256_set1_epi8(8)));
+    }
+}
+
 #define DSI_AVX2_NEED (DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C)
 
 DSI_FUNC bool dsi_have_avx2(void) { return (dsi_cpu_features() & DSI_AVX2_NEED) == DSI_AVX2_NEED; }
@@ -9917,6 +10168,11 @@ DSI_FUNC bool dsi_kernels_avx2(dsi_kernels *k, uint32_t features) {
     k->dequant[DS_DTYPE_F16] = dsi_dequant_f16_avx2;
     k->axpy[DS_DTYPE_F16] = dsi_axpy_f16_avx2;
     k->axpy[DS_DTYPE_Q8_0] = dsi_axpy_q8_avx2;
+    k->dot[DS_DTYPE_Q4_0] = dsi_dot_q4_avx2;
+    k->dequant[DS_DTYPE_Q4_0] = dsi_dequant_q4_avx2;
+    k->axpy[DS_DTYPE_Q4_0] = dsi_axpy_q4_avx2;
+    k->dot_q4q8 = dsi_dot_q4q8_avx2;
+    k->q4_to_q8 = dsi_q4_to_q8_avx2;
     k->dot_f32 = dsi_dot_f32_avx2;
     k->axpy_f32 = dsi_axpy_f32_avx2;
     k->dot_f32x4 = dsi_dot_f32x4_avx2;
@@ -10075,6 +10331,53 @@ DSI_VNNI DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u,
     }
 }
 
+/* ==== Q4_0 rows, one token ==================================================
+ * Two blocks per step, as above: their 2 x 16 bytes spread to 64 nibbles in
+ * value order (block b's low nibbles, its high nibbles, then block b+1's),
+ * less 8 gives the signed weights w, and the same correction as the Q8_0
+ * kernel: dot(u, w) - 128 sum(w), one vpdpbusd each. */
+DSI_VNNI static inline __m512i dsi_q4_pair(const uint8_t *blk) {
+    __m128i r0 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
+    __m128i r1 = _mm_loadu_si128((const __m128i *)(const void *)(blk + DSI_Q4_BLOCK_BYTES + 2));
+    __m256i r = _mm256_inserti128_si256(_mm256_castsi128_si256(r0), r1, 1);        /* r0 | r1 */
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(r), _mm256_srli_epi16(r, 4), 1);  /* r0 r1 h0 h1 */
+    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));                        /* r0 h0 r1 h1 */
+    return _mm512_sub_epi8(_mm512_and_si512(z, _mm512_set1_epi8(15)), _mm512_set1_epi8(8));
+}
+
+DSI_VNNI DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, const float *s, int n) {
+    const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    int nb = n / DSI_Q8_BLOCK, b = 0;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *k = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(k + DSI_PREFETCH_AHEAD + 64), _MM_HINT_T0);
+        __m512i w0 = dsi_q4_pair(k), w1 = dsi_q4_pair(k + 2 * DSI_Q4_BLOCK_BYTES);
+        __m512i c0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w0);
+        __m512i c1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w1);
+        __m512i p0 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512((const void *)(u + (size_t)b * 32)), w0), c0);
+        __m512i p1 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512((const void *)(u + (size_t)b * 32 + 64)), w1), c1);
+        __m512 s0 = _mm512_mul_ps(dsi_pair_scale(_cvtsh_ss(dsi_rd16(k)), _cvtsh_ss(dsi_rd16(k + DSI_Q4_BLOCK_BYTES))),
+                                  dsi_pair_xscale(s + b));
+        __m512 s1 = _mm512_mul_ps(dsi_pair_scale(_cvtsh_ss(dsi_rd16(k + 2 * DSI_Q4_BLOCK_BYTES)),
+                                                 _cvtsh_ss(dsi_rd16(k + 3 * DSI_Q4_BLOCK_BYTES))),
+                                  dsi_pair_xscale(s + b + 2));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s0, acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s1, acc1);
+    }
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; b < nb; b++) {   /* the last one to three blocks */
+        const uint8_t *k = row + (size_t)b * DSI_Q4_BLOCK_BYTES;
+        int32_t acc = 0;
+        for (int i = 0; i < 16; i++)
+            acc += ((k[2 + i] & 15) - 8) * ((int32_t)u[(size_t)b * 32 + (size_t)i] - 128) +
+                   ((k[2 + i] >> 4) - 8) * ((int32_t)u[(size_t)b * 32 + 16 + (size_t)i] - 128);
+        sum += _cvtsh_ss(dsi_rd16(k)) * s[b] * (float)acc;
+    }
+    return sum;
+}
+
 /* ==== Token-lane GEMM (prefill) =========================================
  * The products above put a row's weights in the vector lanes, so every
  * vpdpbusd (64 multiply-adds) needs its own convert, scale and FMA, because
@@ -10205,6 +10508,7 @@ DSI_FUNC bool dsi_kernels_vnni512(dsi_kernels *k, uint32_t features) {
     k->name = "avx512-vnni";
     k->act_to_u8 = dsi_act_to_u8;
     k->dot_q8u8xT = dsi_dot_q8u8xT_vnni;
+    k->dot_q4u8 = dsi_dot_q4u8_vnni;
     k->lane_min = DSI_TL_MIN;
     k->lane_split = dsi_tl_split;
     k->lane_pack_bytes = dsi_tl_pack_bytes;
@@ -10227,6 +10531,10 @@ DSI_FUNC void dsi_dot_q8u8xT_vnni(const uint8_t *row, const uint8_t *u, size_t l
 DSI_FUNC void dsi_gemm_q8u8_tl_vnni(const uint8_t *W, size_t rb, int rows, int cols, const uint8_t *P, const float *S,
                                     int T, float *Y, size_t ldy, float *scratch) {
     (void)W, (void)rb, (void)rows, (void)cols, (void)P, (void)S, (void)T, (void)Y, (void)ldy, (void)scratch;
+}
+DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, const float *s, int n) {
+    (void)row, (void)u, (void)s, (void)n;
+    return 0;
 }
 #endif
 /* ==== End kernels/cpu/ops_avx512.c ==== */
@@ -10890,6 +11198,20 @@ DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int x) {
 #include <stdio.h>
 #include <stdlib.h>
 
+/* OpenBLAS (DS_USE_OPENBLAS, make BLAS=1): batches with F32 activations go
+ * through cblas_sgemm (DSI_BLAS_MIN_T, dsi_mm_blas). */
+#if defined(DS_USE_OPENBLAS) && DS_USE_OPENBLAS
+#define DSI_BLAS 1
+#include <cblas.h>
+/* OpenBLAS's cblas.h brings <complex.h>, whose I would clash with our names */
+#undef I
+/* OpenBLAS's own; declared here too, as a cblas.h of another BLAS lacks them */
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+#else
+#define DSI_BLAS 0
+#endif
+
 #define DSI_MLA_EXPAND_MAX 1024     /* positions a batch may expand (scratch bound) */
 #define DSI_MLA_EXPAND_BYTES (8u << 20)   /* expanded K/V scratch per context */
 
@@ -10927,7 +11249,37 @@ typedef struct dsi_cpu_ctx {
     int kvx_heads;
     uint8_t *xp;                       /* the same in token-lane tiles (k.lane_pack) */
     float *xps;                        /* their scales in tiles */
+    uint8_t *w8;                       /* per worker: DSI_W8_ROWS Q4_0 rows rewritten as Q8_0 (batches) */
+    size_t w8_stride;
+    float *wf;                         /* per worker: (DSI_BLAS_ROWS, DSI_BLAS_COLS) dequantized weights (BLAS=1) */
 } dsi_cpu_ctx;
+
+/* A batch's Q4_0 rows go through the Q8_0 products this many at a time. */
+#define DSI_W8_ROWS 16
+
+/* OpenBLAS (BLAS=1): a product with F32 activations (F32 and F16 weights;
+ * Q8_0 and Q4_0 ones where the activations stay F32: exact_activations, the
+ * MLA batch expansion) of at least DSI_BLAS_MIN_T tokens (F32 weights:
+ * DSI_BLAS_MIN_T_F32) multiplies chunks of up to DSI_BLAS_ROWS weight rows
+ * and up to DSI_BLAS_COLS columns with cblas_sgemm: F32 weights straight
+ * from the mapping, others dequantized into the worker's scratch (wf: 1 MiB
+ * per worker). Decode and shorter batches keep our kernels: below 8 tokens
+ * they and SGEMM trade places shape by shape on F16 weights, from 8 on SGEMM
+ * is level or ahead on every shape (2x at 128); on F32 weights, which it
+ * reads without our kernels' copy, it is ahead from 2 tokens on. Figures:
+ * bench/results/openblas/README.md. */
+#define DSI_BLAS_MIN_T 8
+#define DSI_BLAS_MIN_T_F32 2
+#define DSI_BLAS_ROWS 128
+#define DSI_BLAS_COLS 2048
+/* OpenBLAS (0.3.16 and later, AVX-512 kernels) multiplies a product of
+ * M*N*K <= 1e6 directly, without packing its operands, and for ours (W
+ * transposed) only while M*N <= 1200 as well: for a short batch that
+ * measured well above its packed path, so a short batch's chunks are sized
+ * to stay under both while that leaves at least DSI_BLAS_DIRECT_MIN rows. */
+#define DSI_BLAS_DIRECT_MNK 1000000
+#define DSI_BLAS_DIRECT_MN 1200
+#define DSI_BLAS_DIRECT_MIN 12
 
 /* Rotates in place. interleaved: pairs (2i, 2i+1) (DeepSeek-V2/V3: the
  * references permute to halves first, which leaves dot products between
@@ -10959,6 +11311,8 @@ static void dsi_cpu_ctx_free(const ds_model *m, void *dc) {
     dsi_free(al, c->xs);
     dsi_free(al, c->xp);
     dsi_free(al, c->xps);
+    dsi_free(al, c->w8);
+    dsi_free(al, c->wf);
     dsi_free(al, c);
 }
 
@@ -11031,6 +11385,25 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
         if (c->kvx_heads < 1) c->kvx_heads = 1;
         c->kvx = dsi_calloc(al, (size_t)c->kvx_heads, per_head);
     }
+    c->w8_stride = DSI_W8_ROWS * ((size_t)widest / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES;
+    c->w8 = dsi_calloc(al, (size_t)c->n_workers, c->w8_stride);
+#if DSI_BLAS
+    /* OpenBLAS must run on the calling worker alone: its own threads under
+     * every worker of ours would oversubscribe the CPUs (and calls from
+     * several threads into a threaded OpenBLAS serialise). The count is the
+     * process's: deepseek.h's build notes say what this does to a program
+     * that uses OpenBLAS itself, and DS_OPENBLAS_KEEP_THREADS. */
+#ifndef DS_OPENBLAS_KEEP_THREADS
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+#endif
+    c->wf = dsi_calloc(al, (size_t)c->n_workers * DSI_BLAS_ROWS, (size_t)DSI_BLAS_COLS * sizeof(float));
+    if (!c->wf) {
+        dsi_fail(e, DS_ERR_NOMEM, "out of memory for the OpenBLAS scratch (%d workers x %.1f MB)", c->n_workers,
+                 (double)DSI_BLAS_ROWS * DSI_BLAS_COLS * sizeof(float) / 1e6);
+        dsi_cpu_ctx_free(m, c);
+        return DS_ERR_NOMEM;
+    }
+#endif
     bool lanes = c->k.lane_split != NULL;   /* token-lane tiles */
     if (lanes) {
         c->xp = dsi_calloc(al, c->k.lane_pack_bytes(T, widest), 1);
@@ -11038,7 +11411,7 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     }
     if (!c->kv_a || !c->kv_b || !c->inv_freq || !c->x || !c->xn || !c->q || !c->qa || !c->kva || !c->att ||
         !c->tmp || !c->g || !c->u || !c->router || !c->xe || !c->ye || !c->etok || !c->guess || !c->n_guess ||
-        !c->ework || !c->xq || !c->xs || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
+        !c->ework || !c->xq || !c->xs || !c->w8 || (lanes && (!c->xp || !c->xps)) || (mla && !c->kvx)) {
         dsi_fail(e, DS_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MB)", n_ctx,
                  (double)caches * (double)(c->kv_a_stride + c->kv_b_stride) * 4 / 1e6);
         dsi_cpu_ctx_free(m, c);
@@ -11064,7 +11437,96 @@ typedef struct dsi_mm_job {
     const uint8_t *xu;       /* instead of xq, the same + 128, for the VNNI kernels */
     const float *xs;         /* (T, cols / 32) */
     int tl;                  /* tokens [0, tl) packed in the context's token-lane tiles */
+    bool blas;               /* through cblas_sgemm (BLAS=1), in chunks of: */
+    int blas_rows, blas_cols;   /* rows (a task's), columns (a call's) */
 } dsi_mm_job;
+
+/* The int8 products of n Q8_0 rows (W, row stride rb) with the job's
+ * quantized tokens into Y's columns 0..n-1 (Y = the job's Y advanced to the
+ * first row): each row is read once and meets every token's activations
+ * while it is in L1; tokens [0, tl) in the token-lane tiles, the rest row by
+ * row. scratch: the worker's area. */
+static void dsi_mm_int8_rows(const dsi_mm_job *j, const uint8_t *W, size_t rb, int n, float *Y, float *scratch) {
+    const dsi_kernels *k = &j->c->k;
+    int cols = j->w->cols, nb = cols / DSI_Q8_BLOCK;
+    if (j->tl) k->lane_gemm(W, rb, n, cols, j->c->xp, j->c->xps, j->tl, Y, (size_t)j->ldy, scratch);
+    for (int r = 0; r < n && j->tl < j->T; r++) {
+        const uint8_t *rp = W + (size_t)r * rb;
+        int t = j->tl;
+        float o[4];
+        if (j->xu) {   /* u8 activations: up to four tokens a call */
+            for (; t < j->T; t += 4) {
+                int m = j->T - t < 4 ? j->T - t : 4;
+                k->dot_q8u8xT(rp, j->xu + (size_t)t * cols, (size_t)cols, j->xs + (size_t)t * nb, (size_t)nb, cols, m,
+                              o);
+                for (int i = 0; i < m; i++) Y[(size_t)(t + i) * j->ldy + r] = o[i];
+            }
+            continue;
+        }
+        if (k->dot_q8q8x4)
+            for (; t + 4 <= j->T; t += 4) {
+                k->dot_q8q8x4(rp, j->xq + (size_t)t * cols, (size_t)cols, j->xs + (size_t)t * nb, (size_t)nb, cols, o);
+                for (int i = 0; i < 4; i++) Y[(size_t)(t + i) * j->ldy + r] = o[i];
+            }
+        for (; t < j->T; t++)
+            Y[(size_t)t * j->ldy + r] = k->dot_q8q8(rp, j->xq + (size_t)t * cols, j->xs + (size_t)t * nb, cols);
+    }
+}
+
+#if DSI_BLAS
+/* Rows [r0, r1) of Y = X W^T with cblas_sgemm, in chunks of j->blas_rows
+ * rows and j->blas_cols columns, the column chunks after the first added to
+ * Y (beta 1): F32 weights as they lie, others dequantized into the worker's
+ * scratch. The chunks depend on T and the shape only, so the results do not
+ * depend on the number of threads. */
+static void dsi_mm_blas(const dsi_mm_job *j, int r0, int r1, int worker) {
+    const dsi_weight *w = j->w;
+    const dsi_kernels *k = &j->c->k;
+    int cols = w->cols, T = j->T;
+    float *wf = j->c->wf + (size_t)worker * DSI_BLAS_ROWS * DSI_BLAS_COLS;
+    for (int r = r0; r < r1; r += j->blas_rows) {
+        int n = r1 - r < j->blas_rows ? r1 - r : j->blas_rows;
+        const uint8_t *rows = j->base + (size_t)r * w->row_bytes;
+        for (int k0 = 0; k0 < cols; k0 += j->blas_cols) {
+            int kn = cols - k0 < j->blas_cols ? cols - k0 : j->blas_cols, ldb = kn;
+            const float *B = wf;
+            if (w->dtype == DS_DTYPE_F32) {
+                B = (const float *)(const void *)rows + k0;
+                ldb = (int)(w->row_bytes / sizeof(float));
+            } else {
+                uint64_t off = 0;   /* k0 is a multiple of 32: whole blocks */
+                (void)dsi_dtype_row_bytes(w->dtype, (uint64_t)k0, &off);
+                for (int i = 0; i < n; i++)
+                    k->dequant[w->dtype](rows + (size_t)i * w->row_bytes + off, wf + (size_t)i * kn, kn);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, kn, 1.0f, j->X + k0, j->ldx, B, ldb,
+                        k0 ? 1.0f : 0.0f, j->Y + r, j->ldy);
+        }
+    }
+}
+
+/* A BLAS job's chunks (sets blas_rows and blas_cols): columns in equal
+ * chunks of at most DSI_BLAS_COLS (multiples of 32); rows as many as stay
+ * in OpenBLAS's direct path, else up to DSI_BLAS_ROWS in equal chunks
+ * (multiples of 16). */
+static void dsi_blas_chunks(dsi_mm_job *j) {
+    int cols = j->w->cols, rows = j->w->rows;
+    int nk = (cols + DSI_BLAS_COLS - 1) / DSI_BLAS_COLS;
+    int kc = ((cols + nk - 1) / nk + 31) / 32 * 32;
+    long long direct = DSI_BLAS_DIRECT_MNK / ((long long)j->T * kc);
+    if (direct > DSI_BLAS_DIRECT_MN / j->T) direct = DSI_BLAS_DIRECT_MN / j->T;
+    if (direct > DSI_BLAS_ROWS) direct = DSI_BLAS_ROWS;
+    int nr;
+    if (direct >= DSI_BLAS_DIRECT_MIN) {
+        nr = (int)direct / 4 * 4;
+    } else {
+        int chunks = (rows + DSI_BLAS_ROWS - 1) / DSI_BLAS_ROWS;
+        nr = ((rows + chunks - 1) / chunks + 15) / 16 * 16;
+    }
+    j->blas_rows = nr;
+    j->blas_cols = kc < cols ? kc : cols;
+}
+#endif
 
 static void dsi_mm_task(void *arg, int task, int worker) {
     const dsi_mm_job *j = arg;
@@ -11072,37 +11534,34 @@ static void dsi_mm_task(void *arg, int task, int worker) {
     const dsi_kernels *k = &j->c->k;
     int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > w->rows) r1 = w->rows;
+#if DSI_BLAS
+    if (j->blas) {
+        dsi_mm_blas(j, r0, r1, worker);
+        return;
+    }
+#endif
     float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
     if (j->xq || j->xu) {
-        /* int8 x int8: each row is read once and meets every token's
-         * quantized activations while it is in L1; tokens [0, tl) in the
-         * token-lane tiles, the rest row by row */
+        if (w->dtype != DS_DTYPE_Q4_0) {
+            dsi_mm_int8_rows(j, j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, j->Y + r0, row);
+            return;
+        }
         int nb = w->cols / DSI_Q8_BLOCK;
-        if (j->tl)
-            k->lane_gemm(j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, w->cols, j->c->xp, j->c->xps,
-                         j->tl, j->Y + r0, (size_t)j->ldy, row);
-        for (int r = r0; r < r1 && j->tl < j->T; r++) {
-            const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-            int t = j->tl;
-            float o[4];
-            if (j->xu) {   /* u8 activations: up to four tokens a call */
-                for (; t < j->T; t += 4) {
-                    int n = j->T - t < 4 ? j->T - t : 4;
-                    k->dot_q8u8xT(rp, j->xu + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                  (size_t)nb, w->cols, n, o);
-                    for (int i = 0; i < n; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
-                }
-                continue;
+        if (j->T == 1) {   /* one token streams the 4-bit rows as they are */
+            for (int r = r0; r < r1; r++) {
+                const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
+                j->Y[r] = j->xu ? k->dot_q4u8(rp, j->xu, j->xs, w->cols) : k->dot_q4q8(rp, j->xq, j->xs, w->cols);
             }
-            if (k->dot_q8q8x4)
-                for (; t + 4 <= j->T; t += 4) {
-                    k->dot_q8q8x4(rp, j->xq + (size_t)t * w->cols, (size_t)w->cols, j->xs + (size_t)t * nb,
-                                  (size_t)nb, w->cols, o);
-                    for (int i = 0; i < 4; i++) j->Y[(size_t)(t + i) * j->ldy + r] = o[i];
-                }
-            for (; t < j->T; t++)
-                j->Y[(size_t)t * j->ldy + r] =
-                    k->dot_q8q8(rp, j->xq + (size_t)t * w->cols, j->xs + (size_t)t * nb, w->cols);
+            return;
+        }
+        /* a batch: a few rows at a time rewritten as Q8_0 (exact), then the
+         * Q8_0 products; the rewrite is per row, the products per token */
+        uint8_t *w8 = j->c->w8 + (size_t)worker * j->c->w8_stride;
+        size_t rb8 = (size_t)nb * DSI_Q8_BLOCK_BYTES;
+        for (int r = r0; r < r1; r += DSI_W8_ROWS) {
+            int n = r1 - r < DSI_W8_ROWS ? r1 - r : DSI_W8_ROWS;
+            for (int i = 0; i < n; i++) k->q4_to_q8(j->base + (size_t)(r + i) * w->row_bytes, w8 + (size_t)i * rb8, w->cols);
+            dsi_mm_int8_rows(j, w8, rb8, n, j->Y + r, row);
         }
         return;
     }
@@ -11156,7 +11615,7 @@ static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const f
     *xq = NULL;
     *xu = NULL;
     *xs = NULL;
-    if (w->dtype != DS_DTYPE_Q8_0 || w->cols > c->xq_cols || c->m->exact_act) return;
+    if ((w->dtype != DS_DTYPE_Q8_0 && w->dtype != DS_DTYPE_Q4_0) || w->cols > c->xq_cols || c->m->exact_act) return;
     int nb = w->cols / DSI_Q8_BLOCK;
     for (int t = 0; t < T; t++)
         c->k.quantize_act(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
@@ -11172,6 +11631,13 @@ static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const f
 
 /* How a product's rows split into tasks (sets rows_per_task); the count. */
 static int dsi_mm_tasks(const dsi_cpu_ctx *c, dsi_mm_job *j) {
+#if DSI_BLAS
+    if (j->blas) {   /* a chunk per task */
+        dsi_blas_chunks(j);
+        j->rows_per_task = j->blas_rows;
+        return (j->w->rows + j->rows_per_task - 1) / j->rows_per_task;
+    }
+#endif
     /* one token streams the weights: small tasks, so no thread runs on
      * alone at the end (paired decode runs: +2.5% with 16 per worker
      * against 4); a batch keeps larger ones for its row groups */
@@ -11186,8 +11652,14 @@ static int dsi_mm_tasks(const dsi_cpu_ctx *c, dsi_mm_job *j) {
  * context's buffers unless exact. */
 static dsi_mm_job dsi_mm_prepare(const dsi_cpu_ctx *c, const dsi_weight *w, const uint8_t *base, const float *X,
                                  int T, int ldx, float *Y, int ldy, bool exact) {
-    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0};
+    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0, false, 0, 0};
     if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
+#if DSI_BLAS
+    /* F32 activations in a batch long enough, with OpenBLAS on one thread
+     * (a program may have raised the count since the context was made) */
+    j.blas = !j.xq && !j.xu && T >= (w->dtype == DS_DTYPE_F32 ? DSI_BLAS_MIN_T_F32 : DSI_BLAS_MIN_T) &&
+             openblas_get_num_threads() == 1;
+#endif
     size_t nb = (size_t)(w->cols / DSI_Q8_BLOCK);
     const void *xa = j.xu ? (const void *)j.xu : (const void *)j.xq;
     if (xa && c->xp && c->k.lane_split && T >= c->k.lane_min) {   /* a batch: tokens in the vector lanes */
@@ -11268,6 +11740,11 @@ typedef struct dsi_gmv_job {
 
 static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_t *rp, int xrow) {
     int nb = j->cols / DSI_Q8_BLOCK;
+    if (w->dtype == DS_DTYPE_Q4_0 && (j->xu || j->xq)) {
+        const float *s = j->xs + (size_t)xrow * nb;
+        return j->xu ? j->c->k.dot_q4u8(rp, j->xu + (size_t)xrow * j->cols, s, j->cols)
+                     : j->c->k.dot_q4q8(rp, j->xq + (size_t)xrow * j->cols, s, j->cols);
+    }
     if (j->xu) {
         float o[4];
         j->c->k.dot_q8u8xT(rp, j->xu + (size_t)xrow * j->cols, (size_t)j->cols, j->xs + (size_t)xrow * nb,
@@ -14601,6 +15078,9 @@ DS_API ds_convert_params ds_convert_default_params(void) {
     ds_convert_params p;
     memset(&p, 0, sizeof p);
     p.quant = DS_QUANT_Q8_0;
+    p.quant_experts = DS_QUANT_INHERIT;
+    p.quant_core = DS_QUANT_INHERIT;
+    p.quant_router = DS_QUANT_F32;
     p.encrypt = 1;
     p.magic = DSI_CONVERT_PARAMS_MAGIC;
     return p;
@@ -14888,9 +15368,13 @@ static ds_status dsi_make_plan(dsi_conv *c) {
             return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: dtype %s is not supported (F32, F16, BF16, F8_E4M3)",
                             sp->name, dsi_st_name(t));
         }
-        if (sp->keep_f32 || c->p->quant == DS_QUANT_F32) pl->dtype = DS_DTYPE_F32;
-        else if (c->p->quant == DS_QUANT_F16) pl->dtype = DS_DTYPE_F16;
-        else if (pl->cols % DSI_Q8_BLOCK == 0) pl->dtype = DS_DTYPE_Q8_0;
+        ds_quant q = sp->pclass == DS_PARAM_EXPERT ? c->p->quant_experts
+                     : sp->pclass == DS_PARAM_ROUTER ? c->p->quant_router
+                                                     : c->p->quant_core;
+        if (q == DS_QUANT_INHERIT) q = c->p->quant;
+        if (sp->keep_f32 || q == DS_QUANT_F32) pl->dtype = DS_DTYPE_F32;
+        else if (q == DS_QUANT_F16) pl->dtype = DS_DTYPE_F16;
+        else if (pl->cols % DSI_Q8_BLOCK == 0) pl->dtype = q == DS_QUANT_Q4_0 ? DS_DTYPE_Q4_0 : DS_DTYPE_Q8_0;
         else {
             pl->dtype = DS_DTYPE_F16;
             f16_fallback++;
@@ -14918,7 +15402,7 @@ static ds_status dsi_make_plan(dsi_conv *c) {
             return dsi_fail(c->e, DS_ERR_LIMIT, "segment %zu too large", i);
     if (f16_fallback)
         dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
-                "%d tensor(s) have a row length that is not a multiple of 32; stored as F16 instead of Q8_0",
+                "%d tensor(s) have a row length that is not a multiple of 32; stored as F16 instead of 8 or 4 bits",
                 f16_fallback);
 
     /* Report what the architecture does not use: MTP layers and strays. */
@@ -15164,6 +15648,7 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
                 for (size_t k = 0; k < cols; k++) dsi_wr16(o + 2 * k, dsi_f32_to_f16(y[k]));
                 break;
             case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(y, o, cols); break;
+            case DS_DTYPE_Q4_0: dsi_quantize_row_q4_0(y, o, cols); break;
             }
         }
         s = dsi_seg_put(c, c->enc, g * (size_t)pl->row_bytes);
@@ -15494,11 +15979,18 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     if (dsi_params_check_magic(p->magic, DSI_CONVERT_PARAMS_MAGIC, "ds_convert", "ds_convert_params", "ds_convert",
                                &e))
         return dsi_publish(&e);
-    if ((unsigned)p->quant > DS_QUANT_Q8_0) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG,
-                 "ds_convert: quant is %d; want 0 (DS_QUANT_F32), 1 (DS_QUANT_F16) or 2 (DS_QUANT_Q8_0)",
-                 (int)p->quant);
-        return dsi_publish(&e);
+    {
+        /* the recipe: quant, and per class (DS_QUANT_INHERIT = quant) */
+        const ds_quant qs[4] = {p->quant, p->quant_experts, p->quant_core, p->quant_router};
+        static const char *const qn[4] = {"quant", "quant_experts", "quant_core", "quant_router"};
+        for (int i = 0; i < 4; i++)
+            if (!((int)qs[i] >= DS_QUANT_F32 && (int)qs[i] <= DS_QUANT_Q4_0) && !(i && qs[i] == DS_QUANT_INHERIT)) {
+                dsi_fail(&e, DS_ERR_INVALID_ARG,
+                         "ds_convert: %s is %d; want 0 (DS_QUANT_F32), 1 (DS_QUANT_F16), 2 (DS_QUANT_Q8_0) or "
+                         "3 (DS_QUANT_Q4_0)%s",
+                         qn[i], (int)qs[i], i ? " or -1 (DS_QUANT_INHERIT)" : "");
+                return dsi_publish(&e);
+            }
     }
     if (p->encrypt ? (!p->key == !p->passphrase) : (p->key || p->passphrase)) {
         dsi_fail(&e, DS_ERR_INVALID_ARG, p->encrypt ? "ds_convert: encryption needs exactly one of a key or a passphrase"
