@@ -10,6 +10,7 @@
 #   make CUDA=1       also compile and link the CUDA part (nvcc)
 #   make OPENSSL=1    AES-256-GCM from OpenSSL's libcrypto (objects in build-openssl/)
 #   make test-openssl the suite against the OpenSSL build, and the cross-provider test
+#   make BLAS=1       large-batch F32/F16 products through OpenBLAS (objects in build-blas/)
 #   make tsan         the threaded tests under ThreadSanitizer (clang; build-tsan/)
 #   make install      PREFIX=/usr/local
 
@@ -43,7 +44,23 @@ else
   CRYPTO_FLAGS =
 endif
 
-CFLAGS_ALL = $(CFLAGS_BASE) $(SANFLAGS) $(CRYPTO_FLAGS) $(CFLAGS)
+# BLAS=1: prefill products with F32 activations (F32 and F16 weights) of
+# enough tokens go through OpenBLAS's cblas_sgemm, single-threaded inside our
+# pool (deepseek_impl/cpu.c; needs libopenblas-dev). Without it nothing
+# includes or links OpenBLAS. The objects go to their own directory unless
+# BUILD is given. pkg-config finds the headers where distributions put them
+# (Debian: .../openblas-pthread/); BLAS_CFLAGS and BLAS_LIBS override.
+ifeq ($(BLAS),1)
+  BUILD := $(BUILD)-blas
+  BLAS_CFLAGS ?= $(shell pkg-config --cflags openblas 2>/dev/null)
+  BLAS_LIBS ?= $(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas)
+  BLAS_FLAGS = -DDS_USE_OPENBLAS=1 $(BLAS_CFLAGS)
+  LDLIBS += $(BLAS_LIBS)
+else
+  BLAS_FLAGS =
+endif
+
+CFLAGS_ALL = $(CFLAGS_BASE) $(SANFLAGS) $(CRYPTO_FLAGS) $(BLAS_FLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 # The library sources, in amalgamation order (tools/amalgamate reads this
@@ -324,4 +341,4 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' deepseek.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/deepseek.pc
 
 clean:
-	rm -rf build build-san build-fuzz build-openssl build-san-openssl build-tsan build-openssl-tsan
+	rm -rf build build-san build-fuzz build-openssl build-san-openssl build-tsan build-openssl-tsan build-blas

@@ -36,6 +36,26 @@
  *     DS_MAX_ARGON_OPS, DS_MAX_ARGON_MEM
  *                        caps on a file's Argon2id parameters (8 passes,
  *                        1 GiB), refused before the KDF runs (see ds_file_info)
+ *     DS_USE_OPENBLAS=1  prefill products with F32 activations (F32 and F16
+ *                        weights; int8 ones where activations stay F32) of
+ *                        enough tokens through OpenBLAS's cblas_sgemm; add
+ *                        -lopenblas (the make flag is BLAS=1). Decode and short
+ *                        batches keep the built-in kernels. OpenBLAS runs on
+ *                        the calling worker only: ds_context_new sets its
+ *                        thread count to 1 (openblas_set_num_threads), which
+ *                        is process-wide, so a program that uses OpenBLAS
+ *                        itself runs its own calls single-threaded from then
+ *                        on (OPENBLAS_NUM_THREADS=1 in the environment does
+ *                        the same before the library loads, and also spares
+ *                        OpenBLAS's idle thread pool). With
+ *                        DS_OPENBLAS_KEEP_THREADS defined as well, the count
+ *                        is never changed and OpenBLAS is used only while it
+ *                        is 1 (checked per product). An OpenMP build of
+ *                        OpenBLAS takes the count from each calling thread's
+ *                        OpenMP setting: run it with OMP_NUM_THREADS=1, else
+ *                        its first call from a worker raises the count and
+ *                        products go back to the built-in kernels. Each
+ *                        context holds 1 MiB of scratch per thread for it.
  *
  * Conventions:
  *   - Every call that can fail returns a ds_status; DS_OK is 0, errors are
@@ -700,8 +720,10 @@ DS_API DS_WARN_UNUSED ds_status ds_tokenizer_encode_chat(const ds_tokenizer *t, 
 /* A conversation: its own KV cache (MLA keeps the compressed latent and the
  * rope key per token) and scratch (for a batch of up to 256 tokens; with MLA
  * also up to 8 MB where a batch expands its window's latents into per-head
- * K and V). Belongs to one thread at a time; many contexts may share one
- * model from different threads. */
+ * K and V; in a DS_USE_OPENBLAS build 1 MiB per thread, and creating one
+ * sets OpenBLAS's thread count to 1: see the build notes at the top). Belongs
+ * to one thread at a time; many contexts may share one model from different
+ * threads. */
 typedef struct ds_context ds_context;
 
 /* Options of ds_context_new. Rule: a zeroed struct means the defaults, field

@@ -20,6 +20,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* OpenBLAS (DS_USE_OPENBLAS, make BLAS=1): batches with F32 activations go
+ * through cblas_sgemm (DSI_BLAS_MIN_T, dsi_mm_blas). */
+#if defined(DS_USE_OPENBLAS) && DS_USE_OPENBLAS
+#define DSI_BLAS 1
+#include <cblas.h>
+/* OpenBLAS's cblas.h brings <complex.h>, whose I would clash with our names */
+#undef I
+/* OpenBLAS's own; declared here too, as a cblas.h of another BLAS lacks them */
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+#else
+#define DSI_BLAS 0
+#endif
+
 #define DSI_MLA_EXPAND_MAX 1024     /* positions a batch may expand (scratch bound) */
 #define DSI_MLA_EXPAND_BYTES (8u << 20)   /* expanded K/V scratch per context */
 
@@ -59,10 +73,35 @@ typedef struct dsi_cpu_ctx {
     float *xps;                        /* their scales in tiles */
     uint8_t *w8;                       /* per worker: DSI_W8_ROWS Q4_0 rows rewritten as Q8_0 (batches) */
     size_t w8_stride;
+    float *wf;                         /* per worker: (DSI_BLAS_ROWS, DSI_BLAS_COLS) dequantized weights (BLAS=1) */
 } dsi_cpu_ctx;
 
 /* A batch's Q4_0 rows go through the Q8_0 products this many at a time. */
 #define DSI_W8_ROWS 16
+
+/* OpenBLAS (BLAS=1): a product with F32 activations (F32 and F16 weights;
+ * Q8_0 and Q4_0 ones where the activations stay F32: exact_activations, the
+ * MLA batch expansion) of at least DSI_BLAS_MIN_T tokens (F32 weights:
+ * DSI_BLAS_MIN_T_F32) multiplies chunks of up to DSI_BLAS_ROWS weight rows
+ * and up to DSI_BLAS_COLS columns with cblas_sgemm: F32 weights straight
+ * from the mapping, others dequantized into the worker's scratch (wf: 1 MiB
+ * per worker). Decode and shorter batches keep our kernels: below 8 tokens
+ * they and SGEMM trade places shape by shape on F16 weights, from 8 on SGEMM
+ * is level or ahead on every shape (2x at 128); on F32 weights, which it
+ * reads without our kernels' copy, it is ahead from 2 tokens on. Figures:
+ * bench/results/openblas/README.md. */
+#define DSI_BLAS_MIN_T 8
+#define DSI_BLAS_MIN_T_F32 2
+#define DSI_BLAS_ROWS 128
+#define DSI_BLAS_COLS 2048
+/* OpenBLAS (0.3.16 and later, AVX-512 kernels) multiplies a product of
+ * M*N*K <= 1e6 directly, without packing its operands, and for ours (W
+ * transposed) only while M*N <= 1200 as well: for a short batch that
+ * measured well above its packed path, so a short batch's chunks are sized
+ * to stay under both while that leaves at least DSI_BLAS_DIRECT_MIN rows. */
+#define DSI_BLAS_DIRECT_MNK 1000000
+#define DSI_BLAS_DIRECT_MN 1200
+#define DSI_BLAS_DIRECT_MIN 12
 
 /* Rotates in place. interleaved: pairs (2i, 2i+1) (DeepSeek-V2/V3: the
  * references permute to halves first, which leaves dot products between
@@ -95,6 +134,7 @@ static void dsi_cpu_ctx_free(const ds_model *m, void *dc) {
     dsi_free(al, c->xp);
     dsi_free(al, c->xps);
     dsi_free(al, c->w8);
+    dsi_free(al, c->wf);
     dsi_free(al, c);
 }
 
@@ -169,6 +209,23 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     }
     c->w8_stride = DSI_W8_ROWS * ((size_t)widest / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES;
     c->w8 = dsi_calloc(al, (size_t)c->n_workers, c->w8_stride);
+#if DSI_BLAS
+    /* OpenBLAS must run on the calling worker alone: its own threads under
+     * every worker of ours would oversubscribe the CPUs (and calls from
+     * several threads into a threaded OpenBLAS serialise). The count is the
+     * process's: deepseek.h's build notes say what this does to a program
+     * that uses OpenBLAS itself, and DS_OPENBLAS_KEEP_THREADS. */
+#ifndef DS_OPENBLAS_KEEP_THREADS
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+#endif
+    c->wf = dsi_calloc(al, (size_t)c->n_workers * DSI_BLAS_ROWS, (size_t)DSI_BLAS_COLS * sizeof(float));
+    if (!c->wf) {
+        dsi_fail(e, DS_ERR_NOMEM, "out of memory for the OpenBLAS scratch (%d workers x %.1f MB)", c->n_workers,
+                 (double)DSI_BLAS_ROWS * DSI_BLAS_COLS * sizeof(float) / 1e6);
+        dsi_cpu_ctx_free(m, c);
+        return DS_ERR_NOMEM;
+    }
+#endif
     bool lanes = c->k.lane_split != NULL;   /* token-lane tiles */
     if (lanes) {
         c->xp = dsi_calloc(al, c->k.lane_pack_bytes(T, widest), 1);
@@ -202,6 +259,8 @@ typedef struct dsi_mm_job {
     const uint8_t *xu;       /* instead of xq, the same + 128, for the VNNI kernels */
     const float *xs;         /* (T, cols / 32) */
     int tl;                  /* tokens [0, tl) packed in the context's token-lane tiles */
+    bool blas;               /* through cblas_sgemm (BLAS=1), in chunks of: */
+    int blas_rows, blas_cols;   /* rows (a task's), columns (a call's) */
 } dsi_mm_job;
 
 /* The int8 products of n Q8_0 rows (W, row stride rb) with the job's
@@ -236,12 +295,73 @@ static void dsi_mm_int8_rows(const dsi_mm_job *j, const uint8_t *W, size_t rb, i
     }
 }
 
+#if DSI_BLAS
+/* Rows [r0, r1) of Y = X W^T with cblas_sgemm, in chunks of j->blas_rows
+ * rows and j->blas_cols columns, the column chunks after the first added to
+ * Y (beta 1): F32 weights as they lie, others dequantized into the worker's
+ * scratch. The chunks depend on T and the shape only, so the results do not
+ * depend on the number of threads. */
+static void dsi_mm_blas(const dsi_mm_job *j, int r0, int r1, int worker) {
+    const dsi_weight *w = j->w;
+    const dsi_kernels *k = &j->c->k;
+    int cols = w->cols, T = j->T;
+    float *wf = j->c->wf + (size_t)worker * DSI_BLAS_ROWS * DSI_BLAS_COLS;
+    for (int r = r0; r < r1; r += j->blas_rows) {
+        int n = r1 - r < j->blas_rows ? r1 - r : j->blas_rows;
+        const uint8_t *rows = j->base + (size_t)r * w->row_bytes;
+        for (int k0 = 0; k0 < cols; k0 += j->blas_cols) {
+            int kn = cols - k0 < j->blas_cols ? cols - k0 : j->blas_cols, ldb = kn;
+            const float *B = wf;
+            if (w->dtype == DS_DTYPE_F32) {
+                B = (const float *)(const void *)rows + k0;
+                ldb = (int)(w->row_bytes / sizeof(float));
+            } else {
+                uint64_t off = 0;   /* k0 is a multiple of 32: whole blocks */
+                (void)dsi_dtype_row_bytes(w->dtype, (uint64_t)k0, &off);
+                for (int i = 0; i < n; i++)
+                    k->dequant[w->dtype](rows + (size_t)i * w->row_bytes + off, wf + (size_t)i * kn, kn);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, kn, 1.0f, j->X + k0, j->ldx, B, ldb,
+                        k0 ? 1.0f : 0.0f, j->Y + r, j->ldy);
+        }
+    }
+}
+
+/* A BLAS job's chunks (sets blas_rows and blas_cols): columns in equal
+ * chunks of at most DSI_BLAS_COLS (multiples of 32); rows as many as stay
+ * in OpenBLAS's direct path, else up to DSI_BLAS_ROWS in equal chunks
+ * (multiples of 16). */
+static void dsi_blas_chunks(dsi_mm_job *j) {
+    int cols = j->w->cols, rows = j->w->rows;
+    int nk = (cols + DSI_BLAS_COLS - 1) / DSI_BLAS_COLS;
+    int kc = ((cols + nk - 1) / nk + 31) / 32 * 32;
+    long long direct = DSI_BLAS_DIRECT_MNK / ((long long)j->T * kc);
+    if (direct > DSI_BLAS_DIRECT_MN / j->T) direct = DSI_BLAS_DIRECT_MN / j->T;
+    if (direct > DSI_BLAS_ROWS) direct = DSI_BLAS_ROWS;
+    int nr;
+    if (direct >= DSI_BLAS_DIRECT_MIN) {
+        nr = (int)direct / 4 * 4;
+    } else {
+        int chunks = (rows + DSI_BLAS_ROWS - 1) / DSI_BLAS_ROWS;
+        nr = ((rows + chunks - 1) / chunks + 15) / 16 * 16;
+    }
+    j->blas_rows = nr;
+    j->blas_cols = kc < cols ? kc : cols;
+}
+#endif
+
 static void dsi_mm_task(void *arg, int task, int worker) {
     const dsi_mm_job *j = arg;
     const dsi_weight *w = j->w;
     const dsi_kernels *k = &j->c->k;
     int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > w->rows) r1 = w->rows;
+#if DSI_BLAS
+    if (j->blas) {
+        dsi_mm_blas(j, r0, r1, worker);
+        return;
+    }
+#endif
     float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
     if (j->xq || j->xu) {
         if (w->dtype != DS_DTYPE_Q4_0) {
@@ -334,6 +454,13 @@ static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const f
 
 /* How a product's rows split into tasks (sets rows_per_task); the count. */
 static int dsi_mm_tasks(const dsi_cpu_ctx *c, dsi_mm_job *j) {
+#if DSI_BLAS
+    if (j->blas) {   /* a chunk per task */
+        dsi_blas_chunks(j);
+        j->rows_per_task = j->blas_rows;
+        return (j->w->rows + j->rows_per_task - 1) / j->rows_per_task;
+    }
+#endif
     /* one token streams the weights: small tasks, so no thread runs on
      * alone at the end (paired decode runs: +2.5% with 16 per worker
      * against 4); a batch keeps larger ones for its row groups */
@@ -348,8 +475,14 @@ static int dsi_mm_tasks(const dsi_cpu_ctx *c, dsi_mm_job *j) {
  * context's buffers unless exact. */
 static dsi_mm_job dsi_mm_prepare(const dsi_cpu_ctx *c, const dsi_weight *w, const uint8_t *base, const float *X,
                                  int T, int ldx, float *Y, int ldy, bool exact) {
-    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0};
+    dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0, false, 0, 0};
     if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
+#if DSI_BLAS
+    /* F32 activations in a batch long enough, with OpenBLAS on one thread
+     * (a program may have raised the count since the context was made) */
+    j.blas = !j.xq && !j.xu && T >= (w->dtype == DS_DTYPE_F32 ? DSI_BLAS_MIN_T_F32 : DSI_BLAS_MIN_T) &&
+             openblas_get_num_threads() == 1;
+#endif
     size_t nb = (size_t)(w->cols / DSI_Q8_BLOCK);
     const void *xa = j.xu ? (const void *)j.xu : (const void *)j.xq;
     if (xa && c->xp && c->k.lane_split && T >= c->k.lane_min) {   /* a batch: tokens in the vector lanes */

@@ -42,6 +42,13 @@
  *             6.9 a thread that finds the expert it needs (or, idle, any
  *                 expert) being decrypted takes some of its chunks, and the
  *                 expert comes out right.
+ *  forward-7: the CPU device's matrix products (F32, F16, and Q8_0 under
+ *             exact activations) at 1 to 130 tokens, 4160 columns, strided
+ *             X and Y, whichever path the build takes for each (our
+ *             kernels; with BLAS=1 cblas_sgemm in chunks of rows and of
+ *             columns): every output within 1e-5 * sum |w x| + 1e-6 of a
+ *             double-precision reference, nothing written past Y's rows,
+ *             and the same bits on 1 and 3 threads.
  */
 #include "../deepseek_impl/internal.h"
 #include "../kernels/cpu/kernels.h"
@@ -889,7 +896,106 @@ static void test_errors(void) {
     test_params(container("v2lite", DS_QUANT_Q8_0));
 }
 
+/* ==== 7: the CPU device's products ======================================= */
+/* A device context of the CPU on a model that only has a shape (no file):
+ * products as wide as `widest`, up to max_batch tokens. */
+static void *cpu_ctx(ds_model *m, int widest, int max_batch, int n_threads) {
+    static const float inv_freq[1] = {1.0f};
+    memset(m, 0, sizeof *m);
+    dsi_err e = {0};
+    if (dsi_alloc_init(&m->al, NULL, &e)) return NULL;
+    m->cfg.hidden_size = widest;
+    m->cfg.n_heads = 1;
+    m->cfg.n_layers = 1;
+    dsi_ctx_shape sh = {4, 1, max_batch, n_threads, inv_freq, 2, 1.0f, 1.0f, 2, 2, 2, 2, 1, 2, 2, widest};
+    void *dc = NULL;
+    dsi_act act;
+    return dsi_cpu_device()->ctx_new(m, &sh, &dc, &act, &e) == DS_OK ? dc : NULL;
+}
+
+static void test_products(void) {
+    enum { ROWS = 136, COLS = 4160, LDX = COLS + 8, LDY = ROWS + 5, TMAX = 130 };
+    static const int Ts[] = {1, 2, 7, 8, 12, 40, 130};
+    static const ds_dtype dts[] = {DS_DTYPE_F32, DS_DTYPE_F16, DS_DTYPE_Q8_0};
+    float *W = malloc((size_t)ROWS * COLS * sizeof *W), *Wd = malloc((size_t)ROWS * COLS * sizeof *Wd);
+    float *X = malloc((size_t)TMAX * LDX * sizeof *X);
+    float *Y1 = malloc((size_t)TMAX * LDY * sizeof *Y1), *Y3 = malloc((size_t)TMAX * LDY * sizeof *Y3);
+    uint8_t *wb = malloc((size_t)ROWS * COLS * 4);
+    ds_model *m1 = malloc(sizeof *m1), *m3 = malloc(sizeof *m3);
+    void *c1 = NULL, *c3 = NULL;
+    if (W && Wd && X && Y1 && Y3 && wb && m1 && m3) {
+        c1 = cpu_ctx(m1, COLS, TMAX, 1);
+        c3 = cpu_ctx(m3, COLS, TMAX, 3);
+    }
+    T_CHECK("forward-7", c1 && c3, "no memory or no context");
+    uint64_t st = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; c1 && c3 && i < (size_t)ROWS * COLS; i++) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        W[i] = ((float)(st >> 40) / (float)(1u << 24) - 0.5f) * 0.2f;
+    }
+    for (size_t i = 0; c1 && c3 && i < (size_t)TMAX * LDX; i++) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        X[i] = (float)(st >> 40) / (float)(1u << 24) * 2.0f - 1.0f;
+    }
+    for (size_t d = 0; c1 && c3 && d < sizeof dts / sizeof dts[0]; d++) {
+        ds_dtype dt = dts[d];
+        uint64_t rb = 0;
+        (void)dsi_dtype_row_bytes(dt, COLS, &rb);
+        for (int r = 0; r < ROWS; r++) {   /* the weights, and the values they hold */
+            const float *src = W + (size_t)r * COLS;
+            uint8_t *row = wb + (size_t)r * rb;
+            float *dst = Wd + (size_t)r * COLS;
+            if (dt == DS_DTYPE_F32) {
+                memcpy(row, src, COLS * sizeof(float));
+                memcpy(dst, src, COLS * sizeof(float));
+            } else if (dt == DS_DTYPE_F16) {
+                dsi_convert_row_f16(src, (uint16_t *)(void *)row, COLS);
+                dsi_dequantize_row_f16((const uint16_t *)(const void *)row, dst, COLS);
+            } else {
+                dsi_quantize_row_q8_0(src, row, COLS);
+                dsi_dequantize_row_q8_0(row, dst, COLS);
+            }
+        }
+        m1->exact_act = m3->exact_act = dt == DS_DTYPE_Q8_0;   /* F32 activations */
+        dsi_weight w = {wb, dt, ROWS, COLS, (size_t)rb, 0};
+        for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
+            int T = Ts[k];
+            char id[64];
+            snprintf(id, sizeof id, "forward-7.%s.%d", dt == DS_DTYPE_F32 ? "f32" : dt == DS_DTYPE_F16 ? "f16" : "q8x", T);
+            for (size_t i = 0; i < (size_t)T * LDY; i++) Y1[i] = Y3[i] = 12345.0f;
+            dsi_err e = {0};
+            ds_status s1 = dsi_cpu_device()->matmul(c1, &w, X, T, LDX, Y1, LDY, &e);
+            ds_status s3 = dsi_cpu_device()->matmul(c3, &w, X, T, LDX, Y3, LDY, &e);
+            T_CHECK(id, s1 == DS_OK && s3 == DS_OK, "status %d / %d", (int)s1, (int)s3);
+            int bad = 0, past = 0;
+            double worst = 0;
+            for (int t = 0; t < T; t++) {
+                const float *x = X + (size_t)t * LDX;
+                for (int r = 0; r < ROWS; r++) {
+                    const float *wr = Wd + (size_t)r * COLS;
+                    double ref = 0, mag = 0;
+                    for (int i = 0; i < COLS; i++) {
+                        ref += (double)wr[i] * x[i];
+                        mag += fabs((double)wr[i] * x[i]);
+                    }
+                    double err = fabs(Y1[(size_t)t * LDY + r] - ref), tol = 1e-5 * mag + 1e-6;
+                    bad += !(err <= tol);
+                    worst = fmax(worst, err / tol);
+                }
+                for (int r = ROWS; r < LDY; r++) past += Y1[(size_t)t * LDY + r] != 12345.0f;
+            }
+            T_CHECK(id, bad == 0, "%d of %d outputs off the reference (worst %.2f x the tolerance)", bad, T * ROWS, worst);
+            T_CHECK(id, past == 0, "%d values written past Y's rows", past);
+            T_CHECK(id, memcmp(Y1, Y3, (size_t)T * LDY * sizeof *Y1) == 0, "1 and 3 threads give other bits");
+        }
+    }
+    if (c1) dsi_cpu_device()->ctx_free(m1, c1);
+    if (c3) dsi_cpu_device()->ctx_free(m3, c3);
+    free(W), free(Wd), free(X), free(Y1), free(Y3), free(wb), free(m1), free(m3);
+}
+
 int main(void) {
+    test_products();   /* needs no generated data */
     testdata = getenv("DS_TESTDATA");
     char probe[512];
     snprintf(probe, sizeof probe, "%s/v2lite/config.json", testdata ? testdata : "");

@@ -3,7 +3,7 @@
  * on the shapes of a V2-Lite-sized model, to decide whether OpenBLAS should
  * take any of them (it prints figures; it is not a test).
  *
- *     make build/bench_gemm && build/bench_gemm        # needs libopenblas-dev
+ *     make build/bench_gemm && build/bench_gemm [REPS]  # needs libopenblas-dev
  *
  * For each (rows x cols) weight and T tokens: Y (T, rows) = X (T, cols) W^T
  *   ours q8   : activations quantized per 32, int8 kernels, a row's weights
@@ -14,15 +14,20 @@
  *               batches of 6 or more on CPUs without VNNI)
  *   ours f16  : rows dequantized once, four at a time, F32 dot products two
  *               tokens per pass (as dsi_matmul)
- *   sgemm     : cblas_sgemm on W already dequantized to F32 (the dequantizing
- *               not counted: OpenBLAS at its best; paging experts would also
- *               have to dequantize each one, or hold F32 copies, 4x the bytes)
- * GFLOP/s = 2 T rows cols / time; best of 5.
+ *   blas f16  : the BLAS=1 path (dsi_mm_blas): chunks of rows dequantized
+ *               into a scratch, cblas_sgemm per chunk, chunks sized as
+ *               dsi_blas_chunks sizes them (the dequantizing counted)
+ *   ours f32, blas f32: the same two with F32 weights (BLAS: straight from
+ *               the weights, no scratch, the same chunks)
+ * GFLOP/s = 2 T rows cols / time; best of REPS (default 5; first argument).
+ * The library takes "blas" from DSI_BLAS_MIN_T tokens on (F32: from
+ * DSI_BLAS_MIN_T_F32); figures in bench/results/openblas/.
  */
 #include "../../deepseek_impl/internal.h"
 #include "../../kernels/cpu/kernels.h"
 
 #include <cblas.h>
+#undef I   /* OpenBLAS's cblas.h brings <complex.h> */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -66,6 +71,70 @@ static void ours_q8(const uint8_t *w, size_t rb, int rows, int cols, const float
             for (int k = 0; k < n; k++) Y[(size_t)(t + k) * rows + r] = o[k];
         }
     }
+}
+
+/* dsi_blas_chunks (deepseek_impl/cpu.c, static there): rows per sgemm call
+ * and columns per chunk */
+static void blas_chunks(int T, int rows, int cols, int *nr, int *kc) {
+    int nk = (cols + 2047) / 2048;
+    *kc = ((cols + nk - 1) / nk + 31) / 32 * 32;
+    long long direct = 1000000 / ((long long)T * *kc);
+    if (*kc > cols) *kc = cols;
+    if (direct > 1200 / T) direct = 1200 / T;
+    if (direct > 128) direct = 128;
+    if (direct >= 12) {
+        *nr = (int)direct / 4 * 4;
+    } else {
+        int chunks = (rows + 127) / 128;
+        *nr = ((rows + chunks - 1) / chunks + 15) / 16 * 16;
+    }
+}
+
+/* dsi_mm_blas over all rows: w holds F16 (f32 false) or F32 rows; B is the
+ * scratch (128 x 2048 floats) */
+static void blas_mm(const void *w, bool f32, int rows, int cols, const float *X, int T, float *B, float *Y) {
+    int nr, kc;
+    blas_chunks(T, rows, cols, &nr, &kc);
+    for (int r = 0; r < rows; r += nr) {
+        int n = rows - r < nr ? rows - r : nr;
+        for (int k0 = 0; k0 < cols; k0 += kc) {
+            int kn = cols - k0 < kc ? cols - k0 : kc, ldb = kn;
+            const float *b = B;
+            if (f32) {
+                b = (const float *)w + (size_t)r * cols + k0;
+                ldb = cols;
+            } else {
+                const uint16_t *wr = (const uint16_t *)w + (size_t)r * cols;
+                for (int i = 0; i < n; i++)
+                    K.dequant[DS_DTYPE_F16]((const uint8_t *)(wr + (size_t)i * cols + k0), B + (size_t)i * kn, kn);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, kn, 1.0f, X + k0, cols, b, ldb, k0 ? 1.0f : 0.0f,
+                        Y + r, rows);
+        }
+    }
+}
+
+/* F32 weights through our kernels, as dsi_mm_task: four rows (copied) per
+ * pass, two tokens at a time */
+static void ours_f32(const float *w, int rows, int cols, const float *X, int T, float *row, float *Y) {
+    int r = 0;
+    if (T >= 2 && K.dot_f32_4x2) {
+        for (; r + 4 <= rows; r += 4) {
+            for (int i = 0; i < 4; i++) K.dequant[DS_DTYPE_F32]((const uint8_t *)(w + (size_t)(r + i) * cols), row + (size_t)i * cols, cols);
+            int t = 0;
+            for (float o[8]; t + 2 <= T; t += 2) {
+                K.dot_f32_4x2(row, (size_t)cols, X + (size_t)t * cols, (size_t)cols, cols, o);
+                for (int i = 0; i < 4; i++) {
+                    Y[(size_t)t * rows + r + i] = o[2 * i];
+                    Y[(size_t)(t + 1) * rows + r + i] = o[2 * i + 1];
+                }
+            }
+            for (; t < T; t++)
+                for (int i = 0; i < 4; i++) Y[(size_t)t * rows + r + i] = K.dot_f32(row + (size_t)i * cols, X + (size_t)t * cols, cols);
+        }
+    }
+    for (; r < rows; r++)
+        for (int t = 0; t < T; t++) Y[(size_t)t * rows + r] = K.dot_f32(w + (size_t)r * cols, X + (size_t)t * cols, cols);
 }
 
 static void ours_f16(const uint16_t *w, int rows, int cols, const float *X, int T, float *row, float *Y) {
@@ -124,18 +193,20 @@ static void ours_q8_lanes(const uint8_t *w, size_t rb, int rows, int cols, const
         }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    int reps = argc > 1 ? atoi(argv[1]) : 5;
+    if (reps < 1) reps = 1;
     openblas_set_num_threads(1);
     dsi_kernels_select(&K, dsi_cpu_features());
     struct { const char *what; int rows, cols; } shapes[] = {
         {"expert gate/up", 1408, 2048}, {"expert down", 2048, 1408}, {"dense MLP gate/up", 10944, 2048},
-        {"q_proj", 3072, 2048}};
-    int Ts[] = {1, 4, 8, 10, 12, 16, 20, 32, 128};
+        {"dense MLP down", 2048, 10944}, {"q_proj", 3072, 2048}};
+    int Ts[] = {1, 2, 4, 6, 8, 12, 16, 24, 32, 64, 128};
     bool lanes = dsi_have_vnni512();
-    printf("one thread, GFLOP/s (best of 5); isa: %s\n",
+    printf("one thread, GFLOP/s (best of %d); isa: %s\n", reps,
            dsi_have_vnni512() ? "AVX-512 VNNI" : dsi_have_avx2() ? "AVX2" : "portable");
-    printf("%-18s %6s %6s %4s %10s %10s %10s %10s %10s  %s\n", "shape", "rows", "cols", "T", "ours q8", "q8 lanes",
-           "avx2 lanes", "ours f16", "sgemm f32", "faster");
+    printf("%-18s %6s %6s %4s %9s %9s %9s %9s %9s %9s %9s  %s\n", "shape", "rows", "cols", "T", "ours q8", "q8 lanes",
+           "avx2 lane", "ours f16", "blas f16", "ours f32", "blas f32", "faster");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int rows = shapes[s].rows, cols = shapes[s].cols;
         size_t n = (size_t)rows * cols, rb = (size_t)cols / 32 * 34;
@@ -148,7 +219,8 @@ int main(void) {
         float *xs = malloc((size_t)128 * cols / 32 * sizeof *xs), *row = malloc((size_t)4 * cols * sizeof *row);
         uint8_t *P = malloc(dsi_tl_pack_bytes(128, cols));
         float *S = malloc(dsi_tl_pack_floats(128, cols) * sizeof *S), *scratch = malloc((size_t)cols / 4 * sizeof *S);
-        if (!W || !wq || !wh || !X || !Y || !xq || !xu || !xs || !row || !P || !S || !scratch) return 1;
+        float *B = malloc((size_t)128 * 2048 * sizeof *B);
+        if (!W || !wq || !wh || !X || !Y || !xq || !xu || !xs || !row || !P || !S || !scratch || !B) return 1;
         for (size_t i = 0; i < n; i++) W[i] = frand() * 0.05f;
         for (int r = 0; r < rows; r++) {
             dsi_quantize_row_q8_0(W + (size_t)r * cols, wq + (size_t)r * rb, (size_t)cols);
@@ -157,40 +229,38 @@ int main(void) {
         for (size_t i = 0; i < (size_t)128 * cols; i++) X[i] = frand();
         for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
             int T = Ts[k];
-            double best[5] = {1e9, 1e9, 1e9, 1e9, 1e9};
-            for (int rep = 0; rep < 5; rep++) {
-                double t0 = now();
+            /* 0 ours q8, 1 ours f16, 2 blas f16, 3 q8 lanes, 4 avx2 lanes, 5 ours f32, 6 blas f32 */
+            double best[7] = {1e9, 1e9, 1e9, 1e9, 1e9, 1e9, 1e9};
+            for (int rep = 0; rep < reps; rep++) {   /* interleaved, so load spikes hit every column alike */
+                double t[8];
+                t[0] = now();
                 ours_q8(wq, rb, rows, cols, X, T, xq, xu, xs, Y);
-                double t1 = now();
+                t[1] = now();
                 ours_f16(wh, rows, cols, X, T, row, Y);
-                double t2 = now();
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, rows, cols, 1.0f, X, cols, W, cols, 0.0f, Y,
-                            rows);
-                double t3 = now();
-                if (t1 - t0 < best[0]) best[0] = t1 - t0;
-                if (t2 - t1 < best[1]) best[1] = t2 - t1;
-                if (t3 - t2 < best[2]) best[2] = t3 - t2;
-                if (lanes) {
-                    ours_q8_lanes(wq, rb, rows, cols, X, T, xq, xu, xs, P, S, scratch, Y);
-                    double t4 = now();
-                    if (t4 - t3 < best[3]) best[3] = t4 - t3;
-                }
-                if (dsi_have_avx2()) {
-                    double t5 = now();
-                    ours_q8_lanes8(wq, rb, rows, cols, X, T, xq, xs, P, S, scratch, Y);
-                    double t6 = now();
-                    if (t6 - t5 < best[4]) best[4] = t6 - t5;
-                }
+                t[2] = now();
+                blas_mm(wh, false, rows, cols, X, T, B, Y);
+                t[3] = now();
+                if (lanes) ours_q8_lanes(wq, rb, rows, cols, X, T, xq, xu, xs, P, S, scratch, Y);
+                t[4] = now();
+                if (dsi_have_avx2()) ours_q8_lanes8(wq, rb, rows, cols, X, T, xq, xs, P, S, scratch, Y);
+                t[5] = now();
+                ours_f32(W, rows, cols, X, T, row, Y);
+                t[6] = now();
+                blas_mm(W, true, rows, cols, X, T, B, Y);
+                t[7] = now();
+                for (int i = 0; i < 7; i++)
+                    if (t[i + 1] - t[i] < best[i]) best[i] = t[i + 1] - t[i];
             }
             double fl = 2.0 * T * (double)rows * cols / 1e9;
-            double q8 = best[0] < best[3] ? best[0] : best[3];
-            const char *win = best[2] < q8 ? "sgemm" : best[3] < best[0] ? "q8 lanes" : "ours q8";
-            printf("%-18s %6d %6d %4d %10.1f %10.1f %10.1f %10.1f %10.1f  %s%s\n", shapes[s].what, rows, cols, T,
+            const char *win = best[2] < best[1] ? "blas f16" : "ours f16";
+            const char *win32 = best[6] < best[5] ? "blas f32" : "ours f32";
+            printf("%-18s %6d %6d %4d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f  %s, %s\n", shapes[s].what, rows, cols, T,
                    fl / best[0], lanes ? fl / best[3] : 0.0, dsi_have_avx2() ? fl / best[4] : 0.0, fl / best[1],
-                   fl / best[2], win,
-                   best[2] < best[1] ? " (sgemm beats ours f16)" : "");
+                   fl / best[2], fl / best[5], fl / best[6], win, win32);
+            fflush(stdout);
         }
         free(W), free(wq), free(wh), free(X), free(Y), free(xq), free(xu), free(xs), free(row), free(P), free(S), free(scratch);
+        free(B);
     }
     return 0;
 }
