@@ -302,8 +302,8 @@ typedef struct ds_model_params {
                                      reads memory, not disk; older ciphertext is dropped with
                                      posix_fadvise. 0 (default) = drop each expert's ciphertext
                                      right after decrypting it */
-    int exact_activations;        /* 0 (default): products with int8 (Q8_0) weights quantize the
-                                     activations to int8 per block of 32 on the fly (integer dot
+    int exact_activations;        /* 0 (default): products with int8 (Q8_0) and 4-bit (Q4_0) weights
+                                     quantize the activations to int8 per block of 32 on the fly (integer dot
                                      products, as llama.cpp does); 1: F32 activations (slower,
                                      closest to the reference) */
     ds_device device;             /* DS_DEVICE_CPU (default) or DS_DEVICE_CUDA: dense weights and the

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id b3fa7d4c5140c319: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 636234fb3080ecea: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "b3fa7d4c5140c319"
+#define DS_SOURCE_ID "636234fb3080ecea"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
