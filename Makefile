@@ -244,7 +244,7 @@ $(TSAN_BUILD)/%: tests/%.c tests/test.h $(LIB_SRCS) $(LIB_HDRS)
 bench-pager: $(BUILD)/ds
 	DS=$(BUILD)/ds PYTHON=$(PYTHON) sh bench/run_pager_bench.sh $(BUILD)/bench-pager
 # Us against llama.cpp on identical weights (bench/README-compare.md): installs
-# llama-cpp-python into a venv (30-60 min the first time), ~20 GB of disk.
+# llama-cpp-python into a venv (30-60 min the first time), ~30 GB of disk.
 # BENCH_ARGS=--quick tests the script; results in $(BUILD)/bench-compare/.
 .PHONY: bench
 bench: $(BUILD)/ds $(BUILD)/libdeepseek.a
