@@ -263,6 +263,13 @@ typedef struct dsi_mm_job {
     int blas_rows, blas_cols;   /* rows (a task's), columns (a call's) */
 } dsi_mm_job;
 
+/* One Q4_0 row times one token's quantized activations: offset to unsigned
+ * (u, the VNNI set) or int8 (q). */
+static float dsi_q4_dot(const dsi_kernels *k, const uint8_t *row, const int8_t *q, const uint8_t *u, const float *s,
+                        int cols) {
+    return u ? k->dot_q4u8(row, u, s, cols) : k->dot_q4q8(row, q, s, cols);
+}
+
 /* The int8 products of n Q8_0 rows (W, row stride rb) with the job's
  * quantized tokens into Y's columns 0..n-1 (Y = the job's Y advanced to the
  * first row): each row is read once and meets every token's activations
@@ -372,7 +379,7 @@ static void dsi_mm_task(void *arg, int task, int worker) {
         if (j->T == 1) {   /* one token streams the 4-bit rows as they are */
             for (int r = r0; r < r1; r++) {
                 const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-                j->Y[r] = j->xu ? k->dot_q4u8(rp, j->xu, j->xs, w->cols) : k->dot_q4q8(rp, j->xq, j->xs, w->cols);
+                j->Y[r] = dsi_q4_dot(k, rp, j->xq, j->xu, j->xs, w->cols);
             }
             return;
         }
@@ -564,9 +571,9 @@ typedef struct dsi_gmv_job {
 static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_t *rp, int xrow) {
     int nb = j->cols / DSI_Q8_BLOCK;
     if (w->dtype == DS_DTYPE_Q4_0 && (j->xu || j->xq)) {
-        const float *s = j->xs + (size_t)xrow * nb;
-        return j->xu ? j->c->k.dot_q4u8(rp, j->xu + (size_t)xrow * j->cols, s, j->cols)
-                     : j->c->k.dot_q4q8(rp, j->xq + (size_t)xrow * j->cols, s, j->cols);
+        size_t off = (size_t)xrow * (size_t)j->cols;
+        return dsi_q4_dot(&j->c->k, rp, j->xq ? j->xq + off : NULL, j->xu ? j->xu + off : NULL,
+                          j->xs + (size_t)xrow * nb, j->cols);
     }
     if (j->xu) {
         float o[4];

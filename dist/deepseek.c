@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 636234fb3080ecea: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 5d5b2d07bd0f8760: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "636234fb3080ecea"
+#define DS_SOURCE_ID "5d5b2d07bd0f8760"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -11622,6 +11622,13 @@ typedef struct dsi_mm_job {
     int blas_rows, blas_cols;   /* rows (a task's), columns (a call's) */
 } dsi_mm_job;
 
+/* One Q4_0 row times one token's quantized activations: offset to unsigned
+ * (u, the VNNI set) or int8 (q). */
+static float dsi_q4_dot(const dsi_kernels *k, const uint8_t *row, const int8_t *q, const uint8_t *u, const float *s,
+                        int cols) {
+    return u ? k->dot_q4u8(row, u, s, cols) : k->dot_q4q8(row, q, s, cols);
+}
+
 /* The int8 products of n Q8_0 rows (W, row stride rb) with the job's
  * quantized tokens into Y's columns 0..n-1 (Y = the job's Y advanced to the
  * first row): each row is read once and meets every token's activations
@@ -11731,7 +11738,7 @@ static void dsi_mm_task(void *arg, int task, int worker) {
         if (j->T == 1) {   /* one token streams the 4-bit rows as they are */
             for (int r = r0; r < r1; r++) {
                 const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-                j->Y[r] = j->xu ? k->dot_q4u8(rp, j->xu, j->xs, w->cols) : k->dot_q4q8(rp, j->xq, j->xs, w->cols);
+                j->Y[r] = dsi_q4_dot(k, rp, j->xq, j->xu, j->xs, w->cols);
             }
             return;
         }
@@ -11923,9 +11930,9 @@ typedef struct dsi_gmv_job {
 static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_t *rp, int xrow) {
     int nb = j->cols / DSI_Q8_BLOCK;
     if (w->dtype == DS_DTYPE_Q4_0 && (j->xu || j->xq)) {
-        const float *s = j->xs + (size_t)xrow * nb;
-        return j->xu ? j->c->k.dot_q4u8(rp, j->xu + (size_t)xrow * j->cols, s, j->cols)
-                     : j->c->k.dot_q4q8(rp, j->xq + (size_t)xrow * j->cols, s, j->cols);
+        size_t off = (size_t)xrow * (size_t)j->cols;
+        return dsi_q4_dot(&j->c->k, rp, j->xq ? j->xq + off : NULL, j->xu ? j->xu + off : NULL,
+                          j->xs + (size_t)xrow * nb, j->cols);
     }
     if (j->xu) {
         float o[4];

@@ -969,6 +969,16 @@ static ds_model *open_model(const char *cmd, const char *path, const model_opts 
     return m;
 }
 
+/* A context of n_ctx tokens on m. Returns 0, or EXIT_FAILURE (message
+ * printed). */
+static int new_context(const char *cmd, ds_model *m, const model_opts *o, int n_ctx, ds_context **c) {
+    ds_context_params cp = ds_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_threads = o->threads;
+    ds_status st = ds_context_new(c, m, &cp);
+    return st == DS_OK ? 0 : fail(cmd, "%s", errmsg(st));
+}
+
 /* Opens the model with its weights and a context on it. Returns 0, or
  * EXIT_FAILURE with nothing left open. */
 static int open_inference(const char *cmd, const char *path, const model_opts *o, int n_ctx, log_ctx *lc,
@@ -976,17 +986,12 @@ static int open_inference(const char *cmd, const char *path, const model_opts *o
     *m = open_model(cmd, path, o, 1, lc);
     *c = NULL;
     if (!*m) return EXIT_FAILURE;
-    ds_context_params cp = ds_context_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_threads = o->threads;
-    ds_status st = ds_context_new(c, *m, &cp);
-    if (st != DS_OK) {
-        int rc = fail(cmd, "%s", errmsg(st));
+    int rc = new_context(cmd, *m, o, n_ctx, c);
+    if (rc) {
         ds_model_close(*m);
         *m = NULL;
-        return rc;
     }
-    return 0;
+    return rc;
 }
 
 /* ==== Sampling options (run, chat) ======================================== */
@@ -1922,12 +1927,8 @@ static int open_scorer(const char *cmd, const char *path, const model_opts *o, i
                   cfg->max_position_embeddings);
     } else if (cfg->vocab_size < 1) {
         rc = fail(cmd, "%s: vocabulary size %d", path, cfg->vocab_size);
-    } else {
-        ds_context_params cp = ds_context_default_params();
-        cp.n_ctx = n_ctx;
-        cp.n_threads = o->threads;
-        if ((st = ds_context_new(c, *m, &cp)) != DS_OK) rc = fail(cmd, "%s", errmsg(st));
-        else ds_context_set_abort(*c, interrupted, NULL);
+    } else if ((rc = new_context(cmd, *m, o, n_ctx, c)) == 0) {
+        ds_context_set_abort(*c, interrupted, NULL);
     }
     if (rc) {
         ds_model_close(*m);
