@@ -354,7 +354,7 @@ static ds_status gen_settle(ds_generator *g, bool final, dsi_err *e) {
     if (st) return st;
     if (final) {
         g->pending.len = 0;
-    } else {
+    } else if (upto) {   /* (nothing held yet: the buffer may not exist, and memmove(NULL, ...) is undefined) */
         memmove(g->pending.data, g->pending.data + upto, g->pending.len - upto);
         g->pending.len -= upto;
     }

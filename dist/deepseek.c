@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 5d5b2d07bd0f8760: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 4e042848c3581975: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -52,7 +52,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "5d5b2d07bd0f8760"
+#define DS_SOURCE_ID "4e042848c3581975"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -15118,7 +15118,7 @@ static ds_status gen_settle(ds_generator *g, bool final, dsi_err *e) {
     if (st) return st;
     if (final) {
         g->pending.len = 0;
-    } else {
+    } else if (upto) {   /* (nothing held yet: the buffer may not exist, and memmove(NULL, ...) is undefined) */
         memmove(g->pending.data, g->pending.data + upto, g->pending.len - upto);
         g->pending.len -= upto;
     }
