@@ -255,6 +255,9 @@ $(BUILD)/bench_container: tests/bench/bench_container.c $(BUILD)/libdeepseek.a
 # Our prefill products against OpenBLAS SGEMM, one thread (needs libopenblas-dev).
 $(BUILD)/bench_gemm: tests/bench/bench_gemm.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) -lopenblas $(LDLIBS)
+# The decode row products streaming a large matrix against plain reads.
+$(BUILD)/bench_gemv: tests/bench/bench_gemv.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 $(BUILD)/bench_crypto: tests/bench/bench_crypto.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
