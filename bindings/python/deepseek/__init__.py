@@ -545,42 +545,24 @@ class Model:
             gp.stop = stop_arr
             gp.n_stop = len(stops)
             gp.ignore_eos = 1 if ignore_eos else 0
-            if stream:
-                g = c_void_p()
-                st = _L.ds_generator_new(byref(g), c, smp, ids, n, byref(gp))
-                if st != 0:
-                    try:
-                        _raise(st)
-                    finally:
-                        _L.ds_sampler_free(smp)
-                self._stream = Stream(self, g, smp)
-                return self._stream
-            # the whole generation in C, collecting the pieces
-            pieces = []
-            caught = []
-
-            def on_token(user, token, piece, length):
+            g = c_void_p()
+            st = _L.ds_generator_new(byref(g), c, smp, ids, n, byref(gp))
+            if st != 0:
                 try:
-                    if length:
-                        pieces.append(ctypes.string_at(piece, length))
-                    return 0
-                except BaseException as e:      # KeyboardInterrupt between tokens: stop, raise below
-                    caught.append(e)
-                    return 1
-
-            cb = _lib.ds_token_fn(on_token)
-            gp.on_token = cb
-            gs = _lib.ds_generate_stats()
-            try:
-                st = _L.ds_generate_tokens(c, smp, ids, n, byref(gp), byref(gs))
-                if st != 0:
                     _raise(st)
+                finally:
+                    _L.ds_sampler_free(smp)
+            s = self._stream = Stream(self, g, smp)
+            if stream:
+                return s
+            # Pulled token by token from Python rather than run in C with a
+            # callback: Ctrl-C (KeyboardInterrupt) then lands between two
+            # tokens, in Python code, and stops the generation; raised in a
+            # ctypes callback it would be printed and lost.
+            try:
+                return "".join(s)
             finally:
-                _L.ds_sampler_free(smp)
-            self.last_stats = _stats_dict(gs)
-            if caught:
-                raise caught[0]
-            return b"".join(pieces).decode("utf-8", "replace")
+                s.close()
 
     def _prompt_ids(self, prompt):
         """The ids ds_generate makes of a text prompt: the text (special

@@ -237,7 +237,6 @@ _SIGNATURES = {
     "ds_generator_stop_reason": (c_int, [p]),
     "ds_generator_stats": (None, [p, POINTER(ds_generate_stats)]),
     "ds_generator_free": (None, [p]),
-    "ds_generate_tokens": (st, [p, p, i32p, c_size_t, POINTER(ds_generate_params), POINTER(ds_generate_stats)]),
 }
 
 
