@@ -134,3 +134,27 @@ def test_plaintext(sealed, demo):
     assert e.value.status == -205
     with deepseek.Model(path, key_file=demo[1], allow_plaintext=True, threads=1):
         pass
+
+
+def test_tampered_expert(ds, demo, tmp_path):
+    """A flipped byte inside a routed expert (located with `ds inspect --json`):
+    verify() and generation raise AuthenticationError naming the segment."""
+    import json
+    info = json.loads(ds("inspect", demo[0], "--key-file", demo[1], "--json").stdout)
+    seg = [s for s in info["segments"] if s["kind"] == "expert"][-1]
+    data = bytearray(open(demo[0], "rb").read())
+    data[seg["file_offset"] + seg["plain_bytes"] // 2] ^= 1
+    path = tmp_path / "tampered.dsm"
+    path.write_bytes(bytes(data))
+    with deepseek.Model(path, key_file=demo[1], load_weights=False) as m:
+        assert m.tokenize("In the beginning")          # metadata is intact
+        with pytest.raises(deepseek.AuthenticationError) as e:
+            m.verify()
+        assert e.value.status == -201 and seg["name"] in e.value.message
+        with pytest.raises(deepseek.MisuseError):
+            m.generate("x")                              # metadata only: no weights
+    # without a cache every expert is decrypted at open
+    with pytest.raises(deepseek.AuthenticationError):
+        deepseek.Model(path, key_file=demo[1])
+    with deepseek.Model(demo[0], key_file=demo[1], load_weights=False) as m:
+        m.verify()

@@ -195,3 +195,18 @@ def test_threads_share_a_model(model):
     for t in ts:
         t.join()
     assert results == [want] * 4
+
+
+def test_device_and_log(demo, caplog):
+    """device="cuda" without the CUDA backend runs on the CPU, and the
+    library's warning reaches the "deepseek" logger."""
+    with caplog.at_level("WARNING", logger="deepseek"):
+        with deepseek.Model(demo[0], key_file=demo[1], threads=1, device="cuda") as m:
+            text = m.generate("In the beginning", max_tokens=8, temperature=0)
+            dev = m.device
+    assert text
+    if dev.startswith("cpu"):
+        assert any(r.name == "deepseek" and r.levelname == "WARNING" and "cpu" in r.getMessage().lower()
+                   for r in caplog.records), [r.getMessage() for r in caplog.records]
+    else:
+        assert dev.startswith("cuda")
