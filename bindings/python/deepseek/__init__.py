@@ -506,11 +506,18 @@ class Model:
         holds evaluates only the rest. After a generation, last_stats (and a
         Stream's stats) holds the token counts, timings and stop_reason
         ("eos", "length", "context_full", "stop_string", ...)."""
-        if max_tokens is None or max_tokens == -1:
-            max_tokens = 0                      # deepseek.h: 0 = no limit
-        elif not isinstance(max_tokens, int) or max_tokens < 0:
-            raise _invalid("max_tokens must be a whole number, -1 or None, not %r" % (max_tokens,))
-        elif max_tokens == 0:
+        if max_tokens is not None and max_tokens != -1 and (not isinstance(max_tokens, int)
+                                                            or not 0 <= max_tokens < (1 << 31)):
+            raise _invalid("max_tokens must be a whole number below 2^31, -1 or None, not %r" % (max_tokens,))
+        for name, v in (("top_k", top_k), ("repeat_last_n", repeat_last_n)):
+            # the C fields are ints: ctypes would wrap a larger value silently
+            if not isinstance(v, int) or not 0 <= v < (1 << 31):
+                raise _invalid("%s must be a whole number from 0 to 2^31 - 1, not %r" % (name, v))
+        if isinstance(stop, str):
+            stop = [stop]
+        if stop is not None and not all(isinstance(x, str) for x in stop):
+            raise _invalid("stop must be a str or a list of str")
+        if max_tokens == 0:
             self.last_stats = {"n_prompt": 0, "n_generated": 0, "n_reused": 0, "n_evaluated": 0,
                                "prompt_seconds": 0.0, "generate_seconds": 0.0, "stop_reason": "length"}
             if stream:
@@ -518,6 +525,8 @@ class Model:
                 s.stats = self.last_stats
                 return s
             return ""
+        if max_tokens is None or max_tokens == -1:
+            max_tokens = 0                      # deepseek.h: 0 = no limit
         sp = _L.ds_sampler_default_params()
         sp.temperature = temperature
         sp.top_k = top_k
@@ -528,7 +537,7 @@ class Model:
         sp.presence_penalty = presence_penalty
         sp.penalty_last_n = repeat_last_n
         sp.seed = int.from_bytes(os.urandom(8), "little") if seed is None else int(seed) & ((1 << 64) - 1)
-        stops = [s.encode("utf-8") for s in ([stop] if isinstance(stop, str) else (stop or ()))]
+        stops = [x.encode("utf-8") for x in (stop or ())]
         stop_arr = (ctypes.c_char_p * max(len(stops), 1))(*stops)
 
         with self._lock:

@@ -69,6 +69,12 @@ def test_limits_and_sampler_args(model):
         model.logits([model.n_vocab + 3])
     with pytest.raises(deepseek.InvalidArgumentError):
         model.generate("x", max_tokens=-2)
+    with pytest.raises(deepseek.InvalidArgumentError):
+        model.generate("x", max_tokens=1 << 32)         # would wrap in the C int
+    with pytest.raises(deepseek.InvalidArgumentError):
+        model.generate("x", top_k=-1)
+    with pytest.raises(deepseek.InvalidArgumentError):
+        model.generate("x", stop=[b"bytes"])
     # the model still works after each failure
     assert model.generate("In the beginning", max_tokens=4, temperature=0)
 
