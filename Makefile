@@ -5,6 +5,7 @@
 #   make check        test + amalgamation checks (STYLE.md)
 #   make check-layers no file calls into a file later in LIB_SRCS (tools/check_layers)
 #   make amalgamation regenerate dist/deepseek.c
+#   make test-python  the Python binding's tests (bindings/python; a venv in build/, pip)
 #   make fuzz         build the libFuzzer targets (clang) into build-fuzz/
 #   make SAN=1 test   the suite under ASan + UBSan (objects in build-san/)
 #   make CUDA=1       also compile and link the CUDA part (nvcc)
@@ -13,7 +14,6 @@
 #   make BLAS=1       large-batch F32/F16 products through OpenBLAS (objects in build-blas/)
 #   make tsan         the threaded tests under ThreadSanitizer (clang; build-tsan/)
 #   make install      PREFIX=/usr/local
-#   make test-python  the Python binding's tests (bindings/python; a venv in build/, pip)
 
 CC      ?= cc
 NVCC    ?= nvcc

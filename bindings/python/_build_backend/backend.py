@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """An in-tree PEP 517 build backend for the deepseek Python package.
 
 Why not setuptools: the package is pure Python plus one shared object

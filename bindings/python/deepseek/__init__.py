@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """deepseek: Python binding of deepseek.h (ctypes over the C library).
 
     import deepseek

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """Exceptions for ds_status codes (deepseek.h)."""
 
 # ds_status values, by name (deepseek.h: never renumbered).

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """ctypes declarations of deepseek.h and the loading of the library.
 
 The library is, in this order: the file named by the DEEPSEEK_LIBRARY

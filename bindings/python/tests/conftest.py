@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """Fixtures of the binding's tests.
 
 The reference is the ds command-line tool (another program over the same C

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """Errors become exceptions with the library's status and message; secrets stay out of them."""
 
 import os

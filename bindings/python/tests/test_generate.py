@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """Generation, tokenization and logits against the ds command-line tool."""
 
 import array

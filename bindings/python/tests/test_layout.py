@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """The ctypes structures against deepseek.h, as a C compiler lays them out,
 and the library loader ($DEEPSEEK_LIBRARY, then the bundled object)."""
 
