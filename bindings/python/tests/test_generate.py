@@ -212,3 +212,26 @@ def test_device_and_log(demo, caplog):
                    for r in caplog.records), [r.getMessage() for r in caplog.records]
     else:
         assert dev.startswith("cuda")
+
+
+def test_ctrl_c_stops_generation(model):
+    """SIGINT during generations raises KeyboardInterrupt in the caller (not
+    lost in a callback), and the model is usable afterwards."""
+    import signal
+    import time
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    timer = threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    deadline = time.monotonic() + 10
+    interrupted = False
+    timer.start()
+    try:
+        while time.monotonic() < deadline:
+            model.generate("In the beginning", max_tokens=None, ignore_eos=True, temperature=0.8, seed=1)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        timer.cancel()
+    assert interrupted
+    assert model.generate("In the beginning", max_tokens=8, temperature=0) == \
+        model.generate("In the beginning", max_tokens=8, temperature=0)
