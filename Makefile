@@ -5,6 +5,7 @@
 #   make check        test + amalgamation checks (STYLE.md)
 #   make check-layers no file calls into a file later in LIB_SRCS (tools/check_layers)
 #   make amalgamation regenerate dist/deepseek.c
+#   make test-python  the Python binding's tests (bindings/python; a venv in build/, pip)
 #   make fuzz         build the libFuzzer targets (clang) into build-fuzz/
 #   make SAN=1 test   the suite under ASan + UBSan (objects in build-san/)
 #   make CUDA=1       also compile and link the CUDA part (nvcc)
@@ -283,6 +284,17 @@ demo-random: all
 	$(BUILD)/ds inspect $(DEMO)/model.dsm --key-file $(DEMO)/demo.key | head -n 40
 	$(BUILD)/ds verify $(DEMO)/model.dsm --key-file $(DEMO)/demo.key
 	$(BUILD)/ds run $(DEMO)/model.dsm --key-file $(DEMO)/demo.key -p "Explain MoE routing." -n 48 --temp 0.8 --seed 1
+
+# The Python binding (bindings/python): a virtual environment in
+# $(BUILD)/python-venv with pytest (pip fetches it the first time) and the
+# package (built from dist/deepseek.c), then its tests against $(BUILD)/ds.
+# Not part of `make test`: it needs pip.
+PY_VENV = $(BUILD)/python-venv
+.PHONY: test-python
+test-python: $(BUILD)/ds dist/deepseek.c
+	@test -x $(PY_VENV)/bin/pytest || { $(PYTHON) -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q pytest; }
+	$(PY_VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
+	DS=$(BUILD)/ds $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider bindings/python/tests
 
 # ---- amalgamation --------------------------------------------------------
 # dist/deepseek.c is generated but committed: vendoring users take it with
