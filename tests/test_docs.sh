@@ -279,6 +279,10 @@ for name, hf in sources:
                 diffs.append("%s bytes %s, script %d" % (cls, g.get("bytes"), w["bytes"][cls]))
         if len(got.get("segments", [])) != w["segments"]:
             diffs.append("%d segments, script %d" % (len(got.get("segments", [])), w["segments"]))
+        elif [g["plain_bytes"] for g in got["segments"]] != w["segment_bytes"]:
+            diffs.append("segment sizes differ")
+        if got.get("totals", {}).get("stored_bytes") != w["sealed_bytes"]:
+            diffs.append("%s bytes sealed, script %d" % (got.get("totals", {}).get("stored_bytes"), w["sealed_bytes"]))
         hdr = got.get("header_fields", {})
         if hdr.get("meta_offset") != w["file_before_metadata"]:
             diffs.append("metadata at %s, script %d" % (hdr.get("meta_offset"), w["file_before_metadata"]))

@@ -180,12 +180,14 @@ def layout(c, experts="Q8_0", core="Q8_0", router="F32"):
             order.append(seg)
         segs[seg] = -(-segs[seg] // TENSOR_ALIGN) * TENSOR_ALIGN + b
     stored = HEADER
+    sealed = 0
     for s in order:
         plain = segs[s]
-        stored += -(-(plain + TAG * -(-plain // CHUNK)) // PAGE) * PAGE
+        sealed += plain + TAG * -(-plain // CHUNK)
+        stored = -(-(stored + plain + TAG * -(-plain // CHUNK)) // PAGE) * PAGE
     largest = max([segs[s] for s in order if s[0] == "expert"] or [0])
     return {"params": params, "bytes": nbytes, "segments": [segs[s] for s in order], "file_before_metadata": stored,
-            "largest_expert": largest}
+            "sealed_bytes": sealed, "largest_expert": largest}
 
 
 def moe_layers(c):
@@ -329,6 +331,7 @@ def main():
     n_ctx = a.ctx or min(CTX, get(c, "max_position_embeddings", CTX))
     res = {
         "params": lay["params"], "bytes": lay["bytes"], "segments": len(lay["segments"]),
+        "segment_bytes": lay["segments"], "sealed_bytes": lay["sealed_bytes"],
         "file_before_metadata": lay["file_before_metadata"], "largest_expert": lay["largest_expert"],
         "active_params": int(round(active_params(c, lay))), "kv_bytes_per_token": kv_bytes_per_token(c),
         "n_ctx": n_ctx, "context_bytes": context_bytes(c, n_ctx),
