@@ -270,7 +270,7 @@ def readme_tables():
             c["num_experts_per_tok"]))
     w("")
     w("Container size in GB (10^9 bytes; the tokenizer's few MB of metadata left out). "
-      "Dense part / routed experts in each recipe:")
+      "In brackets, the dense part (routers included) / the routed experts:")
     w("")
     w("| model | " + " | ".join("%s: %s" % (h, flag) for h, _, _, flag in RECIPES) + " |")
     w("|---|" + "---:|" * len(RECIPES))
