@@ -203,7 +203,7 @@ $(TESTDATA): tests/gen/make_checkpoint.py
 testdata: $(TESTDATA)
 
 test: all $(TEST_BINS) $(TESTDATA)
-	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_crypto_cross.sh tests/server/run.sh
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_crypto_cross.sh tests/server/run.sh tests/test_docs.sh
 
 # The CUDA sources on the CPU: tools/cuda_emu runs every kernel with one OS
 # thread per CUDA thread (ASan + UBSan), so the op tests and the device forward
