@@ -139,8 +139,9 @@ LDLIBS += -ldl
 # and its programs are the same as without CUDA: they open that object only
 # when a model asks for --device cuda (deepseek_impl/cuda.c), so a CPU run
 # never maps the CUDA libraries. Programs look for it through their run path
-# ($ORIGIN and $ORIGIN/.. in this build), the loader's paths, beside
-# themselves, or DS_CUDA_LIBRARY. The CUDA op and forward tests link the
+# ($ORIGIN and $ORIGIN/.. in this build, $ORIGIN/../lib where make install
+# puts it; libdeepseek.so's own run path has $ORIGIN, its directory), the
+# loader's paths, beside themselves, or DS_CUDA_LIBRARY. The CUDA op and forward tests link the
 # kernels in (the archive) instead.
 ifeq ($(CUDA),1)
   # The toolkit is the one whose nvcc is found (symlinks resolved), else
@@ -159,7 +160,7 @@ ifeq ($(CUDA),1)
   # A100 (sm_80) and H100/H200 (sm_90) code, plus sm_90 PTX for newer GPUs.
   CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                -gencode arch=compute_90,code=compute_90
-  LDFLAGS_ALL += -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/..'
+  LDFLAGS_ALL += -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/..' -Wl,-rpath,'$$ORIGIN/../lib'
 else
   CUDA_OBJS =
   CUDA_LIBS =

@@ -250,6 +250,16 @@ for mk in $models; do
 done
 [ -z "$models" ] && skip run-2 "no model to run"
 
+# A CUDA=1 build: the installed ds finds the installed CUDA backend (its run
+# path has $ORIGIN/../lib); without a GPU it then says the device is not
+# available, never that the object cannot be opened.
+if [ -f "$P/lib/libdeepseek_cuda.so" ] && [ -f models/demo.dsm ]; then
+    env -u DS_CUDA_LIBRARY -u LD_LIBRARY_PATH "$P/bin/ds" run models/demo.dsm --key-file models/demo.key -p hi -n 1 \
+        --device cuda >"$T/cuda.out" 2>"$T/cuda.err"
+    check run-cuda "the installed ds did not open the installed libdeepseek_cuda.so: $(head -n 1 "$T/cuda.err")" \
+        sh -c '! grep -q "libdeepseek_cuda.so: cannot open" "$1"' sh "$T/cuda.err"
+fi
+
 # ==== 5. make uninstall ======================================================
 if $MAKE --no-print-directory uninstall DESTDIR="$ROOT" PREFIX=$PREFIX >"$T/out" 2>"$T/err"; then
     (cd "$ROOT" && find . ! -type d) > "$T/left"
