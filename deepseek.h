@@ -10,6 +10,11 @@
  *     cc -std=c11 -O2 -c deepseek.c                 (dist/deepseek.c, amalgamated)
  *     cc -std=c11 -O2 app.c deepseek.o -lsodium -lm -lpthread
  *
+ * or, after `make install` (libdeepseek.so, libdeepseek.a and deepseek.pc):
+ *
+ *     cc -std=c11 -O2 app.c $(pkg-config --cflags --libs deepseek)
+ *     cc -static -std=c11 -O2 app.c $(pkg-config --static --cflags --libs deepseek)
+ *
  * and in app.c:
  *
  *     #include "deepseek.h"

@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id db2070586432c861: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 10a4f96f954f3ae7: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -54,7 +54,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "db2070586432c861"
+#define DS_SOURCE_ID "10a4f96f954f3ae7"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
