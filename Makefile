@@ -1,6 +1,8 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # deepseek.h — build, test and check.
 #
-#   make              static library build/libdeepseek.a, build/ds, build/ds-server (with libmicrohttpd), examples
+#   make              build/libdeepseek.a, build/libdeepseek.so.X.Y.Z, build/ds, build/ds-server (with libmicrohttpd), examples
 #   make test         the whole suite; ends with "N passed, N failed, N skipped"
 #   make check        test + amalgamation checks (STYLE.md)
 #   make check-layers no file calls into a file later in LIB_SRCS (tools/check_layers)
@@ -13,16 +15,31 @@
 #   make test-openssl the suite against the OpenSSL build, and the cross-provider test
 #   make BLAS=1       large-batch F32/F16 products through OpenBLAS (objects in build-blas/)
 #   make tsan         the threaded tests under ThreadSanitizer (clang; build-tsan/)
-#   make install      PREFIX=/usr/local
+#   make install      PREFIX=/usr/local DESTDIR=: ds, ds-server, deepseek.h, both libraries, deepseek.pc, man pages
+#   make uninstall    the same variables: removes what install put there
 
 CC      ?= cc
 NVCC    ?= nvcc
 PREFIX  ?= /usr/local
-# The first python3 that has numpy (the one on PATH may be a pyenv one
-# without it while Debian's has it); python3 when none does.
-PYTHON  ?= $(or $(shell for p in python3 /usr/bin/python3 /usr/local/bin/python3; do \
-             $$p -c 'import numpy' >/dev/null 2>&1 && { echo $$p; break; }; done),python3)
+# The first Python that has numpy (tools/find_python.sh: python3 on PATH,
+# then Debian's /usr/bin/python3, then other python3.X): the one on PATH may
+# be a pyenv or venv one without numpy. Recipes that need numpy start with
+# $(NEED_NUMPY), which says what to install when none has it.
+ifeq ($(origin PYTHON),undefined)
+  PYTHON_FOUND := $(shell sh tools/find_python.sh 2>/dev/null)
+  PYTHON := $(or $(PYTHON_FOUND),python3)
+  NEED_NUMPY = @sh tools/find_python.sh --check "$(PYTHON_FOUND)"
+else
+  NEED_NUMPY = @sh tools/find_python.sh --check "$(PYTHON)"
+endif
 OPT     ?= -O2
+
+# The version is written once, in deepseek.h (DS_VERSION_MAJOR/MINOR/PATCH).
+ds_version_part = $(shell sed -n 's/^\#define DS_VERSION_$(1) *\([0-9][0-9]*\).*/\1/p' deepseek.h)
+VERSION_MAJOR := $(call ds_version_part,MAJOR)
+VERSION_MINOR := $(call ds_version_part,MINOR)
+VERSION_PATCH := $(call ds_version_part,PATCH)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 CFLAGS_BASE = -std=c11 -Wall -Wextra -g $(OPT) -pthread -I.
 LDLIBS  = -lsodium -lm -lpthread
 
@@ -100,6 +117,22 @@ LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/base.h deepseek_imp
            deepseek_impl/regex.h deepseek_impl/tokenizer.h
 LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 
+# The shared library, beside the static one: $(BUILD)/libdeepseek.so.X.Y.Z
+# with soname libdeepseek.so.X and the two usual symlinks. Its objects are
+# position-independent (their own directory, $(BUILD)/pic/) and built with
+# -fvisibility=hidden, so only what deepseek.h marks DS_API (the ds_*
+# functions) is exported; the dsi_* functions between files stay inside.
+# -z defs: every symbol resolves at link time, so LDLIBS (which deepseek.pc's
+# Libs.private repeats) is complete. The sanitizers' runtime is the
+# program's, so SAN=1 leaves it out. No CUDA library is linked: the CUDA
+# backend is still opened at run time (libdeepseek_cuda.so).
+PIC_OBJS = $(LIB_SRCS:%.c=$(BUILD)/pic/%.o)
+SHLIB_SONAME = libdeepseek.so.$(VERSION_MAJOR)
+SHLIB_REAL = libdeepseek.so.$(VERSION)
+SHLIB = $(BUILD)/$(SHLIB_REAL)
+SHLIB_LINKS = $(BUILD)/$(SHLIB_SONAME) $(BUILD)/libdeepseek.so
+SHLIB_DEFS = $(if $(SANFLAGS),,-Wl,-z,defs)
+
 LDLIBS += -ldl
 
 # CUDA=1 also builds the CUDA backend as its own shared object,
@@ -107,8 +140,9 @@ LDLIBS += -ldl
 # and its programs are the same as without CUDA: they open that object only
 # when a model asks for --device cuda (deepseek_impl/cuda.c), so a CPU run
 # never maps the CUDA libraries. Programs look for it through their run path
-# ($ORIGIN and $ORIGIN/.. in this build), the loader's paths, beside
-# themselves, or DS_CUDA_LIBRARY. The CUDA op and forward tests link the
+# ($ORIGIN and $ORIGIN/.. in this build, $ORIGIN/../lib where make install
+# puts it; libdeepseek.so's own run path has $ORIGIN, its directory), the
+# loader's paths, beside themselves, or DS_CUDA_LIBRARY. The CUDA op and forward tests link the
 # kernels in (the archive) instead.
 ifeq ($(CUDA),1)
   # The toolkit is the one whose nvcc is found (symlinks resolved), else
@@ -127,7 +161,7 @@ ifeq ($(CUDA),1)
   # A100 (sm_80) and H100/H200 (sm_90) code, plus sm_90 PTX for newer GPUs.
   CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                -gencode arch=compute_90,code=compute_90
-  LDFLAGS_ALL += -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/..'
+  LDFLAGS_ALL += -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/..' -Wl,-rpath,'$$ORIGIN/../lib'
 else
   CUDA_OBJS =
   CUDA_LIBS =
@@ -151,12 +185,24 @@ ifneq ($(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo yes),)
   TOOLS += $(BUILD)/ds-server
 endif
 
-.PHONY: all test check amalgamation fuzz install clean testdata demo demo-random test-openssl tsan test-cuda-emu
-all: $(BUILD)/libdeepseek.a $(TOOLS) $(EXAMPLES) $(CUDA_SO)
+.PHONY: all shared test check amalgamation fuzz install uninstall clean testdata demo demo-random test-openssl tsan test-cuda-emu
+all: $(BUILD)/libdeepseek.a shared $(TOOLS) $(EXAMPLES) $(CUDA_SO)
+shared: $(SHLIB) $(SHLIB_LINKS)
 
 $(BUILD)/%.o: %.c $(LIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/pic/%.o: %.c $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(SHLIB): $(PIC_OBJS)
+	$(CC) -shared -Wl,-soname,$(SHLIB_SONAME) $(SHLIB_DEFS) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS)
+$(BUILD)/$(SHLIB_SONAME): $(SHLIB)
+	ln -sf $(SHLIB_REAL) $@
+$(BUILD)/libdeepseek.so: $(BUILD)/$(SHLIB_SONAME)
+	ln -sf $(SHLIB_SONAME) $@
 
 $(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu $(LIB_HDRS) $(CUDA_HDRS)
 	@mkdir -p $(dir $@)
@@ -196,6 +242,7 @@ $(BUILD)/tests/test_cuda_ops: tests/test_cuda_ops.c tests/test.h $(CUDA_HDRS) $(
 # Generated test checkpoints and containers (tests/gen/make_checkpoint.py).
 TESTDATA = $(BUILD)/testdata/.stamp
 $(TESTDATA): tests/gen/make_checkpoint.py
+	$(NEED_NUMPY)
 	@mkdir -p $(BUILD)/testdata
 	$(PYTHON) tests/gen/make_checkpoint.py --all $(BUILD)/testdata
 	$(PYTHON) tests/gen/make_checkpoint.py --family pager $(BUILD)/testdata/pager
@@ -277,6 +324,7 @@ demo: all
 # a fresh key, inspect, verify, generate (random weights: the text is noise).
 DEMO = $(BUILD)/demo
 demo-random: all
+	$(NEED_NUMPY)
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(PYTHON) tests/gen/make_checkpoint.py --family v2lite $(DEMO)/hf
 	$(BUILD)/ds keygen $(DEMO)/demo.key
@@ -327,7 +375,14 @@ test-amalg: $(AMALG_TEST_BINS) $(TESTDATA)
 amalgamation-sources:
 	@echo $(LIB_SRCS)
 
+# tests/test_install.sh: make install into a staging root, programs built
+# with pkg-config against both libraries, make uninstall. tests/test_python.sh:
+# the Python choice with a python3 without numpy first on PATH.
+# tools/check_spdx.sh: every source carries the licence lines.
 check: test
+	@BUILD=$(BUILD) CC="$(CC)" APP_CFLAGS="$(SANFLAGS)" MAKE="$(MAKE)" \
+		sh tests/run_tests.sh tests/test_install.sh tests/test_python.sh
+	@sh tools/check_spdx.sh
 	@$(PYTHON) tools/check_layers --build $(BUILD) $(LIB_SRCS)
 	@CC="$(CC)" CXX="$(CXX)" PYTHON="$(PYTHON)" BUILD="$(BUILD)" LIB_SRCS="$(LIB_SRCS)" \
 		sh tools/check_amalgamation.sh
@@ -348,12 +403,50 @@ build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(LIB_SRCS) -o $@ $(LDLIBS)
 
+# ---- install ----------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=staging root]: the programs of
+# `all` (ds, and ds-server where it was built), deepseek.h, both libraries
+# (the shared one with its symlinks; the CUDA backend in a CUDA=1 build),
+# deepseek.pc, and the man pages under man/. ldconfig runs only for a real
+# install as root. `make uninstall` with the same variables removes those
+# files (directories stay: they may hold others' files).
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANPAGES = ds.1 ds-server.1
+# deepseek.pc names its directories through ${prefix} where they lie under
+# it, so pkg-config --define-prefix (or --define-variable=prefix=) can move it.
+pc_path = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+LDCONFIG = if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ]; then PATH="$$PATH:/sbin:/usr/sbin" ldconfig; fi
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 deepseek.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/libdeepseek.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/ds $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' deepseek.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/deepseek.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/
+	install -m 644 deepseek.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(BUILD)/libdeepseek.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(SHLIB_REAL) $(DESTDIR)$(LIBDIR)/$(SHLIB_SONAME)
+	ln -sf $(SHLIB_SONAME) $(DESTDIR)$(LIBDIR)/libdeepseek.so
+	$(if $(CUDA_SO),install -m 755 $(CUDA_SO) $(DESTDIR)$(LIBDIR)/)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_path,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(call pc_path,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS))|' deepseek.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/deepseek.pc
+	@for m in $(MANPAGES); do \
+	    if [ -f man/$$m ]; then \
+	        echo "install -m 644 man/$$m $(DESTDIR)$(MANDIR)/man1/"; \
+	        install -d $(DESTDIR)$(MANDIR)/man1 && install -m 644 man/$$m $(DESTDIR)$(MANDIR)/man1/ || exit 1; \
+	    fi; \
+	done
+	@$(LDCONFIG)
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/ds $(DESTDIR)$(BINDIR)/ds-server $(DESTDIR)$(INCLUDEDIR)/deepseek.h \
+	    $(DESTDIR)$(LIBDIR)/libdeepseek.a $(DESTDIR)$(LIBDIR)/$(SHLIB_REAL) $(DESTDIR)$(LIBDIR)/$(SHLIB_SONAME) \
+	    $(DESTDIR)$(LIBDIR)/libdeepseek.so $(DESTDIR)$(LIBDIR)/libdeepseek_cuda.so $(DESTDIR)$(PKGCONFIGDIR)/deepseek.pc \
+	    $(MANPAGES:%=$(DESTDIR)$(MANDIR)/man1/%)
+	@$(LDCONFIG)
 
 clean:
 	rm -rf build build-san build-fuzz build-openssl build-san-openssl build-tsan build-openssl-tsan build-blas

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * deepseek.h — an embeddable C runtime for DeepSeek-family Mixture-of-Experts
  * models, stored in sealed (AES-256-GCM) container files.
@@ -7,6 +9,11 @@
  *
  *     cc -std=c11 -O2 -c deepseek.c                 (dist/deepseek.c, amalgamated)
  *     cc -std=c11 -O2 app.c deepseek.o -lsodium -lm -lpthread
+ *
+ * or, after `make install` (libdeepseek.so, libdeepseek.a and deepseek.pc):
+ *
+ *     cc -std=c11 -O2 app.c $(pkg-config --cflags --libs deepseek)
+ *     cc -static -std=c11 -O2 app.c $(pkg-config --static --cflags --libs deepseek)
  *
  * and in app.c:
  *
@@ -84,10 +91,16 @@ extern "C" {
 #endif
 
 /* ==== Version ============================================================ */
+/* The one place the version is written: the Makefile (the shared library's
+ * file name and soname, deepseek.pc) and tools/amalgamate read these three
+ * lines, and DS_VERSION_STRING is made from them. */
 #define DS_VERSION_MAJOR 0
 #define DS_VERSION_MINOR 1
 #define DS_VERSION_PATCH 0
-#define DS_VERSION_STRING "0.1.0"
+#define DS_VERSION_STR_(x) #x
+#define DS_VERSION_XSTR_(x) DS_VERSION_STR_(x)
+#define DS_VERSION_STRING \
+    DS_VERSION_XSTR_(DS_VERSION_MAJOR) "." DS_VERSION_XSTR_(DS_VERSION_MINOR) "." DS_VERSION_XSTR_(DS_VERSION_PATCH)
 #define DS_VERSION_NUMBER (DS_VERSION_MAJOR * 1000000 + DS_VERSION_MINOR * 1000 + DS_VERSION_PATCH)
 
 /* Container format version this library writes, and the only one it reads.

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # ab_bench.sh — two builds of ds, paired: prefill and decode of the pager test
 # models (q8 and f16, converted plaintext by bench/bitcheck.sh into MODELS),
 # resident and with a 25% expert cache. The order alternates every round

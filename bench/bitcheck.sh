@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # bitcheck.sh — are two builds of ds bit-identical? Converts every generated
 # test family at q8 and f16 (with OLD), then compares, byte for byte, what
 # OLD and NEW give: the logits of a 40-token batch (2 threads, 1 thread, and

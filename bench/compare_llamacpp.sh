@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # compare_llamacpp.sh — deepseek.h against llama.cpp on identical weights.
 #
 #     bench/compare_llamacpp.sh OUTDIR [options]
@@ -78,7 +80,7 @@ done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DS=${DS:-$ROOT/build/ds}
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-$(sh "$ROOT/tools/find_python.sh" 2>/dev/null || echo python3)}
 CC=${CC:-cc}
 LDLIBS=${LDLIBS:-"-lsodium -lm -lpthread"}
 LLAMA_CPP_PYTHON=${LLAMA_CPP_PYTHON:-llama-cpp-python==0.3.36}

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """compare_report.py -- the tables of bench/compare_llamacpp.sh.
 
     compare_report.py bytes CONFIG.json q8|q4|f16

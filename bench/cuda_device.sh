@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # cuda_device.sh — the CUDA checks and benchmark, in one go, for a machine
 # with an NVIDIA GPU (sized for a short lease: about 10 minutes on a 16-core
 # H200 box with the default 6 layers).
@@ -50,6 +52,8 @@ done
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cd "$ROOT"
+# a Python with numpy (the python3 on PATH may lack it)
+PYTHON=${PYTHON:-$(sh tools/find_python.sh)} || exit 1
 J=$(nproc 2>/dev/null || echo 4)
 say() { echo "== $(date +%H:%M:%S) $*" | tee -a "$OUT/summary.txt"; }
 : > "$OUT/summary.txt"
@@ -74,7 +78,7 @@ make -j"$J" CUDA=1 BUILD=build-cuda CFLAGS="$EXTRA_CFLAGS" LDFLAGS="$EXTRA_LDFLA
 
 say "tests on the GPU"
 mkdir -p build-cuda/testdata
-[ -f build-cuda/testdata/.stamp ] || { python3 tests/gen/make_checkpoint.py --all build-cuda/testdata &&
+[ -f build-cuda/testdata/.stamp ] || { "$PYTHON" tests/gen/make_checkpoint.py --all build-cuda/testdata &&
     touch build-cuda/testdata/.stamp; }
 DS_TESTDATA=build-cuda/testdata BUILD=build-cuda sh tests/run_tests.sh build-cuda/tests/test_cuda_ops \
     build-cuda/tests/test_cuda_forward > "$OUT/tests.log" 2>&1 || true
@@ -84,7 +88,7 @@ say "a V2-Lite-shaped checkpoint, $LAYERS layers"
 W=/tmp/ds-cuda-bench
 mkdir -p "$W"
 if [ ! -f "$W/q8.dsm" ]; then
-    python3 tests/gen/make_checkpoint.py --big-gb 0 "$W/hf" --layers "$LAYERS" > "$W/gen.log" 2>&1
+    "$PYTHON" tests/gen/make_checkpoint.py --big-gb 0 "$W/hf" --layers "$LAYERS" > "$W/gen.log" 2>&1
     [ -f "$W/k.key" ] || build-cuda/ds keygen "$W/k.key"
     build-cuda/ds convert "$W/hf" "$W/q8.dsm" --quant q8 --key-file "$W/k.key" > "$W/convert.log" 2>&1
     rm -rf "$W/hf"

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """hf_to_gguf_q8.py -- a DeepSeek-V2(-Lite) Hugging Face checkpoint as a GGUF
 file for llama.cpp (architecture deepseek2) holding exactly the numbers that
 `ds convert --quant q8` (or --quant q4, --quant f16) puts in our container.

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # hugepages_ab.sh — weights in transparent huge pages against 4 KiB pages,
 # paired on one model: the memory probe (bench/membw.c, --pages huge|small),
 # then ds bench resident and with an expert cache, each with and without

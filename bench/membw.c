@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * membw.c — the machine's memory read bandwidth: N threads stream through
  * their slices of one buffer much larger than the caches, summing 64-bit

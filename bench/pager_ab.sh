@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # pager_ab.sh — two builds of ds, interleaved, on one paged model: the
 # paired comparison the pager's notes quote (this VM's speed drifts by up to
 # 2x within an hour, so only runs taken side by side compare).

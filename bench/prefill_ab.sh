@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # prefill_ab.sh — builds (or settings) of ds side by side on one plaintext
 # model: R rounds, each running every command once, the order rotated by one
 # per round (this VM's speed drifts, so only runs taken side by side

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * q8_check.c — the library's own Q8_0 and F16 encoders as a filter, so that
  * bench/hf_to_gguf_q8.py can prove that its numpy copy of them is bit-exact.

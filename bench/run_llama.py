@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """run_llama.py -- llama.cpp (through the llama-cpp-python binding's C API)
 on a GGUF file, measured the way `ds bench` measures us.
 

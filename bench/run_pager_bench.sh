@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # run_pager_bench.sh — the expert pager on a model that does not fit its cache.
 #
 #     bench/run_pager_bench.sh OUTDIR [options]
@@ -70,7 +72,7 @@ done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DS=${DS:-$ROOT/build/ds}
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-$(sh "$ROOT/tools/find_python.sh")} || exit 1
 WORK=${WORK:-$OUT/work}
 mkdir -p "$OUT" "$WORK"
 

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * arch.c — everything the runtime knows about the layout of each DeepSeek
  * family, in one table: the Hugging Face name of every tensor, its shape as

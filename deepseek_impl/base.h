@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * base.h — the bottom layer (util.c, threadpool.c): linkage macros, limits on
  * untrusted input, errors, allocation, secure buffers, byte access, CPU

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * chat_template.c — ds_tokenizer_apply_chat_template and
  * ds_tokenizer_encode_chat: the chat templates of the DeepSeek V2 and V3

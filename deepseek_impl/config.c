@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * config.c — the model config: Hugging Face config.json -> ds_model_config
  * (the tensors each architecture needs are listed in arch.c).

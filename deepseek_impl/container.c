@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * container.c — the .dsm container: public header, and the metadata records
  * (tensor and segment directories). Both readers treat their input as hostile:

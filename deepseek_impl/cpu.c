@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * cpu.c — the CPU device (dsi_device_i): contexts with their KV caches and
  * scratch, matrix products on the thread pool through the kernel table

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * crypto.c — the one small crypto interface the rest of the library uses:
  * key derivation, and sealing/opening one chunk with its associated data.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * cuda.c — the CUDA device (dsi_device_i): the forward pass's operations on
  * an NVIDIA GPU, through the CUDA backend's kernel table

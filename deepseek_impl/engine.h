@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * engine.h — the engine layer (file.c, pager.c, cpu.c, cuda.c, model.c,
  * forward.c, generate.c): the opened model, the expert pager, and the

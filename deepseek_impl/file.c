@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * file.c — an opened container: open it, check the header, derive the keys,
  * authenticate the metadata, check the directories against the architecture,

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * format.h — the formats layer (quant.c, json.c, safetensors.c, crypto.c,
  * container.c, config.c, arch.c): F16/Q8_0/Q4_0 rows, the strict parsers, the

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * forward.c — the forward pass, written once over the device table
  * (dsi_device_i: cpu.c, cuda.c), and the inference context around it.

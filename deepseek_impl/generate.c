@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * generate.c — the one generation loop: continue a context with a prompt
  * (keeping the prefix it already holds), then sample, decode, apply stop

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * internal.h — every internal declaration, layer by layer: base.h (util,
  * thread pool), format.h (formats, container, config, architectures), the

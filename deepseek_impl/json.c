@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * json.c — a strict RFC 8259 JSON parser and a JSON string writer.
  *

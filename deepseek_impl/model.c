@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * model.c — ds_model_open and ds_model_close: the container (file.c), the
  * expert pager (pager.c) and the device the forward pass runs on (cpu.c or

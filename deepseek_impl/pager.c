@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * pager.c — the routed-expert cache: a fixed budget of slots, each able to
  * hold one expert's plaintext. A miss reads and decrypts the expert's

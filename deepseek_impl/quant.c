@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * quant.c — number formats: IEEE half, bfloat16, FP8 e4m3 (decode only), and
  * the Q8_0 and Q4_0 block formats (32 values with one F16 scale, laid out as

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * regex.c — a small backtracking regex engine over code points, matching
  * what the `tokenizers` library gets from Oniguruma (Ruby syntax): literals

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * regex.h — the regex layer: a backtracking engine over code points with
  * Oniguruma's semantics (Ruby syntax), as the `tokenizers` library gets

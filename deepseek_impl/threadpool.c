@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * threadpool.c — a persistent pool of worker threads for the forward pass.
  * Threads are created once per context; each dsi_pool_run hands out task

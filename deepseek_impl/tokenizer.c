@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * tokenizer.c — byte-level BPE as a Hugging Face tokenizer.json describes it,
  * with the same ids as the `tokenizers` library (PyPI): the ds_tokenizer

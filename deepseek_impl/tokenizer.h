@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * tokenizer.h — what the tokenizer layer (tokenizer.c) offers the layers
  * above it: the chat template layer (chat_template.c) reads a tokenizer's

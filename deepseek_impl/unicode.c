@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * unicode.c — UTF-8 coding and Unicode character properties (the Unicode
  * layer; unicode.h). General categories come from the generated table in

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * unicode.h — the Unicode layer: UTF-8 coding and the character properties
  * the regex engine and the tokenizer ask about (general categories,

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * unicode_tables.h - general category of every code point (Unicode 15.1.0),
  * as runs sorted by first code point: entry = (first << 5) | category.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * util.c — errors, allocation, secure buffers, byte buffers, CPU features,
  * version and status text.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * deepseek.c -- the deepseek.h library (version 0.1.0) as one C file.
  *
@@ -13,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 4e042848c3581975: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 10a4f96f954f3ae7: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -43,7 +45,7 @@
  *     deepseek_impl/generate.c
  *     deepseek_impl/convert.c
  *
- * License: MIT (see LICENSE). Copyright (c) 2026 the deepseek.h authors.
+ * The licence (first lines above) is deepseek.h's; its full text is LICENSE.
  */
 
 /* Feature-test macros first: they must precede every system header. */
@@ -52,7 +54,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "4e042848c3581975"
+#define DS_SOURCE_ID "10a4f96f954f3ae7"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * chat.c — an interactive chat on the public API: each turn tokenizes the
  * whole conversation with the model's chat template (ds_tokenizer_encode_chat:

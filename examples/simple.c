@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * simple.c — the smallest embedding: open a sealed model, generate, print, close.
  *

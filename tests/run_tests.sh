@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # Runs the C test binaries given as arguments and adds up their RESULT lines
 # into the closing line "N passed, N failed, N skipped".
 # Tests find generated data in $DS_TESTDATA (default $BUILD/testdata).

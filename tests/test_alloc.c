@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_alloc.c — allocation-failure simulation (as SQLite's malloc fault
  * tests): an allocator that fails the Nth allocation, looped over N until the

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # shellcheck disable=SC2016,SC2012,SC2086
 # test_cli.sh — end-to-end tests of the ds command-line tool (build/ds).
 #
@@ -15,6 +17,9 @@ set -u
 BUILD=${BUILD:-build}
 DS=${DS:-$BUILD/ds}
 TD=${DS_TESTDATA:-$BUILD/testdata}
+# numpy's Python for the references (make passes PYTHON; tools/find_python.sh
+# finds one when run by hand: the python3 on PATH may lack numpy)
+PY=${PYTHON:-$(sh "$(dirname "$0")/../tools/find_python.sh" 2>/dev/null || echo python3)}
 FAMILIES="v2lite v2 v3 moe16b v2lite_sharded yarn"
 
 passed=0
@@ -829,7 +834,7 @@ fi
 # difference of two logits files within max|d| and their argmax agreement
 # at least min top-1 (a fraction).
 logits_cmp() {
-    python3 - "$@" <<'PY'
+    "$PY" - "$@" <<'PY'
 import sys
 import numpy as np
 a, b = (np.fromfile(f, dtype="<f4") for f in sys.argv[1:3])
@@ -847,7 +852,7 @@ if [ -d "$TD/v2lite" ]; then
     # tests/ref/prequant_q4.py): --quant q4 stores them without loss, so with
     # F32 activations the 4-bit forward pass is the F32 one up to rounding
     pq=$T/pq4
-    if python3 tests/ref/prequant_q4.py "$TD/v2lite" "$pq" >"$T/out" 2>"$T/err"; then
+    if "$PY" tests/ref/prequant_q4.py "$TD/v2lite" "$pq" >"$T/out" 2>"$T/err"; then
         expect q4-1 0 convert "$pq" "$T/pq_f32.dsm" --no-encrypt --quant f32 &&
             expect q4-1b 0 convert "$pq" "$T/pq_q4.dsm" --no-encrypt --quant q4 &&
             expect q4-1c 0 inspect "$T/pq_q4.dsm" --json &&
@@ -911,7 +916,6 @@ fi
 # of each window from `ds logits`, the statistics from numpy (written here,
 # not from the C code), compared with `ds perplexity --json`.
 
-PY=${PYTHON:-python3}
 expect ppl-0 0 perplexity --help && check ppl-0b "perplexity --help prints usage" has "$T/out" "usage: ds perplexity"
 expect ppl-0c 0 --help && check ppl-0d "--help lists perplexity" has "$T/out" "perplexity <model.dsm>"
 

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_config.c — config.json parsing (every generated family, defaults,
  * missing fields, wrong types, unknown architectures, ranges, RoPE scaling),

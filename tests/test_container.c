@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_container.c — converting the generated checkpoints, reading every
  * tensor back against values numpy computed independently

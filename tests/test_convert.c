@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_convert.c — the converter's error paths on damaged checkpoints (each a
  * distinct status and a message that names the problem, and no output file

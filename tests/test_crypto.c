@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_crypto.c — chunk sealing and opening, associated data binding, key
  * derivation, the no-AES path, key files, and golden ciphertexts that pin the

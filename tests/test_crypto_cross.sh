@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # shellcheck disable=SC2086
 # test_crypto_cross.sh — the two AES-256-GCM providers read and write the same
 # bytes: containers sealed by the libsodium build open with the OpenSSL build

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_cuda_forward.c — the forward pass on CUDA against the CPU's, through
  * the public API only. Built in every configuration: without CUDA (or

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_cuda_ops.c — every CUDA op against its CPU twin (built with make
  * CUDA=1 only), as ggml's test-backend-ops: random inputs over several

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_demo.c — the trained demo model (models/) against PyTorch.
  *

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_generate.c — continuing, rewinding and stopping a context, on the
  * committed demo model (models/demo.dsm, sealed with models/demo.key).

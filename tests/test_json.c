@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_json.c — the strict JSON parser: valid documents, every rejection
  * class, typed lookups, the string writer, allocation failures, and the real

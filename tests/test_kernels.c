@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_kernels.c — every ISA-specific kernel against its portable scalar
  * reference on random shapes, including ragged tails (lengths that are not a

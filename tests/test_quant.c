@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_quant.c — number formats against independent references: the
  * compiler's _Float16 conversions (hardware rounding), exact FP8 e4m3 and

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_regex.c — the regex engine (deepseek_impl/regex.c) on its own, through
  * regex.h: compile, then search code points as the tokenizer does.

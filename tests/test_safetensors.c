@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_safetensors.c — safetensors header parsing: valid files, every
  * rejection class (limits, truncation, JSON, keys, shapes, overflow,

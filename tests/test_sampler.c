@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_sampler.c — the sampler against its definition: greedy is argmax,
  * seeds reproduce, draws follow the softmax (chi-square over 100k draws),

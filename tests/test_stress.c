@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_stress.c — many contexts on many threads sharing one model whose
  * routed experts live in a tiny cache (3 slots) with the prefetch thread on.

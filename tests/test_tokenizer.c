@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * test_tokenizer.c — the tokenizer against the reference (`tokenizers` from
  * PyPI, goldens made by tests/tok/make_corpus.py and make_chat_goldens.py):

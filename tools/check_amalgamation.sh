@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # check_amalgamation.sh — the amalgamation checks of `make check` (STYLE.md):
 #
 #   (a) dist/deepseek.c is what tools/amalgamate makes from the sources now

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # tools/check_under_load.sh — runs `make check` N times in a row while B
 # processes burn CPU beside it (busy loops at normal priority), to show the
 # suite does not depend on timing or on an idle machine.

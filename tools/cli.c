@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * cli.c — the command-line plumbing shared by ds (tools/ds.c,
  * tools/ds_bench.c) and ds-server (tools/server/server.c); see cli.h.

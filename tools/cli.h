@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * cli.h — the command-line plumbing the tools share: tools/ds.c and
  * tools/ds_bench.c (the ds tool) and tools/server/server.c (ds-server) link

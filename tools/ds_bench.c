@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * ds_bench.c — `ds bench`: prefill and decode throughput, peak resident
  * memory and the expert pager's statistics of one model, at one expert-cache

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """Generates deepseek_impl/unicode_tables.h: the Unicode general category of
 every code point, as a sorted table of runs, for the tokenizer's regex engine
 (\\p{L}, \\p{N}, ... and the Digits pre-tokenizer).
@@ -38,6 +40,8 @@ for cp in range(0x110000):
         prev = c
 
 out = []
+out.append("/* SPDX-License-Identifier: MIT */")
+out.append("/* Copyright (c) 2026 the deepseek.h authors */")
 out.append("/*")
 out.append(" * unicode_tables.h - general category of every code point (Unicode %s)," % WANT)
 out.append(" * as runs sorted by first code point: entry = (first << 5) | category.")

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * kernels.h — the CPU kernels (kernels/cpu/): portable versions (ops.c), the
  * AVX2 + FMA + F16C ones (ops_avx2.c), the AVX-512 VNNI ones (ops_avx512.c),

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * ops.c — portable C kernels: dot products of one stored row (F32, F16,
  * Q8_0 or Q4_0, dequantized inside the loop, never expanded into a copy of the

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * ops_avx2.c — AVX2 + FMA + F16C versions of the row dot products, compiled
  * with per-function target attributes (no global -mavx2); dsi_kernels_avx2

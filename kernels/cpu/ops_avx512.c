@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * ops_avx512.c — AVX-512 VNNI versions of the int8 x int8 products (Q8_0
  * weights times activations quantized per block of 32), compiled with

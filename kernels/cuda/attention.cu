@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * attention.cu — multi-head latent attention (DeepSeek-V2/V3) in the
  * absorbed form, over a cache of the normalised latent (R per position) and

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * backend.cu — the CUDA backend's foundations: devices, streams and memory
  * (out-of-memory reported with sizes), events and plain device copies, the

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * backend.cuh — the C-callable face of the CUDA backend: every dsi_cuda_*
  * entry point and the backend table (dsi_backend_i) that lists them.

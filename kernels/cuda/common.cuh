@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * common.cuh — what the CUDA kernels of deepseek.h share: error conversion,
  * number formats, reductions, weight-element access, launch helpers.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * elementwise.cu — the element- and row-wise steps of the forward pass: the
  * MLP's gate activation, the embedding lookup, the residual add, and the

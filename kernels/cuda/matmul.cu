@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * matmul.cu — Y (T, rows) = X (T, cols) W^T with W stored as F32, F16, Q8_0
  * or Q4_0 rows. The CPU twin is dsi_matmul/dsi_mm_task in forward.c (T == 1:

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * norm.cu — RMSNorm. The CPU twin is dsi_rmsnorm (kernels/cpu/ops.c):
  *     ss = sum x^2; r = 1 / sqrtf(ss / n + eps); out = x * r * w

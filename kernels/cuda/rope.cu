@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * rope.cu — rotary position embedding, in place. The CPU twin is dsi_rope
  * in forward.c (with the tables of dsi_rope_init, which the caller passes:

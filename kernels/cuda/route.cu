@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * route.cu — MoE routing, one block per token. The CPU twin is dsi_route in
  * forward.c; the steps and their masking values are the same:

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * bench_container.c — figures for a sealed container (a benchmark, not a test):
  *   - decrypt GB/s on one core: every routed-expert segment opened into a

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * bench_crypto.c — AES-256-GCM through the library's crypto interface
  * (dsi_chunk_seal / dsi_chunk_open), in memory, for whichever provider the

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * bench_gemm.c — our prefill products against OpenBLAS SGEMM, one thread,
  * on the shapes of a V2-Lite-sized model, to decide whether OpenBLAS should

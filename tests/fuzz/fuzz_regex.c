@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * fuzz_regex.c — libFuzzer target for the regex engine (deepseek_impl/
  * regex.c). The input is a pattern, a NUL, and a subject (without a NUL,

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * fuzz_tokenizer.c — libFuzzer target for the tokenizer. The first input
  * byte picks the mode (mod 6); the rest is the data:

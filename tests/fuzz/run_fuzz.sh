@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # Builds the libFuzzer targets and runs each for a bounded time.
 #   sh tests/fuzz/run_fuzz.sh [seconds per target]   (default 30)
 # Seeds: the small files in tests/fuzz/corpus/<target>/, plus, for the

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """make_checkpoint.py -- tiny random DeepSeek checkpoints in Hugging Face format.
 
 Writes, for each model family, a directory holding what a real Hugging Face

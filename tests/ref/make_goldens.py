@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """make_goldens.py -- reference logits ("goldens") for the tiny test checkpoints.
 
 For each family written by tests/gen/make_checkpoint.py, load the true F32

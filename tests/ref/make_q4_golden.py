@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """make_q4_golden.py -- the Q4_0 quantization rule of deepseek.h written
 independently in numpy, and the golden file test_quant checks the C quantizer
 against, byte for byte.

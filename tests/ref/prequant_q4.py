@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """prequant_q4.py -- a copy of a tiny test checkpoint whose matrices already
 hold Q4_0 numbers, for the exactness test of the 4-bit path (test_cli.sh).
 

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # shellcheck disable=SC2086
 # tests/server/run.sh — end-to-end tests of ds-server (tools/server/).
 #
@@ -26,7 +28,7 @@ BUILD=${BUILD:-build}
 SERVER=${SERVER:-$BUILD/ds-server}
 DS=${DS:-$BUILD/ds}
 TD=${DS_TESTDATA:-$BUILD/testdata}
-PY=${PYTHON:-python3}
+PY=${PYTHON:-$(sh "$(dirname "$0")/../../tools/find_python.sh" 2>/dev/null || echo python3)}
 VENV=${DS_SERVER_VENV:-$BUILD/srv-venv}
 WRAP=${SERVER_WRAP:-}
 HERE=$(cd "$(dirname "$0")" && pwd)

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """ds-server when its model file is truncated under it (standard library only).
 
     python3 tests/server/test_degraded.py --port P --model FILE

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """ds-server against the official `openai` Python client.
 
     python tests/server/test_openai.py --port P [--token-file F]

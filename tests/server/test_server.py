@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """Raw-HTTP tests of ds-server (standard library only).
 
     python3 tests/server/test_server.py --port P --suite main [--metrics-out F]

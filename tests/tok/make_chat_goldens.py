@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """Chat-template goldens for tests/test_tokenizer.c, rendered with Jinja the
 way transformers' apply_chat_template does (sandboxed environment,
 trim_blocks, lstrip_blocks, loopcontrols).

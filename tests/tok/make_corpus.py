@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """Golden data for tests/test_tokenizer.c, made with the reference: the
 `tokenizers` library from PyPI (the Rust tokenizer Hugging Face ships).
 

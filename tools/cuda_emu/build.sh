@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # build.sh OUTDIR TEST... — builds tests against the CUDA kernels running in
 # the CPU emulation (README.md), with ASan and UBSan:
 #

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * emu.cpp — the runtime behind emu.h: launches (one OS thread per CUDA
  * thread, blocks in turn), the runtime calls the kernels make, and a

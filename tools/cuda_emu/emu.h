@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * emu.h — a thread-level CPU emulation of the CUDA subset that
  * kernels/cuda uses, for checking kernel logic on a machine without a GPU

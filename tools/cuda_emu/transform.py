@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """transform.py SRC_DIR DST_DIR — rewrites the CUDA sources of SRC_DIR
 (*.cu, *.cuh) into C++ for the CPU emulation (emu.h) in DST_DIR:
 

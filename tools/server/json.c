@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * json.c — strict JSON parser and JSON-writing string buffer for
  * tools/server/server.c (see json.h for what "strict" means).

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * json.h — the small JSON toolkit of tools/server/server.c: a strict
  * parser for request bodies and a growable string buffer that writes JSON.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * server.c — ds-server, an OpenAI-compatible HTTP server for deepseek.h
  * models, on libmicrohttpd. It uses only the public API in deepseek.h.

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """check_tokenizer.py -- our C tokenizer against the `tokenizers` library.
 
 Encodes validation verses (kjv_val.jsonl, one verse per line) with the

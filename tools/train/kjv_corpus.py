@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """kjv_corpus.py -- the King James Bible as training text, split train/validation.
 
 Source: Debian's bible-kjv-text package (public domain; the text of the

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """logit_error.py -- how far the C runtime's logits are from PyTorch's.
 
 The measurement behind the Q8_0 margin threshold of tests/test_demo.c. For

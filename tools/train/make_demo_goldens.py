@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """make_demo_goldens.py -- reference greedy continuations of the demo model.
 
 Loads the committed checkpoint models/demo-hf (F16 weights) with transformers'

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # Regenerates the demo model in models/ from nothing but Debian's KJV package:
 # corpus, tokenizer, training (~20-25 min on 2 cores), export, sealing,
 # tokenizer check and goldens. Run from the repository root:

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """train_demo.py -- train the small DeepSeek-V2 demo model on the KJV Bible.
 
 The model is transformers' own DeepseekV2ForCausalLM (MLA attention without

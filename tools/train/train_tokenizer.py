@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """train_tokenizer.py -- a byte-level BPE tokenizer for the demo model.
 
 Trained with the `tokenizers` library on the training chapters of the KJV

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 import collections, statistics, sys
 for name in sys.argv[1:]:
     runs=collections.defaultdict(dict); opens=collections.defaultdict(dict); hp={}

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # ab_encrypted.sh — two builds of ds, paired (ABBA), on the encrypted Q8_0
 # pager model: prefill, decode and the pager's decryption rate at expert
 # caches of 0 (resident), 10, 40 and 200 MiB (200: every expert cached after

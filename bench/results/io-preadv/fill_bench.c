@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * fill_bench.c — expert fills per second through the pager: every acquire a
  * miss (2 slots, no prefetch), cycling over all routed experts.
