@@ -376,12 +376,12 @@ amalgamation-sources:
 	@echo $(LIB_SRCS)
 
 # tests/test_install.sh: make install into a staging root, programs built
-# with pkg-config against both libraries, make uninstall. tests/test_python.sh:
+# with pkg-config against both libraries, make uninstall. tests/test_find_python.sh:
 # the Python choice with a python3 without numpy first on PATH.
 # tools/check_spdx.sh: every source carries the licence lines.
 check: test
 	@BUILD=$(BUILD) CC="$(CC)" APP_CFLAGS="$(SANFLAGS)" MAKE="$(MAKE)" \
-		sh tests/run_tests.sh tests/test_install.sh tests/test_python.sh
+		sh tests/run_tests.sh tests/test_install.sh tests/test_find_python.sh
 	@sh tools/check_spdx.sh
 	@$(PYTHON) tools/check_layers --build $(BUILD) $(LIB_SRCS)
 	@CC="$(CC)" CXX="$(CXX)" PYTHON="$(PYTHON)" BUILD="$(BUILD)" LIB_SRCS="$(LIB_SRCS)" \

@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 # test_docs.sh — the documentation against the programs it describes.
 #
 #   docs-1.*   relative links (and #anchors) in README.md, CHANGELOG.md,

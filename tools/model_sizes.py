@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 the deepseek.h authors
 """Parameter counts, container sizes and memory needs of DeepSeek models, as
 this runtime stores and runs them: the tables in README.md ("Models, sizes
 and memory"). Standard library only.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * bench_gemv.c — how close the decode products come to the memory's read
  * rate: one token against a weight matrix far larger than the caches

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Copyright (c) 2026 the deepseek.h authors
 #
-# test_python.sh — the build's Python choice (tools/find_python.sh, the
+# test_find_python.sh — the build's Python choice (tools/find_python.sh, the
 # Makefile's PYTHON and NEED_NUMPY) when the python3 first on PATH has no
 # numpy, as a pyenv or venv one often has not:
 #
@@ -14,7 +14,7 @@
 #      install, and makes nothing
 #   3. PYTHON= naming the fake one: the same message, naming it
 #
-# Ends with "RESULT test_python: N passed, N failed, N skipped". Run from the
+# Ends with "RESULT test_find_python: N passed, N failed, N skipped". Run from the
 # repository root (make check does).
 set -u
 MAKE=${MAKE:-make}
@@ -22,7 +22,7 @@ MAKE=${MAKE:-make}
 passed=0
 failed=0
 skipped=0
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_python.XXXXXX") || { echo "FAIL py-0: mktemp -d failed"; exit 1; }
+T=$(mktemp -d "${TMPDIR:-/tmp}/test_find_python.XXXXXX") || { echo "FAIL py-0: mktemp -d failed"; exit 1; }
 trap 'rm -rf "$T"' EXIT
 trap 'exit 1' INT TERM HUP
 
@@ -34,7 +34,7 @@ bad() {
     if [ -s "$T/err" ]; then sed -e 's/^/    /' "$T/err" | tail -n 8; fi
 }
 finish() {
-    echo "RESULT test_python: $passed passed, $failed failed, $skipped skipped"
+    echo "RESULT test_find_python: $passed passed, $failed failed, $skipped skipped"
     [ "$failed" -eq 0 ]
     exit
 }
