@@ -170,9 +170,17 @@ $(BUILD)/libdeepseek_cuda.so: $(CUDA_OBJS)
 	$(NVCC) -shared $(CUDA_ARCH) $^ -o $@ -L$(CUDA_LIBDIR) -Xlinker -rpath,$(CUDA_LIBDIR) -lcublas
 
 # tools/cli.c: the command-line plumbing ds and ds-server share.
-DS_SRCS = tools/ds.c tools/ds_bench.c tools/cli.c
-$(BUILD)/ds: $(DS_SRCS) tools/cli.h $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) $(DS_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
+# ds chat edits lines with libedit (Debian: libedit-dev) where pkg-config
+# finds it, unless EDIT=0; without it, plain reads.
+ifneq ($(EDIT),0)
+  EDIT_LIBS := $(shell pkg-config --libs libedit 2>/dev/null)
+endif
+ifneq ($(EDIT_LIBS),)
+  EDIT_FLAGS := -DDS_HAVE_LIBEDIT=1 $(shell pkg-config --cflags libedit 2>/dev/null)
+endif
+DS_SRCS = tools/ds.c tools/ds_bench.c tools/cli.c tools/chat_file.c tools/server/json.c
+$(BUILD)/ds: $(DS_SRCS) tools/cli.h tools/chat_file.h tools/server/json.h $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $(EDIT_FLAGS) $(DS_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(EDIT_LIBS) $(LDLIBS)
 
 $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)

@@ -441,7 +441,7 @@ expect usage-4.9 2 run "$T/m.dsm" -p hi --temp abc
 expect usage-4.10 2 run "$T/m.dsm" -p hi --min-p 1
 expect usage-4.11 2 run "$T/m.dsm" -p hi --repeat-penalty 0
 expect usage-4.12 2 run "$T/m.dsm" -p hi --top-k -3
-expect usage-4.13 2 run "$T/m.dsm" -p hi -n -1
+expect usage-4.13 2 run "$T/m.dsm" -p hi -n -2                     # -1 is "no limit"
 expect usage-4.14 2 run "$T/m.dsm" -p hi --ctx 0
 expect usage-4.15 2 run "$T/m.dsm" -p hi --seed 1x
 expect usage-4.16 2 run "$T/m.dsm" -p hi -p again
