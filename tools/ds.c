@@ -222,6 +222,34 @@ static void json_float(FILE *f, double v) {
     else fputs("null", f);
 }
 
+/* ==== The model path ===================================================== */
+
+/* -m/--model: the model as an option (llama.cpp's spelling) instead of the
+ * positional argument. Returns 1 when the current argument was it. */
+static int model_path_option(argscan *a, const char **path) {
+    const char *v;
+    if (!is_opt(a, "-m", &v) && !is_opt(a, "--model", &v)) return 0;
+    if (a->bad) return 1;
+    if (*path) {
+        a->bad = 1;
+        usage_error(a->cmd, "the model is given twice ('%s' and '%s')", *path, v);
+    } else if (!v[0]) {
+        a->bad = 1;
+        usage_error(a->cmd, "-m/--model needs a file name");
+    } else {
+        *path = v;
+    }
+    return 1;
+}
+
+/* A positional model path; *path may already hold one from -m. Returns 0 or
+ * EXIT_USAGE (message printed). */
+static int model_path_positional(const char *cmd, const char **path, const char *arg, const char *extra) {
+    if (*path) return usage_error(cmd, "too many arguments ('%s')%s", arg, extra);
+    *path = arg;
+    return 0;
+}
+
 /* ==== ds keygen =========================================================== */
 
 static const char keygen_help[] =
@@ -465,6 +493,7 @@ static const char inspect_help[] =
     "config, tokenizer summary, tensor directory and segment table, and says\n"
     "whether the header was authenticated. Nothing is decrypted beyond the\n"
     "metadata.\n"
+    "  -m, --model FILE  the model, instead of the positional <model.dsm>\n"
     "  --json            one JSON object on stdout instead of text\n"
     "  --allow-plaintext with a key, open a plaintext (unencrypted) file anyway\n"
     "  -v, --verbose     also print the library's notices\n";
@@ -751,12 +780,12 @@ static int cmd_inspect(int argc, char **argv) {
         int p = is_positional(&a);
         if (p < 0) continue;
         if (p) {
-            if (path) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
-            path = argv[a.i];
+            int rc = model_path_positional(cmd, &path, argv[a.i], "");
+            if (rc) return rc;
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(inspect_help, stdout);
             return 0;
-        } else if (key_option(&a, &ko, 0)) {
+        } else if (model_path_option(&a, &path) || key_option(&a, &ko, 0)) {
         } else if (is_flag(&a, "--json")) {
             json = 1;
         } else if (is_flag(&a, "--verbose") || is_flag(&a, "-v")) {
@@ -831,7 +860,8 @@ static const char verify_help[] =
     "Authenticates the header and every chunk of every segment (nothing\n"
     "decrypted is kept). Exits 0 only when all pass; otherwise names the first\n"
     "bad segment. With a key, a plaintext (unencrypted) file is refused.\n"
-    "  --threads N       worker threads (default 0 = all online CPUs)\n"
+    "  -m, --model FILE  the model, instead of the positional <model.dsm>\n"
+    "  -t, --threads N   worker threads (default 0 = all online CPUs)\n"
     "  --allow-plaintext with a key, verify a plaintext file anyway\n"
     "  -v, --verbose     also print the library's notices\n";
 
@@ -848,13 +878,13 @@ static int cmd_verify(int argc, char **argv) {
         int p = is_positional(&a);
         if (p < 0) continue;
         if (p) {
-            if (path) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
-            path = argv[a.i];
+            int rc = model_path_positional(cmd, &path, argv[a.i], "");
+            if (rc) return rc;
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(verify_help, stdout);
             return 0;
-        } else if (key_option(&a, &ko, 0)) {
-        } else if (is_opt(&a, "--threads", &v)) {
+        } else if (model_path_option(&a, &path) || key_option(&a, &ko, 0)) {
+        } else if (is_opt(&a, "--threads", &v) || is_opt(&a, "-t", &v)) {
             set_once(&a, &threads_s, v, "--threads");
         } else if (is_flag(&a, "--verbose") || is_flag(&a, "-v")) {
             verbose = 1;
@@ -1406,32 +1436,6 @@ static const char run_help[] =
     "                            ask for 2 MiB transparent huge pages where the kernel has them)\n"
     "  -v, --verbose             also print the library's notices\n";
 
-/* -m/--model: the model as an option (llama.cpp's spelling) instead of the
- * positional argument. Returns 1 when the current argument was it. */
-static int model_path_option(argscan *a, const char **path) {
-    const char *v;
-    if (!is_opt(a, "-m", &v) && !is_opt(a, "--model", &v)) return 0;
-    if (a->bad) return 1;
-    if (*path) {
-        a->bad = 1;
-        usage_error(a->cmd, "the model is given twice ('%s' and '%s')", *path, v);
-    } else if (!v[0]) {
-        a->bad = 1;
-        usage_error(a->cmd, "-m/--model needs a file name");
-    } else {
-        *path = v;
-    }
-    return 1;
-}
-
-/* A positional model path; *path may already hold one from -m. Returns 0 or
- * EXIT_USAGE (message printed). */
-static int model_path_positional(const char *cmd, const char **path, const char *arg, const char *extra) {
-    if (*path) return usage_error(cmd, "too many arguments ('%s')%s", arg, extra);
-    *path = arg;
-    return 0;
-}
-
 /* The figures of a run, as llama.cpp's server names them in "timings". */
 static void json_timings(FILE *f, const ds_generate_stats *gs) {
     fprintf(f, "{\"prompt_n\": %d, \"prompt_ms\": ", gs->n_evaluated);
@@ -1938,6 +1942,8 @@ static const char tokenize_help[] =
     "\n"
     "Prints the token ids of TEXT (UTF-8) as one line of space-separated\n"
     "integers. Only the metadata is decrypted (the tokenizer lives there).\n"
+    "  -m, --model FILE  the model, instead of the positional <model.dsm> (TEXT is then\n"
+    "                 the one argument)\n"
     "  --bos          prepend the begin-of-sentence token\n"
     "  --no-special   treat special-token text as plain text\n";
 
@@ -1946,7 +1952,7 @@ static int cmd_tokenize(int argc, char **argv) {
     argscan a = {cmd, argc, argv, 0, 0, 0};
     model_opts mo;
     memset(&mo, 0, sizeof mo);
-    const char *pos[2] = {0};
+    const char *pos[2] = {0}, *model = NULL;
     int npos = 0, flags = 0;
 
     for (a.i = 1; a.i < argc && !a.bad; a.i++) {
@@ -1958,6 +1964,7 @@ static int cmd_tokenize(int argc, char **argv) {
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(tokenize_help, stdout);
             return 0;
+        } else if (model_path_option(&a, &model)) {
         } else if (is_flag(&a, "--bos")) {
             flags |= DS_TOKENIZE_BOS;
         } else if (is_flag(&a, "--no-special")) {
@@ -1968,7 +1975,10 @@ static int cmd_tokenize(int argc, char **argv) {
         }
     }
     if (a.bad) return EXIT_USAGE;
-    if (npos < 2) return usage_error(cmd, "needs <model.dsm> and TEXT");
+    /* with -m, the one positional argument is the text */
+    if (model && npos == 2) return usage_error(cmd, "too many arguments ('%s'); quote the text", pos[1]);
+    if (model) pos[1] = pos[0], pos[0] = model, npos++;
+    if (npos < 2) return usage_error(cmd, "needs <model.dsm> (or -m FILE) and TEXT");
     int rc = model_opts_check(cmd, &mo);
     if (rc) return rc;
 
@@ -2011,8 +2021,10 @@ static const char logits_help[] =
     "little-endian, row by row (no header). The file is written beside FILE\n"
     "under a temporary name and renamed into place when complete.\n"
     "  --tokens LIST   comma-separated token ids, e.g. 0,1234,42\n"
-    "  --out FILE      where to write\n"
-    "  --threads N, --cache-mb M, --evict, --prefetch, -v   as for ds run\n"
+    "  -o, --out FILE  where to write\n"
+    "  -m, --model FILE  the model, instead of the positional <model.dsm>\n"
+    "  -t, --threads N, --cache-mb M, --evict, --prefetch, --device, --gpu, --gpu-cache-mb,\n"
+    "  --allow-plaintext, --mlock, --no-huge-pages, -v/--verbose   as for ds run\n"
     "  --exact-activations   products with Q8_0/Q4_0 weights take F32 activations\n"
     "                  (not quantized to int8 per block): slower, for checks\n";
 
@@ -2115,11 +2127,12 @@ static int cmd_logits(int argc, char **argv) {
         int p = is_positional(&a);
         if (p < 0) continue;
         if (p) {
-            if (path) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
-            path = argv[a.i];
+            int rc = model_path_positional(cmd, &path, argv[a.i], "");
+            if (rc) return rc;
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(logits_help, stdout);
             return 0;
+        } else if (model_path_option(&a, &path)) {
         } else if (is_opt(&a, "--tokens", &v)) {
             set_once(&a, &tokens_s, v, "--tokens");
         } else if (is_opt(&a, "--out", &v) || is_opt(&a, "-o", &v)) {
@@ -2227,7 +2240,8 @@ static const char perplexity_help[] =
     "over the N scored positions (llama.cpp's standard error).\n"
     "\n"
     "  -f, --file TEXT        the text to score (required)\n"
-    "  --ctx N                window in tokens, 3 to the model's maximum context (default 512)\n"
+    "  -m, --model FILE       the model, instead of the positional <model.dsm>\n"
+    "  -c, --ctx-size, --ctx N  window in tokens, 3 to the model's maximum context (default 512)\n"
     "  --chunks K             score only the first K windows (default 0 = all)\n"
     "  --kl-divergence BASE   also evaluate BASE.dsm (typically the F16 file of the same\n"
     "                         weights; the key options open both) on the same windows, and\n"
@@ -2243,8 +2257,9 @@ static const char perplexity_help[] =
     "                         ln_ppl_ratio(_stderr), kl_mean, kl_stderr, kl_max, kl_p99_9,\n"
     "                         kl_p99, kl_p95, kl_p90, kl_median, kl_p10, kl_min, top1_agree,\n"
     "                         top1_agree_stderr\n"
-    "  --threads N, --cache-mb M, --evict, --prefetch, --device, --gpu, --gpu-cache-mb,\n"
-    "  --allow-plaintext, --mlock, -v   as for ds run\n"
+    "  -t, --threads N, --cache-mb M, --evict, --prefetch, --device, --gpu, --gpu-cache-mb,\n"
+    "  --allow-plaintext, --mlock, --exact-activations, --no-huge-pages, -v/--verbose\n"
+    "                         as for ds run\n"
     "Memory: the logits of a window, ctx x vocab floats (twice with --kl-divergence).\n";
 
 /* ---- the numbers ---- */
@@ -2383,11 +2398,12 @@ static int cmd_perplexity(int argc, char **argv) {
         int p = is_positional(&a);
         if (p < 0) continue;
         if (p) {
-            if (path) return usage_error(cmd, "too many arguments ('%s'); the text goes after --file", argv[a.i]);
-            path = argv[a.i];
+            int rc = model_path_positional(cmd, &path, argv[a.i], "; the text goes after --file");
+            if (rc) return rc;
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(perplexity_help, stdout);
             return 0;
+        } else if (model_path_option(&a, &path)) {
         } else if (is_opt(&a, "--file", &v) || is_opt(&a, "-f", &v)) {
             set_once(&a, &file, v, "--file");
         } else if (is_opt(&a, "--chunks", &v)) {
