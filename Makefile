@@ -334,12 +334,16 @@ check-layers: $(LIB_OBJS)
 
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_CC ?= clang
-FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer fuzz_regex
+FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer fuzz_regex fuzz_chat_file
 FUZZ_FLAGS = -std=c11 -g -O1 -I. -fsanitize=fuzzer,address,undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION=1
 fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
 build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(LIB_SRCS) -o $@ $(LDLIBS)
+# ds chat's conversation files: the tools' parser, not the library's
+build-fuzz/fuzz_chat_file: tests/fuzz/fuzz_chat_file.c tools/chat_file.c tools/chat_file.h tools/server/json.c tools/server/json.h
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< tools/chat_file.c tools/server/json.c -o $@ -lm
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig

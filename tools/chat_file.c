@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * chat_file.c — a conversation as a JSON file (see chat_file.h).
  */

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the deepseek.h authors */
 /*
  * chat_file.h — a conversation as a JSON file, for `ds chat`'s /save and
  * /load (tools/ds.c):

@@ -6,10 +6,13 @@
  *     ds keygen  <file>
  *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--json]
  *     ds verify  <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--threads N]
- *     ds run     <model.dsm> [key] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
+ *     ds run     <model.dsm> [key] -p PROMPT | -f FILE [-n N] [--temp T] [--top-k K] [--top-p P]
  *                [--min-p P] [--repeat-penalty R] [--seed S] [--threads N] [--ctx N]
  *                [--cache-mb M] [--evict lru|lfu] [--prefetch auto|always|off]
+ *                [--ignore-eos] [-r STR]... [--no-display-prompt] [--json]
  *     ds chat    <model.dsm> [key] [--system TEXT] [sampling and model options as run]
+ *     (llama.cpp's spellings too: -m/--model FILE for the model, -t, -c/--ctx-size,
+ *     -s, --n-predict, -n -1; man/ds.1 has them all)
  *     ds tokenize <model.dsm> [key] [--bos] TEXT
  *     ds logits  <model.dsm> [key] --tokens 1,2,3 --out FILE
  *     ds perplexity <model.dsm> [key] --file TEXT [--ctx N] [--chunks K] [--kl-divergence BASE.dsm]
