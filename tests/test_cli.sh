@@ -1462,6 +1462,71 @@ sys.exit(0 if roles == ["system", "user", "assistant", "user", "assistant"] and 
     pp=$(stat_field "$T/err" prompt)
     check chat-15 "chat -n -1 --ignore-eos -c 48: $(stat_field "$T/err" generated) tokens after $pp, want 48 - $pp + 1" \
         test "$rc" -eq 0 -a "$(stat_field "$T/err" generated)" = $((48 - ${pp:-0} + 1))
+    # line editing and history on a terminal (a pty), where the build has libedit:
+    # "helo", two left arrows, "l" is "hello"; the up arrow recalls it; Ctrl-C
+    # at the prompt drops the line typed so far
+    if "$DS" chat --help | grep -q "this build has it" && python3 -c 'import pty' 2>/dev/null; then
+        python3 - "$DS" "$LM" "$T/ll/pty.json" >"$T/out" 2>&1 <<'PY'
+import os, pty, select, sys, time
+ds, model, save = sys.argv[1:4]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(ds, [ds, "chat", model, "-n", "2", "--temp", "0", "--stats"])
+out = b""
+def wait_for(pat, after=0, t=30):
+    """Reads until pat appears at or after byte `after`; returns where it ends."""
+    global out
+    end = time.time() + t
+    while time.time() < end:
+        k = out.find(pat, after)
+        if k >= 0:
+            return k + len(pat)
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                c = os.read(fd, 4096)
+            except OSError:
+                break
+            if not c:
+                break
+            out += c
+    sys.exit("timed out waiting for %r in %r" % (pat, out))
+def send(b):
+    """Types b a moment after the prompt: libedit may flush input that comes
+    while it sets the terminal up."""
+    time.sleep(0.2)
+    os.write(fd, b)
+at = wait_for(b"> ")
+send(b"helo\x1b[D\x1b[Dl\r")
+at = wait_for(b"> ", wait_for(b"generated:", at))
+send(b"\x1b[A\r")
+at = wait_for(b"> ", wait_for(b"generated:", at))
+send(b"never sent")
+time.sleep(0.3)
+send(b"\x03")
+at = wait_for(b"\r\n> ", wait_for(b"never sent", at))
+send(("/save " + save + "\r").encode())
+at = wait_for(b"> ", wait_for(b"(saved", at))
+for i in range(100):
+    if i % 10 == 0:
+        os.write(fd, b"\x04")   # Ctrl-D: the end (again, should one be flushed)
+    p, st = os.waitpid(pid, os.WNOHANG)
+    if p:
+        sys.exit(os.waitstatus_to_exitcode(st))
+    time.sleep(0.1)
+os.kill(pid, 9)
+sys.exit(99)
+PY
+        rc=$?
+        check chat-17 "chat on a pty exited $rc (want 0): $(tail -c 200 "$T/out")" test "$rc" -eq 0
+        check chat-17b "edited and recalled lines reach the model as typed, the dropped one not at all" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+users = [m["content"] for m in d["messages"] if m["role"] == "user"]
+sys.exit(0 if users == ["hello", "hello"] else 1)' "$T/ll/pty.json"
+    else
+        skip chat-17 "ds built without libedit (or no python pty): no line editing to test"
+    fi
     # -r ends a reply
     printf 'hi\n' | "$DS" chat "$LM" -n 24 --temp 0 --ignore-eos --stats >"$T/ll/c1.out" 2>"$T/err"
     g1=$(stat_field "$T/err" generated)

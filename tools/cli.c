@@ -397,8 +397,7 @@ static const int stop_signals[] = {SIGINT, SIGTERM};
 volatile sig_atomic_t g_interrupted;
 
 static void on_signal(int sig) {
-    (void)sig;
-    g_interrupted = 1;
+    g_interrupted = sig;   /* which one: ds chat treats Ctrl-C at its prompt apart */
 }
 
 void install_signals(void) {

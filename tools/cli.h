@@ -168,8 +168,8 @@ int ctx_beyond_trained(const ds_model *m, int n_ctx);
 
 /* ==== Stop signals (SIGINT, SIGTERM) ====================================== */
 
-/* Set by the handler install_signals() installs; long operations poll it and
- * ask the library to stop. */
+/* Set by the handler install_signals() installs (to the signal's number);
+ * long operations poll it and ask the library to stop. */
 extern volatile sig_atomic_t g_interrupted;
 void install_signals(void);
 

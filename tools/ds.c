@@ -1609,7 +1609,8 @@ static const char chat_help[] =
     "chat template; the messages are tokenized as text, so a line holding the text\n"
     "of a control token (end of sentence, the User and Assistant markers, ...) does\n"
     "not become that token. On a terminal, lines can be edited and recalled (arrow\n"
-    "keys, history) where ds was built with libedit (" CHAT_EDITING ").\n"
+    "keys, history) where ds was built with libedit (" CHAT_EDITING "); there\n"
+    "Ctrl-C at the prompt drops the line. Ctrl-C stops a reply; Ctrl-D ends the chat.\n"
     "Commands on a line of their own (an unknown /command is refused, not sent;\n"
     "start a line with // to send one that begins with /):\n"
     CHAT_COMMANDS
@@ -1694,11 +1695,52 @@ static ds_status chat_encode(const ds_tokenizer *tok, const chat_log *h, int fla
  * line break: through libedit, with history, on a terminal where the build
  * has it; else with getline, after a "> " prompt on a terminal. -1 at the
  * end of input (or Ctrl-C at the prompt). */
+#ifdef DS_HAVE_LIBEDIT
+/* rl_getc_function: a byte of input. Ctrl-C (SIGINT) comes out as Ctrl-U
+ * (kill the line) and Return, so that libedit ends the read as usual with an
+ * empty line and chat_read_line offers a new one; another stop signal
+ * (SIGTERM) ends it as the end of input does. */
+static int chat_getc(FILE *f) {
+    static int pending_return;
+    unsigned char c;
+    if (pending_return) {
+        pending_return = 0;
+        return '\r';
+    }
+    for (;;) {
+        ssize_t k = read(fileno(f), &c, 1);
+        if (k == 1) return c;
+        if (k < 0 && errno == EINTR && !g_interrupted) continue;
+        if (k < 0 && errno == EINTR && g_interrupted == SIGINT) {
+            pending_return = 1;
+            return 0x15;
+        }
+        return EOF;
+    }
+}
+#endif
+
 static ssize_t chat_read_line(int tty, char **line, size_t *cap) {
 #ifdef DS_HAVE_LIBEDIT
     if (tty) {
+        static int ready;
+        if (!ready) {
+            /* our handlers, not libedit's: a stop signal interrupts the read */
+            rl_catch_signals = 0;
+            rl_getc_function = chat_getc;
+            ready = 1;
+        }
         char *l = readline("> ");
-        if (!l) return -1;
+        while (g_interrupted == SIGINT) {
+            /* Ctrl-C at the prompt dropped the line, as in a shell */
+            free(l);
+            g_interrupted = 0;
+            l = readline("> ");
+        }
+        if (!l || g_interrupted) {
+            free(l);
+            return -1;   /* end of input, or SIGTERM */
+        }
         if (l[0]) add_history(l);
         size_t n = strlen(l);
         if (n + 1 > *cap) {
