@@ -2714,7 +2714,9 @@ static const char main_help[] =
     "  perplexity <model.dsm> --file TEXT   perplexity on a text, as llama-perplexity (--kl-divergence)\n"
     "  bench <model.dsm>            speed, peak memory and expert-pager figures (--sweep)\n"
     "\n"
-    "  ds <command> --help          options of one command\n"
+    "  ds <command> --help          options of one command (man ds: all of them)\n"
+    "  The model may also come as -m/--model FILE, and -t, -c, -s, -f, -n -1, -r,\n"
+    "  --ignore-eos work as in llama.cpp.\n"
     "  ds --version                 library version and source id\n"
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
