@@ -1509,7 +1509,7 @@ send(("/save " + save + "\r").encode())
 at = wait_for(b"> ", wait_for(b"(saved", at))
 for i in range(100):
     if i % 10 == 0:
-        os.write(fd, b"\x04")   # Ctrl-D: the end (again, should one be flushed)
+        send(b"\x04")   # Ctrl-D: the end (again, should one be lost)
     p, st = os.waitpid(pid, os.WNOHANG)
     if p:
         sys.exit(os.waitstatus_to_exitcode(st))

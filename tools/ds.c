@@ -1709,6 +1709,11 @@ static int chat_getc(FILE *f) {
     }
     for (;;) {
         ssize_t k = read(fileno(f), &c, 1);
+        /* NUL bytes are dropped: libedit's decoder takes one for the start
+         * of a character and swallows what follows (Ctrl-D included), and
+         * Linux hands one over for a Ctrl-D typed while the terminal
+         * changes mode */
+        if (k == 1 && c == 0) continue;
         if (k == 1) return c;
         if (k < 0 && errno == EINTR && !g_interrupted) continue;
         if (k < 0 && errno == EINTR && g_interrupted == SIGINT) {
