@@ -2226,8 +2226,8 @@ int main(int argc, char **argv) {
         rc = 1;
         goto out;
     }
-    /* a context beyond the trained length would be advertised (n_ctx in
-     * /v1/models) as if it worked: refused unless asked for */
+    /* a context beyond the trained length would be advertised (context_length
+     * in /v1/models) as if it worked: refused unless asked for */
     int trained = ctx_beyond_trained(S.model, o.mo.n_ctx);
     if (trained && !o.allow_long_ctx) {
         fprintf(stderr, "ds-server: --ctx %d is beyond the %d positions %s was trained for (max_position_embeddings); "
