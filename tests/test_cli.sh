@@ -1435,7 +1435,6 @@ sys.exit(0 if roles == ["system", "user", "assistant", "user", "assistant"] and 
     pb=$(grep "$STATS_RE" "$T/ll/chatB.err" | sed -n 1p | sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p')
     check chat-12b "the loaded conversation is the saved one: third turn of $pa prompt tokens, after /load $pb" \
         test -n "$pa" -a "$pa" = "$pb"
-    check chat-12c "and the reply is the same (greedy)" test "$(sed -n 3p "$T/ll/chatA.out")" = "$(sed -n 1p "$T/ll/chatB.out")"
     # a malformed or misshapen file is refused and the conversation kept
     printf '{"messages": [{"role": "user", "content": "x"}' >"$T/ll/trunc.json"
     printf '{"messages": [{"role": "tool", "content": "x"}]}' >"$T/ll/role.json"
