@@ -217,9 +217,17 @@ $(BUILD)/libdeepseek_cuda.so: $(CUDA_OBJS)
 	$(NVCC) -shared $(CUDA_ARCH) $^ -o $@ -L$(CUDA_LIBDIR) -Xlinker -rpath,$(CUDA_LIBDIR) -lcublas
 
 # tools/cli.c: the command-line plumbing ds and ds-server share.
-DS_SRCS = tools/ds.c tools/ds_bench.c tools/cli.c
-$(BUILD)/ds: $(DS_SRCS) tools/cli.h $(BUILD)/libdeepseek.a
-	$(CC) $(CFLAGS_ALL) $(DS_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
+# ds chat edits lines with libedit (Debian: libedit-dev) where pkg-config
+# finds it, unless EDIT=0; without it, plain reads.
+ifneq ($(EDIT),0)
+  EDIT_LIBS := $(shell pkg-config --libs libedit 2>/dev/null)
+endif
+ifneq ($(EDIT_LIBS),)
+  EDIT_FLAGS := -DDS_HAVE_LIBEDIT=1 $(shell pkg-config --cflags libedit 2>/dev/null)
+endif
+DS_SRCS = tools/ds.c tools/ds_bench.c tools/cli.c tools/chat_file.c tools/server/json.c
+$(BUILD)/ds: $(DS_SRCS) tools/cli.h tools/chat_file.h tools/server/json.h $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $(EDIT_FLAGS) $(DS_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(EDIT_LIBS) $(LDLIBS)
 
 $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
@@ -396,12 +404,16 @@ check-layers: $(LIB_OBJS)
 
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_CC ?= clang
-FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer fuzz_regex
+FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer fuzz_regex fuzz_chat_file
 FUZZ_FLAGS = -std=c11 -g -O1 -I. -fsanitize=fuzzer,address,undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION=1
 fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
 build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(LIB_SRCS) -o $@ $(LDLIBS)
+# ds chat's conversation files: the tools' parser, not the library's
+build-fuzz/fuzz_chat_file: tests/fuzz/fuzz_chat_file.c tools/chat_file.c tools/chat_file.h tools/server/json.c tools/server/json.h
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< tools/chat_file.c tools/server/json.c -o $@ -lm
 
 # ---- install ----------------------------------------------------------------
 # make install [PREFIX=/usr/local] [DESTDIR=staging root]: the programs of

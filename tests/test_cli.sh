@@ -446,7 +446,7 @@ expect usage-4.9 2 run "$T/m.dsm" -p hi --temp abc
 expect usage-4.10 2 run "$T/m.dsm" -p hi --min-p 1
 expect usage-4.11 2 run "$T/m.dsm" -p hi --repeat-penalty 0
 expect usage-4.12 2 run "$T/m.dsm" -p hi --top-k -3
-expect usage-4.13 2 run "$T/m.dsm" -p hi -n -1
+expect usage-4.13 2 run "$T/m.dsm" -p hi -n -2                     # -1 is "no limit"
 expect usage-4.14 2 run "$T/m.dsm" -p hi --ctx 0
 expect usage-4.15 2 run "$T/m.dsm" -p hi --seed 1x
 expect usage-4.16 2 run "$T/m.dsm" -p hi -p again
@@ -1127,6 +1127,429 @@ sys.exit(0 if a["perplexity"] == b["perplexity"] and a["stderr"] == b["stderr"] 
                 has "$T/err" "vocabularies differ: .*f32.dsm has $VOCAB tokens, models/demo.dsm has 4096"
     else
         skip ppl-21 "models/demo.dsm not found (run from the repository root): no model with another vocabulary"
+    fi
+fi
+
+# ==== 10. llama.cpp's spellings, stop reasons, --json, chat commands ========
+
+# usage errors: bad values of the new options are refused before any model is read
+k=0
+for bad_args in "-n -2" "-n abc" "-n 1.5" "-t abc" "-t -3" "-t 5000" "-c 0" "-c abc" "-c -1" "-s x" "-s -1" \
+    "--display-prompt --no-display-prompt" "--json --display-prompt" "-m $T/other.dsm" "-f" "-m"; do
+    k=$((k + 1))
+    # shellcheck disable=SC2086
+    expect "llama-u.$k" 2 run "$T/m.dsm" -p hi $bad_args
+done
+expect llama-u.20 2 run "$T/m.dsm" -p hi -r "" && check llama-u.20b "an empty -r is named" has "$T/err" "reverse-prompt"
+set --
+for _i in $(seq 17); do set -- "$@" -r "x$_i"; done
+expect llama-u.21 2 run "$T/m.dsm" -p hi "$@" && check llama-u.21b "a 17th -r is refused" has "$T/err" "at most 16"
+set --
+expect llama-u.22 2 run -p hi && check llama-u.22b "the missing model names -m" has "$T/err" "or -m FILE"
+expect llama-u.23 2 chat "$T/m.dsm" -n -2
+expect llama-u.24 2 chat -m "$T/m.dsm" "$T/other.dsm"
+expect llama-u.25 2 bench "$T/m.dsm" -p 0
+expect llama-u.26 2 bench "$T/m.dsm" -t abc
+expect llama-u.27 2 bench -m "$T/m.dsm" "$T/other.dsm" && check llama-u.27b "two models are refused" has "$T/err" "given twice"
+expect llama-u.28 2 bench "$T/m.dsm" -r 0
+expect llama-u.29 2 tokenize -m "$T/m.dsm" a b
+expect llama-u.30 2 perplexity -m "$T/m.dsm" -f "$T/x.txt" -c 2
+expect llama-u.31 2 verify -m "$T/m.dsm" -t x
+for c in run chat inspect verify tokenize logits perplexity bench; do
+    expect "llama-h.$c" 0 "$c" --help && check "llama-h.${c}b" "ds $c --help names -m/--model" has "$T/out" "-m, --model"
+done
+
+# every option a --help names is in the manual page (so they stay in step)
+if [ -f man/ds.1 ]; then
+    "$DS" --help >"$T/help.main" 2>&1
+    for c in $(sed -n 's/^  \([a-z][a-z]*\) .*/\1/p' "$T/help.main"); do
+        [ "$c" = ds ] && continue
+        "$DS" "$c" --help >"$T/help.$c" 2>&1
+        miss=$(python3 - "$T/help.$c" man/ds.1 <<'PY'
+import re, sys
+help_text = open(sys.argv[1], encoding="utf-8").read()
+man = open(sys.argv[2], encoding="utf-8").read()
+man = re.sub(r"\\f(\(..|\[[^\]]*\]|.)", "", man).replace("\\-", "-").replace("\\&", "")
+OPT = r"(?<![\w-])(--[a-z0-9][a-z0-9-]*|-[a-zA-Z])(?![\w-])"
+opts = sorted(set(re.findall(OPT, help_text)))
+print(" ".join(o for o in opts if not re.search(r"(?<![\w-])" + re.escape(o) + r"(?![\w-])", man)))
+PY
+)
+        check "man-1.$c" "options of ds $c --help missing from man/ds.1: $miss" test -z "$miss"
+    done
+    check man-2 "man/ds.1 names every command of ds --help" sh -c '
+        for c in $(sed -n "s/^  \([a-z][a-z]*\) .*/\1/p" "$1"); do
+            [ "$c" = ds ] || grep -q "^\.SS ds $c" "$2" || exit 1
+        done' sh "$T/help.main" man/ds.1
+    if command -v groff >/dev/null 2>&1; then
+        check man-3 "man/ds.1 renders without warnings: $(groff -man -ww -z man/ds.1 2>&1 | head -n 2)" \
+            test -z "$(groff -man -ww -z man/ds.1 2>&1)"
+    else
+        skip man-3 "no groff"
+    fi
+else
+    skip man-1 "no man/ds.1 (run from the repository root)"
+fi
+
+# a Hugging Face checkpoint or a GGUF file where a container belongs: a hint to convert it
+src=$(hf_dir v2lite)
+if [ -n "$src" ] && ls "$src"/*.safetensors >/dev/null 2>&1; then
+    for c in run inspect verify chat bench tokenize; do
+        case $c in run) set -- -p hi ;; tokenize) set -- hi ;; *) set -- ;; esac
+        run "$c" "$src" "$@" </dev/null
+        check "hint-1.$c" "ds $c on a Hugging Face directory exited $rc (want 1) with the hint: $(tail -n 1 "$T/err")" \
+            sh -c "[ $rc -eq 1 ] && grep -q 'this is a Hugging Face checkpoint: convert it first with \`ds convert $src out.dsm\`' '$T/err'"
+    done
+    set --
+else
+    skip hint-1 "no v2lite checkpoint"
+fi
+printf 'GGUF\003\000\000\000 and the rest of a GGUF file' >"$T/model.gguf"
+expect hint-2 1 run "$T/model.gguf" -p hi &&
+    check hint-2b "a GGUF file gets the hint: $(tail -n 1 "$T/err")" has "$T/err" "GGUF file: convert it first with .ds convert"
+mkdir -p "$T/emptydir"
+expect hint-3 1 run "$T/emptydir" -p hi &&
+    check hint-3b "a plain directory gets no convert hint" sh -c "! grep -q 'convert it first' '$T/err'"
+
+src=$(hf_dir v2lite)
+if [ -z "$src" ] || ! command -v python3 >/dev/null 2>&1; then
+    skip llama "no v2lite checkpoint or no python3"
+else
+    mkdir -p "$T/ll"
+    LM=$T/ll/m.dsm
+    MAXPOS=$(config_int "$src/config.json" max_position_embeddings)
+    expect llama-0 0 convert "$src" "$LM" --no-encrypt --quant f32
+
+    # ---- the model as -m, and the short spellings, change nothing ----
+    expect llama-1 0 run "$LM" -p "hello world" -n 8 --temp 0 --no-display-prompt && cp "$T/out" "$T/ll/plain.txt"
+    expect llama-1b 0 run -m "$LM" -p "hello world" -n 8 --temp 0 --no-display-prompt &&
+        check llama-1c "-m gives the text of the positional model" cmp -s "$T/out" "$T/ll/plain.txt"
+    expect llama-2 0 run "$LM" -p hello -n 12 --temp 0.9 --seed 5 --threads 1 --ctx 64 && cp "$T/out" "$T/ll/long.txt"
+    expect llama-2b 0 run --model="$LM" -p hello --n-predict 12 --temp 0.9 -s 5 -t 1 -c 64 &&
+        check llama-2c "-s -t -c --n-predict give the text of --seed --threads --ctx -n" cmp -s "$T/out" "$T/ll/long.txt"
+    expect llama-2d 0 run "$LM" -p hello -n 12 --temp 0.9 -s 5 -t 1 --ctx-size=64 &&
+        check llama-2e "--ctx-size is --ctx" cmp -s "$T/out" "$T/ll/long.txt"
+    printf 'hello' >"$T/ll/prompt.txt"
+    expect llama-3 0 run "$LM" --file "$T/ll/prompt.txt" -n 12 --temp 0.9 -s 5 -t 1 -c 64 &&
+        check llama-3b "--file gives the text of -p" cmp -s "$T/out" "$T/ll/long.txt"
+    expect llama-3c 1 run "$LM" -f "$T/ll/absent.txt" -n 2 &&
+        check llama-3d "a missing prompt file is named: $(tail -n 1 "$T/err")" has "$T/err" "absent.txt: No such file"
+    expect llama-3e 1 run "$LM" -f /nonexistent -n 2 && check llama-3f "-f /nonexistent is named" has "$T/err" "/nonexistent"
+
+    # ---- prompt echo: on by default, the prompt then the same continuation ----
+    expect llama-4 0 run "$LM" -p "hello world" -n 8 --temp 0 &&
+        check llama-4b "the default output is the prompt and then the --no-display-prompt output" \
+            sh -c "{ printf 'hello world'; cat '$T/ll/plain.txt'; } | cmp -s - '$T/out'"
+    expect llama-4c 0 run "$LM" -p "hello world" -n 8 --temp 0 --display-prompt &&
+        check llama-4d "--display-prompt is the default" sh -c "{ printf 'hello world'; cat '$T/ll/plain.txt'; } | cmp -s - '$T/out'"
+
+    # ---- --json: valid, and the text and tokens of the streamed run ----
+    if expect json-1 0 run "$LM" -p "hello world" -n 8 --temp 0 --json; then
+        cp "$T/out" "$T/ll/run.json"
+        check json-1b "ds run --json is one JSON object with the streamed text: $(head -c 300 "$T/out")" python3 - \
+            "$T/ll/run.json" "$T/ll/plain.txt" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+plain = open(sys.argv[2], encoding="utf-8").read()
+assert plain.endswith("\n")
+assert d["text"] == plain[:-1], (d["text"], plain)
+assert d["n_generated"] == len(d["tokens"]) > 0
+assert all(isinstance(t, int) and 0 <= t for t in d["tokens"])
+assert d["stop_reason"] in ("length", "eos"), d["stop_reason"]
+assert (d["stop_reason"] == "length") == (d["n_generated"] == 8)
+assert d["reverse_prompt"] is None
+t = d["timings"]
+assert t["predicted_n"] == d["n_generated"] and t["prompt_n"] == d["n_prompt"] > 0
+assert t["prompt_ms"] >= 0 and t["predicted_ms"] >= 0
+PY
+        check json-1c "the stats and stop lines still go to stderr" sh -c "grep -q '$STATS_RE' '$T/err' && grep -q '^stopped: ' '$T/err'"
+    fi
+    # the ids are those ds tokenize finds in the text (each one decodes as the text does)
+    expect json-2 0 run "$LM" -p "hello world" -n 8 --temp 0 --json -s 1 &&
+        check json-2b "--json reports the seed it was given" python3 -c '
+import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if d["seed"] == 1 else 1)' "$T/out"
+
+    # ---- the stop reason ----
+    expect stop-1 0 run "$LM" -p hello -n 3 --temp 0 --ignore-eos &&
+        check stop-1b "-n 3: 3 tokens, stopped: length: $(tail -n 1 "$T/err")" \
+            sh -c "[ '$(stat_field "$T/err" generated)' = 3 ] && grep -q '^stopped: length (-n 3 tokens generated)$' '$T/err'"
+    expect stop-2 0 run "$LM" -p hello -n 0 &&
+        check stop-2b "-n 0 stops with length, the prompt only" has "$T/err" "^stopped: length (-n 0: the prompt only)$"
+    # -n -1 --ignore-eos runs to a full context: n_ctx - n_prompt + 1 tokens
+    # (the last one is sampled but not fed back)
+    if expect stop-3 0 run "$LM" -p "hello world" -n -1 --ignore-eos --temp 0.8 -s 3 -c 24 --json; then
+        check stop-3b "a full context: $(head -c 200 "$T/out")" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if d["stop_reason"] == "context_full" and d["n_generated"] == 24 - d["n_prompt"] + 1 and d["n_ctx"] == 24 else 1)' "$T/out"
+        check stop-3c "the stop line names the context" has "$T/err" "^stopped: context_full (the context of 24 tokens is full"
+    fi
+    # end of sequence: a hot sampler meets EOS soon enough on some seed
+    eos_seed=""
+    for sd in 1 2 3 4 5 6 7 8 9 10 11 12; do
+        run run "$LM" -p hello -n -1 --temp 3 -s $sd -c 512 --json --no-display-prompt
+        if [ "$rc" -eq 0 ] && grep -q '"stop_reason": "eos"' "$T/out"; then eos_seed=$sd; break; fi
+    done
+    if [ -n "$eos_seed" ]; then
+        cp "$T/out" "$T/ll/eos.json"
+        check stop-4 "stopped at EOS (seed $eos_seed): the stop line says so" has "$T/err" "^stopped: eos (the model's end-of-sequence token)$"
+        EOS_ID=$(config_int "$src/config.json" eos_token_id)
+        check stop-4b "EOS is not among the generated ids, and the context had room" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if int(sys.argv[2]) not in d["tokens"] and d["n_prompt"] + d["n_generated"] < 512 else 1)' "$T/ll/eos.json" "$EOS_ID"
+        # --ignore-eos on the same seed goes past that point
+        expect stop-4c 0 run "$LM" -p hello -n -1 --temp 3 -s $eos_seed -c 512 --json --ignore-eos &&
+            check stop-4d "--ignore-eos goes on past the EOS" python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
+sys.exit(0 if b["stop_reason"] == "context_full" and b["n_generated"] > a["n_generated"] else 1)' "$T/ll/eos.json" "$T/out"
+    else
+        skip stop-4 "no seed of 12 met EOS at temperature 3"
+    fi
+    # a reverse prompt: chosen from the greedy text; the run stops at the token
+    # that completes it, and the tokens before that do not hold it
+    if expect rev-0 0 run "$LM" -p "hello world" -n 24 --temp 0 --ignore-eos --json; then
+        cp "$T/out" "$T/ll/g.json"
+        RP=$(python3 -c '
+import json, sys
+t = json.load(open(sys.argv[1]))["text"]
+for k in range(4, len(t) - 2):
+    r = t[k:k + 2]
+    if "\ufffd" not in r and r.strip() == r and r and t.find(r) == k:
+        print(r); break' "$T/ll/g.json")
+        if [ -n "$RP" ] && expect rev-1 0 run "$LM" -p "hello world" -n 24 --temp 0 --ignore-eos --json -r "$RP"; then
+            cp "$T/out" "$T/ll/r.json"
+            check rev-1b "-r '$RP' stops at it: $(head -c 300 "$T/out")" python3 -c '
+import json, sys
+g = json.load(open(sys.argv[1])); r = json.load(open(sys.argv[2])); rp = sys.argv[3]
+ok = (r["stop_reason"] == "reverse_prompt" and r["reverse_prompt"] == rp and rp in r["text"]
+      and g["text"].startswith(r["text"]) and r["tokens"] == g["tokens"][:len(r["tokens"])]
+      and r["n_generated"] < g["n_generated"])
+sys.exit(0 if ok else 1)' "$T/ll/g.json" "$T/ll/r.json" "$RP"
+            check rev-1c "the stop line names the reverse prompt" has "$T/err" "^stopped: reverse_prompt (the text ends with the reverse prompt '$RP')$"
+            m=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["n_generated"] - 1)' "$T/ll/r.json")
+            expect rev-1d 0 run "$LM" -p "hello world" -n "$m" --temp 0 --ignore-eos --json &&
+                check rev-1e "the $m tokens before the stop do not hold '$RP'" python3 -c '
+import json, sys; sys.exit(0 if sys.argv[2] not in json.load(open(sys.argv[1]))["text"] else 1)' "$T/out" "$RP"
+            # several -r: the one that occurs counts; -r as text and -r in the stream agree
+            expect rev-2 0 run "$LM" -p "hello world" -n 24 --temp 0 --ignore-eos -r "@@never@@" --reverse-prompt "$RP" \
+                --no-display-prompt &&
+                check rev-2b "the streamed text is the --json text" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["text"]; s = open(sys.argv[2], encoding="utf-8").read()
+sys.exit(0 if s == r + "\n" else 1)' "$T/ll/r.json" "$T/out"
+        else
+            skip rev-1 "no reverse prompt could be picked from the greedy text"
+        fi
+    fi
+
+    # ---- a context beyond the trained length ----
+    expect ctx-1 0 run "$LM" -p hello -n 2 -c $((MAXPOS + 1)) &&
+        check ctx-1b "a warning names the trained length: $(head -n 1 "$T/err")" \
+            has "$T/err" "warning: a context of $((MAXPOS + 1)) tokens is beyond the $MAXPOS positions"
+    expect ctx-2 0 run "$LM" -p hello -n 2 -c "$MAXPOS" &&
+        check ctx-2b "no warning at the trained length" sh -c "! grep -q 'beyond the' '$T/err'"
+    if [ -x "$SERVER" ]; then
+        timeout 20 "$SERVER" -m "$LM" --allow-plaintext --port 0 -c $((MAXPOS + 1)) >"$T/out" 2>"$T/err"
+        rc=$?
+        check ctx-3 "ds-server with a context beyond the trained length exited $rc, want 1" test "$rc" -eq 1
+        check ctx-3b "the refusal names --allow-long-ctx: $(tail -n 1 "$T/err")" has "$T/err" "beyond the $MAXPOS positions.*--allow-long-ctx"
+        "$SERVER" -m "$LM" --allow-plaintext --port 0 --ctx-size $((MAXPOS + 1)) --allow-long-ctx -t 1 >"$T/out" 2>"$T/err" &
+        sp=$!
+        for _i in $(seq 100); do grep -q "listening on" "$T/err" && break; sleep 0.1; done
+        kill "$sp" 2>/dev/null
+        wait "$sp" 2>/dev/null
+        check ctx-4 "--allow-long-ctx serves it, with n_ctx $((MAXPOS + 1)) and a warning" \
+            sh -c "grep -q 'listening on' '$T/err' && grep -q 'n_ctx=$((MAXPOS + 1))' '$T/err' && grep -q 'warning: n_ctx' '$T/err'"
+    else
+        skip ctx-3 "no $SERVER"
+    fi
+    expect ctx-5 0 bench "$LM" -p "$MAXPOS" -n 2 -t 1 && check ctx-5b "ds bench warns past the trained length" \
+        has "$T/err" "beyond the $MAXPOS positions"
+
+    # ---- the other commands take -m, -t, -c ----
+    expect mopt-1 0 tokenize "$LM" "hello world" && cp "$T/out" "$T/ll/tok.txt"
+    expect mopt-1b 0 tokenize -m "$LM" "hello world" && check mopt-1c "tokenize -m" cmp -s "$T/out" "$T/ll/tok.txt"
+    expect mopt-2 0 inspect "$LM" --json && cp "$T/out" "$T/ll/insp.json"
+    expect mopt-2b 0 inspect -m "$LM" --json && check mopt-2c "inspect -m" cmp -s "$T/out" "$T/ll/insp.json"
+    expect mopt-3 0 verify -m "$LM" -t 1
+    expect mopt-4 0 logits -m "$LM" --tokens 1,2,3 -o "$T/ll/a.bin" -t 1
+    expect mopt-4b 0 logits "$LM" --tokens 1,2,3 --out "$T/ll/b.bin" --threads 1 &&
+        check mopt-4c "logits -m -t -o" cmp -s "$T/ll/a.bin" "$T/ll/b.bin"
+    head -c 4000 README.md >"$T/ll/text.txt"
+    expect mopt-5 0 perplexity -m "$LM" -f "$T/ll/text.txt" -c 32 -t 1 --chunks 2 --json && cp "$T/out" "$T/ll/p1.json"
+    expect mopt-5b 0 perplexity "$LM" --file "$T/ll/text.txt" --ctx 32 --threads 1 --chunks 2 --json &&
+        check mopt-5c "perplexity -m -c -t" python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
+sys.exit(0 if a["perplexity"] == b["perplexity"] and a["n_ctx"] == b["n_ctx"] == 32 else 1)' "$T/ll/p1.json" "$T/out"
+
+    # ---- ds bench --json: one object with the figures ----
+    if expect bjson-1 0 bench -m "$LM" -p 4 -n 4 -t 1 --cache-mb 1 -r 2 --json; then
+        check bjson-1b "bench --json: $(head -c 200 "$T/out")" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = d["run"]
+ok = (d["repeat"] == 2 and len(d["decode_tok_s_all"]) == 2 and r["prompt_tokens"] == 4 and r["gen_tokens"] == 4
+      and r["threads"] == 1 and r["decode_tok_s"] > 0 and r["prefill_tok_s"] > 0 and not r["resident"]
+      and r["decode_pager"]["n_slots"] > 0 and r["decode_tok_s"] in d["decode_tok_s_all"]
+      and 0 <= r["hit_rate"] <= 1 and r["peak_rss_mb"] > 0)
+sys.exit(0 if ok else 1)' "$T/out"
+        check bjson-1c "bench --json writes nothing else on stdout" test "$(wc -l <"$T/out" | tr -d ' ')" = 1
+    fi
+    if expect bjson-2 0 bench "$LM" --sweep 100,50 -p 4 -n 4 -t 1 --prefetch off --out "$T/ll/sweep" --json; then
+        check bjson-2b "bench --sweep --json: a run per setting, as in sweep.csv" python3 -c '
+import csv, json, sys
+d = json.load(open(sys.argv[1]))
+rows = list(csv.DictReader(open(sys.argv[2])))
+csv_tps = {float(r["budget_pct"]): float(r["decode_tok_s"]) for r in rows}
+# the CSV has 4 decimals, the JSON 9 significant digits
+ok = (len(d["runs"]) == len(rows) == 2 and d["tokens_identical"] is True
+      and sorted(r["budget_pct"] for r in d["runs"]) == [50, 100]
+      and all(abs(r["decode_tok_s"] - csv_tps[r["budget_pct"]]) <= 1e-3 for r in d["runs"]))
+sys.exit(0 if ok else 1)' "$T/out" "$T/ll/sweep/sweep.csv"
+    fi
+
+    # ---- ds chat: commands ----
+    # unknown /commands are refused, not sent; // sends a line beginning with /
+    printf 'first\n/frobnicate now\n//second\n/help\n' | "$DS" chat "$LM" -n 3 --temp 0 --stats >"$T/out" 2>"$T/err"
+    rc=$?
+    check chat-10 "chat exited $rc, want 0" test "$rc" -eq 0
+    check chat-10b "two replies (the unknown command sent nothing): $(grep -c "$STATS_RE" "$T/err")" \
+        test "$(grep -c "$STATS_RE" "$T/err")" = 2
+    check chat-10c "the unknown command is named" has "$T/err" "unknown command '/frobnicate' (not sent to the model)"
+    check chat-10d "/help lists /save and /load" sh -c "grep -q '/save FILE' '$T/err' && grep -q '/load FILE' '$T/err'"
+    # /save after two turns; a new chat that loads it gives the third turn of an unbroken one
+    printf 'alpha\nbeta\n/save %s\ngamma\n' "$T/ll/conv.json" |
+        "$DS" chat "$LM" -n 4 --temp 0 --stats --system "Be brief." >"$T/ll/chatA.out" 2>"$T/ll/chatA.err"
+    rc=$?
+    check chat-11 "chat with /save exited $rc, want 0" test "$rc" -eq 0
+    check chat-11b "the saved conversation: system, two user turns and their replies" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+roles = [m["role"] for m in d["messages"]]
+c = [m["content"] for m in d["messages"]]
+sys.exit(0 if roles == ["system", "user", "assistant", "user", "assistant"] and c[0] == "Be brief."
+         and c[1] == "alpha" and c[3] == "beta" else 1)' "$T/ll/conv.json"
+    printf '/load %s\ngamma\n' "$T/ll/conv.json" | "$DS" chat -m "$LM" -n 4 --temp 0 --stats >"$T/ll/chatB.out" 2>"$T/ll/chatB.err"
+    rc=$?
+    check chat-12 "chat with /load exited $rc, want 0" test "$rc" -eq 0
+    pa=$(grep "$STATS_RE" "$T/ll/chatA.err" | sed -n 3p | sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p')
+    pb=$(grep "$STATS_RE" "$T/ll/chatB.err" | sed -n 1p | sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p')
+    check chat-12b "the loaded conversation is the saved one: third turn of $pa prompt tokens, after /load $pb" \
+        test -n "$pa" -a "$pa" = "$pb"
+    # a malformed or misshapen file is refused and the conversation kept
+    printf '{"messages": [{"role": "user", "content": "x"}' >"$T/ll/trunc.json"
+    printf '{"messages": [{"role": "tool", "content": "x"}]}' >"$T/ll/role.json"
+    printf '[1, 2]' >"$T/ll/arr.json"
+    printf 'alpha\nbeta\n' | "$DS" chat "$LM" -n 4 --temp 0 --stats >/dev/null 2>"$T/ll/ref.err"
+    printf 'alpha\n/load %s\n/load %s\n/load %s\n/load %s\n/load\nbeta\n' "$T/ll/trunc.json" "$T/ll/role.json" \
+        "$T/ll/arr.json" "$T/ll/absent.json" | "$DS" chat "$LM" -n 4 --temp 0 --stats >/dev/null 2>"$T/err"
+    rc=$?
+    check chat-13 "chat after failed /loads exited $rc, want 0" test "$rc" -eq 0
+    check chat-13b "truncated JSON is named" has "$T/err" "trunc.json: not valid JSON: .* at byte"
+    check chat-13c "a bad role is named" has "$T/err" 'role.json: messages\[0\].role: want system, user or assistant, not "tool"'
+    check chat-13d "a bad shape is named" has "$T/err" "arr.json: want an object"
+    check chat-13e "a missing file is named" has "$T/err" "absent.json: No such file"
+    check chat-13f "/load without a file is named" has "$T/err" "/load needs a file name"
+    p1=$(grep "$STATS_RE" "$T/err" | sed -n 2p | sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p')
+    p0=$(grep "$STATS_RE" "$T/ll/ref.err" | sed -n 2p | sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p')
+    check chat-13g "the conversation is unchanged: second turn of $p1 prompt tokens, $p0 without the /loads" \
+        test -n "$p0" -a "$p1" = "$p0"
+    printf 'alpha\n/save %s/no/such/dir/c.json\nbeta\n' "$T" | "$DS" chat "$LM" -n 2 --temp 0 --stats >/dev/null 2>"$T/err"
+    rc=$?
+    check chat-14 "a failed /save is reported and the chat goes on (rc $rc, $(grep -c "$STATS_RE" "$T/err") replies)" \
+        sh -c "[ $rc -eq 0 ] && grep -q '/save: .*No such file' '$T/err' && [ \$(grep -c '$STATS_RE' '$T/err') = 2 ]"
+    # -n -1 and --ignore-eos: a reply runs until the context is full
+    printf 'hi\n' | "$DS" chat "$LM" -n -1 --ignore-eos -c 48 --stats >/dev/null 2>"$T/err"
+    rc=$?
+    pp=$(stat_field "$T/err" prompt)
+    check chat-15 "chat -n -1 --ignore-eos -c 48: $(stat_field "$T/err" generated) tokens after $pp, want 48 - $pp + 1" \
+        test "$rc" -eq 0 -a "$(stat_field "$T/err" generated)" = $((48 - ${pp:-0} + 1))
+    # line editing and history on a terminal (a pty), where the build has libedit:
+    # "helo", two left arrows, "l" is "hello"; the up arrow recalls it; Ctrl-C
+    # at the prompt drops the line typed so far
+    if "$DS" chat --help | grep -q "this build has it" && python3 -c 'import pty' 2>/dev/null; then
+        python3 - "$DS" "$LM" "$T/ll/pty.json" >"$T/out" 2>&1 <<'PY'
+import os, pty, select, sys, time
+ds, model, save = sys.argv[1:4]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(ds, [ds, "chat", model, "-n", "2", "--temp", "0", "--stats"])
+out = b""
+def wait_for(pat, after=0, t=30):
+    """Reads until pat appears at or after byte `after`; returns where it ends."""
+    global out
+    end = time.time() + t
+    while time.time() < end:
+        k = out.find(pat, after)
+        if k >= 0:
+            return k + len(pat)
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                c = os.read(fd, 4096)
+            except OSError:
+                break
+            if not c:
+                break
+            out += c
+    sys.exit("timed out waiting for %r in %r" % (pat, out))
+def send(b):
+    """Types b a moment after the prompt: libedit may flush input that comes
+    while it sets the terminal up."""
+    time.sleep(0.2)
+    os.write(fd, b)
+at = wait_for(b"> ")
+send(b"helo\x1b[D\x1b[Dl\r")
+at = wait_for(b"> ", wait_for(b"generated:", at))
+send(b"\x1b[A\r")
+at = wait_for(b"> ", wait_for(b"generated:", at))
+send(b"never sent")
+time.sleep(0.3)
+send(b"\x03")
+at = wait_for(b"\r\n> ", wait_for(b"never sent", at))
+send(("/save " + save + "\r").encode())
+at = wait_for(b"> ", wait_for(b"(saved", at))
+for i in range(100):
+    if i % 10 == 0:
+        send(b"\x04")   # Ctrl-D: the end (again, should one be lost)
+    p, st = os.waitpid(pid, os.WNOHANG)
+    if p:
+        sys.exit(os.waitstatus_to_exitcode(st))
+    time.sleep(0.1)
+os.kill(pid, 9)
+sys.exit(99)
+PY
+        rc=$?
+        check chat-17 "chat on a pty exited $rc (want 0): $(tail -c 200 "$T/out")" test "$rc" -eq 0
+        check chat-17b "edited and recalled lines reach the model as typed, the dropped one not at all" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+users = [m["content"] for m in d["messages"] if m["role"] == "user"]
+sys.exit(0 if users == ["hello", "hello"] else 1)' "$T/ll/pty.json"
+    else
+        skip chat-17 "ds built without libedit (or no python pty): no line editing to test"
+    fi
+    # -r ends a reply
+    printf 'hi\n' | "$DS" chat "$LM" -n 24 --temp 0 --ignore-eos --stats >"$T/ll/c1.out" 2>"$T/err"
+    g1=$(stat_field "$T/err" generated)
+    CR=$(python3 -c '
+import sys
+t = open(sys.argv[1], encoding="utf-8").read().rstrip("\n")
+for k in range(4, len(t) - 2):
+    r = t[k:k + 2]
+    if "\ufffd" not in r and r.strip() == r and r and t.find(r) == k:
+        print(r); break' "$T/ll/c1.out")
+    if [ -n "$CR" ]; then
+        printf 'hi\n' | "$DS" chat "$LM" -n 24 --temp 0 --ignore-eos --stats -r "$CR" >"$T/out" 2>"$T/err"
+        check chat-16 "-r '$CR' ends the reply early ($(stat_field "$T/err" generated) of $g1 tokens)" python3 -c '
+import sys
+a = open(sys.argv[1], encoding="utf-8").read().rstrip("\n"); b = open(sys.argv[2], encoding="utf-8").read().rstrip("\n")
+sys.exit(0 if sys.argv[3] in b and a.startswith(b) and len(b) < len(a) else 1)' "$T/ll/c1.out" "$T/out" "$CR"
+    else
+        skip chat-16 "no reverse prompt could be picked from the reply"
     fi
 fi
 

@@ -8,12 +8,14 @@
 
 #include "tools/cli.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* ==== Messages and values =============================================== */
@@ -254,8 +256,11 @@ void secret_params(const secret *s, ds_model_params *mp) {
 int model_option(argscan *a, model_opts *o, int which) {
     const char *v;
     if (key_option(a, &o->ko, 0)) return 1;
-    if ((which & MO_THREADS) && is_opt(a, "--threads", &v)) return set_once(a, &o->threads_s, v, "--threads"), 1;
-    if ((which & MO_CTX) && is_opt(a, "--ctx", &v)) return set_once(a, &o->ctx_s, v, "--ctx"), 1;
+    /* -t, -c and --ctx-size: llama.cpp's spellings */
+    if ((which & MO_THREADS) && (is_opt(a, "--threads", &v) || is_opt(a, "-t", &v)))
+        return set_once(a, &o->threads_s, v, "--threads"), 1;
+    if ((which & MO_CTX) && (is_opt(a, "--ctx", &v) || is_opt(a, "--ctx-size", &v) || is_opt(a, "-c", &v)))
+        return set_once(a, &o->ctx_s, v, "--ctx"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--cache-mb", &v)) return set_once(a, &o->cache_s, v, "--cache-mb"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--evict", &v)) return set_once(a, &o->evict_s, v, "--evict"), 1;
     if ((which & MO_CACHE) && is_opt(a, "--prefetch", &v)) return set_once(a, &o->prefetch_s, v, "--prefetch"), 1;
@@ -344,6 +349,48 @@ void model_opts_params(const model_opts *o, ds_model_params *mp) {
     mp->huge_pages = !o->no_huge_pages;
 }
 
+/* ==== Model paths and the trained length ================================ */
+
+/* Does the directory hold config.json and at least one *.safetensors? */
+static int is_hf_dir(const char *path) {
+    DIR *d = opendir(path);
+    int config = 0, tensors = 0;
+    if (!d) return 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t n = strlen(e->d_name);
+        if (!strcmp(e->d_name, "config.json")) config = 1;
+        else if (n > 12 && !strcmp(e->d_name + n - 12, ".safetensors")) tensors = 1;
+    }
+    closedir(d);
+    return config && tensors;
+}
+
+const char *model_path_hint(const char *path, char *buf, size_t len) {
+    struct stat sb;
+    if (!path || !len || stat(path, &sb) != 0) return "";
+    buf[0] = '\0';
+    if (S_ISDIR(sb.st_mode) && is_hf_dir(path)) {
+        snprintf(buf, len, " (this is a Hugging Face checkpoint: convert it first with `ds convert %s out.dsm`)", path);
+    } else if (S_ISREG(sb.st_mode)) {
+        /* a GGUF file begins with the bytes "GGUF" */
+        char magic[4] = {0};
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            size_t got = fread(magic, 1, sizeof magic, f);
+            fclose(f);
+            if (got == 4 && !memcmp(magic, "GGUF", 4))
+                snprintf(buf, len, " (this is a GGUF file: convert it first with `ds convert %s out.dsm`)", path);
+        }
+    }
+    return buf;
+}
+
+int ctx_beyond_trained(const ds_model *m, int n_ctx) {
+    ds_model_config cfg;
+    if (!m || ds_model_get_config(m, &cfg) != DS_OK) return 0;
+    return cfg.max_position_embeddings > 0 && n_ctx > cfg.max_position_embeddings ? cfg.max_position_embeddings : 0;
+}
+
 /* ==== Stop signals ====================================================== */
 
 static const int stop_signals[] = {SIGINT, SIGTERM};
@@ -352,8 +399,7 @@ static const int stop_signals[] = {SIGINT, SIGTERM};
 volatile sig_atomic_t g_interrupted;
 
 static void on_signal(int sig) {
-    (void)sig;
-    g_interrupted = 1;
+    g_interrupted = sig;   /* which one: ds chat treats Ctrl-C at its prompt apart */
 }
 
 void install_signals(void) {

@@ -10,6 +10,7 @@
 #define DS_TOOLS_CLI_H
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "deepseek.h"
@@ -153,10 +154,24 @@ int model_opts_check(const char *cmd, model_opts *o);
  * the caller's. */
 void model_opts_params(const model_opts *o, ds_model_params *mp);
 
+/* ==== Model paths and the trained length ================================== */
+
+/* When `path` is not a container but something `ds convert` takes (a
+ * directory with config.json and *.safetensors: a Hugging Face checkpoint;
+ * a GGUF file), a hint to append to the failure's message, written into buf:
+ * " (this is a Hugging Face checkpoint: convert it first with `ds convert
+ * DIR out.dsm`)"; "" otherwise. */
+const char *model_path_hint(const char *path, char *buf, size_t len);
+#define PATH_HINT_MAX 4200   /* room for the hint with a path of PATH_MAX */
+
+/* The length the model was trained for (its config's max_position_embeddings,
+ * YaRN's scaling included) when n_ctx goes beyond it; 0 when it does not. */
+int ctx_beyond_trained(const ds_model *m, int n_ctx);
+
 /* ==== Stop signals (SIGINT, SIGTERM) ====================================== */
 
-/* Set by the handler install_signals() installs; long operations poll it and
- * ask the library to stop. */
+/* Set by the handler install_signals() installs (to the signal's number);
+ * long operations poll it and ask the library to stop. */
 extern volatile sig_atomic_t g_interrupted;
 void install_signals(void);
 

@@ -8,10 +8,13 @@
  *     ds keygen  <file>
  *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--json]
  *     ds verify  <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--threads N]
- *     ds run     <model.dsm> [key] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
+ *     ds run     <model.dsm> [key] -p PROMPT | -f FILE [-n N] [--temp T] [--top-k K] [--top-p P]
  *                [--min-p P] [--repeat-penalty R] [--seed S] [--threads N] [--ctx N]
  *                [--cache-mb M] [--evict lru|lfu] [--prefetch auto|always|off]
+ *                [--ignore-eos] [-r STR]... [--no-display-prompt] [--json]
  *     ds chat    <model.dsm> [key] [--system TEXT] [sampling and model options as run]
+ *     (llama.cpp's spellings too: -m/--model FILE for the model, -t, -c/--ctx-size,
+ *     -s, --n-predict, -n -1; man/ds.1 has them all)
  *     ds tokenize <model.dsm> [key] [--bos] TEXT
  *     ds logits  <model.dsm> [key] --tokens 1,2,3 --out FILE
  *     ds perplexity <model.dsm> [key] --file TEXT [--ctx N] [--chunks K] [--kl-divergence BASE.dsm]
@@ -30,6 +33,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "deepseek.h"
+#include "tools/chat_file.h"
 #include "tools/cli.h"
 
 #include <errno.h>
@@ -221,6 +225,34 @@ static void json_str(FILE *f, const char *s) {
 static void json_float(FILE *f, double v) {
     if (isfinite(v)) fprintf(f, "%.9g", v);
     else fputs("null", f);
+}
+
+/* ==== The model path ===================================================== */
+
+/* -m/--model: the model as an option (llama.cpp's spelling) instead of the
+ * positional argument. Returns 1 when the current argument was it. */
+static int model_path_option(argscan *a, const char **path) {
+    const char *v;
+    if (!is_opt(a, "-m", &v) && !is_opt(a, "--model", &v)) return 0;
+    if (a->bad) return 1;
+    if (*path) {
+        a->bad = 1;
+        usage_error(a->cmd, "the model is given twice ('%s' and '%s')", *path, v);
+    } else if (!v[0]) {
+        a->bad = 1;
+        usage_error(a->cmd, "-m/--model needs a file name");
+    } else {
+        *path = v;
+    }
+    return 1;
+}
+
+/* A positional model path; *path may already hold one from -m. Returns 0 or
+ * EXIT_USAGE (message printed). */
+static int model_path_positional(const char *cmd, const char **path, const char *arg, const char *extra) {
+    if (*path) return usage_error(cmd, "too many arguments ('%s')%s", arg, extra);
+    *path = arg;
+    return 0;
 }
 
 /* ==== ds keygen =========================================================== */
@@ -466,6 +498,7 @@ static const char inspect_help[] =
     "config, tokenizer summary, tensor directory and segment table, and says\n"
     "whether the header was authenticated. Nothing is decrypted beyond the\n"
     "metadata.\n"
+    "  -m, --model FILE  the model, instead of the positional <model.dsm>\n"
     "  --json            one JSON object on stdout instead of text\n"
     "  --allow-plaintext with a key, open a plaintext (unencrypted) file anyway\n"
     "  -v, --verbose     also print the library's notices\n";
@@ -752,12 +785,12 @@ static int cmd_inspect(int argc, char **argv) {
         int p = is_positional(&a);
         if (p < 0) continue;
         if (p) {
-            if (path) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
-            path = argv[a.i];
+            int rc = model_path_positional(cmd, &path, argv[a.i], "");
+            if (rc) return rc;
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(inspect_help, stdout);
             return 0;
-        } else if (key_option(&a, &ko, 0)) {
+        } else if (model_path_option(&a, &path) || key_option(&a, &ko, 0)) {
         } else if (is_flag(&a, "--json")) {
             json = 1;
         } else if (is_flag(&a, "--verbose") || is_flag(&a, "-v")) {
@@ -773,8 +806,9 @@ static int cmd_inspect(int argc, char **argv) {
 
     /* ---- public header: needs no key ---- */
     ds_file_info fi;
+    char hint[PATH_HINT_MAX];
     ds_status st = ds_file_info_read(path, &fi);
-    if (st != DS_OK) return fail(cmd, "%s", errmsg(st));
+    if (st != DS_OK) return fail(cmd, "%s%s", errmsg(st), model_path_hint(path, hint, sizeof hint));
 
     int have_secret = ko.key_file || ko.pass_env;
     int full = have_secret || fi.cipher == DS_CIPHER_NONE;
@@ -831,7 +865,8 @@ static const char verify_help[] =
     "Authenticates the header and every chunk of every segment (nothing\n"
     "decrypted is kept). Exits 0 only when all pass; otherwise names the first\n"
     "bad segment. With a key, a plaintext (unencrypted) file is refused.\n"
-    "  --threads N       worker threads (default 0 = all online CPUs)\n"
+    "  -m, --model FILE  the model, instead of the positional <model.dsm>\n"
+    "  -t, --threads N   worker threads (default 0 = all online CPUs)\n"
     "  --allow-plaintext with a key, verify a plaintext file anyway\n"
     "  -v, --verbose     also print the library's notices\n";
 
@@ -848,13 +883,13 @@ static int cmd_verify(int argc, char **argv) {
         int p = is_positional(&a);
         if (p < 0) continue;
         if (p) {
-            if (path) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
-            path = argv[a.i];
+            int rc = model_path_positional(cmd, &path, argv[a.i], "");
+            if (rc) return rc;
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(verify_help, stdout);
             return 0;
-        } else if (key_option(&a, &ko, 0)) {
-        } else if (is_opt(&a, "--threads", &v)) {
+        } else if (model_path_option(&a, &path) || key_option(&a, &ko, 0)) {
+        } else if (is_opt(&a, "--threads", &v) || is_opt(&a, "-t", &v)) {
             set_once(&a, &threads_s, v, "--threads");
         } else if (is_flag(&a, "--verbose") || is_flag(&a, "-v")) {
             verbose = 1;
@@ -872,8 +907,9 @@ static int cmd_verify(int argc, char **argv) {
 
     /* ---- header, key, open ---- */
     ds_file_info fi;
+    char hint[PATH_HINT_MAX];
     ds_status st = ds_file_info_read(path, &fi);
-    if (st != DS_OK) return fail(cmd, "%s", errmsg(st));
+    if (st != DS_OK) return fail(cmd, "%s%s", errmsg(st), model_path_hint(path, hint, sizeof hint));
     int have_secret = ko.key_file || ko.pass_env;
     if (fi.cipher != DS_CIPHER_NONE && !have_secret)
         return fail(cmd, "%s is encrypted: give --key-file F or --passphrase-env VAR", path);
@@ -934,7 +970,8 @@ static ds_model *open_model(const char *cmd, const char *path, const model_opts 
     ds_file_info fi;
     ds_status st = ds_file_info_read(path, &fi);
     if (st != DS_OK) {
-        fail(cmd, "%s", errmsg(st));
+        char hint[PATH_HINT_MAX];
+        fail(cmd, "%s%s", errmsg(st), model_path_hint(path, hint, sizeof hint));
         return NULL;
     }
     int have_secret = o->ko.key_file || o->ko.pass_env;
@@ -978,7 +1015,13 @@ static int new_context(const char *cmd, ds_model *m, const model_opts *o, int n_
     cp.n_ctx = n_ctx;
     cp.n_threads = o->threads;
     ds_status st = ds_context_new(c, m, &cp);
-    return st == DS_OK ? 0 : fail(cmd, "%s", errmsg(st));
+    if (st != DS_OK) return fail(cmd, "%s", errmsg(st));
+    /* allowed (YaRN-style scaling may carry a model further), but said */
+    int n = ds_context_n_ctx(*c), trained = ctx_beyond_trained(m, n);
+    if (trained)
+        fprintf(stderr, "ds %s: warning: a context of %d tokens is beyond the %d positions the model was trained for "
+                "(max_position_embeddings); what it makes past position %d is unreliable\n", cmd, n, trained, trained);
+    return 0;
 }
 
 /* Opens the model with its weights and a context on it. Returns 0, or
@@ -998,13 +1041,37 @@ static int open_inference(const char *cmd, const char *path, const model_opts *o
 
 /* ==== Sampling options (run, chat) ======================================== */
 
+/* Most -r/--reverse-prompt strings a command line may give. */
+#define MAX_REVERSE 16
+
 typedef struct sample_opts {
     const char *n_s, *temp_s, *top_k_s, *top_p_s, *min_p_s, *rep_s, *rep_n_s, *freq_s, *pres_s, *seed_s;
+    int ignore_eos;                      /* --ignore-eos */
+    const char *rev[MAX_REVERSE];        /* -r/--reverse-prompt, in order */
+    int n_rev;
+    uint64_t seed;                       /* the seed used (set by sample_opts_make) */
 } sample_opts;
 
+/* -n, -s, -r and --n-predict are llama.cpp's spellings. */
 static int sample_option(argscan *a, sample_opts *o) {
     const char *v;
-    if (is_opt(a, "-n", &v) || is_opt(a, "--max-tokens", &v)) return set_once(a, &o->n_s, v, "-n"), 1;
+    if (is_opt(a, "-n", &v) || is_opt(a, "--n-predict", &v) || is_opt(a, "--max-tokens", &v))
+        return set_once(a, &o->n_s, v, "-n"), 1;
+    if (is_flag(a, "--ignore-eos")) return o->ignore_eos = 1, 1;
+    if (is_opt(a, "-r", &v) || is_opt(a, "--reverse-prompt", &v)) {
+        if (a->bad) return 1;
+        if (!v[0]) {
+            a->bad = 1;
+            usage_error(a->cmd, "-r/--reverse-prompt needs a non-empty string");
+        } else if (o->n_rev == MAX_REVERSE) {
+            a->bad = 1;
+            usage_error(a->cmd, "at most %d -r/--reverse-prompt strings", MAX_REVERSE);
+        } else {
+            o->rev[o->n_rev++] = v;
+        }
+        return 1;
+    }
+    if (is_opt(a, "-s", &v)) return set_once(a, &o->seed_s, v, "--seed"), 1;
     if (is_opt(a, "--temp", &v)) return set_once(a, &o->temp_s, v, "--temp"), 1;
     if (is_opt(a, "--top-k", &v)) return set_once(a, &o->top_k_s, v, "--top-k"), 1;
     if (is_opt(a, "--top-p", &v)) return set_once(a, &o->top_p_s, v, "--top-p"), 1;
@@ -1040,15 +1107,18 @@ static uint64_t fresh_seed(void) {
 
 /* Builds the sampler and the token budget. Bad values are usage errors
  * (exit 2): the library's validation names the parameter. */
-static int sample_opts_make(const char *cmd, const sample_opts *o, int default_n, ds_sampler **out, int *max_tokens) {
+static int sample_opts_make(const char *cmd, sample_opts *o, int default_n, ds_sampler **out, int *max_tokens) {
     ds_sampler_params sp = ds_sampler_default_params();
     uint64_t v;
     *out = NULL;
     *max_tokens = default_n;
     if (o->n_s) {
-        if (!parse_u64(o->n_s, INT32_MAX, &v))
-            return usage_error(cmd, "-n needs a whole number of tokens, not '%s'", o->n_s);
-        *max_tokens = (int)v;
+        /* -1 (llama.cpp's): no limit but the end of sequence and the context */
+        if (!strcmp(o->n_s, "-1")) *max_tokens = -1;
+        else if (parse_u64(o->n_s, INT32_MAX, &v)) *max_tokens = (int)v;
+        else
+            return usage_error(cmd, "-n needs a whole number of tokens, or -1 for no limit (until the end of "
+                                    "sequence or a full context), not '%s'", o->n_s);
     }
     struct {
         const char *s, *name;
@@ -1077,6 +1147,7 @@ static int sample_opts_make(const char *cmd, const sample_opts *o, int default_n
     } else {
         sp.seed = fresh_seed();
     }
+    o->seed = sp.seed;
     ds_status st = ds_sampler_new(out, &sp);
     if (st == DS_ERR_INVALID_ARG) return usage_error(cmd, "%s", errmsg(st));
     if (st != DS_OK) return fail(cmd, "%s", errmsg(st));
@@ -1089,40 +1160,151 @@ static int sample_opts_make(const char *cmd, const sample_opts *o, int default_n
 typedef struct stream {
     const char *cmd;
     int write_failed;
-    char *text;               /* chat: the reply so far (NUL-terminated), else NULL */
+    char *text;               /* the text so far (NUL-terminated) when keep, else NULL */
     size_t len, cap;
-    int keep;                 /* collect into text */
+    int keep;                 /* collect into text (chat's reply, run --json, -r) */
     int oom;
+    int quiet;                /* print nothing (run --json) */
+    const char *const *rev;   /* -r strings: stop once the text ends with one */
+    int n_rev;
+    int rev_hit;              /* index of the one that stopped it, or -1 */
+    int32_t *ids;             /* the generated ids when keep_ids (run --json) */
+    size_t n_ids, cap_ids;
+    int keep_ids;
 } stream;
 
-/* ds_token_fn: prints the piece at once (streaming) and, for chat, keeps it.
- * Ctrl-C stops the generation. */
+static void stream_init(stream *s, const char *cmd) {
+    memset(s, 0, sizeof *s);
+    s->cmd = cmd;
+    s->rev_hit = -1;
+}
+
+static void stream_free(stream *s) {
+    free(s->text);
+    free(s->ids);
+    s->text = NULL;
+    s->ids = NULL;
+}
+
+/* Appends len bytes to the kept text. 0 when out of memory. */
+static int stream_keep(stream *s, const char *piece, size_t len) {
+    if (s->len + len + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 256;
+        while (cap < s->len + len + 1) cap *= 2;
+        char *p = realloc(s->text, cap);
+        if (!p) return 0;
+        s->text = p;
+        s->cap = cap;
+    }
+    memcpy(s->text + s->len, piece, len);
+    s->len += len;
+    s->text[s->len] = '\0';
+    return 1;
+}
+
+/* The first -r string that ends within the text's last `added` bytes (an
+ * occurrence that the piece just added completed), or -1. Like llama.cpp's
+ * reverse prompt, the string counts when a token carries more text after it. */
+static int stream_reverse_hit(const stream *s, size_t added) {
+    for (int i = 0; i < s->n_rev; i++) {
+        size_t L = strlen(s->rev[i]);
+        if (L > s->len) continue;
+        /* occurrences ending after len - added: starts from len - added - L + 1 */
+        size_t from = s->len - added + 1 > L ? s->len - added + 1 - L : 0;
+        for (size_t q = from; q + L <= s->len; q++)
+            if (!memcmp(s->text + q, s->rev[i], L)) return i;
+    }
+    return -1;
+}
+
+/* ds_token_fn: prints the piece at once (streaming) and keeps it where
+ * asked. A -r string at the end of the text or Ctrl-C stops the generation. */
 static int on_piece(void *user, int32_t token, const char *piece, size_t len) {
     stream *s = user;
-    (void)token;
+    if (token >= 0 && s->keep_ids) {
+        if (s->n_ids == s->cap_ids) {
+            size_t cap = s->cap_ids ? s->cap_ids * 2 : 64;
+            int32_t *p = realloc(s->ids, cap * sizeof *p);
+            if (!p) {
+                s->oom = 1;
+                return 1;
+            }
+            s->ids = p;
+            s->cap_ids = cap;
+        }
+        s->ids[s->n_ids++] = token;
+    }
     if (len) {
-        if (fwrite(piece, 1, len, stdout) != len || fflush(stdout) != 0) {
+        if (!s->quiet && (fwrite(piece, 1, len, stdout) != len || fflush(stdout) != 0)) {
             s->write_failed = 1;
             return 1;
         }
-        if (s->keep) {
-            if (s->len + len + 1 > s->cap) {
-                size_t cap = s->cap ? s->cap : 256;
-                while (cap < s->len + len + 1) cap *= 2;
-                char *p = realloc(s->text, cap);
-                if (!p) {
-                    s->oom = 1;
-                    return 1;
-                }
-                s->text = p;
-                s->cap = cap;
+        if (s->keep || s->n_rev) {
+            if (!stream_keep(s, piece, len)) {
+                s->oom = 1;
+                return 1;
             }
-            memcpy(s->text + s->len, piece, len);
-            s->len += len;
-            s->text[s->len] = '\0';
+            if (s->n_rev && (s->rev_hit = stream_reverse_hit(s, len)) >= 0) return 1;
         }
     }
     return g_interrupted ? 1 : 0;
+}
+
+/* Tokenizes a prompt as ds_generate does: the text as it is (token texts in
+ * it are tokens), with one leading BOS where the tokenizer adds one (not
+ * doubled when the text begins with the BOS token's text). *ids is
+ * malloc'd. */
+static ds_status encode_prompt(const ds_tokenizer *tok, const char *text, int32_t **ids, size_t *n) {
+    size_t len = strlen(text), cap = len + 2, got = 0;
+    *n = 0;
+    *ids = malloc(cap * sizeof **ids);
+    if (!*ids) return DS_ERR_NOMEM;
+    /* byte-level BPE: at most one id per byte, so one pass fits */
+    ds_status st = ds_tokenizer_encode(tok, text, len, 0, *ids + 1, cap - 1, &got);
+    if (st != DS_OK) {
+        free(*ids);
+        *ids = NULL;
+        return st;
+    }
+    int32_t bos = ds_tokenizer_adds_bos(tok) ? ds_tokenizer_bos(tok) : -1;
+    if (bos >= 0 && !(got > 0 && (*ids)[1] == bos)) {
+        (*ids)[0] = bos;
+        *n = got + 1;
+    } else {
+        memmove(*ids, *ids + 1, got * sizeof **ids);
+        *n = got;
+    }
+    return DS_OK;
+}
+
+/* The generation loop of run and chat on a tokenized prompt: continues the
+ * context with it (only what follows the prefix the context holds is
+ * evaluated), then generates at most max_tokens tokens (-1: no limit but the
+ * end of sequence and the context; 0: none, the prompt is only evaluated,
+ * which stops with DS_STOP_LENGTH). `echo` (may be NULL) is written to
+ * stdout once the prompt is in, before the first generated text. */
+static ds_status generate_ids(ds_context *c, ds_sampler *smp, const int32_t *ids, size_t n, int max_tokens,
+                              int ignore_eos, const char *echo, stream *out, ds_generate_stats *gs) {
+    ds_generate_params gp = ds_generate_default_params();
+    gp.max_tokens = max_tokens > 0 ? max_tokens : 0;   /* the library's 0 is "no limit" */
+    gp.on_token = on_piece;
+    gp.user = out;
+    gp.ignore_eos = ignore_eos;
+    ds_generator *g = NULL;
+    memset(gs, 0, sizeof *gs);
+    gs->n_prompt = n > INT32_MAX ? INT32_MAX : (int)n;
+    ds_status st = ds_generator_new(&g, c, smp, ids, n, &gp);
+    if (st != DS_OK) return st;
+    if (echo && echo[0] && !out->quiet) {
+        size_t len = strlen(echo);
+        if (fwrite(echo, 1, len, stdout) != len || fflush(stdout) != 0) out->write_failed = 1;
+    }
+    while (st == DS_OK && max_tokens != 0 && !out->write_failed && ds_generator_stop_reason(g) == DS_STOP_NONE)
+        st = ds_generator_next(g, NULL, NULL);
+    ds_generator_stats(g, gs);
+    if (st == DS_OK && max_tokens == 0 && gs->stop_reason == DS_STOP_NONE) gs->stop_reason = DS_STOP_LENGTH;
+    ds_generator_free(g);
+    return st;
 }
 
 /* The prompt rate counts the tokens evaluated (a chat turn reuses the ones
@@ -1173,19 +1355,58 @@ static char *read_text(const char *cmd, const char *file, const char *what) {
     return buf;
 }
 
+/* Why a generation stopped: the library's name for it, except where the
+ * command knows more (a -r string; Ctrl-C or SIGTERM). */
+static const char *stop_name(const ds_generate_stats *gs, const stream *out) {
+    if (out->rev_hit >= 0) return "reverse_prompt";
+    if (gs->stop_reason == DS_STOP_ABORT || (gs->stop_reason == DS_STOP_CALLBACK && g_interrupted))
+        return "interrupted";
+    return ds_stop_reason_name(gs->stop_reason);
+}
+
+/* "stopped: NAME (what it means)" on stderr, after the statistics line. */
+static void print_stop(const ds_generate_stats *gs, const stream *out, int max_tokens, int n_ctx) {
+    const char *name = stop_name(gs, out);
+    fflush(stdout);
+    fprintf(stderr, "stopped: %s", name);
+    if (out->rev_hit >= 0) fprintf(stderr, " (the text ends with the reverse prompt '%s')", out->rev[out->rev_hit]);
+    else if (!strcmp(name, "interrupted")) fprintf(stderr, " (a stop signal: Ctrl-C or SIGTERM)");
+    else if (gs->stop_reason == DS_STOP_EOS) fprintf(stderr, " (the model's end-of-sequence token)");
+    else if (gs->stop_reason == DS_STOP_LENGTH && max_tokens == 0) fprintf(stderr, " (-n 0: the prompt only)");
+    else if (gs->stop_reason == DS_STOP_LENGTH) fprintf(stderr, " (-n %d tokens generated)", max_tokens);
+    else if (gs->stop_reason == DS_STOP_CONTEXT_FULL)
+        fprintf(stderr, " (the context of %d tokens is full; -c N gives a larger one)", n_ctx);
+    fputc('\n', stderr);
+}
+
 static const char run_help[] =
     "usage: ds run <model.dsm> [--key-file F | --passphrase-env VAR] -p PROMPT | -f FILE [options]\n"
+    "       ds run -m <model.dsm> ... (the same)\n"
     "\n"
-    "Generates a continuation of PROMPT, streaming it to stdout as it comes,\n"
-    "and ends with a statistics line on stderr:\n"
+    "Generates a continuation of PROMPT, streaming it to stdout as it comes after\n"
+    "the prompt itself (as llama.cpp does; --no-display-prompt leaves it out), and\n"
+    "ends with two lines on stderr:\n"
     "    prompt: N tokens, X tok/s; generated: N tokens, Y tok/s\n"
-    "Generation stops at the end-of-sentence token, after -n tokens, when the\n"
-    "context is full, or on Ctrl-C.\n"
-    "Options:\n"
+    "    stopped: REASON (what it means)\n"
+    "REASON is eos (the model's end-of-sequence token), length (-n tokens\n"
+    "generated), context_full (the context is full), reverse_prompt (-r) or\n"
+    "interrupted (Ctrl-C).\n"
+    "Options (llama.cpp's spellings beside ours):\n"
+    "  -m, --model FILE          the model, instead of the positional <model.dsm>\n"
     "  -p, --prompt TEXT         the prompt (this or -f is required)\n"
-    "  -f, --prompt-file FILE    the prompt is the contents of FILE (- = stdin), read once the\n"
-    "                            model is open\n"
-    "  -n N                      most tokens to generate (default 128)\n"
+    "  -f, --file, --prompt-file FILE  the prompt is the contents of FILE (- = stdin), read\n"
+    "                            once the model is open\n"
+    "  -n, --n-predict, --max-tokens N  most tokens to generate (default 128; -1 = until the\n"
+    "                            end of sequence or a full context; 0 = only evaluate the prompt)\n"
+    "  --ignore-eos              never sample the end-of-sequence token (go on to -n or a full context)\n"
+    "  -r, --reverse-prompt STR  stop once the generated text ends with STR (it is printed); may\n"
+    "                            be given up to 16 times\n"
+    "  --no-display-prompt       print only the generated text, not the prompt before it\n"
+    "  --display-prompt          print the prompt before the generated text (the default)\n"
+    "  --json                    print nothing while generating, then one JSON object on stdout:\n"
+    "                            model, text, tokens (the generated ids), n_prompt, n_generated,\n"
+    "                            stop_reason, reverse_prompt, seed, timings (prompt_n, prompt_ms,\n"
+    "                            prompt_per_second, predicted_n, predicted_ms, predicted_per_second)\n"
     "  --temp T                  temperature; 0 = greedy (default 1)\n"
     "  --top-k K                 keep the K most likely tokens (0 = off, default)\n"
     "  --top-p P                 nucleus: the smallest set with mass P, 0 < P <= 1 (default 1 = off)\n"
@@ -1194,9 +1415,11 @@ static const char run_help[] =
     "  --repeat-last-n N         tokens the penalties look back over (default 64; 0 = all)\n"
     "  --frequency-penalty F     subtract F per earlier occurrence (default 0)\n"
     "  --presence-penalty F      subtract F once per token seen (default 0)\n"
-    "  --seed S                  random seed (default: a fresh one each run)\n"
-    "  --threads N               compute threads (default 0 = all online CPUs)\n"
-    "  --ctx N                   context size in tokens (default min(4096, model maximum))\n"
+    "  -s, --seed S              random seed (default: a fresh one each run)\n"
+    "  -t, --threads N           compute threads (default 0 = all online CPUs)\n"
+    "  -c, --ctx-size, --ctx N   context size in tokens (default min(4096, model maximum)); a\n"
+    "                            context beyond the length the model was trained for\n"
+    "                            (max_position_embeddings) is warned about\n"
     "  --cache-mb M              routed-expert cache budget in MiB (default 0 = all resident)\n"
     "  --evict lru|lfu           the cache's eviction: lfu (default) keeps the most used experts\n"
     "                            (counts halve over 32 tokens); lru the most recently used\n"
@@ -1218,6 +1441,19 @@ static const char run_help[] =
     "                            ask for 2 MiB transparent huge pages where the kernel has them)\n"
     "  -v, --verbose             also print the library's notices\n";
 
+/* The figures of a run, as llama.cpp's server names them in "timings". */
+static void json_timings(FILE *f, const ds_generate_stats *gs) {
+    fprintf(f, "{\"prompt_n\": %d, \"prompt_ms\": ", gs->n_evaluated);
+    json_float(f, gs->prompt_seconds * 1e3);
+    fprintf(f, ", \"prompt_per_second\": ");
+    json_float(f, gs->prompt_seconds > 0 ? gs->n_evaluated / gs->prompt_seconds : 0.0);
+    fprintf(f, ", \"predicted_n\": %d, \"predicted_ms\": ", gs->n_generated);
+    json_float(f, gs->generate_seconds * 1e3);
+    fprintf(f, ", \"predicted_per_second\": ");
+    json_float(f, gs->generate_seconds > 0 ? gs->n_generated / gs->generate_seconds : 0.0);
+    fputc('}', f);
+}
+
 static int cmd_run(int argc, char **argv) {
     const char *cmd = "run";
     argscan a = {cmd, argc, argv, 0, 0, 0};
@@ -1226,6 +1462,7 @@ static int cmd_run(int argc, char **argv) {
     memset(&mo, 0, sizeof mo);
     memset(&so, 0, sizeof so);
     const char *path = NULL, *prompt = NULL, *prompt_file = NULL;
+    int display = -1, json = 0;
 
     /* ---- parse the command line ---- */
     for (a.i = 1; a.i < argc && !a.bad; a.i++) {
@@ -1233,24 +1470,34 @@ static int cmd_run(int argc, char **argv) {
         int p = is_positional(&a);
         if (p < 0) continue;
         if (p) {
-            if (path) return usage_error(cmd, "too many arguments ('%s'); the prompt goes after -p", argv[a.i]);
-            path = argv[a.i];
+            int rc = model_path_positional(cmd, &path, argv[a.i], "; the prompt goes after -p");
+            if (rc) return rc;
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(run_help, stdout);
             return 0;
+        } else if (model_path_option(&a, &path)) {
         } else if (is_opt(&a, "-p", &v) || is_opt(&a, "--prompt", &v)) {
             set_once(&a, &prompt, v, "-p");
-        } else if (is_opt(&a, "-f", &v) || is_opt(&a, "--prompt-file", &v)) {
+        } else if (is_opt(&a, "-f", &v) || is_opt(&a, "--file", &v) || is_opt(&a, "--prompt-file", &v)) {
             set_once(&a, &prompt_file, v, "-f");
+        } else if (is_flag(&a, "--display-prompt") || is_flag(&a, "--no-display-prompt")) {
+            int d = is_flag(&a, "--display-prompt");
+            if (display >= 0 && display != d)
+                return usage_error(cmd, "--display-prompt and --no-display-prompt exclude each other");
+            display = d;
+        } else if (is_flag(&a, "--json")) {
+            json = 1;
         } else if (model_option(&a, &mo, MO_THREADS | MO_CTX | MO_CACHE) || sample_option(&a, &so)) {
         } else {
             return unknown_option(&a);
         }
     }
     if (a.bad) return EXIT_USAGE;
-    if (!path) return usage_error(cmd, "missing <model.dsm>");
+    if (!path) return usage_error(cmd, "missing <model.dsm> (or -m FILE)");
     if (!prompt && !prompt_file) return usage_error(cmd, "missing -p PROMPT (or -f FILE)");
     if (prompt && prompt_file) return usage_error(cmd, "-p and -f both give the prompt: use one");
+    if (prompt_file && !prompt_file[0]) return usage_error(cmd, "-f needs a file name (- = stdin)");
+    if (json && display == 1) return usage_error(cmd, "--json prints one JSON object: no --display-prompt with it");
     int rc = model_opts_check(cmd, &mo);
     if (rc) return rc;
     ds_sampler *smp = NULL;
@@ -1268,23 +1515,66 @@ static int cmd_run(int argc, char **argv) {
     /* the prompt from a file is read now, with the model open (a pipe's
      * writer can wait for this; the open may take long) */
     char *file_text = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    stream out;
+    stream_init(&out, cmd);
     if (prompt_file && !(prompt = file_text = read_text(cmd, prompt_file, "the prompt"))) {
-        ds_context_free(c);
-        ds_model_close(m);
-        ds_sampler_free(smp);
-        return EXIT_FAILURE;
+        rc = EXIT_FAILURE;
+        goto done;
+    }
+    ds_status st = encode_prompt(ds_model_tokenizer(m), prompt, &ids, &n_ids);
+    if (st != DS_OK) {
+        rc = fail(cmd, "the prompt: %s", st == DS_ERR_NOMEM ? "out of memory" : errmsg(st));
+        goto done;
+    }
+    if (n_ids == 0) {
+        rc = fail(cmd, "the prompt is empty and the model's tokenizer adds no BOS token");
+        goto done;
     }
 
-    /* ---- generate, streaming ---- */
+    /* ---- generate, streaming (or quietly, for --json) ---- */
     install_signals();
     ds_context_set_abort(c, interrupted, NULL);
-    stream out = {cmd, 0, NULL, 0, 0, 0, 0};
+    out.quiet = json;
+    out.keep = json;
+    out.keep_ids = json;
+    out.rev = so.rev;
+    out.n_rev = so.n_rev;
     ds_generate_stats gs;
-    ds_status st = ds_generate(c, smp, prompt, max_tokens, on_piece, &out, &gs);
-    if (st == DS_OK || gs.n_generated > 0) putchar('\n');
-    if (st != DS_OK) rc = fail(cmd, "%s", errmsg(st));
-    else if (out.write_failed) rc = fail(cmd, "writing to stdout: %s", strerror(errno));
-    else print_stats(&gs);
+    st = generate_ids(c, smp, ids, n_ids, max_tokens, so.ignore_eos, display != 0 ? prompt : NULL, &out, &gs);
+    if (!json && (st == DS_OK || gs.n_generated > 0)) putchar('\n');
+    if (st != DS_OK) {
+        rc = fail(cmd, "%s", errmsg(st));
+    } else if (out.write_failed) {
+        rc = fail(cmd, "writing to stdout: %s", strerror(errno));
+    } else if (out.oom) {
+        rc = fail(cmd, "out of memory");
+    } else {
+        print_stats(&gs);
+        print_stop(&gs, &out, max_tokens, ds_context_n_ctx(c));
+        if (json) {
+            printf("{\"model\": ");
+            json_str(stdout, path);
+            printf(", \"text\": ");
+            json_str(stdout, out.text ? out.text : "");
+            printf(", \"tokens\": [");
+            for (size_t i = 0; i < out.n_ids; i++) printf("%s%ld", i ? ", " : "", (long)out.ids[i]);
+            printf("], \"n_prompt\": %d, \"n_reused\": %d, \"n_generated\": %d, \"stop_reason\": ", gs.n_prompt,
+                   gs.n_reused, gs.n_generated);
+            json_str(stdout, stop_name(&gs, &out));
+            printf(", \"reverse_prompt\": ");
+            if (out.rev_hit >= 0) json_str(stdout, out.rev[out.rev_hit]);
+            else printf("null");
+            printf(", \"seed\": %llu, \"n_ctx\": %d, \"timings\": ", (unsigned long long)so.seed,
+                   ds_context_n_ctx(c));
+            json_timings(stdout, &gs);
+            printf("}\n");
+        }
+    }
+done:
+    stream_free(&out);
+    free(ids);
     ds_context_free(c);
     ds_model_close(m);
     ds_sampler_free(smp);
@@ -1294,24 +1584,51 @@ static int cmd_run(int argc, char **argv) {
 
 /* ==== ds chat ============================================================= */
 
+/* Line editing where the build found libedit (the Makefile defines
+ * DS_HAVE_LIBEDIT); plain reads otherwise. */
+#ifdef DS_HAVE_LIBEDIT
+#include <editline/readline.h>
+#define CHAT_EDITING "this build has it"
+#else
+#define CHAT_EDITING "this build has not: install libedit-dev and rebuild"
+#endif
+
+/* What /help prints; the help text lists them too. */
+#define CHAT_COMMANDS                                                                          \
+    "  /help         list these commands\n"                                                     \
+    "  /reset        forget the conversation (the --system message stays)\n"                    \
+    "  /save FILE    write the conversation to FILE as JSON: {\"messages\": [{\"role\": ...,\n" \
+    "                \"content\": ...}, ...]}\n"                                                \
+    "  /load FILE    replace the conversation with the one in FILE (as /save writes it)\n"       \
+    "  /exit, /quit  quit (as does end of input)\n"
+
 static const char chat_help[] =
     "usage: ds chat <model.dsm> [--key-file F | --passphrase-env VAR] [options]\n"
+    "       ds chat -m <model.dsm> ... (the same)\n"
     "\n"
     "An interactive conversation: each line read from stdin is a user message;\n"
     "the reply streams to stdout. The conversation is rendered with the model's\n"
     "chat template; the messages are tokenized as text, so a line holding the text\n"
     "of a control token (end of sentence, the User and Assistant markers, ...) does\n"
-    "not become that token. Commands on a line of their own:\n"
-    "  /reset   forget the conversation\n"
-    "  /exit    quit (as does end of input)\n"
+    "not become that token. On a terminal, lines can be edited and recalled (arrow\n"
+    "keys, history) where ds was built with libedit (" CHAT_EDITING "); there\n"
+    "Ctrl-C at the prompt drops the line. Ctrl-C stops a reply; Ctrl-D ends the chat.\n"
+    "Commands on a line of their own (an unknown /command is refused, not sent;\n"
+    "start a line with // to send one that begins with /):\n"
+    CHAT_COMMANDS
     "Options:\n"
+    "  -m, --model FILE          the model, instead of the positional <model.dsm>\n"
     "  --system TEXT             a system message at the start of the conversation\n"
-    "  -n N                      most tokens per reply (default 512)\n"
+    "  -n, --n-predict N         most tokens per reply (default 512; -1 = until the end of\n"
+    "                            sequence or a full context)\n"
+    "  --ignore-eos              never sample the end-of-sequence token\n"
+    "  -r, --reverse-prompt STR  end a reply once its text ends with STR (up to 16 times)\n"
     "  --stats                   a statistics line on stderr after each reply\n"
     "  --special-in-content      let control-token text in messages become the tokens\n"
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
-    "  --frequency-penalty, --presence-penalty, --seed, --threads, --ctx,\n"
-    "  --cache-mb, --evict, --prefetch, --allow-plaintext, --mlock, --no-huge-pages, -v\n"
+    "  --frequency-penalty, --presence-penalty, -s/--seed, -t/--threads, -c/--ctx-size/--ctx,\n"
+    "  --cache-mb, --evict, --prefetch, --device, --gpu, --gpu-cache-mb, --allow-plaintext,\n"
+    "  --mlock, --exact-activations, --no-huge-pages, -v/--verbose\n"
     "                            as for ds run\n";
 
 /* The conversation: messages with owned contents. */
@@ -1376,22 +1693,156 @@ static ds_status chat_encode(const ds_tokenizer *tok, const chat_log *h, int fla
     return DS_ERR_INTERNAL;
 }
 
-/* One reply: the generation loop on the tokenized conversation, as
- * ds_generate runs it (max_tokens 0: the prompt is only evaluated). */
-static ds_status chat_generate(ds_context *c, ds_sampler *smp, const int32_t *ids, size_t n, int max_tokens,
-                               stream *out, ds_generate_stats *gs) {
-    ds_generate_params gp = ds_generate_default_params();
-    gp.max_tokens = max_tokens;
-    gp.on_token = on_piece;
-    gp.user = out;
-    if (max_tokens > 0) return ds_generate_tokens(c, smp, ids, n, &gp, gs);
-    ds_generator *g = NULL;
-    memset(gs, 0, sizeof *gs);
-    gs->n_prompt = n > INT32_MAX ? INT32_MAX : (int)n;
-    ds_status st = ds_generator_new(&g, c, smp, ids, n, &gp);
-    if (st == DS_OK) ds_generator_stats(g, gs);
-    ds_generator_free(g);
-    return st;
+/* Reads one line of input into *line (malloc'd; *cap its size), without the
+ * line break: through libedit, with history, on a terminal where the build
+ * has it; else with getline, after a "> " prompt on a terminal. -1 at the
+ * end of input (or Ctrl-C at the prompt). */
+#ifdef DS_HAVE_LIBEDIT
+/* rl_getc_function: a byte of input. Ctrl-C (SIGINT) comes out as Ctrl-U
+ * (kill the line) and Return, so that libedit ends the read as usual with an
+ * empty line and chat_read_line offers a new one; another stop signal
+ * (SIGTERM) ends it as the end of input does. */
+static int chat_getc(FILE *f) {
+    static int pending_return;
+    unsigned char c;
+    if (pending_return) {
+        pending_return = 0;
+        return '\r';
+    }
+    for (;;) {
+        ssize_t k = read(fileno(f), &c, 1);
+        /* NUL bytes are dropped: libedit's decoder takes one for the start
+         * of a character and swallows what follows (Ctrl-D included), and
+         * Linux hands one over for a Ctrl-D typed while the terminal
+         * changes mode */
+        if (k == 1 && c == 0) continue;
+        if (k == 1) return c;
+        if (k < 0 && errno == EINTR && !g_interrupted) continue;
+        if (k < 0 && errno == EINTR && g_interrupted == SIGINT) {
+            pending_return = 1;
+            return 0x15;
+        }
+        return EOF;
+    }
+}
+#endif
+
+static ssize_t chat_read_line(int tty, char **line, size_t *cap) {
+#ifdef DS_HAVE_LIBEDIT
+    if (tty) {
+        static int ready;
+        if (!ready) {
+            /* our handlers, not libedit's: a stop signal interrupts the read */
+            rl_catch_signals = 0;
+            rl_getc_function = chat_getc;
+            ready = 1;
+        }
+        char *l = readline("> ");
+        while (g_interrupted == SIGINT) {
+            /* Ctrl-C at the prompt dropped the line, as in a shell */
+            free(l);
+            g_interrupted = 0;
+            l = readline("> ");
+        }
+        if (!l || g_interrupted) {
+            free(l);
+            return -1;   /* end of input, or SIGTERM */
+        }
+        if (l[0]) add_history(l);
+        size_t n = strlen(l);
+        if (n + 1 > *cap) {
+            char *p = realloc(*line, n + 1);
+            if (!p) {
+                free(l);
+                errno = ENOMEM;
+                return -1;
+            }
+            *line = p;
+            *cap = n + 1;
+        }
+        memcpy(*line, l, n + 1);
+        free(l);
+        return (ssize_t)n;
+    }
+#endif
+    if (tty) {
+        fputs("> ", stdout);
+        fflush(stdout);
+    }
+    ssize_t n = getline(line, cap, stdin);
+    if (n < 0) return -1;
+    while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r')) (*line)[--n] = '\0';
+    return n;
+}
+
+/* /save FILE: the conversation as JSON (tools/chat_file.h). Says what it did
+ * on stderr; a failure is reported, not fatal. */
+static void chat_save(const char *cmd, const chat_log *h, const char *file) {
+    FILE *f = fopen(file, "w");
+    if (!f) {
+        fprintf(stderr, "ds %s: /save: %s: %s\n", cmd, file, strerror(errno));
+        return;
+    }
+    int bad = chat_file_write(f, h->msg, h->n) != 0;
+    int err = errno;
+    if (fclose(f) != 0 && !bad) {
+        bad = 1;
+        err = errno;
+    }
+    if (bad) fprintf(stderr, "ds %s: /save: %s: %s\n", cmd, file, strerror(err));
+    else fprintf(stderr, "(saved %zu message%s to %s)\n", h->n, h->n == 1 ? "" : "s", file);
+}
+
+/* /load FILE: replaces the conversation with the file's, once the whole file
+ * has been read and checked; on any problem the conversation is left as it
+ * was and the problem said. Returns 0, or -1 when out of memory (fatal). */
+static int chat_load(const char *cmd, chat_log *h, size_t *keep, const char *file) {
+    char *text = read_text(cmd, file, "the conversation");   /* says why on failure */
+    if (!text) return 0;
+    ds_chat_message *msg = NULL;
+    size_t n = 0;
+    char err[256];
+    int rc = chat_file_parse(text, strlen(text), &msg, &n, err, sizeof err);
+    free(text);
+    if (rc == -2) return -1;
+    if (rc) {
+        fprintf(stderr, "ds %s: /load: %s: %s; the conversation is unchanged\n", cmd, file, err);
+        return 0;
+    }
+    /* the contents move over as they are: the log owns malloc'd copies too */
+    chat_truncate(h, 0);
+    free(h->msg);
+    h->msg = msg;
+    h->n = h->cap = n;
+    *keep = n > 0 && !strcmp(msg[0].role, "system");
+    fprintf(stderr, "(loaded %zu message%s from %s)\n", n, n == 1 ? "" : "s", file);
+    return 0;
+}
+
+/* A /command line: does it (or says why not). Returns 1 to quit, -1 on a
+ * fatal failure (message printed), else 0. */
+static int chat_command(const char *cmd, const char *line, chat_log *h, size_t *keep) {
+    const char *arg = line + strcspn(line, " \t");
+    size_t name_len = (size_t)(arg - line);
+    arg += strspn(arg, " \t");
+#define IS(name) (name_len == strlen(name) && !strncmp(line, name, name_len))
+    if (IS("/exit") || IS("/quit")) return 1;
+    if (IS("/help")) {
+        fputs("commands:\n" CHAT_COMMANDS "a line that begins with // is sent with one / less\n", stderr);
+    } else if (IS("/reset")) {
+        chat_truncate(h, *keep);
+        fprintf(stderr, "(conversation cleared)\n");
+    } else if (IS("/save") || IS("/load")) {
+        if (!arg[0]) fprintf(stderr, "ds %s: %.5s needs a file name: %.5s FILE\n", cmd, line, line);
+        else if (!strcmp(arg, "-")) fprintf(stderr, "ds %s: %.5s takes a file, not - (stdin holds the chat)\n", cmd, line);
+        else if (IS("/save")) chat_save(cmd, h, arg);
+        else if (chat_load(cmd, h, keep, arg)) return fail(cmd, "out of memory"), -1;
+    } else {
+        fprintf(stderr, "ds %s: unknown command '%.*s' (not sent to the model); /help lists the commands, and a "
+                "line that begins with // is sent with one / less\n", cmd, (int)(name_len > 64 ? 64 : name_len), line);
+    }
+#undef IS
+    return 0;
 }
 
 static int cmd_chat(int argc, char **argv) {
@@ -1410,11 +1861,12 @@ static int cmd_chat(int argc, char **argv) {
         int p = is_positional(&a);
         if (p < 0) continue;
         if (p) {
-            if (path) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
-            path = argv[a.i];
+            int rc = model_path_positional(cmd, &path, argv[a.i], "");
+            if (rc) return rc;
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(chat_help, stdout);
             return 0;
+        } else if (model_path_option(&a, &path)) {
         } else if (is_opt(&a, "--system", &v)) {
             set_once(&a, &system, v, "--system");
         } else if (is_flag(&a, "--stats")) {
@@ -1427,7 +1879,7 @@ static int cmd_chat(int argc, char **argv) {
         }
     }
     if (a.bad) return EXIT_USAGE;
-    if (!path) return usage_error(cmd, "missing <model.dsm>");
+    if (!path) return usage_error(cmd, "missing <model.dsm> (or -m FILE)");
     int rc = model_opts_check(cmd, &mo);
     if (rc) return rc;
     ds_sampler *smp = NULL;
@@ -1461,26 +1913,25 @@ static int cmd_chat(int argc, char **argv) {
 
     /* ---- one turn per line ---- */
     for (;;) {
-        if (tty) {
-            fputs("> ", stdout);
-            fflush(stdout);
-        }
         g_interrupted = 0;
         errno = 0;
-        ssize_t n = getline(&line, &line_cap, stdin);
+        ssize_t n = chat_read_line(tty, &line, &line_cap);
         if (n < 0) {
+            if (errno == ENOMEM) rc = fail(cmd, "out of memory");
             if (tty) putchar('\n');
             break;   /* end of input, or Ctrl-C at the prompt */
         }
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
         if (n == 0) continue;
-        if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
-        if (!strcmp(line, "/reset")) {
-            chat_truncate(&hist, keep);
-            fprintf(stderr, "(conversation cleared)\n");
+        const char *text = line;
+        if (line[0] == '/' && line[1] == '/') {
+            text = line + 1;   /* "//..." sends "/..." */
+        } else if (line[0] == '/') {
+            int r = chat_command(cmd, line, &hist, &keep);
+            if (r < 0) rc = EXIT_FAILURE;
+            if (r) break;
             continue;
         }
-        if (!chat_push(&hist, "user", line)) {
+        if (!chat_push(&hist, "user", text)) {
             rc = fail(cmd, "out of memory");
             break;
         }
@@ -1493,28 +1944,32 @@ static int cmd_chat(int argc, char **argv) {
             rc = fail(cmd, "chat template: %s", st == DS_ERR_NOMEM ? "out of memory" : errmsg(st));
             break;
         }
-        stream out = {cmd, 0, NULL, 0, 0, 1, 0};
+        stream out;
+        stream_init(&out, cmd);
+        out.keep = 1;
+        out.rev = so.rev;
+        out.n_rev = so.n_rev;
         ds_generate_stats gs;
-        st = chat_generate(c, smp, ids, n_ids, max_tokens, &out, &gs);
+        st = generate_ids(c, smp, ids, n_ids, max_tokens, so.ignore_eos, NULL, &out, &gs);
         if (gs.n_generated > 0 || st == DS_OK) putchar('\n');
         fflush(stdout);
         if (st == DS_ERR_LIMIT) {
             /* the conversation outgrew the context: drop this turn, go on */
             fprintf(stderr, "ds %s: %s; /reset starts a new conversation\n", cmd, errmsg(st));
             chat_pop(&hist);
-            free(out.text);
+            stream_free(&out);
             continue;
         }
         if (st != DS_OK || out.write_failed || out.oom) {
             rc = st != DS_OK ? fail(cmd, "%s", errmsg(st))
                  : out.oom   ? fail(cmd, "out of memory")
                              : fail(cmd, "writing to stdout: %s", strerror(errno));
-            free(out.text);
+            stream_free(&out);
             break;
         }
         if (stats) print_stats(&gs);
         int pushed = chat_push(&hist, "assistant", out.text ? out.text : "");
-        free(out.text);
+        stream_free(&out);
         if (!pushed) {
             rc = fail(cmd, "out of memory");
             break;
@@ -1539,6 +1994,8 @@ static const char tokenize_help[] =
     "\n"
     "Prints the token ids of TEXT (UTF-8) as one line of space-separated\n"
     "integers. Only the metadata is decrypted (the tokenizer lives there).\n"
+    "  -m, --model FILE  the model, instead of the positional <model.dsm> (TEXT is then\n"
+    "                 the one argument)\n"
     "  --bos          prepend the begin-of-sentence token\n"
     "  --no-special   treat special-token text as plain text\n";
 
@@ -1547,7 +2004,7 @@ static int cmd_tokenize(int argc, char **argv) {
     argscan a = {cmd, argc, argv, 0, 0, 0};
     model_opts mo;
     memset(&mo, 0, sizeof mo);
-    const char *pos[2] = {0};
+    const char *pos[2] = {0}, *model = NULL;
     int npos = 0, flags = 0;
 
     for (a.i = 1; a.i < argc && !a.bad; a.i++) {
@@ -1559,6 +2016,7 @@ static int cmd_tokenize(int argc, char **argv) {
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(tokenize_help, stdout);
             return 0;
+        } else if (model_path_option(&a, &model)) {
         } else if (is_flag(&a, "--bos")) {
             flags |= DS_TOKENIZE_BOS;
         } else if (is_flag(&a, "--no-special")) {
@@ -1569,7 +2027,10 @@ static int cmd_tokenize(int argc, char **argv) {
         }
     }
     if (a.bad) return EXIT_USAGE;
-    if (npos < 2) return usage_error(cmd, "needs <model.dsm> and TEXT");
+    /* with -m, the one positional argument is the text */
+    if (model && npos == 2) return usage_error(cmd, "too many arguments ('%s'); quote the text", pos[1]);
+    if (model) pos[1] = pos[0], pos[0] = model, npos++;
+    if (npos < 2) return usage_error(cmd, "needs <model.dsm> (or -m FILE) and TEXT");
     int rc = model_opts_check(cmd, &mo);
     if (rc) return rc;
 
@@ -1612,8 +2073,10 @@ static const char logits_help[] =
     "little-endian, row by row (no header). The file is written beside FILE\n"
     "under a temporary name and renamed into place when complete.\n"
     "  --tokens LIST   comma-separated token ids, e.g. 0,1234,42\n"
-    "  --out FILE      where to write\n"
-    "  --threads N, --cache-mb M, --evict, --prefetch, -v   as for ds run\n"
+    "  -o, --out FILE  where to write\n"
+    "  -m, --model FILE  the model, instead of the positional <model.dsm>\n"
+    "  -t, --threads N, --cache-mb M, --evict, --prefetch, --device, --gpu, --gpu-cache-mb,\n"
+    "  --allow-plaintext, --mlock, --no-huge-pages, -v/--verbose   as for ds run\n"
     "  --exact-activations   products with Q8_0/Q4_0 weights take F32 activations\n"
     "                  (not quantized to int8 per block): slower, for checks\n";
 
@@ -1716,11 +2179,12 @@ static int cmd_logits(int argc, char **argv) {
         int p = is_positional(&a);
         if (p < 0) continue;
         if (p) {
-            if (path) return usage_error(cmd, "too many arguments ('%s')", argv[a.i]);
-            path = argv[a.i];
+            int rc = model_path_positional(cmd, &path, argv[a.i], "");
+            if (rc) return rc;
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(logits_help, stdout);
             return 0;
+        } else if (model_path_option(&a, &path)) {
         } else if (is_opt(&a, "--tokens", &v)) {
             set_once(&a, &tokens_s, v, "--tokens");
         } else if (is_opt(&a, "--out", &v) || is_opt(&a, "-o", &v)) {
@@ -1828,7 +2292,8 @@ static const char perplexity_help[] =
     "over the N scored positions (llama.cpp's standard error).\n"
     "\n"
     "  -f, --file TEXT        the text to score (required)\n"
-    "  --ctx N                window in tokens, 3 to the model's maximum context (default 512)\n"
+    "  -m, --model FILE       the model, instead of the positional <model.dsm>\n"
+    "  -c, --ctx-size, --ctx N  window in tokens, 3 to the model's maximum context (default 512)\n"
     "  --chunks K             score only the first K windows (default 0 = all)\n"
     "  --kl-divergence BASE   also evaluate BASE.dsm (typically the F16 file of the same\n"
     "                         weights; the key options open both) on the same windows, and\n"
@@ -1844,8 +2309,9 @@ static const char perplexity_help[] =
     "                         ln_ppl_ratio(_stderr), kl_mean, kl_stderr, kl_max, kl_p99_9,\n"
     "                         kl_p99, kl_p95, kl_p90, kl_median, kl_p10, kl_min, top1_agree,\n"
     "                         top1_agree_stderr\n"
-    "  --threads N, --cache-mb M, --evict, --prefetch, --device, --gpu, --gpu-cache-mb,\n"
-    "  --allow-plaintext, --mlock, -v   as for ds run\n"
+    "  -t, --threads N, --cache-mb M, --evict, --prefetch, --device, --gpu, --gpu-cache-mb,\n"
+    "  --allow-plaintext, --mlock, --exact-activations, --no-huge-pages, -v/--verbose\n"
+    "                         as for ds run\n"
     "Memory: the logits of a window, ctx x vocab floats (twice with --kl-divergence).\n";
 
 /* ---- the numbers ---- */
@@ -1984,11 +2450,12 @@ static int cmd_perplexity(int argc, char **argv) {
         int p = is_positional(&a);
         if (p < 0) continue;
         if (p) {
-            if (path) return usage_error(cmd, "too many arguments ('%s'); the text goes after --file", argv[a.i]);
-            path = argv[a.i];
+            int rc = model_path_positional(cmd, &path, argv[a.i], "; the text goes after --file");
+            if (rc) return rc;
         } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
             fputs(perplexity_help, stdout);
             return 0;
+        } else if (model_path_option(&a, &path)) {
         } else if (is_opt(&a, "--file", &v) || is_opt(&a, "-f", &v)) {
             set_once(&a, &file, v, "--file");
         } else if (is_opt(&a, "--chunks", &v)) {
@@ -2254,7 +2721,9 @@ static const char main_help[] =
     "  perplexity <model.dsm> --file TEXT   perplexity on a text, as llama-perplexity (--kl-divergence)\n"
     "  bench <model.dsm>            speed, peak memory and expert-pager figures (--sweep)\n"
     "\n"
-    "  ds <command> --help          options of one command\n"
+    "  ds <command> --help          options of one command (man ds: all of them)\n"
+    "  The model may also come as -m/--model FILE, and -t, -c, -s, -f, -n -1, -r,\n"
+    "  --ignore-eos work as in llama.cpp.\n"
     "  ds --version                 library version and source id\n"
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";

@@ -29,6 +29,7 @@
 
 #include "deepseek.h"
 #include "tools/cli.h"
+#include "tools/server/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,12 +58,13 @@ const char ds_bench_help[] =
     "A run evaluates P deterministic token ids as one batch, then G greedy decode\n"
     "steps; the pager statistics cover the decode only.\n"
     "\n"
+    "  -m, --model FILE      the model, instead of the positional <model.dsm>\n"
     "  --key-file F          the file's 32-byte key\n"
     "  --passphrase-env VAR  the file's passphrase, read from this environment variable\n"
     "  --cache-mb M          expert cache budget in MiB (0 = all experts resident, the default)\n"
-    "  --prompt-tokens P     prompt length (default 128)\n"
-    "  --gen-tokens G        decode steps (default 64)\n"
-    "  --threads N           compute threads (default 0 = all CPUs)\n"
+    "  -p, --prompt-tokens P prompt length (default 128; -p as llama-bench's)\n"
+    "  -n, --gen-tokens G    decode steps (default 64; -n as llama-bench's)\n"
+    "  -t, --threads N       compute threads (default 0 = all CPUs)\n"
     "  --prefetch MODE       auto (default): decrypt guesses ahead when that overlaps with\n"
     "                        compute (ciphertext on storage, or a CPU beyond --threads);\n"
     "                        always: whenever a guess is good enough; off: on demand only\n"
@@ -85,8 +87,10 @@ const char ds_bench_help[] =
     "  --gpu-cache-mb M      VRAM expert cache in MiB (default 0 = every expert on the device)\n"
     "  --peak-gbs B          the memory's peak bandwidth in GB/s (e.g. 4800 for an H200's\n"
     "                        HBM): decode is also reported as a share of the bound it sets\n"
-    "  --repeat R            runs per setting; the one with the median decode speed is\n"
-    "                        reported (default 1)\n"
+    "  -r, --repeat R        runs per setting; the one with the median decode speed is\n"
+    "                        reported (default 1; -r as llama-bench's)\n"
+    "  --json                the figures as one JSON object on stdout (the text goes to\n"
+    "                        stderr): a single run's, or with --sweep every setting's (\"runs\")\n"
     "\n"
     "MB and GB are 10^6 and 10^9 bytes. Hit rate = (hits + prefetch hits) / all\n"
     "lookups; prediction accuracy = predicted experts used / predicted. Decrypt\n"
@@ -157,6 +161,7 @@ typedef struct bench_opts {
     double sweep[MAX_SWEEP];
     int n_sweep;
     const char *out_dir;
+    int json;                     /* --json */
     /* hidden: a sweep's child run */
     int child_fd;                 /* -1: not a child */
     double child_pct;
@@ -243,7 +248,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             continue;
         }
         if (only_pos || a[0] != '-' || a[1] == '\0') {
-            if (o->model) return usage_error("bench", "too many arguments ('%s')", a);
+            if (o->model) return usage_error("bench", "too many arguments ('%s'), or the model given twice", a);
             o->model = a;
             continue;
         }
@@ -268,19 +273,35 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             o->no_huge_pages = 1;
             continue;
         }
+        if (!strcmp(a, "--json")) {
+            o->json = 1;
+            continue;
+        }
+        /* -m/--model: the model as an option (llama.cpp's spelling) */
+        if (opt_val(argc, argv, &i, "-m", &v, &bad) || opt_val(argc, argv, &i, "--model", &v, &bad)) {
+            if (bad) return BENCH_USAGE;
+            if (o->model) return usage_error("bench", "the model is given twice ('%s' and '%s')", o->model, v);
+            if (!v[0]) return usage_error("bench", "-m/--model needs a file name");
+            o->model = v;
+            continue;
+        }
         const char **slot = NULL;
         const char *name = NULL;
         static const char *names[] = {"--key-file", "--passphrase-env", "--cache-mb", "--prompt-tokens",
                                       "--gen-tokens", "--threads", "--evict", "--sweep", "--out", "--repeat",
                                       "--x-child-fd", "--x-pct", "--x-budget", "--x-prefetch", "--page-cache-mb",
-                                      "--device", "--gpu-cache-mb", "--gpu", "--peak-gbs", "--prefetch"};
+                                      "--device", "--gpu-cache-mb", "--gpu", "--peak-gbs", "--prefetch",
+                                      /* llama-bench's spellings */
+                                      "-p", "-n", "-t", "-r"};
         const char **slots[] = {&o->key_file, &o->pass_env, &cache_s, &p_s, &g_s, &t_s, &ev_s, &sw_s,
                                 &out_s, &r_s, &cfd_s, &cpct_s, &cbud_s, &cpf_s, &pcache_s,
-                                &dev_s, &gc_s, &gi_s, &pk_s, &pf_s};
+                                &dev_s, &gc_s, &gi_s, &pk_s, &pf_s, &p_s, &g_s, &t_s, &r_s};
+        /* the name an alias's value is reported under (--prompt-tokens for -p, ...) */
+        static const char *const canon[] = {"--prompt-tokens", "--gen-tokens", "--threads", "--repeat"};
         for (size_t k = 0; k < sizeof names / sizeof names[0] && !slot; k++)
             if (opt_val(argc, argv, &i, names[k], &v, &bad)) {
                 slot = slots[k];
-                name = names[k];
+                name = names[k][1] == '-' ? names[k] : canon[k - (sizeof names / sizeof names[0] - 4)];
             }
         if (bad) return BENCH_USAGE;
         if (!slot) return usage_error("bench", "unknown option '%s'", a);
@@ -383,7 +404,8 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     ds_file_info fi;
     ds_status st = ds_file_info_read(o->model, &fi);
     if (st != DS_OK) {
-        fail("bench", "%s", errmsg(st));
+        char hint[PATH_HINT_MAX];
+        fail("bench", "%s%s", errmsg(st), model_path_hint(o->model, hint, sizeof hint));
         return NULL;
     }
     ds_model_params mp = ds_model_default_params();
@@ -491,6 +513,10 @@ static int bench_once(const bench_opts *o, uint64_t budget, int prefetch, double
         fail("bench", "%s", errmsg(st));
         goto done;
     }
+    int trained = ctx_beyond_trained(m, cp.n_ctx);
+    if (trained)
+        fprintf(stderr, "ds bench: warning: %d prompt + %d decode tokens go beyond the %d positions the model was "
+                "trained for (max_position_embeddings)\n", o->prompt_tokens, o->gen_tokens, trained);
     ds_sampler_params sp = ds_sampler_default_params();
     sp.temperature = 0;   /* greedy */
     if ((st = ds_sampler_new(&smp, &sp)) != DS_OK) {
@@ -651,6 +677,97 @@ static void print_run(const bench_opts *o, const run_result *r, double compute_m
            compute_ms >= 0 ? "resident run" : "decode - wait", decr, per_tok_ms(r, s->wait_seconds));
     printf("overlap        max(compute, decrypt) = %.2f ms, compute + decrypt = %.2f ms, measured %.2f ms\n",
            comp > decr ? comp : decr, comp + decr, dec);
+}
+
+/* ==== JSON (--json) ======================================================= */
+
+/* A number; JSON has no NaN or infinity. */
+static void jnum(sbuf *b, const char *key, double v) {
+    if (isfinite(v)) sb_printf(b, ", \"%s\": %.9g", key, v);
+    else sb_printf(b, ", \"%s\": null", key);
+}
+static void ju64(sbuf *b, const char *key, uint64_t v) { sb_printf(b, ", \"%s\": %llu", key, (unsigned long long)v); }
+static void jstr(sbuf *b, const char *key, const char *v) {
+    sb_printf(b, ", \"%s\": ", key);
+    sb_json_str(b, v, strlen(v));
+}
+
+static void json_cache_stats(sbuf *b, const char *key, const ds_cache_stats *s) {
+    sb_printf(b, ", \"%s\": {\"n_slots\": %d", key, s->n_slots);
+    ju64(b, "slot_bytes", s->slot_bytes);
+    ju64(b, "budget_bytes", s->budget_bytes);
+    ju64(b, "hits", s->hits);
+    ju64(b, "misses", s->misses);
+    ju64(b, "prefetch_issued", s->prefetch_issued);
+    ju64(b, "prefetch_hits", s->prefetch_hits);
+    ju64(b, "prefetch_wasted", s->prefetch_wasted);
+    ju64(b, "prefetch_dropped", s->prefetch_dropped);
+    ju64(b, "prefetch_skipped", s->prefetch_skipped);
+    ju64(b, "prefetch_in_memory", s->prefetch_in_memory);
+    ju64(b, "fills_joined", s->fills_joined);
+    ju64(b, "evictions", s->evictions);
+    ju64(b, "bytes_decrypted", s->bytes_decrypted);
+    jnum(b, "decrypt_seconds", s->decrypt_seconds);
+    jnum(b, "wait_seconds", s->wait_seconds);
+    ju64(b, "predicted", s->predicted);
+    ju64(b, "predicted_hits", s->predicted_hits);
+    sb_putc(b, '}');
+}
+
+/* One run's figures: what print_run writes, as an object. compute_ms < 0:
+ * decode time less waiting, as print_run has it. */
+static void json_run(sbuf *b, const bench_opts *o, const run_result *r, double compute_ms) {
+    const ds_cache_stats *s = &r->decode;
+    double gbs = ratio((double)r->touched_bytes * decode_tps(r), 1e9);
+    sb_printf(b, "{\"budget_pct\": %.9g", r->pct);
+    ju64(b, "budget_bytes", r->budget_bytes);
+    sb_printf(b, ", \"resident\": %s", r->budget_bytes ? "false" : "true");
+    jstr(b, "prefetch", prefetch_name(r->prefetch));
+    jstr(b, "evict", evict_name(o->evict));
+    jstr(b, "device", r->device);
+    sb_printf(b, ", \"threads\": %d, \"prompt_tokens\": %d, \"gen_tokens\": %d", o->threads, r->n_prompt, r->n_gen);
+    ju64(b, "expert_bytes", r->expert_bytes);
+    ju64(b, "dense_bytes", r->dense_bytes);
+    jnum(b, "open_seconds", r->open_s);
+    jnum(b, "rss_after_open_mb", rss_mb(r->rss_open_kb));
+    jnum(b, "prefill_seconds", r->prefill_s);
+    jnum(b, "prefill_tok_s", prefill_tps(r));
+    jnum(b, "decode_seconds", r->decode_s);
+    jnum(b, "decode_tok_s", decode_tps(r));
+    jnum(b, "decode_ms_per_token", per_tok_ms(r, r->decode_s));
+    jnum(b, "peak_rss_mb", rss_mb(r->hwm_kb));
+    ju64(b, "weight_bytes_per_token", r->touched_bytes);
+    jnum(b, "effective_gbs", gbs);
+    if (o->peak_gbs > 0) {
+        jnum(b, "peak_gbs", o->peak_gbs);
+        jnum(b, "share_of_bound", gbs / o->peak_gbs);
+    }
+    sb_printf(b, ", \"huge_pages\": {\"requested\": %s", r->huge.requested ? "true" : "false");
+    ju64(b, "advised_bytes", r->huge.advised_bytes);
+    ju64(b, "refused_bytes", r->huge.refused_bytes);
+    if (r->huge.measured) ju64(b, "huge_bytes", r->huge.huge_bytes);
+    else sb_puts(b, ", \"huge_bytes\": null");
+    sb_putc(b, '}');
+    jnum(b, "hit_rate", hit_rate(r));
+    jnum(b, "prediction_accuracy", pred_acc(r));
+    jnum(b, "decrypt_gbs", decrypt_gbs(r));
+    jnum(b, "compute_ms_per_token", compute_ms >= 0 ? compute_ms : per_tok_ms(r, r->decode_s - s->wait_seconds));
+    jnum(b, "decrypt_ms_per_token", per_tok_ms(r, s->decrypt_seconds));
+    jnum(b, "wait_ms_per_token", per_tok_ms(r, s->wait_seconds));
+    json_cache_stats(b, "prefill_pager", &r->prefill);
+    json_cache_stats(b, "decode_pager", s);
+    if (strncmp(r->device, "cuda", 4) == 0) json_cache_stats(b, "vram_cache", &r->gpu);
+    sb_printf(b, ", \"tokens_hash\": \"%016llx\"}", (unsigned long long)r->token_hash);
+}
+
+/* Writes the buffer and a newline to stdout. Returns 0 or EXIT_FAILURE. */
+static int json_emit(sbuf *b) {
+    sb_putc(b, '\n');
+    int bad = b->oom || fwrite(b->data, 1, b->len, stdout) != b->len || fflush(stdout) != 0;
+    if (b->oom) fail("bench", "out of memory");
+    else if (bad) fail("bench", "writing to stdout: %s", strerror(errno));
+    sb_free(b);
+    return bad ? EXIT_FAILURE : 0;
 }
 
 /* ==== Sweep =============================================================== */
@@ -856,6 +973,7 @@ static void gp_quote(FILE *f, const char *s) {
 /* The plot: decode tok/s and hit rate against the budget, prefetch on/off.
  * Returns 0 when drawn, 1 when gnuplot is missing or failed (said why). */
 static int plot(const bench_opts *o, const run_result *rows, const int *have, int n_rows) {
+    FILE *txt = o->json ? stderr : stdout;   /* --json: stdout holds only the object */
     char gp[4200], png[4200];
     FILE *f = open_out(o->out_dir, "sweep.gp", gp, sizeof gp);
     if (!f) return 1;
@@ -910,18 +1028,19 @@ static int plot(const bench_opts *o, const run_result *rows, const int *have, in
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
-        printf("gnuplot is not installed (Debian: apt-get install gnuplot-nox): no plot; the script is %s\n", gp);
+        fprintf(txt, "gnuplot is not installed (Debian: apt-get install gnuplot-nox): no plot; the script is %s\n", gp);
         return 1;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        printf("gnuplot failed on %s: no plot\n", gp);
+        fprintf(txt, "gnuplot failed on %s: no plot\n", gp);
         return 1;
     }
-    printf("plot           %s\n", png);
+    fprintf(txt, "plot           %s\n", png);
     return 0;
 }
 
 static int sweep_main(const bench_opts *o) {
+    FILE *txt = o->json ? stderr : stdout;   /* --json: stdout holds only the object */
     /* the routed experts' plaintext bytes, from the segment table */
     ds_model *m = bench_open(o, 0, 0, 0);
     if (!m) return EXIT_FAILURE;
@@ -936,7 +1055,7 @@ static int sweep_main(const bench_opts *o) {
     ds_model_close(m);
     if (!experts) return fail("bench", "%s has no routed experts: nothing to sweep", o->model);
     if (make_dirs(o->out_dir) != 0) return fail("bench", "cannot create %s: %s", o->out_dir, strerror(errno));
-    printf("model %s: routed experts %.1f MB, dense %.1f MB; %d prompt + %d decode tokens, %d threads, evict %s, "
+    fprintf(txt, "model %s: routed experts %.1f MB, dense %.1f MB; %d prompt + %d decode tokens, %d threads, evict %s, "
            "%d run(s) per setting\n",
            o->model, (double)experts / 1e6, (double)dense / 1e6, o->prompt_tokens, o->gen_tokens, o->threads,
            evict_name(o->evict), o->repeat);
@@ -957,7 +1076,7 @@ static int sweep_main(const bench_opts *o) {
                     failures++;
                     continue;
                 }
-                printf("  %6g%%  prefetch %-3s  run %d: prefill %8.2f tok/s, decode %8.3f tok/s, hit rate %5.1f%%, "
+                fprintf(txt, "  %6g%%  prefetch %-3s  run %d: prefill %8.2f tok/s, decode %8.3f tok/s, hit rate %5.1f%%, "
                        "peak RSS %8.1f MB\n",
                        pct, prefetch_name(pf), rep + 1, prefill_tps(r), decode_tps(r), 100.0 * hit_rate(r),
                        rss_mb(r->hwm_kb));
@@ -987,30 +1106,30 @@ static int sweep_main(const bench_opts *o) {
             else if (rows[k].token_hash != ref_hash) hash_differs = 1;
         }
 
-    printf("\n%8s %9s %6s %6s %10s %10s %9s %7s %7s %7s %7s %7s %8s %8s %7s %9s\n", "budget%", "budget MB",
+    fprintf(txt, "\n%8s %9s %6s %6s %10s %10s %9s %7s %7s %7s %7s %7s %8s %8s %7s %9s\n", "budget%", "budget MB",
            "slots", "pf", "prefill/s", "decode/s", "ms/tok", "hit%", "misses", "pfhits", "wasted", "dropped",
            "dec GB/s", "wait s", "pred%", "peak MB");
     for (int k = 0; k < n_set; k++) {
         const run_result *r = &rows[k];
         if (!have[k]) {
-            printf("%8g %9s  failed\n", r->pct, "");
+            fprintf(txt, "%8g %9s  failed\n", r->pct, "");
             continue;
         }
         const ds_cache_stats *s = &r->decode;
         if (!r->budget_bytes) {
-            printf("%8g %9s %6s %6s %10.2f %10.3f %9.2f %7s %7s %7s %7s %7s %8s %8s %7s %9.1f\n", r->pct,
+            fprintf(txt, "%8g %9s %6s %6s %10.2f %10.3f %9.2f %7s %7s %7s %7s %7s %8s %8s %7s %9.1f\n", r->pct,
                    "resident", "-", prefetch_name(r->prefetch), prefill_tps(r), decode_tps(r),
                    per_tok_ms(r, r->decode_s), "100.0", "-", "-", "-", "-", "-", "-", "-", rss_mb(r->hwm_kb));
             continue;
         }
-        printf("%8g %9.1f %6d %6s %10.2f %10.3f %9.2f %7.1f %7llu %7llu %7llu %7llu %8.2f %8.3f %7.1f %9.1f\n",
+        fprintf(txt, "%8g %9.1f %6d %6s %10.2f %10.3f %9.2f %7.1f %7llu %7llu %7llu %7llu %8.2f %8.3f %7.1f %9.1f\n",
                r->pct, (double)r->budget_bytes / 1e6, s->n_slots, prefetch_name(r->prefetch), prefill_tps(r),
                decode_tps(r), per_tok_ms(r, r->decode_s), 100.0 * hit_rate(r), (unsigned long long)s->misses,
                (unsigned long long)s->prefetch_hits, (unsigned long long)s->prefetch_wasted,
                (unsigned long long)s->prefetch_dropped, decrypt_gbs(r), s->wait_seconds, 100.0 * pred_acc(r),
                rss_mb(r->hwm_kb));
     }
-    printf("\nper decode token (ms): compute = %s\n%8s %6s %9s %9s %9s %9s %14s %14s\n",
+    fprintf(txt, "\nper decode token (ms): compute = %s\n%8s %6s %9s %9s %9s %9s %14s %14s\n",
            resident_ms >= 0 ? "the resident run's decode time" : "decode time - wait time (no 100% run)",
            "budget%", "pf", "decode", "compute", "decrypt", "wait", "max(cmp,dec)", "cmp+dec");
     for (int k = 0; k < n_set; k++) {
@@ -1018,12 +1137,12 @@ static int sweep_main(const bench_opts *o) {
         if (!have[k]) continue;
         double comp = resident_ms >= 0 ? resident_ms : per_tok_ms(r, r->decode_s - r->decode.wait_seconds);
         double dec = per_tok_ms(r, r->decode.decrypt_seconds);
-        printf("%8g %6s %9.2f %9.2f %9.2f %9.2f %14.2f %14.2f\n", r->pct, prefetch_name(r->prefetch),
+        fprintf(txt, "%8g %6s %9.2f %9.2f %9.2f %9.2f %14.2f %14.2f\n", r->pct, prefetch_name(r->prefetch),
                per_tok_ms(r, r->decode_s), comp, dec, per_tok_ms(r, r->decode.wait_seconds), comp > dec ? comp : dec,
                comp + dec);
     }
-    if (hash_differs) printf("\nWARNING: the generated tokens differ between runs (tokens_hash in the CSV)\n");
-    else printf("\ngenerated tokens identical in every run (hash %016llx)\n", (unsigned long long)ref_hash);
+    if (hash_differs) fprintf(txt, "\nWARNING: the generated tokens differ between runs (tokens_hash in the CSV)\n");
+    else fprintf(txt, "\ngenerated tokens identical in every run (hash %016llx)\n", (unsigned long long)ref_hash);
 
     /* CSV files */
     char path[4200], path2[4200];
@@ -1048,8 +1167,29 @@ static int sweep_main(const bench_opts *o) {
             csv_row(f, o, r, comp, rep + 1);
         }
     if (close_out(f, path2)) return EXIT_FAILURE;
-    printf("csv            %s (%s: every run)\n", path, path2);
+    fprintf(txt, "csv            %s (%s: every run)\n", path, path2);
     (void)plot(o, rows, have, n_set);
+    if (o->json) {
+        sbuf b = {0};
+        sb_puts(&b, "{\"model\": ");
+        sb_json_str(&b, o->model, strlen(o->model));
+        ju64(&b, "expert_bytes", experts);
+        ju64(&b, "dense_bytes", dense);
+        sb_printf(&b, ", \"repeat\": %d, \"tokens_identical\": %s", o->repeat, hash_differs ? "false" : "true");
+        jstr(&b, "csv", path);
+        jstr(&b, "csv_runs", path2);
+        sb_puts(&b, ", \"runs\": [");
+        int first = 1;
+        for (int k = 0; k < n_set; k++) {
+            if (!have[k]) continue;
+            sb_puts(&b, first ? "\n  " : ",\n  ");
+            first = 0;
+            json_run(&b, o, &rows[k],
+                     resident_ms >= 0 ? resident_ms : per_tok_ms(&rows[k], rows[k].decode_s - rows[k].decode.wait_seconds));
+        }
+        sb_puts(&b, "]}");
+        if (json_emit(&b)) return EXIT_FAILURE;
+    }
     return failures ? EXIT_FAILURE : 0;
 }
 
@@ -1067,14 +1207,29 @@ int ds_cmd_bench(int argc, char **argv) {
     if (o.n_sweep) return sweep_main(&o);
     int best = -1;
     run_result rs[MAX_REPEAT];
+    FILE *txt = o.json ? stderr : stdout;   /* --json: stdout holds only the object */
     for (int rep = 0; rep < o.repeat; rep++) {
         if (bench_once(&o, o.cache_bytes, o.prefetch, 0, &rs[rep]) != 0) return EXIT_FAILURE;
         if (o.repeat > 1)
-            printf("run %d: prefill %.2f tok/s, decode %.3f tok/s\n", rep + 1, prefill_tps(&rs[rep]),
-                   decode_tps(&rs[rep]));
+            fprintf(txt, "run %d: prefill %.2f tok/s, decode %.3f tok/s\n", rep + 1, prefill_tps(&rs[rep]),
+                    decode_tps(&rs[rep]));
     }
     best = median_run(rs, o.repeat);
     if (best < 0) return EXIT_FAILURE;
+    if (o.json) {
+        sbuf b = {0};
+        sb_puts(&b, "{\"model\": ");
+        sb_json_str(&b, o.model, strlen(o.model));
+        sb_printf(&b, ", \"repeat\": %d, \"run\": ", o.repeat);
+        json_run(&b, &o, &rs[best], -1);
+        if (o.repeat > 1) {
+            sb_puts(&b, ", \"decode_tok_s_all\": [");
+            for (int rep = 0; rep < o.repeat; rep++) sb_printf(&b, "%s%.9g", rep ? ", " : "", decode_tps(&rs[rep]));
+            sb_putc(&b, ']');
+        }
+        sb_putc(&b, '}');
+        return json_emit(&b);
+    }
     if (o.repeat > 1) printf("(the run with the median decode speed)\n");
     print_run(&o, &rs[best], -1);
     return 0;

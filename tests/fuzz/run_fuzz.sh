@@ -13,7 +13,7 @@ DS_TESTDATA=${DS_TESTDATA:-build/testdata}
 make -s fuzz build/ds
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for t in json safetensors container tokenizer regex; do
+for t in json safetensors container tokenizer regex chat_file; do
     mkdir -p "$work/$t"
     [ -d "tests/fuzz/corpus/$t" ] && cp tests/fuzz/corpus/$t/* "$work/$t/" 2>/dev/null || true
 done
@@ -37,7 +37,7 @@ open(out + '/file', 'wb').write(b'\x02' + data)
 PY
 fi
 status=0
-for t in json safetensors container tokenizer regex; do
+for t in json safetensors container tokenizer regex chat_file; do
     echo "fuzz_$t: ${secs}s"
     maxlen=1048576
     case $t in tokenizer|regex) maxlen=4096 ;; esac

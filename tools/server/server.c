@@ -1965,7 +1965,7 @@ static const char usage_text[] =
     "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions,\n"
     "/generate; GET /v1/models, /health, /metrics (Prometheus).\n"
     "Options:\n"
-    "  --model M             the .dsm container to serve (required)\n"
+    "  -m, --model M         the .dsm container to serve (required)\n"
     "  --key-file F          its 32-byte key (raw or 64 hex digits)\n"
     "  --passphrase-env VAR  or a passphrase from this environment variable\n"
     "  --allow-plaintext     serve a plaintext (unencrypted) model; without it the server\n"
@@ -1984,11 +1984,15 @@ static const char usage_text[] =
     "                        at most 3/4 of them waiting for a request head (more: the one waiting\n"
     "                        longest is closed), the rest kept for requests past their head\n"
     "  --max-conns-per-client N  connections at once from one IPv4 address or IPv6 /64 (default 32)\n"
-    "  --ctx N               tokens per context (default min(4096, the model's maximum))\n"
+    "  -c, --ctx-size, --ctx N  tokens per context (default min(4096, the model's maximum)); more\n"
+    "                        than the model was trained for (max_position_embeddings) is refused\n"
+    "                        unless --allow-long-ctx\n"
+    "  --allow-long-ctx      serve a context beyond the model's trained length anyway (it is\n"
+    "                        advertised as n_ctx; past the trained length the text is unreliable)\n"
     "  --cache-mb N          routed-expert cache budget in MiB (default 0 = all resident)\n"
     "  --evict lru|lfu       which cached expert to drop first (default lfu)\n"
     "  --prefetch auto|always|off  decrypt experts ahead (default auto)\n"
-    "  --threads N           compute threads per generation (default 0 = all CPUs)\n"
+    "  -t, --threads N       compute threads per generation (default 0 = all CPUs)\n"
     "  --device cpu|cuda     where generations run (default cpu; cuda needs make CUDA=1 and a GPU,\n"
     "                        else the server runs on the CPU and logs why)\n"
     "  --gpu-cache-mb N      VRAM expert cache in MiB with --device cuda (default 0 = every expert)\n"
@@ -2014,6 +2018,7 @@ typedef struct options {
     model_opts mo;                /* key, threads, context, expert cache, device (tools/cli.h) */
     int log_prompts;
     int special_in_content;
+    int allow_long_ctx;           /* --allow-long-ctx */
 } options;
 
 /* Reads the API token: the file's text without surrounding whitespace. */
@@ -2067,8 +2072,9 @@ static int parse_args(int argc, char **argv, options *o) {
     o->body_timeout = 30;
     o->max_conns = 512;
     o->max_per_client = 32;
-    static const char *const str_name[] = {"--model", "--host", "--api-key-file", "--model-name"};
-    const char **str_slot[] = {&o->model, &o->host, &o->api_key_file, &o->model_name};
+    /* -m: llama.cpp's spelling of --model */
+    static const char *const str_name[] = {"--model", "--host", "--api-key-file", "--model-name", "-m"};
+    const char **str_slot[] = {&o->model, &o->host, &o->api_key_file, &o->model_name, &o->model};
     static const struct {
         const char *name;
         uint64_t lo, hi;
@@ -2100,11 +2106,15 @@ static int parse_args(int argc, char **argv, options *o) {
             o->special_in_content = 1;
             continue;
         }
+        if (is_flag(&a, "--allow-long-ctx")) {
+            o->allow_long_ctx = 1;
+            continue;
+        }
         if (model_option(&a, &o->mo, MO_THREADS | MO_CTX | MO_CACHE)) continue;
         for (k = 0; k < sizeof str_name / sizeof str_name[0]; k++)
             if (is_opt(&a, str_name[k], &v)) break;
         if (k < sizeof str_name / sizeof str_name[0]) {
-            if (set_once(&a, str_slot[k], v, str_name[k]) && !*v)
+            if (set_once(&a, str_slot[k], v, str_slot[k] == &o->model ? "--model" : str_name[k]) && !*v)
                 return usage_error(NULL, "option %s needs a non-empty value", str_name[k]);
             continue;
         }
@@ -2207,7 +2217,9 @@ int main(int argc, char **argv) {
     ds_status st = ds_model_open(&S.model, o.model, &mp);
     secret_wipe(&sec);
     if (st != DS_OK) {
-        fprintf(stderr, "ds-server: cannot open model %s: %s: %s\n", o.model, ds_status_string(st), errmsg(st));
+        char hint[PATH_HINT_MAX];
+        fprintf(stderr, "ds-server: cannot open model %s: %s: %s%s\n", o.model, ds_status_string(st), errmsg(st),
+                model_path_hint(o.model, hint, sizeof hint));
         rc = 1;
         goto out;
     }
@@ -2216,6 +2228,18 @@ int main(int argc, char **argv) {
         rc = 1;
         goto out;
     }
+    /* a context beyond the trained length would be advertised (context_length
+     * in /v1/models) as if it worked: refused unless asked for */
+    int trained = ctx_beyond_trained(S.model, o.mo.n_ctx);
+    if (trained && !o.allow_long_ctx) {
+        fprintf(stderr, "ds-server: --ctx %d is beyond the %d positions %s was trained for (max_position_embeddings); "
+                "give --allow-long-ctx to serve it anyway\n", o.mo.n_ctx, trained, o.model);
+        rc = 1;
+        goto out;
+    }
+    if (trained)
+        audit("warning: n_ctx %d is beyond the %d positions the model was trained for (--allow-long-ctx)", o.mo.n_ctx,
+              trained);
     S.tok = ds_model_tokenizer(S.model);
     if (o.model_name) {
         snprintf(S.model_id, sizeof S.model_id, "%s", o.model_name);
