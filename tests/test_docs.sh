@@ -22,7 +22,7 @@
 #              on small checkpoints of each family and each recipe
 #   docs-12    the README's "Try it" commands run, as written, from a copy of
 #              the repository root
-#   docs-13    CHANGELOG.md has an entry for DS_VERSION_STRING
+#   docs-13    CHANGELOG.md has an entry for the version in deepseek.h
 #
 # Prints "ok <id>" / "FAIL <id>: ..." / "SKIP <id>: ..." per case and ends with
 #     RESULT test_docs: N passed, N failed, N skipped
@@ -318,10 +318,12 @@ else:
         check("docs-12", fails, "README commands that fail")
 
 # ---- docs-13: the changelog has this version ------------------------------------
-ver = re.search(r'#define DS_VERSION_STRING "([^"]+)"', read("deepseek.h"))
+# the version is written once, as three numbers (DS_VERSION_STRING is made from them)
+nums = [re.search(r"#define DS_VERSION_%s (\d+)" % k, read("deepseek.h")) for k in ("MAJOR", "MINOR", "PATCH")]
+ver = None if not all(nums) else re.match(r"(.*)", ".".join(n.group(1) for n in nums))
 log = read("CHANGELOG.md") if os.path.exists("CHANGELOG.md") else ""
 if not ver:
-    bad("docs-13", "no DS_VERSION_STRING in deepseek.h")
+    bad("docs-13", "no DS_VERSION_MAJOR/MINOR/PATCH in deepseek.h")
 elif not re.search(r"(?m)^## \[%s\]" % re.escape(ver.group(1)), log):
     bad("docs-13", "CHANGELOG.md has no '## [%s]' entry" % ver.group(1))
 else:
