@@ -1470,7 +1470,11 @@ sys.exit(0 if roles == ["system", "user", "assistant", "user", "assistant"] and 
     # line editing and history on a terminal (a pty), where the build has libedit:
     # "helo", two left arrows, "l" is "hello"; the up arrow recalls it; Ctrl-C
     # at the prompt drops the line typed so far
+    # (Now and then libedit leaves a pty started from a script in plain mode,
+    # the keys reaching the model as typed: such a try exits 77 and is made
+    # again, up to three times; editing that never works still fails.)
     if "$DS" chat --help | grep -q "this build has it" && python3 -c 'import pty' 2>/dev/null; then
+      for _try in 1 2 3; do
         python3 - "$DS" "$LM" "$T/ll/pty.json" >"$T/out" 2>&1 <<'PY'
 import os, pty, select, sys, time
 ds, model, save = sys.argv[1:4]
@@ -1504,6 +1508,9 @@ def send(b):
 at = wait_for(b"> ")
 send(b"helo\x1b[D\x1b[Dl\r")
 at = wait_for(b"> ", wait_for(b"generated:", at))
+if b"^[[D" in out:   # the terminal's own echo of the arrow key: libedit is not editing
+    os.kill(pid, 9)
+    sys.exit(77)
 send(b"\x1b[A\r")
 at = wait_for(b"> ", wait_for(b"generated:", at))
 send(b"never sent")
@@ -1523,6 +1530,8 @@ os.kill(pid, 9)
 sys.exit(99)
 PY
         rc=$?
+        [ "$rc" -eq 77 ] || break
+      done
         check chat-17 "chat on a pty exited $rc (want 0): $(tail -c 200 "$T/out")" test "$rc" -eq 0
         check chat-17b "edited and recalled lines reach the model as typed, the dropped one not at all" python3 -c '
 import json, sys
