@@ -145,6 +145,7 @@ typedef enum ds_status {
     DS_ERR_SHAPE = -107,          /* a tensor has the wrong shape or dtype */
     DS_ERR_ARCH = -108,           /* unsupported model architecture */
     DS_ERR_CONFIG = -109,         /* config.json lacks a field or has a bad value */
+    DS_ERR_GGUF = -110,           /* malformed GGUF file */
 
     /* crypto: -200 .. -299 */
     DS_ERR_WRONG_KEY = -200,      /* the key does not match the file's key check */
@@ -956,7 +957,9 @@ typedef enum ds_quant {
     DS_QUANT_F16 = 1,
     DS_QUANT_Q8_0 = 2,
     DS_QUANT_Q4_0 = 3,            /* 4-bit blocks of 32, byte-identical to llama.cpp's Q4_0 */
-    DS_QUANT_INHERIT = -1         /* quant_experts / quant_core: the same as quant */
+    DS_QUANT_INHERIT = -1,        /* quant_experts / quant_core: the same as quant */
+    DS_QUANT_KEEP = -2            /* GGUF input only: each tensor keeps its type where the container
+                                     has it (F32, F16, Q8_0, Q4_0; BF16 becomes F16) */
 } ds_quant;
 
 /* Options of ds_convert. Rule: start from ds_convert_default_params(); a
