@@ -465,6 +465,12 @@ def write_gguf(ck, out_path, qtype, verbose):
     w.add_bos_token_id(c.get("bos_token_id", 0))
     w.add_eos_token_id(c.get("eos_token_id", 1))
     w.add_add_bos_token(True)
+    tc_path = os.path.join(ck.dir, "tokenizer_config.json")
+    if os.path.exists(tc_path):
+        with open(tc_path, encoding="utf-8") as f:
+            tmpl = json.load(f).get("chat_template")
+        if isinstance(tmpl, str):
+            w.add_chat_template(tmpl)                   # as llama.cpp's converter does
 
     items = plan(ck, qtype)
     for name, shape, dt, nb, raw, _ in items:

@@ -864,7 +864,7 @@ DSI_FUNC ds_status dsi_gguf_tokenizer_json(const dsi_gguf *g, const dsi_alloc *a
 #define DSG_LIT(x) dsi_buf_put(&b, x, sizeof x - 1)
     DSG_LIT("{\"version\": \"1.0\", \"truncation\": null, \"padding\": null,\n\"added_tokens\": [");
     /* control and user-defined tokens are added tokens (control ones
-     * special); the rest, unused padding included, are the BPE vocabulary */
+     * special), matched in the text before BPE */
     const uint8_t *p = g->buf + tokens->offset;
     bool any = false;
     const char *bos_s = NULL, *eos_s = NULL;
@@ -897,12 +897,13 @@ DSI_FUNC ds_status dsi_gguf_tokenizer_json(const dsi_gguf *g, const dsi_alloc *a
             "\"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true},\n"
             "\"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, \"continuing_subword_prefix\": null, "
             "\"end_of_word_suffix\": null, \"fuse_unk\": false, \"byte_fallback\": false,\n\"vocab\": {");
+    /* every token is in the vocabulary, added ones too: an added token
+     * takes the id its text has there (a tokenizer.json added token's own
+     * "id" is not what decides it) */
     p = g->buf + tokens->offset;
     any = false;
     for (uint64_t i = 0; i < tokens->n; i++) {
         dsi_gguf_next_str(&p, &s, &n);
-        int32_t ty = types ? (int32_t)dsi_rd32(g->buf + types->offset + 4 * i) : DSG_TOK_NORMAL;
-        if (ty == DSG_TOK_CONTROL || ty == DSG_TOK_USER_DEFINED) continue;
         if (any) DSG_LIT(",");
         dsi_json_write_string(&b, s, n);
         char t[32];

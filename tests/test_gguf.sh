@@ -1,0 +1,163 @@
+#!/bin/sh
+# shellcheck disable=SC2086
+# test_gguf.sh — `ds convert model.gguf` against `ds convert` of the
+# checkpoint the GGUF was made from.
+#
+# The GGUF files are written by bench/hf_to_gguf_q8.py (the `gguf` Python
+# package, llama.cpp's deepseek2 layout: kv_b split into attn_k_b and
+# attn_v_b) from the generated v2lite checkpoint, as F16, Q8_0 and Q4_0.
+# Each converts to a container whose logits are bit-identical to those of
+# `ds convert <checkpoint> --quant f16|q8|q4`: the weights are copied as they
+# are, and kv_b is joined back exactly (its k half is stored by the script as
+# the F32 values of our Q8_0/Q4_0 blocks; re-encoding them gives the same
+# blocks, since a block of dequantized values has its own scale again while
+# the scales are normal F16 numbers, as here). Tokenization, generated text
+# and the chat template must match too. Then the error paths: a truncated
+# file, a bad magic, a tensor offset past the end, another architecture,
+# an unsupported tensor type (Q4_K): each a clean failure (exit 1, a message
+# naming the problem, no output file left).
+#
+# Needs a Python with numpy and gguf: $GGUF_PYTHON, else $BUILD/gguf-venv
+# (`make gguf-venv`), build/gguf-venv, $PYTHON, python3, /usr/bin/python3.
+# Without one the cases are reported as skipped, saying so.
+#
+#   sh tests/test_gguf.sh           (after make build/ds testdata)
+
+set -u
+BUILD=${BUILD:-build}
+DS=${DS:-$BUILD/ds}
+TD=${DS_TESTDATA:-$BUILD/testdata}
+passed=0
+failed=0
+skipped=0
+T=$(mktemp -d "${TMPDIR:-/tmp}/test_gguf.XXXXXX") || { echo "FAIL gguf-0: mktemp -d failed"; exit 1; }
+trap 'rm -rf "$T"' EXIT
+trap 'exit 1' INT TERM HUP
+
+ok() { passed=$((passed + 1)); echo "ok $1"; }
+skip() { skipped=$((skipped + 1)); echo "SKIP $1: $2"; }
+bad() {
+    failed=$((failed + 1))
+    echo "FAIL $1: $2"
+    if [ -s "$T/err" ]; then sed -e 's/^/    stderr: /' "$T/err" | head -n 5; fi
+}
+run() {
+    "$DS" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
+finish() {
+    echo "RESULT test_gguf: $passed passed, $failed failed, $skipped skipped"
+    [ "$failed" -eq 0 ]
+    exit $?
+}
+
+# ==== A Python with gguf ====================================================
+PY=""
+for p in ${GGUF_PYTHON:-} "$BUILD/gguf-venv/bin/python" build/gguf-venv/bin/python ${PYTHON:-} python3 /usr/bin/python3; do
+    if [ -n "$p" ] && "$p" -c 'import gguf, numpy' >/dev/null 2>&1; then PY=$p; break; fi
+done
+if [ ! -x "$DS" ] || [ ! -f "$TD/v2lite/config.json" ]; then
+    skip gguf-all "needs $DS and $TD/v2lite (make build/ds testdata)"
+    finish
+fi
+if [ -z "$PY" ]; then
+    skip gguf-all "no Python with the gguf package (make gguf-venv, or GGUF_PYTHON=...); GGUF input NOT tested"
+    finish
+fi
+echo "# gguf package from $PY"
+
+head -c 32 /dev/urandom > "$T/key"
+TOKS=0,5,100,200,300,497,12,33,400,1
+# ==== 1. F16, Q8_0, Q4_0: the same container as from the checkpoint ========
+for q in f16 q8 q4; do
+    if ! "$PY" bench/hf_to_gguf_q8.py "$TD/v2lite" "$T/m-$q.gguf" --type $q >"$T/out" 2>"$T/err"; then
+        bad gguf-1.$q.write "hf_to_gguf_q8.py --type $q failed"
+        continue
+    fi
+    run convert "$T/m-$q.gguf" "$T/g-$q.dsm" --key-file "$T/key"
+    [ "$rc" -eq 0 ] && ok gguf-1.$q.convert || { bad gguf-1.$q.convert "ds convert of the GGUF exited $rc"; continue; }
+    run convert "$TD/v2lite" "$T/h-$q.dsm" --key-file "$T/key" --quant $q
+    [ "$rc" -eq 0 ] || { bad gguf-1.$q.ref "ds convert of the checkpoint exited $rc"; continue; }
+    run logits "$T/g-$q.dsm" --key-file "$T/key" --tokens $TOKS --out "$T/g-$q.bin"
+    run logits "$T/h-$q.dsm" --key-file "$T/key" --tokens $TOKS --out "$T/h-$q.bin"
+    if [ -s "$T/g-$q.bin" ] && cmp -s "$T/g-$q.bin" "$T/h-$q.bin"; then ok gguf-1.$q.logits
+    else bad gguf-1.$q.logits "logits of the GGUF's container differ from the checkpoint's (--quant $q)"; fi
+    # the tensor directory: same names, types, shapes (ds inspect, less the file's own lines)
+    "$DS" inspect "$T/g-$q.dsm" --key-file "$T/key" 2>/dev/null | grep -E '^ *(model\.|lm_head)' > "$T/gi"
+    "$DS" inspect "$T/h-$q.dsm" --key-file "$T/key" 2>/dev/null | grep -E '^ *(model\.|lm_head)' > "$T/hi"
+    if [ -s "$T/gi" ] && cmp -s "$T/gi" "$T/hi"; then ok gguf-1.$q.tensors
+    else bad gguf-1.$q.tensors "tensor directories differ: $(diff "$T/gi" "$T/hi" | head -n 3 | tr '\n' ' ')"; fi
+done
+
+# ==== 2. The tokenizer, generation and the chat template ===================
+if [ -f "$T/g-q8.dsm" ] && [ -f "$T/h-q8.dsm" ]; then
+    n=0
+    for text in "Hello world, 123 4567 test" "日本語のテキスト カタカナ and ümlaut   spaces
+new line" "<｜begin▁of▁sentence｜>hi<｜User｜>x<｜Assistant｜>y<｜end▁of▁sentence｜>"; do
+        n=$((n + 1))
+        a=$("$DS" tokenize "$T/g-q8.dsm" --key-file "$T/key" "$text" 2>&1)
+        b=$("$DS" tokenize "$T/h-q8.dsm" --key-file "$T/key" "$text" 2>&1)
+        if [ -n "$a" ] && [ "$a" = "$b" ]; then ok gguf-2.tok$n; else bad gguf-2.tok$n "token ids differ: '$a' vs '$b'"; fi
+    done
+    a=$("$DS" run "$T/g-q8.dsm" --key-file "$T/key" -p "The model" -n 12 --temp 0 2>/dev/null)
+    b=$("$DS" run "$T/h-q8.dsm" --key-file "$T/key" -p "The model" -n 12 --temp 0 2>/dev/null)
+    if [ -n "$b" ] && [ "$a" = "$b" ]; then ok gguf-2.run; else bad gguf-2.run "greedy text differs: '$a' vs '$b'"; fi
+    a=$(printf 'Hi there\n' | "$DS" chat "$T/g-q8.dsm" --key-file "$T/key" -n 6 --temp 0 2>&1)
+    b=$(printf 'Hi there\n' | "$DS" chat "$T/h-q8.dsm" --key-file "$T/key" -n 6 --temp 0 2>&1)
+    if [ -n "$b" ] && [ "$a" = "$b" ]; then ok gguf-2.chat; else bad gguf-2.chat "chat output differs: '$a' vs '$b'"; fi
+fi
+
+# ==== 3. Error paths: clean failures, nothing left behind ==================
+# expect_fail <id> <file> <pattern>: ds convert exits 1, says <pattern>, leaves no output
+expect_fail() {
+    rm -f "$T/bad.dsm"
+    run convert "$2" "$T/bad.dsm" --no-encrypt
+    if [ "$rc" -ne 1 ]; then bad "$1" "ds convert exited $rc, want 1"; return; fi
+    if ! grep -q -e "$3" "$T/err"; then bad "$1" "the message does not say '$3'"; return; fi
+    if ls "$T"/bad.dsm* >/dev/null 2>&1; then bad "$1" "an output file was left behind"; return; fi
+    ok "$1"
+}
+if [ -f "$T/m-q8.gguf" ]; then
+    size=$(wc -c < "$T/m-q8.gguf")
+    head -c 1000 "$T/m-q8.gguf" > "$T/trunc-count.gguf"
+    expect_fail gguf-3.truncated-count "$T/trunc-count.gguf" "44 tensors (byte 8) cannot fit in a 1000-byte file"
+    head -c 8000 "$T/m-q8.gguf" > "$T/trunc-meta.gguf"
+    expect_fail gguf-3.truncated-meta "$T/trunc-meta.gguf" "the file ends at 8000"
+    head -c $((size - 100)) "$T/m-q8.gguf" > "$T/trunc-data.gguf"
+    expect_fail gguf-3.truncated-data "$T/trunc-data.gguf" "run past the end"
+    { printf 'GGUX'; tail -c +5 "$T/m-q8.gguf"; } > "$T/magic.gguf"
+    expect_fail gguf-3.bad-magic "$T/magic.gguf" "not a GGUF file"
+    # patch one tensor info: its offset past the end; its type to Q5_1 (a
+    # ggml type we do not read; smaller than Q8_0, so the file stays consistent)
+    patch() {
+        "$PY" - "$T/m-q8.gguf" "$1" "$2" "$3" <<'PY'
+import sys, gguf
+src, dst, tname, what = sys.argv[1:5]
+r = gguf.GGUFReader(src)
+data = bytearray(open(src, "rb").read())
+name = tname.encode()
+at = data[:r.data_offset].rfind(len(name).to_bytes(8, "little") + name) + 8 + len(name)
+n_dims = int.from_bytes(data[at:at + 4], "little")
+type_at = at + 4 + 8 * n_dims
+if what == "offset":
+    data[type_at + 4:type_at + 12] = (1 << 40).to_bytes(8, "little")
+else:
+    assert int.from_bytes(data[type_at:type_at + 4], "little") == 8     # Q8_0
+    data[type_at:type_at + 4] = (7).to_bytes(4, "little")               # Q5_1
+open(dst, "wb").write(data)
+PY
+    }
+    patch "$T/offset.gguf" output.weight offset && expect_fail gguf-3.offset "$T/offset.gguf" "run past the end"
+    patch "$T/q51.gguf" blk.1.ffn_down_exps.weight type &&
+        expect_fail gguf-3.type "$T/q51.gguf" "blk.1.ffn_down_exps.weight has ggml type Q5_1"
+fi
+# another architecture, written with the gguf package
+"$PY" - "$T" <<'PY' 2>"$T/err" || bad gguf-3.write "could not write the error-case file"
+import sys, numpy as np, gguf
+w = gguf.GGUFWriter(sys.argv[1] + "/llama.gguf", "llama")
+w.add_block_count(1)
+w.add_tensor("token_embd.weight", np.zeros((4, 32), np.float32))
+w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+PY
+[ -f "$T/llama.gguf" ] && expect_fail gguf-3.arch "$T/llama.gguf" "architecture 'llama' is not supported"
+finish
