@@ -1022,7 +1022,20 @@ DS_API ds_convert_params ds_convert_default_params(void);
  * not regular files are refused (DS_ERR_IO). Before anything is written the
  * tokenizer is loaded with the runtime's own loader (ds_tokenizer_new), so a
  * tokenizer the runtime would refuse is refused here with the same message;
- * so is one with token ids at or beyond config.json's vocab_size. */
+ * so is one with token ids at or beyond config.json's vocab_size.
+ *
+ * hf_dir may also be a GGUF file (llama.cpp's format, recognised by its
+ * magic) of architecture deepseek2 (DeepSeek-V2, V2-Lite, V2.5, V3, R1):
+ * its metadata becomes the config, its tokenizer (gpt2 with the deepseek-v3
+ * or deepseek-llm pre-tokenizer, the chat template if there is one) the
+ * tokenizer, its tensors ours (attn_k_b and attn_v_b joined back into
+ * kv_b). With quant DS_QUANT_KEEP each tensor keeps its type (F32, F16, Q8_0
+ * and Q4_0 copied byte for byte; BF16 stored as F16); with another quant
+ * tensors are re-encoded from their exact values as for a checkpoint. Other
+ * ggml types (the K-quants, ...) are refused naming the tensor and type
+ * (DS_ERR_SHAPE); a malformed file is DS_ERR_GGUF or DS_ERR_TRUNCATED with
+ * the byte offset; another architecture DS_ERR_ARCH. DS_QUANT_KEEP with a
+ * checkpoint directory is DS_ERR_INVALID_ARG. */
 DS_API DS_WARN_UNUSED ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_convert_params *params);
 
 #ifdef __cplusplus

@@ -314,8 +314,6 @@ def plan(ck, qtype):
     E = c.get("n_routed_experts") or 0
     k_dense = c.get("first_k_dense_replace", 0)
     freq = c.get("moe_layer_freq", 1)
-    if c.get("q_lora_rank"):
-        raise SystemExit("hf_to_gguf_q8: q_lora_rank is set: only V2-Lite-shaped checkpoints (q_proj) are supported")
     items = []
 
     def mat_info(rows, cols):
@@ -371,7 +369,12 @@ def plan(ck, qtype):
         def n(t):
             return T[t].format(bid=i) + ".weight"
         add_f32(n(M.ATTN_NORM), p + "input_layernorm.weight")
-        add_mat(n(M.ATTN_Q), p + "self_attn.q_proj.weight")
+        if c.get("q_lora_rank"):
+            add_mat(n(M.ATTN_Q_A), p + "self_attn.q_a_proj.weight")
+            add_f32(n(M.ATTN_Q_A_NORM), p + "self_attn.q_a_layernorm.weight")
+            add_mat(n(M.ATTN_Q_B), p + "self_attn.q_b_proj.weight")
+        else:
+            add_mat(n(M.ATTN_Q), p + "self_attn.q_proj.weight")
         add_mat(n(M.ATTN_KV_A_MQA), p + "self_attn.kv_a_proj_with_mqa.weight")
         add_f32(n(M.ATTN_KV_A_NORM), p + "self_attn.kv_a_layernorm.weight")
         cache = {}
@@ -416,8 +419,9 @@ def write_gguf(ck, out_path, qtype, verbose):
     c = ck.config
     if c.get("architectures", [None])[0] != "DeepseekV2ForCausalLM":
         raise SystemExit("hf_to_gguf_q8: %s is not a DeepseekV2ForCausalLM checkpoint" % ck.dir)
-    if c.get("scoring_func", "softmax") != "softmax" or c.get("topk_method", "greedy") != "greedy":
-        raise SystemExit("hf_to_gguf_q8: only softmax scoring with greedy top-k (V2-Lite) is written here")
+    if c.get("scoring_func", "softmax") != "softmax" or \
+            c.get("topk_method", "greedy") not in ("greedy", "group_limited_greedy"):
+        raise SystemExit("hf_to_gguf_q8: only softmax scoring with greedy or group-limited top-k (V2) is written here")
     t0 = time.time()
     tmp = out_path + ".tmp"
     w = gguf.GGUFWriter(tmp, "deepseek2")
@@ -437,16 +441,25 @@ def write_gguf(ck, out_path, qtype, verbose):
     w.add_vocab_size(c["vocab_size"])
     # llama.cpp reads q_lora_rank unless the layer count says "Lite" (26/27
     # layers); 0 selects the plain q projection (attn_q)
-    w.add_q_lora_rank(0)
+    w.add_q_lora_rank(c.get("q_lora_rank") or 0)
     w.add_kv_lora_rank(c["kv_lora_rank"])
     w.add_key_length(c["kv_lora_rank"] + c["qk_rope_head_dim"])
     w.add_value_length(c["kv_lora_rank"])
     w.add_key_length_mla(c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
     w.add_value_length_mla(c["v_head_dim"])
     w.add_rope_dimension_count(c["qk_rope_head_dim"])
-    if c.get("rope_scaling"):
-        raise SystemExit("hf_to_gguf_q8: rope_scaling is set: YaRN is not written here")
-    w.add_rope_scaling_type(gguf.RopeScalingType.NONE)
+    rs = c.get("rope_scaling")
+    if rs:
+        if rs.get("type", rs.get("rope_type")) != "yarn":
+            raise SystemExit("hf_to_gguf_q8: rope_scaling other than YaRN is not written here")
+        # llama.cpp's converter: factor, the original context, and
+        # 0.1 * mscale_all_dim as the log multiplier (mscale is dropped)
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(float(rs["factor"]))
+        w.add_rope_scaling_orig_ctx_len(int(rs["original_max_position_embeddings"]))
+        w.add_rope_scaling_yarn_log_mul(0.1 * float(rs.get("mscale_all_dim", 0.0)))
+    else:
+        w.add_rope_scaling_type(gguf.RopeScalingType.NONE)
     if E:
         w.add_leading_dense_block_count(c.get("first_k_dense_replace", 0))
         w.add_expert_count(E)
@@ -456,6 +469,9 @@ def write_gguf(ck, out_path, qtype, verbose):
         w.add_expert_weights_scale(float(c.get("routed_scaling_factor", 1.0)))
         w.add_expert_weights_norm(bool(c.get("norm_topk_prob", False)))
         w.add_expert_gating_func(gguf.ExpertGatingFuncType.SOFTMAX)
+        if c.get("topk_method") == "group_limited_greedy":
+            w.add_expert_group_count(int(c["n_group"]))
+            w.add_expert_group_used_count(int(c["topk_group"]))
     tokens, ttypes, merges = tokenizer_meta(ck.dir, c["vocab_size"])
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("deepseek-v3")                      # the pre-tokenizer regexes of our tokenizer.json

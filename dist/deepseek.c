@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 5aec8b193be5bb49: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 6b300711faec9572: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -53,7 +53,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "5aec8b193be5bb49"
+#define DS_SOURCE_ID "6b300711faec9572"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -3193,13 +3193,22 @@ DSI_FUNC ds_status dsi_gguf_config_json(const dsi_gguf *g, const dsi_alloc *al, 
                  * 0.1 * mscale_all_dim and drops mscale, assuming the two
                  * are equal (they are in every DeepSeek release), so both
                  * come back as the same value; beta_fast/slow are
-                 * DeepSeek's defaults (32, 1), which llama.cpp also uses. */
-                char t[256];
-                double m = yarn_log_mul / 0.1;
+                 * DeepSeek's defaults (32, 1), which llama.cpp also uses,
+                 * unless the file has yarn_beta_fast / yarn_beta_slow.
+                 * The multiplier went through an F32: mscale_all_dim is
+                 * read back to 6 significant digits, which gives the short
+                 * decimal of the checkpoint's config (0.707, 1.0) again. */
+                char t[320];
+                double bf = 32, bs = 1;
+                char ms[32];
+                snprintf(ms, sizeof ms, "%.6g", yarn_log_mul / 0.1);
+                if (dsg_get_num(g, A, "rope.scaling.yarn_beta_fast", &bf) < 0 ||
+                    dsg_get_num(g, A, "rope.scaling.yarn_beta_slow", &bs) < 0)
+                    s = dsi_fail(e, DS_ERR_CONFIG, "GGUF: deepseek2.rope.scaling.yarn_beta_* must be numbers");
                 snprintf(t, sizeof t,
                          "{\"type\": \"yarn\", \"factor\": %.17g, \"original_max_position_embeddings\": %lld, "
-                         "\"beta_fast\": 32, \"beta_slow\": 1, \"mscale\": %.17g, \"mscale_all_dim\": %.17g}",
-                         factor, (long long)orig, m, m);
+                         "\"beta_fast\": %.17g, \"beta_slow\": %.17g, \"mscale\": %s, \"mscale_all_dim\": %s}",
+                         factor, (long long)orig, bf, bs, ms, ms);
                 dsi_buf_put(&b, t, strlen(t));
             }
         } else {

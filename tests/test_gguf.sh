@@ -5,9 +5,10 @@
 #
 # The GGUF files are written by bench/hf_to_gguf_q8.py (the `gguf` Python
 # package, llama.cpp's deepseek2 layout: kv_b split into attn_k_b and
-# attn_v_b) from the generated v2lite checkpoint, as F16, Q8_0 and Q4_0.
+# attn_v_b) from generated checkpoints: v2lite as F16, Q8_0 and Q4_0, v2
+# (q-LoRA, group-limited routing) and yarn (YaRN, tied embeddings) as Q8_0.
 # Each converts to a container whose logits are bit-identical to those of
-# `ds convert <checkpoint> --quant f16|q8|q4`: the weights are copied as they
+# `ds convert <checkpoint> --quant f16|q8|q4`, and the same config: the weights are copied as they
 # are, and kv_b is joined back exactly (its k half is stored by the script as
 # the F32 values of our Q8_0/Q4_0 blocks; re-encoding them gives the same
 # blocks, since a block of dequantized values has its own scale again while
@@ -68,15 +69,21 @@ echo "# gguf package from $PY"
 
 head -c 32 /dev/urandom > "$T/key"
 TOKS=0,5,100,200,300,497,12,33,400,1
-# ==== 1. F16, Q8_0, Q4_0: the same container as from the checkpoint ========
-for q in f16 q8 q4; do
-    if ! "$PY" bench/hf_to_gguf_q8.py "$TD/v2lite" "$T/m-$q.gguf" --type $q >"$T/out" 2>"$T/err"; then
-        bad gguf-1.$q.write "hf_to_gguf_q8.py --type $q failed"
+# ==== 1. The same container as from the checkpoint ========================
+# v2lite as F16, Q8_0 and Q4_0; v2 (q-LoRA, group-limited routing) and yarn
+# (YaRN scaling, tied embeddings) as Q8_0
+for fq in v2lite:f16 v2lite:q8 v2lite:q4 v2:q8 yarn:q8; do
+    fam=${fq%%:*}
+    q=${fq#*:}
+    [ "$fam" = v2lite ] || q="$q.$fam"
+    qq=${q%%.*}
+    if ! "$PY" bench/hf_to_gguf_q8.py "$TD/$fam" "$T/m-$q.gguf" --type $qq >"$T/out" 2>"$T/err"; then
+        bad gguf-1.$q.write "hf_to_gguf_q8.py $fam --type $qq failed"
         continue
     fi
     run convert "$T/m-$q.gguf" "$T/g-$q.dsm" --key-file "$T/key"
     [ "$rc" -eq 0 ] && ok gguf-1.$q.convert || { bad gguf-1.$q.convert "ds convert of the GGUF exited $rc"; continue; }
-    run convert "$TD/v2lite" "$T/h-$q.dsm" --key-file "$T/key" --quant $q
+    run convert "$TD/$fam" "$T/h-$q.dsm" --key-file "$T/key" --quant $qq
     [ "$rc" -eq 0 ] || { bad gguf-1.$q.ref "ds convert of the checkpoint exited $rc"; continue; }
     run logits "$T/g-$q.dsm" --key-file "$T/key" --tokens $TOKS --out "$T/g-$q.bin"
     run logits "$T/h-$q.dsm" --key-file "$T/key" --tokens $TOKS --out "$T/h-$q.bin"
@@ -87,6 +94,11 @@ for q in f16 q8 q4; do
     "$DS" inspect "$T/h-$q.dsm" --key-file "$T/key" 2>/dev/null | grep -E '^ *(model\.|lm_head)' > "$T/hi"
     if [ -s "$T/gi" ] && cmp -s "$T/gi" "$T/hi"; then ok gguf-1.$q.tensors
     else bad gguf-1.$q.tensors "tensor directories differ: $(diff "$T/gi" "$T/hi" | head -n 3 | tr '\n' ' ')"; fi
+    # the config, field by field, as the runtime reads it
+    "$DS" inspect "$T/g-$q.dsm" --key-file "$T/key" 2>/dev/null | sed -n '/^config/,/^$/p' > "$T/gc"
+    "$DS" inspect "$T/h-$q.dsm" --key-file "$T/key" 2>/dev/null | sed -n '/^config/,/^$/p' > "$T/hc"
+    if [ "$(wc -l < "$T/gc")" -gt 20 ] && cmp -s "$T/gc" "$T/hc"; then ok gguf-1.$q.config
+    else bad gguf-1.$q.config "configs differ: $(diff "$T/gc" "$T/hc" | head -n 3 | tr '\n' ' ')"; fi
 done
 
 # ==== 2. The tokenizer, generation and the chat template ===================

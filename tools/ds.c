@@ -1,7 +1,7 @@
 /*
  * ds.c — the deepseek.h command-line tool.
  *
- *     ds convert <hf_dir> <out.dsm> [--quant f32|f16|q8|q4] [--quant-experts T] [--quant-core T] [--quant-router T]
+ *     ds convert <hf_dir|model.gguf> <out.dsm> [--quant f32|f16|q8|q4] [--quant-experts T] [--quant-core T] [--quant-router T]
  *                [--key-file F | --passphrase-env VAR | --no-encrypt] [--chunk-kb N] [--force]
  *     ds keygen  <file>
  *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--json]
@@ -2253,7 +2253,7 @@ static const char main_help[] =
     "usage: ds <command> [arguments]\n"
     "\n"
     "Commands:\n"
-    "  convert <hf_dir> <out.dsm>   convert a Hugging Face checkpoint into a container\n"
+    "  convert <hf_dir> <out.dsm>   convert a Hugging Face checkpoint (or a GGUF) into a container\n"
     "  keygen <file>                write a new random key file (mode 0600)\n"
     "  inspect <model.dsm>          print the header, config, tensors and segments\n"
     "  verify <model.dsm>           authenticate every segment of a container\n"
