@@ -71,8 +71,8 @@ LIB_SRCS = \
 	deepseek_impl/util.c \
 	deepseek_impl/json.c \
 	deepseek_impl/safetensors.c \
-	deepseek_impl/gguf.c \
 	deepseek_impl/quant.c \
+	deepseek_impl/gguf.c \
 	deepseek_impl/crypto.c \
 	deepseek_impl/container.c \
 	deepseek_impl/config.c \

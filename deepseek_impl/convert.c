@@ -343,28 +343,33 @@ static bool dsi_gguf_name(const char *hf, char *out, size_t cap, int *expert) {
     return false;
 }
 
-/* The ggml types whose rows we decode: their values come over exactly. */
+/* The ggml types whose rows we decode (dsi_ggml_dequantize_row). */
 static bool dsi_gguf_readable(uint32_t t) {
-    return t == DSI_GGML_F32 || t == DSI_GGML_F16 || t == DSI_GGML_BF16 || t == DSI_GGML_Q8_0 || t == DSI_GGML_Q4_0;
+    float y[256];
+    static const uint8_t zero[512];
+    return dsi_ggml_dequantize_row(t, zero, y, 256);
 }
 
 static ds_status dsi_gguf_type_check(dsi_conv *c, const dsi_gguf_tensor *t) {
     if (dsi_gguf_readable(t->type)) return DS_OK;
     return dsi_fail(c->e, DS_ERR_SHAPE,
                     "%s: tensor %s has ggml type %s, which the converter does not read (F32, F16, BF16, Q8_0, "
-                    "Q4_0); convert from the Hugging Face checkpoint, or from a GGUF of one of those types",
+                    "Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K); convert from the Hugging Face checkpoint, or from a GGUF "
+                    "of one of those types",
                     c->gg_path, t->name, dsi_ggml_type_name(t->type));
 }
 
 /* The container type of a GGUF source type kept as it is (DS_QUANT_KEEP):
  * the same bytes where we have the type; BF16, which we do not, as F16
- * (exact for BF16 values within F16's range; others are refused). */
+ * (exact for BF16 values within F16's range; others are refused); the
+ * other quantized types (Q4_1, Q5_x, K-quants) dequantized and re-quantized
+ * to Q8_0, the nearest we have that loses little (with a warning). */
 static ds_dtype dsi_gguf_keep_dtype(uint32_t t) {
     switch (t) {
     case DSI_GGML_F32: return DS_DTYPE_F32;
-    case DSI_GGML_Q8_0: return DS_DTYPE_Q8_0;
+    case DSI_GGML_F16: case DSI_GGML_BF16: return DS_DTYPE_F16;
     case DSI_GGML_Q4_0: return DS_DTYPE_Q4_0;
-    default: return DS_DTYPE_F16;
+    default: return DS_DTYPE_Q8_0;
     }
 }
 
@@ -459,7 +464,9 @@ static ds_status dsi_make_plan(dsi_conv *c) {
     c->plan = dsi_calloc(&c->al, c->n_specs, sizeof *c->plan);
     c->segs = dsi_calloc(&c->al, c->n_specs, sizeof *c->segs);   /* at most one segment per tensor */
     if (!c->plan || !c->segs) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    int f16_fallback = 0;
+    int f16_fallback = 0, requant = 0;
+    const char *requant_first = NULL;
+    uint32_t requant_type = 0;
     for (size_t i = 0; i < c->n_specs; i++) {
         const dsi_tensor_spec *sp = &c->specs[i];
         dsi_plan *pl = &c->plan[i];
@@ -519,6 +526,9 @@ static ds_status dsi_make_plan(dsi_conv *c) {
         if (q == DS_QUANT_KEEP) {
             /* only GGUF input gets here (ds_convert checks) */
             pl->dtype = sp->keep_f32 ? DS_DTYPE_F32 : dsi_gguf_keep_dtype(gtype);
+            if (!sp->keep_f32 && gtype != DSI_GGML_F32 && gtype != DSI_GGML_F16 && gtype != DSI_GGML_BF16 &&
+                gtype != DSI_GGML_Q8_0 && gtype != DSI_GGML_Q4_0 && !requant++)
+                requant_first = sp->name, requant_type = gtype;
             if ((pl->dtype == DS_DTYPE_Q8_0 || pl->dtype == DS_DTYPE_Q4_0) && pl->cols % DSI_Q8_BLOCK) {
                 pl->dtype = DS_DTYPE_F16;
                 f16_fallback++;
@@ -551,6 +561,11 @@ static ds_status dsi_make_plan(dsi_conv *c) {
     for (size_t i = 0; i < c->n_segs; i++)
         if (!dsi_stored_bytes(c->segs[i].plain_bytes, c->chunk_bytes, &c->segs[i].stored_bytes, &c->segs[i].n_chunks))
             return dsi_fail(c->e, DS_ERR_LIMIT, "segment %zu too large", i);
+    if (requant)
+        dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
+                "%d tensor(s) of ggml types the container does not have (e.g. %s, %s) are dequantized and "
+                "re-quantized to Q8_0 (close, not identical; --quant chooses another type)", requant, requant_first,
+                dsi_ggml_type_name(requant_type));
     if (f16_fallback)
         dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
                 "%d tensor(s) have a row length that is not a multiple of 32; stored as F16 instead of 8 or 4 bits",
@@ -793,29 +808,6 @@ static ds_status dsi_gguf_read(dsi_conv *c, void *buf, size_t n, uint64_t off) {
     return DS_OK;
 }
 
-/* One row of a readable ggml type to F32 (exact for all of them). */
-static void dsi_gguf_decode_row(uint32_t type, const uint8_t *p, float *y, size_t n) {
-    switch (type) {
-    case DSI_GGML_F32:
-        for (size_t k = 0; k < n; k++) {
-            uint32_t u = dsi_rd32(p + 4 * k);
-            memcpy(&y[k], &u, 4);
-        }
-        break;
-    case DSI_GGML_F16:
-        for (size_t k = 0; k < n; k++) y[k] = dsi_f16_to_f32(dsi_rd16(p + 2 * k));
-        break;
-    case DSI_GGML_BF16:
-        for (size_t k = 0; k < n; k++) y[k] = dsi_bf16_to_f32(dsi_rd16(p + 2 * k));
-        break;
-    case DSI_GGML_Q8_0: dsi_dequantize_row_q8_0(p, y, n); break;
-    case DSI_GGML_Q4_0: dsi_dequantize_row_q4_0(p, y, n); break;
-    default:
-        for (size_t k = 0; k < n; k++) y[k] = NAN;
-        break;
-    }
-}
-
 /* rows x cols of source type `type` from file offset off, into the segment:
  * copied byte for byte when the planned type is the same, else decoded and
  * encoded. Every value is checked either way. */
@@ -836,7 +828,7 @@ static ds_status dsi_gguf_rows(dsi_conv *c, const dsi_plan *pl, uint32_t type, u
         s = dsi_gguf_read(c, c->raw, g * (size_t)srb, off + r0 * srb);
         for (size_t r = 0; r < g && !s; r++) {
             float *y = c->f32 + r * cols;
-            dsi_gguf_decode_row(type, c->raw + r * srb, y, cols);
+            (void)dsi_ggml_dequantize_row(type, c->raw + r * srb, y, cols);
             s = dsi_check_row(c, pl, y, cols, row0 + r0 + r);
             if (!s && !copy) dsi_encode_row(pl->dtype, y, c->enc + r * pl->row_bytes, cols);
         }
@@ -866,7 +858,7 @@ static ds_status dsi_gguf_kv_b(dsi_conv *c, const dsi_plan *pl) {
     for (size_t h = 0; h < (size_t)cf->n_heads && !s; h++) {
         float *src = tmp, *tr = tmp + kl * nope;
         s = dsi_gguf_read(c, kraw, kbytes, k->file_offset + h * kbytes);
-        for (size_t r = 0; r < kl && !s; r++) dsi_gguf_decode_row(k->type, kraw + r * k->row_bytes, src + r * nope, nope);
+        for (size_t r = 0; r < kl && !s; r++) (void)dsi_ggml_dequantize_row(k->type, kraw + r * k->row_bytes, src + r * nope, nope);
         for (size_t i = 0; i < nope && !s; i++) {
             for (size_t r = 0; r < kl; r++) tr[i * kl + r] = src[r * nope + i];
             s = dsi_check_row(c, pl, tr + i * kl, kl, h * (nope + vd) + i);

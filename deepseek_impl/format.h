@@ -150,7 +150,8 @@ enum {
 /* The ggml tensor types the converter reads (the file's numbering). */
 enum {
     DSI_GGML_F32 = 0, DSI_GGML_F16 = 1, DSI_GGML_Q4_0 = 2, DSI_GGML_Q4_1 = 3, DSI_GGML_Q5_0 = 6,
-    DSI_GGML_Q5_1 = 7, DSI_GGML_Q8_0 = 8, DSI_GGML_BF16 = 30
+    DSI_GGML_Q5_1 = 7, DSI_GGML_Q8_0 = 8, DSI_GGML_Q2_K = 10, DSI_GGML_Q3_K = 11, DSI_GGML_Q4_K = 12,
+    DSI_GGML_Q5_K = 13, DSI_GGML_Q6_K = 14, DSI_GGML_BF16 = 30
 };
 
 typedef struct dsi_gguf_kv {
@@ -206,6 +207,10 @@ DSI_FUNC void dsi_gguf_string(const dsi_gguf *g, const dsi_gguf_kv *kv, const ch
 /* Steps through an array of strings from buf + kv->offset. */
 DSI_FUNC void dsi_gguf_next_str(const uint8_t **p, const char **s, size_t *n);
 DSI_FUNC const char *dsi_ggml_type_name(uint32_t type);
+/* n values (whole blocks) of a ggml type to F32: F32, F16, BF16, Q8_0,
+ * Q4_0 (exact), Q4_1, Q5_0, Q5_1, Q2_K..Q6_K (as ggml computes them);
+ * false for any other type. */
+DSI_FUNC bool dsi_ggml_dequantize_row(uint32_t type, const uint8_t *p, float *y, size_t n);
 /* Bytes of n values of a ggml type; false for an unknown type, n not whole blocks, or overflow. */
 DSI_FUNC bool dsi_ggml_row_bytes(uint32_t type, uint64_t n, uint64_t *out);
 /* A deepseek2 file's metadata as the Hugging Face config.json our config

@@ -43,7 +43,7 @@ static const struct {
 } dsg_types[] = {
     {DSI_GGML_F32, "F32", 1, 4},       {DSI_GGML_F16, "F16", 1, 2},       {DSI_GGML_Q4_0, "Q4_0", 32, 18},
     {DSI_GGML_Q4_1, "Q4_1", 32, 20},   {DSI_GGML_Q5_0, "Q5_0", 32, 22},   {DSI_GGML_Q5_1, "Q5_1", 32, 24},
-    {DSI_GGML_Q8_0, "Q8_0", 32, 34},   {9, "Q8_1", 32, 36},               {10, "Q2_K", 256, 84},
+    {DSI_GGML_Q8_0, "Q8_0", 32, 34},   {9, "Q8_1", 32, 36},               {DSI_GGML_Q2_K, "Q2_K", 256, 84},
     {11, "Q3_K", 256, 110},            {12, "Q4_K", 256, 144},            {13, "Q5_K", 256, 176},
     {14, "Q6_K", 256, 210},            {15, "Q8_K", 256, 292},            {16, "IQ2_XXS", 256, 66},
     {17, "IQ2_XS", 256, 74},           {18, "IQ3_XXS", 256, 98},          {19, "IQ1_S", 256, 50},
@@ -70,6 +70,172 @@ DSI_FUNC bool dsi_ggml_row_bytes(uint32_t type, uint64_t n, uint64_t *out) {
     int i = dsg_type_index(type);
     if (i < 0 || n % dsg_types[i].block) return false;
     return dsi_mul_u64(n / dsg_types[i].block, dsg_types[i].bytes, out);
+}
+
+/* ==== Dequantizing rows ==================================================== */
+/* The block layouts are ggml's (ggml-common.h): each block starts with its
+ * F16 scale(s), and the value order inside a block is ggml's. Checked
+ * against the gguf package's numpy dequantizers (tests/test_gguf.sh). */
+static float dsg_h(const uint8_t *p) { return dsi_f16_to_f32(dsi_rd16(p)); }
+
+/* 32-value blocks with an offset: Q4_1 {d, m, qs[16]}, Q5_0 {d, qh[4],
+ * qs[16]}, Q5_1 {d, m, qh[4], qs[16]}; value j < 16 in the low nibble of
+ * qs[j], j + 16 in its high nibble, the fifth bits in qh. */
+static void dsg_q4_1(const uint8_t *b, float *y) {
+    float d = dsg_h(b), m = dsg_h(b + 2);
+    for (int j = 0; j < 16; j++) {
+        y[j] = (float)(b[4 + j] & 15) * d + m;
+        y[j + 16] = (float)(b[4 + j] >> 4) * d + m;
+    }
+}
+static void dsg_q5(const uint8_t *b, float *y, bool has_min) {
+    float d = dsg_h(b), m = has_min ? dsg_h(b + 2) : 0.0f;
+    const uint8_t *qhp = b + (has_min ? 4 : 2), *qs = qhp + 4;
+    uint32_t qh = dsi_rd32(qhp);
+    for (int j = 0; j < 16; j++) {
+        int x0 = (qs[j] & 15) | (int)(((qh >> j) << 4) & 0x10);
+        int x1 = (qs[j] >> 4) | (int)((qh >> (j + 12)) & 0x10);
+        if (has_min) {
+            y[j] = (float)x0 * d + m;
+            y[j + 16] = (float)x1 * d + m;
+        } else {
+            y[j] = (float)(x0 - 16) * d;
+            y[j + 16] = (float)(x1 - 16) * d;
+        }
+    }
+}
+
+/* 256-value K-quant blocks. Q4_K and Q5_K pack eight 6-bit scales and mins
+ * into 12 bytes. */
+static void dsg_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+/* Q2_K {scales[16], qs[64], d, dmin} */
+static void dsg_q2_k(const uint8_t *b, float *y) {
+    const uint8_t *sc = b, *q = b + 16;
+    float d = dsg_h(b + 80), dmin = dsg_h(b + 82);
+    int is = 0;
+    for (int n = 0; n < 256; n += 128, q += 32)
+        for (int shift = 0; shift < 8; shift += 2)
+            for (int half = 0; half < 2; half++) {
+                uint8_t s = sc[is++];
+                float dl = d * (float)(s & 0xF), ml = dmin * (float)(s >> 4);
+                for (int l = 0; l < 16; l++) *y++ = dl * (float)((q[l + 16 * half] >> shift) & 3) - ml;
+            }
+}
+/* Q3_K {hmask[32], qs[64], scales[12], d}: 16 6-bit scales (offset 32), 2
+ * low bits in qs, the third (inverted: set means no -4) in hmask. */
+static void dsg_q3_k(const uint8_t *b, float *y) {
+    const uint8_t *hm = b, *q = b + 32, *sraw = b + 96;
+    float d = dsg_h(b + 108);
+    int8_t sc[16];
+    for (int i = 0; i < 16; i++) {
+        int lo = i < 8 ? (sraw[i] & 0xF) : (sraw[i - 8] >> 4);
+        int hi = (sraw[8 + (i % 4)] >> (2 * (i / 4))) & 3;
+        sc[i] = (int8_t)((lo | (hi << 4)) - 32);
+    }
+    int is = 0;
+    uint8_t m = 1;
+    for (int n = 0; n < 256; n += 128, q += 32)
+        for (int shift = 0; shift < 8; shift += 2, m = (uint8_t)(m << 1))
+            for (int half = 0; half < 2; half++) {
+                float dl = d * (float)sc[is++];
+                for (int l = 0; l < 16; l++) {
+                    int k = l + 16 * half;
+                    *y++ = dl * (float)(((q[k] >> shift) & 3) - ((hm[k] & m) ? 0 : 4));
+                }
+            }
+}
+/* Q4_K {d, dmin, scales[12], qs[128]} */
+static void dsg_q4_k(const uint8_t *b, float *y) {
+    float d = dsg_h(b), dmin = dsg_h(b + 2);
+    const uint8_t *scales = b + 4, *q = b + 16;
+    for (int j = 0, is = 0; j < 256; j += 64, is += 2, q += 32) {
+        uint8_t sc, m;
+        dsg_scale_min_k4(is, scales, &sc, &m);
+        float d1 = d * (float)sc, m1 = dmin * (float)m;
+        dsg_scale_min_k4(is + 1, scales, &sc, &m);
+        float d2 = d * (float)sc, m2 = dmin * (float)m;
+        for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
+        for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+    }
+}
+/* Q5_K {d, dmin, scales[12], qh[32], qs[128]} */
+static void dsg_q5_k(const uint8_t *b, float *y) {
+    float d = dsg_h(b), dmin = dsg_h(b + 2);
+    const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 48;
+    uint8_t u1 = 1, u2 = 2;
+    for (int j = 0, is = 0; j < 256; j += 64, is += 2, q += 32, u1 = (uint8_t)(u1 << 2), u2 = (uint8_t)(u2 << 2)) {
+        uint8_t sc, m;
+        dsg_scale_min_k4(is, scales, &sc, &m);
+        float d1 = d * (float)sc, m1 = dmin * (float)m;
+        dsg_scale_min_k4(is + 1, scales, &sc, &m);
+        float d2 = d * (float)sc, m2 = dmin * (float)m;
+        for (int l = 0; l < 32; l++) *y++ = d1 * (float)((q[l] & 0xF) + ((qh[l] & u1) ? 16 : 0)) - m1;
+        for (int l = 0; l < 32; l++) *y++ = d2 * (float)((q[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
+    }
+}
+/* Q6_K {ql[128], qh[64], scales[16] (int8), d} */
+static void dsg_q6_k(const uint8_t *b, float *y) {
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    float d = dsg_h(b + 208);
+    for (int n = 0; n < 256; n += 128, y += 128, ql += 64, qh += 32, sc += 8)
+        for (int l = 0; l < 32; l++) {
+            int is = l / 16;
+            int q1 = (int)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            int q2 = (int)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            int q3 = (int)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            int q4 = (int)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[l] = d * (float)sc[is] * (float)q1;
+            y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+            y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+            y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+        }
+}
+
+DSI_FUNC bool dsi_ggml_dequantize_row(uint32_t type, const uint8_t *p, float *y, size_t n) {
+    switch (type) {
+    case DSI_GGML_F32:
+        for (size_t k = 0; k < n; k++) {
+            uint32_t u = dsi_rd32(p + 4 * k);
+            memcpy(&y[k], &u, 4);
+        }
+        return true;
+    case DSI_GGML_F16:
+        for (size_t k = 0; k < n; k++) y[k] = dsi_f16_to_f32(dsi_rd16(p + 2 * k));
+        return true;
+    case DSI_GGML_BF16:
+        for (size_t k = 0; k < n; k++) y[k] = dsi_bf16_to_f32(dsi_rd16(p + 2 * k));
+        return true;
+    case DSI_GGML_Q8_0: dsi_dequantize_row_q8_0(p, y, n); return true;
+    case DSI_GGML_Q4_0: dsi_dequantize_row_q4_0(p, y, n); return true;
+    default: break;
+    }
+    void (*blk)(const uint8_t *, float *) = NULL;
+    size_t bs = 32, bb = 0;
+    switch (type) {
+    case DSI_GGML_Q4_1: blk = dsg_q4_1; bb = 20; break;
+    case DSI_GGML_Q5_0: bb = 22; break;
+    case DSI_GGML_Q5_1: bb = 24; break;
+    case DSI_GGML_Q2_K: blk = dsg_q2_k; bs = 256; bb = 84; break;
+    case DSI_GGML_Q3_K: blk = dsg_q3_k; bs = 256; bb = 110; break;
+    case DSI_GGML_Q4_K: blk = dsg_q4_k; bs = 256; bb = 144; break;
+    case DSI_GGML_Q5_K: blk = dsg_q5_k; bs = 256; bb = 176; break;
+    case DSI_GGML_Q6_K: blk = dsg_q6_k; bs = 256; bb = 210; break;
+    default: return false;
+    }
+    for (size_t i = 0; i < n / bs; i++) {
+        if (type == DSI_GGML_Q5_0 || type == DSI_GGML_Q5_1) dsg_q5(p + i * bb, y + i * bs, type == DSI_GGML_Q5_1);
+        else blk(p + i * bb, y + i * bs);
+    }
+    return true;
 }
 
 /* ==== Value types ========================================================== */

@@ -13,15 +13,15 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 6b300711faec9572: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id d28321e6cac71a02: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
  *     deepseek_impl/util.c
  *     deepseek_impl/json.c
  *     deepseek_impl/safetensors.c
- *     deepseek_impl/gguf.c
  *     deepseek_impl/quant.c
+ *     deepseek_impl/gguf.c
  *     deepseek_impl/crypto.c
  *     deepseek_impl/container.c
  *     deepseek_impl/config.c
@@ -53,7 +53,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "6b300711faec9572"
+#define DS_SOURCE_ID "d28321e6cac71a02"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -948,7 +948,8 @@ enum {
 /* The ggml tensor types the converter reads (the file's numbering). */
 enum {
     DSI_GGML_F32 = 0, DSI_GGML_F16 = 1, DSI_GGML_Q4_0 = 2, DSI_GGML_Q4_1 = 3, DSI_GGML_Q5_0 = 6,
-    DSI_GGML_Q5_1 = 7, DSI_GGML_Q8_0 = 8, DSI_GGML_BF16 = 30
+    DSI_GGML_Q5_1 = 7, DSI_GGML_Q8_0 = 8, DSI_GGML_Q2_K = 10, DSI_GGML_Q3_K = 11, DSI_GGML_Q4_K = 12,
+    DSI_GGML_Q5_K = 13, DSI_GGML_Q6_K = 14, DSI_GGML_BF16 = 30
 };
 
 typedef struct dsi_gguf_kv {
@@ -1004,6 +1005,10 @@ DSI_FUNC void dsi_gguf_string(const dsi_gguf *g, const dsi_gguf_kv *kv, const ch
 /* Steps through an array of strings from buf + kv->offset. */
 DSI_FUNC void dsi_gguf_next_str(const uint8_t **p, const char **s, size_t *n);
 DSI_FUNC const char *dsi_ggml_type_name(uint32_t type);
+/* n values (whole blocks) of a ggml type to F32: F32, F16, BF16, Q8_0,
+ * Q4_0 (exact), Q4_1, Q5_0, Q5_1, Q2_K..Q6_K (as ggml computes them);
+ * false for any other type. */
+DSI_FUNC bool dsi_ggml_dequantize_row(uint32_t type, const uint8_t *p, float *y, size_t n);
 /* Bytes of n values of a ggml type; false for an unknown type, n not whole blocks, or overflow. */
 DSI_FUNC bool dsi_ggml_row_bytes(uint32_t type, uint64_t n, uint64_t *out);
 /* A deepseek2 file's metadata as the Hugging Face config.json our config
@@ -2460,6 +2465,192 @@ done:
 #undef DSS_NAME_FMT
 /* ==== End deepseek_impl/safetensors.c ==== */
 
+/* ==== Begin deepseek_impl/quant.c ==== */
+/*
+ * quant.c — number formats: IEEE half, bfloat16, FP8 e4m3 (decode only), and
+ * the Q8_0 and Q4_0 block formats (32 values with one F16 scale, laid out as
+ * llama.cpp's Q8_0 and Q4_0, so the same quantized numbers can be compared
+ * across runtimes).
+ */
+/* #include "format.h": pasted above */
+
+#include <math.h>
+
+/* ==== Half precision ===================================================== */
+static inline uint32_t dsi_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float dsi_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+DSI_FUNC float dsi_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    if (exp == 0) {
+        /* zero or subnormal: value = man * 2^-24 */
+        float v = (float)man * (1.0f / 16777216.0f);
+        return sign ? -v : v;
+    }
+    if (exp == 31) return dsi_bits_f32(sign | 0x7f800000u | (man << 13));  /* inf / NaN */
+    return dsi_bits_f32(sign | ((exp + 112) << 23) | (man << 13));
+}
+
+DSI_FUNC uint16_t dsi_f32_to_f16(float f) {
+    uint32_t x = dsi_f32_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf or NaN (keep NaN quiet) */
+        return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);  /* rounds to >= 65520: overflow to inf */
+    if (ax < 0x38800000u) {
+        /* result is subnormal (or zero): scale into units of 2^-24 and round to even */
+        float v = dsi_bits_f32(ax) * 16777216.0f;   /* exact: power-of-two scale */
+        uint32_t r = (uint32_t)v;
+        float frac = v - (float)r;
+        if (frac > 0.5f || (frac == 0.5f && (r & 1))) r++;
+        return (uint16_t)(sign | r);                  /* r == 0x400 becomes the smallest normal */
+    }
+    /* normal: drop 13 mantissa bits with round-to-nearest-even */
+    uint32_t e = ((ax >> 23) - 112) << 10;
+    uint32_t m = (ax >> 13) & 0x3ff;
+    uint32_t rest = ax & 0x1fff;
+    uint32_t h = e | m;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;  /* carry may bump the exponent: correct */
+    return (uint16_t)(sign | h);
+}
+
+DSI_FUNC float dsi_bf16_to_f32(uint16_t h) { return dsi_bits_f32((uint32_t)h << 16); }
+
+DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v) {
+    /* OCP FP8 e4m3fn: 1 sign, 4 exponent (bias 7), 3 mantissa; no infinities;
+     * S.1111.111 is NaN. */
+    uint32_t sign = v & 0x80;
+    uint32_t exp = (v >> 3) & 0xf;
+    uint32_t man = v & 7;
+    float r;
+    if (exp == 15 && man == 7) return NAN;
+    if (exp == 0) r = (float)man * (1.0f / 512.0f);         /* subnormal: man * 2^-9 */
+    else r = ldexpf(1.0f + (float)man / 8.0f, (int)exp - 7);
+    return sign ? -r : r;
+}
+
+/* ==== Row formats ======================================================== */
+DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out) {
+    switch (t) {
+    case DS_DTYPE_F32: return dsi_mul_u64(cols, 4, out);
+    case DS_DTYPE_F16: return dsi_mul_u64(cols, 2, out);
+    case DS_DTYPE_Q8_0:
+        if (cols % DSI_Q8_BLOCK) return false;
+        return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q8_BLOCK_BYTES, out);
+    case DS_DTYPE_Q4_0:
+        if (cols % DSI_Q8_BLOCK) return false;
+        return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q4_BLOCK_BYTES, out);
+    }
+    return false;
+}
+
+DSI_FUNC void dsi_quantize_row_q8_0(const float *x, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        uint8_t *ob = out + b * DSI_Q8_BLOCK_BYTES;
+        float amax = 0.0f;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            float a = fabsf(xb[i]);
+            if (a > amax) amax = a;
+        }
+        /* Round the scale UP to the next F16 so |x/scale| <= 127 and the
+         * error bound scale/2 holds for the scale actually stored. */
+        float want = amax / 127.0f;
+        uint16_t s16 = dsi_f32_to_f16(want);
+        if ((s16 & 0x7c00) == 0x7c00) s16 = 0x7bff;          /* clamp to the largest finite half */
+        else if (dsi_f16_to_f32(s16) < want) s16++;
+        float scale = dsi_f16_to_f32(s16);
+        float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+        dsi_wr16(ob, s16);
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            /* |v| <= 127 by construction of the scale (clamped for safety);
+             * adding 1.5 * 2^23 rounds to nearest even, like nearbyintf in
+             * the default rounding mode, without a libm call per value. */
+            float v = xb[i] * inv;
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            ob[2 + i] = (uint8_t)(int8_t)((int32_t)(v + 12582912.0f) - 12582912);
+        }
+    }
+}
+
+DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q8_BLOCK_BYTES;
+        float scale = dsi_f16_to_f32(dsi_rd16(ib));
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) y[b * DSI_Q8_BLOCK + i] = (float)(int8_t)ib[2 + i] * scale;
+    }
+}
+
+DSI_FUNC void dsi_quantize_row_q4_0(const float *x, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        uint8_t *ob = out + b * DSI_Q4_BLOCK_BYTES;
+        float amax = 0.0f, m = 0.0f;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            float a = fabsf(xb[i]);
+            if (a > amax) {
+                amax = a;
+                m = xb[i];
+            }
+        }
+        /* d = m / -8, its magnitude rounded up to the next F16 so that
+         * |x / d| <= 8 for every x of the block */
+        float want = amax / 8.0f;
+        uint16_t s16 = dsi_f32_to_f16(want);
+        if ((s16 & 0x7c00) == 0x7c00) s16 = 0x7bff;
+        else if (dsi_f16_to_f32(s16) < want) s16++;
+        if (m > 0.0f) s16 |= 0x8000;                 /* d = -|d| when m > 0: m maps to -8 */
+        float d = dsi_f16_to_f32(s16);
+        float inv = amax > 0.0f ? 1.0f / d : 0.0f;
+        if (amax == 0.0f) s16 = 0;
+        dsi_wr16(ob, s16);
+        uint8_t q[DSI_Q8_BLOCK];
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
+            float v = xb[i] * inv;
+            v = v > 7.0f ? 7.0f : v < -8.0f ? -8.0f : v;
+            q[i] = (uint8_t)((int32_t)(v + 12582912.0f) - 12582912 + 8);
+        }
+        for (int i = 0; i < 16; i++) ob[2 + i] = (uint8_t)(q[i] | (q[i + 16] << 4));
+    }
+}
+
+DSI_FUNC void dsi_dequantize_row_q4_0(const uint8_t *in, float *y, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q4_BLOCK_BYTES;
+        float d = dsi_f16_to_f32(dsi_rd16(ib));
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < 16; i++) {
+            yb[i] = (float)((ib[2 + i] & 15) - 8) * d;
+            yb[i + 16] = (float)((ib[2 + i] >> 4) - 8) * d;
+        }
+    }
+}
+
+DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q4_BLOCK_BYTES;
+        uint8_t *ob = out + b * DSI_Q8_BLOCK_BYTES;
+        ob[0] = ib[0];
+        ob[1] = ib[1];
+        for (int i = 0; i < 16; i++) {
+            ob[2 + i] = (uint8_t)(int8_t)((ib[2 + i] & 15) - 8);
+            ob[18 + i] = (uint8_t)(int8_t)((ib[2 + i] >> 4) - 8);
+        }
+    }
+}
+
+DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = dsi_f32_to_f16(x[i]);
+}
+
+DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = dsi_f16_to_f32(in[i]);
+}
+/* ==== End deepseek_impl/quant.c ==== */
+
 /* ==== Begin deepseek_impl/gguf.c ==== */
 /*
  * gguf.c — reading and checking GGUF files (llama.cpp's model format), and
@@ -2506,7 +2697,7 @@ static const struct {
 } dsg_types[] = {
     {DSI_GGML_F32, "F32", 1, 4},       {DSI_GGML_F16, "F16", 1, 2},       {DSI_GGML_Q4_0, "Q4_0", 32, 18},
     {DSI_GGML_Q4_1, "Q4_1", 32, 20},   {DSI_GGML_Q5_0, "Q5_0", 32, 22},   {DSI_GGML_Q5_1, "Q5_1", 32, 24},
-    {DSI_GGML_Q8_0, "Q8_0", 32, 34},   {9, "Q8_1", 32, 36},               {10, "Q2_K", 256, 84},
+    {DSI_GGML_Q8_0, "Q8_0", 32, 34},   {9, "Q8_1", 32, 36},               {DSI_GGML_Q2_K, "Q2_K", 256, 84},
     {11, "Q3_K", 256, 110},            {12, "Q4_K", 256, 144},            {13, "Q5_K", 256, 176},
     {14, "Q6_K", 256, 210},            {15, "Q8_K", 256, 292},            {16, "IQ2_XXS", 256, 66},
     {17, "IQ2_XS", 256, 74},           {18, "IQ3_XXS", 256, 98},          {19, "IQ1_S", 256, 50},
@@ -2533,6 +2724,172 @@ DSI_FUNC bool dsi_ggml_row_bytes(uint32_t type, uint64_t n, uint64_t *out) {
     int i = dsg_type_index(type);
     if (i < 0 || n % dsg_types[i].block) return false;
     return dsi_mul_u64(n / dsg_types[i].block, dsg_types[i].bytes, out);
+}
+
+/* ==== Dequantizing rows ==================================================== */
+/* The block layouts are ggml's (ggml-common.h): each block starts with its
+ * F16 scale(s), and the value order inside a block is ggml's. Checked
+ * against the gguf package's numpy dequantizers (tests/test_gguf.sh). */
+static float dsg_h(const uint8_t *p) { return dsi_f16_to_f32(dsi_rd16(p)); }
+
+/* 32-value blocks with an offset: Q4_1 {d, m, qs[16]}, Q5_0 {d, qh[4],
+ * qs[16]}, Q5_1 {d, m, qh[4], qs[16]}; value j < 16 in the low nibble of
+ * qs[j], j + 16 in its high nibble, the fifth bits in qh. */
+static void dsg_q4_1(const uint8_t *b, float *y) {
+    float d = dsg_h(b), m = dsg_h(b + 2);
+    for (int j = 0; j < 16; j++) {
+        y[j] = (float)(b[4 + j] & 15) * d + m;
+        y[j + 16] = (float)(b[4 + j] >> 4) * d + m;
+    }
+}
+static void dsg_q5(const uint8_t *b, float *y, bool has_min) {
+    float d = dsg_h(b), m = has_min ? dsg_h(b + 2) : 0.0f;
+    const uint8_t *qhp = b + (has_min ? 4 : 2), *qs = qhp + 4;
+    uint32_t qh = dsi_rd32(qhp);
+    for (int j = 0; j < 16; j++) {
+        int x0 = (qs[j] & 15) | (int)(((qh >> j) << 4) & 0x10);
+        int x1 = (qs[j] >> 4) | (int)((qh >> (j + 12)) & 0x10);
+        if (has_min) {
+            y[j] = (float)x0 * d + m;
+            y[j + 16] = (float)x1 * d + m;
+        } else {
+            y[j] = (float)(x0 - 16) * d;
+            y[j + 16] = (float)(x1 - 16) * d;
+        }
+    }
+}
+
+/* 256-value K-quant blocks. Q4_K and Q5_K pack eight 6-bit scales and mins
+ * into 12 bytes. */
+static void dsg_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+/* Q2_K {scales[16], qs[64], d, dmin} */
+static void dsg_q2_k(const uint8_t *b, float *y) {
+    const uint8_t *sc = b, *q = b + 16;
+    float d = dsg_h(b + 80), dmin = dsg_h(b + 82);
+    int is = 0;
+    for (int n = 0; n < 256; n += 128, q += 32)
+        for (int shift = 0; shift < 8; shift += 2)
+            for (int half = 0; half < 2; half++) {
+                uint8_t s = sc[is++];
+                float dl = d * (float)(s & 0xF), ml = dmin * (float)(s >> 4);
+                for (int l = 0; l < 16; l++) *y++ = dl * (float)((q[l + 16 * half] >> shift) & 3) - ml;
+            }
+}
+/* Q3_K {hmask[32], qs[64], scales[12], d}: 16 6-bit scales (offset 32), 2
+ * low bits in qs, the third (inverted: set means no -4) in hmask. */
+static void dsg_q3_k(const uint8_t *b, float *y) {
+    const uint8_t *hm = b, *q = b + 32, *sraw = b + 96;
+    float d = dsg_h(b + 108);
+    int8_t sc[16];
+    for (int i = 0; i < 16; i++) {
+        int lo = i < 8 ? (sraw[i] & 0xF) : (sraw[i - 8] >> 4);
+        int hi = (sraw[8 + (i % 4)] >> (2 * (i / 4))) & 3;
+        sc[i] = (int8_t)((lo | (hi << 4)) - 32);
+    }
+    int is = 0;
+    uint8_t m = 1;
+    for (int n = 0; n < 256; n += 128, q += 32)
+        for (int shift = 0; shift < 8; shift += 2, m = (uint8_t)(m << 1))
+            for (int half = 0; half < 2; half++) {
+                float dl = d * (float)sc[is++];
+                for (int l = 0; l < 16; l++) {
+                    int k = l + 16 * half;
+                    *y++ = dl * (float)(((q[k] >> shift) & 3) - ((hm[k] & m) ? 0 : 4));
+                }
+            }
+}
+/* Q4_K {d, dmin, scales[12], qs[128]} */
+static void dsg_q4_k(const uint8_t *b, float *y) {
+    float d = dsg_h(b), dmin = dsg_h(b + 2);
+    const uint8_t *scales = b + 4, *q = b + 16;
+    for (int j = 0, is = 0; j < 256; j += 64, is += 2, q += 32) {
+        uint8_t sc, m;
+        dsg_scale_min_k4(is, scales, &sc, &m);
+        float d1 = d * (float)sc, m1 = dmin * (float)m;
+        dsg_scale_min_k4(is + 1, scales, &sc, &m);
+        float d2 = d * (float)sc, m2 = dmin * (float)m;
+        for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
+        for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+    }
+}
+/* Q5_K {d, dmin, scales[12], qh[32], qs[128]} */
+static void dsg_q5_k(const uint8_t *b, float *y) {
+    float d = dsg_h(b), dmin = dsg_h(b + 2);
+    const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 48;
+    uint8_t u1 = 1, u2 = 2;
+    for (int j = 0, is = 0; j < 256; j += 64, is += 2, q += 32, u1 = (uint8_t)(u1 << 2), u2 = (uint8_t)(u2 << 2)) {
+        uint8_t sc, m;
+        dsg_scale_min_k4(is, scales, &sc, &m);
+        float d1 = d * (float)sc, m1 = dmin * (float)m;
+        dsg_scale_min_k4(is + 1, scales, &sc, &m);
+        float d2 = d * (float)sc, m2 = dmin * (float)m;
+        for (int l = 0; l < 32; l++) *y++ = d1 * (float)((q[l] & 0xF) + ((qh[l] & u1) ? 16 : 0)) - m1;
+        for (int l = 0; l < 32; l++) *y++ = d2 * (float)((q[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
+    }
+}
+/* Q6_K {ql[128], qh[64], scales[16] (int8), d} */
+static void dsg_q6_k(const uint8_t *b, float *y) {
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    float d = dsg_h(b + 208);
+    for (int n = 0; n < 256; n += 128, y += 128, ql += 64, qh += 32, sc += 8)
+        for (int l = 0; l < 32; l++) {
+            int is = l / 16;
+            int q1 = (int)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            int q2 = (int)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            int q3 = (int)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            int q4 = (int)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[l] = d * (float)sc[is] * (float)q1;
+            y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+            y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+            y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+        }
+}
+
+DSI_FUNC bool dsi_ggml_dequantize_row(uint32_t type, const uint8_t *p, float *y, size_t n) {
+    switch (type) {
+    case DSI_GGML_F32:
+        for (size_t k = 0; k < n; k++) {
+            uint32_t u = dsi_rd32(p + 4 * k);
+            memcpy(&y[k], &u, 4);
+        }
+        return true;
+    case DSI_GGML_F16:
+        for (size_t k = 0; k < n; k++) y[k] = dsi_f16_to_f32(dsi_rd16(p + 2 * k));
+        return true;
+    case DSI_GGML_BF16:
+        for (size_t k = 0; k < n; k++) y[k] = dsi_bf16_to_f32(dsi_rd16(p + 2 * k));
+        return true;
+    case DSI_GGML_Q8_0: dsi_dequantize_row_q8_0(p, y, n); return true;
+    case DSI_GGML_Q4_0: dsi_dequantize_row_q4_0(p, y, n); return true;
+    default: break;
+    }
+    void (*blk)(const uint8_t *, float *) = NULL;
+    size_t bs = 32, bb = 0;
+    switch (type) {
+    case DSI_GGML_Q4_1: blk = dsg_q4_1; bb = 20; break;
+    case DSI_GGML_Q5_0: bb = 22; break;
+    case DSI_GGML_Q5_1: bb = 24; break;
+    case DSI_GGML_Q2_K: blk = dsg_q2_k; bs = 256; bb = 84; break;
+    case DSI_GGML_Q3_K: blk = dsg_q3_k; bs = 256; bb = 110; break;
+    case DSI_GGML_Q4_K: blk = dsg_q4_k; bs = 256; bb = 144; break;
+    case DSI_GGML_Q5_K: blk = dsg_q5_k; bs = 256; bb = 176; break;
+    case DSI_GGML_Q6_K: blk = dsg_q6_k; bs = 256; bb = 210; break;
+    default: return false;
+    }
+    for (size_t i = 0; i < n / bs; i++) {
+        if (type == DSI_GGML_Q5_0 || type == DSI_GGML_Q5_1) dsg_q5(p + i * bb, y + i * bs, type == DSI_GGML_Q5_1);
+        else blk(p + i * bb, y + i * bs);
+    }
+    return true;
 }
 
 /* ==== Value types ========================================================== */
@@ -3429,192 +3786,6 @@ DSI_FUNC ds_status dsi_gguf_tokenizer_json(const dsi_gguf *g, const dsi_alloc *a
     return DS_OK;
 }
 /* ==== End deepseek_impl/gguf.c ==== */
-
-/* ==== Begin deepseek_impl/quant.c ==== */
-/*
- * quant.c — number formats: IEEE half, bfloat16, FP8 e4m3 (decode only), and
- * the Q8_0 and Q4_0 block formats (32 values with one F16 scale, laid out as
- * llama.cpp's Q8_0 and Q4_0, so the same quantized numbers can be compared
- * across runtimes).
- */
-/* #include "format.h": pasted above */
-
-#include <math.h>
-
-/* ==== Half precision ===================================================== */
-static inline uint32_t dsi_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float dsi_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-
-DSI_FUNC float dsi_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t man = h & 0x3ff;
-    if (exp == 0) {
-        /* zero or subnormal: value = man * 2^-24 */
-        float v = (float)man * (1.0f / 16777216.0f);
-        return sign ? -v : v;
-    }
-    if (exp == 31) return dsi_bits_f32(sign | 0x7f800000u | (man << 13));  /* inf / NaN */
-    return dsi_bits_f32(sign | ((exp + 112) << 23) | (man << 13));
-}
-
-DSI_FUNC uint16_t dsi_f32_to_f16(float f) {
-    uint32_t x = dsi_f32_bits(f);
-    uint32_t sign = (x >> 16) & 0x8000;
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) /* inf or NaN (keep NaN quiet) */
-        return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0));
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);  /* rounds to >= 65520: overflow to inf */
-    if (ax < 0x38800000u) {
-        /* result is subnormal (or zero): scale into units of 2^-24 and round to even */
-        float v = dsi_bits_f32(ax) * 16777216.0f;   /* exact: power-of-two scale */
-        uint32_t r = (uint32_t)v;
-        float frac = v - (float)r;
-        if (frac > 0.5f || (frac == 0.5f && (r & 1))) r++;
-        return (uint16_t)(sign | r);                  /* r == 0x400 becomes the smallest normal */
-    }
-    /* normal: drop 13 mantissa bits with round-to-nearest-even */
-    uint32_t e = ((ax >> 23) - 112) << 10;
-    uint32_t m = (ax >> 13) & 0x3ff;
-    uint32_t rest = ax & 0x1fff;
-    uint32_t h = e | m;
-    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;  /* carry may bump the exponent: correct */
-    return (uint16_t)(sign | h);
-}
-
-DSI_FUNC float dsi_bf16_to_f32(uint16_t h) { return dsi_bits_f32((uint32_t)h << 16); }
-
-DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v) {
-    /* OCP FP8 e4m3fn: 1 sign, 4 exponent (bias 7), 3 mantissa; no infinities;
-     * S.1111.111 is NaN. */
-    uint32_t sign = v & 0x80;
-    uint32_t exp = (v >> 3) & 0xf;
-    uint32_t man = v & 7;
-    float r;
-    if (exp == 15 && man == 7) return NAN;
-    if (exp == 0) r = (float)man * (1.0f / 512.0f);         /* subnormal: man * 2^-9 */
-    else r = ldexpf(1.0f + (float)man / 8.0f, (int)exp - 7);
-    return sign ? -r : r;
-}
-
-/* ==== Row formats ======================================================== */
-DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out) {
-    switch (t) {
-    case DS_DTYPE_F32: return dsi_mul_u64(cols, 4, out);
-    case DS_DTYPE_F16: return dsi_mul_u64(cols, 2, out);
-    case DS_DTYPE_Q8_0:
-        if (cols % DSI_Q8_BLOCK) return false;
-        return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q8_BLOCK_BYTES, out);
-    case DS_DTYPE_Q4_0:
-        if (cols % DSI_Q8_BLOCK) return false;
-        return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q4_BLOCK_BYTES, out);
-    }
-    return false;
-}
-
-DSI_FUNC void dsi_quantize_row_q8_0(const float *x, uint8_t *out, size_t n) {
-    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
-        const float *xb = x + b * DSI_Q8_BLOCK;
-        uint8_t *ob = out + b * DSI_Q8_BLOCK_BYTES;
-        float amax = 0.0f;
-        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
-            float a = fabsf(xb[i]);
-            if (a > amax) amax = a;
-        }
-        /* Round the scale UP to the next F16 so |x/scale| <= 127 and the
-         * error bound scale/2 holds for the scale actually stored. */
-        float want = amax / 127.0f;
-        uint16_t s16 = dsi_f32_to_f16(want);
-        if ((s16 & 0x7c00) == 0x7c00) s16 = 0x7bff;          /* clamp to the largest finite half */
-        else if (dsi_f16_to_f32(s16) < want) s16++;
-        float scale = dsi_f16_to_f32(s16);
-        float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
-        dsi_wr16(ob, s16);
-        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
-            /* |v| <= 127 by construction of the scale (clamped for safety);
-             * adding 1.5 * 2^23 rounds to nearest even, like nearbyintf in
-             * the default rounding mode, without a libm call per value. */
-            float v = xb[i] * inv;
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-            ob[2 + i] = (uint8_t)(int8_t)((int32_t)(v + 12582912.0f) - 12582912);
-        }
-    }
-}
-
-DSI_FUNC void dsi_dequantize_row_q8_0(const uint8_t *in, float *y, size_t n) {
-    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
-        const uint8_t *ib = in + b * DSI_Q8_BLOCK_BYTES;
-        float scale = dsi_f16_to_f32(dsi_rd16(ib));
-        for (int i = 0; i < DSI_Q8_BLOCK; i++) y[b * DSI_Q8_BLOCK + i] = (float)(int8_t)ib[2 + i] * scale;
-    }
-}
-
-DSI_FUNC void dsi_quantize_row_q4_0(const float *x, uint8_t *out, size_t n) {
-    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
-        const float *xb = x + b * DSI_Q8_BLOCK;
-        uint8_t *ob = out + b * DSI_Q4_BLOCK_BYTES;
-        float amax = 0.0f, m = 0.0f;
-        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
-            float a = fabsf(xb[i]);
-            if (a > amax) {
-                amax = a;
-                m = xb[i];
-            }
-        }
-        /* d = m / -8, its magnitude rounded up to the next F16 so that
-         * |x / d| <= 8 for every x of the block */
-        float want = amax / 8.0f;
-        uint16_t s16 = dsi_f32_to_f16(want);
-        if ((s16 & 0x7c00) == 0x7c00) s16 = 0x7bff;
-        else if (dsi_f16_to_f32(s16) < want) s16++;
-        if (m > 0.0f) s16 |= 0x8000;                 /* d = -|d| when m > 0: m maps to -8 */
-        float d = dsi_f16_to_f32(s16);
-        float inv = amax > 0.0f ? 1.0f / d : 0.0f;
-        if (amax == 0.0f) s16 = 0;
-        dsi_wr16(ob, s16);
-        uint8_t q[DSI_Q8_BLOCK];
-        for (int i = 0; i < DSI_Q8_BLOCK; i++) {
-            float v = xb[i] * inv;
-            v = v > 7.0f ? 7.0f : v < -8.0f ? -8.0f : v;
-            q[i] = (uint8_t)((int32_t)(v + 12582912.0f) - 12582912 + 8);
-        }
-        for (int i = 0; i < 16; i++) ob[2 + i] = (uint8_t)(q[i] | (q[i + 16] << 4));
-    }
-}
-
-DSI_FUNC void dsi_dequantize_row_q4_0(const uint8_t *in, float *y, size_t n) {
-    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
-        const uint8_t *ib = in + b * DSI_Q4_BLOCK_BYTES;
-        float d = dsi_f16_to_f32(dsi_rd16(ib));
-        float *yb = y + b * DSI_Q8_BLOCK;
-        for (int i = 0; i < 16; i++) {
-            yb[i] = (float)((ib[2 + i] & 15) - 8) * d;
-            yb[i + 16] = (float)((ib[2 + i] >> 4) - 8) * d;
-        }
-    }
-}
-
-DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n) {
-    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
-        const uint8_t *ib = in + b * DSI_Q4_BLOCK_BYTES;
-        uint8_t *ob = out + b * DSI_Q8_BLOCK_BYTES;
-        ob[0] = ib[0];
-        ob[1] = ib[1];
-        for (int i = 0; i < 16; i++) {
-            ob[2 + i] = (uint8_t)(int8_t)((ib[2 + i] & 15) - 8);
-            ob[18 + i] = (uint8_t)(int8_t)((ib[2 + i] >> 4) - 8);
-        }
-    }
-}
-
-DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = dsi_f32_to_f16(x[i]);
-}
-
-DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] = dsi_f16_to_f32(in[i]);
-}
-/* ==== End deepseek_impl/quant.c ==== */
 
 /* ==== Begin deepseek_impl/crypto.c ==== */
 /*
@@ -16688,28 +16859,33 @@ static bool dsi_gguf_name(const char *hf, char *out, size_t cap, int *expert) {
     return false;
 }
 
-/* The ggml types whose rows we decode: their values come over exactly. */
+/* The ggml types whose rows we decode (dsi_ggml_dequantize_row). */
 static bool dsi_gguf_readable(uint32_t t) {
-    return t == DSI_GGML_F32 || t == DSI_GGML_F16 || t == DSI_GGML_BF16 || t == DSI_GGML_Q8_0 || t == DSI_GGML_Q4_0;
+    float y[256];
+    static const uint8_t zero[512];
+    return dsi_ggml_dequantize_row(t, zero, y, 256);
 }
 
 static ds_status dsi_gguf_type_check(dsi_conv *c, const dsi_gguf_tensor *t) {
     if (dsi_gguf_readable(t->type)) return DS_OK;
     return dsi_fail(c->e, DS_ERR_SHAPE,
                     "%s: tensor %s has ggml type %s, which the converter does not read (F32, F16, BF16, Q8_0, "
-                    "Q4_0); convert from the Hugging Face checkpoint, or from a GGUF of one of those types",
+                    "Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K); convert from the Hugging Face checkpoint, or from a GGUF "
+                    "of one of those types",
                     c->gg_path, t->name, dsi_ggml_type_name(t->type));
 }
 
 /* The container type of a GGUF source type kept as it is (DS_QUANT_KEEP):
  * the same bytes where we have the type; BF16, which we do not, as F16
- * (exact for BF16 values within F16's range; others are refused). */
+ * (exact for BF16 values within F16's range; others are refused); the
+ * other quantized types (Q4_1, Q5_x, K-quants) dequantized and re-quantized
+ * to Q8_0, the nearest we have that loses little (with a warning). */
 static ds_dtype dsi_gguf_keep_dtype(uint32_t t) {
     switch (t) {
     case DSI_GGML_F32: return DS_DTYPE_F32;
-    case DSI_GGML_Q8_0: return DS_DTYPE_Q8_0;
+    case DSI_GGML_F16: case DSI_GGML_BF16: return DS_DTYPE_F16;
     case DSI_GGML_Q4_0: return DS_DTYPE_Q4_0;
-    default: return DS_DTYPE_F16;
+    default: return DS_DTYPE_Q8_0;
     }
 }
 
@@ -16804,7 +16980,9 @@ static ds_status dsi_make_plan(dsi_conv *c) {
     c->plan = dsi_calloc(&c->al, c->n_specs, sizeof *c->plan);
     c->segs = dsi_calloc(&c->al, c->n_specs, sizeof *c->segs);   /* at most one segment per tensor */
     if (!c->plan || !c->segs) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    int f16_fallback = 0;
+    int f16_fallback = 0, requant = 0;
+    const char *requant_first = NULL;
+    uint32_t requant_type = 0;
     for (size_t i = 0; i < c->n_specs; i++) {
         const dsi_tensor_spec *sp = &c->specs[i];
         dsi_plan *pl = &c->plan[i];
@@ -16864,6 +17042,9 @@ static ds_status dsi_make_plan(dsi_conv *c) {
         if (q == DS_QUANT_KEEP) {
             /* only GGUF input gets here (ds_convert checks) */
             pl->dtype = sp->keep_f32 ? DS_DTYPE_F32 : dsi_gguf_keep_dtype(gtype);
+            if (!sp->keep_f32 && gtype != DSI_GGML_F32 && gtype != DSI_GGML_F16 && gtype != DSI_GGML_BF16 &&
+                gtype != DSI_GGML_Q8_0 && gtype != DSI_GGML_Q4_0 && !requant++)
+                requant_first = sp->name, requant_type = gtype;
             if ((pl->dtype == DS_DTYPE_Q8_0 || pl->dtype == DS_DTYPE_Q4_0) && pl->cols % DSI_Q8_BLOCK) {
                 pl->dtype = DS_DTYPE_F16;
                 f16_fallback++;
@@ -16896,6 +17077,11 @@ static ds_status dsi_make_plan(dsi_conv *c) {
     for (size_t i = 0; i < c->n_segs; i++)
         if (!dsi_stored_bytes(c->segs[i].plain_bytes, c->chunk_bytes, &c->segs[i].stored_bytes, &c->segs[i].n_chunks))
             return dsi_fail(c->e, DS_ERR_LIMIT, "segment %zu too large", i);
+    if (requant)
+        dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
+                "%d tensor(s) of ggml types the container does not have (e.g. %s, %s) are dequantized and "
+                "re-quantized to Q8_0 (close, not identical; --quant chooses another type)", requant, requant_first,
+                dsi_ggml_type_name(requant_type));
     if (f16_fallback)
         dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
                 "%d tensor(s) have a row length that is not a multiple of 32; stored as F16 instead of 8 or 4 bits",
@@ -17138,29 +17324,6 @@ static ds_status dsi_gguf_read(dsi_conv *c, void *buf, size_t n, uint64_t off) {
     return DS_OK;
 }
 
-/* One row of a readable ggml type to F32 (exact for all of them). */
-static void dsi_gguf_decode_row(uint32_t type, const uint8_t *p, float *y, size_t n) {
-    switch (type) {
-    case DSI_GGML_F32:
-        for (size_t k = 0; k < n; k++) {
-            uint32_t u = dsi_rd32(p + 4 * k);
-            memcpy(&y[k], &u, 4);
-        }
-        break;
-    case DSI_GGML_F16:
-        for (size_t k = 0; k < n; k++) y[k] = dsi_f16_to_f32(dsi_rd16(p + 2 * k));
-        break;
-    case DSI_GGML_BF16:
-        for (size_t k = 0; k < n; k++) y[k] = dsi_bf16_to_f32(dsi_rd16(p + 2 * k));
-        break;
-    case DSI_GGML_Q8_0: dsi_dequantize_row_q8_0(p, y, n); break;
-    case DSI_GGML_Q4_0: dsi_dequantize_row_q4_0(p, y, n); break;
-    default:
-        for (size_t k = 0; k < n; k++) y[k] = NAN;
-        break;
-    }
-}
-
 /* rows x cols of source type `type` from file offset off, into the segment:
  * copied byte for byte when the planned type is the same, else decoded and
  * encoded. Every value is checked either way. */
@@ -17181,7 +17344,7 @@ static ds_status dsi_gguf_rows(dsi_conv *c, const dsi_plan *pl, uint32_t type, u
         s = dsi_gguf_read(c, c->raw, g * (size_t)srb, off + r0 * srb);
         for (size_t r = 0; r < g && !s; r++) {
             float *y = c->f32 + r * cols;
-            dsi_gguf_decode_row(type, c->raw + r * srb, y, cols);
+            (void)dsi_ggml_dequantize_row(type, c->raw + r * srb, y, cols);
             s = dsi_check_row(c, pl, y, cols, row0 + r0 + r);
             if (!s && !copy) dsi_encode_row(pl->dtype, y, c->enc + r * pl->row_bytes, cols);
         }
@@ -17211,7 +17374,7 @@ static ds_status dsi_gguf_kv_b(dsi_conv *c, const dsi_plan *pl) {
     for (size_t h = 0; h < (size_t)cf->n_heads && !s; h++) {
         float *src = tmp, *tr = tmp + kl * nope;
         s = dsi_gguf_read(c, kraw, kbytes, k->file_offset + h * kbytes);
-        for (size_t r = 0; r < kl && !s; r++) dsi_gguf_decode_row(k->type, kraw + r * k->row_bytes, src + r * nope, nope);
+        for (size_t r = 0; r < kl && !s; r++) (void)dsi_ggml_dequantize_row(k->type, kraw + r * k->row_bytes, src + r * nope, nope);
         for (size_t i = 0; i < nope && !s; i++) {
             for (size_t r = 0; r < kl; r++) tr[i * kl + r] = src[r * nope + i];
             s = dsi_check_row(c, pl, tr + i * kl, kl, h * (nope + vd) + i);

@@ -516,7 +516,32 @@ static void test_alloc_failures(void) {
     free(p);
 }
 
-int main(void) {
+/* test_gguf --dequant TYPE IN OUT: dsi_ggml_dequantize_row over the blocks in
+ * file IN (ggml type id TYPE), F32 to OUT; tests/test_gguf.sh compares that
+ * with the gguf package's numpy dequantizers. */
+static int t_dequant(const char *type_s, const char *in, const char *out) {
+    uint32_t type = (uint32_t)atoi(type_s);
+    FILE *f = fopen(in, "rb");
+    if (!f) return 2;
+    static uint8_t buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    uint64_t rb = 0;
+    size_t vals = 0;
+    /* the number of values: whole rows of 256 values of this type */
+    while (dsi_ggml_row_bytes(type, (uint64_t)vals + 256, &rb) && rb <= n) vals += 256;
+    float *y = malloc((vals ? vals : 1) * sizeof *y);
+    if (!y || !vals || !dsi_ggml_dequantize_row(type, buf, y, vals)) return 3;
+    f = fopen(out, "wb");
+    if (!f) return 2;
+    fwrite(y, sizeof *y, vals, f);
+    fclose(f);
+    free(y);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[1], "--dequant") == 0) return t_dequant(argv[2], argv[3], argv[4]);
     test_valid();
     test_pre_llm();
     test_arch();

@@ -139,12 +139,13 @@ if [ -f "$T/m-q8.gguf" ]; then
     expect_fail gguf-3.truncated-data "$T/trunc-data.gguf" "run past the end"
     { printf 'GGUX'; tail -c +5 "$T/m-q8.gguf"; } > "$T/magic.gguf"
     expect_fail gguf-3.bad-magic "$T/magic.gguf" "not a GGUF file"
-    # patch one tensor info: its offset past the end; its type to Q5_1 (a
-    # ggml type we do not read; smaller than Q8_0, so the file stays consistent)
-    patch() {
-        "$PY" - "$T/m-q8.gguf" "$1" "$2" "$3" <<'PY'
+    # patch one tensor info: its offset past the end; its type F32 -> I32 (a
+    # ggml type we do not read, of the same size)
+    patch() {   # patch OUT TENSOR offset|type [SRC FROM TO]
+        "$PY" - "${4:-$T/m-q8.gguf}" "$1" "$2" "$3" "${5:-0}" "${6:-26}" <<'PY'
 import sys, gguf
 src, dst, tname, what = sys.argv[1:5]
+t_from, t_to = int(sys.argv[5]), int(sys.argv[6])
 r = gguf.GGUFReader(src)
 data = bytearray(open(src, "rb").read())
 name = tname.encode()
@@ -154,15 +155,72 @@ type_at = at + 4 + 8 * n_dims
 if what == "offset":
     data[type_at + 4:type_at + 12] = (1 << 40).to_bytes(8, "little")
 else:
-    assert int.from_bytes(data[type_at:type_at + 4], "little") == 8     # Q8_0
-    data[type_at:type_at + 4] = (7).to_bytes(4, "little")               # Q5_1
+    assert int.from_bytes(data[type_at:type_at + 4], "little") == t_from
+    data[type_at:type_at + 4] = t_to.to_bytes(4, "little")
 open(dst, "wb").write(data)
 PY
     }
     patch "$T/offset.gguf" output.weight offset && expect_fail gguf-3.offset "$T/offset.gguf" "run past the end"
-    patch "$T/q51.gguf" blk.1.ffn_down_exps.weight type &&
-        expect_fail gguf-3.type "$T/q51.gguf" "blk.1.ffn_down_exps.weight has ggml type Q5_1"
+    patch "$T/i32.gguf" output_norm.weight type &&
+        expect_fail gguf-3.type "$T/i32.gguf" "output_norm.weight has ggml type I32"
 fi
+# ==== 4. Dequantizers of the types we re-quantize, against the gguf package's
+for ty in Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K; do
+    "$PY" - "$ty" "$T/dq" <<'PY' 2>"$T/err" || { bad gguf-4.$ty "could not write the $ty blocks"; continue; }
+import sys, numpy as np, gguf
+from gguf import quants
+t = gguf.GGMLQuantizationType[sys.argv[1]]
+bs, ts = gguf.GGML_QUANT_SIZES[t]
+rng = np.random.default_rng(int(t))
+raw = rng.integers(0, 256, size=(4, ts * (256 // bs)), dtype=np.uint8)
+# every F16 field (scales, mins) a modest finite value: the f16 fields sit at
+# fixed byte offsets of each block
+blocks = raw.reshape(-1, ts)
+f16_at = {"Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2),
+          "Q5_K": (0, 2), "Q6_K": (208,)}[sys.argv[1]]
+for off in f16_at:
+    v = (rng.standard_normal(blocks.shape[0]) * 0.01).astype(np.float16).view(np.uint16)
+    blocks[:, off] = v & 0xFF
+    blocks[:, off + 1] = v >> 8
+raw.tofile(sys.argv[2] + ".in")
+quants.dequantize(raw, t).astype(np.float32).tofile(sys.argv[2] + ".ref")
+PY
+    tid=$("$PY" -c "import gguf; print(int(gguf.GGMLQuantizationType['$ty']))")
+    "$BUILD/tests/test_gguf" --dequant "$tid" "$T/dq.in" "$T/dq.out"
+    "$PY" - "$T/dq" <<'PY' >"$T/err" 2>&1 && ok gguf-4.$ty || bad gguf-4.$ty "differs from gguf.quants.dequantize"
+import sys, numpy as np
+ref = np.fromfile(sys.argv[1] + ".ref", np.float32)
+got = np.fromfile(sys.argv[1] + ".out", np.float32)
+assert got.size == ref.size == 1024, (got.size, ref.size)
+err = np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-30)
+print("max relative error", err)
+assert err <= 1e-6
+PY
+done
+
+# ==== 5. A type we re-quantize, end to end: the F16 file with the experts'
+# down projections of layer 1 read as Q5_1 (F16 weights reinterpreted as
+# Q5_1 blocks: finite scales, any bits), kept (as Q8_0, with a warning)
+# and as F32; the two models' logits agree to Q8_0's precision.
+if [ -f "$T/m-f16.gguf" ] && patch "$T/q51.gguf" blk.1.ffn_down_exps.weight type "$T/m-f16.gguf" 1 7; then
+    run convert "$T/q51.gguf" "$T/q51.dsm" --no-encrypt
+    if [ "$rc" -eq 0 ] && grep -q "re-quantized to Q8_0" "$T/err"; then ok gguf-5.keep; else bad gguf-5.keep "exit $rc"; fi
+    run convert "$T/q51.gguf" "$T/q51f.dsm" --no-encrypt --quant-experts f32
+    [ "$rc" -eq 0 ] && ok gguf-5.f32 || bad gguf-5.f32 "exit $rc"
+    "$DS" inspect "$T/q51.dsm" 2>/dev/null | grep -q "layers.1.mlp.experts.7.down_proj.weight *Q8_0" &&
+        ok gguf-5.type || bad gguf-5.type "the expert is not stored as Q8_0"
+    run logits "$T/q51.dsm" --tokens $TOKS --out "$T/q51.bin"
+    run logits "$T/q51f.dsm" --tokens $TOKS --out "$T/q51f.bin"
+    if "$PY" - "$T/q51.bin" "$T/q51f.bin" <<'PY' >"$T/err" 2>&1; then ok gguf-5.logits; else bad gguf-5.logits "logits too far apart"; fi
+import sys, numpy as np
+a = np.fromfile(sys.argv[1], np.float32); b = np.fromfile(sys.argv[2], np.float32)
+assert a.size == b.size > 0 and np.all(np.isfinite(a))
+err = np.max(np.abs(a - b)) / np.max(np.abs(b))
+print("relative difference", err)
+assert 0 < err < 0.02
+PY
+fi
+
 # another architecture, written with the gguf package
 "$PY" - "$T" <<'PY' 2>"$T/err" || bad gguf-3.write "could not write the error-case file"
 import sys, numpy as np, gguf
