@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id d28321e6cac71a02: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 068a4e0498b37894: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -53,7 +53,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "d28321e6cac71a02"
+#define DS_SOURCE_ID "068a4e0498b37894"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -3475,7 +3475,18 @@ DSI_FUNC ds_status dsi_gguf_config_json(const dsi_gguf *g, const dsi_alloc *al, 
     }
     if (!s) s = dsg_int_field(&c, A, "embedding_length", "hidden_size", true, 0, NULL);
     if (!s) s = dsg_int_field(&c, A, "feed_forward_length", "intermediate_size", true, 0, NULL);
-    if (!s) s = dsg_int_field(&c, A, "block_count", "num_hidden_layers", true, 0, &n_layers);
+    if (!s) {
+        /* block_count counts DeepSeek-V3's multi-token-prediction layers
+         * (nextn_predict_layers, at the end) where the file has them; they
+         * are not part of the model we run (the converter skips them) */
+        int64_t nextn = 0;
+        s = dsg_int_field(&c, A, "block_count", NULL, true, 0, &n_layers);
+        if (!s) s = dsg_int_field(&c, A, "nextn_predict_layers", NULL, false, 0, &nextn);
+        if (!s && nextn >= n_layers)
+            s = dsi_fail(e, DS_ERR_CONFIG, "GGUF: deepseek2.nextn_predict_layers = %lld leaves no layers of %lld",
+                         (long long)nextn, (long long)n_layers);
+        if (!s) dsg_put_int(&c, "num_hidden_layers", n_layers - nextn);
+    }
     if (!s) s = dsg_int_field(&c, A, "attention.head_count", "num_attention_heads", true, 0, &n_heads);
     if (!s) s = dsg_int_field(&c, A, "context_length", "max_position_embeddings", true, 0, NULL);
     if (!s) s = dsg_num_field(&c, A, "attention.layer_norm_rms_epsilon", "rms_norm_eps", 1e-6, NULL);
@@ -3584,7 +3595,6 @@ DSI_FUNC ds_status dsi_gguf_config_json(const dsi_gguf *g, const dsi_alloc *al, 
         if (re == 1 && id >= 0 && id < vocab) dsg_put_int(&c, "eos_token_id", id);
         else if (re != 0) s = dsi_fail(e, DS_ERR_CONFIG, "GGUF: tokenizer.ggml.eos_token_id is not a token id");
     }
-    (void)n_layers;
     (void)topk_group;
     dsi_buf_put(&b, "\n}\n", 3);
     if (!s && b.failed) s = dsi_fail(e, DS_ERR_NOMEM, "GGUF: out of memory");

@@ -49,6 +49,8 @@ typedef struct tmarks {
 /* A deepseek2 file with two tiny tensors (F32 4 values, Q8_0 2x32) and keys
  * of every value type (the deepseek2 ones real enough for the config). With
  * arch other than NULL it is used as general.architecture. */
+static int t_nextn;   /* > 0: that many MTP layers more in block_count, and the key */
+
 static uint8_t *t_build(const char *arch, size_t *len, tmarks *m) {
     tb b = {0};
     tmarks mk = {0};
@@ -86,7 +88,8 @@ static uint8_t *t_build(const char *arch, size_t *len, tmarks *m) {
     tb_kv_u32(&b, "deepseek2.context_length", 256), nkv++;
     tb_kv_u32(&b, "deepseek2.embedding_length", 64), nkv++;
     tb_kv_u32(&b, "deepseek2.feed_forward_length", 96), nkv++;
-    tb_kv_u32(&b, "deepseek2.block_count", 1), nkv++;
+    tb_kv_u32(&b, "deepseek2.block_count", 1 + (uint32_t)t_nextn), nkv++;
+    if (t_nextn) tb_kv_u32(&b, "deepseek2.nextn_predict_layers", (uint32_t)t_nextn), nkv++;
     tb_kv_u32(&b, "deepseek2.attention.head_count", 4), nkv++;
     tb_kv_u32(&b, "deepseek2.attention.head_count_kv", 1), nkv++;
     tb_kv_f32(&b, "deepseek2.rope.freq_base", 10000.0f), nkv++;
@@ -338,6 +341,31 @@ static void test_pre_llm(void) {
     free(p);
 }
 
+/* V3's MTP layers are counted in block_count and not in our layers */
+static void test_nextn(void) {
+    t_nextn = 1;
+    size_t len;
+    uint8_t *p = t_build(NULL, &len, NULL);
+    t_nextn = 0;
+    dsi_gguf *g = NULL;
+    dsi_err e;
+    ds_status s = t_parse(p, len, &g, &e);
+    T_STATUS("gguf-4.3", s, DS_OK, e.msg);
+    if (!s) {
+        dsi_alloc al = t_al();
+        char *cj = NULL;
+        size_t cl = 0;
+        ds_model_config cfg;
+        s = dsi_gguf_config_json(g, &al, &cj, &cl, &e);
+        if (!s) s = dsi_config_parse(cj, cl, &al, &cfg, &e);
+        T_STATUS("gguf-4.3", s, DS_OK, e.msg);
+        T_CHECK("gguf-4.3", s || cfg.n_layers == 1, "n_layers %d, want 1 (block_count 2, one MTP layer)", cfg.n_layers);
+        dsi_free(&al, cj);
+    }
+    dsi_gguf_free(g);
+    free(p);
+}
+
 static void test_arch(void) {
     size_t len;
     uint8_t *p = t_build("llama", &len, NULL);
@@ -545,6 +573,7 @@ int main(int argc, char **argv) {
     test_valid();
     test_pre_llm();
     test_arch();
+    test_nextn();
     test_truncations();
     test_mutations();
     test_alloc_failures();
