@@ -346,7 +346,7 @@ static bool dsi_gguf_name(const char *hf, char *out, size_t cap, int *expert) {
 /* The ggml types whose rows we decode (dsi_ggml_dequantize_row). */
 static bool dsi_gguf_readable(uint32_t t) {
     float y[256];
-    static const uint8_t zero[512];
+    static const uint8_t zero[256 * 4];   /* 256 values of the widest type (F32) */
     return dsi_ggml_dequantize_row(t, zero, y, 256);
 }
 

@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 068a4e0498b37894: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 4df8afcb7170e533: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -53,7 +53,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "068a4e0498b37894"
+#define DS_SOURCE_ID "4df8afcb7170e533"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -16872,7 +16872,7 @@ static bool dsi_gguf_name(const char *hf, char *out, size_t cap, int *expert) {
 /* The ggml types whose rows we decode (dsi_ggml_dequantize_row). */
 static bool dsi_gguf_readable(uint32_t t) {
     float y[256];
-    static const uint8_t zero[512];
+    static const uint8_t zero[256 * 4];   /* 256 values of the widest type (F32) */
     return dsi_ggml_dequantize_row(t, zero, y, 256);
 }
 
