@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 4df8afcb7170e533: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 82716673388b5903: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -53,7 +53,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "4df8afcb7170e533"
+#define DS_SOURCE_ID "82716673388b5903"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -16990,7 +16990,8 @@ static ds_status dsi_make_plan(dsi_conv *c) {
     c->plan = dsi_calloc(&c->al, c->n_specs, sizeof *c->plan);
     c->segs = dsi_calloc(&c->al, c->n_specs, sizeof *c->segs);   /* at most one segment per tensor */
     if (!c->plan || !c->segs) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    int f16_fallback = 0, requant = 0;
+    int f16_fallback = 0, requant = 0, kb_requant = 0;
+    uint32_t kb_type = 0;
     const char *requant_first = NULL;
     uint32_t requant_type = 0;
     for (size_t i = 0; i < c->n_specs; i++) {
@@ -17066,6 +17067,11 @@ static ds_status dsi_make_plan(dsi_conv *c) {
             pl->dtype = DS_DTYPE_F16;
             f16_fallback++;
         }
+        /* a quantized k_b has its blocks along the other axis than kv_b's
+         * rows: joining re-quantizes the k half */
+        if (pl->gk && pl->gk->type != DSI_GGML_F32 && pl->gk->type != DSI_GGML_F16 && pl->gk->type != DSI_GGML_BF16 &&
+            (pl->dtype == DS_DTYPE_Q8_0 || pl->dtype == DS_DTYPE_Q4_0) && !kb_requant++)
+            kb_type = pl->gk->type;
         if (!dsi_dtype_row_bytes(pl->dtype, pl->cols, &pl->row_bytes) ||
             !dsi_mul_u64(pl->row_bytes, pl->rows, &pl->nbytes))
             return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large", sp->name);
@@ -17087,6 +17093,11 @@ static ds_status dsi_make_plan(dsi_conv *c) {
     for (size_t i = 0; i < c->n_segs; i++)
         if (!dsi_stored_bytes(c->segs[i].plain_bytes, c->chunk_bytes, &c->segs[i].stored_bytes, &c->segs[i].n_chunks))
             return dsi_fail(c->e, DS_ERR_LIMIT, "segment %zu too large", i);
+    if (kb_requant)
+        dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
+                "kv_b of %d layer(s) is joined from a %s attn_k_b, whose blocks run along the other axis: its k half "
+                "is dequantized and re-quantized (close to the file's values, not identical)", kb_requant,
+                dsi_ggml_type_name(kb_type));
     if (requant)
         dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
                 "%d tensor(s) of ggml types the container does not have (e.g. %s, %s) are dequantized and "
