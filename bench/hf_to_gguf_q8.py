@@ -3,7 +3,7 @@
 file for llama.cpp (architecture deepseek2) holding exactly the numbers that
 `ds convert --quant q8` (or --quant q4, --quant f16) puts in our container.
 
-    hf_to_gguf_q8.py HF_DIR OUT.gguf --type q8|q4|f16 [--check HARNESS] [-v]
+    hf_to_gguf_q8.py HF_DIR OUT.gguf --type q8|q4|f16|bf16 [--check HARNESS] [-v]
     hf_to_gguf_q8.py --selftest HARNESS [HF_DIR]
 
 Q8_0 is quantized here with a numpy copy of dsi_quantize_row_q8_0
@@ -155,12 +155,22 @@ def dequantize_q4_0(b, cols):
     return (q * d).reshape(rows, cols)
 
 
+def f32_to_bf16_bits(x):
+    """float32 -> bfloat16 bit patterns, round to nearest even (exact for values
+    that came from BF16; NaN is not expected in weights)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
 def encode(x, qtype):
-    """A 2-D float32 matrix in the file's type: ('Q8_0'/'Q4_0', uint8 bytes) or ('F16', float16)."""
+    """A 2-D float32 matrix in the file's type: ('Q8_0'/'Q4_0', uint8 bytes), ('F16', float16)
+    or ('BF16', uint16 bit patterns)."""
     if qtype == "q8":
         return quantize_q8_0(x)
     if qtype == "q4":
         return quantize_q4_0(x)
+    if qtype == "bf16":
+        return f32_to_bf16_bits(x)
     return f32_to_f16_bits(x).view(np.float16)
 
 
@@ -321,6 +331,8 @@ def plan(ck, qtype):
             return (rows, cols // QK * QB), np.uint8, rows * cols // QK * QB, gguf.GGMLQuantizationType.Q8_0
         if qtype == "q4":
             return (rows, cols // QK * Q4B), np.uint8, rows * cols // QK * Q4B, gguf.GGMLQuantizationType.Q4_0
+        if qtype == "bf16":
+            return (rows, cols), np.uint16, rows * cols * 2, gguf.GGMLQuantizationType.BF16
         return (rows, cols), np.float16, rows * cols * 2, None
 
     def add_mat(gname, hfname):
@@ -359,7 +371,10 @@ def plan(ck, qtype):
             qb = qb.reshape(nh, nope + vdim, kl // QK * Q4B)
             k_b = np.ascontiguousarray(deq.reshape(nh, nope + vdim, kl)[:, :nope, :].transpose(0, 2, 1))
             return k_b.astype(np.float32), np.ascontiguousarray(qb[:, nope:, :])
-        w16 = f32_to_f16_bits(w).view(np.float16).reshape(nh, nope + vdim, kl)
+        if qtype == "bf16":
+            w16 = f32_to_bf16_bits(w).reshape(nh, nope + vdim, kl)
+        else:
+            w16 = f32_to_f16_bits(w).view(np.float16).reshape(nh, nope + vdim, kl)
         return np.ascontiguousarray(w16[:, :nope, :].transpose(0, 2, 1)), np.ascontiguousarray(w16[:, nope:, :])
 
     add_mat(T[M.TOKEN_EMBD] + ".weight", "model.embed_tokens.weight")
@@ -392,8 +407,9 @@ def plan(ck, qtype):
             items.append((n(M.ATTN_V_B), (nh, vdim, kl // QK * bb), np.uint8, nh * vdim * kl // QK * bb,
                           gt, lambda part=part: part(1)))
         else:
-            items.append((n(M.ATTN_K_B), (nh, kl, nope), np.float16, nh * kl * nope * 2, None, lambda part=part: part(0)))
-            items.append((n(M.ATTN_V_B), (nh, vdim, kl), np.float16, nh * vdim * kl * 2, None, lambda part=part: part(1)))
+            dt, raw = (np.uint16, gguf.GGMLQuantizationType.BF16) if qtype == "bf16" else (np.float16, None)
+            items.append((n(M.ATTN_K_B), (nh, kl, nope), dt, nh * kl * nope * 2, raw, lambda part=part: part(0)))
+            items.append((n(M.ATTN_V_B), (nh, vdim, kl), dt, nh * vdim * kl * 2, raw, lambda part=part: part(1)))
         add_mat(n(M.ATTN_OUT), p + "self_attn.o_proj.weight")
         add_f32(n(M.FFN_NORM), p + "post_attention_layernorm.weight")
         if E and i >= k_dense and i % freq == 0:
@@ -427,7 +443,8 @@ def write_gguf(ck, out_path, qtype, verbose):
     w = gguf.GGUFWriter(tmp, "deepseek2")
     E = c.get("n_routed_experts") or 0
     w.add_name("deepseek.h bench model (%d layers, random weights)" % c["num_hidden_layers"])
-    w.add_file_type({"q8": gguf.LlamaFileType.MOSTLY_Q8_0, "q4": gguf.LlamaFileType.MOSTLY_Q4_0}.get(
+    w.add_file_type({"q8": gguf.LlamaFileType.MOSTLY_Q8_0, "q4": gguf.LlamaFileType.MOSTLY_Q4_0,
+                     "bf16": gguf.LlamaFileType.MOSTLY_BF16}.get(
         qtype, gguf.LlamaFileType.MOSTLY_F16))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     w.add_context_length(c["max_position_embeddings"])
@@ -515,7 +532,7 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("hf_dir", nargs="?")
     ap.add_argument("out", nargs="?")
-    ap.add_argument("--type", choices=("q8", "q4", "f16"), default="q8")
+    ap.add_argument("--type", choices=("q8", "q4", "f16", "bf16"), default="q8")
     ap.add_argument("--check", metavar="HARNESS", help="first prove the numpy encoders bit-exact against bench/q8_check.c")
     ap.add_argument("--selftest", metavar="HARNESS", help="only the numpy-vs-C comparison (HF_DIR optional)")
     ap.add_argument("-v", "--verbose", action="store_true")

@@ -6,7 +6,8 @@
 # The GGUF files are written by bench/hf_to_gguf_q8.py (the `gguf` Python
 # package, llama.cpp's deepseek2 layout: kv_b split into attn_k_b and
 # attn_v_b) from generated checkpoints: v2lite as F16, Q8_0 and Q4_0, v2
-# (q-LoRA, group-limited routing) and yarn (YaRN, tied embeddings) as Q8_0.
+# (q-LoRA, group-limited routing) and yarn (YaRN, tied embeddings) as Q8_0,
+# v2 as BF16 (stored as F16: the same as --quant f16 of its BF16 weights).
 # Each converts to a container whose logits are bit-identical to those of
 # `ds convert <checkpoint> --quant f16|q8|q4`, and the same config: the weights are copied as they
 # are, and kv_b is joined back exactly (its k half is stored by the script as
@@ -71,19 +72,22 @@ head -c 32 /dev/urandom > "$T/key"
 TOKS=0,5,100,200,300,497,12,33,400,1
 # ==== 1. The same container as from the checkpoint ========================
 # v2lite as F16, Q8_0 and Q4_0; v2 (q-LoRA, group-limited routing) and yarn
-# (YaRN scaling, tied embeddings) as Q8_0
-for fq in v2lite:f16 v2lite:q8 v2lite:q4 v2:q8 yarn:q8; do
+# (YaRN scaling, tied embeddings) as Q8_0; v2 as BF16
+for fq in v2lite:f16 v2lite:q8 v2lite:q4 v2:q8 yarn:q8 v2:bf16; do
     fam=${fq%%:*}
     q=${fq#*:}
     [ "$fam" = v2lite ] || q="$q.$fam"
     qq=${q%%.*}
+    # BF16 is kept as F16 (v2's weights are BF16 values: exact either way)
+    ref=$qq
+    [ "$qq" = bf16 ] && ref=f16
     if ! "$PY" bench/hf_to_gguf_q8.py "$TD/$fam" "$T/m-$q.gguf" --type $qq >"$T/out" 2>"$T/err"; then
         bad gguf-1.$q.write "hf_to_gguf_q8.py $fam --type $qq failed"
         continue
     fi
     run convert "$T/m-$q.gguf" "$T/g-$q.dsm" --key-file "$T/key"
     [ "$rc" -eq 0 ] && ok gguf-1.$q.convert || { bad gguf-1.$q.convert "ds convert of the GGUF exited $rc"; continue; }
-    run convert "$TD/$fam" "$T/h-$q.dsm" --key-file "$T/key" --quant $qq
+    run convert "$TD/$fam" "$T/h-$q.dsm" --key-file "$T/key" --quant $ref
     [ "$rc" -eq 0 ] || { bad gguf-1.$q.ref "ds convert of the checkpoint exited $rc"; continue; }
     run logits "$T/g-$q.dsm" --key-file "$T/key" --tokens $TOKS --out "$T/g-$q.bin"
     run logits "$T/h-$q.dsm" --key-file "$T/key" --tokens $TOKS --out "$T/h-$q.bin"
