@@ -313,7 +313,7 @@ def tokenizer_meta(hf_dir, n_vocab):
     return tokens, ttypes, merges
 
 
-def plan(ck, qtype):
+def plan(ck, qtype, kv_b_whole=False):
     """[(gguf name, numpy shape, dtype, nbytes, raw_dtype, producer)] in file order;
     producer() returns the array to write."""
     import gguf
@@ -393,6 +393,9 @@ def plan(ck, qtype):
         add_mat(n(M.ATTN_KV_A_MQA), p + "self_attn.kv_a_proj_with_mqa.weight")
         add_f32(n(M.ATTN_KV_A_NORM), p + "self_attn.kv_a_layernorm.weight")
         cache = {}
+        if kv_b_whole:
+            # the layout of GGUF files written before llama.cpp split kv_b
+            add_mat(n(M.ATTN_KV_B), p + "self_attn.kv_b_proj.weight")
 
         def part(k, hfname=p + "self_attn.kv_b_proj.weight", cache=cache):
             if "kv" not in cache:
@@ -401,7 +404,9 @@ def plan(ck, qtype):
             if k == 1:
                 cache.clear()                           # v_b is written right after k_b
             return v
-        if qtype in ("q8", "q4"):
+        if kv_b_whole:
+            pass
+        elif qtype in ("q8", "q4"):
             bb, gt = (QB, gguf.GGMLQuantizationType.Q8_0) if qtype == "q8" else (Q4B, gguf.GGMLQuantizationType.Q4_0)
             items.append((n(M.ATTN_K_B), (nh, kl, nope), np.float32, nh * kl * nope * 4, None, lambda part=part: part(0)))
             items.append((n(M.ATTN_V_B), (nh, vdim, kl // QK * bb), np.uint8, nh * vdim * kl // QK * bb,
@@ -430,7 +435,7 @@ def plan(ck, qtype):
     return items
 
 
-def write_gguf(ck, out_path, qtype, verbose):
+def write_gguf(ck, out_path, qtype, verbose, kv_b_whole=False):
     import gguf
     c = ck.config
     if c.get("architectures", [None])[0] != "DeepseekV2ForCausalLM":
@@ -452,7 +457,7 @@ def write_gguf(ck, out_path, qtype, verbose):
     w.add_feed_forward_length(c["intermediate_size"])
     w.add_block_count(c["num_hidden_layers"])
     w.add_head_count(c["num_attention_heads"])
-    w.add_head_count_kv(1)                                  # MLA as MQA over the latent
+    w.add_head_count_kv(c["num_attention_heads"] if kv_b_whole else 1)   # MLA as MQA over the latent
     w.add_rope_freq_base(float(c.get("rope_theta", 10000)))
     w.add_layer_norm_rms_eps(float(c["rms_norm_eps"]))
     w.add_vocab_size(c["vocab_size"])
@@ -460,10 +465,15 @@ def write_gguf(ck, out_path, qtype, verbose):
     # layers); 0 selects the plain q projection (attn_q)
     w.add_q_lora_rank(c.get("q_lora_rank") or 0)
     w.add_kv_lora_rank(c["kv_lora_rank"])
-    w.add_key_length(c["kv_lora_rank"] + c["qk_rope_head_dim"])
-    w.add_value_length(c["kv_lora_rank"])
-    w.add_key_length_mla(c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
-    w.add_value_length_mla(c["v_head_dim"])
+    if kv_b_whole:
+        # before the split: per-head sizes in key_length / value_length
+        w.add_key_length(c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
+        w.add_value_length(c["v_head_dim"])
+    else:
+        w.add_key_length(c["kv_lora_rank"] + c["qk_rope_head_dim"])
+        w.add_value_length(c["kv_lora_rank"])
+        w.add_key_length_mla(c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
+        w.add_value_length_mla(c["v_head_dim"])
     w.add_rope_dimension_count(c["qk_rope_head_dim"])
     rs = c.get("rope_scaling")
     if rs:
@@ -505,7 +515,7 @@ def write_gguf(ck, out_path, qtype, verbose):
         if isinstance(tmpl, str):
             w.add_chat_template(tmpl)                   # as llama.cpp's converter does
 
-    items = plan(ck, qtype)
+    items = plan(ck, qtype, kv_b_whole)
     for name, shape, dt, nb, raw, _ in items:
         w.add_tensor_info(name, shape, np.dtype(dt), nb, raw_dtype=raw)
     w.write_header_to_file()
@@ -535,6 +545,8 @@ def main(argv):
     ap.add_argument("--type", choices=("q8", "q4", "f16", "bf16"), default="q8")
     ap.add_argument("--check", metavar="HARNESS", help="first prove the numpy encoders bit-exact against bench/q8_check.c")
     ap.add_argument("--selftest", metavar="HARNESS", help="only the numpy-vs-C comparison (HF_DIR optional)")
+    ap.add_argument("--kv-b-whole", action="store_true",
+                    help="write attn_kv_b whole, as GGUF files from before llama.cpp's MLA split (for tests)")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     if a.selftest:
@@ -552,7 +564,7 @@ def main(argv):
                   file=sys.stderr)
             return 1
         print("numpy vs C encoders: bit-exact")
-    write_gguf(ck, a.out, a.type, a.verbose)
+    write_gguf(ck, a.out, a.type, a.verbose, a.kv_b_whole)
     return 0
 
 

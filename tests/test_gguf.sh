@@ -72,16 +72,20 @@ head -c 32 /dev/urandom > "$T/key"
 TOKS=0,5,100,200,300,497,12,33,400,1
 # ==== 1. The same container as from the checkpoint ========================
 # v2lite as F16, Q8_0 and Q4_0; v2 (q-LoRA, group-limited routing) and yarn
-# (YaRN scaling, tied embeddings) as Q8_0; v2 as BF16
-for fq in v2lite:f16 v2lite:q8 v2lite:q4 v2:q8 yarn:q8 v2:bf16; do
+# (YaRN scaling, tied embeddings) as Q8_0; v2 as BF16; v2lite with kv_b whole
+for fq in v2lite:f16 v2lite:q8 v2lite:q4 v2:q8 yarn:q8 v2:bf16 v2lite:q8:whole; do
     fam=${fq%%:*}
     q=${fq#*:}
+    # "whole": attn_kv_b unsplit, per-head sizes in key/value_length (files
+    # from before llama.cpp's MLA split)
+    opt=""
+    case $q in *:whole) q="${q%:whole}.whole"; opt=--kv-b-whole ;; esac
     [ "$fam" = v2lite ] || q="$q.$fam"
     qq=${q%%.*}
     # BF16 is kept as F16 (v2's weights are BF16 values: exact either way)
     ref=$qq
     [ "$qq" = bf16 ] && ref=f16
-    if ! "$PY" bench/hf_to_gguf_q8.py "$TD/$fam" "$T/m-$q.gguf" --type $qq >"$T/out" 2>"$T/err"; then
+    if ! "$PY" bench/hf_to_gguf_q8.py "$TD/$fam" "$T/m-$q.gguf" --type $qq $opt >"$T/out" 2>"$T/err"; then
         bad gguf-1.$q.write "hf_to_gguf_q8.py $fam --type $qq failed"
         continue
     fi
