@@ -1026,7 +1026,8 @@ DS_API ds_convert_params ds_convert_default_params(void);
  * so is one with token ids at or beyond config.json's vocab_size.
  *
  * hf_dir may also be a GGUF file (llama.cpp's format, recognised by its
- * magic) of architecture deepseek2 (DeepSeek-V2, V2-Lite, V2.5, V3, R1):
+ * magic) of architecture deepseek2 (DeepSeek-V2, V2-Lite, V2.5, V3, R1) or
+ * deepseek (DeepSeek-MoE 16B; its permuted q/k rows are put back):
  * its metadata becomes the config, its tokenizer (gpt2 with the deepseek-v3
  * or deepseek-llm pre-tokenizer, the chat template if there is one) the
  * tokenizer, its tensors ours (attn_k_b and attn_v_b joined back into

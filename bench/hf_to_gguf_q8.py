@@ -320,7 +320,7 @@ def plan(ck, qtype, kv_b_whole=False):
     T, M = gguf.TENSOR_NAMES, gguf.MODEL_TENSOR
     c = ck.config
     H, L, nh = c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"]
-    nope, vdim, kl = c["qk_nope_head_dim"], c["v_head_dim"], c["kv_lora_rank"]
+    nope, vdim, kl = c.get("qk_nope_head_dim", 0), c.get("v_head_dim", 0), c.get("kv_lora_rank", 0)
     E = c.get("n_routed_experts") or 0
     k_dense = c.get("first_k_dense_replace", 0)
     freq = c.get("moe_layer_freq", 1)
@@ -377,6 +377,21 @@ def plan(ck, qtype, kv_b_whole=False):
             w16 = f32_to_f16_bits(w).view(np.float16).reshape(nh, nope + vdim, kl)
         return np.ascontiguousarray(w16[:, :nope, :].transpose(0, 2, 1)), np.ascontiguousarray(w16[:, nope:, :])
 
+    def add_ffn(i, p, n):
+        if E and i >= k_dense and i % freq == 0:
+            add_f32(n(M.FFN_GATE_INP), p + "mlp.gate.weight")
+            for t, w in ((M.FFN_GATE_EXP, "gate_proj"), (M.FFN_UP_EXP, "up_proj"), (M.FFN_DOWN_EXP, "down_proj")):
+                add_stack(n(t), [p + "mlp.experts.%d.%s.weight" % (e, w) for e in range(E)])
+            if (c.get("n_shared_experts") or 0) > 0:
+                add_mat(n(M.FFN_GATE_SHEXP), p + "mlp.shared_experts.gate_proj.weight")
+                add_mat(n(M.FFN_UP_SHEXP), p + "mlp.shared_experts.up_proj.weight")
+                add_mat(n(M.FFN_DOWN_SHEXP), p + "mlp.shared_experts.down_proj.weight")
+        else:
+            add_mat(n(M.FFN_GATE), p + "mlp.gate_proj.weight")
+            add_mat(n(M.FFN_UP), p + "mlp.up_proj.weight")
+            add_mat(n(M.FFN_DOWN), p + "mlp.down_proj.weight")
+
+    mha = c.get("architectures", [None])[0] == "DeepseekForCausalLM"
     add_mat(T[M.TOKEN_EMBD] + ".weight", "model.embed_tokens.weight")
     for i in range(L):
         p = "model.layers.%d." % i
@@ -384,6 +399,23 @@ def plan(ck, qtype, kv_b_whole=False):
         def n(t):
             return T[t].format(bid=i) + ".weight"
         add_f32(n(M.ATTN_NORM), p + "input_layernorm.weight")
+        if mha:
+            # DeepSeek-MoE: llama.cpp's "deepseek" permutes q and k rows per head
+            # (rotary pairs interleaved) and keeps v and o as they are
+            for t, hfn, heads in ((M.ATTN_Q, "q_proj", nh), (M.ATTN_K, "k_proj", c.get("num_key_value_heads") or nh)):
+                rows, cols = ck.tensors[p + "self_attn.%s.weight" % hfn][2]["shape"]
+                shape, dt, nb, raw = mat_info(rows, cols)
+
+                def make(hfname=p + "self_attn.%s.weight" % hfn, heads=heads):
+                    x = ck.get(hfname)
+                    x = x.reshape(heads, 2, x.shape[0] // heads // 2, x.shape[1]).swapaxes(1, 2).reshape(x.shape)
+                    return encode(np.ascontiguousarray(x), qtype)
+                items.append((n(t), shape, dt, nb, raw, make))
+            add_mat(n(M.ATTN_V), p + "self_attn.v_proj.weight")
+            add_mat(n(M.ATTN_OUT), p + "self_attn.o_proj.weight")
+            add_f32(n(M.FFN_NORM), p + "post_attention_layernorm.weight")
+            add_ffn(i, p, n)
+            continue
         if c.get("q_lora_rank"):
             add_mat(n(M.ATTN_Q_A), p + "self_attn.q_a_proj.weight")
             add_f32(n(M.ATTN_Q_A_NORM), p + "self_attn.q_a_layernorm.weight")
@@ -417,18 +449,7 @@ def plan(ck, qtype, kv_b_whole=False):
             items.append((n(M.ATTN_V_B), (nh, vdim, kl), dt, nh * vdim * kl * 2, raw, lambda part=part: part(1)))
         add_mat(n(M.ATTN_OUT), p + "self_attn.o_proj.weight")
         add_f32(n(M.FFN_NORM), p + "post_attention_layernorm.weight")
-        if E and i >= k_dense and i % freq == 0:
-            add_f32(n(M.FFN_GATE_INP), p + "mlp.gate.weight")
-            for t, w in ((M.FFN_GATE_EXP, "gate_proj"), (M.FFN_UP_EXP, "up_proj"), (M.FFN_DOWN_EXP, "down_proj")):
-                add_stack(n(t), [p + "mlp.experts.%d.%s.weight" % (e, w) for e in range(E)])
-            if (c.get("n_shared_experts") or 0) > 0:
-                add_mat(n(M.FFN_GATE_SHEXP), p + "mlp.shared_experts.gate_proj.weight")
-                add_mat(n(M.FFN_UP_SHEXP), p + "mlp.shared_experts.up_proj.weight")
-                add_mat(n(M.FFN_DOWN_SHEXP), p + "mlp.shared_experts.down_proj.weight")
-        else:
-            add_mat(n(M.FFN_GATE), p + "mlp.gate_proj.weight")
-            add_mat(n(M.FFN_UP), p + "mlp.up_proj.weight")
-            add_mat(n(M.FFN_DOWN), p + "mlp.down_proj.weight")
+        add_ffn(i, p, n)
     add_f32(T[M.OUTPUT_NORM] + ".weight", "model.norm.weight")
     if not c.get("tie_word_embeddings"):
         add_mat(T[M.OUTPUT] + ".weight", "lm_head.weight")
@@ -438,14 +459,16 @@ def plan(ck, qtype, kv_b_whole=False):
 def write_gguf(ck, out_path, qtype, verbose, kv_b_whole=False):
     import gguf
     c = ck.config
-    if c.get("architectures", [None])[0] != "DeepseekV2ForCausalLM":
-        raise SystemExit("hf_to_gguf_q8: %s is not a DeepseekV2ForCausalLM checkpoint" % ck.dir)
+    arch = c.get("architectures", [None])[0]
+    if arch not in ("DeepseekV2ForCausalLM", "DeepseekForCausalLM"):
+        raise SystemExit("hf_to_gguf_q8: %s is not a DeepseekV2ForCausalLM or DeepseekForCausalLM checkpoint" % ck.dir)
+    mha = arch == "DeepseekForCausalLM"
     if c.get("scoring_func", "softmax") != "softmax" or \
-            c.get("topk_method", "greedy") not in ("greedy", "group_limited_greedy"):
+            (c.get("topk_method") or "greedy") not in ("greedy", "group_limited_greedy"):
         raise SystemExit("hf_to_gguf_q8: only softmax scoring with greedy or group-limited top-k (V2) is written here")
     t0 = time.time()
     tmp = out_path + ".tmp"
-    w = gguf.GGUFWriter(tmp, "deepseek2")
+    w = gguf.GGUFWriter(tmp, "deepseek" if mha else "deepseek2")
     E = c.get("n_routed_experts") or 0
     w.add_name("deepseek.h bench model (%d layers, random weights)" % c["num_hidden_layers"])
     w.add_file_type({"q8": gguf.LlamaFileType.MOSTLY_Q8_0, "q4": gguf.LlamaFileType.MOSTLY_Q4_0,
@@ -457,24 +480,30 @@ def write_gguf(ck, out_path, qtype, verbose, kv_b_whole=False):
     w.add_feed_forward_length(c["intermediate_size"])
     w.add_block_count(c["num_hidden_layers"])
     w.add_head_count(c["num_attention_heads"])
-    w.add_head_count_kv(c["num_attention_heads"] if kv_b_whole else 1)   # MLA as MQA over the latent
+    if mha:
+        w.add_head_count_kv(c.get("num_key_value_heads") or c["num_attention_heads"])
+    else:
+        w.add_head_count_kv(c["num_attention_heads"] if kv_b_whole else 1)   # MLA as MQA over the latent
     w.add_rope_freq_base(float(c.get("rope_theta", 10000)))
     w.add_layer_norm_rms_eps(float(c["rms_norm_eps"]))
     w.add_vocab_size(c["vocab_size"])
-    # llama.cpp reads q_lora_rank unless the layer count says "Lite" (26/27
-    # layers); 0 selects the plain q projection (attn_q)
-    w.add_q_lora_rank(c.get("q_lora_rank") or 0)
-    w.add_kv_lora_rank(c["kv_lora_rank"])
-    if kv_b_whole:
-        # before the split: per-head sizes in key_length / value_length
-        w.add_key_length(c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
-        w.add_value_length(c["v_head_dim"])
+    if mha:
+        w.add_rope_dimension_count(c["hidden_size"] // c["num_attention_heads"])
     else:
-        w.add_key_length(c["kv_lora_rank"] + c["qk_rope_head_dim"])
-        w.add_value_length(c["kv_lora_rank"])
-        w.add_key_length_mla(c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
-        w.add_value_length_mla(c["v_head_dim"])
-    w.add_rope_dimension_count(c["qk_rope_head_dim"])
+        # llama.cpp reads q_lora_rank unless the layer count says "Lite" (26/27
+        # layers); 0 selects the plain q projection (attn_q)
+        w.add_q_lora_rank(c.get("q_lora_rank") or 0)
+        w.add_kv_lora_rank(c["kv_lora_rank"])
+        if kv_b_whole:
+            # before the split: per-head sizes in key_length / value_length
+            w.add_key_length(c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
+            w.add_value_length(c["v_head_dim"])
+        else:
+            w.add_key_length(c["kv_lora_rank"] + c["qk_rope_head_dim"])
+            w.add_value_length(c["kv_lora_rank"])
+            w.add_key_length_mla(c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
+            w.add_value_length_mla(c["v_head_dim"])
+        w.add_rope_dimension_count(c["qk_rope_head_dim"])
     rs = c.get("rope_scaling")
     if rs:
         if rs.get("type", rs.get("rope_type")) != "yarn":
@@ -493,9 +522,10 @@ def write_gguf(ck, out_path, qtype, verbose, kv_b_whole=False):
         w.add_expert_used_count(c["num_experts_per_tok"])
         w.add_expert_shared_count(c.get("n_shared_experts") or 0)
         w.add_expert_feed_forward_length(c["moe_intermediate_size"])
-        w.add_expert_weights_scale(float(c.get("routed_scaling_factor", 1.0)))
+        w.add_expert_weights_scale(float(c.get("routed_scaling_factor") or 1.0))
         w.add_expert_weights_norm(bool(c.get("norm_topk_prob", False)))
-        w.add_expert_gating_func(gguf.ExpertGatingFuncType.SOFTMAX)
+        if not mha:
+            w.add_expert_gating_func(gguf.ExpertGatingFuncType.SOFTMAX)
         if c.get("topk_method") == "group_limited_greedy":
             w.add_expert_group_count(int(c["n_group"]))
             w.add_expert_group_used_count(int(c["topk_group"]))

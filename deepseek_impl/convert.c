@@ -73,6 +73,7 @@ typedef struct dsi_plan {
      * goff), or kv_b joined from attn_k_b (gk) and attn_v_b (gv) */
     const dsi_gguf_tensor *gt, *gk, *gv;
     uint64_t goff;
+    uint32_t perm_hd;        /* llama.cpp's permuted q/k rows (DeepSeek-MoE): the head size, else 0 */
 } dsi_plan;
 
 /* An input file, to refuse an output that is the same file. */
@@ -291,6 +292,8 @@ static const struct { const char *hf, *gg; } dsi_gguf_top[] = {
 static const struct { const char *hf, *gg; } dsi_gguf_layer[] = {
     {"input_layernorm.weight", "attn_norm.weight"},
     {"self_attn.q_proj.weight", "attn_q.weight"},
+    {"self_attn.k_proj.weight", "attn_k.weight"},
+    {"self_attn.v_proj.weight", "attn_v.weight"},
     {"self_attn.q_a_proj.weight", "attn_q_a.weight"},
     {"self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight"},
     {"self_attn.q_b_proj.weight", "attn_q_b.weight"},
@@ -394,7 +397,7 @@ static ds_status dsi_plan_gguf(dsi_conv *c, const dsi_tensor_spec *sp, dsi_plan 
     char gname[160], want[96];
     int expert;
     if (!dsi_gguf_name(sp->name, gname, sizeof gname, &expert))
-        return dsi_fail(c->e, DS_ERR_ARCH, "%s: tensor %s has no deepseek2 GGUF counterpart", c->gg_path, sp->name);
+        return dsi_fail(c->e, DS_ERR_ARCH, "%s: tensor %s has no GGUF counterpart", c->gg_path, sp->name);
     const dsi_gguf *g = c->gg;
     const dsi_gguf_tensor *t = dsi_gguf_tensor_find(g, gname);
     size_t gl = strlen(gname);
@@ -449,6 +452,17 @@ static ds_status dsi_plan_gguf(dsi_conv *c, const dsi_tensor_spec *sp, dsi_plan 
     if (s) return s;
     pl->gt = t;
     pl->goff = t->file_offset;
+    /* llama.cpp's "deepseek" files hold q_proj and k_proj with each head's
+     * rows reordered for its rotary layout (pairs interleaved): undone here */
+    size_t nl = strlen(sp->name);
+    if (c->cfg.arch == DS_ARCH_DEEPSEEK_MOE && nl > 23 &&
+        (strcmp(sp->name + nl - 23, "self_attn.q_proj.weight") == 0 ||
+         strcmp(sp->name + nl - 23, "self_attn.k_proj.weight") == 0)) {
+        if (c->cfg.head_dim <= 0 || c->cfg.head_dim % 2 || sp->dims[0] % (uint64_t)c->cfg.head_dim)
+            return dsi_fail(c->e, DS_ERR_SHAPE, "%s: tensor %s: %llu rows are not whole heads of %d", c->gg_path,
+                            t->name, (unsigned long long)sp->dims[0], c->cfg.head_dim);
+        pl->perm_hd = (uint32_t)c->cfg.head_dim;
+    }
     if (expert >= 0) pl->goff += (uint64_t)expert * t->row_bytes * t->ne[1];   /* inside the checked extent */
     c->gg_used[t - g->tensors] = true;
     *src_type = t->type;
@@ -889,6 +903,16 @@ static ds_status dsi_gguf_kv_b(dsi_conv *c, const dsi_plan *pl) {
 
 static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
     if (pl->gk) return dsi_gguf_kv_b(c, pl);
+    if (pl->gt && pl->perm_hd) {
+        /* our row h*hd + a*hd/2 + b is the file's row h*hd + 2b + a */
+        uint64_t hd = pl->perm_hd, half = hd / 2;
+        ds_status s = DS_OK;
+        for (uint64_t r = 0; r < pl->rows && !s; r++) {
+            uint64_t h = r / hd, a = r % hd / half, b = r % half;
+            s = dsi_gguf_rows(c, pl, pl->gt->type, pl->goff + (h * hd + 2 * b + a) * pl->gt->row_bytes, 1, r);
+        }
+        return s;
+    }
     if (pl->gt) return dsi_gguf_rows(c, pl, pl->gt->type, pl->goff, pl->rows, 0);
     const dsi_st_tensor *t = pl->src->t;
     const dsi_shard *sh = &c->shards[pl->src->shard];

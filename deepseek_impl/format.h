@@ -213,8 +213,9 @@ DSI_FUNC const char *dsi_ggml_type_name(uint32_t type);
 DSI_FUNC bool dsi_ggml_dequantize_row(uint32_t type, const uint8_t *p, float *y, size_t n);
 /* Bytes of n values of a ggml type; false for an unknown type, n not whole blocks, or overflow. */
 DSI_FUNC bool dsi_ggml_row_bytes(uint32_t type, uint64_t n, uint64_t *out);
-/* A deepseek2 file's metadata as the Hugging Face config.json our config
- * parser reads (DS_ERR_ARCH for another architecture, DS_ERR_CONFIG for a
+/* A deepseek2 (or deepseek: DeepSeek-MoE) file's metadata as the Hugging
+ * Face config.json our config parser reads (DS_ERR_ARCH for another
+ * architecture, DS_ERR_CONFIG for a
  * missing or bad key), and its tokenizer as tokenizer.json plus
  * tokenizer_config.json (DS_ERR_UNSUPPORTED for a tokenizer model or
  * pre-tokenizer other than gpt2 with deepseek-v3 / deepseek-llm). The

@@ -1,7 +1,8 @@
 /*
  * gguf.c — reading and checking GGUF files (llama.cpp's model format), and
- * turning a deepseek2 GGUF's metadata into the config.json, tokenizer.json
- * and tokenizer_config.json the rest of the library already reads.
+ * turning a deepseek2 (or deepseek) GGUF's metadata into the config.json,
+ * tokenizer.json and tokenizer_config.json the rest of the library already
+ * reads.
  *
  * A GGUF file is, all little-endian:
  *
@@ -772,6 +773,77 @@ static ds_status dsg_num_field(dsg_cfg *c, const char *arch, const char *name, c
 #define DSG_GATING_SOFTMAX 1
 #define DSG_GATING_SIGMOID 2
 
+/* The fields every family shares: vocabulary size (the key, else the token
+ * list's length), tied embeddings, bos/eos. */
+static ds_status dsg_common_fields(dsg_cfg *c, const char *A, int64_t *vocab) {
+    const dsi_gguf *g = c->g;
+    dsi_err *e = c->e;
+    int64_t v = 0;
+    int rv = dsg_get_int(g, A, "vocab_size", &v);
+    if (rv < 0) return dsi_fail(e, DS_ERR_CONFIG, "GGUF: %s.vocab_size must be an integer", A);
+    const dsi_gguf_kv *tk = dsi_gguf_find(g, "tokenizer.ggml.tokens");
+    if (rv == 0) {
+        if (!tk || tk->type != DSI_GGUF_ARRAY)
+            return dsi_fail(e, DS_ERR_CONFIG, "GGUF: neither %s.vocab_size nor tokenizer.ggml.tokens is there", A);
+        v = (int64_t)tk->n;
+    }
+    if (v <= 0 || v > INT32_MAX) return dsi_fail(e, DS_ERR_CONFIG, "GGUF: vocabulary size %lld", (long long)v);
+    dsg_put_int(c, "vocab_size", v);
+    *vocab = v;
+    dsg_put_raw(c, "tie_word_embeddings", dsi_gguf_tensor_find(g, "output.weight") ? "false" : "true");
+    int64_t id;
+    int rb = dsg_get_int(g, "tokenizer.ggml", "bos_token_id", &id);
+    if (rb == 1 && id >= 0 && id < v) dsg_put_int(c, "bos_token_id", id);
+    else if (rb != 0) return dsi_fail(e, DS_ERR_CONFIG, "GGUF: tokenizer.ggml.bos_token_id is not a token id");
+    int re = dsg_get_int(g, "tokenizer.ggml", "eos_token_id", &id);
+    if (re == 1 && id >= 0 && id < v) dsg_put_int(c, "eos_token_id", id);
+    else if (re != 0) return dsi_fail(e, DS_ERR_CONFIG, "GGUF: tokenizer.ggml.eos_token_id is not a token id");
+    return DS_OK;
+}
+
+/* llama.cpp's "deepseek": DeepSeek-MoE 16B (multi-head attention, softmax
+ * routing, greedy top-k, unscaled weights). */
+static ds_status dsg_config_moe(const dsi_gguf *g, dsi_buf *b, dsi_err *e) {
+    const char *A = "deepseek";
+    dsg_cfg c = {g, b, e, true};
+    int64_t vocab = 0, heads = 0, n_exp = 0;
+    dsg_put_raw(&c, "architectures", "[\"DeepseekForCausalLM\"]");
+    dsg_put_raw(&c, "model_type", "\"deepseek\"");
+    dsg_put_raw(&c, "hidden_act", "\"silu\"");
+    ds_status s = dsg_common_fields(&c, A, &vocab);
+    if (!s) s = dsg_int_field(&c, A, "embedding_length", "hidden_size", true, 0, NULL);
+    if (!s) s = dsg_int_field(&c, A, "feed_forward_length", "intermediate_size", true, 0, NULL);
+    if (!s) s = dsg_int_field(&c, A, "block_count", "num_hidden_layers", true, 0, NULL);
+    if (!s) s = dsg_int_field(&c, A, "attention.head_count", "num_attention_heads", true, 0, &heads);
+    if (!s) s = dsg_int_field(&c, A, "attention.head_count_kv", "num_key_value_heads", false, heads, NULL);
+    if (!s) s = dsg_int_field(&c, A, "context_length", "max_position_embeddings", true, 0, NULL);
+    if (!s) s = dsg_num_field(&c, A, "attention.layer_norm_rms_epsilon", "rms_norm_eps", 1e-6, NULL);
+    if (!s) s = dsg_num_field(&c, A, "rope.freq_base", "rope_theta", 10000.0, NULL);
+    if (!s) s = dsg_int_field(&c, A, "expert_count", "n_routed_experts", false, 0, &n_exp);
+    if (!s && n_exp) {
+        s = dsg_int_field(&c, A, "expert_used_count", "num_experts_per_tok", true, 0, NULL);
+        if (!s) s = dsg_int_field(&c, A, "expert_shared_count", "n_shared_experts", false, 0, NULL);
+        if (!s) s = dsg_int_field(&c, A, "expert_feed_forward_length", "moe_intermediate_size", true, 0, NULL);
+        if (!s) s = dsg_int_field(&c, A, "leading_dense_block_count", "first_k_dense_replace", false, 0, NULL);
+        if (!s) {
+            int64_t v = 0;
+            if (dsg_get_int(g, A, "expert_weights_norm", &v) < 0)
+                s = dsi_fail(e, DS_ERR_CONFIG, "GGUF: deepseek.expert_weights_norm must be a bool");
+            else dsg_put_raw(&c, "norm_topk_prob", v ? "true" : "false");
+        }
+        if (!s) dsg_put_int(&c, "moe_layer_freq", 1);
+    }
+    if (!s) {
+        const char *st;
+        size_t sn;
+        int rt = dsg_get_str(g, "deepseek.rope.scaling.type", &st, &sn);
+        if (rt < 0 || (rt == 1 && !(sn == 4 && memcmp(st, "none", 4) == 0)))
+            s = dsi_fail(e, DS_ERR_CONFIG, "GGUF: deepseek.rope.scaling.type: only none is supported for DeepSeek-MoE");
+        else dsg_put_raw(&c, "rope_scaling", "null");
+    }
+    return s;
+}
+
 DSI_FUNC ds_status dsi_gguf_config_json(const dsi_gguf *g, const dsi_alloc *al, char **out, size_t *out_len,
                                         dsi_err *e) {
     *out = NULL;
@@ -780,10 +852,24 @@ DSI_FUNC ds_status dsi_gguf_config_json(const dsi_gguf *g, const dsi_alloc *al, 
     size_t an;
     int r = dsg_get_str(g, "general.architecture", &a, &an);
     if (r <= 0) return dsi_fail(e, DS_ERR_ARCH, "GGUF: general.architecture is %s", r ? "not a string" : "missing");
+    if (an == 8 && memcmp(a, "deepseek", 8) == 0) {
+        dsi_buf b;
+        dsi_buf_init(&b, al);
+        ds_status s = dsg_config_moe(g, &b, e);
+        dsi_buf_put(&b, "\n}\n", 3);
+        if (!s && b.failed) s = dsi_fail(e, DS_ERR_NOMEM, "GGUF: out of memory");
+        if (s) {
+            dsi_buf_free(&b);
+            return s;
+        }
+        *out = (char *)b.data;
+        *out_len = b.len;
+        return DS_OK;
+    }
     if (!(an == 9 && memcmp(a, "deepseek2", 9) == 0)) {
         char qb[96];
         return dsi_fail(e, DS_ERR_ARCH, "GGUF: architecture '%s' is not supported (deepseek2: DeepSeek-V2, V2-Lite, "
-                        "V2.5, V3, R1)", dsg_q(a, an, qb));
+                        "V2.5, V3, R1; deepseek: DeepSeek-MoE 16B)", dsg_q(a, an, qb));
     }
     const char *A = "deepseek2";
     dsi_buf b;

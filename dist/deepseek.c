@@ -13,7 +13,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 82716673388b5903: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id d063af9e92d7516c: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -53,7 +53,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "82716673388b5903"
+#define DS_SOURCE_ID "d063af9e92d7516c"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -1011,8 +1011,9 @@ DSI_FUNC const char *dsi_ggml_type_name(uint32_t type);
 DSI_FUNC bool dsi_ggml_dequantize_row(uint32_t type, const uint8_t *p, float *y, size_t n);
 /* Bytes of n values of a ggml type; false for an unknown type, n not whole blocks, or overflow. */
 DSI_FUNC bool dsi_ggml_row_bytes(uint32_t type, uint64_t n, uint64_t *out);
-/* A deepseek2 file's metadata as the Hugging Face config.json our config
- * parser reads (DS_ERR_ARCH for another architecture, DS_ERR_CONFIG for a
+/* A deepseek2 (or deepseek: DeepSeek-MoE) file's metadata as the Hugging
+ * Face config.json our config parser reads (DS_ERR_ARCH for another
+ * architecture, DS_ERR_CONFIG for a
  * missing or bad key), and its tokenizer as tokenizer.json plus
  * tokenizer_config.json (DS_ERR_UNSUPPORTED for a tokenizer model or
  * pre-tokenizer other than gpt2 with deepseek-v3 / deepseek-llm). The
@@ -2654,8 +2655,9 @@ DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
 /* ==== Begin deepseek_impl/gguf.c ==== */
 /*
  * gguf.c — reading and checking GGUF files (llama.cpp's model format), and
- * turning a deepseek2 GGUF's metadata into the config.json, tokenizer.json
- * and tokenizer_config.json the rest of the library already reads.
+ * turning a deepseek2 (or deepseek) GGUF's metadata into the config.json,
+ * tokenizer.json and tokenizer_config.json the rest of the library already
+ * reads.
  *
  * A GGUF file is, all little-endian:
  *
@@ -3426,6 +3428,77 @@ static ds_status dsg_num_field(dsg_cfg *c, const char *arch, const char *name, c
 #define DSG_GATING_SOFTMAX 1
 #define DSG_GATING_SIGMOID 2
 
+/* The fields every family shares: vocabulary size (the key, else the token
+ * list's length), tied embeddings, bos/eos. */
+static ds_status dsg_common_fields(dsg_cfg *c, const char *A, int64_t *vocab) {
+    const dsi_gguf *g = c->g;
+    dsi_err *e = c->e;
+    int64_t v = 0;
+    int rv = dsg_get_int(g, A, "vocab_size", &v);
+    if (rv < 0) return dsi_fail(e, DS_ERR_CONFIG, "GGUF: %s.vocab_size must be an integer", A);
+    const dsi_gguf_kv *tk = dsi_gguf_find(g, "tokenizer.ggml.tokens");
+    if (rv == 0) {
+        if (!tk || tk->type != DSI_GGUF_ARRAY)
+            return dsi_fail(e, DS_ERR_CONFIG, "GGUF: neither %s.vocab_size nor tokenizer.ggml.tokens is there", A);
+        v = (int64_t)tk->n;
+    }
+    if (v <= 0 || v > INT32_MAX) return dsi_fail(e, DS_ERR_CONFIG, "GGUF: vocabulary size %lld", (long long)v);
+    dsg_put_int(c, "vocab_size", v);
+    *vocab = v;
+    dsg_put_raw(c, "tie_word_embeddings", dsi_gguf_tensor_find(g, "output.weight") ? "false" : "true");
+    int64_t id;
+    int rb = dsg_get_int(g, "tokenizer.ggml", "bos_token_id", &id);
+    if (rb == 1 && id >= 0 && id < v) dsg_put_int(c, "bos_token_id", id);
+    else if (rb != 0) return dsi_fail(e, DS_ERR_CONFIG, "GGUF: tokenizer.ggml.bos_token_id is not a token id");
+    int re = dsg_get_int(g, "tokenizer.ggml", "eos_token_id", &id);
+    if (re == 1 && id >= 0 && id < v) dsg_put_int(c, "eos_token_id", id);
+    else if (re != 0) return dsi_fail(e, DS_ERR_CONFIG, "GGUF: tokenizer.ggml.eos_token_id is not a token id");
+    return DS_OK;
+}
+
+/* llama.cpp's "deepseek": DeepSeek-MoE 16B (multi-head attention, softmax
+ * routing, greedy top-k, unscaled weights). */
+static ds_status dsg_config_moe(const dsi_gguf *g, dsi_buf *b, dsi_err *e) {
+    const char *A = "deepseek";
+    dsg_cfg c = {g, b, e, true};
+    int64_t vocab = 0, heads = 0, n_exp = 0;
+    dsg_put_raw(&c, "architectures", "[\"DeepseekForCausalLM\"]");
+    dsg_put_raw(&c, "model_type", "\"deepseek\"");
+    dsg_put_raw(&c, "hidden_act", "\"silu\"");
+    ds_status s = dsg_common_fields(&c, A, &vocab);
+    if (!s) s = dsg_int_field(&c, A, "embedding_length", "hidden_size", true, 0, NULL);
+    if (!s) s = dsg_int_field(&c, A, "feed_forward_length", "intermediate_size", true, 0, NULL);
+    if (!s) s = dsg_int_field(&c, A, "block_count", "num_hidden_layers", true, 0, NULL);
+    if (!s) s = dsg_int_field(&c, A, "attention.head_count", "num_attention_heads", true, 0, &heads);
+    if (!s) s = dsg_int_field(&c, A, "attention.head_count_kv", "num_key_value_heads", false, heads, NULL);
+    if (!s) s = dsg_int_field(&c, A, "context_length", "max_position_embeddings", true, 0, NULL);
+    if (!s) s = dsg_num_field(&c, A, "attention.layer_norm_rms_epsilon", "rms_norm_eps", 1e-6, NULL);
+    if (!s) s = dsg_num_field(&c, A, "rope.freq_base", "rope_theta", 10000.0, NULL);
+    if (!s) s = dsg_int_field(&c, A, "expert_count", "n_routed_experts", false, 0, &n_exp);
+    if (!s && n_exp) {
+        s = dsg_int_field(&c, A, "expert_used_count", "num_experts_per_tok", true, 0, NULL);
+        if (!s) s = dsg_int_field(&c, A, "expert_shared_count", "n_shared_experts", false, 0, NULL);
+        if (!s) s = dsg_int_field(&c, A, "expert_feed_forward_length", "moe_intermediate_size", true, 0, NULL);
+        if (!s) s = dsg_int_field(&c, A, "leading_dense_block_count", "first_k_dense_replace", false, 0, NULL);
+        if (!s) {
+            int64_t v = 0;
+            if (dsg_get_int(g, A, "expert_weights_norm", &v) < 0)
+                s = dsi_fail(e, DS_ERR_CONFIG, "GGUF: deepseek.expert_weights_norm must be a bool");
+            else dsg_put_raw(&c, "norm_topk_prob", v ? "true" : "false");
+        }
+        if (!s) dsg_put_int(&c, "moe_layer_freq", 1);
+    }
+    if (!s) {
+        const char *st;
+        size_t sn;
+        int rt = dsg_get_str(g, "deepseek.rope.scaling.type", &st, &sn);
+        if (rt < 0 || (rt == 1 && !(sn == 4 && memcmp(st, "none", 4) == 0)))
+            s = dsi_fail(e, DS_ERR_CONFIG, "GGUF: deepseek.rope.scaling.type: only none is supported for DeepSeek-MoE");
+        else dsg_put_raw(&c, "rope_scaling", "null");
+    }
+    return s;
+}
+
 DSI_FUNC ds_status dsi_gguf_config_json(const dsi_gguf *g, const dsi_alloc *al, char **out, size_t *out_len,
                                         dsi_err *e) {
     *out = NULL;
@@ -3434,10 +3507,24 @@ DSI_FUNC ds_status dsi_gguf_config_json(const dsi_gguf *g, const dsi_alloc *al, 
     size_t an;
     int r = dsg_get_str(g, "general.architecture", &a, &an);
     if (r <= 0) return dsi_fail(e, DS_ERR_ARCH, "GGUF: general.architecture is %s", r ? "not a string" : "missing");
+    if (an == 8 && memcmp(a, "deepseek", 8) == 0) {
+        dsi_buf b;
+        dsi_buf_init(&b, al);
+        ds_status s = dsg_config_moe(g, &b, e);
+        dsi_buf_put(&b, "\n}\n", 3);
+        if (!s && b.failed) s = dsi_fail(e, DS_ERR_NOMEM, "GGUF: out of memory");
+        if (s) {
+            dsi_buf_free(&b);
+            return s;
+        }
+        *out = (char *)b.data;
+        *out_len = b.len;
+        return DS_OK;
+    }
     if (!(an == 9 && memcmp(a, "deepseek2", 9) == 0)) {
         char qb[96];
         return dsi_fail(e, DS_ERR_ARCH, "GGUF: architecture '%s' is not supported (deepseek2: DeepSeek-V2, V2-Lite, "
-                        "V2.5, V3, R1)", dsg_q(a, an, qb));
+                        "V2.5, V3, R1; deepseek: DeepSeek-MoE 16B)", dsg_q(a, an, qb));
     }
     const char *A = "deepseek2";
     dsi_buf b;
@@ -16599,6 +16686,7 @@ typedef struct dsi_plan {
      * goff), or kv_b joined from attn_k_b (gk) and attn_v_b (gv) */
     const dsi_gguf_tensor *gt, *gk, *gv;
     uint64_t goff;
+    uint32_t perm_hd;        /* llama.cpp's permuted q/k rows (DeepSeek-MoE): the head size, else 0 */
 } dsi_plan;
 
 /* An input file, to refuse an output that is the same file. */
@@ -16817,6 +16905,8 @@ static const struct { const char *hf, *gg; } dsi_gguf_top[] = {
 static const struct { const char *hf, *gg; } dsi_gguf_layer[] = {
     {"input_layernorm.weight", "attn_norm.weight"},
     {"self_attn.q_proj.weight", "attn_q.weight"},
+    {"self_attn.k_proj.weight", "attn_k.weight"},
+    {"self_attn.v_proj.weight", "attn_v.weight"},
     {"self_attn.q_a_proj.weight", "attn_q_a.weight"},
     {"self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight"},
     {"self_attn.q_b_proj.weight", "attn_q_b.weight"},
@@ -16920,7 +17010,7 @@ static ds_status dsi_plan_gguf(dsi_conv *c, const dsi_tensor_spec *sp, dsi_plan 
     char gname[160], want[96];
     int expert;
     if (!dsi_gguf_name(sp->name, gname, sizeof gname, &expert))
-        return dsi_fail(c->e, DS_ERR_ARCH, "%s: tensor %s has no deepseek2 GGUF counterpart", c->gg_path, sp->name);
+        return dsi_fail(c->e, DS_ERR_ARCH, "%s: tensor %s has no GGUF counterpart", c->gg_path, sp->name);
     const dsi_gguf *g = c->gg;
     const dsi_gguf_tensor *t = dsi_gguf_tensor_find(g, gname);
     size_t gl = strlen(gname);
@@ -16975,6 +17065,17 @@ static ds_status dsi_plan_gguf(dsi_conv *c, const dsi_tensor_spec *sp, dsi_plan 
     if (s) return s;
     pl->gt = t;
     pl->goff = t->file_offset;
+    /* llama.cpp's "deepseek" files hold q_proj and k_proj with each head's
+     * rows reordered for its rotary layout (pairs interleaved): undone here */
+    size_t nl = strlen(sp->name);
+    if (c->cfg.arch == DS_ARCH_DEEPSEEK_MOE && nl > 23 &&
+        (strcmp(sp->name + nl - 23, "self_attn.q_proj.weight") == 0 ||
+         strcmp(sp->name + nl - 23, "self_attn.k_proj.weight") == 0)) {
+        if (c->cfg.head_dim <= 0 || c->cfg.head_dim % 2 || sp->dims[0] % (uint64_t)c->cfg.head_dim)
+            return dsi_fail(c->e, DS_ERR_SHAPE, "%s: tensor %s: %llu rows are not whole heads of %d", c->gg_path,
+                            t->name, (unsigned long long)sp->dims[0], c->cfg.head_dim);
+        pl->perm_hd = (uint32_t)c->cfg.head_dim;
+    }
     if (expert >= 0) pl->goff += (uint64_t)expert * t->row_bytes * t->ne[1];   /* inside the checked extent */
     c->gg_used[t - g->tensors] = true;
     *src_type = t->type;
@@ -17415,6 +17516,16 @@ static ds_status dsi_gguf_kv_b(dsi_conv *c, const dsi_plan *pl) {
 
 static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
     if (pl->gk) return dsi_gguf_kv_b(c, pl);
+    if (pl->gt && pl->perm_hd) {
+        /* our row h*hd + a*hd/2 + b is the file's row h*hd + 2b + a */
+        uint64_t hd = pl->perm_hd, half = hd / 2;
+        ds_status s = DS_OK;
+        for (uint64_t r = 0; r < pl->rows && !s; r++) {
+            uint64_t h = r / hd, a = r % hd / half, b = r % half;
+            s = dsi_gguf_rows(c, pl, pl->gt->type, pl->goff + (h * hd + 2 * b + a) * pl->gt->row_bytes, 1, r);
+        }
+        return s;
+    }
     if (pl->gt) return dsi_gguf_rows(c, pl, pl->gt->type, pl->goff, pl->rows, 0);
     const dsi_st_tensor *t = pl->src->t;
     const dsi_shard *sh = &c->shards[pl->src->shard];

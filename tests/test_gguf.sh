@@ -7,7 +7,8 @@
 # package, llama.cpp's deepseek2 layout: kv_b split into attn_k_b and
 # attn_v_b) from generated checkpoints: v2lite as F16, Q8_0 and Q4_0, v2
 # (q-LoRA, group-limited routing) and yarn (YaRN, tied embeddings) as Q8_0,
-# v2 as BF16 (stored as F16: the same as --quant f16 of its BF16 weights).
+# v2 as BF16 (stored as F16: the same as --quant f16 of its BF16 weights);
+# moe16b (DeepSeek-MoE, architecture "deepseek") as Q8_0 and F16.
 # Each converts to a container whose logits are bit-identical to those of
 # `ds convert <checkpoint> --quant f16|q8|q4`, and the same config: the weights are copied as they
 # are, and kv_b is joined back exactly (its k half is stored by the script as
@@ -72,8 +73,10 @@ head -c 32 /dev/urandom > "$T/key"
 TOKS=0,5,100,200,300,497,12,33,400,1
 # ==== 1. The same container as from the checkpoint ========================
 # v2lite as F16, Q8_0 and Q4_0; v2 (q-LoRA, group-limited routing) and yarn
-# (YaRN scaling, tied embeddings) as Q8_0; v2 as BF16; v2lite with kv_b whole
-for fq in v2lite:f16 v2lite:q8 v2lite:q4 v2:q8 yarn:q8 v2:bf16 v2lite:q8:whole; do
+# (YaRN scaling, tied embeddings) as Q8_0; v2 as BF16; v2lite with kv_b whole;
+# moe16b (llama.cpp's "deepseek": multi-head attention, q/k rows permuted) as
+# Q8_0 and F16
+for fq in v2lite:f16 v2lite:q8 v2lite:q4 v2:q8 yarn:q8 v2:bf16 v2lite:q8:whole moe16b:q8 moe16b:f16; do
     fam=${fq%%:*}
     q=${fq#*:}
     # "whole": attn_kv_b unsplit, per-head sizes in key/value_length (files
