@@ -90,6 +90,7 @@ LIB_SRCS = \
 	deepseek_impl/json.c \
 	deepseek_impl/safetensors.c \
 	deepseek_impl/quant.c \
+	deepseek_impl/gguf.c \
 	deepseek_impl/crypto.c \
 	deepseek_impl/container.c \
 	deepseek_impl/config.c \
@@ -171,7 +172,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_json test_safetensors test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_io test_cuda_forward $(CUDA_TESTS)
+TESTS = test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_io test_cuda_forward $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat
@@ -257,8 +258,22 @@ $(TESTDATA): tests/gen/make_checkpoint.py
 	@touch $@
 testdata: $(TESTDATA)
 
+# A venv with the gguf package (and the system's numpy) for tests/test_gguf.sh,
+# which writes GGUF files with it; without one that test reports skipped.
+.PHONY: gguf-venv
+gguf-venv: $(BUILD)/gguf-venv/.done
+$(BUILD)/gguf-venv/.done:
+	$(PYTHON) -m venv --system-site-packages $(BUILD)/gguf-venv
+	$(BUILD)/gguf-venv/bin/python -m pip install -q gguf
+	$(BUILD)/gguf-venv/bin/python -c 'import gguf, numpy'
+	touch $@
+
+# test tries to make the gguf venv (pip, so it needs the network once); where
+# it cannot, tests/test_gguf.sh says it skipped.
 test: all $(TEST_BINS) $(TESTDATA)
-	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_crypto_cross.sh tests/server/run.sh tests/test_docs.sh
+	@[ -f $(BUILD)/gguf-venv/.done ] || $(MAKE) --no-print-directory gguf-venv >/dev/null 2>&1 || \
+		echo "note: no gguf package could be installed into $(BUILD)/gguf-venv (offline?): the GGUF import tests will skip"
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_gguf.sh tests/test_crypto_cross.sh tests/server/run.sh tests/test_docs.sh
 
 # The CUDA sources on the CPU: tools/cuda_emu runs every kernel with one OS
 # thread per CUDA thread (ASan + UBSan), so the op tests and the device forward
@@ -404,7 +419,7 @@ check-layers: $(LIB_OBJS)
 
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_CC ?= clang
-FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer fuzz_regex fuzz_chat_file
+FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer fuzz_regex fuzz_chat_file fuzz_gguf
 FUZZ_FLAGS = -std=c11 -g -O1 -I. -fsanitize=fuzzer,address,undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION=1
 fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
 build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)

@@ -158,6 +158,7 @@ typedef enum ds_status {
     DS_ERR_SHAPE = -107,          /* a tensor has the wrong shape or dtype */
     DS_ERR_ARCH = -108,           /* unsupported model architecture */
     DS_ERR_CONFIG = -109,         /* config.json lacks a field or has a bad value */
+    DS_ERR_GGUF = -110,           /* malformed GGUF file */
 
     /* crypto: -200 .. -299 */
     DS_ERR_WRONG_KEY = -200,      /* the key does not match the file's key check */
@@ -969,7 +970,10 @@ typedef enum ds_quant {
     DS_QUANT_F16 = 1,
     DS_QUANT_Q8_0 = 2,
     DS_QUANT_Q4_0 = 3,            /* 4-bit blocks of 32, byte-identical to llama.cpp's Q4_0 */
-    DS_QUANT_INHERIT = -1         /* quant_experts / quant_core: the same as quant */
+    DS_QUANT_INHERIT = -1,        /* quant_experts / quant_core: the same as quant */
+    DS_QUANT_KEEP = -2            /* GGUF input only: each tensor keeps its type where the container
+                                     has it (F32, F16, Q8_0, Q4_0; BF16 becomes F16, other quantized
+                                     types Q8_0) */
 } ds_quant;
 
 /* Options of ds_convert. Rule: start from ds_convert_default_params(); a
@@ -1032,7 +1036,24 @@ DS_API ds_convert_params ds_convert_default_params(void);
  * not regular files are refused (DS_ERR_IO). Before anything is written the
  * tokenizer is loaded with the runtime's own loader (ds_tokenizer_new), so a
  * tokenizer the runtime would refuse is refused here with the same message;
- * so is one with token ids at or beyond config.json's vocab_size. */
+ * so is one with token ids at or beyond config.json's vocab_size.
+ *
+ * hf_dir may also be a GGUF file (llama.cpp's format, recognised by its
+ * magic) of architecture deepseek2 (DeepSeek-V2, V2-Lite, V2.5, V3, R1) or
+ * deepseek (DeepSeek-MoE 16B; its permuted q/k rows are put back):
+ * its metadata becomes the config, its tokenizer (gpt2 with the deepseek-v3
+ * or deepseek-llm pre-tokenizer, the chat template if there is one) the
+ * tokenizer, its tensors ours (attn_k_b and attn_v_b joined back into
+ * kv_b). With quant DS_QUANT_KEEP each tensor keeps its type (F32, F16, Q8_0
+ * and Q4_0 copied byte for byte; BF16 stored as F16); with another quant
+ * tensors are re-encoded from their exact values as for a checkpoint.
+ * Q4_1, Q5_0, Q5_1 and the K-quants Q2_K..Q6_K are dequantized and, with
+ * DS_QUANT_KEEP, re-quantized to Q8_0 (a warning through params->log says
+ * so: close to the file's values, not identical). Other ggml types (IQ*,
+ * ...) are refused naming the tensor and type (DS_ERR_SHAPE); a malformed
+ * file is DS_ERR_GGUF or DS_ERR_TRUNCATED with
+ * the byte offset; another architecture DS_ERR_ARCH. DS_QUANT_KEEP with a
+ * checkpoint directory is DS_ERR_INVALID_ARG. */
 DS_API DS_WARN_UNUSED ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_convert_params *params);
 
 #ifdef __cplusplus

@@ -5,7 +5,7 @@
 file for llama.cpp (architecture deepseek2) holding exactly the numbers that
 `ds convert --quant q8` (or --quant q4, --quant f16) puts in our container.
 
-    hf_to_gguf_q8.py HF_DIR OUT.gguf --type q8|q4|f16 [--check HARNESS] [-v]
+    hf_to_gguf_q8.py HF_DIR OUT.gguf --type q8|q4|f16|bf16 [--check HARNESS] [-v]
     hf_to_gguf_q8.py --selftest HARNESS [HF_DIR]
 
 Q8_0 is quantized here with a numpy copy of dsi_quantize_row_q8_0
@@ -157,12 +157,22 @@ def dequantize_q4_0(b, cols):
     return (q * d).reshape(rows, cols)
 
 
+def f32_to_bf16_bits(x):
+    """float32 -> bfloat16 bit patterns, round to nearest even (exact for values
+    that came from BF16; NaN is not expected in weights)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
 def encode(x, qtype):
-    """A 2-D float32 matrix in the file's type: ('Q8_0'/'Q4_0', uint8 bytes) or ('F16', float16)."""
+    """A 2-D float32 matrix in the file's type: ('Q8_0'/'Q4_0', uint8 bytes), ('F16', float16)
+    or ('BF16', uint16 bit patterns)."""
     if qtype == "q8":
         return quantize_q8_0(x)
     if qtype == "q4":
         return quantize_q4_0(x)
+    if qtype == "bf16":
+        return f32_to_bf16_bits(x)
     return f32_to_f16_bits(x).view(np.float16)
 
 
@@ -305,19 +315,17 @@ def tokenizer_meta(hf_dir, n_vocab):
     return tokens, ttypes, merges
 
 
-def plan(ck, qtype):
+def plan(ck, qtype, kv_b_whole=False):
     """[(gguf name, numpy shape, dtype, nbytes, raw_dtype, producer)] in file order;
     producer() returns the array to write."""
     import gguf
     T, M = gguf.TENSOR_NAMES, gguf.MODEL_TENSOR
     c = ck.config
     H, L, nh = c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"]
-    nope, vdim, kl = c["qk_nope_head_dim"], c["v_head_dim"], c["kv_lora_rank"]
+    nope, vdim, kl = c.get("qk_nope_head_dim", 0), c.get("v_head_dim", 0), c.get("kv_lora_rank", 0)
     E = c.get("n_routed_experts") or 0
     k_dense = c.get("first_k_dense_replace", 0)
     freq = c.get("moe_layer_freq", 1)
-    if c.get("q_lora_rank"):
-        raise SystemExit("hf_to_gguf_q8: q_lora_rank is set: only V2-Lite-shaped checkpoints (q_proj) are supported")
     items = []
 
     def mat_info(rows, cols):
@@ -325,6 +333,8 @@ def plan(ck, qtype):
             return (rows, cols // QK * QB), np.uint8, rows * cols // QK * QB, gguf.GGMLQuantizationType.Q8_0
         if qtype == "q4":
             return (rows, cols // QK * Q4B), np.uint8, rows * cols // QK * Q4B, gguf.GGMLQuantizationType.Q4_0
+        if qtype == "bf16":
+            return (rows, cols), np.uint16, rows * cols * 2, gguf.GGMLQuantizationType.BF16
         return (rows, cols), np.float16, rows * cols * 2, None
 
     def add_mat(gname, hfname):
@@ -363,38 +373,13 @@ def plan(ck, qtype):
             qb = qb.reshape(nh, nope + vdim, kl // QK * Q4B)
             k_b = np.ascontiguousarray(deq.reshape(nh, nope + vdim, kl)[:, :nope, :].transpose(0, 2, 1))
             return k_b.astype(np.float32), np.ascontiguousarray(qb[:, nope:, :])
-        w16 = f32_to_f16_bits(w).view(np.float16).reshape(nh, nope + vdim, kl)
+        if qtype == "bf16":
+            w16 = f32_to_bf16_bits(w).reshape(nh, nope + vdim, kl)
+        else:
+            w16 = f32_to_f16_bits(w).view(np.float16).reshape(nh, nope + vdim, kl)
         return np.ascontiguousarray(w16[:, :nope, :].transpose(0, 2, 1)), np.ascontiguousarray(w16[:, nope:, :])
 
-    add_mat(T[M.TOKEN_EMBD] + ".weight", "model.embed_tokens.weight")
-    for i in range(L):
-        p = "model.layers.%d." % i
-
-        def n(t):
-            return T[t].format(bid=i) + ".weight"
-        add_f32(n(M.ATTN_NORM), p + "input_layernorm.weight")
-        add_mat(n(M.ATTN_Q), p + "self_attn.q_proj.weight")
-        add_mat(n(M.ATTN_KV_A_MQA), p + "self_attn.kv_a_proj_with_mqa.weight")
-        add_f32(n(M.ATTN_KV_A_NORM), p + "self_attn.kv_a_layernorm.weight")
-        cache = {}
-
-        def part(k, hfname=p + "self_attn.kv_b_proj.weight", cache=cache):
-            if "kv" not in cache:
-                cache["kv"] = kv_b_parts(hfname)
-            v = cache["kv"][k]
-            if k == 1:
-                cache.clear()                           # v_b is written right after k_b
-            return v
-        if qtype in ("q8", "q4"):
-            bb, gt = (QB, gguf.GGMLQuantizationType.Q8_0) if qtype == "q8" else (Q4B, gguf.GGMLQuantizationType.Q4_0)
-            items.append((n(M.ATTN_K_B), (nh, kl, nope), np.float32, nh * kl * nope * 4, None, lambda part=part: part(0)))
-            items.append((n(M.ATTN_V_B), (nh, vdim, kl // QK * bb), np.uint8, nh * vdim * kl // QK * bb,
-                          gt, lambda part=part: part(1)))
-        else:
-            items.append((n(M.ATTN_K_B), (nh, kl, nope), np.float16, nh * kl * nope * 2, None, lambda part=part: part(0)))
-            items.append((n(M.ATTN_V_B), (nh, vdim, kl), np.float16, nh * vdim * kl * 2, None, lambda part=part: part(1)))
-        add_mat(n(M.ATTN_OUT), p + "self_attn.o_proj.weight")
-        add_f32(n(M.FFN_NORM), p + "post_attention_layernorm.weight")
+    def add_ffn(i, p, n):
         if E and i >= k_dense and i % freq == 0:
             add_f32(n(M.FFN_GATE_INP), p + "mlp.gate.weight")
             for t, w in ((M.FFN_GATE_EXP, "gate_proj"), (M.FFN_UP_EXP, "up_proj"), (M.FFN_DOWN_EXP, "down_proj")):
@@ -407,25 +392,89 @@ def plan(ck, qtype):
             add_mat(n(M.FFN_GATE), p + "mlp.gate_proj.weight")
             add_mat(n(M.FFN_UP), p + "mlp.up_proj.weight")
             add_mat(n(M.FFN_DOWN), p + "mlp.down_proj.weight")
+
+    mha = c.get("architectures", [None])[0] == "DeepseekForCausalLM"
+    add_mat(T[M.TOKEN_EMBD] + ".weight", "model.embed_tokens.weight")
+    for i in range(L):
+        p = "model.layers.%d." % i
+
+        def n(t):
+            return T[t].format(bid=i) + ".weight"
+        add_f32(n(M.ATTN_NORM), p + "input_layernorm.weight")
+        if mha:
+            # DeepSeek-MoE: llama.cpp's "deepseek" permutes q and k rows per head
+            # (rotary pairs interleaved) and keeps v and o as they are
+            for t, hfn, heads in ((M.ATTN_Q, "q_proj", nh), (M.ATTN_K, "k_proj", c.get("num_key_value_heads") or nh)):
+                rows, cols = ck.tensors[p + "self_attn.%s.weight" % hfn][2]["shape"]
+                shape, dt, nb, raw = mat_info(rows, cols)
+
+                def make(hfname=p + "self_attn.%s.weight" % hfn, heads=heads):
+                    x = ck.get(hfname)
+                    x = x.reshape(heads, 2, x.shape[0] // heads // 2, x.shape[1]).swapaxes(1, 2).reshape(x.shape)
+                    return encode(np.ascontiguousarray(x), qtype)
+                items.append((n(t), shape, dt, nb, raw, make))
+            add_mat(n(M.ATTN_V), p + "self_attn.v_proj.weight")
+            add_mat(n(M.ATTN_OUT), p + "self_attn.o_proj.weight")
+            add_f32(n(M.FFN_NORM), p + "post_attention_layernorm.weight")
+            add_ffn(i, p, n)
+            continue
+        if c.get("q_lora_rank"):
+            add_mat(n(M.ATTN_Q_A), p + "self_attn.q_a_proj.weight")
+            add_f32(n(M.ATTN_Q_A_NORM), p + "self_attn.q_a_layernorm.weight")
+            add_mat(n(M.ATTN_Q_B), p + "self_attn.q_b_proj.weight")
+        else:
+            add_mat(n(M.ATTN_Q), p + "self_attn.q_proj.weight")
+        add_mat(n(M.ATTN_KV_A_MQA), p + "self_attn.kv_a_proj_with_mqa.weight")
+        add_f32(n(M.ATTN_KV_A_NORM), p + "self_attn.kv_a_layernorm.weight")
+        cache = {}
+        if kv_b_whole:
+            # the layout of GGUF files written before llama.cpp split kv_b
+            add_mat(n(M.ATTN_KV_B), p + "self_attn.kv_b_proj.weight")
+
+        def part(k, hfname=p + "self_attn.kv_b_proj.weight", cache=cache):
+            if "kv" not in cache:
+                cache["kv"] = kv_b_parts(hfname)
+            v = cache["kv"][k]
+            if k == 1:
+                cache.clear()                           # v_b is written right after k_b
+            return v
+        if kv_b_whole:
+            pass
+        elif qtype in ("q8", "q4"):
+            bb, gt = (QB, gguf.GGMLQuantizationType.Q8_0) if qtype == "q8" else (Q4B, gguf.GGMLQuantizationType.Q4_0)
+            items.append((n(M.ATTN_K_B), (nh, kl, nope), np.float32, nh * kl * nope * 4, None, lambda part=part: part(0)))
+            items.append((n(M.ATTN_V_B), (nh, vdim, kl // QK * bb), np.uint8, nh * vdim * kl // QK * bb,
+                          gt, lambda part=part: part(1)))
+        else:
+            dt, raw = (np.uint16, gguf.GGMLQuantizationType.BF16) if qtype == "bf16" else (np.float16, None)
+            items.append((n(M.ATTN_K_B), (nh, kl, nope), dt, nh * kl * nope * 2, raw, lambda part=part: part(0)))
+            items.append((n(M.ATTN_V_B), (nh, vdim, kl), dt, nh * vdim * kl * 2, raw, lambda part=part: part(1)))
+        add_mat(n(M.ATTN_OUT), p + "self_attn.o_proj.weight")
+        add_f32(n(M.FFN_NORM), p + "post_attention_layernorm.weight")
+        add_ffn(i, p, n)
     add_f32(T[M.OUTPUT_NORM] + ".weight", "model.norm.weight")
     if not c.get("tie_word_embeddings"):
         add_mat(T[M.OUTPUT] + ".weight", "lm_head.weight")
     return items
 
 
-def write_gguf(ck, out_path, qtype, verbose):
+def write_gguf(ck, out_path, qtype, verbose, kv_b_whole=False):
     import gguf
     c = ck.config
-    if c.get("architectures", [None])[0] != "DeepseekV2ForCausalLM":
-        raise SystemExit("hf_to_gguf_q8: %s is not a DeepseekV2ForCausalLM checkpoint" % ck.dir)
-    if c.get("scoring_func", "softmax") != "softmax" or c.get("topk_method", "greedy") != "greedy":
-        raise SystemExit("hf_to_gguf_q8: only softmax scoring with greedy top-k (V2-Lite) is written here")
+    arch = c.get("architectures", [None])[0]
+    if arch not in ("DeepseekV2ForCausalLM", "DeepseekForCausalLM"):
+        raise SystemExit("hf_to_gguf_q8: %s is not a DeepseekV2ForCausalLM or DeepseekForCausalLM checkpoint" % ck.dir)
+    mha = arch == "DeepseekForCausalLM"
+    if c.get("scoring_func", "softmax") != "softmax" or \
+            (c.get("topk_method") or "greedy") not in ("greedy", "group_limited_greedy"):
+        raise SystemExit("hf_to_gguf_q8: only softmax scoring with greedy or group-limited top-k (V2) is written here")
     t0 = time.time()
     tmp = out_path + ".tmp"
-    w = gguf.GGUFWriter(tmp, "deepseek2")
+    w = gguf.GGUFWriter(tmp, "deepseek" if mha else "deepseek2")
     E = c.get("n_routed_experts") or 0
     w.add_name("deepseek.h bench model (%d layers, random weights)" % c["num_hidden_layers"])
-    w.add_file_type({"q8": gguf.LlamaFileType.MOSTLY_Q8_0, "q4": gguf.LlamaFileType.MOSTLY_Q4_0}.get(
+    w.add_file_type({"q8": gguf.LlamaFileType.MOSTLY_Q8_0, "q4": gguf.LlamaFileType.MOSTLY_Q4_0,
+                     "bf16": gguf.LlamaFileType.MOSTLY_BF16}.get(
         qtype, gguf.LlamaFileType.MOSTLY_F16))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     w.add_context_length(c["max_position_embeddings"])
@@ -433,31 +482,55 @@ def write_gguf(ck, out_path, qtype, verbose):
     w.add_feed_forward_length(c["intermediate_size"])
     w.add_block_count(c["num_hidden_layers"])
     w.add_head_count(c["num_attention_heads"])
-    w.add_head_count_kv(1)                                  # MLA as MQA over the latent
+    if mha:
+        w.add_head_count_kv(c.get("num_key_value_heads") or c["num_attention_heads"])
+    else:
+        w.add_head_count_kv(c["num_attention_heads"] if kv_b_whole else 1)   # MLA as MQA over the latent
     w.add_rope_freq_base(float(c.get("rope_theta", 10000)))
     w.add_layer_norm_rms_eps(float(c["rms_norm_eps"]))
     w.add_vocab_size(c["vocab_size"])
-    # llama.cpp reads q_lora_rank unless the layer count says "Lite" (26/27
-    # layers); 0 selects the plain q projection (attn_q)
-    w.add_q_lora_rank(0)
-    w.add_kv_lora_rank(c["kv_lora_rank"])
-    w.add_key_length(c["kv_lora_rank"] + c["qk_rope_head_dim"])
-    w.add_value_length(c["kv_lora_rank"])
-    w.add_key_length_mla(c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
-    w.add_value_length_mla(c["v_head_dim"])
-    w.add_rope_dimension_count(c["qk_rope_head_dim"])
-    if c.get("rope_scaling"):
-        raise SystemExit("hf_to_gguf_q8: rope_scaling is set: YaRN is not written here")
-    w.add_rope_scaling_type(gguf.RopeScalingType.NONE)
+    if mha:
+        w.add_rope_dimension_count(c["hidden_size"] // c["num_attention_heads"])
+    else:
+        # llama.cpp reads q_lora_rank unless the layer count says "Lite" (26/27
+        # layers); 0 selects the plain q projection (attn_q)
+        w.add_q_lora_rank(c.get("q_lora_rank") or 0)
+        w.add_kv_lora_rank(c["kv_lora_rank"])
+        if kv_b_whole:
+            # before the split: per-head sizes in key_length / value_length
+            w.add_key_length(c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
+            w.add_value_length(c["v_head_dim"])
+        else:
+            w.add_key_length(c["kv_lora_rank"] + c["qk_rope_head_dim"])
+            w.add_value_length(c["kv_lora_rank"])
+            w.add_key_length_mla(c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
+            w.add_value_length_mla(c["v_head_dim"])
+        w.add_rope_dimension_count(c["qk_rope_head_dim"])
+    rs = c.get("rope_scaling")
+    if rs:
+        if rs.get("type", rs.get("rope_type")) != "yarn":
+            raise SystemExit("hf_to_gguf_q8: rope_scaling other than YaRN is not written here")
+        # llama.cpp's converter: factor, the original context, and
+        # 0.1 * mscale_all_dim as the log multiplier (mscale is dropped)
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(float(rs["factor"]))
+        w.add_rope_scaling_orig_ctx_len(int(rs["original_max_position_embeddings"]))
+        w.add_rope_scaling_yarn_log_mul(0.1 * float(rs.get("mscale_all_dim", 0.0)))
+    else:
+        w.add_rope_scaling_type(gguf.RopeScalingType.NONE)
     if E:
         w.add_leading_dense_block_count(c.get("first_k_dense_replace", 0))
         w.add_expert_count(E)
         w.add_expert_used_count(c["num_experts_per_tok"])
         w.add_expert_shared_count(c.get("n_shared_experts") or 0)
         w.add_expert_feed_forward_length(c["moe_intermediate_size"])
-        w.add_expert_weights_scale(float(c.get("routed_scaling_factor", 1.0)))
+        w.add_expert_weights_scale(float(c.get("routed_scaling_factor") or 1.0))
         w.add_expert_weights_norm(bool(c.get("norm_topk_prob", False)))
-        w.add_expert_gating_func(gguf.ExpertGatingFuncType.SOFTMAX)
+        if not mha:
+            w.add_expert_gating_func(gguf.ExpertGatingFuncType.SOFTMAX)
+        if c.get("topk_method") == "group_limited_greedy":
+            w.add_expert_group_count(int(c["n_group"]))
+            w.add_expert_group_used_count(int(c["topk_group"]))
     tokens, ttypes, merges = tokenizer_meta(ck.dir, c["vocab_size"])
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("deepseek-v3")                      # the pre-tokenizer regexes of our tokenizer.json
@@ -467,8 +540,14 @@ def write_gguf(ck, out_path, qtype, verbose):
     w.add_bos_token_id(c.get("bos_token_id", 0))
     w.add_eos_token_id(c.get("eos_token_id", 1))
     w.add_add_bos_token(True)
+    tc_path = os.path.join(ck.dir, "tokenizer_config.json")
+    if os.path.exists(tc_path):
+        with open(tc_path, encoding="utf-8") as f:
+            tmpl = json.load(f).get("chat_template")
+        if isinstance(tmpl, str):
+            w.add_chat_template(tmpl)                   # as llama.cpp's converter does
 
-    items = plan(ck, qtype)
+    items = plan(ck, qtype, kv_b_whole)
     for name, shape, dt, nb, raw, _ in items:
         w.add_tensor_info(name, shape, np.dtype(dt), nb, raw_dtype=raw)
     w.write_header_to_file()
@@ -495,9 +574,11 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("hf_dir", nargs="?")
     ap.add_argument("out", nargs="?")
-    ap.add_argument("--type", choices=("q8", "q4", "f16"), default="q8")
+    ap.add_argument("--type", choices=("q8", "q4", "f16", "bf16"), default="q8")
     ap.add_argument("--check", metavar="HARNESS", help="first prove the numpy encoders bit-exact against bench/q8_check.c")
     ap.add_argument("--selftest", metavar="HARNESS", help="only the numpy-vs-C comparison (HF_DIR optional)")
+    ap.add_argument("--kv-b-whole", action="store_true",
+                    help="write attn_kv_b whole, as GGUF files from before llama.cpp's MLA split (for tests)")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     if a.selftest:
@@ -515,7 +596,7 @@ def main(argv):
                   file=sys.stderr)
             return 1
         print("numpy vs C encoders: bit-exact")
-    write_gguf(ck, a.out, a.type, a.verbose)
+    write_gguf(ck, a.out, a.type, a.verbose, a.kv_b_whole)
     return 0
 
 

@@ -71,6 +71,11 @@ typedef struct dsi_plan {
     uint64_t rows, cols, row_bytes, nbytes;
     uint32_t segment;
     uint64_t offset;         /* inside the segment's plaintext */
+    /* GGUF input: the tensor (an expert's slice of a stacked one from
+     * goff), or kv_b joined from attn_k_b (gk) and attn_v_b (gv) */
+    const dsi_gguf_tensor *gt, *gk, *gv;
+    uint64_t goff;
+    uint32_t perm_hd;        /* llama.cpp's permuted q/k rows (DeepSeek-MoE): the head size, else 0 */
 } dsi_plan;
 
 /* An input file, to refuse an output that is the same file. */
@@ -91,6 +96,11 @@ typedef struct dsi_conv {
     size_t config_len, tok_len, tokcfg_len;
     dsi_shard *shards;
     size_t n_shards;
+    /* GGUF input (instead of shards) */
+    dsi_gguf *gg;
+    int gg_fd;
+    char *gg_path;
+    bool *gg_used;           /* n_tensors flags: which ones the plan reads */
     dsi_src *srcs;
     size_t n_srcs;
     dsi_tensor_spec *specs;
@@ -274,6 +284,193 @@ static ds_status dsi_open_checkpoint(dsi_conv *c) {
     return DS_OK;
 }
 
+/* ==== GGUF sources ======================================================= */
+/* Our (Hugging Face) tensor names and llama.cpp's in a deepseek2 GGUF. */
+static const struct { const char *hf, *gg; } dsi_gguf_top[] = {
+    {"model.embed_tokens.weight", "token_embd.weight"},
+    {"model.norm.weight", "output_norm.weight"},
+    {"lm_head.weight", "output.weight"},
+};
+static const struct { const char *hf, *gg; } dsi_gguf_layer[] = {
+    {"input_layernorm.weight", "attn_norm.weight"},
+    {"self_attn.q_proj.weight", "attn_q.weight"},
+    {"self_attn.k_proj.weight", "attn_k.weight"},
+    {"self_attn.v_proj.weight", "attn_v.weight"},
+    {"self_attn.q_a_proj.weight", "attn_q_a.weight"},
+    {"self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight"},
+    {"self_attn.q_b_proj.weight", "attn_q_b.weight"},
+    {"self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa.weight"},
+    {"self_attn.kv_a_layernorm.weight", "attn_kv_a_norm.weight"},
+    {"self_attn.kv_b_proj.weight", "attn_kv_b.weight"},
+    {"self_attn.o_proj.weight", "attn_output.weight"},
+    {"post_attention_layernorm.weight", "ffn_norm.weight"},
+    {"mlp.gate.weight", "ffn_gate_inp.weight"},
+    {"mlp.gate.e_score_correction_bias", "exp_probs_b.bias"},
+    {"mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight"},
+    {"mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight"},
+    {"mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight"},
+    {"mlp.gate_proj.weight", "ffn_gate.weight"},
+    {"mlp.up_proj.weight", "ffn_up.weight"},
+    {"mlp.down_proj.weight", "ffn_down.weight"},
+    /* routed experts: stacked, one slice per expert */
+    {"gate_proj.weight", "ffn_gate_exps.weight"},
+    {"up_proj.weight", "ffn_up_exps.weight"},
+    {"down_proj.weight", "ffn_down_exps.weight"},
+};
+
+/* The GGUF name of one of our tensors; *expert is the slice of a stacked
+ * expert tensor, or -1. False for a name with no GGUF counterpart. */
+static bool dsi_gguf_name(const char *hf, char *out, size_t cap, int *expert) {
+    *expert = -1;
+    for (size_t i = 0; i < sizeof dsi_gguf_top / sizeof dsi_gguf_top[0]; i++)
+        if (strcmp(hf, dsi_gguf_top[i].hf) == 0) {
+            snprintf(out, cap, "%s", dsi_gguf_top[i].gg);
+            return true;
+        }
+    int layer, ex, n = 0;
+    if (sscanf(hf, "model.layers.%d.%n", &layer, &n) != 1 || n == 0) return false;
+    const char *rest = hf + n;
+    if (sscanf(rest, "mlp.experts.%d.%n", &ex, &n) == 1 && n > 0) {
+        *expert = ex;
+        rest += n;
+        for (size_t i = sizeof dsi_gguf_layer / sizeof dsi_gguf_layer[0] - 3; i < sizeof dsi_gguf_layer / sizeof dsi_gguf_layer[0]; i++)
+            if (strcmp(rest, dsi_gguf_layer[i].hf) == 0) {
+                snprintf(out, cap, "blk.%d.%s", layer, dsi_gguf_layer[i].gg);
+                return true;
+            }
+        return false;
+    }
+    for (size_t i = 0; i < sizeof dsi_gguf_layer / sizeof dsi_gguf_layer[0] - 3; i++)
+        if (strcmp(rest, dsi_gguf_layer[i].hf) == 0) {
+            snprintf(out, cap, "blk.%d.%s", layer, dsi_gguf_layer[i].gg);
+            return true;
+        }
+    return false;
+}
+
+/* The ggml types whose rows we decode (dsi_ggml_dequantize_row). */
+static bool dsi_gguf_readable(uint32_t t) {
+    float y[256];
+    static const uint8_t zero[256 * 4];   /* 256 values of the widest type (F32) */
+    return dsi_ggml_dequantize_row(t, zero, y, 256);
+}
+
+static ds_status dsi_gguf_type_check(dsi_conv *c, const dsi_gguf_tensor *t) {
+    if (dsi_gguf_readable(t->type)) return DS_OK;
+    return dsi_fail(c->e, DS_ERR_SHAPE,
+                    "%s: tensor %s has ggml type %s, which the converter does not read (F32, F16, BF16, Q8_0, "
+                    "Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K); convert from the Hugging Face checkpoint, or from a GGUF "
+                    "of one of those types",
+                    c->gg_path, t->name, dsi_ggml_type_name(t->type));
+}
+
+/* The container type of a GGUF source type kept as it is (DS_QUANT_KEEP):
+ * the same bytes where we have the type; BF16, which we do not, as F16
+ * (exact for BF16 values within F16's range; others are refused); the
+ * other quantized types (Q4_1, Q5_x, K-quants) dequantized and re-quantized
+ * to Q8_0, the nearest we have that loses little (with a warning). */
+static ds_dtype dsi_gguf_keep_dtype(uint32_t t) {
+    switch (t) {
+    case DSI_GGML_F32: return DS_DTYPE_F32;
+    case DSI_GGML_F16: case DSI_GGML_BF16: return DS_DTYPE_F16;
+    case DSI_GGML_Q4_0: return DS_DTYPE_Q4_0;
+    default: return DS_DTYPE_Q8_0;
+    }
+}
+
+static bool dsi_gguf_same(uint32_t t, ds_dtype d) {
+    return (t == DSI_GGML_F32 && d == DS_DTYPE_F32) || (t == DSI_GGML_F16 && d == DS_DTYPE_F16) ||
+           (t == DSI_GGML_Q8_0 && d == DS_DTYPE_Q8_0) || (t == DSI_GGML_Q4_0 && d == DS_DTYPE_Q4_0);
+}
+
+static ds_status dsi_gguf_shape_fail(dsi_conv *c, const dsi_tensor_spec *sp, const dsi_gguf_tensor *t,
+                                     const char *want) {
+    char got[96] = "";
+    size_t o = 0;
+    for (uint32_t d = 0; d < t->n_dims && o < sizeof got - 24; d++)
+        o += (size_t)snprintf(got + o, sizeof got - o, "%s%llu", d ? ", " : "", (unsigned long long)t->ne[d]);
+    return dsi_fail(c->e, DS_ERR_SHAPE, "%s: tensor %s (our %s): expected ne = {%s}, got {%s}", c->gg_path, t->name,
+                    sp->name, want, got);
+}
+
+/* Finds the GGUF source of one planned tensor and checks its shape; *src_type
+ * is the ggml type that DS_QUANT_KEEP keeps. */
+static ds_status dsi_plan_gguf(dsi_conv *c, const dsi_tensor_spec *sp, dsi_plan *pl, uint32_t *src_type) {
+    char gname[160], want[96];
+    int expert;
+    if (!dsi_gguf_name(sp->name, gname, sizeof gname, &expert))
+        return dsi_fail(c->e, DS_ERR_ARCH, "%s: tensor %s has no GGUF counterpart", c->gg_path, sp->name);
+    const dsi_gguf *g = c->gg;
+    const dsi_gguf_tensor *t = dsi_gguf_tensor_find(g, gname);
+    size_t gl = strlen(gname);
+    if (!t && gl > 16 && strcmp(gname + gl - 16, "attn_kv_b.weight") == 0) {
+        /* llama.cpp's MLA files split kv_b: k_b (n_head, kv_lora, nope),
+         * the nope rows of each head transposed; v_b (n_head, v_head,
+         * kv_lora), the v rows as they are. Joined back per head. */
+        const ds_model_config *cf = &c->cfg;
+        memcpy(gname + gl - 16, "attn_k_b.weight", 16);
+        pl->gk = dsi_gguf_tensor_find(g, gname);
+        memcpy(gname + gl - 16, "attn_v_b.weight", 16);
+        pl->gv = dsi_gguf_tensor_find(g, gname);
+        gname[gl - 16] = 0;
+        if (!pl->gk || !pl->gv)
+            return dsi_fail(c->e, DS_ERR_MISSING_TENSOR, "%s: neither %sattn_kv_b.weight nor both %sattn_k_b.weight and "
+                            "%sattn_v_b.weight are in the file", c->gg_path, gname, gname, gname);
+        const dsi_gguf_tensor *k = pl->gk, *v = pl->gv;
+        uint64_t nh = (uint64_t)cf->n_heads, kl = (uint64_t)cf->kv_lora_rank;
+        if (k->n_dims != 3 || k->ne[0] != (uint64_t)cf->qk_nope_head_dim || k->ne[1] != kl || k->ne[2] != nh) {
+            snprintf(want, sizeof want, "%d, %llu, %llu", cf->qk_nope_head_dim, (unsigned long long)kl,
+                     (unsigned long long)nh);
+            return dsi_gguf_shape_fail(c, sp, k, want);
+        }
+        if (v->n_dims != 3 || v->ne[0] != kl || v->ne[1] != (uint64_t)cf->v_head_dim || v->ne[2] != nh) {
+            snprintf(want, sizeof want, "%llu, %d, %llu", (unsigned long long)kl, cf->v_head_dim, (unsigned long long)nh);
+            return dsi_gguf_shape_fail(c, sp, v, want);
+        }
+        ds_status s = dsi_gguf_type_check(c, k);
+        if (!s) s = dsi_gguf_type_check(c, v);
+        c->gg_used[k - g->tensors] = c->gg_used[v - g->tensors] = true;
+        *src_type = v->type;    /* kv_b's rows are v_b's: its type is the file's choice */
+        return s;
+    }
+    if (!t)
+        return dsi_fail(c->e, DS_ERR_MISSING_TENSOR, "%s: tensor %s (our %s) is missing from the file", c->gg_path,
+                        gname, sp->name);
+    bool ok;
+    if (expert >= 0) {
+        ok = t->n_dims == 3 && t->ne[0] == sp->dims[1] && t->ne[1] == sp->dims[0] &&
+             t->ne[2] == (uint64_t)c->cfg.n_routed_experts;
+        snprintf(want, sizeof want, "%llu, %llu, %d", (unsigned long long)sp->dims[1], (unsigned long long)sp->dims[0],
+                 c->cfg.n_routed_experts);
+    } else if (sp->n_dims == 2) {
+        ok = t->n_dims == 2 && t->ne[0] == sp->dims[1] && t->ne[1] == sp->dims[0];
+        snprintf(want, sizeof want, "%llu, %llu", (unsigned long long)sp->dims[1], (unsigned long long)sp->dims[0]);
+    } else {
+        ok = t->n_dims == 1 && t->ne[0] == sp->dims[0];
+        snprintf(want, sizeof want, "%llu", (unsigned long long)sp->dims[0]);
+    }
+    if (!ok) return dsi_gguf_shape_fail(c, sp, t, want);
+    ds_status s = dsi_gguf_type_check(c, t);
+    if (s) return s;
+    pl->gt = t;
+    pl->goff = t->file_offset;
+    /* llama.cpp's "deepseek" files hold q_proj and k_proj with each head's
+     * rows reordered for its rotary layout (pairs interleaved): undone here */
+    size_t nl = strlen(sp->name);
+    if (c->cfg.arch == DS_ARCH_DEEPSEEK_MOE && nl > 23 &&
+        (strcmp(sp->name + nl - 23, "self_attn.q_proj.weight") == 0 ||
+         strcmp(sp->name + nl - 23, "self_attn.k_proj.weight") == 0)) {
+        if (c->cfg.head_dim <= 0 || c->cfg.head_dim % 2 || sp->dims[0] % (uint64_t)c->cfg.head_dim)
+            return dsi_fail(c->e, DS_ERR_SHAPE, "%s: tensor %s: %llu rows are not whole heads of %d", c->gg_path,
+                            t->name, (unsigned long long)sp->dims[0], c->cfg.head_dim);
+        pl->perm_hd = (uint32_t)c->cfg.head_dim;
+    }
+    if (expert >= 0) pl->goff += (uint64_t)expert * t->row_bytes * t->ne[1];   /* inside the checked extent */
+    c->gg_used[t - g->tensors] = true;
+    *src_type = t->type;
+    return DS_OK;
+}
+
 /* ==== Layout plan ======================================================== */
 static const char *dsi_st_name(const dsi_st_tensor *t) { return t->dtype_name ? t->dtype_name : "?"; }
 
@@ -283,11 +480,22 @@ static ds_status dsi_make_plan(dsi_conv *c) {
     c->plan = dsi_calloc(&c->al, c->n_specs, sizeof *c->plan);
     c->segs = dsi_calloc(&c->al, c->n_specs, sizeof *c->segs);   /* at most one segment per tensor */
     if (!c->plan || !c->segs) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    int f16_fallback = 0;
+    int f16_fallback = 0, requant = 0, kb_requant = 0;
+    uint32_t kb_type = 0;
+    const char *requant_first = NULL;
+    uint32_t requant_type = 0;
     for (size_t i = 0; i < c->n_specs; i++) {
         const dsi_tensor_spec *sp = &c->specs[i];
         dsi_plan *pl = &c->plan[i];
         pl->spec = sp;
+        pl->rows = sp->n_dims == 2 ? sp->dims[0] : 1;
+        pl->cols = sp->dims[sp->n_dims - 1];
+        uint32_t gtype = 0;
+        if (c->gg) {
+            ds_status s2 = dsi_plan_gguf(c, sp, pl, &gtype);
+            if (s2) return s2;
+            goto choose;
+        }
         pl->src = dsi_find_src(c, sp->name);
         if (!pl->src) return dsi_fail(c->e, DS_ERR_MISSING_TENSOR, "tensor %s is missing from the checkpoint", sp->name);
         const dsi_st_tensor *t = pl->src->t;
@@ -305,8 +513,6 @@ static ds_status dsi_make_plan(dsi_conv *c) {
             return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: expected %llu, got %s", sp->name,
                             (unsigned long long)sp->dims[0], t->ndim ? got : "a scalar");
         }
-        pl->rows = sp->n_dims == 2 ? sp->dims[0] : 1;
-        pl->cols = sp->dims[sp->n_dims - 1];
         switch (t->dtype) {
         case DSI_ST_F32: case DSI_ST_F16: case DSI_ST_BF16: break;
         case DSI_ST_F8_E4M3: {
@@ -329,17 +535,33 @@ static ds_status dsi_make_plan(dsi_conv *c) {
             return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: dtype %s is not supported (F32, F16, BF16, F8_E4M3)",
                             sp->name, dsi_st_name(t));
         }
+    choose:;
         ds_quant q = sp->pclass == DS_PARAM_EXPERT ? c->p->quant_experts
                      : sp->pclass == DS_PARAM_ROUTER ? c->p->quant_router
                                                      : c->p->quant_core;
         if (q == DS_QUANT_INHERIT) q = c->p->quant;
-        if (sp->keep_f32 || q == DS_QUANT_F32) pl->dtype = DS_DTYPE_F32;
+        if (q == DS_QUANT_KEEP) {
+            /* only GGUF input gets here (ds_convert checks) */
+            pl->dtype = sp->keep_f32 ? DS_DTYPE_F32 : dsi_gguf_keep_dtype(gtype);
+            if (!sp->keep_f32 && gtype != DSI_GGML_F32 && gtype != DSI_GGML_F16 && gtype != DSI_GGML_BF16 &&
+                gtype != DSI_GGML_Q8_0 && gtype != DSI_GGML_Q4_0 && !requant++)
+                requant_first = sp->name, requant_type = gtype;
+            if ((pl->dtype == DS_DTYPE_Q8_0 || pl->dtype == DS_DTYPE_Q4_0) && pl->cols % DSI_Q8_BLOCK) {
+                pl->dtype = DS_DTYPE_F16;
+                f16_fallback++;
+            }
+        } else if (sp->keep_f32 || q == DS_QUANT_F32) pl->dtype = DS_DTYPE_F32;
         else if (q == DS_QUANT_F16) pl->dtype = DS_DTYPE_F16;
         else if (pl->cols % DSI_Q8_BLOCK == 0) pl->dtype = q == DS_QUANT_Q4_0 ? DS_DTYPE_Q4_0 : DS_DTYPE_Q8_0;
         else {
             pl->dtype = DS_DTYPE_F16;
             f16_fallback++;
         }
+        /* a quantized k_b has its blocks along the other axis than kv_b's
+         * rows: joining re-quantizes the k half */
+        if (pl->gk && pl->gk->type != DSI_GGML_F32 && pl->gk->type != DSI_GGML_F16 && pl->gk->type != DSI_GGML_BF16 &&
+            (pl->dtype == DS_DTYPE_Q8_0 || pl->dtype == DS_DTYPE_Q4_0) && !kb_requant++)
+            kb_type = pl->gk->type;
         if (!dsi_dtype_row_bytes(pl->dtype, pl->cols, &pl->row_bytes) ||
             !dsi_mul_u64(pl->row_bytes, pl->rows, &pl->nbytes))
             return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large", sp->name);
@@ -361,6 +583,16 @@ static ds_status dsi_make_plan(dsi_conv *c) {
     for (size_t i = 0; i < c->n_segs; i++)
         if (!dsi_stored_bytes(c->segs[i].plain_bytes, c->chunk_bytes, &c->segs[i].stored_bytes, &c->segs[i].n_chunks))
             return dsi_fail(c->e, DS_ERR_LIMIT, "segment %zu too large", i);
+    if (kb_requant)
+        dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
+                "kv_b of %d layer(s) is joined from a %s attn_k_b, whose blocks run along the other axis: its k half "
+                "is dequantized and re-quantized (close to the file's values, not identical)", kb_requant,
+                dsi_ggml_type_name(kb_type));
+    if (requant)
+        dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
+                "%d tensor(s) of ggml types the container does not have (e.g. %s, %s) are dequantized and "
+                "re-quantized to Q8_0 (close, not identical; --quant chooses another type)", requant, requant_first,
+                dsi_ggml_type_name(requant_type));
     if (f16_fallback)
         dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
                 "%d tensor(s) have a row length that is not a multiple of 32; stored as F16 instead of 8 or 4 bits",
@@ -388,6 +620,19 @@ static ds_status dsi_make_plan(dsi_conv *c) {
     if (other)
         dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN, "ignoring %zu tensor(s) the architecture does not use (e.g. %s)",
                 other, first_other);
+    if (c->gg) {
+        /* attn_kv_b beside attn_k_b/attn_v_b, MTP (nextn) layers, strays */
+        size_t unused = 0;
+        const char *first = NULL;
+        for (uint64_t i = 0; i < c->gg->n_tensors; i++)
+            if (!c->gg_used[i]) {
+                unused++;
+                if (!first) first = c->gg->tensors[i].name;
+            }
+        if (unused)
+            dsi_log(c->p->log, c->p->log_user, DS_LOG_INFO, "%s: not using %zu GGUF tensor(s) (e.g. %s)", c->gg_path,
+                    unused, first);
+    }
     return DS_OK;
 }
 
@@ -545,7 +790,132 @@ static size_t dsi_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t 
     return bad;
 }
 
+/* One row of F32 in the planned type. */
+static void dsi_encode_row(ds_dtype d, const float *y, uint8_t *o, size_t cols) {
+    switch (d) {
+    case DS_DTYPE_F32:
+        for (size_t k = 0; k < cols; k++) {
+            uint32_t u;
+            memcpy(&u, &y[k], 4);
+            dsi_wr32(o + 4 * k, u);
+        }
+        break;
+    case DS_DTYPE_F16:
+        for (size_t k = 0; k < cols; k++) dsi_wr16(o + 2 * k, dsi_f32_to_f16(y[k]));
+        break;
+    case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(y, o, cols); break;
+    case DS_DTYPE_Q4_0: dsi_quantize_row_q4_0(y, o, cols); break;
+    }
+}
+
+/* Values the planned type cannot hold: not finite, or beyond F16. */
+static ds_status dsi_check_row(dsi_conv *c, const dsi_plan *pl, const float *y, size_t cols, uint64_t row) {
+    for (size_t k = 0; k < cols; k++) {
+        bool bad = !isfinite(y[k]) || (pl->dtype == DS_DTYPE_F16 && fabsf(y[k]) > 65504.0f);
+        if (bad)
+            return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: value %g at row %llu column %zu %s", pl->spec->name,
+                            (double)y[k], (unsigned long long)row, k,
+                            isfinite(y[k]) ? "does not fit F16 (use --quant f32 or q8)" : "is not finite");
+    }
+    return DS_OK;
+}
+
+/* ==== GGUF tensors ======================================================= */
+static ds_status dsi_gguf_read(dsi_conv *c, void *buf, size_t n, uint64_t off) {
+    uint8_t *p = buf;
+    while (n) {
+        ssize_t r = pread(c->gg_fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: read failed: %s", c->gg_path, strerror(errno));
+        if (r == 0) return dsi_fail(c->e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", c->gg_path);
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return DS_OK;
+}
+
+/* rows x cols of source type `type` from file offset off, into the segment:
+ * copied byte for byte when the planned type is the same, else decoded and
+ * encoded. Every value is checked either way. */
+static ds_status dsi_gguf_rows(dsi_conv *c, const dsi_plan *pl, uint32_t type, uint64_t off, uint64_t rows,
+                               uint64_t row0) {
+    size_t cols = (size_t)pl->cols;
+    uint64_t srb = 0;
+    dsi_ggml_row_bytes(type, cols, &srb);   /* checked when the file was parsed */
+    bool copy = dsi_gguf_same(type, pl->dtype);
+    size_t group = DSI_ROW_GROUP_BYTES / (cols * 4);
+    if (group == 0) group = 1;
+    if (group > rows) group = (size_t)rows;
+    ds_status s = dsi_grow(c, (void **)&c->raw, &c->raw_cap, group * (size_t)srb);
+    if (!s) s = dsi_grow(c, (void **)&c->f32, &c->f32_cap, group * cols * sizeof(float));
+    if (!s) s = dsi_grow(c, (void **)&c->enc, &c->enc_cap, group * (size_t)pl->row_bytes);
+    for (uint64_t r0 = 0; r0 < rows && !s; r0 += group) {
+        size_t g = (size_t)(rows - r0 < group ? rows - r0 : group);
+        s = dsi_gguf_read(c, c->raw, g * (size_t)srb, off + r0 * srb);
+        for (size_t r = 0; r < g && !s; r++) {
+            float *y = c->f32 + r * cols;
+            (void)dsi_ggml_dequantize_row(type, c->raw + r * srb, y, cols);
+            s = dsi_check_row(c, pl, y, cols, row0 + r0 + r);
+            if (!s && !copy) dsi_encode_row(pl->dtype, y, c->enc + r * pl->row_bytes, cols);
+        }
+        if (!s) s = dsi_seg_put(c, copy ? c->raw : c->enc, g * (size_t)pl->row_bytes);
+        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->pos))
+            s = dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
+    }
+    return s;
+}
+
+/* kv_b (n_head * (nope + v), kv_lora) from attn_k_b and attn_v_b, head by
+ * head: the nope rows are k_b[h] transposed (decoded, then encoded in the
+ * planned type); the v rows are v_b[h]'s rows (copied when the type is the
+ * same). For a file whose k_b holds the exact values of our Q8_0 or Q4_0
+ * kv_b (bench/hf_to_gguf_q8.py), re-encoding them gives back the same
+ * blocks: the scale of a block of dequantized values is the block's own
+ * scale (normal F16 scales; see the note in tests/test_gguf.sh). */
+static ds_status dsi_gguf_kv_b(dsi_conv *c, const dsi_plan *pl) {
+    const ds_model_config *cf = &c->cfg;
+    size_t nope = (size_t)cf->qk_nope_head_dim, vd = (size_t)cf->v_head_dim, kl = (size_t)cf->kv_lora_rank;
+    const dsi_gguf_tensor *k = pl->gk, *v = pl->gv;
+    size_t kbytes = kl * (size_t)k->row_bytes;
+    float *tmp = dsi_calloc(&c->al, 2 * kl * nope, sizeof *tmp);
+    uint8_t *kraw = dsi_malloc(&c->al, kbytes ? kbytes : 1);
+    uint8_t *kenc = dsi_malloc(&c->al, nope * (size_t)pl->row_bytes);
+    ds_status s = tmp && kraw && kenc ? DS_OK : dsi_fail(c->e, DS_ERR_NOMEM, "out of memory joining %s", pl->spec->name);
+    for (size_t h = 0; h < (size_t)cf->n_heads && !s; h++) {
+        float *src = tmp, *tr = tmp + kl * nope;
+        s = dsi_gguf_read(c, kraw, kbytes, k->file_offset + h * kbytes);
+        for (size_t r = 0; r < kl && !s; r++) (void)dsi_ggml_dequantize_row(k->type, kraw + r * k->row_bytes, src + r * nope, nope);
+        for (size_t i = 0; i < nope && !s; i++) {
+            for (size_t r = 0; r < kl; r++) tr[i * kl + r] = src[r * nope + i];
+            s = dsi_check_row(c, pl, tr + i * kl, kl, h * (nope + vd) + i);
+            if (!s) dsi_encode_row(pl->dtype, tr + i * kl, kenc + i * pl->row_bytes, kl);
+        }
+        if (!s) s = dsi_seg_put(c, kenc, nope * (size_t)pl->row_bytes);
+        if (!s) s = dsi_gguf_rows(c, pl, v->type, v->file_offset + h * vd * v->row_bytes, vd, h * (nope + vd) + nope);
+    }
+    if (tmp) sodium_memzero(tmp, 2 * kl * nope * sizeof *tmp);
+    if (kraw) sodium_memzero(kraw, kbytes);
+    if (kenc) sodium_memzero(kenc, nope * (size_t)pl->row_bytes);
+    dsi_free(&c->al, tmp);
+    dsi_free(&c->al, kraw);
+    dsi_free(&c->al, kenc);
+    return s;
+}
+
 static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
+    if (pl->gk) return dsi_gguf_kv_b(c, pl);
+    if (pl->gt && pl->perm_hd) {
+        /* our row h*hd + a*hd/2 + b is the file's row h*hd + 2b + a */
+        uint64_t hd = pl->perm_hd, half = hd / 2;
+        ds_status s = DS_OK;
+        for (uint64_t r = 0; r < pl->rows && !s; r++) {
+            uint64_t h = r / hd, a = r % hd / half, b = r % half;
+            s = dsi_gguf_rows(c, pl, pl->gt->type, pl->goff + (h * hd + 2 * b + a) * pl->gt->row_bytes, 1, r);
+        }
+        return s;
+    }
+    if (pl->gt) return dsi_gguf_rows(c, pl, pl->gt->type, pl->goff, pl->rows, 0);
     const dsi_st_tensor *t = pl->src->t;
     const dsi_shard *sh = &c->shards[pl->src->shard];
     size_t esz = dsi_st_dtype_size(t->dtype);
@@ -584,34 +954,11 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
         /* decode to F32 and refuse values the formats cannot hold */
         for (size_t r = 0; r < g && !s; r++) {
             float *y = c->f32 + r * cols;
-            size_t k = dsi_decode_row(t->dtype, c->raw + r * cols * esz, y, cols, scales);
-            if (k == cols && pl->dtype == DS_DTYPE_F16)
-                for (size_t j = 0; j < cols && k == cols; j++)
-                    if (fabsf(y[j]) > 65504.0f) k = j;
-            if (k < cols)
-                s = dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: value %g at row %llu column %zu %s", pl->spec->name,
-                             (double)y[k], (unsigned long long)(r0 + r), k,
-                             isfinite(y[k]) ? "does not fit F16 (use --quant f32 or q8)" : "is not finite");
+            (void)dsi_decode_row(t->dtype, c->raw + r * cols * esz, y, cols, scales);
+            s = dsi_check_row(c, pl, y, cols, r0 + r);
         }
         if (s) break;
-        for (size_t r = 0; r < g; r++) {
-            const float *y = c->f32 + r * cols;
-            uint8_t *o = c->enc + r * pl->row_bytes;
-            switch (pl->dtype) {
-            case DS_DTYPE_F32:
-                for (size_t k = 0; k < cols; k++) {
-                    uint32_t u;
-                    memcpy(&u, &y[k], 4);
-                    dsi_wr32(o + 4 * k, u);
-                }
-                break;
-            case DS_DTYPE_F16:
-                for (size_t k = 0; k < cols; k++) dsi_wr16(o + 2 * k, dsi_f32_to_f16(y[k]));
-                break;
-            case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(y, o, cols); break;
-            case DS_DTYPE_Q4_0: dsi_quantize_row_q4_0(y, o, cols); break;
-            }
-        }
+        for (size_t r = 0; r < g; r++) dsi_encode_row(pl->dtype, c->f32 + r * cols, c->enc + r * pl->row_bytes, cols);
         s = dsi_seg_put(c, c->enc, g * (size_t)pl->row_bytes);
         if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->pos))
             s = dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
@@ -663,8 +1010,8 @@ static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
     }
     char src[256];
     static const char *qn[] = {"f32", "f16", "q8_0", "q4_0"};   /* indexed by ds_quant (checked) */
-    int sl = snprintf(src, sizeof src, "{\"converter\": \"deepseek.h %s\", \"quant\": \"%s\"}", DS_VERSION_STRING,
-                      qn[c->p->quant]);
+    int sl = snprintf(src, sizeof src, "{\"converter\": \"deepseek.h %s\", \"quant\": \"%s\"%s}", DS_VERSION_STRING,
+                      c->p->quant == DS_QUANT_KEEP ? "keep" : qn[c->p->quant], c->gg ? ", \"from\": \"gguf\"" : "");
     dsi_put_record(meta, DSI_REC_CONFIG_JSON, c->config_json, c->config_len);
     dsi_put_record(meta, DSI_REC_TOKENIZER_JSON, c->tok_json, c->tok_len);
     if (c->tokcfg_json) dsi_put_record(meta, DSI_REC_TOKENIZER_CONFIG, c->tokcfg_json, c->tokcfg_len);
@@ -747,6 +1094,27 @@ static ds_status dsi_check_tokenizer(dsi_conv *c) {
     return s ? dsi_prefix(c->e, "%s", c->hf_dir) : DS_OK;
 }
 
+/* A GGUF file in place of a checkpoint directory: its metadata becomes
+ * the config.json, tokenizer.json and tokenizer_config.json the container
+ * stores (and the runtime reads), checked as the directory's would be. */
+static ds_status dsi_open_gguf(dsi_conv *c) {
+    dsi_file_id id;
+    c->gg_fd = dsi_open_regular(c->gg_path, &id, c->e);
+    if (c->gg_fd < 0) return dsi_prefix(c->e, "%s", c->gg_path);
+    ds_status s = dsi_note_input(c, &id, c->gg_path);
+    if (!s) s = dsi_gguf_open(c->gg_path, c->gg_fd, id.size, &c->al, &c->gg, c->e);
+    if (s) return s;
+    c->gg_used = dsi_calloc(&c->al, c->gg->n_tensors ? (size_t)c->gg->n_tensors : 1, sizeof *c->gg_used);
+    if (!c->gg_used) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    if ((s = dsi_gguf_config_json(c->gg, &c->al, &c->config_json, &c->config_len, c->e)))
+        return dsi_prefix(c->e, "%s", c->gg_path);
+    if ((s = dsi_config_parse(c->config_json, c->config_len, &c->al, &c->cfg, c->e)))
+        return dsi_prefix(c->e, "%s: the config made from its metadata", c->gg_path);
+    if ((s = dsi_gguf_tokenizer_json(c->gg, &c->al, &c->tok_json, &c->tok_len, &c->tokcfg_json, &c->tokcfg_len, c->e)))
+        return dsi_prefix(c->e, "%s", c->gg_path);
+    return dsi_check_tokenizer(c);
+}
+
 /* ==== Driver ============================================================= */
 static ds_status dsi_setup_keys(dsi_conv *c) {
     const ds_convert_params *p = c->p;
@@ -785,6 +1153,10 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     /* 0. the output: refused now rather than after the work */
     if ((s = dsi_check_output_early(c, out_path))) return s;
     /* 1. inputs */
+    if (c->gg_path) {
+        if ((s = dsi_open_gguf(c))) return s;
+        goto planned_inputs;
+    }
     if ((s = dsi_read_text(c, "config.json", &c->config_json, &c->config_len, NULL))) return s;
     if ((s = dsi_config_parse(c->config_json, c->config_len, &c->al, &c->cfg, c->e)))
         return dsi_prefix(c->e, "config.json");
@@ -805,6 +1177,7 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     }
     if ((s = dsi_check_tokenizer(c))) return s;
     if ((s = dsi_open_checkpoint(c))) return s;
+planned_inputs:
     if ((s = dsi_check_output_inputs(c, out_path))) return s;
     if ((s = dsi_make_plan(c))) return s;
     if ((s = dsi_setup_keys(c))) return s;
@@ -906,6 +1279,10 @@ static void dsi_conv_free(dsi_conv *c) {
         dsi_free(&c->al, c->shards[i].path);
     }
     dsi_free(&c->al, c->shards);
+    if (c->gg_fd >= 0) close(c->gg_fd);
+    dsi_gguf_free(c->gg);
+    dsi_free(&c->al, c->gg_used);
+    dsi_free(&c->al, c->gg_path);
     dsi_free(&c->al, c->srcs);
     dsi_free(&c->al, c->specs);
     dsi_free(&c->al, c->plan);
@@ -945,11 +1322,36 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
         const ds_quant qs[4] = {p->quant, p->quant_experts, p->quant_core, p->quant_router};
         static const char *const qn[4] = {"quant", "quant_experts", "quant_core", "quant_router"};
         for (int i = 0; i < 4; i++)
-            if (!((int)qs[i] >= DS_QUANT_F32 && (int)qs[i] <= DS_QUANT_Q4_0) && !(i && qs[i] == DS_QUANT_INHERIT)) {
+            if (!((int)qs[i] >= DS_QUANT_F32 && (int)qs[i] <= DS_QUANT_Q4_0) && !(i && qs[i] == DS_QUANT_INHERIT) &&
+                qs[i] != DS_QUANT_KEEP) {
                 dsi_fail(&e, DS_ERR_INVALID_ARG,
-                         "ds_convert: %s is %d; want 0 (DS_QUANT_F32), 1 (DS_QUANT_F16), 2 (DS_QUANT_Q8_0) or "
-                         "3 (DS_QUANT_Q4_0)%s",
-                         qn[i], (int)qs[i], i ? " or -1 (DS_QUANT_INHERIT)" : "");
+                         "ds_convert: %s is %d; want 0 (DS_QUANT_F32), 1 (DS_QUANT_F16), 2 (DS_QUANT_Q8_0), "
+                         "3 (DS_QUANT_Q4_0)%s or -2 (DS_QUANT_KEEP, GGUF input)",
+                         qn[i], (int)qs[i], i ? ", -1 (DS_QUANT_INHERIT)" : "");
+                return dsi_publish(&e);
+            }
+    }
+    /* A GGUF file (by its magic) rather than a checkpoint directory. */
+    bool gguf = false;
+    {
+        struct stat st;
+        if (stat(hf_dir, &st) == 0 && S_ISREG(st.st_mode)) {
+            char mg[4] = {0};
+            int fd = open(hf_dir, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+            gguf = fd >= 0 && read(fd, mg, 4) == 4 && memcmp(mg, "GGUF", 4) == 0;
+            if (fd >= 0) close(fd);
+            if (!gguf) {
+                dsi_fail(&e, DS_ERR_INVALID_ARG,
+                         "ds_convert: %s is a file but not a GGUF file (no \"GGUF\" magic); give a Hugging Face "
+                         "checkpoint directory or a GGUF file", hf_dir);
+                return dsi_publish(&e);
+            }
+        }
+        const ds_quant qs[4] = {p->quant, p->quant_experts, p->quant_core, p->quant_router};
+        for (int i = 0; i < 4 && !gguf; i++)
+            if (qs[i] == DS_QUANT_KEEP) {
+                dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: DS_QUANT_KEEP is for GGUF input; %s is a directory "
+                         "(a Hugging Face checkpoint): choose F32, F16, Q8_0 or Q4_0", hf_dir);
                 return dsi_publish(&e);
             }
     }
@@ -981,12 +1383,15 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     dsi_conv c;
     memset(&c, 0, sizeof c);
     c.fd = -1;
+    c.gg_fd = -1;
     c.p = p;
     c.e = &e;
     c.chunk_bytes = chunk;
     if (dsi_alloc_init(&c.al, &p->allocator, &e) || dsi_crypto_init(&e)) return dsi_publish(&e);
     c.hf_dir = dsi_strndup(&c.al, hf_dir, strlen(hf_dir));
-    ds_status s = c.hf_dir ? dsi_convert_run(&c, out_path) : dsi_fail(&e, DS_ERR_NOMEM, "out of memory");
+    if (gguf && c.hf_dir) c.gg_path = dsi_strndup(&c.al, hf_dir, strlen(hf_dir));
+    ds_status s = c.hf_dir && (!gguf || c.gg_path) ? dsi_convert_run(&c, out_path)
+                                                   : dsi_fail(&e, DS_ERR_NOMEM, "out of memory");
     dsi_conv_free(&c);
     return s ? dsi_publish(&e) : DS_OK;
 }

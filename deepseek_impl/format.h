@@ -135,6 +135,98 @@ DSI_FUNC void dsi_st_free(dsi_st_header *h);
 DSI_FUNC const dsi_st_tensor *dsi_st_find(const dsi_st_header *h, const char *name);
 DSI_FUNC size_t dsi_st_dtype_size(dsi_st_dtype t);   /* 0 for OTHER */
 
+/* ==== GGUF (gguf.c) ======================================================= */
+/* llama.cpp's model files. The reader checks every count, length and offset
+ * against the file; the converter (convert.c) maps a deepseek2 file's
+ * tensors onto ours. */
+#ifndef DS_MAX_GGUF_META
+#define DS_MAX_GGUF_META ((uint64_t)256 << 20)   /* header + metadata + tensor infos */
+#endif
+
+/* GGUF value types (the file's numbering). */
+enum {
+    DSI_GGUF_U8 = 0, DSI_GGUF_I8, DSI_GGUF_U16, DSI_GGUF_I16, DSI_GGUF_U32, DSI_GGUF_I32, DSI_GGUF_F32,
+    DSI_GGUF_BOOL, DSI_GGUF_STRING, DSI_GGUF_ARRAY, DSI_GGUF_U64, DSI_GGUF_I64, DSI_GGUF_F64,
+    DSI_GGUF_N_VTYPES
+};
+/* The ggml tensor types the converter reads (the file's numbering). */
+enum {
+    DSI_GGML_F32 = 0, DSI_GGML_F16 = 1, DSI_GGML_Q4_0 = 2, DSI_GGML_Q4_1 = 3, DSI_GGML_Q5_0 = 6,
+    DSI_GGML_Q5_1 = 7, DSI_GGML_Q8_0 = 8, DSI_GGML_Q2_K = 10, DSI_GGML_Q3_K = 11, DSI_GGML_Q4_K = 12,
+    DSI_GGML_Q5_K = 13, DSI_GGML_Q6_K = 14, DSI_GGML_BF16 = 30
+};
+
+typedef struct dsi_gguf_kv {
+    char *key;             /* NUL-terminated copy */
+    uint32_t type;         /* DSI_GGUF_* */
+    uint32_t arr_type;     /* arrays: the element type */
+    uint64_t n;            /* strings: byte length; arrays: element count */
+    uint64_t offset;       /* strings: of the u64 length; arrays: of the first element; scalars: of the value */
+    int64_t i;             /* integer and bool scalars */
+    uint64_t u;            /* unsigned scalars (and non-negative signed ones) */
+    double f;              /* numeric scalars as a double */
+} dsi_gguf_kv;
+
+typedef struct dsi_gguf_tensor {
+    char *name;            /* NUL-terminated copy */
+    uint32_t n_dims;       /* 1..4 */
+    uint64_t ne[4];        /* ne[0] fastest; unused ones 1 */
+    uint32_t type;         /* ggml type id */
+    uint64_t offset;       /* from the data section's start, as stored */
+    uint64_t file_offset;  /* from the file's start */
+    uint64_t row_bytes;    /* bytes of ne[0] values */
+    uint64_t nbytes;
+    uint64_t info_at;      /* byte offset of the stored offset (for messages) */
+} dsi_gguf_tensor;
+
+typedef struct dsi_gguf {
+    const uint8_t *buf;    /* the file's first bytes (all the metadata lies inside) */
+    bool owns_buf;
+    uint32_t version, alignment;
+    uint64_t file_size, data_start, meta_bytes;
+    uint64_t n_kv, n_tensors;
+    dsi_gguf_kv *kv;
+    dsi_gguf_tensor *tensors;   /* in file order */
+} dsi_gguf;
+
+/* Parses a GGUF file whose first len bytes are buf (the file is file_size
+ * bytes): header, every metadata value, tensor infos, alignment; every
+ * tensor inside the file. buf must outlive *out (it is not copied).
+ * Errors: DS_ERR_GGUF (malformed, with the byte offset), DS_ERR_TRUNCATED
+ * (the file ends first), DS_ERR_LIMIT (the metadata runs past len < file_size),
+ * DS_ERR_NOMEM. */
+DSI_FUNC ds_status dsi_gguf_parse(const uint8_t *buf, size_t len, uint64_t file_size, const dsi_alloc *al,
+                                  dsi_gguf **out, dsi_err *e);
+/* Reads the metadata of an open file (at most DS_MAX_GGUF_META bytes) and
+ * parses it; *out owns the bytes. */
+DSI_FUNC ds_status dsi_gguf_open(const char *path, int fd, uint64_t file_size, const dsi_alloc *al, dsi_gguf **out,
+                                 dsi_err *e);
+DSI_FUNC void dsi_gguf_free(dsi_gguf *g);
+DSI_FUNC const dsi_gguf_kv *dsi_gguf_find(const dsi_gguf *g, const char *key);
+DSI_FUNC const dsi_gguf_tensor *dsi_gguf_tensor_find(const dsi_gguf *g, const char *name);
+/* A string value's bytes (not NUL-terminated). */
+DSI_FUNC void dsi_gguf_string(const dsi_gguf *g, const dsi_gguf_kv *kv, const char **s, size_t *n);
+/* Steps through an array of strings from buf + kv->offset. */
+DSI_FUNC void dsi_gguf_next_str(const uint8_t **p, const char **s, size_t *n);
+DSI_FUNC const char *dsi_ggml_type_name(uint32_t type);
+/* n values (whole blocks) of a ggml type to F32: F32, F16, BF16, Q8_0,
+ * Q4_0 (exact), Q4_1, Q5_0, Q5_1, Q2_K..Q6_K (as ggml computes them);
+ * false for any other type. */
+DSI_FUNC bool dsi_ggml_dequantize_row(uint32_t type, const uint8_t *p, float *y, size_t n);
+/* Bytes of n values of a ggml type; false for an unknown type, n not whole blocks, or overflow. */
+DSI_FUNC bool dsi_ggml_row_bytes(uint32_t type, uint64_t n, uint64_t *out);
+/* A deepseek2 (or deepseek: DeepSeek-MoE) file's metadata as the Hugging
+ * Face config.json our config parser reads (DS_ERR_ARCH for another
+ * architecture, DS_ERR_CONFIG for a
+ * missing or bad key), and its tokenizer as tokenizer.json plus
+ * tokenizer_config.json (DS_ERR_UNSUPPORTED for a tokenizer model or
+ * pre-tokenizer other than gpt2 with deepseek-v3 / deepseek-llm). The
+ * texts are allocated with al. */
+DSI_FUNC ds_status dsi_gguf_config_json(const dsi_gguf *g, const dsi_alloc *al, char **out, size_t *out_len,
+                                        dsi_err *e);
+DSI_FUNC ds_status dsi_gguf_tokenizer_json(const dsi_gguf *g, const dsi_alloc *al, char **tok_out, size_t *tok_len,
+                                           char **cfg_out, size_t *cfg_len, dsi_err *e);
+
 /* ==== Crypto ============================================================== */
 #define DSI_TAG_BYTES 16
 #define DSI_SALT_BYTES 32

@@ -62,6 +62,7 @@ DS_API const char *ds_status_string(ds_status s) {
     case DS_ERR_SHAPE: return "tensor shape or dtype mismatch";
     case DS_ERR_ARCH: return "unsupported architecture";
     case DS_ERR_CONFIG: return "invalid model config";
+    case DS_ERR_GGUF: return "malformed GGUF file";
     case DS_ERR_WRONG_KEY: return "wrong key";
     case DS_ERR_AUTH: return "authentication failed (tampered or damaged data)";
     case DS_ERR_NEED_KEY: return "file is encrypted and no key was given";

@@ -584,9 +584,10 @@ int main(void) {
         T_CHECK("convert-4.3", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), want) && nothing_left(out),
                 "quant %d: status %d, message '%s'", bad_quant[i], (int)st, ds_last_error());
     }
-    /* 4.4: the recipe's fields: DS_QUANT_INHERIT is allowed there, other
-     * values outside the formats are refused naming the field */
-    static const int bad_class[] = {-2, DS_QUANT_Q4_0 + 1};
+    /* 4.4: the recipe's fields: DS_QUANT_INHERIT is allowed there (and
+     * DS_QUANT_KEEP, for GGUF input: 4.6), other values outside the formats
+     * are refused naming the field */
+    static const int bad_class[] = {-3, DS_QUANT_Q4_0 + 1};
     for (int i = 0; i < 2; i++)
         for (int f = 0; f < 3; f++) {
             ds_convert_params q = ds_convert_default_params();
@@ -601,6 +602,18 @@ int main(void) {
             T_CHECK("convert-4.4", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), want) && nothing_left(out),
                     "%s %d: status %d, message '%s'", fname[f], bad_class[i], (int)st, ds_last_error());
         }
+    for (int f = 0; f < 4; f++) {
+        /* 4.6: DS_QUANT_KEEP keeps a GGUF's types; a checkpoint directory has none to keep */
+        ds_convert_params q = ds_convert_default_params();
+        q.key = key;
+        q.key_len = 32;
+        ds_quant *field[4] = {&q.quant, &q.quant_experts, &q.quant_core, &q.quant_router};
+        *field[f] = DS_QUANT_KEEP;
+        st = ds_convert(vdir, out, &q);
+        T_CHECK("convert-4.6", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), "DS_QUANT_KEEP is for GGUF input") &&
+                                   nothing_left(out),
+                "field %d: status %d, message '%s'", f, (int)st, ds_last_error());
+    }
     {
         ds_convert_params d2 = ds_convert_default_params();
         T_CHECK("convert-4.5", d2.quant_experts == DS_QUANT_INHERIT && d2.quant_core == DS_QUANT_INHERIT &&

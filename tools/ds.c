@@ -3,7 +3,7 @@
 /*
  * ds.c — the deepseek.h command-line tool.
  *
- *     ds convert <hf_dir> <out.dsm> [--quant f32|f16|q8|q4] [--quant-experts T] [--quant-core T] [--quant-router T]
+ *     ds convert <hf_dir|model.gguf> <out.dsm> [--quant f32|f16|q8|q4] [--quant-experts T] [--quant-core T] [--quant-router T]
  *                [--key-file F | --passphrase-env VAR | --no-encrypt] [--chunk-kb N] [--force]
  *     ds keygen  <file>
  *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--json]
@@ -300,17 +300,22 @@ static int cmd_keygen(int argc, char **argv) {
 
 static const char convert_help[] =
     "usage: ds convert <hf_dir> <out.dsm> [options]\n"
+    "       ds convert <model.gguf> <out.dsm> [options]\n"
     "\n"
     "Converts a Hugging Face DeepSeek checkpoint (config.json, tokenizer.json,\n"
-    "safetensors) into a sealed container. Exactly one of these is required:\n"
+    "safetensors), or a llama.cpp GGUF file (architecture deepseek2 or deepseek),\n"
+    "into a sealed container. Exactly one of these is required:\n"
     "  --key-file F          encrypt (AES-256-GCM) with the 32-byte key in F\n"
     "  --passphrase-env VAR  encrypt with a passphrase (Argon2id) read from the\n"
     "                        environment variable VAR (never from the command line)\n"
     "  --no-encrypt          plaintext container, integrity tags only\n"
     "(--encrypt is accepted and only insists on --key-file or --passphrase-env.)\n"
     "Options:\n"
-    "  --quant f32|f16|q8|q4 storage of the weight matrices (default q8); q4 is\n"
-    "                        Q4_0, llama.cpp's 4-bit blocks (q8_0 and q4_0 also work)\n"
+    "  --quant f32|f16|q8|q4 storage of the weight matrices (default q8; for a GGUF,\n"
+    "                        each tensor keeps its type: F32, F16, Q8_0 and Q4_0 are\n"
+    "                        copied, BF16 becomes F16, Q4_1, Q5_x and K-quants Q8_0);\n"
+    "                        q4 is Q4_0, llama.cpp's 4-bit blocks (q8_0 and q4_0\n"
+    "                        also work)\n"
     "The precision recipe, by class of parameters (each defaults to --quant,\n"
     "except the router, F32 unless asked; norms and biases are always F32):\n"
     "  --quant-experts T     routed experts (the paged part)\n"
@@ -374,6 +379,14 @@ static int cmd_convert(int argc, char **argv) {
 
     ds_convert_params cp = ds_convert_default_params();
     cp.quant = DS_QUANT_Q8_0;
+    {
+        /* a GGUF keeps its tensors' types unless --quant says otherwise */
+        struct stat gst;
+        FILE *f = stat(pos[0], &gst) == 0 && S_ISREG(gst.st_mode) ? fopen(pos[0], "rb") : NULL;
+        char mg[4] = {0};
+        if (f && fread(mg, 1, 4, f) == 4 && memcmp(mg, "GGUF", 4) == 0) cp.quant = DS_QUANT_KEEP;
+        if (f) fclose(f);
+    }
     cp.overwrite = force;
     const char *const qv[4] = {quant_s, qexp_s, qcore_s, qrouter_s};
     static const char *const qo[4] = {"--quant", "--quant-experts", "--quant-core", "--quant-router"};
@@ -2710,7 +2723,7 @@ static const char main_help[] =
     "usage: ds <command> [arguments]\n"
     "\n"
     "Commands:\n"
-    "  convert <hf_dir> <out.dsm>   convert a Hugging Face checkpoint into a container\n"
+    "  convert <hf_dir> <out.dsm>   convert a Hugging Face checkpoint (or a GGUF) into a container\n"
     "  keygen <file>                write a new random key file (mode 0600)\n"
     "  inspect <model.dsm>          print the header, config, tensors and segments\n"
     "  verify <model.dsm>           authenticate every segment of a container\n"

@@ -5,15 +5,17 @@
 #   sh tests/fuzz/run_fuzz.sh [seconds per target]   (default 30)
 # Seeds: the small files in tests/fuzz/corpus/<target>/, plus, for the
 # container target, seeds cut from a plaintext container converted from the
-# generated v2lite checkpoint ($DS_TESTDATA, default build/testdata).
+# generated v2lite checkpoint ($DS_TESTDATA, default build/testdata); for the
+# gguf target, the files build/tests/test_gguf builds, and GGUF files of that
+# checkpoint where a Python with the gguf package is found (tests/test_gguf.sh).
 # Exits non-zero when a target finds a crash.
 set -eu
 secs=${1:-30}
 DS_TESTDATA=${DS_TESTDATA:-build/testdata}
-make -s fuzz build/ds
+make -s fuzz build/ds build/tests/test_gguf
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for t in json safetensors container tokenizer regex chat_file; do
+for t in json safetensors container tokenizer regex chat_file gguf; do
     mkdir -p "$work/$t"
     [ -d "tests/fuzz/corpus/$t" ] && cp tests/fuzz/corpus/$t/* "$work/$t/" 2>/dev/null || true
 done
@@ -36,8 +38,15 @@ open(out + '/meta', 'wb').write(b'\x01' + plain)
 open(out + '/file', 'wb').write(b'\x02' + data)
 PY
 fi
+DS_GGUF_SEED_DIR="$work/gguf" ./build/tests/test_gguf >/dev/null
+for p in ${GGUF_PYTHON:-} build/gguf-venv/bin/python python3; do
+    if "$p" -c 'import gguf, numpy' >/dev/null 2>&1 && [ -f "$DS_TESTDATA/v2lite/config.json" ]; then
+        "$p" bench/hf_to_gguf_q8.py "$DS_TESTDATA/v2lite" "$work/gguf/v2lite-q8.gguf" --type q8 >/dev/null
+        break
+    fi
+done
 status=0
-for t in json safetensors container tokenizer regex chat_file; do
+for t in json safetensors container tokenizer regex chat_file gguf; do
     echo "fuzz_$t: ${secs}s"
     maxlen=1048576
     case $t in tokenizer|regex) maxlen=4096 ;; esac
