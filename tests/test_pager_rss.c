@@ -197,7 +197,10 @@ static int write_all(int fd, const void *p, size_t n) {
 static int child_main(int in_fd, int out_fd) {
     child_in ci;
     child_out *o = calloc(1, sizeof *o);
-    if (!o || !read_all(in_fd, &ci, sizeof ci)) return 2;
+    if (!o || !read_all(in_fd, &ci, sizeof ci)) {
+        free(o);
+        return 2;
+    }
     close(in_fd);
     memcpy(key, ci.key, sizeof key);
     ds_memzero(ci.key, sizeof ci.key);
@@ -207,6 +210,7 @@ static int child_main(int in_fd, int out_fd) {
     g_no_huge = ci.no_huge;
     (ci.job ? child_run : child_convert)(o, ci.budget);
     int ok = write_all(out_fd, o, sizeof *o);
+    free(o);
     fflush(stdout);
     ds_memzero(key, sizeof key);
     return ok ? 0 : 2;
