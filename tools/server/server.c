@@ -561,6 +561,7 @@ typedef struct server {
     uint64_t id_base;
     atomic_uint_fast64_t id_counter;
     atomic_int stopping;
+    atomic_int stop_answers;              /* requests stopped in the queue whose 503 is not yet sent */
 
     metrics met;
 } server;
@@ -675,6 +676,10 @@ static int pool_acquire(int fd, ds_context **out, double *waited) {
               : client_gone(fd)        ? ACQ_GONE
                                        : -1;
         if (res >= 0) {
+            /* counted before it leaves the queue, so that shutdown, which
+             * waits for an empty queue and no such answers, never sees
+             * neither (on_completed counts it off) */
+            if (res == ACQ_STOPPING) atomic_fetch_add(&S.stop_answers, 1);
             queue_unlink(&w);
             break;
         }
@@ -808,6 +813,7 @@ typedef struct req {
     double prompt_seconds, generate_seconds;
     const char *finish;
     char *prompt_log;                     /* --log-prompts only */
+    int stop_answer;                      /* stopped in the queue: counted in S.stop_answers */
     double queued;                        /* seconds waited in the queue; < 0: did not wait */
     unsigned retry_after;                 /* a Retry-After header (seconds) on the answer; 0: none */
 } req;
@@ -1820,6 +1826,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
         goto out;
     }
     if (acq == ACQ_STOPPING) {
+        r->stop_answer = 1;
         ret = reply_error(conn, r, 503, "shutting_down", NULL, "the server is shutting down");
         goto out;
     }
@@ -2214,6 +2221,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req *r = *con_cls;
     *con_cls = NULL;
     if (!r) return;
+    if (r->stop_answer) atomic_fetch_sub(&S.stop_answers, 1);
     if (!r->responded) {
         /* the client left before an answer ("other" in the metrics), or the
          * body deadline cut it off */
@@ -2486,6 +2494,7 @@ int main(int argc, char **argv) {
     S.created = (long long)S.start_wall;
     atomic_init(&S.id_counter, 1);
     atomic_init(&S.stopping, 0);
+    atomic_init(&S.stop_answers, 0);
     {
         unsigned char rnd[DS_KEY_BYTES];
         if (ds_key_generate(rnd) == DS_OK) memcpy(&S.id_base, rnd, sizeof S.id_base);
@@ -2656,7 +2665,12 @@ int main(int argc, char **argv) {
     }
     audit("signal %d: shutting down", sig);
     atomic_store(&S.stopping, 1);
-    queue_wake_all();                     /* waiting requests answer 503 at once */
+    /* the requests waiting in the queue answer 503 at once; MHD_stop_daemon
+     * shuts every connection's socket, so give those answers up to 2 s to
+     * be sent first */
+    queue_wake_all();
+    for (int i = 0; i < 200 && (queue_depth() > 0 || atomic_load(&S.stop_answers) > 0); i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     MHD_stop_daemon(d);
 
 out:
