@@ -23,7 +23,7 @@
  *               [--device cpu|cuda [--gpu-cache-mb N] [--gpu N]]
  *               [--model-name NAME] [--passphrase-env VAR] [--log-prompts] [--verbose]
  *               [--header-timeout S] [--body-timeout S] [--max-conns N] [--max-conns-per-client N]
- *               [--allow-special-in-content]
+ *               [--allow-special-in-content] [--queue N] [--queue-timeout S]
  *
  * Endpoints (all bodies JSON; errors are {"error":{"message","type","param","code"}}):
  *
@@ -47,7 +47,7 @@
  *                                unreadable under the running server)
  *     GET  /metrics              Prometheus text format: requests by endpoint and
  *                                code, tokens, tokens/s, latency histogram, expert
- *                                cache counters, resident memory
+ *                                cache counters, the wait queue, resident memory
  *
  *     curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' \
  *          -d '{"model":"demo","messages":[{"role":"user","content":"Hi"}],"max_tokens":32}'
@@ -57,7 +57,13 @@
  *     <the token in F>" (compared in constant time); otherwise 401.
  *   - Limits: a body over --max-body bytes is 413 (at once when Content-Length
  *     says so); max_tokens over --max-tokens or a bad parameter is 400; a
- *     generation while all --max-concurrent contexts are busy is 429.
+ *     generation while all --max-concurrent contexts are busy waits in a
+ *     FIFO queue of --queue places (16) for at most --queue-timeout s (60):
+ *     429 with Retry-After when the queue is full, 503 queue_timeout with
+ *     Retry-After when the wait runs out (see "the pool and its wait queue").
+ *   - Request fields the server does not implement (n > 1, logprobs,
+ *     response_format other than text, logit_bias, suffix, tools, ...) are
+ *     400 unsupported, never silently ignored.
  *   - Unknown paths are 404, a known path with the wrong method 405.
  *   - --max-concurrent contexts share the one model; a request takes a free
  *     one for its generation and gives it back at the end, also when a
