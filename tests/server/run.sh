@@ -316,7 +316,9 @@ ok srv-b
 "$PY" "$HERE/test_server.py" --port "$PORT" --suite auth --token-file "$T/token" >"$T/py-auth.txt" 2>&1
 tally "$T/py-auth.txt" $? test_server.py-auth
 if [ -n "$OA" ]; then
-    "$OA" "$HERE/test_openai.py" --port "$PORT" --token-file "$T/token" >"$T/py-oa-auth.txt" 2>&1
+    # server B has one slot and the default queue: 8 clients at once, none
+    # retrying, must all be served
+    "$OA" "$HERE/test_openai.py" --port "$PORT" --token-file "$T/token" --parallel 8 >"$T/py-oa-auth.txt" 2>&1
     tally "$T/py-oa-auth.txt" $? test_openai.py-auth
 else
     skip openai-auth "$OA_WHY"

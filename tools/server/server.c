@@ -669,7 +669,7 @@ static int pool_acquire(int fd, ds_context **out, double *waited) {
     S.q_tail = &w;
     S.n_queued++;
     double deadline = t0 + S.queue_timeout;
-    int res;
+    int res, gone = 0;
     for (;;) {
         if (w.ctx) {                      /* handed over (and unlinked) by pool_give */
             *out = w.ctx;
@@ -679,7 +679,7 @@ static int pool_acquire(int fd, ds_context **out, double *waited) {
         double now = now_mono();
         res = atomic_load(&S.stopping) ? ACQ_STOPPING
               : now >= deadline        ? ACQ_TIMEOUT
-              : client_gone(fd)        ? ACQ_GONE
+              : gone                   ? ACQ_GONE
                                        : -1;
         if (res >= 0) {
             /* counted before it leaves the queue, so that shutdown, which
@@ -695,6 +695,13 @@ static int pool_acquire(int fd, ds_context **out, double *waited) {
         ts.tv_nsec = (long)((wake - (double)ts.tv_sec) * 1e9);
         if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
         pthread_cond_timedwait(&w.cv, &S.pool_mu, &ts);
+        if (!w.ctx) {
+            /* the socket is looked at without the lock (a context handed
+             * over meanwhile still wins: w.ctx is checked first) */
+            pthread_mutex_unlock(&S.pool_mu);
+            gone = client_gone(fd);
+            pthread_mutex_lock(&S.pool_mu);
+        }
     }
     pthread_mutex_unlock(&S.pool_mu);
     pthread_cond_destroy(&w.cv);
