@@ -682,9 +682,9 @@ static int pool_acquire(int fd, ds_context **out, double *waited) {
               : gone                   ? ACQ_GONE
                                        : -1;
         if (res >= 0) {
-            /* counted before it leaves the queue, so that shutdown, which
-             * waits for an empty queue and no such answers, never sees
-             * neither (on_completed counts it off) */
+            /* counted before it leaves the queue: shutdown waits until the
+             * queue is empty and no such answer is pending, and this request
+             * is always in one of the two (on_completed counts it off) */
             if (res == ACQ_STOPPING) atomic_fetch_add(&S.stop_answers, 1);
             queue_unlink(&w);
             break;
