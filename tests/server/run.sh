@@ -112,7 +112,7 @@ start_server() {
 
 # stop_server <id> <log>: SIGTERM; the server must exit 0 within 30 s.
 stop_server() {
-    kill -TERM "$SPID"
+    kill -TERM "$SPID" 2>/dev/null    # (queue-stop has signalled it already)
     ( sleep 30; kill -KILL "$SPID" 2>/dev/null ) &
     _wd=$!
     wait "$SPID"
@@ -185,6 +185,7 @@ echo "# model: $MODEL"
 "$SERVER" --help >"$T/o" 2>&1
 check cli-1 "--help exits 0 with usage" sh -c '[ $0 -eq 0 ] && grep -q "usage: ds-server" "$1"' $? "$T/o"
 check cli-1b "--help names --allow-special-in-content" grep -q -- "--allow-special-in-content" "$T/o"
+check cli-1c "--help names --queue and --queue-timeout" sh -c 'grep -q -- "--queue N" "$1" && grep -q -- "--queue-timeout S" "$1"' sh "$T/o"
 "$SERVER" >"$T/o" 2>&1
 check cli-2 "no --model: exit 2 with a message" sh -c '[ $0 -eq 2 ] && grep -q "missing --model" "$1"' $? "$T/o"
 "$SERVER" --model "$MODEL" --frobnicate >"$T/o" 2>&1
@@ -195,6 +196,10 @@ check cli-4 "--port 70000: exit 2" sh -c '[ $0 -eq 2 ] && grep -q -- "--port" "$
 check cli-5 "--max-concurrent 0: exit 2" test $? -eq 2
 "$SERVER" --model "$MODEL" --max-tokens ten >"$T/o" 2>&1
 check cli-6 "--max-tokens ten: exit 2" test $? -eq 2
+"$SERVER" --model "$MODEL" --queue 5000 >"$T/o" 2>&1
+check cli-6b "--queue 5000: exit 2" sh -c '[ $0 -eq 2 ] && grep -q -- "--queue" "$1"' $? "$T/o"
+"$SERVER" --model "$MODEL" --queue-timeout 0 >"$T/o" 2>&1
+check cli-6c "--queue-timeout 0: exit 2" sh -c '[ $0 -eq 2 ] && grep -q -- "--queue-timeout" "$1"' $? "$T/o"
 "$SERVER" --model "$T/no-such.dsm" --key-file "$KEY" --port 0 >"$T/o" 2>&1
 check cli-7 "a missing model: exit 1, 'cannot open model'" sh -c '[ $0 -eq 1 ] && grep -q "cannot open model" "$1"' $? "$T/o"
 head -c 32 /dev/urandom >"$T/wrong.key"
@@ -217,8 +222,10 @@ check cli-12 "an unknown --host: exit 1, names it" sh -c '[ $0 -eq 1 ] && grep -
 # not to cut off this suite's ordinary requests; sections 4 and 5 test them.
 DEADLINES=""
 [ -n "$WRAP" ] && DEADLINES="--header-timeout 600 --body-timeout 600"
+# --queue 0: no wait queue, so a generation while every slot is busy gets 429
+# at once (section 9 tests the queue).
 if ! start_server a --max-concurrent $MAX_CONC --max-tokens $MAX_TOKENS --max-body $MAX_BODY --threads 1 --ctx 4096 \
-    --allow-long-ctx $CACHE_ARGS $DEADLINES; then
+    --allow-long-ctx --queue 0 $CACHE_ARGS $DEADLINES; then
     bad srv-a "the server did not start" "$T/a.log"
     finish
 fi
@@ -309,7 +316,9 @@ ok srv-b
 "$PY" "$HERE/test_server.py" --port "$PORT" --suite auth --token-file "$T/token" >"$T/py-auth.txt" 2>&1
 tally "$T/py-auth.txt" $? test_server.py-auth
 if [ -n "$OA" ]; then
-    "$OA" "$HERE/test_openai.py" --port "$PORT" --token-file "$T/token" >"$T/py-oa-auth.txt" 2>&1
+    # server B has one slot and the default queue: 8 clients at once, none
+    # retrying, must all be served
+    "$OA" "$HERE/test_openai.py" --port "$PORT" --token-file "$T/token" --parallel 8 >"$T/py-oa-auth.txt" 2>&1
     tally "$T/py-oa-auth.txt" $? test_openai.py-auth
 else
     skip openai-auth "$OA_WHY"
@@ -475,5 +484,57 @@ check deg-6 "the audit log says degraded, naming the file and the segment: $(gre
     sh -c 'grep "model degraded" "$1" | grep -q "g\.dsm.*segment [0-9]* (layer [0-9]* expert [0-9]*)"' sh "$T/g.log"
 stop_server stop-8 "$T/g.log"
 no_sanitizer_report san-g "$T/g.log"
+
+# ==== 9. Servers H, I: the wait queue ========================================
+# One slot, so the order of the queue shows: a stream held open (small
+# receive buffer) keeps the slot busy, requests are queued one after the
+# other (each once the server reports the one before it waiting), and the
+# test frees the slot by closing the stream that holds it; --suite queue then
+# checks that B, C, D get it in that order, 429 with Retry-After for a full
+# queue, a client leaving the queue, and the metrics. Server H has a token,
+# so the queue suite also shows /metrics answering while requests wait.
+# Server I: a 2 s --queue-timeout gives 503 with Retry-After; then SIGTERM
+# while a request waits answers it 503 shutting_down.
+# A held stream must outlast the waits: the kernel's socket buffers take the
+# whole of a 2048-token stream, so these servers have a 32768-token context
+# and the held streams ask for 30000 tokens (tens of seconds at the slowing
+# speed of a long context; the test closes them long before).
+Q_CTX=32768
+Q_HOLD=30000
+
+if start_server h --api-key-file "$T/token" --max-concurrent 1 --queue 3 --threads 1 --ctx $Q_CTX --allow-long-ctx \
+    --max-tokens $Q_CTX $DEADLINES; then
+    ok srv-h
+    check log-14 "the log has the queue's settings" grep -q "ds-server: queue places=3 timeout_s=60" "$T/h.log"
+    "$PY" "$HERE/test_server.py" --port "$PORT" --suite queue --queue 3 --token-file "$T/token" --within $WITHIN \
+        --hold-tokens $Q_HOLD >"$T/py-queue.txt" 2>&1
+    tally "$T/py-queue.txt" $? test_server.py-queue
+    stop_server stop-9 "$T/h.log"
+    no_sanitizer_report san-h "$T/h.log"
+    check log-15 "requests that waited in the queue are logged with queued_ms" \
+        grep -q 'endpoint=/v1/chat/completions status=200 .*queued_ms=[0-9]' "$T/h.log"
+    check log-16 "a client that left the queue is logged as 499 with queued_ms" \
+        grep -q 'endpoint=/v1/chat/completions status=499 .*queued_ms=[0-9]' "$T/h.log"
+    check log-17 "429 for a full queue is logged" grep -q 'status=429' "$T/h.log"
+else
+    bad srv-h "the server with --queue 3 did not start" "$T/h.log"
+fi
+
+if start_server i --max-concurrent 1 --queue 2 --queue-timeout 2 --threads 1 --ctx $Q_CTX --allow-long-ctx \
+    --max-tokens $Q_CTX $DEADLINES; then
+    ok srv-i
+    "$PY" "$HERE/test_server.py" --port "$PORT" --suite queue-timeout --queue-timeout 2 --hold-tokens $Q_HOLD \
+        >"$T/py-qtime.txt" 2>&1
+    tally "$T/py-qtime.txt" $? test_server.py-queue-timeout
+    check log-18 "a queue timeout is logged as 503 with queued_ms" \
+        grep -q 'status=503 .*queued_ms=[0-9]' "$T/i.log"
+    "$PY" "$HERE/test_server.py" --port "$PORT" --suite queue-stop --server-pid "$SPID" --hold-tokens $Q_HOLD --within $WITHIN \
+        >"$T/py-qstop.txt" 2>&1
+    tally "$T/py-qstop.txt" $? test_server.py-queue-stop
+    stop_server stop-10 "$T/i.log"
+    no_sanitizer_report san-i "$T/i.log"
+else
+    bad srv-i "the server with --queue-timeout 2 did not start" "$T/i.log"
+fi
 
 finish

@@ -3,14 +3,17 @@
 # Copyright (c) 2026 the deepseek.h authors
 """ds-server against the official `openai` Python client.
 
-    python tests/server/test_openai.py --port P [--token-file F]
+    python tests/server/test_openai.py --port P [--token-file F] [--parallel N]
 
 Run with a Python that has `openai` installed (tests/server/run.sh makes a
 virtual environment for it). Prints "ok <id>" / "FAIL <id>: why" lines.
 With --token-file the server is expected to require that bearer token.
+With --parallel N, N clients at once (no retries) must all be served: the
+server's queue holds the requests beyond its slots.
 """
 import argparse
 import sys
+import threading
 
 import openai
 
@@ -34,6 +37,7 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--token-file")
     ap.add_argument("--max-tokens", type=int, default=2048)
+    ap.add_argument("--parallel", type=int, default=0)
     a = ap.parse_args()
     base = f"http://127.0.0.1:{a.port}/v1"
     token = open(a.token_file).read().strip() if a.token_file else "unused"
@@ -108,6 +112,40 @@ def main():
         except openai.BadRequestError as e:
             check(f"{pre}-bad-request", e.status_code == 400 and "max_tokens" in str(e), f"{e}")
     run(f"{pre}-bad-request", bad_request)
+
+    def unsupported():
+        try:
+            client.chat.completions.create(model=model_id, messages=msgs, max_tokens=2,
+                                           response_format={"type": "json_object"})
+            check(f"{pre}-unsupported", False, "response_format json_object was accepted")
+        except openai.BadRequestError as e:
+            check(f"{pre}-unsupported", e.status_code == 400 and "response_format" in str(e), f"{e}")
+    run(f"{pre}-unsupported", unsupported)
+
+    if a.parallel:
+        def parallel():
+            errors = []
+
+            def one(i):
+                try:
+                    c = openai.OpenAI(base_url=base, api_key=token, max_retries=0, timeout=120)
+                    if i % 2:
+                        text = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+                            model=model_id, messages=msgs, max_tokens=16, stream=True) if ch.choices)
+                    else:
+                        text = c.chat.completions.create(model=model_id, messages=msgs,
+                                                         max_tokens=16).choices[0].message.content
+                    if not isinstance(text, str):
+                        errors.append(f"client {i}: {text!r}")
+                except Exception as e:  # noqa: BLE001 - every failure is reported
+                    errors.append(f"client {i}: {type(e).__name__}: {e}")
+            th = [threading.Thread(target=one, args=(i,)) for i in range(a.parallel)]
+            for t in th:
+                t.start()
+            for t in th:
+                t.join()
+            check(f"{pre}-parallel", not errors, f"{len(errors)} of {a.parallel} clients failed: {errors[:3]}")
+        run(f"{pre}-parallel", parallel)
 
     if a.token_file:
         def wrong_key():

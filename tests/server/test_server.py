@@ -7,6 +7,9 @@
     python3 tests/server/test_server.py --port P --suite auth --token-file F
     python3 tests/server/test_server.py --port P --suite slow|evict --token-file F [--header-timeout S ...]
     python3 tests/server/test_server.py --port P --suite internal --token-file F --log-file LOG
+    python3 tests/server/test_server.py --port P --suite queue [--queue N] [--token-file F]
+    python3 tests/server/test_server.py --port P --suite queue-timeout [--queue-timeout S]
+    python3 tests/server/test_server.py --port P --suite queue-stop --server-pid PID
 
 Prints "ok <id>", "FAIL <id>: why" or "SKIP <id>: why" per case (counted by
 tests/server/run.sh). After every error case it checks that GET /health
@@ -522,8 +525,9 @@ def t_busy():
                            ("/generate", {"prompt": "x"})):
             st, h, data = post(path, body)
             j = jbody(data) or {}
-            check(f"busy-2{path}", st == 429 and is_error_body(data) and j["error"]["code"] == "server_busy",
-                  f"{path}: {st} {data[:200]!r}")
+            ra = h.get("retry-after", "")
+            check(f"busy-2{path}", st == 429 and is_error_body(data) and j["error"]["code"] == "server_busy" and
+                  ra.isdigit() and int(ra) >= 1, f"{path}: {st} Retry-After={ra!r} {data[:200]!r}")
         st, _, data = request("GET", "/health")
         check("busy-3", st == 200, f"/health answered {st} while busy")
         st, _, data = request("GET", "/v1/models")
@@ -929,6 +933,298 @@ def t_internal():
         check(case + ".d", detail and reqline, f"the log under {rid}: {lines!r:.400}")
 
 
+# ==== The wait queue (suites queue, queue-timeout, queue-stop) ================
+# run.sh starts these servers with --max-concurrent 1. Order is forced, not
+# timed: a held stream keeps the one context busy (open_stream), each queued
+# request is sent only once the server reports the one before it queued, and
+# a context comes free only when the test closes the stream holding it.
+
+def metric_values():
+    """/metrics as {series: value}."""
+    st, _, data = request("GET", "/metrics", token=ARGS.token)
+    vals = {}
+    if st == 200:
+        for line in data.decode("utf-8", "replace").splitlines():
+            if line and not line.startswith("#"):
+                name, _, v = line.rpartition(" ")
+                vals[name] = float(v)
+    return vals
+
+
+def health():
+    st, _, data = request("GET", "/health")
+    return jbody(data) or {}
+
+
+def wait_for(cond, timeout=20.0):
+    """Polls cond() until true (a state to reach, not a delay); its last value."""
+    t = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() > t:
+            return v
+        time.sleep(0.02)
+
+
+def send_queued(body=None, path="/v1/chat/completions"):
+    """Sends a request on a raw socket (small receive buffer, so that once it
+    gets the context a stream holds it) and reads nothing."""
+    if body is None:
+        body = chat_body(max_tokens=ARGS.hold_tokens, stream=True, ignore_eos=True)
+    raw = json.dumps(body).encode()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", ARGS.port))
+    auth = f"Authorization: Bearer {ARGS.token}\r\n" if ARGS.token else ""
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}"
+              f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
+    return s
+
+
+def readable(socks, timeout):
+    import select
+    r, _, _ = select.select(socks, [], [], timeout)
+    return r
+
+
+def queued_now():
+    return health().get("queued", -1)
+
+
+def t_queue():
+    cap = ARGS.queue
+    if not wait_idle():
+        check("queue-0", False, "slots still busy before the test")
+        return
+    v0 = metric_values()
+    check("queue-0", v0.get("ds_server_queue_capacity") == cap and v0.get("ds_server_queue_depth") == 0 and
+          health().get("queued") == 0, f"capacity/depth {v0.get('ds_server_queue_capacity')}/"
+          f"{v0.get('ds_server_queue_depth')}, /health {health()}")
+    socks = []
+    try:
+        # ---- FIFO: A holds the context, B, C, D queue in that order ----
+        a, head = open_stream()
+        socks.append(a)
+        if not check("queue-1.0", head.startswith(b"HTTP/1.1 200") and busy_slots() == 1,
+                     f"the held stream: {head[:80]!r}, {busy_slots()} busy"):
+            return
+        q = []
+        for k in range(cap):
+            s = send_queued()
+            socks.append(s)
+            q.append(s)
+            n = wait_for(lambda: queued_now() == k + 1)
+            check(f"queue-1.{k + 1}", n and not readable(q, 0),
+                  f"request {k + 1} not queued ({queued_now()} queued) or answered early")
+        vq = metric_values()
+        check("queue-2", vq.get("ds_server_queue_depth") == cap, f"queue depth {vq.get('ds_server_queue_depth')}")
+
+        # ---- the queue is full: 429 at once, with Retry-After ----
+        for path, body in (("/v1/chat/completions", chat_body()), ("/v1/completions", {"prompt": "x"}),
+                           ("/generate", {"prompt": "x"})):
+            t0 = time.monotonic()
+            st, h, data = post(path, body, token=ARGS.token)
+            dt = time.monotonic() - t0
+            j = jbody(data) or {}
+            ra = h.get("retry-after", "")
+            check(f"queue-3{path}", st == 429 and is_error_body(data, "rate_limit_error") and
+                  j["error"]["code"] == "server_busy" and "queue" in j["error"]["message"] and
+                  ra.isdigit() and 1 <= int(ra) <= 3600 and dt < max(5, ARGS.within),
+                  f"{st} Retry-After={ra!r} after {dt:.1f} s: {data[:200]!r}")
+        # health and metrics answer while requests wait
+        t0 = time.monotonic()
+        st1, _, _ = request("GET", "/health")
+        st2, _, _ = request("GET", "/metrics", token=ARGS.token)
+        st3, _, _ = request("GET", "/v1/models", token=ARGS.token)
+        dt = time.monotonic() - t0
+        check("queue-4", (st1, st2, st3) == (200, 200, 200) and dt < max(5, ARGS.within),
+              f"/health, /metrics, /v1/models answered {st1}, {st2}, {st3} in {dt:.1f} s while requests wait")
+        vf = metric_values()
+        key = 'ds_server_queue_rejected_total{reason="full"}'
+        check("queue-5", vf.get(key, 0) - v0.get(key, 0) == 3, f"{key}: {v0.get(key)} -> {vf.get(key)}")
+
+        # ---- release one at a time: B, then C, then D get the context ----
+        holder = a
+        for k, s in enumerate(q):
+            holder.close()
+            socks.remove(holder)
+            got = readable(q[k:], 30)
+            rest = q[k + 1:]
+            ok_ = got == [s]
+            head = b""
+            if ok_:
+                s.settimeout(30)
+                while b"\r\n\r\n" not in head:
+                    d = s.recv(1)
+                    if not d:
+                        break
+                    head += d
+            check(f"queue-6.{k + 1}", ok_ and head.startswith(b"HTTP/1.1 200") and not readable(rest, 0.2) and
+                  wait_for(lambda: queued_now() == len(rest)),
+                  f"after release {k + 1}: readable {[q.index(x) for x in got]} (want [{k}]), head {head[:60]!r}, "
+                  f"{queued_now()} queued")
+            holder = s
+        holder.close()
+        socks.remove(holder)
+        check("queue-7", wait_idle(), f"slots busy after the queue drained ({busy_slots()} busy)")
+        v1 = metric_values()
+        n_wait = v1.get("ds_server_queue_wait_seconds_count", 0) - v0.get("ds_server_queue_wait_seconds_count", 0)
+        check("queue-8", n_wait == cap + 1 and v1.get("ds_server_queue_wait_seconds_sum", 0) >
+              v0.get("ds_server_queue_wait_seconds_sum", 0) and
+              v1.get('ds_server_queue_wait_seconds_bucket{le="+Inf"}') == v1.get("ds_server_queue_wait_seconds_count"),
+              f"wait histogram: {n_wait} new observations (want {cap + 1}), sum "
+              f"{v0.get('ds_server_queue_wait_seconds_sum')} -> {v1.get('ds_server_queue_wait_seconds_sum')}")
+
+        # ---- a client that leaves the queue gives up its place ----
+        a, head = open_stream()
+        socks.append(a)
+        b_ = send_queued()
+        socks.append(b_)
+        n1 = wait_for(lambda: queued_now() == 1)
+        c = send_queued()
+        socks.append(c)
+        n2 = wait_for(lambda: queued_now() == 2)
+        check("queue-9.0", head.startswith(b"HTTP/1.1 200") and n1 and n2, f"{head[:60]!r}, {queued_now()} queued")
+        va = metric_values()
+        b_.close()
+        socks.remove(b_)
+        check("queue-9.1", wait_for(lambda: queued_now() == 1), f"{queued_now()} queued after a waiting client left")
+        vb = metric_values()
+        check("queue-9.2", vb.get("ds_server_queue_abandoned_total", 0) - va.get("ds_server_queue_abandoned_total", 0)
+              == 1, f"abandoned {va.get('ds_server_queue_abandoned_total')} -> "
+              f"{vb.get('ds_server_queue_abandoned_total')}")
+        a.close()
+        socks.remove(a)
+        got = readable([c], 30)
+        check("queue-9.3", got == [c] and wait_for(lambda: queued_now() == 0) and busy_slots() == 1,
+              f"the next in line did not get the context: readable {got}, {queued_now()} queued, "
+              f"{busy_slots()} busy")
+        c.close()
+        socks.remove(c)
+        check("queue-9.4", wait_idle(), f"slots busy ({busy_slots()})")
+        # no context went to the client that left: the streams ended early are
+        # the two closed here (A, C), not three
+        vc = metric_values()
+        ab = vc.get("ds_server_streams_aborted_total", 0) - va.get("ds_server_streams_aborted_total", 0)
+        check("queue-9.5", ab == 2, f"{ab:.0f} streams aborted, want 2 (A and C; B left before it had a context)")
+    finally:
+        for s in socks:
+            s.close()
+    alive("queue")
+
+
+def t_queue_timeout():
+    """--queue-timeout (run.sh: 2 s): a request that waits that long gets 503
+    with Retry-After; the context is not lost."""
+    if not wait_idle():
+        check("qtime-0", False, "slots still busy before the test")
+        return
+    v0 = metric_values()
+    a, head = open_stream()
+    try:
+        check("qtime-0", head.startswith(b"HTTP/1.1 200") and busy_slots() == 1, f"the held stream: {head[:80]!r}")
+        for i, (path, body) in enumerate((("/v1/chat/completions", chat_body()), ("/generate", {"prompt": "x"}))):
+            t0 = time.monotonic()
+            st, h, data = post(path, body, token=ARGS.token)
+            dt = time.monotonic() - t0
+            j = jbody(data) or {}
+            ra = h.get("retry-after", "")
+            check(f"qtime-1.{i}", st == 503 and is_error_body(data, "server_error") and
+                  j["error"]["code"] == "queue_timeout" and ra.isdigit() and int(ra) >= 1 and
+                  dt >= ARGS.queue_timeout - 0.05, f"{path}: {st} Retry-After={ra!r} after {dt:.2f} s "
+                  f"(--queue-timeout {ARGS.queue_timeout}): {data[:200]!r}")
+    finally:
+        a.close()
+    check("qtime-2", wait_idle(), f"slots busy after the held stream closed ({busy_slots()})")
+    v1 = metric_values()
+    key = 'ds_server_queue_rejected_total{reason="timeout"}'
+    check("qtime-3", v1.get(key, 0) - v0.get(key, 0) == 2 and v1.get("ds_server_queue_depth") == 0 and
+          v1.get("ds_server_queue_wait_seconds_sum", 0) - v0.get("ds_server_queue_wait_seconds_sum", 0) >=
+          2 * ARGS.queue_timeout - 0.1, f"timeouts {v0.get(key)} -> {v1.get(key)}, wait sum "
+          f"{v0.get('ds_server_queue_wait_seconds_sum')} -> {v1.get('ds_server_queue_wait_seconds_sum')}")
+    alive("qtime")
+
+
+def queue_stop():
+    """SIGTERM while a request waits in the queue: it is answered 503
+    shutting_down at once (run.sh then checks the server exits 0)."""
+    import os
+    import signal
+    a, head = open_stream()
+    b_ = send_queued(chat_body(max_tokens=4))
+    try:
+        ok_ = head.startswith(b"HTTP/1.1 200") and wait_for(lambda: queued_now() == 1)
+        if not check("qstop-0", ok_, f"held {head[:60]!r}, {queued_now()} queued"):
+            return
+        t0 = time.monotonic()
+        os.kill(ARGS.server_pid, signal.SIGTERM)
+        resp = b""
+        b_.settimeout(30)
+        try:
+            while True:
+                d = b_.recv(4096)
+                if not d:
+                    break
+                resp += d
+        except OSError:
+            pass
+        dt = time.monotonic() - t0
+        hd, _, body = resp.partition(b"\r\n\r\n")
+        j = jbody(body) or {}
+        check("qstop-1", hd.startswith(b"HTTP/1.1 503") and (j.get("error") or {}).get("code") == "shutting_down"
+              and dt < max(10, ARGS.within), f"after {dt:.1f} s: {resp[:300]!r}")
+    finally:
+        a.close()
+        b_.close()
+
+
+# ==== Fields accepted and not implemented are refused =======================
+
+HONEST = [
+    ("/v1/chat/completions", {"response_format": {"type": "json_object"}}, "response_format", "unsupported"),
+    ("/v1/chat/completions", {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+     "response_format", "unsupported"),
+    ("/v1/chat/completions", {"response_format": "json"}, "response_format", "invalid_type"),
+    ("/v1/chat/completions", {"response_format": {}}, "response_format", "invalid_type"),
+    ("/v1/chat/completions", {"logit_bias": {"100": -100}}, "logit_bias", "unsupported"),
+    ("/v1/chat/completions", {"logit_bias": [1]}, "logit_bias", "invalid_type"),
+    ("/v1/completions", {"suffix": "tail"}, "suffix", "unsupported"),
+    ("/v1/completions", {"suffix": 3}, "suffix", "invalid_type"),
+    ("/v1/completions", {"logit_bias": {"7": 5}}, "logit_bias", "unsupported"),
+    ("/generate", {"response_format": {"type": "json_object"}}, "response_format", "unsupported"),
+    ("/v1/chat/completions", {"n": 2}, "n", "unsupported"),
+    ("/v1/completions", {"n": 3}, "n", "unsupported"),
+    ("/v1/chat/completions", {"top_logprobs": 2}, "top_logprobs", "unsupported"),
+    ("/v1/chat/completions", {"functions": [{"name": "f", "parameters": {}}]}, "functions", "unsupported"),
+]
+
+NOOP = [
+    ("/v1/chat/completions", {"response_format": {"type": "text"}}),
+    ("/v1/chat/completions", {"logit_bias": {}, "n": 1, "top_logprobs": 0, "response_format": None}),
+    ("/v1/completions", {"suffix": "", "logit_bias": None}),
+    ("/v1/completions", {"suffix": None, "response_format": {"type": "text"}}),
+]
+
+
+def t_honest():
+    for i, (path, extra, param, code) in enumerate(HONEST):
+        body = chat_body(max_tokens=2) if path == "/v1/chat/completions" else {"prompt": "x", "max_tokens": 2}
+        body.update(extra)
+        st, _, data = post(path, body)
+        j = jbody(data) or {}
+        e = j.get("error") or {}
+        check(f"honest-{i}", st == 400 and is_error_body(data, "invalid_request_error") and e.get("param") == param
+              and e.get("code") == code and param in e.get("message", ""),
+              f"{path} {json.dumps(extra)}: {st} {data[:200]!r}")
+    for i, (path, extra) in enumerate(NOOP):
+        body = chat_body(max_tokens=2) if path == "/v1/chat/completions" else {"prompt": "x", "max_tokens": 2}
+        body.update(extra)
+        st, _, data = post(path, body)
+        check(f"honest-noop-{i}", st == 200, f"{path} {json.dumps(extra)}: {st} {data[:200]!r}")
+    alive("honest")
+
+
 def hold():
     """Holds --max-concurrent streams open until killed (run.sh uses it to
     test shutdown while generations are running)."""
@@ -941,7 +1237,8 @@ def main():
     global ARGS
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--suite", choices=["main", "auth", "hold", "slow", "evict", "internal"], default="main")
+    ap.add_argument("--suite", choices=["main", "auth", "hold", "slow", "evict", "internal", "queue", "queue-timeout",
+                                        "queue-stop"], default="main")
     ap.add_argument("--token-file")
     ap.add_argument("--max-concurrent", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=2048)
@@ -955,20 +1252,27 @@ def main():
     ap.add_argument("--slow-conns", type=int, default=200)
     ap.add_argument("--within", type=float, default=2, help="seconds /health and chat may take beside slow clients")
     ap.add_argument("--log-file", help="the server's log (suite internal)")
+    ap.add_argument("--queue", type=int, default=3, help="the server's --queue (suite queue)")
+    ap.add_argument("--queue-timeout", type=float, default=2, help="the server's --queue-timeout (suite queue-timeout)")
+    ap.add_argument("--server-pid", type=int, help="the server's process id (suite queue-stop signals it)")
     ARGS = ap.parse_args()
     ARGS.token = open(ARGS.token_file).read().strip() if ARGS.token_file else None
     if ARGS.suite == "hold":
         hold()
         return 0
+    if ARGS.suite == "queue-stop":
+        queue_stop()
+        return 1 if COUNTS["FAIL"] else 0
     groups = {"basic": t_basic, "chat": t_chat, "completions": t_completions, "stop": t_stop,
               "malformed": t_malformed, "wrong_types": t_wrong_types, "limits": t_limits, "routes": t_routes,
               "busy": t_busy, "disconnect": t_disconnect, "parallel": t_parallel, "escaping": t_escaping,
               "special_content": t_special_content,
-              "marker": t_prompt_marker, "metrics": t_metrics}
+              "honest": t_honest, "marker": t_prompt_marker, "metrics": t_metrics}
     if ARGS.suite == "auth":
         groups = {"auth": t_auth}
-    if ARGS.suite in ("slow", "evict", "internal"):
-        groups = {ARGS.suite: {"slow": t_slow, "evict": t_evict, "internal": t_internal}[ARGS.suite]}
+    if ARGS.suite in ("slow", "evict", "internal", "queue", "queue-timeout"):
+        groups = {ARGS.suite: {"slow": t_slow, "evict": t_evict, "internal": t_internal, "queue": t_queue,
+                               "queue-timeout": t_queue_timeout}[ARGS.suite]}
     if ARGS.only:
         groups = {k: v for k, v in groups.items() if k in ARGS.only.split(",")}
     for name, fn in groups.items():

@@ -23,7 +23,7 @@
  *               [--device cpu|cuda [--gpu-cache-mb N] [--gpu N]]
  *               [--model-name NAME] [--passphrase-env VAR] [--log-prompts] [--verbose]
  *               [--header-timeout S] [--body-timeout S] [--max-conns N] [--max-conns-per-client N]
- *               [--allow-special-in-content]
+ *               [--allow-special-in-content] [--queue N] [--queue-timeout S]
  *
  * Endpoints (all bodies JSON; errors are {"error":{"message","type","param","code"}}):
  *
@@ -47,7 +47,7 @@
  *                                unreadable under the running server)
  *     GET  /metrics              Prometheus text format: requests by endpoint and
  *                                code, tokens, tokens/s, latency histogram, expert
- *                                cache counters, resident memory
+ *                                cache counters, the wait queue, resident memory
  *
  *     curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' \
  *          -d '{"model":"demo","messages":[{"role":"user","content":"Hi"}],"max_tokens":32}'
@@ -57,7 +57,13 @@
  *     <the token in F>" (compared in constant time); otherwise 401.
  *   - Limits: a body over --max-body bytes is 413 (at once when Content-Length
  *     says so); max_tokens over --max-tokens or a bad parameter is 400; a
- *     generation while all --max-concurrent contexts are busy is 429.
+ *     generation while all --max-concurrent contexts are busy waits in a
+ *     FIFO queue of --queue places (16) for at most --queue-timeout s (60):
+ *     429 with Retry-After when the queue is full, 503 queue_timeout with
+ *     Retry-After when the wait runs out (see "the pool and its wait queue").
+ *   - Request fields the server does not implement (n > 1, logprobs,
+ *     response_format other than text, logit_bias, suffix, tools, ...) are
+ *     400 unsupported, never silently ignored.
  *   - Unknown paths are 404, a known path with the wrong method 405.
  *   - --max-concurrent contexts share the one model; a request takes a free
  *     one for its generation and gives it back at the end, also when a
@@ -496,6 +502,14 @@ static int code_index(int status) {
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
 #define N_BUCKET ((int)(sizeof buckets / sizeof buckets[0]))
 
+/* Queue wait buckets (seconds): 0 (a context was free) falls in the first. */
+static const double qbuckets[] = {0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+#define N_QBUCKET ((int)(sizeof qbuckets / sizeof qbuckets[0]))
+
+/* Why a generation request was turned away without a context. */
+enum { QR_FULL, QR_TIMEOUT, QR_SHUTDOWN, N_QREJECT };
+static const char *const q_reject_name[N_QREJECT] = {"full", "timeout", "shutdown"};
+
 typedef struct metrics {
     pthread_mutex_t mu;
     uint64_t requests[N_EP][N_CODE];
@@ -506,6 +520,12 @@ typedef struct metrics {
     double prompt_seconds, generate_seconds;
     double last_tps;                      /* generated tokens / decode seconds, last request */
     uint64_t streams_aborted;
+    /* the wait queue */
+    uint64_t qwait_hist[N_QBUCKET + 1];   /* per bucket (not cumulative); last = +Inf */
+    double qwait_sum;
+    uint64_t qwait_count;
+    uint64_t q_rejected[N_QREJECT];       /* by reason, see q_reject_name */
+    uint64_t q_abandoned;                 /* the client left while waiting */
 } metrics;
 
 /* ==== Server state ======================================================== */
@@ -522,8 +542,17 @@ typedef struct server {
     pthread_mutex_t pool_mu;
     ds_context **ctx;
     unsigned char *busy;
+    double *taken_at;                     /* (n_slots) when each busy context was taken (now_mono) */
     int n_slots, n_busy;
     int n_ctx;                            /* tokens per context */
+
+    /* the wait queue (under pool_mu): requests waiting for a context, oldest first */
+    struct waiter *q_head, *q_tail;
+    int n_queued;
+    int queue_max;                        /* --queue */
+    double queue_timeout;                 /* --queue-timeout, seconds */
+    double hold_avg;                      /* how long a generation holds its context: moving mean, seconds */
+    int n_held;                           /* contexts given back so far (hold_avg is meaningless at 0) */
 
     /* limits and options */
     size_t max_body;
@@ -538,36 +567,175 @@ typedef struct server {
     uint64_t id_base;
     atomic_uint_fast64_t id_counter;
     atomic_int stopping;
+    atomic_int stop_answers;              /* requests stopped in the queue whose 503 is not yet sent */
 
     metrics met;
 } server;
 
 static server S;
 
-/* ---- the pool ---- */
+/* ---- the pool and its wait queue ----
+ *
+ * A generation request takes a free context; with none free it waits in a
+ * bounded FIFO (--queue places) for at most --queue-timeout seconds. MHD runs
+ * one thread per connection, so a waiting request blocks only its own
+ * connection's thread: /health, /metrics and the other connections go on.
+ * A context given back goes straight to the oldest waiter (handed over
+ * under pool_mu, never marked free in between), so a request arriving
+ * meanwhile cannot overtake the queue: the order is strict FIFO, and a
+ * request takes a free context only when nobody waits. Each waiter sleeps on
+ * its own condition variable and wakes at least every QUEUE_POLL seconds to
+ * see whether its client has gone (its socket reads end-of-stream or an
+ * error) or its time is up; a waiter that leaves unlinks itself and holds no
+ * context, so no context is ever handed to a request nobody waits for.
+ */
 
-static ds_context *pool_take(void) {
-    ds_context *c = NULL;
-    pthread_mutex_lock(&S.pool_mu);
-    for (int i = 0; i < S.n_slots; i++)
-        if (!S.busy[i]) {
-            S.busy[i] = 1;
-            S.n_busy++;
-            c = S.ctx[i];
-            break;
-        }
-    pthread_mutex_unlock(&S.pool_mu);
-    return c;
+#define QUEUE_POLL 0.1
+
+typedef struct waiter {
+    struct waiter *next;
+    pthread_cond_t cv;                    /* on CLOCK_MONOTONIC: the deadlines are now_mono's */
+    ds_context *ctx;                      /* the context handed over; NULL while waiting */
+} waiter;
+
+/* How pool_acquire ended. */
+enum { ACQ_OK, ACQ_FULL, ACQ_TIMEOUT, ACQ_GONE, ACQ_STOPPING };
+
+/* Has the client of this socket gone? End of stream or an error on a
+ * non-blocking peek says so; bytes or nothing to read yet say it is there.
+ * (A client that half-closes its side after sending a request counts as
+ * gone.) */
+static int client_gone(int fd) {
+    char b;
+    if (fd < 0) return 0;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* Marks slot i taken from now. pool_mu held. */
+static ds_context *slot_take(int i) {
+    if (!S.busy[i]) {
+        S.busy[i] = 1;
+        S.n_busy++;
+    }
+    S.taken_at[i] = now_mono();
+    return S.ctx[i];
+}
+
+/* Unlinks w from the queue. pool_mu held. */
+static void queue_unlink(waiter *w) {
+    waiter **pp = &S.q_head, *prev = NULL;
+    while (*pp && *pp != w) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp) return;
+    *pp = w->next;
+    if (S.q_tail == w) S.q_tail = prev;
+    S.n_queued--;
+}
+
+/* A context for a generation: a free one at once when nobody waits, else
+ * after waiting in the queue. fd is the client's socket (-1: not watched).
+ * Returns ACQ_OK with *out set, or why not: ACQ_FULL (the queue is full),
+ * ACQ_TIMEOUT (--queue-timeout passed), ACQ_GONE (the client left),
+ * ACQ_STOPPING (shutdown). *waited: seconds spent waiting (0 when a
+ * context was free or the queue full). */
+static int pool_acquire(int fd, ds_context **out, double *waited) {
+    double t0 = now_mono();
+    *out = NULL;
+    *waited = 0;
+    pthread_mutex_lock(&S.pool_mu);
+    if (!S.q_head)
+        for (int i = 0; i < S.n_slots; i++)
+            if (!S.busy[i]) {
+                *out = slot_take(i);
+                pthread_mutex_unlock(&S.pool_mu);
+                return ACQ_OK;
+            }
+    if (S.n_queued >= S.queue_max) {
+        pthread_mutex_unlock(&S.pool_mu);
+        return ACQ_FULL;
+    }
+    waiter w;
+    memset(&w, 0, sizeof w);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (S.q_tail) S.q_tail->next = &w;
+    else S.q_head = &w;
+    S.q_tail = &w;
+    S.n_queued++;
+    double deadline = t0 + S.queue_timeout;
+    int res, gone = 0;
+    for (;;) {
+        if (w.ctx) {                      /* handed over (and unlinked) by pool_give */
+            *out = w.ctx;
+            res = ACQ_OK;
+            break;
+        }
+        double now = now_mono();
+        res = atomic_load(&S.stopping) ? ACQ_STOPPING
+              : now >= deadline        ? ACQ_TIMEOUT
+              : gone                   ? ACQ_GONE
+                                       : -1;
+        if (res >= 0) {
+            /* counted before it leaves the queue: shutdown waits until the
+             * queue is empty and no such answer is pending, and this request
+             * is always in one of the two (on_completed counts it off) */
+            if (res == ACQ_STOPPING) atomic_fetch_add(&S.stop_answers, 1);
+            queue_unlink(&w);
+            break;
+        }
+        double wake = now + QUEUE_POLL < deadline ? now + QUEUE_POLL : deadline;
+        struct timespec ts;
+        ts.tv_sec = (time_t)wake;
+        ts.tv_nsec = (long)((wake - (double)ts.tv_sec) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+        pthread_cond_timedwait(&w.cv, &S.pool_mu, &ts);
+        if (!w.ctx) {
+            /* the socket is looked at without the lock (a context handed
+             * over meanwhile still wins: w.ctx is checked first) */
+            pthread_mutex_unlock(&S.pool_mu);
+            gone = client_gone(fd);
+            pthread_mutex_lock(&S.pool_mu);
+        }
+    }
+    pthread_mutex_unlock(&S.pool_mu);
+    pthread_cond_destroy(&w.cv);
+    *waited = now_mono() - t0;
+    return res;
+}
+
+/* Gives a context back: to the oldest waiter when there is one, else to
+ * the free slots. */
 static void pool_give(ds_context *c) {
     if (!c) return;
     pthread_mutex_lock(&S.pool_mu);
     for (int i = 0; i < S.n_slots; i++)
         if (S.ctx[i] == c && S.busy[i]) {
-            S.busy[i] = 0;
-            S.n_busy--;
+            double held = now_mono() - S.taken_at[i];
+            S.hold_avg = S.n_held ? S.hold_avg + (held - S.hold_avg) / 8 : held;
+            S.n_held++;
+            waiter *w = S.q_head;
+            if (w) {
+                queue_unlink(w);
+                w->ctx = slot_take(i);    /* stays busy: it changes hands */
+                pthread_cond_signal(&w->cv);
+            } else {
+                S.busy[i] = 0;
+                S.n_busy--;
+            }
         }
+    pthread_mutex_unlock(&S.pool_mu);
+}
+
+/* Wakes every waiter (shutdown: they answer 503 at once). */
+static void queue_wake_all(void) {
+    pthread_mutex_lock(&S.pool_mu);
+    for (waiter *w = S.q_head; w; w = w->next) pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&S.pool_mu);
 }
 
@@ -576,6 +744,54 @@ static int pool_busy(void) {
     int n = S.n_busy;
     pthread_mutex_unlock(&S.pool_mu);
     return n;
+}
+
+static int queue_depth(void) {
+    pthread_mutex_lock(&S.pool_mu);
+    int n = S.n_queued;
+    pthread_mutex_unlock(&S.pool_mu);
+    return n;
+}
+
+/* Retry-After for a request turned away (a full queue, a wait timed out):
+ * about when the requests waiting now will have been served, so that a
+ * retry then finds a context with little waiting. The contexts come back
+ * about every hold_avg / n_slots seconds (hold_avg: the moving mean time a
+ * generation held its context, each new one weighing 1/8; before any came
+ * back, the time the longest running one has held its context so far), and
+ * the queue is that many contexts long, plus one for the retry. At least
+ * 1 s, at most 3600. */
+static unsigned retry_after_s(void) {
+    pthread_mutex_lock(&S.pool_mu);
+    double hold = S.hold_avg;
+    if (!S.n_held) {
+        double now = now_mono();
+        hold = 0;
+        for (int i = 0; i < S.n_slots; i++)
+            if (S.busy[i] && now - S.taken_at[i] > hold) hold = now - S.taken_at[i];
+    }
+    double s = ceil(hold * (S.n_queued + 1) / S.n_slots);
+    pthread_mutex_unlock(&S.pool_mu);
+    return s < 1 ? 1 : s > 3600 ? 3600 : (unsigned)s;
+}
+
+/* The queue's metrics for one generation request: its wait (all but a
+ * full queue's refusals, which did not wait) and why it was turned away. */
+static void queue_account(int acq, double waited) {
+    metrics *m = &S.met;
+    pthread_mutex_lock(&m->mu);
+    if (acq != ACQ_FULL) {
+        int b = 0;
+        while (b < N_QBUCKET && waited > qbuckets[b]) b++;
+        m->qwait_hist[b]++;
+        m->qwait_sum += waited;
+        m->qwait_count++;
+    }
+    if (acq == ACQ_FULL) m->q_rejected[QR_FULL]++;
+    else if (acq == ACQ_TIMEOUT) m->q_rejected[QR_TIMEOUT]++;
+    else if (acq == ACQ_STOPPING) m->q_rejected[QR_SHUTDOWN]++;
+    else if (acq == ACQ_GONE) m->q_abandoned++;
+    pthread_mutex_unlock(&m->mu);
 }
 
 /* A fresh request or completion id ("chatcmpl-" + 24 hex digits). */
@@ -610,6 +826,9 @@ typedef struct req {
     double prompt_seconds, generate_seconds;
     const char *finish;
     char *prompt_log;                     /* --log-prompts only */
+    int stop_answer;                      /* stopped in the queue: counted in S.stop_answers */
+    double queued;                        /* seconds waited in the queue; < 0: did not wait */
+    unsigned retry_after;                 /* a Retry-After header (seconds) on the answer; 0: none */
 } req;
 
 static void req_account(req *r) {
@@ -651,6 +870,7 @@ static void req_account(req *r) {
             sb_printf(&line, " tok_per_s=%.1f", r->completion_tokens / r->generate_seconds);
     }
     sb_printf(&line, " latency_ms=%.1f", lat * 1e3);
+    if (r->queued >= 0) sb_printf(&line, " queued_ms=%.1f", r->queued * 1e3);
     if (r->rid[0]) sb_printf(&line, " request_id=%s", r->rid);
     if (r->prompt_log) {
         sb_puts(&line, " prompt=");
@@ -721,6 +941,11 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, req *r, int statu
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (r->rid[0]) MHD_add_response_header(resp, "X-Request-Id", r->rid);
+    if (r->retry_after) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%u", r->retry_after);
+        MHD_add_response_header(resp, "Retry-After", ra);
+    }
     if (status == 405) {
         const char *allow = ep_is_post(r->ep) ? "POST" : "GET, HEAD";
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
@@ -972,6 +1197,41 @@ static int parse_gen_params(const sj_value *root, int kind, gen_params *g, perr 
     const sj_value *tools = opt(root, "tools");
     if (tools && !(tools->type == SJ_ARRAY && tools->u.arr.n == 0))
         return bad(e, "tools", "unsupported", "tools are not supported");
+    const sj_value *fns = opt(root, "functions");
+    if (fns && !(fns->type == SJ_ARRAY && fns->u.arr.n == 0))
+        return bad(e, "functions", "unsupported", "'functions' (function calling) is not supported");
+    const sj_value *tlp = opt(root, "top_logprobs");
+    if (tlp && !(tlp->type == SJ_NUMBER && tlp->u.num == 0))
+        return bad(e, "top_logprobs", "unsupported", "'top_logprobs' is not supported (this server returns no "
+                   "log-probabilities)");
+    /* response_format: plain text is what every answer is; nothing else is
+     * done (no constrained decoding), so nothing else is accepted */
+    const sj_value *rf = opt(root, "response_format");
+    if (rf) {
+        if (rf->type != SJ_OBJECT)
+            return bad(e, "response_format", "invalid_type", "'response_format' must be an object, not %s",
+                       sj_type_name(rf->type));
+        const sj_value *rt = sj_get(rf, "type");
+        if (!rt || !plain_string(rt))
+            return bad(e, "response_format", "invalid_type", "'response_format' needs a string 'type'");
+        if (strcmp(rt->u.str.s, "text"))
+            return bad(e, "response_format", "unsupported",
+                       "'response_format' type '%.40s' is not supported: only {\"type\": \"text\"} (this server "
+                       "does not constrain its output to JSON)", rt->u.str.s);
+    }
+    /* logit_bias: an empty map changes nothing; a bias would be ignored */
+    const sj_value *lb = opt(root, "logit_bias");
+    if (lb && lb->type != SJ_OBJECT)
+        return bad(e, "logit_bias", "invalid_type", "'logit_bias' must be an object, not %s",
+                   sj_type_name(lb->type));
+    if (lb && lb->u.obj.n)
+        return bad(e, "logit_bias", "unsupported", "'logit_bias' is not supported (only an empty object)");
+    /* suffix (insertion after the completion): empty is no suffix */
+    const sj_value *sf = opt(root, "suffix");
+    if (sf && sf->type != SJ_STRING)
+        return bad(e, "suffix", "invalid_type", "'suffix' must be a string, not %s", sj_type_name(sf->type));
+    if (sf && sf->u.str.len)
+        return bad(e, "suffix", "unsupported", "'suffix' is not supported (only an empty string)");
     const sj_value *model = opt(root, "model");
     if (model && model->type != SJ_STRING)
         return bad(e, "model", "invalid_type", "'model' must be a string, not %s", sj_type_name(model->type));
@@ -1552,11 +1812,39 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
         goto out;
     }
 
-    /* ---- a context from the pool, or 429 ---- */
-    ds_context *ctx = pool_take();
-    if (!ctx) {
-        ret = reply_error(conn, r, 429, "server_busy", NULL,
-                          "all %d generation slots are busy; retry later", S.n_slots);
+    /* ---- a context from the pool, after waiting in the queue if need be ---- */
+    ds_context *ctx;
+    double waited;
+    const union MHD_ConnectionInfo *fdi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int acq = pool_acquire(fdi ? fdi->connect_fd : -1, &ctx, &waited);
+    if (acq != ACQ_FULL && (acq != ACQ_OK || waited > 0)) r->queued = waited;
+    queue_account(acq, waited);
+    if (acq == ACQ_FULL) {
+        r->retry_after = retry_after_s();
+        if (S.queue_max)
+            ret = reply_error(conn, r, 429, "server_busy", NULL,
+                              "all %d generation slots are busy and all %d places in the queue taken; retry in "
+                              "%u s", S.n_slots, S.queue_max, r->retry_after);
+        else
+            ret = reply_error(conn, r, 429, "server_busy", NULL,
+                              "all %d generation slots are busy (this server has no queue); retry in %u s",
+                              S.n_slots, r->retry_after);
+        goto out;
+    }
+    if (acq == ACQ_TIMEOUT) {
+        r->retry_after = retry_after_s();
+        ret = reply_error(conn, r, 503, "queue_timeout", NULL,
+                          "no generation slot came free within %.0f s (--queue-timeout); retry in %u s",
+                          S.queue_timeout, r->retry_after);
+        goto out;
+    }
+    if (acq == ACQ_STOPPING) {
+        r->stop_answer = 1;
+        ret = reply_error(conn, r, 503, "shutting_down", NULL, "the server is shutting down");
+        goto out;
+    }
+    if (acq == ACQ_GONE) {
+        ret = MHD_NO;                     /* nobody to answer: MHD closes the connection (logged as 499) */
         goto out;
     }
     gen g0;
@@ -1649,7 +1937,7 @@ static enum MHD_Result handle_health(struct MHD_Connection *conn, req *r) {
     else
         sb_puts(&b, "{\"status\":\"ok\",\"model\":");
     sb_json_str(&b, S.model_id, strlen(S.model_id));
-    sb_printf(&b, ",\"slots\":%d,\"busy\":%d}", S.n_slots, pool_busy());
+    sb_printf(&b, ",\"slots\":%d,\"busy\":%d,\"queued\":%d}", S.n_slots, pool_busy(), queue_depth());
     return reply_json(conn, r, degraded ? 503 : 200, &b);
 }
 
@@ -1754,6 +2042,34 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn, req *r) {
     sb_printf(&b, "ds_server_slots %d\n", S.n_slots);
     put_family(&b, "ds_server_slots_busy", "gauge", "Generation slots in use.");
     sb_printf(&b, "ds_server_slots_busy %d\n", pool_busy());
+    put_family(&b, "ds_server_queue_depth", "gauge", "Generation requests waiting in the queue for a slot.");
+    sb_printf(&b, "ds_server_queue_depth %d\n", queue_depth());
+    put_family(&b, "ds_server_queue_capacity", "gauge", "Places in the queue, --queue.");
+    sb_printf(&b, "ds_server_queue_capacity %d\n", S.queue_max);
+    put_family(&b, "ds_server_queue_wait_seconds", "histogram",
+               "Time generation requests waited for a slot (0 when one was free; also those that timed out, "
+               "left or were stopped while waiting).");
+    {
+        uint64_t cum = 0;
+        for (int k = 0; k < N_QBUCKET; k++) {
+            cum += m.qwait_hist[k];
+            sb_printf(&b, "ds_server_queue_wait_seconds_bucket{le=\"%g\"} %llu\n", qbuckets[k],
+                      (unsigned long long)cum);
+        }
+        cum += m.qwait_hist[N_QBUCKET];
+        sb_printf(&b, "ds_server_queue_wait_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+        sb_printf(&b, "ds_server_queue_wait_seconds_sum %.6f\n", m.qwait_sum);
+        sb_printf(&b, "ds_server_queue_wait_seconds_count %llu\n", (unsigned long long)m.qwait_count);
+    }
+    put_family(&b, "ds_server_queue_rejected_total", "counter",
+               "Generation requests turned away without a slot: the queue was full (429), the wait timed out "
+               "(503), or the server was shutting down (503).");
+    for (int k = 0; k < N_QREJECT; k++)
+        sb_printf(&b, "ds_server_queue_rejected_total{reason=\"%s\"} %llu\n", q_reject_name[k],
+                  (unsigned long long)m.q_rejected[k]);
+    put_family(&b, "ds_server_queue_abandoned_total", "counter",
+               "Generation requests whose client went away while they waited in the queue.");
+    sb_printf(&b, "ds_server_queue_abandoned_total %llu\n", (unsigned long long)m.q_abandoned);
     put_family(&b, "ds_server_info", "gauge", "The model served and the library version.");
     sb_puts(&b, "ds_server_info{model=\"");
     put_label(&b, S.model_id);
@@ -1841,6 +2157,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!r) return MHD_NO;
         atomic_init(&r->refs, 1);
         r->t0 = now_mono();
+        r->queued = -1;
         r->ep = route(url);
         snprintf(r->method, sizeof r->method, "%s", method);
         for (char *p = r->method; *p; p++)   /* methods are tokens; keep the log clean */
@@ -1917,6 +2234,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req *r = *con_cls;
     *con_cls = NULL;
     if (!r) return;
+    if (r->stop_answer) atomic_fetch_sub(&S.stop_answers, 1);
     if (!r->responded) {
         /* the client left before an answer ("other" in the metrics), or the
          * body deadline cut it off */
@@ -1974,7 +2292,10 @@ static const char usage_text[] =
     "  --host H              address to listen on (default 127.0.0.1)\n"
     "  --port P              TCP port (default 8080; 0 = any free port, printed at start)\n"
     "  --api-key-file K      require \"Authorization: Bearer <token in K>\" (all but /health)\n"
-    "  --max-concurrent N    generations at once, one context each (default 2); more get 429\n"
+    "  --max-concurrent N    generations at once, one context each (default 2); more wait in the queue\n"
+    "  --queue N             generation requests that may wait for a context, first come first served\n"
+    "                        (default 16; 0 = none); past that 429 with Retry-After\n"
+    "  --queue-timeout S     longest wait in the queue (default 60); then 503 with Retry-After\n"
     "  --max-tokens N        largest max_tokens a request may ask for (default 1024)\n"
     "  --max-body BYTES      largest request body (default 1048576); larger get 413\n"
     "  --header-timeout S    a request head must be complete S seconds after the connection opened\n"
@@ -2015,6 +2336,7 @@ typedef struct options {
     const char *model, *host, *api_key_file, *model_name;
     uint64_t port, max_concurrent, max_tokens, max_body;
     uint64_t header_timeout, body_timeout, max_conns, max_per_client;
+    uint64_t queue, queue_timeout;
     model_opts mo;                /* key, threads, context, expert cache, device (tools/cli.h) */
     int log_prompts;
     int special_in_content;
@@ -2072,6 +2394,8 @@ static int parse_args(int argc, char **argv, options *o) {
     o->body_timeout = 30;
     o->max_conns = 512;
     o->max_per_client = 32;
+    o->queue = 16;
+    o->queue_timeout = 60;
     /* -m: llama.cpp's spelling of --model */
     static const char *const str_name[] = {"--model", "--host", "--api-key-file", "--model-name", "-m"};
     const char **str_slot[] = {&o->model, &o->host, &o->api_key_file, &o->model_name, &o->model};
@@ -2081,10 +2405,12 @@ static int parse_args(int argc, char **argv, options *o) {
     } num[] = {
         {"--port", 0, 65535}, {"--max-concurrent", 1, 256}, {"--max-tokens", 1, 1 << 24},
         {"--max-body", 64, (uint64_t)1 << 32}, {"--header-timeout", 1, 3600}, {"--body-timeout", 1, 86400},
-        {"--max-conns", 16, 16384}, {"--max-conns-per-client", 1, 16384},
+        {"--max-conns", 16, 16384}, {"--max-conns-per-client", 1, 16384}, {"--queue", 0, 4096},
+        {"--queue-timeout", 1, 3600},
     };
     uint64_t *num_slot[] = {&o->port, &o->max_concurrent, &o->max_tokens, &o->max_body,
-                            &o->header_timeout, &o->body_timeout, &o->max_conns, &o->max_per_client};
+                            &o->header_timeout, &o->body_timeout, &o->max_conns, &o->max_per_client,
+                            &o->queue, &o->queue_timeout};
     const char *num_s[sizeof num / sizeof num[0]] = {NULL};   /* as given; [6] is --max-conns */
     argscan a = {.cmd = NULL, .argc = argc, .argv = argv, .i = 1};
     for (; a.i < argc && !a.bad; a.i++) {
@@ -2138,8 +2464,10 @@ static int parse_args(int argc, char **argv, options *o) {
                                (unsigned long long)num[k].lo, (unsigned long long)num[k].hi, num_s[k]);
         *num_slot[k] = v;
     }
-    /* by default, room for a stream per slot and as many connections again */
-    if (!num_s[6] && o->max_conns < 4 * o->max_concurrent + 128) o->max_conns = 4 * o->max_concurrent + 128;
+    /* by default, room for a stream per slot and as many connections again,
+     * and for every queued request */
+    if (!num_s[6] && o->max_conns < 4 * o->max_concurrent + o->queue + 128)
+        o->max_conns = 4 * o->max_concurrent + o->queue + 128;
     int rc = model_opts_check(NULL, &o->mo);
     if (rc) return rc;
     if (!o->host) o->host = "127.0.0.1";
@@ -2171,12 +2499,15 @@ int main(int argc, char **argv) {
     pthread_mutex_init(&S.met.mu, NULL);
     S.max_body = (size_t)o.max_body;
     S.max_tokens = (int)o.max_tokens;
+    S.queue_max = (int)o.queue;
+    S.queue_timeout = (double)o.queue_timeout;
     S.log_prompts = o.log_prompts;
     S.chat_flags = o.special_in_content ? DS_CHAT_SPECIAL_IN_CONTENT : 0;
     S.start_wall = now_wall();
     S.created = (long long)S.start_wall;
     atomic_init(&S.id_counter, 1);
     atomic_init(&S.stopping, 0);
+    atomic_init(&S.stop_answers, 0);
     {
         unsigned char rnd[DS_KEY_BYTES];
         if (ds_key_generate(rnd) == DS_OK) memcpy(&S.id_base, rnd, sizeof S.id_base);
@@ -2255,7 +2586,8 @@ int main(int argc, char **argv) {
     S.n_slots = (int)o.max_concurrent;
     S.ctx = calloc((size_t)S.n_slots, sizeof *S.ctx);
     S.busy = calloc((size_t)S.n_slots, 1);
-    if (!S.ctx || !S.busy) {
+    S.taken_at = calloc((size_t)S.n_slots, sizeof *S.taken_at);
+    if (!S.ctx || !S.busy || !S.taken_at) {
         fprintf(stderr, "ds-server: out of memory\n");
         rc = 1;
         goto out;
@@ -2338,6 +2670,7 @@ int main(int argc, char **argv) {
     audit("connections max=%u per_client=%u waiting_for_head=%u header_timeout_s=%u body_timeout_s=%u "
           "idle_timeout_s=120", G.max_conns, G.max_per_client, G.max_waiting, (unsigned)o.header_timeout,
           (unsigned)o.body_timeout);
+    audit("queue places=%d timeout_s=%.0f", S.queue_max, S.queue_timeout);
 
     /* ---- serve until SIGINT/SIGTERM ---- */
     int sig = 0;
@@ -2345,6 +2678,12 @@ int main(int argc, char **argv) {
     }
     audit("signal %d: shutting down", sig);
     atomic_store(&S.stopping, 1);
+    /* the requests waiting in the queue answer 503 at once; MHD_stop_daemon
+     * shuts every connection's socket, so give those answers up to 2 s to
+     * be sent first */
+    queue_wake_all();
+    for (int i = 0; i < 200 && (queue_depth() > 0 || atomic_load(&S.stop_answers) > 0); i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     MHD_stop_daemon(d);
 
 out:
@@ -2355,6 +2694,7 @@ out:
         free(S.ctx);
     }
     free(S.busy);
+    free(S.taken_at);
     if (S.model) {
         st = ds_model_close(S.model);
         if (st != DS_OK) {
