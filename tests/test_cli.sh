@@ -262,6 +262,14 @@ inspect_verify() {
         # shellcheck disable=SC2086
         if command -v python3 >/dev/null 2>&1 && run inspect "$_m" $_ka --json; then
             check "$_id.2f" "inspect --json is valid JSON" python3 -m json.tool "$T/out" /dev/null
+            check "$_id.2g" "inspect --json has no key twice in one object" python3 -c '
+import json, sys
+def once(pairs):
+    keys = [k for k, _ in pairs]
+    dup = sorted(set(k for k in keys if keys.count(k) > 1))
+    if dup: sys.exit("keys given twice: " + ", ".join(dup))
+    return dict(pairs)
+json.load(open(sys.argv[1]), object_pairs_hook=once)' "$T/out"
         fi
     fi
 

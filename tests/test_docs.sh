@@ -238,16 +238,9 @@ else:
 
 # ---- docs-11: model_sizes.py against the converter ------------------------------
 def inspect_json(text):
-    """ds inspect --json, whose object holds "header" twice (the public
-    header, then the authentication status): both kept."""
-    def pairs(kv):
-        d = {}
-        for k, v in kv:
-            if k == "header" and isinstance(v, dict):
-                k = "header_fields"
-            d[k] = v
-        return d
-    return json.loads(text, object_pairs_hook=pairs)
+    """ds inspect --json (its "header" object holds the public header and
+    "auth", what the open proved of it)."""
+    return json.loads(text)
 
 
 os.makedirs(WORK, exist_ok=True)
@@ -285,7 +278,7 @@ for name, hf in sources:
             diffs.append("segment sizes differ")
         if got.get("totals", {}).get("stored_bytes") != w["sealed_bytes"]:
             diffs.append("%s bytes sealed, script %d" % (got.get("totals", {}).get("stored_bytes"), w["sealed_bytes"]))
-        hdr = got.get("header_fields", {})
+        hdr = got.get("header", {})
         if hdr.get("meta_offset") != w["file_before_metadata"]:
             diffs.append("metadata at %s, script %d" % (hdr.get("meta_offset"), w["file_before_metadata"]))
         experts = [s["plain_bytes"] for s in got.get("segments", []) if s.get("kind") == "expert"]

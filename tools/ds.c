@@ -688,7 +688,8 @@ static void print_model_text(const ds_model *m, const ds_model_config *c, uint64
 
 /* ---- JSON output ---- */
 
-static void print_header_json(const char *path, const ds_file_info *fi) {
+/* auth: what the open proved of the header (the "auth" field) */
+static void print_header_json(const char *path, const ds_file_info *fi, const char *auth) {
     printf("{\n  \"file\": ");
     json_str(stdout, path);
     printf(",\n  \"header\": {\"format_version\": %u, \"cipher\": ", fi->format_version);
@@ -701,6 +702,8 @@ static void print_header_json(const char *path, const ds_file_info *fi) {
     if (fi->kdf == DS_KDF_ARGON2ID)
         printf(", \"argon_opslimit\": %llu, \"argon_memlimit\": %llu", (unsigned long long)fi->argon_opslimit,
                (unsigned long long)fi->argon_memlimit);
+    printf(", \"auth\": ");
+    json_str(stdout, auth);
     printf("}");
 }
 
@@ -855,8 +858,7 @@ static int cmd_inspect(int argc, char **argv) {
                        : fi.cipher == DS_CIPHER_NONE ? "unauthenticated (plaintext file: checksum only)"
                                                      : "authenticated with the key";
     if (json) {
-        print_header_json(path, &fi);
-        printf(",\n  \"header\": \"%s\"", auth);
+        print_header_json(path, &fi, auth);
         if (m) print_model_json(m, &cfg, fi.file_bytes);
         printf(",\n  \"locked\": %s\n}\n", m ? "false" : "true");
     } else {
