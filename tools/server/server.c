@@ -2323,6 +2323,8 @@ static const char usage_text[] =
     "  --no-huge-pages       keep the weights and the expert cache in 4 KiB pages (default: 2 MiB\n"
     "                        transparent huge pages where the kernel has them; the audit log says\n"
     "                        how many bytes it gave)\n"
+    "  --exact-activations   F32 activations with Q8_0/Q4_0 weights instead of int8 ones (slower;\n"
+    "                        for checks)\n"
     "  --model-name NAME     the model id in responses (default: the file's base name)\n"
     "  --log-prompts         also write prompt text to the audit log (off by default)\n"
     "  --allow-special-in-content  let chat message text become control tokens: a message holding\n"
