@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 54326861ee8f553a: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id da40ff2cc8c317f7: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -55,7 +55,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "54326861ee8f553a"
+#define DS_SOURCE_ID "da40ff2cc8c317f7"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -3501,6 +3501,20 @@ static ds_status dsg_config_moe(const dsi_gguf *g, dsi_buf *b, dsi_err *e) {
     return s;
 }
 
+/* Closes the config object in b and hands it over (s: how writing it went);
+ * frees b on any failure. */
+static ds_status dsg_config_done(dsi_buf *b, ds_status s, char **out, size_t *out_len, dsi_err *e) {
+    dsi_buf_put(b, "\n}\n", 3);
+    if (!s && b->failed) s = dsi_fail(e, DS_ERR_NOMEM, "GGUF: out of memory");
+    if (s) {
+        dsi_buf_free(b);
+        return s;
+    }
+    *out = (char *)b->data;
+    *out_len = b->len;
+    return DS_OK;
+}
+
 DSI_FUNC ds_status dsi_gguf_config_json(const dsi_gguf *g, const dsi_alloc *al, char **out, size_t *out_len,
                                         dsi_err *e) {
     *out = NULL;
@@ -3512,16 +3526,7 @@ DSI_FUNC ds_status dsi_gguf_config_json(const dsi_gguf *g, const dsi_alloc *al, 
     if (an == 8 && memcmp(a, "deepseek", 8) == 0) {
         dsi_buf b;
         dsi_buf_init(&b, al);
-        ds_status s = dsg_config_moe(g, &b, e);
-        dsi_buf_put(&b, "\n}\n", 3);
-        if (!s && b.failed) s = dsi_fail(e, DS_ERR_NOMEM, "GGUF: out of memory");
-        if (s) {
-            dsi_buf_free(&b);
-            return s;
-        }
-        *out = (char *)b.data;
-        *out_len = b.len;
-        return DS_OK;
+        return dsg_config_done(&b, dsg_config_moe(g, &b, e), out, out_len, e);
     }
     if (!(an == 9 && memcmp(a, "deepseek2", 9) == 0)) {
         char qb[96];
@@ -3685,15 +3690,7 @@ DSI_FUNC ds_status dsi_gguf_config_json(const dsi_gguf *g, const dsi_alloc *al, 
         else if (re != 0) s = dsi_fail(e, DS_ERR_CONFIG, "GGUF: tokenizer.ggml.eos_token_id is not a token id");
     }
     (void)topk_group;
-    dsi_buf_put(&b, "\n}\n", 3);
-    if (!s && b.failed) s = dsi_fail(e, DS_ERR_NOMEM, "GGUF: out of memory");
-    if (s) {
-        dsi_buf_free(&b);
-        return s;
-    }
-    *out = (char *)b.data;
-    *out_len = b.len;
-    return DS_OK;
+    return dsg_config_done(&b, s, out, out_len, e);
 }
 
 /* ==== The tokenizer ======================================================== */

@@ -1265,6 +1265,19 @@ static int on_piece(void *user, int32_t token, const char *piece, size_t len) {
     return g_interrupted ? 1 : 0;
 }
 
+/* ids[1..got] hold a prompt's tokens, ids[0] is free: one leading BOS where
+ * the tokenizer adds one and the text did not begin with it, else the tokens
+ * moved down. The prompt's length. */
+static size_t place_bos(const ds_tokenizer *tok, int32_t *ids, size_t got) {
+    int32_t bos = ds_tokenizer_adds_bos(tok) ? ds_tokenizer_bos(tok) : -1;
+    if (bos >= 0 && !(got > 0 && ids[1] == bos)) {
+        ids[0] = bos;
+        return got + 1;
+    }
+    memmove(ids, ids + 1, got * sizeof *ids);
+    return got;
+}
+
 /* Tokenizes a prompt as ds_generate does: the text as it is (token texts in
  * it are tokens), with one leading BOS where the tokenizer adds one (not
  * doubled when the text begins with the BOS token's text). *ids is
@@ -1281,14 +1294,7 @@ static ds_status encode_prompt(const ds_tokenizer *tok, const char *text, int32_
         *ids = NULL;
         return st;
     }
-    int32_t bos = ds_tokenizer_adds_bos(tok) ? ds_tokenizer_bos(tok) : -1;
-    if (bos >= 0 && !(got > 0 && (*ids)[1] == bos)) {
-        (*ids)[0] = bos;
-        *n = got + 1;
-    } else {
-        memmove(*ids, *ids + 1, got * sizeof **ids);
-        *n = got;
-    }
+    *n = place_bos(tok, *ids, got);
     return DS_OK;
 }
 
@@ -1688,14 +1694,7 @@ static ds_status chat_encode(const ds_tokenizer *tok, const chat_log *h, int fla
         ds_status st = *cap > 1 ? ds_tokenizer_encode_chat(tok, h->msg, h->n, 1, flags, *ids + 1, *cap - 1, &got)
                                 : ds_tokenizer_encode_chat(tok, h->msg, h->n, 1, flags, NULL, 0, &got);
         if (st == DS_OK) {
-            int32_t bos = ds_tokenizer_adds_bos(tok) ? ds_tokenizer_bos(tok) : -1;
-            if (bos >= 0 && !(got > 0 && (*ids)[1] == bos)) {
-                (*ids)[0] = bos;
-                *n = got + 1;
-            } else {
-                memmove(*ids, *ids + 1, got * sizeof **ids);
-                *n = got;
-            }
+            *n = place_bos(tok, *ids, got);
             return DS_OK;
         }
         if (st != DS_ERR_LIMIT) return st;
