@@ -65,9 +65,11 @@
  *     response_format other than text, logit_bias, suffix, tools, ...) are
  *     400 unsupported, never silently ignored.
  *   - Unknown paths are 404, a known path with the wrong method 405.
- *   - --max-concurrent contexts share the one model; a request takes a free
- *     one for its generation and gives it back at the end, also when a
- *     streaming client goes away mid-stream.
+ *   - --max-concurrent slots are the sequences of one context; a request
+ *     takes a free one (the one holding the longest prefix of its prompt)
+ *     and gives it back at the end, also when a streaming client goes away
+ *     mid-stream. The running generations decode together, one token each
+ *     per pass (continuous batching: see "Continuous batching" below).
  *   - Audit log on stderr: a line when the model is loaded and one per request
  *     (time, remote address, method, endpoint, status, token counts, latency,
  *     request id after an internal error).
@@ -651,7 +653,7 @@ static void queue_unlink(waiter *w) {
 
 /* A context for a generation: a free one at once when nobody waits (the one
  * that holds the longest prefix of the prompt ids, n_ids of them, so that
- * the least is evaluated again), else after waiting in the queue (then the
+ * the least is evaluated again; of equals, the least recently used), else after waiting in the queue (then the
  * first slot to come free). fd is the client's socket (-1: not watched).
  * Returns ACQ_OK with *out set, or why not: ACQ_FULL (the queue is full),
  * ACQ_TIMEOUT (--queue-timeout passed), ACQ_GONE (the client left),
@@ -668,7 +670,9 @@ static int pool_acquire(int fd, const int32_t *ids, size_t n_ids, ds_context **o
         for (int i = 0; i < S.n_slots; i++)
             if (!S.busy[i]) {
                 size_t k = slot_prefix(i, ids, n_ids);
-                if (best < 0 || k > best_k) {
+                /* ties: the slot used least recently, whose tokens are
+                 * the least likely to be asked for again */
+                if (best < 0 || k > best_k || (k == best_k && S.taken_at[i] < S.taken_at[best])) {
                     best = i;
                     best_k = k;
                 }
@@ -2511,7 +2515,8 @@ static const char usage_text[] =
     "  --host H              address to listen on (default 127.0.0.1)\n"
     "  --port P              TCP port (default 8080; 0 = any free port, printed at start)\n"
     "  --api-key-file K      require \"Authorization: Bearer <token in K>\" (all but /health)\n"
-    "  --max-concurrent N    generations at once, one context each (default 2); more wait in the queue\n"
+    "  --max-concurrent N    generations at once, decoded together in one pass (default 2); more wait\n"
+    "                        in the queue\n"
     "  --queue N             generation requests that may wait for a context, first come first served\n"
     "                        (default 16; 0 = none); past that 429 with Retry-After\n"
     "  --queue-timeout S     longest wait in the queue (default 60); then 503 with Retry-After\n"
