@@ -746,6 +746,8 @@ typedef struct ds_context ds_context;
 typedef struct ds_context_params {
     int n_ctx;                    /* maximum tokens (prompt + generated); 0 = min(4096, model max) */
     int n_threads;                /* 0 = the model's n_threads */
+    int n_seq;                    /* sequences (0 = 1, at most 256), each with its own KV cache of n_ctx
+                                     positions: see ds_context_seq */
 } ds_context_params;
 
 DS_API ds_context_params ds_context_default_params(void);   /* all zero, as {0} */
@@ -788,6 +790,42 @@ DS_API DS_WARN_UNUSED ds_status ds_context_truncate(ds_context *c, int n_keep);
  * valid until the context is freed and its first *n entries until the next
  * call that changes the context. NULL (and *n = 0) for a NULL context. */
 DS_API const int32_t *ds_context_tokens(const ds_context *c, int *n);
+
+/* ---- Several sequences in one context ----
+ * A context made with n_seq > 1 holds n_seq independent sequences, each with
+ * its own tokens and KV cache, sharing one set of scratch buffers and worker
+ * threads. ds_context_seq(c, i) is sequence i as a context handle of its own:
+ * every function above works on it (eval, truncate, tokens, n_past, abort,
+ * generators), touching that sequence only. ds_context_seq(c, 0) is c
+ * itself. The handles belong to c (ds_context_free on one of them other than
+ * c does nothing) and live until ds_context_free(c). The sequences share
+ * scratch, so calls on any of them come from one thread at a time.
+ * ds_context_eval_batch then runs one token of each of several sequences in
+ * one forward pass: the weights are read once for all of them, and a routed
+ * expert chosen by several is read (and, with an expert cache, decrypted)
+ * once. */
+/* Sequence i of c (NULL when c is NULL, i < 0 or i >= ds_context_n_seq(c));
+ * on a sequence handle, of the context it belongs to. */
+DS_API ds_context *ds_context_seq(ds_context *c, int i);
+/* The number of sequences of the context c belongs to (0 for NULL). */
+DS_API int ds_context_n_seq(const ds_context *c);
+/* Which of its context's sequences c is (0 for NULL). */
+DS_API int ds_context_seq_id(const ds_context *c);
+/* Appends tokens[i] to sequence seqs[i], for i < n, in one forward pass;
+ * logits[i], when logits and logits[i] are not NULL, receives that token's
+ * vocab_size logits. The seqs must be distinct sequences of one context.
+ * Each sequence's result is what ds_context_eval of its one token gives,
+ * within float rounding: the kernels may sum in another order for a batch
+ * (ds_context_truncate says the same of prompt batches).
+ * Errors: DS_ERR_INVALID_ARG (NULL arguments, n = 0 or over 256, sequences of
+ * different contexts or one twice, an id outside the vocabulary; the message
+ * names the entry), DS_ERR_LIMIT (a sequence is full; the message names it),
+ * DS_ERR_CANCELLED (the abort callback of one of the sequences asked to
+ * stop), and what ds_context_eval reports. On every error nothing is
+ * appended to any sequence. The message is the thread's (ds_last_error) and
+ * the first sequence's (ds_context_errmsg). */
+DS_API DS_WARN_UNUSED ds_status ds_context_eval_batch(ds_context *const *seqs, const int32_t *tokens, size_t n,
+                                                      float *const *logits);
 
 /* Asked while a context evaluates: before each batch of up to 256 tokens and,
  * on the CPU, between layers; a non-zero return stops the evaluation with
@@ -933,6 +971,31 @@ DS_API DS_WARN_UNUSED ds_status ds_generator_next(ds_generator *g, const char **
 DS_API ds_stop_reason ds_generator_stop_reason(const ds_generator *g);
 /* The statistics so far (zeros for a NULL g). */
 DS_API void ds_generator_stats(const ds_generator *g, ds_generate_stats *out);
+/* Advances several generators by one token each, as ds_generator_next
+ * does, evaluating their tokens in one forward pass (ds_context_eval_batch):
+ * the continuous batching of a server, where each active request is one
+ * generator on its own sequence of one context (ds_context_seq). NULL
+ * entries and generators already stopped or failed are skipped. Each
+ * generator's text of this step is then ds_generator_text's. A generator
+ * whose sequence's abort callback asks to stop before or during the pass is
+ * stopped with DS_STOP_ABORT and the others' tokens are evaluated without it.
+ * Greedy sampling picks what ds_generator_next would, except where two
+ * candidates' logits are equal within the batch's float rounding.
+ * Returns DS_OK when every generator advanced or stopped; otherwise the first
+ * error, and each generator it concerns is failed (ds_generator_status):
+ * DS_ERR_INVALID_ARG (NULL gs with n > 0, more than 256 generators, generators on
+ * different contexts or two on one sequence; nothing is done then), a
+ * sampling or decoding error (that generator only), or an evaluation error
+ * (every generator of the pass). */
+DS_API DS_WARN_UNUSED ds_status ds_generator_step(ds_generator *const *gs, size_t n);
+/* The text that became final in the generator's last ds_generator_next or
+ * ds_generator_step call (what ds_generator_next returns in *text and *len);
+ * valid until the next call on g. "" and 0 for NULL. */
+DS_API void ds_generator_text(const ds_generator *g, const char **text, size_t *len);
+/* DS_OK, or the error that stopped the generator (ds_generator_next's or
+ * ds_generator_step's); its message is ds_generator_errmsg's. */
+DS_API ds_status ds_generator_status(const ds_generator *g);
+DS_API const char *ds_generator_errmsg(const ds_generator *g);
 /* Frees the generator; the context keeps the tokens evaluated so far (the
  * prompt and every generated token but the last, which was never fed back).
  * NULL is a no-op. */

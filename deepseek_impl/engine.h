@@ -161,6 +161,10 @@ DSI_FUNC const dsi_secure_buf *dsi_pager_mem(const dsi_pager *p);
 DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);
 DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
 
+/* ==== Contexts (forward.c) ============================================== */
+/* Whether c's abort callback asks to stop now (false without one). */
+DSI_FUNC bool dsi_context_aborted(const ds_context *c);
+
 /* ==== Devices: what the forward pass needs of a CPU or a GPU ============= */
 /*
  * The forward pass (forward.c) is written once, over this table; the CPU

@@ -44,6 +44,16 @@ struct ds_context {
     int *idx;                          /* (T * K) */
     float *wts;                        /* (T * K) */
     bool counted;                      /* included in the model's n_contexts */
+    /* Sequences (ds_context_seq): the context ds_context_new made is the
+     * root and sequence 0; sequences 1.. are handles that copy its shared
+     * state (device context, activations, host scratch: the pointers above)
+     * and own only their tokens (hist, n_past), error and abort callback. */
+    ds_context *root;                  /* the context this one belongs to (itself for the root) */
+    int seq_id, n_seq;                 /* which sequence; how many the root has */
+    ds_context **seqs;                 /* root only: (n_seq) the handles, seqs[0] = root */
+    float *blog;                       /* root only, n_seq > 1: (n_seq, vocab) logits of a batch step */
+    ds_context *const *batch;          /* root, during ds_context_eval_batch: the sequences whose abort */
+    int batch_n;                       /* callbacks are asked */
 };
 
 DS_API ds_context_params ds_context_default_params(void) {
@@ -56,6 +66,12 @@ DS_API const char *ds_context_errmsg(const ds_context *c) { return c ? c->err.ms
 DS_API int ds_context_n_past(const ds_context *c) { return c ? c->n_past : 0; }
 DS_API int ds_context_n_ctx(const ds_context *c) { return c ? c->n_ctx : 0; }
 DS_API ds_model *ds_context_model(const ds_context *c) { return c ? c->m : NULL; }
+DS_API int ds_context_n_seq(const ds_context *c) { return c ? c->n_seq : 0; }
+DS_API int ds_context_seq_id(const ds_context *c) { return c ? c->seq_id : 0; }
+DS_API ds_context *ds_context_seq(ds_context *c, int i) {
+    if (!c || i < 0 || i >= c->n_seq) return NULL;
+    return c->root->seqs[i];
+}
 DS_API void ds_context_reset(ds_context *c) {
     if (c) c->n_past = 0;
 }
@@ -93,8 +109,15 @@ DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user) {
     c->abort_user = fn ? user : NULL;
 }
 
+DSI_FUNC bool dsi_context_aborted(const ds_context *c) { return c->abort_fn && c->abort_fn(c->abort_user); }
+
 static bool dsi_ctx_aborted(const ds_context *c, dsi_err *e) {
-    if (!c->abort_fn || !c->abort_fn(c->abort_user)) return false;
+    bool stop = false;
+    if (c->batch_n)
+        for (int i = 0; i < c->batch_n && !stop; i++) stop = dsi_context_aborted(c->batch[i]);
+    else
+        stop = dsi_context_aborted(c);
+    if (!stop) return false;
     dsi_fail(e, DS_ERR_CANCELLED, "evaluation cancelled by the abort callback");
     return true;
 }
@@ -155,6 +178,11 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_new: n_ctx %d out of range", p->n_ctx);
         return dsi_publish(&e);
     }
+    int n_seq = p->n_seq > 0 ? p->n_seq : 1;
+    if (p->n_seq < 0 || n_seq > DSI_MAX_BATCH) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_new: n_seq %d out of range [1, %d]", p->n_seq, DSI_MAX_BATCH);
+        return dsi_publish(&e);
+    }
     const dsi_alloc *al = &m->al;
     ds_context *c = dsi_calloc(al, 1, sizeof *c);
     if (!c) {
@@ -163,6 +191,8 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     }
     c->m = m;
     c->n_ctx = n_ctx;
+    c->root = c;
+    c->n_seq = n_seq;
     c->dev = m->dev;
     c->w = m->dev->weights(m);
     c->eps = cf->rms_norm_eps;
@@ -174,7 +204,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     int rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
     int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
     float *inv_freq = dsi_calloc(al, (size_t)rope_dim / 2 + 1, sizeof(float));
-    dsi_ctx_shape sh = {n_ctx, 1, DSI_MAX_BATCH, p->n_threads > 0 ? p->n_threads : m->n_threads, inv_freq,
+    dsi_ctx_shape sh = {n_ctx, n_seq, DSI_MAX_BATCH, p->n_threads > 0 ? p->n_threads : m->n_threads, inv_freq,
                         rope_dim, 1.0f, 1.0f / sqrtf((float)hd),
                         hd,
                         mla ? cf->kv_lora_rank : cf->n_kv_heads * hd,
@@ -200,8 +230,10 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->cnt = dsi_calloc(al, E, sizeof(int));
     c->idx = dsi_calloc(al, T * K, sizeof(int));
     c->wts = dsi_calloc(al, T * K, sizeof(float));
+    c->seqs = dsi_calloc(al, (size_t)n_seq, sizeof *c->seqs);
+    if (n_seq > 1) c->blog = dsi_calloc(al, (size_t)n_seq * (size_t)cf->vocab_size, sizeof(float));
     if (!inv_freq || !c->hist || !c->pos || !c->seq || !c->sel || !c->selw || !c->used || !c->off || !c->cnt ||
-        !c->idx || !c->wts) {
+        !c->idx || !c->wts || !c->seqs || (n_seq > 1 && !c->blog)) {
         dsi_free(al, inv_freq);
         ds_context_free(c);
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context");
@@ -214,6 +246,28 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         ds_context_free(c);
         return dsi_publish(&e);
     }
+    /* the other sequences: copies of the shared state with tokens of their own */
+    c->seqs[0] = c;
+    for (int i = 1; i < n_seq; i++) {
+        ds_context *q = dsi_malloc(al, sizeof *q);
+        int32_t *hist = dsi_calloc(al, (size_t)n_ctx, sizeof *hist);
+        if (!q || !hist) {
+            dsi_free(al, q);
+            dsi_free(al, hist);
+            ds_context_free(c);
+            dsi_fail(&e, DS_ERR_NOMEM, "out of memory for sequence %d of a context", i);
+            return dsi_publish(&e);
+        }
+        *q = *c;
+        memset(&q->err, 0, sizeof q->err);
+        q->hist = hist;
+        q->n_past = 0;
+        q->seq_id = i;
+        q->seqs = NULL;
+        q->blog = NULL;
+        q->counted = false;
+        c->seqs[i] = q;
+    }
     __atomic_add_fetch(&m->n_contexts, 1, __ATOMIC_ACQ_REL);
     c->counted = true;
     *out = c;
@@ -221,8 +275,16 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
 }
 
 DS_API void ds_context_free(ds_context *c) {
-    if (!c) return;
+    if (!c || c->root != c) return;   /* a sequence goes with its context */
     const dsi_alloc *al = &c->m->al;
+    if (c->seqs)
+        for (int i = 1; i < c->n_seq; i++)
+            if (c->seqs[i]) {
+                dsi_free(al, c->seqs[i]->hist);
+                dsi_free(al, c->seqs[i]);
+            }
+    dsi_free(al, c->seqs);
+    dsi_free(al, c->blog);
     if (c->dc) c->dev->ctx_free(c->m, c->dc);
     dsi_free(al, c->hist);
     dsi_free(al, c->pos);
@@ -405,7 +467,7 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
         /* one sequence: positions n_past.. */
         for (int t = 0; t < T; t++) {
             c->pos[t] = c->n_past + t;
-            c->seq[t] = 0;
+            c->seq[t] = c->seq_id;
         }
         dsi_batch b = {T, tokens + done, c->pos, c->seq};
         ds_status s = dsi_ctx_aborted(c, &e) ? DS_ERR_CANCELLED : dsi_forward(c, &b, out, first, &e);
@@ -417,5 +479,67 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
         done += (size_t)T;
     }
     memcpy(c->hist + start, tokens, n * sizeof *tokens);
+    return DS_OK;
+}
+
+/* One token of each of several sequences in one forward pass, on the root's
+ * scratch; their abort callbacks are asked between layers. */
+DS_API ds_status ds_context_eval_batch(ds_context *const *seqs, const int32_t *tokens, size_t n,
+                                       float *const *logits) {
+    dsi_err e = {0};
+    if (!seqs || !tokens || n == 0 || n > DSI_MAX_BATCH || !seqs[0]) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_eval_batch: %s",
+                 !seqs || !tokens ? "NULL argument"
+                 : n == 0 || n > DSI_MAX_BATCH ? "n must be in [1, 256]"
+                                                : "sequence 0 is NULL");
+        return seqs && seqs[0] ? dsi_ctx_fail(seqs[0], &e) : dsi_publish(&e);
+    }
+    ds_context *c = seqs[0]->root;
+    const ds_model_config *cf = &c->m->cfg;
+    for (size_t i = 0; i < n; i++) {
+        const ds_context *q = seqs[i];
+        if (!q || q->root != c) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_eval_batch: entry %zu is %s", i,
+                     q ? "a sequence of another context" : "NULL");
+            return dsi_ctx_fail(seqs[0], &e);
+        }
+        for (size_t k = 0; k < i; k++)
+            if (seqs[k] == q) {
+                dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_eval_batch: entries %zu and %zu are both sequence %d",
+                         k, i, q->seq_id);
+                return dsi_ctx_fail(seqs[0], &e);
+            }
+        if (tokens[i] < 0 || tokens[i] >= cf->vocab_size) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_eval_batch: entry %zu: id %d is outside the vocabulary [0, %d)",
+                     i, (int)tokens[i], cf->vocab_size);
+            return dsi_ctx_fail(seqs[0], &e);
+        }
+        if (q->n_past >= q->n_ctx) {
+            dsi_fail(&e, DS_ERR_LIMIT, "ds_context_eval_batch: sequence %d is full (%d tokens)", q->seq_id, q->n_ctx);
+            return dsi_ctx_fail(seqs[0], &e);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        c->pos[i] = seqs[i]->n_past;
+        c->seq[i] = seqs[i]->seq_id;
+    }
+    bool want = false;
+    for (size_t i = 0; logits && i < n; i++) want = want || logits[i];
+    /* the root's logits buffer holds n_seq rows; a context of one sequence
+     * has none, and its one row goes straight to the caller */
+    float *out = !want ? NULL : c->blog ? c->blog : logits[0];
+    dsi_batch b = {(int)n, tokens, c->pos, c->seq};
+    c->batch = seqs;
+    c->batch_n = (int)n;
+    ds_status s = dsi_ctx_aborted(c, &e) ? DS_ERR_CANCELLED : dsi_forward(c, &b, out, 0, &e);
+    c->batch = NULL;
+    c->batch_n = 0;
+    if (s) return dsi_ctx_fail(seqs[0], &e);
+    size_t V = (size_t)cf->vocab_size;
+    for (size_t i = 0; i < n; i++) {
+        ds_context *q = seqs[i];
+        q->hist[q->n_past++] = tokens[i];
+        if (want && logits[i] && out != logits[i]) memcpy(logits[i], out + i * V, V * sizeof(float));
+    }
     return DS_OK;
 }

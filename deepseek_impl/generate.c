@@ -14,6 +14,7 @@
 #include "engine.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* Room for one streamed piece: the header asks for 64 bytes plus the longest
@@ -135,7 +136,12 @@ struct ds_generator {
     dsi_buf out;                   /* text released by the last step, NUL-terminated */
     ds_generate_stats st;
     bool failed;
+    ds_status status;              /* the error that failed it (DS_OK while not failed) */
+    char errmsg[512];           /* its message */
     double t_gen;                  /* when the decode phase began */
+    /* between the two halves of a step (gen_pick, gen_close) */
+    int32_t next;                  /* the token to evaluate, -1: none */
+    size_t n_before;               /* released text that belongs to the token (the rest: the -1 call) */
 };
 
 DS_API const char *ds_stop_reason_name(ds_stop_reason r) {
@@ -373,6 +379,84 @@ static ds_status gen_flush(ds_generator *g, dsi_err *e) {
     return st;
 }
 
+/* Marks g failed with status st, its message from e (published), or the
+ * thread's when e is NULL (the callee published it). Returns st. */
+static ds_status gen_failed(ds_generator *g, ds_status st, const dsi_err *e) {
+    if (e) (void)dsi_publish(e);
+    g->failed = true;
+    g->status = st;
+    snprintf(g->errmsg, sizeof g->errmsg, "%s", e ? e->msg : ds_last_error());
+    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    return st;
+}
+
+/* The first half of a step: samples a token, decodes it, applies the stop
+ * strings, calls on_token, and sets g->next to the token to evaluate (-1
+ * when generation ends with it). An error fails g (and is returned with its
+ * message published). */
+static ds_status gen_pick(ds_generator *g) {
+    dsi_err e = {0};
+    g->out.len = 0;
+    if (g->out.data) g->out.data[0] = '\0';
+    g->next = -1;
+    g->n_before = 0;
+    ds_status st;
+    int32_t t = -1;
+
+    /* ---- sample ---- */
+    if (g->ignore_eos && g->eos >= 0 && g->eos < g->n_sample) g->b.logits[g->eos] = -INFINITY;
+    if ((st = ds_sampler_sample(g->s, g->b.logits, g->n_sample, g->b.ids, g->n_ids, &t)) != DS_OK)
+        return gen_failed(g, st, NULL);   /* the sampler set the message */
+    if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
+        g->st.stop_reason = DS_STOP_EOS;   /* not passed on, not evaluated */
+        return DS_OK;
+    }
+    /* ---- decode, look for stop strings, release ---- */
+    g->b.ids[g->n_ids++] = t;
+    g->st.n_generated++;
+    size_t plen = 0;
+    if ((st = gen_piece(&g->b, g->tok, &g->dstate, t, &plen, &e)) != DS_OK ||
+        (st = gen_append(&g->pending, g->b.piece, plen, false, &e)) != DS_OK ||
+        (st = gen_settle(g, false, &e)) != DS_OK)
+        return gen_failed(g, st, &e);
+    if (!g->st.stop_reason && g->max_tokens && g->st.n_generated >= g->max_tokens)
+        g->st.stop_reason = DS_STOP_LENGTH;
+    else if (!g->st.stop_reason && ds_context_n_past(g->c) >= g->n_ctx)
+        g->st.stop_reason = DS_STOP_CONTEXT_FULL;
+    if (g->st.stop_reason == DS_STOP_LENGTH || g->st.stop_reason == DS_STOP_CONTEXT_FULL) {
+        if ((st = gen_flush(g, &e)) != DS_OK) return gen_failed(g, st, &e);
+    }
+    g->n_before = g->out.len;
+    if (g->on_token && g->on_token(g->user, t, gen_text(&g->out), g->out.len) && !g->st.stop_reason)
+        g->st.stop_reason = DS_STOP_CALLBACK;
+    /* ---- evaluate it, unless it ends the generation ---- */
+    if (!g->st.stop_reason) g->next = t;
+    return DS_OK;
+}
+
+/* The second half, once g->next was evaluated (or not: ev is its outcome,
+ * DS_OK when nothing was evaluated): on an evaluation error fails g; at the
+ * end, releases what is still held back (the call with -1). */
+static ds_status gen_close(ds_generator *g, ds_status ev) {
+    dsi_err e = {0};
+    ds_status st;
+    g->next = -1;
+    if (ev == DS_ERR_CANCELLED) {
+        g->st.stop_reason = DS_STOP_ABORT;
+    } else if (ev) {
+        return gen_failed(g, ev, NULL);   /* the context set the message */
+    }
+    /* ---- the end: what is still held back comes in a call with -1 ---- */
+    if (g->st.stop_reason && g->st.stop_reason != DS_STOP_LENGTH && g->st.stop_reason != DS_STOP_CONTEXT_FULL &&
+        g->st.stop_reason != DS_STOP_STRING) {
+        if ((st = gen_flush(g, &e)) != DS_OK) return gen_failed(g, st, &e);
+        if (g->out.len > g->n_before && g->on_token)
+            (void)g->on_token(g->user, -1, gen_text(&g->out) + g->n_before, g->out.len - g->n_before);
+    }
+    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    return DS_OK;
+}
+
 DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *len) {
     dsi_err e = {0};
     if (text) *text = "";
@@ -382,68 +466,100 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
         return dsi_publish(&e);
     }
     if (g->st.stop_reason || g->failed) return DS_OK;
-    g->out.len = 0;
-    if (g->out.data) g->out.data[0] = '\0';
-    ds_status st;
-    size_t n_before = 0;   /* released text that belongs to the token (the rest: the -1 call) */
-    int32_t t = -1;
-
-    /* ---- sample ---- */
-    if (g->ignore_eos && g->eos >= 0 && g->eos < g->n_sample) g->b.logits[g->eos] = -INFINITY;
-    if ((st = ds_sampler_sample(g->s, g->b.logits, g->n_sample, g->b.ids, g->n_ids, &t)) != DS_OK) {
-        g->failed = true;
-        return st;   /* the sampler set the message */
-    }
-    if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
-        g->st.stop_reason = DS_STOP_EOS;   /* not passed on, not evaluated */
-        t = -1;
-    } else {
-        /* ---- decode, look for stop strings, release ---- */
-        g->b.ids[g->n_ids++] = t;
-        g->st.n_generated++;
-        size_t plen = 0;
-        if ((st = gen_piece(&g->b, g->tok, &g->dstate, t, &plen, &e)) != DS_OK ||
-            (st = gen_append(&g->pending, g->b.piece, plen, false, &e)) != DS_OK ||
-            (st = gen_settle(g, false, &e)) != DS_OK)
-            goto fail;
-        if (!g->st.stop_reason && g->max_tokens && g->st.n_generated >= g->max_tokens)
-            g->st.stop_reason = DS_STOP_LENGTH;
-        else if (!g->st.stop_reason && ds_context_n_past(g->c) >= g->n_ctx)
-            g->st.stop_reason = DS_STOP_CONTEXT_FULL;
-        if (g->st.stop_reason == DS_STOP_LENGTH || g->st.stop_reason == DS_STOP_CONTEXT_FULL) {
-            if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
-        }
-        n_before = g->out.len;
-        if (g->on_token && g->on_token(g->user, t, gen_text(&g->out), g->out.len) && !g->st.stop_reason)
-            g->st.stop_reason = DS_STOP_CALLBACK;
-        /* ---- evaluate it, unless it ends the generation ---- */
-        if (!g->st.stop_reason) {
-            st = ds_context_eval(g->c, &t, 1, g->b.logits, 0);
-            if (st == DS_ERR_CANCELLED) {
-                g->st.stop_reason = DS_STOP_ABORT;
-            } else if (st) {
-                g->failed = true;
-                g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
-                return st;   /* the context set the message */
-            }
-        }
-    }
-    /* ---- the end: what is still held back comes in a call with -1 ---- */
-    if (g->st.stop_reason && g->st.stop_reason != DS_STOP_LENGTH && g->st.stop_reason != DS_STOP_CONTEXT_FULL &&
-        g->st.stop_reason != DS_STOP_STRING) {
-        if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
-        if (g->out.len > n_before && g->on_token)
-            (void)g->on_token(g->user, -1, gen_text(&g->out) + n_before, g->out.len - n_before);
-    }
-    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    ds_status st = gen_pick(g);
+    if (st) return st;
+    ds_status ev = g->next >= 0 ? ds_context_eval(g->c, &g->next, 1, g->b.logits, 0) : DS_OK;
+    if ((st = gen_close(g, ev)) != DS_OK) return st;
     if (text) *text = gen_text(&g->out);
     if (len) *len = g->out.len;
     return DS_OK;
-fail:
-    g->failed = true;
-    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
-    return dsi_publish(&e);
 }
+
+DS_API ds_status ds_generator_step(ds_generator *const *gs, size_t n) {
+    dsi_err e = {0};
+    if (!gs && n) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_step: gs is NULL");
+        return dsi_publish(&e);
+    }
+    if (n > DSI_MAX_BATCH) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_step: %zu generators; at most %d in one step", n,
+                 DSI_MAX_BATCH);
+        return dsi_publish(&e);
+    }
+    /* all on one context, each on its own sequence */
+    ds_context *root = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!gs[i]) continue;
+        ds_context *r = ds_context_seq(gs[i]->c, 0);
+        if (!root) root = r;
+        if (r != root) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_step: generator %zu is on another context than the first",
+                     i);
+            return dsi_publish(&e);
+        }
+        for (size_t k = 0; k < i; k++)
+            if (gs[k] && gs[k]->c == gs[i]->c) {
+                dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_step: generators %zu and %zu share sequence %d", k, i,
+                         ds_context_seq_id(gs[i]->c));
+                return dsi_publish(&e);
+            }
+    }
+    ds_status first = DS_OK;
+    ds_context *seqs[DSI_MAX_BATCH];
+    int32_t toks[DSI_MAX_BATCH];
+    float *lg[DSI_MAX_BATCH];
+    ds_generator *who[DSI_MAX_BATCH];
+    size_t m = 0;
+    /* ---- sample each; those going on join the pass ---- */
+    for (size_t i = 0; i < n; i++) {
+        ds_generator *g = gs[i];
+        if (!g || g->st.stop_reason || g->failed) continue;
+        ds_status st = gen_pick(g);
+        if (st) {
+            if (!first) first = st;
+            continue;
+        }
+        if (g->next < 0) {
+            (void)gen_close(g, DS_OK);   /* ends here: flush what is held back */
+            if (g->failed && !first) first = g->status;
+            continue;
+        }
+        who[m++] = g;
+    }
+    /* ---- one pass for them all; a sequence whose abort callback asks to
+     * stop leaves the batch, and the pass runs again without it ---- */
+    ds_status ev = DS_OK;
+    while (m > 0) {
+        for (size_t i = 0; i < m; i++) {
+            seqs[i] = who[i]->c;
+            toks[i] = who[i]->next;
+            lg[i] = who[i]->b.logits;
+        }
+        ev = ds_context_eval_batch(seqs, toks, m, lg);
+        if (ev != DS_ERR_CANCELLED) break;
+        size_t k = 0;
+        for (size_t i = 0; i < m; i++) {
+            ds_generator *g = who[i];
+            if (dsi_context_aborted(g->c)) (void)gen_close(g, DS_ERR_CANCELLED);
+            else who[k++] = g;
+        }
+        if (k == m) break;   /* cancelled, yet nobody asks now: report it for all */
+        m = k;
+    }
+    for (size_t i = 0; i < m; i++) {
+        (void)gen_close(who[i], ev);
+        if (who[i]->failed && !first) first = who[i]->status;
+    }
+    return first;
+}
+
+DS_API void ds_generator_text(const ds_generator *g, const char **text, size_t *len) {
+    if (text) *text = g ? gen_text(&g->out) : "";
+    if (len) *len = g ? g->out.len : 0;
+}
+
+DS_API ds_status ds_generator_status(const ds_generator *g) { return g ? g->status : DS_OK; }
+DS_API const char *ds_generator_errmsg(const ds_generator *g) { return g && g->failed ? g->errmsg : ""; }
 
 DS_API ds_stop_reason ds_generator_stop_reason(const ds_generator *g) { return g ? g->st.stop_reason : DS_STOP_NONE; }
 

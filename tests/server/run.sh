@@ -537,4 +537,19 @@ else
     bad srv-i "the server with --queue-timeout 2 did not start" "$T/i.log"
 fi
 
+# ==== 10. Server J: continuous batching and prompt reuse ====================
+# Four slots: greedy answers decoded together equal those served alone; a
+# prompt extending what a slot holds evaluates only its new tokens.
+if start_server j --max-concurrent 4 --threads 2 $DEADLINES; then
+    ok srv-j
+    "$PY" "$HERE/test_batching.py" --port "$PORT" --slots 4 >"$T/py-batch.txt" 2>&1
+    tally "$T/py-batch.txt" $? test_batching.py
+    check log-19 "request lines count the reused prompt tokens" \
+        grep -q 'endpoint=/v1/completions status=200 .*reused_tokens=[1-9]' "$T/j.log"
+    stop_server stop-11 "$T/j.log"
+    no_sanitizer_report san-j "$T/j.log"
+else
+    bad srv-j "the server with --max-concurrent 4 did not start" "$T/j.log"
+fi
+
 finish

@@ -65,9 +65,11 @@
  *     response_format other than text, logit_bias, suffix, tools, ...) are
  *     400 unsupported, never silently ignored.
  *   - Unknown paths are 404, a known path with the wrong method 405.
- *   - --max-concurrent contexts share the one model; a request takes a free
- *     one for its generation and gives it back at the end, also when a
- *     streaming client goes away mid-stream.
+ *   - --max-concurrent slots are the sequences of one context; a request
+ *     takes a free one (the one holding the longest prefix of its prompt)
+ *     and gives it back at the end, also when a streaming client goes away
+ *     mid-stream. The running generations decode together, one token each
+ *     per pass (continuous batching: see "Continuous batching" below).
  *   - Audit log on stderr: a line when the model is loaded and one per request
  *     (time, remote address, method, endpoint, status, token counts, latency,
  *     request id after an internal error).
@@ -135,6 +137,7 @@
 
 #define MAX_STOPS 4
 #define STREAM_BLOCK (16 * 1024)
+#define DS_SERVER_MAX_SLOTS 256         /* --max-concurrent: sequences of one context (ds_context_eval_batch's bound) */
 
 const char cli_prog[] = "ds-server";
 
@@ -517,6 +520,8 @@ typedef struct metrics {
     double hist_sum[N_EP];
     uint64_t hist_count[N_EP];
     uint64_t prompt_tokens, generated_tokens;
+    uint64_t prompt_reused;               /* prompt tokens a slot already held (not evaluated again) */
+    uint64_t batch_steps, batch_seqs;     /* decode passes, and the sequences they advanced */
     double prompt_seconds, generate_seconds;
     double last_tps;                      /* generated tokens / decode seconds, last request */
     uint64_t streams_aborted;
@@ -538,8 +543,10 @@ typedef struct server {
     long long created;                    /* start time, Unix seconds */
     double start_wall;
 
-    /* the context pool: one per concurrent generation */
+    /* the slots: one per concurrent generation, each a sequence of one
+     * context (ds_context_seq) so that their tokens decode in one pass */
     pthread_mutex_t pool_mu;
+    ds_context *root;                     /* the context; ctx[i] = its sequence i */
     ds_context **ctx;
     unsigned char *busy;
     double *taken_at;                     /* (n_slots) when each busy context was taken (now_mono) */
@@ -612,6 +619,15 @@ static int client_gone(int fd) {
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* How many leading tokens of ids (n) slot i holds. pool_mu held, slot free. */
+static size_t slot_prefix(int i, const int32_t *ids, size_t n) {
+    int held = 0;
+    const int32_t *h = ds_context_tokens(S.ctx[i], &held);
+    size_t k = 0;
+    while (k < n && k < (size_t)held && h[k] == ids[k]) k++;
+    return k;
+}
+
 /* Marks slot i taken from now. pool_mu held. */
 static ds_context *slot_take(int i) {
     if (!S.busy[i]) {
@@ -635,24 +651,38 @@ static void queue_unlink(waiter *w) {
     S.n_queued--;
 }
 
-/* A context for a generation: a free one at once when nobody waits, else
- * after waiting in the queue. fd is the client's socket (-1: not watched).
+/* A context for a generation: a free one at once when nobody waits (the one
+ * that holds the longest prefix of the prompt ids, n_ids of them, so that
+ * the least is evaluated again; of equals, the least recently used), else after waiting in the queue (then the
+ * first slot to come free). fd is the client's socket (-1: not watched).
  * Returns ACQ_OK with *out set, or why not: ACQ_FULL (the queue is full),
  * ACQ_TIMEOUT (--queue-timeout passed), ACQ_GONE (the client left),
  * ACQ_STOPPING (shutdown). *waited: seconds spent waiting (0 when a
  * context was free or the queue full). */
-static int pool_acquire(int fd, ds_context **out, double *waited) {
+static int pool_acquire(int fd, const int32_t *ids, size_t n_ids, ds_context **out, double *waited) {
     double t0 = now_mono();
     *out = NULL;
     *waited = 0;
     pthread_mutex_lock(&S.pool_mu);
-    if (!S.q_head)
+    if (!S.q_head) {
+        int best = -1;
+        size_t best_k = 0;
         for (int i = 0; i < S.n_slots; i++)
             if (!S.busy[i]) {
-                *out = slot_take(i);
-                pthread_mutex_unlock(&S.pool_mu);
-                return ACQ_OK;
+                size_t k = slot_prefix(i, ids, n_ids);
+                /* ties: the slot used least recently, whose tokens are
+                 * the least likely to be asked for again */
+                if (best < 0 || k > best_k || (k == best_k && S.taken_at[i] < S.taken_at[best])) {
+                    best = i;
+                    best_k = k;
+                }
             }
+        if (best >= 0) {
+            *out = slot_take(best);
+            pthread_mutex_unlock(&S.pool_mu);
+            return ACQ_OK;
+        }
+    }
     if (S.n_queued >= S.queue_max) {
         pthread_mutex_unlock(&S.pool_mu);
         return ACQ_FULL;
@@ -823,6 +853,7 @@ typedef struct req {
     int stream;
     int aborted;                          /* the client left mid-stream */
     int prompt_tokens, completion_tokens;
+    int reused_tokens;                    /* of the prompt, held by the slot already */
     double prompt_seconds, generate_seconds;
     const char *finish;
     char *prompt_log;                     /* --log-prompts only */
@@ -843,6 +874,7 @@ static void req_account(req *r) {
     m->hist_count[r->ep]++;
     if (r->status == 200 && r->prompt_tokens > 0) {   /* a refused prompt was never evaluated */
         m->prompt_tokens += (uint64_t)r->prompt_tokens;
+        m->prompt_reused += (uint64_t)r->reused_tokens;
         m->prompt_seconds += r->prompt_seconds;
     }
     if (r->completion_tokens > 0) {
@@ -862,8 +894,8 @@ static void req_account(req *r) {
     sb_printf(&line, " status=%d", r->status);
     int gen_ep = r->ep == EP_CHAT || r->ep == EP_COMPLETIONS || r->ep == EP_GENERATE;
     if (gen_ep && (r->status == 200 || r->prompt_tokens)) {
-        sb_printf(&line, " stream=%d prompt_tokens=%d completion_tokens=%d", r->stream, r->prompt_tokens,
-                  r->completion_tokens);
+        sb_printf(&line, " stream=%d prompt_tokens=%d completion_tokens=%d reused_tokens=%d", r->stream,
+                  r->prompt_tokens, r->completion_tokens, r->reused_tokens);
         if (r->finish) sb_printf(&line, " finish=%s", r->aborted ? "client_abort" : r->finish);
         else if (r->aborted) sb_puts(&line, " finish=client_abort");
         if (r->completion_tokens > 0 && r->generate_seconds > 0)
@@ -1028,6 +1060,7 @@ typedef struct gen_params {
     int max_tokens;
     ds_sampler_params sp;
     int stream, include_usage, ignore_eos;
+    int cache_prompt;                     /* 1 (default): keep what the slot holds of the prompt */
     const char *stop[MAX_STOPS];          /* point into the request's JSON document */
     size_t stop_len[MAX_STOPS];
     int n_stop;
@@ -1182,6 +1215,8 @@ static int parse_gen_params(const sj_value *root, int kind, gen_params *g, perr 
         if (!get_bool(so, "include_usage", &g->include_usage, e)) return 0;
     }
     if (!get_bool(root, "ignore_eos", &g->ignore_eos, e)) return 0;
+    g->cache_prompt = 1;
+    if (!get_bool(root, "cache_prompt", &g->cache_prompt, e)) return 0;
 
     /* things this server does not do: say so rather than ignore them */
     if (!get_int(root, "n", 1, 1, &d, &have, e))
@@ -1427,7 +1462,9 @@ typedef struct gen {
     ds_generator *it;                     /* the loop; NULL once finished */
     int32_t *ids;                         /* (n_prompt) the prompt's tokens */
     size_t n_prompt;
-    int n_gen;
+    int n_gen, n_reused;
+    int active;                           /* counted in B.n_active: asks the batcher for its tokens */
+    int asked;                            /* waits for the pass that advances it (under B.mu) */
     sbuf text;                            /* generated text (cut at a stop sequence) */
     int done;
     const char *finish;                   /* "stop" or "length" */
@@ -1454,8 +1491,11 @@ static void gen_fail(gen *g, ds_status st, const char *what) {
 /* Frees the text (after gen_end). */
 static void gen_drop(gen *g) { sb_free(&g->text); }
 
+static void batch_leave(gen *g);
+
 /* Gives the context back and frees everything but the text. */
 static void gen_end(gen *g) {
+    batch_leave(g);
     ds_generator_free(g->it);
     g->it = NULL;
     if (g->ctx) pool_give(g->ctx);
@@ -1477,6 +1517,7 @@ static void gen_sync(gen *g) {
     ds_generate_stats gs;
     ds_generator_stats(g->it, &gs);
     g->n_gen = gs.n_generated;
+    g->n_reused = gs.n_reused;
     g->prompt_seconds = gs.prompt_seconds;
     switch (gs.stop_reason) {
     case DS_STOP_NONE: return;
@@ -1494,15 +1535,144 @@ static void gen_sync(gen *g) {
     g->generate_seconds = gs.generate_seconds;
 }
 
-/* Sets up and prefills: the prompt's n_ids ids when ids is set (a chat), else
- * its text. Returns DS_OK, DS_ERR_LIMIT (prompt too long for the context;
- * g->errmsg says so), or another error. The context stays with g either way;
- * gen_end gives it back. */
-static ds_status gen_begin(gen *g, ds_context *ctx, const char *prompt, const int32_t *ids, size_t n_ids,
-                           const gen_params *p) {
+/* ==== Continuous batching ================================================
+ *
+ * The slots are the sequences of one context, whose scratch one thread at a
+ * time may use: a pass over the model is either a prefill (one request's
+ * prompt, ds_generator_new on its sequence) or a decode step
+ * (ds_generator_step: the next token of every generation that asks, in one
+ * forward pass, so the weights stream once for all of them). Requests keep
+ * running on their own MHD threads; the batcher only decides who drives the
+ * engine. A generation that wants its next token puts itself in `want` and
+ * waits. The first asker to find the engine free leads the step: it waits
+ * up to BATCH_GATHER seconds for the other active generations to ask too (a
+ * stream whose client reads slowly holds the others back no longer than
+ * that), takes every one that asked, runs the step without the lock, and
+ * wakes them; each reads its own text. A prefill waits for the engine
+ * between steps and goes ahead of the next step, so a new request joins the
+ * batch as soon as it can. A generation joins (active) after its prefill and
+ * leaves when it stops or its request ends.
+ */
+#define BATCH_GATHER 0.002
+
+typedef struct batcher {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;                    /* on CLOCK_MONOTONIC */
+    int busy;                             /* a pass runs (or its leader gathers) */
+    int n_prefill;                        /* prefills waiting for the engine */
+    int n_active;                         /* generations that will ask for tokens */
+    gen **want;                           /* (n_slots) those waiting for their next token */
+    int n_want;
+} batcher;
+
+static batcher B = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, 0};
+
+static int batch_init(int n_slots) {
+    B.want = calloc((size_t)n_slots, sizeof *B.want);
+    if (!B.want) return -1;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_destroy(&B.cv);
+    pthread_cond_init(&B.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return 0;
+}
+
+/* The engine for a prefill: after the pass under way, ahead of the next step. */
+static void engine_take(void) {
+    pthread_mutex_lock(&B.mu);
+    B.n_prefill++;
+    while (B.busy) pthread_cond_wait(&B.cv, &B.mu);
+    B.n_prefill--;
+    B.busy = 1;
+    pthread_mutex_unlock(&B.mu);
+}
+
+/* Gives the engine back after a prefill; g (when its generation goes on)
+ * joins the batch. */
+static void engine_give(gen *g) {
+    pthread_mutex_lock(&B.mu);
+    B.busy = 0;
+    if (g && !g->active) {
+        g->active = 1;
+        B.n_active++;
+    }
+    pthread_cond_broadcast(&B.cv);
+    pthread_mutex_unlock(&B.mu);
+}
+
+/* g asks for no more tokens (it stopped, or its request ends). */
+static void batch_leave(gen *g) {
+    pthread_mutex_lock(&B.mu);
+    if (g->active) {
+        g->active = 0;
+        B.n_active--;
+        pthread_cond_broadcast(&B.cv);   /* a leader may be waiting for it to ask */
+    }
+    pthread_mutex_unlock(&B.mu);
+}
+
+static void metrics_batch(int n);
+
+/* Advances g by one token in the next decode step; returns when that step
+ * is done (led by this thread or another). */
+static void batch_next(gen *g) {
+    pthread_mutex_lock(&B.mu);
+    g->asked = 1;
+    B.want[B.n_want++] = g;
+    pthread_cond_broadcast(&B.cv);
+    while (g->asked) {
+        if (B.busy || B.n_prefill) {
+            pthread_cond_wait(&B.cv, &B.mu);
+            continue;
+        }
+        /* lead: gather the others, then step them all */
+        B.busy = 1;
+        double deadline = now_mono() + BATCH_GATHER;
+        struct timespec ts;
+        ts.tv_sec = (time_t)deadline;
+        ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+        while (B.n_want < B.n_active && !atomic_load(&S.stopping))
+            if (pthread_cond_timedwait(&B.cv, &B.mu, &ts) == ETIMEDOUT) break;
+        int n = B.n_want;
+        gen *batch[DS_SERVER_MAX_SLOTS];
+        ds_generator *its[DS_SERVER_MAX_SLOTS];
+        for (int i = 0; i < n; i++) {
+            batch[i] = B.want[i];
+            its[i] = batch[i]->it;
+        }
+        B.n_want = 0;
+        pthread_mutex_unlock(&B.mu);
+        /* each generator's outcome is its own (ds_generator_status), read by
+         * its request's thread: the step's status only repeats the first */
+        ds_status st = ds_generator_step(its, (size_t)n);
+        (void)st;
+        metrics_batch(n);
+        pthread_mutex_lock(&B.mu);
+        for (int i = 0; i < n; i++) batch[i]->asked = 0;
+        B.busy = 0;
+        pthread_cond_broadcast(&B.cv);
+    }
+    pthread_mutex_unlock(&B.mu);
+}
+
+static void metrics_batch(int n) {
+    metrics *m = &S.met;
+    pthread_mutex_lock(&m->mu);
+    m->batch_steps++;
+    m->batch_seqs += (uint64_t)n;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Sets up, before a slot is taken: the sampler, and the prompt's ids (a
+ * chat's n_ids ids when ids is set, else its text tokenized). Returns DS_OK,
+ * DS_ERR_LIMIT (prompt too long for the context; g->errmsg says so), or
+ * another error; gen_end frees what was made either way. */
+static ds_status gen_prepare(gen *g, const char *prompt, const int32_t *ids, size_t n_ids, const gen_params *p) {
     memset(g, 0, sizeof *g);
-    g->ctx = ctx;
-    int n_ctx = ds_context_n_ctx(ctx);
+    int n_ctx = S.n_ctx;
 
     ds_status st = ds_sampler_new(&g->smp, &p->sp);
     if (st != DS_OK) {
@@ -1559,16 +1729,26 @@ static ds_status gen_begin(gen *g, ds_context *ctx, const char *prompt, const in
         g->done = 1;
         return DS_ERR_LIMIT;
     }
+    return DS_OK;
+}
 
-    /* ---- the loop, and its prefill ---- */
+/* Prefills on the slot ctx (it stays with g either way; gen_end gives it
+ * back): only what the slot does not hold of the prompt already, unless
+ * cache_prompt is off. Returns DS_OK or the error (in g). */
+static ds_status gen_begin(gen *g, ds_context *ctx, const gen_params *p) {
+    g->ctx = ctx;
+    ds_status st;
     ds_generate_params gp = ds_generate_default_params();
     gp.max_tokens = p->max_tokens;   /* 0 is handled below: the loop reads it as no limit */
     gp.stop = p->stop;
     gp.n_stop = (size_t)p->n_stop;
     gp.ignore_eos = p->ignore_eos;
     ds_context_set_abort(ctx, server_stopping, NULL);
+    engine_take();
+    if (!p->cache_prompt) ds_context_reset(ctx);
     st = ds_generator_new(&g->it, ctx, g->smp, g->ids, g->n_prompt, &gp);
     if (st != DS_OK) {
+        engine_give(NULL);
         gen_fail(g, st, "prompt evaluation");
         return st;
     }
@@ -1578,6 +1758,7 @@ static ds_status gen_begin(gen *g, ds_context *ctx, const char *prompt, const in
         g->done = 1;
         g->finish = "length";
     }
+    engine_give(g->done ? NULL : g);
     return DS_OK;
 }
 
@@ -1590,16 +1771,25 @@ static void gen_step(gen *g, const char **out, size_t *out_len) {
         g->err = DS_ERR_CANCELLED;
         snprintf(g->errmsg, sizeof g->errmsg, "the server is shutting down");
         g->done = 1;
+        batch_leave(g);
         return;
     }
     const char *t = NULL;
     size_t n = 0;
-    ds_status st = ds_generator_next(g->it, &t, &n);
+    batch_next(g);
+    ds_status st = ds_generator_status(g->it);
     if (st != DS_OK) {
         gen_sync(g);
-        gen_fail(g, st, "generation");
+        batch_leave(g);
+        g->err = st;   /* the message is the generator's: the step may have run on another thread */
+        snprintf(g->errmsg, sizeof g->errmsg, "generation: %s", ds_generator_errmsg(g->it));
+        if ((st == DS_ERR_IO || st == DS_ERR_TRUNCATED || st == DS_ERR_AUTH || st == DS_ERR_CORRUPT) &&
+            !atomic_exchange(&model_degraded, 1))
+            audit("model degraded: %s", g->errmsg);
+        g->done = 1;
         return;
     }
+    ds_generator_text(g->it, &t, &n);
     size_t at = g->text.len;
     sb_put(&g->text, t, n);
     if (g->text.oom) {
@@ -1607,6 +1797,7 @@ static void gen_step(gen *g, const char **out, size_t *out_len) {
         return;
     }
     gen_sync(g);
+    if (g->done) batch_leave(g);
     if (n) {
         *out = g->text.data + at;
         *out_len = n;
@@ -1616,6 +1807,7 @@ static void gen_step(gen *g, const char **out, size_t *out_len) {
 /* Copies the outcome into the request for the log and metrics. */
 static void gen_account(req *r, const gen *g) {
     r->prompt_tokens = (int)g->n_prompt;
+    r->reused_tokens = g->n_reused;
     r->completion_tokens = g->n_gen;
     r->prompt_seconds = g->prompt_seconds;
     r->generate_seconds = g->done ? g->generate_seconds : g->gen_t0 > 0 ? now_mono() - g->gen_t0 : 0;
@@ -1812,11 +2004,33 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
         goto out;
     }
 
-    /* ---- a context from the pool, after waiting in the queue if need be ---- */
+    /* ---- the prompt's tokens (a prompt too long is refused before it waits) ---- */
+    gen g0;
+    ds_status st = gen_prepare(&g0, prompt, chat_ids, n_chat_ids, &gp);
+    if (st != DS_OK) {
+        gen_account(r, &g0);
+        r->finish = NULL;
+        gen_end(&g0);
+        gen_drop(&g0);
+        if (st == DS_ERR_LIMIT)
+            ret = reply_error(conn, r, 400, "context_length_exceeded", kind == KIND_CHAT ? "messages" : "prompt",
+                              "%s", g0.errmsg);
+        else if (st == DS_ERR_INVALID_ARG)
+            ret = reply_error(conn, r, 400, "invalid_value", NULL, "%s", g0.errmsg);
+        else
+            ret = reply_internal(conn, r, "%s", g0.errmsg);
+        goto out;
+    }
+
+    /* ---- a slot, after waiting in the queue if need be ---- */
     ds_context *ctx;
     double waited;
     const union MHD_ConnectionInfo *fdi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int acq = pool_acquire(fdi ? fdi->connect_fd : -1, &ctx, &waited);
+    int acq = pool_acquire(fdi ? fdi->connect_fd : -1, g0.ids, g0.n_prompt, &ctx, &waited);
+    if (acq != ACQ_OK) {
+        gen_end(&g0);
+        gen_drop(&g0);
+    }
     if (acq != ACQ_FULL && (acq != ACQ_OK || waited > 0)) r->queued = waited;
     queue_account(acq, waited);
     if (acq == ACQ_FULL) {
@@ -1847,8 +2061,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
         ret = MHD_NO;                     /* nobody to answer: MHD closes the connection (logged as 499) */
         goto out;
     }
-    gen g0;
-    ds_status st = gen_begin(&g0, ctx, prompt, chat_ids, n_chat_ids, &gp);
+    st = gen_begin(&g0, ctx, &gp);
     if (st != DS_OK) {
         gen_account(r, &g0);
         r->finish = NULL;
@@ -2025,8 +2238,18 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn, req *r) {
                   (unsigned long long)m.hist_count[e]);
     }
 
-    put_family(&b, "ds_server_prompt_tokens_total", "counter", "Prompt tokens evaluated (prefill).");
+    put_family(&b, "ds_server_prompt_tokens_total", "counter",
+               "Prompt tokens of answered requests (those reused from a slot's cache included).");
     sb_printf(&b, "ds_server_prompt_tokens_total %llu\n", (unsigned long long)m.prompt_tokens);
+    put_family(&b, "ds_server_prompt_tokens_reused_total", "counter",
+               "Prompt tokens a slot already held from an earlier request, not evaluated again (cache_prompt).");
+    sb_printf(&b, "ds_server_prompt_tokens_reused_total %llu\n", (unsigned long long)m.prompt_reused);
+    put_family(&b, "ds_server_decode_steps_total", "counter",
+               "Decode passes: each advances every active generation by one token (continuous batching).");
+    sb_printf(&b, "ds_server_decode_steps_total %llu\n", (unsigned long long)m.batch_steps);
+    put_family(&b, "ds_server_decode_step_sequences_total", "counter",
+               "Generations advanced by the decode passes; over ds_server_decode_steps_total, the mean batch.");
+    sb_printf(&b, "ds_server_decode_step_sequences_total %llu\n", (unsigned long long)m.batch_seqs);
     put_family(&b, "ds_server_generated_tokens_total", "counter", "Tokens generated.");
     sb_printf(&b, "ds_server_generated_tokens_total %llu\n", (unsigned long long)m.generated_tokens);
     put_family(&b, "ds_server_prompt_seconds_total", "counter", "Time spent evaluating prompts.");
@@ -2292,7 +2515,8 @@ static const char usage_text[] =
     "  --host H              address to listen on (default 127.0.0.1)\n"
     "  --port P              TCP port (default 8080; 0 = any free port, printed at start)\n"
     "  --api-key-file K      require \"Authorization: Bearer <token in K>\" (all but /health)\n"
-    "  --max-concurrent N    generations at once, one context each (default 2); more wait in the queue\n"
+    "  --max-concurrent N    generations at once, decoded together in one pass (default 2); more wait\n"
+    "                        in the queue\n"
     "  --queue N             generation requests that may wait for a context, first come first served\n"
     "                        (default 16; 0 = none); past that 429 with Retry-After\n"
     "  --queue-timeout S     longest wait in the queue (default 60); then 503 with Retry-After\n"
@@ -2405,7 +2629,7 @@ static int parse_args(int argc, char **argv, options *o) {
         const char *name;
         uint64_t lo, hi;
     } num[] = {
-        {"--port", 0, 65535}, {"--max-concurrent", 1, 256}, {"--max-tokens", 1, 1 << 24},
+        {"--port", 0, 65535}, {"--max-concurrent", 1, DS_SERVER_MAX_SLOTS}, {"--max-tokens", 1, 1 << 24},
         {"--max-body", 64, (uint64_t)1 << 32}, {"--header-timeout", 1, 3600}, {"--body-timeout", 1, 86400},
         {"--max-conns", 16, 16384}, {"--max-conns-per-client", 1, 16384}, {"--queue", 0, 4096},
         {"--queue-timeout", 1, 3600},
@@ -2597,14 +2821,19 @@ int main(int argc, char **argv) {
     ds_context_params cp = ds_context_default_params();
     cp.n_ctx = o.mo.n_ctx;
     cp.n_threads = o.mo.threads;
-    for (int i = 0; i < S.n_slots; i++) {
-        if ((st = ds_context_new(&S.ctx[i], S.model, &cp)) != DS_OK) {
-            fprintf(stderr, "ds-server: context %d of %d: %s\n", i + 1, S.n_slots, errmsg(st));
-            rc = 1;
-            goto out;
-        }
+    cp.n_seq = S.n_slots;
+    if ((st = ds_context_new(&S.root, S.model, &cp)) != DS_OK) {
+        fprintf(stderr, "ds-server: a context of %d sequences: %s\n", S.n_slots, errmsg(st));
+        rc = 1;
+        goto out;
     }
-    S.n_ctx = ds_context_n_ctx(S.ctx[0]);
+    for (int i = 0; i < S.n_slots; i++) S.ctx[i] = ds_context_seq(S.root, i);
+    if (batch_init(S.n_slots) != 0) {
+        fprintf(stderr, "ds-server: out of memory\n");
+        rc = 1;
+        goto out;
+    }
+    S.n_ctx = ds_context_n_ctx(S.root);
     audit("model loaded path=%s id=%s layers=%d experts=%d vocab=%d n_ctx=%d slots=%d expert_cache_mb=%llu "
           "device=\"%s\" seconds=%.2f auth=%s",
           o.model, S.model_id, S.cfg.n_layers, S.cfg.n_routed_experts, S.cfg.vocab_size, S.n_ctx, S.n_slots,
@@ -2692,7 +2921,7 @@ out:
     if (guard_on) guard_stop();
     if (ai) freeaddrinfo(ai);
     if (S.ctx) {
-        for (int i = 0; i < S.n_slots; i++) ds_context_free(S.ctx[i]);
+        ds_context_free(S.root);   /* and its sequences */
         free(S.ctx);
     }
     free(S.busy);
