@@ -24,6 +24,8 @@
  *               [--model-name NAME] [--passphrase-env VAR] [--log-prompts] [--verbose]
  *               [--header-timeout S] [--body-timeout S] [--max-conns N] [--max-conns-per-client N]
  *               [--allow-special-in-content] [--queue N] [--queue-timeout S]
+ *               [--keys-file F] [--audit-log PATH]
+ *     printf '%s\n' "$TOKEN" | ds-server --hash-key    (the HASH field of a --keys-file line)
  *
  * Endpoints (all bodies JSON; errors are {"error":{"message","type","param","code"}}):
  *
@@ -55,6 +57,12 @@
  * Behaviour:
  *   - --api-key-file F: every endpoint but /health wants "Authorization: Bearer
  *     <the token in F>" (compared in constant time); otherwise 401.
+ *   - --keys-file F: keys with roles (inference: all but /metrics; metrics:
+ *     /metrics only; admin: all; else 403) and optional per-key limits
+ *     (max_concurrent, tokens_per_minute: 429 with Retry-After); the file
+ *     holds salted hashes (tools/server/keys.c), is reread on SIGHUP (kept
+ *     as it was when the new text does not parse).
+ *   - Every answer has X-Request-Id: the client's own when sane, else made.
  *   - Limits: a body over --max-body bytes is 413 (at once when Content-Length
  *     says so); max_tokens over --max-tokens or a bad parameter is 400; a
  *     generation while all --max-concurrent contexts are busy waits in a
@@ -70,7 +78,9 @@
  *     streaming client goes away mid-stream.
  *   - Audit log on stderr: a line when the model is loaded and one per request
  *     (time, remote address, method, endpoint, status, token counts, latency,
- *     request id after an internal error).
+ *     request id, key). With --audit-log PATH the request lines go to PATH
+ *     instead, as JSON records, with records of the operational events
+ *     (schema: docs/server.md).
  *     Prompt text only with --log-prompts; keys and API tokens never.
  *   - A client that stops reading a stream holds its context until it reads
  *     again, leaves, or 120 s pass without progress (the connection timeout).
