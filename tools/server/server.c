@@ -241,8 +241,8 @@ static void audit(const char *fmt, ...) {
 
 static struct {
     pthread_mutex_t mu;
-    int fd;                               /* -1: no --audit-log */
-    const char *path;
+    int fd;                               /* under mu: SIGHUP swaps it */
+    const char *path;                     /* NULL: no --audit-log; set before any thread, then read freely */
 } A = {PTHREAD_MUTEX_INITIALIZER, -1, NULL};
 
 /* Opens (creating 0600) the audit log for appending. Returns the descriptor
@@ -297,7 +297,7 @@ static void jstr(sbuf *b, const char *key, const char *v) {
 /* An event record with no more members than the name (more: build it with
  * audit_begin / audit_end). */
 static void audit_event(const char *event) {
-    if (A.fd < 0) return;
+    if (!A.path) return;
     sbuf b = {0};
     audit_begin(&b, "event");
     jstr(&b, "event", event);
@@ -991,7 +991,7 @@ static void req_account(req *r) {
         keys_usage_done(r->usage, used, lat, now_mono());
         r->usage = NULL;
     }
-    if (A.fd >= 0) {
+    if (A.path) {
         audit_request(r, lat, gen_ep);
         return;
     }
@@ -1769,7 +1769,7 @@ static void gen_account(req *r, const gen *g) {
     r->prompt_seconds = g->prompt_seconds;
     r->generate_seconds = g->done ? g->generate_seconds : g->gen_t0 > 0 ? now_mono() - g->gen_t0 : 0;
     r->finish = g->err ? "error" : g->finish;
-    if (S.log_prompts && A.fd >= 0 && !r->completion_log && g->text.data)
+    if (S.log_prompts && A.path && !r->completion_log && g->text.data)
         r->completion_log = strndup(g->text.data, g->text.len);
 }
 
@@ -2777,7 +2777,7 @@ static int load_keys(const char *path, keyset *out, char *err, size_t len) {
 
 /* The keys_reloaded (or keys_loaded) event. */
 static void audit_keys_event(const char *event, size_t n, const char *error) {
-    if (A.fd < 0) return;
+    if (!A.path) return;
     sbuf b = {0};
     audit_begin(&b, "event");
     jstr(&b, "event", event);
@@ -2833,7 +2833,7 @@ static void reload(void) {
  * (paths, limits); nothing secret (no key, token or passphrase: their
  * files' paths at most). */
 static void audit_startup(const options *o) {
-    if (A.fd < 0) return;
+    if (!A.path) return;
     sbuf b = {0};
     audit_begin(&b, "event");
     jstr(&b, "event", "startup");
@@ -3012,7 +3012,7 @@ int main(int argc, char **argv) {
           o.model, S.model_id, S.cfg.n_layers, S.cfg.n_routed_experts, S.cfg.vocab_size, S.n_ctx, S.n_slots,
           (unsigned long long)(o.mo.cache_bytes >> 20), ds_model_device_name(S.model), now_mono() - t0,
           S.token || S.keys_file ? "bearer" : "none");
-    if (A.fd >= 0) {
+    if (A.path) {
         sbuf b = {0};
         audit_begin(&b, "event");
         jstr(&b, "event", "model_opened");
@@ -3087,7 +3087,7 @@ int main(int argc, char **argv) {
           "idle_timeout_s=120", G.max_conns, G.max_per_client, G.max_waiting, (unsigned)o.header_timeout,
           (unsigned)o.body_timeout);
     audit("queue places=%d timeout_s=%.0f", S.queue_max, S.queue_timeout);
-    if (A.fd >= 0) {
+    if (A.path) {
         sbuf b = {0};
         audit_begin(&b, "event");
         jstr(&b, "event", "listening");
@@ -3104,7 +3104,7 @@ int main(int argc, char **argv) {
         reload();
     }
     audit("signal %d: shutting down", sig);
-    if (A.fd >= 0) {
+    if (A.path) {
         sbuf b = {0};
         audit_begin(&b, "event");
         jstr(&b, "event", "shutdown");
