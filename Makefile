@@ -235,8 +235,8 @@ $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
 $(BUILD)/chat: examples/chat.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
-SERVER_SRCS = tools/server/server.c tools/server/json.c tools/cli.c
-$(BUILD)/ds-server: $(SERVER_SRCS) tools/server/json.h tools/cli.h $(BUILD)/libdeepseek.a
+SERVER_SRCS = tools/server/server.c tools/server/json.c tools/server/keys.c tools/cli.c
+$(BUILD)/ds-server: $(SERVER_SRCS) tools/server/json.h tools/server/keys.h tools/cli.h $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $(MHD_CFLAGS) $(SERVER_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(MHD_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a $(CUDA_SO)
@@ -422,7 +422,7 @@ check-layers: $(LIB_OBJS)
 
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_CC ?= clang
-FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer fuzz_regex fuzz_chat_file fuzz_gguf
+FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer fuzz_regex fuzz_chat_file fuzz_gguf fuzz_keys
 FUZZ_FLAGS = -std=c11 -g -O1 -I. -fsanitize=fuzzer,address,undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION=1
 fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
 build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)
@@ -432,6 +432,10 @@ build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)
 build-fuzz/fuzz_chat_file: tests/fuzz/fuzz_chat_file.c tools/chat_file.c tools/chat_file.h tools/server/json.c tools/server/json.h
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< tools/chat_file.c tools/server/json.c -o $@ -lm
+# ds-server's --keys-file parser
+build-fuzz/fuzz_keys: tests/fuzz/fuzz_keys.c tools/server/keys.c tools/server/keys.h
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< tools/server/keys.c -o $@ -lsodium -lm -lpthread
 
 # ---- install ----------------------------------------------------------------
 # make install [PREFIX=/usr/local] [DESTDIR=staging root]: the programs of

@@ -537,19 +537,141 @@ else
     bad srv-i "the server with --queue-timeout 2 did not start" "$T/i.log"
 fi
 
-# ==== 10. Server J: continuous batching and prompt reuse ====================
-# Four slots: greedy answers decoded together equal those served alone; a
-# prompt extending what a slot holds evaluates only its new tokens.
-if start_server j --max-concurrent 4 --threads 2 $DEADLINES; then
+# ==== 10. Servers J, K: roles (--keys-file) and the audit log (--audit-log) ====
+# --hash-key round trip against an independent BLAKE2b (Python's hashlib);
+# startup refusals of bad keys files; then server J with a keys file of
+# three keys of each role, two limited inference keys and --api-key-file
+# beside it: test_rbac.py --suite roles checks the roles, the per-key limits
+# (a held stream forces the concurrency case), X-Request-Id and a SIGHUP
+# reload, and --suite audit, once J stopped, every line of its audit log.
+# Server K: --api-key-file alone (the old setup: its token also opens
+# /metrics) with --log-prompts, whose audit log has prompt and completion.
+
+# key <name> <role> [limits] [spare]: a random token and its hash into $T/keys.json
+: >"$T/keys.lines"
+key() {
+    _tok="tok-$1-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    _h=$(printf '%s\n' "$_tok" | "$SERVER" --hash-key 2>"$T/o")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$_tok" "$_h" "${3:-}" "${4:-}" >>"$T/keys.lines"
+}
+for r in inference metrics admin; do
+    for i in 1 2 3; do key "$(echo $r | cut -c1-3)$i" $r; done
+done
+key inf-conc inference max_concurrent=1
+key inf-tpm inference tokens_per_minute=20
+key inf-new inference "" spare
+"$PY" - "$T/keys.lines" "$T/keys.json" "$T/keys.txt" >"$T/hk.txt" 2>&1 <<'PYEOF'
+import hashlib, json, re, sys
+keys, bad = {}, []
+for ln in open(sys.argv[1]):
+    name, role, tok, h, limits, spare = ln.rstrip("\n").split("\t")
+    m = re.fullmatch(r"\$ds1\$([0-9a-f]{32})\$([0-9a-f]{64})", h)
+    if not m or hashlib.blake2b(tok.encode(), digest_size=32, key=bytes.fromhex(m.group(1))).hexdigest() != m.group(2):
+        bad.append(name)
+    keys[name] = {"role": role, "token": tok, "hash": h, "limits": limits, "spare": bool(spare)}
+json.dump(keys, open(sys.argv[2], "w"))
+with open(sys.argv[3], "w") as f:
+    f.write("# NAME ROLE HASH [limits]\n\n")
+    for n, v in keys.items():
+        if not v["spare"]:
+            f.write(f"{n}\t{v['role']}  {v['hash']} {v['limits']}\n")
+print("bad:", " ".join(bad) if bad else "none")
+PYEOF
+check hash-1 "--hash-key prints \$ds1\$salt\$BLAKE2b(salt-keyed token) for every token: $(cat "$T/hk.txt")" \
+    grep -q '^bad: none$' "$T/hk.txt"
+H1=$(printf 'same-token-0123456789\n' | "$SERVER" --hash-key)
+H2=$(printf 'same-token-0123456789\n' | "$SERVER" --hash-key)
+check hash-2 "--hash-key salts: the same token gives two hashes" test -n "$H1" -a "$H1" != "$H2"
+printf 'a b\n' | "$SERVER" --hash-key >"$T/o" 2>&1
+check hash-3 "--hash-key refuses a token with a space: exit 1" sh -c '[ $0 -eq 1 ] && grep -q "hash-key" "$1"' $? "$T/o"
+printf 'short\n' | "$SERVER" --hash-key >"$T/o" 2>"$T/o2"
+check hash-4 "--hash-key warns about a short token" sh -c '[ $0 -eq 0 ] && grep -q "warning" "$1"' $? "$T/o2"
+chmod 600 "$T/keys.txt"
+
+# bad keys files at startup: exit 1, the message names file and line
+printf '# x\n\nalice inference %s\nbob sudo %s\n' "$H1" "$H1" >"$T/keys.bad"
+chmod 600 "$T/keys.bad"
+"$SERVER" --model "$MODEL" --key-file "$KEY" --keys-file "$T/keys.bad" --port 0 >"$T/o" 2>&1
+check keys-1 "a bad role: exit 1 naming $T/keys.bad:4: $(head -n 1 "$T/o")" \
+    sh -c '[ $0 -eq 1 ] && grep -q "keys.bad:4: field 2" "$1"' $? "$T/o"
+printf 'alice inference %s\nalice admin %s\n' "$H1" "$H2" >"$T/keys.bad"
+"$SERVER" --model "$MODEL" --key-file "$KEY" --keys-file "$T/keys.bad" --port 0 >"$T/o" 2>&1
+check keys-2 "a name twice: exit 1 naming line 2" sh -c '[ $0 -eq 1 ] && grep -q "keys.bad:2: key name alice is used twice" "$1"' $? "$T/o"
+printf 'alice inference %s max_concurrent=0\n' "$H1" >"$T/keys.bad"
+"$SERVER" --model "$MODEL" --key-file "$KEY" --keys-file "$T/keys.bad" --port 0 >"$T/o" 2>&1
+check keys-3 "max_concurrent=0: exit 1" sh -c '[ $0 -eq 1 ] && grep -q "keys.bad:1: max_concurrent" "$1"' $? "$T/o"
+printf 'alice inference same-token-0123456789\n' >"$T/keys.bad"
+"$SERVER" --model "$MODEL" --key-file "$KEY" --keys-file "$T/keys.bad" --port 0 >"$T/o" 2>&1
+check keys-4 "a token where the hash goes: exit 1, the token not echoed" \
+    sh -c '[ $0 -eq 1 ] && grep -q "keys.bad:1: field 3" "$1" && ! grep -q same-token "$1"' $? "$T/o"
+cp "$T/keys.txt" "$T/keys.gw"
+chmod 620 "$T/keys.gw"
+"$SERVER" --model "$MODEL" --key-file "$KEY" --keys-file "$T/keys.gw" --port 0 >"$T/o" 2>&1
+check keys-5 "a keys file others may write: exit 1" sh -c '[ $0 -eq 1 ] && grep -q "others may write" "$1"' $? "$T/o"
+"$SERVER" --model "$MODEL" --key-file "$KEY" --keys-file "$T/no-such-keys" --port 0 >"$T/o" 2>&1
+check keys-6 "a missing keys file: exit 1" sh -c '[ $0 -eq 1 ] && grep -q "no-such-keys" "$1"' $? "$T/o"
+"$SERVER" --model "$MODEL" --key-file "$KEY" --audit-log "$T/no-such-dir/audit.log" --port 0 >"$T/o" 2>&1
+check keys-7 "an audit log that cannot be created: exit 1" sh -c '[ $0 -eq 1 ] && grep -q -- "--audit-log" "$1"' $? "$T/o"
+
+# server J
+if start_server j --keys-file "$T/keys.txt" --api-key-file "$T/token" --audit-log "$T/j.audit" --max-concurrent 2 \
+    --queue 0 --threads 1 --ctx $Q_CTX --allow-long-ctx --max-tokens $Q_CTX $DEADLINES; then
     ok srv-j
-    "$PY" "$HERE/test_batching.py" --port "$PORT" --slots 4 >"$T/py-batch.txt" 2>&1
-    tally "$T/py-batch.txt" $? test_batching.py
-    check log-19 "request lines count the reused prompt tokens" \
-        grep -q 'endpoint=/v1/completions status=200 .*reused_tokens=[1-9]' "$T/j.log"
+    check keys-8 "the log says the keys were loaded" grep -q "keys loaded file=$T/keys.txt keys=11" "$T/j.log"
+    "$PY" "$HERE/test_rbac.py" --suite roles --port "$PORT" --keys "$T/keys.json" --keys-file "$T/keys.txt" \
+        --token-file "$T/token" --server-pid "$SPID" --audit-log "$T/j.audit" --stderr-log "$T/j.log" \
+        --seen "$T/j.seen" --hold-tokens $Q_HOLD >"$T/py-rbac.txt" 2>&1
+    tally "$T/py-rbac.txt" $? test_rbac.py-roles
+    # log rotation: the file renamed, SIGHUP, a new file (0600) takes the records
+    mv "$T/j.audit" "$T/j.audit.1"
+    kill -HUP "$SPID"
+    _i=0
+    while [ $_i -lt 100 ] && [ ! -s "$T/j.audit" ]; do sleep 0.1; _i=$((_i + 1)); done
+    check rot-1 "after SIGHUP a new audit log, mode 0600" sh -c \
+        '[ -s "$1" ] && [ "$(stat -c %a "$1")" = 600 ] && grep -q "\"event\":\"audit_log_reopened\"" "$1"' sh "$T/j.audit"
     stop_server stop-11 "$T/j.log"
     no_sanitizer_report san-j "$T/j.log"
+    cat "$T/j.audit.1" "$T/j.audit" >"$T/j.audit.all" 2>/dev/null
+    chmod 600 "$T/j.audit.all"
+    "$PY" "$HERE/test_rbac.py" --suite audit --keys "$T/keys.json" --audit-log "$T/j.audit.all" --seen "$T/j.seen" \
+        >"$T/py-audit.txt" 2>&1
+    tally "$T/py-audit.txt" $? test_rbac.py-audit
+    check log-19 "with --audit-log the request lines leave stderr" sh -c '! grep -q "ds-server: request remote=" "$1"' sh "$T/j.log"
+    check log-20 "no token in stderr's log" sh -c '! grep -q "tok-" "$1"' sh "$T/j.log"
 else
-    bad srv-j "the server with --max-concurrent 4 did not start" "$T/j.log"
+    bad srv-j "the server with --keys-file did not start" "$T/j.log"
+fi
+
+# server K: --api-key-file alone, --log-prompts
+if start_server k --api-key-file "$T/token" --audit-log "$T/k.audit" --log-prompts --max-concurrent 1 --threads 1 \
+    $DEADLINES; then
+    ok srv-k
+    "$PY" "$HERE/test_rbac.py" --suite legacy --port "$PORT" --token-file "$T/token" --seen "$T/k.seen" \
+        >"$T/py-legacy.txt" 2>&1
+    tally "$T/py-legacy.txt" $? test_rbac.py-legacy
+    stop_server stop-12 "$T/k.log"
+    no_sanitizer_report san-k "$T/k.log"
+    "$PY" "$HERE/test_rbac.py" --suite audit --log-prompts --audit-log "$T/k.audit" --seen "$T/k.seen" \
+        >"$T/py-audit-k.txt" 2>&1
+    tally "$T/py-audit-k.txt" $? test_rbac.py-audit-prompts
+    check log-21 "the API token never reaches the audit log" sh -c '! grep -q -F "$1" "$2"' sh "$TOKEN" "$T/k.audit"
+else
+    bad srv-k "the server with --audit-log --log-prompts did not start" "$T/k.log"
+fi
+
+# ==== 11. Server L: continuous batching and prompt reuse ====================
+# Four slots: greedy answers decoded together equal those served alone; a
+# prompt extending what a slot holds evaluates only its new tokens.
+if start_server l --max-concurrent 4 --threads 2 $DEADLINES; then
+    ok srv-l
+    "$PY" "$HERE/test_batching.py" --port "$PORT" --slots 4 >"$T/py-batch.txt" 2>&1
+    tally "$T/py-batch.txt" $? test_batching.py
+    check log-22 "request lines count the reused prompt tokens" \
+        grep -q 'endpoint=/v1/completions status=200 .*reused_tokens=[1-9]' "$T/l.log"
+    stop_server stop-13 "$T/l.log"
+    no_sanitizer_report san-l "$T/l.log"
+else
+    bad srv-l "the server with --max-concurrent 4 did not start" "$T/l.log"
 fi
 
 finish

@@ -24,6 +24,8 @@
  *               [--model-name NAME] [--passphrase-env VAR] [--log-prompts] [--verbose]
  *               [--header-timeout S] [--body-timeout S] [--max-conns N] [--max-conns-per-client N]
  *               [--allow-special-in-content] [--queue N] [--queue-timeout S]
+ *               [--keys-file F] [--audit-log PATH]
+ *     printf '%s\n' "$TOKEN" | ds-server --hash-key    (the HASH field of a --keys-file line)
  *
  * Endpoints (all bodies JSON; errors are {"error":{"message","type","param","code"}}):
  *
@@ -55,6 +57,12 @@
  * Behaviour:
  *   - --api-key-file F: every endpoint but /health wants "Authorization: Bearer
  *     <the token in F>" (compared in constant time); otherwise 401.
+ *   - --keys-file F: keys with roles (inference: all but /metrics; metrics:
+ *     /metrics only; admin: all; else 403) and optional per-key limits
+ *     (max_concurrent, tokens_per_minute: 429 with Retry-After); the file
+ *     holds salted hashes (tools/server/keys.c), is reread on SIGHUP (kept
+ *     as it was when the new text does not parse).
+ *   - Every answer has X-Request-Id: the client's own when sane, else made.
  *   - Limits: a body over --max-body bytes is 413 (at once when Content-Length
  *     says so); max_tokens over --max-tokens or a bad parameter is 400; a
  *     generation while all --max-concurrent contexts are busy waits in a
@@ -72,7 +80,9 @@
  *     per pass (continuous batching: see "Continuous batching" below).
  *   - Audit log on stderr: a line when the model is loaded and one per request
  *     (time, remote address, method, endpoint, status, token counts, latency,
- *     request id after an internal error).
+ *     request id, key). With --audit-log PATH the request lines go to PATH
+ *     instead, as JSON records, with records of the operational events
+ *     (schema: docs/server.md).
  *     Prompt text only with --log-prompts; keys and API tokens never.
  *   - A client that stops reading a stream holds its context until it reads
  *     again, leaves, or 120 s pass without progress (the connection timeout).
@@ -111,10 +121,12 @@
 
 #include "deepseek.h"
 #include "json.h"
+#include "keys.h"
 #include "tools/cli.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -129,6 +141,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -218,6 +231,80 @@ static void audit(const char *fmt, ...) {
     line[n++] = '\n';
     fwrite(line, 1, (size_t)n, stderr);
     fflush(stderr);
+}
+
+/* ---- --audit-log: JSON lines ----
+ * One object per line: a "request" record per request (instead of the
+ * request line above) and an "event" record per operational event (beside
+ * its line above). Each line is one write(2) on a descriptor opened with
+ * O_APPEND, so lines never interleave, also with another process appending
+ * to the same file; the mutex orders them and keeps a SIGHUP reopen (log
+ * rotation) from closing the descriptor under a write. The file is created
+ * 0600: with --log-prompts it holds what the users wrote. */
+
+static struct {
+    pthread_mutex_t mu;
+    int fd;                               /* under mu: SIGHUP swaps it */
+    const char *path;                     /* NULL: no --audit-log; set before any thread, then read freely */
+} A = {PTHREAD_MUTEX_INITIALIZER, -1, NULL};
+
+/* Opens (creating 0600) the audit log for appending. Returns the descriptor
+ * or -1 with errno set. */
+static int audit_open(const char *path) {
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+}
+
+/* Starts a record in b: {"time":"<RFC 3339 UTC, ms>","type":"<type>" */
+static void audit_begin(sbuf *b, const char *type) {
+    struct timespec ts;
+    struct tm tm;
+    char t[40];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(t + n, sizeof t - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    sb_printf(b, "{\"time\":\"%s\",\"type\":\"%s\"", t, type);
+}
+
+/* Ends the record in b and writes it as one line; frees b. */
+static void audit_end(sbuf *b) {
+    sb_puts(b, "}\n");
+    pthread_mutex_lock(&A.mu);
+    if (A.fd >= 0) {
+        if (b->oom) {
+            static const char oom[] = "{\"type\":\"event\",\"event\":\"lost\",\"error\":\"out of memory for an "
+                                      "audit record\"}\n";
+            if (write(A.fd, oom, sizeof oom - 1) < 0) {
+            }
+        } else {
+            size_t off = 0;
+            while (off < b->len) {
+                ssize_t w = write(A.fd, b->data + off, b->len - off);
+                if (w < 0 && errno == EINTR) continue;
+                if (w <= 0) break;
+                off += (size_t)w;
+            }
+        }
+    }
+    pthread_mutex_unlock(&A.mu);
+    sb_free(b);
+}
+
+/* A JSON string member ,"key":"value" (null for NULL). */
+static void jstr(sbuf *b, const char *key, const char *v) {
+    sb_printf(b, ",\"%s\":", key);
+    if (v) sb_json_str(b, v, strlen(v));
+    else sb_puts(b, "null");
+}
+
+/* An event record with no more members than the name (more: build it with
+ * audit_begin / audit_end). */
+static void audit_event(const char *event) {
+    if (!A.path) return;
+    sbuf b = {0};
+    audit_begin(&b, "event");
+    jstr(&b, "event", event);
+    audit_end(&b);
 }
 
 /* ==== Connection guard ==================================================== */
@@ -492,7 +579,7 @@ static const char *const ep_name[N_EP] = {"/v1/chat/completions", "/v1/completio
                                           "/v1/models/{id}", "/health", "/metrics", "other"};
 
 /* Status codes the server answers with; anything else counts as "other". */
-static const int codes[] = {200, 400, 401, 404, 405, 408, 413, 429, 500, 503};
+static const int codes[] = {200, 400, 401, 403, 404, 405, 408, 413, 429, 500, 503};
 #define N_CODE ((int)(sizeof codes / sizeof codes[0]) + 1)
 
 static int code_index(int status) {
@@ -567,9 +654,15 @@ typedef struct server {
     int log_prompts;
     int chat_flags;                       /* ds_tokenizer_encode_chat flags */
 
-    /* bearer token (NULL = no auth) */
+    /* bearer token of --api-key-file (NULL = none): the key named "default" */
     char *token;
     size_t token_len;
+    /* --keys-file (NULL = none): the keys, replaced whole on SIGHUP under
+     * keys_mu; a request copies what it needs of its key, so the old set
+     * can be freed at once */
+    const char *keys_file;
+    pthread_mutex_t keys_mu;
+    keyset keys;
 
     uint64_t id_base;
     atomic_uint_fast64_t id_counter;
@@ -843,7 +936,14 @@ typedef struct req {
     char method[16];
     char path[160];                       /* for the log of unknown paths */
     char remote[64];
-    char rid[40];                         /* request id, given when something fails inside ("" until then) */
+    char rid[72];                         /* request id: the client's X-Request-Id when sane, else made */
+    /* the caller: its key (by the bearer token), that key's role, and
+     * what the role may do (PERM_*; both when the server has no keys) */
+    char key[KEYS_NAME_MAX + 1];          /* "" when no key was given or none is needed */
+    int role;                             /* ROLE_*, or -1 */
+    int perms;
+    key_usage *usage;                     /* admitted under its key's limits: counted until released */
+    char *completion_log;                 /* --log-prompts with --audit-log only */
     double t0;
     sbuf body;
     int too_large;
@@ -861,6 +961,33 @@ typedef struct req {
     double queued;                        /* seconds waited in the queue; < 0: did not wait */
     unsigned retry_after;                 /* a Retry-After header (seconds) on the answer; 0: none */
 } req;
+
+/* The request's record in --audit-log (the schema is in docs/server.md). */
+static void audit_request(const req *r, double lat, int gen_ep) {
+    sbuf b = {0};
+    audit_begin(&b, "request");
+    jstr(&b, "request_id", r->rid);
+    jstr(&b, "key", r->key[0] ? r->key : NULL);
+    jstr(&b, "role", r->role >= 0 ? keys_role_name(r->role) : NULL);
+    jstr(&b, "remote", r->remote);
+    jstr(&b, "method", r->method);
+    jstr(&b, "endpoint", ep_name[r->ep]);
+    jstr(&b, "path", r->path);
+    sb_printf(&b, ",\"status\":%d,\"stream\":%s", r->status, r->stream ? "true" : "false");
+    int tokens = gen_ep && (r->status == 200 || r->prompt_tokens);
+    sb_printf(&b, ",\"prompt_tokens\":%d,\"reused_tokens\":%d,\"completion_tokens\":%d", tokens ? r->prompt_tokens : 0,
+              tokens ? r->reused_tokens : 0, tokens ? r->completion_tokens : 0);
+    sb_printf(&b, ",\"latency_s\":%.6f", lat);
+    if (r->queued >= 0) sb_printf(&b, ",\"queued_s\":%.6f", r->queued);
+    else sb_puts(&b, ",\"queued_s\":null");
+    const char *finish = tokens ? (r->aborted ? "client_abort" : r->finish) : NULL;
+    jstr(&b, "finish_reason", finish);
+    if (S.log_prompts) {
+        jstr(&b, "prompt", r->prompt_log);
+        jstr(&b, "completion", r->completion_log);
+    }
+    audit_end(&b);
+}
 
 static void req_account(req *r) {
     double lat = now_mono() - r->t0;
@@ -885,6 +1012,22 @@ static void req_account(req *r) {
     if (r->aborted) m->streams_aborted++;
     pthread_mutex_unlock(&m->mu);
 
+    int gen_ep = r->ep == EP_CHAT || r->ep == EP_COMPLETIONS || r->ep == EP_GENERATE;
+    if (r->usage) {
+        /* the key's budget is charged what was evaluated: the prompt and
+         * the tokens generated, whether or not the answer got through */
+        uint64_t used = r->status == 200 || r->completion_tokens > 0 || r->aborted
+                            ? (uint64_t)(r->prompt_tokens > 0 ? r->prompt_tokens : 0) +
+                                  (uint64_t)(r->completion_tokens > 0 ? r->completion_tokens : 0)
+                            : 0;
+        keys_usage_done(r->usage, used, lat, now_mono());
+        r->usage = NULL;
+    }
+    if (A.path) {
+        audit_request(r, lat, gen_ep);
+        return;
+    }
+
     sbuf line = {0};
     sb_printf(&line, "request remote=%s method=%s endpoint=%s", r->remote, r->method, ep_name[r->ep]);
     if (r->ep == EP_OTHER || r->ep == EP_MODEL) {
@@ -892,7 +1035,6 @@ static void req_account(req *r) {
         sb_json_str(&line, r->path, strlen(r->path));
     }
     sb_printf(&line, " status=%d", r->status);
-    int gen_ep = r->ep == EP_CHAT || r->ep == EP_COMPLETIONS || r->ep == EP_GENERATE;
     if (gen_ep && (r->status == 200 || r->prompt_tokens)) {
         sb_printf(&line, " stream=%d prompt_tokens=%d completion_tokens=%d reused_tokens=%d", r->stream,
                   r->prompt_tokens, r->completion_tokens, r->reused_tokens);
@@ -904,6 +1046,7 @@ static void req_account(req *r) {
     sb_printf(&line, " latency_ms=%.1f", lat * 1e3);
     if (r->queued >= 0) sb_printf(&line, " queued_ms=%.1f", r->queued * 1e3);
     if (r->rid[0]) sb_printf(&line, " request_id=%s", r->rid);
+    if (r->key[0]) sb_printf(&line, " key=%s", r->key);
     if (r->prompt_log) {
         sb_puts(&line, " prompt=");
         sb_json_str(&line, r->prompt_log, strlen(r->prompt_log));
@@ -918,6 +1061,7 @@ static void req_release(req *r) {
     req_account(r);
     sb_free(&r->body);
     free(r->prompt_log);
+    free(r->completion_log);
     free(r);
 }
 
@@ -933,6 +1077,10 @@ static int route(const char *url) {
 }
 
 static int ep_is_post(int ep) { return ep == EP_CHAT || ep == EP_COMPLETIONS || ep == EP_GENERATE; }
+
+/* The endpoints that generate (a key's max_concurrent and tokens_per_minute
+ * count these). */
+static int ep_is_generation(int ep) { return ep == EP_CHAT || ep == EP_COMPLETIONS || ep == EP_GENERATE; }
 
 /* ==== Responses =========================================================== */
 
@@ -954,7 +1102,7 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, req *r, int statu
     size_t len = 0;
     char *data = sb_take(body, &len);
     if (!data) {
-        char msg[96], oom[256];
+        char msg[128], oom[288];
         internal_error(r, "out of memory for a response", msg, sizeof msg);
         snprintf(oom, sizeof oom,
                  "{\"error\":{\"message\":\"%s\",\"type\":\"server_error\",\"param\":null,"
@@ -992,6 +1140,7 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, req *r, int statu
 static const char *error_type(int status) {
     switch (status) {
     case 401: return "authentication_error";
+    case 403: return "permission_error";
     case 429: return "rate_limit_error";
     case 500:
     case 503: return "server_error";
@@ -1040,7 +1189,7 @@ static enum MHD_Result reply_internal(struct MHD_Connection *conn, req *r, const
     ;
 
 static enum MHD_Result reply_internal(struct MHD_Connection *conn, req *r, const char *fmt, ...) {
-    char detail[1024], msg[96];
+    char detail[1024], msg[128];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
@@ -1812,6 +1961,8 @@ static void gen_account(req *r, const gen *g) {
     r->prompt_seconds = g->prompt_seconds;
     r->generate_seconds = g->done ? g->generate_seconds : g->gen_t0 > 0 ? now_mono() - g->gen_t0 : 0;
     r->finish = g->err ? "error" : g->finish;
+    if (S.log_prompts && A.path && !r->completion_log && g->text.data)
+        r->completion_log = strndup(g->text.data, g->text.len);
 }
 
 /* ==== Response bodies ===================================================== */
@@ -1912,7 +2063,7 @@ static void stream_produce(stream *st) {
         if (st->g.err == DS_ERR_CANCELLED) {
             error_body(&st->out, 503, "shutting_down", NULL, st->g.errmsg);
         } else {
-            char msg[96];
+            char msg[128];
             internal_error(st->r, st->g.errmsg, msg, sizeof msg);
             error_body(&st->out, 500, "internal_error", NULL, msg);
         }
@@ -2130,6 +2281,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    MHD_add_response_header(resp, "X-Request-Id", r->rid);
     r->status = 200;
     r->responded = 1;
     ret = MHD_queue_response(conn, 200, resp);
@@ -2339,6 +2491,7 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn, req *r) {
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    MHD_add_response_header(resp, "X-Request-Id", r->rid);
     r->status = 200;
     r->responded = 1;
     enum MHD_Result ret = MHD_queue_response(conn, 200, resp);
@@ -2348,8 +2501,20 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn, req *r) {
 
 /* ==== MHD callbacks ======================================================= */
 
-static int authorized(struct MHD_Connection *conn) {
-    if (!S.token) return 1;
+/* Who is calling: the key the bearer token belongs to. Fills r->key,
+ * r->role and r->perms, and *lim with the key's limits. Returns 1 for a
+ * known key (or a server without keys, which is open: no key, every
+ * permission), 0 for a missing or unknown token.
+ *   --api-key-file alone: its token is the key "default", role inference,
+ *     which also opens /metrics (as before roles existed);
+ *   --keys-file: each token's key and role; with --api-key-file beside
+ *     it, "default" is role inference and no more. */
+static int authenticate(struct MHD_Connection *conn, req *r, key_entry *lim) {
+    memset(lim, 0, sizeof *lim);
+    if (!S.token && !S.keys_file) {
+        r->perms = PERM_INFERENCE | PERM_METRICS;
+        return 1;
+    }
     const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h) return 0;
     while (*h == ' ' || *h == '\t') h++;
@@ -2358,7 +2523,31 @@ static int authorized(struct MHD_Connection *conn) {
     while (*h == ' ' || *h == '\t') h++;
     size_t n = strlen(h);
     while (n && (h[n - 1] == ' ' || h[n - 1] == '\t')) n--;
-    return token_equal(h, n, S.token, S.token_len);
+    if (n == 0 || n > KEYS_TOKEN_MAX) return 0;
+    if (S.token && token_equal(h, n, S.token, S.token_len)) {
+        snprintf(r->key, sizeof r->key, "default");
+        r->role = ROLE_INFERENCE;
+        r->perms = S.keys_file ? PERM_INFERENCE : PERM_INFERENCE | PERM_METRICS;
+        return 1;
+    }
+    if (!S.keys_file) return 0;
+    pthread_mutex_lock(&S.keys_mu);
+    const key_entry *k = keys_match(&S.keys, h, n);
+    if (k) *lim = *k;
+    pthread_mutex_unlock(&S.keys_mu);
+    if (!k) return 0;
+    snprintf(r->key, sizeof r->key, "%s", lim->name);
+    r->role = lim->role;
+    r->perms = keys_role_perms(lim->role);
+    return 1;
+}
+
+/* The request id: the client's X-Request-Id when it is 1 to 64 of
+ * [A-Za-z0-9._-] (so it can be quoted anywhere unescaped), else a new one. */
+static void request_id(struct MHD_Connection *conn, req *r) {
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (h && keys_name_ok(h, strlen(h))) snprintf(r->rid, sizeof r->rid, "%s", h);
+    else make_id(r->rid, sizeof r->rid, "req-");
 }
 
 static void remote_address(struct MHD_Connection *conn, char *buf, size_t len) {
@@ -2387,6 +2576,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (*p < 'A' || *p > 'Z') *p = '?';
         snprintf(r->path, sizeof r->path, "%s", url);
         remote_address(conn, r->remote, sizeof r->remote);
+        r->role = -1;
+        request_id(conn, r);
         *con_cls = r;
 
         int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
@@ -2396,9 +2587,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (ep_is_post(r->ep) ? !is_post : !is_get)
             return reply_error(conn, r, 405, "method_not_allowed", NULL, "%s does not accept %s (use %s)",
                                ep_name[r->ep], r->method, ep_is_post(r->ep) ? "POST" : "GET");
-        if (r->ep != EP_HEALTH && !authorized(conn))
-            return reply_error(conn, r, 401, "invalid_api_key", NULL,
-                               "missing or wrong API key: send \"Authorization: Bearer <token>\"");
+        if (r->ep != EP_HEALTH) {
+            key_entry lim;
+            if (!authenticate(conn, r, &lim))
+                return reply_error(conn, r, 401, "invalid_api_key", NULL,
+                                   "missing or wrong API key: send \"Authorization: Bearer <token>\"");
+            int need = r->ep == EP_METRICS ? PERM_METRICS : PERM_INFERENCE;
+            if (!(r->perms & need))
+                return reply_error(conn, r, 403, "permission_denied", NULL, "the key %s (role %s) may not use %s",
+                                   r->key, keys_role_name(r->role), ep_name[r->ep]);
+            if (ep_is_generation(r->ep) && (lim.max_concurrent || lim.tokens_per_minute)) {
+                key_usage *u = keys_usage_get(r->key);
+                if (!u) return reply_internal(conn, r, "out of memory for the usage of key %s", r->key);
+                int adm = keys_usage_admit(u, lim.max_concurrent, lim.tokens_per_minute, now_mono(), &r->retry_after);
+                if (adm == KEYS_OVER_CONCURRENT)
+                    return reply_error(conn, r, 429, "key_concurrency_limit", NULL,
+                                       "the key %s has %u requests running, its limit (max_concurrent); retry in %u s",
+                                       r->key, (unsigned)lim.max_concurrent, r->retry_after);
+                if (adm == KEYS_OVER_TOKENS)
+                    return reply_error(conn, r, 429, "key_token_limit", NULL,
+                                       "the key %s used its %llu tokens of the last 60 s (tokens_per_minute); retry "
+                                       "in %u s", r->key, (unsigned long long)lim.tokens_per_minute, r->retry_after);
+                r->usage = u;
+            }
+        }
         if (r->ep == EP_HEALTH) return handle_health(conn, r);
         if (r->ep == EP_MODELS || r->ep == EP_MODEL) return handle_models(conn, r, url);
         if (r->ep == EP_METRICS) return handle_metrics(conn, r);
@@ -2514,7 +2726,12 @@ static const char usage_text[] =
     "                        have made it)\n"
     "  --host H              address to listen on (default 127.0.0.1)\n"
     "  --port P              TCP port (default 8080; 0 = any free port, printed at start)\n"
-    "  --api-key-file K      require \"Authorization: Bearer <token in K>\" (all but /health)\n"
+    "  --api-key-file K      require \"Authorization: Bearer <token in K>\" (all but /health): the key\n"
+    "                        named default, role inference (alone, it also opens /metrics)\n"
+    "  --keys-file F         API keys with roles, one a line: NAME ROLE HASH [max_concurrent=N]\n"
+    "                        [tokens_per_minute=N]; ROLE inference, metrics or admin; HASH from\n"
+    "                        --hash-key. Reread on SIGHUP (a bad file keeps the keys loaded)\n"
+    "  --hash-key            read a token from stdin, print its HASH field for --keys-file, exit\n"
     "  --max-concurrent N    generations at once, decoded together in one pass (default 2); more wait\n"
     "                        in the queue\n"
     "  --queue N             generation requests that may wait for a context, first come first served\n"
@@ -2550,7 +2767,10 @@ static const char usage_text[] =
     "  --exact-activations   F32 activations with Q8_0/Q4_0 weights instead of int8 ones (slower;\n"
     "                        for checks)\n"
     "  --model-name NAME     the model id in responses (default: the file's base name)\n"
-    "  --log-prompts         also write prompt text to the audit log (off by default)\n"
+    "  --audit-log PATH      append a JSON line per request and per operational event to PATH\n"
+    "                        (created mode 0600; reopened on SIGHUP, for log rotation)\n"
+    "  --log-prompts         also write prompt text (and to --audit-log the completion) to the audit\n"
+    "                        log (off by default)\n"
     "  --allow-special-in-content  let chat message text become control tokens: a message holding\n"
     "                        the end-of-sentence or User marker text gets that token (default: off,\n"
     "                        message contents are tokenized as plain text; trusted clients only)\n"
@@ -2559,7 +2779,7 @@ static const char usage_text[] =
     "  --version             print the version\n";
 
 typedef struct options {
-    const char *model, *host, *api_key_file, *model_name;
+    const char *model, *host, *api_key_file, *model_name, *keys_file, *audit_log;
     uint64_t port, max_concurrent, max_tokens, max_body;
     uint64_t header_timeout, body_timeout, max_conns, max_per_client;
     uint64_t queue, queue_timeout;
@@ -2610,6 +2830,50 @@ static int read_token(const char *path, char **out, size_t *out_len) {
     return 1;
 }
 
+/* --hash-key: reads one line from stdin, the token (surrounding whitespace
+ * ignored), and prints the HASH field of a --keys-file line for it. read(2)
+ * rather than stdio, so no copy of the token stays in a buffer we cannot
+ * wipe. Returns 1 when done, 0 (with a message) when not. */
+static int hash_key(void) {
+    char buf[KEYS_TOKEN_MAX + 2];
+    size_t n = 0;
+    while (n < sizeof buf && !memchr(buf, '\n', n)) {
+        ssize_t k = read(0, buf + n, sizeof buf - n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) {
+            fprintf(stderr, "ds-server: --hash-key: reading stdin: %s\n", strerror(errno));
+            return 0;
+        }
+        if (k == 0) break;
+        n += (size_t)k;
+    }
+    char *nl = memchr(buf, '\n', n);
+    size_t a = 0, b = nl ? (size_t)(nl - buf) : n;
+    int ok = nl || n < sizeof buf;
+    while (a < b && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r')) a++;
+    while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == '\r')) b--;
+    if (b - a > KEYS_TOKEN_MAX || b == a) ok = 0;
+    for (size_t i = a; i < b && ok; i++)
+        if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] == 0x7f) ok = 0;
+    char out[KEYS_HASH_CHARS + 1];
+    if (ok && keys_hash(buf + a, b - a, out) != 0) {
+        ds_memzero(buf, sizeof buf);
+        fprintf(stderr, "ds-server: --hash-key: libsodium cannot start\n");
+        return 0;
+    }
+    ds_memzero(buf, sizeof buf);
+    if (!ok) {
+        fprintf(stderr, "ds-server: --hash-key: want one line on stdin, a token of 1 to %d printable characters "
+                "without spaces\n", KEYS_TOKEN_MAX);
+        return 0;
+    }
+    if (b - a < 16)
+        fprintf(stderr, "ds-server: --hash-key: warning: the token has only %zu characters; a token should be "
+                "random, at least 16 characters (e.g. head -c 24 /dev/urandom | base64)\n", b - a);
+    printf("%s\n", out);
+    return fflush(stdout) == 0;
+}
+
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     o->port = 8080;
@@ -2623,8 +2887,10 @@ static int parse_args(int argc, char **argv, options *o) {
     o->queue = 16;
     o->queue_timeout = 60;
     /* -m: llama.cpp's spelling of --model */
-    static const char *const str_name[] = {"--model", "--host", "--api-key-file", "--model-name", "-m"};
-    const char **str_slot[] = {&o->model, &o->host, &o->api_key_file, &o->model_name, &o->model};
+    static const char *const str_name[] = {"--model", "--host", "--api-key-file", "--model-name", "-m",
+                                           "--keys-file", "--audit-log"};
+    const char **str_slot[] = {&o->model, &o->host, &o->api_key_file, &o->model_name, &o->model,
+                               &o->keys_file, &o->audit_log};
     static const struct {
         const char *name;
         uint64_t lo, hi;
@@ -2650,6 +2916,7 @@ static int parse_args(int argc, char **argv, options *o) {
             printf("ds-server (deepseek.h %s)\n", ds_version_string());
             return -1;
         }
+        if (is_flag(&a, "--hash-key")) return hash_key() ? -1 : 1;
         if (is_flag(&a, "--log-prompts")) {
             o->log_prompts = 1;
             continue;
@@ -2706,6 +2973,113 @@ static int parse_args(int argc, char **argv, options *o) {
     return 0;
 }
 
+/* ==== Keys and the audit log: load, reload ================================ */
+
+/* Reads the keys file into *out. A file others may write is refused (they
+ * could give themselves a key), one others may read is loaded with a
+ * warning (its hashes open nothing, but the names and limits are nobody
+ * else's business). Returns 0, or -1 with "file:line: why" in err. */
+static int load_keys(const char *path, keyset *out, char *err, size_t len) {
+    int mode = 0;
+    int rc = keys_load(path, out, &mode, err, len);
+    if (rc) return -1;
+    if (mode & 022) {
+        keys_free(out);
+        snprintf(err, len, "%s: others may write it (mode %04o); chmod go-w %s", path, (unsigned)mode, path);
+        return -1;
+    }
+    for (size_t i = 0; S.token && i < out->n; i++)
+        if (!strcmp(out->keys[i].name, "default")) {
+            keys_free(out);
+            snprintf(err, len, "%s: the key name default is the --api-key-file token's; rename the key", path);
+            return -1;
+        }
+    if (mode & 004)
+        audit("warning: the keys file %s is readable by every user (mode %04o); chmod 600 it", path, (unsigned)mode);
+    return 0;
+}
+
+/* The keys_reloaded (or keys_loaded) event. */
+static void audit_keys_event(const char *event, size_t n, const char *error) {
+    if (!A.path) return;
+    sbuf b = {0};
+    audit_begin(&b, "event");
+    jstr(&b, "event", event);
+    jstr(&b, "file", S.keys_file);
+    if (error) sb_puts(&b, ",\"keys\":null");
+    else sb_printf(&b, ",\"keys\":%zu", n);
+    jstr(&b, "error", error);
+    audit_end(&b);
+}
+
+/* SIGHUP: the keys file read again and swapped in whole, or, when it does
+ * not parse, the keys kept as they were; the audit log reopened (after a
+ * rotation renamed it). Requests already authorized run on: they hold a
+ * copy of what they need of their key. */
+static void reload(void) {
+    if (A.path) {
+        int fd = audit_open(A.path);
+        if (fd < 0) {
+            audit("audit log %s: cannot reopen: %s; still writing to the file open before", A.path, strerror(errno));
+        } else {
+            pthread_mutex_lock(&A.mu);
+            int old = A.fd;
+            A.fd = fd;
+            pthread_mutex_unlock(&A.mu);
+            close(old);
+            audit("audit log %s reopened", A.path);
+            audit_event("audit_log_reopened");
+        }
+    }
+    if (S.keys_file) {
+        char err[512];
+        keyset ks;
+        if (load_keys(S.keys_file, &ks, err, sizeof err) != 0) {
+            pthread_mutex_lock(&S.keys_mu);
+            size_t n = S.keys.n;
+            pthread_mutex_unlock(&S.keys_mu);
+            audit("keys reload failed: %s; keeping the %zu keys loaded before", err, n);
+            audit_keys_event("keys_reloaded", 0, err);
+        } else {
+            pthread_mutex_lock(&S.keys_mu);
+            keyset old = S.keys;
+            S.keys = ks;
+            pthread_mutex_unlock(&S.keys_mu);
+            keys_free(&old);
+            audit("keys reloaded file=%s keys=%zu", S.keys_file, ks.n);
+            audit_keys_event("keys_reloaded", ks.n, NULL);
+        }
+    }
+    if (!A.path && !S.keys_file) audit("SIGHUP: no --keys-file or --audit-log to reload");
+}
+
+/* The startup event: the version and the options that shape the service
+ * (paths, limits); nothing secret (no key, token or passphrase: their
+ * files' paths at most). */
+static void audit_startup(const options *o) {
+    if (!A.path) return;
+    sbuf b = {0};
+    audit_begin(&b, "event");
+    jstr(&b, "event", "startup");
+    jstr(&b, "version", ds_version_string());
+    sb_printf(&b, ",\"pid\":%ld,\"options\":{\"model\":", (long)getpid());
+    sb_json_str(&b, o->model, strlen(o->model));
+    jstr(&b, "host", o->host);
+    sb_printf(&b, ",\"port\":%llu", (unsigned long long)o->port);
+    jstr(&b, "model_key", o->mo.ko.key_file ? "key_file" : o->mo.ko.pass_env ? "passphrase_env" : "none");
+    jstr(&b, "api_key_file", o->api_key_file);
+    jstr(&b, "keys_file", o->keys_file);
+    sb_printf(&b, ",\"max_concurrent\":%llu,\"queue\":%llu,\"queue_timeout_s\":%llu,\"max_tokens\":%llu,"
+              "\"max_body\":%llu,\"n_ctx\":%d,\"threads\":%d,\"cache_mb\":%llu,\"log_prompts\":%s,"
+              "\"allow_special_in_content\":%s,\"allow_plaintext\":%s}",
+              (unsigned long long)o->max_concurrent, (unsigned long long)o->queue,
+              (unsigned long long)o->queue_timeout, (unsigned long long)o->max_tokens,
+              (unsigned long long)o->max_body, o->mo.n_ctx, o->mo.threads,
+              (unsigned long long)(o->mo.cache_bytes >> 20), o->log_prompts ? "true" : "false",
+              o->special_in_content ? "true" : "false", o->mo.ko.allow_plaintext ? "true" : "false");
+    audit_end(&b);
+}
+
 /* ==== main ================================================================ */
 
 int main(int argc, char **argv) {
@@ -2713,6 +3087,9 @@ int main(int argc, char **argv) {
      * MHD's threads inherit the mask); main waits for them with sigwait. */
     sigset_t stop_sigs;
     block_stop_signals(&stop_sigs);
+    /* and SIGHUP, which main also takes with sigwait: reload */
+    sigaddset(&stop_sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
 
     options o;
     int guard_on = 0;
@@ -2723,6 +3100,7 @@ int main(int argc, char **argv) {
     memset(&S, 0, sizeof S);
     pthread_mutex_init(&S.pool_mu, NULL);
     pthread_mutex_init(&S.met.mu, NULL);
+    pthread_mutex_init(&S.keys_mu, NULL);
     S.max_body = (size_t)o.max_body;
     S.max_tokens = (int)o.max_tokens;
     S.queue_max = (int)o.queue;
@@ -2742,6 +3120,30 @@ int main(int argc, char **argv) {
     }
 
     if (o.api_key_file && !read_token(o.api_key_file, &S.token, &S.token_len)) return 1;
+    if (o.keys_file) {
+        char err[512];
+        if (load_keys(o.keys_file, &S.keys, err, sizeof err) != 0) {
+            fprintf(stderr, "ds-server: --keys-file %s\n", err);
+            return 1;
+        }
+        S.keys_file = o.keys_file;
+    }
+    if (o.audit_log) {
+        if ((A.fd = audit_open(o.audit_log)) < 0) {
+            fprintf(stderr, "ds-server: --audit-log %s: %s\n", o.audit_log, strerror(errno));
+            return 1;
+        }
+        A.path = o.audit_log;
+        struct stat sb;
+        if (fstat(A.fd, &sb) == 0 && (sb.st_mode & 077))
+            audit("warning: the audit log %s is open to other users (mode %04o); chmod 600 it", o.audit_log,
+                  (unsigned)(sb.st_mode & 07777));
+    }
+    audit_startup(&o);
+    if (S.keys_file) {
+        audit("keys loaded file=%s keys=%zu", S.keys_file, S.keys.n);
+        audit_keys_event("keys_loaded", S.keys.n, NULL);
+    }
 
     /* the address first: a typo should not wait for a model to load */
     struct addrinfo hints, *ai = NULL;
@@ -2838,7 +3240,19 @@ int main(int argc, char **argv) {
           "device=\"%s\" seconds=%.2f auth=%s",
           o.model, S.model_id, S.cfg.n_layers, S.cfg.n_routed_experts, S.cfg.vocab_size, S.n_ctx, S.n_slots,
           (unsigned long long)(o.mo.cache_bytes >> 20), ds_model_device_name(S.model), now_mono() - t0,
-          S.token ? "bearer" : "none");
+          S.token || S.keys_file ? "bearer" : "none");
+    if (A.path) {
+        sbuf b = {0};
+        audit_begin(&b, "event");
+        jstr(&b, "event", "model_opened");
+        jstr(&b, "path", o.model);
+        jstr(&b, "model", S.model_id);
+        sb_printf(&b, ",\"layers\":%d,\"experts\":%d,\"vocab\":%d,\"n_ctx\":%d,\"slots\":%d", S.cfg.n_layers,
+                  S.cfg.n_routed_experts, S.cfg.vocab_size, S.n_ctx, S.n_slots);
+        jstr(&b, "device", ds_model_device_name(S.model));
+        sb_printf(&b, ",\"seconds\":%.3f", now_mono() - t0);
+        audit_end(&b);
+    }
     ds_mlock_info mli;
     if (o.mo.mlock && ds_model_mlock_info(S.model, &mli) == DS_OK)
         audit("mlock locked_bytes=%llu refused_bytes=%llu%s%s%s", (unsigned long long)mli.locked_bytes,
@@ -2902,12 +3316,30 @@ int main(int argc, char **argv) {
           "idle_timeout_s=120", G.max_conns, G.max_per_client, G.max_waiting, (unsigned)o.header_timeout,
           (unsigned)o.body_timeout);
     audit("queue places=%d timeout_s=%.0f", S.queue_max, S.queue_timeout);
+    if (A.path) {
+        sbuf b = {0};
+        audit_begin(&b, "event");
+        jstr(&b, "event", "listening");
+        jstr(&b, "host", o.host);
+        sb_printf(&b, ",\"port\":%u", port);
+        audit_end(&b);
+    }
 
-    /* ---- serve until SIGINT/SIGTERM ---- */
+    /* ---- serve until SIGINT/SIGTERM; SIGHUP reloads ---- */
     int sig = 0;
-    while (sigwait(&stop_sigs, &sig) != 0) {
+    for (;;) {
+        if (sigwait(&stop_sigs, &sig) != 0) continue;
+        if (sig != SIGHUP) break;
+        reload();
     }
     audit("signal %d: shutting down", sig);
+    if (A.path) {
+        sbuf b = {0};
+        audit_begin(&b, "event");
+        jstr(&b, "event", "shutdown");
+        sb_printf(&b, ",\"signal\":%d", sig);
+        audit_end(&b);
+    }
     atomic_store(&S.stopping, 1);
     /* the requests waiting in the queue answer 503 at once; MHD_stop_daemon
      * shuts every connection's socket, so give those answers up to 2 s to
@@ -2939,6 +3371,13 @@ out:
     }
     pthread_mutex_destroy(&S.pool_mu);
     pthread_mutex_destroy(&S.met.mu);
-    if (!rc) audit("stopped");
+    keys_free(&S.keys);
+    keys_usage_free_all();
+    pthread_mutex_destroy(&S.keys_mu);
+    if (!rc) {
+        audit("stopped");
+        audit_event("stopped");
+    }
+    if (A.fd >= 0) close(A.fd);
     return rc;
 }
