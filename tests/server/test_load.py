@@ -319,12 +319,21 @@ def main():
     try:
         if isinstance(m0, Exception):
             raise m0
-        m = metric_values(a.port, token)
-        m = {k: v - m0.get(k, 0) for k, v in m.items()}
-        got = {e: m.get(f'ds_server_requests_total{{endpoint="/v1/{p}",code="200"}}', 0)
-               for e, p in (("chat", "chat/completions"), ("completions", "completions"))}
+        # The server counts a request when it has finished with it, which can
+        # be a moment after the client read the last byte: read until the
+        # counts are complete, up to a generous limit (they never go down).
+        want = {e: float(v) for e, v in sent_200.items()}
+        until = time.monotonic() + 60
+        while True:
+            m = metric_values(a.port, token)
+            m = {k: v - m0.get(k, 0) for k, v in m.items()}
+            got = {e: m.get(f'ds_server_requests_total{{endpoint="/v1/{p}",code="200"}}', 0)
+                   for e, p in (("chat", "chat/completions"), ("completions", "completions"))}
+            if got == want or any(got[e] > want[e] for e in want) or time.monotonic() > until:
+                break
+            time.sleep(0.1)
         rejected = {k: v for k, v in m.items() if k.startswith("ds_server_queue_rejected_total") and v}
-        check("load-metrics", got == {e: float(v) for e, v in sent_200.items()} and not rejected,
+        check("load-metrics", got == want and not rejected,
               f"/metrics counted {got} answers 200, this test got {sent_200}; turned away: {rejected}")
     except Exception as e:  # noqa: BLE001 - a failure of this case
         check("load-metrics", False, f"{type(e).__name__}: {e}")
