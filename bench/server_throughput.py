@@ -361,6 +361,9 @@ def environment(a, server, token, base_url):
 def main():
     a = parse_args()
     openai = ensure_openai(a.no_install)
+    # SIGTERM (timeout(1), a batch system) ends the run like ^C: through the
+    # finally below, which stops the server this script started
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     levels = a.concurrency
     token = open(a.api_key_file).read().strip() if a.api_key_file else None
     server = None
