@@ -931,6 +931,13 @@ typedef struct ds_generate_params {
     ds_token_fn on_token;         /* NULL = none */
     void *user;                   /* passed to on_token */
     int ignore_eos;               /* 1: the EOS token is never sampled */
+    int defer_prompt;             /* 1: ds_generator_new evaluates nothing; the prompt (what the
+                                     context does not hold of it) is evaluated by ds_generator_step,
+                                     prompt_chunk tokens a step, in the passes that decode the other
+                                     generators' tokens (ds_generator_next evaluates what is left at
+                                     once). The first token is sampled in the step that ends it */
+    int prompt_chunk;             /* with defer_prompt: most prompt tokens a step evaluates (0 = 128;
+                                     a pass takes at most 256 tokens in all) */
 } ds_generate_params;
 
 DS_API ds_generate_params ds_generate_default_params(void);   /* all zero, as {0} */
@@ -972,11 +979,16 @@ DS_API ds_stop_reason ds_generator_stop_reason(const ds_generator *g);
 /* The statistics so far (zeros for a NULL g). */
 DS_API void ds_generator_stats(const ds_generator *g, ds_generate_stats *out);
 /* Advances several generators by one token each, as ds_generator_next
- * does, evaluating their tokens in one forward pass (ds_context_eval_batch):
- * the continuous batching of a server, where each active request is one
- * generator on its own sequence of one context (ds_context_seq). NULL
- * entries and generators already stopped or failed are skipped. Each
- * generator's text of this step is then ds_generator_text's. A generator
+ * does, evaluating their tokens in one forward pass (as
+ * ds_context_eval_batch): the continuous batching of a server, where each
+ * active request is one generator on its own sequence of one context
+ * (ds_context_seq). A generator made with defer_prompt evaluates the next
+ * chunk of its prompt in the same pass instead (the pass takes the decode
+ * tokens first, then the prompt chunks in the order of gs, at most 256
+ * tokens in all), and samples its first token once the pass ends its
+ * prompt. NULL entries and generators already stopped or failed are
+ * skipped. Each generator's text of this step is then ds_generator_text's
+ * (empty for a generator whose prompt is still being evaluated). A generator
  * whose sequence's abort callback asks to stop before or during the pass is
  * stopped with DS_STOP_ABORT and the others' tokens are evaluated without it.
  * Greedy sampling picks what ds_generator_next would, except where two

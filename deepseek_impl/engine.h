@@ -164,6 +164,16 @@ DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
 /* ==== Contexts (forward.c) ============================================== */
 /* Whether c's abort callback asks to stop now (false without one). */
 DSI_FUNC bool dsi_context_aborted(const ds_context *c);
+/* A run of a pass over several sequences (ds_context_eval_batch, the
+ * generators' step): n tokens appended to sequence seq; logits (vocab
+ * floats, host) of the last of them, or NULL. */
+typedef struct dsi_seq_run {
+    ds_context *seq;
+    const int32_t *tok;
+    int n;
+    float *logits;
+} dsi_seq_run;
+DSI_FUNC ds_status dsi_context_eval_runs(const dsi_seq_run *r, int m, const char *fn, dsi_err *e);
 
 /* ==== Devices: what the forward pass needs of a CPU or a GPU ============= */
 /*

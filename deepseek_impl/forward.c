@@ -52,6 +52,8 @@ struct ds_context {
     int seq_id, n_seq;                 /* which sequence; how many the root has */
     ds_context **seqs;                 /* root only: (n_seq) the handles, seqs[0] = root */
     float *blog;                       /* root only, n_seq > 1: (n_seq, vocab) logits of a batch step */
+    int32_t *btok;                     /* root only: (DSI_MAX_BATCH) the tokens of a pass of several runs */
+    int *brow;                         /* root only: (DSI_MAX_BATCH) rows of such a pass that want logits */
     ds_context *const *batch;          /* root, during ds_context_eval_batch: the sequences whose abort */
     int batch_n;                       /* callbacks are asked */
 };
@@ -231,9 +233,11 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->idx = dsi_calloc(al, T * K, sizeof(int));
     c->wts = dsi_calloc(al, T * K, sizeof(float));
     c->seqs = dsi_calloc(al, (size_t)n_seq, sizeof *c->seqs);
+    c->btok = dsi_calloc(al, T, sizeof *c->btok);
+    c->brow = dsi_calloc(al, T, sizeof *c->brow);
     if (n_seq > 1) c->blog = dsi_calloc(al, (size_t)n_seq * (size_t)cf->vocab_size, sizeof(float));
     if (!inv_freq || !c->hist || !c->pos || !c->seq || !c->sel || !c->selw || !c->used || !c->off || !c->cnt ||
-        !c->idx || !c->wts || !c->seqs || (n_seq > 1 && !c->blog)) {
+        !c->idx || !c->wts || !c->seqs || !c->btok || !c->brow || (n_seq > 1 && !c->blog)) {
         dsi_free(al, inv_freq);
         ds_context_free(c);
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context");
@@ -265,6 +269,8 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         q->seq_id = i;
         q->seqs = NULL;
         q->blog = NULL;
+        q->btok = NULL;
+        q->brow = NULL;
         q->counted = false;
         c->seqs[i] = q;
     }
@@ -285,6 +291,8 @@ DS_API void ds_context_free(ds_context *c) {
             }
     dsi_free(al, c->seqs);
     dsi_free(al, c->blog);
+    dsi_free(al, c->btok);
+    dsi_free(al, c->brow);
     if (c->dc) c->dev->ctx_free(c->m, c->dc);
     dsi_free(al, c->hist);
     dsi_free(al, c->pos);
@@ -408,9 +416,11 @@ static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {
 }
 
 /* ==== The forward pass ==================================================== */
-/* Runs batch b; logits of rows [first_out, b->n) go to out (host, row-major,
- * vocab each) when out is not NULL. */
-static ds_status dsi_forward_batch(ds_context *c, const dsi_batch *b, float *out, int first_out, dsi_err *e) {
+/* Runs batch b; logits of rows [first_out, b->n), or with rows of those n_rows
+ * rows (in that order), go to out (host, row-major, vocab each) when out is
+ * not NULL. */
+static ds_status dsi_forward_batch(ds_context *c, const dsi_batch *b, float *out, int first_out, const int *rows,
+                                   int n_rows, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_device_i *d = c->dev;
     const dsi_act *a = &c->a;
@@ -424,14 +434,29 @@ static ds_status dsi_forward_batch(ds_context *c, const dsi_batch *b, float *out
     }
     if (!out) return DS_OK;
     int n_out = T - first_out;
-    DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x + (size_t)first_out * D, D, &c->w->out_norm, n_out, c->eps, e));
+    if (rows) {   /* each chosen row normed into the next row of xn */
+        for (int i = 0; i < n_rows; i++)
+            DSI_TRY(d->rmsnorm(c->dc, a->xn + (size_t)i * D, D, a->x + (size_t)rows[i] * D, D, &c->w->out_norm, 1,
+                               c->eps, e));
+        n_out = n_rows;
+    } else {
+        DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x + (size_t)first_out * D, D, &c->w->out_norm, n_out, c->eps, e));
+    }
     return d->head(c->dc, &c->w->lm_head, a->xn, n_out, out, e);
 }
 
 static ds_status dsi_forward(ds_context *c, const dsi_batch *b, float *out, int first_out, dsi_err *e) {
     ds_status s = c->dev->begin(c->dc, e);
     if (s) return s;
-    s = dsi_forward_batch(c, b, out, first_out, e);
+    s = dsi_forward_batch(c, b, out, first_out, NULL, 0, e);
+    return c->dev->end(c->dc, s, e);
+}
+
+static ds_status dsi_forward_rows(ds_context *c, const dsi_batch *b, float *out, const int *rows, int n_rows,
+                                  dsi_err *e) {
+    ds_status s = c->dev->begin(c->dc, e);
+    if (s) return s;
+    s = dsi_forward_batch(c, b, out, 0, rows, n_rows, e);
     return c->dev->end(c->dc, s, e);
 }
 
@@ -482,8 +507,74 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
     return DS_OK;
 }
 
-/* One token of each of several sequences in one forward pass, on the root's
- * scratch; their abort callbacks are asked between layers. */
+/* Runs r[0..m) (each: tokens appended to its own sequence, all of one
+ * context, at most DSI_MAX_BATCH tokens in all) in one forward pass on the
+ * root's scratch; the sequences' abort callbacks are asked between layers.
+ * fn names the caller in messages. On error nothing is appended. */
+DSI_FUNC ds_status dsi_context_eval_runs(const dsi_seq_run *r, int m, const char *fn, dsi_err *e) {
+    if (m <= 0 || m > DSI_MAX_BATCH || !r[0].seq)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: %s", fn,
+                        m <= 0 || m > DSI_MAX_BATCH ? "n must be in [1, 256]" : "sequence 0 is NULL");
+    ds_context *c = r[0].seq->root;
+    const ds_model_config *cf = &c->m->cfg;
+    int total = 0;
+    for (int i = 0; i < m; i++) {
+        const ds_context *q = r[i].seq;
+        if (!q || q->root != c)
+            return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: entry %d is %s", fn, i,
+                            q ? "a sequence of another context" : "NULL");
+        for (int k = 0; k < i; k++)
+            if (r[k].seq == q)
+                return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: entries %d and %d are both sequence %d", fn, k, i,
+                                q->seq_id);
+        if (r[i].n < 1 || !r[i].tok || r[i].n > DSI_MAX_BATCH - total)
+            return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: entry %d: %d tokens%s", fn, i, r[i].n,
+                            r[i].n < 1 || !r[i].tok ? " (none, or NULL)" : ": more than 256 in one pass");
+        for (int t = 0; t < r[i].n; t++)
+            if (r[i].tok[t] < 0 || r[i].tok[t] >= cf->vocab_size)
+                return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: entry %d: id %d is outside the vocabulary [0, %d)", fn,
+                                i, (int)r[i].tok[t], cf->vocab_size);
+        if (r[i].n > q->n_ctx - q->n_past)
+            return dsi_fail(e, DS_ERR_LIMIT, "%s: sequence %d is full: %d of its %d positions are used, %d more asked",
+                            fn, q->seq_id, q->n_past, q->n_ctx, r[i].n);
+        total += r[i].n;
+    }
+    /* the pass: each entry's tokens one run; the rows that want logits */
+    int n_rows = 0, at = 0;
+    for (int i = 0; i < m; i++) {
+        for (int t = 0; t < r[i].n; t++, at++) {
+            c->btok[at] = r[i].tok[t];
+            c->pos[at] = r[i].seq->n_past + t;
+            c->seq[at] = r[i].seq->seq_id;
+        }
+        if (r[i].logits) c->brow[n_rows++] = at - 1;
+    }
+    /* the root's logits buffer holds n_seq rows; a context of one sequence
+     * has none, and its one row goes straight to the caller */
+    float *out = !n_rows ? NULL : c->blog ? c->blog : r[0].logits;
+    dsi_batch b = {total, c->btok, c->pos, c->seq};
+    ds_context *seqs[DSI_MAX_BATCH];
+    for (int i = 0; i < m; i++) seqs[i] = r[i].seq;
+    c->batch = seqs;
+    c->batch_n = m;
+    ds_status s = dsi_ctx_aborted(c, e) ? DS_ERR_CANCELLED : dsi_forward_rows(c, &b, out, c->brow, n_rows, e);
+    c->batch = NULL;
+    c->batch_n = 0;
+    if (s) return s;
+    size_t V = (size_t)cf->vocab_size;
+    for (int i = 0, k = 0; i < m; i++) {
+        ds_context *q = r[i].seq;
+        memcpy(q->hist + q->n_past, r[i].tok, (size_t)r[i].n * sizeof *r[i].tok);
+        q->n_past += r[i].n;
+        if (r[i].logits) {
+            if (out != r[i].logits) memcpy(r[i].logits, out + (size_t)k * V, V * sizeof(float));
+            k++;
+        }
+    }
+    return DS_OK;
+}
+
+/* One token of each of several sequences in one forward pass. */
 DS_API ds_status ds_context_eval_batch(ds_context *const *seqs, const int32_t *tokens, size_t n,
                                        float *const *logits) {
     dsi_err e = {0};
@@ -494,52 +585,8 @@ DS_API ds_status ds_context_eval_batch(ds_context *const *seqs, const int32_t *t
                                                 : "sequence 0 is NULL");
         return seqs && seqs[0] ? dsi_ctx_fail(seqs[0], &e) : dsi_publish(&e);
     }
-    ds_context *c = seqs[0]->root;
-    const ds_model_config *cf = &c->m->cfg;
-    for (size_t i = 0; i < n; i++) {
-        const ds_context *q = seqs[i];
-        if (!q || q->root != c) {
-            dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_eval_batch: entry %zu is %s", i,
-                     q ? "a sequence of another context" : "NULL");
-            return dsi_ctx_fail(seqs[0], &e);
-        }
-        for (size_t k = 0; k < i; k++)
-            if (seqs[k] == q) {
-                dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_eval_batch: entries %zu and %zu are both sequence %d",
-                         k, i, q->seq_id);
-                return dsi_ctx_fail(seqs[0], &e);
-            }
-        if (tokens[i] < 0 || tokens[i] >= cf->vocab_size) {
-            dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_eval_batch: entry %zu: id %d is outside the vocabulary [0, %d)",
-                     i, (int)tokens[i], cf->vocab_size);
-            return dsi_ctx_fail(seqs[0], &e);
-        }
-        if (q->n_past >= q->n_ctx) {
-            dsi_fail(&e, DS_ERR_LIMIT, "ds_context_eval_batch: sequence %d is full (%d tokens)", q->seq_id, q->n_ctx);
-            return dsi_ctx_fail(seqs[0], &e);
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        c->pos[i] = seqs[i]->n_past;
-        c->seq[i] = seqs[i]->seq_id;
-    }
-    bool want = false;
-    for (size_t i = 0; logits && i < n; i++) want = want || logits[i];
-    /* the root's logits buffer holds n_seq rows; a context of one sequence
-     * has none, and its one row goes straight to the caller */
-    float *out = !want ? NULL : c->blog ? c->blog : logits[0];
-    dsi_batch b = {(int)n, tokens, c->pos, c->seq};
-    c->batch = seqs;
-    c->batch_n = (int)n;
-    ds_status s = dsi_ctx_aborted(c, &e) ? DS_ERR_CANCELLED : dsi_forward(c, &b, out, 0, &e);
-    c->batch = NULL;
-    c->batch_n = 0;
-    if (s) return dsi_ctx_fail(seqs[0], &e);
-    size_t V = (size_t)cf->vocab_size;
-    for (size_t i = 0; i < n; i++) {
-        ds_context *q = seqs[i];
-        q->hist[q->n_past++] = tokens[i];
-        if (want && logits[i] && out != logits[i]) memcpy(logits[i], out + i * V, V * sizeof(float));
-    }
-    return DS_OK;
+    dsi_seq_run r[DSI_MAX_BATCH];
+    for (size_t i = 0; i < n; i++) r[i] = (dsi_seq_run){seqs[i], tokens + i, 1, logits ? logits[i] : NULL};
+    ds_status s = dsi_context_eval_runs(r, (int)n, "ds_context_eval_batch", &e);
+    return s ? dsi_ctx_fail(seqs[0], &e) : DS_OK;
 }

@@ -140,8 +140,13 @@ struct ds_generator {
     char errmsg[512];           /* its message */
     double t_gen;                  /* when the decode phase began */
     /* between the two halves of a step (gen_pick, gen_close) */
-    int32_t next;                  /* the token to evaluate, -1: none */
+    int32_t next;                  /* the token picked (its text released) and still to evaluate, -1:
+                                      none. ds_generator_step leaves it set between steps for a
+                                      generator that picked after the pass */
     size_t n_before;               /* released text that belongs to the token (the rest: the -1 call) */
+    /* a deferred prompt (defer_prompt): ids [pend_at, pend_at + n_pend) are not evaluated yet */
+    size_t pend_at;
+    int n_pend, chunk;
 };
 
 DS_API const char *ds_stop_reason_name(ds_stop_reason r) {
@@ -241,6 +246,12 @@ static ds_status gen_new(ds_generator **out, ds_context *c, ds_sampler *s, const
     g->on_token = p->on_token;
     g->user = p->user;
     g->ignore_eos = p->ignore_eos != 0;
+    g->next = -1;
+    if (p->prompt_chunk < 0) {
+        st = dsi_fail(e, DS_ERR_INVALID_ARG, "generate: prompt_chunk must be >= 0, not %d", p->prompt_chunk);
+        goto fail;
+    }
+    g->chunk = p->prompt_chunk > 0 ? p->prompt_chunk : 128;
     g->st.n_prompt = (int)n_prompt;
     if ((st = gen_copy_stops(g, p, e)) != DS_OK) goto fail;
 
@@ -270,6 +281,12 @@ static ds_status gen_new(ds_generator **out, ds_context *c, ds_sampler *s, const
     if (keep == n_prompt) keep--;
     if ((st = ds_context_truncate(c, (int)keep)) != DS_OK) goto fail_published;
     g->st.n_reused = (int)keep;
+    if (p->defer_prompt && !none) {   /* ds_generator_step evaluates it */
+        g->pend_at = keep;
+        g->n_pend = (int)(n_prompt - keep);
+        *out = g;
+        return DS_OK;
+    }
     double t0 = dsi_now_seconds();
     st = ds_context_eval(c, prompt + keep, n_prompt - keep, g->b.logits, 0);
     g->st.prompt_seconds = dsi_now_seconds() - t0;
@@ -390,16 +407,22 @@ static ds_status gen_failed(ds_generator *g, ds_status st, const dsi_err *e) {
     return st;
 }
 
-/* The first half of a step: samples a token, decodes it, applies the stop
- * strings, calls on_token, and sets g->next to the token to evaluate (-1
- * when generation ends with it). An error fails g (and is returned with its
- * message published). */
-static ds_status gen_pick(ds_generator *g) {
-    dsi_err e = {0};
+/* Empties the text released by the last step. */
+static void gen_out_reset(ds_generator *g) {
     g->out.len = 0;
     if (g->out.data) g->out.data[0] = '\0';
+}
+
+/* The first half of a step: samples a token from the logits of the last
+ * evaluated one, decodes it, applies the stop strings, calls on_token
+ * (appending to the step's text), and sets g->next to the token to
+ * evaluate (-1 when generation ends with it). An error fails g (and is
+ * returned with its message published). */
+static ds_status gen_pick(ds_generator *g) {
+    dsi_err e = {0};
     g->next = -1;
-    g->n_before = 0;
+    g->n_before = g->out.len;
+    size_t from = g->out.len;   /* this token's text begins there */
     ds_status st;
     int32_t t = -1;
 
@@ -427,7 +450,7 @@ static ds_status gen_pick(ds_generator *g) {
         if ((st = gen_flush(g, &e)) != DS_OK) return gen_failed(g, st, &e);
     }
     g->n_before = g->out.len;
-    if (g->on_token && g->on_token(g->user, t, gen_text(&g->out), g->out.len) && !g->st.stop_reason)
+    if (g->on_token && g->on_token(g->user, t, gen_text(&g->out) + from, g->out.len - from) && !g->st.stop_reason)
         g->st.stop_reason = DS_STOP_CALLBACK;
     /* ---- evaluate it, unless it ends the generation ---- */
     if (!g->st.stop_reason) g->next = t;
@@ -457,6 +480,23 @@ static ds_status gen_close(ds_generator *g, ds_status ev) {
     return DS_OK;
 }
 
+/* Evaluates what is left of a deferred prompt at once (ds_generator_next). */
+static ds_status gen_prompt_rest(ds_generator *g) {
+    double t0 = dsi_now_seconds();
+    ds_status ev = ds_context_eval(g->c, g->b.ids + g->pend_at, (size_t)g->n_pend, g->b.logits, 0);
+    g->st.prompt_seconds += dsi_now_seconds() - t0;
+    g->t_gen = dsi_now_seconds();
+    if (ev == DS_ERR_CANCELLED) {
+        g->st.stop_reason = DS_STOP_ABORT;
+        return DS_OK;
+    }
+    if (ev) return gen_failed(g, ev, NULL);   /* the context set the message */
+    g->st.n_evaluated += g->n_pend;
+    g->pend_at += (size_t)g->n_pend;
+    g->n_pend = 0;
+    return DS_OK;
+}
+
 DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *len) {
     dsi_err e = {0};
     if (text) *text = "";
@@ -466,14 +506,26 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
         return dsi_publish(&e);
     }
     if (g->st.stop_reason || g->failed) return DS_OK;
-    ds_status st = gen_pick(g);
-    if (st) return st;
+    gen_out_reset(g);
+    ds_status st;
+    if (g->n_pend > 0 && ((st = gen_prompt_rest(g)) != DS_OK || g->st.stop_reason)) goto out;
+    if (g->next >= 0) {   /* a token ds_generator_step picked: evaluate it first */
+        ds_status ev = ds_context_eval(g->c, &g->next, 1, g->b.logits, 0);
+        if ((st = gen_close(g, ev)) != DS_OK || g->st.stop_reason) goto out;
+        gen_out_reset(g);
+    }
+    if ((st = gen_pick(g)) != DS_OK) return st;
     ds_status ev = g->next >= 0 ? ds_context_eval(g->c, &g->next, 1, g->b.logits, 0) : DS_OK;
-    if ((st = gen_close(g, ev)) != DS_OK) return st;
+    st = gen_close(g, ev);
+out:
+    if (st) return st;
     if (text) *text = gen_text(&g->out);
     if (len) *len = g->out.len;
     return DS_OK;
 }
+
+/* A generator that can go on. */
+static bool gen_live(const ds_generator *g) { return g && !g->st.stop_reason && !g->failed; }
 
 DS_API ds_status ds_generator_step(ds_generator *const *gs, size_t n) {
     dsi_err e = {0};
@@ -505,50 +557,83 @@ DS_API ds_status ds_generator_step(ds_generator *const *gs, size_t n) {
             }
     }
     ds_status first = DS_OK;
-    ds_context *seqs[DSI_MAX_BATCH];
-    int32_t toks[DSI_MAX_BATCH];
-    float *lg[DSI_MAX_BATCH];
-    ds_generator *who[DSI_MAX_BATCH];
-    size_t m = 0;
-    /* ---- sample each; those going on join the pass ---- */
+    bool picked[DSI_MAX_BATCH] = {false};
+    /* ---- generators with the logits of their last token and nothing to
+     * evaluate sample now; each picks at most once a step ---- */
     for (size_t i = 0; i < n; i++) {
         ds_generator *g = gs[i];
-        if (!g || g->st.stop_reason || g->failed) continue;
+        if (!gen_live(g)) continue;
+        gen_out_reset(g);
+        if (g->n_pend > 0 || g->next >= 0) continue;
+        picked[i] = true;
         ds_status st = gen_pick(g);
-        if (st) {
-            if (!first) first = st;
-            continue;
-        }
-        if (g->next < 0) {
-            (void)gen_close(g, DS_OK);   /* ends here: flush what is held back */
-            if (g->failed && !first) first = g->status;
-            continue;
-        }
-        who[m++] = g;
+        if (!st && g->next < 0) st = gen_close(g, DS_OK);   /* it ends here: flush what is held back */
+        if (st && !first) first = st;
     }
-    /* ---- one pass for them all; a sequence whose abort callback asks to
-     * stop leaves the batch, and the pass runs again without it ---- */
-    ds_status ev = DS_OK;
-    while (m > 0) {
-        for (size_t i = 0; i < m; i++) {
-            seqs[i] = who[i]->c;
-            toks[i] = who[i]->next;
-            lg[i] = who[i]->b.logits;
+    /* ---- the pass: every picked token, then prompt chunks, 256 tokens at
+     * most; a sequence whose abort callback asks to stop leaves it, and the
+     * pass runs again without it ---- */
+    dsi_seq_run runs[DSI_MAX_BATCH];
+    size_t who[DSI_MAX_BATCH];
+    int m = 0, budget = DSI_MAX_BATCH;
+    for (size_t i = 0; i < n; i++)
+        if (gen_live(gs[i]) && gs[i]->next >= 0) {
+            runs[m] = (dsi_seq_run){gs[i]->c, &gs[i]->next, 1, gs[i]->b.logits};
+            who[m++] = i;
+            budget--;
         }
-        ev = ds_context_eval_batch(seqs, toks, m, lg);
+    for (size_t i = 0; i < n && budget > 0; i++) {
+        ds_generator *g = gs[i];
+        if (!gen_live(g) || g->n_pend <= 0) continue;
+        int k = g->n_pend < g->chunk ? g->n_pend : g->chunk;
+        if (k > budget) k = budget;
+        runs[m] = (dsi_seq_run){g->c, g->b.ids + g->pend_at, k, k == g->n_pend ? g->b.logits : NULL};
+        who[m++] = i;
+        budget -= k;
+    }
+    ds_status ev = DS_OK;
+    double t0 = dsi_now_seconds();
+    while (m > 0) {
+        ev = dsi_context_eval_runs(runs, m, "ds_generator_step", &e);
         if (ev != DS_ERR_CANCELLED) break;
-        size_t k = 0;
-        for (size_t i = 0; i < m; i++) {
-            ds_generator *g = who[i];
-            if (dsi_context_aborted(g->c)) (void)gen_close(g, DS_ERR_CANCELLED);
-            else who[k++] = g;
+        int k = 0;
+        for (int i = 0; i < m; i++) {
+            ds_generator *g = gs[who[i]];
+            if (dsi_context_aborted(g->c)) {
+                (void)gen_close(g, DS_ERR_CANCELLED);
+            } else {
+                runs[k] = runs[i];
+                who[k++] = who[i];
+            }
         }
         if (k == m) break;   /* cancelled, yet nobody asks now: report it for all */
         m = k;
     }
-    for (size_t i = 0; i < m; i++) {
-        (void)gen_close(who[i], ev);
-        if (who[i]->failed && !first) first = who[i]->status;
+    if (ev && ev != DS_ERR_CANCELLED) (void)dsi_publish(&e);
+    double dt = dsi_now_seconds() - t0;
+    /* ---- after it: tokens evaluated close, prompts move on; those ready
+     * and not picked yet sample now (a prompt's first token) ---- */
+    for (int r = 0; r < m; r++) {
+        size_t i = who[r];
+        ds_generator *g = gs[i];
+        ds_status st;
+        if (runs[r].tok == &g->next) {
+            st = gen_close(g, ev);
+        } else if (ev) {
+            st = ev == DS_ERR_CANCELLED ? gen_close(g, ev) : gen_failed(g, ev, NULL);
+        } else {
+            g->st.prompt_seconds += dt;
+            g->st.n_evaluated += runs[r].n;
+            g->pend_at += (size_t)runs[r].n;
+            g->n_pend -= runs[r].n;
+            st = DS_OK;
+            if (!g->n_pend) g->t_gen = dsi_now_seconds();
+        }
+        if (!st && gen_live(g) && !picked[i] && g->n_pend == 0 && g->next < 0) {
+            st = gen_pick(g);
+            if (!st && g->next < 0) st = gen_close(g, DS_OK);
+        }
+        if (st && !first) first = st;
     }
     return first;
 }

@@ -395,6 +395,110 @@ out:
     ds_context_free(lone);
 }
 
+/* ==== 4: deferred prompts, evaluated in chunks within the decode passes == */
+static void test_deferred(ds_model *m) {
+    enum { NG = 4 };
+    lone_run alone[NG], batched[NG];
+    memset(alone, 0, sizeof alone);
+    memset(batched, 0, sizeof batched);
+    ds_context *lone = new_ctx(m, 256, 1), *c = new_ctx(m, 256, NG);
+    ds_sampler *s = greedy(), *ss[NG] = {0};
+    for (int i = 0; i < NG; i++) ss[i] = greedy();
+    int32_t ids[NG][64];
+    size_t n[NG];
+    T_CHECK("batch-5.0", lone && c && s && ss[NG - 1], "setup: %s", ds_last_error());
+    if (!lone || !c || !s || !ss[NG - 1]) goto out;
+    for (int i = 0; i < NG; i++) {
+        n[i] = encode(m, prompts[i + 2], ids[i], 64);
+        ds_context_reset(lone);
+        ds_generate_params gp = params_of(i, &alone[i]);
+        ds_generate_stats gs;
+        T_STATUS("batch-5.1", ds_generate_tokens(lone, s, ids[i], n[i], &gp, &gs), DS_OK, ds_last_error());
+        alone[i].why = gs.stop_reason;
+    }
+    /* 0 and 1 start at once (not deferred); 2 and 3 join deferred, in
+     * chunks of 3 prompt tokens, while the others decode */
+    ds_generator *g[NG] = {0};
+    int steps = 0, silent = 0;
+    for (int i = 0; i < 2; i++) {
+        ds_generate_params gp = params_of(i, &batched[i]);
+        T_STATUS("batch-5.2", ds_generator_new(&g[i], ds_context_seq(c, i), ss[i], ids[i], n[i], &gp), DS_OK,
+                 ds_last_error());
+    }
+    for (;;) {
+        if (steps == 2) {
+            for (int i = 2; i < NG; i++) {
+                ds_generate_params gp = params_of(i, &batched[i]);
+                gp.defer_prompt = 1;
+                gp.prompt_chunk = 3;
+                T_STATUS("batch-5.3", ds_generator_new(&g[i], ds_context_seq(c, i), ss[i], ids[i], n[i], &gp), DS_OK,
+                         ds_last_error());
+                ds_generate_stats gs;
+                ds_generator_stats(g[i], &gs);
+                T_CHECK("batch-5.4", gs.n_evaluated == 0 && ds_context_n_past(ds_context_seq(c, i)) == 0,
+                        "a deferred prompt was evaluated at once (%d tokens)", gs.n_evaluated);
+            }
+        }
+        int live = 0;
+        for (int i = 0; i < NG; i++) live += g[i] && ds_generator_stop_reason(g[i]) == DS_STOP_NONE;
+        if (!live && steps > 2) break;
+        T_STATUS("batch-5.5", ds_generator_step(g, NG), DS_OK, ds_last_error());
+        if (++steps > 400) break;
+        if (steps > 2 && batched[3].n == 0) silent++;   /* generator 3 still in its prompt */
+    }
+    T_CHECK("batch-5.6", silent >= (int)(n[3] + 2) / 3 - 1, "generator 3's prompt of %zu tokens took %d steps", n[3],
+            silent);
+    for (int i = 0; i < NG; i++) {
+        T_CHECK("batch-5.7", batched[i].n == alone[i].n && memcmp(batched[i].toks, alone[i].toks,
+                                                                 (size_t)alone[i].n * sizeof(int32_t)) == 0,
+                "generation %d: %d tokens with deferred prompts beside, %d alone, or they differ", i, batched[i].n,
+                alone[i].n);
+        T_CHECK("batch-5.8", strcmp(batched[i].text, alone[i].text) == 0, "generation %d's text differs", i);
+        ds_generate_stats gs;
+        ds_generator_stats(g[i], &gs);
+        T_CHECK("batch-5.9", gs.n_evaluated + gs.n_reused == (int)n[i], "generation %d: %d evaluated + %d reused of %zu",
+                i, gs.n_evaluated, gs.n_reused, n[i]);
+        ds_generator_free(g[i]);
+    }
+    /* ds_generator_next on a deferred generator evaluates its prompt first */
+    {
+        lone_run r;
+        memset(&r, 0, sizeof r);
+        ds_generate_params gp = params_of(1, &r);
+        gp.defer_prompt = 1;
+        ds_context_reset(ds_context_seq(c, 1));
+        ds_generator *h = NULL;
+        T_STATUS("batch-5.10", ds_generator_new(&h, ds_context_seq(c, 1), ss[1], ids[1], n[1], &gp), DS_OK,
+                 ds_last_error());
+        while (h && ds_generator_stop_reason(h) == DS_STOP_NONE && !ds_generator_status(h))
+            if (ds_generator_next(h, NULL, NULL) != DS_OK) break;
+        T_CHECK("batch-5.11", r.n == alone[1].n && memcmp(r.toks, alone[1].toks, (size_t)r.n * 4) == 0,
+                "ds_generator_next with a deferred prompt: %d tokens, %d alone", r.n, alone[1].n);
+        ds_generator_free(h);
+        /* a step, then ds_generator_next: the token the step picked is evaluated, none lost */
+        memset(&r, 0, sizeof r);
+        ds_context_reset(ds_context_seq(c, 1));
+        T_STATUS("batch-5.12", ds_generator_new(&h, ds_context_seq(c, 1), ss[1], ids[1], n[1], &gp), DS_OK,
+                 ds_last_error());
+        for (int k = 0; k < 3 && h; k++) T_STATUS("batch-5.13", ds_generator_step(&h, 1), DS_OK, ds_last_error());
+        while (h && ds_generator_stop_reason(h) == DS_STOP_NONE && !ds_generator_status(h))
+            if (ds_generator_next(h, NULL, NULL) != DS_OK) break;
+        T_CHECK("batch-5.14", r.n == alone[1].n && memcmp(r.toks, alone[1].toks, (size_t)r.n * 4) == 0 &&
+                                  strcmp(r.text, alone[1].text) == 0,
+                "steps then next: %d tokens '%s', alone %d '%s'", r.n, r.text, alone[1].n, alone[1].text);
+        ds_generator_free(h);
+        gp.prompt_chunk = -1;
+        ds_status st = ds_generator_new(&h, ds_context_seq(c, 1), ss[1], ids[1], n[1], &gp);
+        T_STATUS("batch-5.15", st, DS_ERR_INVALID_ARG, ds_last_error());
+        T_CHECK("batch-5.16", !h && strstr(ds_last_error(), "prompt_chunk"), "message: %s", ds_last_error());
+    }
+out:
+    for (int i = 0; i < NG; i++) ds_sampler_free(ss[i]);
+    ds_sampler_free(s);
+    ds_context_free(c);
+    ds_context_free(lone);
+}
+
 /* ==== 4: with an expert cache, an expert several sequences choose is read
  * once per step ============================================================ */
 static void test_paged(void) {
@@ -456,6 +560,7 @@ int main(void) {
             test_handles(m);
             test_eval(m, cfg.vocab_size);
             test_generators(m);
+            test_deferred(m);
         }
         ds_model_close(m);
     }

@@ -38,8 +38,8 @@ static dsi_kernels K;
 static int rows8, rows4;
 static uint8_t *W8, *W4;
 static int8_t xq[COLS];
-static uint8_t xu[COLS];
-static float xs[NB];
+static uint8_t xu[4 * COLS];   /* four tokens' activations (the batch variants) */
+static float xs[4 * NB];
 static float *Y;
 
 static double now(void) {
@@ -67,9 +67,9 @@ static uint8_t *weights(size_t n) {
     return q;
 }
 
-typedef enum { V_READ64, V_READVEC, V_Q8, V_Q4, V_N } variant;
+typedef enum { V_READ64, V_READVEC, V_Q8, V_Q4, V_Q8X2, V_Q8X4, V_N } variant;
 static const char *const names[V_N] = {"read, 64-bit loads", "read, vector loads", "Q8_0 decode rows",
-                                       "Q4_0 decode rows"};
+                                       "Q4_0 decode rows", "Q8_0 rows x 2 tokens", "Q8_0 rows x 4 tokens"};
 
 typedef struct {
     variant v;
@@ -121,6 +121,14 @@ static void *work(void *arg) {
             } else {
                 Y[r] = K.dot_q8q8(rp, xq, xs, COLS);
             }
+        }
+        break;
+    case V_Q8X2:
+    case V_Q8X4:   /* a decode step of several sequences: each row once for all of them */
+        for (int r = s->r0; r < s->r1 && K.dot_q8u8xT; r++) {
+            float o[4];
+            K.dot_q8u8xT(W8 + (size_t)r * rb8, xu, COLS, xs, NB, COLS, s->v == V_Q8X2 ? 2 : 4, o);
+            Y[r] = o[0] + o[1];
         }
         break;
     case V_Q4:
@@ -194,7 +202,11 @@ int main(int argc, char **argv) {
     float x[COLS];
     for (int i = 0; i < COLS; i++) x[i] = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
     K.quantize_act(x, COLS, xq, xs);
-    if (K.act_to_u8) K.act_to_u8(xq, xu, COLS);
+    if (K.act_to_u8)
+        for (int t = 0; t < 4; t++) {
+            K.act_to_u8(xq, xu + (size_t)t * COLS, COLS);
+            memcpy(xs + (size_t)t * NB, xs, NB * sizeof(float));
+        }
 
     static double res[V_N][MAXREPS];
     for (int r = 0; r < reps; r++)

@@ -1687,22 +1687,25 @@ static void gen_sync(gen *g) {
 /* ==== Continuous batching ================================================
  *
  * The slots are the sequences of one context, whose scratch one thread at a
- * time may use: a pass over the model is either a prefill (one request's
- * prompt, ds_generator_new on its sequence) or a decode step
- * (ds_generator_step: the next token of every generation that asks, in one
- * forward pass, so the weights stream once for all of them). Requests keep
- * running on their own MHD threads; the batcher only decides who drives the
- * engine. A generation that wants its next token puts itself in `want` and
- * waits. The first asker to find the engine free leads the step: it waits
- * up to BATCH_GATHER seconds for the other active generations to ask too (a
- * stream whose client reads slowly holds the others back no longer than
- * that), takes every one that asked, runs the step without the lock, and
- * wakes them; each reads its own text. A prefill waits for the engine
- * between steps and goes ahead of the next step, so a new request joins the
- * batch as soon as it can. A generation joins (active) after its prefill and
- * leaves when it stops or its request ends.
+ * time may use: every pass over the model is a decode step
+ * (ds_generator_step): the next token of every generation that asks, and the
+ * next PROMPT_CHUNK tokens of each prompt still being evaluated (the
+ * generators defer their prompts), in one forward pass, so the weights
+ * stream once for all of them and a new request's prompt does not stall the
+ * others. Requests keep running on their own MHD threads; the batcher only
+ * decides who drives the engine. A generation that wants its next token puts
+ * itself in `want` and waits. The first asker to find the engine free leads
+ * the step: it waits up to BATCH_GATHER seconds for the other active
+ * generations to ask too (a stream whose client reads slowly holds the
+ * others back no longer than that), takes every one that asked, runs the
+ * step without the lock, and wakes them; each reads its own text. A
+ * generation joins (active) once its generator is made and leaves when it
+ * stops or its request ends. A request with max_tokens 0 evaluates its
+ * prompt in a pass of its own, between steps (engine_take), ahead of the
+ * next step.
  */
 #define BATCH_GATHER 0.002
+#define PROMPT_CHUNK 128               /* prompt tokens of one request a pass evaluates */
 
 typedef struct batcher {
     pthread_mutex_t mu;
@@ -1738,15 +1741,27 @@ static void engine_take(void) {
     pthread_mutex_unlock(&B.mu);
 }
 
+/* g joins the batch: the steps wait (a little) for it to ask. B.mu held. */
+static void batch_join_locked(gen *g) {
+    if (g && !g->active) {
+        g->active = 1;
+        B.n_active++;
+    }
+}
+
 /* Gives the engine back after a prefill; g (when its generation goes on)
  * joins the batch. */
 static void engine_give(gen *g) {
     pthread_mutex_lock(&B.mu);
     B.busy = 0;
-    if (g && !g->active) {
-        g->active = 1;
-        B.n_active++;
-    }
+    batch_join_locked(g);
+    pthread_cond_broadcast(&B.cv);
+    pthread_mutex_unlock(&B.mu);
+}
+
+static void batch_join(gen *g) {
+    pthread_mutex_lock(&B.mu);
+    batch_join_locked(g);
     pthread_cond_broadcast(&B.cv);
     pthread_mutex_unlock(&B.mu);
 }
@@ -1893,8 +1908,24 @@ static ds_status gen_begin(gen *g, ds_context *ctx, const gen_params *p) {
     gp.n_stop = (size_t)p->n_stop;
     gp.ignore_eos = p->ignore_eos;
     ds_context_set_abort(ctx, server_stopping, NULL);
+    if (!p->cache_prompt) ds_context_reset(ctx);   /* (the slot is this request's: no pass reads it) */
+    if (p->max_tokens > 0) {
+        /* the prompt is evaluated in the decode passes, in chunks, beside
+         * the other generations' tokens: a new request does not stall them */
+        gp.defer_prompt = 1;
+        gp.prompt_chunk = PROMPT_CHUNK;
+        st = ds_generator_new(&g->it, ctx, g->smp, g->ids, g->n_prompt, &gp);
+        if (st != DS_OK) {
+            gen_fail(g, st, "prompt evaluation");
+            return st;
+        }
+        g->gen_t0 = now_mono();
+        gen_sync(g);
+        batch_join(g);
+        return DS_OK;
+    }
+    /* max_tokens 0: only the prompt, now (a pass of its own, between steps) */
     engine_take();
-    if (!p->cache_prompt) ds_context_reset(ctx);
     st = ds_generator_new(&g->it, ctx, g->smp, g->ids, g->n_prompt, &gp);
     if (st != DS_OK) {
         engine_give(NULL);
