@@ -47,7 +47,12 @@
  *                                unreadable under the running server)
  *     GET  /metrics              Prometheus text format: requests by endpoint and
  *                                code, tokens, tokens/s, latency histogram, expert
- *                                cache counters, the wait queue, resident memory
+ *                                cache counters, the wait queue, resident memory;
+ *                                time to first token, inter-token latency, batch
+ *                                size, token log-probability, KV cache use, FLOPs
+ *                                per token, errors by kind, model-file failures
+ *                                (see "Monitoring"; deploy/ has the dashboard and
+ *                                alert rules built on them)
  *
  *     curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' \
  *          -d '{"model":"demo","messages":[{"role":"user","content":"Hi"}],"max_tokens":32}'
