@@ -232,8 +232,6 @@ def dashboard():
                "{{instance}} {{kind}}")]), 12, 8)
 
     return {
-        "__inputs": [{"name": "DS_PROMETHEUS", "label": "Prometheus", "type": "datasource",
-                      "pluginId": "prometheus", "pluginName": "Prometheus"}],
         "title": "ds-server",
         "uid": "ds-server",
         "description": "deepseek.h's ds-server: performance, quality and stability (deploy/README.md).",

@@ -695,4 +695,87 @@ else
     skip deploy-8 "no systemd-analyze"
 fi
 
+# The unit's system-call filter lets through every call the server makes:
+# one session (start, a streamed generation, /metrics, /health, SIGTERM)
+# under strace, its calls against the filter's groups as systemd-analyze
+# expands them (a call the filter refuses would fail with EPERM).
+if command -v strace >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1 && [ -z "$WRAP" ]; then
+    strace -f -qq -o "$T/strace.txt" "$SERVER" --model "$MODEL" --key-file "$KEY" --port 0 --threads 2 $J_CACHE \
+        --mlock >"$T/st.out" 2>"$T/st.log" &
+    STPID=$!
+    PORT=""
+    _i=0
+    while [ $_i -lt 600 ] && [ -z "$PORT" ] && kill -0 "$STPID" 2>/dev/null; do
+        PORT=$(sed -n 's/.*listening on http:\/\/.*:\([0-9][0-9]*\)$/\1/p' "$T/st.log" | head -n 1)
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    if [ -z "$PORT" ]; then
+        kill "$STPID" 2>/dev/null
+        wait "$STPID" 2>/dev/null
+        skip deploy-9 "the server did not start under strace (ptrace not allowed here?)"
+    else
+        "$PY" - "$PORT" >"$T/st-req.txt" 2>&1 <<'PYEOF'
+import http.client, json, sys
+def req(method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=120)
+    c.request(method, path, body=json.dumps(body) if body is not None else None,
+              headers={"Content-Type": "application/json"} if body is not None else {})
+    r = c.getresponse()
+    r.read()
+    c.close()
+    return r.status
+print(req("POST", "/v1/completions", {"prompt": "Hello", "max_tokens": 4, "stream": True}),
+      req("GET", "/metrics"), req("GET", "/health"))
+PYEOF
+        for _p in $(pgrep -P "$STPID"); do kill -TERM "$_p"; done
+        wait "$STPID"
+        "$PY" - "$UNIT" "$T/strace.txt" >"$T/sysfilter.txt" 2>&1 <<'PYEOF'
+import functools, re, subprocess, sys
+@functools.lru_cache(maxsize=None)
+def expand(name):
+    if not name.startswith("@"):
+        return frozenset([name])
+    out = set()
+    text = subprocess.run(["systemd-analyze", "syscall-filter", name], capture_output=True, text=True).stdout
+    for line in text.splitlines()[1:]:
+        w = line.strip()
+        if w and not w.startswith("#") and re.fullmatch(r"@?[a-z0-9_-]+", w):
+            out |= expand(w)
+    return frozenset(out)
+allow, deny = None, set()
+for line in open(sys.argv[1]):
+    m = re.match(r"SystemCallFilter=(~?)(.*)", line.strip())
+    if not m:
+        continue
+    names = set().union(*(expand(n) for n in m.group(2).split()))
+    if m.group(1):
+        deny |= names
+    elif allow is None:
+        allow = names
+    else:
+        allow |= names
+used = set()
+for line in open(sys.argv[2]):
+    m = re.match(r"(?:\d+\s+)?([a-z_0-9]+)\(", line)
+    if m:
+        used.add(m.group(1))
+if allow is None or len(used) < 20:
+    sys.exit("no filter in the unit, or too few calls traced (%d)" % len(used))
+bad = sorted(c for c in used if c not in allow or c in deny)
+print("%d calls traced; refused by the filter: %s" % (len(used), " ".join(bad) or "none"))
+sys.exit(1 if bad else 0)
+PYEOF
+        _rc=$?
+        if [ $_rc -eq 0 ] && grep -q '^200 200 200$' "$T/st-req.txt"; then
+            ok deploy-9
+        else
+            bad deploy-9 "the unit's SystemCallFilter refuses calls ds-server makes ($(tail -n 1 "$T/st-req.txt"))" \
+                "$T/sysfilter.txt"
+        fi
+    fi
+else
+    skip deploy-9 "no strace or systemd-analyze (or under SERVER_WRAP)"
+fi
+
 finish

@@ -55,7 +55,6 @@ by run.sh).
 import argparse
 import http.client
 import json
-import math
 import re
 import subprocess
 import sys
