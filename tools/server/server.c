@@ -530,6 +530,9 @@ static const double logprob_bounds[] = {-20, -15, -10, -8, -6, -5, -4, -3, -2.5,
                                         -1.5, -1, -0.75, -0.5, -0.25, -0.1, -0.01, 0};
 #define N_BOUNDS(a) ((int)(sizeof(a) / sizeof(a)[0]))
 #define HISTO_MAX 24
+_Static_assert(N_BOUNDS(ttft_bounds) <= HISTO_MAX && N_BOUNDS(itl_bounds) <= HISTO_MAX &&
+                   N_BOUNDS(batch_bounds) <= HISTO_MAX && N_BOUNDS(logprob_bounds) <= HISTO_MAX,
+               "a histogram has more buckets than struct histo holds");
 
 /* One histogram's counts; its bucket bounds are one of the arrays above. */
 typedef struct histo {
