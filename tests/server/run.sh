@@ -418,6 +418,10 @@ else
         "$PY" "$HERE/test_server.py" --port "$PORT" --suite internal --token-file "$T/token" --log-file "$T/e.log" \
             >"$T/py-internal.txt" 2>&1
         tally "$T/py-internal.txt" $? test_server.py-internal
+        # the failed authentication is counted where the monitoring looks
+        "$PY" "$HERE/test_monitoring.py" --port "$PORT" --suite failures --token-file "$T/token" --reason auth \
+            --case mon-auth >"$T/py-mon-auth.txt" 2>&1
+        tally "$T/py-mon-auth.txt" $? test_monitoring.py-auth
         stop_server stop-6 "$T/e.log"
         no_sanitizer_report san-e "$T/e.log"
     else
@@ -480,6 +484,9 @@ check mlock-srv "--mlock: the audit log says what was locked: $(grep -m 1 ' mloc
 "$PY" "$HERE/test_degraded.py" --port "$PORT" --model "$T/g.dsm" >"$T/py-deg.txt" 2>&1
 tally "$T/py-deg.txt" $? test_degraded.py
 check deg-5 "the server outlived the failures (not killed by SIGBUS)" kill -0 "$SPID"
+"$PY" "$HERE/test_monitoring.py" --port "$PORT" --suite failures --reason truncated,io,corrupt --case mon-deg \
+    >"$T/py-mon-deg.txt" 2>&1
+tally "$T/py-mon-deg.txt" $? test_monitoring.py-degraded
 check deg-6 "the audit log says degraded, naming the file and the segment: $(grep -m 1 'model degraded' "$T/g.log")" \
     sh -c 'grep "model degraded" "$1" | grep -q "g\.dsm.*segment [0-9]* (layer [0-9]* expert [0-9]*)"' sh "$T/g.log"
 stop_server stop-8 "$T/g.log"
@@ -710,6 +717,239 @@ elif start_server m --max-concurrent 4 --queue 64 --queue-timeout 600 --max-toke
         test "$(grep -c 'status=200 stream=' "$T/m.log")" -ge 220
 else
     bad srv-m "the server for the load test did not start" "$T/m.log"
+fi
+
+# ==== 13. Server N: monitoring; the deploy/ assets ============================
+# A fresh server (its counters start at 0) with a token, two slots and, for
+# the small test models, a paged expert cache: test_monitoring.py sends
+# known traffic and checks the histograms, counters and gauges against it,
+# the active parameters against tools/model_sizes.py, and that every series
+# the Grafana dashboard and the alert rules query is on /metrics. Then
+# servers on the small V3 and DeepSeek-MoE checkpoints (the other attention
+# and routing forms) for the FLOPs estimate; then promtool checks the rules,
+# runs their unit tests and checks the scrape config, and systemd-analyze
+# verifies the unit.
+
+MCONF=""
+J_CACHE=""
+case $MODEL in
+"$ROOT/models/demo.dsm") MCONF=$ROOT/models/demo-hf/config.json ;;
+"$T/model.dsm") MCONF=$HF/config.json ;;
+esac
+[ -n "$MCONF" ] && J_CACHE="--cache-mb 1"
+DASH=$ROOT/deploy/grafana/ds-server.json
+RULES=$ROOT/deploy/prometheus/alerts.yml
+if start_server n --api-key-file "$T/token" --max-concurrent 2 --threads 1 --max-body 4096 $J_CACHE $DEADLINES; then
+    ok srv-n
+    "$PY" "$HERE/test_monitoring.py" --port "$PORT" --suite live --token-file "$T/token" --max-body 4096 \
+        --dashboard "$DASH" --alerts "$RULES" ${MCONF:+--model-config "$MCONF"} \
+        --model-sizes "$ROOT/tools/model_sizes.py" --metrics-out "$T/metrics-j.txt" >"$T/py-mon.txt" 2>&1
+    tally "$T/py-mon.txt" $? test_monitoring.py
+    if command -v promtool >/dev/null 2>&1; then
+        if [ -s "$T/metrics-j.txt" ] && promtool check metrics <"$T/metrics-j.txt" >"$T/promtool3.txt" 2>&1; then
+            ok promtool-3
+        else
+            bad promtool-3 "promtool check metrics rejected /metrics with every histogram observed" "$T/promtool3.txt"
+        fi
+    fi
+    stop_server stop-15 "$T/n.log"
+    no_sanitizer_report san-n "$T/n.log"
+else
+    bad srv-n "the monitoring server did not start" "$T/n.log"
+fi
+
+for fam in v3 moe16b; do
+    if [ ! -f "$TD/$fam/config.json" ]; then
+        skip "mon-8.$fam" "no $TD/$fam (make testdata)"
+        continue
+    fi
+    if ! "$DS" keygen "$T/$fam.key" >"$T/o" 2>&1 ||
+        ! "$DS" convert "$TD/$fam" "$T/$fam.dsm" --quant q8 --key-file "$T/$fam.key" >>"$T/o" 2>&1; then
+        bad "mon-8.$fam" "sealing $TD/$fam failed" "$T/o"
+        continue
+    fi
+    SMODEL=$T/$fam.dsm
+    KEY_SAVED=$KEY
+    KEY=$T/$fam.key
+    if start_server "$fam" --threads 1; then
+        "$PY" "$HERE/test_monitoring.py" --port "$PORT" --suite flops --case "mon-8.$fam" \
+            --model-config "$TD/$fam/config.json" --model-sizes "$ROOT/tools/model_sizes.py" >"$T/py-$fam.txt" 2>&1
+        tally "$T/py-$fam.txt" $? "test_monitoring.py-$fam"
+        stop_server "stop-$fam" "$T/$fam.log"
+    else
+        bad "mon-8.$fam" "the server did not start on $T/$fam.dsm" "$T/$fam.log"
+    fi
+    KEY=$KEY_SAVED
+    SMODEL=
+done
+
+# ---- the dashboard is its generator's output, and its queries parse ----
+"$PY" "$ROOT/deploy/grafana/make_dashboard.py" >"$T/dash.json" 2>"$T/o"
+check deploy-1 "deploy/grafana/ds-server.json is not what make_dashboard.py writes (run it)" cmp -s "$T/dash.json" "$DASH"
+
+if command -v promtool >/dev/null 2>&1; then
+    # every dashboard query as a recording rule, Grafana's variables filled
+    # in, so that promtool parses it
+    "$PY" - "$DASH" >"$T/dash-rules.yml" 2>"$T/o" <<'PYEOF'
+import json, sys
+exprs = []
+def walk(o):
+    if isinstance(o, dict):
+        for k, v in o.items():
+            if k == "expr" and isinstance(v, str):
+                exprs.append(v)
+            else:
+                walk(v)
+    elif isinstance(o, list):
+        for v in o:
+            walk(v)
+walk(json.load(open(sys.argv[1])))
+print("groups:\n  - name: dashboard\n    rules:")
+for i, e in enumerate(exprs):
+    e = e.replace("$__rate_interval", "1m").replace("$instance", ".*")
+    print("      - record: dashboard:query_%d\n        expr: %s" % (i, json.dumps(e)))
+PYEOF
+    if promtool check rules "$T/dash-rules.yml" >"$T/promtool-dash.txt" 2>&1; then
+        ok deploy-2
+    else
+        bad deploy-2 "a dashboard query does not parse" "$T/promtool-dash.txt"
+    fi
+    if promtool check rules "$RULES" >"$T/promtool-rules.txt" 2>&1; then ok deploy-3; else
+        bad deploy-3 "promtool check rules deploy/prometheus/alerts.yml" "$T/promtool-rules.txt"; fi
+    if (cd "$ROOT/deploy/prometheus" && promtool test rules alerts_test.yml) >"$T/promtool-test.txt" 2>&1; then
+        ok deploy-4
+    else
+        bad deploy-4 "promtool test rules deploy/prometheus/alerts_test.yml" "$T/promtool-test.txt"
+    fi
+    # the scrape config, its token file pointed at a temporary one (promtool
+    # wants it to exist) and its rules beside it
+    mkdir -p "$T/prom"
+    cp "$RULES" "$T/prom/alerts.yml"
+    echo "scrape-token" >"$T/prom/metrics.token"
+    sed "s#/etc/prometheus/ds-server-metrics.token#$T/prom/metrics.token#" "$ROOT/deploy/prometheus/prometheus.yml" \
+        >"$T/prom/prometheus.yml"
+    if grep -q "credentials_file: $T/prom/metrics.token" "$T/prom/prometheus.yml" &&
+        promtool check config "$T/prom/prometheus.yml" >"$T/promtool-config.txt" 2>&1; then
+        ok deploy-5
+    else
+        bad deploy-5 "promtool check config deploy/prometheus/prometheus.yml" "$T/promtool-config.txt"
+    fi
+else
+    skip deploy-2 "promtool not installed (apt-get install prometheus)"
+fi
+
+# ---- the systemd unit ----
+UNIT=$ROOT/deploy/systemd/ds-server.service
+# the options of its ExecStart must be ds-server's
+PENDING=""
+"$SERVER" --help >"$T/help.txt" 2>&1
+missing=""
+pending=""
+for opt in $(sed -n '/^ExecStart=/,/^[^ ]/p' "$UNIT" | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+    grep -q -- "$opt\b" "$T/help.txt" && continue
+    case " $PENDING " in *" $opt "*) pending="$pending $opt" ;; *) missing="$missing $opt" ;; esac
+done
+check deploy-6 "the unit's ExecStart has options ds-server does not know:$missing" test -z "$missing"
+[ -n "$pending" ] && skip deploy-6b "options of the unit this build does not have yet:$pending"
+check deploy-7 "the unit has the hardening deploy/README.md promises" sh -c '
+    for k in "DynamicUser=yes" "NoNewPrivileges=yes" "ProtectSystem=strict" "LimitCORE=0" "MemoryMax=" \
+        "LoadCredential=model.key:" "Restart=on-failure" "ExecReload=/bin/kill -HUP \$MAINPID" "--key-file %d/model.key"; do
+        grep -q -F -- "$k" "$1" || { echo "missing $k"; exit 1; }
+    done' sh "$UNIT"
+if command -v systemd-analyze >/dev/null 2>&1; then
+    # verified with ExecStart pointing at this build (verify wants the binary)
+    SABS=$(cd "$(dirname "$SERVER")" && pwd)/$(basename "$SERVER")
+    sed "s#/usr/local/bin/ds-server#$SABS#" "$UNIT" >"$T/ds-server.service"
+    if systemd-analyze verify --man=no "$T/ds-server.service" >"$T/sa.txt" 2>&1 && ! grep -q . "$T/sa.txt"; then
+        ok deploy-8
+    else
+        bad deploy-8 "systemd-analyze verify deploy/systemd/ds-server.service" "$T/sa.txt"
+    fi
+else
+    skip deploy-8 "no systemd-analyze"
+fi
+
+# The unit's system-call filter lets through every call the server makes:
+# one session (start, a streamed generation, /metrics, /health, SIGTERM)
+# under strace, its calls against the filter's groups as systemd-analyze
+# expands them (a call the filter refuses would fail with EPERM).
+if command -v strace >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1 && [ -z "$WRAP" ]; then
+    strace -f -qq -o "$T/strace.txt" "$SERVER" --model "$MODEL" --key-file "$KEY" --port 0 --threads 2 $J_CACHE \
+        --mlock >"$T/st.out" 2>"$T/st.log" &
+    STPID=$!
+    PORT=""
+    _i=0
+    while [ $_i -lt 600 ] && [ -z "$PORT" ] && kill -0 "$STPID" 2>/dev/null; do
+        PORT=$(sed -n 's/.*listening on http:\/\/.*:\([0-9][0-9]*\)$/\1/p' "$T/st.log" | head -n 1)
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    if [ -z "$PORT" ]; then
+        kill "$STPID" 2>/dev/null
+        wait "$STPID" 2>/dev/null
+        skip deploy-9 "the server did not start under strace (ptrace not allowed here?)"
+    else
+        "$PY" - "$PORT" >"$T/st-req.txt" 2>&1 <<'PYEOF'
+import http.client, json, sys
+def req(method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=120)
+    c.request(method, path, body=json.dumps(body) if body is not None else None,
+              headers={"Content-Type": "application/json"} if body is not None else {})
+    r = c.getresponse()
+    r.read()
+    c.close()
+    return r.status
+print(req("POST", "/v1/completions", {"prompt": "Hello", "max_tokens": 4, "stream": True}),
+      req("GET", "/metrics"), req("GET", "/health"))
+PYEOF
+        for _p in $(pgrep -P "$STPID"); do kill -TERM "$_p"; done
+        wait "$STPID"
+        "$PY" - "$UNIT" "$T/strace.txt" >"$T/sysfilter.txt" 2>&1 <<'PYEOF'
+import functools, re, subprocess, sys
+@functools.lru_cache(maxsize=None)
+def expand(name):
+    if not name.startswith("@"):
+        return frozenset([name])
+    out = set()
+    text = subprocess.run(["systemd-analyze", "syscall-filter", name], capture_output=True, text=True).stdout
+    for line in text.splitlines()[1:]:
+        w = line.strip()
+        if w and not w.startswith("#") and re.fullmatch(r"@?[a-z0-9_-]+", w):
+            out |= expand(w)
+    return frozenset(out)
+allow, deny = None, set()
+for line in open(sys.argv[1]):
+    m = re.match(r"SystemCallFilter=(~?)(.*)", line.strip())
+    if not m:
+        continue
+    names = set().union(*(expand(n) for n in m.group(2).split()))
+    if m.group(1):
+        deny |= names
+    elif allow is None:
+        allow = names
+    else:
+        allow |= names
+used = set()
+for line in open(sys.argv[2]):
+    m = re.match(r"(?:\d+\s+)?([a-z_0-9]+)\(", line)
+    if m:
+        used.add(m.group(1))
+if allow is None or len(used) < 20:
+    sys.exit("no filter in the unit, or too few calls traced (%d)" % len(used))
+bad = sorted(c for c in used if c not in allow or c in deny)
+print("%d calls traced; refused by the filter: %s" % (len(used), " ".join(bad) or "none"))
+sys.exit(1 if bad else 0)
+PYEOF
+        _rc=$?
+        if [ $_rc -eq 0 ] && grep -q '^200 200 200$' "$T/st-req.txt"; then
+            ok deploy-9
+        else
+            bad deploy-9 "the unit's SystemCallFilter refuses calls ds-server makes ($(tail -n 1 "$T/st-req.txt"))" \
+                "$T/sysfilter.txt"
+        fi
+    fi
+else
+    skip deploy-9 "no strace or systemd-analyze (or under SERVER_WRAP)"
 fi
 
 finish

@@ -11,8 +11,8 @@ reference for every batched answer is the same request served alone:
   bat-1  greedy answers to four prompts, sent at once (two streamed, two
          not) and so decoded in shared passes, equal the answers each got
          alone, text and token counts
-  bat-2  the concurrent phase ran passes of two or more generations
-         (ds_server_decode_step_sequences_total over ..._steps_total)
+  bat-2  the concurrent phase ran passes that fed back two or more
+         generations' tokens (ds_server_batch_size: its sum over its count)
   bat-3  a prompt that extends what a slot holds (a chat resending its
          history) evaluates only the new tokens: the reused-token counter
          grows by the earlier prompt's length less one, even with another
@@ -106,8 +106,8 @@ def main():
     alone = [complete(p, cache_prompt=False) for p in PROMPTS]
 
     # ---- together ----
-    steps0 = metric("ds_server_decode_steps_total")
-    seqs0 = metric("ds_server_decode_step_sequences_total")
+    steps0 = metric("ds_server_batch_size_count")
+    seqs0 = metric("ds_server_batch_size_sum")
     got = [None] * len(PROMPTS)
     errs = []
     start = threading.Barrier(len(PROMPTS))
@@ -126,9 +126,9 @@ def main():
         t.join()
     same = not errs and all(got[i][:2] == alone[i][:2] for i in range(len(PROMPTS)))
     check("bat-1", same, f"errors {errs}; batched {got}; alone {alone}")
-    steps = metric("ds_server_decode_steps_total")
-    seqs = metric("ds_server_decode_step_sequences_total")
-    if check("bat-2.0", None not in (steps0, seqs0, steps, seqs), "the decode step metrics are missing"):
+    steps = metric("ds_server_batch_size_count")
+    seqs = metric("ds_server_batch_size_sum")
+    if check("bat-2.0", None not in (steps0, seqs0, steps, seqs), "the batch size histogram is missing"):
         check("bat-2", seqs - seqs0 > steps - steps0,
               f"{steps - steps0:.0f} passes advanced {seqs - seqs0:.0f} generations: none ran two at once")
 

@@ -49,7 +49,12 @@
  *                                unreadable under the running server)
  *     GET  /metrics              Prometheus text format: requests by endpoint and
  *                                code, tokens, tokens/s, latency histogram, expert
- *                                cache counters, the wait queue, resident memory
+ *                                cache counters, the wait queue, resident memory;
+ *                                time to first token, inter-token latency, batch
+ *                                size, token log-probability, KV cache use, FLOPs
+ *                                per token, errors by kind, model-file failures
+ *                                (see "Monitoring"; deploy/ has the dashboard and
+ *                                alert rules built on them)
  *
  *     curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' \
  *          -d '{"model":"demo","messages":[{"role":"user","content":"Hi"}],"max_tokens":32}'
@@ -600,6 +605,62 @@ static const double qbuckets[] = {0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 
 enum { QR_FULL, QR_TIMEOUT, QR_SHUTDOWN, N_QREJECT };
 static const char *const q_reject_name[N_QREJECT] = {"full", "timeout", "shutdown"};
 
+/* ---- monitoring: the latency, batch and quality histograms and the error
+ * kinds (see "Monitoring" below for where each is observed) ---- */
+
+/* Time to first token (seconds): from the request's arrival, so a wait in
+ * the queue and the prompt pass count. */
+static const double ttft_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+/* Between two tokens of one sequence (seconds). */
+static const double itl_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+/* Sequences decoded in one forward pass. */
+static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+/* Log-probability of a generated token (nats; always <= 0). */
+static const double logprob_bounds[] = {-20, -15, -10, -8, -6, -5, -4, -3, -2.5, -2,
+                                        -1.5, -1, -0.75, -0.5, -0.25, -0.1, -0.01, 0};
+#define N_BOUNDS(a) ((int)(sizeof(a) / sizeof(a)[0]))
+#define HISTO_MAX 24
+_Static_assert(N_BOUNDS(ttft_bounds) <= HISTO_MAX && N_BOUNDS(itl_bounds) <= HISTO_MAX &&
+                   N_BOUNDS(batch_bounds) <= HISTO_MAX && N_BOUNDS(logprob_bounds) <= HISTO_MAX,
+               "a histogram has more buckets than struct histo holds");
+
+/* One histogram's counts; its bucket bounds are one of the arrays above. */
+typedef struct histo {
+    uint64_t n[HISTO_MAX + 1];            /* per bucket (not cumulative); n[n_bounds] = +Inf */
+    double sum;
+    uint64_t count;
+} histo;
+
+/* What went wrong with a request, for ds_server_errors_total{kind}. Every
+ * kind is always exported (0 until it happens), so rates and alerts never
+ * meet an absent series. */
+enum {
+    EK_BAD_REQUEST,       /* 400: a malformed body or parameter, a prompt over the context */
+    EK_NOT_FOUND,         /* 404, 405: no such endpoint or model, wrong method */
+    EK_TOO_LARGE,         /* 413 */
+    EK_AUTH,              /* 401: no or a wrong API key */
+    EK_FORBIDDEN,         /* 403: a key whose role may not do this */
+    EK_RATE_LIMITED,      /* 429 other than a full queue (a per-key limit) */
+    EK_QUEUE_FULL,        /* 429: every slot busy and the queue full */
+    EK_QUEUE_TIMEOUT,     /* 503: --queue-timeout passed in the queue */
+    EK_SHUTTING_DOWN,     /* 503, or a stream cut: the server was stopping */
+    EK_UNAVAILABLE,       /* another 503 */
+    EK_REQUEST_TIMEOUT,   /* 408: the body deadline */
+    EK_CLIENT_GONE,       /* the client left before its answer (499) or in the middle of a stream */
+    EK_MODEL_ERROR,       /* a generation failed reading the model file (authentication, I/O, truncation) */
+    EK_INTERNAL,          /* any other failure inside the server (500, or an error event in a stream) */
+    EK_OTHER,             /* a status none of the above covers */
+    N_EK
+};
+static const char *const ek_name[N_EK] = {"bad_request", "not_found", "too_large", "auth", "forbidden",
+                                          "rate_limited", "queue_full", "queue_timeout", "shutting_down",
+                                          "unavailable", "request_timeout", "client_gone", "model_error",
+                                          "internal", "other"};
+
+/* Why reading the model file failed under a generation. */
+enum { MF_AUTH, MF_IO, MF_TRUNCATED, MF_CORRUPT, N_MF };
+static const char *const mf_name[N_MF] = {"auth", "io", "truncated", "corrupt"};
+
 typedef struct metrics {
     pthread_mutex_t mu;
     uint64_t requests[N_EP][N_CODE];
@@ -608,7 +669,6 @@ typedef struct metrics {
     uint64_t hist_count[N_EP];
     uint64_t prompt_tokens, generated_tokens;
     uint64_t prompt_reused;               /* prompt tokens a slot already held (not evaluated again) */
-    uint64_t batch_steps, batch_seqs;     /* decode passes, and the sequences they advanced */
     double prompt_seconds, generate_seconds;
     double last_tps;                      /* generated tokens / decode seconds, last request */
     uint64_t streams_aborted;
@@ -618,6 +678,10 @@ typedef struct metrics {
     uint64_t qwait_count;
     uint64_t q_rejected[N_QREJECT];       /* by reason, see q_reject_name */
     uint64_t q_abandoned;                 /* the client left while waiting */
+    /* monitoring */
+    histo ttft, itl, batch, logprob;      /* bounds: ttft_bounds, itl_bounds, batch_bounds, logprob_bounds */
+    uint64_t errors[N_EK];                /* by kind, see ek_name */
+    uint64_t model_failures[N_MF];        /* by reason, see mf_name */
 } metrics;
 
 /* ==== Server state ======================================================== */
@@ -626,6 +690,7 @@ typedef struct server {
     ds_model *model;
     const ds_tokenizer *tok;
     ds_model_config cfg;
+    double active_params;                 /* weights one token's forward pass multiplies with (model_active_params) */
     char model_id[256];
     long long created;                    /* start time, Unix seconds */
     double start_wall;
@@ -637,6 +702,8 @@ typedef struct server {
     ds_context **ctx;
     unsigned char *busy;
     double *taken_at;                     /* (n_slots) when each busy context was taken (now_mono) */
+    atomic_int *kv_held;                  /* (n_slots) tokens each context holds, as its user last noted
+                                             (metrics_kv_note): read by /metrics without the context */
     int n_slots, n_busy;
     int n_ctx;                            /* tokens per context */
 
@@ -917,6 +984,118 @@ static void queue_account(int acq, double waited) {
     pthread_mutex_unlock(&m->mu);
 }
 
+/* ==== Monitoring ========================================================== */
+/*
+ * The observations behind /metrics beyond request counts, in the three
+ * dimensions an operator watches: performance (time to first token,
+ * inter-token latency, the batch size of each decode step, the KV cache's
+ * fill, the FLOPs a token costs), quality (the log-probability of each
+ * generated token: its mean drifts when a model or adapter goes wrong) and
+ * stability (errors by kind, failures reading the model file). Each is one
+ * call from the place where the event happens, so the generation code can
+ * be rearranged (a batched decode step calls metrics_batch_step with its
+ * number of sequences) without touching how the numbers are kept. All take
+ * S.met.mu (or, for the KV fill, write an atomic): callable from any thread.
+ */
+
+static void histo_observe(histo *h, const double *bounds, int n_bounds, double v) {
+    int b = 0;
+    while (b < n_bounds && !(v <= bounds[b])) b++;   /* NaN lands in +Inf */
+    h->n[b]++;
+    if (v == v) h->sum += v;
+    h->count++;
+}
+
+/* Seconds from a request's arrival to its first generated token. */
+static void metrics_first_token(double seconds) {
+    pthread_mutex_lock(&S.met.mu);
+    histo_observe(&S.met.ttft, ttft_bounds, N_BOUNDS(ttft_bounds), seconds);
+    pthread_mutex_unlock(&S.met.mu);
+}
+
+/* Seconds between two consecutive tokens of one sequence. */
+static void metrics_inter_token(double seconds) {
+    pthread_mutex_lock(&S.met.mu);
+    histo_observe(&S.met.itl, itl_bounds, N_BOUNDS(itl_bounds), seconds);
+    pthread_mutex_unlock(&S.met.mu);
+}
+
+/* One decode step (a forward pass over generated tokens) of n_seqs sequences. */
+static void metrics_batch_step(int n_seqs) {
+    pthread_mutex_lock(&S.met.mu);
+    histo_observe(&S.met.batch, batch_bounds, N_BOUNDS(batch_bounds), (double)n_seqs);
+    pthread_mutex_unlock(&S.met.mu);
+}
+
+/* The log-probability (natural log, under the model's distribution before
+ * sampling adjustments) of one generated token. */
+static void metrics_token_logprob(double lp)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((unused))   /* called once the generation loop yields each token's log-probability */
+#endif
+    ;
+static void metrics_token_logprob(double lp) {
+    pthread_mutex_lock(&S.met.mu);
+    histo_observe(&S.met.logprob, logprob_bounds, N_BOUNDS(logprob_bounds), lp);
+    pthread_mutex_unlock(&S.met.mu);
+}
+
+/* A library status seen by a generation: the model-file failures (a chunk
+ * that fails authentication, an I/O error, a truncated or corrupt file)
+ * are counted; every other status is not this counter's business. */
+static void metrics_model_status(ds_status st) {
+    int k = st == DS_ERR_AUTH ? MF_AUTH : st == DS_ERR_IO ? MF_IO : st == DS_ERR_TRUNCATED ? MF_TRUNCATED
+            : st == DS_ERR_CORRUPT ? MF_CORRUPT : -1;
+    if (k < 0) return;
+    pthread_mutex_lock(&S.met.mu);
+    S.met.model_failures[k]++;
+    pthread_mutex_unlock(&S.met.mu);
+}
+
+/* Notes how many tokens context c holds now (its KV cache's fill), for
+ * /metrics to read without touching the context, which belongs to whoever
+ * generates with it. Called by that user after each change. */
+static void metrics_kv_note(const ds_context *c) {
+    for (int i = 0; i < S.n_slots; i++)
+        if (S.ctx[i] == c) atomic_store(&S.kv_held[i], ds_context_n_past(c));
+}
+
+/* The weights one token's forward pass multiplies with, from the config:
+ * per layer the two norms, the attention projections (MLA: the query, its
+ * LoRA and norm when there is one, the compressed KV and its norm, the KV
+ * up-projection, the output; multi-head attention: q, k, v, o), and the MLP
+ * (dense: gate, up, down; MoE: the router, the correction bias under
+ * noaux_tc, the shared experts and the top-k routed ones); then the final
+ * norm and the head. The embedding matrix is left out (a token reads one
+ * row of it). This is tools/model_sizes.py's "active parameters", except
+ * that the head counts also when it is tied to the embeddings (the product
+ * is computed either way). A matrix-vector product costs 2 FLOPs per
+ * weight, so a token costs about 2 x this, plus attention over the context
+ * (2 x n_heads x head dims x the tokens held per layer), left out. */
+static double model_active_params(const ds_model_config *c) {
+    double H = c->hidden_size, nh = c->n_heads, total = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        total += 2 * H;   /* input and post-attention norms */
+        if (c->arch != DS_ARCH_DEEPSEEK_MOE) {
+            double qk = (double)c->qk_nope_head_dim + c->qk_rope_head_dim, R = c->kv_lora_rank, ql = c->q_lora_rank;
+            total += ql > 0 ? H * ql + ql + ql * nh * qk : H * nh * qk;
+            total += H * (R + c->qk_rope_head_dim) + R + R * nh * ((double)c->qk_nope_head_dim + c->v_head_dim) +
+                     nh * c->v_head_dim * H;
+        } else {
+            double hd = c->head_dim, kv = (double)c->n_kv_heads * hd;
+            total += 2 * H * nh * hd + 2 * H * kv;
+        }
+        int moe = c->n_routed_experts > 0 && c->moe_layer_freq > 0 && l >= c->first_k_dense_replace &&
+                  l % c->moe_layer_freq == 0;
+        if (moe)
+            total += H * c->n_routed_experts + (c->topk_method == DS_TOPK_NOAUX_TC ? c->n_routed_experts : 0) +
+                     3 * H * c->moe_intermediate_size * ((double)c->n_shared_experts + c->n_experts_per_tok);
+        else
+            total += 3 * H * c->intermediate_size;
+    }
+    return total + H + (double)c->vocab_size * H;   /* final norm, head */
+}
+
 /* A fresh request or completion id ("chatcmpl-" + 24 hex digits). */
 static void make_id(char *buf, size_t len, const char *prefix) {
     uint64_t n = atomic_fetch_add(&S.id_counter, 1);
@@ -960,6 +1139,8 @@ typedef struct req {
     int stop_answer;                      /* stopped in the queue: counted in S.stop_answers */
     double queued;                        /* seconds waited in the queue; < 0: did not wait */
     unsigned retry_after;                 /* a Retry-After header (seconds) on the answer; 0: none */
+    const char *err_code;                 /* the error answer's "code" (static text); NULL: none */
+    ds_status gen_err;                    /* how the generation failed (DS_OK: it did not) */
 } req;
 
 /* The request's record in --audit-log (the schema is in docs/server.md). */
@@ -989,6 +1170,42 @@ static void audit_request(const req *r, double lat, int gen_ep) {
     audit_end(&b);
 }
 
+/* The kind of error a finished request counts as in ds_server_errors_total,
+ * or -1 for none. A failed generation is judged by the library's status
+ * (also when the failure came as an error event in a 200 stream); other
+ * answers by their status code and, where one code has several causes, by
+ * the error code. */
+static int error_kind(const req *r) {
+    if (r->gen_err != DS_OK && (r->status == 200 || r->status >= 500)) {
+        switch (r->gen_err) {
+        case DS_ERR_AUTH:
+        case DS_ERR_IO:
+        case DS_ERR_TRUNCATED:
+        case DS_ERR_CORRUPT: return EK_MODEL_ERROR;
+        case DS_ERR_CANCELLED: return EK_SHUTTING_DOWN;
+        default: return r->status == 200 || r->status == 500 ? EK_INTERNAL : EK_UNAVAILABLE;
+        }
+    }
+    const char *code = r->err_code ? r->err_code : "";
+    switch (r->status) {
+    case 200: return r->aborted ? EK_CLIENT_GONE : -1;
+    case 400: return EK_BAD_REQUEST;
+    case 401: return EK_AUTH;
+    case 403: return EK_FORBIDDEN;
+    case 404:
+    case 405: return EK_NOT_FOUND;
+    case 408: return EK_REQUEST_TIMEOUT;
+    case 413: return EK_TOO_LARGE;
+    case 429: return !strcmp(code, "server_busy") ? EK_QUEUE_FULL : EK_RATE_LIMITED;
+    case 499: return EK_CLIENT_GONE;
+    case 500: return EK_INTERNAL;
+    case 503: return !strcmp(code, "queue_timeout")   ? EK_QUEUE_TIMEOUT
+                     : !strcmp(code, "shutting_down") ? EK_SHUTTING_DOWN
+                                                      : EK_UNAVAILABLE;
+    default: return r->status >= 200 && r->status < 400 ? -1 : EK_OTHER;
+    }
+}
+
 static void req_account(req *r) {
     double lat = now_mono() - r->t0;
     metrics *m = &S.met;
@@ -1010,6 +1227,8 @@ static void req_account(req *r) {
         if (r->generate_seconds > 0) m->last_tps = r->completion_tokens / r->generate_seconds;
     }
     if (r->aborted) m->streams_aborted++;
+    int ek = error_kind(r);
+    if (ek >= 0) m->errors[ek]++;
     pthread_mutex_unlock(&m->mu);
 
     int gen_ep = r->ep == EP_CHAT || r->ep == EP_COMPLETIONS || r->ep == EP_GENERATE;
@@ -1177,6 +1396,7 @@ static enum MHD_Result reply_error(struct MHD_Connection *conn, req *r, int stat
     va_end(ap);
     sbuf b = {0};
     error_body(&b, status, code, param, msg);
+    r->err_code = code;
     return reply_json(conn, r, status, &b);
 }
 
@@ -1620,6 +1840,8 @@ typedef struct gen {
     ds_status err;                        /* DS_OK, or why generation failed */
     char errmsg[256];
     double prompt_seconds, gen_t0, generate_seconds;
+    double t_arrival;                     /* when the request arrived (now_mono), for the time to first token */
+    double t_last_token;                  /* when the last token came (now_mono); 0 before the first */
 } gen;
 
 /* Set for good when a generation fails reading the model file (truncated,
@@ -1629,6 +1851,7 @@ typedef struct gen {
 static atomic_int model_degraded;
 
 static void gen_fail(gen *g, ds_status st, const char *what) {
+    metrics_model_status(st);
     if ((st == DS_ERR_IO || st == DS_ERR_TRUNCATED || st == DS_ERR_AUTH || st == DS_ERR_CORRUPT) &&
         !atomic_exchange(&model_degraded, 1))
         audit("model degraded: %s: %s", what, errmsg(st));
@@ -1637,6 +1860,21 @@ static void gen_fail(gen *g, ds_status st, const char *what) {
     g->done = 1;
 }
 
+/* The metrics of g's decode step, which ended with status st: the context's
+ * fill and, when the step sampled a token, the time since the request
+ * arrived (the first token) or since the token before. (The step's batch
+ * size is the leader's to count: batch_next.) */
+static void gen_observe_token(gen *g, ds_status st) {
+    metrics_kv_note(g->ctx);
+    if (st != DS_OK || !g->it) return;
+    ds_generate_stats gs;
+    ds_generator_stats(g->it, &gs);
+    if (gs.n_generated <= g->n_gen) return;   /* no token this step: a prompt chunk, EOS or a stop */
+    double now = now_mono();
+    if (g->t_last_token > 0) metrics_inter_token(now - g->t_last_token);
+    else if (g->t_arrival > 0) metrics_first_token(now - g->t_arrival);
+    g->t_last_token = now;
+}
 /* Frees the text (after gen_end). */
 static void gen_drop(gen *g) { sb_free(&g->text); }
 
@@ -1777,8 +2015,6 @@ static void batch_leave(gen *g) {
     pthread_mutex_unlock(&B.mu);
 }
 
-static void metrics_batch(int n);
-
 /* Advances g by one token in the next decode step; returns when that step
  * is done (led by this thread or another). */
 static void batch_next(gen *g) {
@@ -1800,12 +2036,17 @@ static void batch_next(gen *g) {
         if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
         while (B.n_want < B.n_active && !atomic_load(&S.stopping))
             if (pthread_cond_timedwait(&B.cv, &B.mu, &ts) == ETIMEDOUT) break;
-        int n = B.n_want;
+        int n = B.n_want, fed = 0;
         gen *batch[DS_SERVER_MAX_SLOTS];
         ds_generator *its[DS_SERVER_MAX_SLOTS];
         for (int i = 0; i < n; i++) {
             batch[i] = B.want[i];
             its[i] = batch[i]->it;
+            /* one that sampled a token already feeds it back in this pass
+             * (the others evaluate a chunk of their prompt) */
+            ds_generate_stats gs;
+            ds_generator_stats(its[i], &gs);
+            fed += gs.n_generated > 0 && gs.stop_reason == DS_STOP_NONE && ds_generator_status(its[i]) == DS_OK;
         }
         B.n_want = 0;
         pthread_mutex_unlock(&B.mu);
@@ -1813,7 +2054,7 @@ static void batch_next(gen *g) {
          * its request's thread: the step's status only repeats the first */
         ds_status st = ds_generator_step(its, (size_t)n);
         (void)st;
-        metrics_batch(n);
+        if (fed) metrics_batch_step(fed);
         pthread_mutex_lock(&B.mu);
         for (int i = 0; i < n; i++) batch[i]->asked = 0;
         B.busy = 0;
@@ -1822,13 +2063,6 @@ static void batch_next(gen *g) {
     pthread_mutex_unlock(&B.mu);
 }
 
-static void metrics_batch(int n) {
-    metrics *m = &S.met;
-    pthread_mutex_lock(&m->mu);
-    m->batch_steps++;
-    m->batch_seqs += (uint64_t)n;
-    pthread_mutex_unlock(&m->mu);
-}
 
 /* Sets up, before a slot is taken: the sampler, and the prompt's ids (a
  * chat's n_ids ids when ids is set, else its text tokenized). Returns DS_OK,
@@ -1915,6 +2149,7 @@ static ds_status gen_begin(gen *g, ds_context *ctx, const gen_params *p) {
         gp.defer_prompt = 1;
         gp.prompt_chunk = PROMPT_CHUNK;
         st = ds_generator_new(&g->it, ctx, g->smp, g->ids, g->n_prompt, &gp);
+        metrics_kv_note(ctx);
         if (st != DS_OK) {
             gen_fail(g, st, "prompt evaluation");
             return st;
@@ -1927,6 +2162,7 @@ static ds_status gen_begin(gen *g, ds_context *ctx, const gen_params *p) {
     /* max_tokens 0: only the prompt, now (a pass of its own, between steps) */
     engine_take();
     st = ds_generator_new(&g->it, ctx, g->smp, g->ids, g->n_prompt, &gp);
+    metrics_kv_note(ctx);
     if (st != DS_OK) {
         engine_give(NULL);
         gen_fail(g, st, "prompt evaluation");
@@ -1958,6 +2194,7 @@ static void gen_step(gen *g, const char **out, size_t *out_len) {
     size_t n = 0;
     batch_next(g);
     ds_status st = ds_generator_status(g->it);
+    gen_observe_token(g, st);
     if (st != DS_OK) {
         gen_sync(g);
         batch_leave(g);
@@ -1994,6 +2231,7 @@ static void gen_account(req *r, const gen *g) {
     r->finish = g->err ? "error" : g->finish;
     if (S.log_prompts && A.path && !r->completion_log && g->text.data)
         r->completion_log = strndup(g->text.data, g->text.len);
+    r->gen_err = g->err;
 }
 
 /* ==== Response bodies ===================================================== */
@@ -2244,6 +2482,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
         goto out;
     }
     st = gen_begin(&g0, ctx, &gp);
+    g0.t_arrival = r->t0;
     if (st != DS_OK) {
         gen_account(r, &g0);
         r->finish = NULL;
@@ -2374,6 +2613,19 @@ static void put_family(sbuf *b, const char *name, const char *type, const char *
     sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* The samples of a histogram without labels (its family lines written). */
+static void put_histo(sbuf *b, const char *name, const histo *h, const double *bounds, int n_bounds) {
+    uint64_t cum = 0;
+    for (int k = 0; k < n_bounds; k++) {
+        cum += h->n[k];
+        sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[k], (unsigned long long)cum);
+    }
+    cum += h->n[n_bounds];
+    sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    sb_printf(b, "%s_sum %.6f\n", name, h->sum);
+    sb_printf(b, "%s_count %llu\n", name, (unsigned long long)h->count);
+}
+
 static long long resident_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     long long size = 0, rss = -1;
@@ -2427,12 +2679,6 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn, req *r) {
     put_family(&b, "ds_server_prompt_tokens_reused_total", "counter",
                "Prompt tokens a slot already held from an earlier request, not evaluated again (cache_prompt).");
     sb_printf(&b, "ds_server_prompt_tokens_reused_total %llu\n", (unsigned long long)m.prompt_reused);
-    put_family(&b, "ds_server_decode_steps_total", "counter",
-               "Decode passes: each advances every active generation by one token (continuous batching).");
-    sb_printf(&b, "ds_server_decode_steps_total %llu\n", (unsigned long long)m.batch_steps);
-    put_family(&b, "ds_server_decode_step_sequences_total", "counter",
-               "Generations advanced by the decode passes; over ds_server_decode_steps_total, the mean batch.");
-    sb_printf(&b, "ds_server_decode_step_sequences_total %llu\n", (unsigned long long)m.batch_seqs);
     put_family(&b, "ds_server_generated_tokens_total", "counter", "Tokens generated.");
     sb_printf(&b, "ds_server_generated_tokens_total %llu\n", (unsigned long long)m.generated_tokens);
     put_family(&b, "ds_server_prompt_seconds_total", "counter", "Time spent evaluating prompts.");
@@ -2476,6 +2722,50 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn, req *r) {
     put_family(&b, "ds_server_queue_abandoned_total", "counter",
                "Generation requests whose client went away while they waited in the queue.");
     sb_printf(&b, "ds_server_queue_abandoned_total %llu\n", (unsigned long long)m.q_abandoned);
+
+    /* ---- monitoring: performance, quality, stability ---- */
+    put_family(&b, "ds_server_time_to_first_token_seconds", "histogram",
+               "Time from a generation request's arrival to its first generated token (queue wait and prompt "
+               "included).");
+    put_histo(&b, "ds_server_time_to_first_token_seconds", &m.ttft, ttft_bounds, N_BOUNDS(ttft_bounds));
+    put_family(&b, "ds_server_inter_token_latency_seconds", "histogram",
+               "Time between two consecutive generated tokens of one sequence.");
+    put_histo(&b, "ds_server_inter_token_latency_seconds", &m.itl, itl_bounds, N_BOUNDS(itl_bounds));
+    put_family(&b, "ds_server_batch_size", "histogram", "Sequences decoded together in one decode step.");
+    put_histo(&b, "ds_server_batch_size", &m.batch, batch_bounds, N_BOUNDS(batch_bounds));
+    put_family(&b, "ds_server_token_logprob", "histogram",
+               "Log-probability (nats) of each generated token under the model; exp(-mean) is the perplexity.");
+    put_histo(&b, "ds_server_token_logprob", &m.logprob, logprob_bounds, N_BOUNDS(logprob_bounds));
+    {
+        long long held = 0;
+        for (int i = 0; S.kv_held && i < S.n_slots; i++) held += atomic_load(&S.kv_held[i]);
+        put_family(&b, "ds_server_kv_cache_tokens", "gauge",
+                   "Tokens held in the KV caches of all slots (an idle slot keeps its last request's for reuse).");
+        sb_printf(&b, "ds_server_kv_cache_tokens %lld\n", held);
+    }
+    put_family(&b, "ds_server_kv_cache_capacity_tokens", "gauge", "Tokens the KV caches of all slots can hold.");
+    sb_printf(&b, "ds_server_kv_cache_capacity_tokens %lld\n", (long long)S.n_slots * S.n_ctx);
+    put_family(&b, "ds_server_model_active_parameters", "gauge",
+               "Weights one token's forward pass multiplies with (top-k routed experts, not all), from the config.");
+    sb_printf(&b, "ds_server_model_active_parameters %.0f\n", S.active_params);
+    put_family(&b, "ds_server_model_flops_per_token", "gauge",
+               "Estimated FLOPs of one token's forward pass: 2 x the active parameters (attention over the "
+               "context not included).");
+    sb_printf(&b, "ds_server_model_flops_per_token %.0f\n", 2 * S.active_params);
+    put_family(&b, "ds_server_errors_total", "counter",
+               "Requests that ended in an error, by kind (every kind always present).");
+    for (int k = 0; k < N_EK; k++)
+        sb_printf(&b, "ds_server_errors_total{kind=\"%s\"} %llu\n", ek_name[k], (unsigned long long)m.errors[k]);
+    put_family(&b, "ds_server_model_failures_total", "counter",
+               "Generations that failed reading the model file, by reason: auth (a chunk failed authentication: "
+               "tampered or damaged), io, truncated, corrupt.");
+    for (int k = 0; k < N_MF; k++)
+        sb_printf(&b, "ds_server_model_failures_total{reason=\"%s\"} %llu\n", mf_name[k],
+                  (unsigned long long)m.model_failures[k]);
+    put_family(&b, "ds_server_model_degraded", "gauge",
+               "1 once a generation failed reading the model file (/health answers 503 until a restart), else 0.");
+    sb_printf(&b, "ds_server_model_degraded %d\n", atomic_load(&model_degraded) ? 1 : 0);
+
     put_family(&b, "ds_server_info", "gauge", "The model served and the library version.");
     sb_puts(&b, "ds_server_info{model=\"");
     put_label(&b, S.model_id);
@@ -3246,7 +3536,8 @@ int main(int argc, char **argv) {
     S.ctx = calloc((size_t)S.n_slots, sizeof *S.ctx);
     S.busy = calloc((size_t)S.n_slots, 1);
     S.taken_at = calloc((size_t)S.n_slots, sizeof *S.taken_at);
-    if (!S.ctx || !S.busy || !S.taken_at) {
+    S.kv_held = calloc((size_t)S.n_slots, sizeof *S.kv_held);
+    if (!S.ctx || !S.busy || !S.taken_at || !S.kv_held) {
         fprintf(stderr, "ds-server: out of memory\n");
         rc = 1;
         goto out;
@@ -3267,6 +3558,8 @@ int main(int argc, char **argv) {
         goto out;
     }
     S.n_ctx = ds_context_n_ctx(S.root);
+    for (int i = 0; i < S.n_slots; i++) atomic_init(&S.kv_held[i], 0);
+    S.active_params = model_active_params(&S.cfg);
     audit("model loaded path=%s id=%s layers=%d experts=%d vocab=%d n_ctx=%d slots=%d expert_cache_mb=%llu "
           "device=\"%s\" seconds=%.2f auth=%s",
           o.model, S.model_id, S.cfg.n_layers, S.cfg.n_routed_experts, S.cfg.vocab_size, S.n_ctx, S.n_slots,
@@ -3389,6 +3682,7 @@ out:
     }
     free(S.busy);
     free(S.taken_at);
+    free(S.kv_held);
     if (S.model) {
         st = ds_model_close(S.model);
         if (st != DS_OK) {
