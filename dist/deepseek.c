@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id da40ff2cc8c317f7: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 8e08e8c17b27a79e: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -55,7 +55,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "da40ff2cc8c317f7"
+#define DS_SOURCE_ID "8e08e8c17b27a79e"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -8859,6 +8859,29 @@ DS_API ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_stat
     if (raw != small) dsi_free(&t->al, raw);
     return s ? dsi_publish(&e) : DS_OK;
 }
+DS_API ds_status ds_tokenizer_token_bytes(const ds_tokenizer *t, int32_t id, const char **bytes, size_t *len,
+                                          int *flags) {
+    dsi_err e = {DS_OK, ""};
+    if (bytes) *bytes = "";
+    if (len) *len = 0;
+    if (flags) *flags = 0;
+    if (!t || !bytes || !len) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_token_bytes: NULL argument");
+        return dsi_publish(&e);
+    }
+    if (id < 0 || (uint32_t)id >= t->n_ids) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_token_bytes: id %d is outside the vocabulary (0..%u)", (int)id,
+                 t->n_ids ? t->n_ids - 1 : 0);
+        return dsi_publish(&e);
+    }
+    *len = t->dec_len[id];
+    if (*len) *bytes = (const char *)t->pool.p + t->dec_off[id];
+    if (flags)
+        for (uint32_t k = 0; k < t->n_added; k++)
+            if (t->added[k].id == id) *flags = DS_TOKEN_ADDED | (t->added[k].special ? DS_TOKEN_SPECIAL : 0);
+    return DS_OK;
+}
+
 /* ==== For the chat template layer ========================================= */
 DSI_FUNC void dsi_tokenizer_chat_source(const ds_tokenizer *t, dsi_chat_source *out) {
     const char *pool = (const char *)t->pool.p;
@@ -16214,6 +16237,10 @@ struct ds_generator {
     ds_token_fn on_token;
     void *user;
     int ignore_eos;
+    ds_logits_fn on_logits;
+    void *logits_user;
+    int32_t last_token;            /* sampled by the last step; -1: none (ds_generator_last) */
+    float last_logprob;
     char **stop;                   /* (n_stop) owned copies */
     size_t *stop_len;
     size_t n_stop, max_stop;
@@ -16322,6 +16349,9 @@ static ds_status gen_new(ds_generator **out, ds_context *c, ds_sampler *s, const
     g->on_token = p->on_token;
     g->user = p->user;
     g->ignore_eos = p->ignore_eos != 0;
+    g->on_logits = p->on_logits;
+    g->logits_user = p->logits_user;
+    g->last_token = -1;
     g->st.n_prompt = (int)n_prompt;
     if ((st = gen_copy_stops(g, p, e)) != DS_OK) goto fail;
 
@@ -16460,6 +16490,30 @@ static ds_status gen_flush(ds_generator *g, dsi_err *e) {
     return st;
 }
 
+/* log softmax(logits)[t] at temperature 1 over n ids: the max is taken out
+ * first so that exp never overflows; masked (-infinity) ids add nothing. */
+static float gen_logprob(const float *logits, int n, int32_t t) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)logits[i] - mx);
+    return (float)((double)logits[t] - mx - log(sum));
+}
+
+DS_API ds_status ds_generator_last(const ds_generator *g, int32_t *token, float *logprob) {
+    if (token) *token = -1;
+    if (logprob) *logprob = 0;
+    if (!g) {
+        dsi_err e = {0};
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_last: generator is NULL");
+        return dsi_publish(&e);
+    }
+    if (token) *token = g->last_token;
+    if (logprob) *logprob = g->last_token >= 0 ? g->last_logprob : 0;
+    return DS_OK;
+}
+
 DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *len) {
     dsi_err e = {0};
     if (text) *text = "";
@@ -16468,6 +16522,7 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_next: generator is NULL");
         return dsi_publish(&e);
     }
+    g->last_token = -1;
     if (g->st.stop_reason || g->failed) return DS_OK;
     g->out.len = 0;
     if (g->out.data) g->out.data[0] = '\0';
@@ -16477,11 +16532,18 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
 
     /* ---- sample ---- */
     if (g->ignore_eos && g->eos >= 0 && g->eos < g->n_sample) g->b.logits[g->eos] = -INFINITY;
-    if ((st = ds_sampler_sample(g->s, g->b.logits, g->n_sample, g->b.ids, g->n_ids, &t)) != DS_OK) {
+    if (g->on_logits && g->on_logits(g->logits_user, g->b.logits, g->n_sample, g->b.ids, g->n_ids)) {
+        g->st.stop_reason = DS_STOP_CALLBACK;   /* nothing sampled */
+    } else if ((st = ds_sampler_sample(g->s, g->b.logits, g->n_sample, g->b.ids, g->n_ids, &t)) != DS_OK) {
         g->failed = true;
         return st;   /* the sampler set the message */
+    } else {
+        g->last_token = t;
+        g->last_logprob = gen_logprob(g->b.logits, g->n_sample, t);
     }
-    if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
+    if (g->st.stop_reason) {
+        /* on_logits stopped it: only the end below */
+    } else if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
         g->st.stop_reason = DS_STOP_EOS;   /* not passed on, not evaluated */
         t = -1;
     } else {

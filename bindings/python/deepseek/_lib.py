@@ -168,6 +168,8 @@ class ds_generate_params(Structure):
         ("on_token", ds_token_fn),
         ("user", c_void_p),
         ("ignore_eos", c_int),
+        ("on_logits", c_void_p),      # ds_logits_fn; the binding leaves it NULL
+        ("logits_user", c_void_p),
     ]
 
 
