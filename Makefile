@@ -235,8 +235,8 @@ $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
 $(BUILD)/chat: examples/chat.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
-SERVER_SRCS = tools/server/server.c tools/server/json.c tools/server/jsonmask.c tools/cli.c
-$(BUILD)/ds-server: $(SERVER_SRCS) tools/server/json.h tools/server/jsonmask.h tools/cli.h $(BUILD)/libdeepseek.a
+SERVER_SRCS = tools/server/server.c tools/server/json.c tools/server/jsonmask.c tools/server/logits.c tools/cli.c
+$(BUILD)/ds-server: $(SERVER_SRCS) tools/server/json.h tools/server/jsonmask.h tools/server/logits.h tools/cli.h $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $(MHD_CFLAGS) $(SERVER_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(MHD_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a $(CUDA_SO)

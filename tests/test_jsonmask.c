@@ -54,7 +54,9 @@ static int strict_object(const char *s, size_t len) {
     sj_doc *d = sj_parse(s, len, &root, err, sizeof err, &oom);
     /* (the strict parser refuses a key twice in an object, which JSON allows
      * and the validator does not track: a random walk may write one) */
-    int ok = d ? root->type == SJ_OBJECT : strstr(err, "duplicate key") != NULL;
+    int ok = d ? root->type == SJ_OBJECT
+               : strstr(err, "duplicate key") != NULL || strstr(err, "number out of range") != NULL ||
+                 strstr(err, "number too long") != NULL;
     sj_doc_free(d);
     return ok;
 }
@@ -94,7 +96,7 @@ static void test_invalid(void) {
         {"{\"a\":1}}", 7}, {"{\"a\":-}", 6}, {"{\"a\":1.}", 7}, {"{\"a\":.5}", 5}, {"{\"a\":\"\\x\"}", 7},
         {"{\"a\":\"\\u12g4\"}", 10}, {"{,}", 1}, {"{\"a\":[1,]}", 8}, {"{\"a\":[1}", 7}, {"{\"a\":1e}", 7},
         {"{\"a\":\"\xf4\x90\x80\x80\"}", 7}, {"{\"a\":\"\\udc00\"}", 9}, {"{\"a\":\"\\ud800x\"}", 12},
-        {"{\"a\":\"\\ud800\\u0041\"}", 14}, {"{\"a\":NaN}", 5}, {"{}x", 2}, {"{} ", 2}, {"{'a':1}", 1},
+        {"{\"a\":\"\\ud800\\u0041\"}", 14}, {"{\"a\":             1}", 17}, {"{\"a\":NaN}", 5}, {"{}x", 2}, {"{} ", 2}, {"{'a':1}", 1},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         size_t n = strlen(bad[i].s);

@@ -161,8 +161,8 @@ static int string_byte(jm_state *s, unsigned char c) {
     return 1;
 }
 
-/* One byte on a copy; the state changes only when it fits. */
-static int step(jm_state *s, unsigned char c) {
+/* One byte (the state may be left half-changed when it does not fit). */
+static int step1(jm_state *s, unsigned char c) {
     switch (s->mode) {
     case M_START:
         return c == '{' ? push(s, 1) : 0;
@@ -299,6 +299,21 @@ static int step(jm_state *s, unsigned char c) {
     }
     }
     return 0;
+}
+
+/* step1, with whitespace between tokens limited to JM_MAX_WS bytes in a
+ * row: JSON allows any amount, and a model that likes blank lines would
+ * otherwise fill its whole budget with them (a space in a string is text,
+ * not counted). */
+static int step(jm_state *s, unsigned char c) {
+    if (is_ws(c) && s->mode != M_STR) {
+        if (s->ws >= JM_MAX_WS || !step1(s, c)) return 0;
+        s->ws++;
+        return 1;
+    }
+    if (!step1(s, c)) return 0;
+    s->ws = 0;
+    return 1;
 }
 
 int jm_byte(jm_state *s, unsigned char c) {

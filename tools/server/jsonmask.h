@@ -7,7 +7,7 @@
  * An incremental validator reads the output byte by byte and says whether
  * the text so far is a prefix of some JSON object (RFC 8259, valid UTF-8, no
  * leading whitespace, \u escapes with paired surrogates, at most JM_MAX_DEPTH
- * levels of nesting). Before each
+ * levels of nesting, at most JM_MAX_WS whitespace bytes in a row). Before each
  * token is sampled, jm_mask keeps the logits of exactly the tokens whose
  * bytes keep the text such a prefix, and whose text still leaves room to
  * close the object within the tokens left: every other token (and every
@@ -30,6 +30,7 @@
 #include "deepseek.h"
 
 #define JM_MAX_DEPTH 32
+#define JM_MAX_WS 12              /* whitespace bytes in a row between tokens (room for indentation) */
 
 /* The validator's state: the text read so far, summed up. Plain data, copied
  * freely. */
@@ -42,6 +43,7 @@ typedef struct jm_state {
     uint8_t lo, hi;               /* UTF-8: the range of the next continuation byte */
     uint8_t key;                  /* the string being read is an object key */
     uint8_t hx;                   /* \u escapes: surrogate pairing (jsonmask.c) */
+    uint8_t ws;                   /* whitespace bytes in a row so far */
 } jm_state;
 
 /* The state before any text. */
