@@ -23,7 +23,7 @@
  *               [--device cpu|cuda [--gpu-cache-mb N] [--gpu N]]
  *               [--model-name NAME] [--passphrase-env VAR] [--log-prompts] [--verbose]
  *               [--header-timeout S] [--body-timeout S] [--max-conns N] [--max-conns-per-client N]
- *               [--allow-special-in-content] [--queue N] [--queue-timeout S]
+ *               [--allow-special-in-content] [--queue N] [--queue-timeout S] [--cors ORIGIN]
  *
  * Endpoints (all bodies JSON; errors are {"error":{"message","type","param","code"}}):
  *
@@ -45,6 +45,10 @@
  *                                {"status":"degraded","reason":...} once a generation
  *                                failed reading the model file (changed, truncated,
  *                                unreadable under the running server)
+ *     POST /tokenize             {"content": "...", "add_special", "parse_special"} ->
+ *                                {"tokens": [...]}; POST /detokenize the reverse
+ *                                (llama-server's shapes)
+ *     GET  /props                model file, n_ctx, slots, chat template, version
  *     GET  /metrics              Prometheus text format: requests by endpoint and
  *                                code, tokens, tokens/s, latency histogram, expert
  *                                cache counters, the wait queue, resident memory
@@ -61,9 +65,14 @@
  *     FIFO queue of --queue places (16) for at most --queue-timeout s (60):
  *     429 with Retry-After when the queue is full, 503 queue_timeout with
  *     Retry-After when the wait runs out (see "the pool and its wait queue").
- *   - Request fields the server does not implement (n > 1, logprobs,
- *     response_format other than text, logit_bias, suffix, tools, ...) are
- *     400 unsupported, never silently ignored.
+ *   - logit_bias, logprobs / top_logprobs and response_format json_object
+ *     (constrained decoding to one JSON object) are done through the
+ *     library's logits hook (tools/server/logits.c, jsonmask.c). Request
+ *     fields the server does not implement (n > 1, json_schema, suffix,
+ *     tools, ...) are 400 unsupported, never silently ignored.
+ *   - --cors ORIGIN: Access-Control-Allow-Origin on every answer, OPTIONS
+ *     preflights answered 204 without the API key.
+ *   - The port is bound before the model loads: a busy port fails at once.
  *   - Unknown paths are 404, a known path with the wrong method 405.
  *   - --max-concurrent contexts share the one model; a request takes a free
  *     one for its generation and gives it back at the end, also when a
@@ -1213,7 +1222,8 @@ static int parse_logit_params(const sj_value *root, int kind, gen_params *g, per
     if (kind == KIND_GENERATE) {
         if ((lp && lp->type != SJ_FALSE) || tlp)
             return bad(e, lp ? "logprobs" : "top_logprobs", "unsupported",
-                       "/generate returns no log-probabilities; use /v1/completions or /v1/chat/completions");
+                       "'%s' is not supported on /generate; use /v1/completions or /v1/chat/completions",
+                       lp ? "logprobs" : "top_logprobs");
     } else if (kind == KIND_CHAT) {
         if (!get_bool(root, "logprobs", &g->logprobs, e)) return 0;
         if (!get_int(root, "top_logprobs", 0, LC_MAX_TOP, &d, &have, e)) return 0;
@@ -3196,6 +3206,7 @@ out:
         ds_memzero(S.token, S.token_len);
         free(S.token);
     }
+    jm_vocab_free(jv_index);
     pthread_mutex_destroy(&S.pool_mu);
     pthread_mutex_destroy(&S.met.mu);
     if (!rc) audit("stopped");
