@@ -391,6 +391,10 @@ $(AMALG_BUILD)/tests/%: tests/%.c tests/amalg_unit.c tests/test.h dist/deepseek.
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DTEST_SOURCE='"$*.c"' tests/amalg_unit.c -o $@ $(LDFLAGS_ALL) $(LDLIBS)
 
+$(AMALG_BUILD)/tests/test_jsonmask: tests/test_jsonmask.c tests/amalg_unit.c tests/test.h dist/deepseek.c deepseek.h tools/server/jsonmask.c tools/server/json.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DTEST_SOURCE='"test_jsonmask.c"' tests/amalg_unit.c tools/server/jsonmask.c tools/server/json.c -o $@ $(LDFLAGS_ALL) $(LDLIBS)
+
 # The CUDA objects as an archive, so that a test links (and loads cuBLAS
 # for) only what it calls.
 $(BUILD)/libdeepseek_cuda.a: $(CUDA_OBJS)

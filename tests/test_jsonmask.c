@@ -254,7 +254,8 @@ static void test_vocab(void) {
     if (!v || !sc || !lg) goto out;
 
     /* the mask against a token-by-token check, from a few states */
-    static const char *const from[] = {"", "{", "{\"a", "{\"a\":", "{\"a\":[1", "{\"a\":\"\xe2", "{\"a\":tr"};
+    static const char *const from[] = {"", "{", "{\"a", "{\"a\":", "{\"a\":[1", "{\"a\":\"\xe2", "{\"a\":tr",
+                                       "{\"a\":\"x y", "{\"a\":\"\\u12"};
     for (size_t f = 0; f < sizeof from / sizeof from[0]; f++) {
         jm_state s0;
         accepted(from[f], strlen(from[f]), &s0);

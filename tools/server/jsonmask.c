@@ -34,7 +34,7 @@ enum {
     M_INT,                        /* integer digits */
     M_DOT,                        /* after '.' */
     M_FRAC,                       /* fraction digits */
-    M_E,                          /* after 'e' */
+    M_EMARK,                          /* after 'e' */
     M_ESIGN,                      /* after the exponent's sign */
     M_EXP,                        /* exponent digits */
     M_LIT                         /* in true/false/null: aux letters left */
@@ -268,7 +268,7 @@ static int step1(jm_state *s, unsigned char c) {
             return 1;
         }
         if (c == 'e' || c == 'E') {
-            s->mode = M_E;
+            s->mode = M_EMARK;
             return 1;
         }
         return number_end(s, c);
@@ -276,7 +276,7 @@ static int step1(jm_state *s, unsigned char c) {
         if (!is_digit(c)) return 0;
         s->mode = M_FRAC;
         return 1;
-    case M_E:
+    case M_EMARK:
         if (c == '+' || c == '-') {
             s->mode = M_ESIGN;
             return 1;
@@ -348,7 +348,7 @@ int jm_cost(const jm_state *s) {
     case M_UTF: return s->aux + str;
     case M_NEG:
     case M_DOT:
-    case M_E:
+    case M_EMARK:
     case M_ESIGN: return 1 + d;                            /* a digit */
     case M_ZERO:
     case M_INT:
@@ -366,6 +366,7 @@ typedef struct jm_tok {
     uint32_t len;
     uint32_t lcp;                 /* bytes shared with the token before it in the order */
     int32_t id;
+    int plain;                    /* string text only: whole UTF-8 characters, no quote, backslash or control */
 } jm_tok;
 
 struct jm_vocab {
@@ -411,6 +412,11 @@ jm_vocab *jm_vocab_new(const ds_tokenizer *t, int n_vocab, char *err, size_t err
         k->len = (uint32_t)len;
         k->id = id;
         if (k->len > v->max_len) v->max_len = k->len;
+        /* plain: read inside a string, it leaves the state as it was */
+        jm_state st;
+        jm_init(&st);
+        jm_bytes(&st, (const unsigned char *)"{\"", 2);
+        k->plain = !memchr(b, '"', len) && !memchr(b, '\\', len) && jm_bytes(&st, k->p, len) && st.mode == M_STR;
     }
     qsort(v->tok, v->n, sizeof *v->tok, tok_cmp);
     for (size_t i = 0; i < v->n; i++) {
@@ -460,23 +466,33 @@ int jm_mask(const jm_vocab *v, jm_scratch *sc, const jm_state *s, int tokens_lef
         if (eos >= 0 && eos < n) sc->allow[eos] = 1;
     } else if (tokens_left > 0) {
         /* Walk the tokens in byte order. st[j] is the state after the first
-         * j bytes of the token in hand, good for j <= ok; a token that
-         * shares more than ok bytes with the one before shares the byte that
-         * failed there, so it fails too, unread. */
+         * j bytes of the token in hand, good for j <= valid; the first dead
+         * bytes of the token before are no JSON prefix, so a token that
+         * shares them fails too, unread. Inside a string (nothing pending)
+         * a plain token leaves the state as it is: allowed without reading
+         * it, which is most of a vocabulary there. */
         int budget = tokens_left - 1;
+        int in_string = s->mode == M_STR, plain_ok = in_string && jm_cost(s) <= budget;
         jm_state *st = sc->st;
         st[0] = *s;
-        uint32_t ok = 0;
+        uint32_t valid = 0, dead = UINT32_MAX;
         for (size_t k = 0; k < v->n; k++) {
             const jm_tok *t = &v->tok[k];
-            if (t->lcp > ok) continue;
-            uint32_t j = t->lcp;
+            if (t->lcp < valid) valid = t->lcp;
+            if (dead <= t->lcp) continue;
+            dead = UINT32_MAX;
+            if (in_string && t->plain) {
+                if (plain_ok && t->id < n) sc->allow[t->id] = 1;
+                continue;
+            }
+            uint32_t j = valid;
             for (; j < t->len; j++) {
                 st[j + 1] = st[j];
                 if (!step(&st[j + 1], t->p[j])) break;
             }
-            ok = j;
-            if (j == t->len && t->id < n && jm_cost(&st[j]) <= budget) sc->allow[t->id] = 1;
+            valid = j;
+            if (j < t->len) dead = j + 1;
+            else if (t->id < n && jm_cost(&st[j]) <= budget) sc->allow[t->id] = 1;
         }
     }
     int left = 0;
