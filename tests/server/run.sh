@@ -361,14 +361,14 @@ check log-7 "the API token never reaches the log" sh -c '! grep -q -F "$1" "$2"'
 check log-8 "401s are logged" grep -q 'status=401' "$T/b.log"
 
 # ---- CORS (--cors): preflights without the key, the header on every answer ----
-if start_server i --api-key-file "$T/token" --max-concurrent 1 --threads 1 --cors https://app.example; then
-    ok srv-i
+if start_server cors --api-key-file "$T/token" --max-concurrent 1 --threads 1 --cors https://app.example; then
+    ok srv-cors
     "$PY" "$HERE/test_server.py" --port "$PORT" --suite cors --token-file "$T/token" >"$T/py-cors.txt" 2>&1
     tally "$T/py-cors.txt" $? test_server.py-cors
-    stop_server stop-i "$T/i.log"
-    no_sanitizer_report san-i "$T/i.log"
+    stop_server stop-cors "$T/cors.log"
+    no_sanitizer_report san-cors "$T/cors.log"
 else
-    bad srv-i "the server with --cors did not start" "$T/i.log"
+    bad srv-cors "the server with --cors did not start" "$T/cors.log"
 fi
 "$SERVER" --model "$MODEL" --key-file "$KEY" --cors "bad origin" >"$T/o" 2>&1
 check cli-cors "--cors with a space: exit 2" sh -c '[ $0 -eq 2 ] && grep -q -- "--cors" "$1"' $? "$T/o"
