@@ -87,7 +87,7 @@ int lc_on_logits(void *user, float *logits, int n_vocab, const int32_t *history,
     int any = 0;
     for (int i = 0; i < n_vocab && !any; i++) any = logits[i] > -INFINITY;
     if (!any) return 1;
-    if (c->n_top >= 0) lc_top_logprobs(c, logits, n_vocab);
+    if (c->n_top > 0) lc_top_logprobs(c, logits, n_vocab);   /* (the sampled token's own: ds_generator_last) */
     return 0;
 }
 
