@@ -1321,6 +1321,13 @@ def t_logprobs():
     toks = [t for x in ev for ch in (x.get("choices") or []) for t in ((ch.get("logprobs") or {}).get("tokens") or [])]
     so = [t for x in ev for ch in (x.get("choices") or []) for t in ((ch.get("logprobs") or {}).get("text_offset") or [])]
     check("logprobs-8", st == 200 and toks == l3.get("tokens") and so == offs, f"{st} {toks!r} vs {l3.get('tokens')!r}")
+    # logprobs 0: no alternatives, the sampled token alone in each map
+    st, _, data = post("/v1/completions", {"prompt": "In the beginning", "max_tokens": 4, "logprobs": 0},
+                       token=ARGS.token)
+    l0 = (((jbody(data) or {}).get("choices") or [{}])[0].get("logprobs")) or {}
+    check("logprobs-9", st == 200 and len(l0.get("tokens", [])) == 4 and
+          all(m == {t: v} for t, v, m in zip(l0["tokens"], l0["token_logprobs"], l0["top_logprobs"])),
+          f"{st} {data[:300]!r}")
     alive("logprobs")
 
 

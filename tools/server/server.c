@@ -1894,8 +1894,8 @@ static void put_logprobs(sbuf *b, int kind, lc_ctl *c) {
                 sb_printf(b, ":%.9g", r[i].top[k].logprob);
                 in_top |= r[i].top[k].id == r[i].id;
             }
-            if (!in_top && r[i].n_top) {
-                sb_putc(b, ',');
+            if (!in_top) {
+                if (r[i].n_top) sb_putc(b, ',');
                 put_token_text(b, r[i].id);
                 sb_printf(b, ":%.9g", r[i].logprob);
             }
