@@ -975,8 +975,9 @@ DS_API ds_stop_reason ds_generator_stop_reason(const ds_generator *g);
  * settings, is <= 0, and a token the hook masked never has one. The EOS
  * token that ends a generation counts (it was sampled, though on_token does
  * not get it). When that call sampled nothing (none made yet, the generator
- * had stopped, on_logits stopped it, or it failed), *token is -1 and
- * *logprob 0. token or logprob may be NULL. DS_ERR_INVALID_ARG for a NULL g.
+ * had stopped, on_logits stopped it, or sampling failed), *token is -1 and
+ * *logprob 0; a token sampled before a later step of the call failed is
+ * reported. token or logprob may be NULL. DS_ERR_INVALID_ARG for a NULL g.
  * Thread-safety: as the generator's. */
 DS_API DS_WARN_UNUSED ds_status ds_generator_last(const ds_generator *g, int32_t *token, float *logprob);
 /* The statistics so far (zeros for a NULL g). */

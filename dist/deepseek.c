@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 8e08e8c17b27a79e: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 6730537a99a876e6: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -55,7 +55,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "8e08e8c17b27a79e"
+#define DS_SOURCE_ID "6730537a99a876e6"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
