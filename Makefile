@@ -172,7 +172,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_io test_cuda_forward $(CUDA_TESTS)
+TESTS = test_jsonmask test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_io test_cuda_forward $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat
@@ -235,13 +235,18 @@ $(BUILD)/simple: examples/simple.c $(BUILD)/libdeepseek.a
 $(BUILD)/chat: examples/chat.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
-SERVER_SRCS = tools/server/server.c tools/server/json.c tools/server/keys.c tools/cli.c
-$(BUILD)/ds-server: $(SERVER_SRCS) tools/server/json.h tools/server/keys.h tools/cli.h $(BUILD)/libdeepseek.a
+SERVER_SRCS = tools/server/server.c tools/server/json.c tools/server/keys.c tools/server/jsonmask.c tools/server/logits.c tools/cli.c
+$(BUILD)/ds-server: $(SERVER_SRCS) tools/server/json.h tools/server/keys.h tools/server/jsonmask.h tools/server/logits.h tools/cli.h $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $(MHD_CFLAGS) $(SERVER_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(MHD_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a $(CUDA_SO)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
+
+# The JSON-output mask of ds-server, with the server's JSON parser as its reference.
+$(BUILD)/tests/test_jsonmask: tests/test_jsonmask.c tests/test.h tools/server/jsonmask.c tools/server/jsonmask.h tools/server/json.c tools/server/json.h $(BUILD)/libdeepseek.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< tools/server/jsonmask.c tools/server/json.c -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
 # The CUDA op tests also depend on the C face of the backend.
 $(BUILD)/tests/test_cuda_ops: tests/test_cuda_ops.c tests/test.h $(CUDA_HDRS) $(BUILD)/libdeepseek.a $(CUDA_ARCHIVE)
@@ -389,6 +394,10 @@ $(AMALG_BUILD)/tests/%: tests/%.c tests/amalg_unit.c tests/test.h dist/deepseek.
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DTEST_SOURCE='"$*.c"' tests/amalg_unit.c -o $@ $(LDFLAGS_ALL) $(LDLIBS)
 
+$(AMALG_BUILD)/tests/test_jsonmask: tests/test_jsonmask.c tests/amalg_unit.c tests/test.h dist/deepseek.c deepseek.h tools/server/jsonmask.c tools/server/json.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DTEST_SOURCE='"test_jsonmask.c"' tests/amalg_unit.c tools/server/jsonmask.c tools/server/json.c -o $@ $(LDFLAGS_ALL) $(LDLIBS)
+
 # The CUDA objects as an archive, so that a test links (and loads cuBLAS
 # for) only what it calls.
 $(BUILD)/libdeepseek_cuda.a: $(CUDA_OBJS)
@@ -422,7 +431,7 @@ check-layers: $(LIB_OBJS)
 
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_CC ?= clang
-FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer fuzz_regex fuzz_chat_file fuzz_gguf fuzz_keys
+FUZZ_TARGETS = fuzz_json fuzz_safetensors fuzz_container fuzz_tokenizer fuzz_regex fuzz_chat_file fuzz_gguf fuzz_keys fuzz_jsonmask
 FUZZ_FLAGS = -std=c11 -g -O1 -I. -fsanitize=fuzzer,address,undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION=1
 fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
 build-fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)
@@ -436,6 +445,10 @@ build-fuzz/fuzz_chat_file: tests/fuzz/fuzz_chat_file.c tools/chat_file.c tools/c
 build-fuzz/fuzz_keys: tests/fuzz/fuzz_keys.c tools/server/keys.c tools/server/keys.h
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< tools/server/keys.c -o $@ -lsodium -lm -lpthread
+# ds-server's JSON-output validator, against the server's strict parser
+build-fuzz/fuzz_jsonmask: tests/fuzz/fuzz_jsonmask.c tools/server/jsonmask.c tools/server/jsonmask.h tools/server/json.c tools/server/json.h $(LIB_SRCS) $(LIB_HDRS)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< tools/server/jsonmask.c tools/server/json.c $(LIB_SRCS) -o $@ $(LDLIBS)
 
 # ---- install ----------------------------------------------------------------
 # make install [PREFIX=/usr/local] [DESTDIR=staging root]: the programs of

@@ -677,6 +677,24 @@ typedef struct ds_detok_state { unsigned char pending[8]; int n_pending; } ds_de
 DS_API DS_WARN_UNUSED ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_state *st, int32_t id,
                                                            char *buf, size_t cap, size_t *len_out);
 
+enum {
+    DS_TOKEN_ADDED = 1,           /* an added token of tokenizer.json (matched before BPE) */
+    DS_TOKEN_SPECIAL = 2          /* an added token marked special (BOS, EOS, ...) */
+};
+
+/* The bytes token id decodes to, exactly as they are: byte-level decoding
+ * without the UTF-8 repair ds_tokenizer_decode does, so a token holding part
+ * of a character gives those bytes (ds_tokenizer_decode of the id alone
+ * would give U+FFFD). *bytes points into the tokenizer (not NUL-terminated,
+ * valid until it is freed); *flags (may be NULL) receives DS_TOKEN_ADDED and
+ * DS_TOKEN_SPECIAL as they apply (finding them takes time proportional to
+ * the number of added tokens). DS_ERR_INVALID_ARG for a NULL argument or an
+ * id outside [0, ds_tokenizer_vocab_size). Thread-safe on a shared
+ * tokenizer. For token-level work on text: constrained decoding, the bytes
+ * of a token in a log-probability report. */
+DS_API DS_WARN_UNUSED ds_status ds_tokenizer_token_bytes(const ds_tokenizer *t, int32_t id, const char **bytes,
+                                                         size_t *len, int *flags);
+
 DS_API int ds_tokenizer_vocab_size(const ds_tokenizer *t);   /* largest id + 1 */
 DS_API int32_t ds_tokenizer_bos(const ds_tokenizer *t);      /* -1 if none */
 /* 1 when prompts start with BOS: the tokenizer has one and
@@ -917,6 +935,21 @@ typedef struct ds_generate_stats {
  * non-zero to stop (DS_STOP_CALLBACK). */
 typedef int (*ds_token_fn)(void *user, int32_t token, const char *piece, size_t len);
 
+/* Called in each step right before a token is sampled, with the logits the
+ * sampler is about to get: n_vocab of them, one per id that may be sampled
+ * (the tokenizer's ids; a model vocabulary padded beyond them is never
+ * sampled), with ignore_eos's mask already applied; and the history the
+ * sampler's penalties see (the prompt and the tokens generated so far; valid
+ * during the call). It may change the logits in place: add a bias, or mask a
+ * token with -INFINITY (leave at least one finite: all -infinity, a NaN or
+ * +infinity fail the step as ds_sampler_sample does). The sampler then
+ * applies its penalties, temperature and truncations to what the hook left.
+ * Return non-zero to stop instead: no token is sampled, the generation ends
+ * with DS_STOP_CALLBACK (the held-back text is released as for any other
+ * stop). Called on the thread that calls ds_generator_next. Constrained
+ * decoding (a grammar, a JSON validator) and logit biases are built on it. */
+typedef int (*ds_logits_fn)(void *user, float *logits, int n_vocab, const int32_t *history, size_t n_history);
+
 /* Options of a generation. Rule: a zeroed struct means the defaults, field
  * by field (every field's default is 0), so `ds_generate_params gp = {0};`
  * and ds_generate_default_params() are the same; NULL params too. */
@@ -931,6 +964,8 @@ typedef struct ds_generate_params {
     ds_token_fn on_token;         /* NULL = none */
     void *user;                   /* passed to on_token */
     int ignore_eos;               /* 1: the EOS token is never sampled */
+    ds_logits_fn on_logits;       /* NULL = none: the logits go to the sampler as the model gave them */
+    void *logits_user;            /* passed to on_logits */
     int defer_prompt;             /* 1: ds_generator_new evaluates nothing; the prompt (what the
                                      context does not hold of it) is evaluated by ds_generator_step,
                                      prompt_chunk tokens a step, in the passes that decode the other
@@ -976,6 +1011,20 @@ DS_API DS_WARN_UNUSED ds_status ds_generator_new(ds_generator **out, ds_context 
 DS_API DS_WARN_UNUSED ds_status ds_generator_next(ds_generator *g, const char **text, size_t *len);
 /* DS_STOP_NONE while the generator can go on. */
 DS_API ds_stop_reason ds_generator_stop_reason(const ds_generator *g);
+/* The token the last ds_generator_next call sampled, and its log-probability:
+ * the natural logarithm of its probability under the softmax at temperature
+ * 1 of the logits the sampler was given, over the ids that may be sampled.
+ * Those logits are the model's after ignore_eos's mask and on_logits (a bias
+ * or mask set there counts), before the sampler's penalties, temperature
+ * and top-k/top-p/min-p; so the value does not depend on the sampler's
+ * settings, is <= 0, and a token the hook masked never has one. The EOS
+ * token that ends a generation counts (it was sampled, though on_token does
+ * not get it). When that call sampled nothing (none made yet, the generator
+ * had stopped, on_logits stopped it, or sampling failed), *token is -1 and
+ * *logprob 0; a token sampled before a later step of the call failed is
+ * reported. token or logprob may be NULL. DS_ERR_INVALID_ARG for a NULL g.
+ * Thread-safety: as the generator's. */
+DS_API DS_WARN_UNUSED ds_status ds_generator_last(const ds_generator *g, int32_t *token, float *logprob);
 /* The statistics so far (zeros for a NULL g). */
 DS_API void ds_generator_stats(const ds_generator *g, ds_generate_stats *out);
 /* Advances several generators by one token each, as ds_generator_next

@@ -128,6 +128,10 @@ struct ds_generator {
     ds_token_fn on_token;
     void *user;
     int ignore_eos;
+    ds_logits_fn on_logits;
+    void *logits_user;
+    int32_t last_token;            /* sampled by the last step; -1: none (ds_generator_last) */
+    float last_logprob;
     char **stop;                   /* (n_stop) owned copies */
     size_t *stop_len;
     size_t n_stop, max_stop;
@@ -252,6 +256,9 @@ static ds_status gen_new(ds_generator **out, ds_context *c, ds_sampler *s, const
         goto fail;
     }
     g->chunk = p->prompt_chunk > 0 ? p->prompt_chunk : 128;
+    g->on_logits = p->on_logits;
+    g->logits_user = p->logits_user;
+    g->last_token = -1;
     g->st.n_prompt = (int)n_prompt;
     if ((st = gen_copy_stops(g, p, e)) != DS_OK) goto fail;
 
@@ -396,6 +403,17 @@ static ds_status gen_flush(ds_generator *g, dsi_err *e) {
     return st;
 }
 
+/* log softmax(logits)[t] at temperature 1 over n ids: the max is taken out
+ * first so that exp never overflows; masked (-infinity) ids add nothing. */
+static float gen_logprob(const float *logits, int n, int32_t t) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)logits[i] - mx);
+    return (float)((double)logits[t] - mx - log(sum));
+}
+
 /* Marks g failed with status st, its message from e (published), or the
  * thread's when e is NULL (the callee published it). Returns st. */
 static ds_status gen_failed(ds_generator *g, ds_status st, const dsi_err *e) {
@@ -428,8 +446,14 @@ static ds_status gen_pick(ds_generator *g) {
 
     /* ---- sample ---- */
     if (g->ignore_eos && g->eos >= 0 && g->eos < g->n_sample) g->b.logits[g->eos] = -INFINITY;
+    if (g->on_logits && g->on_logits(g->logits_user, g->b.logits, g->n_sample, g->b.ids, g->n_ids)) {
+        g->st.stop_reason = DS_STOP_CALLBACK;   /* nothing sampled */
+        return DS_OK;
+    }
     if ((st = ds_sampler_sample(g->s, g->b.logits, g->n_sample, g->b.ids, g->n_ids, &t)) != DS_OK)
         return gen_failed(g, st, NULL);   /* the sampler set the message */
+    g->last_token = t;
+    g->last_logprob = gen_logprob(g->b.logits, g->n_sample, t);
     if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
         g->st.stop_reason = DS_STOP_EOS;   /* not passed on, not evaluated */
         return DS_OK;
@@ -497,6 +521,19 @@ static ds_status gen_prompt_rest(ds_generator *g) {
     return DS_OK;
 }
 
+DS_API ds_status ds_generator_last(const ds_generator *g, int32_t *token, float *logprob) {
+    if (token) *token = -1;
+    if (logprob) *logprob = 0;
+    if (!g) {
+        dsi_err e = {0};
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_last: generator is NULL");
+        return dsi_publish(&e);
+    }
+    if (token) *token = g->last_token;
+    if (logprob) *logprob = g->last_token >= 0 ? g->last_logprob : 0;
+    return DS_OK;
+}
+
 DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *len) {
     dsi_err e = {0};
     if (text) *text = "";
@@ -505,6 +542,7 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_next: generator is NULL");
         return dsi_publish(&e);
     }
+    g->last_token = -1;
     if (g->st.stop_reason || g->failed) return DS_OK;
     gen_out_reset(g);
     ds_status st;
@@ -562,6 +600,7 @@ DS_API ds_status ds_generator_step(ds_generator *const *gs, size_t n) {
      * evaluate sample now; each picks at most once a step ---- */
     for (size_t i = 0; i < n; i++) {
         ds_generator *g = gs[i];
+        if (g) g->last_token = -1;
         if (!gen_live(g)) continue;
         gen_out_reset(g);
         if (g->n_pend > 0 || g->next >= 0) continue;

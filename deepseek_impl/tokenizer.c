@@ -1727,6 +1727,29 @@ DS_API ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_stat
     if (raw != small) dsi_free(&t->al, raw);
     return s ? dsi_publish(&e) : DS_OK;
 }
+DS_API ds_status ds_tokenizer_token_bytes(const ds_tokenizer *t, int32_t id, const char **bytes, size_t *len,
+                                          int *flags) {
+    dsi_err e = {DS_OK, ""};
+    if (bytes) *bytes = "";
+    if (len) *len = 0;
+    if (flags) *flags = 0;
+    if (!t || !bytes || !len) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_token_bytes: NULL argument");
+        return dsi_publish(&e);
+    }
+    if (id < 0 || (uint32_t)id >= t->n_ids) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_token_bytes: id %d is outside the vocabulary (0..%u)", (int)id,
+                 t->n_ids ? t->n_ids - 1 : 0);
+        return dsi_publish(&e);
+    }
+    *len = t->dec_len[id];
+    if (*len) *bytes = (const char *)t->pool.p + t->dec_off[id];
+    if (flags)
+        for (uint32_t k = 0; k < t->n_added; k++)
+            if (t->added[k].id == id) *flags = DS_TOKEN_ADDED | (t->added[k].special ? DS_TOKEN_SPECIAL : 0);
+    return DS_OK;
+}
+
 /* ==== For the chat template layer ========================================= */
 DSI_FUNC void dsi_tokenizer_chat_source(const ds_tokenizer *t, dsi_chat_source *out) {
     const char *pool = (const char *)t->pool.p;

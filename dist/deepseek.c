@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id da40ff2cc8c317f7: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 74775984ce873a10: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -55,7 +55,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "da40ff2cc8c317f7"
+#define DS_SOURCE_ID "74775984ce873a10"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -8859,6 +8859,29 @@ DS_API ds_status ds_tokenizer_decode_stream(const ds_tokenizer *t, ds_detok_stat
     if (raw != small) dsi_free(&t->al, raw);
     return s ? dsi_publish(&e) : DS_OK;
 }
+DS_API ds_status ds_tokenizer_token_bytes(const ds_tokenizer *t, int32_t id, const char **bytes, size_t *len,
+                                          int *flags) {
+    dsi_err e = {DS_OK, ""};
+    if (bytes) *bytes = "";
+    if (len) *len = 0;
+    if (flags) *flags = 0;
+    if (!t || !bytes || !len) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_token_bytes: NULL argument");
+        return dsi_publish(&e);
+    }
+    if (id < 0 || (uint32_t)id >= t->n_ids) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_tokenizer_token_bytes: id %d is outside the vocabulary (0..%u)", (int)id,
+                 t->n_ids ? t->n_ids - 1 : 0);
+        return dsi_publish(&e);
+    }
+    *len = t->dec_len[id];
+    if (*len) *bytes = (const char *)t->pool.p + t->dec_off[id];
+    if (flags)
+        for (uint32_t k = 0; k < t->n_added; k++)
+            if (t->added[k].id == id) *flags = DS_TOKEN_ADDED | (t->added[k].special ? DS_TOKEN_SPECIAL : 0);
+    return DS_OK;
+}
+
 /* ==== For the chat template layer ========================================= */
 DSI_FUNC void dsi_tokenizer_chat_source(const ds_tokenizer *t, dsi_chat_source *out) {
     const char *pool = (const char *)t->pool.p;
@@ -9615,6 +9638,20 @@ DSI_FUNC const dsi_secure_buf *dsi_pager_mem(const dsi_pager *p);
  * cache (decrypting it on a miss) or resident; release when done with it. */
 DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);
 DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
+
+/* ==== Contexts (forward.c) ============================================== */
+/* Whether c's abort callback asks to stop now (false without one). */
+DSI_FUNC bool dsi_context_aborted(const ds_context *c);
+/* A run of a pass over several sequences (ds_context_eval_batch, the
+ * generators' step): n tokens appended to sequence seq; logits (vocab
+ * floats, host) of the last of them, or NULL. */
+typedef struct dsi_seq_run {
+    ds_context *seq;
+    const int32_t *tok;
+    int n;
+    float *logits;
+} dsi_seq_run;
+DSI_FUNC ds_status dsi_context_eval_runs(const dsi_seq_run *r, int m, const char *fn, dsi_err *e);
 
 /* ==== Devices: what the forward pass needs of a CPU or a GPU ============= */
 /*
@@ -15315,6 +15352,18 @@ struct ds_context {
     int *idx;                          /* (T * K) */
     float *wts;                        /* (T * K) */
     bool counted;                      /* included in the model's n_contexts */
+    /* Sequences (ds_context_seq): the context ds_context_new made is the
+     * root and sequence 0; sequences 1.. are handles that copy its shared
+     * state (device context, activations, host scratch: the pointers above)
+     * and own only their tokens (hist, n_past), error and abort callback. */
+    ds_context *root;                  /* the context this one belongs to (itself for the root) */
+    int seq_id, n_seq;                 /* which sequence; how many the root has */
+    ds_context **seqs;                 /* root only: (n_seq) the handles, seqs[0] = root */
+    float *blog;                       /* root only, n_seq > 1: (n_seq, vocab) logits of a batch step */
+    int32_t *btok;                     /* root only: (DSI_MAX_BATCH) the tokens of a pass of several runs */
+    int *brow;                         /* root only: (DSI_MAX_BATCH) rows of such a pass that want logits */
+    ds_context *const *batch;          /* root, during ds_context_eval_batch: the sequences whose abort */
+    int batch_n;                       /* callbacks are asked */
 };
 
 DS_API ds_context_params ds_context_default_params(void) {
@@ -15327,6 +15376,12 @@ DS_API const char *ds_context_errmsg(const ds_context *c) { return c ? c->err.ms
 DS_API int ds_context_n_past(const ds_context *c) { return c ? c->n_past : 0; }
 DS_API int ds_context_n_ctx(const ds_context *c) { return c ? c->n_ctx : 0; }
 DS_API ds_model *ds_context_model(const ds_context *c) { return c ? c->m : NULL; }
+DS_API int ds_context_n_seq(const ds_context *c) { return c ? c->n_seq : 0; }
+DS_API int ds_context_seq_id(const ds_context *c) { return c ? c->seq_id : 0; }
+DS_API ds_context *ds_context_seq(ds_context *c, int i) {
+    if (!c || i < 0 || i >= c->n_seq) return NULL;
+    return c->root->seqs[i];
+}
 DS_API void ds_context_reset(ds_context *c) {
     if (c) c->n_past = 0;
 }
@@ -15364,8 +15419,15 @@ DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user) {
     c->abort_user = fn ? user : NULL;
 }
 
+DSI_FUNC bool dsi_context_aborted(const ds_context *c) { return c->abort_fn && c->abort_fn(c->abort_user); }
+
 static bool dsi_ctx_aborted(const ds_context *c, dsi_err *e) {
-    if (!c->abort_fn || !c->abort_fn(c->abort_user)) return false;
+    bool stop = false;
+    if (c->batch_n)
+        for (int i = 0; i < c->batch_n && !stop; i++) stop = dsi_context_aborted(c->batch[i]);
+    else
+        stop = dsi_context_aborted(c);
+    if (!stop) return false;
     dsi_fail(e, DS_ERR_CANCELLED, "evaluation cancelled by the abort callback");
     return true;
 }
@@ -15426,6 +15488,11 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_new: n_ctx %d out of range", p->n_ctx);
         return dsi_publish(&e);
     }
+    int n_seq = p->n_seq > 0 ? p->n_seq : 1;
+    if (p->n_seq < 0 || n_seq > DSI_MAX_BATCH) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_new: n_seq %d out of range [1, %d]", p->n_seq, DSI_MAX_BATCH);
+        return dsi_publish(&e);
+    }
     const dsi_alloc *al = &m->al;
     ds_context *c = dsi_calloc(al, 1, sizeof *c);
     if (!c) {
@@ -15434,6 +15501,8 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     }
     c->m = m;
     c->n_ctx = n_ctx;
+    c->root = c;
+    c->n_seq = n_seq;
     c->dev = m->dev;
     c->w = m->dev->weights(m);
     c->eps = cf->rms_norm_eps;
@@ -15445,7 +15514,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     int rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
     int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
     float *inv_freq = dsi_calloc(al, (size_t)rope_dim / 2 + 1, sizeof(float));
-    dsi_ctx_shape sh = {n_ctx, 1, DSI_MAX_BATCH, p->n_threads > 0 ? p->n_threads : m->n_threads, inv_freq,
+    dsi_ctx_shape sh = {n_ctx, n_seq, DSI_MAX_BATCH, p->n_threads > 0 ? p->n_threads : m->n_threads, inv_freq,
                         rope_dim, 1.0f, 1.0f / sqrtf((float)hd),
                         hd,
                         mla ? cf->kv_lora_rank : cf->n_kv_heads * hd,
@@ -15471,8 +15540,12 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->cnt = dsi_calloc(al, E, sizeof(int));
     c->idx = dsi_calloc(al, T * K, sizeof(int));
     c->wts = dsi_calloc(al, T * K, sizeof(float));
+    c->seqs = dsi_calloc(al, (size_t)n_seq, sizeof *c->seqs);
+    c->btok = dsi_calloc(al, T, sizeof *c->btok);
+    c->brow = dsi_calloc(al, T, sizeof *c->brow);
+    if (n_seq > 1) c->blog = dsi_calloc(al, (size_t)n_seq * (size_t)cf->vocab_size, sizeof(float));
     if (!inv_freq || !c->hist || !c->pos || !c->seq || !c->sel || !c->selw || !c->used || !c->off || !c->cnt ||
-        !c->idx || !c->wts) {
+        !c->idx || !c->wts || !c->seqs || !c->btok || !c->brow || (n_seq > 1 && !c->blog)) {
         dsi_free(al, inv_freq);
         ds_context_free(c);
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context");
@@ -15485,6 +15558,30 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         ds_context_free(c);
         return dsi_publish(&e);
     }
+    /* the other sequences: copies of the shared state with tokens of their own */
+    c->seqs[0] = c;
+    for (int i = 1; i < n_seq; i++) {
+        ds_context *q = dsi_malloc(al, sizeof *q);
+        int32_t *hist = dsi_calloc(al, (size_t)n_ctx, sizeof *hist);
+        if (!q || !hist) {
+            dsi_free(al, q);
+            dsi_free(al, hist);
+            ds_context_free(c);
+            dsi_fail(&e, DS_ERR_NOMEM, "out of memory for sequence %d of a context", i);
+            return dsi_publish(&e);
+        }
+        *q = *c;
+        memset(&q->err, 0, sizeof q->err);
+        q->hist = hist;
+        q->n_past = 0;
+        q->seq_id = i;
+        q->seqs = NULL;
+        q->blog = NULL;
+        q->btok = NULL;
+        q->brow = NULL;
+        q->counted = false;
+        c->seqs[i] = q;
+    }
     __atomic_add_fetch(&m->n_contexts, 1, __ATOMIC_ACQ_REL);
     c->counted = true;
     *out = c;
@@ -15492,8 +15589,18 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
 }
 
 DS_API void ds_context_free(ds_context *c) {
-    if (!c) return;
+    if (!c || c->root != c) return;   /* a sequence goes with its context */
     const dsi_alloc *al = &c->m->al;
+    if (c->seqs)
+        for (int i = 1; i < c->n_seq; i++)
+            if (c->seqs[i]) {
+                dsi_free(al, c->seqs[i]->hist);
+                dsi_free(al, c->seqs[i]);
+            }
+    dsi_free(al, c->seqs);
+    dsi_free(al, c->blog);
+    dsi_free(al, c->btok);
+    dsi_free(al, c->brow);
     if (c->dc) c->dev->ctx_free(c->m, c->dc);
     dsi_free(al, c->hist);
     dsi_free(al, c->pos);
@@ -15617,9 +15724,11 @@ static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {
 }
 
 /* ==== The forward pass ==================================================== */
-/* Runs batch b; logits of rows [first_out, b->n) go to out (host, row-major,
- * vocab each) when out is not NULL. */
-static ds_status dsi_forward_batch(ds_context *c, const dsi_batch *b, float *out, int first_out, dsi_err *e) {
+/* Runs batch b; logits of rows [first_out, b->n), or with rows of those n_rows
+ * rows (in that order), go to out (host, row-major, vocab each) when out is
+ * not NULL. */
+static ds_status dsi_forward_batch(ds_context *c, const dsi_batch *b, float *out, int first_out, const int *rows,
+                                   int n_rows, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_device_i *d = c->dev;
     const dsi_act *a = &c->a;
@@ -15633,14 +15742,29 @@ static ds_status dsi_forward_batch(ds_context *c, const dsi_batch *b, float *out
     }
     if (!out) return DS_OK;
     int n_out = T - first_out;
-    DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x + (size_t)first_out * D, D, &c->w->out_norm, n_out, c->eps, e));
+    if (rows) {   /* each chosen row normed into the next row of xn */
+        for (int i = 0; i < n_rows; i++)
+            DSI_TRY(d->rmsnorm(c->dc, a->xn + (size_t)i * D, D, a->x + (size_t)rows[i] * D, D, &c->w->out_norm, 1,
+                               c->eps, e));
+        n_out = n_rows;
+    } else {
+        DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x + (size_t)first_out * D, D, &c->w->out_norm, n_out, c->eps, e));
+    }
     return d->head(c->dc, &c->w->lm_head, a->xn, n_out, out, e);
 }
 
 static ds_status dsi_forward(ds_context *c, const dsi_batch *b, float *out, int first_out, dsi_err *e) {
     ds_status s = c->dev->begin(c->dc, e);
     if (s) return s;
-    s = dsi_forward_batch(c, b, out, first_out, e);
+    s = dsi_forward_batch(c, b, out, first_out, NULL, 0, e);
+    return c->dev->end(c->dc, s, e);
+}
+
+static ds_status dsi_forward_rows(ds_context *c, const dsi_batch *b, float *out, const int *rows, int n_rows,
+                                  dsi_err *e) {
+    ds_status s = c->dev->begin(c->dc, e);
+    if (s) return s;
+    s = dsi_forward_batch(c, b, out, 0, rows, n_rows, e);
     return c->dev->end(c->dc, s, e);
 }
 
@@ -15676,7 +15800,7 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
         /* one sequence: positions n_past.. */
         for (int t = 0; t < T; t++) {
             c->pos[t] = c->n_past + t;
-            c->seq[t] = 0;
+            c->seq[t] = c->seq_id;
         }
         dsi_batch b = {T, tokens + done, c->pos, c->seq};
         ds_status s = dsi_ctx_aborted(c, &e) ? DS_ERR_CANCELLED : dsi_forward(c, &b, out, first, &e);
@@ -15689,6 +15813,90 @@ DS_API ds_status ds_context_eval(ds_context *c, const int32_t *tokens, size_t n,
     }
     memcpy(c->hist + start, tokens, n * sizeof *tokens);
     return DS_OK;
+}
+
+/* Runs r[0..m) (each: tokens appended to its own sequence, all of one
+ * context, at most DSI_MAX_BATCH tokens in all) in one forward pass on the
+ * root's scratch; the sequences' abort callbacks are asked between layers.
+ * fn names the caller in messages. On error nothing is appended. */
+DSI_FUNC ds_status dsi_context_eval_runs(const dsi_seq_run *r, int m, const char *fn, dsi_err *e) {
+    if (m <= 0 || m > DSI_MAX_BATCH || !r[0].seq)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: %s", fn,
+                        m <= 0 || m > DSI_MAX_BATCH ? "n must be in [1, 256]" : "sequence 0 is NULL");
+    ds_context *c = r[0].seq->root;
+    const ds_model_config *cf = &c->m->cfg;
+    int total = 0;
+    for (int i = 0; i < m; i++) {
+        const ds_context *q = r[i].seq;
+        if (!q || q->root != c)
+            return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: entry %d is %s", fn, i,
+                            q ? "a sequence of another context" : "NULL");
+        for (int k = 0; k < i; k++)
+            if (r[k].seq == q)
+                return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: entries %d and %d are both sequence %d", fn, k, i,
+                                q->seq_id);
+        if (r[i].n < 1 || !r[i].tok || r[i].n > DSI_MAX_BATCH - total)
+            return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: entry %d: %d tokens%s", fn, i, r[i].n,
+                            r[i].n < 1 || !r[i].tok ? " (none, or NULL)" : ": more than 256 in one pass");
+        for (int t = 0; t < r[i].n; t++)
+            if (r[i].tok[t] < 0 || r[i].tok[t] >= cf->vocab_size)
+                return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: entry %d: id %d is outside the vocabulary [0, %d)", fn,
+                                i, (int)r[i].tok[t], cf->vocab_size);
+        if (r[i].n > q->n_ctx - q->n_past)
+            return dsi_fail(e, DS_ERR_LIMIT, "%s: sequence %d is full: %d of its %d positions are used, %d more asked",
+                            fn, q->seq_id, q->n_past, q->n_ctx, r[i].n);
+        total += r[i].n;
+    }
+    /* the pass: each entry's tokens one run; the rows that want logits */
+    int n_rows = 0, at = 0;
+    for (int i = 0; i < m; i++) {
+        for (int t = 0; t < r[i].n; t++, at++) {
+            c->btok[at] = r[i].tok[t];
+            c->pos[at] = r[i].seq->n_past + t;
+            c->seq[at] = r[i].seq->seq_id;
+        }
+        if (r[i].logits) c->brow[n_rows++] = at - 1;
+    }
+    /* the root's logits buffer holds n_seq rows; a context of one sequence
+     * has none, and its one row goes straight to the caller */
+    float *out = !n_rows ? NULL : c->blog ? c->blog : r[0].logits;
+    dsi_batch b = {total, c->btok, c->pos, c->seq};
+    ds_context *seqs[DSI_MAX_BATCH];
+    for (int i = 0; i < m; i++) seqs[i] = r[i].seq;
+    c->batch = seqs;
+    c->batch_n = m;
+    ds_status s = dsi_ctx_aborted(c, e) ? DS_ERR_CANCELLED : dsi_forward_rows(c, &b, out, c->brow, n_rows, e);
+    c->batch = NULL;
+    c->batch_n = 0;
+    if (s) return s;
+    size_t V = (size_t)cf->vocab_size;
+    for (int i = 0, k = 0; i < m; i++) {
+        ds_context *q = r[i].seq;
+        memcpy(q->hist + q->n_past, r[i].tok, (size_t)r[i].n * sizeof *r[i].tok);
+        q->n_past += r[i].n;
+        if (r[i].logits) {
+            if (out != r[i].logits) memcpy(r[i].logits, out + (size_t)k * V, V * sizeof(float));
+            k++;
+        }
+    }
+    return DS_OK;
+}
+
+/* One token of each of several sequences in one forward pass. */
+DS_API ds_status ds_context_eval_batch(ds_context *const *seqs, const int32_t *tokens, size_t n,
+                                       float *const *logits) {
+    dsi_err e = {0};
+    if (!seqs || !tokens || n == 0 || n > DSI_MAX_BATCH || !seqs[0]) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_eval_batch: %s",
+                 !seqs || !tokens ? "NULL argument"
+                 : n == 0 || n > DSI_MAX_BATCH ? "n must be in [1, 256]"
+                                                : "sequence 0 is NULL");
+        return seqs && seqs[0] ? dsi_ctx_fail(seqs[0], &e) : dsi_publish(&e);
+    }
+    dsi_seq_run r[DSI_MAX_BATCH];
+    for (size_t i = 0; i < n; i++) r[i] = (dsi_seq_run){seqs[i], tokens + i, 1, logits ? logits[i] : NULL};
+    ds_status s = dsi_context_eval_runs(r, (int)n, "ds_context_eval_batch", &e);
+    return s ? dsi_ctx_fail(seqs[0], &e) : DS_OK;
 }
 /* ==== End deepseek_impl/forward.c ==== */
 
@@ -16101,6 +16309,7 @@ DS_API ds_status ds_sampler_sample(ds_sampler *s, const float *logits, int n_voc
 /* #include "engine.h": pasted above */
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* Room for one streamed piece: the header asks for 64 bytes plus the longest
@@ -16214,6 +16423,10 @@ struct ds_generator {
     ds_token_fn on_token;
     void *user;
     int ignore_eos;
+    ds_logits_fn on_logits;
+    void *logits_user;
+    int32_t last_token;            /* sampled by the last step; -1: none (ds_generator_last) */
+    float last_logprob;
     char **stop;                   /* (n_stop) owned copies */
     size_t *stop_len;
     size_t n_stop, max_stop;
@@ -16222,7 +16435,17 @@ struct ds_generator {
     dsi_buf out;                   /* text released by the last step, NUL-terminated */
     ds_generate_stats st;
     bool failed;
+    ds_status status;              /* the error that failed it (DS_OK while not failed) */
+    char errmsg[512];           /* its message */
     double t_gen;                  /* when the decode phase began */
+    /* between the two halves of a step (gen_pick, gen_close) */
+    int32_t next;                  /* the token picked (its text released) and still to evaluate, -1:
+                                      none. ds_generator_step leaves it set between steps for a
+                                      generator that picked after the pass */
+    size_t n_before;               /* released text that belongs to the token (the rest: the -1 call) */
+    /* a deferred prompt (defer_prompt): ids [pend_at, pend_at + n_pend) are not evaluated yet */
+    size_t pend_at;
+    int n_pend, chunk;
 };
 
 DS_API const char *ds_stop_reason_name(ds_stop_reason r) {
@@ -16322,6 +16545,15 @@ static ds_status gen_new(ds_generator **out, ds_context *c, ds_sampler *s, const
     g->on_token = p->on_token;
     g->user = p->user;
     g->ignore_eos = p->ignore_eos != 0;
+    g->next = -1;
+    if (p->prompt_chunk < 0) {
+        st = dsi_fail(e, DS_ERR_INVALID_ARG, "generate: prompt_chunk must be >= 0, not %d", p->prompt_chunk);
+        goto fail;
+    }
+    g->chunk = p->prompt_chunk > 0 ? p->prompt_chunk : 128;
+    g->on_logits = p->on_logits;
+    g->logits_user = p->logits_user;
+    g->last_token = -1;
     g->st.n_prompt = (int)n_prompt;
     if ((st = gen_copy_stops(g, p, e)) != DS_OK) goto fail;
 
@@ -16351,6 +16583,12 @@ static ds_status gen_new(ds_generator **out, ds_context *c, ds_sampler *s, const
     if (keep == n_prompt) keep--;
     if ((st = ds_context_truncate(c, (int)keep)) != DS_OK) goto fail_published;
     g->st.n_reused = (int)keep;
+    if (p->defer_prompt && !none) {   /* ds_generator_step evaluates it */
+        g->pend_at = keep;
+        g->n_pend = (int)(n_prompt - keep);
+        *out = g;
+        return DS_OK;
+    }
     double t0 = dsi_now_seconds();
     st = ds_context_eval(c, prompt + keep, n_prompt - keep, g->b.logits, 0);
     g->st.prompt_seconds = dsi_now_seconds() - t0;
@@ -16460,6 +16698,137 @@ static ds_status gen_flush(ds_generator *g, dsi_err *e) {
     return st;
 }
 
+/* log softmax(logits)[t] at temperature 1 over n ids: the max is taken out
+ * first so that exp never overflows; masked (-infinity) ids add nothing. */
+static float gen_logprob(const float *logits, int n, int32_t t) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)logits[i] - mx);
+    return (float)((double)logits[t] - mx - log(sum));
+}
+
+/* Marks g failed with status st, its message from e (published), or the
+ * thread's when e is NULL (the callee published it). Returns st. */
+static ds_status gen_failed(ds_generator *g, ds_status st, const dsi_err *e) {
+    if (e) (void)dsi_publish(e);
+    g->failed = true;
+    g->status = st;
+    snprintf(g->errmsg, sizeof g->errmsg, "%s", e ? e->msg : ds_last_error());
+    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    return st;
+}
+
+/* Empties the text released by the last step. */
+static void gen_out_reset(ds_generator *g) {
+    g->out.len = 0;
+    if (g->out.data) g->out.data[0] = '\0';
+}
+
+/* The first half of a step: samples a token from the logits of the last
+ * evaluated one, decodes it, applies the stop strings, calls on_token
+ * (appending to the step's text), and sets g->next to the token to
+ * evaluate (-1 when generation ends with it). An error fails g (and is
+ * returned with its message published). */
+static ds_status gen_pick(ds_generator *g) {
+    dsi_err e = {0};
+    g->next = -1;
+    g->n_before = g->out.len;
+    size_t from = g->out.len;   /* this token's text begins there */
+    ds_status st;
+    int32_t t = -1;
+
+    /* ---- sample ---- */
+    if (g->ignore_eos && g->eos >= 0 && g->eos < g->n_sample) g->b.logits[g->eos] = -INFINITY;
+    if (g->on_logits && g->on_logits(g->logits_user, g->b.logits, g->n_sample, g->b.ids, g->n_ids)) {
+        g->st.stop_reason = DS_STOP_CALLBACK;   /* nothing sampled */
+        return DS_OK;
+    }
+    if ((st = ds_sampler_sample(g->s, g->b.logits, g->n_sample, g->b.ids, g->n_ids, &t)) != DS_OK)
+        return gen_failed(g, st, NULL);   /* the sampler set the message */
+    g->last_token = t;
+    g->last_logprob = gen_logprob(g->b.logits, g->n_sample, t);
+    if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
+        g->st.stop_reason = DS_STOP_EOS;   /* not passed on, not evaluated */
+        return DS_OK;
+    }
+    /* ---- decode, look for stop strings, release ---- */
+    g->b.ids[g->n_ids++] = t;
+    g->st.n_generated++;
+    size_t plen = 0;
+    if ((st = gen_piece(&g->b, g->tok, &g->dstate, t, &plen, &e)) != DS_OK ||
+        (st = gen_append(&g->pending, g->b.piece, plen, false, &e)) != DS_OK ||
+        (st = gen_settle(g, false, &e)) != DS_OK)
+        return gen_failed(g, st, &e);
+    if (!g->st.stop_reason && g->max_tokens && g->st.n_generated >= g->max_tokens)
+        g->st.stop_reason = DS_STOP_LENGTH;
+    else if (!g->st.stop_reason && ds_context_n_past(g->c) >= g->n_ctx)
+        g->st.stop_reason = DS_STOP_CONTEXT_FULL;
+    if (g->st.stop_reason == DS_STOP_LENGTH || g->st.stop_reason == DS_STOP_CONTEXT_FULL) {
+        if ((st = gen_flush(g, &e)) != DS_OK) return gen_failed(g, st, &e);
+    }
+    g->n_before = g->out.len;
+    if (g->on_token && g->on_token(g->user, t, gen_text(&g->out) + from, g->out.len - from) && !g->st.stop_reason)
+        g->st.stop_reason = DS_STOP_CALLBACK;
+    /* ---- evaluate it, unless it ends the generation ---- */
+    if (!g->st.stop_reason) g->next = t;
+    return DS_OK;
+}
+
+/* The second half, once g->next was evaluated (or not: ev is its outcome,
+ * DS_OK when nothing was evaluated): on an evaluation error fails g; at the
+ * end, releases what is still held back (the call with -1). */
+static ds_status gen_close(ds_generator *g, ds_status ev) {
+    dsi_err e = {0};
+    ds_status st;
+    g->next = -1;
+    if (ev == DS_ERR_CANCELLED) {
+        g->st.stop_reason = DS_STOP_ABORT;
+    } else if (ev) {
+        return gen_failed(g, ev, NULL);   /* the context set the message */
+    }
+    /* ---- the end: what is still held back comes in a call with -1 ---- */
+    if (g->st.stop_reason && g->st.stop_reason != DS_STOP_LENGTH && g->st.stop_reason != DS_STOP_CONTEXT_FULL &&
+        g->st.stop_reason != DS_STOP_STRING) {
+        if ((st = gen_flush(g, &e)) != DS_OK) return gen_failed(g, st, &e);
+        if (g->out.len > g->n_before && g->on_token)
+            (void)g->on_token(g->user, -1, gen_text(&g->out) + g->n_before, g->out.len - g->n_before);
+    }
+    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    return DS_OK;
+}
+
+/* Evaluates what is left of a deferred prompt at once (ds_generator_next). */
+static ds_status gen_prompt_rest(ds_generator *g) {
+    double t0 = dsi_now_seconds();
+    ds_status ev = ds_context_eval(g->c, g->b.ids + g->pend_at, (size_t)g->n_pend, g->b.logits, 0);
+    g->st.prompt_seconds += dsi_now_seconds() - t0;
+    g->t_gen = dsi_now_seconds();
+    if (ev == DS_ERR_CANCELLED) {
+        g->st.stop_reason = DS_STOP_ABORT;
+        return DS_OK;
+    }
+    if (ev) return gen_failed(g, ev, NULL);   /* the context set the message */
+    g->st.n_evaluated += g->n_pend;
+    g->pend_at += (size_t)g->n_pend;
+    g->n_pend = 0;
+    return DS_OK;
+}
+
+DS_API ds_status ds_generator_last(const ds_generator *g, int32_t *token, float *logprob) {
+    if (token) *token = -1;
+    if (logprob) *logprob = 0;
+    if (!g) {
+        dsi_err e = {0};
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_last: generator is NULL");
+        return dsi_publish(&e);
+    }
+    if (token) *token = g->last_token;
+    if (logprob) *logprob = g->last_token >= 0 ? g->last_logprob : 0;
+    return DS_OK;
+}
+
 DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *len) {
     dsi_err e = {0};
     if (text) *text = "";
@@ -16468,69 +16837,148 @@ DS_API ds_status ds_generator_next(ds_generator *g, const char **text, size_t *l
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_next: generator is NULL");
         return dsi_publish(&e);
     }
+    g->last_token = -1;
     if (g->st.stop_reason || g->failed) return DS_OK;
-    g->out.len = 0;
-    if (g->out.data) g->out.data[0] = '\0';
+    gen_out_reset(g);
     ds_status st;
-    size_t n_before = 0;   /* released text that belongs to the token (the rest: the -1 call) */
-    int32_t t = -1;
-
-    /* ---- sample ---- */
-    if (g->ignore_eos && g->eos >= 0 && g->eos < g->n_sample) g->b.logits[g->eos] = -INFINITY;
-    if ((st = ds_sampler_sample(g->s, g->b.logits, g->n_sample, g->b.ids, g->n_ids, &t)) != DS_OK) {
-        g->failed = true;
-        return st;   /* the sampler set the message */
+    if (g->n_pend > 0 && ((st = gen_prompt_rest(g)) != DS_OK || g->st.stop_reason)) goto out;
+    if (g->next >= 0) {   /* a token ds_generator_step picked: evaluate it first */
+        ds_status ev = ds_context_eval(g->c, &g->next, 1, g->b.logits, 0);
+        if ((st = gen_close(g, ev)) != DS_OK || g->st.stop_reason) goto out;
+        gen_out_reset(g);
     }
-    if (!g->ignore_eos && g->eos >= 0 && t == g->eos) {
-        g->st.stop_reason = DS_STOP_EOS;   /* not passed on, not evaluated */
-        t = -1;
-    } else {
-        /* ---- decode, look for stop strings, release ---- */
-        g->b.ids[g->n_ids++] = t;
-        g->st.n_generated++;
-        size_t plen = 0;
-        if ((st = gen_piece(&g->b, g->tok, &g->dstate, t, &plen, &e)) != DS_OK ||
-            (st = gen_append(&g->pending, g->b.piece, plen, false, &e)) != DS_OK ||
-            (st = gen_settle(g, false, &e)) != DS_OK)
-            goto fail;
-        if (!g->st.stop_reason && g->max_tokens && g->st.n_generated >= g->max_tokens)
-            g->st.stop_reason = DS_STOP_LENGTH;
-        else if (!g->st.stop_reason && ds_context_n_past(g->c) >= g->n_ctx)
-            g->st.stop_reason = DS_STOP_CONTEXT_FULL;
-        if (g->st.stop_reason == DS_STOP_LENGTH || g->st.stop_reason == DS_STOP_CONTEXT_FULL) {
-            if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
-        }
-        n_before = g->out.len;
-        if (g->on_token && g->on_token(g->user, t, gen_text(&g->out), g->out.len) && !g->st.stop_reason)
-            g->st.stop_reason = DS_STOP_CALLBACK;
-        /* ---- evaluate it, unless it ends the generation ---- */
-        if (!g->st.stop_reason) {
-            st = ds_context_eval(g->c, &t, 1, g->b.logits, 0);
-            if (st == DS_ERR_CANCELLED) {
-                g->st.stop_reason = DS_STOP_ABORT;
-            } else if (st) {
-                g->failed = true;
-                g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
-                return st;   /* the context set the message */
-            }
-        }
-    }
-    /* ---- the end: what is still held back comes in a call with -1 ---- */
-    if (g->st.stop_reason && g->st.stop_reason != DS_STOP_LENGTH && g->st.stop_reason != DS_STOP_CONTEXT_FULL &&
-        g->st.stop_reason != DS_STOP_STRING) {
-        if ((st = gen_flush(g, &e)) != DS_OK) goto fail;
-        if (g->out.len > n_before && g->on_token)
-            (void)g->on_token(g->user, -1, gen_text(&g->out) + n_before, g->out.len - n_before);
-    }
-    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
+    if ((st = gen_pick(g)) != DS_OK) return st;
+    ds_status ev = g->next >= 0 ? ds_context_eval(g->c, &g->next, 1, g->b.logits, 0) : DS_OK;
+    st = gen_close(g, ev);
+out:
+    if (st) return st;
     if (text) *text = gen_text(&g->out);
     if (len) *len = g->out.len;
     return DS_OK;
-fail:
-    g->failed = true;
-    g->st.generate_seconds = dsi_now_seconds() - g->t_gen;
-    return dsi_publish(&e);
 }
+
+/* A generator that can go on. */
+static bool gen_live(const ds_generator *g) { return g && !g->st.stop_reason && !g->failed; }
+
+DS_API ds_status ds_generator_step(ds_generator *const *gs, size_t n) {
+    dsi_err e = {0};
+    if (!gs && n) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_step: gs is NULL");
+        return dsi_publish(&e);
+    }
+    if (n > DSI_MAX_BATCH) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_step: %zu generators; at most %d in one step", n,
+                 DSI_MAX_BATCH);
+        return dsi_publish(&e);
+    }
+    /* all on one context, each on its own sequence */
+    ds_context *root = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!gs[i]) continue;
+        ds_context *r = ds_context_seq(gs[i]->c, 0);
+        if (!root) root = r;
+        if (r != root) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_step: generator %zu is on another context than the first",
+                     i);
+            return dsi_publish(&e);
+        }
+        for (size_t k = 0; k < i; k++)
+            if (gs[k] && gs[k]->c == gs[i]->c) {
+                dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_generator_step: generators %zu and %zu share sequence %d", k, i,
+                         ds_context_seq_id(gs[i]->c));
+                return dsi_publish(&e);
+            }
+    }
+    ds_status first = DS_OK;
+    bool picked[DSI_MAX_BATCH] = {false};
+    /* ---- generators with the logits of their last token and nothing to
+     * evaluate sample now; each picks at most once a step ---- */
+    for (size_t i = 0; i < n; i++) {
+        ds_generator *g = gs[i];
+        if (g) g->last_token = -1;
+        if (!gen_live(g)) continue;
+        gen_out_reset(g);
+        if (g->n_pend > 0 || g->next >= 0) continue;
+        picked[i] = true;
+        ds_status st = gen_pick(g);
+        if (!st && g->next < 0) st = gen_close(g, DS_OK);   /* it ends here: flush what is held back */
+        if (st && !first) first = st;
+    }
+    /* ---- the pass: every picked token, then prompt chunks, 256 tokens at
+     * most; a sequence whose abort callback asks to stop leaves it, and the
+     * pass runs again without it ---- */
+    dsi_seq_run runs[DSI_MAX_BATCH];
+    size_t who[DSI_MAX_BATCH];
+    int m = 0, budget = DSI_MAX_BATCH;
+    for (size_t i = 0; i < n; i++)
+        if (gen_live(gs[i]) && gs[i]->next >= 0) {
+            runs[m] = (dsi_seq_run){gs[i]->c, &gs[i]->next, 1, gs[i]->b.logits};
+            who[m++] = i;
+            budget--;
+        }
+    for (size_t i = 0; i < n && budget > 0; i++) {
+        ds_generator *g = gs[i];
+        if (!gen_live(g) || g->n_pend <= 0) continue;
+        int k = g->n_pend < g->chunk ? g->n_pend : g->chunk;
+        if (k > budget) k = budget;
+        runs[m] = (dsi_seq_run){g->c, g->b.ids + g->pend_at, k, k == g->n_pend ? g->b.logits : NULL};
+        who[m++] = i;
+        budget -= k;
+    }
+    ds_status ev = DS_OK;
+    double t0 = dsi_now_seconds();
+    while (m > 0) {
+        ev = dsi_context_eval_runs(runs, m, "ds_generator_step", &e);
+        if (ev != DS_ERR_CANCELLED) break;
+        int k = 0;
+        for (int i = 0; i < m; i++) {
+            ds_generator *g = gs[who[i]];
+            if (dsi_context_aborted(g->c)) {
+                (void)gen_close(g, DS_ERR_CANCELLED);
+            } else {
+                runs[k] = runs[i];
+                who[k++] = who[i];
+            }
+        }
+        if (k == m) break;   /* cancelled, yet nobody asks now: report it for all */
+        m = k;
+    }
+    if (ev && ev != DS_ERR_CANCELLED) (void)dsi_publish(&e);
+    double dt = dsi_now_seconds() - t0;
+    /* ---- after it: tokens evaluated close, prompts move on; those ready
+     * and not picked yet sample now (a prompt's first token) ---- */
+    for (int r = 0; r < m; r++) {
+        size_t i = who[r];
+        ds_generator *g = gs[i];
+        ds_status st;
+        if (runs[r].tok == &g->next) {
+            st = gen_close(g, ev);
+        } else if (ev) {
+            st = ev == DS_ERR_CANCELLED ? gen_close(g, ev) : gen_failed(g, ev, NULL);
+        } else {
+            g->st.prompt_seconds += dt;
+            g->st.n_evaluated += runs[r].n;
+            g->pend_at += (size_t)runs[r].n;
+            g->n_pend -= runs[r].n;
+            st = DS_OK;
+            if (!g->n_pend) g->t_gen = dsi_now_seconds();
+        }
+        if (!st && gen_live(g) && !picked[i] && g->n_pend == 0 && g->next < 0) {
+            st = gen_pick(g);
+            if (!st && g->next < 0) st = gen_close(g, DS_OK);
+        }
+        if (st && !first) first = st;
+    }
+    return first;
+}
+
+DS_API void ds_generator_text(const ds_generator *g, const char **text, size_t *len) {
+    if (text) *text = g ? gen_text(&g->out) : "";
+    if (len) *len = g ? g->out.len : 0;
+}
+
+DS_API ds_status ds_generator_status(const ds_generator *g) { return g ? g->status : DS_OK; }
+DS_API const char *ds_generator_errmsg(const ds_generator *g) { return g && g->failed ? g->errmsg : ""; }
 
 DS_API ds_stop_reason ds_generator_stop_reason(const ds_generator *g) { return g ? g->st.stop_reason : DS_STOP_NONE; }
 

@@ -20,6 +20,10 @@
  *  generate-12: a zeroed ds_generate_params is ds_generate_default_params():
  *              the same bytes, and the same generation (tokens, stop
  *              reason) from fresh contexts
+ *  generate-13: the logits hook (on_logits): a banned token never comes, a
+ *              forced one always does, a non-zero return stops; the
+ *              log-probability of ds_generator_last against an independent
+ *              log-softmax of ds_context_eval's logits; ds_tokenizer_token_bytes
  * (generate-0 .. generate-5 are ds_generate's cases in test_sampler.c.)
  */
 #define _POSIX_C_SOURCE 200809L
@@ -681,6 +685,169 @@ static void test_zero_params(ds_model *m) {
     ds_context_free(b);
 }
 
+/* ==== 13: the logits hook and ds_generator_last ========================== */
+
+typedef struct hook_state {
+    int mode;              /* 0 ban `tok`, 1 force `tok`, 2 stop, 3 add `bias` to `tok` */
+    int32_t tok;
+    float bias;
+    int calls, n_vocab;
+    size_t n_history;
+} hook_state;
+
+static int hook(void *user, float *logits, int n_vocab, const int32_t *history, size_t n_history) {
+    hook_state *h = user;
+    (void)history;
+    h->calls++;
+    h->n_vocab = n_vocab;
+    h->n_history = n_history;
+    if (h->mode == 2) return 1;
+    if (h->mode == 0) logits[h->tok] = -INFINITY;
+    if (h->mode == 3) logits[h->tok] += h->bias;
+    if (h->mode == 1)
+        for (int i = 0; i < n_vocab; i++)
+            if (i != h->tok) logits[i] = -INFINITY;
+    return 0;
+}
+
+/* Runs a greedy generation of up to max tokens with the hook; the tokens
+ * go to out (count in *n_out), the logprobs to lps. */
+static ds_status run_hooked(ds_model *m, const int32_t *ids, size_t n, int max, hook_state *h, int32_t *out,
+                            float *lps, int *n_out, ds_stop_reason *why) {
+    ds_context *c = new_ctx(m, 256);
+    ds_sampler *g = greedy();
+    ds_generator *gen = NULL;
+    ds_generate_params gp = ds_generate_default_params();
+    gp.max_tokens = max;
+    gp.on_logits = h ? hook : NULL;
+    gp.logits_user = h;
+    *n_out = 0;
+    ds_status st = c && g ? ds_generator_new(&gen, c, g, ids, n, &gp) : DS_ERR_NOMEM;
+    while (st == DS_OK && ds_generator_stop_reason(gen) == DS_STOP_NONE) {
+        if ((st = ds_generator_next(gen, NULL, NULL)) != DS_OK) break;
+        int32_t t;
+        float lp;
+        if ((st = ds_generator_last(gen, &t, &lp)) != DS_OK) break;
+        if (t >= 0) {
+            out[*n_out] = t;
+            lps[(*n_out)++] = lp;
+        }
+    }
+    *why = ds_generator_stop_reason(gen);
+    ds_generator_free(gen);
+    ds_sampler_free(g);
+    ds_context_free(c);
+    return st;
+}
+
+static void test_logits_hook(ds_model *m, int V) {
+    const ds_tokenizer *tk = ds_model_tokenizer(m);
+    int n_sample = ds_tokenizer_vocab_size(tk) < V ? ds_tokenizer_vocab_size(tk) : V;
+    int32_t ids[128], base[16], got[16];
+    float lps[16], lps2[16];
+    size_t n = encode(m, prompt_text, ids, 128);
+    int nb = 0, ng = 0;
+    ds_stop_reason why;
+    ds_status st = run_hooked(m, ids, n, 8, NULL, base, lps, &nb, &why);
+    T_CHECK("generate-13.0", st == DS_OK && nb >= 4, "baseline: status %d, %d tokens", (int)st, nb);
+    if (st || nb < 4) return;
+
+    /* ban the baseline's first token: it never comes, anywhere */
+    hook_state h = {0, base[0], 0, 0, 0, 0};
+    st = run_hooked(m, ids, n, 8, &h, got, lps2, &ng, &why);
+    int seen = 0;
+    for (int i = 0; i < ng; i++) seen |= got[i] == base[0];
+    T_CHECK("generate-13.1", st == DS_OK && ng > 0 && !seen && got[0] != base[0],
+            "banned token %d: status %d, %d tokens, seen %d", (int)base[0], (int)st, ng, seen);
+    /* (the tokens include an EOS that ended it: it was sampled too) */
+    T_CHECK("generate-13.2", h.calls == ng && h.n_vocab == n_sample && h.n_history == n + (size_t)ng - 1,
+            "hook saw %d calls, n_vocab %d (want %d), history %zu (prompt %zu, %d generated)", h.calls, h.n_vocab,
+            n_sample, h.n_history, n, ng);
+
+    /* force a token the model would not pick: every step gives it, with
+     * logprob 0 (the only finite logit) */
+    int32_t force = ids[3] != base[0] ? ids[3] : ids[4];
+    h = (hook_state){1, force, 0, 0, 0, 0};
+    st = run_hooked(m, ids, n, 6, &h, got, lps2, &ng, &why);
+    int all = ng == 6;
+    for (int i = 0; i < ng; i++) all &= got[i] == force && lps2[i] == 0.0f;
+    T_CHECK("generate-13.3", st == DS_OK && all && why == DS_STOP_LENGTH, "forced token %d: status %d, %d tokens, "
+            "first %d (logprob %g), stop %s", (int)force, (int)st, ng, ng ? (int)got[0] : -1, ng ? lps2[0] : 0.0,
+            ds_stop_reason_name(why));
+
+    /* a non-zero return stops before sampling */
+    h = (hook_state){2, 0, 0, 0, 0, 0};
+    st = run_hooked(m, ids, n, 6, &h, got, lps2, &ng, &why);
+    T_CHECK("generate-13.4", st == DS_OK && ng == 0 && why == DS_STOP_CALLBACK && h.calls == 1,
+            "stopping hook: status %d, %d tokens, stop %s, %d calls", (int)st, ng, ds_stop_reason_name(why), h.calls);
+
+    /* the logprob of a greedy step is the log-softmax (computed here in
+     * double, over the ids that may be sampled) of ds_context_eval's logits;
+     * with a bias from the hook, of the biased logits */
+    float *lg = malloc((size_t)V * sizeof *lg);
+    ds_context *c = new_ctx(m, 256);
+    st = lg && c ? ds_context_eval(c, ids, n, lg, 0) : DS_ERR_NOMEM;
+    T_STATUS("generate-13.5", st, DS_OK, ds_last_error());
+    if (st == DS_OK) {
+        for (int pass = 0; pass < 2; pass++) {
+            int32_t tok = pass ? ids[5] : -1;
+            float bias = 3.5f;
+            double mx = -INFINITY, sum = 0;
+            for (int i = 0; i < n_sample; i++) {
+                double l = lg[i] + (i == tok ? bias : 0);
+                if (l > mx) mx = l;
+            }
+            int arg = 0;
+            for (int i = 0; i < n_sample; i++) {
+                double l = lg[i] + (i == tok ? bias : 0);
+                sum += exp(l - mx);
+                if (l > lg[arg] + (arg == tok ? bias : 0)) arg = i;
+            }
+            double want = lg[arg] + (arg == tok ? bias : 0) - mx - log(sum);
+            h = (hook_state){3, tok >= 0 ? tok : 0, pass ? bias : 0, 0, 0, 0};
+            st = run_hooked(m, ids, n, 1, &h, got, lps2, &ng, &why);
+            T_CHECK("generate-13.6", st == DS_OK && ng == 1 && got[0] == arg && fabs(lps2[0] - want) < 1e-4 &&
+                                         lps2[0] <= 0,
+                    "pass %d: token %d (want %d), logprob %.6f, reference %.6f", pass, ng ? (int)got[0] : -1, arg,
+                    ng ? lps2[0] : 0.0, want);
+            if (pass == 0)
+                T_CHECK("generate-13.7", nb > 0 && lps[0] == lps2[0], "unhooked and zero-bias logprobs differ: %g %g",
+                        lps[0], lps2[0]);
+        }
+    }
+    free(lg);
+    ds_context_free(c);
+    int32_t tt = 5;
+    float ll = 5;
+    T_STATUS("generate-13.8", ds_generator_last(NULL, &tt, &ll), DS_ERR_INVALID_ARG, ds_last_error());
+    T_CHECK("generate-13.8", tt == -1 && ll == 0, "outputs not cleared: %d %g", (int)tt, ll);
+
+    /* ds_tokenizer_token_bytes: the bytes of the ids joined are what
+     * ds_tokenizer_decode gives (valid UTF-8 here); EOS is special */
+    char joined[1024], dec[1024];
+    size_t jl = 0, dl = 0;
+    int ok = 1;
+    for (size_t i = 0; i < n && ok; i++) {
+        const char *b;
+        size_t bl;
+        int fl;
+        ok = ds_tokenizer_token_bytes(tk, ids[i], &b, &bl, &fl) == DS_OK && jl + bl < sizeof joined;
+        if (ok) memcpy(joined + jl, b, bl), jl += bl;
+    }
+    ok = ok && ds_tokenizer_decode(tk, ids, n, dec, sizeof dec, &dl) == DS_OK && dl == jl && !memcmp(dec, joined, jl);
+    T_CHECK("generate-13.9", ok, "token bytes of the prompt differ from its decoding (%zu vs %zu bytes)", jl, dl);
+    const char *b;
+    size_t bl;
+    int fl = 0;
+    int32_t eos = ds_tokenizer_eos(tk);
+    if (eos >= 0)
+        T_CHECK("generate-13.10", ds_tokenizer_token_bytes(tk, eos, &b, &bl, &fl) == DS_OK &&
+                                      fl == (DS_TOKEN_ADDED | DS_TOKEN_SPECIAL) && bl > 0,
+                "EOS flags %d", fl);
+    T_STATUS("generate-13.11", ds_tokenizer_token_bytes(tk, ds_tokenizer_vocab_size(tk), &b, &bl, NULL),
+             DS_ERR_INVALID_ARG, ds_last_error());
+}
+
 int main(void) {
     models = getenv("DS_MODELS") ? getenv("DS_MODELS") : "models";
     char key_path[1024];
@@ -702,6 +869,7 @@ int main(void) {
             test_chat(m);
             test_errors(m);
             test_zero_params(m);
+            test_logits_hook(m, cfg.vocab_size);
         }
         ds_model_close(m);
     }

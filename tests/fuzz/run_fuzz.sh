@@ -15,7 +15,7 @@ DS_TESTDATA=${DS_TESTDATA:-build/testdata}
 make -s fuzz build/ds build/tests/test_gguf
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for t in json safetensors container tokenizer regex chat_file gguf keys; do
+for t in json safetensors container tokenizer regex chat_file gguf keys jsonmask; do
     mkdir -p "$work/$t"
     [ -d "tests/fuzz/corpus/$t" ] && cp tests/fuzz/corpus/$t/* "$work/$t/" 2>/dev/null || true
 done
@@ -46,10 +46,10 @@ for p in ${GGUF_PYTHON:-} build/gguf-venv/bin/python python3; do
     fi
 done
 status=0
-for t in json safetensors container tokenizer regex chat_file gguf keys; do
+for t in json safetensors container tokenizer regex chat_file gguf keys jsonmask; do
     echo "fuzz_$t: ${secs}s"
     maxlen=1048576
-    case $t in tokenizer|regex) maxlen=4096 ;; esac
+    case $t in tokenizer|regex|jsonmask) maxlen=4096 ;; esac
     if ! ./build-fuzz/fuzz_$t -max_total_time="$secs" -max_len="$maxlen" -rss_limit_mb=2048 \
             -artifact_prefix="$work/crash-$t-" "$work/$t" > "$work/log-$t" 2>&1; then
         echo "fuzz_$t FAILED:"; tail -n 40 "$work/log-$t"

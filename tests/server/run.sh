@@ -186,6 +186,7 @@ echo "# model: $MODEL"
 check cli-1 "--help exits 0 with usage" sh -c '[ $0 -eq 0 ] && grep -q "usage: ds-server" "$1"' $? "$T/o"
 check cli-1b "--help names --allow-special-in-content" grep -q -- "--allow-special-in-content" "$T/o"
 check cli-1c "--help names --queue and --queue-timeout" sh -c 'grep -q -- "--queue N" "$1" && grep -q -- "--queue-timeout S" "$1"' sh "$T/o"
+check cli-1d "--help names --cors" grep -q -- "--cors ORIGIN" "$T/o"
 "$SERVER" >"$T/o" 2>&1
 check cli-2 "no --model: exit 2 with a message" sh -c '[ $0 -eq 2 ] && grep -q "missing --model" "$1"' $? "$T/o"
 "$SERVER" --model "$MODEL" --frobnicate >"$T/o" 2>&1
@@ -247,8 +248,15 @@ if command -v promtool >/dev/null 2>&1; then
 fi
 
 "$PY" "$HERE/test_server.py" --port "$PORT" --suite main --max-concurrent $MAX_CONC --max-tokens $MAX_TOKENS \
-    --max-body $MAX_BODY --metrics-out "$T/metrics.txt" >"$T/py-main.txt" 2>&1
+    --max-body $MAX_BODY --metrics-out "$T/metrics.txt" --tokenize-out "$T/tok-server.txt" >"$T/py-main.txt" 2>&1
 tally "$T/py-main.txt" $? test_server.py
+
+# /tokenize gives the ids `ds tokenize` gives (the same text as test_server.py's tok-4)
+if [ -s "$T/tok-server.txt" ] && "$DS" tokenize "$MODEL" --key-file "$KEY" "naïve café — 東京 😀" >"$T/tok-ds.txt" 2>&1; then
+    check tok-ds "/tokenize and ds tokenize give the same ids" cmp -s "$T/tok-server.txt" "$T/tok-ds.txt"
+else
+    bad tok-ds "no ids to compare from /tokenize or ds tokenize" "$T/tok-ds.txt"
+fi
 
 if command -v promtool >/dev/null 2>&1; then
     if [ -s "$T/metrics.txt" ] && promtool check metrics <"$T/metrics.txt" >"$T/promtool.txt" 2>&1; then
@@ -302,6 +310,29 @@ check log-4 "429, 413 and 404 requests are logged" sh -c \
     'grep -q "status=429" "$1" && grep -q "status=413" "$1" && grep -q "status=404" "$1"' sh "$T/a.log"
 check log-5 "aborted streams are logged as such" grep -q 'finish=client_abort' "$T/a.log"
 
+# ---- the port is taken before the model loads: a busy one fails at once ----
+"$PY" -c '
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(1)
+print(s.getsockname()[1], flush=True)
+time.sleep(60)
+' >"$T/busy-port.txt" &
+BPID=$!
+_i=0
+while [ $_i -lt 100 ] && [ ! -s "$T/busy-port.txt" ]; do sleep 0.1; _i=$((_i + 1)); done
+BPORT=$(head -n 1 "$T/busy-port.txt")
+_t0=$(date +%s%N)
+"$SERVER" --model "$MODEL" --key-file "$KEY" --port "$BPORT" --threads 1 >"$T/o" 2>&1
+_rc=$?
+_ms=$(( ($(date +%s%N) - _t0) / 1000000 ))
+kill "$BPID" 2>/dev/null
+wait "$BPID" 2>/dev/null
+check busy-1 "a busy port: exit 1 within 5 s with 'cannot listen' (rc $_rc, $_ms ms)" \
+    sh -c '[ "$0" -eq 1 ] && [ "$1" -lt 5000 ] && grep -q "cannot listen on 127.0.0.1 port" "$2"' "$_rc" "$_ms" "$T/o"
+check busy-2 "a busy port fails before the model is opened" sh -c '! grep -q "model loaded" "$1"' "$T/o"
+
 # ==== 3. Server B: bearer token, --log-prompts ==============================
 
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/token"
@@ -328,6 +359,19 @@ no_sanitizer_report san-b "$T/b.log"
 check log-6 "--log-prompts writes the prompt" grep -q 'prompt=".*PROMPT-MARKER' "$T/b.log"
 check log-7 "the API token never reaches the log" sh -c '! grep -q -F "$1" "$2"' sh "$TOKEN" "$T/b.log"
 check log-8 "401s are logged" grep -q 'status=401' "$T/b.log"
+
+# ---- CORS (--cors): preflights without the key, the header on every answer ----
+if start_server cors --api-key-file "$T/token" --max-concurrent 1 --threads 1 --cors https://app.example; then
+    ok srv-cors
+    "$PY" "$HERE/test_server.py" --port "$PORT" --suite cors --token-file "$T/token" >"$T/py-cors.txt" 2>&1
+    tally "$T/py-cors.txt" $? test_server.py-cors
+    stop_server stop-cors "$T/cors.log"
+    no_sanitizer_report san-cors "$T/cors.log"
+else
+    bad srv-cors "the server with --cors did not start" "$T/cors.log"
+fi
+"$SERVER" --model "$MODEL" --key-file "$KEY" --cors "bad origin" >"$T/o" 2>&1
+check cli-cors "--cors with a space: exit 2" sh -c '[ $0 -eq 2 ] && grep -q -- "--cors" "$1"' $? "$T/o"
 
 # ==== 4. Server C: slow clients =====================================
 # 200 connections that send part of a request head and then one byte every

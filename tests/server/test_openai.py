@@ -116,11 +116,49 @@ def main():
     def unsupported():
         try:
             client.chat.completions.create(model=model_id, messages=msgs, max_tokens=2,
-                                           response_format={"type": "json_object"})
-            check(f"{pre}-unsupported", False, "response_format json_object was accepted")
+                                           response_format={"type": "json_schema",
+                                                            "json_schema": {"name": "x", "schema": {}}})
+            check(f"{pre}-unsupported", False, "response_format json_schema was accepted")
         except openai.BadRequestError as e:
             check(f"{pre}-unsupported", e.status_code == 400 and "response_format" in str(e), f"{e}")
     run(f"{pre}-unsupported", unsupported)
+
+    def json_object():
+        import json
+        for seed in (1, 2, 3):
+            r = client.chat.completions.create(model=model_id, messages=msgs, max_tokens=40, seed=seed,
+                                               response_format={"type": "json_object"})
+            text = r.choices[0].message.content
+            check(f"{pre}-json-object.{seed}", isinstance(json.loads(text), dict), f"{text!r}")
+        chunks = client.chat.completions.create(model=model_id, messages=msgs, max_tokens=40, seed=4, stream=True,
+                                                response_format={"type": "json_object"})
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        check(f"{pre}-json-object.stream", isinstance(json.loads(text), dict), f"{text!r}")
+    run(f"{pre}-json-object", json_object)
+
+    def logprobs():
+        r = client.chat.completions.create(model=model_id, messages=msgs, max_tokens=6, temperature=0,
+                                           logprobs=True, top_logprobs=3)
+        lp = r.choices[0].logprobs.content
+        ok = len(lp) == r.usage.completion_tokens and all(
+            t.logprob <= 0 and len(t.top_logprobs) == 3 and t.top_logprobs[0].token == t.token and
+            t.top_logprobs[0].logprob == t.logprob and bytes(t.bytes).decode("utf-8", "replace") is not None
+            for t in lp)
+        check(f"{pre}-logprobs", ok, f"{r.choices[0].logprobs!r}")
+        c = client.completions.create(model=model_id, prompt="Once upon", max_tokens=5, temperature=0, logprobs=2)
+        l2 = c.choices[0].logprobs
+        check(f"{pre}-logprobs-completion", len(l2.tokens) == len(l2.token_logprobs) == len(l2.top_logprobs) ==
+              len(l2.text_offset) == c.usage.completion_tokens and all(v <= 0 for v in l2.token_logprobs),
+              f"{l2!r}")
+        # logit_bias through the client: ban the greedy first token
+        first = lp[0].token
+        ids = client.post(f"http://127.0.0.1:{a.port}/tokenize", body={"content": first, "parse_special": False},
+                          cast_to=object)["tokens"]
+        r2 = client.chat.completions.create(model=model_id, messages=msgs, max_tokens=6, temperature=0,
+                                            logprobs=True, logit_bias={str(ids[0]): -100})
+        toks = [t.token for t in r2.choices[0].logprobs.content]
+        check(f"{pre}-logit-bias", len(ids) == 1 and first not in toks, f"banned {first!r} ({ids}): {toks!r}")
+    run(f"{pre}-logprobs", logprobs)
 
     if a.parallel:
         def parallel():

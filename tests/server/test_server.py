@@ -391,7 +391,7 @@ WRONG = [
      "stop"),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "seed": "s"}, "seed"),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "logprobs": True}, "logprobs"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "logprobs": "yes"}, "logprobs"),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "model": 7}, "model"),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream_options": 1}, "stream_options"),
     ("/v1/completions", {"prompt": 5}, "prompt"),
@@ -1182,20 +1182,27 @@ def queue_stop():
 # ==== Fields accepted and not implemented are refused =======================
 
 HONEST = [
-    ("/v1/chat/completions", {"response_format": {"type": "json_object"}}, "response_format", "unsupported"),
     ("/v1/chat/completions", {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
      "response_format", "unsupported"),
     ("/v1/chat/completions", {"response_format": "json"}, "response_format", "invalid_type"),
     ("/v1/chat/completions", {"response_format": {}}, "response_format", "invalid_type"),
-    ("/v1/chat/completions", {"logit_bias": {"100": -100}}, "logit_bias", "unsupported"),
+    ("/v1/chat/completions", {"response_format": {"type": "xml"}}, "response_format", "invalid_value"),
+    ("/v1/chat/completions", {"logit_bias": {"abc": -100}}, "logit_bias", "invalid_value"),
+    ("/v1/chat/completions", {"logit_bias": {"99999999": 1}}, "logit_bias", "invalid_value"),
+    ("/v1/chat/completions", {"logit_bias": {"5": 101}}, "logit_bias", "invalid_value"),
+    ("/v1/chat/completions", {"logit_bias": {"5": "x"}}, "logit_bias", "invalid_value"),
+    ("/v1/chat/completions", {"logit_bias": {"-5": 1}}, "logit_bias", "invalid_value"),
     ("/v1/chat/completions", {"logit_bias": [1]}, "logit_bias", "invalid_type"),
     ("/v1/completions", {"suffix": "tail"}, "suffix", "unsupported"),
     ("/v1/completions", {"suffix": 3}, "suffix", "invalid_type"),
-    ("/v1/completions", {"logit_bias": {"7": 5}}, "logit_bias", "unsupported"),
-    ("/generate", {"response_format": {"type": "json_object"}}, "response_format", "unsupported"),
+    ("/v1/completions", {"logprobs": 6}, "logprobs", "invalid_value"),
+    ("/v1/completions", {"logprobs": True}, "logprobs", "invalid_type"),
+    ("/v1/completions", {"top_logprobs": 2}, "top_logprobs", "unsupported"),
+    ("/generate", {"logprobs": True}, "logprobs", "unsupported"),
     ("/v1/chat/completions", {"n": 2}, "n", "unsupported"),
     ("/v1/completions", {"n": 3}, "n", "unsupported"),
-    ("/v1/chat/completions", {"top_logprobs": 2}, "top_logprobs", "unsupported"),
+    ("/v1/chat/completions", {"top_logprobs": 2}, "top_logprobs", "invalid_value"),
+    ("/v1/chat/completions", {"logprobs": True, "top_logprobs": 21}, "top_logprobs", "invalid_value"),
     ("/v1/chat/completions", {"functions": [{"name": "f", "parameters": {}}]}, "functions", "unsupported"),
 ]
 
@@ -1204,6 +1211,7 @@ NOOP = [
     ("/v1/chat/completions", {"logit_bias": {}, "n": 1, "top_logprobs": 0, "response_format": None}),
     ("/v1/completions", {"suffix": "", "logit_bias": None}),
     ("/v1/completions", {"suffix": None, "response_format": {"type": "text"}}),
+    ("/v1/chat/completions", {"logprobs": False, "logit_bias": {"7": 0}}),
 ]
 
 
@@ -1225,6 +1233,267 @@ def t_honest():
     alive("honest")
 
 
+# ==== logprobs, logit_bias, JSON output, tokens, props ======================
+
+def tokenize(text, special=True, bos=False):
+    st, _, data = post("/tokenize", {"content": text, "parse_special": special, "add_special": bos}, token=ARGS.token)
+    return (jbody(data) or {}).get("tokens") if st == 200 else None
+
+
+def detokenize(ids):
+    st, _, data = post("/detokenize", {"tokens": ids}, token=ARGS.token)
+    return (jbody(data) or {}).get("content") if st == 200 else None
+
+
+def token_id(text):
+    """The id of the token whose text this is (None when it is not one token)."""
+    ids = tokenize(text, special=False)
+    return ids[0] if ids and len(ids) == 1 else None
+
+
+def chat_lp(content="Tell me a story.", **kw):
+    b = chat_body(content, max_tokens=8, temperature=0, logprobs=True, top_logprobs=5)
+    b.update(kw)
+    st, _, data = post("/v1/chat/completions", b, token=ARGS.token)
+    return st, jbody(data) or {}, data
+
+
+def t_logprobs():
+    st, j, data = chat_lp()
+    ok = st == 200
+    c = (j.get("choices") or [{}])[0]
+    lp = ((c.get("logprobs") or {}).get("content")) if ok else None
+    if not check("logprobs-1", ok and isinstance(lp, list) and len(lp) == j["usage"]["completion_tokens"] and lp,
+                 f"{st} {data[:300]!r}"):
+        return
+    bad = []
+    for i, e in enumerate(lp):
+        top = e.get("top_logprobs") or []
+        lps = [t["logprob"] for t in top]
+        if not (set(e) >= {"token", "logprob", "bytes", "top_logprobs"} and isinstance(e["bytes"], list)
+                and e["logprob"] <= 0 and len(top) == 5 and lps == sorted(lps, reverse=True)
+                and sum(2.718281828459045 ** v for v in lps) <= 1 + 1e-6
+                and all(set(t) == {"token", "logprob", "bytes"} and t["logprob"] <= 0 for t in top)):
+            bad.append((i, "shape"))
+        # greedy: the sampled token is the most likely one, with the same value
+        elif not (top[0]["bytes"] == e["bytes"] and top[0]["logprob"] == e["logprob"]):
+            bad.append((i, "greedy token is not the top one"))
+    check("logprobs-2", not bad, f"{bad[:3]} in {json.dumps(lp)[:400]}")
+    text = bytes(b for e in lp for b in e["bytes"]).decode("utf-8", "replace")
+    check("logprobs-3", text == c["message"]["content"], f"bytes give {text!r}, content {c['message']['content']!r}")
+    # sampled (temperature 1.5): the chosen token's logprob is its top entry's where it is there
+    st, j2, data = chat_lp(temperature=1.5, seed=7, max_tokens=12)
+    lp2 = (((j2.get("choices") or [{}])[0].get("logprobs") or {}).get("content")) or []
+    mism = [e for e in lp2 for t in e["top_logprobs"] if t["bytes"] == e["bytes"] and t["logprob"] != e["logprob"]]
+    check("logprobs-4", st == 200 and lp2 and not mism, f"{st} {mism[:2]} {data[:200]!r}")
+    # streamed: the chunks' entries are the whole answer's (greedy: the same tokens)
+    st, _, data = post("/v1/chat/completions", chat_body("Tell me a story.", max_tokens=8, temperature=0,
+                                                         logprobs=True, top_logprobs=5, stream=True,
+                                                         stream_options={"include_usage": True}),
+                       token=ARGS.token)
+    ev = [jbody(x.encode()) for x in sse_events(data) if x != "[DONE]"] if st == 200 else []
+    got = [e for x in ev for ch in (x.get("choices") or []) for e in ((ch.get("logprobs") or {}).get("content") or [])]
+    usage = [x["usage"] for x in ev if x.get("usage")]
+    check("logprobs-5", st == 200 and [e["bytes"] for e in got] == [e["bytes"] for e in lp]
+          and usage and usage[0]["completion_tokens"] == len(got)
+          and all(abs(a["logprob"] - b["logprob"]) < 1e-3 for a, b in zip(got, lp)),   # (prefix reuse: rounding)
+          f"{st} stream {len(got)} entries vs {len(lp)}: {data[:300]!r}")
+    # completions: tokens, token_logprobs, top_logprobs maps, text_offset
+    st, _, data = post("/v1/completions", {"prompt": "In the beginning", "max_tokens": 8, "temperature": 0,
+                                           "logprobs": 3}, token=ARGS.token)
+    j = jbody(data) or {}
+    c = (j.get("choices") or [{}])[0]
+    l3 = c.get("logprobs") or {}
+    n = (j.get("usage") or {}).get("completion_tokens", -1)
+    offs = l3.get("text_offset") or []
+    ok = st == 200 and all(len(l3.get(k) or []) == n for k in ("tokens", "token_logprobs", "top_logprobs",
+                                                                 "text_offset"))
+    ok = ok and offs[0] == 0 and offs == sorted(offs) and all(v <= 0 for v in l3["token_logprobs"])
+    ok = ok and all(1 <= len(m) <= 4 and max(m.values()) <= 0 for m in l3["top_logprobs"])
+    ok = ok and all(m.get(t) == v for t, v, m in zip(l3["tokens"], l3["token_logprobs"], l3["top_logprobs"]))
+    check("logprobs-6", ok, f"{st} {data[:400]!r}")
+    if ok and "\ufffd" not in c["text"]:
+        check("logprobs-7", "".join(l3["tokens"]) == c["text"], f"{l3['tokens']!r} vs {c['text']!r}")
+    # streamed completion
+    st, _, data = post("/v1/completions", {"prompt": "In the beginning", "max_tokens": 8, "temperature": 0,
+                                           "logprobs": 3, "stream": True}, token=ARGS.token)
+    ev = [jbody(x.encode()) for x in sse_events(data) if x != "[DONE]"] if st == 200 else []
+    toks = [t for x in ev for ch in (x.get("choices") or []) for t in ((ch.get("logprobs") or {}).get("tokens") or [])]
+    so = [t for x in ev for ch in (x.get("choices") or []) for t in ((ch.get("logprobs") or {}).get("text_offset") or [])]
+    check("logprobs-8", st == 200 and toks == l3.get("tokens") and so == offs, f"{st} {toks!r} vs {l3.get('tokens')!r}")
+    # logprobs 0: no alternatives, the sampled token alone in each map
+    st, _, data = post("/v1/completions", {"prompt": "In the beginning", "max_tokens": 4, "logprobs": 0},
+                       token=ARGS.token)
+    l0 = (((jbody(data) or {}).get("choices") or [{}])[0].get("logprobs")) or {}
+    check("logprobs-9", st == 200 and len(l0.get("tokens", [])) == 4 and
+          all(m == {t: v} for t, v, m in zip(l0["tokens"], l0["token_logprobs"], l0["top_logprobs"])),
+          f"{st} {data[:300]!r}")
+    alive("logprobs")
+
+
+def t_logit_bias():
+    st, j, data = chat_lp()
+    lp = (((j.get("choices") or [{}])[0].get("logprobs") or {}).get("content")) or []
+    # ban: the greedy answer's first token never comes (nor among the alternatives)
+    cand = [e for e in lp if token_id(bytes(e["bytes"]).decode("utf-8", "replace")) is not None]
+    if not check("bias-0", st == 200 and cand, f"no token of the answer tokenizes alone: {data[:300]!r}"):
+        return
+    banned = cand[0]
+    bid = token_id(bytes(banned["bytes"]).decode())
+    st, j, data = chat_lp(logit_bias={str(bid): -100}, max_tokens=12)
+    lp2 = (((j.get("choices") or [{}])[0].get("logprobs") or {}).get("content")) or []
+    seen = [e for e in lp2 if e["bytes"] == banned["bytes"] or
+            any(t["bytes"] == banned["bytes"] for t in e["top_logprobs"])]
+    check("bias-1", st == 200 and lp2 and not seen, f"token {bid} {banned['token']!r} banned, seen: {seen[:2]!r}")
+    # the same ban with sampling and several seeds
+    for seed in (1, 2, 3):
+        st, j, data = chat_lp(logit_bias={str(bid): -100}, max_tokens=16, temperature=1.5, seed=seed)
+        lp3 = (((j.get("choices") or [{}])[0].get("logprobs") or {}).get("content")) or []
+        check(f"bias-2.{seed}", st == 200 and lp3 and all(e["bytes"] != banned["bytes"] for e in lp3),
+              f"{st} {data[:300]!r}")
+    # force: +100 selects the token, every time, with probability 1
+    fid = token_id(" the") or token_id("the") or bid
+    fbytes = list(detokenize([fid]).encode())
+    st, j, data = chat_lp(logit_bias={str(fid): 100}, max_tokens=6, temperature=1.0, seed=3)
+    lp4 = (((j.get("choices") or [{}])[0].get("logprobs") or {}).get("content")) or []
+    check("bias-3", st == 200 and len(lp4) == 6 and all(e["bytes"] == fbytes and e["logprob"] == 0 for e in lp4),
+          f"forced {fid}: {st} {data[:300]!r}")
+    # a small bias shifts the logprob by exactly that much before normalising:
+    # lp' - lp of the boosted token is bias - log(sum) change; here only its sign
+    alive("bias")
+
+
+def t_json_object():
+    prompts = ["Give me a JSON object describing a cat.", "Reply in JSON.", "x"]
+    n = 0
+    for pi, p in enumerate(prompts):
+        for seed in (1, 2, 3):
+            for temp in (0.0, 1.0):
+                st, _, data = post("/v1/chat/completions", chat_body(p, max_tokens=48, seed=seed, temperature=temp,
+                                                                     response_format={"type": "json_object"}),
+                                   token=ARGS.token)
+                j = jbody(data) or {}
+                c = (j.get("choices") or [{}])[0]
+                text = (c.get("message") or {}).get("content", "")
+                try:
+                    ok = isinstance(json.loads(text), dict)
+                except ValueError:
+                    ok = False
+                n += 1
+                check(f"json-1.{pi}.{seed}.{temp}", st == 200 and ok and c.get("finish_reason") in ("stop", "length"),
+                      f"{st} {text!r} {data[:200]!r}")
+    # tight budgets still close the object
+    for mt in (2, 3, 5, 9):
+        st, _, data = post("/v1/chat/completions", chat_body("JSON please", max_tokens=mt, seed=mt, temperature=1.0,
+                                                             response_format={"type": "json_object"}),
+                           token=ARGS.token)
+        text = (((jbody(data) or {}).get("choices") or [{}])[0].get("message") or {}).get("content", "")
+        try:
+            ok = isinstance(json.loads(text), dict)
+        except ValueError:
+            ok = False
+        check(f"json-2.{mt}", st == 200 and ok, f"max_tokens {mt}: {text!r}")
+    # streamed, and on /v1/completions and /generate
+    for seed in (4, 5):
+        st, _, data = post("/v1/chat/completions", chat_body("Describe a dog as JSON.", max_tokens=40, seed=seed,
+                                                             stream=True, response_format={"type": "json_object"}),
+                           token=ARGS.token)
+        ev = [jbody(x.encode()) for x in sse_events(data) if x != "[DONE]"] if st == 200 else []
+        text = "".join((ch.get("delta") or {}).get("content") or "" for x in ev for ch in (x.get("choices") or []))
+        try:
+            ok = isinstance(json.loads(text), dict)
+        except ValueError:
+            ok = False
+        check(f"json-3.{seed}", st == 200 and ok, f"{text!r}")
+    for path, key in (("/v1/completions", "text"), ("/generate", None)):
+        st, _, data = post(path, {"prompt": "Data:", "max_tokens": 30, "seed": 9,
+                                  "response_format": {"type": "json_object"}}, token=ARGS.token)
+        j = jbody(data) or {}
+        text = j["choices"][0]["text"] if key and j.get("choices") else j.get("text", "")
+        try:
+            ok = isinstance(json.loads(text), dict)
+        except ValueError:
+            ok = False
+        check(f"json-4{path}", st == 200 and ok, f"{st} {text!r}")
+    alive("json")
+
+
+def t_tokens():
+    texts = ["Hello world", "  spaces\tand\nlines  ", "naïve café — 東京 😀", "", "a" * 300,
+             "<｜end▁of▁sentence｜> marker"]
+    for i, t in enumerate(texts):
+        ids = tokenize(t)
+        check(f"tok-1.{i}", ids is not None and all(isinstance(x, int) for x in ids) and detokenize(ids) == t,
+              f"{t!r}: {ids!r} -> {detokenize(ids) if ids is not None else None!r}")
+    # add_special: the BOS first, when the model has one
+    st, _, data = request("GET", "/props", token=ARGS.token)
+    props = jbody(data) or {}
+    plain, with_bos = tokenize("Hello"), tokenize("Hello", bos=True)
+    bos = props.get("bos_token", -1)
+    check("tok-2", (with_bos == [bos] + plain) if bos >= 0 else with_bos == plain, f"{plain} {with_bos} bos {bos}")
+    # parse_special false: the control token's text is plain text
+    sp, nsp = tokenize("<｜end▁of▁sentence｜>"), tokenize("<｜end▁of▁sentence｜>", special=False)
+    check("tok-3", sp is not None and nsp is not None and (len(sp) == 1) == (sp != nsp) and
+          detokenize(nsp) == "<｜end▁of▁sentence｜>", f"{sp} {nsp}")
+    # a completion's prompt_tokens count the same ids (with the BOS)
+    st, _, data = post("/v1/completions", {"prompt": texts[2], "max_tokens": 1}, token=ARGS.token)
+    pt = ((jbody(data) or {}).get("usage") or {}).get("prompt_tokens")
+    check("tok-4", pt == len(tokenize(texts[2], bos=True)), f"prompt_tokens {pt} vs {tokenize(texts[2], bos=True)}")
+    if ARGS.tokenize_out:
+        with open(ARGS.tokenize_out, "w") as f:
+            f.write(" ".join(str(x) for x in tokenize(texts[2])) + "\n")
+    vocab = props.get("vocab_size", 0)
+    errs = [("/tokenize", {}, "content"), ("/tokenize", {"content": 5}, "content"),
+            ("/tokenize", {"content": "x", "add_special": "yes"}, "add_special"),
+            ("/detokenize", {}, "tokens"), ("/detokenize", {"tokens": "1 2"}, "tokens"),
+            ("/detokenize", {"tokens": [-1]}, "tokens"), ("/detokenize", {"tokens": [1.5]}, "tokens"),
+            ("/detokenize", {"tokens": ["a"]}, "tokens"), ("/detokenize", {"tokens": [vocab]}, "tokens")]
+    for i, (path, body, param) in enumerate(errs):
+        st, _, data = post(path, body, token=ARGS.token)
+        check(f"tok-5.{i}", st == 400 and is_error_body(data) and (jbody(data)["error"]["param"] == param),
+              f"{path} {body}: {st} {data[:200]!r}")
+    for i, raw in enumerate([b"{", b"[1]", b"\xff"]):
+        st, _, data = request("POST", "/tokenize", raw_body=raw, token=ARGS.token)
+        check(f"tok-6.{i}", st == 400 and is_error_body(data), f"{raw!r}: {st} {data[:200]!r}")
+    st, h, data = request("GET", "/tokenize", token=ARGS.token)
+    check("tok-7", st == 405 and "POST" in h.get("allow", ""), f"{st} {h}")
+    # /props
+    st, _, data = request("GET", "/v1/models", token=ARGS.token)
+    ctx = ((jbody(data) or {}).get("data") or [{}])[0].get("context_length")
+    check("props-1", props.get("n_ctx") == ctx and props.get("total_slots") == ARGS.max_concurrent and
+          str(props.get("model_path", "")).endswith(".dsm") and "/" not in props["model_path"] and
+          isinstance(props.get("chat_template"), bool) and str(props.get("build_info", "")).startswith("deepseek.h")
+          and vocab > 0, f"{props}")
+    # no --cors here: no CORS headers, OPTIONS is not a method of the API
+    st, h, _ = request("OPTIONS", "/v1/chat/completions")
+    check("cors-off", st == 405 and "access-control-allow-origin" not in h, f"{st} {h}")
+    alive("tokens")
+
+
+def t_cors():
+    """Against a server started with --cors https://app.example and an API key."""
+    origin = "https://app.example"
+    for i, path in enumerate(["/v1/chat/completions", "/v1/completions", "/tokenize", "/v1/models", "/props"]):
+        st, h, _ = request("OPTIONS", path, headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                                                     "Access-Control-Request-Headers": "authorization,content-type"})
+        check(f"cors-1.{i}", st == 204 and h.get("access-control-allow-origin") == origin and
+              "authorization" in h.get("access-control-allow-headers", "").lower() and
+              "access-control-allow-methods" in h, f"{path}: {st} {h}")
+    st, h, _ = request("OPTIONS", "/nope", headers={"Origin": origin})
+    check("cors-2", st == 404, f"{st}")
+    st, h, _ = request("GET", "/health", headers={"Origin": origin})
+    check("cors-3", st == 200 and h.get("access-control-allow-origin") == origin, f"{st} {h}")
+    st, h, _ = request("GET", "/v1/models", headers={"Origin": origin})
+    check("cors-4", st == 401 and h.get("access-control-allow-origin") == origin, f"{st} {h}")
+    st, h, data = post("/v1/chat/completions", chat_body(max_tokens=2), token=ARGS.token, headers={"Origin": origin})
+    check("cors-5", st == 200 and h.get("access-control-allow-origin") == origin, f"{st} {h}")
+    st, h, data = post("/v1/chat/completions", chat_body(max_tokens=2, stream=True), token=ARGS.token,
+                       headers={"Origin": origin})
+    check("cors-6", st == 200 and h.get("access-control-allow-origin") == origin, f"{st} {h}")
+    st, h, data = request("GET", "/metrics", token=ARGS.token, headers={"Origin": origin})
+    check("cors-7", st == 200 and h.get("access-control-allow-origin") == origin, f"{st} {h}")
+
+
 def hold():
     """Holds --max-concurrent streams open until killed (run.sh uses it to
     test shutdown while generations are running)."""
@@ -1238,13 +1507,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--suite", choices=["main", "auth", "hold", "slow", "evict", "internal", "queue", "queue-timeout",
-                                        "queue-stop"], default="main")
+                                        "queue-stop", "cors"], default="main")
     ap.add_argument("--token-file")
     ap.add_argument("--max-concurrent", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=2048)
     ap.add_argument("--max-body", type=int, default=65536)
     ap.add_argument("--hold-tokens", type=int, default=2048)
     ap.add_argument("--metrics-out")
+    ap.add_argument("--tokenize-out", help="write /tokenize's ids of a test text here (run.sh compares with ds)")
     ap.add_argument("--only", help="comma-separated test groups")
     ap.add_argument("--header-timeout", type=float, default=10)
     ap.add_argument("--body-timeout", type=float, default=30)
@@ -1267,9 +1537,12 @@ def main():
               "malformed": t_malformed, "wrong_types": t_wrong_types, "limits": t_limits, "routes": t_routes,
               "busy": t_busy, "disconnect": t_disconnect, "parallel": t_parallel, "escaping": t_escaping,
               "special_content": t_special_content,
-              "honest": t_honest, "marker": t_prompt_marker, "metrics": t_metrics}
+              "honest": t_honest, "logprobs": t_logprobs, "logit_bias": t_logit_bias, "json": t_json_object,
+              "tokens": t_tokens, "marker": t_prompt_marker, "metrics": t_metrics}
     if ARGS.suite == "auth":
         groups = {"auth": t_auth}
+    if ARGS.suite == "cors":
+        groups = {"cors": t_cors}
     if ARGS.suite in ("slow", "evict", "internal", "queue", "queue-timeout"):
         groups = {ARGS.suite: {"slow": t_slow, "evict": t_evict, "internal": t_internal, "queue": t_queue,
                                "queue-timeout": t_queue_timeout}[ARGS.suite]}

@@ -23,7 +23,7 @@
  *               [--device cpu|cuda [--gpu-cache-mb N] [--gpu N]]
  *               [--model-name NAME] [--passphrase-env VAR] [--log-prompts] [--verbose]
  *               [--header-timeout S] [--body-timeout S] [--max-conns N] [--max-conns-per-client N]
- *               [--allow-special-in-content] [--queue N] [--queue-timeout S]
+ *               [--allow-special-in-content] [--queue N] [--queue-timeout S] [--cors ORIGIN]
  *               [--keys-file F] [--audit-log PATH]
  *     printf '%s\n' "$TOKEN" | ds-server --hash-key    (the HASH field of a --keys-file line)
  *
@@ -47,6 +47,10 @@
  *                                {"status":"degraded","reason":...} once a generation
  *                                failed reading the model file (changed, truncated,
  *                                unreadable under the running server)
+ *     POST /tokenize             {"content": "...", "add_special", "parse_special"} ->
+ *                                {"tokens": [...]}; POST /detokenize the reverse
+ *                                (llama-server's shapes)
+ *     GET  /props                model file, n_ctx, slots, chat template, version
  *     GET  /metrics              Prometheus text format: requests by endpoint and
  *                                code, tokens, tokens/s, latency histogram, expert
  *                                cache counters, the wait queue, resident memory;
@@ -74,9 +78,14 @@
  *     FIFO queue of --queue places (16) for at most --queue-timeout s (60):
  *     429 with Retry-After when the queue is full, 503 queue_timeout with
  *     Retry-After when the wait runs out (see "the pool and its wait queue").
- *   - Request fields the server does not implement (n > 1, logprobs,
- *     response_format other than text, logit_bias, suffix, tools, ...) are
- *     400 unsupported, never silently ignored.
+ *   - logit_bias, logprobs / top_logprobs and response_format json_object
+ *     (constrained decoding to one JSON object) are done through the
+ *     library's logits hook (tools/server/logits.c, jsonmask.c). Request
+ *     fields the server does not implement (n > 1, json_schema, suffix,
+ *     tools, ...) are 400 unsupported, never silently ignored.
+ *   - --cors ORIGIN: Access-Control-Allow-Origin on every answer, OPTIONS
+ *     preflights answered 204 without the API key.
+ *   - The port is bound before the model loads: a busy port fails at once.
  *   - Unknown paths are 404, a known path with the wrong method 405.
  *   - --max-concurrent slots are the sequences of one context; a request
  *     takes a free one (the one holding the longest prefix of its prompt)
@@ -127,6 +136,7 @@
 #include "deepseek.h"
 #include "json.h"
 #include "keys.h"
+#include "logits.h"
 #include "tools/cli.h"
 
 #include <arpa/inet.h>
@@ -576,15 +586,19 @@ enum {
     EP_MODEL,       /* /v1/models/{id} */
     EP_HEALTH,
     EP_METRICS,
+    EP_TOKENIZE,
+    EP_DETOKENIZE,
+    EP_PROPS,
     EP_OTHER,       /* unknown path */
     N_EP
 };
 
 static const char *const ep_name[N_EP] = {"/v1/chat/completions", "/v1/completions", "/generate", "/v1/models",
-                                          "/v1/models/{id}", "/health", "/metrics", "other"};
+                                          "/v1/models/{id}", "/health", "/metrics", "/tokenize", "/detokenize",
+                                          "/props", "other"};
 
 /* Status codes the server answers with; anything else counts as "other". */
-static const int codes[] = {200, 400, 401, 403, 404, 405, 408, 413, 429, 500, 503};
+static const int codes[] = {200, 204, 400, 401, 403, 404, 405, 408, 413, 429, 500, 503};
 #define N_CODE ((int)(sizeof codes / sizeof codes[0]) + 1)
 
 static int code_index(int status) {
@@ -1029,11 +1043,6 @@ static void metrics_batch_step(int n_seqs) {
 
 /* The log-probability (natural log, under the model's distribution before
  * sampling adjustments) of one generated token. */
-static void metrics_token_logprob(double lp)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((unused))   /* called once the generation loop yields each token's log-probability */
-#endif
-    ;
 static void metrics_token_logprob(double lp) {
     pthread_mutex_lock(&S.met.mu);
     histo_observe(&S.met.logprob, logprob_bounds, N_BOUNDS(logprob_bounds), lp);
@@ -1292,10 +1301,15 @@ static int route(const char *url) {
     if (!strncmp(url, "/v1/models/", 11) && url[11]) return EP_MODEL;
     if (!strcmp(url, "/health")) return EP_HEALTH;
     if (!strcmp(url, "/metrics")) return EP_METRICS;
+    if (!strcmp(url, "/tokenize")) return EP_TOKENIZE;
+    if (!strcmp(url, "/detokenize")) return EP_DETOKENIZE;
+    if (!strcmp(url, "/props")) return EP_PROPS;
     return EP_OTHER;
 }
 
-static int ep_is_post(int ep) { return ep == EP_CHAT || ep == EP_COMPLETIONS || ep == EP_GENERATE; }
+static int ep_is_post(int ep) {
+    return ep == EP_CHAT || ep == EP_COMPLETIONS || ep == EP_GENERATE || ep == EP_TOKENIZE || ep == EP_DETOKENIZE;
+}
 
 /* The endpoints that generate (a key's max_concurrent and tokens_per_minute
  * count these). */
@@ -1315,6 +1329,20 @@ static void internal_error(req *r, const char *detail, char *msg, size_t len) {
     sb_free(&line);
     snprintf(msg, len, "internal error; request id %s", r->rid);
 }
+
+/* ---- CORS (--cors ORIGIN): browsers on that origin (or any, with "*") may
+ * call the API. Every answer says so; an OPTIONS preflight of a known path is
+ * answered 204 without the API key (browsers never send one there). ---- */
+static const char *cors_origin;   /* NULL: off */
+
+static void add_cors(struct MHD_Response *resp) {
+    if (!cors_origin) return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", cors_origin);
+    if (strcmp(cors_origin, "*")) MHD_add_response_header(resp, "Vary", "Origin");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+}
+
+static enum MHD_Result reply_preflight(struct MHD_Connection *conn, req *r);
 
 /* Queues body (taken) as the response with this status. */
 static enum MHD_Result reply_json(struct MHD_Connection *conn, req *r, int status, sbuf *body) {
@@ -1338,6 +1366,7 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, req *r, int statu
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    add_cors(resp);
     if (status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (r->rid[0]) MHD_add_response_header(resp, "X-Request-Id", r->rid);
     if (r->retry_after) {
@@ -1433,6 +1462,11 @@ typedef struct gen_params {
     const char *stop[MAX_STOPS];          /* point into the request's JSON document */
     size_t stop_len[MAX_STOPS];
     int n_stop;
+    /* logits (parse_logit_params, lc_begin) */
+    const sj_value *logit_bias;           /* the request's map (in its document); NULL: none */
+    int logprobs;                         /* report log-probabilities */
+    int top_logprobs;                     /* with this many alternatives per token (0..20) */
+    int json_object;                      /* response_format {"type": "json_object"} */
 } gen_params;
 
 /* A parameter problem: the message for the 400 answer. */
@@ -1508,6 +1542,114 @@ static int get_bool(const sj_value *obj, const char *key, int *out, perr *e) {
 
 /* A string without NUL bytes (the library takes C strings). */
 static int plain_string(const sj_value *v) { return v->type == SJ_STRING && strlen(v->u.str.s) == v->u.str.len; }
+
+/* ==== Logits: logit_bias, logprobs, response_format ======================= */
+/*
+ * What a request asks of the logits (tools/server/logits.c does it, through
+ * the library's logits hook, with tools/server/jsonmask.c for JSON):
+ *   logit_bias      {"<token id>": bias in [-100, 100], ...}: added to the
+ *                   logit; -100 bans the token, +100 selects it (only the
+ *                   +100 ids may then come)
+ *   logprobs        chat: true, with top_logprobs 0..20 alternatives per
+ *                   token; completions: an integer 0..5, the alternatives.
+ *                   The log-probability of a token is the log-softmax at
+ *                   temperature 1 of the logits after logit_bias and the
+ *                   JSON mask (ds_generator_last): the sampler's temperature,
+ *                   penalties and truncations do not change it
+ *   response_format {"type": "text"} (the default) or {"type": "json_object"}:
+ *                   the output is a JSON object (constrained decoding; the
+ *                   generation ends when the object is complete);
+ *                   json_schema is refused
+ */
+
+#define MAX_LOGIT_BIAS 1024
+
+/* The generation's logits work is set up lazily: the vocabulary index for
+ * JSON is built once, by the first json_object request. */
+static pthread_once_t jv_once = PTHREAD_ONCE_INIT;
+static jm_vocab *jv_index;
+static char jv_err[160];
+
+/* The ids a generation may sample: the tokenizer's (a padded model
+ * vocabulary's extra ids never come). */
+static int sample_vocab(void) {
+    int n_tok = ds_tokenizer_vocab_size(S.tok);
+    return n_tok > 0 && n_tok < S.cfg.vocab_size ? n_tok : S.cfg.vocab_size;
+}
+
+static void jv_build(void) { jv_index = jm_vocab_new(S.tok, sample_vocab(), jv_err, sizeof jv_err); }
+
+
+static int parse_logit_params(const sj_value *root, int kind, gen_params *g, perr *e) {
+    double d;
+    int have;
+    /* ---- logit_bias ---- */
+    const sj_value *lb = opt(root, "logit_bias");
+    if (lb) {
+        if (lb->type != SJ_OBJECT)
+            return bad(e, "logit_bias", "invalid_type", "'logit_bias' must be an object, not %s",
+                       sj_type_name(lb->type));
+        if (lb->u.obj.n > MAX_LOGIT_BIAS)
+            return bad(e, "logit_bias", "invalid_value", "'logit_bias' has %zu entries; at most %d", lb->u.obj.n,
+                       MAX_LOGIT_BIAS);
+        int V = sample_vocab();
+        for (size_t i = 0; i < lb->u.obj.n; i++) {
+            const sj_member *m = &lb->u.obj.members[i];
+            uint64_t id;
+            if (!parse_u64(m->key, (uint64_t)V - 1, &id) || strlen(m->key) != m->key_len)
+                return bad(e, "logit_bias", "invalid_value",
+                           "'logit_bias' key '%.40s' is not a token id from 0 to %d", m->key, V - 1);
+            if (m->value->type != SJ_NUMBER || !(m->value->u.num >= -100 && m->value->u.num <= 100))
+                return bad(e, "logit_bias", "invalid_value",
+                           "'logit_bias' value for token %llu must be a number from -100 to 100",
+                           (unsigned long long)id);
+        }
+        if (lb->u.obj.n) g->logit_bias = lb;
+    }
+    /* ---- logprobs ---- */
+    const sj_value *lp = opt(root, "logprobs");
+    const sj_value *tlp = opt(root, "top_logprobs");
+    if (kind == KIND_GENERATE) {
+        if ((lp && lp->type != SJ_FALSE) || tlp)
+            return bad(e, lp ? "logprobs" : "top_logprobs", "unsupported",
+                       "'%s' is not supported on /generate; use /v1/completions or /v1/chat/completions",
+                       lp ? "logprobs" : "top_logprobs");
+    } else if (kind == KIND_CHAT) {
+        if (!get_bool(root, "logprobs", &g->logprobs, e)) return 0;
+        if (!get_int(root, "top_logprobs", 0, LC_MAX_TOP, &d, &have, e)) return 0;
+        if (have && !g->logprobs && d > 0)
+            return bad(e, "top_logprobs", "invalid_value", "'top_logprobs' needs 'logprobs': true");
+        g->top_logprobs = have ? (int)d : 0;
+    } else {
+        if (tlp)
+            return bad(e, "top_logprobs", "unsupported",
+                       "/v1/completions takes the number of alternatives as 'logprobs' (0 to 5), not 'top_logprobs'");
+        if (!get_int(root, "logprobs", 0, 5, &d, &have, e)) return 0;
+        g->logprobs = have;
+        g->top_logprobs = have ? (int)d : 0;
+    }
+    /* ---- response_format ---- */
+    const sj_value *rf = opt(root, "response_format");
+    if (rf) {
+        if (rf->type != SJ_OBJECT)
+            return bad(e, "response_format", "invalid_type", "'response_format' must be an object, not %s",
+                       sj_type_name(rf->type));
+        const sj_value *rt = sj_get(rf, "type");
+        if (!rt || !plain_string(rt))
+            return bad(e, "response_format", "invalid_type", "'response_format' needs a string 'type'");
+        if (!strcmp(rt->u.str.s, "json_object")) {
+            g->json_object = 1;
+        } else if (!strcmp(rt->u.str.s, "json_schema")) {
+            return bad(e, "response_format", "unsupported",
+                       "'response_format' type 'json_schema' is not supported: only \"text\" and \"json_object\" "
+                       "(any JSON object, no schema)");
+        } else if (strcmp(rt->u.str.s, "text")) {
+            return bad(e, "response_format", "invalid_value",
+                       "'response_format' type '%.40s' is unknown: \"text\" or \"json_object\"", rt->u.str.s);
+        }
+    }
+    return 1;
+}
 
 /* The parameters shared by the three generation endpoints. */
 static int parse_gen_params(const sj_value *root, int kind, gen_params *g, perr *e) {
@@ -1592,9 +1734,7 @@ static int parse_gen_params(const sj_value *root, int kind, gen_params *g, perr 
         return bad(e, "n", "unsupported", "only n = 1 is supported");
     if (!get_int(root, "best_of", 1, 1, &d, &have, e))
         return bad(e, "best_of", "unsupported", "only best_of = 1 is supported");
-    const sj_value *lp = opt(root, "logprobs");
-    if (lp && !(lp->type == SJ_FALSE || (lp->type == SJ_NUMBER && lp->u.num == 0)))
-        return bad(e, "logprobs", "unsupported", "logprobs are not supported");
+    if (!parse_logit_params(root, kind, g, e)) return 0;
     int echo = 0;
     if (!get_bool(root, "echo", &echo, e)) return 0;
     if (echo) return bad(e, "echo", "unsupported", "echo is not supported");
@@ -1604,32 +1744,6 @@ static int parse_gen_params(const sj_value *root, int kind, gen_params *g, perr 
     const sj_value *fns = opt(root, "functions");
     if (fns && !(fns->type == SJ_ARRAY && fns->u.arr.n == 0))
         return bad(e, "functions", "unsupported", "'functions' (function calling) is not supported");
-    const sj_value *tlp = opt(root, "top_logprobs");
-    if (tlp && !(tlp->type == SJ_NUMBER && tlp->u.num == 0))
-        return bad(e, "top_logprobs", "unsupported", "'top_logprobs' is not supported (this server returns no "
-                   "log-probabilities)");
-    /* response_format: plain text is what every answer is; nothing else is
-     * done (no constrained decoding), so nothing else is accepted */
-    const sj_value *rf = opt(root, "response_format");
-    if (rf) {
-        if (rf->type != SJ_OBJECT)
-            return bad(e, "response_format", "invalid_type", "'response_format' must be an object, not %s",
-                       sj_type_name(rf->type));
-        const sj_value *rt = sj_get(rf, "type");
-        if (!rt || !plain_string(rt))
-            return bad(e, "response_format", "invalid_type", "'response_format' needs a string 'type'");
-        if (strcmp(rt->u.str.s, "text"))
-            return bad(e, "response_format", "unsupported",
-                       "'response_format' type '%.40s' is not supported: only {\"type\": \"text\"} (this server "
-                       "does not constrain its output to JSON)", rt->u.str.s);
-    }
-    /* logit_bias: an empty map changes nothing; a bias would be ignored */
-    const sj_value *lb = opt(root, "logit_bias");
-    if (lb && lb->type != SJ_OBJECT)
-        return bad(e, "logit_bias", "invalid_type", "'logit_bias' must be an object, not %s",
-                   sj_type_name(lb->type));
-    if (lb && lb->u.obj.n)
-        return bad(e, "logit_bias", "unsupported", "'logit_bias' is not supported (only an empty object)");
     /* suffix (insertion after the completion): empty is no suffix */
     const sj_value *sf = opt(root, "suffix");
     if (sf && sf->type != SJ_STRING)
@@ -1842,6 +1956,7 @@ typedef struct gen {
     double prompt_seconds, gen_t0, generate_seconds;
     double t_arrival;                     /* when the request arrived (now_mono), for the time to first token */
     double t_last_token;                  /* when the last token came (now_mono); 0 before the first */
+    lc_ctl *lc;                           /* logit_bias, logprobs, JSON (lc_begin); NULL: none asked */
 } gen;
 
 /* Set for good when a generation fails reading the model file (truncated,
@@ -1875,8 +1990,13 @@ static void gen_observe_token(gen *g, ds_status st) {
     else if (g->t_arrival > 0) metrics_first_token(now - g->t_arrival);
     g->t_last_token = now;
 }
-/* Frees the text (after gen_end). */
-static void gen_drop(gen *g) { sb_free(&g->text); }
+/* Frees the text and the logprobs (after gen_end). */
+static void gen_drop(gen *g) {
+    sb_free(&g->text);
+    lc_free(g->lc);
+    free(g->lc);
+    g->lc = NULL;
+}
 
 static void batch_leave(gen *g);
 
@@ -1910,7 +2030,7 @@ static void gen_sync(gen *g) {
     case DS_STOP_NONE: return;
     case DS_STOP_EOS:
     case DS_STOP_STRING:
-    case DS_STOP_CALLBACK: g->finish = "stop"; break;
+    case DS_STOP_CALLBACK: g->finish = g->lc && g->lc->json_stuck ? "length" : "stop"; break;
     case DS_STOP_LENGTH:
     case DS_STOP_CONTEXT_FULL: g->finish = "length"; break;
     case DS_STOP_ABORT:
@@ -2064,6 +2184,63 @@ static void batch_next(gen *g) {
 }
 
 
+/* Sets up the request's logits work (logits.h), when it asks for any:
+ * g->lc stays NULL otherwise. The JSON constraint needs to know how many
+ * tokens can still come: max_tokens, or what the context holds after the
+ * prompt (and the one token sampled when it is full). */
+static ds_status lc_begin(gen *g, const gen_params *p, int n_ctx) {
+    if (!p->logit_bias && !p->logprobs && !p->json_object) return DS_OK;
+    lc_ctl *c = calloc(1, sizeof *c);
+    if (!c) return DS_ERR_NOMEM;
+    g->lc = c;
+    c->tok = S.tok;
+    c->n_top = p->logprobs ? p->top_logprobs : -1;
+    c->n_prompt = g->n_prompt;
+    c->eos = ds_tokenizer_eos(S.tok);
+    int room = n_ctx - (int)g->n_prompt + 1;
+    c->limit = p->max_tokens > 0 && p->max_tokens < room ? p->max_tokens : room;
+    if (p->logit_bias) {
+        const sj_value *lb = p->logit_bias;
+        c->bias = calloc(lb->u.obj.n, sizeof *c->bias);
+        c->save = calloc(lb->u.obj.n, sizeof *c->save);
+        if (!c->bias || !c->save) return DS_ERR_NOMEM;
+        for (size_t i = 0; i < lb->u.obj.n; i++) {
+            uint64_t id = 0;
+            parse_u64(lb->u.obj.members[i].key, INT32_MAX, &id);   /* checked by parse_logit_params */
+            c->bias[i].id = (int32_t)id;
+            c->bias[i].bias = (float)lb->u.obj.members[i].value->u.num;
+            if (c->bias[i].bias >= 100) c->exclusive = 1;
+        }
+        c->n_bias = (int)lb->u.obj.n;
+    }
+    if (p->json_object) {
+        pthread_once(&jv_once, jv_build);
+        if (!jv_index) {
+            audit("JSON output: %s", jv_err);
+            return DS_ERR_NOMEM;
+        }
+        c->jv = jv_index;
+        c->js = jm_scratch_new(jv_index);
+        if (!c->js) return DS_ERR_NOMEM;
+        jm_init(&c->json);
+    }
+    return DS_OK;
+}
+
+/* After a step: the token it sampled and its log-probability, for the
+ * quality monitor and, when asked, the logprobs report. The EOS that ends a
+ * generation is not part of the answer: left out of both. Returns 0 when out
+ * of memory. */
+static int gen_note(gen *g) {
+    int32_t tok;
+    float lp;
+    if (ds_generator_last(g->it, &tok, &lp) != DS_OK || tok < 0) return 1;
+    if (ds_generator_stop_reason(g->it) == DS_STOP_EOS && tok == ds_tokenizer_eos(S.tok)) return 1;
+    metrics_token_logprob(lp);
+    if (g->lc && g->lc->n_top >= 0) return lc_record_token(g->lc, tok, lp);
+    return 1;
+}
+
 /* Sets up, before a slot is taken: the sampler, and the prompt's ids (a
  * chat's n_ids ids when ids is set, else its text tokenized). Returns DS_OK,
  * DS_ERR_LIMIT (prompt too long for the context; g->errmsg says so), or
@@ -2141,6 +2318,14 @@ static ds_status gen_begin(gen *g, ds_context *ctx, const gen_params *p) {
     gp.stop = p->stop;
     gp.n_stop = (size_t)p->n_stop;
     gp.ignore_eos = p->ignore_eos;
+    if ((st = lc_begin(g, p, S.n_ctx)) != DS_OK) {
+        gen_fail(g, st, "logits");
+        return st;
+    }
+    if (g->lc) {
+        gp.on_logits = lc_on_logits;
+        gp.logits_user = g->lc;
+    }
     ds_context_set_abort(ctx, server_stopping, NULL);
     if (!p->cache_prompt) ds_context_reset(ctx);   /* (the slot is this request's: no pass reads it) */
     if (p->max_tokens > 0) {
@@ -2198,6 +2383,7 @@ static void gen_step(gen *g, const char **out, size_t *out_len) {
     if (st != DS_OK) {
         gen_sync(g);
         batch_leave(g);
+        metrics_model_status(st);
         g->err = st;   /* the message is the generator's: the step may have run on another thread */
         snprintf(g->errmsg, sizeof g->errmsg, "generation: %s", ds_generator_errmsg(g->it));
         if ((st == DS_ERR_IO || st == DS_ERR_TRUNCATED || st == DS_ERR_AUTH || st == DS_ERR_CORRUPT) &&
@@ -2209,7 +2395,7 @@ static void gen_step(gen *g, const char **out, size_t *out_len) {
     ds_generator_text(g->it, &t, &n);
     size_t at = g->text.len;
     sb_put(&g->text, t, n);
-    if (g->text.oom) {
+    if (g->text.oom || !gen_note(g)) {
         gen_fail(g, DS_ERR_NOMEM, "text");
         return;
     }
@@ -2241,12 +2427,99 @@ static void put_usage(sbuf *b, const gen *g) {
               g->n_gen, g->n_prompt + (size_t)g->n_gen);
 }
 
+/* A token's text for a logprobs report (its bytes; those that are not
+ * valid UTF-8 alone, a part of a character, come out as U+FFFD: "bytes"
+ * has them exactly). */
+static void put_token_text(sbuf *b, int32_t id) {
+    const char *t = "";
+    size_t n = 0;
+    if (ds_tokenizer_token_bytes(S.tok, id, &t, &n, NULL) != DS_OK) n = 0;
+    sb_json_str(b, t, n);
+}
+
+static void put_token_bytes(sbuf *b, int32_t id) {
+    const char *t = "";
+    size_t n = 0;
+    if (ds_tokenizer_token_bytes(S.tok, id, &t, &n, NULL) != DS_OK) n = 0;
+    sb_putc(b, '[');
+    for (size_t i = 0; i < n; i++) sb_printf(b, "%s%u", i ? "," : "", (unsigned)(unsigned char)t[i]);
+    sb_putc(b, ']');
+}
+
+/* "logprobs": the tokens recorded since the last report (then forgotten),
+ * in OpenAI's shape for a chat (content[]: token, logprob, bytes,
+ * top_logprobs[]) or a completion (tokens, token_logprobs, top_logprobs
+ * maps, text_offset in bytes from the completion's start); null when not
+ * asked for. */
+static void put_logprobs(sbuf *b, int kind, lc_ctl *c) {
+    if (!c || c->n_top < 0) {
+        sb_puts(b, "null");
+        return;
+    }
+    const lc_record *r = c->rec;
+    size_t n = c->n_rec;
+    if (kind == KIND_CHAT) {
+        sb_puts(b, "{\"content\":[");
+        for (size_t i = 0; i < n; i++) {
+            sb_puts(b, i ? ",{\"token\":" : "{\"token\":");
+            put_token_text(b, r[i].id);
+            sb_printf(b, ",\"logprob\":%.9g,\"bytes\":", r[i].logprob);
+            put_token_bytes(b, r[i].id);
+            sb_puts(b, ",\"top_logprobs\":[");
+            for (int k = 0; k < r[i].n_top; k++) {
+                sb_puts(b, k ? ",{\"token\":" : "{\"token\":");
+                put_token_text(b, r[i].top[k].id);
+                sb_printf(b, ",\"logprob\":%.9g,\"bytes\":", r[i].top[k].logprob);
+                put_token_bytes(b, r[i].top[k].id);
+                sb_putc(b, '}');
+            }
+            sb_puts(b, "]}");
+        }
+        sb_puts(b, "],\"refusal\":null}");
+    } else {
+        sb_puts(b, "{\"tokens\":[");
+        for (size_t i = 0; i < n; i++) {
+            if (i) sb_putc(b, ',');
+            put_token_text(b, r[i].id);
+        }
+        sb_puts(b, "],\"token_logprobs\":[");
+        for (size_t i = 0; i < n; i++) sb_printf(b, "%s%.9g", i ? "," : "", r[i].logprob);
+        /* the alternatives, and the sampled token (OpenAI: up to logprobs + 1) */
+        sb_puts(b, "],\"top_logprobs\":[");
+        for (size_t i = 0; i < n; i++) {
+            sb_puts(b, i ? ",{" : "{");
+            int in_top = 0;
+            for (int k = 0; k < r[i].n_top; k++) {
+                if (k) sb_putc(b, ',');
+                put_token_text(b, r[i].top[k].id);
+                sb_printf(b, ":%.9g", r[i].top[k].logprob);
+                in_top |= r[i].top[k].id == r[i].id;
+            }
+            if (!in_top) {
+                if (r[i].n_top) sb_putc(b, ',');
+                put_token_text(b, r[i].id);
+                sb_printf(b, ":%.9g", r[i].logprob);
+            }
+            sb_putc(b, '}');
+        }
+        sb_puts(b, "],\"text_offset\":[");
+        for (size_t i = 0; i < n; i++) {
+            const char *t;
+            size_t len = 0;
+            sb_printf(b, "%s%zu", i ? "," : "", c->text_off);
+            if (ds_tokenizer_token_bytes(S.tok, r[i].id, &t, &len, NULL) == DS_OK) c->text_off += len;
+        }
+        sb_puts(b, "]}");
+    }
+    c->n_rec = 0;
+}
+
 static void put_head(sbuf *b, const char *id, const char *object, long long created) {
     sb_printf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", id, object, created);
     sb_json_str(b, S.model_id, strlen(S.model_id));
 }
 
-static void body_complete(sbuf *b, int kind, const char *id, long long created, const gen *g) {
+static void body_complete(sbuf *b, int kind, const char *id, long long created, gen *g) {
     const char *text = g->text.data ? g->text.data : "";
     if (kind == KIND_GENERATE) {
         sb_puts(b, "{\"text\":");
@@ -2262,21 +2535,26 @@ static void body_complete(sbuf *b, int kind, const char *id, long long created, 
         put_head(b, id, "chat.completion", created);
         sb_puts(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
         sb_json_str(b, text, g->text.len);
-        sb_printf(b, "},\"logprobs\":null,\"finish_reason\":\"%s\"}],", g->finish);
+        sb_puts(b, "},\"logprobs\":");
+        put_logprobs(b, kind, g->lc);
+        sb_printf(b, ",\"finish_reason\":\"%s\"}],", g->finish);
     } else {
         put_head(b, id, "text_completion", created);
         sb_puts(b, ",\"choices\":[{\"text\":");
         sb_json_str(b, text, g->text.len);
-        sb_printf(b, ",\"index\":0,\"logprobs\":null,\"finish_reason\":\"%s\"}],", g->finish);
+        sb_puts(b, ",\"index\":0,\"logprobs\":");
+        put_logprobs(b, kind, g->lc);
+        sb_printf(b, ",\"finish_reason\":\"%s\"}],", g->finish);
     }
     put_usage(b, g);
     sb_puts(b, ",\"system_fingerprint\":\"deepseek.h-" DS_VERSION_STRING "\"}");
 }
 
 /* One server-sent event: a chunk with this text (or, with finish, the last
- * chunk with its finish_reason). */
+ * chunk with its finish_reason) and the logprobs of lp's tokens not yet
+ * reported (lp NULL: "logprobs": null). */
 static void sse_chunk(sbuf *b, int kind, const char *id, long long created, const char *text, size_t len,
-                      int role, const char *finish) {
+                      int role, const char *finish, lc_ctl *lp) {
     sb_puts(b, "data: ");
     if (kind == KIND_CHAT) {
         put_head(b, id, "chat.completion.chunk", created);
@@ -2286,12 +2564,16 @@ static void sse_chunk(sbuf *b, int kind, const char *id, long long created, cons
             sb_puts(b, "\"content\":");
             sb_json_str(b, text, len);
         }
-        sb_puts(b, "},\"logprobs\":null,\"finish_reason\":");
+        sb_puts(b, "},\"logprobs\":");
+        put_logprobs(b, kind, lp);
+        sb_puts(b, ",\"finish_reason\":");
     } else {
         put_head(b, id, "text_completion", created);
         sb_puts(b, ",\"choices\":[{\"text\":");
         sb_json_str(b, text ? text : "", text ? len : 0);
-        sb_puts(b, ",\"index\":0,\"logprobs\":null,\"finish_reason\":");
+        sb_puts(b, ",\"index\":0,\"logprobs\":");
+        put_logprobs(b, kind, lp);
+        sb_puts(b, ",\"finish_reason\":");
     }
     if (finish) sb_printf(b, "\"%s\"", finish);
     else sb_puts(b, "null");
@@ -2318,14 +2600,14 @@ static void stream_produce(stream *st) {
     if (st->phase == 0) {
         st->phase = 1;
         if (st->kind == KIND_CHAT) {
-            sse_chunk(&st->out, st->kind, st->id, st->created, NULL, 0, 1, NULL);
+            sse_chunk(&st->out, st->kind, st->id, st->created, NULL, 0, 1, NULL, NULL);
             return;
         }
     }
     const char *text;
     size_t len;
     gen_step(&st->g, &text, &len);
-    if (len) sse_chunk(&st->out, st->kind, st->id, st->created, text, len, 0, NULL);
+    if (len) sse_chunk(&st->out, st->kind, st->id, st->created, text, len, 0, NULL, st->g.lc);
     if (!st->g.done) return;
     if (st->g.err) {
         sb_puts(&st->out, "data: ");
@@ -2338,7 +2620,7 @@ static void stream_produce(stream *st) {
         }
         sb_puts(&st->out, "\n\n");
     } else {
-        sse_chunk(&st->out, st->kind, st->id, st->created, NULL, 0, 0, st->g.finish);
+        sse_chunk(&st->out, st->kind, st->id, st->created, NULL, 0, 0, st->g.finish, st->g.lc);
         if (st->include_usage) {
             sb_puts(&st->out, "data: ");
             put_head(&st->out, st->id, st->kind == KIND_CHAT ? "chat.completion.chunk" : "text_completion",
@@ -2552,6 +2834,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     MHD_add_response_header(resp, "X-Request-Id", r->rid);
+    add_cors(resp);
     r->status = 200;
     r->responded = 1;
     ret = MHD_queue_response(conn, 200, resp);
@@ -2813,9 +3096,161 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn, req *r) {
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
     MHD_add_response_header(resp, "X-Request-Id", r->rid);
+    add_cors(resp);
     r->status = 200;
     r->responded = 1;
     enum MHD_Result ret = MHD_queue_response(conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* ==== Tokens and properties ============================================== */
+/*
+ * llama-server's shapes:
+ *   POST /tokenize    {"content": "...", "add_special": false, "parse_special": true}
+ *                     -> {"tokens": [ids]}; add_special puts the BOS token first
+ *                     (when the tokenizer adds one); parse_special false
+ *                     reads special-token text as plain text
+ *   POST /detokenize  {"tokens": [ids]} -> {"content": "..."}
+ *   GET  /props       the model file's base name, the context size, the slots,
+ *                     whether a chat template is there, the version
+ */
+
+static char model_file[256];             /* the --model file's base name, for /props */
+
+/* Parses the body of /tokenize or /detokenize: a JSON object, else an
+ * answer is queued (*ret) and NULL returned. */
+static sj_doc *body_object(struct MHD_Connection *conn, req *r, sj_value **root, enum MHD_Result *ret) {
+    char err[160];
+    int oom = 0;
+    sj_doc *doc = sj_parse(r->body.data ? r->body.data : "", r->body.len, root, err, sizeof err, &oom);
+    if (!doc) {
+        *ret = oom ? reply_internal(conn, r, "out of memory parsing the request")
+                   : reply_error(conn, r, 400, "invalid_json", NULL, "malformed JSON in the request body: %s", err);
+        return NULL;
+    }
+    if ((*root)->type != SJ_OBJECT) {
+        *ret = reply_error(conn, r, 400, "invalid_type", NULL, "the request body must be a JSON object, not %s",
+                           sj_type_name((*root)->type));
+        sj_doc_free(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+static enum MHD_Result do_tokenize(struct MHD_Connection *conn, req *r, const sj_value *root) {
+    perr pe = {{0}, NULL, NULL};
+    int add_special = 0, parse_special = 1;
+    const sj_value *c = sj_get(root, "content");
+    if (!c) return reply_error(conn, r, 400, "missing_required_parameter", "content", "'content' is required");
+    if (c->type != SJ_STRING)
+        return reply_error(conn, r, 400, "invalid_type", "content", "'content' must be a string, not %s",
+                           sj_type_name(c->type));
+    if (!get_bool(root, "add_special", &add_special, &pe) || !get_bool(root, "parse_special", &parse_special, &pe))
+        return reply_error(conn, r, 400, pe.code, pe.param, "%s", pe.msg);
+    int flags = (add_special ? DS_TOKENIZE_BOS : 0) | (parse_special ? 0 : DS_TOKENIZE_NO_SPECIAL);
+    /* byte-level BPE: at most one id per byte, and a BOS */
+    size_t cap = c->u.str.len + 2, n = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!ids) return reply_internal(conn, r, "out of memory for %zu token ids", cap);
+    ds_status st = ds_tokenizer_encode(S.tok, c->u.str.s, c->u.str.len, flags, ids, cap, &n);
+    if (st == DS_ERR_LIMIT && n > cap) {
+        int32_t *p = realloc(ids, n * sizeof *ids);
+        if (!p) {
+            free(ids);
+            return reply_internal(conn, r, "out of memory for %zu token ids", n);
+        }
+        ids = p;
+        cap = n;
+        st = ds_tokenizer_encode(S.tok, c->u.str.s, c->u.str.len, flags, ids, cap, &n);
+    }
+    if (st != DS_OK) {
+        free(ids);
+        if (st == DS_ERR_INVALID_ARG || st == DS_ERR_LIMIT)
+            return reply_error(conn, r, 400, "invalid_value", "content", "tokenize: %s", errmsg(st));
+        return reply_internal(conn, r, "tokenize: %s", errmsg(st));
+    }
+    sbuf b = {0};
+    sb_puts(&b, "{\"tokens\":[");
+    for (size_t i = 0; i < n; i++) sb_printf(&b, "%s%ld", i ? "," : "", (long)ids[i]);
+    sb_puts(&b, "]}");
+    free(ids);
+    return reply_json(conn, r, 200, &b);
+}
+
+static enum MHD_Result do_detokenize(struct MHD_Connection *conn, req *r, const sj_value *root) {
+    const sj_value *t = sj_get(root, "tokens");
+    if (!t) return reply_error(conn, r, 400, "missing_required_parameter", "tokens", "'tokens' is required");
+    if (t->type != SJ_ARRAY)
+        return reply_error(conn, r, 400, "invalid_type", "tokens", "'tokens' must be an array of token ids, not %s",
+                           sj_type_name(t->type));
+    int V = ds_tokenizer_vocab_size(S.tok);
+    size_t n = t->u.arr.n;
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids) return reply_internal(conn, r, "out of memory for %zu token ids", n);
+    for (size_t i = 0; i < n; i++) {
+        const sj_value *v = t->u.arr.items[i];
+        if (v->type != SJ_NUMBER || v->u.num != floor(v->u.num) || v->u.num < 0 || v->u.num >= V) {
+            free(ids);
+            return reply_error(conn, r, 400, "invalid_value", "tokens", "tokens[%zu] is not a token id from 0 to %d",
+                               i, V - 1);
+        }
+        ids[i] = (int32_t)v->u.num;
+    }
+    size_t len = 0;
+    ds_status st = ds_tokenizer_decode(S.tok, ids, n, NULL, 0, &len);
+    char *text = st == DS_ERR_LIMIT || st == DS_OK ? malloc(len + 1) : NULL;
+    if (text) st = ds_tokenizer_decode(S.tok, ids, n, text, len + 1, &len);
+    free(ids);
+    if (!text || st != DS_OK) {
+        free(text);
+        return reply_internal(conn, r, "detokenize: %s", text ? errmsg(st) : "out of memory");
+    }
+    sbuf b = {0};
+    sb_puts(&b, "{\"content\":");
+    sb_json_str(&b, text, len);
+    sb_puts(&b, "}");
+    free(text);
+    return reply_json(conn, r, 200, &b);
+}
+
+static enum MHD_Result handle_tokens(struct MHD_Connection *conn, req *r) {
+    sj_value *root = NULL;
+    enum MHD_Result ret;
+    sj_doc *doc = body_object(conn, r, &root, &ret);
+    if (!doc) return ret;
+    ret = r->ep == EP_TOKENIZE ? do_tokenize(conn, r, root) : do_detokenize(conn, r, root);
+    sj_doc_free(doc);
+    return ret;
+}
+
+static enum MHD_Result handle_props(struct MHD_Connection *conn, req *r) {
+    sbuf b = {0};
+    sb_puts(&b, "{\"model\":");
+    sb_json_str(&b, S.model_id, strlen(S.model_id));
+    sb_puts(&b, ",\"model_path\":");
+    sb_json_str(&b, model_file, strlen(model_file));
+    sb_printf(&b, ",\"n_ctx\":%d,\"total_slots\":%d,\"queue\":%d,\"max_tokens\":%d,\"vocab_size\":%d,"
+                  "\"chat_template\":%s,\"bos_token\":%ld,\"eos_token\":%ld,"
+                  "\"default_generation_settings\":{\"n_ctx\":%d,\"max_tokens\":%d},"
+                  "\"build_info\":\"deepseek.h %s\",\"cors\":%s}",
+              S.n_ctx, S.n_slots, S.queue_max, S.max_tokens, sample_vocab(), S.cfg.has_chat_template ? "true" : "false",
+              (long)(ds_tokenizer_adds_bos(S.tok) ? ds_tokenizer_bos(S.tok) : -1), (long)ds_tokenizer_eos(S.tok),
+              S.n_ctx, S.max_tokens, ds_version_string(), cors_origin ? "true" : "false");
+    return reply_json(conn, r, 200, &b);
+}
+
+/* 204 to a CORS preflight: what a browser may send to this path. */
+static enum MHD_Result reply_preflight(struct MHD_Connection *conn, req *r) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    add_cors(resp);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", ep_is_post(r->ep) ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    r->status = 204;
+    r->responded = 1;
+    enum MHD_Result ret = MHD_queue_response(conn, 204, resp);
     MHD_destroy_response(resp);
     return ret;
 }
@@ -2905,6 +3340,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         int is_post = !strcmp(method, MHD_HTTP_METHOD_POST);
         if (r->ep == EP_OTHER)
             return reply_error(conn, r, 404, "not_found", NULL, "no such endpoint: %s %.100s", r->method, url);
+        if (cors_origin && !strcmp(method, MHD_HTTP_METHOD_OPTIONS)) return reply_preflight(conn, r);
         if (ep_is_post(r->ep) ? !is_post : !is_get)
             return reply_error(conn, r, 405, "method_not_allowed", NULL, "%s does not accept %s (use %s)",
                                ep_name[r->ep], r->method, ep_is_post(r->ep) ? "POST" : "GET");
@@ -2935,6 +3371,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->ep == EP_HEALTH) return handle_health(conn, r);
         if (r->ep == EP_MODELS || r->ep == EP_MODEL) return handle_models(conn, r, url);
         if (r->ep == EP_METRICS) return handle_metrics(conn, r);
+        if (r->ep == EP_PROPS) return handle_props(conn, r);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         uint64_t n;
         if (cl && parse_u64(cl, UINT64_MAX, &n) && n > S.max_body)
@@ -2964,6 +3401,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return reply_error(conn, r, 413, "request_too_large", NULL, "the request body is over %zu bytes",
                            S.max_body);
     if (r->body.oom) return reply_internal(conn, r, "out of memory for the request body");
+    if (r->ep == EP_TOKENIZE || r->ep == EP_DETOKENIZE) return handle_tokens(conn, r);
     return handle_generation(conn, r);
 }
 
@@ -3037,7 +3475,8 @@ static const char usage_text[] =
     "usage: ds-server --model M.dsm [--key-file F | --passphrase-env VAR] [options]\n"
     "\n"
     "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions,\n"
-    "/generate; GET /v1/models, /health, /metrics (Prometheus).\n"
+    "/generate, /tokenize, /detokenize; GET /v1/models, /props, /health, /metrics\n"
+    "(Prometheus). The port is taken before the model loads: a busy port fails at once.\n"
     "Options:\n"
     "  -m, --model M         the .dsm container to serve (required)\n"
     "  --key-file F          its 32-byte key (raw or 64 hex digits)\n"
@@ -3090,6 +3529,9 @@ static const char usage_text[] =
     "  --model-name NAME     the model id in responses (default: the file's base name)\n"
     "  --audit-log PATH      append a JSON line per request and per operational event to PATH\n"
     "                        (created mode 0600; reopened on SIGHUP, for log rotation)\n"
+    "  --cors ORIGIN         let browser pages from ORIGIN (\"https://app.example\", or * for any)\n"
+    "                        call the API: Access-Control-Allow-Origin on every answer, OPTIONS\n"
+    "                        preflights answered 204 (default: off)\n"
     "  --log-prompts         also write prompt text (and to --audit-log the completion) to the audit\n"
     "                        log (off by default)\n"
     "  --allow-special-in-content  let chat message text become control tokens: a message holding\n"
@@ -3100,7 +3542,7 @@ static const char usage_text[] =
     "  --version             print the version\n";
 
 typedef struct options {
-    const char *model, *host, *api_key_file, *model_name, *keys_file, *audit_log;
+    const char *model, *host, *api_key_file, *model_name, *keys_file, *audit_log, *cors;
     uint64_t port, max_concurrent, max_tokens, max_body;
     uint64_t header_timeout, body_timeout, max_conns, max_per_client;
     uint64_t queue, queue_timeout;
@@ -3209,9 +3651,9 @@ static int parse_args(int argc, char **argv, options *o) {
     o->queue_timeout = 60;
     /* -m: llama.cpp's spelling of --model */
     static const char *const str_name[] = {"--model", "--host", "--api-key-file", "--model-name", "-m",
-                                           "--keys-file", "--audit-log"};
+                                           "--keys-file", "--audit-log", "--cors"};
     const char **str_slot[] = {&o->model, &o->host, &o->api_key_file, &o->model_name, &o->model,
-                               &o->keys_file, &o->audit_log};
+                               &o->keys_file, &o->audit_log, &o->cors};
     static const struct {
         const char *name;
         uint64_t lo, hi;
@@ -3286,6 +3728,11 @@ static int parse_args(int argc, char **argv, options *o) {
     if (rc) return rc;
     if (!o->host) o->host = "127.0.0.1";
     if (!o->model) return usage_error(NULL, "missing --model M.dsm");
+    /* the origin goes into a header as it is */
+    for (const char *c = o->cors; c && *c; c++)
+        if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
+            return usage_error(NULL, "--cors wants an origin such as https://app.example (or *), without spaces or "
+                                     "control characters");
     /* plaintext is refused by default: with a key the library refuses it
      * (allow_plaintext 0); without a key only a plaintext file could open */
     if (!o->mo.ko.key_file && !o->mo.ko.pass_env && !o->mo.ko.allow_plaintext)
@@ -3403,6 +3850,28 @@ static void audit_startup(const options *o) {
 
 /* ==== main ================================================================ */
 
+/* Takes the port before the model loads (a busy port or a wrong address
+ * fails at once, not after a long load): a bound, listening socket that MHD
+ * is given later (MHD_OPTION_LISTEN_SOCKET). Connections made while the
+ * model loads wait in the socket's backlog and are answered once it is in.
+ * Returns the socket, or -1 with a message printed. */
+static int listen_first(const struct addrinfo *ai, const char *host, unsigned port) {
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        /* an IPv6 address serves IPv6 only, as MHD's own sockets do */
+        if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int e = errno;
+        fprintf(stderr, "ds-server: cannot listen on %s port %u: %s%s\n", host, port, strerror(e),
+                e == EADDRINUSE ? " (another program has it: pick another --port, or stop that one)" : "");
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int main(int argc, char **argv) {
     /* Block the stop signals before any thread exists (the library's and
      * MHD's threads inherit the mask); main waits for them with sigwait. */
@@ -3413,7 +3882,8 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
 
     options o;
-    int guard_on = 0;
+    int guard_on = 0, lfd = -1;
+    unsigned bound_port = 0;
     int rc = parse_args(argc, argv, &o);
     if (rc < 0) return 0;
     if (rc) return rc;
@@ -3480,6 +3950,23 @@ int main(int argc, char **argv) {
         rc = 1;
         goto out;
     }
+    int ai_family = ai->ai_family;
+    lfd = listen_first(ai, o.host, (unsigned)o.port);
+    freeaddrinfo(ai);
+    ai = NULL;
+    if (lfd < 0) {
+        rc = 1;
+        goto out;
+    }
+    cors_origin = o.cors;
+    {
+        /* the port the socket has (--port 0: the system picked it) */
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        if (getsockname(lfd, (struct sockaddr *)&ss, &sl) == 0)
+            bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                        : ((struct sockaddr_in *)&ss)->sin_port);
+    }
 
     /* ---- the model ---- */
     secret sec;
@@ -3521,10 +4008,11 @@ int main(int argc, char **argv) {
         audit("warning: n_ctx %d is beyond the %d positions the model was trained for (--allow-long-ctx)", o.mo.n_ctx,
               trained);
     S.tok = ds_model_tokenizer(S.model);
+    snprintf(model_file, sizeof model_file, "%s", strrchr(o.model, '/') ? strrchr(o.model, '/') + 1 : o.model);
     if (o.model_name) {
         snprintf(S.model_id, sizeof S.model_id, "%s", o.model_name);
     } else {
-        const char *base = strrchr(o.model, '/');
+        const char *base = strrchr(o.model, '/');   /* (model_file, below, is the same) */
         base = base ? base + 1 : o.model;
         snprintf(S.model_id, sizeof S.model_id, "%s", base);
         size_t n = strlen(S.model_id);
@@ -3617,23 +4105,21 @@ int main(int argc, char **argv) {
      * one (a client that stops reading a stream); the guard's are totals. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
                      MHD_USE_POLL;
-    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    if (ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)o.port, guard_accept, NULL, on_access, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-        NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        NULL, MHD_OPTION_LISTEN_SOCKET, lfd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, guard_notify, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)o.max_conns + 1, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
         MHD_OPTION_END);
-    freeaddrinfo(ai);
-    ai = NULL;
+    if (d) lfd = -1;   /* MHD's now: it closes it */
     if (!d) {
         fprintf(stderr, "ds-server: cannot listen on %s port %u (in use, or not an address of this host?)\n",
                 o.host, (unsigned)o.port);
         rc = 1;
         goto out;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    unsigned port = di ? di->port : (unsigned)o.port;
+    unsigned port = bound_port;
     int v6 = strchr(o.host, ':') != NULL;
     audit("listening on http://%s%s%s:%u", v6 ? "[" : "", o.host, v6 ? "]" : "", port);
     audit("connections max=%u per_client=%u waiting_for_head=%u header_timeout_s=%u body_timeout_s=%u "
@@ -3676,6 +4162,7 @@ int main(int argc, char **argv) {
 out:
     if (guard_on) guard_stop();
     if (ai) freeaddrinfo(ai);
+    if (lfd >= 0) close(lfd);
     if (S.ctx) {
         ds_context_free(S.root);   /* and its sequences */
         free(S.ctx);
@@ -3694,6 +4181,7 @@ out:
         ds_memzero(S.token, S.token_len);
         free(S.token);
     }
+    jm_vocab_free(jv_index);
     pthread_mutex_destroy(&S.pool_mu);
     pthread_mutex_destroy(&S.met.mu);
     keys_free(&S.keys);

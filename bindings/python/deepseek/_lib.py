@@ -130,7 +130,7 @@ class ds_mlock_info(Structure):
 
 
 class ds_context_params(Structure):
-    _fields_ = [("n_ctx", c_int), ("n_threads", c_int)]
+    _fields_ = [("n_ctx", c_int), ("n_threads", c_int), ("n_seq", c_int)]
 
 
 class ds_sampler_params(Structure):
@@ -168,6 +168,10 @@ class ds_generate_params(Structure):
         ("on_token", ds_token_fn),
         ("user", c_void_p),
         ("ignore_eos", c_int),
+        ("on_logits", c_void_p),      # ds_logits_fn; the binding leaves it NULL
+        ("logits_user", c_void_p),
+        ("defer_prompt", c_int),
+        ("prompt_chunk", c_int),
     ]
 
 
