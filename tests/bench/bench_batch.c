@@ -9,8 +9,8 @@
  *                     [--cache-mb MB]
  *
  * Each sequence first gets a short prompt of its own; then, for each batch
- * size B, S decode passes of B tokens (each sequence continues, truncated
- * back before the next size). The sizes take turns R times; medians are
+ * size B, S decode passes of B tokens, each with its logits (each sequence
+ * continues, truncated back before the next size). The sizes take turns R times; medians are
  * printed, with the mean count of distinct routed experts a pass read
  * (the expert cache's hits and misses with --cache-mb; "-" when resident), so the
  * figures can be set against what a pass must read.
@@ -112,6 +112,12 @@ int main(int argc, char **argv) {
         }
         base[i] = (int)n;
     }
+    /* every sequence's logits, as a generation needs them (the head is a
+     * large share of a decode pass) */
+    float *lbuf = malloc((size_t)max_b * (size_t)cf.vocab_size * sizeof *lbuf);
+    float *lg[256];
+    if (!lbuf) return 1;
+    for (int i = 0; i < max_b; i++) lg[i] = lbuf + (size_t)i * (size_t)cf.vocab_size;
     double *tps = calloc((size_t)n_sizes * (size_t)reps, sizeof *tps);
     double *reads = calloc((size_t)n_sizes * (size_t)reps, sizeof *reads);
     for (int r = 0; r < reps; r++)
@@ -121,7 +127,7 @@ int main(int argc, char **argv) {
             double t = now();
             for (int s = 0; s < steps; s++) {
                 for (int i = 0; i < B; i++) toks[i] = (int32_t)((1000 + 7919 * (i + 1) * (s + 3)) % cf.vocab_size);
-                if (ds_context_eval_batch(seqs, toks, (size_t)B, NULL) != DS_OK) {
+                if (ds_context_eval_batch(seqs, toks, (size_t)B, lg) != DS_OK) {
                     fprintf(stderr, "bench_batch: %s\n", ds_last_error());
                     return 1;
                 }
@@ -147,6 +153,7 @@ int main(int argc, char **argv) {
     }
     free(tps);
     free(reads);
+    free(lbuf);
     ds_context_free(c);
     ds_model_close(m);
     return 0;
