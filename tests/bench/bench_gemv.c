@@ -4,7 +4,9 @@
  * bench_gemv.c — how close the decode products come to the memory's read
  * rate: one token against a weight matrix far larger than the caches
  * (Q8_0 and Q4_0, 2048 columns, in 2 MiB pages as the library's weight
- * memory), through the kernels the CPU device picks, next to plain reads of
+ * memory), through the kernels the CPU device picks (also a Q8_0 row against
+ * 2 and 4 tokens, as a decode pass of several sequences multiplies an expert
+ * several of them chose), next to plain reads of
  * the same bytes: 64-bit scalar loads (bench/membw.c's loop, whose best run
  * is the "bound" of bench/results) and vector loads. It prints figures; it
  * is not a test.
