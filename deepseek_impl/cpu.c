@@ -997,59 +997,63 @@ static ds_status dsi_moe_decode_paged(dsi_cpu_ctx *c, int l, const dsi_layer *L,
 
 /* The routed experts of layer l (the device's moe): Y = the weighted sum,
  * per token, of its experts applied to X, added in ascending expert order. */
-/* A few tokens with resident experts (the decode step of several
- * sequences) as the one-token decode does it: each expert's tokens gathered
+/* A few tokens per expert (the decode step of several sequences, a short
+ * prompt) as the one-token decode does it: each expert's tokens gathered
  * into consecutive rows, every chosen expert's gate/up in one pool run and
  * their downs in a second, each weight row read once for up to four of its
  * tokens (groups of four past that), with the one-token kernels on the same
  * quantized activations; each token's expert outputs added in ascending
  * expert order, as on every path. (A GEMM per expert costs two pool runs
  * per expert, each too short to keep the memory busy.) */
-static bool dsi_moe_few(const dsi_cpu_ctx *c, const dsi_layer *L, const dsi_moe_plan *plan) {
+static bool dsi_moe_few(const dsi_layer *L, const dsi_moe_plan *plan) {
     int T = plan->T, K = plan->K;
-    return T > 1 && !c->m->pager && T * K <= DSI_MAX_BATCH && L->exp_gate.dtype == L->exp_up.dtype &&
+    return T > 1 && T * K <= DSI_MAX_BATCH && L->exp_gate.dtype == L->exp_up.dtype &&
            T * K <= 4 * plan->n_used;   /* at most four tokens per expert on average */
 }
 
-static ds_status dsi_moe_decode_few(dsi_cpu_ctx *c, int l, const dsi_layer *L, const dsi_moe_plan *plan,
-                                    const float *X, float *Y, dsi_err *e) {
+/* The plan's experts used[u0..u1): their tokens gathered per expert into
+ * rows of c->xe from 0 (gate/up outputs in the same rows of c->g, downs in
+ * c->ye), then added into Y. */
+static ds_status dsi_moe_few_range(dsi_cpu_ctx *c, int l, const dsi_layer *L, const dsi_moe_plan *plan, int u0,
+                                   int u1, const float *X, float *Y, dsi_err *e) {
     int D = c->m->cfg.hidden_size, I = L->exp_gate.rows;
     dsi_gmv_item it[DSI_MAX_BATCH];
-    const uint8_t *eb[DSI_MAX_BATCH];   /* each used expert's bytes (n_used <= T * K) */
-    for (int u = 0; u < plan->n_used; u++) {
-        ds_status s = dsi_expert_acquire(c->m, l, plan->used[u], &eb[u], e);
-        if (s) return s;
+    const uint8_t *eb[DSI_MAX_BATCH];   /* each expert's bytes (n_used <= T * K) */
+    for (int u = u0; u < u1; u++) {
+        ds_status s = dsi_expert_acquire(c->m, l, plan->used[u], &eb[u - u0], e);
+        if (s) {
+            while (u-- > u0) dsi_expert_release(c->m, l, plan->used[u]);
+            return s;
+        }
     }
-    /* gate/up: tokens gathered per expert into rows of c->xe, outputs in
-     * the same rows of c->g */
     int n_it = 0, row = 0;
-    for (int u = 0; u < plan->n_used; u++) {
+    for (int u = u0; u < u1; u++) {
         int x = plan->used[u], n = plan->cnt[x];
         const int *idx = plan->idx + plan->off[x];
         const dsi_expert_ref *r = &L->experts[x];
         for (int i = 0; i < n; i++)
             memcpy(c->xe + (size_t)(row + i) * D, X + (size_t)idx[i] * D, (size_t)D * sizeof(float));
         for (int i = 0; i < n; i += 4)
-            it[n_it++] = (dsi_gmv_item){&L->exp_gate, &L->exp_up, eb[u] + r->off[0], eb[u] + r->off[1], row + i,
-                                        c->g + (size_t)(row + i) * I, n - i < 4 ? n - i : 4};
+            it[n_it++] = (dsi_gmv_item){&L->exp_gate, &L->exp_up, eb[u - u0] + r->off[0], eb[u - u0] + r->off[1],
+                                        row + i, c->g + (size_t)(row + i) * I, n - i < 4 ? n - i : 4};
         row += n;
     }
+    if (!n_it) return DS_OK;   /* (an empty range) */
     dsi_gmv(c, it, n_it, c->xe, row);
-    /* down: the same items on c->g's rows, outputs in c->ye's */
     n_it = 0;
-    for (int u = 0; u < plan->n_used; u++) {
+    for (int u = u0; u < u1; u++) {
         int x = plan->used[u], n = plan->cnt[x];
         for (int i = 0; i < n; i += 4, n_it++) {
             dsi_gmv_item *t = &it[n_it];
-            *t = (dsi_gmv_item){&L->exp_down, NULL, eb[u] + L->experts[x].off[2], NULL, t->xrow,
+            *t = (dsi_gmv_item){&L->exp_down, NULL, eb[u - u0] + L->experts[x].off[2], NULL, t->xrow,
                                 c->ye + (size_t)t->xrow * D, t->nx};
         }
     }
     dsi_gmv(c, it, n_it, c->g, row);
-    for (int u = 0; u < plan->n_used; u++) dsi_expert_release(c->m, l, plan->used[u]);
+    for (int u = u0; u < u1; u++) dsi_expert_release(c->m, l, plan->used[u]);
     /* each token's outputs, in ascending expert order */
     row = 0;
-    for (int u = 0; u < plan->n_used; u++) {
+    for (int u = u0; u < u1; u++) {
         int x = plan->used[u], n = plan->cnt[x];
         const int *idx = plan->idx + plan->off[x];
         const float *wts = plan->wts + plan->off[x];
@@ -1059,6 +1063,20 @@ static ds_status dsi_moe_decode_few(dsi_cpu_ctx *c, int l, const dsi_layer *L, c
             for (int d = 0; d < D; d++) dst[d] += wgt * src[d];
         }
         row += n;
+    }
+    return DS_OK;
+}
+
+/* Resident: every expert in the two pool runs. With an expert cache, one
+ * expert at a time (the cache may hold fewer than the pass chose), on the
+ * same kernels in the same order: the sums are the resident run's. */
+static ds_status dsi_moe_decode_few(dsi_cpu_ctx *c, int l, const dsi_layer *L, const dsi_moe_plan *plan,
+                                    const float *X, float *Y, dsi_err *e) {
+    if (!c->m->pager) return dsi_moe_few_range(c, l, L, plan, 0, plan->n_used, X, Y, e);
+    dsi_moe_prefetch(c, l, plan->T, X);
+    for (int u = 0; u < plan->n_used; u++) {
+        ds_status s = dsi_moe_few_range(c, l, L, plan, u, u + 1, X, Y, e);
+        if (s) return s;
     }
     return DS_OK;
 }
@@ -1094,7 +1112,7 @@ static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_
         dsi_moe_add_rows(c, ord, K, Y);
         return DS_OK;
     }
-    if (dsi_moe_few(c, L, plan)) return dsi_moe_decode_few(c, l, L, plan, X, Y, e);
+    if (dsi_moe_few(L, plan)) return dsi_moe_decode_few(c, l, L, plan, X, Y, e);
     if (c->m->pager) dsi_moe_prefetch(c, l, T, X);
     if (T == 1 && c->m->pager && K <= 64 && K <= DSI_MAX_BATCH) return dsi_moe_decode_paged(c, l, L, X, Y, e);
     /* tokens grouped per expert: each expert's matrices run once per batch */
