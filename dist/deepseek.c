@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 74775984ce873a10: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 508e1d11daf0f0f4: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -55,7 +55,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "74775984ce873a10"
+#define DS_SOURCE_ID "508e1d11daf0f0f4"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -13276,7 +13276,9 @@ typedef struct dsi_gmv_item {
     const dsi_weight *w, *w2;      /* shapes; w2 (same shape) or NULL */
     const uint8_t *base, *base2;   /* their bytes */
     int xrow;                      /* input row of X / xq */
-    float *y;                      /* (rows) */
+    float *y;                      /* (nx, rows) */
+    int nx;                        /* tokens: input rows xrow.. (1 to 4), each row of the weights read
+                                      once for all of them */
 } dsi_gmv_item;
 
 typedef struct dsi_gmv_job {
@@ -13306,6 +13308,19 @@ static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_
     return j->c->k.dot[w->dtype](rp, j->X + (size_t)xrow * j->cols, j->cols);
 }
 
+/* The row against nx (2..4) consecutive input rows into out: the products
+ * dsi_gmv_dot gives each of them (the VNNI tile keeps one sum per token, in
+ * the one-token order), with the row read once. */
+static void dsi_gmv_dotT(const dsi_gmv_job *j, const dsi_weight *w, const uint8_t *rp, int xrow, int nx, float *out) {
+    if (j->xu && w->dtype == DS_DTYPE_Q8_0) {
+        int nb = j->cols / DSI_Q8_BLOCK;
+        j->c->k.dot_q8u8xT(rp, j->xu + (size_t)xrow * j->cols, (size_t)j->cols, j->xs + (size_t)xrow * nb,
+                           (size_t)nb, j->cols, nx, out);
+        return;
+    }
+    for (int t = 0; t < nx; t++) out[t] = dsi_gmv_dot(j, w, rp, xrow + t);
+}
+
 static float dsi_silu(float x);
 
 static void dsi_gmv_task(void *arg, int task, int worker) {
@@ -13315,6 +13330,19 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
     int r0 = (task % j->tasks_per_item) * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > it->w->rows) r1 = it->w->rows;
     size_t rb = it->w->row_bytes;
+    if (it->nx > 1) {
+        size_t R = (size_t)it->w->rows;
+        for (int r = r0; r < r1; r++) {
+            float a[4], b[4];
+            dsi_gmv_dotT(j, it->w, it->base + (size_t)r * rb, it->xrow, it->nx, a);
+            if (it->w2) {
+                dsi_gmv_dotT(j, it->w2, it->base2 + (size_t)r * rb, it->xrow, it->nx, b);
+                for (int t = 0; t < it->nx; t++) a[t] = dsi_silu(a[t]) * b[t];
+            }
+            for (int t = 0; t < it->nx; t++) it->y[(size_t)t * R + (size_t)r] = a[t];
+        }
+        return;
+    }
     for (int r = r0; r < r1; r++) {
         float a = dsi_gmv_dot(j, it->w, it->base + (size_t)r * rb, it->xrow);
         if (it->w2) a = dsi_silu(a) * dsi_gmv_dot(j, it->w2, it->base2 + (size_t)r * rb, it->xrow);
@@ -13522,7 +13550,7 @@ static void dsi_mlp(dsi_cpu_ctx *c, const dsi_weight *gate, const dsi_weight *up
                     const uint8_t *gb, const uint8_t *ub, const uint8_t *db, const float *X, int T, float *Y) {
     int D = c->m->cfg.hidden_size, I = gate->rows;
     if (T == 1 && gate->dtype == up->dtype) {   /* one pass, SiLU(gate) * up fused */
-        dsi_gmv_item it = {gate, up, gb ? gb : gate->data, ub ? ub : up->data, 0, c->g};
+        dsi_gmv_item it = {gate, up, gb ? gb : gate->data, ub ? ub : up->data, 0, c->g, 1};
         dsi_gmv(c, &it, 1, X, 1);
     } else {
         dsi_matmul2(c, gate, gb, c->g, up, ub, c->u, X, T, D, I);
@@ -13688,6 +13716,90 @@ static ds_status dsi_moe_decode_paged(dsi_cpu_ctx *c, int l, const dsi_layer *L,
 
 /* The routed experts of layer l (the device's moe): Y = the weighted sum,
  * per token, of its experts applied to X, added in ascending expert order. */
+/* A few tokens per expert (the decode step of several sequences, a short
+ * prompt) as the one-token decode does it: each expert's tokens gathered
+ * into consecutive rows, every chosen expert's gate/up in one pool run and
+ * their downs in a second, each weight row read once for up to four of its
+ * tokens (groups of four past that), with the one-token kernels on the same
+ * quantized activations; each token's expert outputs added in ascending
+ * expert order, as on every path. (A GEMM per expert costs two pool runs
+ * per expert, each too short to keep the memory busy.) */
+static bool dsi_moe_few(const dsi_layer *L, const dsi_moe_plan *plan) {
+    int T = plan->T, K = plan->K;
+    return T > 1 && T * K <= DSI_MAX_BATCH && L->exp_gate.dtype == L->exp_up.dtype &&
+           T * K <= 4 * plan->n_used;   /* at most four tokens per expert on average */
+}
+
+/* The plan's experts used[u0..u1): their tokens gathered per expert into
+ * rows of c->xe from 0 (gate/up outputs in the same rows of c->g, downs in
+ * c->ye), then added into Y. */
+static ds_status dsi_moe_few_range(dsi_cpu_ctx *c, int l, const dsi_layer *L, const dsi_moe_plan *plan, int u0,
+                                   int u1, const float *X, float *Y, dsi_err *e) {
+    int D = c->m->cfg.hidden_size, I = L->exp_gate.rows;
+    dsi_gmv_item it[DSI_MAX_BATCH];
+    const uint8_t *eb[DSI_MAX_BATCH];   /* each expert's bytes (n_used <= T * K) */
+    for (int u = u0; u < u1; u++) {
+        ds_status s = dsi_expert_acquire(c->m, l, plan->used[u], &eb[u - u0], e);
+        if (s) {
+            while (u-- > u0) dsi_expert_release(c->m, l, plan->used[u]);
+            return s;
+        }
+    }
+    int n_it = 0, row = 0;
+    for (int u = u0; u < u1; u++) {
+        int x = plan->used[u], n = plan->cnt[x];
+        const int *idx = plan->idx + plan->off[x];
+        const dsi_expert_ref *r = &L->experts[x];
+        for (int i = 0; i < n; i++)
+            memcpy(c->xe + (size_t)(row + i) * D, X + (size_t)idx[i] * D, (size_t)D * sizeof(float));
+        for (int i = 0; i < n; i += 4)
+            it[n_it++] = (dsi_gmv_item){&L->exp_gate, &L->exp_up, eb[u - u0] + r->off[0], eb[u - u0] + r->off[1],
+                                        row + i, c->g + (size_t)(row + i) * I, n - i < 4 ? n - i : 4};
+        row += n;
+    }
+    if (!n_it) return DS_OK;   /* (an empty range) */
+    dsi_gmv(c, it, n_it, c->xe, row);
+    n_it = 0;
+    for (int u = u0; u < u1; u++) {
+        int x = plan->used[u], n = plan->cnt[x];
+        for (int i = 0; i < n; i += 4, n_it++) {
+            dsi_gmv_item *t = &it[n_it];
+            *t = (dsi_gmv_item){&L->exp_down, NULL, eb[u - u0] + L->experts[x].off[2], NULL, t->xrow,
+                                c->ye + (size_t)t->xrow * D, t->nx};
+        }
+    }
+    dsi_gmv(c, it, n_it, c->g, row);
+    for (int u = u0; u < u1; u++) dsi_expert_release(c->m, l, plan->used[u]);
+    /* each token's outputs, in ascending expert order */
+    row = 0;
+    for (int u = u0; u < u1; u++) {
+        int x = plan->used[u], n = plan->cnt[x];
+        const int *idx = plan->idx + plan->off[x];
+        const float *wts = plan->wts + plan->off[x];
+        for (int i = 0; i < n; i++) {
+            float *dst = Y + (size_t)idx[i] * D, wgt = wts[i];
+            const float *src = c->ye + (size_t)(row + i) * D;
+            for (int d = 0; d < D; d++) dst[d] += wgt * src[d];
+        }
+        row += n;
+    }
+    return DS_OK;
+}
+
+/* Resident: every expert in the two pool runs. With an expert cache, one
+ * expert at a time (the cache may hold fewer than the pass chose), on the
+ * same kernels in the same order: the sums are the resident run's. */
+static ds_status dsi_moe_decode_few(dsi_cpu_ctx *c, int l, const dsi_layer *L, const dsi_moe_plan *plan,
+                                    const float *X, float *Y, dsi_err *e) {
+    if (!c->m->pager) return dsi_moe_few_range(c, l, L, plan, 0, plan->n_used, X, Y, e);
+    dsi_moe_prefetch(c, l, plan->T, X);
+    for (int u = 0; u < plan->n_used; u++) {
+        ds_status s = dsi_moe_few_range(c, l, L, plan, u, u + 1, X, Y, e);
+        if (s) return s;
+    }
+    return DS_OK;
+}
+
 static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X, float *Y,
                              dsi_err *e) {
     dsi_cpu_ctx *c = dc;
@@ -13710,15 +13822,16 @@ static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_
             if (s) return s;
             er[i] = &L->experts[c->sel[ord[i]]];
             it[i] = (dsi_gmv_item){&L->exp_gate, &L->exp_up, eb[i] + er[i]->off[0], eb[i] + er[i]->off[1], 0,
-                                   c->g + (size_t)i * I};
+                                   c->g + (size_t)i * I, 1};
         }
         dsi_gmv(c, it, K, X, 1);
         for (int i = 0; i < K; i++)
-            it[i] = (dsi_gmv_item){&L->exp_down, NULL, eb[i] + er[i]->off[2], NULL, i, c->ye + (size_t)i * D};
+            it[i] = (dsi_gmv_item){&L->exp_down, NULL, eb[i] + er[i]->off[2], NULL, i, c->ye + (size_t)i * D, 1};
         dsi_gmv(c, it, K, c->g, K);
         dsi_moe_add_rows(c, ord, K, Y);
         return DS_OK;
     }
+    if (dsi_moe_few(L, plan)) return dsi_moe_decode_few(c, l, L, plan, X, Y, e);
     if (c->m->pager) dsi_moe_prefetch(c, l, T, X);
     if (T == 1 && c->m->pager && K <= 64 && K <= DSI_MAX_BATCH) return dsi_moe_decode_paged(c, l, L, X, Y, e);
     /* tokens grouped per expert: each expert's matrices run once per batch */
