@@ -997,17 +997,19 @@ static ds_status dsi_moe_decode_paged(dsi_cpu_ctx *c, int l, const dsi_layer *L,
 
 /* The routed experts of layer l (the device's moe): Y = the weighted sum,
  * per token, of its experts applied to X, added in ascending expert order. */
-/* A few tokens per expert (the decode step of several sequences, a short
- * prompt) as the one-token decode does it: each expert's tokens gathered
- * into consecutive rows, every chosen expert's gate/up in one pool run and
- * their downs in a second, each weight row read once for up to four of its
- * tokens (groups of four past that), with the one-token kernels on the same
+/* A few tokens per expert (one decode token, the decode step of several
+ * sequences, a short prompt): each expert's tokens gathered into
+ * consecutive rows, every chosen expert's gate/up in one pool run and their
+ * downs in a second, each weight row read once for up to four of its tokens
+ * (groups of four past that), with the one-token kernels (dsi_gmv) on the
  * quantized activations; each token's expert outputs added in ascending
  * expert order, as on every path. (A GEMM per expert costs two pool runs
- * per expert, each too short to keep the memory busy.) */
-static bool dsi_moe_few(const dsi_layer *L, const dsi_moe_plan *plan) {
+ * per expert, each too short to keep the memory busy.) One token with an
+ * expert cache takes dsi_moe_decode_paged instead, which overlaps the
+ * decryptions. */
+static bool dsi_moe_few(const dsi_cpu_ctx *c, const dsi_layer *L, const dsi_moe_plan *plan) {
     int T = plan->T, K = plan->K;
-    return T > 1 && T * K <= DSI_MAX_BATCH && L->exp_gate.dtype == L->exp_up.dtype &&
+    return (T > 1 || !c->m->pager) && T * K <= DSI_MAX_BATCH && L->exp_gate.dtype == L->exp_up.dtype &&
            T * K <= 4 * plan->n_used;   /* at most four tokens per expert on average */
 }
 
@@ -1089,30 +1091,7 @@ static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_
     c->sel = plan->sel;
     c->selw = plan->selw;
     memset(Y, 0, (size_t)T * D * sizeof(float));
-    if (T == 1 && !c->m->pager && K <= 64 && L->exp_gate.dtype == L->exp_up.dtype) {
-        /* decode with resident experts: every chosen expert's gate/up in one
-         * pool run, their downs in a second, added in ascending expert order
-         * (the order of the loop below, so the sums are the same) */
-        int I = L->exp_gate.rows, ord[64];
-        dsi_sel_ascending(c, K, ord);
-        dsi_gmv_item it[64];
-        const uint8_t *eb[64];
-        const dsi_expert_ref *er[64];
-        for (int i = 0; i < K; i++) {
-            ds_status s = dsi_expert_acquire(c->m, l, c->sel[ord[i]], &eb[i], e);
-            if (s) return s;
-            er[i] = &L->experts[c->sel[ord[i]]];
-            it[i] = (dsi_gmv_item){&L->exp_gate, &L->exp_up, eb[i] + er[i]->off[0], eb[i] + er[i]->off[1], 0,
-                                   c->g + (size_t)i * I, 1};
-        }
-        dsi_gmv(c, it, K, X, 1);
-        for (int i = 0; i < K; i++)
-            it[i] = (dsi_gmv_item){&L->exp_down, NULL, eb[i] + er[i]->off[2], NULL, i, c->ye + (size_t)i * D, 1};
-        dsi_gmv(c, it, K, c->g, K);
-        dsi_moe_add_rows(c, ord, K, Y);
-        return DS_OK;
-    }
-    if (dsi_moe_few(L, plan)) return dsi_moe_decode_few(c, l, L, plan, X, Y, e);
+    if (dsi_moe_few(c, L, plan)) return dsi_moe_decode_few(c, l, L, plan, X, Y, e);
     if (c->m->pager) dsi_moe_prefetch(c, l, T, X);
     if (T == 1 && c->m->pager && K <= 64 && K <= DSI_MAX_BATCH) return dsi_moe_decode_paged(c, l, L, X, Y, e);
     /* tokens grouped per expert: each expert's matrices run once per batch */

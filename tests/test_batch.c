@@ -88,6 +88,10 @@ static void test_handles(ds_model *m) {
     T_CHECK("batch-1.6", ds_context_model(s1) == m && ds_context_n_ctx(s1) == 64, "a sequence has the context's model");
     ds_context_free(s1);   /* does nothing: it belongs to c */
     T_CHECK("batch-1.7", ds_context_seq(c, 1) == s1, "freeing a sequence handle leaves it");
+    int32_t one = 5;
+    T_STATUS("batch-1.7b", ds_context_eval(s1, &one, 1, NULL, 0), DS_OK, ds_last_error());
+    T_CHECK("batch-1.7c", ds_context_n_past(s1) == 1 && ds_context_n_past(c) == 0 && ds_context_n_past(s2) == 0,
+            "the handle still works after ds_context_free on it, and only its sequence grew");
     ds_context_free(c);
 
     ds_context_params cp = ds_context_default_params();

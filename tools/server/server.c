@@ -613,7 +613,6 @@ static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 
 /* Queue wait buckets (seconds): 0 (a context was free) falls in the first. */
 static const double qbuckets[] = {0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
-#define N_QBUCKET ((int)(sizeof qbuckets / sizeof qbuckets[0]))
 
 /* Why a generation request was turned away without a context. */
 enum { QR_FULL, QR_TIMEOUT, QR_SHUTDOWN, N_QREJECT };
@@ -634,7 +633,7 @@ static const double logprob_bounds[] = {-20, -15, -10, -8, -6, -5, -4, -3, -2.5,
                                         -1.5, -1, -0.75, -0.5, -0.25, -0.1, -0.01, 0};
 #define N_BOUNDS(a) ((int)(sizeof(a) / sizeof(a)[0]))
 #define HISTO_MAX 24
-_Static_assert(N_BOUNDS(ttft_bounds) <= HISTO_MAX && N_BOUNDS(itl_bounds) <= HISTO_MAX &&
+_Static_assert(N_BOUNDS(qbuckets) <= HISTO_MAX && N_BOUNDS(ttft_bounds) <= HISTO_MAX && N_BOUNDS(itl_bounds) <= HISTO_MAX &&
                    N_BOUNDS(batch_bounds) <= HISTO_MAX && N_BOUNDS(logprob_bounds) <= HISTO_MAX,
                "a histogram has more buckets than struct histo holds");
 
@@ -644,6 +643,15 @@ typedef struct histo {
     double sum;
     uint64_t count;
 } histo;
+
+/* Counts v in h: the first bucket whose bound is >= v (bounds ascending). */
+static void histo_observe(histo *h, const double *bounds, int n_bounds, double v) {
+    int b = 0;
+    while (b < n_bounds && !(v <= bounds[b])) b++;   /* NaN lands in +Inf */
+    h->n[b]++;
+    if (v == v) h->sum += v;
+    h->count++;
+}
 
 /* What went wrong with a request, for ds_server_errors_total{kind}. Every
  * kind is always exported (0 until it happens), so rates and alerts never
@@ -687,9 +695,7 @@ typedef struct metrics {
     double last_tps;                      /* generated tokens / decode seconds, last request */
     uint64_t streams_aborted;
     /* the wait queue */
-    uint64_t qwait_hist[N_QBUCKET + 1];   /* per bucket (not cumulative); last = +Inf */
-    double qwait_sum;
-    uint64_t qwait_count;
+    histo qwait;                          /* bounds: qbuckets */
     uint64_t q_rejected[N_QREJECT];       /* by reason, see q_reject_name */
     uint64_t q_abandoned;                 /* the client left while waiting */
     /* monitoring */
@@ -984,13 +990,7 @@ static unsigned retry_after_s(void) {
 static void queue_account(int acq, double waited) {
     metrics *m = &S.met;
     pthread_mutex_lock(&m->mu);
-    if (acq != ACQ_FULL) {
-        int b = 0;
-        while (b < N_QBUCKET && waited > qbuckets[b]) b++;
-        m->qwait_hist[b]++;
-        m->qwait_sum += waited;
-        m->qwait_count++;
-    }
+    if (acq != ACQ_FULL) histo_observe(&m->qwait, qbuckets, N_BOUNDS(qbuckets), waited);
     if (acq == ACQ_FULL) m->q_rejected[QR_FULL]++;
     else if (acq == ACQ_TIMEOUT) m->q_rejected[QR_TIMEOUT]++;
     else if (acq == ACQ_STOPPING) m->q_rejected[QR_SHUTDOWN]++;
@@ -1012,42 +1012,26 @@ static void queue_account(int acq, double waited) {
  * S.met.mu (or, for the KV fill, write an atomic): callable from any thread.
  */
 
-static void histo_observe(histo *h, const double *bounds, int n_bounds, double v) {
-    int b = 0;
-    while (b < n_bounds && !(v <= bounds[b])) b++;   /* NaN lands in +Inf */
-    h->n[b]++;
-    if (v == v) h->sum += v;
-    h->count++;
-}
+/* histo_observe under S.met.mu. */
+#define METRICS_OBSERVE(h, bounds, v)                                                                              \
+    do {                                                                                                           \
+        pthread_mutex_lock(&S.met.mu);                                                                             \
+        histo_observe(&S.met.h, bounds, N_BOUNDS(bounds), (v));                                                   \
+        pthread_mutex_unlock(&S.met.mu);                                                                           \
+    } while (0)
 
 /* Seconds from a request's arrival to its first generated token. */
-static void metrics_first_token(double seconds) {
-    pthread_mutex_lock(&S.met.mu);
-    histo_observe(&S.met.ttft, ttft_bounds, N_BOUNDS(ttft_bounds), seconds);
-    pthread_mutex_unlock(&S.met.mu);
-}
+static void metrics_first_token(double seconds) { METRICS_OBSERVE(ttft, ttft_bounds, seconds); }
 
 /* Seconds between two consecutive tokens of one sequence. */
-static void metrics_inter_token(double seconds) {
-    pthread_mutex_lock(&S.met.mu);
-    histo_observe(&S.met.itl, itl_bounds, N_BOUNDS(itl_bounds), seconds);
-    pthread_mutex_unlock(&S.met.mu);
-}
+static void metrics_inter_token(double seconds) { METRICS_OBSERVE(itl, itl_bounds, seconds); }
 
 /* One decode step (a forward pass over generated tokens) of n_seqs sequences. */
-static void metrics_batch_step(int n_seqs) {
-    pthread_mutex_lock(&S.met.mu);
-    histo_observe(&S.met.batch, batch_bounds, N_BOUNDS(batch_bounds), (double)n_seqs);
-    pthread_mutex_unlock(&S.met.mu);
-}
+static void metrics_batch_step(int n_seqs) { METRICS_OBSERVE(batch, batch_bounds, (double)n_seqs); }
 
 /* The log-probability (natural log, under the model's distribution before
  * sampling adjustments) of one generated token. */
-static void metrics_token_logprob(double lp) {
-    pthread_mutex_lock(&S.met.mu);
-    histo_observe(&S.met.logprob, logprob_bounds, N_BOUNDS(logprob_bounds), lp);
-    pthread_mutex_unlock(&S.met.mu);
-}
+static void metrics_token_logprob(double lp) { METRICS_OBSERVE(logprob, logprob_bounds, lp); }
 
 /* A library status seen by a generation: the model-file failures (a chunk
  * that fails authentication, an I/O error, a truncated or corrupt file)
@@ -1965,15 +1949,20 @@ typedef struct gen {
  * message (file and segment) once. */
 static atomic_int model_degraded;
 
-static void gen_fail(gen *g, ds_status st, const char *what) {
+/* g failed in `what` with st; detail is the library's message (NULL: this
+ * thread's, errmsg(st)). */
+static void gen_fail_msg(gen *g, ds_status st, const char *what, const char *detail) {
+    if (!detail) detail = errmsg(st);
     metrics_model_status(st);
     if ((st == DS_ERR_IO || st == DS_ERR_TRUNCATED || st == DS_ERR_AUTH || st == DS_ERR_CORRUPT) &&
         !atomic_exchange(&model_degraded, 1))
-        audit("model degraded: %s: %s", what, errmsg(st));
+        audit("model degraded: %s: %s", what, detail);
     g->err = st;
-    snprintf(g->errmsg, sizeof g->errmsg, "%s: %s", what, errmsg(st));
+    snprintf(g->errmsg, sizeof g->errmsg, "%s: %s", what, detail);
     g->done = 1;
 }
+
+static void gen_fail(gen *g, ds_status st, const char *what) { gen_fail_msg(g, st, what, NULL); }
 
 /* The metrics of g's decode step, which ended with status st: the context's
  * fill and, when the step sampled a token, the time since the request
@@ -2383,13 +2372,8 @@ static void gen_step(gen *g, const char **out, size_t *out_len) {
     if (st != DS_OK) {
         gen_sync(g);
         batch_leave(g);
-        metrics_model_status(st);
-        g->err = st;   /* the message is the generator's: the step may have run on another thread */
-        snprintf(g->errmsg, sizeof g->errmsg, "generation: %s", ds_generator_errmsg(g->it));
-        if ((st == DS_ERR_IO || st == DS_ERR_TRUNCATED || st == DS_ERR_AUTH || st == DS_ERR_CORRUPT) &&
-            !atomic_exchange(&model_degraded, 1))
-            audit("model degraded: %s", g->errmsg);
-        g->done = 1;
+        /* the message is the generator's: the step may have run on another thread */
+        gen_fail_msg(g, st, "generation", ds_generator_errmsg(g->it));
         return;
     }
     ds_generator_text(g->it, &t, &n);
@@ -2984,18 +2968,7 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn, req *r) {
     put_family(&b, "ds_server_queue_wait_seconds", "histogram",
                "Time generation requests waited for a slot (0 when one was free; also those that timed out, "
                "left or were stopped while waiting).");
-    {
-        uint64_t cum = 0;
-        for (int k = 0; k < N_QBUCKET; k++) {
-            cum += m.qwait_hist[k];
-            sb_printf(&b, "ds_server_queue_wait_seconds_bucket{le=\"%g\"} %llu\n", qbuckets[k],
-                      (unsigned long long)cum);
-        }
-        cum += m.qwait_hist[N_QBUCKET];
-        sb_printf(&b, "ds_server_queue_wait_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-        sb_printf(&b, "ds_server_queue_wait_seconds_sum %.6f\n", m.qwait_sum);
-        sb_printf(&b, "ds_server_queue_wait_seconds_count %llu\n", (unsigned long long)m.qwait_count);
-    }
+    put_histo(&b, "ds_server_queue_wait_seconds", &m.qwait, qbuckets, N_BOUNDS(qbuckets));
     put_family(&b, "ds_server_queue_rejected_total", "counter",
                "Generation requests turned away without a slot: the queue was full (429), the wait timed out "
                "(503), or the server was shutting down (503).");
