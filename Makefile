@@ -108,6 +108,7 @@ LIB_SRCS = \
 	deepseek_impl/cpu.c \
 	deepseek_impl/cuda.c \
 	deepseek_impl/model.c \
+	deepseek_impl/lora.c \
 	deepseek_impl/forward.c \
 	deepseek_impl/sampler.c \
 	deepseek_impl/generate.c \

@@ -159,6 +159,9 @@ typedef enum ds_status {
     DS_ERR_ARCH = -108,           /* unsupported model architecture */
     DS_ERR_CONFIG = -109,         /* config.json lacks a field or has a bad value */
     DS_ERR_GGUF = -110,           /* malformed GGUF file */
+    DS_ERR_NOT_ADAPTER = -111,    /* a model file where an adapter was expected, or the reverse */
+    DS_ERR_ADAPTER = -112,        /* a LoRA adapter that does not fit: target module, rank, tensors */
+    DS_ERR_ADAPTER_BASE = -113,   /* an adapter made for another base model */
 
     /* crypto: -200 .. -299 */
     DS_ERR_WRONG_KEY = -200,      /* the key does not match the file's key check */
@@ -1179,6 +1182,132 @@ DS_API ds_convert_params ds_convert_default_params(void);
  * the byte offset; another architecture DS_ERR_ARCH. DS_QUANT_KEEP with a
  * checkpoint directory is DS_ERR_INVALID_ARG. */
 DS_API DS_WARN_UNUSED ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_convert_params *params);
+
+/* ==== LoRA adapters ====================================================== */
+/* A LoRA adapter (a PEFT adapter converted and sealed by ds_convert_lora,
+ * usually `.dsa`) changes some of a base model's projections W into
+ * W + s * B A (A: r x in, B: out x r) without touching the base: y = W x +
+ * s * B (A x), s = scale * alpha / r (alpha / sqrt(r) with rsLoRA). It is
+ * bound to one base model's identity (ds_model_id): the same checkpoint
+ * converted twice gives two files with two identities, and an adapter made
+ * for one is refused by the other, whatever their shapes. It is sealed as a
+ * model is (same container rules, its own key), kept in F32 or F16 in memory
+ * the library owns and wipes, and its parts for routed experts are paged
+ * with their experts when the base has an expert cache.
+ *
+ * Several adapters may be open over one base; each sequence of each context
+ * applies the list it was given (ds_context_set_adapters), each with its own
+ * scale. An adapter is immutable once open and may be used by many contexts
+ * on many threads. */
+typedef struct ds_adapter ds_adapter;
+
+#define DS_MODEL_ID_BYTES 32
+#define DS_MAX_ADAPTERS 8        /* adapters applied at once to one sequence */
+
+/* The model's identity: BLAKE2b-256 of its authenticated header (which holds
+ * the file's random salt and the MAC over its fields), so two conversions of
+ * one checkpoint differ. Printed by `ds inspect`. */
+DS_API DS_WARN_UNUSED ds_status ds_model_id(const ds_model *m, unsigned char id[DS_MODEL_ID_BYTES]);
+
+/* Options of ds_adapter_open. Rule: a zeroed struct means the defaults
+ * (every field's default is 0); NULL params too. */
+typedef struct ds_adapter_params {
+    const unsigned char *key;     /* DS_KEY_BYTES raw bytes (the adapter's own key: often the base's) */
+    size_t key_len;
+    const char *passphrase;       /* alternative to key for a passphrase-sealed adapter */
+    size_t passphrase_len;
+    int allow_plaintext;          /* as ds_model_params.allow_plaintext */
+    uint64_t expert_cache_bytes;  /* with a base that has an expert cache: bytes for the adapter's
+                                     routed-expert parts; 0 = as many slots as the base's cache */
+} ds_adapter_params;
+DS_API ds_adapter_params ds_adapter_default_params(void);   /* all zero, as {0} */
+
+/* Opens an adapter for base (opened with load_weights 1): checks the file as
+ * ds_model_open does (header, key, MAC, metadata), then that it was made for
+ * this very base (DS_ERR_ADAPTER_BASE otherwise, naming both identities),
+ * then every tensor's shape against the base's modules (DS_ERR_SHAPE), and
+ * loads the adapter's resident parts. Errors as ds_model_open's;
+ * DS_ERR_NOT_ADAPTER when path is a model, not an adapter. The adapter keeps
+ * a reference to base: ds_model_close(base) fails with DS_ERR_MISUSE until
+ * the adapter is closed. Thread-safe. */
+DS_API DS_WARN_UNUSED ds_status ds_adapter_open(ds_adapter **out, ds_model *base, const char *path,
+                                                const ds_adapter_params *params);
+/* Wipes and frees the adapter. NULL is a no-op (DS_OK). DS_ERR_MISUSE (and
+ * nothing closed) while a context's sequence still applies it. */
+DS_API ds_status ds_adapter_close(ds_adapter *a);
+
+typedef struct ds_adapter_info {
+    int rank;                     /* r */
+    float alpha;                  /* lora_alpha */
+    int rslora;                   /* 1: s = alpha / sqrt(r), else alpha / r */
+    float scale;                  /* alpha / r or alpha / sqrt(r) */
+    ds_dtype dtype;               /* DS_DTYPE_F32 or DS_DTYPE_F16 */
+    char targets[256];            /* the adapted modules as PEFT names them, comma-separated
+                                     ("q_proj,kv_b_proj") */
+    uint64_t n_params;            /* trainable parameters (A and B, all layers) */
+    uint64_t base_params;         /* the base model's parameters, for the share */
+    uint64_t bytes;               /* plaintext bytes of A and B */
+    uint64_t resident_bytes;      /* of those, held in memory now (the rest paged with experts) */
+    unsigned char base_id[DS_MODEL_ID_BYTES];
+} ds_adapter_info;
+DS_API DS_WARN_UNUSED ds_status ds_adapter_get_info(const ds_adapter *a, ds_adapter_info *out);
+DS_API ds_model *ds_adapter_model(const ds_adapter *a);
+
+/* The adapters that sequence c applies from its next evaluation on, each
+ * with a multiplier on its own scale (1.0 as trained; llama.cpp's
+ * --lora-scaled): n in [0, DS_MAX_ADAPTERS], n = 0 for none; scales NULL
+ * means 1.0 each. Every adapter must be open over c's model
+ * (DS_ERR_INVALID_ARG otherwise). When the list differs from the one the
+ * sequence had, its tokens are forgotten (ds_context_truncate(c, 0)): their
+ * KV entries were computed under the other list. The context keeps no
+ * reference beyond the list: close an adapter only after setting lists that
+ * leave it out (ds_adapter_close refuses while it is in one). */
+DS_API DS_WARN_UNUSED ds_status ds_context_set_adapters(ds_context *c, ds_adapter *const *adapters,
+                                                        const float *scales, size_t n);
+/* The list sequence c applies: up to cap entries into adapters and scales
+ * (either may be NULL); returns how many it has. */
+DS_API size_t ds_context_get_adapters(const ds_context *c, ds_adapter **adapters, float *scales, size_t cap);
+
+typedef enum ds_lora_dtype { DS_LORA_F32 = 0, DS_LORA_F16 = 1 } ds_lora_dtype;
+
+/* Options of ds_convert_lora. Rule: start from ds_convert_lora_default_params()
+ * (encrypt 1 must not be dropped silently by a zeroed struct: one is
+ * refused with DS_ERR_INVALID_ARG). */
+typedef struct ds_convert_lora_params {
+    int encrypt;                  /* 1 (default): AES-256-GCM; 0: integrity tags only */
+    const unsigned char *key;     /* DS_KEY_BYTES raw bytes, or */
+    size_t key_len;
+    const char *passphrase;       /* a passphrase (Argon2id) */
+    size_t passphrase_len;
+    ds_lora_dtype dtype;          /* A and B stored as F32 (default) or F16 */
+    int overwrite;                /* as ds_convert_params.overwrite */
+    ds_log_fn log;
+    void *log_user;
+    uint32_t magic;               /* set by ds_convert_lora_default_params(); leave it as it is */
+} ds_convert_lora_params;
+DS_API ds_convert_lora_params ds_convert_lora_default_params(void);
+
+/* Converts a PEFT LoRA adapter directory (adapter_config.json,
+ * adapter_model.safetensors) into a sealed adapter at out_path, bound to
+ * base (open with load_weights 0 or 1). Checks: peft_type LORA, r,
+ * lora_alpha, use_rslora, fan_in_fan_out (transposed tensors are stored
+ * upright), bias "none"; every target module exists in base's architecture
+ * (DS_ERR_ADAPTER naming it and the modules there are: MLA models have no
+ * v_proj or k_proj, their values come from kv_b_proj); every lora_A has its
+ * lora_B and the shapes (r, in) and (out, r) of the module it adapts
+ * (DS_ERR_SHAPE naming the tensor). Writes to a temporary file and renames
+ * it into place on success, as ds_convert does. */
+DS_API DS_WARN_UNUSED ds_status ds_convert_lora(const char *peft_dir, const ds_model *base, const char *out_path,
+                                                const ds_convert_lora_params *params);
+
+/* Bakes adapter a, times scale, into a copy of its base: every adapted
+ * matrix becomes W + scale * s * B A, re-encoded in the base's dtype (F32,
+ * F16, Q8_0, Q4_0: quantized matrices take the rounding that brings); the
+ * rest is copied. The copy is sealed with params' key (encrypt, key,
+ * passphrase, overwrite and log are used; the rest ignored) and gets an
+ * identity of its own. The base must be open with load_weights 1. */
+DS_API DS_WARN_UNUSED ds_status ds_lora_merge(const ds_adapter *a, float scale, const char *out_path,
+                                              const ds_convert_lora_params *params);
 
 #ifdef __cplusplus
 }

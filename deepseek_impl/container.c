@@ -31,6 +31,11 @@ DSI_FUNC bool dsi_stored_bytes(uint64_t plain, uint32_t chunk_bytes, uint64_t *s
     return true;
 }
 
+DSI_FUNC void dsi_model_id_of(const dsi_header *h, uint8_t out[32]) {
+    static const char label[] = "deepseek.h model id";
+    crypto_generichash(out, 32, h->raw, DSI_HEADER_BYTES, (const unsigned char *)label, sizeof label - 1);
+}
+
 DSI_FUNC void dsi_header_mac(const uint8_t *raw, const uint8_t key[32], uint8_t out[32]) {
     crypto_generichash(out, 32, raw, DSI_HDR_MAC_AT, key, 32);
 }
@@ -38,7 +43,7 @@ DSI_FUNC void dsi_header_mac(const uint8_t *raw, const uint8_t key[32], uint8_t 
 DSI_FUNC void dsi_header_write(dsi_header *h, const uint8_t *mac_key, uint8_t *out) {
     uint8_t *p = h->raw;
     memset(p, 0, DSI_HEADER_BYTES);
-    memcpy(p, DSI_MAGIC, 8); /* "DSMODEL" plus its NUL */
+    memcpy(p, h->adapter ? DSI_ADAPTER_MAGIC : DSI_MAGIC, 8); /* "DSMODEL" / "DSADAPT" plus its NUL */
     dsi_wr32(p + 8, h->version);
     dsi_wr32(p + 12, DSI_HEADER_BYTES);
     dsi_wr32(p + 16, h->cipher);
@@ -63,7 +68,8 @@ DSI_FUNC void dsi_header_write(dsi_header *h, const uint8_t *mac_key, uint8_t *o
 DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h, dsi_err *e) {
     memset(h, 0, sizeof *h);
     /* 1. What kind of file is this? */
-    if (len < 8 || memcmp(p, DSI_MAGIC, 8) != 0) {
+    bool adapter = len >= 8 && memcmp(p, DSI_ADAPTER_MAGIC, 8) == 0;
+    if (!adapter && (len < 8 || memcmp(p, DSI_MAGIC, 8) != 0)) {
         if (len >= 4 && memcmp(p, "GGUF", 4) == 0)
             return dsi_fail(e, DS_ERR_NOT_DSM, "not a .dsm container: this is a GGUF file (llama.cpp format)");
         if (len >= 9 && p[8] == '{' && dsi_rd64(p) < ((uint64_t)1 << 32))
@@ -110,6 +116,7 @@ DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h,
     memcpy(h->key_check, p + 128, 32);
     memcpy(h->mac, p + DSI_HDR_MAC_AT, 32);
     memcpy(h->raw, p, DSI_HEADER_BYTES);
+    h->adapter = adapter;
 
     /* 4. What key derivation needs, checked before it runs. */
     if (h->cipher > DS_CIPHER_AES256GCM) return dsi_fail(e, DS_ERR_UNSUPPORTED, "unknown cipher id %u", h->cipher);
@@ -282,6 +289,7 @@ DSI_FUNC ds_status dsi_meta_parse(const uint8_t *plain, size_t len, uint64_t fil
         case DSI_REC_CONFIG_JSON: txt = &out->config_json; txt_len = &out->config_len; break;
         case DSI_REC_TOKENIZER_JSON: txt = &out->tokenizer_json; txt_len = &out->tokenizer_len; break;
         case DSI_REC_TOKENIZER_CONFIG: txt = &out->tokcfg_json; txt_len = &out->tokcfg_len; break;
+        case DSI_REC_ADAPTER: txt = &out->adapter_json; txt_len = &out->adapter_len; break;
         case DSI_REC_TENSORS: tensors = body; tensors_len = rlen; break;
         case DSI_REC_SEGMENTS: segments = body; segments_len = rlen; break;
         default: break;
@@ -295,14 +303,14 @@ DSI_FUNC ds_status dsi_meta_parse(const uint8_t *plain, size_t len, uint64_t fil
         if (adv > len - pos) adv = len - pos;
         pos += (size_t)adv;
     }
-    if (!out->config_json || !out->tokenizer_json || !tensors || !segments)
+    if (!out->config_json || (!out->tokenizer_json && !out->adapter_json) || !tensors || !segments)
         return dsi_fail(e, DS_ERR_CORRUPT, "metadata: missing %s record",
                         !out->config_json ? "config" : !out->tokenizer_json ? "tokenizer" : !tensors ? "tensor directory"
                                                                                                        : "segment directory");
     ds_status s = dsi_parse_segments(out, segments, segments_len, file_bytes, chunk_bytes, meta_offset, e);
     if (!s) s = dsi_parse_tensors(out, tensors, tensors_len, e);
     if (s) {
-        out->config_json = out->tokenizer_json = out->tokcfg_json = NULL;
+        out->config_json = out->tokenizer_json = out->tokcfg_json = out->adapter_json = NULL;
         dsi_meta_free(out);
         out->al = al;
     }

@@ -85,6 +85,10 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
  * into secure buffers and binds the weights (m->w); p->progress is told of
  * each segment and may cancel (DS_ERR_CANCELLED). */
 DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e);
+/* Opens an adapter container at path into f (allocator, log set; n_threads
+ * 1): header (DSI_ADAPTER_MAGIC, else DS_ERR_NOT_ADAPTER), keys, metadata
+ * and the config record; no tokenizer. lora.c reads the rest. */
+DSI_FUNC ds_status dsi_file_open_adapter(ds_model *f, const char *path, const ds_adapter_params *p, dsi_err *e);
 /* Undoes dsi_file_open and dsi_file_load_dense (not the pager or device). */
 DSI_FUNC void dsi_file_close(ds_model *m);
 /* Decrypts and authenticates one segment into dst (at least plain_bytes).
@@ -161,6 +165,73 @@ DSI_FUNC const dsi_secure_buf *dsi_pager_mem(const dsi_pager *p);
 DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);
 DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
 
+/* ==== LoRA adapters (lora.c) ============================================ */
+/* One adapted projection: y += s * B (A x). a (r, in) and b (out, r), F32 or
+ * F16; a.data NULL: the module is not adapted. For routed experts the
+ * matrices keep only shapes and offsets (data NULL) until acquired. */
+typedef struct dsi_lora_ab {
+    dsi_weight a, b;
+} dsi_lora_ab;
+
+/* The projections an adapter may change, per layer. */
+enum {
+    DSI_LM_Q_PROJ = 0, DSI_LM_Q_A, DSI_LM_Q_B, DSI_LM_KV_A, DSI_LM_KV_B, DSI_LM_O,   /* MLA (o_proj: both) */
+    DSI_LM_WQ, DSI_LM_WK, DSI_LM_WV,                                               /* multi-head attention */
+    DSI_LM_GATE, DSI_LM_UP, DSI_LM_DOWN,                                           /* dense MLP / shared experts */
+    DSI_LM_N
+};
+/* The PEFT name of module DSI_LM_x ("q_proj", "kv_a_proj_with_mqa", ...). */
+DSI_FUNC const char *dsi_lora_module_name(int mod);
+
+/* Where one routed expert's adapter lives in the adapter file: its segment
+ * and the offsets of gate A, gate B, up A, up B, down A, down B in it
+ * (UINT64_MAX: that module is not adapted). */
+typedef struct dsi_lora_expert {
+    int32_t segment;               /* -1: this expert is not adapted */
+    uint64_t off[6];
+} dsi_lora_expert;
+
+typedef struct dsi_lora_layer {
+    dsi_lora_ab m[DSI_LM_N];       /* resident (or, on a device, device) matrices */
+    dsi_lora_ab exp[3];            /* routed experts' gate, up, down: shapes only (a.rows = 0: none) */
+    dsi_lora_expert *experts;      /* n_routed entries, or NULL when no routed expert is adapted */
+} dsi_lora_layer;
+
+struct ds_adapter {
+    ds_model *base;
+    ds_model f;                    /* the adapter's file as a container: keys, metadata, resident
+                                      segments (f.dense), f.w.layers[l].experts for the pager,
+                                      f.pager when the base pages its experts */
+    int rank;
+    float alpha, scale;            /* scale = alpha / r or alpha / sqrt(r) */
+    bool rslora;
+    ds_dtype dtype;
+    char targets[256];
+    uint64_t n_params, bytes;
+    uint8_t base_id[32];
+    dsi_lora_layer *layers;        /* n_layers, host addresses */
+    const dsi_lora_layer *dev_layers;   /* as the base's device addresses them (the host's on the CPU) */
+    void *dev_adapter;             /* the device's state for it (dsi_device_i.adapter_new) */
+    int n_users;                   /* sequences that list it (atomic); close refuses while > 0 */
+};
+
+/* Routed expert x of layer l of adapter a: its segment's plaintext (paged
+ * with the adapter's expert cache or resident); release when done. *base
+ * NULL (and DS_OK) when that expert is not adapted. */
+DSI_FUNC ds_status dsi_lora_expert_acquire(const ds_adapter *a, int l, int x, const uint8_t **base, dsi_err *e);
+DSI_FUNC void dsi_lora_expert_release(const ds_adapter *a, int l, int x);
+
+/* An adapter as a sequence applies it: s = the adapter's scale times the
+ * caller's multiplier. */
+typedef struct dsi_lora_use {
+    const ds_adapter *a;
+    float s;
+} dsi_lora_use;
+typedef struct dsi_lora_list {
+    int n;
+    dsi_lora_use use[DS_MAX_ADAPTERS];
+} dsi_lora_list;
+
 /* ==== Contexts (forward.c) ============================================== */
 /* Whether c's abort callback asks to stop now (false without one). */
 DSI_FUNC bool dsi_context_aborted(const ds_context *c);
@@ -189,7 +260,7 @@ DSI_FUNC ds_status dsi_context_eval_runs(const dsi_seq_run *r, int m, const char
  * can fail returns a status with the message in e. Calls on one device
  * context come from one thread at a time (a context's).
  */
-#define DSI_DEVICE_VERSION 1
+#define DSI_DEVICE_VERSION 2
 #define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
 
 /* A batch of tokens that may belong to several sequences, each with its own
@@ -204,6 +275,7 @@ typedef struct dsi_batch {
 /* Tokens [t0, t0 + n) of a batch: one sequence at positions pos0, pos0 + 1, ... */
 typedef struct dsi_run {
     int t0, n, seq, pos0;
+    const dsi_lora_list *lora;     /* the sequence's adapters (kv_b_proj is adapted inside attention), or NULL */
 } dsi_run;
 
 /* The shape a device context is made for. */
@@ -237,6 +309,8 @@ typedef struct dsi_act {
     float *tmp;                    /* (T, D) a block's output before the residual */
     float *router;                 /* (T, E) router logits */
     float *ye;                     /* (T, D) the shared experts' output */
+    float *g, *u;                  /* (T, ffn_dim) an MLP's gate and up outputs, when the driver runs
+                                      it in steps (an adapted MLP) */
 } dsi_act;
 
 /* The MoE work of one layer, grouped by the driver: for every expert with
@@ -252,6 +326,9 @@ typedef struct dsi_moe_plan {
     const int *off, *cnt;          /* host (E): expert x's entries are [off[x], off[x] + cnt[x]) */
     const int *idx;                /* host (T * K): the token of each entry */
     const float *wts;              /* host (T * K): its weight */
+    /* host (T): each token's adapters whose routed experts of this layer are
+     * adapted (NULL entries: none); NULL when no token has any */
+    const dsi_lora_list *const *lora;
 } dsi_moe_plan;
 
 struct dsi_device_i {
@@ -301,6 +378,18 @@ struct dsi_device_i {
                      dsi_err *e);
     /* out (host, n rows of the vocabulary) = X (n, D) times the LM head */
     ds_status (*head)(void *dc, const dsi_weight *lm_head, const float *X, int n, float *out, dsi_err *e);
+    /* LoRA: rows of Y (T, ab->b.rows) += s * B (A X) for the T rows of X
+     * (T, ab->a.cols); ab as the device addresses it (dev_layers) */
+    ds_status (*lora)(void *dc, const dsi_lora_ab *ab, float s, const float *X, int ldx, float *Y, int ldy, int T,
+                      dsi_err *e);
+    /* g = silu(g) * u over n floats (an MLP run in steps) */
+    ds_status (*silu_mul)(void *dc, float *g, const float *u, size_t n, dsi_err *e);
+    /* per adapter, after ds_adapter_open has loaded it: the device's copy
+     * (*layers: the adapter's layers as the device addresses them; the CPU
+     * gives a->layers) and its release */
+    ds_status (*adapter_new)(const ds_model *m, ds_adapter *a, void **da, const dsi_lora_layer **layers,
+                             dsi_err *e);
+    void (*adapter_free)(const ds_model *m, ds_adapter *a, void *da);
 };
 
 /* The CPU device (cpu.c), and the name of the kernel set its contexts

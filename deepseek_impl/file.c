@@ -653,6 +653,16 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
 }
 
 /* ==== Queries ============================================================ */
+DS_API ds_status ds_model_id(const ds_model *m, unsigned char id[DS_MODEL_ID_BYTES]) {
+    dsi_err e = {0};
+    if (!m || !id) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_id: NULL argument");
+        return dsi_publish(&e);
+    }
+    dsi_model_id_of(&m->hdr, id);
+    return DS_OK;
+}
+
 DS_API ds_status ds_model_get_config(const ds_model *m, ds_model_config *out) {
     dsi_err e = {0};
     if (!m || !out) {

@@ -322,6 +322,9 @@ DSI_FUNC ds_status dsi_chunk_open(const dsi_keys *k, const dsi_chunk_ad *ad, con
  * Metadata plaintext: records { u32 tag; u32 reserved; u64 len; bytes; pad to 8 }.
  */
 #define DSI_MAGIC "DSMODEL"
+/* A LoRA adapter (.dsa) is a container of the same layout and rules with
+ * this magic instead (see "Adapter containers" below). */
+#define DSI_ADAPTER_MAGIC "DSADAPT"
 #define DSI_HEADER_BYTES 256
 #define DSI_HEADER_AREA 4096
 #define DSI_SEG_ALIGN 4096
@@ -340,6 +343,7 @@ typedef struct dsi_header {
     uint8_t key_check[32];
     uint8_t mac[32];                 /* header_mac as stored (or as dsi_header_write computed it) */
     uint8_t raw[DSI_HEADER_BYTES];   /* the bytes as stored (bound into metadata AD) */
+    bool adapter;                    /* the magic is DSI_ADAPTER_MAGIC */
 } dsi_header;
 
 enum {
@@ -348,8 +352,36 @@ enum {
     DSI_REC_TOKENIZER_CONFIG = 3,  /* tokenizer_config.json (chat template), optional */
     DSI_REC_TENSORS = 4,           /* tensor directory */
     DSI_REC_SEGMENTS = 5,          /* segment directory */
-    DSI_REC_SOURCE = 6             /* converter version / quant, informational JSON */
+    DSI_REC_SOURCE = 6,            /* converter version / quant, informational JSON */
+    DSI_REC_ADAPTER = 7            /* adapter containers only: the adapter's JSON (below) */
 };
+
+/*
+ * Adapter containers (.dsa, ds_convert_lora). Header as above with magic
+ * DSI_ADAPTER_MAGIC; keys, chunks, associated data and metadata sealing are
+ * a model's. Metadata records:
+ *   DSI_REC_CONFIG_JSON   the base model's config.json (so the adapter can be
+ *                         inspected alone and its shapes checked)
+ *   DSI_REC_ADAPTER       JSON: {"format": "deepseek.h lora 1",
+ *                         "base_id": 64 hex digits (ds_model_id of the base),
+ *                         "r": int, "lora_alpha": number, "use_rslora": bool,
+ *                         "dtype": "f32" | "f16",
+ *                         "target_modules": [PEFT module names, sorted],
+ *                         "n_params": int, "base_model_name_or_path": string (informational)}
+ *   DSI_REC_TENSORS, DSI_REC_SEGMENTS   as in a model; no tokenizer record.
+ * Tensors: "<module>.lora_A" (r, in) and "<module>.lora_B" (out, r), F32 or
+ * F16, where <module> is the Hugging Face module path without ".weight"
+ * ("model.layers.3.self_attn.q_proj", "model.layers.2.mlp.experts.7.up_proj",
+ * "model.layers.0.mlp.gate_proj", "model.layers.1.mlp.shared_experts.down_proj").
+ * fan_in_fan_out adapters are stored upright. Segments: one DS_SEGMENT_DENSE
+ * segment per layer with any non-routed tensors (expert -1), in layer order;
+ * one DS_SEGMENT_EXPERT segment per adapted routed expert (layer, expert)
+ * holding its tensors in the order gate A, gate B, up A, up B, down A, down
+ * B (the modules adapted), so they are paged like the base's experts.
+ */
+/* BLAKE2b-256, keyed by the label "deepseek.h model id", of the 256 header
+ * bytes as stored: ds_model_id. */
+DSI_FUNC void dsi_model_id_of(const dsi_header *h, uint8_t out[32]);
 
 /* Parses the public header from the first bytes of a file and checks what
  * must hold before a key is derived: magic, checksum, version, header size,
@@ -392,6 +424,7 @@ typedef struct dsi_meta {
     const char *config_json; size_t config_len;
     const char *tokenizer_json; size_t tokenizer_len;
     const char *tokcfg_json; size_t tokcfg_len;   /* may be NULL */
+    const char *adapter_json; size_t adapter_len; /* adapters only (then no tokenizer) */
     size_t n_tensors;
     dsi_tensor *tensors;
     size_t n_segments;
@@ -399,6 +432,7 @@ typedef struct dsi_meta {
 } dsi_meta;
 
 /* Parses decrypted metadata (untrusted in the fuzzer) and checks the
+ * records present (a model's tokenizer, or an adapter's record) and
  * directories: every segment inside [4096, file_bytes) and page-aligned,
  * chunk counts consistent with chunk_bytes, every tensor inside its segment
  * with nbytes matching dtype and shape, no overlaps. */
