@@ -242,7 +242,7 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
         return DS_ERR_NOMEM;
     }
     memcpy(c->inv_freq, sh->inv_freq, (size_t)(c->rope_dim / 2) * sizeof(float));
-    *act = (dsi_act){c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp, c->router, c->ye};
+    *act = (dsi_act){c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp, c->router, c->ye, c->g, c->u};
     *dc = c;
     return DS_OK;
 }

@@ -557,7 +557,7 @@ static ds_status dsi_cu_ctx_new(const ds_model *m, const dsi_ctx_shape *sh, void
     }
 #undef A
 #undef P
-    *act = (dsi_act){g->x, g->xn, g->q, g->qa, g->kva, g->att, g->tmp, g->router, g->ye};
+    *act = (dsi_act){g->x, g->xn, g->q, g->qa, g->kva, g->att, g->tmp, g->router, g->ye, NULL, NULL};
     *out = g;
     return DS_OK;
 fail:

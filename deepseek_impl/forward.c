@@ -320,7 +320,7 @@ DS_API void ds_context_free(ds_context *c) {
 
 /* The next run of b from token t: one sequence, consecutive positions. */
 static dsi_run dsi_next_run(const dsi_batch *b, int t) {
-    dsi_run r = {t, 1, b->seq[t], b->pos[t]};
+    dsi_run r = {t, 1, b->seq[t], b->pos[t], NULL};
     while (t + r.n < b->n && b->seq[t + r.n] == r.seq && b->pos[t + r.n] == r.pos0 + r.n) r.n++;
     return r;
 }
@@ -384,7 +384,7 @@ static dsi_moe_plan dsi_moe_plan_make(ds_context *c, int T) {
             c->idx[at] = t;
             c->wts[at] = c->selw[t * K + k];
         }
-    dsi_moe_plan p = {T, K, c->sel, c->selw, n_used, c->used, c->off, c->cnt, c->idx, c->wts};
+    dsi_moe_plan p = {T, K, c->sel, c->selw, n_used, c->used, c->off, c->cnt, c->idx, c->wts, NULL};
     return p;
 }
 
