@@ -255,6 +255,77 @@ DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_a
     return DS_OK;
 }
 
+/* ==== LoRA targets ========================================================= */
+static const char *const dsa_lora_names[DSI_LM_N] = {
+    "q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj",
+    "q_proj", "k_proj",   "v_proj",   "gate_proj",          "up_proj",   "down_proj"};
+
+DSI_FUNC const char *dsi_lora_module_name(int mod) {
+    return mod >= 0 && mod < DSI_LM_N ? dsa_lora_names[mod] : "?";
+}
+
+/* The DSI_LM_* of a layer entry's field, or -1 (norms, the router). */
+static int dsa_lora_mod(size_t field) {
+    static const struct { size_t field; int mod; } map[] = {
+        {DSA_F(q_proj), DSI_LM_Q_PROJ}, {DSA_F(q_a), DSI_LM_Q_A}, {DSA_F(q_b), DSI_LM_Q_B},
+        {DSA_F(kv_a), DSI_LM_KV_A},     {DSA_F(kv_b), DSI_LM_KV_B}, {DSA_F(wo), DSI_LM_O},
+        {DSA_F(wq), DSI_LM_WQ},         {DSA_F(wk), DSI_LM_WK},     {DSA_F(wv), DSI_LM_WV},
+        {DSA_F(gate), DSI_LM_GATE},     {DSA_F(up), DSI_LM_UP},     {DSA_F(down), DSI_LM_DOWN}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (map[i].field == field) return map[i].mod;
+    return -1;
+}
+
+DSI_FUNC ds_status dsi_arch_lora_targets(const ds_model_config *c, const dsi_alloc *al, dsi_lora_target **out,
+                                         size_t *n, dsi_err *e) {
+    dsi_tensor_spec *sp = NULL;
+    size_t ns = 0;
+    *out = NULL;
+    *n = 0;
+    ds_status s = dsi_arch_tensor_specs(c, al, &sp, &ns, e);   /* checks the config's ranges */
+    if (s) return s;
+    size_t cap = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t k = 0;
+        for (int l = 0; l < c->n_layers; l++)
+            for (size_t i = 0; i < DSA_N_LAYER; i++) {
+                const dsa_entry *x = &dsa_layer[i];
+                int mod = x->when == DSA_EXPERT ? -1 : dsa_lora_mod(x->field);
+                if (!dsa_present(c, x, l) || (mod < 0 && x->when != DSA_EXPERT)) continue;
+                int n_exp = x->when == DSA_EXPERT ? c->n_routed_experts : 1;
+                for (int xe = 0; xe < n_exp; xe++, k++) {
+                    if (!pass) continue;
+                    dsi_lora_target *t = &(*out)[k];
+                    char name[96];
+                    (void)dsa_name(x, l, x->when == DSA_EXPERT ? xe : -1, name, sizeof name);
+                    size_t nl = strlen(name);
+                    if (nl > 7) nl -= 7;   /* without ".weight" */
+                    memcpy(t->path, name, nl);
+                    t->path[nl] = 0;
+                    t->mod = mod;
+                    t->part = x->when == DSA_EXPERT ? x->part : 0;
+                    t->module = mod >= 0 ? dsa_lora_names[mod] : x->part == 0 ? "gate_proj" : x->part == 1 ? "up_proj"
+                                                                                                            : "down_proj";
+                    t->layer = l;
+                    t->expert = x->when == DSA_EXPERT ? xe : -1;
+                    t->out = (int)dsa_dim(c, x->rows);
+                    t->in = (int)dsa_dim(c, x->cols);
+                }
+            }
+        if (!pass) {
+            cap = k;
+            *out = dsi_calloc(al, cap ? cap : 1, sizeof **out);
+            if (!*out) {
+                dsi_free(al, sp);
+                return dsi_fail(e, DS_ERR_NOMEM, "out of memory for %zu LoRA targets", cap);
+            }
+        }
+    }
+    dsi_free(al, sp);
+    *n = cap;
+    return DS_OK;
+}
+
 /* ==== Binding ============================================================== */
 /* w from the directory's tensor `name`: shape, dtype, offset, and the bytes
  * when its segment is resident (NULL for routed experts). */

@@ -173,15 +173,6 @@ typedef struct dsi_lora_ab {
     dsi_weight a, b;
 } dsi_lora_ab;
 
-/* The projections an adapter may change, per layer. */
-enum {
-    DSI_LM_Q_PROJ = 0, DSI_LM_Q_A, DSI_LM_Q_B, DSI_LM_KV_A, DSI_LM_KV_B, DSI_LM_O,   /* MLA (o_proj: both) */
-    DSI_LM_WQ, DSI_LM_WK, DSI_LM_WV,                                               /* multi-head attention */
-    DSI_LM_GATE, DSI_LM_UP, DSI_LM_DOWN,                                           /* dense MLP / shared experts */
-    DSI_LM_N
-};
-/* The PEFT name of module DSI_LM_x ("q_proj", "kv_a_proj_with_mqa", ...). */
-DSI_FUNC const char *dsi_lora_module_name(int mod);
 
 /* Where one routed expert's adapter lives in the adapter file: its segment
  * and the offsets of gate A, gate B, up A, up B, down A, down B in it

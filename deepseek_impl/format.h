@@ -486,6 +486,31 @@ typedef struct dsi_tensor_spec {
 DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
                                          size_t *n, dsi_err *e);
 
+/* ==== What a LoRA adapter may change (arch.c) ============================= */
+/* The projections an adapter may change, per layer. */
+enum {
+    DSI_LM_Q_PROJ = 0, DSI_LM_Q_A, DSI_LM_Q_B, DSI_LM_KV_A, DSI_LM_KV_B, DSI_LM_O,   /* MLA (o_proj: both) */
+    DSI_LM_WQ, DSI_LM_WK, DSI_LM_WV,                                               /* multi-head attention */
+    DSI_LM_GATE, DSI_LM_UP, DSI_LM_DOWN,                                           /* dense MLP / shared experts */
+    DSI_LM_N
+};
+/* The PEFT name of module DSI_LM_x ("q_proj", "kv_a_proj_with_mqa", ...). */
+DSI_FUNC const char *dsi_lora_module_name(int mod);
+
+/* One matrix of the architecture a LoRA adapter may change. */
+typedef struct dsi_lora_target {
+    char path[96];                 /* its module path: "model.layers.3.self_attn.q_proj" */
+    const char *module;            /* the PEFT target name: "q_proj", "gate_proj", ... */
+    int mod;                       /* DSI_LM_*, or -1 for a routed expert's matrix */
+    int part;                      /* routed experts: 0 gate_proj, 1 up_proj, 2 down_proj */
+    int layer, expert;             /* expert -1 unless routed */
+    int in, out;                   /* features: A is (r, in), B (out, r) */
+} dsi_lora_target;
+/* Every matrix of cfg's architecture a LoRA adapter may change, layer by
+ * layer (allocated with al; free *out with dsi_free). */
+DSI_FUNC ds_status dsi_arch_lora_targets(const ds_model_config *cfg, const dsi_alloc *al, dsi_lora_target **out,
+                                         size_t *n, dsi_err *e);
+
 /* ==== Weights as the forward pass sees them =============================== */
 /* A matrix as the kernels see it: rows of `cols` values in `dtype`. */
 typedef struct dsi_weight {

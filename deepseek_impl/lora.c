@@ -13,14 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char *const dsi_lora_names[DSI_LM_N] = {
-    "q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj",
-    "q_proj", "k_proj",   "v_proj",   "gate_proj",          "up_proj",   "down_proj"};
-
-DSI_FUNC const char *dsi_lora_module_name(int mod) {
-    return mod >= 0 && mod < DSI_LM_N ? dsi_lora_names[mod] : "?";
-}
-
 DS_API ds_adapter_params ds_adapter_default_params(void) {
     ds_adapter_params p;
     memset(&p, 0, sizeof p);
