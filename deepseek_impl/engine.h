@@ -64,6 +64,7 @@ struct ds_model {
     ds_log_fn log;
     void *log_user;
     int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
+    int n_adapters;             /* open adapters over this model; close refuses while > 0 (atomic) */
     ds_tokenizer *tok;          /* built from the metadata at open */
     dsi_pager *pager;           /* NULL: routed experts are resident */
     ds_device device;           /* where the forward pass runs */
@@ -166,6 +167,7 @@ DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const
 DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
 
 /* ==== LoRA adapters (lora.c) ============================================ */
+#define DSI_LORA_MAX_RANK 1024      /* r of an adapter (attention keeps r floats per task on the stack) */
 /* One adapted projection: y += s * B (A x). a (r, in) and b (out, r), F32 or
  * F16; a.data NULL: the module is not adapted. For routed experts the
  * matrices keep only shapes and offsets (data NULL) until acquired. */
