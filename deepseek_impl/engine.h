@@ -210,9 +210,18 @@ struct ds_adapter {
 
 /* Routed expert x of layer l of adapter a: its segment's plaintext (paged
  * with the adapter's expert cache or resident); release when done. *base
- * NULL (and DS_OK) when that expert is not adapted. */
-DSI_FUNC ds_status dsi_lora_expert_acquire(const ds_adapter *a, int l, int x, const uint8_t **base, dsi_err *e);
-DSI_FUNC void dsi_lora_expert_release(const ds_adapter *a, int l, int x);
+ * NULL (and DS_OK) when that expert is not adapted. (Inline: the devices,
+ * below lora.c, call it; it calls only the pager, below them.) */
+DSI_INLINE ds_status dsi_lora_expert_acquire(const ds_adapter *a, int l, int x, const uint8_t **base, dsi_err *e) {
+    const dsi_lora_layer *ll = &a->layers[l];
+    *base = NULL;
+    if (!ll->experts || ll->experts[x].segment < 0) return DS_OK;
+    return dsi_expert_acquire(&a->f, l, x, base, e);
+}
+DSI_INLINE void dsi_lora_expert_release(const ds_adapter *a, int l, int x) {
+    const dsi_lora_layer *ll = &a->layers[l];
+    if (ll->experts && ll->experts[x].segment >= 0) dsi_expert_release(&a->f, l, x);
+}
 
 /* An adapter as a sequence applies it: s = the adapter's scale times the
  * caller's multiplier. */

@@ -333,16 +333,3 @@ DS_API ds_status ds_adapter_get_info(const ds_adapter *a, ds_adapter_info *out) 
     memcpy(out->base_id, a->base_id, 32);
     return DS_OK;
 }
-
-/* ==== Routed experts ======================================================= */
-DSI_FUNC ds_status dsi_lora_expert_acquire(const ds_adapter *a, int l, int x, const uint8_t **base, dsi_err *e) {
-    const dsi_lora_layer *ll = &a->layers[l];
-    *base = NULL;
-    if (!ll->experts || ll->experts[x].segment < 0) return DS_OK;
-    return dsi_expert_acquire(&a->f, l, x, base, e);
-}
-
-DSI_FUNC void dsi_lora_expert_release(const ds_adapter *a, int l, int x) {
-    const dsi_lora_layer *ll = &a->layers[l];
-    if (ll->experts && ll->experts[x].segment >= 0) dsi_expert_release(&a->f, l, x);
-}
