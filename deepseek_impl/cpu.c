@@ -76,6 +76,9 @@ typedef struct dsi_cpu_ctx {
     uint8_t *w8;                       /* per worker: DSI_W8_ROWS Q4_0 rows rewritten as Q8_0 (batches) */
     size_t w8_stride;
     float *wf;                         /* per worker: (DSI_BLAS_ROWS, DSI_BLAS_COLS) dequantized weights (BLAS=1) */
+    /* LoRA scratch, made on first use (contexts without adapters pay nothing) */
+    float *lt, *ly;                    /* (T, r) the A products; (T, out) the B products */
+    size_t lt_cap, ly_cap;             /* floats */
 } dsi_cpu_ctx;
 
 /* A batch's Q4_0 rows go through the Q8_0 products this many at a time. */
@@ -137,6 +140,8 @@ static void dsi_cpu_ctx_free(const ds_model *m, void *dc) {
     dsi_free(al, c->xps);
     dsi_free(al, c->w8);
     dsi_free(al, c->wf);
+    dsi_free(al, c->lt);
+    dsi_free(al, c->ly);
     dsi_free(al, c);
 }
 
@@ -656,6 +661,8 @@ typedef struct dsi_att_job {
     float *att;              /* (T, H * v) its output */
     const float *ca, *cb;    /* its sequence's cache of this layer: MLA latent and rope key, MHA K and V */
     int h0, nh;              /* dsi_mla_expanded: the heads in c->kvx */
+    const dsi_lora_list *lora;   /* the run's adapters (some change kv_b_proj), or NULL */
+    int l;                   /* the layer */
 } dsi_att_job;
 
 /* The second half of every attention task: softmax over the n scores, then
@@ -665,6 +672,38 @@ static void dsi_att_mix(const dsi_kernels *k, float *scores, int n, const float 
     dsi_softmax(scores, n);
     memset(out, 0, (size_t)dim * sizeof(float));
     for (int s = 0; s < n; s++) k->axpy_f32(scores[s], V + (size_t)s * stride, out, dim);
+}
+
+/* ==== LoRA ================================================================ */
+/* Grows a LoRA scratch buffer to n floats (false: out of memory). */
+static bool dsi_lora_scratch(dsi_cpu_ctx *c, float **buf, size_t *cap, size_t n) {
+    if (*cap >= n) return true;
+    float *p = dsi_malloc(&c->m->al, n * sizeof(float));
+    if (!p) return false;
+    dsi_free(&c->m->al, *buf);
+    *buf = p;
+    *cap = n;
+    return true;
+}
+
+/* T rows of Y (T, ab->b.rows) += s * B (A X): two products on the pool, the
+ * small (T, r) product scaled between them (as PEFT scales B A x). False:
+ * out of memory for the scratch. */
+static bool dsi_lora_rows(dsi_cpu_ctx *c, const dsi_lora_ab *ab, float s, const float *X, int ldx, float *Y, int ldy,
+                          int T) {
+    int r = ab->a.rows, out = ab->b.rows;
+    if (!dsi_lora_scratch(c, &c->lt, &c->lt_cap, (size_t)T * r) ||
+        !dsi_lora_scratch(c, &c->ly, &c->ly_cap, (size_t)T * out))
+        return false;
+    dsi_matmul(c, &ab->a, NULL, X, T, ldx, c->lt, r);
+    for (size_t i = 0; i < (size_t)T * r; i++) c->lt[i] *= s;
+    dsi_matmul(c, &ab->b, NULL, c->lt, T, r, c->ly, out);
+    for (int t = 0; t < T; t++) {
+        float *y = Y + (size_t)t * ldy;
+        const float *d = c->ly + (size_t)t * out;
+        for (int i = 0; i < out; i++) y[i] += d[i];
+    }
+    return true;
 }
 
 /* MLA, absorbed: one (token, head) per task. */
@@ -685,6 +724,18 @@ static void dsi_mla_task(void *arg, int task, int worker) {
     memset(qlat, 0, (size_t)R * sizeof(float));
     const uint8_t *rows = kvb->data + (size_t)h * (dn + dv) * kvb->row_bytes;
     for (int i = 0; i < dn; i++) c->k.axpy[kvb->dtype](rows + (size_t)i * kvb->row_bytes, qh[i], qlat, R);
+    /* adapted kv_b (W + s B A): q_lat += s A^T (B_k(h)^T q_nope) */
+    for (int k = 0; j->lora && k < j->lora->n; k++) {
+        const dsi_lora_ab *ab = &j->lora->use[k].a->dev_layers[j->l].m[DSI_LM_KV_B];
+        if (!ab->a.data) continue;
+        float tr[DSI_LORA_MAX_RANK];
+        int r = ab->a.rows;
+        memset(tr, 0, (size_t)r * sizeof(float));
+        const uint8_t *br = ab->b.data + (size_t)h * (dn + dv) * ab->b.row_bytes;
+        for (int i = 0; i < dn; i++) c->k.axpy[ab->b.dtype](br + (size_t)i * ab->b.row_bytes, qh[i], tr, r);
+        for (int q = 0; q < r; q++)
+            c->k.axpy[ab->a.dtype](ab->a.data + (size_t)q * ab->a.row_bytes, j->lora->use[k].s * tr[q], qlat, R);
+    }
     const float *ca = j->ca;
     const float *cb = j->cb;
     for (int s = 0; s < n; s++)
@@ -695,6 +746,17 @@ static void dsi_mla_task(void *arg, int task, int worker) {
     float *out = j->att + (size_t)t * H * dv + (size_t)h * dv;
     const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
     for (int i = 0; i < dv; i++) out[i] = c->k.dot[kvb->dtype](vrows + (size_t)i * kvb->row_bytes, lat, R);
+    /* adapted kv_b: out += s B_v(h) (A lat) */
+    for (int k = 0; j->lora && k < j->lora->n; k++) {
+        const dsi_lora_ab *ab = &j->lora->use[k].a->dev_layers[j->l].m[DSI_LM_KV_B];
+        if (!ab->a.data) continue;
+        float al[DSI_LORA_MAX_RANK];
+        int r = ab->a.rows;
+        float sc = j->lora->use[k].s;
+        for (int q = 0; q < r; q++) al[q] = c->k.dot[ab->a.dtype](ab->a.data + (size_t)q * ab->a.row_bytes, lat, R);
+        const uint8_t *bv = ab->b.data + ((size_t)h * (dn + dv) + (size_t)dn) * ab->b.row_bytes;
+        for (int i = 0; i < dv; i++) out[i] += sc * c->k.dot[ab->b.dtype](bv + (size_t)i * ab->b.row_bytes, al, r);
+    }
 }
 
 /* Multi-head attention (DeepSeek-MoE): one (token, head) per task. */
@@ -762,6 +824,15 @@ static void dsi_mla_expanded(dsi_cpu_ctx *c, dsi_att_job *j) {
             /* F32 latents, as the absorbed form uses them: a batch gives the
              * same logits as the same tokens one at a time */
             dsi_matmul_x(c, &sub, base, ca + (size_t)p0 * R, np, R, c->kvx + (size_t)p0 * kvw, kvw, true);
+            /* adapted kv_b: the same rows of s B A on the latents */
+            for (int k = 0; j->lora && k < j->lora->n; k++) {
+                dsi_lora_ab ab = j->lora->use[k].a->dev_layers[j->l].m[DSI_LM_KV_B];
+                if (!ab.a.data) continue;
+                ab.b.rows = kvw;
+                ab.b.data += (size_t)h0 * (size_t)(dn + dv) * ab.b.row_bytes;
+                (void)dsi_lora_rows(c, &ab, j->lora->use[k].s, ca + (size_t)p0 * R, R, c->kvx + (size_t)p0 * kvw, kvw,
+                                    np);   /* scratch made by dsi_cpu_mla_attention */
+            }
         }
         j->h0 = h0;
         j->nh = nh;
@@ -779,7 +850,6 @@ static void dsi_cache_of(const dsi_cpu_ctx *c, int l, int seq, float **ca, float
 /* MLA: the run's latents and rope keys into the cache, then attention (the
  * expanded form for a batch over a short window, else absorbed per head). */
 static ds_status dsi_cpu_mla_attention(void *dc, int l, const dsi_layer *L, const dsi_run *r, float eps, dsi_err *e) {
-    (void)e;
     dsi_cpu_ctx *c = dc;
     const ds_model_config *cf = &c->m->cfg;
     int H = cf->n_heads, R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
@@ -794,8 +864,19 @@ static ds_status dsi_cpu_mla_attention(void *dc, int l, const dsi_layer *L, cons
         dsi_rope(c, pb, r->pos0 + t, true);
     }
     dsi_att_job j = {c, L, r->n, r->pos0, c->q + (size_t)r->t0 * H * hd,
-                     c->att + (size_t)r->t0 * H * cf->v_head_dim, ca, cb, 0, 0};
-    if (dsi_mla_expand_pays(r->n, r->pos0)) dsi_mla_expanded(c, &j);
+                     c->att + (size_t)r->t0 * H * cf->v_head_dim, ca, cb, 0, 0, r->lora, l};
+    if (dsi_mla_expand_pays(r->n, r->pos0)) {
+        /* the adapters' rows go through the LoRA scratch: made here, where a failure can be told */
+        int dn = cf->qk_nope_head_dim, dv = cf->v_head_dim;
+        for (int k = 0; r->lora && k < r->lora->n; k++) {
+            const dsi_lora_ab *ab = &r->lora->use[k].a->dev_layers[l].m[DSI_LM_KV_B];
+            if (ab->a.data &&
+                (!dsi_lora_scratch(c, &c->lt, &c->lt_cap, (size_t)DSI_MAX_BATCH * (size_t)ab->a.rows) ||
+                 !dsi_lora_scratch(c, &c->ly, &c->ly_cap, (size_t)DSI_MAX_BATCH * (size_t)c->kvx_heads * (dn + dv))))
+                return dsi_fail(e, DS_ERR_NOMEM, "out of memory for LoRA scratch");
+        }
+        dsi_mla_expanded(c, &j);
+    }
     else dsi_pool_run(c->pool, dsi_mla_task, &j, r->n * H);
     return DS_OK;
 }
@@ -818,7 +899,8 @@ static ds_status dsi_cpu_mha_attention(void *dc, int l, const dsi_layer *L, cons
         memcpy(ck + (size_t)pos * kd, kt + (size_t)t * kd, (size_t)kd * sizeof(float));
         memcpy(cv + (size_t)pos * kd, vt + (size_t)t * kd, (size_t)kd * sizeof(float));
     }
-    dsi_att_job j = {c, L, r->n, r->pos0, c->q + (size_t)r->t0 * H * hd, c->att + (size_t)r->t0 * H * hd, ck, cv, 0, 0};
+    dsi_att_job j = {c, L, r->n, r->pos0, c->q + (size_t)r->t0 * H * hd, c->att + (size_t)r->t0 * H * hd, ck, cv, 0, 0,
+                     NULL, l};
     dsi_pool_run(c->pool, dsi_mha_task, &j, r->n * H);
     return DS_OK;
 }
@@ -1083,6 +1165,69 @@ static ds_status dsi_moe_decode_few(dsi_cpu_ctx *c, int l, const dsi_layer *L, c
     return DS_OK;
 }
 
+/* Token i (row i of xe, outputs in row i of out) through part p (0 gate, 1
+ * up, 2 down) of routed expert x's adapters: out row += s B (A in row). */
+static ds_status dsi_moe_lora_part(dsi_cpu_ctx *c, int l, int x, const dsi_lora_list *ls, int p, const float *in,
+                                   int ldi, float *out, int ldo, dsi_err *e) {
+    for (int k = 0; ls && k < ls->n; k++) {
+        const ds_adapter *a = ls->use[k].a;
+        const dsi_lora_layer *ll = &a->layers[l];
+        if (!ll->experts || !ll->exp[p].a.rows) continue;
+        const uint8_t *ab = NULL;
+        ds_status s = dsi_lora_expert_acquire(a, l, x, &ab, e);
+        if (s) return s;
+        if (!ab) continue;   /* this expert is not adapted */
+        dsi_lora_ab v = ll->exp[p];
+        v.a.data = ab + ll->experts[x].off[2 * p];
+        v.b.data = ab + ll->experts[x].off[2 * p + 1];
+        bool ok = dsi_lora_rows(c, &v, ls->use[k].s, in, ldi, out, ldo, 1);
+        dsi_lora_expert_release(a, l, x);
+        if (!ok) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for LoRA scratch");
+    }
+    return DS_OK;
+}
+
+/* The routed experts when some token's adapters change them: tokens grouped
+ * per expert as in the batch path, gate and up products, each token's
+ * adapters added to its rows, SiLU(gate) * up, the down product and its
+ * adapters; each token's outputs added in ascending expert order. The
+ * adapters' parts come with their expert (paged alike). */
+static ds_status dsi_moe_adapted(dsi_cpu_ctx *c, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X,
+                                 float *Y, dsi_err *e) {
+    int D = c->m->cfg.hidden_size, I = L->exp_gate.rows;
+    for (int u = 0; u < plan->n_used; u++) {
+        int x = plan->used[u], n = plan->cnt[x];
+        const int *idx = plan->idx + plan->off[x];
+        const float *wts = plan->wts + plan->off[x];
+        for (int i = 0; i < n; i++) memcpy(c->xe + (size_t)i * D, X + (size_t)idx[i] * D, (size_t)D * sizeof(float));
+        const uint8_t *base = NULL;
+        ds_status s = dsi_expert_acquire(c->m, l, x, &base, e);
+        if (s) return s;
+        const dsi_expert_ref *r = &L->experts[x];
+        dsi_matmul2(c, &L->exp_gate, base + r->off[0], c->g, &L->exp_up, base + r->off[1], c->u, c->xe, n, D, I);
+        for (int i = 0; i < n && !s; i++) {
+            const dsi_lora_list *ls = plan->lora[idx[i]];
+            s = dsi_moe_lora_part(c, l, x, ls, 0, c->xe + (size_t)i * D, D, c->g + (size_t)i * I, I, e);
+            if (!s) s = dsi_moe_lora_part(c, l, x, ls, 1, c->xe + (size_t)i * D, D, c->u + (size_t)i * I, I, e);
+        }
+        if (!s) {
+            for (size_t i = 0; i < (size_t)n * I; i++) c->g[i] = dsi_silu(c->g[i]) * c->u[i];
+            dsi_matmul(c, &L->exp_down, base + r->off[2], c->g, n, I, c->ye, D);
+        }
+        for (int i = 0; i < n && !s; i++)
+            s = dsi_moe_lora_part(c, l, x, plan->lora[idx[i]], 2, c->g + (size_t)i * I, I, c->ye + (size_t)i * D, D,
+                                  e);
+        dsi_expert_release(c->m, l, x);
+        if (s) return s;
+        for (int i = 0; i < n; i++) {
+            float *dst = Y + (size_t)idx[i] * D;
+            const float *src = c->ye + (size_t)i * D;
+            for (int d = 0; d < D; d++) dst[d] += wts[i] * src[d];
+        }
+    }
+    return DS_OK;
+}
+
 static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X, float *Y,
                              dsi_err *e) {
     dsi_cpu_ctx *c = dc;
@@ -1091,6 +1236,7 @@ static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_
     c->sel = plan->sel;
     c->selw = plan->selw;
     memset(Y, 0, (size_t)T * D * sizeof(float));
+    if (plan->lora) return dsi_moe_adapted(c, l, L, plan, X, Y, e);
     if (dsi_moe_few(c, L, plan)) return dsi_moe_decode_few(c, l, L, plan, X, Y, e);
     if (c->m->pager) dsi_moe_prefetch(c, l, T, X);
     if (T == 1 && c->m->pager && K <= 64 && K <= DSI_MAX_BATCH) return dsi_moe_decode_paged(c, l, L, X, Y, e);
@@ -1226,6 +1372,19 @@ static ds_status dsi_cpu_head(void *dc, const dsi_weight *lm_head, const float *
     return DS_OK;
 }
 
+static ds_status dsi_cpu_lora(void *dc, const dsi_lora_ab *ab, float s, const float *X, int ldx, float *Y, int ldy,
+                              int T, dsi_err *e) {
+    if (!dsi_lora_rows(dc, ab, s, X, ldx, Y, ldy, T)) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for LoRA scratch");
+    return DS_OK;
+}
+
+static ds_status dsi_cpu_silu_mul(void *dc, float *g, const float *u, size_t n, dsi_err *e) {
+    (void)dc;
+    (void)e;
+    for (size_t i = 0; i < n; i++) g[i] = dsi_silu(g[i]) * u[i];
+    return DS_OK;
+}
+
 static const dsi_device_i dsi_cpu_table = {
     .version = DSI_DEVICE_VERSION,
     .name = "cpu",
@@ -1247,6 +1406,10 @@ static const dsi_device_i dsi_cpu_table = {
     .route = dsi_cpu_route,
     .moe = dsi_cpu_moe,
     .head = dsi_cpu_head,
+    .lora = dsi_cpu_lora,
+    .silu_mul = dsi_cpu_silu_mul,
+    .adapter_new = NULL,    /* the CPU reads the adapter's host matrices */
+    .adapter_free = NULL,
 };
 
 DSI_FUNC const dsi_device_i *dsi_cpu_device(void) { return &dsi_cpu_table; }

@@ -64,6 +64,7 @@ struct ds_model {
     ds_log_fn log;
     void *log_user;
     int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
+    int n_adapters;             /* open adapters over this model; close refuses while > 0 (atomic) */
     ds_tokenizer *tok;          /* built from the metadata at open */
     dsi_pager *pager;           /* NULL: routed experts are resident */
     ds_device device;           /* where the forward pass runs */
@@ -166,6 +167,7 @@ DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const
 DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
 
 /* ==== LoRA adapters (lora.c) ============================================ */
+#define DSI_LORA_MAX_RANK 1024      /* r of an adapter (attention keeps r floats per task on the stack) */
 /* One adapted projection: y += s * B (A x). a (r, in) and b (out, r), F32 or
  * F16; a.data NULL: the module is not adapted. For routed experts the
  * matrices keep only shapes and offsets (data NULL) until acquired. */
@@ -208,9 +210,18 @@ struct ds_adapter {
 
 /* Routed expert x of layer l of adapter a: its segment's plaintext (paged
  * with the adapter's expert cache or resident); release when done. *base
- * NULL (and DS_OK) when that expert is not adapted. */
-DSI_FUNC ds_status dsi_lora_expert_acquire(const ds_adapter *a, int l, int x, const uint8_t **base, dsi_err *e);
-DSI_FUNC void dsi_lora_expert_release(const ds_adapter *a, int l, int x);
+ * NULL (and DS_OK) when that expert is not adapted. (Inline: the devices,
+ * below lora.c, call it; it calls only the pager, below them.) */
+DSI_INLINE ds_status dsi_lora_expert_acquire(const ds_adapter *a, int l, int x, const uint8_t **base, dsi_err *e) {
+    const dsi_lora_layer *ll = &a->layers[l];
+    *base = NULL;
+    if (!ll->experts || ll->experts[x].segment < 0) return DS_OK;
+    return dsi_expert_acquire(&a->f, l, x, base, e);
+}
+DSI_INLINE void dsi_lora_expert_release(const ds_adapter *a, int l, int x) {
+    const dsi_lora_layer *ll = &a->layers[l];
+    if (ll->experts && ll->experts[x].segment >= 0) dsi_expert_release(&a->f, l, x);
+}
 
 /* An adapter as a sequence applies it: s = the adapter's scale times the
  * caller's multiplier. */

@@ -570,6 +570,7 @@ DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_m
                             (unsigned long long)done, (unsigned long long)total);
     }
     m->weights_loaded = true;
+    if (m->hdr.adapter) return DS_OK;   /* lora.c binds an adapter's matrices */
     dsi_model_file f = dsi_model_file_of(m);
     return dsi_arch_bind(&f, &m->cfg, &m->al, &m->w, e);
 }
@@ -596,7 +597,10 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
 }
 
 /* ==== Open ================================================================ */
-DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
+/* The file at path, up to its metadata and config: a model's (adapter
+ * false) or an adapter's. */
+static ds_status dsi_file_open_container(ds_model *m, const char *path, const ds_model_params *p, bool adapter,
+                                         dsi_err *e) {
     ds_status s = DS_OK;
     dsi_file_id id;
     uint8_t head[DSI_HEADER_AREA];
@@ -610,6 +614,11 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
     /* checksum, version, Argon2id caps; then the key check and the MAC;
      * only then are the header's fields believed */
     if ((s = dsi_header_parse(head, got, &m->hdr, e))) return s;
+    if (m->hdr.adapter != adapter)
+        return dsi_fail(e, DS_ERR_NOT_ADAPTER,
+                        adapter ? "this is a model (.dsm), not a LoRA adapter"
+                                : "this is a LoRA adapter (.dsa), not a model: open its base model and apply the "
+                                  "adapter to it (ds_adapter_open; ds: --lora FILE)");
     if ((s = dsi_model_keys(m, p, e))) return s;
     if ((s = dsi_header_check(&m->hdr, e))) return s;
     if (id.size < m->hdr.file_bytes)
@@ -636,6 +645,25 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
         dsi_prefix(e, "config.json");
         return s;
     }
+    if (adapter != (m->meta.adapter_json != NULL))
+        return dsi_fail(e, DS_ERR_CORRUPT, "metadata: %s", adapter ? "an adapter without its adapter record"
+                                                                    : "a model with an adapter record");
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_file_open_adapter(ds_model *f, const char *path, const ds_adapter_params *p, dsi_err *e) {
+    ds_model_params mp = ds_model_default_params();
+    mp.key = p->key;
+    mp.key_len = p->key_len;
+    mp.passphrase = p->passphrase;
+    mp.passphrase_len = p->passphrase_len;
+    mp.allow_plaintext = p->allow_plaintext;
+    return dsi_file_open_container(f, path, &mp, true, e);
+}
+
+DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
+    ds_status s = dsi_file_open_container(m, path, p, false, e);
+    if (s) return s;
     {
         /* the tokenizer lives in the metadata: built for every open, and
          * the config's tokenizer summary comes from it (one parse) */

@@ -56,6 +56,10 @@ struct ds_context {
     int *brow;                         /* root only: (DSI_MAX_BATCH) rows of such a pass that want logits */
     ds_context *const *batch;          /* root, during ds_context_eval_batch: the sequences whose abort */
     int batch_n;                       /* callbacks are asked */
+    /* LoRA adapters (ds_context_set_adapters): this sequence's list */
+    dsi_lora_list lora;
+    bool any_lora;                     /* root only: some sequence has adapters */
+    const dsi_lora_list **tok_lora;    /* root only: (DSI_MAX_BATCH) per token of a pass, for the MoE plan */
 };
 
 DS_API ds_context_params ds_context_default_params(void) {
@@ -109,6 +113,64 @@ DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user) {
     if (!c) return;
     c->abort_fn = fn;
     c->abort_user = fn ? user : NULL;
+}
+
+/* ==== Adapters ============================================================= */
+/* Counts the adapters of list l in (d = 1) or out (d = -1) of use. */
+static void dsi_lora_count(const dsi_lora_list *l, int d) {
+    for (int i = 0; i < l->n; i++) __atomic_add_fetch(&((ds_adapter *)l->use[i].a)->n_users, d, __ATOMIC_ACQ_REL);
+}
+
+static bool dsi_lora_same(const dsi_lora_list *x, const dsi_lora_list *y) {
+    if (!x || !y) return x == y;
+    if (x->n != y->n) return false;
+    for (int i = 0; i < x->n; i++)
+        if (x->use[i].a != y->use[i].a || x->use[i].s != y->use[i].s) return false;
+    return true;
+}
+
+DS_API ds_status ds_context_set_adapters(ds_context *c, ds_adapter *const *adapters, const float *scales, size_t n) {
+    dsi_err e = {0};
+    if (!c) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_set_adapters: context is NULL");
+        return dsi_publish(&e);
+    }
+    if (n > DS_MAX_ADAPTERS || (n && !adapters)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_set_adapters: %s",
+                 n > DS_MAX_ADAPTERS ? "more than DS_MAX_ADAPTERS (8) adapters" : "adapters is NULL");
+        return dsi_ctx_fail(c, &e);
+    }
+    dsi_lora_list l;
+    memset(&l, 0, sizeof l);
+    for (size_t i = 0; i < n; i++) {
+        float m = scales ? scales[i] : 1.0f;
+        if (!adapters[i] || adapters[i]->base != c->m || !isfinite(m)) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_set_adapters: adapter %zu %s", i,
+                     !adapters[i] ? "is NULL" : adapters[i]->base != c->m ? "was opened over another model"
+                                                                          : "has a scale that is not finite");
+            return dsi_ctx_fail(c, &e);
+        }
+        l.use[l.n++] = (dsi_lora_use){adapters[i], adapters[i]->scale * m};
+    }
+    if (dsi_lora_same(&l, &c->lora)) return DS_OK;
+    dsi_lora_count(&l, 1);
+    dsi_lora_count(&c->lora, -1);
+    c->lora = l;
+    c->n_past = 0;   /* the KV entries were computed under the other list */
+    ds_context *root = c->root;
+    root->any_lora = false;
+    for (int i = 0; i < root->n_seq; i++) root->any_lora |= root->seqs[i]->lora.n > 0;
+    return DS_OK;
+}
+
+DS_API size_t ds_context_get_adapters(const ds_context *c, ds_adapter **adapters, float *scales, size_t cap) {
+    if (!c) return 0;
+    for (int i = 0; i < c->lora.n && (size_t)i < cap; i++) {
+        const ds_adapter *a = c->lora.use[i].a;
+        if (adapters) adapters[i] = (ds_adapter *)a;
+        if (scales) scales[i] = c->lora.use[i].s / a->scale;
+    }
+    return (size_t)c->lora.n;
 }
 
 DSI_FUNC bool dsi_context_aborted(const ds_context *c) { return c->abort_fn && c->abort_fn(c->abort_user); }
@@ -235,9 +297,10 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->seqs = dsi_calloc(al, (size_t)n_seq, sizeof *c->seqs);
     c->btok = dsi_calloc(al, T, sizeof *c->btok);
     c->brow = dsi_calloc(al, T, sizeof *c->brow);
+    c->tok_lora = dsi_calloc(al, T, sizeof *c->tok_lora);
     if (n_seq > 1) c->blog = dsi_calloc(al, (size_t)n_seq * (size_t)cf->vocab_size, sizeof(float));
     if (!inv_freq || !c->hist || !c->pos || !c->seq || !c->sel || !c->selw || !c->used || !c->off || !c->cnt ||
-        !c->idx || !c->wts || !c->seqs || !c->btok || !c->brow || (n_seq > 1 && !c->blog)) {
+        !c->idx || !c->wts || !c->seqs || !c->btok || !c->brow || !c->tok_lora || (n_seq > 1 && !c->blog)) {
         dsi_free(al, inv_freq);
         ds_context_free(c);
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context");
@@ -271,6 +334,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         q->blog = NULL;
         q->btok = NULL;
         q->brow = NULL;
+        q->tok_lora = NULL;
         q->counted = false;
         c->seqs[i] = q;
     }
@@ -283,9 +347,11 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
 DS_API void ds_context_free(ds_context *c) {
     if (!c || c->root != c) return;   /* a sequence goes with its context */
     const dsi_alloc *al = &c->m->al;
+    dsi_lora_count(&c->lora, -1);
     if (c->seqs)
         for (int i = 1; i < c->n_seq; i++)
             if (c->seqs[i]) {
+                dsi_lora_count(&c->seqs[i]->lora, -1);
                 dsi_free(al, c->seqs[i]->hist);
                 dsi_free(al, c->seqs[i]);
             }
@@ -293,6 +359,7 @@ DS_API void ds_context_free(ds_context *c) {
     dsi_free(al, c->blog);
     dsi_free(al, c->btok);
     dsi_free(al, c->brow);
+    dsi_free(al, c->tok_lora);
     if (c->dc) c->dev->ctx_free(c->m, c->dc);
     dsi_free(al, c->hist);
     dsi_free(al, c->pos);
@@ -325,6 +392,81 @@ static dsi_run dsi_next_run(const dsi_batch *b, int t) {
     return r;
 }
 
+/* ==== Adapters in the pass ================================================= */
+/* The adapters of token t's sequence (NULL: none). */
+static const dsi_lora_list *dsi_tok_lora(const ds_context *c, const dsi_batch *b, int t) {
+    const ds_context *q = c->root->seqs[b->seq[t]];
+    return q->lora.n ? &q->lora : NULL;
+}
+
+/* Whether some token of b has an adapter that changes module mod of layer l. */
+static bool dsi_lora_any(const ds_context *c, const dsi_batch *b, int l, int mod) {
+    if (!c->root->any_lora) return false;
+    for (int i = 0; i < c->root->n_seq; i++) {
+        const dsi_lora_list *ls = &c->root->seqs[i]->lora;
+        for (int k = 0; k < ls->n; k++)
+            if (ls->use[k].a->layers[l].m[mod].a.data) {
+                for (int t = 0; t < b->n; t++)
+                    if (b->seq[t] == i) return true;
+                break;
+            }
+    }
+    return false;
+}
+
+/* Rows of Y += each token's adapters' products for module mod of layer l
+ * (y += s B (A x)), in the order of its sequence's list: consecutive tokens
+ * with the same list in one device call per adapter. */
+static ds_status dsi_lora_apply(ds_context *c, const dsi_batch *b, int l, int mod, const float *X, int ldx, float *Y,
+                                int ldy, dsi_err *e) {
+    if (!c->root->any_lora) return DS_OK;
+    for (int t = 0; t < b->n;) {
+        const dsi_lora_list *ls = dsi_tok_lora(c, b, t);
+        int n = 1;
+        while (t + n < b->n && dsi_lora_same(ls, dsi_tok_lora(c, b, t + n))) n++;
+        for (int i = 0; ls && i < ls->n; i++) {
+            const dsi_lora_ab *ab = &ls->use[i].a->dev_layers[l].m[mod];
+            if (ab->a.data)
+                DSI_TRY(c->dev->lora(c->dc, ab, ls->use[i].s, X + (size_t)t * ldx, ldx, Y + (size_t)t * ldy, ldy, n,
+                                     e));
+        }
+        t += n;
+    }
+    return DS_OK;
+}
+
+/* Y (T, out) = X W^T plus the adapters' products for module mod. */
+static ds_status dsi_proj(ds_context *c, const dsi_batch *b, int l, int mod, const dsi_weight *w, const float *X,
+                          int ldx, float *Y, int ldy, dsi_err *e) {
+    DSI_TRY(c->dev->matmul(c->dc, w, X, b->n, ldx, Y, ldy, e));
+    return dsi_lora_apply(c, b, l, mod, X, ldx, Y, ldy, e);
+}
+
+/* Y (T, D) = down(silu(gate X) * up X), a dense MLP or the shared experts:
+ * fused on the device, or in steps when an adapter changes one of its
+ * matrices for some token. */
+static ds_status dsi_mlp(ds_context *c, const dsi_batch *b, int l, const dsi_layer *L, const float *X, float *Y,
+                         dsi_err *e) {
+    const dsi_device_i *d = c->dev;
+    int D = c->m->cfg.hidden_size, I = L->gate.rows, T = b->n;
+    if (!dsi_lora_any(c, b, l, DSI_LM_GATE) && !dsi_lora_any(c, b, l, DSI_LM_UP) &&
+        !dsi_lora_any(c, b, l, DSI_LM_DOWN))
+        return d->mlp(c->dc, &L->gate, &L->up, &L->down, X, T, Y, e);
+    const dsi_act *a = &c->a;
+    DSI_TRY(dsi_proj(c, b, l, DSI_LM_GATE, &L->gate, X, D, a->g, I, e));
+    DSI_TRY(dsi_proj(c, b, l, DSI_LM_UP, &L->up, X, D, a->u, I, e));
+    DSI_TRY(d->silu_mul(c->dc, a->g, a->u, (size_t)T * (size_t)I, e));
+    return dsi_proj(c, b, l, DSI_LM_DOWN, &L->down, a->g, I, Y, D, e);
+}
+
+/* The run's adapters when one of them changes kv_b_proj of layer l. */
+static const dsi_lora_list *dsi_run_lora(const ds_context *c, int seq, int l) {
+    const dsi_lora_list *ls = &c->root->seqs[seq]->lora;
+    for (int i = 0; i < ls->n; i++)
+        if (ls->use[i].a->layers[l].m[DSI_LM_KV_B].a.data) return ls;
+    return NULL;
+}
+
 static ds_status dsi_attention(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_device_i *d = c->dev;
@@ -336,30 +478,31 @@ static ds_status dsi_attention(ds_context *c, int l, const dsi_batch *b, dsi_err
         int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
         if (c->w->qlora) {
             int Rq = cf->q_lora_rank;
-            DSI_TRY(d->matmul(c->dc, &L->q_a, a->xn, T, D, a->qa, Rq, e));
+            DSI_TRY(dsi_proj(c, b, l, DSI_LM_Q_A, &L->q_a, a->xn, D, a->qa, Rq, e));
             DSI_TRY(d->rmsnorm(c->dc, a->qa, Rq, a->qa, Rq, &L->q_a_norm, T, c->eps, e));
-            DSI_TRY(d->matmul(c->dc, &L->q_b, a->qa, T, Rq, a->q, H * hd, e));
+            DSI_TRY(dsi_proj(c, b, l, DSI_LM_Q_B, &L->q_b, a->qa, Rq, a->q, H * hd, e));
         } else {
-            DSI_TRY(d->matmul(c->dc, &L->q_proj, a->xn, T, D, a->q, H * hd, e));
+            DSI_TRY(dsi_proj(c, b, l, DSI_LM_Q_PROJ, &L->q_proj, a->xn, D, a->q, H * hd, e));
         }
-        DSI_TRY(d->matmul(c->dc, &L->kv_a, a->xn, T, D, a->kva, R + dr, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_KV_A, &L->kv_a, a->xn, D, a->kva, R + dr, e));
         for (int t = 0; t < T;) {
             dsi_run r = dsi_next_run(b, t);
+            if (c->root->any_lora) r.lora = dsi_run_lora(c, r.seq, l);
             DSI_TRY(d->mla_attention(c->dc, l, L, &r, c->eps, e));
             t += r.n;
         }
-        DSI_TRY(d->matmul(c->dc, &L->wo, a->att, T, H * cf->v_head_dim, a->tmp, D, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_O, &L->wo, a->att, H * cf->v_head_dim, a->tmp, D, e));
     } else {
         int hd = cf->head_dim, kd = cf->n_kv_heads * hd;
-        DSI_TRY(d->matmul(c->dc, &L->wq, a->xn, T, D, a->q, H * hd, e));
-        DSI_TRY(d->matmul(c->dc, &L->wk, a->xn, T, D, a->kva, kd, e));
-        DSI_TRY(d->matmul(c->dc, &L->wv, a->xn, T, D, a->kva + (size_t)T * kd, kd, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_WQ, &L->wq, a->xn, D, a->q, H * hd, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_WK, &L->wk, a->xn, D, a->kva, kd, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_WV, &L->wv, a->xn, D, a->kva + (size_t)T * kd, kd, e));
         for (int t = 0; t < T;) {
             dsi_run r = dsi_next_run(b, t);
             DSI_TRY(d->mha_attention(c->dc, l, L, &r, T, e));
             t += r.n;
         }
-        DSI_TRY(d->matmul(c->dc, &L->wo, a->att, T, H * hd, a->tmp, D, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_O, &L->wo, a->att, H * hd, a->tmp, D, e));
     }
     return d->add(c->dc, a->x, a->tmp, (size_t)T * (size_t)D, e);
 }
@@ -388,16 +531,16 @@ static dsi_moe_plan dsi_moe_plan_make(ds_context *c, int T) {
     return p;
 }
 
-static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {
+static ds_status dsi_ffn(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_device_i *d = c->dev;
     const dsi_layer *L = &c->w->layers[l];
     const dsi_act *a = &c->a;
-    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok, T = b->n;
     size_t n = (size_t)T * (size_t)D;
     DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x, D, &L->ffn_norm, T, c->eps, e));
     if (!L->moe) {
-        DSI_TRY(d->mlp(c->dc, &L->gate, &L->up, &L->down, a->xn, T, a->tmp, e));
+        DSI_TRY(dsi_mlp(c, b, l, L, a->xn, a->tmp, e));
         return d->add(c->dc, a->x, a->tmp, n, e);
     }
     DSI_TRY(d->matmul(c->dc, &L->router, a->xn, T, D, a->router, E, e));
@@ -406,10 +549,21 @@ static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {
         if (c->sel[i] < 0 || c->sel[i] >= E)
             return dsi_fail(e, DS_ERR_BACKEND, "routing of layer %d chose expert %d of %d", l, c->sel[i], E);
     dsi_moe_plan plan = dsi_moe_plan_make(c, T);
+    if (c->root->any_lora) {   /* each token's adapters that change this layer's routed experts */
+        bool any = false;
+        for (int t = 0; t < T; t++) {
+            const dsi_lora_list *ls = dsi_tok_lora(c, b, t);
+            bool has = false;
+            for (int i = 0; ls && i < ls->n; i++) has |= ls->use[i].a->layers[l].experts != NULL;
+            c->root->tok_lora[t] = has ? ls : NULL;
+            any |= has;
+        }
+        if (any) plan.lora = c->root->tok_lora;
+    }
     DSI_TRY(d->moe(c->dc, l, L, &plan, a->xn, a->tmp, e));
     /* the shared experts, added after the routed ones */
     if (cf->n_shared_experts > 0) {
-        DSI_TRY(d->mlp(c->dc, &L->gate, &L->up, &L->down, a->xn, T, a->ye, e));
+        DSI_TRY(dsi_mlp(c, b, l, L, a->xn, a->ye, e));
         DSI_TRY(d->add(c->dc, a->tmp, a->ye, n, e));
     }
     return d->add(c->dc, a->x, a->tmp, n, e);
@@ -429,7 +583,7 @@ static ds_status dsi_forward_batch(ds_context *c, const dsi_batch *b, float *out
     for (int l = 0; l < cf->n_layers; l++) {
         if (l > 0 && dsi_ctx_aborted(c, e)) return DS_ERR_CANCELLED;
         ds_status s = dsi_attention(c, l, b, e);
-        if (!s) s = dsi_ffn(c, l, T, e);
+        if (!s) s = dsi_ffn(c, l, b, e);
         if (s) return s;
     }
     if (!out) return DS_OK;

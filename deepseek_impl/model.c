@@ -202,6 +202,13 @@ DS_API ds_status ds_model_close(ds_model *m) {
         memcpy(&m->err, &e, sizeof e);
         return dsi_publish(&e);
     }
+    int adapters = __atomic_load_n(&m->n_adapters, __ATOMIC_ACQUIRE);
+    if (adapters > 0) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_model_close: %d LoRA adapter(s) are still open over this model; close them "
+                                    "first", adapters);
+        memcpy(&m->err, &e, sizeof e);
+        return dsi_publish(&e);
+    }
     dsi_model_free(m);
     return DS_OK;
 }
