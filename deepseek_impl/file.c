@@ -652,7 +652,8 @@ static ds_status dsi_file_open_container(ds_model *m, const char *path, const ds
 }
 
 DSI_FUNC ds_status dsi_file_open_adapter(ds_model *f, const char *path, const ds_adapter_params *p, dsi_err *e) {
-    ds_model_params mp = ds_model_default_params();
+    ds_model_params mp;   /* what the key derivation reads of it */
+    memset(&mp, 0, sizeof mp);
     mp.key = p->key;
     mp.key_len = p->key_len;
     mp.passphrase = p->passphrase;
