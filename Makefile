@@ -112,7 +112,8 @@ LIB_SRCS = \
 	deepseek_impl/forward.c \
 	deepseek_impl/sampler.c \
 	deepseek_impl/generate.c \
-	deepseek_impl/convert.c
+	deepseek_impl/convert.c \
+	deepseek_impl/lora_convert.c
 
 LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/base.h deepseek_impl/format.h deepseek_impl/engine.h \
            kernels/cpu/kernels.h deepseek_impl/unicode_tables.h deepseek_impl/unicode.h \

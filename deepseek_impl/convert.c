@@ -110,7 +110,7 @@ typedef struct dsi_conv {
     uint64_t tensors_done;
 } dsi_conv;
 
-static char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name) {
+DSI_FUNC char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
     char *p = dsi_malloc(al, a + b + 2);
     if (!p) return NULL;
@@ -120,39 +120,39 @@ static char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *nam
     return p;
 }
 
-/* Reads a whole (small) text file. *missing is set when it does not exist. */
-static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t *len, bool *missing) {
+DSI_FUNC ds_status dsi_writer_read_text(dsi_writer *w, const char *dir, const char *name, char **out, size_t *len,
+                                       bool *missing) {
     *out = NULL;
     *len = 0;
     if (missing) *missing = false;
-    char *path = dsi_path_join(&c->al, c->hf_dir, name);
-    if (!path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    char *path = dsi_path_join(w->al, dir, name);
+    if (!path) return dsi_fail(w->e, DS_ERR_NOMEM, "out of memory");
     ds_status s = DS_OK;
     dsi_file_id id;
     if (missing && access(path, F_OK) != 0 && errno == ENOENT) {
         *missing = true;
-        dsi_free(&c->al, path);
+        dsi_free(w->al, path);
         return DS_OK;
     }
     /* a FIFO or a device is refused without blocking */
-    int fd = dsi_open_regular(path, &id, c->e);
+    int fd = dsi_open_regular(path, &id, w->e);
     if (fd < 0) {
-        s = dsi_prefix(c->e, "%s", path);
-    } else if ((s = dsi_writer_note_input(&c->w, &id, path))) {
+        s = dsi_prefix(w->e, "%s", path);
+    } else if ((s = dsi_writer_note_input(w, &id, path))) {
     } else if (id.size > DSI_MAX_TEXT_FILE) {
-        s = dsi_fail(c->e, DS_ERR_LIMIT, "%s: %llu bytes is too large for a JSON file", path,
+        s = dsi_fail(w->e, DS_ERR_LIMIT, "%s: %llu bytes is too large for a JSON file", path,
                      (unsigned long long)id.size);
     } else {
         size_t n = (size_t)id.size, done = 0;
-        char *buf = dsi_malloc(&c->al, n + 1);
-        if (!buf) s = dsi_fail(c->e, DS_ERR_NOMEM, "out of memory reading %s", path);
+        char *buf = dsi_malloc(w->al, n + 1);
+        if (!buf) s = dsi_fail(w->e, DS_ERR_NOMEM, "out of memory reading %s", path);
         while (!s && done < n) {
             ssize_t r = read(fd, buf + done, n - done);
             if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) s = dsi_fail(c->e, DS_ERR_IO, "%s: read failed", path);
+            if (r <= 0) s = dsi_fail(w->e, DS_ERR_IO, "%s: read failed", path);
             else done += (size_t)r;
         }
-        if (s) dsi_free(&c->al, buf);
+        if (s) dsi_free(w->al, buf);
         else {
             buf[n] = 0;
             *out = buf;
@@ -160,8 +160,12 @@ static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t
         }
     }
     if (fd >= 0) close(fd);
-    dsi_free(&c->al, path);
+    dsi_free(w->al, path);
     return s;
+}
+
+static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t *len, bool *missing) {
+    return dsi_writer_read_text(&c->w, c->hf_dir, name, out, len, missing);
 }
 
 static int dsi_cmp_src(const void *a, const void *b) {
@@ -740,18 +744,22 @@ static ds_status dsi_grow(dsi_conv *c, void **buf, size_t *cap, size_t need) {
     return DS_OK;
 }
 
-static ds_status dsi_pread_all(dsi_conv *c, const dsi_shard *sh, void *buf, size_t n, uint64_t off) {
+DSI_FUNC ds_status dsi_pread_full(int fd, const char *path, void *buf, size_t n, uint64_t off, dsi_err *e) {
     uint8_t *p = buf;
     while (n) {
-        ssize_t r = pread(sh->fd, p, n, (off_t)off);
+        ssize_t r = pread(fd, p, n, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: read failed: %s", sh->path, strerror(errno));
-        if (r == 0) return dsi_fail(c->e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", sh->path);
+        if (r < 0) return dsi_fail(e, DS_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        if (r == 0) return dsi_fail(e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", path);
         p += r;
         n -= (size_t)r;
         off += (uint64_t)r;
     }
     return DS_OK;
+}
+
+static ds_status dsi_pread_all(dsi_conv *c, const dsi_shard *sh, void *buf, size_t n, uint64_t off) {
+    return dsi_pread_full(sh->fd, sh->path, buf, n, off, c->e);
 }
 
 static float dsi_decode(dsi_st_dtype t, const uint8_t *p, size_t i) {
@@ -767,7 +775,7 @@ static float dsi_decode(dsi_st_dtype t, const uint8_t *p, size_t i) {
 /* Decodes one source row to F32 (times FP8 block scales when given): one
  * loop per dtype, so the hot loop has no switch. Returns the index of the
  * first non-finite value, or n. */
-static size_t dsi_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t n, const float *scales) {
+DSI_FUNC size_t dsi_st_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t n, const float *scales) {
     switch (t) {
     case DSI_ST_F32:
         for (size_t k = 0; k < n; k++) {
@@ -814,17 +822,7 @@ static ds_status dsi_check_row(dsi_conv *c, const dsi_plan *pl, const float *y, 
 
 /* ==== GGUF tensors ======================================================= */
 static ds_status dsi_gguf_read(dsi_conv *c, void *buf, size_t n, uint64_t off) {
-    uint8_t *p = buf;
-    while (n) {
-        ssize_t r = pread(c->gg_fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: read failed: %s", c->gg_path, strerror(errno));
-        if (r == 0) return dsi_fail(c->e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", c->gg_path);
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return DS_OK;
+    return dsi_pread_full(c->gg_fd, c->gg_path, buf, n, off, c->e);
 }
 
 /* rows x cols of source type `type` from file offset off, into the segment:
@@ -946,7 +944,7 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
         /* decode to F32 and refuse values the formats cannot hold */
         for (size_t r = 0; r < g && !s; r++) {
             float *y = c->f32 + r * cols;
-            (void)dsi_decode_row(t->dtype, c->raw + r * cols * esz, y, cols, scales);
+            (void)dsi_st_decode_row(t->dtype, c->raw + r * cols * esz, y, cols, scales);
             s = dsi_check_row(c, pl, y, cols, r0 + r);
         }
         if (s) break;

@@ -640,5 +640,15 @@ DSI_FUNC void dsi_meta_record(dsi_buf *b, uint32_t tag, const void *data, size_t
 DSI_FUNC void dsi_meta_tensor(dsi_buf *t, const char *name, uint32_t dtype, uint32_t n_dims, const uint64_t *dims,
                               uint32_t segment, uint64_t offset, uint64_t nbytes);
 DSI_FUNC void dsi_meta_segments(dsi_buf *meta, const dsi_segment *segs, size_t n, const dsi_alloc *al);
+/* Reading inputs: dir/name (allocated with al); a whole small text file
+ * (noted as an input; *missing, when given, says it does not exist, and it
+ * is then not an error); n bytes at off (short reads are DS_ERR_TRUNCATED,
+ * messages name path); one safetensors row to F32 (times FP8 block scales),
+ * returning the index of its first non-finite value, or n. */
+DSI_FUNC char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name);
+DSI_FUNC ds_status dsi_writer_read_text(dsi_writer *w, const char *dir, const char *name, char **out, size_t *len,
+                                       bool *missing);
+DSI_FUNC ds_status dsi_pread_full(int fd, const char *path, void *buf, size_t n, uint64_t off, dsi_err *e);
+DSI_FUNC size_t dsi_st_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t n, const float *scales);
 
 #endif /* DS_FORMAT_H */
