@@ -174,7 +174,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_jsonmask test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_io test_cuda_forward $(CUDA_TESTS)
+TESTS = test_jsonmask test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_io test_cuda_forward test_lora_convert $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat
@@ -255,13 +255,15 @@ $(BUILD)/tests/test_cuda_ops: tests/test_cuda_ops.c tests/test.h $(CUDA_HDRS) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(CUDA_ARCHIVE) $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
-# Generated test checkpoints and containers (tests/gen/make_checkpoint.py).
+# Generated test checkpoints and containers (tests/gen/make_checkpoint.py), and
+# PEFT LoRA adapters over them (tests/gen/make_peft.py).
 TESTDATA = $(BUILD)/testdata/.stamp
-$(TESTDATA): tests/gen/make_checkpoint.py
+$(TESTDATA): tests/gen/make_checkpoint.py tests/gen/make_peft.py
 	$(NEED_NUMPY)
 	@mkdir -p $(BUILD)/testdata
 	$(PYTHON) tests/gen/make_checkpoint.py --all $(BUILD)/testdata
 	$(PYTHON) tests/gen/make_checkpoint.py --family pager $(BUILD)/testdata/pager
+	$(PYTHON) tests/gen/make_peft.py $(BUILD)/testdata $(BUILD)/testdata/peft
 	@touch $@
 testdata: $(TESTDATA)
 

@@ -518,7 +518,8 @@ static ds_status dsl_metadata(dsl_conv *c, dsi_buf *meta) {
     char hex[2 * DS_MODEL_ID_BYTES + 1], num[64];
     dsi_model_id_of(&c->base->hdr, id);
     dsl_hex(id, hex);
-    dsi_buf_put(&j, "{\"format\": \"deepseek.h lora 1\", \"base_id\": \"", 45);
+    static const char head[] = "{\"format\": \"deepseek.h lora 1\", \"base_id\": \"";
+    dsi_buf_put(&j, head, sizeof head - 1);
     dsi_buf_put(&j, hex, strlen(hex));
     snprintf(num, sizeof num, "\", \"r\": %d, \"lora_alpha\": %.17g, ", c->r, c->alpha);
     dsi_buf_put(&j, num, strlen(num));
