@@ -341,6 +341,9 @@ $(BUILD)/bench_gemv: tests/bench/bench_gemv.c $(BUILD)/libdeepseek.a
 # Decode throughput against the sequences sharing a pass (continuous batching).
 $(BUILD)/bench_batch: tests/bench/bench_batch.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
+# What LoRA adapters cost: decode time against the base (paired), memory per adapter.
+$(BUILD)/bench_lora: tests/bench/bench_lora.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 $(BUILD)/bench_crypto: tests/bench/bench_crypto.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
