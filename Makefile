@@ -228,7 +228,7 @@ endif
 ifneq ($(EDIT_LIBS),)
   EDIT_FLAGS := -DDS_HAVE_LIBEDIT=1 $(shell pkg-config --cflags libedit 2>/dev/null)
 endif
-DS_SRCS = tools/ds.c tools/ds_bench.c tools/cli.c tools/chat_file.c tools/server/json.c
+DS_SRCS = tools/ds.c tools/ds_bench.c tools/ds_lora.c tools/cli.c tools/chat_file.c tools/server/json.c
 $(BUILD)/ds: $(DS_SRCS) tools/cli.h tools/chat_file.h tools/server/json.h $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $(EDIT_FLAGS) $(DS_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(EDIT_LIBS) $(LDLIBS)
 
@@ -282,7 +282,7 @@ $(BUILD)/gguf-venv/.done:
 test: all $(TEST_BINS) $(TESTDATA)
 	@[ -f $(BUILD)/gguf-venv/.done ] || $(MAKE) --no-print-directory gguf-venv >/dev/null 2>&1 || \
 		echo "note: no gguf package could be installed into $(BUILD)/gguf-venv (offline?): the GGUF import tests will skip"
-	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_gguf.sh tests/test_crypto_cross.sh tests/server/run.sh tests/test_docs.sh
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_lora_cli.sh tests/test_gguf.sh tests/test_crypto_cross.sh tests/server/run.sh tests/test_docs.sh
 
 # The CUDA sources on the CPU: tools/cuda_emu runs every kernel with one OS
 # thread per CUDA thread (ASan + UBSan), so the op tests and the device forward
