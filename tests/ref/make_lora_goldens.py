@@ -29,7 +29,13 @@ written here in the per-expert layout PEFT produces on per-expert nn.Linear
 modelling code (transformers 4 / Hub remote code), and its reference is the
 merged-weights model (see tests/ref/lora/README.md).
 
-    make_lora_goldens.py --testdata build/testdata [--out DIR] [--cases a,b] [--check]
+The `moe16b_qkvo` case runs on the DeepSeek-MoE Hub remote code (as the
+moe16b golden does), which needs transformers 4.36 and so PEFT 0.7.1: run it
+separately in that environment with --moe-modeling DIR; without that option
+it is skipped.
+
+    make_lora_goldens.py --testdata build/testdata [--out DIR] [--cases a,b]
+                         [--moe-modeling DIR] [--check]
 
 --check recomputes everything and compares with the files in OUTDIR (writes
 nothing); exit status 1 if any logit differs by more than 1e-5, any adapter
@@ -38,7 +44,6 @@ as a set). Details and figures: tests/ref/lora/README.md.
 """
 import argparse
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -67,6 +72,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_goldens as mg  # noqa: E402
 
 TOL = 1e-5
+GOLDENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "goldens")
 MLP_NAMES = ("gate_proj", "up_proj", "down_proj")
 
 # strength: every adapted matrix gets a delta s*B@A whose entries have a
@@ -91,6 +97,12 @@ CASES = [
     dict(name="v3_all", family="v3",
          targets=["q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"] + list(MLP_NAMES),
          r=8, alpha=32, dropout=0.0, rslora=False, seed=190506, strength=0.3),
+    # The multi-head-attention family (DeepSeek-MoE 16B). Its reference model
+    # is the Hub remote code, which needs transformers 4.36-4.39 and so a
+    # PEFT of that time (0.7.1); run with --moe-modeling DIR in that
+    # environment (tests/ref/lora/README.md).
+    dict(name="moe16b_qkvo", family="moe16b", targets=["q_proj", "k_proj", "v_proj", "o_proj"],
+         r=8, alpha=16, dropout=0.0, rslora=False, seed=190603, strength=0.5),
     dict(name="v2lite_experts", family="v2lite", targets=list(MLP_NAMES),
          r=8, alpha=16, dropout=0.0, rslora=False, seed=190706, strength=0.5, experts=True),
 ]
@@ -128,10 +140,13 @@ def lora_modules(pm):
     """{module path without the PEFT prefix: LoRA layer} for every module PEFT
     wrapped; refuses parameter wrappers (fused experts)."""
     from peft.tuners.lora import LoraLayer
-    from peft.tuners.lora.layer import ParamWrapper
+    try:
+        from peft.tuners.lora.layer import ParamWrapper
+    except ImportError:  # PEFT < 0.17 cannot wrap parameters at all
+        ParamWrapper = ()
     out = {}
     for name, m in pm.named_modules():
-        if isinstance(m, ParamWrapper):
+        if ParamWrapper and isinstance(m, ParamWrapper):
             raise SystemExit("PEFT wrapped the parameter %s (fused experts); not expected here" % name)
         if isinstance(m, LoraLayer):
             out[name.removeprefix("base_model.model.")] = m
@@ -152,6 +167,11 @@ def random_ab(rng, w, r, s, strength):
     a = rng.standard_normal((r, in_f)) / math.sqrt(in_f)
     b = rng.standard_normal((out_f, r)) * (strength * float(w.std()) / (s * math.sqrt(r / in_f)))
     return a.astype(np.float32), b.astype(np.float32)
+
+
+def transformers_version():
+    import transformers
+    return transformers.__version__
 
 
 def adapter_tensors(path):
@@ -196,12 +216,28 @@ def merge_into(model, cfg, tensors, s):
 # ============================================================================
 
 
-def build_base(testdata, family):
-    famdir = os.path.join(testdata, family)
+class Source:
+    """Where the base models come from: the test checkpoints, and for moe16b
+    the directory with the DeepSeek-MoE remote code (--moe-modeling)."""
+
+    def __init__(self, testdata, moe_modeling=None):
+        self.testdata = testdata
+        self.moe_modeling = moe_modeling
+        self.remote_code = None  # sha256 of the remote-code files once used
+
+
+def build_base(src, family):
+    """A fresh base model with the F32 expected weights, every parameter
+    checked (make_goldens.py's loaders): transformers' native V2/V3, or the
+    DeepSeek-MoE Hub remote code for moe16b."""
+    famdir = os.path.join(src.testdata, family)
     cfg = mg.load_config(famdir)
     exp = mg.load_expected(famdir)
     with contextlib.redirect_stderr(open(os.devnull, "w")):  # progress bars
-        model = mg.build_hf_native(famdir, cfg, exp)
+        if cfg["architectures"][0] in mg.MLA_ARCHS:
+            model = mg.build_hf_native(famdir, cfg, exp)
+        else:
+            model, src.remote_code = mg.build_moe_remote(src.moe_modeling, cfg, exp)
     return model, cfg, famdir
 
 
@@ -214,11 +250,14 @@ def logits_and_routing(model, cfg, ids):
 
 def peft_config(c):
     import peft
-    return peft.LoraConfig(r=c["r"], lora_alpha=c["alpha"], target_modules=list(c["targets"]),
-                           lora_dropout=c["dropout"], use_rslora=c["rslora"], bias="none")
+    kw = dict(r=c["r"], lora_alpha=c["alpha"], target_modules=list(c["targets"]),
+              lora_dropout=c["dropout"], bias="none")
+    if c["rslora"]:  # the option exists from PEFT 0.8 on; moe16b runs on 0.7.1
+        kw["use_rslora"] = True
+    return peft.LoraConfig(**kw)
 
 
-def run_case(c, testdata, ids, workdir):
+def run_case(c, src, ids, workdir):
     """Builds the case in workdir (adapter files + logits). Returns the
     sidecar dict and {file name: array} of the logits."""
     import peft
@@ -228,8 +267,15 @@ def run_case(c, testdata, ids, workdir):
     guard = no_v5_moe_conversion if touches_mlp else contextlib.nullcontext
     base_path = "build/testdata/%s (tests/gen/make_checkpoint.py --all, expected.safetensors F32)" % fam
 
-    model, cfg, famdir = build_base(testdata, fam)
+    model, cfg, famdir = build_base(src, fam)
     base_logits = mg.run_full(model, ids)
+    # The unadapted model must reproduce the family's base golden: this ties
+    # the cases to ../goldens and checks the environment (for moe16b, that the
+    # remote code given with --moe-modeling computes what the golden's did).
+    golden = np.fromfile(os.path.join(GOLDENS, fam + ".logits.f32"), dtype="<f4").reshape(base_logits.shape)
+    base_vs_golden = float(np.abs(golden - base_logits).max())
+    if base_vs_golden > TOL:
+        raise SystemExit("%s: the base model differs from goldens/%s.logits.f32 by %g" % (c["name"], fam, base_vs_golden))
 
     with guard():
         pm = peft.get_peft_model(model, peft_config(c))
@@ -291,8 +337,12 @@ def run_case(c, testdata, ids, workdir):
         logits, routing = logits_and_routing(pm, cfg, ids)
         merged = pm.merge_and_unload()
         merged_logits = mg.run_full(merged, ids)
-        side["reference"] = ("PEFT %s LoraModel, unmerged, on transformers %s (native), float32, eager, eval"
-                             % (peft.__version__, type(merged).__name__))
+        if src.remote_code:
+            model_desc = "the DeepSeek-MoE Hub remote code %s" % type(merged).__name__
+        else:
+            model_desc = "transformers' native %s" % type(merged).__name__
+        side["reference"] = ("PEFT %s LoraModel, unmerged, on %s (transformers %s), float32, eager, eval"
+                             % (peft.__version__, model_desc, transformers_version()))
         side["merged_reference"] = "PEFT merge_and_unload() of the same model"
         del pm, merged
     else:
@@ -300,7 +350,7 @@ def run_case(c, testdata, ids, workdir):
         # the reference is the merged weights: W + s * B @ A for every module,
         # the experts' into the fused tensors.
         del pm
-        model, _, _ = build_base(testdata, fam)
+        model, _, _ = build_base(src, fam)
         merge_into(model, cfg, saved, s)
         logits, routing = logits_and_routing(model, cfg, ids)
         merged_logits = logits
@@ -311,19 +361,19 @@ def run_case(c, testdata, ids, workdir):
                                  % type(model).__name__)
         side["merged_reference"] = "identical to logits.f32 (the reference already is the merged model)"
         side["crosscheck_peft_v4_adapter_loading"] = peft_experts_crosscheck(
-            c, testdata, ids, cfg_path, saved, s, logits, workdir)
+            c, src, ids, cfg_path, saved, s, logits, workdir)
         del model
     files["logits.f32"] = logits
     files["merged.logits.f32"] = merged_logits
 
     # own merge: every module of the saved file, by hand, on a fresh model
     if not c.get("experts"):
-        model, _, _ = build_base(testdata, fam)
+        model, _, _ = build_base(src, fam)
         merge_into(model, cfg, saved, s)
         side["own_merge_max_abs_diff"] = float(np.abs(mg.run_full(model, ids) - logits).max())
         del model
         # reload: the files as saved, through PEFT's loader
-        model, _, _ = build_base(testdata, fam)
+        model, _, _ = build_base(src, fam)
         with guard():
             rm = peft.PeftModel.from_pretrained(model, save_dir)
         rm.eval()
@@ -342,6 +392,7 @@ def run_case(c, testdata, ids, workdir):
                 "%g * std(W)" % (c["seed"], c["strength"]),
         "max_abs_logit": float(np.abs(logits).max()),
         "base_max_abs_logit": float(np.abs(base_logits).max()),
+        "base_vs_golden_max_abs_diff": base_vs_golden,
         "max_abs_logit_delta_vs_base": float(np.abs(logits - base_logits).max()),
         "top1_changed_vs_base": int((logits.argmax(-1) != base_logits.argmax(-1)).sum()),
         "max_abs_merged_minus_unmerged": float(np.abs(merged_logits - logits).max()),
@@ -355,7 +406,7 @@ def run_case(c, testdata, ids, workdir):
     return side, files, cfg_path, st_path
 
 
-def peft_experts_crosscheck(c, testdata, ids, cfg_path, saved, s, logits, workdir):
+def peft_experts_crosscheck(c, src, ids, cfg_path, saved, s, logits, workdir):
     """PEFT's own loader for transformers-4 adapters (PeftModel.from_pretrained
     with its v4->v5 conversion: per-expert A/B fused block-diagonally into the
     expert parameters) run unmerged on the routed experts; the dense and
@@ -370,7 +421,7 @@ def peft_experts_crosscheck(c, testdata, ids, cfg_path, saved, s, logits, workdi
     experts = {k: torch.from_numpy(v.copy()) for k, v in saved.items() if ".mlp.experts." in k}
     rest = {k: v for k, v in saved.items() if ".mlp.experts." not in k}
     save_file(experts, os.path.join(d, "adapter_model.safetensors"), metadata={"format": "pt"})
-    model, cfg, _ = build_base(testdata, c["family"])
+    model, cfg, _ = build_base(src, c["family"])
     merge_into(model, cfg, rest, s)
     # what the routed experts' adapters alone contribute: a check that missed
     # them would be off by this much
@@ -403,8 +454,12 @@ def main(argv):
     ap.add_argument("--testdata", required=True, help="output of make_checkpoint.py --all")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "lora"))
     ap.add_argument("--cases", default=",".join(CASE_NAMES))
+    ap.add_argument("--moe-modeling", metavar="DIR",
+                    help="directory with the DeepSeek-MoE remote code (modeling_deepseek.py, "
+                         "configuration_deepseek.py), for moe16b_qkvo; see tests/ref/lora/README.md")
     ap.add_argument("--check", action="store_true", help="compare with the files in --out; write nothing")
     a = ap.parse_args(argv)
+    src = Source(a.testdata, a.moe_modeling)
 
     import peft
     import safetensors
@@ -416,7 +471,7 @@ def main(argv):
         if x not in CASE_NAMES:
             ap.error("unknown case %r (known: %s)" % (x, ", ".join(CASE_NAMES)))
     ids = mg.token_ids()
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "goldens", "tokens.json")) as f:
+    with open(os.path.join(GOLDENS, "tokens.json")) as f:
         assert json.load(f)["token_ids"] == ids, "tokens.json and make_goldens.token_ids() disagree"
     versions = {"peft": peft.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
                 "safetensors": safetensors.__version__, "numpy": np.__version__,
@@ -426,14 +481,19 @@ def main(argv):
     for c in CASES:
         if c["name"] not in todo:
             continue
+        if c["family"] == "moe16b" and not a.moe_modeling:
+            print("%-16s skipped (DeepSeek-MoE is not in transformers; give --moe-modeling DIR)" % c["name"])
+            continue
         work = tempfile.mkdtemp(prefix="ds_lora_golden_")
         try:
-            side, files, cfg_path, st_path = run_case(c, a.testdata, ids, work)
+            side, files, cfg_path, st_path = run_case(c, src, ids, work)
             famdir = os.path.join(a.testdata, c["family"])
             side["versions"] = versions
             side["inputs"] = {"token_ids_file": "tests/ref/goldens/tokens.json",
                               "expected_safetensors_sha256": sha256_file(os.path.join(famdir, "expected.safetensors")),
                               "config_json_sha256": sha256_file(os.path.join(famdir, "config.json"))}
+            if c["family"] == "moe16b":
+                side["remote_code_sha256"] = src.remote_code
             line = "%-16s %3d modules  max|Δ vs base| %.3f  max|logit| %.3f  merged-unmerged %.2e" % (
                 c["name"], side["n_adapted_modules"], side["max_abs_logit_delta_vs_base"], side["max_abs_logit"],
                 side["max_abs_merged_minus_unmerged"])
