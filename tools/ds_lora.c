@@ -206,6 +206,7 @@ const char ds_lora_help[] =
     "  --adapter-passphrase-env VAR   the adapter's passphrase, likewise\n"
     "  --base FILE           (info) the base model\n"
     "  --scale S             (merge) the adapter's weight (default 1)\n"
+    "  --json                (info) one JSON object on stdout\n"
     "  --force               (merge) replace <out.dsm> if it exists (never an input)\n";
 
 /* Prints an adapter's record (ds inspect, ds lora info). */
