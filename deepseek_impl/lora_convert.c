@@ -38,13 +38,7 @@ static ds_status dsl_check_params(const ds_convert_lora_params *p, const char *f
     if (dsi_params_check_magic(p->magic, DSI_CONVERT_LORA_PARAMS_MAGIC, fn, "ds_convert_lora_params",
                                "ds_convert_lora", e))
         return e->status;
-    if (p->encrypt ? (!p->key == !p->passphrase) : (p->key || p->passphrase))
-        return dsi_fail(e, DS_ERR_INVALID_ARG,
-                        p->encrypt ? "%s: encryption needs exactly one of a key or a passphrase"
-                                   : "%s: a key or passphrase was given with encrypt = 0",
-                        fn);
-    if (p->key && p->key_len != DS_KEY_BYTES)
-        return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: key must be %d bytes, got %zu", fn, DS_KEY_BYTES, p->key_len);
+    if (dsi_writer_check_secret(p->encrypt, p->key, p->key_len, p->passphrase, fn, e)) return e->status;
     if (p->dtype != DS_LORA_F32 && p->dtype != DS_LORA_F16)
         return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: dtype is %d; want 0 (DS_LORA_F32) or 1 (DS_LORA_F16)", fn,
                         (int)p->dtype);

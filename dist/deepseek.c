@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 6813d6f5b6e2f6e3: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id efcf0eb0a9ad0754: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -57,7 +57,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "6813d6f5b6e2f6e3"
+#define DS_SOURCE_ID "efcf0eb0a9ad0754"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -1411,6 +1411,11 @@ DSI_FUNC ds_status dsi_writer_check_early(dsi_writer *w, const char *out_path);
 /* The output must not be one of the inputs, overwrite or not (checked once
  * they are open, and again just before the rename). */
 DSI_FUNC ds_status dsi_writer_check_inputs(dsi_writer *w, const char *out_path);
+/* The sealing arguments of a converter's params: exactly one of key
+ * (DS_KEY_BYTES) and passphrase with encrypt, neither without
+ * (DS_ERR_INVALID_ARG naming fn). */
+DSI_FUNC ds_status dsi_writer_check_secret(int encrypt, const uint8_t *key, size_t key_len, const char *passphrase,
+                                           const char *fn, dsi_err *e);
 /* A new salt and the keys: encrypt with key (32 bytes) or passphrase
  * (Argon2id, argon_ops / argon_mem 0 = libsodium's interactive limits), or
  * integrity tags only. */
@@ -19312,6 +19317,18 @@ static ds_status dsi_open_gguf(dsi_conv *c) {
 }
 
 /* ==== Driver ============================================================= */
+DSI_FUNC ds_status dsi_writer_check_secret(int encrypt, const uint8_t *key, size_t key_len, const char *passphrase,
+                                           const char *fn, dsi_err *e) {
+    if (encrypt ? (!key == !passphrase) : (key || passphrase))
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        encrypt ? "%s: encryption needs exactly one of a key or a passphrase"
+                                : "%s: a key or passphrase was given with encrypt = 0",
+                        fn);
+    if (key && key_len != DS_KEY_BYTES)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: key must be %d bytes, got %zu", fn, DS_KEY_BYTES, key_len);
+    return DS_OK;
+}
+
 DSI_FUNC ds_status dsi_writer_keys(dsi_writer *w, bool encrypt, const uint8_t *key, const char *passphrase,
                                    size_t passphrase_len, uint64_t argon_ops, uint64_t argon_mem) {
     ds_status s = dsi_secure_alloc(&w->keybuf, sizeof(dsi_keys), 0, w->e);
@@ -19562,15 +19579,8 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
                 return dsi_publish(&e);
             }
     }
-    if (p->encrypt ? (!p->key == !p->passphrase) : (p->key || p->passphrase)) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, p->encrypt ? "ds_convert: encryption needs exactly one of a key or a passphrase"
-                                                    : "ds_convert: a key or passphrase was given with encrypt = 0");
+    if (dsi_writer_check_secret(p->encrypt, p->key, p->key_len, p->passphrase, "ds_convert", &e))
         return dsi_publish(&e);
-    }
-    if (p->key && p->key_len != DS_KEY_BYTES) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: key must be %d bytes, got %zu", DS_KEY_BYTES, p->key_len);
-        return dsi_publish(&e);
-    }
     if (p->passphrase && (p->argon_opslimit > DS_MAX_ARGON_OPS || p->argon_memlimit > DS_MAX_ARGON_MEM)) {
         /* the runtime refuses such a file before its KDF: do not write one */
         if (p->argon_opslimit > DS_MAX_ARGON_OPS)
@@ -19642,13 +19652,7 @@ static ds_status dsl_check_params(const ds_convert_lora_params *p, const char *f
     if (dsi_params_check_magic(p->magic, DSI_CONVERT_LORA_PARAMS_MAGIC, fn, "ds_convert_lora_params",
                                "ds_convert_lora", e))
         return e->status;
-    if (p->encrypt ? (!p->key == !p->passphrase) : (p->key || p->passphrase))
-        return dsi_fail(e, DS_ERR_INVALID_ARG,
-                        p->encrypt ? "%s: encryption needs exactly one of a key or a passphrase"
-                                   : "%s: a key or passphrase was given with encrypt = 0",
-                        fn);
-    if (p->key && p->key_len != DS_KEY_BYTES)
-        return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: key must be %d bytes, got %zu", fn, DS_KEY_BYTES, p->key_len);
+    if (dsi_writer_check_secret(p->encrypt, p->key, p->key_len, p->passphrase, fn, e)) return e->status;
     if (p->dtype != DS_LORA_F32 && p->dtype != DS_LORA_F16)
         return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: dtype is %d; want 0 (DS_LORA_F32) or 1 (DS_LORA_F16)", fn,
                         (int)p->dtype);
