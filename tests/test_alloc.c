@@ -269,31 +269,77 @@ int main(void) {
     T_CHECK("alloc-2.2", leaks == 0, "%ld opens leaked allocations", leaks);
     T_CHECK("alloc-2.3", fail_at < 100000 && runs > 10, "open never succeeded (%ld runs)", runs);
 
-    /* 4: the LoRA converter and merge, which allocate through the base's
+    /* 4: a LoRA adapter (routed experts, shared experts, the dense MLP)
+     * opened over the model, applied and evaluated: the allocations after
+     * the model's open fail in turn */
+    char dsa[512];
+    snprintf(dsa, sizeof dsa, "/tmp/ds-test-alloc-%d.dsa", (int)getpid());
+    ds_model *m = NULL;
+    fail_at = -1;
+    ds_convert_lora_params lp = ds_convert_lora_default_params();
+    lp.key = key;
+    lp.key_len = 32;
+    lp.overwrite = 1;
+    if (ds_model_open(&m, out, &mp) || ds_convert_lora("tests/ref/lora/v2lite_experts", m, dsa, &lp)) {
+        T_SKIP("alloc-4", ds_last_error());
+    } else {
+        ds_adapter_params ap = ds_adapter_default_params();
+        ap.key = key;
+        ap.key_len = 32;
+        long base_live = live, base_count = count;
+        int32_t tok[4] = {0, 70, 263, 265};
+        runs = bad = leaks = 0;
+        for (fail_at = base_count;; fail_at++) {
+            count = base_count;
+            ds_adapter *a = NULL;
+            ds_context *c = NULL;
+            ds_status s = ds_adapter_open(&a, m, dsa, &ap);
+            if (!s) s = ds_context_new(&c, m, NULL);
+            if (!s) s = ds_context_set_adapters(c, &a, NULL, 1);
+            if (!s) s = ds_context_eval(c, tok, 4, NULL, 0);
+            runs++;
+            ds_context_free(c);
+            if (ds_adapter_close(a) != DS_OK && !bad++) snprintf(first, sizeof first, "close refused");
+            if (live != base_live) leaks++;
+            if (s == DS_OK) break;
+            if (s != DS_ERR_NOMEM || !*ds_last_error())
+                if (!bad++) snprintf(first, sizeof first, "N=%ld: status %d: %s", fail_at, s, ds_last_error());
+            if (fail_at > base_count + 100000) break;
+        }
+        printf("INFO alloc-4: %ld runs, each failing allocation in turn\n", runs);
+        T_CHECK("alloc-4.1", bad == 0, "%ld of %ld failing runs misreported; first %s", bad, runs, first);
+        T_CHECK("alloc-4.2", leaks == 0, "%ld runs leaked allocations", leaks);
+        T_CHECK("alloc-4.3", runs > 10 && fail_at <= base_count + 100000, "never succeeded (%ld runs)", runs);
+    }
+    fail_at = -1;
+    ds_model_close(m);
+    unlink(dsa);
+
+    /* 5: the LoRA converter and merge, which allocate through the base's
      * allocator (the base itself opened without failures) */
     char peft[600], aout[600], mout[600];
     snprintf(peft, sizeof peft, "%s/peft/good/adapter_config.json", td);
     snprintf(aout, sizeof aout, "/tmp/ds-test-alloc-%d.dsa", (int)getpid());
     snprintf(mout, sizeof mout, "/tmp/ds-test-alloc-%d-merged.dsm", (int)getpid());
-    ds_model *m = NULL;
+    ds_model *mb = NULL;
     fail_at = -1;
     if (access(peft, R_OK) != 0) {
-        T_SKIP("alloc-4", "no PEFT fixtures ($DS_TESTDATA/peft)");
-    } else if (ds_model_open(&m, out, &mp) != DS_OK) {
-        T_CHECK("alloc-4.0", 0, "base: %s", ds_last_error());
+        T_SKIP("alloc-5", "no PEFT fixtures ($DS_TESTDATA/peft)");
+    } else if (ds_model_open(&mb, out, &mp) != DS_OK) {
+        T_CHECK("alloc-5.0", 0, "base: %s", ds_last_error());
     } else {
         snprintf(peft, sizeof peft, "%s/peft/good", td);
-        ds_convert_lora_params lp = ds_convert_lora_default_params();
-        lp.key = key;
-        lp.key_len = 32;
+        ds_convert_lora_params lp5 = ds_convert_lora_default_params();
+        lp5.key = key;
+        lp5.key_len = 32;
         for (int which = 0; which < 2; which++) {
             ds_adapter *a = NULL;
             ds_adapter_params ap = ds_adapter_default_params();
             ap.key = key;
             ap.key_len = 32;
             fail_at = -1;
-            if (which && ds_adapter_open(&a, m, aout, &ap) != DS_OK) {
-                T_CHECK("alloc-4.0", 0, "adapter: %s", ds_last_error());
+            if (which && ds_adapter_open(&a, mb, aout, &ap) != DS_OK) {
+                T_CHECK("alloc-5.0", 0, "adapter: %s", ds_last_error());
                 break;
             }
             runs = bad = leaks = 0;
@@ -301,7 +347,7 @@ int main(void) {
             for (fail_at = 0;; fail_at++) {
                 count = 0;
                 long live0 = live;
-                ds_status s = which ? ds_lora_merge(a, 1.0f, o, &lp) : ds_convert_lora(peft, m, o, &lp);
+                ds_status s = which ? ds_lora_merge(a, 1.0f, o, &lp5) : ds_convert_lora(peft, mb, o, &lp5);
                 runs++;
                 if (live != live0) leaks++;
                 if (s == DS_OK) break;
@@ -312,12 +358,12 @@ int main(void) {
             long last = fail_at;
             fail_at = -1;
             if (a) (void)ds_adapter_close(a);
-            T_CHECK(which ? "alloc-4.4" : "alloc-4.1", bad == 0, "%ld of %ld failing runs misreported; first %s", bad,
+            T_CHECK(which ? "alloc-5.4" : "alloc-5.1", bad == 0, "%ld of %ld failing runs misreported; first %s", bad,
                     runs, first);
-            T_CHECK(which ? "alloc-4.5" : "alloc-4.2", leaks == 0, "%ld runs leaked allocations", leaks);
-            T_CHECK(which ? "alloc-4.6" : "alloc-4.3", last < 100000 && runs > 5, "never succeeded (%ld runs)", runs);
+            T_CHECK(which ? "alloc-5.5" : "alloc-5.2", leaks == 0, "%ld runs leaked allocations", leaks);
+            T_CHECK(which ? "alloc-5.6" : "alloc-5.3", last < 100000 && runs > 5, "never succeeded (%ld runs)", runs);
         }
-        ds_model_close(m);
+        ds_model_close(mb);
     }
     unlink(aout);
     unlink(mout);
