@@ -1296,7 +1296,18 @@ DS_API ds_convert_lora_params ds_convert_lora_default_params(void);
  * v_proj or k_proj, their values come from kv_b_proj); every lora_A has its
  * lora_B and the shapes (r, in) and (out, r) of the module it adapts
  * (DS_ERR_SHAPE naming the tensor). Writes to a temporary file and renames
- * it into place on success, as ds_convert does. */
+ * it into place on success, as ds_convert does.
+ * Tensors: F32, F16 or BF16, named base_model.model.<module>.lora_A.weight
+ * (also without ".weight", and with PEFT's ".default" adapter name before
+ * it). target_modules is a list of names or one name; another string
+ * (PEFT's regular expression, "all-linear") takes the modules the tensors
+ * adapt. Refused, with what and where: a tensor for a matrix the
+ * architecture has no adapter target for, or for a module target_modules
+ * does not list, a rank other than r, a bias, rank_pattern / alpha_pattern,
+ * DoRA, modules_to_save, PEFT's fused routed experts (target_parameters),
+ * a lora_alpha not above 0 (DS_ERR_ADAPTER); lora_A without lora_B or the
+ * reverse, or no tensors at all (DS_ERR_MISSING_TENSOR); other dtypes
+ * (DS_ERR_SHAPE). Nothing is written then. */
 DS_API DS_WARN_UNUSED ds_status ds_convert_lora(const char *peft_dir, const ds_model *base, const char *out_path,
                                                 const ds_convert_lora_params *params);
 

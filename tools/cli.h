@@ -193,5 +193,7 @@ int ds_cmd_lora(int argc, char **argv);
 extern const char ds_lora_help[];
 struct ds_adapter;
 int ds_lora_print_info(const struct ds_adapter *a, const char *path, int json);
+/* n bytes as 2n lowercase hex digits and a NUL into out. */
+void ds_hex(const unsigned char *b, size_t n, char *out);
 
 #endif

@@ -615,7 +615,7 @@ static void model_id_hex(const ds_model *m, char out[2 * DS_MODEL_ID_BYTES + 1])
         strcpy(out, "?");
         return;
     }
-    for (int i = 0; i < DS_MODEL_ID_BYTES; i++) sprintf(out + 2 * i, "%02x", id[i]);
+    ds_hex(id, sizeof id, out);
 }
 
 static void print_model_text(const ds_model *m, const ds_model_config *c, uint64_t file_bytes) {
