@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id efcf0eb0a9ad0754: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id f79ddd6ead016169: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -57,7 +57,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "efcf0eb0a9ad0754"
+#define DS_SOURCE_ID "f79ddd6ead016169"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -16746,7 +16746,7 @@ static ds_status dsi_proj(ds_context *c, const dsi_batch *b, int l, int mod, con
 /* Y (T, D) = down(silu(gate X) * up X), a dense MLP or the shared experts:
  * fused on the device, or in steps when an adapter changes one of its
  * matrices for some token. */
-static ds_status dsi_mlp(ds_context *c, const dsi_batch *b, int l, const dsi_layer *L, const float *X, float *Y,
+static ds_status dsi_ffn_mlp(ds_context *c, const dsi_batch *b, int l, const dsi_layer *L, const float *X, float *Y,
                          dsi_err *e) {
     const dsi_device_i *d = c->dev;
     int D = c->m->cfg.hidden_size, I = L->gate.rows, T = b->n;
@@ -16841,7 +16841,7 @@ static ds_status dsi_ffn(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
     size_t n = (size_t)T * (size_t)D;
     DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x, D, &L->ffn_norm, T, c->eps, e));
     if (!L->moe) {
-        DSI_TRY(dsi_mlp(c, b, l, L, a->xn, a->tmp, e));
+        DSI_TRY(dsi_ffn_mlp(c, b, l, L, a->xn, a->tmp, e));
         return d->add(c->dc, a->x, a->tmp, n, e);
     }
     DSI_TRY(d->matmul(c->dc, &L->router, a->xn, T, D, a->router, E, e));
@@ -16864,7 +16864,7 @@ static ds_status dsi_ffn(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
     DSI_TRY(d->moe(c->dc, l, L, &plan, a->xn, a->tmp, e));
     /* the shared experts, added after the routed ones */
     if (cf->n_shared_experts > 0) {
-        DSI_TRY(dsi_mlp(c, b, l, L, a->xn, a->ye, e));
+        DSI_TRY(dsi_ffn_mlp(c, b, l, L, a->xn, a->ye, e));
         DSI_TRY(d->add(c->dc, a->tmp, a->ye, n, e));
     }
     return d->add(c->dc, a->x, a->tmp, n, e);
