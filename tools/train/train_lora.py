@@ -22,12 +22,13 @@ BOS text EOS BOS text EOS ..., 8 random windows of 256+1 tokens a step
 cross-entropy only (the base's expert-balance term is a pre-training loss;
 the routers are frozen here).
 
-Schedule, train_demo.py's over S steps: linear warm-up 0 -> PEAK over the
-first 10%, cosine PEAK -> PEAK/10 over the next 70%, constant PEAK/10 over
-the last 20% with L2 on: Adam's coupled weight_decay 0.01 on every adapter
-matrix (the gradient of 0.5*0.01*||w||^2 added to each gradient), as the
-demo model had it. Adam betas (0.9, 0.95), eps 1e-8, gradient norm clipped
-at 1. Seed 1234, 2 threads.
+Schedule, train_demo.py's over S steps (default 800): linear warm-up
+0 -> PEAK (3e-3; --peak-lr) over the first 10%, cosine PEAK -> PEAK/10 over
+the next 70%, constant PEAK/10 over the last 20% with L2 on: Adam's coupled
+weight_decay 0.01 on every adapter matrix (the gradient of
+0.5*0.01*||w||^2 added to each gradient), as the demo model had it.
+Adam betas (0.9, 0.95), eps 1e-8, gradient norm clipped at 1. Seed 1234,
+2 threads.
 
 Afterwards (dropout off, the exact weights that are saved):
   - perplexity with and without the adapter (PEFT's disable_adapter, same
@@ -37,8 +38,9 @@ Afterwards (dropout off, the exact weights that are saved):
     scored; (2) `ds perplexity`'s (llama-perplexity's): the documents joined
     by blank lines as plain text, BOS + tokens, consecutive 256-token
     windows whose first token is replaced by BOS, the second half scored,
-    with llama.cpp's standard error. (2) is what `ds perplexity` computes on
-    the written OUTDIR-side text files, so the two can be compared;
+    with llama.cpp's standard error. (2) is what `ds perplexity --ctx 256`
+    computes on the text files written to WORKDIR, so the two can be
+    compared;
   - greedy continuations (64 tokens, one full forward pass per step, no KV
     cache; prompt = BOS + tokens, as ds_generate builds it) and sampled ones
     (temperature 0.6, top-p 0.9, repetition penalty 1.15, fixed seed) of the
@@ -50,8 +52,9 @@ WORKDIR holds jargon_{train,val}.jsonl + jargon_info.json (lora_corpus.py)
 and kjv_val.jsonl (kjv_corpus.py); the plain validation texts
 jargon_val.txt and kjv_val.txt are written there. OUT receives
 demo-lora-hf/ (PEFT save_pretrained: adapter_config.json,
-adapter_model.safetensors), demo_lora_stats.json and, when matplotlib is
-importable, demo_lora_loss.png. --bench N times N steps and exits.
+adapter_model.safetensors, F32; PEFT's template README.md is removed),
+demo_lora_stats.json and, when matplotlib is importable,
+demo_lora_loss.png. --bench N times N steps and exits.
 """
 import argparse
 import json
