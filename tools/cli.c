@@ -445,10 +445,12 @@ int lora_open(const char *cmd, const lora_opts *o, ds_model *m, const secret *mo
             /* the library's message names the file ("adapter PATH: ..."); a
              * failure before it opened it may not */
             const char *msg = errmsg(st);
-            rc = strstr(msg, o->path[i]) ? fail(cmd, "%s", msg) : fail(cmd, "adapter %s: %s", o->path[i], msg);
-            if (st == DS_ERR_AUTH && !o->key_file)
-                fprintf(stderr, "%s %s: (the adapter was opened with the model's key; one sealed with another key "
-                        "needs --lora-key-file F)\n", cli_prog, cmd);
+            const char *hint = (st == DS_ERR_WRONG_KEY || st == DS_ERR_NEED_KEY) && !o->key_file
+                                   ? " (adapters are opened with the model's key: one sealed with another key needs "
+                                     "--lora-key-file F)"
+                                   : "";
+            rc = strstr(msg, o->path[i]) ? fail(cmd, "%s%s", msg, hint)
+                                         : fail(cmd, "adapter %s: %s%s", o->path[i], msg, hint);
             break;
         }
         ls->scale[i] = o->scale[i];

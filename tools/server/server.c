@@ -3115,8 +3115,11 @@ static lora_entry *lora_open_entry(const char *name, const char *path, float sca
     if (*st != DS_OK) {
         const char *msg = errmsg(*st);
         /* the library names the file ("adapter PATH: ...") once it got that far */
-        if (strstr(msg, path)) snprintf(err, len, "%s", msg);
-        else snprintf(err, len, "adapter %s: %s", path, msg);
+        const char *hint = *st == DS_ERR_WRONG_KEY || *st == DS_ERR_NEED_KEY
+                               ? " (adapters are opened with the model's key, or --lora-key-file's)"
+                               : "";
+        if (strstr(msg, path)) snprintf(err, len, "%s%s", msg, hint);
+        else snprintf(err, len, "adapter %s: %s%s", path, msg, hint);
         lora_entry_free(e);
         return NULL;
     }
