@@ -4577,6 +4577,9 @@ int main(int argc, char **argv) {
         }
         audit_adapter_loaded(e, NULL);
     }
+    /* without --keys-file no one may load an adapter later: the key is not
+     * kept past the start */
+    if (!S.keys_file) secret_wipe(&S.lora_secret);
 
     ds_mlock_info mli;
     if (o.mo.mlock && ds_model_mlock_info(S.model, &mli) == DS_OK)
