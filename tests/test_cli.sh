@@ -1650,7 +1650,11 @@ print("max |ds - peft| = %g" % d); sys.exit(0 if d < 1e-3 else 1)' "$L/f$sc.f32"
 import json, sys
 a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
 sys.exit(0 if a["tokens"] == b["tokens"] else 1)' "$L/run-base.json" "$T/out"
-    expect lora-5d 0 run models/demo.dsm $DK -p "In the beginning" -n 12 --temp 0 --json --lora "$L/a.dsa"
+    expect lora-5d 0 run models/demo.dsm $DK -p "In the beginning" -n 12 --temp 0 --json --lora "$L/a.dsa" &&
+        check lora-5e "ds run --json names the adapters" "$PY" -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["adapters"]
+sys.exit(0 if len(a) == 1 and a[0]["path"].endswith("a.dsa") and a[0]["scale"] == 1 else 1)' "$T/out"
     printf 'hello\n' | "$DS" chat models/demo.dsm $DK -n 4 --temp 0 --lora "$L/a.dsa" >"$T/out" 2>"$T/err"
     check lora-6 "ds chat --lora answers" test $? -eq 0
     awk 'BEGIN { for (i = 0; i < 40; i++) print "And God said, Let there be light: and there was light. And God saw the light." }' \
@@ -1673,6 +1677,11 @@ j = json.load(open(sys.argv[1])); sys.exit(0 if j["kl_mean"] == 0 and j["top1_ag
             has "$T/out" "adapter .*a.dsa: scale 0.5, rank 4, targets q_proj,kv_b_proj"
     expect lora-8c 0 bench models/demo.dsm $DK -p 8 -n 4 && check lora-8d "ds bench says when there is none" \
         has "$T/out" "adapters *none"
+    expect lora-8e 0 bench models/demo.dsm $DK -p 8 -n 4 --lora "$L/a.dsa" --json &&
+        check lora-8f "ds bench --json names the adapter" "$PY" -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["run"]["adapters"]
+sys.exit(0 if len(a) == 1 and a[0]["rank"] == 4 and a[0]["targets"] == "q_proj,kv_b_proj" else 1)' "$T/out"
 
     # ---- refusals, each naming the adapter ----
     expect lora-9 1 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" --lora "$L/no-such.dsa" &&

@@ -1496,8 +1496,9 @@ static const char run_help[] =
     "  --no-display-prompt       print only the generated text, not the prompt before it\n"
     "  --display-prompt          print the prompt before the generated text (the default)\n"
     "  --json                    print nothing while generating, then one JSON object on stdout:\n"
-    "                            model, text, tokens (the generated ids), n_prompt, n_generated,\n"
-    "                            stop_reason, reverse_prompt, seed, timings (prompt_n, prompt_ms,\n"
+    "                            model, adapters (path, scale), text, tokens (the generated ids),\n"
+    "                            n_prompt, n_generated, stop_reason, reverse_prompt, seed,\n"
+    "                            timings (prompt_n, prompt_ms,\n"
     "                            prompt_per_second, predicted_n, predicted_ms, predicted_per_second)\n"
     "  --temp T                  temperature; 0 = greedy (default 1)\n"
     "  --top-k K                 keep the K most likely tokens (0 = off, default)\n"
@@ -1660,7 +1661,15 @@ static int cmd_run(int argc, char **argv) {
         if (json) {
             printf("{\"model\": ");
             json_str(stdout, path);
-            printf(", \"text\": ");
+            printf(", \"adapters\": [");
+            for (size_t j = 0; j < ls.n; j++) {
+                printf("%s{\"path\": ", j ? ", " : "");
+                json_str(stdout, ls.path[j]);
+                printf(", \"scale\": ");
+                json_float(stdout, ls.scale[j]);
+                printf("}");
+            }
+            printf("], \"text\": ");
             json_str(stdout, out.text ? out.text : "");
             printf(", \"tokens\": [");
             for (size_t i = 0; i < out.n_ids; i++) printf("%s%ld", i ? ", " : "", (long)out.ids[i]);
