@@ -1716,7 +1716,7 @@ sys.exit(0 if len(a) == 1 and a[0]["rank"] == 4 and a[0]["targets"] == "q_proj,k
         check lora-13c "a bad scale is named" has "$T/err" "half"
     expect lora-13d 2 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" --lora-key-file "$L/other.key"
     set --
-    for i in 1 2 3 4 5 6 7 8 9; do set -- "$@" --lora "$L/a.dsa"; done
+    for _ in 1 2 3 4 5 6 7 8 9; do set -- "$@" --lora "$L/a.dsa"; done
     expect lora-13e 2 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" "$@" &&
         check lora-13f "more than 8 adapters: the limit is named" has "$T/err" "at most 8"
     set --
