@@ -1119,6 +1119,8 @@ static int sweep_main(const bench_opts *o) {
            "%d run(s) per setting\n",
            o->model, (double)experts / 1e6, (double)dense / 1e6, o->prompt_tokens, o->gen_tokens, o->threads,
            evict_name(o->evict), o->repeat);
+    for (int i = 0; i < o->lora.n; i++)
+        fprintf(txt, "adapter %s: scale %g (in every run)\n", o->lora.path[i], (double)o->lora.scale[i]);
 
     int n_set = 0;
     run_result rows[2 * MAX_SWEEP];
