@@ -1642,6 +1642,30 @@ print("max |ds - peft| = %g" % d); sys.exit(0 if d < 1e-3 else 1)' "$L/f$sc.f32"
         bad lora-4 "an F32 demo model, its adapter and the merge failed"
     fi
 
+    # ---- an adapter of the MLPs (dense layer, shared and routed experts) ----
+    if "$PY" tests/gen/make_demo_lora.py "$L/peftx" --seed 3 --targets gate_proj,up_proj,down_proj >"$T/err" 2>&1 &&
+        "$DS" convert-lora "$L/peftx" "$L/x.dsa" --base models/demo.dsm $DK >>"$T/err" 2>&1; then
+        run logits models/demo.dsm $DK --tokens $LT -o "$L/xr.f32" --lora "$L/x.dsa"
+        run logits models/demo.dsm $DK --tokens $LT -o "$L/xc.f32" --lora "$L/x.dsa" --cache-mb 1
+        check lora-15 "an experts' adapter paged with the experts (--cache-mb 1) equals it resident" \
+            cmp -s "$L/xr.f32" "$L/xc.f32"
+        check lora-15b "an experts' adapter changes the logits" sh -c '! cmp -s "$1" "$2"' sh "$L/base.f32" "$L/xr.f32"
+        if [ -f "$L/f32.dsm" ] && "$DS" convert-lora "$L/peftx" "$L/fx.dsa" --base "$L/f32.dsm" $DK >"$T/err" 2>&1 &&
+            "$DS" lora merge "$L/f32.dsm" "$L/fx.dsa" "$L/mx.dsm" $DK >>"$T/err" 2>&1; then
+            run logits "$L/f32.dsm" $DK --tokens $LT -o "$L/fx.f32" --lora "$L/fx.dsa" --exact-activations --cache-mb 1
+            run logits "$L/mx.dsm" $DK --tokens $LT -o "$L/mxl.f32" --exact-activations
+            check lora-15c "the experts' adapter equals it merged (ds lora merge) within 1e-4" "$PY" -c '
+import sys, numpy as np
+a = np.fromfile(sys.argv[1], "<f4"); b = np.fromfile(sys.argv[2], "<f4")
+d = np.abs(a - b).max() if a.shape == b.shape and a.size else 1e9
+print("max |lora - merged| = %g" % d); sys.exit(0 if d < 1e-4 else 1)' "$L/fx.f32" "$L/mxl.f32"
+        else
+            skip lora-15c "no F32 demo model (lora-4) or the merge failed"
+        fi
+    else
+        bad lora-15 "making an adapter of the MLPs failed"
+    fi
+
     # ---- run, chat, perplexity, bench ----
     expect lora-5 0 run models/demo.dsm $DK -p "In the beginning" -n 12 --temp 0 --json &&
         cp "$T/out" "$L/run-base.json"
