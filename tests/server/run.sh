@@ -1004,7 +1004,9 @@ fi
 # and zero=a.dsa at scale 0: test_lora.py checks /v1/models, that BASE:a
 # differs from the base and BASE:zero equals it, the unknown name, honest
 # prompt reuse across adapters, the admin endpoints and their 409 and 403,
-# and the audit trail. Server P, without keys: /v1/adapters is refused.
+# and the audit trail. Server P, without keys, three slots and an expert
+# cache: /v1/adapters is refused; the base, a and an adapter of the MLPs
+# (x.dsa: its routed experts' parts paged) decode together as each alone.
 
 LHF=""
 case $MODEL in
@@ -1020,6 +1022,9 @@ elif ! "$PY" "$ROOT/tests/gen/make_demo_lora.py" "$T/peft" --hf "$LHF" >"$T/lora
     ! "$PY" "$ROOT/tests/gen/make_demo_lora.py" "$T/peft2" --hf "$LHF" --seed 2 --targets q_proj >>"$T/lora.log" 2>&1 ||
     ! "$DS" convert-lora "$T/peft" "$T/a.dsa" --base "$MODEL" --key-file "$KEY" >>"$T/lora.log" 2>&1 ||
     ! "$DS" convert-lora "$T/peft2" "$T/b.dsa" --base "$MODEL" --key-file "$KEY" >>"$T/lora.log" 2>&1 ||
+    ! "$PY" "$ROOT/tests/gen/make_demo_lora.py" "$T/peftx" --hf "$LHF" --seed 3 --targets gate_proj,up_proj,down_proj \
+        >>"$T/lora.log" 2>&1 ||
+    ! "$DS" convert-lora "$T/peftx" "$T/x.dsa" --base "$MODEL" --key-file "$KEY" >>"$T/lora.log" 2>&1 ||
     ! "$DS" convert "$LHF" "$T/other.dsm" --key-file "$KEY" >>"$T/lora.log" 2>&1 ||
     ! "$DS" convert-lora "$T/peft" "$T/other.dsa" --base "$T/other.dsm" --key-file "$KEY" >>"$T/lora.log" 2>&1; then
     bad lora-0 "making the test adapters failed" "$T/lora.log"
@@ -1056,9 +1061,11 @@ else
     else
         bad srv-o "the server with --lora did not start" "$T/o.log"
     fi
-    if start_server p --max-concurrent 2 --threads 1 --lora "a=$T/a.dsa" $DEADLINES; then
+    if start_server p --max-concurrent 3 --threads 1 --cache-mb 1 --lora "a=$T/a.dsa" --lora "x=$T/x.dsa" \
+        $DEADLINES; then
         ok srv-p
-        "$PY" "$HERE/test_lora.py" --suite open --port "$PORT" --base "$LBASE" --adapter a >"$T/py-lora-p.txt" 2>&1
+        "$PY" "$HERE/test_lora.py" --suite open --port "$PORT" --base "$LBASE" --adapter a --experts x \
+            >"$T/py-lora-p.txt" 2>&1
         tally "$T/py-lora-p.txt" $? test_lora.py-open
         stop_server stop-17 "$T/p.log"
         no_sanitizer_report san-p "$T/p.log"

@@ -6,7 +6,7 @@
 
     python3 tests/server/test_lora.py --port P --keys K.json --base BASE --adapter a --zero zero
                                       --load-path B.dsa --other-base O.dsa --audit-log A
-    python3 tests/server/test_lora.py --suite open --port P --base BASE --adapter a
+    python3 tests/server/test_lora.py --suite open --port P --base BASE --adapter a [--experts x]
 
 The server (started by tests/server/run.sh) serves the demo model with
 adapter `a` (--lora a=A.dsa) and `zero` (--lora-scaled zero=A.dsa 0: the same
@@ -19,7 +19,9 @@ lists, loads (POST /v1/adapters) and unloads (DELETE) adapters, 409 while a
 request uses one, every other role 403; the audit log has the adapter
 events and each request's adapter. --suite open: a server without
 --keys-file (two slots) refuses /v1/adapters (403), still serves
-BASE:NAME, and keeps the base's and the adapter's prompts in their own slots.
+BASE:NAME, keeps the base's and the adapter's prompts in their own slots,
+and decodes the base, `a` and the MLP adapter `x` together in one pass each
+step as each alone.
 
 Prints "ok <id>" / "FAIL <id>: why" / "SKIP <id>: why" per case (counted by
 tests/server/run.sh).
@@ -295,6 +297,35 @@ def t_open():
           f"alternating base and adapter on two slots: reused totals {seen} (each repeat should reuse)")
 
 
+def t_mixed():
+    """Requests for the base and for adapters decoded together, in one pass
+    per step, answer as each does alone (greedy)."""
+    import threading
+    models = [ARGS.base, ARGS.base + ":" + ARGS.adapter] + \
+        ([ARGS.base + ":" + ARGS.experts] if ARGS.experts else [])
+    body = dict(prompt=PROMPT, max_tokens=24, ignore_eos=True)
+    alone = {}
+    for m in models:
+        st, j, data = completion(m, **body)
+        alone[m] = (st, (j.get("choices") or [{}])[0].get("text"))
+    together = {}
+
+    def one(m):
+        st, j, data = completion(m, **body)
+        together[m] = (st, (j.get("choices") or [{}])[0].get("text"))
+
+    for rnd in (1, 2):
+        th = [threading.Thread(target=one, args=(m,)) for m in models]
+        for t in th:
+            t.start()
+        for t in th:
+            t.join()
+        check("lora-15.%d" % rnd, all(alone[m][0] == 200 and together.get(m) == alone[m] for m in models),
+              f"decoded together {together} vs alone {alone}")
+    texts = [alone[m][1] for m in models]
+    check("lora-15b", len(set(texts)) == len(texts), f"the adapters do not change the greedy text: {texts}")
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
@@ -304,6 +335,7 @@ def main():
     ap.add_argument("--base", required=True)
     ap.add_argument("--adapter", default="a")
     ap.add_argument("--zero", default="zero")
+    ap.add_argument("--experts", help="an adapter of the MLPs (the open suite decodes it beside the others)")
     ap.add_argument("--load-path")
     ap.add_argument("--other-base")
     ap.add_argument("--audit-log")
@@ -313,6 +345,7 @@ def main():
     ts.ARGS = argparse.Namespace(port=ARGS.port, token=None, hold_tokens=ARGS.hold_tokens)
     if ARGS.suite == "open":
         t_open()
+        t_mixed()
         return 0
     ARGS.keys = json.load(open(ARGS.keys))
     inf, met = key_of("inference"), key_of("metrics")
