@@ -1261,7 +1261,10 @@ DS_API ds_model *ds_adapter_model(const ds_adapter *a);
  * sequence had, its tokens are forgotten (ds_context_truncate(c, 0)): their
  * KV entries were computed under the other list. The context keeps no
  * reference beyond the list: close an adapter only after setting lists that
- * leave it out (ds_adapter_close refuses while it is in one). */
+ * leave it out (ds_adapter_close refuses while it is in one). It touches
+ * only sequence c, none of the scratch its context's sequences share: it may
+ * be called on a sequence that no evaluation running on another thread
+ * includes (a server hands out a free slot while the others decode). */
 DS_API DS_WARN_UNUSED ds_status ds_context_set_adapters(ds_context *c, ds_adapter *const *adapters,
                                                         const float *scales, size_t n);
 /* The list sequence c applies: up to cap entries into adapters and scales
