@@ -227,6 +227,19 @@ static void json_float(FILE *f, double v) {
     else fputs("null", f);
 }
 
+/* `, "adapters": [{"path": ..., "scale": ...}, ...]` for a --json line. */
+static void json_adapters(FILE *f, const lora_set *ls) {
+    fputs(", \"adapters\": [", f);
+    for (size_t j = 0; j < ls->n; j++) {
+        fprintf(f, "%s{\"path\": ", j ? ", " : "");
+        json_str(f, ls->path[j]);
+        fputs(", \"scale\": ", f);
+        json_float(f, ls->scale[j]);
+        fputs("}", f);
+    }
+    fputs("]", f);
+}
+
 /* ==== The model path ===================================================== */
 
 /* -m/--model: the model as an option (llama.cpp's spelling) instead of the
@@ -1661,15 +1674,8 @@ static int cmd_run(int argc, char **argv) {
         if (json) {
             printf("{\"model\": ");
             json_str(stdout, path);
-            printf(", \"adapters\": [");
-            for (size_t j = 0; j < ls.n; j++) {
-                printf("%s{\"path\": ", j ? ", " : "");
-                json_str(stdout, ls.path[j]);
-                printf(", \"scale\": ");
-                json_float(stdout, ls.scale[j]);
-                printf("}");
-            }
-            printf("], \"text\": ");
+            json_adapters(stdout, &ls);
+            printf(", \"text\": ");
             json_str(stdout, out.text ? out.text : "");
             printf(", \"tokens\": [");
             for (size_t i = 0; i < out.n_ids; i++) printf("%s%ld", i ? ", " : "", (long)out.ids[i]);
@@ -2771,15 +2777,8 @@ static int cmd_perplexity(int argc, char **argv) {
     if (json) {
         printf("{\"model\": ");
         json_str(stdout, path);
-        printf(", \"adapters\": [");
-        for (size_t j = 0; j < ls.n; j++) {
-            printf("%s{\"path\": ", j ? ", " : "");
-            json_str(stdout, ls.path[j]);
-            printf(", \"scale\": ");
-            json_float(stdout, ls.scale[j]);
-            printf("}");
-        }
-        printf("], \"file\": ");
+        json_adapters(stdout, &ls);
+        printf(", \"file\": ");
         json_str(stdout, file);
         printf(", \"n_ctx\": %d, \"n_tokens\": %zu, \"bos\": %ld, \"windows\": %zu, \"n_scored\": %zu, \"perplexity\": ",
                n_ctx, n_ids, (long)bos, n_win, n_scored);
