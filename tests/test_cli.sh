@@ -1698,14 +1698,14 @@ import json, sys
 j = json.load(open(sys.argv[1])); sys.exit(0 if j["kl_mean"] == 0 and j["top1_agree"] == 1 else 1)' "$T/out"
     expect lora-8 0 bench models/demo.dsm $DK -p 8 -n 4 --lora-scaled "$L/a.dsa" 0.5 &&
         check lora-8b "ds bench names the adapter it applied" \
-            has "$T/out" "adapter .*a.dsa: scale 0.5, rank 4, targets q_proj,kv_b_proj"
+            has "$T/out" "adapter .*a.dsa: scale 0.5, rank 4, targets kv_b_proj,q_proj"
     expect lora-8c 0 bench models/demo.dsm $DK -p 8 -n 4 && check lora-8d "ds bench says when there is none" \
         has "$T/out" "adapters *none"
     expect lora-8e 0 bench models/demo.dsm $DK -p 8 -n 4 --lora "$L/a.dsa" --json &&
         check lora-8f "ds bench --json names the adapter" "$PY" -c '
 import json, sys
 a = json.load(open(sys.argv[1]))["run"]["adapters"]
-sys.exit(0 if len(a) == 1 and a[0]["rank"] == 4 and a[0]["targets"] == "q_proj,kv_b_proj" else 1)' "$T/out"
+sys.exit(0 if len(a) == 1 and a[0]["rank"] == 4 and a[0]["targets"] == "kv_b_proj,q_proj" else 1)' "$T/out"
 
     # ---- refusals, each naming the adapter ----
     expect lora-9 1 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" --lora "$L/no-such.dsa" &&

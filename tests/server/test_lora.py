@@ -187,7 +187,7 @@ def t_admin():
     j = ts.jbody(data) or {}
     a = [x for x in j.get("data", []) if x.get("name") == ARGS.adapter]
     ok = st == 200 and a and a[0].get("rank") == 4 and a[0].get("alpha") == 8 and \
-        a[0].get("targets") == "q_proj,kv_b_proj" and a[0].get("bytes", 0) > 0 and a[0].get("path") and \
+        a[0].get("targets") == "kv_b_proj,q_proj" and a[0].get("bytes", 0) > 0 and a[0].get("path") and \
         a[0].get("model") == ARGS.base + ":" + ARGS.adapter
     check("lora-8", ok, f"GET /v1/adapters: {st} {data[:400]!r}")
     z = [x for x in j.get("data", []) if x.get("name") == ARGS.zero]
