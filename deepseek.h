@@ -1243,7 +1243,7 @@ typedef struct ds_adapter_info {
     float scale;                  /* alpha / r or alpha / sqrt(r) */
     ds_dtype dtype;               /* DS_DTYPE_F32 or DS_DTYPE_F16 */
     char targets[256];            /* the adapted modules as PEFT names them, sorted, comma-separated
-                                     ("q_proj,kv_b_proj") */
+                                     ("kv_b_proj,q_proj") */
     uint64_t n_params;            /* trainable parameters (A and B, all layers) */
     uint64_t base_params;         /* the base model's parameters, for the share */
     uint64_t bytes;               /* plaintext bytes of A and B */
