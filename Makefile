@@ -112,7 +112,8 @@ LIB_SRCS = \
 	deepseek_impl/forward.c \
 	deepseek_impl/sampler.c \
 	deepseek_impl/generate.c \
-	deepseek_impl/convert.c
+	deepseek_impl/convert.c \
+	deepseek_impl/lora_convert.c
 
 LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/base.h deepseek_impl/format.h deepseek_impl/engine.h \
            kernels/cpu/kernels.h deepseek_impl/unicode_tables.h deepseek_impl/unicode.h \
@@ -173,7 +174,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_jsonmask test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_io test_cuda_forward $(CUDA_TESTS)
+TESTS = test_jsonmask test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_lora test_io test_cuda_forward test_lora_convert $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat
@@ -227,7 +228,7 @@ endif
 ifneq ($(EDIT_LIBS),)
   EDIT_FLAGS := -DDS_HAVE_LIBEDIT=1 $(shell pkg-config --cflags libedit 2>/dev/null)
 endif
-DS_SRCS = tools/ds.c tools/ds_bench.c tools/cli.c tools/chat_file.c tools/server/json.c
+DS_SRCS = tools/ds.c tools/ds_bench.c tools/ds_lora.c tools/cli.c tools/chat_file.c tools/server/json.c
 $(BUILD)/ds: $(DS_SRCS) tools/cli.h tools/chat_file.h tools/server/json.h $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $(EDIT_FLAGS) $(DS_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(EDIT_LIBS) $(LDLIBS)
 
@@ -254,13 +255,15 @@ $(BUILD)/tests/test_cuda_ops: tests/test_cuda_ops.c tests/test.h $(CUDA_HDRS) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(CUDA_ARCHIVE) $(LDFLAGS_ALL) $(LDLIBS) $(CUDA_LIBS)
 
-# Generated test checkpoints and containers (tests/gen/make_checkpoint.py).
+# Generated test checkpoints and containers (tests/gen/make_checkpoint.py), and
+# PEFT LoRA adapters over them (tests/gen/make_peft.py).
 TESTDATA = $(BUILD)/testdata/.stamp
-$(TESTDATA): tests/gen/make_checkpoint.py
+$(TESTDATA): tests/gen/make_checkpoint.py tests/gen/make_peft.py
 	$(NEED_NUMPY)
 	@mkdir -p $(BUILD)/testdata
 	$(PYTHON) tests/gen/make_checkpoint.py --all $(BUILD)/testdata
 	$(PYTHON) tests/gen/make_checkpoint.py --family pager $(BUILD)/testdata/pager
+	$(PYTHON) tests/gen/make_peft.py $(BUILD)/testdata $(BUILD)/testdata/peft
 	@touch $@
 testdata: $(TESTDATA)
 
@@ -279,7 +282,7 @@ $(BUILD)/gguf-venv/.done:
 test: all $(TEST_BINS) $(TESTDATA)
 	@[ -f $(BUILD)/gguf-venv/.done ] || $(MAKE) --no-print-directory gguf-venv >/dev/null 2>&1 || \
 		echo "note: no gguf package could be installed into $(BUILD)/gguf-venv (offline?): the GGUF import tests will skip"
-	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_gguf.sh tests/test_crypto_cross.sh tests/server/run.sh tests/test_docs.sh
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_lora_cli.sh tests/test_gguf.sh tests/test_crypto_cross.sh tests/server/run.sh tests/test_docs.sh
 
 # The CUDA sources on the CPU: tools/cuda_emu runs every kernel with one OS
 # thread per CUDA thread (ASan + UBSan), so the op tests and the device forward
@@ -337,6 +340,9 @@ $(BUILD)/bench_gemv: tests/bench/bench_gemv.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 # Decode throughput against the sequences sharing a pass (continuous batching).
 $(BUILD)/bench_batch: tests/bench/bench_batch.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
+# What LoRA adapters cost: decode time against the base (paired), memory per adapter.
+$(BUILD)/bench_lora: tests/bench/bench_lora.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 $(BUILD)/bench_crypto: tests/bench/bench_crypto.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)

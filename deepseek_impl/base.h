@@ -172,6 +172,7 @@ DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b);
 #define DSI_MODEL_PARAMS_MAGIC 0x504d5344u     /* "DSMP" */
 #define DSI_SAMPLER_PARAMS_MAGIC 0x50535344u   /* "DSSP" */
 #define DSI_CONVERT_PARAMS_MAGIC 0x50435344u   /* "DSCP" */
+#define DSI_CONVERT_LORA_PARAMS_MAGIC 0x504c5344u   /* "DSLP" */
 /* DS_OK when magic is want; otherwise DS_ERR_INVALID_ARG saying that fn's
  * params were not made by their constructor ("ds_model_params", "ds_model"
  * gives ds_model_default_params()). */

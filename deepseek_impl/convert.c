@@ -78,19 +78,11 @@ typedef struct dsi_plan {
     uint32_t perm_hd;        /* llama.cpp's permuted q/k rows (DeepSeek-MoE): the head size, else 0 */
 } dsi_plan;
 
-/* An input file, to refuse an output that is the same file. */
-typedef struct dsi_input {
-    dsi_file_id id;
-    char *path;
-} dsi_input;
-
 typedef struct dsi_conv {
     dsi_alloc al;
     const ds_convert_params *p;
     dsi_err *e;
     char *hf_dir;
-    dsi_input *inputs;
-    size_t n_inputs;
     ds_model_config cfg;
     char *config_json, *tok_json, *tokcfg_json;
     size_t config_len, tok_len, tokcfg_len;
@@ -108,20 +100,7 @@ typedef struct dsi_conv {
     dsi_plan *plan;
     dsi_segment *segs;
     size_t n_segs;
-    /* output */
-    int fd;
-    char *tmp_path;
-    uint64_t pos;
-    dsi_secure_buf keybuf;
-    dsi_keys *keys;
-    dsi_header hdr;
-    uint32_t chunk_bytes;
-    uint8_t *chunk_plain, *chunk_out;   /* chunk_plain lives in a secure buffer */
-    dsi_secure_buf plainbuf;
-    size_t fill;
-    /* the segment being written */
-    dsi_chunk_ad ad;
-    uint64_t seg_done;
+    dsi_writer w;            /* the output */
     /* row-group scratch */
     uint8_t *raw;
     float *f32;
@@ -131,7 +110,7 @@ typedef struct dsi_conv {
     uint64_t tensors_done;
 } dsi_conv;
 
-static char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name) {
+DSI_FUNC char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
     char *p = dsi_malloc(al, a + b + 2);
     if (!p) return NULL;
@@ -141,51 +120,39 @@ static char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *nam
     return p;
 }
 
-/* Records an opened input (which file it is) for the output checks. */
-static ds_status dsi_note_input(dsi_conv *c, const dsi_file_id *id, const char *path) {
-    dsi_input *ni = dsi_realloc(&c->al, c->inputs, (c->n_inputs + 1) * sizeof *ni);
-    if (!ni) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    c->inputs = ni;
-    ni[c->n_inputs].id = *id;
-    ni[c->n_inputs].path = dsi_strndup(&c->al, path, strlen(path));
-    if (!ni[c->n_inputs].path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    c->n_inputs++;
-    return DS_OK;
-}
-
-/* Reads a whole (small) text file. *missing is set when it does not exist. */
-static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t *len, bool *missing) {
+DSI_FUNC ds_status dsi_writer_read_text(dsi_writer *w, const char *dir, const char *name, char **out, size_t *len,
+                                       bool *missing) {
     *out = NULL;
     *len = 0;
     if (missing) *missing = false;
-    char *path = dsi_path_join(&c->al, c->hf_dir, name);
-    if (!path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    char *path = dsi_path_join(w->al, dir, name);
+    if (!path) return dsi_fail(w->e, DS_ERR_NOMEM, "out of memory");
     ds_status s = DS_OK;
     dsi_file_id id;
     if (missing && access(path, F_OK) != 0 && errno == ENOENT) {
         *missing = true;
-        dsi_free(&c->al, path);
+        dsi_free(w->al, path);
         return DS_OK;
     }
     /* a FIFO or a device is refused without blocking */
-    int fd = dsi_open_regular(path, &id, c->e);
+    int fd = dsi_open_regular(path, &id, w->e);
     if (fd < 0) {
-        s = dsi_prefix(c->e, "%s", path);
-    } else if ((s = dsi_note_input(c, &id, path))) {
+        s = dsi_prefix(w->e, "%s", path);
+    } else if ((s = dsi_writer_note_input(w, &id, path))) {
     } else if (id.size > DSI_MAX_TEXT_FILE) {
-        s = dsi_fail(c->e, DS_ERR_LIMIT, "%s: %llu bytes is too large for a JSON file", path,
+        s = dsi_fail(w->e, DS_ERR_LIMIT, "%s: %llu bytes is too large for a JSON file", path,
                      (unsigned long long)id.size);
     } else {
         size_t n = (size_t)id.size, done = 0;
-        char *buf = dsi_malloc(&c->al, n + 1);
-        if (!buf) s = dsi_fail(c->e, DS_ERR_NOMEM, "out of memory reading %s", path);
+        char *buf = dsi_malloc(w->al, n + 1);
+        if (!buf) s = dsi_fail(w->e, DS_ERR_NOMEM, "out of memory reading %s", path);
         while (!s && done < n) {
             ssize_t r = read(fd, buf + done, n - done);
             if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) s = dsi_fail(c->e, DS_ERR_IO, "%s: read failed", path);
+            if (r <= 0) s = dsi_fail(w->e, DS_ERR_IO, "%s: read failed", path);
             else done += (size_t)r;
         }
-        if (s) dsi_free(&c->al, buf);
+        if (s) dsi_free(w->al, buf);
         else {
             buf[n] = 0;
             *out = buf;
@@ -193,8 +160,12 @@ static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t
         }
     }
     if (fd >= 0) close(fd);
-    dsi_free(&c->al, path);
+    dsi_free(w->al, path);
     return s;
+}
+
+static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t *len, bool *missing) {
+    return dsi_writer_read_text(&c->w, c->hf_dir, name, out, len, missing);
 }
 
 static int dsi_cmp_src(const void *a, const void *b) {
@@ -228,7 +199,7 @@ static ds_status dsi_open_shard(dsi_conv *c, const char *file) {
     dsi_file_id id;
     sh->fd = dsi_open_regular(sh->path, &id, c->e);
     if (sh->fd < 0) return dsi_prefix(c->e, "%s", sh->path);
-    return dsi_note_input(c, &id, sh->path);
+    return dsi_writer_note_input(&c->w, &id, sh->path);
 }
 
 static ds_status dsi_open_checkpoint(dsi_conv *c) {
@@ -567,22 +538,12 @@ static ds_status dsi_make_plan(dsi_conv *c) {
             return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large", sp->name);
 
         /* segments: consecutive specs with the same (kind, layer, expert) */
-        dsi_segment *cur = c->n_segs ? &c->segs[c->n_segs - 1] : NULL;
-        if (!cur || cur->kind != sp->seg_kind || cur->layer != sp->layer || cur->expert != sp->expert) {
-            cur = &c->segs[c->n_segs++];
-            cur->kind = sp->seg_kind;
-            cur->layer = sp->layer;
-            cur->expert = sp->expert;
-        }
-        pl->segment = (uint32_t)(c->n_segs - 1);
-        uint64_t off = (cur->plain_bytes + DSI_TENSOR_ALIGN - 1) / DSI_TENSOR_ALIGN * DSI_TENSOR_ALIGN;
-        pl->offset = off;
-        if (!dsi_add_u64(off, pl->nbytes, &cur->plain_bytes))
+        if (dsi_layout_add(c->segs, &c->n_segs, sp->seg_kind, sp->layer, sp->expert, pl->nbytes, &pl->segment,
+                           &pl->offset))
             return dsi_fail(c->e, DS_ERR_LIMIT, "segment too large");
     }
-    for (size_t i = 0; i < c->n_segs; i++)
-        if (!dsi_stored_bytes(c->segs[i].plain_bytes, c->chunk_bytes, &c->segs[i].stored_bytes, &c->segs[i].n_chunks))
-            return dsi_fail(c->e, DS_ERR_LIMIT, "segment %zu too large", i);
+    ds_status s2 = dsi_layout_seal(c->segs, c->n_segs, c->w.chunk_bytes, c->e);
+    if (s2) return s2;
     if (kb_requant)
         dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
                 "kv_b of %d layer(s) is joined from a %s attn_k_b, whose blocks run along the other axis: its k half "
@@ -636,87 +597,140 @@ static ds_status dsi_make_plan(dsi_conv *c) {
     return DS_OK;
 }
 
-/* ==== Output stream ====================================================== */
-static ds_status dsi_write_all(dsi_conv *c, const void *buf, size_t n) {
+/* ==== Output stream (the writer every converter shares) ================= */
+DSI_FUNC void dsi_writer_init(dsi_writer *w, const dsi_alloc *al, dsi_err *e, uint32_t chunk_bytes, bool overwrite,
+                              const char *force_hint) {
+    memset(w, 0, sizeof *w);
+    w->al = al;
+    w->e = e;
+    w->fd = -1;
+    w->chunk_bytes = chunk_bytes;
+    w->overwrite = overwrite;
+    w->force_hint = force_hint;
+}
+
+DSI_FUNC ds_status dsi_writer_note_input(dsi_writer *w, const dsi_file_id *id, const char *path) {
+    dsi_input *ni = dsi_realloc(w->al, w->inputs, (w->n_inputs + 1) * sizeof *ni);
+    if (!ni) return dsi_fail(w->e, DS_ERR_NOMEM, "out of memory");
+    w->inputs = ni;
+    ni[w->n_inputs].id = *id;
+    ni[w->n_inputs].path = dsi_strndup(w->al, path, strlen(path));
+    if (!ni[w->n_inputs].path) return dsi_fail(w->e, DS_ERR_NOMEM, "out of memory");
+    w->n_inputs++;
+    return DS_OK;
+}
+
+static ds_status dsi_write_all(dsi_writer *w, const void *buf, size_t n) {
     const uint8_t *p = buf;
     while (n) {
-        ssize_t w = write(c->fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return dsi_fail(c->e, DS_ERR_IO, "%s: write failed: %s", c->tmp_path, strerror(errno));
-        p += w;
-        n -= (size_t)w;
-        c->pos += (uint64_t)w;
+        ssize_t r = write(w->fd, p, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return dsi_fail(w->e, DS_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
+        p += r;
+        n -= (size_t)r;
+        w->pos += (uint64_t)r;
     }
     return DS_OK;
 }
 
-static ds_status dsi_pad_file(dsi_conv *c, uint64_t align) {
+static ds_status dsi_pad_file(dsi_writer *w, uint64_t align) {
     static const uint8_t zeros[4096];
-    while (c->pos % align) {
-        size_t n = (size_t)(align - c->pos % align);
-        ds_status s = dsi_write_all(c, zeros, n < sizeof zeros ? n : sizeof zeros);
+    while (w->pos % align) {
+        size_t n = (size_t)(align - w->pos % align);
+        ds_status s = dsi_write_all(w, zeros, n < sizeof zeros ? n : sizeof zeros);
         if (s) return s;
     }
     return DS_OK;
 }
 
-static ds_status dsi_flush_chunk(dsi_conv *c) {
+static ds_status dsi_flush_chunk(dsi_writer *w) {
     uint8_t tag[DSI_TAG_BYTES];
-    c->ad.last = c->seg_done == c->ad.seg_plain_bytes;
-    ds_status s = dsi_chunk_seal(c->keys, &c->ad, c->chunk_plain, c->chunk_out, c->fill, tag, c->e);
-    if (!s) s = dsi_write_all(c, c->chunk_out, c->fill);
-    if (!s) s = dsi_write_all(c, tag, sizeof tag);
-    c->ad.chunk++;
-    c->fill = 0;
+    w->ad.last = w->seg_done == w->ad.seg_plain_bytes;
+    ds_status s = dsi_chunk_seal(w->keys, &w->ad, w->chunk_plain, w->chunk_out, w->fill, tag, w->e);
+    if (!s) s = dsi_write_all(w, w->chunk_out, w->fill);
+    if (!s) s = dsi_write_all(w, tag, sizeof tag);
+    w->ad.chunk++;
+    w->fill = 0;
     return s;
 }
 
-/* Appends plaintext to the current segment (NULL = zeros), sealing full chunks. */
-static ds_status dsi_seg_put(dsi_conv *c, const uint8_t *data, size_t n) {
+DSI_FUNC ds_status dsi_writer_put(dsi_writer *w, const uint8_t *data, size_t n) {
     while (n) {
-        size_t take = c->chunk_bytes - c->fill;
+        size_t take = w->chunk_bytes - w->fill;
         if (take > n) take = n;
-        if (c->seg_done + take > c->ad.seg_plain_bytes)
-            return dsi_fail(c->e, DS_ERR_INTERNAL, "segment overrun while writing");
-        if (data) memcpy(c->chunk_plain + c->fill, data, take);
-        else memset(c->chunk_plain + c->fill, 0, take);
-        c->fill += take;
-        c->seg_done += take;
+        if (w->seg_done + take > w->ad.seg_plain_bytes)
+            return dsi_fail(w->e, DS_ERR_INTERNAL, "segment overrun while writing");
+        if (data) memcpy(w->chunk_plain + w->fill, data, take);
+        else memset(w->chunk_plain + w->fill, 0, take);
+        w->fill += take;
+        w->seg_done += take;
         if (data) data += take;
         n -= take;
-        if (c->fill == c->chunk_bytes) {
-            ds_status s = dsi_flush_chunk(c);
+        if (w->fill == w->chunk_bytes) {
+            ds_status s = dsi_flush_chunk(w);
             if (s) return s;
         }
     }
     return DS_OK;
 }
 
-static ds_status dsi_seg_begin(dsi_conv *c, uint32_t index, const dsi_segment *sg, dsi_chunk_ad *ad_proto) {
-    ds_status s = dsi_pad_file(c, DSI_SEG_ALIGN);
+DSI_FUNC ds_status dsi_writer_pad_to(dsi_writer *w, uint64_t offset) {
+    return offset > w->seg_done ? dsi_writer_put(w, NULL, (size_t)(offset - w->seg_done)) : DS_OK;
+}
+
+static ds_status dsi_seg_begin_ad(dsi_writer *w, const dsi_chunk_ad *ad) {
+    ds_status s = dsi_pad_file(w, DSI_SEG_ALIGN);
     if (s) return s;
-    memset(&c->ad, 0, sizeof c->ad);
-    if (ad_proto) c->ad = *ad_proto;
-    else {
-        c->ad.segment = index;
-        c->ad.kind = sg->kind;
-        c->ad.layer = sg->layer;
-        c->ad.expert = sg->expert;
-        c->ad.seg_plain_bytes = sg->plain_bytes;
-    }
-    c->ad.chunk = 0;
-    c->seg_done = 0;
-    c->fill = 0;
+    w->ad = *ad;
+    w->ad.chunk = 0;
+    w->seg_done = 0;
+    w->fill = 0;
     return DS_OK;
 }
 
-static ds_status dsi_seg_end(dsi_conv *c, uint32_t n_chunks) {
-    if (c->seg_done != c->ad.seg_plain_bytes) return dsi_fail(c->e, DS_ERR_INTERNAL, "segment underrun while writing");
-    if (c->fill || c->ad.chunk == 0) {
-        ds_status s = dsi_flush_chunk(c);
+DSI_FUNC ds_status dsi_writer_seg_begin(dsi_writer *w, uint32_t index, dsi_segment *sg) {
+    dsi_chunk_ad ad;
+    memset(&ad, 0, sizeof ad);
+    ad.segment = index;
+    ad.kind = sg->kind;
+    ad.layer = sg->layer;
+    ad.expert = sg->expert;
+    ad.seg_plain_bytes = sg->plain_bytes;
+    ds_status s = dsi_seg_begin_ad(w, &ad);
+    sg->offset = w->pos;
+    return s;
+}
+
+DSI_FUNC ds_status dsi_writer_seg_end(dsi_writer *w, uint32_t n_chunks) {
+    if (w->seg_done != w->ad.seg_plain_bytes) return dsi_fail(w->e, DS_ERR_INTERNAL, "segment underrun while writing");
+    if (w->fill || w->ad.chunk == 0) {
+        ds_status s = dsi_flush_chunk(w);
         if (s) return s;
     }
-    if (c->ad.chunk != n_chunks) return dsi_fail(c->e, DS_ERR_INTERNAL, "segment chunk count mismatch");
+    if (w->ad.chunk != n_chunks) return dsi_fail(w->e, DS_ERR_INTERNAL, "segment chunk count mismatch");
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_layout_add(dsi_segment *segs, size_t *n_segs, uint32_t kind, int layer, int expert,
+                                  uint64_t nbytes, uint32_t *segment, uint64_t *offset) {
+    dsi_segment *cur = *n_segs ? &segs[*n_segs - 1] : NULL;
+    if (!cur || cur->kind != kind || cur->layer != layer || cur->expert != expert) {
+        cur = &segs[(*n_segs)++];
+        memset(cur, 0, sizeof *cur);
+        cur->kind = kind;
+        cur->layer = layer;
+        cur->expert = expert;
+    }
+    *segment = (uint32_t)(*n_segs - 1);
+    uint64_t off = (cur->plain_bytes + DSI_TENSOR_ALIGN - 1) / DSI_TENSOR_ALIGN * DSI_TENSOR_ALIGN;
+    *offset = off;
+    return dsi_add_u64(off, nbytes, &cur->plain_bytes) ? DS_OK : DS_ERR_LIMIT;
+}
+
+DSI_FUNC ds_status dsi_layout_seal(dsi_segment *segs, size_t n_segs, uint32_t chunk_bytes, dsi_err *e) {
+    for (size_t i = 0; i < n_segs; i++)
+        if (!dsi_stored_bytes(segs[i].plain_bytes, chunk_bytes, &segs[i].stored_bytes, &segs[i].n_chunks))
+            return dsi_fail(e, DS_ERR_LIMIT, "segment %zu too large", i);
     return DS_OK;
 }
 
@@ -730,18 +744,22 @@ static ds_status dsi_grow(dsi_conv *c, void **buf, size_t *cap, size_t need) {
     return DS_OK;
 }
 
-static ds_status dsi_pread_all(dsi_conv *c, const dsi_shard *sh, void *buf, size_t n, uint64_t off) {
+DSI_FUNC ds_status dsi_pread_full(int fd, const char *path, void *buf, size_t n, uint64_t off, dsi_err *e) {
     uint8_t *p = buf;
     while (n) {
-        ssize_t r = pread(sh->fd, p, n, (off_t)off);
+        ssize_t r = pread(fd, p, n, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: read failed: %s", sh->path, strerror(errno));
-        if (r == 0) return dsi_fail(c->e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", sh->path);
+        if (r < 0) return dsi_fail(e, DS_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        if (r == 0) return dsi_fail(e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", path);
         p += r;
         n -= (size_t)r;
         off += (uint64_t)r;
     }
     return DS_OK;
+}
+
+static ds_status dsi_pread_all(dsi_conv *c, const dsi_shard *sh, void *buf, size_t n, uint64_t off) {
+    return dsi_pread_full(sh->fd, sh->path, buf, n, off, c->e);
 }
 
 static float dsi_decode(dsi_st_dtype t, const uint8_t *p, size_t i) {
@@ -757,7 +775,7 @@ static float dsi_decode(dsi_st_dtype t, const uint8_t *p, size_t i) {
 /* Decodes one source row to F32 (times FP8 block scales when given): one
  * loop per dtype, so the hot loop has no switch. Returns the index of the
  * first non-finite value, or n. */
-static size_t dsi_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t n, const float *scales) {
+DSI_FUNC size_t dsi_st_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t n, const float *scales) {
     switch (t) {
     case DSI_ST_F32:
         for (size_t k = 0; k < n; k++) {
@@ -790,24 +808,6 @@ static size_t dsi_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t 
     return bad;
 }
 
-/* One row of F32 in the planned type. */
-static void dsi_encode_row(ds_dtype d, const float *y, uint8_t *o, size_t cols) {
-    switch (d) {
-    case DS_DTYPE_F32:
-        for (size_t k = 0; k < cols; k++) {
-            uint32_t u;
-            memcpy(&u, &y[k], 4);
-            dsi_wr32(o + 4 * k, u);
-        }
-        break;
-    case DS_DTYPE_F16:
-        for (size_t k = 0; k < cols; k++) dsi_wr16(o + 2 * k, dsi_f32_to_f16(y[k]));
-        break;
-    case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(y, o, cols); break;
-    case DS_DTYPE_Q4_0: dsi_quantize_row_q4_0(y, o, cols); break;
-    }
-}
-
 /* Values the planned type cannot hold: not finite, or beyond F16. */
 static ds_status dsi_check_row(dsi_conv *c, const dsi_plan *pl, const float *y, size_t cols, uint64_t row) {
     for (size_t k = 0; k < cols; k++) {
@@ -822,17 +822,7 @@ static ds_status dsi_check_row(dsi_conv *c, const dsi_plan *pl, const float *y, 
 
 /* ==== GGUF tensors ======================================================= */
 static ds_status dsi_gguf_read(dsi_conv *c, void *buf, size_t n, uint64_t off) {
-    uint8_t *p = buf;
-    while (n) {
-        ssize_t r = pread(c->gg_fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: read failed: %s", c->gg_path, strerror(errno));
-        if (r == 0) return dsi_fail(c->e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", c->gg_path);
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return DS_OK;
+    return dsi_pread_full(c->gg_fd, c->gg_path, buf, n, off, c->e);
 }
 
 /* rows x cols of source type `type` from file offset off, into the segment:
@@ -857,10 +847,10 @@ static ds_status dsi_gguf_rows(dsi_conv *c, const dsi_plan *pl, uint32_t type, u
             float *y = c->f32 + r * cols;
             (void)dsi_ggml_dequantize_row(type, c->raw + r * srb, y, cols);
             s = dsi_check_row(c, pl, y, cols, row0 + r0 + r);
-            if (!s && !copy) dsi_encode_row(pl->dtype, y, c->enc + r * pl->row_bytes, cols);
+            if (!s && !copy) dsi_dtype_encode_row(pl->dtype, y, c->enc + r * pl->row_bytes, cols);
         }
-        if (!s) s = dsi_seg_put(c, copy ? c->raw : c->enc, g * (size_t)pl->row_bytes);
-        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->pos))
+        if (!s) s = dsi_writer_put(&c->w, copy ? c->raw : c->enc, g * (size_t)pl->row_bytes);
+        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->w.pos))
             s = dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
     }
     return s;
@@ -889,9 +879,9 @@ static ds_status dsi_gguf_kv_b(dsi_conv *c, const dsi_plan *pl) {
         for (size_t i = 0; i < nope && !s; i++) {
             for (size_t r = 0; r < kl; r++) tr[i * kl + r] = src[r * nope + i];
             s = dsi_check_row(c, pl, tr + i * kl, kl, h * (nope + vd) + i);
-            if (!s) dsi_encode_row(pl->dtype, tr + i * kl, kenc + i * pl->row_bytes, kl);
+            if (!s) dsi_dtype_encode_row(pl->dtype, tr + i * kl, kenc + i * pl->row_bytes, kl);
         }
-        if (!s) s = dsi_seg_put(c, kenc, nope * (size_t)pl->row_bytes);
+        if (!s) s = dsi_writer_put(&c->w, kenc, nope * (size_t)pl->row_bytes);
         if (!s) s = dsi_gguf_rows(c, pl, v->type, v->file_offset + h * vd * v->row_bytes, vd, h * (nope + vd) + nope);
     }
     if (tmp) sodium_memzero(tmp, 2 * kl * nope * sizeof *tmp);
@@ -954,13 +944,13 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
         /* decode to F32 and refuse values the formats cannot hold */
         for (size_t r = 0; r < g && !s; r++) {
             float *y = c->f32 + r * cols;
-            (void)dsi_decode_row(t->dtype, c->raw + r * cols * esz, y, cols, scales);
+            (void)dsi_st_decode_row(t->dtype, c->raw + r * cols * esz, y, cols, scales);
             s = dsi_check_row(c, pl, y, cols, r0 + r);
         }
         if (s) break;
-        for (size_t r = 0; r < g; r++) dsi_encode_row(pl->dtype, c->f32 + r * cols, c->enc + r * pl->row_bytes, cols);
-        s = dsi_seg_put(c, c->enc, g * (size_t)pl->row_bytes);
-        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->pos))
+        for (size_t r = 0; r < g; r++) dsi_dtype_encode_row(pl->dtype, c->f32 + r * cols, c->enc + r * pl->row_bytes, cols);
+        s = dsi_writer_put(&c->w, c->enc, g * (size_t)pl->row_bytes);
+        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->w.pos))
             s = dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
     }
     dsi_free(&c->al, scales);
@@ -968,7 +958,7 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
 }
 
 /* ==== Metadata =========================================================== */
-static void dsi_put_record(dsi_buf *b, uint32_t tag, const void *data, size_t len) {
+DSI_FUNC void dsi_meta_record(dsi_buf *b, uint32_t tag, const void *data, size_t len) {
     dsi_buf_u32(b, tag);
     dsi_buf_u32(b, 0);
     dsi_buf_u64(b, len);
@@ -976,30 +966,28 @@ static void dsi_put_record(dsi_buf *b, uint32_t tag, const void *data, size_t le
     dsi_buf_pad(b, 8);
 }
 
-static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
-    dsi_buf t, sg;
-    dsi_buf_init(&t, &c->al);
-    dsi_buf_init(&sg, &c->al);
-    dsi_buf_u32(&t, (uint32_t)c->n_specs);
-    dsi_buf_u32(&t, 0);
-    for (size_t i = 0; i < c->n_specs; i++) {
-        const dsi_plan *pl = &c->plan[i];
-        size_t nl = strlen(pl->spec->name);
-        dsi_buf_u32(&t, (uint32_t)nl);
-        dsi_buf_u32(&t, pl->dtype);
-        dsi_buf_u32(&t, (uint32_t)pl->spec->n_dims);
-        dsi_buf_u32(&t, pl->segment);
-        for (int d = 0; d < 4; d++) dsi_buf_u64(&t, d < pl->spec->n_dims ? pl->spec->dims[d] : 0);
-        dsi_buf_u64(&t, pl->offset);
-        dsi_buf_u64(&t, pl->nbytes);
-        dsi_buf_u64(&t, 0);
-        dsi_buf_put(&t, pl->spec->name, nl);
-        dsi_buf_pad(&t, 8);
-    }
-    dsi_buf_u32(&sg, (uint32_t)c->n_segs);
+DSI_FUNC void dsi_meta_tensor(dsi_buf *t, const char *name, uint32_t dtype, uint32_t n_dims, const uint64_t *dims,
+                              uint32_t segment, uint64_t offset, uint64_t nbytes) {
+    size_t nl = strlen(name);
+    dsi_buf_u32(t, (uint32_t)nl);
+    dsi_buf_u32(t, dtype);
+    dsi_buf_u32(t, n_dims);
+    dsi_buf_u32(t, segment);
+    for (uint32_t d = 0; d < 4; d++) dsi_buf_u64(t, d < n_dims ? dims[d] : 0);
+    dsi_buf_u64(t, offset);
+    dsi_buf_u64(t, nbytes);
+    dsi_buf_u64(t, 0);
+    dsi_buf_put(t, name, nl);
+    dsi_buf_pad(t, 8);
+}
+
+DSI_FUNC void dsi_meta_segments(dsi_buf *meta, const dsi_segment *segs, size_t n, const dsi_alloc *al) {
+    dsi_buf sg;
+    dsi_buf_init(&sg, al);
+    dsi_buf_u32(&sg, (uint32_t)n);
     dsi_buf_u32(&sg, 0);
-    for (size_t i = 0; i < c->n_segs; i++) {
-        const dsi_segment *s = &c->segs[i];
+    for (size_t i = 0; i < n; i++) {
+        const dsi_segment *s = &segs[i];
         dsi_buf_u32(&sg, s->kind);
         dsi_buf_u32(&sg, (uint32_t)s->layer);
         dsi_buf_u32(&sg, (uint32_t)s->expert);
@@ -1008,73 +996,81 @@ static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
         dsi_buf_u64(&sg, s->plain_bytes);
         dsi_buf_u64(&sg, s->stored_bytes);
     }
+    if (sg.failed) meta->failed = true;
+    else dsi_meta_record(meta, DSI_REC_SEGMENTS, sg.data, sg.len);
+    dsi_buf_free(&sg);
+}
+
+static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
+    dsi_buf t;
+    dsi_buf_init(&t, &c->al);
+    dsi_buf_u32(&t, (uint32_t)c->n_specs);
+    dsi_buf_u32(&t, 0);
+    for (size_t i = 0; i < c->n_specs; i++) {
+        const dsi_plan *pl = &c->plan[i];
+        dsi_meta_tensor(&t, pl->spec->name, pl->dtype, (uint32_t)pl->spec->n_dims, pl->spec->dims, pl->segment,
+                        pl->offset, pl->nbytes);
+    }
     char src[256];
     static const char *qn[] = {"f32", "f16", "q8_0", "q4_0"};   /* indexed by ds_quant (checked) */
     int sl = snprintf(src, sizeof src, "{\"converter\": \"deepseek.h %s\", \"quant\": \"%s\"%s}", DS_VERSION_STRING,
                       c->p->quant == DS_QUANT_KEEP ? "keep" : qn[c->p->quant], c->gg ? ", \"from\": \"gguf\"" : "");
-    dsi_put_record(meta, DSI_REC_CONFIG_JSON, c->config_json, c->config_len);
-    dsi_put_record(meta, DSI_REC_TOKENIZER_JSON, c->tok_json, c->tok_len);
-    if (c->tokcfg_json) dsi_put_record(meta, DSI_REC_TOKENIZER_CONFIG, c->tokcfg_json, c->tokcfg_len);
-    dsi_put_record(meta, DSI_REC_TENSORS, t.data, t.len);
-    dsi_put_record(meta, DSI_REC_SEGMENTS, sg.data, sg.len);
-    dsi_put_record(meta, DSI_REC_SOURCE, src, (size_t)sl);
-    bool failed = t.failed || sg.failed || meta->failed;
+    dsi_meta_record(meta, DSI_REC_CONFIG_JSON, c->config_json, c->config_len);
+    dsi_meta_record(meta, DSI_REC_TOKENIZER_JSON, c->tok_json, c->tok_len);
+    if (c->tokcfg_json) dsi_meta_record(meta, DSI_REC_TOKENIZER_CONFIG, c->tokcfg_json, c->tokcfg_len);
+    dsi_meta_record(meta, DSI_REC_TENSORS, t.data, t.len);
+    dsi_meta_segments(meta, c->segs, c->n_segs, &c->al);
+    dsi_meta_record(meta, DSI_REC_SOURCE, src, (size_t)sl);
+    bool failed = t.failed || meta->failed;
     dsi_buf_free(&t);
-    dsi_buf_free(&sg);
     return failed ? dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building metadata") : DS_OK;
 }
 
 /* ==== Output checks ====================================================== */
-/* Before any work: an existing output is refused unless overwrite, and one
- * that is not a regular file always (a directory, a FIFO: nothing to
- * replace atomically). */
-static ds_status dsi_check_output_early(dsi_conv *c, const char *out_path) {
+DSI_FUNC ds_status dsi_writer_check_early(dsi_writer *w, const char *out_path) {
     struct stat st;
     if (stat(out_path, &st) != 0) {
         if (errno == ENOENT) return DS_OK;
-        return dsi_fail(c->e, DS_ERR_IO, "%s: cannot stat the output: %s", out_path, strerror(errno));
+        return dsi_fail(w->e, DS_ERR_IO, "%s: cannot stat the output: %s", out_path, strerror(errno));
     }
     if (!S_ISREG(st.st_mode))
-        return dsi_fail(c->e, DS_ERR_EXISTS, "%s exists and is not a regular file; refusing to replace it", out_path);
-    if (!c->p->overwrite)
-        return dsi_fail(c->e, DS_ERR_EXISTS,
-                        "%s exists; refusing to overwrite it (ds convert --force, or ds_convert_params.overwrite, "
-                        "replaces it)", out_path);
+        return dsi_fail(w->e, DS_ERR_EXISTS, "%s exists and is not a regular file; refusing to replace it", out_path);
+    if (!w->overwrite)
+        return dsi_fail(w->e, DS_ERR_EXISTS, "%s exists; refusing to overwrite it (%s replaces it)", out_path,
+                        w->force_hint);
     return DS_OK;
 }
 
-/* The output must not be one of the inputs, overwrite or not (checked once
- * they are open, and again just before the rename). */
-static ds_status dsi_check_output_inputs(dsi_conv *c, const char *out_path) {
+DSI_FUNC ds_status dsi_writer_check_inputs(dsi_writer *w, const char *out_path) {
     struct stat st;
     if (stat(out_path, &st) != 0) return DS_OK;   /* no file there (a dangling link counts as none) */
-    for (size_t i = 0; i < c->n_inputs; i++)
-        if (c->inputs[i].id.dev == (uint64_t)st.st_dev && c->inputs[i].id.ino == (uint64_t)st.st_ino)
-            return dsi_fail(c->e, DS_ERR_INVALID_ARG,
-                            "the output %s is the input %s (the same file); refusing to overwrite the checkpoint, "
-                            "with or without --force", out_path, c->inputs[i].path);
+    for (size_t i = 0; i < w->n_inputs; i++)
+        if (w->inputs[i].id.dev == (uint64_t)st.st_dev && w->inputs[i].id.ino == (uint64_t)st.st_ino)
+            return dsi_fail(w->e, DS_ERR_INVALID_ARG,
+                            "the output %s is the input %s (the same file); refusing to overwrite an input, "
+                            "with or without --force", out_path, w->inputs[i].path);
     return DS_OK;
 }
 
 /* Puts the finished temporary file at out_path. Without overwrite, link(2)
  * refuses to replace a file that appeared since the first check; where the
  * file system has no hard links, a last check and rename. */
-static ds_status dsi_publish_output(dsi_conv *c, const char *out_path) {
-    ds_status s = dsi_check_output_inputs(c, out_path);
+static ds_status dsi_publish_output(dsi_writer *w, const char *out_path) {
+    ds_status s = dsi_writer_check_inputs(w, out_path);
     if (s) return s;
-    if (!c->p->overwrite) {
-        if (link(c->tmp_path, out_path) == 0) {
-            (void)unlink(c->tmp_path);
+    if (!w->overwrite) {
+        if (link(w->tmp_path, out_path) == 0) {
+            (void)unlink(w->tmp_path);
             return DS_OK;
         }
         if (errno == EEXIST)
-            return dsi_fail(c->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
+            return dsi_fail(w->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
         struct stat st;
         if (lstat(out_path, &st) == 0)
-            return dsi_fail(c->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
+            return dsi_fail(w->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
     }
-    if (rename(c->tmp_path, out_path) != 0)
-        return dsi_fail(c->e, DS_ERR_IO, "cannot rename %s to %s: %s", c->tmp_path, out_path, strerror(errno));
+    if (rename(w->tmp_path, out_path) != 0)
+        return dsi_fail(w->e, DS_ERR_IO, "cannot rename %s to %s: %s", w->tmp_path, out_path, strerror(errno));
     return DS_OK;
 }
 
@@ -1101,7 +1097,7 @@ static ds_status dsi_open_gguf(dsi_conv *c) {
     dsi_file_id id;
     c->gg_fd = dsi_open_regular(c->gg_path, &id, c->e);
     if (c->gg_fd < 0) return dsi_prefix(c->e, "%s", c->gg_path);
-    ds_status s = dsi_note_input(c, &id, c->gg_path);
+    ds_status s = dsi_writer_note_input(&c->w, &id, c->gg_path);
     if (!s) s = dsi_gguf_open(c->gg_path, c->gg_fd, id.size, &c->al, &c->gg, c->e);
     if (s) return s;
     c->gg_used = dsi_calloc(&c->al, c->gg->n_tensors ? (size_t)c->gg->n_tensors : 1, sizeof *c->gg_used);
@@ -1116,42 +1112,115 @@ static ds_status dsi_open_gguf(dsi_conv *c) {
 }
 
 /* ==== Driver ============================================================= */
-static ds_status dsi_setup_keys(dsi_conv *c) {
-    const ds_convert_params *p = c->p;
-    ds_status s = dsi_secure_alloc(&c->keybuf, sizeof(dsi_keys), 0, c->e);
+DSI_FUNC ds_status dsi_writer_keys(dsi_writer *w, bool encrypt, const uint8_t *key, const char *passphrase,
+                                   size_t passphrase_len, uint64_t argon_ops, uint64_t argon_mem) {
+    ds_status s = dsi_secure_alloc(&w->keybuf, sizeof(dsi_keys), 0, w->e);
     if (s) return s;
-    c->keys = (dsi_keys *)c->keybuf.ptr;
-    dsi_header *h = &c->hdr;
+    w->keys = (dsi_keys *)w->keybuf.ptr;
+    dsi_header *h = &w->hdr;
     randombytes_buf(h->salt, sizeof h->salt);
-    if (!p->encrypt) {
+    if (!encrypt) {
         h->cipher = DS_CIPHER_NONE;
         h->kdf = DS_KDF_NONE;
-        return dsi_keys_derive(c->keys, DS_CIPHER_NONE, NULL, 0, h->salt, c->e);
+        return dsi_keys_derive(w->keys, DS_CIPHER_NONE, NULL, 0, h->salt, w->e);
     }
     h->cipher = DS_CIPHER_AES256GCM;
     uint8_t master[32];
-    if (p->passphrase) {
+    if (passphrase) {
         h->kdf = DS_KDF_ARGON2ID;
-        h->argon_ops = p->argon_opslimit ? p->argon_opslimit : crypto_pwhash_OPSLIMIT_INTERACTIVE;
-        h->argon_mem = p->argon_memlimit ? p->argon_memlimit : crypto_pwhash_MEMLIMIT_INTERACTIVE;
+        h->argon_ops = argon_ops ? argon_ops : crypto_pwhash_OPSLIMIT_INTERACTIVE;
+        h->argon_mem = argon_mem ? argon_mem : crypto_pwhash_MEMLIMIT_INTERACTIVE;
         randombytes_buf(h->argon_salt, sizeof h->argon_salt);
-        s = dsi_passphrase_key(master, p->passphrase, p->passphrase_len, h->argon_salt, h->argon_ops, h->argon_mem,
-                               c->e);
+        s = dsi_passphrase_key(master, passphrase, passphrase_len, h->argon_salt, h->argon_ops, h->argon_mem, w->e);
     } else {
         h->kdf = DS_KDF_RAW_KEY;
-        memcpy(master, p->key, 32);
+        memcpy(master, key, 32);
     }
-    if (!s) s = dsi_keys_derive(c->keys, DS_CIPHER_AES256GCM, master, 32, h->salt, c->e);
+    if (!s) s = dsi_keys_derive(w->keys, DS_CIPHER_AES256GCM, master, 32, h->salt, w->e);
     sodium_memzero(master, sizeof master);
-    if (!s) memcpy(h->key_check, c->keys->check, 32);
+    if (!s) memcpy(h->key_check, w->keys->check, 32);
     return s;
+}
+
+DSI_FUNC ds_status dsi_writer_open(dsi_writer *w, const char *out_path) {
+    size_t ol = strlen(out_path);
+    w->tmp_path = dsi_malloc(w->al, ol + 16);
+    if (!w->tmp_path) return dsi_fail(w->e, DS_ERR_NOMEM, "out of memory");
+    snprintf(w->tmp_path, ol + 16, "%s.tmp.XXXXXX", out_path);
+    w->fd = mkstemp(w->tmp_path);
+    if (w->fd < 0) {
+        ds_status s = dsi_fail(w->e, DS_ERR_IO, "%s: cannot create a temporary file beside it: %s", out_path,
+                               strerror(errno));
+        dsi_free(w->al, w->tmp_path);
+        w->tmp_path = NULL;
+        return s;
+    }
+    (void)fchmod(w->fd, 0644);
+    ds_status s = dsi_secure_alloc(&w->plainbuf, w->chunk_bytes, 0, w->e);
+    if (s) return s;
+    w->chunk_plain = w->plainbuf.ptr;
+    w->chunk_out = dsi_malloc(w->al, w->chunk_bytes);
+    if (!w->chunk_out) return dsi_fail(w->e, DS_ERR_NOMEM, "out of memory");
+    static const uint8_t zero_page[DSI_HEADER_AREA];   /* header placeholder, written last */
+    return dsi_write_all(w, zero_page, sizeof zero_page);
+}
+
+DSI_FUNC ds_status dsi_writer_finish(dsi_writer *w, const dsi_buf *meta, const char *out_path) {
+    /* the metadata at the tail, bound to the final header */
+    ds_status s = dsi_pad_file(w, DSI_SEG_ALIGN);
+    if (s) return s;
+    dsi_header *h = &w->hdr;
+    h->version = DS_FORMAT_VERSION;
+    h->chunk_bytes = w->chunk_bytes;
+    h->meta_offset = w->pos;
+    h->meta_plain_bytes = meta->len;
+    uint32_t nch = 0;
+    dsi_stored_bytes(meta->len, w->chunk_bytes, &h->meta_bytes, &nch);
+    h->file_bytes = h->meta_offset + h->meta_bytes;
+    uint8_t raw[DSI_HEADER_BYTES];
+    dsi_header_write(h, w->keys->header, raw);
+    dsi_chunk_ad ad = {DSI_META_SEGMENT, 0, -1, -1, 0, meta->len, 0, h->raw, DSI_HEADER_BYTES};
+    s = dsi_seg_begin_ad(w, &ad);
+    if (!s) s = dsi_writer_put(w, meta->data, meta->len);
+    if (!s) s = dsi_writer_seg_end(w, nch);
+    if (s) return s;
+    if (w->pos != h->file_bytes) return dsi_fail(w->e, DS_ERR_INTERNAL, "file size mismatch after writing");
+
+    /* the header, flush, rename into place */
+    uint8_t page[DSI_HEADER_AREA] = {0};
+    memcpy(page, raw, sizeof raw);
+    if (pwrite(w->fd, page, sizeof page, 0) != (ssize_t)sizeof page)
+        return dsi_fail(w->e, DS_ERR_IO, "%s: cannot write the header: %s", w->tmp_path, strerror(errno));
+    if (fsync(w->fd) != 0) return dsi_fail(w->e, DS_ERR_IO, "%s: fsync failed: %s", w->tmp_path, strerror(errno));
+    int fd = w->fd;
+    w->fd = -1;
+    if (close(fd) != 0) return dsi_fail(w->e, DS_ERR_IO, "%s: close failed: %s", w->tmp_path, strerror(errno));
+    if ((s = dsi_publish_output(w, out_path))) return s;
+    dsi_free(w->al, w->tmp_path);
+    w->tmp_path = NULL;
+    return DS_OK;
+}
+
+DSI_FUNC void dsi_writer_free(dsi_writer *w) {
+    if (w->fd >= 0) close(w->fd);
+    if (w->tmp_path) {
+        unlink(w->tmp_path);   /* nothing is left behind on failure */
+        dsi_free(w->al, w->tmp_path);
+    }
+    for (size_t i = 0; i < w->n_inputs; i++) dsi_free(w->al, w->inputs[i].path);
+    dsi_free(w->al, w->inputs);
+    dsi_free(w->al, w->chunk_out);
+    dsi_secure_free(&w->plainbuf);
+    dsi_secure_free(&w->keybuf);
+    memset(w, 0, sizeof *w);
+    w->fd = -1;
 }
 
 static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     const ds_convert_params *p = c->p;
     ds_status s;
     /* 0. the output: refused now rather than after the work */
-    if ((s = dsi_check_output_early(c, out_path))) return s;
+    if ((s = dsi_writer_check_early(&c->w, out_path))) return s;
     /* 1. inputs */
     if (c->gg_path) {
         if ((s = dsi_open_gguf(c))) return s;
@@ -1178,101 +1247,42 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     if ((s = dsi_check_tokenizer(c))) return s;
     if ((s = dsi_open_checkpoint(c))) return s;
 planned_inputs:
-    if ((s = dsi_check_output_inputs(c, out_path))) return s;
+    if ((s = dsi_writer_check_inputs(&c->w, out_path))) return s;
     if ((s = dsi_make_plan(c))) return s;
-    if ((s = dsi_setup_keys(c))) return s;
+    if ((s = dsi_writer_keys(&c->w, p->encrypt, p->key, p->passphrase, p->passphrase_len, p->argon_opslimit,
+                             p->argon_memlimit)))
+        return s;
 
     /* 2. output: a temporary file beside the destination */
-    size_t ol = strlen(out_path);
-    c->tmp_path = dsi_malloc(&c->al, ol + 16);
-    if (!c->tmp_path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    snprintf(c->tmp_path, ol + 16, "%s.tmp.XXXXXX", out_path);
-    c->fd = mkstemp(c->tmp_path);
-    if (c->fd < 0) {
-        s = dsi_fail(c->e, DS_ERR_IO, "%s: cannot create a temporary file beside it: %s", out_path, strerror(errno));
-        dsi_free(&c->al, c->tmp_path);
-        c->tmp_path = NULL;
-        return s;
-    }
-    (void)fchmod(c->fd, 0644);
-    if ((s = dsi_secure_alloc(&c->plainbuf, c->chunk_bytes, 0, c->e))) return s;
-    c->chunk_plain = c->plainbuf.ptr;
-    c->chunk_out = dsi_malloc(&c->al, c->chunk_bytes);
-    if (!c->chunk_out) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    static const uint8_t zero_page[DSI_HEADER_AREA];   /* header placeholder, written last */
-    if ((s = dsi_write_all(c, zero_page, sizeof zero_page))) return s;
+    if ((s = dsi_writer_open(&c->w, out_path))) return s;
 
     /* 3. segments, in plan order */
     size_t ti = 0;
     for (uint32_t si = 0; si < c->n_segs; si++) {
         dsi_segment *sg = &c->segs[si];
-        if ((s = dsi_seg_begin(c, si, sg, NULL))) return s;
-        sg->offset = c->pos;
+        if ((s = dsi_writer_seg_begin(&c->w, si, sg))) return s;
         for (; ti < c->n_specs && c->plan[ti].segment == si; ti++) {
             const dsi_plan *pl = &c->plan[ti];
-            if (pl->offset > c->seg_done && (s = dsi_seg_put(c, NULL, (size_t)(pl->offset - c->seg_done)))) return s;
+            if ((s = dsi_writer_pad_to(&c->w, pl->offset))) return s;
             if ((s = dsi_convert_tensor(c, pl))) return s;
             c->tensors_done++;
         }
-        if ((s = dsi_seg_end(c, sg->n_chunks))) return s;
+        if ((s = dsi_writer_seg_end(&c->w, sg->n_chunks))) return s;
     }
-    if (p->progress && p->progress(p->progress_user, c->n_specs, c->n_specs, c->pos))
+    if (p->progress && p->progress(p->progress_user, c->n_specs, c->n_specs, c->w.pos))
         return dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
 
-    /* 4. metadata at the tail, bound to the final header */
+    /* 4. metadata at the tail, the header, the rename into place */
     dsi_buf meta;
     dsi_buf_init(&meta, &c->al);
-    if ((s = dsi_build_metadata(c, &meta))) {
-        dsi_buf_free(&meta);
-        return s;
-    }
-    if ((s = dsi_pad_file(c, DSI_SEG_ALIGN))) {
-        dsi_buf_free(&meta);
-        return s;
-    }
-    dsi_header *h = &c->hdr;
-    h->version = DS_FORMAT_VERSION;
-    h->chunk_bytes = c->chunk_bytes;
-    h->meta_offset = c->pos;
-    h->meta_plain_bytes = meta.len;
-    uint32_t nch = 0;
-    dsi_stored_bytes(meta.len, c->chunk_bytes, &h->meta_bytes, &nch);
-    h->file_bytes = h->meta_offset + h->meta_bytes;
-    uint8_t raw[DSI_HEADER_BYTES];
-    dsi_header_write(h, c->keys->header, raw);
-    dsi_chunk_ad ad = {DSI_META_SEGMENT, 0, -1, -1, 0, meta.len, 0, h->raw, DSI_HEADER_BYTES};
-    s = dsi_seg_begin(c, 0, NULL, &ad);
-    if (!s) s = dsi_seg_put(c, meta.data, meta.len);
-    if (!s) s = dsi_seg_end(c, nch);
+    s = dsi_build_metadata(c, &meta);
+    if (!s) s = dsi_writer_finish(&c->w, &meta, out_path);
     dsi_buf_free(&meta);
-    if (s) return s;
-    if (c->pos != h->file_bytes) return dsi_fail(c->e, DS_ERR_INTERNAL, "file size mismatch after writing");
-
-    /* 5. header, flush, rename into place */
-    uint8_t page[DSI_HEADER_AREA] = {0};
-    memcpy(page, raw, sizeof raw);
-    if (pwrite(c->fd, page, sizeof page, 0) != (ssize_t)sizeof page)
-        return dsi_fail(c->e, DS_ERR_IO, "%s: cannot write the header: %s", c->tmp_path, strerror(errno));
-    if (fsync(c->fd) != 0) return dsi_fail(c->e, DS_ERR_IO, "%s: fsync failed: %s", c->tmp_path, strerror(errno));
-    if (close(c->fd) != 0) {
-        c->fd = -1;
-        return dsi_fail(c->e, DS_ERR_IO, "%s: close failed: %s", c->tmp_path, strerror(errno));
-    }
-    c->fd = -1;
-    if ((s = dsi_publish_output(c, out_path))) return s;
-    dsi_free(&c->al, c->tmp_path);
-    c->tmp_path = NULL;
-    return DS_OK;
+    return s;
 }
 
 static void dsi_conv_free(dsi_conv *c) {
-    if (c->fd >= 0) close(c->fd);
-    if (c->tmp_path) {
-        unlink(c->tmp_path);   /* nothing is left behind on failure */
-        dsi_free(&c->al, c->tmp_path);
-    }
-    for (size_t i = 0; i < c->n_inputs; i++) dsi_free(&c->al, c->inputs[i].path);
-    dsi_free(&c->al, c->inputs);
+    dsi_writer_free(&c->w);
     for (size_t i = 0; i < c->n_shards; i++) {
         if (c->shards[i].fd >= 0) close(c->shards[i].fd);
         dsi_st_free(c->shards[i].h);
@@ -1290,7 +1300,6 @@ static void dsi_conv_free(dsi_conv *c) {
     dsi_free(&c->al, c->config_json);
     dsi_free(&c->al, c->tok_json);
     dsi_free(&c->al, c->tokcfg_json);
-    dsi_free(&c->al, c->chunk_out);
     /* row buffers held plaintext weights */
     if (c->raw) sodium_memzero(c->raw, c->raw_cap);
     if (c->f32) sodium_memzero(c->f32, c->f32_cap);
@@ -1298,8 +1307,6 @@ static void dsi_conv_free(dsi_conv *c) {
     dsi_free(&c->al, c->raw);
     dsi_free(&c->al, c->f32);
     dsi_free(&c->al, c->enc);
-    dsi_secure_free(&c->plainbuf);
-    dsi_secure_free(&c->keybuf);
     dsi_free(&c->al, c->hf_dir);
 }
 
@@ -1382,11 +1389,10 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     }
     dsi_conv c;
     memset(&c, 0, sizeof c);
-    c.fd = -1;
     c.gg_fd = -1;
     c.p = p;
     c.e = &e;
-    c.chunk_bytes = chunk;
+    dsi_writer_init(&c.w, &c.al, &e, chunk, p->overwrite, "ds convert --force, or ds_convert_params.overwrite,");
     if (dsi_alloc_init(&c.al, &p->allocator, &e) || dsi_crypto_init(&e)) return dsi_publish(&e);
     c.hf_dir = dsi_strndup(&c.al, hf_dir, strlen(hf_dir));
     if (gguf && c.hf_dir) c.gg_path = dsi_strndup(&c.al, hf_dir, strlen(hf_dir));

@@ -798,16 +798,7 @@ DS_API ds_status ds_model_tensor_read_f32(const ds_model *m, size_t index, float
     }
     uint64_t rb = 0;
     dsi_dtype_row_bytes((ds_dtype)t->dtype, cols, &rb);
-    for (uint64_t r = 0; r < rows; r++) {
-        const uint8_t *row = src + r * rb;
-        float *y = dst + r * cols;
-        switch ((ds_dtype)t->dtype) {
-        case DS_DTYPE_F32: memcpy(y, row, (size_t)cols * 4); break;
-        case DS_DTYPE_F16: dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)cols); break;
-        case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)cols); break;
-        case DS_DTYPE_Q4_0: dsi_dequantize_row_q4_0(row, y, (size_t)cols); break;
-        }
-    }
+    for (uint64_t r = 0; r < rows; r++) dsi_dtype_decode_row((ds_dtype)t->dtype, src + r * rb, dst + r * cols, (size_t)cols);
     dsi_secure_free(&tmp);
     return DS_OK;
 }

@@ -49,6 +49,11 @@ DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n);
 #define DSI_N_DTYPES 4
 DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n);
 DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n);
+/* One row of n values in any weight format, from or to F32 (the converters,
+ * ds_model_tensor_read_f32, ds_lora_merge). Little-endian bytes; Q8_0 and
+ * Q4_0 need n % 32 == 0. */
+DSI_FUNC void dsi_dtype_encode_row(ds_dtype d, const float *x, uint8_t *out, size_t n);
+DSI_FUNC void dsi_dtype_decode_row(ds_dtype d, const uint8_t *in, float *y, size_t n);
 
 /* ==== JSON ================================================================ */
 /* A strict RFC 8259 parser producing a read-only tree in one arena. Strings
@@ -556,5 +561,94 @@ typedef struct dsi_weights {
 DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config *c, const dsi_alloc *al,
                                  dsi_weights *W, dsi_err *e);
 DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al);
+
+/* ==== Writing a container (convert.c) ===================================== */
+/* What ds_convert, ds_convert_lora and ds_lora_merge share: the checks on
+ * the output path, the keys, a temporary file beside the destination,
+ * segments sealed chunk by chunk as their plaintext streams in, the metadata
+ * at the tail, the header last, and the rename into place (link(2) without
+ * overwrite). On any failure dsi_writer_free removes the temporary file:
+ * nothing is left at out_path. Use: init, note_input (each input file),
+ * check_early, check_inputs, keys (set hdr.adapter for an adapter), open,
+ * then per segment seg_begin, put / pad_to, seg_end; finish; free. */
+typedef struct dsi_input {
+    dsi_file_id id;
+    char *path;
+} dsi_input;
+
+typedef struct dsi_writer {
+    const dsi_alloc *al;
+    dsi_err *e;
+    bool overwrite;
+    const char *force_hint;        /* what replaces an existing output ("ds convert --force, or ...") */
+    dsi_input *inputs;             /* files read: the output must not be one of them */
+    size_t n_inputs;
+    int fd;
+    char *tmp_path;
+    uint64_t pos;                  /* bytes written */
+    dsi_secure_buf keybuf;
+    dsi_keys *keys;                /* in keybuf */
+    dsi_header hdr;
+    uint32_t chunk_bytes;
+    dsi_secure_buf plainbuf;       /* one chunk of plaintext */
+    uint8_t *chunk_plain, *chunk_out;
+    size_t fill;
+    dsi_chunk_ad ad;               /* the segment being written */
+    uint64_t seg_done;
+} dsi_writer;
+
+DSI_FUNC void dsi_writer_init(dsi_writer *w, const dsi_alloc *al, dsi_err *e, uint32_t chunk_bytes, bool overwrite,
+                              const char *force_hint);
+/* Records an opened input (which file it is) for dsi_writer_check_inputs. */
+DSI_FUNC ds_status dsi_writer_note_input(dsi_writer *w, const dsi_file_id *id, const char *path);
+/* Before any work: an existing output is refused unless overwrite, and one
+ * that is not a regular file always (nothing to replace atomically). */
+DSI_FUNC ds_status dsi_writer_check_early(dsi_writer *w, const char *out_path);
+/* The output must not be one of the inputs, overwrite or not (checked once
+ * they are open, and again just before the rename). */
+DSI_FUNC ds_status dsi_writer_check_inputs(dsi_writer *w, const char *out_path);
+/* A new salt and the keys: encrypt with key (32 bytes) or passphrase
+ * (Argon2id, argon_ops / argon_mem 0 = libsodium's interactive limits), or
+ * integrity tags only. */
+DSI_FUNC ds_status dsi_writer_keys(dsi_writer *w, bool encrypt, const uint8_t *key, const char *passphrase,
+                                   size_t passphrase_len, uint64_t argon_ops, uint64_t argon_mem);
+/* The temporary file and the header's placeholder. */
+DSI_FUNC ds_status dsi_writer_open(dsi_writer *w, const char *out_path);
+/* Segment index sg starts at the next page; sets sg->offset. */
+DSI_FUNC ds_status dsi_writer_seg_begin(dsi_writer *w, uint32_t index, dsi_segment *sg);
+/* Plaintext of the current segment (data NULL: n zeros), sealing full chunks. */
+DSI_FUNC ds_status dsi_writer_put(dsi_writer *w, const uint8_t *data, size_t n);
+/* Zeros up to offset (inside the segment's plaintext). */
+DSI_FUNC ds_status dsi_writer_pad_to(dsi_writer *w, uint64_t offset);
+DSI_FUNC ds_status dsi_writer_seg_end(dsi_writer *w, uint32_t n_chunks);
+/* The metadata (records) sealed at the tail, the header, fsync, and the
+ * temporary file put at out_path. */
+DSI_FUNC ds_status dsi_writer_finish(dsi_writer *w, const dsi_buf *meta, const char *out_path);
+DSI_FUNC void dsi_writer_free(dsi_writer *w);
+
+/* Layout: a tensor of nbytes goes to the last segment when that is (kind,
+ * layer, expert), else to a new one (segs has room for one per tensor), at
+ * the next DSI_TENSOR_ALIGN offset. DS_ERR_LIMIT (no message) on overflow. */
+DSI_FUNC ds_status dsi_layout_add(dsi_segment *segs, size_t *n_segs, uint32_t kind, int layer, int expert,
+                                  uint64_t nbytes, uint32_t *segment, uint64_t *offset);
+/* Each segment's chunk count and stored bytes. */
+DSI_FUNC ds_status dsi_layout_seal(dsi_segment *segs, size_t n_segs, uint32_t chunk_bytes, dsi_err *e);
+/* Metadata: a record; one tensor directory entry (after the directory's
+ * u32 count, u32 0); the segment directory as a record. Allocation failures
+ * set the buffer's failed flag. */
+DSI_FUNC void dsi_meta_record(dsi_buf *b, uint32_t tag, const void *data, size_t len);
+DSI_FUNC void dsi_meta_tensor(dsi_buf *t, const char *name, uint32_t dtype, uint32_t n_dims, const uint64_t *dims,
+                              uint32_t segment, uint64_t offset, uint64_t nbytes);
+DSI_FUNC void dsi_meta_segments(dsi_buf *meta, const dsi_segment *segs, size_t n, const dsi_alloc *al);
+/* Reading inputs: dir/name (allocated with al); a whole small text file
+ * (noted as an input; *missing, when given, says it does not exist, and it
+ * is then not an error); n bytes at off (short reads are DS_ERR_TRUNCATED,
+ * messages name path); one safetensors row to F32 (times FP8 block scales),
+ * returning the index of its first non-finite value, or n. */
+DSI_FUNC char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name);
+DSI_FUNC ds_status dsi_writer_read_text(dsi_writer *w, const char *dir, const char *name, char **out, size_t *len,
+                                       bool *missing);
+DSI_FUNC ds_status dsi_pread_full(int fd, const char *path, void *buf, size_t n, uint64_t off, dsi_err *e);
+DSI_FUNC size_t dsi_st_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t n, const float *scales);
 
 #endif /* DS_FORMAT_H */

@@ -140,6 +140,11 @@ DS_API ds_status ds_context_set_adapters(ds_context *c, ds_adapter *const *adapt
                  n > DS_MAX_ADAPTERS ? "more than DS_MAX_ADAPTERS (8) adapters" : "adapters is NULL");
         return dsi_ctx_fail(c, &e);
     }
+    if (n && (!c->dev->lora || !c->dev->silu_mul)) {
+        dsi_fail(&e, DS_ERR_UNSUPPORTED, "ds_context_set_adapters: the %s device does not apply LoRA adapters",
+                 c->dev->name);
+        return dsi_ctx_fail(c, &e);
+    }
     dsi_lora_list l;
     memset(&l, 0, sizeof l);
     for (size_t i = 0; i < n; i++) {

@@ -183,3 +183,29 @@ DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n) {
 DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = dsi_f16_to_f32(in[i]);
 }
+
+DSI_FUNC void dsi_dtype_encode_row(ds_dtype d, const float *x, uint8_t *out, size_t n) {
+    switch (d) {
+    case DS_DTYPE_F32:
+        for (size_t k = 0; k < n; k++) dsi_wr32(out + 4 * k, dsi_f32_bits(x[k]));
+        break;
+    case DS_DTYPE_F16:
+        for (size_t k = 0; k < n; k++) dsi_wr16(out + 2 * k, dsi_f32_to_f16(x[k]));
+        break;
+    case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(x, out, n); break;
+    case DS_DTYPE_Q4_0: dsi_quantize_row_q4_0(x, out, n); break;
+    }
+}
+
+DSI_FUNC void dsi_dtype_decode_row(ds_dtype d, const uint8_t *in, float *y, size_t n) {
+    switch (d) {
+    case DS_DTYPE_F32:
+        for (size_t k = 0; k < n; k++) y[k] = dsi_bits_f32(dsi_rd32(in + 4 * k));
+        break;
+    case DS_DTYPE_F16:
+        for (size_t k = 0; k < n; k++) y[k] = dsi_f16_to_f32(dsi_rd16(in + 2 * k));
+        break;
+    case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(in, y, n); break;
+    case DS_DTYPE_Q4_0: dsi_dequantize_row_q4_0(in, y, n); break;
+    }
+}

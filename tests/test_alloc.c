@@ -268,6 +268,52 @@ int main(void) {
     T_CHECK("alloc-2.1", bad == 0, "%ld of %ld failing opens misreported; first %s", bad, runs, first);
     T_CHECK("alloc-2.2", leaks == 0, "%ld opens leaked allocations", leaks);
     T_CHECK("alloc-2.3", fail_at < 100000 && runs > 10, "open never succeeded (%ld runs)", runs);
+
+    /* 4: a LoRA adapter (routed experts, shared experts, the dense MLP)
+     * opened over the model, applied and evaluated: the allocations after
+     * the model's open fail in turn */
+    char dsa[512];
+    snprintf(dsa, sizeof dsa, "/tmp/ds-test-alloc-%d.dsa", (int)getpid());
+    ds_model *m = NULL;
+    fail_at = -1;
+    ds_convert_lora_params lp = ds_convert_lora_default_params();
+    lp.key = key;
+    lp.key_len = 32;
+    lp.overwrite = 1;
+    if (ds_model_open(&m, out, &mp) || ds_convert_lora("tests/ref/lora/v2lite_experts", m, dsa, &lp)) {
+        T_SKIP("alloc-4", ds_last_error());
+    } else {
+        ds_adapter_params ap = ds_adapter_default_params();
+        ap.key = key;
+        ap.key_len = 32;
+        long base_live = live, base_count = count;
+        int32_t tok[4] = {0, 70, 263, 265};
+        runs = bad = leaks = 0;
+        for (fail_at = base_count;; fail_at++) {
+            count = base_count;
+            ds_adapter *a = NULL;
+            ds_context *c = NULL;
+            ds_status s = ds_adapter_open(&a, m, dsa, &ap);
+            if (!s) s = ds_context_new(&c, m, NULL);
+            if (!s) s = ds_context_set_adapters(c, &a, NULL, 1);
+            if (!s) s = ds_context_eval(c, tok, 4, NULL, 0);
+            runs++;
+            ds_context_free(c);
+            if (ds_adapter_close(a) != DS_OK && !bad++) snprintf(first, sizeof first, "close refused");
+            if (live != base_live) leaks++;
+            if (s == DS_OK) break;
+            if (s != DS_ERR_NOMEM || !*ds_last_error())
+                if (!bad++) snprintf(first, sizeof first, "N=%ld: status %d: %s", fail_at, s, ds_last_error());
+            if (fail_at > base_count + 100000) break;
+        }
+        printf("INFO alloc-4: %ld runs, each failing allocation in turn\n", runs);
+        T_CHECK("alloc-4.1", bad == 0, "%ld of %ld failing runs misreported; first %s", bad, runs, first);
+        T_CHECK("alloc-4.2", leaks == 0, "%ld runs leaked allocations", leaks);
+        T_CHECK("alloc-4.3", runs > 10 && fail_at <= base_count + 100000, "never succeeded (%ld runs)", runs);
+    }
+    fail_at = -1;
+    ds_model_close(m);
+    unlink(dsa);
     unlink(out);
     return t_finish("test_alloc");
 }

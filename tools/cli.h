@@ -185,5 +185,13 @@ void block_stop_signals(sigset_t *set);
 
 int ds_cmd_bench(int argc, char **argv);
 extern const char ds_bench_help[];
+/* tools/ds_lora.c: ds convert-lora, ds lora (merge, info); the adapter's
+ * record as ds inspect prints it. */
+int ds_cmd_convert_lora(int argc, char **argv);
+extern const char ds_convert_lora_help[];
+int ds_cmd_lora(int argc, char **argv);
+extern const char ds_lora_help[];
+struct ds_adapter;
+int ds_lora_print_info(const struct ds_adapter *a, const char *path, int json);
 
 #endif

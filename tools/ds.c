@@ -495,6 +495,8 @@ static ds_model *open_meta(const char *cmd, const char *path, const ds_file_info
             hint = " (the file is sealed with a passphrase: use --passphrase-env VAR)";
         else if (fi->kdf == DS_KDF_RAW_KEY && sec->pass && !strstr(msg, "--key-file"))
             hint = " (the file is sealed with a key: use --key-file F)";
+        else if (st == DS_ERR_NOT_ADAPTER && !strcmp(cmd, "inspect"))
+            hint = " (to inspect an adapter: ds inspect ADAPTER.dsa --base BASE.dsm)";
         fail(cmd, "%s%s", msg, hint);
         return NULL;
     }
@@ -505,12 +507,16 @@ static ds_model *open_meta(const char *cmd, const char *path, const ds_file_info
 
 static const char inspect_help[] =
     "usage: ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--json]\n"
+    "       ds inspect <adapter.dsa> --base <base.dsm> [--key-file F | --passphrase-env VAR] [--json]\n"
     "\n"
     "Without a key, prints the public header (format, cipher, KDF, chunk size,\n"
-    "sizes). With the key (or for a plaintext container) also prints the model\n"
-    "config, tokenizer summary, tensor directory and segment table, and says\n"
-    "whether the header was authenticated. Nothing is decrypted beyond the\n"
-    "metadata.\n"
+    "sizes). With the key (or for a plaintext container) also prints the model's\n"
+    "identity (ds_model_id: what adapters are bound to), config, tokenizer\n"
+    "summary, tensor directory and segment table, and says whether the header\n"
+    "was authenticated. Nothing is decrypted beyond the metadata.\n"
+    "A LoRA adapter is read over its base (--base; one key for both, or\n"
+    "--adapter-key-file F for the adapter's own): base id, r, lora_alpha, scale,\n"
+    "targets, parameters, dtype and the size of its tensors.\n"
     "  -m, --model FILE  the model, instead of the positional <model.dsm>\n"
     "  --json            one JSON object on stdout instead of text\n"
     "  --allow-plaintext with a key, open a plaintext (unencrypted) file anyway\n"
@@ -602,7 +608,20 @@ static void class_dtypes(unsigned bits, char *buf, size_t len) {
     if (!buf[0]) snprintf(buf, len, "-");
 }
 
+/* The model's identity (ds_model_id) in hex; "?" when it cannot be had. */
+static void model_id_hex(const ds_model *m, char out[2 * DS_MODEL_ID_BYTES + 1]) {
+    unsigned char id[DS_MODEL_ID_BYTES];
+    if (ds_model_id(m, id) != DS_OK) {
+        strcpy(out, "?");
+        return;
+    }
+    for (int i = 0; i < DS_MODEL_ID_BYTES; i++) sprintf(out + 2 * i, "%02x", id[i]);
+}
+
 static void print_model_text(const ds_model *m, const ds_model_config *c, uint64_t file_bytes) {
+    char idh[2 * DS_MODEL_ID_BYTES + 1];
+    model_id_hex(m, idh);
+    printf("identity         %s\n", idh);
     /* ---- config ---- */
     printf("\nconfig\n");
     printf("  %-28s %s\n", "architecture", arch_name(c->arch));
@@ -708,6 +727,9 @@ static void print_header_json(const char *path, const ds_file_info *fi, const ch
 }
 
 static void print_model_json(const ds_model *m, const ds_model_config *c, uint64_t file_bytes) {
+    char idh[2 * DS_MODEL_ID_BYTES + 1];
+    model_id_hex(m, idh);
+    printf(",\n  \"model_id\": \"%s\"", idh);
     /* ---- config ---- */
     printf(",\n  \"config\": {\"architecture\": ");
     json_str(stdout, arch_name(c->arch));
@@ -793,11 +815,12 @@ static int cmd_inspect(int argc, char **argv) {
     const char *cmd = "inspect";
     argscan a = {cmd, argc, argv, 0, 0, 0};
     key_opts ko = {0};
-    const char *path = NULL;
+    const char *path = NULL, *base_path = NULL, *akey_path = NULL;
     int json = 0, verbose = 0;
 
     /* ---- parse the command line ---- */
     for (a.i = 1; a.i < argc && !a.bad; a.i++) {
+        const char *v;
         int p = is_positional(&a);
         if (p < 0) continue;
         if (p) {
@@ -807,6 +830,10 @@ static int cmd_inspect(int argc, char **argv) {
             fputs(inspect_help, stdout);
             return 0;
         } else if (model_path_option(&a, &path) || key_option(&a, &ko, 0)) {
+        } else if (is_opt(&a, "--base", &v)) {
+            set_once(&a, &base_path, v, "--base");
+        } else if (is_opt(&a, "--adapter-key-file", &v)) {
+            set_once(&a, &akey_path, v, "--adapter-key-file");
         } else if (is_flag(&a, "--json")) {
             json = 1;
         } else if (is_flag(&a, "--verbose") || is_flag(&a, "-v")) {
@@ -819,6 +846,23 @@ static int cmd_inspect(int argc, char **argv) {
     if (!path) return usage_error(cmd, "missing <model.dsm>");
     int rc = key_opts_check(cmd, &ko);
     if (rc) return rc;
+    if (akey_path && !base_path) return usage_error(cmd, "--adapter-key-file goes with --base (an adapter)");
+    if (base_path) {
+        /* an adapter, over its base: ds lora info */
+        char *largv[12];
+        int n = 0;
+        largv[n++] = "lora";
+        largv[n++] = "info";
+        largv[n++] = (char *)path;
+        largv[n++] = "--base";
+        largv[n++] = (char *)base_path;
+        if (ko.key_file) largv[n++] = "--key-file", largv[n++] = (char *)ko.key_file;
+        if (ko.pass_env) largv[n++] = "--passphrase-env", largv[n++] = (char *)ko.pass_env;
+        if (akey_path) largv[n++] = "--adapter-key-file", largv[n++] = (char *)akey_path;
+        if (json) largv[n++] = "--json";
+        largv[n] = NULL;
+        return ds_cmd_lora(n, largv);
+    }
 
     /* ---- public header: needs no key ---- */
     ds_file_info fi;
@@ -2725,8 +2769,11 @@ static const char main_help[] =
     "\n"
     "Commands:\n"
     "  convert <hf_dir> <out.dsm>   convert a Hugging Face checkpoint (or a GGUF) into a container\n"
+    "  convert-lora <peft_dir> <out.dsa> --base <base.dsm>   convert a PEFT LoRA adapter for a base\n"
+    "  lora merge <base.dsm> <adapter.dsa> <out.dsm>   bake an adapter into a copy of its base\n"
     "  keygen <file>                write a new random key file (mode 0600)\n"
-    "  inspect <model.dsm>          print the header, config, tensors and segments\n"
+    "  inspect <model.dsm>          print the header, identity, config, tensors and segments\n"
+    "                               (an adapter: inspect <adapter.dsa> --base <base.dsm>)\n"
     "  verify <model.dsm>           authenticate every segment of a container\n"
     "  run <model.dsm> -p PROMPT    generate text from a prompt\n"
     "  chat <model.dsm>             an interactive conversation (lines on stdin)\n"
@@ -2751,6 +2798,8 @@ typedef struct subcommand {
 
 static const subcommand commands[] = {
     {"convert", cmd_convert, convert_help},
+    {"convert-lora", ds_cmd_convert_lora, ds_convert_lora_help},
+    {"lora", ds_cmd_lora, ds_lora_help},
     {"keygen", cmd_keygen, keygen_help},
     {"inspect", cmd_inspect, inspect_help},
     {"verify", cmd_verify, verify_help},

@@ -9,6 +9,7 @@ STATUS = {
     "EXISTS": -7, "INTERNAL": -8,
     "NOT_DSM": -100, "VERSION": -101, "TRUNCATED": -102, "CORRUPT": -103, "JSON": -104,
     "SAFETENSORS": -105, "MISSING_TENSOR": -106, "SHAPE": -107, "ARCH": -108, "CONFIG": -109, "GGUF": -110,
+    "NOT_ADAPTER": -111, "ADAPTER": -112, "ADAPTER_BASE": -113,
     "WRONG_KEY": -200, "AUTH": -201, "NEED_KEY": -202, "NO_AES": -203, "CRYPTO": -204, "PLAINTEXT": -205,
     "BACKEND": -300, "NO_DEVICE": -301,
     "MISUSE": -400,
@@ -64,7 +65,8 @@ class CancelledError(Error):
 # file format -100 .. -199
 class FormatError(Error):
     """-100 .. -199: not a container, a version this library does not read, truncated, corrupt,
-    an unsupported architecture, a malformed GGUF file."""
+    an unsupported architecture, a malformed GGUF file, a LoRA adapter that does not fit its
+    model (or a model where an adapter was expected)."""
 
 
 # crypto -200 .. -299
