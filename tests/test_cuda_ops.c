@@ -49,6 +49,15 @@
  *                   contract the CPU's dst[d] += wgt * src[d] into an FMA),
  *                   experts added in the same order
  *   memset, copy    exact, and bytes outside the range untouched
+ *   lora            3e-5 * (|y0| + |s| sum_q |B_iq| sum_j |A_qj x_j|) + 1e-6
+ *                   against a double-precision y0 + s B (A x) of the same
+ *                   stored A and B: two products in F32 (the bound of one,
+ *                   as gemv's, for each); padding of y's rows bit for bit
+ *   mla + adapters  (16.1) as mla attention, against the CPU's dsi_mla_task
+ *                   with its adapter steps (transcribed); (16.2) 2e-4 *
+ *                   max |cpu| + 1e-6 against the plain attention over the
+ *                   merged matrix W + sum s B A (F32): the same function
+ *                   computed another way, so rounding of the merge included
  *   route           the same experts in the same order, except where two
  *                   selection scores differ but by at most 1e-5 (relative):
  *                   a near-tie that summation order may break either way;
