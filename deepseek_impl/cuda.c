@@ -1084,7 +1084,6 @@ static ds_status dsi_cu_adapter_new(const ds_model *m, ds_adapter *a, void **out
 }
 
 static void dsi_cu_adapter_free(const ds_model *m, ds_adapter *a, void *p) {
-    (void)a;
     dsi_cuda_adapter *da = p;
     if (!da) return;
     dsi_cuda_model *gm = m->dev_model;
