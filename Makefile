@@ -357,6 +357,9 @@ demo: all
 	$(BUILD)/ds verify models/demo.dsm --key-file models/demo.key
 	$(BUILD)/ds run models/demo.dsm --key-file models/demo.key -p "$(DEMO_PROMPT)" -n 96 \
 		--temp 0.6 --top-p 0.9 --repeat-penalty 1.15 --seed 1
+	@echo "== the same model with its sealed domain adapter (models/demo-lora.dsa: the Jargon File)"
+	$(BUILD)/ds run models/demo.dsm --key-file models/demo.key --lora models/demo-lora.dsa \
+		-p "A hacker is a person who" -n 48 --temp 0.6 --top-p 0.9 --repeat-penalty 1.15 --seed 1234
 
 # The same pipeline on a random V2-Lite-shaped checkpoint: generate, seal with
 # a fresh key, inspect, verify, generate (random weights: the text is noise).

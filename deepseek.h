@@ -1261,7 +1261,10 @@ DS_API ds_model *ds_adapter_model(const ds_adapter *a);
  * sequence had, its tokens are forgotten (ds_context_truncate(c, 0)): their
  * KV entries were computed under the other list. The context keeps no
  * reference beyond the list: close an adapter only after setting lists that
- * leave it out (ds_adapter_close refuses while it is in one). */
+ * leave it out (ds_adapter_close refuses while it is in one). It touches
+ * only sequence c, none of the scratch its context's sequences share: it may
+ * be called on a sequence that no evaluation running on another thread
+ * includes (a server hands out a free slot while the others decode). */
 DS_API DS_WARN_UNUSED ds_status ds_context_set_adapters(ds_context *c, ds_adapter *const *adapters,
                                                         const float *scales, size_t n);
 /* The list sequence c applies: up to cap entries into adapters and scales
@@ -1296,7 +1299,18 @@ DS_API ds_convert_lora_params ds_convert_lora_default_params(void);
  * v_proj or k_proj, their values come from kv_b_proj); every lora_A has its
  * lora_B and the shapes (r, in) and (out, r) of the module it adapts
  * (DS_ERR_SHAPE naming the tensor). Writes to a temporary file and renames
- * it into place on success, as ds_convert does. */
+ * it into place on success, as ds_convert does.
+ * Tensors: F32, F16 or BF16, named base_model.model.<module>.lora_A.weight
+ * (also without ".weight", and with PEFT's ".default" adapter name before
+ * it). target_modules is a list of names or one name; another string
+ * (PEFT's regular expression, "all-linear") takes the modules the tensors
+ * adapt. Refused, with what and where: a tensor for a matrix the
+ * architecture has no adapter target for, or for a module target_modules
+ * does not list, a rank other than r, a bias, rank_pattern / alpha_pattern,
+ * DoRA, modules_to_save, PEFT's fused routed experts (target_parameters),
+ * a lora_alpha not above 0 (DS_ERR_ADAPTER); lora_A without lora_B or the
+ * reverse, or no tensors at all (DS_ERR_MISSING_TENSOR); other dtypes
+ * (DS_ERR_SHAPE). Nothing is written then. */
 DS_API DS_WARN_UNUSED ds_status ds_convert_lora(const char *peft_dir, const ds_model *base, const char *out_path,
                                                 const ds_convert_lora_params *params);
 

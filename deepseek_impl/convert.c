@@ -1112,6 +1112,18 @@ static ds_status dsi_open_gguf(dsi_conv *c) {
 }
 
 /* ==== Driver ============================================================= */
+DSI_FUNC ds_status dsi_writer_check_secret(int encrypt, const uint8_t *key, size_t key_len, const char *passphrase,
+                                           const char *fn, dsi_err *e) {
+    if (encrypt ? (!key == !passphrase) : (key || passphrase))
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        encrypt ? "%s: encryption needs exactly one of a key or a passphrase"
+                                : "%s: a key or passphrase was given with encrypt = 0",
+                        fn);
+    if (key && key_len != DS_KEY_BYTES)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: key must be %d bytes, got %zu", fn, DS_KEY_BYTES, key_len);
+    return DS_OK;
+}
+
 DSI_FUNC ds_status dsi_writer_keys(dsi_writer *w, bool encrypt, const uint8_t *key, const char *passphrase,
                                    size_t passphrase_len, uint64_t argon_ops, uint64_t argon_mem) {
     ds_status s = dsi_secure_alloc(&w->keybuf, sizeof(dsi_keys), 0, w->e);
@@ -1362,15 +1374,8 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
                 return dsi_publish(&e);
             }
     }
-    if (p->encrypt ? (!p->key == !p->passphrase) : (p->key || p->passphrase)) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, p->encrypt ? "ds_convert: encryption needs exactly one of a key or a passphrase"
-                                                    : "ds_convert: a key or passphrase was given with encrypt = 0");
+    if (dsi_writer_check_secret(p->encrypt, p->key, p->key_len, p->passphrase, "ds_convert", &e))
         return dsi_publish(&e);
-    }
-    if (p->key && p->key_len != DS_KEY_BYTES) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: key must be %d bytes, got %zu", DS_KEY_BYTES, p->key_len);
-        return dsi_publish(&e);
-    }
     if (p->passphrase && (p->argon_opslimit > DS_MAX_ARGON_OPS || p->argon_memlimit > DS_MAX_ARGON_MEM)) {
         /* the runtime refuses such a file before its KDF: do not write one */
         if (p->argon_opslimit > DS_MAX_ARGON_OPS)

@@ -607,6 +607,11 @@ DSI_FUNC ds_status dsi_writer_check_early(dsi_writer *w, const char *out_path);
 /* The output must not be one of the inputs, overwrite or not (checked once
  * they are open, and again just before the rename). */
 DSI_FUNC ds_status dsi_writer_check_inputs(dsi_writer *w, const char *out_path);
+/* The sealing arguments of a converter's params: exactly one of key
+ * (DS_KEY_BYTES) and passphrase with encrypt, neither without
+ * (DS_ERR_INVALID_ARG naming fn). */
+DSI_FUNC ds_status dsi_writer_check_secret(int encrypt, const uint8_t *key, size_t key_len, const char *passphrase,
+                                           const char *fn, dsi_err *e);
 /* A new salt and the keys: encrypt with key (32 bytes) or passphrase
  * (Argon2id, argon_ops / argon_mem 0 = libsodium's interactive limits), or
  * integrity tags only. */

@@ -163,8 +163,9 @@ DS_API ds_status ds_context_set_adapters(ds_context *c, ds_adapter *const *adapt
     c->lora = l;
     c->n_past = 0;   /* the KV entries were computed under the other list */
     ds_context *root = c->root;
-    root->any_lora = false;
-    for (int i = 0; i < root->n_seq; i++) root->any_lora |= root->seqs[i]->lora.n > 0;
+    bool any = false;
+    for (int i = 0; i < root->n_seq; i++) any |= root->seqs[i]->lora.n > 0;
+    __atomic_store_n(&root->any_lora, any, __ATOMIC_RELAXED);
     return DS_OK;
 }
 
@@ -404,17 +405,20 @@ static const dsi_lora_list *dsi_tok_lora(const ds_context *c, const dsi_batch *b
     return q->lora.n ? &q->lora : NULL;
 }
 
+/* Whether some sequence of the context has adapters. Another thread may
+ * set a list on a sequence outside the running pass (the server hands out
+ * a free slot while the others decode), so the flag is atomic, and a pass
+ * reads only the lists of its own sequences. */
+static bool dsi_any_lora(const ds_context *c) { return __atomic_load_n(&c->root->any_lora, __ATOMIC_RELAXED); }
+
 /* Whether some token of b has an adapter that changes module mod of layer l. */
 static bool dsi_lora_any(const ds_context *c, const dsi_batch *b, int l, int mod) {
-    if (!c->root->any_lora) return false;
-    for (int i = 0; i < c->root->n_seq; i++) {
-        const dsi_lora_list *ls = &c->root->seqs[i]->lora;
-        for (int k = 0; k < ls->n; k++)
-            if (ls->use[k].a->layers[l].m[mod].a.data) {
-                for (int t = 0; t < b->n; t++)
-                    if (b->seq[t] == i) return true;
-                break;
-            }
+    if (!dsi_any_lora(c)) return false;
+    for (int t = 0; t < b->n; t++) {
+        if (t > 0 && b->seq[t] == b->seq[t - 1]) continue;
+        const dsi_lora_list *ls = dsi_tok_lora(c, b, t);
+        for (int k = 0; ls && k < ls->n; k++)
+            if (ls->use[k].a->layers[l].m[mod].a.data) return true;
     }
     return false;
 }
@@ -424,7 +428,7 @@ static bool dsi_lora_any(const ds_context *c, const dsi_batch *b, int l, int mod
  * with the same list in one device call per adapter. */
 static ds_status dsi_lora_apply(ds_context *c, const dsi_batch *b, int l, int mod, const float *X, int ldx, float *Y,
                                 int ldy, dsi_err *e) {
-    if (!c->root->any_lora) return DS_OK;
+    if (!dsi_any_lora(c)) return DS_OK;
     for (int t = 0; t < b->n;) {
         const dsi_lora_list *ls = dsi_tok_lora(c, b, t);
         int n = 1;
@@ -450,7 +454,7 @@ static ds_status dsi_proj(ds_context *c, const dsi_batch *b, int l, int mod, con
 /* Y (T, D) = down(silu(gate X) * up X), a dense MLP or the shared experts:
  * fused on the device, or in steps when an adapter changes one of its
  * matrices for some token. */
-static ds_status dsi_mlp(ds_context *c, const dsi_batch *b, int l, const dsi_layer *L, const float *X, float *Y,
+static ds_status dsi_ffn_mlp(ds_context *c, const dsi_batch *b, int l, const dsi_layer *L, const float *X, float *Y,
                          dsi_err *e) {
     const dsi_device_i *d = c->dev;
     int D = c->m->cfg.hidden_size, I = L->gate.rows, T = b->n;
@@ -492,7 +496,7 @@ static ds_status dsi_attention(ds_context *c, int l, const dsi_batch *b, dsi_err
         DSI_TRY(dsi_proj(c, b, l, DSI_LM_KV_A, &L->kv_a, a->xn, D, a->kva, R + dr, e));
         for (int t = 0; t < T;) {
             dsi_run r = dsi_next_run(b, t);
-            if (c->root->any_lora) r.lora = dsi_run_lora(c, r.seq, l);
+            if (dsi_any_lora(c)) r.lora = dsi_run_lora(c, r.seq, l);
             DSI_TRY(d->mla_attention(c->dc, l, L, &r, c->eps, e));
             t += r.n;
         }
@@ -545,7 +549,7 @@ static ds_status dsi_ffn(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
     size_t n = (size_t)T * (size_t)D;
     DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x, D, &L->ffn_norm, T, c->eps, e));
     if (!L->moe) {
-        DSI_TRY(dsi_mlp(c, b, l, L, a->xn, a->tmp, e));
+        DSI_TRY(dsi_ffn_mlp(c, b, l, L, a->xn, a->tmp, e));
         return d->add(c->dc, a->x, a->tmp, n, e);
     }
     DSI_TRY(d->matmul(c->dc, &L->router, a->xn, T, D, a->router, E, e));
@@ -554,7 +558,7 @@ static ds_status dsi_ffn(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
         if (c->sel[i] < 0 || c->sel[i] >= E)
             return dsi_fail(e, DS_ERR_BACKEND, "routing of layer %d chose expert %d of %d", l, c->sel[i], E);
     dsi_moe_plan plan = dsi_moe_plan_make(c, T);
-    if (c->root->any_lora) {   /* each token's adapters that change this layer's routed experts */
+    if (dsi_any_lora(c)) {   /* each token's adapters that change this layer's routed experts */
         bool any = false;
         for (int t = 0; t < T; t++) {
             const dsi_lora_list *ls = dsi_tok_lora(c, b, t);
@@ -568,7 +572,7 @@ static ds_status dsi_ffn(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
     DSI_TRY(d->moe(c->dc, l, L, &plan, a->xn, a->tmp, e));
     /* the shared experts, added after the routed ones */
     if (cf->n_shared_experts > 0) {
-        DSI_TRY(dsi_mlp(c, b, l, L, a->xn, a->ye, e));
+        DSI_TRY(dsi_ffn_mlp(c, b, l, L, a->xn, a->ye, e));
         DSI_TRY(d->add(c->dc, a->tmp, a->ye, n, e));
     }
     return d->add(c->dc, a->x, a->tmp, n, e);

@@ -71,6 +71,10 @@ static ds_status dsi_adapter_record(ds_adapter *a, dsi_err *e) {
     return DS_OK;
 }
 
+static int dsi_cmp_str(const void *x, const void *y) {
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
 /* Which target a tensor name adapts, and whether it is B: "<path>.lora_A"
  * or "<path>.lora_B". */
 static const dsi_lora_target *dsi_lora_find(const dsi_lora_target *t, size_t n, const char *name, bool *is_b) {
@@ -172,8 +176,7 @@ static ds_status dsi_adapter_bind(ds_adapter *a, const dsi_lora_target *tg, size
                                     j % 2 ? 'B' : 'A');
         }
     }
-    /* the modules adapted, as PEFT names them, for the info */
-    size_t at = 0;
+    /* the modules adapted, as PEFT names them, sorted (as the record lists them) */
     const char *done[DSI_LM_N + 3];
     int n_done = 0;
     for (int m = 0; m < DSI_LM_N + 3; m++) {
@@ -182,9 +185,12 @@ static ds_status dsi_adapter_bind(ds_adapter *a, const dsi_lora_target *tg, size
                                                               : m == DSI_LM_N + 1 ? "up_proj" : "down_proj";
         bool dup = false;
         for (int k = 0; k < n_done; k++) dup |= !strcmp(done[k], nm);
-        if (dup) continue;
-        done[n_done++] = nm;
-        int w = snprintf(a->targets + at, sizeof a->targets - at, "%s%s", at ? "," : "", nm);
+        if (!dup) done[n_done++] = nm;
+    }
+    qsort(done, (size_t)n_done, sizeof done[0], dsi_cmp_str);
+    size_t at = 0;
+    for (int k = 0; k < n_done; k++) {
+        int w = snprintf(a->targets + at, sizeof a->targets - at, "%s%s", at ? "," : "", done[k]);
         if (w > 0 && (size_t)w < sizeof a->targets - at) at += (size_t)w;
     }
     return DS_OK;

@@ -38,13 +38,7 @@ static ds_status dsl_check_params(const ds_convert_lora_params *p, const char *f
     if (dsi_params_check_magic(p->magic, DSI_CONVERT_LORA_PARAMS_MAGIC, fn, "ds_convert_lora_params",
                                "ds_convert_lora", e))
         return e->status;
-    if (p->encrypt ? (!p->key == !p->passphrase) : (p->key || p->passphrase))
-        return dsi_fail(e, DS_ERR_INVALID_ARG,
-                        p->encrypt ? "%s: encryption needs exactly one of a key or a passphrase"
-                                   : "%s: a key or passphrase was given with encrypt = 0",
-                        fn);
-    if (p->key && p->key_len != DS_KEY_BYTES)
-        return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: key must be %d bytes, got %zu", fn, DS_KEY_BYTES, p->key_len);
+    if (dsi_writer_check_secret(p->encrypt, p->key, p->key_len, p->passphrase, fn, e)) return e->status;
     if (p->dtype != DS_LORA_F32 && p->dtype != DS_LORA_F16)
         return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: dtype is %d; want 0 (DS_LORA_F32) or 1 (DS_LORA_F16)", fn,
                         (int)p->dtype);
@@ -219,14 +213,20 @@ static ds_status dsl_read_config(dsl_conv *c) {
     if (g == 0) return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: no peft_type (want \"LORA\")", c->dir, F);
     int64_t r = 0;
     g = dsi_json_get_int(root, "r", &r);
-    if (g != 1 || r < 1 || r > 65536)
-        return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: r must be an integer in [1, 65536]%s", c->dir, F,
-                        g == 0 ? " (it is missing)" : "");
+    if (g != 1 || r < 1 || r > DSI_LORA_MAX_RANK)
+        return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: r must be an integer in [1, %d]%s", c->dir, F,
+                        DSI_LORA_MAX_RANK, g == 0 ? " (it is missing)" : "");
     c->r = (int)r;
     g = dsi_json_get_num(root, "lora_alpha", &c->alpha);
-    if (g != 1 || !isfinite(c->alpha))
-        return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: lora_alpha must be a number%s", c->dir, F,
+    if (g != 1 || !(c->alpha > 0) || c->alpha > 1e6)
+        return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: lora_alpha must be a positive number up to 1e6%s", c->dir, F,
                         g == 0 ? " (it is missing)" : "");
+    const dsi_json *tp = dsi_json_get(root, "target_parameters");
+    if (tp && tp->type != DSI_JSON_NULL && !(tp->type == DSI_JSON_ARRAY && tp->n == 0))
+        return dsi_fail(c->e, DS_ERR_ADAPTER,
+                        "%s/%s: target_parameters is set: PEFT adapted the routed experts fused into 3-D "
+                        "parameters (transformers 5), a layout not supported; train with per-module experts "
+                        "(target_modules gate_proj, up_proj, down_proj on transformers 4 modules)", c->dir, F);
     if (dsi_json_get_bool(root, "use_rslora", &c->rslora) < 0 ||
         dsi_json_get_bool(root, "fan_in_fan_out", &c->fifo) < 0)
         return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: use_rslora and fan_in_fan_out must be true or false", c->dir, F);
@@ -344,6 +344,13 @@ static ds_status dsl_match(dsl_conv *c) {
                             ".lora_B.weight; embeddings' LoRA, DoRA magnitudes, biases and saved modules are not "
                             "supported)", c->dir, F, t->name);
         long k = dsl_find_path(c, path);
+        size_t pl = strlen(path);
+        if (k < 0 && ((pl > 12 && !strcmp(path + pl - 12, ".mlp.experts")) ||
+                      (pl > 23 && !strcmp(path + pl - 23, ".mlp.experts.base_layer"))))
+            return dsi_fail(c->e, DS_ERR_ADAPTER,
+                            "%s/%s: tensor %s adapts the routed experts of a layer fused into one parameter "
+                            "(PEFT on transformers 5), a layout not supported: adapt each expert's gate_proj, "
+                            "up_proj and down_proj", c->dir, F, t->name);
         if (k < 0) {
             char list[256];
             dsl_mod_list(c, list, sizeof list);

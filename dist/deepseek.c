@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id b7e32ed3dd9f4eb4: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id f79ddd6ead016169: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -41,10 +41,12 @@
  *     deepseek_impl/cpu.c
  *     deepseek_impl/cuda.c
  *     deepseek_impl/model.c
+ *     deepseek_impl/lora.c
  *     deepseek_impl/forward.c
  *     deepseek_impl/sampler.c
  *     deepseek_impl/generate.c
  *     deepseek_impl/convert.c
+ *     deepseek_impl/lora_convert.c
  *
  * The licence (first lines above) is deepseek.h's; its full text is LICENSE.
  */
@@ -55,7 +57,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "b7e32ed3dd9f4eb4"
+#define DS_SOURCE_ID "f79ddd6ead016169"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -235,6 +237,7 @@ DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b);
 #define DSI_MODEL_PARAMS_MAGIC 0x504d5344u     /* "DSMP" */
 #define DSI_SAMPLER_PARAMS_MAGIC 0x50535344u   /* "DSSP" */
 #define DSI_CONVERT_PARAMS_MAGIC 0x50435344u   /* "DSCP" */
+#define DSI_CONVERT_LORA_PARAMS_MAGIC 0x504c5344u   /* "DSLP" */
 /* DS_OK when magic is want; otherwise DS_ERR_INVALID_ARG saying that fn's
  * params were not made by their constructor ("ds_model_params", "ds_model"
  * gives ds_model_default_params()). */
@@ -368,6 +371,9 @@ DS_API const char *ds_status_string(ds_status s) {
     case DS_ERR_ARCH: return "unsupported architecture";
     case DS_ERR_CONFIG: return "invalid model config";
     case DS_ERR_GGUF: return "malformed GGUF file";
+    case DS_ERR_NOT_ADAPTER: return "not the kind of file expected (a model where an adapter was expected, or the reverse)";
+    case DS_ERR_ADAPTER: return "LoRA adapter does not fit the model";
+    case DS_ERR_ADAPTER_BASE: return "LoRA adapter made for another base model";
     case DS_ERR_WRONG_KEY: return "wrong key";
     case DS_ERR_AUTH: return "authentication failed (tampered or damaged data)";
     case DS_ERR_NEED_KEY: return "file is encrypted and no key was given";
@@ -847,6 +853,11 @@ DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n);
 #define DSI_N_DTYPES 4
 DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n);
 DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n);
+/* One row of n values in any weight format, from or to F32 (the converters,
+ * ds_model_tensor_read_f32, ds_lora_merge). Little-endian bytes; Q8_0 and
+ * Q4_0 need n % 32 == 0. */
+DSI_FUNC void dsi_dtype_encode_row(ds_dtype d, const float *x, uint8_t *out, size_t n);
+DSI_FUNC void dsi_dtype_decode_row(ds_dtype d, const uint8_t *in, float *y, size_t n);
 
 /* ==== JSON ================================================================ */
 /* A strict RFC 8259 parser producing a read-only tree in one arena. Strings
@@ -1120,6 +1131,9 @@ DSI_FUNC ds_status dsi_chunk_open(const dsi_keys *k, const dsi_chunk_ad *ad, con
  * Metadata plaintext: records { u32 tag; u32 reserved; u64 len; bytes; pad to 8 }.
  */
 #define DSI_MAGIC "DSMODEL"
+/* A LoRA adapter (.dsa) is a container of the same layout and rules with
+ * this magic instead (see "Adapter containers" below). */
+#define DSI_ADAPTER_MAGIC "DSADAPT"
 #define DSI_HEADER_BYTES 256
 #define DSI_HEADER_AREA 4096
 #define DSI_SEG_ALIGN 4096
@@ -1138,6 +1152,7 @@ typedef struct dsi_header {
     uint8_t key_check[32];
     uint8_t mac[32];                 /* header_mac as stored (or as dsi_header_write computed it) */
     uint8_t raw[DSI_HEADER_BYTES];   /* the bytes as stored (bound into metadata AD) */
+    bool adapter;                    /* the magic is DSI_ADAPTER_MAGIC */
 } dsi_header;
 
 enum {
@@ -1146,8 +1161,36 @@ enum {
     DSI_REC_TOKENIZER_CONFIG = 3,  /* tokenizer_config.json (chat template), optional */
     DSI_REC_TENSORS = 4,           /* tensor directory */
     DSI_REC_SEGMENTS = 5,          /* segment directory */
-    DSI_REC_SOURCE = 6             /* converter version / quant, informational JSON */
+    DSI_REC_SOURCE = 6,            /* converter version / quant, informational JSON */
+    DSI_REC_ADAPTER = 7            /* adapter containers only: the adapter's JSON (below) */
 };
+
+/*
+ * Adapter containers (.dsa, ds_convert_lora). Header as above with magic
+ * DSI_ADAPTER_MAGIC; keys, chunks, associated data and metadata sealing are
+ * a model's. Metadata records:
+ *   DSI_REC_CONFIG_JSON   the base model's config.json (so the adapter can be
+ *                         inspected alone and its shapes checked)
+ *   DSI_REC_ADAPTER       JSON: {"format": "deepseek.h lora 1",
+ *                         "base_id": 64 hex digits (ds_model_id of the base),
+ *                         "r": int, "lora_alpha": number, "use_rslora": bool,
+ *                         "dtype": "f32" | "f16",
+ *                         "target_modules": [PEFT module names, sorted],
+ *                         "n_params": int, "base_model_name_or_path": string (informational)}
+ *   DSI_REC_TENSORS, DSI_REC_SEGMENTS   as in a model; no tokenizer record.
+ * Tensors: "<module>.lora_A" (r, in) and "<module>.lora_B" (out, r), F32 or
+ * F16, where <module> is the Hugging Face module path without ".weight"
+ * ("model.layers.3.self_attn.q_proj", "model.layers.2.mlp.experts.7.up_proj",
+ * "model.layers.0.mlp.gate_proj", "model.layers.1.mlp.shared_experts.down_proj").
+ * fan_in_fan_out adapters are stored upright. Segments: one DS_SEGMENT_DENSE
+ * segment per layer with any non-routed tensors (expert -1), in layer order;
+ * one DS_SEGMENT_EXPERT segment per adapted routed expert (layer, expert)
+ * holding its tensors in the order gate A, gate B, up A, up B, down A, down
+ * B (the modules adapted), so they are paged like the base's experts.
+ */
+/* BLAKE2b-256, keyed by the label "deepseek.h model id", of the 256 header
+ * bytes as stored: ds_model_id. */
+DSI_FUNC void dsi_model_id_of(const dsi_header *h, uint8_t out[32]);
 
 /* Parses the public header from the first bytes of a file and checks what
  * must hold before a key is derived: magic, checksum, version, header size,
@@ -1190,6 +1233,7 @@ typedef struct dsi_meta {
     const char *config_json; size_t config_len;
     const char *tokenizer_json; size_t tokenizer_len;
     const char *tokcfg_json; size_t tokcfg_len;   /* may be NULL */
+    const char *adapter_json; size_t adapter_len; /* adapters only (then no tokenizer) */
     size_t n_tensors;
     dsi_tensor *tensors;
     size_t n_segments;
@@ -1197,6 +1241,7 @@ typedef struct dsi_meta {
 } dsi_meta;
 
 /* Parses decrypted metadata (untrusted in the fuzzer) and checks the
+ * records present (a model's tokenizer, or an adapter's record) and
  * directories: every segment inside [4096, file_bytes) and page-aligned,
  * chunk counts consistent with chunk_bytes, every tensor inside its segment
  * with nbytes matching dtype and shape, no overlaps. */
@@ -1250,6 +1295,31 @@ typedef struct dsi_tensor_spec {
 DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
                                          size_t *n, dsi_err *e);
 
+/* ==== What a LoRA adapter may change (arch.c) ============================= */
+/* The projections an adapter may change, per layer. */
+enum {
+    DSI_LM_Q_PROJ = 0, DSI_LM_Q_A, DSI_LM_Q_B, DSI_LM_KV_A, DSI_LM_KV_B, DSI_LM_O,   /* MLA (o_proj: both) */
+    DSI_LM_WQ, DSI_LM_WK, DSI_LM_WV,                                               /* multi-head attention */
+    DSI_LM_GATE, DSI_LM_UP, DSI_LM_DOWN,                                           /* dense MLP / shared experts */
+    DSI_LM_N
+};
+/* The PEFT name of module DSI_LM_x ("q_proj", "kv_a_proj_with_mqa", ...). */
+DSI_FUNC const char *dsi_lora_module_name(int mod);
+
+/* One matrix of the architecture a LoRA adapter may change. */
+typedef struct dsi_lora_target {
+    char path[96];                 /* its module path: "model.layers.3.self_attn.q_proj" */
+    const char *module;            /* the PEFT target name: "q_proj", "gate_proj", ... */
+    int mod;                       /* DSI_LM_*, or -1 for a routed expert's matrix */
+    int part;                      /* routed experts: 0 gate_proj, 1 up_proj, 2 down_proj */
+    int layer, expert;             /* expert -1 unless routed */
+    int in, out;                   /* features: A is (r, in), B (out, r) */
+} dsi_lora_target;
+/* Every matrix of cfg's architecture a LoRA adapter may change, layer by
+ * layer (allocated with al; free *out with dsi_free). */
+DSI_FUNC ds_status dsi_arch_lora_targets(const ds_model_config *cfg, const dsi_alloc *al, dsi_lora_target **out,
+                                         size_t *n, dsi_err *e);
+
 /* ==== Weights as the forward pass sees them =============================== */
 /* A matrix as the kernels see it: rows of `cols` values in `dtype`. */
 typedef struct dsi_weight {
@@ -1295,6 +1365,100 @@ typedef struct dsi_weights {
 DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config *c, const dsi_alloc *al,
                                  dsi_weights *W, dsi_err *e);
 DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al);
+
+/* ==== Writing a container (convert.c) ===================================== */
+/* What ds_convert, ds_convert_lora and ds_lora_merge share: the checks on
+ * the output path, the keys, a temporary file beside the destination,
+ * segments sealed chunk by chunk as their plaintext streams in, the metadata
+ * at the tail, the header last, and the rename into place (link(2) without
+ * overwrite). On any failure dsi_writer_free removes the temporary file:
+ * nothing is left at out_path. Use: init, note_input (each input file),
+ * check_early, check_inputs, keys (set hdr.adapter for an adapter), open,
+ * then per segment seg_begin, put / pad_to, seg_end; finish; free. */
+typedef struct dsi_input {
+    dsi_file_id id;
+    char *path;
+} dsi_input;
+
+typedef struct dsi_writer {
+    const dsi_alloc *al;
+    dsi_err *e;
+    bool overwrite;
+    const char *force_hint;        /* what replaces an existing output ("ds convert --force, or ...") */
+    dsi_input *inputs;             /* files read: the output must not be one of them */
+    size_t n_inputs;
+    int fd;
+    char *tmp_path;
+    uint64_t pos;                  /* bytes written */
+    dsi_secure_buf keybuf;
+    dsi_keys *keys;                /* in keybuf */
+    dsi_header hdr;
+    uint32_t chunk_bytes;
+    dsi_secure_buf plainbuf;       /* one chunk of plaintext */
+    uint8_t *chunk_plain, *chunk_out;
+    size_t fill;
+    dsi_chunk_ad ad;               /* the segment being written */
+    uint64_t seg_done;
+} dsi_writer;
+
+DSI_FUNC void dsi_writer_init(dsi_writer *w, const dsi_alloc *al, dsi_err *e, uint32_t chunk_bytes, bool overwrite,
+                              const char *force_hint);
+/* Records an opened input (which file it is) for dsi_writer_check_inputs. */
+DSI_FUNC ds_status dsi_writer_note_input(dsi_writer *w, const dsi_file_id *id, const char *path);
+/* Before any work: an existing output is refused unless overwrite, and one
+ * that is not a regular file always (nothing to replace atomically). */
+DSI_FUNC ds_status dsi_writer_check_early(dsi_writer *w, const char *out_path);
+/* The output must not be one of the inputs, overwrite or not (checked once
+ * they are open, and again just before the rename). */
+DSI_FUNC ds_status dsi_writer_check_inputs(dsi_writer *w, const char *out_path);
+/* The sealing arguments of a converter's params: exactly one of key
+ * (DS_KEY_BYTES) and passphrase with encrypt, neither without
+ * (DS_ERR_INVALID_ARG naming fn). */
+DSI_FUNC ds_status dsi_writer_check_secret(int encrypt, const uint8_t *key, size_t key_len, const char *passphrase,
+                                           const char *fn, dsi_err *e);
+/* A new salt and the keys: encrypt with key (32 bytes) or passphrase
+ * (Argon2id, argon_ops / argon_mem 0 = libsodium's interactive limits), or
+ * integrity tags only. */
+DSI_FUNC ds_status dsi_writer_keys(dsi_writer *w, bool encrypt, const uint8_t *key, const char *passphrase,
+                                   size_t passphrase_len, uint64_t argon_ops, uint64_t argon_mem);
+/* The temporary file and the header's placeholder. */
+DSI_FUNC ds_status dsi_writer_open(dsi_writer *w, const char *out_path);
+/* Segment index sg starts at the next page; sets sg->offset. */
+DSI_FUNC ds_status dsi_writer_seg_begin(dsi_writer *w, uint32_t index, dsi_segment *sg);
+/* Plaintext of the current segment (data NULL: n zeros), sealing full chunks. */
+DSI_FUNC ds_status dsi_writer_put(dsi_writer *w, const uint8_t *data, size_t n);
+/* Zeros up to offset (inside the segment's plaintext). */
+DSI_FUNC ds_status dsi_writer_pad_to(dsi_writer *w, uint64_t offset);
+DSI_FUNC ds_status dsi_writer_seg_end(dsi_writer *w, uint32_t n_chunks);
+/* The metadata (records) sealed at the tail, the header, fsync, and the
+ * temporary file put at out_path. */
+DSI_FUNC ds_status dsi_writer_finish(dsi_writer *w, const dsi_buf *meta, const char *out_path);
+DSI_FUNC void dsi_writer_free(dsi_writer *w);
+
+/* Layout: a tensor of nbytes goes to the last segment when that is (kind,
+ * layer, expert), else to a new one (segs has room for one per tensor), at
+ * the next DSI_TENSOR_ALIGN offset. DS_ERR_LIMIT (no message) on overflow. */
+DSI_FUNC ds_status dsi_layout_add(dsi_segment *segs, size_t *n_segs, uint32_t kind, int layer, int expert,
+                                  uint64_t nbytes, uint32_t *segment, uint64_t *offset);
+/* Each segment's chunk count and stored bytes. */
+DSI_FUNC ds_status dsi_layout_seal(dsi_segment *segs, size_t n_segs, uint32_t chunk_bytes, dsi_err *e);
+/* Metadata: a record; one tensor directory entry (after the directory's
+ * u32 count, u32 0); the segment directory as a record. Allocation failures
+ * set the buffer's failed flag. */
+DSI_FUNC void dsi_meta_record(dsi_buf *b, uint32_t tag, const void *data, size_t len);
+DSI_FUNC void dsi_meta_tensor(dsi_buf *t, const char *name, uint32_t dtype, uint32_t n_dims, const uint64_t *dims,
+                              uint32_t segment, uint64_t offset, uint64_t nbytes);
+DSI_FUNC void dsi_meta_segments(dsi_buf *meta, const dsi_segment *segs, size_t n, const dsi_alloc *al);
+/* Reading inputs: dir/name (allocated with al); a whole small text file
+ * (noted as an input; *missing, when given, says it does not exist, and it
+ * is then not an error); n bytes at off (short reads are DS_ERR_TRUNCATED,
+ * messages name path); one safetensors row to F32 (times FP8 block scales),
+ * returning the index of its first non-finite value, or n. */
+DSI_FUNC char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name);
+DSI_FUNC ds_status dsi_writer_read_text(dsi_writer *w, const char *dir, const char *name, char **out, size_t *len,
+                                       bool *missing);
+DSI_FUNC ds_status dsi_pread_full(int fd, const char *path, void *buf, size_t n, uint64_t off, dsi_err *e);
+DSI_FUNC size_t dsi_st_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t n, const float *scales);
 
 #endif /* DS_FORMAT_H */
 /* ==== End deepseek_impl/format.h ==== */
@@ -2651,6 +2815,32 @@ DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n) {
 
 DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = dsi_f16_to_f32(in[i]);
+}
+
+DSI_FUNC void dsi_dtype_encode_row(ds_dtype d, const float *x, uint8_t *out, size_t n) {
+    switch (d) {
+    case DS_DTYPE_F32:
+        for (size_t k = 0; k < n; k++) dsi_wr32(out + 4 * k, dsi_f32_bits(x[k]));
+        break;
+    case DS_DTYPE_F16:
+        for (size_t k = 0; k < n; k++) dsi_wr16(out + 2 * k, dsi_f32_to_f16(x[k]));
+        break;
+    case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(x, out, n); break;
+    case DS_DTYPE_Q4_0: dsi_quantize_row_q4_0(x, out, n); break;
+    }
+}
+
+DSI_FUNC void dsi_dtype_decode_row(ds_dtype d, const uint8_t *in, float *y, size_t n) {
+    switch (d) {
+    case DS_DTYPE_F32:
+        for (size_t k = 0; k < n; k++) y[k] = dsi_bits_f32(dsi_rd32(in + 4 * k));
+        break;
+    case DS_DTYPE_F16:
+        for (size_t k = 0; k < n; k++) y[k] = dsi_f16_to_f32(dsi_rd16(in + 2 * k));
+        break;
+    case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(in, y, n); break;
+    case DS_DTYPE_Q4_0: dsi_dequantize_row_q4_0(in, y, n); break;
+    }
 }
 /* ==== End deepseek_impl/quant.c ==== */
 
@@ -4388,6 +4578,11 @@ DSI_FUNC bool dsi_stored_bytes(uint64_t plain, uint32_t chunk_bytes, uint64_t *s
     return true;
 }
 
+DSI_FUNC void dsi_model_id_of(const dsi_header *h, uint8_t out[32]) {
+    static const char label[] = "deepseek.h model id";
+    crypto_generichash(out, 32, h->raw, DSI_HEADER_BYTES, (const unsigned char *)label, sizeof label - 1);
+}
+
 DSI_FUNC void dsi_header_mac(const uint8_t *raw, const uint8_t key[32], uint8_t out[32]) {
     crypto_generichash(out, 32, raw, DSI_HDR_MAC_AT, key, 32);
 }
@@ -4395,7 +4590,7 @@ DSI_FUNC void dsi_header_mac(const uint8_t *raw, const uint8_t key[32], uint8_t 
 DSI_FUNC void dsi_header_write(dsi_header *h, const uint8_t *mac_key, uint8_t *out) {
     uint8_t *p = h->raw;
     memset(p, 0, DSI_HEADER_BYTES);
-    memcpy(p, DSI_MAGIC, 8); /* "DSMODEL" plus its NUL */
+    memcpy(p, h->adapter ? DSI_ADAPTER_MAGIC : DSI_MAGIC, 8); /* "DSMODEL" / "DSADAPT" plus its NUL */
     dsi_wr32(p + 8, h->version);
     dsi_wr32(p + 12, DSI_HEADER_BYTES);
     dsi_wr32(p + 16, h->cipher);
@@ -4420,7 +4615,8 @@ DSI_FUNC void dsi_header_write(dsi_header *h, const uint8_t *mac_key, uint8_t *o
 DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h, dsi_err *e) {
     memset(h, 0, sizeof *h);
     /* 1. What kind of file is this? */
-    if (len < 8 || memcmp(p, DSI_MAGIC, 8) != 0) {
+    bool adapter = len >= 8 && memcmp(p, DSI_ADAPTER_MAGIC, 8) == 0;
+    if (!adapter && (len < 8 || memcmp(p, DSI_MAGIC, 8) != 0)) {
         if (len >= 4 && memcmp(p, "GGUF", 4) == 0)
             return dsi_fail(e, DS_ERR_NOT_DSM, "not a .dsm container: this is a GGUF file (llama.cpp format)");
         if (len >= 9 && p[8] == '{' && dsi_rd64(p) < ((uint64_t)1 << 32))
@@ -4467,6 +4663,7 @@ DSI_FUNC ds_status dsi_header_parse(const uint8_t *p, size_t len, dsi_header *h,
     memcpy(h->key_check, p + 128, 32);
     memcpy(h->mac, p + DSI_HDR_MAC_AT, 32);
     memcpy(h->raw, p, DSI_HEADER_BYTES);
+    h->adapter = adapter;
 
     /* 4. What key derivation needs, checked before it runs. */
     if (h->cipher > DS_CIPHER_AES256GCM) return dsi_fail(e, DS_ERR_UNSUPPORTED, "unknown cipher id %u", h->cipher);
@@ -4639,6 +4836,7 @@ DSI_FUNC ds_status dsi_meta_parse(const uint8_t *plain, size_t len, uint64_t fil
         case DSI_REC_CONFIG_JSON: txt = &out->config_json; txt_len = &out->config_len; break;
         case DSI_REC_TOKENIZER_JSON: txt = &out->tokenizer_json; txt_len = &out->tokenizer_len; break;
         case DSI_REC_TOKENIZER_CONFIG: txt = &out->tokcfg_json; txt_len = &out->tokcfg_len; break;
+        case DSI_REC_ADAPTER: txt = &out->adapter_json; txt_len = &out->adapter_len; break;
         case DSI_REC_TENSORS: tensors = body; tensors_len = rlen; break;
         case DSI_REC_SEGMENTS: segments = body; segments_len = rlen; break;
         default: break;
@@ -4652,14 +4850,14 @@ DSI_FUNC ds_status dsi_meta_parse(const uint8_t *plain, size_t len, uint64_t fil
         if (adv > len - pos) adv = len - pos;
         pos += (size_t)adv;
     }
-    if (!out->config_json || !out->tokenizer_json || !tensors || !segments)
+    if (!out->config_json || (!out->tokenizer_json && !out->adapter_json) || !tensors || !segments)
         return dsi_fail(e, DS_ERR_CORRUPT, "metadata: missing %s record",
                         !out->config_json ? "config" : !out->tokenizer_json ? "tokenizer" : !tensors ? "tensor directory"
                                                                                                        : "segment directory");
     ds_status s = dsi_parse_segments(out, segments, segments_len, file_bytes, chunk_bytes, meta_offset, e);
     if (!s) s = dsi_parse_tensors(out, tensors, tensors_len, e);
     if (s) {
-        out->config_json = out->tokenizer_json = out->tokcfg_json = NULL;
+        out->config_json = out->tokenizer_json = out->tokcfg_json = out->adapter_json = NULL;
         dsi_meta_free(out);
         out->al = al;
     }
@@ -9395,6 +9593,77 @@ DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_a
     return DS_OK;
 }
 
+/* ==== LoRA targets ========================================================= */
+static const char *const dsa_lora_names[DSI_LM_N] = {
+    "q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj",
+    "q_proj", "k_proj",   "v_proj",   "gate_proj",          "up_proj",   "down_proj"};
+
+DSI_FUNC const char *dsi_lora_module_name(int mod) {
+    return mod >= 0 && mod < DSI_LM_N ? dsa_lora_names[mod] : "?";
+}
+
+/* The DSI_LM_* of a layer entry's field, or -1 (norms, the router). */
+static int dsa_lora_mod(size_t field) {
+    static const struct { size_t field; int mod; } map[] = {
+        {DSA_F(q_proj), DSI_LM_Q_PROJ}, {DSA_F(q_a), DSI_LM_Q_A}, {DSA_F(q_b), DSI_LM_Q_B},
+        {DSA_F(kv_a), DSI_LM_KV_A},     {DSA_F(kv_b), DSI_LM_KV_B}, {DSA_F(wo), DSI_LM_O},
+        {DSA_F(wq), DSI_LM_WQ},         {DSA_F(wk), DSI_LM_WK},     {DSA_F(wv), DSI_LM_WV},
+        {DSA_F(gate), DSI_LM_GATE},     {DSA_F(up), DSI_LM_UP},     {DSA_F(down), DSI_LM_DOWN}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (map[i].field == field) return map[i].mod;
+    return -1;
+}
+
+DSI_FUNC ds_status dsi_arch_lora_targets(const ds_model_config *c, const dsi_alloc *al, dsi_lora_target **out,
+                                         size_t *n, dsi_err *e) {
+    dsi_tensor_spec *sp = NULL;
+    size_t ns = 0;
+    *out = NULL;
+    *n = 0;
+    ds_status s = dsi_arch_tensor_specs(c, al, &sp, &ns, e);   /* checks the config's ranges */
+    if (s) return s;
+    size_t cap = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t k = 0;
+        for (int l = 0; l < c->n_layers; l++)
+            for (size_t i = 0; i < DSA_N_LAYER; i++) {
+                const dsa_entry *x = &dsa_layer[i];
+                int mod = x->when == DSA_EXPERT ? -1 : dsa_lora_mod(x->field);
+                if (!dsa_present(c, x, l) || (mod < 0 && x->when != DSA_EXPERT)) continue;
+                int n_exp = x->when == DSA_EXPERT ? c->n_routed_experts : 1;
+                for (int xe = 0; xe < n_exp; xe++, k++) {
+                    if (!pass) continue;
+                    dsi_lora_target *t = &(*out)[k];
+                    char name[96];
+                    (void)dsa_name(x, l, x->when == DSA_EXPERT ? xe : -1, name, sizeof name);
+                    size_t nl = strlen(name);
+                    if (nl > 7) nl -= 7;   /* without ".weight" */
+                    memcpy(t->path, name, nl);
+                    t->path[nl] = 0;
+                    t->mod = mod;
+                    t->part = x->when == DSA_EXPERT ? x->part : 0;
+                    t->module = mod >= 0 ? dsa_lora_names[mod] : x->part == 0 ? "gate_proj" : x->part == 1 ? "up_proj"
+                                                                                                            : "down_proj";
+                    t->layer = l;
+                    t->expert = x->when == DSA_EXPERT ? xe : -1;
+                    t->out = (int)dsa_dim(c, x->rows);
+                    t->in = (int)dsa_dim(c, x->cols);
+                }
+            }
+        if (!pass) {
+            cap = k;
+            *out = dsi_calloc(al, cap ? cap : 1, sizeof **out);
+            if (!*out) {
+                dsi_free(al, sp);
+                return dsi_fail(e, DS_ERR_NOMEM, "out of memory for %zu LoRA targets", cap);
+            }
+        }
+    }
+    dsi_free(al, sp);
+    *n = cap;
+    return DS_OK;
+}
+
 /* ==== Binding ============================================================== */
 /* w from the directory's tensor `name`: shape, dtype, offset, and the bytes
  * when its segment is resident (NULL for routed experts). */
@@ -9542,6 +9811,7 @@ struct ds_model {
     ds_log_fn log;
     void *log_user;
     int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
+    int n_adapters;             /* open adapters over this model; close refuses while > 0 (atomic) */
     ds_tokenizer *tok;          /* built from the metadata at open */
     dsi_pager *pager;           /* NULL: routed experts are resident */
     ds_device device;           /* where the forward pass runs */
@@ -9563,6 +9833,10 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
  * into secure buffers and binds the weights (m->w); p->progress is told of
  * each segment and may cancel (DS_ERR_CANCELLED). */
 DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e);
+/* Opens an adapter container at path into f (allocator, log set; n_threads
+ * 1): header (DSI_ADAPTER_MAGIC, else DS_ERR_NOT_ADAPTER), keys, metadata
+ * and the config record; no tokenizer. lora.c reads the rest. */
+DSI_FUNC ds_status dsi_file_open_adapter(ds_model *f, const char *path, const ds_adapter_params *p, dsi_err *e);
 /* Undoes dsi_file_open and dsi_file_load_dense (not the pager or device). */
 DSI_FUNC void dsi_file_close(ds_model *m);
 /* Decrypts and authenticates one segment into dst (at least plain_bytes).
@@ -9639,6 +9913,74 @@ DSI_FUNC const dsi_secure_buf *dsi_pager_mem(const dsi_pager *p);
 DSI_FUNC ds_status dsi_expert_acquire(const ds_model *m, int layer, int e, const uint8_t **base, dsi_err *e_out);
 DSI_FUNC void dsi_expert_release(const ds_model *m, int layer, int e);
 
+/* ==== LoRA adapters (lora.c) ============================================ */
+#define DSI_LORA_MAX_RANK 1024      /* r of an adapter (attention keeps r floats per task on the stack) */
+/* One adapted projection: y += s * B (A x). a (r, in) and b (out, r), F32 or
+ * F16; a.data NULL: the module is not adapted. For routed experts the
+ * matrices keep only shapes and offsets (data NULL) until acquired. */
+typedef struct dsi_lora_ab {
+    dsi_weight a, b;
+} dsi_lora_ab;
+
+
+/* Where one routed expert's adapter lives in the adapter file: its segment
+ * and the offsets of gate A, gate B, up A, up B, down A, down B in it
+ * (UINT64_MAX: that module is not adapted). */
+typedef struct dsi_lora_expert {
+    int32_t segment;               /* -1: this expert is not adapted */
+    uint64_t off[6];
+} dsi_lora_expert;
+
+typedef struct dsi_lora_layer {
+    dsi_lora_ab m[DSI_LM_N];       /* resident (or, on a device, device) matrices */
+    dsi_lora_ab exp[3];            /* routed experts' gate, up, down: shapes only (a.rows = 0: none) */
+    dsi_lora_expert *experts;      /* n_routed entries, or NULL when no routed expert is adapted */
+} dsi_lora_layer;
+
+struct ds_adapter {
+    ds_model *base;
+    ds_model f;                    /* the adapter's file as a container: keys, metadata, resident
+                                      segments (f.dense), f.w.layers[l].experts for the pager,
+                                      f.pager when the base pages its experts */
+    int rank;
+    float alpha, scale;            /* scale = alpha / r or alpha / sqrt(r) */
+    bool rslora;
+    ds_dtype dtype;
+    char targets[256];
+    uint64_t n_params, bytes;
+    uint8_t base_id[32];
+    dsi_lora_layer *layers;        /* n_layers, host addresses */
+    const dsi_lora_layer *dev_layers;   /* as the base's device addresses them (the host's on the CPU) */
+    void *dev_adapter;             /* the device's state for it (dsi_device_i.adapter_new) */
+    int n_users;                   /* sequences that list it (atomic); close refuses while > 0 */
+};
+
+/* Routed expert x of layer l of adapter a: its segment's plaintext (paged
+ * with the adapter's expert cache or resident); release when done. *base
+ * NULL (and DS_OK) when that expert is not adapted. (Inline: the devices,
+ * below lora.c, call it; it calls only the pager, below them.) */
+DSI_INLINE ds_status dsi_lora_expert_acquire(const ds_adapter *a, int l, int x, const uint8_t **base, dsi_err *e) {
+    const dsi_lora_layer *ll = &a->layers[l];
+    *base = NULL;
+    if (!ll->experts || ll->experts[x].segment < 0) return DS_OK;
+    return dsi_expert_acquire(&a->f, l, x, base, e);
+}
+DSI_INLINE void dsi_lora_expert_release(const ds_adapter *a, int l, int x) {
+    const dsi_lora_layer *ll = &a->layers[l];
+    if (ll->experts && ll->experts[x].segment >= 0) dsi_expert_release(&a->f, l, x);
+}
+
+/* An adapter as a sequence applies it: s = the adapter's scale times the
+ * caller's multiplier. */
+typedef struct dsi_lora_use {
+    const ds_adapter *a;
+    float s;
+} dsi_lora_use;
+typedef struct dsi_lora_list {
+    int n;
+    dsi_lora_use use[DS_MAX_ADAPTERS];
+} dsi_lora_list;
+
 /* ==== Contexts (forward.c) ============================================== */
 /* Whether c's abort callback asks to stop now (false without one). */
 DSI_FUNC bool dsi_context_aborted(const ds_context *c);
@@ -9667,7 +10009,7 @@ DSI_FUNC ds_status dsi_context_eval_runs(const dsi_seq_run *r, int m, const char
  * can fail returns a status with the message in e. Calls on one device
  * context come from one thread at a time (a context's).
  */
-#define DSI_DEVICE_VERSION 1
+#define DSI_DEVICE_VERSION 2
 #define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
 
 /* A batch of tokens that may belong to several sequences, each with its own
@@ -9682,6 +10024,7 @@ typedef struct dsi_batch {
 /* Tokens [t0, t0 + n) of a batch: one sequence at positions pos0, pos0 + 1, ... */
 typedef struct dsi_run {
     int t0, n, seq, pos0;
+    const dsi_lora_list *lora;     /* the sequence's adapters (kv_b_proj is adapted inside attention), or NULL */
 } dsi_run;
 
 /* The shape a device context is made for. */
@@ -9715,6 +10058,8 @@ typedef struct dsi_act {
     float *tmp;                    /* (T, D) a block's output before the residual */
     float *router;                 /* (T, E) router logits */
     float *ye;                     /* (T, D) the shared experts' output */
+    float *g, *u;                  /* (T, ffn_dim) an MLP's gate and up outputs, when the driver runs
+                                      it in steps (an adapted MLP) */
 } dsi_act;
 
 /* The MoE work of one layer, grouped by the driver: for every expert with
@@ -9730,6 +10075,9 @@ typedef struct dsi_moe_plan {
     const int *off, *cnt;          /* host (E): expert x's entries are [off[x], off[x] + cnt[x]) */
     const int *idx;                /* host (T * K): the token of each entry */
     const float *wts;              /* host (T * K): its weight */
+    /* host (T): each token's adapters whose routed experts of this layer are
+     * adapted (NULL entries: none); NULL when no token has any */
+    const dsi_lora_list *const *lora;
 } dsi_moe_plan;
 
 struct dsi_device_i {
@@ -9779,6 +10127,18 @@ struct dsi_device_i {
                      dsi_err *e);
     /* out (host, n rows of the vocabulary) = X (n, D) times the LM head */
     ds_status (*head)(void *dc, const dsi_weight *lm_head, const float *X, int n, float *out, dsi_err *e);
+    /* LoRA: rows of Y (T, ab->b.rows) += s * B (A X) for the T rows of X
+     * (T, ab->a.cols); ab as the device addresses it (dev_layers) */
+    ds_status (*lora)(void *dc, const dsi_lora_ab *ab, float s, const float *X, int ldx, float *Y, int ldy, int T,
+                      dsi_err *e);
+    /* g = silu(g) * u over n floats (an MLP run in steps) */
+    ds_status (*silu_mul)(void *dc, float *g, const float *u, size_t n, dsi_err *e);
+    /* per adapter, after ds_adapter_open has loaded it: the device's copy
+     * (*layers: the adapter's layers as the device addresses them; the CPU
+     * gives a->layers) and its release */
+    ds_status (*adapter_new)(const ds_model *m, ds_adapter *a, void **da, const dsi_lora_layer **layers,
+                             dsi_err *e);
+    void (*adapter_free)(const ds_model *m, ds_adapter *a, void *da);
 };
 
 /* The CPU device (cpu.c), and the name of the kernel set its contexts
@@ -10361,6 +10721,7 @@ DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_m
                             (unsigned long long)done, (unsigned long long)total);
     }
     m->weights_loaded = true;
+    if (m->hdr.adapter) return DS_OK;   /* lora.c binds an adapter's matrices */
     dsi_model_file f = dsi_model_file_of(m);
     return dsi_arch_bind(&f, &m->cfg, &m->al, &m->w, e);
 }
@@ -10387,7 +10748,10 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
 }
 
 /* ==== Open ================================================================ */
-DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
+/* The file at path, up to its metadata and config: a model's (adapter
+ * false) or an adapter's. */
+static ds_status dsi_file_open_container(ds_model *m, const char *path, const ds_model_params *p, bool adapter,
+                                         dsi_err *e) {
     ds_status s = DS_OK;
     dsi_file_id id;
     uint8_t head[DSI_HEADER_AREA];
@@ -10401,6 +10765,11 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
     /* checksum, version, Argon2id caps; then the key check and the MAC;
      * only then are the header's fields believed */
     if ((s = dsi_header_parse(head, got, &m->hdr, e))) return s;
+    if (m->hdr.adapter != adapter)
+        return dsi_fail(e, DS_ERR_NOT_ADAPTER,
+                        adapter ? "this is a model (.dsm), not a LoRA adapter"
+                                : "this is a LoRA adapter (.dsa), not a model: open its base model and apply the "
+                                  "adapter to it (ds_adapter_open; ds: --lora FILE)");
     if ((s = dsi_model_keys(m, p, e))) return s;
     if ((s = dsi_header_check(&m->hdr, e))) return s;
     if (id.size < m->hdr.file_bytes)
@@ -10427,6 +10796,26 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
         dsi_prefix(e, "config.json");
         return s;
     }
+    if (adapter != (m->meta.adapter_json != NULL))
+        return dsi_fail(e, DS_ERR_CORRUPT, "metadata: %s", adapter ? "an adapter without its adapter record"
+                                                                    : "a model with an adapter record");
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_file_open_adapter(ds_model *f, const char *path, const ds_adapter_params *p, dsi_err *e) {
+    ds_model_params mp;   /* what the key derivation reads of it */
+    memset(&mp, 0, sizeof mp);
+    mp.key = p->key;
+    mp.key_len = p->key_len;
+    mp.passphrase = p->passphrase;
+    mp.passphrase_len = p->passphrase_len;
+    mp.allow_plaintext = p->allow_plaintext;
+    return dsi_file_open_container(f, path, &mp, true, e);
+}
+
+DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
+    ds_status s = dsi_file_open_container(m, path, p, false, e);
+    if (s) return s;
     {
         /* the tokenizer lives in the metadata: built for every open, and
          * the config's tokenizer summary comes from it (one parse) */
@@ -10444,6 +10833,16 @@ DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_p
 }
 
 /* ==== Queries ============================================================ */
+DS_API ds_status ds_model_id(const ds_model *m, unsigned char id[DS_MODEL_ID_BYTES]) {
+    dsi_err e = {0};
+    if (!m || !id) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_id: NULL argument");
+        return dsi_publish(&e);
+    }
+    dsi_model_id_of(&m->hdr, id);
+    return DS_OK;
+}
+
 DS_API ds_status ds_model_get_config(const ds_model *m, ds_model_config *out) {
     dsi_err e = {0};
     if (!m || !out) {
@@ -10550,16 +10949,7 @@ DS_API ds_status ds_model_tensor_read_f32(const ds_model *m, size_t index, float
     }
     uint64_t rb = 0;
     dsi_dtype_row_bytes((ds_dtype)t->dtype, cols, &rb);
-    for (uint64_t r = 0; r < rows; r++) {
-        const uint8_t *row = src + r * rb;
-        float *y = dst + r * cols;
-        switch ((ds_dtype)t->dtype) {
-        case DS_DTYPE_F32: memcpy(y, row, (size_t)cols * 4); break;
-        case DS_DTYPE_F16: dsi_dequantize_row_f16((const uint16_t *)(const void *)row, y, (size_t)cols); break;
-        case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(row, y, (size_t)cols); break;
-        case DS_DTYPE_Q4_0: dsi_dequantize_row_q4_0(row, y, (size_t)cols); break;
-        }
-    }
+    for (uint64_t r = 0; r < rows; r++) dsi_dtype_decode_row((ds_dtype)t->dtype, src + r * rb, dst + r * cols, (size_t)cols);
     dsi_secure_free(&tmp);
     return DS_OK;
 }
@@ -12795,6 +13185,9 @@ typedef struct dsi_cpu_ctx {
     uint8_t *w8;                       /* per worker: DSI_W8_ROWS Q4_0 rows rewritten as Q8_0 (batches) */
     size_t w8_stride;
     float *wf;                         /* per worker: (DSI_BLAS_ROWS, DSI_BLAS_COLS) dequantized weights (BLAS=1) */
+    /* LoRA scratch, made on first use (contexts without adapters pay nothing) */
+    float *lt, *ly;                    /* (T, r) the A products; (T, out) the B products */
+    size_t lt_cap, ly_cap;             /* floats */
 } dsi_cpu_ctx;
 
 /* A batch's Q4_0 rows go through the Q8_0 products this many at a time. */
@@ -12856,6 +13249,8 @@ static void dsi_cpu_ctx_free(const ds_model *m, void *dc) {
     dsi_free(al, c->xps);
     dsi_free(al, c->w8);
     dsi_free(al, c->wf);
+    dsi_free(al, c->lt);
+    dsi_free(al, c->ly);
     dsi_free(al, c);
 }
 
@@ -12961,7 +13356,7 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
         return DS_ERR_NOMEM;
     }
     memcpy(c->inv_freq, sh->inv_freq, (size_t)(c->rope_dim / 2) * sizeof(float));
-    *act = (dsi_act){c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp, c->router, c->ye};
+    *act = (dsi_act){c->x, c->xn, c->q, c->qa, c->kva, c->att, c->tmp, c->router, c->ye, c->g, c->u};
     *dc = c;
     return DS_OK;
 }
@@ -13375,6 +13770,8 @@ typedef struct dsi_att_job {
     float *att;              /* (T, H * v) its output */
     const float *ca, *cb;    /* its sequence's cache of this layer: MLA latent and rope key, MHA K and V */
     int h0, nh;              /* dsi_mla_expanded: the heads in c->kvx */
+    const dsi_lora_list *lora;   /* the run's adapters (some change kv_b_proj), or NULL */
+    int l;                   /* the layer */
 } dsi_att_job;
 
 /* The second half of every attention task: softmax over the n scores, then
@@ -13384,6 +13781,38 @@ static void dsi_att_mix(const dsi_kernels *k, float *scores, int n, const float 
     dsi_softmax(scores, n);
     memset(out, 0, (size_t)dim * sizeof(float));
     for (int s = 0; s < n; s++) k->axpy_f32(scores[s], V + (size_t)s * stride, out, dim);
+}
+
+/* ==== LoRA ================================================================ */
+/* Grows a LoRA scratch buffer to n floats (false: out of memory). */
+static bool dsi_lora_scratch(dsi_cpu_ctx *c, float **buf, size_t *cap, size_t n) {
+    if (*cap >= n) return true;
+    float *p = dsi_malloc(&c->m->al, n * sizeof(float));
+    if (!p) return false;
+    dsi_free(&c->m->al, *buf);
+    *buf = p;
+    *cap = n;
+    return true;
+}
+
+/* T rows of Y (T, ab->b.rows) += s * B (A X): two products on the pool, the
+ * small (T, r) product scaled between them (as PEFT scales B A x). False:
+ * out of memory for the scratch. */
+static bool dsi_lora_rows(dsi_cpu_ctx *c, const dsi_lora_ab *ab, float s, const float *X, int ldx, float *Y, int ldy,
+                          int T) {
+    int r = ab->a.rows, out = ab->b.rows;
+    if (!dsi_lora_scratch(c, &c->lt, &c->lt_cap, (size_t)T * r) ||
+        !dsi_lora_scratch(c, &c->ly, &c->ly_cap, (size_t)T * out))
+        return false;
+    dsi_matmul(c, &ab->a, NULL, X, T, ldx, c->lt, r);
+    for (size_t i = 0; i < (size_t)T * r; i++) c->lt[i] *= s;
+    dsi_matmul(c, &ab->b, NULL, c->lt, T, r, c->ly, out);
+    for (int t = 0; t < T; t++) {
+        float *y = Y + (size_t)t * ldy;
+        const float *d = c->ly + (size_t)t * out;
+        for (int i = 0; i < out; i++) y[i] += d[i];
+    }
+    return true;
 }
 
 /* MLA, absorbed: one (token, head) per task. */
@@ -13404,6 +13833,18 @@ static void dsi_mla_task(void *arg, int task, int worker) {
     memset(qlat, 0, (size_t)R * sizeof(float));
     const uint8_t *rows = kvb->data + (size_t)h * (dn + dv) * kvb->row_bytes;
     for (int i = 0; i < dn; i++) c->k.axpy[kvb->dtype](rows + (size_t)i * kvb->row_bytes, qh[i], qlat, R);
+    /* adapted kv_b (W + s B A): q_lat += s A^T (B_k(h)^T q_nope) */
+    for (int k = 0; j->lora && k < j->lora->n; k++) {
+        const dsi_lora_ab *ab = &j->lora->use[k].a->dev_layers[j->l].m[DSI_LM_KV_B];
+        if (!ab->a.data) continue;
+        float tr[DSI_LORA_MAX_RANK];
+        int r = ab->a.rows;
+        memset(tr, 0, (size_t)r * sizeof(float));
+        const uint8_t *br = ab->b.data + (size_t)h * (dn + dv) * ab->b.row_bytes;
+        for (int i = 0; i < dn; i++) c->k.axpy[ab->b.dtype](br + (size_t)i * ab->b.row_bytes, qh[i], tr, r);
+        for (int q = 0; q < r; q++)
+            c->k.axpy[ab->a.dtype](ab->a.data + (size_t)q * ab->a.row_bytes, j->lora->use[k].s * tr[q], qlat, R);
+    }
     const float *ca = j->ca;
     const float *cb = j->cb;
     for (int s = 0; s < n; s++)
@@ -13414,6 +13855,17 @@ static void dsi_mla_task(void *arg, int task, int worker) {
     float *out = j->att + (size_t)t * H * dv + (size_t)h * dv;
     const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
     for (int i = 0; i < dv; i++) out[i] = c->k.dot[kvb->dtype](vrows + (size_t)i * kvb->row_bytes, lat, R);
+    /* adapted kv_b: out += s B_v(h) (A lat) */
+    for (int k = 0; j->lora && k < j->lora->n; k++) {
+        const dsi_lora_ab *ab = &j->lora->use[k].a->dev_layers[j->l].m[DSI_LM_KV_B];
+        if (!ab->a.data) continue;
+        float al[DSI_LORA_MAX_RANK];
+        int r = ab->a.rows;
+        float sc = j->lora->use[k].s;
+        for (int q = 0; q < r; q++) al[q] = c->k.dot[ab->a.dtype](ab->a.data + (size_t)q * ab->a.row_bytes, lat, R);
+        const uint8_t *bv = ab->b.data + ((size_t)h * (dn + dv) + (size_t)dn) * ab->b.row_bytes;
+        for (int i = 0; i < dv; i++) out[i] += sc * c->k.dot[ab->b.dtype](bv + (size_t)i * ab->b.row_bytes, al, r);
+    }
 }
 
 /* Multi-head attention (DeepSeek-MoE): one (token, head) per task. */
@@ -13481,6 +13933,15 @@ static void dsi_mla_expanded(dsi_cpu_ctx *c, dsi_att_job *j) {
             /* F32 latents, as the absorbed form uses them: a batch gives the
              * same logits as the same tokens one at a time */
             dsi_matmul_x(c, &sub, base, ca + (size_t)p0 * R, np, R, c->kvx + (size_t)p0 * kvw, kvw, true);
+            /* adapted kv_b: the same rows of s B A on the latents */
+            for (int k = 0; j->lora && k < j->lora->n; k++) {
+                dsi_lora_ab ab = j->lora->use[k].a->dev_layers[j->l].m[DSI_LM_KV_B];
+                if (!ab.a.data) continue;
+                ab.b.rows = kvw;
+                ab.b.data += (size_t)h0 * (size_t)(dn + dv) * ab.b.row_bytes;
+                (void)dsi_lora_rows(c, &ab, j->lora->use[k].s, ca + (size_t)p0 * R, R, c->kvx + (size_t)p0 * kvw, kvw,
+                                    np);   /* scratch made by dsi_cpu_mla_attention */
+            }
         }
         j->h0 = h0;
         j->nh = nh;
@@ -13498,7 +13959,6 @@ static void dsi_cache_of(const dsi_cpu_ctx *c, int l, int seq, float **ca, float
 /* MLA: the run's latents and rope keys into the cache, then attention (the
  * expanded form for a batch over a short window, else absorbed per head). */
 static ds_status dsi_cpu_mla_attention(void *dc, int l, const dsi_layer *L, const dsi_run *r, float eps, dsi_err *e) {
-    (void)e;
     dsi_cpu_ctx *c = dc;
     const ds_model_config *cf = &c->m->cfg;
     int H = cf->n_heads, R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
@@ -13513,8 +13973,19 @@ static ds_status dsi_cpu_mla_attention(void *dc, int l, const dsi_layer *L, cons
         dsi_rope(c, pb, r->pos0 + t, true);
     }
     dsi_att_job j = {c, L, r->n, r->pos0, c->q + (size_t)r->t0 * H * hd,
-                     c->att + (size_t)r->t0 * H * cf->v_head_dim, ca, cb, 0, 0};
-    if (dsi_mla_expand_pays(r->n, r->pos0)) dsi_mla_expanded(c, &j);
+                     c->att + (size_t)r->t0 * H * cf->v_head_dim, ca, cb, 0, 0, r->lora, l};
+    if (dsi_mla_expand_pays(r->n, r->pos0)) {
+        /* the adapters' rows go through the LoRA scratch: made here, where a failure can be told */
+        int dn = cf->qk_nope_head_dim, dv = cf->v_head_dim;
+        for (int k = 0; r->lora && k < r->lora->n; k++) {
+            const dsi_lora_ab *ab = &r->lora->use[k].a->dev_layers[l].m[DSI_LM_KV_B];
+            if (ab->a.data &&
+                (!dsi_lora_scratch(c, &c->lt, &c->lt_cap, (size_t)DSI_MAX_BATCH * (size_t)ab->a.rows) ||
+                 !dsi_lora_scratch(c, &c->ly, &c->ly_cap, (size_t)DSI_MAX_BATCH * (size_t)c->kvx_heads * (dn + dv))))
+                return dsi_fail(e, DS_ERR_NOMEM, "out of memory for LoRA scratch");
+        }
+        dsi_mla_expanded(c, &j);
+    }
     else dsi_pool_run(c->pool, dsi_mla_task, &j, r->n * H);
     return DS_OK;
 }
@@ -13537,7 +14008,8 @@ static ds_status dsi_cpu_mha_attention(void *dc, int l, const dsi_layer *L, cons
         memcpy(ck + (size_t)pos * kd, kt + (size_t)t * kd, (size_t)kd * sizeof(float));
         memcpy(cv + (size_t)pos * kd, vt + (size_t)t * kd, (size_t)kd * sizeof(float));
     }
-    dsi_att_job j = {c, L, r->n, r->pos0, c->q + (size_t)r->t0 * H * hd, c->att + (size_t)r->t0 * H * hd, ck, cv, 0, 0};
+    dsi_att_job j = {c, L, r->n, r->pos0, c->q + (size_t)r->t0 * H * hd, c->att + (size_t)r->t0 * H * hd, ck, cv, 0, 0,
+                     NULL, l};
     dsi_pool_run(c->pool, dsi_mha_task, &j, r->n * H);
     return DS_OK;
 }
@@ -13802,6 +14274,69 @@ static ds_status dsi_moe_decode_few(dsi_cpu_ctx *c, int l, const dsi_layer *L, c
     return DS_OK;
 }
 
+/* Token i (row i of xe, outputs in row i of out) through part p (0 gate, 1
+ * up, 2 down) of routed expert x's adapters: out row += s B (A in row). */
+static ds_status dsi_moe_lora_part(dsi_cpu_ctx *c, int l, int x, const dsi_lora_list *ls, int p, const float *in,
+                                   int ldi, float *out, int ldo, dsi_err *e) {
+    for (int k = 0; ls && k < ls->n; k++) {
+        const ds_adapter *a = ls->use[k].a;
+        const dsi_lora_layer *ll = &a->layers[l];
+        if (!ll->experts || !ll->exp[p].a.rows) continue;
+        const uint8_t *ab = NULL;
+        ds_status s = dsi_lora_expert_acquire(a, l, x, &ab, e);
+        if (s) return s;
+        if (!ab) continue;   /* this expert is not adapted */
+        dsi_lora_ab v = ll->exp[p];
+        v.a.data = ab + ll->experts[x].off[2 * p];
+        v.b.data = ab + ll->experts[x].off[2 * p + 1];
+        bool ok = dsi_lora_rows(c, &v, ls->use[k].s, in, ldi, out, ldo, 1);
+        dsi_lora_expert_release(a, l, x);
+        if (!ok) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for LoRA scratch");
+    }
+    return DS_OK;
+}
+
+/* The routed experts when some token's adapters change them: tokens grouped
+ * per expert as in the batch path, gate and up products, each token's
+ * adapters added to its rows, SiLU(gate) * up, the down product and its
+ * adapters; each token's outputs added in ascending expert order. The
+ * adapters' parts come with their expert (paged alike). */
+static ds_status dsi_moe_adapted(dsi_cpu_ctx *c, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X,
+                                 float *Y, dsi_err *e) {
+    int D = c->m->cfg.hidden_size, I = L->exp_gate.rows;
+    for (int u = 0; u < plan->n_used; u++) {
+        int x = plan->used[u], n = plan->cnt[x];
+        const int *idx = plan->idx + plan->off[x];
+        const float *wts = plan->wts + plan->off[x];
+        for (int i = 0; i < n; i++) memcpy(c->xe + (size_t)i * D, X + (size_t)idx[i] * D, (size_t)D * sizeof(float));
+        const uint8_t *base = NULL;
+        ds_status s = dsi_expert_acquire(c->m, l, x, &base, e);
+        if (s) return s;
+        const dsi_expert_ref *r = &L->experts[x];
+        dsi_matmul2(c, &L->exp_gate, base + r->off[0], c->g, &L->exp_up, base + r->off[1], c->u, c->xe, n, D, I);
+        for (int i = 0; i < n && !s; i++) {
+            const dsi_lora_list *ls = plan->lora[idx[i]];
+            s = dsi_moe_lora_part(c, l, x, ls, 0, c->xe + (size_t)i * D, D, c->g + (size_t)i * I, I, e);
+            if (!s) s = dsi_moe_lora_part(c, l, x, ls, 1, c->xe + (size_t)i * D, D, c->u + (size_t)i * I, I, e);
+        }
+        if (!s) {
+            for (size_t i = 0; i < (size_t)n * I; i++) c->g[i] = dsi_silu(c->g[i]) * c->u[i];
+            dsi_matmul(c, &L->exp_down, base + r->off[2], c->g, n, I, c->ye, D);
+        }
+        for (int i = 0; i < n && !s; i++)
+            s = dsi_moe_lora_part(c, l, x, plan->lora[idx[i]], 2, c->g + (size_t)i * I, I, c->ye + (size_t)i * D, D,
+                                  e);
+        dsi_expert_release(c->m, l, x);
+        if (s) return s;
+        for (int i = 0; i < n; i++) {
+            float *dst = Y + (size_t)idx[i] * D;
+            const float *src = c->ye + (size_t)i * D;
+            for (int d = 0; d < D; d++) dst[d] += wts[i] * src[d];
+        }
+    }
+    return DS_OK;
+}
+
 static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_plan *plan, const float *X, float *Y,
                              dsi_err *e) {
     dsi_cpu_ctx *c = dc;
@@ -13810,6 +14345,7 @@ static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_
     c->sel = plan->sel;
     c->selw = plan->selw;
     memset(Y, 0, (size_t)T * D * sizeof(float));
+    if (plan->lora) return dsi_moe_adapted(c, l, L, plan, X, Y, e);
     if (dsi_moe_few(c, L, plan)) return dsi_moe_decode_few(c, l, L, plan, X, Y, e);
     if (c->m->pager) dsi_moe_prefetch(c, l, T, X);
     if (T == 1 && c->m->pager && K <= 64 && K <= DSI_MAX_BATCH) return dsi_moe_decode_paged(c, l, L, X, Y, e);
@@ -13945,6 +14481,19 @@ static ds_status dsi_cpu_head(void *dc, const dsi_weight *lm_head, const float *
     return DS_OK;
 }
 
+static ds_status dsi_cpu_lora(void *dc, const dsi_lora_ab *ab, float s, const float *X, int ldx, float *Y, int ldy,
+                              int T, dsi_err *e) {
+    if (!dsi_lora_rows(dc, ab, s, X, ldx, Y, ldy, T)) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for LoRA scratch");
+    return DS_OK;
+}
+
+static ds_status dsi_cpu_silu_mul(void *dc, float *g, const float *u, size_t n, dsi_err *e) {
+    (void)dc;
+    (void)e;
+    for (size_t i = 0; i < n; i++) g[i] = dsi_silu(g[i]) * u[i];
+    return DS_OK;
+}
+
 static const dsi_device_i dsi_cpu_table = {
     .version = DSI_DEVICE_VERSION,
     .name = "cpu",
@@ -13966,6 +14515,10 @@ static const dsi_device_i dsi_cpu_table = {
     .route = dsi_cpu_route,
     .moe = dsi_cpu_moe,
     .head = dsi_cpu_head,
+    .lora = dsi_cpu_lora,
+    .silu_mul = dsi_cpu_silu_mul,
+    .adapter_new = NULL,    /* the CPU reads the adapter's host matrices */
+    .adapter_free = NULL,
 };
 
 DSI_FUNC const dsi_device_i *dsi_cpu_device(void) { return &dsi_cpu_table; }
@@ -14811,7 +15364,7 @@ static ds_status dsi_cu_ctx_new(const ds_model *m, const dsi_ctx_shape *sh, void
     }
 #undef A
 #undef P
-    *act = (dsi_act){g->x, g->xn, g->q, g->qa, g->kva, g->att, g->tmp, g->router, g->ye};
+    *act = (dsi_act){g->x, g->xn, g->q, g->qa, g->kva, g->att, g->tmp, g->router, g->ye, NULL, NULL};
     *out = g;
     return DS_OK;
 fail:
@@ -15335,6 +15888,13 @@ DS_API ds_status ds_model_close(ds_model *m) {
         memcpy(&m->err, &e, sizeof e);
         return dsi_publish(&e);
     }
+    int adapters = __atomic_load_n(&m->n_adapters, __ATOMIC_ACQUIRE);
+    if (adapters > 0) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_model_close: %d LoRA adapter(s) are still open over this model; close them "
+                                    "first", adapters);
+        memcpy(&m->err, &e, sizeof e);
+        return dsi_publish(&e);
+    }
     dsi_model_free(m);
     return DS_OK;
 }
@@ -15399,6 +15959,342 @@ DS_API ds_status ds_model_huge_page_info(const ds_model *m, ds_huge_page_info *o
 }
 /* ==== End deepseek_impl/model.c ==== */
 
+/* ==== Begin deepseek_impl/lora.c ==== */
+/*
+ * lora.c — LoRA adapters over an opened base model: the sealed adapter file
+ * (a container with its own magic, read by file.c), its binding to the
+ * base's identity, its matrices bound per layer and module, and its routed
+ * experts' parts paged like the base's experts. The forward pass (forward.c)
+ * applies them; the devices do the products (dsi_device_i.lora).
+ */
+/* #include "engine.h": pasted above */
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+DS_API ds_adapter_params ds_adapter_default_params(void) {
+    ds_adapter_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+/* ==== Opening ============================================================== */
+static void dsi_hex(const uint8_t *b, size_t n, char *out) {
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[b[i] >> 4];
+        out[2 * i + 1] = d[b[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+static int dsi_unhex(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The adapter record: rank, alpha, rsLoRA, the base's identity. */
+static ds_status dsi_adapter_record(ds_adapter *a, dsi_err *e) {
+    const dsi_meta *mt = &a->f.meta;
+    dsi_json_doc *doc = NULL;
+    ds_status s = dsi_json_parse(mt->adapter_json, mt->adapter_len, &a->f.al, &doc, e);
+    if (s) return dsi_prefix(e, "adapter record");
+    const dsi_json *r = dsi_json_root(doc);
+    int64_t rank = 0;
+    double alpha = 0;
+    bool rs = false;
+    const char *id = NULL, *fmt = NULL;
+    size_t id_len = 0, fmt_len = 0;
+    if (dsi_json_get_str(r, "format", &fmt, &fmt_len) != 1 || fmt_len != 17 || memcmp(fmt, "deepseek.h lora 1", 17))
+        s = dsi_fail(e, DS_ERR_VERSION, "adapter record: format is not \"deepseek.h lora 1\" (a newer adapter? "
+                                        "upgrade deepseek.h)");
+    else if (dsi_json_get_int(r, "r", &rank) != 1 || rank < 1 || rank > DSI_LORA_MAX_RANK)
+        s = dsi_fail(e, DS_ERR_ADAPTER, "adapter record: r is missing or outside [1, %d]", DSI_LORA_MAX_RANK);
+    else if (dsi_json_get_num(r, "lora_alpha", &alpha) != 1 || !(alpha > 0) || alpha > 1e6)
+        s = dsi_fail(e, DS_ERR_CORRUPT, "adapter record: lora_alpha is missing or not a positive number");
+    else if (dsi_json_get_bool(r, "use_rslora", &rs) < 0)
+        s = dsi_fail(e, DS_ERR_CORRUPT, "adapter record: use_rslora is not a boolean");
+    else if (dsi_json_get_str(r, "base_id", &id, &id_len) != 1 || id_len != 64)
+        s = dsi_fail(e, DS_ERR_CORRUPT, "adapter record: base_id is missing or not 64 hex digits");
+    for (size_t i = 0; !s && i < 32; i++) {
+        int hi = dsi_unhex(id[2 * i]), lo = dsi_unhex(id[2 * i + 1]);
+        if (hi < 0 || lo < 0) s = dsi_fail(e, DS_ERR_CORRUPT, "adapter record: base_id is not hex");
+        else a->base_id[i] = (uint8_t)(hi << 4 | lo);
+    }
+    dsi_json_free(doc);
+    if (s) return s;
+    a->rank = (int)rank;
+    a->alpha = (float)alpha;
+    a->rslora = rs;
+    a->scale = rs ? (float)(alpha / sqrt((double)rank)) : (float)(alpha / (double)rank);
+    return DS_OK;
+}
+
+/* Which target a tensor name adapts, and whether it is B: "<path>.lora_A"
+ * or "<path>.lora_B". */
+static const dsi_lora_target *dsi_lora_find(const dsi_lora_target *t, size_t n, const char *name, bool *is_b) {
+    size_t nl = strlen(name);
+    if (nl < 8 || memcmp(name + nl - 7, ".lora_", 6) || (name[nl - 1] != 'A' && name[nl - 1] != 'B')) return NULL;
+    *is_b = name[nl - 1] == 'B';
+    for (size_t i = 0; i < n; i++)
+        if (strlen(t[i].path) == nl - 7 && !memcmp(t[i].path, name, nl - 7)) return &t[i];
+    return NULL;
+}
+
+/* One of an adapter's matrices as the kernels see it (data set by the caller). */
+static void dsi_lora_weight(dsi_weight *w, const dsi_tensor *t) {
+    w->dtype = (ds_dtype)t->dtype;
+    w->rows = (int)t->dims[0];
+    w->cols = (int)t->dims[1];
+    uint64_t rb = 0;
+    dsi_dtype_row_bytes(w->dtype, (uint64_t)w->cols, &rb);
+    w->row_bytes = (size_t)rb;
+    w->offset = t->offset;
+    w->data = NULL;
+}
+
+/* Checks every tensor of the adapter against the base's architecture and
+ * binds it: resident matrices into a->layers[l].m, routed experts' offsets
+ * into a->layers[l].experts (and f.w for the pager). */
+static ds_status dsi_adapter_bind(ds_adapter *a, const dsi_lora_target *tg, size_t n_tg, dsi_err *e) {
+    const ds_model_config *cf = &a->base->cfg;
+    const dsi_meta *mt = &a->f.meta;
+    const dsi_alloc *al = &a->f.al;
+    int L = cf->n_layers, E = cf->n_routed_experts;
+    a->layers = dsi_calloc(al, (size_t)L, sizeof *a->layers);
+    a->f.w.layers = dsi_calloc(al, (size_t)L, sizeof *a->f.w.layers);
+    if (!a->layers || !a->f.w.layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    char seen[DSI_LM_N + 3] = {0};
+    for (size_t i = 0; i < mt->n_tensors; i++) {
+        const dsi_tensor *t = &mt->tensors[i];
+        bool is_b = false;
+        const dsi_lora_target *x = dsi_lora_find(tg, n_tg, t->name, &is_b);
+        if (!x)
+            return dsi_fail(e, DS_ERR_ADAPTER, "tensor %s: not the lora_A or lora_B of a matrix this model has",
+                            t->name);
+        if (t->n_dims != 2 || (t->dtype != DS_DTYPE_F32 && t->dtype != DS_DTYPE_F16))
+            return dsi_fail(e, DS_ERR_SHAPE, "tensor %s: want a 2-D F32 or F16 matrix", t->name);
+        uint64_t want0 = is_b ? (uint64_t)x->out : (uint64_t)a->rank, want1 = is_b ? (uint64_t)a->rank : (uint64_t)x->in;
+        if (t->dims[0] != want0 || t->dims[1] != want1)
+            return dsi_fail(e, DS_ERR_SHAPE, "tensor %s: expected %llux%llu (r = %d), got %llux%llu", t->name,
+                            (unsigned long long)want0, (unsigned long long)want1, a->rank,
+                            (unsigned long long)t->dims[0], (unsigned long long)t->dims[1]);
+        const dsi_segment *sg = &mt->segments[t->segment];
+        bool routed = x->expert >= 0;
+        if (sg->layer != x->layer || sg->expert != x->expert ||
+            sg->kind != (routed ? (uint32_t)DS_SEGMENT_EXPERT : (uint32_t)DS_SEGMENT_DENSE))
+            return dsi_fail(e, DS_ERR_CORRUPT, "tensor %s lies in segment %u of another layer or expert", t->name,
+                            t->segment);
+        dsi_lora_layer *ll = &a->layers[x->layer];
+        dsi_lora_ab *ab = routed ? &ll->exp[x->part] : &ll->m[x->mod];
+        dsi_weight *w = is_b ? &ab->b : &ab->a;
+        dsi_lora_weight(w, t);
+        seen[routed ? DSI_LM_N + x->part : x->mod] = 1;
+        if (!routed) {
+            w->data = (const uint8_t *)a->f.dense[t->segment].ptr + t->offset;
+            continue;
+        }
+        if (!ll->experts) {
+            ll->experts = dsi_calloc(al, (size_t)E, sizeof *ll->experts);
+            a->f.w.layers[x->layer].experts = dsi_calloc(al, (size_t)E, sizeof(dsi_expert_ref));
+            if (!ll->experts || !a->f.w.layers[x->layer].experts) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+            a->f.w.layers[x->layer].moe = true;
+            for (int k = 0; k < E; k++) {
+                ll->experts[k].segment = -1;
+                for (int j = 0; j < 6; j++) ll->experts[k].off[j] = UINT64_MAX;
+            }
+        }
+        dsi_lora_expert *xe = &ll->experts[x->expert];
+        xe->segment = (int32_t)t->segment;
+        xe->off[2 * x->part + is_b] = t->offset;
+        a->f.w.layers[x->layer].experts[x->expert].segment = t->segment;
+    }
+    /* every A with its B, and the same matrices for every adapted expert */
+    for (int l = 0; l < L; l++) {
+        dsi_lora_layer *ll = &a->layers[l];
+        for (int m = 0; m < DSI_LM_N + 3; m++) {
+            dsi_lora_ab *ab = m < DSI_LM_N ? &ll->m[m] : &ll->exp[m - DSI_LM_N];
+            if ((ab->a.rows != 0) != (ab->b.rows != 0))
+                return dsi_fail(e, DS_ERR_MISSING_TENSOR, "layer %d %s%s: lora_%s without lora_%s", l,
+                                m < DSI_LM_N ? "" : "routed experts' ", m < DSI_LM_N ? dsi_lora_module_name(m)
+                                : m == DSI_LM_N ? "gate_proj" : m == DSI_LM_N + 1 ? "up_proj" : "down_proj",
+                                ab->a.rows ? "A" : "B", ab->a.rows ? "B" : "A");
+        }
+        for (int k = 0; ll->experts && k < E; k++) {
+            const dsi_lora_expert *xe = &ll->experts[k];
+            if (xe->segment < 0) continue;
+            for (int j = 0; j < 6; j++)
+                if ((ll->exp[j / 2].a.rows != 0) != (xe->off[j] != UINT64_MAX))
+                    return dsi_fail(e, DS_ERR_MISSING_TENSOR,
+                                    "layer %d expert %d: its adapter lacks %s's lora_%c, which other experts have", l,
+                                    k, j / 2 == 0 ? "gate_proj" : j / 2 == 1 ? "up_proj" : "down_proj",
+                                    j % 2 ? 'B' : 'A');
+        }
+    }
+    /* the modules adapted, as PEFT names them, for the info */
+    size_t at = 0;
+    const char *done[DSI_LM_N + 3];
+    int n_done = 0;
+    for (int m = 0; m < DSI_LM_N + 3; m++) {
+        if (!seen[m]) continue;
+        const char *nm = m < DSI_LM_N ? dsi_lora_module_name(m) : m == DSI_LM_N ? "gate_proj"
+                                                              : m == DSI_LM_N + 1 ? "up_proj" : "down_proj";
+        bool dup = false;
+        for (int k = 0; k < n_done; k++) dup |= !strcmp(done[k], nm);
+        if (dup) continue;
+        done[n_done++] = nm;
+        int w = snprintf(a->targets + at, sizeof a->targets - at, "%s%s", at ? "," : "", nm);
+        if (w > 0 && (size_t)w < sizeof a->targets - at) at += (size_t)w;
+    }
+    return DS_OK;
+}
+
+static void dsi_adapter_free(ds_adapter *a) {
+    if (!a) return;
+    ds_model *base = a->base;
+    if (a->dev_adapter && base->dev && base->dev->adapter_free) base->dev->adapter_free(base, a, a->dev_adapter);
+    dsi_pager_free(&a->f);
+    if (a->layers) {
+        for (int l = 0; l < base->cfg.n_layers; l++) dsi_free(&a->f.al, a->layers[l].experts);
+        dsi_free(&a->f.al, a->layers);
+    }
+    dsi_file_close(&a->f);
+    dsi_free(&base->al, a);
+}
+
+DS_API ds_status ds_adapter_open(ds_adapter **out, ds_model *base, const char *path, const ds_adapter_params *params) {
+    dsi_err e = {0};
+    if (!out || !base || !path) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_adapter_open: out, base and path must not be NULL");
+        return dsi_publish(&e);
+    }
+    *out = NULL;
+    if (!base->weights_loaded || !base->w.layers || !base->dev) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_adapter_open: the base model was opened with load_weights = 0");
+        return dsi_publish(&e);
+    }
+    ds_adapter_params def = ds_adapter_default_params();
+    const ds_adapter_params *p = params ? params : &def;
+    ds_adapter *a = dsi_calloc(&base->al, 1, sizeof *a);
+    if (!a) {
+        dsi_fail(&e, DS_ERR_NOMEM, "out of memory for an adapter");
+        return dsi_publish(&e);
+    }
+    a->base = base;
+    ds_model *f = &a->f;
+    f->al = base->al;
+    f->fd = -1;
+    f->n_threads = 1;               /* its pager decrypts on the thread that asks */
+    f->device = DS_DEVICE_CPU;
+    f->mlock = base->mlock;
+    f->log = base->log;
+    f->log_user = base->log_user;
+    dsi_lora_target *tg = NULL;
+    size_t n_tg = 0;
+    ds_status s = dsi_file_open_adapter(f, path, p, &e);
+    if (!s) f->opened = true;
+    if (!s) s = dsi_adapter_record(a, &e);
+    if (!s) {
+        uint8_t id[32];
+        dsi_model_id_of(&base->hdr, id);
+        if (sodium_memcmp(id, a->base_id, 32) != 0) {
+            char want[65], have[65];
+            dsi_hex(a->base_id, 32, want);
+            dsi_hex(id, 32, have);
+            s = dsi_fail(&e, DS_ERR_ADAPTER_BASE,
+                         "this adapter was made for the base model with identity %.16s..., not for %s (identity "
+                         "%.16s...): an adapter applies only to the very file it was converted against (ds inspect "
+                         "shows a model's identity)",
+                         want, base->path, have);
+        }
+    }
+    if (!s) s = dsi_arch_lora_targets(&base->cfg, &base->al, &tg, &n_tg, &e);
+    if (!s) {
+        /* the routed experts' parts are paged when the base pages its experts */
+        ds_model_params mp = ds_model_default_params();
+        s = dsi_file_load_dense(f, base->pager == NULL, &mp, &e);
+    }
+    if (!s) s = dsi_adapter_bind(a, tg, n_tg, &e);
+    dsi_free(&base->al, tg);
+    if (!s && base->pager) {
+        ds_cache_stats st;
+        dsi_pager_stats(base, &st, false);
+        uint64_t slot = 0;
+        for (size_t i = 0; i < f->meta.n_segments; i++)
+            if (f->meta.segments[i].kind == DS_SEGMENT_EXPERT && f->meta.segments[i].plain_bytes > slot)
+                slot = f->meta.segments[i].plain_bytes;
+        slot = (slot + 4095) / 4096 * 4096;
+        uint64_t budget = p->expert_cache_bytes ? p->expert_cache_bytes : (uint64_t)st.n_slots * slot;
+        if (slot) s = dsi_pager_new(f, budget, 0, DS_PREFETCH_OFF, DS_EVICT_LRU, &e);
+    }
+    if (!s) {
+        for (size_t i = 0; i < f->meta.n_tensors; i++) {
+            const dsi_tensor *t = &f->meta.tensors[i];
+            a->n_params += t->dims[0] * t->dims[1];
+            a->bytes += t->nbytes;
+        }
+        a->dtype = f->meta.n_tensors ? (ds_dtype)f->meta.tensors[0].dtype : DS_DTYPE_F32;
+        a->dev_layers = a->layers;
+        if (base->dev->adapter_new) s = base->dev->adapter_new(base, a, &a->dev_adapter, &a->dev_layers, &e);
+    }
+    if (s) {
+        dsi_prefix(&e, "adapter %s", path);
+        dsi_adapter_free(a);
+        return dsi_publish(&e);
+    }
+    __atomic_add_fetch(&base->n_adapters, 1, __ATOMIC_ACQ_REL);
+    *out = a;
+    return DS_OK;
+}
+
+DS_API ds_status ds_adapter_close(ds_adapter *a) {
+    dsi_err e = {0};
+    if (!a) return DS_OK;
+    int users = __atomic_load_n(&a->n_users, __ATOMIC_ACQUIRE);
+    if (users > 0) {
+        dsi_fail(&e, DS_ERR_MISUSE, "ds_adapter_close: %d sequence(s) still apply this adapter; set their adapters "
+                                    "without it (ds_context_set_adapters) or free their contexts first", users);
+        return dsi_publish(&e);
+    }
+    ds_model *base = a->base;
+    dsi_adapter_free(a);
+    __atomic_sub_fetch(&base->n_adapters, 1, __ATOMIC_ACQ_REL);
+    return DS_OK;
+}
+
+DS_API ds_model *ds_adapter_model(const ds_adapter *a) { return a ? a->base : NULL; }
+
+DS_API ds_status ds_adapter_get_info(const ds_adapter *a, ds_adapter_info *out) {
+    dsi_err e = {0};
+    if (!a || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_adapter_get_info: NULL argument");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    out->rank = a->rank;
+    out->alpha = a->alpha;
+    out->rslora = a->rslora;
+    out->scale = a->scale;
+    out->dtype = a->dtype;
+    snprintf(out->targets, sizeof out->targets, "%s", a->targets);
+    out->n_params = a->n_params;
+    out->bytes = a->bytes;
+    uint64_t res = 0;
+    for (size_t i = 0; i < a->f.meta.n_segments; i++)
+        if (a->f.dense && a->f.dense[i].ptr) res += a->f.meta.segments[i].plain_bytes;
+    out->resident_bytes = res;
+    for (size_t i = 0; i < a->base->meta.n_tensors; i++) {
+        const dsi_tensor *t = &a->base->meta.tensors[i];
+        uint64_t n = 1;
+        for (uint32_t d = 0; d < t->n_dims; d++) n *= t->dims[d];
+        out->base_params += n;
+    }
+    memcpy(out->base_id, a->base_id, 32);
+    return DS_OK;
+}
+/* ==== End deepseek_impl/lora.c ==== */
+
 /* ==== Begin deepseek_impl/forward.c ==== */
 /*
  * forward.c — the forward pass, written once over the device table
@@ -15456,6 +16352,10 @@ struct ds_context {
     int *brow;                         /* root only: (DSI_MAX_BATCH) rows of such a pass that want logits */
     ds_context *const *batch;          /* root, during ds_context_eval_batch: the sequences whose abort */
     int batch_n;                       /* callbacks are asked */
+    /* LoRA adapters (ds_context_set_adapters): this sequence's list */
+    dsi_lora_list lora;
+    bool any_lora;                     /* root only: some sequence has adapters */
+    const dsi_lora_list **tok_lora;    /* root only: (DSI_MAX_BATCH) per token of a pass, for the MoE plan */
 };
 
 DS_API ds_context_params ds_context_default_params(void) {
@@ -15509,6 +16409,69 @@ DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user) {
     if (!c) return;
     c->abort_fn = fn;
     c->abort_user = fn ? user : NULL;
+}
+
+/* ==== Adapters ============================================================= */
+/* Counts the adapters of list l in (d = 1) or out (d = -1) of use. */
+static void dsi_lora_count(const dsi_lora_list *l, int d) {
+    for (int i = 0; i < l->n; i++) __atomic_add_fetch(&((ds_adapter *)l->use[i].a)->n_users, d, __ATOMIC_ACQ_REL);
+}
+
+static bool dsi_lora_same(const dsi_lora_list *x, const dsi_lora_list *y) {
+    if (!x || !y) return x == y;
+    if (x->n != y->n) return false;
+    for (int i = 0; i < x->n; i++)
+        if (x->use[i].a != y->use[i].a || x->use[i].s != y->use[i].s) return false;
+    return true;
+}
+
+DS_API ds_status ds_context_set_adapters(ds_context *c, ds_adapter *const *adapters, const float *scales, size_t n) {
+    dsi_err e = {0};
+    if (!c) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_set_adapters: context is NULL");
+        return dsi_publish(&e);
+    }
+    if (n > DS_MAX_ADAPTERS || (n && !adapters)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_set_adapters: %s",
+                 n > DS_MAX_ADAPTERS ? "more than DS_MAX_ADAPTERS (8) adapters" : "adapters is NULL");
+        return dsi_ctx_fail(c, &e);
+    }
+    if (n && (!c->dev->lora || !c->dev->silu_mul)) {
+        dsi_fail(&e, DS_ERR_UNSUPPORTED, "ds_context_set_adapters: the %s device does not apply LoRA adapters",
+                 c->dev->name);
+        return dsi_ctx_fail(c, &e);
+    }
+    dsi_lora_list l;
+    memset(&l, 0, sizeof l);
+    for (size_t i = 0; i < n; i++) {
+        float m = scales ? scales[i] : 1.0f;
+        if (!adapters[i] || adapters[i]->base != c->m || !isfinite(m)) {
+            dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_set_adapters: adapter %zu %s", i,
+                     !adapters[i] ? "is NULL" : adapters[i]->base != c->m ? "was opened over another model"
+                                                                          : "has a scale that is not finite");
+            return dsi_ctx_fail(c, &e);
+        }
+        l.use[l.n++] = (dsi_lora_use){adapters[i], adapters[i]->scale * m};
+    }
+    if (dsi_lora_same(&l, &c->lora)) return DS_OK;
+    dsi_lora_count(&l, 1);
+    dsi_lora_count(&c->lora, -1);
+    c->lora = l;
+    c->n_past = 0;   /* the KV entries were computed under the other list */
+    ds_context *root = c->root;
+    root->any_lora = false;
+    for (int i = 0; i < root->n_seq; i++) root->any_lora |= root->seqs[i]->lora.n > 0;
+    return DS_OK;
+}
+
+DS_API size_t ds_context_get_adapters(const ds_context *c, ds_adapter **adapters, float *scales, size_t cap) {
+    if (!c) return 0;
+    for (int i = 0; i < c->lora.n && (size_t)i < cap; i++) {
+        const ds_adapter *a = c->lora.use[i].a;
+        if (adapters) adapters[i] = (ds_adapter *)a;
+        if (scales) scales[i] = c->lora.use[i].s / a->scale;
+    }
+    return (size_t)c->lora.n;
 }
 
 DSI_FUNC bool dsi_context_aborted(const ds_context *c) { return c->abort_fn && c->abort_fn(c->abort_user); }
@@ -15635,9 +16598,10 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     c->seqs = dsi_calloc(al, (size_t)n_seq, sizeof *c->seqs);
     c->btok = dsi_calloc(al, T, sizeof *c->btok);
     c->brow = dsi_calloc(al, T, sizeof *c->brow);
+    c->tok_lora = dsi_calloc(al, T, sizeof *c->tok_lora);
     if (n_seq > 1) c->blog = dsi_calloc(al, (size_t)n_seq * (size_t)cf->vocab_size, sizeof(float));
     if (!inv_freq || !c->hist || !c->pos || !c->seq || !c->sel || !c->selw || !c->used || !c->off || !c->cnt ||
-        !c->idx || !c->wts || !c->seqs || !c->btok || !c->brow || (n_seq > 1 && !c->blog)) {
+        !c->idx || !c->wts || !c->seqs || !c->btok || !c->brow || !c->tok_lora || (n_seq > 1 && !c->blog)) {
         dsi_free(al, inv_freq);
         ds_context_free(c);
         dsi_fail(&e, DS_ERR_NOMEM, "out of memory for a context");
@@ -15671,6 +16635,7 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
         q->blog = NULL;
         q->btok = NULL;
         q->brow = NULL;
+        q->tok_lora = NULL;
         q->counted = false;
         c->seqs[i] = q;
     }
@@ -15683,9 +16648,11 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
 DS_API void ds_context_free(ds_context *c) {
     if (!c || c->root != c) return;   /* a sequence goes with its context */
     const dsi_alloc *al = &c->m->al;
+    dsi_lora_count(&c->lora, -1);
     if (c->seqs)
         for (int i = 1; i < c->n_seq; i++)
             if (c->seqs[i]) {
+                dsi_lora_count(&c->seqs[i]->lora, -1);
                 dsi_free(al, c->seqs[i]->hist);
                 dsi_free(al, c->seqs[i]);
             }
@@ -15693,6 +16660,7 @@ DS_API void ds_context_free(ds_context *c) {
     dsi_free(al, c->blog);
     dsi_free(al, c->btok);
     dsi_free(al, c->brow);
+    dsi_free(al, c->tok_lora);
     if (c->dc) c->dev->ctx_free(c->m, c->dc);
     dsi_free(al, c->hist);
     dsi_free(al, c->pos);
@@ -15720,9 +16688,84 @@ DS_API void ds_context_free(ds_context *c) {
 
 /* The next run of b from token t: one sequence, consecutive positions. */
 static dsi_run dsi_next_run(const dsi_batch *b, int t) {
-    dsi_run r = {t, 1, b->seq[t], b->pos[t]};
+    dsi_run r = {t, 1, b->seq[t], b->pos[t], NULL};
     while (t + r.n < b->n && b->seq[t + r.n] == r.seq && b->pos[t + r.n] == r.pos0 + r.n) r.n++;
     return r;
+}
+
+/* ==== Adapters in the pass ================================================= */
+/* The adapters of token t's sequence (NULL: none). */
+static const dsi_lora_list *dsi_tok_lora(const ds_context *c, const dsi_batch *b, int t) {
+    const ds_context *q = c->root->seqs[b->seq[t]];
+    return q->lora.n ? &q->lora : NULL;
+}
+
+/* Whether some token of b has an adapter that changes module mod of layer l. */
+static bool dsi_lora_any(const ds_context *c, const dsi_batch *b, int l, int mod) {
+    if (!c->root->any_lora) return false;
+    for (int i = 0; i < c->root->n_seq; i++) {
+        const dsi_lora_list *ls = &c->root->seqs[i]->lora;
+        for (int k = 0; k < ls->n; k++)
+            if (ls->use[k].a->layers[l].m[mod].a.data) {
+                for (int t = 0; t < b->n; t++)
+                    if (b->seq[t] == i) return true;
+                break;
+            }
+    }
+    return false;
+}
+
+/* Rows of Y += each token's adapters' products for module mod of layer l
+ * (y += s B (A x)), in the order of its sequence's list: consecutive tokens
+ * with the same list in one device call per adapter. */
+static ds_status dsi_lora_apply(ds_context *c, const dsi_batch *b, int l, int mod, const float *X, int ldx, float *Y,
+                                int ldy, dsi_err *e) {
+    if (!c->root->any_lora) return DS_OK;
+    for (int t = 0; t < b->n;) {
+        const dsi_lora_list *ls = dsi_tok_lora(c, b, t);
+        int n = 1;
+        while (t + n < b->n && dsi_lora_same(ls, dsi_tok_lora(c, b, t + n))) n++;
+        for (int i = 0; ls && i < ls->n; i++) {
+            const dsi_lora_ab *ab = &ls->use[i].a->dev_layers[l].m[mod];
+            if (ab->a.data)
+                DSI_TRY(c->dev->lora(c->dc, ab, ls->use[i].s, X + (size_t)t * ldx, ldx, Y + (size_t)t * ldy, ldy, n,
+                                     e));
+        }
+        t += n;
+    }
+    return DS_OK;
+}
+
+/* Y (T, out) = X W^T plus the adapters' products for module mod. */
+static ds_status dsi_proj(ds_context *c, const dsi_batch *b, int l, int mod, const dsi_weight *w, const float *X,
+                          int ldx, float *Y, int ldy, dsi_err *e) {
+    DSI_TRY(c->dev->matmul(c->dc, w, X, b->n, ldx, Y, ldy, e));
+    return dsi_lora_apply(c, b, l, mod, X, ldx, Y, ldy, e);
+}
+
+/* Y (T, D) = down(silu(gate X) * up X), a dense MLP or the shared experts:
+ * fused on the device, or in steps when an adapter changes one of its
+ * matrices for some token. */
+static ds_status dsi_ffn_mlp(ds_context *c, const dsi_batch *b, int l, const dsi_layer *L, const float *X, float *Y,
+                         dsi_err *e) {
+    const dsi_device_i *d = c->dev;
+    int D = c->m->cfg.hidden_size, I = L->gate.rows, T = b->n;
+    if (!dsi_lora_any(c, b, l, DSI_LM_GATE) && !dsi_lora_any(c, b, l, DSI_LM_UP) &&
+        !dsi_lora_any(c, b, l, DSI_LM_DOWN))
+        return d->mlp(c->dc, &L->gate, &L->up, &L->down, X, T, Y, e);
+    const dsi_act *a = &c->a;
+    DSI_TRY(dsi_proj(c, b, l, DSI_LM_GATE, &L->gate, X, D, a->g, I, e));
+    DSI_TRY(dsi_proj(c, b, l, DSI_LM_UP, &L->up, X, D, a->u, I, e));
+    DSI_TRY(d->silu_mul(c->dc, a->g, a->u, (size_t)T * (size_t)I, e));
+    return dsi_proj(c, b, l, DSI_LM_DOWN, &L->down, a->g, I, Y, D, e);
+}
+
+/* The run's adapters when one of them changes kv_b_proj of layer l. */
+static const dsi_lora_list *dsi_run_lora(const ds_context *c, int seq, int l) {
+    const dsi_lora_list *ls = &c->root->seqs[seq]->lora;
+    for (int i = 0; i < ls->n; i++)
+        if (ls->use[i].a->layers[l].m[DSI_LM_KV_B].a.data) return ls;
+    return NULL;
 }
 
 static ds_status dsi_attention(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
@@ -15736,30 +16779,31 @@ static ds_status dsi_attention(ds_context *c, int l, const dsi_batch *b, dsi_err
         int R = cf->kv_lora_rank, dr = cf->qk_rope_head_dim, hd = cf->qk_nope_head_dim + dr;
         if (c->w->qlora) {
             int Rq = cf->q_lora_rank;
-            DSI_TRY(d->matmul(c->dc, &L->q_a, a->xn, T, D, a->qa, Rq, e));
+            DSI_TRY(dsi_proj(c, b, l, DSI_LM_Q_A, &L->q_a, a->xn, D, a->qa, Rq, e));
             DSI_TRY(d->rmsnorm(c->dc, a->qa, Rq, a->qa, Rq, &L->q_a_norm, T, c->eps, e));
-            DSI_TRY(d->matmul(c->dc, &L->q_b, a->qa, T, Rq, a->q, H * hd, e));
+            DSI_TRY(dsi_proj(c, b, l, DSI_LM_Q_B, &L->q_b, a->qa, Rq, a->q, H * hd, e));
         } else {
-            DSI_TRY(d->matmul(c->dc, &L->q_proj, a->xn, T, D, a->q, H * hd, e));
+            DSI_TRY(dsi_proj(c, b, l, DSI_LM_Q_PROJ, &L->q_proj, a->xn, D, a->q, H * hd, e));
         }
-        DSI_TRY(d->matmul(c->dc, &L->kv_a, a->xn, T, D, a->kva, R + dr, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_KV_A, &L->kv_a, a->xn, D, a->kva, R + dr, e));
         for (int t = 0; t < T;) {
             dsi_run r = dsi_next_run(b, t);
+            if (c->root->any_lora) r.lora = dsi_run_lora(c, r.seq, l);
             DSI_TRY(d->mla_attention(c->dc, l, L, &r, c->eps, e));
             t += r.n;
         }
-        DSI_TRY(d->matmul(c->dc, &L->wo, a->att, T, H * cf->v_head_dim, a->tmp, D, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_O, &L->wo, a->att, H * cf->v_head_dim, a->tmp, D, e));
     } else {
         int hd = cf->head_dim, kd = cf->n_kv_heads * hd;
-        DSI_TRY(d->matmul(c->dc, &L->wq, a->xn, T, D, a->q, H * hd, e));
-        DSI_TRY(d->matmul(c->dc, &L->wk, a->xn, T, D, a->kva, kd, e));
-        DSI_TRY(d->matmul(c->dc, &L->wv, a->xn, T, D, a->kva + (size_t)T * kd, kd, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_WQ, &L->wq, a->xn, D, a->q, H * hd, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_WK, &L->wk, a->xn, D, a->kva, kd, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_WV, &L->wv, a->xn, D, a->kva + (size_t)T * kd, kd, e));
         for (int t = 0; t < T;) {
             dsi_run r = dsi_next_run(b, t);
             DSI_TRY(d->mha_attention(c->dc, l, L, &r, T, e));
             t += r.n;
         }
-        DSI_TRY(d->matmul(c->dc, &L->wo, a->att, T, H * hd, a->tmp, D, e));
+        DSI_TRY(dsi_proj(c, b, l, DSI_LM_O, &L->wo, a->att, H * hd, a->tmp, D, e));
     }
     return d->add(c->dc, a->x, a->tmp, (size_t)T * (size_t)D, e);
 }
@@ -15784,20 +16828,20 @@ static dsi_moe_plan dsi_moe_plan_make(ds_context *c, int T) {
             c->idx[at] = t;
             c->wts[at] = c->selw[t * K + k];
         }
-    dsi_moe_plan p = {T, K, c->sel, c->selw, n_used, c->used, c->off, c->cnt, c->idx, c->wts};
+    dsi_moe_plan p = {T, K, c->sel, c->selw, n_used, c->used, c->off, c->cnt, c->idx, c->wts, NULL};
     return p;
 }
 
-static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {
+static ds_status dsi_ffn(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
     const dsi_device_i *d = c->dev;
     const dsi_layer *L = &c->w->layers[l];
     const dsi_act *a = &c->a;
-    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok;
+    int D = cf->hidden_size, E = cf->n_routed_experts, K = cf->n_experts_per_tok, T = b->n;
     size_t n = (size_t)T * (size_t)D;
     DSI_TRY(d->rmsnorm(c->dc, a->xn, D, a->x, D, &L->ffn_norm, T, c->eps, e));
     if (!L->moe) {
-        DSI_TRY(d->mlp(c->dc, &L->gate, &L->up, &L->down, a->xn, T, a->tmp, e));
+        DSI_TRY(dsi_ffn_mlp(c, b, l, L, a->xn, a->tmp, e));
         return d->add(c->dc, a->x, a->tmp, n, e);
     }
     DSI_TRY(d->matmul(c->dc, &L->router, a->xn, T, D, a->router, E, e));
@@ -15806,10 +16850,21 @@ static ds_status dsi_ffn(ds_context *c, int l, int T, dsi_err *e) {
         if (c->sel[i] < 0 || c->sel[i] >= E)
             return dsi_fail(e, DS_ERR_BACKEND, "routing of layer %d chose expert %d of %d", l, c->sel[i], E);
     dsi_moe_plan plan = dsi_moe_plan_make(c, T);
+    if (c->root->any_lora) {   /* each token's adapters that change this layer's routed experts */
+        bool any = false;
+        for (int t = 0; t < T; t++) {
+            const dsi_lora_list *ls = dsi_tok_lora(c, b, t);
+            bool has = false;
+            for (int i = 0; ls && i < ls->n; i++) has |= ls->use[i].a->layers[l].experts != NULL;
+            c->root->tok_lora[t] = has ? ls : NULL;
+            any |= has;
+        }
+        if (any) plan.lora = c->root->tok_lora;
+    }
     DSI_TRY(d->moe(c->dc, l, L, &plan, a->xn, a->tmp, e));
     /* the shared experts, added after the routed ones */
     if (cf->n_shared_experts > 0) {
-        DSI_TRY(d->mlp(c->dc, &L->gate, &L->up, &L->down, a->xn, T, a->ye, e));
+        DSI_TRY(dsi_ffn_mlp(c, b, l, L, a->xn, a->ye, e));
         DSI_TRY(d->add(c->dc, a->tmp, a->ye, n, e));
     }
     return d->add(c->dc, a->x, a->tmp, n, e);
@@ -15829,7 +16884,7 @@ static ds_status dsi_forward_batch(ds_context *c, const dsi_batch *b, float *out
     for (int l = 0; l < cf->n_layers; l++) {
         if (l > 0 && dsi_ctx_aborted(c, e)) return DS_ERR_CANCELLED;
         ds_status s = dsi_attention(c, l, b, e);
-        if (!s) s = dsi_ffn(c, l, T, e);
+        if (!s) s = dsi_ffn(c, l, b, e);
         if (s) return s;
     }
     if (!out) return DS_OK;
@@ -17228,19 +18283,11 @@ typedef struct dsi_plan {
     uint32_t perm_hd;        /* llama.cpp's permuted q/k rows (DeepSeek-MoE): the head size, else 0 */
 } dsi_plan;
 
-/* An input file, to refuse an output that is the same file. */
-typedef struct dsi_input {
-    dsi_file_id id;
-    char *path;
-} dsi_input;
-
 typedef struct dsi_conv {
     dsi_alloc al;
     const ds_convert_params *p;
     dsi_err *e;
     char *hf_dir;
-    dsi_input *inputs;
-    size_t n_inputs;
     ds_model_config cfg;
     char *config_json, *tok_json, *tokcfg_json;
     size_t config_len, tok_len, tokcfg_len;
@@ -17258,20 +18305,7 @@ typedef struct dsi_conv {
     dsi_plan *plan;
     dsi_segment *segs;
     size_t n_segs;
-    /* output */
-    int fd;
-    char *tmp_path;
-    uint64_t pos;
-    dsi_secure_buf keybuf;
-    dsi_keys *keys;
-    dsi_header hdr;
-    uint32_t chunk_bytes;
-    uint8_t *chunk_plain, *chunk_out;   /* chunk_plain lives in a secure buffer */
-    dsi_secure_buf plainbuf;
-    size_t fill;
-    /* the segment being written */
-    dsi_chunk_ad ad;
-    uint64_t seg_done;
+    dsi_writer w;            /* the output */
     /* row-group scratch */
     uint8_t *raw;
     float *f32;
@@ -17281,7 +18315,7 @@ typedef struct dsi_conv {
     uint64_t tensors_done;
 } dsi_conv;
 
-static char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name) {
+DSI_FUNC char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
     char *p = dsi_malloc(al, a + b + 2);
     if (!p) return NULL;
@@ -17291,51 +18325,39 @@ static char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *nam
     return p;
 }
 
-/* Records an opened input (which file it is) for the output checks. */
-static ds_status dsi_note_input(dsi_conv *c, const dsi_file_id *id, const char *path) {
-    dsi_input *ni = dsi_realloc(&c->al, c->inputs, (c->n_inputs + 1) * sizeof *ni);
-    if (!ni) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    c->inputs = ni;
-    ni[c->n_inputs].id = *id;
-    ni[c->n_inputs].path = dsi_strndup(&c->al, path, strlen(path));
-    if (!ni[c->n_inputs].path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    c->n_inputs++;
-    return DS_OK;
-}
-
-/* Reads a whole (small) text file. *missing is set when it does not exist. */
-static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t *len, bool *missing) {
+DSI_FUNC ds_status dsi_writer_read_text(dsi_writer *w, const char *dir, const char *name, char **out, size_t *len,
+                                       bool *missing) {
     *out = NULL;
     *len = 0;
     if (missing) *missing = false;
-    char *path = dsi_path_join(&c->al, c->hf_dir, name);
-    if (!path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    char *path = dsi_path_join(w->al, dir, name);
+    if (!path) return dsi_fail(w->e, DS_ERR_NOMEM, "out of memory");
     ds_status s = DS_OK;
     dsi_file_id id;
     if (missing && access(path, F_OK) != 0 && errno == ENOENT) {
         *missing = true;
-        dsi_free(&c->al, path);
+        dsi_free(w->al, path);
         return DS_OK;
     }
     /* a FIFO or a device is refused without blocking */
-    int fd = dsi_open_regular(path, &id, c->e);
+    int fd = dsi_open_regular(path, &id, w->e);
     if (fd < 0) {
-        s = dsi_prefix(c->e, "%s", path);
-    } else if ((s = dsi_note_input(c, &id, path))) {
+        s = dsi_prefix(w->e, "%s", path);
+    } else if ((s = dsi_writer_note_input(w, &id, path))) {
     } else if (id.size > DSI_MAX_TEXT_FILE) {
-        s = dsi_fail(c->e, DS_ERR_LIMIT, "%s: %llu bytes is too large for a JSON file", path,
+        s = dsi_fail(w->e, DS_ERR_LIMIT, "%s: %llu bytes is too large for a JSON file", path,
                      (unsigned long long)id.size);
     } else {
         size_t n = (size_t)id.size, done = 0;
-        char *buf = dsi_malloc(&c->al, n + 1);
-        if (!buf) s = dsi_fail(c->e, DS_ERR_NOMEM, "out of memory reading %s", path);
+        char *buf = dsi_malloc(w->al, n + 1);
+        if (!buf) s = dsi_fail(w->e, DS_ERR_NOMEM, "out of memory reading %s", path);
         while (!s && done < n) {
             ssize_t r = read(fd, buf + done, n - done);
             if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) s = dsi_fail(c->e, DS_ERR_IO, "%s: read failed", path);
+            if (r <= 0) s = dsi_fail(w->e, DS_ERR_IO, "%s: read failed", path);
             else done += (size_t)r;
         }
-        if (s) dsi_free(&c->al, buf);
+        if (s) dsi_free(w->al, buf);
         else {
             buf[n] = 0;
             *out = buf;
@@ -17343,8 +18365,12 @@ static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t
         }
     }
     if (fd >= 0) close(fd);
-    dsi_free(&c->al, path);
+    dsi_free(w->al, path);
     return s;
+}
+
+static ds_status dsi_read_text(dsi_conv *c, const char *name, char **out, size_t *len, bool *missing) {
+    return dsi_writer_read_text(&c->w, c->hf_dir, name, out, len, missing);
 }
 
 static int dsi_cmp_src(const void *a, const void *b) {
@@ -17378,7 +18404,7 @@ static ds_status dsi_open_shard(dsi_conv *c, const char *file) {
     dsi_file_id id;
     sh->fd = dsi_open_regular(sh->path, &id, c->e);
     if (sh->fd < 0) return dsi_prefix(c->e, "%s", sh->path);
-    return dsi_note_input(c, &id, sh->path);
+    return dsi_writer_note_input(&c->w, &id, sh->path);
 }
 
 static ds_status dsi_open_checkpoint(dsi_conv *c) {
@@ -17717,22 +18743,12 @@ static ds_status dsi_make_plan(dsi_conv *c) {
             return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large", sp->name);
 
         /* segments: consecutive specs with the same (kind, layer, expert) */
-        dsi_segment *cur = c->n_segs ? &c->segs[c->n_segs - 1] : NULL;
-        if (!cur || cur->kind != sp->seg_kind || cur->layer != sp->layer || cur->expert != sp->expert) {
-            cur = &c->segs[c->n_segs++];
-            cur->kind = sp->seg_kind;
-            cur->layer = sp->layer;
-            cur->expert = sp->expert;
-        }
-        pl->segment = (uint32_t)(c->n_segs - 1);
-        uint64_t off = (cur->plain_bytes + DSI_TENSOR_ALIGN - 1) / DSI_TENSOR_ALIGN * DSI_TENSOR_ALIGN;
-        pl->offset = off;
-        if (!dsi_add_u64(off, pl->nbytes, &cur->plain_bytes))
+        if (dsi_layout_add(c->segs, &c->n_segs, sp->seg_kind, sp->layer, sp->expert, pl->nbytes, &pl->segment,
+                           &pl->offset))
             return dsi_fail(c->e, DS_ERR_LIMIT, "segment too large");
     }
-    for (size_t i = 0; i < c->n_segs; i++)
-        if (!dsi_stored_bytes(c->segs[i].plain_bytes, c->chunk_bytes, &c->segs[i].stored_bytes, &c->segs[i].n_chunks))
-            return dsi_fail(c->e, DS_ERR_LIMIT, "segment %zu too large", i);
+    ds_status s2 = dsi_layout_seal(c->segs, c->n_segs, c->w.chunk_bytes, c->e);
+    if (s2) return s2;
     if (kb_requant)
         dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN,
                 "kv_b of %d layer(s) is joined from a %s attn_k_b, whose blocks run along the other axis: its k half "
@@ -17786,87 +18802,140 @@ static ds_status dsi_make_plan(dsi_conv *c) {
     return DS_OK;
 }
 
-/* ==== Output stream ====================================================== */
-static ds_status dsi_write_all(dsi_conv *c, const void *buf, size_t n) {
+/* ==== Output stream (the writer every converter shares) ================= */
+DSI_FUNC void dsi_writer_init(dsi_writer *w, const dsi_alloc *al, dsi_err *e, uint32_t chunk_bytes, bool overwrite,
+                              const char *force_hint) {
+    memset(w, 0, sizeof *w);
+    w->al = al;
+    w->e = e;
+    w->fd = -1;
+    w->chunk_bytes = chunk_bytes;
+    w->overwrite = overwrite;
+    w->force_hint = force_hint;
+}
+
+DSI_FUNC ds_status dsi_writer_note_input(dsi_writer *w, const dsi_file_id *id, const char *path) {
+    dsi_input *ni = dsi_realloc(w->al, w->inputs, (w->n_inputs + 1) * sizeof *ni);
+    if (!ni) return dsi_fail(w->e, DS_ERR_NOMEM, "out of memory");
+    w->inputs = ni;
+    ni[w->n_inputs].id = *id;
+    ni[w->n_inputs].path = dsi_strndup(w->al, path, strlen(path));
+    if (!ni[w->n_inputs].path) return dsi_fail(w->e, DS_ERR_NOMEM, "out of memory");
+    w->n_inputs++;
+    return DS_OK;
+}
+
+static ds_status dsi_write_all(dsi_writer *w, const void *buf, size_t n) {
     const uint8_t *p = buf;
     while (n) {
-        ssize_t w = write(c->fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return dsi_fail(c->e, DS_ERR_IO, "%s: write failed: %s", c->tmp_path, strerror(errno));
-        p += w;
-        n -= (size_t)w;
-        c->pos += (uint64_t)w;
+        ssize_t r = write(w->fd, p, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return dsi_fail(w->e, DS_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
+        p += r;
+        n -= (size_t)r;
+        w->pos += (uint64_t)r;
     }
     return DS_OK;
 }
 
-static ds_status dsi_pad_file(dsi_conv *c, uint64_t align) {
+static ds_status dsi_pad_file(dsi_writer *w, uint64_t align) {
     static const uint8_t zeros[4096];
-    while (c->pos % align) {
-        size_t n = (size_t)(align - c->pos % align);
-        ds_status s = dsi_write_all(c, zeros, n < sizeof zeros ? n : sizeof zeros);
+    while (w->pos % align) {
+        size_t n = (size_t)(align - w->pos % align);
+        ds_status s = dsi_write_all(w, zeros, n < sizeof zeros ? n : sizeof zeros);
         if (s) return s;
     }
     return DS_OK;
 }
 
-static ds_status dsi_flush_chunk(dsi_conv *c) {
+static ds_status dsi_flush_chunk(dsi_writer *w) {
     uint8_t tag[DSI_TAG_BYTES];
-    c->ad.last = c->seg_done == c->ad.seg_plain_bytes;
-    ds_status s = dsi_chunk_seal(c->keys, &c->ad, c->chunk_plain, c->chunk_out, c->fill, tag, c->e);
-    if (!s) s = dsi_write_all(c, c->chunk_out, c->fill);
-    if (!s) s = dsi_write_all(c, tag, sizeof tag);
-    c->ad.chunk++;
-    c->fill = 0;
+    w->ad.last = w->seg_done == w->ad.seg_plain_bytes;
+    ds_status s = dsi_chunk_seal(w->keys, &w->ad, w->chunk_plain, w->chunk_out, w->fill, tag, w->e);
+    if (!s) s = dsi_write_all(w, w->chunk_out, w->fill);
+    if (!s) s = dsi_write_all(w, tag, sizeof tag);
+    w->ad.chunk++;
+    w->fill = 0;
     return s;
 }
 
-/* Appends plaintext to the current segment (NULL = zeros), sealing full chunks. */
-static ds_status dsi_seg_put(dsi_conv *c, const uint8_t *data, size_t n) {
+DSI_FUNC ds_status dsi_writer_put(dsi_writer *w, const uint8_t *data, size_t n) {
     while (n) {
-        size_t take = c->chunk_bytes - c->fill;
+        size_t take = w->chunk_bytes - w->fill;
         if (take > n) take = n;
-        if (c->seg_done + take > c->ad.seg_plain_bytes)
-            return dsi_fail(c->e, DS_ERR_INTERNAL, "segment overrun while writing");
-        if (data) memcpy(c->chunk_plain + c->fill, data, take);
-        else memset(c->chunk_plain + c->fill, 0, take);
-        c->fill += take;
-        c->seg_done += take;
+        if (w->seg_done + take > w->ad.seg_plain_bytes)
+            return dsi_fail(w->e, DS_ERR_INTERNAL, "segment overrun while writing");
+        if (data) memcpy(w->chunk_plain + w->fill, data, take);
+        else memset(w->chunk_plain + w->fill, 0, take);
+        w->fill += take;
+        w->seg_done += take;
         if (data) data += take;
         n -= take;
-        if (c->fill == c->chunk_bytes) {
-            ds_status s = dsi_flush_chunk(c);
+        if (w->fill == w->chunk_bytes) {
+            ds_status s = dsi_flush_chunk(w);
             if (s) return s;
         }
     }
     return DS_OK;
 }
 
-static ds_status dsi_seg_begin(dsi_conv *c, uint32_t index, const dsi_segment *sg, dsi_chunk_ad *ad_proto) {
-    ds_status s = dsi_pad_file(c, DSI_SEG_ALIGN);
+DSI_FUNC ds_status dsi_writer_pad_to(dsi_writer *w, uint64_t offset) {
+    return offset > w->seg_done ? dsi_writer_put(w, NULL, (size_t)(offset - w->seg_done)) : DS_OK;
+}
+
+static ds_status dsi_seg_begin_ad(dsi_writer *w, const dsi_chunk_ad *ad) {
+    ds_status s = dsi_pad_file(w, DSI_SEG_ALIGN);
     if (s) return s;
-    memset(&c->ad, 0, sizeof c->ad);
-    if (ad_proto) c->ad = *ad_proto;
-    else {
-        c->ad.segment = index;
-        c->ad.kind = sg->kind;
-        c->ad.layer = sg->layer;
-        c->ad.expert = sg->expert;
-        c->ad.seg_plain_bytes = sg->plain_bytes;
-    }
-    c->ad.chunk = 0;
-    c->seg_done = 0;
-    c->fill = 0;
+    w->ad = *ad;
+    w->ad.chunk = 0;
+    w->seg_done = 0;
+    w->fill = 0;
     return DS_OK;
 }
 
-static ds_status dsi_seg_end(dsi_conv *c, uint32_t n_chunks) {
-    if (c->seg_done != c->ad.seg_plain_bytes) return dsi_fail(c->e, DS_ERR_INTERNAL, "segment underrun while writing");
-    if (c->fill || c->ad.chunk == 0) {
-        ds_status s = dsi_flush_chunk(c);
+DSI_FUNC ds_status dsi_writer_seg_begin(dsi_writer *w, uint32_t index, dsi_segment *sg) {
+    dsi_chunk_ad ad;
+    memset(&ad, 0, sizeof ad);
+    ad.segment = index;
+    ad.kind = sg->kind;
+    ad.layer = sg->layer;
+    ad.expert = sg->expert;
+    ad.seg_plain_bytes = sg->plain_bytes;
+    ds_status s = dsi_seg_begin_ad(w, &ad);
+    sg->offset = w->pos;
+    return s;
+}
+
+DSI_FUNC ds_status dsi_writer_seg_end(dsi_writer *w, uint32_t n_chunks) {
+    if (w->seg_done != w->ad.seg_plain_bytes) return dsi_fail(w->e, DS_ERR_INTERNAL, "segment underrun while writing");
+    if (w->fill || w->ad.chunk == 0) {
+        ds_status s = dsi_flush_chunk(w);
         if (s) return s;
     }
-    if (c->ad.chunk != n_chunks) return dsi_fail(c->e, DS_ERR_INTERNAL, "segment chunk count mismatch");
+    if (w->ad.chunk != n_chunks) return dsi_fail(w->e, DS_ERR_INTERNAL, "segment chunk count mismatch");
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_layout_add(dsi_segment *segs, size_t *n_segs, uint32_t kind, int layer, int expert,
+                                  uint64_t nbytes, uint32_t *segment, uint64_t *offset) {
+    dsi_segment *cur = *n_segs ? &segs[*n_segs - 1] : NULL;
+    if (!cur || cur->kind != kind || cur->layer != layer || cur->expert != expert) {
+        cur = &segs[(*n_segs)++];
+        memset(cur, 0, sizeof *cur);
+        cur->kind = kind;
+        cur->layer = layer;
+        cur->expert = expert;
+    }
+    *segment = (uint32_t)(*n_segs - 1);
+    uint64_t off = (cur->plain_bytes + DSI_TENSOR_ALIGN - 1) / DSI_TENSOR_ALIGN * DSI_TENSOR_ALIGN;
+    *offset = off;
+    return dsi_add_u64(off, nbytes, &cur->plain_bytes) ? DS_OK : DS_ERR_LIMIT;
+}
+
+DSI_FUNC ds_status dsi_layout_seal(dsi_segment *segs, size_t n_segs, uint32_t chunk_bytes, dsi_err *e) {
+    for (size_t i = 0; i < n_segs; i++)
+        if (!dsi_stored_bytes(segs[i].plain_bytes, chunk_bytes, &segs[i].stored_bytes, &segs[i].n_chunks))
+            return dsi_fail(e, DS_ERR_LIMIT, "segment %zu too large", i);
     return DS_OK;
 }
 
@@ -17880,18 +18949,22 @@ static ds_status dsi_grow(dsi_conv *c, void **buf, size_t *cap, size_t need) {
     return DS_OK;
 }
 
-static ds_status dsi_pread_all(dsi_conv *c, const dsi_shard *sh, void *buf, size_t n, uint64_t off) {
+DSI_FUNC ds_status dsi_pread_full(int fd, const char *path, void *buf, size_t n, uint64_t off, dsi_err *e) {
     uint8_t *p = buf;
     while (n) {
-        ssize_t r = pread(sh->fd, p, n, (off_t)off);
+        ssize_t r = pread(fd, p, n, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: read failed: %s", sh->path, strerror(errno));
-        if (r == 0) return dsi_fail(c->e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", sh->path);
+        if (r < 0) return dsi_fail(e, DS_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        if (r == 0) return dsi_fail(e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", path);
         p += r;
         n -= (size_t)r;
         off += (uint64_t)r;
     }
     return DS_OK;
+}
+
+static ds_status dsi_pread_all(dsi_conv *c, const dsi_shard *sh, void *buf, size_t n, uint64_t off) {
+    return dsi_pread_full(sh->fd, sh->path, buf, n, off, c->e);
 }
 
 static float dsi_decode(dsi_st_dtype t, const uint8_t *p, size_t i) {
@@ -17907,7 +18980,7 @@ static float dsi_decode(dsi_st_dtype t, const uint8_t *p, size_t i) {
 /* Decodes one source row to F32 (times FP8 block scales when given): one
  * loop per dtype, so the hot loop has no switch. Returns the index of the
  * first non-finite value, or n. */
-static size_t dsi_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t n, const float *scales) {
+DSI_FUNC size_t dsi_st_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t n, const float *scales) {
     switch (t) {
     case DSI_ST_F32:
         for (size_t k = 0; k < n; k++) {
@@ -17940,24 +19013,6 @@ static size_t dsi_decode_row(dsi_st_dtype t, const uint8_t *p, float *y, size_t 
     return bad;
 }
 
-/* One row of F32 in the planned type. */
-static void dsi_encode_row(ds_dtype d, const float *y, uint8_t *o, size_t cols) {
-    switch (d) {
-    case DS_DTYPE_F32:
-        for (size_t k = 0; k < cols; k++) {
-            uint32_t u;
-            memcpy(&u, &y[k], 4);
-            dsi_wr32(o + 4 * k, u);
-        }
-        break;
-    case DS_DTYPE_F16:
-        for (size_t k = 0; k < cols; k++) dsi_wr16(o + 2 * k, dsi_f32_to_f16(y[k]));
-        break;
-    case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(y, o, cols); break;
-    case DS_DTYPE_Q4_0: dsi_quantize_row_q4_0(y, o, cols); break;
-    }
-}
-
 /* Values the planned type cannot hold: not finite, or beyond F16. */
 static ds_status dsi_check_row(dsi_conv *c, const dsi_plan *pl, const float *y, size_t cols, uint64_t row) {
     for (size_t k = 0; k < cols; k++) {
@@ -17972,17 +19027,7 @@ static ds_status dsi_check_row(dsi_conv *c, const dsi_plan *pl, const float *y, 
 
 /* ==== GGUF tensors ======================================================= */
 static ds_status dsi_gguf_read(dsi_conv *c, void *buf, size_t n, uint64_t off) {
-    uint8_t *p = buf;
-    while (n) {
-        ssize_t r = pread(c->gg_fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return dsi_fail(c->e, DS_ERR_IO, "%s: read failed: %s", c->gg_path, strerror(errno));
-        if (r == 0) return dsi_fail(c->e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", c->gg_path);
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return DS_OK;
+    return dsi_pread_full(c->gg_fd, c->gg_path, buf, n, off, c->e);
 }
 
 /* rows x cols of source type `type` from file offset off, into the segment:
@@ -18007,10 +19052,10 @@ static ds_status dsi_gguf_rows(dsi_conv *c, const dsi_plan *pl, uint32_t type, u
             float *y = c->f32 + r * cols;
             (void)dsi_ggml_dequantize_row(type, c->raw + r * srb, y, cols);
             s = dsi_check_row(c, pl, y, cols, row0 + r0 + r);
-            if (!s && !copy) dsi_encode_row(pl->dtype, y, c->enc + r * pl->row_bytes, cols);
+            if (!s && !copy) dsi_dtype_encode_row(pl->dtype, y, c->enc + r * pl->row_bytes, cols);
         }
-        if (!s) s = dsi_seg_put(c, copy ? c->raw : c->enc, g * (size_t)pl->row_bytes);
-        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->pos))
+        if (!s) s = dsi_writer_put(&c->w, copy ? c->raw : c->enc, g * (size_t)pl->row_bytes);
+        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->w.pos))
             s = dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
     }
     return s;
@@ -18039,9 +19084,9 @@ static ds_status dsi_gguf_kv_b(dsi_conv *c, const dsi_plan *pl) {
         for (size_t i = 0; i < nope && !s; i++) {
             for (size_t r = 0; r < kl; r++) tr[i * kl + r] = src[r * nope + i];
             s = dsi_check_row(c, pl, tr + i * kl, kl, h * (nope + vd) + i);
-            if (!s) dsi_encode_row(pl->dtype, tr + i * kl, kenc + i * pl->row_bytes, kl);
+            if (!s) dsi_dtype_encode_row(pl->dtype, tr + i * kl, kenc + i * pl->row_bytes, kl);
         }
-        if (!s) s = dsi_seg_put(c, kenc, nope * (size_t)pl->row_bytes);
+        if (!s) s = dsi_writer_put(&c->w, kenc, nope * (size_t)pl->row_bytes);
         if (!s) s = dsi_gguf_rows(c, pl, v->type, v->file_offset + h * vd * v->row_bytes, vd, h * (nope + vd) + nope);
     }
     if (tmp) sodium_memzero(tmp, 2 * kl * nope * sizeof *tmp);
@@ -18104,13 +19149,13 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
         /* decode to F32 and refuse values the formats cannot hold */
         for (size_t r = 0; r < g && !s; r++) {
             float *y = c->f32 + r * cols;
-            (void)dsi_decode_row(t->dtype, c->raw + r * cols * esz, y, cols, scales);
+            (void)dsi_st_decode_row(t->dtype, c->raw + r * cols * esz, y, cols, scales);
             s = dsi_check_row(c, pl, y, cols, r0 + r);
         }
         if (s) break;
-        for (size_t r = 0; r < g; r++) dsi_encode_row(pl->dtype, c->f32 + r * cols, c->enc + r * pl->row_bytes, cols);
-        s = dsi_seg_put(c, c->enc, g * (size_t)pl->row_bytes);
-        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->pos))
+        for (size_t r = 0; r < g; r++) dsi_dtype_encode_row(pl->dtype, c->f32 + r * cols, c->enc + r * pl->row_bytes, cols);
+        s = dsi_writer_put(&c->w, c->enc, g * (size_t)pl->row_bytes);
+        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->w.pos))
             s = dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
     }
     dsi_free(&c->al, scales);
@@ -18118,7 +19163,7 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
 }
 
 /* ==== Metadata =========================================================== */
-static void dsi_put_record(dsi_buf *b, uint32_t tag, const void *data, size_t len) {
+DSI_FUNC void dsi_meta_record(dsi_buf *b, uint32_t tag, const void *data, size_t len) {
     dsi_buf_u32(b, tag);
     dsi_buf_u32(b, 0);
     dsi_buf_u64(b, len);
@@ -18126,30 +19171,28 @@ static void dsi_put_record(dsi_buf *b, uint32_t tag, const void *data, size_t le
     dsi_buf_pad(b, 8);
 }
 
-static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
-    dsi_buf t, sg;
-    dsi_buf_init(&t, &c->al);
-    dsi_buf_init(&sg, &c->al);
-    dsi_buf_u32(&t, (uint32_t)c->n_specs);
-    dsi_buf_u32(&t, 0);
-    for (size_t i = 0; i < c->n_specs; i++) {
-        const dsi_plan *pl = &c->plan[i];
-        size_t nl = strlen(pl->spec->name);
-        dsi_buf_u32(&t, (uint32_t)nl);
-        dsi_buf_u32(&t, pl->dtype);
-        dsi_buf_u32(&t, (uint32_t)pl->spec->n_dims);
-        dsi_buf_u32(&t, pl->segment);
-        for (int d = 0; d < 4; d++) dsi_buf_u64(&t, d < pl->spec->n_dims ? pl->spec->dims[d] : 0);
-        dsi_buf_u64(&t, pl->offset);
-        dsi_buf_u64(&t, pl->nbytes);
-        dsi_buf_u64(&t, 0);
-        dsi_buf_put(&t, pl->spec->name, nl);
-        dsi_buf_pad(&t, 8);
-    }
-    dsi_buf_u32(&sg, (uint32_t)c->n_segs);
+DSI_FUNC void dsi_meta_tensor(dsi_buf *t, const char *name, uint32_t dtype, uint32_t n_dims, const uint64_t *dims,
+                              uint32_t segment, uint64_t offset, uint64_t nbytes) {
+    size_t nl = strlen(name);
+    dsi_buf_u32(t, (uint32_t)nl);
+    dsi_buf_u32(t, dtype);
+    dsi_buf_u32(t, n_dims);
+    dsi_buf_u32(t, segment);
+    for (uint32_t d = 0; d < 4; d++) dsi_buf_u64(t, d < n_dims ? dims[d] : 0);
+    dsi_buf_u64(t, offset);
+    dsi_buf_u64(t, nbytes);
+    dsi_buf_u64(t, 0);
+    dsi_buf_put(t, name, nl);
+    dsi_buf_pad(t, 8);
+}
+
+DSI_FUNC void dsi_meta_segments(dsi_buf *meta, const dsi_segment *segs, size_t n, const dsi_alloc *al) {
+    dsi_buf sg;
+    dsi_buf_init(&sg, al);
+    dsi_buf_u32(&sg, (uint32_t)n);
     dsi_buf_u32(&sg, 0);
-    for (size_t i = 0; i < c->n_segs; i++) {
-        const dsi_segment *s = &c->segs[i];
+    for (size_t i = 0; i < n; i++) {
+        const dsi_segment *s = &segs[i];
         dsi_buf_u32(&sg, s->kind);
         dsi_buf_u32(&sg, (uint32_t)s->layer);
         dsi_buf_u32(&sg, (uint32_t)s->expert);
@@ -18158,73 +19201,81 @@ static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
         dsi_buf_u64(&sg, s->plain_bytes);
         dsi_buf_u64(&sg, s->stored_bytes);
     }
+    if (sg.failed) meta->failed = true;
+    else dsi_meta_record(meta, DSI_REC_SEGMENTS, sg.data, sg.len);
+    dsi_buf_free(&sg);
+}
+
+static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
+    dsi_buf t;
+    dsi_buf_init(&t, &c->al);
+    dsi_buf_u32(&t, (uint32_t)c->n_specs);
+    dsi_buf_u32(&t, 0);
+    for (size_t i = 0; i < c->n_specs; i++) {
+        const dsi_plan *pl = &c->plan[i];
+        dsi_meta_tensor(&t, pl->spec->name, pl->dtype, (uint32_t)pl->spec->n_dims, pl->spec->dims, pl->segment,
+                        pl->offset, pl->nbytes);
+    }
     char src[256];
     static const char *qn[] = {"f32", "f16", "q8_0", "q4_0"};   /* indexed by ds_quant (checked) */
     int sl = snprintf(src, sizeof src, "{\"converter\": \"deepseek.h %s\", \"quant\": \"%s\"%s}", DS_VERSION_STRING,
                       c->p->quant == DS_QUANT_KEEP ? "keep" : qn[c->p->quant], c->gg ? ", \"from\": \"gguf\"" : "");
-    dsi_put_record(meta, DSI_REC_CONFIG_JSON, c->config_json, c->config_len);
-    dsi_put_record(meta, DSI_REC_TOKENIZER_JSON, c->tok_json, c->tok_len);
-    if (c->tokcfg_json) dsi_put_record(meta, DSI_REC_TOKENIZER_CONFIG, c->tokcfg_json, c->tokcfg_len);
-    dsi_put_record(meta, DSI_REC_TENSORS, t.data, t.len);
-    dsi_put_record(meta, DSI_REC_SEGMENTS, sg.data, sg.len);
-    dsi_put_record(meta, DSI_REC_SOURCE, src, (size_t)sl);
-    bool failed = t.failed || sg.failed || meta->failed;
+    dsi_meta_record(meta, DSI_REC_CONFIG_JSON, c->config_json, c->config_len);
+    dsi_meta_record(meta, DSI_REC_TOKENIZER_JSON, c->tok_json, c->tok_len);
+    if (c->tokcfg_json) dsi_meta_record(meta, DSI_REC_TOKENIZER_CONFIG, c->tokcfg_json, c->tokcfg_len);
+    dsi_meta_record(meta, DSI_REC_TENSORS, t.data, t.len);
+    dsi_meta_segments(meta, c->segs, c->n_segs, &c->al);
+    dsi_meta_record(meta, DSI_REC_SOURCE, src, (size_t)sl);
+    bool failed = t.failed || meta->failed;
     dsi_buf_free(&t);
-    dsi_buf_free(&sg);
     return failed ? dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building metadata") : DS_OK;
 }
 
 /* ==== Output checks ====================================================== */
-/* Before any work: an existing output is refused unless overwrite, and one
- * that is not a regular file always (a directory, a FIFO: nothing to
- * replace atomically). */
-static ds_status dsi_check_output_early(dsi_conv *c, const char *out_path) {
+DSI_FUNC ds_status dsi_writer_check_early(dsi_writer *w, const char *out_path) {
     struct stat st;
     if (stat(out_path, &st) != 0) {
         if (errno == ENOENT) return DS_OK;
-        return dsi_fail(c->e, DS_ERR_IO, "%s: cannot stat the output: %s", out_path, strerror(errno));
+        return dsi_fail(w->e, DS_ERR_IO, "%s: cannot stat the output: %s", out_path, strerror(errno));
     }
     if (!S_ISREG(st.st_mode))
-        return dsi_fail(c->e, DS_ERR_EXISTS, "%s exists and is not a regular file; refusing to replace it", out_path);
-    if (!c->p->overwrite)
-        return dsi_fail(c->e, DS_ERR_EXISTS,
-                        "%s exists; refusing to overwrite it (ds convert --force, or ds_convert_params.overwrite, "
-                        "replaces it)", out_path);
+        return dsi_fail(w->e, DS_ERR_EXISTS, "%s exists and is not a regular file; refusing to replace it", out_path);
+    if (!w->overwrite)
+        return dsi_fail(w->e, DS_ERR_EXISTS, "%s exists; refusing to overwrite it (%s replaces it)", out_path,
+                        w->force_hint);
     return DS_OK;
 }
 
-/* The output must not be one of the inputs, overwrite or not (checked once
- * they are open, and again just before the rename). */
-static ds_status dsi_check_output_inputs(dsi_conv *c, const char *out_path) {
+DSI_FUNC ds_status dsi_writer_check_inputs(dsi_writer *w, const char *out_path) {
     struct stat st;
     if (stat(out_path, &st) != 0) return DS_OK;   /* no file there (a dangling link counts as none) */
-    for (size_t i = 0; i < c->n_inputs; i++)
-        if (c->inputs[i].id.dev == (uint64_t)st.st_dev && c->inputs[i].id.ino == (uint64_t)st.st_ino)
-            return dsi_fail(c->e, DS_ERR_INVALID_ARG,
-                            "the output %s is the input %s (the same file); refusing to overwrite the checkpoint, "
-                            "with or without --force", out_path, c->inputs[i].path);
+    for (size_t i = 0; i < w->n_inputs; i++)
+        if (w->inputs[i].id.dev == (uint64_t)st.st_dev && w->inputs[i].id.ino == (uint64_t)st.st_ino)
+            return dsi_fail(w->e, DS_ERR_INVALID_ARG,
+                            "the output %s is the input %s (the same file); refusing to overwrite an input, "
+                            "with or without --force", out_path, w->inputs[i].path);
     return DS_OK;
 }
 
 /* Puts the finished temporary file at out_path. Without overwrite, link(2)
  * refuses to replace a file that appeared since the first check; where the
  * file system has no hard links, a last check and rename. */
-static ds_status dsi_publish_output(dsi_conv *c, const char *out_path) {
-    ds_status s = dsi_check_output_inputs(c, out_path);
+static ds_status dsi_publish_output(dsi_writer *w, const char *out_path) {
+    ds_status s = dsi_writer_check_inputs(w, out_path);
     if (s) return s;
-    if (!c->p->overwrite) {
-        if (link(c->tmp_path, out_path) == 0) {
-            (void)unlink(c->tmp_path);
+    if (!w->overwrite) {
+        if (link(w->tmp_path, out_path) == 0) {
+            (void)unlink(w->tmp_path);
             return DS_OK;
         }
         if (errno == EEXIST)
-            return dsi_fail(c->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
+            return dsi_fail(w->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
         struct stat st;
         if (lstat(out_path, &st) == 0)
-            return dsi_fail(c->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
+            return dsi_fail(w->e, DS_ERR_EXISTS, "%s appeared while converting; refusing to overwrite it", out_path);
     }
-    if (rename(c->tmp_path, out_path) != 0)
-        return dsi_fail(c->e, DS_ERR_IO, "cannot rename %s to %s: %s", c->tmp_path, out_path, strerror(errno));
+    if (rename(w->tmp_path, out_path) != 0)
+        return dsi_fail(w->e, DS_ERR_IO, "cannot rename %s to %s: %s", w->tmp_path, out_path, strerror(errno));
     return DS_OK;
 }
 
@@ -18251,7 +19302,7 @@ static ds_status dsi_open_gguf(dsi_conv *c) {
     dsi_file_id id;
     c->gg_fd = dsi_open_regular(c->gg_path, &id, c->e);
     if (c->gg_fd < 0) return dsi_prefix(c->e, "%s", c->gg_path);
-    ds_status s = dsi_note_input(c, &id, c->gg_path);
+    ds_status s = dsi_writer_note_input(&c->w, &id, c->gg_path);
     if (!s) s = dsi_gguf_open(c->gg_path, c->gg_fd, id.size, &c->al, &c->gg, c->e);
     if (s) return s;
     c->gg_used = dsi_calloc(&c->al, c->gg->n_tensors ? (size_t)c->gg->n_tensors : 1, sizeof *c->gg_used);
@@ -18266,42 +19317,127 @@ static ds_status dsi_open_gguf(dsi_conv *c) {
 }
 
 /* ==== Driver ============================================================= */
-static ds_status dsi_setup_keys(dsi_conv *c) {
-    const ds_convert_params *p = c->p;
-    ds_status s = dsi_secure_alloc(&c->keybuf, sizeof(dsi_keys), 0, c->e);
+DSI_FUNC ds_status dsi_writer_check_secret(int encrypt, const uint8_t *key, size_t key_len, const char *passphrase,
+                                           const char *fn, dsi_err *e) {
+    if (encrypt ? (!key == !passphrase) : (key || passphrase))
+        return dsi_fail(e, DS_ERR_INVALID_ARG,
+                        encrypt ? "%s: encryption needs exactly one of a key or a passphrase"
+                                : "%s: a key or passphrase was given with encrypt = 0",
+                        fn);
+    if (key && key_len != DS_KEY_BYTES)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: key must be %d bytes, got %zu", fn, DS_KEY_BYTES, key_len);
+    return DS_OK;
+}
+
+DSI_FUNC ds_status dsi_writer_keys(dsi_writer *w, bool encrypt, const uint8_t *key, const char *passphrase,
+                                   size_t passphrase_len, uint64_t argon_ops, uint64_t argon_mem) {
+    ds_status s = dsi_secure_alloc(&w->keybuf, sizeof(dsi_keys), 0, w->e);
     if (s) return s;
-    c->keys = (dsi_keys *)c->keybuf.ptr;
-    dsi_header *h = &c->hdr;
+    w->keys = (dsi_keys *)w->keybuf.ptr;
+    dsi_header *h = &w->hdr;
     randombytes_buf(h->salt, sizeof h->salt);
-    if (!p->encrypt) {
+    if (!encrypt) {
         h->cipher = DS_CIPHER_NONE;
         h->kdf = DS_KDF_NONE;
-        return dsi_keys_derive(c->keys, DS_CIPHER_NONE, NULL, 0, h->salt, c->e);
+        return dsi_keys_derive(w->keys, DS_CIPHER_NONE, NULL, 0, h->salt, w->e);
     }
     h->cipher = DS_CIPHER_AES256GCM;
     uint8_t master[32];
-    if (p->passphrase) {
+    if (passphrase) {
         h->kdf = DS_KDF_ARGON2ID;
-        h->argon_ops = p->argon_opslimit ? p->argon_opslimit : crypto_pwhash_OPSLIMIT_INTERACTIVE;
-        h->argon_mem = p->argon_memlimit ? p->argon_memlimit : crypto_pwhash_MEMLIMIT_INTERACTIVE;
+        h->argon_ops = argon_ops ? argon_ops : crypto_pwhash_OPSLIMIT_INTERACTIVE;
+        h->argon_mem = argon_mem ? argon_mem : crypto_pwhash_MEMLIMIT_INTERACTIVE;
         randombytes_buf(h->argon_salt, sizeof h->argon_salt);
-        s = dsi_passphrase_key(master, p->passphrase, p->passphrase_len, h->argon_salt, h->argon_ops, h->argon_mem,
-                               c->e);
+        s = dsi_passphrase_key(master, passphrase, passphrase_len, h->argon_salt, h->argon_ops, h->argon_mem, w->e);
     } else {
         h->kdf = DS_KDF_RAW_KEY;
-        memcpy(master, p->key, 32);
+        memcpy(master, key, 32);
     }
-    if (!s) s = dsi_keys_derive(c->keys, DS_CIPHER_AES256GCM, master, 32, h->salt, c->e);
+    if (!s) s = dsi_keys_derive(w->keys, DS_CIPHER_AES256GCM, master, 32, h->salt, w->e);
     sodium_memzero(master, sizeof master);
-    if (!s) memcpy(h->key_check, c->keys->check, 32);
+    if (!s) memcpy(h->key_check, w->keys->check, 32);
     return s;
+}
+
+DSI_FUNC ds_status dsi_writer_open(dsi_writer *w, const char *out_path) {
+    size_t ol = strlen(out_path);
+    w->tmp_path = dsi_malloc(w->al, ol + 16);
+    if (!w->tmp_path) return dsi_fail(w->e, DS_ERR_NOMEM, "out of memory");
+    snprintf(w->tmp_path, ol + 16, "%s.tmp.XXXXXX", out_path);
+    w->fd = mkstemp(w->tmp_path);
+    if (w->fd < 0) {
+        ds_status s = dsi_fail(w->e, DS_ERR_IO, "%s: cannot create a temporary file beside it: %s", out_path,
+                               strerror(errno));
+        dsi_free(w->al, w->tmp_path);
+        w->tmp_path = NULL;
+        return s;
+    }
+    (void)fchmod(w->fd, 0644);
+    ds_status s = dsi_secure_alloc(&w->plainbuf, w->chunk_bytes, 0, w->e);
+    if (s) return s;
+    w->chunk_plain = w->plainbuf.ptr;
+    w->chunk_out = dsi_malloc(w->al, w->chunk_bytes);
+    if (!w->chunk_out) return dsi_fail(w->e, DS_ERR_NOMEM, "out of memory");
+    static const uint8_t zero_page[DSI_HEADER_AREA];   /* header placeholder, written last */
+    return dsi_write_all(w, zero_page, sizeof zero_page);
+}
+
+DSI_FUNC ds_status dsi_writer_finish(dsi_writer *w, const dsi_buf *meta, const char *out_path) {
+    /* the metadata at the tail, bound to the final header */
+    ds_status s = dsi_pad_file(w, DSI_SEG_ALIGN);
+    if (s) return s;
+    dsi_header *h = &w->hdr;
+    h->version = DS_FORMAT_VERSION;
+    h->chunk_bytes = w->chunk_bytes;
+    h->meta_offset = w->pos;
+    h->meta_plain_bytes = meta->len;
+    uint32_t nch = 0;
+    dsi_stored_bytes(meta->len, w->chunk_bytes, &h->meta_bytes, &nch);
+    h->file_bytes = h->meta_offset + h->meta_bytes;
+    uint8_t raw[DSI_HEADER_BYTES];
+    dsi_header_write(h, w->keys->header, raw);
+    dsi_chunk_ad ad = {DSI_META_SEGMENT, 0, -1, -1, 0, meta->len, 0, h->raw, DSI_HEADER_BYTES};
+    s = dsi_seg_begin_ad(w, &ad);
+    if (!s) s = dsi_writer_put(w, meta->data, meta->len);
+    if (!s) s = dsi_writer_seg_end(w, nch);
+    if (s) return s;
+    if (w->pos != h->file_bytes) return dsi_fail(w->e, DS_ERR_INTERNAL, "file size mismatch after writing");
+
+    /* the header, flush, rename into place */
+    uint8_t page[DSI_HEADER_AREA] = {0};
+    memcpy(page, raw, sizeof raw);
+    if (pwrite(w->fd, page, sizeof page, 0) != (ssize_t)sizeof page)
+        return dsi_fail(w->e, DS_ERR_IO, "%s: cannot write the header: %s", w->tmp_path, strerror(errno));
+    if (fsync(w->fd) != 0) return dsi_fail(w->e, DS_ERR_IO, "%s: fsync failed: %s", w->tmp_path, strerror(errno));
+    int fd = w->fd;
+    w->fd = -1;
+    if (close(fd) != 0) return dsi_fail(w->e, DS_ERR_IO, "%s: close failed: %s", w->tmp_path, strerror(errno));
+    if ((s = dsi_publish_output(w, out_path))) return s;
+    dsi_free(w->al, w->tmp_path);
+    w->tmp_path = NULL;
+    return DS_OK;
+}
+
+DSI_FUNC void dsi_writer_free(dsi_writer *w) {
+    if (w->fd >= 0) close(w->fd);
+    if (w->tmp_path) {
+        unlink(w->tmp_path);   /* nothing is left behind on failure */
+        dsi_free(w->al, w->tmp_path);
+    }
+    for (size_t i = 0; i < w->n_inputs; i++) dsi_free(w->al, w->inputs[i].path);
+    dsi_free(w->al, w->inputs);
+    dsi_free(w->al, w->chunk_out);
+    dsi_secure_free(&w->plainbuf);
+    dsi_secure_free(&w->keybuf);
+    memset(w, 0, sizeof *w);
+    w->fd = -1;
 }
 
 static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     const ds_convert_params *p = c->p;
     ds_status s;
     /* 0. the output: refused now rather than after the work */
-    if ((s = dsi_check_output_early(c, out_path))) return s;
+    if ((s = dsi_writer_check_early(&c->w, out_path))) return s;
     /* 1. inputs */
     if (c->gg_path) {
         if ((s = dsi_open_gguf(c))) return s;
@@ -18328,101 +19464,42 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
     if ((s = dsi_check_tokenizer(c))) return s;
     if ((s = dsi_open_checkpoint(c))) return s;
 planned_inputs:
-    if ((s = dsi_check_output_inputs(c, out_path))) return s;
+    if ((s = dsi_writer_check_inputs(&c->w, out_path))) return s;
     if ((s = dsi_make_plan(c))) return s;
-    if ((s = dsi_setup_keys(c))) return s;
+    if ((s = dsi_writer_keys(&c->w, p->encrypt, p->key, p->passphrase, p->passphrase_len, p->argon_opslimit,
+                             p->argon_memlimit)))
+        return s;
 
     /* 2. output: a temporary file beside the destination */
-    size_t ol = strlen(out_path);
-    c->tmp_path = dsi_malloc(&c->al, ol + 16);
-    if (!c->tmp_path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    snprintf(c->tmp_path, ol + 16, "%s.tmp.XXXXXX", out_path);
-    c->fd = mkstemp(c->tmp_path);
-    if (c->fd < 0) {
-        s = dsi_fail(c->e, DS_ERR_IO, "%s: cannot create a temporary file beside it: %s", out_path, strerror(errno));
-        dsi_free(&c->al, c->tmp_path);
-        c->tmp_path = NULL;
-        return s;
-    }
-    (void)fchmod(c->fd, 0644);
-    if ((s = dsi_secure_alloc(&c->plainbuf, c->chunk_bytes, 0, c->e))) return s;
-    c->chunk_plain = c->plainbuf.ptr;
-    c->chunk_out = dsi_malloc(&c->al, c->chunk_bytes);
-    if (!c->chunk_out) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    static const uint8_t zero_page[DSI_HEADER_AREA];   /* header placeholder, written last */
-    if ((s = dsi_write_all(c, zero_page, sizeof zero_page))) return s;
+    if ((s = dsi_writer_open(&c->w, out_path))) return s;
 
     /* 3. segments, in plan order */
     size_t ti = 0;
     for (uint32_t si = 0; si < c->n_segs; si++) {
         dsi_segment *sg = &c->segs[si];
-        if ((s = dsi_seg_begin(c, si, sg, NULL))) return s;
-        sg->offset = c->pos;
+        if ((s = dsi_writer_seg_begin(&c->w, si, sg))) return s;
         for (; ti < c->n_specs && c->plan[ti].segment == si; ti++) {
             const dsi_plan *pl = &c->plan[ti];
-            if (pl->offset > c->seg_done && (s = dsi_seg_put(c, NULL, (size_t)(pl->offset - c->seg_done)))) return s;
+            if ((s = dsi_writer_pad_to(&c->w, pl->offset))) return s;
             if ((s = dsi_convert_tensor(c, pl))) return s;
             c->tensors_done++;
         }
-        if ((s = dsi_seg_end(c, sg->n_chunks))) return s;
+        if ((s = dsi_writer_seg_end(&c->w, sg->n_chunks))) return s;
     }
-    if (p->progress && p->progress(p->progress_user, c->n_specs, c->n_specs, c->pos))
+    if (p->progress && p->progress(p->progress_user, c->n_specs, c->n_specs, c->w.pos))
         return dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
 
-    /* 4. metadata at the tail, bound to the final header */
+    /* 4. metadata at the tail, the header, the rename into place */
     dsi_buf meta;
     dsi_buf_init(&meta, &c->al);
-    if ((s = dsi_build_metadata(c, &meta))) {
-        dsi_buf_free(&meta);
-        return s;
-    }
-    if ((s = dsi_pad_file(c, DSI_SEG_ALIGN))) {
-        dsi_buf_free(&meta);
-        return s;
-    }
-    dsi_header *h = &c->hdr;
-    h->version = DS_FORMAT_VERSION;
-    h->chunk_bytes = c->chunk_bytes;
-    h->meta_offset = c->pos;
-    h->meta_plain_bytes = meta.len;
-    uint32_t nch = 0;
-    dsi_stored_bytes(meta.len, c->chunk_bytes, &h->meta_bytes, &nch);
-    h->file_bytes = h->meta_offset + h->meta_bytes;
-    uint8_t raw[DSI_HEADER_BYTES];
-    dsi_header_write(h, c->keys->header, raw);
-    dsi_chunk_ad ad = {DSI_META_SEGMENT, 0, -1, -1, 0, meta.len, 0, h->raw, DSI_HEADER_BYTES};
-    s = dsi_seg_begin(c, 0, NULL, &ad);
-    if (!s) s = dsi_seg_put(c, meta.data, meta.len);
-    if (!s) s = dsi_seg_end(c, nch);
+    s = dsi_build_metadata(c, &meta);
+    if (!s) s = dsi_writer_finish(&c->w, &meta, out_path);
     dsi_buf_free(&meta);
-    if (s) return s;
-    if (c->pos != h->file_bytes) return dsi_fail(c->e, DS_ERR_INTERNAL, "file size mismatch after writing");
-
-    /* 5. header, flush, rename into place */
-    uint8_t page[DSI_HEADER_AREA] = {0};
-    memcpy(page, raw, sizeof raw);
-    if (pwrite(c->fd, page, sizeof page, 0) != (ssize_t)sizeof page)
-        return dsi_fail(c->e, DS_ERR_IO, "%s: cannot write the header: %s", c->tmp_path, strerror(errno));
-    if (fsync(c->fd) != 0) return dsi_fail(c->e, DS_ERR_IO, "%s: fsync failed: %s", c->tmp_path, strerror(errno));
-    if (close(c->fd) != 0) {
-        c->fd = -1;
-        return dsi_fail(c->e, DS_ERR_IO, "%s: close failed: %s", c->tmp_path, strerror(errno));
-    }
-    c->fd = -1;
-    if ((s = dsi_publish_output(c, out_path))) return s;
-    dsi_free(&c->al, c->tmp_path);
-    c->tmp_path = NULL;
-    return DS_OK;
+    return s;
 }
 
 static void dsi_conv_free(dsi_conv *c) {
-    if (c->fd >= 0) close(c->fd);
-    if (c->tmp_path) {
-        unlink(c->tmp_path);   /* nothing is left behind on failure */
-        dsi_free(&c->al, c->tmp_path);
-    }
-    for (size_t i = 0; i < c->n_inputs; i++) dsi_free(&c->al, c->inputs[i].path);
-    dsi_free(&c->al, c->inputs);
+    dsi_writer_free(&c->w);
     for (size_t i = 0; i < c->n_shards; i++) {
         if (c->shards[i].fd >= 0) close(c->shards[i].fd);
         dsi_st_free(c->shards[i].h);
@@ -18440,7 +19517,6 @@ static void dsi_conv_free(dsi_conv *c) {
     dsi_free(&c->al, c->config_json);
     dsi_free(&c->al, c->tok_json);
     dsi_free(&c->al, c->tokcfg_json);
-    dsi_free(&c->al, c->chunk_out);
     /* row buffers held plaintext weights */
     if (c->raw) sodium_memzero(c->raw, c->raw_cap);
     if (c->f32) sodium_memzero(c->f32, c->f32_cap);
@@ -18448,8 +19524,6 @@ static void dsi_conv_free(dsi_conv *c) {
     dsi_free(&c->al, c->raw);
     dsi_free(&c->al, c->f32);
     dsi_free(&c->al, c->enc);
-    dsi_secure_free(&c->plainbuf);
-    dsi_secure_free(&c->keybuf);
     dsi_free(&c->al, c->hf_dir);
 }
 
@@ -18505,15 +19579,8 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
                 return dsi_publish(&e);
             }
     }
-    if (p->encrypt ? (!p->key == !p->passphrase) : (p->key || p->passphrase)) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, p->encrypt ? "ds_convert: encryption needs exactly one of a key or a passphrase"
-                                                    : "ds_convert: a key or passphrase was given with encrypt = 0");
+    if (dsi_writer_check_secret(p->encrypt, p->key, p->key_len, p->passphrase, "ds_convert", &e))
         return dsi_publish(&e);
-    }
-    if (p->key && p->key_len != DS_KEY_BYTES) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: key must be %d bytes, got %zu", DS_KEY_BYTES, p->key_len);
-        return dsi_publish(&e);
-    }
     if (p->passphrase && (p->argon_opslimit > DS_MAX_ARGON_OPS || p->argon_memlimit > DS_MAX_ARGON_MEM)) {
         /* the runtime refuses such a file before its KDF: do not write one */
         if (p->argon_opslimit > DS_MAX_ARGON_OPS)
@@ -18532,11 +19599,10 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     }
     dsi_conv c;
     memset(&c, 0, sizeof c);
-    c.fd = -1;
     c.gg_fd = -1;
     c.p = p;
     c.e = &e;
-    c.chunk_bytes = chunk;
+    dsi_writer_init(&c.w, &c.al, &e, chunk, p->overwrite, "ds convert --force, or ds_convert_params.overwrite,");
     if (dsi_alloc_init(&c.al, &p->allocator, &e) || dsi_crypto_init(&e)) return dsi_publish(&e);
     c.hf_dir = dsi_strndup(&c.al, hf_dir, strlen(hf_dir));
     if (gguf && c.hf_dir) c.gg_path = dsi_strndup(&c.al, hf_dir, strlen(hf_dir));
@@ -18546,3 +19612,925 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     return s ? dsi_publish(&e) : DS_OK;
 }
 /* ==== End deepseek_impl/convert.c ==== */
+
+/* ==== Begin deepseek_impl/lora_convert.c ==== */
+/*
+ * lora_convert.c — LoRA adapters on disk: a PEFT adapter directory into a
+ * sealed adapter container (ds_convert_lora), and an adapter baked into a
+ * copy of its base (ds_lora_merge).
+ *
+ * Both write through convert.c's container writer (dsi_writer: output
+ * checks, keys, a temporary file renamed into place, chunk sealing), so an
+ * adapter is a container by the same rules as a model, with its own magic
+ * and records (format.h, "Adapter containers"). What an adapter may change
+ * comes from the architecture table (dsi_arch_lora_targets): every matrix,
+ * its module path, its PEFT name and its shape. Nothing is written unless
+ * every check passes.
+ */
+/* #include "engine.h": pasted above */
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+DS_API ds_convert_lora_params ds_convert_lora_default_params(void) {
+    ds_convert_lora_params p;
+    memset(&p, 0, sizeof p);
+    p.encrypt = 1;
+    p.dtype = DS_LORA_F32;
+    p.magic = DSI_CONVERT_LORA_PARAMS_MAGIC;
+    return p;
+}
+
+/* ==== Shared checks ====================================================== */
+static ds_status dsl_check_params(const ds_convert_lora_params *p, const char *fn, dsi_err *e) {
+    if (dsi_params_check_magic(p->magic, DSI_CONVERT_LORA_PARAMS_MAGIC, fn, "ds_convert_lora_params",
+                               "ds_convert_lora", e))
+        return e->status;
+    if (dsi_writer_check_secret(p->encrypt, p->key, p->key_len, p->passphrase, fn, e)) return e->status;
+    if (p->dtype != DS_LORA_F32 && p->dtype != DS_LORA_F16)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: dtype is %d; want 0 (DS_LORA_F32) or 1 (DS_LORA_F16)", fn,
+                        (int)p->dtype);
+    return DS_OK;
+}
+
+static void dsl_hex(const uint8_t *id, char out[2 * DS_MODEL_ID_BYTES + 1]) {
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < DS_MODEL_ID_BYTES; i++) {
+        out[2 * i] = hx[id[i] >> 4];
+        out[2 * i + 1] = hx[id[i] & 15];
+    }
+    out[2 * DS_MODEL_ID_BYTES] = 0;
+}
+
+/* Notes the file behind an open descriptor as an input of w. */
+static ds_status dsl_note_fd(dsi_writer *w, int fd, const char *path) {
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) return DS_OK;   /* nothing to compare against */
+    dsi_file_id id;
+    memset(&id, 0, sizeof id);
+    id.dev = (uint64_t)st.st_dev;
+    id.ino = (uint64_t)st.st_ino;
+    id.size = (uint64_t)st.st_size;
+    return dsi_writer_note_input(w, &id, path ? path : "?");
+}
+
+/* ==== Converting a PEFT adapter ========================================== */
+/* The tensors found for one target (a module the architecture has). */
+typedef struct dsl_pick {
+    const dsi_st_tensor *a, *b;
+    bool transposed;          /* fan_in_fan_out tensors stored (in, r) / (r, out) */
+} dsl_pick;
+
+/* One output pair, in the container's order. */
+typedef struct dsl_item {
+    int layer, expert, ord;   /* ord: the target's index (non-routed) or its part (routed) */
+    size_t t;                 /* index into targets */
+} dsl_item;
+
+#define DSL_MAX_MODS 16
+
+typedef struct dsl_conv {
+    const dsi_alloc *al;
+    dsi_err *e;
+    const ds_convert_lora_params *p;
+    const ds_model *base;
+    const char *dir;
+    dsi_writer w;
+    /* adapter_config.json */
+    char *cfg_text;
+    size_t cfg_len;
+    dsi_json_doc *cfg_doc;
+    int r;
+    double alpha;
+    bool rslora, fifo, any_target;
+    const char *base_name;
+    size_t base_name_len;
+    /* the architecture's targets and PEFT module names */
+    dsi_lora_target *T;
+    size_t nT;
+    const dsi_lora_target **by_path;   /* T sorted by path */
+    const char *mods[DSL_MAX_MODS];
+    bool wanted[DSL_MAX_MODS], used[DSL_MAX_MODS];
+    int n_mods;
+    dsl_pick *pick;
+    /* adapter_model.safetensors */
+    char *st_path;
+    int st_fd;
+    dsi_st_header *st;
+    /* the layout */
+    dsl_item *items;
+    size_t n_items;
+    dsi_segment *segs;
+    size_t n_segs;
+    uint32_t *seg_of;         /* per item: segment, offsets of A and B */
+    uint64_t *off_a, *off_b;
+    uint64_t n_params;
+    /* scratch (plaintext weights: wiped) */
+    uint8_t *raw, *enc;
+    float *f32, *tr;
+    size_t raw_cap, enc_cap, f32_cap, tr_cap;
+} dsl_conv;
+
+static int dsl_mod_index(const dsl_conv *c, const char *name, size_t len) {
+    for (int i = 0; i < c->n_mods; i++)
+        if (strlen(c->mods[i]) == len && memcmp(c->mods[i], name, len) == 0) return i;
+    return -1;
+}
+
+/* "q_proj, kv_a_proj_with_mqa, ..." */
+static void dsl_mod_list(const dsl_conv *c, char *buf, size_t cap) {
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < c->n_mods && o < cap; i++) {
+        int w = snprintf(buf + o, cap - o, "%s%s", i ? ", " : "", c->mods[i]);
+        if (w < 0) break;
+        o += (size_t)w;
+    }
+}
+
+static const char *dsl_arch_name(const ds_model_config *cfg) {
+    switch (cfg->arch) {
+    case DS_ARCH_DEEPSEEK_V2: return "DeepSeek-V2 (MLA)";
+    case DS_ARCH_DEEPSEEK_V3: return "DeepSeek-V3 (MLA)";
+    case DS_ARCH_DEEPSEEK_MOE: return "DeepSeek-MoE (multi-head attention)";
+    default: return "this architecture";
+    }
+}
+
+/* DS_ERR_ADAPTER for a module name the model does not have. */
+static ds_status dsl_unknown_module(dsl_conv *c, const char *name, size_t len) {
+    char list[256];
+    dsl_mod_list(c, list, sizeof list);
+    bool mla = dsi_arch_attention_mla(&c->base->cfg);
+    bool qlora = mla && c->base->cfg.q_lora_rank > 0;
+    return dsi_fail(c->e, DS_ERR_ADAPTER,
+                    "%s/adapter_config.json: target module '%.*s' does not exist in %s; its modules are: %s%s%s",
+                    c->dir, (int)len, name, dsl_arch_name(&c->base->cfg), list,
+                    mla ? ". MLA has no k_proj or v_proj: keys and values come from kv_b_proj (after kv_a_proj_with_mqa)"
+                        : "",
+                    qlora ? "; its queries go through q_a_proj and q_b_proj (no q_proj)" : "");
+}
+
+static int dsl_cmp_path(const void *x, const void *y) {
+    return strcmp((*(const dsi_lora_target *const *)x)->path, (*(const dsi_lora_target *const *)y)->path);
+}
+
+static long dsl_find_path(const dsl_conv *c, const char *path) {
+    size_t lo = 0, hi = c->nT;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(c->by_path[mid]->path, path);
+        if (!d) return (long)(c->by_path[mid] - c->T);
+        if (d < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
+static ds_status dsl_targets(dsl_conv *c) {
+    ds_status s = dsi_arch_lora_targets(&c->base->cfg, c->al, &c->T, &c->nT, c->e);
+    if (s) return dsi_prefix(c->e, "the base model");
+    c->by_path = dsi_calloc(c->al, c->nT ? c->nT : 1, sizeof *c->by_path);
+    c->pick = dsi_calloc(c->al, c->nT ? c->nT : 1, sizeof *c->pick);
+    if (!c->by_path || !c->pick) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory for %zu LoRA targets", c->nT);
+    for (size_t i = 0; i < c->nT; i++) {
+        c->by_path[i] = &c->T[i];
+        if (dsl_mod_index(c, c->T[i].module, strlen(c->T[i].module)) < 0 && c->n_mods < DSL_MAX_MODS)
+            c->mods[c->n_mods++] = c->T[i].module;
+    }
+    qsort(c->by_path, c->nT, sizeof *c->by_path, dsl_cmp_path);
+    return DS_OK;
+}
+
+/* adapter_config.json: what PEFT wrote and what we can apply. */
+static ds_status dsl_read_config(dsl_conv *c) {
+    const char *F = "adapter_config.json";
+    ds_status s = dsi_writer_read_text(&c->w, c->dir, F, &c->cfg_text, &c->cfg_len, NULL);
+    if (s) return s;
+    if ((s = dsi_json_parse(c->cfg_text, c->cfg_len, c->al, &c->cfg_doc, c->e)))
+        return dsi_prefix(c->e, "%s/%s", c->dir, F);
+    const dsi_json *root = dsi_json_root(c->cfg_doc);
+    if (!root || root->type != DSI_JSON_OBJECT)
+        return dsi_fail(c->e, DS_ERR_JSON, "%s/%s: not a JSON object", c->dir, F);
+    const char *str;
+    size_t len;
+    int g = dsi_json_get_str(root, "peft_type", &str, &len);
+    if (g < 0 || (g == 1 && !(len == 4 && memcmp(str, "LORA", 4) == 0)))
+        return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: peft_type is %s%.*s%s; only LORA adapters are supported", c->dir,
+                        F, g == 1 ? "\"" : "", g == 1 ? (int)len : 11, g == 1 ? str : "not a string", g == 1 ? "\"" : "");
+    if (g == 0) return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: no peft_type (want \"LORA\")", c->dir, F);
+    int64_t r = 0;
+    g = dsi_json_get_int(root, "r", &r);
+    if (g != 1 || r < 1 || r > DSI_LORA_MAX_RANK)
+        return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: r must be an integer in [1, %d]%s", c->dir, F,
+                        DSI_LORA_MAX_RANK, g == 0 ? " (it is missing)" : "");
+    c->r = (int)r;
+    g = dsi_json_get_num(root, "lora_alpha", &c->alpha);
+    if (g != 1 || !(c->alpha > 0) || c->alpha > 1e6)
+        return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: lora_alpha must be a positive number up to 1e6%s", c->dir, F,
+                        g == 0 ? " (it is missing)" : "");
+    const dsi_json *tp = dsi_json_get(root, "target_parameters");
+    if (tp && tp->type != DSI_JSON_NULL && !(tp->type == DSI_JSON_ARRAY && tp->n == 0))
+        return dsi_fail(c->e, DS_ERR_ADAPTER,
+                        "%s/%s: target_parameters is set: PEFT adapted the routed experts fused into 3-D "
+                        "parameters (transformers 5), a layout not supported; train with per-module experts "
+                        "(target_modules gate_proj, up_proj, down_proj on transformers 4 modules)", c->dir, F);
+    if (dsi_json_get_bool(root, "use_rslora", &c->rslora) < 0 ||
+        dsi_json_get_bool(root, "fan_in_fan_out", &c->fifo) < 0)
+        return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: use_rslora and fan_in_fan_out must be true or false", c->dir, F);
+    bool dora = false;
+    if (dsi_json_get_bool(root, "use_dora", &dora) < 0 || dora)
+        return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: use_dora: DoRA adapters are not supported", c->dir, F);
+    g = dsi_json_get_str(root, "bias", &str, &len);
+    if (g < 0 || (g == 1 && !(len == 4 && memcmp(str, "none", 4) == 0)))
+        return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: bias is \"%.*s\"; only \"none\" is supported (trained biases "
+                        "cannot be applied)", c->dir, F, g == 1 ? (int)len : 1, g == 1 ? str : "?");
+    static const char *const patterns[] = {"rank_pattern", "alpha_pattern"};
+    for (int i = 0; i < 2; i++) {
+        const dsi_json *pt = dsi_json_get(root, patterns[i]);
+        if (pt && pt->type != DSI_JSON_NULL && !(pt->type == DSI_JSON_OBJECT && pt->n == 0))
+            return dsi_fail(c->e, DS_ERR_ADAPTER,
+                            "%s/%s: %s is set; adapters with a rank or alpha per module are not supported (one r and "
+                            "one lora_alpha for every module)", c->dir, F, patterns[i]);
+    }
+    const dsi_json *mts = dsi_json_get(root, "modules_to_save");
+    if (mts && mts->type != DSI_JSON_NULL && !(mts->type == DSI_JSON_ARRAY && mts->n == 0))
+        return dsi_fail(c->e, DS_ERR_ADAPTER,
+                        "%s/%s: modules_to_save is set; adapters that carry whole modules are not supported", c->dir, F);
+    if (dsi_json_get_str(root, "base_model_name_or_path", &c->base_name, &c->base_name_len) != 1) {
+        c->base_name = "";
+        c->base_name_len = 0;
+    }
+    /* target_modules: a list of names, one name, or (a string that is not a
+     * name: PEFT's regular expression or "all-linear") whatever modules the
+     * tensors adapt */
+    const dsi_json *tm = dsi_json_get(root, "target_modules");
+    if (!tm || (tm->type != DSI_JSON_ARRAY && tm->type != DSI_JSON_STRING))
+        return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: target_modules must be a list of module names or a string",
+                        c->dir, F);
+    if (tm->type == DSI_JSON_STRING) {
+        bool plain = tm->n > 0;
+        for (uint32_t i = 0; i < tm->n; i++) {
+            char ch = tm->str[i];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'))
+                plain = false;
+        }
+        if (!plain) {
+            c->any_target = true;
+            return DS_OK;
+        }
+        int k = dsl_mod_index(c, tm->str, tm->n);
+        if (k < 0) return dsl_unknown_module(c, tm->str, tm->n);
+        c->wanted[k] = true;
+        return DS_OK;
+    }
+    if (tm->n == 0) return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: target_modules is empty", c->dir, F);
+    for (uint32_t i = 0; i < tm->n; i++) {
+        const dsi_json *x = &tm->kids[i];
+        if (x->type != DSI_JSON_STRING)
+            return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: target_modules[%u] is not a string", c->dir, F, i);
+        int k = dsl_mod_index(c, x->str, x->n);
+        if (k < 0) return dsl_unknown_module(c, x->str, x->n);
+        c->wanted[k] = true;
+    }
+    return DS_OK;
+}
+
+/* PEFT's name of an adapter matrix: "base_model.model.<path>.lora_A.weight",
+ * also without ".weight" and with the adapter name "default" before it.
+ * The module path goes to path; *which is 0 for A, 1 for B. */
+static bool dsl_parse_name(const char *name, char *path, size_t cap, int *which) {
+    static const char prefix[] = "base_model.model.";
+    size_t pl = sizeof prefix - 1, n = strlen(name);
+    if (n <= pl || memcmp(name, prefix, pl) != 0) return false;
+    static const char *const tails[] = {"", ".weight", ".default", ".default.weight"};
+    for (int ab = 0; ab < 2; ab++)
+        for (size_t k = 0; k < sizeof tails / sizeof tails[0]; k++) {
+            char suf[32];
+            snprintf(suf, sizeof suf, ".lora_%c%s", ab ? 'B' : 'A', tails[k]);
+            size_t sl = strlen(suf);
+            if (n < pl + sl + 1 || strcmp(name + n - sl, suf) != 0) continue;
+            size_t m = n - sl - pl;
+            if (m >= cap) return false;
+            memcpy(path, name + pl, m);
+            path[m] = 0;
+            *which = ab;
+            return true;
+        }
+    return false;
+}
+
+static ds_status dsl_open_tensors(dsl_conv *c) {
+    c->st_path = dsi_path_join(c->al, c->dir, "adapter_model.safetensors");
+    if (!c->st_path) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    if (access(c->st_path, F_OK) != 0 && errno == ENOENT) {
+        char *bin = dsi_path_join(c->al, c->dir, "adapter_model.bin");
+        bool pickle = bin && access(bin, F_OK) == 0;
+        dsi_free(c->al, bin);
+        return dsi_fail(c->e, DS_ERR_IO, "%s: not found%s", c->st_path,
+                        pickle ? " (adapter_model.bin is there: save the adapter with safe_serialization=True, the "
+                                 "default of PEFT)" : "");
+    }
+    ds_status s = dsi_st_open(c->st_path, c->al, &c->st, c->e);
+    if (s) return s;
+    dsi_file_id id;
+    c->st_fd = dsi_open_regular(c->st_path, &id, c->e);
+    if (c->st_fd < 0) return dsi_prefix(c->e, "%s", c->st_path);
+    return dsi_writer_note_input(&c->w, &id, c->st_path);
+}
+
+/* Every tensor of the file to the target it adapts. */
+static ds_status dsl_match(dsl_conv *c) {
+    const char *F = "adapter_model.safetensors";
+    for (size_t i = 0; i < c->st->n; i++) {
+        const dsi_st_tensor *t = &c->st->t[i];
+        char path[128];
+        int which = 0;
+        if (!dsl_parse_name(t->name, path, sizeof path, &which))
+            return dsi_fail(c->e, DS_ERR_ADAPTER,
+                            "%s/%s: tensor %s is not a LoRA matrix (base_model.model.<module>.lora_A.weight or "
+                            ".lora_B.weight; embeddings' LoRA, DoRA magnitudes, biases and saved modules are not "
+                            "supported)", c->dir, F, t->name);
+        long k = dsl_find_path(c, path);
+        size_t pl = strlen(path);
+        if (k < 0 && ((pl > 12 && !strcmp(path + pl - 12, ".mlp.experts")) ||
+                      (pl > 23 && !strcmp(path + pl - 23, ".mlp.experts.base_layer"))))
+            return dsi_fail(c->e, DS_ERR_ADAPTER,
+                            "%s/%s: tensor %s adapts the routed experts of a layer fused into one parameter "
+                            "(PEFT on transformers 5), a layout not supported: adapt each expert's gate_proj, "
+                            "up_proj and down_proj", c->dir, F, t->name);
+        if (k < 0) {
+            char list[256];
+            dsl_mod_list(c, list, sizeof list);
+            return dsi_fail(c->e, DS_ERR_ADAPTER,
+                            "%s/%s: tensor %s adapts %s, which is not a matrix of this model that an adapter may "
+                            "change (%s: %s%s)", c->dir, F, t->name, path, dsl_arch_name(&c->base->cfg), list,
+                            dsi_arch_attention_mla(&c->base->cfg) ? "; MLA has no k_proj or v_proj" : "");
+        }
+        const dsi_lora_target *tg = &c->T[k];
+        int mi = dsl_mod_index(c, tg->module, strlen(tg->module));
+        if (!c->any_target && !c->wanted[mi])
+            return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: tensor %s adapts %s (module %s), which target_modules in "
+                            "adapter_config.json does not list", c->dir, F, t->name, path, tg->module);
+        const dsi_st_tensor **slot = which ? &c->pick[k].b : &c->pick[k].a;
+        if (*slot)
+            return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: two tensors for lora_%c of %s: %s and %s", c->dir, F,
+                            which ? 'B' : 'A', path, (*slot)->name, t->name);
+        if (t->dtype != DSI_ST_F32 && t->dtype != DSI_ST_F16 && t->dtype != DSI_ST_BF16)
+            return dsi_fail(c->e, DS_ERR_SHAPE, "%s/%s: tensor %s: dtype %s is not supported (F32, F16, BF16)", c->dir,
+                            F, t->name, t->dtype_name ? t->dtype_name : "?");
+        if (t->ndim != 2)
+            return dsi_fail(c->e, DS_ERR_SHAPE, "%s/%s: tensor %s: expected a matrix, got %d dimensions", c->dir, F,
+                            t->name, t->ndim);
+        *slot = t;
+        c->used[mi] = true;
+    }
+    return DS_OK;
+}
+
+/* Pairs, shapes and ranks; the items in the container's order. */
+static ds_status dsl_check_pairs(dsl_conv *c) {
+    const char *F = "adapter_model.safetensors";
+    size_t n = 0;
+    for (size_t k = 0; k < c->nT; k++) {
+        dsl_pick *pk = &c->pick[k];
+        const dsi_lora_target *tg = &c->T[k];
+        if (!pk->a && !pk->b) continue;
+        if (!pk->a || !pk->b)
+            return dsi_fail(c->e, DS_ERR_MISSING_TENSOR, "%s/%s: %s has lora_%c (%s) but no lora_%c", c->dir, F,
+                            tg->path, pk->a ? 'A' : 'B', (pk->a ? pk->a : pk->b)->name, pk->a ? 'B' : 'A');
+        uint64_t r = (uint64_t)c->r, in = (uint64_t)tg->in, out = (uint64_t)tg->out;
+        const uint64_t *as = pk->a->shape, *bs = pk->b->shape;
+        /* upright: A (r, in), B (out, r); fan_in_fan_out exporters may give
+         * them as (in, r) and (r, out) (PEFT itself writes them upright) */
+        bool up = as[1] == in && bs[0] == out, tr = c->fifo && as[0] == in && bs[1] == out;
+        if (!up && tr) pk->transposed = true;
+        else if (!up) {
+            bool a_bad = as[1] != in;
+            const dsi_st_tensor *t = a_bad ? pk->a : pk->b;
+            return dsi_fail(c->e, DS_ERR_SHAPE, "%s/%s: tensor %s: expected %s (%s) = %llux%llu%s, got %llux%llu",
+                            c->dir, F, t->name, a_bad ? "lora_A" : "lora_B", a_bad ? "r, in" : "out, r",
+                            (unsigned long long)(a_bad ? r : out), (unsigned long long)(a_bad ? in : r),
+                            c->fifo ? " (or its transpose, fan_in_fan_out)" : "", (unsigned long long)t->shape[0],
+                            (unsigned long long)t->shape[1]);
+        }
+        uint64_t ra = pk->transposed ? as[1] : as[0], rb = pk->transposed ? bs[0] : bs[1];
+        if (ra != r || rb != r)
+            return dsi_fail(c->e, DS_ERR_ADAPTER, "%s/%s: tensor %s has rank %llu; adapter_config.json says r = %d",
+                            c->dir, F, ra != r ? pk->a->name : pk->b->name, (unsigned long long)(ra != r ? ra : rb),
+                            c->r);
+        n++;
+    }
+    if (!n)
+        return dsi_fail(c->e, DS_ERR_MISSING_TENSOR, "%s/%s holds no LoRA tensors (lora_A / lora_B)", c->dir, F);
+    for (int i = 0; i < c->n_mods; i++)
+        if (c->wanted[i] && !c->used[i] && c->p->log)
+            dsi_log(c->p->log, c->p->log_user, DS_LOG_WARN, "%s: target module %s has no tensors in %s", c->dir,
+                    c->mods[i], F);
+    c->items = dsi_calloc(c->al, n, sizeof *c->items);
+    if (!c->items) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    for (size_t k = 0; k < c->nT; k++) {
+        if (!c->pick[k].a) continue;
+        const dsi_lora_target *tg = &c->T[k];
+        dsl_item *it = &c->items[c->n_items++];
+        it->layer = tg->layer;
+        it->expert = tg->expert;
+        it->ord = tg->expert < 0 ? (int)k : tg->part;
+        it->t = k;
+        c->n_params += (uint64_t)c->r * ((uint64_t)tg->in + (uint64_t)tg->out);
+    }
+    return DS_OK;
+}
+
+static int dsl_cmp_item(const void *x, const void *y) {
+    const dsl_item *a = x, *b = y;
+    if (a->layer != b->layer) return a->layer < b->layer ? -1 : 1;
+    if (a->expert != b->expert) return a->expert < b->expert ? -1 : 1;   /* -1 (not routed) first */
+    return a->ord < b->ord ? -1 : a->ord > b->ord;
+}
+
+static ds_status dsl_layout(dsl_conv *c) {
+    qsort(c->items, c->n_items, sizeof *c->items, dsl_cmp_item);
+    c->segs = dsi_calloc(c->al, c->n_items, sizeof *c->segs);
+    c->seg_of = dsi_calloc(c->al, c->n_items, sizeof *c->seg_of);
+    c->off_a = dsi_calloc(c->al, c->n_items, sizeof *c->off_a);
+    c->off_b = dsi_calloc(c->al, c->n_items, sizeof *c->off_b);
+    if (!c->segs || !c->seg_of || !c->off_a || !c->off_b) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    ds_dtype d = c->p->dtype == DS_LORA_F16 ? DS_DTYPE_F16 : DS_DTYPE_F32;
+    size_t esz = d == DS_DTYPE_F16 ? 2 : 4;
+    for (size_t i = 0; i < c->n_items; i++) {
+        const dsl_item *it = &c->items[i];
+        const dsi_lora_target *tg = &c->T[it->t];
+        uint32_t kind = it->expert < 0 ? DS_SEGMENT_DENSE : DS_SEGMENT_EXPERT;
+        uint64_t na = (uint64_t)c->r * (uint64_t)tg->in * esz, nb = (uint64_t)tg->out * (uint64_t)c->r * esz;
+        uint32_t sb;
+        if (dsi_layout_add(c->segs, &c->n_segs, kind, it->layer, it->expert, na, &c->seg_of[i], &c->off_a[i]) ||
+            dsi_layout_add(c->segs, &c->n_segs, kind, it->layer, it->expert, nb, &sb, &c->off_b[i]))
+            return dsi_fail(c->e, DS_ERR_LIMIT, "adapter segment too large");
+    }
+    return dsi_layout_seal(c->segs, c->n_segs, c->w.chunk_bytes, c->e);
+}
+
+static ds_status dsl_grow(dsl_conv *c, void **buf, size_t *cap, size_t need) {
+    if (*cap >= need) return DS_OK;
+    if (*buf) sodium_memzero(*buf, *cap);
+    dsi_free(c->al, *buf);
+    *cap = 0;
+    *buf = dsi_malloc(c->al, need ? need : 1);
+    if (!*buf) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory for a %zu-byte buffer", need);
+    *cap = need;
+    return DS_OK;
+}
+
+/* One matrix of the file, upright (rows x cols as stored in the container:
+ * transposed when the file holds cols x rows), into the current segment. */
+static ds_status dsl_put_matrix(dsl_conv *c, const dsi_st_tensor *t, bool transposed, uint64_t rows, uint64_t cols) {
+    size_t esz = dsi_st_dtype_size(t->dtype), n = (size_t)(rows * cols);
+    ds_dtype d = c->p->dtype == DS_LORA_F16 ? DS_DTYPE_F16 : DS_DTYPE_F32;
+    size_t oesz = d == DS_DTYPE_F16 ? 2 : 4;
+    ds_status s = dsl_grow(c, (void **)&c->raw, &c->raw_cap, n * esz);
+    if (!s) s = dsl_grow(c, (void **)&c->f32, &c->f32_cap, n * sizeof(float));
+    if (!s) s = dsl_grow(c, (void **)&c->tr, &c->tr_cap, n * sizeof(float));
+    if (!s) s = dsl_grow(c, (void **)&c->enc, &c->enc_cap, n * oesz);
+    if (!s) s = dsi_pread_full(c->st_fd, c->st_path, c->raw, n * esz, c->st->data_start + t->begin, c->e);
+    if (s) return s;
+    size_t bad = dsi_st_decode_row(t->dtype, c->raw, c->f32, n, NULL);
+    if (bad < n)
+        return dsi_fail(c->e, DS_ERR_SHAPE, "%s: tensor %s: value %zu is not finite", c->st_path, t->name, bad);
+    const float *y = c->f32;
+    if (transposed) {
+        for (uint64_t i = 0; i < rows; i++)
+            for (uint64_t j = 0; j < cols; j++) c->tr[i * cols + j] = c->f32[j * rows + i];
+        y = c->tr;
+    }
+    for (size_t k = 0; d == DS_DTYPE_F16 && k < n; k++)
+        if (fabsf(y[k]) > 65504.0f)
+            return dsi_fail(c->e, DS_ERR_SHAPE, "%s: tensor %s: value %g does not fit F16 (convert without --f16)",
+                            c->st_path, t->name, (double)y[k]);
+    dsi_dtype_encode_row(d, y, c->enc, n);
+    return dsi_writer_put(&c->w, c->enc, n * oesz);
+}
+
+static ds_status dsl_metadata(dsl_conv *c, dsi_buf *meta) {
+    dsi_buf t, j;
+    dsi_buf_init(&t, c->al);
+    dsi_buf_init(&j, c->al);
+    ds_dtype d = c->p->dtype == DS_LORA_F16 ? DS_DTYPE_F16 : DS_DTYPE_F32;
+    dsi_buf_u32(&t, (uint32_t)(2 * c->n_items));
+    dsi_buf_u32(&t, 0);
+    for (size_t i = 0; i < c->n_items; i++) {
+        const dsi_lora_target *tg = &c->T[c->items[i].t];
+        char name[128];
+        uint64_t da[2] = {(uint64_t)c->r, (uint64_t)tg->in}, db[2] = {(uint64_t)tg->out, (uint64_t)c->r};
+        uint64_t esz = d == DS_DTYPE_F16 ? 2 : 4;
+        snprintf(name, sizeof name, "%s.lora_A", tg->path);
+        dsi_meta_tensor(&t, name, d, 2, da, c->seg_of[i], c->off_a[i], da[0] * da[1] * esz);
+        snprintf(name, sizeof name, "%s.lora_B", tg->path);
+        dsi_meta_tensor(&t, name, d, 2, db, c->seg_of[i], c->off_b[i], db[0] * db[1] * esz);
+    }
+    /* the adapter's record */
+    uint8_t id[DS_MODEL_ID_BYTES];
+    char hex[2 * DS_MODEL_ID_BYTES + 1], num[64];
+    dsi_model_id_of(&c->base->hdr, id);
+    dsl_hex(id, hex);
+    static const char head[] = "{\"format\": \"deepseek.h lora 1\", \"base_id\": \"";
+    dsi_buf_put(&j, head, sizeof head - 1);
+    dsi_buf_put(&j, hex, strlen(hex));
+    snprintf(num, sizeof num, "\", \"r\": %d, \"lora_alpha\": %.17g, ", c->r, c->alpha);
+    dsi_buf_put(&j, num, strlen(num));
+    const char *rs = c->rslora ? "\"use_rslora\": true, " : "\"use_rslora\": false, ";
+    dsi_buf_put(&j, rs, strlen(rs));
+    const char *dt = d == DS_DTYPE_F16 ? "\"dtype\": \"f16\", \"target_modules\": [" : "\"dtype\": \"f32\", \"target_modules\": [";
+    dsi_buf_put(&j, dt, strlen(dt));
+    /* the adapted modules, sorted */
+    const char *sorted[DSL_MAX_MODS];
+    int ns = 0;
+    for (int i = 0; i < c->n_mods; i++)
+        if (c->used[i]) {
+            int k = ns++;
+            while (k > 0 && strcmp(sorted[k - 1], c->mods[i]) > 0) {
+                sorted[k] = sorted[k - 1];
+                k--;
+            }
+            sorted[k] = c->mods[i];
+        }
+    for (int i = 0; i < ns; i++) {
+        if (i) dsi_buf_put(&j, ", ", 2);
+        dsi_json_write_string(&j, sorted[i], strlen(sorted[i]));
+    }
+    snprintf(num, sizeof num, "], \"n_params\": %llu, \"base_model_name_or_path\": ", (unsigned long long)c->n_params);
+    dsi_buf_put(&j, num, strlen(num));
+    dsi_json_write_string(&j, c->base_name, c->base_name_len);
+    dsi_buf_put(&j, "}", 1);
+
+    const dsi_meta *bm = &c->base->meta;
+    dsi_meta_record(meta, DSI_REC_CONFIG_JSON, bm->config_json, bm->config_len);
+    dsi_meta_record(meta, DSI_REC_ADAPTER, j.data, j.len);
+    dsi_meta_record(meta, DSI_REC_TENSORS, t.data, t.len);
+    dsi_meta_segments(meta, c->segs, c->n_segs, c->al);
+    char src[128];
+    int sl = snprintf(src, sizeof src, "{\"converter\": \"deepseek.h %s\", \"from\": \"peft\"}", DS_VERSION_STRING);
+    dsi_meta_record(meta, DSI_REC_SOURCE, src, (size_t)sl);
+    bool failed = t.failed || j.failed || meta->failed;
+    dsi_buf_free(&t);
+    dsi_buf_free(&j);
+    return failed ? dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building metadata") : DS_OK;
+}
+
+static ds_status dsl_convert_run(dsl_conv *c, const char *out_path) {
+    ds_status s;
+    const ds_convert_lora_params *p = c->p;
+    if ((s = dsi_writer_check_early(&c->w, out_path))) return s;
+    if ((s = dsl_note_fd(&c->w, c->base->fd, c->base->path))) return s;
+    if ((s = dsl_targets(c))) return s;
+    if ((s = dsl_read_config(c))) return s;
+    if ((s = dsl_open_tensors(c))) return s;
+    if ((s = dsi_writer_check_inputs(&c->w, out_path))) return s;
+    if ((s = dsl_match(c))) return s;
+    if ((s = dsl_check_pairs(c))) return s;
+    if ((s = dsl_layout(c))) return s;
+    if ((s = dsi_writer_keys(&c->w, p->encrypt, p->key, p->passphrase, p->passphrase_len, 0, 0))) return s;
+    c->w.hdr.adapter = true;
+    if ((s = dsi_writer_open(&c->w, out_path))) return s;
+    size_t i = 0;
+    for (uint32_t si = 0; si < c->n_segs; si++) {
+        dsi_segment *sg = &c->segs[si];
+        if ((s = dsi_writer_seg_begin(&c->w, si, sg))) return s;
+        for (; i < c->n_items && c->seg_of[i] == si; i++) {
+            const dsi_lora_target *tg = &c->T[c->items[i].t];
+            const dsl_pick *pk = &c->pick[c->items[i].t];
+            if ((s = dsi_writer_pad_to(&c->w, c->off_a[i]))) return s;
+            if ((s = dsl_put_matrix(c, pk->a, pk->transposed, (uint64_t)c->r, (uint64_t)tg->in))) return s;
+            if ((s = dsi_writer_pad_to(&c->w, c->off_b[i]))) return s;
+            if ((s = dsl_put_matrix(c, pk->b, pk->transposed, (uint64_t)tg->out, (uint64_t)c->r))) return s;
+        }
+        if ((s = dsi_writer_seg_end(&c->w, sg->n_chunks))) return s;
+    }
+    dsi_buf meta;
+    dsi_buf_init(&meta, c->al);
+    s = dsl_metadata(c, &meta);
+    if (!s) s = dsi_writer_finish(&c->w, &meta, out_path);
+    dsi_buf_free(&meta);
+    if (!s && p->log)
+        dsi_log(p->log, p->log_user, DS_LOG_INFO, "%s: %zu adapted matrices, r = %d, %llu parameters", out_path,
+                c->n_items, c->r, (unsigned long long)c->n_params);
+    return s;
+}
+
+static void dsl_conv_free(dsl_conv *c) {
+    dsi_writer_free(&c->w);
+    dsi_json_free(c->cfg_doc);
+    dsi_free(c->al, c->cfg_text);
+    dsi_free(c->al, c->T);
+    dsi_free(c->al, c->by_path);
+    dsi_free(c->al, c->pick);
+    if (c->st_fd >= 0) close(c->st_fd);
+    dsi_st_free(c->st);
+    dsi_free(c->al, c->st_path);
+    dsi_free(c->al, c->items);
+    dsi_free(c->al, c->segs);
+    dsi_free(c->al, c->seg_of);
+    dsi_free(c->al, c->off_a);
+    dsi_free(c->al, c->off_b);
+    if (c->raw) sodium_memzero(c->raw, c->raw_cap);
+    if (c->enc) sodium_memzero(c->enc, c->enc_cap);
+    if (c->f32) sodium_memzero(c->f32, c->f32_cap);
+    if (c->tr) sodium_memzero(c->tr, c->tr_cap);
+    dsi_free(c->al, c->raw);
+    dsi_free(c->al, c->enc);
+    dsi_free(c->al, c->f32);
+    dsi_free(c->al, c->tr);
+}
+
+DS_API ds_status ds_convert_lora(const char *peft_dir, const ds_model *base, const char *out_path,
+                                 const ds_convert_lora_params *params) {
+    dsi_err e = {0};
+    ds_convert_lora_params defaults = ds_convert_lora_default_params();
+    const ds_convert_lora_params *p = params ? params : &defaults;
+    if (!peft_dir || !base || !out_path) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert_lora: peft_dir, base and out_path must not be NULL");
+        return dsi_publish(&e);
+    }
+    if (dsl_check_params(p, "ds_convert_lora", &e)) return dsi_publish(&e);
+    if (base->hdr.adapter) {
+        dsi_fail(&e, DS_ERR_NOT_ADAPTER, "ds_convert_lora: the base %s is an adapter, not a model", base->path);
+        return dsi_publish(&e);
+    }
+    if (dsi_crypto_init(&e)) return dsi_publish(&e);
+    dsl_conv c;
+    memset(&c, 0, sizeof c);
+    c.al = &base->al;
+    c.e = &e;
+    c.p = p;
+    c.base = base;
+    c.dir = peft_dir;
+    c.st_fd = -1;
+    dsi_writer_init(&c.w, c.al, &e, DSI_DEFAULT_CHUNK, p->overwrite,
+                    "ds convert-lora --force, or ds_convert_lora_params.overwrite,");
+    ds_status s = dsl_convert_run(&c, out_path);
+    dsl_conv_free(&c);
+    return s ? dsi_publish(&e) : DS_OK;
+}
+
+/* ==== Merging an adapter into its base =================================== */
+typedef struct dsl_merge {
+    const dsi_alloc *al;
+    dsi_err *e;
+    const ds_adapter *a;
+    const ds_model *m;        /* the base */
+    const ds_model *f;        /* the adapter's container */
+    float s;                  /* scale * the adapter's own scale */
+    dsi_writer w;
+    const dsi_tensor **by_name;   /* the adapter's tensors, by name */
+    size_t n_names;
+    size_t *order;            /* the base's tensors grouped by segment */
+    size_t *seg_first;        /* n_segments + 1 */
+    dsi_segment *segs;        /* the output's (offsets rewritten) */
+    size_t matched;           /* adapter tensors used */
+    dsi_secure_buf work, aseg;   /* a base segment being changed; the adapter segment in aseg_index */
+    long aseg_index;
+    float *fa, *fb, *row;
+    size_t fa_cap, fb_cap, row_cap;
+} dsl_merge;
+
+static int dsl_cmp_tensor(const void *x, const void *y) {
+    return strcmp((*(const dsi_tensor *const *)x)->name, (*(const dsi_tensor *const *)y)->name);
+}
+
+static const dsi_tensor *dsl_adapter_tensor(const dsl_merge *g, const char *name) {
+    dsi_tensor key;
+    memset(&key, 0, sizeof key);
+    key.name = (char *)(uintptr_t)name;
+    const dsi_tensor *kp = &key;
+    const dsi_tensor **hit = bsearch(&kp, g->by_name, g->n_names, sizeof *g->by_name, dsl_cmp_tensor);
+    return hit ? *hit : NULL;
+}
+
+/* The plaintext of the adapter's segment seg: resident, else decrypted. */
+static ds_status dsl_adapter_segment(dsl_merge *g, uint32_t seg, const uint8_t **out) {
+    const ds_model *f = g->f;
+    if (f->dense && f->dense[seg].ptr) {
+        *out = f->dense[seg].ptr;
+        return DS_OK;
+    }
+    if (g->aseg_index != (long)seg) {
+        dsi_secure_free(&g->aseg);
+        g->aseg_index = -1;
+        ds_status s = dsi_secure_alloc(&g->aseg, (size_t)f->meta.segments[seg].plain_bytes, 0, g->e);
+        if (!s) s = dsi_segment_read(f, seg, g->aseg.ptr, g->aseg.size, g->e);
+        if (s) return s;
+        g->aseg_index = (long)seg;
+    }
+    *out = g->aseg.ptr;
+    return DS_OK;
+}
+
+/* An adapter matrix as F32 into *buf. */
+static ds_status dsl_adapter_f32(dsl_merge *g, const dsi_tensor *t, float **buf, size_t *cap) {
+    const uint8_t *p = NULL;
+    ds_status s = dsl_adapter_segment(g, t->segment, &p);
+    if (s) return s;
+    size_t n = (size_t)(t->dims[0] * t->dims[1]);
+    if (*cap < n) {
+        if (*buf) sodium_memzero(*buf, *cap * sizeof **buf);
+        dsi_free(g->al, *buf);
+        *cap = 0;
+        *buf = dsi_malloc(g->al, n * sizeof **buf);
+        if (!*buf) return dsi_fail(g->e, DS_ERR_NOMEM, "out of memory");
+        *cap = n;
+    }
+    dsi_dtype_decode_row((ds_dtype)t->dtype, p + t->offset, *buf, n);
+    return DS_OK;
+}
+
+/* W (rows x cols in its dtype, at w) += s * B A, row by row. */
+static ds_status dsl_merge_tensor(dsl_merge *g, const dsi_tensor *W, uint8_t *w) {
+    char name[160];
+    size_t nl = strlen(W->name);
+    if (W->n_dims != 2 || nl < 8 || strcmp(W->name + nl - 7, ".weight") != 0) return DS_OK;
+    snprintf(name, sizeof name, "%.*s.lora_A", (int)(nl - 7), W->name);
+    const dsi_tensor *A = dsl_adapter_tensor(g, name);
+    snprintf(name, sizeof name, "%.*s.lora_B", (int)(nl - 7), W->name);
+    const dsi_tensor *B = dsl_adapter_tensor(g, name);
+    if (!A && !B) return DS_OK;
+    if (!A || !B)
+        return dsi_fail(g->e, DS_ERR_MISSING_TENSOR, "adapter %s: %.*s has lora_%c but no lora_%c", g->f->path,
+                        (int)(nl - 7), W->name, A ? 'A' : 'B', A ? 'B' : 'A');
+    uint64_t rows = W->dims[0], cols = W->dims[1], r = A->dims[0];
+    if (A->n_dims != 2 || B->n_dims != 2 || A->dims[1] != cols || B->dims[0] != rows || B->dims[1] != r)
+        return dsi_fail(g->e, DS_ERR_SHAPE, "adapter %s: %s is %llux%llu: expected lora_A (r, %llu) and lora_B "
+                        "(%llu, r), got %llux%llu and %llux%llu", g->f->path, W->name, (unsigned long long)rows,
+                        (unsigned long long)cols, (unsigned long long)cols, (unsigned long long)rows,
+                        (unsigned long long)A->dims[0], (unsigned long long)A->dims[1], (unsigned long long)B->dims[0],
+                        (unsigned long long)B->dims[1]);
+    ds_status s = dsl_adapter_f32(g, A, &g->fa, &g->fa_cap);
+    if (!s) s = dsl_adapter_f32(g, B, &g->fb, &g->fb_cap);
+    if (s) return s;
+    if (g->row_cap < cols) {
+        dsi_free(g->al, g->row);
+        g->row = dsi_malloc(g->al, (size_t)cols * sizeof *g->row);
+        g->row_cap = g->row ? (size_t)cols : 0;
+        if (!g->row) return dsi_fail(g->e, DS_ERR_NOMEM, "out of memory");
+    }
+    uint64_t rb = 0;
+    dsi_dtype_row_bytes((ds_dtype)W->dtype, cols, &rb);
+    for (uint64_t o = 0; o < rows; o++) {
+        float *y = g->row;
+        dsi_dtype_decode_row((ds_dtype)W->dtype, w + o * rb, y, (size_t)cols);
+        for (uint64_t k = 0; k < r; k++) {
+            float c = g->s * g->fb[o * r + k];
+            const float *ak = g->fa + k * cols;
+            for (uint64_t j = 0; j < cols; j++) y[j] += c * ak[j];
+        }
+        for (uint64_t j = 0; j < cols; j++)
+            if (!isfinite(y[j]) || (W->dtype == DS_DTYPE_F16 && fabsf(y[j]) > 65504.0f))
+                return dsi_fail(g->e, DS_ERR_SHAPE, "%s: merged value %g at row %llu column %llu does not fit %s",
+                                W->name, (double)y[j], (unsigned long long)o, (unsigned long long)j,
+                                W->dtype == DS_DTYPE_F16 ? "F16" : "a float");
+        dsi_dtype_encode_row((ds_dtype)W->dtype, y, w + o * rb, (size_t)cols);
+    }
+    g->matched += 2;
+    return DS_OK;
+}
+
+/* The base's tensors grouped by segment, the adapter's sorted by name. */
+static ds_status dsl_merge_index(dsl_merge *g) {
+    const dsi_meta *bm = &g->m->meta, *am = &g->f->meta;
+    g->order = dsi_calloc(g->al, bm->n_tensors ? bm->n_tensors : 1, sizeof *g->order);
+    g->seg_first = dsi_calloc(g->al, bm->n_segments + 1, sizeof *g->seg_first);
+    g->segs = dsi_calloc(g->al, bm->n_segments ? bm->n_segments : 1, sizeof *g->segs);
+    g->by_name = dsi_calloc(g->al, am->n_tensors ? am->n_tensors : 1, sizeof *g->by_name);
+    if (!g->order || !g->seg_first || !g->segs || !g->by_name) return dsi_fail(g->e, DS_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < bm->n_tensors; i++) g->seg_first[bm->tensors[i].segment + 1]++;
+    for (size_t k = 0; k < bm->n_segments; k++) g->seg_first[k + 1] += g->seg_first[k];
+    size_t *fill = dsi_calloc(g->al, bm->n_segments ? bm->n_segments : 1, sizeof *fill);
+    if (!fill) return dsi_fail(g->e, DS_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < bm->n_tensors; i++) {
+        uint32_t sg = bm->tensors[i].segment;
+        g->order[g->seg_first[sg] + fill[sg]++] = i;
+    }
+    dsi_free(g->al, fill);
+    memcpy(g->segs, bm->segments, bm->n_segments * sizeof *g->segs);
+    for (size_t i = 0; i < am->n_tensors; i++) g->by_name[i] = &am->tensors[i];
+    g->n_names = am->n_tensors;
+    qsort(g->by_name, g->n_names, sizeof *g->by_name, dsl_cmp_tensor);
+    return DS_OK;
+}
+
+/* The base's metadata records again, with the new segment directory. */
+static ds_status dsl_merge_metadata(dsl_merge *g, dsi_buf *meta) {
+    const dsi_meta *bm = &g->m->meta;
+    size_t pos = 0, len = bm->plain_len;
+    while (pos + 16 <= len) {
+        uint32_t tag = dsi_rd32(bm->plain + pos);
+        uint64_t rlen = dsi_rd64(bm->plain + pos + 8);
+        if (rlen > len - pos - 16) break;   /* checked at open */
+        if (tag == DSI_REC_SEGMENTS) dsi_meta_segments(meta, g->segs, bm->n_segments, g->al);
+        else dsi_meta_record(meta, tag, bm->plain + pos + 16, (size_t)rlen);
+        pos += 16 + (size_t)((rlen + 7) / 8 * 8);
+    }
+    return meta->failed ? dsi_fail(g->e, DS_ERR_NOMEM, "out of memory building metadata") : DS_OK;
+}
+
+static ds_status dsl_merge_run(dsl_merge *g, const ds_convert_lora_params *p, const char *out_path) {
+    ds_status s;
+    const ds_model *m = g->m;
+    if ((s = dsi_writer_check_early(&g->w, out_path))) return s;
+    if ((s = dsl_note_fd(&g->w, m->fd, m->path))) return s;
+    if ((s = dsl_note_fd(&g->w, g->f->fd, g->f->path))) return s;
+    if ((s = dsi_writer_check_inputs(&g->w, out_path))) return s;
+    if ((s = dsl_merge_index(g))) return s;
+    if ((s = dsi_writer_keys(&g->w, p->encrypt, p->key, p->passphrase, p->passphrase_len, 0, 0))) return s;
+    if ((s = dsi_writer_open(&g->w, out_path))) return s;
+    for (uint32_t si = 0; si < m->meta.n_segments; si++) {
+        dsi_segment *sg = &g->segs[si];
+        dsi_secure_free(&g->work);
+        if ((s = dsi_secure_alloc(&g->work, (size_t)sg->plain_bytes, 0, g->e))) return s;
+        if (m->dense && m->dense[si].ptr) memcpy(g->work.ptr, m->dense[si].ptr, (size_t)sg->plain_bytes);
+        else if ((s = dsi_segment_read(m, si, g->work.ptr, g->work.size, g->e))) return s;
+        for (size_t k = g->seg_first[si]; k < g->seg_first[si + 1]; k++) {
+            const dsi_tensor *W = &m->meta.tensors[g->order[k]];
+            if ((s = dsl_merge_tensor(g, W, (uint8_t *)g->work.ptr + W->offset))) return s;
+        }
+        if ((s = dsi_writer_seg_begin(&g->w, si, sg))) return s;
+        if ((s = dsi_writer_put(&g->w, g->work.ptr, (size_t)sg->plain_bytes))) return s;
+        if ((s = dsi_writer_seg_end(&g->w, sg->n_chunks))) return s;
+    }
+    if (g->matched != g->n_names) {
+        /* an adapter tensor no base matrix took: refuse rather than drop it */
+        for (size_t i = 0; i < g->n_names; i++) {
+            const char *n = g->by_name[i]->name;
+            size_t nl = strlen(n);
+            char wname[160];
+            snprintf(wname, sizeof wname, "%.*s.weight", nl > 7 ? (int)(nl - 7) : 0, n);
+            size_t idx;
+            dsi_model_file mf = dsi_model_file_of(m);
+            if (nl <= 7 || !dsi_file_tensor(&mf, wname, &idx))
+                return dsi_fail(g->e, DS_ERR_ADAPTER, "adapter %s: tensor %s has no matrix %s in the base %s",
+                                g->f->path, n, wname, m->path);
+        }
+        return dsi_fail(g->e, DS_ERR_ADAPTER, "adapter %s: %zu of its %zu tensors were merged", g->f->path,
+                        g->matched, g->n_names);
+    }
+    dsi_buf meta;
+    dsi_buf_init(&meta, g->al);
+    s = dsl_merge_metadata(g, &meta);
+    if (!s) s = dsi_writer_finish(&g->w, &meta, out_path);
+    dsi_buf_free(&meta);
+    return s;
+}
+
+DS_API ds_status ds_lora_merge(const ds_adapter *a, float scale, const char *out_path,
+                               const ds_convert_lora_params *params) {
+    dsi_err e = {0};
+    ds_convert_lora_params defaults = ds_convert_lora_default_params();
+    const ds_convert_lora_params *p = params ? params : &defaults;
+    if (!a || !out_path) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_lora_merge: adapter and out_path must not be NULL");
+        return dsi_publish(&e);
+    }
+    if (dsl_check_params(p, "ds_lora_merge", &e)) return dsi_publish(&e);
+    if (!isfinite(scale)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_lora_merge: scale %g is not finite", (double)scale);
+        return dsi_publish(&e);
+    }
+    const ds_model *m = a->base;
+    if (!m || !m->weights_loaded) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_lora_merge: the base model must be open with load_weights 1");
+        return dsi_publish(&e);
+    }
+    if (dsi_crypto_init(&e)) return dsi_publish(&e);
+    dsl_merge g;
+    memset(&g, 0, sizeof g);
+    g.al = &m->al;
+    g.e = &e;
+    g.a = a;
+    g.m = m;
+    g.f = &a->f;
+    g.s = scale * a->scale;
+    g.aseg_index = -1;
+    dsi_writer_init(&g.w, g.al, &e, m->hdr.chunk_bytes, p->overwrite,
+                    "ds lora merge --force, or ds_convert_lora_params.overwrite,");
+    ds_status s = dsl_merge_run(&g, p, out_path);
+    dsi_writer_free(&g.w);
+    dsi_free(g.al, g.by_name);
+    dsi_free(g.al, g.order);
+    dsi_free(g.al, g.seg_first);
+    dsi_free(g.al, g.segs);
+    dsi_secure_free(&g.work);
+    dsi_secure_free(&g.aseg);
+    if (g.fa) sodium_memzero(g.fa, g.fa_cap * sizeof *g.fa);
+    if (g.fb) sodium_memzero(g.fb, g.fb_cap * sizeof *g.fb);
+    if (g.row) sodium_memzero(g.row, g.row_cap * sizeof *g.row);
+    dsi_free(g.al, g.fa);
+    dsi_free(g.al, g.fb);
+    dsi_free(g.al, g.row);
+    return s ? dsi_publish(&e) : DS_OK;
+}
+/* ==== End deepseek_impl/lora_convert.c ==== */

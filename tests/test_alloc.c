@@ -314,6 +314,59 @@ int main(void) {
     fail_at = -1;
     ds_model_close(m);
     unlink(dsa);
+
+    /* 5: the LoRA converter and merge, which allocate through the base's
+     * allocator (the base itself opened without failures) */
+    char peft[600], aout[600], mout[600];
+    snprintf(peft, sizeof peft, "%s/peft/good/adapter_config.json", td);
+    snprintf(aout, sizeof aout, "/tmp/ds-test-alloc-%d.dsa", (int)getpid());
+    snprintf(mout, sizeof mout, "/tmp/ds-test-alloc-%d-merged.dsm", (int)getpid());
+    ds_model *mb = NULL;
+    fail_at = -1;
+    if (access(peft, R_OK) != 0) {
+        T_SKIP("alloc-5", "no PEFT fixtures ($DS_TESTDATA/peft)");
+    } else if (ds_model_open(&mb, out, &mp) != DS_OK) {
+        T_CHECK("alloc-5.0", 0, "base: %s", ds_last_error());
+    } else {
+        snprintf(peft, sizeof peft, "%s/peft/good", td);
+        ds_convert_lora_params lp5 = ds_convert_lora_default_params();
+        lp5.key = key;
+        lp5.key_len = 32;
+        for (int which = 0; which < 2; which++) {
+            ds_adapter *a = NULL;
+            ds_adapter_params ap = ds_adapter_default_params();
+            ap.key = key;
+            ap.key_len = 32;
+            fail_at = -1;
+            if (which && ds_adapter_open(&a, mb, aout, &ap) != DS_OK) {
+                T_CHECK("alloc-5.0", 0, "adapter: %s", ds_last_error());
+                break;
+            }
+            runs = bad = leaks = 0;
+            const char *o = which ? mout : aout;
+            for (fail_at = 0;; fail_at++) {
+                count = 0;
+                long live0 = live;
+                ds_status s = which ? ds_lora_merge(a, 1.0f, o, &lp5) : ds_convert_lora(peft, mb, o, &lp5);
+                runs++;
+                if (live != live0) leaks++;
+                if (s == DS_OK) break;
+                if (s != DS_ERR_NOMEM || !*ds_last_error() || access(o, F_OK) == 0)
+                    if (!bad++) snprintf(first, sizeof first, "N=%ld: status %d: %s", fail_at, s, ds_last_error());
+                if (fail_at > 100000) break;
+            }
+            long last = fail_at;
+            fail_at = -1;
+            if (a) (void)ds_adapter_close(a);
+            T_CHECK(which ? "alloc-5.4" : "alloc-5.1", bad == 0, "%ld of %ld failing runs misreported; first %s", bad,
+                    runs, first);
+            T_CHECK(which ? "alloc-5.5" : "alloc-5.2", leaks == 0, "%ld runs leaked allocations", leaks);
+            T_CHECK(which ? "alloc-5.6" : "alloc-5.3", last < 100000 && runs > 5, "never succeeded (%ld runs)", runs);
+        }
+        ds_model_close(mb);
+    }
+    unlink(aout);
+    unlink(mout);
     unlink(out);
     return t_finish("test_alloc");
 }

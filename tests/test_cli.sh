@@ -1570,5 +1570,186 @@ sys.exit(0 if sys.argv[3] in b and a.startswith(b) and len(b) < len(a) else 1)' 
     fi
 fi
 
+# ==== 11. LoRA adapters: --lora, --lora-scaled, --lora-key-file =============
+# A random PEFT adapter for the demo model (tests/gen/make_demo_lora.py),
+# converted with ds convert-lora. The logits with it are compared with
+# transformers + peft's on the same checkpoint (an F32 conversion, so that
+# only float rounding differs) when DS_TORCH_PYTHON (or $PY) has torch,
+# transformers and peft, and always with the adapter merged into the base by
+# ds lora merge (another path through the code). Scale 0 must give the
+# base's logits bit for bit. Every refusal names the adapter's file.
+
+TORCH_PY=${DS_TORCH_PYTHON:-$PY}
+if [ ! -f models/demo.dsm ] || [ ! -f models/demo.key ] || [ ! -d models/demo-hf ]; then
+    skip lora "models/demo.dsm not found (run from the repository root)"
+elif ! "$PY" -c 'import numpy' 2>/dev/null; then
+    skip lora "no numpy for tests/gen/make_demo_lora.py"
+else
+    L=$T/lora
+    mkdir -p "$L"
+    DK="--key-file models/demo.key"
+    LT=0,1200,345,2901,77,3000,15,642,2048,99
+    if "$PY" tests/gen/make_demo_lora.py "$L/peft" >"$T/err" 2>&1 &&
+        "$DS" convert-lora "$L/peft" "$L/a.dsa" --base models/demo.dsm $DK >>"$T/err" 2>&1; then
+        ok lora-1
+    else
+        bad lora-1 "making the demo adapter failed"
+    fi
+    expect lora-2 0 logits models/demo.dsm $DK --tokens $LT -o "$L/base.f32" &&
+        expect lora-2b 0 logits models/demo.dsm $DK --tokens $LT -o "$L/a.f32" --lora "$L/a.dsa" &&
+        check lora-2c "--lora changes the logits" "$PY" -c '
+import sys, numpy as np
+a = np.fromfile(sys.argv[1], "<f4"); b = np.fromfile(sys.argv[2], "<f4")
+sys.exit(0 if a.shape == b.shape and np.abs(a - b).max() > 0.05 else 1)' "$L/base.f32" "$L/a.f32"
+    expect lora-3 0 logits models/demo.dsm $DK --tokens $LT -o "$L/zero.f32" --lora-scaled "$L/a.dsa" 0 &&
+        check lora-3b "--lora-scaled FILE 0 gives the base's logits exactly" cmp -s "$L/base.f32" "$L/zero.f32"
+    # two adapters at once: the second at half scale moves the logits again
+    expect lora-3c 0 logits models/demo.dsm $DK --tokens $LT -o "$L/ab.f32" --lora "$L/a.dsa" \
+        --lora-scaled "$L/a.dsa" 0.5 &&
+        check lora-3d "a second adapter adds to the first" sh -c '! cmp -s "$1" "$2"' sh "$L/a.f32" "$L/ab.f32"
+
+    # ---- against independent references: PEFT, and the merged model ----
+    if "$DS" convert models/demo-hf "$L/f32.dsm" --quant f32 $DK >"$T/err" 2>&1 &&
+        "$DS" convert-lora "$L/peft" "$L/f.dsa" --base "$L/f32.dsm" $DK >>"$T/err" 2>&1 &&
+        "$DS" lora merge "$L/f32.dsm" "$L/f.dsa" "$L/merged.dsm" $DK --scale 0.5 >>"$T/err" 2>&1; then
+        ok lora-4
+        run logits "$L/f32.dsm" $DK --tokens $LT -o "$L/f1.f32" --lora "$L/f.dsa" --exact-activations
+        run logits "$L/f32.dsm" $DK --tokens $LT -o "$L/f5.f32" --lora-scaled "$L/f.dsa" 0.5 --exact-activations
+        run logits "$L/merged.dsm" $DK --tokens $LT -o "$L/m5.f32" --exact-activations
+        check lora-4b "--lora-scaled 0.5 equals the adapter merged at 0.5 (ds lora merge) within 1e-4" "$PY" -c '
+import sys, numpy as np
+a = np.fromfile(sys.argv[1], "<f4"); b = np.fromfile(sys.argv[2], "<f4")
+d = np.abs(a - b).max() if a.shape == b.shape and a.size else 1e9
+print("max |lora - merged| = %g" % d); sys.exit(0 if d < 1e-4 else 1)' "$L/f5.f32" "$L/m5.f32"
+        if "$TORCH_PY" -c 'import torch, transformers, peft' 2>/dev/null; then
+            if "$TORCH_PY" tests/ref/lora_peft_logits.py models/demo-hf "$L/peft" $LT "$L/p1.f32" >"$T/err" 2>&1 &&
+                "$TORCH_PY" tests/ref/lora_peft_logits.py models/demo-hf "$L/peft" $LT "$L/p5.f32" --scale 0.5 \
+                    >>"$T/err" 2>&1; then
+                for sc in 1 5; do
+                    check "lora-4c.$sc" "ds logits --lora(-scaled) equals transformers + peft within 1e-3" "$PY" -c '
+import sys, numpy as np
+a = np.fromfile(sys.argv[1], "<f4"); b = np.fromfile(sys.argv[2], "<f4")
+d = np.abs(a - b).max() if a.shape == b.shape and a.size else 1e9
+print("max |ds - peft| = %g" % d); sys.exit(0 if d < 1e-3 else 1)' "$L/f$sc.f32" "$L/p$sc.f32"
+                done
+            else
+                bad lora-4c "tests/ref/lora_peft_logits.py failed"
+            fi
+        else
+            skip lora-4c "no torch, transformers and peft in $TORCH_PY (set DS_TORCH_PYTHON): no PEFT reference"
+        fi
+    else
+        bad lora-4 "an F32 demo model, its adapter and the merge failed"
+    fi
+
+    # ---- an adapter of the MLPs (dense layer, shared and routed experts) ----
+    if "$PY" tests/gen/make_demo_lora.py "$L/peftx" --seed 3 --targets gate_proj,up_proj,down_proj >"$T/err" 2>&1 &&
+        "$DS" convert-lora "$L/peftx" "$L/x.dsa" --base models/demo.dsm $DK >>"$T/err" 2>&1; then
+        run logits models/demo.dsm $DK --tokens $LT -o "$L/xr.f32" --lora "$L/x.dsa"
+        run logits models/demo.dsm $DK --tokens $LT -o "$L/xc.f32" --lora "$L/x.dsa" --cache-mb 1
+        check lora-15 "an experts' adapter paged with the experts (--cache-mb 1) equals it resident" \
+            cmp -s "$L/xr.f32" "$L/xc.f32"
+        check lora-15b "an experts' adapter changes the logits" sh -c '! cmp -s "$1" "$2"' sh "$L/base.f32" "$L/xr.f32"
+        if [ -f "$L/f32.dsm" ] && "$DS" convert-lora "$L/peftx" "$L/fx.dsa" --base "$L/f32.dsm" $DK >"$T/err" 2>&1 &&
+            "$DS" lora merge "$L/f32.dsm" "$L/fx.dsa" "$L/mx.dsm" $DK >>"$T/err" 2>&1; then
+            run logits "$L/f32.dsm" $DK --tokens $LT -o "$L/fx.f32" --lora "$L/fx.dsa" --exact-activations --cache-mb 1
+            run logits "$L/mx.dsm" $DK --tokens $LT -o "$L/mxl.f32" --exact-activations
+            check lora-15c "the experts' adapter equals it merged (ds lora merge) within 1e-4" "$PY" -c '
+import sys, numpy as np
+a = np.fromfile(sys.argv[1], "<f4"); b = np.fromfile(sys.argv[2], "<f4")
+d = np.abs(a - b).max() if a.shape == b.shape and a.size else 1e9
+print("max |lora - merged| = %g" % d); sys.exit(0 if d < 1e-4 else 1)' "$L/fx.f32" "$L/mxl.f32"
+        else
+            skip lora-15c "no F32 demo model (lora-4) or the merge failed"
+        fi
+    else
+        bad lora-15 "making an adapter of the MLPs failed"
+    fi
+
+    # ---- run, chat, perplexity, bench ----
+    expect lora-5 0 run models/demo.dsm $DK -p "In the beginning" -n 12 --temp 0 --json &&
+        cp "$T/out" "$L/run-base.json"
+    expect lora-5b 0 run models/demo.dsm $DK -p "In the beginning" -n 12 --temp 0 --json --lora-scaled "$L/a.dsa" 0 &&
+        check lora-5c "ds run --lora-scaled FILE 0 generates the base's tokens" "$PY" -c '
+import json, sys
+a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
+sys.exit(0 if a["tokens"] == b["tokens"] else 1)' "$L/run-base.json" "$T/out"
+    expect lora-5d 0 run models/demo.dsm $DK -p "In the beginning" -n 12 --temp 0 --json --lora "$L/a.dsa" &&
+        check lora-5e "ds run --json names the adapters" "$PY" -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["adapters"]
+sys.exit(0 if len(a) == 1 and a[0]["path"].endswith("a.dsa") and a[0]["scale"] == 1 else 1)' "$T/out"
+    printf 'hello\n' | "$DS" chat models/demo.dsm $DK -n 4 --temp 0 --lora "$L/a.dsa" >"$T/out" 2>"$T/err"
+    check lora-6 "ds chat --lora answers" test $? -eq 0
+    awk 'BEGIN { for (i = 0; i < 40; i++) print "And God said, Let there be light: and there was light. And God saw the light." }' \
+        >"$L/text.txt"
+    expect lora-7 0 perplexity models/demo.dsm $DK -f "$L/text.txt" --ctx 64 --chunks 2 --json --lora "$L/a.dsa" \
+        --kl-divergence models/demo.dsm &&
+        check lora-7b "perplexity: the adapter on the model only, KL(base || model+adapter) > 0, adapters in --json" \
+            "$PY" -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+sys.exit(0 if j["kl_mean"] > 1e-3 and j["adapters"][0]["path"].endswith("a.dsa") and j["adapters"][0]["scale"] == 1
+         else 1)' "$T/out"
+    expect lora-7c 0 perplexity models/demo.dsm $DK -f "$L/text.txt" --ctx 64 --chunks 2 --json \
+        --lora-scaled "$L/a.dsa" 0 --kl-divergence models/demo.dsm &&
+        check lora-7d "perplexity: at scale 0 the KL against the base is 0" "$PY" -c '
+import json, sys
+j = json.load(open(sys.argv[1])); sys.exit(0 if j["kl_mean"] == 0 and j["top1_agree"] == 1 else 1)' "$T/out"
+    expect lora-8 0 bench models/demo.dsm $DK -p 8 -n 4 --lora-scaled "$L/a.dsa" 0.5 &&
+        check lora-8b "ds bench names the adapter it applied" \
+            has "$T/out" "adapter .*a.dsa: scale 0.5, rank 4, targets q_proj,kv_b_proj"
+    expect lora-8c 0 bench models/demo.dsm $DK -p 8 -n 4 && check lora-8d "ds bench says when there is none" \
+        has "$T/out" "adapters *none"
+    expect lora-8e 0 bench models/demo.dsm $DK -p 8 -n 4 --lora "$L/a.dsa" --json &&
+        check lora-8f "ds bench --json names the adapter" "$PY" -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["run"]["adapters"]
+sys.exit(0 if len(a) == 1 and a[0]["rank"] == 4 and a[0]["targets"] == "q_proj,kv_b_proj" else 1)' "$T/out"
+
+    # ---- refusals, each naming the adapter ----
+    expect lora-9 1 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" --lora "$L/no-such.dsa" &&
+        check lora-9b "a missing adapter is named" has "$T/err" "no-such.dsa"
+    "$DS" keygen "$L/other.key" >/dev/null 2>&1
+    if "$DS" convert-lora "$L/peft" "$L/k.dsa" --base models/demo.dsm --key-file "$L/other.key" \
+        --base-key-file models/demo.key >"$T/err" 2>&1; then
+        expect lora-10 1 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" --lora "$L/k.dsa" &&
+            check lora-10b "an adapter sealed with another key: named, with the hint --lora-key-file" \
+                sh -c 'grep -q "k.dsa" "$1" && grep -q -- "--lora-key-file" "$1"' sh "$T/err"
+        expect lora-10c 0 logits models/demo.dsm $DK --tokens $LT -o "$L/k.f32" --lora "$L/k.dsa" \
+            --lora-key-file "$L/other.key" &&
+            check lora-10d "with --lora-key-file it applies (as the same adapter sealed with the model's key)" \
+                cmp -s "$L/a.f32" "$L/k.f32"
+    else
+        bad lora-10 "sealing an adapter with another key failed"
+    fi
+    if "$DS" convert models/demo-hf "$L/other.dsm" $DK >"$T/err" 2>&1 &&
+        "$DS" convert-lora "$L/peft" "$L/o.dsa" --base "$L/other.dsm" $DK >>"$T/err" 2>&1; then
+        expect lora-11 1 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" --lora "$L/o.dsa" &&
+            check lora-11b "an adapter for another conversion of the checkpoint: named, with the identities" \
+                sh -c 'grep -q "o.dsa" "$1" && grep -q "identity" "$1"' sh "$T/err"
+        expect lora-11c 1 run models/demo.dsm $DK -p x -n 1 --lora "$L/a.dsa" --lora "$L/o.dsa" &&
+            check lora-11d "the bad one of two adapters is named" has "$T/err" "o.dsa"
+    else
+        bad lora-11 "a second conversion of the demo checkpoint failed"
+    fi
+    expect lora-12 1 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" --lora models/demo.dsm &&
+        check lora-12b "a model given as an adapter" has "$T/err" "not a LoRA adapter"
+    expect lora-13 2 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" --lora-scaled "$L/a.dsa"
+    expect lora-13b 2 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" --lora-scaled "$L/a.dsa" half &&
+        check lora-13c "a bad scale is named" has "$T/err" "half"
+    expect lora-13d 2 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" --lora-key-file "$L/other.key"
+    set --
+    for _ in 1 2 3 4 5 6 7 8 9; do set -- "$@" --lora "$L/a.dsa"; done
+    expect lora-13e 2 logits models/demo.dsm $DK --tokens 0,1 -o "$L/x.f32" "$@" &&
+        check lora-13f "more than 8 adapters: the limit is named" has "$T/err" "at most 8"
+    set --
+    for c in run chat logits perplexity bench; do
+        "$DS" "$c" --help >"$T/out" 2>&1
+        check "lora-14.$c" "ds $c --help names --lora and --lora-scaled" \
+            sh -c 'grep -q -- "--lora FILE" "$1" && grep -q -- "--lora-scaled FILE S" "$1"' sh "$T/out"
+    done
+fi
+
 echo "RESULT test_cli: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

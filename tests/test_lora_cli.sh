@@ -161,5 +161,45 @@ else
     bad lcli-5.8 "logits of the merged model"
 fi
 
+# ==== 6. Real PEFT adapters: merged logits against PEFT's ==================
+# tests/ref/lora (tests/ref/make_lora_goldens.py: PEFT 0.21.2 on transformers,
+# float32): each case's adapter converted over an F32 conversion of its
+# checkpoint, merged, and the merged model's logits for the goldens' tokens
+# against PEFT's merge_and_unload() logits (1e-4, as the base goldens).
+REF=${DS_LORA_REF:-$(dirname "$0")/ref/lora}
+TOK=${DS_GOLDEN_TOKENS:-$(dirname "$0")/ref/goldens/tokens.json}
+if [ ! -d "$REF" ] || [ ! -f "$TOK" ]; then
+    skip() { skipped=$((skipped + 1)); echo "SKIP $1: $2"; }
+    skip lcli-6 "no PEFT reference adapters in $REF"
+else
+    IDS=$("$PY" -c 'import json, sys; print(",".join(map(str, json.load(open(sys.argv[1]))["token_ids"])))' "$TOK")
+    n=0
+    for d in "$REF"/*/; do
+        c=$(basename "$d")
+        [ -f "$d/case.json" ] || continue
+        n=$((n + 1))
+        fam=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["family"])' "$d/case.json")
+        if [ ! -f "$T/m/$fam.dsm" ]; then
+            "$DS" convert "$TD/$fam" "$T/m/$fam.dsm" --quant f32 --key-file "$T/k" >/dev/null 2>"$T/err" ||
+                { bad "lcli-6.$n" "$c: ds convert $fam failed"; continue; }
+        fi
+        rm -f "$T/o/"*
+        if ! expect "lcli-6.$n.1" 0 convert-lora "$d" "$T/o/a.dsa" --base "$T/m/$fam.dsm" --key-file "$T/k"; then
+            continue
+        fi
+        expect "lcli-6.$n.2" 0 lora merge "$T/m/$fam.dsm" "$T/o/a.dsa" "$T/o/m.dsm" --key-file "$T/k" || continue
+        expect "lcli-6.$n.3" 0 logits "$T/o/m.dsm" --key-file "$T/k" --tokens "$IDS" --out "$T/o/m.f32" \
+            --exact-activations || continue
+        check "lcli-6.$n.4" "$c: merged logits differ from PEFT's merge_and_unload() (max |diff| in stderr)" "$PY" -c '
+import sys
+import numpy as np
+a = np.fromfile(sys.argv[1], dtype="<f4")
+b = np.fromfile(sys.argv[2], dtype="<f4")
+d = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
+print("%s: max |merged - PEFT merged| = %.3g" % (sys.argv[3], d), file=sys.stderr)
+sys.exit(0 if d < 1e-4 else 1)' "$T/o/m.f32" "$d/merged.logits.f32" "$c"
+    done
+fi
+
 echo "RESULT test_lora_cli: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -454,6 +454,8 @@ int main(void) {
     check_bad("lora-conv-2.10", "bad_bias", v2, DS_ERR_ADAPTER, "bias", "lora_only");
     check_bad("lora-conv-2.11", "bad_type", v2, DS_ERR_ADAPTER, "peft_type", "IA3");
     check_bad("lora-conv-2.12", "no_such_dir", v2, DS_ERR_IO, "adapter_config.json", NULL);
+    check_bad("lora-conv-2.13", "bad_fused", v2, DS_ERR_ADAPTER, "model.layers.1.mlp.experts.lora_A", "fused");
+    check_bad("lora-conv-2.14", "bad_alpha", v2, DS_ERR_ADAPTER, "lora_alpha", "positive");
 
     /* 3. bound to the base's identity: another conversion of the same
      * checkpoint is another base */

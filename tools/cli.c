@@ -8,7 +8,10 @@
 
 #include "tools/cli.h"
 
+#include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -347,6 +350,142 @@ void model_opts_params(const model_opts *o, ds_model_params *mp) {
     mp->mlock = o->mlock;
     mp->exact_activations = o->exact;
     mp->huge_pages = !o->no_huge_pages;
+}
+
+/* ==== LoRA adapters ===================================================== */
+
+int parse_lora_scale(const char *s, float *out) {
+    char *end = NULL;
+    if (!s || !*s || isspace((unsigned char)*s)) return 0;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end || errno == ERANGE || !isfinite(v) || fabs(v) > 1e6) return 0;
+    *out = (float)v;
+    return 1;
+}
+
+int lora_option(argscan *a, lora_opts *o) {
+    const char *v;
+    int scaled = 0;
+    if (is_opt(a, "--lora-key-file", &v)) {
+        set_once(a, &o->key_file, v, "--lora-key-file");
+        return 1;
+    }
+    if (!is_opt(a, "--lora", &v) && !(scaled = is_opt(a, "--lora-scaled", &v))) return 0;
+    if (a->bad) return 1;
+    const char *s = NULL;
+    if (scaled) {
+        /* llama.cpp's form: two values, the file then the scale */
+        if (a->i + 1 >= a->argc) {
+            usage_error(a->cmd, "option --lora-scaled needs a file and a scale: --lora-scaled FILE S");
+            a->bad = 1;
+            return 1;
+        }
+        s = a->argv[++a->i];
+    }
+    if (!v[0]) {
+        usage_error(a->cmd, "%s needs an adapter file", scaled ? "--lora-scaled" : "--lora");
+        a->bad = 1;
+        return 1;
+    }
+    if (o->n >= DS_MAX_ADAPTERS) {
+        usage_error(a->cmd, "at most %d adapters (--lora, --lora-scaled) at once (DS_MAX_ADAPTERS)", DS_MAX_ADAPTERS);
+        a->bad = 1;
+        return 1;
+    }
+    o->path[o->n] = v;
+    o->scale_s[o->n] = s;
+    o->n++;
+    return 1;
+}
+
+int lora_opts_check(const char *cmd, lora_opts *o) {
+    for (int i = 0; i < o->n; i++) {
+        o->scale[i] = 1.0f;
+        if (o->scale_s[i] && !parse_lora_scale(o->scale_s[i], &o->scale[i]))
+            return usage_error(cmd, "--lora-scaled %s: the scale must be a number (e.g. 0.5; 0 = off), not '%s'",
+                               o->path[i], o->scale_s[i]);
+    }
+    if (o->key_file && !o->key_file[0]) return usage_error(cmd, "--lora-key-file needs a file name");
+    if (o->key_file && !o->n) return usage_error(cmd, "--lora-key-file without --lora or --lora-scaled");
+    return 0;
+}
+
+int lora_params(const char *cmd, const char *key_file, const secret *model_secret, int allow_plaintext,
+                secret *own, ds_adapter_params *ap) {
+    *ap = ds_adapter_default_params();
+    memset(own, 0, sizeof *own);
+    ap->allow_plaintext = allow_plaintext;
+    if (key_file) {
+        ds_status st = ds_key_file_read(key_file, own->key);
+        if (st != DS_OK) return fail(cmd, "--lora-key-file: %s", errmsg(st));
+        own->have_key = 1;
+        model_secret = own;
+    }
+    if (model_secret && model_secret->have_key) {
+        ap->key = model_secret->key;
+        ap->key_len = sizeof model_secret->key;
+    } else if (model_secret && model_secret->pass) {
+        ap->passphrase = model_secret->pass;
+        ap->passphrase_len = model_secret->pass_len;
+    }
+    return 0;
+}
+
+int lora_open(const char *cmd, const lora_opts *o, ds_model *m, const secret *model_secret, int allow_plaintext,
+              lora_set *ls) {
+    memset(ls, 0, sizeof *ls);
+    if (!o || !o->n) return 0;
+    secret own;
+    ds_adapter_params ap;
+    int rc = lora_params(cmd, o->key_file, model_secret, allow_plaintext, &own, &ap);
+    for (int i = 0; !rc && i < o->n; i++) {
+        ds_status st = ds_adapter_open(&ls->a[i], m, o->path[i], &ap);
+        if (st != DS_OK) {
+            /* the library's message names the file ("adapter PATH: ..."); a
+             * failure before it opened it may not */
+            const char *msg = errmsg(st);
+            const char *hint = (st == DS_ERR_WRONG_KEY || st == DS_ERR_NEED_KEY) && !o->key_file
+                                   ? " (adapters are opened with the model's key: one sealed with another key needs "
+                                     "--lora-key-file F)"
+                                   : "";
+            rc = strstr(msg, o->path[i]) ? fail(cmd, "%s%s", msg, hint)
+                                         : fail(cmd, "adapter %s: %s%s", o->path[i], msg, hint);
+            break;
+        }
+        ls->scale[i] = o->scale[i];
+        ls->path[i] = o->path[i];
+        ls->n = (size_t)i + 1;
+    }
+    secret_wipe(&own);
+    if (rc) lora_close(ls);
+    return rc;
+}
+
+int lora_apply(const char *cmd, const lora_set *ls, ds_context *c) {
+    if (!ls || !ls->n) return 0;
+    int n = ds_context_n_seq(c);
+    for (int i = 0; i < n; i++) {
+        ds_status st = ds_context_set_adapters(ds_context_seq(c, i), ls->a, ls->scale, ls->n);
+        if (st != DS_OK) return fail(cmd, "applying the adapters: %s", errmsg(st));
+    }
+    return 0;
+}
+
+void lora_close(lora_set *ls) {
+    if (!ls) return;
+    for (size_t i = 0; i < ls->n; i++) (void)ds_adapter_close(ls->a[i]);
+    memset(ls, 0, sizeof *ls);
+}
+
+void lora_describe(FILE *f, const char *prefix, const lora_set *ls) {
+    for (size_t i = 0; ls && i < ls->n; i++) {
+        ds_adapter_info ai;
+        if (ds_adapter_get_info(ls->a[i], &ai) != DS_OK) continue;
+        fprintf(f, "%s%s: scale %g (rank %d, alpha %g%s, targets %s, %llu parameters, %s)\n", prefix, ls->path[i],
+                (double)ls->scale[i], ai.rank, (double)ai.alpha, ai.rslora ? ", rsLoRA" : "", ai.targets,
+                (unsigned long long)ai.n_params, ai.dtype == DS_DTYPE_F16 ? "F16" : "F32");
+    }
 }
 
 /* ==== Model paths and the trained length ================================ */

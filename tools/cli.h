@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "deepseek.h"
 
@@ -154,6 +155,58 @@ int model_opts_check(const char *cmd, model_opts *o);
  * the caller's. */
 void model_opts_params(const model_opts *o, ds_model_params *mp);
 
+/* ==== LoRA adapters (--lora, --lora-scaled, --lora-key-file) ============== */
+/*
+ * llama.cpp's spellings: --lora FILE (scale 1) and --lora-scaled FILE S, each
+ * repeatable up to DS_MAX_ADAPTERS in all, applied together in the order
+ * given. An adapter is opened with the model's key or passphrase (it is
+ * usually sealed with the base's), or with --lora-key-file F's key.
+ */
+typedef struct lora_opts {
+    int n;
+    const char *path[DS_MAX_ADAPTERS];
+    const char *scale_s[DS_MAX_ADAPTERS];   /* --lora-scaled's S; NULL for --lora */
+    float scale[DS_MAX_ADAPTERS];           /* parsed by lora_opts_check (1 for --lora) */
+    const char *key_file;                   /* --lora-key-file */
+} lora_opts;
+
+/* The adapters open over one model. */
+typedef struct lora_set {
+    size_t n;
+    ds_adapter *a[DS_MAX_ADAPTERS];
+    float scale[DS_MAX_ADAPTERS];
+    const char *path[DS_MAX_ADAPTERS];      /* lora_opts's, for messages */
+} lora_set;
+
+/* Recognises --lora FILE, --lora-scaled FILE S and --lora-key-file F.
+ * Returns 1 when the current argument was one of them (a->bad on a usage
+ * error). */
+int lora_option(argscan *a, lora_opts *o);
+/* Parses a scale: a finite decimal number. 1 = ok. */
+int parse_lora_scale(const char *s, float *out);
+/* Parses the scales. Returns 0 or EXIT_USAGE. */
+int lora_opts_check(const char *cmd, lora_opts *o);
+/* The parameters an adapter is opened with: the key of --lora-key-file
+ * (loaded into *own, which the caller wipes) or else the model's secret;
+ * allow_plaintext as the model's. Returns 0 or EXIT_FAILURE (message
+ * printed). */
+int lora_params(const char *cmd, const char *key_file, const secret *model_secret, int allow_plaintext,
+                secret *own, ds_adapter_params *ap);
+/* Opens every adapter of o over m (ds_adapter_open) with the parameters
+ * lora_params gives. Returns 0, or EXIT_FAILURE with a message naming the
+ * file and nothing left open. */
+int lora_open(const char *cmd, const lora_opts *o, ds_model *m, const secret *model_secret, int allow_plaintext,
+              lora_set *ls);
+/* Applies the set to every sequence of c's context. Returns 0 or
+ * EXIT_FAILURE (message printed). */
+int lora_apply(const char *cmd, const lora_set *ls, ds_context *c);
+/* Closes the adapters (after the contexts that applied them are freed,
+ * before the model). */
+void lora_close(lora_set *ls);
+/* One line per adapter on f: "<prefix>PATH: scale S (rank R, alpha A,
+ * targets T, N parameters)". */
+void lora_describe(FILE *f, const char *prefix, const lora_set *ls);
+
 /* ==== Model paths and the trained length ================================== */
 
 /* When `path` is not a container but something `ds convert` takes (a
@@ -193,5 +246,7 @@ int ds_cmd_lora(int argc, char **argv);
 extern const char ds_lora_help[];
 struct ds_adapter;
 int ds_lora_print_info(const struct ds_adapter *a, const char *path, int json);
+/* n bytes as 2n lowercase hex digits and a NUL into out. */
+void ds_hex(const unsigned char *b, size_t n, char *out);
 
 #endif

@@ -227,6 +227,19 @@ static void json_float(FILE *f, double v) {
     else fputs("null", f);
 }
 
+/* `, "adapters": [{"path": ..., "scale": ...}, ...]` for a --json line. */
+static void json_adapters(FILE *f, const lora_set *ls) {
+    fputs(", \"adapters\": [", f);
+    for (size_t j = 0; j < ls->n; j++) {
+        fprintf(f, "%s{\"path\": ", j ? ", " : "");
+        json_str(f, ls->path[j]);
+        fputs(", \"scale\": ", f);
+        json_float(f, ls->scale[j]);
+        fputs("}", f);
+    }
+    fputs("]", f);
+}
+
 /* ==== The model path ===================================================== */
 
 /* -m/--model: the model as an option (llama.cpp's spelling) instead of the
@@ -615,7 +628,7 @@ static void model_id_hex(const ds_model *m, char out[2 * DS_MODEL_ID_BYTES + 1])
         strcpy(out, "?");
         return;
     }
-    for (int i = 0; i < DS_MODEL_ID_BYTES; i++) sprintf(out + 2 * i, "%02x", id[i]);
+    ds_hex(id, sizeof id, out);
 }
 
 static void print_model_text(const ds_model *m, const ds_model_config *c, uint64_t file_bytes) {
@@ -1025,7 +1038,8 @@ static int cmd_verify(int argc, char **argv) {
 /* Opens a model for the inference commands: checks that an encrypted file
  * has a secret, loads it, opens (with or without the weights) and wipes the
  * secret. Prints the message and returns NULL on failure. */
-static ds_model *open_model(const char *cmd, const char *path, const model_opts *o, int load_weights, log_ctx *lc) {
+static ds_model *open_model_lora(const char *cmd, const char *path, const model_opts *o, int load_weights, log_ctx *lc,
+                                 const lora_opts *lo, lora_set *ls) {
     ds_file_info fi;
     ds_status st = ds_file_info_read(path, &fi);
     if (st != DS_OK) {
@@ -1054,6 +1068,14 @@ static ds_model *open_model(const char *cmd, const char *path, const model_opts 
     mp.log_user = lc;
     secret_params(&sec, &mp);
     st = ds_model_open(&m, path, &mp);
+    if (st == DS_OK && lo && lo->n) {
+        /* the adapters, with the model's key unless --lora-key-file */
+        if (lora_open(cmd, lo, m, &sec, o->ko.allow_plaintext, ls)) {
+            secret_wipe(&sec);
+            ds_model_close(m);
+            return NULL;
+        }
+    }
     secret_wipe(&sec);
     if (st != DS_OK) {
         const char *msg = errmsg(st), *hint = "";
@@ -1065,6 +1087,10 @@ static ds_model *open_model(const char *cmd, const char *path, const model_opts 
         return NULL;
     }
     return m;
+}
+
+static ds_model *open_model(const char *cmd, const char *path, const model_opts *o, int load_weights, log_ctx *lc) {
+    return open_model_lora(cmd, path, o, load_weights, lc, NULL, NULL);
 }
 
 /* A context of n_ctx tokens on m. Returns 0, or EXIT_FAILURE (message
@@ -1083,19 +1109,33 @@ static int new_context(const char *cmd, ds_model *m, const model_opts *o, int n_
     return 0;
 }
 
-/* Opens the model with its weights and a context on it. Returns 0, or
- * EXIT_FAILURE with nothing left open. */
+/* Opens the model with its weights, the adapters of lo (--lora) into ls,
+ * and a context on it applying them. Returns 0, or EXIT_FAILURE with
+ * nothing left open. */
 static int open_inference(const char *cmd, const char *path, const model_opts *o, int n_ctx, log_ctx *lc,
-                          ds_model **m, ds_context **c) {
-    *m = open_model(cmd, path, o, 1, lc);
+                          const lora_opts *lo, lora_set *ls, ds_model **m, ds_context **c) {
+    memset(ls, 0, sizeof *ls);
+    *m = open_model_lora(cmd, path, o, 1, lc, lo, ls);
     *c = NULL;
     if (!*m) return EXIT_FAILURE;
     int rc = new_context(cmd, *m, o, n_ctx, c);
+    if (!rc) rc = lora_apply(cmd, ls, *c);
     if (rc) {
+        ds_context_free(*c);
+        *c = NULL;
+        lora_close(ls);
         ds_model_close(*m);
         *m = NULL;
     }
     return rc;
+}
+
+/* Frees what open_inference made: the context, then the adapters, then the
+ * model (an adapter holds the model, a context's sequences the adapters). */
+static void close_inference(ds_context *c, lora_set *ls, ds_model *m) {
+    ds_context_free(c);
+    lora_close(ls);
+    ds_model_close(m);
 }
 
 /* ==== Sampling options (run, chat) ======================================== */
@@ -1469,8 +1509,9 @@ static const char run_help[] =
     "  --no-display-prompt       print only the generated text, not the prompt before it\n"
     "  --display-prompt          print the prompt before the generated text (the default)\n"
     "  --json                    print nothing while generating, then one JSON object on stdout:\n"
-    "                            model, text, tokens (the generated ids), n_prompt, n_generated,\n"
-    "                            stop_reason, reverse_prompt, seed, timings (prompt_n, prompt_ms,\n"
+    "                            model, adapters (path, scale), text, tokens (the generated ids),\n"
+    "                            n_prompt, n_generated, stop_reason, reverse_prompt, seed,\n"
+    "                            timings (prompt_n, prompt_ms,\n"
     "                            prompt_per_second, predicted_n, predicted_ms, predicted_per_second)\n"
     "  --temp T                  temperature; 0 = greedy (default 1)\n"
     "  --top-k K                 keep the K most likely tokens (0 = off, default)\n"
@@ -1504,7 +1545,13 @@ static const char run_help[] =
     "                            int8 ones quantized per block of 32 (slower; for checks)\n"
     "  --no-huge-pages           keep the weights and the expert cache in 4 KiB pages (default: they\n"
     "                            ask for 2 MiB transparent huge pages where the kernel has them)\n"
-    "  -v, --verbose             also print the library's notices\n";
+    "  -v, --verbose             also print the library's notices\n"
+    "LoRA adapters (llama.cpp's spellings; files made by ds convert-lora for this very model):\n"
+    "  --lora FILE               apply the adapter FILE (.dsa) at its trained scale; may be\n"
+    "                            given up to 8 times (DS_MAX_ADAPTERS), with --lora-scaled\n"
+    "  --lora-scaled FILE S      apply FILE with its scale times S (0 = as if absent, 1 = --lora)\n"
+    "  --lora-key-file F         the adapters' key when they are not sealed with the model's\n"
+    "                            (default: --key-file or --passphrase-env, the model's)\n";
 
 /* The figures of a run, as llama.cpp's server names them in "timings". */
 static void json_timings(FILE *f, const ds_generate_stats *gs) {
@@ -1523,8 +1570,12 @@ static int cmd_run(int argc, char **argv) {
     const char *cmd = "run";
     argscan a = {cmd, argc, argv, 0, 0, 0};
     model_opts mo;
+    lora_opts lo;
+    lora_set ls;
     sample_opts so;
     memset(&mo, 0, sizeof mo);
+    memset(&lo, 0, sizeof lo);
+    memset(&ls, 0, sizeof ls);
     memset(&so, 0, sizeof so);
     const char *path = NULL, *prompt = NULL, *prompt_file = NULL;
     int display = -1, json = 0;
@@ -1552,6 +1603,7 @@ static int cmd_run(int argc, char **argv) {
             display = d;
         } else if (is_flag(&a, "--json")) {
             json = 1;
+        } else if (lora_option(&a, &lo)) {
         } else if (model_option(&a, &mo, MO_THREADS | MO_CTX | MO_CACHE) || sample_option(&a, &so)) {
         } else {
             return unknown_option(&a);
@@ -1565,6 +1617,7 @@ static int cmd_run(int argc, char **argv) {
     if (json && display == 1) return usage_error(cmd, "--json prints one JSON object: no --display-prompt with it");
     int rc = model_opts_check(cmd, &mo);
     if (rc) return rc;
+    if ((rc = lora_opts_check(cmd, &lo)) != 0) return rc;
     ds_sampler *smp = NULL;
     int max_tokens = 0;
     if ((rc = sample_opts_make(cmd, &so, 128, &smp, &max_tokens)) != 0) return rc;
@@ -1573,7 +1626,7 @@ static int cmd_run(int argc, char **argv) {
     log_ctx lc = {cmd, mo.verbose ? DS_LOG_DEBUG : DS_LOG_WARN, NULL};
     ds_model *m = NULL;
     ds_context *c = NULL;
-    if ((rc = open_inference(cmd, path, &mo, mo.n_ctx, &lc, &m, &c)) != 0) {
+    if ((rc = open_inference(cmd, path, &mo, mo.n_ctx, &lc, &lo, &ls, &m, &c)) != 0) {
         ds_sampler_free(smp);
         return rc;
     }
@@ -1621,6 +1674,7 @@ static int cmd_run(int argc, char **argv) {
         if (json) {
             printf("{\"model\": ");
             json_str(stdout, path);
+            json_adapters(stdout, &ls);
             printf(", \"text\": ");
             json_str(stdout, out.text ? out.text : "");
             printf(", \"tokens\": [");
@@ -1640,8 +1694,7 @@ static int cmd_run(int argc, char **argv) {
 done:
     stream_free(&out);
     free(ids);
-    ds_context_free(c);
-    ds_model_close(m);
+    close_inference(c, &ls, m);
     ds_sampler_free(smp);
     free(file_text);
     return rc;
@@ -1693,7 +1746,8 @@ static const char chat_help[] =
     "  --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
     "  --frequency-penalty, --presence-penalty, -s/--seed, -t/--threads, -c/--ctx-size/--ctx,\n"
     "  --cache-mb, --evict, --prefetch, --device, --gpu, --gpu-cache-mb, --allow-plaintext,\n"
-    "  --mlock, --exact-activations, --no-huge-pages, -v/--verbose\n"
+    "  --mlock, --exact-activations, --no-huge-pages, -v/--verbose, --lora FILE,\n"
+    "  --lora-scaled FILE S, --lora-key-file F\n"
     "                            as for ds run\n";
 
 /* The conversation: messages with owned contents. */
@@ -1907,8 +1961,12 @@ static int cmd_chat(int argc, char **argv) {
     const char *cmd = "chat";
     argscan a = {cmd, argc, argv, 0, 0, 0};
     model_opts mo;
+    lora_opts lo;
+    lora_set ls;
     sample_opts so;
     memset(&mo, 0, sizeof mo);
+    memset(&lo, 0, sizeof lo);
+    memset(&ls, 0, sizeof ls);
     memset(&so, 0, sizeof so);
     const char *path = NULL, *system = NULL;
     int stats = 0, chat_flags = 0;
@@ -1931,6 +1989,7 @@ static int cmd_chat(int argc, char **argv) {
             stats = 1;
         } else if (is_flag(&a, "--special-in-content")) {
             chat_flags = DS_CHAT_SPECIAL_IN_CONTENT;
+        } else if (lora_option(&a, &lo)) {
         } else if (model_option(&a, &mo, MO_THREADS | MO_CTX | MO_CACHE) || sample_option(&a, &so)) {
         } else {
             return unknown_option(&a);
@@ -1940,6 +1999,7 @@ static int cmd_chat(int argc, char **argv) {
     if (!path) return usage_error(cmd, "missing <model.dsm> (or -m FILE)");
     int rc = model_opts_check(cmd, &mo);
     if (rc) return rc;
+    if ((rc = lora_opts_check(cmd, &lo)) != 0) return rc;
     ds_sampler *smp = NULL;
     int max_tokens = 0;
     if ((rc = sample_opts_make(cmd, &so, 512, &smp, &max_tokens)) != 0) return rc;
@@ -1947,7 +2007,7 @@ static int cmd_chat(int argc, char **argv) {
     log_ctx lc = {cmd, mo.verbose ? DS_LOG_DEBUG : DS_LOG_WARN, NULL};
     ds_model *m = NULL;
     ds_context *c = NULL;
-    if ((rc = open_inference(cmd, path, &mo, mo.n_ctx, &lc, &m, &c)) != 0) {
+    if ((rc = open_inference(cmd, path, &mo, mo.n_ctx, &lc, &lo, &ls, &m, &c)) != 0) {
         ds_sampler_free(smp);
         return rc;
     }
@@ -2039,8 +2099,7 @@ done:
     free(hist.msg);
     free(line);
     free(ids);
-    ds_context_free(c);
-    ds_model_close(m);
+    close_inference(c, &ls, m);
     ds_sampler_free(smp);
     return rc;
 }
@@ -2135,6 +2194,7 @@ static const char logits_help[] =
     "  -m, --model FILE  the model, instead of the positional <model.dsm>\n"
     "  -t, --threads N, --cache-mb M, --evict, --prefetch, --device, --gpu, --gpu-cache-mb,\n"
     "  --allow-plaintext, --mlock, --no-huge-pages, -v/--verbose   as for ds run\n"
+    "  --lora FILE, --lora-scaled FILE S, --lora-key-file F   LoRA adapters, as for ds run\n"
     "  --exact-activations   products with Q8_0/Q4_0 weights take F32 activations\n"
     "                  (not quantized to int8 per block): slower, for checks\n";
 
@@ -2229,7 +2289,11 @@ static int cmd_logits(int argc, char **argv) {
     const char *cmd = "logits";
     argscan a = {cmd, argc, argv, 0, 0, 0};
     model_opts mo;
+    lora_opts lo;
+    lora_set ls;
     memset(&mo, 0, sizeof mo);
+    memset(&lo, 0, sizeof lo);
+    memset(&ls, 0, sizeof ls);
     const char *path = NULL, *tokens_s = NULL, *out_path = NULL;
 
     for (a.i = 1; a.i < argc && !a.bad; a.i++) {
@@ -2247,6 +2311,7 @@ static int cmd_logits(int argc, char **argv) {
             set_once(&a, &tokens_s, v, "--tokens");
         } else if (is_opt(&a, "--out", &v) || is_opt(&a, "-o", &v)) {
             set_once(&a, &out_path, v, "--out");
+        } else if (lora_option(&a, &lo)) {
         } else if (model_option(&a, &mo, MO_THREADS | MO_CACHE)) {
         } else {
             return unknown_option(&a);
@@ -2258,6 +2323,7 @@ static int cmd_logits(int argc, char **argv) {
     if (!out_path || !out_path[0]) return usage_error(cmd, "missing --out FILE");
     int rc = model_opts_check(cmd, &mo);
     if (rc) return rc;
+    if ((rc = lora_opts_check(cmd, &lo)) != 0) return rc;
     int32_t *ids = NULL;
     size_t n = 0;
     int pr = parse_token_list(tokens_s, &ids, &n);
@@ -2273,7 +2339,7 @@ static int cmd_logits(int argc, char **argv) {
     log_ctx lc = {cmd, mo.verbose ? DS_LOG_DEBUG : DS_LOG_WARN, NULL};
     ds_model *m = NULL;
     ds_context *c = NULL;
-    if ((rc = open_inference(cmd, path, &mo, (int)n, &lc, &m, &c)) != 0) {
+    if ((rc = open_inference(cmd, path, &mo, (int)n, &lc, &lo, &ls, &m, &c)) != 0) {
         free(ids);
         return rc;
     }
@@ -2292,8 +2358,7 @@ static int cmd_logits(int argc, char **argv) {
     }
     free(logits);
     free(ids);
-    ds_context_free(c);
-    ds_model_close(m);
+    close_inference(c, &ls, m);
     return rc;
 }
 
@@ -2370,6 +2435,11 @@ static const char perplexity_help[] =
     "  -t, --threads N, --cache-mb M, --evict, --prefetch, --device, --gpu, --gpu-cache-mb,\n"
     "  --allow-plaintext, --mlock, --exact-activations, --no-huge-pages, -v/--verbose\n"
     "                         as for ds run\n"
+    "  --lora FILE, --lora-scaled FILE S, --lora-key-file F\n"
+    "                         LoRA adapters, as for ds run: applied to the model only, never\n"
+    "                         to --kl-divergence's BASE. With BASE the very file the adapters\n"
+    "                         were made for (the same path), the KL figures measure how far\n"
+    "                         the adapters move the model; --json adds \"adapters\"\n"
     "Memory: the logits of a window, ctx x vocab floats (twice with --kl-divergence).\n";
 
 /* ---- the numbers ---- */
@@ -2440,10 +2510,11 @@ static int cmp_double_asc(const void *a, const void *b) {
 /* Opens a model and a context of n_ctx positions for it, after checking that
  * n_ctx fits the model's maximum context. Returns 0, or EXIT_FAILURE
  * (message printed) with nothing left open. */
-static int open_scorer(const char *cmd, const char *path, const model_opts *o, int n_ctx, log_ctx *lc, ds_model **m,
-                       ds_context **c, ds_model_config *cfg) {
+static int open_scorer(const char *cmd, const char *path, const model_opts *o, int n_ctx, log_ctx *lc,
+                       const lora_opts *lo, lora_set *ls, ds_model **m, ds_context **c, ds_model_config *cfg) {
     *c = NULL;
-    if (!(*m = open_model(cmd, path, o, 1, lc))) return EXIT_FAILURE;
+    memset(ls, 0, sizeof *ls);
+    if (!(*m = open_model_lora(cmd, path, o, 1, lc, lo, ls))) return EXIT_FAILURE;
     ds_status st = ds_model_get_config(*m, cfg);
     int rc = 0;
     if (st != DS_OK) {
@@ -2453,10 +2524,13 @@ static int open_scorer(const char *cmd, const char *path, const model_opts *o, i
                   cfg->max_position_embeddings);
     } else if (cfg->vocab_size < 1) {
         rc = fail(cmd, "%s: vocabulary size %d", path, cfg->vocab_size);
-    } else if ((rc = new_context(cmd, *m, o, n_ctx, c)) == 0) {
+    } else if ((rc = new_context(cmd, *m, o, n_ctx, c)) == 0 && (rc = lora_apply(cmd, ls, *c)) == 0) {
         ds_context_set_abort(*c, interrupted, NULL);
     }
     if (rc) {
+        ds_context_free(*c);
+        *c = NULL;
+        lora_close(ls);
         ds_model_close(*m);
         *m = NULL;
     }
@@ -2498,7 +2572,11 @@ static int cmd_perplexity(int argc, char **argv) {
     const char *cmd = "perplexity";
     argscan a = {cmd, argc, argv, 0, 0, 0};
     model_opts mo;
+    lora_opts lo;
+    lora_set ls;
     memset(&mo, 0, sizeof mo);
+    memset(&lo, 0, sizeof lo);
+    memset(&ls, 0, sizeof ls);
     const char *path = NULL, *file = NULL, *chunks_s = NULL, *base_path = NULL;
     int json = 0;
 
@@ -2522,6 +2600,7 @@ static int cmd_perplexity(int argc, char **argv) {
             set_once(&a, &base_path, v, "--kl-divergence");
         } else if (is_flag(&a, "--json")) {
             json = 1;
+        } else if (lora_option(&a, &lo)) {
         } else if (model_option(&a, &mo, MO_THREADS | MO_CTX | MO_CACHE)) {
         } else {
             return unknown_option(&a);
@@ -2533,6 +2612,7 @@ static int cmd_perplexity(int argc, char **argv) {
     if (base_path && !base_path[0]) return usage_error(cmd, "--kl-divergence needs a model file");
     int rc = model_opts_check(cmd, &mo);
     if (rc) return rc;
+    if ((rc = lora_opts_check(cmd, &lo)) != 0) return rc;
     int n_ctx = mo.ctx_s ? mo.n_ctx : 512;
     if (n_ctx < 3)   /* ctx - 1 - ctx/2 scored positions a window: none below 3 */
         return usage_error(cmd, "--ctx %d scores no position: a window needs at least 3 tokens", n_ctx);
@@ -2552,9 +2632,13 @@ static int cmd_perplexity(int argc, char **argv) {
     float *logits = NULL, *logits_b = NULL;
     double *nll = NULL, *nll_b = NULL, *kl = NULL, *diff = NULL;
     size_t n_ids = 0, n_ids_b = 0, n_same_top = 0;
-    if ((rc = open_scorer(cmd, path, &mo, n_ctx, &lc, &m, &c, &cfg)) != 0) goto done;
+    if ((rc = open_scorer(cmd, path, &mo, n_ctx, &lc, &lo, &ls, &m, &c, &cfg)) != 0) goto done;
+    lora_describe(stderr, "adapter ", &ls);
     if (base_path) {
-        if ((rc = open_scorer(cmd, base_path, &mo, n_ctx, &lc, &mbase, &cb, &cfg_b)) != 0) goto done;
+        /* the adapters apply to the model, never to the base: with the
+         * base the same file, this measures what the adapters change */
+        lora_set none;
+        if ((rc = open_scorer(cmd, base_path, &mo, n_ctx, &lc, NULL, &none, &mbase, &cb, &cfg_b)) != 0) goto done;
         if (cfg_b.vocab_size != cfg.vocab_size) {
             rc = fail(cmd, "--kl-divergence: the vocabularies differ: %s has %d tokens, %s has %d", path,
                       cfg.vocab_size, base_path, cfg_b.vocab_size);
@@ -2693,6 +2777,7 @@ static int cmd_perplexity(int argc, char **argv) {
     if (json) {
         printf("{\"model\": ");
         json_str(stdout, path);
+        json_adapters(stdout, &ls);
         printf(", \"file\": ");
         json_str(stdout, file);
         printf(", \"n_ctx\": %d, \"n_tokens\": %zu, \"bos\": %ld, \"windows\": %zu, \"n_scored\": %zu, \"perplexity\": ",
@@ -2727,8 +2812,10 @@ static int cmd_perplexity(int argc, char **argv) {
     } else {
         if (base_path) {
             /* llama-perplexity's KL summary, Q = the model */
-            printf("model: %s\nbase:  %s\n%zu positions scored in %zu windows of %d tokens\n\n", path, base_path,
-                   n_scored, n_win, n_ctx);
+            printf("model: %s\n", path);
+            lora_describe(stdout, "       adapter ", &ls);   /* on the model only */
+            printf("base:  %s\n%zu positions scored in %zu windows of %d tokens\n\n", base_path, n_scored, n_win,
+                   n_ctx);
             printf("====== Perplexity statistics ======\n");
             print_mean_se("Mean PPL(model)", (mean_se){ppl, ppl_se});
             print_mean_se("Mean PPL(base)", (mean_se){exp(lpb.mean), exp(lpb.mean) * lpb.se});
@@ -2756,8 +2843,7 @@ done:
     free(ids);
     ds_context_free(cb);
     ds_model_close(mbase);
-    ds_context_free(c);
-    ds_model_close(m);
+    close_inference(c, &ls, m);
     free(text);
     return rc;
 }

@@ -91,6 +91,9 @@ const char ds_bench_help[] =
     "                        reported (default 1; -r as llama-bench's)\n"
     "  --json                the figures as one JSON object on stdout (the text goes to\n"
     "                        stderr): a single run's, or with --sweep every setting's (\"runs\")\n"
+    "  --lora FILE, --lora-scaled FILE S, --lora-key-file F\n"
+    "                        measure with LoRA adapters applied (as for ds run); the report\n"
+    "                        names each (\"adapter\" lines; \"adapters\" in --json)\n"
     "\n"
     "MB and GB are 10^6 and 10^9 bytes. Hit rate = (hits + prefetch hits) / all\n"
     "lookups; prediction accuracy = predicted experts used / predicted. Decrypt\n"
@@ -162,6 +165,7 @@ typedef struct bench_opts {
     int n_sweep;
     const char *out_dir;
     int json;                     /* --json */
+    lora_opts lora;               /* --lora, --lora-scaled, --lora-key-file */
     /* hidden: a sweep's child run */
     int child_fd;                 /* -1: not a child */
     double child_pct;
@@ -185,6 +189,10 @@ typedef struct run_result {
     uint64_t expert_bytes;        /* the routed experts' plaintext, all layers */
     uint64_t dense_bytes;         /* everything else */
     ds_huge_page_info huge;       /* after the decode */
+    int n_lora;                   /* the adapters applied (o->lora), as opened */
+    int lora_rank[DS_MAX_ADAPTERS];
+    uint64_t lora_params[DS_MAX_ADAPTERS];
+    char lora_targets[DS_MAX_ADAPTERS][256];
 } run_result;
 
 static int parse_sweep(const char *s, bench_opts *o) {
@@ -253,6 +261,14 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             continue;
         }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
+        {
+            argscan as = {"bench", argc, argv, i, 0, 0};
+            if (lora_option(&as, &o->lora)) {
+                if (as.bad) return BENCH_USAGE;
+                i = as.i;
+                continue;
+            }
+        }
         if (!strcmp(a, "--no-prefetch")) {
             if (no_pf++) return usage_error("bench", "option --no-prefetch given twice");
             continue;
@@ -309,6 +325,8 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         *slot = v;
     }
     if (!o->model) return usage_error("bench", "missing <model.dsm>");
+    int lrc = lora_opts_check("bench", &o->lora);
+    if (lrc) return lrc;
     if (pf_s && no_pf) return usage_error("bench", "--prefetch and --no-prefetch exclude each other");
     if (no_pf) o->prefetch = DS_PREFETCH_OFF;
     if (pf_s && (o->prefetch = parse_prefetch(pf_s)) < 0)
@@ -400,7 +418,7 @@ static void bench_log(void *user, ds_log_level level, const char *msg) {
 
 /* Opens the model: key file or passphrase when the file is encrypted; the
  * secret is wiped before returning. Prints the failure. */
-static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, int load_weights) {
+static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, int load_weights, lora_set *ls) {
     ds_file_info fi;
     ds_status st = ds_file_info_read(o->model, &fi);
     if (st != DS_OK) {
@@ -440,11 +458,18 @@ static ds_model *bench_open(const bench_opts *o, uint64_t budget, int prefetch, 
     mp.gpu_cache_bytes = o->gpu_cache_bytes;
     ds_model *m = NULL;
     st = ds_model_open(&m, o->model, &mp);
-    secret_wipe(&sec);
     if (st != DS_OK) {
+        secret_wipe(&sec);
         fail("bench", "%s", errmsg(st));
         return NULL;
     }
+    /* the adapters, with the model's key unless --lora-key-file */
+    if (ls && lora_open("bench", &o->lora, m, &sec, o->allow_plaintext, ls)) {
+        secret_wipe(&sec);
+        ds_model_close(m);
+        return NULL;
+    }
+    secret_wipe(&sec);
     return m;
 }
 
@@ -467,8 +492,18 @@ static int bench_once(const bench_opts *o, uint64_t budget, int prefetch, double
     r->n_prompt = o->prompt_tokens;
     r->n_gen = o->gen_tokens;
     double t0 = now_s();
-    ds_model *m = bench_open(o, budget, prefetch, 1);
+    lora_set ls;
+    memset(&ls, 0, sizeof ls);
+    ds_model *m = bench_open(o, budget, prefetch, 1, &ls);
     if (!m) return EXIT_FAILURE;
+    r->n_lora = (int)ls.n;
+    for (size_t i = 0; i < ls.n; i++) {
+        ds_adapter_info ai;
+        if (ds_adapter_get_info(ls.a[i], &ai) != DS_OK) continue;
+        r->lora_rank[i] = ai.rank;
+        r->lora_params[i] = ai.n_params;
+        snprintf(r->lora_targets[i], sizeof r->lora_targets[i], "%s", ai.targets);
+    }
     r->open_s = now_s() - t0;
     r->rss_open_kb = proc_status_kb("VmRSS");
     snprintf(r->device, sizeof r->device, "%s", ds_model_device_name(m));
@@ -513,6 +548,7 @@ static int bench_once(const bench_opts *o, uint64_t budget, int prefetch, double
         fail("bench", "%s", errmsg(st));
         goto done;
     }
+    if (lora_apply("bench", &ls, c)) goto done;
     int trained = ctx_beyond_trained(m, cp.n_ctx);
     if (trained)
         fprintf(stderr, "ds bench: warning: %d prompt + %d decode tokens go beyond the %d positions the model was "
@@ -582,6 +618,7 @@ done:
     free(ids);
     ds_sampler_free(smp);
     ds_context_free(c);
+    lora_close(&ls);
     ds_model_close(m);
     return rc;
 }
@@ -617,6 +654,10 @@ static void print_run(const bench_opts *o, const run_result *r, double compute_m
     else
         printf("budget         all experts resident (no expert cache)\n");
     printf("device         %s\n", r->device);
+    if (!r->n_lora) printf("adapters       none\n");
+    for (int i = 0; i < r->n_lora; i++)
+        printf("adapter        %s: scale %g, rank %d, targets %s, %llu parameters\n", o->lora.path[i],
+               (double)o->lora.scale[i], r->lora_rank[i], r->lora_targets[i], (unsigned long long)r->lora_params[i]);
     printf("open           %.2f s, resident after open %.1f MB\n", r->open_s, rss_mb(r->rss_open_kb));
     printf("prefill        %d tokens in %.3f s: %.2f tok/s\n", r->n_prompt, r->prefill_s, prefill_tps(r));
     printf("decode         %d tokens in %.3f s: %.2f tok/s, %.2f ms/token\n", r->n_gen, r->decode_s,
@@ -725,6 +766,16 @@ static void json_run(sbuf *b, const bench_opts *o, const run_result *r, double c
     jstr(b, "prefetch", prefetch_name(r->prefetch));
     jstr(b, "evict", evict_name(o->evict));
     jstr(b, "device", r->device);
+    sb_puts(b, ", \"adapters\": [");
+    for (int i = 0; i < r->n_lora; i++) {
+        sb_puts(b, i ? ", {\"path\": " : "{\"path\": ");
+        sb_json_str(b, o->lora.path[i], strlen(o->lora.path[i]));
+        sb_printf(b, ", \"scale\": %.9g, \"rank\": %d", (double)o->lora.scale[i], r->lora_rank[i]);
+        jstr(b, "targets", r->lora_targets[i]);
+        ju64(b, "params", r->lora_params[i]);
+        sb_putc(b, '}');
+    }
+    sb_putc(b, ']');
     sb_printf(b, ", \"threads\": %d, \"prompt_tokens\": %d, \"gen_tokens\": %d", o->threads, r->n_prompt, r->n_gen);
     ju64(b, "expert_bytes", r->expert_bytes);
     ju64(b, "dense_bytes", r->dense_bytes);
@@ -797,7 +848,7 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
         snprintf(p_s, sizeof p_s, "%d", o->prompt_tokens);
         snprintf(g_s, sizeof g_s, "%d", o->gen_tokens);
         snprintf(t_s, sizeof t_s, "%d", o->threads);
-        char *args[48];
+        char *args[48 + 3 * DS_MAX_ADAPTERS + 2];
         int n = 0;
         args[n++] = (char *)"ds";
         args[n++] = (char *)"bench";
@@ -845,6 +896,15 @@ static int run_child(const bench_opts *o, double pct, uint64_t budget, int prefe
         if (o->pass_env) {
             args[n++] = (char *)"--passphrase-env";
             args[n++] = (char *)o->pass_env;
+        }
+        for (int i = 0; i < o->lora.n; i++) {
+            args[n++] = (char *)(o->lora.scale_s[i] ? "--lora-scaled" : "--lora");
+            args[n++] = (char *)o->lora.path[i];
+            if (o->lora.scale_s[i]) args[n++] = (char *)o->lora.scale_s[i];
+        }
+        if (o->lora.key_file) {
+            args[n++] = (char *)"--lora-key-file";
+            args[n++] = (char *)o->lora.key_file;
         }
         args[n++] = (char *)"--";
         args[n++] = (char *)o->model;
@@ -1042,7 +1102,7 @@ static int plot(const bench_opts *o, const run_result *rows, const int *have, in
 static int sweep_main(const bench_opts *o) {
     FILE *txt = o->json ? stderr : stdout;   /* --json: stdout holds only the object */
     /* the routed experts' plaintext bytes, from the segment table */
-    ds_model *m = bench_open(o, 0, 0, 0);
+    ds_model *m = bench_open(o, 0, 0, 0, NULL);
     if (!m) return EXIT_FAILURE;
     uint64_t experts = 0, dense = 0;
     size_t nseg = ds_model_segment_count(m);
@@ -1059,6 +1119,8 @@ static int sweep_main(const bench_opts *o) {
            "%d run(s) per setting\n",
            o->model, (double)experts / 1e6, (double)dense / 1e6, o->prompt_tokens, o->gen_tokens, o->threads,
            evict_name(o->evict), o->repeat);
+    for (int i = 0; i < o->lora.n; i++)
+        fprintf(txt, "adapter %s: scale %g (in every run)\n", o->lora.path[i], (double)o->lora.scale[i]);
 
     int n_set = 0;
     run_result rows[2 * MAX_SWEEP];

@@ -81,7 +81,7 @@ static int second_key_option(argscan *a, key_opts *k, const char *file_opt, cons
     return 0;
 }
 
-static void hex(const unsigned char *b, size_t n, char *out) {
+void ds_hex(const unsigned char *b, size_t n, char *out) {
     for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", b[i]);
     out[2 * n] = 0;
 }
@@ -206,6 +206,7 @@ const char ds_lora_help[] =
     "  --adapter-passphrase-env VAR   the adapter's passphrase, likewise\n"
     "  --base FILE           (info) the base model\n"
     "  --scale S             (merge) the adapter's weight (default 1)\n"
+    "  --json                (info) one JSON object on stdout\n"
     "  --force               (merge) replace <out.dsm> if it exists (never an input)\n";
 
 /* Prints an adapter's record (ds inspect, ds lora info). */
@@ -214,7 +215,7 @@ int ds_lora_print_info(const ds_adapter *a, const char *path, int json) {
     ds_status st = ds_adapter_get_info(a, &in);
     if (st != DS_OK) return fail("inspect", "%s", errmsg(st));
     char id[2 * DS_MODEL_ID_BYTES + 1];
-    hex(in.base_id, sizeof in.base_id, id);
+    ds_hex(in.base_id, sizeof in.base_id, id);
     double share = in.base_params ? 100.0 * (double)in.n_params / (double)in.base_params : 0;
     const char *dt = in.dtype == DS_DTYPE_F16 ? "f16" : "f32";
     if (json) {

@@ -239,6 +239,17 @@ def main():
     c.add("model.layers.0.self_attn.q_proj")
     c.write(False)
 
+    # PEFT on transformers 5: routed experts fused into 3-D parameters
+    c = Case(out, "bad_fused", v2, targets="(?!)")
+    c.add("model.layers.0.self_attn.q_proj")
+    c.tensors.append(("base_model.model.model.layers.1.mlp.experts.lora_A.weight", "F32",
+                      np.zeros((8 * 4, 32), np.float32)))
+    c.write(False)
+
+    c = Case(out, "bad_alpha", v2, targets=["q_proj"], lora_alpha=0)
+    c.add("model.layers.0.self_attn.q_proj")
+    c.write(False)
+
     c = Case(out, "bad_type", v2, targets=["q_proj"], peft_type="IA3")
     c.add("model.layers.0.self_attn.q_proj")
     c.write(False)

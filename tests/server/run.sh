@@ -996,4 +996,82 @@ else
     skip deploy-9 "no strace or systemd-analyze (or under SERVER_WRAP)"
 fi
 
+# ==== 14. Servers O, P: LoRA adapters ========================================
+# A random PEFT adapter (tests/gen/make_demo_lora.py) over the served
+# model's checkpoint, converted for it (a.dsa) and, to be refused, for
+# another conversion of the same checkpoint (other.dsa: another identity).
+# Startup refusals; then server O (one slot, roles, audit log) with a=a.dsa
+# and zero=a.dsa at scale 0: test_lora.py checks /v1/models, that BASE:a
+# differs from the base and BASE:zero equals it, the unknown name, honest
+# prompt reuse across adapters, the admin endpoints and their 409 and 403,
+# and the audit trail. Server P, without keys, three slots and an expert
+# cache: /v1/adapters is refused; the base, a and an adapter of the MLPs
+# (x.dsa: its routed experts' parts paged) decode together as each alone.
+
+LHF=""
+case $MODEL in
+"$ROOT/models/demo.dsm") LHF=$ROOT/models/demo-hf ;;
+"$T/model.dsm") LHF=$HF ;;
+esac
+LBASE=$(basename "$MODEL" .dsm)
+if [ -z "$LHF" ]; then
+    skip lora "DS_SERVER_MODEL: no checkpoint to make an adapter for"
+elif ! "$PY" -c 'import numpy' 2>/dev/null; then
+    skip lora "no numpy for tests/gen/make_demo_lora.py"
+elif ! "$PY" "$ROOT/tests/gen/make_demo_lora.py" "$T/peft" --hf "$LHF" >"$T/lora.log" 2>&1 ||
+    ! "$PY" "$ROOT/tests/gen/make_demo_lora.py" "$T/peft2" --hf "$LHF" --seed 2 --targets q_proj >>"$T/lora.log" 2>&1 ||
+    ! "$DS" convert-lora "$T/peft" "$T/a.dsa" --base "$MODEL" --key-file "$KEY" >>"$T/lora.log" 2>&1 ||
+    ! "$DS" convert-lora "$T/peft2" "$T/b.dsa" --base "$MODEL" --key-file "$KEY" >>"$T/lora.log" 2>&1 ||
+    ! "$PY" "$ROOT/tests/gen/make_demo_lora.py" "$T/peftx" --hf "$LHF" --seed 3 --targets gate_proj,up_proj,down_proj \
+        >>"$T/lora.log" 2>&1 ||
+    ! "$DS" convert-lora "$T/peftx" "$T/x.dsa" --base "$MODEL" --key-file "$KEY" >>"$T/lora.log" 2>&1 ||
+    ! "$DS" convert "$LHF" "$T/other.dsm" --key-file "$KEY" >>"$T/lora.log" 2>&1 ||
+    ! "$DS" convert-lora "$T/peft" "$T/other.dsa" --base "$T/other.dsm" --key-file "$KEY" >>"$T/lora.log" 2>&1; then
+    bad lora-0 "making the test adapters failed" "$T/lora.log"
+else
+    ok lora-0
+    "$SERVER" --model "$MODEL" --key-file "$KEY" --port 0 --lora "$T/a.dsa" >"$T/o" 2>&1
+    check lora-cli-1 "--lora without NAME=: exit 2" sh -c '[ $0 -eq 2 ] && grep -q "NAME=FILE" "$1"' $? "$T/o"
+    "$SERVER" --model "$MODEL" --key-file "$KEY" --port 0 --lora "a=$T/a.dsa" --lora "a=$T/b.dsa" >"$T/o" 2>&1
+    check lora-cli-2 "a name twice: exit 2" sh -c '[ $0 -eq 2 ] && grep -q "given twice" "$1"' $? "$T/o"
+    "$SERVER" --model "$MODEL" --key-file "$KEY" --port 0 --lora-scaled "a=$T/a.dsa" x >"$T/o" 2>&1
+    check lora-cli-3 "--lora-scaled with a bad scale: exit 2" test $? -eq 2
+    "$SERVER" --model "$MODEL" --key-file "$KEY" --port 0 --lora "a=$T/no-such.dsa" >"$T/o" 2>&1
+    check lora-cli-4 "a missing adapter: exit 1 naming it" sh -c '[ $0 -eq 1 ] && grep -q "no-such.dsa" "$1"' $? "$T/o"
+    "$SERVER" --model "$MODEL" --key-file "$KEY" --port 0 --lora "a=$T/other.dsa" >"$T/o" 2>&1
+    check lora-cli-5 "an adapter for another base: exit 1 naming the file and the identity" \
+        sh -c '[ $0 -eq 1 ] && grep -q "other.dsa" "$1" && grep -q "identity" "$1"' $? "$T/o"
+    "$DS" keygen "$T/lora-other.key" >/dev/null 2>&1
+    "$SERVER" --model "$MODEL" --key-file "$KEY" --port 0 --lora "a=$T/a.dsa" --lora-key-file "$T/lora-other.key" \
+        >"$T/o" 2>&1
+    check lora-cli-6 "the wrong --lora-key-file: exit 1 naming the adapter" \
+        sh -c '[ $0 -eq 1 ] && grep -q "a.dsa" "$1"' $? "$T/o"
+    if start_server o --keys-file "$T/keys.txt" --audit-log "$T/o.audit" --max-concurrent 1 --queue 4 --threads 1 \
+        --ctx $Q_CTX --allow-long-ctx --max-tokens $Q_CTX --lora "a=$T/a.dsa" --lora-scaled "zero=$T/a.dsa" 0 \
+        $DEADLINES; then
+        ok srv-o
+        check lora-log-1 "the log says which adapters were loaded" \
+            grep -q "adapter loaded name=zero path=$T/a.dsa scale=0 rank=4" "$T/o.log"
+        "$PY" "$HERE/test_lora.py" --port "$PORT" --keys "$T/keys.json" --base "$LBASE" --adapter a --zero zero \
+            --load-path "$T/b.dsa" --other-base "$T/other.dsa" --audit-log "$T/o.audit" --hold-tokens $Q_HOLD \
+            >"$T/py-lora.txt" 2>&1
+        tally "$T/py-lora.txt" $? test_lora.py
+        stop_server stop-16 "$T/o.log"
+        no_sanitizer_report san-o "$T/o.log"
+    else
+        bad srv-o "the server with --lora did not start" "$T/o.log"
+    fi
+    if start_server p --max-concurrent 3 --threads 1 --cache-mb 1 --lora "a=$T/a.dsa" --lora "x=$T/x.dsa" \
+        $DEADLINES; then
+        ok srv-p
+        "$PY" "$HERE/test_lora.py" --suite open --port "$PORT" --base "$LBASE" --adapter a --experts x \
+            >"$T/py-lora-p.txt" 2>&1
+        tally "$T/py-lora-p.txt" $? test_lora.py-open
+        stop_server stop-17 "$T/p.log"
+        no_sanitizer_report san-p "$T/p.log"
+    else
+        bad srv-p "the server with --lora and no keys did not start" "$T/p.log"
+    fi
+fi
+
 finish

@@ -335,7 +335,8 @@ def suite_legacy():
 REQ_FIELDS = {"time": str, "type": str, "request_id": str, "key": (str, type(None)), "role": (str, type(None)),
               "remote": str, "method": str, "endpoint": str, "path": str, "status": int, "stream": bool,
               "prompt_tokens": int, "reused_tokens": int, "completion_tokens": int, "latency_s": (int, float),
-              "queued_s": (int, float, type(None)), "finish_reason": (str, type(None))}
+              "queued_s": (int, float, type(None)), "finish_reason": (str, type(None)),
+              "adapter": (str, type(None))}
 TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 

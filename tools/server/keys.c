@@ -34,7 +34,7 @@ int keys_role_perms(int role) {
     switch (role) {
     case ROLE_INFERENCE: return PERM_INFERENCE;
     case ROLE_METRICS: return PERM_METRICS;
-    case ROLE_ADMIN: return PERM_INFERENCE | PERM_METRICS;
+    case ROLE_ADMIN: return PERM_INFERENCE | PERM_METRICS | PERM_ADMIN;
     default: return 0;
     }
 }

@@ -40,7 +40,7 @@
 
 /* Roles, and what each may do. */
 enum { ROLE_INFERENCE, ROLE_METRICS, ROLE_ADMIN, N_ROLE };
-enum { PERM_INFERENCE = 1, PERM_METRICS = 2 };
+enum { PERM_INFERENCE = 1, PERM_METRICS = 2, PERM_ADMIN = 4 };   /* PERM_ADMIN: the adapter endpoints */
 const char *keys_role_name(int role);
 int keys_role_perms(int role);
 

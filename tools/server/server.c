@@ -25,6 +25,7 @@
  *               [--header-timeout S] [--body-timeout S] [--max-conns N] [--max-conns-per-client N]
  *               [--allow-special-in-content] [--queue N] [--queue-timeout S] [--cors ORIGIN]
  *               [--keys-file F] [--audit-log PATH]
+ *               [--lora NAME=FILE]... [--lora-scaled NAME=FILE S]... [--lora-key-file F]
  *     printf '%s\n' "$TOKEN" | ds-server --hash-key    (the HASH field of a --keys-file line)
  *
  * Endpoints (all bodies JSON; errors are {"error":{"message","type","param","code"}}):
@@ -42,7 +43,12 @@
  *                                {"text": "...", "finish_reason", "prompt_tokens",
  *                                 "completion_tokens", "total_tokens", "seconds"}
  *     GET  /v1/models            the one model ("id" = --model-name or the file's
- *                                base name); GET /v1/models/{id} likewise
+ *                                base name), and BASE:NAME for each LoRA adapter
+ *                                loaded; GET /v1/models/{id} likewise
+ *     GET, POST /v1/adapters     (admin) the adapters loaded; load one:
+ *                                {"name", "path", "scale"}
+ *     GET, DELETE /v1/adapters/{name}  (admin) one adapter; unload it (409
+ *                                while requests use it)
  *     GET  /health               {"status":"ok",...}; never needs the API token. 503
  *                                {"status":"degraded","reason":...} once a generation
  *                                failed reading the model file (changed, truncated,
@@ -92,6 +98,12 @@
  *     and gives it back at the end, also when a streaming client goes away
  *     mid-stream. The running generations decode together, one token each
  *     per pass (continuous batching: see "Continuous batching" below).
+ *   - LoRA adapters: a request whose "model" is BASE:NAME runs with adapter
+ *     NAME (ds_context_set_adapters on its slot's sequence, set under the
+ *     pool's lock as the slot is taken); an unknown NAME is 404
+ *     model_not_found. A slot keeps its last adapter, and a request prefers
+ *     the slot that holds the longest prefix of its prompt under the same
+ *     adapter (a slot taken with another adapter forgets its tokens).
  *   - Audit log on stderr: a line when the model is loaded and one per request
  *     (time, remote address, method, endpoint, status, token counts, latency,
  *     request id, key). With --audit-log PATH the request lines go to PATH
@@ -166,6 +178,7 @@
 #define MAX_STOPS 4
 #define STREAM_BLOCK (16 * 1024)
 #define DS_SERVER_MAX_SLOTS 256         /* --max-concurrent: sequences of one context (ds_context_eval_batch's bound) */
+#define MAX_SERVER_ADAPTERS 64          /* LoRA adapters loaded at once (--lora, POST /v1/adapters) */
 
 const char cli_prog[] = "ds-server";
 
@@ -589,16 +602,18 @@ enum {
     EP_TOKENIZE,
     EP_DETOKENIZE,
     EP_PROPS,
+    EP_ADAPTERS,    /* /v1/adapters: GET lists, POST loads (admin) */
+    EP_ADAPTER,     /* /v1/adapters/{name}: GET, DELETE unloads (admin) */
     EP_OTHER,       /* unknown path */
     N_EP
 };
 
 static const char *const ep_name[N_EP] = {"/v1/chat/completions", "/v1/completions", "/generate", "/v1/models",
                                           "/v1/models/{id}", "/health", "/metrics", "/tokenize", "/detokenize",
-                                          "/props", "other"};
+                                          "/props", "/v1/adapters", "/v1/adapters/{name}", "other"};
 
 /* Status codes the server answers with; anything else counts as "other". */
-static const int codes[] = {200, 204, 400, 401, 403, 404, 405, 408, 413, 429, 500, 503};
+static const int codes[] = {200, 204, 400, 401, 403, 404, 405, 408, 409, 413, 429, 500, 503};
 #define N_CODE ((int)(sizeof codes / sizeof codes[0]) + 1)
 
 static int code_index(int status) {
@@ -735,6 +750,16 @@ typedef struct server {
     double hold_avg;                      /* how long a generation holds its context: moving mean, seconds */
     int n_held;                           /* contexts given back so far (hold_avg is meaningless at 0) */
 
+    /* LoRA adapters (under pool_mu): the ones loaded, and the one each
+     * slot's sequence applies (ds_context_set_adapters), so that a request
+     * takes a slot that already applies its adapter and reuses its prompt */
+    struct lora_entry *lora[MAX_SERVER_ADAPTERS];
+    int n_lora;
+    struct lora_entry **slot_lora;        /* (n_slots) NULL: the base alone */
+    secret lora_secret;                   /* what adapters are opened with: the model's key or passphrase, or
+                                             --lora-key-file's key; kept for POST /v1/adapters, wiped at exit */
+    int lora_plaintext;                   /* --allow-plaintext */
+
     /* limits and options */
     size_t max_body;
     int max_tokens;
@@ -783,10 +808,12 @@ typedef struct waiter {
     struct waiter *next;
     pthread_cond_t cv;                    /* on CLOCK_MONOTONIC: the deadlines are now_mono's */
     ds_context *ctx;                      /* the context handed over; NULL while waiting */
+    struct lora_entry *want;              /* the adapter it asks for (NULL: none) */
+    int failed;                           /* handed a slot whose adapter could not be applied */
 } waiter;
 
 /* How pool_acquire ended. */
-enum { ACQ_OK, ACQ_FULL, ACQ_TIMEOUT, ACQ_GONE, ACQ_STOPPING };
+enum { ACQ_OK, ACQ_FULL, ACQ_TIMEOUT, ACQ_GONE, ACQ_STOPPING, ACQ_ERROR };
 
 /* Has the client of this socket gone? End of stream or an error on a
  * non-blocking peek says so; bytes or nothing to read yet say it is there.
@@ -799,6 +826,71 @@ static int client_gone(int fd) {
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* ---- LoRA adapters ----
+ * An adapter loaded (--lora at start, POST /v1/adapters later) is an entry
+ * in S.lora. A request naming it ("model": "BASE:name") holds a reference
+ * from the lookup until its slot is given back (gen_end), so it cannot be
+ * unloaded under it: DELETE answers 409 while references are held. A slot
+ * keeps the adapter of its last request (its tokens were computed under
+ * it); DELETE takes it off the free slots that still apply it. */
+typedef struct lora_entry {
+    char name[KEYS_NAME_MAX + 1];
+    char *path;
+    float scale;                          /* the multiplier on the adapter's own alpha / r */
+    ds_adapter *a;
+    ds_adapter_info info;
+    int refs;                             /* requests holding it (under pool_mu) */
+    long long loaded;                     /* Unix seconds */
+} lora_entry;
+
+/* The adapter named name, or NULL. pool_mu held. */
+static lora_entry *lora_find_locked(const char *name) {
+    for (int i = 0; i < S.n_lora; i++)
+        if (!strcmp(S.lora[i]->name, name)) return S.lora[i];
+    return NULL;
+}
+
+/* The adapter named name with a reference taken, or NULL. */
+static lora_entry *lora_get(const char *name) {
+    pthread_mutex_lock(&S.pool_mu);
+    lora_entry *e = lora_find_locked(name);
+    if (e) e->refs++;
+    pthread_mutex_unlock(&S.pool_mu);
+    return e;
+}
+
+static void lora_put(lora_entry *e) {
+    if (!e) return;
+    pthread_mutex_lock(&S.pool_mu);
+    e->refs--;
+    pthread_mutex_unlock(&S.pool_mu);
+}
+
+static void lora_entry_free(lora_entry *e) {
+    if (!e) return;
+    (void)ds_adapter_close(e->a);
+    free(e->path);
+    free(e);
+}
+
+/* Makes slot i's sequence apply want (NULL: none). A change forgets the
+ * slot's tokens (ds_context_set_adapters: they were computed under the other
+ * list), so the prompt reuse counted later is what really is reused. The
+ * slot is free or being handed over: no pass reads its sequence. pool_mu
+ * held. Returns 0, or -1 (logged). */
+static int slot_bind(int i, lora_entry *want) {
+    if (S.slot_lora[i] == want) return 0;
+    ds_status st = want ? ds_context_set_adapters(S.ctx[i], &want->a, &want->scale, 1)
+                        : ds_context_set_adapters(S.ctx[i], NULL, NULL, 0);
+    if (st != DS_OK) {
+        audit("internal error: slot %d: applying adapter %s: %s", i, want ? want->name : "(none)", errmsg(st));
+        return -1;
+    }
+    S.slot_lora[i] = want;
+    atomic_store(&S.kv_held[i], ds_context_n_past(S.ctx[i]));
+    return 0;
+}
+
 /* How many leading tokens of ids (n) slot i holds. pool_mu held, slot free. */
 static size_t slot_prefix(int i, const int32_t *ids, size_t n) {
     int held = 0;
@@ -808,8 +900,10 @@ static size_t slot_prefix(int i, const int32_t *ids, size_t n) {
     return k;
 }
 
-/* Marks slot i taken from now. pool_mu held. */
-static ds_context *slot_take(int i) {
+/* Marks slot i taken from now, applying want (NULL: the base alone). pool_mu
+ * held. NULL when the adapter could not be applied (the slot stays free). */
+static ds_context *slot_take(int i, lora_entry *want) {
+    if (slot_bind(i, want) != 0) return NULL;
     if (!S.busy[i]) {
         S.busy[i] = 1;
         S.n_busy++;
@@ -839,28 +933,37 @@ static void queue_unlink(waiter *w) {
  * ACQ_TIMEOUT (--queue-timeout passed), ACQ_GONE (the client left),
  * ACQ_STOPPING (shutdown). *waited: seconds spent waiting (0 when a
  * context was free or the queue full). */
-static int pool_acquire(int fd, const int32_t *ids, size_t n_ids, ds_context **out, double *waited) {
+static int pool_acquire(int fd, const int32_t *ids, size_t n_ids, lora_entry *want, ds_context **out,
+                        double *waited) {
     double t0 = now_mono();
     *out = NULL;
     *waited = 0;
     pthread_mutex_lock(&S.pool_mu);
     if (!S.q_head) {
-        int best = -1;
+        int best = -1, best_same = 0;
         size_t best_k = 0;
         for (int i = 0; i < S.n_slots; i++)
             if (!S.busy[i]) {
-                size_t k = slot_prefix(i, ids, n_ids);
-                /* ties: the slot used least recently, whose tokens are
-                 * the least likely to be asked for again */
-                if (best < 0 || k > best_k || (k == best_k && S.taken_at[i] < S.taken_at[best])) {
+                /* a slot holds a usable prefix only under the same adapter
+                 * (taking it with another one forgets its tokens) */
+                int same = S.slot_lora[i] == want;
+                size_t k = same ? slot_prefix(i, ids, n_ids) : 0;
+                /* ties: a slot that applies the adapter already (another
+                 * one's tokens stay for its users), then the one used least
+                 * recently, whose tokens are the least likely to be asked
+                 * for again */
+                if (best < 0 || k > best_k ||
+                    (k == best_k && (same > best_same ||
+                                     (same == best_same && S.taken_at[i] < S.taken_at[best])))) {
                     best = i;
                     best_k = k;
+                    best_same = same;
                 }
             }
         if (best >= 0) {
-            *out = slot_take(best);
+            *out = slot_take(best, want);
             pthread_mutex_unlock(&S.pool_mu);
-            return ACQ_OK;
+            return *out ? ACQ_OK : ACQ_ERROR;
         }
     }
     if (S.n_queued >= S.queue_max) {
@@ -869,6 +972,7 @@ static int pool_acquire(int fd, const int32_t *ids, size_t n_ids, ds_context **o
     }
     waiter w;
     memset(&w, 0, sizeof w);
+    w.want = want;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -884,6 +988,10 @@ static int pool_acquire(int fd, const int32_t *ids, size_t n_ids, ds_context **o
         if (w.ctx) {                      /* handed over (and unlinked) by pool_give */
             *out = w.ctx;
             res = ACQ_OK;
+            break;
+        }
+        if (w.failed) {                   /* handed over, but its adapter could not be applied */
+            res = ACQ_ERROR;
             break;
         }
         double now = now_mono();
@@ -932,7 +1040,12 @@ static void pool_give(ds_context *c) {
             waiter *w = S.q_head;
             if (w) {
                 queue_unlink(w);
-                w->ctx = slot_take(i);    /* stays busy: it changes hands */
+                w->ctx = slot_take(i, w->want);   /* stays busy: it changes hands */
+                if (!w->ctx) {
+                    w->failed = 1;
+                    S.busy[i] = 0;
+                    S.n_busy--;
+                }
                 pthread_cond_signal(&w->cv);
             } else {
                 S.busy[i] = 0;
@@ -1134,6 +1247,7 @@ typedef struct req {
     unsigned retry_after;                 /* a Retry-After header (seconds) on the answer; 0: none */
     const char *err_code;                 /* the error answer's "code" (static text); NULL: none */
     ds_status gen_err;                    /* how the generation failed (DS_OK: it did not) */
+    char adapter[KEYS_NAME_MAX + 1];      /* the LoRA adapter a generation asked for ("": none) */
 } req;
 
 /* The request's record in --audit-log (the schema is in docs/server.md). */
@@ -1156,6 +1270,7 @@ static void audit_request(const req *r, double lat, int gen_ep) {
     else sb_puts(&b, ",\"queued_s\":null");
     const char *finish = tokens ? (r->aborted ? "client_abort" : r->finish) : NULL;
     jstr(&b, "finish_reason", finish);
+    jstr(&b, "adapter", r->adapter[0] ? r->adapter : NULL);
     if (S.log_prompts) {
         jstr(&b, "prompt", r->prompt_log);
         jstr(&b, "completion", r->completion_log);
@@ -1242,7 +1357,7 @@ static void req_account(req *r) {
 
     sbuf line = {0};
     sb_printf(&line, "request remote=%s method=%s endpoint=%s", r->remote, r->method, ep_name[r->ep]);
-    if (r->ep == EP_OTHER || r->ep == EP_MODEL) {
+    if (r->ep == EP_OTHER || r->ep == EP_MODEL || r->ep == EP_ADAPTER) {
         sb_puts(&line, " path=");
         sb_json_str(&line, r->path, strlen(r->path));
     }
@@ -1259,6 +1374,7 @@ static void req_account(req *r) {
     if (r->queued >= 0) sb_printf(&line, " queued_ms=%.1f", r->queued * 1e3);
     if (r->rid[0]) sb_printf(&line, " request_id=%s", r->rid);
     if (r->key[0]) sb_printf(&line, " key=%s", r->key);
+    if (r->adapter[0]) sb_printf(&line, " adapter=%s", r->adapter);
     if (r->prompt_log) {
         sb_puts(&line, " prompt=");
         sb_json_str(&line, r->prompt_log, strlen(r->prompt_log));
@@ -1288,6 +1404,8 @@ static int route(const char *url) {
     if (!strcmp(url, "/tokenize")) return EP_TOKENIZE;
     if (!strcmp(url, "/detokenize")) return EP_DETOKENIZE;
     if (!strcmp(url, "/props")) return EP_PROPS;
+    if (!strcmp(url, "/v1/adapters")) return EP_ADAPTERS;
+    if (!strncmp(url, "/v1/adapters/", 13) && url[13]) return EP_ADAPTER;
     return EP_OTHER;
 }
 
@@ -1359,7 +1477,10 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, req *r, int statu
         MHD_add_response_header(resp, "Retry-After", ra);
     }
     if (status == 405) {
-        const char *allow = ep_is_post(r->ep) ? "POST" : "GET, HEAD";
+        const char *allow = r->ep == EP_ADAPTERS  ? "GET, HEAD, POST"
+                            : r->ep == EP_ADAPTER ? "GET, HEAD, DELETE"
+                            : ep_is_post(r->ep)   ? "POST"
+                                                  : "GET, HEAD";
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     }
     r->status = status;
@@ -1941,6 +2062,8 @@ typedef struct gen {
     double t_arrival;                     /* when the request arrived (now_mono), for the time to first token */
     double t_last_token;                  /* when the last token came (now_mono); 0 before the first */
     lc_ctl *lc;                           /* logit_bias, logprobs, JSON (lc_begin); NULL: none asked */
+    lora_entry *lora;                     /* the adapter asked for, referenced until gen_end; NULL: none */
+    char adapter[KEYS_NAME_MAX + 1];      /* its name ("": the base), for the answers */
 } gen;
 
 /* Set for good when a generation fails reading the model file (truncated,
@@ -1996,6 +2119,8 @@ static void gen_end(gen *g) {
     g->it = NULL;
     if (g->ctx) pool_give(g->ctx);
     g->ctx = NULL;
+    lora_put(g->lora);                    /* after the slot: an unload then finds it free */
+    g->lora = NULL;
     ds_sampler_free(g->smp);
     g->smp = NULL;
     free(g->ids);
@@ -2498,9 +2623,18 @@ static void put_logprobs(sbuf *b, int kind, lc_ctl *c) {
     c->n_rec = 0;
 }
 
-static void put_head(sbuf *b, const char *id, const char *object, long long created) {
+/* "model" is the one asked for: BASE, or BASE:name with an adapter. */
+static void put_head(sbuf *b, const char *id, const char *object, long long created, const char *adapter) {
     sb_printf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", id, object, created);
-    sb_json_str(b, S.model_id, strlen(S.model_id));
+    if (adapter && adapter[0]) {
+        sbuf m = {0};
+        sb_printf(&m, "%s:%s", S.model_id, adapter);
+        if (!m.oom) sb_json_str(b, m.data, m.len);
+        else sb_json_str(b, S.model_id, strlen(S.model_id));
+        sb_free(&m);
+    } else {
+        sb_json_str(b, S.model_id, strlen(S.model_id));
+    }
 }
 
 static void body_complete(sbuf *b, int kind, const char *id, long long created, gen *g) {
@@ -2516,14 +2650,14 @@ static void body_complete(sbuf *b, int kind, const char *id, long long created, 
         return;
     }
     if (kind == KIND_CHAT) {
-        put_head(b, id, "chat.completion", created);
+        put_head(b, id, "chat.completion", created, g->adapter);
         sb_puts(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
         sb_json_str(b, text, g->text.len);
         sb_puts(b, "},\"logprobs\":");
         put_logprobs(b, kind, g->lc);
         sb_printf(b, ",\"finish_reason\":\"%s\"}],", g->finish);
     } else {
-        put_head(b, id, "text_completion", created);
+        put_head(b, id, "text_completion", created, g->adapter);
         sb_puts(b, ",\"choices\":[{\"text\":");
         sb_json_str(b, text, g->text.len);
         sb_puts(b, ",\"index\":0,\"logprobs\":");
@@ -2538,10 +2672,10 @@ static void body_complete(sbuf *b, int kind, const char *id, long long created, 
  * chunk with its finish_reason) and the logprobs of lp's tokens not yet
  * reported (lp NULL: "logprobs": null). */
 static void sse_chunk(sbuf *b, int kind, const char *id, long long created, const char *text, size_t len,
-                      int role, const char *finish, lc_ctl *lp) {
+                      int role, const char *finish, lc_ctl *lp, const char *adapter) {
     sb_puts(b, "data: ");
     if (kind == KIND_CHAT) {
-        put_head(b, id, "chat.completion.chunk", created);
+        put_head(b, id, "chat.completion.chunk", created, adapter);
         sb_puts(b, ",\"choices\":[{\"index\":0,\"delta\":{");
         if (role) sb_puts(b, "\"role\":\"assistant\",\"content\":\"\"");
         else if (text) {
@@ -2552,7 +2686,7 @@ static void sse_chunk(sbuf *b, int kind, const char *id, long long created, cons
         put_logprobs(b, kind, lp);
         sb_puts(b, ",\"finish_reason\":");
     } else {
-        put_head(b, id, "text_completion", created);
+        put_head(b, id, "text_completion", created, adapter);
         sb_puts(b, ",\"choices\":[{\"text\":");
         sb_json_str(b, text ? text : "", text ? len : 0);
         sb_puts(b, ",\"index\":0,\"logprobs\":");
@@ -2584,14 +2718,14 @@ static void stream_produce(stream *st) {
     if (st->phase == 0) {
         st->phase = 1;
         if (st->kind == KIND_CHAT) {
-            sse_chunk(&st->out, st->kind, st->id, st->created, NULL, 0, 1, NULL, NULL);
+            sse_chunk(&st->out, st->kind, st->id, st->created, NULL, 0, 1, NULL, NULL, st->g.adapter);
             return;
         }
     }
     const char *text;
     size_t len;
     gen_step(&st->g, &text, &len);
-    if (len) sse_chunk(&st->out, st->kind, st->id, st->created, text, len, 0, NULL, st->g.lc);
+    if (len) sse_chunk(&st->out, st->kind, st->id, st->created, text, len, 0, NULL, st->g.lc, st->g.adapter);
     if (!st->g.done) return;
     if (st->g.err) {
         sb_puts(&st->out, "data: ");
@@ -2604,11 +2738,11 @@ static void stream_produce(stream *st) {
         }
         sb_puts(&st->out, "\n\n");
     } else {
-        sse_chunk(&st->out, st->kind, st->id, st->created, NULL, 0, 0, st->g.finish, st->g.lc);
+        sse_chunk(&st->out, st->kind, st->id, st->created, NULL, 0, 0, st->g.finish, st->g.lc, st->g.adapter);
         if (st->include_usage) {
             sb_puts(&st->out, "data: ");
             put_head(&st->out, st->id, st->kind == KIND_CHAT ? "chat.completion.chunk" : "text_completion",
-                     st->created);
+                     st->created, st->g.adapter);
             sb_puts(&st->out, ",\"choices\":[],");
             put_usage(&st->out, &st->g);
             sb_puts(&st->out, "}\n\n");
@@ -2654,6 +2788,16 @@ static void stream_free(void *cls) {
 
 /* ==== Endpoint handlers =================================================== */
 
+/* The adapter a request's "model" asks for: name in "BASE:name", where
+ * BASE is this server's model id; NULL for the base (the id itself, or any
+ * other name: the server serves one model, and clients send what they
+ * like there). */
+static const char *model_adapter(const char *model) {
+    size_t n = strlen(S.model_id);
+    if (strncmp(model, S.model_id, n) != 0 || model[n] != ':') return NULL;
+    return model + n + 1;
+}
+
 static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
     int kind = r->ep == EP_CHAT ? KIND_CHAT : r->ep == EP_COMPLETIONS ? KIND_COMPLETION : KIND_GENERATE;
     char err[160];
@@ -2667,6 +2811,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
     enum MHD_Result ret;
     perr pe = {{0}, NULL, NULL};
     gen_params gp;
+    lora_entry *le = NULL;                /* the adapter asked for, until g0 holds it */
     char *prompt = NULL;
     int32_t *chat_ids = NULL;             /* a chat's prompt, tokenized */
     size_t n_chat_ids = 0;
@@ -2690,6 +2835,22 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
         goto out;
     }
 
+    /* ---- "model": "BASE:name" asks for the adapter name (referenced from
+     * here until the slot is given back, so it cannot be unloaded meanwhile) ---- */
+    {
+        const sj_value *mv = opt(root, "model");
+        const char *adapter = mv ? model_adapter(mv->u.str.s) : NULL;
+        if (adapter) {
+            if (!(le = lora_get(adapter))) {
+                ret = reply_error(conn, r, 404, "model_not_found", "model",
+                                  "the model '%.200s' does not exist: no adapter named '%.64s' is loaded "
+                                  "(GET /v1/models lists the models)", mv->u.str.s, adapter);
+                goto out;
+            }
+            snprintf(r->adapter, sizeof r->adapter, "%s", le->name);
+        }
+    }
+
     /* ---- the prompt's tokens (a prompt too long is refused before it waits) ---- */
     gen g0;
     ds_status st = gen_prepare(&g0, prompt, chat_ids, n_chat_ids, &gp);
@@ -2707,12 +2868,15 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
             ret = reply_internal(conn, r, "%s", g0.errmsg);
         goto out;
     }
+    g0.lora = le;                         /* gen_end lets go of it */
+    le = NULL;
+    if (g0.lora) snprintf(g0.adapter, sizeof g0.adapter, "%s", g0.lora->name);
 
     /* ---- a slot, after waiting in the queue if need be ---- */
     ds_context *ctx;
     double waited;
     const union MHD_ConnectionInfo *fdi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int acq = pool_acquire(fdi ? fdi->connect_fd : -1, g0.ids, g0.n_prompt, &ctx, &waited);
+    int acq = pool_acquire(fdi ? fdi->connect_fd : -1, g0.ids, g0.n_prompt, g0.lora, &ctx, &waited);
     if (acq != ACQ_OK) {
         gen_end(&g0);
         gen_drop(&g0);
@@ -2745,6 +2909,10 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
     }
     if (acq == ACQ_GONE) {
         ret = MHD_NO;                     /* nobody to answer: MHD closes the connection (logged as 499) */
+        goto out;
+    }
+    if (acq == ACQ_ERROR) {
+        ret = reply_internal(conn, r, "applying adapter %s to a slot failed", r->adapter);
         goto out;
     }
     st = gen_begin(&g0, ctx, &gp);
@@ -2824,6 +2992,7 @@ static enum MHD_Result handle_generation(struct MHD_Connection *conn, req *r) {
     ret = MHD_queue_response(conn, 200, resp);
     MHD_destroy_response(resp);
 out:
+    lora_put(le);
     free(prompt);
     free(chat_ids);
     sj_doc_free(doc);
@@ -2843,26 +3012,288 @@ static enum MHD_Result handle_health(struct MHD_Connection *conn, req *r) {
     return reply_json(conn, r, degraded ? 503 : 200, &b);
 }
 
-static void put_model(sbuf *b) {
+/* The base model's object, or (e not NULL) an adapter's, "BASE:name" with
+ * the base as its "parent" (vLLM's form for LoRA adapters). pool_mu held
+ * for e. */
+static void put_model(sbuf *b, const lora_entry *e) {
     sb_puts(b, "{\"id\":");
-    sb_json_str(b, S.model_id, strlen(S.model_id));
-    sb_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"deepseek.h\",\"context_length\":%d}",
-              S.created, S.n_ctx);
+    if (e) {
+        sbuf m = {0};
+        sb_printf(&m, "%s:%s", S.model_id, e->name);
+        sb_json_str(b, m.data ? m.data : "", m.len);
+        sb_free(&m);
+    } else {
+        sb_json_str(b, S.model_id, strlen(S.model_id));
+    }
+    sb_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"deepseek.h\",\"context_length\":%d",
+              e ? e->loaded : S.created, S.n_ctx);
+    if (e) {
+        sb_puts(b, ",\"parent\":");
+        sb_json_str(b, S.model_id, strlen(S.model_id));
+        sb_puts(b, ",\"adapter\":");
+        sb_json_str(b, e->name, strlen(e->name));
+    }
+    sb_putc(b, '}');
 }
 
 static enum MHD_Result handle_models(struct MHD_Connection *conn, req *r, const char *url) {
     sbuf b = {0};
+    pthread_mutex_lock(&S.pool_mu);
     if (r->ep == EP_MODEL) {
-        const char *want = url + strlen("/v1/models/");
-        if (strcmp(want, S.model_id) != 0) {
+        const char *want = url + strlen("/v1/models/"), *adapter = model_adapter(want);
+        const lora_entry *e = adapter ? lora_find_locked(adapter) : NULL;
+        if (strcmp(want, S.model_id) != 0 && !e) {
+            pthread_mutex_unlock(&S.pool_mu);
             return reply_error(conn, r, 404, "model_not_found", "model", "the model '%.200s' does not exist", want);
         }
-        put_model(&b);
+        put_model(&b, e);
     } else {
         sb_puts(&b, "{\"object\":\"list\",\"data\":[");
-        put_model(&b);
+        put_model(&b, NULL);
+        for (int i = 0; i < S.n_lora; i++) {
+            sb_putc(&b, ',');
+            put_model(&b, S.lora[i]);
+        }
         sb_puts(&b, "]}");
     }
+    pthread_mutex_unlock(&S.pool_mu);
+    return reply_json(conn, r, 200, &b);
+}
+
+/* ==== LoRA adapters: load, list, unload (the admin role) ================== */
+
+static sj_doc *body_object(struct MHD_Connection *conn, req *r, sj_value **root, enum MHD_Result *ret);
+
+/* An adapter as GET /v1/adapters shows it. pool_mu held. */
+static void put_adapter(sbuf *b, const lora_entry *e) {
+    int slots = 0;
+    for (int i = 0; i < S.n_slots; i++) slots += S.slot_lora[i] == e;
+    sb_puts(b, "{\"name\":");
+    sb_json_str(b, e->name, strlen(e->name));
+    sb_puts(b, ",\"model\":");
+    sbuf m = {0};
+    sb_printf(&m, "%s:%s", S.model_id, e->name);
+    sb_json_str(b, m.data ? m.data : "", m.len);
+    sb_free(&m);
+    jstr(b, "path", e->path);
+    sb_printf(b, ",\"scale\":%.9g,\"rank\":%d,\"alpha\":%.9g,\"rslora\":%s", (double)e->scale, e->info.rank,
+              (double)e->info.alpha, e->info.rslora ? "true" : "false");
+    jstr(b, "targets", e->info.targets);
+    jstr(b, "dtype", e->info.dtype == DS_DTYPE_F16 ? "F16" : "F32");
+    sb_printf(b, ",\"params\":%llu,\"bytes\":%llu,\"resident_bytes\":%llu,\"created\":%lld,\"in_use\":%d,"
+              "\"slots\":%d}",
+              (unsigned long long)e->info.n_params, (unsigned long long)e->info.bytes,
+              (unsigned long long)e->info.resident_bytes, e->loaded, e->refs, slots);
+}
+
+/* Opens the adapter at path as name with the server's adapter key. NULL
+ * (with the status in *st and the message in err) on failure. */
+static lora_entry *lora_open_entry(const char *name, const char *path, float scale, ds_status *st, char *err,
+                                   size_t len) {
+    ds_adapter_params ap = ds_adapter_default_params();
+    ap.allow_plaintext = S.lora_plaintext;
+    if (S.lora_secret.have_key) {
+        ap.key = S.lora_secret.key;
+        ap.key_len = sizeof S.lora_secret.key;
+    } else if (S.lora_secret.pass) {
+        ap.passphrase = S.lora_secret.pass;
+        ap.passphrase_len = S.lora_secret.pass_len;
+    }
+    lora_entry *e = calloc(1, sizeof *e);
+    if (e) e->path = strdup(path);
+    if (!e || !e->path) {
+        free(e);
+        *st = DS_ERR_NOMEM;
+        snprintf(err, len, "out of memory");
+        return NULL;
+    }
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->scale = scale;
+    e->loaded = (long long)time(NULL);
+    *st = ds_adapter_open(&e->a, S.model, path, &ap);
+    if (*st == DS_OK) *st = ds_adapter_get_info(e->a, &e->info);
+    if (*st != DS_OK) {
+        const char *msg = errmsg(*st);
+        /* the library names the file ("adapter PATH: ...") once it got that far */
+        const char *hint = *st == DS_ERR_WRONG_KEY || *st == DS_ERR_NEED_KEY
+                               ? " (adapters are opened with the model's key, or --lora-key-file's)"
+                               : "";
+        if (strstr(msg, path)) snprintf(err, len, "%s%s", msg, hint);
+        else snprintf(err, len, "adapter %s: %s%s", path, msg, hint);
+        lora_entry_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+/* Adds e to the adapters loaded. 0, or 1 (the name is taken), 2 (full). */
+static int lora_insert(lora_entry *e) {
+    pthread_mutex_lock(&S.pool_mu);
+    int rc = lora_find_locked(e->name) ? 1 : S.n_lora >= MAX_SERVER_ADAPTERS ? 2 : 0;
+    if (!rc) S.lora[S.n_lora++] = e;
+    pthread_mutex_unlock(&S.pool_mu);
+    return rc;
+}
+
+/* The audit trail of an adapter loaded (who: the key, NULL at start). */
+static void audit_adapter_loaded(const lora_entry *e, const char *who) {
+    audit("adapter loaded name=%s path=%s scale=%g rank=%d alpha=%g targets=%s bytes=%llu%s%s", e->name, e->path,
+          (double)e->scale, e->info.rank, (double)e->info.alpha, e->info.targets,
+          (unsigned long long)e->info.bytes, who ? " key=" : "", who ? who : "");
+    if (!A.path) return;
+    sbuf b = {0};
+    audit_begin(&b, "event");
+    jstr(&b, "event", "adapter_loaded");
+    jstr(&b, "name", e->name);
+    jstr(&b, "path", e->path);
+    sb_printf(&b, ",\"scale\":%.9g,\"rank\":%d,\"alpha\":%.9g", (double)e->scale, e->info.rank, (double)e->info.alpha);
+    jstr(&b, "targets", e->info.targets);
+    sb_printf(&b, ",\"bytes\":%llu", (unsigned long long)e->info.bytes);
+    jstr(&b, "key", who);
+    audit_end(&b);
+}
+
+static void audit_adapter_event(const char *event, const char *name, const char *path, const char *who,
+                                const char *error) {
+    if (error)
+        audit("adapter load failed name=%s path=%s key=%s error=\"%s\"", name, path ? path : "", who ? who : "-",
+              error);
+    else
+        audit("adapter unloaded name=%s%s%s", name, who ? " key=" : "", who ? who : "");
+    if (!A.path) return;
+    sbuf b = {0};
+    audit_begin(&b, "event");
+    jstr(&b, "event", event);
+    jstr(&b, "name", name);
+    if (path) jstr(&b, "path", path);
+    jstr(&b, "key", who);
+    if (error) jstr(&b, "error", error);
+    audit_end(&b);
+}
+
+static enum MHD_Result handle_adapters_list(struct MHD_Connection *conn, req *r) {
+    sbuf b = {0};
+    sb_puts(&b, "{\"object\":\"list\",\"data\":[");
+    pthread_mutex_lock(&S.pool_mu);
+    for (int i = 0; i < S.n_lora; i++) {
+        if (i) sb_putc(&b, ',');
+        put_adapter(&b, S.lora[i]);
+    }
+    pthread_mutex_unlock(&S.pool_mu);
+    sb_puts(&b, "]}");
+    return reply_json(conn, r, 200, &b);
+}
+
+static enum MHD_Result handle_adapter_get(struct MHD_Connection *conn, req *r, const char *url) {
+    const char *name = url + strlen("/v1/adapters/");
+    sbuf b = {0};
+    pthread_mutex_lock(&S.pool_mu);
+    const lora_entry *e = lora_find_locked(name);
+    if (e) put_adapter(&b, e);
+    pthread_mutex_unlock(&S.pool_mu);
+    if (!e) {
+        sb_free(&b);
+        return reply_error(conn, r, 404, "adapter_not_found", NULL, "no adapter named '%.64s' is loaded", name);
+    }
+    return reply_json(conn, r, 200, &b);
+}
+
+/* POST /v1/adapters {"name", "path", "scale"}: opens the file (outside the
+ * lock: it reads and decrypts) and adds it under its name. */
+static enum MHD_Result handle_adapter_load(struct MHD_Connection *conn, req *r) {
+    sj_value *root = NULL;
+    enum MHD_Result ret;
+    sj_doc *doc = body_object(conn, r, &root, &ret);
+    if (!doc) return ret;
+    const sj_value *nv = sj_get(root, "name"), *pv = sj_get(root, "path"), *sv = opt(root, "scale");
+    double scale = 1;
+    char err[1024];
+    ds_status st;
+    lora_entry *e = NULL;
+    if (!nv || nv->type != SJ_STRING || !plain_string(nv) || !keys_name_ok(nv->u.str.s, nv->u.str.len)) {
+        ret = reply_error(conn, r, 400, nv ? "invalid_value" : "missing_required_parameter", "name",
+                          "'name' must be 1 to 64 of A-Z a-z 0-9 . _ -");
+    } else if (!pv || pv->type != SJ_STRING || !plain_string(pv) || !pv->u.str.len) {
+        ret = reply_error(conn, r, 400, pv ? "invalid_value" : "missing_required_parameter", "path",
+                          "'path' must be the adapter file's path on the server (a non-empty string)");
+    } else if (sv && (sv->type != SJ_NUMBER || !isfinite(sv->u.num) || fabs(sv->u.num) > 1e6)) {
+        ret = reply_error(conn, r, 400, "invalid_value", "scale", "'scale' must be a number from -1e6 to 1e6");
+    } else {
+        const char *name = nv->u.str.s, *path = pv->u.str.s;
+        if (sv) scale = sv->u.num;
+        pthread_mutex_lock(&S.pool_mu);
+        int taken = lora_find_locked(name) != NULL;
+        pthread_mutex_unlock(&S.pool_mu);
+        if (taken) {
+            ret = reply_error(conn, r, 409, "adapter_exists", "name",
+                              "an adapter named '%s' is loaded already (DELETE /v1/adapters/%s first)", name, name);
+        } else if (!(e = lora_open_entry(name, path, (float)scale, &st, err, sizeof err))) {
+            audit_adapter_event("adapter_load_failed", name, path, r->key[0] ? r->key : NULL, err);
+            ret = st == DS_ERR_NOMEM ? reply_internal(conn, r, "%s", err)
+                                     : reply_error(conn, r, 400, "adapter_invalid", "path", "%s", err);
+        } else {
+            int ins = lora_insert(e);
+            if (ins) {
+                if (ins == 1)
+                    ret = reply_error(conn, r, 409, "adapter_exists", "name",
+                                      "an adapter named '%s' was loaded meanwhile", name);
+                else
+                    ret = reply_error(conn, r, 409, "too_many_adapters", "name",
+                                      "%d adapters are loaded, the most this server holds (unload one first)",
+                                      MAX_SERVER_ADAPTERS);
+                lora_entry_free(e);
+            } else {
+                audit_adapter_loaded(e, r->key[0] ? r->key : NULL);
+                sbuf b = {0};
+                pthread_mutex_lock(&S.pool_mu);
+                put_adapter(&b, e);
+                pthread_mutex_unlock(&S.pool_mu);
+                ret = reply_json(conn, r, 200, &b);
+            }
+        }
+    }
+    sj_doc_free(doc);
+    return ret;
+}
+
+/* Takes adapter e off the server. pool_mu held. 0 done; otherwise the
+ * requests that hold it (it stays). */
+static int lora_remove_locked(lora_entry *e) {
+    if (e->refs > 0) return e->refs;
+    /* the free slots that still apply it (no request holds it: none is busy
+     * with it) forget it, and the tokens they held under it */
+    for (int i = 0; i < S.n_slots; i++)
+        if (S.slot_lora[i] == e && slot_bind(i, NULL) != 0) return 1;
+    ds_status st = ds_adapter_close(e->a);
+    if (st != DS_OK) {
+        audit("internal error: closing adapter %s: %s", e->name, errmsg(st));
+        return 1;
+    }
+    e->a = NULL;
+    int k = 0;
+    while (k < S.n_lora && S.lora[k] != e) k++;
+    for (; k + 1 < S.n_lora; k++) S.lora[k] = S.lora[k + 1];
+    S.n_lora--;
+    return 0;
+}
+
+static enum MHD_Result handle_adapter_unload(struct MHD_Connection *conn, req *r, const char *url) {
+    const char *name = url + strlen("/v1/adapters/");
+    pthread_mutex_lock(&S.pool_mu);
+    lora_entry *e = lora_find_locked(name);
+    int busy = e ? lora_remove_locked(e) : 0;
+    pthread_mutex_unlock(&S.pool_mu);
+    if (!e) return reply_error(conn, r, 404, "adapter_not_found", NULL, "no adapter named '%.64s' is loaded", name);
+    if (busy)
+        return reply_error(conn, r, 409, "adapter_in_use", NULL,
+                           "adapter '%s' is in use by %d request%s; retry when they have ended", e->name, busy,
+                           busy == 1 ? "" : "s");
+    audit_adapter_event("adapter_unloaded", e->name, e->path, r->key[0] ? r->key : NULL, NULL);
+    sbuf b = {0};
+    sb_puts(&b, "{\"name\":");
+    sb_json_str(&b, e->name, strlen(e->name));
+    sb_puts(&b, ",\"object\":\"adapter\",\"deleted\":true}");
+    lora_entry_free(e);
     return reply_json(conn, r, 200, &b);
 }
 
@@ -3218,7 +3649,11 @@ static enum MHD_Result reply_preflight(struct MHD_Connection *conn, req *r) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
     add_cors(resp);
-    MHD_add_response_header(resp, "Access-Control-Allow-Methods", ep_is_post(r->ep) ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods",
+                            r->ep == EP_ADAPTERS  ? "GET, HEAD, POST, OPTIONS"
+                            : r->ep == EP_ADAPTER ? "GET, HEAD, DELETE, OPTIONS"
+                            : ep_is_post(r->ep)   ? "POST, OPTIONS"
+                                                  : "GET, HEAD, OPTIONS");
     MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     r->status = 204;
@@ -3311,18 +3746,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
         int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
         int is_post = !strcmp(method, MHD_HTTP_METHOD_POST);
+        int is_delete = !strcmp(method, MHD_HTTP_METHOD_DELETE);
         if (r->ep == EP_OTHER)
             return reply_error(conn, r, 404, "not_found", NULL, "no such endpoint: %s %.100s", r->method, url);
         if (cors_origin && !strcmp(method, MHD_HTTP_METHOD_OPTIONS)) return reply_preflight(conn, r);
-        if (ep_is_post(r->ep) ? !is_post : !is_get)
+        int allowed = r->ep == EP_ADAPTERS  ? is_get || is_post
+                      : r->ep == EP_ADAPTER ? is_get || is_delete
+                      : ep_is_post(r->ep)   ? is_post
+                                            : is_get;
+        if (!allowed)
             return reply_error(conn, r, 405, "method_not_allowed", NULL, "%s does not accept %s (use %s)",
-                               ep_name[r->ep], r->method, ep_is_post(r->ep) ? "POST" : "GET");
+                               ep_name[r->ep], r->method,
+                               r->ep == EP_ADAPTERS  ? "GET or POST"
+                               : r->ep == EP_ADAPTER ? "GET or DELETE"
+                               : ep_is_post(r->ep)   ? "POST"
+                                                     : "GET");
         if (r->ep != EP_HEALTH) {
             key_entry lim;
             if (!authenticate(conn, r, &lim))
                 return reply_error(conn, r, 401, "invalid_api_key", NULL,
                                    "missing or wrong API key: send \"Authorization: Bearer <token>\"");
-            int need = r->ep == EP_METRICS ? PERM_METRICS : PERM_INFERENCE;
+            int need = r->ep == EP_METRICS                              ? PERM_METRICS
+                       : r->ep == EP_ADAPTERS || r->ep == EP_ADAPTER ? PERM_ADMIN
+                                                                       : PERM_INFERENCE;
+            if (need == PERM_ADMIN && !S.keys_file)
+                return reply_error(conn, r, 403, "permission_denied", NULL,
+                                   "%s needs a key of role admin, and this server has no --keys-file",
+                                   ep_name[r->ep]);
             if (!(r->perms & need))
                 return reply_error(conn, r, 403, "permission_denied", NULL, "the key %s (role %s) may not use %s",
                                    r->key, keys_role_name(r->role), ep_name[r->ep]);
@@ -3345,6 +3795,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->ep == EP_MODELS || r->ep == EP_MODEL) return handle_models(conn, r, url);
         if (r->ep == EP_METRICS) return handle_metrics(conn, r);
         if (r->ep == EP_PROPS) return handle_props(conn, r);
+        if (r->ep == EP_ADAPTER) return is_delete ? handle_adapter_unload(conn, r, url) : handle_adapter_get(conn, r, url);
+        if (r->ep == EP_ADAPTERS && is_get) return handle_adapters_list(conn, r);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         uint64_t n;
         if (cl && parse_u64(cl, UINT64_MAX, &n) && n > S.max_body)
@@ -3375,6 +3827,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                            S.max_body);
     if (r->body.oom) return reply_internal(conn, r, "out of memory for the request body");
     if (r->ep == EP_TOKENIZE || r->ep == EP_DETOKENIZE) return handle_tokens(conn, r);
+    if (r->ep == EP_ADAPTERS) return handle_adapter_load(conn, r);
     return handle_generation(conn, r);
 }
 
@@ -3449,7 +3902,7 @@ static const char usage_text[] =
     "\n"
     "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions,\n"
     "/generate, /tokenize, /detokenize; GET /v1/models, /props, /health, /metrics\n"
-    "(Prometheus). The port is taken before the model loads: a busy port fails at once.\n"
+    "(Prometheus); /v1/adapters (LoRA adapters, admin). The port is taken before the model loads: a busy port fails at once.\n"
     "Options:\n"
     "  -m, --model M         the .dsm container to serve (required)\n"
     "  --key-file F          its 32-byte key (raw or 64 hex digits)\n"
@@ -3500,6 +3953,13 @@ static const char usage_text[] =
     "  --exact-activations   F32 activations with Q8_0/Q4_0 weights instead of int8 ones (slower;\n"
     "                        for checks)\n"
     "  --model-name NAME     the model id in responses (default: the file's base name)\n"
+    "  --lora NAME=FILE      load the LoRA adapter FILE (.dsa, made by ds convert-lora for this very\n"
+    "                        model) as NAME: listed in /v1/models as BASE:NAME, applied to a\n"
+    "                        request whose \"model\" is BASE:NAME; may be given up to 64 times\n"
+    "  --lora-scaled NAME=FILE S  the same, its scale times S (llama.cpp's --lora-scaled)\n"
+    "  --lora-key-file F     the adapters' key when they are not sealed with the model's (also for\n"
+    "                        POST /v1/adapters). Admin keys (--keys-file) load and unload adapters\n"
+    "                        at run time: GET/POST /v1/adapters, GET/DELETE /v1/adapters/NAME\n"
     "  --audit-log PATH      append a JSON line per request and per operational event to PATH\n"
     "                        (created mode 0600; reopened on SIGHUP, for log rotation)\n"
     "  --cors ORIGIN         let browser pages from ORIGIN (\"https://app.example\", or * for any)\n"
@@ -3523,6 +3983,11 @@ typedef struct options {
     int log_prompts;
     int special_in_content;
     int allow_long_ctx;           /* --allow-long-ctx */
+    /* --lora NAME=FILE, --lora-scaled NAME=FILE S, --lora-key-file F */
+    const char *lora_spec[MAX_SERVER_ADAPTERS];
+    const char *lora_scale_s[MAX_SERVER_ADAPTERS];   /* NULL: 1 */
+    int n_lora;
+    const char *lora_key_file;
 } options;
 
 /* Reads the API token: the file's text without surrounding whitespace. */
@@ -3665,6 +4130,27 @@ static int parse_args(int argc, char **argv, options *o) {
             o->allow_long_ctx = 1;
             continue;
         }
+        if (is_opt(&a, "--lora-key-file", &v)) {
+            set_once(&a, &o->lora_key_file, v, "--lora-key-file");
+            continue;
+        }
+        {
+            int scaled = 0;
+            if (is_opt(&a, "--lora", &v) || (scaled = is_opt(&a, "--lora-scaled", &v))) {
+                if (a.bad) break;
+                const char *sc = NULL;
+                if (scaled) {
+                    if (a.i + 1 >= argc)
+                        return usage_error(NULL, "--lora-scaled needs a name=file and a scale: --lora-scaled NAME=FILE S");
+                    sc = argv[++a.i];
+                }
+                if (o->n_lora >= MAX_SERVER_ADAPTERS)
+                    return usage_error(NULL, "at most %d adapters (--lora, --lora-scaled)", MAX_SERVER_ADAPTERS);
+                o->lora_spec[o->n_lora] = v;
+                o->lora_scale_s[o->n_lora++] = sc;
+                continue;
+            }
+        }
         if (model_option(&a, &o->mo, MO_THREADS | MO_CTX | MO_CACHE)) continue;
         for (k = 0; k < sizeof str_name / sizeof str_name[0]; k++)
             if (is_opt(&a, str_name[k], &v)) break;
@@ -3699,6 +4185,19 @@ static int parse_args(int argc, char **argv, options *o) {
         o->max_conns = 4 * o->max_concurrent + o->queue + 128;
     int rc = model_opts_check(NULL, &o->mo);
     if (rc) return rc;
+    for (int i = 0; i < o->n_lora; i++) {
+        const char *sp = o->lora_spec[i], *eq = strchr(sp, '=');
+        float f;
+        if (!eq || !keys_name_ok(sp, (size_t)(eq - sp)) || !eq[1])
+            return usage_error(NULL, "--lora wants NAME=FILE (NAME: 1 to 64 of A-Z a-z 0-9 . _ -), not '%s'", sp);
+        for (int j = 0; j < i; j++)
+            if (!strncmp(o->lora_spec[j], sp, (size_t)(eq - sp) + 1))
+                return usage_error(NULL, "--lora: the name '%.*s' is given twice", (int)(eq - sp), sp);
+        if (o->lora_scale_s[i] && !parse_lora_scale(o->lora_scale_s[i], &f))
+            return usage_error(NULL, "--lora-scaled %s: the scale must be a number (e.g. 0.5), not '%s'", sp,
+                               o->lora_scale_s[i]);
+    }
+    if (o->lora_key_file && !o->lora_key_file[0]) return usage_error(NULL, "--lora-key-file needs a file name");
     if (!o->host) o->host = "127.0.0.1";
     if (!o->model) return usage_error(NULL, "missing --model M.dsm");
     /* the origin goes into a header as it is */
@@ -3955,6 +4454,24 @@ int main(int argc, char **argv) {
     mp.log_user = &o.mo.verbose;
     double t0 = now_mono();
     ds_status st = ds_model_open(&S.model, o.model, &mp);
+    /* the key adapters are opened with, kept for POST /v1/adapters: the
+     * model's, or --lora-key-file's */
+    S.lora_plaintext = o.mo.ko.allow_plaintext;
+    if (st == DS_OK) {
+        if (o.lora_key_file) {
+            ds_status ks = ds_key_file_read(o.lora_key_file, S.lora_secret.key);
+            if (ks != DS_OK) {
+                secret_wipe(&sec);
+                fprintf(stderr, "ds-server: --lora-key-file: %s\n", errmsg(ks));
+                rc = 1;
+                goto out;
+            }
+            S.lora_secret.have_key = 1;
+        } else {
+            S.lora_secret = sec;          /* takes the passphrase copy over */
+            memset(&sec, 0, sizeof sec);
+        }
+    }
     secret_wipe(&sec);
     if (st != DS_OK) {
         char hint[PATH_HINT_MAX];
@@ -3998,7 +4515,8 @@ int main(int argc, char **argv) {
     S.busy = calloc((size_t)S.n_slots, 1);
     S.taken_at = calloc((size_t)S.n_slots, sizeof *S.taken_at);
     S.kv_held = calloc((size_t)S.n_slots, sizeof *S.kv_held);
-    if (!S.ctx || !S.busy || !S.taken_at || !S.kv_held) {
+    S.slot_lora = calloc((size_t)S.n_slots, sizeof *S.slot_lora);
+    if (!S.ctx || !S.busy || !S.taken_at || !S.kv_held || !S.slot_lora) {
         fprintf(stderr, "ds-server: out of memory\n");
         rc = 1;
         goto out;
@@ -4038,6 +4556,31 @@ int main(int argc, char **argv) {
         sb_printf(&b, ",\"seconds\":%.3f", now_mono() - t0);
         audit_end(&b);
     }
+    /* ---- the adapters named at start ---- */
+    for (int i = 0; i < o.n_lora; i++) {
+        const char *eq = strchr(o.lora_spec[i], '=');
+        char name[KEYS_NAME_MAX + 1], err[1024];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - o.lora_spec[i]), o.lora_spec[i]);
+        float scale = 1;
+        if (o.lora_scale_s[i]) (void)parse_lora_scale(o.lora_scale_s[i], &scale);   /* checked by parse_args */
+        lora_entry *e = lora_open_entry(name, eq + 1, scale, &st, err, sizeof err);
+        if (!e) {
+            fprintf(stderr, "ds-server: --lora %s: %s\n", name, err);
+            rc = 1;
+            goto out;
+        }
+        if (lora_insert(e) != 0) {   /* (names checked unique by parse_args) */
+            lora_entry_free(e);
+            fprintf(stderr, "ds-server: --lora %s: cannot add it\n", name);
+            rc = 1;
+            goto out;
+        }
+        audit_adapter_loaded(e, NULL);
+    }
+    /* without --keys-file no one may load an adapter later: the key is not
+     * kept past the start */
+    if (!S.keys_file) secret_wipe(&S.lora_secret);
+
     ds_mlock_info mli;
     if (o.mo.mlock && ds_model_mlock_info(S.model, &mli) == DS_OK)
         audit("mlock locked_bytes=%llu refused_bytes=%llu%s%s%s", (unsigned long long)mli.locked_bytes,
@@ -4140,6 +4683,11 @@ out:
         ds_context_free(S.root);   /* and its sequences */
         free(S.ctx);
     }
+    /* the adapters after the contexts that applied them, before the model */
+    for (int i = 0; i < S.n_lora; i++) lora_entry_free(S.lora[i]);
+    S.n_lora = 0;
+    free(S.slot_lora);
+    secret_wipe(&S.lora_secret);
     free(S.busy);
     free(S.taken_at);
     free(S.kv_held);
