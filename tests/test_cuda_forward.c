@@ -46,6 +46,13 @@
  *              with their own lists (the adapter, none, the adapter at half
  *              scale) in one pass match their own runs; an adapter closed
  *              while a sequence uses it is refused.
+ *  cuda-fwd-6: LoRA parity with PEFT on CUDA: for every case of
+ *              tests/ref/lora (PEFT's unmerged logits of the 32 golden
+ *              tokens, tests/ref/make_lora_goldens.py), every position's
+ *              logits within 1e-4 of PEFT's (test_lora's bound on the CPU).
+ * DS_CUDA_FWD_FAMILIES=v2lite,... limits the families (parity and LoRA
+ * cases), DS_CUDA_FWD_TOKENS the generated tokens, DS_CUDA_FWD_LORA_ONLY=1
+ * runs the LoRA cases alone: for slow emulated runs (tools/cuda_emu).
  */
 #define _DEFAULT_SOURCE 1   /* mkdtemp */
 #include "../deepseek.h"
@@ -631,6 +638,102 @@ static void test_lora_case(const char *name, const char *family) {
     ds_model_close(gpu);
 }
 
+/* The golden token ids (tests/ref/goldens/tokens.json: "token_ids": [...]). */
+static int read_golden_tokens(int32_t *tok, int cap) {
+    FILE *f = fopen("tests/ref/goldens/tokens.json", "r");
+    if (!f) return 0;
+    char buf[4096];
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = 0;
+    const char *p = strstr(buf, "\"token_ids\"");
+    p = p ? strchr(p, '[') : NULL;
+    int n = 0;
+    while (p && *p && *p != ']' && n < cap) {
+        p++;
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        tok[n++] = (int32_t)v;
+        p = end;
+        while (*p == ' ' || *p == '\n') p++;
+    }
+    return n;
+}
+
+static void test_lora_peft(void) {
+    static const char *cases[][2] = {{"v2lite_doc", "v2lite"}, {"v2lite_attn_all", "v2lite"},
+                                     {"v2lite_mlp", "v2lite"}, {"v2lite_experts", "v2lite"},
+                                     {"v2_qlora", "v2"},       {"v3_all", "v3"},
+                                     {"moe16b_qkvo", "moe16b"}};
+    int32_t tok[64];
+    int n = read_golden_tokens(tok, 64);
+    const char *only = getenv("DS_CUDA_FWD_FAMILIES");
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char id[64], dir[256], lp[300];
+        snprintf(id, sizeof id, "cuda-fwd-6.%s", cases[k][0]);
+        snprintf(dir, sizeof dir, "tests/ref/lora/%s", cases[k][0]);
+        snprintf(lp, sizeof lp, "%s/logits.f32", dir);
+        if (only) {
+            char list[256], item[64];
+            snprintf(list, sizeof list, ",%s,", only);
+            snprintf(item, sizeof item, ",%s,", cases[k][1]);
+            if (!strstr(list, item)) continue;
+        }
+        if (n < 8 || access(lp, R_OK) != 0) {
+            T_SKIP(id, "no PEFT golden (run from the repository root)");
+            continue;
+        }
+        if (!have_device) {
+            T_SKIP(id, "no CUDA device");
+            continue;
+        }
+        const char *path = container(cases[k][1], DS_QUANT_F32);
+        ds_model *m = NULL;
+        open_opts o = {0};
+        o.device = DS_DEVICE_CUDA;
+        ds_status s = path ? open_with(path, &o, &m) : DS_ERR_IO;
+        T_STATUS(id, s, DS_OK, ds_last_error());
+        if (s) continue;
+        char out[512];
+        snprintf(out, sizeof out, "%s/%s.dsa", tmpdir, cases[k][0]);
+        ds_convert_lora_params cp = ds_convert_lora_default_params();
+        cp.key = lora_key;
+        cp.key_len = 32;
+        cp.overwrite = 1;
+        s = ds_convert_lora(dir, m, out, &cp);
+        T_STATUS(id, s, DS_OK, ds_last_error());
+        ds_adapter *a = s ? NULL : lora_open(m, out);
+        ds_model_config cf;
+        (void)!ds_model_get_config(m, &cf);
+        size_t N = (size_t)n * (size_t)cf.vocab_size;
+        float *want = malloc(N * sizeof(float)), *got = malloc(N * sizeof(float));
+        FILE *f = fopen(lp, "rb");
+        int ok = want && got && f && fread(want, sizeof(float), N, f) == N;
+        if (f) fclose(f);
+        T_CHECK(id, ok && a, "golden of %zu floats or the adapter missing", N);
+        ds_context *c = NULL;
+        ds_context_params xp = ds_context_default_params();
+        xp.n_ctx = 64;
+        if (ok && a) {
+            s = ds_context_new(&c, m, &xp);
+            if (!s) s = ds_context_set_adapters(c, &a, NULL, 1);
+            if (!s) s = ds_context_eval(c, tok, (size_t)n, got, 1);
+            T_STATUS(id, s, DS_OK, c ? ds_context_errmsg(c) : ds_last_error());
+            if (!s) {
+                double d = lora_maxdiff(got, want, N);
+                printf("INFO %s: max |cuda - PEFT| %.3g\n", id, d);
+                T_CHECK(id, d <= 1e-4, "max |cuda - PEFT| %.3g > 1e-4", d);
+            }
+        }
+        ds_context_free(c);
+        free(want);
+        free(got);
+        T_STATUS(id, ds_adapter_close(a), DS_OK, ds_last_error());
+        ds_model_close(m);
+    }
+}
+
 static void test_lora(void) {
     static const char *cases[][2] = {{"good", "v2lite"}, {"mha", "moe16b"}, {"v3", "v3"}};
     const char *only = getenv("DS_CUDA_FWD_FAMILIES");
@@ -658,6 +761,15 @@ int main(void) {
     }
     char *v2lite16 = container("v2lite", DS_QUANT_F16);
     test_select(v2lite16);
+    /* DS_CUDA_FWD_LORA_ONLY=1: the LoRA cases alone (slow emulated runs) */
+    const char *lora_only = getenv("DS_CUDA_FWD_LORA_ONLY");
+    if (lora_only && lora_only[0] == '1') {
+        T_SKIP("cuda-fwd-1", "DS_CUDA_FWD_LORA_ONLY");
+        T_SKIP("cuda-fwd-2", "DS_CUDA_FWD_LORA_ONLY");
+        T_SKIP("cuda-fwd-3", "DS_CUDA_FWD_LORA_ONLY");
+        T_SKIP("cuda-fwd-4", "DS_CUDA_FWD_LORA_ONLY");
+        goto lora;
+    }
     static const char *families[] = {"v2lite", "v2", "v3", "moe16b", "yarn"};
     const char *only = getenv("DS_CUDA_FWD_FAMILIES");   /* e.g. "v2lite,moe16b" for a quick run */
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
@@ -696,7 +808,9 @@ int main(void) {
     test_budget(v2lite16);
     test_batch(v2lite16);
     test_errors_threads(v2lite8);
+lora:
     test_lora();
+    test_lora_peft();
     /* the containers */
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
