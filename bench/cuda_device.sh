@@ -80,6 +80,9 @@ say "tests on the GPU"
 mkdir -p build-cuda/testdata
 [ -f build-cuda/testdata/.stamp ] || { "$PYTHON" tests/gen/make_checkpoint.py --all build-cuda/testdata &&
     touch build-cuda/testdata/.stamp; }
+# the PEFT fixtures of the LoRA cases (cuda-fwd-5)
+[ -f build-cuda/testdata/peft/good/expected.json ] ||
+    "$PYTHON" tests/gen/make_peft.py build-cuda/testdata build-cuda/testdata/peft > /dev/null
 DS_TESTDATA=build-cuda/testdata BUILD=build-cuda sh tests/run_tests.sh build-cuda/tests/test_cuda_ops \
     build-cuda/tests/test_cuda_forward > "$OUT/tests.log" 2>&1 || true
 grep -E "^(FAIL|INFO|RESULT)|passed, " "$OUT/tests.log" | tee -a "$OUT/summary.txt"

@@ -177,6 +177,15 @@ typedef struct dsi_cuda_ctx {
     int n_dev;
     void *pinned[8];
     int n_pinned;
+    /* LoRA, made on first use (contexts without adapters pay nothing):
+     * the products' scratch, and the routed experts' adapter parts of one
+     * expert uploaded for its products (plaintext: wiped before freed) */
+    float *lt;
+    size_t lt_cap;                 /* floats */
+    uint8_t *lx;
+    size_t lx_cap;                 /* bytes */
+    struct dsi_cu_lx { const ds_adapter *a; size_t off; } *lxs;   /* host: the adapters in lx and where */
+    int lxs_cap;
 } dsi_cuda_ctx;
 
 /* A failed backend call: its status, its message behind "cuda: ". */
@@ -557,7 +566,15 @@ static ds_status dsi_cu_ctx_new(const ds_model *m, const dsi_ctx_shape *sh, void
     }
 #undef A
 #undef P
-    *act = (dsi_act){g->x, g->xn, g->q, g->qa, g->kva, g->att, g->tmp, g->router, g->ye, NULL, NULL};
+    /* g and u double as the MLP's scratch (dsi_cu_mlp3): the driver runs an
+     * MLP either fused or in steps, never both at once */
+    *act = (dsi_act){g->x, g->xn, g->q, g->qa, g->kva, g->att, g->tmp, g->router, g->ye, g->g, g->u};
+    g->lxs_cap = sh->n_seq * DS_MAX_ADAPTERS;
+    g->lxs = dsi_calloc(&m->al, (size_t)g->lxs_cap, sizeof *g->lxs);
+    if (!g->lxs) {
+        s = dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     *out = g;
     return DS_OK;
 fail:
@@ -572,6 +589,13 @@ static void dsi_cu_ctx_free(const ds_model *m, void *dc) {
     const dsi_backend_i *b = g->b ? g->b : dsi_cu_backend(NULL, 0);
     char msg[DSI_CU_MSG];
     if (g->stream) (void)b->sync(g->stream, msg, sizeof msg);
+    if (g->lx) {
+        (void)b->memset(g->lx, 0, g->lx_cap, NULL, msg, sizeof msg);
+        (void)b->sync(NULL, msg, sizeof msg);
+        b->free(g->lx);
+    }
+    b->free(g->lt);
+    dsi_free(&m->al, g->lxs);
     for (int i = 0; i < g->n_dev; i++) b->free(g->dev[i]);
     for (int i = 0; i < g->n_pinned; i++) b->host_free(g->pinned[i]);
     if (g->blas) b->blas_free(g->blas);
@@ -690,8 +714,20 @@ static ds_status dsi_cu_mla_attention(void *dc, int l, const dsi_layer *L, const
                        L->kv_b.data, ca, cb, g->n_ctx};
     DSI_CK(g->b->mla_kv_store(&a, g->kva + (size_t)r->t0 * (R + dr), (const float *)(const void *)L->kv_a_norm.data,
                               eps, r->n, r->pos0, g->stream, M));
-    DSI_CK(g->b->mla_attention(&a, g->q + (size_t)r->t0 * H * hd, r->n, r->pos0,
-                               g->att + (size_t)r->t0 * H * cf->v_head_dim, g->stream, M));
+    const float *q = g->q + (size_t)r->t0 * H * hd;
+    float *att = g->att + (size_t)r->t0 * H * cf->v_head_dim;
+    /* adapted kv_b_proj: the adapters' products inside the absorbed form */
+    dsi_mla_lora ad[DSI_CUDA_MLA_MAX_LORA];
+    int n_ad = 0;
+    for (int k = 0; r->lora && k < r->lora->n; k++) {
+        const dsi_lora_ab *ab = &r->lora->use[k].a->dev_layers[l].m[DSI_LM_KV_B];
+        if (!ab->a.data) continue;
+        if (n_ad == DSI_CUDA_MLA_MAX_LORA)
+            return dsi_fail(e, DS_ERR_INTERNAL, "cuda: more than %d adapters of kv_b_proj", DSI_CUDA_MLA_MAX_LORA);
+        ad[n_ad++] = (dsi_mla_lora){ab->a.dtype, ab->b.dtype, ab->a.data, ab->b.data, ab->a.rows, r->lora->use[k].s};
+    }
+    if (n_ad) DSI_CK(g->b->mla_attention_lora(&a, ad, n_ad, q, r->n, r->pos0, att, g->stream, M));
+    else DSI_CK(g->b->mla_attention(&a, q, r->n, r->pos0, att, g->stream, M));
     return DS_OK;
 }
 
@@ -731,6 +767,126 @@ static ds_status dsi_cu_route(void *dc, const dsi_layer *L, const float *logits,
     DSI_CK(b->sync(g->stream, M));
     memcpy(sel, g->h_sel, tk * sizeof(int));
     memcpy(selw, g->h_selw, tk * sizeof(float));
+    return DS_OK;
+}
+
+/* ==== LoRA ================================================================ */
+/* Grows a LoRA device buffer to at least bytes: the old one (wiped first
+ * when it held plaintext) goes once the stream is done with it. */
+static ds_status dsi_cu_grow(dsi_cuda_ctx *g, void **p, size_t *cap, size_t bytes, bool wipe, dsi_err *e) {
+    if (*cap >= bytes) return DS_OK;
+    if (*p) {
+        DSI_CK(g->b->sync(g->stream, M));
+        if (wipe) {
+            DSI_CK(g->b->memset(*p, 0, *cap, g->stream, M));
+            DSI_CK(g->b->sync(g->stream, M));
+        }
+        g->b->free(*p);
+        *p = NULL;
+        *cap = 0;
+    }
+    char msg_[DSI_CU_MSG] = "";
+    ds_status s = g->b->alloc(p, bytes, M);
+    if (s) return dsi_fail(e, s, "cuda: LoRA scratch: %s", msg_);
+    *cap = bytes;
+    return DS_OK;
+}
+
+/* Rows of Y += s B (A X) for T rows, A and B device matrices. */
+static ds_status dsi_cu_lora_rows(dsi_cuda_ctx *g, const dsi_lora_ab *ab, float s, const float *X, int ldx, float *Y,
+                                  int ldy, int T, dsi_err *e) {
+    int r = ab->a.rows, in = ab->a.cols, out = ab->b.rows;
+    if (ab->b.cols != r || T > g->max_batch)
+        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: LoRA product of %d rows: A %dx%d, B %dx%d", T, r, in, out,
+                        ab->b.cols);
+    /* sized for a whole batch at once, so it grows at most once per shape */
+    size_t need = DSI_CUDA_LORA_TMP(g->max_batch, r, out) * sizeof(float);
+    ds_status st = dsi_cu_grow(g, (void **)&g->lt, &g->lt_cap, need, false, e);
+    if (st) return st;
+    DSI_CK(g->b->lora(g->blas, ab->a.dtype, ab->a.data, ab->b.dtype, ab->b.data, r, in, out, s, X, ldx, T, Y, ldy,
+                      g->lt, g->stream, M));
+    return DS_OK;
+}
+
+static ds_status dsi_cu_lora(void *dc, const dsi_lora_ab *ab, float s, const float *X, int ldx, float *Y, int ldy,
+                             int T, dsi_err *e) {
+    return dsi_cu_lora_rows(dc, ab, s, X, ldx, Y, ldy, T, e);
+}
+
+static ds_status dsi_cu_silu_mul(void *dc, float *g_, const float *u, size_t n, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    DSI_CK(g->b->silu_mul(g_, u, n, g->stream, M));
+    return DS_OK;
+}
+
+/* Routed expert x's adapter parts for the tokens of the plan that have it
+ * (host idx, n of them): each adapter that adapts expert x of layer l, once,
+ * acquired on the host (its own expert cache, or resident) and uploaded
+ * into lx in stream order (an earlier expert's products that read lx run
+ * first). *nd: how many; g->lxs: which and where. */
+static ds_status dsi_cu_lora_parts(dsi_cuda_ctx *g, int l, int x, const dsi_moe_plan *plan, const int *idx, int n,
+                                   int *nd, dsi_err *e) {
+    size_t total = 0;
+    *nd = 0;
+    for (int i = 0; i < n; i++) {
+        const dsi_lora_list *ls = plan->lora[idx[i]];
+        for (int k = 0; ls && k < ls->n; k++) {
+            const ds_adapter *a = ls->use[k].a;
+            const dsi_lora_layer *ll = &a->layers[l];
+            if (!ll->experts || ll->experts[x].segment < 0) continue;
+            int d = 0;
+            while (d < *nd && g->lxs[d].a != a) d++;
+            if (d < *nd) continue;
+            if (*nd == g->lxs_cap) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: too many adapters in one batch");
+            g->lxs[d].a = a;
+            g->lxs[d].off = total;
+            total += ((size_t)a->f.meta.segments[ll->experts[x].segment].plain_bytes + 255) & ~(size_t)255;
+            (*nd)++;
+        }
+    }
+    if (!*nd) return DS_OK;
+    ds_status s = dsi_cu_grow(g, (void **)&g->lx, &g->lx_cap, total, true, e);
+    if (s) return s;
+    for (int d = 0; d < *nd; d++) {
+        const ds_adapter *a = g->lxs[d].a;
+        const uint8_t *src = NULL;
+        if ((s = dsi_lora_expert_acquire(a, l, x, &src, e))) return s;
+        size_t bytes = (size_t)a->f.meta.segments[a->layers[l].experts[x].segment].plain_bytes;
+        char msg_[DSI_CU_MSG] = "";
+        /* from pageable memory: returns once src may be reused */
+        s = src ? g->b->upload(g->lx + g->lxs[d].off, src, bytes, g->stream, M) : DS_OK;
+        dsi_lora_expert_release(a, l, x);
+        if (s) return dsi_fail(e, s, "cuda: %s", msg_);
+    }
+    return DS_OK;
+}
+
+/* Part p (0 gate, 1 up, 2 down) of expert x's adapters on rows [0, n) of
+ * In (ldi) into Out (ldo): runs of consecutive rows whose tokens share one
+ * adapter list, each adapter of the list in order. */
+static ds_status dsi_cu_lora_expert(dsi_cuda_ctx *g, int l, int x, int p, const dsi_moe_plan *plan, const int *idx,
+                                    int n, int nd, const float *In, int ldi, float *Out, int ldo, dsi_err *e) {
+    for (int i0 = 0; i0 < n;) {
+        const dsi_lora_list *ls = plan->lora[idx[i0]];
+        int i1 = i0 + 1;
+        while (i1 < n && plan->lora[idx[i1]] == ls) i1++;
+        for (int k = 0; ls && k < ls->n; k++) {
+            const ds_adapter *a = ls->use[k].a;
+            const dsi_lora_layer *ll = &a->layers[l];
+            if (!ll->experts || ll->experts[x].segment < 0 || !ll->exp[p].a.rows) continue;
+            int d = 0;
+            while (d < nd && g->lxs[d].a != a) d++;
+            if (d == nd) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: an adapter's expert part was not uploaded");
+            dsi_lora_ab v = ll->exp[p];
+            const uint8_t *base = g->lx + g->lxs[d].off;
+            v.a.data = base + ll->experts[x].off[2 * p];
+            v.b.data = base + ll->experts[x].off[2 * p + 1];
+            ds_status s = dsi_cu_lora_rows(g, &v, ls->use[k].s, In + (size_t)i0 * ldi, ldi, Out + (size_t)i0 * ldo, ldo,
+                                           i1 - i0, e);
+            if (s) return s;
+        }
+        i0 = i1;
+    }
     return DS_OK;
 }
 
@@ -816,9 +972,26 @@ static ds_status dsi_cu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_p
         const int *idx = g->idx + plan->off[x];
         const float *w = g->wts + plan->off[x];
         DSI_CK(b->gather_rows(g->xe, X, idx, n, D, g->stream, M));
-        if ((s = dsi_cu_mlp3(g, &L->exp_gate, &L->exp_up, &L->exp_down, base + ref->off[0], base + ref->off[1],
-                             base + ref->off[2], g->xe, n, g->ye, e)))
+        int nd = 0;
+        const int *hidx = plan->idx + plan->off[x];
+        if (plan->lora && (s = dsi_cu_lora_parts(g, l, x, plan, hidx, n, &nd, e))) return s;
+        if (nd) {
+            /* adapted (the CPU's dsi_moe_adapted): gate and up, their
+             * adapters, SiLU(gate) * up, down and its adapters */
+            int I = L->exp_gate.rows;
+            if ((s = dsi_cu_mm(g, &L->exp_gate, base + ref->off[0], g->xe, n, D, g->g, I, e)) ||
+                (s = dsi_cu_mm(g, &L->exp_up, base + ref->off[1], g->xe, n, D, g->u, I, e)) ||
+                (s = dsi_cu_lora_expert(g, l, x, 0, plan, hidx, n, nd, g->xe, D, g->g, I, e)) ||
+                (s = dsi_cu_lora_expert(g, l, x, 1, plan, hidx, n, nd, g->xe, D, g->u, I, e)))
+                return s;
+            DSI_CK(b->silu_mul(g->g, g->u, (size_t)n * (size_t)I, g->stream, M));
+            if ((s = dsi_cu_mm(g, &L->exp_down, base + ref->off[2], g->g, n, I, g->ye, D, e)) ||
+                (s = dsi_cu_lora_expert(g, l, x, 2, plan, hidx, n, nd, g->g, I, g->ye, D, e)))
+                return s;
+        } else if ((s = dsi_cu_mlp3(g, &L->exp_gate, &L->exp_up, &L->exp_down, base + ref->off[0], base + ref->off[1],
+                                    base + ref->off[2], g->xe, n, g->ye, e))) {
             return s;
+        }
         DSI_CK(b->scatter_add(Y, g->ye, idx, w, n, D, g->stream, M));
         if (slot >= 0) DSI_CK(b->event_record(gm->free_ev[slot], g->stream, M));
     }
@@ -833,6 +1006,109 @@ static ds_status dsi_cu_head(void *dc, const dsi_weight *lm_head, const float *X
     DSI_CK(g->b->download(out, g->logits, (size_t)n * (size_t)V * sizeof(float), g->stream, M));
     return DS_OK;
 }
+
+/* ==== Adapters ============================================================ */
+/* The device's copy of an adapter: every resident segment of its file
+ * (the matrices of the adapted projections) uploaded once; the routed
+ * experts' parts stay on the host (paged with the adapter's own expert
+ * cache, or resident) and are uploaded for each use (dsi_cu_lora_parts):
+ * they are small next to the expert they adapt, and an adapter of every
+ * expert would not fit a VRAM budget made for the base. */
+typedef struct dsi_cuda_adapter {
+    void **dseg;                   /* per segment of the adapter's file, or NULL */
+    size_t n_seg;
+    dsi_lora_layer *layers;        /* a->layers with device addresses */
+} dsi_cuda_adapter;
+
+static void dsi_cu_adapter_free(const ds_model *m, ds_adapter *a, void *da);
+
+static ds_status dsi_cu_adapter_new(const ds_model *m, ds_adapter *a, void **out, const dsi_lora_layer **layers,
+                                    dsi_err *e) {
+    dsi_cuda_model *gm = m->dev_model;
+    const dsi_backend_i *b = gm->b;
+    const dsi_meta *mt = &a->f.meta;
+    int L = m->cfg.n_layers;
+    dsi_cuda_adapter *da = dsi_calloc(&m->al, 1, sizeof *da);
+    if (!da) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    da->n_seg = mt->n_segments;
+    da->dseg = dsi_calloc(&m->al, mt->n_segments ? mt->n_segments : 1, sizeof(void *));
+    da->layers = dsi_calloc(&m->al, (size_t)L, sizeof *da->layers);
+    if (!da->dseg || !da->layers) {
+        dsi_cu_adapter_free(m, a, da);
+        return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    }
+    char msg[DSI_CU_MSG] = "";
+    ds_status s = DS_OK;
+    /* one user of the device at a time: the uploads use the default stream */
+    pthread_mutex_lock(&gm->lock);
+    s = b->init(gm->device, msg, sizeof msg);
+    for (size_t i = 0; !s && i < mt->n_segments; i++) {
+        if (mt->segments[i].kind == DS_SEGMENT_EXPERT || !a->f.dense || !a->f.dense[i].ptr) continue;
+        size_t bytes = (size_t)mt->segments[i].plain_bytes;
+        if (!(s = b->alloc(&da->dseg[i], bytes, msg, sizeof msg)))
+            s = b->upload(da->dseg[i], a->f.dense[i].ptr, bytes, NULL, msg, sizeof msg);
+    }
+    if (!s) s = b->sync(NULL, msg, sizeof msg);
+    pthread_mutex_unlock(&gm->lock);
+    if (s) {
+        dsi_cu_adapter_free(m, a, da);
+        return dsi_fail(e, s, "cuda: the adapter's matrices: %s", msg);
+    }
+    /* the layers, with device addresses (routed experts' shapes and
+     * offsets as the host's: their parts are uploaded when used) */
+    for (int l = 0; l < L; l++) {
+        da->layers[l] = a->layers[l];
+        for (int k = 0; k < DSI_LM_N; k++) {
+            dsi_weight *ws[2] = {&da->layers[l].m[k].a, &da->layers[l].m[k].b};
+            for (int j = 0; j < 2; j++) {
+                dsi_weight *w = ws[j];
+                if (!w->data) continue;
+                const uint8_t *dev = NULL;
+                for (size_t i = 0; i < mt->n_segments && !dev; i++) {
+                    const uint8_t *base = a->f.dense ? a->f.dense[i].ptr : NULL;
+                    if (base && da->dseg[i] && w->data >= base && w->data < base + mt->segments[i].plain_bytes)
+                        dev = (const uint8_t *)da->dseg[i] + (w->data - base);
+                }
+                if (!dev) {
+                    dsi_cu_adapter_free(m, a, da);
+                    return dsi_fail(e, DS_ERR_INTERNAL, "cuda: layer %d %s: a matrix outside the adapter's segments",
+                                    l, dsi_lora_module_name(k));
+                }
+                w->data = dev;
+            }
+        }
+    }
+    *out = da;
+    *layers = da->layers;
+    return DS_OK;
+}
+
+static void dsi_cu_adapter_free(const ds_model *m, ds_adapter *a, void *p) {
+    dsi_cuda_adapter *da = p;
+    if (!da) return;
+    dsi_cuda_model *gm = m->dev_model;
+    const dsi_backend_i *b = gm->b;
+    char msg[DSI_CU_MSG];
+    bool any = false;
+    for (size_t i = 0; da->dseg && i < da->n_seg; i++) any |= da->dseg[i] != NULL;
+    if (any) {
+        /* plaintext weights: wiped before the memory goes back */
+        pthread_mutex_lock(&gm->lock);
+        if (b->init(gm->device, msg, sizeof msg) == DS_OK) {
+            for (size_t i = 0; i < da->n_seg; i++)
+                if (da->dseg[i])
+                    (void)b->memset(da->dseg[i], 0, (size_t)a->f.meta.segments[i].plain_bytes, NULL, msg, sizeof msg);
+            (void)b->sync(NULL, msg, sizeof msg);
+        }
+        for (size_t i = 0; i < da->n_seg; i++)
+            if (da->dseg[i]) b->free(da->dseg[i]);
+        pthread_mutex_unlock(&gm->lock);
+    }
+    dsi_free(&m->al, da->dseg);
+    dsi_free(&m->al, da->layers);
+    dsi_free(&m->al, da);
+}
+
 #undef M
 #undef DSI_CK
 
@@ -857,6 +1133,10 @@ static const dsi_device_i dsi_cu_table = {
     .route = dsi_cu_route,
     .moe = dsi_cu_moe,
     .head = dsi_cu_head,
+    .lora = dsi_cu_lora,
+    .silu_mul = dsi_cu_silu_mul,
+    .adapter_new = dsi_cu_adapter_new,
+    .adapter_free = dsi_cu_adapter_free,
 };
 
 DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return &dsi_cu_table; }

@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id f79ddd6ead016169: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id e3283965a32d789e: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -57,7 +57,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "f79ddd6ead016169"
+#define DS_SOURCE_ID "e3283965a32d789e"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -14711,6 +14711,35 @@ ds_status dsi_cuda_mla_kv_store(const dsi_mla_layer *a, const float *kva, const 
 ds_status dsi_cuda_mla_attention(const dsi_mla_layer *a, const float *q, int T, int pos0, float *out, void *stream,
                                  char *msg, size_t len);
 
+/* kv_b_proj adapted by LoRA adapters (W + sum_k s_k B_k A_k, unmerged):
+ * dsi_cuda_mla_attention with, in the absorbed form as the CPU's
+ * dsi_mla_task, qlat += s A^T (B_k(h)^T q_nope) and out += s B_v(h) (A lat)
+ * for each adapter in order. One adapter as the kernel takes it (a host
+ * struct; the matrices device memory, F32 or F16). */
+#define DSI_CUDA_MLA_MAX_LORA 8        /* adapters per call (DS_MAX_ADAPTERS) */
+#define DSI_CUDA_MLA_MAX_RANK 1024     /* r of one (DSI_LORA_MAX_RANK) */
+typedef struct dsi_mla_lora {
+    ds_dtype a_dtype, b_dtype;
+    const void *a;                 /* device (r, R) */
+    const void *b;                 /* device (H * (dn + dv), r): rows as kv_b's */
+    int r;
+    float s;                       /* the scale the sequence applies it with */
+} dsi_mla_lora;
+ds_status dsi_cuda_mla_attention_lora(const dsi_mla_layer *a, const dsi_mla_lora *ad, int n_ad, const float *q, int T,
+                                      int pos0, float *out, void *stream, char *msg, size_t len);
+
+/* ==== LoRA products (matmul.cu) =========================================== */
+/* Rows of y (T, out; stride ldy) += s * B (A x) for the T rows of x (T, in;
+ * stride ldx), A (r, in) of type ta and B (out, r) of type tb (F32 or F16,
+ * rows back to back), as the CPU's dsi_lora_rows: t = x A^T, t *= s, z = t
+ * B^T, y += z (two dsi_cuda_matmul products and two element-wise kernels).
+ * tmp: device scratch of at least DSI_CUDA_LORA_TMP(T, r, out) floats, not
+ * used by any other queued work; b as for dsi_cuda_matmul. */
+#define DSI_CUDA_LORA_TMP(T, r, out) ((size_t)(T) * ((size_t)(r) + (size_t)(out)))
+ds_status dsi_cuda_lora(dsi_blas *b, ds_dtype ta, const void *a, ds_dtype tb, const void *bm, int r, int in, int out,
+                        float s, const float *x, int ldx, int T, float *y, int ldy, float *tmp, void *stream,
+                        char *msg, size_t len);
+
 /* ==== MoE routing (route.cu) ============================================== */
 /* dsi_route for T tokens: logits (device, (T, E)) and the optional
  * e_score_correction_bias (device, E; selection only) give sel (device int,
@@ -14776,7 +14805,7 @@ ds_status dsi_cuda_mha_attention(const dsi_mha_layer *a, const float *q, int T, 
  * DSI_BACKEND_VERSION the table was built against: a caller refuses a table
  * whose version it does not know. Fields are only ever appended; a change of
  * meaning bumps the version. */
-#define DSI_BACKEND_VERSION 1
+#define DSI_BACKEND_VERSION 2   /* 2: lora, mla_attention_lora appended */
 
 typedef struct dsi_backend_i {
     int version;
@@ -14833,6 +14862,12 @@ typedef struct dsi_backend_i {
     ds_status (*mem_info)(size_t *free_bytes, size_t *total_bytes, char *msg, size_t len);
     /* the current device's name ("NVIDIA H200"), for logs */
     ds_status (*device_name)(char *buf, size_t buflen, char *msg, size_t len);
+    /* version 2: LoRA adapters */
+    ds_status (*lora)(dsi_blas *b, ds_dtype ta, const void *a, ds_dtype tb, const void *bm, int r, int in, int out,
+                      float s, const float *x, int ldx, int T, float *y, int ldy, float *tmp, void *stream, char *msg,
+                      size_t len);
+    ds_status (*mla_attention_lora)(const dsi_mla_layer *a, const dsi_mla_lora *ad, int n_ad, const float *q, int T,
+                                    int pos0, float *out, void *stream, char *msg, size_t len);
 } dsi_backend_i;
 
 /* The CUDA backend's table (static storage; never NULL). */
@@ -14984,6 +15019,15 @@ typedef struct dsi_cuda_ctx {
     int n_dev;
     void *pinned[8];
     int n_pinned;
+    /* LoRA, made on first use (contexts without adapters pay nothing):
+     * the products' scratch, and the routed experts' adapter parts of one
+     * expert uploaded for its products (plaintext: wiped before freed) */
+    float *lt;
+    size_t lt_cap;                 /* floats */
+    uint8_t *lx;
+    size_t lx_cap;                 /* bytes */
+    struct dsi_cu_lx { const ds_adapter *a; size_t off; } *lxs;   /* host: the adapters in lx and where */
+    int lxs_cap;
 } dsi_cuda_ctx;
 
 /* A failed backend call: its status, its message behind "cuda: ". */
@@ -15364,7 +15408,15 @@ static ds_status dsi_cu_ctx_new(const ds_model *m, const dsi_ctx_shape *sh, void
     }
 #undef A
 #undef P
-    *act = (dsi_act){g->x, g->xn, g->q, g->qa, g->kva, g->att, g->tmp, g->router, g->ye, NULL, NULL};
+    /* g and u double as the MLP's scratch (dsi_cu_mlp3): the driver runs an
+     * MLP either fused or in steps, never both at once */
+    *act = (dsi_act){g->x, g->xn, g->q, g->qa, g->kva, g->att, g->tmp, g->router, g->ye, g->g, g->u};
+    g->lxs_cap = sh->n_seq * DS_MAX_ADAPTERS;
+    g->lxs = dsi_calloc(&m->al, (size_t)g->lxs_cap, sizeof *g->lxs);
+    if (!g->lxs) {
+        s = dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     *out = g;
     return DS_OK;
 fail:
@@ -15379,6 +15431,13 @@ static void dsi_cu_ctx_free(const ds_model *m, void *dc) {
     const dsi_backend_i *b = g->b ? g->b : dsi_cu_backend(NULL, 0);
     char msg[DSI_CU_MSG];
     if (g->stream) (void)b->sync(g->stream, msg, sizeof msg);
+    if (g->lx) {
+        (void)b->memset(g->lx, 0, g->lx_cap, NULL, msg, sizeof msg);
+        (void)b->sync(NULL, msg, sizeof msg);
+        b->free(g->lx);
+    }
+    b->free(g->lt);
+    dsi_free(&m->al, g->lxs);
     for (int i = 0; i < g->n_dev; i++) b->free(g->dev[i]);
     for (int i = 0; i < g->n_pinned; i++) b->host_free(g->pinned[i]);
     if (g->blas) b->blas_free(g->blas);
@@ -15497,8 +15556,20 @@ static ds_status dsi_cu_mla_attention(void *dc, int l, const dsi_layer *L, const
                        L->kv_b.data, ca, cb, g->n_ctx};
     DSI_CK(g->b->mla_kv_store(&a, g->kva + (size_t)r->t0 * (R + dr), (const float *)(const void *)L->kv_a_norm.data,
                               eps, r->n, r->pos0, g->stream, M));
-    DSI_CK(g->b->mla_attention(&a, g->q + (size_t)r->t0 * H * hd, r->n, r->pos0,
-                               g->att + (size_t)r->t0 * H * cf->v_head_dim, g->stream, M));
+    const float *q = g->q + (size_t)r->t0 * H * hd;
+    float *att = g->att + (size_t)r->t0 * H * cf->v_head_dim;
+    /* adapted kv_b_proj: the adapters' products inside the absorbed form */
+    dsi_mla_lora ad[DSI_CUDA_MLA_MAX_LORA];
+    int n_ad = 0;
+    for (int k = 0; r->lora && k < r->lora->n; k++) {
+        const dsi_lora_ab *ab = &r->lora->use[k].a->dev_layers[l].m[DSI_LM_KV_B];
+        if (!ab->a.data) continue;
+        if (n_ad == DSI_CUDA_MLA_MAX_LORA)
+            return dsi_fail(e, DS_ERR_INTERNAL, "cuda: more than %d adapters of kv_b_proj", DSI_CUDA_MLA_MAX_LORA);
+        ad[n_ad++] = (dsi_mla_lora){ab->a.dtype, ab->b.dtype, ab->a.data, ab->b.data, ab->a.rows, r->lora->use[k].s};
+    }
+    if (n_ad) DSI_CK(g->b->mla_attention_lora(&a, ad, n_ad, q, r->n, r->pos0, att, g->stream, M));
+    else DSI_CK(g->b->mla_attention(&a, q, r->n, r->pos0, att, g->stream, M));
     return DS_OK;
 }
 
@@ -15538,6 +15609,126 @@ static ds_status dsi_cu_route(void *dc, const dsi_layer *L, const float *logits,
     DSI_CK(b->sync(g->stream, M));
     memcpy(sel, g->h_sel, tk * sizeof(int));
     memcpy(selw, g->h_selw, tk * sizeof(float));
+    return DS_OK;
+}
+
+/* ==== LoRA ================================================================ */
+/* Grows a LoRA device buffer to at least bytes: the old one (wiped first
+ * when it held plaintext) goes once the stream is done with it. */
+static ds_status dsi_cu_grow(dsi_cuda_ctx *g, void **p, size_t *cap, size_t bytes, bool wipe, dsi_err *e) {
+    if (*cap >= bytes) return DS_OK;
+    if (*p) {
+        DSI_CK(g->b->sync(g->stream, M));
+        if (wipe) {
+            DSI_CK(g->b->memset(*p, 0, *cap, g->stream, M));
+            DSI_CK(g->b->sync(g->stream, M));
+        }
+        g->b->free(*p);
+        *p = NULL;
+        *cap = 0;
+    }
+    char msg_[DSI_CU_MSG] = "";
+    ds_status s = g->b->alloc(p, bytes, M);
+    if (s) return dsi_fail(e, s, "cuda: LoRA scratch: %s", msg_);
+    *cap = bytes;
+    return DS_OK;
+}
+
+/* Rows of Y += s B (A X) for T rows, A and B device matrices. */
+static ds_status dsi_cu_lora_rows(dsi_cuda_ctx *g, const dsi_lora_ab *ab, float s, const float *X, int ldx, float *Y,
+                                  int ldy, int T, dsi_err *e) {
+    int r = ab->a.rows, in = ab->a.cols, out = ab->b.rows;
+    if (ab->b.cols != r || T > g->max_batch)
+        return dsi_fail(e, DS_ERR_INTERNAL, "cuda: LoRA product of %d rows: A %dx%d, B %dx%d", T, r, in, out,
+                        ab->b.cols);
+    /* sized for a whole batch at once, so it grows at most once per shape */
+    size_t need = DSI_CUDA_LORA_TMP(g->max_batch, r, out) * sizeof(float);
+    ds_status st = dsi_cu_grow(g, (void **)&g->lt, &g->lt_cap, need, false, e);
+    if (st) return st;
+    DSI_CK(g->b->lora(g->blas, ab->a.dtype, ab->a.data, ab->b.dtype, ab->b.data, r, in, out, s, X, ldx, T, Y, ldy,
+                      g->lt, g->stream, M));
+    return DS_OK;
+}
+
+static ds_status dsi_cu_lora(void *dc, const dsi_lora_ab *ab, float s, const float *X, int ldx, float *Y, int ldy,
+                             int T, dsi_err *e) {
+    return dsi_cu_lora_rows(dc, ab, s, X, ldx, Y, ldy, T, e);
+}
+
+static ds_status dsi_cu_silu_mul(void *dc, float *g_, const float *u, size_t n, dsi_err *e) {
+    dsi_cuda_ctx *g = dc;
+    DSI_CK(g->b->silu_mul(g_, u, n, g->stream, M));
+    return DS_OK;
+}
+
+/* Routed expert x's adapter parts for the tokens of the plan that have it
+ * (host idx, n of them): each adapter that adapts expert x of layer l, once,
+ * acquired on the host (its own expert cache, or resident) and uploaded
+ * into lx in stream order (an earlier expert's products that read lx run
+ * first). *nd: how many; g->lxs: which and where. */
+static ds_status dsi_cu_lora_parts(dsi_cuda_ctx *g, int l, int x, const dsi_moe_plan *plan, const int *idx, int n,
+                                   int *nd, dsi_err *e) {
+    size_t total = 0;
+    *nd = 0;
+    for (int i = 0; i < n; i++) {
+        const dsi_lora_list *ls = plan->lora[idx[i]];
+        for (int k = 0; ls && k < ls->n; k++) {
+            const ds_adapter *a = ls->use[k].a;
+            const dsi_lora_layer *ll = &a->layers[l];
+            if (!ll->experts || ll->experts[x].segment < 0) continue;
+            int d = 0;
+            while (d < *nd && g->lxs[d].a != a) d++;
+            if (d < *nd) continue;
+            if (*nd == g->lxs_cap) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: too many adapters in one batch");
+            g->lxs[d].a = a;
+            g->lxs[d].off = total;
+            total += ((size_t)a->f.meta.segments[ll->experts[x].segment].plain_bytes + 255) & ~(size_t)255;
+            (*nd)++;
+        }
+    }
+    if (!*nd) return DS_OK;
+    ds_status s = dsi_cu_grow(g, (void **)&g->lx, &g->lx_cap, total, true, e);
+    if (s) return s;
+    for (int d = 0; d < *nd; d++) {
+        const ds_adapter *a = g->lxs[d].a;
+        const uint8_t *src = NULL;
+        if ((s = dsi_lora_expert_acquire(a, l, x, &src, e))) return s;
+        size_t bytes = (size_t)a->f.meta.segments[a->layers[l].experts[x].segment].plain_bytes;
+        char msg_[DSI_CU_MSG] = "";
+        /* from pageable memory: returns once src may be reused */
+        s = src ? g->b->upload(g->lx + g->lxs[d].off, src, bytes, g->stream, M) : DS_OK;
+        dsi_lora_expert_release(a, l, x);
+        if (s) return dsi_fail(e, s, "cuda: %s", msg_);
+    }
+    return DS_OK;
+}
+
+/* Part p (0 gate, 1 up, 2 down) of expert x's adapters on rows [0, n) of
+ * In (ldi) into Out (ldo): runs of consecutive rows whose tokens share one
+ * adapter list, each adapter of the list in order. */
+static ds_status dsi_cu_lora_expert(dsi_cuda_ctx *g, int l, int x, int p, const dsi_moe_plan *plan, const int *idx,
+                                    int n, int nd, const float *In, int ldi, float *Out, int ldo, dsi_err *e) {
+    for (int i0 = 0; i0 < n;) {
+        const dsi_lora_list *ls = plan->lora[idx[i0]];
+        int i1 = i0 + 1;
+        while (i1 < n && plan->lora[idx[i1]] == ls) i1++;
+        for (int k = 0; ls && k < ls->n; k++) {
+            const ds_adapter *a = ls->use[k].a;
+            const dsi_lora_layer *ll = &a->layers[l];
+            if (!ll->experts || ll->experts[x].segment < 0 || !ll->exp[p].a.rows) continue;
+            int d = 0;
+            while (d < nd && g->lxs[d].a != a) d++;
+            if (d == nd) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: an adapter's expert part was not uploaded");
+            dsi_lora_ab v = ll->exp[p];
+            const uint8_t *base = g->lx + g->lxs[d].off;
+            v.a.data = base + ll->experts[x].off[2 * p];
+            v.b.data = base + ll->experts[x].off[2 * p + 1];
+            ds_status s = dsi_cu_lora_rows(g, &v, ls->use[k].s, In + (size_t)i0 * ldi, ldi, Out + (size_t)i0 * ldo, ldo,
+                                           i1 - i0, e);
+            if (s) return s;
+        }
+        i0 = i1;
+    }
     return DS_OK;
 }
 
@@ -15623,9 +15814,26 @@ static ds_status dsi_cu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_p
         const int *idx = g->idx + plan->off[x];
         const float *w = g->wts + plan->off[x];
         DSI_CK(b->gather_rows(g->xe, X, idx, n, D, g->stream, M));
-        if ((s = dsi_cu_mlp3(g, &L->exp_gate, &L->exp_up, &L->exp_down, base + ref->off[0], base + ref->off[1],
-                             base + ref->off[2], g->xe, n, g->ye, e)))
+        int nd = 0;
+        const int *hidx = plan->idx + plan->off[x];
+        if (plan->lora && (s = dsi_cu_lora_parts(g, l, x, plan, hidx, n, &nd, e))) return s;
+        if (nd) {
+            /* adapted (the CPU's dsi_moe_adapted): gate and up, their
+             * adapters, SiLU(gate) * up, down and its adapters */
+            int I = L->exp_gate.rows;
+            if ((s = dsi_cu_mm(g, &L->exp_gate, base + ref->off[0], g->xe, n, D, g->g, I, e)) ||
+                (s = dsi_cu_mm(g, &L->exp_up, base + ref->off[1], g->xe, n, D, g->u, I, e)) ||
+                (s = dsi_cu_lora_expert(g, l, x, 0, plan, hidx, n, nd, g->xe, D, g->g, I, e)) ||
+                (s = dsi_cu_lora_expert(g, l, x, 1, plan, hidx, n, nd, g->xe, D, g->u, I, e)))
+                return s;
+            DSI_CK(b->silu_mul(g->g, g->u, (size_t)n * (size_t)I, g->stream, M));
+            if ((s = dsi_cu_mm(g, &L->exp_down, base + ref->off[2], g->g, n, I, g->ye, D, e)) ||
+                (s = dsi_cu_lora_expert(g, l, x, 2, plan, hidx, n, nd, g->g, I, g->ye, D, e)))
+                return s;
+        } else if ((s = dsi_cu_mlp3(g, &L->exp_gate, &L->exp_up, &L->exp_down, base + ref->off[0], base + ref->off[1],
+                                    base + ref->off[2], g->xe, n, g->ye, e))) {
             return s;
+        }
         DSI_CK(b->scatter_add(Y, g->ye, idx, w, n, D, g->stream, M));
         if (slot >= 0) DSI_CK(b->event_record(gm->free_ev[slot], g->stream, M));
     }
@@ -15640,6 +15848,109 @@ static ds_status dsi_cu_head(void *dc, const dsi_weight *lm_head, const float *X
     DSI_CK(g->b->download(out, g->logits, (size_t)n * (size_t)V * sizeof(float), g->stream, M));
     return DS_OK;
 }
+
+/* ==== Adapters ============================================================ */
+/* The device's copy of an adapter: every resident segment of its file
+ * (the matrices of the adapted projections) uploaded once; the routed
+ * experts' parts stay on the host (paged with the adapter's own expert
+ * cache, or resident) and are uploaded for each use (dsi_cu_lora_parts):
+ * they are small next to the expert they adapt, and an adapter of every
+ * expert would not fit a VRAM budget made for the base. */
+typedef struct dsi_cuda_adapter {
+    void **dseg;                   /* per segment of the adapter's file, or NULL */
+    size_t n_seg;
+    dsi_lora_layer *layers;        /* a->layers with device addresses */
+} dsi_cuda_adapter;
+
+static void dsi_cu_adapter_free(const ds_model *m, ds_adapter *a, void *da);
+
+static ds_status dsi_cu_adapter_new(const ds_model *m, ds_adapter *a, void **out, const dsi_lora_layer **layers,
+                                    dsi_err *e) {
+    dsi_cuda_model *gm = m->dev_model;
+    const dsi_backend_i *b = gm->b;
+    const dsi_meta *mt = &a->f.meta;
+    int L = m->cfg.n_layers;
+    dsi_cuda_adapter *da = dsi_calloc(&m->al, 1, sizeof *da);
+    if (!da) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    da->n_seg = mt->n_segments;
+    da->dseg = dsi_calloc(&m->al, mt->n_segments ? mt->n_segments : 1, sizeof(void *));
+    da->layers = dsi_calloc(&m->al, (size_t)L, sizeof *da->layers);
+    if (!da->dseg || !da->layers) {
+        dsi_cu_adapter_free(m, a, da);
+        return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    }
+    char msg[DSI_CU_MSG] = "";
+    ds_status s = DS_OK;
+    /* one user of the device at a time: the uploads use the default stream */
+    pthread_mutex_lock(&gm->lock);
+    s = b->init(gm->device, msg, sizeof msg);
+    for (size_t i = 0; !s && i < mt->n_segments; i++) {
+        if (mt->segments[i].kind == DS_SEGMENT_EXPERT || !a->f.dense || !a->f.dense[i].ptr) continue;
+        size_t bytes = (size_t)mt->segments[i].plain_bytes;
+        if (!(s = b->alloc(&da->dseg[i], bytes, msg, sizeof msg)))
+            s = b->upload(da->dseg[i], a->f.dense[i].ptr, bytes, NULL, msg, sizeof msg);
+    }
+    if (!s) s = b->sync(NULL, msg, sizeof msg);
+    pthread_mutex_unlock(&gm->lock);
+    if (s) {
+        dsi_cu_adapter_free(m, a, da);
+        return dsi_fail(e, s, "cuda: the adapter's matrices: %s", msg);
+    }
+    /* the layers, with device addresses (routed experts' shapes and
+     * offsets as the host's: their parts are uploaded when used) */
+    for (int l = 0; l < L; l++) {
+        da->layers[l] = a->layers[l];
+        for (int k = 0; k < DSI_LM_N; k++) {
+            dsi_weight *ws[2] = {&da->layers[l].m[k].a, &da->layers[l].m[k].b};
+            for (int j = 0; j < 2; j++) {
+                dsi_weight *w = ws[j];
+                if (!w->data) continue;
+                const uint8_t *dev = NULL;
+                for (size_t i = 0; i < mt->n_segments && !dev; i++) {
+                    const uint8_t *base = a->f.dense ? a->f.dense[i].ptr : NULL;
+                    if (base && da->dseg[i] && w->data >= base && w->data < base + mt->segments[i].plain_bytes)
+                        dev = (const uint8_t *)da->dseg[i] + (w->data - base);
+                }
+                if (!dev) {
+                    dsi_cu_adapter_free(m, a, da);
+                    return dsi_fail(e, DS_ERR_INTERNAL, "cuda: layer %d %s: a matrix outside the adapter's segments",
+                                    l, dsi_lora_module_name(k));
+                }
+                w->data = dev;
+            }
+        }
+    }
+    *out = da;
+    *layers = da->layers;
+    return DS_OK;
+}
+
+static void dsi_cu_adapter_free(const ds_model *m, ds_adapter *a, void *p) {
+    dsi_cuda_adapter *da = p;
+    if (!da) return;
+    dsi_cuda_model *gm = m->dev_model;
+    const dsi_backend_i *b = gm->b;
+    char msg[DSI_CU_MSG];
+    bool any = false;
+    for (size_t i = 0; da->dseg && i < da->n_seg; i++) any |= da->dseg[i] != NULL;
+    if (any) {
+        /* plaintext weights: wiped before the memory goes back */
+        pthread_mutex_lock(&gm->lock);
+        if (b->init(gm->device, msg, sizeof msg) == DS_OK) {
+            for (size_t i = 0; i < da->n_seg; i++)
+                if (da->dseg[i])
+                    (void)b->memset(da->dseg[i], 0, (size_t)a->f.meta.segments[i].plain_bytes, NULL, msg, sizeof msg);
+            (void)b->sync(NULL, msg, sizeof msg);
+        }
+        for (size_t i = 0; i < da->n_seg; i++)
+            if (da->dseg[i]) b->free(da->dseg[i]);
+        pthread_mutex_unlock(&gm->lock);
+    }
+    dsi_free(&m->al, da->dseg);
+    dsi_free(&m->al, da->layers);
+    dsi_free(&m->al, da);
+}
+
 #undef M
 #undef DSI_CK
 
@@ -15664,6 +15975,10 @@ static const dsi_device_i dsi_cu_table = {
     .route = dsi_cu_route,
     .moe = dsi_cu_moe,
     .head = dsi_cu_head,
+    .lora = dsi_cu_lora,
+    .silu_mul = dsi_cu_silu_mul,
+    .adapter_new = dsi_cu_adapter_new,
+    .adapter_free = dsi_cu_adapter_free,
 };
 
 DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return &dsi_cu_table; }
@@ -16031,6 +16346,10 @@ static ds_status dsi_adapter_record(ds_adapter *a, dsi_err *e) {
     return DS_OK;
 }
 
+static int dsi_cmp_str(const void *x, const void *y) {
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
 /* Which target a tensor name adapts, and whether it is B: "<path>.lora_A"
  * or "<path>.lora_B". */
 static const dsi_lora_target *dsi_lora_find(const dsi_lora_target *t, size_t n, const char *name, bool *is_b) {
@@ -16132,8 +16451,7 @@ static ds_status dsi_adapter_bind(ds_adapter *a, const dsi_lora_target *tg, size
                                     j % 2 ? 'B' : 'A');
         }
     }
-    /* the modules adapted, as PEFT names them, for the info */
-    size_t at = 0;
+    /* the modules adapted, as PEFT names them, sorted (as the record lists them) */
     const char *done[DSI_LM_N + 3];
     int n_done = 0;
     for (int m = 0; m < DSI_LM_N + 3; m++) {
@@ -16142,9 +16460,12 @@ static ds_status dsi_adapter_bind(ds_adapter *a, const dsi_lora_target *tg, size
                                                               : m == DSI_LM_N + 1 ? "up_proj" : "down_proj";
         bool dup = false;
         for (int k = 0; k < n_done; k++) dup |= !strcmp(done[k], nm);
-        if (dup) continue;
-        done[n_done++] = nm;
-        int w = snprintf(a->targets + at, sizeof a->targets - at, "%s%s", at ? "," : "", nm);
+        if (!dup) done[n_done++] = nm;
+    }
+    qsort(done, (size_t)n_done, sizeof done[0], dsi_cmp_str);
+    size_t at = 0;
+    for (int k = 0; k < n_done; k++) {
+        int w = snprintf(a->targets + at, sizeof a->targets - at, "%s%s", at ? "," : "", done[k]);
         if (w > 0 && (size_t)w < sizeof a->targets - at) at += (size_t)w;
     }
     return DS_OK;
@@ -16459,8 +16780,9 @@ DS_API ds_status ds_context_set_adapters(ds_context *c, ds_adapter *const *adapt
     c->lora = l;
     c->n_past = 0;   /* the KV entries were computed under the other list */
     ds_context *root = c->root;
-    root->any_lora = false;
-    for (int i = 0; i < root->n_seq; i++) root->any_lora |= root->seqs[i]->lora.n > 0;
+    bool any = false;
+    for (int i = 0; i < root->n_seq; i++) any |= root->seqs[i]->lora.n > 0;
+    __atomic_store_n(&root->any_lora, any, __ATOMIC_RELAXED);
     return DS_OK;
 }
 
@@ -16700,17 +17022,20 @@ static const dsi_lora_list *dsi_tok_lora(const ds_context *c, const dsi_batch *b
     return q->lora.n ? &q->lora : NULL;
 }
 
+/* Whether some sequence of the context has adapters. Another thread may
+ * set a list on a sequence outside the running pass (the server hands out
+ * a free slot while the others decode), so the flag is atomic, and a pass
+ * reads only the lists of its own sequences. */
+static bool dsi_any_lora(const ds_context *c) { return __atomic_load_n(&c->root->any_lora, __ATOMIC_RELAXED); }
+
 /* Whether some token of b has an adapter that changes module mod of layer l. */
 static bool dsi_lora_any(const ds_context *c, const dsi_batch *b, int l, int mod) {
-    if (!c->root->any_lora) return false;
-    for (int i = 0; i < c->root->n_seq; i++) {
-        const dsi_lora_list *ls = &c->root->seqs[i]->lora;
-        for (int k = 0; k < ls->n; k++)
-            if (ls->use[k].a->layers[l].m[mod].a.data) {
-                for (int t = 0; t < b->n; t++)
-                    if (b->seq[t] == i) return true;
-                break;
-            }
+    if (!dsi_any_lora(c)) return false;
+    for (int t = 0; t < b->n; t++) {
+        if (t > 0 && b->seq[t] == b->seq[t - 1]) continue;
+        const dsi_lora_list *ls = dsi_tok_lora(c, b, t);
+        for (int k = 0; ls && k < ls->n; k++)
+            if (ls->use[k].a->layers[l].m[mod].a.data) return true;
     }
     return false;
 }
@@ -16720,7 +17045,7 @@ static bool dsi_lora_any(const ds_context *c, const dsi_batch *b, int l, int mod
  * with the same list in one device call per adapter. */
 static ds_status dsi_lora_apply(ds_context *c, const dsi_batch *b, int l, int mod, const float *X, int ldx, float *Y,
                                 int ldy, dsi_err *e) {
-    if (!c->root->any_lora) return DS_OK;
+    if (!dsi_any_lora(c)) return DS_OK;
     for (int t = 0; t < b->n;) {
         const dsi_lora_list *ls = dsi_tok_lora(c, b, t);
         int n = 1;
@@ -16788,7 +17113,7 @@ static ds_status dsi_attention(ds_context *c, int l, const dsi_batch *b, dsi_err
         DSI_TRY(dsi_proj(c, b, l, DSI_LM_KV_A, &L->kv_a, a->xn, D, a->kva, R + dr, e));
         for (int t = 0; t < T;) {
             dsi_run r = dsi_next_run(b, t);
-            if (c->root->any_lora) r.lora = dsi_run_lora(c, r.seq, l);
+            if (dsi_any_lora(c)) r.lora = dsi_run_lora(c, r.seq, l);
             DSI_TRY(d->mla_attention(c->dc, l, L, &r, c->eps, e));
             t += r.n;
         }
@@ -16850,7 +17175,7 @@ static ds_status dsi_ffn(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
         if (c->sel[i] < 0 || c->sel[i] >= E)
             return dsi_fail(e, DS_ERR_BACKEND, "routing of layer %d chose expert %d of %d", l, c->sel[i], E);
     dsi_moe_plan plan = dsi_moe_plan_make(c, T);
-    if (c->root->any_lora) {   /* each token's adapters that change this layer's routed experts */
+    if (dsi_any_lora(c)) {   /* each token's adapters that change this layer's routed experts */
         bool any = false;
         for (int t = 0; t < T; t++) {
             const dsi_lora_list *ls = dsi_tok_lora(c, b, t);

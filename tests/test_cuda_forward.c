@@ -32,6 +32,27 @@
  *  cuda-fwd-4: a tampered expert is refused at use (DS_ERR_AUTH) and the
  *              context stays usable; two contexts on two threads match a
  *              single one.
+ *  cuda-fwd-5: LoRA adapters (the PEFT fixtures of tests/gen/make_peft.py,
+ *              converted with ds_convert_lora against the F32 container):
+ *              every position's logits on CUDA within 1e-4 of the CPU's
+ *              (which test_lora checks against PEFT), and at least 1e-2
+ *              away from the unadapted model's, so the adapter counts:
+ *              v2lite with q_proj, kv_b_proj (inside MLA), o_proj, the
+ *              dense MLP, the shared and the routed experts; moe16b with
+ *              q/k/v/o (MHA); v3 with q_b_proj. On v2lite also: decode
+ *              equals the prefill's rows; a VRAM budget of three experts
+ *              under a host expert cache (the adapter's expert parts paged)
+ *              gives the resident run's logits bit for bit; three sequences
+ *              with their own lists (the adapter, none, the adapter at half
+ *              scale) in one pass match their own runs; an adapter closed
+ *              while a sequence uses it is refused.
+ *  cuda-fwd-6: LoRA parity with PEFT on CUDA: for every case of
+ *              tests/ref/lora (PEFT's unmerged logits of the 32 golden
+ *              tokens, tests/ref/make_lora_goldens.py), every position's
+ *              logits within 1e-4 of PEFT's (test_lora's bound on the CPU).
+ * DS_CUDA_FWD_FAMILIES=v2lite,... limits the families (parity and LoRA
+ * cases), DS_CUDA_FWD_TOKENS the generated tokens, DS_CUDA_FWD_LORA_ONLY=1
+ * runs the LoRA cases alone: for slow emulated runs (tools/cuda_emu).
  */
 #define _DEFAULT_SOURCE 1   /* mkdtemp */
 #include "../deepseek.h"
@@ -456,6 +477,277 @@ static void test_errors_threads(const char *path) {
     ds_model_close(m);
 }
 
+/* ==== 5: LoRA adapters ===================================================== */
+static const unsigned char lora_key[32] = {9, 9, 1, 2, 3, 4};
+
+/* The PEFT fixture `name` converted against m (bound to its file). */
+static const char *lora_convert(const char *name, ds_model *m, const char *tag) {
+    static char out[8][512];
+    static int next;
+    char *p = out[next++ % 8];
+    char dir[512];
+    snprintf(p, 512, "%s/%s%s.dsa", tmpdir, name, tag);
+    snprintf(dir, sizeof dir, "%s/peft/%s", testdata, name);
+    ds_convert_lora_params lp = ds_convert_lora_default_params();
+    lp.key = lora_key;
+    lp.key_len = 32;
+    lp.overwrite = 1;
+    if (ds_convert_lora(dir, m, p, &lp) != DS_OK) {
+        printf("convert-lora %s: %s\n", name, ds_last_error());
+        return NULL;
+    }
+    return p;
+}
+
+static ds_adapter *lora_open(ds_model *m, const char *path) {
+    ds_adapter *a = NULL;
+    ds_adapter_params ap = ds_adapter_default_params();
+    ap.key = lora_key;
+    ap.key_len = 32;
+    if (!path || ds_adapter_open(&a, m, path, &ap) != DS_OK) {
+        printf("adapter %s: %s\n", path ? path : "(null)", ds_last_error());
+        return NULL;
+    }
+    return a;
+}
+
+/* Every position's logits of prompt through a new context with a (or none)
+ * at scale sc; decode: the last token evaluated on its own after the rest. */
+static float *lora_run(ds_model *m, ds_adapter *a, float sc, int decode) {
+    ds_model_config cf;
+    if (ds_model_get_config(m, &cf) != DS_OK) return NULL;
+    float *out = malloc((size_t)N_PROMPT * cf.vocab_size * sizeof(float));
+    ds_context *c = NULL;
+    ds_context_params cp = ds_context_default_params();
+    cp.n_ctx = 64;
+    ds_status s = out ? ds_context_new(&c, m, &cp) : DS_ERR_NOMEM;
+    if (!s && a) s = ds_context_set_adapters(c, &a, &sc, 1);
+    if (!s && !decode) s = ds_context_eval(c, prompt, N_PROMPT, out, 1);
+    if (!s && decode) s = ds_context_eval(c, prompt, N_PROMPT - 1, out, 1);
+    if (!s && decode) s = ds_context_eval(c, prompt + N_PROMPT - 1, 1, out + (size_t)(N_PROMPT - 1) * cf.vocab_size, 0);
+    if (s) {
+        printf("lora run: %s\n", c ? ds_context_errmsg(c) : ds_last_error());
+        free(out);
+        out = NULL;
+    }
+    ds_context_free(c);
+    return out;
+}
+
+static double lora_maxdiff(const float *a, const float *b, size_t n) {
+    double d = 0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
+}
+
+static void test_lora_case(const char *name, const char *family) {
+    char id[64];
+    snprintf(id, sizeof id, "cuda-fwd-5.%s", name);
+    char probe[512];
+    snprintf(probe, sizeof probe, "%s/peft/%s/adapter_config.json", testdata, name);
+    if (access(probe, R_OK) != 0) {
+        T_SKIP(id, "no PEFT fixture ($DS_TESTDATA/peft: tests/gen/make_peft.py)");
+        return;
+    }
+    if (!have_device) {
+        T_SKIP(id, "no CUDA device");
+        return;
+    }
+    const char *path = container(family, DS_QUANT_F32);
+    ds_model *cpu = NULL, *gpu = NULL;
+    open_opts o = {0};
+    ds_status s = path ? open_with(path, &o, &cpu) : DS_ERR_IO;
+    o.device = DS_DEVICE_CUDA;
+    if (!s) s = open_with(path, &o, &gpu);
+    T_STATUS(id, s, DS_OK, ds_last_error());
+    const char *ap = s ? NULL : lora_convert(name, cpu, "");
+    ds_adapter *ac = cpu && ap ? lora_open(cpu, ap) : NULL, *ag = gpu && ap ? lora_open(gpu, ap) : NULL;
+    T_CHECK(id, ac && ag, "the adapter did not open");
+    ds_model_config cf;
+    memset(&cf, 0, sizeof cf);
+    if (gpu) (void)!ds_model_get_config(gpu, &cf);
+    size_t N = (size_t)N_PROMPT * cf.vocab_size, V = (size_t)cf.vocab_size;
+    float *want = ac ? lora_run(cpu, ac, 1.0f, 0) : NULL, *got = ag ? lora_run(gpu, ag, 1.0f, 0) : NULL;
+    float *base = ag ? lora_run(gpu, NULL, 1.0f, 0) : NULL;
+    T_CHECK(id, want && got && base, "a run failed");
+    if (want && got && base) {
+        double d = lora_maxdiff(got, want, N), db = lora_maxdiff(got, base, N);
+        printf("INFO %s: max |cuda - cpu| %.3g, max |adapted - base| %.3g\n", id, d, db);
+        T_CHECK(id, d <= 1e-4, "max |cuda - cpu| %.3g > 1e-4", d);
+        T_CHECK(id, db >= 1e-2, "the adapter moved the logits by %.3g only", db);
+    }
+    if (!strcmp(name, "good") && got) {
+        /* decode: the last token alone */
+        float *dec = lora_run(gpu, ag, 1.0f, 1);
+        double d = dec ? lora_maxdiff(dec + (N_PROMPT - 1) * V, got + (N_PROMPT - 1) * V, V) : 1;
+        printf("INFO cuda-fwd-5.decode: max |decode - prefill| %.3g\n", d);
+        T_CHECK("cuda-fwd-5.decode", dec && d <= 1e-5, "max |decode - prefill| %.3g > 1e-5", d);
+        free(dec);
+        /* a VRAM budget of three experts over a host expert cache */
+        ds_cache_stats st;
+        (void)!ds_model_gpu_cache_stats(gpu, &st);
+        ds_model *pm = NULL;
+        open_opts po = o;
+        po.gpu_cache = 3 * st.slot_bytes;
+        po.host_cache = 4 * st.slot_bytes;
+        s = open_with(path, &po, &pm);
+        ds_adapter *pa = s ? NULL : lora_open(pm, ap);
+        float *paged = pa ? lora_run(pm, pa, 1.0f, 0) : NULL;
+        T_CHECK("cuda-fwd-5.paged", paged && !memcmp(paged, got, N * sizeof(float)),
+                "paged run %s (max diff %.3g)", paged ? "differs" : "failed", paged ? lora_maxdiff(paged, got, N) : 0.0);
+        free(paged);
+        T_STATUS("cuda-fwd-5.paged", ds_adapter_close(pa), DS_OK, ds_last_error());
+        ds_model_close(pm);
+        /* three sequences, three lists, one pass */
+        float half = 0.5f;
+        float *own[3] = {got, base, lora_run(gpu, ag, half, 0)};
+        ds_context *c = NULL;
+        ds_context_params cp = ds_context_default_params();
+        cp.n_seq = 3;
+        cp.n_ctx = 64;
+        s = own[2] ? ds_context_new(&c, gpu, &cp) : DS_ERR_NOMEM;
+        ds_context *q[3] = {0};
+        float scs[3] = {1.0f, 1.0f, half};
+        for (int i = 0; i < 3 && !s; i++) {
+            q[i] = ds_context_seq(c, i);
+            s = ds_context_set_adapters(q[i], &ag, &scs[i], i == 1 ? 0 : 1);
+            if (!s) s = ds_context_eval(q[i], prompt, N_PROMPT - 1, NULL, 0);
+        }
+        float *outv = malloc(3 * V * sizeof(float));
+        float *outs[3] = {outv, outv + V, outv + 2 * V};
+        int32_t last[3] = {prompt[N_PROMPT - 1], prompt[N_PROMPT - 1], prompt[N_PROMPT - 1]};
+        if (!s) s = outv ? ds_context_eval_batch(q, last, 3, outs) : DS_ERR_NOMEM;
+        T_STATUS("cuda-fwd-5.seqs", s, DS_OK, c ? ds_context_errmsg(c) : ds_last_error());
+        for (int i = 0; i < 3 && !s; i++) {
+            double d = lora_maxdiff(outs[i], own[i] + (N_PROMPT - 1) * V, V);
+            T_CHECK("cuda-fwd-5.seqs", d <= 1e-5, "sequence %d: the batched step differs from its own run by %.3g", i,
+                    d);
+        }
+        /* in use: closing is refused */
+        T_STATUS("cuda-fwd-5.seqs", ds_adapter_close(ag), DS_ERR_MISUSE, ds_last_error());
+        free(outv);
+        free(own[2]);
+        ds_context_free(c);
+    }
+    free(want);
+    free(got);
+    free(base);
+    T_STATUS(id, ds_adapter_close(ac), DS_OK, ds_last_error());
+    T_STATUS(id, ds_adapter_close(ag), DS_OK, ds_last_error());
+    ds_model_close(cpu);
+    ds_model_close(gpu);
+}
+
+/* The golden token ids (tests/ref/goldens/tokens.json: "token_ids": [...]). */
+static int read_golden_tokens(int32_t *tok, int cap) {
+    FILE *f = fopen("tests/ref/goldens/tokens.json", "r");
+    if (!f) return 0;
+    char buf[4096];
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = 0;
+    const char *p = strstr(buf, "\"token_ids\"");
+    p = p ? strchr(p, '[') : NULL;
+    int n = 0;
+    while (p && *p && *p != ']' && n < cap) {
+        p++;
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        tok[n++] = (int32_t)v;
+        p = end;
+        while (*p == ' ' || *p == '\n') p++;
+    }
+    return n;
+}
+
+static void test_lora_peft(void) {
+    static const char *cases[][2] = {{"v2lite_doc", "v2lite"}, {"v2lite_attn_all", "v2lite"},
+                                     {"v2lite_mlp", "v2lite"}, {"v2lite_experts", "v2lite"},
+                                     {"v2_qlora", "v2"},       {"v3_all", "v3"},
+                                     {"moe16b_qkvo", "moe16b"}};
+    int32_t tok[64];
+    int n = read_golden_tokens(tok, 64);
+    const char *only = getenv("DS_CUDA_FWD_FAMILIES");
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char id[64], dir[256], lp[300];
+        snprintf(id, sizeof id, "cuda-fwd-6.%s", cases[k][0]);
+        snprintf(dir, sizeof dir, "tests/ref/lora/%s", cases[k][0]);
+        snprintf(lp, sizeof lp, "%s/logits.f32", dir);
+        if (only) {
+            char list[256], item[64];
+            snprintf(list, sizeof list, ",%s,", only);
+            snprintf(item, sizeof item, ",%s,", cases[k][1]);
+            if (!strstr(list, item)) continue;
+        }
+        if (n < 8 || access(lp, R_OK) != 0) {
+            T_SKIP(id, "no PEFT golden (run from the repository root)");
+            continue;
+        }
+        if (!have_device) {
+            T_SKIP(id, "no CUDA device");
+            continue;
+        }
+        const char *path = container(cases[k][1], DS_QUANT_F32);
+        ds_model *m = NULL;
+        open_opts o = {0};
+        o.device = DS_DEVICE_CUDA;
+        ds_status s = path ? open_with(path, &o, &m) : DS_ERR_IO;
+        T_STATUS(id, s, DS_OK, ds_last_error());
+        if (s) continue;
+        char out[512];
+        snprintf(out, sizeof out, "%s/%s.dsa", tmpdir, cases[k][0]);
+        ds_convert_lora_params cp = ds_convert_lora_default_params();
+        cp.key = lora_key;
+        cp.key_len = 32;
+        cp.overwrite = 1;
+        s = ds_convert_lora(dir, m, out, &cp);
+        T_STATUS(id, s, DS_OK, ds_last_error());
+        ds_adapter *a = s ? NULL : lora_open(m, out);
+        ds_model_config cf;
+        (void)!ds_model_get_config(m, &cf);
+        size_t N = (size_t)n * (size_t)cf.vocab_size;
+        float *want = malloc(N * sizeof(float)), *got = malloc(N * sizeof(float));
+        FILE *f = fopen(lp, "rb");
+        int ok = want && got && f && fread(want, sizeof(float), N, f) == N;
+        if (f) fclose(f);
+        T_CHECK(id, ok && a, "golden of %zu floats or the adapter missing", N);
+        ds_context *c = NULL;
+        ds_context_params xp = ds_context_default_params();
+        xp.n_ctx = 64;
+        if (ok && a) {
+            s = ds_context_new(&c, m, &xp);
+            if (!s) s = ds_context_set_adapters(c, &a, NULL, 1);
+            if (!s) s = ds_context_eval(c, tok, (size_t)n, got, 1);
+            T_STATUS(id, s, DS_OK, c ? ds_context_errmsg(c) : ds_last_error());
+            if (!s) {
+                double d = lora_maxdiff(got, want, N);
+                printf("INFO %s: max |cuda - PEFT| %.3g\n", id, d);
+                T_CHECK(id, d <= 1e-4, "max |cuda - PEFT| %.3g > 1e-4", d);
+            }
+        }
+        ds_context_free(c);
+        free(want);
+        free(got);
+        T_STATUS(id, ds_adapter_close(a), DS_OK, ds_last_error());
+        ds_model_close(m);
+    }
+}
+
+static void test_lora(void) {
+    static const char *cases[][2] = {{"good", "v2lite"}, {"mha", "moe16b"}, {"v3", "v3"}};
+    const char *only = getenv("DS_CUDA_FWD_FAMILIES");
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        if (only) {
+            char list[256], item[64];
+            snprintf(list, sizeof list, ",%s,", only);
+            snprintf(item, sizeof item, ",%s,", cases[k][1]);
+            if (!strstr(list, item)) continue;
+        }
+        test_lora_case(cases[k][0], cases[k][1]);
+    }
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *ng = getenv("DS_CUDA_FWD_TOKENS");
@@ -469,6 +761,15 @@ int main(void) {
     }
     char *v2lite16 = container("v2lite", DS_QUANT_F16);
     test_select(v2lite16);
+    /* DS_CUDA_FWD_LORA_ONLY=1: the LoRA cases alone (slow emulated runs) */
+    const char *lora_only = getenv("DS_CUDA_FWD_LORA_ONLY");
+    if (lora_only && lora_only[0] == '1') {
+        T_SKIP("cuda-fwd-1", "DS_CUDA_FWD_LORA_ONLY");
+        T_SKIP("cuda-fwd-2", "DS_CUDA_FWD_LORA_ONLY");
+        T_SKIP("cuda-fwd-3", "DS_CUDA_FWD_LORA_ONLY");
+        T_SKIP("cuda-fwd-4", "DS_CUDA_FWD_LORA_ONLY");
+        goto lora;
+    }
     static const char *families[] = {"v2lite", "v2", "v3", "moe16b", "yarn"};
     const char *only = getenv("DS_CUDA_FWD_FAMILIES");   /* e.g. "v2lite,moe16b" for a quick run */
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
@@ -507,6 +808,9 @@ int main(void) {
     test_budget(v2lite16);
     test_batch(v2lite16);
     test_errors_threads(v2lite8);
+lora:
+    test_lora();
+    test_lora_peft();
     /* the containers */
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -49,6 +49,15 @@
  *                   contract the CPU's dst[d] += wgt * src[d] into an FMA),
  *                   experts added in the same order
  *   memset, copy    exact, and bytes outside the range untouched
+ *   lora            3e-5 * (|y0| + |s| sum_q |B_iq| sum_j |A_qj x_j|) + 1e-6
+ *                   against a double-precision y0 + s B (A x) of the same
+ *                   stored A and B: two products in F32 (the bound of one,
+ *                   as gemv's, for each); padding of y's rows bit for bit
+ *   mla + adapters  (16.1) as mla attention, against the CPU's dsi_mla_task
+ *                   with its adapter steps (transcribed); (16.2) 2e-4 *
+ *                   max |cpu| + 1e-6 against the plain attention over the
+ *                   merged matrix W + sum s B A (F32): the same function
+ *                   computed another way, so rounding of the merge included
  *   route           the same experts in the same order, except where two
  *                   selection scores differ but by at most 1e-5 (relative):
  *                   a near-tie that summation order may break either way;
@@ -219,9 +228,26 @@ static void rope(const rope_tab *c, float *x, int pos, bool interleaved) {
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
-/* dsi_mla_task for one (token, head); w is scratch of 2R + n + dr floats */
+/* kv_b_proj's adapters for mla_task: A (r, R) and B (H (dn + dv), r) each,
+ * host rows, applied with scale s */
+typedef struct mla_ad {
+    int n;
+    dsi_weight a[4], b[4];
+    float s[4];
+} mla_ad;
+
+/* dsi_mla_task for one (token, head), with the adapters of ad when not
+ * NULL; w is scratch of 2R + n + dr floats */
+static void mla_task_ad(const dsi_weight *kvb, const mla_ad *ad, const rope_tab *rt, const float *q, int H, int dn,
+                        int dr, int dv, int R, float attn_scale, const float *ca, const float *cb, int t, int h,
+                        int pos, float *att, float *w);
 static void mla_task(const dsi_weight *kvb, const rope_tab *rt, const float *q, int H, int dn, int dr, int dv, int R,
                      float attn_scale, const float *ca, const float *cb, int t, int h, int pos, float *att, float *w) {
+    mla_task_ad(kvb, NULL, rt, q, H, dn, dr, dv, R, attn_scale, ca, cb, t, h, pos, att, w);
+}
+static void mla_task_ad(const dsi_weight *kvb, const mla_ad *ad, const rope_tab *rt, const float *q, int H, int dn,
+                        int dr, int dv, int R, float attn_scale, const float *ca, const float *cb, int t, int h,
+                        int pos, float *att, float *w) {
     int hd = dn + dr, n = pos + 1;
     float *qlat = w, *scores = qlat + R, *lat = scores + n, *qpe = lat + R;
     const float *qh = q + (size_t)t * H * hd + (size_t)h * hd;
@@ -230,6 +256,15 @@ static void mla_task(const dsi_weight *kvb, const rope_tab *rt, const float *q, 
     memset(qlat, 0, (size_t)R * sizeof(float));
     const uint8_t *rows = kvb->data + (size_t)h * (dn + dv) * kvb->row_bytes;
     for (int i = 0; i < dn; i++) cpu_kernels()->axpy[kvb->dtype](rows + (size_t)i * kvb->row_bytes, qh[i], qlat, kvb->cols);
+    for (int k = 0; ad && k < ad->n; k++) { /* q_lat += s A^T (B_k(h)^T q_nope) */
+        const dsi_weight *A = &ad->a[k], *B = &ad->b[k];
+        float tr[1024];
+        int r = A->rows;
+        memset(tr, 0, (size_t)r * sizeof(float));
+        const uint8_t *br = B->data + (size_t)h * (dn + dv) * B->row_bytes;
+        for (int i = 0; i < dn; i++) cpu_kernels()->axpy[B->dtype](br + (size_t)i * B->row_bytes, qh[i], tr, r);
+        for (int c = 0; c < r; c++) cpu_kernels()->axpy[A->dtype](A->data + (size_t)c * A->row_bytes, ad->s[k] * tr[c], qlat, R);
+    }
     for (int s = 0; s < n; s++)
         scores[s] = (cpu_kernels()->dot_f32(qlat, ca + (size_t)s * R, R) + cpu_kernels()->dot_f32(qpe, cb + (size_t)s * dr, dr)) * attn_scale;
     dsi_softmax(scores, n);
@@ -242,6 +277,14 @@ static void mla_task(const dsi_weight *kvb, const rope_tab *rt, const float *q, 
     float *out = att + (size_t)t * H * dv + (size_t)h * dv;
     const uint8_t *vrows = rows + (size_t)dn * kvb->row_bytes;
     for (int i = 0; i < dv; i++) out[i] = cpu_kernels()->dot[kvb->dtype](vrows + (size_t)i * kvb->row_bytes, lat, kvb->cols);
+    for (int k = 0; ad && k < ad->n; k++) { /* out += s B_v(h) (A lat) */
+        const dsi_weight *A = &ad->a[k], *B = &ad->b[k];
+        float al[1024];
+        int r = A->rows;
+        for (int c = 0; c < r; c++) al[c] = cpu_kernels()->dot[A->dtype](A->data + (size_t)c * A->row_bytes, lat, R);
+        const uint8_t *bv = B->data + ((size_t)h * (dn + dv) + (size_t)dn) * B->row_bytes;
+        for (int i = 0; i < dv; i++) out[i] += ad->s[k] * cpu_kernels()->dot[B->dtype](bv + (size_t)i * B->row_bytes, al, r);
+    }
 }
 
 /* dsi_mha_task for one (token, head); scores is scratch of pos + 1 floats.
@@ -334,6 +377,49 @@ static void case_host(void) {
                 b->scatter_add == dsi_cuda_scatter_add && b->mha_attention == dsi_cuda_mha_attention &&
                 b->mem_info == dsi_cuda_mem_info && b->device_name == dsi_cuda_device_name,
             "appended table entries");
+    /* version 2: LoRA */
+    T_CHECK("cuda-ops-0.8", b && b->lora == dsi_cuda_lora && b->mla_attention_lora == dsi_cuda_mla_attention_lora,
+            "LoRA table entries");
+    /* 0.13: LoRA argument checks */
+    msg[0] = 0;
+    s = dsi_cuda_lora(NULL, DS_DTYPE_Q8_0, dummy, DS_DTYPE_F32, dummy, 2, 32, 4, 1.0f, dummy, 32, 1, dummy, 4, dummy,
+                      NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    T_CHECK("cuda-ops-0.13", strstr(msg, "dsi_cuda_lora") != NULL, "message: %s", msg);
+    s = dsi_cuda_lora(NULL, DS_DTYPE_F32, dummy, DS_DTYPE_F16, dummy, 0, 8, 4, 1.0f, dummy, 8, 1, dummy, 4, dummy,
+                      NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_lora(NULL, DS_DTYPE_F32, dummy, DS_DTYPE_F32, dummy, 2, 8, 4, 1.0f, dummy, 7, 1, dummy, 4, dummy,
+                      NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_lora(NULL, DS_DTYPE_F32, dummy, DS_DTYPE_F32, dummy, 2, 8, 4, 1.0f, dummy, 8, 1, dummy, 3, dummy,
+                      NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_lora(NULL, DS_DTYPE_F32, dummy, DS_DTYPE_F32, dummy, 2, 8, 4, 1.0f, dummy, 8, 1, dummy, 4, NULL,
+                      NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    s = dsi_cuda_lora(NULL, DS_DTYPE_F32, dummy, DS_DTYPE_F32, dummy, 2, 8, 4, 1.0f, NULL, 8, 0, NULL, 4, NULL, NULL,
+                      msg, MSGLEN); /* nothing to do */
+    T_STATUS("cuda-ops-0.13", s, DS_OK, msg);
+    a.kv_b_dtype = DS_DTYPE_F32;
+    a.rank = 32;
+    dsi_mla_lora ad[DSI_CUDA_MLA_MAX_LORA + 1];
+    memset(ad, 0, sizeof ad);
+    for (int k = 0; k <= DSI_CUDA_MLA_MAX_LORA; k++) ad[k] = (dsi_mla_lora){DS_DTYPE_F32, DS_DTYPE_F16, dummy, dummy, 4, 1.0f};
+    s = dsi_cuda_mla_attention_lora(&a, ad, DSI_CUDA_MLA_MAX_LORA + 1, dummy, 1, 0, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    ad[1].a_dtype = DS_DTYPE_Q8_0;
+    s = dsi_cuda_mla_attention_lora(&a, ad, 2, dummy, 1, 0, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    T_CHECK("cuda-ops-0.13", strstr(msg, "adapter 1") != NULL, "message: %s", msg);
+    ad[1].a_dtype = DS_DTYPE_F16;
+    ad[0].r = DSI_CUDA_MLA_MAX_RANK + 1;
+    s = dsi_cuda_mla_attention_lora(&a, ad, 2, dummy, 1, 0, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
+    ad[0].r = 4;
+    ad[0].b = NULL;
+    s = dsi_cuda_mla_attention_lora(&a, ad, 1, dummy, 1, 0, dummy, NULL, msg, MSGLEN);
+    T_STATUS("cuda-ops-0.13", s, DS_ERR_INVALID_ARG, msg);
 }
 
 /* The new entry points' argument checks (no device needed). */
@@ -1424,6 +1510,253 @@ static void case_mha(void) {
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) mha_case(shapes[k]);
 }
 
+/* ==== 15. LoRA products ==================================================== */
+typedef struct lora_shape {
+    int r, in, out, T, ldx_pad, ldy_pad;
+} lora_shape;
+
+/* y += s B (A x) on the device against a double-precision reference from
+ * the same stored A and B; the padding of y's rows must stay as it was. */
+static void lora_case(const char *id, dsi_blas *blas, ds_dtype ta, ds_dtype tb, lora_shape sh, float sc) {
+    int ldx = sh.in + sh.ldx_pad, ldy = sh.out + sh.ldy_pad;
+    size_t rba, rbb, ny = (size_t)sh.T * ldy, nx = (size_t)sh.T * ldx;
+    uint8_t *A = make_weight(ta, sh.r, sh.in, 0.5f, &rba), *B = make_weight(tb, sh.out, sh.r, 0.5f, &rbb);
+    float *x = malloc(nx * sizeof(float)), *y0 = malloc(ny * sizeof(float)), *y = malloc(ny * sizeof(float));
+    float *af = malloc((size_t)sh.r * sh.in * sizeof(float)), *bf = malloc((size_t)sh.out * sh.r * sizeof(float));
+    double *t = malloc((size_t)sh.r * sizeof(double)), *mag = malloc((size_t)sh.r * sizeof(double));
+    void *dA = NULL, *dB = NULL, *dx = NULL, *dy = NULL, *dt = NULL;
+    if (!A || !B || !x || !y0 || !y || !af || !bf || !t || !mag) {
+        T_CHECK(id, 0, "out of host memory");
+        goto done;
+    }
+    fill(x, nx, 2.0f);
+    fill(y0, ny, 3.0f);
+    for (int q = 0; q < sh.r; q++) cpu_kernels()->dequant[ta](A + (size_t)q * rba, af + (size_t)q * sh.in, sh.in);
+    for (int i = 0; i < sh.out; i++) cpu_kernels()->dequant[tb](B + (size_t)i * rbb, bf + (size_t)i * sh.r, sh.r);
+    if (!(dA = dev_up(id, A, (size_t)sh.r * rba)) || !(dB = dev_up(id, B, (size_t)sh.out * rbb)) ||
+        !(dx = dev_up(id, x, nx * sizeof(float))) || !(dy = dev_up(id, y0, ny * sizeof(float))) ||
+        !(dt = dev_up(id, NULL, DSI_CUDA_LORA_TMP(sh.T, sh.r, sh.out) * sizeof(float))))
+        goto done;
+    ds_status s = dsi_cuda_lora(blas, ta, dA, tb, dB, sh.r, sh.in, sh.out, sc, dx, ldx, sh.T, dy, ldy, dt, stream, msg,
+                                MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+    if (s != DS_OK || !dev_down(id, y, dy, ny * sizeof(float))) goto done;
+    int bad = 0, pad = 0;
+    double worst = 0;
+    for (int k = 0; k < sh.T; k++) {
+        const float *xt = x + (size_t)k * ldx;
+        for (int q = 0; q < sh.r; q++) {
+            double acc = 0, m = 0;
+            for (int j = 0; j < sh.in; j++) {
+                acc += (double)af[(size_t)q * sh.in + j] * xt[j];
+                m += fabs((double)af[(size_t)q * sh.in + j] * xt[j]);
+            }
+            t[q] = acc;
+            mag[q] = m;
+        }
+        for (int i = 0; i < sh.out; i++) {
+            double z = 0, zm = 0;
+            for (int q = 0; q < sh.r; q++) {
+                z += (double)bf[(size_t)i * sh.r + q] * t[q];
+                zm += fabs((double)bf[(size_t)i * sh.r + q]) * mag[q];
+            }
+            double y0v = y0[(size_t)k * ldy + i], ref = y0v + (double)sc * z;
+            double err = fabs((double)y[(size_t)k * ldy + i] - ref), tol = 3e-5 * (fabs(y0v) + fabs(sc) * zm) + 1e-6;
+            if (!(err <= tol)) bad++;
+            if (err / tol > worst) worst = err / tol;
+        }
+        for (int i = sh.out; i < ldy; i++) pad += memcmp(&y[(size_t)k * ldy + i], &y0[(size_t)k * ldy + i], 4) != 0;
+    }
+    T_CHECK(id, bad == 0 && pad == 0,
+            "A %s B %s r %d in %d out %d T %d ldx %d ldy %d s %g: %d of %d out of tolerance (worst %.2fx), %d padding "
+            "values changed",
+            dtname(ta), dtname(tb), sh.r, sh.in, sh.out, sh.T, ldx, ldy, sc, bad, sh.T * sh.out, worst, pad);
+    if (getenv("DS_TEST_VERBOSE"))
+        printf("INFO %s: A %s B %s r %d in %d out %d T %d: worst %.3f of the bound\n", id, dtname(ta), dtname(tb),
+               sh.r, sh.in, sh.out, sh.T, worst);
+done:
+    dsi_cuda_free(dA), dsi_cuda_free(dB), dsi_cuda_free(dx), dsi_cuda_free(dy), dsi_cuda_free(dt);
+    free(A), free(B), free(x), free(y0), free(y), free(af), free(bf), free(t), free(mag);
+}
+
+static void case_lora(void) {
+    dsi_blas *b = NULL, *small = NULL;
+    ds_status s = dsi_cuda_blas_new(&b, 0, 0, msg, MSGLEN);
+    if (s == DS_OK) s = dsi_cuda_blas_new(&small, 64 << 10, 0, msg, MSGLEN); /* several tiles per F16 matrix */
+    T_STATUS("cuda-ops-15.1", s, DS_OK, msg);
+    if (s != DS_OK) goto done;
+    const lora_shape shapes[] = {
+        /* r, in, out, T, ldx pad, ldy pad */
+        {1, 7, 5, 1, 0, 0},       {8, 64, 96, 1, 0, 0},     {16, 100, 33, 3, 2, 5}, /* decode: the GEMV */
+        {4, 512, 256, 17, 0, 3},  {32, 256, 1408, 4, 1, 0}, {64, 1024, 300, 40, 4, 4},
+        {16, 2048, 512, 5, 0, 0}, {2, 33, 17, 9, 3, 1},
+    };
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int ta = DS_DTYPE_F32; ta <= DS_DTYPE_F16; ta++)
+            for (int tb = DS_DTYPE_F32; tb <= DS_DTYPE_F16; tb++)
+                lora_case("cuda-ops-15.1", b, (ds_dtype)ta, (ds_dtype)tb, shapes[k], k % 2 ? 0.75f : 2.0f);
+    /* F16 matrices dequantized tile by tile; a negative scale */
+    lora_case("cuda-ops-15.2", small, DS_DTYPE_F16, DS_DTYPE_F16, (lora_shape){16, 2048, 1408, 33, 0, 2}, -1.5f);
+    lora_case("cuda-ops-15.2", small, DS_DTYPE_F32, DS_DTYPE_F16, (lora_shape){8, 4096, 96, 6, 1, 0}, 0.5f);
+done:
+    dsi_cuda_blas_free(b);
+    dsi_cuda_blas_free(small);
+}
+
+/* ==== 16. MLA attention with kv_b_proj adapted ============================= */
+typedef struct mla_lora_shape {
+    int H, dn, dr, dv, R, n_ctx, pos0, T;
+    int n_ad, r[4];
+    ds_dtype ta[4], tb[4];
+} mla_lora_shape;
+
+/* The device's adapted attention against (1) the CPU's dsi_mla_task with
+ * its adapter steps (transcribed) and (2) the unadapted attention over the
+ * merged matrix W + sum s B A (dequantized, F32): the same function of the
+ * inputs computed another way, a check of the math rather than of the
+ * transcription. */
+static void mla_lora_case(ds_dtype dt, mla_lora_shape m) {
+    const char *id = "cuda-ops-16.1", *id_m = "cuda-ops-16.2";
+    int hd = m.dn + m.dr, npos = m.pos0 + m.T, rows = m.H * (m.dn + m.dv);
+    ds_model_config cf = rope_config(0);
+    rope_tab rt;
+    rope_init(&rt, &cf, m.dr);
+    float attn_scale = 1.0f / sqrtf((float)hd);
+    size_t rb, nout = (size_t)m.T * m.H * m.dv;
+    mla_ad ad;
+    memset(&ad, 0, sizeof ad);
+    uint8_t *adA[4] = {0}, *adB[4] = {0};
+    void *dA[4] = {0}, *dB[4] = {0};
+    uint8_t *kvb = make_weight(dt, rows, m.R, 0.15f, &rb);
+    float *ca = malloc((size_t)m.n_ctx * m.R * sizeof(float)), *cb = malloc((size_t)m.n_ctx * m.dr * sizeof(float));
+    float *q = malloc((size_t)m.T * m.H * hd * sizeof(float));
+    float *ref = malloc(nout * sizeof(float)), *refm = malloc(nout * sizeof(float)), *got = malloc(nout * sizeof(float));
+    float *merged = malloc((size_t)rows * m.R * sizeof(float)), *row = malloc((size_t)m.R * sizeof(float));
+    float *scratch = malloc(((size_t)2 * m.R + (size_t)npos + (size_t)m.dr) * sizeof(float));
+    void *d_kvb = NULL, *d_ca = NULL, *d_cb = NULL, *d_q = NULL, *d_out = NULL, *d_f = NULL;
+    if (!kvb || !ca || !cb || !q || !ref || !refm || !got || !merged || !row || !scratch) {
+        T_CHECK(id, 0, "out of host memory");
+        goto done;
+    }
+    fill(ca, (size_t)m.n_ctx * m.R, 1.0f);
+    fill(cb, (size_t)m.n_ctx * m.dr, 1.0f);
+    fill(q, (size_t)m.T * m.H * hd, 1.0f);
+    dsi_mla_lora dad[4];
+    ad.n = m.n_ad;
+    for (int k = 0; k < m.n_ad; k++) {
+        size_t rba, rbb;
+        adA[k] = make_weight(m.ta[k], m.r[k], m.R, 0.3f, &rba);
+        adB[k] = make_weight(m.tb[k], rows, m.r[k], 0.3f, &rbb);
+        if (!adA[k] || !adB[k]) {
+            T_CHECK(id, 0, "out of host memory");
+            goto done;
+        }
+        ad.a[k] = host_weight(m.ta[k], adA[k], m.r[k], m.R, rba);
+        ad.b[k] = host_weight(m.tb[k], adB[k], rows, m.r[k], rbb);
+        ad.s[k] = k % 2 ? -0.6f : 1.25f;
+        if (!(dA[k] = dev_up(id, adA[k], (size_t)m.r[k] * rba)) || !(dB[k] = dev_up(id, adB[k], (size_t)rows * rbb)))
+            goto done;
+        dad[k] = (dsi_mla_lora){m.ta[k], m.tb[k], dA[k], dB[k], m.r[k], ad.s[k]};
+    }
+    if (!(d_kvb = dev_up(id, kvb, (size_t)rows * rb)) ||
+        !(d_ca = dev_up(id, ca, (size_t)m.n_ctx * m.R * sizeof(float))) ||
+        !(d_cb = dev_up(id, cb, (size_t)m.n_ctx * m.dr * sizeof(float))) ||
+        !(d_q = dev_up(id, q, (size_t)m.T * m.H * hd * sizeof(float))) || !(d_out = dev_up(id, NULL, nout * sizeof(float))) ||
+        !(d_f = dev_up(id, rt.inv_freq, (size_t)m.dr / 2 * sizeof(float))))
+        goto done;
+    dsi_mla_layer a;
+    memset(&a, 0, sizeof a);
+    a.n_heads = m.H;
+    a.nope_dim = m.dn;
+    a.rope_dim = m.dr;
+    a.v_dim = m.dv;
+    a.rank = m.R;
+    a.scale = attn_scale;
+    a.rope_mscale = rt.mscale;
+    a.inv_freq = d_f;
+    a.kv_b_dtype = dt;
+    a.kv_b = d_kvb;
+    a.cache_lat = d_ca;
+    a.cache_pe = d_cb;
+    a.n_ctx = m.n_ctx;
+    ds_status s = dsi_cuda_mla_attention_lora(&a, dad, m.n_ad, d_q, m.T, m.pos0, d_out, stream, msg, MSGLEN);
+    T_STATUS(id, s, DS_OK, msg);
+    if (s != DS_OK || !dev_down(id, got, d_out, nout * sizeof(float))) goto done;
+    /* (1) the CPU's steps */
+    dsi_weight hw = host_weight(dt, kvb, rows, m.R, rb);
+    for (int t = 0; t < m.T; t++)
+        for (int h = 0; h < m.H; h++)
+            mla_task_ad(&hw, &ad, &rt, q, m.H, m.dn, m.dr, m.dv, m.R, attn_scale, ca, cb, t, h, m.pos0 + t, ref, scratch);
+    /* (2) the merged matrix, in double then F32 */
+    for (int i = 0; i < rows; i++) {
+        cpu_kernels()->dequant[dt](kvb + (size_t)i * rb, row, m.R);
+        for (int j = 0; j < m.R; j++) merged[(size_t)i * m.R + j] = row[j];
+    }
+    for (int k = 0; k < m.n_ad; k++) {
+        float *af = malloc((size_t)m.r[k] * m.R * sizeof(float)), *bf = malloc((size_t)rows * m.r[k] * sizeof(float));
+        if (!af || !bf) {
+            free(af), free(bf);
+            T_CHECK(id, 0, "out of host memory");
+            goto done;
+        }
+        for (int c = 0; c < m.r[k]; c++) cpu_kernels()->dequant[m.ta[k]](adA[k] + (size_t)c * ad.a[k].row_bytes, af + (size_t)c * m.R, m.R);
+        for (int i = 0; i < rows; i++) cpu_kernels()->dequant[m.tb[k]](adB[k] + (size_t)i * ad.b[k].row_bytes, bf + (size_t)i * m.r[k], m.r[k]);
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < m.R; j++) {
+                double v = 0;
+                for (int c = 0; c < m.r[k]; c++) v += (double)bf[(size_t)i * m.r[k] + c] * af[(size_t)c * m.R + j];
+                merged[(size_t)i * m.R + j] = (float)(merged[(size_t)i * m.R + j] + (double)ad.s[k] * v);
+            }
+        free(af), free(bf);
+    }
+    dsi_weight mw = host_weight(DS_DTYPE_F32, (const uint8_t *)merged, rows, m.R, (size_t)m.R * sizeof(float));
+    for (int t = 0; t < m.T; t++)
+        for (int h = 0; h < m.H; h++)
+            mla_task(&mw, &rt, q, m.H, m.dn, m.dr, m.dv, m.R, attn_scale, ca, cb, t, h, m.pos0 + t, refm, scratch);
+    float amax = 0;
+    for (size_t i = 0; i < nout; i++) amax = fmaxf(amax, fabsf(ref[i]));
+    int bad = 0, bad_m = 0;
+    double worst = 0, worst_m = 0;
+    for (size_t i = 0; i < nout; i++) {
+        double err = fabs((double)got[i] - ref[i]), tol = 5e-5 * amax + 1e-6;
+        if (!(err <= tol)) bad++;
+        if (err / tol > worst) worst = err / tol;
+        double err_m = fabs((double)got[i] - refm[i]), tol_m = 2e-4 * amax + 1e-6;
+        if (!(err_m <= tol_m)) bad_m++;
+        if (err_m / tol_m > worst_m) worst_m = err_m / tol_m;
+    }
+    T_CHECK(id, bad == 0, "kv_b %s H %d R %d pos0 %d T %d, %d adapter(s): %d of %zu out of tolerance (worst %.2fx)",
+            dtname(dt), m.H, m.R, m.pos0, m.T, m.n_ad, bad, nout, worst);
+    T_CHECK(id_m, bad_m == 0,
+            "kv_b %s H %d R %d pos0 %d T %d, %d adapter(s): %d of %zu away from the merged matrix's (worst %.2fx)",
+            dtname(dt), m.H, m.R, m.pos0, m.T, m.n_ad, bad_m, nout, worst_m);
+    if (getenv("DS_TEST_VERBOSE"))
+        printf("INFO cuda-ops-16: kv_b %s H %d T %d %d adapter(s): worst %.3f (CPU steps), %.3f (merged)\n", dtname(dt),
+               m.H, m.T, m.n_ad, worst, worst_m);
+done:
+    for (int k = 0; k < 4; k++) {
+        dsi_cuda_free(dA[k]), dsi_cuda_free(dB[k]);
+        free(adA[k]), free(adB[k]);
+    }
+    dsi_cuda_free(d_kvb), dsi_cuda_free(d_ca), dsi_cuda_free(d_cb), dsi_cuda_free(d_q), dsi_cuda_free(d_out);
+    dsi_cuda_free(d_f);
+    free(kvb), free(ca), free(cb), free(q), free(ref), free(refm), free(got), free(merged), free(row), free(scratch);
+}
+
+static void case_mla_lora(void) {
+    const ds_dtype F32 = DS_DTYPE_F32, F16 = DS_DTYPE_F16;
+    const mla_lora_shape shapes[] = {
+        /* H, dn, dr, dv, R, n_ctx, pos0, T, adapters: n, ranks, A dtypes, B dtypes */
+        {3, 16, 8, 24, 64, 40, 5, 6, 1, {8}, {F32}, {F32}},
+        {2, 32, 2, 7, 96, 300, 257, 3, 2, {4, 16}, {F16, F32}, {F16, F16}}, /* across a tile, two adapters */
+        {4, 64, 16, 48, 128, 20, 0, 1, 3, {1, 40, 300}, {F32, F16, F16}, {F16, F32, F16}}, /* rank > the block's threads */
+    };
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int t = DS_DTYPE_F32; t <= LAST_DTYPE; t++) mla_lora_case((ds_dtype)t, shapes[k]);
+    /* the V2-Lite shape, decode, one adapter of rank 16 */
+    mla_lora_case(DS_DTYPE_Q8_0, (mla_lora_shape){16, 128, 64, 128, 512, 64, 40, 1, 1, {16}, {F16}, {F16}});
+}
+
 /* ==== Driver ============================================================== */
 static const struct {
     const char *id;
@@ -1433,7 +1766,8 @@ static const struct {
     {"cuda-ops-4", case_rmsnorm},    {"cuda-ops-5", case_silu}, {"cuda-ops-6", case_rope},
     {"cuda-ops-7", case_mla},        {"cuda-ops-8", case_route}, {"cuda-ops-9", case_oom},
     {"cuda-ops-10", case_events},    {"cuda-ops-11", case_embed}, {"cuda-ops-12", case_add},
-    {"cuda-ops-13", case_moe_rows},  {"cuda-ops-14", case_mha},
+    {"cuda-ops-13", case_moe_rows},  {"cuda-ops-14", case_mha},  {"cuda-ops-15", case_lora},
+    {"cuda-ops-16", case_mla_lora},
 };
 
 /* id is one of the space- or comma-separated words of list */

@@ -32,6 +32,8 @@
  */
 #include "common.cuh"
 
+#include <string.h>
+
 #define MLA_THREADS 256
 #define MLA_TILE 256
 
@@ -95,13 +97,29 @@ static size_t dsi_cuda_mla_smem(const dsi_mla_layer *a) {
     return ((size_t)a->nope_dim + (size_t)a->rope_dim + 2 * (size_t)a->rank + MLA_TILE) * sizeof(float);
 }
 
-template <int DT>
+/* The adapters of kv_b_proj as the kernel takes them (by value). */
+struct dsi_cuda_mla_ads {
+    dsi_mla_lora ad[DSI_CUDA_MLA_MAX_LORA];
+    int n, rmax;
+};
+
+/* Element j of a row of an adapter's matrix (F32 or F16, chosen at run time). */
+__device__ __forceinline__ float dsi_cuda_wl(ds_dtype t, const uint8_t *row, int j) {
+    return t == DS_DTYPE_F16 ? dsi_cuda_w<DS_DTYPE_F16>(row, j) : dsi_cuda_w<DS_DTYPE_F32>(row, j);
+}
+
+/* LORA: kv_b_proj adapted (W + sum_k s_k B_k A_k), in the absorbed form as
+ * the CPU's dsi_mla_task: qlat += s A^T (B_k(h)^T q_nope) after step 2,
+ * out += s B_v(h) (A lat) after step 4; tr (rmax floats of shared memory
+ * after the scores) holds the r-vector of one adapter at a time. */
+template <int DT, bool LORA>
 static __global__ void __launch_bounds__(MLA_THREADS)
     dsi_cuda_k_mla(const float *__restrict__ q, int pos0, int H, int dn, int dr, int dv, int R, float scale,
                    float rope_mscale, const float *__restrict__ inv_freq, const uint8_t *__restrict__ kvb, size_t rb,
-                   const float *__restrict__ ca, const float *__restrict__ cb, float *__restrict__ out) {
+                   const float *__restrict__ ca, const float *__restrict__ cb, float *__restrict__ out,
+                   dsi_cuda_mla_ads ads) {
     extern __shared__ float sm[];
-    float *qn = sm, *qpe = qn + dn, *qlat = qpe + dr, *lat = qlat + R, *sc = lat + R;
+    float *qn = sm, *qpe = qn + dn, *qlat = qpe + dr, *lat = qlat + R, *sc = lat + R, *tr = sc + MLA_TILE;
     __shared__ float red[32];
     const int tid = threadIdx.x, nt = blockDim.x, lane = tid & 31, wid = tid >> 5, nw = nt >> 5;
     const int t = blockIdx.x / H, h = blockIdx.x % H, pos = pos0 + t, n = pos + 1;
@@ -123,6 +141,30 @@ static __global__ void __launch_bounds__(MLA_THREADS)
         lat[j] = 0.0f;
     }
     __syncthreads();
+    /* 2b. adapters: tr = B_k(h)^T q_nope (the axpy of B's rows i = 0, 1, ...
+     * as the CPU), then qlat[j] += (s tr[q]) A[q][j] for q = 0, 1, ... */
+    if (LORA) {
+        for (int k = 0; k < ads.n; k++) {
+            const dsi_mla_lora ad = ads.ad[k];
+            const size_t arb = (size_t)R * (ad.a_dtype == DS_DTYPE_F16 ? 2 : 4);
+            const size_t brb = (size_t)ad.r * (ad.b_dtype == DS_DTYPE_F16 ? 2 : 4);
+            const uint8_t *bk = (const uint8_t *)ad.b + (size_t)h * (size_t)(dn + dv) * brb;
+            const uint8_t *am = (const uint8_t *)ad.a;
+            for (int c = tid; c < ad.r; c += nt) {
+                float acc = 0.0f;
+                for (int i = 0; i < dn; i++) acc = __fadd_rn(acc, __fmul_rn(qn[i], dsi_cuda_wl(ad.b_dtype, bk + (size_t)i * brb, c)));
+                tr[c] = acc;
+            }
+            __syncthreads();
+            for (int j = tid; j < R; j += nt) {
+                float acc = qlat[j];
+                for (int c = 0; c < ad.r; c++)
+                    acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(ad.s, tr[c]), dsi_cuda_wl(ad.a_dtype, am + (size_t)c * arb, j)));
+                qlat[j] = acc;
+            }
+            __syncthreads(); /* tr is rewritten by the next adapter; qlat read by every warp */
+        }
+    }
 
     /* 3. online softmax over the positions, tile by tile */
     float m = -INFINITY, l = 0.0f;
@@ -161,26 +203,76 @@ static __global__ void __launch_bounds__(MLA_THREADS)
         acc = dsi_cuda_warp_sum(acc);
         if (lane == 0) o[i] = acc;
     }
+    /* 4b. adapters: tr = A lat (one warp per row of A), then out[i] += s
+     * (B_v(h)[i] . tr); warp w adds to the values it wrote in step 4 */
+    if (LORA) {
+        for (int k = 0; k < ads.n; k++) {
+            const dsi_mla_lora ad = ads.ad[k];
+            const size_t arb = (size_t)R * (ad.a_dtype == DS_DTYPE_F16 ? 2 : 4);
+            const size_t brb = (size_t)ad.r * (ad.b_dtype == DS_DTYPE_F16 ? 2 : 4);
+            const uint8_t *bv = (const uint8_t *)ad.b + ((size_t)h * (size_t)(dn + dv) + (size_t)dn) * brb;
+            const uint8_t *am = (const uint8_t *)ad.a;
+            __syncthreads(); /* the previous adapter's readers of tr are done */
+            for (int c = wid; c < ad.r; c += nw) {
+                const uint8_t *ar = am + (size_t)c * arb;
+                float acc = 0.0f;
+                for (int j = lane; j < R; j += 32) acc += dsi_cuda_wl(ad.a_dtype, ar, j) * lat[j];
+                acc = dsi_cuda_warp_sum(acc);
+                if (lane == 0) tr[c] = acc;
+            }
+            __syncthreads();
+            for (int i = wid; i < dv; i += nw) {
+                const uint8_t *br = bv + (size_t)i * brb;
+                float acc = 0.0f;
+                for (int c = lane; c < ad.r; c += 32) acc += dsi_cuda_wl(ad.b_dtype, br, c) * tr[c];
+                acc = dsi_cuda_warp_sum(acc);
+                if (lane == 0) o[i] = __fadd_rn(o[i], __fmul_rn(ad.s, acc));
+            }
+        }
+    }
 }
 
-extern "C" ds_status dsi_cuda_mla_attention(const dsi_mla_layer *a, const float *q, int T, int pos0, float *out,
-                                            void *stream, char *msg, size_t len) {
+/* Both entry points: ads NULL or empty runs the kernel without adapters. */
+static ds_status dsi_cuda_mla_run(const char *fn, const dsi_mla_layer *a, const dsi_mla_lora *ad, int n_ad,
+                                  const float *q, int T, int pos0, float *out, void *stream, char *msg, size_t len) {
     size_t rb;
-    ds_status st = dsi_cuda_mla_check("dsi_cuda_mla_attention", a, T, pos0, true, &rb, msg, len);
+    ds_status st = dsi_cuda_mla_check(fn, a, T, pos0, true, &rb, msg, len);
     if (st != DS_OK) return st;
+    DSI_CUDA_ARG(n_ad >= 0 && n_ad <= DSI_CUDA_MLA_MAX_LORA && (n_ad == 0 || ad), "%s: %d adapters (at most %d)", fn,
+                 n_ad, DSI_CUDA_MLA_MAX_LORA);
+    dsi_cuda_mla_ads ads;
+    memset(&ads, 0, sizeof ads);
+    for (int k = 0; k < n_ad; k++) {
+        const dsi_mla_lora *x = &ad[k];
+        DSI_CUDA_ARG((x->a_dtype == DS_DTYPE_F32 || x->a_dtype == DS_DTYPE_F16) &&
+                         (x->b_dtype == DS_DTYPE_F32 || x->b_dtype == DS_DTYPE_F16),
+                     "%s: adapter %d: A and B must be F32 or F16 (dtypes %d, %d)", fn, k, (int)x->a_dtype,
+                     (int)x->b_dtype);
+        DSI_CUDA_ARG(x->r > 0 && x->r <= DSI_CUDA_MLA_MAX_RANK, "%s: adapter %d: rank %d outside [1, %d]", fn, k, x->r,
+                     DSI_CUDA_MLA_MAX_RANK);
+        DSI_CUDA_ARG(T == 0 || (x->a && x->b), "%s: adapter %d: NULL matrix", fn, k);
+        ads.ad[ads.n++] = *x;
+        if (x->r > ads.rmax) ads.rmax = x->r;
+    }
     if (T == 0) return DS_OK;
-    DSI_CUDA_ARG(q && out, "dsi_cuda_mla_attention: NULL buffer");
-    const size_t smem = dsi_cuda_mla_smem(a);
+    DSI_CUDA_ARG(q && out, "%s: NULL buffer", fn);
+    const size_t smem = dsi_cuda_mla_smem(a) + (size_t)ads.rmax * sizeof(float);
     const unsigned grid = (unsigned)(T * a->n_heads);
     cudaStream_t s = (cudaStream_t)stream;
     const uint8_t *kvb = (const uint8_t *)a->kv_b;
+#define MLA_L(DT, L)                                                                                                 \
+    do {                                                                                                             \
+        st = dsi_cuda_smem((const void *)dsi_cuda_k_mla<DT, L>, smem, fn, msg, len);                                  \
+        if (st != DS_OK) return st;                                                                                  \
+        dsi_cuda_k_mla<DT, L><<<grid, MLA_THREADS, smem, s>>>(q, pos0, a->n_heads, a->nope_dim, a->rope_dim,          \
+                                                              a->v_dim, a->rank, a->scale, a->rope_mscale,            \
+                                                              a->inv_freq, kvb, rb, a->cache_lat, a->cache_pe, out,   \
+                                                              ads);                                                   \
+    } while (0)
 #define MLA(DT)                                                                                                      \
     do {                                                                                                             \
-        st = dsi_cuda_smem((const void *)dsi_cuda_k_mla<DT>, smem, "dsi_cuda_mla_attention", msg, len);               \
-        if (st != DS_OK) return st;                                                                                  \
-        dsi_cuda_k_mla<DT><<<grid, MLA_THREADS, smem, s>>>(q, pos0, a->n_heads, a->nope_dim, a->rope_dim, a->v_dim,   \
-                                                           a->rank, a->scale, a->rope_mscale, a->inv_freq, kvb, rb,   \
-                                                           a->cache_lat, a->cache_pe, out);                           \
+        if (ads.n) MLA_L(DT, true);                                                                                  \
+        else MLA_L(DT, false);                                                                                       \
     } while (0)
     switch (a->kv_b_dtype) {
     case DS_DTYPE_F32: MLA(DS_DTYPE_F32); break;
@@ -189,8 +281,20 @@ extern "C" ds_status dsi_cuda_mla_attention(const dsi_mla_layer *a, const float 
     case DS_DTYPE_Q4_0: MLA(DS_DTYPE_Q4_0); break;
     }
 #undef MLA
+#undef MLA_L
     DSI_CUDA_LAUNCHED("mla_attention");
     return DS_OK;
+}
+
+extern "C" ds_status dsi_cuda_mla_attention(const dsi_mla_layer *a, const float *q, int T, int pos0, float *out,
+                                            void *stream, char *msg, size_t len) {
+    return dsi_cuda_mla_run("dsi_cuda_mla_attention", a, NULL, 0, q, T, pos0, out, stream, msg, len);
+}
+
+extern "C" ds_status dsi_cuda_mla_attention_lora(const dsi_mla_layer *a, const dsi_mla_lora *ad, int n_ad,
+                                                 const float *q, int T, int pos0, float *out, void *stream, char *msg,
+                                                 size_t len) {
+    return dsi_cuda_mla_run("dsi_cuda_mla_attention_lora", a, ad, n_ad, q, T, pos0, out, stream, msg, len);
 }
 
 /* ==== Multi-head attention (DeepSeek-MoE) ================================= */

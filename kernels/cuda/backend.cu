@@ -371,6 +371,8 @@ static const dsi_backend_i dsi_cuda_table = {
     .mha_attention = dsi_cuda_mha_attention,
     .mem_info = dsi_cuda_mem_info,
     .device_name = dsi_cuda_device_name,
+    .lora = dsi_cuda_lora,
+    .mla_attention_lora = dsi_cuda_mla_attention_lora,
 };
 
 extern "C" const dsi_backend_i *dsi_cuda_backend(void) { return &dsi_cuda_table; }

@@ -149,6 +149,35 @@ ds_status dsi_cuda_mla_kv_store(const dsi_mla_layer *a, const float *kva, const 
 ds_status dsi_cuda_mla_attention(const dsi_mla_layer *a, const float *q, int T, int pos0, float *out, void *stream,
                                  char *msg, size_t len);
 
+/* kv_b_proj adapted by LoRA adapters (W + sum_k s_k B_k A_k, unmerged):
+ * dsi_cuda_mla_attention with, in the absorbed form as the CPU's
+ * dsi_mla_task, qlat += s A^T (B_k(h)^T q_nope) and out += s B_v(h) (A lat)
+ * for each adapter in order. One adapter as the kernel takes it (a host
+ * struct; the matrices device memory, F32 or F16). */
+#define DSI_CUDA_MLA_MAX_LORA 8        /* adapters per call (DS_MAX_ADAPTERS) */
+#define DSI_CUDA_MLA_MAX_RANK 1024     /* r of one (DSI_LORA_MAX_RANK) */
+typedef struct dsi_mla_lora {
+    ds_dtype a_dtype, b_dtype;
+    const void *a;                 /* device (r, R) */
+    const void *b;                 /* device (H * (dn + dv), r): rows as kv_b's */
+    int r;
+    float s;                       /* the scale the sequence applies it with */
+} dsi_mla_lora;
+ds_status dsi_cuda_mla_attention_lora(const dsi_mla_layer *a, const dsi_mla_lora *ad, int n_ad, const float *q, int T,
+                                      int pos0, float *out, void *stream, char *msg, size_t len);
+
+/* ==== LoRA products (matmul.cu) =========================================== */
+/* Rows of y (T, out; stride ldy) += s * B (A x) for the T rows of x (T, in;
+ * stride ldx), A (r, in) of type ta and B (out, r) of type tb (F32 or F16,
+ * rows back to back), as the CPU's dsi_lora_rows: t = x A^T, t *= s, z = t
+ * B^T, y += z (two dsi_cuda_matmul products and two element-wise kernels).
+ * tmp: device scratch of at least DSI_CUDA_LORA_TMP(T, r, out) floats, not
+ * used by any other queued work; b as for dsi_cuda_matmul. */
+#define DSI_CUDA_LORA_TMP(T, r, out) ((size_t)(T) * ((size_t)(r) + (size_t)(out)))
+ds_status dsi_cuda_lora(dsi_blas *b, ds_dtype ta, const void *a, ds_dtype tb, const void *bm, int r, int in, int out,
+                        float s, const float *x, int ldx, int T, float *y, int ldy, float *tmp, void *stream,
+                        char *msg, size_t len);
+
 /* ==== MoE routing (route.cu) ============================================== */
 /* dsi_route for T tokens: logits (device, (T, E)) and the optional
  * e_score_correction_bias (device, E; selection only) give sel (device int,
@@ -214,7 +243,7 @@ ds_status dsi_cuda_mha_attention(const dsi_mha_layer *a, const float *q, int T, 
  * DSI_BACKEND_VERSION the table was built against: a caller refuses a table
  * whose version it does not know. Fields are only ever appended; a change of
  * meaning bumps the version. */
-#define DSI_BACKEND_VERSION 1
+#define DSI_BACKEND_VERSION 2   /* 2: lora, mla_attention_lora appended */
 
 typedef struct dsi_backend_i {
     int version;
@@ -271,6 +300,12 @@ typedef struct dsi_backend_i {
     ds_status (*mem_info)(size_t *free_bytes, size_t *total_bytes, char *msg, size_t len);
     /* the current device's name ("NVIDIA H200"), for logs */
     ds_status (*device_name)(char *buf, size_t buflen, char *msg, size_t len);
+    /* version 2: LoRA adapters */
+    ds_status (*lora)(dsi_blas *b, ds_dtype ta, const void *a, ds_dtype tb, const void *bm, int r, int in, int out,
+                      float s, const float *x, int ldx, int T, float *y, int ldy, float *tmp, void *stream, char *msg,
+                      size_t len);
+    ds_status (*mla_attention_lora)(const dsi_mla_layer *a, const dsi_mla_lora *ad, int n_ad, const float *q, int T,
+                                    int pos0, float *out, void *stream, char *msg, size_t len);
 } dsi_backend_i;
 
 /* The CUDA backend's table (static storage; never NULL). */

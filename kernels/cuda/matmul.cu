@@ -317,3 +317,48 @@ extern "C" ds_status dsi_cuda_matmul(dsi_blas *b, ds_dtype t, const void *w, int
     }
     return DS_OK;
 }
+
+/* ==== LoRA: y += s B (A x) ================================================ */
+/* The CPU twin is dsi_lora_rows (cpu.c): t = x A^T (T, r), t *= s, z = t
+ * B^T (T, out), y += z, each step here a kernel or a product of the ones
+ * above: the same operations, the products summed in another order. */
+static __global__ void dsi_cuda_k_scale(float *__restrict__ t, float s, size_t n) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        t[i] = __fmul_rn(t[i], s);
+}
+
+/* y row t (stride ldy) += z row t (stride cols), over T rows of cols */
+static __global__ void dsi_cuda_k_add_rows(float *__restrict__ y, int ldy, const float *__restrict__ z, int cols,
+                                           size_t n) {
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
+        const size_t t = e / (size_t)cols, i = e % (size_t)cols;
+        float *d = y + t * (size_t)ldy + i;
+        *d = __fadd_rn(*d, z[e]);
+    }
+}
+
+extern "C" ds_status dsi_cuda_lora(dsi_blas *b, ds_dtype ta, const void *a, ds_dtype tb, const void *bm, int r, int in,
+                                   int out, float s, const float *x, int ldx, int T, float *y, int ldy, float *tmp,
+                                   void *stream, char *msg, size_t len) {
+    DSI_CUDA_ARG((ta == DS_DTYPE_F32 || ta == DS_DTYPE_F16) && (tb == DS_DTYPE_F32 || tb == DS_DTYPE_F16),
+                 "dsi_cuda_lora: A and B must be F32 or F16 (dtypes %d, %d)", (int)ta, (int)tb);
+    DSI_CUDA_ARG(r > 0 && in > 0 && out > 0 && T >= 0, "dsi_cuda_lora: bad shape r %d in %d out %d T %d", r, in, out,
+                 T);
+    DSI_CUDA_ARG(ldx >= in && ldy >= out, "dsi_cuda_lora: strides ldx %d < in %d or ldy %d < out %d", ldx, in, ldy,
+                 out);
+    if (T == 0) return DS_OK;
+    DSI_CUDA_ARG(a && bm && x && y && tmp, "dsi_cuda_lora: NULL buffer");
+    float *t = tmp, *z = tmp + (size_t)T * (size_t)r;
+    ds_status st = dsi_cuda_matmul(b, ta, a, r, in, x, ldx, T, t, r, stream, msg, len);
+    if (st != DS_OK) return st;
+    cudaStream_t cs = (cudaStream_t)stream;
+    const unsigned threads = 256;
+    const size_t nt = (size_t)T * (size_t)r, nz = (size_t)T * (size_t)out;
+    dsi_cuda_k_scale<<<dsi_cuda_blocks(nt, threads), threads, 0, cs>>>(t, s, nt);
+    DSI_CUDA_LAUNCHED("lora scale");
+    st = dsi_cuda_matmul(b, tb, bm, out, r, t, r, T, z, out, stream, msg, len);
+    if (st != DS_OK) return st;
+    dsi_cuda_k_add_rows<<<dsi_cuda_blocks(nz, threads), threads, 0, cs>>>(y, ldy, z, out, nz);
+    DSI_CUDA_LAUNCHED("lora add");
+    return DS_OK;
+}
