@@ -169,8 +169,9 @@ int main(int argc, char **argv) {
     qsort(tb, (size_t)reps, sizeof *tb, cmp_d);
     qsort(ta, (size_t)reps, sizeof *ta, cmp_d);
     qsort(rt, (size_t)reps, sizeof *rt, cmp_d);
-    printf("median: base %.3f ms/token, adapter %.3f ms/token; median pair ratio %.4f (cost %+.1f%%)\n",
-           tb[reps / 2], ta[reps / 2], rt[reps / 2], (rt[reps / 2] - 1) * 100);
+    printf("median: base %.3f ms/token, adapter %.3f ms/token; median pair ratio %.4f (cost %+.1f%%), quartiles "
+           "%.4f .. %.4f\n",
+           tb[reps / 2], ta[reps / 2], rt[reps / 2], (rt[reps / 2] - 1) * 100, rt[reps / 4], rt[(3 * reps) / 4]);
     free(tb);
     free(ta);
     free(rt);
