@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id e3283965a32d789e: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id ac5f7b9ae62647cd: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -57,7 +57,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "e3283965a32d789e"
+#define DS_SOURCE_ID "ac5f7b9ae62647cd"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -13801,6 +13801,17 @@ static bool dsi_lora_scratch(dsi_cpu_ctx *c, float **buf, size_t *cap, size_t n)
 static bool dsi_lora_rows(dsi_cpu_ctx *c, const dsi_lora_ab *ab, float s, const float *X, int ldx, float *Y, int ldy,
                           int T) {
     int r = ab->a.rows, out = ab->b.rows;
+    if (T == 1 && r <= DSI_LORA_MAX_RANK) {
+        /* one token: r + out short dot products, cheaper here than two
+         * dispatches to the pool (the kernels a one-row product uses, so
+         * the sums are the pool's) */
+        float t[DSI_LORA_MAX_RANK];
+        for (int q = 0; q < r; q++) t[q] = s * c->k.dot[ab->a.dtype](ab->a.data + (size_t)q * ab->a.row_bytes, X, ab->a.cols);
+        for (int i = 0; i < out; i++) Y[i] += c->k.dot[ab->b.dtype](ab->b.data + (size_t)i * ab->b.row_bytes, t, r);
+        (void)ldx;
+        (void)ldy;
+        return true;
+    }
     if (!dsi_lora_scratch(c, &c->lt, &c->lt_cap, (size_t)T * r) ||
         !dsi_lora_scratch(c, &c->ly, &c->ly_cap, (size_t)T * out))
         return false;
@@ -13813,6 +13824,15 @@ static bool dsi_lora_rows(dsi_cpu_ctx *c, const dsi_lora_ab *ab, float s, const 
         for (int i = 0; i < out; i++) y[i] += d[i];
     }
     return true;
+}
+
+/* y (n) += a * row of an adapter's matrix w: F32 rows through the vector
+ * kernel for activations (the kernel set's F32-row axpy is plain C, kept
+ * for the base's F32 weights). */
+static inline void dsi_lora_axpy(const dsi_cpu_ctx *c, const dsi_weight *w, const uint8_t *row, float a, float *y,
+                                 int n) {
+    if (w->dtype == DS_DTYPE_F32) c->k.axpy_f32(a, (const float *)(const void *)row, y, n);
+    else c->k.axpy[w->dtype](row, a, y, n);
 }
 
 /* MLA, absorbed: one (token, head) per task. */
@@ -13841,9 +13861,9 @@ static void dsi_mla_task(void *arg, int task, int worker) {
         int r = ab->a.rows;
         memset(tr, 0, (size_t)r * sizeof(float));
         const uint8_t *br = ab->b.data + (size_t)h * (dn + dv) * ab->b.row_bytes;
-        for (int i = 0; i < dn; i++) c->k.axpy[ab->b.dtype](br + (size_t)i * ab->b.row_bytes, qh[i], tr, r);
+        for (int i = 0; i < dn; i++) dsi_lora_axpy(c, &ab->b, br + (size_t)i * ab->b.row_bytes, qh[i], tr, r);
         for (int q = 0; q < r; q++)
-            c->k.axpy[ab->a.dtype](ab->a.data + (size_t)q * ab->a.row_bytes, j->lora->use[k].s * tr[q], qlat, R);
+            dsi_lora_axpy(c, &ab->a, ab->a.data + (size_t)q * ab->a.row_bytes, j->lora->use[k].s * tr[q], qlat, R);
     }
     const float *ca = j->ca;
     const float *cb = j->cb;
