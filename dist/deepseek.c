@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id ac5f7b9ae62647cd: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 98aa09eaa32cdfd5: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -57,7 +57,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "ac5f7b9ae62647cd"
+#define DS_SOURCE_ID "98aa09eaa32cdfd5"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -14206,6 +14206,27 @@ static ds_status dsi_moe_decode_paged(dsi_cpu_ctx *c, int l, const dsi_layer *L,
     return DS_OK;
 }
 
+/* Expert x's tokens (the plan's order) gathered into rows row.. of c->xe. */
+static void dsi_moe_gather(dsi_cpu_ctx *c, const dsi_moe_plan *plan, int x, const float *X, int row) {
+    int D = c->m->cfg.hidden_size, n = plan->cnt[x];
+    const int *idx = plan->idx + plan->off[x];
+    for (int i = 0; i < n; i++)
+        memcpy(c->xe + (size_t)(row + i) * D, X + (size_t)idx[i] * D, (size_t)D * sizeof(float));
+}
+
+/* Expert x's outputs (rows row.. of c->ye) added to its tokens' rows of Y,
+ * each times its routing weight. */
+static void dsi_moe_scatter(dsi_cpu_ctx *c, const dsi_moe_plan *plan, int x, float *Y, int row) {
+    int D = c->m->cfg.hidden_size, n = plan->cnt[x];
+    const int *idx = plan->idx + plan->off[x];
+    const float *wts = plan->wts + plan->off[x];
+    for (int i = 0; i < n; i++) {
+        float *dst = Y + (size_t)idx[i] * D, wgt = wts[i];
+        const float *src = c->ye + (size_t)(row + i) * D;
+        for (int d = 0; d < D; d++) dst[d] += wgt * src[d];
+    }
+}
+
 /* The routed experts of layer l (the device's moe): Y = the weighted sum,
  * per token, of its experts applied to X, added in ascending expert order. */
 /* A few tokens per expert (one decode token, the decode step of several
@@ -14242,10 +14263,8 @@ static ds_status dsi_moe_few_range(dsi_cpu_ctx *c, int l, const dsi_layer *L, co
     int n_it = 0, row = 0;
     for (int u = u0; u < u1; u++) {
         int x = plan->used[u], n = plan->cnt[x];
-        const int *idx = plan->idx + plan->off[x];
         const dsi_expert_ref *r = &L->experts[x];
-        for (int i = 0; i < n; i++)
-            memcpy(c->xe + (size_t)(row + i) * D, X + (size_t)idx[i] * D, (size_t)D * sizeof(float));
+        dsi_moe_gather(c, plan, x, X, row);
         for (int i = 0; i < n; i += 4)
             it[n_it++] = (dsi_gmv_item){&L->exp_gate, &L->exp_up, eb[u - u0] + r->off[0], eb[u - u0] + r->off[1],
                                         row + i, c->g + (size_t)(row + i) * I, n - i < 4 ? n - i : 4};
@@ -14267,15 +14286,8 @@ static ds_status dsi_moe_few_range(dsi_cpu_ctx *c, int l, const dsi_layer *L, co
     /* each token's outputs, in ascending expert order */
     row = 0;
     for (int u = u0; u < u1; u++) {
-        int x = plan->used[u], n = plan->cnt[x];
-        const int *idx = plan->idx + plan->off[x];
-        const float *wts = plan->wts + plan->off[x];
-        for (int i = 0; i < n; i++) {
-            float *dst = Y + (size_t)idx[i] * D, wgt = wts[i];
-            const float *src = c->ye + (size_t)(row + i) * D;
-            for (int d = 0; d < D; d++) dst[d] += wgt * src[d];
-        }
-        row += n;
+        dsi_moe_scatter(c, plan, plan->used[u], Y, row);
+        row += plan->cnt[plan->used[u]];
     }
     return DS_OK;
 }
@@ -14327,8 +14339,7 @@ static ds_status dsi_moe_adapted(dsi_cpu_ctx *c, int l, const dsi_layer *L, cons
     for (int u = 0; u < plan->n_used; u++) {
         int x = plan->used[u], n = plan->cnt[x];
         const int *idx = plan->idx + plan->off[x];
-        const float *wts = plan->wts + plan->off[x];
-        for (int i = 0; i < n; i++) memcpy(c->xe + (size_t)i * D, X + (size_t)idx[i] * D, (size_t)D * sizeof(float));
+        dsi_moe_gather(c, plan, x, X, 0);
         const uint8_t *base = NULL;
         ds_status s = dsi_expert_acquire(c->m, l, x, &base, e);
         if (s) return s;
@@ -14348,11 +14359,7 @@ static ds_status dsi_moe_adapted(dsi_cpu_ctx *c, int l, const dsi_layer *L, cons
                                   e);
         dsi_expert_release(c->m, l, x);
         if (s) return s;
-        for (int i = 0; i < n; i++) {
-            float *dst = Y + (size_t)idx[i] * D;
-            const float *src = c->ye + (size_t)i * D;
-            for (int d = 0; d < D; d++) dst[d] += wts[i] * src[d];
-        }
+        dsi_moe_scatter(c, plan, x, Y, 0);
     }
     return DS_OK;
 }
@@ -14372,10 +14379,7 @@ static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_
     /* tokens grouped per expert: each expert's matrices run once per batch */
     for (int u = 0; u < plan->n_used; u++) {
         int x = plan->used[u], n = plan->cnt[x];
-        const int *idx = plan->idx + plan->off[x];
-        const float *wts = plan->wts + plan->off[x];
-        for (int i = 0; i < n; i++)
-            memcpy(c->xe + (size_t)i * D, X + (size_t)idx[i] * D, (size_t)D * sizeof(float));
+        dsi_moe_gather(c, plan, x, X, 0);
         const uint8_t *base = NULL;
         ds_status s = dsi_expert_acquire(c->m, l, x, &base, e);
         if (s) return s;
@@ -14383,11 +14387,7 @@ static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_
         dsi_mlp(c, &L->exp_gate, &L->exp_up, &L->exp_down, base + r->off[0], base + r->off[1], base + r->off[2], c->xe,
                 n, c->ye);
         dsi_expert_release(c->m, l, x);
-        for (int i = 0; i < n; i++) {
-            float *dst = Y + (size_t)idx[i] * D;
-            const float *src = c->ye + (size_t)i * D;
-            for (int d = 0; d < D; d++) dst[d] += wts[i] * src[d];
-        }
+        dsi_moe_scatter(c, plan, x, Y, 0);
     }
     return DS_OK;
 }
