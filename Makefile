@@ -174,7 +174,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_jsonmask test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_lora test_io test_cuda_forward test_lora_convert $(CUDA_TESTS)
+TESTS = test_jsonmask test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_lora test_io test_cuda_forward test_lora_convert test_prune $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat
@@ -258,12 +258,17 @@ $(BUILD)/tests/test_cuda_ops: tests/test_cuda_ops.c tests/test.h $(CUDA_HDRS) $(
 # Generated test checkpoints and containers (tests/gen/make_checkpoint.py), and
 # PEFT LoRA adapters over them (tests/gen/make_peft.py).
 TESTDATA = $(BUILD)/testdata/.stamp
-$(TESTDATA): tests/gen/make_checkpoint.py tests/gen/make_peft.py
+$(TESTDATA): tests/gen/make_checkpoint.py tests/gen/make_peft.py tests/gen/prune_ref.py
 	$(NEED_NUMPY)
 	@mkdir -p $(BUILD)/testdata
 	$(PYTHON) tests/gen/make_checkpoint.py --all $(BUILD)/testdata
 	$(PYTHON) tests/gen/make_checkpoint.py --family pager $(BUILD)/testdata/pager
 	$(PYTHON) tests/gen/make_peft.py $(BUILD)/testdata $(BUILD)/testdata/peft
+	$(PYTHON) tests/gen/prune_ref.py $(BUILD)/testdata/v2lite $(BUILD)/testdata/prune/v2lite_r30 --ratio 0.3
+	$(PYTHON) tests/gen/prune_ref.py $(BUILD)/testdata/v2lite $(BUILD)/testdata/prune/v2lite_24 --nm 2:4
+	$(PYTHON) tests/gen/prune_ref.py $(BUILD)/testdata/v3 $(BUILD)/testdata/prune/v3_r50_experts --ratio 0.5 --only experts
+	$(PYTHON) tests/gen/prune_ref.py $(BUILD)/testdata/moe16b $(BUILD)/testdata/prune/moe16b_48_core --nm 4:8 --only core
+	$(PYTHON) tests/gen/prune_ref.py $(BUILD)/testdata/v2 $(BUILD)/testdata/prune/v2_r10 --ratio 0.1
 	@touch $@
 testdata: $(TESTDATA)
 

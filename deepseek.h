@@ -473,6 +473,18 @@ typedef struct ds_model_config {
 
 DS_API DS_WARN_UNUSED ds_status ds_model_get_config(const ds_model *m, ds_model_config *out);
 
+/* What pruning the converter applied (ds_convert_params.prune, prune_n /
+ * prune_m): *json points at the file's pruning record, owned by m and valid
+ * until ds_model_close, and *len is its length; both NULL / 0 for a model
+ * converted without pruning (DS_OK either way). The record is JSON:
+ *   {"format": "deepseek.h prune 1", "ratio": R, "structured": "N:M" | null,
+ *    "classes": ["core", "experts"], "storage": "auto" | "dense",
+ *    "matrices": pruned matrices, "entries": their entries,
+ *    "zeroed": entries that are 0 after pruning (including those that were
+ *    0 before), "sparse": {"q8_0_24": matrices, "q8_0_sp": matrices}}
+ * DS_ERR_INVALID_ARG for NULL arguments. */
+DS_API DS_WARN_UNUSED ds_status ds_model_get_pruning(const ds_model *m, const char **json, size_t *len);
+
 typedef enum ds_dtype {
     DS_DTYPE_F32 = 0,
     DS_DTYPE_F16 = 1,
@@ -1147,7 +1159,41 @@ typedef struct ds_convert_params {
     ds_quant quant_experts;
     ds_quant quant_core;
     ds_quant quant_router;
+    /* Pruning (`ds convert --prune R`, `--prune-structured N:M`): zeroes
+     * weights of the 2-D linear matrices (attention, dense and shared FFNs,
+     * routed experts; never the embeddings, the LM head, the router, norms
+     * or biases) from the checkpoint's values, before they are quantized.
+     *   prune = R in [0, 1): in each matrix of n entries, the floor(R * n)
+     *     entries of smallest |w| become 0. Ties in |w| are broken by
+     *     position: the entry earlier in row-major order goes first (as a
+     *     stable sort of |w| orders them). This removes the fraction R (the
+     *     origin document's percentile rule would remove 1 - R).
+     *   prune_n:prune_m = N:M structured (e.g. 2:4): in every M consecutive
+     *     weights along a row (the input dimension), the N of smallest |w|
+     *     become 0, ties as above; M one of 2, 4, 8, 16, 32 and 0 < N < M.
+     *     0:0 = none. Not together with prune.
+     *   prune_classes: DS_PRUNE_CORE (attention, dense and shared FFNs) and/or
+     *     DS_PRUNE_EXPERTS (routed experts); 0 = both.
+     *   prune_storage: DS_PRUNE_STORAGE_AUTO (0): pruned Q8_0 matrices are
+     *     stored in a sparse format where it is smaller than Q8_0 (2:4 as
+     *     DS_DTYPE_Q8_0_24; others as DS_DTYPE_Q8_0_SP when the tensor, or
+     *     a layer's routed experts together, come out smaller);
+     *     DS_PRUNE_STORAGE_DENSE (1): always the dense format. F32, F16 and
+     *     Q4_0 matrices keep their zeros dense.
+     * Pruning reads a Hugging Face checkpoint (a GGUF input is refused) and
+     * holds one matrix in F32 at a time; with an unstructured R and
+     * DS_PRUNE_STORAGE_AUTO it reads the matrices twice (once to size the
+     * sparse rows). The file records what was done (ds_model_get_pruning). */
+    double prune;
+    int prune_n, prune_m;
+    unsigned prune_classes;
+    int prune_storage;
 } ds_convert_params;
+
+#define DS_PRUNE_CORE 1u
+#define DS_PRUNE_EXPERTS 2u
+#define DS_PRUNE_STORAGE_AUTO 0
+#define DS_PRUNE_STORAGE_DENSE 1
 
 /* The defaults: DS_QUANT_Q8_0, encrypt 1, everything else 0 or NULL (set a
  * key or a passphrase), and the magic that ds_convert checks. */

@@ -76,6 +76,7 @@ typedef struct dsi_plan {
     const dsi_gguf_tensor *gt, *gk, *gv;
     uint64_t goff;
     uint32_t perm_hd;        /* llama.cpp's permuted q/k rows (DeepSeek-MoE): the head size, else 0 */
+    bool prune;              /* zero weights by the pruning rule (dsi_prunable) */
 } dsi_plan;
 
 typedef struct dsi_conv {
@@ -108,6 +109,10 @@ typedef struct dsi_conv {
     size_t raw_cap, f32_cap, enc_cap;
     /* progress */
     uint64_t tensors_done;
+    /* pruning: the whole matrix in F32, and what was done (the record) */
+    float *mat;
+    size_t mat_cap;
+    uint64_t pruned_mats, pruned_entries, pruned_zeros, sparse24, sparse_sp;
 } dsi_conv;
 
 DSI_FUNC char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name) {
@@ -445,6 +450,82 @@ static ds_status dsi_plan_gguf(dsi_conv *c, const dsi_tensor_spec *sp, dsi_plan 
 /* ==== Layout plan ======================================================== */
 static const char *dsi_st_name(const dsi_st_tensor *t) { return t->dtype_name ? t->dtype_name : "?"; }
 
+/* ==== Pruning ============================================================= */
+/* Whether spec's matrix is pruned: 2-D linear weights of the chosen
+ * classes; never the embeddings, the LM head, the router, norms or biases. */
+static bool dsi_prunable(const ds_convert_params *p, const dsi_tensor_spec *sp) {
+    if (!(p->prune > 0) && !p->prune_m) return false;
+    if (sp->n_dims != 2 || sp->keep_f32 || sp->pclass == DS_PARAM_ROUTER) return false;
+    if (!strcmp(sp->name, "model.embed_tokens.weight") || !strcmp(sp->name, "lm_head.weight")) return false;
+    unsigned cls = p->prune_classes ? p->prune_classes : DS_PRUNE_CORE | DS_PRUNE_EXPERTS;
+    return (cls & (sp->pclass == DS_PARAM_EXPERT ? DS_PRUNE_EXPERTS : DS_PRUNE_CORE)) != 0;
+}
+
+/* |w| as an ordered integer: the IEEE bits without the sign. Larger
+ * magnitudes give larger keys, -0 and +0 the same key; NaN above infinity
+ * (the converter refuses non-finite values before pruning anyway). */
+static inline uint32_t dsi_mag_key(float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u & 0x7fffffffu;
+}
+
+/* Zeroes the k entries of w[0, n) with the smallest |w|, ties to the lower
+ * index (the first k of a stable sort by |w|). The k-th smallest key is
+ * found by three histogram passes over its bits (10, 11, 10 bits, high to
+ * low), then one pass zeroes every key below it and, in index order, as
+ * many equal to it as are still needed. O(n) time, no copy of w. */
+static void dsi_prune_smallest(float *w, size_t n, uint64_t k, uint64_t hist[2048]) {
+    if (k == 0) return;
+    if (k >= n) {
+        memset(w, 0, n * sizeof *w);
+        return;
+    }
+    static const int shift[3] = {21, 10, 0}, width[3] = {10, 11, 10};
+    uint32_t prefix = 0;
+    uint64_t need = k;   /* the need-th smallest (from 1) among keys sharing prefix's decided bits */
+    for (int p = 0; p < 3; p++) {
+        int sh = shift[p], top = sh + width[p];
+        uint32_t dmask = (1u << width[p]) - 1u;
+        memset(hist, 0, sizeof(uint64_t) << width[p]);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t key = dsi_mag_key(w[i]);
+            if (top >= 31 || (key >> top) == (prefix >> top)) hist[(key >> sh) & dmask]++;
+        }
+        uint64_t cum = 0;
+        for (uint32_t d = 0; d <= dmask; d++) {
+            if (cum + hist[d] >= need) {
+                prefix |= d << sh;
+                need -= cum;
+                break;
+            }
+            cum += hist[d];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = dsi_mag_key(w[i]);
+        if (key < prefix || (key == prefix && need && need--)) w[i] = 0.0f;
+    }
+}
+
+/* N:M: in every m consecutive values of each row (cols % m == 0), the n of
+ * smallest |w| become 0, ties to the lower index. */
+static void dsi_prune_nm(float *w, size_t rows, size_t cols, int n, int m) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t g = 0; g < cols; g += (size_t)m) {
+            float *v = w + r * cols + g;
+            uint32_t taken = 0;   /* bit j: v[j] chosen */
+            for (int z = 0; z < n; z++) {
+                int best = -1;
+                for (int j = 0; j < m; j++)
+                    if (!(taken >> j & 1u) && (best < 0 || dsi_mag_key(v[j]) < dsi_mag_key(v[best]))) best = j;
+                taken |= 1u << best;
+            }
+            for (int j = 0; j < m; j++)
+                if (taken >> j & 1u) v[j] = 0.0f;
+        }
+}
+
 static ds_status dsi_make_plan(dsi_conv *c) {
     ds_status s = dsi_arch_tensor_specs(&c->cfg, &c->al, &c->specs, &c->n_specs, c->e);
     if (s) return s;
@@ -533,6 +614,11 @@ static ds_status dsi_make_plan(dsi_conv *c) {
         if (pl->gk && pl->gk->type != DSI_GGML_F32 && pl->gk->type != DSI_GGML_F16 && pl->gk->type != DSI_GGML_BF16 &&
             (pl->dtype == DS_DTYPE_Q8_0 || pl->dtype == DS_DTYPE_Q4_0) && !kb_requant++)
             kb_type = pl->gk->type;
+        pl->prune = dsi_prunable(c->p, sp);
+        if (pl->prune && c->p->prune_m && pl->cols % (uint64_t)c->p->prune_m)
+            return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: rows of %llu values are not whole groups of %d for %d:%d "
+                            "pruning", sp->name, (unsigned long long)pl->cols, c->p->prune_m, c->p->prune_n,
+                            c->p->prune_m);
         if (!dsi_dtype_row_bytes(pl->dtype, pl->cols, &pl->row_bytes) ||
             !dsi_mul_u64(pl->row_bytes, pl->rows, &pl->nbytes))
             return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large", sp->name);
@@ -893,6 +979,107 @@ static ds_status dsi_gguf_kv_b(dsi_conv *c, const dsi_plan *pl) {
     return s;
 }
 
+/* Rows a safetensors source is read in: FP8 by 128 so each group shares
+ * one row of block scales, others by DSI_ROW_GROUP_BYTES of F32. */
+static size_t dsi_src_group(const dsi_plan *pl) {
+    size_t group = pl->src->t->dtype == DSI_ST_F8_E4M3 ? 128 : DSI_ROW_GROUP_BYTES / ((size_t)pl->cols * 4);
+    if (group == 0) group = 1;
+    if (group > pl->rows) group = (size_t)pl->rows;
+    return group;
+}
+
+/* Rows [r0, r0 + g) of pl's safetensors source (g at most dsi_src_group),
+ * decoded to F32 into y (g x cols); values the planned type cannot hold are
+ * refused. */
+static ds_status dsi_src_rows(dsi_conv *c, const dsi_plan *pl, uint64_t r0, size_t g, float *y) {
+    const dsi_st_tensor *t = pl->src->t;
+    const dsi_shard *sh = &c->shards[pl->src->shard];
+    size_t esz = dsi_st_dtype_size(t->dtype);
+    size_t cols = (size_t)pl->cols;
+    ds_status s = dsi_grow(c, (void **)&c->raw, &c->raw_cap, g * cols * esz);
+    if (s) return s;
+    float *scales = NULL;
+    size_t n_bc = (cols + 127) / 128;
+    if (pl->scale) {
+        scales = dsi_calloc(&c->al, n_bc, sizeof *scales);
+        if (!scales) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    }
+    s = dsi_pread_all(c, sh, c->raw, g * cols * esz, sh->h->data_start + t->begin + r0 * cols * esz);
+    if (!s && scales) {
+        const dsi_shard *ssh = &c->shards[pl->scale->shard];
+        const dsi_st_tensor *st = pl->scale->t;
+        size_t ssz = dsi_st_dtype_size(st->dtype);
+        uint8_t sraw[4 * 1024];
+        uint64_t base = ssh->h->data_start + st->begin + (r0 / 128) * n_bc * ssz;
+        for (size_t b0 = 0; !s && b0 < n_bc; b0 += sizeof sraw / ssz) {
+            size_t nb = n_bc - b0 < sizeof sraw / ssz ? n_bc - b0 : sizeof sraw / ssz;
+            s = dsi_pread_all(c, ssh, sraw, nb * ssz, base + b0 * ssz);
+            for (size_t k = 0; !s && k < nb; k++) scales[b0 + k] = dsi_decode(st->dtype, sraw, k);
+        }
+    }
+    /* decode to F32 and refuse values the formats cannot hold */
+    for (size_t r = 0; r < g && !s; r++) {
+        (void)dsi_st_decode_row(t->dtype, c->raw + r * cols * esz, y + r * cols, cols, scales);
+        s = dsi_check_row(c, pl, y + r * cols, cols, r0 + r);
+    }
+    dsi_free(&c->al, scales);
+    return s;
+}
+
+static ds_status dsi_progress(dsi_conv *c) {
+    if (c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->w.pos))
+        return dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
+    return DS_OK;
+}
+
+/* The whole matrix of a pruned plan into c->mat (rows x cols F32), pruned.
+ * Counts what was done when count is set (the pass that writes). */
+static ds_status dsi_load_pruned(dsi_conv *c, const dsi_plan *pl, bool count) {
+    size_t cols = (size_t)pl->cols, n;
+    if (pl->rows > SIZE_MAX / cols || (n = (size_t)pl->rows * cols) > SIZE_MAX / sizeof(float))
+        return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large to prune", pl->spec->name);
+    ds_status s = dsi_grow(c, (void **)&c->mat, &c->mat_cap, n * sizeof(float));
+    size_t group = dsi_src_group(pl);
+    for (uint64_t r0 = 0; r0 < pl->rows && !s; r0 += group) {
+        size_t g = (size_t)(pl->rows - r0 < group ? pl->rows - r0 : group);
+        s = dsi_src_rows(c, pl, r0, g, c->mat + (size_t)r0 * cols);
+    }
+    if (s) return s;
+    const ds_convert_params *p = c->p;
+    if (p->prune_m) {
+        dsi_prune_nm(c->mat, (size_t)pl->rows, cols, p->prune_n, p->prune_m);
+    } else {
+        uint64_t hist[2048];
+        dsi_prune_smallest(c->mat, n, (uint64_t)floor(p->prune * (double)n), hist);
+    }
+    if (count) {
+        uint64_t z = 0;
+        for (size_t i = 0; i < n; i++) z += c->mat[i] == 0.0f;
+        c->pruned_mats++;
+        c->pruned_entries += n;
+        c->pruned_zeros += z;
+    }
+    return DS_OK;
+}
+
+/* A pruned matrix: loaded whole, pruned, encoded row group by row group. */
+static ds_status dsi_convert_pruned(dsi_conv *c, const dsi_plan *pl) {
+    ds_status s = dsi_load_pruned(c, pl, true);
+    size_t cols = (size_t)pl->cols;
+    size_t group = DSI_ROW_GROUP_BYTES / (cols * 4);
+    if (group == 0) group = 1;
+    if (group > pl->rows) group = (size_t)pl->rows;
+    if (!s) s = dsi_grow(c, (void **)&c->enc, &c->enc_cap, group * (size_t)pl->row_bytes);
+    for (uint64_t r0 = 0; r0 < pl->rows && !s; r0 += group) {
+        size_t g = (size_t)(pl->rows - r0 < group ? pl->rows - r0 : group);
+        for (size_t r = 0; r < g; r++)
+            dsi_dtype_encode_row(pl->dtype, c->mat + (size_t)(r0 + r) * cols, c->enc + r * pl->row_bytes, cols);
+        s = dsi_writer_put(&c->w, c->enc, g * (size_t)pl->row_bytes);
+        if (!s) s = dsi_progress(c);
+    }
+    return s;
+}
+
 static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
     if (pl->gk) return dsi_gguf_kv_b(c, pl);
     if (pl->gt && pl->perm_hd) {
@@ -906,54 +1093,19 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
         return s;
     }
     if (pl->gt) return dsi_gguf_rows(c, pl, pl->gt->type, pl->goff, pl->rows, 0);
-    const dsi_st_tensor *t = pl->src->t;
-    const dsi_shard *sh = &c->shards[pl->src->shard];
-    size_t esz = dsi_st_dtype_size(t->dtype);
+    if (pl->prune) return dsi_convert_pruned(c, pl);
     size_t cols = (size_t)pl->cols;
-    /* FP8 goes 128 rows at a time so each group shares one row of block scales */
-    size_t group = t->dtype == DSI_ST_F8_E4M3 ? 128 : DSI_ROW_GROUP_BYTES / (cols * 4);
-    if (group == 0) group = 1;
-    if (group > pl->rows) group = (size_t)pl->rows;
-    ds_status s = dsi_grow(c, (void **)&c->raw, &c->raw_cap, group * cols * esz);
-    if (!s) s = dsi_grow(c, (void **)&c->f32, &c->f32_cap, group * cols * sizeof(float));
+    size_t group = dsi_src_group(pl);
+    ds_status s = dsi_grow(c, (void **)&c->f32, &c->f32_cap, group * cols * sizeof(float));
     if (!s) s = dsi_grow(c, (void **)&c->enc, &c->enc_cap, group * (size_t)pl->row_bytes);
     if (s) return s;
-
-    float *scales = NULL;
-    size_t n_bc = (cols + 127) / 128;
-    if (pl->scale) {
-        scales = dsi_calloc(&c->al, n_bc, sizeof *scales);
-        if (!scales) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    }
-    const dsi_shard *ssh = pl->scale ? &c->shards[pl->scale->shard] : NULL;
     for (uint64_t r0 = 0; r0 < pl->rows && !s; r0 += group) {
         size_t g = (size_t)(pl->rows - r0 < group ? pl->rows - r0 : group);
-        s = dsi_pread_all(c, sh, c->raw, g * cols * esz, sh->h->data_start + t->begin + r0 * cols * esz);
-        if (!s && scales) {
-            const dsi_st_tensor *st = pl->scale->t;
-            size_t ssz = dsi_st_dtype_size(st->dtype);
-            uint8_t sraw[4 * 1024];
-            uint64_t base = ssh->h->data_start + st->begin + (r0 / 128) * n_bc * ssz;
-            for (size_t b0 = 0; !s && b0 < n_bc; b0 += sizeof sraw / ssz) {
-                size_t nb = n_bc - b0 < sizeof sraw / ssz ? n_bc - b0 : sizeof sraw / ssz;
-                s = dsi_pread_all(c, ssh, sraw, nb * ssz, base + b0 * ssz);
-                for (size_t k = 0; !s && k < nb; k++) scales[b0 + k] = dsi_decode(st->dtype, sraw, k);
-            }
-        }
-        if (s) break;
-        /* decode to F32 and refuse values the formats cannot hold */
-        for (size_t r = 0; r < g && !s; r++) {
-            float *y = c->f32 + r * cols;
-            (void)dsi_st_decode_row(t->dtype, c->raw + r * cols * esz, y, cols, scales);
-            s = dsi_check_row(c, pl, y, cols, r0 + r);
-        }
-        if (s) break;
+        if ((s = dsi_src_rows(c, pl, r0, g, c->f32))) break;
         for (size_t r = 0; r < g; r++) dsi_dtype_encode_row(pl->dtype, c->f32 + r * cols, c->enc + r * pl->row_bytes, cols);
         s = dsi_writer_put(&c->w, c->enc, g * (size_t)pl->row_bytes);
-        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->w.pos))
-            s = dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
+        if (!s) s = dsi_progress(c);
     }
-    dsi_free(&c->al, scales);
     return s;
 }
 
@@ -1021,6 +1173,23 @@ static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
     dsi_meta_record(meta, DSI_REC_TENSORS, t.data, t.len);
     dsi_meta_segments(meta, c->segs, c->n_segs, &c->al);
     dsi_meta_record(meta, DSI_REC_SOURCE, src, (size_t)sl);
+    const ds_convert_params *p = c->p;
+    if (p->prune > 0 || p->prune_m) {
+        unsigned cls = p->prune_classes ? p->prune_classes : DS_PRUNE_CORE | DS_PRUNE_EXPERTS;
+        char pr[640], st[24] = "null";
+        if (p->prune_m) snprintf(st, sizeof st, "\"%d:%d\"", p->prune_n, p->prune_m);
+        int pl = snprintf(pr, sizeof pr,
+                          "{\"format\": \"deepseek.h prune 1\", \"ratio\": %.17g, \"structured\": %s, "
+                          "\"classes\": [%s%s%s], \"storage\": \"%s\", \"matrices\": %llu, \"entries\": %llu, "
+                          "\"zeroed\": %llu, \"sparse\": {\"q8_0_24\": %llu, \"q8_0_sp\": %llu}}",
+                          p->prune_m ? 0.0 : p->prune, st, cls & DS_PRUNE_CORE ? "\"core\"" : "",
+                          cls == (DS_PRUNE_CORE | DS_PRUNE_EXPERTS) ? ", " : "", cls & DS_PRUNE_EXPERTS ? "\"experts\"" : "",
+                          p->prune_storage == DS_PRUNE_STORAGE_DENSE ? "dense" : "auto",
+                          (unsigned long long)c->pruned_mats, (unsigned long long)c->pruned_entries,
+                          (unsigned long long)c->pruned_zeros, (unsigned long long)c->sparse24,
+                          (unsigned long long)c->sparse_sp);
+        dsi_meta_record(meta, DSI_REC_PRUNE, pr, (size_t)pl);
+    }
     bool failed = t.failed || meta->failed;
     dsi_buf_free(&t);
     return failed ? dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building metadata") : DS_OK;
@@ -1316,10 +1485,38 @@ static void dsi_conv_free(dsi_conv *c) {
     if (c->raw) sodium_memzero(c->raw, c->raw_cap);
     if (c->f32) sodium_memzero(c->f32, c->f32_cap);
     if (c->enc) sodium_memzero(c->enc, c->enc_cap);
+    if (c->mat) sodium_memzero(c->mat, c->mat_cap);
+    dsi_free(&c->al, c->mat);
     dsi_free(&c->al, c->raw);
     dsi_free(&c->al, c->f32);
     dsi_free(&c->al, c->enc);
     dsi_free(&c->al, c->hf_dir);
+}
+
+/* The pruning options (ds_convert_params.prune ...), checked before any work. */
+static ds_status dsi_prune_check(const ds_convert_params *p, bool gguf, const char *hf_dir, dsi_err *e) {
+    if (!(p->prune >= 0.0 && p->prune < 1.0))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_convert: prune is %g; want a fraction in [0, 1)", p->prune);
+    if (p->prune_n || p->prune_m) {
+        int m = p->prune_m;
+        if (!(m == 2 || m == 4 || m == 8 || m == 16 || m == 32) || p->prune_n <= 0 || p->prune_n >= m)
+            return dsi_fail(e, DS_ERR_INVALID_ARG,
+                            "ds_convert: structured pruning %d:%d; want N:M with M one of 2, 4, 8, 16, 32 and "
+                            "0 < N < M (e.g. 2:4)", p->prune_n, p->prune_m);
+        if (p->prune > 0)
+            return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_convert: prune (%g) and structured pruning (%d:%d) are "
+                            "exclusive: choose one", p->prune, p->prune_n, p->prune_m);
+    }
+    if (p->prune_classes & ~(DS_PRUNE_CORE | DS_PRUNE_EXPERTS))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_convert: prune_classes 0x%x has bits other than DS_PRUNE_CORE "
+                        "(1) and DS_PRUNE_EXPERTS (2)", p->prune_classes);
+    if (p->prune_storage != DS_PRUNE_STORAGE_AUTO && p->prune_storage != DS_PRUNE_STORAGE_DENSE)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_convert: prune_storage is %d; want 0 (DS_PRUNE_STORAGE_AUTO) "
+                        "or 1 (DS_PRUNE_STORAGE_DENSE)", p->prune_storage);
+    if (gguf && (p->prune > 0 || p->prune_m))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_convert: pruning reads a Hugging Face checkpoint's values; %s "
+                        "is a GGUF file", hf_dir);
+    return DS_OK;
 }
 
 DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_convert_params *params) {
@@ -1376,6 +1573,7 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
     }
     if (dsi_writer_check_secret(p->encrypt, p->key, p->key_len, p->passphrase, "ds_convert", &e))
         return dsi_publish(&e);
+    if (dsi_prune_check(p, gguf, hf_dir, &e)) return dsi_publish(&e);
     if (p->passphrase && (p->argon_opslimit > DS_MAX_ARGON_OPS || p->argon_memlimit > DS_MAX_ARGON_MEM)) {
         /* the runtime refuses such a file before its KDF: do not write one */
         if (p->argon_opslimit > DS_MAX_ARGON_OPS)

@@ -702,6 +702,17 @@ DS_API ds_status ds_model_get_config(const ds_model *m, ds_model_config *out) {
     return DS_OK;
 }
 
+DS_API ds_status ds_model_get_pruning(const ds_model *m, const char **json, size_t *len) {
+    dsi_err e = {0};
+    if (!m || !json || !len) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_get_pruning: NULL argument");
+        return dsi_publish(&e);
+    }
+    *json = m->meta.prune_json;
+    *len = m->meta.prune_json ? m->meta.prune_len : 0;
+    return DS_OK;
+}
+
 DS_API size_t ds_model_tensor_count(const ds_model *m) { return m ? m->meta.n_tensors : 0; }
 DS_API size_t ds_model_segment_count(const ds_model *m) { return m ? m->meta.n_segments : 0; }
 

@@ -358,7 +358,9 @@ enum {
     DSI_REC_TENSORS = 4,           /* tensor directory */
     DSI_REC_SEGMENTS = 5,          /* segment directory */
     DSI_REC_SOURCE = 6,            /* converter version / quant, informational JSON */
-    DSI_REC_ADAPTER = 7            /* adapter containers only: the adapter's JSON (below) */
+    DSI_REC_ADAPTER = 7,           /* adapter containers only: the adapter's JSON (below) */
+    DSI_REC_PRUNE = 8              /* optional: what pruning the converter applied, JSON
+                                      (ds_model_get_pruning documents it) */
 };
 
 /*
@@ -430,6 +432,7 @@ typedef struct dsi_meta {
     const char *tokenizer_json; size_t tokenizer_len;
     const char *tokcfg_json; size_t tokcfg_len;   /* may be NULL */
     const char *adapter_json; size_t adapter_len; /* adapters only (then no tokenizer) */
+    const char *prune_json; size_t prune_len;     /* may be NULL */
     size_t n_tensors;
     dsi_tensor *tensors;
     size_t n_segments;

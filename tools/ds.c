@@ -334,7 +334,19 @@ static const char convert_help[] =
     "  --quant-experts T     routed experts (the paged part)\n"
     "  --quant-core T        embeddings, attention, dense and shared FFNs, head\n"
     "  --quant-router T      each MoE layer's gate (default f32)\n"
-    "  e.g. --quant-experts q4 --quant-core q8: 4-bit experts, 8-bit core\n"
+"  e.g. --quant-experts q4 --quant-core q8: 4-bit experts, 8-bit core\n"
+    "Pruning (of the checkpoint's values, before quantization; never the\n"
+    "embeddings, the LM head, the router, norms or biases):\n"
+    "  --prune R             in each weight matrix of n entries, zero the floor(R*n)\n"
+    "                        of smallest |w| (0 <= R < 1; ties: the earlier entry\n"
+    "                        in row-major order first)\n"
+    "  --prune-structured N:M  zero the N of smallest |w| in every M consecutive\n"
+    "                        weights of a row (e.g. 2:4; M in 2, 4, 8, 16, 32)\n"
+    "  --prune-only core|experts  prune only attention and dense/shared FFNs, or\n"
+    "                        only routed experts (default both)\n"
+    "  --prune-storage auto|dense  auto (default): pruned Q8_0 matrices stored\n"
+    "                        sparse where that is smaller (2:4 packed, or masked\n"
+    "                        rows); dense: keep the zeros in Q8_0\n"
     "  --chunk-kb N          plaintext KiB per sealed chunk (default 1024)\n"
     "  --argon-ops N         Argon2id opslimit (default 2, libsodium INTERACTIVE; at most 8)\n"
     "  --argon-mem-mb N      Argon2id memory in MiB (default 64, libsodium INTERACTIVE;\n"
@@ -351,6 +363,7 @@ static int cmd_convert(int argc, char **argv) {
     key_opts ko = {0};
     const char *pos[2] = {0}, *quant_s = NULL, *chunk_s = NULL, *ops_s = NULL, *mem_s = NULL;
     const char *qexp_s = NULL, *qcore_s = NULL, *qrouter_s = NULL;
+    const char *prune_s = NULL, *prune_nm_s = NULL, *prune_only_s = NULL, *prune_storage_s = NULL;
     int npos = 0, verbose = 0, force = 0;
 
     /* ---- parse the command line ---- */
@@ -373,6 +386,14 @@ static int cmd_convert(int argc, char **argv) {
             set_once(&a, &qcore_s, v, "--quant-core");
         } else if (is_opt(&a, "--quant-router", &v)) {
             set_once(&a, &qrouter_s, v, "--quant-router");
+        } else if (is_opt(&a, "--prune", &v)) {
+            set_once(&a, &prune_s, v, "--prune");
+        } else if (is_opt(&a, "--prune-structured", &v)) {
+            set_once(&a, &prune_nm_s, v, "--prune-structured");
+        } else if (is_opt(&a, "--prune-only", &v)) {
+            set_once(&a, &prune_only_s, v, "--prune-only");
+        } else if (is_opt(&a, "--prune-storage", &v)) {
+            set_once(&a, &prune_storage_s, v, "--prune-storage");
         } else if (is_opt(&a, "--chunk-kb", &v)) {
             set_once(&a, &chunk_s, v, "--chunk-kb");
         } else if (is_opt(&a, "--argon-ops", &v)) {
@@ -413,6 +434,36 @@ static int cmd_convert(int argc, char **argv) {
         else if (strcmp(q, "q4") == 0 || strcmp(q, "q4_0") == 0) *qd[i] = DS_QUANT_Q4_0;
         else return usage_error(cmd, "%s must be f32, f16, q8 or q4, not '%s'", qo[i], q);
     }
+    if (prune_s) {
+        char *end = NULL;
+        errno = 0;
+        double r = strtod(prune_s, &end);
+        if (errno || !end || end == prune_s || *end || !(r >= 0.0 && r < 1.0))
+            return usage_error(cmd, "--prune needs a fraction R with 0 <= R < 1 (e.g. 0.3), not '%s'", prune_s);
+        cp.prune = r;
+    }
+    if (prune_nm_s) {
+        int n = 0, m = 0, used = 0;
+        if (sscanf(prune_nm_s, "%d:%d%n", &n, &m, &used) != 2 || prune_nm_s[used] || n <= 0 || n >= m ||
+            !(m == 2 || m == 4 || m == 8 || m == 16 || m == 32))
+            return usage_error(cmd, "--prune-structured needs N:M with M one of 2, 4, 8, 16, 32 and 0 < N < M "
+                               "(e.g. 2:4), not '%s'", prune_nm_s);
+        if (prune_s) return usage_error(cmd, "--prune and --prune-structured are exclusive: choose one");
+        cp.prune_n = n;
+        cp.prune_m = m;
+    }
+    if (prune_only_s) {
+        if (strcmp(prune_only_s, "core") == 0) cp.prune_classes = DS_PRUNE_CORE;
+        else if (strcmp(prune_only_s, "experts") == 0) cp.prune_classes = DS_PRUNE_EXPERTS;
+        else return usage_error(cmd, "--prune-only must be core or experts, not '%s'", prune_only_s);
+    }
+    if (prune_storage_s) {
+        if (strcmp(prune_storage_s, "auto") == 0) cp.prune_storage = DS_PRUNE_STORAGE_AUTO;
+        else if (strcmp(prune_storage_s, "dense") == 0) cp.prune_storage = DS_PRUNE_STORAGE_DENSE;
+        else return usage_error(cmd, "--prune-storage must be auto or dense, not '%s'", prune_storage_s);
+    }
+    if ((prune_only_s || prune_storage_s) && !prune_s && !prune_nm_s)
+        return usage_error(cmd, "--prune-only and --prune-storage need --prune R or --prune-structured N:M");
     if (chunk_s) {
         uint64_t kb;
         /* the chunk size is a uint32_t of bytes */
@@ -716,6 +767,15 @@ static void print_model_text(const ds_model *m, const ds_model_config *c, uint64
                all ? 100.0 * (double)ct.params[k] / (double)all : 0.0, (unsigned long long)ct.bytes[k],
                mb(ct.bytes[k]), file_bytes ? 100.0 * (double)ct.bytes[k] / (double)file_bytes : 0.0, fmts);
     }
+
+    /* ---- pruning (ds convert --prune / --prune-structured) ---- */
+    const char *pj = NULL;
+    size_t pjl = 0;
+    if (ds_model_get_pruning(m, &pj, &pjl) == DS_OK && pj) {
+        printf("\npruning\n  ");
+        for (size_t i = 0; i < pjl; i++) putchar(pj[i] >= 0x20 && pj[i] < 0x7f ? pj[i] : '?');
+        printf("\n");
+    }
 }
 
 /* ---- JSON output ---- */
@@ -822,6 +882,19 @@ static void print_model_json(const ds_model *m, const ds_model_config *c, uint64
         printf("}");
     }
     printf("}");
+    /* the pruning record, as a string (the file's bytes, not re-parsed here) */
+    const char *pj = NULL;
+    size_t pjl = 0;
+    if (ds_model_get_pruning(m, &pj, &pjl) == DS_OK && pj) {
+        char *z = malloc(pjl + 1);
+        if (z) {
+            memcpy(z, pj, pjl);
+            z[pjl] = 0;
+            printf(",\n  \"pruning\": ");
+            json_str(stdout, z);
+            free(z);
+        }
+    }
 }
 
 static int cmd_inspect(int argc, char **argv) {
