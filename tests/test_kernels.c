@@ -301,8 +301,8 @@ static void test_q4(void) {
                     bad_a++;
                     break;
                 }
-            kp.q4_to_q8(w, w8a, n);
-            ka.q4_to_q8(w, w8b, n);
+            kp.to_q8[DS_DTYPE_Q4_0](w, w8a, n);
+            ka.to_q8[DS_DTYPE_Q4_0](w, w8b, n);
             if (memcmp(w8a, w8b, (size_t)nb * 34)) bad_a++;
         }
         if (vnni) {
