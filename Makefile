@@ -338,6 +338,9 @@ $(BUILD)/bench_gemm: tests/bench/bench_gemm.c $(BUILD)/libdeepseek.a
 # The decode row products streaming a large matrix against plain reads.
 $(BUILD)/bench_gemv: tests/bench/bench_gemv.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
+# The decode product of pruned Q8_0 weights (Q8_0_24, Q8_0_SP) against Q8_0.
+$(BUILD)/bench_pruned: tests/bench/bench_pruned.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 # Decode throughput against the sequences sharing a pass (continuous batching).
 $(BUILD)/bench_batch: tests/bench/bench_batch.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
