@@ -636,14 +636,15 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
     const dsi_gmv_item *it = &j->items[task / j->tasks_per_item];
     int r0 = (task % j->tasks_per_item) * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > it->w->rows) r1 = it->w->rows;
-    size_t rb = it->w->row_bytes;
+    /* w2 has w's shape but its own stride (Q8_0_SP: gate and up differ) */
+    size_t rb = it->w->row_bytes, rb2 = it->w2 ? it->w2->row_bytes : 0;
     if (it->nx > 1) {
         size_t R = (size_t)it->w->rows;
         for (int r = r0; r < r1; r++) {
             float a[4], b[4];
             dsi_gmv_dotT(j, it->w, it->base + (size_t)r * rb, it->xrow, it->nx, a);
             if (it->w2) {
-                dsi_gmv_dotT(j, it->w2, it->base2 + (size_t)r * rb, it->xrow, it->nx, b);
+                dsi_gmv_dotT(j, it->w2, it->base2 + (size_t)r * rb2, it->xrow, it->nx, b);
                 for (int t = 0; t < it->nx; t++) a[t] = dsi_silu(a[t]) * b[t];
             }
             for (int t = 0; t < it->nx; t++) it->y[(size_t)t * R + (size_t)r] = a[t];
@@ -652,7 +653,7 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
     }
     for (int r = r0; r < r1; r++) {
         float a = dsi_gmv_dot(j, it->w, it->base + (size_t)r * rb, it->xrow);
-        if (it->w2) a = dsi_silu(a) * dsi_gmv_dot(j, it->w2, it->base2 + (size_t)r * rb, it->xrow);
+        if (it->w2) a = dsi_silu(a) * dsi_gmv_dot(j, it->w2, it->base2 + (size_t)r * rb2, it->xrow);
         it->y[r] = a;
     }
 }
