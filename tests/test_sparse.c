@@ -23,6 +23,9 @@
  *            are smaller).
  *  sparse-3: a routed expert whose stride differs from expert 0's is
  *            refused at open (DS_ERR_SHAPE, named).
+ *  sparse-4: ds_lora_merge refuses a pruned base (DS_ERR_INVALID_ARG, the
+ *            message says why and what to do); the PEFT fixture
+ *            (peft/good, v2lite) converts against it.
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
@@ -423,6 +426,32 @@ static void test_family(const char *family, bool structured) {
     }
     ds_model_close(ma);
     ds_model_close(mb);
+    /* 4: no merge into pruned storage */
+    char peft[600];
+    snprintf(peft, sizeof peft, "%s/peft/good/adapter_config.json", testdata);
+    if (!s && !strcmp(family, "v2lite") && access(peft, R_OK) == 0) {
+        snprintf(id, sizeof id, "sparse-4.%s", kind);
+        snprintf(peft, sizeof peft, "%s/peft/good", testdata);
+        char ad[600], mg[600];
+        snprintf(ad, sizeof ad, "%s", tmp_path(structured ? "good-24.dsa" : "good-sp.dsa"));
+        snprintf(mg, sizeof mg, "%s", tmp_path(structured ? "merged-24.dsm" : "merged-sp.dsm"));
+        ds_convert_lora_params lp = ds_convert_lora_default_params();
+        lp.encrypt = 0;
+        ds_model *base = open_model(bp, 0);
+        ds_status sl = base ? ds_convert_lora(peft, base, ad, &lp) : DS_ERR_IO;
+        T_STATUS(id, sl, DS_OK, ds_last_error());
+        ds_adapter *a = NULL;
+        ds_adapter_params ap = ds_adapter_default_params();
+        if (!sl) sl = ds_adapter_open(&a, base, ad, &ap);
+        T_STATUS(id, sl, DS_OK, ds_last_error());
+        ds_status sm = sl ? DS_ERR_INTERNAL : ds_lora_merge(a, 1.0f, mg, &lp);
+        T_STATUS(id, sm, DS_ERR_INVALID_ARG, ds_last_error());
+        T_CHECK(id, sm && strstr(ds_last_error(), structured ? "q8_0_24" : "q8_0_sp") &&
+                        strstr(ds_last_error(), "without sparse storage") && access(mg, F_OK) != 0,
+                "message: %s", ds_last_error());
+        ds_adapter_close(a);
+        ds_model_close(base);
+    }
     /* 3: an expert's stride other than expert 0's */
     if (!structured && !s) {
         int target = -1;
