@@ -26,6 +26,10 @@
  *  sparse-4: ds_lora_merge refuses a pruned base (DS_ERR_INVALID_ARG, the
  *            message says why and what to do); the PEFT fixture
  *            (peft/good, v2lite) converts against it.
+ *  sparse-5: on CUDA (skipped without a device; tools/cuda_emu runs it in
+ *            the emulator), where the pruned matrices are expanded to Q8_0
+ *            on the host: B's logits are A's on the device, bit for bit,
+ *            every expert resident and with a VRAM cache of two slots.
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
@@ -295,16 +299,22 @@ static void pair_free(pair_ctx *p) {
 }
 
 /* ==== The tests =========================================================== */
-static ds_model *open_model(const char *path, uint64_t cache_bytes) {
+static ds_model *open_model_on(const char *path, uint64_t cache_bytes, bool cuda, uint64_t gpu_cache) {
     ds_model *m = NULL;
     ds_model_params mp = ds_model_default_params();
     mp.n_threads = 2;
     mp.expert_cache_bytes = cache_bytes;
+    mp.device = cuda ? DS_DEVICE_CUDA : DS_DEVICE_CPU;
+    mp.gpu_cache_bytes = gpu_cache;
     if (ds_model_open(&m, path, &mp) != DS_OK) {
         printf("open %s: %s\n", path, ds_last_error());
         return NULL;
     }
     return m;
+}
+
+static ds_model *open_model(const char *path, uint64_t cache_bytes) {
+    return open_model_on(path, cache_bytes, false, 0);
 }
 
 /* A's logits and B's: a 24-token batch, then a 10-token prompt and 14
@@ -421,6 +431,42 @@ static void test_family(const char *family, bool structured) {
                     (unsigned long long)st.misses);
             ds_model_close(mc);
         }
+        /* 5: on the device */
+        snprintf(id, sizeof id, "sparse-5.%s.%s", family, kind);
+        ds_model *ga = open_model_on(ap, 0, true, 0), *gb = open_model_on(bp, 0, true, 0);
+        if (!ga || !gb || ds_model_device(ga) != DS_DEVICE_CUDA || ds_model_device(gb) != DS_DEVICE_CUDA) {
+            T_SKIP(id, "no CUDA device");
+        } else {
+            int ea2 = logits(ga, la, V), eb2 = logits(gb, lb, V);
+            T_CHECK(id, !ea2 && !eb2 && memcmp(la, lb, (size_t)48 * V * 4) == 0,
+                    "device logits of the pruned storage differ from Q8_0's (eval %d / %d)", ea2, eb2);
+            if (cf.n_routed_experts > 0) {
+                ds_model_close(gb);
+                gb = NULL;
+                uint64_t slot = 0;
+                for (size_t k = 0; k < ds_model_segment_count(mb); k++) {
+                    ds_segment_info si;
+                    if (ds_model_segment_info(mb, k, &si) == DS_OK && si.kind == DS_SEGMENT_EXPERT &&
+                        si.plain_bytes > slot)
+                        slot = si.plain_bytes;
+                }
+                /* two slots of the expanded experts: a Q8_0 expert of A */
+                uint64_t dense_slot = 0;
+                for (size_t k = 0; k < ds_model_segment_count(ma); k++) {
+                    ds_segment_info si;
+                    if (ds_model_segment_info(ma, k, &si) == DS_OK && si.kind == DS_SEGMENT_EXPERT &&
+                        si.plain_bytes > dense_slot)
+                        dense_slot = si.plain_bytes;
+                }
+                gb = open_model_on(bp, 0, true, 2 * (dense_slot + 1024));
+                int ec2 = gb ? logits(gb, lb, V) : -1;
+                snprintf(id, sizeof id, "sparse-5.%s.%s.paged", family, kind);
+                T_CHECK(id, ec2 == 0 && memcmp(la, lb, (size_t)48 * V * 4) == 0,
+                        "device logits with a VRAM cache differ from A's (eval %d)", ec2);
+            }
+        }
+        ds_model_close(ga);
+        ds_model_close(gb);
         free(la);
         free(lb);
     }
