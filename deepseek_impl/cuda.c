@@ -167,6 +167,7 @@ struct dsi_cuda_model {
     bool *xq8;                     /* layer: its routed experts are staged expanded */
     dsi_expert_ref *xoff;          /* layer: offsets of the expanded gate, up, down in a slot */
     size_t *xbytes;                /* layer: the expanded expert's bytes */
+    dsi_expert_ref **xrefs;        /* layer: gm's own expert table (xoff for every expert), or NULL */
     dsi_secure_buf xsrc;           /* an expert's stored bytes before expansion (when not on the host) */
 };
 
@@ -384,7 +385,8 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
             gm->xq8 = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xq8);
             gm->xoff = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xoff);
             gm->xbytes = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xbytes);
-            if (!gm->xq8 || !gm->xoff || !gm->xbytes) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+            gm->xrefs = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xrefs);
+            if (!gm->xq8 || !gm->xoff || !gm->xbytes || !gm->xrefs) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
         }
         gm->xq8[l] = any = true;
         dsi_weight *tw[3] = {&L->exp_gate, &L->exp_up, &L->exp_down};
@@ -405,10 +407,10 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     if (any) {   /* the expanded offsets in a slot, the same for every expert of a layer */
         for (int l = 0; l < cf->n_layers; l++) {
             if (!gm->xq8[l]) continue;
-            dsi_expert_ref *refs = dsi_calloc(&m->al, (size_t)gm->n_experts, sizeof *refs);
+            dsi_expert_ref *refs = gm->xrefs[l] = dsi_calloc(&m->al, (size_t)gm->n_experts, sizeof *refs);
             if (!refs) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
             for (int x = 0; x < gm->n_experts; x++) refs[x] = gm->xoff[l];
-            gm->w.layers[l].experts = refs;   /* gm's own (dsi_cu_model_free) */
+            gm->w.layers[l].experts = refs;
         }
         ds_status s0;
         if (!m->pager && (s0 = dsi_secure_alloc(&gm->xsrc, src_bytes, 0, e))) return s0;
@@ -576,8 +578,8 @@ static void dsi_cu_model_free(ds_model *m, void *dm) {
         }
         b->stream_free(gm->copy_stream);
     }
-    for (int l = 0; gm->xq8 && gm->w.layers && l < m->cfg.n_layers; l++)
-        if (gm->xq8[l]) dsi_free(&m->al, gm->w.layers[l].experts);
+    for (int l = 0; gm->xrefs && l < m->cfg.n_layers; l++) dsi_free(&m->al, gm->xrefs[l]);
+    dsi_free(&m->al, gm->xrefs);
     dsi_free(&m->al, gm->xq8);
     dsi_free(&m->al, gm->xoff);
     dsi_free(&m->al, gm->xbytes);

@@ -288,11 +288,8 @@ DSI_FUNC size_t dsi_sp_row_count(const float *x, size_t n) {
 
 DSI_FUNC void dsi_quantize_row_q8_0_sp(const float *x, uint8_t *out, size_t n, size_t stride) {
     size_t nb = n / DSI_Q8_BLOCK, head = nb * DSI_SP_HEAD_BYTES, at = head;
-    if (stride < head) {   /* not even the heads fit: a misuse; all zeros (every value 0) */
-        memset(out, 0, stride);
-        return;
-    }
     memset(out, 0, stride);
+    if (stride < head) return;   /* not even the heads fit (a misuse): zeros, never past stride */
     for (size_t b = 0; b < nb; b++) {
         int8_t q[DSI_Q8_BLOCK];
         uint32_t mask = 0;
