@@ -7,7 +7,9 @@
  * bits anywhere, swapped and spliced segments, truncation, other formats,
  * newer versions, a CPU without AES; the header's MAC and the Argon2id caps
  * (container-8), plaintext files where a key is given (container-9), model
- * paths that are not regular files (container-10).
+ * paths that are not regular files (container-10); the directory entries of
+ * the pruned formats (container-20: Q8_0_24 rows exactly, Q8_0_SP strides
+ * and the guard; needs no generated data).
  *
  * Needs $DS_TESTDATA (made by tests/gen/make_checkpoint.py --all).
  */
