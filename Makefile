@@ -174,7 +174,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_jsonmask test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_lora test_io test_cuda_forward test_lora_convert test_prune $(CUDA_TESTS)
+TESTS = test_jsonmask test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_lora test_io test_cuda_forward test_lora_convert test_prune test_sparse $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat
@@ -342,6 +342,9 @@ $(BUILD)/bench_gemm: tests/bench/bench_gemm.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) -lopenblas $(LDLIBS)
 # The decode row products streaming a large matrix against plain reads.
 $(BUILD)/bench_gemv: tests/bench/bench_gemv.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
+# The decode product of pruned Q8_0 weights (Q8_0_24, Q8_0_SP) against Q8_0.
+$(BUILD)/bench_pruned: tests/bench/bench_pruned.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 # Decode throughput against the sequences sharing a pass (continuous batching).
 $(BUILD)/bench_batch: tests/bench/bench_batch.c $(BUILD)/libdeepseek.a

@@ -489,9 +489,30 @@ typedef enum ds_dtype {
     DS_DTYPE_F32 = 0,
     DS_DTYPE_F16 = 1,
     DS_DTYPE_Q8_0 = 2,            /* rows of blocks {f16 scale; int8 q[32]} (34 bytes), x = q*scale */
-    DS_DTYPE_Q4_0 = 3             /* rows of blocks {f16 scale d; u8 qs[16]} (18 bytes), llama.cpp's Q4_0:
+    DS_DTYPE_Q4_0 = 3,            /* rows of blocks {f16 scale d; u8 qs[16]} (18 bytes), llama.cpp's Q4_0:
                                      value j < 16 is the low nibble of qs[j], value j + 16 its high
                                      nibble; x = (nibble - 8) * d */
+    /* Pruned Q8_0 weights (ds convert --prune / --prune-structured): the
+     * scale and the int8 values are those Q8_0 gives the same row (the
+     * values that survive pruning quantize exactly as in Q8_0); only the
+     * zeros stop costing bytes. The CPU backend multiplies them in place
+     * (fused kernels for one token; a batch expands a few rows at a time to
+     * Q8_0); the CUDA backend keeps them dense: they are expanded to Q8_0
+     * rows on the host when uploaded, so the device sees Q8_0. */
+    DS_DTYPE_Q8_0_24 = 4,         /* 2:4 packed: rows of blocks of 32 values, 22 bytes {f16 d; u8 pos[4];
+                                     int8 q[16]}: group g (values 4g..4g+3) keeps two positions p0, p1
+                                     (0..3) holding q[2g], q[2g+1]; pos byte k holds group 2k in bits
+                                     0-1 (p0) and 2-3 (p1), group 2k+1 in bits 4-5 and 6-7. Decoding:
+                                     all 32 values 0, then value 4g+p0 = q[2g]*d, then value 4g+p1 =
+                                     q[2g+1]*d (p0 == p1: the second wins) */
+    DS_DTYPE_Q8_0_SP = 5          /* masked sparse: a row of n values (nb = n/32 blocks) is f16 d[nb],
+                                     u32 mask[nb] (bit i: value i of the block is stored), then the
+                                     int8 q of the set bits, block by block, in order, then zeros up
+                                     to the row stride; x = q*d, unstored values 0. The stride is the
+                                     tensor's own (ds_tensor_info.nbytes = rows * stride + n: the n
+                                     zero bytes after the last row guard the readers, so no mask can
+                                     make one read outside the tensor); stride = (nbytes - n) / rows,
+                                     between nb*6 and nb*6 + n */
 } ds_dtype;
 DS_API const char *ds_dtype_name(ds_dtype t);
 
@@ -1363,7 +1384,9 @@ DS_API DS_WARN_UNUSED ds_status ds_convert_lora(const char *peft_dir, const ds_m
 /* Bakes adapter a, times scale, into a copy of its base: every adapted
  * matrix becomes W + scale * s * B A, re-encoded in the base's dtype (F32,
  * F16, Q8_0, Q4_0: quantized matrices take the rounding that brings); the
- * rest is copied. The copy is sealed with params' key (encrypt, key,
+ * rest is copied. A matrix the adapter changes that is stored pruned
+ * (Q8_0_24, Q8_0_SP) is refused with DS_ERR_INVALID_ARG: the merge would
+ * fill its zeros (convert the base without sparse storage). The copy is sealed with params' key (encrypt, key,
  * passphrase, overwrite and log are used; the rest ignored) and gets an
  * identity of its own. The base must be open with load_weights 1. */
 DS_API DS_WARN_UNUSED ds_status ds_lora_merge(const ds_adapter *a, float scale, const char *out_path,

@@ -336,7 +336,7 @@ static ds_status dsa_bind(const dsi_model_file *f, dsi_weight *w, const char *na
     w->rows = t->n_dims == 2 ? (int)t->dims[0] : 1;
     w->cols = (int)t->dims[t->n_dims - 1];
     uint64_t rb = 0;
-    dsi_dtype_row_bytes(w->dtype, (uint64_t)w->cols, &rb);
+    (void)dsi_tensor_row_bytes(w->dtype, (uint64_t)w->rows, (uint64_t)w->cols, t->nbytes, &rb);   /* checked when opened */
     w->row_bytes = (size_t)rb;
     w->offset = t->offset;
     w->data = f->dense && f->dense[t->segment].ptr ? (const uint8_t *)f->dense[t->segment].ptr + t->offset : NULL;
@@ -381,6 +381,19 @@ DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config 
                     return dsi_fail(e, DS_ERR_INTERNAL, "tensor name of layer %d too long", l);
                 const dsi_tensor *t = dsi_file_tensor(f, name, &idx);
                 if (!t) return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
+                /* the kernels take every expert's rows as the template's
+                 * (expert 0's): the same format and, for Q8_0_SP, stride */
+                const dsi_weight *tw = (const dsi_weight *)(const void *)((const char *)L + x->field);
+                uint64_t rb = 0;
+                if (t->dtype != (uint32_t)tw->dtype)
+                    return dsi_fail(e, DS_ERR_SHAPE, "tensor %s is stored as %s, expert 0 of layer %d as %s: the routed "
+                                    "experts of a layer share one format", name, ds_dtype_name((ds_dtype)t->dtype), l,
+                                    ds_dtype_name(tw->dtype));
+                if (!dsi_tensor_row_bytes(tw->dtype, (uint64_t)tw->rows, (uint64_t)tw->cols, t->nbytes, &rb) ||
+                    rb != (uint64_t)tw->row_bytes)
+                    return dsi_fail(e, DS_ERR_SHAPE, "tensor %s: rows of %llu bytes, expert 0 of layer %d has rows of "
+                                    "%zu: the routed experts of a layer share one row stride", name,
+                                    (unsigned long long)rb, l, tw->row_bytes);
                 if (x->part == 0) r->segment = t->segment;
                 else if (t->segment != r->segment)
                     return dsi_fail(e, DS_ERR_CORRUPT, "expert %d of layer %d is split across segments", xe, l);

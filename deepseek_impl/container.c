@@ -250,14 +250,13 @@ static ds_status dsi_parse_tensors(dsi_meta *m, const uint8_t *p, uint64_t len, 
         pos += padded;
 
         /* shape, dtype and size must agree; the tensor must lie inside its segment */
-        if (t->dtype > DS_DTYPE_Q4_0 || t->n_dims < 1 || t->n_dims > 2 || t->segment >= m->n_segments)
+        if (t->dtype >= DSI_N_DTYPES || t->n_dims < 1 || t->n_dims > 2 || t->segment >= m->n_segments)
             return dsi_fail(e, DS_ERR_CORRUPT, "tensor %s: bad dtype/rank/segment", t->name);
         for (uint32_t d = 0; d < 4; d++)
             if (d < t->n_dims ? (t->dims[d] == 0 || t->dims[d] > DS_MAX_DIM) : t->dims[d] != 0)
                 return dsi_fail(e, DS_ERR_CORRUPT, "tensor %s: dimension %u out of range", t->name, d);
-        uint64_t rows = t->n_dims == 2 ? t->dims[0] : 1, cols = t->dims[t->n_dims - 1], rb, total, end;
-        if (!dsi_dtype_row_bytes((ds_dtype)t->dtype, cols, &rb) || !dsi_mul_u64(rb, rows, &total) ||
-            total != t->nbytes)
+        uint64_t rows = t->n_dims == 2 ? t->dims[0] : 1, cols = t->dims[t->n_dims - 1], rb, end;
+        if (!dsi_tensor_row_bytes((ds_dtype)t->dtype, rows, cols, t->nbytes, &rb))
             return dsi_fail(e, DS_ERR_CORRUPT, "tensor %s: byte size does not match dtype and shape", t->name);
         const dsi_segment *s = &m->segments[t->segment];
         if (t->offset % DSI_TENSOR_ALIGN || !dsi_add_u64(t->offset, t->nbytes, &end) || end > s->plain_bytes)

@@ -73,7 +73,7 @@ typedef struct dsi_cpu_ctx {
     int kvx_heads;
     uint8_t *xp;                       /* the same in token-lane tiles (k.lane_pack) */
     float *xps;                        /* their scales in tiles */
-    uint8_t *w8;                       /* per worker: DSI_W8_ROWS Q4_0 rows rewritten as Q8_0 (batches) */
+    uint8_t *w8;                       /* per worker: DSI_W8_ROWS Q4_0 / pruned rows rewritten as Q8_0 (batches) */
     size_t w8_stride;
     float *wf;                         /* per worker: (DSI_BLAS_ROWS, DSI_BLAS_COLS) dequantized weights (BLAS=1) */
     /* LoRA scratch, made on first use (contexts without adapters pay nothing) */
@@ -81,7 +81,8 @@ typedef struct dsi_cpu_ctx {
     size_t lt_cap, ly_cap;             /* floats */
 } dsi_cpu_ctx;
 
-/* A batch's Q4_0 rows go through the Q8_0 products this many at a time. */
+/* A batch's Q4_0 and pruned (Q8_0_24, Q8_0_SP) rows go through the Q8_0
+ * products this many at a time. */
 #define DSI_W8_ROWS 16
 
 /* OpenBLAS (BLAS=1): a product with F32 activations (F32 and F16 weights;
@@ -270,11 +271,17 @@ typedef struct dsi_mm_job {
     int blas_rows, blas_cols;   /* rows (a task's), columns (a call's) */
 } dsi_mm_job;
 
-/* One Q4_0 row times one token's quantized activations: offset to unsigned
- * (u, the VNNI set) or int8 (q). */
-static float dsi_q4_dot(const dsi_kernels *k, const uint8_t *row, const int8_t *q, const uint8_t *u, const float *s,
-                        int cols) {
-    return u ? k->dot_q4u8(row, u, s, cols) : k->dot_q4q8(row, q, s, cols);
+/* One row of a blocked format other than Q8_0 (Q4_0, Q8_0_24, Q8_0_SP)
+ * times one token's quantized activations, the fused kernel: offset to
+ * unsigned (u, the VNNI set, Q4_0 only: dsi_quantize_rows gives the pruned
+ * formats int8 activations for these products) or int8 (q). */
+static float dsi_qx_dot(const dsi_kernels *k, ds_dtype dt, const uint8_t *row, const int8_t *q, const uint8_t *u,
+                        const float *s, int cols) {
+    switch (dt) {
+    case DS_DTYPE_Q8_0_24: return k->dot_24q8(row, q, s, cols);
+    case DS_DTYPE_Q8_0_SP: return k->dot_spq8(row, q, s, cols);
+    default: return u ? k->dot_q4u8(row, u, s, cols) : k->dot_q4q8(row, q, s, cols);
+    }
 }
 
 /* The int8 products of n Q8_0 rows (W, row stride rb) with the job's
@@ -329,6 +336,15 @@ static void dsi_mm_blas(const dsi_mm_job *j, int r0, int r1, int worker) {
             if (w->dtype == DS_DTYPE_F32) {
                 B = (const float *)(const void *)rows + k0;
                 ldb = (int)(w->row_bytes / sizeof(float));
+            } else if (w->dtype == DS_DTYPE_Q8_0_SP) {
+                /* a part of a masked row cannot be addressed: the whole row
+                 * as Q8_0 (the worker's w8), then the part of that */
+                uint8_t *w8 = j->c->w8 + (size_t)worker * j->c->w8_stride;
+                size_t off = (size_t)(k0 / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES;
+                for (int i = 0; i < n; i++) {
+                    k->to_q8[w->dtype](rows + (size_t)i * w->row_bytes, w8, cols);
+                    k->dequant[DS_DTYPE_Q8_0](w8 + off, wf + (size_t)i * kn, kn);
+                }
             } else {
                 uint64_t off = 0;   /* k0 is a multiple of 32: whole blocks */
                 (void)dsi_dtype_row_bytes(w->dtype, (uint64_t)k0, &off);
@@ -378,15 +394,15 @@ static void dsi_mm_task(void *arg, int task, int worker) {
 #endif
     float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
     if (j->xq || j->xu) {
-        if (w->dtype != DS_DTYPE_Q4_0) {
+        if (w->dtype == DS_DTYPE_Q8_0) {
             dsi_mm_int8_rows(j, j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, j->Y + r0, row);
             return;
         }
         int nb = w->cols / DSI_Q8_BLOCK;
-        if (j->T == 1) {   /* one token streams the 4-bit rows as they are */
+        if (j->T == 1) {   /* one token streams the 4-bit or pruned rows as they are */
             for (int r = r0; r < r1; r++) {
                 const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-                j->Y[r] = dsi_q4_dot(k, rp, j->xq, j->xu, j->xs, w->cols);
+                j->Y[r] = dsi_qx_dot(k, w->dtype, rp, j->xq, j->xu, j->xs, w->cols);
             }
             return;
         }
@@ -397,7 +413,7 @@ static void dsi_mm_task(void *arg, int task, int worker) {
         for (int r = r0; r < r1; r += DSI_W8_ROWS) {
             int n = r1 - r < DSI_W8_ROWS ? r1 - r : DSI_W8_ROWS;
             for (int i = 0; i < n; i++)
-                k->q4_to_q8(j->base + (size_t)(r + i) * w->row_bytes, w8 + (size_t)i * rb8, w->cols);
+                k->to_q8[w->dtype](j->base + (size_t)(r + i) * w->row_bytes, w8 + (size_t)i * rb8, w->cols);
             dsi_mm_int8_rows(j, w8, rb8, n, j->Y + r, row);
         }
         return;
@@ -443,21 +459,26 @@ static void dsi_mm_task(void *arg, int task, int worker) {
     }
 }
 
-/* For products with Q8_0 weights w (unless exact_activations): quantizes T
- * rows of X (row stride ldx) into the context's buffers, rows of w->cols,
- * and sets *xs and either *xq (int8) or, for the VNNI kernels, *xu (the same
- * offset to unsigned, in place). Otherwise leaves all three NULL. */
-static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const float *X, int T, int ldx,
+/* For products with blocked weights w (Q8_0, Q4_0, Q8_0_24, Q8_0_SP; unless
+ * exact_activations): quantizes T rows of X (row stride ldx) into the
+ * context's buffers, rows of w->cols, and sets *xs and either *xq (int8) or,
+ * for the VNNI kernels, *xu (the same offset to unsigned, in place).
+ * Otherwise leaves all three NULL. rowwise: the products will take the
+ * rows one token at a time (decode, dsi_gmv), where the pruned formats
+ * have int8 kernels only: they keep *xq; a batch (rows rewritten as Q8_0)
+ * takes *xu where the set has it. */
+static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const float *X, int T, int ldx, bool rowwise,
                               const int8_t **xq, const uint8_t **xu, const float **xs) {
     *xq = NULL;
     *xu = NULL;
     *xs = NULL;
-    if ((w->dtype != DS_DTYPE_Q8_0 && w->dtype != DS_DTYPE_Q4_0) || w->cols > c->xq_cols || c->m->exact_act) return;
+    if (!dsi_dtype_blocked(w->dtype) || w->cols > c->xq_cols || c->m->exact_act) return;
     int nb = w->cols / DSI_Q8_BLOCK;
     for (int t = 0; t < T; t++)
         c->k.quantize_act(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
     *xs = c->xs;
-    if (c->k.act_to_u8) {
+    bool pruned = w->dtype == DS_DTYPE_Q8_0_24 || w->dtype == DS_DTYPE_Q8_0_SP;
+    if (c->k.act_to_u8 && !(pruned && rowwise)) {
         uint8_t *u = (uint8_t *)c->xq;
         c->k.act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
         *xu = u;
@@ -490,7 +511,7 @@ static int dsi_mm_tasks(const dsi_cpu_ctx *c, dsi_mm_job *j) {
 static dsi_mm_job dsi_mm_prepare(const dsi_cpu_ctx *c, const dsi_weight *w, const uint8_t *base, const float *X,
                                  int T, int ldx, float *Y, int ldy, bool exact) {
     dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0, false, 0, 0};
-    if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
+    if (!exact) dsi_quantize_rows(c, w, X, T, ldx, T == 1, &j.xq, &j.xu, &j.xs);
 #if DSI_BLAS
     /* F32 activations in a batch long enough, with OpenBLAS on one thread
      * (a program may have raised the count since the context was made) */
@@ -579,9 +600,9 @@ typedef struct dsi_gmv_job {
 
 static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_t *rp, int xrow) {
     int nb = j->cols / DSI_Q8_BLOCK;
-    if (w->dtype == DS_DTYPE_Q4_0 && (j->xu || j->xq)) {
+    if (w->dtype != DS_DTYPE_Q8_0 && (j->xu || j->xq)) {
         size_t off = (size_t)xrow * (size_t)j->cols;
-        return dsi_q4_dot(&j->c->k, rp, j->xq ? j->xq + off : NULL, j->xu ? j->xu + off : NULL,
+        return dsi_qx_dot(&j->c->k, w->dtype, rp, j->xq ? j->xq + off : NULL, j->xu ? j->xu + off : NULL,
                           j->xs + (size_t)xrow * nb, j->cols);
     }
     if (j->xu) {
@@ -615,14 +636,15 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
     const dsi_gmv_item *it = &j->items[task / j->tasks_per_item];
     int r0 = (task % j->tasks_per_item) * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > it->w->rows) r1 = it->w->rows;
-    size_t rb = it->w->row_bytes;
+    /* w2 has w's shape but its own stride (Q8_0_SP: gate and up differ) */
+    size_t rb = it->w->row_bytes, rb2 = it->w2 ? it->w2->row_bytes : 0;
     if (it->nx > 1) {
         size_t R = (size_t)it->w->rows;
         for (int r = r0; r < r1; r++) {
             float a[4], b[4];
             dsi_gmv_dotT(j, it->w, it->base + (size_t)r * rb, it->xrow, it->nx, a);
             if (it->w2) {
-                dsi_gmv_dotT(j, it->w2, it->base2 + (size_t)r * rb, it->xrow, it->nx, b);
+                dsi_gmv_dotT(j, it->w2, it->base2 + (size_t)r * rb2, it->xrow, it->nx, b);
                 for (int t = 0; t < it->nx; t++) a[t] = dsi_silu(a[t]) * b[t];
             }
             for (int t = 0; t < it->nx; t++) it->y[(size_t)t * R + (size_t)r] = a[t];
@@ -631,7 +653,7 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
     }
     for (int r = r0; r < r1; r++) {
         float a = dsi_gmv_dot(j, it->w, it->base + (size_t)r * rb, it->xrow);
-        if (it->w2) a = dsi_silu(a) * dsi_gmv_dot(j, it->w2, it->base2 + (size_t)r * rb, it->xrow);
+        if (it->w2) a = dsi_silu(a) * dsi_gmv_dot(j, it->w2, it->base2 + (size_t)r * rb2, it->xrow);
         it->y[r] = a;
     }
 }
@@ -642,7 +664,7 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
 static void dsi_gmv(const dsi_cpu_ctx *c, const dsi_gmv_item *items, int n, const float *X, int n_xrows) {
     const dsi_weight *w = items[0].w;
     dsi_gmv_job j = {c, items, 1, w->rows, w->cols, X, NULL, NULL, NULL};
-    dsi_quantize_rows(c, w, X, n_xrows, w->cols, &j.xq, &j.xu, &j.xs);
+    dsi_quantize_rows(c, w, X, n_xrows, w->cols, true, &j.xq, &j.xu, &j.xs);
     /* about sixteen tasks per worker over all items, at least 8 rows each */
     int want = c->n_workers * 16;
     int per_item = (want + n - 1) / n;

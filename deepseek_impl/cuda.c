@@ -32,6 +32,13 @@
  * output, then the shared experts, then the residual. The products differ
  * in summation order only; Q8_0 and Q4_0 weights meet F32 activations (as
  * the CPU with exact_activations).
+ *
+ * Pruned weights (Q8_0_24, Q8_0_SP) stay dense on the device: the kernels
+ * know Q8_0 only, so these matrices are expanded on the host into the Q8_0
+ * rows of the same values (exact) and uploaded as Q8_0: a dense matrix into
+ * a device buffer of its own when the model opens (dexp), a routed expert
+ * as it is staged, into a slot laid out as Q8_0 (xoff). The device holds
+ * the Q8_0 bytes, not the smaller pruned ones.
  */
 #include "engine.h"
 
@@ -153,7 +160,26 @@ struct dsi_cuda_model {
     void *stage_ev[DSI_CU_NSTAGE]; /* the upload out of it has finished */
     int stage_next;
     ds_cache_stats st;
+    /* pruned weights as Q8_0 (see the top of the file) */
+    void **dexp;                   /* device buffers of expanded dense matrices */
+    size_t *dexp_bytes;
+    int n_dexp;
+    bool *xq8;                     /* layer: its routed experts are staged expanded */
+    dsi_expert_ref *xoff;          /* layer: offsets of the expanded gate, up, down in a slot */
+    size_t *xbytes;                /* layer: the expanded expert's bytes */
+    dsi_expert_ref **xrefs;        /* layer: gm's own expert table (xoff for every expert), or NULL */
+    dsi_secure_buf xsrc;           /* an expert's stored bytes before expansion (when not on the host) */
 };
+
+/* Whether the device takes dt as Q8_0 rows expanded on the host. */
+static bool dsi_cu_pruned(ds_dtype dt) { return dt == DS_DTYPE_Q8_0_24 || dt == DS_DTYPE_Q8_0_SP; }
+
+/* w's rows (host, stride w->row_bytes) as Q8_0 rows into dst. */
+static void dsi_cu_expand(const dsi_weight *w, const uint8_t *src, uint8_t *dst) {
+    size_t rb8 = (size_t)(w->cols / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES;
+    for (int r = 0; r < w->rows; r++)
+        (void)dsi_dtype_to_q8_0(w->dtype, src + (size_t)r * w->row_bytes, dst + (size_t)r * rb8, (size_t)w->cols);
+}
 
 typedef struct dsi_cuda_ctx {
     const ds_model *m;
@@ -237,6 +263,33 @@ static ds_status dsi_cu_translate(const ds_model *m, const dsi_cuda_model *gm, d
     return dsi_fail(e, DS_ERR_INTERNAL, "cuda: a dense tensor lies outside every uploaded segment");
 }
 
+/* A pruned dense matrix (w, host bytes) as Q8_0 in a device buffer of its
+ * own: w becomes that Q8_0 matrix. */
+static ds_status dsi_cu_expand_dense(const ds_model *m, dsi_cuda_model *gm, dsi_weight *w, dsi_err *e) {
+    const dsi_backend_i *b = gm->b;
+    char msg[DSI_CU_MSG] = "";
+    size_t rb8 = (size_t)(w->cols / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES, bytes = (size_t)w->rows * rb8;
+    dsi_secure_buf host = {0};
+    ds_status s = dsi_secure_alloc(&host, bytes, 0, e);
+    if (s) return s;
+    dsi_cu_expand(w, w->data, host.ptr);
+    void *d = NULL;
+    s = b->alloc(&d, bytes, msg, sizeof msg);
+    if (!s) {
+        gm->dexp[gm->n_dexp] = d;
+        gm->dexp_bytes[gm->n_dexp++] = bytes;
+        s = b->upload(d, host.ptr, bytes, NULL, msg, sizeof msg);
+        if (!s) s = b->sync(NULL, msg, sizeof msg);   /* before host is wiped */
+    }
+    dsi_secure_free(&host);
+    if (s) return dsi_fail(e, s, "cuda: a pruned matrix expanded to Q8_0 (%zu bytes): %s", bytes, msg);
+    (void)m;
+    w->data = d;
+    w->dtype = DS_DTYPE_Q8_0;
+    w->row_bytes = rb8;
+    return DS_OK;
+}
+
 /* Pinned memory holds plaintext: never in a core dump, wiped at free. */
 static ds_status dsi_cu_pinned(const dsi_backend_i *b, void **p, size_t bytes, char *msg, size_t len) {
     ds_status s = b->host_alloc(p, bytes, msg, len);
@@ -267,6 +320,30 @@ static ds_status dsi_cu_stage_upload(const ds_model *m, dsi_cuda_model *gm, int 
     const dsi_expert_ref *r = &m->w.layers[layer].experts[x];
     size_t bytes = (size_t)m->meta.segments[r->segment].plain_bytes;
     ds_status s;
+    if (gm->xq8 && gm->xq8[layer]) {
+        /* pruned: the stored matrices expanded to Q8_0 into the stage */
+        const dsi_layer *L = &m->w.layers[layer];
+        const dsi_weight *tw[3] = {&L->exp_gate, &L->exp_up, &L->exp_down};
+        const uint8_t *src = NULL;
+        bool held = m->pager || m->dense[r->segment].ptr;
+        if (held) {
+            if ((s = dsi_expert_acquire(m, layer, x, &src, e))) return s;
+        } else {
+            uint32_t seg = 0;
+            if ((s = dsi_model_read_expert(m, layer, x, gm->xsrc.ptr, gm->xsrc.size, &seg, e))) return s;
+            src = gm->xsrc.ptr;
+        }
+        for (int k = 0; k < 3; k++)
+            dsi_cu_expand(tw[k], src + r->off[k], (uint8_t *)gm->stage[i] + gm->xoff[layer].off[k]);
+        if (held) dsi_expert_release(m, layer, x);
+        else sodium_memzero(gm->xsrc.ptr, gm->xsrc.size);
+        gm->st.bytes_decrypted += bytes;
+        bytes = gm->xbytes[layer];
+        if (after) DSI_CK(b->stream_wait(gm->copy_stream, after, msg, sizeof msg));
+        DSI_CK(b->upload(dst, gm->stage[i], bytes, gm->copy_stream, msg, sizeof msg));
+        DSI_CK(b->event_record(gm->stage_ev[i], gm->copy_stream, msg, sizeof msg));
+        return DS_OK;
+    }
     if (m->pager || m->dense[r->segment].ptr) {
         const uint8_t *src = NULL;
         if ((s = dsi_expert_acquire(m, layer, x, &src, e))) return s;
@@ -295,6 +372,49 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     for (size_t i = 0; i < m->meta.n_segments; i++)
         if (m->meta.segments[i].kind == DS_SEGMENT_EXPERT && m->meta.segments[i].plain_bytes > gm->slot_bytes)
             gm->slot_bytes = (size_t)m->meta.segments[i].plain_bytes;
+    /* layers whose experts are pruned: staged as Q8_0, gate, up and down
+     * each at a 256-byte boundary */
+    size_t src_bytes = gm->slot_bytes;
+    bool any = false;
+    for (int l = 0; l < cf->n_layers; l++) {
+        dsi_layer *L = &gm->w.layers[l];
+        if (!L->moe || !(dsi_cu_pruned(L->exp_gate.dtype) || dsi_cu_pruned(L->exp_up.dtype) ||
+                         dsi_cu_pruned(L->exp_down.dtype)))
+            continue;
+        if (!gm->xq8) {
+            gm->xq8 = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xq8);
+            gm->xoff = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xoff);
+            gm->xbytes = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xbytes);
+            gm->xrefs = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xrefs);
+            if (!gm->xq8 || !gm->xoff || !gm->xbytes || !gm->xrefs) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+        }
+        gm->xq8[l] = any = true;
+        dsi_weight *tw[3] = {&L->exp_gate, &L->exp_up, &L->exp_down};
+        size_t at = 0;
+        for (int k = 0; k < 3; k++) {
+            gm->xoff[l].off[k] = at;
+            size_t rb8 = (size_t)(tw[k]->cols / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES;
+            at += ((size_t)tw[k]->rows * rb8 + 255) & ~(size_t)255;
+            if (!dsi_dtype_blocked(tw[k]->dtype))
+                return dsi_fail(e, DS_ERR_SHAPE, "cuda: layer %d: routed experts mix pruned and %s matrices", l,
+                                ds_dtype_name(tw[k]->dtype));
+            tw[k]->dtype = DS_DTYPE_Q8_0;   /* as the device sees them */
+            tw[k]->row_bytes = rb8;
+        }
+        gm->xbytes[l] = at;
+        if (at > gm->slot_bytes) gm->slot_bytes = at;
+    }
+    if (any) {   /* the expanded offsets in a slot, the same for every expert of a layer */
+        for (int l = 0; l < cf->n_layers; l++) {
+            if (!gm->xq8[l]) continue;
+            dsi_expert_ref *refs = gm->xrefs[l] = dsi_calloc(&m->al, (size_t)gm->n_experts, sizeof *refs);
+            if (!refs) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+            for (int x = 0; x < gm->n_experts; x++) refs[x] = gm->xoff[l];
+            gm->w.layers[l].experts = refs;
+        }
+        ds_status s0;
+        if (!m->pager && (s0 = dsi_secure_alloc(&gm->xsrc, src_bytes, 0, e))) return s0;
+    }
     gm->slot_bytes = (gm->slot_bytes + 255) & ~(size_t)255;   /* slots aligned for the kernels' vector loads */
     gm->n_keys = gm->n_moe * gm->n_experts;
     uint64_t need = (uint64_t)gm->n_keys * gm->slot_bytes;
@@ -393,9 +513,21 @@ static ds_status dsi_cu_model_new(ds_model *m, const ds_model_params *p, void **
     gm->w.layers = dsi_calloc(&m->al, (size_t)m->cfg.n_layers, sizeof *gm->w.layers);
     if (!gm->w.layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     ds_status s;
-    if ((s = dsi_cu_translate(m, gm, &gm->w.embed, e)) || (s = dsi_cu_translate(m, gm, &gm->w.out_norm, e)) ||
-        (s = dsi_cu_translate(m, gm, &gm->w.lm_head, e)))
-        return s;
+    size_t n_w = 3 + 18 * (size_t)m->cfg.n_layers;   /* every weight below: the most that may need expanding */
+    gm->dexp = dsi_calloc(&m->al, n_w, sizeof *gm->dexp);
+    gm->dexp_bytes = dsi_calloc(&m->al, n_w, sizeof *gm->dexp_bytes);
+    if (!gm->dexp || !gm->dexp_bytes) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    bool tied = m->w.lm_head.data == m->w.embed.data;
+    dsi_weight *top[] = {&gm->w.embed, &gm->w.out_norm, &gm->w.lm_head};
+    for (size_t k = 0; k < 3; k++) {
+        if (k == 2 && tied && dsi_cu_pruned(gm->w.lm_head.dtype)) {
+            gm->w.lm_head = gm->w.embed;   /* one expanded copy for both */
+            continue;
+        }
+        if ((s = top[k]->data && dsi_cu_pruned(top[k]->dtype) ? dsi_cu_expand_dense(m, gm, top[k], e)
+                                                               : dsi_cu_translate(m, gm, top[k], e)))
+            return s;
+    }
     for (int l = 0; l < m->cfg.n_layers; l++) {
         dsi_layer *L = &gm->w.layers[l];
         *L = m->w.layers[l];
@@ -403,7 +535,9 @@ static ds_status dsi_cu_model_new(ds_model *m, const ds_model_params *p, void **
                             &L->kv_a,      &L->kv_a_norm, &L->kv_b,  &L->wq,    &L->wk,       &L->wv,
                             &L->wo,        &L->gate,     &L->up,    &L->down,  &L->router,   &L->bias};
         for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++)
-            if ((s = dsi_cu_translate(m, gm, ws[k], e))) return s;
+            if ((s = ws[k]->data && dsi_cu_pruned(ws[k]->dtype) ? dsi_cu_expand_dense(m, gm, ws[k], e)
+                                                                 : dsi_cu_translate(m, gm, ws[k], e)))
+                return s;
     }
     if ((s = dsi_cu_cache_new(m, gm, p, e))) return s;
     size_t avail = 0, total = 0;
@@ -428,10 +562,12 @@ static void dsi_cu_model_free(ds_model *m, void *dm) {
         for (size_t i = 0; gm->dseg && i < m->meta.n_segments; i++)
             if (gm->dseg[i])
                 (void)b->memset(gm->dseg[i], 0, (size_t)m->meta.segments[i].plain_bytes, NULL, msg, sizeof msg);
+        for (int i = 0; i < gm->n_dexp; i++) (void)b->memset(gm->dexp[i], 0, gm->dexp_bytes[i], NULL, msg, sizeof msg);
         (void)b->sync(NULL, msg, sizeof msg);
         if (gm->slots) b->free(gm->slots);
         for (size_t i = 0; gm->dseg && i < m->meta.n_segments; i++)
             if (gm->dseg[i]) b->free(gm->dseg[i]);
+        for (int i = 0; i < gm->n_dexp; i++) b->free(gm->dexp[i]);
         for (int i = 0; i < DSI_CU_NSTAGE; i++) {
             dsi_cu_pinned_free(b, gm->stage[i], gm->slot_bytes);
             if (gm->stage_ev[i]) b->event_free(gm->stage_ev[i]);
@@ -442,6 +578,14 @@ static void dsi_cu_model_free(ds_model *m, void *dm) {
         }
         b->stream_free(gm->copy_stream);
     }
+    for (int l = 0; gm->xrefs && l < m->cfg.n_layers; l++) dsi_free(&m->al, gm->xrefs[l]);
+    dsi_free(&m->al, gm->xrefs);
+    dsi_free(&m->al, gm->xq8);
+    dsi_free(&m->al, gm->xoff);
+    dsi_free(&m->al, gm->xbytes);
+    dsi_secure_free(&gm->xsrc);
+    dsi_free(&m->al, gm->dexp);
+    dsi_free(&m->al, gm->dexp_bytes);
     dsi_free(&m->al, gm->dseg);
     dsi_free(&m->al, gm->w.layers);
     dsi_free(&m->al, gm->moe_index);

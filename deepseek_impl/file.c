@@ -37,6 +37,8 @@ DS_API const char *ds_dtype_name(ds_dtype t) {
     case DS_DTYPE_F16: return "F16";
     case DS_DTYPE_Q8_0: return "Q8_0";
     case DS_DTYPE_Q4_0: return "Q4_0";
+    case DS_DTYPE_Q8_0_24: return "Q8_0_24";
+    case DS_DTYPE_Q8_0_SP: return "Q8_0_SP";
     }
     return "unknown";
 }
@@ -808,7 +810,7 @@ DS_API ds_status ds_model_tensor_read_f32(const ds_model *m, size_t index, float
         src = (const uint8_t *)tmp.ptr + t->offset;
     }
     uint64_t rb = 0;
-    dsi_dtype_row_bytes((ds_dtype)t->dtype, cols, &rb);
+    (void)dsi_tensor_row_bytes((ds_dtype)t->dtype, rows, cols, t->nbytes, &rb);   /* checked when opened */
     for (uint64_t r = 0; r < rows; r++) dsi_dtype_decode_row((ds_dtype)t->dtype, src + r * rb, dst + r * cols, (size_t)cols);
     dsi_secure_free(&tmp);
     return DS_OK;

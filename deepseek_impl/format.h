@@ -24,8 +24,10 @@ DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v);    /* OCP e4m3fn: no infinities, 
  * on the 4-layer q8 model, 2 threads; 1 KiB and 8 KiB less). */
 #define DSI_PREFETCH_AHEAD 4096
 #define DSI_Q8_BLOCK_BYTES 34                    /* f16 scale + 32 int8 */
-/* Bytes of a dtype for a (rows x cols) matrix; cols must be a multiple of 32
- * for Q8_0 and Q4_0. Returns false on overflow or a bad shape. */
+/* Bytes of one row of cols values in a fixed-size format; cols must be a
+ * multiple of 32 for Q8_0, Q4_0 and Q8_0_24. Returns false on overflow, a
+ * bad shape, and for Q8_0_SP, whose rows have no size of their own (its
+ * stride is per tensor: dsi_tensor_row_bytes). */
 DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out);
 /* Quantizes one row of n floats (n % 32 == 0) into Q8_0 blocks. The scale is
  * rounded up to F16 so that |x - q*scale| <= scale/2 always holds. */
@@ -45,14 +47,58 @@ DSI_FUNC void dsi_dequantize_row_q4_0(const uint8_t *in, float *y, size_t n);
 /* Q4_0 blocks rewritten as the Q8_0 blocks of the same values (exact: q in
  * -8..7 with the same scale), n values. */
 DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n);
+/* Q8_0_24 (2:4 packed, deepseek.h documents the layout): 22 bytes per 32
+ * values, {f16 d; u8 pos[4]; int8 q[16]}. The encoder quantizes the row as
+ * Q8_0 does (the same d and the same q for every value), then keeps in each
+ * group of four the two nonzero q (more than two nonzero: the two of
+ * largest |x|, ties to the lower position; fewer: the lowest unused
+ * positions, holding 0), p0 < p1. So a row with at most two nonzeros per
+ * group decodes to exactly what Q8_0 gives it. Every byte string decodes
+ * (p0 == p1: the second value wins). */
+#define DSI_Q24_BLOCK_BYTES 22
+DSI_FUNC void dsi_quantize_row_q8_0_24(const float *x, uint8_t *out, size_t n);
+DSI_FUNC void dsi_dequantize_row_q8_0_24(const uint8_t *in, float *y, size_t n);
+/* Q8_0_SP (masked sparse, deepseek.h documents the layout). A row's stride
+ * is its tensor's (dsi_tensor_row_bytes), at least DSI_SP_HEAD_BYTES per
+ * block plus the stored values. dsi_sp_row_count: the values a row of n
+ * floats stores (those whose Q8_0 quantization is nonzero).
+ * dsi_quantize_row_q8_0_sp writes exactly stride bytes (zero padded); the
+ * caller gives stride >= (n/32) * 6 + dsi_sp_row_count(x, n) (a shorter
+ * stride drops the values that do not fit, never writes past it). The
+ * decoder reads the head and the stored values only: at most (n/32) * 6 + n
+ * bytes, whatever the masks say (the tensor's tail guard covers that). */
+#define DSI_SP_HEAD_BYTES 6                      /* per block: f16 d + u32 mask */
+DSI_FUNC size_t dsi_sp_row_count(const float *x, size_t n);
+DSI_FUNC void dsi_quantize_row_q8_0_sp(const float *x, uint8_t *out, size_t n, size_t stride);
+DSI_FUNC void dsi_dequantize_row_q8_0_sp(const uint8_t *in, float *y, size_t n);
+/* The same rows as the Q8_0 blocks of the same values (exact), n values. */
+DSI_FUNC void dsi_q8_0_24_to_q8_0(const uint8_t *in, uint8_t *out, size_t n);
+DSI_FUNC void dsi_q8_0_sp_to_q8_0(const uint8_t *in, uint8_t *out, size_t n);
+/* Any blocked weight format (Q8_0, Q4_0, Q8_0_24, Q8_0_SP) rewritten as Q8_0
+ * rows (a whole row, n values); false for F32 and F16. */
+DSI_FUNC bool dsi_dtype_to_q8_0(ds_dtype d, const uint8_t *in, uint8_t *out, size_t n);
+/* Whether a format stores a 32-value block per 32 columns (Q8_0, Q4_0,
+ * Q8_0_24, Q8_0_SP: cols % 32 == 0). */
+DSI_FUNC bool dsi_dtype_blocked(ds_dtype d);
+/* The row stride of a tensor of rows x cols in dtype t stored in nbytes:
+ * for the fixed formats dsi_dtype_row_bytes(cols), and nbytes must be rows
+ * times that; for Q8_0_SP (nbytes - cols) / rows, with nbytes >= cols,
+ * (nbytes - cols) % rows == 0 and (cols/32)*6 <= stride <= (cols/32)*6 +
+ * cols. False when nbytes does not fit the dtype and shape (or cols % 32
+ * for a blocked format, or rows == 0). Every reader of a directory entry
+ * takes its stride from here. */
+DSI_FUNC bool dsi_tensor_row_bytes(ds_dtype t, uint64_t rows, uint64_t cols, uint64_t nbytes, uint64_t *row_bytes);
 /* The number of weight formats (ds_dtype values). */
-#define DSI_N_DTYPES 4
+#define DSI_N_DTYPES 6
 DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n);
 DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n);
 /* One row of n values in any weight format, from or to F32 (the converters,
- * ds_model_tensor_read_f32, ds_lora_merge). Little-endian bytes; Q8_0 and
- * Q4_0 need n % 32 == 0. */
-DSI_FUNC void dsi_dtype_encode_row(ds_dtype d, const float *x, uint8_t *out, size_t n);
+ * ds_model_tensor_read_f32, ds_lora_merge). Little-endian bytes; the
+ * blocked formats need n % 32 == 0. Decoding takes every format (a Q8_0_SP
+ * row whole). Encoding does not take Q8_0_SP, whose row size is chosen per
+ * tensor (dsi_quantize_row_q8_0_sp with the stride): it writes nothing and
+ * returns false for it, as for a value that is no ds_dtype. */
+DSI_FUNC bool dsi_dtype_encode_row(ds_dtype d, const float *x, uint8_t *out, size_t n);
 DSI_FUNC void dsi_dtype_decode_row(ds_dtype d, const uint8_t *in, float *y, size_t n);
 
 /* ==== JSON ================================================================ */

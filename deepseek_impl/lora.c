@@ -92,7 +92,7 @@ static void dsi_lora_weight(dsi_weight *w, const dsi_tensor *t) {
     w->rows = (int)t->dims[0];
     w->cols = (int)t->dims[1];
     uint64_t rb = 0;
-    dsi_dtype_row_bytes(w->dtype, (uint64_t)w->cols, &rb);
+    (void)dsi_tensor_row_bytes(w->dtype, (uint64_t)w->rows, (uint64_t)w->cols, t->nbytes, &rb);   /* checked when opened */
     w->row_bytes = (size_t)rb;
     w->offset = t->offset;
     w->data = NULL;

@@ -755,6 +755,12 @@ static ds_status dsl_merge_tensor(dsl_merge *g, const dsi_tensor *W, uint8_t *w)
                         (unsigned long long)cols, (unsigned long long)cols, (unsigned long long)rows,
                         (unsigned long long)A->dims[0], (unsigned long long)A->dims[1], (unsigned long long)B->dims[0],
                         (unsigned long long)B->dims[1]);
+    /* pruned storage keeps a row's zeros out of its bytes: B A would fill
+     * them, and re-encoding would prune the merged row again */
+    if (W->dtype == DS_DTYPE_Q8_0_SP || W->dtype == DS_DTYPE_Q8_0_24)
+        return dsi_fail(g->e, DS_ERR_INVALID_ARG, "%s: the base stores pruned weights as %s; merging would fill the "
+                        "zeros: convert it without sparse storage", W->name,
+                        W->dtype == DS_DTYPE_Q8_0_SP ? "q8_0_sp" : "q8_0_24");
     ds_status s = dsl_adapter_f32(g, A, &g->fa, &g->fa_cap);
     if (!s) s = dsl_adapter_f32(g, B, &g->fb, &g->fb_cap);
     if (s) return s;
@@ -765,7 +771,7 @@ static ds_status dsl_merge_tensor(dsl_merge *g, const dsi_tensor *W, uint8_t *w)
         if (!g->row) return dsi_fail(g->e, DS_ERR_NOMEM, "out of memory");
     }
     uint64_t rb = 0;
-    dsi_dtype_row_bytes((ds_dtype)W->dtype, cols, &rb);
+    (void)dsi_tensor_row_bytes((ds_dtype)W->dtype, rows, cols, W->nbytes, &rb);   /* checked when opened */
     for (uint64_t o = 0; o < rows; o++) {
         float *y = g->row;
         dsi_dtype_decode_row((ds_dtype)W->dtype, w + o * rb, y, (size_t)cols);

@@ -7,7 +7,9 @@
  * bits anywhere, swapped and spliced segments, truncation, other formats,
  * newer versions, a CPU without AES; the header's MAC and the Argon2id caps
  * (container-8), plaintext files where a key is given (container-9), model
- * paths that are not regular files (container-10).
+ * paths that are not regular files (container-10); the directory entries of
+ * the pruned formats (container-20: Q8_0_24 rows exactly, Q8_0_SP strides
+ * and the guard; needs no generated data).
  *
  * Needs $DS_TESTDATA (made by tests/gen/make_checkpoint.py --all).
  */
@@ -677,7 +679,57 @@ static void test_not_regular(void) {
     ds_model_close(m);
 }
 
+/* ==== 20: directory entries of the pruned formats ========================= */
+/* Metadata with one tensor (dtype, rows x cols in nbytes) in one dense
+ * segment, through dsi_meta_parse: its status. */
+static ds_status one_tensor_meta(ds_dtype dt, uint64_t rows, uint64_t cols, uint64_t nbytes) {
+    dsi_alloc al;
+    dsi_err e = {0};
+    if (dsi_alloc_init(&al, NULL, &e)) return DS_ERR_NOMEM;
+    const uint32_t chunk = 65536;
+    dsi_segment sg = {DS_SEGMENT_DENSE, -1, -1, 0, DSI_HEADER_AREA, (nbytes + 63) / 64 * 64, 0};
+    if (!dsi_stored_bytes(sg.plain_bytes, chunk, &sg.stored_bytes, &sg.n_chunks)) return DS_ERR_LIMIT;
+    uint64_t meta_offset = (sg.offset + sg.stored_bytes + DSI_SEG_ALIGN - 1) / DSI_SEG_ALIGN * DSI_SEG_ALIGN;
+    dsi_buf meta, t;
+    dsi_buf_init(&meta, &al);
+    dsi_buf_init(&t, &al);
+    dsi_meta_record(&meta, DSI_REC_CONFIG_JSON, "{}", 2);
+    dsi_meta_record(&meta, DSI_REC_TOKENIZER_JSON, "{}", 2);
+    dsi_buf_u32(&t, 1);
+    dsi_buf_u32(&t, 0);
+    uint64_t dims[2] = {rows, cols};
+    dsi_meta_tensor(&t, "w", (uint32_t)dt, 2, dims, 0, 0, nbytes);
+    dsi_meta_record(&meta, DSI_REC_TENSORS, t.data, t.len);
+    dsi_meta_segments(&meta, &sg, 1, &al);
+    dsi_meta m;
+    ds_status s = meta.failed || t.failed ? DS_ERR_NOMEM
+                                          : dsi_meta_parse(meta.data, meta.len, meta_offset + (1u << 20), chunk,
+                                                           meta_offset, &al, &m, &e);
+    if (s == DS_OK) dsi_meta_free(&m);
+    else if (s != DS_ERR_CORRUPT) printf("INFO container-20: %s\n", e.msg);
+    dsi_buf_free(&t);
+    dsi_buf_free(&meta);
+    return s;
+}
+
+static void test_pruned_entries(void) {
+    /* 2:4: 22 bytes a block, rows x that exactly */
+    T_STATUS("container-20.1", one_tensor_meta(DS_DTYPE_Q8_0_24, 3, 64, 3 * 44), DS_OK, "2:4 3x64");
+    T_STATUS("container-20.1", one_tensor_meta(DS_DTYPE_Q8_0_24, 3, 64, 3 * 44 + 1), DS_ERR_CORRUPT, "2:4 + 1 byte");
+    /* SP: rows * stride + cols, nb*6 <= stride <= nb*6 + cols */
+    T_STATUS("container-20.2", one_tensor_meta(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 30 + 64), DS_OK, "SP stride 30");
+    T_STATUS("container-20.2", one_tensor_meta(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 12 + 64), DS_OK, "SP stride 12");
+    T_STATUS("container-20.2", one_tensor_meta(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 76 + 64), DS_OK, "SP stride 76");
+    T_STATUS("container-20.3", one_tensor_meta(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 11 + 64), DS_ERR_CORRUPT, "SP stride 11");
+    T_STATUS("container-20.3", one_tensor_meta(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 77 + 64), DS_ERR_CORRUPT, "SP stride 77");
+    T_STATUS("container-20.3", one_tensor_meta(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 30 + 65), DS_ERR_CORRUPT, "SP ragged");
+    T_STATUS("container-20.3", one_tensor_meta(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 30), DS_ERR_CORRUPT, "SP without guard");
+    T_STATUS("container-20.3", one_tensor_meta(DS_DTYPE_Q8_0_SP, 3, 48, 3 * 9 + 48), DS_ERR_CORRUPT, "SP 48 columns");
+    T_STATUS("container-20.4", one_tensor_meta((ds_dtype)6, 3, 64, 3 * 30 + 64), DS_ERR_CORRUPT, "dtype 6");
+}
+
 int main(void) {
+    test_pruned_entries();   /* needs no generated data */
     testdata = getenv("DS_TESTDATA");
     char probe[512];
     snprintf(probe, sizeof probe, "%s/v2lite/config.json", testdata ? testdata : "");

@@ -51,6 +51,10 @@
  *             columns): every output within 1e-5 * sum |w x| + 1e-6 of a
  *             double-precision reference, nothing written past Y's rows,
  *             and the same bits on 1 and 3 threads.
+ *  forward-8: the same products with pruned weights (Q8_0_24, Q8_0_SP at
+ *             the converter's layout) equal those of the Q8_0 matrix of the
+ *             same values bit for bit, at 1 to 40 tokens, int8 and F32
+ *             activations, 1 and 3 threads.
  */
 #include "../deepseek_impl/internal.h"
 #include "../kernels/cpu/kernels.h"
@@ -996,8 +1000,91 @@ static void test_products(void) {
     free(W), free(Wd), free(X), free(Y1), free(Y3), free(wb), free(m1), free(m3);
 }
 
+/* ==== 8: products of pruned weights ====================================== */
+/* A 2:4-sparse matrix (with further zeros) stored as Q8_0_24 and as
+ * Q8_0_SP (the converter's layout: rows at the tensor's stride, then the
+ * guard) gives the CPU device's products of the same matrix in Q8_0, bit
+ * for bit: one token through the fused kernels, batches through rows
+ * rewritten as Q8_0 (token lanes from 6 tokens), with int8 and with F32
+ * activations, on 1 and 3 threads. */
+static void test_pruned_products(void) {
+    enum { ROWS = 72, COLS = 1056, LDX = COLS + 8, LDY = ROWS + 5, TMAX = 40 };
+    static const int Ts[] = {1, 2, 5, 7, 8, 17, 40};
+    size_t nb = COLS / 32, rb8 = nb * DSI_Q8_BLOCK_BYTES, rb24 = nb * DSI_Q24_BLOCK_BYTES;
+    float *W = malloc((size_t)ROWS * COLS * sizeof *W), *X = malloc((size_t)TMAX * LDX * sizeof *X);
+    float *Y8 = malloc((size_t)TMAX * LDY * sizeof *Y8), *Yp = malloc((size_t)TMAX * LDY * sizeof *Yp);
+    uint8_t *w8 = malloc((size_t)ROWS * rb8), *w24 = malloc((size_t)ROWS * rb24), *wsp = NULL;
+    ds_model *m1 = malloc(sizeof *m1), *m3 = malloc(sizeof *m3);
+    void *c[2] = {NULL, NULL};
+    if (W && X && Y8 && Yp && w8 && w24 && m1 && m3) {
+        c[0] = cpu_ctx(m1, COLS, TMAX, 1);
+        c[1] = cpu_ctx(m3, COLS, TMAX, 3);
+    }
+    T_CHECK("forward-8", c[0] && c[1], "no memory or no context");
+    uint64_t st = 0x2545f4914f6cdd1dull;
+    size_t most = 0;
+    for (int r = 0; c[0] && c[1] && r < ROWS; r++) {
+        float *row = W + (size_t)r * COLS;
+        for (int i = 0; i < COLS; i++) {
+            st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+            float v = ((float)(st >> 40) / (float)(1u << 24) - 0.5f) * 0.2f;
+            /* two of four zero (which two varies), a quarter of the rest too */
+            int g = (int)((st >> 8) % 6), i4 = i % 4;
+            static const int zp[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+            bool zero = i4 == zp[(g + i / 4 + r) % 6][0] || i4 == zp[(g + i / 4 + r) % 6][1] || (st & 3) == 0;
+            row[i] = zero ? 0.0f : v;
+        }
+        /* the zeros must be at two fixed positions per group for 2:4 */
+        for (int g4 = 0; g4 < COLS / 4; g4++) {
+            int nz = 0;
+            for (int k = 0; k < 4; k++) nz += row[4 * g4 + k] != 0.0f;
+            for (int k = 3; k >= 0 && nz > 2; k--)
+                if (row[4 * g4 + k] != 0.0f) row[4 * g4 + k] = 0.0f, nz--;
+        }
+        dsi_quantize_row_q8_0(row, w8 + (size_t)r * rb8, COLS);
+        dsi_quantize_row_q8_0_24(row, w24 + (size_t)r * rb24, COLS);
+        size_t k = dsi_sp_row_count(row, COLS);
+        most = k > most ? k : most;
+    }
+    size_t stride = nb * DSI_SP_HEAD_BYTES + most + 3;   /* a little padding, as the converter may leave */
+    wsp = calloc((size_t)ROWS * stride + COLS, 1);
+    for (int r = 0; wsp && r < ROWS; r++) dsi_quantize_row_q8_0_sp(W + (size_t)r * COLS, wsp + (size_t)r * stride, COLS, stride);
+    uint64_t check = 0;
+    T_CHECK("forward-8", wsp && dsi_tensor_row_bytes(DS_DTYPE_Q8_0_SP, ROWS, COLS, (uint64_t)ROWS * stride + COLS,
+                                                     &check) && check == stride, "SP tensor stride");
+    T_CHECK("forward-8", (double)ROWS * stride < 0.75 * (double)ROWS * rb8 && rb24 < rb8,
+            "pruned storage is not smaller: SP %zu, 2:4 %zu, Q8_0 %zu bytes a row", stride, rb24, rb8);
+    for (size_t i = 0; c[0] && c[1] && i < (size_t)TMAX * LDX; i++) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        X[i] = (float)(st >> 40) / (float)(1u << 24) * 2.0f - 1.0f;
+    }
+    dsi_weight wq = {w8, DS_DTYPE_Q8_0, ROWS, COLS, rb8, 0};
+    dsi_weight wp[2] = {{w24, DS_DTYPE_Q8_0_24, ROWS, COLS, rb24, 0}, {wsp, DS_DTYPE_Q8_0_SP, ROWS, COLS, stride, 0}};
+    for (int exact = 0; wsp && c[0] && c[1] && exact < 2; exact++)
+        for (int th = 0; th < 2; th++)
+            for (int d = 0; d < 2; d++)
+                for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
+                    int T = Ts[k];
+                    char id[64];
+                    snprintf(id, sizeof id, "forward-8.%s.%s.%dt.%d", d ? "sp" : "24", exact ? "f32" : "int8",
+                             th ? 3 : 1, T);
+                    m1->exact_act = m3->exact_act = exact;
+                    for (size_t i = 0; i < (size_t)T * LDY; i++) Y8[i] = Yp[i] = 12345.0f;
+                    dsi_err e = {0};
+                    ds_status s8 = dsi_cpu_device()->matmul(c[th], &wq, X, T, LDX, Y8, LDY, &e);
+                    ds_status sp = dsi_cpu_device()->matmul(c[th], &wp[d], X, T, LDX, Yp, LDY, &e);
+                    T_CHECK(id, s8 == DS_OK && sp == DS_OK, "status %d / %d", (int)s8, (int)sp);
+                    T_CHECK(id, memcmp(Y8, Yp, (size_t)T * LDY * sizeof *Y8) == 0,
+                            "the pruned weights' products differ from Q8_0's of the same values");
+                }
+    if (c[0]) dsi_cpu_device()->ctx_free(m1, c[0]);
+    if (c[1]) dsi_cpu_device()->ctx_free(m3, c[1]);
+    free(W), free(X), free(Y8), free(Yp), free(w8), free(w24), free(wsp), free(m1), free(m3);
+}
+
 int main(void) {
     test_products();   /* needs no generated data */
+    test_pruned_products();
     testdata = getenv("DS_TESTDATA");
     char probe[512];
     snprintf(probe, sizeof probe, "%s/v2lite/config.json", testdata ? testdata : "");

@@ -3,7 +3,8 @@
 /*
  * test_kernels.c — every ISA-specific kernel against its portable scalar
  * reference on random shapes, including ragged tails (lengths that are not a
- * multiple of the vector width) and Q8_0 rows of many blocks.
+ * multiple of the vector width) and Q8_0 rows of many blocks; the pruned
+ * Q8_0 rows (Q8_0_24, Q8_0_SP) against the Q8_0 kernels on their Q8_0 form.
  */
 #include "../deepseek_impl/internal.h"
 #include "../kernels/cpu/kernels.h"
@@ -301,8 +302,8 @@ static void test_q4(void) {
                     bad_a++;
                     break;
                 }
-            kp.q4_to_q8(w, w8a, n);
-            ka.q4_to_q8(w, w8b, n);
+            kp.to_q8[DS_DTYPE_Q4_0](w, w8a, n);
+            ka.to_q8[DS_DTYPE_Q4_0](w, w8b, n);
             if (memcmp(w8a, w8b, (size_t)nb * 34)) bad_a++;
         }
         if (vnni) {
@@ -324,9 +325,164 @@ static void test_q4(void) {
         T_SKIP("kernels-4.3", "no AVX-512 VNNI on this CPU");
 }
 
+/* A row with about zero_pct % zeros (2:4 structured when structured). */
+static void pruned_row(float *a, int n, int zero_pct, bool structured) {
+    float mag = powf(10.0f, 3.0f * frand());
+    for (int i = 0; i < n; i++) a[i] = frand() * mag;
+    for (int i = 0; i < n; i++)
+        if (structured ? (i % 4 == 1 || i % 4 == 2) && frand() < 0.95f : frand() * 50.0f + 50.0f < (float)zero_pct)
+            a[i] = 0.0f;
+}
+
+/* A copy of n bytes at the very end of an allocation of its own, so that
+ * a read past it is out of bounds (ASan, make SAN=1). */
+static uint8_t *tight(const uint8_t *src, size_t n) {
+    uint8_t *p = malloc(n ? n : 1);
+    if (p && n) memcpy(p, src, n);
+    return p;
+}
+
+/* Kernel set k's products of a pruned row (dt, bytes r) against its Q8_0
+ * form w8 through the same set's Q8_0 kernels: the same bits (the int32
+ * sums are the same, the float steps the same). Returns the mismatches. */
+static int pruned_vs_q8(const dsi_kernels *k, ds_dtype dt, const uint8_t *r, const uint8_t *w8, const float *x,
+                        const int8_t *q, const float *s, int n, float *y1, float *y2) {
+    int bad = 0;
+    float a = k->dot[dt](r, x, n), b = k->dot[DS_DTYPE_Q8_0](w8, x, n);
+    if (memcmp(&a, &b, 4)) bad++;
+    a = dt == DS_DTYPE_Q8_0_24 ? k->dot_24q8(r, q, s, n) : k->dot_spq8(r, q, s, n);
+    b = k->dot_q8q8(w8, q, s, n);
+    if (memcmp(&a, &b, 4)) bad++;
+    k->dequant[dt](r, y1, n);
+    k->dequant[DS_DTYPE_Q8_0](w8, y2, n);
+    if (memcmp(y1, y2, (size_t)n * 4)) bad++;
+    for (int i = 0; i < n; i++) y1[i] = y2[i] = x[i];
+    k->axpy[dt](r, 0.37f, y1, n);
+    k->axpy[DS_DTYPE_Q8_0](w8, 0.37f, y2, n);
+    if (memcmp(y1, y2, (size_t)n * 4)) bad++;
+    uint8_t *t = malloc((size_t)(n / 32) * 34);
+    k->to_q8[dt](r, t, n);
+    if (memcmp(t, w8, (size_t)(n / 32) * 34)) bad++;
+    free(t);
+    return bad;
+}
+
+static void test_pruned(void) {
+    enum { MAXN = 4096 };
+    static float a[MAXN], x[MAXN], s1[MAXN / 32], y1[MAXN], y2[MAXN], yd[MAXN];
+    static int8_t q1[MAXN];
+    static uint8_t w8[MAXN / 32 * 34], enc[MAXN / 32 * 6 + 2 * MAXN];
+    dsi_kernels kp, ka;
+    dsi_kernels_portable(&kp);
+    ka = kp;
+    bool avx = dsi_kernels_avx2(&ka, dsi_cpu_features());
+    int bad_p = 0, bad_a = 0, bad_pa = 0, bad_ref = 0, cases = 0;
+    for (int trial = 0; trial < 400; trial++) {
+        int nb = trial < 40 ? trial + 1 : 1 + (int)((frand() * 0.5f + 0.5f) * (MAXN / 32 - 1));
+        if (trial % 50 == 0) nb = 2048 / 32;
+        if (trial % 50 == 1) nb = 1408 / 32;
+        int n = nb * 32;
+        ds_dtype dt = trial & 1 ? DS_DTYPE_Q8_0_SP : DS_DTYPE_Q8_0_24;
+        static const int pct[] = {0, 30, 50, 90, 100};
+        pruned_row(a, n, pct[(trial / 2) % 5], dt == DS_DTYPE_Q8_0_24 && trial % 4 == 0);
+        for (int i = 0; i < n; i++) x[i] = frand() * (trial % 7 == 0 ? 1000.0f : 1.0f);
+        dsi_quantize_act_q8_c(x, n, q1, s1);
+        size_t bytes;
+        if (dt == DS_DTYPE_Q8_0_24) {
+            dsi_quantize_row_q8_0_24(a, enc, (size_t)n);
+            bytes = (size_t)nb * DSI_Q24_BLOCK_BYTES;
+        } else {
+            /* the tightest stride, the row then its tensor's guard */
+            size_t st = (size_t)nb * DSI_SP_HEAD_BYTES + dsi_sp_row_count(a, (size_t)n);
+            dsi_quantize_row_q8_0_sp(a, enc, (size_t)n, st);
+            memset(enc + st, 0, (size_t)n);
+            bytes = st + (size_t)n;
+        }
+        uint8_t *r = tight(enc, bytes);
+        dsi_dtype_to_q8_0(dt, r, w8, (size_t)n);
+        cases++;
+        bad_p += pruned_vs_q8(&kp, dt, r, w8, x, q1, s1, n, y1, y2);
+        /* the fused int8 product against a double reference of the decoded row */
+        dsi_dtype_decode_row(dt, r, yd, (size_t)n);
+        double ref = 0, mass = 0;
+        for (int b = 0; b < nb; b++) {
+            double d = dsi_f16_to_f32(dsi_rd16(w8 + (size_t)b * 34)), acc = 0;
+            for (int i = 0; i < 32; i++) acc += (double)(int8_t)w8[(size_t)b * 34 + 2 + i] * q1[b * 32 + i];
+            ref += d * s1[b] * acc;
+            mass += fabs(d * s1[b]) * 127.0 * 127.0 * 32;
+            for (int i = 0; i < 32; i++)
+                if (yd[b * 32 + i] != (float)(int8_t)w8[(size_t)b * 34 + 2 + i] * (float)d) bad_ref++;
+        }
+        float got = dt == DS_DTYPE_Q8_0_24 ? kp.dot_24q8(r, q1, s1, n) : kp.dot_spq8(r, q1, s1, n);
+        if (fabs(got - ref) > 1e-5 * mass + 1e-6) bad_ref++;
+        if (avx) {
+            bad_a += pruned_vs_q8(&ka, dt, r, w8, x, q1, s1, n, y1, y2);
+            /* and against the portable set: within float rounding */
+            float p1 = kp.dot[dt](r, x, n), p2 = ka.dot[dt](r, x, n);
+            double fm = 0;
+            for (int i = 0; i < n; i++) fm += fabs((double)yd[i] * x[i]);
+            if (fabs(p1 - p2) > 1e-5 * fm + 1e-6) bad_pa++;
+            float g1 = dt == DS_DTYPE_Q8_0_24 ? ka.dot_24q8(r, q1, s1, n) : ka.dot_spq8(r, q1, s1, n);
+            if (fabs(g1 - got) > 1e-5 * mass + 1e-6) bad_pa++;
+        }
+        free(r);
+    }
+    T_CHECK("kernels-5.1", bad_p == 0, "portable pruned kernels differ from the portable Q8_0 ones on the Q8_0 form "
+            "in %d checks over %d rows", bad_p, cases);
+    T_CHECK("kernels-5.2", bad_ref == 0, "portable pruned rows differ from the double reference in %d checks", bad_ref);
+    if (avx) {
+        T_CHECK("kernels-5.3", bad_a == 0, "AVX2 pruned kernels differ from the AVX2 Q8_0 ones on the Q8_0 form in %d "
+                "checks over %d rows", bad_a, cases);
+        T_CHECK("kernels-5.4", bad_pa == 0, "AVX2 pruned products differ from the portable ones in %d checks", bad_pa);
+    } else {
+        T_SKIP("kernels-5.3", "no AVX2/FMA/F16C on this CPU");
+        T_SKIP("kernels-5.4", "no AVX2/FMA/F16C on this CPU");
+    }
+
+    /* 5.5: malformed rows. Random 2:4 bytes (p0 == p1 included): every set
+     * decodes them as the format says (its Q8_0 form by the portable
+     * decoder). SP tensors whose masks claim more values than the stride
+     * holds (all bits set, the smallest stride; random masks): the rows
+     * decode to garbage but nothing is read outside the tensor (rows *
+     * stride + the guard of cols bytes, allocated to the byte: ASan). */
+    int bad_m = 0;
+    for (int trial = 0; trial < 200; trial++) {
+        int nb = 1 + trial % 37, n = nb * 32;
+        for (int i = 0; i < n; i++) x[i] = frand();
+        dsi_quantize_act_q8_c(x, n, q1, s1);
+        for (int i = 0; i < nb * DSI_Q24_BLOCK_BYTES; i++) enc[i] = (uint8_t)(frand() * 127.0f + 128.0f);
+        for (int b = 0; b < nb; b++) dsi_wr16(enc + b * DSI_Q24_BLOCK_BYTES, 0x2c00);   /* d = 1/16 */
+        uint8_t *r = tight(enc, (size_t)nb * DSI_Q24_BLOCK_BYTES);
+        dsi_q8_0_24_to_q8_0(r, w8, (size_t)n);
+        bad_m += pruned_vs_q8(&kp, DS_DTYPE_Q8_0_24, r, w8, x, q1, s1, n, y1, y2);
+        if (avx) bad_m += pruned_vs_q8(&ka, DS_DTYPE_Q8_0_24, r, w8, x, q1, s1, n, y1, y2);
+        free(r);
+        int rows = 1 + trial % 5;
+        size_t stride = (size_t)nb * DSI_SP_HEAD_BYTES + (trial % 3 == 0 ? (size_t)(trial % 17) : 0);
+        size_t total = (size_t)rows * stride + (size_t)n;
+        uint8_t *t = malloc(total);
+        for (size_t i = 0; i < total; i++) t[i] = (uint8_t)(frand() * 127.0f + 128.0f);
+        for (int rr = 0; rr < rows; rr++)
+            for (int b = 0; b < nb; b++) {
+                uint8_t *row = t + (size_t)rr * stride;
+                dsi_wr16(row + 2 * b, 0x2c00);
+                dsi_wr32(row + 2 * (size_t)nb + 4 * (size_t)b, trial & 1 ? 0xffffffffu : (uint32_t)(frand() * 4e9f));
+            }
+        for (int rr = 0; rr < rows; rr++) {
+            const uint8_t *row = t + (size_t)rr * stride;
+            dsi_q8_0_sp_to_q8_0(row, w8, (size_t)n);
+            bad_m += pruned_vs_q8(&kp, DS_DTYPE_Q8_0_SP, row, w8, x, q1, s1, n, y1, y2);
+            if (avx) bad_m += pruned_vs_q8(&ka, DS_DTYPE_Q8_0_SP, row, w8, x, q1, s1, n, y1, y2);
+        }
+        free(t);
+    }
+    T_CHECK("kernels-5.5", bad_m == 0, "malformed pruned rows: %d checks differ from their Q8_0 form", bad_m);
+}
+
 int main(void) {
     test_q8q8();
     test_q4();
+    test_pruned();
     test_token_lane();
     test_token_lane_avx2();
     if (!dsi_have_avx2()) {

@@ -6,7 +6,8 @@
  * bfloat16 values from their definitions, the Q8_0 error bound, and the
  * Q4_0 quantizer byte for byte against an independent numpy version of its
  * rule (tests/ref/make_q4_golden.py -> tests/ref/goldens/q4_0.bin) and its
- * error bound.
+ * error bound; the pruned Q8_0 forms (2:4 packed, masked sparse) against
+ * Q8_0 of the same rows, and the tensor strides of every format.
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
@@ -201,10 +202,155 @@ static void test_q4(void) {
     T_CHECK("quant-4.8", !dsi_dtype_row_bytes(DS_DTYPE_Q4_0, 48, &rb), "Q4_0 accepted 48 columns");
 }
 
+/* A random row (n values) with a share of zeros: pattern 0: each value
+ * zero with probability zero_pct %; 1: 2:4 sparse (per group of four, two
+ * random positions zeroed, sometimes more); 2: tiny values that quantize to
+ * 0 beside large ones. */
+static void pruned_row(float *x, int n, int pattern, int zero_pct) {
+    float mag = ldexpf(1.0f, (int)(rng() % 20) - 10);
+    for (int i = 0; i < n; i++) x[i] = ((float)(rng() % 200001) / 100000.0f - 1.0f) * mag;
+    if (pattern == 0)
+        for (int i = 0; i < n; i++)
+            if ((int)(rng() % 100) < zero_pct) x[i] = 0.0f;
+    if (pattern == 1)
+        for (int g = 0; g < n / 4; g++) {
+            int a = (int)(rng() % 4), b = (a + 1 + (int)(rng() % 3)) % 4;
+            x[4 * g + a] = x[4 * g + b] = 0.0f;
+            if (rng() % 5 == 0) x[4 * g + (int)(rng() % 4)] = 0.0f;
+        }
+    if (pattern == 2)
+        for (int i = 0; i < n; i++)
+            if (rng() % 3) x[i] *= 1e-4f;
+}
+
+static void test_q8_pruned(void) {
+    enum { N = 32 * 40 };
+    static float x[N], y[N], z[N];
+    static uint8_t q8[N / 32 * DSI_Q8_BLOCK_BYTES], q8b[N / 32 * DSI_Q8_BLOCK_BYTES];
+    static uint8_t q24[N / 32 * DSI_Q24_BLOCK_BYTES], sp[N / 32 * DSI_SP_HEAD_BYTES + N + 64];
+    int bad24 = 0, bad24q8 = 0, badsp = 0, badspq8 = 0, badcount = 0, badpad = 0, bad24keep = 0, bad24order = 0;
+    for (int trial = 0; trial < 600; trial++) {
+        int n = 32 * (1 + (int)(rng() % (N / 32)));
+        pruned_row(x, n, trial % 3, (int)(rng() % 101));
+        dsi_quantize_row_q8_0(x, q8, (size_t)n);
+        dsi_dequantize_row_q8_0(q8, y, (size_t)n);
+        /* 5.1: a 2:4-sparse row decodes to its Q8_0 values bit for bit, and
+         * its Q8_0 rewrite is Q8_0's bytes */
+        dsi_quantize_row_q8_0_24(x, q24, (size_t)n);
+        dsi_dequantize_row_q8_0_24(q24, z, (size_t)n);
+        dsi_q8_0_24_to_q8_0(q24, q8b, (size_t)n);
+        if (trial % 3 == 1) {
+            if (memcmp(y, z, (size_t)n * sizeof(float))) bad24++;
+            if (memcmp(q8, q8b, (size_t)(n / 32) * DSI_Q8_BLOCK_BYTES)) bad24q8++;
+        }
+        /* 5.2: any row: each group keeps the two nonzero q of largest |x|
+         * (the scale is Q8_0's), and p0 < p1 */
+        for (int b = 0; b < n / 32; b++) {
+            const uint8_t *blk = q24 + b * DSI_Q24_BLOCK_BYTES;
+            if (dsi_rd16(blk) != dsi_rd16(q8 + b * DSI_Q8_BLOCK_BYTES)) bad24keep++;
+            for (int g = 0; g < 8; g++) {
+                unsigned pb = (blk[2 + g / 2] >> (4 * (g & 1))) & 15, p0 = pb & 3, p1 = pb >> 2;
+                if (p0 >= p1) bad24order++;
+                const int8_t *qg = (const int8_t *)(q8 + b * DSI_Q8_BLOCK_BYTES + 2) + 4 * g;
+                const float *xg = x + b * 32 + 4 * g;
+                /* every dropped nonzero is no larger than every kept value
+                 * (a kept zero only when fewer than two are nonzero) */
+                for (unsigned i = 0; i < 4; i++) {
+                    if (i == p0 || i == p1 || qg[i] == 0) continue;
+                    unsigned kp[2] = {p0, p1};
+                    for (int k = 0; k < 2; k++)
+                        if (qg[kp[k]] == 0 || fabsf(xg[kp[k]]) < fabsf(xg[i]) ||
+                            (fabsf(xg[kp[k]]) == fabsf(xg[i]) && kp[k] > i))
+                            bad24keep++;
+                }
+                if ((int8_t)blk[6 + 2 * g] != qg[p0] || (int8_t)blk[7 + 2 * g] != qg[p1]) bad24keep++;
+            }
+        }
+        /* 5.3: SP: the count, the row at its exact size and with padding
+         * decode to Q8_0's values bit for bit; padding is zeros */
+        size_t cnt = dsi_sp_row_count(x, (size_t)n), want = 0;
+        for (int i = 0; i < n; i++) want += q8[(i / 32) * DSI_Q8_BLOCK_BYTES + 2 + i % 32] != 0;
+        if (cnt != want) badcount++;
+        size_t stride = (size_t)(n / 32) * DSI_SP_HEAD_BYTES + cnt + (trial & 1 ? 0 : 17);
+        memset(sp, 0xAB, sizeof sp);
+        dsi_quantize_row_q8_0_sp(x, sp, (size_t)n, stride);
+        for (size_t i = (size_t)(n / 32) * DSI_SP_HEAD_BYTES + cnt; i < stride; i++) badpad += sp[i] != 0;
+        badpad += sp[stride] != 0xAB;   /* exactly stride bytes written */
+        dsi_dequantize_row_q8_0_sp(sp, z, (size_t)n);
+        if (memcmp(y, z, (size_t)n * sizeof(float))) badsp++;
+        dsi_q8_0_sp_to_q8_0(sp, q8b, (size_t)n);
+        if (memcmp(q8, q8b, (size_t)(n / 32) * DSI_Q8_BLOCK_BYTES)) badspq8++;
+        dsi_dtype_decode_row(DS_DTYPE_Q8_0_SP, sp, z, (size_t)n);
+        if (memcmp(y, z, (size_t)n * sizeof(float))) badsp++;
+    }
+    T_CHECK("quant-5.1", bad24 == 0 && bad24q8 == 0, "2:4-sparse rows: %d decode and %d Q8_0 rewrites differ from Q8_0",
+            bad24, bad24q8);
+    T_CHECK("quant-5.2", bad24keep == 0 && bad24order == 0, "2:4 encoding: %d wrong kept values, %d groups p0 >= p1",
+            bad24keep, bad24order);
+    T_CHECK("quant-5.3", badcount == 0, "dsi_sp_row_count wrong in %d rows", badcount);
+    T_CHECK("quant-5.4", badsp == 0 && badspq8 == 0 && badpad == 0,
+            "SP rows: %d decodes and %d Q8_0 rewrites differ from Q8_0, %d padding bytes wrong", badsp, badspq8, badpad);
+
+    /* 5.5: malformed 2:4 blocks decode as documented: p0 == p1 keeps the
+     * second value; every pos byte gives two values per group at most */
+    uint8_t blk[DSI_Q24_BLOCK_BYTES];
+    int bad_mal = 0;
+    for (int trial = 0; trial < 2000; trial++) {
+        for (int i = 0; i < DSI_Q24_BLOCK_BYTES; i++) blk[i] = (uint8_t)rng();
+        blk[0] = 0x00;
+        blk[1] = 0x3c;   /* d = 1 */
+        dsi_dequantize_row_q8_0_24(blk, z, 32);
+        for (int g = 0; g < 8; g++) {
+            unsigned pb = (blk[2 + g / 2] >> (4 * (g & 1))) & 15, p0 = pb & 3, p1 = pb >> 2;
+            for (unsigned i = 0; i < 4; i++) {
+                float want = i == p1 ? (float)(int8_t)blk[7 + 2 * g] : i == p0 ? (float)(int8_t)blk[6 + 2 * g] : 0.0f;
+                if (z[4 * g + i] != want) bad_mal++;
+            }
+        }
+    }
+    T_CHECK("quant-5.5", bad_mal == 0, "%d values of malformed 2:4 blocks decode otherwise than documented", bad_mal);
+
+    /* 5.6: strides: fixed formats rows x row bytes exactly; SP (nbytes -
+     * cols) / rows within [nb*6, nb*6 + cols] */
+    uint64_t rb = 0;
+    T_CHECK("quant-5.6", dsi_dtype_row_bytes(DS_DTYPE_Q8_0_24, 64, &rb) && rb == 44, "Q8_0_24 row bytes %llu",
+            (unsigned long long)rb);
+    T_CHECK("quant-5.6", !dsi_dtype_row_bytes(DS_DTYPE_Q8_0_SP, 64, &rb), "Q8_0_SP has no fixed row size");
+    T_CHECK("quant-5.6", !dsi_dtype_row_bytes(DS_DTYPE_Q8_0_24, 48, &rb), "Q8_0_24 accepted 48 columns");
+    T_CHECK("quant-5.6", dsi_tensor_row_bytes(DS_DTYPE_Q8_0, 3, 64, 204, &rb) && rb == 68, "Q8_0 3x64");
+    T_CHECK("quant-5.6", !dsi_tensor_row_bytes(DS_DTYPE_Q8_0, 3, 64, 205, &rb), "Q8_0 3x64 in 205 bytes");
+    T_CHECK("quant-5.6", dsi_tensor_row_bytes(DS_DTYPE_Q8_0_24, 2, 32, 44, &rb) && rb == 22, "Q8_0_24 2x32");
+    T_CHECK("quant-5.6", dsi_tensor_row_bytes(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 20 + 64, &rb) && rb == 20,
+            "SP 3x64 stride 20");
+    T_CHECK("quant-5.6", dsi_tensor_row_bytes(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 12 + 64, &rb) && rb == 12,
+            "SP 3x64 stride 12 (heads only)");
+    T_CHECK("quant-5.6", dsi_tensor_row_bytes(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 76 + 64, &rb) && rb == 76,
+            "SP 3x64 stride 76 (every value)");
+    T_CHECK("quant-5.6", !dsi_tensor_row_bytes(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 11 + 64, &rb), "SP stride 11 < heads");
+    T_CHECK("quant-5.6", !dsi_tensor_row_bytes(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 77 + 64, &rb), "SP stride 77 > full");
+    T_CHECK("quant-5.6", !dsi_tensor_row_bytes(DS_DTYPE_Q8_0_SP, 3, 64, 3 * 20 + 65, &rb), "SP ragged");
+    T_CHECK("quant-5.6", !dsi_tensor_row_bytes(DS_DTYPE_Q8_0_SP, 3, 64, 63, &rb), "SP below the guard");
+    T_CHECK("quant-5.6", !dsi_tensor_row_bytes(DS_DTYPE_Q8_0_SP, 1, 48, 48 + 12, &rb), "SP 48 columns");
+    T_CHECK("quant-5.6", !dsi_tensor_row_bytes(DS_DTYPE_Q8_0_SP, 0, 64, 64, &rb), "SP zero rows");
+    T_CHECK("quant-5.6", !dsi_tensor_row_bytes((ds_dtype)6, 1, 64, 64, &rb), "dtype 6");
+    /* 5.7: encoding a row refuses SP (its stride is the tensor's); 2:4 is
+     * dsi_quantize_row_q8_0_24 */
+    pruned_row(x, 64, 1, 0);
+    T_CHECK("quant-5.7", !dsi_dtype_encode_row(DS_DTYPE_Q8_0_SP, x, sp, 64), "SP row encoded without a stride");
+    uint8_t a24[2 * DSI_Q24_BLOCK_BYTES];
+    T_CHECK("quant-5.7", dsi_dtype_encode_row(DS_DTYPE_Q8_0_24, x, q24, 64), "2:4 row not encoded");
+    dsi_quantize_row_q8_0_24(x, a24, 64);
+    T_CHECK("quant-5.7", memcmp(a24, q24, sizeof a24) == 0, "dsi_dtype_encode_row 2:4 differs");
+    T_CHECK("quant-5.8", strcmp(ds_dtype_name(DS_DTYPE_Q8_0_24), "Q8_0_24") == 0 &&
+                             strcmp(ds_dtype_name(DS_DTYPE_Q8_0_SP), "Q8_0_SP") == 0,
+            "names %s %s", ds_dtype_name(DS_DTYPE_Q8_0_24), ds_dtype_name(DS_DTYPE_Q8_0_SP));
+}
+
 int main(void) {
     test_f16();
     test_bf16_fp8();
     test_q8();
     test_q4();
+    test_q8_pruned();
     return t_finish("test_quant");
 }

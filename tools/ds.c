@@ -664,7 +664,8 @@ static class_totals class_totals_of(const ds_model *m) {
 
 /* "Q4_0+F32": the formats of a class, widest last */
 static void class_dtypes(unsigned bits, char *buf, size_t len) {
-    static const ds_dtype order[] = {DS_DTYPE_Q4_0, DS_DTYPE_Q8_0, DS_DTYPE_F16, DS_DTYPE_F32};
+    static const ds_dtype order[] = {DS_DTYPE_Q4_0, DS_DTYPE_Q8_0_SP, DS_DTYPE_Q8_0_24, DS_DTYPE_Q8_0,
+                                     DS_DTYPE_F16, DS_DTYPE_F32};
     buf[0] = 0;
     for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
         if (bits & (1u << order[k]))

@@ -44,12 +44,22 @@ typedef struct dsi_kernels {
                        float *out);
     /* Q4_0 weights with the same int8 activations, one token: dot_q4q8
      * takes them as int8, dot_q4u8 (or NULL) offset to unsigned as
-     * act_to_u8 makes them. A batch instead rewrites its Q4_0 rows as
-     * Q8_0 blocks (q4_to_q8, exact) a few at a time and takes the Q8_0
-     * products above, whose cost is per token while this is per row. */
+     * act_to_u8 makes them. A batch instead rewrites its rows as Q8_0
+     * blocks (to_q8, exact) a few at a time and takes the Q8_0 products
+     * above, whose cost is per token while this is per row. */
     float (*dot_q4q8)(const uint8_t *row, const int8_t *q, const float *s, int n);
     float (*dot_q4u8)(const uint8_t *row, const uint8_t *u, const float *s, int n);
-    void (*q4_to_q8)(const uint8_t *row, uint8_t *out, int n);
+    /* The pruned Q8_0 rows (Q8_0_24, Q8_0_SP; a whole row) with int8
+     * activations, one token, fused (no copy of the row): the same int32
+     * sums and float steps as dot_q8q8 on the row's Q8_0 form, so the
+     * same bits. No u8 forms: sets with act_to_u8 take them with int8
+     * activations (dsi_quantize_rows). */
+    float (*dot_24q8)(const uint8_t *row, const int8_t *q, const float *s, int n);
+    float (*dot_spq8)(const uint8_t *row, const int8_t *q, const float *s, int n);
+    /* A whole row of a blocked format (Q4_0, Q8_0_24, Q8_0_SP) as the Q8_0
+     * blocks of the same values (exact); NULL for the others (Q8_0 rows
+     * are already that). */
+    void (*to_q8[DSI_N_DTYPES])(const uint8_t *row, uint8_t *out, int n);
     /* token-lane GEMM for batches (lane_split NULL: none): a batch of T >=
      * lane_min tokens gives lane_split(T) of them to tiles packed by
      * lane_pack (activations as the products take them: int8, or u8 with
@@ -92,6 +102,8 @@ DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q4_c(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q4q8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
+DSI_FUNC float dsi_dot_24q8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
+DSI_FUNC float dsi_dot_spq8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
 /* AVX2 + FMA + F16C (kernels/cpu/ops_avx2.c); only call when dsi_have_avx2(). */
 DSI_FUNC bool dsi_have_avx2(void);
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);

@@ -2,7 +2,7 @@
 /* Copyright (c) 2026 the deepseek.h authors */
 /*
  * ops.c — portable C kernels: dot products of one stored row (F32, F16,
- * Q8_0 or Q4_0, dequantized inside the loop, never expanded into a copy of the
+ * Q8_0, Q4_0 or the pruned Q8_0 forms, dequantized inside the loop, never expanded into a copy of the
  * matrix) with an F32 vector, RMSNorm, softmax. F32 accumulation throughout.
  * ISA-specific versions (AVX2/F16C/FMA) come later behind the same calls.
  */
@@ -113,6 +113,98 @@ DSI_FUNC float dsi_dot_q4q8_c(const uint8_t *row, const int8_t *q, const float *
     return sum;
 }
 
+/* ==== Pruned Q8_0 rows =======================================================
+ * Each block's 32 int8 values are laid out in order on the stack (one block,
+ * not a copy of the row), then the Q8_0 loops run on them: the sums are
+ * those of the Q8_0 kernels on the row's Q8_0 form, term for term (a zero
+ * adds a zero product). A cursor walks a row block by block. */
+typedef struct dsi_px {
+    const uint8_t *row;
+    const uint8_t *v;        /* Q8_0_SP: the next stored value */
+    int nb;
+    bool sp;
+} dsi_px;
+
+static dsi_px dsi_px_start(const uint8_t *row, int n, bool sp) {
+    dsi_px c = {row, row + (size_t)(n / DSI_Q8_BLOCK) * DSI_SP_HEAD_BYTES, n / DSI_Q8_BLOCK, sp};
+    return c;
+}
+
+/* Block b (in order, each once) into w; returns its scale. */
+static float dsi_px_block(dsi_px *c, int b, int8_t w[DSI_Q8_BLOCK]) {
+    if (c->sp) {
+        uint32_t mask = dsi_rd32(c->row + 2 * (size_t)c->nb + 4 * (size_t)b);
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) w[i] = (mask >> i) & 1 ? (int8_t)*c->v++ : 0;
+        return dsi_f16_to_f32(dsi_rd16(c->row + 2 * (size_t)b));
+    }
+    const uint8_t *blk = c->row + (size_t)b * DSI_Q24_BLOCK_BYTES;
+    memset(w, 0, DSI_Q8_BLOCK);
+    for (int g = 0; g < 8; g++) {   /* p0, then p1 (p0 == p1: the second wins) */
+        unsigned pb = blk[2 + g / 2] >> (4 * (g & 1));
+        w[4 * g + (pb & 3)] = (int8_t)blk[6 + 2 * g];
+        w[4 * g + ((pb >> 2) & 3)] = (int8_t)blk[7 + 2 * g];
+    }
+    return dsi_f16_to_f32(dsi_rd16(blk));
+}
+
+static float dsi_px_dot_c(const uint8_t *row, const float *x, int n, bool sp) {
+    dsi_px c = dsi_px_start(row, n, sp);
+    float sum = 0;
+    for (int b = 0; b < c.nb; b++) {
+        int8_t q[DSI_Q8_BLOCK];
+        float d = dsi_px_block(&c, b, q);
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i += 4) {
+            s0 += (float)q[i] * xb[i];
+            s1 += (float)q[i + 1] * xb[i + 1];
+            s2 += (float)q[i + 2] * xb[i + 2];
+            s3 += (float)q[i + 3] * xb[i + 3];
+        }
+        sum += d * ((s0 + s1) + (s2 + s3));
+    }
+    return sum;
+}
+
+static float dsi_px_dotq8_c(const uint8_t *row, const int8_t *q, const float *s, int n, bool sp) {
+    dsi_px c = dsi_px_start(row, n, sp);
+    float sum = 0;
+    for (int b = 0; b < c.nb; b++) {
+        int8_t w[DSI_Q8_BLOCK];
+        float d = dsi_px_block(&c, b, w);
+        const int8_t *a = q + b * DSI_Q8_BLOCK;
+        int32_t acc = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) acc += (int32_t)w[i] * (int32_t)a[i];
+        sum += d * s[b] * (float)acc;
+    }
+    return sum;
+}
+
+static void dsi_px_axpy_c(const uint8_t *row, float a, float *y, int n, bool sp) {
+    dsi_px c = dsi_px_start(row, n, sp);
+    for (int b = 0; b < c.nb; b++) {
+        int8_t q[DSI_Q8_BLOCK];
+        float as = a * dsi_px_block(&c, b, q);
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)q[i];
+    }
+}
+
+DSI_FUNC float dsi_dot_24q8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_px_dotq8_c(row, q, s, n, false);
+}
+DSI_FUNC float dsi_dot_spq8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_px_dotq8_c(row, q, s, n, true);
+}
+static float dsi_dot_24_c(const uint8_t *row, const float *x, int n) { return dsi_px_dot_c(row, x, n, false); }
+static float dsi_dot_sp_c(const uint8_t *row, const float *x, int n) { return dsi_px_dot_c(row, x, n, true); }
+static void dsi_axpy_24_c(const uint8_t *row, float a, float *y, int n) { dsi_px_axpy_c(row, a, y, n, false); }
+static void dsi_axpy_sp_c(const uint8_t *row, float a, float *y, int n) { dsi_px_axpy_c(row, a, y, n, true); }
+static void dsi_dequant_24(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q8_0_24(row, y, (size_t)n); }
+static void dsi_dequant_sp(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q8_0_sp(row, y, (size_t)n); }
+static void dsi_24_to_q8_c(const uint8_t *row, uint8_t *out, int n) { dsi_q8_0_24_to_q8_0(row, out, (size_t)n); }
+static void dsi_sp_to_q8_c(const uint8_t *row, uint8_t *out, int n) { dsi_q8_0_sp_to_q8_0(row, out, (size_t)n); }
+
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
     for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
 }
@@ -219,7 +311,17 @@ DSI_FUNC void dsi_kernels_portable(dsi_kernels *k) {
     k->dequant[DS_DTYPE_Q4_0] = dsi_dequant_q4;
     k->axpy[DS_DTYPE_Q4_0] = dsi_axpy_q4_c;
     k->dot_q4q8 = dsi_dot_q4q8_c;
-    k->q4_to_q8 = dsi_q4_to_q8_c;
+    k->to_q8[DS_DTYPE_Q4_0] = dsi_q4_to_q8_c;
+    k->dot[DS_DTYPE_Q8_0_24] = dsi_dot_24_c;
+    k->dequant[DS_DTYPE_Q8_0_24] = dsi_dequant_24;
+    k->axpy[DS_DTYPE_Q8_0_24] = dsi_axpy_24_c;
+    k->to_q8[DS_DTYPE_Q8_0_24] = dsi_24_to_q8_c;
+    k->dot_24q8 = dsi_dot_24q8_c;
+    k->dot[DS_DTYPE_Q8_0_SP] = dsi_dot_sp_c;
+    k->dequant[DS_DTYPE_Q8_0_SP] = dsi_dequant_sp;
+    k->axpy[DS_DTYPE_Q8_0_SP] = dsi_axpy_sp_c;
+    k->to_q8[DS_DTYPE_Q8_0_SP] = dsi_sp_to_q8_c;
+    k->dot_spq8 = dsi_dot_spq8_c;
     k->dot_f32 = dsi_dot_f32_c;
     k->axpy_f32 = dsi_axpy_f32_c;
     k->quantize_act = dsi_quantize_act_q8_c;

@@ -422,6 +422,346 @@ DSI_AVX2 static void dsi_q4_to_q8_avx2(const uint8_t *row, uint8_t *out, int n) 
     }
 }
 
+/* ==== Pruned Q8_0 rows (Q8_0_24, Q8_0_SP) ===================================
+ * Each block's stored values are expanded in a register to the 32 int8 of
+ * its Q8_0 form (vpshufb through the tables below), then the Q8_0 block
+ * kernels run on them with the same steps as dsi_dot_q8_avx2,
+ * dsi_dot_q8q8_avx2 and dsi_axpy_q8_avx2: the same bits as those on the
+ * row's Q8_0 form. Nothing of the row is copied to memory. */
+/* Q8_0_24: a pos byte (groups 2k and 2k+1) to the vpshufb indices of their
+ * eight values into q[4k..4k+3] (less 4k): value p1 takes the group's second
+ * stored value, p0 (if not p1) its first, the others 0x80 (zero). */
+static const uint64_t dsi_q24_shuf[256] = {
+    0x8080800380808001u, 0x8080800380800001u, 0x8080800380008001u, 0x8080800300808001u,
+    0x8080800380800100u, 0x8080800380800180u, 0x8080800380000180u, 0x8080800300800180u,
+    0x8080800380018000u, 0x8080800380010080u, 0x8080800380018080u, 0x8080800300018080u,
+    0x8080800301808000u, 0x8080800301800080u, 0x8080800301008080u, 0x8080800301808080u,
+    0x8080020380808001u, 0x8080020380800001u, 0x8080020380008001u, 0x8080020300808001u,
+    0x8080020380800100u, 0x8080020380800180u, 0x8080020380000180u, 0x8080020300800180u,
+    0x8080020380018000u, 0x8080020380010080u, 0x8080020380018080u, 0x8080020300018080u,
+    0x8080020301808000u, 0x8080020301800080u, 0x8080020301008080u, 0x8080020301808080u,
+    0x8002800380808001u, 0x8002800380800001u, 0x8002800380008001u, 0x8002800300808001u,
+    0x8002800380800100u, 0x8002800380800180u, 0x8002800380000180u, 0x8002800300800180u,
+    0x8002800380018000u, 0x8002800380010080u, 0x8002800380018080u, 0x8002800300018080u,
+    0x8002800301808000u, 0x8002800301800080u, 0x8002800301008080u, 0x8002800301808080u,
+    0x0280800380808001u, 0x0280800380800001u, 0x0280800380008001u, 0x0280800300808001u,
+    0x0280800380800100u, 0x0280800380800180u, 0x0280800380000180u, 0x0280800300800180u,
+    0x0280800380018000u, 0x0280800380010080u, 0x0280800380018080u, 0x0280800300018080u,
+    0x0280800301808000u, 0x0280800301800080u, 0x0280800301008080u, 0x0280800301808080u,
+    0x8080030280808001u, 0x8080030280800001u, 0x8080030280008001u, 0x8080030200808001u,
+    0x8080030280800100u, 0x8080030280800180u, 0x8080030280000180u, 0x8080030200800180u,
+    0x8080030280018000u, 0x8080030280010080u, 0x8080030280018080u, 0x8080030200018080u,
+    0x8080030201808000u, 0x8080030201800080u, 0x8080030201008080u, 0x8080030201808080u,
+    0x8080038080808001u, 0x8080038080800001u, 0x8080038080008001u, 0x8080038000808001u,
+    0x8080038080800100u, 0x8080038080800180u, 0x8080038080000180u, 0x8080038000800180u,
+    0x8080038080018000u, 0x8080038080010080u, 0x8080038080018080u, 0x8080038000018080u,
+    0x8080038001808000u, 0x8080038001800080u, 0x8080038001008080u, 0x8080038001808080u,
+    0x8002038080808001u, 0x8002038080800001u, 0x8002038080008001u, 0x8002038000808001u,
+    0x8002038080800100u, 0x8002038080800180u, 0x8002038080000180u, 0x8002038000800180u,
+    0x8002038080018000u, 0x8002038080010080u, 0x8002038080018080u, 0x8002038000018080u,
+    0x8002038001808000u, 0x8002038001800080u, 0x8002038001008080u, 0x8002038001808080u,
+    0x0280038080808001u, 0x0280038080800001u, 0x0280038080008001u, 0x0280038000808001u,
+    0x0280038080800100u, 0x0280038080800180u, 0x0280038080000180u, 0x0280038000800180u,
+    0x0280038080018000u, 0x0280038080010080u, 0x0280038080018080u, 0x0280038000018080u,
+    0x0280038001808000u, 0x0280038001800080u, 0x0280038001008080u, 0x0280038001808080u,
+    0x8003800280808001u, 0x8003800280800001u, 0x8003800280008001u, 0x8003800200808001u,
+    0x8003800280800100u, 0x8003800280800180u, 0x8003800280000180u, 0x8003800200800180u,
+    0x8003800280018000u, 0x8003800280010080u, 0x8003800280018080u, 0x8003800200018080u,
+    0x8003800201808000u, 0x8003800201800080u, 0x8003800201008080u, 0x8003800201808080u,
+    0x8003028080808001u, 0x8003028080800001u, 0x8003028080008001u, 0x8003028000808001u,
+    0x8003028080800100u, 0x8003028080800180u, 0x8003028080000180u, 0x8003028000800180u,
+    0x8003028080018000u, 0x8003028080010080u, 0x8003028080018080u, 0x8003028000018080u,
+    0x8003028001808000u, 0x8003028001800080u, 0x8003028001008080u, 0x8003028001808080u,
+    0x8003808080808001u, 0x8003808080800001u, 0x8003808080008001u, 0x8003808000808001u,
+    0x8003808080800100u, 0x8003808080800180u, 0x8003808080000180u, 0x8003808000800180u,
+    0x8003808080018000u, 0x8003808080010080u, 0x8003808080018080u, 0x8003808000018080u,
+    0x8003808001808000u, 0x8003808001800080u, 0x8003808001008080u, 0x8003808001808080u,
+    0x0203808080808001u, 0x0203808080800001u, 0x0203808080008001u, 0x0203808000808001u,
+    0x0203808080800100u, 0x0203808080800180u, 0x0203808080000180u, 0x0203808000800180u,
+    0x0203808080018000u, 0x0203808080010080u, 0x0203808080018080u, 0x0203808000018080u,
+    0x0203808001808000u, 0x0203808001800080u, 0x0203808001008080u, 0x0203808001808080u,
+    0x0380800280808001u, 0x0380800280800001u, 0x0380800280008001u, 0x0380800200808001u,
+    0x0380800280800100u, 0x0380800280800180u, 0x0380800280000180u, 0x0380800200800180u,
+    0x0380800280018000u, 0x0380800280010080u, 0x0380800280018080u, 0x0380800200018080u,
+    0x0380800201808000u, 0x0380800201800080u, 0x0380800201008080u, 0x0380800201808080u,
+    0x0380028080808001u, 0x0380028080800001u, 0x0380028080008001u, 0x0380028000808001u,
+    0x0380028080800100u, 0x0380028080800180u, 0x0380028080000180u, 0x0380028000800180u,
+    0x0380028080018000u, 0x0380028080010080u, 0x0380028080018080u, 0x0380028000018080u,
+    0x0380028001808000u, 0x0380028001800080u, 0x0380028001008080u, 0x0380028001808080u,
+    0x0302808080808001u, 0x0302808080800001u, 0x0302808080008001u, 0x0302808000808001u,
+    0x0302808080800100u, 0x0302808080800180u, 0x0302808080000180u, 0x0302808000800180u,
+    0x0302808080018000u, 0x0302808080010080u, 0x0302808080018080u, 0x0302808000018080u,
+    0x0302808001808000u, 0x0302808001800080u, 0x0302808001008080u, 0x0302808001808080u,
+    0x0380808080808001u, 0x0380808080800001u, 0x0380808080008001u, 0x0380808000808001u,
+    0x0380808080800100u, 0x0380808080800180u, 0x0380808080000180u, 0x0380808000800180u,
+    0x0380808080018000u, 0x0380808080010080u, 0x0380808080018080u, 0x0380808000018080u,
+    0x0380808001808000u, 0x0380808001800080u, 0x0380808001008080u, 0x0380808001808080u,
+};
+/* Q8_0_SP: eight mask bits to the vpshufb indices of their eight values
+ * into the stored bytes from the running offset: value j takes the stored
+ * byte numbered by the set bits below j, an unset bit 0x80 (zero). */
+static const uint64_t dsi_sp_shuf[256] = {
+    0x8080808080808080u, 0x8080808080808000u, 0x8080808080800080u, 0x8080808080800100u,
+    0x8080808080008080u, 0x8080808080018000u, 0x8080808080010080u, 0x8080808080020100u,
+    0x8080808000808080u, 0x8080808001808000u, 0x8080808001800080u, 0x8080808002800100u,
+    0x8080808001008080u, 0x8080808002018000u, 0x8080808002010080u, 0x8080808003020100u,
+    0x8080800080808080u, 0x8080800180808000u, 0x8080800180800080u, 0x8080800280800100u,
+    0x8080800180008080u, 0x8080800280018000u, 0x8080800280010080u, 0x8080800380020100u,
+    0x8080800100808080u, 0x8080800201808000u, 0x8080800201800080u, 0x8080800302800100u,
+    0x8080800201008080u, 0x8080800302018000u, 0x8080800302010080u, 0x8080800403020100u,
+    0x8080008080808080u, 0x8080018080808000u, 0x8080018080800080u, 0x8080028080800100u,
+    0x8080018080008080u, 0x8080028080018000u, 0x8080028080010080u, 0x8080038080020100u,
+    0x8080018000808080u, 0x8080028001808000u, 0x8080028001800080u, 0x8080038002800100u,
+    0x8080028001008080u, 0x8080038002018000u, 0x8080038002010080u, 0x8080048003020100u,
+    0x8080010080808080u, 0x8080020180808000u, 0x8080020180800080u, 0x8080030280800100u,
+    0x8080020180008080u, 0x8080030280018000u, 0x8080030280010080u, 0x8080040380020100u,
+    0x8080020100808080u, 0x8080030201808000u, 0x8080030201800080u, 0x8080040302800100u,
+    0x8080030201008080u, 0x8080040302018000u, 0x8080040302010080u, 0x8080050403020100u,
+    0x8000808080808080u, 0x8001808080808000u, 0x8001808080800080u, 0x8002808080800100u,
+    0x8001808080008080u, 0x8002808080018000u, 0x8002808080010080u, 0x8003808080020100u,
+    0x8001808000808080u, 0x8002808001808000u, 0x8002808001800080u, 0x8003808002800100u,
+    0x8002808001008080u, 0x8003808002018000u, 0x8003808002010080u, 0x8004808003020100u,
+    0x8001800080808080u, 0x8002800180808000u, 0x8002800180800080u, 0x8003800280800100u,
+    0x8002800180008080u, 0x8003800280018000u, 0x8003800280010080u, 0x8004800380020100u,
+    0x8002800100808080u, 0x8003800201808000u, 0x8003800201800080u, 0x8004800302800100u,
+    0x8003800201008080u, 0x8004800302018000u, 0x8004800302010080u, 0x8005800403020100u,
+    0x8001008080808080u, 0x8002018080808000u, 0x8002018080800080u, 0x8003028080800100u,
+    0x8002018080008080u, 0x8003028080018000u, 0x8003028080010080u, 0x8004038080020100u,
+    0x8002018000808080u, 0x8003028001808000u, 0x8003028001800080u, 0x8004038002800100u,
+    0x8003028001008080u, 0x8004038002018000u, 0x8004038002010080u, 0x8005048003020100u,
+    0x8002010080808080u, 0x8003020180808000u, 0x8003020180800080u, 0x8004030280800100u,
+    0x8003020180008080u, 0x8004030280018000u, 0x8004030280010080u, 0x8005040380020100u,
+    0x8003020100808080u, 0x8004030201808000u, 0x8004030201800080u, 0x8005040302800100u,
+    0x8004030201008080u, 0x8005040302018000u, 0x8005040302010080u, 0x8006050403020100u,
+    0x0080808080808080u, 0x0180808080808000u, 0x0180808080800080u, 0x0280808080800100u,
+    0x0180808080008080u, 0x0280808080018000u, 0x0280808080010080u, 0x0380808080020100u,
+    0x0180808000808080u, 0x0280808001808000u, 0x0280808001800080u, 0x0380808002800100u,
+    0x0280808001008080u, 0x0380808002018000u, 0x0380808002010080u, 0x0480808003020100u,
+    0x0180800080808080u, 0x0280800180808000u, 0x0280800180800080u, 0x0380800280800100u,
+    0x0280800180008080u, 0x0380800280018000u, 0x0380800280010080u, 0x0480800380020100u,
+    0x0280800100808080u, 0x0380800201808000u, 0x0380800201800080u, 0x0480800302800100u,
+    0x0380800201008080u, 0x0480800302018000u, 0x0480800302010080u, 0x0580800403020100u,
+    0x0180008080808080u, 0x0280018080808000u, 0x0280018080800080u, 0x0380028080800100u,
+    0x0280018080008080u, 0x0380028080018000u, 0x0380028080010080u, 0x0480038080020100u,
+    0x0280018000808080u, 0x0380028001808000u, 0x0380028001800080u, 0x0480038002800100u,
+    0x0380028001008080u, 0x0480038002018000u, 0x0480038002010080u, 0x0580048003020100u,
+    0x0280010080808080u, 0x0380020180808000u, 0x0380020180800080u, 0x0480030280800100u,
+    0x0380020180008080u, 0x0480030280018000u, 0x0480030280010080u, 0x0580040380020100u,
+    0x0380020100808080u, 0x0480030201808000u, 0x0480030201800080u, 0x0580040302800100u,
+    0x0480030201008080u, 0x0580040302018000u, 0x0580040302010080u, 0x0680050403020100u,
+    0x0100808080808080u, 0x0201808080808000u, 0x0201808080800080u, 0x0302808080800100u,
+    0x0201808080008080u, 0x0302808080018000u, 0x0302808080010080u, 0x0403808080020100u,
+    0x0201808000808080u, 0x0302808001808000u, 0x0302808001800080u, 0x0403808002800100u,
+    0x0302808001008080u, 0x0403808002018000u, 0x0403808002010080u, 0x0504808003020100u,
+    0x0201800080808080u, 0x0302800180808000u, 0x0302800180800080u, 0x0403800280800100u,
+    0x0302800180008080u, 0x0403800280018000u, 0x0403800280010080u, 0x0504800380020100u,
+    0x0302800100808080u, 0x0403800201808000u, 0x0403800201800080u, 0x0504800302800100u,
+    0x0403800201008080u, 0x0504800302018000u, 0x0504800302010080u, 0x0605800403020100u,
+    0x0201008080808080u, 0x0302018080808000u, 0x0302018080800080u, 0x0403028080800100u,
+    0x0302018080008080u, 0x0403028080018000u, 0x0403028080010080u, 0x0504038080020100u,
+    0x0302018000808080u, 0x0403028001808000u, 0x0403028001800080u, 0x0504038002800100u,
+    0x0403028001008080u, 0x0504038002018000u, 0x0504038002010080u, 0x0605048003020100u,
+    0x0302010080808080u, 0x0403020180808000u, 0x0403020180800080u, 0x0504030280800100u,
+    0x0403020180008080u, 0x0504030280018000u, 0x0504030280010080u, 0x0605040380020100u,
+    0x0403020100808080u, 0x0504030201808000u, 0x0504030201800080u, 0x0605040302800100u,
+    0x0504030201008080u, 0x0605040302018000u, 0x0605040302010080u, 0x0706050403020100u,
+};
+static const uint8_t dsi_popcnt8[256] = {
+    0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 1, 2, 2, 3, 2, 3, 3, 4, 2, 3, 3, 4, 3, 4, 4, 5,
+    1, 2, 2, 3, 2, 3, 3, 4, 2, 3, 3, 4, 3, 4, 4, 5, 2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6,
+    1, 2, 2, 3, 2, 3, 3, 4, 2, 3, 3, 4, 3, 4, 4, 5, 2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6,
+    2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6, 3, 4, 4, 5, 4, 5, 5, 6, 4, 5, 5, 6, 5, 6, 6, 7,
+    1, 2, 2, 3, 2, 3, 3, 4, 2, 3, 3, 4, 3, 4, 4, 5, 2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6,
+    2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6, 3, 4, 4, 5, 4, 5, 5, 6, 4, 5, 5, 6, 5, 6, 6, 7,
+    2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6, 3, 4, 4, 5, 4, 5, 5, 6, 4, 5, 5, 6, 5, 6, 6, 7,
+    3, 4, 4, 5, 4, 5, 5, 6, 4, 5, 5, 6, 5, 6, 6, 7, 4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8,
+};
+
+#define DSI_BYTES8 0x0101010101010101ull
+
+/* A 2:4 block's 32 values: the 16 stored bytes in both lanes, each lane's
+ * indices from two pos bytes (the low lane values 0-15, the high 16-31). */
+DSI_AVX2 static inline __m256i dsi_q24_expand(const uint8_t *blk) {
+    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(blk + 6)));
+    uint32_t pos = dsi_rd32(blk + 2);
+    __m256i idx = _mm256_set_epi64x((long long)(dsi_q24_shuf[pos >> 24] + 12 * DSI_BYTES8),
+                                    (long long)(dsi_q24_shuf[(pos >> 16) & 255] + 8 * DSI_BYTES8),
+                                    (long long)(dsi_q24_shuf[(pos >> 8) & 255] + 4 * DSI_BYTES8),
+                                    (long long)dsi_q24_shuf[pos & 255]);
+    return _mm256_shuffle_epi8(q, idx);
+}
+
+/* Sixteen values of an SP block from two mask bytes, reading 16 bytes at v
+ * (at most as far as the 16 values could reach: inside the row's head and
+ * values, whatever the mask). */
+DSI_AVX2 static inline __m128i dsi_sp_expand16(const uint8_t *v, unsigned m0, unsigned m1) {
+    __m128i src = _mm_loadu_si128((const __m128i *)(const void *)v);
+    __m128i idx = _mm_set_epi64x((long long)(dsi_sp_shuf[m1] + dsi_popcnt8[m0] * DSI_BYTES8),
+                                 (long long)dsi_sp_shuf[m0]);
+    return _mm_shuffle_epi8(src, idx);
+}
+
+/* An SP block's 32 values from mask, the stored values at *v (advanced). */
+DSI_AVX2 static inline __m256i dsi_sp_expand(uint32_t mask, const uint8_t **v) {
+    const uint8_t *p = *v;
+    unsigned m0 = mask & 255, m1 = (mask >> 8) & 255, m2 = (mask >> 16) & 255, m3 = mask >> 24;
+    __m128i lo = dsi_sp_expand16(p, m0, m1);
+    p += dsi_popcnt8[m0] + dsi_popcnt8[m1];
+    __m128i hi = dsi_sp_expand16(p, m2, m3);
+    *v = p + dsi_popcnt8[m2] + dsi_popcnt8[m3];
+    return _mm256_set_m128i(hi, lo);
+}
+
+/* A row cursor: block b's values (blocks in order, each once) and scale. */
+typedef struct dsi_pxa {
+    const uint8_t *row, *v;
+    size_t nb;
+} dsi_pxa;
+
+DSI_AVX2 static inline __attribute__((always_inline)) __m256i dsi_pxa_block(dsi_pxa *c, size_t b, const bool sp,
+                                                                             float *d) {
+    if (sp) {
+        *d = _cvtsh_ss(dsi_rd16(c->row + 2 * b));
+        return dsi_sp_expand(dsi_rd32(c->row + 2 * c->nb + 4 * b), &c->v);
+    }
+    const uint8_t *blk = c->row + b * DSI_Q24_BLOCK_BYTES;
+    *d = _cvtsh_ss(dsi_rd16(blk));
+    return dsi_q24_expand(blk);
+}
+
+DSI_AVX2 static inline __attribute__((always_inline)) const uint8_t *dsi_pxa_ahead(const dsi_pxa *c, size_t b,
+                                                                                     const bool sp) {
+    return (sp ? c->v : c->row + b * DSI_Q24_BLOCK_BYTES) + DSI_PREFETCH_AHEAD;
+}
+
+/* dsi_q8_block with the block's values given */
+DSI_AVX2 static inline __m256 dsi_q8v_block(__m256i q, float sc, const float *x, __m256 acc) {
+    __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
+    __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)));
+    __m256 f2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
+    __m256 f3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)));
+    __m256 d = _mm256_mul_ps(f0, _mm256_loadu_ps(x));
+    d = _mm256_fmadd_ps(f1, _mm256_loadu_ps(x + 8), d);
+    d = _mm256_fmadd_ps(f2, _mm256_loadu_ps(x + 16), d);
+    d = _mm256_fmadd_ps(f3, _mm256_loadu_ps(x + 24), d);
+    return _mm256_fmadd_ps(d, _mm256_set1_ps(sc), acc);
+}
+
+DSI_AVX2 static inline __attribute__((always_inline)) float dsi_px_dot_avx2(const uint8_t *row, const float *x, int n,
+                                                                              const bool sp) {
+    size_t nb = (size_t)(n / DSI_Q8_BLOCK), b = 0;
+    dsi_pxa c = {row, row + nb * DSI_SP_HEAD_BYTES, nb};
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    float d0, d1;
+    for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char *)dsi_pxa_ahead(&c, b, sp), _MM_HINT_T0);
+        __m256i w0 = dsi_pxa_block(&c, b, sp, &d0);
+        __m256i w1 = dsi_pxa_block(&c, b + 1, sp, &d1);
+        a0 = dsi_q8v_block(w0, d0, x + b * DSI_Q8_BLOCK, a0);
+        a1 = dsi_q8v_block(w1, d1, x + (b + 1) * DSI_Q8_BLOCK, a1);
+    }
+    if (b < nb) {
+        __m256i w0 = dsi_pxa_block(&c, b, sp, &d0);
+        a0 = dsi_q8v_block(w0, d0, x + b * DSI_Q8_BLOCK, a0);
+    }
+    return dsi_hsum256(_mm256_add_ps(a0, a1));
+}
+
+/* one block's int32 sums of w times int8 activations, as dsi_dot_q8q8_avx2 */
+DSI_AVX2 static inline __m256i dsi_q8q8v(__m256i w, const int8_t *q) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)q);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)),
+                             _mm256_set1_epi16(1));
+}
+
+DSI_AVX2 static inline __attribute__((always_inline)) float dsi_px_dotq8_avx2(const uint8_t *row, const int8_t *q,
+                                                                                const float *s, int n, const bool sp) {
+    size_t nb = (size_t)(n / DSI_Q8_BLOCK), b = 0;
+    dsi_pxa c = {row, row + nb * DSI_SP_HEAD_BYTES, nb};
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    float d0, d1;
+    for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char *)dsi_pxa_ahead(&c, b, sp), _MM_HINT_T0);
+        __m256i p0 = dsi_q8q8v(dsi_pxa_block(&c, b, sp, &d0), q + b * DSI_Q8_BLOCK);
+        __m256i p1 = dsi_q8q8v(dsi_pxa_block(&c, b + 1, sp, &d1), q + (b + 1) * DSI_Q8_BLOCK);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0 * s[b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d1 * s[b + 1]), a1);
+    }
+    if (b < nb) {
+        __m256i p0 = dsi_q8q8v(dsi_pxa_block(&c, b, sp, &d0), q + b * DSI_Q8_BLOCK);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0 * s[b]), a0);
+    }
+    return dsi_hsum256(_mm256_add_ps(a0, a1));
+}
+
+DSI_AVX2 static inline __attribute__((always_inline)) void dsi_px_axpy_avx2(const uint8_t *row, float a, float *y,
+                                                                              int n, const bool sp) {
+    size_t nb = (size_t)(n / DSI_Q8_BLOCK);
+    dsi_pxa c = {row, row + nb * DSI_SP_HEAD_BYTES, nb};
+    for (size_t b = 0; b < nb; b++) {
+        float d;
+        __m256i q = dsi_pxa_block(&c, b, sp, &d);
+        __m256 as = _mm256_set1_ps(a * d);
+        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+        float *yb = y + b * DSI_Q8_BLOCK;
+        __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
+        __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)));
+        __m256 f2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
+        __m256 f3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)));
+        _mm256_storeu_ps(yb, _mm256_fmadd_ps(f0, as, _mm256_loadu_ps(yb)));
+        _mm256_storeu_ps(yb + 8, _mm256_fmadd_ps(f1, as, _mm256_loadu_ps(yb + 8)));
+        _mm256_storeu_ps(yb + 16, _mm256_fmadd_ps(f2, as, _mm256_loadu_ps(yb + 16)));
+        _mm256_storeu_ps(yb + 24, _mm256_fmadd_ps(f3, as, _mm256_loadu_ps(yb + 24)));
+    }
+}
+
+/* dequant: the values times the scale, as the portable dequantizer does */
+DSI_AVX2 static inline __attribute__((always_inline)) void dsi_px_dequant_avx2(const uint8_t *row, float *y, int n,
+                                                                                 const bool sp) {
+    size_t nb = (size_t)(n / DSI_Q8_BLOCK);
+    dsi_pxa c = {row, row + nb * DSI_SP_HEAD_BYTES, nb};
+    for (size_t b = 0; b < nb; b++) {
+        float d;
+        __m256i q = dsi_pxa_block(&c, b, sp, &d);
+        __m256 ds = _mm256_set1_ps(d);
+        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+        float *yb = y + b * DSI_Q8_BLOCK;
+        _mm256_storeu_ps(yb, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), ds));
+        _mm256_storeu_ps(yb + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), ds));
+        _mm256_storeu_ps(yb + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), ds));
+        _mm256_storeu_ps(yb + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), ds));
+    }
+}
+
+DSI_AVX2 static inline __attribute__((always_inline)) void dsi_px_to_q8_avx2(const uint8_t *row, uint8_t *out, int n,
+                                                                               const bool sp) {
+    size_t nb = (size_t)(n / DSI_Q8_BLOCK);
+    dsi_pxa c = {row, row + nb * DSI_SP_HEAD_BYTES, nb};
+    for (size_t b = 0; b < nb; b++) {
+        float d;
+        uint8_t *o = out + b * DSI_Q8_BLOCK_BYTES;
+        __m256i q = dsi_pxa_block(&c, b, sp, &d);
+        memcpy(o, sp ? row + 2 * b : row + b * DSI_Q24_BLOCK_BYTES, 2);   /* the scale's bits */
+        _mm256_storeu_si256((__m256i *)(void *)(o + 2), q);
+    }
+}
+
+DSI_AVX2 static float dsi_dot_24_avx2(const uint8_t *row, const float *x, int n) { return dsi_px_dot_avx2(row, x, n, false); }
+DSI_AVX2 static float dsi_dot_sp_avx2(const uint8_t *row, const float *x, int n) { return dsi_px_dot_avx2(row, x, n, true); }
+DSI_AVX2 static float dsi_dot_24q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_px_dotq8_avx2(row, q, s, n, false);
+}
+DSI_AVX2 static float dsi_dot_spq8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_px_dotq8_avx2(row, q, s, n, true);
+}
+DSI_AVX2 static void dsi_axpy_24_avx2(const uint8_t *row, float a, float *y, int n) { dsi_px_axpy_avx2(row, a, y, n, false); }
+DSI_AVX2 static void dsi_axpy_sp_avx2(const uint8_t *row, float a, float *y, int n) { dsi_px_axpy_avx2(row, a, y, n, true); }
+DSI_AVX2 static void dsi_dequant_24_avx2(const uint8_t *row, float *y, int n) { dsi_px_dequant_avx2(row, y, n, false); }
+DSI_AVX2 static void dsi_dequant_sp_avx2(const uint8_t *row, float *y, int n) { dsi_px_dequant_avx2(row, y, n, true); }
+DSI_AVX2 static void dsi_24_to_q8_avx2(const uint8_t *row, uint8_t *out, int n) { dsi_px_to_q8_avx2(row, out, n, false); }
+DSI_AVX2 static void dsi_sp_to_q8_avx2(const uint8_t *row, uint8_t *out, int n) { dsi_px_to_q8_avx2(row, out, n, true); }
+
 #define DSI_AVX2_NEED (DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C)
 
 DSI_FUNC bool dsi_have_avx2(void) { return (dsi_cpu_features() & DSI_AVX2_NEED) == DSI_AVX2_NEED; }
@@ -456,7 +796,17 @@ DSI_FUNC bool dsi_kernels_avx2(dsi_kernels *k, uint32_t features) {
     k->dequant[DS_DTYPE_Q4_0] = dsi_dequant_q4_avx2;
     k->axpy[DS_DTYPE_Q4_0] = dsi_axpy_q4_avx2;
     k->dot_q4q8 = dsi_dot_q4q8_avx2;
-    k->q4_to_q8 = dsi_q4_to_q8_avx2;
+    k->to_q8[DS_DTYPE_Q4_0] = dsi_q4_to_q8_avx2;
+    k->dot[DS_DTYPE_Q8_0_24] = dsi_dot_24_avx2;
+    k->dequant[DS_DTYPE_Q8_0_24] = dsi_dequant_24_avx2;
+    k->axpy[DS_DTYPE_Q8_0_24] = dsi_axpy_24_avx2;
+    k->to_q8[DS_DTYPE_Q8_0_24] = dsi_24_to_q8_avx2;
+    k->dot_24q8 = dsi_dot_24q8_avx2;
+    k->dot[DS_DTYPE_Q8_0_SP] = dsi_dot_sp_avx2;
+    k->dequant[DS_DTYPE_Q8_0_SP] = dsi_dequant_sp_avx2;
+    k->axpy[DS_DTYPE_Q8_0_SP] = dsi_axpy_sp_avx2;
+    k->to_q8[DS_DTYPE_Q8_0_SP] = dsi_sp_to_q8_avx2;
+    k->dot_spq8 = dsi_dot_spq8_avx2;
     k->dot_f32 = dsi_dot_f32_avx2;
     k->axpy_f32 = dsi_axpy_f32_avx2;
     k->dot_f32x4 = dsi_dot_f32x4_avx2;

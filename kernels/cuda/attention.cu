@@ -279,6 +279,7 @@ static ds_status dsi_cuda_mla_run(const char *fn, const dsi_mla_layer *a, const 
     case DS_DTYPE_F16: MLA(DS_DTYPE_F16); break;
     case DS_DTYPE_Q8_0: MLA(DS_DTYPE_Q8_0); break;
     case DS_DTYPE_Q4_0: MLA(DS_DTYPE_Q4_0); break;
+    default: break;   /* refused by the caller's checks */
     }
 #undef MLA
 #undef MLA_L

@@ -264,6 +264,7 @@ static bool dsi_cuda_bytes(ds_dtype t, size_t n, size_t *out) {
         if (n / DSI_CUDA_Q8_BLOCK > SIZE_MAX / DSI_CUDA_Q4_BLOCK_BYTES) return false;
         *out = n / DSI_CUDA_Q8_BLOCK * DSI_CUDA_Q4_BLOCK_BYTES;
         return true;
+    default: break;
     }
     return false;
 }
@@ -294,6 +295,7 @@ extern "C" ds_status dsi_cuda_dequantize(ds_dtype t, const void *src, float *dst
     case DS_DTYPE_Q4_0:
         dsi_cuda_k_dequant_q4_0<<<dsi_cuda_blocks(n, threads), threads, 0, s>>>((const uint8_t *)src, dst, n);
         break;
+    default: break;   /* refused by dsi_cuda_bytes */
     }
     DSI_CUDA_LAUNCHED("dequantize");
     return DS_OK;

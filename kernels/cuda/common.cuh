@@ -42,6 +42,9 @@
 
 static_assert(DS_DTYPE_F32 == 0 && DS_DTYPE_F16 == 1 && DS_DTYPE_Q8_0 == 2 && DS_DTYPE_Q4_0 == 3,
               "ds_dtype numbering changed");
+/* The pruned formats (DS_DTYPE_Q8_0_24, DS_DTYPE_Q8_0_SP) never reach the
+ * device: deepseek_impl/cuda.c expands them to Q8_0 rows on the host, so
+ * the kernels here refuse them as any other dtype they do not know. */
 
 __device__ __forceinline__ float dsi_cuda_f16_to_f32(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
@@ -55,6 +58,7 @@ static inline const char *dsi_cuda_dtype_name(ds_dtype t) {
     case DS_DTYPE_F16: return "F16";
     case DS_DTYPE_Q8_0: return "Q8_0";
     case DS_DTYPE_Q4_0: return "Q4_0";
+    default: break;
     }
     return "unknown";
 }
@@ -74,6 +78,7 @@ static inline bool dsi_cuda_row_bytes(ds_dtype t, int cols, size_t *out) {
         if (cols % DSI_CUDA_Q8_BLOCK) return false;
         *out = (size_t)(cols / DSI_CUDA_Q8_BLOCK) * DSI_CUDA_Q4_BLOCK_BYTES;
         return true;
+    default: break;
     }
     return false;
 }

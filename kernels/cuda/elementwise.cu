@@ -69,6 +69,7 @@ extern "C" ds_status dsi_cuda_embed(ds_dtype t, const void *table, int rows, int
     case DS_DTYPE_F16: EMBED(DS_DTYPE_F16); break;
     case DS_DTYPE_Q8_0: EMBED(DS_DTYPE_Q8_0); break;
     case DS_DTYPE_Q4_0: EMBED(DS_DTYPE_Q4_0); break;
+    default: break;   /* refused above */
     }
 #undef EMBED
     DSI_CUDA_LAUNCHED("embed");

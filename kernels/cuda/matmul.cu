@@ -219,6 +219,7 @@ static ds_status dsi_cuda_gemv_run(ds_dtype t, const void *w, size_t row_bytes, 
     case DS_DTYPE_F16: GEMV(DS_DTYPE_F16); break;
     case DS_DTYPE_Q8_0: GEMV(DS_DTYPE_Q8_0); break;
     case DS_DTYPE_Q4_0: GEMV(DS_DTYPE_Q4_0); break;
+    default: break;   /* refused by dsi_cuda_mm_check */
     }
 #undef GEMV
     DSI_CUDA_LAUNCHED("gemv");
