@@ -77,6 +77,8 @@ typedef struct dsi_plan {
     uint64_t goff;
     uint32_t perm_hd;        /* llama.cpp's permuted q/k rows (DeepSeek-MoE): the head size, else 0 */
     bool prune;              /* zero weights by the pruning rule (dsi_prunable) */
+    uint64_t sp_max;         /* Q8_0_SP sizing: the most values a row of it stores */
+    bool sp_done;            /* its storage is decided */
 } dsi_plan;
 
 typedef struct dsi_conv {
@@ -526,6 +528,106 @@ static void dsi_prune_nm(float *w, size_t rows, size_t cols, int n, int m) {
         }
 }
 
+static ds_status dsi_load_pruned(dsi_conv *c, const dsi_plan *pl, bool count);
+
+static const char *dsi_expert_part(const char *name);
+/* q belongs to lead's storage group: lead itself, or (part set) another
+ * undecided pruned Q8_0 expert matrix of lead's layer and part. */
+static bool dsi_same_group(const dsi_plan *lead, const char *part, const dsi_plan *q) {
+    if (q == lead) return true;
+    if (!part || !q->prune || q->dtype != DS_DTYPE_Q8_0 || q->sp_done || q->spec->layer != lead->spec->layer)
+        return false;
+    const char *qp = dsi_expert_part(q->spec->name);
+    return qp && !strcmp(qp, part);
+}
+
+/* A routed expert's part (gate_proj.weight, ...): the name after
+ * "experts.E.", or NULL. */
+static const char *dsi_expert_part(const char *name) {
+    const char *p = strstr(name, ".experts.");
+    if (!p) return NULL;
+    p += 9;
+    while (*p >= '0' && *p <= '9') p++;
+    return *p == '.' ? p + 1 : NULL;
+}
+
+/* Sparse storage for pruned Q8_0 matrices (DS_PRUNE_STORAGE_AUTO). A
+ * pattern that leaves at most two nonzeros in every aligned four (2:4, 1:2,
+ * 6:8 ...) is stored as Q8_0_24, always smaller (22 bytes a block against
+ * 34). Other pruning is stored as Q8_0_SP where that is smaller: a first pass
+ * prunes each matrix and counts the values its rows keep (Q8_0 values that
+ * quantize to 0 are not kept), and the stride is that of the longest row. A
+ * layer's routed experts share one stride per part (gate, up, down), so the
+ * layer's expert matrices keep one shape: they go sparse together or not at
+ * all, on their total size. */
+static ds_status dsi_prune_storage(dsi_conv *c) {
+    const ds_convert_params *p = c->p;
+    if (p->prune_storage == DS_PRUNE_STORAGE_DENSE || (!(p->prune > 0) && !p->prune_m)) return DS_OK;
+    bool is24 = p->prune_m == 2 || (p->prune_m >= 4 && p->prune_m - p->prune_n <= 2);
+    if (is24) {
+        for (size_t i = 0; i < c->n_specs; i++) {
+            dsi_plan *pl = &c->plan[i];
+            if (!pl->prune || pl->dtype != DS_DTYPE_Q8_0) continue;
+            pl->dtype = DS_DTYPE_Q8_0_24;
+            if (!dsi_dtype_row_bytes(pl->dtype, pl->cols, &pl->row_bytes) ||
+                !dsi_mul_u64(pl->row_bytes, pl->rows, &pl->nbytes))
+                return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large", pl->spec->name);
+            c->sparse24++;
+        }
+        return DS_OK;
+    }
+    /* pass 1: each row's kept values */
+    size_t n_mats = 0;
+    for (size_t i = 0; i < c->n_specs; i++) n_mats += c->plan[i].prune && c->plan[i].dtype == DS_DTYPE_Q8_0;
+    if (!n_mats) return DS_OK;
+    dsi_log(p->log, p->log_user, DS_LOG_INFO,
+            "pruning: sizing the sparse rows of %zu matrices (a first pass over their values)", n_mats);
+    for (size_t i = 0; i < c->n_specs; i++) {
+        dsi_plan *pl = &c->plan[i];
+        if (!pl->prune || pl->dtype != DS_DTYPE_Q8_0) continue;
+        ds_status s = dsi_load_pruned(c, pl, false);
+        if (s) return s;
+        size_t cols = (size_t)pl->cols;
+        pl->sp_max = 0;
+        for (uint64_t r = 0; r < pl->rows; r++) {
+            uint64_t k = dsi_sp_row_count(c->mat + (size_t)r * cols, cols);
+            if (k > pl->sp_max) pl->sp_max = k;
+        }
+        if (p->progress && p->progress(p->progress_user, 0, c->n_specs, 0))
+            return dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
+    }
+    /* groups: a core matrix alone; a layer's experts by part */
+    for (size_t i = 0; i < c->n_specs; i++) {
+        dsi_plan *lead = &c->plan[i];
+        if (!lead->prune || lead->dtype != DS_DTYPE_Q8_0 || lead->sp_done) continue;
+        const char *part = lead->spec->pclass == DS_PARAM_EXPERT ? dsi_expert_part(lead->spec->name) : NULL;
+        size_t end = part ? c->n_specs : i + 1;
+        uint64_t nb = lead->cols / DSI_Q8_BLOCK, most = 0, dense = 0, sparse = 0;
+        for (size_t j = i; j < end; j++)
+            if (dsi_same_group(lead, part, &c->plan[j]) && c->plan[j].sp_max > most) most = c->plan[j].sp_max;
+        uint64_t stride = (nb * 6 + most + 3) / 4 * 4;   /* rows start 4-aligned where the bound allows */
+        if (stride > nb * 6 + lead->cols) stride = nb * 6 + lead->cols;
+        for (size_t j = i; j < end; j++)
+            if (dsi_same_group(lead, part, &c->plan[j])) {
+                dense += c->plan[j].nbytes;
+                sparse += c->plan[j].rows * stride + c->plan[j].cols;
+            }
+        bool go = sparse < dense;
+        for (size_t j = end; j-- > i;) {   /* the lead last: dsi_same_group compares with it */
+            dsi_plan *q = &c->plan[j];
+            if (!dsi_same_group(lead, part, q)) continue;
+            q->sp_done = true;
+            if (go) {
+                q->dtype = DS_DTYPE_Q8_0_SP;
+                q->row_bytes = stride;
+                q->nbytes = q->rows * stride + q->cols;   /* + the tail guard */
+                c->sparse_sp++;
+            }
+        }
+    }
+    return DS_OK;
+}
+
 static ds_status dsi_make_plan(dsi_conv *c) {
     ds_status s = dsi_arch_tensor_specs(&c->cfg, &c->al, &c->specs, &c->n_specs, c->e);
     if (s) return s;
@@ -622,8 +724,12 @@ static ds_status dsi_make_plan(dsi_conv *c) {
         if (!dsi_dtype_row_bytes(pl->dtype, pl->cols, &pl->row_bytes) ||
             !dsi_mul_u64(pl->row_bytes, pl->rows, &pl->nbytes))
             return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large", sp->name);
-
-        /* segments: consecutive specs with the same (kind, layer, expert) */
+    }
+    if ((s = dsi_prune_storage(c))) return s;
+    /* segments: consecutive specs with the same (kind, layer, expert) */
+    for (size_t i = 0; i < c->n_specs; i++) {
+        const dsi_tensor_spec *sp = &c->specs[i];
+        dsi_plan *pl = &c->plan[i];
         if (dsi_layout_add(c->segs, &c->n_segs, sp->seg_kind, sp->layer, sp->expert, pl->nbytes, &pl->segment,
                            &pl->offset))
             return dsi_fail(c->e, DS_ERR_LIMIT, "segment too large");
@@ -1072,10 +1178,21 @@ static ds_status dsi_convert_pruned(dsi_conv *c, const dsi_plan *pl) {
     if (!s) s = dsi_grow(c, (void **)&c->enc, &c->enc_cap, group * (size_t)pl->row_bytes);
     for (uint64_t r0 = 0; r0 < pl->rows && !s; r0 += group) {
         size_t g = (size_t)(pl->rows - r0 < group ? pl->rows - r0 : group);
-        for (size_t r = 0; r < g; r++)
-            dsi_dtype_encode_row(pl->dtype, c->mat + (size_t)(r0 + r) * cols, c->enc + r * pl->row_bytes, cols);
+        for (size_t r = 0; r < g; r++) {
+            const float *x = c->mat + (size_t)(r0 + r) * cols;
+            if (pl->dtype == DS_DTYPE_Q8_0_SP) dsi_quantize_row_q8_0_sp(x, c->enc + r * pl->row_bytes, cols, (size_t)pl->row_bytes);
+            else dsi_dtype_encode_row(pl->dtype, x, c->enc + r * pl->row_bytes, cols);
+        }
         s = dsi_writer_put(&c->w, c->enc, g * (size_t)pl->row_bytes);
         if (!s) s = dsi_progress(c);
+    }
+    if (!s && pl->dtype == DS_DTYPE_Q8_0_SP) {
+        /* the tail guard: cols zero bytes, so that no mask can lead a kernel
+         * outside the tensor (format.h) */
+        if (!(s = dsi_grow(c, (void **)&c->enc, &c->enc_cap, cols))) {
+            memset(c->enc, 0, cols);
+            s = dsi_writer_put(&c->w, c->enc, cols);
+        }
     }
     return s;
 }
