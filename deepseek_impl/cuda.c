@@ -153,6 +153,7 @@ struct dsi_cuda_model {
     void *stage_ev[DSI_CU_NSTAGE]; /* the upload out of it has finished */
     int stage_next;
     ds_cache_stats st;
+    int32_t *dkept;                /* device (n_layers, E): each layer's kept experts (dropped at conversion), or NULL */
 };
 
 typedef struct dsi_cuda_ctx {
@@ -337,6 +338,7 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     for (int l = 0; l < cf->n_layers; l++) {
         if (gm->moe_index[l] < 0) continue;
         for (int x = 0; x < gm->n_experts; x++) {
+            if (m->w.layers[l].experts[x].segment == UINT32_MAX) continue;   /* dropped at conversion */
             int key = gm->moe_index[l] * gm->n_experts + x;
             if ((s = dsi_cu_stage_upload(m, gm, l, x, gm->slots + (size_t)key * gm->slot_bytes, NULL, e))) {
                 dsi_prefix(e, "uploading layer %d expert %d", l, x);
@@ -405,6 +407,17 @@ static ds_status dsi_cu_model_new(ds_model *m, const ds_model_params *p, void **
         for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++)
             if ((s = dsi_cu_translate(m, gm, ws[k], e))) return s;
     }
+    if (m->has_drop) {
+        /* the layers' kept maps, for the route kernel */
+        size_t n = (size_t)m->cfg.n_layers * (size_t)m->cfg.n_routed_experts * sizeof(int32_t);
+        void *d = NULL;
+        DSI_CK(b->alloc(&d, n, msg, sizeof msg));
+        gm->dkept = d;
+        DSI_CK(b->upload(d, m->drop.kept, n, NULL, msg, sizeof msg));
+        DSI_CK(b->sync(NULL, msg, sizeof msg));
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            if (gm->w.layers[l].kept) gm->w.layers[l].kept = gm->dkept + (size_t)l * (size_t)m->cfg.n_routed_experts;
+    }
     if ((s = dsi_cu_cache_new(m, gm, p, e))) return s;
     size_t avail = 0, total = 0;
     (void)b->mem_info(&avail, &total, msg, sizeof msg);
@@ -430,6 +443,7 @@ static void dsi_cu_model_free(ds_model *m, void *dm) {
                 (void)b->memset(gm->dseg[i], 0, (size_t)m->meta.segments[i].plain_bytes, NULL, msg, sizeof msg);
         (void)b->sync(NULL, msg, sizeof msg);
         if (gm->slots) b->free(gm->slots);
+        if (gm->dkept) b->free(gm->dkept);
         for (size_t i = 0; gm->dseg && i < m->meta.n_segments; i++)
             if (gm->dseg[i]) b->free(gm->dseg[i]);
         for (int i = 0; i < DSI_CU_NSTAGE; i++) {
@@ -760,7 +774,8 @@ static ds_status dsi_cu_route(void *dc, const dsi_layer *L, const float *logits,
     dsi_cuda_ctx *g = dc;
     const dsi_backend_i *b = g->b;
     size_t tk = (size_t)T * (size_t)g->m->cfg.n_experts_per_tok;
-    DSI_CK(b->route(&g->m->cfg, logits, L->bias.data ? (const float *)(const void *)L->bias.data : NULL, T, g->sel,
+    DSI_CK(b->route(&g->m->cfg, logits, L->bias.data ? (const float *)(const void *)L->bias.data : NULL,
+                    (const int *)L->kept, L->n_kept, T, g->sel,
                     g->selw, g->stream, M));
     DSI_CK(b->download(g->h_sel, g->sel, tk * sizeof(int), g->stream, M));
     DSI_CK(b->download(g->h_selw, g->selw, tk * sizeof(float), g->stream, M));
