@@ -141,7 +141,8 @@ struct dsi_cuda_model {
     /* the VRAM expert cache */
     size_t slot_bytes;             /* the largest expert segment */
     int n_slots, n_keys;           /* keys: moe layer * E + expert */
-    bool all_resident;             /* slot = key, filled at open, never evicted */
+    bool all_resident;             /* every present expert has its slot (slot_of), filled at open, never evicted */
+    int n_present;                 /* keys of experts in the file (not dropped at conversion) */
     uint8_t *slots;                /* device, n_slots * slot_bytes */
     int *slot_of;                  /* key -> slot or -1 */
     int *key_of;                   /* slot -> key or -1 */
@@ -298,13 +299,17 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
             gm->slot_bytes = (size_t)m->meta.segments[i].plain_bytes;
     gm->slot_bytes = (gm->slot_bytes + 255) & ~(size_t)255;   /* slots aligned for the kernels' vector loads */
     gm->n_keys = gm->n_moe * gm->n_experts;
-    uint64_t need = (uint64_t)gm->n_keys * gm->slot_bytes;
+    gm->n_present = 0;   /* experts dropped at conversion take no slot */
+    for (int l = 0; l < cf->n_layers; l++)
+        for (int x = 0; gm->moe_index[l] >= 0 && x < gm->n_experts; x++)
+            gm->n_present += m->w.layers[l].experts[x].segment != UINT32_MAX;
+    uint64_t need = (uint64_t)gm->n_present * gm->slot_bytes;
     if (p->gpu_cache_bytes && p->gpu_cache_bytes < 2 * (uint64_t)gm->slot_bytes)
         return dsi_fail(e, DS_ERR_INVALID_ARG,
                         "gpu_cache_bytes %llu is below two experts' worth (2 x %zu bytes)",
                         (unsigned long long)p->gpu_cache_bytes, gm->slot_bytes);
     gm->all_resident = p->gpu_cache_bytes == 0 || p->gpu_cache_bytes >= need;
-    gm->n_slots = gm->all_resident ? gm->n_keys : (int)(p->gpu_cache_bytes / gm->slot_bytes);
+    gm->n_slots = gm->all_resident ? gm->n_present : (int)(p->gpu_cache_bytes / gm->slot_bytes);
     gm->st.budget_bytes = gm->all_resident ? need : p->gpu_cache_bytes;
     gm->st.slot_bytes = gm->slot_bytes;
     gm->st.n_slots = gm->all_resident ? 0 : gm->n_slots;
@@ -319,8 +324,16 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     gm->ready_ev = dsi_calloc(&m->al, (size_t)gm->n_slots, sizeof(void *));
     if (!gm->slot_of || !gm->key_of || !gm->last_use || !gm->free_ev || !gm->ready_ev)
         return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-    for (int k = 0; k < gm->n_keys; k++) gm->slot_of[k] = gm->all_resident ? k : -1;
-    for (int k = 0; k < gm->n_slots; k++) gm->key_of[k] = gm->all_resident ? k : -1;
+    for (int k = 0; k < gm->n_keys; k++) gm->slot_of[k] = -1;
+    for (int k = 0; k < gm->n_slots; k++) gm->key_of[k] = -1;
+    if (gm->all_resident)   /* the present experts' keys, in order, on slots 0.. */
+        for (int l = 0, n = 0; l < cf->n_layers; l++)
+            for (int x = 0; gm->moe_index[l] >= 0 && x < gm->n_experts; x++)
+                if (m->w.layers[l].experts[x].segment != UINT32_MAX) {
+                    int key = gm->moe_index[l] * gm->n_experts + x;
+                    gm->slot_of[key] = n;
+                    gm->key_of[n++] = key;
+                }
     DSI_CK(b->stream_new(&gm->copy_stream, msg, sizeof msg));
     for (int i = 0; i < DSI_CU_NSTAGE; i++) {
         DSI_CK(dsi_cu_pinned(b, &gm->stage[i], gm->slot_bytes, msg, sizeof msg));
@@ -340,14 +353,15 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
         for (int x = 0; x < gm->n_experts; x++) {
             if (m->w.layers[l].experts[x].segment == UINT32_MAX) continue;   /* dropped at conversion */
             int key = gm->moe_index[l] * gm->n_experts + x;
-            if ((s = dsi_cu_stage_upload(m, gm, l, x, gm->slots + (size_t)key * gm->slot_bytes, NULL, e))) {
+            if ((s = dsi_cu_stage_upload(m, gm, l, x, gm->slots + (size_t)gm->slot_of[key] * gm->slot_bytes, NULL,
+                                         e))) {
                 dsi_prefix(e, "uploading layer %d expert %d", l, x);
                 return s;
             }
         }
     }
     DSI_CK(b->sync(gm->copy_stream, msg, sizeof msg));
-    dsi_log(m->log, m->log_user, DS_LOG_INFO, "cuda: %d routed experts (%.1f MB) uploaded in %.2f s", gm->n_keys,
+    dsi_log(m->log, m->log_user, DS_LOG_INFO, "cuda: %d routed experts (%.1f MB) uploaded in %.2f s", gm->n_present,
             (double)need / 1e6, dsi_now_seconds() - t0);
     memset(&gm->st, 0, sizeof gm->st);
     gm->st.budget_bytes = need;
@@ -913,7 +927,8 @@ static ds_status dsi_cu_expert(dsi_cuda_ctx *g, int l, int x, const uint8_t **de
     int key = gm->moe_index[l] * gm->n_experts + x;
     *slot = -1;
     if (gm->all_resident) {
-        *dev = gm->slots + (size_t)key * gm->slot_bytes;
+        if (gm->slot_of[key] < 0) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: layer %d expert %d is not in the file", l, x);
+        *dev = gm->slots + (size_t)gm->slot_of[key] * gm->slot_bytes;
         return DS_OK;
     }
     gm->tick++;
