@@ -287,7 +287,7 @@ $(BUILD)/gguf-venv/.done:
 test: all $(TEST_BINS) $(TESTDATA)
 	@[ -f $(BUILD)/gguf-venv/.done ] || $(MAKE) --no-print-directory gguf-venv >/dev/null 2>&1 || \
 		echo "note: no gguf package could be installed into $(BUILD)/gguf-venv (offline?): the GGUF import tests will skip"
-	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_lora_cli.sh tests/test_gguf.sh tests/test_crypto_cross.sh tests/server/run.sh tests/test_docs.sh
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run_tests.sh $(TEST_BINS) tests/test_cli.sh tests/test_lora_cli.sh tests/test_drop_experts.sh tests/test_gguf.sh tests/test_crypto_cross.sh tests/server/run.sh tests/test_docs.sh
 
 # The CUDA sources on the CPU: tools/cuda_emu runs every kernel with one OS
 # thread per CUDA thread (ASan + UBSan), so the op tests and the device forward

@@ -162,6 +162,8 @@ typedef enum ds_status {
     DS_ERR_NOT_ADAPTER = -111,    /* a model file where an adapter was expected, or the reverse */
     DS_ERR_ADAPTER = -112,        /* a LoRA adapter that does not fit: target module, rank, tensors */
     DS_ERR_ADAPTER_BASE = -113,   /* an adapter made for another base model */
+    DS_ERR_CALIBRATION = -114,    /* a calibration file (ds calibrate) that is malformed or was made for
+                                     another model */
 
     /* crypto: -200 .. -299 */
     DS_ERR_WRONG_KEY = -200,      /* the key does not match the file's key check */
@@ -567,6 +569,41 @@ DS_API void ds_model_segment_name(const ds_model *m, size_t i, char *buf, size_t
  * Returns DS_OK only when all pass; otherwise DS_ERR_AUTH (or another status)
  * and a message naming the first bad segment. progress gets (segments done,
  * total, bytes done). Uses up to n_threads threads. */
+/* Dropped experts. A model converted with drop_experts (`ds convert
+ * --drop-experts R --calib stats.json`) lacks some routed experts in each
+ * MoE layer: their weights are not in the file and their router rows are
+ * gone. Routing follows the family's rules over the experts left, as if a
+ * dropped expert's router logit were -infinity: softmax scores (V2,
+ * DeepSeek-MoE) renormalise over the remaining experts; sigmoid scores with
+ * noaux_tc (V3) never select one (the correction bias steers only the
+ * remaining ones). Groups keep their original membership (expert id / (E /
+ * n_group)); a group's score is computed over its remaining members (V3: the
+ * sum of its top two selection scores, -inf when fewer than two remain; V2's
+ * group_limited_greedy: its best score, -inf when none remains), and the
+ * topk_group best groups are kept as before. Conversion refuses a drop
+ * after which the topk_group emptiest groups hold fewer than
+ * num_experts_per_tok experts, so the chosen groups always offer top_k.
+ * Expert ids everywhere (routing observers, cache statistics, tensor names)
+ * are the original ones. The expert caches (ds_model_params cache, the GPU
+ * cache) only ever hold present experts. */
+typedef struct ds_expert_pruning {
+    int pruned;                    /* 1: experts were dropped at conversion; 0: the rest is zero */
+    double ratio;                  /* drop_experts as given */
+    int n_dropped;                 /* experts dropped in each MoE layer */
+    char calib_file[256];          /* the calibration file's name as conversion read it (informational) */
+    char calib_text[256];          /* the text it was made from, as ds calibrate recorded it ("" if none) */
+    uint64_t calib_tokens;         /* its tokens (0 if not recorded) */
+    const char *json;              /* the container's record (format in README.md), valid until close */
+    size_t json_len;
+} ds_expert_pruning;
+/* Fills out. DS_ERR_INVALID_ARG for NULL arguments. */
+DS_API DS_WARN_UNUSED ds_status ds_model_expert_pruning(const ds_model *m, ds_expert_pruning *out);
+/* present[x] = 1 when routed expert x of layer `layer` is in the file, 0
+ * when it was dropped, for x < n_routed_experts (n must be at least that).
+ * DS_ERR_INVALID_ARG for NULL arguments, a short n, or a layer that is not
+ * a MoE layer. */
+DS_API DS_WARN_UNUSED ds_status ds_model_layer_experts(const ds_model *m, int layer, unsigned char *present, size_t n);
+
 DS_API DS_WARN_UNUSED ds_status ds_model_verify(const ds_model *m, int n_threads, ds_progress_fn progress, void *user);
 
 /* ==== Expert cache statistics =========================================== */
@@ -889,6 +926,19 @@ typedef int (*ds_abort_fn)(void *user);
 /* Sets (fn non-NULL) or clears (fn NULL) the context's abort callback. */
 DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user);
 
+/* Observes the router (`ds calibrate` uses it): called once per MoE layer of
+ * every forward pass, after routing, with the pass's n_tokens tokens (in the
+ * order they were given; a pass holds up to 256) and for each its k experts
+ * (experts[t * k + i], original expert ids, best first) and their weights as
+ * the forward pass applies them (after normalisation and
+ * routed_scaling_factor). The arrays are valid during the call only. Called
+ * on the evaluating thread. Observers see the passes of every sequence of
+ * the context (ds_context_seq). */
+typedef void (*ds_routing_fn)(void *user, int layer, int n_tokens, int k, const int *experts, const float *weights);
+/* Sets (fn non-NULL) or clears (fn NULL) the context's routing observer.
+ * DS_ERR_INVALID_ARG for a NULL context. */
+DS_API DS_WARN_UNUSED ds_status ds_context_set_routing_observer(ds_context *c, ds_routing_fn fn, void *user);
+
 /* ==== Sampler ============================================================ */
 /* Options of ds_sampler_new. Rule: start from ds_sampler_default_params(); a
  * struct it did not make (a zeroed one) is refused with DS_ERR_INVALID_ARG
@@ -1209,6 +1259,31 @@ typedef struct ds_convert_params {
     int prune_n, prune_m;
     unsigned prune_classes;
     int prune_storage;
+    /* Expert pruning (`ds convert --drop-experts R --calib stats.json`):
+     * drop_experts R in [0, 1) removes, in every MoE layer, the floor(R * E)
+     * routed experts (E = n_routed_experts; R * E computed in double with
+     * 1e-9 of slack) with the least routing mass in the calibration file
+     * drop_calib_path (written by `ds calibrate` or
+     * ds_context_set_routing_observer; format in README.md "Expert
+     * pruning"). Ranking, least first: routing mass, then selection count,
+     * then the higher expert id. Their tensors and segments are not
+     * written; the router's rows (mlp.gate.weight and V3's
+     * e_score_correction_bias) go with them; the container records which
+     * experts each layer kept. Routing then follows the family's rules over
+     * the experts left (see "Dropped experts" at ds_model_layer_experts).
+     * Errors, each before anything is written: R outside [0, 1) or NaN, R >
+     * 0 without a calibration file, GGUF input (DS_ERR_INVALID_ARG,
+     * DS_ERR_UNSUPPORTED); a calibration file that is not JSON (DS_ERR_JSON),
+     * lacks a field or was made for another model: its config fingerprint
+     * (arch, n_layers, n_routed_experts, hidden_size, moe_intermediate_size,
+     * first_k_dense_replace, moe_layer_freq, n_experts_per_tok, n_group,
+     * topk_group, vocab_size) differs from the checkpoint's
+     * (DS_ERR_CALIBRATION); a drop that leaves a layer fewer experts than
+     * num_experts_per_tok, or whose topk_group emptiest groups hold fewer
+     * (DS_ERR_INVALID_ARG). R = 0 with a file checks the file and drops
+     * nothing. */
+    double drop_experts;
+    const char *drop_calib_path;
 } ds_convert_params;
 
 #define DS_PRUNE_CORE 1u

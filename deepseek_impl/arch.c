@@ -17,6 +17,8 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* ==== The decisions ======================================================== */
 DSI_FUNC bool dsi_arch_attention_mla(const ds_model_config *c) { return c->arch != DS_ARCH_DEEPSEEK_MOE; }
@@ -255,6 +257,170 @@ DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_a
     return DS_OK;
 }
 
+/* ==== Dropped experts ====================================================== */
+DSI_FUNC void dsi_drop_free(dsi_expert_drop *d, const dsi_alloc *al) {
+    if (!d) return;
+    dsi_free(al, d->dropped);
+    dsi_free(al, d->kept);
+    dsi_free(al, d->n_kept);
+    memset(d, 0, sizeof *d);
+}
+
+DSI_FUNC ds_status dsi_drop_init(dsi_expert_drop *d, const ds_model_config *c, uint8_t *dropped, double ratio,
+                                 const dsi_alloc *al, dsi_err *e) {
+    memset(d, 0, sizeof *d);
+    d->dropped = dropped;
+    d->n_layers = c->n_layers;
+    d->n_experts = c->n_routed_experts;
+    d->ratio = ratio;
+    int L = c->n_layers, E = c->n_routed_experts, K = c->n_experts_per_tok;
+    if (E < 1 || L < 1) {
+        dsi_drop_free(d, al);
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "the model has no routed experts to drop");
+    }
+    d->kept = dsi_calloc(al, (size_t)L * (size_t)E, sizeof *d->kept);
+    d->n_kept = dsi_calloc(al, (size_t)L, sizeof *d->n_kept);
+    if (!d->kept || !d->n_kept) {
+        dsi_drop_free(d, al);
+        return dsi_fail(e, DS_ERR_NOMEM, "out of memory for the kept experts");
+    }
+    bool grouped = c->topk_method != DS_TOPK_GREEDY && c->n_group > 1;
+    int G = grouped ? c->n_group : 1, per = E / G;
+    for (int l = 0; l < L; l++) {
+        int n = 0;
+        for (int x = 0; x < E; x++) {
+            if (!dsi_config_is_moe_layer(c, l)) dropped[(size_t)l * E + x] = 0;
+            if (!dropped[(size_t)l * E + x]) d->kept[(size_t)l * E + n++] = x;
+        }
+        d->n_kept[l] = n;
+        if (!dsi_config_is_moe_layer(c, l)) continue;
+        if (n < K) {
+            dsi_drop_free(d, al);
+            return dsi_fail(e, DS_ERR_INVALID_ARG,
+                            "layer %d would keep %d routed experts, fewer than num_experts_per_tok (%d)", l, n, K);
+        }
+        if (!grouped) continue;
+        /* the worst choice of topk_group groups: those with the fewest left */
+        int cnt[DS_MAX_EXPERTS];
+        for (int g = 0; g < G; g++) {
+            cnt[g] = 0;
+            for (int i = 0; i < per; i++) cnt[g] += !dropped[(size_t)l * E + g * per + i];
+        }
+        for (int i = 1; i < G; i++)   /* ascending */
+            for (int j = i; j > 0 && cnt[j - 1] > cnt[j]; j--) {
+                int t = cnt[j];
+                cnt[j] = cnt[j - 1];
+                cnt[j - 1] = t;
+            }
+        int kg = c->topk_group < G ? c->topk_group : G, sum = 0;
+        for (int g = 0; g < kg; g++) sum += cnt[g];
+        if (sum < K) {
+            dsi_drop_free(d, al);
+            return dsi_fail(e, DS_ERR_INVALID_ARG,
+                            "layer %d: the %d groups (topk_group) with the fewest experts left hold %d, fewer than "
+                            "num_experts_per_tok (%d)", l, kg, sum, K);
+        }
+    }
+    return DS_OK;
+}
+
+/* An array of distinct expert ids of one layer into flags: returns false on
+ * a non-integer, out-of-range or repeated id. */
+static bool dsa_drop_ids(const dsi_json *arr, int E, uint8_t *flags, uint8_t mark, int *count) {
+    if (!arr || arr->type != DSI_JSON_ARRAY) return false;
+    for (uint32_t i = 0; i < arr->n; i++) {
+        const dsi_json *v = &arr->kids[i];
+        if (v->type != DSI_JSON_NUMBER || !v->is_int || v->i < 0 || v->i >= E || flags[v->i]) return false;
+        flags[v->i] = mark;
+    }
+    *count = (int)arr->n;
+    return true;
+}
+
+DSI_FUNC ds_status dsi_drop_parse(const char *json, size_t len, const ds_model_config *c, const dsi_alloc *al,
+                                  dsi_expert_drop *d, dsi_err *e) {
+    memset(d, 0, sizeof *d);
+    dsi_json_doc *doc = NULL;
+    ds_status s = dsi_json_parse(json, len, al, &doc, e);
+    if (s) {
+        dsi_prefix(e, "expert record");
+        return e->status = DS_ERR_CORRUPT;
+    }
+    const dsi_json *root = dsi_json_root(doc), *layers = dsi_json_get(root, "layers");
+    int64_t n_routed = -1;
+    double ratio = 0;
+    int L = c->n_layers, E = c->n_routed_experts;
+    uint8_t *dropped = NULL, *seen = NULL;
+    if (!root || root->type != DSI_JSON_OBJECT || !layers || layers->type != DSI_JSON_OBJECT ||
+        dsi_json_get_int(root, "n_routed_experts", &n_routed) != 1 || dsi_json_get_num(root, "ratio", &ratio) != 1) {
+        s = dsi_fail(e, DS_ERR_CORRUPT, "expert record: not an object with n_routed_experts, ratio and layers");
+        goto out;
+    }
+    if (n_routed != E || E < 1) {
+        s = dsi_fail(e, DS_ERR_CORRUPT, "expert record: made for %lld routed experts, the config has %d",
+                     (long long)n_routed, E);
+        goto out;
+    }
+    dropped = dsi_calloc(al, (size_t)L * (size_t)E, 1);
+    seen = dsi_calloc(al, (size_t)L, 1);
+    if (!dropped || !seen) {
+        s = dsi_fail(e, DS_ERR_NOMEM, "out of memory for the expert record");
+        goto out;
+    }
+    for (uint32_t i = 0; i < layers->n; i++) {
+        const dsi_json *ly = &layers->kids[i];
+        char *end = NULL;
+        char kb[16];
+        long l = -1;
+        if (ly->key_len > 0 && ly->key_len < sizeof kb) {
+            memcpy(kb, ly->key, ly->key_len);
+            kb[ly->key_len] = 0;
+            l = strtol(kb, &end, 10);
+        }
+        if (!end || *end || l < 0 || l >= L || !dsi_config_is_moe_layer(c, (int)l) || seen[l]) {
+            s = dsi_fail(e, DS_ERR_CORRUPT, "expert record: layer \"%.*s\" is not a MoE layer of the config (or "
+                         "is listed twice)", (int)(ly->key_len < 16 ? ly->key_len : 16), ly->key);
+            goto out;
+        }
+        seen[l] = 1;
+        uint8_t flags[DS_MAX_EXPERTS] = {0};
+        int nk = 0, nd = 0;
+        if (!dsa_drop_ids(dsi_json_get(ly, "kept"), E, flags, 1, &nk) ||
+            !dsa_drop_ids(dsi_json_get(ly, "dropped"), E, flags, 2, &nd) || nk + nd != E) {
+            s = dsi_fail(e, DS_ERR_CORRUPT, "expert record: layer %ld: kept and dropped do not partition 0..%d", l,
+                         E - 1);
+            goto out;
+        }
+        for (int x = 0; x < E; x++) dropped[(size_t)l * E + x] = flags[x] == 2;
+    }
+    s = dsi_drop_init(d, c, dropped, ratio, al, e);
+    dropped = NULL;
+    if (s == DS_ERR_INVALID_ARG) {
+        dsi_prefix(e, "expert record");
+        s = e->status = DS_ERR_CORRUPT;
+    }
+out:
+    dsi_free(al, dropped);
+    dsi_free(al, seen);
+    dsi_json_free(doc);
+    return s;
+}
+
+DSI_FUNC void dsi_drop_specs(const dsi_expert_drop *d, dsi_tensor_spec *specs, size_t *n) {
+    if (!d) return;
+    size_t o = 0;
+    for (size_t i = 0; i < *n; i++) {
+        dsi_tensor_spec *t = &specs[i];
+        if (t->expert >= 0 && t->layer >= 0 && t->layer < d->n_layers && dsi_expert_dropped(d, t->layer, t->expert))
+            continue;
+        if (t->pclass == DS_PARAM_ROUTER && t->layer >= 0 && t->layer < d->n_layers)
+            t->dims[0] = (uint64_t)d->n_kept[t->layer];
+        if (o != i) specs[o] = *t;
+        o++;
+    }
+    *n = o;
+}
+
 /* ==== LoRA targets ========================================================= */
 static const char *const dsa_lora_names[DSI_LM_N] = {
     "q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj",
@@ -363,16 +529,29 @@ DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config 
             const dsa_entry *x = &dsa_layer[k];
             if (!dsa_present(c, x, l)) continue;
             char name[128];
-            if (!dsa_name(x, l, 0, name, sizeof name))
+            int first = 0;   /* the first expert present */
+            while (first < c->n_routed_experts - 1 && dsi_expert_dropped(f->drop, l, first)) first++;
+            if (!dsa_name(x, l, first, name, sizeof name))
                 return dsi_fail(e, DS_ERR_INTERNAL, "tensor name of layer %d too long", l);
-            /* experts: expert 0 gives the shapes and dtypes of all */
+            /* experts: the first present gives the shapes and dtypes of all */
             if ((s = dsa_bind(f, (dsi_weight *)(void *)((char *)L + x->field), name, &idx, e))) return s;
         }
         if (!L->moe) continue;
         L->experts = dsi_calloc(al, (size_t)c->n_routed_experts, sizeof *L->experts);
         if (!L->experts) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+        if (f->drop && f->drop->n_kept[l] < c->n_routed_experts) {
+            L->kept = f->drop->kept + (size_t)l * (size_t)c->n_routed_experts;
+            L->n_kept = f->drop->n_kept[l];
+            if (L->router.rows != L->n_kept || (L->bias.data && L->bias.cols != L->n_kept))
+                return dsi_fail(e, DS_ERR_SHAPE, "layer %d: the router has %d rows for %d kept experts", l,
+                                L->router.rows, L->n_kept);
+        }
         for (int xe = 0; xe < c->n_routed_experts; xe++) {
             dsi_expert_ref *r = &L->experts[xe];
+            if (dsi_expert_dropped(f->drop, l, xe)) {   /* no tensors, no segment; never routed to */
+                r->segment = UINT32_MAX;
+                continue;
+            }
             for (size_t k = 0; k < DSA_N_LAYER; k++) {
                 const dsa_entry *x = &dsa_layer[k];
                 if (x->when != DSA_EXPERT) continue;

@@ -290,6 +290,7 @@ DSI_FUNC ds_status dsi_meta_parse(const uint8_t *plain, size_t len, uint64_t fil
         case DSI_REC_TOKENIZER_CONFIG: txt = &out->tokcfg_json; txt_len = &out->tokcfg_len; break;
         case DSI_REC_ADAPTER: txt = &out->adapter_json; txt_len = &out->adapter_len; break;
         case DSI_REC_PRUNE: txt = &out->prune_json; txt_len = &out->prune_len; break;
+        case DSI_REC_EXPERTS: txt = &out->experts_json; txt_len = &out->experts_len; break;
         case DSI_REC_TENSORS: tensors = body; tensors_len = rlen; break;
         case DSI_REC_SEGMENTS: segments = body; segments_len = rlen; break;
         default: break;
@@ -310,7 +311,8 @@ DSI_FUNC ds_status dsi_meta_parse(const uint8_t *plain, size_t len, uint64_t fil
     ds_status s = dsi_parse_segments(out, segments, segments_len, file_bytes, chunk_bytes, meta_offset, e);
     if (!s) s = dsi_parse_tensors(out, tensors, tensors_len, e);
     if (s) {
-        out->config_json = out->tokenizer_json = out->tokcfg_json = out->adapter_json = out->prune_json = NULL;
+        out->config_json = out->tokenizer_json = out->tokcfg_json = out->adapter_json = out->prune_json =
+            out->experts_json = NULL;
         dsi_meta_free(out);
         out->al = al;
     }

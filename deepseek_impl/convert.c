@@ -115,6 +115,10 @@ typedef struct dsi_conv {
     float *mat;
     size_t mat_cap;
     uint64_t pruned_mats, pruned_entries, pruned_zeros, sparse24, sparse_sp;
+    /* expert pruning (drop_experts): the experts dropped, and the record */
+    dsi_expert_drop drop;
+    bool has_drop;
+    dsi_buf drop_json;
 } dsi_conv;
 
 DSI_FUNC char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name) {
@@ -628,9 +632,194 @@ static ds_status dsi_prune_storage(dsi_conv *c) {
     return DS_OK;
 }
 
+/* ==== Expert pruning (drop_experts) ======================================= */
+/* The calibration file's config fingerprint: the fields a file from another
+ * model would differ in (the model id is informational: converting the same
+ * checkpoint again gives a new one). */
+#define DSI_CALIB_FIELDS(X)                                                                                         \
+    X(arch) X(n_layers) X(n_routed_experts) X(hidden_size) X(moe_intermediate_size) X(first_k_dense_replace)       \
+    X(moe_layer_freq) X(n_experts_per_tok) X(n_group) X(topk_group) X(vocab_size)
+
+/* Source dimension d of spec sp: a pruned layer's router and bias have E
+ * rows (values) in the checkpoint and n_kept in the container. */
+static uint64_t dsi_conv_src_dim(const dsi_conv *c, const dsi_tensor_spec *sp, int d) {
+    if (d == 0 && c->has_drop && sp->pclass == DS_PARAM_ROUTER && sp->layer >= 0 && sp->layer < c->cfg.n_layers &&
+        dsi_config_is_moe_layer(&c->cfg, sp->layer))
+        return (uint64_t)c->cfg.n_routed_experts;
+    return sp->dims[d];
+}
+
+typedef struct dsi_rank {
+    double mass;
+    int64_t count;
+    int id;
+} dsi_rank;
+/* Least first: mass, then selections, then the higher id. */
+static int dsi_cmp_rank(const void *a, const void *b) {
+    const dsi_rank *x = a, *y = b;
+    if (x->mass != y->mass) return x->mass < y->mass ? -1 : 1;
+    if (x->count != y->count) return x->count < y->count ? -1 : 1;
+    return x->id > y->id ? -1 : x->id < y->id;
+}
+
+/* The checkpoint tensors of dropped experts count as used (not as strays
+ * the architecture does not know). */
+static void dsi_conv_mark_dropped(dsi_conv *c) {
+    if (!c->has_drop) return;
+    for (size_t i = 0; i < c->n_srcs; i++) {
+        int l, x, n = 0;
+        if (sscanf(c->srcs[i].name, "model.layers.%d.mlp.experts.%d.%n", &l, &x, &n) == 2 && n > 0 && l >= 0 &&
+            l < c->cfg.n_layers && x >= 0 && x < c->cfg.n_routed_experts && dsi_expert_dropped(&c->drop, l, x))
+            c->srcs[i].used = true;
+    }
+}
+
+/* Reads and checks the calibration file, chooses each MoE layer's experts
+ * to drop and builds the DSI_REC_EXPERTS record (c->drop, c->drop_json). */
+static ds_status dsi_conv_expert_drop(dsi_conv *c) {
+    const ds_convert_params *p = c->p;
+    const ds_model_config *cf = &c->cfg;
+    const char *path = p->drop_calib_path;
+    if (!path) return DS_OK;
+    char *text = NULL, *dir = NULL;
+    size_t len = 0;
+    const char *slash = strrchr(path, '/');
+    dir = slash ? dsi_strndup(&c->al, path, (size_t)(slash - path)) : dsi_strndup(&c->al, ".", 1);
+    if (!dir) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    ds_status s = dsi_writer_read_text(&c->w, dir, slash ? slash + 1 : path, &text, &len, NULL);
+    dsi_free(&c->al, dir);
+    if (s) return s;
+    dsi_json_doc *doc = NULL;
+    uint8_t *dropped = NULL;
+    dsi_rank *rk = NULL;
+    int L = cf->n_layers, E = cf->n_routed_experts;
+    if ((s = dsi_json_parse(text, len, &c->al, &doc, c->e))) {
+        dsi_prefix(c->e, "calibration file %s", path);
+        goto out;
+    }
+    const dsi_json *root = dsi_json_root(doc), *cfj = dsi_json_get(root, "config"), *layers = dsi_json_get(root, "layers");
+    const char *fmt = NULL;
+    size_t fl = 0;
+    if (!root || root->type != DSI_JSON_OBJECT || dsi_json_get_str(root, "format", &fmt, &fl) != 1 ||
+        strcmp(fmt, "deepseek.h calibration 1") != 0 || !cfj || cfj->type != DSI_JSON_OBJECT || !layers ||
+        layers->type != DSI_JSON_OBJECT) {
+        s = dsi_fail(c->e, DS_ERR_CALIBRATION, "calibration file %s: not a \"deepseek.h calibration 1\" object with "
+                     "config and layers (made by ds calibrate)", path);
+        goto out;
+    }
+    int64_t v;
+#define X(f)                                                                                                        \
+    if (dsi_json_get_int(cfj, #f, &v) != 1) {                                                                      \
+        s = dsi_fail(c->e, DS_ERR_CALIBRATION, "calibration file %s: config.%s is missing", path, #f);              \
+        goto out;                                                                                                   \
+    }                                                                                                               \
+    if (v != (int64_t)cf->f) {                                                                                      \
+        s = dsi_fail(c->e, DS_ERR_CALIBRATION, "calibration file %s was made for another model: its %s is %lld, "  \
+                     "this checkpoint's is %lld", path, #f, (long long)v, (long long)cf->f);                        \
+        goto out;                                                                                                   \
+    }
+    DSI_CALIB_FIELDS(X)
+#undef X
+    dropped = dsi_calloc(&c->al, (size_t)L * (size_t)E, 1);
+    rk = dsi_calloc(&c->al, (size_t)E, sizeof *rk);
+    if (!dropped || !rk) {
+        s = dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    int n_drop = (int)floor(p->drop_experts * (double)E + 1e-9);
+    for (int l = 0; l < L; l++) {
+        if (!dsi_config_is_moe_layer(cf, l)) continue;
+        char key[16];
+        snprintf(key, sizeof key, "%d", l);
+        const dsi_json *ly = dsi_json_get(layers, key);
+        const dsi_json *mass = ly ? dsi_json_get(ly, "mass") : NULL, *cnt = ly ? dsi_json_get(ly, "count") : NULL;
+        if (!mass || !cnt || mass->type != DSI_JSON_ARRAY || cnt->type != DSI_JSON_ARRAY || mass->n != (uint32_t)E ||
+            cnt->n != (uint32_t)E) {
+            s = dsi_fail(c->e, DS_ERR_CALIBRATION, "calibration file %s: layer %d needs \"mass\" and \"count\" "
+                         "arrays of %d numbers", path, l, E);
+            goto out;
+        }
+        for (int x = 0; x < E; x++) {
+            const dsi_json *m = &mass->kids[x], *n = &cnt->kids[x];
+            if (m->type != DSI_JSON_NUMBER || !isfinite(m->num) || m->num < 0 || n->type != DSI_JSON_NUMBER ||
+                !n->is_int || n->i < 0) {
+                s = dsi_fail(c->e, DS_ERR_CALIBRATION, "calibration file %s: layer %d expert %d: mass must be a "
+                             "finite number >= 0 and count a whole number >= 0", path, l, x);
+                goto out;
+            }
+            rk[x] = (dsi_rank){m->num, n->i, x};
+        }
+        qsort(rk, (size_t)E, sizeof *rk, dsi_cmp_rank);
+        for (int i = 0; i < n_drop; i++) dropped[(size_t)l * E + rk[i].id] = 1;
+    }
+    if (n_drop == 0) goto out;   /* the file is checked; nothing to drop */
+    s = dsi_drop_init(&c->drop, cf, dropped, p->drop_experts, &c->al, c->e);
+    dropped = NULL;
+    if (s) {
+        dsi_prefix(c->e, "--drop-experts %g", p->drop_experts);
+        goto out;
+    }
+    c->has_drop = true;
+    /* the record */
+    dsi_buf *b = &c->drop_json;
+    dsi_buf_init(b, &c->al);
+    char tmp[160];
+    snprintf(tmp, sizeof tmp, "{\"format\": \"deepseek.h experts 1\", \"ratio\": %.17g, \"n_routed_experts\": %d, "
+             "\"n_dropped_per_layer\": %d, \"calib\": {\"file\": ", p->drop_experts, E, n_drop);
+    dsi_buf_put(b, tmp, strlen(tmp));
+    const char *base = slash ? slash + 1 : path;
+    dsi_json_write_string(b, base, strlen(base));
+    const char *str = NULL;
+    size_t sl = 0;
+    if (dsi_json_get_str(root, "text", &str, &sl) == 1) {
+        dsi_buf_put(b, ", \"text\": ", 10);
+        dsi_json_write_string(b, str, sl);
+    }
+    if (dsi_json_get_str(root, "model_id", &str, &sl) == 1) {
+        dsi_buf_put(b, ", \"model_id\": ", 14);
+        dsi_json_write_string(b, str, sl);
+    }
+    if (dsi_json_get_int(root, "n_tokens", &v) == 1) {
+        snprintf(tmp, sizeof tmp, ", \"n_tokens\": %lld", (long long)v);
+        dsi_buf_put(b, tmp, strlen(tmp));
+    }
+    dsi_buf_put(b, "}, \"layers\": {", 14);
+    bool first = true;
+    for (int l = 0; l < L; l++) {
+        if (!dsi_config_is_moe_layer(cf, l)) continue;
+        snprintf(tmp, sizeof tmp, "%s\"%d\": {\"kept\": [", first ? "" : ", ", l);
+        dsi_buf_put(b, tmp, strlen(tmp));
+        first = false;
+        for (int pass = 0; pass < 2; pass++) {
+            bool f1 = true;
+            for (int x = 0; x < E; x++)
+                if (dsi_expert_dropped(&c->drop, l, x) == (pass == 1)) {
+                    snprintf(tmp, sizeof tmp, "%s%d", f1 ? "" : ", ", x);
+                    dsi_buf_put(b, tmp, strlen(tmp));
+                    f1 = false;
+                }
+            dsi_buf_put(b, pass ? "]}" : "], \"dropped\": [", pass ? 2 : 15);
+        }
+    }
+    dsi_buf_put(b, "}}", 2);
+    if (b->failed) s = dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building the expert record");
+    else
+        dsi_log(p->log, p->log_user, DS_LOG_INFO, "dropping %d of %d routed experts in each MoE layer (ratio %g, "
+                "calibration %s)", n_drop, E, p->drop_experts, path);
+out:
+    dsi_free(&c->al, dropped);
+    dsi_free(&c->al, rk);
+    dsi_json_free(doc);
+    dsi_free(&c->al, text);
+    return s;
+}
+
 static ds_status dsi_make_plan(dsi_conv *c) {
     ds_status s = dsi_arch_tensor_specs(&c->cfg, &c->al, &c->specs, &c->n_specs, c->e);
     if (s) return s;
+    /* dropped experts: no specs; their routers fewer rows */
+    dsi_drop_specs(c->has_drop ? &c->drop : NULL, c->specs, &c->n_specs);
+    dsi_conv_mark_dropped(c);
     c->plan = dsi_calloc(&c->al, c->n_specs, sizeof *c->plan);
     c->segs = dsi_calloc(&c->al, c->n_specs, sizeof *c->segs);   /* at most one segment per tensor */
     if (!c->plan || !c->segs) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
@@ -655,7 +844,7 @@ static ds_status dsi_make_plan(dsi_conv *c) {
         const dsi_st_tensor *t = pl->src->t;
         pl->src->used = true;
         bool same = t->ndim == sp->n_dims;
-        for (int d = 0; same && d < sp->n_dims; d++) same = t->shape[d] == sp->dims[d];
+        for (int d = 0; same && d < sp->n_dims; d++) same = t->shape[d] == dsi_conv_src_dim(c, sp, d);
         if (!same) {
             char got[96] = "";
             size_t o = 0;
@@ -1197,8 +1386,49 @@ static ds_status dsi_convert_pruned(dsi_conv *c, const dsi_plan *pl) {
     return s;
 }
 
+/* A pruned layer's router (mlp.gate.weight: the kept rows) or bias
+ * (e_score_correction_bias: the kept values), read from the checkpoint's E
+ * rows (values), in ascending expert order. */
+static ds_status dsi_convert_router_kept(dsi_conv *c, const dsi_plan *pl) {
+    const dsi_tensor_spec *sp = pl->spec;
+    const dsi_st_tensor *t = pl->src->t;
+    const dsi_shard *sh = &c->shards[pl->src->shard];
+    const int32_t *kept = c->drop.kept + (size_t)sp->layer * (size_t)c->drop.n_experts;
+    int nk = c->drop.n_kept[sp->layer], E = c->cfg.n_routed_experts;
+    size_t esz = dsi_st_dtype_size(t->dtype);
+    if (pl->scale || esz == 0)
+        return dsi_fail(c->e, DS_ERR_UNSUPPORTED, "tensor %s: an FP8 router cannot lose rows (--drop-experts)",
+                        sp->name);
+    bool vec = sp->n_dims == 1;
+    size_t cols = vec ? (size_t)E : (size_t)pl->cols;   /* values read at once */
+    ds_status s = dsi_grow(c, (void **)&c->raw, &c->raw_cap, cols * esz);
+    if (!s) s = dsi_grow(c, (void **)&c->f32, &c->f32_cap, cols * sizeof(float));
+    if (!s) s = dsi_grow(c, (void **)&c->enc, &c->enc_cap, (size_t)pl->row_bytes);
+    if (s) return s;
+    if (vec) {
+        s = dsi_pread_all(c, sh, c->raw, cols * esz, sh->h->data_start + t->begin);
+        if (s) return s;
+        (void)dsi_st_decode_row(t->dtype, c->raw, c->f32, cols, NULL);
+        for (int i = 0; i < nk; i++) c->f32[i] = c->f32[kept[i]];   /* kept ascending: in place */
+        if ((s = dsi_check_row(c, pl, c->f32, (size_t)nk, 0))) return s;
+        dsi_dtype_encode_row(pl->dtype, c->f32, c->enc, (size_t)nk);
+        return dsi_writer_put(&c->w, c->enc, (size_t)pl->row_bytes);
+    }
+    for (int i = 0; i < nk && !s; i++) {
+        s = dsi_pread_all(c, sh, c->raw, cols * esz, sh->h->data_start + t->begin + (uint64_t)kept[i] * cols * esz);
+        if (s) break;
+        (void)dsi_st_decode_row(t->dtype, c->raw, c->f32, cols, NULL);
+        if ((s = dsi_check_row(c, pl, c->f32, cols, (uint64_t)i))) break;
+        dsi_dtype_encode_row(pl->dtype, c->f32, c->enc, cols);
+        s = dsi_writer_put(&c->w, c->enc, (size_t)pl->row_bytes);
+    }
+    return s;
+}
+
 static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
     if (pl->gk) return dsi_gguf_kv_b(c, pl);
+    if (c->has_drop && pl->src && dsi_conv_src_dim(c, pl->spec, 0) != pl->spec->dims[0])
+        return dsi_convert_router_kept(c, pl);
     if (pl->gt && pl->perm_hd) {
         /* our row h*hd + a*hd/2 + b is the file's row h*hd + 2b + a */
         uint64_t hd = pl->perm_hd, half = hd / 2;
@@ -1307,6 +1537,7 @@ static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
                           (unsigned long long)c->sparse_sp);
         dsi_meta_record(meta, DSI_REC_PRUNE, pr, (size_t)pl);
     }
+    if (c->has_drop) dsi_meta_record(meta, DSI_REC_EXPERTS, c->drop_json.data, c->drop_json.len);
     bool failed = t.failed || meta->failed;
     dsi_buf_free(&t);
     return failed ? dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building metadata") : DS_OK;
@@ -1543,6 +1774,7 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
         dsi_json_free(doc);
     }
     if ((s = dsi_check_tokenizer(c))) return s;
+    if ((s = dsi_conv_expert_drop(c))) return s;
     if ((s = dsi_open_checkpoint(c))) return s;
 planned_inputs:
     if ((s = dsi_writer_check_inputs(&c->w, out_path))) return s;
@@ -1608,6 +1840,8 @@ static void dsi_conv_free(dsi_conv *c) {
     dsi_free(&c->al, c->f32);
     dsi_free(&c->al, c->enc);
     dsi_free(&c->al, c->hf_dir);
+    dsi_drop_free(&c->drop, &c->al);
+    if (c->has_drop) dsi_buf_free(&c->drop_json);
 }
 
 /* The pruning options (ds_convert_params.prune ...), checked before any work. */
@@ -1687,6 +1921,20 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
                          "(a Hugging Face checkpoint): choose F32, F16, Q8_0 or Q4_0", hf_dir);
                 return dsi_publish(&e);
             }
+    }
+    if (!(p->drop_experts >= 0.0 && p->drop_experts < 1.0)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: drop_experts %g is outside [0, 1)", p->drop_experts);
+        return dsi_publish(&e);
+    }
+    if (p->drop_experts > 0 && !p->drop_calib_path) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: drop_experts %g needs a calibration file (drop_calib_path, "
+                 "--calib; ds calibrate makes one)", p->drop_experts);
+        return dsi_publish(&e);
+    }
+    if (gguf && p->drop_calib_path) {
+        dsi_fail(&e, DS_ERR_UNSUPPORTED, "ds_convert: dropping experts (drop_experts, --drop-experts) needs a "
+                 "Hugging Face checkpoint directory, not a GGUF file");
+        return dsi_publish(&e);
     }
     if (dsi_writer_check_secret(p->encrypt, p->key, p->key_len, p->passphrase, "ds_convert", &e))
         return dsi_publish(&e);

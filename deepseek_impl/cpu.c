@@ -184,7 +184,7 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     /* per worker: a dequantized row, the latent query, the attention
      * weights over the context, the latent output, a rope scratch */
     c->ework_stride = (size_t)widest + (size_t)cf->kv_lora_rank + (size_t)n_ctx + (size_t)cf->kv_lora_rank +
-                      2u * (size_t)hd + 3u * (size_t)E + 64;
+                      2u * (size_t)hd + 5u * (size_t)E + 64;   /* routing: 5 * E (dsi_route_kept) */
     size_t T_ = (size_t)T, caches = (size_t)Lr * (size_t)sh->n_seq;
     c->kv_a = dsi_calloc(al, caches, c->kv_a_stride * sizeof(float));
     c->kv_b = dsi_calloc(al, caches, c->kv_b_stride * sizeof(float));
@@ -986,8 +986,9 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
         for (int x = 0; x < E; x++) scores[x] = 1.0f / (1.0f + expf(-scores[x]));
     else
         dsi_softmax(scores, E);
-    /* selection scores: the bias (noaux_tc) steers selection only */
-    for (int x = 0; x < E; x++) choice[x] = scores[x] + (bias ? bias[x] : 0.0f);
+    /* selection scores: the bias (noaux_tc) steers selection only; an
+     * expert whose logit is -inf (dropped at conversion) is never chosen */
+    for (int x = 0; x < E; x++) choice[x] = logits[x] == -INFINITY ? -INFINITY : scores[x] + (bias ? bias[x] : 0.0f);
     if (cf->topk_method != DS_TOPK_GREEDY && cf->n_group > 1) {
         int G = cf->n_group, per = E / G;
         for (int g = 0; g < G; g++) {
@@ -1013,8 +1014,9 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
         for (int g = 0; g < G; g++) {
             bool kept = false;
             for (int i = 0; i < kg; i++) kept |= keep[i] == g;
-            if (!kept)
-                for (int i = 0; i < per; i++) choice[g * per + i] = masked;
+            if (!kept)   /* a dropped expert stays at -inf */
+                for (int i = 0; i < per; i++)
+                    if (choice[g * per + i] != -INFINITY) choice[g * per + i] = masked;
         }
     }
     dsi_topk(choice, E, K, sel);
@@ -1031,6 +1033,25 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
         for (int k = 0; k < K; k++) w[k] *= cf->routed_scaling_factor;
 }
 
+DSI_FUNC void dsi_route_kept(const ds_model_config *cf, const float *logits, const float *bias, const int32_t *kept,
+                             int n_kept, float *scratch, int *sel, float *w) {
+    if (!kept) {
+        dsi_route(cf, logits, bias, scratch, sel, w);
+        return;
+    }
+    int E = cf->n_routed_experts;
+    float *fl = scratch + 3 * (size_t)E, *fb = scratch + 4 * (size_t)E;
+    for (int x = 0; x < E; x++) {
+        fl[x] = -INFINITY;   /* a dropped expert: as if its logit were -inf */
+        fb[x] = 0.0f;
+    }
+    for (int i = 0; i < n_kept; i++) {
+        fl[kept[i]] = logits[i];
+        if (bias) fb[kept[i]] = bias[i];
+    }
+    dsi_route(cf, fl, bias ? fb : NULL, scratch, sel, w);
+}
+
 /* With an expert cache: queue this layer's chosen experts (the prefetch
  * thread decrypts them while this thread handles the first), score the guess
  * made for this layer, and guess the next MoE layer's experts by applying its
@@ -1038,7 +1059,7 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
  * layer and the next attention compute. */
 static void dsi_moe_prefetch(dsi_cpu_ctx *c, int l, int T, const float *X) {
     const ds_model_config *cf = &c->m->cfg;
-    int E = cf->n_routed_experts, K = cf->n_experts_per_tok, D = cf->hidden_size;
+    int K = cf->n_experts_per_tok, D = cf->hidden_size;
     int *uniq = c->etok, nu = 0;
     for (int t = 0; t < T * K; t++) {
         bool seen = false;
@@ -1053,10 +1074,10 @@ static void dsi_moe_prefetch(dsi_cpu_ctx *c, int l, int T, const float *X) {
     float *logits = c->ye, *scratch = c->ework;
     int *pred = c->guess + (size_t)(l + 1) * K;   /* best first; kept to score it against l+1's choice */
     for (int t = 0; t < T; t++) {
-        for (int x = 0; x < E; x++) logits[x] = c->k.dot[N->router.dtype](N->router.data + (size_t)x * N->router.row_bytes,
-                                                                     X + (size_t)t * D, D);
+        for (int x = 0; x < N->router.rows; x++)
+            logits[x] = c->k.dot[N->router.dtype](N->router.data + (size_t)x * N->router.row_bytes, X + (size_t)t * D, D);
         float w[64];
-        dsi_route(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, scratch, pred, w);
+        dsi_route_kept(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, N->kept, N->n_kept, scratch, pred, w);
         dsi_pager_prefetch(c->m->pager, l + 1, pred, K, true);
     }
     c->n_guess[l + 1] = T == 1 ? K : 0;
@@ -1401,10 +1422,10 @@ static ds_status dsi_cpu_route(void *dc, const dsi_layer *L, const float *logits
     dsi_cpu_ctx *c = dc;
     const ds_model_config *cf = &c->m->cfg;
     int E = cf->n_routed_experts, K = cf->n_experts_per_tok;
-    float *scratch = c->ework;   /* worker 0's area: 3 * E floats fit (E <= widest) */
+    float *scratch = c->ework;   /* worker 0's area: 5 * E floats fit */
     for (int t = 0; t < T; t++)
-        dsi_route(cf, logits + (size_t)t * E, L->bias.data ? dsi_wf32(&L->bias) : NULL, scratch, sel + t * K,
-                  selw + t * K);
+        dsi_route_kept(cf, logits + (size_t)t * E, L->bias.data ? dsi_wf32(&L->bias) : NULL, L->kept, L->n_kept,
+                       scratch, sel + t * K, selw + t * K);
     return DS_OK;
 }
 

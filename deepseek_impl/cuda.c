@@ -148,7 +148,8 @@ struct dsi_cuda_model {
     /* the VRAM expert cache */
     size_t slot_bytes;             /* the largest expert segment */
     int n_slots, n_keys;           /* keys: moe layer * E + expert */
-    bool all_resident;             /* slot = key, filled at open, never evicted */
+    bool all_resident;             /* every present expert has its slot (slot_of), filled at open, never evicted */
+    int n_present;                 /* keys of experts in the file (not dropped at conversion) */
     uint8_t *slots;                /* device, n_slots * slot_bytes */
     int *slot_of;                  /* key -> slot or -1 */
     int *key_of;                   /* slot -> key or -1 */
@@ -169,6 +170,7 @@ struct dsi_cuda_model {
     size_t *xbytes;                /* layer: the expanded expert's bytes */
     dsi_expert_ref **xrefs;        /* layer: gm's own expert table (xoff for every expert), or NULL */
     dsi_secure_buf xsrc;           /* an expert's stored bytes before expansion (when not on the host) */
+    int32_t *dkept;                /* device (n_layers, E): each layer's kept experts (dropped at conversion), or NULL */
 };
 
 /* Whether the device takes dt as Q8_0 rows expanded on the host. */
@@ -417,13 +419,17 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     }
     gm->slot_bytes = (gm->slot_bytes + 255) & ~(size_t)255;   /* slots aligned for the kernels' vector loads */
     gm->n_keys = gm->n_moe * gm->n_experts;
-    uint64_t need = (uint64_t)gm->n_keys * gm->slot_bytes;
+    gm->n_present = 0;   /* experts dropped at conversion take no slot */
+    for (int l = 0; l < cf->n_layers; l++)
+        for (int x = 0; gm->moe_index[l] >= 0 && x < gm->n_experts; x++)
+            gm->n_present += m->w.layers[l].experts[x].segment != UINT32_MAX;
+    uint64_t need = (uint64_t)gm->n_present * gm->slot_bytes;
     if (p->gpu_cache_bytes && p->gpu_cache_bytes < 2 * (uint64_t)gm->slot_bytes)
         return dsi_fail(e, DS_ERR_INVALID_ARG,
                         "gpu_cache_bytes %llu is below two experts' worth (2 x %zu bytes)",
                         (unsigned long long)p->gpu_cache_bytes, gm->slot_bytes);
     gm->all_resident = p->gpu_cache_bytes == 0 || p->gpu_cache_bytes >= need;
-    gm->n_slots = gm->all_resident ? gm->n_keys : (int)(p->gpu_cache_bytes / gm->slot_bytes);
+    gm->n_slots = gm->all_resident ? gm->n_present : (int)(p->gpu_cache_bytes / gm->slot_bytes);
     gm->st.budget_bytes = gm->all_resident ? need : p->gpu_cache_bytes;
     gm->st.slot_bytes = gm->slot_bytes;
     gm->st.n_slots = gm->all_resident ? 0 : gm->n_slots;
@@ -438,8 +444,16 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     gm->ready_ev = dsi_calloc(&m->al, (size_t)gm->n_slots, sizeof(void *));
     if (!gm->slot_of || !gm->key_of || !gm->last_use || !gm->free_ev || !gm->ready_ev)
         return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-    for (int k = 0; k < gm->n_keys; k++) gm->slot_of[k] = gm->all_resident ? k : -1;
-    for (int k = 0; k < gm->n_slots; k++) gm->key_of[k] = gm->all_resident ? k : -1;
+    for (int k = 0; k < gm->n_keys; k++) gm->slot_of[k] = -1;
+    for (int k = 0; k < gm->n_slots; k++) gm->key_of[k] = -1;
+    if (gm->all_resident)   /* the present experts' keys, in order, on slots 0.. */
+        for (int l = 0, n = 0; l < cf->n_layers; l++)
+            for (int x = 0; gm->moe_index[l] >= 0 && x < gm->n_experts; x++)
+                if (m->w.layers[l].experts[x].segment != UINT32_MAX) {
+                    int key = gm->moe_index[l] * gm->n_experts + x;
+                    gm->slot_of[key] = n;
+                    gm->key_of[n++] = key;
+                }
     DSI_CK(b->stream_new(&gm->copy_stream, msg, sizeof msg));
     for (int i = 0; i < DSI_CU_NSTAGE; i++) {
         DSI_CK(dsi_cu_pinned(b, &gm->stage[i], gm->slot_bytes, msg, sizeof msg));
@@ -457,15 +471,17 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     for (int l = 0; l < cf->n_layers; l++) {
         if (gm->moe_index[l] < 0) continue;
         for (int x = 0; x < gm->n_experts; x++) {
+            if (m->w.layers[l].experts[x].segment == UINT32_MAX) continue;   /* dropped at conversion */
             int key = gm->moe_index[l] * gm->n_experts + x;
-            if ((s = dsi_cu_stage_upload(m, gm, l, x, gm->slots + (size_t)key * gm->slot_bytes, NULL, e))) {
+            if ((s = dsi_cu_stage_upload(m, gm, l, x, gm->slots + (size_t)gm->slot_of[key] * gm->slot_bytes, NULL,
+                                         e))) {
                 dsi_prefix(e, "uploading layer %d expert %d", l, x);
                 return s;
             }
         }
     }
     DSI_CK(b->sync(gm->copy_stream, msg, sizeof msg));
-    dsi_log(m->log, m->log_user, DS_LOG_INFO, "cuda: %d routed experts (%.1f MB) uploaded in %.2f s", gm->n_keys,
+    dsi_log(m->log, m->log_user, DS_LOG_INFO, "cuda: %d routed experts (%.1f MB) uploaded in %.2f s", gm->n_present,
             (double)need / 1e6, dsi_now_seconds() - t0);
     memset(&gm->st, 0, sizeof gm->st);
     gm->st.budget_bytes = need;
@@ -539,6 +555,17 @@ static ds_status dsi_cu_model_new(ds_model *m, const ds_model_params *p, void **
                                                                  : dsi_cu_translate(m, gm, ws[k], e)))
                 return s;
     }
+    if (m->has_drop) {
+        /* the layers' kept maps, for the route kernel */
+        size_t n = (size_t)m->cfg.n_layers * (size_t)m->cfg.n_routed_experts * sizeof(int32_t);
+        void *d = NULL;
+        DSI_CK(b->alloc(&d, n, msg, sizeof msg));
+        gm->dkept = d;
+        DSI_CK(b->upload(d, m->drop.kept, n, NULL, msg, sizeof msg));
+        DSI_CK(b->sync(NULL, msg, sizeof msg));
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            if (gm->w.layers[l].kept) gm->w.layers[l].kept = gm->dkept + (size_t)l * (size_t)m->cfg.n_routed_experts;
+    }
     if ((s = dsi_cu_cache_new(m, gm, p, e))) return s;
     size_t avail = 0, total = 0;
     (void)b->mem_info(&avail, &total, msg, sizeof msg);
@@ -565,6 +592,7 @@ static void dsi_cu_model_free(ds_model *m, void *dm) {
         for (int i = 0; i < gm->n_dexp; i++) (void)b->memset(gm->dexp[i], 0, gm->dexp_bytes[i], NULL, msg, sizeof msg);
         (void)b->sync(NULL, msg, sizeof msg);
         if (gm->slots) b->free(gm->slots);
+        if (gm->dkept) b->free(gm->dkept);
         for (size_t i = 0; gm->dseg && i < m->meta.n_segments; i++)
             if (gm->dseg[i]) b->free(gm->dseg[i]);
         for (int i = 0; i < gm->n_dexp; i++) b->free(gm->dexp[i]);
@@ -904,7 +932,8 @@ static ds_status dsi_cu_route(void *dc, const dsi_layer *L, const float *logits,
     dsi_cuda_ctx *g = dc;
     const dsi_backend_i *b = g->b;
     size_t tk = (size_t)T * (size_t)g->m->cfg.n_experts_per_tok;
-    DSI_CK(b->route(&g->m->cfg, logits, L->bias.data ? (const float *)(const void *)L->bias.data : NULL, T, g->sel,
+    DSI_CK(b->route(&g->m->cfg, logits, L->bias.data ? (const float *)(const void *)L->bias.data : NULL,
+                    (const int *)L->kept, L->n_kept, T, g->sel,
                     g->selw, g->stream, M));
     DSI_CK(b->download(g->h_sel, g->sel, tk * sizeof(int), g->stream, M));
     DSI_CK(b->download(g->h_selw, g->selw, tk * sizeof(float), g->stream, M));
@@ -1042,7 +1071,8 @@ static ds_status dsi_cu_expert(dsi_cuda_ctx *g, int l, int x, const uint8_t **de
     int key = gm->moe_index[l] * gm->n_experts + x;
     *slot = -1;
     if (gm->all_resident) {
-        *dev = gm->slots + (size_t)key * gm->slot_bytes;
+        if (gm->slot_of[key] < 0) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: layer %d expert %d is not in the file", l, x);
+        *dev = gm->slots + (size_t)gm->slot_of[key] * gm->slot_bytes;
         return DS_OK;
     }
     gm->tick++;

@@ -72,11 +72,13 @@ struct ds_model {
     void *dev_model;            /* the device's per-model state (device weights, caches), or NULL */
     char device_name[128];
     dsi_weights w;              /* bound weights (load_weights only), host addresses */
+    dsi_expert_drop drop;       /* the routed experts dropped at conversion (DSI_REC_EXPERTS) */
+    bool has_drop;              /* the file has that record */
 };
 
 /* The view of m's directory the lower layers take. */
 DSI_INLINE dsi_model_file dsi_model_file_of(const ds_model *m) {
-    dsi_model_file f = {&m->meta, (dsi_tensor *const *)m->sorted, m->dense};
+    dsi_model_file f = {&m->meta, (dsi_tensor *const *)m->sorted, m->dense, m->has_drop ? &m->drop : NULL};
     return f;
 }
 /* Opens the file at path into m (allocator, log and threads already set):
@@ -399,10 +401,18 @@ struct dsi_device_i {
 DSI_FUNC const dsi_device_i *dsi_cpu_device(void);
 DSI_FUNC const char *dsi_cpu_kernels_name(void);
 /* Routing for one token: router logits (E) -> n_experts_per_tok experts and
- * their weights. scratch holds 3 * E floats. (cpu.c; also the reference of
- * the CUDA route kernel's tests) */
+ * their weights. scratch holds 3 * E floats. A logit of -inf marks an
+ * expert dropped at conversion: never chosen, its group scored without it.
+ * (cpu.c; also the reference of the CUDA route kernel's tests) */
 DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const float *bias, float *scratch, int *sel,
                         float *w);
+
+/* dsi_route for a layer whose router lost the rows of dropped experts:
+ * logits and bias (n_kept values, row i for expert kept[i]) spread over the
+ * n_routed experts with -inf logits for the others; kept NULL: dsi_route.
+ * scratch holds 5 * E floats. */
+DSI_FUNC void dsi_route_kept(const ds_model_config *cf, const float *logits, const float *bias, const int32_t *kept,
+                             int n_kept, float *scratch, int *sel, float *w);
 
 /* The CUDA device (cuda.c). Before the weights load, decides whether the
  * model runs on CUDA: no device (or no CUDA in this build) leaves it on the

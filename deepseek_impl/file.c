@@ -333,6 +333,7 @@ static ds_status dsi_check_directory(ds_model *m, dsi_err *e) {
     size_t ns = 0;
     ds_status s = dsi_arch_tensor_specs(&m->cfg, &m->al, &specs, &ns, e);
     if (s) return s;
+    dsi_drop_specs(f.drop, specs, &ns);   /* dropped experts have no tensors; their routers fewer rows */
     for (size_t i = 0; i < ns && !s; i++) {
         const dsi_tensor_spec *sp = &specs[i];
         const dsi_tensor *t = dsi_file_tensor(&f, sp->name, NULL);
@@ -589,6 +590,8 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
     dsi_free(&m->al, m->sorted);
     m->sorted = NULL;
     dsi_meta_free(&m->meta);
+    dsi_drop_free(&m->drop, &m->al);
+    m->has_drop = false;
     dsi_secure_free(&m->keybuf);
     if (m->probe_map) munmap(m->probe_map, (size_t)m->hdr.file_bytes);
     m->probe_map = NULL;
@@ -650,6 +653,11 @@ static ds_status dsi_file_open_container(ds_model *m, const char *path, const ds
     if (adapter != (m->meta.adapter_json != NULL))
         return dsi_fail(e, DS_ERR_CORRUPT, "metadata: %s", adapter ? "an adapter without its adapter record"
                                                                     : "a model with an adapter record");
+    if (m->meta.experts_json && !adapter) {   /* experts dropped at conversion */
+        if ((s = dsi_drop_parse(m->meta.experts_json, m->meta.experts_len, &m->cfg, &m->al, &m->drop, e)))
+            return s;
+        m->has_drop = true;
+    }
     return DS_OK;
 }
 
@@ -691,6 +699,54 @@ DS_API ds_status ds_model_id(const ds_model *m, unsigned char id[DS_MODEL_ID_BYT
         return dsi_publish(&e);
     }
     dsi_model_id_of(&m->hdr, id);
+    return DS_OK;
+}
+
+DS_API ds_status ds_model_expert_pruning(const ds_model *m, ds_expert_pruning *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_expert_pruning: NULL argument");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    if (!m->has_drop) return DS_OK;
+    out->pruned = 1;
+    out->ratio = m->drop.ratio;
+    out->json = m->meta.experts_json;
+    out->json_len = m->meta.experts_len;
+    int lmoe = 0;
+    while (lmoe < m->cfg.n_layers && !dsi_config_is_moe_layer(&m->cfg, lmoe)) lmoe++;
+    if (lmoe < m->cfg.n_layers) out->n_dropped = m->cfg.n_routed_experts - m->drop.n_kept[lmoe];
+    /* the informational calibration fields (checked JSON at open) */
+    dsi_json_doc *doc = NULL;
+    if (dsi_json_parse(m->meta.experts_json, m->meta.experts_len, &m->al, &doc, &e) == DS_OK) {
+        const dsi_json *cal = dsi_json_get(dsi_json_root(doc), "calib");
+        const char *str;
+        size_t sl;
+        int64_t v;
+        if (cal && dsi_json_get_str(cal, "file", &str, &sl) == 1)
+            snprintf(out->calib_file, sizeof out->calib_file, "%.*s", (int)sl, str);
+        if (cal && dsi_json_get_str(cal, "text", &str, &sl) == 1)
+            snprintf(out->calib_text, sizeof out->calib_text, "%.*s", (int)sl, str);
+        if (cal && dsi_json_get_int(cal, "n_tokens", &v) == 1 && v > 0) out->calib_tokens = (uint64_t)v;
+        dsi_json_free(doc);
+    }
+    return DS_OK;
+}
+
+DS_API ds_status ds_model_layer_experts(const ds_model *m, int layer, unsigned char *present, size_t n) {
+    dsi_err e = {0};
+    if (!m || !present) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_layer_experts: NULL argument");
+        return dsi_publish(&e);
+    }
+    int E = m->cfg.n_routed_experts;
+    if (layer < 0 || layer >= m->cfg.n_layers || !dsi_config_is_moe_layer(&m->cfg, layer) || n < (size_t)E) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_layer_experts: layer %d is not a MoE layer of %d, or n %zu < %d "
+                 "experts", layer, m->cfg.n_layers, n, E);
+        return dsi_publish(&e);
+    }
+    for (int x = 0; x < E; x++) present[x] = !dsi_expert_dropped(m->has_drop ? &m->drop : NULL, layer, x);
     return DS_OK;
 }
 

@@ -405,9 +405,24 @@ enum {
     DSI_REC_SEGMENTS = 5,          /* segment directory */
     DSI_REC_SOURCE = 6,            /* converter version / quant, informational JSON */
     DSI_REC_ADAPTER = 7,           /* adapter containers only: the adapter's JSON (below) */
-    DSI_REC_PRUNE = 8              /* optional: what pruning the converter applied, JSON
+    DSI_REC_PRUNE = 8,             /* optional: what pruning the converter applied, JSON
                                       (ds_model_get_pruning documents it) */
+    DSI_REC_EXPERTS = 9            /* optional: routed experts dropped at conversion (below) */
 };
+
+/*
+ * DSI_REC_EXPERTS (ds convert --drop-experts): which routed experts each MoE
+ * layer kept. JSON:
+ *   {"format": "deepseek.h experts 1", "ratio": R, "n_routed_experts": E,
+ *    "calib": {"file": name, "text": name, "n_tokens": N, "model_id": hex},
+ *    "layers": {"L": {"kept": [ids ascending], "dropped": [ids ascending]}, ...}}
+ * Every MoE layer is listed; kept and dropped partition 0..E-1. The dropped
+ * experts have no tensors and no segments; the layer's router
+ * (mlp.gate.weight, and e_score_correction_bias) keeps only the kept
+ * experts' rows, in ascending expert order. Expert ids stay the original
+ * ones everywhere (tensor names, segments, routing). "calib" is
+ * informational. A file without the record has every expert.
+ */
 
 /*
  * Adapter containers (.dsa, ds_convert_lora). Header as above with magic
@@ -479,6 +494,7 @@ typedef struct dsi_meta {
     const char *tokcfg_json; size_t tokcfg_len;   /* may be NULL */
     const char *adapter_json; size_t adapter_len; /* adapters only (then no tokenizer) */
     const char *prune_json; size_t prune_len;     /* may be NULL */
+    const char *experts_json; size_t experts_len; /* DSI_REC_EXPERTS, or NULL */
     size_t n_tensors;
     dsi_tensor *tensors;
     size_t n_segments;
@@ -500,10 +516,12 @@ DSI_FUNC bool dsi_stored_bytes(uint64_t plain, uint32_t chunk_bytes, uint64_t *s
 /* What the layers above the container read of an opened file's directory:
  * its tensors sorted by name (for lookups) and, once loaded, the plaintext
  * of each resident segment (NULL entries for segments not resident). */
+struct dsi_expert_drop;
 typedef struct dsi_model_file {
     const dsi_meta *meta;
     dsi_tensor *const *sorted;     /* meta->n_tensors entries, by name */
     const dsi_secure_buf *dense;   /* meta->n_segments entries, or NULL before loading */
+    const struct dsi_expert_drop *drop;   /* the experts dropped at conversion, or NULL (all present) */
 } dsi_model_file;
 /* The tensor called name (its index into meta->tensors in *index), or NULL. */
 DSI_FUNC const dsi_tensor *dsi_file_tensor(const dsi_model_file *f, const char *name, size_t *index);
@@ -539,6 +557,36 @@ typedef struct dsi_tensor_spec {
  * frees *out with dsi_free). */
 DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
                                          size_t *n, dsi_err *e);
+
+/* ==== Dropped experts (arch.c) ============================================ */
+/* The routed experts a conversion dropped (DSI_REC_EXPERTS), checked against
+ * the config. */
+typedef struct dsi_expert_drop {
+    int n_layers, n_experts;       /* the config's */
+    double ratio;
+    uint8_t *dropped;              /* (n_layers, n_experts): 1 = absent */
+    int32_t *kept;                 /* (n_layers, n_experts): layer l's kept ids ascending, n_kept[l] of them */
+    int *n_kept;                   /* (n_layers): E for a layer without drops (and dense layers) */
+} dsi_expert_drop;
+DSI_INLINE bool dsi_expert_dropped(const dsi_expert_drop *d, int layer, int x) {
+    return d && d->dropped[(size_t)layer * (size_t)d->n_experts + (size_t)x];
+}
+/* Fills d from dropped flags (n_layers, n_experts) (taking them: freed with
+ * d); checks that every MoE layer keeps at least n_experts_per_tok experts,
+ * and, for a grouped router, that the topk_group groups with the fewest
+ * remaining experts still hold n_experts_per_tok of them (so the chosen
+ * groups always offer top_k): DS_ERR_INVALID_ARG naming the layer. */
+DSI_FUNC ds_status dsi_drop_init(dsi_expert_drop *d, const ds_model_config *c, uint8_t *dropped, double ratio,
+                                 const dsi_alloc *al, dsi_err *e);
+/* Parses a DSI_REC_EXPERTS record against c (DS_ERR_CORRUPT naming what is
+ * wrong). */
+DSI_FUNC ds_status dsi_drop_parse(const char *json, size_t len, const ds_model_config *c, const dsi_alloc *al,
+                                  dsi_expert_drop *d, dsi_err *e);
+DSI_FUNC void dsi_drop_free(dsi_expert_drop *d, const dsi_alloc *al);
+/* Removes the dropped experts' specs from a list of dsi_arch_tensor_specs
+ * (in place, order kept) and gives each pruned layer's router and bias
+ * n_kept rows. d NULL: nothing. */
+DSI_FUNC void dsi_drop_specs(const dsi_expert_drop *d, dsi_tensor_spec *specs, size_t *n);
 
 /* ==== What a LoRA adapter may change (arch.c) ============================= */
 /* The projections an adapter may change, per layer. */
@@ -577,7 +625,7 @@ typedef struct dsi_weight {
 
 /* Where one routed expert lives: its segment and its three matrices. */
 typedef struct dsi_expert_ref {
-    uint32_t segment;
+    uint32_t segment;              /* UINT32_MAX: dropped at conversion (never routed to) */
     uint64_t off[3];               /* gate_proj, up_proj, down_proj */
 } dsi_expert_ref;
 
@@ -593,6 +641,11 @@ typedef struct dsi_layer {
     bool moe;
     dsi_weight router;             /* (n_routed, hidden) F32 */
     dsi_weight bias;               /* e_score_correction_bias (n_routed) F32, V3 only */
+    /* experts dropped at conversion: the router and bias have n_kept rows,
+     * row i for expert kept[i]; kept NULL when the layer has every expert
+     * (on a device, a device address) */
+    const int32_t *kept;
+    int n_kept;
     dsi_weight exp_gate, exp_up, exp_down;   /* shapes and dtypes of the routed experts (no data) */
     dsi_expert_ref *experts;       /* n_routed entries */
 } dsi_layer;

@@ -60,6 +60,8 @@ struct ds_context {
     dsi_lora_list lora;
     bool any_lora;                     /* root only: some sequence has adapters */
     const dsi_lora_list **tok_lora;    /* root only: (DSI_MAX_BATCH) per token of a pass, for the MoE plan */
+    ds_routing_fn route_fn;            /* root only: the routing observer, or NULL */
+    void *route_user;
 };
 
 DS_API ds_context_params ds_context_default_params(void) {
@@ -113,6 +115,17 @@ DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user) {
     if (!c) return;
     c->abort_fn = fn;
     c->abort_user = fn ? user : NULL;
+}
+
+DS_API ds_status ds_context_set_routing_observer(ds_context *c, ds_routing_fn fn, void *user) {
+    dsi_err e = {0};
+    if (!c) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_set_routing_observer: NULL context");
+        return dsi_publish(&e);
+    }
+    c->root->route_fn = fn;
+    c->root->route_user = fn ? user : NULL;
+    return DS_OK;
 }
 
 /* ==== Adapters ============================================================= */
@@ -555,8 +568,10 @@ static ds_status dsi_ffn(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
     DSI_TRY(d->matmul(c->dc, &L->router, a->xn, T, D, a->router, E, e));
     DSI_TRY(d->route(c->dc, L, a->router, T, c->sel, c->selw, e));
     for (int i = 0; i < T * K; i++)
-        if (c->sel[i] < 0 || c->sel[i] >= E)
-            return dsi_fail(e, DS_ERR_BACKEND, "routing of layer %d chose expert %d of %d", l, c->sel[i], E);
+        if (c->sel[i] < 0 || c->sel[i] >= E || L->experts[c->sel[i]].segment == UINT32_MAX)
+            return dsi_fail(e, DS_ERR_BACKEND, "routing of layer %d chose expert %d of %d%s", l, c->sel[i], E,
+                            c->sel[i] >= 0 && c->sel[i] < E ? " (dropped at conversion)" : "");
+    if (c->root->route_fn) c->root->route_fn(c->root->route_user, l, T, K, c->sel, c->selw);
     dsi_moe_plan plan = dsi_moe_plan_make(c, T);
     if (dsi_any_lora(c)) {   /* each token's adapters that change this layer's routed experts */
         bool any = false;

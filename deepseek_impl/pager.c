@@ -518,8 +518,9 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
                         "expert cache budget of %llu bytes is too small: one expert needs %zu bytes and the cache "
                         "needs at least 2 slots (%zu bytes)",
                         (unsigned long long)budget, slot, 2 * slot);
-    uint64_t total = (uint64_t)cf->n_layers * (uint64_t)cf->n_routed_experts;
-    if (n > total) n = total;
+    uint64_t total = (uint64_t)cf->n_layers * (uint64_t)cf->n_routed_experts, present = 0;
+    for (size_t i = 0; i < m->meta.n_segments; i++) present += m->meta.segments[i].kind == DS_SEGMENT_EXPERT;
+    if (n > present) n = present;   /* experts dropped at conversion need no slot */
     dsi_pager *p = dsi_calloc(&m->al, 1, sizeof *p);
     if (!p) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     p->m = m;

@@ -66,6 +66,7 @@ DS_API const char *ds_status_string(ds_status s) {
     case DS_ERR_NOT_ADAPTER: return "not the kind of file expected (a model where an adapter was expected, or the reverse)";
     case DS_ERR_ADAPTER: return "LoRA adapter does not fit the model";
     case DS_ERR_ADAPTER_BASE: return "LoRA adapter made for another base model";
+    case DS_ERR_CALIBRATION: return "calibration file malformed or made for another model";
     case DS_ERR_WRONG_KEY: return "wrong key";
     case DS_ERR_AUTH: return "authentication failed (tampered or damaged data)";
     case DS_ERR_NEED_KEY: return "file is encrypted and no key was given";

@@ -17,6 +17,7 @@
 #include "test.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -437,6 +438,163 @@ static void test_not_regular(void) {
     }
 }
 
+/* 9: expert pruning (drop_experts, drop_calib_path) through the API: the
+ * parameters' errors, the ranking rule, the queries on the result and the
+ * routing observer. (tests/test_drop_experts.sh checks the logits.) */
+static int obs_calls, obs_bad, obs_sum[8];
+static const unsigned char *obs_present;   /* layer 1's experts */
+static void obs_cb(void *user, int layer, int n_tokens, int k, const int *experts, const float *weights) {
+    (void)user;
+    (void)weights;
+    obs_calls++;
+    if (layer < 0 || layer >= 8 || k != 2) {
+        obs_bad++;
+        return;
+    }
+    obs_sum[layer] += n_tokens * k;
+    for (int i = 0; i < n_tokens * k; i++)
+        if (experts[i] < 0 || experts[i] >= 8 || (layer == 1 && !obs_present[experts[i]])) obs_bad++;
+}
+
+static void write_calib(const char *path, int n_routed, const char *tail) {
+    /* v2lite: 3 layers (1 dense), 8 experts, top-2, ungrouped; layer 1:
+     * experts 2 and 5 least mass; layer 2: equal mass, expert 6 and 7 fewer
+     * selections, tie between 6 and 7 broken by the count, then 0 and 1 by
+     * the id (the higher first) */
+    char b[1400];
+    snprintf(b, sizeof b,
+             "{\"format\": \"deepseek.h calibration 1\", \"model_id\": \"00\", \"text\": \"t.txt\", \"n_tokens\": 10,"
+             " \"config\": {\"arch\": %d, \"n_layers\": 3, \"n_routed_experts\": %d, \"hidden_size\": 64,"
+             " \"moe_intermediate_size\": 32, \"first_k_dense_replace\": 1, \"moe_layer_freq\": 1,"
+             " \"n_experts_per_tok\": 2, \"n_group\": 1, \"topk_group\": 1, \"vocab_size\": 512},"
+             " \"layers\": {\"1\": {\"mass\": [5, 6, 0.5, 7, 8, 0.25, 9, 10], \"count\": [1, 1, 1, 1, 1, 1, 1, 1]},"
+             " \"2\": {\"mass\": [1, 1, 1, 1, 1, 1, 1, 1], \"count\": [3, 3, 4, 4, 4, 4, 2, 1]}}%s",
+             (int)DS_ARCH_DEEPSEEK_V2, n_routed, tail);
+    write_file(path, b, strlen(b));
+}
+
+static void test_drop_experts(const char *dir) {
+    char out[700], calib[700];
+    snprintf(out, sizeof out, "%s/drop.dsm", tmpdir);
+    snprintf(calib, sizeof calib, "%s/calib.json", tmpdir);
+    ds_convert_params p = ds_convert_default_params();
+    p.encrypt = 0;
+    p.quant = DS_QUANT_F32;
+    const double bad_r[] = {-0.1, 1.0, 2.0, NAN};
+    for (size_t i = 0; i < sizeof bad_r / sizeof bad_r[0]; i++) {
+        p.drop_experts = bad_r[i];
+        p.drop_calib_path = calib;
+        ds_status st = ds_convert(dir, out, &p);
+        T_CHECK("convert-9.1", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), "outside [0, 1)") && nothing_left(out),
+                "R %g: status %d '%s'", bad_r[i], (int)st, ds_last_error());
+    }
+    p.drop_experts = 0.25;
+    p.drop_calib_path = NULL;
+    ds_status st = ds_convert(dir, out, &p);
+    T_CHECK("convert-9.2", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), "calibration") && nothing_left(out),
+            "no calibration file: status %d '%s'", (int)st, ds_last_error());
+    p.drop_calib_path = calib;
+    write_calib(calib, 16, "}");
+    st = ds_convert(dir, out, &p);
+    T_CHECK("convert-9.3", st == DS_ERR_CALIBRATION && strstr(ds_last_error(), "another model") && nothing_left(out),
+            "another model: status %d '%s'", (int)st, ds_last_error());
+    write_calib(calib, 8, "");   /* the closing brace missing */
+    st = ds_convert(dir, out, &p);
+    T_CHECK("convert-9.4", st == DS_ERR_JSON && strstr(ds_last_error(), "calib.json") && nothing_left(out),
+            "malformed: status %d '%s'", (int)st, ds_last_error());
+    write_calib(calib, 8, "}");
+    p.drop_experts = 0.8;   /* 6 of 8: 2 left = top_k, allowed */
+    st = ds_convert(dir, out, &p);
+    T_STATUS("convert-9.5", st, DS_OK, ds_last_error());
+    unlink(out);
+    p.drop_experts = 0.9;   /* 7 of 8: 1 left < top_k */
+    st = ds_convert(dir, out, &p);
+    T_CHECK("convert-9.5", st == DS_ERR_INVALID_ARG && strstr(ds_last_error(), "num_experts_per_tok") && nothing_left(out),
+            "too few left: status %d '%s'", (int)st, ds_last_error());
+    T_CHECK("convert-9.5", ds_status_string(DS_ERR_CALIBRATION) && strstr(ds_status_string(DS_ERR_CALIBRATION), "calibration"),
+            "status string");
+
+    p.drop_experts = 0.25;
+    st = ds_convert(dir, out, &p);
+    T_STATUS("convert-9.6", st, DS_OK, ds_last_error());
+    if (st != DS_OK) return;
+    ds_model *m = NULL;
+    ds_model_params mp = ds_model_default_params();
+    mp.allow_plaintext = 1;
+    st = ds_model_open(&m, out, &mp);
+    T_STATUS("convert-9.6", st, DS_OK, ds_last_error());
+    if (st != DS_OK) return;
+    ds_expert_pruning ep;
+    st = ds_model_expert_pruning(m, &ep);
+    T_CHECK("convert-9.6", st == DS_OK && ep.pruned == 1 && ep.ratio == 0.25 && ep.n_dropped == 2 &&
+                               !strcmp(ep.calib_file, "calib.json") && !strcmp(ep.calib_text, "t.txt") &&
+                               ep.calib_tokens == 10 && ep.json && ep.json_len > 0,
+            "pruning info: %d %d %g %d '%s' '%s'", (int)st, ep.pruned, ep.ratio, ep.n_dropped, ep.calib_file,
+            ep.calib_text);
+    unsigned char l1[8], l2[8];
+    st = ds_model_layer_experts(m, 1, l1, 8);
+    ds_status st2 = ds_model_layer_experts(m, 2, l2, 8);
+    /* layer 1: least mass 5 (0.25) and 2 (0.5); layer 2: equal mass, fewest
+     * selections 7 (1) and 6 (2) */
+    static const unsigned char w1[8] = {1, 1, 0, 1, 1, 0, 1, 1}, w2[8] = {1, 1, 1, 1, 1, 1, 0, 0};
+    T_CHECK("convert-9.7", st == DS_OK && st2 == DS_OK && !memcmp(l1, w1, 8) && !memcmp(l2, w2, 8),
+            "kept experts: %d %d", (int)st, (int)st2);
+    T_STATUS("convert-9.7", ds_model_layer_experts(m, 0, l1, 8), DS_ERR_INVALID_ARG, "a dense layer");
+    T_STATUS("convert-9.7", ds_model_layer_experts(m, 1, l1, 7), DS_ERR_INVALID_ARG, "short n");
+    T_STATUS("convert-9.8", ds_context_set_routing_observer(NULL, obs_cb, NULL), DS_ERR_INVALID_ARG, "NULL context");
+    ds_context *c = NULL;
+    st = ds_context_new(&c, m, NULL);
+    T_STATUS("convert-9.8", st, DS_OK, ds_last_error());
+    if (st == DS_OK) {
+        obs_present = w1;
+        T_STATUS("convert-9.8", ds_context_set_routing_observer(c, obs_cb, NULL), DS_OK, ds_last_error());
+        int32_t tok[12];
+        for (int i = 0; i < 12; i++) tok[i] = 3 + 37 * i;
+        st = ds_context_eval(c, tok, 12, NULL, 0);
+        T_STATUS("convert-9.8", st, DS_OK, ds_last_error());
+        T_CHECK("convert-9.8", obs_calls == 2 && obs_bad == 0 && obs_sum[0] == 0 && obs_sum[1] == 24 && obs_sum[2] == 24,
+                "observer: %d calls, %d bad, sums %d %d %d", obs_calls, obs_bad, obs_sum[0], obs_sum[1], obs_sum[2]);
+        /* 9.9: paged through an expert cache of 3 slots (evicting) = resident */
+        int V = 512;
+        float *ref = malloc((size_t)12 * V * sizeof(float)), *got = malloc((size_t)12 * V * sizeof(float));
+        ds_context_reset(c);
+        T_STATUS("convert-9.9", ds_context_set_routing_observer(c, NULL, NULL), DS_OK, ds_last_error());
+        st = ref && got ? ds_context_eval(c, tok, 12, ref, 1) : DS_ERR_NOMEM;
+        T_STATUS("convert-9.9", st, DS_OK, ds_last_error());
+        ds_context_free(c);
+        c = NULL;
+        ds_model *mp2 = NULL;
+        ds_model_params pp = mp;
+        pp.expert_cache_bytes = 3 * 28672;   /* an F32 expert of 32 x 64 x 3 is 24 KiB: 3 slots of 28 KiB */
+        st = ds_model_open(&mp2, out, &pp);
+        T_STATUS("convert-9.9", st, DS_OK, ds_last_error());
+        ds_cache_stats cs;
+        memset(&cs, 0, sizeof cs);
+        if (st == DS_OK && ref && got) {
+            ds_context *c2 = NULL;
+            st = ds_context_new(&c2, mp2, NULL);
+            T_STATUS("convert-9.9", st, DS_OK, ds_last_error());
+            for (int i = 0; st == DS_OK && i < 12; i++) {   /* token by token: each its own choice */
+                st = ds_context_eval(c2, tok + i, 1, got + (size_t)i * V, 0);
+            }
+            T_STATUS("convert-9.9", st, DS_OK, ds_last_error());
+            float md = 0;
+            for (size_t i = 0; i < (size_t)12 * V; i++) md = fmaxf(md, fabsf(got[i] - ref[i]));
+            T_CHECK("convert-9.9", st == DS_OK && md <= 1e-4f, "paged vs resident: max |diff| %g", (double)md);
+            T_STATUS("convert-9.9", ds_model_cache_stats(mp2, &cs), DS_OK, ds_last_error());
+            T_CHECK("convert-9.9", cs.n_slots == 3 && cs.misses > 0 && cs.evictions > 0,
+                    "cache stats: %d slots, %llu misses, %llu evictions", cs.n_slots, (unsigned long long)cs.misses,
+                    (unsigned long long)cs.evictions);
+            ds_context_free(c2);
+        }
+        ds_model_close(mp2);
+        free(ref);
+        free(got);
+    }
+    ds_model_close(m);
+    unlink(out);
+}
+
 int main(void) {
     testdata = getenv("DS_TESTDATA");
     char probe[512];
@@ -624,6 +782,7 @@ int main(void) {
     test_output();
     test_tokenizer_check();
     test_not_regular();
+    test_drop_experts(vdir);
 
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

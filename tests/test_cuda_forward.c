@@ -50,9 +50,16 @@
  *              tests/ref/lora (PEFT's unmerged logits of the 32 golden
  *              tokens, tests/ref/make_lora_goldens.py), every position's
  *              logits within 1e-4 of PEFT's (test_lora's bound on the CPU).
+ *  cuda-fwd-7: experts dropped at conversion (ds_convert drop_experts,
+ *              v2lite and v3 F32, two of eight experts per layer, in v3 a
+ *              group emptied and two groups left with one): the CPU's 32
+ *              greedy tokens on CUDA, resident and through a VRAM budget of
+ *              three experts (the route kernel's kept map, the cache with
+ *              absent experts).
  * DS_CUDA_FWD_FAMILIES=v2lite,... limits the families (parity and LoRA
  * cases), DS_CUDA_FWD_TOKENS the generated tokens, DS_CUDA_FWD_LORA_ONLY=1
- * runs the LoRA cases alone: for slow emulated runs (tools/cuda_emu).
+ * runs the LoRA cases alone, DS_CUDA_FWD_DROP_ONLY=1 the dropped-expert
+ * cases alone: for slow emulated runs (tools/cuda_emu).
  */
 #define _DEFAULT_SOURCE 1   /* mkdtemp */
 #include "../deepseek.h"
@@ -748,6 +755,81 @@ static void test_lora(void) {
     }
 }
 
+/* ==== 7: experts dropped at conversion ==================================== */
+static void test_dropped(const char *family, ds_arch arch, int n_group, int topk_group) {
+    char id[64], calib[600], path[600], dir[512];
+    snprintf(id, sizeof id, "cuda-fwd-7.%s", family);
+    if (!have_device) {
+        T_SKIP(id, "no CUDA device");
+        return;
+    }
+    snprintf(calib, sizeof calib, "%s/%s-calib.json", tmpdir, family);
+    snprintf(path, sizeof path, "%s/%s-dropped.dsm", tmpdir, family);
+    snprintf(dir, sizeof dir, "%s/%s", testdata, family);
+    FILE *f = fopen(calib, "w");
+    if (!f) {
+        T_CHECK(id, 0, "cannot write %s", calib);
+        return;
+    }
+    /* layer 1 drops experts 1 and 2, layer 2 experts 6 and 7 (least mass) */
+    fprintf(f, "{\"format\": \"deepseek.h calibration 1\", \"config\": {\"arch\": %d, \"n_layers\": 3,"
+               " \"n_routed_experts\": 8, \"hidden_size\": 64, \"moe_intermediate_size\": 32,"
+               " \"first_k_dense_replace\": 1, \"moe_layer_freq\": 1, \"n_experts_per_tok\": 2, \"n_group\": %d,"
+               " \"topk_group\": %d, \"vocab_size\": 512}, \"layers\": {"
+               "\"1\": {\"mass\": [5, 0.1, 0.2, 6, 7, 8, 9, 10], \"count\": [1, 1, 1, 1, 1, 1, 1, 1]},"
+               "\"2\": {\"mass\": [5, 6, 7, 8, 9, 10, 0.1, 0.2], \"count\": [1, 1, 1, 1, 1, 1, 1, 1]}}}",
+            (int)arch, n_group, topk_group);
+    fclose(f);
+    ds_convert_params cp = ds_convert_default_params();
+    cp.quant = DS_QUANT_F32;
+    cp.key = test_key;
+    cp.key_len = 32;
+    cp.drop_experts = 0.25;
+    cp.drop_calib_path = calib;
+    ds_status s = ds_convert(dir, path, &cp);
+    T_STATUS(id, s, DS_OK, ds_last_error());
+    if (s) return;
+    ds_model *cpu = NULL, *gpu = NULL;
+    open_opts oc = {0}, og = {0};
+    og.device = DS_DEVICE_CUDA;
+    s = open_with(path, &oc, &cpu);
+    if (!s) s = open_with(path, &og, &gpu);
+    T_STATUS(id, s, DS_OK, ds_last_error());
+    int32_t a[GEN_MAX], b[GEN_MAX];
+    char why[512] = "";
+    if (!s) s = greedy(cpu, NULL, a, NULL, why, sizeof why);
+    if (!s) s = greedy(gpu, NULL, b, NULL, why, sizeof why);
+    T_STATUS(id, s, DS_OK, msg_of(why));
+    if (!s) {
+        int same = 0;
+        while (same < GEN && a[same] == b[same]) same++;
+        T_CHECK(id, same == GEN, "resident: tokens differ from position %d of %d", same, GEN);
+    }
+    ds_cache_stats st;
+    memset(&st, 0, sizeof st);
+    (void)!ds_model_gpu_cache_stats(gpu, &st);
+    uint64_t slot = st.slot_bytes;
+    ds_model_close(gpu);
+    gpu = NULL;
+    if (!s && slot) {
+        og.gpu_cache = 3 * slot;
+        s = open_with(path, &og, &gpu);
+        T_STATUS(id, s, DS_OK, ds_last_error());
+        if (!s) s = greedy(gpu, NULL, b, NULL, why, sizeof why);
+        T_STATUS(id, s, DS_OK, msg_of(why));
+        if (!s) {
+            int same = 0;
+            while (same < GEN && a[same] == b[same]) same++;
+            (void)!ds_model_gpu_cache_stats(gpu, &st);
+            T_CHECK(id, same == GEN && st.n_slots == 3 && st.misses > 0,
+                    "paged: tokens differ from position %d of %d (%d slots, %llu misses)", same, GEN, st.n_slots,
+                    (unsigned long long)st.misses);
+        }
+    }
+    ds_model_close(gpu);
+    ds_model_close(cpu);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *ng = getenv("DS_CUDA_FWD_TOKENS");
@@ -762,6 +844,8 @@ int main(void) {
     char *v2lite16 = container("v2lite", DS_QUANT_F16);
     test_select(v2lite16);
     /* DS_CUDA_FWD_LORA_ONLY=1: the LoRA cases alone (slow emulated runs) */
+    const char *drop_only = getenv("DS_CUDA_FWD_DROP_ONLY");
+    if (drop_only && drop_only[0] == '1') goto dropped;
     const char *lora_only = getenv("DS_CUDA_FWD_LORA_ONLY");
     if (lora_only && lora_only[0] == '1') {
         T_SKIP("cuda-fwd-1", "DS_CUDA_FWD_LORA_ONLY");
@@ -811,6 +895,9 @@ int main(void) {
 lora:
     test_lora();
     test_lora_peft();
+dropped:
+    test_dropped("v2lite", DS_ARCH_DEEPSEEK_V2, 1, 1);
+    test_dropped("v3", DS_ARCH_DEEPSEEK_V3, 4, 2);
     /* the containers */
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -346,12 +346,12 @@ static void case_host(void) {
     memset(&cf, 0, sizeof cf);
     cf.n_routed_experts = 4;
     cf.n_experts_per_tok = 5;
-    s = dsi_cuda_route(&cf, dummy, NULL, 1, isel, dummy, NULL, msg, MSGLEN);
+    s = dsi_cuda_route(&cf, dummy, NULL, NULL, 0, 1, isel, dummy, NULL, msg, MSGLEN);
     T_STATUS("cuda-ops-0.7", s, DS_ERR_INVALID_ARG, msg);
     cf.n_experts_per_tok = 2;
     cf.topk_method = DS_TOPK_NOAUX_TC;
     cf.n_group = 4; /* one expert per group: no top two */
-    s = dsi_cuda_route(&cf, dummy, NULL, 1, isel, dummy, NULL, msg, MSGLEN);
+    s = dsi_cuda_route(&cf, dummy, NULL, NULL, 0, 1, isel, dummy, NULL, msg, MSGLEN);
     T_STATUS("cuda-ops-0.7", s, DS_ERR_INVALID_ARG, msg);
     /* the table */
     const dsi_backend_i *b = dsi_cuda_backend();
@@ -1061,7 +1061,9 @@ typedef struct route_case {
     float logit_mag; /* 0: all logits equal (ties everywhere) */
 } route_case;
 
-static void route_one(const route_case *rc, int T) {
+/* drop > 0: experts x with (5x + 1) % drop == 0 were dropped at conversion
+ * (a kept map, as dsi_route_kept) */
+static void route_one(const route_case *rc, int T, int drop) {
     const char *id = "cuda-ops-8.1";
     ds_model_config cf;
     memset(&cf, 0, sizeof cf);
@@ -1076,28 +1078,39 @@ static void route_one(const route_case *rc, int T) {
     cf.routed_scaling_factor = rc->factor;
     int E = rc->E, K = rc->K;
     float *logits = malloc((size_t)T * E * sizeof(float)), *bias = malloc((size_t)E * sizeof(float));
-    float *scratch = malloc((size_t)3 * E * sizeof(float)), *wref = malloc((size_t)K * sizeof(float));
+    float *scratch = malloc((size_t)5 * E * sizeof(float)), *wref = malloc((size_t)K * sizeof(float));
     float *wgot = malloc((size_t)T * K * sizeof(float));
     int *sref = malloc((size_t)K * sizeof(int)), *sgot = malloc((size_t)T * K * sizeof(int));
-    void *dl = NULL, *db = NULL, *ds = NULL, *dw = NULL;
+    void *dl = NULL, *db = NULL, *ds = NULL, *dw = NULL, *dk = NULL;
     if (!logits || !bias || !scratch || !wref || !wgot || !sref || !sgot) {
         T_CHECK(id, 0, "out of host memory");
         goto done;
     }
     fill(logits, (size_t)T * E, rc->logit_mag);
     fill(bias, (size_t)E, 0.05f);
+    /* a kept map: rows [0, n_kept) of each logits row and of the bias are the
+     * kept experts'; the rest of a row is never read (a huge value there
+     * would be chosen) */
+    int32_t kept[1024];
+    int n_kept = 0;
+    for (int x = 0; x < E && drop; x++)
+        if ((5 * x + 1) % drop) kept[n_kept++] = x;
+    for (int t = 0; t < T && drop; t++)
+        for (int i = n_kept; i < E; i++) logits[(size_t)t * E + i] = 1e30f;
     if (!(dl = dev_up(id, logits, (size_t)T * E * sizeof(float))) ||
         (rc->bias && !(db = dev_up(id, bias, (size_t)E * sizeof(float)))) ||
+        (drop && !(dk = dev_up(id, kept, (size_t)n_kept * sizeof(int32_t)))) ||
         !(ds = dev_up(id, NULL, (size_t)T * K * sizeof(int))) || !(dw = dev_up(id, NULL, (size_t)T * K * sizeof(float))))
         goto done;
-    ds_status s = dsi_cuda_route(&cf, dl, db, T, ds, dw, stream, msg, MSGLEN);
+    ds_status s = dsi_cuda_route(&cf, dl, db, dk, n_kept, T, ds, dw, stream, msg, MSGLEN);
     T_STATUS(id, s, DS_OK, msg);
     if (s != DS_OK || !dev_down(id, sgot, ds, (size_t)T * K * sizeof(int)) ||
         !dev_down(id, wgot, dw, (size_t)T * K * sizeof(float)))
         goto done;
     int bad_sel = 0, bad_w = 0, ties = 0;
     for (int t = 0; t < T; t++) {
-        dsi_route(&cf, logits + (size_t)t * E, rc->bias ? bias : NULL, scratch, sref, wref);
+        dsi_route_kept(&cf, logits + (size_t)t * E, rc->bias ? bias : NULL, drop ? kept : NULL, n_kept, scratch,
+                       sref, wref);
         const float *choice = scratch + E; /* dsi_route leaves the masked selection scores here */
         const int *g = sgot + (size_t)t * K;
         bool same = memcmp(g, sref, (size_t)K * sizeof(int)) == 0;
@@ -1124,7 +1137,7 @@ static void route_one(const route_case *rc, int T) {
             rc->name, T, bad_sel, bad_w);
     if (ties) printf("note cuda-ops-8.1 %s: %d of %d tokens differ only between near-equal scores\n", rc->name, ties, T);
 done:
-    dsi_cuda_free(dl), dsi_cuda_free(db), dsi_cuda_free(ds), dsi_cuda_free(dw);
+    dsi_cuda_free(dl), dsi_cuda_free(db), dsi_cuda_free(ds), dsi_cuda_free(dw), dsi_cuda_free(dk);
     free(logits), free(bias), free(scratch), free(wref), free(wgot), free(sref), free(sgot);
 }
 
@@ -1155,7 +1168,13 @@ static void case_route(void) {
     };
     const int Ts[] = {1, 3, 200};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
-        for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) route_one(&cases[c], Ts[k]);
+        for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) route_one(&cases[c], Ts[k], 0);
+    /* experts dropped at conversion (a kept map; -inf logits): cases 1
+     * (greedy), 3 (group-limited, normalised), 4 (noaux_tc) and 7 (noaux_tc,
+     * groups of two: some lose a member and score -inf) */
+    static const struct { size_t c; int drop; } dropped[] = {{1, 4}, {3, 3}, {4, 4}, {7, 3}};
+    for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
+        for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) route_one(&cases[dropped[i].c], Ts[k], dropped[i].drop);
 }
 
 /* ==== 9. Out of memory ==================================================== */

@@ -5,6 +5,8 @@
  *
  *     ds convert <hf_dir|model.gguf> <out.dsm> [--quant f32|f16|q8|q4] [--quant-experts T] [--quant-core T] [--quant-router T]
  *                [--key-file F | --passphrase-env VAR | --no-encrypt] [--chunk-kb N] [--force]
+ *                [--drop-experts R --calib STATS.json]
+ *     ds calibrate <model.dsm> [key] --file TEXT --out STATS.json [--ctx N] [--threads N] [--cache-mb M]
  *     ds keygen  <file>
  *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--json]
  *     ds verify  <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--threads N]
@@ -348,6 +350,11 @@ static const char convert_help[] =
     "                        sparse where that is smaller (2:4 packed, or masked\n"
     "                        rows); dense: keep the zeros in Q8_0\n"
     "  --chunk-kb N          plaintext KiB per sealed chunk (default 1024)\n"
+    "Expert pruning (MoE):\n"
+    "  --drop-experts R      drop, in each MoE layer, the floor(R * n_routed_experts)\n"
+    "                        routed experts with the least routing mass (R in [0, 1);\n"
+    "                        ties: fewer selections, then the higher id go first)\n"
+    "  --calib STATS.json    the routing statistics to rank them by (ds calibrate)\n"
     "  --argon-ops N         Argon2id opslimit (default 2, libsodium INTERACTIVE; at most 8)\n"
     "  --argon-mem-mb N      Argon2id memory in MiB (default 64, libsodium INTERACTIVE;\n"
     "                        at most 1024: the runtime refuses larger values)\n"
@@ -364,6 +371,7 @@ static int cmd_convert(int argc, char **argv) {
     const char *pos[2] = {0}, *quant_s = NULL, *chunk_s = NULL, *ops_s = NULL, *mem_s = NULL;
     const char *qexp_s = NULL, *qcore_s = NULL, *qrouter_s = NULL;
     const char *prune_s = NULL, *prune_nm_s = NULL, *prune_only_s = NULL, *prune_storage_s = NULL;
+    const char *drop_s = NULL, *calib_s = NULL;
     int npos = 0, verbose = 0, force = 0;
 
     /* ---- parse the command line ---- */
@@ -396,6 +404,10 @@ static int cmd_convert(int argc, char **argv) {
             set_once(&a, &prune_storage_s, v, "--prune-storage");
         } else if (is_opt(&a, "--chunk-kb", &v)) {
             set_once(&a, &chunk_s, v, "--chunk-kb");
+        } else if (is_opt(&a, "--drop-experts", &v)) {
+            set_once(&a, &drop_s, v, "--drop-experts");
+        } else if (is_opt(&a, "--calib", &v)) {
+            set_once(&a, &calib_s, v, "--calib");
         } else if (is_opt(&a, "--argon-ops", &v)) {
             set_once(&a, &ops_s, v, "--argon-ops");
         } else if (is_opt(&a, "--argon-mem-mb", &v)) {
@@ -471,6 +483,16 @@ static int cmd_convert(int argc, char **argv) {
             return usage_error(cmd, "--chunk-kb needs a positive whole number of KiB, not '%s'", chunk_s);
         cp.chunk_bytes = (uint32_t)(kb * 1024);
     }
+    if (drop_s) {
+        char *end = NULL;
+        errno = 0;
+        double r = strtod(drop_s, &end);
+        if (!*drop_s || !end || *end || errno)
+            return usage_error(cmd, "--drop-experts needs a fraction in [0, 1), not '%s'", drop_s);
+        cp.drop_experts = r;   /* the range is the library's to check (a named error) */
+        if (!calib_s) return usage_error(cmd, "--drop-experts needs --calib STATS.json (ds calibrate makes one)");
+    }
+    if (calib_s) cp.drop_calib_path = calib_s;
     if (ops_s) {
         uint64_t v;
         if (!parse_u64(ops_s, UINT32_MAX, &v) || v == 0)
@@ -706,6 +728,29 @@ static void print_model_text(const ds_model *m, const ds_model_config *c, uint64
     printf("  %-28s %d\n", "added tokens", c->tok_added);
     printf("  %-28s %s\n", "chat template", c->has_chat_template ? "yes" : "no");
 
+    /* ---- dropped experts ---- */
+    ds_expert_pruning ep;
+    if (ds_model_expert_pruning(m, &ep) == DS_OK && ep.pruned) {
+        printf("\nexperts dropped at conversion\n");
+        printf("  %-28s %g (%d of %d routed experts per MoE layer)\n", "ratio", ep.ratio, ep.n_dropped,
+               c->n_routed_experts);
+        printf("  %-28s %s%s%s", "calibration", ep.calib_file[0] ? ep.calib_file : "?",
+               ep.calib_text[0] ? " (text " : "", ep.calib_text);
+        if (ep.calib_tokens) printf("%s%llu tokens", ep.calib_text[0] ? ", " : " (", (unsigned long long)ep.calib_tokens);
+        printf("%s\n", ep.calib_text[0] || ep.calib_tokens ? ")" : "");
+        unsigned char *present = malloc((size_t)c->n_routed_experts + 1);
+        for (int l = 0; present && l < c->n_layers; l++) {
+            if (ds_model_layer_experts(m, l, present, (size_t)c->n_routed_experts) != DS_OK) continue;
+            int nd = 0;
+            for (int x = 0; x < c->n_routed_experts; x++) nd += !present[x];
+            printf("  layer %-4d kept %d, dropped %d:", l, c->n_routed_experts - nd, nd);
+            for (int x = 0; x < c->n_routed_experts; x++)
+                if (!present[x]) printf(" %d", x);
+            printf("\n");
+        }
+        free(present);
+    }
+
     /* ---- tensor directory ---- */
     size_t nt = ds_model_tensor_count(m);
     int w = 4;
@@ -819,6 +864,36 @@ static void print_model_json(const ds_model *m, const ds_model_config *c, uint64
 #undef X
     printf("},\n  \"tokenizer\": {\"vocab\": %d, \"merges\": %d, \"added\": %d, \"chat_template\": %s}",
            c->tok_vocab, c->tok_merges, c->tok_added, c->has_chat_template ? "true" : "false");
+
+    /* ---- dropped experts (null: every expert is there) ---- */
+    ds_expert_pruning ep;
+    if (ds_model_expert_pruning(m, &ep) == DS_OK && ep.pruned) {
+        printf(",\n  \"experts_dropped\": {\"ratio\": ");
+        json_float(stdout, ep.ratio);
+        printf(", \"per_layer\": %d, \"calib_file\": ", ep.n_dropped);
+        json_str(stdout, ep.calib_file);
+        printf(", \"calib_text\": ");
+        json_str(stdout, ep.calib_text);
+        printf(", \"calib_tokens\": %llu, \"layers\": {", (unsigned long long)ep.calib_tokens);
+        unsigned char *present = malloc((size_t)c->n_routed_experts + 1);
+        int first = 1;
+        for (int l = 0; present && l < c->n_layers; l++) {
+            if (ds_model_layer_experts(m, l, present, (size_t)c->n_routed_experts) != DS_OK) continue;
+            printf("%s\"%d\": [", first ? "" : ", ", l);
+            first = 0;
+            int f1 = 1;
+            for (int x = 0; x < c->n_routed_experts; x++)
+                if (!present[x]) {
+                    printf("%s%d", f1 ? "" : ", ", x);
+                    f1 = 0;
+                }
+            printf("]");
+        }
+        free(present);
+        printf("}}");
+    } else {
+        printf(",\n  \"experts_dropped\": null");
+    }
 
     /* ---- tensors ---- */
     size_t nt = ds_model_tensor_count(m);
@@ -2924,6 +2999,195 @@ done:
 
 /* ==== main ================================================================ */
 
+/* ==== ds calibrate ======================================================== */
+static const char calibrate_help[] =
+    "usage: ds calibrate <model.dsm> [--key-file F | --passphrase-env VAR] --file TEXT --out STATS.json [options]\n"
+    "\n"
+    "Runs the model over a text and records, for every MoE layer, each routed\n"
+    "expert's routing mass (the sum over tokens of the weight the router gave it,\n"
+    "as the forward pass applies it) and selection count: the statistics\n"
+    "`ds convert --drop-experts R --calib STATS.json` ranks experts by. The text\n"
+    "is tokenized as ds perplexity does (BOS in front when the tokenizer adds\n"
+    "one, special-token text as plain text) and cut into windows of --ctx\n"
+    "tokens, each evaluated from an empty context with BOS first; a last,\n"
+    "shorter window is evaluated too. Every token counts.\n"
+    "  --file TEXT       the text (required)\n"
+    "  --out FILE        where the JSON goes (required; replaced if it exists)\n"
+    "  -c, --ctx N       tokens per window (default 512)\n"
+    "  -t, --threads N   threads\n"
+    "  --cache-mb M      expert cache (MB) for a model larger than memory\n"
+    "  -v, --verbose     also print the library's notices\n"
+    "The file: {\"format\": \"deepseek.h calibration 1\", \"model_id\": hex,\n"
+    "\"config\": {the fingerprint convert checks}, \"text\", \"n_tokens\",\n"
+    "\"n_ctx\", \"windows\", \"top_k\", \"layers\": {\"L\": {\"mass\": [E],\n"
+    "\"count\": [E]}}} (README.md, \"Expert pruning\").\n";
+
+typedef struct calib_acc {
+    int n_layers, E;
+    double *mass;      /* (n_layers, E) */
+    uint64_t *count;   /* (n_layers, E) */
+    uint64_t tokens_seen;   /* token-layer observations, for the sanity line */
+} calib_acc;
+
+static void calib_observe(void *user, int layer, int n_tokens, int k, const int *experts, const float *weights) {
+    calib_acc *a = user;
+    if (layer < 0 || layer >= a->n_layers) return;
+    for (int i = 0; i < n_tokens * k; i++) {
+        int x = experts[i];
+        if (x < 0 || x >= a->E) continue;
+        a->mass[(size_t)layer * a->E + x] += (double)weights[i];
+        a->count[(size_t)layer * a->E + x]++;
+    }
+    a->tokens_seen += (uint64_t)n_tokens;
+}
+
+static int cmd_calibrate(int argc, char **argv) {
+    const char *cmd = "calibrate";
+    argscan a = {cmd, argc, argv, 0, 0, 0};
+    model_opts mo;
+    memset(&mo, 0, sizeof mo);
+    const char *path = NULL, *file = NULL, *out = NULL;
+    for (a.i = 1; a.i < argc && !a.bad; a.i++) {
+        const char *v;
+        int p = is_positional(&a);
+        if (p < 0) continue;
+        if (p) {
+            int rc = model_path_positional(cmd, &path, argv[a.i], "; the text goes after --file");
+            if (rc) return rc;
+        } else if (is_flag(&a, "--help") || is_flag(&a, "-h")) {
+            fputs(calibrate_help, stdout);
+            return 0;
+        } else if (model_path_option(&a, &path)) {
+        } else if (is_opt(&a, "--file", &v) || is_opt(&a, "-f", &v)) {
+            set_once(&a, &file, v, "--file");
+        } else if (is_opt(&a, "--out", &v) || is_opt(&a, "-o", &v)) {
+            set_once(&a, &out, v, "--out");
+        } else if (model_option(&a, &mo, MO_THREADS | MO_CTX | MO_CACHE)) {
+        } else {
+            return unknown_option(&a);
+        }
+    }
+    if (a.bad) return EXIT_USAGE;
+    if (!path) return usage_error(cmd, "missing <model.dsm>");
+    if (!file || !file[0]) return usage_error(cmd, "missing --file TEXT");
+    if (!out || !out[0]) return usage_error(cmd, "missing --out STATS.json");
+    int rc = model_opts_check(cmd, &mo);
+    if (rc) return rc;
+    int n_ctx = mo.ctx_s ? mo.n_ctx : 512;
+    if (n_ctx < 1) return usage_error(cmd, "--ctx must be at least 1");
+
+    char *text = read_text(cmd, file, "the text");
+    if (!text) return EXIT_FAILURE;
+    install_signals();
+    log_ctx lc = {cmd, mo.verbose ? DS_LOG_DEBUG : DS_LOG_WARN, NULL};
+    ds_model *m = NULL;
+    ds_context *c = NULL;
+    ds_model_config cfg;
+    lora_set ls;
+    int32_t *ids = NULL, *win = NULL;
+    size_t n_ids = 0;
+    calib_acc acc;
+    memset(&acc, 0, sizeof acc);
+    FILE *f = NULL;
+    if ((rc = open_scorer(cmd, path, &mo, n_ctx, &lc, NULL, &ls, &m, &c, &cfg)) != 0) goto done;
+    if (cfg.n_routed_experts < 1) {
+        rc = fail(cmd, "%s has no routed experts to calibrate", path);
+        goto done;
+    }
+    const ds_tokenizer *tok = ds_model_tokenizer(m);
+    if ((rc = tokenize_text(cmd, file, tok, text, &ids, &n_ids)) != 0) goto done;
+    if (n_ids == 0) {
+        rc = fail(cmd, "%s: the text has no tokens", file);
+        goto done;
+    }
+    int32_t bos = ds_tokenizer_adds_bos(tok) ? ds_tokenizer_bos(tok) : -1;
+    acc.n_layers = cfg.n_layers;
+    acc.E = cfg.n_routed_experts;
+    acc.mass = calloc((size_t)cfg.n_layers * (size_t)cfg.n_routed_experts, sizeof *acc.mass);
+    acc.count = calloc((size_t)cfg.n_layers * (size_t)cfg.n_routed_experts, sizeof *acc.count);
+    win = malloc((size_t)n_ctx * sizeof *win);
+    if (!acc.mass || !acc.count || !win) {
+        rc = fail(cmd, "out of memory");
+        goto done;
+    }
+    ds_status st = ds_context_set_routing_observer(c, calib_observe, &acc);
+    if (st != DS_OK) {
+        rc = fail(cmd, "%s", errmsg(st));
+        goto done;
+    }
+    size_t n_win = (n_ids + (size_t)n_ctx - 1) / (size_t)n_ctx;
+    double t0 = now_s();
+    for (size_t w = 0; w < n_win; w++) {
+        size_t n = n_ids - w * (size_t)n_ctx < (size_t)n_ctx ? n_ids - w * (size_t)n_ctx : (size_t)n_ctx;
+        memcpy(win, ids + w * (size_t)n_ctx, n * sizeof *win);
+        if (bos >= 0) win[0] = bos;
+        ds_context_reset(c);
+        if ((st = ds_context_eval(c, win, n, NULL, 0)) != DS_OK) {
+            rc = fail(cmd, "%s: window %zu: %s", path, w + 1, errmsg(st));
+            goto done;
+        }
+        fprintf(stderr, "[%zu/%zu] %zu tokens\n", w + 1, n_win, n);
+    }
+    double secs = now_s() - t0;
+    fprintf(stderr, "%zu tokens in %zu window%s in %.2f s\n", n_ids, n_win, n_win == 1 ? "" : "s", secs);
+
+    /* ---- the file ---- */
+    f = fopen(out, "w");
+    if (!f) {
+        rc = fail(cmd, "%s: %s", out, strerror(errno));
+        goto done;
+    }
+    char idh[2 * DS_MODEL_ID_BYTES + 1];
+    model_id_hex(m, idh);
+    fprintf(f, "{\n  \"format\": \"deepseek.h calibration 1\",\n  \"model_id\": \"%s\",\n  \"model\": ", idh);
+    json_str(f, path);
+    fprintf(f, ",\n  \"config\": {");
+    fprintf(f, "\"arch\": %d, \"n_layers\": %d, \"n_routed_experts\": %d, \"hidden_size\": %d, "
+            "\"moe_intermediate_size\": %d, \"first_k_dense_replace\": %d, \"moe_layer_freq\": %d, "
+            "\"n_experts_per_tok\": %d, \"n_group\": %d, \"topk_group\": %d, \"vocab_size\": %d},\n",
+            (int)cfg.arch, cfg.n_layers, cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size,
+            cfg.first_k_dense_replace, cfg.moe_layer_freq, cfg.n_experts_per_tok, cfg.n_group, cfg.topk_group,
+            cfg.vocab_size);
+    fprintf(f, "  \"text\": ");
+    json_str(f, file);
+    fprintf(f, ",\n  \"n_tokens\": %zu,\n  \"n_ctx\": %d,\n  \"windows\": %zu,\n  \"top_k\": %d,\n  \"layers\": {",
+            n_ids, n_ctx, n_win, cfg.n_experts_per_tok);
+    int first = 1, n_moe = 0;
+    for (int l = 0; l < cfg.n_layers; l++) {
+        unsigned char *present = malloc((size_t)cfg.n_routed_experts);
+        int moe = present && ds_model_layer_experts(m, l, present, (size_t)cfg.n_routed_experts) == DS_OK;
+        free(present);
+        if (!moe) continue;
+        fprintf(f, "%s\n    \"%d\": {\"mass\": [", first ? "" : ",", l);
+        first = 0;
+        n_moe++;
+        for (int x = 0; x < cfg.n_routed_experts; x++)
+            fprintf(f, "%s%.17g", x ? ", " : "", acc.mass[(size_t)l * cfg.n_routed_experts + x]);
+        fprintf(f, "], \"count\": [");
+        for (int x = 0; x < cfg.n_routed_experts; x++)
+            fprintf(f, "%s%llu", x ? ", " : "", (unsigned long long)acc.count[(size_t)l * cfg.n_routed_experts + x]);
+        fprintf(f, "]}");
+    }
+    fprintf(f, "\n  }\n}\n");
+    if (fclose(f) != 0) {
+        f = NULL;
+        rc = fail(cmd, "%s: %s", out, strerror(errno));
+        goto done;
+    }
+    f = NULL;
+    printf("wrote %s: %zu tokens, %d MoE layers' routing\n", out, n_ids, n_moe);
+done:
+    if (f) fclose(f);
+    free(acc.mass);
+    free(acc.count);
+    free(win);
+    free(ids);
+    free(text);
+    ds_context_free(c);
+    ds_model_close(m);
+    return rc;
+}
+
 static const char main_help[] =
     "usage: ds <command> [arguments]\n"
     "\n"
@@ -2940,6 +3204,7 @@ static const char main_help[] =
     "  tokenize <model.dsm> TEXT    print the token ids of TEXT\n"
     "  logits <model.dsm> --tokens IDS --out FILE   write the logits of every position\n"
     "  perplexity <model.dsm> --file TEXT   perplexity on a text, as llama-perplexity (--kl-divergence)\n"
+    "  calibrate <model.dsm> --file TEXT --out STATS.json   routing statistics for convert --drop-experts\n"
     "  bench <model.dsm>            speed, peak memory and expert-pager figures (--sweep)\n"
     "\n"
     "  ds <command> --help          options of one command (man ds: all of them)\n"
@@ -2968,6 +3233,7 @@ static const subcommand commands[] = {
     {"tokenize", cmd_tokenize, tokenize_help},
     {"logits", cmd_logits, logits_help},
     {"perplexity", cmd_perplexity, perplexity_help},
+    {"calibrate", cmd_calibrate, calibrate_help},
     {"bench", ds_cmd_bench, ds_bench_help},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -182,9 +182,13 @@ ds_status dsi_cuda_lora(dsi_blas *b, ds_dtype ta, const void *a, ds_dtype tb, co
 /* dsi_route for T tokens: logits (device, (T, E)) and the optional
  * e_score_correction_bias (device, E; selection only) give sel (device int,
  * (T, K)) and w (device, (T, K)), K = n_experts_per_tok, largest first.
- * The config is read on the host (cf is a host pointer). */
-ds_status dsi_cuda_route(const ds_model_config *cf, const float *logits, const float *bias, int T, int *sel, float *w,
-                         void *stream, char *msg, size_t len);
+ * With kept (device, n_kept ids ascending: a layer whose dropped experts'
+ * router rows are gone), the first n_kept values of each logits row (stride
+ * still E) and of bias are those experts', and the others route as if
+ * their logits were -inf (dsi_route_kept). The config is read on the host
+ * (cf is a host pointer). */
+ds_status dsi_cuda_route(const ds_model_config *cf, const float *logits, const float *bias, const int *kept, int n_kept,
+                         int T, int *sel, float *w, void *stream, char *msg, size_t len);
 
 /* ==== Events and plain copies (backend.cu) ================================ */
 /* An event without timing (cudaEventDisableTiming). */
@@ -277,8 +281,8 @@ typedef struct dsi_backend_i {
                               int pos0, void *stream, char *msg, size_t len);
     ds_status (*mla_attention)(const dsi_mla_layer *a, const float *q, int T, int pos0, float *out, void *stream,
                                char *msg, size_t len);
-    ds_status (*route)(const ds_model_config *cf, const float *logits, const float *bias, int T, int *sel, float *w,
-                       void *stream, char *msg, size_t len);
+    ds_status (*route)(const ds_model_config *cf, const float *logits, const float *bias, const int *kept, int n_kept,
+                       int T, int *sel, float *w, void *stream, char *msg, size_t len);
     /* appended (still version 1): events, copies, row operations, MHA */
     ds_status (*event_new)(void **ev, char *msg, size_t len);
     void (*event_free)(void *ev);

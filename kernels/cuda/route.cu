@@ -3,8 +3,12 @@
 /*
  * route.cu — MoE routing, one block per token. The CPU twin is dsi_route in
  * forward.c; the steps and their masking values are the same:
+ *   0. with a kept map (experts dropped at conversion), logit row i and
+ *      bias i are expert kept[i]'s; every other expert's logit is -inf
  *   1. scores = softmax(logits) or sigmoid(logits)
- *   2. choice = scores + e_score_correction_bias (bias steers selection only)
+ *   2. choice = scores + e_score_correction_bias (bias steers selection only);
+ *      -inf for an expert whose logit is -inf (never chosen; the group
+ *      masking of step 3 leaves it at -inf)
  *   3. grouped methods (topk_method != greedy and n_group > 1): a score per
  *      group of E / n_group experts (noaux_tc: the sum of its top two
  *      choices; group_limited_greedy: its maximum), the top topk_group
@@ -25,6 +29,7 @@
 
 typedef struct dsi_cuda_route_args {
     int E, K, G, kg;               /* experts, picks, groups (1 = ungrouped), groups kept */
+    int n_kept;                    /* with a kept map: the router's rows */
     int noaux, sigmoid, norm, v3;
     float factor;
 } dsi_cuda_route_args;
@@ -56,7 +61,7 @@ static size_t dsi_cuda_route_smem(const dsi_cuda_route_args *a) {
 
 static __global__ void __launch_bounds__(ROUTE_MAX_THREADS)
     dsi_cuda_k_route(dsi_cuda_route_args a, const float *__restrict__ logits, const float *__restrict__ bias,
-                     int *__restrict__ sel, float *__restrict__ w) {
+                     const int *__restrict__ kept, int *__restrict__ sel, float *__restrict__ w) {
     extern __shared__ float sm[];
     __shared__ float redv[32];
     __shared__ int redi[32];
@@ -67,25 +72,41 @@ static __global__ void __launch_bounds__(ROUTE_MAX_THREADS)
     const int tid = threadIdx.x, nt = blockDim.x, lane = tid & 31, wid = tid >> 5, nw = nt >> 5;
     const float *lg = logits + (size_t)blockIdx.x * E;
 
+    /* 0. the logits into scores and the bias into choice: with a kept map,
+     * row i is expert kept[i] and the others (dropped at conversion) have
+     * a logit of -inf; taken marks them until step 2 */
+    for (int x = tid; x < E; x += nt) {
+        scores[x] = kept ? -INFINITY : lg[x];
+        choice[x] = kept || !bias ? 0.0f : bias[x];
+    }
+    if (kept) {
+        __syncthreads();
+        for (int i = tid; i < a.n_kept; i += nt) {
+            scores[kept[i]] = lg[i];
+            choice[kept[i]] = bias ? bias[i] : 0.0f;
+        }
+    }
+    __syncthreads();
+    for (int x = tid; x < E; x += nt) taken[x] = scores[x] == -INFINITY;
     /* 1. scores */
     if (a.sigmoid) {
-        for (int x = tid; x < E; x += nt) scores[x] = 1.0f / (1.0f + expf(-lg[x]));
+        for (int x = tid; x < E; x += nt) scores[x] = 1.0f / (1.0f + expf(-scores[x]));
     } else {
         float mx = -INFINITY;
-        for (int x = tid; x < E; x += nt) mx = fmaxf(mx, lg[x]);
+        for (int x = tid; x < E; x += nt) mx = fmaxf(mx, scores[x]);
         mx = dsi_cuda_block_max(mx, redv);
         float sum = 0.0f;
         for (int x = tid; x < E; x += nt) {
-            const float e = expf(lg[x] - mx);
+            const float e = expf(scores[x] - mx);
             scores[x] = e;
             sum += e;
         }
         const float inv = 1.0f / dsi_cuda_block_sum(sum, redv);
         for (int x = tid; x < E; x += nt) scores[x] *= inv;
     }
-    /* 2. selection scores */
+    /* 2. selection scores (a dropped expert's stays -inf) */
     for (int x = tid; x < E; x += nt) {
-        choice[x] = scores[x] + (bias ? bias[x] : 0.0f);
+        choice[x] = taken[x] ? -INFINITY : scores[x] + choice[x];
         taken[x] = 0;
     }
     __syncthreads();
@@ -113,7 +134,7 @@ static __global__ void __launch_bounds__(ROUTE_MAX_THREADS)
             const int g = x / per;
             bool kept = false;
             for (int i = 0; i < a.kg; i++) kept |= keep[i] == g;
-            if (!kept) choice[x] = masked;
+            if (!kept && choice[x] != -INFINITY) choice[x] = masked;
         }
         __syncthreads();
     }
@@ -169,14 +190,17 @@ static __global__ void __launch_bounds__(ROUTE_MAX_THREADS)
     }
 }
 
-extern "C" ds_status dsi_cuda_route(const ds_model_config *cf, const float *logits, const float *bias, int T, int *sel,
-                                    float *w, void *stream, char *msg, size_t len) {
+extern "C" ds_status dsi_cuda_route(const ds_model_config *cf, const float *logits, const float *bias, const int *kept,
+                                    int n_kept, int T, int *sel, float *w, void *stream, char *msg, size_t len) {
     DSI_CUDA_ARG(cf, "dsi_cuda_route: NULL config");
     dsi_cuda_route_args a;
     a.E = cf->n_routed_experts;
     a.K = cf->n_experts_per_tok;
     DSI_CUDA_ARG(a.E > 0 && a.K > 0 && a.K <= a.E, "dsi_cuda_route: %d of %d experts", a.K, a.E);
     DSI_CUDA_ARG(T >= 0, "dsi_cuda_route: T %d", T);
+    DSI_CUDA_ARG(!kept || (n_kept >= a.K && n_kept <= a.E), "dsi_cuda_route: %d kept experts of %d (top %d)", n_kept,
+                 a.E, a.K);
+    a.n_kept = kept ? n_kept : a.E;
     const bool grouped = cf->topk_method != DS_TOPK_GREEDY && cf->n_group > 1;
     a.G = grouped ? cf->n_group : 1;
     a.kg = cf->topk_group < ROUTE_MAX_KEEP ? cf->topk_group : ROUTE_MAX_KEEP;
@@ -195,7 +219,7 @@ extern "C" ds_status dsi_cuda_route(const ds_model_config *cf, const float *logi
     /* enough warps to cover the experts once, at most ROUTE_MAX_THREADS */
     unsigned threads = (unsigned)((a.E + 31) / 32 * 32);
     if (threads > ROUTE_MAX_THREADS) threads = ROUTE_MAX_THREADS;
-    dsi_cuda_k_route<<<(unsigned)T, threads, smem, (cudaStream_t)stream>>>(a, logits, bias, sel, w);
+    dsi_cuda_k_route<<<(unsigned)T, threads, smem, (cudaStream_t)stream>>>(a, logits, bias, kept, sel, w);
     DSI_CUDA_LAUNCHED("route");
     return DS_OK;
 }
