@@ -16,7 +16,8 @@
 # random checkpoint: tests/gen/make_checkpoint.py --big-gb 0 --layers 3 DIR):
 # file size, routed-expert bytes, decode tokens/s resident, and at a fixed
 # expert cache (--cache-mb = 25% of the dense file's routed-expert bytes)
-# the hit rate and decode tokens/s. Its values are random: quality there
+# the hit rate and decode tokens/s. Files already in OUTDIR (big-NAME.dsm,
+# sealed with $BIG_KEY or OUTDIR/big.key) are reused. Its values are random: quality there
 # means nothing, speed and bytes do.
 #
 # Writes OUTDIR/quality.csv, OUTDIR/speed.csv and OUTDIR/table.md, and
@@ -38,6 +39,7 @@ if [ ! -f "$OUT/kjv/val.txt" ]; then
         "$OUT/kjv/kjv_val.jsonl" >"$OUT/kjv/val.txt"
     "$PY" -c 'import json,sys; L=open(sys.argv[1]).readlines(); print("\n\n".join(json.loads(l)["text"] for l in L[::19][:60]))' \
         "$OUT/kjv/kjv_train.jsonl" >"$OUT/kjv/calib.txt"
+    head -c 20000 "$OUT/kjv/calib.txt" >"$OUT/kjv/calib_small.txt"
 fi
 VAL=$OUT/kjv/val.txt
 CAL=$OUT/kjv/calib.txt
@@ -58,7 +60,7 @@ for x in k: d=d[x]
 print(d)' "$1" "$2"; }
 
 # ---- part 1: the demo model ------------------------------------------------
-"$DS" calibrate models/demo.dsm --key-file "$KEY" --file "$CAL" --out "$OUT/demo_calib.json" >/dev/null
+"$DS" calibrate models/demo.dsm --key-file "$KEY" --file "$CAL" --ctx 256 -t "$THREADS" --out "$OUT/demo_calib.json" >/dev/null
 echo "setting,flags,file_bytes,perplexity,perplexity_stderr,decode_tok_s,prefill_tok_s" >"$OUT/quality.csv"
 echo "$SETTINGS" | while IFS=: read -r name flags; do
     f=$OUT/demo-$name.dsm
@@ -67,12 +69,12 @@ echo "$SETTINGS" | while IFS=: read -r name flags; do
     "$DS" convert models/demo-hf "$f" --key-file "$KEY" --force $flags >/dev/null 2>&1
     "$DS" perplexity "$f" --key-file "$KEY" --file "$VAL" --ctx 256 --threads "$THREADS" --json >"$OUT/ppl-$name.json" 2>/dev/null
     "$DS" bench "$f" --key-file "$KEY" -p 128 -n 128 -r 5 -t "$THREADS" --json >"$OUT/bench-demo-$name.json" 2>/dev/null
-    echo "$name,$flags,$(stat -c %s "$f"),$(json_get "$OUT/ppl-$name.json" perplexity),$(json_get "$OUT/ppl-$name.json" stderr),$(json_get "$OUT/bench-demo-$name.json" run.decode_tok_s),$(json_get "$OUT/bench-demo-$name.json" run.prefill_tok_s)" >>"$OUT/quality.csv"
+    echo "$name,$flags,$(stat -L -c %s "$f"),$(json_get "$OUT/ppl-$name.json" perplexity),$(json_get "$OUT/ppl-$name.json" stderr),$(json_get "$OUT/bench-demo-$name.json" run.decode_tok_s),$(json_get "$OUT/bench-demo-$name.json" run.prefill_tok_s)" >>"$OUT/quality.csv"
 done
 
 # ---- part 2: size and speed at scale ----------------------------------------
 if [ -n "$BIG" ]; then
-    BKEY=$OUT/big.key
+    BKEY=${BIG_KEY:-$OUT/big.key}
     [ -f "$BKEY" ] || "$DS" keygen "$BKEY" >/dev/null
     echo "setting,file_bytes,expert_bytes,decode_tok_s,prefill_tok_s,cache_mb,hit_rate,cached_decode_tok_s,slot_bytes,n_slots" >"$OUT/speed.csv"
     CACHE=
@@ -81,8 +83,8 @@ if [ -n "$BIG" ]; then
         f=$OUT/big-$name.dsm
         if [ ! -f "$f" ]; then
             case "$flags" in *drop-experts*)
-                [ -f "$OUT/big_calib.json" ] || "$DS" calibrate "$OUT/big-dense.dsm" --key-file "$BKEY" --file "$CAL" \
-                    --ctx 128 --chunks 4 --out "$OUT/big_calib.json" >/dev/null
+                [ -f "$OUT/big_calib.json" ] || "$DS" calibrate "$OUT/big-dense.dsm" --key-file "$BKEY" \
+                    --file "$OUT/kjv/calib_small.txt" --ctx 512 -t "$THREADS" --out "$OUT/big_calib.json" >/dev/null
                 flags="$flags --calib $OUT/big_calib.json" ;;
             esac
             # shellcheck disable=SC2086
@@ -95,7 +97,7 @@ if [ -n "$BIG" ]; then
         "$DS" bench "$f" --key-file "$BKEY" -p 16 -n 64 -r 3 -t "$THREADS" --cache-mb "$CACHE" --json \
             >"$OUT/bench-big-$name-cache.json" 2>/dev/null
         c=$OUT/bench-big-$name-cache.json
-        echo "$name,$(stat -c %s "$f"),$eb,$(json_get "$OUT/bench-big-$name.json" run.decode_tok_s),$(json_get "$OUT/bench-big-$name.json" run.prefill_tok_s),$CACHE,$(json_get "$c" run.hit_rate),$(json_get "$c" run.decode_tok_s),$(json_get "$c" run.decode_pager.slot_bytes),$(json_get "$c" run.decode_pager.n_slots)" >>"$OUT/speed.csv"
+        echo "$name,$(stat -L -c %s "$f"),$eb,$(json_get "$OUT/bench-big-$name.json" run.decode_tok_s),$(json_get "$OUT/bench-big-$name.json" run.prefill_tok_s),$CACHE,$(json_get "$c" run.hit_rate),$(json_get "$c" run.decode_tok_s),$(json_get "$c" run.decode_pager.slot_bytes),$(json_get "$c" run.decode_pager.n_slots)" >>"$OUT/speed.csv"
     done
 fi
 
