@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 98aa09eaa32cdfd5: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 7b042a96abf5406a: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -57,7 +57,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "98aa09eaa32cdfd5"
+#define DS_SOURCE_ID "7b042a96abf5406a"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -374,6 +374,7 @@ DS_API const char *ds_status_string(ds_status s) {
     case DS_ERR_NOT_ADAPTER: return "not the kind of file expected (a model where an adapter was expected, or the reverse)";
     case DS_ERR_ADAPTER: return "LoRA adapter does not fit the model";
     case DS_ERR_ADAPTER_BASE: return "LoRA adapter made for another base model";
+    case DS_ERR_CALIBRATION: return "calibration file malformed or made for another model";
     case DS_ERR_WRONG_KEY: return "wrong key";
     case DS_ERR_AUTH: return "authentication failed (tampered or damaged data)";
     case DS_ERR_NEED_KEY: return "file is encrypted and no key was given";
@@ -828,8 +829,10 @@ DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v);    /* OCP e4m3fn: no infinities, 
  * on the 4-layer q8 model, 2 threads; 1 KiB and 8 KiB less). */
 #define DSI_PREFETCH_AHEAD 4096
 #define DSI_Q8_BLOCK_BYTES 34                    /* f16 scale + 32 int8 */
-/* Bytes of a dtype for a (rows x cols) matrix; cols must be a multiple of 32
- * for Q8_0 and Q4_0. Returns false on overflow or a bad shape. */
+/* Bytes of one row of cols values in a fixed-size format; cols must be a
+ * multiple of 32 for Q8_0, Q4_0 and Q8_0_24. Returns false on overflow, a
+ * bad shape, and for Q8_0_SP, whose rows have no size of their own (its
+ * stride is per tensor: dsi_tensor_row_bytes). */
 DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out);
 /* Quantizes one row of n floats (n % 32 == 0) into Q8_0 blocks. The scale is
  * rounded up to F16 so that |x - q*scale| <= scale/2 always holds. */
@@ -849,14 +852,58 @@ DSI_FUNC void dsi_dequantize_row_q4_0(const uint8_t *in, float *y, size_t n);
 /* Q4_0 blocks rewritten as the Q8_0 blocks of the same values (exact: q in
  * -8..7 with the same scale), n values. */
 DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n);
+/* Q8_0_24 (2:4 packed, deepseek.h documents the layout): 22 bytes per 32
+ * values, {f16 d; u8 pos[4]; int8 q[16]}. The encoder quantizes the row as
+ * Q8_0 does (the same d and the same q for every value), then keeps in each
+ * group of four the two nonzero q (more than two nonzero: the two of
+ * largest |x|, ties to the lower position; fewer: the lowest unused
+ * positions, holding 0), p0 < p1. So a row with at most two nonzeros per
+ * group decodes to exactly what Q8_0 gives it. Every byte string decodes
+ * (p0 == p1: the second value wins). */
+#define DSI_Q24_BLOCK_BYTES 22
+DSI_FUNC void dsi_quantize_row_q8_0_24(const float *x, uint8_t *out, size_t n);
+DSI_FUNC void dsi_dequantize_row_q8_0_24(const uint8_t *in, float *y, size_t n);
+/* Q8_0_SP (masked sparse, deepseek.h documents the layout). A row's stride
+ * is its tensor's (dsi_tensor_row_bytes), at least DSI_SP_HEAD_BYTES per
+ * block plus the stored values. dsi_sp_row_count: the values a row of n
+ * floats stores (those whose Q8_0 quantization is nonzero).
+ * dsi_quantize_row_q8_0_sp writes exactly stride bytes (zero padded); the
+ * caller gives stride >= (n/32) * 6 + dsi_sp_row_count(x, n) (a shorter
+ * stride drops the values that do not fit, never writes past it). The
+ * decoder reads the head and the stored values only: at most (n/32) * 6 + n
+ * bytes, whatever the masks say (the tensor's tail guard covers that). */
+#define DSI_SP_HEAD_BYTES 6                      /* per block: f16 d + u32 mask */
+DSI_FUNC size_t dsi_sp_row_count(const float *x, size_t n);
+DSI_FUNC void dsi_quantize_row_q8_0_sp(const float *x, uint8_t *out, size_t n, size_t stride);
+DSI_FUNC void dsi_dequantize_row_q8_0_sp(const uint8_t *in, float *y, size_t n);
+/* The same rows as the Q8_0 blocks of the same values (exact), n values. */
+DSI_FUNC void dsi_q8_0_24_to_q8_0(const uint8_t *in, uint8_t *out, size_t n);
+DSI_FUNC void dsi_q8_0_sp_to_q8_0(const uint8_t *in, uint8_t *out, size_t n);
+/* Any blocked weight format (Q8_0, Q4_0, Q8_0_24, Q8_0_SP) rewritten as Q8_0
+ * rows (a whole row, n values); false for F32 and F16. */
+DSI_FUNC bool dsi_dtype_to_q8_0(ds_dtype d, const uint8_t *in, uint8_t *out, size_t n);
+/* Whether a format stores a 32-value block per 32 columns (Q8_0, Q4_0,
+ * Q8_0_24, Q8_0_SP: cols % 32 == 0). */
+DSI_FUNC bool dsi_dtype_blocked(ds_dtype d);
+/* The row stride of a tensor of rows x cols in dtype t stored in nbytes:
+ * for the fixed formats dsi_dtype_row_bytes(cols), and nbytes must be rows
+ * times that; for Q8_0_SP (nbytes - cols) / rows, with nbytes >= cols,
+ * (nbytes - cols) % rows == 0 and (cols/32)*6 <= stride <= (cols/32)*6 +
+ * cols. False when nbytes does not fit the dtype and shape (or cols % 32
+ * for a blocked format, or rows == 0). Every reader of a directory entry
+ * takes its stride from here. */
+DSI_FUNC bool dsi_tensor_row_bytes(ds_dtype t, uint64_t rows, uint64_t cols, uint64_t nbytes, uint64_t *row_bytes);
 /* The number of weight formats (ds_dtype values). */
-#define DSI_N_DTYPES 4
+#define DSI_N_DTYPES 6
 DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n);
 DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n);
 /* One row of n values in any weight format, from or to F32 (the converters,
- * ds_model_tensor_read_f32, ds_lora_merge). Little-endian bytes; Q8_0 and
- * Q4_0 need n % 32 == 0. */
-DSI_FUNC void dsi_dtype_encode_row(ds_dtype d, const float *x, uint8_t *out, size_t n);
+ * ds_model_tensor_read_f32, ds_lora_merge). Little-endian bytes; the
+ * blocked formats need n % 32 == 0. Decoding takes every format (a Q8_0_SP
+ * row whole). Encoding does not take Q8_0_SP, whose row size is chosen per
+ * tensor (dsi_quantize_row_q8_0_sp with the stride): it writes nothing and
+ * returns false for it, as for a value that is no ds_dtype. */
+DSI_FUNC bool dsi_dtype_encode_row(ds_dtype d, const float *x, uint8_t *out, size_t n);
 DSI_FUNC void dsi_dtype_decode_row(ds_dtype d, const uint8_t *in, float *y, size_t n);
 
 /* ==== JSON ================================================================ */
@@ -1162,8 +1209,25 @@ enum {
     DSI_REC_TENSORS = 4,           /* tensor directory */
     DSI_REC_SEGMENTS = 5,          /* segment directory */
     DSI_REC_SOURCE = 6,            /* converter version / quant, informational JSON */
-    DSI_REC_ADAPTER = 7            /* adapter containers only: the adapter's JSON (below) */
+    DSI_REC_ADAPTER = 7,           /* adapter containers only: the adapter's JSON (below) */
+    DSI_REC_PRUNE = 8,             /* optional: what pruning the converter applied, JSON
+                                      (ds_model_get_pruning documents it) */
+    DSI_REC_EXPERTS = 9            /* optional: routed experts dropped at conversion (below) */
 };
+
+/*
+ * DSI_REC_EXPERTS (ds convert --drop-experts): which routed experts each MoE
+ * layer kept. JSON:
+ *   {"format": "deepseek.h experts 1", "ratio": R, "n_routed_experts": E,
+ *    "calib": {"file": name, "text": name, "n_tokens": N, "model_id": hex},
+ *    "layers": {"L": {"kept": [ids ascending], "dropped": [ids ascending]}, ...}}
+ * Every MoE layer is listed; kept and dropped partition 0..E-1. The dropped
+ * experts have no tensors and no segments; the layer's router
+ * (mlp.gate.weight, and e_score_correction_bias) keeps only the kept
+ * experts' rows, in ascending expert order. Expert ids stay the original
+ * ones everywhere (tensor names, segments, routing). "calib" is
+ * informational. A file without the record has every expert.
+ */
 
 /*
  * Adapter containers (.dsa, ds_convert_lora). Header as above with magic
@@ -1234,6 +1298,8 @@ typedef struct dsi_meta {
     const char *tokenizer_json; size_t tokenizer_len;
     const char *tokcfg_json; size_t tokcfg_len;   /* may be NULL */
     const char *adapter_json; size_t adapter_len; /* adapters only (then no tokenizer) */
+    const char *prune_json; size_t prune_len;     /* may be NULL */
+    const char *experts_json; size_t experts_len; /* DSI_REC_EXPERTS, or NULL */
     size_t n_tensors;
     dsi_tensor *tensors;
     size_t n_segments;
@@ -1255,10 +1321,12 @@ DSI_FUNC bool dsi_stored_bytes(uint64_t plain, uint32_t chunk_bytes, uint64_t *s
 /* What the layers above the container read of an opened file's directory:
  * its tensors sorted by name (for lookups) and, once loaded, the plaintext
  * of each resident segment (NULL entries for segments not resident). */
+struct dsi_expert_drop;
 typedef struct dsi_model_file {
     const dsi_meta *meta;
     dsi_tensor *const *sorted;     /* meta->n_tensors entries, by name */
     const dsi_secure_buf *dense;   /* meta->n_segments entries, or NULL before loading */
+    const struct dsi_expert_drop *drop;   /* the experts dropped at conversion, or NULL (all present) */
 } dsi_model_file;
 /* The tensor called name (its index into meta->tensors in *index), or NULL. */
 DSI_FUNC const dsi_tensor *dsi_file_tensor(const dsi_model_file *f, const char *name, size_t *index);
@@ -1294,6 +1362,36 @@ typedef struct dsi_tensor_spec {
  * frees *out with dsi_free). */
 DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_alloc *al, dsi_tensor_spec **out,
                                          size_t *n, dsi_err *e);
+
+/* ==== Dropped experts (arch.c) ============================================ */
+/* The routed experts a conversion dropped (DSI_REC_EXPERTS), checked against
+ * the config. */
+typedef struct dsi_expert_drop {
+    int n_layers, n_experts;       /* the config's */
+    double ratio;
+    uint8_t *dropped;              /* (n_layers, n_experts): 1 = absent */
+    int32_t *kept;                 /* (n_layers, n_experts): layer l's kept ids ascending, n_kept[l] of them */
+    int *n_kept;                   /* (n_layers): E for a layer without drops (and dense layers) */
+} dsi_expert_drop;
+DSI_INLINE bool dsi_expert_dropped(const dsi_expert_drop *d, int layer, int x) {
+    return d && d->dropped[(size_t)layer * (size_t)d->n_experts + (size_t)x];
+}
+/* Fills d from dropped flags (n_layers, n_experts) (taking them: freed with
+ * d); checks that every MoE layer keeps at least n_experts_per_tok experts,
+ * and, for a grouped router, that the topk_group groups with the fewest
+ * remaining experts still hold n_experts_per_tok of them (so the chosen
+ * groups always offer top_k): DS_ERR_INVALID_ARG naming the layer. */
+DSI_FUNC ds_status dsi_drop_init(dsi_expert_drop *d, const ds_model_config *c, uint8_t *dropped, double ratio,
+                                 const dsi_alloc *al, dsi_err *e);
+/* Parses a DSI_REC_EXPERTS record against c (DS_ERR_CORRUPT naming what is
+ * wrong). */
+DSI_FUNC ds_status dsi_drop_parse(const char *json, size_t len, const ds_model_config *c, const dsi_alloc *al,
+                                  dsi_expert_drop *d, dsi_err *e);
+DSI_FUNC void dsi_drop_free(dsi_expert_drop *d, const dsi_alloc *al);
+/* Removes the dropped experts' specs from a list of dsi_arch_tensor_specs
+ * (in place, order kept) and gives each pruned layer's router and bias
+ * n_kept rows. d NULL: nothing. */
+DSI_FUNC void dsi_drop_specs(const dsi_expert_drop *d, dsi_tensor_spec *specs, size_t *n);
 
 /* ==== What a LoRA adapter may change (arch.c) ============================= */
 /* The projections an adapter may change, per layer. */
@@ -1332,7 +1430,7 @@ typedef struct dsi_weight {
 
 /* Where one routed expert lives: its segment and its three matrices. */
 typedef struct dsi_expert_ref {
-    uint32_t segment;
+    uint32_t segment;              /* UINT32_MAX: dropped at conversion (never routed to) */
     uint64_t off[3];               /* gate_proj, up_proj, down_proj */
 } dsi_expert_ref;
 
@@ -1348,6 +1446,11 @@ typedef struct dsi_layer {
     bool moe;
     dsi_weight router;             /* (n_routed, hidden) F32 */
     dsi_weight bias;               /* e_score_correction_bias (n_routed) F32, V3 only */
+    /* experts dropped at conversion: the router and bias have n_kept rows,
+     * row i for expert kept[i]; kept NULL when the layer has every expert
+     * (on a device, a device address) */
+    const int32_t *kept;
+    int n_kept;
     dsi_weight exp_gate, exp_up, exp_down;   /* shapes and dtypes of the routed experts (no data) */
     dsi_expert_ref *experts;       /* n_routed entries */
 } dsi_layer;
@@ -2637,7 +2740,8 @@ done:
  * quant.c — number formats: IEEE half, bfloat16, FP8 e4m3 (decode only), and
  * the Q8_0 and Q4_0 block formats (32 values with one F16 scale, laid out as
  * llama.cpp's Q8_0 and Q4_0, so the same quantized numbers can be compared
- * across runtimes).
+ * across runtimes), and the two pruned forms of Q8_0 (2:4 packed, masked
+ * sparse) that store only a row's nonzero values.
  */
 /* #include "format.h": pasted above */
 
@@ -2710,8 +2814,32 @@ DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out) {
     case DS_DTYPE_Q4_0:
         if (cols % DSI_Q8_BLOCK) return false;
         return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q4_BLOCK_BYTES, out);
+    case DS_DTYPE_Q8_0_24:
+        if (cols % DSI_Q8_BLOCK) return false;
+        return dsi_mul_u64(cols / DSI_Q8_BLOCK, DSI_Q24_BLOCK_BYTES, out);
+    case DS_DTYPE_Q8_0_SP: return false;   /* the stride is the tensor's: dsi_tensor_row_bytes */
     }
     return false;
+}
+
+DSI_FUNC bool dsi_dtype_blocked(ds_dtype d) {
+    return d == DS_DTYPE_Q8_0 || d == DS_DTYPE_Q4_0 || d == DS_DTYPE_Q8_0_24 || d == DS_DTYPE_Q8_0_SP;
+}
+
+DSI_FUNC bool dsi_tensor_row_bytes(ds_dtype t, uint64_t rows, uint64_t cols, uint64_t nbytes, uint64_t *row_bytes) {
+    uint64_t rb, total;
+    if (rows == 0) return false;
+    if (t != DS_DTYPE_Q8_0_SP) {
+        if (!dsi_dtype_row_bytes(t, cols, &rb) || !dsi_mul_u64(rb, rows, &total) || total != nbytes) return false;
+        *row_bytes = rb;
+        return true;
+    }
+    /* rows * stride, then a guard of cols zero bytes */
+    if (cols % DSI_Q8_BLOCK || nbytes < cols || (nbytes - cols) % rows) return false;
+    uint64_t stride = (nbytes - cols) / rows, head = cols / DSI_Q8_BLOCK * DSI_SP_HEAD_BYTES;
+    if (stride < head || stride - head > cols) return false;
+    *row_bytes = stride;
+    return true;
 }
 
 DSI_FUNC void dsi_quantize_row_q8_0(const float *x, uint8_t *out, size_t n) {
@@ -2809,6 +2937,152 @@ DSI_FUNC void dsi_q4_0_to_q8_0(const uint8_t *in, uint8_t *out, size_t n) {
     }
 }
 
+/* ==== Pruned Q8_0: 2:4 packed and masked sparse ============================ */
+/* One block of 32 floats quantized as Q8_0 does it: the scale's bits, q. */
+static uint16_t dsi_q8_block_q(const float *x, int8_t q[DSI_Q8_BLOCK]) {
+    uint8_t b[DSI_Q8_BLOCK_BYTES];
+    dsi_quantize_row_q8_0(x, b, DSI_Q8_BLOCK);
+    memcpy(q, b + 2, DSI_Q8_BLOCK);
+    return dsi_rd16(b);
+}
+
+DSI_FUNC void dsi_quantize_row_q8_0_24(const float *x, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        uint8_t *ob = out + b * DSI_Q24_BLOCK_BYTES;
+        int8_t q[DSI_Q8_BLOCK];
+        dsi_wr16(ob, dsi_q8_block_q(xb, q));
+        memset(ob + 2, 0, 4);
+        for (int g = 0; g < 8; g++) {
+            /* the two kept positions: nonzero q first, larger |x| first,
+             * the lower position on a tie; then zeros, lowest first */
+            int keep[2] = {-1, -1};
+            for (int k = 0; k < 2; k++) {
+                int best = -1;
+                for (int i = 0; i < 4; i++) {
+                    int p = 4 * g + i;
+                    if (i == keep[0]) continue;
+                    if (best < 0) {
+                        best = i;
+                        continue;
+                    }
+                    int pb = 4 * g + best;
+                    bool nz = q[p] != 0, nzb = q[pb] != 0;
+                    if (nz != nzb ? nz : nz && fabsf(xb[p]) > fabsf(xb[pb])) best = i;
+                }
+                keep[k] = best;
+            }
+            int p0 = keep[0] < keep[1] ? keep[0] : keep[1], p1 = keep[0] < keep[1] ? keep[1] : keep[0];
+            ob[2 + g / 2] |= (uint8_t)((p0 | p1 << 2) << (4 * (g & 1)));
+            ob[6 + 2 * g] = (uint8_t)q[4 * g + p0];
+            ob[7 + 2 * g] = (uint8_t)q[4 * g + p1];
+        }
+    }
+}
+
+/* The 32 int8 values of a 2:4 block, in order (p0 == p1: the second wins). */
+static void dsi_q24_block_values(const uint8_t *blk, int8_t v[DSI_Q8_BLOCK]) {
+    memset(v, 0, DSI_Q8_BLOCK);
+    for (int g = 0; g < 8; g++) {
+        unsigned pb = blk[2 + g / 2] >> (4 * (g & 1));
+        v[4 * g + (pb & 3)] = (int8_t)blk[6 + 2 * g];
+        v[4 * g + ((pb >> 2) & 3)] = (int8_t)blk[7 + 2 * g];
+    }
+}
+
+DSI_FUNC void dsi_dequantize_row_q8_0_24(const uint8_t *in, float *y, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q24_BLOCK_BYTES;
+        float d = dsi_f16_to_f32(dsi_rd16(ib));
+        int8_t v[DSI_Q8_BLOCK];
+        dsi_q24_block_values(ib, v);
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) y[b * DSI_Q8_BLOCK + i] = (float)v[i] * d;
+    }
+}
+
+DSI_FUNC void dsi_q8_0_24_to_q8_0(const uint8_t *in, uint8_t *out, size_t n) {
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        const uint8_t *ib = in + b * DSI_Q24_BLOCK_BYTES;
+        uint8_t *ob = out + b * DSI_Q8_BLOCK_BYTES;
+        int8_t v[DSI_Q8_BLOCK];
+        dsi_q24_block_values(ib, v);
+        ob[0] = ib[0];
+        ob[1] = ib[1];
+        memcpy(ob + 2, v, DSI_Q8_BLOCK);
+    }
+}
+
+DSI_FUNC size_t dsi_sp_row_count(const float *x, size_t n) {
+    size_t count = 0;
+    for (size_t b = 0; b < n / DSI_Q8_BLOCK; b++) {
+        int8_t q[DSI_Q8_BLOCK];
+        (void)dsi_q8_block_q(x + b * DSI_Q8_BLOCK, q);
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) count += q[i] != 0;
+    }
+    return count;
+}
+
+DSI_FUNC void dsi_quantize_row_q8_0_sp(const float *x, uint8_t *out, size_t n, size_t stride) {
+    size_t nb = n / DSI_Q8_BLOCK, head = nb * DSI_SP_HEAD_BYTES, at = head;
+    memset(out, 0, stride);
+    if (stride < head) return;   /* not even the heads fit (a misuse): zeros, never past stride */
+    for (size_t b = 0; b < nb; b++) {
+        int8_t q[DSI_Q8_BLOCK];
+        uint32_t mask = 0;
+        dsi_wr16(out + 2 * b, dsi_q8_block_q(x + b * DSI_Q8_BLOCK, q));
+        for (int i = 0; i < DSI_Q8_BLOCK && at < stride; i++)
+            if (q[i]) {
+                mask |= 1u << i;
+                out[at++] = (uint8_t)q[i];
+            }
+        dsi_wr32(out + 2 * nb + 4 * b, mask);
+    }
+}
+
+/* Block b's 32 int8 values of an SP row (values read from *v on, which
+ * advances past them). */
+static void dsi_sp_block_values(uint32_t mask, const uint8_t **v, int8_t out[DSI_Q8_BLOCK]) {
+    const uint8_t *p = *v;
+    for (int i = 0; i < DSI_Q8_BLOCK; i++) out[i] = (mask >> i) & 1 ? (int8_t)*p++ : 0;
+    *v = p;
+}
+
+DSI_FUNC void dsi_dequantize_row_q8_0_sp(const uint8_t *in, float *y, size_t n) {
+    size_t nb = n / DSI_Q8_BLOCK;
+    const uint8_t *v = in + nb * DSI_SP_HEAD_BYTES;
+    for (size_t b = 0; b < nb; b++) {
+        float d = dsi_f16_to_f32(dsi_rd16(in + 2 * b));
+        int8_t q[DSI_Q8_BLOCK];
+        dsi_sp_block_values(dsi_rd32(in + 2 * nb + 4 * b), &v, q);
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) y[b * DSI_Q8_BLOCK + i] = (float)q[i] * d;
+    }
+}
+
+DSI_FUNC void dsi_q8_0_sp_to_q8_0(const uint8_t *in, uint8_t *out, size_t n) {
+    size_t nb = n / DSI_Q8_BLOCK;
+    const uint8_t *v = in + nb * DSI_SP_HEAD_BYTES;
+    for (size_t b = 0; b < nb; b++) {
+        uint8_t *ob = out + b * DSI_Q8_BLOCK_BYTES;
+        int8_t q[DSI_Q8_BLOCK];
+        dsi_sp_block_values(dsi_rd32(in + 2 * nb + 4 * b), &v, q);
+        ob[0] = in[2 * b];
+        ob[1] = in[2 * b + 1];
+        memcpy(ob + 2, q, DSI_Q8_BLOCK);
+    }
+}
+
+DSI_FUNC bool dsi_dtype_to_q8_0(ds_dtype d, const uint8_t *in, uint8_t *out, size_t n) {
+    switch (d) {
+    case DS_DTYPE_Q8_0: memcpy(out, in, n / DSI_Q8_BLOCK * DSI_Q8_BLOCK_BYTES); return true;
+    case DS_DTYPE_Q4_0: dsi_q4_0_to_q8_0(in, out, n); return true;
+    case DS_DTYPE_Q8_0_24: dsi_q8_0_24_to_q8_0(in, out, n); return true;
+    case DS_DTYPE_Q8_0_SP: dsi_q8_0_sp_to_q8_0(in, out, n); return true;
+    case DS_DTYPE_F32:
+    case DS_DTYPE_F16: break;
+    }
+    return false;
+}
+
 DSI_FUNC void dsi_convert_row_f16(const float *x, uint16_t *out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = dsi_f32_to_f16(x[i]);
 }
@@ -2817,7 +3091,7 @@ DSI_FUNC void dsi_dequantize_row_f16(const uint16_t *in, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = dsi_f16_to_f32(in[i]);
 }
 
-DSI_FUNC void dsi_dtype_encode_row(ds_dtype d, const float *x, uint8_t *out, size_t n) {
+DSI_FUNC bool dsi_dtype_encode_row(ds_dtype d, const float *x, uint8_t *out, size_t n) {
     switch (d) {
     case DS_DTYPE_F32:
         for (size_t k = 0; k < n; k++) dsi_wr32(out + 4 * k, dsi_f32_bits(x[k]));
@@ -2827,7 +3101,11 @@ DSI_FUNC void dsi_dtype_encode_row(ds_dtype d, const float *x, uint8_t *out, siz
         break;
     case DS_DTYPE_Q8_0: dsi_quantize_row_q8_0(x, out, n); break;
     case DS_DTYPE_Q4_0: dsi_quantize_row_q4_0(x, out, n); break;
+    case DS_DTYPE_Q8_0_24: dsi_quantize_row_q8_0_24(x, out, n); break;
+    case DS_DTYPE_Q8_0_SP: return false;   /* needs its tensor's stride: dsi_quantize_row_q8_0_sp */
+    default: return false;
     }
+    return true;
 }
 
 DSI_FUNC void dsi_dtype_decode_row(ds_dtype d, const uint8_t *in, float *y, size_t n) {
@@ -2840,6 +3118,8 @@ DSI_FUNC void dsi_dtype_decode_row(ds_dtype d, const uint8_t *in, float *y, size
         break;
     case DS_DTYPE_Q8_0: dsi_dequantize_row_q8_0(in, y, n); break;
     case DS_DTYPE_Q4_0: dsi_dequantize_row_q4_0(in, y, n); break;
+    case DS_DTYPE_Q8_0_24: dsi_dequantize_row_q8_0_24(in, y, n); break;
+    case DS_DTYPE_Q8_0_SP: dsi_dequantize_row_q8_0_sp(in, y, n); break;
     }
 }
 /* ==== End deepseek_impl/quant.c ==== */
@@ -4797,14 +5077,13 @@ static ds_status dsi_parse_tensors(dsi_meta *m, const uint8_t *p, uint64_t len, 
         pos += padded;
 
         /* shape, dtype and size must agree; the tensor must lie inside its segment */
-        if (t->dtype > DS_DTYPE_Q4_0 || t->n_dims < 1 || t->n_dims > 2 || t->segment >= m->n_segments)
+        if (t->dtype >= DSI_N_DTYPES || t->n_dims < 1 || t->n_dims > 2 || t->segment >= m->n_segments)
             return dsi_fail(e, DS_ERR_CORRUPT, "tensor %s: bad dtype/rank/segment", t->name);
         for (uint32_t d = 0; d < 4; d++)
             if (d < t->n_dims ? (t->dims[d] == 0 || t->dims[d] > DS_MAX_DIM) : t->dims[d] != 0)
                 return dsi_fail(e, DS_ERR_CORRUPT, "tensor %s: dimension %u out of range", t->name, d);
-        uint64_t rows = t->n_dims == 2 ? t->dims[0] : 1, cols = t->dims[t->n_dims - 1], rb, total, end;
-        if (!dsi_dtype_row_bytes((ds_dtype)t->dtype, cols, &rb) || !dsi_mul_u64(rb, rows, &total) ||
-            total != t->nbytes)
+        uint64_t rows = t->n_dims == 2 ? t->dims[0] : 1, cols = t->dims[t->n_dims - 1], rb, end;
+        if (!dsi_tensor_row_bytes((ds_dtype)t->dtype, rows, cols, t->nbytes, &rb))
             return dsi_fail(e, DS_ERR_CORRUPT, "tensor %s: byte size does not match dtype and shape", t->name);
         const dsi_segment *s = &m->segments[t->segment];
         if (t->offset % DSI_TENSOR_ALIGN || !dsi_add_u64(t->offset, t->nbytes, &end) || end > s->plain_bytes)
@@ -4837,6 +5116,8 @@ DSI_FUNC ds_status dsi_meta_parse(const uint8_t *plain, size_t len, uint64_t fil
         case DSI_REC_TOKENIZER_JSON: txt = &out->tokenizer_json; txt_len = &out->tokenizer_len; break;
         case DSI_REC_TOKENIZER_CONFIG: txt = &out->tokcfg_json; txt_len = &out->tokcfg_len; break;
         case DSI_REC_ADAPTER: txt = &out->adapter_json; txt_len = &out->adapter_len; break;
+        case DSI_REC_PRUNE: txt = &out->prune_json; txt_len = &out->prune_len; break;
+        case DSI_REC_EXPERTS: txt = &out->experts_json; txt_len = &out->experts_len; break;
         case DSI_REC_TENSORS: tensors = body; tensors_len = rlen; break;
         case DSI_REC_SEGMENTS: segments = body; segments_len = rlen; break;
         default: break;
@@ -4857,7 +5138,8 @@ DSI_FUNC ds_status dsi_meta_parse(const uint8_t *plain, size_t len, uint64_t fil
     ds_status s = dsi_parse_segments(out, segments, segments_len, file_bytes, chunk_bytes, meta_offset, e);
     if (!s) s = dsi_parse_tensors(out, tensors, tensors_len, e);
     if (s) {
-        out->config_json = out->tokenizer_json = out->tokcfg_json = out->adapter_json = NULL;
+        out->config_json = out->tokenizer_json = out->tokcfg_json = out->adapter_json = out->prune_json =
+            out->experts_json = NULL;
         dsi_meta_free(out);
         out->al = al;
     }
@@ -9355,6 +9637,8 @@ DS_API ds_status ds_tokenizer_encode_chat(const ds_tokenizer *t, const ds_chat_m
 
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* ==== The decisions ======================================================== */
 DSI_FUNC bool dsi_arch_attention_mla(const ds_model_config *c) { return c->arch != DS_ARCH_DEEPSEEK_MOE; }
@@ -9593,6 +9877,170 @@ DSI_FUNC ds_status dsi_arch_tensor_specs(const ds_model_config *cfg, const dsi_a
     return DS_OK;
 }
 
+/* ==== Dropped experts ====================================================== */
+DSI_FUNC void dsi_drop_free(dsi_expert_drop *d, const dsi_alloc *al) {
+    if (!d) return;
+    dsi_free(al, d->dropped);
+    dsi_free(al, d->kept);
+    dsi_free(al, d->n_kept);
+    memset(d, 0, sizeof *d);
+}
+
+DSI_FUNC ds_status dsi_drop_init(dsi_expert_drop *d, const ds_model_config *c, uint8_t *dropped, double ratio,
+                                 const dsi_alloc *al, dsi_err *e) {
+    memset(d, 0, sizeof *d);
+    d->dropped = dropped;
+    d->n_layers = c->n_layers;
+    d->n_experts = c->n_routed_experts;
+    d->ratio = ratio;
+    int L = c->n_layers, E = c->n_routed_experts, K = c->n_experts_per_tok;
+    if (E < 1 || L < 1) {
+        dsi_drop_free(d, al);
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "the model has no routed experts to drop");
+    }
+    d->kept = dsi_calloc(al, (size_t)L * (size_t)E, sizeof *d->kept);
+    d->n_kept = dsi_calloc(al, (size_t)L, sizeof *d->n_kept);
+    if (!d->kept || !d->n_kept) {
+        dsi_drop_free(d, al);
+        return dsi_fail(e, DS_ERR_NOMEM, "out of memory for the kept experts");
+    }
+    bool grouped = c->topk_method != DS_TOPK_GREEDY && c->n_group > 1;
+    int G = grouped ? c->n_group : 1, per = E / G;
+    for (int l = 0; l < L; l++) {
+        int n = 0;
+        for (int x = 0; x < E; x++) {
+            if (!dsi_config_is_moe_layer(c, l)) dropped[(size_t)l * E + x] = 0;
+            if (!dropped[(size_t)l * E + x]) d->kept[(size_t)l * E + n++] = x;
+        }
+        d->n_kept[l] = n;
+        if (!dsi_config_is_moe_layer(c, l)) continue;
+        if (n < K) {
+            dsi_drop_free(d, al);
+            return dsi_fail(e, DS_ERR_INVALID_ARG,
+                            "layer %d would keep %d routed experts, fewer than num_experts_per_tok (%d)", l, n, K);
+        }
+        if (!grouped) continue;
+        /* the worst choice of topk_group groups: those with the fewest left */
+        int cnt[DS_MAX_EXPERTS];
+        for (int g = 0; g < G; g++) {
+            cnt[g] = 0;
+            for (int i = 0; i < per; i++) cnt[g] += !dropped[(size_t)l * E + g * per + i];
+        }
+        for (int i = 1; i < G; i++)   /* ascending */
+            for (int j = i; j > 0 && cnt[j - 1] > cnt[j]; j--) {
+                int t = cnt[j];
+                cnt[j] = cnt[j - 1];
+                cnt[j - 1] = t;
+            }
+        int kg = c->topk_group < G ? c->topk_group : G, sum = 0;
+        for (int g = 0; g < kg; g++) sum += cnt[g];
+        if (sum < K) {
+            dsi_drop_free(d, al);
+            return dsi_fail(e, DS_ERR_INVALID_ARG,
+                            "layer %d: the %d groups (topk_group) with the fewest experts left hold %d, fewer than "
+                            "num_experts_per_tok (%d)", l, kg, sum, K);
+        }
+    }
+    return DS_OK;
+}
+
+/* An array of distinct expert ids of one layer into flags: returns false on
+ * a non-integer, out-of-range or repeated id. */
+static bool dsa_drop_ids(const dsi_json *arr, int E, uint8_t *flags, uint8_t mark, int *count) {
+    if (!arr || arr->type != DSI_JSON_ARRAY) return false;
+    for (uint32_t i = 0; i < arr->n; i++) {
+        const dsi_json *v = &arr->kids[i];
+        if (v->type != DSI_JSON_NUMBER || !v->is_int || v->i < 0 || v->i >= E || flags[v->i]) return false;
+        flags[v->i] = mark;
+    }
+    *count = (int)arr->n;
+    return true;
+}
+
+DSI_FUNC ds_status dsi_drop_parse(const char *json, size_t len, const ds_model_config *c, const dsi_alloc *al,
+                                  dsi_expert_drop *d, dsi_err *e) {
+    memset(d, 0, sizeof *d);
+    dsi_json_doc *doc = NULL;
+    ds_status s = dsi_json_parse(json, len, al, &doc, e);
+    if (s) {
+        dsi_prefix(e, "expert record");
+        return e->status = DS_ERR_CORRUPT;
+    }
+    const dsi_json *root = dsi_json_root(doc), *layers = dsi_json_get(root, "layers");
+    int64_t n_routed = -1;
+    double ratio = 0;
+    int L = c->n_layers, E = c->n_routed_experts;
+    uint8_t *dropped = NULL, *seen = NULL;
+    if (!root || root->type != DSI_JSON_OBJECT || !layers || layers->type != DSI_JSON_OBJECT ||
+        dsi_json_get_int(root, "n_routed_experts", &n_routed) != 1 || dsi_json_get_num(root, "ratio", &ratio) != 1) {
+        s = dsi_fail(e, DS_ERR_CORRUPT, "expert record: not an object with n_routed_experts, ratio and layers");
+        goto out;
+    }
+    if (n_routed != E || E < 1) {
+        s = dsi_fail(e, DS_ERR_CORRUPT, "expert record: made for %lld routed experts, the config has %d",
+                     (long long)n_routed, E);
+        goto out;
+    }
+    dropped = dsi_calloc(al, (size_t)L * (size_t)E, 1);
+    seen = dsi_calloc(al, (size_t)L, 1);
+    if (!dropped || !seen) {
+        s = dsi_fail(e, DS_ERR_NOMEM, "out of memory for the expert record");
+        goto out;
+    }
+    for (uint32_t i = 0; i < layers->n; i++) {
+        const dsi_json *ly = &layers->kids[i];
+        char *end = NULL;
+        char kb[16];
+        long l = -1;
+        if (ly->key_len > 0 && ly->key_len < sizeof kb) {
+            memcpy(kb, ly->key, ly->key_len);
+            kb[ly->key_len] = 0;
+            l = strtol(kb, &end, 10);
+        }
+        if (!end || *end || l < 0 || l >= L || !dsi_config_is_moe_layer(c, (int)l) || seen[l]) {
+            s = dsi_fail(e, DS_ERR_CORRUPT, "expert record: layer \"%.*s\" is not a MoE layer of the config (or "
+                         "is listed twice)", (int)(ly->key_len < 16 ? ly->key_len : 16), ly->key);
+            goto out;
+        }
+        seen[l] = 1;
+        uint8_t flags[DS_MAX_EXPERTS] = {0};
+        int nk = 0, nd = 0;
+        if (!dsa_drop_ids(dsi_json_get(ly, "kept"), E, flags, 1, &nk) ||
+            !dsa_drop_ids(dsi_json_get(ly, "dropped"), E, flags, 2, &nd) || nk + nd != E) {
+            s = dsi_fail(e, DS_ERR_CORRUPT, "expert record: layer %ld: kept and dropped do not partition 0..%d", l,
+                         E - 1);
+            goto out;
+        }
+        for (int x = 0; x < E; x++) dropped[(size_t)l * E + x] = flags[x] == 2;
+    }
+    s = dsi_drop_init(d, c, dropped, ratio, al, e);
+    dropped = NULL;
+    if (s == DS_ERR_INVALID_ARG) {
+        dsi_prefix(e, "expert record");
+        s = e->status = DS_ERR_CORRUPT;
+    }
+out:
+    dsi_free(al, dropped);
+    dsi_free(al, seen);
+    dsi_json_free(doc);
+    return s;
+}
+
+DSI_FUNC void dsi_drop_specs(const dsi_expert_drop *d, dsi_tensor_spec *specs, size_t *n) {
+    if (!d) return;
+    size_t o = 0;
+    for (size_t i = 0; i < *n; i++) {
+        dsi_tensor_spec *t = &specs[i];
+        if (t->expert >= 0 && t->layer >= 0 && t->layer < d->n_layers && dsi_expert_dropped(d, t->layer, t->expert))
+            continue;
+        if (t->pclass == DS_PARAM_ROUTER && t->layer >= 0 && t->layer < d->n_layers)
+            t->dims[0] = (uint64_t)d->n_kept[t->layer];
+        if (o != i) specs[o] = *t;
+        o++;
+    }
+    *n = o;
+}
+
 /* ==== LoRA targets ========================================================= */
 static const char *const dsa_lora_names[DSI_LM_N] = {
     "q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj",
@@ -9674,7 +10122,7 @@ static ds_status dsa_bind(const dsi_model_file *f, dsi_weight *w, const char *na
     w->rows = t->n_dims == 2 ? (int)t->dims[0] : 1;
     w->cols = (int)t->dims[t->n_dims - 1];
     uint64_t rb = 0;
-    dsi_dtype_row_bytes(w->dtype, (uint64_t)w->cols, &rb);
+    (void)dsi_tensor_row_bytes(w->dtype, (uint64_t)w->rows, (uint64_t)w->cols, t->nbytes, &rb);   /* checked when opened */
     w->row_bytes = (size_t)rb;
     w->offset = t->offset;
     w->data = f->dense && f->dense[t->segment].ptr ? (const uint8_t *)f->dense[t->segment].ptr + t->offset : NULL;
@@ -9701,16 +10149,29 @@ DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config 
             const dsa_entry *x = &dsa_layer[k];
             if (!dsa_present(c, x, l)) continue;
             char name[128];
-            if (!dsa_name(x, l, 0, name, sizeof name))
+            int first = 0;   /* the first expert present */
+            while (first < c->n_routed_experts - 1 && dsi_expert_dropped(f->drop, l, first)) first++;
+            if (!dsa_name(x, l, first, name, sizeof name))
                 return dsi_fail(e, DS_ERR_INTERNAL, "tensor name of layer %d too long", l);
-            /* experts: expert 0 gives the shapes and dtypes of all */
+            /* experts: the first present gives the shapes and dtypes of all */
             if ((s = dsa_bind(f, (dsi_weight *)(void *)((char *)L + x->field), name, &idx, e))) return s;
         }
         if (!L->moe) continue;
         L->experts = dsi_calloc(al, (size_t)c->n_routed_experts, sizeof *L->experts);
         if (!L->experts) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+        if (f->drop && f->drop->n_kept[l] < c->n_routed_experts) {
+            L->kept = f->drop->kept + (size_t)l * (size_t)c->n_routed_experts;
+            L->n_kept = f->drop->n_kept[l];
+            if (L->router.rows != L->n_kept || (L->bias.data && L->bias.cols != L->n_kept))
+                return dsi_fail(e, DS_ERR_SHAPE, "layer %d: the router has %d rows for %d kept experts", l,
+                                L->router.rows, L->n_kept);
+        }
         for (int xe = 0; xe < c->n_routed_experts; xe++) {
             dsi_expert_ref *r = &L->experts[xe];
+            if (dsi_expert_dropped(f->drop, l, xe)) {   /* no tensors, no segment; never routed to */
+                r->segment = UINT32_MAX;
+                continue;
+            }
             for (size_t k = 0; k < DSA_N_LAYER; k++) {
                 const dsa_entry *x = &dsa_layer[k];
                 if (x->when != DSA_EXPERT) continue;
@@ -9719,6 +10180,19 @@ DSI_FUNC ds_status dsi_arch_bind(const dsi_model_file *f, const ds_model_config 
                     return dsi_fail(e, DS_ERR_INTERNAL, "tensor name of layer %d too long", l);
                 const dsi_tensor *t = dsi_file_tensor(f, name, &idx);
                 if (!t) return dsi_fail(e, DS_ERR_MISSING_TENSOR, "tensor %s is missing", name);
+                /* the kernels take every expert's rows as the template's
+                 * (expert 0's): the same format and, for Q8_0_SP, stride */
+                const dsi_weight *tw = (const dsi_weight *)(const void *)((const char *)L + x->field);
+                uint64_t rb = 0;
+                if (t->dtype != (uint32_t)tw->dtype)
+                    return dsi_fail(e, DS_ERR_SHAPE, "tensor %s is stored as %s, expert 0 of layer %d as %s: the routed "
+                                    "experts of a layer share one format", name, ds_dtype_name((ds_dtype)t->dtype), l,
+                                    ds_dtype_name(tw->dtype));
+                if (!dsi_tensor_row_bytes(tw->dtype, (uint64_t)tw->rows, (uint64_t)tw->cols, t->nbytes, &rb) ||
+                    rb != (uint64_t)tw->row_bytes)
+                    return dsi_fail(e, DS_ERR_SHAPE, "tensor %s: rows of %llu bytes, expert 0 of layer %d has rows of "
+                                    "%zu: the routed experts of a layer share one row stride", name,
+                                    (unsigned long long)rb, l, tw->row_bytes);
                 if (x->part == 0) r->segment = t->segment;
                 else if (t->segment != r->segment)
                     return dsi_fail(e, DS_ERR_CORRUPT, "expert %d of layer %d is split across segments", xe, l);
@@ -9819,11 +10293,13 @@ struct ds_model {
     void *dev_model;            /* the device's per-model state (device weights, caches), or NULL */
     char device_name[128];
     dsi_weights w;              /* bound weights (load_weights only), host addresses */
+    dsi_expert_drop drop;       /* the routed experts dropped at conversion (DSI_REC_EXPERTS) */
+    bool has_drop;              /* the file has that record */
 };
 
 /* The view of m's directory the lower layers take. */
 DSI_INLINE dsi_model_file dsi_model_file_of(const ds_model *m) {
-    dsi_model_file f = {&m->meta, (dsi_tensor *const *)m->sorted, m->dense};
+    dsi_model_file f = {&m->meta, (dsi_tensor *const *)m->sorted, m->dense, m->has_drop ? &m->drop : NULL};
     return f;
 }
 /* Opens the file at path into m (allocator, log and threads already set):
@@ -10146,10 +10622,18 @@ struct dsi_device_i {
 DSI_FUNC const dsi_device_i *dsi_cpu_device(void);
 DSI_FUNC const char *dsi_cpu_kernels_name(void);
 /* Routing for one token: router logits (E) -> n_experts_per_tok experts and
- * their weights. scratch holds 3 * E floats. (cpu.c; also the reference of
- * the CUDA route kernel's tests) */
+ * their weights. scratch holds 3 * E floats. A logit of -inf marks an
+ * expert dropped at conversion: never chosen, its group scored without it.
+ * (cpu.c; also the reference of the CUDA route kernel's tests) */
 DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const float *bias, float *scratch, int *sel,
                         float *w);
+
+/* dsi_route for a layer whose router lost the rows of dropped experts:
+ * logits and bias (n_kept values, row i for expert kept[i]) spread over the
+ * n_routed experts with -inf logits for the others; kept NULL: dsi_route.
+ * scratch holds 5 * E floats. */
+DSI_FUNC void dsi_route_kept(const ds_model_config *cf, const float *logits, const float *bias, const int32_t *kept,
+                             int n_kept, float *scratch, int *sel, float *w);
 
 /* The CUDA device (cuda.c). Before the weights load, decides whether the
  * model runs on CUDA: no device (or no CUDA in this build) leaves it on the
@@ -10188,6 +10672,8 @@ DS_API const char *ds_dtype_name(ds_dtype t) {
     case DS_DTYPE_F16: return "F16";
     case DS_DTYPE_Q8_0: return "Q8_0";
     case DS_DTYPE_Q4_0: return "Q4_0";
+    case DS_DTYPE_Q8_0_24: return "Q8_0_24";
+    case DS_DTYPE_Q8_0_SP: return "Q8_0_SP";
     }
     return "unknown";
 }
@@ -10482,6 +10968,7 @@ static ds_status dsi_check_directory(ds_model *m, dsi_err *e) {
     size_t ns = 0;
     ds_status s = dsi_arch_tensor_specs(&m->cfg, &m->al, &specs, &ns, e);
     if (s) return s;
+    dsi_drop_specs(f.drop, specs, &ns);   /* dropped experts have no tensors; their routers fewer rows */
     for (size_t i = 0; i < ns && !s; i++) {
         const dsi_tensor_spec *sp = &specs[i];
         const dsi_tensor *t = dsi_file_tensor(&f, sp->name, NULL);
@@ -10738,6 +11225,8 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
     dsi_free(&m->al, m->sorted);
     m->sorted = NULL;
     dsi_meta_free(&m->meta);
+    dsi_drop_free(&m->drop, &m->al);
+    m->has_drop = false;
     dsi_secure_free(&m->keybuf);
     if (m->probe_map) munmap(m->probe_map, (size_t)m->hdr.file_bytes);
     m->probe_map = NULL;
@@ -10799,6 +11288,11 @@ static ds_status dsi_file_open_container(ds_model *m, const char *path, const ds
     if (adapter != (m->meta.adapter_json != NULL))
         return dsi_fail(e, DS_ERR_CORRUPT, "metadata: %s", adapter ? "an adapter without its adapter record"
                                                                     : "a model with an adapter record");
+    if (m->meta.experts_json && !adapter) {   /* experts dropped at conversion */
+        if ((s = dsi_drop_parse(m->meta.experts_json, m->meta.experts_len, &m->cfg, &m->al, &m->drop, e)))
+            return s;
+        m->has_drop = true;
+    }
     return DS_OK;
 }
 
@@ -10843,6 +11337,54 @@ DS_API ds_status ds_model_id(const ds_model *m, unsigned char id[DS_MODEL_ID_BYT
     return DS_OK;
 }
 
+DS_API ds_status ds_model_expert_pruning(const ds_model *m, ds_expert_pruning *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_expert_pruning: NULL argument");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    if (!m->has_drop) return DS_OK;
+    out->pruned = 1;
+    out->ratio = m->drop.ratio;
+    out->json = m->meta.experts_json;
+    out->json_len = m->meta.experts_len;
+    int lmoe = 0;
+    while (lmoe < m->cfg.n_layers && !dsi_config_is_moe_layer(&m->cfg, lmoe)) lmoe++;
+    if (lmoe < m->cfg.n_layers) out->n_dropped = m->cfg.n_routed_experts - m->drop.n_kept[lmoe];
+    /* the informational calibration fields (checked JSON at open) */
+    dsi_json_doc *doc = NULL;
+    if (dsi_json_parse(m->meta.experts_json, m->meta.experts_len, &m->al, &doc, &e) == DS_OK) {
+        const dsi_json *cal = dsi_json_get(dsi_json_root(doc), "calib");
+        const char *str;
+        size_t sl;
+        int64_t v;
+        if (cal && dsi_json_get_str(cal, "file", &str, &sl) == 1)
+            snprintf(out->calib_file, sizeof out->calib_file, "%.*s", (int)sl, str);
+        if (cal && dsi_json_get_str(cal, "text", &str, &sl) == 1)
+            snprintf(out->calib_text, sizeof out->calib_text, "%.*s", (int)sl, str);
+        if (cal && dsi_json_get_int(cal, "n_tokens", &v) == 1 && v > 0) out->calib_tokens = (uint64_t)v;
+        dsi_json_free(doc);
+    }
+    return DS_OK;
+}
+
+DS_API ds_status ds_model_layer_experts(const ds_model *m, int layer, unsigned char *present, size_t n) {
+    dsi_err e = {0};
+    if (!m || !present) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_layer_experts: NULL argument");
+        return dsi_publish(&e);
+    }
+    int E = m->cfg.n_routed_experts;
+    if (layer < 0 || layer >= m->cfg.n_layers || !dsi_config_is_moe_layer(&m->cfg, layer) || n < (size_t)E) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_layer_experts: layer %d is not a MoE layer of %d, or n %zu < %d "
+                 "experts", layer, m->cfg.n_layers, n, E);
+        return dsi_publish(&e);
+    }
+    for (int x = 0; x < E; x++) present[x] = !dsi_expert_dropped(m->has_drop ? &m->drop : NULL, layer, x);
+    return DS_OK;
+}
+
 DS_API ds_status ds_model_get_config(const ds_model *m, ds_model_config *out) {
     dsi_err e = {0};
     if (!m || !out) {
@@ -10850,6 +11392,17 @@ DS_API ds_status ds_model_get_config(const ds_model *m, ds_model_config *out) {
         return dsi_publish(&e);
     }
     *out = m->cfg;
+    return DS_OK;
+}
+
+DS_API ds_status ds_model_get_pruning(const ds_model *m, const char **json, size_t *len) {
+    dsi_err e = {0};
+    if (!m || !json || !len) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_get_pruning: NULL argument");
+        return dsi_publish(&e);
+    }
+    *json = m->meta.prune_json;
+    *len = m->meta.prune_json ? m->meta.prune_len : 0;
     return DS_OK;
 }
 
@@ -10948,7 +11501,7 @@ DS_API ds_status ds_model_tensor_read_f32(const ds_model *m, size_t index, float
         src = (const uint8_t *)tmp.ptr + t->offset;
     }
     uint64_t rb = 0;
-    dsi_dtype_row_bytes((ds_dtype)t->dtype, cols, &rb);
+    (void)dsi_tensor_row_bytes((ds_dtype)t->dtype, rows, cols, t->nbytes, &rb);   /* checked when opened */
     for (uint64_t r = 0; r < rows; r++) dsi_dtype_decode_row((ds_dtype)t->dtype, src + r * rb, dst + r * cols, (size_t)cols);
     dsi_secure_free(&tmp);
     return DS_OK;
@@ -11211,7 +11764,7 @@ DSI_FUNC void dsi_pool_free(dsi_pool *p) {
 /* ==== Begin kernels/cpu/ops.c ==== */
 /*
  * ops.c — portable C kernels: dot products of one stored row (F32, F16,
- * Q8_0 or Q4_0, dequantized inside the loop, never expanded into a copy of the
+ * Q8_0, Q4_0 or the pruned Q8_0 forms, dequantized inside the loop, never expanded into a copy of the
  * matrix) with an F32 vector, RMSNorm, softmax. F32 accumulation throughout.
  * ISA-specific versions (AVX2/F16C/FMA) come later behind the same calls.
  */
@@ -11260,12 +11813,22 @@ typedef struct dsi_kernels {
                        float *out);
     /* Q4_0 weights with the same int8 activations, one token: dot_q4q8
      * takes them as int8, dot_q4u8 (or NULL) offset to unsigned as
-     * act_to_u8 makes them. A batch instead rewrites its Q4_0 rows as
-     * Q8_0 blocks (q4_to_q8, exact) a few at a time and takes the Q8_0
-     * products above, whose cost is per token while this is per row. */
+     * act_to_u8 makes them. A batch instead rewrites its rows as Q8_0
+     * blocks (to_q8, exact) a few at a time and takes the Q8_0 products
+     * above, whose cost is per token while this is per row. */
     float (*dot_q4q8)(const uint8_t *row, const int8_t *q, const float *s, int n);
     float (*dot_q4u8)(const uint8_t *row, const uint8_t *u, const float *s, int n);
-    void (*q4_to_q8)(const uint8_t *row, uint8_t *out, int n);
+    /* The pruned Q8_0 rows (Q8_0_24, Q8_0_SP; a whole row) with int8
+     * activations, one token, fused (no copy of the row): the same int32
+     * sums and float steps as dot_q8q8 on the row's Q8_0 form, so the
+     * same bits. No u8 forms: sets with act_to_u8 take them with int8
+     * activations (dsi_quantize_rows). */
+    float (*dot_24q8)(const uint8_t *row, const int8_t *q, const float *s, int n);
+    float (*dot_spq8)(const uint8_t *row, const int8_t *q, const float *s, int n);
+    /* A whole row of a blocked format (Q4_0, Q8_0_24, Q8_0_SP) as the Q8_0
+     * blocks of the same values (exact); NULL for the others (Q8_0 rows
+     * are already that). */
+    void (*to_q8[DSI_N_DTYPES])(const uint8_t *row, uint8_t *out, int n);
     /* token-lane GEMM for batches (lane_split NULL: none): a batch of T >=
      * lane_min tokens gives lane_split(T) of them to tiles packed by
      * lane_pack (activations as the products take them: int8, or u8 with
@@ -11308,6 +11871,8 @@ DSI_FUNC float dsi_dot_f16_c(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q8_c(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q4_c(const uint8_t *row, const float *x, int n);
 DSI_FUNC float dsi_dot_q4q8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
+DSI_FUNC float dsi_dot_24q8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
+DSI_FUNC float dsi_dot_spq8_c(const uint8_t *row, const int8_t *q, const float *s, int n);
 /* AVX2 + FMA + F16C (kernels/cpu/ops_avx2.c); only call when dsi_have_avx2(). */
 DSI_FUNC bool dsi_have_avx2(void);
 DSI_FUNC float dsi_dot_f32_avx2(const float *a, const float *b, int n);
@@ -11501,6 +12066,98 @@ DSI_FUNC float dsi_dot_q4q8_c(const uint8_t *row, const int8_t *q, const float *
     return sum;
 }
 
+/* ==== Pruned Q8_0 rows =======================================================
+ * Each block's 32 int8 values are laid out in order on the stack (one block,
+ * not a copy of the row), then the Q8_0 loops run on them: the sums are
+ * those of the Q8_0 kernels on the row's Q8_0 form, term for term (a zero
+ * adds a zero product). A cursor walks a row block by block. */
+typedef struct dsi_px {
+    const uint8_t *row;
+    const uint8_t *v;        /* Q8_0_SP: the next stored value */
+    int nb;
+    bool sp;
+} dsi_px;
+
+static dsi_px dsi_px_start(const uint8_t *row, int n, bool sp) {
+    dsi_px c = {row, row + (size_t)(n / DSI_Q8_BLOCK) * DSI_SP_HEAD_BYTES, n / DSI_Q8_BLOCK, sp};
+    return c;
+}
+
+/* Block b (in order, each once) into w; returns its scale. */
+static float dsi_px_block(dsi_px *c, int b, int8_t w[DSI_Q8_BLOCK]) {
+    if (c->sp) {
+        uint32_t mask = dsi_rd32(c->row + 2 * (size_t)c->nb + 4 * (size_t)b);
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) w[i] = (mask >> i) & 1 ? (int8_t)*c->v++ : 0;
+        return dsi_f16_to_f32(dsi_rd16(c->row + 2 * (size_t)b));
+    }
+    const uint8_t *blk = c->row + (size_t)b * DSI_Q24_BLOCK_BYTES;
+    memset(w, 0, DSI_Q8_BLOCK);
+    for (int g = 0; g < 8; g++) {   /* p0, then p1 (p0 == p1: the second wins) */
+        unsigned pb = blk[2 + g / 2] >> (4 * (g & 1));
+        w[4 * g + (pb & 3)] = (int8_t)blk[6 + 2 * g];
+        w[4 * g + ((pb >> 2) & 3)] = (int8_t)blk[7 + 2 * g];
+    }
+    return dsi_f16_to_f32(dsi_rd16(blk));
+}
+
+static float dsi_px_dot_c(const uint8_t *row, const float *x, int n, bool sp) {
+    dsi_px c = dsi_px_start(row, n, sp);
+    float sum = 0;
+    for (int b = 0; b < c.nb; b++) {
+        int8_t q[DSI_Q8_BLOCK];
+        float d = dsi_px_block(&c, b, q);
+        const float *xb = x + b * DSI_Q8_BLOCK;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i += 4) {
+            s0 += (float)q[i] * xb[i];
+            s1 += (float)q[i + 1] * xb[i + 1];
+            s2 += (float)q[i + 2] * xb[i + 2];
+            s3 += (float)q[i + 3] * xb[i + 3];
+        }
+        sum += d * ((s0 + s1) + (s2 + s3));
+    }
+    return sum;
+}
+
+static float dsi_px_dotq8_c(const uint8_t *row, const int8_t *q, const float *s, int n, bool sp) {
+    dsi_px c = dsi_px_start(row, n, sp);
+    float sum = 0;
+    for (int b = 0; b < c.nb; b++) {
+        int8_t w[DSI_Q8_BLOCK];
+        float d = dsi_px_block(&c, b, w);
+        const int8_t *a = q + b * DSI_Q8_BLOCK;
+        int32_t acc = 0;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) acc += (int32_t)w[i] * (int32_t)a[i];
+        sum += d * s[b] * (float)acc;
+    }
+    return sum;
+}
+
+static void dsi_px_axpy_c(const uint8_t *row, float a, float *y, int n, bool sp) {
+    dsi_px c = dsi_px_start(row, n, sp);
+    for (int b = 0; b < c.nb; b++) {
+        int8_t q[DSI_Q8_BLOCK];
+        float as = a * dsi_px_block(&c, b, q);
+        float *yb = y + b * DSI_Q8_BLOCK;
+        for (int i = 0; i < DSI_Q8_BLOCK; i++) yb[i] += as * (float)q[i];
+    }
+}
+
+DSI_FUNC float dsi_dot_24q8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_px_dotq8_c(row, q, s, n, false);
+}
+DSI_FUNC float dsi_dot_spq8_c(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_px_dotq8_c(row, q, s, n, true);
+}
+static float dsi_dot_24_c(const uint8_t *row, const float *x, int n) { return dsi_px_dot_c(row, x, n, false); }
+static float dsi_dot_sp_c(const uint8_t *row, const float *x, int n) { return dsi_px_dot_c(row, x, n, true); }
+static void dsi_axpy_24_c(const uint8_t *row, float a, float *y, int n) { dsi_px_axpy_c(row, a, y, n, false); }
+static void dsi_axpy_sp_c(const uint8_t *row, float a, float *y, int n) { dsi_px_axpy_c(row, a, y, n, true); }
+static void dsi_dequant_24(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q8_0_24(row, y, (size_t)n); }
+static void dsi_dequant_sp(const uint8_t *row, float *y, int n) { dsi_dequantize_row_q8_0_sp(row, y, (size_t)n); }
+static void dsi_24_to_q8_c(const uint8_t *row, uint8_t *out, int n) { dsi_q8_0_24_to_q8_0(row, out, (size_t)n); }
+static void dsi_sp_to_q8_c(const uint8_t *row, uint8_t *out, int n) { dsi_q8_0_sp_to_q8_0(row, out, (size_t)n); }
+
 DSI_FUNC void dsi_act_to_u8(const int8_t *q, uint8_t *u, size_t n) {
     for (size_t i = 0; i < n; i++) u[i] = (uint8_t)((uint8_t)q[i] ^ 0x80u);   /* q + 128 */
 }
@@ -11607,7 +12264,17 @@ DSI_FUNC void dsi_kernels_portable(dsi_kernels *k) {
     k->dequant[DS_DTYPE_Q4_0] = dsi_dequant_q4;
     k->axpy[DS_DTYPE_Q4_0] = dsi_axpy_q4_c;
     k->dot_q4q8 = dsi_dot_q4q8_c;
-    k->q4_to_q8 = dsi_q4_to_q8_c;
+    k->to_q8[DS_DTYPE_Q4_0] = dsi_q4_to_q8_c;
+    k->dot[DS_DTYPE_Q8_0_24] = dsi_dot_24_c;
+    k->dequant[DS_DTYPE_Q8_0_24] = dsi_dequant_24;
+    k->axpy[DS_DTYPE_Q8_0_24] = dsi_axpy_24_c;
+    k->to_q8[DS_DTYPE_Q8_0_24] = dsi_24_to_q8_c;
+    k->dot_24q8 = dsi_dot_24q8_c;
+    k->dot[DS_DTYPE_Q8_0_SP] = dsi_dot_sp_c;
+    k->dequant[DS_DTYPE_Q8_0_SP] = dsi_dequant_sp;
+    k->axpy[DS_DTYPE_Q8_0_SP] = dsi_axpy_sp_c;
+    k->to_q8[DS_DTYPE_Q8_0_SP] = dsi_sp_to_q8_c;
+    k->dot_spq8 = dsi_dot_spq8_c;
     k->dot_f32 = dsi_dot_f32_c;
     k->axpy_f32 = dsi_axpy_f32_c;
     k->quantize_act = dsi_quantize_act_q8_c;
@@ -12059,6 +12726,346 @@ DSI_AVX2 static void dsi_q4_to_q8_avx2(const uint8_t *row, uint8_t *out, int n) 
     }
 }
 
+/* ==== Pruned Q8_0 rows (Q8_0_24, Q8_0_SP) ===================================
+ * Each block's stored values are expanded in a register to the 32 int8 of
+ * its Q8_0 form (vpshufb through the tables below), then the Q8_0 block
+ * kernels run on them with the same steps as dsi_dot_q8_avx2,
+ * dsi_dot_q8q8_avx2 and dsi_axpy_q8_avx2: the same bits as those on the
+ * row's Q8_0 form. Nothing of the row is copied to memory. */
+/* Q8_0_24: a pos byte (groups 2k and 2k+1) to the vpshufb indices of their
+ * eight values into q[4k..4k+3] (less 4k): value p1 takes the group's second
+ * stored value, p0 (if not p1) its first, the others 0x80 (zero). */
+static const uint64_t dsi_q24_shuf[256] = {
+    0x8080800380808001u, 0x8080800380800001u, 0x8080800380008001u, 0x8080800300808001u,
+    0x8080800380800100u, 0x8080800380800180u, 0x8080800380000180u, 0x8080800300800180u,
+    0x8080800380018000u, 0x8080800380010080u, 0x8080800380018080u, 0x8080800300018080u,
+    0x8080800301808000u, 0x8080800301800080u, 0x8080800301008080u, 0x8080800301808080u,
+    0x8080020380808001u, 0x8080020380800001u, 0x8080020380008001u, 0x8080020300808001u,
+    0x8080020380800100u, 0x8080020380800180u, 0x8080020380000180u, 0x8080020300800180u,
+    0x8080020380018000u, 0x8080020380010080u, 0x8080020380018080u, 0x8080020300018080u,
+    0x8080020301808000u, 0x8080020301800080u, 0x8080020301008080u, 0x8080020301808080u,
+    0x8002800380808001u, 0x8002800380800001u, 0x8002800380008001u, 0x8002800300808001u,
+    0x8002800380800100u, 0x8002800380800180u, 0x8002800380000180u, 0x8002800300800180u,
+    0x8002800380018000u, 0x8002800380010080u, 0x8002800380018080u, 0x8002800300018080u,
+    0x8002800301808000u, 0x8002800301800080u, 0x8002800301008080u, 0x8002800301808080u,
+    0x0280800380808001u, 0x0280800380800001u, 0x0280800380008001u, 0x0280800300808001u,
+    0x0280800380800100u, 0x0280800380800180u, 0x0280800380000180u, 0x0280800300800180u,
+    0x0280800380018000u, 0x0280800380010080u, 0x0280800380018080u, 0x0280800300018080u,
+    0x0280800301808000u, 0x0280800301800080u, 0x0280800301008080u, 0x0280800301808080u,
+    0x8080030280808001u, 0x8080030280800001u, 0x8080030280008001u, 0x8080030200808001u,
+    0x8080030280800100u, 0x8080030280800180u, 0x8080030280000180u, 0x8080030200800180u,
+    0x8080030280018000u, 0x8080030280010080u, 0x8080030280018080u, 0x8080030200018080u,
+    0x8080030201808000u, 0x8080030201800080u, 0x8080030201008080u, 0x8080030201808080u,
+    0x8080038080808001u, 0x8080038080800001u, 0x8080038080008001u, 0x8080038000808001u,
+    0x8080038080800100u, 0x8080038080800180u, 0x8080038080000180u, 0x8080038000800180u,
+    0x8080038080018000u, 0x8080038080010080u, 0x8080038080018080u, 0x8080038000018080u,
+    0x8080038001808000u, 0x8080038001800080u, 0x8080038001008080u, 0x8080038001808080u,
+    0x8002038080808001u, 0x8002038080800001u, 0x8002038080008001u, 0x8002038000808001u,
+    0x8002038080800100u, 0x8002038080800180u, 0x8002038080000180u, 0x8002038000800180u,
+    0x8002038080018000u, 0x8002038080010080u, 0x8002038080018080u, 0x8002038000018080u,
+    0x8002038001808000u, 0x8002038001800080u, 0x8002038001008080u, 0x8002038001808080u,
+    0x0280038080808001u, 0x0280038080800001u, 0x0280038080008001u, 0x0280038000808001u,
+    0x0280038080800100u, 0x0280038080800180u, 0x0280038080000180u, 0x0280038000800180u,
+    0x0280038080018000u, 0x0280038080010080u, 0x0280038080018080u, 0x0280038000018080u,
+    0x0280038001808000u, 0x0280038001800080u, 0x0280038001008080u, 0x0280038001808080u,
+    0x8003800280808001u, 0x8003800280800001u, 0x8003800280008001u, 0x8003800200808001u,
+    0x8003800280800100u, 0x8003800280800180u, 0x8003800280000180u, 0x8003800200800180u,
+    0x8003800280018000u, 0x8003800280010080u, 0x8003800280018080u, 0x8003800200018080u,
+    0x8003800201808000u, 0x8003800201800080u, 0x8003800201008080u, 0x8003800201808080u,
+    0x8003028080808001u, 0x8003028080800001u, 0x8003028080008001u, 0x8003028000808001u,
+    0x8003028080800100u, 0x8003028080800180u, 0x8003028080000180u, 0x8003028000800180u,
+    0x8003028080018000u, 0x8003028080010080u, 0x8003028080018080u, 0x8003028000018080u,
+    0x8003028001808000u, 0x8003028001800080u, 0x8003028001008080u, 0x8003028001808080u,
+    0x8003808080808001u, 0x8003808080800001u, 0x8003808080008001u, 0x8003808000808001u,
+    0x8003808080800100u, 0x8003808080800180u, 0x8003808080000180u, 0x8003808000800180u,
+    0x8003808080018000u, 0x8003808080010080u, 0x8003808080018080u, 0x8003808000018080u,
+    0x8003808001808000u, 0x8003808001800080u, 0x8003808001008080u, 0x8003808001808080u,
+    0x0203808080808001u, 0x0203808080800001u, 0x0203808080008001u, 0x0203808000808001u,
+    0x0203808080800100u, 0x0203808080800180u, 0x0203808080000180u, 0x0203808000800180u,
+    0x0203808080018000u, 0x0203808080010080u, 0x0203808080018080u, 0x0203808000018080u,
+    0x0203808001808000u, 0x0203808001800080u, 0x0203808001008080u, 0x0203808001808080u,
+    0x0380800280808001u, 0x0380800280800001u, 0x0380800280008001u, 0x0380800200808001u,
+    0x0380800280800100u, 0x0380800280800180u, 0x0380800280000180u, 0x0380800200800180u,
+    0x0380800280018000u, 0x0380800280010080u, 0x0380800280018080u, 0x0380800200018080u,
+    0x0380800201808000u, 0x0380800201800080u, 0x0380800201008080u, 0x0380800201808080u,
+    0x0380028080808001u, 0x0380028080800001u, 0x0380028080008001u, 0x0380028000808001u,
+    0x0380028080800100u, 0x0380028080800180u, 0x0380028080000180u, 0x0380028000800180u,
+    0x0380028080018000u, 0x0380028080010080u, 0x0380028080018080u, 0x0380028000018080u,
+    0x0380028001808000u, 0x0380028001800080u, 0x0380028001008080u, 0x0380028001808080u,
+    0x0302808080808001u, 0x0302808080800001u, 0x0302808080008001u, 0x0302808000808001u,
+    0x0302808080800100u, 0x0302808080800180u, 0x0302808080000180u, 0x0302808000800180u,
+    0x0302808080018000u, 0x0302808080010080u, 0x0302808080018080u, 0x0302808000018080u,
+    0x0302808001808000u, 0x0302808001800080u, 0x0302808001008080u, 0x0302808001808080u,
+    0x0380808080808001u, 0x0380808080800001u, 0x0380808080008001u, 0x0380808000808001u,
+    0x0380808080800100u, 0x0380808080800180u, 0x0380808080000180u, 0x0380808000800180u,
+    0x0380808080018000u, 0x0380808080010080u, 0x0380808080018080u, 0x0380808000018080u,
+    0x0380808001808000u, 0x0380808001800080u, 0x0380808001008080u, 0x0380808001808080u,
+};
+/* Q8_0_SP: eight mask bits to the vpshufb indices of their eight values
+ * into the stored bytes from the running offset: value j takes the stored
+ * byte numbered by the set bits below j, an unset bit 0x80 (zero). */
+static const uint64_t dsi_sp_shuf[256] = {
+    0x8080808080808080u, 0x8080808080808000u, 0x8080808080800080u, 0x8080808080800100u,
+    0x8080808080008080u, 0x8080808080018000u, 0x8080808080010080u, 0x8080808080020100u,
+    0x8080808000808080u, 0x8080808001808000u, 0x8080808001800080u, 0x8080808002800100u,
+    0x8080808001008080u, 0x8080808002018000u, 0x8080808002010080u, 0x8080808003020100u,
+    0x8080800080808080u, 0x8080800180808000u, 0x8080800180800080u, 0x8080800280800100u,
+    0x8080800180008080u, 0x8080800280018000u, 0x8080800280010080u, 0x8080800380020100u,
+    0x8080800100808080u, 0x8080800201808000u, 0x8080800201800080u, 0x8080800302800100u,
+    0x8080800201008080u, 0x8080800302018000u, 0x8080800302010080u, 0x8080800403020100u,
+    0x8080008080808080u, 0x8080018080808000u, 0x8080018080800080u, 0x8080028080800100u,
+    0x8080018080008080u, 0x8080028080018000u, 0x8080028080010080u, 0x8080038080020100u,
+    0x8080018000808080u, 0x8080028001808000u, 0x8080028001800080u, 0x8080038002800100u,
+    0x8080028001008080u, 0x8080038002018000u, 0x8080038002010080u, 0x8080048003020100u,
+    0x8080010080808080u, 0x8080020180808000u, 0x8080020180800080u, 0x8080030280800100u,
+    0x8080020180008080u, 0x8080030280018000u, 0x8080030280010080u, 0x8080040380020100u,
+    0x8080020100808080u, 0x8080030201808000u, 0x8080030201800080u, 0x8080040302800100u,
+    0x8080030201008080u, 0x8080040302018000u, 0x8080040302010080u, 0x8080050403020100u,
+    0x8000808080808080u, 0x8001808080808000u, 0x8001808080800080u, 0x8002808080800100u,
+    0x8001808080008080u, 0x8002808080018000u, 0x8002808080010080u, 0x8003808080020100u,
+    0x8001808000808080u, 0x8002808001808000u, 0x8002808001800080u, 0x8003808002800100u,
+    0x8002808001008080u, 0x8003808002018000u, 0x8003808002010080u, 0x8004808003020100u,
+    0x8001800080808080u, 0x8002800180808000u, 0x8002800180800080u, 0x8003800280800100u,
+    0x8002800180008080u, 0x8003800280018000u, 0x8003800280010080u, 0x8004800380020100u,
+    0x8002800100808080u, 0x8003800201808000u, 0x8003800201800080u, 0x8004800302800100u,
+    0x8003800201008080u, 0x8004800302018000u, 0x8004800302010080u, 0x8005800403020100u,
+    0x8001008080808080u, 0x8002018080808000u, 0x8002018080800080u, 0x8003028080800100u,
+    0x8002018080008080u, 0x8003028080018000u, 0x8003028080010080u, 0x8004038080020100u,
+    0x8002018000808080u, 0x8003028001808000u, 0x8003028001800080u, 0x8004038002800100u,
+    0x8003028001008080u, 0x8004038002018000u, 0x8004038002010080u, 0x8005048003020100u,
+    0x8002010080808080u, 0x8003020180808000u, 0x8003020180800080u, 0x8004030280800100u,
+    0x8003020180008080u, 0x8004030280018000u, 0x8004030280010080u, 0x8005040380020100u,
+    0x8003020100808080u, 0x8004030201808000u, 0x8004030201800080u, 0x8005040302800100u,
+    0x8004030201008080u, 0x8005040302018000u, 0x8005040302010080u, 0x8006050403020100u,
+    0x0080808080808080u, 0x0180808080808000u, 0x0180808080800080u, 0x0280808080800100u,
+    0x0180808080008080u, 0x0280808080018000u, 0x0280808080010080u, 0x0380808080020100u,
+    0x0180808000808080u, 0x0280808001808000u, 0x0280808001800080u, 0x0380808002800100u,
+    0x0280808001008080u, 0x0380808002018000u, 0x0380808002010080u, 0x0480808003020100u,
+    0x0180800080808080u, 0x0280800180808000u, 0x0280800180800080u, 0x0380800280800100u,
+    0x0280800180008080u, 0x0380800280018000u, 0x0380800280010080u, 0x0480800380020100u,
+    0x0280800100808080u, 0x0380800201808000u, 0x0380800201800080u, 0x0480800302800100u,
+    0x0380800201008080u, 0x0480800302018000u, 0x0480800302010080u, 0x0580800403020100u,
+    0x0180008080808080u, 0x0280018080808000u, 0x0280018080800080u, 0x0380028080800100u,
+    0x0280018080008080u, 0x0380028080018000u, 0x0380028080010080u, 0x0480038080020100u,
+    0x0280018000808080u, 0x0380028001808000u, 0x0380028001800080u, 0x0480038002800100u,
+    0x0380028001008080u, 0x0480038002018000u, 0x0480038002010080u, 0x0580048003020100u,
+    0x0280010080808080u, 0x0380020180808000u, 0x0380020180800080u, 0x0480030280800100u,
+    0x0380020180008080u, 0x0480030280018000u, 0x0480030280010080u, 0x0580040380020100u,
+    0x0380020100808080u, 0x0480030201808000u, 0x0480030201800080u, 0x0580040302800100u,
+    0x0480030201008080u, 0x0580040302018000u, 0x0580040302010080u, 0x0680050403020100u,
+    0x0100808080808080u, 0x0201808080808000u, 0x0201808080800080u, 0x0302808080800100u,
+    0x0201808080008080u, 0x0302808080018000u, 0x0302808080010080u, 0x0403808080020100u,
+    0x0201808000808080u, 0x0302808001808000u, 0x0302808001800080u, 0x0403808002800100u,
+    0x0302808001008080u, 0x0403808002018000u, 0x0403808002010080u, 0x0504808003020100u,
+    0x0201800080808080u, 0x0302800180808000u, 0x0302800180800080u, 0x0403800280800100u,
+    0x0302800180008080u, 0x0403800280018000u, 0x0403800280010080u, 0x0504800380020100u,
+    0x0302800100808080u, 0x0403800201808000u, 0x0403800201800080u, 0x0504800302800100u,
+    0x0403800201008080u, 0x0504800302018000u, 0x0504800302010080u, 0x0605800403020100u,
+    0x0201008080808080u, 0x0302018080808000u, 0x0302018080800080u, 0x0403028080800100u,
+    0x0302018080008080u, 0x0403028080018000u, 0x0403028080010080u, 0x0504038080020100u,
+    0x0302018000808080u, 0x0403028001808000u, 0x0403028001800080u, 0x0504038002800100u,
+    0x0403028001008080u, 0x0504038002018000u, 0x0504038002010080u, 0x0605048003020100u,
+    0x0302010080808080u, 0x0403020180808000u, 0x0403020180800080u, 0x0504030280800100u,
+    0x0403020180008080u, 0x0504030280018000u, 0x0504030280010080u, 0x0605040380020100u,
+    0x0403020100808080u, 0x0504030201808000u, 0x0504030201800080u, 0x0605040302800100u,
+    0x0504030201008080u, 0x0605040302018000u, 0x0605040302010080u, 0x0706050403020100u,
+};
+static const uint8_t dsi_popcnt8[256] = {
+    0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 1, 2, 2, 3, 2, 3, 3, 4, 2, 3, 3, 4, 3, 4, 4, 5,
+    1, 2, 2, 3, 2, 3, 3, 4, 2, 3, 3, 4, 3, 4, 4, 5, 2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6,
+    1, 2, 2, 3, 2, 3, 3, 4, 2, 3, 3, 4, 3, 4, 4, 5, 2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6,
+    2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6, 3, 4, 4, 5, 4, 5, 5, 6, 4, 5, 5, 6, 5, 6, 6, 7,
+    1, 2, 2, 3, 2, 3, 3, 4, 2, 3, 3, 4, 3, 4, 4, 5, 2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6,
+    2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6, 3, 4, 4, 5, 4, 5, 5, 6, 4, 5, 5, 6, 5, 6, 6, 7,
+    2, 3, 3, 4, 3, 4, 4, 5, 3, 4, 4, 5, 4, 5, 5, 6, 3, 4, 4, 5, 4, 5, 5, 6, 4, 5, 5, 6, 5, 6, 6, 7,
+    3, 4, 4, 5, 4, 5, 5, 6, 4, 5, 5, 6, 5, 6, 6, 7, 4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8,
+};
+
+#define DSI_BYTES8 0x0101010101010101ull
+
+/* A 2:4 block's 32 values: the 16 stored bytes in both lanes, each lane's
+ * indices from two pos bytes (the low lane values 0-15, the high 16-31). */
+DSI_AVX2 static inline __m256i dsi_q24_expand(const uint8_t *blk) {
+    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(blk + 6)));
+    uint32_t pos = dsi_rd32(blk + 2);
+    __m256i idx = _mm256_set_epi64x((long long)(dsi_q24_shuf[pos >> 24] + 12 * DSI_BYTES8),
+                                    (long long)(dsi_q24_shuf[(pos >> 16) & 255] + 8 * DSI_BYTES8),
+                                    (long long)(dsi_q24_shuf[(pos >> 8) & 255] + 4 * DSI_BYTES8),
+                                    (long long)dsi_q24_shuf[pos & 255]);
+    return _mm256_shuffle_epi8(q, idx);
+}
+
+/* Sixteen values of an SP block from two mask bytes, reading 16 bytes at v
+ * (at most as far as the 16 values could reach: inside the row's head and
+ * values, whatever the mask). */
+DSI_AVX2 static inline __m128i dsi_sp_expand16(const uint8_t *v, unsigned m0, unsigned m1) {
+    __m128i src = _mm_loadu_si128((const __m128i *)(const void *)v);
+    __m128i idx = _mm_set_epi64x((long long)(dsi_sp_shuf[m1] + dsi_popcnt8[m0] * DSI_BYTES8),
+                                 (long long)dsi_sp_shuf[m0]);
+    return _mm_shuffle_epi8(src, idx);
+}
+
+/* An SP block's 32 values from mask, the stored values at *v (advanced). */
+DSI_AVX2 static inline __m256i dsi_sp_expand(uint32_t mask, const uint8_t **v) {
+    const uint8_t *p = *v;
+    unsigned m0 = mask & 255, m1 = (mask >> 8) & 255, m2 = (mask >> 16) & 255, m3 = mask >> 24;
+    __m128i lo = dsi_sp_expand16(p, m0, m1);
+    p += dsi_popcnt8[m0] + dsi_popcnt8[m1];
+    __m128i hi = dsi_sp_expand16(p, m2, m3);
+    *v = p + dsi_popcnt8[m2] + dsi_popcnt8[m3];
+    return _mm256_set_m128i(hi, lo);
+}
+
+/* A row cursor: block b's values (blocks in order, each once) and scale. */
+typedef struct dsi_pxa {
+    const uint8_t *row, *v;
+    size_t nb;
+} dsi_pxa;
+
+DSI_AVX2 static inline __attribute__((always_inline)) __m256i dsi_pxa_block(dsi_pxa *c, size_t b, const bool sp,
+                                                                             float *d) {
+    if (sp) {
+        *d = _cvtsh_ss(dsi_rd16(c->row + 2 * b));
+        return dsi_sp_expand(dsi_rd32(c->row + 2 * c->nb + 4 * b), &c->v);
+    }
+    const uint8_t *blk = c->row + b * DSI_Q24_BLOCK_BYTES;
+    *d = _cvtsh_ss(dsi_rd16(blk));
+    return dsi_q24_expand(blk);
+}
+
+DSI_AVX2 static inline __attribute__((always_inline)) const uint8_t *dsi_pxa_ahead(const dsi_pxa *c, size_t b,
+                                                                                     const bool sp) {
+    return (sp ? c->v : c->row + b * DSI_Q24_BLOCK_BYTES) + DSI_PREFETCH_AHEAD;
+}
+
+/* dsi_q8_block with the block's values given */
+DSI_AVX2 static inline __m256 dsi_q8v_block(__m256i q, float sc, const float *x, __m256 acc) {
+    __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
+    __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)));
+    __m256 f2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
+    __m256 f3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)));
+    __m256 d = _mm256_mul_ps(f0, _mm256_loadu_ps(x));
+    d = _mm256_fmadd_ps(f1, _mm256_loadu_ps(x + 8), d);
+    d = _mm256_fmadd_ps(f2, _mm256_loadu_ps(x + 16), d);
+    d = _mm256_fmadd_ps(f3, _mm256_loadu_ps(x + 24), d);
+    return _mm256_fmadd_ps(d, _mm256_set1_ps(sc), acc);
+}
+
+DSI_AVX2 static inline __attribute__((always_inline)) float dsi_px_dot_avx2(const uint8_t *row, const float *x, int n,
+                                                                              const bool sp) {
+    size_t nb = (size_t)(n / DSI_Q8_BLOCK), b = 0;
+    dsi_pxa c = {row, row + nb * DSI_SP_HEAD_BYTES, nb};
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    float d0, d1;
+    for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char *)dsi_pxa_ahead(&c, b, sp), _MM_HINT_T0);
+        __m256i w0 = dsi_pxa_block(&c, b, sp, &d0);
+        __m256i w1 = dsi_pxa_block(&c, b + 1, sp, &d1);
+        a0 = dsi_q8v_block(w0, d0, x + b * DSI_Q8_BLOCK, a0);
+        a1 = dsi_q8v_block(w1, d1, x + (b + 1) * DSI_Q8_BLOCK, a1);
+    }
+    if (b < nb) {
+        __m256i w0 = dsi_pxa_block(&c, b, sp, &d0);
+        a0 = dsi_q8v_block(w0, d0, x + b * DSI_Q8_BLOCK, a0);
+    }
+    return dsi_hsum256(_mm256_add_ps(a0, a1));
+}
+
+/* one block's int32 sums of w times int8 activations, as dsi_dot_q8q8_avx2 */
+DSI_AVX2 static inline __m256i dsi_q8q8v(__m256i w, const int8_t *q) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)q);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)),
+                             _mm256_set1_epi16(1));
+}
+
+DSI_AVX2 static inline __attribute__((always_inline)) float dsi_px_dotq8_avx2(const uint8_t *row, const int8_t *q,
+                                                                                const float *s, int n, const bool sp) {
+    size_t nb = (size_t)(n / DSI_Q8_BLOCK), b = 0;
+    dsi_pxa c = {row, row + nb * DSI_SP_HEAD_BYTES, nb};
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    float d0, d1;
+    for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char *)dsi_pxa_ahead(&c, b, sp), _MM_HINT_T0);
+        __m256i p0 = dsi_q8q8v(dsi_pxa_block(&c, b, sp, &d0), q + b * DSI_Q8_BLOCK);
+        __m256i p1 = dsi_q8q8v(dsi_pxa_block(&c, b + 1, sp, &d1), q + (b + 1) * DSI_Q8_BLOCK);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0 * s[b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d1 * s[b + 1]), a1);
+    }
+    if (b < nb) {
+        __m256i p0 = dsi_q8q8v(dsi_pxa_block(&c, b, sp, &d0), q + b * DSI_Q8_BLOCK);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0 * s[b]), a0);
+    }
+    return dsi_hsum256(_mm256_add_ps(a0, a1));
+}
+
+DSI_AVX2 static inline __attribute__((always_inline)) void dsi_px_axpy_avx2(const uint8_t *row, float a, float *y,
+                                                                              int n, const bool sp) {
+    size_t nb = (size_t)(n / DSI_Q8_BLOCK);
+    dsi_pxa c = {row, row + nb * DSI_SP_HEAD_BYTES, nb};
+    for (size_t b = 0; b < nb; b++) {
+        float d;
+        __m256i q = dsi_pxa_block(&c, b, sp, &d);
+        __m256 as = _mm256_set1_ps(a * d);
+        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+        float *yb = y + b * DSI_Q8_BLOCK;
+        __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
+        __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)));
+        __m256 f2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
+        __m256 f3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)));
+        _mm256_storeu_ps(yb, _mm256_fmadd_ps(f0, as, _mm256_loadu_ps(yb)));
+        _mm256_storeu_ps(yb + 8, _mm256_fmadd_ps(f1, as, _mm256_loadu_ps(yb + 8)));
+        _mm256_storeu_ps(yb + 16, _mm256_fmadd_ps(f2, as, _mm256_loadu_ps(yb + 16)));
+        _mm256_storeu_ps(yb + 24, _mm256_fmadd_ps(f3, as, _mm256_loadu_ps(yb + 24)));
+    }
+}
+
+/* dequant: the values times the scale, as the portable dequantizer does */
+DSI_AVX2 static inline __attribute__((always_inline)) void dsi_px_dequant_avx2(const uint8_t *row, float *y, int n,
+                                                                                 const bool sp) {
+    size_t nb = (size_t)(n / DSI_Q8_BLOCK);
+    dsi_pxa c = {row, row + nb * DSI_SP_HEAD_BYTES, nb};
+    for (size_t b = 0; b < nb; b++) {
+        float d;
+        __m256i q = dsi_pxa_block(&c, b, sp, &d);
+        __m256 ds = _mm256_set1_ps(d);
+        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+        float *yb = y + b * DSI_Q8_BLOCK;
+        _mm256_storeu_ps(yb, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), ds));
+        _mm256_storeu_ps(yb + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), ds));
+        _mm256_storeu_ps(yb + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), ds));
+        _mm256_storeu_ps(yb + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), ds));
+    }
+}
+
+DSI_AVX2 static inline __attribute__((always_inline)) void dsi_px_to_q8_avx2(const uint8_t *row, uint8_t *out, int n,
+                                                                               const bool sp) {
+    size_t nb = (size_t)(n / DSI_Q8_BLOCK);
+    dsi_pxa c = {row, row + nb * DSI_SP_HEAD_BYTES, nb};
+    for (size_t b = 0; b < nb; b++) {
+        float d;
+        uint8_t *o = out + b * DSI_Q8_BLOCK_BYTES;
+        __m256i q = dsi_pxa_block(&c, b, sp, &d);
+        memcpy(o, sp ? row + 2 * b : row + b * DSI_Q24_BLOCK_BYTES, 2);   /* the scale's bits */
+        _mm256_storeu_si256((__m256i *)(void *)(o + 2), q);
+    }
+}
+
+DSI_AVX2 static float dsi_dot_24_avx2(const uint8_t *row, const float *x, int n) { return dsi_px_dot_avx2(row, x, n, false); }
+DSI_AVX2 static float dsi_dot_sp_avx2(const uint8_t *row, const float *x, int n) { return dsi_px_dot_avx2(row, x, n, true); }
+DSI_AVX2 static float dsi_dot_24q8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_px_dotq8_avx2(row, q, s, n, false);
+}
+DSI_AVX2 static float dsi_dot_spq8_avx2(const uint8_t *row, const int8_t *q, const float *s, int n) {
+    return dsi_px_dotq8_avx2(row, q, s, n, true);
+}
+DSI_AVX2 static void dsi_axpy_24_avx2(const uint8_t *row, float a, float *y, int n) { dsi_px_axpy_avx2(row, a, y, n, false); }
+DSI_AVX2 static void dsi_axpy_sp_avx2(const uint8_t *row, float a, float *y, int n) { dsi_px_axpy_avx2(row, a, y, n, true); }
+DSI_AVX2 static void dsi_dequant_24_avx2(const uint8_t *row, float *y, int n) { dsi_px_dequant_avx2(row, y, n, false); }
+DSI_AVX2 static void dsi_dequant_sp_avx2(const uint8_t *row, float *y, int n) { dsi_px_dequant_avx2(row, y, n, true); }
+DSI_AVX2 static void dsi_24_to_q8_avx2(const uint8_t *row, uint8_t *out, int n) { dsi_px_to_q8_avx2(row, out, n, false); }
+DSI_AVX2 static void dsi_sp_to_q8_avx2(const uint8_t *row, uint8_t *out, int n) { dsi_px_to_q8_avx2(row, out, n, true); }
+
 #define DSI_AVX2_NEED (DSI_CPU_AVX2 | DSI_CPU_FMA | DSI_CPU_F16C)
 
 DSI_FUNC bool dsi_have_avx2(void) { return (dsi_cpu_features() & DSI_AVX2_NEED) == DSI_AVX2_NEED; }
@@ -12093,7 +13100,17 @@ DSI_FUNC bool dsi_kernels_avx2(dsi_kernels *k, uint32_t features) {
     k->dequant[DS_DTYPE_Q4_0] = dsi_dequant_q4_avx2;
     k->axpy[DS_DTYPE_Q4_0] = dsi_axpy_q4_avx2;
     k->dot_q4q8 = dsi_dot_q4q8_avx2;
-    k->q4_to_q8 = dsi_q4_to_q8_avx2;
+    k->to_q8[DS_DTYPE_Q4_0] = dsi_q4_to_q8_avx2;
+    k->dot[DS_DTYPE_Q8_0_24] = dsi_dot_24_avx2;
+    k->dequant[DS_DTYPE_Q8_0_24] = dsi_dequant_24_avx2;
+    k->axpy[DS_DTYPE_Q8_0_24] = dsi_axpy_24_avx2;
+    k->to_q8[DS_DTYPE_Q8_0_24] = dsi_24_to_q8_avx2;
+    k->dot_24q8 = dsi_dot_24q8_avx2;
+    k->dot[DS_DTYPE_Q8_0_SP] = dsi_dot_sp_avx2;
+    k->dequant[DS_DTYPE_Q8_0_SP] = dsi_dequant_sp_avx2;
+    k->axpy[DS_DTYPE_Q8_0_SP] = dsi_axpy_sp_avx2;
+    k->to_q8[DS_DTYPE_Q8_0_SP] = dsi_sp_to_q8_avx2;
+    k->dot_spq8 = dsi_dot_spq8_avx2;
     k->dot_f32 = dsi_dot_f32_avx2;
     k->axpy_f32 = dsi_axpy_f32_avx2;
     k->dot_f32x4 = dsi_dot_f32x4_avx2;
@@ -12987,8 +14004,9 @@ DSI_FUNC ds_status dsi_pager_new(ds_model *m, uint64_t budget, uint64_t page_cac
                         "expert cache budget of %llu bytes is too small: one expert needs %zu bytes and the cache "
                         "needs at least 2 slots (%zu bytes)",
                         (unsigned long long)budget, slot, 2 * slot);
-    uint64_t total = (uint64_t)cf->n_layers * (uint64_t)cf->n_routed_experts;
-    if (n > total) n = total;
+    uint64_t total = (uint64_t)cf->n_layers * (uint64_t)cf->n_routed_experts, present = 0;
+    for (size_t i = 0; i < m->meta.n_segments; i++) present += m->meta.segments[i].kind == DS_SEGMENT_EXPERT;
+    if (n > present) n = present;   /* experts dropped at conversion need no slot */
     dsi_pager *p = dsi_calloc(&m->al, 1, sizeof *p);
     if (!p) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     p->m = m;
@@ -13182,7 +14200,7 @@ typedef struct dsi_cpu_ctx {
     int kvx_heads;
     uint8_t *xp;                       /* the same in token-lane tiles (k.lane_pack) */
     float *xps;                        /* their scales in tiles */
-    uint8_t *w8;                       /* per worker: DSI_W8_ROWS Q4_0 rows rewritten as Q8_0 (batches) */
+    uint8_t *w8;                       /* per worker: DSI_W8_ROWS Q4_0 / pruned rows rewritten as Q8_0 (batches) */
     size_t w8_stride;
     float *wf;                         /* per worker: (DSI_BLAS_ROWS, DSI_BLAS_COLS) dequantized weights (BLAS=1) */
     /* LoRA scratch, made on first use (contexts without adapters pay nothing) */
@@ -13190,7 +14208,8 @@ typedef struct dsi_cpu_ctx {
     size_t lt_cap, ly_cap;             /* floats */
 } dsi_cpu_ctx;
 
-/* A batch's Q4_0 rows go through the Q8_0 products this many at a time. */
+/* A batch's Q4_0 and pruned (Q8_0_24, Q8_0_SP) rows go through the Q8_0
+ * products this many at a time. */
 #define DSI_W8_ROWS 16
 
 /* OpenBLAS (BLAS=1): a product with F32 activations (F32 and F16 weights;
@@ -13292,7 +14311,7 @@ static ds_status dsi_cpu_ctx_new(const ds_model *mc, const dsi_ctx_shape *sh, vo
     /* per worker: a dequantized row, the latent query, the attention
      * weights over the context, the latent output, a rope scratch */
     c->ework_stride = (size_t)widest + (size_t)cf->kv_lora_rank + (size_t)n_ctx + (size_t)cf->kv_lora_rank +
-                      2u * (size_t)hd + 3u * (size_t)E + 64;
+                      2u * (size_t)hd + 5u * (size_t)E + 64;   /* routing: 5 * E (dsi_route_kept) */
     size_t T_ = (size_t)T, caches = (size_t)Lr * (size_t)sh->n_seq;
     c->kv_a = dsi_calloc(al, caches, c->kv_a_stride * sizeof(float));
     c->kv_b = dsi_calloc(al, caches, c->kv_b_stride * sizeof(float));
@@ -13379,11 +14398,17 @@ typedef struct dsi_mm_job {
     int blas_rows, blas_cols;   /* rows (a task's), columns (a call's) */
 } dsi_mm_job;
 
-/* One Q4_0 row times one token's quantized activations: offset to unsigned
- * (u, the VNNI set) or int8 (q). */
-static float dsi_q4_dot(const dsi_kernels *k, const uint8_t *row, const int8_t *q, const uint8_t *u, const float *s,
-                        int cols) {
-    return u ? k->dot_q4u8(row, u, s, cols) : k->dot_q4q8(row, q, s, cols);
+/* One row of a blocked format other than Q8_0 (Q4_0, Q8_0_24, Q8_0_SP)
+ * times one token's quantized activations, the fused kernel: offset to
+ * unsigned (u, the VNNI set, Q4_0 only: dsi_quantize_rows gives the pruned
+ * formats int8 activations for these products) or int8 (q). */
+static float dsi_qx_dot(const dsi_kernels *k, ds_dtype dt, const uint8_t *row, const int8_t *q, const uint8_t *u,
+                        const float *s, int cols) {
+    switch (dt) {
+    case DS_DTYPE_Q8_0_24: return k->dot_24q8(row, q, s, cols);
+    case DS_DTYPE_Q8_0_SP: return k->dot_spq8(row, q, s, cols);
+    default: return u ? k->dot_q4u8(row, u, s, cols) : k->dot_q4q8(row, q, s, cols);
+    }
 }
 
 /* The int8 products of n Q8_0 rows (W, row stride rb) with the job's
@@ -13438,6 +14463,15 @@ static void dsi_mm_blas(const dsi_mm_job *j, int r0, int r1, int worker) {
             if (w->dtype == DS_DTYPE_F32) {
                 B = (const float *)(const void *)rows + k0;
                 ldb = (int)(w->row_bytes / sizeof(float));
+            } else if (w->dtype == DS_DTYPE_Q8_0_SP) {
+                /* a part of a masked row cannot be addressed: the whole row
+                 * as Q8_0 (the worker's w8), then the part of that */
+                uint8_t *w8 = j->c->w8 + (size_t)worker * j->c->w8_stride;
+                size_t off = (size_t)(k0 / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES;
+                for (int i = 0; i < n; i++) {
+                    k->to_q8[w->dtype](rows + (size_t)i * w->row_bytes, w8, cols);
+                    k->dequant[DS_DTYPE_Q8_0](w8 + off, wf + (size_t)i * kn, kn);
+                }
             } else {
                 uint64_t off = 0;   /* k0 is a multiple of 32: whole blocks */
                 (void)dsi_dtype_row_bytes(w->dtype, (uint64_t)k0, &off);
@@ -13487,15 +14521,15 @@ static void dsi_mm_task(void *arg, int task, int worker) {
 #endif
     float *row = j->c->ework + (size_t)worker * j->c->ework_stride;
     if (j->xq || j->xu) {
-        if (w->dtype != DS_DTYPE_Q4_0) {
+        if (w->dtype == DS_DTYPE_Q8_0) {
             dsi_mm_int8_rows(j, j->base + (size_t)r0 * w->row_bytes, w->row_bytes, r1 - r0, j->Y + r0, row);
             return;
         }
         int nb = w->cols / DSI_Q8_BLOCK;
-        if (j->T == 1) {   /* one token streams the 4-bit rows as they are */
+        if (j->T == 1) {   /* one token streams the 4-bit or pruned rows as they are */
             for (int r = r0; r < r1; r++) {
                 const uint8_t *rp = j->base + (size_t)r * w->row_bytes;
-                j->Y[r] = dsi_q4_dot(k, rp, j->xq, j->xu, j->xs, w->cols);
+                j->Y[r] = dsi_qx_dot(k, w->dtype, rp, j->xq, j->xu, j->xs, w->cols);
             }
             return;
         }
@@ -13506,7 +14540,7 @@ static void dsi_mm_task(void *arg, int task, int worker) {
         for (int r = r0; r < r1; r += DSI_W8_ROWS) {
             int n = r1 - r < DSI_W8_ROWS ? r1 - r : DSI_W8_ROWS;
             for (int i = 0; i < n; i++)
-                k->q4_to_q8(j->base + (size_t)(r + i) * w->row_bytes, w8 + (size_t)i * rb8, w->cols);
+                k->to_q8[w->dtype](j->base + (size_t)(r + i) * w->row_bytes, w8 + (size_t)i * rb8, w->cols);
             dsi_mm_int8_rows(j, w8, rb8, n, j->Y + r, row);
         }
         return;
@@ -13552,21 +14586,26 @@ static void dsi_mm_task(void *arg, int task, int worker) {
     }
 }
 
-/* For products with Q8_0 weights w (unless exact_activations): quantizes T
- * rows of X (row stride ldx) into the context's buffers, rows of w->cols,
- * and sets *xs and either *xq (int8) or, for the VNNI kernels, *xu (the same
- * offset to unsigned, in place). Otherwise leaves all three NULL. */
-static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const float *X, int T, int ldx,
+/* For products with blocked weights w (Q8_0, Q4_0, Q8_0_24, Q8_0_SP; unless
+ * exact_activations): quantizes T rows of X (row stride ldx) into the
+ * context's buffers, rows of w->cols, and sets *xs and either *xq (int8) or,
+ * for the VNNI kernels, *xu (the same offset to unsigned, in place).
+ * Otherwise leaves all three NULL. rowwise: the products will take the
+ * rows one token at a time (decode, dsi_gmv), where the pruned formats
+ * have int8 kernels only: they keep *xq; a batch (rows rewritten as Q8_0)
+ * takes *xu where the set has it. */
+static void dsi_quantize_rows(const dsi_cpu_ctx *c, const dsi_weight *w, const float *X, int T, int ldx, bool rowwise,
                               const int8_t **xq, const uint8_t **xu, const float **xs) {
     *xq = NULL;
     *xu = NULL;
     *xs = NULL;
-    if ((w->dtype != DS_DTYPE_Q8_0 && w->dtype != DS_DTYPE_Q4_0) || w->cols > c->xq_cols || c->m->exact_act) return;
+    if (!dsi_dtype_blocked(w->dtype) || w->cols > c->xq_cols || c->m->exact_act) return;
     int nb = w->cols / DSI_Q8_BLOCK;
     for (int t = 0; t < T; t++)
         c->k.quantize_act(X + (size_t)t * ldx, w->cols, c->xq + (size_t)t * w->cols, c->xs + (size_t)t * nb);
     *xs = c->xs;
-    if (c->k.act_to_u8) {
+    bool pruned = w->dtype == DS_DTYPE_Q8_0_24 || w->dtype == DS_DTYPE_Q8_0_SP;
+    if (c->k.act_to_u8 && !(pruned && rowwise)) {
         uint8_t *u = (uint8_t *)c->xq;
         c->k.act_to_u8(c->xq, u, (size_t)T * (size_t)w->cols);
         *xu = u;
@@ -13599,7 +14638,7 @@ static int dsi_mm_tasks(const dsi_cpu_ctx *c, dsi_mm_job *j) {
 static dsi_mm_job dsi_mm_prepare(const dsi_cpu_ctx *c, const dsi_weight *w, const uint8_t *base, const float *X,
                                  int T, int ldx, float *Y, int ldy, bool exact) {
     dsi_mm_job j = {c, w, base ? base : w->data, X, T, ldx, Y, ldy, 0, NULL, NULL, NULL, 0, false, 0, 0};
-    if (!exact) dsi_quantize_rows(c, w, X, T, ldx, &j.xq, &j.xu, &j.xs);
+    if (!exact) dsi_quantize_rows(c, w, X, T, ldx, T == 1, &j.xq, &j.xu, &j.xs);
 #if DSI_BLAS
     /* F32 activations in a batch long enough, with OpenBLAS on one thread
      * (a program may have raised the count since the context was made) */
@@ -13688,9 +14727,9 @@ typedef struct dsi_gmv_job {
 
 static float dsi_gmv_dot(const dsi_gmv_job *j, const dsi_weight *w, const uint8_t *rp, int xrow) {
     int nb = j->cols / DSI_Q8_BLOCK;
-    if (w->dtype == DS_DTYPE_Q4_0 && (j->xu || j->xq)) {
+    if (w->dtype != DS_DTYPE_Q8_0 && (j->xu || j->xq)) {
         size_t off = (size_t)xrow * (size_t)j->cols;
-        return dsi_q4_dot(&j->c->k, rp, j->xq ? j->xq + off : NULL, j->xu ? j->xu + off : NULL,
+        return dsi_qx_dot(&j->c->k, w->dtype, rp, j->xq ? j->xq + off : NULL, j->xu ? j->xu + off : NULL,
                           j->xs + (size_t)xrow * nb, j->cols);
     }
     if (j->xu) {
@@ -13724,14 +14763,15 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
     const dsi_gmv_item *it = &j->items[task / j->tasks_per_item];
     int r0 = (task % j->tasks_per_item) * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > it->w->rows) r1 = it->w->rows;
-    size_t rb = it->w->row_bytes;
+    /* w2 has w's shape but its own stride (Q8_0_SP: gate and up differ) */
+    size_t rb = it->w->row_bytes, rb2 = it->w2 ? it->w2->row_bytes : 0;
     if (it->nx > 1) {
         size_t R = (size_t)it->w->rows;
         for (int r = r0; r < r1; r++) {
             float a[4], b[4];
             dsi_gmv_dotT(j, it->w, it->base + (size_t)r * rb, it->xrow, it->nx, a);
             if (it->w2) {
-                dsi_gmv_dotT(j, it->w2, it->base2 + (size_t)r * rb, it->xrow, it->nx, b);
+                dsi_gmv_dotT(j, it->w2, it->base2 + (size_t)r * rb2, it->xrow, it->nx, b);
                 for (int t = 0; t < it->nx; t++) a[t] = dsi_silu(a[t]) * b[t];
             }
             for (int t = 0; t < it->nx; t++) it->y[(size_t)t * R + (size_t)r] = a[t];
@@ -13740,7 +14780,7 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
     }
     for (int r = r0; r < r1; r++) {
         float a = dsi_gmv_dot(j, it->w, it->base + (size_t)r * rb, it->xrow);
-        if (it->w2) a = dsi_silu(a) * dsi_gmv_dot(j, it->w2, it->base2 + (size_t)r * rb, it->xrow);
+        if (it->w2) a = dsi_silu(a) * dsi_gmv_dot(j, it->w2, it->base2 + (size_t)r * rb2, it->xrow);
         it->y[r] = a;
     }
 }
@@ -13751,7 +14791,7 @@ static void dsi_gmv_task(void *arg, int task, int worker) {
 static void dsi_gmv(const dsi_cpu_ctx *c, const dsi_gmv_item *items, int n, const float *X, int n_xrows) {
     const dsi_weight *w = items[0].w;
     dsi_gmv_job j = {c, items, 1, w->rows, w->cols, X, NULL, NULL, NULL};
-    dsi_quantize_rows(c, w, X, n_xrows, w->cols, &j.xq, &j.xu, &j.xs);
+    dsi_quantize_rows(c, w, X, n_xrows, w->cols, true, &j.xq, &j.xu, &j.xs);
     /* about sixteen tasks per worker over all items, at least 8 rows each */
     int want = c->n_workers * 16;
     int per_item = (want + n - 1) / n;
@@ -14073,8 +15113,9 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
         for (int x = 0; x < E; x++) scores[x] = 1.0f / (1.0f + expf(-scores[x]));
     else
         dsi_softmax(scores, E);
-    /* selection scores: the bias (noaux_tc) steers selection only */
-    for (int x = 0; x < E; x++) choice[x] = scores[x] + (bias ? bias[x] : 0.0f);
+    /* selection scores: the bias (noaux_tc) steers selection only; an
+     * expert whose logit is -inf (dropped at conversion) is never chosen */
+    for (int x = 0; x < E; x++) choice[x] = logits[x] == -INFINITY ? -INFINITY : scores[x] + (bias ? bias[x] : 0.0f);
     if (cf->topk_method != DS_TOPK_GREEDY && cf->n_group > 1) {
         int G = cf->n_group, per = E / G;
         for (int g = 0; g < G; g++) {
@@ -14100,8 +15141,9 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
         for (int g = 0; g < G; g++) {
             bool kept = false;
             for (int i = 0; i < kg; i++) kept |= keep[i] == g;
-            if (!kept)
-                for (int i = 0; i < per; i++) choice[g * per + i] = masked;
+            if (!kept)   /* a dropped expert stays at -inf */
+                for (int i = 0; i < per; i++)
+                    if (choice[g * per + i] != -INFINITY) choice[g * per + i] = masked;
         }
     }
     dsi_topk(choice, E, K, sel);
@@ -14118,6 +15160,25 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
         for (int k = 0; k < K; k++) w[k] *= cf->routed_scaling_factor;
 }
 
+DSI_FUNC void dsi_route_kept(const ds_model_config *cf, const float *logits, const float *bias, const int32_t *kept,
+                             int n_kept, float *scratch, int *sel, float *w) {
+    if (!kept) {
+        dsi_route(cf, logits, bias, scratch, sel, w);
+        return;
+    }
+    int E = cf->n_routed_experts;
+    float *fl = scratch + 3 * (size_t)E, *fb = scratch + 4 * (size_t)E;
+    for (int x = 0; x < E; x++) {
+        fl[x] = -INFINITY;   /* a dropped expert: as if its logit were -inf */
+        fb[x] = 0.0f;
+    }
+    for (int i = 0; i < n_kept; i++) {
+        fl[kept[i]] = logits[i];
+        if (bias) fb[kept[i]] = bias[i];
+    }
+    dsi_route(cf, fl, bias ? fb : NULL, scratch, sel, w);
+}
+
 /* With an expert cache: queue this layer's chosen experts (the prefetch
  * thread decrypts them while this thread handles the first), score the guess
  * made for this layer, and guess the next MoE layer's experts by applying its
@@ -14125,7 +15186,7 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
  * layer and the next attention compute. */
 static void dsi_moe_prefetch(dsi_cpu_ctx *c, int l, int T, const float *X) {
     const ds_model_config *cf = &c->m->cfg;
-    int E = cf->n_routed_experts, K = cf->n_experts_per_tok, D = cf->hidden_size;
+    int K = cf->n_experts_per_tok, D = cf->hidden_size;
     int *uniq = c->etok, nu = 0;
     for (int t = 0; t < T * K; t++) {
         bool seen = false;
@@ -14140,10 +15201,10 @@ static void dsi_moe_prefetch(dsi_cpu_ctx *c, int l, int T, const float *X) {
     float *logits = c->ye, *scratch = c->ework;
     int *pred = c->guess + (size_t)(l + 1) * K;   /* best first; kept to score it against l+1's choice */
     for (int t = 0; t < T; t++) {
-        for (int x = 0; x < E; x++) logits[x] = c->k.dot[N->router.dtype](N->router.data + (size_t)x * N->router.row_bytes,
-                                                                     X + (size_t)t * D, D);
+        for (int x = 0; x < N->router.rows; x++)
+            logits[x] = c->k.dot[N->router.dtype](N->router.data + (size_t)x * N->router.row_bytes, X + (size_t)t * D, D);
         float w[64];
-        dsi_route(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, scratch, pred, w);
+        dsi_route_kept(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, N->kept, N->n_kept, scratch, pred, w);
         dsi_pager_prefetch(c->m->pager, l + 1, pred, K, true);
     }
     c->n_guess[l + 1] = T == 1 ? K : 0;
@@ -14488,10 +15549,10 @@ static ds_status dsi_cpu_route(void *dc, const dsi_layer *L, const float *logits
     dsi_cpu_ctx *c = dc;
     const ds_model_config *cf = &c->m->cfg;
     int E = cf->n_routed_experts, K = cf->n_experts_per_tok;
-    float *scratch = c->ework;   /* worker 0's area: 3 * E floats fit (E <= widest) */
+    float *scratch = c->ework;   /* worker 0's area: 5 * E floats fit */
     for (int t = 0; t < T; t++)
-        dsi_route(cf, logits + (size_t)t * E, L->bias.data ? dsi_wf32(&L->bias) : NULL, scratch, sel + t * K,
-                  selw + t * K);
+        dsi_route_kept(cf, logits + (size_t)t * E, L->bias.data ? dsi_wf32(&L->bias) : NULL, L->kept, L->n_kept,
+                       scratch, sel + t * K, selw + t * K);
     return DS_OK;
 }
 
@@ -14577,6 +15638,13 @@ DSI_FUNC const dsi_device_i *dsi_cpu_device(void) { return &dsi_cpu_table; }
  * output, then the shared experts, then the residual. The products differ
  * in summation order only; Q8_0 and Q4_0 weights meet F32 activations (as
  * the CPU with exact_activations).
+ *
+ * Pruned weights (Q8_0_24, Q8_0_SP) stay dense on the device: the kernels
+ * know Q8_0 only, so these matrices are expanded on the host into the Q8_0
+ * rows of the same values (exact) and uploaded as Q8_0: a dense matrix into
+ * a device buffer of its own when the model opens (dexp), a routed expert
+ * as it is staged, into a slot laid out as Q8_0 (xoff). The device holds
+ * the Q8_0 bytes, not the smaller pruned ones.
  */
 /* #include "engine.h": pasted above */
 
@@ -14764,9 +15832,13 @@ ds_status dsi_cuda_lora(dsi_blas *b, ds_dtype ta, const void *a, ds_dtype tb, co
 /* dsi_route for T tokens: logits (device, (T, E)) and the optional
  * e_score_correction_bias (device, E; selection only) give sel (device int,
  * (T, K)) and w (device, (T, K)), K = n_experts_per_tok, largest first.
- * The config is read on the host (cf is a host pointer). */
-ds_status dsi_cuda_route(const ds_model_config *cf, const float *logits, const float *bias, int T, int *sel, float *w,
-                         void *stream, char *msg, size_t len);
+ * With kept (device, n_kept ids ascending: a layer whose dropped experts'
+ * router rows are gone), the first n_kept values of each logits row (stride
+ * still E) and of bias are those experts', and the others route as if
+ * their logits were -inf (dsi_route_kept). The config is read on the host
+ * (cf is a host pointer). */
+ds_status dsi_cuda_route(const ds_model_config *cf, const float *logits, const float *bias, const int *kept, int n_kept,
+                         int T, int *sel, float *w, void *stream, char *msg, size_t len);
 
 /* ==== Events and plain copies (backend.cu) ================================ */
 /* An event without timing (cudaEventDisableTiming). */
@@ -14859,8 +15931,8 @@ typedef struct dsi_backend_i {
                               int pos0, void *stream, char *msg, size_t len);
     ds_status (*mla_attention)(const dsi_mla_layer *a, const float *q, int T, int pos0, float *out, void *stream,
                                char *msg, size_t len);
-    ds_status (*route)(const ds_model_config *cf, const float *logits, const float *bias, int T, int *sel, float *w,
-                       void *stream, char *msg, size_t len);
+    ds_status (*route)(const ds_model_config *cf, const float *logits, const float *bias, const int *kept, int n_kept,
+                       int T, int *sel, float *w, void *stream, char *msg, size_t len);
     /* appended (still version 1): events, copies, row operations, MHA */
     ds_status (*event_new)(void **ev, char *msg, size_t len);
     void (*event_free)(void *ev);
@@ -15003,7 +16075,8 @@ struct dsi_cuda_model {
     /* the VRAM expert cache */
     size_t slot_bytes;             /* the largest expert segment */
     int n_slots, n_keys;           /* keys: moe layer * E + expert */
-    bool all_resident;             /* slot = key, filled at open, never evicted */
+    bool all_resident;             /* every present expert has its slot (slot_of), filled at open, never evicted */
+    int n_present;                 /* keys of experts in the file (not dropped at conversion) */
     uint8_t *slots;                /* device, n_slots * slot_bytes */
     int *slot_of;                  /* key -> slot or -1 */
     int *key_of;                   /* slot -> key or -1 */
@@ -15015,7 +16088,27 @@ struct dsi_cuda_model {
     void *stage_ev[DSI_CU_NSTAGE]; /* the upload out of it has finished */
     int stage_next;
     ds_cache_stats st;
+    /* pruned weights as Q8_0 (see the top of the file) */
+    void **dexp;                   /* device buffers of expanded dense matrices */
+    size_t *dexp_bytes;
+    int n_dexp;
+    bool *xq8;                     /* layer: its routed experts are staged expanded */
+    dsi_expert_ref *xoff;          /* layer: offsets of the expanded gate, up, down in a slot */
+    size_t *xbytes;                /* layer: the expanded expert's bytes */
+    dsi_expert_ref **xrefs;        /* layer: gm's own expert table (xoff for every expert), or NULL */
+    dsi_secure_buf xsrc;           /* an expert's stored bytes before expansion (when not on the host) */
+    int32_t *dkept;                /* device (n_layers, E): each layer's kept experts (dropped at conversion), or NULL */
 };
+
+/* Whether the device takes dt as Q8_0 rows expanded on the host. */
+static bool dsi_cu_pruned(ds_dtype dt) { return dt == DS_DTYPE_Q8_0_24 || dt == DS_DTYPE_Q8_0_SP; }
+
+/* w's rows (host, stride w->row_bytes) as Q8_0 rows into dst. */
+static void dsi_cu_expand(const dsi_weight *w, const uint8_t *src, uint8_t *dst) {
+    size_t rb8 = (size_t)(w->cols / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES;
+    for (int r = 0; r < w->rows; r++)
+        (void)dsi_dtype_to_q8_0(w->dtype, src + (size_t)r * w->row_bytes, dst + (size_t)r * rb8, (size_t)w->cols);
+}
 
 typedef struct dsi_cuda_ctx {
     const ds_model *m;
@@ -15099,6 +16192,33 @@ static ds_status dsi_cu_translate(const ds_model *m, const dsi_cuda_model *gm, d
     return dsi_fail(e, DS_ERR_INTERNAL, "cuda: a dense tensor lies outside every uploaded segment");
 }
 
+/* A pruned dense matrix (w, host bytes) as Q8_0 in a device buffer of its
+ * own: w becomes that Q8_0 matrix. */
+static ds_status dsi_cu_expand_dense(const ds_model *m, dsi_cuda_model *gm, dsi_weight *w, dsi_err *e) {
+    const dsi_backend_i *b = gm->b;
+    char msg[DSI_CU_MSG] = "";
+    size_t rb8 = (size_t)(w->cols / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES, bytes = (size_t)w->rows * rb8;
+    dsi_secure_buf host = {0};
+    ds_status s = dsi_secure_alloc(&host, bytes, 0, e);
+    if (s) return s;
+    dsi_cu_expand(w, w->data, host.ptr);
+    void *d = NULL;
+    s = b->alloc(&d, bytes, msg, sizeof msg);
+    if (!s) {
+        gm->dexp[gm->n_dexp] = d;
+        gm->dexp_bytes[gm->n_dexp++] = bytes;
+        s = b->upload(d, host.ptr, bytes, NULL, msg, sizeof msg);
+        if (!s) s = b->sync(NULL, msg, sizeof msg);   /* before host is wiped */
+    }
+    dsi_secure_free(&host);
+    if (s) return dsi_fail(e, s, "cuda: a pruned matrix expanded to Q8_0 (%zu bytes): %s", bytes, msg);
+    (void)m;
+    w->data = d;
+    w->dtype = DS_DTYPE_Q8_0;
+    w->row_bytes = rb8;
+    return DS_OK;
+}
+
 /* Pinned memory holds plaintext: never in a core dump, wiped at free. */
 static ds_status dsi_cu_pinned(const dsi_backend_i *b, void **p, size_t bytes, char *msg, size_t len) {
     ds_status s = b->host_alloc(p, bytes, msg, len);
@@ -15129,6 +16249,30 @@ static ds_status dsi_cu_stage_upload(const ds_model *m, dsi_cuda_model *gm, int 
     const dsi_expert_ref *r = &m->w.layers[layer].experts[x];
     size_t bytes = (size_t)m->meta.segments[r->segment].plain_bytes;
     ds_status s;
+    if (gm->xq8 && gm->xq8[layer]) {
+        /* pruned: the stored matrices expanded to Q8_0 into the stage */
+        const dsi_layer *L = &m->w.layers[layer];
+        const dsi_weight *tw[3] = {&L->exp_gate, &L->exp_up, &L->exp_down};
+        const uint8_t *src = NULL;
+        bool held = m->pager || m->dense[r->segment].ptr;
+        if (held) {
+            if ((s = dsi_expert_acquire(m, layer, x, &src, e))) return s;
+        } else {
+            uint32_t seg = 0;
+            if ((s = dsi_model_read_expert(m, layer, x, gm->xsrc.ptr, gm->xsrc.size, &seg, e))) return s;
+            src = gm->xsrc.ptr;
+        }
+        for (int k = 0; k < 3; k++)
+            dsi_cu_expand(tw[k], src + r->off[k], (uint8_t *)gm->stage[i] + gm->xoff[layer].off[k]);
+        if (held) dsi_expert_release(m, layer, x);
+        else sodium_memzero(gm->xsrc.ptr, gm->xsrc.size);
+        gm->st.bytes_decrypted += bytes;
+        bytes = gm->xbytes[layer];
+        if (after) DSI_CK(b->stream_wait(gm->copy_stream, after, msg, sizeof msg));
+        DSI_CK(b->upload(dst, gm->stage[i], bytes, gm->copy_stream, msg, sizeof msg));
+        DSI_CK(b->event_record(gm->stage_ev[i], gm->copy_stream, msg, sizeof msg));
+        return DS_OK;
+    }
     if (m->pager || m->dense[r->segment].ptr) {
         const uint8_t *src = NULL;
         if ((s = dsi_expert_acquire(m, layer, x, &src, e))) return s;
@@ -15157,15 +16301,62 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     for (size_t i = 0; i < m->meta.n_segments; i++)
         if (m->meta.segments[i].kind == DS_SEGMENT_EXPERT && m->meta.segments[i].plain_bytes > gm->slot_bytes)
             gm->slot_bytes = (size_t)m->meta.segments[i].plain_bytes;
+    /* layers whose experts are pruned: staged as Q8_0, gate, up and down
+     * each at a 256-byte boundary */
+    size_t src_bytes = gm->slot_bytes;
+    bool any = false;
+    for (int l = 0; l < cf->n_layers; l++) {
+        dsi_layer *L = &gm->w.layers[l];
+        if (!L->moe || !(dsi_cu_pruned(L->exp_gate.dtype) || dsi_cu_pruned(L->exp_up.dtype) ||
+                         dsi_cu_pruned(L->exp_down.dtype)))
+            continue;
+        if (!gm->xq8) {
+            gm->xq8 = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xq8);
+            gm->xoff = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xoff);
+            gm->xbytes = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xbytes);
+            gm->xrefs = dsi_calloc(&m->al, (size_t)cf->n_layers, sizeof *gm->xrefs);
+            if (!gm->xq8 || !gm->xoff || !gm->xbytes || !gm->xrefs) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+        }
+        gm->xq8[l] = any = true;
+        dsi_weight *tw[3] = {&L->exp_gate, &L->exp_up, &L->exp_down};
+        size_t at = 0;
+        for (int k = 0; k < 3; k++) {
+            gm->xoff[l].off[k] = at;
+            size_t rb8 = (size_t)(tw[k]->cols / DSI_Q8_BLOCK) * DSI_Q8_BLOCK_BYTES;
+            at += ((size_t)tw[k]->rows * rb8 + 255) & ~(size_t)255;
+            if (!dsi_dtype_blocked(tw[k]->dtype))
+                return dsi_fail(e, DS_ERR_SHAPE, "cuda: layer %d: routed experts mix pruned and %s matrices", l,
+                                ds_dtype_name(tw[k]->dtype));
+            tw[k]->dtype = DS_DTYPE_Q8_0;   /* as the device sees them */
+            tw[k]->row_bytes = rb8;
+        }
+        gm->xbytes[l] = at;
+        if (at > gm->slot_bytes) gm->slot_bytes = at;
+    }
+    if (any) {   /* the expanded offsets in a slot, the same for every expert of a layer */
+        for (int l = 0; l < cf->n_layers; l++) {
+            if (!gm->xq8[l]) continue;
+            dsi_expert_ref *refs = gm->xrefs[l] = dsi_calloc(&m->al, (size_t)gm->n_experts, sizeof *refs);
+            if (!refs) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+            for (int x = 0; x < gm->n_experts; x++) refs[x] = gm->xoff[l];
+            gm->w.layers[l].experts = refs;
+        }
+        ds_status s0;
+        if (!m->pager && (s0 = dsi_secure_alloc(&gm->xsrc, src_bytes, 0, e))) return s0;
+    }
     gm->slot_bytes = (gm->slot_bytes + 255) & ~(size_t)255;   /* slots aligned for the kernels' vector loads */
     gm->n_keys = gm->n_moe * gm->n_experts;
-    uint64_t need = (uint64_t)gm->n_keys * gm->slot_bytes;
+    gm->n_present = 0;   /* experts dropped at conversion take no slot */
+    for (int l = 0; l < cf->n_layers; l++)
+        for (int x = 0; gm->moe_index[l] >= 0 && x < gm->n_experts; x++)
+            gm->n_present += m->w.layers[l].experts[x].segment != UINT32_MAX;
+    uint64_t need = (uint64_t)gm->n_present * gm->slot_bytes;
     if (p->gpu_cache_bytes && p->gpu_cache_bytes < 2 * (uint64_t)gm->slot_bytes)
         return dsi_fail(e, DS_ERR_INVALID_ARG,
                         "gpu_cache_bytes %llu is below two experts' worth (2 x %zu bytes)",
                         (unsigned long long)p->gpu_cache_bytes, gm->slot_bytes);
     gm->all_resident = p->gpu_cache_bytes == 0 || p->gpu_cache_bytes >= need;
-    gm->n_slots = gm->all_resident ? gm->n_keys : (int)(p->gpu_cache_bytes / gm->slot_bytes);
+    gm->n_slots = gm->all_resident ? gm->n_present : (int)(p->gpu_cache_bytes / gm->slot_bytes);
     gm->st.budget_bytes = gm->all_resident ? need : p->gpu_cache_bytes;
     gm->st.slot_bytes = gm->slot_bytes;
     gm->st.n_slots = gm->all_resident ? 0 : gm->n_slots;
@@ -15180,8 +16371,16 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     gm->ready_ev = dsi_calloc(&m->al, (size_t)gm->n_slots, sizeof(void *));
     if (!gm->slot_of || !gm->key_of || !gm->last_use || !gm->free_ev || !gm->ready_ev)
         return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-    for (int k = 0; k < gm->n_keys; k++) gm->slot_of[k] = gm->all_resident ? k : -1;
-    for (int k = 0; k < gm->n_slots; k++) gm->key_of[k] = gm->all_resident ? k : -1;
+    for (int k = 0; k < gm->n_keys; k++) gm->slot_of[k] = -1;
+    for (int k = 0; k < gm->n_slots; k++) gm->key_of[k] = -1;
+    if (gm->all_resident)   /* the present experts' keys, in order, on slots 0.. */
+        for (int l = 0, n = 0; l < cf->n_layers; l++)
+            for (int x = 0; gm->moe_index[l] >= 0 && x < gm->n_experts; x++)
+                if (m->w.layers[l].experts[x].segment != UINT32_MAX) {
+                    int key = gm->moe_index[l] * gm->n_experts + x;
+                    gm->slot_of[key] = n;
+                    gm->key_of[n++] = key;
+                }
     DSI_CK(b->stream_new(&gm->copy_stream, msg, sizeof msg));
     for (int i = 0; i < DSI_CU_NSTAGE; i++) {
         DSI_CK(dsi_cu_pinned(b, &gm->stage[i], gm->slot_bytes, msg, sizeof msg));
@@ -15199,15 +16398,17 @@ static ds_status dsi_cu_cache_new(ds_model *m, dsi_cuda_model *gm, const ds_mode
     for (int l = 0; l < cf->n_layers; l++) {
         if (gm->moe_index[l] < 0) continue;
         for (int x = 0; x < gm->n_experts; x++) {
+            if (m->w.layers[l].experts[x].segment == UINT32_MAX) continue;   /* dropped at conversion */
             int key = gm->moe_index[l] * gm->n_experts + x;
-            if ((s = dsi_cu_stage_upload(m, gm, l, x, gm->slots + (size_t)key * gm->slot_bytes, NULL, e))) {
+            if ((s = dsi_cu_stage_upload(m, gm, l, x, gm->slots + (size_t)gm->slot_of[key] * gm->slot_bytes, NULL,
+                                         e))) {
                 dsi_prefix(e, "uploading layer %d expert %d", l, x);
                 return s;
             }
         }
     }
     DSI_CK(b->sync(gm->copy_stream, msg, sizeof msg));
-    dsi_log(m->log, m->log_user, DS_LOG_INFO, "cuda: %d routed experts (%.1f MB) uploaded in %.2f s", gm->n_keys,
+    dsi_log(m->log, m->log_user, DS_LOG_INFO, "cuda: %d routed experts (%.1f MB) uploaded in %.2f s", gm->n_present,
             (double)need / 1e6, dsi_now_seconds() - t0);
     memset(&gm->st, 0, sizeof gm->st);
     gm->st.budget_bytes = need;
@@ -15255,9 +16456,21 @@ static ds_status dsi_cu_model_new(ds_model *m, const ds_model_params *p, void **
     gm->w.layers = dsi_calloc(&m->al, (size_t)m->cfg.n_layers, sizeof *gm->w.layers);
     if (!gm->w.layers) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
     ds_status s;
-    if ((s = dsi_cu_translate(m, gm, &gm->w.embed, e)) || (s = dsi_cu_translate(m, gm, &gm->w.out_norm, e)) ||
-        (s = dsi_cu_translate(m, gm, &gm->w.lm_head, e)))
-        return s;
+    size_t n_w = 3 + 18 * (size_t)m->cfg.n_layers;   /* every weight below: the most that may need expanding */
+    gm->dexp = dsi_calloc(&m->al, n_w, sizeof *gm->dexp);
+    gm->dexp_bytes = dsi_calloc(&m->al, n_w, sizeof *gm->dexp_bytes);
+    if (!gm->dexp || !gm->dexp_bytes) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    bool tied = m->w.lm_head.data == m->w.embed.data;
+    dsi_weight *top[] = {&gm->w.embed, &gm->w.out_norm, &gm->w.lm_head};
+    for (size_t k = 0; k < 3; k++) {
+        if (k == 2 && tied && dsi_cu_pruned(gm->w.lm_head.dtype)) {
+            gm->w.lm_head = gm->w.embed;   /* one expanded copy for both */
+            continue;
+        }
+        if ((s = top[k]->data && dsi_cu_pruned(top[k]->dtype) ? dsi_cu_expand_dense(m, gm, top[k], e)
+                                                               : dsi_cu_translate(m, gm, top[k], e)))
+            return s;
+    }
     for (int l = 0; l < m->cfg.n_layers; l++) {
         dsi_layer *L = &gm->w.layers[l];
         *L = m->w.layers[l];
@@ -15265,7 +16478,20 @@ static ds_status dsi_cu_model_new(ds_model *m, const ds_model_params *p, void **
                             &L->kv_a,      &L->kv_a_norm, &L->kv_b,  &L->wq,    &L->wk,       &L->wv,
                             &L->wo,        &L->gate,     &L->up,    &L->down,  &L->router,   &L->bias};
         for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++)
-            if ((s = dsi_cu_translate(m, gm, ws[k], e))) return s;
+            if ((s = ws[k]->data && dsi_cu_pruned(ws[k]->dtype) ? dsi_cu_expand_dense(m, gm, ws[k], e)
+                                                                 : dsi_cu_translate(m, gm, ws[k], e)))
+                return s;
+    }
+    if (m->has_drop) {
+        /* the layers' kept maps, for the route kernel */
+        size_t n = (size_t)m->cfg.n_layers * (size_t)m->cfg.n_routed_experts * sizeof(int32_t);
+        void *d = NULL;
+        DSI_CK(b->alloc(&d, n, msg, sizeof msg));
+        gm->dkept = d;
+        DSI_CK(b->upload(d, m->drop.kept, n, NULL, msg, sizeof msg));
+        DSI_CK(b->sync(NULL, msg, sizeof msg));
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            if (gm->w.layers[l].kept) gm->w.layers[l].kept = gm->dkept + (size_t)l * (size_t)m->cfg.n_routed_experts;
     }
     if ((s = dsi_cu_cache_new(m, gm, p, e))) return s;
     size_t avail = 0, total = 0;
@@ -15290,10 +16516,13 @@ static void dsi_cu_model_free(ds_model *m, void *dm) {
         for (size_t i = 0; gm->dseg && i < m->meta.n_segments; i++)
             if (gm->dseg[i])
                 (void)b->memset(gm->dseg[i], 0, (size_t)m->meta.segments[i].plain_bytes, NULL, msg, sizeof msg);
+        for (int i = 0; i < gm->n_dexp; i++) (void)b->memset(gm->dexp[i], 0, gm->dexp_bytes[i], NULL, msg, sizeof msg);
         (void)b->sync(NULL, msg, sizeof msg);
         if (gm->slots) b->free(gm->slots);
+        if (gm->dkept) b->free(gm->dkept);
         for (size_t i = 0; gm->dseg && i < m->meta.n_segments; i++)
             if (gm->dseg[i]) b->free(gm->dseg[i]);
+        for (int i = 0; i < gm->n_dexp; i++) b->free(gm->dexp[i]);
         for (int i = 0; i < DSI_CU_NSTAGE; i++) {
             dsi_cu_pinned_free(b, gm->stage[i], gm->slot_bytes);
             if (gm->stage_ev[i]) b->event_free(gm->stage_ev[i]);
@@ -15304,6 +16533,14 @@ static void dsi_cu_model_free(ds_model *m, void *dm) {
         }
         b->stream_free(gm->copy_stream);
     }
+    for (int l = 0; gm->xrefs && l < m->cfg.n_layers; l++) dsi_free(&m->al, gm->xrefs[l]);
+    dsi_free(&m->al, gm->xrefs);
+    dsi_free(&m->al, gm->xq8);
+    dsi_free(&m->al, gm->xoff);
+    dsi_free(&m->al, gm->xbytes);
+    dsi_secure_free(&gm->xsrc);
+    dsi_free(&m->al, gm->dexp);
+    dsi_free(&m->al, gm->dexp_bytes);
     dsi_free(&m->al, gm->dseg);
     dsi_free(&m->al, gm->w.layers);
     dsi_free(&m->al, gm->moe_index);
@@ -15622,7 +16859,8 @@ static ds_status dsi_cu_route(void *dc, const dsi_layer *L, const float *logits,
     dsi_cuda_ctx *g = dc;
     const dsi_backend_i *b = g->b;
     size_t tk = (size_t)T * (size_t)g->m->cfg.n_experts_per_tok;
-    DSI_CK(b->route(&g->m->cfg, logits, L->bias.data ? (const float *)(const void *)L->bias.data : NULL, T, g->sel,
+    DSI_CK(b->route(&g->m->cfg, logits, L->bias.data ? (const float *)(const void *)L->bias.data : NULL,
+                    (const int *)L->kept, L->n_kept, T, g->sel,
                     g->selw, g->stream, M));
     DSI_CK(b->download(g->h_sel, g->sel, tk * sizeof(int), g->stream, M));
     DSI_CK(b->download(g->h_selw, g->selw, tk * sizeof(float), g->stream, M));
@@ -15760,7 +16998,8 @@ static ds_status dsi_cu_expert(dsi_cuda_ctx *g, int l, int x, const uint8_t **de
     int key = gm->moe_index[l] * gm->n_experts + x;
     *slot = -1;
     if (gm->all_resident) {
-        *dev = gm->slots + (size_t)key * gm->slot_bytes;
+        if (gm->slot_of[key] < 0) return dsi_fail(e, DS_ERR_INTERNAL, "cuda: layer %d expert %d is not in the file", l, x);
+        *dev = gm->slots + (size_t)gm->slot_of[key] * gm->slot_bytes;
         return DS_OK;
     }
     gm->tick++;
@@ -16387,7 +17626,7 @@ static void dsi_lora_weight(dsi_weight *w, const dsi_tensor *t) {
     w->rows = (int)t->dims[0];
     w->cols = (int)t->dims[1];
     uint64_t rb = 0;
-    dsi_dtype_row_bytes(w->dtype, (uint64_t)w->cols, &rb);
+    (void)dsi_tensor_row_bytes(w->dtype, (uint64_t)w->rows, (uint64_t)w->cols, t->nbytes, &rb);   /* checked when opened */
     w->row_bytes = (size_t)rb;
     w->offset = t->offset;
     w->data = NULL;
@@ -16697,6 +17936,8 @@ struct ds_context {
     dsi_lora_list lora;
     bool any_lora;                     /* root only: some sequence has adapters */
     const dsi_lora_list **tok_lora;    /* root only: (DSI_MAX_BATCH) per token of a pass, for the MoE plan */
+    ds_routing_fn route_fn;            /* root only: the routing observer, or NULL */
+    void *route_user;
 };
 
 DS_API ds_context_params ds_context_default_params(void) {
@@ -16750,6 +17991,17 @@ DS_API void ds_context_set_abort(ds_context *c, ds_abort_fn fn, void *user) {
     if (!c) return;
     c->abort_fn = fn;
     c->abort_user = fn ? user : NULL;
+}
+
+DS_API ds_status ds_context_set_routing_observer(ds_context *c, ds_routing_fn fn, void *user) {
+    dsi_err e = {0};
+    if (!c) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_context_set_routing_observer: NULL context");
+        return dsi_publish(&e);
+    }
+    c->root->route_fn = fn;
+    c->root->route_user = fn ? user : NULL;
+    return DS_OK;
 }
 
 /* ==== Adapters ============================================================= */
@@ -17192,8 +18444,10 @@ static ds_status dsi_ffn(ds_context *c, int l, const dsi_batch *b, dsi_err *e) {
     DSI_TRY(d->matmul(c->dc, &L->router, a->xn, T, D, a->router, E, e));
     DSI_TRY(d->route(c->dc, L, a->router, T, c->sel, c->selw, e));
     for (int i = 0; i < T * K; i++)
-        if (c->sel[i] < 0 || c->sel[i] >= E)
-            return dsi_fail(e, DS_ERR_BACKEND, "routing of layer %d chose expert %d of %d", l, c->sel[i], E);
+        if (c->sel[i] < 0 || c->sel[i] >= E || L->experts[c->sel[i]].segment == UINT32_MAX)
+            return dsi_fail(e, DS_ERR_BACKEND, "routing of layer %d chose expert %d of %d%s", l, c->sel[i], E,
+                            c->sel[i] >= 0 && c->sel[i] < E ? " (dropped at conversion)" : "");
+    if (c->root->route_fn) c->root->route_fn(c->root->route_user, l, T, K, c->sel, c->selw);
     dsi_moe_plan plan = dsi_moe_plan_make(c, T);
     if (dsi_any_lora(c)) {   /* each token's adapters that change this layer's routed experts */
         bool any = false;
@@ -18626,6 +19880,9 @@ typedef struct dsi_plan {
     const dsi_gguf_tensor *gt, *gk, *gv;
     uint64_t goff;
     uint32_t perm_hd;        /* llama.cpp's permuted q/k rows (DeepSeek-MoE): the head size, else 0 */
+    bool prune;              /* zero weights by the pruning rule (dsi_prunable) */
+    uint64_t sp_max;         /* Q8_0_SP sizing: the most values a row of it stores */
+    bool sp_done;            /* its storage is decided */
 } dsi_plan;
 
 typedef struct dsi_conv {
@@ -18658,6 +19915,14 @@ typedef struct dsi_conv {
     size_t raw_cap, f32_cap, enc_cap;
     /* progress */
     uint64_t tensors_done;
+    /* pruning: the whole matrix in F32, and what was done (the record) */
+    float *mat;
+    size_t mat_cap;
+    uint64_t pruned_mats, pruned_entries, pruned_zeros, sparse24, sparse_sp;
+    /* expert pruning (drop_experts): the experts dropped, and the record */
+    dsi_expert_drop drop;
+    bool has_drop;
+    dsi_buf drop_json;
 } dsi_conv;
 
 DSI_FUNC char *dsi_path_join(const dsi_alloc *al, const char *dir, const char *name) {
@@ -18995,9 +20260,370 @@ static ds_status dsi_plan_gguf(dsi_conv *c, const dsi_tensor_spec *sp, dsi_plan 
 /* ==== Layout plan ======================================================== */
 static const char *dsi_st_name(const dsi_st_tensor *t) { return t->dtype_name ? t->dtype_name : "?"; }
 
+/* ==== Pruning ============================================================= */
+/* Whether spec's matrix is pruned: 2-D linear weights of the chosen
+ * classes; never the embeddings, the LM head, the router, norms or biases. */
+static bool dsi_prunable(const ds_convert_params *p, const dsi_tensor_spec *sp) {
+    if (!(p->prune > 0) && !p->prune_m) return false;
+    if (sp->n_dims != 2 || sp->keep_f32 || sp->pclass == DS_PARAM_ROUTER) return false;
+    if (!strcmp(sp->name, "model.embed_tokens.weight") || !strcmp(sp->name, "lm_head.weight")) return false;
+    unsigned cls = p->prune_classes ? p->prune_classes : DS_PRUNE_CORE | DS_PRUNE_EXPERTS;
+    return (cls & (sp->pclass == DS_PARAM_EXPERT ? DS_PRUNE_EXPERTS : DS_PRUNE_CORE)) != 0;
+}
+
+/* |w| as an ordered integer: the IEEE bits without the sign. Larger
+ * magnitudes give larger keys, -0 and +0 the same key; NaN above infinity
+ * (the converter refuses non-finite values before pruning anyway). */
+static inline uint32_t dsi_mag_key(float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u & 0x7fffffffu;
+}
+
+/* Zeroes the k entries of w[0, n) with the smallest |w|, ties to the lower
+ * index (the first k of a stable sort by |w|). The k-th smallest key is
+ * found by three histogram passes over its bits (10, 11, 10 bits, high to
+ * low), then one pass zeroes every key below it and, in index order, as
+ * many equal to it as are still needed. O(n) time, no copy of w. */
+static void dsi_prune_smallest(float *w, size_t n, uint64_t k, uint64_t hist[2048]) {
+    if (k == 0) return;
+    if (k >= n) {
+        memset(w, 0, n * sizeof *w);
+        return;
+    }
+    static const int shift[3] = {21, 10, 0}, width[3] = {10, 11, 10};
+    uint32_t prefix = 0;
+    uint64_t need = k;   /* the need-th smallest (from 1) among keys sharing prefix's decided bits */
+    for (int p = 0; p < 3; p++) {
+        int sh = shift[p], top = sh + width[p];
+        uint32_t dmask = (1u << width[p]) - 1u;
+        memset(hist, 0, sizeof(uint64_t) << width[p]);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t key = dsi_mag_key(w[i]);
+            if (top >= 31 || (key >> top) == (prefix >> top)) hist[(key >> sh) & dmask]++;
+        }
+        uint64_t cum = 0;
+        for (uint32_t d = 0; d <= dmask; d++) {
+            if (cum + hist[d] >= need) {
+                prefix |= d << sh;
+                need -= cum;
+                break;
+            }
+            cum += hist[d];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = dsi_mag_key(w[i]);
+        if (key < prefix || (key == prefix && need && need--)) w[i] = 0.0f;
+    }
+}
+
+/* N:M: in every m consecutive values of each row (cols % m == 0), the n of
+ * smallest |w| become 0, ties to the lower index. */
+static void dsi_prune_nm(float *w, size_t rows, size_t cols, int n, int m) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t g = 0; g < cols; g += (size_t)m) {
+            float *v = w + r * cols + g;
+            uint32_t taken = 0;   /* bit j: v[j] chosen */
+            for (int z = 0; z < n; z++) {
+                int best = -1;
+                for (int j = 0; j < m; j++)
+                    if (!(taken >> j & 1u) && (best < 0 || dsi_mag_key(v[j]) < dsi_mag_key(v[best]))) best = j;
+                taken |= 1u << best;
+            }
+            for (int j = 0; j < m; j++)
+                if (taken >> j & 1u) v[j] = 0.0f;
+        }
+}
+
+static ds_status dsi_load_pruned(dsi_conv *c, const dsi_plan *pl, bool count);
+
+static const char *dsi_expert_part(const char *name);
+/* q belongs to lead's storage group: lead itself, or (part set) another
+ * undecided pruned Q8_0 expert matrix of lead's layer and part. */
+static bool dsi_same_group(const dsi_plan *lead, const char *part, const dsi_plan *q) {
+    if (q == lead) return true;
+    if (!part || !q->prune || q->dtype != DS_DTYPE_Q8_0 || q->sp_done || q->spec->layer != lead->spec->layer)
+        return false;
+    const char *qp = dsi_expert_part(q->spec->name);
+    return qp && !strcmp(qp, part);
+}
+
+/* A routed expert's part (gate_proj.weight, ...): the name after
+ * "experts.E.", or NULL. */
+static const char *dsi_expert_part(const char *name) {
+    const char *p = strstr(name, ".experts.");
+    if (!p) return NULL;
+    p += 9;
+    while (*p >= '0' && *p <= '9') p++;
+    return *p == '.' ? p + 1 : NULL;
+}
+
+/* Sparse storage for pruned Q8_0 matrices (DS_PRUNE_STORAGE_AUTO). A
+ * pattern that leaves at most two nonzeros in every aligned four (2:4, 1:2,
+ * 6:8 ...) is stored as Q8_0_24, always smaller (22 bytes a block against
+ * 34). Other pruning is stored as Q8_0_SP where that is smaller: a first pass
+ * prunes each matrix and counts the values its rows keep (Q8_0 values that
+ * quantize to 0 are not kept), and the stride is that of the longest row. A
+ * layer's routed experts share one stride per part (gate, up, down), so the
+ * layer's expert matrices keep one shape: they go sparse together or not at
+ * all, on their total size. */
+static ds_status dsi_prune_storage(dsi_conv *c) {
+    const ds_convert_params *p = c->p;
+    if (p->prune_storage == DS_PRUNE_STORAGE_DENSE || (!(p->prune > 0) && !p->prune_m)) return DS_OK;
+    bool is24 = p->prune_m == 2 || (p->prune_m >= 4 && p->prune_m - p->prune_n <= 2);
+    if (is24) {
+        for (size_t i = 0; i < c->n_specs; i++) {
+            dsi_plan *pl = &c->plan[i];
+            if (!pl->prune || pl->dtype != DS_DTYPE_Q8_0) continue;
+            pl->dtype = DS_DTYPE_Q8_0_24;
+            if (!dsi_dtype_row_bytes(pl->dtype, pl->cols, &pl->row_bytes) ||
+                !dsi_mul_u64(pl->row_bytes, pl->rows, &pl->nbytes))
+                return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large", pl->spec->name);
+            c->sparse24++;
+        }
+        return DS_OK;
+    }
+    /* pass 1: each row's kept values */
+    size_t n_mats = 0;
+    for (size_t i = 0; i < c->n_specs; i++) n_mats += c->plan[i].prune && c->plan[i].dtype == DS_DTYPE_Q8_0;
+    if (!n_mats) return DS_OK;
+    dsi_log(p->log, p->log_user, DS_LOG_INFO,
+            "pruning: sizing the sparse rows of %zu matrices (a first pass over their values)", n_mats);
+    for (size_t i = 0; i < c->n_specs; i++) {
+        dsi_plan *pl = &c->plan[i];
+        if (!pl->prune || pl->dtype != DS_DTYPE_Q8_0) continue;
+        ds_status s = dsi_load_pruned(c, pl, false);
+        if (s) return s;
+        size_t cols = (size_t)pl->cols;
+        pl->sp_max = 0;
+        for (uint64_t r = 0; r < pl->rows; r++) {
+            uint64_t k = dsi_sp_row_count(c->mat + (size_t)r * cols, cols);
+            if (k > pl->sp_max) pl->sp_max = k;
+        }
+        if (p->progress && p->progress(p->progress_user, 0, c->n_specs, 0))
+            return dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
+    }
+    /* groups: a core matrix alone; a layer's experts by part */
+    for (size_t i = 0; i < c->n_specs; i++) {
+        dsi_plan *lead = &c->plan[i];
+        if (!lead->prune || lead->dtype != DS_DTYPE_Q8_0 || lead->sp_done) continue;
+        const char *part = lead->spec->pclass == DS_PARAM_EXPERT ? dsi_expert_part(lead->spec->name) : NULL;
+        size_t end = part ? c->n_specs : i + 1;
+        uint64_t nb = lead->cols / DSI_Q8_BLOCK, most = 0, dense = 0, sparse = 0;
+        for (size_t j = i; j < end; j++)
+            if (dsi_same_group(lead, part, &c->plan[j]) && c->plan[j].sp_max > most) most = c->plan[j].sp_max;
+        uint64_t stride = (nb * 6 + most + 3) / 4 * 4;   /* rows start 4-aligned where the bound allows */
+        if (stride > nb * 6 + lead->cols) stride = nb * 6 + lead->cols;
+        for (size_t j = i; j < end; j++)
+            if (dsi_same_group(lead, part, &c->plan[j])) {
+                dense += c->plan[j].nbytes;
+                sparse += c->plan[j].rows * stride + c->plan[j].cols;
+            }
+        bool go = sparse < dense;
+        for (size_t j = end; j-- > i;) {   /* the lead last: dsi_same_group compares with it */
+            dsi_plan *q = &c->plan[j];
+            if (!dsi_same_group(lead, part, q)) continue;
+            q->sp_done = true;
+            if (go) {
+                q->dtype = DS_DTYPE_Q8_0_SP;
+                q->row_bytes = stride;
+                q->nbytes = q->rows * stride + q->cols;   /* + the tail guard */
+                c->sparse_sp++;
+            }
+        }
+    }
+    return DS_OK;
+}
+
+/* ==== Expert pruning (drop_experts) ======================================= */
+/* The calibration file's config fingerprint: the fields a file from another
+ * model would differ in (the model id is informational: converting the same
+ * checkpoint again gives a new one). */
+#define DSI_CALIB_FIELDS(X)                                                                                         \
+    X(arch) X(n_layers) X(n_routed_experts) X(hidden_size) X(moe_intermediate_size) X(first_k_dense_replace)       \
+    X(moe_layer_freq) X(n_experts_per_tok) X(n_group) X(topk_group) X(vocab_size)
+
+/* Source dimension d of spec sp: a pruned layer's router and bias have E
+ * rows (values) in the checkpoint and n_kept in the container. */
+static uint64_t dsi_conv_src_dim(const dsi_conv *c, const dsi_tensor_spec *sp, int d) {
+    if (d == 0 && c->has_drop && sp->pclass == DS_PARAM_ROUTER && sp->layer >= 0 && sp->layer < c->cfg.n_layers &&
+        dsi_config_is_moe_layer(&c->cfg, sp->layer))
+        return (uint64_t)c->cfg.n_routed_experts;
+    return sp->dims[d];
+}
+
+typedef struct dsi_rank {
+    double mass;
+    int64_t count;
+    int id;
+} dsi_rank;
+/* Least first: mass, then selections, then the higher id. */
+static int dsi_cmp_rank(const void *a, const void *b) {
+    const dsi_rank *x = a, *y = b;
+    if (x->mass != y->mass) return x->mass < y->mass ? -1 : 1;
+    if (x->count != y->count) return x->count < y->count ? -1 : 1;
+    return x->id > y->id ? -1 : x->id < y->id;
+}
+
+/* The checkpoint tensors of dropped experts count as used (not as strays
+ * the architecture does not know). */
+static void dsi_conv_mark_dropped(dsi_conv *c) {
+    if (!c->has_drop) return;
+    for (size_t i = 0; i < c->n_srcs; i++) {
+        int l, x, n = 0;
+        if (sscanf(c->srcs[i].name, "model.layers.%d.mlp.experts.%d.%n", &l, &x, &n) == 2 && n > 0 && l >= 0 &&
+            l < c->cfg.n_layers && x >= 0 && x < c->cfg.n_routed_experts && dsi_expert_dropped(&c->drop, l, x))
+            c->srcs[i].used = true;
+    }
+}
+
+/* Reads and checks the calibration file, chooses each MoE layer's experts
+ * to drop and builds the DSI_REC_EXPERTS record (c->drop, c->drop_json). */
+static ds_status dsi_conv_expert_drop(dsi_conv *c) {
+    const ds_convert_params *p = c->p;
+    const ds_model_config *cf = &c->cfg;
+    const char *path = p->drop_calib_path;
+    if (!path) return DS_OK;
+    char *text = NULL, *dir = NULL;
+    size_t len = 0;
+    const char *slash = strrchr(path, '/');
+    dir = slash ? dsi_strndup(&c->al, path, (size_t)(slash - path)) : dsi_strndup(&c->al, ".", 1);
+    if (!dir) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    ds_status s = dsi_writer_read_text(&c->w, dir, slash ? slash + 1 : path, &text, &len, NULL);
+    dsi_free(&c->al, dir);
+    if (s) return s;
+    dsi_json_doc *doc = NULL;
+    uint8_t *dropped = NULL;
+    dsi_rank *rk = NULL;
+    int L = cf->n_layers, E = cf->n_routed_experts;
+    if ((s = dsi_json_parse(text, len, &c->al, &doc, c->e))) {
+        dsi_prefix(c->e, "calibration file %s", path);
+        goto out;
+    }
+    const dsi_json *root = dsi_json_root(doc), *cfj = dsi_json_get(root, "config"), *layers = dsi_json_get(root, "layers");
+    const char *fmt = NULL;
+    size_t fl = 0;
+    if (!root || root->type != DSI_JSON_OBJECT || dsi_json_get_str(root, "format", &fmt, &fl) != 1 ||
+        strcmp(fmt, "deepseek.h calibration 1") != 0 || !cfj || cfj->type != DSI_JSON_OBJECT || !layers ||
+        layers->type != DSI_JSON_OBJECT) {
+        s = dsi_fail(c->e, DS_ERR_CALIBRATION, "calibration file %s: not a \"deepseek.h calibration 1\" object with "
+                     "config and layers (made by ds calibrate)", path);
+        goto out;
+    }
+    int64_t v;
+#define X(f)                                                                                                        \
+    if (dsi_json_get_int(cfj, #f, &v) != 1) {                                                                      \
+        s = dsi_fail(c->e, DS_ERR_CALIBRATION, "calibration file %s: config.%s is missing", path, #f);              \
+        goto out;                                                                                                   \
+    }                                                                                                               \
+    if (v != (int64_t)cf->f) {                                                                                      \
+        s = dsi_fail(c->e, DS_ERR_CALIBRATION, "calibration file %s was made for another model: its %s is %lld, "  \
+                     "this checkpoint's is %lld", path, #f, (long long)v, (long long)cf->f);                        \
+        goto out;                                                                                                   \
+    }
+    DSI_CALIB_FIELDS(X)
+#undef X
+    dropped = dsi_calloc(&c->al, (size_t)L * (size_t)E, 1);
+    rk = dsi_calloc(&c->al, (size_t)E, sizeof *rk);
+    if (!dropped || !rk) {
+        s = dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    int n_drop = (int)floor(p->drop_experts * (double)E + 1e-9);
+    for (int l = 0; l < L; l++) {
+        if (!dsi_config_is_moe_layer(cf, l)) continue;
+        char key[16];
+        snprintf(key, sizeof key, "%d", l);
+        const dsi_json *ly = dsi_json_get(layers, key);
+        const dsi_json *mass = ly ? dsi_json_get(ly, "mass") : NULL, *cnt = ly ? dsi_json_get(ly, "count") : NULL;
+        if (!mass || !cnt || mass->type != DSI_JSON_ARRAY || cnt->type != DSI_JSON_ARRAY || mass->n != (uint32_t)E ||
+            cnt->n != (uint32_t)E) {
+            s = dsi_fail(c->e, DS_ERR_CALIBRATION, "calibration file %s: layer %d needs \"mass\" and \"count\" "
+                         "arrays of %d numbers", path, l, E);
+            goto out;
+        }
+        for (int x = 0; x < E; x++) {
+            const dsi_json *m = &mass->kids[x], *n = &cnt->kids[x];
+            if (m->type != DSI_JSON_NUMBER || !isfinite(m->num) || m->num < 0 || n->type != DSI_JSON_NUMBER ||
+                !n->is_int || n->i < 0) {
+                s = dsi_fail(c->e, DS_ERR_CALIBRATION, "calibration file %s: layer %d expert %d: mass must be a "
+                             "finite number >= 0 and count a whole number >= 0", path, l, x);
+                goto out;
+            }
+            rk[x] = (dsi_rank){m->num, n->i, x};
+        }
+        qsort(rk, (size_t)E, sizeof *rk, dsi_cmp_rank);
+        for (int i = 0; i < n_drop; i++) dropped[(size_t)l * E + rk[i].id] = 1;
+    }
+    if (n_drop == 0) goto out;   /* the file is checked; nothing to drop */
+    s = dsi_drop_init(&c->drop, cf, dropped, p->drop_experts, &c->al, c->e);
+    dropped = NULL;
+    if (s) {
+        dsi_prefix(c->e, "--drop-experts %g", p->drop_experts);
+        goto out;
+    }
+    c->has_drop = true;
+    /* the record */
+    dsi_buf *b = &c->drop_json;
+    dsi_buf_init(b, &c->al);
+    char tmp[160];
+    snprintf(tmp, sizeof tmp, "{\"format\": \"deepseek.h experts 1\", \"ratio\": %.17g, \"n_routed_experts\": %d, "
+             "\"n_dropped_per_layer\": %d, \"calib\": {\"file\": ", p->drop_experts, E, n_drop);
+    dsi_buf_put(b, tmp, strlen(tmp));
+    const char *base = slash ? slash + 1 : path;
+    dsi_json_write_string(b, base, strlen(base));
+    const char *str = NULL;
+    size_t sl = 0;
+    if (dsi_json_get_str(root, "text", &str, &sl) == 1) {
+        dsi_buf_put(b, ", \"text\": ", 10);
+        dsi_json_write_string(b, str, sl);
+    }
+    if (dsi_json_get_str(root, "model_id", &str, &sl) == 1) {
+        dsi_buf_put(b, ", \"model_id\": ", 14);
+        dsi_json_write_string(b, str, sl);
+    }
+    if (dsi_json_get_int(root, "n_tokens", &v) == 1) {
+        snprintf(tmp, sizeof tmp, ", \"n_tokens\": %lld", (long long)v);
+        dsi_buf_put(b, tmp, strlen(tmp));
+    }
+    dsi_buf_put(b, "}, \"layers\": {", 14);
+    bool first = true;
+    for (int l = 0; l < L; l++) {
+        if (!dsi_config_is_moe_layer(cf, l)) continue;
+        snprintf(tmp, sizeof tmp, "%s\"%d\": {\"kept\": [", first ? "" : ", ", l);
+        dsi_buf_put(b, tmp, strlen(tmp));
+        first = false;
+        for (int pass = 0; pass < 2; pass++) {
+            bool f1 = true;
+            for (int x = 0; x < E; x++)
+                if (dsi_expert_dropped(&c->drop, l, x) == (pass == 1)) {
+                    snprintf(tmp, sizeof tmp, "%s%d", f1 ? "" : ", ", x);
+                    dsi_buf_put(b, tmp, strlen(tmp));
+                    f1 = false;
+                }
+            dsi_buf_put(b, pass ? "]}" : "], \"dropped\": [", pass ? 2 : 15);
+        }
+    }
+    dsi_buf_put(b, "}}", 2);
+    if (b->failed) s = dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building the expert record");
+    else
+        dsi_log(p->log, p->log_user, DS_LOG_INFO, "dropping %d of %d routed experts in each MoE layer (ratio %g, "
+                "calibration %s)", n_drop, E, p->drop_experts, path);
+out:
+    dsi_free(&c->al, dropped);
+    dsi_free(&c->al, rk);
+    dsi_json_free(doc);
+    dsi_free(&c->al, text);
+    return s;
+}
+
 static ds_status dsi_make_plan(dsi_conv *c) {
     ds_status s = dsi_arch_tensor_specs(&c->cfg, &c->al, &c->specs, &c->n_specs, c->e);
     if (s) return s;
+    /* dropped experts: no specs; their routers fewer rows */
+    dsi_drop_specs(c->has_drop ? &c->drop : NULL, c->specs, &c->n_specs);
+    dsi_conv_mark_dropped(c);
     c->plan = dsi_calloc(&c->al, c->n_specs, sizeof *c->plan);
     c->segs = dsi_calloc(&c->al, c->n_specs, sizeof *c->segs);   /* at most one segment per tensor */
     if (!c->plan || !c->segs) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
@@ -19022,7 +20648,7 @@ static ds_status dsi_make_plan(dsi_conv *c) {
         const dsi_st_tensor *t = pl->src->t;
         pl->src->used = true;
         bool same = t->ndim == sp->n_dims;
-        for (int d = 0; same && d < sp->n_dims; d++) same = t->shape[d] == sp->dims[d];
+        for (int d = 0; same && d < sp->n_dims; d++) same = t->shape[d] == dsi_conv_src_dim(c, sp, d);
         if (!same) {
             char got[96] = "";
             size_t o = 0;
@@ -19083,11 +20709,20 @@ static ds_status dsi_make_plan(dsi_conv *c) {
         if (pl->gk && pl->gk->type != DSI_GGML_F32 && pl->gk->type != DSI_GGML_F16 && pl->gk->type != DSI_GGML_BF16 &&
             (pl->dtype == DS_DTYPE_Q8_0 || pl->dtype == DS_DTYPE_Q4_0) && !kb_requant++)
             kb_type = pl->gk->type;
+        pl->prune = dsi_prunable(c->p, sp);
+        if (pl->prune && c->p->prune_m && pl->cols % (uint64_t)c->p->prune_m)
+            return dsi_fail(c->e, DS_ERR_SHAPE, "tensor %s: rows of %llu values are not whole groups of %d for %d:%d "
+                            "pruning", sp->name, (unsigned long long)pl->cols, c->p->prune_m, c->p->prune_n,
+                            c->p->prune_m);
         if (!dsi_dtype_row_bytes(pl->dtype, pl->cols, &pl->row_bytes) ||
             !dsi_mul_u64(pl->row_bytes, pl->rows, &pl->nbytes))
             return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large", sp->name);
-
-        /* segments: consecutive specs with the same (kind, layer, expert) */
+    }
+    if ((s = dsi_prune_storage(c))) return s;
+    /* segments: consecutive specs with the same (kind, layer, expert) */
+    for (size_t i = 0; i < c->n_specs; i++) {
+        const dsi_tensor_spec *sp = &c->specs[i];
+        dsi_plan *pl = &c->plan[i];
         if (dsi_layout_add(c->segs, &c->n_segs, sp->seg_kind, sp->layer, sp->expert, pl->nbytes, &pl->segment,
                            &pl->offset))
             return dsi_fail(c->e, DS_ERR_LIMIT, "segment too large");
@@ -19443,8 +21078,161 @@ static ds_status dsi_gguf_kv_b(dsi_conv *c, const dsi_plan *pl) {
     return s;
 }
 
+/* Rows a safetensors source is read in: FP8 by 128 so each group shares
+ * one row of block scales, others by DSI_ROW_GROUP_BYTES of F32. */
+static size_t dsi_src_group(const dsi_plan *pl) {
+    size_t group = pl->src->t->dtype == DSI_ST_F8_E4M3 ? 128 : DSI_ROW_GROUP_BYTES / ((size_t)pl->cols * 4);
+    if (group == 0) group = 1;
+    if (group > pl->rows) group = (size_t)pl->rows;
+    return group;
+}
+
+/* Rows [r0, r0 + g) of pl's safetensors source (g at most dsi_src_group),
+ * decoded to F32 into y (g x cols); values the planned type cannot hold are
+ * refused. */
+static ds_status dsi_src_rows(dsi_conv *c, const dsi_plan *pl, uint64_t r0, size_t g, float *y) {
+    const dsi_st_tensor *t = pl->src->t;
+    const dsi_shard *sh = &c->shards[pl->src->shard];
+    size_t esz = dsi_st_dtype_size(t->dtype);
+    size_t cols = (size_t)pl->cols;
+    ds_status s = dsi_grow(c, (void **)&c->raw, &c->raw_cap, g * cols * esz);
+    if (s) return s;
+    float *scales = NULL;
+    size_t n_bc = (cols + 127) / 128;
+    if (pl->scale) {
+        scales = dsi_calloc(&c->al, n_bc, sizeof *scales);
+        if (!scales) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
+    }
+    s = dsi_pread_all(c, sh, c->raw, g * cols * esz, sh->h->data_start + t->begin + r0 * cols * esz);
+    if (!s && scales) {
+        const dsi_shard *ssh = &c->shards[pl->scale->shard];
+        const dsi_st_tensor *st = pl->scale->t;
+        size_t ssz = dsi_st_dtype_size(st->dtype);
+        uint8_t sraw[4 * 1024];
+        uint64_t base = ssh->h->data_start + st->begin + (r0 / 128) * n_bc * ssz;
+        for (size_t b0 = 0; !s && b0 < n_bc; b0 += sizeof sraw / ssz) {
+            size_t nb = n_bc - b0 < sizeof sraw / ssz ? n_bc - b0 : sizeof sraw / ssz;
+            s = dsi_pread_all(c, ssh, sraw, nb * ssz, base + b0 * ssz);
+            for (size_t k = 0; !s && k < nb; k++) scales[b0 + k] = dsi_decode(st->dtype, sraw, k);
+        }
+    }
+    /* decode to F32 and refuse values the formats cannot hold */
+    for (size_t r = 0; r < g && !s; r++) {
+        (void)dsi_st_decode_row(t->dtype, c->raw + r * cols * esz, y + r * cols, cols, scales);
+        s = dsi_check_row(c, pl, y + r * cols, cols, r0 + r);
+    }
+    dsi_free(&c->al, scales);
+    return s;
+}
+
+static ds_status dsi_progress(dsi_conv *c) {
+    if (c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->w.pos))
+        return dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
+    return DS_OK;
+}
+
+/* The whole matrix of a pruned plan into c->mat (rows x cols F32), pruned.
+ * Counts what was done when count is set (the pass that writes). */
+static ds_status dsi_load_pruned(dsi_conv *c, const dsi_plan *pl, bool count) {
+    size_t cols = (size_t)pl->cols, n;
+    if (pl->rows > SIZE_MAX / cols || (n = (size_t)pl->rows * cols) > SIZE_MAX / sizeof(float))
+        return dsi_fail(c->e, DS_ERR_LIMIT, "tensor %s is too large to prune", pl->spec->name);
+    ds_status s = dsi_grow(c, (void **)&c->mat, &c->mat_cap, n * sizeof(float));
+    size_t group = dsi_src_group(pl);
+    for (uint64_t r0 = 0; r0 < pl->rows && !s; r0 += group) {
+        size_t g = (size_t)(pl->rows - r0 < group ? pl->rows - r0 : group);
+        s = dsi_src_rows(c, pl, r0, g, c->mat + (size_t)r0 * cols);
+    }
+    if (s) return s;
+    const ds_convert_params *p = c->p;
+    if (p->prune_m) {
+        dsi_prune_nm(c->mat, (size_t)pl->rows, cols, p->prune_n, p->prune_m);
+    } else {
+        uint64_t hist[2048];
+        dsi_prune_smallest(c->mat, n, (uint64_t)floor(p->prune * (double)n), hist);
+    }
+    if (count) {
+        uint64_t z = 0;
+        for (size_t i = 0; i < n; i++) z += c->mat[i] == 0.0f;
+        c->pruned_mats++;
+        c->pruned_entries += n;
+        c->pruned_zeros += z;
+    }
+    return DS_OK;
+}
+
+/* A pruned matrix: loaded whole, pruned, encoded row group by row group. */
+static ds_status dsi_convert_pruned(dsi_conv *c, const dsi_plan *pl) {
+    ds_status s = dsi_load_pruned(c, pl, true);
+    size_t cols = (size_t)pl->cols;
+    size_t group = DSI_ROW_GROUP_BYTES / (cols * 4);
+    if (group == 0) group = 1;
+    if (group > pl->rows) group = (size_t)pl->rows;
+    if (!s) s = dsi_grow(c, (void **)&c->enc, &c->enc_cap, group * (size_t)pl->row_bytes);
+    for (uint64_t r0 = 0; r0 < pl->rows && !s; r0 += group) {
+        size_t g = (size_t)(pl->rows - r0 < group ? pl->rows - r0 : group);
+        for (size_t r = 0; r < g; r++) {
+            const float *x = c->mat + (size_t)(r0 + r) * cols;
+            if (pl->dtype == DS_DTYPE_Q8_0_SP) dsi_quantize_row_q8_0_sp(x, c->enc + r * pl->row_bytes, cols, (size_t)pl->row_bytes);
+            else dsi_dtype_encode_row(pl->dtype, x, c->enc + r * pl->row_bytes, cols);
+        }
+        s = dsi_writer_put(&c->w, c->enc, g * (size_t)pl->row_bytes);
+        if (!s) s = dsi_progress(c);
+    }
+    if (!s && pl->dtype == DS_DTYPE_Q8_0_SP) {
+        /* the tail guard: cols zero bytes, so that no mask can lead a kernel
+         * outside the tensor (format.h) */
+        if (!(s = dsi_grow(c, (void **)&c->enc, &c->enc_cap, cols))) {
+            memset(c->enc, 0, cols);
+            s = dsi_writer_put(&c->w, c->enc, cols);
+        }
+    }
+    return s;
+}
+
+/* A pruned layer's router (mlp.gate.weight: the kept rows) or bias
+ * (e_score_correction_bias: the kept values), read from the checkpoint's E
+ * rows (values), in ascending expert order. */
+static ds_status dsi_convert_router_kept(dsi_conv *c, const dsi_plan *pl) {
+    const dsi_tensor_spec *sp = pl->spec;
+    const dsi_st_tensor *t = pl->src->t;
+    const dsi_shard *sh = &c->shards[pl->src->shard];
+    const int32_t *kept = c->drop.kept + (size_t)sp->layer * (size_t)c->drop.n_experts;
+    int nk = c->drop.n_kept[sp->layer], E = c->cfg.n_routed_experts;
+    size_t esz = dsi_st_dtype_size(t->dtype);
+    if (pl->scale || esz == 0)
+        return dsi_fail(c->e, DS_ERR_UNSUPPORTED, "tensor %s: an FP8 router cannot lose rows (--drop-experts)",
+                        sp->name);
+    bool vec = sp->n_dims == 1;
+    size_t cols = vec ? (size_t)E : (size_t)pl->cols;   /* values read at once */
+    ds_status s = dsi_grow(c, (void **)&c->raw, &c->raw_cap, cols * esz);
+    if (!s) s = dsi_grow(c, (void **)&c->f32, &c->f32_cap, cols * sizeof(float));
+    if (!s) s = dsi_grow(c, (void **)&c->enc, &c->enc_cap, (size_t)pl->row_bytes);
+    if (s) return s;
+    if (vec) {
+        s = dsi_pread_all(c, sh, c->raw, cols * esz, sh->h->data_start + t->begin);
+        if (s) return s;
+        (void)dsi_st_decode_row(t->dtype, c->raw, c->f32, cols, NULL);
+        for (int i = 0; i < nk; i++) c->f32[i] = c->f32[kept[i]];   /* kept ascending: in place */
+        if ((s = dsi_check_row(c, pl, c->f32, (size_t)nk, 0))) return s;
+        dsi_dtype_encode_row(pl->dtype, c->f32, c->enc, (size_t)nk);
+        return dsi_writer_put(&c->w, c->enc, (size_t)pl->row_bytes);
+    }
+    for (int i = 0; i < nk && !s; i++) {
+        s = dsi_pread_all(c, sh, c->raw, cols * esz, sh->h->data_start + t->begin + (uint64_t)kept[i] * cols * esz);
+        if (s) break;
+        (void)dsi_st_decode_row(t->dtype, c->raw, c->f32, cols, NULL);
+        if ((s = dsi_check_row(c, pl, c->f32, cols, (uint64_t)i))) break;
+        dsi_dtype_encode_row(pl->dtype, c->f32, c->enc, cols);
+        s = dsi_writer_put(&c->w, c->enc, (size_t)pl->row_bytes);
+    }
+    return s;
+}
+
 static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
     if (pl->gk) return dsi_gguf_kv_b(c, pl);
+    if (c->has_drop && pl->src && dsi_conv_src_dim(c, pl->spec, 0) != pl->spec->dims[0])
+        return dsi_convert_router_kept(c, pl);
     if (pl->gt && pl->perm_hd) {
         /* our row h*hd + a*hd/2 + b is the file's row h*hd + 2b + a */
         uint64_t hd = pl->perm_hd, half = hd / 2;
@@ -19456,54 +21244,19 @@ static ds_status dsi_convert_tensor(dsi_conv *c, const dsi_plan *pl) {
         return s;
     }
     if (pl->gt) return dsi_gguf_rows(c, pl, pl->gt->type, pl->goff, pl->rows, 0);
-    const dsi_st_tensor *t = pl->src->t;
-    const dsi_shard *sh = &c->shards[pl->src->shard];
-    size_t esz = dsi_st_dtype_size(t->dtype);
+    if (pl->prune) return dsi_convert_pruned(c, pl);
     size_t cols = (size_t)pl->cols;
-    /* FP8 goes 128 rows at a time so each group shares one row of block scales */
-    size_t group = t->dtype == DSI_ST_F8_E4M3 ? 128 : DSI_ROW_GROUP_BYTES / (cols * 4);
-    if (group == 0) group = 1;
-    if (group > pl->rows) group = (size_t)pl->rows;
-    ds_status s = dsi_grow(c, (void **)&c->raw, &c->raw_cap, group * cols * esz);
-    if (!s) s = dsi_grow(c, (void **)&c->f32, &c->f32_cap, group * cols * sizeof(float));
+    size_t group = dsi_src_group(pl);
+    ds_status s = dsi_grow(c, (void **)&c->f32, &c->f32_cap, group * cols * sizeof(float));
     if (!s) s = dsi_grow(c, (void **)&c->enc, &c->enc_cap, group * (size_t)pl->row_bytes);
     if (s) return s;
-
-    float *scales = NULL;
-    size_t n_bc = (cols + 127) / 128;
-    if (pl->scale) {
-        scales = dsi_calloc(&c->al, n_bc, sizeof *scales);
-        if (!scales) return dsi_fail(c->e, DS_ERR_NOMEM, "out of memory");
-    }
-    const dsi_shard *ssh = pl->scale ? &c->shards[pl->scale->shard] : NULL;
     for (uint64_t r0 = 0; r0 < pl->rows && !s; r0 += group) {
         size_t g = (size_t)(pl->rows - r0 < group ? pl->rows - r0 : group);
-        s = dsi_pread_all(c, sh, c->raw, g * cols * esz, sh->h->data_start + t->begin + r0 * cols * esz);
-        if (!s && scales) {
-            const dsi_st_tensor *st = pl->scale->t;
-            size_t ssz = dsi_st_dtype_size(st->dtype);
-            uint8_t sraw[4 * 1024];
-            uint64_t base = ssh->h->data_start + st->begin + (r0 / 128) * n_bc * ssz;
-            for (size_t b0 = 0; !s && b0 < n_bc; b0 += sizeof sraw / ssz) {
-                size_t nb = n_bc - b0 < sizeof sraw / ssz ? n_bc - b0 : sizeof sraw / ssz;
-                s = dsi_pread_all(c, ssh, sraw, nb * ssz, base + b0 * ssz);
-                for (size_t k = 0; !s && k < nb; k++) scales[b0 + k] = dsi_decode(st->dtype, sraw, k);
-            }
-        }
-        if (s) break;
-        /* decode to F32 and refuse values the formats cannot hold */
-        for (size_t r = 0; r < g && !s; r++) {
-            float *y = c->f32 + r * cols;
-            (void)dsi_st_decode_row(t->dtype, c->raw + r * cols * esz, y, cols, scales);
-            s = dsi_check_row(c, pl, y, cols, r0 + r);
-        }
-        if (s) break;
+        if ((s = dsi_src_rows(c, pl, r0, g, c->f32))) break;
         for (size_t r = 0; r < g; r++) dsi_dtype_encode_row(pl->dtype, c->f32 + r * cols, c->enc + r * pl->row_bytes, cols);
         s = dsi_writer_put(&c->w, c->enc, g * (size_t)pl->row_bytes);
-        if (!s && c->p->progress && c->p->progress(c->p->progress_user, c->tensors_done, c->n_specs, c->w.pos))
-            s = dsi_fail(c->e, DS_ERR_CANCELLED, "conversion cancelled");
+        if (!s) s = dsi_progress(c);
     }
-    dsi_free(&c->al, scales);
     return s;
 }
 
@@ -19571,6 +21324,24 @@ static ds_status dsi_build_metadata(dsi_conv *c, dsi_buf *meta) {
     dsi_meta_record(meta, DSI_REC_TENSORS, t.data, t.len);
     dsi_meta_segments(meta, c->segs, c->n_segs, &c->al);
     dsi_meta_record(meta, DSI_REC_SOURCE, src, (size_t)sl);
+    const ds_convert_params *p = c->p;
+    if (p->prune > 0 || p->prune_m) {
+        unsigned cls = p->prune_classes ? p->prune_classes : DS_PRUNE_CORE | DS_PRUNE_EXPERTS;
+        char pr[640], st[24] = "null";
+        if (p->prune_m) snprintf(st, sizeof st, "\"%d:%d\"", p->prune_n, p->prune_m);
+        int pl = snprintf(pr, sizeof pr,
+                          "{\"format\": \"deepseek.h prune 1\", \"ratio\": %.17g, \"structured\": %s, "
+                          "\"classes\": [%s%s%s], \"storage\": \"%s\", \"matrices\": %llu, \"entries\": %llu, "
+                          "\"zeroed\": %llu, \"sparse\": {\"q8_0_24\": %llu, \"q8_0_sp\": %llu}}",
+                          p->prune_m ? 0.0 : p->prune, st, cls & DS_PRUNE_CORE ? "\"core\"" : "",
+                          cls == (DS_PRUNE_CORE | DS_PRUNE_EXPERTS) ? ", " : "", cls & DS_PRUNE_EXPERTS ? "\"experts\"" : "",
+                          p->prune_storage == DS_PRUNE_STORAGE_DENSE ? "dense" : "auto",
+                          (unsigned long long)c->pruned_mats, (unsigned long long)c->pruned_entries,
+                          (unsigned long long)c->pruned_zeros, (unsigned long long)c->sparse24,
+                          (unsigned long long)c->sparse_sp);
+        dsi_meta_record(meta, DSI_REC_PRUNE, pr, (size_t)pl);
+    }
+    if (c->has_drop) dsi_meta_record(meta, DSI_REC_EXPERTS, c->drop_json.data, c->drop_json.len);
     bool failed = t.failed || meta->failed;
     dsi_buf_free(&t);
     return failed ? dsi_fail(c->e, DS_ERR_NOMEM, "out of memory building metadata") : DS_OK;
@@ -19807,6 +21578,7 @@ static ds_status dsi_convert_run(dsi_conv *c, const char *out_path) {
         dsi_json_free(doc);
     }
     if ((s = dsi_check_tokenizer(c))) return s;
+    if ((s = dsi_conv_expert_drop(c))) return s;
     if ((s = dsi_open_checkpoint(c))) return s;
 planned_inputs:
     if ((s = dsi_writer_check_inputs(&c->w, out_path))) return s;
@@ -19866,10 +21638,40 @@ static void dsi_conv_free(dsi_conv *c) {
     if (c->raw) sodium_memzero(c->raw, c->raw_cap);
     if (c->f32) sodium_memzero(c->f32, c->f32_cap);
     if (c->enc) sodium_memzero(c->enc, c->enc_cap);
+    if (c->mat) sodium_memzero(c->mat, c->mat_cap);
+    dsi_free(&c->al, c->mat);
     dsi_free(&c->al, c->raw);
     dsi_free(&c->al, c->f32);
     dsi_free(&c->al, c->enc);
     dsi_free(&c->al, c->hf_dir);
+    dsi_drop_free(&c->drop, &c->al);
+    if (c->has_drop) dsi_buf_free(&c->drop_json);
+}
+
+/* The pruning options (ds_convert_params.prune ...), checked before any work. */
+static ds_status dsi_prune_check(const ds_convert_params *p, bool gguf, const char *hf_dir, dsi_err *e) {
+    if (!(p->prune >= 0.0 && p->prune < 1.0))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_convert: prune is %g; want a fraction in [0, 1)", p->prune);
+    if (p->prune_n || p->prune_m) {
+        int m = p->prune_m;
+        if (!(m == 2 || m == 4 || m == 8 || m == 16 || m == 32) || p->prune_n <= 0 || p->prune_n >= m)
+            return dsi_fail(e, DS_ERR_INVALID_ARG,
+                            "ds_convert: structured pruning %d:%d; want N:M with M one of 2, 4, 8, 16, 32 and "
+                            "0 < N < M (e.g. 2:4)", p->prune_n, p->prune_m);
+        if (p->prune > 0)
+            return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_convert: prune (%g) and structured pruning (%d:%d) are "
+                            "exclusive: choose one", p->prune, p->prune_n, p->prune_m);
+    }
+    if (p->prune_classes & ~(DS_PRUNE_CORE | DS_PRUNE_EXPERTS))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_convert: prune_classes 0x%x has bits other than DS_PRUNE_CORE "
+                        "(1) and DS_PRUNE_EXPERTS (2)", p->prune_classes);
+    if (p->prune_storage != DS_PRUNE_STORAGE_AUTO && p->prune_storage != DS_PRUNE_STORAGE_DENSE)
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_convert: prune_storage is %d; want 0 (DS_PRUNE_STORAGE_AUTO) "
+                        "or 1 (DS_PRUNE_STORAGE_DENSE)", p->prune_storage);
+    if (gguf && (p->prune > 0 || p->prune_m))
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_convert: pruning reads a Hugging Face checkpoint's values; %s "
+                        "is a GGUF file", hf_dir);
+    return DS_OK;
 }
 
 DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_convert_params *params) {
@@ -19924,8 +21726,23 @@ DS_API ds_status ds_convert(const char *hf_dir, const char *out_path, const ds_c
                 return dsi_publish(&e);
             }
     }
+    if (!(p->drop_experts >= 0.0 && p->drop_experts < 1.0)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: drop_experts %g is outside [0, 1)", p->drop_experts);
+        return dsi_publish(&e);
+    }
+    if (p->drop_experts > 0 && !p->drop_calib_path) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_convert: drop_experts %g needs a calibration file (drop_calib_path, "
+                 "--calib; ds calibrate makes one)", p->drop_experts);
+        return dsi_publish(&e);
+    }
+    if (gguf && p->drop_calib_path) {
+        dsi_fail(&e, DS_ERR_UNSUPPORTED, "ds_convert: dropping experts (drop_experts, --drop-experts) needs a "
+                 "Hugging Face checkpoint directory, not a GGUF file");
+        return dsi_publish(&e);
+    }
     if (dsi_writer_check_secret(p->encrypt, p->key, p->key_len, p->passphrase, "ds_convert", &e))
         return dsi_publish(&e);
+    if (dsi_prune_check(p, gguf, hf_dir, &e)) return dsi_publish(&e);
     if (p->passphrase && (p->argon_opslimit > DS_MAX_ARGON_OPS || p->argon_memlimit > DS_MAX_ARGON_MEM)) {
         /* the runtime refuses such a file before its KDF: do not write one */
         if (p->argon_opslimit > DS_MAX_ARGON_OPS)
@@ -20714,6 +22531,12 @@ static ds_status dsl_merge_tensor(dsl_merge *g, const dsi_tensor *W, uint8_t *w)
                         (unsigned long long)cols, (unsigned long long)cols, (unsigned long long)rows,
                         (unsigned long long)A->dims[0], (unsigned long long)A->dims[1], (unsigned long long)B->dims[0],
                         (unsigned long long)B->dims[1]);
+    /* pruned storage keeps a row's zeros out of its bytes: B A would fill
+     * them, and re-encoding would prune the merged row again */
+    if (W->dtype == DS_DTYPE_Q8_0_SP || W->dtype == DS_DTYPE_Q8_0_24)
+        return dsi_fail(g->e, DS_ERR_INVALID_ARG, "%s: the base stores pruned weights as %s; merging would fill the "
+                        "zeros: convert it without sparse storage", W->name,
+                        W->dtype == DS_DTYPE_Q8_0_SP ? "q8_0_sp" : "q8_0_24");
     ds_status s = dsl_adapter_f32(g, A, &g->fa, &g->fa_cap);
     if (!s) s = dsl_adapter_f32(g, B, &g->fb, &g->fb_cap);
     if (s) return s;
@@ -20724,7 +22547,7 @@ static ds_status dsl_merge_tensor(dsl_merge *g, const dsi_tensor *W, uint8_t *w)
         if (!g->row) return dsi_fail(g->e, DS_ERR_NOMEM, "out of memory");
     }
     uint64_t rb = 0;
-    dsi_dtype_row_bytes((ds_dtype)W->dtype, cols, &rb);
+    (void)dsi_tensor_row_bytes((ds_dtype)W->dtype, rows, cols, W->nbytes, &rb);   /* checked when opened */
     for (uint64_t o = 0; o < rows; o++) {
         float *y = g->row;
         dsi_dtype_decode_row((ds_dtype)W->dtype, w + o * rb, y, (size_t)cols);
