@@ -23,6 +23,7 @@
 # Writes OUTDIR/quality.csv, OUTDIR/speed.csv and OUTDIR/table.md, and
 # prints the tables. Needs build/ds (make), numpy, and the bible-kjv-text
 # package for the corpus (tools/train/README.md). Threads: $THREADS (2).
+# SKIP_DEMO=1 keeps part 1's quality.csv and runs part 2 only.
 set -eu
 OUT=${1:?usage: sh bench/prune_bench.sh OUTDIR [BIG_CKPT]}
 BIG=${2:-}
@@ -60,6 +61,7 @@ for x in k: d=d[x]
 print(d)' "$1" "$2"; }
 
 # ---- part 1: the demo model ------------------------------------------------
+if [ "${SKIP_DEMO:-0}" != 1 ]; then
 "$DS" calibrate models/demo.dsm --key-file "$KEY" --file "$CAL" --ctx 256 -t "$THREADS" --out "$OUT/demo_calib.json" >/dev/null
 echo "setting,flags,file_bytes,perplexity,perplexity_stderr,decode_tok_s,prefill_tok_s" >"$OUT/quality.csv"
 echo "$SETTINGS" | while IFS=: read -r name flags; do
@@ -72,6 +74,8 @@ echo "$SETTINGS" | while IFS=: read -r name flags; do
     echo "$name,$flags,$(stat -L -c %s "$f"),$(json_get "$OUT/ppl-$name.json" perplexity),$(json_get "$OUT/ppl-$name.json" stderr),$(json_get "$OUT/bench-demo-$name.json" run.decode_tok_s),$(json_get "$OUT/bench-demo-$name.json" run.prefill_tok_s)" >>"$OUT/quality.csv"
 done
 
+fi
+
 # ---- part 2: size and speed at scale ----------------------------------------
 if [ -n "$BIG" ]; then
     BKEY=${BIG_KEY:-$OUT/big.key}
@@ -79,7 +83,6 @@ if [ -n "$BIG" ]; then
     echo "setting,file_bytes,expert_bytes,decode_tok_s,prefill_tok_s,cache_mb,hit_rate,cached_decode_tok_s,slot_bytes,n_slots" >"$OUT/speed.csv"
     CACHE=
     echo "$SETTINGS" | while IFS=: read -r name flags; do
-        case "$name" in prune10|prune20|drop12.5|drop37.5) continue ;; esac
         f=$OUT/big-$name.dsm
         if [ ! -f "$f" ]; then
             case "$flags" in *drop-experts*)
