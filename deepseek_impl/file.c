@@ -31,18 +31,6 @@ DS_API const char *ds_cipher_name(ds_cipher c) {
     return "unknown";
 }
 
-DS_API const char *ds_dtype_name(ds_dtype t) {
-    switch (t) {
-    case DS_DTYPE_F32: return "F32";
-    case DS_DTYPE_F16: return "F16";
-    case DS_DTYPE_Q8_0: return "Q8_0";
-    case DS_DTYPE_Q4_0: return "Q4_0";
-    case DS_DTYPE_Q8_0_24: return "Q8_0_24";
-    case DS_DTYPE_Q8_0_SP: return "Q8_0_SP";
-    }
-    return "unknown";
-}
-
 /* Records a failure on the handle and as the thread's last error. */
 static ds_status dsi_model_fail(const ds_model *m, const dsi_err *e) {
     if (m) memcpy(&((ds_model *)m)->err, e, sizeof *e);

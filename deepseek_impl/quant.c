@@ -68,6 +68,20 @@ DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v) {
 }
 
 /* ==== Row formats ======================================================== */
+/* The formats' names (public; here, beside the formats, so every layer may
+ * name one). */
+DS_API const char *ds_dtype_name(ds_dtype t) {
+    switch (t) {
+    case DS_DTYPE_F32: return "F32";
+    case DS_DTYPE_F16: return "F16";
+    case DS_DTYPE_Q8_0: return "Q8_0";
+    case DS_DTYPE_Q4_0: return "Q4_0";
+    case DS_DTYPE_Q8_0_24: return "Q8_0_24";
+    case DS_DTYPE_Q8_0_SP: return "Q8_0_SP";
+    }
+    return "unknown";
+}
+
 DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out) {
     switch (t) {
     case DS_DTYPE_F32: return dsi_mul_u64(cols, 4, out);

@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 7b042a96abf5406a: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 7aa08a3ab488130a: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -57,7 +57,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "7b042a96abf5406a"
+#define DS_SOURCE_ID "7aa08a3ab488130a"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -2804,6 +2804,20 @@ DSI_FUNC float dsi_fp8_e4m3_to_f32(uint8_t v) {
 }
 
 /* ==== Row formats ======================================================== */
+/* The formats' names (public; here, beside the formats, so every layer may
+ * name one). */
+DS_API const char *ds_dtype_name(ds_dtype t) {
+    switch (t) {
+    case DS_DTYPE_F32: return "F32";
+    case DS_DTYPE_F16: return "F16";
+    case DS_DTYPE_Q8_0: return "Q8_0";
+    case DS_DTYPE_Q4_0: return "Q4_0";
+    case DS_DTYPE_Q8_0_24: return "Q8_0_24";
+    case DS_DTYPE_Q8_0_SP: return "Q8_0_SP";
+    }
+    return "unknown";
+}
+
 DSI_FUNC bool dsi_dtype_row_bytes(ds_dtype t, uint64_t cols, uint64_t *out) {
     switch (t) {
     case DS_DTYPE_F32: return dsi_mul_u64(cols, 4, out);
@@ -10662,18 +10676,6 @@ DS_API const char *ds_cipher_name(ds_cipher c) {
     switch (c) {
     case DS_CIPHER_NONE: return "none (integrity only)";
     case DS_CIPHER_AES256GCM: return "AES-256-GCM";
-    }
-    return "unknown";
-}
-
-DS_API const char *ds_dtype_name(ds_dtype t) {
-    switch (t) {
-    case DS_DTYPE_F32: return "F32";
-    case DS_DTYPE_F16: return "F16";
-    case DS_DTYPE_Q8_0: return "Q8_0";
-    case DS_DTYPE_Q4_0: return "Q4_0";
-    case DS_DTYPE_Q8_0_24: return "Q8_0_24";
-    case DS_DTYPE_Q8_0_SP: return "Q8_0_SP";
     }
     return "unknown";
 }
