@@ -147,12 +147,9 @@ static void dsi_model_free(ds_model *m) {
     dsi_free(&al, m);
 }
 
-DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params) {
+/* The open itself, whatever the source (out and the source checked). */
+static ds_status dsi_model_open_source(ds_model **out, const dsi_source *src, const ds_model_params *params) {
     dsi_err e = {0};
-    if (!out || !path) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: out and path must not be NULL");
-        return dsi_publish(&e);
-    }
     *out = NULL;
     ds_model_params defaults = ds_model_default_params();
     const ds_model_params *p = params ? params : &defaults;
@@ -174,7 +171,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     m->mlock = p->mlock != 0;
     m->huge_pages = p->huge_pages != 0;
 
-    ds_status s = dsi_file_open(m, path, p, &e);
+    ds_status s = dsi_file_open(m, src, p, &e);
     if (s) goto fail;
     if (p->load_weights && (s = dsi_model_weights(m, p, &e))) goto fail;
     m->opened = true;
@@ -183,14 +180,52 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     if (m->device == DS_DEVICE_CPU)
         snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
                  dsi_cpu_kernels_name());
-    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
+    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", m->path,
             m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
     *out = m;
     return DS_OK;
 fail:
-    dsi_prefix(&e, "%s", path);
+    dsi_prefix(&e, "%s", src->name);
     dsi_model_free(m);
     return dsi_publish(&e);
+}
+
+DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params) {
+    dsi_err e = {0};
+    if (!out || !path) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: out and path must not be NULL");
+        return dsi_publish(&e);
+    }
+    dsi_source src = {DSI_SOURCE_PATH, path, -1, NULL};
+    return dsi_model_open_source(out, &src, params);
+}
+
+DS_API ds_status ds_model_open_fd(ds_model **out, int fd, const ds_model_params *params) {
+    dsi_err e = {0};
+    if (out) *out = NULL;
+    if (!out || fd < 0) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open_fd: %s", !out ? "out must not be NULL"
+                                                                    : "fd is negative; want an open, readable descriptor");
+        return dsi_publish(&e);
+    }
+    char name[32];
+    snprintf(name, sizeof name, "<fd %d>", fd);
+    dsi_source src = {DSI_SOURCE_FD, name, fd, NULL};
+    return dsi_model_open_source(out, &src, params);
+}
+
+DS_API ds_status ds_model_open_io(ds_model **out, const ds_model_io *io, const ds_model_params *params) {
+    dsi_err e = {0};
+    if (out) *out = NULL;
+    if (!out || !io || !io->read_at || !io->size) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open_io: %s",
+                 !out ? "out must not be NULL" : !io ? "io must not be NULL"
+                 : !io->read_at ? "io->read_at must not be NULL"
+                                : "io->size is 0; want the container's size in bytes");
+        return dsi_publish(&e);
+    }
+    dsi_source src = {DSI_SOURCE_IO, io->name && io->name[0] ? io->name : "<io>", -1, io};
+    return dsi_model_open_source(out, &src, params);
 }
 
 DS_API ds_status ds_model_close(ds_model *m) {
