@@ -36,6 +36,9 @@
  *  oio-6: bad arguments: NULL out, io or read_at, size 0, a size other
  *         than the container's; a negative descriptor, a closed one, a
  *         write-only one, a directory, a pipe.
+ *  oio-7: each allocation of a paged ds_model_open_io (7.1) and
+ *         ds_model_open_fd (7.2) fails in turn: DS_ERR_NOMEM with a
+ *         message, nothing left allocated, no descriptor left open.
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
@@ -586,6 +589,72 @@ static void test_bad_args(const char *path, const uint8_t *bytes, size_t len) {
     }
 }
 
+/* ==== 7: allocation failures ============================================== */
+static long fail_at = -1;   /* fail the allocation with this index; -1 = never */
+static long count, live;
+
+static void *f_malloc(size_t n, void *u) {
+    (void)u;
+    if (count++ == fail_at) return NULL;
+    void *p = malloc(n);
+    if (p) live++;
+    return p;
+}
+
+static void *f_realloc(void *p, size_t n, void *u) {
+    (void)u;
+    if (count++ == fail_at) return NULL;
+    void *q = realloc(p, n);
+    if (q && !p) live++;
+    return q;
+}
+
+static void f_free(void *p, void *u) {
+    (void)u;
+    if (p) live--;
+    free(p);
+}
+
+static int open_fds(void) {
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++) n += fcntl(fd, F_GETFD) >= 0;
+    return n;
+}
+
+/* Every allocation of an open in turn fails: DS_ERR_NOMEM, nothing left
+ * allocated, no descriptor left open (the duplicate of an fd source). */
+static void test_alloc_fail(const char *id, int use_fd, const char *path, const uint8_t *bytes, size_t len) {
+    mem_src src;
+    mem_init(&src, bytes, len);
+    ds_model_io io = mem_io(&src, NULL);
+    int fd = use_fd ? open(path, O_RDONLY) : -1;
+    ds_model_params mp = params(1);
+    ds_allocator failing = {f_malloc, f_realloc, f_free, NULL};
+    mp.allocator = failing;
+    int fds0 = open_fds();
+    long runs = 0, bad = 0, leaks = 0;
+    char first[600] = "";
+    for (fail_at = 0; fail_at < 100000; fail_at++) {
+        count = live = 0;
+        ds_model *m = NULL;
+        ds_status s = use_fd ? ds_model_open_fd(&m, fd, &mp) : ds_model_open_io(&m, &io, &mp);
+        runs++;
+        if (s == DS_OK) {
+            ds_model_close(m);
+            if (live || open_fds() != fds0) leaks++;
+            break;
+        }
+        if (live || open_fds() != fds0) leaks++;
+        if ((s != DS_ERR_NOMEM || m != NULL || !*ds_last_error()) && !bad++)
+            snprintf(first, sizeof first, "N=%ld: status %d: %s", fail_at, s, ds_last_error());
+    }
+    fail_at = -1;
+    T_CHECK(id, bad == 0 && leaks == 0 && runs > 10 && fail_at < 100000,
+            "%ld runs: %ld misreported (first %s), %ld leaked memory or a descriptor", runs, bad, first, leaks);
+    if (fd >= 0) close(fd);
+    pthread_mutex_destroy(&src.lock);
+}
+
 int main(void) {
     testdata = getenv("DS_TESTDATA");
     if (!testdata) testdata = "build/testdata";
@@ -631,6 +700,8 @@ int main(void) {
         test_io_substitute("oio-5.2", bytes, len, other, 0, 0);
         test_io_substitute("oio-5.3", bytes, len, NULL, (int64_t)chunk_bytes + DSI_TAG_BYTES, 1);
         test_bad_args(path, bytes, len);
+        test_alloc_fail("oio-7.1", 0, path, bytes, len);
+        test_alloc_fail("oio-7.2", 1, path, bytes, len);
         ds_model_close(meta_model);
     } else {
         T_CHECK("oio-0", 0, "cannot learn the model's layout: %s", ds_last_error());
