@@ -17,9 +17,9 @@
  *         open (the model reads through its duplicate); verify works.
  *  oio-2: ds_model_open_io from the bytes in memory: the same tokens
  *         resident and paged; paged, the release callback is called (never
- *         resident); ds_model_verify with 4 threads reads through the
- *         callback on several threads at once; the source's name is in the
- *         log.
+ *         resident); ds_model_verify with 4 threads calls the callback from
+ *         two threads at once (its first read waits, at most 10 s, for a
+ *         second to start); the source's name is in the log.
  *  oio-3: short reads (at most 1000 bytes per call): the same tokens.
  *  oio-4: failing reads: 4.1 at an offset inside the metadata and 4.2
  *         inside a dense segment: the open fails with DS_ERR_IO naming the
@@ -39,6 +39,10 @@
  *  oio-7: each allocation of a paged ds_model_open_io (7.1) and
  *         ds_model_open_fd (7.2) fails in turn: DS_ERR_NOMEM with a
  *         message, nothing left allocated, no descriptor left open.
+ *  oio-8: a LoRA adapter (tests/ref/lora/v2lite_experts, routed experts
+ *         included) converted against a base opened with ds_model_open_io
+ *         and applied over it (paged): the tokens of the same adapter over
+ *         the same file opened by path, and not the base's.
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
@@ -134,16 +138,18 @@ static int on_token(void *user, int32_t token, const char *piece, size_t len) {
     return 0;
 }
 
-/* N_GEN greedy tokens after the prompt on a fresh context; msg gets the
- * error message. */
-static ds_status greedy(ds_model *m, gen_out *g, char *msg, size_t ml) {
+/* N_GEN greedy tokens after the prompt on a fresh context (with adapter a
+ * at scale 1 when not NULL); msg gets the error message. */
+static ds_status greedy_with(ds_model *m, ds_adapter *a, gen_out *g, char *msg, size_t ml) {
     memset(g, 0, sizeof *g);
     msg[0] = 0;
     ds_context *c = NULL;
     ds_sampler *s = NULL;
     ds_sampler_params sp = ds_sampler_default_params();
     sp.temperature = 0;
+    const float one = 1;
     ds_status st = ds_context_new(&c, m, NULL);
+    if (!st && a) st = ds_context_set_adapters(c, &a, &one, 1);
     if (!st) st = ds_sampler_new(&s, &sp);
     if (!st) {
         ds_generate_params gp = ds_generate_default_params();
@@ -158,6 +164,8 @@ static ds_status greedy(ds_model *m, gen_out *g, char *msg, size_t ml) {
     ds_context_free(c);
     return st;
 }
+
+static ds_status greedy(ds_model *m, gen_out *g, char *msg, size_t ml) { return greedy_with(m, NULL, g, msg, ml); }
 
 static gen_out ref;
 
@@ -257,6 +265,10 @@ typedef struct mem_src {
     pthread_mutex_t lock;
     pthread_t threads[16];
     int n_threads;
+    /* rendezvous: a read waits (at most 10 s) until a second is in flight,
+     * so that concurrent calls happen whatever the scheduler does */
+    pthread_cond_t cond;
+    int rendezvous, inflight, max_inflight;   /* under lock */
 } mem_src;
 
 static void note_thread(mem_src *s) {
@@ -268,8 +280,47 @@ static void note_thread(mem_src *s) {
     pthread_mutex_unlock(&s->lock);
 }
 
+/* Whether off is where a segment starts: the first read of one of its
+ * chunks (verify reads the padding between segments on one thread first). */
+static int segment_start(uint64_t off) {
+    for (size_t i = 0; i < n_seg; i++)
+        if (segs[i].file_offset == off) return 1;
+    return 0;
+}
+
+/* Enters a read: counts it in flight and, in a rendezvous, the first read of
+ * a segment waits for a second read. */
+static void enter_read(mem_src *s, uint64_t off) {
+    pthread_mutex_lock(&s->lock);
+    if (++s->inflight > s->max_inflight) s->max_inflight = s->inflight;
+    if (s->rendezvous && segment_start(off)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 10;
+        while (s->rendezvous && s->inflight < 2)
+            if (pthread_cond_timedwait(&s->cond, &s->lock, &until) != 0) break;
+        s->rendezvous = 0;
+        pthread_cond_broadcast(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void leave_read(mem_src *s) {
+    pthread_mutex_lock(&s->lock);
+    s->inflight--;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static int64_t mem_read_at_inner(mem_src *s, void *buf, size_t n, uint64_t off);
 static int64_t mem_read_at(void *user, void *buf, size_t n, uint64_t off) {
     mem_src *s = user;
+    enter_read(s, off);
+    int64_t r = mem_read_at_inner(s, buf, n, off);
+    leave_read(s);
+    return r;
+}
+
+static int64_t mem_read_at_inner(mem_src *s, void *buf, size_t n, uint64_t off) {
     __atomic_fetch_add(&s->reads, 1, __ATOMIC_RELAXED);
     note_thread(s);
     if (off > s->len) return -EINVAL;
@@ -307,6 +358,12 @@ static void mem_init(mem_src *s, const uint8_t *bytes, size_t len) {
     s->bytes = bytes;
     s->len = len;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+}
+
+static void mem_done(mem_src *s) {
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
 }
 
 static ds_model_io mem_io(mem_src *s, const char *name) {
@@ -342,7 +399,7 @@ static void test_io_same(const char *id, const uint8_t *bytes, size_t len, size_
         memset(&io, 0xA5, sizeof io);   /* the struct is copied: the model must not need it */
         T_STATUS(cid, s, DS_OK, ds_last_error());
         if (s) {
-            pthread_mutex_destroy(&src.lock);
+            mem_done(&src);
             continue;
         }
         T_CHECK(cid, strstr(log_seen, paged ? "opened bundle:model.dsm" : "opened <io>") != NULL,
@@ -358,13 +415,18 @@ static void test_io_same(const char *id, const uint8_t *bytes, size_t len, size_
                    src.n_threads);
         } else {
             T_CHECK(cid, rel == 0, "%llu release calls for a resident model", (unsigned long long)rel);
-            /* verify: four threads read through the callback at once */
-            int before = src.n_threads;
+            /* verify: four threads read through the callback; the first
+             * read waits for a second to be in flight */
+            pthread_mutex_lock(&src.lock);
+            src.rendezvous = 1;
+            src.max_inflight = 0;
+            pthread_mutex_unlock(&src.lock);
             T_STATUS(cid, ds_model_verify(m, 4, NULL, NULL), DS_OK, ds_model_errmsg(m));
-            T_CHECK(cid, src.n_threads >= 2, "reads on %d thread(s) (%d before verify)", src.n_threads, before);
+            T_CHECK(cid, src.n_threads >= 2 && src.max_inflight >= 2,
+                    "reads on %d thread(s), at most %d at once", src.n_threads, src.max_inflight);
         }
         T_STATUS(cid, ds_model_close(m), DS_OK, ds_last_error());
-        pthread_mutex_destroy(&src.lock);
+        mem_done(&src);
     }
 }
 
@@ -412,7 +474,7 @@ static void test_io_fail_open(const uint8_t *bytes, size_t len) {
     printf("INFO oio-4.1: %s\n", msg);
     ds_model_close(m);
     m = NULL;
-    pthread_mutex_destroy(&src.lock);
+    mem_done(&src);
 
     /* 4.2: inside the first dense segment of two chunks or more */
     mem_init(&src, bytes, len);
@@ -430,7 +492,7 @@ static void test_io_fail_open(const uint8_t *bytes, size_t len) {
             "open: %s: %s", ds_status_string(s), msg);
     printf("INFO oio-4.2: %s\n", msg);
     ds_model_close(m);
-    pthread_mutex_destroy(&src.lock);
+    mem_done(&src);
 }
 
 /* 4.3 to 4.6: faults inside every expert segment's second chunk while
@@ -450,7 +512,7 @@ static void test_io_fail_paged(const char *id, const uint8_t *bytes, size_t len,
     ds_status s = ds_model_open_io(&m, &io, &mp);
     T_STATUS(id, s, DS_OK, ds_last_error());
     if (s) {
-        pthread_mutex_destroy(&src.lock);
+        mem_done(&src);
         return;
     }
     __atomic_store_n(&src.failing, 1, __ATOMIC_RELEASE);
@@ -468,7 +530,7 @@ static void test_io_fail_paged(const char *id, const uint8_t *bytes, size_t len,
     /* reads work again: the model goes on */
     check_tokens(id, m);
     T_STATUS(id, ds_model_close(m), DS_OK, ds_last_error());
-    pthread_mutex_destroy(&src.lock);
+    mem_done(&src);
 }
 
 /* ==== 5: other bytes ====================================================== */
@@ -506,7 +568,7 @@ static void test_io_substitute(const char *id, const uint8_t *bytes, size_t len,
             "the message does not name the source and an expert segment: %s", msg);
     printf("INFO %s: %s\n", id, msg);
     ds_model_close(m);
-    pthread_mutex_destroy(&src.lock);
+    mem_done(&src);
 }
 
 /* ==== 6: bad arguments ==================================================== */
@@ -551,7 +613,7 @@ static void test_bad_args(const char *path, const uint8_t *bytes, size_t len) {
         expect_fail("oio-6.6", s, m, DS_ERR_CORRUPT, "unexpected bytes after the end");
     }
     free(longer);
-    pthread_mutex_destroy(&src.lock);
+    mem_done(&src);
 
     /* descriptors */
     s = ds_model_open_fd(NULL, 0, &mp);
@@ -587,6 +649,55 @@ static void test_bad_args(const char *path, const uint8_t *bytes, size_t len) {
         close(pfd[0]);
         close(pfd[1]);
     }
+}
+
+/* ==== 8: a LoRA adapter over a callback source ============================ */
+static void test_adapter(const char *path, const uint8_t *bytes, size_t len) {
+    const char *goldens = getenv("DS_LORA_GOLDENS");
+    char peft[600], dsa[600], probe[700];
+    snprintf(peft, sizeof peft, "%s/v2lite_experts", goldens ? goldens : "tests/ref/lora");
+    snprintf(probe, sizeof probe, "%s/adapter_config.json", peft);
+    if (access(probe, R_OK) != 0) {
+        T_SKIP("oio-8", "no tests/ref/lora/v2lite_experts (run from the repository root)");
+        return;
+    }
+    snprintf(dsa, sizeof dsa, "%s/experts.dsa", tmpdir);
+    mem_src src;
+    mem_init(&src, bytes, len);
+    ds_model_io io = mem_io(&src, NULL);
+    ds_model_params mp = params(1);
+    ds_model *mi = NULL, *mf = NULL;
+    ds_adapter *ai = NULL, *af = NULL;
+    ds_convert_lora_params lp = ds_convert_lora_default_params();
+    lp.key = test_key;
+    lp.key_len = 32;
+    lp.overwrite = 1;
+    ds_adapter_params ap = ds_adapter_default_params();
+    ap.key = test_key;
+    ap.key_len = 32;
+    /* converted against the callback-opened base, applied over it and over
+     * the same file opened by path: the same tokens */
+    ds_status s = ds_model_open_io(&mi, &io, &mp);
+    if (!s) s = ds_convert_lora(peft, mi, dsa, &lp);
+    if (!s) s = ds_adapter_open(&ai, mi, dsa, &ap);
+    if (!s) s = ds_model_open(&mf, path, &mp);
+    if (!s) s = ds_adapter_open(&af, mf, dsa, &ap);
+    T_STATUS("oio-8", s, DS_OK, ds_last_error());
+    if (!s) {
+        gen_out gi, gf;
+        char msg[1024];
+        ds_status si = greedy_with(mi, ai, &gi, msg, sizeof msg), sf = greedy_with(mf, af, &gf, msg, sizeof msg);
+        T_CHECK("oio-8", si == DS_OK && sf == DS_OK && gi.n == N_GEN && memcmp(gi.tok, gf.tok, sizeof gi.tok) == 0,
+                "with the adapter: %s / %s (%s), tokens %s", ds_status_string(si), ds_status_string(sf), msg,
+                memcmp(gi.tok, gf.tok, sizeof gi.tok) == 0 ? "same" : "differ");
+        T_CHECK("oio-8", memcmp(gi.tok, ref.tok, sizeof gi.tok) != 0, "the adapter changed no token");
+    }
+    ds_adapter_close(ai);
+    ds_adapter_close(af);
+    ds_model_close(mi);
+    ds_model_close(mf);
+    unlink(dsa);
+    mem_done(&src);
 }
 
 /* ==== 7: allocation failures ============================================== */
@@ -652,7 +763,7 @@ static void test_alloc_fail(const char *id, int use_fd, const char *path, const 
     T_CHECK(id, bad == 0 && leaks == 0 && runs > 10 && fail_at < 100000,
             "%ld runs: %ld misreported (first %s), %ld leaked memory or a descriptor", runs, bad, first, leaks);
     if (fd >= 0) close(fd);
-    pthread_mutex_destroy(&src.lock);
+    mem_done(&src);
 }
 
 int main(void) {
@@ -701,6 +812,7 @@ int main(void) {
         test_io_substitute("oio-5.3", bytes, len, NULL, (int64_t)chunk_bytes + DSI_TAG_BYTES, 1);
         test_bad_args(path, bytes, len);
         test_alloc_fail("oio-7.1", 0, path, bytes, len);
+        test_adapter(path, bytes, len);
         test_alloc_fail("oio-7.2", 1, path, bytes, len);
         ds_model_close(meta_model);
     } else {
