@@ -35,7 +35,8 @@
  *         tampered file.
  *  oio-6: bad arguments: NULL out, io or read_at, size 0, a size other
  *         than the container's; a negative descriptor, a closed one, a
- *         write-only one, a directory, a pipe.
+ *         write-only one, a directory, a pipe; a zeroed ds_model_params
+ *         (named with ds_model_open_io).
  *  oio-7: each allocation of a paged ds_model_open_io (7.1) and
  *         ds_model_open_fd (7.2) fails in turn: DS_ERR_NOMEM with a
  *         message, nothing left allocated, no descriptor left open.
@@ -613,6 +614,15 @@ static void test_bad_args(const char *path, const uint8_t *bytes, size_t len) {
         expect_fail("oio-6.6", s, m, DS_ERR_CORRUPT, "unexpected bytes after the end");
     }
     free(longer);
+    /* params not made by ds_model_default_params(): named with the function */
+    ds_model_params zero;
+    memset(&zero, 0, sizeof zero);
+    io = mem_io(&src, NULL);
+    src.bytes = bytes;
+    src.len = len;
+    io.size = len;
+    s = ds_model_open_io(&m, &io, &zero);
+    expect_fail("oio-6.13", s, m, DS_ERR_INVALID_ARG, "ds_model_open_io: params were not made");
     mem_done(&src);
 
     /* descriptors */
