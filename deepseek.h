@@ -319,8 +319,9 @@ typedef struct ds_model_params {
     uint64_t page_cache_bytes;    /* with an expert cache: ciphertext of recently decrypted experts
                                      the OS page cache may keep (most recent first), so a refill
                                      reads memory, not disk; older ciphertext is dropped with
-                                     posix_fadvise. 0 (default) = drop each expert's ciphertext
-                                     right after decrypting it */
+                                     posix_fadvise (a model opened with ds_model_open_io: its
+                                     release callback is called instead). 0 (default) = drop each
+                                     expert's ciphertext right after decrypting it */
     int exact_activations;        /* 0 (default): products with int8 (Q8_0) and 4-bit (Q4_0) weights
                                      quantize the activations to int8 per block of 32 on the fly (integer dot
                                      products, as llama.cpp does); 1: F32 activations (slower,
