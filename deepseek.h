@@ -319,8 +319,9 @@ typedef struct ds_model_params {
     uint64_t page_cache_bytes;    /* with an expert cache: ciphertext of recently decrypted experts
                                      the OS page cache may keep (most recent first), so a refill
                                      reads memory, not disk; older ciphertext is dropped with
-                                     posix_fadvise. 0 (default) = drop each expert's ciphertext
-                                     right after decrypting it */
+                                     posix_fadvise (a model opened with ds_model_open_io: its
+                                     release callback is called instead). 0 (default) = drop each
+                                     expert's ciphertext right after decrypting it */
     int exact_activations;        /* 0 (default): products with int8 (Q8_0) and 4-bit (Q4_0) weights
                                      quantize the activations to int8 per block of 32 on the fly (integer dot
                                      products, as llama.cpp does); 1: F32 activations (slower,
@@ -399,6 +400,77 @@ DS_API ds_model_params ds_model_default_params(void);
  * always reads "header modified". A plaintext file: see allow_plaintext.
  * A path that is not a regular file is refused (DS_ERR_IO) without blocking. */
 DS_API DS_WARN_UNUSED ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params);
+
+/* Opens a container from a descriptor the app holds instead of a path: a
+ * file in its bundle, a memfd (memfd_create), a file it opened itself. The
+ * container is the whole file, from byte 0 to its end (extra bytes after it
+ * are refused, as for a path); the file position is neither used nor moved
+ * (reads are preadv at offsets). fd must be open for reading and be a
+ * regular file (a memfd is one): a negative fd is DS_ERR_INVALID_ARG, so is
+ * one that is not open; a write-only or O_PATH descriptor, a directory, a
+ * FIFO, a socket or a device is DS_ERR_IO, saying which.
+ *
+ * The model never closes fd: it duplicates it (fcntl F_DUPFD_CLOEXEC) and
+ * reads, pages and closes (in ds_model_close) its duplicate only, so the app
+ * may close fd, or go on using it, as soon as this returns. Everything else
+ * is as ds_model_open: the same checks and errors, an expert cache pages
+ * through the duplicate exactly as through a path (with the same page-cache
+ * hints), and a file changed or truncated under a running model is reported
+ * as for a path. Messages name the source "<fd N>" (N is fd). Thread-safe
+ * (opens are independent). */
+DS_API DS_WARN_UNUSED ds_status ds_model_open_fd(ds_model **out, int fd, const ds_model_params *params);
+
+/* A container the app serves itself, for ds_model_open_io: sealed bytes in
+ * a buffer linked into the program, a member of an archive, a blob in the
+ * app's own storage layer. The container is the bytes [0, size) as read_at
+ * returns them; they are authenticated like a file's (the header's MAC and
+ * every chunk's tag), so a callback that serves other bytes (another
+ * container, a shifted offset, a damaged copy) fails the read that sees them
+ * with DS_ERR_AUTH, never with wrong weights. Zero it first
+ * (`ds_model_io io = {0};`) and set the fields. */
+typedef struct ds_model_io {
+    uint64_t size;                /* the container's size in bytes (the header's file_bytes; a
+                                     different size fails the open, as a truncated or extended
+                                     file does). 0 is DS_ERR_INVALID_ARG */
+    /* Reads up to n bytes at offset into buf (offset + n never passes size).
+     * Returns the bytes read, 1 to n: fewer than n is fine (the rest is
+     * asked for again at the next offset); 0 means the end of the data (the
+     * read that needed the bytes fails, DS_ERR_TRUNCATED); a negative value is
+     * a failure (DS_ERR_IO): -errno (such as -EIO) puts that error's text in
+     * the message, -1 is a failure without a name. Not retried on -EINTR.
+     * Called from several threads at once (the opening thread, the compute
+     * threads, the expert pager's prefetch thread, ds_model_verify's
+     * workers): it must be safe for that. Required. */
+    int64_t (*read_at)(void *user, void *buf, size_t n, uint64_t offset);
+    /* Optional (NULL = none). [offset, offset + len) is not needed for now:
+     * the expert pager calls it after decrypting a routed expert, where a
+     * file's ciphertext would be dropped from the page cache
+     * (ds_model_params.page_cache_bytes says how much recently read
+     * ciphertext is kept first), so a storage layer may let go of a buffer
+     * or a cache entry. The range may be read again later. Called from
+     * several threads at once, like read_at. */
+    void (*release)(void *user, uint64_t offset, uint64_t len);
+    void *user;                   /* passed to both callbacks */
+    const char *name;             /* NULL or "" = "<io>": the source's name in messages and the log
+                                     (copied at open) */
+} ds_model_io;
+
+/* Opens a container through the app's read callback (see ds_model_io)
+ * instead of a path: the same checks, keys, errors and results as
+ * ds_model_open, resident or paged (an expert cache reads each expert
+ * through read_at when it misses). *io is copied: the struct itself may go
+ * once this returns, but the callbacks and user must stay valid, and
+ * read_at keep serving the same bytes, until ds_model_close returns (every
+ * context and adapter over the model closed). What a file has and a
+ * callback has not: there is no change detection (a callback that starts
+ * serving other bytes is caught by authentication, DS_ERR_AUTH), no
+ * page-cache hints, and with DS_PREFETCH_AUTO the pager treats every expert
+ * as coming from storage (it decrypts ahead). Errors name the source
+ * ("<io>" or io->name), the segment and the offset of a failed read.
+ * DS_ERR_INVALID_ARG for a NULL out or io, a NULL read_at or size 0.
+ * Thread-safe (opens are independent). */
+DS_API DS_WARN_UNUSED ds_status ds_model_open_io(ds_model **out, const ds_model_io *io,
+                                                 const ds_model_params *params);
 
 /* Wipes and frees everything the model owns. NULL is a no-op (DS_OK).
  * Returns DS_ERR_MISUSE (and closes nothing) while contexts still use it. */

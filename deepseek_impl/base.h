@@ -228,6 +228,10 @@ typedef struct dsi_file_id {
  * (O_NONBLOCK cleared again) and fills *id (may be NULL), or returns -1 with
  * e filled; the message does not name the path (callers prefix it). */
 DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e);
+/* The checks of dsi_open_regular on a descriptor already open: fstat, and
+ * anything but a regular file is DS_ERR_IO saying what it is (same
+ * messages); fills *id (may be NULL). */
+DSI_FUNC ds_status dsi_fd_regular(int fd, dsi_file_id *id, dsi_err *e);
 
 /* ==== Logging (util.c) =================================================== */
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);

@@ -23,11 +23,32 @@
 typedef struct dsi_pager dsi_pager;
 typedef struct dsi_device_i dsi_device_i;
 
+/* Where a container's bytes come from. Every read of it goes through one
+ * place (dsi_file_read in file.c), whatever the source. */
+typedef enum dsi_source_kind {
+    DSI_SOURCE_PATH = 0,          /* a path we opened: m->fd is ours */
+    DSI_SOURCE_FD = 1,            /* the app's descriptor (ds_model_open_fd): m->fd is our duplicate
+                                     of it, so the app's own is never closed */
+    DSI_SOURCE_IO = 2             /* the app's read callback (ds_model_open_io): no descriptor; no
+                                     change detection, page-cache hints or mincore probes */
+} dsi_source_kind;
+
+/* What an open is given. */
+typedef struct dsi_source {
+    dsi_source_kind kind;
+    const char *name;             /* for messages: the path, "<fd 5>", "<io>" or ds_model_io.name */
+    int fd;                       /* DSI_SOURCE_FD: the app's descriptor */
+    const ds_model_io *io;        /* DSI_SOURCE_IO: the app's callbacks (copied at open) */
+} dsi_source;
+
 struct ds_model {
     dsi_alloc al;
     dsi_err err;                /* last failure on this handle */
-    int fd;
-    char *path;                 /* as given to ds_model_open, for messages */
+    dsi_source_kind src;        /* where the bytes come from */
+    int fd;                     /* DSI_SOURCE_PATH and _FD: the descriptor we own; -1 otherwise */
+    ds_model_io io;             /* DSI_SOURCE_IO: the app's callbacks (name not kept here) */
+    char *path;                 /* the source's name for messages: the path as given to ds_model_open,
+                                   "<fd N>" (N the app's descriptor) or ds_model_io.name / "<io>" */
     /* Every byte of the file is read with preadv() (dsi_file_read), never
      * through a mapping: a file truncated under a running model is a short
      * read and an error, not SIGBUS. */
@@ -81,9 +102,10 @@ DSI_INLINE dsi_model_file dsi_model_file_of(const ds_model *m) {
     dsi_model_file f = {&m->meta, (dsi_tensor *const *)m->sorted, m->dense, m->has_drop ? &m->drop : NULL};
     return f;
 }
-/* Opens the file at path into m (allocator, log and threads already set):
- * header, mapping, keys, metadata, config, tokenizer, directory checks. */
-DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e);
+/* Opens the container src names into m (allocator, log and threads already
+ * set): header, mapping, keys, metadata, config, tokenizer, directory
+ * checks. */
+DSI_FUNC ds_status dsi_file_open(ds_model *m, const dsi_source *src, const ds_model_params *p, dsi_err *e);
 /* Decrypts every dense segment (and the routed experts too when experts_too)
  * into secure buffers and binds the weights (m->w); p->progress is told of
  * each segment and may cancel (DS_ERR_CANCELLED). */
@@ -114,12 +136,18 @@ DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
 DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
 /* Asks the OS for [off, off + len) of the file ahead of reading it. */
 DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len);
-/* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
+/* Whether [off, off + len) of the file is in memory already (page cache,
+ * tmpfs). Always false for a DSI_SOURCE_IO model. */
 DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len);
-/* Test hook (NULL in use): every read of the model file goes through it
- * instead of preadv(2), with the same arguments and contract (bytes read, 0
- * at the end of the file, -1 with errno), so a test can fail a read at a
- * chosen offset (EIO) or cut it short. */
+/* [off, off + len) of the file is not needed any more: drops it from the page
+ * cache (posix_fadvise DONTNEED), or tells a DSI_SOURCE_IO model's release
+ * callback. Thread-safe. */
+DSI_FUNC void dsi_file_release(const ds_model *m, uint64_t off, uint64_t len);
+/* Test hook (NULL in use): every read of a model file through a descriptor
+ * (DSI_SOURCE_PATH, DSI_SOURCE_FD) goes through it instead of preadv(2),
+ * with the same arguments and contract (bytes read, 0 at the end of the
+ * file, -1 with errno), so a test can fail a read at a chosen offset (EIO)
+ * or cut it short. */
 DSI_DATA_DECL ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, off_t off);
 /* With ds_model_params.mlock: locks b into RAM (mlock), counting the bytes
  * locked or refused in m (a refusal is not an error; ds_model_open reports

@@ -138,12 +138,58 @@ static uint64_t dsi_preadv_full(int fd, struct iovec *iov, int n, uint64_t off, 
     return done;
 }
 
+/* The app's read callback (DSI_SOURCE_IO), as dsi_preadv_full reads a
+ * descriptor: iov[0..n) at off until done, the end of the data (the callback
+ * returns 0) or a failure (a negative return, or more bytes than asked for),
+ * which why describes. Returns the bytes read; the iovecs are consumed. */
+static uint64_t dsi_io_read(const ds_model_io *io, struct iovec *iov, int n, uint64_t off, char *why, size_t wl) {
+    uint64_t done = 0;
+    for (int i = 0; i < n; i++) {
+        while (iov[i].iov_len) {
+            size_t want = iov[i].iov_len;
+            int64_t r = io->read_at(io->user, iov[i].iov_base, want, off + done);
+            if (r == 0) return done;
+            if (r < 0) {
+                /* -errno names its error; -1 (or anything past the errno
+                 * range) is an unnamed failure */
+                if (r < -1 && r >= -4095)
+                    snprintf(why, wl, "the read callback failed: %s (it returned %lld)", strerror((int)-r), (long long)r);
+                else
+                    snprintf(why, wl, "the read callback failed (it returned %lld)", (long long)r);
+                return done;
+            }
+            if ((uint64_t)r > want) {
+                snprintf(why, wl, "the read callback returned %lld bytes for a read of %zu", (long long)r, want);
+                return done;
+            }
+            iov[i].iov_base = (uint8_t *)iov[i].iov_base + r;
+            iov[i].iov_len -= (size_t)r;
+            done += (uint64_t)r;
+        }
+    }
+    return done;
+}
+
+/* Every read of the container: iov[0..n) at off from m's source until done,
+ * the end of the data or a failure. Returns the bytes read; why is "" or
+ * says what failed (the errno's text for a descriptor). The iovecs are
+ * consumed. */
+static uint64_t dsi_source_read(const ds_model *m, struct iovec *iov, int n, uint64_t off, char *why, size_t wl) {
+    why[0] = 0;
+    if (m->src == DSI_SOURCE_IO) return dsi_io_read(&m->io, iov, n, off, why, wl);
+    int err = 0;
+    uint64_t got = dsi_preadv_full(m->fd, iov, n, off, &err);
+    if (err) snprintf(why, wl, "%s", strerror(err));
+    return got;
+}
+
 /* Whether the file differs from what was opened (size or modification
- * time); its size now in *size (0 when fstat fails). */
+ * time); its size now in *size (0 when fstat fails). A callback source has
+ * no file to ask: never changed. */
 static bool dsi_file_changed(const ds_model *m, uint64_t *size) {
     struct stat st;
     *size = 0;
-    if (fstat(m->fd, &st) != 0) return false;
+    if (m->src == DSI_SOURCE_IO || fstat(m->fd, &st) != 0) return false;
     *size = (uint64_t)st.st_size;
     return *size != m->open_size || (int64_t)st.st_mtim.tv_sec != m->open_mtime_sec ||
            (int64_t)st.st_mtim.tv_nsec != m->open_mtime_nsec;
@@ -172,17 +218,28 @@ static ds_status dsi_name_file(const ds_model *m, dsi_err *e) {
 static ds_status dsi_file_read(const ds_model *m, void *a, size_t na, void *b, size_t nb, uint64_t off, uint32_t seg,
                                dsi_err *e) {
     struct iovec iov[2] = {{a, na}, {b, nb}};
-    int err = 0;
-    uint64_t want = (uint64_t)na + nb, got = dsi_preadv_full(m->fd, iov, 2, off, &err);
+    char why[160];
+    uint64_t want = (uint64_t)na + nb, got = dsi_source_read(m, iov, 2, off, why, sizeof why);
     if (got == want) return DS_OK;
     char what[96];
     dsi_read_what(m, seg, what, sizeof what);
+    if (m->src == DSI_SOURCE_IO) {   /* no file to stat: the callback's word */
+        if (why[0])
+            dsi_fail(e, DS_ERR_IO, "cannot read %s (%llu bytes at offset %llu): %s", what, (unsigned long long)want,
+                     (unsigned long long)off, why);
+        else
+            dsi_fail(e, DS_ERR_TRUNCATED,
+                     "short read of %s: %llu of %llu bytes at offset %llu (the read callback returned 0, the end of "
+                     "the data, inside the %llu bytes the source was opened with)",
+                     what, (unsigned long long)got, (unsigned long long)want, (unsigned long long)off,
+                     (unsigned long long)m->open_size);
+        return dsi_name_file(m, e);
+    }
     uint64_t now = 0;
     bool changed = dsi_file_changed(m, &now);
-    if (err)
+    if (why[0])
         dsi_fail(e, DS_ERR_IO, "cannot read %s (%llu bytes at offset %llu): %s%s", what, (unsigned long long)want,
-                 (unsigned long long)off, strerror(err),
-                 changed ? "; the model file changed since it was opened" : "");
+                 (unsigned long long)off, why, changed ? "; the model file changed since it was opened" : "");
     else if (now < off + want)
         dsi_fail(e, DS_ERR_TRUNCATED,
                  "model file changed or truncated since it was opened: %s lies past the end of the file (bytes %llu "
@@ -415,7 +472,7 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
  * are of one chunk each, and read-ahead is off: see dsi_file_open). */
 DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len) {
     uint64_t size = m->hdr.file_bytes;
-    if (off >= size) return;
+    if (m->fd < 0 || off >= size) return;   /* a callback source reads when asked */
     if (len > size - off) len = size - off;
     uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1), end = off + len;
     /* Linux reads at most max(read-ahead window, largest device request)
@@ -448,6 +505,16 @@ DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len) 
         if (mincore((uint8_t *)m->probe_map + a, (size_t)page, &v) != 0 || !(v & 1)) return false;
     }
     return true;
+}
+
+/* After the pager has decrypted an expert: its ciphertext leaves the page
+ * cache, or the app's storage layer is told it may let go of it. */
+DSI_FUNC void dsi_file_release(const ds_model *m, uint64_t off, uint64_t len) {
+    if (m->src == DSI_SOURCE_IO) {
+        if (m->io.release) m->io.release(m->io.user, off, len);
+        return;
+    }
+    (void)posix_fadvise(m->fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
 }
 
 /* ==== Locked memory ====================================================== */
@@ -590,20 +657,58 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
 }
 
 /* ==== Open ================================================================ */
-/* The file at path, up to its metadata and config: a model's (adapter
- * false) or an adapter's. */
-static ds_status dsi_file_open_container(ds_model *m, const char *path, const ds_model_params *p, bool adapter,
+/* The source's side of an open: m->path (its name for messages), m->fd or
+ * m->io, and what the source is now (*id: size; for a file its identity and
+ * modification time). A path is opened here; the app's descriptor is checked
+ * (open, readable, a regular file) and duplicated, so that the model owns
+ * what it closes and the app may close its own whenever it likes; the
+ * app's callbacks are copied. */
+static ds_status dsi_source_open(ds_model *m, const dsi_source *src, dsi_file_id *id, dsi_err *e) {
+    memset(id, 0, sizeof *id);
+    if (!(m->path = dsi_strndup(&m->al, src->name, strlen(src->name)))) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    m->src = src->kind;
+    if (src->kind == DSI_SOURCE_IO) {
+        m->io = *src->io;
+        m->io.name = NULL;   /* not kept: m->path has it */
+        id->size = m->io.size;
+        return DS_OK;
+    }
+    if (src->kind == DSI_SOURCE_PATH) {
+        /* a FIFO, a directory or a device is refused here, without blocking */
+        m->fd = dsi_open_regular(src->name, id, e);
+        return m->fd < 0 ? e->status : DS_OK;
+    }
+    int fl = fcntl(src->fd, F_GETFL);
+    if (fl < 0)
+        return dsi_fail(e, errno == EBADF ? DS_ERR_INVALID_ARG : DS_ERR_IO, "not an open descriptor: %s",
+                        strerror(errno));
+#ifdef O_PATH
+    if ((fl & O_PATH) == O_PATH)
+        return dsi_fail(e, DS_ERR_IO, "the descriptor was opened with O_PATH: it cannot be read");
+#endif
+    if ((fl & O_ACCMODE) == O_WRONLY)
+        return dsi_fail(e, DS_ERR_IO, "the descriptor is not open for reading (it was opened write-only)");
+    /* a FIFO, a socket, a directory or a device is refused, as for a path */
+    ds_status s = dsi_fd_regular(src->fd, id, e);
+    if (s) return s;
+    m->fd = fcntl(src->fd, F_DUPFD_CLOEXEC, 0);
+    if (m->fd < 0) return dsi_fail(e, DS_ERR_IO, "cannot duplicate the descriptor: %s", strerror(errno));
+    return DS_OK;
+}
+
+/* The container src names, up to its metadata and config: a model's
+ * (adapter false) or an adapter's. */
+static ds_status dsi_file_open_container(ds_model *m, const dsi_source *src, const ds_model_params *p, bool adapter,
                                          dsi_err *e) {
     ds_status s = DS_OK;
     dsi_file_id id;
     uint8_t head[DSI_HEADER_AREA];
-    size_t got = 0;
-    if (!(m->path = dsi_strndup(&m->al, path, strlen(path)))) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-    /* a FIFO, a directory or a device is refused here, without blocking */
-    m->fd = dsi_open_regular(path, &id, e);
-    if (m->fd < 0) return e->status;
-    if (dsi_read_exact(m->fd, head, sizeof head, 0, &got))
-        return dsi_fail(e, DS_ERR_IO, "cannot read: %s", strerror(errno));
+    char why[160];
+    if ((s = dsi_source_open(m, src, &id, e))) return s;
+    /* what there is of the header area (a callback is never asked past its size) */
+    struct iovec hv = {head, (size_t)(m->src == DSI_SOURCE_IO && id.size < sizeof head ? id.size : sizeof head)};
+    size_t got = (size_t)dsi_source_read(m, &hv, 1, 0, why, sizeof why);
+    if (why[0]) return dsi_fail(e, DS_ERR_IO, "cannot read: %s", why);
     /* checksum, version, Argon2id caps; then the key check and the MAC;
      * only then are the header's fields believed */
     if ((s = dsi_header_parse(head, got, &m->hdr, e))) return s;
@@ -615,8 +720,9 @@ static ds_status dsi_file_open_container(ds_model *m, const char *path, const ds
     if ((s = dsi_model_keys(m, p, e))) return s;
     if ((s = dsi_header_check(&m->hdr, e))) return s;
     if (id.size < m->hdr.file_bytes)
-        return dsi_fail(e, DS_ERR_TRUNCATED, "truncated: the file has %llu of its %llu bytes",
-                        (unsigned long long)id.size, (unsigned long long)m->hdr.file_bytes);
+        return dsi_fail(e, DS_ERR_TRUNCATED, "truncated: the %s has %llu of its %llu bytes",
+                        m->src == DSI_SOURCE_IO ? "source" : "file", (unsigned long long)id.size,
+                        (unsigned long long)m->hdr.file_bytes);
     if (id.size > m->hdr.file_bytes)
         return dsi_fail(e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
                         (unsigned long long)(id.size - m->hdr.file_bytes));
@@ -627,9 +733,10 @@ static ds_status dsi_file_open_container(ds_model *m, const char *path, const ds
      * (dsi_file_willneed): read-ahead around a read of one expert would pull
      * its neighbours into the page cache, where they stay until read (seen
      * as pager-1.8 failing with 4 suites at once). */
-    (void)posix_fadvise(m->fd, 0, 0, POSIX_FADV_RANDOM);
-    /* a view for mincore() alone (dsi_file_in_memory): never read through */
-    if (m->hdr.file_bytes <= SIZE_MAX) {
+    if (m->fd >= 0) (void)posix_fadvise(m->fd, 0, 0, POSIX_FADV_RANDOM);
+    /* a view for mincore() alone (dsi_file_in_memory): never read through;
+     * a callback source has none, so its bytes always count as storage */
+    if (m->fd >= 0 && m->hdr.file_bytes <= SIZE_MAX) {
         void *map = mmap(NULL, (size_t)m->hdr.file_bytes, PROT_READ, MAP_SHARED, m->fd, 0);
         m->probe_map = map == MAP_FAILED ? NULL : map;
     }
@@ -657,11 +764,12 @@ DSI_FUNC ds_status dsi_file_open_adapter(ds_model *f, const char *path, const ds
     mp.passphrase = p->passphrase;
     mp.passphrase_len = p->passphrase_len;
     mp.allow_plaintext = p->allow_plaintext;
-    return dsi_file_open_container(f, path, &mp, true, e);
+    dsi_source src = {DSI_SOURCE_PATH, path, -1, NULL};   /* adapters open from a path only */
+    return dsi_file_open_container(f, &src, &mp, true, e);
 }
 
-DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
-    ds_status s = dsi_file_open_container(m, path, p, false, e);
+DSI_FUNC ds_status dsi_file_open(ds_model *m, const dsi_source *src, const ds_model_params *p, dsi_err *e) {
+    ds_status s = dsi_file_open_container(m, src, p, false, e);
     if (s) return s;
     {
         /* the tokenizer lives in the metadata: built for every open, and

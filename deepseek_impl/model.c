@@ -30,19 +30,19 @@ DS_API ds_model_params ds_model_default_params(void) {
  * ds_model_default_params() (zero is not the default of load_weights,
  * prefetch or evict_policy, so a zeroed struct would quietly open a model
  * differently), and each enum field holds one of its values. */
-static ds_status dsi_model_params_check(const ds_model_params *p, dsi_err *e) {
-    if (dsi_params_check_magic(p->magic, DSI_MODEL_PARAMS_MAGIC, "ds_model_open", "ds_model_params", "ds_model", e))
+static ds_status dsi_model_params_check(const ds_model_params *p, const char *fn, dsi_err *e) {
+    if (dsi_params_check_magic(p->magic, DSI_MODEL_PARAMS_MAGIC, fn, "ds_model_params", "ds_model", e))
         return e->status;
     if ((unsigned)p->prefetch > DS_PREFETCH_ALWAYS)
-        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_model_open: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)",
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)", fn,
                         (int)p->prefetch);
     if ((unsigned)p->evict_policy > DS_EVICT_LFU_DECAY)
         return dsi_fail(e, DS_ERR_INVALID_ARG,
-                        "ds_model_open: evict_policy is %d; want 0 (DS_EVICT_LRU) or 1 (DS_EVICT_LFU_DECAY)",
+                        "%s: evict_policy is %d; want 0 (DS_EVICT_LRU) or 1 (DS_EVICT_LFU_DECAY)", fn,
                         (int)p->evict_policy);
     if ((unsigned)p->device > DS_DEVICE_CUDA)
         return dsi_fail(e, DS_ERR_INVALID_ARG,
-                        "ds_model_open: device is %d; want 0 (DS_DEVICE_CPU) or 1 (DS_DEVICE_CUDA)", (int)p->device);
+                        "%s: device is %d; want 0 (DS_DEVICE_CPU) or 1 (DS_DEVICE_CUDA)", fn, (int)p->device);
     return DS_OK;
 }
 
@@ -147,16 +147,15 @@ static void dsi_model_free(ds_model *m) {
     dsi_free(&al, m);
 }
 
-DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params) {
+/* The open itself, whatever the source (out and the source checked; fn
+ * names the public function in messages about params). */
+static ds_status dsi_model_open_source(ds_model **out, const dsi_source *src, const ds_model_params *params,
+                                       const char *fn) {
     dsi_err e = {0};
-    if (!out || !path) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: out and path must not be NULL");
-        return dsi_publish(&e);
-    }
     *out = NULL;
     ds_model_params defaults = ds_model_default_params();
     const ds_model_params *p = params ? params : &defaults;
-    if (dsi_model_params_check(p, &e)) return dsi_publish(&e);
+    if (dsi_model_params_check(p, fn, &e)) return dsi_publish(&e);
     dsi_alloc al;
     if (dsi_alloc_init(&al, &p->allocator, &e) || dsi_crypto_init(&e)) return dsi_publish(&e);
     ds_model *m = dsi_calloc(&al, 1, sizeof *m);
@@ -174,7 +173,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     m->mlock = p->mlock != 0;
     m->huge_pages = p->huge_pages != 0;
 
-    ds_status s = dsi_file_open(m, path, p, &e);
+    ds_status s = dsi_file_open(m, src, p, &e);
     if (s) goto fail;
     if (p->load_weights && (s = dsi_model_weights(m, p, &e))) goto fail;
     m->opened = true;
@@ -183,14 +182,52 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     if (m->device == DS_DEVICE_CPU)
         snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
                  dsi_cpu_kernels_name());
-    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
+    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", m->path,
             m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
     *out = m;
     return DS_OK;
 fail:
-    dsi_prefix(&e, "%s", path);
+    dsi_prefix(&e, "%s", src->name);
     dsi_model_free(m);
     return dsi_publish(&e);
+}
+
+DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params) {
+    dsi_err e = {0};
+    if (!out || !path) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: out and path must not be NULL");
+        return dsi_publish(&e);
+    }
+    dsi_source src = {DSI_SOURCE_PATH, path, -1, NULL};
+    return dsi_model_open_source(out, &src, params, "ds_model_open");
+}
+
+DS_API ds_status ds_model_open_fd(ds_model **out, int fd, const ds_model_params *params) {
+    dsi_err e = {0};
+    if (out) *out = NULL;
+    if (!out || fd < 0) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open_fd: %s", !out ? "out must not be NULL"
+                                                                    : "fd is negative; want an open, readable descriptor");
+        return dsi_publish(&e);
+    }
+    char name[32];
+    snprintf(name, sizeof name, "<fd %d>", fd);
+    dsi_source src = {DSI_SOURCE_FD, name, fd, NULL};
+    return dsi_model_open_source(out, &src, params, "ds_model_open_fd");
+}
+
+DS_API ds_status ds_model_open_io(ds_model **out, const ds_model_io *io, const ds_model_params *params) {
+    dsi_err e = {0};
+    if (out) *out = NULL;
+    if (!out || !io || !io->read_at || !io->size) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open_io: %s",
+                 !out ? "out must not be NULL" : !io ? "io must not be NULL"
+                 : !io->read_at ? "io->read_at must not be NULL"
+                                : "io->size is 0; want the container's size in bytes");
+        return dsi_publish(&e);
+    }
+    dsi_source src = {DSI_SOURCE_IO, io->name && io->name[0] ? io->name : "<io>", -1, io};
+    return dsi_model_open_source(out, &src, params, "ds_model_open_io");
 }
 
 DS_API ds_status ds_model_close(ds_model *m) {

@@ -8,8 +8,9 @@
  * experts predicted for the next layer while the current one computes. After
  * a segment is decrypted the page cache keeps at most page_cache bytes of
  * the most recently decrypted segments (a second, cheaper tier: a refill from
- * memory instead of disk); the rest is dropped with posix_fadvise, so the
- * sealed file does not swell the machine's memory. A read that fails (the
+ * memory instead of disk); the rest is dropped (dsi_file_release:
+ * posix_fadvise, or the release callback of a model opened with
+ * ds_model_open_io), so the sealed file does not swell the machine's memory. A read that fails (the
  * file truncated or changed under the model) fails the acquire with the
  * file layer's message and leaves the slot empty.
  *
@@ -282,7 +283,7 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     long drop = dsi_pc_push(p, r->segment);
     if (drop >= 0) {
         const dsi_segment *dg = &m->meta.segments[drop];
-        (void)posix_fadvise(m->fd, (off_t)dg->offset, (off_t)dg->stored_bytes, POSIX_FADV_DONTNEED);
+        dsi_file_release(m, dg->offset, dg->stored_bytes);
     }
     return s;
 }

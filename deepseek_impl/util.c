@@ -131,25 +131,34 @@ DSI_FUNC ds_status dsi_publish(const dsi_err *e) {
 }
 
 /* ---- regular files ---------------------------------------------------------- */
-DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e) {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
-        return -1;
-    }
+DSI_FUNC ds_status dsi_fd_regular(int fd, dsi_file_id *id, dsi_err *e) {
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        dsi_fail(e, DS_ERR_IO, "cannot stat: %s", strerror(errno));
-        close(fd);
-        return -1;
-    }
+    if (fstat(fd, &st) != 0) return dsi_fail(e, DS_ERR_IO, "cannot stat: %s", strerror(errno));
     if (!S_ISREG(st.st_mode)) {
         const char *what = S_ISFIFO(st.st_mode) ? "a FIFO"
                            : S_ISDIR(st.st_mode) ? "a directory"
                            : S_ISCHR(st.st_mode) ? "a character device"
                            : S_ISBLK(st.st_mode) ? "a block device"
                            : S_ISSOCK(st.st_mode) ? "a socket" : "not a file";
-        dsi_fail(e, DS_ERR_IO, "not a regular file (it is %s); refusing to read it", what);
+        return dsi_fail(e, DS_ERR_IO, "not a regular file (it is %s); refusing to read it", what);
+    }
+    if (id) {
+        id->dev = (uint64_t)st.st_dev;
+        id->ino = (uint64_t)st.st_ino;
+        id->size = (uint64_t)st.st_size;
+        id->mtime_sec = (int64_t)st.st_mtim.tv_sec;
+        id->mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
+    }
+    return DS_OK;
+}
+
+DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    if (dsi_fd_regular(fd, id, e)) {
         close(fd);
         return -1;
     }
@@ -159,13 +168,6 @@ DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e) {
         dsi_fail(e, DS_ERR_IO, "fcntl: %s", strerror(errno));
         close(fd);
         return -1;
-    }
-    if (id) {
-        id->dev = (uint64_t)st.st_dev;
-        id->ino = (uint64_t)st.st_ino;
-        id->size = (uint64_t)st.st_size;
-        id->mtime_sec = (int64_t)st.st_mtim.tv_sec;
-        id->mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
     }
     return fd;
 }
