@@ -31,16 +31,6 @@
  *             segments' ciphertext cached: the most recent ones are kept
  *             (1.7 and 1.8 are skipped where posix_fadvise cannot drop pages,
  *             tmpfs for one)
- *  pager-1.10: the open of the paged run leaves the dense segments'
- *             ciphertext out of the page cache: sampled (mincore) after each
- *             segment it decrypts and once the open returns, at most 10% of
- *             it is cached (each window of chunks is dropped once opened), so
- *             under a memory cgroup, where the page cache counts, the open
- *             stays within dense + budget; the resident run's open leaves at
- *             least 90% of it cached (the measure can fail: resident keeps
- *             it). The file is written back (fdatasync) and dropped before
- *             the paged run, so both start from a cold, clean file. Skipped
- *             on tmpfs.
  *  pager-1.9: huge pages (ds_model_params.huge_pages, on by default in the
  *             runs above): the paged run asked for them on the expert cache
  *             and the resident segments, and the kernel took the advice or
@@ -52,6 +42,16 @@
  *             start is 2 MiB-aligned), so whole 2 MiB pages can make no more
  *             of it resident than 4 KiB pages can: the cache (<= the budget)
  *             is resident sooner, not larger.
+ *  pager-1.10: the open of the paged run leaves the dense segments'
+ *             ciphertext out of the page cache: sampled (mincore) after each
+ *             segment it decrypts and once the open returns, at most 10% of
+ *             it is cached (each window of chunks is dropped once opened), so
+ *             under a memory cgroup, where the page cache counts, the open
+ *             stays within dense + budget; the resident run's open leaves at
+ *             least 90% of it cached (the measure can fail: resident keeps
+ *             it). The file is written back (fdatasync) and dropped before
+ *             the paged run, so the dense part is cold for both runs. Skipped
+ *             on tmpfs.
  *
  * Needs $DS_TESTDATA/pager (skipped when absent). Under AddressSanitizer the
  * memory checks (1.4, 1.5) are skipped: shadow memory is not the library's.
