@@ -14,7 +14,8 @@
  *          has 256 expert segments
  *  e256-2: parity with transformers (tests/ref/goldens/v3e256.*, made by
  *          tests/ref/make_goldens.py): the F32 container's logits at the 32
- *          golden positions within 1e-3 (Q8_0's top-1 agreement printed)
+ *          golden positions within 1e-3, as one batch and token by token
+ *          (Q8_0's top-1 agreement printed)
  *  e256-3: resident, Q8_0 sealed container: 8 prompt tokens, then 32 greedy
  *          decode steps
  *  e256-4: paged with an expert cache of 1/8 of the routed-expert bytes, with
@@ -204,6 +205,19 @@ static void test_config_and_parity(void) {
                 printf("INFO e256-2 %s: max |dlogit| %.3g, top-1 agreement %d/%d\n", q ? "q8_0" : "f32", maxd, agree,
                        n);
                 if (!q) T_CHECK("e256-2", maxd <= 1e-3, "F32: max |dlogit| %.3g > 1e-3", maxd);
+            }
+            if (!s && !q) {
+                /* the same tokens one at a time: the decode path's routing */
+                ds_context_reset(ctx);
+                double maxd = 0;
+                for (int t = 0; t < n && !s; t++) {
+                    s = ds_context_eval(ctx, &tok[t], 1, got, 0);
+                    for (int i = 0; !s && i < V; i++)
+                        maxd = fmax(maxd, fabs((double)got[i] - want[(size_t)t * V + i]));
+                }
+                T_STATUS("e256-2", s, DS_OK, ds_last_error());
+                printf("INFO e256-2 f32 decode: max |dlogit| %.3g over %d single-token steps\n", maxd, n);
+                T_CHECK("e256-2", !s && maxd <= 1e-3, "F32 decode: max |dlogit| %.3g > 1e-3", maxd);
             }
             ds_context_free(ctx);
             free(got);
