@@ -776,9 +776,11 @@ static void t_shape(const char *id, const dsi_tensor_spec *s, size_t n, const ch
 }
 
 static void test_specs(void) {
-    static const struct { const char *family; size_t count; } fam[] = {
+    static const struct { const char *family; size_t count, experts; } fam[] = {
         /* embed + norm + lm_head, 3 layers: 1 dense + 2 MoE (8 experts x 3) */
-        {"v2lite", 83}, {"v2", 89}, {"v3", 91}, {"moe16b", 80}, {"v2lite_sharded", 83}, {"yarn", 82},
+        {"v2lite", 83, 8}, {"v2", 89, 8}, {"v3", 91, 8}, {"moe16b", 80, 8}, {"v2lite_sharded", 83, 8}, {"yarn", 82, 8},
+        /* v3 at 256 experts: 43 + 2 x 256 x 3 */
+        {"v3e256", 1579, 256},
     };
     for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
         char id[32];
@@ -792,7 +794,7 @@ static void test_specs(void) {
         T_STATUS(id, st, DS_OK, e.msg);
         if (st) continue;
         T_CHECK(id, n == fam[f].count, "%s: %zu tensors, want %zu", fam[f].family, n, fam[f].count);
-        T_CHECK(id, t_count_prefix(s, n, ".experts.") == 2 * 8 * 3, "%s: expert tensors", fam[f].family);
+        T_CHECK(id, t_count_prefix(s, n, ".experts.") == 2 * fam[f].experts * 3, "%s: expert tensors", fam[f].family);
         t_check_order(id, &c, s, n);
         t_check_expected(id, fam[f].family, s, n);
 
