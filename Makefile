@@ -174,7 +174,7 @@ else
 endif
 
 # C unit tests: one binary per module.
-TESTS = test_jsonmask test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_lora test_io test_open_io test_cuda_forward test_lora_convert test_prune test_sparse $(CUDA_TESTS)
+TESTS = test_jsonmask test_json test_safetensors test_gguf test_config test_quant test_crypto test_container test_convert test_alloc test_forward test_sampler test_stress test_kernels test_tokenizer test_regex test_pager_rss test_demo test_generate test_batch test_lora test_io test_open_io test_cuda_forward test_lora_convert test_prune test_sparse test_experts256 $(CUDA_TESTS)
 TEST_BINS = $(TESTS:%=$(BUILD)/tests/%)
 
 EXAMPLES = $(BUILD)/simple $(BUILD)/chat

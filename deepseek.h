@@ -321,7 +321,12 @@ typedef struct ds_model_params {
                                      reads memory, not disk; older ciphertext is dropped with
                                      posix_fadvise (a model opened with ds_model_open_io: its
                                      release callback is called instead). 0 (default) = drop each
-                                     expert's ciphertext right after decrypting it */
+                                     expert's ciphertext right after decrypting it. With an expert
+                                     cache (or with every expert in VRAM) the open drops what it
+                                     reads too (the metadata, the dense segments' ciphertext once
+                                     opened), so it never holds the dense part twice; a file that
+                                     was in memory already (tmpfs, another reader's cache) is left
+                                     as it is */
     int exact_activations;        /* 0 (default): products with int8 (Q8_0) and 4-bit (Q4_0) weights
                                      quantize the activations to int8 per block of 32 on the fly (integer dot
                                      products, as llama.cpp does); 1: F32 activations (slower,

@@ -77,6 +77,17 @@
 #ifndef DS_MAX_EXPERTS
 #define DS_MAX_EXPERTS 4096
 #endif
+/* Routed experts per token (num_experts_per_tok) and groups kept
+ * (topk_group): the routing and paged decode keep per-token arrays of these
+ * sizes on the stack. Released models use 6 or 8, and 3 or 4; DeepSeek-V3
+ * routes 8 of 256 experts from 4 of 8 groups. The CUDA route kernel keeps at
+ * most 64 groups (ROUTE_MAX_KEEP) and refuses more. */
+#ifndef DS_MAX_EXPERTS_PER_TOK
+#define DS_MAX_EXPERTS_PER_TOK 64
+#endif
+#ifndef DS_MAX_TOPK_GROUP
+#define DS_MAX_TOPK_GROUP 64
+#endif
 /* Argon2id parameters a file may ask for: checked against the header before
  * the KDF runs, so a hostile header cannot make an open allocate gigabytes or
  * run for minutes. libsodium's strongest preset (SENSITIVE: 4 passes over

@@ -293,7 +293,8 @@ static ds_status dsc_router(const dsi_json *root, const dsc_arch_info *a, ds_mod
         return DS_OK;
     }
     if ((s = dsc_int(root, "", "num_experts_per_tok", a->n_experts_per_tok < 0, a->n_experts_per_tok, 1,
-                         c->n_routed_experts, &c->n_experts_per_tok, e)))
+                         c->n_routed_experts < DS_MAX_EXPERTS_PER_TOK ? c->n_routed_experts : DS_MAX_EXPERTS_PER_TOK,
+                         &c->n_experts_per_tok, e)))
         return s;
 
     if (c->topk_method == DS_TOPK_GREEDY) {
@@ -303,7 +304,9 @@ static ds_status dsc_router(const dsi_json *root, const dsc_arch_info *a, ds_mod
     }
     bool req = a->n_group < 0;
     if ((s = dsc_int(root, "", "n_group", req, a->n_group, 1, c->n_routed_experts, &c->n_group, e))) return s;
-    if ((s = dsc_int(root, "", "topk_group", req, a->topk_group, 1, c->n_group, &c->topk_group, e))) return s;
+    if ((s = dsc_int(root, "", "topk_group", req, a->topk_group, 1,
+                     c->n_group < DS_MAX_TOPK_GROUP ? c->n_group : DS_MAX_TOPK_GROUP, &c->topk_group, e)))
+        return s;
     if (c->n_routed_experts % c->n_group != 0)
         return dsi_fail(e, DS_ERR_CONFIG, "n_group (%d) does not divide n_routed_experts (%d)", c->n_group,
                         c->n_routed_experts);

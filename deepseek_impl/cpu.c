@@ -1003,8 +1003,8 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
                 gs[g] = mx;
             }
         }
-        int keep[64];
-        int kg = cf->topk_group < 64 ? cf->topk_group : 64;
+        int keep[DS_MAX_TOPK_GROUP];   /* config.c caps topk_group */
+        int kg = cf->topk_group < DS_MAX_TOPK_GROUP ? cf->topk_group : DS_MAX_TOPK_GROUP;
         dsi_topk(gs, G, kg, keep);
         /* experts outside the chosen groups are masked: V3 (noaux_tc) with
          * -inf as transformers and DeepSeek's inference/model.py do; V2 with
@@ -1069,14 +1069,14 @@ static void dsi_moe_prefetch(dsi_cpu_ctx *c, int l, int T, const float *X) {
     dsi_pager_prefetch(c->m->pager, l, uniq, nu, false);
     dsi_pager_routed(c->m->pager, l, uniq, nu, c->guess + (size_t)l * K, T == 1 ? c->n_guess[l] : 0);
     c->n_guess[l] = 0;
-    if (T > 4 || K > 64 || l + 1 >= cf->n_layers || !c->m->w.layers[l + 1].moe) return;
+    if (T > 4 || K > DS_MAX_EXPERTS_PER_TOK || l + 1 >= cf->n_layers || !c->m->w.layers[l + 1].moe) return;
     const dsi_layer *N = &c->m->w.layers[l + 1];
     float *logits = c->ye, *scratch = c->ework;
     int *pred = c->guess + (size_t)(l + 1) * K;   /* best first; kept to score it against l+1's choice */
     for (int t = 0; t < T; t++) {
         for (int x = 0; x < N->router.rows; x++)
             logits[x] = c->k.dot[N->router.dtype](N->router.data + (size_t)x * N->router.row_bytes, X + (size_t)t * D, D);
-        float w[64];
+        float w[DS_MAX_EXPERTS_PER_TOK];
         dsi_route_kept(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, N->kept, N->n_kept, scratch, pred, w);
         dsi_pager_prefetch(c->m->pager, l + 1, pred, K, true);
     }
@@ -1113,8 +1113,8 @@ static void dsi_moe_add_rows(dsi_cpu_ctx *c, const int *ord, int K, float *Y) {
 static ds_status dsi_moe_decode_paged(dsi_cpu_ctx *c, int l, const dsi_layer *L, const float *X, float *Y,
                                       dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
-    int D = cf->hidden_size, K = cf->n_experts_per_tok, ord[64];
-    bool done[64] = {false};
+    int D = cf->hidden_size, K = cf->n_experts_per_tok, ord[DS_MAX_EXPERTS_PER_TOK];   /* K capped by config.c */
+    bool done[DS_MAX_EXPERTS_PER_TOK] = {false};
     dsi_sel_ascending(c, K, ord);
     for (int n = 0; n < K; n++) {
         int pick = -1, best = 3;

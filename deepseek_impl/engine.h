@@ -82,6 +82,13 @@ struct ds_model {
     int n_threads;
     bool exact_act;             /* Q8_0 weights meet F32 activations (ds_model_params.exact_activations) */
     uint64_t expert_cache_bytes;
+    /* The model runs within a memory budget (an expert cache, or every
+     * routed expert in VRAM): ciphertext read at open (metadata, dense
+     * segments, experts staged to the device) leaves the page cache as each
+     * window of it is opened (dsi_file_drop_read in file.c), unless it was in memory
+     * before the read (tmpfs, or a file another reader keeps cached). The
+     * pager drops expert ciphertext itself (its page-cache tier). */
+    bool drop_read;
     ds_log_fn log;
     void *log_user;
     int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */

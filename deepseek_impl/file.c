@@ -253,6 +253,33 @@ static ds_status dsi_file_read(const ds_model *m, void *a, size_t na, void *b, s
     return dsi_name_file(m, e);
 }
 
+/* ==== Page cache ========================================================= */
+static uint64_t dsi_page_bytes(void) {
+    long pg = sysconf(_SC_PAGESIZE);
+    return pg > 0 ? (uint64_t)pg : 4096;
+}
+
+/* With m->drop_read: asks the OS to drop the file's pages over [off, end),
+ * read and opened just now, from the page cache. Reads go front to back, so
+ * off is rounded down to its page (what an earlier window or segment left of
+ * that page is done). end is rounded up only where nothing after it can share
+ * its page: never inside a segment (the next window starts in that page, and
+ * drops it when done), and at a segment's end (seg_end) only when the next
+ * segment, which starts on a DSI_SEG_ALIGN boundary, cannot start inside it
+ * (always with 4 KiB pages; with larger pages the page is left for the next
+ * segment's read to drop). A page dropped too early would only be read
+ * again. Dirty pages (a file just written) stay until written back. */
+static void dsi_file_drop_read(const ds_model *m, uint64_t off, uint64_t end, bool seg_end) {
+    if (!m->drop_read || end <= off) return;
+    uint64_t page = dsi_page_bytes();
+    uint64_t a = off / page * page, b = end / page * page;
+    if (seg_end && end % page) {
+        uint64_t next = (end + DSI_SEG_ALIGN - 1) / DSI_SEG_ALIGN * DSI_SEG_ALIGN;
+        if (next % page == 0) b += page;
+    }
+    if (b > a) dsi_file_release(m, a, b - a);   /* a callback source: its release */
+}
+
 /* ==== Segments =========================================================== */
 /* Opens chunk c of segment seg into out (its plaintext length). Every chunk
  * but the last is full, so chunk c starts at c * (chunk_bytes + tag). */
@@ -306,6 +333,11 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
         if (!scratch) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a %u-byte chunk", cb);
     }
     ds_status st = DS_OK;
+    /* within a memory budget, each window's ciphertext leaves the page
+     * cache once opened, so reading the dense part at open never holds more
+     * than a window of it beside its plaintext; not when the segment was in
+     * memory already (tmpfs, or cached for someone else) */
+    bool drop = m->drop_read && !dsi_file_in_memory(m, s->offset, s->stored_bytes);
     /* windows of 8 chunks, each asked for ahead in large reads */
     const uint32_t win = 8;
     uint64_t stride = (uint64_t)cb + DSI_TAG_BYTES;
@@ -316,6 +348,7 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
         dsi_file_willneed(m, w0, w1 - w0);
         for (uint32_t c = c0; c < c1 && !st; c++)
             st = dsi_open_chunk_at(m, seg, c, dst ? dst + (uint64_t)c * cb : scratch, e);
+        if (drop) dsi_file_drop_read(m, w0, w1, c1 == s->n_chunks);
     }
     if (st && dst) sodium_memzero(dst, s->plain_bytes);   /* no half-authenticated plaintext */
     if (scratch) {
@@ -552,6 +585,7 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     uint32_t nch = 0;
     dsi_stored_bytes(h->meta_plain_bytes, h->chunk_bytes, &stored, &nch);
     uint64_t at = h->meta_offset;
+    bool drop = m->drop_read && !dsi_file_in_memory(m, h->meta_offset, stored);
     dsi_file_willneed(m, h->meta_offset, stored);
     for (uint32_t c = 0; c < nch; c++) {
         uint64_t done = (uint64_t)c * h->chunk_bytes;
@@ -573,6 +607,10 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
                                             "damaged");
         }
         at += len + DSI_TAG_BYTES;
+    }
+    if (drop) {
+        dsi_file_drop_read(m, h->meta_offset, h->meta_offset + stored, true);
+        dsi_file_drop_read(m, 0, DSI_HEADER_AREA, true);   /* the header's page(s), read before */
     }
     ds_status s = dsi_meta_parse(plain, n, h->file_bytes, h->chunk_bytes, h->meta_offset, &m->al, &m->meta, e);
     if (s) {
@@ -769,6 +807,10 @@ DSI_FUNC ds_status dsi_file_open_adapter(ds_model *f, const char *path, const ds
 }
 
 DSI_FUNC ds_status dsi_file_open(ds_model *m, const dsi_source *src, const ds_model_params *p, dsi_err *e) {
+    /* as model.c decides it once the device is known (a CUDA device that
+     * is missing leaves the CPU with every expert resident: then the
+     * metadata alone was dropped) */
+    m->drop_read = p->expert_cache_bytes != 0 || (p->device == DS_DEVICE_CUDA && p->gpu_cache_bytes == 0);
     ds_status s = dsi_file_open_container(m, src, p, false, e);
     if (s) return s;
     {
@@ -992,7 +1034,9 @@ static void dsi_verify_one(dsi_verify_job *j, size_t i) {
         }
         pthread_mutex_unlock(&j->lock);
     }
-    /* dsi_segment_read has let go of the file's pages as it went */
+    /* within a memory budget (m->drop_read) dsi_segment_read has let go of
+     * the file's pages as it went; otherwise they stay cached, as for any
+     * file read through */
     const dsi_segment *sg = &m->meta.segments[i];
     __atomic_fetch_add(&j->bytes, sg->stored_bytes, __ATOMIC_RELAXED);
     __atomic_fetch_add(&j->done, 1, __ATOMIC_RELAXED);

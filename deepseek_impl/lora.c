@@ -259,6 +259,7 @@ DS_API ds_status ds_adapter_open(ds_adapter **out, ds_model *base, const char *p
     if (!s) {
         /* the routed experts' parts are paged when the base pages its experts */
         ds_model_params mp = ds_model_default_params();
+        f->drop_read = base->drop_read;   /* the adapter's ciphertext as the base's */
         s = dsi_file_load_dense(f, base->pager == NULL, &mp, &e);
     }
     if (!s) s = dsi_adapter_bind(a, tg, n_tg, &e);

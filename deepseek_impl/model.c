@@ -70,6 +70,11 @@ static ds_status dsi_model_weights(ds_model *m, const ds_model_params *p, dsi_er
     /* with gpu_cache_bytes 0 every expert goes to device memory at open,
      * decrypted one at a time into staging: none stays on the host */
     bool experts_on_host = !(m->device == DS_DEVICE_CUDA && p->gpu_cache_bytes == 0);
+    /* within a memory budget the ciphertext read at open leaves the page
+     * cache as it is opened (file.c); a resident model leaves it cached, as
+     * a program reading a file does: it is the OS's to reclaim, and a model
+     * opened again soon (a restarted server) opens from memory */
+    m->drop_read = p->expert_cache_bytes != 0 || !experts_on_host;
     if ((s = dsi_file_load_dense(m, p->expert_cache_bytes == 0 && experts_on_host, p, e))) return s;
     if (p->expert_cache_bytes &&
         (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, p->prefetch,

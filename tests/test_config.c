@@ -363,6 +363,21 @@ static void test_defaults(void) {
     /* extra, unknown fields are fine */
     s = t_parse(t_mk(T_V2, T_NV2, "some_future_field", "{\"a\": [1, 2, {}]}", NULL), &c, &e);
     T_STATUS("config-2.9", s, DS_OK, e.msg);
+
+    /* experts per token and groups kept: at most DS_MAX_EXPERTS_PER_TOK and
+     * DS_MAX_TOPK_GROUP (64; per-token arrays on the stack), whatever the
+     * expert and group counts allow */
+    s = t_parse(t_mk(T_V2, T_NV2, "n_routed_experts", "256", "num_experts_per_tok", "64", NULL), &c, &e);
+    T_CHECK("config-2.10", s == DS_OK && c.n_experts_per_tok == 64, "64 of 256 experts (%s)", e.msg);
+    t_bad("config-2.10", t_mk(T_V2, T_NV2, "n_routed_experts", "256", "num_experts_per_tok", "65", NULL),
+          DS_ERR_CONFIG, "field 'num_experts_per_tok' = 65 is out of range (1..64)");
+    s = t_parse(t_mk(T_V2, T_NV2, "n_routed_experts", "256", "topk_method", "\"group_limited_greedy\"", "n_group", "128",
+                     "topk_group", "64", NULL),
+                &c, &e);
+    T_CHECK("config-2.10", s == DS_OK && c.topk_group == 64, "64 of 128 groups (%s)", e.msg);
+    t_bad("config-2.10", t_mk(T_V2, T_NV2, "n_routed_experts", "256", "topk_method", "\"group_limited_greedy\"", "n_group", "128",
+                              "topk_group", "65", NULL),
+          DS_ERR_CONFIG, "field 'topk_group' = 65 is out of range (1..64)");
 }
 
 /* ==== 3: required fields and types ========================================= */
@@ -554,8 +569,12 @@ static void test_ranges(void) {
     ds_status s = t_parse(t_mk(T_V2, T_NV2, "num_hidden_layers", lim, NULL), &c, &e);
     T_CHECK("config-6.50", s == DS_OK && c.n_layers == DS_MAX_LAYERS, "max layers (%s)", e.msg);
     snprintf(lim, sizeof lim, "%d", DS_MAX_EXPERTS);
-    s = t_parse(t_mk(T_V2, T_NV2, "n_routed_experts", lim, "num_experts_per_tok", lim, NULL), &c, &e);
-    T_CHECK("config-6.51", s == DS_OK && c.n_routed_experts == DS_MAX_EXPERTS, "max experts (%s)", e.msg);
+    char klim[32];
+    snprintf(klim, sizeof klim, "%d", DS_MAX_EXPERTS_PER_TOK);
+    s = t_parse(t_mk(T_V2, T_NV2, "n_routed_experts", lim, "num_experts_per_tok", klim, NULL), &c, &e);
+    T_CHECK("config-6.51", s == DS_OK && c.n_routed_experts == DS_MAX_EXPERTS &&
+                               c.n_experts_per_tok == DS_MAX_EXPERTS_PER_TOK,
+            "max experts (%s)", e.msg);
 
     /* DeepSeek-MoE: head dim from hidden / heads, must divide and be even */
     t_bad("config-6.52", t_mk(T_MOE, T_NMOE, "num_attention_heads", "5", "num_key_value_heads", "5", NULL),
@@ -757,9 +776,11 @@ static void t_shape(const char *id, const dsi_tensor_spec *s, size_t n, const ch
 }
 
 static void test_specs(void) {
-    static const struct { const char *family; size_t count; } fam[] = {
+    static const struct { const char *family; size_t count, experts; } fam[] = {
         /* embed + norm + lm_head, 3 layers: 1 dense + 2 MoE (8 experts x 3) */
-        {"v2lite", 83}, {"v2", 89}, {"v3", 91}, {"moe16b", 80}, {"v2lite_sharded", 83}, {"yarn", 82},
+        {"v2lite", 83, 8}, {"v2", 89, 8}, {"v3", 91, 8}, {"moe16b", 80, 8}, {"v2lite_sharded", 83, 8}, {"yarn", 82, 8},
+        /* v3 at 256 experts: 43 + 2 x 256 x 3 */
+        {"v3e256", 1579, 256},
     };
     for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
         char id[32];
@@ -773,7 +794,7 @@ static void test_specs(void) {
         T_STATUS(id, st, DS_OK, e.msg);
         if (st) continue;
         T_CHECK(id, n == fam[f].count, "%s: %zu tensors, want %zu", fam[f].family, n, fam[f].count);
-        T_CHECK(id, t_count_prefix(s, n, ".experts.") == 2 * 8 * 3, "%s: expert tensors", fam[f].family);
+        T_CHECK(id, t_count_prefix(s, n, ".experts.") == 2 * fam[f].experts * 3, "%s: expert tensors", fam[f].family);
         t_check_order(id, &c, s, n);
         t_check_expected(id, fam[f].family, s, n);
 

@@ -57,7 +57,7 @@
  *              three experts (the route kernel's kept map, the cache with
  *              absent experts).
  * DS_CUDA_FWD_FAMILIES=v2lite,... limits the families (parity and LoRA
- * cases), DS_CUDA_FWD_TOKENS the generated tokens, DS_CUDA_FWD_LORA_ONLY=1
+ * cases; v3e256, 256 routed experts, runs only when named there), DS_CUDA_FWD_TOKENS the generated tokens, DS_CUDA_FWD_LORA_ONLY=1
  * runs the LoRA cases alone, DS_CUDA_FWD_DROP_ONLY=1 the dropped-expert
  * cases alone: for slow emulated runs (tools/cuda_emu).
  */
@@ -854,9 +854,11 @@ int main(void) {
         T_SKIP("cuda-fwd-4", "DS_CUDA_FWD_LORA_ONLY");
         goto lora;
     }
-    static const char *families[] = {"v2lite", "v2", "v3", "moe16b", "yarn"};
+    /* v3e256 (256 routed experts, top-8 of 8 groups) only when named */
+    static const char *families[] = {"v2lite", "v2", "v3", "moe16b", "yarn", "v3e256"};
     const char *only = getenv("DS_CUDA_FWD_FAMILIES");   /* e.g. "v2lite,moe16b" for a quick run */
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        if (!only && !strcmp(families[f], "v3e256")) continue;
         if (only) {   /* a comma-separated list */
             char list[256], item[64];
             snprintf(list, sizeof list, ",%s,", only);

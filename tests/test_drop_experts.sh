@@ -17,6 +17,8 @@
 #   drop-5.x  errors, each a message and no output: R outside [0, 1), a
 #             calibration file of another model, malformed JSON, a drop that
 #             leaves fewer experts than top_k (or too few in the chosen groups)
+#   drop-6.x  256 routed experts (v3e256: top-8 of 8 groups, 4 kept):
+#             calibration counts, a quarter dropped, paged = resident
 #
 # Uses ${DS_TESTDATA:-$BUILD/testdata} (make testdata). Prints "ok <id>" or
 # "FAIL <id>: ..." per case and ends with
@@ -147,6 +149,44 @@ PYEOF
     if [ "$rc" -eq 0 ] && cmp -s "$T/out" "$T/resident.txt"; then ok "drop-4.$n"
     else bad "drop-4.$n" "$fam: paged output differs from resident (or exit $rc)"; fi
 done
+
+# ---- drop-6: 256 routed experts (v3e256: top-8, 8 groups, 4 kept) ----
+if [ ! -d "$TD/v3e256" ]; then
+    skipped=$((skipped + 1))
+    echo "SKIP drop-6: no $TD/v3e256 (make testdata)"
+else
+    run convert "$TD/v3e256" "$T/e256.dsm" --quant f32 --no-encrypt
+    [ "$rc" -eq 0 ] || bad drop-6.0 "convert v3e256: exit $rc"
+    run calibrate "$T/e256.dsm" --file "$T/text.txt" --out "$T/e256.cal.json" --ctx 48
+    if [ "$rc" -ne 0 ]; then bad drop-6.1 "calibrate v3e256: exit $rc"
+    elif "$PY" - "$T/e256.cal.json" >"$T/err" 2>&1 <<'PYEOF'
+import json, math, sys
+c = json.load(open(sys.argv[1]))
+E, K = c["config"]["n_routed_experts"], c["config"]["n_experts_per_tok"]
+assert (E, K, c["config"]["n_group"], c["config"]["topk_group"]) == (256, 8, 8, 4), c["config"]
+assert sorted(c["layers"]) == ["1", "2"], sorted(c["layers"])
+for l, v in c["layers"].items():
+    assert len(v["mass"]) == E and len(v["count"]) == E
+    assert sum(v["count"]) == c["n_tokens"] * K, (l, sum(v["count"]), c["n_tokens"] * K)
+    assert all(math.isfinite(m) and m >= 0 for m in v["mass"])
+    assert sum(1 for n in v["count"] if n) > 64, "fewer than 65 experts ever chosen"
+PYEOF
+    then ok "drop-6.1"
+    else bad drop-6.1 "v3e256: calibration counts"; fi
+    run convert "$TD/v3e256" "$T/e256.p.dsm" --quant f32 --no-encrypt --drop-experts 0.25 --calib "$T/e256.cal.json"
+    if [ "$rc" -ne 0 ]; then bad drop-6.2 "convert --drop-experts v3e256: exit $rc"
+    else
+        run inspect "$T/e256.p.dsm"
+        if [ "$rc" -eq 0 ] && grep -q "ratio *0.25 (64 of 256" "$T/out"; then ok drop-6.2
+        else bad drop-6.2 "v3e256: inspect does not show 64 of 256 dropped"; fi
+        # paged (1 MB: 40 slots of 24.6 KB for 384 experts) = resident
+        run run "$T/e256.p.dsm" -p "w1 w2 w3" -n 24 --temp 0 --ignore-eos
+        cp "$T/out" "$T/resident.txt"
+        run run "$T/e256.p.dsm" -p "w1 w2 w3" -n 24 --temp 0 --ignore-eos --cache-mb 1
+        if [ "$rc" -eq 0 ] && [ -s "$T/out" ] && cmp -s "$T/out" "$T/resident.txt"; then ok drop-6.3
+        else bad drop-6.3 "v3e256: paged output differs from resident (or exit $rc)"; fi
+    fi
+fi
 
 # ---- drop-5: errors ----
 C="$T/v2lite.drop.json"

@@ -203,6 +203,10 @@ extern "C" ds_status dsi_cuda_route(const ds_model_config *cf, const float *logi
     a.n_kept = kept ? n_kept : a.E;
     const bool grouped = cf->topk_method != DS_TOPK_GREEDY && cf->n_group > 1;
     a.G = grouped ? cf->n_group : 1;
+    /* config.c caps topk_group at DS_MAX_TOPK_GROUP (64): a build that
+     * raises it gets an error here, not a different choice from the CPU's */
+    DSI_CUDA_ARG(!grouped || cf->topk_group <= ROUTE_MAX_KEEP, "dsi_cuda_route: topk_group %d > %d", cf->topk_group,
+                 ROUTE_MAX_KEEP);
     a.kg = cf->topk_group < ROUTE_MAX_KEEP ? cf->topk_group : ROUTE_MAX_KEEP;
     a.noaux = cf->topk_method == DS_TOPK_NOAUX_TC;
     a.sigmoid = cf->scoring_func == DS_SCORING_SIGMOID;

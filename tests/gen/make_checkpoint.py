@@ -619,6 +619,22 @@ def family_v3():
     return c, dt, 1, V3_CHAT_TEMPLATE
 
 
+# DeepSeek-V3's routing at its real expert count: 256 routed experts, top-8,
+# 8 groups of 32 with the best 4 kept (noaux_tc, sigmoid, correction bias,
+# routed_scaling_factor 2.5, norm_topk_prob), one dense layer and two MoE
+# layers at the tiny widths (FP8 experts: ~3 MB of weights). Expert tables,
+# pager slots and routing are sized by the expert count, so this is where a
+# limit of 64 or 128 experts would show.
+V3E256 = dict(TINY, experts=256, topk=8)
+
+
+def family_v3e256():
+    c = v3_config(V3E256)
+    c["n_group"] = 8
+    c["topk_group"] = 4
+    return c, family_v3()[1], 1, V3_CHAT_TEMPLATE
+
+
 def family_moe16b():
     c = moe16b_config(TINY)
     return c, (lambda name, kind: "BF16"), 1, V2_CHAT_TEMPLATE
@@ -642,6 +658,7 @@ FAMILIES = {
     "moe16b": family_moe16b,
     "v2lite_sharded": family_v2lite_sharded,
     "yarn": family_yarn,
+    "v3e256": family_v3e256,   # last: the families before keep their seeds
 }
 FAMILY_ORDER = list(FAMILIES)
 

@@ -65,7 +65,7 @@ N_TOKENS = 32
 PREFILL = 20
 TOKEN_SEED = 36  # chosen among seeds 1..60 for a large smallest routing gap
                  # (8.7e-5) with top-1 margins >= 5e-4 in all six families
-ALL_FAMILIES = ["v2lite", "v2", "v3", "moe16b", "v2lite_sharded", "yarn"]
+ALL_FAMILIES = ["v2lite", "v2", "v3", "moe16b", "v2lite_sharded", "yarn", "v3e256"]
 MLA_ARCHS = ("DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM")
 
 
@@ -510,7 +510,7 @@ def main(argv):
     ap = argparse.ArgumentParser(description="Reference logits for the tiny DeepSeek test checkpoints.")
     ap.add_argument("--testdata", required=True, help="output of make_checkpoint.py --all")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "goldens"))
-    ap.add_argument("--families", default="v2lite,v2,v3,v2lite_sharded,yarn,moe16b")
+    ap.add_argument("--families", default="v2lite,v2,v3,v2lite_sharded,yarn,moe16b,v3e256")
     ap.add_argument("--v3-inference", metavar="PATH",
                     help="DeepSeek-V3 inference/model.py (or a directory holding it) for the cross-check")
     ap.add_argument("--moe-modeling", metavar="DIR",
