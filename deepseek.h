@@ -606,6 +606,81 @@ DS_API DS_WARN_UNUSED ds_status ds_model_layer_experts(const ds_model *m, int la
 
 DS_API DS_WARN_UNUSED ds_status ds_model_verify(const ds_model *m, int n_threads, ds_progress_fn progress, void *user);
 
+/* ==== Memory plan ======================================================== */
+/* What a model takes in memory, from its own segment directory (not its
+ * config alone), and how to fit it in a budget: what `ds inspect --plan`
+ * prints. Works on a model opened with load_weights = 0 (the metadata is
+ * enough), so a program can size its expert cache before it loads weights:
+ * open metadata-only, plan, reopen with expert_cache_bytes = cache_bytes.
+ *
+ * The memory model (tools/model_sizes.py computes the same from a config):
+ *   resident  the dense segments' plaintext (embeddings, attention, dense and
+ *             shared-expert FFNs, routers, norms, head), each rounded up to a
+ *             4 KiB page as file.c holds them: what every open keeps;
+ *   experts   the routed experts' plaintext, page-rounded the same way (all
+ *             of it is held when there is no expert cache);
+ *   context   one ds_context of n_ctx positions, one sequence: the F32 KV
+ *             cache (MLA: latent + rope key; MHA: K and V; per layer and
+ *             position) and the forward pass's scratch for a batch of 256
+ *             tokens (activations, int8 copies, MLA expansion, a logits row,
+ *             the token ids). Per-thread buffers (a few hundred KB each) are
+ *             left to the slack;
+ *   slack     64 MiB + 1/64 of the budget: the tokenizer and metadata, the
+ *             per-thread buffers, the allocator and the program itself.
+ * A cache of B bytes holds floor(B / slot) experts (slot: the largest
+ * expert rounded up to 4 KiB, as pager.c sizes them) and needs at least 2.
+ * The hit rate is a model, not a measurement: under uniform routing (every
+ * (layer, expert) pair equally likely, tokens independent) an LRU or LFU
+ * cache of C of the N experts serves C/N of the lookups. Real routing is
+ * skewed, so LFU usually does better; `ds bench --sweep` measures it. */
+#define DS_PLAN_SLACK_FIXED (64ull << 20)   /* slack: this + mem_bytes / DS_PLAN_SLACK_DIV */
+#define DS_PLAN_SLACK_DIV 64
+typedef struct ds_memory_plan {
+    /* ---- the file ---- */
+    uint64_t resident_bytes;      /* dense segments, page-rounded: held by every open */
+    uint64_t expert_bytes;        /* routed experts, page-rounded, all layers */
+    uint64_t n_experts;           /* routed experts in the file (dropped ones are not) */
+    int n_expert_layers;          /* layers that have routed experts */
+    uint64_t slot_bytes;          /* one expert cache slot: the largest expert, page-rounded; 0 = no experts */
+    /* ---- one context ---- */
+    int n_ctx;                    /* the positions the context figures are for */
+    uint64_t kv_bytes_per_token;  /* KV cache of one position, all layers (F32) */
+    uint64_t kv_bytes;            /* kv_bytes_per_token * n_ctx */
+    uint64_t scratch_bytes;       /* the rest of a context */
+    uint64_t context_bytes;       /* kv_bytes + scratch_bytes */
+    /* ---- totals ---- */
+    uint64_t full_bytes;          /* resident + experts + context: an open with no expert cache */
+    uint64_t min_paged_bytes;     /* resident + context + 2 slots: the least a paged run takes
+                                     (without slack); 0 when there are no routed experts */
+    uint64_t min_mem_bytes;       /* the smallest mem_bytes that fits: resident + context + the
+                                     smaller of (a cache of 2 slots, in whole MiB) and all the
+                                     experts + the slack of that budget */
+    /* ---- against the budget (zero when mem_bytes is 0) ---- */
+    uint64_t mem_bytes;           /* the budget, as asked */
+    uint64_t slack_bytes;         /* DS_PLAN_SLACK_FIXED + mem_bytes / DS_PLAN_SLACK_DIV */
+    int fits;                     /* 1: all resident fits, or a cache of at least 2 slots does */
+    int all_resident;             /* 1: full_bytes + slack fits: no expert cache needed */
+    uint64_t shortfall_bytes;     /* fits 0: min_mem_bytes - mem_bytes */
+    uint64_t cache_bytes;         /* fits and not all_resident: the expert cache budget (a whole
+                                     number of MiB: --cache-mb cache_bytes >> 20; ds_model_params
+                                     expert_cache_bytes), mem - resident - context - slack, rounded
+                                     down to a MiB; never more than n_experts slots need */
+    uint64_t cache_slots;         /* experts the cache holds: cache_bytes / slot_bytes, at most n_experts
+                                     (n_experts when all_resident) */
+    double cache_share;           /* cache_slots / n_experts (1 when all_resident) */
+    double hit_rate;              /* expected share of expert lookups served from memory under
+                                     uniform routing: cache_share */
+} ds_memory_plan;
+
+/* Fills out for a context of n_ctx positions (0 = ds_context_new's default:
+ * min(4096, the model's maximum)) and a budget of mem_bytes (0 = none: the
+ * file's and the context's figures only). DS_ERR_INVALID_ARG for a NULL
+ * argument or n_ctx outside [0, 4194304]; DS_ERR_LIMIT when a figure
+ * overflows 64 bits. A budget too small is not an error: fits is 0 and
+ * shortfall_bytes says by how much. Thread-safe. */
+DS_API DS_WARN_UNUSED ds_status ds_model_memory_plan(const ds_model *m, int n_ctx, uint64_t mem_bytes,
+                                                     ds_memory_plan *out);
+
 /* ==== Expert cache statistics =========================================== */
 typedef struct ds_cache_stats {
     uint64_t budget_bytes, slot_bytes;
