@@ -632,7 +632,11 @@ DS_API DS_WARN_UNUSED ds_status ds_model_verify(const ds_model *m, int n_threads
  * The hit rate is a model, not a measurement: under uniform routing (every
  * (layer, expert) pair equally likely, tokens independent) an LRU or LFU
  * cache of C of the N experts serves C/N of the lookups. Real routing is
- * skewed, so LFU usually does better; `ds bench --sweep` measures it. */
+ * skewed, so LFU usually does better; `ds bench --sweep` measures it.
+ * The figures are host memory for a CPU run of one context. A program with
+ * several contexts (ds-server: one per --max-concurrent) adds context_bytes
+ * for each; with DS_DEVICE_CUDA the dense part and the KV cache live in
+ * device memory instead, and gpu_cache_bytes sizes the VRAM expert cache. */
 #define DS_PLAN_SLACK_FIXED (64ull << 20)   /* slack: this + mem_bytes / DS_PLAN_SLACK_DIV */
 #define DS_PLAN_SLACK_DIV 64
 typedef struct ds_memory_plan {

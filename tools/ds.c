@@ -665,8 +665,8 @@ static void print_plan_text(const char *path, const ds_memory_plan *p) {
     printf("  %-22s %.1f%% of expert lookups from the cache, under uniform routing (a cache of C of N\n"
            "  %-22s experts serves C/N); real routing is skewed: ds bench --sweep measures it\n",
            "expected hits", 100.0 * p->hit_rate, "");
-    printf("  %-22s ds run MODEL --cache-mb %llu --ctx %d   (ds bench: the same flags)\n", "use",
-           (unsigned long long)(p->cache_bytes >> 20), p->n_ctx);
+    printf("  %-22s ds run MODEL --cache-mb %llu --ctx %d; ds bench MODEL --cache-mb %llu measures the hits\n",
+           "use", (unsigned long long)(p->cache_bytes >> 20), p->n_ctx, (unsigned long long)(p->cache_bytes >> 20));
 }
 
 static void print_plan_json(const ds_memory_plan *p) {
