@@ -680,7 +680,8 @@ typedef struct ds_memory_plan {
  * min(4096, the model's maximum)) and a budget of mem_bytes (0 = none: the
  * file's and the context's figures only). DS_ERR_INVALID_ARG for a NULL
  * argument or n_ctx outside [0, 4194304]; DS_ERR_LIMIT when a figure
- * overflows 64 bits. A budget too small is not an error: fits is 0 and
+ * overflows 64 bits; DS_ERR_NOMEM (a few bytes per layer are allocated
+ * with the model's allocator). A budget too small is not an error: fits is 0 and
  * shortfall_bytes says by how much. Thread-safe. */
 DS_API DS_WARN_UNUSED ds_status ds_model_memory_plan(const ds_model *m, int n_ctx, uint64_t mem_bytes,
                                                      ds_memory_plan *out);

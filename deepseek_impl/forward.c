@@ -866,7 +866,11 @@ DS_API ds_status ds_model_memory_plan(const ds_model *m, int n_ctx, uint64_t mem
     dsi_sum s = {0, false}, res = {0, false}, exp = {0, false};
     /* ---- the file: its segment directory ---- */
     const dsi_meta *md = &m->meta;
-    int last_layer = INT32_MIN;
+    unsigned char *seen = dsi_calloc(&m->al, (size_t)(cf->n_layers > 0 ? cf->n_layers : 1), 1);
+    if (!seen) {
+        dsi_fail(&e, DS_ERR_NOMEM, "ds_model_memory_plan: out of memory");
+        return dsi_publish(&e);
+    }
     for (size_t i = 0; i < md->n_segments; i++) {
         const dsi_segment *g = &md->segments[i];
         uint64_t piece = dsi_page_up(g->plain_bytes);
@@ -874,12 +878,16 @@ DS_API ds_status ds_model_memory_plan(const ds_model *m, int n_ctx, uint64_t mem
             dsi_sum_add(&exp, piece);
             out->n_experts++;
             if (piece > out->slot_bytes) out->slot_bytes = piece;
-            if (g->layer != last_layer) out->n_expert_layers++;   /* a layer's experts are consecutive */
-            last_layer = g->layer;
+            /* layers counted once each, wherever their experts sit in the directory */
+            if (g->layer >= 0 && g->layer < cf->n_layers && !seen[g->layer]) {
+                seen[g->layer] = 1;
+                out->n_expert_layers++;
+            }
         } else {
             dsi_sum_add(&res, piece);
         }
     }
+    dsi_free(&m->al, seen);
     out->resident_bytes = res.v;
     out->expert_bytes = exp.v;
     s.over |= res.over || exp.over;

@@ -20,6 +20,9 @@
 #   plan-5.*   text output: "does not fit" with the shortfall (exit 0) for a
 #              small budget; for a budget that pages, the --cache-mb line and
 #              the expected hit rate agree with --json
+#   plan-6.*   experts dropped at conversion (--drop-experts 0.5): the plan
+#              counts the experts left (half, the segment table's), in every
+#              MoE layer, and all of them resident under a big budget
 #
 # Prints "ok <id>" / "FAIL <id>: ..." / "SKIP <id>: ..." per case and ends with
 #     RESULT test_plan.sh: N passed, N failed, N skipped
@@ -222,6 +225,42 @@ if os.path.exists(os.path.join(pager, "config.json")):
         bad("plan-5.2", str(e))
 else:
     skip("plan-5.2", "no pager checkpoint")
+
+# ---- plan-6: experts dropped at conversion ----
+v2l = os.path.join(TD, "v2lite")
+if os.path.exists(os.path.join(v2l, "config.json")):
+    full = os.path.join(WORK, "full.dsm")
+    cal = os.path.join(WORK, "cal.json")
+    pruned = os.path.join(WORK, "pruned.dsm")
+    txt = os.path.join(WORK, "text.txt")
+    with open(txt, "w") as f:
+        f.write("The quick brown fox jumps over the lazy dog. " * 8)
+    steps = [ds("convert", v2l, full, "--no-encrypt", "--force"),
+             ds("calibrate", full, "--file", txt, "--out", cal, "--ctx", "48"),
+             ds("convert", v2l, pruned, "--no-encrypt", "--force", "--drop-experts", "0.5", "--calib", cal)]
+    fail = [r for r in steps if r.returncode != 0]
+    if fail:
+        bad("plan-6", "making the pruned container: " + fail[0].stderr[-300:])
+    else:
+        try:
+            segs = json.loads(ds("inspect", pruned, "--json").stdout)["segments"]
+            a, b = plan_json(full)["plan"], plan_json(pruned)["plan"]
+            n = sum(1 for s in segs if s["kind"] == "expert")
+            exp = sum(page_up(s["plain_bytes"]) for s in segs if s["kind"] == "expert")
+            if b["n_experts"] != n or b["expert_bytes"] != exp or 2 * n != a["n_experts"] or \
+                    b["n_expert_layers"] != a["n_expert_layers"]:
+                bad("plan-6.1", "pruned %s vs full %s, segments %d" % (b, a, n))
+            else:
+                ok("plan-6.1")
+            big = plan_json(pruned, "--mem", str(b["full_bytes"] * 2 + (1 << 30)))["plan"]
+            if not big["all_resident"] or big["cache_slots"] != n:
+                bad("plan-6.2", "%s" % big)
+            else:
+                ok("plan-6.2")
+        except (RuntimeError, ValueError, KeyError) as e:
+            bad("plan-6", str(e))
+else:
+    skip("plan-6", "no v2lite checkpoint")
 
 print("RESULT test_plan.sh: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
 sys_exit = 1 if failed else 0
