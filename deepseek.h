@@ -619,11 +619,12 @@ DS_API DS_WARN_UNUSED ds_status ds_model_verify(const ds_model *m, int n_threads
  *             4 KiB page as file.c holds them: what every open keeps;
  *   experts   the routed experts' plaintext, page-rounded the same way (all
  *             of it is held when there is no expert cache);
- *   context   one ds_context of n_ctx positions, one sequence: the F32 KV
- *             cache (MLA: latent + rope key; MHA: K and V; per layer and
- *             position) and the forward pass's scratch for a batch of 256
- *             tokens (activations, int8 copies, MLA expansion, a logits row,
- *             the token ids). Per-thread buffers (a few hundred KB each) are
+ *   context   one ds_context of n_ctx positions and n_seq sequences: the F32
+ *             KV cache (MLA: latent + rope key; MHA: K and V; per layer,
+ *             position and sequence) and the forward pass's scratch for a
+ *             batch of 256 tokens (activations, int8 copies, MLA expansion,
+ *             a logits row, with several sequences one per sequence, the
+ *             token ids). Per-thread buffers (a few hundred KB each) are
  *             left to the slack;
  *   slack     64 MiB + 1/64 of the budget: the tokenizer and metadata, the
  *             per-thread buffers, the allocator and the program itself.
@@ -633,10 +634,17 @@ DS_API DS_WARN_UNUSED ds_status ds_model_verify(const ds_model *m, int n_threads
  * (layer, expert) pair equally likely, tokens independent) an LRU or LFU
  * cache of C of the N experts serves C/N of the lookups. Real routing is
  * skewed, so LFU usually does better; `ds bench --sweep` measures it.
- * The figures are host memory for a CPU run of one context. A program with
- * several contexts (ds-server: one per --max-concurrent) adds context_bytes
- * for each; with DS_DEVICE_CUDA the dense part and the KV cache live in
- * device memory instead, and gpu_cache_bytes sizes the VRAM expert cache. */
+ * The figures are host memory for a CPU run of one context (ds-server's
+ * holds --max-concurrent sequences: n_seq; a program with several contexts
+ * adds context_bytes for each but the first); with DS_DEVICE_CUDA the dense part and the KV cache live in device memory
+ * instead, and gpu_cache_bytes sizes the VRAM expert cache.
+ *
+ *     ds_memory_plan_params pp = {0};
+ *     pp.mem_bytes = 16ull << 30;
+ *     ds_memory_plan plan;
+ *     if (ds_model_memory_plan(meta_only, &pp, &plan) == DS_OK && plan.fits)
+ *         mp.expert_cache_bytes = plan.cache_bytes;   // 0 when all fit resident
+ */
 #define DS_PLAN_SLACK_FIXED (64ull << 20)   /* slack: this + mem_bytes / DS_PLAN_SLACK_DIV */
 #define DS_PLAN_SLACK_DIV 64
 typedef struct ds_memory_plan {
@@ -646,10 +654,11 @@ typedef struct ds_memory_plan {
     uint64_t n_experts;           /* routed experts in the file (dropped ones are not) */
     int n_expert_layers;          /* layers that have routed experts */
     uint64_t slot_bytes;          /* one expert cache slot: the largest expert, page-rounded; 0 = no experts */
-    /* ---- one context ---- */
+    /* ---- one context (ds_context_new) ---- */
     int n_ctx;                    /* the positions the context figures are for */
-    uint64_t kv_bytes_per_token;  /* KV cache of one position, all layers (F32) */
-    uint64_t kv_bytes;            /* kv_bytes_per_token * n_ctx */
+    int n_seq;                    /* its sequences (ds_context_params.n_seq), each with a KV cache */
+    uint64_t kv_bytes_per_token;  /* KV cache of one position of one sequence, all layers (F32) */
+    uint64_t kv_bytes;            /* kv_bytes_per_token * n_ctx * n_seq */
     uint64_t scratch_bytes;       /* the rest of a context */
     uint64_t context_bytes;       /* kv_bytes + scratch_bytes */
     /* ---- totals ---- */
@@ -676,14 +685,25 @@ typedef struct ds_memory_plan {
                                      uniform routing: cache_share */
 } ds_memory_plan;
 
-/* Fills out for a context of n_ctx positions (0 = ds_context_new's default:
- * min(4096, the model's maximum)) and a budget of mem_bytes (0 = none: the
- * file's and the context's figures only). DS_ERR_INVALID_ARG for a NULL
- * argument or n_ctx outside [0, 4194304]; DS_ERR_LIMIT when a figure
- * overflows 64 bits; DS_ERR_NOMEM (a few bytes per layer are allocated
- * with the model's allocator). A budget too small is not an error: fits is 0 and
+/* What to plan for. Every field's default is 0, so `ds_memory_plan_params
+ * pp = {0};`, ds_memory_plan_default_params() and NULL are the same. */
+typedef struct ds_memory_plan_params {
+    int n_ctx;                    /* positions per context; 0 = ds_context_new's default:
+                                     min(4096, the model's maximum) */
+    int n_seq;                    /* sequences of the context (ds_context_params.n_seq; ds-server:
+                                     --max-concurrent); 0 = 1 */
+    uint64_t mem_bytes;           /* the budget; 0 = none: the file's and the context's figures only */
+} ds_memory_plan_params;
+
+DS_API ds_memory_plan_params ds_memory_plan_default_params(void);   /* all zero */
+
+/* Fills out for the model and params (NULL = the defaults).
+ * DS_ERR_INVALID_ARG for a NULL model or out, n_ctx outside [0, 4194304] or
+ * n_seq outside [0, 256]; DS_ERR_LIMIT when a figure overflows 64
+ * bits; DS_ERR_NOMEM (a few bytes per layer come from the model's
+ * allocator). A budget too small is not an error: fits is 0 and
  * shortfall_bytes says by how much. Thread-safe. */
-DS_API DS_WARN_UNUSED ds_status ds_model_memory_plan(const ds_model *m, int n_ctx, uint64_t mem_bytes,
+DS_API DS_WARN_UNUSED ds_status ds_model_memory_plan(const ds_model *m, const ds_memory_plan_params *params,
                                                      ds_memory_plan *out);
 
 /* ==== Expert cache statistics =========================================== */

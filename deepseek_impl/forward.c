@@ -813,11 +813,11 @@ static uint64_t dsi_page_up(uint64_t n) {
     return n > UINT64_MAX - (DSI_PLAN_PAGE - 1) ? UINT64_MAX : (n + DSI_PLAN_PAGE - 1) / DSI_PLAN_PAGE * DSI_PLAN_PAGE;
 }
 
-/* One context's KV cache per position and its other buffers: what
- * ds_context_new and the CPU device's ctx_new allocate for one sequence,
- * less the per-thread buffers. */
-static void dsi_plan_context(const ds_model_config *cf, bool mla, uint64_t n_ctx, dsi_sum *s, uint64_t *kv_tok,
-                             uint64_t *scratch) {
+/* A context's KV cache per position (and sequence) and its other buffers:
+ * what ds_context_new and the CPU device's ctx_new allocate for n_seq
+ * sequences, less the per-thread buffers. */
+static void dsi_plan_context(const ds_model_config *cf, bool mla, uint64_t n_ctx, uint64_t n_seq, dsi_sum *s,
+                             uint64_t *kv_tok, uint64_t *scratch) {
     dsi_ctx_shape sh;
     dsi_ctx_widths(cf, mla, &sh);
     uint64_t T = DSI_MAX_BATCH, D = (uint64_t)cf->hidden_size;
@@ -845,20 +845,36 @@ static void dsi_plan_context(const ds_model_config *cf, bool mla, uint64_t n_ctx
         dsi_sum_add(&x, heads * per_head);
     }
     dsi_sum_add(&x, (uint64_t)cf->vocab_size * 4u);              /* a row of logits */
-    dsi_sum_add(&x, n_ctx * 4u);                                 /* the token ids */
+    if (n_seq > 1) dsi_sum_add(&x, n_seq * (uint64_t)cf->vocab_size * 4u);   /* a batch step's, per sequence */
+    dsi_sum_add(&x, n_seq * n_ctx * 4u);                         /* each sequence's token ids */
     s->over |= x.over;
     *scratch = x.v;
 }
 
-DS_API ds_status ds_model_memory_plan(const ds_model *m, int n_ctx, uint64_t mem_bytes, ds_memory_plan *out) {
+DS_API ds_memory_plan_params ds_memory_plan_default_params(void) {
+    ds_memory_plan_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+DS_API ds_status ds_model_memory_plan(const ds_model *m, const ds_memory_plan_params *params, ds_memory_plan *out) {
     dsi_err e = {0};
     if (!m || !out) {
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_memory_plan: model and out must not be NULL");
         return dsi_publish(&e);
     }
     memset(out, 0, sizeof *out);
+    ds_memory_plan_params def = ds_memory_plan_default_params();
+    const ds_memory_plan_params *pp = params ? params : &def;
+    int n_ctx = pp->n_ctx, n_seq = pp->n_seq > 0 ? pp->n_seq : 1;
+    uint64_t mem_bytes = pp->mem_bytes;
     if (n_ctx < 0 || n_ctx > (1 << 22)) {
         dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_memory_plan: n_ctx %d out of range [0, 4194304]", n_ctx);
+        return dsi_publish(&e);
+    }
+    if (pp->n_seq < 0 || pp->n_seq > DSI_MAX_BATCH) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_memory_plan: n_seq %d out of range [0, %d]", pp->n_seq,
+                 DSI_MAX_BATCH);
         return dsi_publish(&e);
     }
     const ds_model_config *cf = &m->cfg;
@@ -893,9 +909,10 @@ DS_API ds_status ds_model_memory_plan(const ds_model *m, int n_ctx, uint64_t mem
     s.over |= res.over || exp.over;
     /* ---- one context ---- */
     out->n_ctx = n_ctx;
-    dsi_plan_context(cf, dsi_arch_attention_mla(cf), (uint64_t)n_ctx, &s, &out->kv_bytes_per_token,
-                     &out->scratch_bytes);
-    out->kv_bytes = dsi_prod(&s, out->kv_bytes_per_token, (uint64_t)n_ctx);
+    out->n_seq = n_seq;
+    dsi_plan_context(cf, dsi_arch_attention_mla(cf), (uint64_t)n_ctx, (uint64_t)n_seq, &s,
+                     &out->kv_bytes_per_token, &out->scratch_bytes);
+    out->kv_bytes = dsi_prod(&s, dsi_prod(&s, out->kv_bytes_per_token, (uint64_t)n_ctx), (uint64_t)n_seq);
     dsi_sum c = {out->kv_bytes, false};
     dsi_sum_add(&c, out->scratch_bytes);
     out->context_bytes = c.v;

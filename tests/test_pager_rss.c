@@ -314,7 +314,9 @@ static void child_convert(child_out *o, uint64_t budget) {
         }
     }
     ds_model_config c;
-    if (ds_model_memory_plan(m, N_CTX, 0, &o->plan) != DS_OK) {
+    ds_memory_plan_params pp = ds_memory_plan_default_params();
+    pp.n_ctx = N_CTX;
+    if (ds_model_memory_plan(m, &pp, &o->plan) != DS_OK) {
         snprintf(o->msg, sizeof o->msg, "plan: %.400s", ds_last_error());
     } else if (ds_model_get_config(m, &c) == DS_OK) {
         o->n_layers = c.n_layers;

@@ -23,7 +23,10 @@
  *            the budget, hit rate = slots / experts; all resident once
  *            full + slack fits
  *  plan-1.8: a context twice as long costs n_ctx x (KV per token + 4) more
- *  plan-1.9: NULL arguments and n_ctx outside [0, 2^22] are DS_ERR_INVALID_ARG
+ *  plan-1.9: NULL arguments, n_ctx outside [0, 2^22] and n_seq outside
+ *            [0, 256] are DS_ERR_INVALID_ARG
+ *  plan-1.10: NULL params plan as {0}; 4 sequences add 3 KV caches, 3 token
+ *            histories and 4 rows of logits (ds_context_new's n_seq > 1)
  *
  * On the pager checkpoint (3 MoE layers of 64 experts of 0.84 MB):
  *
@@ -70,6 +73,14 @@ static int convert(const char *family, char *out, size_t len) {
     return 1;
 }
 
+/* ds_model_memory_plan with n_ctx, one sequence and mem_bytes. */
+static ds_status plan(const ds_model *m, int n_ctx, uint64_t mem, ds_memory_plan *out) {
+    ds_memory_plan_params pp = ds_memory_plan_default_params();
+    pp.n_ctx = n_ctx;
+    pp.mem_bytes = mem;
+    return ds_model_memory_plan(m, &pp, out);
+}
+
 static ds_model *open_model(const char *path, int load, uint64_t cache, ds_status *st) {
     ds_model_params mp = ds_model_default_params();
     mp.allow_plaintext = 1;
@@ -95,7 +106,7 @@ static void test_family(const char *family) {
     ds_model_config c;
     (void)!ds_model_get_config(m, &c);
     ds_memory_plan p;
-    st = ds_model_memory_plan(m, 0, 0, &p);
+    st = plan(m, 0, 0, &p);
     T_STATUS("plan-1.1", st, DS_OK, ds_last_error());
 
     /* ---- 1.2: the segment table, summed here ---- */
@@ -144,8 +155,8 @@ static void test_family(const char *family) {
 
     /* ---- 1.6: the least budget ---- */
     ds_memory_plan q, r;
-    (void)!ds_model_memory_plan(m, 0, p.min_mem_bytes, &q);
-    (void)!ds_model_memory_plan(m, 0, p.min_mem_bytes - 1, &r);
+    (void)!plan(m, 0, p.min_mem_bytes, &q);
+    (void)!plan(m, 0, p.min_mem_bytes - 1, &r);
     T_CHECK("plan-1.6", q.fits && !r.fits && r.shortfall_bytes == 1 && !q.shortfall_bytes,
             "%s: at the least budget fits %d; a byte less fits %d, short %llu", family, q.fits, r.fits,
             (unsigned long long)r.shortfall_bytes);
@@ -155,7 +166,7 @@ static void test_family(const char *family) {
     int bad = 0, saw_paged = 0, saw_all = 0;
     for (uint64_t mem = p.min_mem_bytes; mem < p.full_bytes * 2 + (256ull << 20) && !bad; mem += mem / 16 + 4096) {
         ds_memory_plan b;
-        if (ds_model_memory_plan(m, 0, mem, &b) != DS_OK || !b.fits || b.mem_bytes != mem ||
+        if (plan(m, 0, mem, &b) != DS_OK || !b.fits || b.mem_bytes != mem ||
             b.slack_bytes != DS_PLAN_SLACK_FIXED + mem / DS_PLAN_SLACK_DIV || b.cache_slots < last_slots)
             bad = 1;
         else if (b.all_resident)
@@ -177,17 +188,35 @@ static void test_family(const char *family) {
 
     /* ---- 1.8: twice the context ---- */
     ds_memory_plan a512, a1024;
-    (void)!ds_model_memory_plan(m, 512, 0, &a512);
-    (void)!ds_model_memory_plan(m, 1024, 0, &a1024);
+    (void)!plan(m, 512, 0, &a512);
+    (void)!plan(m, 1024, 0, &a1024);
     T_CHECK("plan-1.8", a1024.context_bytes - a512.context_bytes == 512 * (kv_tok + 4) && a512.n_ctx == 512,
             "%s: 512 -> 1024 tokens adds %llu bytes, want %llu", family,
             (unsigned long long)(a1024.context_bytes - a512.context_bytes), (unsigned long long)(512 * (kv_tok + 4)));
 
     /* ---- 1.9: bad arguments ---- */
-    T_STATUS("plan-1.9a", ds_model_memory_plan(NULL, 0, 0, &q), DS_ERR_INVALID_ARG, ds_last_error());
-    T_STATUS("plan-1.9b", ds_model_memory_plan(m, 0, 0, NULL), DS_ERR_INVALID_ARG, ds_last_error());
-    T_STATUS("plan-1.9c", ds_model_memory_plan(m, -1, 0, &q), DS_ERR_INVALID_ARG, ds_last_error());
-    T_STATUS("plan-1.9d", ds_model_memory_plan(m, (1 << 22) + 1, 0, &q), DS_ERR_INVALID_ARG, ds_last_error());
+    T_STATUS("plan-1.9a", plan(NULL, 0, 0, &q), DS_ERR_INVALID_ARG, ds_last_error());
+    T_STATUS("plan-1.9b", plan(m, 0, 0, NULL), DS_ERR_INVALID_ARG, ds_last_error());
+    T_STATUS("plan-1.9c", plan(m, -1, 0, &q), DS_ERR_INVALID_ARG, ds_last_error());
+    T_STATUS("plan-1.9d", plan(m, (1 << 22) + 1, 0, &q), DS_ERR_INVALID_ARG, ds_last_error());
+    ds_memory_plan_params pp = ds_memory_plan_default_params();
+    pp.n_seq = -1;
+    T_STATUS("plan-1.9e", ds_model_memory_plan(m, &pp, &q), DS_ERR_INVALID_ARG, ds_last_error());
+    pp.n_seq = 257;
+    T_STATUS("plan-1.9f", ds_model_memory_plan(m, &pp, &q), DS_ERR_INVALID_ARG, ds_last_error());
+
+    /* ---- 1.10: NULL params are the defaults; sequences ---- */
+    ds_memory_plan d0, d4;
+    T_STATUS("plan-1.10a", ds_model_memory_plan(m, NULL, &d0), DS_OK, ds_last_error());
+    pp.n_seq = 4;
+    T_STATUS("plan-1.10b", ds_model_memory_plan(m, &pp, &d4), DS_OK, ds_last_error());
+    uint64_t n = (uint64_t)d0.n_ctx, extra = 3 * n * kv_tok + 3 * n * 4 + 4 * (uint64_t)c.vocab_size * 4;
+    T_CHECK("plan-1.10", !memcmp(&d0, &p, sizeof d0) && d0.n_seq == 1 && d4.n_seq == 4 &&
+                             d4.kv_bytes == 4 * d0.kv_bytes && d4.context_bytes - d0.context_bytes == extra &&
+                             d4.full_bytes - d0.full_bytes == extra,
+            "%s: NULL params differ from {0} (%d), or 4 sequences add %llu bytes, want %llu", family,
+            memcmp(&d0, &p, sizeof d0) != 0, (unsigned long long)(d4.context_bytes - d0.context_bytes),
+            (unsigned long long)extra);
     ds_model_close(m);
     unlink(path);
 }
@@ -203,10 +232,10 @@ static void test_pager(void) {
     T_STATUS("plan-2.0", st, DS_OK, ds_last_error());
     if (!m) return;
     ds_memory_plan p, lo;
-    (void)!ds_model_memory_plan(m, 512, 0, &p);
+    (void)!plan(m, 512, 0, &p);
     uint64_t mem = p.min_mem_bytes + p.expert_bytes / 8;   /* about an eighth of the experts */
-    (void)!ds_model_memory_plan(m, 512, mem, &p);
-    (void)!ds_model_memory_plan(m, 512, p.min_mem_bytes, &lo);
+    (void)!plan(m, 512, mem, &p);
+    (void)!plan(m, 512, p.min_mem_bytes, &lo);
     ds_model_close(m);
     T_CHECK("plan-2.1", p.fits && !p.all_resident && p.cache_slots >= 2 && p.cache_slots < p.n_experts,
             "budget %llu: fits %d, all %d, slots %llu of %llu", (unsigned long long)mem, p.fits, p.all_resident,

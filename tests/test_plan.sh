@@ -5,8 +5,9 @@
 # converter writes, against two independent computations.
 #
 #   plan-1.*   bad --mem values (garbage, negative, zero, a fraction of a byte,
-#              a unit it does not know, empty), --mem or --ctx without --plan,
-#              --plan over an adapter, a bad --ctx: exit 2 naming the option
+#              a unit it does not know, empty), --mem, --ctx or --seqs without
+#              --plan, --plan over an adapter, a bad --ctx or --seqs: exit 2
+#              naming the option
 #   plan-2.*   sizes: 8G, 8192M, 8589934592, 8GiB, 8.0G and 8g are one budget;
 #              8GB is 8 * 10^9 bytes
 #   plan-3.*   an encrypted file: without a key --plan fails (exit 1) saying it
@@ -16,7 +17,8 @@
 #              `ds inspect --json`'s segment table; every field of
 #              `ds inspect --plan --json --mem M` equals tools/model_sizes.py's
 #              plan() from the checkpoint's config.json, for budgets just
-#              below the least, at it, in between and above all resident
+#              below the least, at it, in between and above all resident, and
+#              for a context of 3 sequences of 300 tokens (--seqs, --ctx)
 #   plan-5.*   text output: "does not fit" with the shortfall (exit 0) for a
 #              small budget; for a budget that pages, the --cache-mb line and
 #              the expected hit rate agree with --json
@@ -99,7 +101,8 @@ for i, (args, want) in enumerate([
         (["--plan", "--mem", "8 G"], "--mem"), (["--plan", "--mem", ""], "--mem"),
         (["--plan", "--mem", "8GiBs"], "--mem"), (["--plan", "--mem", "99999999999999999999"], "--mem"),
         (["--plan", "--mem", "20000000P"], "--mem"), (["--mem", "8G"], "--plan"), (["--ctx", "512"], "--plan"),
-        (["--plan", "--ctx", "0"], "--ctx"), (["--plan", "--ctx", "x"], "--ctx"),
+        (["--plan", "--ctx", "0"], "--ctx"), (["--plan", "--ctx", "x"], "--ctx"), (["--seqs", "2"], "--plan"),
+        (["--plan", "--seqs", "0"], "--seqs"), (["--plan", "--seqs", "257"], "--seqs"),
         (["--plan", "--base", small], "adapter")]):
     r = ds("inspect", small, *args)
     if r.returncode != 2 or want not in r.stderr or r.stdout:
@@ -173,16 +176,17 @@ for name, hf in sources:
                     "n_expert_layers": len({s["layer"] for s in segs if s["kind"] == "expert"})}
         diff = ["%s %s != %s" % (k, base.get(k), v) for k, v in seg_want.items() if base.get(k) != v]
         least = base["min_mem_bytes"]
-        budgets = [0, least - 1, least, least + base["expert_bytes"] // 8, least + base["expert_bytes"] // 2,
-                   base["full_bytes"] * 2 + (1 << 30)]
-        for mem in budgets:
+        budgets = [(0, []), (least - 1, []), (least, []), (least + base["expert_bytes"] // 8, []),
+                   (least + base["expert_bytes"] // 2, []), (base["full_bytes"] * 2 + (1 << 30), []),
+                   (least + base["expert_bytes"] // 4, ["--seqs", "3", "--ctx", "300"])]
+        for mem, more in budgets:
             try:
-                got = plan_json(out, "--mem", str(mem))["plan"] if mem else base
+                got = plan_json(out, "--mem", str(mem), *more)["plan"] if mem else base
             except (RuntimeError, ValueError, KeyError) as e:
                 diff.append(str(e))
                 continue
             w = subprocess.run([PY, "tools/model_sizes.py", "--config", os.path.join(hf, "config.json"), "--json"] + r +
-                               (["--mem", str(mem)] if mem else []), capture_output=True, text=True)
+                               (["--mem", str(mem)] if mem else []) + more, capture_output=True, text=True)
             if w.returncode != 0:
                 diff.append("model_sizes.py: " + w.stderr[-200:])
                 continue
@@ -194,7 +198,7 @@ for name, hf in sources:
                 else:
                     same = a == b
                 if not same:
-                    diff.append("--mem %d: %s: ds %r, model_sizes.py %r" % (mem, k, a, b))
+                    diff.append("--mem %d %s: %s: ds %r, model_sizes.py %r" % (mem, " ".join(more), k, a, b))
         if diff:
             bad(cid, "; ".join(diff[:6]))
         else:

@@ -9,7 +9,7 @@
  *     ds calibrate <model.dsm> [key] --file TEXT --out STATS.json [--ctx N] [--threads N] [--cache-mb M]
  *     ds keygen  <file>
  *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--json]
- *                [--plan [--mem SIZE] [--ctx N]]
+ *                [--plan [--mem SIZE] [--ctx N] [--seqs N]]
  *     ds verify  <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--threads N]
  *     ds run     <model.dsm> [key] -p PROMPT | -f FILE [-n N] [--temp T] [--top-k K] [--top-p P]
  *                [--min-p P] [--repeat-penalty R] [--seed S] [--threads N] [--ctx N]
@@ -594,7 +594,7 @@ static ds_model *open_meta(const char *cmd, const char *path, const ds_file_info
 
 static const char inspect_help[] =
     "usage: ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--json]\n"
-    "       ds inspect <model.dsm> [key] --plan [--mem SIZE] [--ctx N] [--json]\n"
+    "       ds inspect <model.dsm> [key] --plan [--mem SIZE] [--ctx N] [--seqs N] [--json]\n"
     "       ds inspect <adapter.dsa> --base <base.dsm> [--key-file F | --passphrase-env VAR] [--json]\n"
     "\n"
     "Without a key, prints the public header (format, cipher, KDF, chunk size,\n"
@@ -616,6 +616,8 @@ static const char inspect_help[] =
     "                    the experts it holds and the expected hit rate (uniform routing).\n"
     "                    A budget too small prints a 'does not fit' line and still exits 0\n"
     "  -c, --ctx N       with --plan: the context in tokens (default min(4096, the model's maximum))\n"
+    "  --seqs N          with --plan: sequences of the context, each with its KV cache\n"
+    "                    (ds-server: --max-concurrent; default 1)\n"
     "  --allow-plaintext with a key, open a plaintext (unencrypted) file anyway\n"
     "  -v, --verbose     also print the library's notices\n";
 
@@ -624,7 +626,11 @@ static const char inspect_help[] =
 static double mib(uint64_t bytes) { return (double)bytes / 1048576.0; }
 
 static void print_plan_text(const char *path, const ds_memory_plan *p) {
-    printf("memory plan      %s, one context of %d tokens (MiB = 2^20 bytes)\n", path, p->n_ctx);
+    if (p->n_seq > 1)
+        printf("memory plan      %s, one context of %d sequences of %d tokens (MiB = 2^20 bytes)\n", path, p->n_seq,
+               p->n_ctx);
+    else
+        printf("memory plan      %s, one context of %d tokens (MiB = 2^20 bytes)\n", path, p->n_ctx);
     printf("  %-22s %12.1f MiB  dense segments: held by every open\n", "resident", mib(p->resident_bytes));
     if (p->n_experts)
         printf("  %-22s %12.1f MiB  %llu experts in %d layers, %.2f MiB each on average; a cache slot (the "
@@ -665,16 +671,20 @@ static void print_plan_text(const char *path, const ds_memory_plan *p) {
     printf("  %-22s %.1f%% of expert lookups from the cache, under uniform routing (a cache of C of N\n"
            "  %-22s experts serves C/N); real routing is skewed: ds bench --sweep measures it\n",
            "expected hits", 100.0 * p->hit_rate, "");
-    printf("  %-22s ds run MODEL --cache-mb %llu --ctx %d; ds bench MODEL --cache-mb %llu measures the hits\n",
-           "use", (unsigned long long)(p->cache_bytes >> 20), p->n_ctx, (unsigned long long)(p->cache_bytes >> 20));
+    if (p->n_seq > 1)
+        printf("  %-22s ds-server --model MODEL --cache-mb %llu --max-concurrent %d --ctx %d\n", "use",
+               (unsigned long long)(p->cache_bytes >> 20), p->n_seq, p->n_ctx);
+    else
+        printf("  %-22s ds run MODEL --cache-mb %llu --ctx %d; ds bench MODEL --cache-mb %llu measures the hits\n",
+               "use", (unsigned long long)(p->cache_bytes >> 20), p->n_ctx, (unsigned long long)(p->cache_bytes >> 20));
 }
 
 static void print_plan_json(const ds_memory_plan *p) {
-    printf(",\n  \"plan\": {\"n_ctx\": %d, \"resident_bytes\": %llu, \"expert_bytes\": %llu, \"n_experts\": %llu, "
-           "\"n_expert_layers\": %d, \"slot_bytes\": %llu, \"kv_bytes_per_token\": %llu, \"kv_bytes\": %llu, "
+    printf(",\n  \"plan\": {\"n_ctx\": %d, \"n_seq\": %d, \"resident_bytes\": %llu, \"expert_bytes\": %llu, "
+           "\"n_experts\": %llu, \"n_expert_layers\": %d, \"slot_bytes\": %llu, \"kv_bytes_per_token\": %llu, \"kv_bytes\": %llu, "
            "\"scratch_bytes\": %llu, \"context_bytes\": %llu, \"full_bytes\": %llu, \"min_paged_bytes\": %llu, "
            "\"min_mem_bytes\": %llu",
-           p->n_ctx, (unsigned long long)p->resident_bytes, (unsigned long long)p->expert_bytes,
+           p->n_ctx, p->n_seq, (unsigned long long)p->resident_bytes, (unsigned long long)p->expert_bytes,
            (unsigned long long)p->n_experts, p->n_expert_layers, (unsigned long long)p->slot_bytes,
            (unsigned long long)p->kv_bytes_per_token, (unsigned long long)p->kv_bytes,
            (unsigned long long)p->scratch_bytes, (unsigned long long)p->context_bytes,
@@ -1065,7 +1075,8 @@ static int cmd_inspect(int argc, char **argv) {
     const char *cmd = "inspect";
     argscan a = {cmd, argc, argv, 0, 0, 0};
     key_opts ko = {0};
-    const char *path = NULL, *base_path = NULL, *akey_path = NULL, *mem_s = NULL, *ctx_s = NULL;
+    const char *path = NULL, *base_path = NULL, *akey_path = NULL, *mem_s = NULL, *ctx_s = NULL,
+               *seqs_s = NULL;
     int json = 0, verbose = 0, plan = 0;
 
     /* ---- parse the command line ---- */
@@ -1092,6 +1103,8 @@ static int cmd_inspect(int argc, char **argv) {
             set_once(&a, &mem_s, v, "--mem");
         } else if (is_opt(&a, "--ctx", &v) || is_opt(&a, "-c", &v)) {
             set_once(&a, &ctx_s, v, "--ctx");
+        } else if (is_opt(&a, "--seqs", &v)) {
+            set_once(&a, &seqs_s, v, "--seqs");
         } else if (is_flag(&a, "--verbose") || is_flag(&a, "-v")) {
             verbose = 1;
         } else {
@@ -1103,8 +1116,9 @@ static int cmd_inspect(int argc, char **argv) {
     int rc = key_opts_check(cmd, &ko);
     if (rc) return rc;
     if (akey_path && !base_path) return usage_error(cmd, "--adapter-key-file goes with --base (an adapter)");
-    uint64_t mem = 0, nctx = 0;
-    if ((mem_s || ctx_s) && !plan) return usage_error(cmd, "%s goes with --plan", mem_s ? "--mem" : "--ctx");
+    uint64_t mem = 0, nctx = 0, nseq = 0;
+    if ((mem_s || ctx_s || seqs_s) && !plan)
+        return usage_error(cmd, "%s goes with --plan", mem_s ? "--mem" : ctx_s ? "--ctx" : "--seqs");
     if (plan && base_path) return usage_error(cmd, "--plan is for a model, not an adapter (--base)");
     if (mem_s && (!parse_size(mem_s, &mem) || mem == 0))
         return usage_error(cmd,
@@ -1113,6 +1127,8 @@ static int cmd_inspect(int argc, char **argv) {
                            mem_s);
     if (ctx_s && (!parse_u64(ctx_s, 1u << 22, &nctx) || nctx == 0))
         return usage_error(cmd, "--ctx needs a whole number of tokens from 1 to 4194304, not '%s'", ctx_s);
+    if (seqs_s && (!parse_u64(seqs_s, 256, &nseq) || nseq == 0))
+        return usage_error(cmd, "--seqs needs a whole number from 1 to 256, not '%s'", seqs_s);
     if (base_path) {
         /* an adapter, over its base: ds lora info */
         char *largv[12];
@@ -1172,7 +1188,11 @@ static int cmd_inspect(int argc, char **argv) {
                                                      : "authenticated with the key";
     if (plan) {
         ds_memory_plan mp;
-        st = ds_model_memory_plan(m, (int)nctx, mem, &mp);
+        ds_memory_plan_params pp = ds_memory_plan_default_params();
+        pp.n_ctx = (int)nctx;
+        pp.n_seq = (int)nseq;
+        pp.mem_bytes = mem;
+        st = ds_model_memory_plan(m, &pp, &mp);
         if (st != DS_OK) {
             rc = fail(cmd, "%s", errmsg(st));
             ds_model_close(m);

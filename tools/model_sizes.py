@@ -236,7 +236,7 @@ def kv_bytes_per_token(c):
     return L * 2 * get(c, "num_key_value_heads", c["num_attention_heads"]) * hd * 4
 
 
-def scratch_bytes(c, n_ctx):
+def scratch_bytes(c, n_ctx, n_seq=1):
     """The big per-context buffers of dsi_cpu_ctx_new and ds_context_new for a
     batch of MAX_BATCH tokens (F32), the int8 activations, the MLA expansion
     scratch, and a row of logits."""
@@ -260,23 +260,23 @@ def scratch_bytes(c, n_ctx):
     if is_mla(c):   # the expanded K/V of as many heads as fit MLA_EXPAND
         per_head = MLA_EXPAND_MAX * (c["qk_nope_head_dim"] + c["v_head_dim"]) * 4
         expand = per_head * max(1, min(nh, MLA_EXPAND // per_head))
-    return (floats * 4 + T * widest + T * (widest // Q8_BLOCK + 1) * 4 + expand + c["vocab_size"] * 4 +
-            n_ctx * 4)
+    logits = c["vocab_size"] * 4 * (1 + (n_seq if n_seq > 1 else 0))   # + a batch step's, per sequence
+    return floats * 4 + T * widest + T * (widest // Q8_BLOCK + 1) * 4 + expand + logits + n_seq * n_ctx * 4
 
 
-def context_bytes(c, n_ctx):
-    return kv_bytes_per_token(c) * n_ctx + scratch_bytes(c, n_ctx)
+def context_bytes(c, n_ctx, n_seq=1):
+    return kv_bytes_per_token(c) * n_ctx * n_seq + scratch_bytes(c, n_ctx, n_seq)
 
 
-def plan(c, lay, n_ctx, mem=0):
+def plan(c, lay, n_ctx, mem=0, n_seq=1):
     """ds_model_memory_plan (deepseek_impl/forward.c) from a config: the same
     fields, the same formula. tests/test_plan.sh compares the two."""
     res, exp, n, slot = lay["resident_pages"], lay["expert_pages"], lay["n_experts"], lay["slot"]
     kv_tok = kv_bytes_per_token(c)
-    ctx = context_bytes(c, n_ctx)
-    p = {"n_ctx": n_ctx, "resident_bytes": res, "expert_bytes": exp, "n_experts": n,
+    ctx = context_bytes(c, n_ctx, n_seq)
+    p = {"n_ctx": n_ctx, "n_seq": n_seq, "resident_bytes": res, "expert_bytes": exp, "n_experts": n,
          "n_expert_layers": lay["expert_layers"], "slot_bytes": slot, "kv_bytes_per_token": kv_tok,
-         "kv_bytes": kv_tok * n_ctx, "scratch_bytes": scratch_bytes(c, n_ctx), "context_bytes": ctx,
+         "kv_bytes": kv_tok * n_ctx * n_seq, "scratch_bytes": scratch_bytes(c, n_ctx, n_seq), "context_bytes": ctx,
          "full_bytes": res + exp + ctx, "min_paged_bytes": res + ctx + 2 * slot if n else 0}
     need = res + ctx + min(mib_up(2 * slot), exp) + SLACK_FIXED
     m = need // (SLACK_DIV - 1) * SLACK_DIV        # the least M with M - M // SLACK_DIV >= need
@@ -416,6 +416,7 @@ def main():
     ap.add_argument("--quant-router", default="f32", help="the routers (default f32)")
     ap.add_argument("--ctx", type=int, default=0, help="context for the memory figures (default min(4096, maximum))")
     ap.add_argument("--mem", help="a memory budget (8G, 8192M, 8589934592): the plan of ds inspect --plan --mem")
+    ap.add_argument("--seqs", type=int, default=1, help="sequences of the context (ds-server --max-concurrent)")
     ap.add_argument("--json", action="store_true", help="one JSON object")
     a = ap.parse_args()
     if not a.config:
@@ -444,7 +445,7 @@ def main():
         "segment_bytes": lay["segments"], "sealed_bytes": lay["sealed_bytes"],
         "file_before_metadata": lay["file_before_metadata"], "largest_expert": lay["largest_expert"],
         "active_params": int(round(active_params(c, lay))), "kv_bytes_per_token": kv_bytes_per_token(c),
-        "n_ctx": n_ctx, "context_bytes": context_bytes(c, n_ctx), "plan": plan(c, lay, n_ctx, mem),
+        "n_ctx": n_ctx, "context_bytes": context_bytes(c, n_ctx), "plan": plan(c, lay, n_ctx, mem, a.seqs),
     }
     if a.json:
         print(json.dumps(res, sort_keys=True))

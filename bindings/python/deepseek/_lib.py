@@ -137,6 +137,7 @@ class ds_memory_plan(Structure):
         ("n_expert_layers", c_int),
         ("slot_bytes", c_uint64),
         ("n_ctx", c_int),
+        ("n_seq", c_int),
         ("kv_bytes_per_token", c_uint64),
         ("kv_bytes", c_uint64),
         ("scratch_bytes", c_uint64),
@@ -154,6 +155,10 @@ class ds_memory_plan(Structure):
         ("cache_share", c_double),
         ("hit_rate", c_double),
     ]
+
+
+class ds_memory_plan_params(Structure):
+    _fields_ = [("n_ctx", c_int), ("n_seq", c_int), ("mem_bytes", c_uint64)]
 
 
 class ds_context_params(Structure):
@@ -207,7 +212,7 @@ class ds_chat_message(Structure):
 
 
 STRUCTS = (ds_allocator, ds_model_params, ds_model_config, ds_cache_stats, ds_mlock_info, ds_memory_plan,
-           ds_context_params,
+           ds_memory_plan_params, ds_context_params,
            ds_sampler_params, ds_generate_stats, ds_generate_params, ds_chat_message)
 
 # ==== constants ==============================================================
@@ -242,7 +247,7 @@ _SIGNATURES = {
     "ds_model_gpu_cache_stats": (st, [p, POINTER(ds_cache_stats)]),
     "ds_model_cache_stats_reset": (None, [p]),
     "ds_model_mlock_info": (st, [p, POINTER(ds_mlock_info)]),
-    "ds_model_memory_plan": (st, [p, c_int, c_uint64, POINTER(ds_memory_plan)]),
+    "ds_model_memory_plan": (st, [p, POINTER(ds_memory_plan_params), POINTER(ds_memory_plan)]),
     "ds_model_verify": (st, [p, c_int, ds_progress_fn, c_void_p]),
     "ds_model_tokenizer": (p, [p]),
     "ds_tokenizer_encode": (st, [p, c_char_p, c_size_t, c_int, i32p, c_size_t, POINTER(c_size_t)]),
