@@ -27,6 +27,7 @@
  *            [0, 256] are DS_ERR_INVALID_ARG
  *  plan-1.10: NULL params plan as {0}; 4 sequences add 3 KV caches, 3 token
  *            histories and 4 rows of logits (ds_context_new's n_seq > 1)
+ *  plan-1.11: with an allocator that fails: DS_ERR_NOMEM, nothing leaked
  *
  * On the pager checkpoint (3 MoE layers of 64 experts of 0.84 MB):
  *
@@ -79,6 +80,29 @@ static ds_status plan(const ds_model *m, int n_ctx, uint64_t mem, ds_memory_plan
     pp.n_ctx = n_ctx;
     pp.mem_bytes = mem;
     return ds_model_memory_plan(m, &pp, out);
+}
+
+/* An allocator that fails every allocation once armed, and counts what is
+ * still allocated. */
+static int g_fail, g_live;
+static void *t_malloc(size_t n, void *u) {
+    (void)u;
+    if (g_fail) return NULL;
+    void *p = malloc(n);
+    g_live += p != NULL;
+    return p;
+}
+static void *t_realloc(void *p, size_t n, void *u) {
+    (void)u;
+    if (g_fail) return NULL;
+    void *q = realloc(p, n);
+    g_live += q && !p;
+    return q;
+}
+static void t_free(void *p, void *u) {
+    (void)u;
+    g_live -= p != NULL;
+    free(p);
 }
 
 static ds_model *open_model(const char *path, int load, uint64_t cache, ds_status *st) {
@@ -218,6 +242,26 @@ static void test_family(const char *family) {
             memcmp(&d0, &p, sizeof d0) != 0, (unsigned long long)(d4.context_bytes - d0.context_bytes),
             (unsigned long long)extra);
     ds_model_close(m);
+
+    /* ---- 1.11: out of memory: an error, nothing leaked ---- */
+    ds_model_params mp = ds_model_default_params();
+    mp.allow_plaintext = 1;
+    mp.load_weights = 0;
+    mp.allocator = (ds_allocator){t_malloc, t_realloc, t_free, NULL};
+    g_live = g_fail = 0;
+    m = NULL;
+    st = ds_model_open(&m, path, &mp);
+    T_STATUS("plan-1.11 open", st, DS_OK, ds_last_error());
+    if (m) {
+        int live = g_live;
+        g_fail = 1;
+        st = ds_model_memory_plan(m, NULL, &q);
+        g_fail = 0;
+        T_CHECK("plan-1.11", st == DS_ERR_NOMEM && g_live == live && q.resident_bytes == 0,
+                "%s: status %d, %d allocations more", family, (int)st, g_live - live);
+        ds_model_close(m);
+        T_CHECK("plan-1.11 close", g_live == 0, "%s: %d allocations left after close", family, g_live);
+    }
     unlink(path);
 }
 
