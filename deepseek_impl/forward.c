@@ -837,6 +837,10 @@ static void dsi_plan_context(const ds_model_config *cf, bool mla, uint64_t n_ctx
     dsi_sum_add(&x, dsi_prod(s, T * floats, 4));
     dsi_sum_add(&x, T * widest);                                 /* int8 activations */
     dsi_sum_add(&x, T * (widest / DSI_Q8_BLOCK + 1) * 4);        /* their scales */
+    /* the same packed in token-lane tiles, on a CPU with AVX2 or VNNI
+     * kernels (8 or 16 tokens a tile: T * cols bytes and T * cols / 32
+     * scales either way); counted everywhere, a bound elsewhere */
+    dsi_sum_add(&x, T * (widest / DSI_Q8_BLOCK) * (DSI_Q8_BLOCK + 4));
     if (mla) {   /* the expanded K/V of as many heads as fit DSI_MLA_EXPAND_BYTES */
         uint64_t per_head = (uint64_t)DSI_MLA_EXPAND_MAX * (uint64_t)(cf->qk_nope_head_dim + cf->v_head_dim) * 4u;
         uint64_t heads = per_head ? DSI_MLA_EXPAND_BYTES / per_head : 1;

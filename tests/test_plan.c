@@ -28,6 +28,11 @@
  *  plan-1.10: NULL params plan as {0}; 4 sequences add 3 KV caches, 3 token
  *            histories and 4 rows of logits (ds_context_new's n_seq > 1)
  *  plan-1.11: with an allocator that fails: DS_ERR_NOMEM, nothing leaked
+ *  plan-1.12: ds_context_new (n_ctx 512, one thread, 1 and 4 sequences)
+ *            allocates, counted through the model's allocator, at least
+ *            context_bytes (on a CPU with AVX2 or VNNI kernels; 3/4 of it
+ *            elsewhere, which allocates no token-lane tiles) and at most
+ *            512 KiB more (per-thread buffers, small arrays)
  *
  * On the pager checkpoint (3 MoE layers of 64 experts of 0.84 MB):
  *
@@ -82,27 +87,40 @@ static ds_status plan(const ds_model *m, int n_ctx, uint64_t mem, ds_memory_plan
     return ds_model_memory_plan(m, &pp, out);
 }
 
-/* An allocator that fails every allocation once armed, and counts what is
- * still allocated. */
+/* An allocator that fails every allocation once armed, and counts the
+ * blocks and bytes still allocated (each block's size in a header). */
 static int g_fail, g_live;
+static uint64_t g_bytes;
+#define T_HDR 16
 static void *t_malloc(size_t n, void *u) {
     (void)u;
     if (g_fail) return NULL;
-    void *p = malloc(n);
-    g_live += p != NULL;
-    return p;
-}
-static void *t_realloc(void *p, size_t n, void *u) {
-    (void)u;
-    if (g_fail) return NULL;
-    void *q = realloc(p, n);
-    g_live += q && !p;
-    return q;
+    unsigned char *p = malloc(n + T_HDR);
+    if (!p) return NULL;
+    memcpy(p, &n, sizeof n);
+    g_live++;
+    g_bytes += n;
+    return p + T_HDR;
 }
 static void t_free(void *p, void *u) {
     (void)u;
-    g_live -= p != NULL;
-    free(p);
+    if (!p) return;
+    size_t n;
+    memcpy(&n, (unsigned char *)p - T_HDR, sizeof n);
+    g_live--;
+    g_bytes -= n;
+    free((unsigned char *)p - T_HDR);
+}
+static void *t_realloc(void *p, size_t n, void *u) {
+    if (g_fail) return NULL;
+    void *q = t_malloc(n, u);
+    if (q && p) {
+        size_t old;
+        memcpy(&old, (unsigned char *)p - T_HDR, sizeof old);
+        memcpy(q, p, old < n ? old : n);
+        t_free(p, u);
+    }
+    return q;
 }
 
 static ds_model *open_model(const char *path, int load, uint64_t cache, ds_status *st) {
@@ -262,6 +280,40 @@ static void test_family(const char *family) {
         ds_model_close(m);
         T_CHECK("plan-1.11 close", g_live == 0, "%s: %d allocations left after close", family, g_live);
     }
+
+    /* ---- 1.12: what ds_context_new allocates, counted ---- */
+    mp.load_weights = 1;
+    mp.n_threads = 1;
+    m = NULL;
+    st = ds_model_open(&m, path, &mp);
+    T_STATUS("plan-1.12 open", st, DS_OK, ds_last_error());
+    for (int ns = 1; m && ns <= 4; ns += 3) {
+        ds_memory_plan_params pq = ds_memory_plan_default_params();
+        pq.n_ctx = 512;
+        pq.n_seq = ns;
+        (void)!ds_model_memory_plan(m, &pq, &q);
+        ds_context_params cp = ds_context_default_params();
+        cp.n_ctx = 512;
+        cp.n_seq = ns;
+        cp.n_threads = 1;
+        uint64_t before = g_bytes;
+        ds_context *cx = NULL;
+        st = ds_context_new(&cx, m, &cp);
+        uint64_t used = g_bytes - before;
+        ds_context_free(cx);
+        printf("INFO plan-1.12 %s: a context of %d x 512 tokens allocates %llu bytes, the plan says %llu\n", family,
+               ns, (unsigned long long)used, (unsigned long long)q.context_bytes);
+        /* the plan leaves out per-thread buffers and small arrays (up to
+         * 512 KiB here) and counts the token-lane tiles a CPU without AVX2
+         * does not allocate */
+        const char *dev = ds_model_device_name(m);
+        int lanes = dev && (strstr(dev, "avx2") || strstr(dev, "vnni"));
+        uint64_t low = lanes ? q.context_bytes : q.context_bytes - q.context_bytes / 4;
+        T_CHECK("plan-1.12", st == DS_OK && used >= low && used <= q.context_bytes + (512u << 10),
+                "%s: %d sequences: status %d, allocated %llu bytes, plan %llu", family, ns, (int)st,
+                (unsigned long long)used, (unsigned long long)q.context_bytes);
+    }
+    ds_model_close(m);
     unlink(path);
 }
 

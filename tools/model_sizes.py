@@ -238,8 +238,9 @@ def kv_bytes_per_token(c):
 
 def scratch_bytes(c, n_ctx, n_seq=1):
     """The big per-context buffers of dsi_cpu_ctx_new and ds_context_new for a
-    batch of MAX_BATCH tokens (F32), the int8 activations, the MLA expansion
-    scratch, and a row of logits."""
+    batch of MAX_BATCH tokens (F32), the int8 activations (row-major and in
+    token-lane tiles), the MLA expansion scratch, rows of logits and the
+    token ids; the same as deepseek_impl/forward.c's dsi_plan_context."""
     T, D, nh = MAX_BATCH, c["hidden_size"], c["num_attention_heads"]
     E = max(get(c, "n_routed_experts"), 1)
     shared = c.get("moe_intermediate_size", 0) * max(get(c, "n_shared_experts"), 1)
@@ -261,7 +262,9 @@ def scratch_bytes(c, n_ctx, n_seq=1):
         per_head = MLA_EXPAND_MAX * (c["qk_nope_head_dim"] + c["v_head_dim"]) * 4
         expand = per_head * max(1, min(nh, MLA_EXPAND // per_head))
     logits = c["vocab_size"] * 4 * (1 + (n_seq if n_seq > 1 else 0))   # + a batch step's, per sequence
-    return floats * 4 + T * widest + T * (widest // Q8_BLOCK + 1) * 4 + expand + logits + n_seq * n_ctx * 4
+    lanes = T * (widest // Q8_BLOCK) * (Q8_BLOCK + 4)   # token-lane tiles (AVX2, VNNI): T x cols bytes + scales
+    return (floats * 4 + T * widest + T * (widest // Q8_BLOCK + 1) * 4 + lanes + expand + logits +
+            n_seq * n_ctx * 4)
 
 
 def context_bytes(c, n_ctx, n_seq=1):
