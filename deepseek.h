@@ -683,6 +683,106 @@ DS_API DS_WARN_UNUSED ds_status ds_model_layer_experts(const ds_model *m, int la
 
 DS_API DS_WARN_UNUSED ds_status ds_model_verify(const ds_model *m, int n_threads, ds_progress_fn progress, void *user);
 
+/* ==== Memory plan ======================================================== */
+/* What a model takes in memory, from its own segment directory (not its
+ * config alone), and how to fit it in a budget: what `ds inspect --plan`
+ * prints. Works on a model opened with load_weights = 0 (the metadata is
+ * enough), so a program can size its expert cache before it loads weights:
+ * open metadata-only, plan, reopen with expert_cache_bytes = cache_bytes.
+ *
+ * The memory model (tools/model_sizes.py computes the same from a config):
+ *   resident  the dense segments' plaintext (embeddings, attention, dense and
+ *             shared-expert FFNs, routers, norms, head), each rounded up to a
+ *             4 KiB page as file.c holds them: what every open keeps;
+ *   experts   the routed experts' plaintext, page-rounded the same way (all
+ *             of it is held when there is no expert cache);
+ *   context   one ds_context of n_ctx positions and n_seq sequences: the F32
+ *             KV cache (MLA: latent + rope key; MHA: K and V; per layer,
+ *             position and sequence) and the forward pass's scratch for a
+ *             batch of 256 tokens (activations, int8 copies, MLA expansion,
+ *             a logits row, with several sequences one per sequence, the
+ *             token ids). Per-thread buffers (a few hundred KB each) are
+ *             left to the slack;
+ *   slack     64 MiB + 1/64 of the budget: the tokenizer and metadata, the
+ *             per-thread buffers, the allocator and the program itself.
+ * A cache of B bytes holds floor(B / slot) experts (slot: the largest
+ * expert rounded up to 4 KiB, as pager.c sizes them) and needs at least 2.
+ * The hit rate is a model, not a measurement: under uniform routing (every
+ * (layer, expert) pair equally likely, tokens independent) an LRU or LFU
+ * cache of C of the N experts serves C/N of the lookups. Real routing is
+ * skewed, so LFU usually does better; `ds bench --sweep` measures it.
+ * The figures are host memory for a CPU run of one context (ds-server's
+ * holds --max-concurrent sequences: n_seq; a program with several contexts
+ * adds context_bytes for each but the first); with DS_DEVICE_CUDA the dense part and the KV cache live in device memory
+ * instead, and gpu_cache_bytes sizes the VRAM expert cache.
+ *
+ *     ds_memory_plan_params pp = {0};
+ *     pp.mem_bytes = 16ull << 30;
+ *     ds_memory_plan plan;
+ *     if (ds_model_memory_plan(meta_only, &pp, &plan) == DS_OK && plan.fits)
+ *         mp.expert_cache_bytes = plan.cache_bytes;   // 0 when all fit resident
+ */
+#define DS_PLAN_SLACK_FIXED (64ull << 20)   /* slack: this + mem_bytes / DS_PLAN_SLACK_DIV */
+#define DS_PLAN_SLACK_DIV 64
+typedef struct ds_memory_plan {
+    /* ---- the file ---- */
+    uint64_t resident_bytes;      /* dense segments, page-rounded: held by every open */
+    uint64_t expert_bytes;        /* routed experts, page-rounded, all layers */
+    uint64_t n_experts;           /* routed experts in the file (dropped ones are not) */
+    int n_expert_layers;          /* layers that have routed experts */
+    uint64_t slot_bytes;          /* one expert cache slot: the largest expert, page-rounded; 0 = no experts */
+    /* ---- one context (ds_context_new) ---- */
+    int n_ctx;                    /* the positions the context figures are for */
+    int n_seq;                    /* its sequences (ds_context_params.n_seq), each with a KV cache */
+    uint64_t kv_bytes_per_token;  /* KV cache of one position of one sequence, all layers (F32) */
+    uint64_t kv_bytes;            /* kv_bytes_per_token * n_ctx * n_seq */
+    uint64_t scratch_bytes;       /* the rest of a context */
+    uint64_t context_bytes;       /* kv_bytes + scratch_bytes */
+    /* ---- totals ---- */
+    uint64_t full_bytes;          /* resident + experts + context: an open with no expert cache */
+    uint64_t min_paged_bytes;     /* resident + context + 2 slots: the least a paged run takes
+                                     (without slack); 0 when there are no routed experts */
+    uint64_t min_mem_bytes;       /* the smallest mem_bytes that fits: resident + context + the
+                                     smaller of (a cache of 2 slots, in whole MiB) and all the
+                                     experts + the slack of that budget */
+    /* ---- against the budget (zero when mem_bytes is 0) ---- */
+    uint64_t mem_bytes;           /* the budget, as asked */
+    uint64_t slack_bytes;         /* DS_PLAN_SLACK_FIXED + mem_bytes / DS_PLAN_SLACK_DIV */
+    int fits;                     /* 1: all resident fits, or a cache of at least 2 slots does */
+    int all_resident;             /* 1: full_bytes + slack fits: no expert cache needed */
+    uint64_t shortfall_bytes;     /* fits 0: min_mem_bytes - mem_bytes */
+    uint64_t cache_bytes;         /* fits and not all_resident: the expert cache budget (a whole
+                                     number of MiB: --cache-mb cache_bytes >> 20; ds_model_params
+                                     expert_cache_bytes), mem - resident - context - slack, rounded
+                                     down to a MiB; never more than n_experts slots need */
+    uint64_t cache_slots;         /* experts the cache holds: cache_bytes / slot_bytes, at most n_experts
+                                     (n_experts when all_resident) */
+    double cache_share;           /* cache_slots / n_experts (1 when all_resident) */
+    double hit_rate;              /* expected share of expert lookups served from memory under
+                                     uniform routing: cache_share */
+} ds_memory_plan;
+
+/* What to plan for. Every field's default is 0, so `ds_memory_plan_params
+ * pp = {0};`, ds_memory_plan_default_params() and NULL are the same. */
+typedef struct ds_memory_plan_params {
+    int n_ctx;                    /* positions per context; 0 = ds_context_new's default:
+                                     min(4096, the model's maximum) */
+    int n_seq;                    /* sequences of the context (ds_context_params.n_seq; ds-server:
+                                     --max-concurrent); 0 = 1 */
+    uint64_t mem_bytes;           /* the budget; 0 = none: the file's and the context's figures only */
+} ds_memory_plan_params;
+
+DS_API ds_memory_plan_params ds_memory_plan_default_params(void);   /* all zero */
+
+/* Fills out for the model and params (NULL = the defaults).
+ * DS_ERR_INVALID_ARG for a NULL model or out, n_ctx outside [0, 4194304] or
+ * n_seq outside [0, 256]; DS_ERR_LIMIT when a figure overflows 64
+ * bits; DS_ERR_NOMEM (a few bytes per layer come from the model's
+ * allocator). A budget too small is not an error: fits is 0 and
+ * shortfall_bytes says by how much. Thread-safe. */
+DS_API DS_WARN_UNUSED ds_status ds_model_memory_plan(const ds_model *m, const ds_memory_plan_params *params,
+                                                     ds_memory_plan *out);
+
 /* ==== Expert cache statistics =========================================== */
 typedef struct ds_cache_stats {
     uint64_t budget_bytes, slot_bytes;

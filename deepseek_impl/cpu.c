@@ -36,9 +36,6 @@ int openblas_get_num_threads(void);
 #define DSI_BLAS 0
 #endif
 
-#define DSI_MLA_EXPAND_MAX 1024     /* positions a batch may expand (scratch bound) */
-#define DSI_MLA_EXPAND_BYTES (8u << 20)   /* expanded K/V scratch per context */
-
 /* ==== Context ============================================================ */
 typedef struct dsi_cpu_ctx {
     ds_model *m;

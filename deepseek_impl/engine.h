@@ -301,6 +301,8 @@ DSI_FUNC ds_status dsi_context_eval_runs(const dsi_seq_run *r, int m, const char
  */
 #define DSI_DEVICE_VERSION 2
 #define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
+#define DSI_MLA_EXPAND_MAX 1024     /* positions a batch may expand (scratch bound) */
+#define DSI_MLA_EXPAND_BYTES (8u << 20)   /* expanded K/V scratch per context (cpu.c; the memory plan) */
 
 /* A batch of tokens that may belong to several sequences, each with its own
  * positions and KV cache. The driver splits it into runs for attention. */

@@ -242,6 +242,26 @@ static void dsi_rope_init(const ds_model_config *cf, int dim, float *inv_freq, f
     *mscale = (float)(dsi_yarn_mscale(factor, cf->rope_mscale) / dsi_yarn_mscale(factor, cf->rope_mscale_all_dim));
 }
 
+/* The widths of a context, the same for every device (and for the memory
+ * plan): everything in sh but the counts, the threads and inv_freq. */
+static void dsi_ctx_widths(const ds_model_config *cf, bool mla, dsi_ctx_shape *sh) {
+    int H = cf->n_heads;
+    int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
+    int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
+    memset(sh, 0, sizeof *sh);
+    sh->rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
+    sh->rope_mscale = 1.0f;
+    sh->attn_scale = 1.0f / sqrtf((float)hd);
+    sh->head_dim = hd;
+    sh->kv_a_dim = mla ? cf->kv_lora_rank : cf->n_kv_heads * hd;
+    sh->kv_b_dim = mla ? cf->qk_rope_head_dim : cf->n_kv_heads * hd;
+    sh->q_dim = H * hd > cf->q_lora_rank ? H * hd : cf->q_lora_rank;
+    sh->qa_dim = cf->q_lora_rank > 0 ? cf->q_lora_rank : 1;
+    sh->kva_dim = mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd;
+    sh->att_dim = mla ? H * cf->v_head_dim : H * hd;
+    sh->ffn_dim = cf->intermediate_size > shared ? cf->intermediate_size : shared;
+}
+
 DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_params *params) {
     dsi_err e = {0};
     if (!out || !m) {
@@ -282,21 +302,15 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     /* the rotary table, the softmax scale and the widths, the same for
      * every device */
     bool mla = m->w.mla;
-    int H = cf->n_heads;
-    int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
-    int rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
-    int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
+    dsi_ctx_shape sh;
+    dsi_ctx_widths(cf, mla, &sh);
+    int rope_dim = sh.rope_dim;
     float *inv_freq = dsi_calloc(al, (size_t)rope_dim / 2 + 1, sizeof(float));
-    dsi_ctx_shape sh = {n_ctx, n_seq, DSI_MAX_BATCH, p->n_threads > 0 ? p->n_threads : m->n_threads, inv_freq,
-                        rope_dim, 1.0f, 1.0f / sqrtf((float)hd),
-                        hd,
-                        mla ? cf->kv_lora_rank : cf->n_kv_heads * hd,
-                        mla ? cf->qk_rope_head_dim : cf->n_kv_heads * hd,
-                        H * hd > cf->q_lora_rank ? H * hd : cf->q_lora_rank,
-                        cf->q_lora_rank > 0 ? cf->q_lora_rank : 1,
-                        mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd,
-                        mla ? H * cf->v_head_dim : H * hd,
-                        cf->intermediate_size > shared ? cf->intermediate_size : shared};
+    sh.n_ctx = n_ctx;
+    sh.n_seq = n_seq;
+    sh.max_batch = DSI_MAX_BATCH;
+    sh.n_threads = p->n_threads > 0 ? p->n_threads : m->n_threads;
+    sh.inv_freq = inv_freq;
     if (mla && cf->rope_scaling_yarn && cf->rope_mscale_all_dim > 0) {
         float ms = (float)dsi_yarn_mscale(cf->rope_factor, cf->rope_mscale_all_dim);
         sh.attn_scale *= ms * ms;
@@ -767,4 +781,198 @@ DS_API ds_status ds_context_eval_batch(ds_context *const *seqs, const int32_t *t
     for (size_t i = 0; i < n; i++) r[i] = (dsi_seq_run){seqs[i], tokens + i, 1, logits ? logits[i] : NULL};
     ds_status s = dsi_context_eval_runs(r, (int)n, "ds_context_eval_batch", &e);
     return s ? dsi_ctx_fail(seqs[0], &e) : DS_OK;
+}
+
+/* ==== Memory plan ======================================================== */
+/* The memory model is written out in deepseek.h (ds_memory_plan) and
+ * mirrored by tools/model_sizes.py (plan()); tests/test_plan.sh holds the
+ * two to the same figures. */
+
+#define DSI_PLAN_PAGE 4096u         /* file.c and pager.c hold segments in whole pages */
+
+typedef struct dsi_sum {
+    uint64_t v;
+    bool over;                     /* some step overflowed */
+} dsi_sum;
+
+static void dsi_sum_add(dsi_sum *s, uint64_t a) { s->over |= !dsi_add_u64(s->v, a, &s->v); }
+static uint64_t dsi_prod(dsi_sum *s, uint64_t a, uint64_t b) {
+    uint64_t r = 0;
+    s->over |= !dsi_mul_u64(a, b, &r);
+    return r;
+}
+static uint64_t dsi_mib_up(dsi_sum *s, uint64_t n) {
+    if (n > UINT64_MAX - ((1u << 20) - 1)) {
+        s->over = true;
+        return 0;
+    }
+    return (n + (1u << 20) - 1) >> 20 << 20;
+}
+static uint64_t dsi_page_up(uint64_t n) {
+    if (n == 0) n = 1;   /* a segment takes at least a page, as a buffer of its own would */
+    return n > UINT64_MAX - (DSI_PLAN_PAGE - 1) ? UINT64_MAX : (n + DSI_PLAN_PAGE - 1) / DSI_PLAN_PAGE * DSI_PLAN_PAGE;
+}
+
+/* A context's KV cache per position (and sequence) and its other buffers:
+ * what ds_context_new and the CPU device's ctx_new allocate for n_seq
+ * sequences, less the per-thread buffers. */
+static void dsi_plan_context(const ds_model_config *cf, bool mla, uint64_t n_ctx, uint64_t n_seq, dsi_sum *s,
+                             uint64_t *kv_tok, uint64_t *scratch) {
+    dsi_ctx_shape sh;
+    dsi_ctx_widths(cf, mla, &sh);
+    uint64_t T = DSI_MAX_BATCH, D = (uint64_t)cf->hidden_size;
+    uint64_t E = (uint64_t)(cf->n_routed_experts > 0 ? cf->n_routed_experts : 1);
+    uint64_t inter = (uint64_t)sh.ffn_dim;
+    uint64_t widest = D;
+    if ((uint64_t)cf->kv_lora_rank > widest) widest = (uint64_t)cf->kv_lora_rank;
+    if (inter > widest) widest = inter;
+    if ((uint64_t)sh.att_dim > widest) widest = (uint64_t)sh.att_dim;
+    if ((uint64_t)cf->q_lora_rank > widest) widest = (uint64_t)cf->q_lora_rank;
+    *kv_tok = (uint64_t)cf->n_layers * ((uint64_t)sh.kv_a_dim + (uint64_t)sh.kv_b_dim) * 4u;
+    dsi_sum x = {0, false};
+    /* F32 activations for a batch: x, xn, tmp, xe, ye (5 D), q, qa, kv_a,
+     * the attention output, gate and up, the router's scores */
+    uint64_t floats = 5 * D + (uint64_t)sh.q_dim + (uint64_t)sh.qa_dim + (uint64_t)sh.kva_dim +
+                      (uint64_t)sh.att_dim + 2 * inter + E;
+    dsi_sum_add(&x, dsi_prod(s, T * floats, 4));
+    dsi_sum_add(&x, T * widest);                                 /* int8 activations */
+    dsi_sum_add(&x, T * (widest / DSI_Q8_BLOCK + 1) * 4);        /* their scales */
+    /* the same packed in token-lane tiles, on a CPU with AVX2 or VNNI
+     * kernels (8 or 16 tokens a tile: T * cols bytes and T * cols / 32
+     * scales either way); counted everywhere, a bound elsewhere */
+    dsi_sum_add(&x, T * (widest / DSI_Q8_BLOCK) * (DSI_Q8_BLOCK + 4));
+    if (mla) {   /* the expanded K/V of as many heads as fit DSI_MLA_EXPAND_BYTES */
+        uint64_t per_head = (uint64_t)DSI_MLA_EXPAND_MAX * (uint64_t)(cf->qk_nope_head_dim + cf->v_head_dim) * 4u;
+        uint64_t heads = per_head ? DSI_MLA_EXPAND_BYTES / per_head : 1;
+        if (heads > (uint64_t)cf->n_heads) heads = (uint64_t)cf->n_heads;
+        if (heads < 1) heads = 1;
+        dsi_sum_add(&x, heads * per_head);
+    }
+    dsi_sum_add(&x, (uint64_t)cf->vocab_size * 4u);              /* a row of logits */
+    if (n_seq > 1) dsi_sum_add(&x, n_seq * (uint64_t)cf->vocab_size * 4u);   /* a batch step's, per sequence */
+    dsi_sum_add(&x, n_seq * n_ctx * 4u);                         /* each sequence's token ids */
+    s->over |= x.over;
+    *scratch = x.v;
+}
+
+DS_API ds_memory_plan_params ds_memory_plan_default_params(void) {
+    ds_memory_plan_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+DS_API ds_status ds_model_memory_plan(const ds_model *m, const ds_memory_plan_params *params, ds_memory_plan *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_memory_plan: model and out must not be NULL");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    ds_memory_plan_params def = ds_memory_plan_default_params();
+    const ds_memory_plan_params *pp = params ? params : &def;
+    int n_ctx = pp->n_ctx, n_seq = pp->n_seq > 0 ? pp->n_seq : 1;
+    uint64_t mem_bytes = pp->mem_bytes;
+    if (n_ctx < 0 || n_ctx > (1 << 22)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_memory_plan: n_ctx %d out of range [0, 4194304]", n_ctx);
+        return dsi_publish(&e);
+    }
+    if (pp->n_seq < 0 || pp->n_seq > DSI_MAX_BATCH) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_memory_plan: n_seq %d out of range [0, %d]", pp->n_seq,
+                 DSI_MAX_BATCH);
+        return dsi_publish(&e);
+    }
+    const ds_model_config *cf = &m->cfg;
+    if (n_ctx == 0) n_ctx = cf->max_position_embeddings < 4096 ? cf->max_position_embeddings : 4096;
+    dsi_sum s = {0, false}, res = {0, false}, exp = {0, false};
+    /* ---- the file: its segment directory ---- */
+    const dsi_meta *md = &m->meta;
+    unsigned char *seen = dsi_calloc(&m->al, (size_t)(cf->n_layers > 0 ? cf->n_layers : 1), 1);
+    if (!seen) {
+        dsi_fail(&e, DS_ERR_NOMEM, "ds_model_memory_plan: out of memory");
+        return dsi_publish(&e);
+    }
+    for (size_t i = 0; i < md->n_segments; i++) {
+        const dsi_segment *g = &md->segments[i];
+        uint64_t piece = dsi_page_up(g->plain_bytes);
+        if (g->kind == DS_SEGMENT_EXPERT) {
+            dsi_sum_add(&exp, piece);
+            out->n_experts++;
+            if (piece > out->slot_bytes) out->slot_bytes = piece;
+            /* layers counted once each, wherever their experts sit in the directory */
+            if (g->layer >= 0 && g->layer < cf->n_layers && !seen[g->layer]) {
+                seen[g->layer] = 1;
+                out->n_expert_layers++;
+            }
+        } else {
+            dsi_sum_add(&res, piece);
+        }
+    }
+    dsi_free(&m->al, seen);
+    out->resident_bytes = res.v;
+    out->expert_bytes = exp.v;
+    s.over |= res.over || exp.over;
+    /* ---- one context ---- */
+    out->n_ctx = n_ctx;
+    out->n_seq = n_seq;
+    dsi_plan_context(cf, dsi_arch_attention_mla(cf), (uint64_t)n_ctx, (uint64_t)n_seq, &s,
+                     &out->kv_bytes_per_token, &out->scratch_bytes);
+    out->kv_bytes = dsi_prod(&s, dsi_prod(&s, out->kv_bytes_per_token, (uint64_t)n_ctx), (uint64_t)n_seq);
+    dsi_sum c = {out->kv_bytes, false};
+    dsi_sum_add(&c, out->scratch_bytes);
+    out->context_bytes = c.v;
+    /* ---- totals ---- */
+    dsi_sum full = {out->resident_bytes, false};
+    dsi_sum_add(&full, out->expert_bytes);
+    dsi_sum_add(&full, out->context_bytes);
+    out->full_bytes = full.v;
+    dsi_sum base = {out->resident_bytes, false};   /* what stays with or without a cache */
+    dsi_sum_add(&base, out->context_bytes);
+    if (out->n_experts) {
+        dsi_sum mp = base;
+        dsi_sum_add(&mp, dsi_prod(&s, out->slot_bytes, 2));
+        out->min_paged_bytes = mp.v;
+        s.over |= mp.over;
+    }
+    /* the least budget that works: a cache of two slots (whole MiB), or
+     * every expert when that takes less (none, few), and the slack on top */
+    uint64_t left = dsi_mib_up(&s, dsi_prod(&s, out->slot_bytes, 2));
+    if (out->expert_bytes < left) left = out->expert_bytes;   /* as cheap to hold them all */
+    dsi_sum need = base;
+    dsi_sum_add(&need, left);
+    dsi_sum_add(&need, DS_PLAN_SLACK_FIXED);
+    s.over |= c.over || full.over || base.over || need.over || need.v > UINT64_MAX / DS_PLAN_SLACK_DIV;
+    if (s.over) {
+        dsi_fail(&e, DS_ERR_LIMIT, "ds_model_memory_plan: a memory figure of this model overflows 64 bits");
+        memset(out, 0, sizeof *out);
+        return dsi_publish(&e);
+    }
+    /* smallest M with M - M / DIV >= need (M - M / DIV never decreases) */
+    uint64_t M = need.v / (DS_PLAN_SLACK_DIV - 1) * DS_PLAN_SLACK_DIV;
+    while (M - M / DS_PLAN_SLACK_DIV < need.v) M++;
+    while (M > 0 && (M - 1) - (M - 1) / DS_PLAN_SLACK_DIV >= need.v) M--;
+    out->min_mem_bytes = M;
+    if (!mem_bytes) return DS_OK;
+    /* ---- against the budget ---- */
+    out->mem_bytes = mem_bytes;
+    out->slack_bytes = DS_PLAN_SLACK_FIXED + mem_bytes / DS_PLAN_SLACK_DIV;
+    if (mem_bytes < out->min_mem_bytes) {
+        out->shortfall_bytes = out->min_mem_bytes - mem_bytes;
+        return DS_OK;
+    }
+    out->fits = 1;
+    uint64_t room = mem_bytes - out->slack_bytes;   /* >= need - FIXED >= base: no wrap */
+    if (room - base.v >= out->expert_bytes) {   /* full_bytes + slack fits */
+        out->all_resident = 1;
+        out->cache_slots = out->n_experts;
+        out->cache_share = out->hit_rate = 1.0;
+        return DS_OK;
+    }
+    uint64_t cache = (room - base.v) >> 20 << 20;
+    uint64_t slots = cache / out->slot_bytes;   /* >= 2: the budget is at least min_mem_bytes */
+    if (slots > out->n_experts) slots = out->n_experts;
+    uint64_t cap = dsi_mib_up(&s, slots * out->slot_bytes);
+    out->cache_bytes = cache < cap ? cache : cap;
+    out->cache_slots = slots;
+    out->cache_share = out->hit_rate = (double)slots / (double)out->n_experts;
+    return DS_OK;
 }

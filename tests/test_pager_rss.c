@@ -52,6 +52,11 @@
  *             it). The file is written back (fdatasync) and dropped before
  *             the paged run, so the dense part is cold for both runs. Skipped
  *             on tmpfs.
+ *  pager-1.11: the memory plan (ds_model_memory_plan for this context)
+ *             holds both runs: paged growth <= resident + context + the
+ *             cache's slots + DS_PLAN_SLACK_FIXED, resident growth <=
+ *             full_bytes + DS_PLAN_SLACK_FIXED; and the pager made
+ *             budget / slot_bytes slots
  *
  * Needs $DS_TESTDATA/pager (skipped when absent). Under AddressSanitizer the
  * memory checks (1.4, 1.5) are skipped: shadow memory is not the library's.
@@ -103,6 +108,7 @@ typedef struct child_out {
     /* the container (conversion child) */
     uint64_t expert_bytes, dense_bytes;
     int n_expert_segments, n_layers, kv_lora_rank, qk_rope_head_dim;
+    ds_memory_plan plan;                        /* ds_model_memory_plan for N_CTX, no budget */
     /* a run */
     uint64_t base_kb, open_kb, hwm_kb;
     int32_t tokens[N_GEN];
@@ -395,7 +401,11 @@ static void child_convert(child_out *o, uint64_t budget) {
         }
     }
     ds_model_config c;
-    if (ds_model_get_config(m, &c) == DS_OK) {
+    ds_memory_plan_params pp = ds_memory_plan_default_params();
+    pp.n_ctx = N_CTX;
+    if (ds_model_memory_plan(m, &pp, &o->plan) != DS_OK) {
+        snprintf(o->msg, sizeof o->msg, "plan: %.400s", ds_last_error());
+    } else if (ds_model_get_config(m, &c) == DS_OK) {
         o->n_layers = c.n_layers;
         o->kv_lora_rank = c.kv_lora_rank;
         o->qk_rope_head_dim = c.qk_rope_head_dim;
@@ -587,6 +597,25 @@ static void test_pager_rss(void) {
                 mb(bound));
         T_CHECK("pager-1.5", grow_r > bound, "resident peak RSS grew by %.1f MB, not more than the bound %.1f MB",
                 mb(grow_r), mb(bound));
+    }
+    /* the memory plan's figures against the measurements: its totals,
+     * with the fixed part of its slack, hold both runs */
+    uint64_t plan_p = conv.plan.resident_bytes + conv.plan.context_bytes +
+                      (uint64_t)paged.st.n_slots * paged.st.slot_bytes + DS_PLAN_SLACK_FIXED;
+    uint64_t plan_r = conv.plan.full_bytes + DS_PLAN_SLACK_FIXED;
+    printf("INFO pager-1.11: plan: resident %.1f MB + context %.1f MB (+ cache %.1f MB | + experts %.1f MB); "
+           "growth paged %.1f MB, resident %.1f MB\n",
+           mb(conv.plan.resident_bytes), mb(conv.plan.context_bytes),
+           mb((uint64_t)paged.st.n_slots * paged.st.slot_bytes), mb(conv.plan.expert_bytes), mb(grow_p), mb(grow_r));
+    if (T_ASAN || !paged.hwm_kb || !resident.hwm_kb) {
+        T_SKIP("pager-1.11", T_ASAN ? "AddressSanitizer build" : "no VmHWM in /proc/self/status");
+    } else {
+        T_CHECK("pager-1.11", grow_p <= plan_p && grow_r <= plan_r && (uint64_t)paged.st.n_slots ==
+                                  (conv.plan.slot_bytes ? budget / conv.plan.slot_bytes : 0),
+                "the plan (resident + context + cache or experts + 64 MiB) does not hold: paged %.1f > %.1f MB, or "
+                "resident %.1f > %.1f MB, or %d slots where the plan's slot size gives %llu",
+                mb(grow_p), mb(plan_p), mb(grow_r), mb(plan_r), paged.st.n_slots,
+                (unsigned long long)(conv.plan.slot_bytes ? budget / conv.plan.slot_bytes : 0));
     }
     T_CHECK("pager-1.6", paged.st.n_slots > 0 && paged.st.bytes_decrypted > budget && paged.st.evictions > 0,
             "the paged run did not page: %d slots, %.1f MB decrypted, %llu evictions", paged.st.n_slots,

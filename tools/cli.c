@@ -77,6 +77,47 @@ int parse_u64(const char *s, uint64_t max, uint64_t *out) {
     return 1;
 }
 
+int parse_size(const char *s, uint64_t *out) {
+    uint64_t whole = 0, frac = 0, scale = 1, mult = 1;
+    const char *p = s;
+    if (!s || *p < '0' || *p > '9') return 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (whole > (UINT64_MAX - d) / 10) return 0;
+        whole = whole * 10 + d;
+    }
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9') return 0;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            if (scale >= 1000000000u) continue;   /* beyond a billionth: ignored */
+            frac = frac * 10 + (unsigned)(*p - '0');
+            scale *= 10;
+        }
+    }
+    if (*p) {
+        static const char units[] = "kmgtp";
+        const char *u = strchr(units, *p | 0x20);
+        if (!u || !*u) return 0;
+        int n = (int)(u - units) + 1;
+        p++;
+        uint64_t base = 1024;
+        if (*p == 'i' && (p[1] == 'B' || p[1] == 'b') && !p[2]) p += 2;   /* KiB: binary */
+        else if ((*p == 'B' || *p == 'b') && !p[1]) p++, base = 1000;     /* KB: decimal, as dd */
+        if (*p) return 0;
+        for (int i = 0; i < n; i++) mult *= base;
+    } else if (scale > 1) {
+        return 0;   /* a fraction of a byte */
+    }
+    if (whole > UINT64_MAX / mult) return 0;
+    uint64_t v = whole * mult, f = 0;
+    /* frac / scale of mult, without overflow: mult <= 2^50, frac < 1e9 */
+    if (frac) f = (uint64_t)((long double)frac * (long double)mult / (long double)scale);
+    if (v > UINT64_MAX - f) return 0;
+    *out = v + f;
+    return 1;
+}
+
 int parse_evict(const char *s, ds_evict_policy *out) {
     if (!strcmp(s, "lru")) *out = DS_EVICT_LRU;
     else if (!strcmp(s, "lfu")) *out = DS_EVICT_LFU_DECAY;

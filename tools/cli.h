@@ -50,6 +50,12 @@ double now_s(void);
 /* Strict unsigned parse: decimal digits only, <= max. 1 = ok. */
 int parse_u64(const char *s, uint64_t max, uint64_t *out);
 
+/* A size in bytes: digits with an optional fraction and unit, as dd
+ * reads them: K, M, G, T, P (or KiB, MiB, ...) are powers of 1024, KB, MB,
+ * GB, TB, PB powers of 1000; case-insensitive. "8G", "8192M", "1.5GiB",
+ * "8589934592". No sign, no spaces. 1 = ok (0 is a valid result here). */
+int parse_size(const char *s, uint64_t *out);
+
 /* --evict values: "lru" or "lfu" -> *out, 1 = ok; and back. */
 int parse_evict(const char *s, ds_evict_policy *out);
 const char *evict_name(ds_evict_policy p);

@@ -9,6 +9,7 @@
  *     ds calibrate <model.dsm> [key] --file TEXT --out STATS.json [--ctx N] [--threads N] [--cache-mb M]
  *     ds keygen  <file>
  *     ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--json]
+ *                [--plan [--mem SIZE] [--ctx N] [--seqs N]]
  *     ds verify  <model.dsm> [--key-file F | --passphrase-env VAR] [--allow-plaintext] [--threads N]
  *     ds run     <model.dsm> [key] -p PROMPT | -f FILE [-n N] [--temp T] [--top-k K] [--top-p P]
  *                [--min-p P] [--repeat-penalty R] [--seed S] [--threads N] [--ctx N]
@@ -593,6 +594,7 @@ static ds_model *open_meta(const char *cmd, const char *path, const ds_file_info
 
 static const char inspect_help[] =
     "usage: ds inspect <model.dsm> [--key-file F | --passphrase-env VAR] [--json]\n"
+    "       ds inspect <model.dsm> [key] --plan [--mem SIZE] [--ctx N] [--seqs N] [--json]\n"
     "       ds inspect <adapter.dsa> --base <base.dsm> [--key-file F | --passphrase-env VAR] [--json]\n"
     "\n"
     "Without a key, prints the public header (format, cipher, KDF, chunk size,\n"
@@ -605,8 +607,104 @@ static const char inspect_help[] =
     "targets, parameters, dtype and the size of its tensors.\n"
     "  -m, --model FILE  the model, instead of the positional <model.dsm>\n"
     "  --json            one JSON object on stdout instead of text\n"
+    "  --plan            instead of the directories, the memory plan (ds_model_memory_plan):\n"
+    "                    resident (dense) bytes, routed-expert bytes and slot size, one\n"
+    "                    context, all-resident total and the least budget that runs;\n"
+    "                    needs the key (the segment directory is in the sealed metadata)\n"
+    "  --mem SIZE        with --plan: fit a budget: 8G, 8192M, 1.5GiB, 8589934592 (K, M, G, T\n"
+    "                    are powers of 1024; KB, MB, GB, TB of 1000): the --cache-mb to use,\n"
+    "                    the experts it holds and the expected hit rate (uniform routing).\n"
+    "                    A budget too small prints a 'does not fit' line and still exits 0\n"
+    "  -c, --ctx N       with --plan: the context in tokens (default min(4096, the model's maximum))\n"
+    "  --seqs N          with --plan: sequences of the context, each with its KV cache\n"
+    "                    (ds-server: --max-concurrent; default 1)\n"
     "  --allow-plaintext with a key, open a plaintext (unencrypted) file anyway\n"
     "  -v, --verbose     also print the library's notices\n";
+
+/* ---- the memory plan (--plan) ---- */
+
+static double mib(uint64_t bytes) { return (double)bytes / 1048576.0; }
+
+static void print_plan_text(const char *path, const ds_memory_plan *p) {
+    if (p->n_seq > 1)
+        printf("memory plan      %s, one context of %d sequences of %d tokens (MiB = 2^20 bytes)\n", path, p->n_seq,
+               p->n_ctx);
+    else
+        printf("memory plan      %s, one context of %d tokens (MiB = 2^20 bytes)\n", path, p->n_ctx);
+    printf("  %-22s %12.1f MiB  dense segments: held by every open\n", "resident", mib(p->resident_bytes));
+    if (p->n_experts)
+        printf("  %-22s %12.1f MiB  %llu experts in %d layers, %.2f MiB each on average; a cache slot (the "
+               "largest) %.2f MiB\n",
+               "routed experts", mib(p->expert_bytes), (unsigned long long)p->n_experts, p->n_expert_layers,
+               mib(p->expert_bytes) / (double)p->n_experts, mib(p->slot_bytes));
+    else
+        printf("  %-22s %12.1f MiB  none: nothing to page\n", "routed experts", 0.0);
+    printf("  %-22s %12.1f MiB  KV cache %.1f MiB (%llu bytes per token) + scratch %.1f MiB\n", "context",
+           mib(p->context_bytes), mib(p->kv_bytes), (unsigned long long)p->kv_bytes_per_token,
+           mib(p->scratch_bytes));
+    printf("  %-22s %12.1f MiB  resident + experts + context (no --cache-mb)\n", "all resident",
+           mib(p->full_bytes));
+    if (p->n_experts)
+        printf("  %-22s %12.1f MiB  resident + context + 2 cache slots (--cache-mb %llu)\n", "least paged",
+               mib(p->min_paged_bytes), (unsigned long long)((2 * p->slot_bytes + (1u << 20) - 1) >> 20));
+    printf("  %-22s %12.1f MiB  the least --mem that fits, slack included\n", "least budget",
+           mib(p->min_mem_bytes));
+    if (!p->mem_bytes) return;
+    printf("budget           %llu bytes (%.1f MiB)\n", (unsigned long long)p->mem_bytes, mib(p->mem_bytes));
+    printf("  %-22s %12.1f MiB  64 MiB + 1/64 of the budget: tokenizer, per-thread buffers, the program\n",
+           "slack", mib(p->slack_bytes));
+    if (!p->fits) {
+        printf("  %-22s does not fit: %.1f MiB short (%llu bytes); the least budget is %.1f MiB\n", "verdict",
+               mib(p->shortfall_bytes), (unsigned long long)p->shortfall_bytes, mib(p->min_mem_bytes));
+        return;
+    }
+    if (p->all_resident) {
+        printf("  %-22s fits with every expert resident: no --cache-mb\n", "verdict");
+        printf("  %-22s 100%% of expert lookups from memory\n", "expected hits");
+        return;
+    }
+    printf("  %-22s fits with an expert cache\n", "verdict");
+    printf("  %-22s --cache-mb %llu  (%llu bytes: %llu of %llu experts, %.1f%% of the routed-expert bytes)\n",
+           "expert cache", (unsigned long long)(p->cache_bytes >> 20), (unsigned long long)p->cache_bytes,
+           (unsigned long long)p->cache_slots, (unsigned long long)p->n_experts,
+           p->expert_bytes ? 100.0 * (double)p->cache_bytes / (double)p->expert_bytes : 0.0);
+    printf("  %-22s %.1f%% of expert lookups from the cache, under uniform routing (a cache of C of N\n"
+           "  %-22s experts serves C/N); real routing is skewed: ds bench --sweep measures it\n",
+           "expected hits", 100.0 * p->hit_rate, "");
+    if (p->n_seq > 1)
+        printf("  %-22s ds-server --model MODEL --cache-mb %llu --max-concurrent %d --ctx %d\n", "use",
+               (unsigned long long)(p->cache_bytes >> 20), p->n_seq, p->n_ctx);
+    else
+        printf("  %-22s ds run MODEL --cache-mb %llu --ctx %d; ds bench MODEL --cache-mb %llu measures the hits\n",
+               "use", (unsigned long long)(p->cache_bytes >> 20), p->n_ctx, (unsigned long long)(p->cache_bytes >> 20));
+}
+
+static void print_plan_json(const ds_memory_plan *p) {
+    printf(",\n  \"plan\": {\"n_ctx\": %d, \"n_seq\": %d, \"resident_bytes\": %llu, \"expert_bytes\": %llu, "
+           "\"n_experts\": %llu, \"n_expert_layers\": %d, \"slot_bytes\": %llu, \"kv_bytes_per_token\": %llu, \"kv_bytes\": %llu, "
+           "\"scratch_bytes\": %llu, \"context_bytes\": %llu, \"full_bytes\": %llu, \"min_paged_bytes\": %llu, "
+           "\"min_mem_bytes\": %llu",
+           p->n_ctx, p->n_seq, (unsigned long long)p->resident_bytes, (unsigned long long)p->expert_bytes,
+           (unsigned long long)p->n_experts, p->n_expert_layers, (unsigned long long)p->slot_bytes,
+           (unsigned long long)p->kv_bytes_per_token, (unsigned long long)p->kv_bytes,
+           (unsigned long long)p->scratch_bytes, (unsigned long long)p->context_bytes,
+           (unsigned long long)p->full_bytes, (unsigned long long)p->min_paged_bytes,
+           (unsigned long long)p->min_mem_bytes);
+    if (p->mem_bytes) {
+        printf(", \"mem_bytes\": %llu, \"slack_bytes\": %llu, \"fits\": %s, \"all_resident\": %s, "
+               "\"shortfall_bytes\": %llu, \"cache_bytes\": %llu, \"cache_mb\": %llu, \"cache_slots\": %llu, "
+               "\"cache_share\": ",
+               (unsigned long long)p->mem_bytes, (unsigned long long)p->slack_bytes, p->fits ? "true" : "false",
+               p->all_resident ? "true" : "false", (unsigned long long)p->shortfall_bytes,
+               (unsigned long long)p->cache_bytes, (unsigned long long)(p->cache_bytes >> 20),
+               (unsigned long long)p->cache_slots);
+        json_float(stdout, p->cache_share);
+        printf(", \"hit_rate\": ");
+        json_float(stdout, p->hit_rate);
+        printf(", \"hit_model\": \"uniform\"");
+    }
+    printf("}");
+}
 
 /* Sums over the segment table. */
 typedef struct seg_totals {
@@ -977,8 +1075,9 @@ static int cmd_inspect(int argc, char **argv) {
     const char *cmd = "inspect";
     argscan a = {cmd, argc, argv, 0, 0, 0};
     key_opts ko = {0};
-    const char *path = NULL, *base_path = NULL, *akey_path = NULL;
-    int json = 0, verbose = 0;
+    const char *path = NULL, *base_path = NULL, *akey_path = NULL, *mem_s = NULL, *ctx_s = NULL,
+               *seqs_s = NULL;
+    int json = 0, verbose = 0, plan = 0;
 
     /* ---- parse the command line ---- */
     for (a.i = 1; a.i < argc && !a.bad; a.i++) {
@@ -998,6 +1097,14 @@ static int cmd_inspect(int argc, char **argv) {
             set_once(&a, &akey_path, v, "--adapter-key-file");
         } else if (is_flag(&a, "--json")) {
             json = 1;
+        } else if (is_flag(&a, "--plan")) {
+            plan = 1;
+        } else if (is_opt(&a, "--mem", &v)) {
+            set_once(&a, &mem_s, v, "--mem");
+        } else if (is_opt(&a, "--ctx", &v) || is_opt(&a, "-c", &v)) {
+            set_once(&a, &ctx_s, v, "--ctx");
+        } else if (is_opt(&a, "--seqs", &v)) {
+            set_once(&a, &seqs_s, v, "--seqs");
         } else if (is_flag(&a, "--verbose") || is_flag(&a, "-v")) {
             verbose = 1;
         } else {
@@ -1009,6 +1116,19 @@ static int cmd_inspect(int argc, char **argv) {
     int rc = key_opts_check(cmd, &ko);
     if (rc) return rc;
     if (akey_path && !base_path) return usage_error(cmd, "--adapter-key-file goes with --base (an adapter)");
+    uint64_t mem = 0, nctx = 0, nseq = 0;
+    if ((mem_s || ctx_s || seqs_s) && !plan)
+        return usage_error(cmd, "%s goes with --plan", mem_s ? "--mem" : ctx_s ? "--ctx" : "--seqs");
+    if (plan && base_path) return usage_error(cmd, "--plan is for a model, not an adapter (--base)");
+    if (mem_s && (!parse_size(mem_s, &mem) || mem == 0))
+        return usage_error(cmd,
+                           "--mem needs a size above 0 such as 8G, 8192M or 8589934592 (K, M, G, T: powers of "
+                           "1024; KB, MB, GB, TB: of 1000), not '%s'",
+                           mem_s);
+    if (ctx_s && (!parse_u64(ctx_s, 1u << 22, &nctx) || nctx == 0))
+        return usage_error(cmd, "--ctx needs a whole number of tokens from 1 to 4194304, not '%s'", ctx_s);
+    if (seqs_s && (!parse_u64(seqs_s, 256, &nseq) || nseq == 0))
+        return usage_error(cmd, "--seqs needs a whole number from 1 to 256, not '%s'", seqs_s);
     if (base_path) {
         /* an adapter, over its base: ds lora info */
         char *largv[12];
@@ -1034,6 +1154,9 @@ static int cmd_inspect(int argc, char **argv) {
 
     int have_secret = ko.key_file || ko.pass_env;
     int full = have_secret || fi.cipher == DS_CIPHER_NONE;
+    if (plan && !full)
+        return fail(cmd, "--plan needs the key: the segment directory is in the sealed metadata (give --key-file F "
+                         "or --passphrase-env VAR)");
     secret sec;
     memset(&sec, 0, sizeof sec);
     ds_model *m = NULL;
@@ -1063,7 +1186,26 @@ static int cmd_inspect(int argc, char **argv) {
     const char *auth = !m ? "not checked (no key)"
                        : fi.cipher == DS_CIPHER_NONE ? "unauthenticated (plaintext file: checksum only)"
                                                      : "authenticated with the key";
-    if (json) {
+    if (plan) {
+        ds_memory_plan mp;
+        ds_memory_plan_params pp = ds_memory_plan_default_params();
+        pp.n_ctx = (int)nctx;
+        pp.n_seq = (int)nseq;
+        pp.mem_bytes = mem;
+        st = ds_model_memory_plan(m, &pp, &mp);
+        if (st != DS_OK) {
+            rc = fail(cmd, "%s", errmsg(st));
+            ds_model_close(m);
+            return rc;
+        }
+        if (json) {
+            print_header_json(path, &fi, auth);
+            print_plan_json(&mp);
+            printf(",\n  \"locked\": false\n}\n");
+        } else {
+            print_plan_text(path, &mp);
+        }
+    } else if (json) {
         print_header_json(path, &fi, auth);
         if (m) print_model_json(m, &cfg, fi.file_bytes);
         printf(",\n  \"locked\": %s\n}\n", m ? "false" : "true");

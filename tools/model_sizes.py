@@ -50,7 +50,13 @@ TAG = 16                 # bytes per sealed chunk
 TENSOR_ALIGN = 64        # DSI_TENSOR_ALIGN: tensors inside a segment start at multiples of this
 HEADER = 4096
 MAX_BATCH = 256          # DSI_MAX_BATCH: tokens per forward chunk
-MLA_EXPAND = 8 << 20     # DSI_MLA_EXPAND_BYTES: expanded K/V scratch per context
+MLA_EXPAND = 8 << 20     # DSI_MLA_EXPAND_BYTES: expanded K/V scratch per context (at most)
+MLA_EXPAND_MAX = 1024    # DSI_MLA_EXPAND_MAX: positions a batch may expand
+Q8_BLOCK = 32            # DSI_Q8_BLOCK: values per scale of the int8 activations
+MIB = 1 << 20
+SLACK_FIXED = 64 << 20   # DS_PLAN_SLACK_FIXED: the memory plan's slack is this +
+SLACK_DIV = 64           # mem / DS_PLAN_SLACK_DIV (deepseek.h, ds_memory_plan)
+BUDGETS_GIB = (8, 16, 32, 64, 128, 256, 512)   # the README's budget table (--mem 8G, ...)
 CTX = 4096               # the default context: min(4096, the model's maximum)
 
 # The shapes of the released models, from their config.json on Hugging Face
@@ -188,8 +194,21 @@ def layout(c, experts="Q8_0", core="Q8_0", router="F32"):
         sealed += plain + TAG * -(-plain // CHUNK)
         stored = -(-(stored + plain + TAG * -(-plain // CHUNK)) // PAGE) * PAGE
     largest = max([segs[s] for s in order if s[0] == "expert"] or [0])
+    # in memory: each segment in whole pages (file.c, pager.c)
+    ex = [page_up(segs[s]) for s in order if s[0] == "expert"]
     return {"params": params, "bytes": nbytes, "segments": [segs[s] for s in order], "file_before_metadata": stored,
-            "sealed_bytes": sealed, "largest_expert": largest}
+            "sealed_bytes": sealed, "largest_expert": largest,
+            "resident_pages": sum(page_up(segs[s]) for s in order if s[0] != "expert"),
+            "expert_pages": sum(ex), "n_experts": len(ex), "slot": max(ex or [0]),
+            "expert_layers": len({s[1] for s in order if s[0] == "expert"})}
+
+
+def page_up(n):
+    return -(-max(n, 1) // PAGE) * PAGE
+
+
+def mib_up(n):
+    return -(-n // MIB) * MIB
 
 
 def moe_layers(c):
@@ -217,10 +236,11 @@ def kv_bytes_per_token(c):
     return L * 2 * get(c, "num_key_value_heads", c["num_attention_heads"]) * hd * 4
 
 
-def scratch_bytes(c, n_ctx):
+def scratch_bytes(c, n_ctx, n_seq=1):
     """The big per-context buffers of dsi_cpu_ctx_new and ds_context_new for a
-    batch of MAX_BATCH tokens (F32), the int8 activations, the MLA expansion
-    scratch, and a row of logits."""
+    batch of MAX_BATCH tokens (F32), the int8 activations (row-major and in
+    token-lane tiles), the MLA expansion scratch, rows of logits and the
+    token ids; the same as deepseek_impl/forward.c's dsi_plan_context."""
     T, D, nh = MAX_BATCH, c["hidden_size"], c["num_attention_heads"]
     E = max(get(c, "n_routed_experts"), 1)
     shared = c.get("moe_intermediate_size", 0) * max(get(c, "n_shared_experts"), 1)
@@ -237,11 +257,70 @@ def scratch_bytes(c, n_ctx):
         kva_dim, att_dim = 2 * kvh * hd, nh * hd
     widest = max(D, R, inter, att_dim, get(c, "q_lora_rank"))
     floats = T * (5 * D + q_dim + qa_dim + kva_dim + att_dim + 2 * inter + E)
-    return floats * 4 + T * widest + (MLA_EXPAND if is_mla(c) else 0) + c["vocab_size"] * 4 + n_ctx * 4
+    expand = 0
+    if is_mla(c):   # the expanded K/V of as many heads as fit MLA_EXPAND
+        per_head = MLA_EXPAND_MAX * (c["qk_nope_head_dim"] + c["v_head_dim"]) * 4
+        expand = per_head * max(1, min(nh, MLA_EXPAND // per_head))
+    logits = c["vocab_size"] * 4 * (1 + (n_seq if n_seq > 1 else 0))   # + a batch step's, per sequence
+    lanes = T * (widest // Q8_BLOCK) * (Q8_BLOCK + 4)   # token-lane tiles (AVX2, VNNI): T x cols bytes + scales
+    return (floats * 4 + T * widest + T * (widest // Q8_BLOCK + 1) * 4 + lanes + expand + logits +
+            n_seq * n_ctx * 4)
 
 
-def context_bytes(c, n_ctx):
-    return kv_bytes_per_token(c) * n_ctx + scratch_bytes(c, n_ctx)
+def context_bytes(c, n_ctx, n_seq=1):
+    return kv_bytes_per_token(c) * n_ctx * n_seq + scratch_bytes(c, n_ctx, n_seq)
+
+
+def plan(c, lay, n_ctx, mem=0, n_seq=1):
+    """ds_model_memory_plan (deepseek_impl/forward.c) from a config: the same
+    fields, the same formula. tests/test_plan.sh compares the two."""
+    res, exp, n, slot = lay["resident_pages"], lay["expert_pages"], lay["n_experts"], lay["slot"]
+    kv_tok = kv_bytes_per_token(c)
+    ctx = context_bytes(c, n_ctx, n_seq)
+    p = {"n_ctx": n_ctx, "n_seq": n_seq, "resident_bytes": res, "expert_bytes": exp, "n_experts": n,
+         "n_expert_layers": lay["expert_layers"], "slot_bytes": slot, "kv_bytes_per_token": kv_tok,
+         "kv_bytes": kv_tok * n_ctx * n_seq, "scratch_bytes": scratch_bytes(c, n_ctx, n_seq), "context_bytes": ctx,
+         "full_bytes": res + exp + ctx, "min_paged_bytes": res + ctx + 2 * slot if n else 0}
+    need = res + ctx + min(mib_up(2 * slot), exp) + SLACK_FIXED
+    m = need // (SLACK_DIV - 1) * SLACK_DIV        # the least M with M - M // SLACK_DIV >= need
+    while m - m // SLACK_DIV < need:
+        m += 1
+    while m > 0 and (m - 1) - (m - 1) // SLACK_DIV >= need:
+        m -= 1
+    p["min_mem_bytes"] = m
+    if not mem:
+        return p
+    slack = SLACK_FIXED + mem // SLACK_DIV
+    p.update({"mem_bytes": mem, "slack_bytes": slack, "fits": mem >= m, "all_resident": False,
+              "shortfall_bytes": max(m - mem, 0), "cache_bytes": 0, "cache_mb": 0, "cache_slots": 0,
+              "cache_share": 0.0, "hit_rate": 0.0, "hit_model": "uniform"})
+    if mem < m:
+        return p
+    room = mem - slack - res - ctx
+    if room >= exp:
+        p.update({"all_resident": True, "cache_slots": n, "cache_share": 1.0, "hit_rate": 1.0})
+        return p
+    cache = room // MIB * MIB
+    slots = min(cache // slot, n)
+    cache = min(cache, mib_up(slots * slot))
+    p.update({"cache_bytes": cache, "cache_mb": cache // MIB, "cache_slots": slots, "cache_share": slots / n,
+              "hit_rate": slots / n})
+    return p
+
+
+def parse_size(text):
+    """--mem as ds inspect reads it: K, M, G, T, P (or KiB, ...) powers of
+    1024, KB, MB, ... of 1000."""
+    import re
+    m = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:([kmgtpKMGTP])(iB|ib|B|b)?)?", text)
+    if not m or (m.group(2) and not m.group(3)):
+        raise ValueError("not a size: %r" % text)
+    mult = 1
+    if m.group(3):
+        base = 1000 if m.group(4) in ("B", "b") else 1024
+        mult = base ** ("kmgtp".index(m.group(3).lower()) + 1)
+    frac = m.group(2) or ""
+    return int(m.group(1)) * mult + int(frac[:9] or 0) * mult // 10 ** len(frac[:9])
 
 
 def gb(x):
@@ -298,12 +377,35 @@ def readme_tables():
         ctxb = context_bytes(c, n_ctx)
         cells = []
         for ex, co in (("Q4_0", "Q8_0"), ("Q8_0", "Q8_0")):
-            b = layout(c, ex, co)["bytes"]
-            dense = b["core"] + b["router"]
-            cells.append((gb(dense + b["experts"] + ctxb), gb(dense + ctxb), gb(dense + ctxb + b["experts"] / 10)))
+            p = plan(c, layout(c, ex, co), n_ctx)
+            dense = p["resident_bytes"]
+            cells.append((gb(p["full_bytes"]), gb(dense + ctxb), gb(dense + ctxb + p["expert_bytes"] / 10)))
         w("| %s | %.0f KB | %s | %s | %s | %s | %s | %s |" % (
             name, kv_bytes_per_token(c) / 1e3, gb(ctxb), cells[0][0], cells[0][1], cells[0][2], cells[1][0],
             cells[1][2]))
+    w("")
+    w("Fitting a memory budget (`build/ds inspect MODEL --plan --mem SIZE`, `ds_model_memory_plan`), one context "
+      "of %d tokens, in GB: all experts resident; the least budget that runs (the dense part, the context, an "
+      "expert cache of two experts and the slack); and for each budget (GiB, as `--mem 8G`) the share of the "
+      "routed experts its expert cache holds: under uniform routing also the share of expert lookups served from "
+      "memory. \"all\": every expert fits, no `--cache-mb`; \"-\": does not fit." % CTX)
+    w("")
+    w("| model | recipe | file | all resident | least budget | " +
+      " | ".join("%d GiB" % g for g in BUDGETS_GIB) + " |")
+    w("|---|---|---:|---:|---:|" + "---:|" * len(BUDGETS_GIB))
+    for name, c in MODELS:
+        n_ctx = min(CTX, c["max_position_embeddings"])
+        for heading, ex, co, _ in RECIPES:
+            lay = layout(c, ex, co)
+            p = plan(c, lay, n_ctx)
+            cells = []
+            for g in BUDGETS_GIB:
+                b = plan(c, lay, n_ctx, g << 30)
+                cells.append("-" if not b["fits"] else "all" if b["all_resident"] else
+                             "%.0f%%" % (100 * b["cache_share"]) if b["cache_share"] >= 0.01 else
+                             "%.1f%%" % (100 * b["cache_share"]))
+            w("| %s | %s | %s | %s | %s | %s |" % (name, heading, gb(lay["file_before_metadata"]), gb(p["full_bytes"]),
+                                              gb(p["min_mem_bytes"]), " | ".join(cells)))
     return "\n".join(out) + "\n"
 
 
@@ -316,6 +418,8 @@ def main():
     ap.add_argument("--quant-core", help="everything else but the routers (default --quant)")
     ap.add_argument("--quant-router", default="f32", help="the routers (default f32)")
     ap.add_argument("--ctx", type=int, default=0, help="context for the memory figures (default min(4096, maximum))")
+    ap.add_argument("--mem", help="a memory budget (8G, 8192M, 8589934592): the plan of ds inspect --plan --mem")
+    ap.add_argument("--seqs", type=int, default=1, help="sequences of the context (ds-server --max-concurrent)")
     ap.add_argument("--json", action="store_true", help="one JSON object")
     a = ap.parse_args()
     if not a.config:
@@ -329,6 +433,14 @@ def main():
         q[k] = QUANTS[v.lower()] if v is not None else None
     with open(a.config) as f:
         c = json.load(f)
+    mem = 0
+    if a.mem is not None:
+        try:
+            mem = parse_size(a.mem)
+        except ValueError:
+            mem = 0
+        if not mem:
+            ap.error("--mem: want a size above 0 such as 8G, 8192M or 8589934592, not %r" % a.mem)
     lay = layout(c, q["quant_experts"] or q["quant"], q["quant_core"] or q["quant"], q["quant_router"])
     n_ctx = a.ctx or min(CTX, get(c, "max_position_embeddings", CTX))
     res = {
@@ -336,7 +448,7 @@ def main():
         "segment_bytes": lay["segments"], "sealed_bytes": lay["sealed_bytes"],
         "file_before_metadata": lay["file_before_metadata"], "largest_expert": lay["largest_expert"],
         "active_params": int(round(active_params(c, lay))), "kv_bytes_per_token": kv_bytes_per_token(c),
-        "n_ctx": n_ctx, "context_bytes": context_bytes(c, n_ctx),
+        "n_ctx": n_ctx, "context_bytes": context_bytes(c, n_ctx), "plan": plan(c, lay, n_ctx, mem, a.seqs),
     }
     if a.json:
         print(json.dumps(res, sort_keys=True))
@@ -348,6 +460,17 @@ def main():
         res["file_before_metadata"], res["segments"], res["largest_expert"]))
     print("context  %d tokens: KV %d bytes per token, %d bytes with the scratch" % (
         n_ctx, res["kv_bytes_per_token"], res["context_bytes"]))
+    p = res["plan"]
+    print("memory   %d bytes all resident; %d resident (dense) + %d experts in slots of %d; least budget %d" % (
+        p["full_bytes"], p["resident_bytes"], p["expert_bytes"], p["slot_bytes"], p["min_mem_bytes"]))
+    if mem:
+        if not p["fits"]:
+            print("budget   %d bytes: does not fit, %d bytes short" % (mem, p["shortfall_bytes"]))
+        elif p["all_resident"]:
+            print("budget   %d bytes: fits with every expert resident" % mem)
+        else:
+            print("budget   %d bytes: --cache-mb %d, %d of %d experts (%.1f%%: the expected hit rate, uniform "
+                  "routing)" % (mem, p["cache_mb"], p["cache_slots"], p["n_experts"], 100 * p["hit_rate"]))
     return 0
 
 

@@ -364,6 +364,22 @@ class Model:
             _check(_L.ds_model_mlock_info(self._handle(), byref(s)))
             return _struct_dict(s)
 
+    def memory_plan(self, n_ctx=0, mem_bytes=0, n_seq=0):
+        """What the model takes in memory and how to fit a budget
+        (ds_model_memory_plan) as a dict: resident_bytes, expert_bytes,
+        n_experts, slot_bytes, context_bytes (one context of n_ctx tokens,
+        0 = the default, and n_seq sequences, 0 = 1), full_bytes (all resident), min_mem_bytes; with
+        mem_bytes: slack_bytes, fits, all_resident, shortfall_bytes,
+        cache_bytes (pass cache_mb=cache_bytes / 2**20 to Model), cache_slots,
+        hit_rate (expected under uniform routing). Works with load_weights=False."""
+        with self._lock:
+            s = _lib.ds_memory_plan()
+            pp = _lib.ds_memory_plan_params(int(n_ctx), int(n_seq), int(mem_bytes))
+            _check(_L.ds_model_memory_plan(self._handle(), byref(pp), byref(s)))
+            d = _struct_dict(s)
+            d["fits"], d["all_resident"] = bool(d["fits"]), bool(d["all_resident"])
+            return d
+
     def verify(self, threads=0):
         """Authenticates every chunk of the file; raises (AuthenticationError, ...) on the first bad one."""
         with self._lock:

@@ -129,6 +129,38 @@ class ds_mlock_info(Structure):
     _fields_ = [("requested", c_int), ("locked_bytes", c_uint64), ("refused_bytes", c_uint64), ("error", c_int)]
 
 
+class ds_memory_plan(Structure):
+    _fields_ = [
+        ("resident_bytes", c_uint64),
+        ("expert_bytes", c_uint64),
+        ("n_experts", c_uint64),
+        ("n_expert_layers", c_int),
+        ("slot_bytes", c_uint64),
+        ("n_ctx", c_int),
+        ("n_seq", c_int),
+        ("kv_bytes_per_token", c_uint64),
+        ("kv_bytes", c_uint64),
+        ("scratch_bytes", c_uint64),
+        ("context_bytes", c_uint64),
+        ("full_bytes", c_uint64),
+        ("min_paged_bytes", c_uint64),
+        ("min_mem_bytes", c_uint64),
+        ("mem_bytes", c_uint64),
+        ("slack_bytes", c_uint64),
+        ("fits", c_int),
+        ("all_resident", c_int),
+        ("shortfall_bytes", c_uint64),
+        ("cache_bytes", c_uint64),
+        ("cache_slots", c_uint64),
+        ("cache_share", c_double),
+        ("hit_rate", c_double),
+    ]
+
+
+class ds_memory_plan_params(Structure):
+    _fields_ = [("n_ctx", c_int), ("n_seq", c_int), ("mem_bytes", c_uint64)]
+
+
 class ds_context_params(Structure):
     _fields_ = [("n_ctx", c_int), ("n_threads", c_int), ("n_seq", c_int)]
 
@@ -179,7 +211,8 @@ class ds_chat_message(Structure):
     _fields_ = [("role", c_char_p), ("content", c_char_p)]
 
 
-STRUCTS = (ds_allocator, ds_model_params, ds_model_config, ds_cache_stats, ds_mlock_info, ds_context_params,
+STRUCTS = (ds_allocator, ds_model_params, ds_model_config, ds_cache_stats, ds_mlock_info, ds_memory_plan,
+           ds_memory_plan_params, ds_context_params,
            ds_sampler_params, ds_generate_stats, ds_generate_params, ds_chat_message)
 
 # ==== constants ==============================================================
@@ -214,6 +247,7 @@ _SIGNATURES = {
     "ds_model_gpu_cache_stats": (st, [p, POINTER(ds_cache_stats)]),
     "ds_model_cache_stats_reset": (None, [p]),
     "ds_model_mlock_info": (st, [p, POINTER(ds_mlock_info)]),
+    "ds_model_memory_plan": (st, [p, POINTER(ds_memory_plan_params), POINTER(ds_memory_plan)]),
     "ds_model_verify": (st, [p, c_int, ds_progress_fn, c_void_p]),
     "ds_model_tokenizer": (p, [p]),
     "ds_tokenizer_encode": (st, [p, c_char_p, c_size_t, c_int, i32p, c_size_t, POINTER(c_size_t)]),

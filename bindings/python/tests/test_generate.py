@@ -185,6 +185,16 @@ def test_expert_cache_paged_equals_resident(demo, model):
         assert paged.cache_stats()["misses"] == 0
 
 
+def test_memory_plan_sizes_the_cache(demo, model):
+    p = model.memory_plan(n_ctx=256)
+    assert p["n_ctx"] == 256 and p["full_bytes"] == p["resident_bytes"] + p["expert_bytes"] + p["context_bytes"]
+    assert "cache_bytes" in p and p["mem_bytes"] == 0
+    small = model.memory_plan(n_ctx=256, mem_bytes=p["min_mem_bytes"] - 1)
+    assert not small["fits"] and small["shortfall_bytes"] == 1
+    big = model.memory_plan(mem_bytes=p["full_bytes"] * 2 + (1 << 30))
+    assert big["fits"] and big["all_resident"] and big["hit_rate"] == 1.0
+
+
 def test_threads_share_a_model(model):
     want = model.generate("In the beginning", max_tokens=24, temperature=0)
     results = []
