@@ -241,7 +241,7 @@ SERVER_SRCS = tools/server/server.c tools/server/json.c tools/server/keys.c tool
 $(BUILD)/ds-server: $(SERVER_SRCS) tools/server/json.h tools/server/keys.h tools/server/jsonmask.h tools/server/logits.h tools/cli.h $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $(MHD_CFLAGS) $(SERVER_SRCS) -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(MHD_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libdeepseek.a $(CUDA_SO)
+$(BUILD)/tests/%: tests/%.c tests/test.h tests/fail_alloc.h $(BUILD)/libdeepseek.a $(CUDA_SO)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 
@@ -319,7 +319,7 @@ TSAN_TESTS = test_stress test_forward
 TSAN_FLAGS = -std=c11 -Wall -Wextra -g -O1 -pthread -I. -fsanitize=thread $(CRYPTO_FLAGS)
 tsan: $(TSAN_TESTS:%=$(TSAN_BUILD)/%) $(TESTDATA)
 	@BUILD=$(BUILD) TSAN_OPTIONS="second_deadlock_stack=1 $(TSAN_OPTIONS)" sh tests/run_tests.sh $(TSAN_TESTS:%=$(TSAN_BUILD)/%)
-$(TSAN_BUILD)/%: tests/%.c tests/test.h $(LIB_SRCS) $(LIB_HDRS)
+$(TSAN_BUILD)/%: tests/%.c tests/test.h tests/fail_alloc.h $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(TSAN_CC) $(TSAN_FLAGS) $< $(LIB_SRCS) -o $@ $(LDLIBS)
 
@@ -408,7 +408,7 @@ dist/deepseek.c: $(AMALG_DEPS) Makefile
 # The unit tests call dsi_* functions, which are static in the amalgamation,
 # so each test is one translation unit: dist/deepseek.c, then the test
 # (tests/amalg_unit.c). Same test data as `make test`.
-$(AMALG_BUILD)/tests/%: tests/%.c tests/amalg_unit.c tests/test.h dist/deepseek.c deepseek.h
+$(AMALG_BUILD)/tests/%: tests/%.c tests/amalg_unit.c tests/test.h tests/fail_alloc.h dist/deepseek.c deepseek.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DTEST_SOURCE='"$*.c"' tests/amalg_unit.c -o $@ $(LDFLAGS_ALL) $(LDLIBS)
 

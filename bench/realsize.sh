@@ -14,8 +14,8 @@
 #    same values, to a Q8_0 GGUF for llama.cpp (bench/hf_to_gguf_q8.py), then
 #    deletes the checkpoint;
 # 2. measures the storage (bench/storage_read.py: random expert-sized reads
-#    from the container, page cache dropped) and one core's AES-256-GCM
-#    decryption (bench/aead_speed.c);
+#    from the container, page cache dropped, by 1 and by 4 readers) and one
+#    core's AES-256-GCM decryption (bench/aead_speed.c);
 # 3. runs, each in a fresh process started with the page cache dropped and
 #    measured by bench/cgroup_run.py (the cgroup's peak charge, peak RSS, OOM
 #    kills, wall time):
@@ -175,8 +175,10 @@ print(1 + max(list(t["model"]["vocab"].values()) + [a["id"] for a in t.get("adde
 
     PVOCAB=$(cat "$OUT/prompt-vocab.txt")
     say "$R: storage"
-    "$PYTHON" "$ROOT/bench/storage_read.py" "$DSM" --json > "$RUNS/$R-storage.json"
-    cat "$RUNS/$R-storage.json"
+    for j in 1 4; do
+        "$PYTHON" "$ROOT/bench/storage_read.py" "$DSM" --jobs "$j" --json > "$RUNS/$R-storage-j$j.json"
+        cat "$RUNS/$R-storage-j$j.json"
+    done
 
     say "$R: resident runs"
     run "$R-ds-resident" none "$DS" bench "$DSM" --key-file "$KEY" --threads "$THREADS" \

@@ -27,6 +27,7 @@
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
+#include "fail_alloc.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -178,32 +179,6 @@ static void test_secure_buffers(void) {
     fill(&b);
     T_CHECK("alloc-3.6", mismatches(&b) == 0, "the buffer does not hold what was written");
     free_checked("alloc-3.6", &b);
-}
-
-static long fail_at = -1;   /* fail the allocation with this index; -1 = never */
-static long count;          /* allocations so far in this run */
-static long live;           /* allocations not yet freed */
-
-static void *f_malloc(size_t n, void *u) {
-    (void)u;
-    if (count++ == fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) live++;
-    return p;
-}
-
-static void *f_realloc(void *p, size_t n, void *u) {
-    (void)u;
-    if (count++ == fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) live++;
-    return q;
-}
-
-static void f_free(void *p, void *u) {
-    (void)u;
-    if (p) live--;
-    free(p);
 }
 
 static const ds_allocator failing = {f_malloc, f_realloc, f_free, NULL};

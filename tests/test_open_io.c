@@ -47,6 +47,7 @@
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
+#include "fail_alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -711,30 +712,6 @@ static void test_adapter(const char *path, const uint8_t *bytes, size_t len) {
 }
 
 /* ==== 7: allocation failures ============================================== */
-static long fail_at = -1;   /* fail the allocation with this index; -1 = never */
-static long count, live;
-
-static void *f_malloc(size_t n, void *u) {
-    (void)u;
-    if (count++ == fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) live++;
-    return p;
-}
-
-static void *f_realloc(void *p, size_t n, void *u) {
-    (void)u;
-    if (count++ == fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) live++;
-    return q;
-}
-
-static void f_free(void *p, void *u) {
-    (void)u;
-    if (p) live--;
-    free(p);
-}
 
 static int open_fds(void) {
     int n = 0;

@@ -25,6 +25,7 @@
 #include "../deepseek_impl/regex.h"
 #include "../deepseek_impl/unicode.h"
 #include "test.h"
+#include "fail_alloc.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 /* A subject as code points (UTF-8 in, assumed valid). */
@@ -349,26 +350,6 @@ static void test_pathological(void) {
 }
 
 /* ---- regex-7: allocation failures ------------------------------------------ */
-static long fail_at = -1, count, live;
-static void *f_malloc(size_t n, void *u) {
-    (void)u;
-    if (count++ == fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) live++;
-    return p;
-}
-static void *f_realloc(void *p, size_t n, void *u) {
-    (void)u;
-    if (count++ == fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) live++;
-    return q;
-}
-static void f_free(void *p, void *u) {
-    (void)u;
-    if (p) live--;
-    free(p);
-}
 
 static void test_alloc(void) {
     ds_allocator fa = {f_malloc, f_realloc, f_free, NULL};

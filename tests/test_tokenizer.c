@@ -28,6 +28,7 @@
  */
 #include "../deepseek_impl/internal.h"
 #include "test.h"
+#include "fail_alloc.h"
 
 #include <sodium.h>
 #include <time.h>
@@ -1063,26 +1064,6 @@ static void test_added_ids(void) {
 }
 
 /* ---- allocation failures -------------------------------------------------- */
-static long fail_at = -1, count, live;
-static void *f_malloc(size_t n, void *u) {
-    (void)u;
-    if (count++ == fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) live++;
-    return p;
-}
-static void *f_realloc(void *p, size_t n, void *u) {
-    (void)u;
-    if (count++ == fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) live++;
-    return q;
-}
-static void f_free(void *p, void *u) {
-    (void)u;
-    if (p) live--;
-    free(p);
-}
 
 static void test_alloc(void) {
     size_t tl;
