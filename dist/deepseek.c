@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 7aa08a3ab488130a: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id fed2349cb50584ef: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -57,7 +57,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "7aa08a3ab488130a"
+#define DS_SOURCE_ID "fed2349cb50584ef"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -141,6 +141,17 @@
 #endif
 #ifndef DS_MAX_EXPERTS
 #define DS_MAX_EXPERTS 4096
+#endif
+/* Routed experts per token (num_experts_per_tok) and groups kept
+ * (topk_group): the routing and paged decode keep per-token arrays of these
+ * sizes on the stack. Released models use 6 or 8, and 3 or 4; DeepSeek-V3
+ * routes 8 of 256 experts from 4 of 8 groups. The CUDA route kernel keeps at
+ * most 64 groups (ROUTE_MAX_KEEP) and refuses more. */
+#ifndef DS_MAX_EXPERTS_PER_TOK
+#define DS_MAX_EXPERTS_PER_TOK 64
+#endif
+#ifndef DS_MAX_TOPK_GROUP
+#define DS_MAX_TOPK_GROUP 64
 #endif
 /* Argon2id parameters a file may ask for: checked against the header before
  * the KDF runs, so a hostile header cannot make an open allocate gigabytes or
@@ -293,6 +304,10 @@ typedef struct dsi_file_id {
  * (O_NONBLOCK cleared again) and fills *id (may be NULL), or returns -1 with
  * e filled; the message does not name the path (callers prefix it). */
 DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e);
+/* The checks of dsi_open_regular on a descriptor already open: fstat, and
+ * anything but a regular file is DS_ERR_IO saying what it is (same
+ * messages); fills *id (may be NULL). */
+DSI_FUNC ds_status dsi_fd_regular(int fd, dsi_file_id *id, dsi_err *e);
 
 /* ==== Logging (util.c) =================================================== */
 DSI_FUNC void dsi_log(ds_log_fn fn, void *user, ds_log_level lvl, const char *fmt, ...) DSI_PRINTF(4, 5);
@@ -439,25 +454,34 @@ DSI_FUNC ds_status dsi_publish(const dsi_err *e) {
 }
 
 /* ---- regular files ---------------------------------------------------------- */
-DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e) {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
-        return -1;
-    }
+DSI_FUNC ds_status dsi_fd_regular(int fd, dsi_file_id *id, dsi_err *e) {
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        dsi_fail(e, DS_ERR_IO, "cannot stat: %s", strerror(errno));
-        close(fd);
-        return -1;
-    }
+    if (fstat(fd, &st) != 0) return dsi_fail(e, DS_ERR_IO, "cannot stat: %s", strerror(errno));
     if (!S_ISREG(st.st_mode)) {
         const char *what = S_ISFIFO(st.st_mode) ? "a FIFO"
                            : S_ISDIR(st.st_mode) ? "a directory"
                            : S_ISCHR(st.st_mode) ? "a character device"
                            : S_ISBLK(st.st_mode) ? "a block device"
                            : S_ISSOCK(st.st_mode) ? "a socket" : "not a file";
-        dsi_fail(e, DS_ERR_IO, "not a regular file (it is %s); refusing to read it", what);
+        return dsi_fail(e, DS_ERR_IO, "not a regular file (it is %s); refusing to read it", what);
+    }
+    if (id) {
+        id->dev = (uint64_t)st.st_dev;
+        id->ino = (uint64_t)st.st_ino;
+        id->size = (uint64_t)st.st_size;
+        id->mtime_sec = (int64_t)st.st_mtim.tv_sec;
+        id->mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
+    }
+    return DS_OK;
+}
+
+DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        dsi_fail(e, DS_ERR_IO, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    if (dsi_fd_regular(fd, id, e)) {
         close(fd);
         return -1;
     }
@@ -467,13 +491,6 @@ DSI_FUNC int dsi_open_regular(const char *path, dsi_file_id *id, dsi_err *e) {
         dsi_fail(e, DS_ERR_IO, "fcntl: %s", strerror(errno));
         close(fd);
         return -1;
-    }
-    if (id) {
-        id->dev = (uint64_t)st.st_dev;
-        id->ino = (uint64_t)st.st_ino;
-        id->size = (uint64_t)st.st_size;
-        id->mtime_sec = (int64_t)st.st_mtim.tv_sec;
-        id->mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
     }
     return fd;
 }
@@ -5475,7 +5492,8 @@ static ds_status dsc_router(const dsi_json *root, const dsc_arch_info *a, ds_mod
         return DS_OK;
     }
     if ((s = dsc_int(root, "", "num_experts_per_tok", a->n_experts_per_tok < 0, a->n_experts_per_tok, 1,
-                         c->n_routed_experts, &c->n_experts_per_tok, e)))
+                         c->n_routed_experts < DS_MAX_EXPERTS_PER_TOK ? c->n_routed_experts : DS_MAX_EXPERTS_PER_TOK,
+                         &c->n_experts_per_tok, e)))
         return s;
 
     if (c->topk_method == DS_TOPK_GREEDY) {
@@ -5485,7 +5503,9 @@ static ds_status dsc_router(const dsi_json *root, const dsc_arch_info *a, ds_mod
     }
     bool req = a->n_group < 0;
     if ((s = dsc_int(root, "", "n_group", req, a->n_group, 1, c->n_routed_experts, &c->n_group, e))) return s;
-    if ((s = dsc_int(root, "", "topk_group", req, a->topk_group, 1, c->n_group, &c->topk_group, e))) return s;
+    if ((s = dsc_int(root, "", "topk_group", req, a->topk_group, 1,
+                     c->n_group < DS_MAX_TOPK_GROUP ? c->n_group : DS_MAX_TOPK_GROUP, &c->topk_group, e)))
+        return s;
     if (c->n_routed_experts % c->n_group != 0)
         return dsi_fail(e, DS_ERR_CONFIG, "n_group (%d) does not divide n_routed_experts (%d)", c->n_group,
                         c->n_routed_experts);
@@ -10258,11 +10278,32 @@ DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al)
 typedef struct dsi_pager dsi_pager;
 typedef struct dsi_device_i dsi_device_i;
 
+/* Where a container's bytes come from. Every read of it goes through one
+ * place (dsi_file_read in file.c), whatever the source. */
+typedef enum dsi_source_kind {
+    DSI_SOURCE_PATH = 0,          /* a path we opened: m->fd is ours */
+    DSI_SOURCE_FD = 1,            /* the app's descriptor (ds_model_open_fd): m->fd is our duplicate
+                                     of it, so the app's own is never closed */
+    DSI_SOURCE_IO = 2             /* the app's read callback (ds_model_open_io): no descriptor; no
+                                     change detection, page-cache hints or mincore probes */
+} dsi_source_kind;
+
+/* What an open is given. */
+typedef struct dsi_source {
+    dsi_source_kind kind;
+    const char *name;             /* for messages: the path, "<fd 5>", "<io>" or ds_model_io.name */
+    int fd;                       /* DSI_SOURCE_FD: the app's descriptor */
+    const ds_model_io *io;        /* DSI_SOURCE_IO: the app's callbacks (copied at open) */
+} dsi_source;
+
 struct ds_model {
     dsi_alloc al;
     dsi_err err;                /* last failure on this handle */
-    int fd;
-    char *path;                 /* as given to ds_model_open, for messages */
+    dsi_source_kind src;        /* where the bytes come from */
+    int fd;                     /* DSI_SOURCE_PATH and _FD: the descriptor we own; -1 otherwise */
+    ds_model_io io;             /* DSI_SOURCE_IO: the app's callbacks (name not kept here) */
+    char *path;                 /* the source's name for messages: the path as given to ds_model_open,
+                                   "<fd N>" (N the app's descriptor) or ds_model_io.name / "<io>" */
     /* Every byte of the file is read with preadv() (dsi_file_read), never
      * through a mapping: a file truncated under a running model is a short
      * read and an error, not SIGBUS. */
@@ -10296,6 +10337,13 @@ struct ds_model {
     int n_threads;
     bool exact_act;             /* Q8_0 weights meet F32 activations (ds_model_params.exact_activations) */
     uint64_t expert_cache_bytes;
+    /* The model runs within a memory budget (an expert cache, or every
+     * routed expert in VRAM): ciphertext read at open (metadata, dense
+     * segments, experts staged to the device) leaves the page cache as each
+     * window of it is opened (dsi_file_drop_read in file.c), unless it was in memory
+     * before the read (tmpfs, or a file another reader keeps cached). The
+     * pager drops expert ciphertext itself (its page-cache tier). */
+    bool drop_read;
     ds_log_fn log;
     void *log_user;
     int n_contexts;             /* live contexts; close refuses while > 0 (atomic) */
@@ -10316,9 +10364,10 @@ DSI_INLINE dsi_model_file dsi_model_file_of(const ds_model *m) {
     dsi_model_file f = {&m->meta, (dsi_tensor *const *)m->sorted, m->dense, m->has_drop ? &m->drop : NULL};
     return f;
 }
-/* Opens the file at path into m (allocator, log and threads already set):
- * header, mapping, keys, metadata, config, tokenizer, directory checks. */
-DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e);
+/* Opens the container src names into m (allocator, log and threads already
+ * set): header, mapping, keys, metadata, config, tokenizer, directory
+ * checks. */
+DSI_FUNC ds_status dsi_file_open(ds_model *m, const dsi_source *src, const ds_model_params *p, dsi_err *e);
 /* Decrypts every dense segment (and the routed experts too when experts_too)
  * into secure buffers and binds the weights (m->w); p->progress is told of
  * each segment and may cancel (DS_ERR_CANCELLED). */
@@ -10349,12 +10398,18 @@ DSI_FUNC const uint8_t *dsi_model_tensor_data(const ds_model *m, size_t index);
 DSI_FUNC void dsi_segment_describe(const dsi_segment *s, int n_layers, char *buf, size_t len);
 /* Asks the OS for [off, off + len) of the file ahead of reading it. */
 DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len);
-/* Whether [off, off + len) of the file is in memory already (page cache, tmpfs). */
+/* Whether [off, off + len) of the file is in memory already (page cache,
+ * tmpfs). Always false for a DSI_SOURCE_IO model. */
 DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len);
-/* Test hook (NULL in use): every read of the model file goes through it
- * instead of preadv(2), with the same arguments and contract (bytes read, 0
- * at the end of the file, -1 with errno), so a test can fail a read at a
- * chosen offset (EIO) or cut it short. */
+/* [off, off + len) of the file is not needed any more: drops it from the page
+ * cache (posix_fadvise DONTNEED), or tells a DSI_SOURCE_IO model's release
+ * callback. Thread-safe. */
+DSI_FUNC void dsi_file_release(const ds_model *m, uint64_t off, uint64_t len);
+/* Test hook (NULL in use): every read of a model file through a descriptor
+ * (DSI_SOURCE_PATH, DSI_SOURCE_FD) goes through it instead of preadv(2),
+ * with the same arguments and contract (bytes read, 0 at the end of the
+ * file, -1 with errno), so a test can fail a read at a chosen offset (EIO)
+ * or cut it short. */
 DSI_DATA_DECL ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, off_t off);
 /* With ds_model_params.mlock: locks b into RAM (mlock), counting the bytes
  * locked or refused in m (a refusal is not an error; ds_model_open reports
@@ -10501,6 +10556,8 @@ DSI_FUNC ds_status dsi_context_eval_runs(const dsi_seq_run *r, int m, const char
  */
 #define DSI_DEVICE_VERSION 2
 #define DSI_MAX_BATCH 256           /* tokens per forward chunk (scratch bound) */
+#define DSI_MLA_EXPAND_MAX 1024     /* positions a batch may expand (scratch bound) */
+#define DSI_MLA_EXPAND_BYTES (8u << 20)   /* expanded K/V scratch per context (cpu.c; the memory plan) */
 
 /* A batch of tokens that may belong to several sequences, each with its own
  * positions and KV cache. The driver splits it into runs for attention. */
@@ -10787,12 +10844,58 @@ static uint64_t dsi_preadv_full(int fd, struct iovec *iov, int n, uint64_t off, 
     return done;
 }
 
+/* The app's read callback (DSI_SOURCE_IO), as dsi_preadv_full reads a
+ * descriptor: iov[0..n) at off until done, the end of the data (the callback
+ * returns 0) or a failure (a negative return, or more bytes than asked for),
+ * which why describes. Returns the bytes read; the iovecs are consumed. */
+static uint64_t dsi_io_read(const ds_model_io *io, struct iovec *iov, int n, uint64_t off, char *why, size_t wl) {
+    uint64_t done = 0;
+    for (int i = 0; i < n; i++) {
+        while (iov[i].iov_len) {
+            size_t want = iov[i].iov_len;
+            int64_t r = io->read_at(io->user, iov[i].iov_base, want, off + done);
+            if (r == 0) return done;
+            if (r < 0) {
+                /* -errno names its error; -1 (or anything past the errno
+                 * range) is an unnamed failure */
+                if (r < -1 && r >= -4095)
+                    snprintf(why, wl, "the read callback failed: %s (it returned %lld)", strerror((int)-r), (long long)r);
+                else
+                    snprintf(why, wl, "the read callback failed (it returned %lld)", (long long)r);
+                return done;
+            }
+            if ((uint64_t)r > want) {
+                snprintf(why, wl, "the read callback returned %lld bytes for a read of %zu", (long long)r, want);
+                return done;
+            }
+            iov[i].iov_base = (uint8_t *)iov[i].iov_base + r;
+            iov[i].iov_len -= (size_t)r;
+            done += (uint64_t)r;
+        }
+    }
+    return done;
+}
+
+/* Every read of the container: iov[0..n) at off from m's source until done,
+ * the end of the data or a failure. Returns the bytes read; why is "" or
+ * says what failed (the errno's text for a descriptor). The iovecs are
+ * consumed. */
+static uint64_t dsi_source_read(const ds_model *m, struct iovec *iov, int n, uint64_t off, char *why, size_t wl) {
+    why[0] = 0;
+    if (m->src == DSI_SOURCE_IO) return dsi_io_read(&m->io, iov, n, off, why, wl);
+    int err = 0;
+    uint64_t got = dsi_preadv_full(m->fd, iov, n, off, &err);
+    if (err) snprintf(why, wl, "%s", strerror(err));
+    return got;
+}
+
 /* Whether the file differs from what was opened (size or modification
- * time); its size now in *size (0 when fstat fails). */
+ * time); its size now in *size (0 when fstat fails). A callback source has
+ * no file to ask: never changed. */
 static bool dsi_file_changed(const ds_model *m, uint64_t *size) {
     struct stat st;
     *size = 0;
-    if (fstat(m->fd, &st) != 0) return false;
+    if (m->src == DSI_SOURCE_IO || fstat(m->fd, &st) != 0) return false;
     *size = (uint64_t)st.st_size;
     return *size != m->open_size || (int64_t)st.st_mtim.tv_sec != m->open_mtime_sec ||
            (int64_t)st.st_mtim.tv_nsec != m->open_mtime_nsec;
@@ -10821,17 +10924,28 @@ static ds_status dsi_name_file(const ds_model *m, dsi_err *e) {
 static ds_status dsi_file_read(const ds_model *m, void *a, size_t na, void *b, size_t nb, uint64_t off, uint32_t seg,
                                dsi_err *e) {
     struct iovec iov[2] = {{a, na}, {b, nb}};
-    int err = 0;
-    uint64_t want = (uint64_t)na + nb, got = dsi_preadv_full(m->fd, iov, 2, off, &err);
+    char why[160];
+    uint64_t want = (uint64_t)na + nb, got = dsi_source_read(m, iov, 2, off, why, sizeof why);
     if (got == want) return DS_OK;
     char what[96];
     dsi_read_what(m, seg, what, sizeof what);
+    if (m->src == DSI_SOURCE_IO) {   /* no file to stat: the callback's word */
+        if (why[0])
+            dsi_fail(e, DS_ERR_IO, "cannot read %s (%llu bytes at offset %llu): %s", what, (unsigned long long)want,
+                     (unsigned long long)off, why);
+        else
+            dsi_fail(e, DS_ERR_TRUNCATED,
+                     "short read of %s: %llu of %llu bytes at offset %llu (the read callback returned 0, the end of "
+                     "the data, inside the %llu bytes the source was opened with)",
+                     what, (unsigned long long)got, (unsigned long long)want, (unsigned long long)off,
+                     (unsigned long long)m->open_size);
+        return dsi_name_file(m, e);
+    }
     uint64_t now = 0;
     bool changed = dsi_file_changed(m, &now);
-    if (err)
+    if (why[0])
         dsi_fail(e, DS_ERR_IO, "cannot read %s (%llu bytes at offset %llu): %s%s", what, (unsigned long long)want,
-                 (unsigned long long)off, strerror(err),
-                 changed ? "; the model file changed since it was opened" : "");
+                 (unsigned long long)off, why, changed ? "; the model file changed since it was opened" : "");
     else if (now < off + want)
         dsi_fail(e, DS_ERR_TRUNCATED,
                  "model file changed or truncated since it was opened: %s lies past the end of the file (bytes %llu "
@@ -10843,6 +10957,33 @@ static ds_status dsi_file_read(const ds_model *m, void *a, size_t na, void *b, s
                  (unsigned long long)got, (unsigned long long)want, (unsigned long long)off, (unsigned long long)now,
                  changed ? "; the model file changed since it was opened" : "");
     return dsi_name_file(m, e);
+}
+
+/* ==== Page cache ========================================================= */
+static uint64_t dsi_page_bytes(void) {
+    long pg = sysconf(_SC_PAGESIZE);
+    return pg > 0 ? (uint64_t)pg : 4096;
+}
+
+/* With m->drop_read: asks the OS to drop the file's pages over [off, end),
+ * read and opened just now, from the page cache. Reads go front to back, so
+ * off is rounded down to its page (what an earlier window or segment left of
+ * that page is done). end is rounded up only where nothing after it can share
+ * its page: never inside a segment (the next window starts in that page, and
+ * drops it when done), and at a segment's end (seg_end) only when the next
+ * segment, which starts on a DSI_SEG_ALIGN boundary, cannot start inside it
+ * (always with 4 KiB pages; with larger pages the page is left for the next
+ * segment's read to drop). A page dropped too early would only be read
+ * again. Dirty pages (a file just written) stay until written back. */
+static void dsi_file_drop_read(const ds_model *m, uint64_t off, uint64_t end, bool seg_end) {
+    if (!m->drop_read || end <= off) return;
+    uint64_t page = dsi_page_bytes();
+    uint64_t a = off / page * page, b = end / page * page;
+    if (seg_end && end % page) {
+        uint64_t next = (end + DSI_SEG_ALIGN - 1) / DSI_SEG_ALIGN * DSI_SEG_ALIGN;
+        if (next % page == 0) b += page;
+    }
+    if (b > a) dsi_file_release(m, a, b - a);   /* a callback source: its release */
 }
 
 /* ==== Segments =========================================================== */
@@ -10898,6 +11039,11 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
         if (!scratch) return dsi_fail(e, DS_ERR_NOMEM, "out of memory for a %u-byte chunk", cb);
     }
     ds_status st = DS_OK;
+    /* within a memory budget, each window's ciphertext leaves the page
+     * cache once opened, so reading the dense part at open never holds more
+     * than a window of it beside its plaintext; not when the segment was in
+     * memory already (tmpfs, or cached for someone else) */
+    bool drop = m->drop_read && !dsi_file_in_memory(m, s->offset, s->stored_bytes);
     /* windows of 8 chunks, each asked for ahead in large reads */
     const uint32_t win = 8;
     uint64_t stride = (uint64_t)cb + DSI_TAG_BYTES;
@@ -10908,6 +11054,7 @@ DSI_FUNC ds_status dsi_segment_read(const ds_model *m, uint32_t seg, uint8_t *ds
         dsi_file_willneed(m, w0, w1 - w0);
         for (uint32_t c = c0; c < c1 && !st; c++)
             st = dsi_open_chunk_at(m, seg, c, dst ? dst + (uint64_t)c * cb : scratch, e);
+        if (drop) dsi_file_drop_read(m, w0, w1, c1 == s->n_chunks);
     }
     if (st && dst) sodium_memzero(dst, s->plain_bytes);   /* no half-authenticated plaintext */
     if (scratch) {
@@ -11064,7 +11211,7 @@ static ds_status dsi_model_keys(ds_model *m, const ds_model_params *p, dsi_err *
  * are of one chunk each, and read-ahead is off: see dsi_file_open). */
 DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len) {
     uint64_t size = m->hdr.file_bytes;
-    if (off >= size) return;
+    if (m->fd < 0 || off >= size) return;   /* a callback source reads when asked */
     if (len > size - off) len = size - off;
     uint64_t a = off & ~(uint64_t)(DSI_SEG_ALIGN - 1), end = off + len;
     /* Linux reads at most max(read-ahead window, largest device request)
@@ -11097,6 +11244,16 @@ DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len) 
         if (mincore((uint8_t *)m->probe_map + a, (size_t)page, &v) != 0 || !(v & 1)) return false;
     }
     return true;
+}
+
+/* After the pager has decrypted an expert: its ciphertext leaves the page
+ * cache, or the app's storage layer is told it may let go of it. */
+DSI_FUNC void dsi_file_release(const ds_model *m, uint64_t off, uint64_t len) {
+    if (m->src == DSI_SOURCE_IO) {
+        if (m->io.release) m->io.release(m->io.user, off, len);
+        return;
+    }
+    (void)posix_fadvise(m->fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
 }
 
 /* ==== Locked memory ====================================================== */
@@ -11134,6 +11291,7 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
     uint32_t nch = 0;
     dsi_stored_bytes(h->meta_plain_bytes, h->chunk_bytes, &stored, &nch);
     uint64_t at = h->meta_offset;
+    bool drop = m->drop_read && !dsi_file_in_memory(m, h->meta_offset, stored);
     dsi_file_willneed(m, h->meta_offset, stored);
     for (uint32_t c = 0; c < nch; c++) {
         uint64_t done = (uint64_t)c * h->chunk_bytes;
@@ -11155,6 +11313,10 @@ static ds_status dsi_model_metadata(ds_model *m, dsi_err *e) {
                                             "damaged");
         }
         at += len + DSI_TAG_BYTES;
+    }
+    if (drop) {
+        dsi_file_drop_read(m, h->meta_offset, h->meta_offset + stored, true);
+        dsi_file_drop_read(m, 0, DSI_HEADER_AREA, true);   /* the header's page(s), read before */
     }
     ds_status s = dsi_meta_parse(plain, n, h->file_bytes, h->chunk_bytes, h->meta_offset, &m->al, &m->meta, e);
     if (s) {
@@ -11239,20 +11401,58 @@ DSI_FUNC void dsi_file_close(ds_model *m) {
 }
 
 /* ==== Open ================================================================ */
-/* The file at path, up to its metadata and config: a model's (adapter
- * false) or an adapter's. */
-static ds_status dsi_file_open_container(ds_model *m, const char *path, const ds_model_params *p, bool adapter,
+/* The source's side of an open: m->path (its name for messages), m->fd or
+ * m->io, and what the source is now (*id: size; for a file its identity and
+ * modification time). A path is opened here; the app's descriptor is checked
+ * (open, readable, a regular file) and duplicated, so that the model owns
+ * what it closes and the app may close its own whenever it likes; the
+ * app's callbacks are copied. */
+static ds_status dsi_source_open(ds_model *m, const dsi_source *src, dsi_file_id *id, dsi_err *e) {
+    memset(id, 0, sizeof *id);
+    if (!(m->path = dsi_strndup(&m->al, src->name, strlen(src->name)))) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
+    m->src = src->kind;
+    if (src->kind == DSI_SOURCE_IO) {
+        m->io = *src->io;
+        m->io.name = NULL;   /* not kept: m->path has it */
+        id->size = m->io.size;
+        return DS_OK;
+    }
+    if (src->kind == DSI_SOURCE_PATH) {
+        /* a FIFO, a directory or a device is refused here, without blocking */
+        m->fd = dsi_open_regular(src->name, id, e);
+        return m->fd < 0 ? e->status : DS_OK;
+    }
+    int fl = fcntl(src->fd, F_GETFL);
+    if (fl < 0)
+        return dsi_fail(e, errno == EBADF ? DS_ERR_INVALID_ARG : DS_ERR_IO, "not an open descriptor: %s",
+                        strerror(errno));
+#ifdef O_PATH
+    if ((fl & O_PATH) == O_PATH)
+        return dsi_fail(e, DS_ERR_IO, "the descriptor was opened with O_PATH: it cannot be read");
+#endif
+    if ((fl & O_ACCMODE) == O_WRONLY)
+        return dsi_fail(e, DS_ERR_IO, "the descriptor is not open for reading (it was opened write-only)");
+    /* a FIFO, a socket, a directory or a device is refused, as for a path */
+    ds_status s = dsi_fd_regular(src->fd, id, e);
+    if (s) return s;
+    m->fd = fcntl(src->fd, F_DUPFD_CLOEXEC, 0);
+    if (m->fd < 0) return dsi_fail(e, DS_ERR_IO, "cannot duplicate the descriptor: %s", strerror(errno));
+    return DS_OK;
+}
+
+/* The container src names, up to its metadata and config: a model's
+ * (adapter false) or an adapter's. */
+static ds_status dsi_file_open_container(ds_model *m, const dsi_source *src, const ds_model_params *p, bool adapter,
                                          dsi_err *e) {
     ds_status s = DS_OK;
     dsi_file_id id;
     uint8_t head[DSI_HEADER_AREA];
-    size_t got = 0;
-    if (!(m->path = dsi_strndup(&m->al, path, strlen(path)))) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");
-    /* a FIFO, a directory or a device is refused here, without blocking */
-    m->fd = dsi_open_regular(path, &id, e);
-    if (m->fd < 0) return e->status;
-    if (dsi_read_exact(m->fd, head, sizeof head, 0, &got))
-        return dsi_fail(e, DS_ERR_IO, "cannot read: %s", strerror(errno));
+    char why[160];
+    if ((s = dsi_source_open(m, src, &id, e))) return s;
+    /* what there is of the header area (a callback is never asked past its size) */
+    struct iovec hv = {head, (size_t)(m->src == DSI_SOURCE_IO && id.size < sizeof head ? id.size : sizeof head)};
+    size_t got = (size_t)dsi_source_read(m, &hv, 1, 0, why, sizeof why);
+    if (why[0]) return dsi_fail(e, DS_ERR_IO, "cannot read: %s", why);
     /* checksum, version, Argon2id caps; then the key check and the MAC;
      * only then are the header's fields believed */
     if ((s = dsi_header_parse(head, got, &m->hdr, e))) return s;
@@ -11264,8 +11464,9 @@ static ds_status dsi_file_open_container(ds_model *m, const char *path, const ds
     if ((s = dsi_model_keys(m, p, e))) return s;
     if ((s = dsi_header_check(&m->hdr, e))) return s;
     if (id.size < m->hdr.file_bytes)
-        return dsi_fail(e, DS_ERR_TRUNCATED, "truncated: the file has %llu of its %llu bytes",
-                        (unsigned long long)id.size, (unsigned long long)m->hdr.file_bytes);
+        return dsi_fail(e, DS_ERR_TRUNCATED, "truncated: the %s has %llu of its %llu bytes",
+                        m->src == DSI_SOURCE_IO ? "source" : "file", (unsigned long long)id.size,
+                        (unsigned long long)m->hdr.file_bytes);
     if (id.size > m->hdr.file_bytes)
         return dsi_fail(e, DS_ERR_CORRUPT, "%llu unexpected bytes after the end of the container",
                         (unsigned long long)(id.size - m->hdr.file_bytes));
@@ -11276,9 +11477,10 @@ static ds_status dsi_file_open_container(ds_model *m, const char *path, const ds
      * (dsi_file_willneed): read-ahead around a read of one expert would pull
      * its neighbours into the page cache, where they stay until read (seen
      * as pager-1.8 failing with 4 suites at once). */
-    (void)posix_fadvise(m->fd, 0, 0, POSIX_FADV_RANDOM);
-    /* a view for mincore() alone (dsi_file_in_memory): never read through */
-    if (m->hdr.file_bytes <= SIZE_MAX) {
+    if (m->fd >= 0) (void)posix_fadvise(m->fd, 0, 0, POSIX_FADV_RANDOM);
+    /* a view for mincore() alone (dsi_file_in_memory): never read through;
+     * a callback source has none, so its bytes always count as storage */
+    if (m->fd >= 0 && m->hdr.file_bytes <= SIZE_MAX) {
         void *map = mmap(NULL, (size_t)m->hdr.file_bytes, PROT_READ, MAP_SHARED, m->fd, 0);
         m->probe_map = map == MAP_FAILED ? NULL : map;
     }
@@ -11306,11 +11508,16 @@ DSI_FUNC ds_status dsi_file_open_adapter(ds_model *f, const char *path, const ds
     mp.passphrase = p->passphrase;
     mp.passphrase_len = p->passphrase_len;
     mp.allow_plaintext = p->allow_plaintext;
-    return dsi_file_open_container(f, path, &mp, true, e);
+    dsi_source src = {DSI_SOURCE_PATH, path, -1, NULL};   /* adapters open from a path only */
+    return dsi_file_open_container(f, &src, &mp, true, e);
 }
 
-DSI_FUNC ds_status dsi_file_open(ds_model *m, const char *path, const ds_model_params *p, dsi_err *e) {
-    ds_status s = dsi_file_open_container(m, path, p, false, e);
+DSI_FUNC ds_status dsi_file_open(ds_model *m, const dsi_source *src, const ds_model_params *p, dsi_err *e) {
+    /* as model.c decides it once the device is known (a CUDA device that
+     * is missing leaves the CPU with every expert resident: then the
+     * metadata alone was dropped) */
+    m->drop_read = p->expert_cache_bytes != 0 || (p->device == DS_DEVICE_CUDA && p->gpu_cache_bytes == 0);
+    ds_status s = dsi_file_open_container(m, src, p, false, e);
     if (s) return s;
     {
         /* the tokenizer lives in the metadata: built for every open, and
@@ -11533,7 +11740,9 @@ static void dsi_verify_one(dsi_verify_job *j, size_t i) {
         }
         pthread_mutex_unlock(&j->lock);
     }
-    /* dsi_segment_read has let go of the file's pages as it went */
+    /* within a memory budget (m->drop_read) dsi_segment_read has let go of
+     * the file's pages as it went; otherwise they stay cached, as for any
+     * file read through */
     const dsi_segment *sg = &m->meta.segments[i];
     __atomic_fetch_add(&j->bytes, sg->stored_bytes, __ATOMIC_RELAXED);
     __atomic_fetch_add(&j->done, 1, __ATOMIC_RELAXED);
@@ -13496,8 +13705,9 @@ DSI_FUNC float dsi_dot_q4u8_vnni(const uint8_t *row, const uint8_t *u, const flo
  * experts predicted for the next layer while the current one computes. After
  * a segment is decrypted the page cache keeps at most page_cache bytes of
  * the most recently decrypted segments (a second, cheaper tier: a refill from
- * memory instead of disk); the rest is dropped with posix_fadvise, so the
- * sealed file does not swell the machine's memory. A read that fails (the
+ * memory instead of disk); the rest is dropped (dsi_file_release:
+ * posix_fadvise, or the release callback of a model opened with
+ * ds_model_open_io), so the sealed file does not swell the machine's memory. A read that fails (the
  * file truncated or changed under the model) fails the acquire with the
  * file layer's message and leaves the slot empty.
  *
@@ -13770,7 +13980,7 @@ static ds_status dsi_fill(dsi_pager *p, int i, int layer, int expert, double *se
     long drop = dsi_pc_push(p, r->segment);
     if (drop >= 0) {
         const dsi_segment *dg = &m->meta.segments[drop];
-        (void)posix_fadvise(m->fd, (off_t)dg->offset, (off_t)dg->stored_bytes, POSIX_FADV_DONTNEED);
+        dsi_file_release(m, dg->offset, dg->stored_bytes);
     }
     return s;
 }
@@ -14164,9 +14374,6 @@ int openblas_get_num_threads(void);
 #else
 #define DSI_BLAS 0
 #endif
-
-#define DSI_MLA_EXPAND_MAX 1024     /* positions a batch may expand (scratch bound) */
-#define DSI_MLA_EXPAND_BYTES (8u << 20)   /* expanded K/V scratch per context */
 
 /* ==== Context ============================================================ */
 typedef struct dsi_cpu_ctx {
@@ -15132,8 +15339,8 @@ DSI_FUNC void dsi_route(const ds_model_config *cf, const float *logits, const fl
                 gs[g] = mx;
             }
         }
-        int keep[64];
-        int kg = cf->topk_group < 64 ? cf->topk_group : 64;
+        int keep[DS_MAX_TOPK_GROUP];   /* config.c caps topk_group */
+        int kg = cf->topk_group < DS_MAX_TOPK_GROUP ? cf->topk_group : DS_MAX_TOPK_GROUP;
         dsi_topk(gs, G, kg, keep);
         /* experts outside the chosen groups are masked: V3 (noaux_tc) with
          * -inf as transformers and DeepSeek's inference/model.py do; V2 with
@@ -15198,14 +15405,14 @@ static void dsi_moe_prefetch(dsi_cpu_ctx *c, int l, int T, const float *X) {
     dsi_pager_prefetch(c->m->pager, l, uniq, nu, false);
     dsi_pager_routed(c->m->pager, l, uniq, nu, c->guess + (size_t)l * K, T == 1 ? c->n_guess[l] : 0);
     c->n_guess[l] = 0;
-    if (T > 4 || K > 64 || l + 1 >= cf->n_layers || !c->m->w.layers[l + 1].moe) return;
+    if (T > 4 || K > DS_MAX_EXPERTS_PER_TOK || l + 1 >= cf->n_layers || !c->m->w.layers[l + 1].moe) return;
     const dsi_layer *N = &c->m->w.layers[l + 1];
     float *logits = c->ye, *scratch = c->ework;
     int *pred = c->guess + (size_t)(l + 1) * K;   /* best first; kept to score it against l+1's choice */
     for (int t = 0; t < T; t++) {
         for (int x = 0; x < N->router.rows; x++)
             logits[x] = c->k.dot[N->router.dtype](N->router.data + (size_t)x * N->router.row_bytes, X + (size_t)t * D, D);
-        float w[64];
+        float w[DS_MAX_EXPERTS_PER_TOK];
         dsi_route_kept(cf, logits, N->bias.data ? dsi_wf32(&N->bias) : NULL, N->kept, N->n_kept, scratch, pred, w);
         dsi_pager_prefetch(c->m->pager, l + 1, pred, K, true);
     }
@@ -15242,8 +15449,8 @@ static void dsi_moe_add_rows(dsi_cpu_ctx *c, const int *ord, int K, float *Y) {
 static ds_status dsi_moe_decode_paged(dsi_cpu_ctx *c, int l, const dsi_layer *L, const float *X, float *Y,
                                       dsi_err *e) {
     const ds_model_config *cf = &c->m->cfg;
-    int D = cf->hidden_size, K = cf->n_experts_per_tok, ord[64];
-    bool done[64] = {false};
+    int D = cf->hidden_size, K = cf->n_experts_per_tok, ord[DS_MAX_EXPERTS_PER_TOK];   /* K capped by config.c */
+    bool done[DS_MAX_EXPERTS_PER_TOK] = {false};
     dsi_sel_ascending(c, K, ord);
     for (int n = 0; n < K; n++) {
         int pick = -1, best = 3;
@@ -17292,19 +17499,19 @@ DS_API ds_model_params ds_model_default_params(void) {
  * ds_model_default_params() (zero is not the default of load_weights,
  * prefetch or evict_policy, so a zeroed struct would quietly open a model
  * differently), and each enum field holds one of its values. */
-static ds_status dsi_model_params_check(const ds_model_params *p, dsi_err *e) {
-    if (dsi_params_check_magic(p->magic, DSI_MODEL_PARAMS_MAGIC, "ds_model_open", "ds_model_params", "ds_model", e))
+static ds_status dsi_model_params_check(const ds_model_params *p, const char *fn, dsi_err *e) {
+    if (dsi_params_check_magic(p->magic, DSI_MODEL_PARAMS_MAGIC, fn, "ds_model_params", "ds_model", e))
         return e->status;
     if ((unsigned)p->prefetch > DS_PREFETCH_ALWAYS)
-        return dsi_fail(e, DS_ERR_INVALID_ARG, "ds_model_open: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)",
+        return dsi_fail(e, DS_ERR_INVALID_ARG, "%s: prefetch is %d; want 0 (off), 1 (auto) or 2 (always)", fn,
                         (int)p->prefetch);
     if ((unsigned)p->evict_policy > DS_EVICT_LFU_DECAY)
         return dsi_fail(e, DS_ERR_INVALID_ARG,
-                        "ds_model_open: evict_policy is %d; want 0 (DS_EVICT_LRU) or 1 (DS_EVICT_LFU_DECAY)",
+                        "%s: evict_policy is %d; want 0 (DS_EVICT_LRU) or 1 (DS_EVICT_LFU_DECAY)", fn,
                         (int)p->evict_policy);
     if ((unsigned)p->device > DS_DEVICE_CUDA)
         return dsi_fail(e, DS_ERR_INVALID_ARG,
-                        "ds_model_open: device is %d; want 0 (DS_DEVICE_CPU) or 1 (DS_DEVICE_CUDA)", (int)p->device);
+                        "%s: device is %d; want 0 (DS_DEVICE_CPU) or 1 (DS_DEVICE_CUDA)", fn, (int)p->device);
     return DS_OK;
 }
 
@@ -17332,6 +17539,11 @@ static ds_status dsi_model_weights(ds_model *m, const ds_model_params *p, dsi_er
     /* with gpu_cache_bytes 0 every expert goes to device memory at open,
      * decrypted one at a time into staging: none stays on the host */
     bool experts_on_host = !(m->device == DS_DEVICE_CUDA && p->gpu_cache_bytes == 0);
+    /* within a memory budget the ciphertext read at open leaves the page
+     * cache as it is opened (file.c); a resident model leaves it cached, as
+     * a program reading a file does: it is the OS's to reclaim, and a model
+     * opened again soon (a restarted server) opens from memory */
+    m->drop_read = p->expert_cache_bytes != 0 || !experts_on_host;
     if ((s = dsi_file_load_dense(m, p->expert_cache_bytes == 0 && experts_on_host, p, e))) return s;
     if (p->expert_cache_bytes &&
         (s = dsi_pager_new(m, p->expert_cache_bytes, p->page_cache_bytes, p->prefetch,
@@ -17409,16 +17621,15 @@ static void dsi_model_free(ds_model *m) {
     dsi_free(&al, m);
 }
 
-DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params) {
+/* The open itself, whatever the source (out and the source checked; fn
+ * names the public function in messages about params). */
+static ds_status dsi_model_open_source(ds_model **out, const dsi_source *src, const ds_model_params *params,
+                                       const char *fn) {
     dsi_err e = {0};
-    if (!out || !path) {
-        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: out and path must not be NULL");
-        return dsi_publish(&e);
-    }
     *out = NULL;
     ds_model_params defaults = ds_model_default_params();
     const ds_model_params *p = params ? params : &defaults;
-    if (dsi_model_params_check(p, &e)) return dsi_publish(&e);
+    if (dsi_model_params_check(p, fn, &e)) return dsi_publish(&e);
     dsi_alloc al;
     if (dsi_alloc_init(&al, &p->allocator, &e) || dsi_crypto_init(&e)) return dsi_publish(&e);
     ds_model *m = dsi_calloc(&al, 1, sizeof *m);
@@ -17436,7 +17647,7 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     m->mlock = p->mlock != 0;
     m->huge_pages = p->huge_pages != 0;
 
-    ds_status s = dsi_file_open(m, path, p, &e);
+    ds_status s = dsi_file_open(m, src, p, &e);
     if (s) goto fail;
     if (p->load_weights && (s = dsi_model_weights(m, p, &e))) goto fail;
     m->opened = true;
@@ -17445,14 +17656,52 @@ DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_
     if (m->device == DS_DEVICE_CPU)
         snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
                  dsi_cpu_kernels_name());
-    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", path,
+    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", m->path,
             m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
     *out = m;
     return DS_OK;
 fail:
-    dsi_prefix(&e, "%s", path);
+    dsi_prefix(&e, "%s", src->name);
     dsi_model_free(m);
     return dsi_publish(&e);
+}
+
+DS_API ds_status ds_model_open(ds_model **out, const char *path, const ds_model_params *params) {
+    dsi_err e = {0};
+    if (!out || !path) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open: out and path must not be NULL");
+        return dsi_publish(&e);
+    }
+    dsi_source src = {DSI_SOURCE_PATH, path, -1, NULL};
+    return dsi_model_open_source(out, &src, params, "ds_model_open");
+}
+
+DS_API ds_status ds_model_open_fd(ds_model **out, int fd, const ds_model_params *params) {
+    dsi_err e = {0};
+    if (out) *out = NULL;
+    if (!out || fd < 0) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open_fd: %s", !out ? "out must not be NULL"
+                                                                    : "fd is negative; want an open, readable descriptor");
+        return dsi_publish(&e);
+    }
+    char name[32];
+    snprintf(name, sizeof name, "<fd %d>", fd);
+    dsi_source src = {DSI_SOURCE_FD, name, fd, NULL};
+    return dsi_model_open_source(out, &src, params, "ds_model_open_fd");
+}
+
+DS_API ds_status ds_model_open_io(ds_model **out, const ds_model_io *io, const ds_model_params *params) {
+    dsi_err e = {0};
+    if (out) *out = NULL;
+    if (!out || !io || !io->read_at || !io->size) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_open_io: %s",
+                 !out ? "out must not be NULL" : !io ? "io must not be NULL"
+                 : !io->read_at ? "io->read_at must not be NULL"
+                                : "io->size is 0; want the container's size in bytes");
+        return dsi_publish(&e);
+    }
+    dsi_source src = {DSI_SOURCE_IO, io->name && io->name[0] ? io->name : "<io>", -1, io};
+    return dsi_model_open_source(out, &src, params, "ds_model_open_io");
 }
 
 DS_API ds_status ds_model_close(ds_model *m) {
@@ -17795,6 +18044,7 @@ DS_API ds_status ds_adapter_open(ds_adapter **out, ds_model *base, const char *p
     if (!s) {
         /* the routed experts' parts are paged when the base pages its experts */
         ds_model_params mp = ds_model_default_params();
+        f->drop_read = base->drop_read;   /* the adapter's ciphertext as the base's */
         s = dsi_file_load_dense(f, base->pager == NULL, &mp, &e);
     }
     if (!s) s = dsi_adapter_bind(a, tg, n_tg, &e);
@@ -18120,6 +18370,26 @@ static void dsi_rope_init(const ds_model_config *cf, int dim, float *inv_freq, f
     *mscale = (float)(dsi_yarn_mscale(factor, cf->rope_mscale) / dsi_yarn_mscale(factor, cf->rope_mscale_all_dim));
 }
 
+/* The widths of a context, the same for every device (and for the memory
+ * plan): everything in sh but the counts, the threads and inv_freq. */
+static void dsi_ctx_widths(const ds_model_config *cf, bool mla, dsi_ctx_shape *sh) {
+    int H = cf->n_heads;
+    int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
+    int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
+    memset(sh, 0, sizeof *sh);
+    sh->rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
+    sh->rope_mscale = 1.0f;
+    sh->attn_scale = 1.0f / sqrtf((float)hd);
+    sh->head_dim = hd;
+    sh->kv_a_dim = mla ? cf->kv_lora_rank : cf->n_kv_heads * hd;
+    sh->kv_b_dim = mla ? cf->qk_rope_head_dim : cf->n_kv_heads * hd;
+    sh->q_dim = H * hd > cf->q_lora_rank ? H * hd : cf->q_lora_rank;
+    sh->qa_dim = cf->q_lora_rank > 0 ? cf->q_lora_rank : 1;
+    sh->kva_dim = mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd;
+    sh->att_dim = mla ? H * cf->v_head_dim : H * hd;
+    sh->ffn_dim = cf->intermediate_size > shared ? cf->intermediate_size : shared;
+}
+
 DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_params *params) {
     dsi_err e = {0};
     if (!out || !m) {
@@ -18160,21 +18430,15 @@ DS_API ds_status ds_context_new(ds_context **out, ds_model *m, const ds_context_
     /* the rotary table, the softmax scale and the widths, the same for
      * every device */
     bool mla = m->w.mla;
-    int H = cf->n_heads;
-    int hd = mla ? cf->qk_nope_head_dim + cf->qk_rope_head_dim : cf->head_dim;
-    int rope_dim = mla ? cf->qk_rope_head_dim : cf->head_dim;
-    int shared = cf->moe_intermediate_size * (cf->n_shared_experts > 0 ? cf->n_shared_experts : 1);
+    dsi_ctx_shape sh;
+    dsi_ctx_widths(cf, mla, &sh);
+    int rope_dim = sh.rope_dim;
     float *inv_freq = dsi_calloc(al, (size_t)rope_dim / 2 + 1, sizeof(float));
-    dsi_ctx_shape sh = {n_ctx, n_seq, DSI_MAX_BATCH, p->n_threads > 0 ? p->n_threads : m->n_threads, inv_freq,
-                        rope_dim, 1.0f, 1.0f / sqrtf((float)hd),
-                        hd,
-                        mla ? cf->kv_lora_rank : cf->n_kv_heads * hd,
-                        mla ? cf->qk_rope_head_dim : cf->n_kv_heads * hd,
-                        H * hd > cf->q_lora_rank ? H * hd : cf->q_lora_rank,
-                        cf->q_lora_rank > 0 ? cf->q_lora_rank : 1,
-                        mla ? cf->kv_lora_rank + cf->qk_rope_head_dim : 2 * cf->n_kv_heads * hd,
-                        mla ? H * cf->v_head_dim : H * hd,
-                        cf->intermediate_size > shared ? cf->intermediate_size : shared};
+    sh.n_ctx = n_ctx;
+    sh.n_seq = n_seq;
+    sh.max_batch = DSI_MAX_BATCH;
+    sh.n_threads = p->n_threads > 0 ? p->n_threads : m->n_threads;
+    sh.inv_freq = inv_freq;
     if (mla && cf->rope_scaling_yarn && cf->rope_mscale_all_dim > 0) {
         float ms = (float)dsi_yarn_mscale(cf->rope_factor, cf->rope_mscale_all_dim);
         sh.attn_scale *= ms * ms;
@@ -18645,6 +18909,200 @@ DS_API ds_status ds_context_eval_batch(ds_context *const *seqs, const int32_t *t
     for (size_t i = 0; i < n; i++) r[i] = (dsi_seq_run){seqs[i], tokens + i, 1, logits ? logits[i] : NULL};
     ds_status s = dsi_context_eval_runs(r, (int)n, "ds_context_eval_batch", &e);
     return s ? dsi_ctx_fail(seqs[0], &e) : DS_OK;
+}
+
+/* ==== Memory plan ======================================================== */
+/* The memory model is written out in deepseek.h (ds_memory_plan) and
+ * mirrored by tools/model_sizes.py (plan()); tests/test_plan.sh holds the
+ * two to the same figures. */
+
+#define DSI_PLAN_PAGE 4096u         /* file.c and pager.c hold segments in whole pages */
+
+typedef struct dsi_sum {
+    uint64_t v;
+    bool over;                     /* some step overflowed */
+} dsi_sum;
+
+static void dsi_sum_add(dsi_sum *s, uint64_t a) { s->over |= !dsi_add_u64(s->v, a, &s->v); }
+static uint64_t dsi_prod(dsi_sum *s, uint64_t a, uint64_t b) {
+    uint64_t r = 0;
+    s->over |= !dsi_mul_u64(a, b, &r);
+    return r;
+}
+static uint64_t dsi_mib_up(dsi_sum *s, uint64_t n) {
+    if (n > UINT64_MAX - ((1u << 20) - 1)) {
+        s->over = true;
+        return 0;
+    }
+    return (n + (1u << 20) - 1) >> 20 << 20;
+}
+static uint64_t dsi_page_up(uint64_t n) {
+    if (n == 0) n = 1;   /* a segment takes at least a page, as a buffer of its own would */
+    return n > UINT64_MAX - (DSI_PLAN_PAGE - 1) ? UINT64_MAX : (n + DSI_PLAN_PAGE - 1) / DSI_PLAN_PAGE * DSI_PLAN_PAGE;
+}
+
+/* A context's KV cache per position (and sequence) and its other buffers:
+ * what ds_context_new and the CPU device's ctx_new allocate for n_seq
+ * sequences, less the per-thread buffers. */
+static void dsi_plan_context(const ds_model_config *cf, bool mla, uint64_t n_ctx, uint64_t n_seq, dsi_sum *s,
+                             uint64_t *kv_tok, uint64_t *scratch) {
+    dsi_ctx_shape sh;
+    dsi_ctx_widths(cf, mla, &sh);
+    uint64_t T = DSI_MAX_BATCH, D = (uint64_t)cf->hidden_size;
+    uint64_t E = (uint64_t)(cf->n_routed_experts > 0 ? cf->n_routed_experts : 1);
+    uint64_t inter = (uint64_t)sh.ffn_dim;
+    uint64_t widest = D;
+    if ((uint64_t)cf->kv_lora_rank > widest) widest = (uint64_t)cf->kv_lora_rank;
+    if (inter > widest) widest = inter;
+    if ((uint64_t)sh.att_dim > widest) widest = (uint64_t)sh.att_dim;
+    if ((uint64_t)cf->q_lora_rank > widest) widest = (uint64_t)cf->q_lora_rank;
+    *kv_tok = (uint64_t)cf->n_layers * ((uint64_t)sh.kv_a_dim + (uint64_t)sh.kv_b_dim) * 4u;
+    dsi_sum x = {0, false};
+    /* F32 activations for a batch: x, xn, tmp, xe, ye (5 D), q, qa, kv_a,
+     * the attention output, gate and up, the router's scores */
+    uint64_t floats = 5 * D + (uint64_t)sh.q_dim + (uint64_t)sh.qa_dim + (uint64_t)sh.kva_dim +
+                      (uint64_t)sh.att_dim + 2 * inter + E;
+    dsi_sum_add(&x, dsi_prod(s, T * floats, 4));
+    dsi_sum_add(&x, T * widest);                                 /* int8 activations */
+    dsi_sum_add(&x, T * (widest / DSI_Q8_BLOCK + 1) * 4);        /* their scales */
+    /* the same packed in token-lane tiles, on a CPU with AVX2 or VNNI
+     * kernels (8 or 16 tokens a tile: T * cols bytes and T * cols / 32
+     * scales either way); counted everywhere, a bound elsewhere */
+    dsi_sum_add(&x, T * (widest / DSI_Q8_BLOCK) * (DSI_Q8_BLOCK + 4));
+    if (mla) {   /* the expanded K/V of as many heads as fit DSI_MLA_EXPAND_BYTES */
+        uint64_t per_head = (uint64_t)DSI_MLA_EXPAND_MAX * (uint64_t)(cf->qk_nope_head_dim + cf->v_head_dim) * 4u;
+        uint64_t heads = per_head ? DSI_MLA_EXPAND_BYTES / per_head : 1;
+        if (heads > (uint64_t)cf->n_heads) heads = (uint64_t)cf->n_heads;
+        if (heads < 1) heads = 1;
+        dsi_sum_add(&x, heads * per_head);
+    }
+    dsi_sum_add(&x, (uint64_t)cf->vocab_size * 4u);              /* a row of logits */
+    if (n_seq > 1) dsi_sum_add(&x, n_seq * (uint64_t)cf->vocab_size * 4u);   /* a batch step's, per sequence */
+    dsi_sum_add(&x, n_seq * n_ctx * 4u);                         /* each sequence's token ids */
+    s->over |= x.over;
+    *scratch = x.v;
+}
+
+DS_API ds_memory_plan_params ds_memory_plan_default_params(void) {
+    ds_memory_plan_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+DS_API ds_status ds_model_memory_plan(const ds_model *m, const ds_memory_plan_params *params, ds_memory_plan *out) {
+    dsi_err e = {0};
+    if (!m || !out) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_memory_plan: model and out must not be NULL");
+        return dsi_publish(&e);
+    }
+    memset(out, 0, sizeof *out);
+    ds_memory_plan_params def = ds_memory_plan_default_params();
+    const ds_memory_plan_params *pp = params ? params : &def;
+    int n_ctx = pp->n_ctx, n_seq = pp->n_seq > 0 ? pp->n_seq : 1;
+    uint64_t mem_bytes = pp->mem_bytes;
+    if (n_ctx < 0 || n_ctx > (1 << 22)) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_memory_plan: n_ctx %d out of range [0, 4194304]", n_ctx);
+        return dsi_publish(&e);
+    }
+    if (pp->n_seq < 0 || pp->n_seq > DSI_MAX_BATCH) {
+        dsi_fail(&e, DS_ERR_INVALID_ARG, "ds_model_memory_plan: n_seq %d out of range [0, %d]", pp->n_seq,
+                 DSI_MAX_BATCH);
+        return dsi_publish(&e);
+    }
+    const ds_model_config *cf = &m->cfg;
+    if (n_ctx == 0) n_ctx = cf->max_position_embeddings < 4096 ? cf->max_position_embeddings : 4096;
+    dsi_sum s = {0, false}, res = {0, false}, exp = {0, false};
+    /* ---- the file: its segment directory ---- */
+    const dsi_meta *md = &m->meta;
+    unsigned char *seen = dsi_calloc(&m->al, (size_t)(cf->n_layers > 0 ? cf->n_layers : 1), 1);
+    if (!seen) {
+        dsi_fail(&e, DS_ERR_NOMEM, "ds_model_memory_plan: out of memory");
+        return dsi_publish(&e);
+    }
+    for (size_t i = 0; i < md->n_segments; i++) {
+        const dsi_segment *g = &md->segments[i];
+        uint64_t piece = dsi_page_up(g->plain_bytes);
+        if (g->kind == DS_SEGMENT_EXPERT) {
+            dsi_sum_add(&exp, piece);
+            out->n_experts++;
+            if (piece > out->slot_bytes) out->slot_bytes = piece;
+            /* layers counted once each, wherever their experts sit in the directory */
+            if (g->layer >= 0 && g->layer < cf->n_layers && !seen[g->layer]) {
+                seen[g->layer] = 1;
+                out->n_expert_layers++;
+            }
+        } else {
+            dsi_sum_add(&res, piece);
+        }
+    }
+    dsi_free(&m->al, seen);
+    out->resident_bytes = res.v;
+    out->expert_bytes = exp.v;
+    s.over |= res.over || exp.over;
+    /* ---- one context ---- */
+    out->n_ctx = n_ctx;
+    out->n_seq = n_seq;
+    dsi_plan_context(cf, dsi_arch_attention_mla(cf), (uint64_t)n_ctx, (uint64_t)n_seq, &s,
+                     &out->kv_bytes_per_token, &out->scratch_bytes);
+    out->kv_bytes = dsi_prod(&s, dsi_prod(&s, out->kv_bytes_per_token, (uint64_t)n_ctx), (uint64_t)n_seq);
+    dsi_sum c = {out->kv_bytes, false};
+    dsi_sum_add(&c, out->scratch_bytes);
+    out->context_bytes = c.v;
+    /* ---- totals ---- */
+    dsi_sum full = {out->resident_bytes, false};
+    dsi_sum_add(&full, out->expert_bytes);
+    dsi_sum_add(&full, out->context_bytes);
+    out->full_bytes = full.v;
+    dsi_sum base = {out->resident_bytes, false};   /* what stays with or without a cache */
+    dsi_sum_add(&base, out->context_bytes);
+    if (out->n_experts) {
+        dsi_sum mp = base;
+        dsi_sum_add(&mp, dsi_prod(&s, out->slot_bytes, 2));
+        out->min_paged_bytes = mp.v;
+        s.over |= mp.over;
+    }
+    /* the least budget that works: a cache of two slots (whole MiB), or
+     * every expert when that takes less (none, few), and the slack on top */
+    uint64_t left = dsi_mib_up(&s, dsi_prod(&s, out->slot_bytes, 2));
+    if (out->expert_bytes < left) left = out->expert_bytes;   /* as cheap to hold them all */
+    dsi_sum need = base;
+    dsi_sum_add(&need, left);
+    dsi_sum_add(&need, DS_PLAN_SLACK_FIXED);
+    s.over |= c.over || full.over || base.over || need.over || need.v > UINT64_MAX / DS_PLAN_SLACK_DIV;
+    if (s.over) {
+        dsi_fail(&e, DS_ERR_LIMIT, "ds_model_memory_plan: a memory figure of this model overflows 64 bits");
+        memset(out, 0, sizeof *out);
+        return dsi_publish(&e);
+    }
+    /* smallest M with M - M / DIV >= need (M - M / DIV never decreases) */
+    uint64_t M = need.v / (DS_PLAN_SLACK_DIV - 1) * DS_PLAN_SLACK_DIV;
+    while (M - M / DS_PLAN_SLACK_DIV < need.v) M++;
+    while (M > 0 && (M - 1) - (M - 1) / DS_PLAN_SLACK_DIV >= need.v) M--;
+    out->min_mem_bytes = M;
+    if (!mem_bytes) return DS_OK;
+    /* ---- against the budget ---- */
+    out->mem_bytes = mem_bytes;
+    out->slack_bytes = DS_PLAN_SLACK_FIXED + mem_bytes / DS_PLAN_SLACK_DIV;
+    if (mem_bytes < out->min_mem_bytes) {
+        out->shortfall_bytes = out->min_mem_bytes - mem_bytes;
+        return DS_OK;
+    }
+    out->fits = 1;
+    uint64_t room = mem_bytes - out->slack_bytes;   /* >= need - FIXED >= base: no wrap */
+    if (room - base.v >= out->expert_bytes) {   /* full_bytes + slack fits */
+        out->all_resident = 1;
+        out->cache_slots = out->n_experts;
+        out->cache_share = out->hit_rate = 1.0;
+        return DS_OK;
+    }
+    uint64_t cache = (room - base.v) >> 20 << 20;
+    uint64_t slots = cache / out->slot_bytes;   /* >= 2: the budget is at least min_mem_bytes */
+    if (slots > out->n_experts) slots = out->n_experts;
+    uint64_t cap = dsi_mib_up(&s, slots * out->slot_bytes);
+    out->cache_bytes = cache < cap ? cache : cap;
+    out->cache_slots = slots;
+    out->cache_share = out->hit_rate = (double)slots / (double)out->n_experts;
+    return DS_OK;
 }
 /* ==== End deepseek_impl/forward.c ==== */
 
