@@ -10,9 +10,9 @@
 # Per routing (uniform, then Zipf-skewed):
 # 1. writes the random checkpoint shard by shard (tests/gen/make_checkpoint.py
 #    --big-gb 0 --layers N [--zipf S]: 31.4 GB of BF16 at 27 layers), converts
-#    it with `ds convert --quant q8` (its peak memory measured) and, from the
-#    same values, to a Q8_0 GGUF for llama.cpp (bench/hf_to_gguf_q8.py), then
-#    deletes the checkpoint;
+#    it with `ds convert --quant q8` (or q4; its peak memory measured) and,
+#    from the same values, to a GGUF of the same recipe for llama.cpp
+#    (bench/hf_to_gguf_q8.py), then deletes the checkpoint;
 # 2. measures the storage (bench/storage_read.py: random expert-sized reads
 #    from the container, page cache dropped, by 1 and by 4 readers) and one
 #    core's AES-256-GCM decryption (bench/aead_speed.c);
@@ -32,6 +32,9 @@
 #   --routings LIST   "uniform zipf" (default), or one of them
 #   --zipf S          the skew of the zipf routing (default 1.0)
 #   --budgets LIST    percentages of the routed-expert bytes (default "50 25 12.5")
+#   --quant q8|q4     the recipe of both engines' files (default q8: Q8_0; q4:
+#                     Q4_0 as `ds convert --quant q4`); runs of q4 are named
+#                     <routing>-q4 in the report
 #   --prompt P        prompt tokens (default 32)
 #   --gen G           decode tokens of our runs (default 32)
 #   --llama-gen G     decode tokens of llama.cpp's capped runs (default 16:
@@ -52,7 +55,7 @@
 set -eu
 
 usage() {
-    sed -n '2,47p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,54p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 [ $# -ge 1 ] || usage
@@ -60,13 +63,14 @@ case $1 in -h|--help) usage ;; -*) echo "realsize.sh: OUTDIR first" >&2; exit 2 
 OUT=$1
 shift
 LAYERS=27 ROUTINGS="uniform zipf" ZIPF=1.0 BUDGETS="50 25 12.5" PROMPT=32 GEN=32 LGEN=16 THREADS=2
-NOLLAMA=0 KEEP=0 PREPARE=0
+NOLLAMA=0 KEEP=0 PREPARE=0 QUANT=q8
 while [ $# -gt 0 ]; do
     case $1 in
         --layers) LAYERS=$2; shift ;;
         --routings) ROUTINGS=$2; shift ;;
         --zipf) ZIPF=$2; shift ;;
         --budgets) BUDGETS=$2; shift ;;
+        --quant) QUANT=$2; shift ;;
         --prompt) PROMPT=$2; shift ;;
         --gen) GEN=$2; shift ;;
         --llama-gen) LGEN=$2; shift ;;
@@ -79,6 +83,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+case $QUANT in q8|q4) ;; *) echo "realsize.sh: --quant takes q8 or q4, not $QUANT" >&2; exit 2 ;; esac
 for r in $ROUTINGS; do
     case $r in uniform|zipf) ;; *) echo "realsize.sh: --routings takes uniform and/or zipf, not $r" >&2; exit 2 ;; esac
 done
@@ -137,31 +142,35 @@ print("exit %s, peak %.0f MiB (cap %s), %.0f s%s" % (c["exit_status"], c["peak_b
       ", OOM-killed" if c["oom_kills"] else ""))' "$RUNS/$id.cg.json")"
 }
 
-for R in $ROUTINGS; do
-    DSM=$WORK/$R.dsm GG=$WORK/$R.gguf HF=$WORK/hf-$R
+LABELS=""
+for R0 in $ROUTINGS; do
+    R=$R0
+    [ "$QUANT" = q8 ] || R=$R0-$QUANT   # the runs' names, and the report's rows
+    LABELS="$LABELS $R"
+    DSM=$WORK/$R.dsm GG=$WORK/$R.gguf HF=$WORK/hf-$R0
     if [ ! -f "$DSM" ] || { [ "$NOLLAMA" = 0 ] && [ ! -f "$GG" ]; }; then
         if [ ! -f "$HF/.complete" ]; then
             say "$R: writing the $LAYERS-layer checkpoint (tests/gen/make_checkpoint.py)"
             rm -rf "$HF"
             zf=""
-            [ "$R" = uniform ] || zf="--zipf $ZIPF"
+            [ "$R0" = uniform ] || zf="--zipf $ZIPF"
             # shellcheck disable=SC2086
             "$PYTHON" "$ROOT/tests/gen/make_checkpoint.py" --big-gb 0 "$HF" --layers "$LAYERS" $zf -v
             touch "$HF/.complete"
         fi
         if [ ! -f "$DSM" ]; then
-            say "$R: ds convert --quant q8 (peak memory measured)"
+            say "$R: ds convert --quant $QUANT (peak memory measured)"
             $CG --json "$RUNS/$R-convert.cg.json" --stderr "$RUNS/$R-convert.err" -- \
-                "$DS" convert "$HF" "$DSM.part" --quant q8 --key-file "$KEY" --force
+                "$DS" convert "$HF" "$DSM.part" --quant "$QUANT" --key-file "$KEY" --force
             [ -f "$DSM.part" ] || die "ds convert failed: see $RUNS/$R-convert.err"
             mv "$DSM.part" "$DSM"
         fi
         if [ "$NOLLAMA" = 0 ] && [ ! -f "$GG" ]; then
-            say "$R: the same values as a Q8_0 GGUF (bench/hf_to_gguf_q8.py)"
-            "$VPY" "$ROOT/bench/hf_to_gguf_q8.py" "$HF" "$GG.part" --type q8
+            say "$R: the same values as a GGUF of the same recipe (bench/hf_to_gguf_q8.py --type $QUANT)"
+            "$VPY" "$ROOT/bench/hf_to_gguf_q8.py" "$HF" "$GG.part" --type "$QUANT"
             mv "$GG.part" "$GG"
         fi
-        [ ! -f "$HF/routing.json" ] || cp "$HF/routing.json" "$OUT/routing-$R.json"
+        [ ! -f "$HF/routing.json" ] || cp "$HF/routing.json" "$OUT/routing-$R0.json"
         cp "$HF/config.json" "$OUT/config.json"
         # ds bench's prompt walks over the tokenizer's ids: largest id + 1
         "$PYTHON" -c '
@@ -204,4 +213,9 @@ print(r["expert_bytes"], r["dense_bytes"])' "$RUNS/$R-ds-resident.out") ||
 done
 
 say "report"
-"$PYTHON" "$ROOT/bench/realsize_report.py" "$OUT" --budgets "$BUDGETS" --routings "$ROUTINGS"
+# every routing measured so far in OUTDIR (an earlier call's too), in order
+ALL=""
+for R in uniform zipf uniform-q4 zipf-q4; do
+    [ ! -f "$RUNS/$R-ds-resident.cg.json" ] || ALL="$ALL $R"
+done
+"$PYTHON" "$ROOT/bench/realsize_report.py" "$OUT" --budgets "$BUDGETS" --routings "${ALL:-$LABELS}"
