@@ -114,6 +114,10 @@ def main():
                         row["misses"] = dp["misses"] / row["gen"]
                         per_tok = dp["bytes_decrypted"] / row["gen"]
                         row["read_mb_tok"] = per_tok / 1e6
+                        if row["decode"]:
+                            row["read_mb_s"] = per_tok * row["decode"] / 1e6
+                        if storage and per_tok > 0:
+                            row["io_bound"] = storage / per_tok
                         if storage and aead and per_tok > 0:
                             row["bound"] = 1.0 / (per_tok / storage + per_tok / aead)
                             row["of_bound"] = row["decode"] / row["bound"] if row["decode"] else None
@@ -131,7 +135,7 @@ def main():
 
     # CSV
     keys = ["routing", "engine", "setting", "cap_mib", "prefill", "decode", "open_s", "max_rss_mib", "cg_peak_mib",
-            "oom", "exit", "hit", "misses", "read_mb_tok", "storage_mb_s", "bound", "of_bound", "vs_llama",
+            "oom", "exit", "hit", "misses", "read_mb_tok", "read_mb_s", "storage_mb_s", "io_bound", "bound", "of_bound", "vs_llama",
             "of_resident", "same", "wall"]
     with open(os.path.join(a.out, "realsize.csv"), "w", newline="") as f:
         w = csv.writer(f)
@@ -151,22 +155,28 @@ def main():
     L.append("Budget = the expert cache as a share of the routed-expert bytes; cap = the memory cgroup's limit "
              "(dense bytes + budget + 512 MiB, swap off), the same for both engines. Peak RSS = the process's "
              "high-water mark; cgroup peak = the most the cgroup was charged (anonymous memory plus the page cache "
-             "the run brought in). Every run starts with the page cache dropped, in a fresh process.")
+             "the run brought in). Every run starts with the page cache dropped, in a fresh process. "
+             "MB read/token = the bytes our pager decrypted during the decode per token (every one read from storage), "
+             "read MB/s = that times the decode rate (the rate the run drew from storage); "
+             "read-only bound = storage throughput / that, storage bound = 1 / (that / storage + that / one core's "
+             "AES-256-GCM): the limit the storage sets with reads, decryption and compute done one after another. "
+             "\"of bound\" above 100% means they overlapped (the prefetch thread and both compute threads read and "
+             "decrypt while others compute).")
     L.append("")
     hdr = ("| routing | engine | budget | cap MiB | prefill tok/s | decode tok/s | vs llama.cpp | of resident | "
            "open s | peak RSS MiB | cgroup peak MiB | OOM | hit rate | misses/token | MB read/token | "
-           "storage bound tok/s | of bound | tokens = resident | load before/after |")
+           "read MB/s | read-only bound tok/s | storage bound tok/s | of bound | tokens = resident | load before/after |")
     L.append(hdr)
     L.append("|" + "---|" * (hdr.count("|") - 1))
     for r in rows:
         status = "" if r["exit"] == 0 else (" (killed)" if r["oom"] else " (exit %s)" % r["exit"])
-        L.append("| %s | %s | %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        L.append("| %s | %s | %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["routing"], r["engine"], r["setting"] if r["setting"] == "resident" else r["setting"] + "%",
             fmt(r["cap_mib"], "%.0f", "none"), fmt(r["prefill"]), fmt(r["decode"]), status,
             fmt(r.get("vs_llama"), "%.1fx"), fmt(r.get("of_resident") and r["of_resident"] * 100, "%.0f%%"),
             fmt(r["open_s"], "%.1f"), fmt(r["max_rss_mib"], "%.0f"), fmt(r["cg_peak_mib"], "%.0f"), r["oom"],
             fmt(r["hit"] and r["hit"] * 100, "%.1f%%"), fmt(r["misses"], "%.1f"), fmt(r["read_mb_tok"], "%.1f"),
-            fmt(r["bound"]), fmt(r["of_bound"] and r["of_bound"] * 100, "%.0f%%"),
+            fmt(r.get("read_mb_s"), "%.0f"), fmt(r.get("io_bound")), fmt(r["bound"]), fmt(r["of_bound"] and r["of_bound"] * 100, "%.0f%%"),
             "-" if r["same"] is None else ("yes" if r["same"] else "NO"),
             "%s / %s" % r["load"]))
     L.append("")
