@@ -41,6 +41,11 @@
 #                     at well under 1 token/s inside a cap)
 #   --threads N       compute threads for both engines (default 2)
 #   --no-llama        our runs only
+#   --no-repack       llama.cpp without its CPU repacking (run_llama.py
+#                     --no-repack: weights stay in its mapping; with its
+#                     defaults an AVX2 CPU copies Q4_0 weights into anonymous
+#                     memory, and a cap kills it); its runs are named
+#                     <routing>nr-llama-<setting>
 #   --keep            keep the containers and GGUF files (default: each
 #                     routing's are deleted once measured, to fit the disk)
 #   --prepare         stop after making the files of the first routing
@@ -55,7 +60,7 @@
 set -eu
 
 usage() {
-    sed -n '2,54p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,59p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 [ $# -ge 1 ] || usage
@@ -63,7 +68,7 @@ case $1 in -h|--help) usage ;; -*) echo "realsize.sh: OUTDIR first" >&2; exit 2 
 OUT=$1
 shift
 LAYERS=27 ROUTINGS="uniform zipf" ZIPF=1.0 BUDGETS="50 25 12.5" PROMPT=32 GEN=32 LGEN=16 THREADS=2
-NOLLAMA=0 KEEP=0 PREPARE=0 QUANT=q8
+NOLLAMA=0 KEEP=0 PREPARE=0 QUANT=q8 NOREPACK=""
 while [ $# -gt 0 ]; do
     case $1 in
         --layers) LAYERS=$2; shift ;;
@@ -76,6 +81,7 @@ while [ $# -gt 0 ]; do
         --llama-gen) LGEN=$2; shift ;;
         --threads) THREADS=$2; shift ;;
         --no-llama) NOLLAMA=1 ;;
+        --no-repack) NOREPACK=--no-repack ;;
         --keep) KEEP=1 ;;
         --prepare) PREPARE=1 ;;
         -h|--help) usage ;;
@@ -192,8 +198,11 @@ print(1 + max(list(t["model"]["vocab"].values()) + [a["id"] for a in t.get("adde
     say "$R: resident runs"
     run "$R-ds-resident" none "$DS" bench "$DSM" --key-file "$KEY" --threads "$THREADS" \
         --prompt-tokens "$PROMPT" --gen-tokens "$GEN" --json
-    [ "$NOLLAMA" = 1 ] || run "$R-llama-resident" none "$VPY" "$ROOT/bench/run_llama.py" "$GG" bench \
-        --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" --prompt-vocab "$PVOCAB" --bos 0
+    LR=$R
+    [ -z "$NOREPACK" ] || LR=${R}nr
+    # shellcheck disable=SC2086
+    [ "$NOLLAMA" = 1 ] || run "$LR-llama-resident" none "$VPY" "$ROOT/bench/run_llama.py" "$GG" bench \
+        --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" --prompt-vocab "$PVOCAB" --bos 0 $NOREPACK
     sizes=$("$PYTHON" -c '
 import json, sys
 r = json.load(open(sys.argv[1]))["run"]
@@ -206,8 +215,9 @@ print(r["expert_bytes"], r["dense_bytes"])' "$RUNS/$R-ds-resident.out") ||
         say "$R: budget $B% = $mb MiB of experts, cap $((cap / 1048576)) MiB"
         run "$R-ds-$B" "$cap" "$DS" bench "$DSM" --key-file "$KEY" --threads "$THREADS" --cache-mb "$mb" \
             --prompt-tokens "$PROMPT" --gen-tokens "$GEN" --json
-        [ "$NOLLAMA" = 1 ] || run "$R-llama-$B" "$cap" "$VPY" "$ROOT/bench/run_llama.py" "$GG" bench \
-            --threads "$THREADS" --prompt "$PROMPT" --gen "$LGEN" --prompt-vocab "$PVOCAB" --bos 0
+        # shellcheck disable=SC2086
+        [ "$NOLLAMA" = 1 ] || run "$LR-llama-$B" "$cap" "$VPY" "$ROOT/bench/run_llama.py" "$GG" bench \
+            --threads "$THREADS" --prompt "$PROMPT" --gen "$LGEN" --prompt-vocab "$PVOCAB" --bos 0 $NOREPACK
     done
     if [ "$KEEP" = 0 ]; then rm -f "$DSM" "$GG"; fi
 done
@@ -215,7 +225,7 @@ done
 say "report"
 # every routing measured so far in OUTDIR (an earlier call's too), in order
 ALL=""
-for R in uniform zipf uniform-q4 zipf-q4; do
-    [ ! -f "$RUNS/$R-ds-resident.cg.json" ] || ALL="$ALL $R"
+for R in uniform uniformnr zipf zipfnr uniform-q4 uniform-q4nr zipf-q4 zipf-q4nr; do
+    if ls "$RUNS/$R"-ds-*.cg.json "$RUNS/$R"-llama-*.cg.json > /dev/null 2>&1; then ALL="$ALL $R"; fi
 done
 "$PYTHON" "$ROOT/bench/realsize_report.py" "$OUT" --budgets "$BUDGETS" --routings "${ALL:-$LABELS}"
