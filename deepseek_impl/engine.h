@@ -150,6 +150,10 @@ DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len);
  * cache (posix_fadvise DONTNEED), or tells a DSI_SOURCE_IO model's release
  * callback. Thread-safe. */
 DSI_FUNC void dsi_file_release(const ds_model *m, uint64_t off, uint64_t len);
+/* What a resident segment takes in memory once loaded: its plaintext in
+ * whole pages of this machine (at least one), as dsi_file_load_dense holds
+ * it; the memory plan counts the same. */
+DSI_FUNC uint64_t dsi_segment_held_bytes(const dsi_segment *s);
 /* Test hook (NULL in use): every read of a model file through a descriptor
  * (DSI_SOURCE_PATH, DSI_SOURCE_FD) goes through it instead of preadv(2),
  * with the same arguments and contract (bytes read, 0 at the end of the

@@ -630,6 +630,8 @@ static uint64_t dsi_dense_piece(const dsi_segment *s, uint64_t page) {
     return (n + page - 1) / page * page;   /* plain_bytes was checked against the file's size */
 }
 
+DSI_FUNC uint64_t dsi_segment_held_bytes(const dsi_segment *s) { return dsi_dense_piece(s, dsi_page_bytes()); }
+
 DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e) {
     m->dense = dsi_calloc(&m->al, m->meta.n_segments, sizeof *m->dense);
     if (!m->dense) return dsi_fail(e, DS_ERR_NOMEM, "out of memory");

@@ -788,7 +788,7 @@ DS_API ds_status ds_context_eval_batch(ds_context *const *seqs, const int32_t *t
  * mirrored by tools/model_sizes.py (plan()); tests/test_plan.sh holds the
  * two to the same figures. */
 
-#define DSI_PLAN_PAGE 4096u         /* file.c and pager.c hold segments in whole pages */
+#define DSI_PLAN_PAGE 4096u         /* pager.c sizes expert slots in whole 4 KiB pages */
 
 typedef struct dsi_sum {
     uint64_t v;
@@ -893,7 +893,9 @@ DS_API ds_status ds_model_memory_plan(const ds_model *m, const ds_memory_plan_pa
     }
     for (size_t i = 0; i < md->n_segments; i++) {
         const dsi_segment *g = &md->segments[i];
-        uint64_t piece = dsi_page_up(g->plain_bytes);
+        /* an expert in a cache slot (4 KiB pages, as pager.c sizes them);
+         * anything else as file.c holds it (this machine's pages) */
+        uint64_t piece = g->kind == DS_SEGMENT_EXPERT ? dsi_page_up(g->plain_bytes) : dsi_segment_held_bytes(g);
         if (g->kind == DS_SEGMENT_EXPERT) {
             dsi_sum_add(&exp, piece);
             out->n_experts++;

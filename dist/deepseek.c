@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id fed2349cb50584ef: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 5d482221e4f84ec1: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -57,7 +57,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "fed2349cb50584ef"
+#define DS_SOURCE_ID "5d482221e4f84ec1"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -10405,6 +10405,10 @@ DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len);
  * cache (posix_fadvise DONTNEED), or tells a DSI_SOURCE_IO model's release
  * callback. Thread-safe. */
 DSI_FUNC void dsi_file_release(const ds_model *m, uint64_t off, uint64_t len);
+/* What a resident segment takes in memory once loaded: its plaintext in
+ * whole pages of this machine (at least one), as dsi_file_load_dense holds
+ * it; the memory plan counts the same. */
+DSI_FUNC uint64_t dsi_segment_held_bytes(const dsi_segment *s);
 /* Test hook (NULL in use): every read of a model file through a descriptor
  * (DSI_SOURCE_PATH, DSI_SOURCE_FD) goes through it instead of preadv(2),
  * with the same arguments and contract (bytes read, 0 at the end of the
@@ -11335,6 +11339,8 @@ static uint64_t dsi_dense_piece(const dsi_segment *s, uint64_t page) {
     uint64_t n = s->plain_bytes ? s->plain_bytes : 1;
     return (n + page - 1) / page * page;   /* plain_bytes was checked against the file's size */
 }
+
+DSI_FUNC uint64_t dsi_segment_held_bytes(const dsi_segment *s) { return dsi_dense_piece(s, dsi_page_bytes()); }
 
 DSI_FUNC ds_status dsi_file_load_dense(ds_model *m, bool experts_too, const ds_model_params *p, dsi_err *e) {
     m->dense = dsi_calloc(&m->al, m->meta.n_segments, sizeof *m->dense);
@@ -18916,7 +18922,7 @@ DS_API ds_status ds_context_eval_batch(ds_context *const *seqs, const int32_t *t
  * mirrored by tools/model_sizes.py (plan()); tests/test_plan.sh holds the
  * two to the same figures. */
 
-#define DSI_PLAN_PAGE 4096u         /* file.c and pager.c hold segments in whole pages */
+#define DSI_PLAN_PAGE 4096u         /* pager.c sizes expert slots in whole 4 KiB pages */
 
 typedef struct dsi_sum {
     uint64_t v;
@@ -19021,7 +19027,9 @@ DS_API ds_status ds_model_memory_plan(const ds_model *m, const ds_memory_plan_pa
     }
     for (size_t i = 0; i < md->n_segments; i++) {
         const dsi_segment *g = &md->segments[i];
-        uint64_t piece = dsi_page_up(g->plain_bytes);
+        /* an expert in a cache slot (4 KiB pages, as pager.c sizes them);
+         * anything else as file.c holds it (this machine's pages) */
+        uint64_t piece = g->kind == DS_SEGMENT_EXPERT ? dsi_page_up(g->plain_bytes) : dsi_segment_held_bytes(g);
         if (g->kind == DS_SEGMENT_EXPERT) {
             dsi_sum_add(&exp, piece);
             out->n_experts++;
