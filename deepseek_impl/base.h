@@ -217,9 +217,14 @@ DSI_FUNC void dsi_buf_pad(dsi_buf *b, size_t align);
 DSI_FUNC void dsi_buf_free(dsi_buf *b);
 
 /* ==== CPU features ======================================================== */
+/* DSI_CPU_AES: AES-NI + PCLMUL on x86, the ARMv8 AES + PMULL instructions
+ * on AArch64. The DSI_CPU_NEON.. bits are AArch64's: Advanced SIMD with
+ * half-precision conversion (every AArch64 CPU), the dot-product
+ * instructions (sdot, ARMv8.2 DotProd) and the int8 matrix multiply
+ * (smmla, ARMv8.6 I8MM). */
 enum { DSI_CPU_AES = 1u << 0, DSI_CPU_AVX2 = 1u << 1, DSI_CPU_FMA = 1u << 2, DSI_CPU_F16C = 1u << 3,
        DSI_CPU_AVX512F = 1u << 4, DSI_CPU_AVX512BW = 1u << 5, DSI_CPU_AVX512VL = 1u << 6,
-       DSI_CPU_AVX512VNNI = 1u << 7 };
+       DSI_CPU_AVX512VNNI = 1u << 7, DSI_CPU_NEON = 1u << 8, DSI_CPU_DOTPROD = 1u << 9, DSI_CPU_I8MM = 1u << 10 };
 /* Detected once, then cached. */
 DSI_FUNC uint32_t dsi_cpu_features(void);
 /* Test hook: features in `mask` are reported absent from now on. */

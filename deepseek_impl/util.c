@@ -20,6 +20,12 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+#if defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 #ifndef DS_MALLOC
 #define DS_MALLOC(n) malloc(n)
@@ -454,6 +460,39 @@ static uint32_t dsi_cpu_detect(void) {
             }
         }
     }
+#elif defined(__aarch64__)
+    /* Advanced SIMD (with FP16 conversions) is part of every AArch64 CPU. */
+    f |= DSI_CPU_NEON;
+#  if defined(__linux__)
+    /* The kernel's hardware capability words (HWCAP_* of asm/hwcap.h; the
+     * bit numbers are part of the Linux ABI, spelled out here so older
+     * headers need not define them). AES-GCM needs both AES and PMULL. */
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    if ((hw & (1ul << 3)) && (hw & (1ul << 4))) f |= DSI_CPU_AES;   /* HWCAP_AES, HWCAP_PMULL */
+    if (hw & (1ul << 20)) f |= DSI_CPU_DOTPROD;                     /* HWCAP_ASIMDDP */
+    if (hw2 & (1ul << 13)) f |= DSI_CPU_I8MM;                       /* HWCAP2_I8MM */
+#  elif defined(__APPLE__)
+    /* Apple silicon: AES and PMULL on every model, the others by name. */
+    f |= DSI_CPU_AES;
+    int v = 0;
+    size_t len = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) == 0 && v) f |= DSI_CPU_DOTPROD;
+    v = 0;
+    len = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_I8MM", &v, &len, NULL, 0) == 0 && v) f |= DSI_CPU_I8MM;
+#  else
+    /* Elsewhere (FreeBSD, Windows on ARM) only what the compiler was told
+     * the target has. */
+#    if defined(__ARM_FEATURE_AES) || defined(__ARM_FEATURE_CRYPTO)
+    f |= DSI_CPU_AES;
+#    endif
+#    if defined(__ARM_FEATURE_DOTPROD)
+    f |= DSI_CPU_DOTPROD;
+#    endif
+#    if defined(__ARM_FEATURE_MATMUL_INT8)
+    f |= DSI_CPU_I8MM;
+#    endif
+#  endif
 #endif
     return f;
 }
