@@ -11,10 +11,12 @@
 #   make fuzz         build the libFuzzer targets (clang) into build-fuzz/
 #   make SAN=1 test   the suite under ASan + UBSan (objects in build-san/)
 #   make CUDA=1       also compile and link the CUDA part (nvcc)
-#   make OPENSSL=1    AES-256-GCM from OpenSSL's libcrypto (objects in build-openssl/)
+#   make OPENSSL=1    AES-256-GCM from OpenSSL's libcrypto (objects in build-openssl/); on AArch64 the
+#                     default build already links it and picks it when libsodium lacks AES-GCM there
 #   make test-openssl the suite against the OpenSSL build, and the cross-provider test
 #   make BLAS=1       large-batch F32/F16 products through OpenBLAS (objects in build-blas/)
 #   make tsan         the threaded tests under ThreadSanitizer (clang; build-tsan/)
+#   make test-aarch64 the AArch64 cross build's tests under qemu-aarch64 (build-aarch64/)
 #   make install      PREFIX=/usr/local DESTDIR=: ds, ds-server, deepseek.h, both libraries, deepseek.pc, man pages
 #   make uninstall    the same variables: removes what install put there
 
@@ -54,9 +56,17 @@ endif
 # OPENSSL=1: AES-256-GCM from OpenSSL's libcrypto instead of libsodium, which
 # stays for BLAKE2b, Argon2id and random bytes (deepseek_impl/crypto.c). The
 # objects go to their own directory unless BUILD is given.
+# On a CPU other than x86 (the target $(CC) builds for: AArch64), the
+# default is both providers, chosen at run time (crypto.c: libsodium where it
+# offers AES-256-GCM on the CPU, else OpenSSL), so libcrypto is linked too.
+TARGET_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
+TARGET_X86 := $(if $(filter x86_64% i386% i486% i586% i686% amd64%,$(TARGET_MACHINE)),1,)
 ifeq ($(OPENSSL),1)
   BUILD := $(BUILD)-openssl
   CRYPTO_FLAGS = -DDS_CRYPTO_OPENSSL=1
+  LDLIBS += -lcrypto
+else ifeq ($(TARGET_X86),)
+  CRYPTO_FLAGS =
   LDLIBS += -lcrypto
 else
   CRYPTO_FLAGS =
@@ -188,7 +198,7 @@ ifneq ($(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo yes),)
   TOOLS += $(BUILD)/ds-server
 endif
 
-.PHONY: all shared test check amalgamation fuzz install uninstall clean testdata demo demo-random test-openssl tsan test-cuda-emu
+.PHONY: all shared test check amalgamation fuzz install uninstall clean testdata demo demo-random test-openssl tsan test-cuda-emu test-aarch64
 all: $(BUILD)/libdeepseek.a shared $(TOOLS) $(EXAMPLES) $(CUDA_SO)
 shared: $(SHLIB) $(SHLIB_LINKS)
 
@@ -309,6 +319,32 @@ test-openssl: all $(BUILD)/tests/test_crypto $(TESTDATA)
 	@BUILD=$(OSSL_BUILD) DS_TESTDATA=$(BUILD)/testdata DS_A=$(BUILD)/ds DS_B=$(OSSL_BUILD)/ds \
 		TC_A=$(BUILD)/tests/test_crypto TC_B=$(OSSL_BUILD)/tests/test_crypto \
 		sh tests/run_tests.sh $(TESTS:%=$(OSSL_BUILD)/tests/%) tests/test_cli.sh tests/test_crypto_cross.sh
+
+# AArch64 under emulation: the library, ds and the C tests cross-built with
+# AARCH64_CC (Debian: gcc-aarch64-linux-gnu, with libsodium-dev:arm64 and
+# libssl-dev:arm64 through multiarch) into $(BUILD)-aarch64, and run under
+# qemu-user with every extension the kernels and the crypto use (-cpu max:
+# NEON, dot product, i8mm, AES + PMULL), against the x86 build's test data.
+# The programs run on the multiarch arm64 C library (libc6:arm64, pulled in
+# by libsodium-dev:arm64), found through /lib/ld-linux-aarch64.so.1: do not
+# point QEMU_LD_PREFIX at the cross compiler's copy (/usr/aarch64-linux-gnu),
+# whose loader is another Debian revision than that libc.so.6 (2.36-8 against
+# 2.36-9 here) and hangs the first pthread_create in glibc's stack cache.
+# tests/test_aarch64.sh then seals and opens models across the two builds.
+# AARCH64_TESTS is what runs emulated: every C test but test_alloc and
+# test_pager_rss, which check what the kernel did with madvise (VmFlags,
+# AnonHugePages) and re-execute themselves through /proc/self/exe, neither
+# of which qemu-user passes through. About 7 minutes on 2 cores.
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+AARCH64_QEMU ?= qemu-aarch64 -cpu max
+AARCH64_BUILD = $(BUILD)-aarch64
+AARCH64_TESTS ?= $(filter-out test_alloc test_pager_rss,$(TESTS))
+test-aarch64: $(TESTDATA) $(BUILD)/ds
+	$(MAKE) --no-print-directory CC=$(AARCH64_CC) BUILD=$(AARCH64_BUILD) EDIT=0 OPT="$(OPT)" \
+		$(AARCH64_BUILD)/ds $(AARCH64_TESTS:%=$(AARCH64_BUILD)/tests/%)
+	@DS_TEST_RUNNER="$(AARCH64_QEMU)" BUILD=$(AARCH64_BUILD) \
+		DS_TESTDATA=$(BUILD)/testdata DS_X86=$(BUILD)/ds DS_ARM=$(AARCH64_BUILD)/ds PYTHON=$(PYTHON) \
+		sh tests/run_tests.sh $(AARCH64_TESTS:%=$(AARCH64_BUILD)/tests/%) tests/test_aarch64.sh
 
 # ThreadSanitizer: the threaded tests built from every library source with
 # clang -fsanitize=thread (libsodium and libcrypto are not instrumented). A

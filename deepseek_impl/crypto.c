@@ -4,22 +4,33 @@
  * crypto.c — the one small crypto interface the rest of the library uses:
  * key derivation, and sealing/opening one chunk with its associated data.
  *
- * Providers. AES-256-GCM comes from one of two libraries, chosen when the
- * library is compiled:
- *     default                   libsodium (crypto_aead_aes256gcm_*, AES-NI + PCLMUL)
- *     -DDS_CRYPTO_OPENSSL=1     OpenSSL's libcrypto (EVP AES-256-GCM; link -lcrypto)
+ * Providers. AES-256-GCM comes from libsodium or from OpenSSL's libcrypto,
+ * chosen when the library is compiled:
+ *     -DDS_CRYPTO_OPENSSL=0     libsodium only (crypto_aead_aes256gcm_*); the
+ *                               default on x86, where it uses AES-NI + PCLMUL
+ *     -DDS_CRYPTO_OPENSSL=1     OpenSSL only (EVP AES-256-GCM; link -lcrypto)
+ *     -DDS_CRYPTO_OPENSSL=2     both, chosen per key at run time: libsodium
+ *                               where it offers AES-256-GCM on this CPU, else
+ *                               OpenSSL; the default on every other CPU
+ *                               (AArch64: link -lcrypto)
+ * The automatic form exists for ARM: libsodium before 1.0.19 (Debian 12
+ * ships 1.0.18) implements AES-256-GCM only with the x86 instructions, so on
+ * an AArch64 CPU with the ARMv8 AES and PMULL instructions a libsodium-only
+ * build would refuse every sealed model; OpenSSL's ARMv8 code opens it, and
+ * a newer libsodium is taken when it is there.
  * Only the three AEAD steps below ("Provider") differ: the key schedule, seal
  * and open. Key derivation (keyed BLAKE2b), Argon2id, random keys and the
- * CIPHER_NONE integrity tags use libsodium in both builds, so libsodium stays
+ * CIPHER_NONE integrity tags use libsodium in every build, so libsodium stays
  * a dependency. Both providers write and read the same bytes (test_crypto
  * checks golden ciphertexts made with an independent implementation, and
  * tests/test_crypto_cross.sh seals with one build and opens with the other).
- * OpenSSL is there for speed: its AES-GCM is 2-4x faster per core than
+ * OpenSSL is there for speed too: its AES-GCM is 2-4x faster per core than
  * libsodium 1.0.18's (tests/bench/bench_crypto.c), and decryption is what
  * the expert pager waits for.
  *
  * AES instructions. Both providers refuse AES-256-GCM with DS_ERR_NO_AES when
- * the CPU lacks AES instructions (DSI_CPU_AES; the tests mask it to check the
+ * the CPU lacks AES instructions (DSI_CPU_AES: AES-NI + PCLMUL on x86, AES +
+ * PMULL on AArch64; the tests mask it to check the
  * refusal). OpenSSL would fall back to a table-based software AES, but that is
  * several times slower and not constant-time, so the library keeps the same
  * clear refusal in both builds: a model that opens with one build opens with
@@ -54,13 +65,23 @@
 
 #include <sodium.h>
 
-#if defined(DS_CRYPTO_OPENSSL) && DS_CRYPTO_OPENSSL
+/* DSI_OSSL: OpenSSL's AEAD is compiled in; DSI_SODIUM_AEAD: libsodium's. */
+#if defined(DS_CRYPTO_OPENSSL)
+#  define DSI_CRYPTO_MODE DS_CRYPTO_OPENSSL
+#elif defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+#  define DSI_CRYPTO_MODE 0
+#else
+#  define DSI_CRYPTO_MODE 2
+#endif
+#if DSI_CRYPTO_MODE != 0 && DSI_CRYPTO_MODE != 1 && DSI_CRYPTO_MODE != 2
+#  error "DS_CRYPTO_OPENSSL must be 0 (libsodium), 1 (OpenSSL) or 2 (both, chosen at run time)"
+#endif
+#define DSI_OSSL (DSI_CRYPTO_MODE != 0)
+#define DSI_SODIUM_AEAD (DSI_CRYPTO_MODE != 1)
+#if DSI_OSSL
 #  include <openssl/err.h>
 #  include <openssl/evp.h>
 #  include <openssl/opensslv.h>
-#  define DSI_OPENSSL 1
-#else
-#  define DSI_OPENSSL 0
 #endif
 
 /* ==== Initialisation ===================================================== */
@@ -77,7 +98,7 @@ DSI_FUNC ds_status dsi_crypto_init(dsi_err *e) {
  *   dsi_aead_open(k, nonce, ad, in -> out, tag)   DS_ERR_AUTH on a bad tag, out wiped
  * in == out is allowed for both. ad is the fixed 40 bytes plus the extra bytes.
  */
-#if DSI_OPENSSL
+#if DSI_OSSL
 
 /*
  * OpenSSL. An EVP_CIPHER_CTX must not be shared between threads, and the
@@ -127,13 +148,13 @@ static ds_status dsi_ossl_fail(dsi_err *e, const char *what) {
  * but the interface takes size_t). */
 #define DSI_EVP_PIECE ((size_t)1 << 30)
 
-static ds_status dsi_aead_expand(dsi_keys *k, dsi_err *e) {
+static ds_status dsi_ossl_expand(dsi_keys *k, dsi_err *e) {
     (void)k;   /* the schedule is made per call from k->enc */
     if (!dsi_ossl_cipher()) return dsi_ossl_fail(e, "the cipher is not available");
     return DS_OK;
 }
 
-static ds_status dsi_aead_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+static ds_status dsi_ossl_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
                                size_t ad_len, const uint8_t *in, uint8_t *out, size_t n, uint8_t tag[DSI_TAG_BYTES],
                                dsi_err *e) {
     const EVP_CIPHER *cipher = dsi_ossl_cipher();
@@ -165,7 +186,7 @@ fail:
     return dsi_ossl_fail(e, step);
 }
 
-static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+static ds_status dsi_ossl_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
                                size_t ad_len, const uint8_t *in, uint8_t *out, size_t n,
                                const uint8_t tag[DSI_TAG_BYTES], uint64_t chunk, dsi_err *e) {
     const EVP_CIPHER *cipher = dsi_ossl_cipher();
@@ -203,25 +224,28 @@ fail:
     return dsi_ossl_fail(e, step);
 }
 
-#else /* libsodium */
+#endif /* OpenSSL */
+
+#if DSI_SODIUM_AEAD /* libsodium */
 
 /*
  * libsodium. crypto_aead_aes256gcm_beforenm expands the key once into
  * k->aes_state (which lives in the model's secure buffer, wiped on close);
  * the *_afternm calls only read it, so threads can share it.
  */
-static ds_status dsi_aead_expand(dsi_keys *k, dsi_err *e) {
+static ds_status dsi_sod_expand(dsi_keys *k, dsi_err *e) {
     if (!crypto_aead_aes256gcm_is_available())
         return dsi_fail(e, DS_ERR_NO_AES,
-                        "this CPU lacks the AES-NI and PCLMUL instructions that AES-256-GCM needs; "
-                        "re-seal the model for this machine or use a CPU with AES support");
+                        "libsodium %s offers AES-256-GCM on this CPU only with the x86 AES-NI and PCLMUL "
+                        "instructions; build with the OpenSSL provider (-DDS_CRYPTO_OPENSSL=2 or 1, -lcrypto)",
+                        sodium_version_string());
     if (sizeof k->aes_state < crypto_aead_aes256gcm_statebytes())
         return dsi_fail(e, DS_ERR_INTERNAL, "AES-GCM state larger than expected");
     crypto_aead_aes256gcm_beforenm((crypto_aead_aes256gcm_state *)(void *)k->aes_state, k->enc);
     return DS_OK;
 }
 
-static ds_status dsi_aead_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+static ds_status dsi_sod_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
                                size_t ad_len, const uint8_t *in, uint8_t *out, size_t n, uint8_t tag[DSI_TAG_BYTES],
                                dsi_err *e) {
     unsigned long long maclen = 0;
@@ -231,7 +255,7 @@ static ds_status dsi_aead_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_
     return DS_OK;
 }
 
-static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+static ds_status dsi_sod_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
                                size_t ad_len, const uint8_t *in, uint8_t *out, size_t n,
                                const uint8_t tag[DSI_TAG_BYTES], uint64_t chunk, dsi_err *e) {
     if (crypto_aead_aes256gcm_decrypt_detached_afternm(out, NULL, in, n, tag, adb, ad_len, nonce,
@@ -242,7 +266,58 @@ static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_
     return DS_OK;
 }
 
-#endif /* provider */
+#endif /* libsodium */
+
+/* The dispatch: which provider a key uses is settled by dsi_aead_expand and
+ * kept in k->provider. */
+enum { DSI_PROV_SODIUM = 1, DSI_PROV_OPENSSL = 2 };
+
+static ds_status dsi_aead_expand(dsi_keys *k, dsi_err *e) {
+#if DSI_CRYPTO_MODE == 2
+    if (crypto_aead_aes256gcm_is_available()) {
+        k->provider = DSI_PROV_SODIUM;
+        return dsi_sod_expand(k, e);
+    }
+    k->provider = DSI_PROV_OPENSSL;
+    return dsi_ossl_expand(k, e);
+#elif DSI_CRYPTO_MODE == 1
+    k->provider = DSI_PROV_OPENSSL;
+    return dsi_ossl_expand(k, e);
+#else
+    k->provider = DSI_PROV_SODIUM;
+    return dsi_sod_expand(k, e);
+#endif
+}
+
+static ds_status dsi_aead_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+                               size_t ad_len, const uint8_t *in, uint8_t *out, size_t n, uint8_t tag[DSI_TAG_BYTES],
+                               dsi_err *e) {
+#if DSI_OSSL
+    if (k->provider == DSI_PROV_OPENSSL) return dsi_ossl_seal(k, nonce, adb, ad_len, in, out, n, tag, e);
+#endif
+#if DSI_SODIUM_AEAD
+    if (k->provider == DSI_PROV_SODIUM) return dsi_sod_seal(k, nonce, adb, ad_len, in, out, n, tag, e);
+#endif
+    return dsi_fail(e, DS_ERR_INTERNAL, "AES-256-GCM key used before its schedule was made");
+}
+
+static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+                               size_t ad_len, const uint8_t *in, uint8_t *out, size_t n,
+                               const uint8_t tag[DSI_TAG_BYTES], uint64_t chunk, dsi_err *e) {
+#if DSI_OSSL
+    if (k->provider == DSI_PROV_OPENSSL) return dsi_ossl_open(k, nonce, adb, ad_len, in, out, n, tag, chunk, e);
+#endif
+#if DSI_SODIUM_AEAD
+    if (k->provider == DSI_PROV_SODIUM) return dsi_sod_open(k, nonce, adb, ad_len, in, out, n, tag, chunk, e);
+#endif
+    return dsi_fail(e, DS_ERR_INTERNAL, "AES-256-GCM key used before its schedule was made");
+}
+
+DSI_FUNC const char *dsi_crypto_provider(const dsi_keys *k) {
+    if (k->cipher != DS_CIPHER_AES256GCM) return "libsodium (BLAKE2b tags)";
+    return k->provider == DSI_PROV_OPENSSL ? "OpenSSL" : "libsodium";
+}
+
 
 /* ==== Key derivation ===================================================== */
 /* H(key, label || salt); salt may be NULL (the key check). */

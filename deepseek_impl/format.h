@@ -292,6 +292,7 @@ typedef struct dsi_keys {
     uint8_t enc[32];       /* AEAD key (AES-256-GCM) or, for CIPHER_NONE, the integrity key */
     uint8_t check[32];     /* key-check value written in the header (the master key's alone) */
     uint8_t header[32];    /* key of the header's MAC */
+    uint8_t provider;      /* AES-256-GCM: which library's AEAD (crypto.c), set with the schedule */
     uint8_t aes_state[512] __attribute__((aligned(16))); /* precomputed AES-GCM state */
 } dsi_keys;
 
@@ -301,6 +302,8 @@ typedef struct dsi_keys {
  * header fails its MAC ("header modified") instead of the key check. */
 DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t *master, size_t master_len,
                                    const uint8_t salt[DSI_SALT_BYTES], dsi_err *e);
+/* Which library seals and opens with k ("libsodium", "OpenSSL"): for logs. */
+DSI_FUNC const char *dsi_crypto_provider(const dsi_keys *k);
 /* Argon2id: passphrase -> 32-byte master key. */
 DSI_FUNC ds_status dsi_passphrase_key(uint8_t out[32], const char *pw, size_t pw_len, const uint8_t salt[16],
                                       uint64_t opslimit, uint64_t memlimit, dsi_err *e);

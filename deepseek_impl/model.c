@@ -187,8 +187,9 @@ static ds_status dsi_model_open_source(ds_model **out, const dsi_source *src, co
     if (m->device == DS_DEVICE_CPU)
         snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
                  dsi_cpu_kernels_name());
-    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", m->path,
-            m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
+    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s (%s)", m->path,
+            m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher),
+            dsi_crypto_provider(m->keys));
     *out = m;
     return DS_OK;
 fail:

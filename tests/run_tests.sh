@@ -4,6 +4,9 @@
 # Runs the C test binaries given as arguments and adds up their RESULT lines
 # into the closing line "N passed, N failed, N skipped".
 # Tests find generated data in $DS_TESTDATA (default $BUILD/testdata).
+# DS_TEST_RUNNER, when set, is put before each binary but not before the
+# .sh scripts (an emulator: "qemu-aarch64 -cpu max" for the AArch64 build,
+# make test-aarch64).
 BUILD=${BUILD:-build}
 DS_TESTDATA=${DS_TESTDATA:-$BUILD/testdata}
 export DS_TESTDATA
@@ -12,7 +15,11 @@ export DS_TOKENIZERS
 passed=0; failed=0; skipped=0
 log=$(mktemp)
 for t in "$@"; do
-    "$t" > "$log" 2>&1
+    case $t in
+    *.sh) "$t" > "$log" 2>&1 ;;   # scripts use DS_TEST_RUNNER themselves where they need it
+    # shellcheck disable=SC2086 # the runner is a command and its words
+    *) ${DS_TEST_RUNNER:-} "$t" > "$log" 2>&1 ;;
+    esac
     rc=$?
     grep -v -e '^RESULT ' -e '^ok ' "$log"
     line=$(grep '^RESULT ' "$log" | tail -n 1)
