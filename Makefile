@@ -454,19 +454,20 @@ check-layers: $(LIB_OBJS)
 # (macOS, FreeBSD): DSI_PORTABLE and __linux__ undefined turn every
 # Linux-only call into its fallback (no posix_fadvise, MADV_*, preadv,
 # /proc); the library's objects go to build-posix/ and a few tests run
-# against them with this build's test data. dist/deepseek.c is compiled the
-# same way (warnings fail).
+# against them with this build's test data. dist/deepseek.c (regenerated
+# first when stale, as for test-amalg) is compiled the same way (warnings fail).
 # check-mingw: dist/deepseek.c compiled (no warnings) and examples/simple.c
 # linked for Windows with mingw-w64 (tools/check_mingw.sh); not run.
 POSIX_BUILD = build-posix
 POSIX_FLAGS = -DDSI_PORTABLE -U__linux__ -U__linux -Ulinux -U__gnu_linux__
-POSIX_TESTS = test_container test_open_io test_io test_pager_rss test_forward test_convert test_crypto test_alloc
+POSIX_TESTS = test_container test_open_io test_io test_pager_rss test_forward test_convert test_crypto test_alloc \
+              test_lora_convert
 .PHONY: check-posix check-mingw
-check-posix: $(TESTDATA)
+check-posix: $(TESTDATA) dist/deepseek.c
 	$(MAKE) BUILD=$(POSIX_BUILD) CFLAGS='$(CFLAGS) $(POSIX_FLAGS)' $(POSIX_TESTS:%=$(POSIX_BUILD)/tests/%)
 	$(CC) $(CFLAGS_ALL) $(POSIX_FLAGS) -Werror -c dist/deepseek.c -o $(POSIX_BUILD)/deepseek_amalg.o
 	@BUILD=$(BUILD) DS_TESTDATA=$(BUILD)/testdata sh tests/run_tests.sh $(POSIX_TESTS:%=$(POSIX_BUILD)/tests/%)
-check-mingw:
+check-mingw: dist/deepseek.c
 	@sh tools/check_mingw.sh build-mingw
 
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
