@@ -6,6 +6,8 @@
 #   make test         the whole suite; ends with "N passed, N failed, N skipped"
 #   make check        test + amalgamation checks (STYLE.md)
 #   make check-layers no file calls into a file later in LIB_SRCS (tools/check_layers)
+#   make check-posix  the fallbacks for POSIX systems other than Linux, built and tested here (build-posix/)
+#   make check-mingw  dist/deepseek.c compiled and linked for Windows with mingw-w64 (build-mingw/; not run)
 #   make amalgamation regenerate dist/deepseek.c
 #   make test-python  the Python binding's tests (bindings/python; a venv in build/, pip)
 #   make fuzz         build the libFuzzer targets (clang) into build-fuzz/
@@ -125,7 +127,7 @@ LIB_SRCS = \
 	deepseek_impl/convert.c \
 	deepseek_impl/lora_convert.c
 
-LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/base.h deepseek_impl/format.h deepseek_impl/engine.h \
+LIB_HDRS = deepseek.h deepseek_impl/internal.h deepseek_impl/base.h deepseek_impl/port.h deepseek_impl/format.h deepseek_impl/engine.h \
            kernels/cpu/kernels.h deepseek_impl/unicode_tables.h deepseek_impl/unicode.h \
            deepseek_impl/regex.h deepseek_impl/tokenizer.h
 LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -482,6 +484,27 @@ check: test
 .PHONY: check-layers
 check-layers: $(LIB_OBJS)
 	@$(PYTHON) tools/check_layers --build $(BUILD) $(LIB_SRCS)
+
+# Portability (docs/platforms.md; deepseek_impl/port.h).
+# check-posix: the library built as for a POSIX system other than Linux
+# (macOS, FreeBSD): DSI_PORTABLE and __linux__ undefined turn every
+# Linux-only call into its fallback (no posix_fadvise, MADV_*, preadv,
+# /proc); the library's objects go to build-posix/ and a few tests run
+# against them with this build's test data. dist/deepseek.c (regenerated
+# first when stale, as for test-amalg) is compiled the same way (warnings fail).
+# check-mingw: dist/deepseek.c compiled (no warnings) and examples/simple.c
+# linked for Windows with mingw-w64 (tools/check_mingw.sh); not run.
+POSIX_BUILD = build-posix
+POSIX_FLAGS = -DDSI_PORTABLE -U__linux__ -U__linux -Ulinux -U__gnu_linux__
+POSIX_TESTS = test_container test_open_io test_io test_pager_rss test_forward test_convert test_crypto test_alloc \
+              test_lora_convert
+.PHONY: check-posix check-mingw
+check-posix: $(TESTDATA) dist/deepseek.c
+	$(MAKE) BUILD=$(POSIX_BUILD) CFLAGS='$(CFLAGS) $(POSIX_FLAGS)' $(POSIX_TESTS:%=$(POSIX_BUILD)/tests/%)
+	$(CC) $(CFLAGS_ALL) $(POSIX_FLAGS) -Werror -c dist/deepseek.c -o $(POSIX_BUILD)/deepseek_amalg.o
+	@BUILD=$(BUILD) DS_TESTDATA=$(BUILD)/testdata sh tests/run_tests.sh $(POSIX_TESTS:%=$(POSIX_BUILD)/tests/%)
+check-mingw: dist/deepseek.c
+	@sh tools/check_mingw.sh build-mingw
 
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_CC ?= clang

@@ -16,6 +16,11 @@
 #define _GNU_SOURCE 1
 #endif
 
+/* mingw-w64: the C99 printf family (%zu, %llu), not msvcrt's. */
+#if defined(_WIN32) && !defined(__USE_MINGW_ANSI_STDIO)
+#define __USE_MINGW_ANSI_STDIO 1
+#endif
+
 #include "../deepseek.h"
 
 #include <stdarg.h>
@@ -46,11 +51,16 @@
 #  define DSI_INLINE static inline
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(__MINGW32__)
+#  define DSI_PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#elif defined(__GNUC__) || defined(__clang__)
 #  define DSI_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #  define DSI_PRINTF(a, b)
 #endif
+
+/* The platform layer: Linux, other POSIX systems, Windows (port.h). */
+#include "port.h"
 
 /* ==== Limits on untrusted input (overridable) ============================ */
 #ifndef DS_MAX_DIM

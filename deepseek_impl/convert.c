@@ -1128,7 +1128,7 @@ static ds_status dsi_grow(dsi_conv *c, void **buf, size_t *cap, size_t need) {
 DSI_FUNC ds_status dsi_pread_full(int fd, const char *path, void *buf, size_t n, uint64_t off, dsi_err *e) {
     uint8_t *p = buf;
     while (n) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
+        ssize_t r = pread(fd, p, n, (dsi_off_t)off);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return dsi_fail(e, DS_ERR_IO, "%s: read failed: %s", path, strerror(errno));
         if (r == 0) return dsi_fail(e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", path);
@@ -1561,8 +1561,16 @@ DSI_FUNC ds_status dsi_writer_check_early(dsi_writer *w, const char *out_path) {
 DSI_FUNC ds_status dsi_writer_check_inputs(dsi_writer *w, const char *out_path) {
     struct stat st;
     if (stat(out_path, &st) != 0) return DS_OK;   /* no file there (a dangling link counts as none) */
+    uint64_t dev = (uint64_t)st.st_dev, ino = (uint64_t)st.st_ino;
+#if DSI_WINDOWS
+    int fd = open(out_path, O_RDONLY | O_CLOEXEC);   /* st_ino is 0 there: the handle knows (port.h) */
+    if (fd >= 0) {
+        dsi_fd_identity(fd, &st, &dev, &ino);
+        close(fd);
+    }
+#endif
     for (size_t i = 0; i < w->n_inputs; i++)
-        if (w->inputs[i].id.dev == (uint64_t)st.st_dev && w->inputs[i].id.ino == (uint64_t)st.st_ino)
+        if (w->inputs[i].id.dev == dev && w->inputs[i].id.ino == ino)
             return dsi_fail(w->e, DS_ERR_INVALID_ARG,
                             "the output %s is the input %s (the same file); refusing to overwrite an input, "
                             "with or without --force", out_path, w->inputs[i].path);
@@ -1684,6 +1692,9 @@ DSI_FUNC ds_status dsi_writer_open(dsi_writer *w, const char *out_path) {
         w->tmp_path = NULL;
         return s;
     }
+#if DSI_WINDOWS
+    (void)_setmode(w->fd, _O_BINARY);   /* never text mode, whatever the CRT's mkstemp chose */
+#endif
     (void)fchmod(w->fd, 0644);
     ds_status s = dsi_secure_alloc(&w->plainbuf, w->chunk_bytes, 0, w->e);
     if (s) return s;

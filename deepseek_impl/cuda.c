@@ -60,7 +60,7 @@
 #if defined(DS_CUDA) && DS_CUDA
 #  define DSI_CU_ON 1
 #  define DSI_CU_LINKED 1
-#elif !defined(DS_NO_CUDA) && (!defined(DS_AMALGAMATION) || defined(DS_CUDA_LOAD))
+#elif !defined(DS_NO_CUDA) && !DSI_WINDOWS && (!defined(DS_AMALGAMATION) || defined(DS_CUDA_LOAD))
 #  define DSI_CU_ON 1
 #  define DSI_CU_LINKED 0
 #else
@@ -103,6 +103,9 @@ static void *dsi_cu_open(char *err, size_t len) {
         return h;
     }
     snprintf(err, len, "%s", dlerror());
+#if !DSI_LINUX
+    return NULL;   /* beside the program: found through /proc/self/exe, Linux's */
+#else
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return NULL;
@@ -111,6 +114,7 @@ static void *dsi_cu_open(char *err, size_t len) {
     if (!slash || (size_t)(slash - exe) + sizeof DSI_CU_SONAME + 1 > sizeof exe) return NULL;
     memcpy(slash + 1, DSI_CU_SONAME, sizeof DSI_CU_SONAME);
     return dlopen(exe, RTLD_NOW | RTLD_LOCAL);
+#endif
 }
 
 static const dsi_backend_i *dsi_cu_backend(char *why, size_t len) {
@@ -296,9 +300,9 @@ static ds_status dsi_cu_expand_dense(const ds_model *m, dsi_cuda_model *gm, dsi_
 static ds_status dsi_cu_pinned(const dsi_backend_i *b, void **p, size_t bytes, char *msg, size_t len) {
     ds_status s = b->host_alloc(p, bytes, msg, len);
     if (s) return s;
-#ifdef MADV_DONTDUMP
+#ifdef DSI_MADV_NODUMP
     uintptr_t a = ((uintptr_t)*p + 4095) & ~(uintptr_t)4095, z = ((uintptr_t)*p + bytes) & ~(uintptr_t)4095;
-    if (z > a) (void)madvise((void *)a, z - a, MADV_DONTDUMP);
+    if (z > a) (void)madvise((void *)a, z - a, DSI_MADV_NODUMP);
 #endif
     return DS_OK;
 }
@@ -1321,9 +1325,15 @@ DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err
     (void)e;
     m->device = DS_DEVICE_CPU;
     if (p->device != DS_DEVICE_CUDA) return DS_OK;   /* ds_model_open refused values outside the enum */
+#if DSI_WINDOWS
+    dsi_log(m->log, m->log_user, DS_LOG_WARN,
+            "CUDA was asked for but the CUDA backend is not available on this platform (Windows); running on the "
+            "CPU");
+#else
     dsi_log(m->log, m->log_user, DS_LOG_WARN,
             "CUDA was asked for but this build has no CUDA support (built with DS_NO_CUDA, or the amalgamation "
             "without DS_CUDA_LOAD); running on the CPU");
+#endif
     return DS_OK;
 }
 /* never chosen: dsi_cuda_probe above keeps every model on the CPU */

@@ -12,7 +12,6 @@
 #include "format.h"
 
 #include <sys/types.h>
-#include <sys/uio.h>
 #include <time.h>
 
 /* ==== Model file (file.c) ================================================ */
@@ -159,7 +158,7 @@ DSI_FUNC uint64_t dsi_segment_held_bytes(const dsi_segment *s);
  * with the same arguments and contract (bytes read, 0 at the end of the
  * file, -1 with errno), so a test can fail a read at a chosen offset (EIO)
  * or cut it short. */
-DSI_DATA_DECL ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, off_t off);
+DSI_DATA_DECL ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, dsi_off_t off);
 /* With ds_model_params.mlock: locks b into RAM (mlock), counting the bytes
  * locked or refused in m (a refusal is not an error; ds_model_open reports
  * it). Without it, does nothing. Not thread-safe: called while opening. */

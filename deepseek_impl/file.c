@@ -16,7 +16,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,7 +40,7 @@ static ds_status dsi_model_fail(const ds_model *m, const dsi_err *e) {
 static ds_status dsi_read_exact(int fd, uint8_t *buf, size_t n, uint64_t off, size_t *got) {
     size_t done = 0;
     while (done < n) {
-        ssize_t r = pread(fd, buf + done, n - done, (off_t)(off + done));
+        ssize_t r = pread(fd, buf + done, n - done, (dsi_off_t)(off + done));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return DS_ERR_IO;
         if (r == 0) break;
@@ -100,7 +99,7 @@ DS_API ds_status ds_file_info_read(const char *path, ds_file_info *out) {
  * the place its plaintext goes and opened there (the crypto layer opens in
  * place), so no buffer is needed besides the destination.
  */
-DSI_DATA ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, off_t off);
+DSI_DATA ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, dsi_off_t off);
 
 /* Reads iov[0..n) at off until done, the end of the file or an error.
  * Returns the bytes read; *err is 0 or the errno of the failed read. The
@@ -114,9 +113,9 @@ static uint64_t dsi_preadv_full(int fd, struct iovec *iov, int n, uint64_t off, 
             n--;
             continue;
         }
-        ssize_t (*hook)(int, const struct iovec *, int, off_t) =
+        ssize_t (*hook)(int, const struct iovec *, int, dsi_off_t) =
             __atomic_load_n(&dsi_file_read_hook, __ATOMIC_ACQUIRE);
-        ssize_t r = hook ? hook(fd, iov, n, (off_t)(off + done)) : preadv(fd, iov, n, (off_t)(off + done));
+        ssize_t r = hook ? hook(fd, iov, n, (dsi_off_t)(off + done)) : dsi_preadv(fd, iov, n, (dsi_off_t)(off + done));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
             *err = errno ? errno : EIO;
@@ -191,8 +190,9 @@ static bool dsi_file_changed(const ds_model *m, uint64_t *size) {
     *size = 0;
     if (m->src == DSI_SOURCE_IO || fstat(m->fd, &st) != 0) return false;
     *size = (uint64_t)st.st_size;
-    return *size != m->open_size || (int64_t)st.st_mtim.tv_sec != m->open_mtime_sec ||
-           (int64_t)st.st_mtim.tv_nsec != m->open_mtime_nsec;
+    int64_t sec, nsec;
+    dsi_stat_mtime(&st, &sec, &nsec);
+    return *size != m->open_size || sec != m->open_mtime_sec || nsec != m->open_mtime_nsec;
 }
 
 /* "segment 37 (layer 3 expert 5)", or "the metadata". */
@@ -513,7 +513,11 @@ DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len) {
      * be read one chunk at a time: ask in pieces no larger */
     for (; a < end; a += DSI_WILLNEED_PIECE) {
         uint64_t n = end - a < DSI_WILLNEED_PIECE ? end - a : DSI_WILLNEED_PIECE;
+#if DSI_HAVE_FADVISE
         (void)posix_fadvise(m->fd, (off_t)a, (off_t)n, POSIX_FADV_WILLNEED);
+#else
+        (void)n;   /* no read-ahead hint on this platform (port.h) */
+#endif
     }
 }
 
@@ -526,6 +530,10 @@ DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len) {
  * the answer is false. */
 #define DSI_IN_MEMORY_PROBES 8
 DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len) {
+#if !DSI_HAVE_MINCORE
+    (void)m; (void)off; (void)len;
+    return false;   /* no residency probe on this platform (port.h) */
+#else
     long page = sysconf(_SC_PAGESIZE);
     if (page <= 0) page = 4096;
     uint64_t size = m->hdr.file_bytes;
@@ -534,10 +542,11 @@ DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len) 
     for (int k = 0; k < DSI_IN_MEMORY_PROBES; k++) {
         uint64_t at = off + len / DSI_IN_MEMORY_PROBES * (uint64_t)k;
         uint64_t a = at & ~(uint64_t)(page - 1);
-        unsigned char v = 0;
+        dsi_mincore_vec v = 0;
         if (mincore((uint8_t *)m->probe_map + a, (size_t)page, &v) != 0 || !(v & 1)) return false;
     }
     return true;
+#endif
 }
 
 /* After the pager has decrypted an expert: its ciphertext leaves the page
@@ -547,7 +556,9 @@ DSI_FUNC void dsi_file_release(const ds_model *m, uint64_t off, uint64_t len) {
         if (m->io.release) m->io.release(m->io.user, off, len);
         return;
     }
+#if DSI_HAVE_FADVISE
     (void)posix_fadvise(m->fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+#endif   /* else the OS evicts the ciphertext when it likes (port.h) */
 }
 
 /* ==== Locked memory ====================================================== */
@@ -773,13 +784,17 @@ static ds_status dsi_file_open_container(ds_model *m, const dsi_source *src, con
      * (dsi_file_willneed): read-ahead around a read of one expert would pull
      * its neighbours into the page cache, where they stay until read (seen
      * as pager-1.8 failing with 4 suites at once). */
+#if DSI_HAVE_FADVISE
     if (m->fd >= 0) (void)posix_fadvise(m->fd, 0, 0, POSIX_FADV_RANDOM);
+#endif
     /* a view for mincore() alone (dsi_file_in_memory): never read through;
      * a callback source has none, so its bytes always count as storage */
+#if DSI_HAVE_MINCORE
     if (m->fd >= 0 && m->hdr.file_bytes <= SIZE_MAX) {
         void *map = mmap(NULL, (size_t)m->hdr.file_bytes, PROT_READ, MAP_SHARED, m->fd, 0);
         m->probe_map = map == MAP_FAILED ? NULL : map;
     }
+#endif
     if ((s = dsi_model_metadata(m, e))) return s;
     if ((s = dsi_config_parse(m->meta.config_json, m->meta.config_len, &m->al, &m->cfg, e))) {
         dsi_prefix(e, "config.json");

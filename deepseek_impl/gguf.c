@@ -648,7 +648,7 @@ DSI_FUNC ds_status dsi_gguf_open(const char *path, int fd, uint64_t file_size, c
         buf = nb;
         size_t done = 0;
         while (done < want) {
-            ssize_t r = pread(fd, buf + done, want - done, (off_t)done);
+            ssize_t r = pread(fd, buf + done, want - done, (dsi_off_t)done);
             if (r < 0 && errno == EINTR) continue;
             if (r < 0) {
                 dsi_free(al, buf);

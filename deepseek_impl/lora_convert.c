@@ -60,8 +60,7 @@ static ds_status dsl_note_fd(dsi_writer *w, int fd, const char *path) {
     if (fd < 0 || fstat(fd, &st) != 0) return DS_OK;   /* nothing to compare against */
     dsi_file_id id;
     memset(&id, 0, sizeof id);
-    id.dev = (uint64_t)st.st_dev;
-    id.ino = (uint64_t)st.st_ino;
+    dsi_fd_identity(fd, &st, &id.dev, &id.ino);
     id.size = (uint64_t)st.st_size;
     return dsi_writer_note_input(w, &id, path ? path : "?");
 }

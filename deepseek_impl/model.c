@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#if !DSI_WINDOWS
 #include <sys/resource.h>
+#endif
 
 #include <sodium.h>
 
@@ -93,11 +95,13 @@ static void dsi_model_mlock_report(const ds_model *m) {
         return;
     }
     char lim[64] = "unknown";
+#if !DSI_WINDOWS
     struct rlimit rl;
     if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
         if (rl.rlim_cur == RLIM_INFINITY) snprintf(lim, sizeof lim, "unlimited");
         else snprintf(lim, sizeof lim, "%llu bytes", (unsigned long long)rl.rlim_cur);
     }
+#endif
     dsi_log(m->log, m->log_user, DS_LOG_WARN,
             "mlock: %llu of %llu bytes could not be locked into RAM (%s; RLIMIT_MEMLOCK is %s): that plaintext may "
             "be written to swap",

@@ -333,7 +333,7 @@ DSI_FUNC const dsi_st_tensor *dsi_st_find(const dsi_st_header *h, const char *na
 static int dss_pread_full(int fd, void *buf, size_t n, uint64_t off) {
     uint8_t *p = buf;
     while (n) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
+        ssize_t r = pread(fd, p, n, (dsi_off_t)off);
         if (r < 0) {
             if (errno == EINTR) continue;
             return -1;

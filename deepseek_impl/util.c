@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -149,11 +148,9 @@ DSI_FUNC ds_status dsi_fd_regular(int fd, dsi_file_id *id, dsi_err *e) {
         return dsi_fail(e, DS_ERR_IO, "not a regular file (it is %s); refusing to read it", what);
     }
     if (id) {
-        id->dev = (uint64_t)st.st_dev;
-        id->ino = (uint64_t)st.st_ino;
+        dsi_fd_identity(fd, &st, &id->dev, &id->ino);
         id->size = (uint64_t)st.st_size;
-        id->mtime_sec = (int64_t)st.st_mtim.tv_sec;
-        id->mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
+        dsi_stat_mtime(&st, &id->mtime_sec, &id->mtime_nsec);
     }
     return DS_OK;
 }
@@ -259,6 +256,7 @@ DSI_DATA void (*dsi_secure_unmap_hook)(void *ptr, size_t len);
  * that starts on a DSI_HUGE_PAGE_BYTES boundary: a huge page less a page
  * more is mapped, and the ends outside the aligned range are unmapped again.
  * NULL when that cannot be had (the caller maps len bytes anywhere). */
+#ifdef DSI_MADV_HUGE
 static void *dsi_map_huge_aligned(size_t len, size_t page) {
     if (len > SIZE_MAX - DSI_HUGE_PAGE_BYTES) return NULL;
     size_t span = len + DSI_HUGE_PAGE_BYTES - page;
@@ -270,6 +268,7 @@ static void *dsi_map_huge_aligned(size_t len, size_t page) {
     if (tail) munmap((uint8_t *)at + len, tail);
     return (void *)at;
 }
+#endif
 
 DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, unsigned flags, dsi_err *e) {
     memset(b, 0, sizeof *b);
@@ -279,22 +278,27 @@ DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, unsigned fla
     if (size > SIZE_MAX - page) return dsi_fail(e, DS_ERR_NOMEM, "secure buffer of %zu bytes is too large", size);
     size_t len = (size + page - 1) / page * page;
     bool huge = (flags & DSI_SECURE_HUGE) && len >= DSI_HUGE_PAGE_BYTES && page < DSI_HUGE_PAGE_BYTES;
+#ifdef DSI_MADV_HUGE
     void *p = huge ? dsi_map_huge_aligned(len, page) : NULL;
     int huge_error = huge && !p ? ENOMEM : 0;
+#else
+    /* no transparent huge pages on this platform (port.h): ordinary pages */
+    void *p = NULL;
+    int huge_error = huge ? ENOSYS : 0;
+    huge = false;
+#endif
     if (!p) p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return dsi_fail(e, DS_ERR_NOMEM, "cannot map %zu bytes for plaintext weights: %s", len, strerror(errno));
-#ifdef MADV_DONTDUMP
-    b->dontdump = madvise(p, len, MADV_DONTDUMP) == 0;
+#ifdef DSI_MADV_NODUMP
+    b->dontdump = madvise(p, len, DSI_MADV_NODUMP) == 0;
 #endif
     /* before the first touch: the pages are faulted in as huge ones (or
      * collapsed later by khugepaged). A kernel without THP says EINVAL */
     if (huge && !huge_error) {
-#ifdef MADV_HUGEPAGE
-        b->huge = madvise(p, len, MADV_HUGEPAGE) == 0;
+#ifdef DSI_MADV_HUGE
+        b->huge = madvise(p, len, DSI_MADV_HUGE) == 0;
         if (!b->huge) huge_error = errno ? errno : EINVAL;
-#else
-        huge_error = ENOSYS;
 #endif
     }
     b->huge_error = huge_error;
@@ -344,6 +348,10 @@ static void dsi_smaps_line(dsi_smaps_scan *s, const char *line) {
 
 DSI_FUNC bool dsi_huge_bytes(const void *const *ptr, const size_t *len, int n, uint64_t *out) {
     *out = 0;
+#if !DSI_LINUX
+    (void)ptr; (void)len; (void)n; (void)dsi_smaps_line;
+    return false;   /* /proc/self/smaps is Linux's: not measured */
+#else
     int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     dsi_smaps_scan s = {ptr, len, n, 0, 0};
@@ -368,6 +376,7 @@ DSI_FUNC bool dsi_huge_bytes(const void *const *ptr, const size_t *len, int n, u
     if (r < 0) return false;
     *out = s.total;
     return true;
+#endif
 }
 
 DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b) {
@@ -514,7 +523,13 @@ DSI_FUNC int dsi_num_cpus(void) {
 }
 
 DSI_FUNC double dsi_now_seconds(void) {
+#if DSI_WINDOWS
+    LARGE_INTEGER f, c;
+    if (!QueryPerformanceFrequency(&f) || !QueryPerformanceCounter(&c) || !f.QuadPart) return 0;
+    return (double)c.QuadPart / (double)f.QuadPart;
+#else
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#endif
 }
