@@ -348,7 +348,8 @@ DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t 
     /* The same refusal in both builds (see the top of this file). */
     if (!(dsi_cpu_features() & DSI_CPU_AES))
         return dsi_fail(e, DS_ERR_NO_AES,
-                        "this CPU lacks the AES instructions (AES-NI on x86) that AES-256-GCM needs; "
+                        "this CPU lacks the AES instructions that AES-256-GCM needs "
+                        "(AES-NI + PCLMUL on x86, AES + PMULL on ARM); "
                         "re-seal the model for this machine or use a CPU with AES support");
     dsi_kdf(k->enc, master, master_len, "deepseek.h dsm v1 enc", salt);
     dsi_kdf(k->header, master, master_len, "deepseek.h dsm v2 header", salt);

@@ -15,7 +15,7 @@
  * The feature macros that deepseek.h documents (DS_NO_STDIO, DS_MALLOC, ...)
  * are defined on the compile line of this file.
  *
- * Source id 5d482221e4f84ec1: SHA-256 (first 16 hex digits) of deepseek.h and of
+ * Source id 8f9fb84165f07aeb: SHA-256 (first 16 hex digits) of deepseek.h and of
  * every file pasted below; ds_source_id() returns it.
  *
  * Sources, in order:
@@ -57,7 +57,7 @@
 #endif
 
 #define DS_AMALGAMATION 1
-#define DS_SOURCE_ID "5d482221e4f84ec1"
+#define DS_SOURCE_ID "8f9fb84165f07aeb"
 
 /* ==== Begin deepseek_impl/util.c ==== */
 /*
@@ -79,6 +79,11 @@
 
 #if !defined(_GNU_SOURCE)
 /* #define _GNU_SOURCE: hoisted to the top */
+#endif
+
+/* mingw-w64: the C99 printf family (%zu, %llu), not msvcrt's. */
+#if defined(_WIN32) && !defined(__USE_MINGW_ANSI_STDIO)
+#define __USE_MINGW_ANSI_STDIO 1
 #endif
 
 #include "deepseek.h"
@@ -111,11 +116,353 @@
 #  define DSI_INLINE static inline
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(__MINGW32__)
+#  define DSI_PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#elif defined(__GNUC__) || defined(__clang__)
 #  define DSI_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #  define DSI_PRINTF(a, b)
 #endif
+
+/* The platform layer: Linux, other POSIX systems, Windows (port.h). */
+/* ==== Begin deepseek_impl/port.h ==== */
+/*
+ * port.h — what differs between Linux, the other POSIX systems (macOS,
+ * FreeBSD) and Windows (mingw-w64). Included by base.h, so every library
+ * file sees it. docs/platforms.md lists, per platform, what is used and
+ * what is skipped.
+ *
+ * The rule: Linux compiles exactly the calls it always made. Elsewhere a
+ * call with an equivalent gets it; a call without one (a page-cache hint,
+ * core-dump exclusion, transparent huge pages, the mincore probe) is
+ * skipped, and whatever reports on it says it did not take effect.
+ *
+ *   DSI_LINUX     1 on Linux, unless DSI_PORTABLE is defined: the test switch
+ *                 (make check-posix) that builds this Linux machine's copy
+ *                 as for a POSIX system without the Linux extras, so the
+ *                 fallbacks run here for real.
+ *   DSI_WINDOWS   1 on Windows (_WIN32): the POSIX names the library uses
+ *                 (pread, fsync, mmap of anonymous memory, ...) are mapped
+ *                 below to dsi_w32_* functions written on the Win32 API.
+ *   dsi_off_t     a 64-bit file offset everywhere (mingw-w64's off_t has 32
+ *                 bits unless _FILE_OFFSET_BITS is 64).
+ */
+#ifndef DS_PORT_H
+#define DS_PORT_H
+
+#if defined(__linux__) && !defined(DSI_PORTABLE)
+#  define DSI_LINUX 1
+#else
+#  define DSI_LINUX 0
+#endif
+#if defined(_WIN32)
+#  define DSI_WINDOWS 1
+#else
+#  define DSI_WINDOWS 0
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+#if !DSI_WINDOWS
+/* ==== POSIX ============================================================= */
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+typedef off_t dsi_off_t;
+
+/* Core-dump exclusion for plaintext buffers: MADV_DONTDUMP (Linux),
+ * MADV_NOCORE (FreeBSD); none on macOS. */
+#if DSI_LINUX && defined(MADV_DONTDUMP)
+#  define DSI_MADV_NODUMP MADV_DONTDUMP
+#elif !DSI_LINUX && !defined(DSI_PORTABLE) && defined(MADV_NOCORE)
+#  define DSI_MADV_NODUMP MADV_NOCORE
+#endif
+/* Transparent huge pages: Linux only (FreeBSD promotes superpages by
+ * itself; macOS has none for ordinary memory). */
+#if DSI_LINUX && defined(MADV_HUGEPAGE)
+#  define DSI_MADV_HUGE MADV_HUGEPAGE
+#endif
+/* posix_fadvise: Linux and FreeBSD; macOS has none (no POSIX_FADV_*). */
+#if defined(POSIX_FADV_WILLNEED) && !defined(DSI_PORTABLE)
+#  define DSI_HAVE_FADVISE 1
+#else
+#  define DSI_HAVE_FADVISE 0
+#endif
+/* mincore's vector: unsigned char on Linux, char on macOS and the BSDs. */
+#if defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__) || defined(__DragonFly__)
+typedef char dsi_mincore_vec;
+#else
+typedef unsigned char dsi_mincore_vec;
+#endif
+#define DSI_HAVE_MINCORE 1
+
+/* A modification time with nanoseconds: st_mtim (POSIX 2008: Linux,
+ * FreeBSD), st_mtimespec (macOS). */
+DSI_INLINE void dsi_stat_mtime(const struct stat *st, int64_t *sec, int64_t *nsec) {
+#if defined(__APPLE__)
+    *sec = (int64_t)st->st_mtimespec.tv_sec;
+    *nsec = (int64_t)st->st_mtimespec.tv_nsec;
+#else
+    *sec = (int64_t)st->st_mtim.tv_sec;
+    *nsec = (int64_t)st->st_mtim.tv_nsec;
+#endif
+}
+
+/* A file's identity (device, inode) for "is the output one of the inputs". */
+DSI_INLINE void dsi_fd_identity(int fd, const struct stat *st, uint64_t *dev, uint64_t *ino) {
+    (void)fd;
+    *dev = (uint64_t)st->st_dev;
+    *ino = (uint64_t)st->st_ino;
+}
+
+/* preadv: Linux and FreeBSD; macOS has it only from 11. Elsewhere the first
+ * iovec is read alone (a short read: every caller loops until done). */
+DSI_INLINE ssize_t dsi_preadv(int fd, const struct iovec *iov, int n, dsi_off_t off) {
+#if DSI_LINUX || (defined(__FreeBSD__) && !defined(DSI_PORTABLE))
+    return preadv(fd, iov, n, off);
+#else
+    return n > 0 ? pread(fd, iov[0].iov_base, iov[0].iov_len, off) : 0;
+#endif
+}
+
+#else
+/* ==== Windows (mingw-w64) =============================================== */
+#ifndef WIN32_LEAN_AND_MEAN
+#  define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#  define NOMINMAX
+#endif
+#include <windows.h>
+#include <io.h>
+#include <stdio.h>
+#include <unistd.h>
+
+typedef int64_t dsi_off_t;
+typedef unsigned char dsi_mincore_vec;
+
+/* struct stat with a 64-bit st_size, as mingw-w64 itself does under
+ * _FILE_OFFSET_BITS=64: the CRT's default one truncates a model file's
+ * size to 32 bits. */
+#undef stat
+#undef fstat
+#define stat _stat64
+#define fstat _fstat64
+#define DSI_HAVE_FADVISE 0
+#define DSI_HAVE_MINCORE 0   /* no page-cache residency probe: every read counts as storage */
+
+struct iovec {
+    void *iov_base;
+    size_t iov_len;
+};
+
+/* Every descriptor the library opens is binary (text mode would translate
+ * CR/LF and stop at ^Z) and not inherited by child processes: every open()
+ * in the library passes O_CLOEXEC, which carries both here. */
+#undef O_CLOEXEC
+#define O_CLOEXEC (O_BINARY | O_NOINHERIT)
+#ifndef O_NONBLOCK
+#  define O_NONBLOCK 0   /* no FIFOs to open without blocking */
+#endif
+#ifndef S_ISSOCK
+#  define S_ISSOCK(m) 0
+#endif
+#ifndef S_ISFIFO
+#  define S_ISFIFO(m) 0
+#endif
+#ifndef S_ISBLK
+#  define S_ISBLK(m) 0
+#endif
+
+DSI_INLINE void dsi_stat_mtime(const struct stat *st, int64_t *sec, int64_t *nsec) {
+    *sec = (int64_t)st->st_mtime;
+    *nsec = 0;
+}
+
+DSI_INLINE HANDLE dsi_w32_handle(int fd) { return (HANDLE)_get_osfhandle(fd); }
+
+/* The CRT's st_ino is always 0: the volume serial number and NTFS file
+ * index say which file it is (the stat fields where the handle cannot). */
+DSI_INLINE void dsi_fd_identity(int fd, const struct stat *st, uint64_t *dev, uint64_t *ino) {
+    BY_HANDLE_FILE_INFORMATION fi;
+    HANDLE h = dsi_w32_handle(fd);
+    if (h != INVALID_HANDLE_VALUE && GetFileInformationByHandle(h, &fi)) {
+        *dev = (uint64_t)fi.dwVolumeSerialNumber;
+        *ino = ((uint64_t)fi.nFileIndexHigh << 32) | fi.nFileIndexLow;
+        return;
+    }
+    *dev = (uint64_t)st->st_dev;
+    *ino = (uint64_t)st->st_ino;
+}
+
+/* errno for the thread's last Win32 error. */
+DSI_INLINE int dsi_w32_errno(void) {
+    switch (GetLastError()) {
+    case ERROR_FILE_NOT_FOUND:
+    case ERROR_PATH_NOT_FOUND: return ENOENT;
+    case ERROR_ACCESS_DENIED:
+    case ERROR_SHARING_VIOLATION: return EACCES;
+    case ERROR_FILE_EXISTS:
+    case ERROR_ALREADY_EXISTS: return EEXIST;
+    case ERROR_INVALID_HANDLE: return EBADF;
+    case ERROR_NOT_ENOUGH_MEMORY:
+    case ERROR_OUTOFMEMORY:
+    case ERROR_WORKING_SET_QUOTA: return ENOMEM;
+    case ERROR_DISK_FULL: return ENOSPC;
+    case ERROR_NOT_SUPPORTED:
+    case ERROR_CALL_NOT_IMPLEMENTED: return ENOSYS;
+    default: return EIO;
+    }
+}
+
+/* pread/pwrite: ReadFile/WriteFile at an explicit offset (OVERLAPPED on a
+ * synchronous handle). At most 1 GiB per call; callers loop. */
+DSI_INLINE ssize_t dsi_w32_pread(int fd, void *buf, size_t n, dsi_off_t off) {
+    HANDLE h = dsi_w32_handle(fd);
+    if (h == INVALID_HANDLE_VALUE || off < 0) { errno = EBADF; return -1; }
+    OVERLAPPED ov;
+    memset(&ov, 0, sizeof ov);
+    ov.Offset = (DWORD)((uint64_t)off & 0xffffffffu);
+    ov.OffsetHigh = (DWORD)((uint64_t)off >> 32);
+    DWORD want = n > ((size_t)1 << 30) ? (DWORD)1 << 30 : (DWORD)n, got = 0;
+    if (!ReadFile(h, buf, want, &got, &ov)) {
+        if (GetLastError() == ERROR_HANDLE_EOF) return 0;
+        errno = dsi_w32_errno();
+        return -1;
+    }
+    return (ssize_t)got;
+}
+
+DSI_INLINE ssize_t dsi_w32_pwrite(int fd, const void *buf, size_t n, dsi_off_t off) {
+    HANDLE h = dsi_w32_handle(fd);
+    if (h == INVALID_HANDLE_VALUE || off < 0) { errno = EBADF; return -1; }
+    OVERLAPPED ov;
+    memset(&ov, 0, sizeof ov);
+    ov.Offset = (DWORD)((uint64_t)off & 0xffffffffu);
+    ov.OffsetHigh = (DWORD)((uint64_t)off >> 32);
+    DWORD want = n > ((size_t)1 << 30) ? (DWORD)1 << 30 : (DWORD)n, put = 0;
+    if (!WriteFile(h, buf, want, &put, &ov)) {
+        errno = dsi_w32_errno();
+        return -1;
+    }
+    return (ssize_t)put;
+}
+
+DSI_INLINE ssize_t dsi_preadv(int fd, const struct iovec *iov, int n, dsi_off_t off) {
+    return n > 0 ? dsi_w32_pread(fd, iov[0].iov_base, iov[0].iov_len, off) : 0;
+}
+
+DSI_INLINE int dsi_w32_fsync(int fd) {
+    HANDLE h = dsi_w32_handle(fd);
+    if (h == INVALID_HANDLE_VALUE) { errno = EBADF; return -1; }
+    if (!FlushFileBuffers(h)) { errno = dsi_w32_errno(); return -1; }
+    return 0;
+}
+
+/* rename over an existing file, as POSIX rename does (the CRT's refuses). */
+DSI_INLINE int dsi_w32_rename(const char *from, const char *to) {
+    if (MoveFileExA(from, to, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) return 0;
+    errno = dsi_w32_errno();
+    return -1;
+}
+
+/* link: a hard link (NTFS); fails where the file system has none, and the
+ * converter then renames. */
+DSI_INLINE int dsi_w32_link(const char *from, const char *to) {
+    if (CreateHardLinkA(to, from, NULL)) return 0;
+    errno = dsi_w32_errno();
+    return -1;
+}
+
+/* The sysconf names the library asks for. */
+#define _SC_PAGESIZE 1
+#define _SC_NPROCESSORS_ONLN 2
+DSI_INLINE long dsi_w32_sysconf(int name) {
+    SYSTEM_INFO si;
+    GetSystemInfo(&si);
+    if (name == _SC_PAGESIZE) return (long)si.dwPageSize;
+    if (name == _SC_NPROCESSORS_ONLN) return (long)si.dwNumberOfProcessors;
+    errno = EINVAL;
+    return -1;
+}
+
+/* fcntl for the three requests file.c and util.c make of a descriptor. The
+ * CRT does not keep the access mode; a descriptor is taken as readable (a
+ * write-only one fails at its first read). */
+#define F_GETFL 3
+#define F_SETFL 4
+#ifndef F_DUPFD_CLOEXEC
+#  define F_DUPFD_CLOEXEC 1030
+#endif
+DSI_INLINE int dsi_w32_fcntl(int fd, int cmd, ...) {
+    if (dsi_w32_handle(fd) == INVALID_HANDLE_VALUE) { errno = EBADF; return -1; }
+    if (cmd == F_GETFL) return O_RDONLY;
+    if (cmd == F_SETFL) return 0;
+    if (cmd == F_DUPFD_CLOEXEC) return _dup(fd);
+    errno = EINVAL;
+    return -1;
+}
+
+/* Memory: anonymous read-write pages (VirtualAlloc) are all the library maps
+ * on Windows; a file view (only for the mincore probe) is refused, so the
+ * probe is never made. */
+#define PROT_READ 1
+#define PROT_WRITE 2
+#define MAP_SHARED 1
+#define MAP_PRIVATE 2
+#define MAP_ANONYMOUS 0x20
+#define MAP_FAILED ((void *)-1)
+DSI_INLINE void *dsi_w32_mmap(void *addr, size_t len, int prot, int flags, int fd, dsi_off_t off) {
+    (void)addr; (void)prot; (void)off;
+    if (!(flags & MAP_ANONYMOUS) || fd != -1) { errno = ENOSYS; return MAP_FAILED; }
+    void *p = VirtualAlloc(NULL, len, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+    if (!p) { errno = ENOMEM; return MAP_FAILED; }
+    return p;
+}
+/* The whole allocation only (VirtualFree cannot release part of one). */
+DSI_INLINE int dsi_w32_munmap(void *p, size_t len) {
+    (void)len;
+    if (!VirtualFree(p, 0, MEM_RELEASE)) { errno = EINVAL; return -1; }
+    return 0;
+}
+/* VirtualLock: bounded by the process's minimum working set (about 200 KiB
+ * by default); larger buffers fail with ENOMEM, which the mlock report shows. */
+DSI_INLINE int dsi_w32_mlock(const void *p, size_t len) {
+    if (!VirtualLock((void *)p, len)) { errno = dsi_w32_errno(); return -1; }
+    return 0;
+}
+DSI_INLINE int dsi_w32_mincore(void *p, size_t len, dsi_mincore_vec *v) {
+    (void)p; (void)len; (void)v;
+    errno = ENOSYS;
+    return -1;
+}
+
+/* Function-like, so that fields of the same names (ds_model_params.mlock)
+ * are left alone. */
+#define pread(fd, buf, n, off) dsi_w32_pread(fd, buf, n, off)
+#define pwrite(fd, buf, n, off) dsi_w32_pwrite(fd, buf, n, off)
+#define fsync(fd) dsi_w32_fsync(fd)
+#define rename(from, to) dsi_w32_rename(from, to)
+#define link(from, to) dsi_w32_link(from, to)
+#define lstat(path, st) stat(path, st)
+#define fchmod(fd, mode) ((void)(fd), (void)(mode), 0)
+#define sysconf(name) dsi_w32_sysconf(name)
+#define fcntl(...) dsi_w32_fcntl(__VA_ARGS__)
+#define mmap(addr, len, prot, flags, fd, off) dsi_w32_mmap(addr, len, prot, flags, fd, off)
+#define munmap(p, len) dsi_w32_munmap(p, len)
+#define mlock(p, len) dsi_w32_mlock(p, len)
+#define mincore(p, len, v) dsi_w32_mincore(p, len, v)
+#endif /* DSI_WINDOWS */
+
+#endif /* DS_PORT_H */
+/* ==== End deepseek_impl/port.h ==== */
 
 /* ==== Limits on untrusted input (overridable) ============================ */
 #ifndef DS_MAX_DIM
@@ -282,9 +629,14 @@ DSI_FUNC void dsi_buf_pad(dsi_buf *b, size_t align);
 DSI_FUNC void dsi_buf_free(dsi_buf *b);
 
 /* ==== CPU features ======================================================== */
+/* DSI_CPU_AES: AES-NI + PCLMUL on x86, the ARMv8 AES + PMULL instructions
+ * on AArch64. The DSI_CPU_NEON.. bits are AArch64's: Advanced SIMD with
+ * half-precision conversion (every AArch64 CPU), the dot-product
+ * instructions (sdot, ARMv8.2 DotProd) and the int8 matrix multiply
+ * (smmla, ARMv8.6 I8MM). */
 enum { DSI_CPU_AES = 1u << 0, DSI_CPU_AVX2 = 1u << 1, DSI_CPU_FMA = 1u << 2, DSI_CPU_F16C = 1u << 3,
        DSI_CPU_AVX512F = 1u << 4, DSI_CPU_AVX512BW = 1u << 5, DSI_CPU_AVX512VL = 1u << 6,
-       DSI_CPU_AVX512VNNI = 1u << 7 };
+       DSI_CPU_AVX512VNNI = 1u << 7, DSI_CPU_NEON = 1u << 8, DSI_CPU_DOTPROD = 1u << 9, DSI_CPU_I8MM = 1u << 10 };
 /* Detected once, then cached. */
 DSI_FUNC uint32_t dsi_cpu_features(void);
 /* Test hook: features in `mask` are reported absent from now on. */
@@ -333,7 +685,6 @@ DSI_FUNC double dsi_now_seconds(void);
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -342,6 +693,12 @@ DSI_FUNC double dsi_now_seconds(void);
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+#if defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 #ifndef DS_MALLOC
@@ -466,11 +823,9 @@ DSI_FUNC ds_status dsi_fd_regular(int fd, dsi_file_id *id, dsi_err *e) {
         return dsi_fail(e, DS_ERR_IO, "not a regular file (it is %s); refusing to read it", what);
     }
     if (id) {
-        id->dev = (uint64_t)st.st_dev;
-        id->ino = (uint64_t)st.st_ino;
+        dsi_fd_identity(fd, &st, &id->dev, &id->ino);
         id->size = (uint64_t)st.st_size;
-        id->mtime_sec = (int64_t)st.st_mtim.tv_sec;
-        id->mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
+        dsi_stat_mtime(&st, &id->mtime_sec, &id->mtime_nsec);
     }
     return DS_OK;
 }
@@ -576,6 +931,7 @@ DSI_DATA void (*dsi_secure_unmap_hook)(void *ptr, size_t len);
  * that starts on a DSI_HUGE_PAGE_BYTES boundary: a huge page less a page
  * more is mapped, and the ends outside the aligned range are unmapped again.
  * NULL when that cannot be had (the caller maps len bytes anywhere). */
+#ifdef DSI_MADV_HUGE
 static void *dsi_map_huge_aligned(size_t len, size_t page) {
     if (len > SIZE_MAX - DSI_HUGE_PAGE_BYTES) return NULL;
     size_t span = len + DSI_HUGE_PAGE_BYTES - page;
@@ -587,6 +943,7 @@ static void *dsi_map_huge_aligned(size_t len, size_t page) {
     if (tail) munmap((uint8_t *)at + len, tail);
     return (void *)at;
 }
+#endif
 
 DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, unsigned flags, dsi_err *e) {
     memset(b, 0, sizeof *b);
@@ -596,22 +953,27 @@ DSI_FUNC ds_status dsi_secure_alloc(dsi_secure_buf *b, size_t size, unsigned fla
     if (size > SIZE_MAX - page) return dsi_fail(e, DS_ERR_NOMEM, "secure buffer of %zu bytes is too large", size);
     size_t len = (size + page - 1) / page * page;
     bool huge = (flags & DSI_SECURE_HUGE) && len >= DSI_HUGE_PAGE_BYTES && page < DSI_HUGE_PAGE_BYTES;
+#ifdef DSI_MADV_HUGE
     void *p = huge ? dsi_map_huge_aligned(len, page) : NULL;
     int huge_error = huge && !p ? ENOMEM : 0;
+#else
+    /* no transparent huge pages on this platform (port.h): ordinary pages */
+    void *p = NULL;
+    int huge_error = huge ? ENOSYS : 0;
+    huge = false;
+#endif
     if (!p) p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return dsi_fail(e, DS_ERR_NOMEM, "cannot map %zu bytes for plaintext weights: %s", len, strerror(errno));
-#ifdef MADV_DONTDUMP
-    b->dontdump = madvise(p, len, MADV_DONTDUMP) == 0;
+#ifdef DSI_MADV_NODUMP
+    b->dontdump = madvise(p, len, DSI_MADV_NODUMP) == 0;
 #endif
     /* before the first touch: the pages are faulted in as huge ones (or
      * collapsed later by khugepaged). A kernel without THP says EINVAL */
     if (huge && !huge_error) {
-#ifdef MADV_HUGEPAGE
-        b->huge = madvise(p, len, MADV_HUGEPAGE) == 0;
+#ifdef DSI_MADV_HUGE
+        b->huge = madvise(p, len, DSI_MADV_HUGE) == 0;
         if (!b->huge) huge_error = errno ? errno : EINVAL;
-#else
-        huge_error = ENOSYS;
 #endif
     }
     b->huge_error = huge_error;
@@ -661,6 +1023,10 @@ static void dsi_smaps_line(dsi_smaps_scan *s, const char *line) {
 
 DSI_FUNC bool dsi_huge_bytes(const void *const *ptr, const size_t *len, int n, uint64_t *out) {
     *out = 0;
+#if !DSI_LINUX
+    (void)ptr; (void)len; (void)n; (void)dsi_smaps_line;
+    return false;   /* /proc/self/smaps is Linux's: not measured */
+#else
     int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     dsi_smaps_scan s = {ptr, len, n, 0, 0};
@@ -685,6 +1051,7 @@ DSI_FUNC bool dsi_huge_bytes(const void *const *ptr, const size_t *len, int n, u
     if (r < 0) return false;
     *out = s.total;
     return true;
+#endif
 }
 
 DSI_FUNC int dsi_secure_lock(dsi_secure_buf *b) {
@@ -777,6 +1144,39 @@ static uint32_t dsi_cpu_detect(void) {
             }
         }
     }
+#elif defined(__aarch64__)
+    /* Advanced SIMD (with FP16 conversions) is part of every AArch64 CPU. */
+    f |= DSI_CPU_NEON;
+#  if defined(__linux__)
+    /* The kernel's hardware capability words (HWCAP_* of asm/hwcap.h; the
+     * bit numbers are part of the Linux ABI, spelled out here so older
+     * headers need not define them). AES-GCM needs both AES and PMULL. */
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    if ((hw & (1ul << 3)) && (hw & (1ul << 4))) f |= DSI_CPU_AES;   /* HWCAP_AES, HWCAP_PMULL */
+    if (hw & (1ul << 20)) f |= DSI_CPU_DOTPROD;                     /* HWCAP_ASIMDDP */
+    if (hw2 & (1ul << 13)) f |= DSI_CPU_I8MM;                       /* HWCAP2_I8MM */
+#  elif defined(__APPLE__)
+    /* Apple silicon: AES and PMULL on every model, the others by name. */
+    f |= DSI_CPU_AES;
+    int v = 0;
+    size_t len = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) == 0 && v) f |= DSI_CPU_DOTPROD;
+    v = 0;
+    len = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_I8MM", &v, &len, NULL, 0) == 0 && v) f |= DSI_CPU_I8MM;
+#  else
+    /* Elsewhere (FreeBSD, Windows on ARM) only what the compiler was told
+     * the target has. */
+#    if defined(__ARM_FEATURE_AES) || defined(__ARM_FEATURE_CRYPTO)
+    f |= DSI_CPU_AES;
+#    endif
+#    if defined(__ARM_FEATURE_DOTPROD)
+    f |= DSI_CPU_DOTPROD;
+#    endif
+#    if defined(__ARM_FEATURE_MATMUL_INT8)
+    f |= DSI_CPU_I8MM;
+#    endif
+#  endif
 #endif
     return f;
 }
@@ -798,9 +1198,15 @@ DSI_FUNC int dsi_num_cpus(void) {
 }
 
 DSI_FUNC double dsi_now_seconds(void) {
+#if DSI_WINDOWS
+    LARGE_INTEGER f, c;
+    if (!QueryPerformanceFrequency(&f) || !QueryPerformanceCounter(&c) || !f.QuadPart) return 0;
+    return (double)c.QuadPart / (double)f.QuadPart;
+#else
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#endif
 }
 /* ==== End deepseek_impl/util.c ==== */
 
@@ -1114,6 +1520,7 @@ typedef struct dsi_keys {
     uint8_t enc[32];       /* AEAD key (AES-256-GCM) or, for CIPHER_NONE, the integrity key */
     uint8_t check[32];     /* key-check value written in the header (the master key's alone) */
     uint8_t header[32];    /* key of the header's MAC */
+    uint8_t provider;      /* AES-256-GCM: which library's AEAD (crypto.c), set with the schedule */
     uint8_t aes_state[512] __attribute__((aligned(16))); /* precomputed AES-GCM state */
 } dsi_keys;
 
@@ -1123,6 +1530,8 @@ typedef struct dsi_keys {
  * header fails its MAC ("header modified") instead of the key check. */
 DSI_FUNC ds_status dsi_keys_derive(dsi_keys *k, ds_cipher cipher, const uint8_t *master, size_t master_len,
                                    const uint8_t salt[DSI_SALT_BYTES], dsi_err *e);
+/* Which library seals and opens with k ("libsodium", "OpenSSL"): for logs. */
+DSI_FUNC const char *dsi_crypto_provider(const dsi_keys *k);
 /* Argon2id: passphrase -> 32-byte master key. */
 DSI_FUNC ds_status dsi_passphrase_key(uint8_t out[32], const char *pw, size_t pw_len, const uint8_t salt[16],
                                       uint64_t opslimit, uint64_t memlimit, dsi_err *e);
@@ -2683,7 +3092,7 @@ DSI_FUNC const dsi_st_tensor *dsi_st_find(const dsi_st_header *h, const char *na
 static int dss_pread_full(int fd, void *buf, size_t n, uint64_t off) {
     uint8_t *p = buf;
     while (n) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
+        ssize_t r = pread(fd, p, n, (dsi_off_t)off);
         if (r < 0) {
             if (errno == EINTR) continue;
             return -1;
@@ -3804,7 +4213,7 @@ DSI_FUNC ds_status dsi_gguf_open(const char *path, int fd, uint64_t file_size, c
         buf = nb;
         size_t done = 0;
         while (done < want) {
-            ssize_t r = pread(fd, buf + done, want - done, (off_t)done);
+            ssize_t r = pread(fd, buf + done, want - done, (dsi_off_t)done);
             if (r < 0 && errno == EINTR) continue;
             if (r < 0) {
                 dsi_free(al, buf);
@@ -4389,22 +4798,33 @@ DSI_FUNC ds_status dsi_gguf_tokenizer_json(const dsi_gguf *g, const dsi_alloc *a
  * crypto.c — the one small crypto interface the rest of the library uses:
  * key derivation, and sealing/opening one chunk with its associated data.
  *
- * Providers. AES-256-GCM comes from one of two libraries, chosen when the
- * library is compiled:
- *     default                   libsodium (crypto_aead_aes256gcm_*, AES-NI + PCLMUL)
- *     -DDS_CRYPTO_OPENSSL=1     OpenSSL's libcrypto (EVP AES-256-GCM; link -lcrypto)
+ * Providers. AES-256-GCM comes from libsodium or from OpenSSL's libcrypto,
+ * chosen when the library is compiled:
+ *     -DDS_CRYPTO_OPENSSL=0     libsodium only (crypto_aead_aes256gcm_*); the
+ *                               default on x86, where it uses AES-NI + PCLMUL
+ *     -DDS_CRYPTO_OPENSSL=1     OpenSSL only (EVP AES-256-GCM; link -lcrypto)
+ *     -DDS_CRYPTO_OPENSSL=2     both, chosen per key at run time: libsodium
+ *                               where it offers AES-256-GCM on this CPU, else
+ *                               OpenSSL; the default on every other CPU
+ *                               (AArch64: link -lcrypto)
+ * The automatic form exists for ARM: libsodium before 1.0.19 (Debian 12
+ * ships 1.0.18) implements AES-256-GCM only with the x86 instructions, so on
+ * an AArch64 CPU with the ARMv8 AES and PMULL instructions a libsodium-only
+ * build would refuse every sealed model; OpenSSL's ARMv8 code opens it, and
+ * a newer libsodium is taken when it is there.
  * Only the three AEAD steps below ("Provider") differ: the key schedule, seal
  * and open. Key derivation (keyed BLAKE2b), Argon2id, random keys and the
- * CIPHER_NONE integrity tags use libsodium in both builds, so libsodium stays
+ * CIPHER_NONE integrity tags use libsodium in every build, so libsodium stays
  * a dependency. Both providers write and read the same bytes (test_crypto
  * checks golden ciphertexts made with an independent implementation, and
  * tests/test_crypto_cross.sh seals with one build and opens with the other).
- * OpenSSL is there for speed: its AES-GCM is 2-4x faster per core than
+ * OpenSSL is there for speed too: its AES-GCM is 2-4x faster per core than
  * libsodium 1.0.18's (tests/bench/bench_crypto.c), and decryption is what
  * the expert pager waits for.
  *
  * AES instructions. Both providers refuse AES-256-GCM with DS_ERR_NO_AES when
- * the CPU lacks AES instructions (DSI_CPU_AES; the tests mask it to check the
+ * the CPU lacks AES instructions (DSI_CPU_AES: AES-NI + PCLMUL on x86, AES +
+ * PMULL on AArch64; the tests mask it to check the
  * refusal). OpenSSL would fall back to a table-based software AES, but that is
  * several times slower and not constant-time, so the library keeps the same
  * clear refusal in both builds: a model that opens with one build opens with
@@ -4439,13 +4859,23 @@ DSI_FUNC ds_status dsi_gguf_tokenizer_json(const dsi_gguf *g, const dsi_alloc *a
 
 #include <sodium.h>
 
-#if defined(DS_CRYPTO_OPENSSL) && DS_CRYPTO_OPENSSL
+/* DSI_OSSL: OpenSSL's AEAD is compiled in; DSI_SODIUM_AEAD: libsodium's. */
+#if defined(DS_CRYPTO_OPENSSL)
+#  define DSI_CRYPTO_MODE DS_CRYPTO_OPENSSL
+#elif defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+#  define DSI_CRYPTO_MODE 0
+#else
+#  define DSI_CRYPTO_MODE 2
+#endif
+#if DSI_CRYPTO_MODE != 0 && DSI_CRYPTO_MODE != 1 && DSI_CRYPTO_MODE != 2
+#  error "DS_CRYPTO_OPENSSL must be 0 (libsodium), 1 (OpenSSL) or 2 (both, chosen at run time)"
+#endif
+#define DSI_OSSL (DSI_CRYPTO_MODE != 0)
+#define DSI_SODIUM_AEAD (DSI_CRYPTO_MODE != 1)
+#if DSI_OSSL
 #  include <openssl/err.h>
 #  include <openssl/evp.h>
 #  include <openssl/opensslv.h>
-#  define DSI_OPENSSL 1
-#else
-#  define DSI_OPENSSL 0
 #endif
 
 /* ==== Initialisation ===================================================== */
@@ -4462,7 +4892,7 @@ DSI_FUNC ds_status dsi_crypto_init(dsi_err *e) {
  *   dsi_aead_open(k, nonce, ad, in -> out, tag)   DS_ERR_AUTH on a bad tag, out wiped
  * in == out is allowed for both. ad is the fixed 40 bytes plus the extra bytes.
  */
-#if DSI_OPENSSL
+#if DSI_OSSL
 
 /*
  * OpenSSL. An EVP_CIPHER_CTX must not be shared between threads, and the
@@ -4512,13 +4942,13 @@ static ds_status dsi_ossl_fail(dsi_err *e, const char *what) {
  * but the interface takes size_t). */
 #define DSI_EVP_PIECE ((size_t)1 << 30)
 
-static ds_status dsi_aead_expand(dsi_keys *k, dsi_err *e) {
+static ds_status dsi_ossl_expand(dsi_keys *k, dsi_err *e) {
     (void)k;   /* the schedule is made per call from k->enc */
     if (!dsi_ossl_cipher()) return dsi_ossl_fail(e, "the cipher is not available");
     return DS_OK;
 }
 
-static ds_status dsi_aead_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+static ds_status dsi_ossl_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
                                size_t ad_len, const uint8_t *in, uint8_t *out, size_t n, uint8_t tag[DSI_TAG_BYTES],
                                dsi_err *e) {
     const EVP_CIPHER *cipher = dsi_ossl_cipher();
@@ -4550,7 +4980,7 @@ fail:
     return dsi_ossl_fail(e, step);
 }
 
-static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+static ds_status dsi_ossl_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
                                size_t ad_len, const uint8_t *in, uint8_t *out, size_t n,
                                const uint8_t tag[DSI_TAG_BYTES], uint64_t chunk, dsi_err *e) {
     const EVP_CIPHER *cipher = dsi_ossl_cipher();
@@ -4588,25 +5018,28 @@ fail:
     return dsi_ossl_fail(e, step);
 }
 
-#else /* libsodium */
+#endif /* OpenSSL */
+
+#if DSI_SODIUM_AEAD /* libsodium */
 
 /*
  * libsodium. crypto_aead_aes256gcm_beforenm expands the key once into
  * k->aes_state (which lives in the model's secure buffer, wiped on close);
  * the *_afternm calls only read it, so threads can share it.
  */
-static ds_status dsi_aead_expand(dsi_keys *k, dsi_err *e) {
+static ds_status dsi_sod_expand(dsi_keys *k, dsi_err *e) {
     if (!crypto_aead_aes256gcm_is_available())
         return dsi_fail(e, DS_ERR_NO_AES,
-                        "this CPU lacks the AES-NI and PCLMUL instructions that AES-256-GCM needs; "
-                        "re-seal the model for this machine or use a CPU with AES support");
+                        "libsodium %s offers AES-256-GCM on this CPU only with the x86 AES-NI and PCLMUL "
+                        "instructions; build with the OpenSSL provider (-DDS_CRYPTO_OPENSSL=2 or 1, -lcrypto)",
+                        sodium_version_string());
     if (sizeof k->aes_state < crypto_aead_aes256gcm_statebytes())
         return dsi_fail(e, DS_ERR_INTERNAL, "AES-GCM state larger than expected");
     crypto_aead_aes256gcm_beforenm((crypto_aead_aes256gcm_state *)(void *)k->aes_state, k->enc);
     return DS_OK;
 }
 
-static ds_status dsi_aead_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+static ds_status dsi_sod_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
                                size_t ad_len, const uint8_t *in, uint8_t *out, size_t n, uint8_t tag[DSI_TAG_BYTES],
                                dsi_err *e) {
     unsigned long long maclen = 0;
@@ -4616,7 +5049,7 @@ static ds_status dsi_aead_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_
     return DS_OK;
 }
 
-static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+static ds_status dsi_sod_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
                                size_t ad_len, const uint8_t *in, uint8_t *out, size_t n,
                                const uint8_t tag[DSI_TAG_BYTES], uint64_t chunk, dsi_err *e) {
     if (crypto_aead_aes256gcm_decrypt_detached_afternm(out, NULL, in, n, tag, adb, ad_len, nonce,
@@ -4627,7 +5060,58 @@ static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_
     return DS_OK;
 }
 
-#endif /* provider */
+#endif /* libsodium */
+
+/* The dispatch: which provider a key uses is settled by dsi_aead_expand and
+ * kept in k->provider. */
+enum { DSI_PROV_SODIUM = 1, DSI_PROV_OPENSSL = 2 };
+
+static ds_status dsi_aead_expand(dsi_keys *k, dsi_err *e) {
+#if DSI_CRYPTO_MODE == 2
+    if (crypto_aead_aes256gcm_is_available()) {
+        k->provider = DSI_PROV_SODIUM;
+        return dsi_sod_expand(k, e);
+    }
+    k->provider = DSI_PROV_OPENSSL;
+    return dsi_ossl_expand(k, e);
+#elif DSI_CRYPTO_MODE == 1
+    k->provider = DSI_PROV_OPENSSL;
+    return dsi_ossl_expand(k, e);
+#else
+    k->provider = DSI_PROV_SODIUM;
+    return dsi_sod_expand(k, e);
+#endif
+}
+
+static ds_status dsi_aead_seal(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+                               size_t ad_len, const uint8_t *in, uint8_t *out, size_t n, uint8_t tag[DSI_TAG_BYTES],
+                               dsi_err *e) {
+#if DSI_OSSL
+    if (k->provider == DSI_PROV_OPENSSL) return dsi_ossl_seal(k, nonce, adb, ad_len, in, out, n, tag, e);
+#endif
+#if DSI_SODIUM_AEAD
+    if (k->provider == DSI_PROV_SODIUM) return dsi_sod_seal(k, nonce, adb, ad_len, in, out, n, tag, e);
+#endif
+    return dsi_fail(e, DS_ERR_INTERNAL, "AES-256-GCM key used before its schedule was made");
+}
+
+static ds_status dsi_aead_open(const dsi_keys *k, const uint8_t nonce[DSI_NONCE_BYTES], const uint8_t *adb,
+                               size_t ad_len, const uint8_t *in, uint8_t *out, size_t n,
+                               const uint8_t tag[DSI_TAG_BYTES], uint64_t chunk, dsi_err *e) {
+#if DSI_OSSL
+    if (k->provider == DSI_PROV_OPENSSL) return dsi_ossl_open(k, nonce, adb, ad_len, in, out, n, tag, chunk, e);
+#endif
+#if DSI_SODIUM_AEAD
+    if (k->provider == DSI_PROV_SODIUM) return dsi_sod_open(k, nonce, adb, ad_len, in, out, n, tag, chunk, e);
+#endif
+    return dsi_fail(e, DS_ERR_INTERNAL, "AES-256-GCM key used before its schedule was made");
+}
+
+DSI_FUNC const char *dsi_crypto_provider(const dsi_keys *k) {
+    if (k->cipher != DS_CIPHER_AES256GCM) return "libsodium (BLAKE2b tags)";
+    return k->provider == DSI_PROV_OPENSSL ? "OpenSSL" : "libsodium";
+}
+
 
 /* ==== Key derivation ===================================================== */
 /* H(key, label || salt); salt may be NULL (the key check). */
@@ -10267,7 +10751,6 @@ DSI_FUNC void dsi_arch_unbind(dsi_weights *W, int n_layers, const dsi_alloc *al)
 /* #include "format.h": pasted above */
 
 #include <sys/types.h>
-#include <sys/uio.h>
 #include <time.h>
 
 /* ==== Model file (file.c) ================================================ */
@@ -10414,7 +10897,7 @@ DSI_FUNC uint64_t dsi_segment_held_bytes(const dsi_segment *s);
  * with the same arguments and contract (bytes read, 0 at the end of the
  * file, -1 with errno), so a test can fail a read at a chosen offset (EIO)
  * or cut it short. */
-DSI_DATA_DECL ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, off_t off);
+DSI_DATA_DECL ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, dsi_off_t off);
 /* With ds_model_params.mlock: locks b into RAM (mlock), counting the bytes
  * locked or refused in m (a refusal is not an error; ds_model_open reports
  * it). Without it, does nothing. Not thread-safe: called while opening. */
@@ -10726,7 +11209,6 @@ DSI_FUNC const dsi_device_i *dsi_cuda_device(void);
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10751,7 +11233,7 @@ static ds_status dsi_model_fail(const ds_model *m, const dsi_err *e) {
 static ds_status dsi_read_exact(int fd, uint8_t *buf, size_t n, uint64_t off, size_t *got) {
     size_t done = 0;
     while (done < n) {
-        ssize_t r = pread(fd, buf + done, n - done, (off_t)(off + done));
+        ssize_t r = pread(fd, buf + done, n - done, (dsi_off_t)(off + done));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return DS_ERR_IO;
         if (r == 0) break;
@@ -10810,7 +11292,7 @@ DS_API ds_status ds_file_info_read(const char *path, ds_file_info *out) {
  * the place its plaintext goes and opened there (the crypto layer opens in
  * place), so no buffer is needed besides the destination.
  */
-DSI_DATA ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, off_t off);
+DSI_DATA ssize_t (*dsi_file_read_hook)(int fd, const struct iovec *iov, int iovcnt, dsi_off_t off);
 
 /* Reads iov[0..n) at off until done, the end of the file or an error.
  * Returns the bytes read; *err is 0 or the errno of the failed read. The
@@ -10824,9 +11306,9 @@ static uint64_t dsi_preadv_full(int fd, struct iovec *iov, int n, uint64_t off, 
             n--;
             continue;
         }
-        ssize_t (*hook)(int, const struct iovec *, int, off_t) =
+        ssize_t (*hook)(int, const struct iovec *, int, dsi_off_t) =
             __atomic_load_n(&dsi_file_read_hook, __ATOMIC_ACQUIRE);
-        ssize_t r = hook ? hook(fd, iov, n, (off_t)(off + done)) : preadv(fd, iov, n, (off_t)(off + done));
+        ssize_t r = hook ? hook(fd, iov, n, (dsi_off_t)(off + done)) : dsi_preadv(fd, iov, n, (dsi_off_t)(off + done));
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
             *err = errno ? errno : EIO;
@@ -10901,8 +11383,9 @@ static bool dsi_file_changed(const ds_model *m, uint64_t *size) {
     *size = 0;
     if (m->src == DSI_SOURCE_IO || fstat(m->fd, &st) != 0) return false;
     *size = (uint64_t)st.st_size;
-    return *size != m->open_size || (int64_t)st.st_mtim.tv_sec != m->open_mtime_sec ||
-           (int64_t)st.st_mtim.tv_nsec != m->open_mtime_nsec;
+    int64_t sec, nsec;
+    dsi_stat_mtime(&st, &sec, &nsec);
+    return *size != m->open_size || sec != m->open_mtime_sec || nsec != m->open_mtime_nsec;
 }
 
 /* "segment 37 (layer 3 expert 5)", or "the metadata". */
@@ -11223,7 +11706,11 @@ DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len) {
      * be read one chunk at a time: ask in pieces no larger */
     for (; a < end; a += DSI_WILLNEED_PIECE) {
         uint64_t n = end - a < DSI_WILLNEED_PIECE ? end - a : DSI_WILLNEED_PIECE;
+#if DSI_HAVE_FADVISE
         (void)posix_fadvise(m->fd, (off_t)a, (off_t)n, POSIX_FADV_WILLNEED);
+#else
+        (void)n;   /* no read-ahead hint on this platform (port.h) */
+#endif
     }
 }
 
@@ -11236,6 +11723,10 @@ DSI_FUNC void dsi_file_willneed(const ds_model *m, uint64_t off, uint64_t len) {
  * the answer is false. */
 #define DSI_IN_MEMORY_PROBES 8
 DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len) {
+#if !DSI_HAVE_MINCORE
+    (void)m; (void)off; (void)len;
+    return false;   /* no residency probe on this platform (port.h) */
+#else
     long page = sysconf(_SC_PAGESIZE);
     if (page <= 0) page = 4096;
     uint64_t size = m->hdr.file_bytes;
@@ -11244,10 +11735,11 @@ DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len) 
     for (int k = 0; k < DSI_IN_MEMORY_PROBES; k++) {
         uint64_t at = off + len / DSI_IN_MEMORY_PROBES * (uint64_t)k;
         uint64_t a = at & ~(uint64_t)(page - 1);
-        unsigned char v = 0;
+        dsi_mincore_vec v = 0;
         if (mincore((uint8_t *)m->probe_map + a, (size_t)page, &v) != 0 || !(v & 1)) return false;
     }
     return true;
+#endif
 }
 
 /* After the pager has decrypted an expert: its ciphertext leaves the page
@@ -11257,7 +11749,9 @@ DSI_FUNC void dsi_file_release(const ds_model *m, uint64_t off, uint64_t len) {
         if (m->io.release) m->io.release(m->io.user, off, len);
         return;
     }
+#if DSI_HAVE_FADVISE
     (void)posix_fadvise(m->fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+#endif   /* else the OS evicts the ciphertext when it likes (port.h) */
 }
 
 /* ==== Locked memory ====================================================== */
@@ -11483,13 +11977,17 @@ static ds_status dsi_file_open_container(ds_model *m, const dsi_source *src, con
      * (dsi_file_willneed): read-ahead around a read of one expert would pull
      * its neighbours into the page cache, where they stay until read (seen
      * as pager-1.8 failing with 4 suites at once). */
+#if DSI_HAVE_FADVISE
     if (m->fd >= 0) (void)posix_fadvise(m->fd, 0, 0, POSIX_FADV_RANDOM);
+#endif
     /* a view for mincore() alone (dsi_file_in_memory): never read through;
      * a callback source has none, so its bytes always count as storage */
+#if DSI_HAVE_MINCORE
     if (m->fd >= 0 && m->hdr.file_bytes <= SIZE_MAX) {
         void *map = mmap(NULL, (size_t)m->hdr.file_bytes, PROT_READ, MAP_SHARED, m->fd, 0);
         m->probe_map = map == MAP_FAILED ? NULL : map;
     }
+#endif
     if ((s = dsi_model_metadata(m, e))) return s;
     if ((s = dsi_config_parse(m->meta.config_json, m->meta.config_len, &m->al, &m->cfg, e))) {
         dsi_prefix(e, "config.json");
@@ -16202,7 +16700,7 @@ const dsi_backend_i *dsi_cuda_backend(void);
 #if defined(DS_CUDA) && DS_CUDA
 #  define DSI_CU_ON 1
 #  define DSI_CU_LINKED 1
-#elif !defined(DS_NO_CUDA) && (!defined(DS_AMALGAMATION) || defined(DS_CUDA_LOAD))
+#elif !defined(DS_NO_CUDA) && !DSI_WINDOWS && (!defined(DS_AMALGAMATION) || defined(DS_CUDA_LOAD))
 #  define DSI_CU_ON 1
 #  define DSI_CU_LINKED 0
 #else
@@ -16245,6 +16743,9 @@ static void *dsi_cu_open(char *err, size_t len) {
         return h;
     }
     snprintf(err, len, "%s", dlerror());
+#if !DSI_LINUX
+    return NULL;   /* beside the program: found through /proc/self/exe, Linux's */
+#else
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return NULL;
@@ -16253,6 +16754,7 @@ static void *dsi_cu_open(char *err, size_t len) {
     if (!slash || (size_t)(slash - exe) + sizeof DSI_CU_SONAME + 1 > sizeof exe) return NULL;
     memcpy(slash + 1, DSI_CU_SONAME, sizeof DSI_CU_SONAME);
     return dlopen(exe, RTLD_NOW | RTLD_LOCAL);
+#endif
 }
 
 static const dsi_backend_i *dsi_cu_backend(char *why, size_t len) {
@@ -16438,9 +16940,9 @@ static ds_status dsi_cu_expand_dense(const ds_model *m, dsi_cuda_model *gm, dsi_
 static ds_status dsi_cu_pinned(const dsi_backend_i *b, void **p, size_t bytes, char *msg, size_t len) {
     ds_status s = b->host_alloc(p, bytes, msg, len);
     if (s) return s;
-#ifdef MADV_DONTDUMP
+#ifdef DSI_MADV_NODUMP
     uintptr_t a = ((uintptr_t)*p + 4095) & ~(uintptr_t)4095, z = ((uintptr_t)*p + bytes) & ~(uintptr_t)4095;
-    if (z > a) (void)madvise((void *)a, z - a, MADV_DONTDUMP);
+    if (z > a) (void)madvise((void *)a, z - a, DSI_MADV_NODUMP);
 #endif
     return DS_OK;
 }
@@ -17463,9 +17965,15 @@ DSI_FUNC ds_status dsi_cuda_probe(ds_model *m, const ds_model_params *p, dsi_err
     (void)e;
     m->device = DS_DEVICE_CPU;
     if (p->device != DS_DEVICE_CUDA) return DS_OK;   /* ds_model_open refused values outside the enum */
+#if DSI_WINDOWS
+    dsi_log(m->log, m->log_user, DS_LOG_WARN,
+            "CUDA was asked for but the CUDA backend is not available on this platform (Windows); running on the "
+            "CPU");
+#else
     dsi_log(m->log, m->log_user, DS_LOG_WARN,
             "CUDA was asked for but this build has no CUDA support (built with DS_NO_CUDA, or the amalgamation "
             "without DS_CUDA_LOAD); running on the CPU");
+#endif
     return DS_OK;
 }
 /* never chosen: dsi_cuda_probe above keeps every model on the CPU */
@@ -17485,7 +17993,9 @@ DSI_FUNC const dsi_device_i *dsi_cuda_device(void) { return NULL; }
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#if !DSI_WINDOWS
 #include <sys/resource.h>
+#endif
 
 #include <sodium.h>
 
@@ -17568,11 +18078,13 @@ static void dsi_model_mlock_report(const ds_model *m) {
         return;
     }
     char lim[64] = "unknown";
+#if !DSI_WINDOWS
     struct rlimit rl;
     if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
         if (rl.rlim_cur == RLIM_INFINITY) snprintf(lim, sizeof lim, "unlimited");
         else snprintf(lim, sizeof lim, "%llu bytes", (unsigned long long)rl.rlim_cur);
     }
+#endif
     dsi_log(m->log, m->log_user, DS_LOG_WARN,
             "mlock: %llu of %llu bytes could not be locked into RAM (%s; RLIMIT_MEMLOCK is %s): that plaintext may "
             "be written to swap",
@@ -17662,8 +18174,9 @@ static ds_status dsi_model_open_source(ds_model **out, const dsi_source *src, co
     if (m->device == DS_DEVICE_CPU)
         snprintf(m->device_name, sizeof m->device_name, "cpu (%d threads, %s)", m->n_threads,
                  dsi_cpu_kernels_name());
-    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s", m->path,
-            m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher));
+    dsi_log(m->log, m->log_user, DS_LOG_INFO, "opened %s: %zu tensors in %zu segments, cipher %s (%s)", m->path,
+            m->meta.n_tensors, m->meta.n_segments, ds_cipher_name((ds_cipher)m->hdr.cipher),
+            dsi_crypto_provider(m->keys));
     *out = m;
     return DS_OK;
 fail:
@@ -21400,7 +21913,7 @@ static ds_status dsi_grow(dsi_conv *c, void **buf, size_t *cap, size_t need) {
 DSI_FUNC ds_status dsi_pread_full(int fd, const char *path, void *buf, size_t n, uint64_t off, dsi_err *e) {
     uint8_t *p = buf;
     while (n) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
+        ssize_t r = pread(fd, p, n, (dsi_off_t)off);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return dsi_fail(e, DS_ERR_IO, "%s: read failed: %s", path, strerror(errno));
         if (r == 0) return dsi_fail(e, DS_ERR_TRUNCATED, "%s: file ends inside tensor data", path);
@@ -21833,8 +22346,16 @@ DSI_FUNC ds_status dsi_writer_check_early(dsi_writer *w, const char *out_path) {
 DSI_FUNC ds_status dsi_writer_check_inputs(dsi_writer *w, const char *out_path) {
     struct stat st;
     if (stat(out_path, &st) != 0) return DS_OK;   /* no file there (a dangling link counts as none) */
+    uint64_t dev = (uint64_t)st.st_dev, ino = (uint64_t)st.st_ino;
+#if DSI_WINDOWS
+    int fd = open(out_path, O_RDONLY | O_CLOEXEC);   /* st_ino is 0 there: the handle knows (port.h) */
+    if (fd >= 0) {
+        dsi_fd_identity(fd, &st, &dev, &ino);
+        close(fd);
+    }
+#endif
     for (size_t i = 0; i < w->n_inputs; i++)
-        if (w->inputs[i].id.dev == (uint64_t)st.st_dev && w->inputs[i].id.ino == (uint64_t)st.st_ino)
+        if (w->inputs[i].id.dev == dev && w->inputs[i].id.ino == ino)
             return dsi_fail(w->e, DS_ERR_INVALID_ARG,
                             "the output %s is the input %s (the same file); refusing to overwrite an input, "
                             "with or without --force", out_path, w->inputs[i].path);
@@ -21956,6 +22477,9 @@ DSI_FUNC ds_status dsi_writer_open(dsi_writer *w, const char *out_path) {
         w->tmp_path = NULL;
         return s;
     }
+#if DSI_WINDOWS
+    (void)_setmode(w->fd, _O_BINARY);   /* never text mode, whatever the CRT's mkstemp chose */
+#endif
     (void)fchmod(w->fd, 0644);
     ds_status s = dsi_secure_alloc(&w->plainbuf, w->chunk_bytes, 0, w->e);
     if (s) return s;
@@ -22304,8 +22828,7 @@ static ds_status dsl_note_fd(dsi_writer *w, int fd, const char *path) {
     if (fd < 0 || fstat(fd, &st) != 0) return DS_OK;   /* nothing to compare against */
     dsi_file_id id;
     memset(&id, 0, sizeof id);
-    id.dev = (uint64_t)st.st_dev;
-    id.ino = (uint64_t)st.st_ino;
+    dsi_fd_identity(fd, &st, &id.dev, &id.ino);
     id.size = (uint64_t)st.st_size;
     return dsi_writer_note_input(w, &id, path ? path : "?");
 }
