@@ -337,16 +337,23 @@ test-openssl: all $(BUILD)/tests/test_crypto $(TESTDATA)
 # test_pager_rss, which check what the kernel did with madvise (VmFlags,
 # AnonHugePages) and re-execute themselves through /proc/self/exe, neither
 # of which qemu-user passes through. About 7 minutes on 2 cores.
+# AARCH64_PAGE_TESTS run a second time with 64 KiB pages (qemu -p 65536, as
+# RHEL and some Ampere kernels use): the file reads, the resident segments'
+# rounding, the memory plan and the expert pager on a page larger than 4 KiB.
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 AARCH64_QEMU ?= qemu-aarch64 -cpu max
 AARCH64_BUILD = $(BUILD)-aarch64
 AARCH64_TESTS ?= $(filter-out test_alloc test_pager_rss,$(TESTS))
+AARCH64_PAGE_TESTS ?= test_container test_open_io test_plan test_experts256
 test-aarch64: $(TESTDATA) $(BUILD)/ds
 	$(MAKE) --no-print-directory CC=$(AARCH64_CC) BUILD=$(AARCH64_BUILD) EDIT=0 OPT="$(OPT)" \
 		$(AARCH64_BUILD)/ds $(AARCH64_TESTS:%=$(AARCH64_BUILD)/tests/%)
 	@DS_TEST_RUNNER="$(AARCH64_QEMU)" BUILD=$(AARCH64_BUILD) \
 		DS_TESTDATA=$(BUILD)/testdata DS_X86=$(BUILD)/ds DS_ARM=$(AARCH64_BUILD)/ds PYTHON=$(PYTHON) \
 		sh tests/run_tests.sh $(AARCH64_TESTS:%=$(AARCH64_BUILD)/tests/%) tests/test_aarch64.sh
+	@echo "== the same build with 64 KiB pages: $(AARCH64_PAGE_TESTS)"
+	@DS_TEST_RUNNER="$(AARCH64_QEMU) -p 65536" BUILD=$(AARCH64_BUILD) DS_TESTDATA=$(BUILD)/testdata \
+		sh tests/run_tests.sh $(AARCH64_PAGE_TESTS:%=$(AARCH64_BUILD)/tests/%)
 
 # ThreadSanitizer: the threaded tests built from every library source with
 # clang -fsanitize=thread (libsodium and libcrypto are not instrumented). A

@@ -542,8 +542,11 @@ DSI_FUNC bool dsi_file_in_memory(const ds_model *m, uint64_t off, uint64_t len) 
     for (int k = 0; k < DSI_IN_MEMORY_PROBES; k++) {
         uint64_t at = off + len / DSI_IN_MEMORY_PROBES * (uint64_t)k;
         uint64_t a = at & ~(uint64_t)(page - 1);
-        dsi_mincore_vec v = 0;
-        if (mincore((uint8_t *)m->probe_map + a, (size_t)page, &v) != 0 || !(v & 1)) return false;
+        /* one page, one byte of answer; room for more, because qemu-user
+         * emulating a larger guest page (-p 65536 on a 4 KiB host) passes
+         * the call through and gets one byte per host page */
+        dsi_mincore_vec v[64] = {0};
+        if (mincore((uint8_t *)m->probe_map + a, (size_t)page, v) != 0 || !(v[0] & 1)) return false;
     }
     return true;
 #endif
