@@ -104,6 +104,7 @@ LIB_SRCS = \
 	kernels/cpu/ops.c \
 	kernels/cpu/ops_avx2.c \
 	kernels/cpu/ops_avx512.c \
+	kernels/cpu/ops_neon.c \
 	deepseek_impl/pager.c \
 	deepseek_impl/cpu.c \
 	deepseek_impl/cuda.c \
