@@ -602,6 +602,43 @@ static int neon_level(const dsi_kernels *k, const dsi_kernels *kp, int *cases) {
     return bad;
 }
 
+/* The token-lane GEMM of a set (I8MM) on the cases of the x86 ones
+ * (tl_case): 1..48 tokens through the set's own split, pack and GEMM, row
+ * counts not multiples of 4 (the pair and single-row tails); every value the
+ * same bits as the portable int8 dot, and nothing written between rows. */
+static int neon_lanes(const dsi_kernels *k, int *cases) {
+    static float Y[TL_MAXT * (TL_MAXR + 5)], sc[TL_MAXT * (TL_MAXNB + TL_PAD)], S[6 * TL_MAXNB * 16],
+        scratch[8 * TL_MAXNB];
+    static uint8_t W[TL_MAXR * TL_MAXNB * 34], P[6 * TL_MAXNB * 256];
+    static int8_t q[TL_MAXT * (TL_MAXNB + TL_PAD) * 32];
+    int bad = 0;
+    const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 24, 31, 40, 47, 48};
+    for (int trial = 0; trial < 90; trial++) {
+        int T = Ts[trial % (int)(sizeof Ts / sizeof Ts[0])], rows, nb, ld;
+        tl_case(trial, T, 4, W, q, sc, &rows, &nb, &ld);
+        int n = nb * 32, ldy = rows + trial % 5, tl = k->lane_split(T);
+        if (tl < 0 || tl > T || (T >= k->lane_min && tl == 0) || (tl && T < k->lane_min)) bad++;
+        if (!tl) continue;
+        if (k->lane_pack_bytes(tl, n) > sizeof P || k->lane_pack_floats(tl, n) > sizeof S / sizeof S[0]) {
+            bad++;
+            continue;
+        }
+        k->lane_pack(q, (size_t)ld, sc, (size_t)(ld / 32), tl, n, P, S);
+        for (size_t i = 0; i < sizeof Y / sizeof Y[0]; i++) Y[i] = -12345.0f;
+        k->lane_gemm(W, (size_t)nb * 34, rows, n, P, S, tl, Y, (size_t)ldy, scratch);
+        (*cases)++;
+        for (int t = 0; t < tl; t++) {
+            for (int r = 0; r < rows; r++) {
+                float ref = dsi_dot_q8q8_c(W + (size_t)r * nb * 34, q + (size_t)t * ld, sc + (size_t)t * (ld / 32), n);
+                if (memcmp(&Y[(size_t)t * ldy + r], &ref, 4)) bad++;
+            }
+            for (int r = rows; r < ldy; r++)
+                if (Y[(size_t)t * ldy + r] != -12345.0f) bad++;
+        }
+    }
+    return bad;
+}
+
 static void test_neon(void) {
     static const struct {
         const char *id, *name, *skip;
@@ -610,6 +647,8 @@ static void test_neon(void) {
         {"kernels-6.1", "neon", "not AArch64 (no NEON)", DSI_CPU_NEON, DSI_CPU_DOTPROD | DSI_CPU_I8MM},
         {"kernels-6.2", "neon-dotprod", "no AArch64 DotProd on this CPU", DSI_CPU_NEON | DSI_CPU_DOTPROD,
          DSI_CPU_I8MM},
+        {"kernels-6.3", "neon-i8mm", "no AArch64 DotProd + I8MM on this CPU",
+         DSI_CPU_NEON | DSI_CPU_DOTPROD | DSI_CPU_I8MM, 0},
     };
     uint32_t all = dsi_cpu_features();
     dsi_kernels kp;
@@ -624,6 +663,7 @@ static void test_neon(void) {
         dsi_kernels_select(&k, dsi_cpu_features());
         dsi_cpu_features_mask(0);
         int cases = 0, bad = strcmp(k.name, lv[l].name) ? 1000000 : neon_level(&k, &kp, &cases);
+        if (!bad && k.lane_split) bad += neon_lanes(&k, &cases);
         T_CHECK(lv[l].id, bad == 0, "%s set (selected: %s) differs from the portable one in %d checks over %d cases",
                 lv[l].name, k.name, bad, cases);
     }

@@ -19,7 +19,7 @@
  * absent from sets that have nothing faster than the loop that replaces
  * them. */
 typedef struct dsi_kernels {
-    const char *name;              /* "avx512-vnni", "avx2", "neon-dotprod", "neon", "portable" */
+    const char *name;              /* "avx512-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "portable" */
     /* one row of a weight format (indexed by ds_dtype) with F32 activations */
     float (*dot[DSI_N_DTYPES])(const uint8_t *row, const float *x, int n);
     void (*dequant[DSI_N_DTYPES])(const uint8_t *row, float *y, int n);
@@ -87,7 +87,8 @@ DSI_FUNC void dsi_kernels_portable(dsi_kernels *k);
 DSI_FUNC bool dsi_kernels_avx2(dsi_kernels *k, uint32_t features);
 DSI_FUNC bool dsi_kernels_vnni512(dsi_kernels *k, uint32_t features);
 /* AArch64 (kernels/cpu/ops_neon.c): "neon" with DSI_CPU_NEON, "neon-dotprod"
- * with DSI_CPU_DOTPROD too; false elsewhere. */
+ * with DSI_CPU_DOTPROD too, "neon-i8mm" (the token-lane GEMM by smmla) with
+ * DSI_CPU_I8MM as well; false elsewhere. */
 DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features);
 
 /* ==== Kernels =============================================================== */

@@ -32,6 +32,12 @@
 #define DSI_ALWAYS static inline __attribute__((always_inline))
 
 /* ==== F32 and F16 ========================================================= */
+/* One F16 value (unaligned bytes) as F32 by the conversion instruction:
+ * exact, as dsi_f16_to_f32, without a call on the hot path. */
+DSI_ALWAYS float dsi_h2f(const uint8_t *p) {
+    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(dsi_rd16(p)))), 0);
+}
+
 static float dsi_dot_f32_neon(const float *a, const float *b, int n) {
     float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
     int i = 0;
@@ -140,7 +146,7 @@ static void dsi_dot_f32x4_neon(const float *row, const float *x, size_t ldx, int
 DSI_ALWAYS void dsi_q8_f32(const int8_t *q, float32x4_t f[8]) {
     int8x16_t v0 = vld1q_s8(q), v1 = vld1q_s8(q + 16);
     int16x8_t h[4] = {vmovl_s8(vget_low_s8(v0)), vmovl_high_s8(v0), vmovl_s8(vget_low_s8(v1)), vmovl_high_s8(v1)};
-    for (int j = 0; j < 4; j++) {
+    _Pragma("GCC unroll 8") for (int j = 0; j < 4; j++) {
         f[2 * j] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(h[j])));
         f[2 * j + 1] = vcvtq_f32_s32(vmovl_high_s16(h[j]));
     }
@@ -157,9 +163,10 @@ static float dsi_dot_q8_neon(const uint8_t *row, const float *x, int n) {
         float32x4_t f[8];
         dsi_q8_f32((const int8_t *)(blk + 2), f);
         float32x4_t s = vmulq_f32(f[0], vld1q_f32(xb));
-        for (int j = 1; j < 8; j++) s = vaddq_f32(s, vmulq_f32(f[j], vld1q_f32(xb + 4 * j)));
+        _Pragma("GCC unroll 8") for (int j = 1; j < 8; j++)
+            s = vaddq_f32(s, vmulq_f32(f[j], vld1q_f32(xb + 4 * j)));
         float32x2_t p = vpadd_f32(vget_low_f32(s), vget_high_f32(s));   /* s0 + s1, s2 + s3 */
-        sum += dsi_f16_to_f32(dsi_rd16(blk)) * (vget_lane_f32(p, 0) + vget_lane_f32(p, 1));
+        sum += dsi_h2f(blk) * (vget_lane_f32(p, 0) + vget_lane_f32(p, 1));
     }
     return sum;
 }
@@ -168,21 +175,23 @@ static float dsi_dot_q8_neon(const uint8_t *row, const float *x, int n) {
 static void dsi_axpy_q8_neon(const uint8_t *row, float a, float *y, int n) {
     for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
         const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        float32x4_t as = vdupq_n_f32(a * dsi_f16_to_f32(dsi_rd16(blk)));
+        float32x4_t as = vdupq_n_f32(a * dsi_h2f(blk));
         float32x4_t f[8];
         dsi_q8_f32((const int8_t *)(blk + 2), f);
         float *yb = y + b * DSI_Q8_BLOCK;
-        for (int j = 0; j < 8; j++) vst1q_f32(yb + 4 * j, vaddq_f32(vld1q_f32(yb + 4 * j), vmulq_f32(as, f[j])));
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+            vst1q_f32(yb + 4 * j, vaddq_f32(vld1q_f32(yb + 4 * j), vmulq_f32(as, f[j])));
     }
 }
 
 static void dsi_dequant_q8_neon(const uint8_t *row, float *y, int n) {
     for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
         const uint8_t *blk = row + (size_t)b * DSI_Q8_BLOCK_BYTES;
-        float32x4_t d = vdupq_n_f32(dsi_f16_to_f32(dsi_rd16(blk)));
+        float32x4_t d = vdupq_n_f32(dsi_h2f(blk));
         float32x4_t f[8];
         dsi_q8_f32((const int8_t *)(blk + 2), f);
-        for (int j = 0; j < 8; j++) vst1q_f32(y + b * DSI_Q8_BLOCK + 4 * j, vmulq_f32(f[j], d));
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+            vst1q_f32(y + b * DSI_Q8_BLOCK + 4 * j, vmulq_f32(f[j], d));
     }
 }
 
@@ -193,7 +202,7 @@ static void dsi_quantize_act_neon(const float *x, int n, int8_t *q, float *s) {
     for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {
         const float *xb = x + b * DSI_Q8_BLOCK;
         float32x4_t v[8], m = vdupq_n_f32(0);
-        for (int j = 0; j < 8; j++) {
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
             v[j] = vld1q_f32(xb + 4 * j);
             m = vmaxq_f32(m, vabsq_f32(v[j]));
         }
@@ -202,7 +211,7 @@ static void dsi_quantize_act_neon(const float *x, int n, int8_t *q, float *s) {
         s[b] = amax / 127.0f;
         float32x4_t iv = vdupq_n_f32(inv);
         int16x8_t h[4];
-        for (int j = 0; j < 4; j++)
+        _Pragma("GCC unroll 8") for (int j = 0; j < 4; j++)
             h[j] = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[2 * j], iv))),
                                 vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[2 * j + 1], iv))));
         vst1q_s8(q + b * DSI_Q8_BLOCK, vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1])));
@@ -256,66 +265,210 @@ DSI_ALWAYS void dsi_q4_vals(const uint8_t *qs, int8x16_t *lo, int8x16_t *hi) {
  * one token; one Q8_0 row times four tokens, the block's weights loaded
  * once, the four tokens' block sums folded into one vector whose lanes are
  * the four running sums (each the portable one's, step for step). */
-#define DSI_I8_KERNELS(SUF, ATTR, I8DOT)                                                                          \
-    ATTR DSI_ALWAYS int32x4_t dsi_i8blk_##SUF(const uint8_t *blk, const int8_t *a, bool q4) {                     \
-        int8x16_t w0, w1;                                                                                         \
-        if (q4) dsi_q4_vals(blk + 2, &w0, &w1);                                                                   \
-        else {                                                                                                    \
-            w0 = vld1q_s8((const int8_t *)(blk + 2));                                                             \
-            w1 = vld1q_s8((const int8_t *)(blk + 18));                                                            \
-        }                                                                                                         \
-        return I8DOT(w0, w1, vld1q_s8(a), vld1q_s8(a + 16));                                                      \
-    }                                                                                                             \
-    ATTR DSI_ALWAYS float dsi_dot_i8_row_##SUF(const uint8_t *row, const int8_t *q, const float *s, int n,       \
-                                               bool q4) {                                                         \
-        const size_t bb = q4 ? DSI_Q4_BLOCK_BYTES : DSI_Q8_BLOCK_BYTES;                                           \
-        int nb = n / DSI_Q8_BLOCK, b = 0;                                                                         \
-        float sum = 0;                                                                                            \
-        for (; b + 4 <= nb; b += 4) {                                                                             \
-            const uint8_t *k = row + (size_t)b * bb;                                                              \
-            const int8_t *a = q + (size_t)b * DSI_Q8_BLOCK;                                                       \
-            int32x4_t acc = dsi_fold4(dsi_i8blk_##SUF(k, a, q4), dsi_i8blk_##SUF(k + bb, a + 32, q4),             \
-                                      dsi_i8blk_##SUF(k + 2 * bb, a + 64, q4),                                    \
-                                      dsi_i8blk_##SUF(k + 3 * bb, a + 96, q4));                                   \
-            float d[4];                                                                                           \
-            for (int j = 0; j < 4; j++) d[j] = dsi_f16_to_f32(dsi_rd16(k + (size_t)j * bb));                      \
-            sum = dsi_q8_steps4(sum, acc, d, s + b);                                                              \
-        }                                                                                                         \
-        for (; b < nb; b++) {                                                                                     \
-            const uint8_t *k = row + (size_t)b * bb;                                                              \
-            int32_t acc = vaddvq_s32(dsi_i8blk_##SUF(k, q + (size_t)b * DSI_Q8_BLOCK, q4));                       \
-            sum += dsi_f16_to_f32(dsi_rd16(k)) * s[b] * (float)acc;                                               \
-        }                                                                                                         \
-        return sum;                                                                                               \
-    }                                                                                                             \
-    ATTR static float dsi_dot_q8q8_##SUF(const uint8_t *row, const int8_t *q, const float *s, int n) {           \
-        return dsi_dot_i8_row_##SUF(row, q, s, n, false);                                                         \
-    }                                                                                                             \
-    ATTR static float dsi_dot_q4q8_##SUF(const uint8_t *row, const int8_t *q, const float *s, int n) {           \
-        return dsi_dot_i8_row_##SUF(row, q, s, n, true);                                                          \
-    }                                                                                                             \
-    ATTR static void dsi_dot_q8q8x4_##SUF(const uint8_t *row, const int8_t *q, size_t ldq, const float *s,       \
-                                          size_t lds, int n, float out[4]) {                                      \
-        float32x4_t sum = vdupq_n_f32(0);                                                                         \
-        for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {                                                              \
-            const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;                                              \
-            int8x16_t w0 = vld1q_s8((const int8_t *)(k + 2)), w1 = vld1q_s8((const int8_t *)(k + 18));            \
-            int32x4_t t[4];                                                                                       \
-            float sv[4];                                                                                          \
-            for (int j = 0; j < 4; j++) {                                                                         \
-                const int8_t *a = q + (size_t)j * ldq + (size_t)b * DSI_Q8_BLOCK;                                 \
-                t[j] = I8DOT(w0, w1, vld1q_s8(a), vld1q_s8(a + 16));                                              \
-                sv[j] = s[(size_t)j * lds + (size_t)b];                                                           \
-            }                                                                                                     \
-            float32x4_t ds = vmulq_f32(vdupq_n_f32(dsi_f16_to_f32(dsi_rd16(k))), vld1q_f32(sv));                  \
-            sum = vaddq_f32(sum, vmulq_f32(ds, vcvtq_f32_s32(dsi_fold4(t[0], t[1], t[2], t[3]))));                \
-        }                                                                                                         \
-        vst1q_f32(out, sum);                                                                                      \
+#define DSI_I8_KERNELS(SUF, ATTR, I8DOT)                                                                              \
+    ATTR DSI_ALWAYS int32x4_t dsi_i8blk_##SUF(const uint8_t *blk, const int8_t *a, bool q4) {                         \
+        int8x16_t w0, w1;                                                                                             \
+        if (q4) dsi_q4_vals(blk + 2, &w0, &w1);                                                                       \
+        else {                                                                                                        \
+            w0 = vld1q_s8((const int8_t *)(blk + 2));                                                                 \
+            w1 = vld1q_s8((const int8_t *)(blk + 18));                                                                \
+        }                                                                                                             \
+        return I8DOT(w0, w1, vld1q_s8(a), vld1q_s8(a + 16));                                                          \
+    }                                                                                                                 \
+    ATTR DSI_ALWAYS float dsi_dot_i8_row_##SUF(const uint8_t *row, const int8_t *q, const float *s, int n,            \
+                                               bool q4) {                                                             \
+        const size_t bb = q4 ? DSI_Q4_BLOCK_BYTES : DSI_Q8_BLOCK_BYTES;                                               \
+        int nb = n / DSI_Q8_BLOCK, b = 0;                                                                             \
+        float sum = 0;                                                                                                \
+        for (; b + 4 <= nb; b += 4) {                                                                                 \
+            const uint8_t *k = row + (size_t)b * bb;                                                                  \
+            const int8_t *a = q + (size_t)b * DSI_Q8_BLOCK;                                                           \
+            int32x4_t acc = dsi_fold4(dsi_i8blk_##SUF(k, a, q4), dsi_i8blk_##SUF(k + bb, a + 32, q4),                 \
+                                      dsi_i8blk_##SUF(k + 2 * bb, a + 64, q4),                                        \
+                                      dsi_i8blk_##SUF(k + 3 * bb, a + 96, q4));                                       \
+            float d[4];                                                                                               \
+            _Pragma("GCC unroll 8") for (int j = 0; j < 4; j++) d[j] = dsi_h2f(k + (size_t)j * bb);                   \
+            sum = dsi_q8_steps4(sum, acc, d, s + b);                                                                  \
+        }                                                                                                             \
+        for (; b < nb; b++) {                                                                                         \
+            const uint8_t *k = row + (size_t)b * bb;                                                                  \
+            int32_t acc = vaddvq_s32(dsi_i8blk_##SUF(k, q + (size_t)b * DSI_Q8_BLOCK, q4));                           \
+            sum += dsi_h2f(k) * s[b] * (float)acc;                                                                    \
+        }                                                                                                             \
+        return sum;                                                                                                   \
+    }                                                                                                                 \
+    ATTR static float dsi_dot_q8q8_##SUF(const uint8_t *row, const int8_t *q, const float *s, int n) {                \
+        return dsi_dot_i8_row_##SUF(row, q, s, n, false);                                                             \
+    }                                                                                                                 \
+    ATTR static float dsi_dot_q4q8_##SUF(const uint8_t *row, const int8_t *q, const float *s, int n) {                \
+        return dsi_dot_i8_row_##SUF(row, q, s, n, true);                                                              \
+    }                                                                                                                 \
+    ATTR static void dsi_dot_q8q8x4_##SUF(const uint8_t *row, const int8_t *q, size_t ldq, const float *s,            \
+                                          size_t lds, int n, float out[4]) {                                          \
+        float32x4_t sum = vdupq_n_f32(0);                                                                             \
+        for (int b = 0; b < n / DSI_Q8_BLOCK; b++) {                                                                  \
+            const uint8_t *k = row + (size_t)b * DSI_Q8_BLOCK_BYTES;                                                  \
+            int8x16_t w0 = vld1q_s8((const int8_t *)(k + 2)), w1 = vld1q_s8((const int8_t *)(k + 18));                \
+            int32x4_t t[4];                                                                                           \
+            float sv[4];                                                                                              \
+            _Pragma("GCC unroll 8") for (int j = 0; j < 4; j++) {                                                     \
+                const int8_t *a = q + (size_t)j * ldq + (size_t)b * DSI_Q8_BLOCK;                                     \
+                t[j] = I8DOT(w0, w1, vld1q_s8(a), vld1q_s8(a + 16));                                                  \
+                sv[j] = s[(size_t)j * lds + (size_t)b];                                                               \
+            }                                                                                                         \
+            float32x4_t ds = vmulq_f32(vdupq_n_f32(dsi_h2f(k)), vld1q_f32(sv));                                       \
+            sum = vaddq_f32(sum, vmulq_f32(ds, vcvtq_f32_s32(dsi_fold4(t[0], t[1], t[2], t[3]))));                    \
+        }                                                                                                             \
+        vst1q_f32(out, sum);                                                                                          \
     }
 
 DSI_I8_KERNELS(neon, , dsi_i8dot_mull)
 DSI_I8_KERNELS(sdot, DSI_DOTPROD, dsi_i8dot_sdot)
 #undef DSI_I8_KERNELS
+
+/* ==== Token-lane GEMM with I8MM ============================================
+ * smmla multiplies a 2x8 int8 matrix by the transpose of another, adding a
+ * 2x2 int32 result: here two weight rows times two tokens over 8 bytes of a
+ * block, four steps a block. The activations are packed per tile of up to
+ * DSI_MM_TOKENS tokens (dsi_lane_tile), in pairs: in tile i, block b, step k
+ * (bytes 8k..8k+7 of the block), pair p holds 16 bytes, token 2p's eight
+ * then token 2p + 1's; a missing token is zeros with scale 0. S holds, per
+ * tile, block and pair, the scales [s(2p), s(2p+1), s(2p), s(2p+1)] in the
+ * result's lane order. A block's int32 sums are exact, and each lane's float
+ * steps are the portable ones, (d * s) * acc added in block order: every
+ * value is dsi_dot_q8q8_c's bits, whatever T and however the tokens are
+ * split between tiles and the row path. Four rows (two pairs) share each
+ * activation load; scratch holds the rows' scales as [d0, d0, d1, d1] per
+ * pair and block (8 * cols / 32 floats). */
+#define DSI_MM_TOKENS 8
+#define DSI_MM_MIN 2
+
+static int dsi_mm_split(int T) { return T >= DSI_MM_MIN ? T : 0; }
+static size_t dsi_mm_pack_bytes(int T, int cols) {
+    return (size_t)dsi_lane_tiles(T, DSI_MM_TOKENS) * (size_t)(cols / 32) * 256;
+}
+static size_t dsi_mm_pack_floats(int T, int cols) {
+    return (size_t)dsi_lane_tiles(T, DSI_MM_TOKENS) * (size_t)(cols / 32) * 16;
+}
+
+static void dsi_mm_pack(const void *x, size_t ldx, const float *s, size_t lds, int T, int cols, void *P, float *S) {
+    const int8_t *q = x;
+    int8_t *pp = P;
+    size_t nb = (size_t)cols / DSI_Q8_BLOCK;
+    for (int tile = 0; tile < dsi_lane_tiles(T, DSI_MM_TOKENS); tile++) {
+        int t0, n;
+        dsi_lane_tile(T, DSI_MM_TOKENS, tile, &t0, &n);
+        int8_t *pt = pp + (size_t)tile * nb * 256;
+        float *st = S + (size_t)tile * nb * 16;
+        memset(pt, 0, nb * 256);
+        for (int t = 0; t < n; t++) {
+            const int8_t *src = q + (size_t)(t0 + t) * ldx;
+            for (size_t b = 0; b < nb; b++)
+                for (size_t k = 0; k < 4; k++)
+                    memcpy(pt + b * 256 + (k * 4 + (size_t)t / 2) * 16 + (size_t)(t & 1) * 8, src + b * 32 + 8 * k, 8);
+        }
+        for (size_t b = 0; b < nb; b++)
+            for (int t = 0; t < DSI_MM_TOKENS; t++) {
+                float v = t < n ? s[(size_t)(t0 + t) * lds + b] : 0.0f;
+                st[b * 16 + (size_t)(t / 2) * 4 + (size_t)(t & 1)] = v;
+                st[b * 16 + (size_t)(t / 2) * 4 + 2 + (size_t)(t & 1)] = v;
+            }
+    }
+}
+
+/* NP row pairs (rows[2i], rows[2i + 1]) times TP token pairs of one tile:
+ * out[(2i + j) * 8 + t] for row 2i + j and token t. */
+DSI_I8MM DSI_ALWAYS void dsi_mm_tile(const uint8_t *const *rows, int nb, const int8_t *P, const float *S,
+                                     const float *ds, float *out, const int NP, const int TP) {
+    float32x4_t f[2][4];
+    _Pragma("GCC unroll 8") for (int i = 0; i < NP; i++)
+        _Pragma("GCC unroll 8") for (int p = 0; p < TP; p++) f[i][p] = vdupq_n_f32(0);
+    for (int b = 0; b < nb; b++) {
+        const int8_t *A = P + (size_t)b * 256;
+        int32x4_t acc[2][4];
+        _Pragma("GCC unroll 8") for (int i = 0; i < NP; i++)
+            _Pragma("GCC unroll 8") for (int p = 0; p < TP; p++) acc[i][p] = vdupq_n_s32(0);
+        _Pragma("GCC unroll 8") for (int h = 0; h < 2; h++) {
+            int8x16_t w[2][2];
+            _Pragma("GCC unroll 8") for (int i = 0; i < NP; i++) {
+                size_t at = (size_t)b * DSI_Q8_BLOCK_BYTES + 2 + 16 * (size_t)h;
+                int64x2_t r0 = vreinterpretq_s64_u8(vld1q_u8(rows[2 * i] + at));
+                int64x2_t r1 = vreinterpretq_s64_u8(vld1q_u8(rows[2 * i + 1] + at));
+                w[i][0] = vreinterpretq_s8_s64(vtrn1q_s64(r0, r1));   /* step 2h: row 0's 8 bytes, row 1's */
+                w[i][1] = vreinterpretq_s8_s64(vtrn2q_s64(r0, r1));   /* step 2h + 1 */
+            }
+            _Pragma("GCC unroll 8") for (int kk = 0; kk < 2; kk++)
+                _Pragma("GCC unroll 8") for (int p = 0; p < TP; p++) {
+                    int8x16_t x = vld1q_s8(A + ((2 * h + kk) * 4 + p) * 16);
+                    _Pragma("GCC unroll 8") for (int i = 0; i < NP; i++)
+                        acc[i][p] = vmmlaq_s32(acc[i][p], w[i][kk], x);
+                }
+        }
+        _Pragma("GCC unroll 8") for (int i = 0; i < NP; i++) {
+            float32x4_t d = vld1q_f32(ds + ((size_t)i * (size_t)nb + (size_t)b) * 4);
+            _Pragma("GCC unroll 8") for (int p = 0; p < TP; p++) {
+                float32x4_t dsv = vmulq_f32(d, vld1q_f32(S + (size_t)b * 16 + (size_t)p * 4));
+                f[i][p] = vaddq_f32(f[i][p], vmulq_f32(dsv, vcvtq_f32_s32(acc[i][p])));
+            }
+        }
+    }
+    _Pragma("GCC unroll 8") for (int i = 0; i < NP; i++)
+        _Pragma("GCC unroll 8") for (int p = 0; p < TP; p++) {
+            float v[4];
+            vst1q_f32(v, f[i][p]);
+            out[(2 * i) * 8 + 2 * p] = v[0];
+            out[(2 * i) * 8 + 2 * p + 1] = v[1];
+            out[(2 * i + 1) * 8 + 2 * p] = v[2];
+            out[(2 * i + 1) * 8 + 2 * p + 1] = v[3];
+        }
+}
+
+#define DSI_MM_TILE_TP(NP)                                                                                        \
+    switch (TP) {                                                                                                     \
+    case 1: dsi_mm_tile(rows, nb, P, S, ds, out, NP, 1); break;                                                       \
+    case 2: dsi_mm_tile(rows, nb, P, S, ds, out, NP, 2); break;                                                       \
+    case 3: dsi_mm_tile(rows, nb, P, S, ds, out, NP, 3); break;                                                       \
+    default: dsi_mm_tile(rows, nb, P, S, ds, out, NP, 4); break;                                                      \
+    }
+DSI_I8MM static void dsi_mm_tile2(const uint8_t *const *rows, int nb, const int8_t *P, const float *S,
+                                  const float *ds, float *out, int TP) {
+    DSI_MM_TILE_TP(2)
+}
+DSI_I8MM static void dsi_mm_tile1(const uint8_t *const *rows, int nb, const int8_t *P, const float *S,
+                                  const float *ds, float *out, int TP) {
+    DSI_MM_TILE_TP(1)
+}
+#undef DSI_MM_TILE_TP
+
+static void dsi_mm_gemm(const uint8_t *W, size_t rb, int rows, int cols, const void *P, const float *S, int T,
+                        float *Y, size_t ldy, float *scratch) {
+    int nb = cols / DSI_Q8_BLOCK, tiles = dsi_lane_tiles(T, DSI_MM_TOKENS);
+    float out[4 * DSI_MM_TOKENS];
+    if (tiles <= 0) return;
+    for (int r = 0, RR; r < rows; r += RR) {
+        RR = rows - r >= 4 ? 4 : rows - r;   /* the tail: one pair, the last row twice when alone */
+        const uint8_t *rp[4];
+        for (int i = 0; i < 4; i++) rp[i] = W + (size_t)(r + (i < RR ? i : RR - 1)) * rb;
+        int np = RR > 2 ? 2 : 1;
+        for (int i = 0; i < np; i++)
+            for (int b = 0; b < nb; b++) {
+                float d0 = dsi_h2f(rp[2 * i] + (size_t)b * DSI_Q8_BLOCK_BYTES);
+                float d1 = dsi_h2f(rp[2 * i + 1] + (size_t)b * DSI_Q8_BLOCK_BYTES);
+                float *o = scratch + ((size_t)i * (size_t)nb + (size_t)b) * 4;
+                o[0] = o[1] = d0;
+                o[2] = o[3] = d1;
+            }
+        for (int tile = 0; tile < tiles; tile++) {
+            int t0, n;
+            dsi_lane_tile(T, DSI_MM_TOKENS, tile, &t0, &n);
+            const int8_t *Pt = (const int8_t *)P + (size_t)tile * (size_t)nb * 256;
+            const float *St = S + (size_t)tile * (size_t)nb * 16;
+            if (np == 2) dsi_mm_tile2(rp, nb, Pt, St, scratch, out, (n + 1) / 2);
+            else dsi_mm_tile1(rp, nb, Pt, St, scratch, out, (n + 1) / 2);
+            dsi_lane_store(Y, ldy, t0, n, r, RR, out, DSI_MM_TOKENS);
+        }
+    }
+}
 
 /* ==== The table ============================================================ */
 DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features) {
@@ -341,6 +494,14 @@ DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features) {
     k->dot_q8q8 = dsi_dot_q8q8_sdot;
     k->dot_q8q8x4 = dsi_dot_q8q8x4_sdot;
     k->dot_q4q8 = dsi_dot_q4q8_sdot;
+    if (!(features & DSI_CPU_I8MM)) return true;
+    k->name = "neon-i8mm";
+    k->lane_min = DSI_MM_MIN;
+    k->lane_split = dsi_mm_split;
+    k->lane_pack_bytes = dsi_mm_pack_bytes;
+    k->lane_pack_floats = dsi_mm_pack_floats;
+    k->lane_pack = dsi_mm_pack;
+    k->lane_gemm = dsi_mm_gemm;
     return true;
 }
 #else
