@@ -353,6 +353,10 @@ $(BUILD)/bench_batch: tests/bench/bench_batch.c $(BUILD)/libdeepseek.a
 # What LoRA adapters cost: decode time against the base (paired), memory per adapter.
 $(BUILD)/bench_lora: tests/bench/bench_lora.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
+# The AArch64 kernel sets against the portable one (instruction counts under
+# qemu: bench/neon_insns.py).
+$(BUILD)/bench_neon: tests/bench/bench_neon.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 $(BUILD)/bench_crypto: tests/bench/bench_crypto.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 

@@ -90,6 +90,9 @@ DSI_FUNC bool dsi_kernels_vnni512(dsi_kernels *k, uint32_t features);
  * with DSI_CPU_DOTPROD too, "neon-i8mm" (the token-lane GEMM by smmla) with
  * DSI_CPU_I8MM as well; false elsewhere. */
 DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features);
+/* The DSI_CPU_ bits of the NEON levels this build compiled (0 off AArch64;
+ * without GCC, DotProd and I8MM only where the build targets them). */
+DSI_FUNC uint32_t dsi_kernels_neon_built(void);
 
 /* ==== Kernels =============================================================== */
 DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps);

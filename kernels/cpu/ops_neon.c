@@ -27,8 +27,31 @@
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #include <arm_neon.h>
 
+/* GCC (10 and later) compiles the DotProd and I8MM kernels for any AArch64
+ * target through function attributes (its arm_neon.h enables those
+ * intrinsics per function). Other compilers (clang's arm_neon.h guards them
+ * with the target's macros) get them when the whole build targets the
+ * extension (-march=...+dotprod, +i8mm; Apple's arm64 has DotProd), and
+ * otherwise stop at the NEON level (dsi_kernels_neon_built says which). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
 #define DSI_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 #define DSI_I8MM __attribute__((target("arch=armv8.2-a+dotprod+i8mm")))
+#define DSI_NEON_SDOT 1
+#define DSI_NEON_MMLA 1
+#else
+#define DSI_DOTPROD
+#define DSI_I8MM
+#if defined(__ARM_FEATURE_DOTPROD)
+#define DSI_NEON_SDOT 1
+#else
+#define DSI_NEON_SDOT 0
+#endif
+#if defined(__ARM_FEATURE_DOTPROD) && defined(__ARM_FEATURE_MATMUL_INT8)
+#define DSI_NEON_MMLA 1
+#else
+#define DSI_NEON_MMLA 0
+#endif
+#endif
 #define DSI_ALWAYS static inline __attribute__((always_inline))
 
 /* ==== F32 and F16 ========================================================= */
@@ -248,9 +271,11 @@ DSI_ALWAYS int32x4_t dsi_i8dot_mull(int8x16_t w0, int8x16_t w1, int8x16_t a0, in
     return vpadalq_s16(acc, vmull_high_s8(w1, a1));
 }
 
+#if DSI_NEON_SDOT
 DSI_DOTPROD DSI_ALWAYS int32x4_t dsi_i8dot_sdot(int8x16_t w0, int8x16_t w1, int8x16_t a0, int8x16_t a1) {
     return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, a0), w1, a1);
 }
+#endif
 
 /* Q4_0 block's 16 bytes as its 32 values in order, minus 8 */
 DSI_ALWAYS void dsi_q4_vals(const uint8_t *qs, int8x16_t *lo, int8x16_t *hi) {
@@ -323,9 +348,12 @@ DSI_ALWAYS void dsi_q4_vals(const uint8_t *qs, int8x16_t *lo, int8x16_t *hi) {
     }
 
 DSI_I8_KERNELS(neon, , dsi_i8dot_mull)
+#if DSI_NEON_SDOT
 DSI_I8_KERNELS(sdot, DSI_DOTPROD, dsi_i8dot_sdot)
+#endif
 #undef DSI_I8_KERNELS
 
+#if DSI_NEON_MMLA
 /* ==== Token-lane GEMM with I8MM ============================================
  * smmla multiplies a 2x8 int8 matrix by the transpose of another, adding a
  * 2x2 int32 result: here two weight rows times two tokens over 8 bytes of a
@@ -470,6 +498,8 @@ static void dsi_mm_gemm(const uint8_t *W, size_t rb, int rows, int cols, const v
     }
 }
 
+#endif /* DSI_NEON_MMLA */
+
 /* ==== The table ============================================================ */
 DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features) {
     if (!(features & DSI_CPU_NEON)) return false;
@@ -489,11 +519,14 @@ DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features) {
     k->dot_q8q8 = dsi_dot_q8q8_neon;
     k->dot_q8q8x4 = dsi_dot_q8q8x4_neon;
     k->dot_q4q8 = dsi_dot_q4q8_neon;
+#if DSI_NEON_SDOT
     if (!(features & DSI_CPU_DOTPROD)) return true;
     k->name = "neon-dotprod";
     k->dot_q8q8 = dsi_dot_q8q8_sdot;
     k->dot_q8q8x4 = dsi_dot_q8q8x4_sdot;
     k->dot_q4q8 = dsi_dot_q4q8_sdot;
+#endif
+#if DSI_NEON_MMLA
     if (!(features & DSI_CPU_I8MM)) return true;
     k->name = "neon-i8mm";
     k->lane_min = DSI_MM_MIN;
@@ -502,7 +535,12 @@ DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features) {
     k->lane_pack_floats = dsi_mm_pack_floats;
     k->lane_pack = dsi_mm_pack;
     k->lane_gemm = dsi_mm_gemm;
+#endif
     return true;
+}
+
+DSI_FUNC uint32_t dsi_kernels_neon_built(void) {
+    return DSI_CPU_NEON | (DSI_NEON_SDOT ? DSI_CPU_DOTPROD : 0) | (DSI_NEON_MMLA ? DSI_CPU_I8MM : 0);
 }
 #else
 DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features) {
@@ -510,4 +548,5 @@ DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features) {
     (void)features;
     return false;
 }
+DSI_FUNC uint32_t dsi_kernels_neon_built(void) { return 0; }
 #endif
