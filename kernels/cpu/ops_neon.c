@@ -24,6 +24,11 @@
  */
 #include "kernels.h"
 
+/* no FMA contraction of the scalar steps (see ops.c) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #include <arm_neon.h>
 
@@ -549,4 +554,8 @@ DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features) {
     return false;
 }
 DSI_FUNC uint32_t dsi_kernels_neon_built(void) { return 0; }
+#endif
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT DEFAULT
 #endif
