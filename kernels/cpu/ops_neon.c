@@ -9,8 +9,8 @@
  *   "neon-dotprod"  ARMv8.2 DotProd (sdot) for the int8 products;
  *   "neon-i8mm"     ARMv8.6 I8MM (smmla): the token-lane GEMM for batches,
  *                   two rows times two tokens per instruction.
- * The upper levels are compiled with per-function target attributes (no
- * global -march), so one binary runs on every AArch64 CPU.
+ * With GCC the upper levels are compiled with per-function target
+ * attributes (no global -march), so one binary runs on every AArch64 CPU.
  *
  * Same bits as the portable kernels where that is cheap, so that the
  * contracts of the table hold across sets: the activation quantizer (the
@@ -19,8 +19,9 @@
  * activations (the portable kernel's four partial sums are the four lanes
  * of one vector; multiplies and adds kept apart, no FMA) and the Q8_0 axpy,
  * so the pruned rows' portable kernels still give the same bits as this
- * set's Q8_0 ones. The F32 and F16 dots use FMA and several accumulators:
- * within float rounding of the portable ones.
+ * set's Q8_0 ones; the token-lane GEMM gives dsi_dot_q8q8_c's bits too.
+ * The F32 and F16 dots use FMA and several accumulators: within float
+ * rounding of the portable ones.
  */
 #include "kernels.h"
 
@@ -547,6 +548,14 @@ DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features) {
 DSI_FUNC uint32_t dsi_kernels_neon_built(void) {
     return DSI_CPU_NEON | (DSI_NEON_SDOT ? DSI_CPU_DOTPROD : 0) | (DSI_NEON_MMLA ? DSI_CPU_I8MM : 0);
 }
+/* the amalgamation goes on in the same translation unit */
+#undef DSI_DOTPROD
+#undef DSI_I8MM
+#undef DSI_NEON_SDOT
+#undef DSI_NEON_MMLA
+#undef DSI_ALWAYS
+#undef DSI_MM_TOKENS
+#undef DSI_MM_MIN
 #else
 DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features) {
     (void)k;
