@@ -354,7 +354,8 @@ $(BUILD)/bench_batch: tests/bench/bench_batch.c $(BUILD)/libdeepseek.a
 $(BUILD)/bench_lora: tests/bench/bench_lora.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 # The AArch64 kernel sets against the portable one (instruction counts under
-# qemu: bench/neon_insns.py).
+# qemu: bench/neon_insns.py; build it with CC=aarch64-linux-gnu-gcc
+# LDFLAGS="-no-pie -static").
 $(BUILD)/bench_neon: tests/bench/bench_neon.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 $(BUILD)/bench_crypto: tests/bench/bench_crypto.c $(BUILD)/libdeepseek.a

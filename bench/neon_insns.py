@@ -11,7 +11,10 @@ without (REPS 0), the difference being the kernel's. Prints one line per
 op and level: instructions per row and per 32-value block, and the ratio to
 the portable set.
 
-    python3 bench/neon_insns.py build-arm64/bench_neon [ROWS]   (default 4096)
+    python3 bench/neon_insns.py build-arm64/bench_neon [ROWS] [OPS]   (default 4096, all ops)
+
+Link the benchmark statically (LDFLAGS="-no-pie -static") so that the C
+library's lrintf, which the portable quantizer calls per value, is counted.
 
 Needs qemu-aarch64 (-cpu max: NEON, DotProd, I8MM), aarch64-linux-gnu-nm,
 the arm64 C library under QEMU_LD_PREFIX (default /usr/aarch64-linux-gnu).
@@ -28,7 +31,7 @@ OPS = ["q8f32", "q8q8", "q8q8x4", "q4q8", "gemm8", "quant"]
 def kernel_ranges(binary):
     """(start, size) of every function of the kernel files in the binary."""
     root = os.path.dirname(os.path.abspath(binary))
-    names = {"dsi_f16_to_f32"}
+    names = {"dsi_f16_to_f32", "lrintf"}   # lrintf: the portable quantizer's (a static link has it)
     for obj in ("kernels/cpu/ops.o", "kernels/cpu/ops_neon.o"):
         out = subprocess.run(["aarch64-linux-gnu-nm", "--defined-only", os.path.join(root, obj)],
                              capture_output=True, text=True, check=True).stdout
@@ -38,7 +41,7 @@ def kernel_ranges(binary):
     ranges = []
     for l in out.splitlines():
         f = l.split()
-        if len(f) == 4 and f[2] in "tT" and f[3] in names:
+        if len(f) == 4 and f[2] in "tTWw" and f[3] in names:
             ranges.append((int(f[0], 16), int(f[1], 16)))
     return ranges
 
@@ -77,9 +80,10 @@ def count(binary, ranges, level, op, rows, reps):
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else "build-arm64/bench_neon"
     rows = int(sys.argv[2]) if len(sys.argv) > 2 else 4096
+    ops = sys.argv[3].split(",") if len(sys.argv) > 3 else OPS
     ranges = kernel_ranges(binary)
     print("op      level     insns/row   insns/block  vs portable  checksum")
-    for op in OPS:
+    for op in ops:
         base = None
         for level in LEVELS:
             w, line = count(binary, ranges, level, op, rows, 1)

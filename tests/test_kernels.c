@@ -514,9 +514,8 @@ static int neon_level(const dsi_kernels *k, const dsi_kernels *kp, int *cases) {
         (*cases)++;
         /* F32 */
         if (!close_enough(k->dot_f32(a, b, n), kp->dot_f32(a, b, n), scale)) bad++;
-        if (!close_enough(k->dot[DS_DTYPE_F32]((const uint8_t *)a, b, n), kp->dot[DS_DTYPE_F32]((const uint8_t *)a, b, n),
-                          scale))
-            bad++;
+        const uint8_t *ar = (const uint8_t *)a;
+        if (!close_enough(k->dot[DS_DTYPE_F32](ar, b, n), kp->dot[DS_DTYPE_F32](ar, b, n), scale)) bad++;
         memcpy(y1, b, (size_t)n * 4);
         memcpy(y2, b, (size_t)n * 4);
         k->axpy_f32(0.37f, a, y1, n);

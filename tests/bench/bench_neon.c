@@ -17,7 +17,7 @@
  *              one, else dot_q8q8x4 or dot_q8q8 row by row)
  *              | quant (the activation quantizer over ROWS x 2048 values)
  *       ROWS default 4096, REPS default 1 (0: the setup alone, to subtract)
- * Build: make CC=aarch64-linux-gnu-gcc BUILD=build-arm64 build-arm64/bench_neon
+ * Build: make CC=aarch64-linux-gnu-gcc BUILD=build-arm64 LDFLAGS="-no-pie -static" build-arm64/bench_neon
  */
 #define _GNU_SOURCE 1
 #include "../../deepseek_impl/internal.h"
@@ -72,7 +72,8 @@ int main(int argc, char **argv) {
     }
     size_t rb8 = (size_t)NB * DSI_Q8_BLOCK_BYTES, rb4 = (size_t)NB * DSI_Q4_BLOCK_BYTES;
     uint8_t *W = malloc((size_t)rows * rb8), *W4 = malloc((size_t)rows * rb4);
-    float *x = malloc(sizeof(float) * COLS * TOK), *s = malloc(sizeof(float) * NB * TOK), *row = malloc(sizeof(float) * COLS);
+    float *x = malloc(sizeof(float) * COLS * TOK), *s = malloc(sizeof(float) * NB * TOK);
+    float *row = malloc(sizeof(float) * COLS);
     float *Y = calloc((size_t)rows * TOK, sizeof(float)), *xs = malloc(sizeof(float) * (size_t)rows * NB);
     int8_t *q = malloc((size_t)COLS * TOK), *xq = calloc((size_t)rows, COLS);
     float *scratch = malloc(sizeof(float) * 8 * NB);
@@ -141,6 +142,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < ny; i++) sum += Y[i];
     printf("bench_neon set=%s op=%s rows=%d cols=%d reps=%d checksum=%.6g host_seconds=%.4f\n", k.name, op, rows,
            COLS, reps, sum, dt);
-    free(W), free(W4), free(x), free(s), free(row), free(Y), free(xs), free(q), free(xq), free(scratch), free(P), free(S);
+    free(W), free(W4), free(x), free(s), free(row), free(Y), free(xs), free(q), free(xq), free(scratch);
+    free(P), free(S);
     return 0;
 }
