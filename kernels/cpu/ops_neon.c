@@ -367,8 +367,8 @@ DSI_I8_KERNELS(sdot, DSI_DOTPROD, dsi_i8dot_sdot)
  * DSI_MM_TOKENS tokens (dsi_lane_tile), in pairs: in tile i, block b, step k
  * (bytes 8k..8k+7 of the block), pair p holds 16 bytes, token 2p's eight
  * then token 2p + 1's; a missing token is zeros with scale 0. S holds, per
- * tile, block and pair, the scales [s(2p), s(2p+1), s(2p), s(2p+1)] in the
- * result's lane order. A block's int32 sums are exact, and each lane's float
+ * tile and block, the eight tokens' scales (the sizes of the AVX2 tiles,
+ * dsi_tl8_pack_bytes and _floats, which the memory plan counts). A block's int32 sums are exact, and each lane's float
  * steps are the portable ones, (d * s) * acc added in block order: every
  * value is dsi_dot_q8q8_c's bits, whatever T and however the tokens are
  * split between tiles and the row path. Four rows (two pairs) share each
@@ -382,7 +382,7 @@ static size_t dsi_mm_pack_bytes(int T, int cols) {
     return (size_t)dsi_lane_tiles(T, DSI_MM_TOKENS) * (size_t)(cols / 32) * 256;
 }
 static size_t dsi_mm_pack_floats(int T, int cols) {
-    return (size_t)dsi_lane_tiles(T, DSI_MM_TOKENS) * (size_t)(cols / 32) * 16;
+    return (size_t)dsi_lane_tiles(T, DSI_MM_TOKENS) * (size_t)(cols / 32) * DSI_MM_TOKENS;
 }
 
 static void dsi_mm_pack(const void *x, size_t ldx, const float *s, size_t lds, int T, int cols, void *P, float *S) {
@@ -393,7 +393,7 @@ static void dsi_mm_pack(const void *x, size_t ldx, const float *s, size_t lds, i
         int t0, n;
         dsi_lane_tile(T, DSI_MM_TOKENS, tile, &t0, &n);
         int8_t *pt = pp + (size_t)tile * nb * 256;
-        float *st = S + (size_t)tile * nb * 16;
+        float *st = S + (size_t)tile * nb * DSI_MM_TOKENS;
         memset(pt, 0, nb * 256);
         for (int t = 0; t < n; t++) {
             const int8_t *src = q + (size_t)(t0 + t) * ldx;
@@ -402,11 +402,8 @@ static void dsi_mm_pack(const void *x, size_t ldx, const float *s, size_t lds, i
                     memcpy(pt + b * 256 + (k * 4 + (size_t)t / 2) * 16 + (size_t)(t & 1) * 8, src + b * 32 + 8 * k, 8);
         }
         for (size_t b = 0; b < nb; b++)
-            for (int t = 0; t < DSI_MM_TOKENS; t++) {
-                float v = t < n ? s[(size_t)(t0 + t) * lds + b] : 0.0f;
-                st[b * 16 + (size_t)(t / 2) * 4 + (size_t)(t & 1)] = v;
-                st[b * 16 + (size_t)(t / 2) * 4 + 2 + (size_t)(t & 1)] = v;
-            }
+            for (int t = 0; t < DSI_MM_TOKENS; t++)
+                st[b * DSI_MM_TOKENS + (size_t)t] = t < n ? s[(size_t)(t0 + t) * lds + b] : 0.0f;
     }
 }
 
@@ -441,7 +438,8 @@ DSI_I8MM DSI_ALWAYS void dsi_mm_tile(const uint8_t *const *rows, int nb, const i
         _Pragma("GCC unroll 8") for (int i = 0; i < NP; i++) {
             float32x4_t d = vld1q_f32(ds + ((size_t)i * (size_t)nb + (size_t)b) * 4);
             _Pragma("GCC unroll 8") for (int p = 0; p < TP; p++) {
-                float32x4_t dsv = vmulq_f32(d, vld1q_f32(S + (size_t)b * 16 + (size_t)p * 4));
+                float32x2_t sp = vld1_f32(S + (size_t)b * DSI_MM_TOKENS + 2 * (size_t)p);   /* s(2p), s(2p+1) */
+                float32x4_t dsv = vmulq_f32(d, vcombine_f32(sp, sp));   /* the result's lane order */
                 f[i][p] = vaddq_f32(f[i][p], vmulq_f32(dsv, vcvtq_f32_s32(acc[i][p])));
             }
         }
@@ -496,7 +494,7 @@ static void dsi_mm_gemm(const uint8_t *W, size_t rb, int rows, int cols, const v
             int t0, n;
             dsi_lane_tile(T, DSI_MM_TOKENS, tile, &t0, &n);
             const int8_t *Pt = (const int8_t *)P + (size_t)tile * (size_t)nb * 256;
-            const float *St = S + (size_t)tile * (size_t)nb * 16;
+            const float *St = S + (size_t)tile * (size_t)nb * DSI_MM_TOKENS;
             if (np == 2) dsi_mm_tile2(rp, nb, Pt, St, scratch, out, (n + 1) / 2);
             else dsi_mm_tile1(rp, nb, Pt, St, scratch, out, (n + 1) / 2);
             dsi_lane_store(Y, ldy, t0, n, r, RR, out, DSI_MM_TOKENS);
