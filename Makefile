@@ -116,6 +116,7 @@ LIB_SRCS = \
 	kernels/cpu/ops.c \
 	kernels/cpu/ops_avx2.c \
 	kernels/cpu/ops_avx512.c \
+	kernels/cpu/ops_neon.c \
 	deepseek_impl/pager.c \
 	deepseek_impl/cpu.c \
 	deepseek_impl/cuda.c \
@@ -396,6 +397,11 @@ $(BUILD)/bench_batch: tests/bench/bench_batch.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 # What LoRA adapters cost: decode time against the base (paired), memory per adapter.
 $(BUILD)/bench_lora: tests/bench/bench_lora.c $(BUILD)/libdeepseek.a
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
+# The AArch64 kernel sets against the portable one (instruction counts under
+# qemu: bench/neon_insns.py; build it with CC=aarch64-linux-gnu-gcc
+# LDFLAGS="-no-pie -static").
+$(BUILD)/bench_neon: tests/bench/bench_neon.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)
 $(BUILD)/bench_crypto: tests/bench/bench_crypto.c $(BUILD)/libdeepseek.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libdeepseek.a $(LDFLAGS_ALL) $(LDLIBS)

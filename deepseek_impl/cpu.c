@@ -1325,10 +1325,12 @@ static ds_status dsi_cpu_moe(void *dc, int l, const dsi_layer *L, const dsi_moe_
 
 /* ==== The kernels ========================================================== */
 /* The portable set, with the AVX2 kernels over it and the VNNI ones over
- * those, as far as the features allow; chosen once per context. */
+ * those (x86), or the NEON ones (AArch64), as far as the features allow;
+ * chosen once per context. */
 DSI_FUNC void dsi_kernels_select(dsi_kernels *k, uint32_t features) {
     dsi_kernels_portable(k);
     if (dsi_kernels_avx2(k, features)) (void)dsi_kernels_vnni512(k, features);
+    else (void)dsi_kernels_neon(k, features);
 }
 
 DSI_FUNC const char *dsi_cpu_kernels_name(void) {

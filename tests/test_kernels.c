@@ -479,12 +479,206 @@ static void test_pruned(void) {
     T_CHECK("kernels-5.5", bad_m == 0, "malformed pruned rows: %d checks differ from their Q8_0 form", bad_m);
 }
 
+/* ==== AArch64 (kernels/cpu/ops_neon.c) ====================================
+ * Each NEON level the CPU has (NEON alone, + DotProd), forced by hiding the
+ * upper features (dsi_cpu_features_mask) and taken through
+ * dsi_kernels_select: every entry the set replaces against the portable
+ * one on random lengths (ragged tails for the F32/F16 kernels, 1..128 and
+ * random block counts for the blocked ones). The same bits where the set
+ * promises them (quantizer, int8 products, Q8_0 dot/axpy/dequant, axpys,
+ * F16 dequant), within float rounding for the F32/F16 dots; and the pruned
+ * rows' portable kernels against the set's Q8_0 ones on their Q8_0 form. */
+static int neon_level(const dsi_kernels *k, const dsi_kernels *kp, int *cases) {
+    enum { MAXN = 4096 };
+    static float a[MAXN], b[MAXN], y1[MAXN], y2[MAXN], s1[MAXN / 32], s2[MAXN / 32], yd[MAXN];
+    static uint16_t h[MAXN];
+    static int8_t q1[MAXN], q2[MAXN];
+    static uint8_t w8[MAXN / 32 * 34], w4[MAXN / 32 * 18], enc[MAXN / 32 * 6 + 2 * MAXN];
+    int bad = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        int n = trial < 64 ? trial + 1 : 1 + (int)((frand() * 0.5f + 0.5f) * (MAXN - 1));
+        int nb = trial < 128 ? trial + 1 : 1 + (int)((frand() * 0.5f + 0.5f) * (MAXN / 32 - 1));
+        if (trial % 50 == 0) n = 2048, nb = 64;
+        if (trial % 50 == 1) n = 1408, nb = 44;
+        int n8 = nb * 32;
+        float mag = powf(10.0f, 3.0f * frand()), scale = 0;
+        for (int i = 0; i < MAXN; i++) {
+            a[i] = frand() * mag;
+            b[i] = frand() * (trial % 7 == 0 ? 1000.0f : 1.0f);
+        }
+        if (trial % 11 == 0) for (int i = 0; i < 32; i++) b[i] = 0;   /* an all-zero block */
+        if (trial % 13 == 0) b[n8 - 1] = 1e6f;                        /* one outlier */
+        if (trial % 17 == 0)   /* a block of ties: amax 127, so x / s = x, halves */
+            for (int i = 0; i < 32; i++) b[32 + i] = i == 0 ? 127.0f : (float)(i - 16) + 0.5f;
+        for (int i = 0; i < n; i++) scale += fabsf(a[i] * b[i]);
+        (*cases)++;
+        /* F32 */
+        if (!close_enough(k->dot_f32(a, b, n), kp->dot_f32(a, b, n), scale)) bad++;
+        const uint8_t *ar = (const uint8_t *)a;
+        if (!close_enough(k->dot[DS_DTYPE_F32](ar, b, n), kp->dot[DS_DTYPE_F32](ar, b, n), scale)) bad++;
+        memcpy(y1, b, (size_t)n * 4);
+        memcpy(y2, b, (size_t)n * 4);
+        k->axpy_f32(0.37f, a, y1, n);
+        kp->axpy_f32(0.37f, a, y2, n);
+        if (memcmp(y1, y2, (size_t)n * 4)) bad++;
+        k->axpy[DS_DTYPE_F32]((const uint8_t *)a, -1.5f, y1, n);
+        kp->axpy[DS_DTYPE_F32]((const uint8_t *)a, -1.5f, y2, n);
+        if (memcmp(y1, y2, (size_t)n * 4)) bad++;
+        if (k->dot_f32x4 && n >= 4) {
+            float o[4];
+            k->dot_f32x4(a, b, 1, n - 3, o);
+            for (int j = 0; j < 4; j++) {
+                float sc = 0;
+                for (int i = 0; i < n - 3; i++) sc += fabsf(a[i] * b[i + j]);
+                if (!close_enough(o[j], dsi_dot_f32_c(a, b + j, n - 3), sc)) bad++;
+            }
+        }
+        /* F16 rows */
+        dsi_convert_row_f16(a, h, (size_t)n);
+        const uint8_t *hr = (const uint8_t *)h;
+        k->dequant[DS_DTYPE_F16](hr, y1, n);
+        kp->dequant[DS_DTYPE_F16](hr, y2, n);
+        if (memcmp(y1, y2, (size_t)n * 4)) bad++;
+        if (!close_enough(k->dot[DS_DTYPE_F16](hr, b, n), kp->dot[DS_DTYPE_F16](hr, b, n), scale)) bad++;
+        memcpy(y1, b, (size_t)n * 4);
+        memcpy(y2, b, (size_t)n * 4);
+        k->axpy[DS_DTYPE_F16](hr, 0.71f, y1, n);
+        kp->axpy[DS_DTYPE_F16](hr, 0.71f, y2, n);
+        if (memcmp(y1, y2, (size_t)n * 4)) bad++;
+        /* Q8_0 rows with F32 activations: the same bits */
+        dsi_quantize_row_q8_0(a, w8, (size_t)n8);
+        float r1 = k->dot[DS_DTYPE_Q8_0](w8, b, n8), r2 = kp->dot[DS_DTYPE_Q8_0](w8, b, n8);
+        if (memcmp(&r1, &r2, 4)) bad++;
+        k->dequant[DS_DTYPE_Q8_0](w8, y1, n8);
+        kp->dequant[DS_DTYPE_Q8_0](w8, y2, n8);
+        if (memcmp(y1, y2, (size_t)n8 * 4)) bad++;
+        memcpy(y1, b, (size_t)n8 * 4);
+        memcpy(y2, b, (size_t)n8 * 4);
+        k->axpy[DS_DTYPE_Q8_0](w8, -0.29f, y1, n8);
+        kp->axpy[DS_DTYPE_Q8_0](w8, -0.29f, y2, n8);
+        if (memcmp(y1, y2, (size_t)n8 * 4)) bad++;
+        /* the quantizer and the int8 products: the same bits */
+        k->quantize_act(b, n8, q1, s1);
+        kp->quantize_act(b, n8, q2, s2);
+        if (memcmp(q1, q2, (size_t)n8) || memcmp(s1, s2, (size_t)nb * 4)) bad++;
+        if (trial % 19 == 0) for (int i = 0; i < 34; i++) w8[i] = (uint8_t)(i < 2 ? w8[i] : 0x80);   /* w = -128 */
+        r1 = k->dot_q8q8(w8, q2, s2, n8);
+        r2 = kp->dot_q8q8(w8, q2, s2, n8);
+        if (memcmp(&r1, &r2, 4)) bad++;
+        dsi_quantize_row_q4_0(a, w4, (size_t)n8);
+        r1 = k->dot_q4q8(w4, q2, s2, n8);
+        r2 = kp->dot_q4q8(w4, q2, s2, n8);
+        if (memcmp(&r1, &r2, 4)) bad++;
+        if (k->dot_q8q8x4 && nb > 3) {
+            /* token j: the activations shifted by j blocks */
+            float o[4];
+            k->dot_q8q8x4(w8, q2, 32, s2, 1, n8 - 96, o);
+            for (int j = 0; j < 4; j++) {
+                float r = dsi_dot_q8q8_c(w8, q2 + 32 * j, s2 + j, n8 - 96);
+                if (memcmp(&o[j], &r, 4)) bad++;
+            }
+        }
+        /* the pruned rows (portable kernels) against this set's Q8_0 ones */
+        if (trial % 3 == 0) {
+            ds_dtype dt = trial & 1 ? DS_DTYPE_Q8_0_SP : DS_DTYPE_Q8_0_24;
+            pruned_row(a, n8, 50, false);
+            size_t bytes;
+            if (dt == DS_DTYPE_Q8_0_24) {
+                dsi_quantize_row_q8_0_24(a, enc, (size_t)n8);
+                bytes = (size_t)nb * DSI_Q24_BLOCK_BYTES;
+            } else {
+                size_t st = (size_t)nb * DSI_SP_HEAD_BYTES + dsi_sp_row_count(a, (size_t)n8);
+                dsi_quantize_row_q8_0_sp(a, enc, (size_t)n8, st);
+                memset(enc + st, 0, (size_t)n8);
+                bytes = st + (size_t)n8;
+            }
+            uint8_t *r = tight(enc, bytes);
+            dsi_dtype_to_q8_0(dt, r, w8, (size_t)n8);
+            bad += pruned_vs_q8(k, dt, r, w8, b, q2, s2, n8, y1, yd);
+            free(r);
+        }
+    }
+    return bad;
+}
+
+/* The token-lane GEMM of a set (I8MM) on the cases of the x86 ones
+ * (tl_case): 1..48 tokens through the set's own split, pack and GEMM, row
+ * counts not multiples of 4 (the pair and single-row tails); every value the
+ * same bits as the portable int8 dot, and nothing written between rows. */
+static int neon_lanes(const dsi_kernels *k, int *cases) {
+    static float Y[TL_MAXT * (TL_MAXR + 5)], sc[TL_MAXT * (TL_MAXNB + TL_PAD)], S[6 * TL_MAXNB * 16],
+        scratch[8 * TL_MAXNB];
+    static uint8_t W[TL_MAXR * TL_MAXNB * 34], P[6 * TL_MAXNB * 256];
+    static int8_t q[TL_MAXT * (TL_MAXNB + TL_PAD) * 32];
+    int bad = 0;
+    const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 24, 31, 40, 47, 48};
+    for (int trial = 0; trial < 90; trial++) {
+        int T = Ts[trial % (int)(sizeof Ts / sizeof Ts[0])], rows, nb, ld;
+        tl_case(trial, T, 4, W, q, sc, &rows, &nb, &ld);
+        int n = nb * 32, ldy = rows + trial % 5, tl = k->lane_split(T);
+        if (tl < 0 || tl > T || (T >= k->lane_min && tl == 0) || (tl && T < k->lane_min)) bad++;
+        if (!tl) continue;
+        if (k->lane_pack_bytes(tl, n) > sizeof P || k->lane_pack_floats(tl, n) > sizeof S / sizeof S[0]) {
+            bad++;
+            continue;
+        }
+        k->lane_pack(q, (size_t)ld, sc, (size_t)(ld / 32), tl, n, P, S);
+        for (size_t i = 0; i < sizeof Y / sizeof Y[0]; i++) Y[i] = -12345.0f;
+        k->lane_gemm(W, (size_t)nb * 34, rows, n, P, S, tl, Y, (size_t)ldy, scratch);
+        (*cases)++;
+        for (int t = 0; t < tl; t++) {
+            for (int r = 0; r < rows; r++) {
+                float ref = dsi_dot_q8q8_c(W + (size_t)r * nb * 34, q + (size_t)t * ld, sc + (size_t)t * (ld / 32), n);
+                if (memcmp(&Y[(size_t)t * ldy + r], &ref, 4)) bad++;
+            }
+            for (int r = rows; r < ldy; r++)
+                if (Y[(size_t)t * ldy + r] != -12345.0f) bad++;
+        }
+    }
+    return bad;
+}
+
+static void test_neon(void) {
+    static const struct {
+        const char *id, *name, *skip;
+        uint32_t need, hide;
+    } lv[] = {
+        {"kernels-6.1", "neon", "not AArch64 (no NEON)", DSI_CPU_NEON, DSI_CPU_DOTPROD | DSI_CPU_I8MM},
+        {"kernels-6.2", "neon-dotprod", "no AArch64 DotProd on this CPU", DSI_CPU_NEON | DSI_CPU_DOTPROD,
+         DSI_CPU_I8MM},
+        {"kernels-6.3", "neon-i8mm", "no AArch64 DotProd + I8MM on this CPU",
+         DSI_CPU_NEON | DSI_CPU_DOTPROD | DSI_CPU_I8MM, 0},
+    };
+    uint32_t all = dsi_cpu_features();
+    dsi_kernels kp;
+    dsi_kernels_portable(&kp);
+    for (size_t l = 0; l < sizeof lv / sizeof lv[0]; l++) {
+        if ((all & lv[l].need) != lv[l].need) {
+            T_SKIP(lv[l].id, lv[l].skip);
+            continue;
+        }
+        if ((dsi_kernels_neon_built() & lv[l].need) != lv[l].need) {
+            T_SKIP(lv[l].id, "this build has no kernels for this level (compiler)");
+            continue;
+        }
+        dsi_cpu_features_mask(lv[l].hide);
+        dsi_kernels k;
+        dsi_kernels_select(&k, dsi_cpu_features());
+        dsi_cpu_features_mask(0);
+        int cases = 0, bad = strcmp(k.name, lv[l].name) ? 1000000 : neon_level(&k, &kp, &cases);
+        if (!bad && k.lane_split) bad += neon_lanes(&k, &cases);
+        T_CHECK(lv[l].id, bad == 0, "%s set (selected: %s) differs from the portable one in %d checks over %d cases",
+                lv[l].name, k.name, bad, cases);
+    }
+}
+
 int main(void) {
     test_q8q8();
     test_q4();
     test_pruned();
     test_token_lane();
     test_token_lane_avx2();
+    test_neon();   /* last: the random stream of the tests above is the same on every CPU */
     if (!dsi_have_avx2()) {
         T_SKIP("kernels", "no AVX2/FMA/F16C on this CPU");
         return t_finish("test_kernels");

@@ -312,9 +312,9 @@ static void test_family(const char *family) {
                ns, (unsigned long long)used, (unsigned long long)q.context_bytes);
         /* the plan leaves out per-thread buffers and small arrays (up to
          * 512 KiB here) and counts the token-lane tiles a CPU without AVX2
-         * does not allocate */
+         * or I8MM does not allocate */
         const char *dev = ds_model_device_name(m);
-        int lanes = dev && (strstr(dev, "avx2") || strstr(dev, "vnni"));
+        int lanes = dev && (strstr(dev, "avx2") || strstr(dev, "vnni") || strstr(dev, "i8mm"));
         uint64_t low = lanes ? q.context_bytes : q.context_bytes - q.context_bytes / 4;
         T_CHECK("plan-1.12", st == DS_OK && used >= low && used <= q.context_bytes + (512u << 10),
                 "%s: %d sequences: status %d, allocated %llu bytes, plan %llu", family, ns, (int)st,

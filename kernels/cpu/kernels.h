@@ -3,6 +3,7 @@
 /*
  * kernels.h — the CPU kernels (kernels/cpu/): portable versions (ops.c), the
  * AVX2 + FMA + F16C ones (ops_avx2.c), the AVX-512 VNNI ones (ops_avx512.c),
+ * the AArch64 NEON / DotProd ones (ops_neon.c),
  * and the table the CPU device calls them through (dsi_kernels, filled once
  * per context by dsi_kernels_select from the CPU's features: no ISA test on
  * the hot path). Tile constants of the token-lane GEMM live here, beside
@@ -18,7 +19,7 @@
  * absent from sets that have nothing faster than the loop that replaces
  * them. */
 typedef struct dsi_kernels {
-    const char *name;              /* "avx512-vnni", "avx2", "portable" */
+    const char *name;              /* "avx512-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon", "portable" */
     /* one row of a weight format (indexed by ds_dtype) with F32 activations */
     float (*dot[DSI_N_DTYPES])(const uint8_t *row, const float *x, int n);
     void (*dequant[DSI_N_DTYPES])(const uint8_t *row, float *y, int n);
@@ -85,6 +86,13 @@ DSI_FUNC void dsi_kernels_select(dsi_kernels *k, uint32_t features);
 DSI_FUNC void dsi_kernels_portable(dsi_kernels *k);
 DSI_FUNC bool dsi_kernels_avx2(dsi_kernels *k, uint32_t features);
 DSI_FUNC bool dsi_kernels_vnni512(dsi_kernels *k, uint32_t features);
+/* AArch64 (kernels/cpu/ops_neon.c): "neon" with DSI_CPU_NEON, "neon-dotprod"
+ * with DSI_CPU_DOTPROD too, "neon-i8mm" (the token-lane GEMM by smmla) with
+ * DSI_CPU_I8MM as well; false elsewhere. */
+DSI_FUNC bool dsi_kernels_neon(dsi_kernels *k, uint32_t features);
+/* The DSI_CPU_ bits of the NEON levels this build compiled (0 off AArch64;
+ * without GCC, DotProd and I8MM only where the build targets them). */
+DSI_FUNC uint32_t dsi_kernels_neon_built(void);
 
 /* ==== Kernels =============================================================== */
 DSI_FUNC void dsi_rmsnorm(float *out, const float *x, const float *w, int n, float eps);

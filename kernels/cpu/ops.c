@@ -10,6 +10,13 @@
 
 #include <math.h>
 
+/* Multiplies and adds stay apart (no FMA contraction) so that the kernels
+ * that promise the same bits as these can give them: GCC's default under
+ * -std=c11; clang contracts unless told (GCC in -std=gnu modes would too). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* ==== Dot products ======================================================= */
 DSI_FUNC float dsi_dot_f32_c(const float *a, const float *b, int n) {
     /* four partial sums: lets the compiler vectorise and shortens the
@@ -348,3 +355,7 @@ DSI_FUNC void dsi_softmax(float *x, int n) {
     float inv = 1.0f / sum;
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT DEFAULT
+#endif
