@@ -196,16 +196,29 @@ DSI_INLINE int dsi_w32_errno(void) {
     }
 }
 
+/* The handle, the OVERLAPPED that carries the offset, and the length of one
+ * call (at most 1 GiB) for a read or write of n bytes at off; false (errno
+ * EBADF) for a bad descriptor or a negative offset. */
+DSI_INLINE bool dsi_w32_at(int fd, dsi_off_t off, size_t n, HANDLE *h, OVERLAPPED *ov, DWORD *want) {
+    *h = dsi_w32_handle(fd);
+    if (*h == INVALID_HANDLE_VALUE || off < 0) {
+        errno = EBADF;
+        return false;
+    }
+    memset(ov, 0, sizeof *ov);
+    ov->Offset = (DWORD)((uint64_t)off & 0xffffffffu);
+    ov->OffsetHigh = (DWORD)((uint64_t)off >> 32);
+    *want = n > ((size_t)1 << 30) ? (DWORD)1 << 30 : (DWORD)n;
+    return true;
+}
+
 /* pread/pwrite: ReadFile/WriteFile at an explicit offset (OVERLAPPED on a
  * synchronous handle). At most 1 GiB per call; callers loop. */
 DSI_INLINE ssize_t dsi_w32_pread(int fd, void *buf, size_t n, dsi_off_t off) {
-    HANDLE h = dsi_w32_handle(fd);
-    if (h == INVALID_HANDLE_VALUE || off < 0) { errno = EBADF; return -1; }
+    HANDLE h;
     OVERLAPPED ov;
-    memset(&ov, 0, sizeof ov);
-    ov.Offset = (DWORD)((uint64_t)off & 0xffffffffu);
-    ov.OffsetHigh = (DWORD)((uint64_t)off >> 32);
-    DWORD want = n > ((size_t)1 << 30) ? (DWORD)1 << 30 : (DWORD)n, got = 0;
+    DWORD want, got = 0;
+    if (!dsi_w32_at(fd, off, n, &h, &ov, &want)) return -1;
     if (!ReadFile(h, buf, want, &got, &ov)) {
         if (GetLastError() == ERROR_HANDLE_EOF) return 0;
         errno = dsi_w32_errno();
@@ -215,13 +228,10 @@ DSI_INLINE ssize_t dsi_w32_pread(int fd, void *buf, size_t n, dsi_off_t off) {
 }
 
 DSI_INLINE ssize_t dsi_w32_pwrite(int fd, const void *buf, size_t n, dsi_off_t off) {
-    HANDLE h = dsi_w32_handle(fd);
-    if (h == INVALID_HANDLE_VALUE || off < 0) { errno = EBADF; return -1; }
+    HANDLE h;
     OVERLAPPED ov;
-    memset(&ov, 0, sizeof ov);
-    ov.Offset = (DWORD)((uint64_t)off & 0xffffffffu);
-    ov.OffsetHigh = (DWORD)((uint64_t)off >> 32);
-    DWORD want = n > ((size_t)1 << 30) ? (DWORD)1 << 30 : (DWORD)n, put = 0;
+    DWORD want, put = 0;
+    if (!dsi_w32_at(fd, off, n, &h, &ov, &want)) return -1;
     if (!WriteFile(h, buf, want, &put, &ov)) {
         errno = dsi_w32_errno();
         return -1;
